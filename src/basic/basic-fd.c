@@ -1,0 +1,121 @@
+/* File descriptor helpers. Every fd we open is O_CLOEXEC. */
+#include "basic.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+int fd_close(int fd) {
+        if (fd >= 0) {
+                int saved = errno;
+                close(fd);
+                errno = saved;
+        }
+        return -EBADF;
+}
+
+void closep(int *fd) {
+        *fd = fd_close(*fd);
+}
+
+int fd_nonblock(int fd, bool nonblock) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
+                return -errno;
+        int nflags = nonblock ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+        if (nflags != flags && fcntl(fd, F_SETFL, nflags) < 0)
+                return -errno;
+        return 0;
+}
+
+int fd_cloexec(int fd, bool cloexec) {
+        int flags = fcntl(fd, F_GETFD);
+        if (flags < 0)
+                return -errno;
+        int nflags = cloexec ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+        if (nflags != flags && fcntl(fd, F_SETFD, nflags) < 0)
+                return -errno;
+        return 0;
+}
+
+ssize_t read_full(int fd, void *buf, size_t n) {
+        size_t done = 0;
+        while (done < n) {
+                ssize_t k = read(fd, (char *) buf + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                done += (size_t) k;
+        }
+        return (ssize_t) done;
+}
+
+int write_full(int fd, const void *buf, size_t n) {
+        size_t done = 0;
+        while (done < n) {
+                ssize_t k = write(fd, (const char *) buf + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                done += (size_t) k;
+        }
+        return 0;
+}
+
+int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len) {
+        Buf b;
+        buf_init(&b, max);
+        char chunk[65536];
+        for (;;) {
+                ssize_t k = read(fd, chunk, sizeof(chunk));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        buf_free(&b);
+                        return r;
+                }
+                if (k == 0)
+                        break;
+                if (buf_append(&b, chunk, (size_t) k) < 0) {
+                        buf_free(&b);
+                        return -EFBIG;
+                }
+        }
+        if (ret_len)
+                *ret_len = b.len;
+        *ret = buf_steal(&b);
+        return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        return read_fd_all(fd, max, ret, ret_len);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode) {
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int) getpid());
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        int r = write_full(fd, data, n);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(tmp);
+        return r;
+}

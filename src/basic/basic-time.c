@@ -1,0 +1,75 @@
+/* Clocks, timestamps and ids. */
+#include "basic.h"
+
+#include <sys/random.h>
+#include <time.h>
+
+usec_t now_monotonic(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+usec_t now_realtime(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+char *format_timestamp(usec_t t, char buf[static 32]) {
+        time_t sec = (time_t) (t / USEC_PER_SEC);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(buf + n, 32 - n, ".%03uZ", (unsigned) ((t % USEC_PER_SEC) / 1000));
+        return buf;
+}
+
+static int fill_random(void *p, size_t n) {
+        size_t done = 0;
+        while (done < n) {
+                ssize_t k = getrandom((char *) p + done, n - done, 0);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                done += (size_t) k;
+        }
+        return 0;
+}
+
+char *id_new(const char *prefix) {
+        /* 40 bits of milliseconds (sortable for ~35 years) + 40 random bits,
+         * in Crockford-style base32 so ids sort as strings. */
+        static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+        uint64_t ms = now_realtime() / USEC_PER_MSEC;
+        uint64_t rnd = 0;
+        (void) fill_random(&rnd, sizeof(rnd));
+        char out[17];
+        for (int i = 7; i >= 0; i--) {
+                out[i] = alphabet[ms & 31];
+                ms >>= 5;
+        }
+        for (int i = 15; i >= 8; i--) {
+                out[i] = alphabet[rnd & 31];
+                rnd >>= 5;
+        }
+        out[16] = 0;
+        return xasprintf("%s%s", prefix ? prefix : "", out);
+}
+
+int random_hex(size_t n, char **ret) {
+        unsigned char *b = xmalloc(n);
+        int r = fill_random(b, n);
+        if (r < 0) {
+                free(b);
+                return r;
+        }
+        char *s = xmalloc(2 * n + 1);
+        for (size_t i = 0; i < n; i++)
+                snprintf(s + 2 * i, 3, "%02x", b[i]);
+        free(b);
+        *ret = s;
+        return 0;
+}

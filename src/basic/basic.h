@@ -1,0 +1,168 @@
+/* basic: libc-only helpers every module may use.
+ *
+ * Contract: nothing here links anything but libc. Functions return >= 0 on
+ * success and a negative errno on failure; output parameters are named ret_*
+ * and are written only on success. */
+#pragma once
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- macros ----------------------------------------------------------- */
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _noreturn_ __attribute__((noreturn))
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _likely_(x) __builtin_expect(!!(x), 1)
+#define _unlikely_(x) __builtin_expect(!!(x), 0)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define streq(a, b) (strcmp((a), (b)) == 0)
+#define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
+
+/* Hand ownership on explicitly: `return TAKE_PTR(p);` leaves p NULL so the
+ * cleanup attribute does nothing. */
+#define TAKE_PTR(p)                          \
+        ({                                   \
+                __typeof__(p) _p_ = (p);     \
+                (p) = NULL;                  \
+                _p_;                         \
+        })
+#define TAKE_FD(fd)                          \
+        ({                                   \
+                int _fd_ = (fd);             \
+                (fd) = -EBADF;               \
+                _fd_;                        \
+        })
+
+/* Declare a cleanup helper for a destructor that accepts NULL. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)        \
+        static inline void func##p(type *p) {          \
+                if (*p)                                \
+                        func(*p);                      \
+        }
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+void closep(int *fd);
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+void strv_freep(char ***v);
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+
+/* ---- memory and strings ------------------------------------------------- */
+
+/* Allocation failure is not recoverable in a CLI or daemon that must keep its
+ * invariants; these abort with a message instead of returning NULL. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) _printf_(1, 2);
+
+bool startswith(const char *s, const char *prefix);
+bool endswith(const char *s, const char *suffix);
+/* Strip leading and trailing ASCII whitespace in place; returns s. */
+char *strstrip(char *s);
+
+/* NULL-terminated string vectors. */
+size_t strv_length(char *const *v);
+char **strv_free(char **v);
+/* Appends a copy of s; v may be NULL. Returns the (possibly moved) vector. */
+char **strv_append(char **v, const char *s);
+bool strv_contains(char *const *v, const char *s);
+
+/* ---- capped growable buffer (curl's dynbuf) ------------------------------ */
+
+/* Every buffer a user can grow is created with its cap; appending past it is
+ * -ENOBUFS and leaves the buffer as it was. */
+typedef struct Buf {
+        char *data;   /* always NUL-terminated when non-NULL */
+        size_t len;
+        size_t alloc;
+        size_t max;   /* cap on len */
+} Buf;
+
+void buf_init(Buf *b, size_t max);
+void buf_free(Buf *b);
+int buf_append(Buf *b, const void *data, size_t n);
+int buf_appends(Buf *b, const char *s);
+int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
+void buf_reset(Buf *b);
+/* Returns the buffer's string (never NULL) and resets b. Caller frees. */
+char *buf_steal(Buf *b);
+
+/* ---- file descriptors ---------------------------------------------------- */
+
+int fd_close(int fd); /* returns -EBADF, for `fd = fd_close(fd);` */
+int fd_nonblock(int fd, bool nonblock);
+int fd_cloexec(int fd, bool cloexec);
+/* Read/write all n bytes, retrying on EINTR. read_full returns bytes read
+ * (less than n only at EOF). */
+ssize_t read_full(int fd, void *buf, size_t n);
+int write_full(int fd, const void *buf, size_t n);
+/* Read a whole file (at most max bytes, else -EFBIG) into a NUL-terminated
+ * string. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len);
+/* Write atomically: temp file in the same directory, fsync, rename. */
+int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode);
+
+/* ---- paths -------------------------------------------------------------- */
+
+/* Joins with exactly one '/' between parts; NULL-terminated argument list. */
+char *path_join_many(const char *first, ...) __attribute__((sentinel));
+#define path_join(...) path_join_many(__VA_ARGS__, NULL)
+int mkdir_p(const char *path, mode_t mode);
+/* rm -rf that never follows symlinks and stays on one file system. */
+int rm_rf(const char *path);
+/* Directory holding the running executable (from /proc/self/exe). */
+int exe_dir(char **ret);
+/* $PYSPRINTER_HOME, else $XDG_DATA_HOME/pysprinter, else
+ * ~/.local/share/pysprinter. Not created. */
+char *data_dir_default(void);
+
+/* ---- time and ids ------------------------------------------------------- */
+
+typedef uint64_t usec_t;
+#define USEC_PER_SEC 1000000ULL
+#define USEC_PER_MSEC 1000ULL
+usec_t now_monotonic(void);
+usec_t now_realtime(void);
+/* ISO 8601 UTC with milliseconds into buf (at least 32 bytes). */
+char *format_timestamp(usec_t realtime, char buf[static 32]);
+/* A new run/object id: sortable by creation time, 16 lowercase base32
+ * characters after prefix (e.g. "r" -> "r0k3…"). */
+char *id_new(const char *prefix);
+/* Hex of n random bytes from getrandom(). */
+int random_hex(size_t n, char **ret);
+
+/* ---- logging (only main() and API handlers log; components return) ------ */
+
+typedef enum LogLevel { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;
+void log_set_level(LogLevel level);
+void log_set_prefix(const char *prefix);
+void log_msg(LogLevel level, const char *fmt, ...) _printf_(2, 3);
+#define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

@@ -1,0 +1,146 @@
+/* engine: the run lifecycle, the one code path both binaries use.
+ *
+ * submit -> validate (in a worker: ast only, user code never runs) ->
+ * resolve requirements -> materialize -> acquire worker -> run in a forked
+ * child -> stream output -> store the result.
+ *
+ * Depends on: basic, pkg, sandbox, store. Thread-safe: the daemon calls
+ * engine_run() from many threads at once; the CLI from one. */
+#pragma once
+
+#include "basic.h"
+
+/* Exit codes of DESIGN §1, shared by the CLI and the API. */
+enum {
+        EXIT_OK = 0,
+        EXIT_RAISED = 1,
+        EXIT_USAGE = 2,
+        EXIT_VALIDATION = 3,
+        EXIT_DEPENDENCY = 4,
+        EXIT_LIMIT = 5,
+        EXIT_SERVER = 6,
+        EXIT_INTERNAL = 7,
+};
+
+typedef enum RunStatus {
+        RUN_QUEUED,
+        RUN_RUNNING,
+        RUN_SUCCEEDED,  /* returned a value */
+        RUN_FAILED,     /* the function raised */
+        RUN_INVALID,    /* validation failed (exit 3) */
+        RUN_DEPS_FAILED,/* resolution/install failed (exit 4) */
+        RUN_KILLED,     /* a limit was hit (exit 5) */
+        RUN_CANCELLED,  /* cancelled by the user */
+        RUN_ERROR,      /* internal error (exit 7) */
+        RUN_LOST,       /* the runner died while it was in flight */
+        _RUN_STATUS_MAX,
+} RunStatus;
+const char *run_status_to_string(RunStatus s);
+RunStatus run_status_from_string(const char *s);
+bool run_status_is_final(RunStatus s);
+
+typedef enum SandboxMode {
+        SANDBOX_MODE_FULL = 0,  /* default: namespaces, seccomp, cgroups */
+        SANDBOX_MODE_NONE,      /* trusted code, no isolation; says so on every run */
+} SandboxMode;
+
+/* Per-run limits; 0 means "the operator's default". Clamped to the
+ * EngineConfig maxima. */
+typedef struct RunLimits {
+        uint64_t timeout_ms;
+        uint64_t memory_bytes;
+        uint64_t max_procs;
+        uint64_t max_output_bytes;
+        bool network;
+} RunLimits;
+
+/* Documented defaults (docs/limits.md). */
+#define RUN_DEFAULT_TIMEOUT_MS (60ULL * 1000)
+#define RUN_DEFAULT_MEMORY_BYTES (512ULL << 20)
+#define RUN_DEFAULT_MAX_PROCS 64ULL
+#define RUN_DEFAULT_MAX_OUTPUT_BYTES (10ULL << 20)
+#define RUN_MAX_SOURCE_BYTES (4ULL << 20)
+#define RUN_MAX_RESULT_BYTES (16ULL << 20)
+#define RUN_MAX_ARGS_BYTES (4ULL << 20)
+
+typedef struct RunSpec {
+        const char *run_id;      /* NULL: the engine makes one */
+        const char *tenant;      /* NULL: "local" */
+        const char *source;      /* the file's text */
+        size_t source_len;
+        const char *filename;    /* as the user named it; shown in messages */
+        const char *function;    /* NULL: the @requirements-decorated one */
+        /* Arguments, as JSON text. args: an array whose items are
+         * {"raw": "5"} (a CLI string, converted by the parameter's
+         * annotation) or {"value": <json>} (already typed). kwargs: an
+         * object name -> the same. NULL means none. */
+        const char *args_json;
+        const char *kwargs_json;
+        RunLimits limits;
+        SandboxMode sandbox;
+        bool validate_only;      /* stop after validation and resolution */
+        bool no_record;          /* do not write a run record */
+} RunSpec;
+
+typedef enum RunEventType {
+        RUN_EVENT_PHASE,    /* phase changed: ev->phase */
+        RUN_EVENT_OUTPUT,   /* stream 1 or 2 produced data */
+        RUN_EVENT_PROGRESS, /* ev->phase + ev->message, e.g. "downloading" */
+        RUN_EVENT_WARNING,  /* ev->message */
+} RunEventType;
+
+typedef struct RunEvent {
+        RunEventType type;
+        const char *run_id;
+        const char *phase;    /* "validate", "resolve", "install", "start", "run", "done" */
+        int stream;           /* 1 stdout, 2 stderr */
+        const char *data;
+        size_t len;
+        const char *message;
+        uint64_t done, total; /* progress counters (bytes, items) */
+        usec_t timestamp;     /* realtime */
+} RunEvent;
+
+/* Called from the thread running engine_run(); must not block for long. */
+typedef void (*RunEventFn)(const RunEvent *ev, void *userdata);
+
+typedef struct RunResult {
+        char *id;
+        RunStatus status;
+        int exit_code;
+        char *function;       /* the resolved function name */
+        char *value_json;     /* the return value as JSON text, if any */
+        char *value_repr;     /* repr() when JSON could not hold the value */
+        char *error_type;     /* e.g. "ValueError", "SyntaxError", "TimeLimit" */
+        char *error_message;  /* one-line message for the user */
+        char *traceback;      /* user frames only, when the function raised */
+        bool output_truncated;
+        /* Phase durations in microseconds. */
+        usec_t t_validate, t_resolve, t_install, t_start, t_run, t_total;
+} RunResult;
+RunResult *run_result_free(RunResult *r);
+
+typedef struct EngineConfig {
+        const char *data_dir;     /* NULL: data_dir_default() */
+        const char *worker_path;  /* NULL: $PYSPRINTER_WORKER or beside the exe */
+        RunLimits defaults;       /* 0 fields: RUN_DEFAULT_* */
+        RunLimits maxima;         /* 0 fields: no cap beyond the defaults' kind */
+        /* Package index settings (NULL: environment, then PyPI). */
+        const char *index_url;
+        char **extra_index_urls;
+        char **find_links;
+} EngineConfig;
+
+typedef struct Engine Engine;
+int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error);
+Engine *engine_free(Engine *e);
+const char *engine_data_dir(const Engine *e);
+
+/* Runs one spec to completion (blocking), calling fn for each event.
+ * Returns 0 with *ret_result filled whatever the run's outcome (the outcome
+ * is in the result's status/exit_code); negative errno only when the engine
+ * itself could not proceed. */
+int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, RunResult **ret_result);
+
+/* Kills a run in flight (its whole process tree). -ESRCH if not running. */
+int engine_cancel(Engine *e, const char *run_id);
