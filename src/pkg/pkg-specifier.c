@@ -88,7 +88,9 @@ static int spec_parse(const char *s, size_t n, Spec *ret) {
                 return -EINVAL;
         while (p < n && is_space(s[p]))
                 p++;
-        if (p == n)
+        /* "===" with nothing after it is valid in the reference grammar
+         * (and matches nothing); every other operator needs a version. */
+        if (p == n && op != OP_ARBITRARY)
                 return -EINVAL;
         text = xstrndup(s + p, n - p);
         for (const char *c = text; *c; c++)
