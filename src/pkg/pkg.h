@@ -108,3 +108,198 @@ int pkg_wheel_name_parse(const char *filename, PkgWheelName **ret);
 PkgWheelName *pkg_wheel_name_free(PkgWheelName *w);
 
 /* ---- index, resolver, store (package manager) ---- */
+
+/* Everything below is the package manager (DESIGN §4): index client, wheel
+ * store, resolver, locks and environments. docs/packages.md describes the
+ * user-visible behaviour. */
+
+/* Progress of a long step. phase: "resolving" (what = a project name,
+ * done/total = projects), "downloading" (what = a file name, done/total =
+ * bytes of all downloads of the step), "unpacking" (what = a file name,
+ * done/total = wheels). Called on the caller's thread; must not block. */
+typedef void (*PkgProgressFn)(const char *phase, const char *what, uint64_t done, uint64_t total, void *userdata);
+
+/* Where packages come from. Sources are asked in order — find-links
+ * directories, then the index URLs — and a project comes entirely from the
+ * first source that has it (no mixing across indexes: dependency
+ * confusion). */
+typedef struct PkgIndexConfig {
+        char **index_urls;   /* NULL-terminated; [0] is the primary index */
+        char **find_links;   /* NULL-terminated local wheel directories; may be NULL */
+        long timeout_ms;     /* per request (connect + transfer stall) */
+        unsigned retries;    /* extra attempts on network errors and 5xx/429 */
+} PkgIndexConfig;
+
+#define PKG_DEFAULT_INDEX_URL "https://pypi.org/simple/"
+
+/* Builds a configuration. Explicit arguments win; otherwise
+ * $PYSPRINTER_INDEX_URL, then $PIP_INDEX_URL, then PyPI. Extra indexes:
+ * extra_index_urls, else $PIP_EXTRA_INDEX_URL (whitespace separated).
+ * find_links: the argument, else $PIP_FIND_LINKS (whitespace separated;
+ * "file://" prefixes allowed). URLs must be http(s):// or file://, else
+ * -EINVAL with a message. */
+int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, char *const *find_links,
+                         PkgIndexConfig **ret_config, char **ret_error);
+PkgIndexConfig *pkg_index_config_free(PkgIndexConfig *c);
+/* Stable text form (sources in order), part of the lock cache key. */
+char *pkg_index_config_fingerprint(const PkgIndexConfig *c);
+
+/* One file of a project as an index lists it. */
+typedef struct PkgFile {
+        char *filename;
+        char *url;             /* absolute (http(s):// or file://) */
+        char *sha256;          /* lowercase hex; NULL if the source gave none */
+        char *requires_python; /* NULL if none */
+        char *yanked;          /* NULL if not yanked, else the reason ("" if none) */
+        char *metadata_url;    /* PEP 658/714 core metadata, NULL if not offered */
+        char *metadata_sha256; /* may be NULL even when metadata_url is set */
+} PkgFile;
+
+typedef struct PkgProject {
+        char *name;            /* PEP 503 normalised */
+        char *source;          /* the index URL or directory it came from */
+        PkgFile *files;
+        size_t n_files;
+} PkgProject;
+
+/* An index client: remembers project pages and metadata it fetched (one
+ * PkgIndex per resolution keeps the view of the index consistent).
+ * cache_dir: where wheels downloaded only for their metadata are kept for
+ * the store to reuse (NULL: none). Not thread-safe. */
+typedef struct PkgIndex PkgIndex;
+int pkg_index_new(const PkgIndexConfig *cfg, const char *cache_dir, PkgIndex **ret_index);
+PkgIndex *pkg_index_free(PkgIndex *ix);
+/* The project's files from the first source that has it. *ret_project is
+ * owned by the index. -ENOENT when no source has it; other errors (network,
+ * HTTP status, malformed page) name the URL. */
+int pkg_index_project(PkgIndex *ix, const char *name, const PkgProject **ret_project, char **ret_error);
+/* Core metadata (METADATA text) of a wheel: the PEP 658 file when the index
+ * offers one (hash-checked), else the wheel is downloaded (sha256-checked,
+ * kept in cache_dir) and its .dist-info/METADATA read. */
+int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **ret_error);
+/* Every project name the sources list (for "did you mean"); best effort. */
+int pkg_index_names(PkgIndex *ix, char ***ret_names, char **ret_error);
+/* Names in candidates within a small edit distance of name, closest first
+ * (at most max). */
+char **pkg_close_names(const char *name, char *const *candidates, size_t max);
+
+/* Core metadata (RFC 822 style METADATA / PKG-INFO). */
+typedef struct PkgMetadata {
+        char *name;
+        char *version;
+        char *requires_python;   /* NULL if none */
+        char **requires_dist;    /* NULL-terminated; may be NULL */
+        char **provides_extra;   /* NULL-terminated, normalised; may be NULL */
+} PkgMetadata;
+int pkg_metadata_parse(const char *text, PkgMetadata **ret_metadata, char **ret_error);
+PkgMetadata *pkg_metadata_free(PkgMetadata *m);
+
+/* Caps applied to every wheel (hostile input). */
+#define PKG_WHEEL_MAX_ENTRIES 100000
+#define PKG_WHEEL_MAX_ENTRY_BYTES (1ULL << 30)
+#define PKG_WHEEL_MAX_TOTAL_BYTES (4ULL << 30)
+#define PKG_WHEEL_MAX_RATIO 200   /* uncompressed / compressed, per entry over 1 MiB */
+#define PKG_WHEEL_MAX_DOWNLOAD_BYTES (2ULL << 30)
+
+/* Unpacks the wheel at wheel_path into dest_dir (created; must not exist)
+ * as an installed site dir: <name>.data/purelib and platlib merged into the
+ * root, RECORD hashes and sizes verified, no entry with "..", an absolute
+ * path, a symlink/hardlink/device type, or sizes over the caps above.
+ * display_name names the wheel in errors ("wheel X: entry Y: why"). On
+ * failure dest_dir is removed. Does not make the tree read-only. */
+int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error);
+/* The .dist-info/METADATA of a wheel file. */
+int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_error);
+
+/* Hex sha256 of a file. */
+int pkg_sha256_file(const char *path, char **ret_hex);
+
+/* A lock: the exact files an environment is made of, in sys.path order
+ * (sorted by name: deterministic). */
+typedef struct PkgLockEntry {
+        char *name;            /* normalised */
+        char *version;         /* as the index spells it */
+        char *filename;
+        char *url;
+        char *sha256;          /* lowercase hex */
+        char **dependencies;   /* normalised names it requires; may be NULL */
+} PkgLockEntry;
+
+typedef struct PkgLock {
+        PkgLockEntry *entries;
+        size_t n_entries;
+        char **requirements;   /* the root requirements, normalised strings */
+} PkgLock;
+PkgLock *pkg_lock_free(PkgLock *l);
+/* JSON: {"version":1,"requirements":[…],"packages":[{"name","version",
+ * "filename","url","sha256","dependencies":[…]}…]}. Caller frees. */
+char *pkg_lock_to_json(const PkgLock *l, bool pretty);
+int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error);
+
+typedef struct PkgResolveOptions {
+        const PkgTags *tags;
+        const PkgMarkerEnv *marker_env;
+        const char *python_full_version;  /* for Requires-Python, "3.11.2" */
+        PkgProgressFn progress;
+        void *userdata;
+        unsigned max_steps;               /* 0: 20000 candidate tries */
+} PkgResolveOptions;
+
+/* Backtracking resolution of reqs (root requirements; markers evaluated,
+ * extras followed) into a lock. Deterministic for one index state: newest
+ * acceptable version first, pre-releases only when asked for or the only
+ * match, yanked files only when pinned with ==, wheels only (a project with
+ * only sdists is refused, naming it). -ENOENT / -ESRCH / -EDEADLK on
+ * not-found / no-matching-version / conflict, with an explanation. */
+int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const PkgResolveOptions *o,
+                PkgLock **ret_lock, char **ret_error);
+
+/* Makes every wheel of the lock present in <data_dir>/store/<sha256>/
+ * (parallel downloads, sha256 verified, unpacked into a temp dir then
+ * atomically renamed, made read-only; safe against concurrent installers).
+ * Returns the store dirs in lock order. */
+int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
+                          PkgProgressFn progress, void *userdata, char ***ret_dirs, char **ret_error);
+
+/* An environment ready to use: its store dirs in sys.path order. While a
+ * PkgEnv is alive it holds a shared lock on its record, so `env prune`
+ * never removes it (keep it for as long as a worker uses the dirs). */
+typedef struct PkgEnv {
+        char *key;             /* hex hash: requirements + tags + index config */
+        char **store_dirs;     /* NULL-terminated, lock order */
+        PkgLock *lock;
+        bool cached;           /* true when the lock came from the cache */
+        int fd;                /* the record, flock(LOCK_SH) held */
+} PkgEnv;
+PkgEnv *pkg_env_free(PkgEnv *e);
+
+typedef struct PkgEnvOptions {
+        const char *data_dir;             /* required */
+        const PkgIndexConfig *index;      /* required */
+        const char *python_full_version;  /* NULL: "3.11.2" */
+        PkgProgressFn progress;
+        void *userdata;
+        bool resolve_only;                /* lock only; store_dirs stays NULL */
+} PkgEnvOptions;
+
+/* The engine's one call: the cache key, then the cached lock (one file
+ * read, one stat per store dir) or a resolution, then materialisation.
+ * Errors carry a message for the user (DESIGN exit 4). */
+int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t n_reqs, PkgEnv **ret_env,
+                    char **ret_error);
+
+typedef struct PkgEnvInfo {
+        char *key;
+        char **requirements;
+        uint64_t size_bytes;   /* of its store dirs */
+        uint64_t last_used;    /* realtime, microseconds */
+        bool in_use;
+} PkgEnvInfo;
+/* All environment records under data_dir, most recently used first. */
+int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, char **ret_error);
+void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n);
+/* Removes least recently used environments (never one in use) until the
+ * store fits budget_bytes, then every store dir no remaining environment
+ * references. Reports what it freed. */
+int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
+                  char **ret_error);

@@ -1,0 +1,425 @@
+/* pkg-fetch.c: the libcurl client of the package manager — single GETs for
+ * index pages and metadata, parallel verified downloads for wheels.
+ * CURLcode and CURL handles never leave this file. */
+#include "pkg-mgr.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static const char *user_agent(void) {
+        return "pysprinter/0.1 (+native package manager)";
+}
+
+void pkg_http_response_done(PkgHttpResponse *r) {
+        free(r->body);
+        free(r->content_type);
+        free(r->effective_url);
+        *r = (PkgHttpResponse) {};
+}
+
+static void sleep_ms(long ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static long backoff_ms(unsigned attempt) {
+        long ms = 200L << MIN(attempt, 5U);
+        return MIN(ms, 5000L);
+}
+
+static void setup_common(CURL *c, const char *url, const PkgHttpOptions *o) {
+        long timeout = o && o->timeout_ms > 0 ? o->timeout_ms : PKG_DEFAULT_TIMEOUT_MS;
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent());
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+        /* A stalled transfer (under 1 byte/s for the timeout) is an error,
+         * but a large wheel on a slow link may take longer than timeout. */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, MAX(1L, timeout / 1000));
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+        /* Proxies: libcurl reads http_proxy/https_proxy/no_proxy itself. */
+}
+
+typedef struct MemSink {
+        Buf buf;
+        bool overflow;
+} MemSink;
+
+static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        MemSink *s = userdata;
+        if (buf_append(&s->buf, ptr, size * nmemb) < 0) {
+                s->overflow = true;
+                return 0;
+        }
+        return size * nmemb;
+}
+
+static bool status_retryable(long status) {
+        return status == 429 || status >= 500;
+}
+
+static bool code_retryable(CURLcode cc) {
+        switch (cc) {
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+                return true;
+        default:
+                return false;
+        }
+}
+
+int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
+                 char **ret_error) {
+        pthread_once(&curl_once, curl_init_once);
+        unsigned retries = o ? o->retries : PKG_DEFAULT_RETRIES;
+        bool is_file = startswith(url, "file://");
+        char errbuf[CURL_ERROR_SIZE];
+
+        for (unsigned attempt = 0;; attempt++) {
+                CURL *c = curl_easy_init();
+                if (!c)
+                        return -ENOMEM;
+                MemSink sink = {};
+                buf_init(&sink.buf, max);
+                struct curl_slist *hdrs = NULL;
+                if (accept) {
+                        _cleanup_free_ char *h = xasprintf("Accept: %s", accept);
+                        hdrs = curl_slist_append(hdrs, h);
+                }
+                setup_common(c, url, o);
+                errbuf[0] = 0;
+                curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+                curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+                curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
+                curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+                CURLcode cc = curl_easy_perform(c);
+                long status = 0;
+                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+                int r = 0;
+                bool retry = false;
+                if (sink.overflow) {
+                        *ret_error = xasprintf("GET %s: response larger than %zu bytes", url, max);
+                        r = -EFBIG;
+                } else if (cc != CURLE_OK) {
+                        if (is_file && (cc == CURLE_FILE_COULDNT_READ_FILE)) {
+                                *ret_error = xasprintf("%s: no such file", url);
+                                r = -ENOENT;
+                        } else {
+                                retry = code_retryable(cc);
+                                *ret_error = xasprintf("GET %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+                                r = -EIO;
+                        }
+                } else if (!is_file && (status < 200 || status >= 300)) {
+                        *ret_error = xasprintf("GET %s: HTTP %ld", url, status);
+                        r = status == 404 || status == 410 ? -ENOENT : -EIO;
+                        retry = status_retryable(status);
+                }
+                if (r == 0) {
+                        char *ct = NULL, *eff = NULL;
+                        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+                        curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &eff);
+                        ret->status = status;
+                        ret->len = sink.buf.len;
+                        ret->body = buf_steal(&sink.buf);
+                        ret->content_type = ct ? xstrdup(ct) : NULL;
+                        ret->effective_url = xstrdup(eff ? eff : url);
+                }
+                buf_free(&sink.buf);
+                curl_slist_free_all(hdrs);
+                curl_easy_cleanup(c);
+                if (r == 0)
+                        return 0;
+                if (!retry || attempt >= retries) {
+                        if (retry && attempt > 0) {
+                                char *m = xasprintf("%s (after %u attempts)", *ret_error, attempt + 1);
+                                free(*ret_error);
+                                *ret_error = m;
+                        }
+                        return r;
+                }
+                free(*ret_error);
+                *ret_error = NULL;
+                sleep_ms(backoff_ms(attempt));
+        }
+}
+
+/* ---- parallel downloads ------------------------------------------------ */
+
+typedef struct Transfer {
+        const PkgDownload *d;
+        CURL *easy;
+        char *part;            /* temp path */
+        int fd;
+        PkgSha256 *hash;
+        uint64_t written;      /* bytes in the part file */
+        uint64_t expected;     /* content length when known */
+        unsigned attempts;
+        bool first_write;      /* decide on truncate vs append at first byte */
+        bool done;
+        bool too_big;
+        usec_t not_before;     /* retry backoff */
+        bool waiting;
+} Transfer;
+
+typedef struct Downloads {
+        Transfer *t;
+        size_t n;
+        uint64_t done_bytes, total_bytes;
+        usec_t last_report;
+        PkgProgressFn progress;
+        void *userdata;
+} Downloads;
+
+static Downloads *current_downloads_for(Transfer *t);
+
+static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        Transfer *t = userdata;
+        size_t n = size * nmemb;
+        if (t->first_write) {
+                t->first_write = false;
+                long status = 0;
+                curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+                /* A server that ignored our Range sends the whole file: start
+                 * over rather than append. */
+                if (t->written > 0 && status != 206) {
+                        if (ftruncate(t->fd, 0) < 0 || lseek(t->fd, 0, SEEK_SET) < 0)
+                                return 0;
+                        Downloads *ds = current_downloads_for(t);
+                        if (ds)
+                                ds->done_bytes -= MIN(ds->done_bytes, t->written);
+                        t->written = 0;
+                        pkg_sha256_free(t->hash);
+                        t->hash = pkg_sha256_new();
+                }
+                curl_off_t cl = -1;
+                curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+                if (cl >= 0 && t->expected == 0) {
+                        t->expected = t->written + (uint64_t) cl;
+                        Downloads *ds = current_downloads_for(t);
+                        if (ds)
+                                ds->total_bytes += t->expected;
+                }
+        }
+        if (t->written + n > PKG_WHEEL_MAX_DOWNLOAD_BYTES) {
+                t->too_big = true;
+                return 0;
+        }
+        if (write_full(t->fd, ptr, n) < 0)
+                return 0;
+        pkg_sha256_update(t->hash, ptr, n);
+        t->written += n;
+        Downloads *ds = current_downloads_for(t);
+        if (ds) {
+                ds->done_bytes += n;
+                usec_t now = now_monotonic();
+                if (ds->progress && now - ds->last_report > 50 * USEC_PER_MSEC) {
+                        ds->last_report = now;
+                        ds->progress("downloading", t->d->what, ds->done_bytes, ds->total_bytes, ds->userdata);
+                }
+        }
+        return n;
+}
+
+/* The write callback only gets the Transfer; downloads run one batch per
+ * thread, so a thread-local back pointer finds the batch. */
+static __thread Downloads *tls_downloads;
+static Downloads *current_downloads_for(Transfer *t) {
+        return tls_downloads;
+}
+
+static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
+        t->easy = curl_easy_init();
+        if (!t->easy)
+                return -ENOMEM;
+        setup_common(t->easy, t->d->url, o);
+        curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, file_write);
+        curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+        curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+        curl_easy_setopt(t->easy, CURLOPT_FAILONERROR, 1L);
+        if (t->written > 0)
+                curl_easy_setopt(t->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t) t->written);
+        t->first_write = true;
+        return 0;
+}
+
+int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions *o, PkgProgressFn progress,
+                           void *userdata, char **ret_error) {
+        pthread_once(&curl_once, curl_init_once);
+        if (n == 0)
+                return 0;
+        unsigned retries = o ? o->retries : PKG_DEFAULT_RETRIES;
+        Downloads ds = { .n = n, .progress = progress, .userdata = userdata };
+        ds.t = xcalloc(n, sizeof(Transfer));
+        CURLM *multi = curl_multi_init();
+        int r = 0;
+        size_t running = 0, finished = 0;
+        tls_downloads = &ds;
+        if (!multi) {
+                r = -ENOMEM;
+                goto out;
+        }
+        curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) PKG_MAX_PARALLEL_DOWNLOADS);
+
+        for (size_t i = 0; i < n; i++) {
+                Transfer *t = &ds.t[i];
+                t->d = &d[i];
+                t->fd = -EBADF;
+                _cleanup_free_ char *rnd = NULL;
+                r = random_hex(6, &rnd);
+                if (r < 0)
+                        goto out;
+                t->part = xasprintf("%s.part-%s", d[i].dest, rnd);
+                t->fd = open(t->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                if (t->fd < 0) {
+                        r = -errno;
+                        *ret_error = xasprintf("cannot create %s: %s", t->part, strerror(errno));
+                        goto out;
+                }
+                t->hash = pkg_sha256_new();
+        }
+
+        while (finished < n) {
+                usec_t now = now_monotonic();
+                /* Fill the parallel slots, oldest first (deterministic). */
+                for (size_t i = 0; i < n && running < PKG_MAX_PARALLEL_DOWNLOADS; i++) {
+                        Transfer *t = &ds.t[i];
+                        if (t->done || t->easy)
+                                continue;
+                        if (t->waiting && now < t->not_before)
+                                continue;
+                        t->waiting = false;
+                        r = transfer_start(t, o);
+                        if (r < 0)
+                                goto out;
+                        curl_multi_add_handle(multi, t->easy);
+                        running++;
+                }
+                int still = 0;
+                CURLMcode mc = curl_multi_perform(multi, &still);
+                if (mc != CURLM_OK) {
+                        *ret_error = xasprintf("download: %s", curl_multi_strerror(mc));
+                        r = -EIO;
+                        goto out;
+                }
+                CURLMsg *m;
+                int q;
+                while ((m = curl_multi_info_read(multi, &q))) {
+                        if (m->msg != CURLMSG_DONE)
+                                continue;
+                        Transfer *t = NULL;
+                        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+                        CURLcode cc = m->data.result;
+                        long status = 0;
+                        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+                        curl_multi_remove_handle(multi, t->easy);
+                        curl_easy_cleanup(t->easy);
+                        t->easy = NULL;
+                        running--;
+                        if (cc == CURLE_OK) {
+                                uint8_t dg[32];
+                                PkgSha256 *h = TAKE_PTR(t->hash);
+                                pkg_sha256_finish(h, dg);
+                                _cleanup_free_ char *hex = pkg_hex(dg, 32);
+                                if (t->d->sha256 && !streq(hex, t->d->sha256)) {
+                                        *ret_error = xasprintf(
+                                                "%s: sha256 mismatch: the index says %s, the file downloaded from %s has %s "
+                                                "(corrupt download or tampered file)",
+                                                t->d->what, t->d->sha256, t->d->url, hex);
+                                        r = -EBADMSG;
+                                        goto out;
+                                }
+                                if (fsync(t->fd) < 0 || close(t->fd) < 0) {
+                                        t->fd = -EBADF;
+                                        r = -errno;
+                                        *ret_error = xasprintf("%s: write failed: %s", t->part, strerror(-r));
+                                        goto out;
+                                }
+                                t->fd = -EBADF;
+                                if (rename(t->part, t->d->dest) < 0) {
+                                        r = -errno;
+                                        *ret_error = xasprintf("rename %s: %s", t->d->dest, strerror(-r));
+                                        goto out;
+                                }
+                                t->done = true;
+                                finished++;
+                                continue;
+                        }
+                        bool retry = code_retryable(cc) ||
+                                     (cc == CURLE_HTTP_RETURNED_ERROR && status_retryable(status)) ||
+                                     cc == CURLE_RANGE_ERROR;
+                        if (cc == CURLE_RANGE_ERROR || cc == CURLE_BAD_DOWNLOAD_RESUME) {
+                                /* Range not honoured: start from zero. */
+                                (void) !ftruncate(t->fd, 0);
+                                (void) lseek(t->fd, 0, SEEK_SET);
+                                ds.done_bytes -= MIN(ds.done_bytes, t->written);
+                                t->written = 0;
+                                pkg_sha256_free(t->hash);
+                                t->hash = pkg_sha256_new();
+                        }
+                        if (t->too_big || !retry || t->attempts >= retries) {
+                                if (t->too_big)
+                                        *ret_error = xasprintf("GET %s: larger than %llu bytes", t->d->url,
+                                                               (unsigned long long) PKG_WHEEL_MAX_DOWNLOAD_BYTES);
+                                else if (cc == CURLE_HTTP_RETURNED_ERROR)
+                                        *ret_error = xasprintf("GET %s: HTTP %ld%s", t->d->url, status,
+                                                               t->attempts ? " (after retries)" : "");
+                                else
+                                        *ret_error = xasprintf("GET %s: %s%s", t->d->url, curl_easy_strerror(cc),
+                                                               t->attempts ? " (after retries)" : "");
+                                r = status == 404 ? -ENOENT : -EIO;
+                                goto out;
+                        }
+                        t->attempts++;
+                        t->waiting = true;
+                        t->not_before = now_monotonic() + (usec_t) backoff_ms(t->attempts - 1) * USEC_PER_MSEC;
+                }
+                if (finished < n) {
+                        int numfds;
+                        curl_multi_poll(multi, NULL, 0, running > 0 ? 100 : 20, &numfds);
+                }
+        }
+        if (progress)
+                progress("downloading", "", ds.done_bytes, MAX(ds.total_bytes, ds.done_bytes), userdata);
+
+out:
+        for (size_t i = 0; i < n; i++) {
+                Transfer *t = &ds.t[i];
+                if (t->easy) {
+                        curl_multi_remove_handle(multi, t->easy);
+                        curl_easy_cleanup(t->easy);
+                }
+                if (t->fd >= 0)
+                        close(t->fd);
+                if (t->part && !t->done)
+                        (void) unlink(t->part);
+                pkg_sha256_free(t->hash);
+                free(t->part);
+        }
+        if (multi)
+                curl_multi_cleanup(multi);
+        free(ds.t);
+        tls_downloads = NULL;
+        return r;
+}

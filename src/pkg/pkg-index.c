@@ -1,0 +1,777 @@
+/* pkg-index.c: index configuration and the simple-repository client
+ * (PEP 691 JSON with content negotiation, PEP 503 HTML fallback, PEP 658/714
+ * metadata files) plus local find-links directories. */
+#include "pkg-mgr.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <sys/stat.h>
+
+#define ACCEPT_SIMPLE \
+        "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+
+/* ---- configuration ----------------------------------------------------- */
+
+PkgIndexConfig *pkg_index_config_free(PkgIndexConfig *c) {
+        if (!c)
+                return NULL;
+        strv_free(c->index_urls);
+        strv_free(c->find_links);
+        free(c);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgIndexConfig *, pkg_index_config_free);
+
+static int check_url(const char *u, char **ret_error) {
+        if (startswith(u, "http://") || startswith(u, "https://") || startswith(u, "file://"))
+                return 0;
+        *ret_error = xasprintf("index URL '%s' must start with http://, https:// or file://", u);
+        return -EINVAL;
+}
+
+static char *with_slash(const char *u) {
+        return endswith(u, "/") ? xstrdup(u) : xasprintf("%s/", u);
+}
+
+static char **split_ws(const char *s, char **v) {
+        for (const char *p = s; *p;) {
+                p += strspn(p, " \t\n");
+                size_t n = strcspn(p, " \t\n");
+                if (n == 0)
+                        break;
+                _cleanup_free_ char *tok = xstrndup(p, n);
+                v = strv_append(v, tok);
+                p += n;
+        }
+        return v;
+}
+
+static const char *env_nonempty(const char *name) {
+        const char *v = getenv(name);
+        return v && *v ? v : NULL;
+}
+
+int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, char *const *find_links,
+                         PkgIndexConfig **ret_config, char **ret_error) {
+        _cleanup_(pkg_index_config_freep) PkgIndexConfig *c = xcalloc(1, sizeof(*c));
+        c->timeout_ms = PKG_DEFAULT_TIMEOUT_MS;
+        c->retries = PKG_DEFAULT_RETRIES;
+        const char *primary = index_url;
+        if (!primary)
+                primary = env_nonempty("PYSPRINTER_INDEX_URL");
+        if (!primary)
+                primary = env_nonempty("PIP_INDEX_URL");
+        if (!primary)
+                primary = PKG_DEFAULT_INDEX_URL;
+        _cleanup_strv_free_ char **urls = split_ws(primary, NULL);
+        if (extra_index_urls)
+                for (char *const *e = extra_index_urls; *e; e++)
+                        urls = strv_append(urls, *e);
+        else if (env_nonempty("PIP_EXTRA_INDEX_URL"))
+                urls = split_ws(getenv("PIP_EXTRA_INDEX_URL"), urls);
+        for (char **u = urls; u && *u; u++) {
+                int r = check_url(*u, ret_error);
+                if (r < 0)
+                        return r;
+                _cleanup_free_ char *s = with_slash(*u);
+                if (!strv_contains(c->index_urls, s))
+                        c->index_urls = strv_append(c->index_urls, s);
+        }
+        _cleanup_strv_free_ char **fl = NULL;
+        if (find_links)
+                for (char *const *f = find_links; *f; f++)
+                        fl = strv_append(fl, *f);
+        else if (env_nonempty("PIP_FIND_LINKS"))
+                fl = split_ws(getenv("PIP_FIND_LINKS"), NULL);
+        for (char **f = fl; f && *f; f++) {
+                const char *d = startswith(*f, "file://") ? *f + 7 : *f;
+                if (strstr(d, "://")) {
+                        *ret_error = xasprintf("--find-links '%s': only local directories are supported", *f);
+                        return -EINVAL;
+                }
+                char *abs = realpath(d, NULL);
+                if (!abs) {
+                        *ret_error = xasprintf("--find-links '%s': %s", *f, strerror(errno));
+                        return -ENOENT;
+                }
+                c->find_links = strv_append(c->find_links, abs);
+                free(abs);
+        }
+        *ret_config = TAKE_PTR(c);
+        return 0;
+}
+
+char *pkg_index_config_fingerprint(const PkgIndexConfig *c) {
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        for (char **f = c->find_links; f && *f; f++)
+                buf_printf(&b, "find-links %s\n", *f);
+        for (char **u = c->index_urls; u && *u; u++)
+                buf_printf(&b, "index %s\n", *u);
+        return buf_steal(&b);
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+typedef struct Meta {
+        char *url;
+        char *text;
+} Meta;
+
+struct PkgIndex {
+        PkgIndexConfig cfg;      /* borrowed strv pointers are copied */
+        char *cache_dir;
+        bool own_cache_dir;
+        PkgProject **projects;   /* fetched, including negative results */
+        size_t n_projects;
+        char **missing;          /* names no source has */
+        Meta *metas;
+        size_t n_metas;
+};
+
+static void file_done(PkgFile *f) {
+        free(f->filename);
+        free(f->url);
+        free(f->sha256);
+        free(f->requires_python);
+        free(f->yanked);
+        free(f->metadata_url);
+        free(f->metadata_sha256);
+}
+
+static PkgProject *project_free(PkgProject *p) {
+        if (!p)
+                return NULL;
+        for (size_t i = 0; i < p->n_files; i++)
+                file_done(&p->files[i]);
+        free(p->files);
+        free(p->name);
+        free(p->source);
+        free(p);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgProject *, project_free);
+
+int pkg_index_new(const PkgIndexConfig *cfg, const char *cache_dir, PkgIndex **ret_index) {
+        PkgIndex *ix = xcalloc(1, sizeof(*ix));
+        ix->cfg.timeout_ms = cfg->timeout_ms;
+        ix->cfg.retries = cfg->retries;
+        for (char **u = cfg->index_urls; u && *u; u++)
+                ix->cfg.index_urls = strv_append(ix->cfg.index_urls, *u);
+        for (char **f = cfg->find_links; f && *f; f++)
+                ix->cfg.find_links = strv_append(ix->cfg.find_links, *f);
+        ix->cache_dir = cache_dir ? xstrdup(cache_dir) : NULL;
+        *ret_index = ix;
+        return 0;
+}
+
+PkgIndex *pkg_index_free(PkgIndex *ix) {
+        if (!ix)
+                return NULL;
+        strv_free(ix->cfg.index_urls);
+        strv_free(ix->cfg.find_links);
+        for (size_t i = 0; i < ix->n_projects; i++)
+                project_free(ix->projects[i]);
+        free(ix->projects);
+        strv_free(ix->missing);
+        for (size_t i = 0; i < ix->n_metas; i++) {
+                free(ix->metas[i].url);
+                free(ix->metas[i].text);
+        }
+        free(ix->metas);
+        if (ix->own_cache_dir && ix->cache_dir)
+                (void) rm_rf(ix->cache_dir);
+        free(ix->cache_dir);
+        free(ix);
+        return NULL;
+}
+
+static PkgHttpOptions http_opts(const PkgIndex *ix) {
+        return (PkgHttpOptions) { .timeout_ms = ix->cfg.timeout_ms, .retries = ix->cfg.retries };
+}
+
+static void project_add_file(PkgProject *p, PkgFile f) {
+        p->files = xrealloc(p->files, (p->n_files + 1) * sizeof(PkgFile));
+        p->files[p->n_files++] = f;
+}
+
+/* Splits "…#sha256=abc" into the URL and a lowercase sha256 (other hash
+ * fragments are dropped: we only verify sha256). */
+static void split_hash_fragment(char *url, char **ret_sha256) {
+        char *hash = strchr(url, '#');
+        if (!hash)
+                return;
+        *hash = 0;
+        if (startswith(hash + 1, "sha256=")) {
+                char *h = xstrdup(hash + 8);
+                for (char *q = h; *q; q++)
+                        if (*q >= 'A' && *q <= 'F')
+                                *q = (char) (*q - 'A' + 'a');
+                if (pkg_is_sha256_hex(h))
+                        *ret_sha256 = h;
+                else
+                        free(h);
+        }
+}
+
+static char *url_basename_unquoted(const char *url) {
+        size_t end = strcspn(url, "?#");
+        const char *start = url;
+        for (size_t i = 0; i < end; i++)
+                if (url[i] == '/')
+                        start = url + i + 1;
+        Buf b;
+        buf_init(&b, 4096);
+        for (const char *p = start; p < url + end; p++) {
+                if (*p == '%' && p + 2 < url + end) {
+                        char hx[3] = { p[1], p[2], 0 };
+                        char *e;
+                        long v = strtol(hx, &e, 16);
+                        if (!*e) {
+                                char c = (char) v;
+                                buf_append(&b, &c, 1);
+                                p += 2;
+                                continue;
+                        }
+                }
+                buf_append(&b, p, 1);
+        }
+        return buf_steal(&b);
+}
+
+/* PEP 691 JSON project page. */
+static int parse_json_page(const char *body, const char *base, PkgProject *p, char **ret_error) {
+        json_error_t jerr;
+        json_t *root = json_loads(body, 0, &jerr);
+        if (!root || !json_is_object(root)) {
+                *ret_error = xasprintf("%s: malformed PEP 691 JSON (%s)", base, root ? "not an object" : jerr.text);
+                json_decref(root);
+                return -EBADMSG;
+        }
+        json_t *files = json_object_get(root, "files");
+        if (!json_is_array(files)) {
+                json_decref(root);
+                *ret_error = xasprintf("%s: PEP 691 JSON without a files list", base);
+                return -EBADMSG;
+        }
+        size_t i;
+        json_t *f;
+        json_array_foreach(files, i, f) {
+                const char *fn = json_string_value(json_object_get(f, "filename"));
+                const char *url = json_string_value(json_object_get(f, "url"));
+                if (!fn || !url || strchr(fn, '/'))
+                        continue;
+                PkgFile pf = { .filename = xstrdup(fn) };
+                pf.url = pkg_url_join(base, url);
+                char *frag = NULL;
+                split_hash_fragment(pf.url, &frag);
+                free(frag);
+                const char *h = json_string_value(json_object_get(json_object_get(f, "hashes"), "sha256"));
+                if (h && pkg_is_sha256_hex(h))
+                        pf.sha256 = xstrdup(h);
+                const char *rp = json_string_value(json_object_get(f, "requires-python"));
+                if (rp && *rp)
+                        pf.requires_python = xstrdup(rp);
+                json_t *y = json_object_get(f, "yanked");
+                if (json_is_true(y))
+                        pf.yanked = xstrdup("");
+                else if (json_is_string(y))
+                        pf.yanked = xstrdup(json_string_value(y));
+                json_t *cm = json_object_get(f, "core-metadata");
+                if (!cm || json_is_false(cm) || json_is_null(cm))
+                        cm = json_object_get(f, "dist-info-metadata");
+                if (cm && (json_is_true(cm) || json_is_object(cm))) {
+                        pf.metadata_url = xasprintf("%s.metadata", pf.url);
+                        const char *mh = json_string_value(json_object_get(cm, "sha256"));
+                        if (mh && pkg_is_sha256_hex(mh))
+                                pf.metadata_sha256 = xstrdup(mh);
+                }
+                project_add_file(p, pf);
+        }
+        json_decref(root);
+        return 0;
+}
+
+static char *html_unescape(const char *s, size_t n) {
+        Buf b;
+        buf_init(&b, n + 1);
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] != '&') {
+                        buf_append(&b, s + i, 1);
+                        continue;
+                }
+                static const struct {
+                        const char *ent, *ch;
+                } ents[] = { { "&amp;", "&" }, { "&lt;", "<" }, { "&gt;", ">" }, { "&quot;", "\"" }, { "&#39;", "'" },
+                             { "&#x27;", "'" }, { "&apos;", "'" } };
+                bool done = false;
+                for (size_t k = 0; k < ELEMENTSOF(ents); k++) {
+                        size_t el = strlen(ents[k].ent);
+                        if (i + el <= n && strneq(s + i, ents[k].ent, el)) {
+                                buf_appends(&b, ents[k].ch);
+                                i += el - 1;
+                                done = true;
+                                break;
+                        }
+                }
+                if (!done && i + 2 < n && s[i + 1] == '#') {
+                        char *end;
+                        bool hex = s[i + 2] == 'x' || s[i + 2] == 'X';
+                        long v = strtol(s + i + (hex ? 3 : 2), &end, hex ? 16 : 10);
+                        if (end < s + n && *end == ';' && v > 0 && v < 128) {
+                                char c = (char) v;
+                                buf_append(&b, &c, 1);
+                                i = (size_t) (end - s);
+                                done = true;
+                        }
+                }
+                if (!done)
+                        buf_append(&b, s + i, 1);
+        }
+        return buf_steal(&b);
+}
+
+/* Finds attribute `name` inside a tag's text [tag, end). Returns its
+ * unescaped value ("" for a bare attribute) or NULL if absent. */
+static char *html_attr(const char *tag, const char *end, const char *name) {
+        size_t nl = strlen(name);
+        for (const char *p = tag; p + nl < end; p++) {
+                if (strncasecmp(p, name, nl) != 0 || !(p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r'))
+                        continue;
+                const char *q = p + nl;
+                if (*q != '=' && *q != ' ' && *q != '>' && *q != '/' && *q != '\t' && *q != '\n')
+                        continue;
+                while (q < end && (*q == ' ' || *q == '\t'))
+                        q++;
+                if (*q != '=')
+                        return xstrdup("");
+                q++;
+                while (q < end && (*q == ' ' || *q == '\t'))
+                        q++;
+                if (*q == '"' || *q == '\'') {
+                        char quote = *q++;
+                        const char *e = memchr(q, quote, (size_t) (end - q));
+                        if (!e)
+                                return NULL;
+                        return html_unescape(q, (size_t) (e - q));
+                }
+                const char *e = q;
+                while (e < end && *e != ' ' && *e != '>' && *e != '\t')
+                        e++;
+                return html_unescape(q, (size_t) (e - q));
+        }
+        return NULL;
+}
+
+/* PEP 503 HTML project page: every <a href> is a file. */
+static int parse_html_page(const char *body, const char *base, PkgProject *p) {
+        for (const char *s = body; (s = strchr(s, '<'));) {
+                s++;
+                if (!((s[0] == 'a' || s[0] == 'A') && (s[1] == ' ' || s[1] == '\t' || s[1] == '\n'))) {
+                        continue;
+                }
+                const char *end = strchr(s, '>');
+                if (!end)
+                        break;
+                _cleanup_free_ char *href = html_attr(s, end, "href");
+                if (!href || !*href) {
+                        s = end;
+                        continue;
+                }
+                PkgFile pf = {};
+                pf.url = pkg_url_join(base, href);
+                split_hash_fragment(pf.url, &pf.sha256);
+                pf.filename = url_basename_unquoted(pf.url);
+                pf.requires_python = html_attr(s, end, "data-requires-python");
+                if (pf.requires_python && !*pf.requires_python) {
+                        free(pf.requires_python);
+                        pf.requires_python = NULL;
+                }
+                pf.yanked = html_attr(s, end, "data-yanked");
+                _cleanup_free_ char *cm = html_attr(s, end, "data-core-metadata");
+                if (!cm)
+                        cm = html_attr(s, end, "data-dist-info-metadata");
+                if (cm && !streq(cm, "false")) {
+                        pf.metadata_url = xasprintf("%s.metadata", pf.url);
+                        if (startswith(cm, "sha256=") && pkg_is_sha256_hex(cm + 7))
+                                pf.metadata_sha256 = xstrdup(cm + 7);
+                }
+                if (!*pf.filename || strchr(pf.filename, '/'))
+                        file_done(&pf);
+                else
+                        project_add_file(p, pf);
+                s = end;
+        }
+        return 0;
+}
+
+static bool is_json_type(const char *ct) {
+        return ct && startswith(ct, "application/vnd.pypi.simple.v1+json");
+}
+
+/* Project name of a distribution file name, normalised; NULL if unknown. */
+static char *file_project(const char *fn) {
+        if (endswith(fn, ".whl")) {
+                PkgWheelName *w = NULL;
+                if (pkg_wheel_name_parse(fn, &w) < 0)
+                        return NULL;
+                char *n = pkg_name_normalize(w->name);
+                pkg_wheel_name_free(w);
+                return n;
+        }
+        /* sdist: name-version.tar.gz|zip; the version is after the last '-'. */
+        const char *ext = endswith(fn, ".tar.gz") ? ".tar.gz" : endswith(fn, ".zip") ? ".zip" : NULL;
+        if (!ext)
+                return NULL;
+        size_t stem = strlen(fn) - strlen(ext);
+        const char *dash = NULL;
+        for (const char *q = fn; q < fn + stem; q++)
+                if (*q == '-')
+                        dash = q;
+        if (!dash)
+                return NULL;
+        _cleanup_free_ char *n = xstrndup(fn, (size_t) (dash - fn));
+        return pkg_name_normalize(n);
+}
+
+static int find_links_project(const char *dir, const char *name, PkgProject *p) {
+        DIR *d = opendir(dir);
+        if (!d)
+                return -errno;
+        struct dirent *de;
+        char **names = NULL;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *pn = file_project(de->d_name);
+                if (pn && streq(pn, name))
+                        names = strv_append(names, de->d_name);
+        }
+        closedir(d);
+        /* Directory order is arbitrary: sort for determinism. */
+        size_t n = strv_length(names);
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+                        char *t = names[j];
+                        names[j] = names[j - 1];
+                        names[j - 1] = t;
+                }
+        for (size_t i = 0; i < n; i++) {
+                PkgFile pf = { .filename = xstrdup(names[i]) };
+                _cleanup_free_ char *path = path_join(dir, names[i]);
+                pf.url = xasprintf("file://%s", path);
+                project_add_file(p, pf);
+        }
+        strv_free(names);
+        return 0;
+}
+
+int pkg_index_project(PkgIndex *ix, const char *name, const PkgProject **ret_project, char **ret_error) {
+        _cleanup_free_ char *norm = pkg_name_normalize(name);
+        if (!norm || !pkg_name_is_valid(name)) {
+                *ret_error = xasprintf("'%s' is not a valid project name", name);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < ix->n_projects; i++)
+                if (streq(ix->projects[i]->name, norm)) {
+                        *ret_project = ix->projects[i];
+                        return 0;
+                }
+        if (strv_contains(ix->missing, norm)) {
+                *ret_error = xasprintf("no project named '%s' on any configured index", norm);
+                return -ENOENT;
+        }
+        _cleanup_(project_freep) PkgProject *p = xcalloc(1, sizeof(*p));
+        p->name = xstrdup(norm);
+        for (char **f = ix->cfg.find_links; f && *f; f++) {
+                (void) find_links_project(*f, norm, p);
+                if (p->n_files > 0) {
+                        p->source = xstrdup(*f);
+                        goto found;
+                }
+        }
+        PkgHttpOptions o = http_opts(ix);
+        for (char **u = ix->cfg.index_urls; u && *u; u++) {
+                _cleanup_free_ char *url = xasprintf("%s%s/", *u, norm);
+                PkgHttpResponse resp = {};
+                _cleanup_free_ char *err = NULL;
+                int r = pkg_http_get(url, ACCEPT_SIMPLE, PKG_PAGE_MAX, &o, &resp, &err);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0) {
+                        *ret_error = TAKE_PTR(err);
+                        return r;
+                }
+                if (is_json_type(resp.content_type))
+                        r = parse_json_page(resp.body, resp.effective_url, p, ret_error);
+                else
+                        r = parse_html_page(resp.body, resp.effective_url, p);
+                pkg_http_response_done(&resp);
+                if (r < 0)
+                        return r;
+                /* An index that knows the name but lists no files still
+                 * "has" it: the first index that answers wins. */
+                p->source = xstrdup(*u);
+                goto found;
+        }
+        ix->missing = strv_append(ix->missing, norm);
+        *ret_error = xasprintf("no project named '%s' on any configured index", norm);
+        return -ENOENT;
+found:
+        ix->projects = xrealloc(ix->projects, (ix->n_projects + 1) * sizeof(PkgProject *));
+        ix->projects[ix->n_projects++] = p;
+        *ret_project = TAKE_PTR(p);
+        return 0;
+}
+
+static int ensure_cache_dir(PkgIndex *ix) {
+        if (ix->cache_dir)
+                return mkdir_p(ix->cache_dir, 0755);
+        const char *tmp = getenv("TMPDIR");
+        _cleanup_free_ char *t = xasprintf("%s/pysprinter-wheels-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(t))
+                return -errno;
+        ix->cache_dir = TAKE_PTR(t);
+        ix->own_cache_dir = true;
+        return 0;
+}
+
+int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **ret_error) {
+        if (startswith(f->url, "file://")) {
+                *ret_path = xstrdup(f->url + 7);
+                return 0;
+        }
+        int r = ensure_cache_dir(ix);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot create the wheel cache %s: %s", ix->cache_dir ? ix->cache_dir : "",
+                                       strerror(-r));
+                return r;
+        }
+        if (f->sha256) {
+                _cleanup_free_ char *dest = xasprintf("%s/%s.whl", ix->cache_dir, f->sha256);
+                if (access(dest, F_OK) == 0) {
+                        *ret_path = TAKE_PTR(dest);
+                        return 0;
+                }
+                PkgDownload d = { .url = f->url, .dest = dest, .sha256 = f->sha256, .what = f->filename };
+                PkgHttpOptions o = http_opts(ix);
+                r = pkg_http_download_many(&d, 1, &o, NULL, NULL, ret_error);
+                if (r < 0)
+                        return r;
+                *ret_path = TAKE_PTR(dest);
+                return 0;
+        }
+        /* No hash from the index: download, then name the file by its hash. */
+        _cleanup_free_ char *rnd = NULL;
+        r = random_hex(8, &rnd);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *tmp = xasprintf("%s/nohash-%s.whl", ix->cache_dir, rnd);
+        PkgDownload d = { .url = f->url, .dest = tmp, .sha256 = NULL, .what = f->filename };
+        PkgHttpOptions o = http_opts(ix);
+        r = pkg_http_download_many(&d, 1, &o, NULL, NULL, ret_error);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *hex = NULL;
+        r = pkg_sha256_file(tmp, &hex);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *dest = xasprintf("%s/%s.whl", ix->cache_dir, hex);
+        if (rename(tmp, dest) < 0)
+                return -errno;
+        ((PkgFile *) f)->sha256 = TAKE_PTR(hex);
+        *ret_path = TAKE_PTR(dest);
+        return 0;
+}
+
+int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error) {
+        if (!f->sha256) {
+                if (startswith(f->url, "file://")) {
+                        char *hex = NULL;
+                        int r = pkg_sha256_file(f->url + 7, &hex);
+                        if (r < 0) {
+                                *ret_error = xasprintf("%s: %s", f->url + 7, strerror(-r));
+                                return r;
+                        }
+                        ((PkgFile *) f)->sha256 = hex;
+                } else {
+                        _cleanup_free_ char *path = NULL;
+                        int r = pkg_index_file_path(ix, f, &path, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        *ret_sha256 = f->sha256;
+        return 0;
+}
+
+const char *pkg_index_cache_dir(const PkgIndex *ix) {
+        return ix->cache_dir;
+}
+
+int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **ret_error) {
+        for (size_t i = 0; i < ix->n_metas; i++)
+                if (streq(ix->metas[i].url, f->url)) {
+                        *ret_text = xstrdup(ix->metas[i].text);
+                        return 0;
+                }
+        char *text = NULL;
+        int r;
+        if (f->metadata_url) {
+                PkgHttpResponse resp = {};
+                PkgHttpOptions o = http_opts(ix);
+                r = pkg_http_get(f->metadata_url, NULL, PKG_METADATA_MAX, &o, &resp, ret_error);
+                if (r < 0)
+                        return r;
+                if (f->metadata_sha256) {
+                        _cleanup_free_ char *h = pkg_sha256_hex_of(resp.body, resp.len);
+                        if (!streq(h, f->metadata_sha256)) {
+                                *ret_error = xasprintf("%s: sha256 %s does not match the index's %s", f->metadata_url, h,
+                                                       f->metadata_sha256);
+                                pkg_http_response_done(&resp);
+                                return -EBADMSG;
+                        }
+                }
+                text = TAKE_PTR(resp.body);
+                pkg_http_response_done(&resp);
+        } else {
+                _cleanup_free_ char *path = NULL;
+                r = pkg_index_file_path(ix, f, &path, ret_error);
+                if (r < 0)
+                        return r;
+                r = pkg_wheel_read_metadata(path, &text, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        ix->metas = xrealloc(ix->metas, (ix->n_metas + 1) * sizeof(Meta));
+        ix->metas[ix->n_metas++] = (Meta) { .url = xstrdup(f->url), .text = xstrdup(text) };
+        *ret_text = text;
+        return 0;
+}
+
+int pkg_index_names(PkgIndex *ix, char ***ret_names, char **ret_error) {
+        char **names = NULL;
+        for (char **f = ix->cfg.find_links; f && *f; f++) {
+                DIR *d = opendir(*f);
+                if (!d)
+                        continue;
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        _cleanup_free_ char *pn = file_project(de->d_name);
+                        if (pn && !strv_contains(names, pn))
+                                names = strv_append(names, pn);
+                }
+                closedir(d);
+        }
+        PkgHttpOptions o = http_opts(ix);
+        o.retries = 0;
+        for (char **u = ix->cfg.index_urls; u && *u; u++) {
+                PkgHttpResponse resp = {};
+                _cleanup_free_ char *err = NULL;
+                if (pkg_http_get(*u, ACCEPT_SIMPLE, PKG_PAGE_MAX, &o, &resp, &err) < 0)
+                        continue;
+                if (is_json_type(resp.content_type)) {
+                        json_t *root = json_loads(resp.body, 0, NULL);
+                        size_t i;
+                        json_t *pj;
+                        json_array_foreach(json_object_get(root, "projects"), i, pj) {
+                                const char *n = json_string_value(json_object_get(pj, "name"));
+                                if (n)
+                                        names = strv_append(names, n);
+                        }
+                        json_decref(root);
+                } else {
+                        for (const char *s = resp.body; (s = strstr(s, "<a"));) {
+                                const char *gt = strchr(s, '>');
+                                if (!gt)
+                                        break;
+                                const char *lt = strchr(gt, '<');
+                                if (!lt)
+                                        break;
+                                _cleanup_free_ char *t = html_unescape(gt + 1, (size_t) (lt - gt - 1));
+                                names = strv_append(names, strstrip(t));
+                                s = lt;
+                        }
+                }
+                pkg_http_response_done(&resp);
+        }
+        *ret_names = names;
+        return 0;
+}
+
+/* Optimal string alignment distance (Damerau-Levenshtein without
+ * repeated edits of one substring): typos are mostly one swap or one key. */
+static size_t osa_distance(const char *a, const char *b, size_t cap) {
+        size_t la = strlen(a), lb = strlen(b);
+        if ((la > lb ? la - lb : lb - la) > cap)
+                return cap + 1;
+        size_t *d = xcalloc((la + 1) * (lb + 1), sizeof(size_t));
+#define D(i, j) d[(i) * (lb + 1) + (j)]
+        for (size_t i = 0; i <= la; i++)
+                D(i, 0) = i;
+        for (size_t j = 0; j <= lb; j++)
+                D(0, j) = j;
+        for (size_t i = 1; i <= la; i++)
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                        size_t v = MIN(D(i - 1, j) + 1, D(i, j - 1) + 1);
+                        v = MIN(v, D(i - 1, j - 1) + cost);
+                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                                v = MIN(v, D(i - 2, j - 2) + 1);
+                        D(i, j) = v;
+                }
+        size_t r = D(la, lb);
+#undef D
+        free(d);
+        return r;
+}
+
+char **pkg_close_names(const char *name, char *const *candidates, size_t max) {
+        _cleanup_free_ char *n = pkg_name_normalize(name);
+        if (!n)
+                return NULL;
+        size_t cap = strlen(n) <= 4 ? 1 : strlen(n) <= 8 ? 2 : 3;
+        size_t nc = strv_length(candidates);
+        typedef struct {
+                size_t dist;
+                char *name;
+        } Hit;
+        Hit *hits = xcalloc(nc + 1, sizeof(Hit));
+        size_t nh = 0;
+        for (size_t i = 0; i < nc; i++) {
+                _cleanup_free_ char *c = pkg_name_normalize(candidates[i]);
+                if (!c || streq(c, n))
+                        continue;
+                size_t dist = osa_distance(n, c, cap);
+                /* A name that only differs by separators or a prefix like
+                 * "python-" is also worth suggesting. */
+                if (dist > cap && (startswith(c, n) || startswith(n, c)) && MIN(strlen(c), strlen(n)) >= 4)
+                        dist = cap;
+                if (dist > cap)
+                        continue;
+                bool dup = false;
+                for (size_t k = 0; k < nh; k++)
+                        if (streq(hits[k].name, c))
+                                dup = true;
+                if (dup)
+                        continue;
+                hits[nh++] = (Hit) { dist, TAKE_PTR(c) };
+        }
+        for (size_t i = 1; i < nh; i++)
+                for (size_t j = i; j > 0 && (hits[j - 1].dist > hits[j].dist ||
+                                             (hits[j - 1].dist == hits[j].dist && strcmp(hits[j - 1].name, hits[j].name) > 0));
+                     j--) {
+                        Hit t = hits[j];
+                        hits[j] = hits[j - 1];
+                        hits[j - 1] = t;
+                }
+        char **out = NULL;
+        for (size_t i = 0; i < nh; i++) {
+                if (i < max)
+                        out = strv_append(out, hits[i].name);
+                free(hits[i].name);
+        }
+        free(hits);
+        return out;
+}

@@ -1,0 +1,76 @@
+/* pkg-mgr.h: helpers shared by the package-manager files of the pkg module
+ * (index client, store, resolver). Nothing outside src/pkg/ includes this;
+ * libcurl types stay inside pkg-fetch.c. */
+#pragma once
+
+#include "basic.h"
+#include "pkg.h"
+
+/* Largest index page / metadata file we accept (PyPI's biggest project
+ * pages are a few MiB; the root listing is tens of MiB). */
+#define PKG_PAGE_MAX (64U << 20)
+#define PKG_METADATA_MAX (8U << 20)
+#define PKG_DEFAULT_TIMEOUT_MS 30000L
+#define PKG_DEFAULT_RETRIES 3U
+#define PKG_MAX_PARALLEL_DOWNLOADS 8
+
+typedef struct PkgHttpOptions {
+        long timeout_ms;
+        unsigned retries;
+} PkgHttpOptions;
+
+typedef struct PkgHttpResponse {
+        long status;            /* 0 for file:// */
+        char *body;             /* NUL-terminated */
+        size_t len;
+        char *content_type;     /* may be NULL */
+        char *effective_url;    /* after redirects */
+} PkgHttpResponse;
+void pkg_http_response_done(PkgHttpResponse *r);
+
+/* GET url into memory (at most max bytes). Network errors, 429 and 5xx are
+ * retried with exponential backoff. 404/410 (or a missing file://) is
+ * -ENOENT; any other failure is -EIO with "GET <url>: HTTP <status>" or
+ * the transport error in ret_error. */
+int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
+                 char **ret_error);
+
+typedef struct PkgDownload {
+        const char *url;
+        const char *dest;      /* final path; written via dest.part-XXXX + rename */
+        const char *sha256;    /* required: verified before the rename */
+        const char *what;      /* for progress and errors (a file name) */
+} PkgDownload;
+
+/* Downloads all of d in parallel (curl multi, at most
+ * PKG_MAX_PARALLEL_DOWNLOADS at once), each verified against its sha256.
+ * A retry resumes a partial file when the server honours Range. Fails with
+ * the first error (naming url and status, or the hash mismatch). */
+int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions *o, PkgProgressFn progress,
+                           void *userdata, char **ret_error);
+
+/* sha256 helpers (libcrypto stays in pkg-util.c). */
+typedef struct PkgSha256 PkgSha256;
+PkgSha256 *pkg_sha256_new(void);
+void pkg_sha256_update(PkgSha256 *h, const void *data, size_t n);
+/* Finishes: 32 raw bytes into out. Frees h. */
+void pkg_sha256_finish(PkgSha256 *h, uint8_t out[32]);
+PkgSha256 *pkg_sha256_free(PkgSha256 *h);
+char *pkg_hex(const uint8_t *data, size_t n);
+/* sha256 of a string, hex. */
+char *pkg_sha256_hex_of(const void *data, size_t n);
+/* RECORD-style "sha256=<urlsafe base64, no padding>". */
+char *pkg_record_hash(const uint8_t digest[32]);
+bool pkg_is_sha256_hex(const char *s);
+
+/* Resolve a (possibly relative) href against base. Caller frees. */
+char *pkg_url_join(const char *base, const char *href);
+
+/* Local path of a file's wheel: the find-links file itself, or a copy
+ * downloaded (sha256-verified) into the index's cache dir. */
+int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **ret_error);
+/* The file's sha256, computed (by hashing or downloading) when the source
+ * gave none. *ret_sha256 is owned by the index. */
+int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error);
+/* The index's wheel cache dir, or NULL if it never needed one. */
+const char *pkg_index_cache_dir(const PkgIndex *ix);

@@ -1,0 +1,182 @@
+/* pkg-util.c: hashing and URL helpers of the package manager. */
+#include "pkg-mgr.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+
+struct PkgSha256 {
+        EVP_MD_CTX *ctx;
+};
+
+PkgSha256 *pkg_sha256_new(void) {
+        PkgSha256 *h = xcalloc(1, sizeof(*h));
+        h->ctx = EVP_MD_CTX_new();
+        if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+                /* Only on allocation failure inside libcrypto: treat as OOM
+                 * like xmalloc does. */
+                fputs("pysprinter: out of memory (sha256)\n", stderr);
+                abort();
+        }
+        return h;
+}
+
+void pkg_sha256_update(PkgSha256 *h, const void *data, size_t n) {
+        EVP_DigestUpdate(h->ctx, data, n);
+}
+
+void pkg_sha256_finish(PkgSha256 *h, uint8_t out[32]) {
+        unsigned len = 32;
+        EVP_DigestFinal_ex(h->ctx, out, &len);
+        pkg_sha256_free(h);
+}
+
+PkgSha256 *pkg_sha256_free(PkgSha256 *h) {
+        if (!h)
+                return NULL;
+        EVP_MD_CTX_free(h->ctx);
+        free(h);
+        return NULL;
+}
+
+char *pkg_hex(const uint8_t *data, size_t n) {
+        static const char digits[] = "0123456789abcdef";
+        char *s = xmalloc(n * 2 + 1);
+        for (size_t i = 0; i < n; i++) {
+                s[2 * i] = digits[data[i] >> 4];
+                s[2 * i + 1] = digits[data[i] & 15];
+        }
+        s[2 * n] = 0;
+        return s;
+}
+
+char *pkg_sha256_hex_of(const void *data, size_t n) {
+        uint8_t d[32];
+        PkgSha256 *h = pkg_sha256_new();
+        pkg_sha256_update(h, data, n);
+        pkg_sha256_finish(h, d);
+        return pkg_hex(d, 32);
+}
+
+char *pkg_record_hash(const uint8_t digest[32]) {
+        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        char out[64] = "sha256=";
+        size_t o = strlen(out);
+        for (size_t i = 0; i < 32; i += 3) {
+                uint32_t v = (uint32_t) digest[i] << 16;
+                size_t take = MIN((size_t) 3, 32 - i);
+                if (take > 1)
+                        v |= (uint32_t) digest[i + 1] << 8;
+                if (take > 2)
+                        v |= digest[i + 2];
+                out[o++] = b64[(v >> 18) & 63];
+                out[o++] = b64[(v >> 12) & 63];
+                if (take > 1)
+                        out[o++] = b64[(v >> 6) & 63];
+                if (take > 2)
+                        out[o++] = b64[v & 63];
+        }
+        out[o] = 0;
+        return xstrdup(out);
+}
+
+bool pkg_is_sha256_hex(const char *s) {
+        if (!s || strlen(s) != 64)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
+}
+
+int pkg_sha256_file(const char *path, char **ret_hex) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        PkgSha256 *h = pkg_sha256_new();
+        uint8_t buf[65536];
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        pkg_sha256_free(h);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                pkg_sha256_update(h, buf, (size_t) n);
+        }
+        uint8_t d[32];
+        pkg_sha256_finish(h, d);
+        *ret_hex = pkg_hex(d, 32);
+        return 0;
+}
+
+/* Removes "." and ".." segments of an absolute path (RFC 3986 5.2.4). */
+static char *remove_dot_segments(const char *path) {
+        size_t n = strlen(path);
+        char **segs = xcalloc(n + 2, sizeof(char *));
+        size_t ns = 0;
+        _cleanup_free_ char *p = xstrdup(path);
+        bool trailing = n > 0 && (path[n - 1] == '/' || endswith(path, "/.") || endswith(path, "/.."));
+        char *save = p;
+        for (char *s = p; save; s = save) {
+                char *slash = strchr(s, '/');
+                save = slash ? slash + 1 : NULL;
+                if (slash)
+                        *slash = 0;
+                if (!*s || streq(s, "."))
+                        continue;
+                if (streq(s, "..")) {
+                        if (ns > 0)
+                                ns--;
+                        continue;
+                }
+                segs[ns++] = s;
+        }
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        for (size_t i = 0; i < ns; i++) {
+                buf_appends(&b, "/");
+                buf_appends(&b, segs[i]);
+        }
+        if (trailing || ns == 0)
+                buf_appends(&b, "/");
+        free(segs);
+        return buf_steal(&b);
+}
+
+char *pkg_url_join(const char *base, const char *href) {
+        const char *colon = strstr(href, "://");
+        const char *firstslash = strchr(href, '/');
+        if (colon && (!firstslash || colon < firstslash))
+                return xstrdup(href);
+        const char *sep = strstr(base, "://");
+        if (!sep)
+                return xstrdup(href);
+        if (startswith(href, "//"))
+                return xasprintf("%.*s:%s", (int) (sep - base), base, href);
+        const char *hoststart = sep + 3;
+        const char *pathstart = strchr(hoststart, '/');
+        size_t origin_len = pathstart ? (size_t) (pathstart - base) : strlen(base);
+        _cleanup_free_ char *basepath = xstrdup(pathstart ? pathstart : "/");
+        char *q = strpbrk(basepath, "?#");
+        if (q)
+                *q = 0;
+        /* Split off the href's query/fragment so dot-segment removal sees
+         * only the path. */
+        size_t hp = strcspn(href, "?#");
+        _cleanup_free_ char *hpath = xstrndup(href, hp);
+        _cleanup_free_ char *merged = NULL;
+        if (hpath[0] == '/')
+                merged = xstrdup(hpath);
+        else if (!hpath[0])
+                merged = xstrdup(basepath);
+        else {
+                char *last = strrchr(basepath, '/');
+                merged = xasprintf("%.*s/%s", (int) (last ? last - basepath : 0), basepath, hpath);
+        }
+        _cleanup_free_ char *clean = remove_dot_segments(merged);
+        return xasprintf("%.*s%s%s", (int) origin_len, base, clean, href + hp);
+}

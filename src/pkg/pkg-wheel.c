@@ -1,0 +1,499 @@
+/* pkg-wheel.c: PEP 427 wheels unpacked with libarchive. A wheel is hostile
+ * input: every entry name, type and size is checked before a byte lands on
+ * disk, and the RECORD is verified against what was actually written. */
+#include "pkg-mgr.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+typedef struct Entry {
+        char *path;        /* as in the archive */
+        char *dest;        /* relative path written under dest_dir */
+        bool dir;
+        uint64_t size;
+        char *hash;        /* "sha256=…" of what was written */
+} Entry;
+
+typedef struct Unpack {
+        Entry *entries;
+        size_t n, alloc;
+} Unpack;
+
+static void unpack_done(Unpack *u) {
+        for (size_t i = 0; i < u->n; i++) {
+                free(u->entries[i].path);
+                free(u->entries[i].dest);
+                free(u->entries[i].hash);
+        }
+        free(u->entries);
+}
+
+static int entry_cmp(const void *a, const void *b) {
+        return strcmp(((const Entry *) a)->path, ((const Entry *) b)->path);
+}
+
+static const Entry *find_entry(const Unpack *u, const char *path) {
+        Entry key = { .path = (char *) path };
+        return bsearch(&key, u->entries, u->n, sizeof(Entry), entry_cmp);
+}
+
+/* Checks an archive path and returns its destination (".data/purelib|
+ * platlib" stripped) or NULL with *why set. */
+static char *map_path(const char *path, bool *ret_dir, const char **why) {
+        size_t len = strlen(path);
+        if (len == 0) {
+                *why = "empty name";
+                return NULL;
+        }
+        if (path[0] == '/') {
+                *why = "absolute path";
+                return NULL;
+        }
+        if (strchr(path, '\\')) {
+                *why = "backslash in path";
+                return NULL;
+        }
+        if (len > 4096) {
+                *why = "name too long";
+                return NULL;
+        }
+        bool dir = path[len - 1] == '/';
+        _cleanup_free_ char *p = xstrndup(path, dir ? len - 1 : len);
+        if (!*p) {
+                *why = "empty name";
+                return NULL;
+        }
+        /* Component checks: no "..", no ".", no empty component ("a//b"). */
+        for (char *s = p;;) {
+                char *slash = strchr(s, '/');
+                size_t n = slash ? (size_t) (slash - s) : strlen(s);
+                if (n == 0) {
+                        *why = "empty path component";
+                        return NULL;
+                }
+                if ((n == 2 && strneq(s, "..", 2)) || (n == 1 && s[0] == '.')) {
+                        *why = "path traversal ('..' or '.' component)";
+                        return NULL;
+                }
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) s[i] < 0x20) {
+                                *why = "control character in name";
+                                return NULL;
+                        }
+                if (!slash)
+                        break;
+                s = slash + 1;
+        }
+        *ret_dir = dir;
+        /* NAME-VER.data/purelib/x and .../platlib/x install into the root;
+         * other .data schemes (scripts, headers, data) stay where they are,
+         * off sys.path. */
+        char *first = strchr(p, '/');
+        if (first && first - p > 5 && strneq(first - 5, ".data", 5)) {
+                const char *rest = first + 1;
+                if (startswith(rest, "purelib/") || startswith(rest, "platlib/"))
+                        return xstrdup(rest + 8);
+                if (streq(rest, "purelib") || streq(rest, "platlib")) {
+                        *ret_dir = true;
+                        return xstrdup("");
+                }
+        }
+        return TAKE_PTR(p);
+}
+
+/* mkdir -p of rel under dirfd, refusing to go through anything that is not
+ * a directory we can open without following symlinks. */
+static int mkdirs_at(int dirfd, const char *rel) {
+        if (!*rel)
+                return 0;
+        _cleanup_free_ char *p = xstrdup(rel);
+        for (char *s = p;; s++) {
+                bool end = *s == 0;
+                if (*s == '/' || end) {
+                        char c = *s;
+                        *s = 0;
+                        if (mkdirat(dirfd, p, 0755) < 0 && errno != EEXIST)
+                                return -errno;
+                        struct stat st;
+                        if (fstatat(dirfd, p, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                                return -errno;
+                        if (!S_ISDIR(st.st_mode))
+                                return -ENOTDIR;
+                        *s = c;
+                        if (end)
+                                break;
+                }
+        }
+        return 0;
+}
+
+static int fail(char **ret_error, int r, const char *wheel, const char *entry, const char *fmt, ...)
+        _printf_(5, 6);
+static int fail(char **ret_error, int r, const char *wheel, const char *entry, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *why = NULL;
+        if (vasprintf(&why, fmt, ap) < 0)
+                why = NULL;
+        va_end(ap);
+        if (entry)
+                *ret_error = xasprintf("wheel %s: entry '%s': %s", wheel, entry, why ? why : "invalid");
+        else
+                *ret_error = xasprintf("wheel %s: %s", wheel, why ? why : "invalid");
+        return r;
+}
+
+/* One RECORD row: path,hash,size with RFC 4180 quoting. Returns the number
+ * of fields (up to 3) or -EBADMSG. */
+static int csv_row(const char **pp, char *fields[3]) {
+        const char *p = *pp;
+        int nf = 0;
+        Buf f;
+        buf_init(&f, 1 << 16);
+        for (;;) {
+                bool quoted = *p == '"';
+                if (quoted) {
+                        p++;
+                        for (;;) {
+                                if (!*p) {
+                                        buf_free(&f);
+                                        return -EBADMSG;
+                                }
+                                if (*p == '"' && p[1] == '"') {
+                                        buf_append(&f, "\"", 1);
+                                        p += 2;
+                                } else if (*p == '"') {
+                                        p++;
+                                        break;
+                                } else
+                                        buf_append(&f, p++, 1);
+                        }
+                } else
+                        while (*p && *p != ',' && *p != '\n' && *p != '\r')
+                                buf_append(&f, p++, 1);
+                if (nf < 3)
+                        fields[nf] = buf_steal(&f);
+                else
+                        buf_reset(&f);
+                nf++;
+                if (*p == ',') {
+                        p++;
+                        continue;
+                }
+                if (*p == '\r')
+                        p++;
+                if (*p == '\n')
+                        p++;
+                else if (*p) {
+                        buf_free(&f);
+                        return -EBADMSG;
+                }
+                break;
+        }
+        buf_free(&f);
+        *pp = p;
+        return MIN(nf, 3);
+}
+
+static bool is_record_sig(const char *path, const char *distinfo) {
+        const char *slash = strchr(path, '/');
+        if (!slash || (size_t) (slash - path) != strlen(distinfo) || !strneq(path, distinfo, strlen(distinfo)))
+                return false;
+        return streq(slash + 1, "RECORD") || streq(slash + 1, "RECORD.jws") || streq(slash + 1, "RECORD.p7s");
+}
+
+static int verify_record(const Unpack *u, int dfd, const char *distinfo, const char *wheel, char **ret_error) {
+        _cleanup_free_ char *rec_path = xasprintf("%s/RECORD", distinfo);
+        _cleanup_close_ int fd = openat(dfd, rec_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return fail(ret_error, -EBADMSG, wheel, NULL, "no %s (every wheel must carry one)", rec_path);
+        _cleanup_free_ char *text = NULL;
+        int r = read_fd_all(fd, 64U << 20, &text, NULL);
+        if (r < 0)
+                return fail(ret_error, r, wheel, NULL, "cannot read %s: %s", rec_path, strerror(-r));
+        /* listed[i]: entry i appears in RECORD. */
+        _cleanup_free_ bool *listed = xcalloc(u->n + 1, sizeof(bool));
+        const char *p = text;
+        while (*p) {
+                char *fields[3] = {};
+                int nf = csv_row(&p, fields);
+                if (nf < 0)
+                        return fail(ret_error, -EBADMSG, wheel, NULL, "malformed RECORD");
+                _cleanup_free_ char *path = fields[0], *hash = nf > 1 ? fields[1] : NULL,
+                                    *size = nf > 2 ? fields[2] : NULL;
+                if (!path || !*path)
+                        continue;
+                const Entry *e = find_entry(u, path);
+                if (!e || e->dir)
+                        return fail(ret_error, -EBADMSG, wheel, path, "listed in RECORD but not in the wheel");
+                listed[e - u->entries] = true;
+                if (is_record_sig(path, distinfo))
+                        continue;
+                if (!hash || !*hash)
+                        return fail(ret_error, -EBADMSG, wheel, path, "RECORD gives no hash");
+                if (!startswith(hash, "sha256="))
+                        return fail(ret_error, -EBADMSG, wheel, path, "RECORD hash '%s' is not sha256", hash);
+                if (!streq(hash, e->hash))
+                        return fail(ret_error, -EBADMSG, wheel, path, "content does not match RECORD (%s, RECORD says %s)",
+                                    e->hash, hash);
+                if (size && *size) {
+                        char *end;
+                        errno = 0;
+                        unsigned long long sz = strtoull(size, &end, 10);
+                        if (errno || *end || sz != e->size)
+                                return fail(ret_error, -EBADMSG, wheel, path, "size %llu does not match RECORD (%s)",
+                                            (unsigned long long) e->size, size);
+                }
+        }
+        for (size_t i = 0; i < u->n; i++)
+                if (!u->entries[i].dir && !listed[i] && !is_record_sig(u->entries[i].path, distinfo))
+                        return fail(ret_error, -EBADMSG, wheel, u->entries[i].path, "not listed in RECORD");
+        return 0;
+}
+
+static struct archive *open_wheel(const char *path) {
+        struct archive *a = archive_read_new();
+        if (!a)
+                return NULL;
+        /* The seekable reader trusts the central directory, as installers
+         * must: streaming local headers can disagree with it. */
+        archive_read_support_format_zip_seekable(a);
+        if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+                archive_read_free(a);
+                return NULL;
+        }
+        return a;
+}
+
+int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error) {
+        const char *wheel = display_name ? display_name : wheel_path;
+        struct stat wst;
+        if (stat(wheel_path, &wst) < 0)
+                return fail(ret_error, -errno, wheel, NULL, "%s", strerror(errno));
+        /* Zip bombs: the whole wheel may expand to at most RATIO times its
+         * size (and never past the absolute cap). */
+        uint64_t total_cap = MIN((uint64_t) PKG_WHEEL_MAX_TOTAL_BYTES,
+                                 MAX((uint64_t) wst.st_size * PKG_WHEEL_MAX_RATIO, (uint64_t) 16 << 20));
+        struct archive *a = open_wheel(wheel_path);
+        if (!a)
+                return fail(ret_error, -EBADMSG, wheel, NULL, "not a readable zip archive");
+        if (mkdir(dest_dir, 0755) < 0) {
+                int r = -errno;
+                archive_read_free(a);
+                return fail(ret_error, r, wheel, NULL, "cannot create %s: %s", dest_dir, strerror(-r));
+        }
+        int dfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        Unpack u = {};
+        uint64_t total = 0;
+        int r = 0;
+        _cleanup_free_ char *distinfo = NULL;
+        uint8_t *buf = xmalloc(1 << 16);
+        if (dfd < 0) {
+                r = fail(ret_error, -errno, wheel, NULL, "cannot open %s", dest_dir);
+                goto out;
+        }
+        for (;;) {
+                struct archive_entry *ae;
+                int ar = archive_read_next_header(a, &ae);
+                if (ar == ARCHIVE_EOF)
+                        break;
+                if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
+                        r = fail(ret_error, -EBADMSG, wheel, NULL, "corrupt archive: %s", archive_error_string(a));
+                        goto out;
+                }
+                const char *path = archive_entry_pathname(ae);
+                if (!path) {
+                        r = fail(ret_error, -EBADMSG, wheel, NULL, "entry without a name");
+                        goto out;
+                }
+                if (u.n >= PKG_WHEEL_MAX_ENTRIES) {
+                        r = fail(ret_error, -EFBIG, wheel, NULL, "more than %d entries", PKG_WHEEL_MAX_ENTRIES);
+                        goto out;
+                }
+                mode_t type = archive_entry_filetype(ae);
+                if (archive_entry_hardlink(ae) || archive_entry_symlink(ae) || type == AE_IFLNK) {
+                        r = fail(ret_error, -EPERM, wheel, path, "links are not allowed in wheels");
+                        goto out;
+                }
+                if (type != AE_IFREG && type != AE_IFDIR) {
+                        r = fail(ret_error, -EPERM, wheel, path, "not a regular file or directory (device, fifo or socket)");
+                        goto out;
+                }
+                const char *why = NULL;
+                bool isdir = false;
+                _cleanup_free_ char *dest = map_path(path, &isdir, &why);
+                if (!dest) {
+                        r = fail(ret_error, -EPERM, wheel, path, "%s", why);
+                        goto out;
+                }
+                isdir = isdir || type == AE_IFDIR;
+                if (archive_entry_size_is_set(ae) && (uint64_t) archive_entry_size(ae) > PKG_WHEEL_MAX_ENTRY_BYTES) {
+                        r = fail(ret_error, -EFBIG, wheel, path, "declared size over the %llu-byte cap",
+                                 (unsigned long long) PKG_WHEEL_MAX_ENTRY_BYTES);
+                        goto out;
+                }
+                if (u.n == u.alloc) {
+                        u.alloc = u.alloc ? u.alloc * 2 : 64;
+                        u.entries = xrealloc(u.entries, u.alloc * sizeof(Entry));
+                }
+                Entry *e = &u.entries[u.n++];
+                *e = (Entry) { .path = xstrdup(path), .dest = xstrdup(dest), .dir = isdir };
+                if (!distinfo) {
+                        const char *slash = strchr(path, '/');
+                        if (slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10))
+                                distinfo = xstrndup(path, (size_t) (slash - path));
+                } else {
+                        const char *slash = strchr(path, '/');
+                        if (slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10) &&
+                            !(strlen(distinfo) == (size_t) (slash - path) && strneq(path, distinfo, strlen(distinfo)))) {
+                                r = fail(ret_error, -EBADMSG, wheel, path, "second .dist-info directory (%s already seen)",
+                                         distinfo);
+                                goto out;
+                        }
+                }
+                if (isdir) {
+                        r = mkdirs_at(dfd, dest);
+                        if (r < 0) {
+                                r = fail(ret_error, r, wheel, path, "cannot create directory: %s", strerror(-r));
+                                goto out;
+                        }
+                        continue;
+                }
+                char *slash = strrchr(dest, '/');
+                if (slash) {
+                        *slash = 0;
+                        r = mkdirs_at(dfd, dest);
+                        *slash = '/';
+                        if (r < 0) {
+                                r = fail(ret_error, r, wheel, path, "cannot create its directory: %s", strerror(-r));
+                                goto out;
+                        }
+                }
+                mode_t mode = (archive_entry_perm(ae) & 0111) ? 0755 : 0644;
+                _cleanup_close_ int fd = openat(dfd, dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+                if (fd < 0) {
+                        r = -errno;
+                        r = fail(ret_error, r, wheel, path, "%s",
+                                 r == -EEXIST ? "duplicate entry (two entries install the same file)" : strerror(-r));
+                        goto out;
+                }
+                PkgSha256 *h = pkg_sha256_new();
+                for (;;) {
+                        la_ssize_t n = archive_read_data(a, buf, 1 << 16);
+                        if (n == 0)
+                                break;
+                        if (n < 0) {
+                                pkg_sha256_free(h);
+                                r = fail(ret_error, -EBADMSG, wheel, path, "corrupt data: %s", archive_error_string(a));
+                                goto out;
+                        }
+                        e->size += (uint64_t) n;
+                        total += (uint64_t) n;
+                        if (e->size > PKG_WHEEL_MAX_ENTRY_BYTES || total > total_cap) {
+                                pkg_sha256_free(h);
+                                r = fail(ret_error, -EFBIG, wheel, path,
+                                         "unpacked size over the cap (%llu bytes for a %llu-byte wheel): zip bomb?",
+                                         (unsigned long long) total_cap, (unsigned long long) wst.st_size);
+                                goto out;
+                        }
+                        pkg_sha256_update(h, buf, (size_t) n);
+                        r = write_full(fd, buf, (size_t) n);
+                        if (r < 0) {
+                                pkg_sha256_free(h);
+                                r = fail(ret_error, r, wheel, path, "write failed: %s", strerror(-r));
+                                goto out;
+                        }
+                }
+                uint8_t dg[32];
+                pkg_sha256_finish(h, dg);
+                e->hash = pkg_record_hash(dg);
+        }
+        if (!distinfo) {
+                r = fail(ret_error, -EBADMSG, wheel, NULL, "no .dist-info directory");
+                goto out;
+        }
+        qsort(u.entries, u.n, sizeof(Entry), entry_cmp);
+        for (size_t i = 1; i < u.n; i++)
+                if (streq(u.entries[i].path, u.entries[i - 1].path) && !u.entries[i].dir) {
+                        r = fail(ret_error, -EBADMSG, wheel, u.entries[i].path, "duplicate entry");
+                        goto out;
+                }
+        {
+                _cleanup_free_ char *wp = xasprintf("%s/WHEEL", distinfo);
+                _cleanup_free_ char *wtext = NULL;
+                _cleanup_close_ int wfd = openat(dfd, wp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (wfd < 0 || read_fd_all(wfd, 1 << 20, &wtext, NULL) < 0) {
+                        r = fail(ret_error, -EBADMSG, wheel, NULL, "no %s", wp);
+                        goto out;
+                }
+                const char *wv = strstr(wtext, "Wheel-Version:");
+                if (!wv) {
+                        r = fail(ret_error, -EBADMSG, wheel, NULL, "%s has no Wheel-Version", wp);
+                        goto out;
+                }
+                wv += strlen("Wheel-Version:");
+                while (*wv == ' ')
+                        wv++;
+                if (!startswith(wv, "1.")) {
+                        r = fail(ret_error, -EPROTONOSUPPORT, wheel, NULL, "unsupported Wheel-Version %.10s", wv);
+                        goto out;
+                }
+        }
+        r = verify_record(&u, dfd, distinfo, wheel, ret_error);
+out:
+        free(buf);
+        archive_read_free(a);
+        if (dfd >= 0)
+                close(dfd);
+        unpack_done(&u);
+        if (r < 0)
+                (void) rm_rf(dest_dir);
+        return r;
+}
+
+int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_error) {
+        struct archive *a = open_wheel(wheel_path);
+        if (!a)
+                return fail(ret_error, -EBADMSG, wheel_path, NULL, "not a readable zip archive");
+        int r = -ENOENT;
+        for (;;) {
+                struct archive_entry *ae;
+                int ar = archive_read_next_header(a, &ae);
+                if (ar == ARCHIVE_EOF)
+                        break;
+                if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
+                        r = fail(ret_error, -EBADMSG, wheel_path, NULL, "corrupt archive: %s", archive_error_string(a));
+                        break;
+                }
+                const char *path = archive_entry_pathname(ae);
+                const char *slash = path ? strchr(path, '/') : NULL;
+                if (!slash || !streq(slash + 1, "METADATA") || slash - path <= 10 ||
+                    !strneq(slash - 10, ".dist-info", 10))
+                        continue;
+                Buf b;
+                buf_init(&b, PKG_METADATA_MAX);
+                char chunk[16384];
+                r = 0;
+                for (;;) {
+                        la_ssize_t n = archive_read_data(a, chunk, sizeof(chunk));
+                        if (n == 0)
+                                break;
+                        if (n < 0 || buf_append(&b, chunk, (size_t) n) < 0) {
+                                r = fail(ret_error, n < 0 ? -EBADMSG : -EFBIG, wheel_path, path,
+                                         n < 0 ? "corrupt data" : "METADATA too large");
+                                break;
+                        }
+                }
+                if (r == 0)
+                        *ret_text = buf_steal(&b);
+                buf_free(&b);
+                archive_read_free(a);
+                return r;
+        }
+        archive_read_free(a);
+        if (r == -ENOENT)
+                return fail(ret_error, -EBADMSG, wheel_path, NULL, "no .dist-info/METADATA");
+        return r;
+}
