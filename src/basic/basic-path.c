@@ -39,17 +39,17 @@ int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
-static int rm_rf_at(int dirfd, const char *name, dev_t dev) {
+static int rm_rf_at(int parent_fd, const char *name, dev_t dev) {
         struct stat st;
-        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT ? 0 : -errno;
         if (!S_ISDIR(st.st_mode))
-                return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+                return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
         if (st.st_dev != dev)
                 return -EXDEV;
         /* Read-only store dirs must become writable before their entries go. */
-        (void) fchmodat(dirfd, name, 0700, 0);
-        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        (void) fchmodat(parent_fd, name, 0700, 0);
+        int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         DIR *d = fdopendir(fd);
@@ -67,7 +67,7 @@ static int rm_rf_at(int dirfd, const char *name, dev_t dev) {
                         r = k;
         }
         closedir(d);
-        if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+        if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
                 r = -errno;
         return r;
 }

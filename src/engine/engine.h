@@ -144,3 +144,11 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
 
 /* Kills a run in flight (its whole process tree). -ESRCH if not running. */
 int engine_cancel(Engine *e, const char *run_id);
+
+/* The job store the engine records runs in (owned by the engine). */
+typedef struct Store Store;
+Store *engine_store(Engine *e);
+
+/* Replays a run's stored output (RunRecord.log_path) as OUTPUT events.
+ * The log format is frames of "<stream> <realtime-usec> <len>\n<bytes>\n". */
+int engine_log_replay(const char *log_path, RunEventFn fn, void *userdata);

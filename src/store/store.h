@@ -55,3 +55,35 @@ int store_runs_mark_lost(Store *s, const char *message);
 /* Generic key/value cache table (lock cache, metadata). value NULL deletes. */
 int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value);
 int store_kv_put(Store *s, const char *ns, const char *key, const char *value);
+
+/* ---- deployed functions (store-functions.c) ------------------------------ */
+
+/* One version of a deployed function. Versions of (tenant, name) count up
+ * from 1; each deploy adds one and never changes an older one. */
+typedef struct FunctionRecord {
+        char *tenant;
+        char *name;
+        int version;
+        char *filename;
+        char *function;          /* NULL: the @requirements-decorated one */
+        char *source;
+        size_t source_len;
+        char *requirements_json; /* extra requirements object, or NULL */
+        char *limits_json;       /* the deploy's limits object, or NULL */
+        char *description;
+        usec_t created;
+} FunctionRecord;
+FunctionRecord *function_record_free(FunctionRecord *f);
+void function_record_list_free(FunctionRecord **v, size_t n);
+
+/* Stores f as the next version of (f->tenant, f->name); the version it got
+ * goes to *ret_version (f->version is ignored). */
+int store_function_put(Store *s, const FunctionRecord *f, int *ret_version);
+/* version 0: the latest. -ENOENT when there is no such function/version. */
+int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret);
+/* The latest version of each of tenant's functions, by name. */
+int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
+/* Ascending version numbers of (tenant, name); -ENOENT when none. */
+int store_function_versions(Store *s, const char *tenant, const char *name, int **ret, size_t *ret_n);
+/* Deletes every version. -ENOENT when none. */
+int store_function_delete(Store *s, const char *tenant, const char *name);

@@ -1,0 +1,339 @@
+/* The run/invoke argument grammar of DESIGN §1:
+ *   FILE[::FUNC]  -a V (positional, repeatable)  --NAME V | -NAME V |
+ *   --NAME=V (keyword)  -k NAME=V (always keyword)  --json-args '[…]'
+ *   --json-kwargs '{…}'  plus the runner's own options.
+ * Bare words after FILE are positional values too. */
+#include <jansson.h>
+#include <math.h>
+
+#include "cli.h"
+
+#define MAX_ARGS 4096
+
+typedef enum OptKind { OPT_FLAG, OPT_VALUE } OptKind;
+
+typedef struct Ctx {
+        RunArgs *a;
+        json_t *args, *kwargs;
+        char **error;
+} Ctx;
+
+static _printf_(2, 0) int usage(Ctx *c, const char *fmt, const char *word) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        *c->error = xasprintf(fmt, word);
+#pragma GCC diagnostic pop
+        return -EINVAL;
+}
+
+int cli_parse_duration_ms(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || !isfinite(v) || v <= 0)
+                return -EINVAL;
+        double mult = 1000;
+        if (streq(end, "ms"))
+                mult = 1;
+        else if (streq(end, "") || streq(end, "s"))
+                mult = 1000;
+        else if (streq(end, "m") || streq(end, "min"))
+                mult = 60000;
+        else if (streq(end, "h"))
+                mult = 3600000;
+        else
+                return -EINVAL;
+        double ms = v * mult;
+        if (ms < 1 || ms > 7 * 24 * 3600e3)
+                return -ERANGE;
+        *ret = (uint64_t) ms;
+        return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || !isfinite(v) || v <= 0)
+                return -EINVAL;
+        static const struct {
+                const char *suffix;
+                double mult;
+        } units[] = {
+                { "", 1 << 20 },   { "b", 1 },           { "k", 1 << 10 },      { "kb", 1e3 },
+                { "kib", 1 << 10 }, { "m", 1 << 20 },    { "mb", 1e6 },         { "mib", 1 << 20 },
+                { "g", 1 << 30 },  { "gb", 1e9 },        { "gib", 1 << 30 },
+        };
+        char lower[8];
+        size_t n = strlen(end);
+        if (n >= sizeof(lower))
+                return -EINVAL;
+        for (size_t i = 0; i <= n; i++)
+                lower[i] = (char) (end[i] >= 'A' && end[i] <= 'Z' ? end[i] + 32 : end[i]);
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (streq(lower, units[i].suffix)) {
+                        double b = v * units[i].mult;
+                        if (b < 1 || b > 1e15)
+                                return -ERANGE;
+                        *ret = (uint64_t) b;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static bool valid_param_name(const char *s, size_t n) {
+        if (n == 0 || !(s[0] == '_' || ((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z')))
+                return false;
+        for (size_t i = 1; i < n; i++) {
+                char ch = s[i];
+                if (!(ch == '_' || ((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9')))
+                        return false;
+        }
+        return true;
+}
+
+static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
+        _cleanup_free_ char *key = xstrndup(name, n);
+        /* --arg-name is accepted for arg_name, as most CLIs do. */
+        for (char *p = key; *p; p++)
+                if (*p == '-')
+                        *p = '_';
+        if (!valid_param_name(key, strlen(key))) {
+                json_decref(value);
+                return usage(c, "'%s' is not a valid parameter name", key);
+        }
+        if (json_object_get(c->kwargs, key)) {
+                json_decref(value);
+                return usage(c, "keyword argument '%s' given twice", key);
+        }
+        if (json_object_size(c->kwargs) >= MAX_ARGS) {
+                json_decref(value);
+                return usage(c, "too many keyword arguments%s", "");
+        }
+        json_object_set_new(c->kwargs, key, value);
+        return 0;
+}
+
+static json_t *raw(const char *v) {
+        return json_pack("{s:s}", "raw", v);
+}
+
+static int add_positional(Ctx *c, json_t *item) {
+        if (json_array_size(c->args) >= MAX_ARGS) {
+                json_decref(item);
+                return usage(c, "too many positional arguments%s", "");
+        }
+        json_array_append_new(c->args, item);
+        return 0;
+}
+
+static int parse_json_args(Ctx *c, const char *text, bool keyword) {
+        json_error_t e;
+        json_t *v = json_loads(text, JSON_DECODE_ANY, &e);
+        if (!v || (keyword ? !json_is_object(v) : !json_is_array(v))) {
+                json_decref(v);
+                return usage(c, keyword ? "--json-kwargs needs a JSON object, got: %s"
+                                        : "--json-args needs a JSON array, got: %s", text);
+        }
+        if (keyword) {
+                const char *k;
+                json_t *item;
+                json_object_foreach(v, k, item) {
+                        int r = add_kwarg(c, k, strlen(k), json_pack("{s:O}", "value", item));
+                        if (r < 0) {
+                                json_decref(v);
+                                return r;
+                        }
+                }
+        } else {
+                size_t i;
+                json_t *item;
+                json_array_foreach(v, i, item) {
+                        int r = add_positional(c, json_pack("{s:O}", "value", item));
+                        if (r < 0) {
+                                json_decref(v);
+                                return r;
+                        }
+                }
+        }
+        json_decref(v);
+        return 0;
+}
+
+/* The runner's own options. Returns 1 if word was one (consuming *i),
+ * 0 if not, <0 on a usage error. */
+static int runner_option(Ctx *c, int argc, char **argv, int *i) {
+        const char *w = argv[*i];
+        RunArgs *a = c->a;
+        const char *eq = strchr(w, '=');
+        size_t n = eq ? (size_t) (eq - w) : strlen(w);
+        static const struct {
+                const char *name;
+                OptKind kind;
+        } opts[] = {
+                { "-a", OPT_VALUE },          { "-k", OPT_VALUE },         { "--json-args", OPT_VALUE },
+                { "--json-kwargs", OPT_VALUE }, { "--json", OPT_FLAG },    { "--timeout", OPT_VALUE },
+                { "--memory", OPT_VALUE },    { "--max-procs", OPT_VALUE }, { "--max-output", OPT_VALUE },
+                { "--network", OPT_FLAG },    { "--sandbox", OPT_VALUE },  { "--index-url", OPT_VALUE },
+                { "--find-links", OPT_VALUE }, { "--server", OPT_VALUE },  { "--quiet", OPT_FLAG },
+                { "-q", OPT_FLAG },           { "--help", OPT_FLAG },      { "-h", OPT_FLAG },
+                { "--data", OPT_VALUE },      { "--allow-sdist", OPT_FLAG }, { "--no-cache", OPT_FLAG },
+        };
+        size_t k;
+        for (k = 0; k < ELEMENTSOF(opts); k++)
+                if (strlen(opts[k].name) == n && strneq(w, opts[k].name, n))
+                        break;
+        if (k == ELEMENTSOF(opts))
+                return 0;
+        const char *name = opts[k].name;
+        const char *val = NULL;
+        if (opts[k].kind == OPT_VALUE) {
+                if (eq)
+                        val = eq + 1;
+                else if (*i + 1 < argc)
+                        val = argv[++*i];
+                else
+                        return usage(c, "option %s needs a value", name);
+        } else if (eq)
+                return usage(c, "option %s takes no value", name);
+
+        uint64_t u;
+        if (streq(name, "-a"))
+                return add_positional(c, raw(val)) ?: 1;
+        if (streq(name, "-k")) {
+                const char *e = strchr(val, '=');
+                if (!e)
+                        return usage(c, "-k needs NAME=VALUE, got '%s'", val);
+                return add_kwarg(c, val, (size_t) (e - val), raw(e + 1)) ?: 1;
+        }
+        if (streq(name, "--json-args"))
+                return parse_json_args(c, val, false) ?: 1;
+        if (streq(name, "--json-kwargs"))
+                return parse_json_args(c, val, true) ?: 1;
+        if (streq(name, "--json"))
+                a->json_output = true;
+        else if (streq(name, "--timeout")) {
+                if (cli_parse_duration_ms(val, &u) < 0)
+                        return usage(c, "--timeout needs a duration such as 30, 2.5s, 500ms or 5m, got '%s'", val);
+                a->limits.timeout_ms = u;
+        } else if (streq(name, "--memory")) {
+                if (cli_parse_size(val, &u) < 0 || u < (16 << 20))
+                        return usage(c, "--memory needs a size of at least 16M such as 256M or 1G, got '%s'", val);
+                a->limits.memory_bytes = u;
+        } else if (streq(name, "--max-output")) {
+                if (cli_parse_size(val, &u) < 0)
+                        return usage(c, "--max-output needs a size such as 10M or 512K, got '%s'", val);
+                a->limits.max_output_bytes = u;
+        } else if (streq(name, "--max-procs")) {
+                char *end;
+                errno = 0;
+                unsigned long long v = strtoull(val, &end, 10);
+                if (errno || *end || v < 1 || v > 100000 || val[0] == '-')
+                        return usage(c, "--max-procs needs a number from 1 to 100000, got '%s'", val);
+                a->limits.max_procs = v;
+        } else if (streq(name, "--network"))
+                a->limits.network = true;
+        else if (streq(name, "--sandbox")) {
+                if (streq(val, "none"))
+                        a->sandbox = SANDBOX_MODE_NONE;
+                else if (streq(val, "full") || streq(val, "default"))
+                        a->sandbox = SANDBOX_MODE_FULL;
+                else
+                        return usage(c, "--sandbox is 'full' (the default) or 'none', got '%s'", val);
+        } else if (streq(name, "--index-url")) {
+                free(a->index_url);
+                a->index_url = xstrdup(val);
+        } else if (streq(name, "--find-links"))
+                a->find_links = strv_append(a->find_links, val);
+        else if (streq(name, "--data"))
+                a->data = strv_append(a->data, val);
+        else if (streq(name, "--server")) {
+                free(a->server);
+                a->server = xstrdup(val);
+        } else if (streq(name, "--quiet") || streq(name, "-q"))
+                a->quiet = true;
+        else if (streq(name, "--help") || streq(name, "-h"))
+                a->help = true;
+        else if (streq(name, "--allow-sdist"))
+                a->allow_sdist = true;
+        else if (streq(name, "--no-cache"))
+                a->no_cache = true;
+        return 1;
+}
+
+static int set_target(Ctx *c, const char *w) {
+        RunArgs *a = c->a;
+        a->target = xstrdup(w);
+        const char *sep = strstr(w, "::");
+        if (sep) {
+                a->file = xstrndup(w, (size_t) (sep - w));
+                a->function = xstrdup(sep + 2);
+                if (!valid_param_name(a->function, strlen(a->function)))
+                        return usage(c, "'%s' is not a valid function name after '::'", a->function);
+        } else
+                a->file = xstrdup(w);
+        if (!*a->file)
+                return usage(c, "no file given in '%s'", w);
+        return 0;
+}
+
+int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
+        RunArgs a = { .sandbox = SANDBOX_MODE_FULL };
+        Ctx c = { .a = &a, .args = json_array(), .kwargs = json_object(), .error = ret_error };
+        int r = 0;
+        bool only_values = false;
+        for (int i = 0; i < argc && r >= 0; i++) {
+                const char *w = argv[i];
+                if (!only_values && streq(w, "--")) {
+                        only_values = true;
+                        continue;
+                }
+                if (only_values || w[0] != '-' || streq(w, "-") || (w[1] >= '0' && w[1] <= '9')) {
+                        /* A bare word: the target first, positional values after. */
+                        if (!a.target)
+                                r = set_target(&c, w);
+                        else
+                                r = add_positional(&c, raw(w));
+                        continue;
+                }
+                r = runner_option(&c, argc, argv, &i);
+                if (r != 0)
+                        continue;
+                /* --NAME V, -NAME V, --NAME=V: a keyword argument. */
+                const char *name = w + (w[1] == '-' ? 2 : 1);
+                const char *eq = strchr(name, '=');
+                if (eq)
+                        r = add_kwarg(&c, name, (size_t) (eq - name), raw(eq + 1));
+                else if (i + 1 < argc)
+                        r = add_kwarg(&c, name, strlen(name), raw(argv[++i]));
+                else
+                        r = usage(&c, "option %s needs a value (use -k NAME=VALUE for keyword arguments)", w);
+        }
+        if (r >= 0 && !a.target && !a.help)
+                r = usage(&c, "no file given%s", "");
+        if (r < 0) {
+                json_decref(c.args);
+                json_decref(c.kwargs);
+                run_args_done(&a);
+                return r;
+        }
+        a.args_json = json_dumps(c.args, JSON_COMPACT);
+        a.kwargs_json = json_dumps(c.kwargs, JSON_COMPACT);
+        json_decref(c.args);
+        json_decref(c.kwargs);
+        *ret = a;
+        return 0;
+}
+
+void run_args_done(RunArgs *a) {
+        free(a->target);
+        free(a->file);
+        free(a->function);
+        free(a->args_json);
+        free(a->kwargs_json);
+        free(a->index_url);
+        strv_free(a->find_links);
+        strv_free(a->data);
+        free(a->server);
+        *a = (RunArgs) {};
+}

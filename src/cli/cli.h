@@ -1,0 +1,69 @@
+/* Internal to the pysprinter CLI: verbs, argument grammar, rendering.
+ * Nothing outside src/cli/ includes this. */
+#pragma once
+
+#include "basic.h"
+#include "engine.h"
+
+/* ---- cli-args.c: the run/invoke argument grammar (DESIGN §1) ---- */
+
+typedef struct RunArgs {
+        char *target;        /* FILE[::FUNC] as given */
+        char *file;
+        char *function;      /* NULL: the decorated one */
+        char *args_json;     /* [{"raw": …} | {"value": …}, …] */
+        char *kwargs_json;   /* {name: {"raw": …} | {"value": …}} */
+        bool json_output;
+        bool quiet;
+        bool help;
+        RunLimits limits;
+        SandboxMode sandbox;
+        char *index_url;
+        char **find_links;
+        char *server;
+        char **data;         /* --data NAME (repeatable) */
+        bool allow_sdist;
+        bool no_cache;
+} RunArgs;
+
+/* Parses argv (the words after the verb). On failure *ret_error is a usage
+ * message (exit 2). */
+int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error);
+void run_args_done(RunArgs *a);
+/* "1.5" "2s" "500ms" "2m" -> milliseconds. */
+int cli_parse_duration_ms(const char *s, uint64_t *ret);
+/* "256" (MiB) "256M" "1G" "512KiB" "100B" -> bytes. */
+int cli_parse_size(const char *s, uint64_t *ret);
+
+/* ---- cli-render.c ---- */
+
+typedef struct Renderer {
+        bool tty_out, tty_err, color, json;
+        /* Partial lines per stream (TTY decoration works line by line). */
+        Buf partial[3];
+} Renderer;
+
+void renderer_init(Renderer *r, bool json_output);
+void renderer_done(Renderer *r);
+/* An engine event: output is streamed, warnings shown. */
+void renderer_event(const RunEvent *ev, void *userdata);
+/* Prints the outcome of a run; returns its exit code. */
+int renderer_result(Renderer *r, const RunResult *res);
+/* Re-format compact JSON text: indent 0 = Python's json.dumps default
+ * separators on one line; indent > 0 = pretty. Numbers are kept verbatim. */
+char *json_reformat(const char *compact, int indent);
+
+/* ---- verbs ---- */
+
+typedef struct CliContext {
+        const char *argv0;
+} CliContext;
+
+int verb_run(int argc, char **argv);
+int verb_validate(int argc, char **argv);
+int verb_ps(int argc, char **argv);
+int verb_show(int argc, char **argv);
+int verb_logs(int argc, char **argv);
+
+/* Opens the embedded engine with the environment's settings. */
+int cli_engine_open(const RunArgs *a, Engine **ret);

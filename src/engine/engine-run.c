@@ -1,0 +1,662 @@
+/* The run lifecycle (DESIGN §3): validate -> resolve -> start -> run ->
+ * record. One function per phase; engine_run() reads as the list of them. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "engine-internal.h"
+
+#define EXIT_GRACE_USEC (200 * USEC_PER_MSEC)
+#define VALIDATE_TIMEOUT_USEC (30 * USEC_PER_SEC)
+
+struct ActiveRun {
+        char *id;
+        RunSandbox *sandbox;
+        Worker *worker;
+        bool cancelled;
+        ActiveRun *next;
+};
+
+typedef struct RunCtx {
+        Engine *e;
+        const RunSpec *spec;
+        RunEventFn fn;
+        void *userdata;
+        RunResult *res;
+        RunLimits limits;
+        RunRecord rec;
+        ActiveRun active;
+        Worker *worker;
+        int log_fd;
+        json_t *args, *kwargs;
+        char *requirements_json; /* the file's @requirements dict */
+        char **sys_path;
+        uint64_t output_bytes;
+        usec_t t_start;
+} RunCtx;
+
+/* ---- events and bookkeeping ---- */
+
+static void emit(RunCtx *c, RunEvent ev) {
+        ev.run_id = c->res->id;
+        if (!ev.timestamp)
+                ev.timestamp = now_realtime();
+        if (c->fn)
+                c->fn(&ev, c->userdata);
+}
+
+static void emit_phase(RunCtx *c, const char *phase) {
+        emit(c, (RunEvent) { .type = RUN_EVENT_PHASE, .phase = phase });
+}
+
+static void set_outcome(RunCtx *c, RunStatus status, int exit_code, const char *type, const char *message) {
+        c->res->status = status;
+        c->res->exit_code = exit_code;
+        free(c->res->error_type);
+        free(c->res->error_message);
+        c->res->error_type = type ? xstrdup(type) : NULL;
+        c->res->error_message = message ? xstrdup(message) : NULL;
+}
+
+static void clamp(uint64_t *v, uint64_t def, uint64_t max) {
+        if (!*v)
+                *v = def;
+        if (max && *v > max)
+                *v = max;
+}
+
+static void effective_limits(RunCtx *c) {
+        c->limits = c->spec->limits;
+        const RunLimits *d = &c->e->defaults, *m = &c->e->maxima;
+        clamp(&c->limits.timeout_ms, d->timeout_ms, m->timeout_ms);
+        clamp(&c->limits.memory_bytes, d->memory_bytes, m->memory_bytes);
+        clamp(&c->limits.max_procs, d->max_procs, m->max_procs);
+        clamp(&c->limits.max_output_bytes, d->max_output_bytes, m->max_output_bytes);
+}
+
+static void active_register(RunCtx *c) {
+        c->active.id = c->res->id;
+        pthread_mutex_lock(&c->e->lock);
+        c->active.next = c->e->active;
+        c->e->active = &c->active;
+        pthread_mutex_unlock(&c->e->lock);
+}
+
+static void active_unregister(RunCtx *c) {
+        pthread_mutex_lock(&c->e->lock);
+        for (ActiveRun **p = &c->e->active; *p; p = &(*p)->next)
+                if (*p == &c->active) {
+                        *p = c->active.next;
+                        break;
+                }
+        pthread_mutex_unlock(&c->e->lock);
+}
+
+static bool cancelled(RunCtx *c) {
+        pthread_mutex_lock(&c->e->lock);
+        bool v = c->active.cancelled;
+        pthread_mutex_unlock(&c->e->lock);
+        return v;
+}
+
+int engine_cancel(Engine *e, const char *run_id) {
+        int r = -ESRCH;
+        pthread_mutex_lock(&e->lock);
+        for (ActiveRun *a = e->active; a; a = a->next)
+                if (streq(a->id, run_id)) {
+                        a->cancelled = true;
+                        if (a->sandbox)
+                                (void) engine_sandbox_run_kill(a->sandbox);
+                        r = 0;
+                }
+        pthread_mutex_unlock(&e->lock);
+        return r;
+}
+
+static void log_output(RunCtx *c, int stream, const char *data, size_t len, usec_t ts) {
+        if (c->log_fd < 0)
+                return;
+        char hdr[64];
+        int n = snprintf(hdr, sizeof(hdr), "%d %llu %zu\n", stream, (unsigned long long) ts, len);
+        (void) write_full(c->log_fd, hdr, (size_t) n);
+        (void) write_full(c->log_fd, data, len);
+        (void) write_full(c->log_fd, "\n", 1);
+}
+
+static char *timings_json(const RunResult *r) {
+        json_t *t = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}",
+                              "validate_ms", r->t_validate / 1000.0, "resolve_ms", r->t_resolve / 1000.0,
+                              "install_ms", r->t_install / 1000.0, "start_ms", r->t_start / 1000.0,
+                              "run_ms", r->t_run / 1000.0, "total_ms", r->t_total / 1000.0);
+        char *s = json_dumps(t, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        json_decref(t);
+        return s;
+}
+
+static void record_start(RunCtx *c) {
+        if (c->spec->no_record)
+                return;
+        RunRecord *r = &c->rec;
+        r->id = c->res->id;
+        r->tenant = (char *) (c->spec->tenant ? c->spec->tenant : "local");
+        r->filename = (char *) c->spec->filename;
+        r->function = (char *) c->spec->function;
+        r->args_json = (char *) c->spec->args_json;
+        r->kwargs_json = (char *) c->spec->kwargs_json;
+        r->status = (char *) "running";
+        r->exit_code = -1;
+        r->created = r->started = now_realtime();
+        r->log_path = xasprintf("%s/%s.log", c->e->logs_dir, c->res->id);
+        /* A daemon may have inserted the record as queued already. */
+        if (store_run_insert(c->e->store, r) == -EEXIST)
+                (void) store_run_update(c->e->store, r);
+        c->log_fd = open(r->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+}
+
+static void record_finish(RunCtx *c) {
+        if (c->spec->no_record)
+                return;
+        RunRecord *r = &c->rec;
+        RunResult *res = c->res;
+        r->function = res->function ? res->function : (char *) c->spec->function;
+        r->status = (char *) run_status_to_string(res->status);
+        r->exit_code = res->exit_code;
+        r->value_json = res->value_json;
+        r->value_repr = res->value_repr;
+        r->error_type = res->error_type;
+        r->error_message = res->error_message;
+        r->traceback = res->traceback;
+        _cleanup_free_ char *t = timings_json(res);
+        r->timings_json = t;
+        r->finished = now_realtime();
+        (void) store_run_update(c->e->store, r);
+        r->timings_json = NULL;
+}
+
+/* ---- phase: validate ---- */
+
+static json_t *base_message(RunCtx *c, const char *type) {
+        return json_pack("{s:s, s:s, s:s%, s:s, s:s?, s:O, s:O}", "type", type, "id", c->res->id, "source",
+                         c->spec->source, c->spec->source_len, "filename",
+                         c->spec->filename ? c->spec->filename : "<input>", "function", c->spec->function,
+                         "args", c->args, "kwargs", c->kwargs);
+}
+
+static char *format_validation_error(json_t *err, const char *fallback_file) {
+        const char *type = json_string_value(json_object_get(err, "type"));
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        const char *file = json_string_value(json_object_get(err, "filename"));
+        json_t *line = json_object_get(err, "line"), *col = json_object_get(err, "col");
+        const char *text = json_string_value(json_object_get(err, "text"));
+        Buf b;
+        buf_init(&b, 64 * 1024);
+        if (line && json_is_integer(line)) {
+                buf_printf(&b, "%s:%lld", file ? file : fallback_file, (long long) json_integer_value(line));
+                if (col && json_is_integer(col))
+                        buf_printf(&b, ":%lld", (long long) json_integer_value(col));
+                buf_appends(&b, ": ");
+        }
+        if (type && !streq(type, "ValidationError"))
+                buf_printf(&b, "%s: ", type);
+        buf_appends(&b, msg ? msg : "invalid file");
+        if (text && col && json_is_integer(col)) {
+                /* Python's own presentation: the line, then a caret under the
+                 * column (1-based). */
+                json_int_t cc = json_integer_value(col);
+                buf_printf(&b, "\n    %s\n    ", text);
+                for (json_int_t i = 1; i < cc && i < 4096; i++)
+                        buf_append(&b, text[i - 1] == '\t' ? "\t" : " ", 1);
+                buf_appends(&b, "^");
+        }
+        return buf_steal(&b);
+}
+
+static int check_requirements(RunCtx *c, json_t *reqs, PkgRequirement ***ret, size_t *ret_n) {
+        size_t n = json_object_size(reqs), i = 0;
+        PkgRequirement **v = xcalloc(n + 1, sizeof(PkgRequirement *));
+        const char *key;
+        json_t *val;
+        json_object_foreach(reqs, key, val) {
+                _cleanup_free_ char *err = NULL;
+                int r = pkg_requirement_from_seed(key, json_string_value(val) ?: "", &v[i], &err);
+                if (r < 0) {
+                        set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "RequirementError",
+                                    err ? err : "invalid requirement");
+                        for (size_t j = 0; j < i; j++)
+                                pkg_requirement_free(v[j]);
+                        free(v);
+                        return r;
+                }
+                i++;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int phase_validate(RunCtx *c, json_t **ret_reqs) {
+        emit_phase(c, "validate");
+        usec_t t0 = now_monotonic();
+        _cleanup_free_ char *err = NULL;
+        int r = worker_start(c->e, c->spec->sandbox, &c->limits, &c->worker, &err);
+        if (r < 0) {
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err);
+                return r;
+        }
+        json_t *m = base_message(c, "validate");
+        _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        r = worker_send(c->worker, text, NULL, 0);
+        _cleanup_free_ char *reply = NULL;
+        if (r >= 0)
+                r = worker_recv(c->worker, now_monotonic() + VALIDATE_TIMEOUT_USEC, &reply, NULL);
+        c->res->t_validate = now_monotonic() - t0;
+        if (r < 0) {
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError",
+                            r == -ETIMEDOUT ? "validation timed out" : "the worker died during validation");
+                return r;
+        }
+        json_t *v = json_loads(reply, 0, NULL);
+        if (!json_is_true(json_object_get(v, "ok"))) {
+                json_t *e = json_object_get(v, "error");
+                _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");
+                const char *type = json_string_value(json_object_get(e, "type"));
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, type ?: "ValidationError", msg);
+                json_decref(v);
+                return -EINVAL;
+        }
+        c->res->function = xstrdup(json_string_value(json_object_get(v, "function")) ?: "?");
+        *ret_reqs = json_incref(json_object_get(v, "requirements"));
+        json_decref(v);
+        return 0;
+}
+
+/* ---- phase: resolve ---- */
+
+static int phase_resolve(RunCtx *c, json_t *reqs_json) {
+        PkgRequirement **reqs = NULL;
+        size_t n = 0;
+        int r = check_requirements(c, reqs_json, &reqs, &n);
+        if (r < 0)
+                return r;
+        emit_phase(c, "resolve");
+        usec_t t0 = now_monotonic();
+        _cleanup_free_ char *err = NULL;
+        r = engine_resolve_env(c->e, reqs, n, c->res->id, c->fn, c->userdata, &c->sys_path, &err);
+        c->res->t_resolve = now_monotonic() - t0;
+        for (size_t i = 0; i < n; i++)
+                pkg_requirement_free(reqs[i]);
+        free(reqs);
+        if (r < 0) {
+                set_outcome(c, RUN_DEPS_FAILED, EXIT_DEPENDENCY, "DependencyError", err ?: "dependency resolution failed");
+                return r;
+        }
+        return 0;
+}
+
+/* ---- phase: run ---- */
+
+typedef struct Pipes {
+        int out[2], err[2], result[2];
+} Pipes;
+
+static void pipes_close(Pipes *p) {
+        int *all[] = { &p->out[0], &p->out[1], &p->err[0], &p->err[1], &p->result[0], &p->result[1] };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                *all[i] = fd_close(*all[i]);
+}
+
+static int pipes_open(Pipes *p) {
+        *p = (Pipes) { { -1, -1 }, { -1, -1 }, { -1, -1 } };
+        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->result, O_CLOEXEC) < 0) {
+                int r = -errno;
+                pipes_close(p);
+                return r;
+        }
+        return 0;
+}
+
+static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p) {
+        json_t *m = base_message(c, "run");
+        json_t *path = json_array();
+        for (char **s = c->sys_path; s && *s; s++)
+                json_array_append_new(path, json_string(*s));
+        json_object_set_new(m, "sys_path", path);
+        json_object_set_new(m, "limits", json_pack("{s:I, s:I, s:I, s:I, s:b}",
+                                                   "timeout_ms", (json_int_t) c->limits.timeout_ms,
+                                                   "memory_bytes", (json_int_t) c->limits.memory_bytes,
+                                                   "max_procs", (json_int_t) c->limits.max_procs,
+                                                   "max_output_bytes", (json_int_t) c->limits.max_output_bytes,
+                                                   "network", c->limits.network));
+        int fds[8] = { p->out[1], p->err[1], p->result[1] };
+        size_t n_extra = 0;
+        _cleanup_free_ char *sb = NULL;
+        engine_sandbox_run_extra(rs, fds + 3, &n_extra, ELEMENTSOF(fds) - 3, &sb);
+        if (sb)
+                json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
+        _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        return worker_send(c->worker, text, fds, 3 + n_extra);
+}
+
+typedef struct RunWatch {
+        bool exited, signaled, worker_gone;
+        int code, sig;
+        bool timed_out, output_limit, result_too_big, was_cancelled;
+        Buf result;
+} RunWatch;
+
+static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const char *json) {
+        json_t *m = json_loads(json, 0, NULL);
+        const char *type = json_string_value(json_object_get(m, "type"));
+        if (type && streq(type, "started"))
+                engine_sandbox_run_started(rs, c->worker->pid, (pid_t) json_integer_value(json_object_get(m, "pid")));
+        else if (type && streq(type, "exited")) {
+                const char *st = json_string_value(json_object_get(m, "status"));
+                w->exited = true;
+                w->signaled = st && streq(st, "signaled");
+                w->sig = (int) json_integer_value(json_object_get(m, "signal"));
+                w->code = (int) json_integer_value(json_object_get(m, "code"));
+                if (st && streq(st, "error"))
+                        w->worker_gone = true;
+        }
+        json_decref(m);
+}
+
+static void read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
+        char buf[65536];
+        ssize_t k = read(*fd, buf, sizeof(buf));
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (k <= 0) {
+                *fd = fd_close(*fd);
+                return;
+        }
+        usec_t ts = now_realtime();
+        size_t keep = (size_t) k;
+        if (c->output_bytes + keep > c->limits.max_output_bytes) {
+                keep = c->output_bytes >= c->limits.max_output_bytes ? 0 : c->limits.max_output_bytes - c->output_bytes;
+                if (!w->output_limit) {
+                        w->output_limit = true;
+                        c->res->output_truncated = true;
+                        (void) engine_sandbox_run_kill(rs);
+                }
+        }
+        c->output_bytes += (size_t) k;
+        if (keep == 0)
+                return; /* keep draining so the writer never blocks */
+        log_output(c, stream, buf, keep, ts);
+        emit(c, (RunEvent) { .type = RUN_EVENT_OUTPUT, .stream = stream, .data = buf, .len = keep, .timestamp = ts });
+}
+
+static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
+        char buf[65536];
+        ssize_t k = read(*fd, buf, sizeof(buf));
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (k <= 0) {
+                *fd = fd_close(*fd);
+                return;
+        }
+        if (buf_append(&w->result, buf, (size_t) k) < 0 && !w->result_too_big) {
+                w->result_too_big = true;
+                (void) engine_sandbox_run_kill(rs);
+        }
+}
+
+/* Poll the worker and the run's pipes until the child has exited and the
+ * pipes are drained (or the grace after its exit has passed: a survivor
+ * that holds them open is killed with the run's tree). */
+static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
+        usec_t deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
+        usec_t exit_deadline = 0;
+        for (;;) {
+                if (w->exited && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0)
+                        break;
+                usec_t now = now_monotonic();
+                if (w->exited && !exit_deadline)
+                        exit_deadline = now + EXIT_GRACE_USEC;
+                if (exit_deadline && now >= exit_deadline) {
+                        (void) engine_sandbox_run_kill(rs);
+                        break;
+                }
+                if (!w->timed_out && now >= deadline) {
+                        w->timed_out = true;
+                        (void) engine_sandbox_run_kill(rs);
+                        deadline = now + 5 * USEC_PER_SEC; /* the kill must land by then */
+                } else if (w->timed_out && now >= deadline) {
+                        w->worker_gone = true;
+                        break;
+                }
+                if (!w->was_cancelled && cancelled(c)) {
+                        w->was_cancelled = true;
+                        (void) engine_sandbox_run_kill(rs);
+                }
+                usec_t until = exit_deadline ? MIN(exit_deadline, deadline) : deadline;
+                int timeout = (int) MIN((until - now) / 1000 + 1, 100); /* wake to notice cancels */
+                struct pollfd pf[4] = {
+                        { .fd = w->worker_gone ? -1 : c->worker->sock, .events = POLLIN },
+                        { .fd = p->out[0], .events = POLLIN },
+                        { .fd = p->err[0], .events = POLLIN },
+                        { .fd = p->result[0], .events = POLLIN },
+                };
+                int k = poll(pf, 4, timeout);
+                if (k < 0 && errno != EINTR)
+                        break;
+                if (k <= 0)
+                        continue;
+                if (pf[1].revents)
+                        read_output(c, rs, w, 1, &p->out[0]);
+                if (pf[2].revents)
+                        read_output(c, rs, w, 2, &p->err[0]);
+                if (pf[3].revents)
+                        read_result(rs, w, &p->result[0]);
+                if (pf[0].revents) {
+                        _cleanup_free_ char *msg = NULL;
+                        int r = worker_recv(c->worker, 0, &msg, NULL);
+                        if (r < 0) {
+                                /* The worker itself died: its run died with it. */
+                                w->worker_gone = true;
+                                w->exited = true;
+                                (void) engine_sandbox_run_kill(rs);
+                        } else
+                                handle_worker_message(c, rs, w, msg);
+                }
+        }
+}
+
+static const char *signal_name(int sig) {
+        const char *n = sigabbrev_np(sig);
+        return n ? n : "?";
+}
+
+static void outcome_from_result(RunCtx *c, RunWatch *w) {
+        json_t *v = json_loads(w->result.data, 0, NULL);
+        if (!v) {
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "InternalError", "the run's result could not be read");
+                return;
+        }
+        if (json_is_true(json_object_get(v, "ok"))) {
+                const char *js = json_string_value(json_object_get(v, "json"));
+                const char *repr = json_string_value(json_object_get(v, "repr"));
+                set_outcome(c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
+                c->res->value_json = js ? xstrdup(js) : NULL;
+                if (!js && repr) {
+                        c->res->value_repr = xstrdup(repr);
+                        _cleanup_free_ char *warn = xasprintf(
+                                "the result (%s) cannot be represented as JSON; showing its repr()",
+                                json_string_value(json_object_get(v, "type")) ?: "object");
+                        emit(c, (RunEvent) { .type = RUN_EVENT_WARNING, .message = warn });
+                }
+        } else {
+                json_t *e = json_object_get(v, "error");
+                const char *type = json_string_value(json_object_get(e, "type"));
+                const char *msg = json_string_value(json_object_get(e, "message"));
+                const char *tb = json_string_value(json_object_get(e, "traceback"));
+                if (type && (streq(type, "ValidationError") || endswith(type, "SyntaxError"))) {
+                        _cleanup_free_ char *m = format_validation_error(e, c->spec->filename ?: "<input>");
+                        set_outcome(c, RUN_INVALID, EXIT_VALIDATION, type, m);
+                } else if (type && (streq(type, "InternalError") || streq(type, "SandboxError"))) {
+                        set_outcome(c, RUN_ERROR, EXIT_INTERNAL, type, msg);
+                } else {
+                        _cleanup_free_ char *m = xasprintf("%s: %s", type ?: "Exception", msg ?: "");
+                        set_outcome(c, RUN_FAILED, EXIT_RAISED, type, msg && *msg ? m : type);
+                        c->res->traceback = tb ? xstrdup(tb) : NULL;
+                }
+        }
+        json_decref(v);
+}
+
+static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
+        _cleanup_free_ char *type = NULL, *msg = NULL;
+        if (w->was_cancelled) {
+                set_outcome(c, RUN_CANCELLED, EXIT_LIMIT, "Cancelled", "cancelled");
+                return;
+        }
+        if (w->timed_out) {
+                _cleanup_free_ char *m = xasprintf("time limit (%gs)", c->limits.timeout_ms / 1000.0);
+                set_outcome(c, RUN_KILLED, EXIT_LIMIT, "TimeLimit", m);
+                return;
+        }
+        if (w->output_limit) {
+                _cleanup_free_ char *m = xasprintf("output limit (%s)", "");
+                uint64_t b = c->limits.max_output_bytes;
+                free(m);
+                m = b % (1 << 20) == 0 ? xasprintf("output limit (%llu MiB)", (unsigned long long) (b >> 20))
+                                       : xasprintf("output limit (%llu bytes)", (unsigned long long) b);
+                set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputLimit", m);
+                return;
+        }
+        if (w->result_too_big) {
+                set_outcome(c, RUN_KILLED, EXIT_LIMIT, "ResultLimit",
+                            "result limit (the return value is larger than 16 MiB as JSON)");
+                return;
+        }
+        if (engine_sandbox_run_classify(rs, w->signaled, w->sig, &type, &msg) > 0) {
+                set_outcome(c, RUN_KILLED, EXIT_LIMIT, type, msg);
+                return;
+        }
+        if (w->result.len > 0 && (!w->signaled)) {
+                outcome_from_result(c, w);
+                return;
+        }
+        if (w->signaled) {
+                _cleanup_free_ char *m = xasprintf("crashed: SIG%s", signal_name(w->sig));
+                set_outcome(c, RUN_KILLED, EXIT_LIMIT, "Crash", m);
+                return;
+        }
+        if (w->worker_gone) {
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "the worker died during the run");
+                return;
+        }
+        _cleanup_free_ char *m = xasprintf("the process exited with status %d before the function returned", w->code);
+        set_outcome(c, RUN_FAILED, EXIT_RAISED, "ProcessExit", m);
+}
+
+static int phase_run(RunCtx *c) {
+        emit_phase(c, "start");
+        usec_t t0 = now_monotonic();
+        _cleanup_free_ char *err = NULL;
+        RunSandbox *rs = NULL;
+        int r = engine_sandbox_run_prepare(c->e, c->res->id, c->spec->sandbox, &c->limits, &rs, &err);
+        if (r < 0) {
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "SandboxError", err ?: "cannot prepare the run's sandbox");
+                return r;
+        }
+        pthread_mutex_lock(&c->e->lock);
+        c->active.sandbox = rs;
+        pthread_mutex_unlock(&c->e->lock);
+
+        Pipes p;
+        r = pipes_open(&p);
+        if (r >= 0)
+                r = send_run(c, rs, &p);
+        /* Our copies of the write ends must go, or EOF never comes. */
+        p.out[1] = fd_close(p.out[1]);
+        p.err[1] = fd_close(p.err[1]);
+        p.result[1] = fd_close(p.result[1]);
+        RunWatch w = {};
+        buf_init(&w.result, RUN_MAX_RESULT_BYTES);
+        if (r < 0) {
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "cannot hand the run to the worker");
+        } else {
+                fd_nonblock(p.out[0], true);
+                fd_nonblock(p.err[0], true);
+                fd_nonblock(p.result[0], true);
+                c->res->t_start = now_monotonic() - t0;
+                emit_phase(c, "run");
+                usec_t t1 = now_monotonic();
+                watch_run(c, rs, &w, &p);
+                c->res->t_run = now_monotonic() - t1;
+                classify(c, rs, &w);
+        }
+        pthread_mutex_lock(&c->e->lock);
+        c->active.sandbox = NULL;
+        pthread_mutex_unlock(&c->e->lock);
+        engine_sandbox_run_finish(rs);
+        pipes_close(&p);
+        buf_free(&w.result);
+        return 0;
+}
+
+/* ---- the lifecycle ---- */
+
+static int parse_arguments(RunCtx *c) {
+        json_error_t jerr;
+        c->args = c->spec->args_json ? json_loads(c->spec->args_json, 0, &jerr) : json_array();
+        c->kwargs = c->spec->kwargs_json ? json_loads(c->spec->kwargs_json, 0, &jerr) : json_object();
+        if (!json_is_array(c->args) || !json_is_object(c->kwargs)) {
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
+                            "arguments must be a JSON array and keyword arguments a JSON object");
+                return -EINVAL;
+        }
+        if (!c->spec->source || c->spec->source_len > RUN_MAX_SOURCE_BYTES) {
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
+                            c->spec->source ? "the file is larger than 4 MiB" : "no source given");
+                return -EINVAL;
+        }
+        if (memchr(c->spec->source, 0, c->spec->source_len)) {
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
+                            "the file contains NUL bytes; is it a Python source file?");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, RunResult **ret_result) {
+        RunCtx c = { .e = e, .spec = spec, .fn = fn, .userdata = userdata, .log_fd = -EBADF };
+        c.res = xcalloc(1, sizeof(RunResult));
+        c.res->id = spec->run_id ? xstrdup(spec->run_id) : id_new("r");
+        c.res->status = RUN_RUNNING;
+        c.t_start = now_monotonic();
+        effective_limits(&c);
+        active_register(&c);
+        record_start(&c);
+
+        json_t *reqs = NULL;
+        int r = parse_arguments(&c);
+        if (r >= 0)
+                r = phase_validate(&c, &reqs);
+        if (r >= 0)
+                r = phase_resolve(&c, reqs);
+        if (r >= 0 && spec->validate_only)
+                set_outcome(&c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
+        else if (r >= 0)
+                (void) phase_run(&c);
+
+        c.res->t_total = now_monotonic() - c.t_start;
+        c.worker = worker_stop(c.worker);
+        record_finish(&c);
+        emit_phase(&c, "done");
+        active_unregister(&c);
+        c.log_fd = fd_close(c.log_fd);
+        free(c.rec.log_path);
+        json_decref(reqs);
+        json_decref(c.args);
+        json_decref(c.kwargs);
+        strv_free(c.sys_path);
+        *ret_result = c.res;
+        return 0;
+}

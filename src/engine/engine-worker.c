@@ -1,0 +1,105 @@
+/* One worker process: start it, talk to it, stop it. */
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "engine-internal.h"
+#include "worker-proto.h"
+
+#define WORKER_BOOT_TIMEOUT_USEC (30 * USEC_PER_SEC)
+
+int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len) {
+        for (;;) {
+                int timeout = -1;
+                if (deadline) {
+                        usec_t now = now_monotonic();
+                        if (now >= deadline)
+                                return -ETIMEDOUT;
+                        timeout = (int) MIN((deadline - now + 999) / 1000, (usec_t) INT32_MAX);
+                }
+                struct pollfd p = { .fd = w->sock, .events = POLLIN };
+                int k = poll(&p, 1, timeout);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        continue;
+                return proto_recv(w->sock, WORKER_PROTO_MAX_MESSAGE, ret_json, ret_len, NULL, 0, NULL);
+        }
+}
+
+int worker_send(Worker *w, const char *json, const int *fds, size_t n_fds) {
+        return proto_send(w->sock, json, strlen(json), fds, n_fds);
+}
+
+Worker *worker_stop(Worker *w) {
+        if (!w)
+                return NULL;
+        if (w->sock >= 0) {
+                static const char bye[] = "{\"type\":\"exit\"}";
+                (void) proto_send(w->sock, bye, sizeof(bye) - 1, NULL, 0);
+                w->sock = fd_close(w->sock);
+        }
+        if (w->pid > 0) {
+                /* The worker exits when its socket closes; give it a moment,
+                 * then make sure. */
+                for (int i = 0; i < 50; i++) {
+                        if (waitpid(w->pid, NULL, WNOHANG) == w->pid) {
+                                w->pid = 0;
+                                break;
+                        }
+                        usleep(i < 10 ? 200 : 2000);
+                }
+                if (w->pid > 0) {
+                        (void) kill(w->pid, SIGKILL);
+                        (void) waitpid(w->pid, NULL, 0);
+                }
+        }
+        free(w->python_version);
+        free(w);
+        return NULL;
+}
+
+int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, Worker **ret, char **ret_error) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                *ret_error = xasprintf("socketpair: %s", strerror(errno));
+                return -errno;
+        }
+        char *ro[] = { e->store_dir, NULL };
+        WorkerSpawn ws = {
+                .worker_path = e->worker_path,
+                .ctrl_fd = sv[1],
+                .mode = mode,
+                .limits = limits,
+                .ro_paths = ro,
+                .data_dir = e->data_dir,
+        };
+        Worker *w = xcalloc(1, sizeof(Worker));
+        w->sock = sv[0];
+        int r = engine_sandbox_spawn_worker(&ws, &w->pid, ret_error);
+        close(sv[1]);
+        if (r < 0) {
+                w->pid = 0;
+                worker_stop(w);
+                return r;
+        }
+        _cleanup_free_ char *hello = NULL;
+        r = worker_recv(w, now_monotonic() + WORKER_BOOT_TIMEOUT_USEC, &hello, NULL);
+        if (r < 0) {
+                *ret_error = xasprintf("the worker (%s) did not start: %s", e->worker_path,
+                                       r == -ECONNRESET ? "it exited during start-up" : strerror(-r));
+                worker_stop(w);
+                return r;
+        }
+        json_t *m = json_loads(hello, 0, NULL);
+        const char *v = json_string_value(json_object_get(m, "python"));
+        w->python_version = xstrdup(v ? v : "?");
+        json_decref(m);
+        *ret = w;
+        return 0;
+}

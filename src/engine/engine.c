@@ -1,0 +1,188 @@
+/* Engine set-up and the small shared pieces: statuses, results, logs. */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "engine-internal.h"
+
+static const char *const status_names[_RUN_STATUS_MAX] = {
+        [RUN_QUEUED] = "queued",       [RUN_RUNNING] = "running",    [RUN_SUCCEEDED] = "succeeded",
+        [RUN_FAILED] = "failed",       [RUN_INVALID] = "invalid",    [RUN_DEPS_FAILED] = "deps_failed",
+        [RUN_KILLED] = "killed",       [RUN_CANCELLED] = "cancelled", [RUN_ERROR] = "error",
+        [RUN_LOST] = "lost",
+};
+
+const char *run_status_to_string(RunStatus s) {
+        return s < _RUN_STATUS_MAX ? status_names[s] : "unknown";
+}
+
+RunStatus run_status_from_string(const char *s) {
+        for (int i = 0; i < _RUN_STATUS_MAX; i++)
+                if (s && streq(s, status_names[i]))
+                        return (RunStatus) i;
+        return RUN_ERROR;
+}
+
+bool run_status_is_final(RunStatus s) {
+        return s != RUN_QUEUED && s != RUN_RUNNING;
+}
+
+RunResult *run_result_free(RunResult *r) {
+        if (!r)
+                return NULL;
+        free(r->id);
+        free(r->function);
+        free(r->value_json);
+        free(r->value_repr);
+        free(r->error_type);
+        free(r->error_message);
+        free(r->traceback);
+        free(r);
+        return NULL;
+}
+
+static void limits_fill(RunLimits *l, const RunLimits *from) {
+        *l = from ? *from : (RunLimits) {};
+        if (!l->timeout_ms)
+                l->timeout_ms = RUN_DEFAULT_TIMEOUT_MS;
+        if (!l->memory_bytes)
+                l->memory_bytes = RUN_DEFAULT_MEMORY_BYTES;
+        if (!l->max_procs)
+                l->max_procs = RUN_DEFAULT_MAX_PROCS;
+        if (!l->max_output_bytes)
+                l->max_output_bytes = RUN_DEFAULT_MAX_OUTPUT_BYTES;
+}
+
+static int find_worker(const char *configured, char **ret) {
+        if (configured) {
+                *ret = xstrdup(configured);
+                return 0;
+        }
+        const char *env = getenv("PYSPRINTER_WORKER");
+        if (env && *env) {
+                *ret = xstrdup(env);
+                return 0;
+        }
+        _cleanup_free_ char *dir = NULL;
+        if (exe_dir(&dir) >= 0) {
+                /* Installed side by side, or the build tree's layout. */
+                const char *candidates[] = { "pysprinter-worker", "../worker/pysprinter-worker",
+                                             "../libexec/pysprinter-worker" };
+                for (size_t i = 0; i < ELEMENTSOF(candidates); i++) {
+                        _cleanup_free_ char *p = path_join(dir, candidates[i]);
+                        if (access(p, X_OK) == 0) {
+                                *ret = TAKE_PTR(p);
+                                return 0;
+                        }
+                }
+        }
+        _cleanup_free_ char *p = path_join(PYSPRINTER_LIBEXECDIR, "pysprinter-worker");
+        if (access(p, X_OK) == 0) {
+                *ret = TAKE_PTR(p);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
+        EngineConfig none = {};
+        if (!cfg)
+                cfg = &none;
+        Engine *e = xcalloc(1, sizeof(Engine));
+        pthread_mutex_init(&e->lock, NULL);
+        e->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : data_dir_default();
+        e->store_dir = path_join(e->data_dir, "store");
+        e->logs_dir = path_join(e->data_dir, "logs");
+        limits_fill(&e->defaults, &cfg->defaults);
+        e->maxima = cfg->maxima;
+        e->index_url = cfg->index_url ? xstrdup(cfg->index_url) : NULL;
+        for (char **p = cfg->extra_index_urls; p && *p; p++)
+                e->extra_index_urls = strv_append(e->extra_index_urls, *p);
+        for (char **p = cfg->find_links; p && *p; p++)
+                e->find_links = strv_append(e->find_links, *p);
+
+        int r = find_worker(cfg->worker_path, &e->worker_path);
+        if (r < 0) {
+                *ret_error = xstrdup("cannot find pysprinter-worker (set PYSPRINTER_WORKER or install it beside pysprinter)");
+                engine_free(e);
+                return r;
+        }
+        const char *dirs[] = { e->data_dir, e->store_dir, e->logs_dir };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                r = mkdir_p(dirs[i], 0700);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot create %s: %s", dirs[i], strerror(-r));
+                        engine_free(e);
+                        return r;
+                }
+        }
+        _cleanup_free_ char *db = path_join(e->data_dir, "pysprinter.db");
+        r = store_open(db, &e->store);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot open the run database %s: %s", db, strerror(-r));
+                engine_free(e);
+                return r;
+        }
+        *ret_engine = e;
+        return 0;
+}
+
+Engine *engine_free(Engine *e) {
+        if (!e)
+                return NULL;
+        store_close(e->store);
+        free(e->data_dir);
+        free(e->worker_path);
+        free(e->store_dir);
+        free(e->logs_dir);
+        free(e->index_url);
+        strv_free(e->extra_index_urls);
+        strv_free(e->find_links);
+        pthread_mutex_destroy(&e->lock);
+        free(e);
+        return NULL;
+}
+
+const char *engine_data_dir(const Engine *e) {
+        return e->data_dir;
+}
+
+Store *engine_store(Engine *e) {
+        return e->store;
+}
+
+int engine_log_replay(const char *path, RunEventFn fn, void *userdata) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        char header[64];
+        Buf data;
+        buf_init(&data, RUN_DEFAULT_MAX_OUTPUT_BYTES * 16);
+        int r = 0;
+        while (fgets(header, sizeof(header), f)) {
+                int stream;
+                unsigned long long ts, len;
+                if (sscanf(header, "%d %llu %llu", &stream, &ts, &len) != 3 || len > (64ULL << 20)) {
+                        r = -EBADMSG;
+                        break;
+                }
+                buf_reset(&data);
+                char chunk[65536];
+                unsigned long long left = len;
+                while (left > 0) {
+                        size_t k = fread(chunk, 1, MIN(left, sizeof(chunk)), f);
+                        if (k == 0)
+                                break;
+                        buf_append(&data, chunk, k);
+                        left -= k;
+                }
+                if (left > 0)
+                        break; /* a log cut short by a crash: replay what is whole */
+                (void) fgetc(f); /* the frame's trailing newline */
+                RunEvent ev = { .type = RUN_EVENT_OUTPUT, .stream = stream, .data = data.data ? data.data : "",
+                                .len = data.len, .timestamp = ts };
+                fn(&ev, userdata);
+        }
+        buf_free(&data);
+        return r;
+}

@@ -1,0 +1,221 @@
+/* Deployed functions: every deploy of (tenant, name) is a new immutable
+ * version; the latest one is what an invoke without a version runs. */
+#include "store-internal.h"
+
+FunctionRecord *function_record_free(FunctionRecord *f) {
+        if (!f)
+                return NULL;
+        free(f->tenant);
+        free(f->name);
+        free(f->filename);
+        free(f->function);
+        free(f->source);
+        free(f->requirements_json);
+        free(f->limits_json);
+        free(f->description);
+        free(f);
+        return NULL;
+}
+
+void function_record_list_free(FunctionRecord **v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                function_record_free(v[i]);
+        free(v);
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *s) {
+        if (s)
+                sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+        else
+                sqlite3_bind_null(st, i);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+        return t ? xstrdup((const char *) t) : NULL;
+}
+
+#define FN_COLUMNS "tenant, name, version, filename, function, source, requirements_json, limits_json, description, created"
+
+static FunctionRecord *function_from_row(sqlite3_stmt *st) {
+        FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
+        f->tenant = col_dup(st, 0);
+        f->name = col_dup(st, 1);
+        f->version = sqlite3_column_int(st, 2);
+        f->filename = col_dup(st, 3);
+        f->function = col_dup(st, 4);
+        f->source = col_dup(st, 5);
+        f->source_len = f->source ? (size_t) sqlite3_column_bytes(st, 5) : 0;
+        f->requirements_json = col_dup(st, 6);
+        f->limits_json = col_dup(st, 7);
+        f->description = col_dup(st, 8);
+        f->created = (usec_t) sqlite3_column_int64(st, 9);
+        return f;
+}
+
+int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
+        sqlite3_stmt *st = NULL;
+        int rc, version = 0;
+
+        if (!f->tenant || !f->name || !f->source)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        /* IMMEDIATE: two concurrent deploys of one name must not both pick
+         * the same next version. */
+        rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                goto out;
+        rc = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(version), 0) FROM functions WHERE tenant=?1 AND name=?2",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                goto rollback;
+        bind_opt(st, 1, f->tenant);
+        bind_opt(st, 2, f->name);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                goto rollback;
+        version = sqlite3_column_int(st, 0) + 1;
+        sqlite3_finalize(st);
+        st = NULL;
+
+        rc = sqlite3_prepare_v2(s->db, "INSERT INTO functions (" FN_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                goto rollback;
+        bind_opt(st, 1, f->tenant);
+        bind_opt(st, 2, f->name);
+        sqlite3_bind_int(st, 3, version);
+        bind_opt(st, 4, f->filename ? f->filename : "main.py");
+        bind_opt(st, 5, f->function);
+        sqlite3_bind_text(st, 6, f->source, (int) (f->source_len ? f->source_len : strlen(f->source)),
+                          SQLITE_TRANSIENT);
+        bind_opt(st, 7, f->requirements_json);
+        bind_opt(st, 8, f->limits_json);
+        bind_opt(st, 9, f->description);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64) (f->created ? f->created : now_realtime()));
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                goto rollback;
+        sqlite3_finalize(st);
+        st = NULL;
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                goto rollback;
+        pthread_mutex_unlock(&s->lock);
+        *ret_version = version;
+        return 0;
+rollback:
+        sqlite3_finalize(st);
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+        pthread_mutex_unlock(&s->lock);
+        return store_sqlite_errno(rc) ?: -EIO;
+}
+
+int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret) {
+        sqlite3_stmt *st;
+        FunctionRecord *f = NULL;
+        int rc;
+
+        pthread_mutex_lock(&s->lock);
+        rc = sqlite3_prepare_v2(s->db,
+                                version > 0 ? "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 AND version=?3"
+                                            : "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
+                                              "ORDER BY version DESC LIMIT 1",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                bind_opt(st, 1, tenant);
+                bind_opt(st, 2, name);
+                if (version > 0)
+                        sqlite3_bind_int(st, 3, version);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW)
+                        f = function_from_row(st);
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (f) {
+                *ret = f;
+                return 0;
+        }
+        return rc == SQLITE_DONE ? -ENOENT : (store_sqlite_errno(rc) ?: -EIO);
+}
+
+int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
+        sqlite3_stmt *st;
+        FunctionRecord **v = NULL;
+        size_t n = 0;
+        int rc;
+
+        pthread_mutex_lock(&s->lock);
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT " FN_COLUMNS " FROM functions f WHERE tenant=?1 AND version = "
+                                "(SELECT MAX(version) FROM functions g WHERE g.tenant=f.tenant AND g.name=f.name) "
+                                "ORDER BY name",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                bind_opt(st, 1, tenant);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        v = xrealloc(v, (n + 1) * sizeof(FunctionRecord *));
+                        v[n++] = function_from_row(st);
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                function_record_list_free(v, n);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_function_versions(Store *s, const char *tenant, const char *name, int **ret, size_t *ret_n) {
+        sqlite3_stmt *st;
+        int *v = NULL;
+        size_t n = 0;
+        int rc;
+
+        pthread_mutex_lock(&s->lock);
+        rc = sqlite3_prepare_v2(s->db, "SELECT version FROM functions WHERE tenant=?1 AND name=?2 ORDER BY version",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                bind_opt(st, 1, tenant);
+                bind_opt(st, 2, name);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        v = xrealloc(v, (n + 1) * sizeof(int));
+                        v[n++] = sqlite3_column_int(st, 0);
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                free(v);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        if (n == 0)
+                return -ENOENT;
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_function_delete(Store *s, const char *tenant, const char *name) {
+        sqlite3_stmt *st;
+        int rc, changes = 0;
+
+        pthread_mutex_lock(&s->lock);
+        rc = sqlite3_prepare_v2(s->db, "DELETE FROM functions WHERE tenant=?1 AND name=?2", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                bind_opt(st, 1, tenant);
+                bind_opt(st, 2, name);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+                changes = sqlite3_changes(s->db);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return changes > 0 ? 0 : -ENOENT;
+}

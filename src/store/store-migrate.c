@@ -1,0 +1,58 @@
+/* Schema migrations, applied in order; PRAGMA user_version records how far a
+ * database got. Append only: never edit a migration that has shipped. */
+#include "store-internal.h"
+
+static const char *const migrations[] = {
+        /* 1: run records */
+        "CREATE TABLE runs ("
+        "  id TEXT PRIMARY KEY,"
+        "  tenant TEXT NOT NULL,"
+        "  filename TEXT,"
+        "  function TEXT,"
+        "  args_json TEXT,"
+        "  kwargs_json TEXT,"
+        "  status TEXT NOT NULL,"
+        "  exit_code INTEGER NOT NULL DEFAULT -1,"
+        "  value_json TEXT,"
+        "  value_repr TEXT,"
+        "  error_type TEXT,"
+        "  error_message TEXT,"
+        "  traceback TEXT,"
+        "  timings_json TEXT,"
+        "  log_path TEXT,"
+        "  created INTEGER NOT NULL,"
+        "  started INTEGER NOT NULL DEFAULT 0,"
+        "  finished INTEGER NOT NULL DEFAULT 0);"
+        "CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
+        "CREATE INDEX runs_status ON runs(status);"
+        "CREATE TABLE kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+        "  updated INTEGER NOT NULL, PRIMARY KEY (ns, key));",
+};
+
+int store_migrate(sqlite3 *db, char **ret_error) {
+        sqlite3_stmt *st;
+        int version = 0;
+        if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+                if (sqlite3_step(st) == SQLITE_ROW)
+                        version = sqlite3_column_int(st, 0);
+                sqlite3_finalize(st);
+        }
+        for (int i = version; i < (int) ELEMENTSOF(migrations); i++) {
+                char *err = NULL;
+                _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; PRAGMA user_version = %d; COMMIT;",
+                                                     migrations[i], i + 1);
+                int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+                if (rc != SQLITE_OK) {
+                        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                        /* Another process may have migrated concurrently. */
+                        if (rc == SQLITE_ERROR && err && strstr(err, "already exists")) {
+                                sqlite3_free(err);
+                                continue;
+                        }
+                        *ret_error = xasprintf("migration %d: %s", i + 1, err ? err : sqlite3_errstr(rc));
+                        sqlite3_free(err);
+                        return store_sqlite_errno(rc);
+                }
+        }
+        return 0;
+}

@@ -1,0 +1,317 @@
+/* The SQLite job store. One connection per Store, serialised by a mutex;
+ * WAL mode so readers (pysprinter ps) never block the writer (a run). */
+#include "store-internal.h"
+
+int store_sqlite_errno(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+                return 0;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_READONLY:
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        case SQLITE_CONSTRAINT:
+                return -EEXIST;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EBADMSG;
+        default:
+                return -EIO;
+        }
+}
+
+int store_open(const char *path, Store **ret_store) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open_v2(path, &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                sqlite3_close(db);
+                return store_sqlite_errno(rc);
+        }
+        sqlite3_busy_timeout(db, 10000);
+        /* WAL + synchronous=NORMAL: a crash loses at most the last
+         * transactions, never the database (DESIGN §7: kill -9 safe). */
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                     NULL, NULL, NULL);
+        _cleanup_free_ char *err = NULL;
+        int r = store_migrate(db, &err);
+        if (r < 0) {
+                sqlite3_close(db);
+                return r;
+        }
+        Store *s = xcalloc(1, sizeof(Store));
+        s->db = db;
+        pthread_mutex_init(&s->lock, NULL);
+        *ret_store = s;
+        return 0;
+}
+
+Store *store_close(Store *s) {
+        if (!s)
+                return NULL;
+        sqlite3_close_v2(s->db);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+}
+
+RunRecord *run_record_free(RunRecord *r) {
+        if (!r)
+                return NULL;
+        free(r->id);
+        free(r->tenant);
+        free(r->filename);
+        free(r->function);
+        free(r->args_json);
+        free(r->kwargs_json);
+        free(r->status);
+        free(r->value_json);
+        free(r->value_repr);
+        free(r->error_type);
+        free(r->error_message);
+        free(r->traceback);
+        free(r->timings_json);
+        free(r->log_path);
+        free(r);
+        return NULL;
+}
+
+void run_record_freep(RunRecord **r) {
+        *r = run_record_free(*r);
+}
+
+void run_record_list_free(RunRecord **v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                run_record_free(v[i]);
+        free(v);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s) {
+        if (s)
+                sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+        else
+                sqlite3_bind_null(st, i);
+}
+
+#define RUN_COLUMNS                                                                             \
+        "id, tenant, filename, function, args_json, kwargs_json, status, exit_code, value_json, " \
+        "value_repr, error_type, error_message, traceback, timings_json, log_path, created, "    \
+        "started, finished"
+
+static void bind_record(sqlite3_stmt *st, const RunRecord *r) {
+        bind_text(st, 1, r->id);
+        bind_text(st, 2, r->tenant ? r->tenant : "local");
+        bind_text(st, 3, r->filename);
+        bind_text(st, 4, r->function);
+        bind_text(st, 5, r->args_json);
+        bind_text(st, 6, r->kwargs_json);
+        bind_text(st, 7, r->status ? r->status : "queued");
+        sqlite3_bind_int(st, 8, r->exit_code);
+        bind_text(st, 9, r->value_json);
+        bind_text(st, 10, r->value_repr);
+        bind_text(st, 11, r->error_type);
+        bind_text(st, 12, r->error_message);
+        bind_text(st, 13, r->traceback);
+        bind_text(st, 14, r->timings_json);
+        bind_text(st, 15, r->log_path);
+        sqlite3_bind_int64(st, 16, (sqlite3_int64) r->created);
+        sqlite3_bind_int64(st, 17, (sqlite3_int64) r->started);
+        sqlite3_bind_int64(st, 18, (sqlite3_int64) r->finished);
+}
+
+static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_change) {
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                bind_record(st, r);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        int changes = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        if (must_change && changes == 0)
+                return -ENOENT;
+        return 0;
+}
+
+int store_run_insert(Store *s, const RunRecord *r) {
+        return exec_record(s, "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
+                              "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+                           r, false);
+}
+
+int store_run_update(Store *s, const RunRecord *r) {
+        return exec_record(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+                              "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+                              "timings_json=?14, log_path=?15, started=?17, finished=?18 "
+                              "WHERE id=?1",
+                           r, true);
+}
+
+static char *col_text(sqlite3_stmt *st, int i) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+        return t ? xstrdup((const char *) t) : NULL;
+}
+
+static RunRecord *record_from_row(sqlite3_stmt *st) {
+        RunRecord *r = xcalloc(1, sizeof(RunRecord));
+        r->id = col_text(st, 0);
+        r->tenant = col_text(st, 1);
+        r->filename = col_text(st, 2);
+        r->function = col_text(st, 3);
+        r->args_json = col_text(st, 4);
+        r->kwargs_json = col_text(st, 5);
+        r->status = col_text(st, 6);
+        r->exit_code = sqlite3_column_int(st, 7);
+        r->value_json = col_text(st, 8);
+        r->value_repr = col_text(st, 9);
+        r->error_type = col_text(st, 10);
+        r->error_message = col_text(st, 11);
+        r->traceback = col_text(st, 12);
+        r->timings_json = col_text(st, 13);
+        r->log_path = col_text(st, 14);
+        r->created = (usec_t) sqlite3_column_int64(st, 15);
+        r->started = (usec_t) sqlite3_column_int64(st, 16);
+        r->finished = (usec_t) sqlite3_column_int64(st, 17);
+        return r;
+}
+
+int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRecord **ret) {
+        if (!id_or_prefix || !*id_or_prefix)
+                return -EINVAL;
+        /* A prefix is matched with a range, not LIKE: ids are plain base32 and
+         * a user's '%' or '_' must not act as a wildcard. */
+        _cleanup_free_ char *hi = xasprintf("%s\x7f", id_or_prefix);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT " RUN_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
+                                    "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2",
+                                    -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc);
+        }
+        bind_text(st, 1, id_or_prefix);
+        bind_text(st, 2, hi);
+        bind_text(st, 3, tenant);
+        RunRecord *first = NULL;
+        int r = -ENOENT;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                first = record_from_row(st);
+                r = 0;
+                if (!streq(first->id, id_or_prefix) && sqlite3_step(st) == SQLITE_ROW)
+                        r = -EEXIST;
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0) {
+                run_record_free(first);
+                return r;
+        }
+        *ret = first;
+        return 0;
+}
+
+int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT " RUN_COLUMNS " FROM runs WHERE (?1 IS NULL OR tenant = ?1) "
+                                    "ORDER BY created DESC, id DESC LIMIT ?2",
+                                    -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc);
+        }
+        bind_text(st, 1, tenant);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 20));
+        RunRecord **v = NULL;
+        size_t n = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
+                v[n++] = record_from_row(st);
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                run_record_list_free(v, n);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret_records = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_runs_mark_lost(Store *s, const char *message) {
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
+                                    "error_message=?1, finished=?2 WHERE status IN ('queued','running')",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                bind_text(st, 1, message);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) now_realtime());
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        int n = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE ? n : (store_sqlite_errno(rc) ?: -EIO);
+}
+
+int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value) {
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM kv WHERE ns=?1 AND key=?2", -1, &st, NULL);
+        int r = -ENOENT;
+        if (rc == SQLITE_OK) {
+                bind_text(st, 1, ns);
+                bind_text(st, 2, key);
+                if (sqlite3_step(st) == SQLITE_ROW) {
+                        *ret_value = col_text(st, 0);
+                        r = 0;
+                }
+                sqlite3_finalize(st);
+        } else
+                r = store_sqlite_errno(rc);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+int store_kv_put(Store *s, const char *ns, const char *key, const char *value) {
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db,
+                                    value ? "INSERT INTO kv (ns, key, value, updated) VALUES (?1,?2,?3,?4) "
+                                            "ON CONFLICT(ns, key) DO UPDATE SET value=?3, updated=?4"
+                                          : "DELETE FROM kv WHERE ns=?1 AND key=?2",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                bind_text(st, 1, ns);
+                bind_text(st, 2, key);
+                if (value) {
+                        bind_text(st, 3, value);
+                        sqlite3_bind_int64(st, 4, (sqlite3_int64) now_realtime());
+                }
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
+}

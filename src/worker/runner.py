@@ -1,0 +1,559 @@
+"""The Python half of pysprinter-worker, compiled into the worker binary.
+
+The C side owns processes, sockets and fds; this module owns everything that
+is easier to get right in Python: parsing the user's file with `ast` (user
+code never runs to validate it), binding and converting arguments by the
+function's annotations, running the function and serialising the outcome.
+
+Entry points called from C (each takes and returns JSON text):
+  validate(request_json) -> reply_json
+  run(request_json, result_fd) -> None   (in the forked run child)
+"""
+import ast
+import json
+import linecache
+import os
+import sys
+import traceback
+import types
+
+MAX_FUNCTIONS_LISTED = 20
+TRUE_WORDS = {"true", "1", "yes", "y", "on"}
+FALSE_WORDS = {"false", "0", "no", "n", "off"}
+NONE_WORDS = {"none", "null"}
+
+
+class ValidationError(Exception):
+    """A problem with the user's file or arguments (exit 3)."""
+
+    def __init__(self, message, line=None, col=None, text=None, kind="ValidationError"):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+        self.text = text
+        self.kind = kind
+
+
+# ---- the `pysprinter` module user code sees ---------------------------------
+
+def requirements(reqs=None, /):
+    """@requirements({'name': 'specifier'}): declares pip dependencies. At run
+    time it only tags the function; the runner read the dict statically."""
+    if callable(reqs):  # bare @requirements
+        return reqs
+
+    def decorate(fn):
+        try:
+            fn.__pysprinter_requirements__ = dict(reqs or {})
+        except Exception:
+            pass
+        return fn
+    return decorate
+
+
+def data_path(name):
+    """Path of a named dataset mounted read-only for this run."""
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"invalid dataset name {name!r}")
+    return os.path.join("/data", name)
+
+
+def _install_pysprinter_module():
+    mod = types.ModuleType("pysprinter")
+    mod.requirements = requirements
+    mod.data_path = data_path
+    mod.__doc__ = "pysprinter runtime helpers"
+    sys.modules["pysprinter"] = mod
+    return mod
+
+
+# ---- static analysis ---------------------------------------------------------
+
+def _decorator_requirements_call(dec):
+    """The Call node if dec is @requirements(...) / @pysprinter.requirements(...)."""
+    if not isinstance(dec, ast.Call):
+        return None
+    f = dec.func
+    if isinstance(f, ast.Name) and f.id == "requirements":
+        return dec
+    if isinstance(f, ast.Attribute) and f.attr == "requirements" and \
+            isinstance(f.value, ast.Name) and f.value.id == "pysprinter":
+        return dec
+    return None
+
+
+def _literal_requirements(call, filename):
+    if call.keywords:
+        kw = call.keywords[0]
+        raise ValidationError(
+            "@requirements takes one dict literal, not keyword arguments",
+            kw.lineno, kw.col_offset + 1)
+    if len(call.args) > 1:
+        raise ValidationError("@requirements takes one dict literal", call.lineno, call.col_offset + 1)
+    if not call.args:
+        return {}
+    node = call.args[0]
+    if not isinstance(node, ast.Dict):
+        raise ValidationError(
+            "@requirements needs a literal dict of str -> str, e.g. {'requests': '2.28.1'}",
+            node.lineno, node.col_offset + 1)
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
+        raise ValidationError(
+            f"@requirements needs a literal dict of str -> str (only constants, no expressions): {e}",
+            node.lineno, node.col_offset + 1)
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise ValidationError(f"requirement name {k!r} is not a string", node.lineno, node.col_offset + 1)
+        if v is None:
+            value[k] = v = ""
+        if not isinstance(v, str):
+            raise ValidationError(
+                f"requirement {k!r}: version {v!r} is not a string ('' means any version)",
+                node.lineno, node.col_offset + 1)
+    return value
+
+
+def _find_function(tree, wanted, filename):
+    functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    decorated = []
+    for fn in functions:
+        for dec in fn.decorator_list:
+            call = _decorator_requirements_call(dec)
+            if call is not None or (isinstance(dec, ast.Name) and dec.id == "requirements"):
+                decorated.append((fn, call))
+                break
+    names = [f.name for f in functions]
+    if wanted:
+        # The last definition wins, as at run time.
+        for fn in reversed(functions):
+            if fn.name == wanted:
+                call = next((c for f, c in decorated if f is fn), None)
+                return fn, call
+        listing = ", ".join(names[:MAX_FUNCTIONS_LISTED]) or "none"
+        raise ValidationError(f"no top-level function '{wanted}' in {filename} (functions: {listing})")
+    if len(decorated) == 1:
+        return decorated[0]
+    if len(decorated) > 1:
+        listing = ", ".join(f.name for f, _ in decorated[:MAX_FUNCTIONS_LISTED])
+        raise ValidationError(
+            f"{filename} has several @requirements functions ({listing}); "
+            f"choose one with {filename}::NAME")
+    if len(functions) == 1:
+        return functions[0], None
+    if not functions:
+        raise ValidationError(f"{filename} defines no top-level function to run")
+    listing = ", ".join(names[:MAX_FUNCTIONS_LISTED])
+    raise ValidationError(
+        f"no function in {filename} is decorated with @requirements; "
+        f"choose one with {filename}::NAME (functions: {listing})")
+
+
+def _parse(source, filename):
+    try:
+        return ast.parse(source, filename=filename)
+    except SyntaxError as e:
+        raise ValidationError(e.msg, e.lineno, e.offset, e.text, kind=type(e).__name__)
+    except (ValueError, MemoryError, RecursionError) as e:
+        raise ValidationError(f"cannot parse {filename}: {e}")
+
+
+# ---- annotations and conversion ---------------------------------------------
+
+class Conv:
+    """A converter derived statically from an annotation AST node."""
+
+    def __init__(self, kind, inner=None, optional=False, label=None):
+        self.kind = kind          # str int float bool list dict tuple any json
+        self.inner = inner
+        self.optional = optional
+        self.label = label or kind
+
+
+def _annotation_name(node):
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+            node.value.id in ("typing", "builtins", "t"):
+        return node.attr
+    return None
+
+
+SIMPLE = {
+    "str": "str", "int": "int", "float": "float", "bool": "bool",
+    "list": "list", "List": "list", "Sequence": "list", "dict": "dict", "Dict": "dict",
+    "Mapping": "dict", "tuple": "tuple", "Tuple": "tuple", "Any": "any",
+}
+
+
+def _conv_from_annotation(node):
+    if node is None:
+        return Conv("str", label="str")
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            node = ast.parse(node.value, mode="eval").body
+        except SyntaxError:
+            return Conv("str")
+    if isinstance(node, ast.Constant) and node.value is None:
+        return Conv("none", optional=True, label="None")
+    # X | None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        parts = _flatten_union(node)
+        return _union(parts)
+    name = _annotation_name(node)
+    if name is not None:
+        kind = SIMPLE.get(name)
+        return Conv(kind, label=name) if kind else Conv("str", label=name)
+    if isinstance(node, ast.Subscript):
+        base = _annotation_name(node.value)
+        sl = node.slice
+        if base == "Optional":
+            c = _conv_from_annotation(sl)
+            c.optional = True
+            c.label = f"Optional[{c.label}]"
+            return c
+        if base == "Union":
+            parts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+            return _union(parts)
+        kind = SIMPLE.get(base or "")
+        if kind in ("list", "dict", "tuple"):
+            return Conv(kind, label=ast.unparse(node))
+    return Conv("str", label=ast.unparse(node))
+
+
+def _flatten_union(node):
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _flatten_union(node.left) + _flatten_union(node.right)
+    return [node]
+
+
+def _union(parts):
+    has_none = any(isinstance(p, ast.Constant) and p.value is None or
+                   _annotation_name(p) == "None" for p in parts)
+    rest = [p for p in parts if not (isinstance(p, ast.Constant) and p.value is None or
+                                     _annotation_name(p) == "None")]
+    if len(rest) == 1:
+        c = _conv_from_annotation(rest[0])
+    else:
+        c = Conv("json", label=" | ".join(ast.unparse(p) for p in rest))
+    c.optional = c.optional or has_none
+    return c
+
+
+def _convert_raw(param, conv, raw):
+    """Convert a CLI string by the parameter's annotation."""
+    def bad(expected):
+        raise ValidationError(f"argument '{param}': expected {expected}, got {raw!r}")
+    if conv.optional and raw.strip().lower() in NONE_WORDS:
+        return None
+    k = conv.kind
+    if k in ("str", "any", "none"):
+        return raw
+    if k == "int":
+        try:
+            return int(raw.strip(), 0) if raw.strip().lower().startswith(("0x", "0o", "0b")) else int(raw)
+        except ValueError:
+            bad("an integer")
+    if k == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            bad("a number")
+    if k == "bool":
+        w = raw.strip().lower()
+        if w in TRUE_WORDS:
+            return True
+        if w in FALSE_WORDS:
+            return False
+        bad("a boolean (true/false, yes/no, 1/0)")
+    if k in ("list", "dict", "tuple", "json"):
+        try:
+            v = json.loads(raw)
+        except ValueError:
+            if k == "json":
+                return raw
+            bad(f"JSON for {conv.label}")
+        return _check_typed(param, conv, v)
+    return raw
+
+
+def _check_typed(param, conv, v):
+    """Check (and lightly coerce) an already-typed JSON value."""
+    if v is None and conv.optional:
+        return None
+    k = conv.kind
+    def bad(expected):
+        raise ValidationError(f"argument '{param}': expected {expected}, got {json.dumps(v)[:80]}")
+    if k == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            bad("an integer")
+    elif k == "float":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            bad("a number")
+        return float(v)
+    elif k == "bool":
+        if not isinstance(v, bool):
+            bad("a boolean")
+    elif k == "list":
+        if not isinstance(v, list):
+            bad(f"a JSON array for {conv.label}")
+    elif k == "tuple":
+        if not isinstance(v, list):
+            bad(f"a JSON array for {conv.label}")
+        return tuple(v)
+    elif k == "dict":
+        if not isinstance(v, dict):
+            bad(f"a JSON object for {conv.label}")
+    elif k == "str":
+        if not isinstance(v, str) and conv.label == "str":
+            bad("a string")
+    return v
+
+
+def _convert(param, conv, item):
+    if not isinstance(item, dict) or len(item) != 1 or not ({"raw", "value"} & item.keys()):
+        raise ValidationError(f"argument '{param}': malformed argument encoding")
+    if "raw" in item:
+        if not isinstance(item["raw"], str):
+            raise ValidationError(f"argument '{param}': raw value must be a string")
+        return _convert_raw(param, conv, item["raw"])
+    return _check_typed(param, conv, item["value"])
+
+
+def _bind(fn, args, kwargs):
+    """Bind encoded args/kwargs to fn's signature (from the AST); returns
+    (positional values, keyword values) after conversion."""
+    a = fn.args
+    posonly = [p.arg for p in a.posonlyargs]
+    positional = a.posonlyargs + a.args
+    n_defaults = len(a.defaults)
+    required_pos = {p.arg for p in positional[:len(positional) - n_defaults]}
+    kwonly_required = {p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None}
+    annotations = {p.arg: p.annotation for p in positional + a.kwonlyargs}
+    out_args, out_kwargs, bound = [], {}, set()
+
+    if not isinstance(args, list):
+        raise ValidationError("positional arguments must be a list")
+    if not isinstance(kwargs, dict):
+        raise ValidationError("keyword arguments must be an object")
+
+    for i, item in enumerate(args):
+        if i < len(positional):
+            name = positional[i].arg
+            out_args.append(_convert(name, _conv_from_annotation(annotations[name]), item))
+            bound.add(name)
+        elif a.vararg is not None:
+            out_args.append(_convert(f"*{a.vararg.arg}", _conv_from_annotation(a.vararg.annotation), item))
+        else:
+            raise ValidationError(
+                f"{fn.name}() takes {len(positional)} positional argument"
+                f"{'' if len(positional) == 1 else 's'} but {len(args)} "
+                f"{'was' if len(args) == 1 else 'were'} given")
+
+    names = {p.arg for p in a.args + a.kwonlyargs}
+    for name, item in kwargs.items():
+        if name in bound:
+            raise ValidationError(f"{fn.name}() got multiple values for argument '{name}'")
+        if name in names:
+            out_kwargs[name] = _convert(name, _conv_from_annotation(annotations[name]), item)
+        elif a.kwarg is not None and name not in posonly:
+            out_kwargs[name] = _convert(name, _conv_from_annotation(a.kwarg.annotation), item)
+        else:
+            known = [p.arg for p in a.args + a.kwonlyargs]
+            hint = f" (parameters: {', '.join(known)})" if known else " (it takes no named parameters)"
+            raise ValidationError(f"{fn.name}() got an unexpected keyword argument '{name}'{hint}")
+        bound.add(name)
+
+    missing = [p for p in positional if p.arg in required_pos and p.arg not in bound]
+    missing += [p for p in a.kwonlyargs if p.arg in kwonly_required and p.arg not in bound]
+    if missing:
+        which = ", ".join(f"'{p.arg}'" for p in missing)
+        raise ValidationError(
+            f"{fn.name}() missing {len(missing)} required argument{'s' if len(missing) > 1 else ''}: {which}"
+            f" (give positional values with -a VALUE, named ones with --NAME VALUE)")
+    return out_args, out_kwargs
+
+
+def _signature_text(fn):
+    return f"{fn.name}({ast.unparse(fn.args)})"
+
+
+def _analyse(req):
+    source = req.get("source", "")
+    filename = req.get("filename") or "<input>"
+    tree = _parse(source, filename)
+    fn, call = _find_function(tree, req.get("function"), filename)
+    reqs = _literal_requirements(call, filename) if call is not None else {}
+    args, kwargs = _bind(fn, req.get("args") or [], req.get("kwargs") or {})
+    return tree, fn, reqs, args, kwargs
+
+
+def _error_reply(e, filename):
+    err = {"type": e.kind, "message": e.message}
+    if e.line is not None:
+        err["filename"] = filename
+        err["line"] = e.line
+    if e.col is not None:
+        err["col"] = e.col
+    if e.text:
+        err["text"] = e.text.rstrip("\n")
+    return {"ok": False, "error": err}
+
+
+def validate(request_json):
+    """Check a file and its arguments without executing any of it."""
+    req = json.loads(request_json)
+    filename = req.get("filename") or "<input>"
+    try:
+        tree, fn, reqs, args, kwargs = _analyse(req)
+    except ValidationError as e:
+        return json.dumps(_error_reply(e, filename))
+    except RecursionError:
+        return json.dumps(_error_reply(ValidationError(f"{filename} is nested too deeply to parse"), filename))
+    params = [p.arg for p in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
+    imports = sorted(_top_level_imports(tree))
+    return json.dumps({
+        "ok": True,
+        "function": fn.name,
+        "signature": _signature_text(fn),
+        "params": params,
+        "is_async": isinstance(fn, ast.AsyncFunctionDef),
+        "requirements": reqs,
+        "imports": imports,
+    })
+
+
+def _top_level_imports(tree):
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                names.add(a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+# ---- running -----------------------------------------------------------------
+
+def _user_traceback(exc, filename):
+    """The traceback from the user's first frame on: the runner's frames are
+    noise to the user."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _serialise(value):
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return {"ok": True, "json": text}
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        try:
+            r = repr(value)
+        except Exception as e:  # a hostile __repr__
+            r = f"<unrepresentable {type(value).__name__}: {type(e).__name__}>"
+        return {"ok": True, "json": None, "repr": r, "type": type(value).__name__}
+
+
+def _write_result(fd, obj):
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _setup_streams():
+    # Unbuffered text streams: output reaches the runner as it is produced,
+    # including partial lines (a progress bar without newlines).
+    import io
+    def stream(fd):
+        raw = io.FileIO(fd, "w", closefd=False)
+        return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace",
+                                line_buffering=True, write_through=True)
+    sys.stdout = sys.__stdout__ = stream(1)
+    sys.stderr = sys.__stderr__ = stream(2)
+    sys.stdin = sys.__stdin__ = open(os.devnull, "r")
+
+
+def run(request_json, result_fd):
+    """In the forked run child: execute the module, call the function, write
+    the outcome as JSON to result_fd."""
+    req = json.loads(request_json)
+    filename = req.get("filename") or "<input>"
+    try:
+        _run(req, filename, result_fd)
+    except BaseException as e:  # last resort: never leave without a result
+        _write_result(result_fd, {"ok": False, "error": {
+            "type": "InternalError", "message": f"{type(e).__name__}: {e}"}})
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+
+
+def _run(req, filename, result_fd):
+    _setup_streams()
+    source = req.get("source", "")
+    try:
+        tree, fn, reqs, args, kwargs = _analyse(req)
+    except ValidationError as e:
+        _write_result(result_fd, _error_reply(e, filename))
+        return
+    lines = source.splitlines(True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+
+    modname = os.path.splitext(os.path.basename(filename))[0] or "main"
+    if not modname.isidentifier():
+        modname = "main"
+    mod = types.ModuleType(modname)
+    mod.__file__ = filename
+    mod.__dict__["requirements"] = requirements
+    sys.modules[modname] = mod
+    context = req.get("context")
+    try:
+        code = compile(tree, filename, "exec")
+        exec(code, mod.__dict__)
+        target = mod.__dict__.get(fn.name)
+        if not callable(target):
+            raise TypeError(f"'{fn.name}' is not callable after the module ran")
+        if context is not None:
+            args = [*args, context]
+        value = target(*args, **kwargs)
+        if isinstance(fn, ast.AsyncFunctionDef) or hasattr(value, "__await__"):
+            import asyncio
+            value = asyncio.run(value) if asyncio.iscoroutine(value) else value
+    except BaseException as e:
+        _write_result(result_fd, {"ok": False, "error": {
+            "type": type(e).__name__,
+            "message": _safe_str(e),
+            "traceback": _user_traceback(e, filename),
+        }})
+        return
+    _write_result(result_fd, _serialise(value))
+
+
+def _safe_str(e):
+    try:
+        return str(e)
+    except Exception:
+        return f"<{type(e).__name__}>"
+
+
+def add_site_dirs(paths):
+    """Put an environment's store dirs on sys.path in lock order; .pth files
+    in them are honoured (site.addsitedir)."""
+    import site
+    for p in paths:
+        site.addsitedir(p)
+
+
+_install_pysprinter_module()

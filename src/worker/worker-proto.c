@@ -1,0 +1,125 @@
+/* Length-prefixed JSON messages with fd passing over a unix stream socket. */
+#include "worker-proto.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+int proto_send(int sock, const char *json, size_t len, const int *fds, size_t n_fds) {
+        if (len > WORKER_PROTO_MAX_MESSAGE || n_fds > WORKER_PROTO_MAX_FDS)
+                return -EMSGSIZE;
+        uint8_t hdr[4] = { len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff, (len >> 24) & 0xff };
+        struct iovec iov[2] = {
+                { .iov_base = hdr, .iov_len = sizeof(hdr) },
+                { .iov_base = (void *) json, .iov_len = len },
+        };
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * WORKER_PROTO_MAX_FDS)];
+                struct cmsghdr align;
+        } control = {};
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+        if (n_fds > 0) {
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        size_t total = sizeof(hdr) + len;
+        size_t sent = 0;
+        while (sent < total) {
+                ssize_t k = sendmsg(sock, &mh, MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                sent += (size_t) k;
+                /* fds went with the first chunk; advance the iovecs. */
+                mh.msg_control = NULL;
+                mh.msg_controllen = 0;
+                size_t skip = (size_t) k;
+                while (skip > 0 && mh.msg_iovlen > 0) {
+                        if (skip >= mh.msg_iov[0].iov_len) {
+                                skip -= mh.msg_iov[0].iov_len;
+                                mh.msg_iov++;
+                                mh.msg_iovlen--;
+                        } else {
+                                mh.msg_iov[0].iov_base = (char *) mh.msg_iov[0].iov_base + skip;
+                                mh.msg_iov[0].iov_len -= skip;
+                                skip = 0;
+                        }
+                }
+        }
+        return 0;
+}
+
+static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_t *ret_n) {
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * WORKER_PROTO_MAX_FDS)];
+                struct cmsghdr align;
+        } control;
+        size_t got = 0;
+        *ret_n = 0;
+        while (got < 4) {
+                struct iovec iov = { .iov_base = hdr + got, .iov_len = 4 - got };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                                     .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+                ssize_t k = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -ECONNRESET;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        int *in = (int *) CMSG_DATA(c);
+                        for (size_t i = 0; i < n; i++) {
+                                if (*ret_n < max_fds)
+                                        fds[(*ret_n)++] = in[i];
+                                else
+                                        close(in[i]); /* more than asked for: never leak */
+                        }
+                }
+                got += (size_t) k;
+        }
+        return 0;
+}
+
+int proto_recv(int sock, size_t max, char **ret_json, size_t *ret_len,
+               int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
+        uint8_t hdr[4];
+        int fds[WORKER_PROTO_MAX_FDS];
+        size_t n_fds = 0;
+        int r = recv_header(sock, hdr, fds, MIN(max_fds, (size_t) WORKER_PROTO_MAX_FDS), &n_fds);
+        if (r < 0)
+                return r;
+        size_t len = (size_t) hdr[0] | (size_t) hdr[1] << 8 | (size_t) hdr[2] << 16 | (size_t) hdr[3] << 24;
+        if (len > max || len > WORKER_PROTO_MAX_MESSAGE) {
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
+                return -EMSGSIZE;
+        }
+        char *buf = xmalloc(len + 1);
+        ssize_t k = read_full(sock, buf, len);
+        if (k < 0 || (size_t) k != len) {
+                free(buf);
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
+                return k < 0 ? (int) k : -ECONNRESET;
+        }
+        buf[len] = 0;
+        *ret_json = buf;
+        if (ret_len)
+                *ret_len = len;
+        if (ret_fds)
+                memcpy(ret_fds, fds, n_fds * sizeof(int));
+        if (ret_n_fds)
+                *ret_n_fds = n_fds;
+        return 0;
+}

@@ -1,0 +1,25 @@
+/* worker-proto: the engine <-> pysprinter-worker wire protocol.
+ *
+ * A message is a 4-byte little-endian length followed by that many bytes of
+ * JSON, on a SOCK_STREAM unix socket (the worker's fd 3). File descriptors
+ * travel with a message as SCM_RIGHTS on its first byte. The message types
+ * are documented in docs/internals/worker-protocol.md.
+ *
+ * Depends on: basic only (the engine links it; it never links CPython). */
+#pragma once
+
+#include "basic.h"
+
+#define WORKER_PROTO_MAX_MESSAGE (32U << 20)
+#define WORKER_PROTO_MAX_FDS 8
+#define WORKER_CTRL_FD 3
+
+/* Sends one message with n_fds descriptors attached. */
+int proto_send(int sock, const char *json, size_t len, const int *fds, size_t n_fds);
+
+/* Receives one whole message (blocking). On success *ret_json is a
+ * NUL-terminated string the caller frees, and up to max_fds received fds
+ * are stored in ret_fds (O_CLOEXEC) with their count in *ret_n_fds.
+ * -ECONNRESET at EOF, -EMSGSIZE when the peer announces more than max. */
+int proto_recv(int sock, size_t max, char **ret_json, size_t *ret_len,
+               int *ret_fds, size_t max_fds, size_t *ret_n_fds);

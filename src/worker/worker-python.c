@@ -1,0 +1,95 @@
+/* The embedded CPython: initialisation and calls into runner.py. Python's
+ * exceptions are translated to our errors here and never leave this file. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "worker.h"
+
+extern const char pysprinter_runner_source[];
+
+static PyObject *runner;
+
+static char *py_exception_text(void) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        char *msg = NULL;
+        if (value) {
+                PyObject *s = PyObject_Str(value);
+                const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
+                msg = xasprintf("%s: %s", type ? ((PyTypeObject *) type)->tp_name : "error", u ? u : "?");
+                Py_XDECREF(s);
+        }
+        PyErr_Clear();
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return msg ? msg : xstrdup("unknown Python error");
+}
+
+int py_init(char **ret_error) {
+        PyConfig config;
+        PyConfig_InitIsolatedConfig(&config);
+        /* site is imported lazily by runner.add_site_dirs(): the worker's
+         * sys.path is the stdlib plus exactly the env's store dirs. */
+        config.site_import = 0;
+        config.write_bytecode = 0;
+        config.install_signal_handlers = 0;
+        config.buffered_stdio = 0;
+        PyStatus st = Py_InitializeFromConfig(&config);
+        PyConfig_Clear(&config);
+        if (PyStatus_Exception(st)) {
+                *ret_error = xasprintf("cannot start Python: %s", st.err_msg ? st.err_msg : "?");
+                return -EIO;
+        }
+        PyObject *code = Py_CompileString(pysprinter_runner_source, "<pysprinter-runner>", Py_file_input);
+        if (!code) {
+                *ret_error = py_exception_text();
+                return -EIO;
+        }
+        runner = PyImport_ExecCodeModule("_pysprinter_runner", code);
+        Py_DECREF(code);
+        if (!runner) {
+                *ret_error = py_exception_text();
+                return -EIO;
+        }
+        return 0;
+}
+
+const char *py_version(void) {
+        return Py_GetVersion();
+}
+
+int py_call_str(const char *func, const char *arg, char **ret, char **ret_error) {
+        PyObject *res = PyObject_CallMethod(runner, func, "s", arg);
+        if (!res) {
+                *ret_error = py_exception_text();
+                return -EIO;
+        }
+        if (res == Py_None) {
+                Py_DECREF(res);
+                *ret = NULL;
+                return 0;
+        }
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(res, &n);
+        if (!s) {
+                Py_DECREF(res);
+                *ret_error = py_exception_text();
+                return -EIO;
+        }
+        *ret = xstrndup(s, (size_t) n);
+        Py_DECREF(res);
+        return 0;
+}
+
+void py_run_child(const char *run_json, int result_fd) {
+        PyObject *res = PyObject_CallMethod(runner, "run", "si", run_json, result_fd);
+        if (!res) {
+                /* runner.run() catches everything; this is a runner bug. */
+                _cleanup_free_ char *msg = py_exception_text();
+                dprintf(result_fd, "{\"ok\":false,\"error\":{\"type\":\"InternalError\",\"message\":\"runner failed\"}}");
+                return;
+        }
+        Py_DECREF(res);
+}

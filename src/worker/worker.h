@@ -1,0 +1,25 @@
+/* Internal to pysprinter-worker: the sandbox hooks and the Python bridge.
+ * The module's contract towards the engine is worker-proto.h. */
+#pragma once
+
+#include "basic.h"
+
+/* Called first thing in main(), single-threaded, before Py_Initialize:
+ * enter the worker-level sandbox described by argv (the engine's
+ * engine_sandbox_spawn_worker() decides what it passes). On failure
+ * *ret_error says what is missing. */
+int worker_sandbox_setup(int argc, char **argv, char **ret_error);
+
+/* Called in each forked run child before any user code runs. run_json is
+ * the whole run message (its "limits"/"sandbox" fields are for this hook);
+ * extra_fds are the fds that followed stdout/stderr/result in it. Must
+ * leave the child in its own process group (the engine kills -pgid). */
+int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error);
+
+/* Python bridge (worker-python.c). */
+int py_init(char **ret_error);
+/* Calls runner.<func>(arg) returning a string; *ret is malloc'd. */
+int py_call_str(const char *func, const char *arg, char **ret, char **ret_error);
+/* In the run child: runner.run(json, result_fd). */
+void py_run_child(const char *run_json, int result_fd);
+const char *py_version(void);
