@@ -330,6 +330,20 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p) {
                                                    "max_procs", (json_int_t) c->limits.max_procs,
                                                    "max_output_bytes", (json_int_t) c->limits.max_output_bytes,
                                                    "network", c->limits.network));
+        json_t *data = json_object();
+        for (char *const *d = c->spec->data; d && *d; d++) {
+                const char *eq = strchr(*d, '=');
+                if (eq) {
+                        _cleanup_free_ char *name = xstrndup(*d, (size_t) (eq - *d));
+                        _cleanup_free_ char *seen = c->spec->sandbox == SANDBOX_MODE_NONE
+                                                            ? xstrdup(eq + 1)
+                                                            : path_join("/data", name);
+                        json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", eq + 1, "path", seen));
+                }
+        }
+        json_object_set_new(m, "data", data);
+        if (c->spec->context_json)
+                json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
         int fds[8] = { p->out[1], p->err[1], p->result[1] };
         size_t n_extra = 0;
         _cleanup_free_ char *sb = NULL;

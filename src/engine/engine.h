@@ -78,6 +78,12 @@ typedef struct RunSpec {
         const char *kwargs_json;
         RunLimits limits;
         SandboxMode sandbox;
+        /* Datasets to mount read-only at /data/NAME: "NAME=/host/dir"
+         * entries, NULL-terminated (src/data/ resolves names to dirs). */
+        char *const *data;
+        /* Lambda-style context passed as the last positional argument when
+         * not NULL: a JSON object text (deployed functions). */
+        const char *context_json;
         bool validate_only;      /* stop after validation and resolution */
         bool no_record;          /* do not write a run record */
 } RunSpec;

@@ -52,11 +52,17 @@ def requirements(reqs=None, /):
     return decorate
 
 
+_data_paths = {}
+
+
 def data_path(name):
-    """Path of a named dataset mounted read-only for this run."""
+    """Path of a named dataset mounted read-only for this run (/data/NAME in
+    the sandbox; the host directory under --sandbox=none)."""
     if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
         raise ValueError(f"invalid dataset name {name!r}")
-    return os.path.join("/data", name)
+    if name not in _data_paths:
+        raise KeyError(f"dataset {name!r} is not attached to this run (run with --data {name})")
+    return _data_paths[name]
 
 
 def _install_pysprinter_module():
@@ -519,6 +525,11 @@ def _run(req, filename, result_fd):
     mod.__dict__["requirements"] = requirements
     sys.modules[modname] = mod
     context = req.get("context")
+    # "data": {NAME: {"host": dir, "path": where this run sees it}}; the
+    # sandbox bind-mounts host at path (/data/NAME).
+    for n, d in (req.get("data") or {}).items():
+        if isinstance(d, dict) and isinstance(d.get("path"), str):
+            _data_paths[n] = d["path"]
     try:
         code = compile(tree, filename, "exec")
         exec(code, mod.__dict__)
