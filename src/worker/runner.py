@@ -394,7 +394,11 @@ def _analyse(req):
     tree = _parse(source, filename)
     fn, call = _find_function(tree, req.get("function"), filename)
     reqs = _literal_requirements(call, filename) if call is not None else {}
-    args, kwargs = _bind(fn, req.get("args") or [], req.get("kwargs") or {})
+    raw_args = list(req.get("args") or [])
+    if req.get("context") is not None:
+        # Lambda's handler(event, context): the context is the last positional.
+        raw_args.append({"value": req["context"]})
+    args, kwargs = _bind(fn, raw_args, req.get("kwargs") or {})
     return tree, fn, reqs, args, kwargs
 
 
@@ -524,7 +528,6 @@ def _run(req, filename, result_fd):
     mod.__file__ = filename
     mod.__dict__["requirements"] = requirements
     sys.modules[modname] = mod
-    context = req.get("context")
     # "data": {NAME: {"host": dir, "path": where this run sees it}}; the
     # sandbox bind-mounts host at path (/data/NAME).
     for n, d in (req.get("data") or {}).items():
@@ -536,8 +539,6 @@ def _run(req, filename, result_fd):
         target = mod.__dict__.get(fn.name)
         if not callable(target):
             raise TypeError(f"'{fn.name}' is not callable after the module ran")
-        if context is not None:
-            args = [*args, context]
         value = target(*args, **kwargs)
         if isinstance(fn, ast.AsyncFunctionDef) or hasattr(value, "__await__"):
             import asyncio
