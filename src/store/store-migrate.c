@@ -27,6 +27,19 @@ static const char *const migrations[] = {
         "CREATE INDEX runs_status ON runs(status);"
         "CREATE TABLE kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
         "  updated INTEGER NOT NULL, PRIMARY KEY (ns, key));",
+        /* 2: deployed functions, one row per version (store-functions.c) */
+        "CREATE TABLE functions ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  version INTEGER NOT NULL,"
+        "  filename TEXT NOT NULL,"
+        "  function TEXT,"
+        "  source TEXT NOT NULL,"
+        "  requirements_json TEXT,"
+        "  limits_json TEXT,"
+        "  description TEXT,"
+        "  created INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name, version));",
 };
 
 int store_migrate(sqlite3 *db, char **ret_error) {
