@@ -1,0 +1,576 @@
+/* Request body parsing: everything a client sends passes through here before
+ * anything else looks at it, so it is the fuzzer's target
+ * (fuzz/fuzz-request.c). */
+#include <ctype.h>
+#include <inttypes.h>
+#include <jansson.h>
+
+#include "daemon.h"
+
+/* jansson's own depth cap is 2048; a cheaper, stricter pre-scan bounds the
+ * nesting and the number of values before the parser allocates anything. */
+static int json_prescan(const char *s, size_t len, const RequestCaps *caps, char **ret_error) {
+        size_t depth = 0, values = 0;
+        bool in_str = false;
+
+        for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+                if (in_str) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_str = false;
+                        continue;
+                }
+                switch (c) {
+                case '"':
+                        in_str = true;
+                        values++;
+                        break;
+                case '[':
+                case '{':
+                        depth++;
+                        values++;
+                        if (depth > caps->max_depth) {
+                                *ret_error = xasprintf("JSON nested deeper than %zu levels", caps->max_depth);
+                                return -EINVAL;
+                        }
+                        break;
+                case ']':
+                case '}':
+                        if (depth > 0)
+                                depth--;
+                        break;
+                case ',':
+                        values++;
+                        break;
+                default:
+                        break;
+                }
+                if (values > caps->max_values) {
+                        *ret_error = xasprintf("JSON has more than %zu values", caps->max_values);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+int request_json_parse(const char *body, size_t len, const RequestCaps *caps, void **ret_json, char **ret_error) {
+        json_error_t jerr;
+        int r;
+
+        if (len == 0) {
+                *ret_error = xstrdup("request body is empty; expected a JSON object");
+                return -EINVAL;
+        }
+        r = json_prescan(body, len, caps, ret_error);
+        if (r < 0)
+                return r;
+        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        if (!j) {
+                *ret_error = xasprintf("invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+                return -EINVAL;
+        }
+        *ret_json = j;
+        return 0;
+}
+
+typedef enum FieldType { F_STRING, F_INT, F_BOOL, F_OBJECT, F_ARRAY, F_ANY } FieldType;
+
+typedef struct Field {
+        const char *name;
+        FieldType type;
+        bool required;
+} Field;
+
+static const char *field_type_name(FieldType t) {
+        switch (t) {
+        case F_STRING:
+                return "a string";
+        case F_INT:
+                return "a non-negative integer";
+        case F_BOOL:
+                return "a boolean";
+        case F_OBJECT:
+                return "an object";
+        case F_ARRAY:
+                return "an array";
+        case F_ANY:
+        default:
+                return "a JSON value";
+        }
+}
+
+static bool field_type_ok(FieldType t, json_t *v) {
+        switch (t) {
+        case F_STRING:
+                return json_is_string(v);
+        case F_INT:
+                return json_is_integer(v) && json_integer_value(v) >= 0;
+        case F_BOOL:
+                return json_is_boolean(v);
+        case F_OBJECT:
+                return json_is_object(v);
+        case F_ARRAY:
+                return json_is_array(v);
+        case F_ANY:
+        default:
+                return true;
+        }
+}
+
+/* Checks obj against a field table: unknown fields, missing required ones
+ * and wrong types are errors naming "prefix.field". */
+static int check_fields(json_t *obj, const char *prefix, const Field *fields, size_t n, char **ret_error) {
+        const char *key;
+        json_t *v;
+
+        if (!json_is_object(obj)) {
+                *ret_error = prefix ? xasprintf("field '%s' must be an object", prefix)
+                                    : xstrdup("request body must be a JSON object");
+                return -EINVAL;
+        }
+        json_object_foreach(obj, key, v) {
+                const Field *f = NULL;
+                for (size_t i = 0; i < n; i++)
+                        if (streq(fields[i].name, key))
+                                f = &fields[i];
+                if (!f) {
+                        *ret_error = prefix ? xasprintf("unknown field '%s.%s'", prefix, key)
+                                            : xasprintf("unknown field '%s'", key);
+                        return -EINVAL;
+                }
+                if (!field_type_ok(f->type, v)) {
+                        *ret_error = prefix ? xasprintf("field '%s.%s' must be %s", prefix, key, field_type_name(f->type))
+                                            : xasprintf("field '%s' must be %s", key, field_type_name(f->type));
+                        return -EINVAL;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                if (fields[i].required && !json_object_get(obj, fields[i].name)) {
+                        *ret_error = prefix ? xasprintf("missing required field '%s.%s'", prefix, fields[i].name)
+                                            : xasprintf("missing required field '%s'", fields[i].name);
+                        return -EINVAL;
+                }
+        return 0;
+}
+
+static const Field limits_fields[] = {
+        { "timeout_ms", F_INT, false },
+        { "memory_bytes", F_INT, false },
+        { "max_procs", F_INT, false },
+        { "max_output_bytes", F_INT, false },
+        { "network", F_BOOL, false },
+};
+
+static int parse_limits(json_t *obj, const RequestCaps *caps, RunLimits *ret, char **ret_error) {
+        RunLimits l = {};
+        int r;
+
+        if (!obj) {
+                *ret = l;
+                return 0;
+        }
+        r = check_fields(obj, "limits", limits_fields, ELEMENTSOF(limits_fields), ret_error);
+        if (r < 0)
+                return r;
+
+        struct {
+                const char *name;
+                uint64_t *field;
+                uint64_t max;
+        } t[] = {
+                { "timeout_ms", &l.timeout_ms, caps->maxima.timeout_ms },
+                { "memory_bytes", &l.memory_bytes, caps->maxima.memory_bytes },
+                { "max_procs", &l.max_procs, caps->maxima.max_procs },
+                { "max_output_bytes", &l.max_output_bytes, caps->maxima.max_output_bytes },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                json_t *v = json_object_get(obj, t[i].name);
+                if (!v)
+                        continue;
+                uint64_t x = (uint64_t) json_integer_value(v);
+                if (t[i].max > 0 && x > t[i].max) {
+                        *ret_error = xasprintf("field 'limits.%s' is %" PRIu64 ", above the maximum %" PRIu64,
+                                               t[i].name, x, t[i].max);
+                        return -EINVAL;
+                }
+                *t[i].field = x;
+        }
+        json_t *net = json_object_get(obj, "network");
+        if (net)
+                l.network = json_is_true(net);
+        *ret = l;
+        return 0;
+}
+
+/* Builds the engine's argument format: raw strings first (converted by the
+ * parameter's annotation, like the CLI's -a), then typed values. */
+static int build_args(json_t *args, json_t *raw_args, char **ret_json, char **ret_error) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *v;
+
+        json_array_foreach(raw_args, i, v) {
+                if (!json_is_string(v)) {
+                        json_decref(out);
+                        *ret_error = xasprintf("field 'raw_args[%zu]' must be a string", i);
+                        return -EINVAL;
+                }
+                json_array_append_new(out, json_pack("{sO}", "raw", v));
+        }
+        json_array_foreach(args, i, v)
+                json_array_append_new(out, json_pack("{sO}", "value", v));
+        *ret_json = json_array_size(out) > 0 ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(out);
+        return 0;
+}
+
+static bool identifier_is_valid(const char *s) {
+        if (!*s || !(isalpha((unsigned char) *s) || *s == '_'))
+                return false;
+        for (; *s; s++)
+                if (!(isalnum((unsigned char) *s) || *s == '_'))
+                        return false;
+        return true;
+}
+
+static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, char **ret_error) {
+        json_t *out = json_object();
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(raw_kwargs, key, v) {
+                if (!json_is_string(v)) {
+                        json_decref(out);
+                        *ret_error = xasprintf("field 'raw_kwargs.%s' must be a string", key);
+                        return -EINVAL;
+                }
+                if (!identifier_is_valid(key)) {
+                        json_decref(out);
+                        *ret_error = xasprintf("field 'raw_kwargs': '%s' is not a Python identifier", key);
+                        return -EINVAL;
+                }
+                json_object_set_new(out, key, json_pack("{sO}", "raw", v));
+        }
+        json_object_foreach(kwargs, key, v) {
+                if (!identifier_is_valid(key)) {
+                        json_decref(out);
+                        *ret_error = xasprintf("field 'kwargs': '%s' is not a Python identifier", key);
+                        return -EINVAL;
+                }
+                if (json_object_get(out, key)) {
+                        json_decref(out);
+                        *ret_error = xasprintf("keyword argument '%s' given in both 'raw_kwargs' and 'kwargs'", key);
+                        return -EINVAL;
+                }
+                json_object_set_new(out, key, json_pack("{sO}", "value", v));
+        }
+        *ret_json = json_object_size(out) > 0 ? json_dumps(out, JSON_COMPACT) : NULL;
+        json_decref(out);
+        return 0;
+}
+
+bool function_name_is_valid(const char *name) {
+        size_t n = strlen(name);
+        if (n == 0 || n > 64)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
+                        return false;
+        return true;
+}
+
+void run_request_done(RunRequest *r) {
+        free(r->source);
+        free(r->filename);
+        free(r->function);
+        free(r->args_json);
+        free(r->kwargs_json);
+        free(r->name);
+        free(r->description);
+        free(r->requirements_json);
+        free(r->context_json);
+        *r = (RunRequest) {};
+}
+
+static const Field run_fields[] = {
+        { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
+        { "args", F_ARRAY, false },       { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
+        { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false },
+};
+static const Field validate_fields[] = {
+        { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
+        { "args", F_ARRAY, false },       { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
+        { "raw_kwargs", F_OBJECT, false },
+};
+static const Field deploy_fields[] = {
+        { "name", F_STRING, true },         { "source", F_STRING, true },     { "filename", F_STRING, false },
+        { "function", F_STRING, false },    { "limits", F_OBJECT, false },    { "description", F_STRING, false },
+        { "requirements", F_OBJECT, false },
+};
+static const Field invoke_fields[] = {
+        { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false }, { "raw_args", F_ARRAY, false },
+        { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "version", F_INT, false },
+};
+
+static int dup_string(json_t *obj, const char *key, size_t max, char **ret, char **ret_error) {
+        json_t *v = json_object_get(obj, key);
+        if (!v)
+                return 0;
+        size_t n = json_string_length(v);
+        if (n > max) {
+                *ret_error = xasprintf("field '%s' is longer than %zu bytes", key, max);
+                return -EINVAL;
+        }
+        if (memchr(json_string_value(v), 0, n)) {
+                *ret_error = xasprintf("field '%s' contains a NUL byte", key);
+                return -EINVAL;
+        }
+        *ret = xstrndup(json_string_value(v), n);
+        return 0;
+}
+
+int request_parse(RequestKind kind, const char *body, size_t len, const RequestCaps *caps, RunRequest *ret,
+                  char **ret_error) {
+        RunRequest req = {};
+        json_t *j = NULL;
+        int r;
+
+        r = request_json_parse(body, len, caps, (void **) &j, ret_error);
+        if (r < 0)
+                return r;
+
+        switch (kind) {
+        case REQUEST_RUN:
+                r = check_fields(j, NULL, run_fields, ELEMENTSOF(run_fields), ret_error);
+                break;
+        case REQUEST_VALIDATE:
+                r = check_fields(j, NULL, validate_fields, ELEMENTSOF(validate_fields), ret_error);
+                break;
+        case REQUEST_DEPLOY:
+                r = check_fields(j, NULL, deploy_fields, ELEMENTSOF(deploy_fields), ret_error);
+                break;
+        case REQUEST_INVOKE:
+                r = check_fields(j, NULL, invoke_fields, ELEMENTSOF(invoke_fields), ret_error);
+                break;
+        default:
+                r = -EINVAL;
+                *ret_error = xstrdup("unknown request kind");
+                break;
+        }
+        if (r < 0)
+                goto fail;
+
+        r = dup_string(j, "source", RUN_MAX_SOURCE_BYTES, &req.source, ret_error);
+        if (r < 0)
+                goto fail;
+        if (req.source)
+                req.source_len = strlen(req.source);
+        r = dup_string(j, "filename", 4096, &req.filename, ret_error);
+        if (r < 0)
+                goto fail;
+        r = dup_string(j, "function", 256, &req.function, ret_error);
+        if (r < 0)
+                goto fail;
+        if (req.function && !identifier_is_valid(req.function)) {
+                *ret_error = xasprintf("field 'function': '%s' is not a Python identifier", req.function);
+                r = -EINVAL;
+                goto fail;
+        }
+        if (req.filename && (strchr(req.filename, '\n') || !*req.filename)) {
+                *ret_error = xstrdup("field 'filename' must be a non-empty single line");
+                r = -EINVAL;
+                goto fail;
+        }
+        r = dup_string(j, "name", 64, &req.name, ret_error);
+        if (r < 0)
+                goto fail;
+        if (req.name && !function_name_is_valid(req.name)) {
+                *ret_error = xasprintf("field 'name': '%s' is not a valid function name ([A-Za-z0-9_-]{1,64})",
+                                       req.name);
+                r = -EINVAL;
+                goto fail;
+        }
+        r = dup_string(j, "description", 1024, &req.description, ret_error);
+        if (r < 0)
+                goto fail;
+
+        json_t *reqs = json_object_get(j, "requirements");
+        if (reqs) {
+                const char *k;
+                json_t *v;
+                json_object_foreach(reqs, k, v)
+                        if (!json_is_string(v)) {
+                                *ret_error = xasprintf("field 'requirements.%s' must be a string (a version specifier)", k);
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                req.requirements_json = json_dumps(reqs, JSON_COMPACT);
+        }
+
+        r = build_args(json_object_get(j, "args"), json_object_get(j, "raw_args"), &req.args_json, ret_error);
+        if (r < 0)
+                goto fail;
+        r = build_kwargs(json_object_get(j, "kwargs"), json_object_get(j, "raw_kwargs"), &req.kwargs_json, ret_error);
+        if (r < 0)
+                goto fail;
+        if ((req.args_json && strlen(req.args_json) > RUN_MAX_ARGS_BYTES) ||
+            (req.kwargs_json && strlen(req.kwargs_json) > RUN_MAX_ARGS_BYTES)) {
+                *ret_error = xasprintf("arguments are larger than %llu bytes", (unsigned long long) RUN_MAX_ARGS_BYTES);
+                r = -EINVAL;
+                goto fail;
+        }
+        r = parse_limits(json_object_get(j, "limits"), caps, &req.limits, ret_error);
+        if (r < 0)
+                goto fail;
+        json_t *ver = json_object_get(j, "version");
+        if (ver) {
+                if (json_integer_value(ver) < 1 || json_integer_value(ver) > INT32_MAX) {
+                        *ret_error = xstrdup("field 'version' must be a positive integer");
+                        r = -EINVAL;
+                        goto fail;
+                }
+                req.version = (int) json_integer_value(ver);
+        }
+
+        json_decref(j);
+        *ret = req;
+        return 0;
+fail:
+        json_decref(j);
+        run_request_done(&req);
+        return r;
+}
+
+/* ---- Python signature sniffing -------------------------------------------
+ *
+ * The daemon never runs Python, and the worker's validation does not return
+ * the signature, so the Lambda calling rule reads the `def` line itself. It
+ * only needs the parameter names, which are the identifiers at the start of
+ * each top-level comma-separated item between the def's parentheses. */
+
+static const char *skip_string(const char *p, const char *end) {
+        char q = *p;
+        bool triple = p + 2 < end && p[1] == q && p[2] == q;
+        p += triple ? 3 : 1;
+        while (p < end) {
+                if (*p == '\\') {
+                        p += 2;
+                        continue;
+                }
+                if (*p == q) {
+                        if (!triple)
+                                return p + 1;
+                        if (p + 2 < end && p[1] == q && p[2] == q)
+                                return p + 3;
+                }
+                p++;
+        }
+        return end;
+}
+
+int python_def_offset(const char *source, size_t len, const char *function, size_t *ret_offset) {
+        const char *end = source + len;
+        size_t flen = strlen(function);
+
+        for (const char *line = source; line < end;) {
+                const char *eol = memchr(line, '\n', (size_t) (end - line));
+                if (!eol)
+                        eol = end;
+                const char *p = line;
+                /* Only top-level defs: deployed functions are module-level. */
+                if ((size_t) (eol - p) > 6 && strneq(p, "async ", 6))
+                        p += 6;
+                if ((size_t) (eol - p) > 4 + flen && strneq(p, "def ", 4)) {
+                        const char *q = p + 4;
+                        while (q < eol && *q == ' ')
+                                q++;
+                        if ((size_t) (eol - q) > flen && strneq(q, function, flen)) {
+                                q += flen;
+                                while (q < eol && *q == ' ')
+                                        q++;
+                                if (q < eol && *q == '(') {
+                                        *ret_offset = (size_t) (line - source);
+                                        return 0;
+                                }
+                        }
+                }
+                line = eol + 1;
+        }
+        return -ENOENT;
+}
+
+int python_function_params(const char *source, size_t len, const char *function, char ***ret_params) {
+        const char *end = source + len, *q;
+        size_t off;
+        int r;
+
+        r = python_def_offset(source, len, function, &off);
+        if (r < 0)
+                return r;
+        q = memchr(source + off, '(', (size_t) (end - (source + off)));
+        if (!q)
+                return -ENOENT;
+
+        char **params = NULL;
+        int depth = 0;
+        bool at_item = true;
+        for (const char *c = q + 1; c < end; c++) {
+                if (*c == '#') {
+                        while (c < end && *c != '\n')
+                                c++;
+                        continue;
+                }
+                if (*c == '"' || *c == '\'') {
+                        c = skip_string(c, end) - 1;
+                        continue;
+                }
+                if (*c == '(' || *c == '[' || *c == '{')
+                        depth++;
+                else if (*c == ')' || *c == ']' || *c == '}') {
+                        if (depth == 0)
+                                break;
+                        depth--;
+                } else if (*c == ',' && depth == 0)
+                        at_item = true;
+                else if (at_item && depth == 0 && !isspace((unsigned char) *c)) {
+                        const char *s = c;
+                        while (c < end && *c == '*')
+                                c++;
+                        while (c < end && (isalnum((unsigned char) *c) || *c == '_'))
+                                c++;
+                        if (c > s) {
+                                _cleanup_free_ char *name = xstrndup(s, (size_t) (c - s));
+                                params = strv_append(params, name);
+                        }
+                        at_item = false;
+                        if (c > s)
+                                c--;
+                        else
+                                c = s;
+                }
+        }
+        if (!params)
+                params = xcalloc(1, sizeof(char *));
+        *ret_params = params;
+        return 0;
+}
+
+LambdaCall lambda_call_rule(char *const *params) {
+        size_t positional = 0, n = strv_length(params);
+        bool varkw = false;
+
+        for (size_t i = 0; i < n; i++) {
+                if (startswith(params[i], "**"))
+                        varkw = true;
+                else if (params[i][0] != '*')
+                        positional++;
+        }
+        if (positional == 2 && n == 2)
+                return LAMBDA_CALL_EVENT_CONTEXT;
+        if (positional == 1 && n == 1)
+                return LAMBDA_CALL_EVENT;
+        (void) varkw;
+        return LAMBDA_CALL_KWARGS;
+}

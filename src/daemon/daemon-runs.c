@@ -1,0 +1,492 @@
+/* The run manager: one thread per accepted run, a global and a per-tenant
+ * concurrency limit, a bounded queue, live logs for the runs in flight.
+ *
+ * Records: the daemon inserts the record as queued when it accepts a run,
+ * so a queued run that a kill -9 interrupts is marked lost at the next start
+ * like a running one instead of vanishing; the engine then takes the record
+ * over (it updates an existing one) and writes the log file. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+#include "daemon.h"
+
+static const double hist_bounds[15] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                        2.5,   5,    10,    30,   60,  120, 300 };
+
+int daemon_runs_init(Daemon *d) {
+        pthread_mutex_init(&d->lock, NULL);
+        pthread_cond_init(&d->sched_cond, NULL);
+        pthread_cond_init(&d->change_cond, NULL);
+        return 0;
+}
+
+static TenantCount *tenant_count(Daemon *d, const char *tenant) {
+        for (size_t i = 0; i < d->n_tenants; i++)
+                if (streq(d->tenants[i].tenant, tenant))
+                        return &d->tenants[i];
+        d->tenants = xrealloc(d->tenants, (d->n_tenants + 1) * sizeof(TenantCount));
+        d->tenants[d->n_tenants] = (TenantCount) { .tenant = xstrdup(tenant) };
+        return &d->tenants[d->n_tenants++];
+}
+
+static DRun *drun_free(DRun *r) {
+        if (!r)
+                return NULL;
+        free(r->id);
+        free(r->tenant);
+        free(r->filename);
+        free(r->function);
+        free(r->args_json);
+        free(r->kwargs_json);
+        free(r->source);
+        free(r->fn_name);
+        free(r->context_json);
+        free(r->phase);
+        buf_free(&r->log);
+        free(r->chunks);
+        run_result_free(r->result);
+        free(r);
+        return NULL;
+}
+
+void drun_unref(Daemon *d, DRun *r) {
+        bool last;
+        pthread_mutex_lock(&d->lock);
+        last = --r->refs == 0;
+        pthread_mutex_unlock(&d->lock);
+        if (last)
+                drun_free(r);
+}
+
+/* Appends to the run's in-memory log; called with d->lock held. */
+static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
+        if (len == 0 && stream != 0)
+                return;
+        size_t off = r->log.len;
+        if (buf_append(&r->log, data, len) < 0) {
+                r->log_truncated = true;
+                return;
+        }
+        if (r->n_chunks == r->alloc_chunks) {
+                r->alloc_chunks = MAX(16u, r->alloc_chunks * 2);
+                r->chunks = xrealloc(r->chunks, r->alloc_chunks * sizeof(LogChunk));
+        }
+        /* Merge consecutive output of one stream: fewer SSE events. */
+        if (stream != 0 && r->n_chunks > 0 && r->chunks[r->n_chunks - 1].stream == stream &&
+            r->chunks[r->n_chunks - 1].offset + r->chunks[r->n_chunks - 1].len == off) {
+                r->chunks[r->n_chunks - 1].len += len;
+                return;
+        }
+        r->chunks[r->n_chunks++] = (LogChunk) { .stream = stream, .offset = off, .len = len,
+                                                .timestamp = now_realtime() };
+}
+
+static void on_event(const RunEvent *ev, void *userdata) {
+        void **ctx = userdata;
+        Daemon *d = ctx[0];
+        DRun *r = ctx[1];
+        bool cancel;
+
+        pthread_mutex_lock(&d->lock);
+        switch (ev->type) {
+        case RUN_EVENT_OUTPUT:
+                drun_log_append(r, ev->stream == 2 ? 2 : 1, ev->data, ev->len);
+                break;
+        case RUN_EVENT_PHASE:
+                if (ev->phase) {
+                        free(r->phase);
+                        r->phase = xstrdup(ev->phase);
+                        /* Phase markers live in the chunk list only, not in
+                         * the log text: zero-length chunk, name in phase. */
+                        drun_log_append(r, 0, "", 0);
+                        if (r->n_chunks > 0)
+                                snprintf(r->chunks[r->n_chunks - 1].phase, sizeof(r->chunks[0].phase), "%s",
+                                         ev->phase);
+                }
+                break;
+        case RUN_EVENT_PROGRESS:
+        case RUN_EVENT_WARNING:
+        default:
+                break;
+        }
+        cancel = r->cancel_requested;
+        pthread_cond_broadcast(&d->change_cond);
+        pthread_mutex_unlock(&d->lock);
+
+        /* A cancel that raced with the run's start (engine_cancel said
+         * -ESRCH) is retried on each event until the engine knows the run. */
+        if (cancel)
+                (void) engine_cancel(d->engine, r->id);
+}
+
+static void record_from_drun(const DRun *r, RunRecord *rec, const char *status) {
+        *rec = (RunRecord) {
+                .id = r->id,
+                .tenant = r->tenant,
+                .filename = r->filename,
+                .function = r->function,
+                .args_json = r->args_json,
+                .kwargs_json = r->kwargs_json,
+                .status = (char *) status,
+                .exit_code = -1,
+                .created = r->created,
+                .started = r->started,
+        };
+}
+
+static void metrics_observe(Daemon *d, int idx, usec_t us) {
+        double s = (double) us / 1e6;
+        size_t b = 0;
+        while (b < ELEMENTSOF(hist_bounds) && s > hist_bounds[b])
+                b++;
+        d->metrics.hist[idx][b]++;
+        d->metrics.hist_sum[idx] += s;
+        d->metrics.hist_count[idx]++;
+}
+
+static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
+        _cleanup_(run_record_freep) RunRecord *cur = NULL;
+        _cleanup_free_ char *timings = NULL;
+        RunRecord rec;
+
+        pthread_mutex_lock(&d->lock);
+        if (r->lambda) {
+                char line[256];
+                snprintf(line, sizeof(line), "END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\n", r->id,
+                         r->id, (double) res->t_total / 1000.0);
+                drun_log_append(r, 1, line, strlen(line));
+        }
+        if (r->log_truncated) {
+                static const char msg[] = "\n[pysprinterd: log truncated]\n";
+                r->log.max += sizeof(msg);
+                drun_log_append(r, 2, msg, sizeof(msg) - 1);
+        }
+        pthread_mutex_unlock(&d->lock);
+
+        timings = xasprintf("{\"validate_ms\":%.3f,\"resolve_ms\":%.3f,\"install_ms\":%.3f,\"start_ms\":%.3f,"
+                            "\"run_ms\":%.3f,\"total_ms\":%.3f}",
+                            res->t_validate / 1000.0, res->t_resolve / 1000.0, res->t_install / 1000.0,
+                            res->t_start / 1000.0, res->t_run / 1000.0, res->t_total / 1000.0);
+        r->finished = now_realtime();
+        record_from_drun(r, &rec, (char *) run_status_to_string(res->status));
+        rec.exit_code = res->exit_code;
+        if (res->function)
+                rec.function = res->function;
+        rec.value_json = res->value_json;
+        rec.value_repr = res->value_repr;
+        rec.error_type = res->error_type;
+        rec.error_message = res->error_message;
+        rec.traceback = res->traceback;
+        rec.timings_json = timings;
+        /* The engine recorded the run and its log file; this update only
+         * makes the daemon's view (cancel, internal errors) the final one. */
+        if (store_run_get(d->store, NULL, r->id, &cur) >= 0) {
+                rec.log_path = cur->log_path;
+                if (cur->started)
+                        rec.started = cur->started;
+        }
+        rec.finished = r->finished;
+        int k = store_run_update(d->store, &rec);
+        if (k < 0)
+                log_error("run %s: cannot store its result: %s", r->id, strerror(-k));
+
+        pthread_mutex_lock(&d->lock);
+        if (res->status < _RUN_STATUS_MAX)
+                d->metrics.runs_by_status[res->status]++;
+        usec_t t[6] = { res->t_validate, res->t_resolve, res->t_install, res->t_start, res->t_run, res->t_total };
+        if (res->status != RUN_CANCELLED || res->t_total > 0)
+                for (int i = 0; i < 6; i++)
+                        metrics_observe(d, i, t[i]);
+        r->status = res->status;
+        r->result = res;
+        r->done = true;
+        for (DRun **p = &d->runs; *p; p = &(*p)->next)
+                if (*p == r) {
+                        *p = r->next;
+                        break;
+                }
+        pthread_cond_broadcast(&d->change_cond);
+        pthread_mutex_unlock(&d->lock);
+}
+
+static void *run_thread(void *p) {
+        void **ctx = p;
+        Daemon *d = ctx[0];
+        DRun *r = ctx[1];
+        RunResult *res = NULL;
+        RunRecord rec;
+        bool cancelled;
+
+        pthread_mutex_lock(&d->lock);
+        for (;;) {
+                TenantCount *tc = tenant_count(d, r->tenant);
+                cancelled = r->cancel_requested;
+                if (cancelled || (d->running < d->cfg.max_concurrent_runs && tc->running < d->cfg.max_concurrent_per_tenant)) {
+                        d->queued--;
+                        tc->queued--;
+                        if (!cancelled) {
+                                d->running++;
+                                tc->running++;
+                        }
+                        break;
+                }
+                pthread_cond_wait(&d->sched_cond, &d->lock);
+        }
+        if (!cancelled) {
+                r->status = RUN_RUNNING;
+                r->started = now_realtime();
+        }
+        pthread_mutex_unlock(&d->lock);
+
+        if (!cancelled) {
+                record_from_drun(r, &rec, (char *) run_status_to_string(RUN_RUNNING));
+                (void) store_run_update(d->store, &rec);
+
+                if (r->lambda) {
+                        char line[160];
+                        snprintf(line, sizeof(line), "START RequestId: %s Version: %d\n", r->id, r->fn_version);
+                        pthread_mutex_lock(&d->lock);
+                        drun_log_append(r, 1, line, strlen(line));
+                        pthread_mutex_unlock(&d->lock);
+                }
+
+                RunSpec spec = {
+                        .run_id = r->id,
+                        .tenant = r->tenant,
+                        .source = r->source,
+                        .source_len = r->source_len,
+                        .filename = r->filename,
+                        .function = r->function,
+                        .args_json = r->args_json,
+                        .kwargs_json = r->kwargs_json,
+                        .limits = r->limits,
+                        .sandbox = d->cfg.sandbox,
+                        .context_json = r->context_json,
+                };
+                int k = engine_run(d->engine, &spec, on_event, ctx, &res);
+                if (k < 0) {
+                        res = xcalloc(1, sizeof(RunResult));
+                        res->status = RUN_ERROR;
+                        res->exit_code = EXIT_INTERNAL;
+                        res->error_type = xstrdup("InternalError");
+                        res->error_message = xasprintf("the engine could not run this: %s", strerror(-k));
+                }
+
+                pthread_mutex_lock(&d->lock);
+                TenantCount *tc = tenant_count(d, r->tenant);
+                d->running--;
+                tc->running--;
+                pthread_cond_broadcast(&d->sched_cond);
+                cancelled = r->cancel_requested;
+                pthread_mutex_unlock(&d->lock);
+
+                /* The kill that cancel sends may surface as a limit or an
+                 * error; what the user asked for is what they see. */
+                if (cancelled && res->status != RUN_SUCCEEDED && res->status != RUN_CANCELLED) {
+                        res->status = RUN_CANCELLED;
+                        res->exit_code = EXIT_LIMIT;
+                        free(res->error_type);
+                        res->error_type = xstrdup("Cancelled");
+                        free(res->error_message);
+                        res->error_message = xstrdup("the run was cancelled");
+                }
+        } else {
+                res = xcalloc(1, sizeof(RunResult));
+                res->status = RUN_CANCELLED;
+                res->exit_code = EXIT_LIMIT;
+                res->error_type = xstrdup("Cancelled");
+                res->error_message = xstrdup("the run was cancelled before it started");
+        }
+
+        drun_finish(d, r, res);
+
+        pthread_mutex_lock(&d->lock);
+        d->threads--;
+        pthread_cond_broadcast(&d->change_cond);
+        pthread_mutex_unlock(&d->lock);
+        drun_unref(d, r);
+        free(ctx);
+        return NULL;
+}
+
+int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
+                      int fn_version, bool lambda, DRun **ret) {
+        RunRecord rec;
+        pthread_attr_t attr;
+        pthread_t t;
+        int k;
+
+        pthread_mutex_lock(&d->lock);
+        if (d->draining) {
+                pthread_mutex_unlock(&d->lock);
+                return -ESHUTDOWN;
+        }
+        /* Beyond the free slots, a run waits in the global queue; a full
+         * queue is the client's 429. */
+        unsigned free_slots = d->running < d->cfg.max_concurrent_runs ? d->cfg.max_concurrent_runs - d->running : 0;
+        if (d->queued >= free_slots + d->cfg.max_queued_runs) {
+                d->metrics.rejected_429++;
+                pthread_mutex_unlock(&d->lock);
+                return -EBUSY;
+        }
+        d->queued++;
+        tenant_count(d, tenant)->queued++;
+        pthread_mutex_unlock(&d->lock);
+
+        DRun *r = xcalloc(1, sizeof(DRun));
+        r->refs = 2; /* the caller's and the run thread's */
+        r->id = id ? xstrdup(id) : id_new("r");
+        r->tenant = xstrdup(tenant);
+        r->filename = xstrdup(req->filename ? req->filename : "main.py");
+        r->function = req->function ? xstrdup(req->function) : NULL;
+        r->args_json = req->args_json ? xstrdup(req->args_json) : NULL;
+        r->kwargs_json = req->kwargs_json ? xstrdup(req->kwargs_json) : NULL;
+        r->source = xstrndup(req->source, req->source_len);
+        r->source_len = req->source_len;
+        r->limits = req->limits;
+        r->fn_name = fn_name ? xstrdup(fn_name) : NULL;
+        r->context_json = req->context_json ? xstrdup(req->context_json) : NULL;
+        r->fn_version = fn_version;
+        r->lambda = lambda;
+        r->status = RUN_QUEUED;
+        r->phase = xstrdup("queued");
+        r->created = now_realtime();
+        uint64_t cap = r->limits.max_output_bytes ? r->limits.max_output_bytes
+                       : d->cfg.defaults.max_output_bytes ? d->cfg.defaults.max_output_bytes
+                                                          : RUN_DEFAULT_MAX_OUTPUT_BYTES;
+        buf_init(&r->log, (size_t) cap + 4096);
+
+        record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
+        k = store_run_insert(d->store, &rec);
+        if (k < 0) {
+                pthread_mutex_lock(&d->lock);
+                d->queued--;
+                tenant_count(d, tenant)->queued--;
+                pthread_mutex_unlock(&d->lock);
+                drun_free(r);
+                return k;
+        }
+
+        void **ctx = xcalloc(2, sizeof(void *));
+        ctx[0] = d;
+        ctx[1] = r;
+        pthread_mutex_lock(&d->lock);
+        r->next = d->runs;
+        d->runs = r;
+        d->threads++;
+        pthread_mutex_unlock(&d->lock);
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        k = pthread_create(&t, &attr, run_thread, ctx);
+        pthread_attr_destroy(&attr);
+        if (k != 0) {
+                /* Unwind as a cancelled run so the record is final. */
+                r->cancel_requested = true;
+                run_thread(ctx);
+                return -k;
+        }
+        *ret = r;
+        return 0;
+}
+
+char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len) {
+        char *t;
+        pthread_mutex_lock(&d->lock);
+        t = xstrndup(r->log.data ? r->log.data : "", r->log.len);
+        *ret_len = r->log.len;
+        pthread_mutex_unlock(&d->lock);
+        return t;
+}
+
+int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret) {
+        pthread_mutex_lock(&d->lock);
+        for (DRun *r = d->runs; r; r = r->next)
+                if (streq(r->id, id) && (!tenant || streq(r->tenant, tenant))) {
+                        r->refs++;
+                        pthread_mutex_unlock(&d->lock);
+                        *ret = r;
+                        return 0;
+                }
+        pthread_mutex_unlock(&d->lock);
+        return -ENOENT;
+}
+
+static bool client_gone(int fd) {
+        if (fd < 0)
+                return false;
+        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+        if (poll(&p, 1, 0) <= 0)
+                return false;
+        return p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL);
+}
+
+int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout) {
+        usec_t deadline = now_monotonic() + timeout;
+        int ret = 0;
+
+        pthread_mutex_lock(&d->lock);
+        while (!r->done) {
+                if (client_gone(client_fd)) {
+                        ret = -ECONNRESET;
+                        break;
+                }
+                usec_t now = now_monotonic();
+                if (now >= deadline)
+                        break;
+                /* Wake at least every 250 ms to look at the client socket. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                usec_t step = MIN(deadline - now, 250 * USEC_PER_MSEC);
+                ts.tv_nsec += (long) (step % USEC_PER_SEC) * 1000;
+                ts.tv_sec += (time_t) (step / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
+                ts.tv_nsec %= 1000000000;
+                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+        }
+        if (r->done)
+                ret = 1;
+        pthread_mutex_unlock(&d->lock);
+        return ret;
+}
+
+int daemon_run_cancel(Daemon *d, DRun *r) {
+        bool running;
+
+        pthread_mutex_lock(&d->lock);
+        if (r->done) {
+                pthread_mutex_unlock(&d->lock);
+                return -EALREADY;
+        }
+        r->cancel_requested = true;
+        running = r->status == RUN_RUNNING;
+        pthread_cond_broadcast(&d->sched_cond);
+        pthread_mutex_unlock(&d->lock);
+        if (running)
+                (void) engine_cancel(d->engine, r->id);
+        return 0;
+}
+
+void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued) {
+        pthread_mutex_lock(&d->lock);
+        *ret_running = d->running;
+        *ret_queued = d->queued;
+        pthread_mutex_unlock(&d->lock);
+}
+
+void daemon_runs_drain(Daemon *d, usec_t timeout) {
+        usec_t deadline = now_monotonic() + timeout;
+
+        pthread_mutex_lock(&d->lock);
+        d->draining = true;
+        while (d->threads > 0 && now_monotonic() < deadline) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 200 * 1000000L;
+                ts.tv_sec += ts.tv_nsec / 1000000000;
+                ts.tv_nsec %= 1000000000;
+                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+        }
+        pthread_mutex_unlock(&d->lock);
+}

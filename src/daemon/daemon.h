@@ -1,0 +1,235 @@
+/* daemon: pysprinterd's internals — configuration, request parsing, the run
+ * manager, the HTTP layer and the Lambda-compatible API.
+ *
+ * Depends on: basic, engine, store (libmicrohttpd, jansson, libyaml and
+ * libcrypto inside this module only). Nothing outside src/daemon includes
+ * this header; the fuzzer (fuzz/fuzz-request.c) and the daemon's unit code
+ * link the daemon_core library built from these files. */
+#pragma once
+
+#include <pthread.h>
+
+#include "basic.h"
+#include "engine.h"
+#include "store.h"
+
+/* ---- configuration (daemon-config.c) ------------------------------------ */
+
+typedef enum TokenRole {
+        TOKEN_ROLE_USER = 0,    /* submit, read and cancel its tenant's runs */
+        TOKEN_ROLE_READONLY,    /* read only: mutating requests are 403 */
+        TOKEN_ROLE_ADMIN,       /* user + /metrics when metrics are private */
+} TokenRole;
+
+typedef struct DaemonToken {
+        uint8_t sha256[32];     /* only the hash is kept in memory */
+        char *tenant;
+        TokenRole role;
+} DaemonToken;
+
+typedef struct DaemonConfig {
+        char *listen;                   /* "127.0.0.1:8080" */
+        char *data_dir;                 /* NULL: data_dir_default() */
+        DaemonToken *tokens;
+        size_t n_tokens;
+        RunLimits defaults, maxima;
+        char *index_url;
+        char **extra_index_urls;
+        char **find_links;
+        char **allow_packages;
+        char **deny_packages;
+        size_t max_body_bytes;          /* 413 beyond */
+        size_t max_json_depth;
+        size_t max_json_values;
+        unsigned max_concurrent_runs;   /* runs executing at once, all tenants */
+        unsigned max_concurrent_per_tenant;
+        unsigned max_queued_runs;       /* waiting for a slot; 429 beyond */
+        unsigned max_connections;
+        unsigned read_timeout_s;        /* MHD_OPTION_CONNECTION_TIMEOUT */
+        unsigned max_wait_s;            /* cap on ?wait=true */
+        bool metrics_public;            /* /metrics without a token */
+        SandboxMode sandbox;
+} DaemonConfig;
+
+/* Fills cfg with the documented defaults (docs/api.md "Configuration"). */
+void daemon_config_init(DaemonConfig *cfg);
+void daemon_config_done(DaemonConfig *cfg);
+/* Parses YAML text (path names it in messages) into cfg, which must have been
+ * initialised; keys absent from the file keep their value. -EINVAL with
+ * *ret_error naming the key on a bad file. */
+int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const char *path, char **ret_error);
+int daemon_config_load(DaemonConfig *cfg, const char *path, char **ret_error);
+/* Looks a presented bearer token up (constant-time hash compare). Returns
+ * the matching entry or NULL. */
+const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char *token);
+/* Lowercase hex sha256 of s into out (65 bytes). */
+void sha256_hex(const void *data, size_t n, char out[static 65]);
+
+/* ---- request parsing (daemon-request.c; the fuzzer's target) ------------ */
+
+typedef struct RequestCaps {
+        size_t max_depth;
+        size_t max_values;
+        RunLimits maxima;       /* 0 fields: no cap */
+} RequestCaps;
+
+typedef struct RunRequest {
+        char *source;
+        size_t source_len;
+        char *filename;
+        char *function;
+        char *args_json;        /* engine format (engine.h RunSpec) or NULL */
+        char *kwargs_json;
+        RunLimits limits;
+        /* deploy only */
+        char *name;
+        char *description;
+        char *requirements_json;
+        /* invoke only */
+        int version;            /* 0: latest */
+        char *context_json;     /* Lambda context (RunSpec.context_json) */
+} RunRequest;
+
+void run_request_done(RunRequest *r);
+
+typedef enum RequestKind {
+        REQUEST_RUN,        /* POST /v1/runs */
+        REQUEST_VALIDATE,   /* POST /v1/validate */
+        REQUEST_DEPLOY,     /* POST /v1/functions */
+        REQUEST_INVOKE,     /* POST /v1/functions/{name}/invoke */
+} RequestKind;
+
+/* Parses body as JSON within caps (depth, number of values, no duplicate
+ * keys). -EINVAL with a message on failure. */
+int request_json_parse(const char *body, size_t len, const RequestCaps *caps, void **ret_json, char **ret_error);
+/* Parses and type-checks a request body of the given kind: unknown fields
+ * are rejected, every message names the field. */
+int request_parse(RequestKind kind, const char *body, size_t len, const RequestCaps *caps, RunRequest *ret,
+                  char **ret_error);
+/* A deployable function name: [A-Za-z0-9_-]{1,64}. */
+bool function_name_is_valid(const char *name);
+
+/* Python signature sniffing for the Lambda calling rule: the parameter names
+ * of `def function(...)` in source (NULL-terminated; "*args"/"**kw" keep
+ * their stars). -ENOENT when no such def. */
+int python_function_params(const char *source, size_t len, const char *function, char ***ret_params);
+
+typedef enum LambdaCall {
+        LAMBDA_CALL_EVENT_CONTEXT,  /* handler(event, context) */
+        LAMBDA_CALL_EVENT,          /* handler(event) */
+        LAMBDA_CALL_KWARGS,         /* handler(**event) */
+} LambdaCall;
+LambdaCall lambda_call_rule(char *const *params);
+
+/* ---- the run manager (daemon-runs.c) ------------------------------------ */
+
+typedef struct Daemon Daemon;
+typedef struct DRun DRun;
+
+typedef struct LogChunk {
+        int stream;             /* 1 stdout, 2 stderr, 0 phase change */
+        size_t offset, len;     /* into DRun.log */
+        usec_t timestamp;
+        char phase[16];         /* stream 0: the new phase */
+} LogChunk;
+
+struct DRun {
+        unsigned refs;          /* guarded by Daemon.lock */
+        char *id;
+        char *tenant;
+        char *filename;
+        char *function;
+        char *args_json, *kwargs_json;
+        char *source;
+        size_t source_len;
+        RunLimits limits;
+        char *fn_name;          /* deployed function name, or NULL */
+        char *context_json;
+        int fn_version;
+        bool lambda;            /* Lambda calling convention: adds START/END lines */
+
+        /* guarded by Daemon.lock */
+        RunStatus status;
+        char *phase;
+        bool cancel_requested;
+        bool done;
+        Buf log;
+        LogChunk *chunks;
+        size_t n_chunks, alloc_chunks;
+        bool log_truncated;
+        RunResult *result;
+        usec_t created, started, finished;
+        DRun *next;
+};
+
+typedef struct DaemonMetrics {
+        uint64_t runs_by_status[_RUN_STATUS_MAX];
+        uint64_t http_requests;
+        uint64_t http_errors_4xx, http_errors_5xx;
+        uint64_t rejected_429;
+        /* phase latency histograms: validate, resolve, install, start, run, total */
+        uint64_t hist[6][16];
+        double hist_sum[6];
+        uint64_t hist_count[6];
+} DaemonMetrics;
+
+typedef struct TenantCount {
+        char *tenant;
+        unsigned running, queued;
+} TenantCount;
+
+struct Daemon {
+        DaemonConfig cfg;               /* replaced on SIGHUP under lock */
+        pthread_rwlock_t cfg_lock;
+        Engine *engine;
+        Store *store;
+        char *data_dir;
+        bool no_auth;
+
+        pthread_mutex_t lock;
+        pthread_cond_t sched_cond;      /* a slot freed or a run was cancelled */
+        pthread_cond_t change_cond;     /* any run changed (log, status) */
+        DRun *runs;                     /* active (queued or running) runs */
+        TenantCount *tenants;
+        size_t n_tenants;
+        unsigned running, queued, threads;
+        bool draining;
+        DaemonMetrics metrics;
+};
+
+int daemon_runs_init(Daemon *d);
+/* Submits a run under id (NULL: a new one): takes ownership of nothing;
+ * copies what it needs. -EBUSY
+ * when the queue is full (429), -EINVAL never (the request was checked).
+ * On success *ret holds a reference (drun_unref it). */
+int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
+                      int fn_version, bool lambda, DRun **ret);
+/* Finds an active run of tenant by id; a reference on success, -ENOENT. */
+int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret);
+void drun_unref(Daemon *d, DRun *r);
+/* Waits until the run is done or fd (the client's socket, -1: none) hangs
+ * up, or timeout. Returns 1 done, 0 timeout, -ECONNRESET client went away
+ * (the caller cancels). */
+int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout);
+/* Cancels an active run (queued: never starts; running: engine_cancel). */
+int daemon_run_cancel(Daemon *d, DRun *r);
+/* Number of runs executing or queued. */
+void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
+/* Waits for all runs to finish (SIGTERM drain), at most timeout. */
+void daemon_runs_drain(Daemon *d, usec_t timeout);
+/* Copies the log text so far (stdout and stderr interleaved). */
+char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len);
+
+/* ---- HTTP (daemon-http.c) ----------------------------------------------- */
+
+int daemon_http_start(Daemon *d, const char *listen, void **ret_mhd, char **ret_error);
+void daemon_http_stop(void *mhd);
+/* Quiesce: stop accepting new connections (SIGTERM). */
+void daemon_http_quiesce(void *mhd);
+/* Python signature helper: offset of the line holding `def function(`, or
+ * -ENOENT. */
+int python_def_offset(const char *source, size_t len, const char *function, size_t *ret_offset);
+
+/* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
+ * address is a loopback one. */
+int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback);
