@@ -10,11 +10,36 @@ logdir=$BUILD/test-logs
 mkdir -p "$logdir"
 
 meson test -C "$BUILD" --suite unit --print-errorlogs --num-processes 2 2>&1 | tee "$logdir/unit.txt"
-u_ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$logdir/unit.txt" | tail -1)
-u_fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$logdir/unit.txt" | tail -1)
-u_skip=$(sed -n 's/^Skipped: *\([0-9]*\).*/\1/p' "$logdir/unit.txt" | tail -1)
-u_to=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$logdir/unit.txt" | tail -1)
-u_ok=${u_ok:-0}; u_fail=$(( ${u_fail:-0} + ${u_to:-0} )); u_skip=${u_skip:-0}
+# Count cmocka test cases, not test binaries: each binary prints
+# "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s),". A binary that died
+# before its summary counts as one failure.
+read -r u_ok u_fail u_skip < <("$PYTHON" - "$BUILD/meson-logs/testlog.json" <<'PY'
+import json, re, sys
+ok = fail = skip = 0
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except OSError:
+    print(0, 1, 0); sys.exit()
+for line in lines:
+    t = json.loads(line)
+    if t.get("suite") and "unit" not in t["suite"]:
+        continue
+    out = t.get("stdout", "") + (t.get("stderr") or "")
+    p = re.search(r"\[  PASSED  \] (\d+) test", out)
+    f = re.search(r"\[  FAILED  \] (\d+) test", out)
+    s = re.search(r"\[  SKIPPED \] (\d+) test", out)
+    if t["result"] == "SKIP" and not p:
+        skip += 1
+        continue
+    ok += int(p.group(1)) if p else 0
+    skip += int(s.group(1)) if s else 0
+    if f:
+        fail += int(f.group(1))
+    elif t["result"] not in ("OK", "EXPECTEDFAIL", "SKIP"):
+        fail += 1
+print(ok, fail, skip)
+PY
+)
 
 cd "$root"
 PYSPRINTER_BUILD=$BUILD "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e \

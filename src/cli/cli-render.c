@@ -90,6 +90,7 @@ void renderer_event(const RunEvent *ev, void *userdata) {
                 break;
         case RUN_EVENT_PROGRESS:
                 if (r->tty_err && ev->message) {
+                        r->status_line = true;
                         if (ev->total)
                                 fprintf(stderr, "\r\033[K%s %s %llu/%llu", ev->phase ? ev->phase : "",
                                         ev->message, (unsigned long long) ev->done, (unsigned long long) ev->total);
@@ -99,7 +100,8 @@ void renderer_event(const RunEvent *ev, void *userdata) {
                 }
                 break;
         case RUN_EVENT_PHASE:
-                if (r->tty_err && streq(ev->phase, "run")) {
+                if (r->status_line && streq(ev->phase, "run")) {
+                        r->status_line = false;
                         fputs("\r\033[K", stderr);
                         fflush(stderr);
                 }

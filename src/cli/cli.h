@@ -39,6 +39,7 @@ int cli_parse_size(const char *s, uint64_t *ret);
 
 typedef struct Renderer {
         bool tty_out, tty_err, color, json;
+        bool status_line; /* a progress line is on stderr and must be cleared */
         /* Partial lines per stream (TTY decoration works line by line). */
         Buf partial[3];
 } Renderer;

@@ -196,7 +196,9 @@ SIMPLE = {
 
 def _conv_from_annotation(node):
     if node is None:
-        return Conv("str", label="str")
+        # Unannotated: CLI strings stay strings (seed behaviour), typed JSON
+        # values pass through as they are.
+        return Conv("any", label="any")
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         try:
             node = ast.parse(node.value, mode="eval").body

@@ -66,3 +66,31 @@ class Runner:
 def cli(env, tmp_path):
     """Run `pysprinter ARGS…` in tmp_path; .write(name, text) makes files."""
     return Runner(env, tmp_path)
+
+
+_sandbox_args = None
+
+
+def sandbox_args():
+    """[] when the full sandbox works on this build and machine, else
+    ["--sandbox=none"] so tests of other features still run (the sandbox's
+    own tests never use this)."""
+    global _sandbox_args
+    if _sandbox_args is None:
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            p = pathlib.Path(d) / "probe.py"
+            p.write_text("def f():\n    return 1\n")
+            e = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
+            e.update(PYSPRINTER_HOME=str(pathlib.Path(d) / "h"), PYSPRINTER_WORKER=str(WORKER))
+            r = subprocess.run([str(CLI), "run", str(p)], capture_output=True, text=True, env=e, timeout=60)
+            _sandbox_args = [] if r.returncode == 0 else ["--sandbox=none"]
+    return _sandbox_args
+
+
+@pytest.fixture
+def run(cli):
+    """run(file, *args) = `pysprinter run [--sandbox=none if needed] file args…`."""
+    def _run(*args, **kw):
+        return cli("run", *sandbox_args(), *args, **kw)
+    return _run

@@ -1,0 +1,138 @@
+/* Unit tests for src/basic. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+
+#include "basic.h"
+
+static void test_buf_cap(void **state) {
+        Buf b;
+        buf_init(&b, 8);
+        assert_int_equal(buf_appends(&b, "1234"), 0);
+        assert_int_equal(buf_appends(&b, "5678"), 0);
+        assert_int_equal(buf_appends(&b, "9"), -ENOBUFS);
+        assert_int_equal(b.len, 8);
+        assert_string_equal(b.data, "12345678");
+        _cleanup_free_ char *s = buf_steal(&b);
+        assert_string_equal(s, "12345678");
+        assert_null(b.data);
+}
+
+static void test_buf_printf_and_reset(void **state) {
+        Buf b;
+        buf_init(&b, 1024);
+        assert_int_equal(buf_printf(&b, "%d-%s", 42, "x"), 0);
+        assert_string_equal(b.data, "42-x");
+        buf_reset(&b);
+        assert_int_equal(b.len, 0);
+        assert_string_equal(b.data, "");
+        buf_free(&b);
+        Buf empty;
+        buf_init(&empty, 4);
+        _cleanup_free_ char *s = buf_steal(&empty);
+        assert_string_equal(s, "");
+}
+
+static void test_strings(void **state) {
+        assert_true(startswith("pysprinter", "py"));
+        assert_false(startswith("py", "pysprinter"));
+        assert_true(endswith("file.py", ".py"));
+        assert_false(endswith("py", "file.py"));
+        char s[] = "  \t hello world \n";
+        assert_string_equal(strstrip(s), "hello world");
+        char **v = NULL;
+        v = strv_append(v, "a");
+        v = strv_append(v, "b");
+        assert_int_equal(strv_length(v), 2);
+        assert_true(strv_contains(v, "b"));
+        assert_false(strv_contains(v, "c"));
+        strv_free(v);
+}
+
+static void test_path_join(void **state) {
+        const struct {
+                const char *a, *b, *want;
+        } rows[] = {
+                { "/a", "b", "/a/b" },   { "/a/", "b", "/a/b" }, { "/a", "/b", "/a/b" },
+                { "/a/", "/b", "/a/b" }, { "a", "", "a" },       { "", "b", "b" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *p = path_join(rows[i].a, rows[i].b);
+                assert_string_equal(p, rows[i].want);
+        }
+}
+
+static void test_mkdir_rm_rf_and_files(void **state) {
+        char tmpl[] = "/tmp/basic-test-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *deep = path_join(tmpl, "a/b/c");
+        assert_int_equal(mkdir_p(deep, 0755), 0);
+        assert_int_equal(mkdir_p(deep, 0755), 0); /* idempotent */
+        _cleanup_free_ char *f = path_join(deep, "f.txt");
+        assert_int_equal(write_file_atomic(f, "hello", 5, 0444), 0);
+        _cleanup_free_ char *got = NULL;
+        size_t n = 0;
+        assert_int_equal(read_file(f, 100, &got, &n), 0);
+        assert_int_equal(n, 5);
+        assert_string_equal(got, "hello");
+        _cleanup_free_ char *small = NULL;
+        assert_int_equal(read_file(f, 3, &small, NULL), -EFBIG);
+        /* A read-only directory is still removed. */
+        _cleanup_free_ char *ro = path_join(tmpl, "a/b");
+        assert_int_equal(chmod(ro, 0555), 0);
+        /* A symlink to outside must be removed, never followed. */
+        _cleanup_free_ char *outside = path_join("/tmp", "basic-test-outside");
+        mkdir(outside, 0755);
+        _cleanup_free_ char *link = path_join(tmpl, "a/link");
+        assert_int_equal(symlink(outside, link), 0);
+        assert_int_equal(rm_rf(tmpl), 0);
+        struct stat st;
+        assert_int_equal(stat(tmpl, &st), -1);
+        assert_int_equal(stat(outside, &st), 0);
+        rmdir(outside);
+        assert_int_equal(rm_rf("/tmp/does-not-exist-basic-test"), 0);
+}
+
+static void test_ids_sort_by_time(void **state) {
+        _cleanup_free_ char *a = id_new("r");
+        usleep(2000);
+        _cleanup_free_ char *b = id_new("r");
+        assert_int_equal(strlen(a), 17);
+        assert_true(a[0] == 'r');
+        assert_true(strcmp(a, b) < 0);
+        _cleanup_free_ char *h = NULL;
+        assert_int_equal(random_hex(16, &h), 0);
+        assert_int_equal(strlen(h), 32);
+}
+
+static void test_timestamp(void **state) {
+        char buf[32];
+        assert_string_equal(format_timestamp(0, buf), "1970-01-01T00:00:00.000Z");
+        assert_string_equal(format_timestamp(1500 * USEC_PER_MSEC, buf), "1970-01-01T00:00:01.500Z");
+}
+
+static void test_data_dir(void **state) {
+        setenv("PYSPRINTER_HOME", "/x/home", 1);
+        _cleanup_free_ char *a = data_dir_default();
+        assert_string_equal(a, "/x/home");
+        unsetenv("PYSPRINTER_HOME");
+        setenv("XDG_DATA_HOME", "/xdg", 1);
+        _cleanup_free_ char *b = data_dir_default();
+        assert_string_equal(b, "/xdg/pysprinter");
+        unsetenv("XDG_DATA_HOME");
+        setenv("HOME", "/home/u", 1);
+        _cleanup_free_ char *c = data_dir_default();
+        assert_string_equal(c, "/home/u/.local/share/pysprinter");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_buf_printf_and_reset),
+                cmocka_unit_test(test_strings),         cmocka_unit_test(test_path_join),
+                cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
+                cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

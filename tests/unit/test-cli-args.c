@@ -1,0 +1,122 @@
+/* Unit tests for the run argument grammar (src/cli/cli-args.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "cli.h"
+
+typedef struct Row {
+        const char *argv[12];
+        int ok;
+        const char *file, *function, *args, *kwargs;
+} Row;
+
+static const Row rows[] = {
+        { { "f.py", "-a", "5" }, 1, "f.py", NULL, "[{\"raw\":\"5\"}]", "{}" },
+        { { "kwargs.py", "-a", "5", "-arg1", "this", "--arg2", "that" }, 1, "kwargs.py", NULL,
+          "[{\"raw\":\"5\"}]", "{\"arg1\":{\"raw\":\"this\"},\"arg2\":{\"raw\":\"that\"}}" },
+        { { "f.py::g", "--x=1" }, 1, "f.py", "g", "[]", "{\"x\":{\"raw\":\"1\"}}" },
+        { { "f.py", "-k", "a=1", "-k", "json=2", "-k", "timeout=3" }, 1, "f.py", NULL, "[]",
+          "{\"a\":{\"raw\":\"1\"},\"json\":{\"raw\":\"2\"},\"timeout\":{\"raw\":\"3\"}}" },
+        { { "f.py", "-k", "k=x=y" }, 1, "f.py", NULL, "[]", "{\"k\":{\"raw\":\"x=y\"}}" },
+        { { "f.py", "--json-args", "[1, \"a\"]" }, 1, "f.py", NULL, "[{\"value\":1},{\"value\":\"a\"}]", "{}" },
+        { { "f.py", "--json-kwargs", "{\"n\": [1]}" }, 1, "f.py", NULL, "[]", "{\"n\":{\"value\":[1]}}" },
+        { { "f.py", "-a", "1", "2", "-a", "3" }, 1, "f.py", NULL,
+          "[{\"raw\":\"1\"},{\"raw\":\"2\"},{\"raw\":\"3\"}]", "{}" },
+        { { "f.py", "-a", "-5" }, 1, "f.py", NULL, "[{\"raw\":\"-5\"}]", "{}" },
+        { { "f.py", "--n", "-5" }, 1, "f.py", NULL, "[]", "{\"n\":{\"raw\":\"-5\"}}" },
+        { { "f.py", "--arg-name", "v" }, 1, "f.py", NULL, "[]", "{\"arg_name\":{\"raw\":\"v\"}}" },
+        { { "--timeout", "5", "f.py", "--json" }, 1, "f.py", NULL, "[]", "{}" },
+        { { "f.py", "--", "--not-an-option" }, 1, "f.py", NULL, "[{\"raw\":\"--not-an-option\"}]", "{}" },
+        { { "f.py", "-a" }, 0 },
+        { { "f.py", "--x" }, 0 },
+        { { "f.py", "-k", "novalue" }, 0 },
+        { { "f.py", "-k", "1bad=2" }, 0 },
+        { { "f.py", "--x", "1", "--x", "2" }, 0 },
+        { { "f.py", "--json-args", "{}" }, 0 },
+        { { "f.py", "--json-kwargs", "[1]" }, 0 },
+        { { "f.py", "--json-args", "not json" }, 0 },
+        { { "f.py", "--timeout", "abc" }, 0 },
+        { { "f.py", "--timeout", "-1" }, 0 },
+        { { "f.py", "--memory", "1K" }, 0 },
+        { { "f.py", "--sandbox", "maybe" }, 0 },
+        { { "f.py::1x" }, 0 },
+        { { "--json" }, 0 },
+        { { "f.py", "--json=1" }, 0 },
+};
+
+static void test_rows(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                const Row *row = &rows[i];
+                int argc = 0;
+                while (argc < 12 && row->argv[argc])
+                        argc++;
+                RunArgs a;
+                _cleanup_free_ char *err = NULL;
+                int r = cli_parse_run_args(argc, (char **) row->argv, &a, &err);
+                if (!row->ok) {
+                        if (r >= 0)
+                                fail_msg("row %zu (%s …) parsed but should not", i, row->argv[0]);
+                        assert_non_null(err);
+                        continue;
+                }
+                if (r < 0)
+                        fail_msg("row %zu: %s", i, err);
+                assert_string_equal(a.file, row->file);
+                if (row->function)
+                        assert_string_equal(a.function, row->function);
+                else
+                        assert_null(a.function);
+                assert_string_equal(a.args_json, row->args);
+                assert_string_equal(a.kwargs_json, row->kwargs);
+                run_args_done(&a);
+        }
+}
+
+static void test_options(void **state) {
+        const char *argv[] = { "f.py", "--timeout", "2.5s", "--memory", "256M", "--max-output", "1K",
+                               "--max-procs", "8", "--network", "--sandbox=none", "--json" };
+        RunArgs a;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(cli_parse_run_args(ELEMENTSOF(argv), (char **) argv, &a, &err), 0);
+        assert_int_equal(a.limits.timeout_ms, 2500);
+        assert_int_equal(a.limits.memory_bytes, 256ULL << 20);
+        assert_int_equal(a.limits.max_output_bytes, 1024);
+        assert_int_equal(a.limits.max_procs, 8);
+        assert_true(a.limits.network);
+        assert_int_equal(a.sandbox, SANDBOX_MODE_NONE);
+        assert_true(a.json_output);
+        run_args_done(&a);
+}
+
+static void test_durations_and_sizes(void **state) {
+        uint64_t v;
+        assert_int_equal(cli_parse_duration_ms("30", &v), 0);
+        assert_int_equal(v, 30000);
+        assert_int_equal(cli_parse_duration_ms("500ms", &v), 0);
+        assert_int_equal(v, 500);
+        assert_int_equal(cli_parse_duration_ms("2m", &v), 0);
+        assert_int_equal(v, 120000);
+        assert_int_equal(cli_parse_duration_ms("0", &v), -EINVAL);
+        assert_int_equal(cli_parse_duration_ms("1x", &v), -EINVAL);
+        assert_int_equal(cli_parse_size("256", &v), 0);
+        assert_int_equal(v, 256ULL << 20);
+        assert_int_equal(cli_parse_size("1G", &v), 0);
+        assert_int_equal(v, 1ULL << 30);
+        assert_int_equal(cli_parse_size("512KiB", &v), 0);
+        assert_int_equal(v, 512ULL << 10);
+        assert_int_equal(cli_parse_size("100b", &v), 0);
+        assert_int_equal(v, 100);
+        assert_int_equal(cli_parse_size("1T", &v), -EINVAL);
+        assert_int_equal(cli_parse_size("", &v), -EINVAL);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_rows),
+                cmocka_unit_test(test_options),
+                cmocka_unit_test(test_durations_and_sizes),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,130 @@
+/* Unit tests for src/store: run records, prefixes, tenants, lost runs, kv. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "store.h"
+
+static char dir[] = "/tmp/store-test-XXXXXX";
+
+static Store *open_fresh(void) {
+        static int n;
+        _cleanup_free_ char *path = xasprintf("%s/db%d.sqlite", dir, n++);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        return s;
+}
+
+static void insert(Store *s, const char *id, const char *tenant, const char *status, usec_t created) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) tenant, .filename = (char *) "f.py",
+                        .status = (char *) status, .exit_code = -1, .created = created };
+        assert_int_equal(store_run_insert(s, &r), 0);
+}
+
+static void test_insert_get_update(void **state) {
+        Store *s = open_fresh();
+        insert(s, "rabc1", "t1", "running", 1);
+        RunRecord dup = { .id = (char *) "rabc1", .status = (char *) "running", .created = 1 };
+        assert_int_equal(store_run_insert(s, &dup), -EEXIST);
+        RunRecord *got = NULL;
+        assert_int_equal(store_run_get(s, NULL, "rabc1", &got), 0);
+        assert_string_equal(got->status, "running");
+        assert_string_equal(got->tenant, "t1");
+        free(got->status);
+        got->status = xstrdup("succeeded");
+        got->exit_code = 0;
+        got->value_json = xstrdup("[1,2]");
+        assert_int_equal(store_run_update(s, got), 0);
+        run_record_free(got);
+        assert_int_equal(store_run_get(s, "t1", "rabc1", &got), 0);
+        assert_string_equal(got->status, "succeeded");
+        assert_string_equal(got->value_json, "[1,2]");
+        assert_int_equal(got->exit_code, 0);
+        run_record_free(got);
+        RunRecord missing = { .id = (char *) "nope", .status = (char *) "x" };
+        assert_int_equal(store_run_update(s, &missing), -ENOENT);
+        store_close(s);
+}
+
+static void test_prefix_and_tenants(void **state) {
+        Store *s = open_fresh();
+        insert(s, "r100", "a", "running", 1);
+        insert(s, "r101", "a", "running", 2);
+        insert(s, "r200", "b", "running", 3);
+        RunRecord *got = NULL;
+        assert_int_equal(store_run_get(s, NULL, "r2", &got), 0);
+        assert_string_equal(got->id, "r200");
+        run_record_free(got);
+        assert_int_equal(store_run_get(s, NULL, "r10", &got), -EEXIST);
+        assert_int_equal(store_run_get(s, "b", "r100", &got), -ENOENT); /* other tenant */
+        assert_int_equal(store_run_get(s, NULL, "r1%", &got), -ENOENT); /* no wildcards */
+        assert_int_equal(store_run_get(s, NULL, "r1_0", &got), -ENOENT);
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, "a", 10, &v, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0]->id, "r101"); /* newest first */
+        run_record_list_free(v, n);
+        assert_int_equal(store_run_list(s, NULL, 1, &v, &n), 0);
+        assert_int_equal(n, 1);
+        run_record_list_free(v, n);
+        store_close(s);
+}
+
+static void test_mark_lost(void **state) {
+        Store *s = open_fresh();
+        insert(s, "r1", "a", "running", 1);
+        insert(s, "r2", "a", "queued", 2);
+        insert(s, "r3", "a", "succeeded", 3);
+        assert_int_equal(store_runs_mark_lost(s, "the daemon restarted"), 2);
+        RunRecord *got = NULL;
+        assert_int_equal(store_run_get(s, NULL, "r1", &got), 0);
+        assert_string_equal(got->status, "lost");
+        assert_string_equal(got->error_message, "the daemon restarted");
+        run_record_free(got);
+        assert_int_equal(store_run_get(s, NULL, "r3", &got), 0);
+        assert_string_equal(got->status, "succeeded");
+        run_record_free(got);
+        store_close(s);
+}
+
+static void test_kv(void **state) {
+        Store *s = open_fresh();
+        char *v = NULL;
+        assert_int_equal(store_kv_get(s, "lock", "k", &v), -ENOENT);
+        assert_int_equal(store_kv_put(s, "lock", "k", "v1"), 0);
+        assert_int_equal(store_kv_put(s, "lock", "k", "v2"), 0);
+        assert_int_equal(store_kv_get(s, "lock", "k", &v), 0);
+        assert_string_equal(v, "v2");
+        free(v);
+        assert_int_equal(store_kv_get(s, "other", "k", &v), -ENOENT);
+        assert_int_equal(store_kv_put(s, "lock", "k", NULL), 0);
+        assert_int_equal(store_kv_get(s, "lock", "k", &v), -ENOENT);
+        store_close(s);
+}
+
+static void test_reopen_keeps_data(void **state) {
+        _cleanup_free_ char *path = xasprintf("%s/reopen.sqlite", dir);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        insert(s, "rkeep", "a", "running", 1);
+        store_close(s);
+        assert_int_equal(store_open(path, &s), 0); /* migrations are idempotent */
+        RunRecord *got = NULL;
+        assert_int_equal(store_run_get(s, NULL, "rkeep", &got), 0);
+        run_record_free(got);
+        store_close(s);
+}
+
+int main(void) {
+        assert_non_null(mkdtemp(dir));
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_insert_get_update), cmocka_unit_test(test_prefix_and_tenants),
+                cmocka_unit_test(test_mark_lost),         cmocka_unit_test(test_kv),
+                cmocka_unit_test(test_reopen_keeps_data),
+        };
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+        rm_rf(dir);
+        return r;
+}

@@ -1,0 +1,98 @@
+/* Unit tests for the worker wire protocol: framing, fd passing, limits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "worker-proto.h"
+
+static void test_roundtrip_with_fds(void **state) {
+        int sv[2], p[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        const char *msg = "{\"type\":\"run\"}";
+        assert_int_equal(proto_send(sv[0], msg, strlen(msg), &p[1], 1), 0);
+        _cleanup_free_ char *got = NULL;
+        size_t len = 0, n_fds = 0;
+        int fds[4];
+        assert_int_equal(proto_recv(sv[1], 1024, &got, &len, fds, 4, &n_fds), 0);
+        assert_string_equal(got, msg);
+        assert_int_equal(len, strlen(msg));
+        assert_int_equal(n_fds, 1);
+        /* The received fd is the pipe's write end: data written arrives. */
+        assert_int_equal(write(fds[0], "x", 1), 1);
+        char c;
+        assert_int_equal(read(p[0], &c, 1), 1);
+        assert_int_equal(c, 'x');
+        assert_true(fcntl(fds[0], F_GETFD) & FD_CLOEXEC);
+        close(fds[0]);
+        close(p[0]);
+        close(p[1]);
+        close(sv[0]);
+        close(sv[1]);
+}
+
+static void test_large_message_and_eof(void **state) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        size_t n = 3 << 20;
+        char *big = xmalloc(n + 1);
+        memset(big, 'a', n);
+        big[n] = 0;
+        pid_t pid = fork();
+        if (pid == 0) {
+                close(sv[1]);
+                _exit(proto_send(sv[0], big, n, NULL, 0) < 0);
+        }
+        close(sv[0]);
+        _cleanup_free_ char *got = NULL;
+        size_t len = 0;
+        assert_int_equal(proto_recv(sv[1], n, &got, &len, NULL, 0, NULL), 0);
+        assert_int_equal(len, n);
+        assert_memory_equal(got, big, n);
+        _cleanup_free_ char *none = NULL;
+        assert_int_equal(proto_recv(sv[1], n, &none, &len, NULL, 0, NULL), -ECONNRESET);
+        close(sv[1]);
+        free(big);
+}
+
+static void test_oversized_rejected(void **state) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        const char *msg = "0123456789";
+        assert_int_equal(proto_send(sv[0], msg, strlen(msg), NULL, 0), 0);
+        _cleanup_free_ char *got = NULL;
+        assert_int_equal(proto_recv(sv[1], 5, &got, NULL, NULL, 0, NULL), -EMSGSIZE);
+        close(sv[0]);
+        close(sv[1]);
+}
+
+static void test_extra_fds_closed_not_leaked(void **state) {
+        int sv[2], p[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        int fds[3] = { p[0], p[1], p[1] };
+        assert_int_equal(proto_send(sv[0], "{}", 2, fds, 3), 0);
+        _cleanup_free_ char *got = NULL;
+        int in[1];
+        size_t n_fds = 0;
+        assert_int_equal(proto_recv(sv[1], 100, &got, NULL, in, 1, &n_fds), 0);
+        assert_int_equal(n_fds, 1);
+        close(in[0]);
+        close(p[0]);
+        close(p[1]);
+        close(sv[0]);
+        close(sv[1]);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_roundtrip_with_fds),
+                cmocka_unit_test(test_large_message_and_eof),
+                cmocka_unit_test(test_oversized_rejected),
+                cmocka_unit_test(test_extra_fds_closed_not_leaked),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
