@@ -1,9 +1,57 @@
-/* Requirements -> the environment's store dirs.
- *
- * The package manager (DESIGN §4) is not in this build yet: a run with
- * requirements fails with exit 4 and says so. Packages are never installed
- * any other way (no pip, no host site-packages). */
+/* Requirements -> the environment's store dirs, through the package
+ * manager (src/pkg, DESIGN §4): a requirement set seen before costs one
+ * lookup of its cached lock; a new one is resolved against the configured
+ * index and its wheels materialised in the content-addressed store.
+ * Packages are never installed any other way (no pip, no host
+ * site-packages). */
 #include "engine-internal.h"
+
+#include <pthread.h>
+
+typedef struct ProgressCtx {
+        RunEventFn fn;
+        void *userdata;
+        const char *run_id;
+} ProgressCtx;
+
+static void on_progress(const char *phase, const char *what, uint64_t done, uint64_t total, void *userdata) {
+        ProgressCtx *p = userdata;
+        if (!p->fn)
+                return;
+        _cleanup_free_ char *msg = what && *what ? xasprintf("%s %s", phase, what) : xstrdup(phase);
+        RunEvent ev = {
+                .type = RUN_EVENT_PROGRESS,
+                .run_id = p->run_id,
+                .phase = streq(phase, "resolving") ? "resolve" : "install",
+                .message = msg,
+                .done = done,
+                .total = total,
+                .timestamp = now_realtime(),
+        };
+        p->fn(&ev, p->userdata);
+}
+
+/* Environments this process has used stay marked in use (their record
+ * flock'ed) for the life of the process, so `env prune` never removes the
+ * dirs a worker of this process may still have on its sys.path. One fd per
+ * distinct environment. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **held_keys;
+static int *held_fds;
+static size_t n_held;
+
+static void hold_env(PkgEnv *env) {
+        if (env->fd < 0)
+                return;
+        pthread_mutex_lock(&held_lock);
+        bool have = strv_contains(held_keys, env->key);
+        if (!have) {
+                held_keys = strv_append(held_keys, env->key);
+                held_fds = xrealloc(held_fds, (n_held + 1) * sizeof(int));
+                held_fds[n_held++] = TAKE_FD(env->fd);
+        }
+        pthread_mutex_unlock(&held_lock);
+}
 
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const char *run_id,
                        RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_error) {
@@ -11,14 +59,41 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const ch
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 return 0;
         }
-        Buf b;
-        buf_init(&b, 4096);
-        for (size_t i = 0; i < n_reqs; i++) {
-                _cleanup_free_ char *s = pkg_requirement_to_string(reqs[i]);
-                buf_printf(&b, "%s%s", i ? ", " : "", s);
+        PkgIndexConfig *cfg = NULL;
+        int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
+        if (r < 0)
+                return r;
+        ProgressCtx pc = { .fn = fn, .userdata = userdata, .run_id = run_id };
+        PkgEnvOptions o = {
+                .data_dir = e->data_dir,
+                .index = cfg,
+                .progress = on_progress,
+                .userdata = &pc,
+        };
+        PkgEnv *env = NULL;
+        r = pkg_env_prepare(&o, reqs, n_reqs, &env, ret_error);
+        pkg_index_config_free(cfg);
+        if (r < 0)
+                return r;
+        if (fn) {
+                /* The lock travels as an event so `pysprinter lock` (a
+                 * validate-only run) can print it. */
+                _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
+                _cleanup_free_ char *msg = xasprintf("%s %zu packages", env->cached ? "cached lock:" : "locked",
+                                                     env->lock->n_entries);
+                RunEvent ev = {
+                        .type = RUN_EVENT_PROGRESS,
+                        .run_id = run_id,
+                        .phase = "resolve",
+                        .message = msg,
+                        .data = lock,
+                        .len = strlen(lock),
+                        .timestamp = now_realtime(),
+                };
+                fn(&ev, userdata);
         }
-        *ret_error = xasprintf("packages cannot be installed yet (requested: %s); "
-                               "this build has no package manager", b.data);
-        buf_free(&b);
-        return -EOPNOTSUPP;
+        *ret_sys_path = TAKE_PTR(env->store_dirs);
+        hold_env(env);
+        pkg_env_free(env);
+        return 0;
 }

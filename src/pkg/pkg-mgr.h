@@ -74,3 +74,6 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
 int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error);
 /* The index's wheel cache dir, or NULL if it never needed one. */
 const char *pkg_index_cache_dir(const PkgIndex *ix);
+
+/* "<data_dir>/store/<sha256>". Caller frees. */
+char *pkg_store_dir(const char *data_dir, const char *sha256);

@@ -1,0 +1,419 @@
+/* pkg-env.c: environments = cached locks + their store dirs.
+ *
+ * $DATA/envs/<key>.json is both the lock cache entry and the environment's
+ * record: key = sha256(requirements, interpreter tags, index config). Its
+ * mtime is the last use; a process using the env holds flock(LOCK_SH) on
+ * it, which `env prune` respects. */
+#include "pkg-mgr.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#define PKG_DEFAULT_PYTHON "3.11.2"
+#define ENV_RECORD_MAX (16U << 20)
+/* Unreferenced store dirs younger than this may belong to an install in
+ * progress whose record is not written yet. */
+#define GC_GRACE_USEC (3600ULL * USEC_PER_SEC)
+
+PkgEnv *pkg_env_free(PkgEnv *e) {
+        if (!e)
+                return NULL;
+        free(e->key);
+        strv_free(e->store_dirs);
+        pkg_lock_free(e->lock);
+        if (e->fd >= 0)
+                close(e->fd);
+        free(e);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgEnv *, pkg_env_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgTags *, pkg_tags_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgIndex *, pkg_index_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgLock *, pkg_lock_free);
+
+static int strcmp_ptr(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* "3.11.2" -> "3.11" */
+static char *major_minor(const char *full) {
+        const char *dot = strchr(full, '.');
+        const char *dot2 = dot ? strchr(dot + 1, '.') : NULL;
+        return dot2 ? xstrndup(full, (size_t) (dot2 - full)) : xstrdup(full);
+}
+
+static char *env_key(PkgRequirement *const *reqs, size_t n, const char *tags_fp, const char *python,
+                     const PkgIndexConfig *cfg) {
+        char **v = xcalloc(n + 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+                char *s = pkg_requirement_to_string(reqs[i]);
+                v[i] = s ? s : xstrdup(reqs[i]->normalized);
+        }
+        /* Order of the user's dict does not change the environment. */
+        qsort(v, n, sizeof(char *), strcmp_ptr);
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        buf_printf(&b, "pysprinter-env 1\npython %s\n", python);
+        for (size_t i = 0; i < n; i++)
+                buf_printf(&b, "req %s\n", v[i]);
+        strv_free(v);
+        _cleanup_free_ char *ifp = pkg_index_config_fingerprint(cfg);
+        buf_printf(&b, "%s\ntags %s\n", ifp, tags_fp);
+        char *h = pkg_sha256_hex_of(b.data, b.len);
+        buf_free(&b);
+        return h;
+}
+
+static bool dirs_present(char **dirs) {
+        struct stat st;
+        for (char **d = dirs; d && *d; d++)
+                if (stat(*d, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return false;
+        return true;
+}
+
+static char **lock_dirs(const char *data_dir, const PkgLock *l) {
+        char **dirs = xcalloc(l->n_entries + 1, sizeof(char *));
+        for (size_t i = 0; i < l->n_entries; i++)
+                dirs[i] = pkg_store_dir(data_dir, l->entries[i].sha256);
+        return dirs;
+}
+
+static int write_record(const char *path, const char *key, const char *python, const PkgIndexConfig *cfg,
+                        const PkgLock *l, char **ret_error) {
+        _cleanup_free_ char *text = pkg_lock_to_json(l, false);
+        json_t *root = json_loads(text, 0, NULL);
+        if (!root)
+                return -EBADMSG;
+        json_object_set_new(root, "key", json_string(key));
+        json_object_set_new(root, "python", json_string(python));
+        json_t *ix = json_array();
+        for (char **u = cfg->index_urls; u && *u; u++)
+                json_array_append_new(ix, json_string(*u));
+        json_object_set_new(root, "index_urls", ix);
+        char ts[32];
+        json_object_set_new(root, "created", json_string(format_timestamp(now_realtime(), ts)));
+        char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(root);
+        if (!s)
+                return -ENOMEM;
+        int r = write_file_atomic(path, s, strlen(s), 0644);
+        free(s);
+        if (r < 0)
+                *ret_error = xasprintf("cannot write %s: %s", path, strerror(-r));
+        return r;
+}
+
+static int open_locked(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_SH) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t n_reqs, PkgEnv **ret_env,
+                    char **ret_error) {
+        const char *python = o->python_full_version ? o->python_full_version : PKG_DEFAULT_PYTHON;
+        _cleanup_free_ char *mm = major_minor(python);
+        _cleanup_(pkg_tags_freep) PkgTags *tags = NULL;
+        int r = pkg_tags_for_interpreter(mm, &tags);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
+                return r;
+        }
+        _cleanup_free_ char *tfp = pkg_tags_fingerprint(tags);
+        _cleanup_(pkg_env_freep) PkgEnv *env = xcalloc(1, sizeof(*env));
+        env->fd = -EBADF;
+        env->key = env_key(reqs, n_reqs, tfp, python, o->index);
+        _cleanup_free_ char *envs = xasprintf("%s/envs", o->data_dir);
+        _cleanup_free_ char *record = xasprintf("%s/%s.json", envs, env->key);
+
+        /* The fast path: one open, one read, one stat per store dir. */
+        int fd = open_locked(record);
+        if (fd >= 0) {
+                _cleanup_free_ char *text = NULL;
+                _cleanup_free_ char *err = NULL;
+                PkgLock *l = NULL;
+                if (read_fd_all(fd, ENV_RECORD_MAX, &text, NULL) >= 0 && pkg_lock_from_json(text, &l, &err) >= 0) {
+                        env->lock = l;
+                        env->cached = true;
+                        env->fd = fd;
+                        (void) futimens(fd, NULL); /* last use, for env ls / prune */
+                        if (o->resolve_only) {
+                                *ret_env = TAKE_PTR(env);
+                                return 0;
+                        }
+                        env->store_dirs = lock_dirs(o->data_dir, l);
+                        if (dirs_present(env->store_dirs)) {
+                                *ret_env = TAKE_PTR(env);
+                                return 0;
+                        }
+                        /* Pruned or damaged: materialise the same lock again. */
+                        env->store_dirs = strv_free(env->store_dirs);
+                        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata,
+                                                  &env->store_dirs, ret_error);
+                        if (r < 0)
+                                return r;
+                        *ret_env = TAKE_PTR(env);
+                        return 0;
+                }
+                /* An unreadable record is a cache miss, not an error. */
+                close(fd);
+        }
+
+        _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", o->data_dir);
+        _cleanup_(pkg_index_freep) PkgIndex *ix = NULL;
+        r = pkg_index_new(o->index, cache, &ix);
+        if (r < 0)
+                return r;
+        PkgMarkerEnv menv;
+        pkg_marker_env_default(&menv, python);
+        PkgResolveOptions ro = { .tags = tags, .marker_env = &menv, .python_full_version = python,
+                                 .progress = o->progress, .userdata = o->userdata };
+        _cleanup_(pkg_lock_freep) PkgLock *l = NULL;
+        r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
+        if (r < 0)
+                return r;
+        if (!o->resolve_only) {
+                r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, &env->store_dirs,
+                                          ret_error);
+                if (r < 0)
+                        return r;
+        }
+        r = mkdir_p(envs, 0755);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
+                return r;
+        }
+        r = write_record(record, env->key, python, o->index, l, ret_error);
+        if (r < 0)
+                return r;
+        env->fd = open_locked(record);
+        env->lock = TAKE_PTR(l);
+        *ret_env = TAKE_PTR(env);
+        return 0;
+}
+
+/* ---- env ls / prune ------------------------------------------------------ */
+
+static uint64_t tree_size_at(int dfd, const char *name) {
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return 0;
+        uint64_t total = (uint64_t) st.st_blocks * 512;
+        if (!S_ISDIR(st.st_mode))
+                return total;
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return total;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return total;
+        }
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        total += tree_size_at(dirfd(d), de->d_name);
+        closedir(d);
+        return total;
+}
+
+typedef struct Rec {
+        char *path;
+        char *key;
+        PkgLock *lock;
+        uint64_t mtime;
+        bool in_use;
+} Rec;
+
+static void recs_free(Rec *r, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(r[i].path);
+                free(r[i].key);
+                pkg_lock_free(r[i].lock);
+        }
+        free(r);
+}
+
+static int rec_cmp_newest(const void *a, const void *b) {
+        const Rec *x = a, *y = b;
+        return x->mtime < y->mtime ? 1 : x->mtime > y->mtime ? -1 : strcmp(x->key, y->key);
+}
+
+static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
+        _cleanup_free_ char *envs = xasprintf("%s/envs", data_dir);
+        Rec *recs = NULL;
+        size_t n = 0;
+        DIR *d = opendir(envs);
+        if (!d) {
+                *ret = NULL;
+                *ret_n = 0;
+                return errno == ENOENT ? 0 : -errno;
+        }
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!endswith(de->d_name, ".json") || de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *path = path_join(envs, de->d_name);
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                struct stat st;
+                _cleanup_free_ char *text = NULL, *err = NULL;
+                PkgLock *l = NULL;
+                if (fstat(fd, &st) < 0 || read_fd_all(fd, ENV_RECORD_MAX, &text, NULL) < 0 ||
+                    pkg_lock_from_json(text, &l, &err) < 0)
+                        continue;
+                bool in_use = false;
+                if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                        in_use = true;
+                else
+                        (void) flock(fd, LOCK_UN);
+                recs = xrealloc(recs, (n + 1) * sizeof(Rec));
+                recs[n++] = (Rec) { .path = TAKE_PTR(path), .key = xstrndup(de->d_name, strlen(de->d_name) - 5),
+                                    .lock = l,
+                                    .mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
+                                             (uint64_t) st.st_mtim.tv_nsec / 1000,
+                                    .in_use = in_use };
+        }
+        closedir(d);
+        qsort(recs, n, sizeof(Rec), rec_cmp_newest);
+        *ret = recs;
+        *ret_n = n;
+        return 0;
+}
+
+static uint64_t store_entry_size(const char *data_dir, const char *sha) {
+        _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
+        int fd = open(store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        uint64_t s = tree_size_at(fd, sha);
+        close(fd);
+        return s;
+}
+
+int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, char **ret_error) {
+        Rec *recs = NULL;
+        size_t n = 0;
+        int r = load_records(data_dir, &recs, &n);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read %s/envs: %s", data_dir, strerror(-r));
+                return r;
+        }
+        PkgEnvInfo *infos = xcalloc(n + 1, sizeof(PkgEnvInfo));
+        for (size_t i = 0; i < n; i++) {
+                infos[i].key = xstrdup(recs[i].key);
+                for (char **q = recs[i].lock->requirements; q && *q; q++)
+                        infos[i].requirements = strv_append(infos[i].requirements, *q);
+                for (size_t k = 0; k < recs[i].lock->n_entries; k++)
+                        infos[i].size_bytes += store_entry_size(data_dir, recs[i].lock->entries[k].sha256);
+                infos[i].last_used = recs[i].mtime;
+                infos[i].in_use = recs[i].in_use;
+        }
+        recs_free(recs, n);
+        *ret_infos = infos;
+        *ret_n = n;
+        return 0;
+}
+
+void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(infos[i].key);
+                strv_free(infos[i].requirements);
+        }
+        free(infos);
+}
+
+static bool referenced(const Rec *recs, size_t n, const bool *removed, const char *sha) {
+        for (size_t i = 0; i < n; i++) {
+                if (removed[i])
+                        continue;
+                for (size_t k = 0; k < recs[i].lock->n_entries; k++)
+                        if (streq(recs[i].lock->entries[k].sha256, sha))
+                                return true;
+        }
+        return false;
+}
+
+int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
+                  char **ret_error) {
+        Rec *recs = NULL;
+        size_t n = 0;
+        int r = load_records(data_dir, &recs, &n);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read %s/envs: %s", data_dir, strerror(-r));
+                return r;
+        }
+        _cleanup_free_ bool *removed = xcalloc(n + 1, sizeof(bool));
+        _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
+        uint64_t freed = 0, total = 0;
+        size_t n_removed = 0;
+        usec_t now = now_realtime();
+
+        /* Size of the store, and garbage: dirs no record references (and
+         * stale temp dirs of crashed installers), past the grace period. */
+        DIR *d = opendir(store);
+        if (d) {
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                                continue;
+                        struct stat st;
+                        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                                continue;
+                        uint64_t size = tree_size_at(dirfd(d), de->d_name);
+                        uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
+                        bool garbage = startswith(de->d_name, ".tmp-") || !referenced(recs, n, removed, de->d_name);
+                        if (garbage && age > GC_GRACE_USEC) {
+                                _cleanup_free_ char *p = path_join(store, de->d_name);
+                                if (rm_rf(p) >= 0) {
+                                        freed += size;
+                                        continue;
+                                }
+                        }
+                        total += size;
+                }
+                closedir(d);
+        }
+        /* Least recently used first, never one in use. */
+        for (size_t i = n; i-- > 0 && total > budget_bytes;) {
+                if (recs[i].in_use)
+                        continue;
+                _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+                        continue; /* taken since we looked */
+                if (unlink(recs[i].path) < 0)
+                        continue;
+                removed[i] = true;
+                n_removed++;
+                for (size_t k = 0; k < recs[i].lock->n_entries; k++) {
+                        const char *sha = recs[i].lock->entries[k].sha256;
+                        if (referenced(recs, n, removed, sha))
+                                continue;
+                        /* Another removed env may have listed it too. */
+                        _cleanup_free_ char *p = path_join(store, sha);
+                        uint64_t size = store_entry_size(data_dir, sha);
+                        if (size > 0 && rm_rf(p) >= 0) {
+                                freed += size;
+                                total -= MIN(total, size);
+                        }
+                }
+        }
+        recs_free(recs, n);
+        if (ret_freed_bytes)
+                *ret_freed_bytes = freed;
+        if (ret_removed_envs)
+                *ret_removed_envs = n_removed;
+        return 0;
+}

@@ -1,0 +1,111 @@
+/* pkg-lock.c: the lock file format (JSON). */
+#include "pkg-mgr.h"
+
+#include <jansson.h>
+
+PkgLock *pkg_lock_free(PkgLock *l) {
+        if (!l)
+                return NULL;
+        for (size_t i = 0; i < l->n_entries; i++) {
+                PkgLockEntry *e = &l->entries[i];
+                free(e->name);
+                free(e->version);
+                free(e->filename);
+                free(e->url);
+                free(e->sha256);
+                strv_free(e->dependencies);
+        }
+        free(l->entries);
+        strv_free(l->requirements);
+        free(l);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgLock *, pkg_lock_free);
+
+static json_t *strv_to_json(char **v) {
+        json_t *a = json_array();
+        for (char **s = v; s && *s; s++)
+                json_array_append_new(a, json_string(*s));
+        return a;
+}
+
+char *pkg_lock_to_json(const PkgLock *l, bool pretty) {
+        json_t *root = json_object();
+        json_object_set_new(root, "version", json_integer(1));
+        json_object_set_new(root, "requirements", strv_to_json(l->requirements));
+        json_t *pk = json_array();
+        for (size_t i = 0; i < l->n_entries; i++) {
+                const PkgLockEntry *e = &l->entries[i];
+                json_array_append_new(pk, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "name", e->name, "version",
+                                                    e->version, "filename", e->filename, "url", e->url, "sha256",
+                                                    e->sha256, "dependencies", strv_to_json(e->dependencies)));
+        }
+        json_object_set_new(root, "packages", pk);
+        char *s = json_dumps(root, (pretty ? JSON_INDENT(2) : JSON_COMPACT) | JSON_PRESERVE_ORDER);
+        json_decref(root);
+        char *out = xstrdup(s ? s : "{}");
+        free(s);
+        return out;
+}
+
+static int json_strv(json_t *a, char ***ret) {
+        char **v = NULL;
+        size_t i;
+        json_t *it;
+        if (a && !json_is_array(a))
+                return -EBADMSG;
+        json_array_foreach(a, i, it) {
+                if (!json_is_string(it)) {
+                        strv_free(v);
+                        return -EBADMSG;
+                }
+                v = strv_append(v, json_string_value(it));
+        }
+        *ret = v;
+        return 0;
+}
+
+int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error) {
+        json_error_t jerr;
+        json_t *root = json_loads(json, 0, &jerr);
+        if (!root) {
+                *ret_error = xasprintf("lock: invalid JSON: %s (line %d)", jerr.text, jerr.line);
+                return -EBADMSG;
+        }
+        _cleanup_(pkg_lock_freep) PkgLock *l = xcalloc(1, sizeof(*l));
+        int r = 0;
+        json_t *pk = json_object_get(root, "packages");
+        if (json_integer_value(json_object_get(root, "version")) != 1 || !json_is_array(pk) ||
+            json_strv(json_object_get(root, "requirements"), &l->requirements) < 0) {
+                *ret_error = xstrdup("lock: not a version 1 lock (needs \"version\": 1 and a \"packages\" list)");
+                r = -EBADMSG;
+                goto out;
+        }
+        l->entries = xcalloc(json_array_size(pk) + 1, sizeof(PkgLockEntry));
+        size_t i;
+        json_t *it;
+        json_array_foreach(pk, i, it) {
+                const char *f[5] = {
+                        json_string_value(json_object_get(it, "name")),     json_string_value(json_object_get(it, "version")),
+                        json_string_value(json_object_get(it, "filename")), json_string_value(json_object_get(it, "url")),
+                        json_string_value(json_object_get(it, "sha256")),
+                };
+                if (!f[0] || !f[1] || !f[2] || !f[3] || !pkg_is_sha256_hex(f[4]) || strchr(f[2], '/')) {
+                        *ret_error = xasprintf("lock: package %zu lacks name, version, filename, url or a sha256", i);
+                        r = -EBADMSG;
+                        goto out;
+                }
+                PkgLockEntry *e = &l->entries[l->n_entries++];
+                *e = (PkgLockEntry) { xstrdup(f[0]), xstrdup(f[1]), xstrdup(f[2]), xstrdup(f[3]), xstrdup(f[4]), NULL };
+                if (json_strv(json_object_get(it, "dependencies"), &e->dependencies) < 0) {
+                        *ret_error = xasprintf("lock: package %s: dependencies must be a list of names", f[0]);
+                        r = -EBADMSG;
+                        goto out;
+                }
+        }
+        *ret_lock = TAKE_PTR(l);
+out:
+        json_decref(root);
+        return r;
+}

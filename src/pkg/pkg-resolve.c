@@ -1,0 +1,629 @@
+/* pkg-resolve.c: a backtracking resolver over transitive Requires-Dist.
+ *
+ * State is the stack of decisions (project -> version). At each step the
+ * full set of constraints is recomputed from the root requirements and the
+ * decided packages' dependencies (with the extras asked of them), the
+ * decisions are checked against it, and the undecided project with the
+ * fewest acceptable versions is decided next, newest version first. The
+ * order of everything is fixed, so one index state gives one lock. Sizes
+ * are small (tens of packages), so clarity wins over incremental updates. */
+#include "pkg-mgr.h"
+
+#include <strings.h>
+
+typedef struct Cand {
+        PkgVersion *version;
+        char *vstr;              /* normalised */
+        const PkgFile *file;     /* best non-yanked wheel, or NULL */
+        const PkgFile *yanked;   /* best yanked wheel, or NULL */
+        /* Filled when first decided: */
+        bool meta_loaded;
+        int meta_error;          /* <0: unusable (message in meta_why) */
+        char *meta_why;
+        PkgRequirement **deps;
+        size_t n_deps;
+} Cand;
+
+typedef struct Proj {
+        char *name;              /* normalised */
+        bool loaded;
+        int load_error;
+        char *load_why;
+        Cand *cands;             /* newest first */
+        size_t n_cands;
+        char **notes;            /* why versions were dropped (sdist only, tags, python) */
+} Proj;
+
+typedef struct Constraint {
+        const char *name;        /* normalised */
+        const PkgRequirement *req;
+        char *from;              /* "your requirements" or "pkg 1.0" */
+} Constraint;
+
+typedef struct Decision {
+        size_t proj;
+        size_t cand;
+} Decision;
+
+typedef struct Resolver {
+        PkgIndex *ix;
+        const PkgResolveOptions *o;
+        PkgVersion *python;
+        PkgRequirement *const *roots;
+        size_t n_roots;
+        Proj **projs;
+        size_t n_projs;
+        Decision *stack;
+        size_t depth;
+        unsigned steps, max_steps;
+        /* The explanation of the deepest failure seen. */
+        char *why;
+        size_t why_depth;
+        int why_code;
+        char *fatal;             /* a network/index error: stop at once */
+        int fatal_code;
+} Resolver;
+
+typedef struct Constraints {
+        Constraint *c;
+        size_t n;
+} Constraints;
+
+static void constraints_done(Constraints *cs) {
+        for (size_t i = 0; i < cs->n; i++)
+                free(cs->c[i].from);
+        free(cs->c);
+        *cs = (Constraints) {};
+}
+
+static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from) {
+        cs->c = xrealloc(cs->c, (cs->n + 1) * sizeof(Constraint));
+        cs->c[cs->n++] = (Constraint) { .name = req->normalized, .req = req, .from = xstrdup(from) };
+}
+
+static void note_failure(Resolver *rs, int code, char *why) {
+        /* Keep the failure of the deepest attempt: it is the one closest to
+         * a solution, so it names the real conflict rather than the first
+         * guess that was backtracked over. */
+        if (!rs->why || rs->depth > rs->why_depth) {
+                free(rs->why);
+                rs->why = why;
+                rs->why_depth = rs->depth;
+                rs->why_code = code;
+        } else
+                free(why);
+}
+
+static size_t proj_index(Resolver *rs, const char *name) {
+        for (size_t i = 0; i < rs->n_projs; i++)
+                if (streq(rs->projs[i]->name, name))
+                        return i;
+        rs->projs = xrealloc(rs->projs, (rs->n_projs + 1) * sizeof(Proj *));
+        rs->projs[rs->n_projs] = xcalloc(1, sizeof(Proj));
+        rs->projs[rs->n_projs]->name = xstrdup(name);
+        return rs->n_projs++;
+}
+
+static bool python_ok(Resolver *rs, const char *requires_python) {
+        if (!requires_python || !*requires_python)
+                return true;
+        PkgSpecifierSet *s = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (pkg_specifier_set_parse(requires_python, &s, &err) < 0)
+                return true; /* unparseable metadata: pip ignores it too */
+        bool ok = pkg_specifier_set_contains(s, rs->python, true);
+        pkg_specifier_set_free(s);
+        return ok;
+}
+
+static int cand_cmp(const void *a, const void *b) {
+        /* Newest first. */
+        return -pkg_version_compare(((const Cand *) a)->version, ((const Cand *) b)->version);
+}
+
+static void proj_note(Proj *p, char *note) {
+        if (strv_length(p->notes) < 6)
+                p->notes = strv_append(p->notes, note);
+        free(note);
+}
+
+static int proj_load(Resolver *rs, Proj *p) {
+        if (p->loaded)
+                return p->load_error;
+        p->loaded = true;
+        const PkgProject *pp = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (rs->o->progress)
+                rs->o->progress("resolving", p->name, rs->n_projs, rs->n_projs, rs->o->userdata);
+        int r = pkg_index_project(rs->ix, p->name, &pp, &err);
+        if (r < 0) {
+                p->load_error = r;
+                p->load_why = TAKE_PTR(err);
+                return r;
+        }
+        bool any_sdist = false, any_incompatible = false, any_python = false;
+        _cleanup_free_ char *sdist_example = NULL, *incompat_example = NULL, *python_example = NULL;
+        for (size_t i = 0; i < pp->n_files; i++) {
+                const PkgFile *f = &pp->files[i];
+                if (!endswith(f->filename, ".whl")) {
+                        if (endswith(f->filename, ".tar.gz") || endswith(f->filename, ".zip") ||
+                            endswith(f->filename, ".tar.bz2")) {
+                                any_sdist = true;
+                                if (!sdist_example)
+                                        sdist_example = xstrdup(f->filename);
+                        }
+                        continue;
+                }
+                PkgWheelName *wn = NULL;
+                if (pkg_wheel_name_parse(f->filename, &wn) < 0)
+                        continue;
+                _cleanup_free_ char *wnorm = pkg_name_normalize(wn->name);
+                PkgVersion *v = NULL;
+                bool ok = wnorm && streq(wnorm, p->name) && pkg_version_parse(wn->version, &v) >= 0;
+                pkg_wheel_name_free(wn);
+                if (!ok)
+                        continue;
+                int prio = pkg_tags_wheel_priority(rs->o->tags, f->filename);
+                if (prio < 0) {
+                        any_incompatible = true;
+                        if (!incompat_example)
+                                incompat_example = xstrdup(f->filename);
+                        pkg_version_free(v);
+                        continue;
+                }
+                if (!python_ok(rs, f->requires_python)) {
+                        any_python = true;
+                        if (!python_example)
+                                python_example = xasprintf("%s requires Python %s", f->filename, f->requires_python);
+                        pkg_version_free(v);
+                        continue;
+                }
+                Cand *c = NULL;
+                for (size_t k = 0; k < p->n_cands; k++)
+                        if (pkg_version_compare(p->cands[k].version, v) == 0) {
+                                c = &p->cands[k];
+                                break;
+                        }
+                if (!c) {
+                        p->cands = xrealloc(p->cands, (p->n_cands + 1) * sizeof(Cand));
+                        c = &p->cands[p->n_cands++];
+                        *c = (Cand) { .version = v, .vstr = pkg_version_to_string(v) };
+                        v = NULL;
+                }
+                pkg_version_free(v);
+                const PkgFile **slot = f->yanked ? &c->yanked : &c->file;
+                if (!*slot) {
+                        *slot = f;
+                } else {
+                        int old = pkg_tags_wheel_priority(rs->o->tags, (*slot)->filename);
+                        if (prio < old || (prio == old && strcmp(f->filename, (*slot)->filename) < 0))
+                                *slot = f;
+                }
+        }
+        qsort(p->cands, p->n_cands, sizeof(Cand), cand_cmp);
+        if (any_sdist)
+                proj_note(p, xasprintf("%s is published as a source distribution (%s); pysprinter installs wheels only, "
+                                       "because building an sdist runs the package's code at install time "
+                                       "(--allow-sdist will build it inside the sandbox once sandboxed builds exist)",
+                                       p->name, sdist_example));
+        if (any_incompatible)
+                proj_note(p, xasprintf("wheels such as %s do not fit this interpreter (Python %s on %s)", incompat_example,
+                                       rs->o->python_full_version, rs->o->marker_env->platform_machine));
+        if (any_python)
+                proj_note(p, xasprintf("%s (this is %s)", python_example, rs->o->python_full_version));
+        return 0;
+}
+
+static bool exactly_pins(const PkgRequirement *req, const PkgVersion *v) {
+        _cleanup_free_ char *s = pkg_specifier_set_to_string(req->specifiers);
+        if (!s || !startswith(s, "==") || strchr(s, ',') || strchr(s, '*'))
+                return false;
+        const char *vs = s + (startswith(s, "===") ? 3 : 2);
+        PkgVersion *pv = NULL;
+        if (pkg_version_parse(vs, &pv) < 0)
+                return false;
+        bool eq = pkg_version_compare(pv, v) == 0;
+        pkg_version_free(pv);
+        return eq;
+}
+
+/* The file a candidate would install under cs, or NULL when it does not
+ * satisfy every constraint on its project. */
+static const PkgFile *cand_accepts(const Constraints *cs, const char *name, const Cand *c, bool prereleases) {
+        bool pinned = false;
+        for (size_t i = 0; i < cs->n; i++) {
+                if (!streq(cs->c[i].name, name))
+                        continue;
+                if (!pkg_specifier_set_contains(cs->c[i].req->specifiers, c->version, prereleases))
+                        return NULL;
+                if (exactly_pins(cs->c[i].req, c->version))
+                        pinned = true;
+        }
+        if (c->file)
+                return c->file;
+        return pinned ? c->yanked : NULL;
+}
+
+/* Candidates of p acceptable under cs, newest first, into idx (capacity
+ * p->n_cands). Pre-releases only when a constraint asks for them or
+ * nothing else matches (PEP 440). */
+static size_t matching(const Constraints *cs, const Proj *p, size_t *idx) {
+        bool pre = false;
+        for (size_t i = 0; i < cs->n; i++)
+                if (streq(cs->c[i].name, p->name) && pkg_specifier_set_allows_prereleases(cs->c[i].req->specifiers))
+                        pre = true;
+        size_t n = 0;
+        for (size_t k = 0; k < p->n_cands; k++)
+                if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], pre))
+                        idx[n++] = k;
+        if (n == 0 && !pre)
+                for (size_t k = 0; k < p->n_cands; k++)
+                        if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], true))
+                                idx[n++] = k;
+        return n;
+}
+
+static int cand_load_meta(Resolver *rs, Proj *p, Cand *c) {
+        if (c->meta_loaded)
+                return c->meta_error;
+        c->meta_loaded = true;
+        const PkgFile *f = c->file ? c->file : c->yanked;
+        _cleanup_free_ char *text = NULL, *err = NULL;
+        int r = pkg_index_metadata(rs->ix, f, &text, &err);
+        if (r < 0) {
+                /* Network and integrity errors are not a property of the
+                 * candidate: stop instead of silently picking another. */
+                rs->fatal = xasprintf("%s %s: %s", p->name, c->vstr, err ? err : strerror(-r));
+                rs->fatal_code = r;
+                c->meta_error = r;
+                return r;
+        }
+        PkgMetadata *m = NULL;
+        r = pkg_metadata_parse(text, &m, &err);
+        if (r < 0) {
+                c->meta_error = r;
+                c->meta_why = xasprintf("%s %s: unreadable metadata: %s", p->name, c->vstr, err ? err : "");
+                return r;
+        }
+        _cleanup_free_ char *mn = pkg_name_normalize(m->name);
+        if (!mn || !streq(mn, p->name)) {
+                c->meta_error = -EBADMSG;
+                c->meta_why = xasprintf("%s: its metadata names a different project (%s)", f->filename, m->name);
+                pkg_metadata_free(m);
+                return -EBADMSG;
+        }
+        if (!python_ok(rs, m->requires_python)) {
+                c->meta_error = -ENOEXEC;
+                c->meta_why = xasprintf("%s %s requires Python %s (this is %s)", p->name, c->vstr, m->requires_python,
+                                        rs->o->python_full_version);
+                pkg_metadata_free(m);
+                return -ENOEXEC;
+        }
+        for (char **d = m->requires_dist; d && *d; d++) {
+                PkgRequirement *req = NULL;
+                _cleanup_free_ char *perr = NULL;
+                if (pkg_requirement_parse(*d, &req, &perr) < 0) {
+                        c->meta_error = -EBADMSG;
+                        c->meta_why = xasprintf("%s %s: invalid Requires-Dist '%s': %s", p->name, c->vstr, *d,
+                                                perr ? perr : "");
+                        break;
+                }
+                c->deps = xrealloc(c->deps, (c->n_deps + 1) * sizeof(PkgRequirement *));
+                c->deps[c->n_deps++] = req;
+        }
+        pkg_metadata_free(m);
+        return c->meta_error;
+}
+
+static bool req_active(Resolver *rs, const PkgRequirement *req, const char *extra) {
+        if (!req->marker)
+                return extra == NULL;
+        return pkg_marker_evaluate(req->marker, rs->o->marker_env, extra);
+}
+
+static bool has_constraint(const Constraints *cs, const PkgRequirement *req, const char *from) {
+        for (size_t i = 0; i < cs->n; i++)
+                if (cs->c[i].req == req && streq(cs->c[i].from, from))
+                        return true;
+        return false;
+}
+
+/* Constraints of the current stack: the roots, then each decision's
+ * dependencies for the extras asked of it, until nothing new appears. */
+static void collect(Resolver *rs, Constraints *cs) {
+        for (size_t i = 0; i < rs->n_roots; i++)
+                if (!rs->roots[i]->marker || pkg_marker_evaluate(rs->roots[i]->marker, rs->o->marker_env, NULL))
+                        constraints_add(cs, rs->roots[i], "your requirements");
+        for (bool changed = true; changed;) {
+                changed = false;
+                for (size_t d = 0; d < rs->depth; d++) {
+                        Proj *p = rs->projs[rs->stack[d].proj];
+                        Cand *c = &p->cands[rs->stack[d].cand];
+                        _cleanup_free_ char *from = xasprintf("%s %s", p->name, c->vstr);
+                        /* extras asked of p by any constraint so far */
+                        char **extras = NULL;
+                        for (size_t i = 0; i < cs->n; i++)
+                                if (streq(cs->c[i].name, p->name))
+                                        for (char **e = cs->c[i].req->extras; e && *e; e++)
+                                                if (!strv_contains(extras, *e))
+                                                        extras = strv_append(extras, *e);
+                        for (size_t k = 0; k < c->n_deps; k++) {
+                                const PkgRequirement *req = c->deps[k];
+                                bool on = req_active(rs, req, NULL);
+                                for (char **e = extras; !on && e && *e; e++)
+                                        on = req_active(rs, req, *e);
+                                if (on && !has_constraint(cs, req, from)) {
+                                        constraints_add(cs, req, from);
+                                        changed = true;
+                                }
+                        }
+                        strv_free(extras);
+                }
+        }
+}
+
+static char *describe_constraints(const Constraints *cs, const char *name) {
+        Buf b;
+        buf_init(&b, 1 << 16);
+        for (size_t i = 0; i < cs->n; i++) {
+                if (!streq(cs->c[i].name, name))
+                        continue;
+                _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs->c[i].req->specifiers);
+                buf_printf(&b, "%s%s requires %s%s", b.len ? "; " : "", cs->c[i].from, name,
+                           spec && *spec ? spec : " (any version)");
+        }
+        return buf_steal(&b);
+}
+
+static char *describe_available(const Proj *p) {
+        Buf b;
+        buf_init(&b, 4096);
+        size_t shown = 0;
+        for (size_t k = 0; k < p->n_cands && shown < 12; k++) {
+                buf_printf(&b, "%s%s%s", shown ? ", " : "", p->cands[k].vstr, p->cands[k].file ? "" : " (yanked)");
+                shown++;
+        }
+        if (p->n_cands > shown)
+                buf_printf(&b, ", … (%zu in all)", p->n_cands);
+        if (shown == 0)
+                buf_appends(&b, "none usable");
+        return buf_steal(&b);
+}
+
+static char *describe_notes(const Proj *p) {
+        Buf b;
+        buf_init(&b, 1 << 16);
+        for (char **n = p->notes; n && *n; n++)
+                buf_printf(&b, " Note: %s.", *n);
+        for (size_t k = 0; k < p->n_cands; k++)
+                if (p->cands[k].meta_why)
+                        buf_printf(&b, " Note: %s.", p->cands[k].meta_why);
+        return buf_steal(&b);
+}
+
+static void fail_not_found(Resolver *rs, Proj *p) {
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_free_ char *err = NULL;
+        Buf b;
+        buf_init(&b, 1 << 16);
+        buf_printf(&b, "%s", p->load_why ? p->load_why : "not found");
+        if (p->load_error == -ENOENT) {
+                (void) pkg_index_names(rs->ix, &names, &err);
+                _cleanup_strv_free_ char **close = pkg_close_names(p->name, names, 5);
+                if (close) {
+                        buf_appends(&b, ". Did you mean ");
+                        for (char **c = close; *c; c++)
+                                buf_printf(&b, "%s'%s'", c == close ? "" : c[1] ? ", " : " or ", *c);
+                        buf_appends(&b, "?");
+                }
+        }
+        if (p->load_error != -ENOENT) {
+                rs->fatal = buf_steal(&b);
+                rs->fatal_code = p->load_error;
+        } else
+                note_failure(rs, -ENOENT, buf_steal(&b));
+        buf_free(&b);
+}
+
+static int solve(Resolver *rs);
+
+static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
+        Proj *p = rs->projs[pi];
+        _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
+        size_t n = matching(cs, p, idx);
+        if (n == 0) {
+                _cleanup_free_ char *who = describe_constraints(cs, p->name);
+                _cleanup_free_ char *avail = describe_available(p);
+                _cleanup_free_ char *notes = describe_notes(p);
+                bool several = false;
+                const char *first = NULL;
+                for (size_t i = 0; i < cs->n; i++)
+                        if (streq(cs->c[i].name, p->name)) {
+                                if (first && !streq(first, cs->c[i].from))
+                                        several = true;
+                                first = cs->c[i].from;
+                        }
+                if (several)
+                        note_failure(rs, -EDEADLK,
+                                     xasprintf("conflicting requirements on %s: %s; no version satisfies them all "
+                                               "(available: %s).%s",
+                                               p->name, who, avail, notes));
+                else
+                        note_failure(rs, -ESRCH,
+                                     xasprintf("no version of %s satisfies what %s (available: %s).%s", p->name, who,
+                                               avail, notes));
+                return -ESRCH;
+        }
+        for (size_t k = 0; k < n; k++) {
+                if (++rs->steps > rs->max_steps) {
+                        rs->fatal = xasprintf("resolution gave up after %u attempts: the requirements are too loose "
+                                              "for the backtracking search; pin some versions",
+                                              rs->max_steps);
+                        rs->fatal_code = -ELOOP;
+                        return -ELOOP;
+                }
+                Cand *c = &p->cands[idx[k]];
+                if (cand_load_meta(rs, p, c) < 0) {
+                        if (rs->fatal)
+                                return rs->fatal_code;
+                        continue;
+                }
+                rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
+                int r = solve(rs);
+                if (r >= 0)
+                        return r;
+                rs->depth--;
+                if (rs->fatal)
+                        return r;
+        }
+        return -ESRCH;
+}
+
+static int solve(Resolver *rs) {
+        Constraints cs = {};
+        collect(rs, &cs);
+        int r = 0;
+        /* Check the decisions against everything now required. */
+        for (size_t d = 0; d < rs->depth; d++) {
+                Proj *p = rs->projs[rs->stack[d].proj];
+                Cand *c = &p->cands[rs->stack[d].cand];
+                for (size_t i = 0; i < cs.n; i++) {
+                        if (!streq(cs.c[i].name, p->name))
+                                continue;
+                        if (!pkg_specifier_set_contains(cs.c[i].req->specifiers, c->version, true)) {
+                                _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs.c[i].req->specifiers);
+                                _cleanup_free_ char *who = describe_constraints(&cs, p->name);
+                                note_failure(rs, -EDEADLK,
+                                             xasprintf("conflicting requirements on %s: %s; %s %s was the best candidate for "
+                                                       "the others but %s requires %s%s",
+                                                       p->name, who, p->name, c->vstr, cs.c[i].from, p->name, spec));
+                                r = -EDEADLK;
+                                goto out;
+                        }
+                }
+        }
+        /* Next project: the undecided one with the fewest options. */
+        size_t best = SIZE_MAX, best_n = SIZE_MAX;
+        for (size_t i = 0; i < cs.n; i++) {
+                size_t pi = proj_index(rs, cs.c[i].name);
+                bool decided = false;
+                for (size_t d = 0; d < rs->depth; d++)
+                        if (rs->stack[d].proj == pi)
+                                decided = true;
+                if (decided || pi == best)
+                        continue;
+                Proj *p = rs->projs[pi];
+                if (proj_load(rs, p) < 0) {
+                        fail_not_found(rs, p);
+                        r = rs->fatal ? rs->fatal_code : -ENOENT;
+                        goto out;
+                }
+                _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
+                size_t n = matching(&cs, p, idx);
+                if (n < best_n) {
+                        best = pi;
+                        best_n = n;
+                }
+        }
+        if (best == SIZE_MAX) {
+                r = 0; /* everything decided and consistent */
+                goto out;
+        }
+        if (rs->depth >= 4096) {
+                rs->fatal = xstrdup("more than 4096 packages in one environment");
+                rs->fatal_code = -E2BIG;
+                r = -E2BIG;
+                goto out;
+        }
+        r = try_project(rs, &cs, best);
+out:
+        constraints_done(&cs);
+        return r;
+}
+
+static int lock_entry_cmp(const void *a, const void *b) {
+        return strcmp(((const PkgLockEntry *) a)->name, ((const PkgLockEntry *) b)->name);
+}
+
+static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
+        PkgLock *l = xcalloc(1, sizeof(*l));
+        l->entries = xcalloc(rs->depth + 1, sizeof(PkgLockEntry));
+        for (size_t i = 0; i < rs->n_roots; i++) {
+                _cleanup_free_ char *s = pkg_requirement_to_string(rs->roots[i]);
+                l->requirements = strv_append(l->requirements, s ? s : rs->roots[i]->name);
+        }
+        Constraints cs = {};
+        collect(rs, &cs);
+        for (size_t d = 0; d < rs->depth; d++) {
+                Proj *p = rs->projs[rs->stack[d].proj];
+                Cand *c = &p->cands[rs->stack[d].cand];
+                const PkgFile *f = c->file;
+                if (!f)
+                        f = c->yanked;
+                const char *sha = NULL;
+                int r = pkg_index_file_sha256(rs->ix, f, &sha, ret_error);
+                if (r < 0) {
+                        constraints_done(&cs);
+                        pkg_lock_free(l);
+                        return r;
+                }
+                PkgLockEntry *e = &l->entries[l->n_entries++];
+                *e = (PkgLockEntry) { .name = xstrdup(p->name), .version = xstrdup(c->vstr),
+                                      .filename = xstrdup(f->filename), .url = xstrdup(f->url), .sha256 = xstrdup(sha) };
+                _cleanup_free_ char *from = xasprintf("%s %s", p->name, c->vstr);
+                for (size_t i = 0; i < cs.n; i++)
+                        if (streq(cs.c[i].from, from) && !strv_contains(e->dependencies, cs.c[i].name))
+                                e->dependencies = strv_append(e->dependencies, cs.c[i].name);
+        }
+        constraints_done(&cs);
+        qsort(l->entries, l->n_entries, sizeof(PkgLockEntry), lock_entry_cmp);
+        *ret_lock = l;
+        return 0;
+}
+
+int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const PkgResolveOptions *o,
+                PkgLock **ret_lock, char **ret_error) {
+        Resolver rs = { .ix = ix, .o = o, .roots = reqs, .n_roots = n_reqs,
+                        .max_steps = o->max_steps ? o->max_steps : 20000 };
+        int r = pkg_version_parse(o->python_full_version, &rs.python);
+        if (r < 0) {
+                *ret_error = xasprintf("invalid interpreter version '%s'", o->python_full_version);
+                return -EINVAL;
+        }
+        /* Every project appears at most once on the stack. */
+        rs.stack = xcalloc(4097, sizeof(Decision));
+        r = solve(&rs);
+        if (r >= 0)
+                r = build_lock(&rs, ret_lock, ret_error);
+        else if (rs.fatal) {
+                *ret_error = TAKE_PTR(rs.fatal);
+                r = rs.fatal_code;
+        } else if (rs.why) {
+                *ret_error = TAKE_PTR(rs.why);
+                r = rs.why_code;
+        } else
+                *ret_error = xstrdup("dependency resolution failed");
+        for (size_t i = 0; i < rs.n_projs; i++) {
+                Proj *p = rs.projs[i];
+                for (size_t k = 0; k < p->n_cands; k++) {
+                        Cand *c = &p->cands[k];
+                        pkg_version_free(c->version);
+                        free(c->vstr);
+                        free(c->meta_why);
+                        for (size_t j = 0; j < c->n_deps; j++)
+                                pkg_requirement_free(c->deps[j]);
+                        free(c->deps);
+                }
+                free(p->cands);
+                free(p->name);
+                free(p->load_why);
+                strv_free(p->notes);
+                free(p);
+        }
+        free(rs.projs);
+        free(rs.stack);
+        free(rs.why);
+        free(rs.fatal);
+        pkg_version_free(rs.python);
+        return r;
+}
