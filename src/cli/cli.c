@@ -15,6 +15,8 @@ static const Verb verbs[] = {
         { "ps", verb_ps, "list recent runs" },
         { "show", verb_show, "show one run's record" },
         { "logs", verb_logs, "print a run's output again" },
+        { "lock", verb_lock, "resolve a file's requirements and print the lock" },
+        { "env", verb_env, "environments: env ls, env prune" },
 };
 
 static void usage(FILE *f) {

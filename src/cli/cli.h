@@ -65,6 +65,8 @@ int verb_validate(int argc, char **argv);
 int verb_ps(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_logs(int argc, char **argv);
+int verb_lock(int argc, char **argv); /* cli-pkg.c */
+int verb_env(int argc, char **argv);  /* cli-pkg.c */
 
 /* Opens the embedded engine with the environment's settings. */
 int cli_engine_open(const RunArgs *a, Engine **ret);

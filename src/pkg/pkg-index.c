@@ -516,7 +516,13 @@ int pkg_index_project(PkgIndex *ix, const char *name, const PkgProject **ret_pro
                 goto found;
         }
         ix->missing = strv_append(ix->missing, norm);
-        *ret_error = xasprintf("no project named '%s' on any configured index", norm);
+        {
+                _cleanup_free_ char *where = pkg_index_config_fingerprint(&ix->cfg);
+                for (char *q = where; *q; q++)
+                        if (*q == '\n' && q[1])
+                                *q = ';';
+                *ret_error = xasprintf("no project named '%s' on any configured source (%s)", norm, strstrip(where));
+        }
         return -ENOENT;
 found:
         ix->projects = xrealloc(ix->projects, (ix->n_projects + 1) * sizeof(PkgProject *));

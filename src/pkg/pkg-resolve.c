@@ -369,7 +369,7 @@ static char *describe_constraints(const Constraints *cs, const char *name) {
                 if (!streq(cs->c[i].name, name))
                         continue;
                 _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs->c[i].req->specifiers);
-                buf_printf(&b, "%s%s requires %s%s", b.len ? "; " : "", cs->c[i].from, name,
+                buf_printf(&b, "%s%s wants %s%s", b.len ? "; " : "", cs->c[i].from, name,
                            spec && *spec ? spec : " (any version)");
         }
         return buf_steal(&b);
@@ -450,7 +450,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                                                p->name, who, avail, notes));
                 else
                         note_failure(rs, -ESRCH,
-                                     xasprintf("no version of %s satisfies what %s (available: %s).%s", p->name, who,
+                                     xasprintf("no version of %s matches: %s (available: %s).%s", p->name, who,
                                                avail, notes));
                 return -ESRCH;
         }

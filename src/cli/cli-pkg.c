@@ -1,0 +1,218 @@
+/* Package verbs: `lock` (print a file's resolved lock), `env ls` and
+ * `env prune` (environments in the data dir). */
+#include <time.h>
+
+#include "cli.h"
+#include "pkg.h"
+
+static const char lock_help[] =
+        "Usage: pysprinter lock FILE[::FUNC] [--json] [--index-url URL] [--find-links DIR]…\n"
+        "\n"
+        "Resolve FILE's @requirements and print the lock: every package with its\n"
+        "version, wheel, URL and sha256. The lock is cached; the same requirements\n"
+        "against the same index answer from the cache. The environment is also\n"
+        "installed into the store, so a following `run` starts at once.\n"
+        "\n"
+        "  --json   print the lock as JSON (for machines)\n";
+
+static const char env_help[] =
+        "Usage: pysprinter env ls [--json]\n"
+        "       pysprinter env prune [--budget SIZE]\n"
+        "\n"
+        "ls     environments (cached locks) with their store size and last use\n"
+        "prune  remove least recently used environments until the package store fits\n"
+        "       SIZE (default 0: every environment no running process uses), then\n"
+        "       every store dir no remaining environment references\n";
+
+typedef struct LockCapture {
+        Renderer *rd;
+        char *lock_json;
+} LockCapture;
+
+static void lock_event(const RunEvent *ev, void *userdata) {
+        LockCapture *lc = userdata;
+        if (ev->type == RUN_EVENT_PROGRESS && ev->data && ev->phase && streq(ev->phase, "resolve")) {
+                free(lc->lock_json);
+                lc->lock_json = xstrndup(ev->data, ev->len);
+        }
+        renderer_event(ev, lc->rd);
+}
+
+int verb_lock(int argc, char **argv) {
+        RunArgs a;
+        _cleanup_free_ char *err = NULL;
+        if (cli_parse_run_args(argc, argv, &a, &err) < 0) {
+                fprintf(stderr, "pysprinter: %s\nTry 'pysprinter lock --help'.\n", err);
+                return EXIT_USAGE;
+        }
+        if (a.help) {
+                fputs(lock_help, stdout);
+                run_args_done(&a);
+                return 0;
+        }
+        _cleanup_free_ char *source = NULL;
+        size_t len = 0;
+        int r = read_file(a.file, RUN_MAX_SOURCE_BYTES, &source, &len);
+        if (r < 0) {
+                fprintf(stderr, "pysprinter: cannot read %s: %s\n", a.file, strerror(-r));
+                run_args_done(&a);
+                return EXIT_USAGE;
+        }
+        Engine *e = NULL;
+        r = cli_engine_open(&a, &e);
+        if (r) {
+                run_args_done(&a);
+                return r;
+        }
+        RunSpec spec = {
+                .source = source,
+                .source_len = len,
+                .filename = a.file,
+                .function = a.function,
+                .args_json = a.args_json,
+                .kwargs_json = a.kwargs_json,
+                .sandbox = a.sandbox,
+                .validate_only = true,
+                .no_record = true,
+        };
+        Renderer rd;
+        renderer_init(&rd, a.json_output);
+        LockCapture lc = { .rd = &rd };
+        RunResult *res = NULL;
+        r = engine_run(e, &spec, lock_event, &lc, &res);
+        renderer_done(&rd);
+        int code = 0;
+        if (r < 0) {
+                fprintf(stderr, "pysprinter: %s\n", strerror(-r));
+                code = EXIT_INTERNAL;
+        } else if (res->status != RUN_SUCCEEDED)
+                code = renderer_result(&rd, res);
+        else if (!lc.lock_json) {
+                /* No requirements: the empty lock. */
+                if (a.json_output)
+                        puts("{\"version\":1,\"requirements\":[],\"packages\":[]}");
+                else
+                        printf("%s: no requirements\n", a.target);
+        } else if (a.json_output)
+                puts(lc.lock_json);
+        else {
+                PkgLock *l = NULL;
+                _cleanup_free_ char *perr = NULL;
+                if (pkg_lock_from_json(lc.lock_json, &l, &perr) < 0) {
+                        fprintf(stderr, "pysprinter: %s\n", perr);
+                        code = EXIT_INTERNAL;
+                } else {
+                        printf("# %s: ", a.target);
+                        for (char **q = l->requirements; q && *q; q++)
+                                printf("%s%s", q == l->requirements ? "" : ", ", *q);
+                        printf("\n");
+                        for (size_t i = 0; i < l->n_entries; i++)
+                                printf("%-24s %-14s %s\n    sha256:%s\n", l->entries[i].name, l->entries[i].version,
+                                       l->entries[i].filename, l->entries[i].sha256);
+                        pkg_lock_free(l);
+                }
+        }
+        free(lc.lock_json);
+        run_result_free(res);
+        engine_free(e);
+        run_args_done(&a);
+        return code;
+}
+
+static char *format_size(uint64_t b) {
+        if (b >= (1ULL << 30))
+                return xasprintf("%.1fG", (double) b / (1ULL << 30));
+        if (b >= (1ULL << 20))
+                return xasprintf("%.1fM", (double) b / (1ULL << 20));
+        return xasprintf("%.1fK", (double) b / 1024);
+}
+
+static int env_ls(int argc, char **argv) {
+        bool json = argc > 0 && streq(argv[0], "--json");
+        _cleanup_free_ char *data = data_dir_default();
+        PkgEnvInfo *infos = NULL;
+        size_t n = 0;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_env_list(data, &infos, &n, &err);
+        if (r < 0) {
+                fprintf(stderr, "pysprinter: %s\n", err);
+                return EXIT_INTERNAL;
+        }
+        if (!json && n == 0)
+                printf("no environments in %s\n", data);
+        else if (!json)
+                printf("%-12s %8s  %-24s %-6s %s\n", "ENV", "SIZE", "LAST USED", "IN USE", "REQUIREMENTS");
+        if (json)
+                printf("[");
+        for (size_t i = 0; i < n; i++) {
+                char ts[32];
+                format_timestamp(infos[i].last_used, ts);
+                _cleanup_free_ char *size = format_size(infos[i].size_bytes);
+                Buf reqs;
+                buf_init(&reqs, 1 << 20);
+                for (char **q = infos[i].requirements; q && *q; q++) {
+                        if (json)
+                                buf_printf(&reqs, "%s\"%s\"", q == infos[i].requirements ? "" : ",", *q);
+                        else
+                                buf_printf(&reqs, "%s%s", q == infos[i].requirements ? "" : ", ", *q);
+                }
+                if (json)
+                        printf("%s{\"key\":\"%s\",\"size_bytes\":%llu,\"last_used\":\"%s\",\"in_use\":%s,"
+                               "\"requirements\":[%s]}",
+                               i ? "," : "", infos[i].key, (unsigned long long) infos[i].size_bytes, ts,
+                               infos[i].in_use ? "true" : "false", reqs.data ? reqs.data : "");
+                else
+                        printf("%-12.12s %8s  %-24s %-6s %s\n", infos[i].key, size, ts, infos[i].in_use ? "yes" : "no",
+                               reqs.data ? reqs.data : "");
+                buf_free(&reqs);
+        }
+        if (json)
+                printf("]\n");
+        pkg_env_info_free_many(infos, n);
+        return 0;
+}
+
+static int env_prune(int argc, char **argv) {
+        uint64_t budget = 0;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--budget") && i + 1 < argc) {
+                        if (cli_parse_size(argv[++i], &budget) < 0) {
+                                fprintf(stderr, "pysprinter: invalid size '%s'\n", argv[i]);
+                                return EXIT_USAGE;
+                        }
+                } else if (startswith(argv[i], "--budget=")) {
+                        if (cli_parse_size(argv[i] + 9, &budget) < 0) {
+                                fprintf(stderr, "pysprinter: invalid size '%s'\n", argv[i] + 9);
+                                return EXIT_USAGE;
+                        }
+                } else {
+                        fprintf(stderr, "pysprinter: unknown option '%s'\n%s", argv[i], env_help);
+                        return EXIT_USAGE;
+                }
+        }
+        _cleanup_free_ char *data = data_dir_default();
+        uint64_t freed = 0;
+        size_t removed = 0;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_env_prune(data, budget, &freed, &removed, &err);
+        if (r < 0) {
+                fprintf(stderr, "pysprinter: %s\n", err);
+                return EXIT_INTERNAL;
+        }
+        _cleanup_free_ char *size = format_size(freed);
+        printf("removed %zu environment%s, freed %s\n", removed, removed == 1 ? "" : "s", size);
+        return 0;
+}
+
+int verb_env(int argc, char **argv) {
+        if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h")) {
+                fputs(env_help, argc < 1 ? stderr : stdout);
+                return argc < 1 ? EXIT_USAGE : 0;
+        }
+        if (streq(argv[0], "ls") || streq(argv[0], "list"))
+                return env_ls(argc - 1, argv + 1);
+        if (streq(argv[0], "prune"))
+                return env_prune(argc - 1, argv + 1);
+        fprintf(stderr, "pysprinter: unknown env command '%s'\n%s", argv[0], env_help);
+        return EXIT_USAGE;
+}
