@@ -1,0 +1,54 @@
+/* Capabilities: the run keeps none, in any set, and cannot regain them.
+ *
+ * Inside its user namespace the run is uid 0. Without the securebits a
+ * uid-0 execve() would grant the full permitted set again; with the
+ * bounding set empty that set is empty anyway, and SECBIT_NOROOT makes it
+ * explicit. no_new_privs stops setuid binaries and file capabilities;
+ * PR_SET_DUMPABLE 0 makes /proc/PID of the run inaccessible to other
+ * processes of the same uid (another run, or a survivor). */
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "sandbox-internal.h"
+
+static int last_cap(void) {
+        _cleanup_free_ char *s = NULL;
+        if (read_file("/proc/sys/kernel/cap_last_cap", 64, &s, NULL) >= 0) {
+                long v = strtol(s, NULL, 10);
+                if (v > 0 && v < 128)
+                        return (int) v;
+        }
+        return 63;
+}
+
+int sandbox_caps_drop(char **ret_error) {
+        unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                             SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
+        /* Needs CAP_SETPCAP: absent when the caller has no capabilities at
+         * all (then there is nothing to regain either). */
+        (void) prctl(PR_SET_SECUREBITS, bits, 0, 0, 0);
+        int last = last_cap();
+        for (int c = 0; c <= last; c++)
+                if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL && errno != EPERM) {
+                        *ret_error = xasprintf("dropping capability %d from the bounding set: %s", c, strerror(errno));
+                        return -errno;
+                }
+        (void) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+        struct __user_cap_data_struct data[2] = { 0 };
+        if (syscall(SYS_capset, &hdr, data) < 0) {
+                *ret_error = xasprintf("dropping capabilities: %s", strerror(errno));
+                return -errno;
+        }
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+                *ret_error = xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+                return -errno;
+        }
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(errno));
+                return -errno;
+        }
+        return 0;
+}

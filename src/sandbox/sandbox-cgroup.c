@@ -1,0 +1,426 @@
+/* cgroups: a group per run, beneath the engine's own, v2 or v1.
+ *
+ * Both layouts exist in the wild and on one machine at once: a "hybrid"
+ * host has the v1 controllers (memory, pids, cpu) and a controller-less v2
+ * mount at /sys/fs/cgroup/unified. We make the run's group on v2 whenever
+ * v2 is mounted (even without controllers it gives cgroup.kill, an atomic
+ * kill of the whole tree) and, for each controller v2 cannot provide
+ * beneath us, on that controller's v1 hierarchy.
+ *
+ * Delegation without chown: the engine opens each group's cgroup.procs
+ * for writing and hands the fds to the run, which writes "0" (itself).
+ * The kernel checks a cgroup.procs write against the credentials of the
+ * file's opener (cgroup_procs_write(): "check permissions using the
+ * credentials from file open to protect against inherited fd attacks"),
+ * so a run that is "nobody" on the host can still join the group the
+ * engine made for it, and only that group. */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "sandbox-internal.h"
+
+enum {
+        CTRL_MEMORY = 1 << 0,
+        CTRL_PIDS = 1 << 1,
+        CTRL_CPU = 1 << 2,
+        CTRL_ALL = CTRL_MEMORY | CTRL_PIDS | CTRL_CPU,
+};
+static const char *const ctrl_names[] = { "memory", "pids", "cpu" };
+
+typedef struct CgDir {
+        char *path;
+        bool v2;
+        unsigned ctrls;
+        int procs_fd;
+} CgDir;
+
+struct SandboxCgroup {
+        CgDir dirs[6];
+        size_t n;
+        unsigned have;
+        char *missing;
+};
+
+typedef struct Hier {
+        bool v2;
+        char opts[256];   /* v1: super options (controllers) */
+        char dir[4096];   /* mount point + our path */
+} Hier;
+
+static int write_str(const char *dir, const char *file, const char *s) {
+        _cleanup_free_ char *p = path_join(dir, file);
+        _cleanup_close_ int fd = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, s, strlen(s)) < 0)
+                return -errno;
+        return 0;
+}
+
+static int read_key(const char *dir, const char *file, const char *key, uint64_t *ret) {
+        _cleanup_free_ char *p = path_join(dir, file), *s = NULL;
+        int r = read_file(p, 64 << 10, &s, NULL);
+        if (r < 0)
+                return r;
+        if (!key) {
+                *ret = strtoull(s, NULL, 10);
+                return 0;
+        }
+        size_t kl = strlen(key);
+        for (char *line = s; line && *line;) {
+                if (strneq(line, key, kl) && line[kl] == ' ') {
+                        *ret = strtoull(line + kl + 1, NULL, 10);
+                        return 0;
+                }
+                line = strchr(line, '\n');
+                if (line)
+                        line++;
+        }
+        return -ENOENT;
+}
+
+static bool has_word(const char *list, const char *word, char sep) {
+        size_t l = strlen(word);
+        for (const char *p = list; p && *p;) {
+                const char *e = strchr(p, sep);
+                size_t n = e ? (size_t) (e - p) : strlen(p);
+                if (n == l && strneq(p, word, l))
+                        return true;
+                p = e ? e + 1 : NULL;
+        }
+        return false;
+}
+
+static unsigned ctrls_of(const char *list, char sep) {
+        unsigned m = 0;
+        for (size_t i = 0; i < ELEMENTSOF(ctrl_names); i++)
+                if (has_word(list, ctrl_names[i], sep))
+                        m |= 1U << i;
+        return m;
+}
+
+/* Finds, for the v2 hierarchy and each v1 hierarchy we care about, the
+ * directory of the cgroup this process is in: the mount point of that
+ * hierarchy plus our path (relative to the mount's root, which is not "/"
+ * inside some containers). */
+static int find_hierarchies(Hier *out, size_t max, size_t *ret_n) {
+        _cleanup_free_ char *cg = NULL, *mi = NULL;
+        int r = read_file("/proc/self/cgroup", 64 << 10, &cg, NULL);
+        if (r < 0)
+                return r;
+        r = read_file("/proc/self/mountinfo", 4 << 20, &mi, NULL);
+        if (r < 0)
+                return r;
+        size_t n = 0;
+        for (char *line = cg; line && *line && n < max;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = 0;
+                char *c1 = strchr(line, ':');
+                char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+                if (c2) {
+                        *c2 = 0;
+                        const char *ctrls = c1 + 1, *path = c2 + 1;
+                        bool v2 = strneq(line, "0:", 2) && *ctrls == 0;
+                        unsigned want = v2 ? CTRL_ALL : ctrls_of(ctrls, ',');
+                        if (want) {
+                                /* Find the mount. */
+                                _cleanup_free_ char *mcopy = xstrdup(mi);
+                                for (char *ml = mcopy; ml && *ml;) {
+                                        char *mnl = strchr(ml, '\n');
+                                        if (mnl)
+                                                *mnl = 0;
+                                        char root[4096], mnt[4096], fstype[64], superopts[512];
+                                        char *dash = strstr(ml, " - ");
+                                        if (dash && sscanf(ml, "%*s %*s %*s %4095s %4095s", root, mnt) == 2 &&
+                                            sscanf(dash + 3, "%63s %*s %511s", fstype, superopts) == 2) {
+                                                bool match = v2 ? streq(fstype, "cgroup2")
+                                                                : streq(fstype, "cgroup") &&
+                                                                          (ctrls_of(superopts, ',') & want);
+                                                if (match) {
+                                                        const char *rel = path;
+                                                        if (!streq(root, "/")) {
+                                                                if (!startswith(path, root))
+                                                                        goto next;
+                                                                rel = path + strlen(root);
+                                                        }
+                                                        Hier *h = &out[n++];
+                                                        h->v2 = v2;
+                                                        snprintf(h->opts, sizeof(h->opts), "%s", v2 ? "" : ctrls);
+                                                        snprintf(h->dir, sizeof(h->dir), "%s%s", mnt,
+                                                                 streq(rel, "/") ? "" : rel);
+                                                        break;
+                                                }
+                                        }
+                                next:
+                                        ml = mnl ? mnl + 1 : NULL;
+                                }
+                        }
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        *ret_n = n;
+        return 0;
+}
+
+static void apply_limits(CgDir *d, const SandboxLimits *l) {
+        char buf[64];
+        if (d->ctrls & CTRL_MEMORY && l->memory_bytes) {
+                snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->memory_bytes);
+                if (d->v2) {
+                        (void) write_str(d->path, "memory.max", buf);
+                        /* "With swap": no swap at all beyond the limit. */
+                        (void) write_str(d->path, "memory.swap.max", "0");
+                        /* One OOM kills the whole run, not a random member. */
+                        (void) write_str(d->path, "memory.oom.group", "1");
+                } else {
+                        (void) write_str(d->path, "memory.limit_in_bytes", buf);
+                        (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
+                        (void) write_str(d->path, "memory.swappiness", "0");
+                }
+        }
+        if (d->ctrls & CTRL_PIDS && l->max_procs) {
+                snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
+                (void) write_str(d->path, "pids.max", buf);
+        }
+        if (d->ctrls & CTRL_CPU && l->cpu_millis) {
+                unsigned long long period = 100000, quota = period * l->cpu_millis / 1000;
+                if (d->v2) {
+                        snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
+                        (void) write_str(d->path, "cpu.max", buf);
+                } else {
+                        snprintf(buf, sizeof(buf), "%llu", period);
+                        (void) write_str(d->path, "cpu.cfs_period_us", buf);
+                        snprintf(buf, sizeof(buf), "%llu", quota);
+                        (void) write_str(d->path, "cpu.cfs_quota_us", buf);
+                }
+        }
+}
+
+static bool name_ok(const char *name) {
+        size_t l = strlen(name);
+        if (l == 0 || l > 64)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_' || *p == '.'))
+                        return false;
+        return !streq(name, ".") && !streq(name, "..");
+}
+
+static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool v2, unsigned ctrls,
+                   const SandboxLimits *l) {
+        if (cg->n >= ELEMENTSOF(cg->dirs))
+                return -E2BIG;
+        _cleanup_free_ char *leaf = xasprintf("pysprinter-%s", name);
+        char *path = path_join(parent, leaf);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+                int r = -errno;
+                free(path);
+                return r;
+        }
+        CgDir *d = &cg->dirs[cg->n++];
+        *d = (CgDir) { .path = path, .v2 = v2, .ctrls = ctrls, .procs_fd = -EBADF };
+        apply_limits(d, l);
+        _cleanup_free_ char *procs = path_join(path, "cgroup.procs");
+        d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (d->procs_fd < 0)
+                return -errno;
+        cg->have |= ctrls;
+        return 0;
+}
+
+int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgroup **ret, char **ret_error) {
+        if (!name_ok(name)) {
+                *ret_error = xasprintf("invalid cgroup name '%s'", name);
+                return -EINVAL;
+        }
+        Hier h[16];
+        size_t nh = 0;
+        int r = find_hierarchies(h, ELEMENTSOF(h), &nh);
+        if (r < 0) {
+                *ret_error = xasprintf("reading /proc/self/cgroup: %s", strerror(-r));
+                return r;
+        }
+        SandboxCgroup *cg = xcalloc(1, sizeof(SandboxCgroup));
+        int first_err = 0;
+        /* v2 first. */
+        for (size_t i = 0; i < nh; i++) {
+                if (!h[i].v2)
+                        continue;
+                _cleanup_free_ char *avail = NULL, *ctl = path_join(h[i].dir, "cgroup.controllers");
+                unsigned ctrls = 0;
+                if (read_file(ctl, 4096, &avail, NULL) >= 0) {
+                        strstrip(avail);
+                        unsigned a = ctrls_of(avail, ' ');
+                        /* Enable what is available for our children; this
+                         * fails while our own cgroup holds processes and
+                         * is not the root (the "no internal processes"
+                         * rule); then v1 or rlimits have to do. */
+                        for (size_t c = 0; c < ELEMENTSOF(ctrl_names); c++) {
+                                if (!(a & (1U << c)))
+                                        continue;
+                                _cleanup_free_ char *plus = xasprintf("+%s", ctrl_names[c]);
+                                _cleanup_free_ char *sub = NULL, *subp = path_join(h[i].dir, "cgroup.subtree_control");
+                                if (read_file(subp, 4096, &sub, NULL) >= 0 && has_word(strstrip(sub), ctrl_names[c], ' '))
+                                        ctrls |= 1U << c;
+                                else if (write_str(h[i].dir, "cgroup.subtree_control", plus) >= 0)
+                                        ctrls |= 1U << c;
+                        }
+                }
+                r = add_dir(cg, h[i].dir, name, true, ctrls, limits);
+                if (r < 0 && !first_err)
+                        first_err = r;
+                break;
+        }
+        for (size_t i = 0; i < nh; i++) {
+                if (h[i].v2)
+                        continue;
+                unsigned ctrls = ctrls_of(h[i].opts, ',') & ~cg->have;
+                if (!ctrls)
+                        continue;
+                r = add_dir(cg, h[i].dir, name, false, ctrls, limits);
+                if (r < 0 && !first_err)
+                        first_err = r;
+        }
+        if (cg->n == 0 || (first_err && cg->dirs[cg->n - 1].procs_fd < 0 && cg->n == 1)) {
+                *ret_error = xasprintf("cannot create a cgroup beneath this process's own (%s); limits fall back "
+                                       "to rlimits", first_err ? strerror(-first_err) : "no cgroup hierarchy mounted");
+                sandbox_cgroup_free(cg);
+                return first_err ? first_err : -ENOENT;
+        }
+        if ((cg->have & CTRL_ALL) != CTRL_ALL) {
+                _cleanup_(buf_free) Buf b;
+                buf_init(&b, 256);
+                for (size_t c = 0; c < ELEMENTSOF(ctrl_names); c++)
+                        if (!(cg->have & (1U << c)))
+                                (void) buf_printf(&b, "%s%s", b.len ? ", " : "", ctrl_names[c]);
+                cg->missing = buf_steal(&b);
+        }
+        *ret = cg;
+        return 0;
+}
+
+const char *sandbox_cgroup_missing(const SandboxCgroup *cg) {
+        return cg ? cg->missing : "memory, pids, cpu";
+}
+
+bool sandbox_cgroup_has_memory(const SandboxCgroup *cg) {
+        return cg && (cg->have & CTRL_MEMORY);
+}
+
+size_t sandbox_cgroup_procs_fds(const SandboxCgroup *cg, int *fds, size_t max) {
+        size_t n = 0;
+        for (size_t i = 0; cg && i < cg->n && n < max; i++)
+                if (cg->dirs[i].procs_fd >= 0)
+                        fds[n++] = cg->dirs[i].procs_fd;
+        return n;
+}
+
+/* Reads the pids in dir/cgroup.procs, SIGKILLs them; returns how many. */
+static int kill_listed(const char *dir) {
+        _cleanup_free_ char *p = path_join(dir, "cgroup.procs"), *s = NULL;
+        int r = read_file(p, 4 << 20, &s, NULL);
+        if (r < 0)
+                return r == -ENOENT ? 0 : r;
+        int n = 0;
+        for (char *t = s; *t;) {
+                char *end;
+                long pid = strtol(t, &end, 10);
+                if (end == t)
+                        break;
+                if (pid > 0) {
+                        (void) kill((pid_t) pid, SIGKILL);
+                        n++;
+                }
+                t = end;
+                while (*t == '\n')
+                        t++;
+        }
+        return n;
+}
+
+int sandbox_cgroup_kill(SandboxCgroup *cg) {
+        if (!cg)
+                return 0;
+        for (size_t i = 0; i < cg->n; i++)
+                if (cg->dirs[i].v2)
+                        (void) write_str(cg->dirs[i].path, "cgroup.kill", "1");
+        /* Without cgroup.kill (v1, or v2 before 5.14) a fork can race the
+         * kill; pids.max bounds the race and the run's pid namespace dies
+         * with its init, so a few rounds converge. */
+        for (int round = 0; round < 2000; round++) {
+                int alive = 0;
+                for (size_t i = 0; i < cg->n; i++) {
+                        int k = kill_listed(cg->dirs[i].path);
+                        if (k > 0)
+                                alive += k;
+                }
+                if (alive == 0)
+                        return 0;
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        return -EBUSY;
+}
+
+int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret) {
+        SandboxCgroupStats s = { 0 };
+        for (size_t i = 0; cg && i < cg->n; i++) {
+                const CgDir *d = &cg->dirs[i];
+                uint64_t v;
+                if (d->ctrls & CTRL_MEMORY) {
+                        if (d->v2) {
+                                if (read_key(d->path, "memory.events", "oom_kill", &v) >= 0)
+                                        s.oom_kills += v;
+                                if (read_key(d->path, "memory.peak", NULL, &v) >= 0)
+                                        s.memory_peak = v;
+                        } else {
+                                if (read_key(d->path, "memory.oom_control", "oom_kill", &v) >= 0)
+                                        s.oom_kills += v;
+                                if (read_key(d->path, "memory.failcnt", NULL, &v) >= 0)
+                                        s.memory_failcnt += v;
+                                if (read_key(d->path, "memory.memsw.failcnt", NULL, &v) >= 0)
+                                        s.memory_failcnt += v;
+                                if (read_key(d->path, "memory.max_usage_in_bytes", NULL, &v) >= 0)
+                                        s.memory_peak = v;
+                        }
+                }
+                if (d->ctrls & CTRL_PIDS && read_key(d->path, "pids.events", "max", &v) >= 0)
+                        s.pids_max += v;
+        }
+        *ret = s;
+        return 0;
+}
+
+SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
+        if (!cg)
+                return NULL;
+        (void) sandbox_cgroup_kill(cg);
+        for (size_t i = 0; i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                d->procs_fd = fd_close(d->procs_fd);
+                /* rmdir races the last exits' bookkeeping: retry briefly. */
+                for (int t = 0; t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
+                        (void) kill_listed(d->path);
+                        struct timespec ts = { 0, 1000000 };
+                        nanosleep(&ts, NULL);
+                }
+                free(d->path);
+        }
+        free(cg->missing);
+        free(cg);
+        return NULL;
+}
+
+int sandbox_cgroup_join(const int *fds, size_t n, char **ret_error) {
+        for (size_t i = 0; i < n; i++) {
+                if (write(fds[i], "0", 1) < 0) {
+                        *ret_error = xasprintf("joining the run's cgroup: %s", strerror(errno));
+                        return -errno;
+                }
+        }
+        return 0;
+}

@@ -1,0 +1,397 @@
+/* Mount namespace: a fresh tmpfs root holding only read-only binds.
+ *
+ * Trade-off (written down as the brief asks): the root binds all of /usr
+ * read-only rather than exactly the libraries the worker maps (an
+ * ldd-equivalent). ctypes, subprocess and packages with native code load
+ * libraries and helpers we cannot predict (libc via ctypes.util, libffi,
+ * libssl, tzdata, CA certificates); binding them one by one breaks real
+ * code, while /usr holds nothing secret. What lies outside /usr and is
+ * mapped by the worker (a libpython in /opt, the worker binary in a build
+ * tree) is bound file by file from /proc/self/maps. /etc is synthetic: a
+ * passwd/group/hosts of our own plus the few public files the loader and
+ * TLS need. Host /home, /root, /var, /run, /etc/shadow... never exist.
+ *
+ * The root is built by the still-privileged set-up process in a private
+ * mount namespace, before the user namespace exists: the uid the sandbox
+ * maps to may not be able to walk to a source (pytest's 0700 tmp dirs),
+ * and the copy of this namespace that the user namespace gets has every
+ * mount locked (read-only stays read-only, nothing can be unmounted to
+ * uncover what lies beneath). Sources are opened O_PATH|O_NOFOLLOW and
+ * bound through /proc/self/fd/N, after the tmpfs hides /tmp: a bind
+ * source under /tmp stays reachable, and a symlink swapped in between
+ * check and use is not followed. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+
+#include "sandbox-internal.h"
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+#define NEWROOT "/tmp"
+
+/* Read-only paths under /tmp: each run's own /tmp tmpfs would hide them,
+ * so the run binds them again on top of it. */
+static char **tmp_binds;
+
+typedef enum BindKind { BIND_DIR, BIND_FILE, BIND_DEV, BIND_SYMLINK } BindKind;
+
+typedef struct Bind {
+        char *dst;      /* absolute path inside */
+        char *target;   /* BIND_SYMLINK: link text */
+        int fd;         /* O_PATH source */
+        BindKind kind;
+} Bind;
+
+struct SandboxMounts {
+        Bind *binds;
+        size_t n;
+        uint64_t tmp_bytes;
+};
+
+SandboxMounts *sandbox_mounts_free(SandboxMounts *m) {
+        if (!m)
+                return NULL;
+        for (size_t i = 0; i < m->n; i++) {
+                free(m->binds[i].dst);
+                free(m->binds[i].target);
+                fd_close(m->binds[i].fd);
+        }
+        free(m->binds);
+        free(m);
+        return NULL;
+}
+
+static bool covered(const SandboxMounts *m, const char *path) {
+        for (size_t i = 0; i < m->n; i++) {
+                const char *d = m->binds[i].dst;
+                size_t l = strlen(d);
+                if (m->binds[i].kind == BIND_DIR && strneq(path, d, l) && (path[l] == '/' || path[l] == 0))
+                        return true;
+                if (streq(path, d))
+                        return true;
+        }
+        return false;
+}
+
+static void add(SandboxMounts *m, BindKind kind, const char *dst, int fd, const char *target) {
+        m->binds = xrealloc(m->binds, (m->n + 1) * sizeof(Bind));
+        m->binds[m->n++] = (Bind) { .dst = xstrdup(dst), .target = target ? xstrdup(target) : NULL, .fd = fd,
+                                    .kind = kind };
+}
+
+/* Adds path (as found on the host) at the same place. Symlinks at the top
+ * level are recreated as symlinks (/lib -> usr/lib on merged-/usr
+ * systems), so the sandbox sees the same layout. */
+static int add_path(SandboxMounts *m, const char *path, bool required, bool device, char **ret_error) {
+        if (covered(m, path))
+                return 0;
+        struct stat st;
+        if (lstat(path, &st) < 0) {
+                if (!required && errno == ENOENT)
+                        return 0;
+                *ret_error = xasprintf("cannot bind %s into the sandbox: %s", path, strerror(errno));
+                return -errno;
+        }
+        if (S_ISLNK(st.st_mode)) {
+                char buf[4096];
+                ssize_t l = readlink(path, buf, sizeof(buf) - 1);
+                if (l < 0)
+                        return -errno;
+                buf[l] = 0;
+                add(m, BIND_SYMLINK, path, -EBADF, buf);
+                /* Bind what an absolute link points to, too. */
+                if (buf[0] == '/')
+                        return add_path(m, buf, false, device, ret_error);
+                return 0;
+        }
+        int fd = open(path, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                *ret_error = xasprintf("cannot open %s for the sandbox: %s", path, strerror(errno));
+                return -errno;
+        }
+        add(m, device ? BIND_DEV : S_ISDIR(st.st_mode) ? BIND_DIR : BIND_FILE, path, fd, NULL);
+        return 0;
+}
+
+/* Files the worker has mapped (libpython, its dependencies, the worker
+ * binary) that /usr does not already hold. */
+static int add_mapped(SandboxMounts *m, char **ret_error) {
+        _cleanup_free_ char *maps = NULL;
+        int r = read_file("/proc/self/maps", 4 << 20, &maps, NULL);
+        if (r < 0)
+                return 0;
+        for (char *line = maps; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = 0;
+                char *p = strchr(line, '/');
+                if (p && !strstr(p, " (deleted)")) {
+                        r = add_path(m, p, false, false, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        return 0;
+}
+
+int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, char **ret_error) {
+        SandboxMounts *m = xcalloc(1, sizeof(SandboxMounts));
+        m->tmp_bytes = cfg->worker_tmp_bytes ?: 16ULL << 20;
+        int r;
+        static const char *const system_paths[] = {
+                "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
+                "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/resolv.conf",
+                "/etc/nsswitch.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/mime.types",
+                "/etc/python3", "/etc/python3.11", "/etc/python3.12", "/etc/python3.13",
+        };
+        static const char *const devices[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                                                "/dev/urandom" };
+        for (size_t i = 0; i < ELEMENTSOF(system_paths); i++) {
+                r = add_path(m, system_paths[i], false, false, ret_error);
+                if (r < 0)
+                        goto fail;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(devices); i++) {
+                r = add_path(m, devices[i], true, true, ret_error);
+                if (r < 0)
+                        goto fail;
+        }
+        _cleanup_free_ char *exe = NULL;
+        char buf[4096];
+        ssize_t l = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+        if (l > 0) {
+                buf[l] = 0;
+                r = add_path(m, buf, true, false, ret_error);
+                if (r < 0)
+                        goto fail;
+        }
+        r = add_mapped(m, ret_error);
+        if (r < 0)
+                goto fail;
+        for (char **p = cfg->ro_paths; p && *p; p++) {
+                if ((*p)[0] != '/') {
+                        *ret_error = xasprintf("sandbox path %s is not absolute", *p);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                r = add_path(m, *p, true, false, ret_error);
+                if (r < 0)
+                        goto fail;
+                if (startswith(*p, "/tmp/"))
+                        tmp_binds = strv_append(tmp_binds, *p);
+        }
+        *ret = m;
+        return 0;
+fail:
+        sandbox_mounts_free(m);
+        return r;
+}
+
+static int make_ro(const char *path, bool dev) {
+        /* mount_setattr() can make a recursive bind read-only in one go and
+         * only adds flags, so it never trips over flags the source mount
+         * has locked. Older kernels: a bind remount restating those flags. */
+        struct mount_attr attr = {
+                .attr_set = MOUNT_ATTR_NOSUID | (dev ? MOUNT_ATTR_NOEXEC : MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV),
+        };
+        if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof(attr)) == 0)
+                return 0;
+        struct statvfs sv;
+        if (statvfs(path, &sv) < 0)
+                return -errno;
+        unsigned long fl = MS_REMOUNT | MS_BIND | MS_NOSUID;
+        fl |= dev ? MS_NOEXEC : MS_RDONLY | MS_NODEV;
+        if (sv.f_flag & ST_NOEXEC)
+                fl |= MS_NOEXEC;
+        if (sv.f_flag & ST_NODEV)
+                fl |= MS_NODEV;
+        if (sv.f_flag & ST_RDONLY)
+                fl |= MS_RDONLY;
+        if (sv.f_flag & ST_NOATIME)
+                fl |= MS_NOATIME;
+        if (sv.f_flag & ST_RELATIME)
+                fl |= MS_RELATIME;
+        if (mount(NULL, path, NULL, fl, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
+static int write_text(const char *path, const char *text) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return -errno;
+        return write_full(fd, text, strlen(text));
+}
+
+static int mkdir_parents_in(const char *full) {
+        _cleanup_free_ char *d = xstrdup(full);
+        char *s = strrchr(d, '/');
+        if (s && s != d) {
+                *s = 0;
+                return mkdir_p(d, 0755);
+        }
+        return 0;
+}
+
+#define FAIL(r, ...)                                    \
+        do {                                            \
+                *ret_error = xasprintf(__VA_ARGS__);    \
+                return (r);                             \
+        } while (0)
+
+int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
+        int r;
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                FAIL(-errno, "making / private: %s", strerror(errno));
+        /* The fds must refer to mounts of this namespace (bind refuses a
+         * source from another one): open them now. */
+        for (size_t i = 0; i < m->n; i++) {
+                Bind *b = &m->binds[i];
+                b->fd = fd_close(b->fd);
+                if (b->kind == BIND_SYMLINK)
+                        continue;
+                b->fd = open(b->dst, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+                if (b->fd < 0)
+                        FAIL(-errno, "cannot open %s for the sandbox: %s", b->dst, strerror(errno));
+        }
+        if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m,nr_inodes=4096") < 0)
+                FAIL(-errno, "mounting the sandbox's root tmpfs: %s", strerror(errno));
+
+        for (size_t i = 0; i < m->n; i++) {
+                Bind *b = &m->binds[i];
+                _cleanup_free_ char *dst = path_join(NEWROOT, b->dst);
+                char src[64];
+                snprintf(src, sizeof(src), "/proc/self/fd/%d", b->fd);
+                r = mkdir_parents_in(dst);
+                if (r < 0)
+                        FAIL(r, "creating %s in the sandbox: %s", b->dst, strerror(-r));
+                switch (b->kind) {
+                case BIND_SYMLINK:
+                        if (symlink(b->target, dst) < 0 && errno != EEXIST)
+                                FAIL(-errno, "symlink %s in the sandbox: %s", b->dst, strerror(errno));
+                        continue;
+                case BIND_DIR:
+                        if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+                                FAIL(-errno, "mkdir %s in the sandbox: %s", b->dst, strerror(errno));
+                        break;
+                case BIND_FILE:
+                case BIND_DEV: {
+                        int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+                        if (fd < 0 && errno != EEXIST)
+                                FAIL(-errno, "creating %s in the sandbox: %s", b->dst, strerror(errno));
+                        fd_close(fd);
+                        break;
+                }
+                default:
+                        break;
+                }
+                if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+                        FAIL(-errno, "binding %s into the sandbox: %s", b->dst, strerror(errno));
+                r = make_ro(dst, b->kind == BIND_DEV);
+                if (r < 0)
+                        FAIL(r, "making %s read-only in the sandbox: %s", b->dst, strerror(-r));
+        }
+
+        /* /dev: a tmpfs with just the bound device nodes (mknod needs a
+         * privilege a user namespace never has) and the usual links. */
+        static const char *const devlinks[][2] = {
+                { "/proc/self/fd", NEWROOT "/dev/fd" },       { "/proc/self/fd/0", NEWROOT "/dev/stdin" },
+                { "/proc/self/fd/1", NEWROOT "/dev/stdout" }, { "/proc/self/fd/2", NEWROOT "/dev/stderr" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(devlinks); i++)
+                if (symlink(devlinks[i][0], devlinks[i][1]) < 0 && errno != EEXIST)
+                        FAIL(-errno, "symlink %s: %s", devlinks[i][1], strerror(errno));
+        static const char *const dirs[] = { NEWROOT "/dev/shm", NEWROOT "/proc", NEWROOT "/tmp", NEWROOT "/etc" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
+                        FAIL(-errno, "mkdir %s: %s", dirs[i], strerror(errno));
+
+        /* A synthetic /etc: who "we" are, and localhost. */
+        (void) write_text(NEWROOT "/etc/passwd", "root:x:0:0:root:/tmp:/usr/sbin/nologin\n"
+                                                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+        (void) write_text(NEWROOT "/etc/group", "root:x:0:\nnogroup:x:65534:\n");
+        (void) write_text(NEWROOT "/etc/hostname", "pysprinter\n");
+        (void) write_text(NEWROOT "/etc/hosts", "127.0.0.1 localhost pysprinter\n::1 localhost ip6-localhost\n");
+
+        /* A proc of the host's pid namespace, only so that the worker may
+         * mount its own on top: a user namespace may mount proc only where
+         * a fully visible one exists (mnt_too_revealing()). It stays
+         * locked beneath the worker's. */
+        if (mount("proc", NEWROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                FAIL(-errno, "mounting /proc in the sandbox: %s", strerror(errno));
+
+        /* The root itself becomes read-only; /tmp, /dev/shm and /proc are
+         * mounts of their own. */
+        if (mount(NULL, NEWROOT, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+                FAIL(-errno, "making the sandbox root read-only: %s", strerror(errno));
+
+        if (chdir(NEWROOT) < 0)
+                FAIL(-errno, "chdir: %s", strerror(errno));
+        /* pivot_root(".", "."): the old root ends up stacked on the new one
+         * and is detached right away; nothing of the host stays reachable. */
+        if (syscall(SYS_pivot_root, ".", ".") < 0)
+                FAIL(-errno, "pivot_root: %s", strerror(errno));
+        if (umount2(".", MNT_DETACH) < 0)
+                FAIL(-errno, "detaching the old root: %s", strerror(errno));
+        if (chdir("/") < 0)
+                FAIL(-errno, "chdir /: %s", strerror(errno));
+        for (size_t i = 0; i < m->n; i++)
+                m->binds[i].fd = fd_close(m->binds[i].fd);
+        return 0;
+}
+
+int sandbox_mounts_worker_proc(char **ret_error) {
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                FAIL(-errno, "mounting the worker's /proc: %s (a container that masks parts of /proc forbids "
+                             "this)", strerror(errno));
+        return 0;
+}
+
+int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error) {
+        char opts[128];
+        size_t n_trees = strv_length(tmp_binds);
+        int trees[n_trees + 1];
+        for (size_t i = 0; i < n_trees; i++) {
+                trees[i] = (int) syscall(SYS_open_tree, AT_FDCWD, tmp_binds[i],
+                                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+                if (trees[i] < 0)
+                        FAIL(-errno, "keeping %s visible in the run: %s", tmp_binds[i], strerror(errno));
+        }
+        /* nr_inodes caps what a run can create even in tiny files; tmpfs
+         * pages are charged to the run's memory cgroup as well. /tmp stays
+         * exec-able (packages unpack and load native code there: nosuid and
+         * the empty capability set make exec harmless); /dev/shm does not. */
+        snprintf(opts, sizeof(opts), "mode=1777,size=%llu,nr_inodes=16384", (unsigned long long) tmp_bytes);
+        if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                FAIL(-errno, "mounting the run's /tmp: %s", strerror(errno));
+        for (size_t i = 0; i < n_trees; i++) {
+                int r = mkdir_p(tmp_binds[i], 0755);
+                if (r < 0)
+                        FAIL(r, "mkdir %s in the run: %s", tmp_binds[i], strerror(-r));
+                if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, tmp_binds[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        FAIL(-errno, "binding %s into the run: %s", tmp_binds[i], strerror(errno));
+                close(trees[i]);
+        }
+        snprintf(opts, sizeof(opts), "mode=1777,size=%llu,nr_inodes=4096", (unsigned long long) shm_bytes);
+        if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+                FAIL(-errno, "mounting the run's /dev/shm: %s", strerror(errno));
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                FAIL(-errno, "mounting the run's /proc: %s", strerror(errno));
+        return 0;
+}

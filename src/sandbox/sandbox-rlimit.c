@@ -1,0 +1,36 @@
+/* Resource limits: the per-process backstops under the cgroup limits. */
+#include <sys/resource.h>
+
+#include "sandbox-internal.h"
+
+static int set(int res, uint64_t v, const char *name, char **ret_error) {
+        struct rlimit rl = { .rlim_cur = v, .rlim_max = v };
+        if (setrlimit(res, &rl) < 0) {
+                *ret_error = xasprintf("setrlimit(%s): %s", name, strerror(errno));
+                return -errno;
+        }
+        return 0;
+}
+
+int sandbox_rlimits_apply(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error) {
+        uint64_t tmp = cfg->tmp_bytes ?: 64ULL << 20;
+        int r;
+        /* No core files: they would land in the run's tmpfs at best and
+         * carry its memory (and secrets it was given) at worst. */
+        if ((r = set(RLIMIT_CORE, 0, "RLIMIT_CORE", ret_error)) < 0)
+                return r;
+        if ((r = set(RLIMIT_NOFILE, cfg->nofile ?: 1024, "RLIMIT_NOFILE", ret_error)) < 0)
+                return r;
+        if ((r = set(RLIMIT_FSIZE, cfg->fsize_bytes ?: tmp, "RLIMIT_FSIZE", ret_error)) < 0)
+                return r;
+        if ((r = set(RLIMIT_MEMLOCK, 64 << 10, "RLIMIT_MEMLOCK", ret_error)) < 0)
+                return r;
+        if ((r = set(RLIMIT_MSGQUEUE, 0, "RLIMIT_MSGQUEUE", ret_error)) < 0)
+                return r;
+        if (cfg->cpu_seconds > 0 && (r = set(RLIMIT_CPU, cfg->cpu_seconds, "RLIMIT_CPU", ret_error)) < 0)
+                return r;
+        if (!have_memory_cgroup && cfg->fallback_as_bytes > 0 &&
+            (r = set(RLIMIT_AS, cfg->fallback_as_bytes, "RLIMIT_AS", ret_error)) < 0)
+                return r;
+        return 0;
+}

@@ -1,0 +1,204 @@
+/* User namespace and the worker's process layout.
+ *
+ * unshare(CLONE_NEWPID) does not move the caller; only its next child
+ * becomes pid 1. And a process inside a new user namespace cannot map
+ * itself to any uid but its own. So: the caller W0 forks X; X unshares all
+ * namespaces at once; W0, still privileged outside, writes X's maps (uid 0
+ * inside -> "nobody" outside when W0 is root); X forks W1, the pid 1 that
+ * becomes the worker. W0 and X stay behind as tiny waiters that forward
+ * termination signals and mirror W1's exit; each child gets
+ * PR_SET_PDEATHSIG(SIGKILL), so killing W0 (what the engine holds) takes
+ * the whole worker namespace down with it. */
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include "sandbox-internal.h"
+
+#define NOBODY 65534
+
+uid_t sandbox_userns_host_uid(uid_t euid) {
+        /* Root outside maps to nobody: a file outside the binds that some
+         * kernel bug exposes is then no more writable than it is for
+         * nobody (runc's CVE-2019-5736 rewrote the host's binary as root). */
+        return euid == 0 ? NOBODY : euid;
+}
+
+static volatile pid_t waited_child;
+
+static void forward_signal(int sig) {
+        if (waited_child > 0)
+                (void) kill(waited_child, sig);
+}
+
+/* Waits for child, forwarding termination signals; exits like it did. */
+static _noreturn_ void waiter(pid_t child) {
+        waited_child = child;
+        struct sigaction sa = { .sa_handler = forward_signal };
+        sigemptyset(&sa.sa_mask);
+        int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                (void) sigaction(sigs[i], &sa, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        (void) prctl(PR_SET_NAME, "sbx-waiter");
+        for (;;) {
+                int status;
+                pid_t p = waitpid(child, &status, 0);
+                if (p < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(127);
+                }
+                if (WIFEXITED(status))
+                        _exit(WEXITSTATUS(status));
+                if (WIFSIGNALED(status)) {
+                        int sig = WTERMSIG(status);
+                        signal(sig, SIG_DFL);
+                        sigset_t s;
+                        sigemptyset(&s);
+                        sigaddset(&s, sig);
+                        (void) sigprocmask(SIG_UNBLOCK, &s, NULL);
+                        (void) raise(sig);
+                        _exit(128 + sig);
+                }
+        }
+}
+
+static int write_proc(pid_t pid, const char *file, const char *text) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, file);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, text, strlen(text)) != (ssize_t) strlen(text))
+                return errno > 0 ? -errno : -EIO;
+        return 0;
+}
+
+typedef struct SetupReport {
+        int err;
+        char msg[1024];
+} SetupReport;
+
+int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
+        int up[2], down[2];
+        if (pipe2(up, O_CLOEXEC) < 0 || pipe2(down, O_CLOEXEC) < 0) {
+                *ret_error = xasprintf("pipe: %s", strerror(errno));
+                return -errno;
+        }
+        uid_t euid = geteuid();
+        gid_t egid = getegid();
+        uid_t host_uid = sandbox_userns_host_uid(euid);
+        gid_t host_gid = euid == 0 ? NOBODY : egid;
+        pid_t w0 = getpid();
+
+        pid_t x = fork();
+        if (x < 0) {
+                *ret_error = xasprintf("fork: %s", strerror(errno));
+                return -errno;
+        }
+        if (x == 0) {
+                close(up[0]);
+                close(down[1]);
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != w0)
+                        _exit(127);
+                SetupReport rep = { 0 };
+                char *err = NULL;
+                /* First, still privileged: a private mount namespace holding
+                 * the new root. Then the user namespace (and a copy of the
+                 * mount namespace it owns): the kernel locks every mount
+                 * copied into a less privileged namespace, so the worker,
+                 * root in its namespace, can neither remount a bind
+                 * read-write nor unmount one to see what lies beneath. */
+                if (unshare(CLONE_NEWNS) < 0) {
+                        rep.err = errno;
+                        snprintf(rep.msg, sizeof(rep.msg), "unshare(CLONE_NEWNS): %s", strerror(errno));
+                } else {
+                        int r = sandbox_mounts_build(m, &err);
+                        if (r < 0) {
+                                rep.err = -r;
+                                snprintf(rep.msg, sizeof(rep.msg), "%s", err ? err : strerror(-r));
+                        } else if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                                           CLONE_NEWCGROUP) < 0) {
+                                rep.err = errno;
+                                snprintf(rep.msg, sizeof(rep.msg),
+                                         "cannot create the sandbox's namespaces (unshare: %s); this kernel or "
+                                         "container does not allow user namespaces (see "
+                                         "/proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)",
+                                         strerror(errno));
+                        }
+                }
+                if (write(up[1], &rep, sizeof(rep)) != sizeof(rep) || rep.err != 0)
+                        _exit(127);
+                char ok;
+                if (read(down[0], &ok, 1) != 1 || ok != 1)
+                        _exit(127);
+                close(up[1]);
+                close(down[0]);
+                if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                        _exit(127);
+                pid_t w1 = fork();
+                if (w1 < 0)
+                        _exit(127);
+                if (w1 == 0) {
+                        /* Dies with X, hence with W0. (X is outside our pid
+                         * namespace, so getppid() says 0 here.) */
+                        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                                _exit(127);
+                        return 0;
+                }
+                sandbox_fds_close_except(NULL, 0);
+                waiter(w1);
+        }
+
+        close(up[1]);
+        close(down[0]);
+        _cleanup_close_ int upr = up[0], downw = down[1];
+        SetupReport rep = { 0 };
+        if (read(upr, &rep, sizeof(rep)) != sizeof(rep)) {
+                rep.err = EIO;
+                snprintf(rep.msg, sizeof(rep.msg), "the sandbox's set-up process died");
+        }
+        if (rep.err != 0) {
+                (void) waitpid(x, NULL, 0);
+                rep.msg[sizeof(rep.msg) - 1] = 0;
+                *ret_error = xasprintf("%s; run trusted code with --sandbox=none", rep.msg);
+                return -rep.err;
+        }
+        _cleanup_free_ char *umap = xasprintf("0 %u 1\n", (unsigned) host_uid);
+        _cleanup_free_ char *gmap = xasprintf("0 %u 1\n", (unsigned) host_gid);
+        int r = write_proc(x, "setgroups", "deny");
+        if (r < 0 && r != -ENOENT) {
+                *ret_error = xasprintf("writing setgroups of the sandbox: %s", strerror(-r));
+                goto fail;
+        }
+        r = write_proc(x, "uid_map", umap);
+        if (r < 0) {
+                *ret_error = xasprintf("writing the sandbox's uid map (%s): %s", strstrip(umap), strerror(-r));
+                goto fail;
+        }
+        r = write_proc(x, "gid_map", gmap);
+        if (r < 0) {
+                *ret_error = xasprintf("writing the sandbox's gid map (%s): %s", strstrip(gmap), strerror(-r));
+                goto fail;
+        }
+        char ok = 1;
+        if (write(downw, &ok, 1) != 1) {
+                r = -EIO;
+                *ret_error = xstrdup("the sandbox's first process died during set-up");
+                goto fail;
+        }
+        /* Everything the worker needs is inherited by W1 now; the waiter
+         * must not keep the control socket (or anything) open. */
+        sandbox_fds_close_except(NULL, 0);
+        waiter(x);
+
+fail:
+        (void) kill(x, SIGKILL);
+        (void) waitpid(x, NULL, 0);
+        return r;
+}

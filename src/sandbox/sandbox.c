@@ -1,0 +1,323 @@
+/* sandbox: the steps, in order (nsjail's contain.cc as a flat list), and
+ * how a run ended. The kernel features live one per file:
+ * sandbox-userns.c, -mounts.c, -net.c, -env.c, -seccomp.c, -caps.c,
+ * -rlimit.c, -fds.c, -cgroup.c. */
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "sandbox-internal.h"
+
+static bool worker_active;
+
+bool sandbox_worker_active(void) {
+        return worker_active;
+}
+
+int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error) {
+        SandboxMounts *m = NULL;
+        int r;
+
+        r = sandbox_check_support(ret_error);
+        if (r < 0)
+                return r;
+        /* Opened while we are still ourselves, before the uid changes. */
+        r = sandbox_mounts_prepare(cfg, &m, ret_error);
+        if (r < 0)
+                return r;
+        /* From here on we are pid 1 of the worker's namespaces; the caller
+         * waits outside. */
+        r = sandbox_userns_enter(m, ret_error);
+        if (r < 0)
+                goto out;
+        r = sandbox_mounts_worker_proc(ret_error);
+        if (r < 0)
+                goto out;
+        if (sethostname("pysprinter", 10) < 0) {
+                r = -errno;
+                *ret_error = xasprintf("sethostname: %s", strerror(errno));
+                goto out;
+        }
+        r = sandbox_net_prepare(ret_error);
+        if (r < 0)
+                goto out;
+        r = sandbox_env_scrub();
+        if (r < 0) {
+                *ret_error = xstrdup("scrubbing the environment failed");
+                goto out;
+        }
+        r = sandbox_seccomp_prepare(ret_error);
+        if (r < 0)
+                goto out;
+        worker_active = true;
+out:
+        sandbox_mounts_free(m);
+        return r;
+}
+
+/* The run's init: reaps everything, reports the user code's status, and by
+ * exiting makes the kernel kill whatever is left in the namespace. */
+static _noreturn_ void run_init(pid_t user, int status_fd) {
+        for (int s = 1; s < NSIG; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        signal(s, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        int keep[] = { status_fd };
+        sandbox_fds_close_except(keep, 1);
+        (void) prctl(PR_SET_NAME, "sbx-init");
+        for (;;) {
+                int st;
+                pid_t p = waitpid(-1, &st, 0);
+                if (p < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(126);
+                }
+                if (p == user) {
+                        (void) write(status_fd, &st, sizeof(st));
+                        _exit(0);
+                }
+        }
+}
+
+/* The run child C: waits for the run's init and dies the way the user
+ * code did, so the worker reports what the user code did. */
+static _noreturn_ void run_mirror(pid_t init, int status_fd) {
+        int st, ist = 0;
+        while (waitpid(init, &ist, 0) < 0 && errno == EINTR)
+                ;
+        if (read(status_fd, &st, sizeof(st)) != sizeof(st))
+                st = ist; /* the init itself was killed (cgroup kill, worker gone) */
+        if (WIFEXITED(st))
+                _exit(WEXITSTATUS(st));
+        int sig = WIFSIGNALED(st) ? WTERMSIG(st) : SIGKILL;
+        signal(sig, SIG_DFL);
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, sig);
+        (void) sigprocmask(SIG_UNBLOCK, &s, NULL);
+        (void) raise(sig);
+        _exit(128 + sig);
+}
+
+int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
+        int r;
+        uint64_t tmp = cfg->tmp_bytes ?: 64ULL << 20, shm = cfg->shm_bytes ?: 64ULL << 20;
+        bool have_memory_cgroup = cfg->n_cgroup_fds > 0;
+
+        /* ---- in C, the worker's child ---- */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                return -errno;
+        (void) setpgid(0, 0);
+        r = sandbox_cgroup_join(cfg->cgroup_fds, cfg->n_cgroup_fds, ret_error);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < cfg->n_cgroup_fds; i++)
+                (void) close(cfg->cgroup_fds[i]);
+        r = sandbox_net_join(cfg->network, ret_error);
+        if (r < 0)
+                return r;
+        if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC) < 0) {
+                *ret_error = xasprintf("unshare(mount, pid, ipc): %s", strerror(errno));
+                return -errno;
+        }
+        /* Nothing the run mounts may propagate anywhere. */
+        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
+                *ret_error = xasprintf("making the run's mounts private: %s", strerror(errno));
+                return -errno;
+        }
+        int sp[2];
+        if (pipe2(sp, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t init = fork();
+        if (init < 0) {
+                *ret_error = xasprintf("fork: %s", strerror(errno));
+                return -errno;
+        }
+        if (init > 0) {
+                close(sp[1]);
+                run_mirror(init, sp[0]);
+        }
+
+        /* ---- in G, pid 1 of the run ---- */
+        close(sp[0]);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(125);
+        r = sandbox_mounts_run(tmp, shm, ret_error);
+        if (r < 0)
+                return r; /* the caller reports and _exits; C mirrors that */
+        pid_t user = fork();
+        if (user < 0) {
+                *ret_error = xasprintf("fork: %s", strerror(errno));
+                return -errno;
+        }
+        if (user > 0)
+                run_init(user, sp[1]);
+
+        /* ---- in H, the user code's process (pid 2) ---- */
+        close(sp[1]);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                return -errno;
+        if (setsid() < 0) {
+                *ret_error = xasprintf("setsid: %s", strerror(errno));
+                return -errno;
+        }
+        r = sandbox_rlimits_apply(cfg, have_memory_cgroup, ret_error);
+        if (r < 0)
+                return r;
+        r = sandbox_fds_close_except(cfg->keep_fds, cfg->n_keep_fds);
+        if (r < 0)
+                return r;
+        r = sandbox_caps_drop(ret_error);
+        if (r < 0)
+                return r;
+        r = sandbox_seccomp_load(ret_error);
+        if (r < 0)
+                return r;
+        return 0;
+}
+
+/* ---- outcomes ---------------------------------------------------------- */
+
+const char *sandbox_signal_name(int sig) {
+        static const struct {
+                int sig;
+                const char *name;
+        } names[] = {
+                { SIGHUP, "SIGHUP" },   { SIGINT, "SIGINT" },   { SIGQUIT, "SIGQUIT" }, { SIGILL, "SIGILL" },
+                { SIGTRAP, "SIGTRAP" }, { SIGABRT, "SIGABRT" }, { SIGBUS, "SIGBUS" },   { SIGFPE, "SIGFPE" },
+                { SIGKILL, "SIGKILL" }, { SIGUSR1, "SIGUSR1" }, { SIGSEGV, "SIGSEGV" }, { SIGUSR2, "SIGUSR2" },
+                { SIGPIPE, "SIGPIPE" }, { SIGALRM, "SIGALRM" }, { SIGTERM, "SIGTERM" }, { SIGXCPU, "SIGXCPU" },
+                { SIGXFSZ, "SIGXFSZ" }, { SIGSYS, "SIGSYS" },
+        };
+        static __thread char buf[16];
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (names[i].sig == sig)
+                        return names[i].name;
+        snprintf(buf, sizeof(buf), "SIG%d", sig);
+        return buf;
+}
+
+static char *format_duration_ms(uint64_t ms) {
+        if (ms % 1000 == 0)
+                return xasprintf("%llus", (unsigned long long) (ms / 1000));
+        return xasprintf("%.3gs", ms / 1000.0);
+}
+
+static char *format_bytes(uint64_t b) {
+        if (b >= (1ULL << 30) && b % (1ULL << 30) == 0)
+                return xasprintf("%llu GiB", (unsigned long long) (b >> 30));
+        if (b >= (1ULL << 20))
+                return xasprintf("%llu MiB", (unsigned long long) ((b + (1ULL << 19)) >> 20));
+        if (b >= 1024)
+                return xasprintf("%llu KiB", (unsigned long long) (b >> 10));
+        return xasprintf("%llu bytes", (unsigned long long) b);
+}
+
+SandboxOutcome sandbox_classify(const SandboxEnd *e, char **ret_type, char **ret_message) {
+        const SandboxCgroupStats *s = e->stats;
+        bool failed = e->signaled || e->exit_code != 0 || !e->succeeded;
+        if (e->timed_out) {
+                _cleanup_free_ char *d = format_duration_ms(e->timeout_ms);
+                *ret_type = xstrdup("TimeLimit");
+                *ret_message = xasprintf("time limit (%s)", d);
+                return SANDBOX_OUTCOME_TIME;
+        }
+        if (e->output_exceeded) {
+                _cleanup_free_ char *b = format_bytes(e->max_output_bytes);
+                *ret_type = xstrdup("OutputLimit");
+                *ret_message = xasprintf("output limit (%s)", b);
+                return SANDBOX_OUTCOME_OUTPUT;
+        }
+        /* An OOM kill anywhere in the run ends it as a memory limit even if
+         * the killed process was a helper and the main one then failed. */
+        if (s && s->oom_kills > 0 && failed) {
+                _cleanup_free_ char *b = format_bytes(e->memory_bytes);
+                *ret_type = xstrdup("MemoryLimit");
+                *ret_message = xasprintf("memory limit (%s)", b);
+                return SANDBOX_OUTCOME_MEMORY;
+        }
+        if (s && s->pids_max > 0 && failed) {
+                *ret_type = xstrdup("ProcessLimit");
+                *ret_message = e->max_procs ? xasprintf("process limit (%llu processes)",
+                                                         (unsigned long long) e->max_procs)
+                                            : xstrdup("process limit");
+                return SANDBOX_OUTCOME_PROCS;
+        }
+        if (!e->signaled)
+                return SANDBOX_OUTCOME_NONE;
+        switch (e->sig) {
+        case SIGXCPU: {
+                *ret_type = xstrdup("TimeLimit");
+                *ret_message = xstrdup("time limit (CPU time)");
+                return SANDBOX_OUTCOME_TIME;
+        }
+        case SIGXFSZ: {
+                *ret_type = xstrdup("FileSizeLimit");
+                *ret_message = xstrdup("file size limit");
+                return SANDBOX_OUTCOME_FILE_SIZE;
+        }
+        case SIGSYS:
+                *ret_type = xstrdup("ForbiddenSyscall");
+                *ret_message = xstrdup("forbidden system call (killed by the sandbox's seccomp filter)");
+                return SANDBOX_OUTCOME_SYSCALL;
+        case SIGKILL:
+                /* Killed from outside without a limit we know of: with a
+                 * memory cgroup whose limit was hit, the kernel's OOM
+                 * killer is the likely sender even when oom_kill did not
+                 * count it (v1 kernels before 4.13). */
+                if (s && s->memory_failcnt > 0 && e->memory_bytes) {
+                        _cleanup_free_ char *b = format_bytes(e->memory_bytes);
+                        *ret_type = xstrdup("MemoryLimit");
+                        *ret_message = xasprintf("memory limit (%s)", b);
+                        return SANDBOX_OUTCOME_MEMORY;
+                }
+                *ret_type = xstrdup("Killed");
+                *ret_message = xstrdup("killed: SIGKILL");
+                return SANDBOX_OUTCOME_CRASH;
+        default:
+                *ret_type = xstrdup("Crashed");
+                *ret_message = xasprintf("crashed: %s", sandbox_signal_name(e->sig));
+                return SANDBOX_OUTCOME_CRASH;
+        }
+}
+
+/* ---- support check ------------------------------------------------------ */
+
+static long read_long(const char *path, long dflt) {
+        _cleanup_free_ char *s = NULL;
+        if (read_file(path, 64, &s, NULL) < 0)
+                return dflt;
+        return strtol(s, NULL, 10);
+}
+
+int sandbox_check_support(char **ret_error) {
+        _cleanup_(buf_free) Buf b;
+        buf_init(&b, 1024);
+        struct stat st;
+        if (stat("/proc/self/ns/user", &st) < 0)
+                (void) buf_appends(&b, "user namespaces (CONFIG_USER_NS)");
+        else if (read_long("/proc/sys/user/max_user_namespaces", 1) == 0)
+                (void) buf_appends(&b, "user namespaces (user.max_user_namespaces is 0)");
+        else if (geteuid() != 0 && read_long("/proc/sys/kernel/unprivileged_userns_clone", 1) == 0)
+                (void) buf_appends(&b, "unprivileged user namespaces (kernel.unprivileged_userns_clone is 0)");
+        static const char *const ns[] = { "pid", "mnt", "net", "ipc", "uts", "cgroup" };
+        for (size_t i = 0; i < ELEMENTSOF(ns); i++) {
+                _cleanup_free_ char *p = xasprintf("/proc/self/ns/%s", ns[i]);
+                if (stat(p, &st) < 0)
+                        (void) buf_printf(&b, "%s%s namespaces", b.len ? ", " : "", ns[i]);
+        }
+        if (prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0)
+                (void) buf_printf(&b, "%sseccomp (CONFIG_SECCOMP_FILTER)", b.len ? ", " : "");
+        if (b.len == 0)
+                return 0;
+        *ret_error = xasprintf("this kernel lacks what the sandbox needs: %s; run trusted code with --sandbox=none",
+                               b.data);
+        return -EOPNOTSUPP;
+}

@@ -1,0 +1,188 @@
+/* sandbox: Linux isolation for workers and runs (DESIGN §5).
+ *
+ * Three parties use this module:
+ *
+ *  - the engine (possibly multithreaded) creates a cgroup per run with
+ *    sandbox_cgroup_new(), opens the cgroup.procs files the run joins
+ *    through (they travel to the worker as fds), kills and removes the
+ *    cgroup when the run ends, and turns how a run ended into a message
+ *    with sandbox_classify();
+ *  - the freshly exec'd, single-threaded worker calls
+ *    sandbox_worker_enter() before Py_Initialize: user, pid, mount, ipc,
+ *    uts and cgroup namespaces, a read-only tmpfs root, an isolated
+ *    loopback-only network namespace kept for the runs, a scrubbed
+ *    environment, a precompiled seccomp filter;
+ *  - each forked run child calls sandbox_run_enter(): cgroup, private
+ *    mount/pid/ipc namespaces, per-run tmpfs /tmp and /dev/shm, fresh
+ *    /proc, rlimits, closed fds, setsid, no capabilities, no_new_privs,
+ *    non-dumpable, seccomp.
+ *
+ * Process layout (why three forks per run): the worker W is pid 1 of the
+ * worker's pid namespace. A run child C (forked by W, tracked by W) makes
+ * a fresh pid namespace whose first process G is its init; G forks H, the
+ * process that runs user code (pid 2). When H ends G reports H's status to
+ * C and exits, and the kernel then kills everything left in the run's pid
+ * namespace: a double-forked, setsid'd survivor cannot outlive its run
+ * even where no cgroup is available. C mirrors H's exit (same code, or
+ * death by the same signal), so W reports what the user code did.
+ *
+ * Depends on: basic, libseccomp. Returns >= 0 or -errno; user-facing
+ * details through ret_error. */
+#pragma once
+
+#include <sys/types.h>
+
+#include "basic.h"
+
+/* ---- worker level --------------------------------------------------------- */
+
+typedef struct SandboxWorkerConfig {
+        /* Host paths bound read-only at the same place inside (the package
+         * store, data sets). Missing paths are an error. */
+        char **ro_paths;
+        /* Bytes of the worker's own /tmp (the runs get their own). 0: 16 MiB. */
+        uint64_t worker_tmp_bytes;
+} SandboxWorkerConfig;
+
+/* Enters the worker-level sandbox. Must be called single-threaded, before
+ * any library starts threads (i.e. before Py_Initialize).
+ *
+ * Returns 0 in the sandboxed worker (a new process: pid 1 of a new pid
+ * namespace, uid 0 of a new user namespace mapped to the caller's uid, or
+ * to 65534 "nobody" when the caller is root, so that nothing outside the
+ * binds is writable even through a kernel bug). The calling process never
+ * returns on success: it stays outside as a waiter that forwards SIGTERM,
+ * SIGINT and SIGHUP and exits with the sandboxed worker's status.
+ *
+ * On failure (a kernel without user namespaces, a missing path…) returns
+ * -errno and *ret_error names what is missing and suggests --sandbox=none. */
+int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error);
+
+/* True once sandbox_worker_enter() succeeded in this process (or its
+ * forks). */
+bool sandbox_worker_active(void);
+
+/* ---- run level ---------------------------------------------------------------- */
+
+typedef struct SandboxRunConfig {
+        uint64_t tmp_bytes;        /* /tmp tmpfs size; 0: 64 MiB */
+        uint64_t shm_bytes;        /* /dev/shm tmpfs size; 0: 64 MiB */
+        uint64_t nofile;           /* RLIMIT_NOFILE; 0: 1024 */
+        uint64_t fsize_bytes;      /* RLIMIT_FSIZE; 0: tmp_bytes */
+        uint64_t cpu_seconds;      /* RLIMIT_CPU backstop; 0: none */
+        /* Only used when no memory cgroup is available: RLIMIT_AS. 0: none. */
+        uint64_t fallback_as_bytes;
+        bool network;              /* stay in the worker's (host) network namespace */
+        /* cgroup.procs fds the engine opened (see sandbox_cgroup_procs_fds());
+         * the run writes "0" to each, then closes them. */
+        const int *cgroup_fds;
+        size_t n_cgroup_fds;
+        /* fds the user code keeps besides 0-2 (stdout/stderr pipes, result
+         * pipe); everything else is closed. */
+        const int *keep_fds;
+        size_t n_keep_fds;
+} SandboxRunConfig;
+
+/* Isolates the calling run child (a fork of a sandboxed worker, or of any
+ * process when the worker level is not active: the unit tests do that, and
+ * then only the run-level steps apply). Returns 0 only in the process that
+ * runs user code; the intermediate processes never return (they _exit with
+ * the user code's status). On failure returns -errno with *ret_error. */
+int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error);
+
+/* ---- the seccomp filter ---------------------------------------------------- */
+
+/* Loads the run filter into the calling thread: the listed dangerous system
+ * calls fail with EPERM, clone3 with ENOSYS (so libc falls back to clone,
+ * whose namespace flags are checked), foreign architectures with EPERM.
+ * Sets no_new_privs. Cheap when sandbox_seccomp_prepare() ran before. */
+int sandbox_seccomp_load(char **ret_error);
+/* Compiles the filter once (in the worker, before the runs fork). */
+int sandbox_seccomp_prepare(char **ret_error);
+
+/* ---- cgroups (engine side) ---------------------------------------------- */
+
+typedef struct SandboxLimits {
+        uint64_t memory_bytes;   /* 0: no memory limit */
+        uint64_t max_procs;      /* 0: no pids limit */
+        uint64_t cpu_millis;     /* CPU bandwidth in thousandths of a CPU; 0: none */
+} SandboxLimits;
+
+typedef struct SandboxCgroup SandboxCgroup;
+
+/* Creates the run's cgroup(s) named "pysprinter-<name>" beneath the
+ * cgroup the calling process is in (never elsewhere), on cgroup v2 where
+ * the controller is available there, else on the v1 hierarchy of that
+ * controller; applies limits. A controller that cannot be used is
+ * recorded, not an error (see sandbox_cgroup_missing()). -ENOENT/-EACCES
+ * when no cgroup at all could be made (the run then relies on its pid
+ * namespace for the kill, and on rlimits). name: [A-Za-z0-9_.-], at most
+ * 64 bytes. */
+int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgroup **ret, char **ret_error);
+
+/* What could not be limited, e.g. "memory, pids", or NULL when all is. */
+const char *sandbox_cgroup_missing(const SandboxCgroup *cg);
+bool sandbox_cgroup_has_memory(const SandboxCgroup *cg);
+
+/* The cgroup.procs fds (opened write-only by the caller, so the kernel
+ * checks the engine's credentials when the run writes its pid: cgroup
+ * delegation through fds). Owned by cg. Returns how many were stored. */
+size_t sandbox_cgroup_procs_fds(const SandboxCgroup *cg, int *fds, size_t max);
+
+/* SIGKILLs every process in the cgroup(s) and waits (bounded) until they
+ * are empty: cgroup.kill on v2, else a kill loop over cgroup.procs.
+ * Returns 0 when empty, -EBUSY if something survived the loop. */
+int sandbox_cgroup_kill(SandboxCgroup *cg);
+
+typedef struct SandboxCgroupStats {
+        uint64_t oom_kills;      /* memory.events oom_kill / v1 oom_control */
+        uint64_t memory_failcnt; /* v1 only: how often the limit was hit */
+        uint64_t pids_max;       /* pids.events "max": forks refused */
+        uint64_t memory_peak;    /* bytes, when the kernel tells */
+} SandboxCgroupStats;
+int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret);
+
+/* Kills what is left, removes the cgroup directories, frees. NULL-safe. */
+SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
+
+/* ---- how a run ended ----------------------------------------------------------- */
+
+typedef enum SandboxOutcome {
+        SANDBOX_OUTCOME_NONE = 0,  /* no limit involved: the run's own result */
+        SANDBOX_OUTCOME_TIME,
+        SANDBOX_OUTCOME_MEMORY,
+        SANDBOX_OUTCOME_PROCS,
+        SANDBOX_OUTCOME_OUTPUT,
+        SANDBOX_OUTCOME_FILE_SIZE,
+        SANDBOX_OUTCOME_CRASH,
+        SANDBOX_OUTCOME_SYSCALL,
+} SandboxOutcome;
+
+typedef struct SandboxEnd {
+        bool timed_out;          /* the engine killed it at the wall-clock limit */
+        uint64_t timeout_ms;
+        bool output_exceeded;    /* the engine killed it at the output cap */
+        uint64_t max_output_bytes;
+        bool signaled;
+        int sig;
+        int exit_code;           /* when !signaled */
+        bool succeeded;          /* the run reported a result (not an exception) */
+        const SandboxCgroupStats *stats; /* NULL: no cgroup */
+        uint64_t memory_bytes;   /* the limits, for the messages */
+        uint64_t max_procs;
+} SandboxEnd;
+
+/* Decides whether a limit (or a crash) ended the run. Returns the outcome
+ * and, unless NONE, a type ("TimeLimit", "MemoryLimit", "ProcessLimit",
+ * "OutputLimit", "FileSizeLimit", "Crashed", "ForbiddenSyscall") and a
+ * one-line message ("time limit (2s)", "memory limit (64 MiB)", "crashed:
+ * SIGSEGV"…) the caller frees. */
+SandboxOutcome sandbox_classify(const SandboxEnd *end, char **ret_type, char **ret_message);
+
+/* "SIGSEGV" for 11, "SIG42" for unknown. Static storage for known names. */
+const char *sandbox_signal_name(int sig);
+
+/* Checks that this kernel offers what sandbox_worker_enter() needs, without
+ * changing anything. 0, or -EOPNOTSUPP with *ret_error naming what is
+ * missing and suggesting --sandbox=none. */
+int sandbox_check_support(char **ret_error);

@@ -1,0 +1,508 @@
+/* Unit tests of src/sandbox/: the pure parts (outcome messages) table-driven,
+ * the kernel parts by forking a child that enters the sandbox and checking
+ * from inside what it can and cannot do. Kernel tests skip (with a reason)
+ * where the machine cannot create namespaces or cgroups. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <termios.h>
+
+#include "sandbox.h"
+
+#define TMPFS_MAGIC_ 0x01021994
+
+static bool can_namespaces(void) {
+        pid_t p = fork();
+        if (p == 0)
+                _exit(unshare(CLONE_NEWUSER) == 0 || unshare(CLONE_NEWNS) == 0 ? 0 : 1);
+        int st;
+        waitpid(p, &st, 0);
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Runs fn in a forked child; returns its wait status. */
+static int in_child(int (*fn)(void *), void *arg) {
+        fflush(NULL);
+        pid_t p = fork();
+        assert_true(p >= 0);
+        if (p == 0) {
+                int r = fn(arg);
+                fflush(NULL);
+                _exit(r);
+        }
+        int st;
+        assert_int_equal(waitpid(p, &st, 0), p);
+        return st;
+}
+
+#define CHECK(cond)                                                                        \
+        do {                                                                               \
+                if (!(cond)) {                                                             \
+                        fprintf(stderr, "check failed at line %d: %s (errno %s)\n", __LINE__, \
+                                #cond, strerror(errno));                                   \
+                        return __LINE__ % 200 + 1;                                         \
+                }                                                                          \
+        } while (0)
+
+/* ---- classify ---------------------------------------------------------- */
+
+static void test_classify(void **state) {
+        SandboxCgroupStats oom = { .oom_kills = 1 }, pids = { .pids_max = 3 }, none = { 0 };
+        struct {
+                SandboxEnd e;
+                SandboxOutcome want;
+                const char *type, *msg;
+        } rows[] = {
+                { { .timed_out = true, .timeout_ms = 2000, .signaled = true, .sig = SIGKILL }, SANDBOX_OUTCOME_TIME,
+                  "TimeLimit", "time limit (2s)" },
+                { { .timed_out = true, .timeout_ms = 1500 }, SANDBOX_OUTCOME_TIME, "TimeLimit", "time limit (1.5s)" },
+                { { .signaled = true, .sig = SIGKILL, .stats = &oom, .memory_bytes = 64ULL << 20 },
+                  SANDBOX_OUTCOME_MEMORY, "MemoryLimit", "memory limit (64 MiB)" },
+                { { .exit_code = 1, .stats = &pids, .max_procs = 16 }, SANDBOX_OUTCOME_PROCS, "ProcessLimit",
+                  "process limit (16 processes)" },
+                { { .succeeded = true, .stats = &pids }, SANDBOX_OUTCOME_NONE, NULL, NULL },
+                { { .signaled = true, .sig = SIGSEGV, .stats = &none }, SANDBOX_OUTCOME_CRASH, "Crashed",
+                  "crashed: SIGSEGV" },
+                { { .signaled = true, .sig = SIGSYS }, SANDBOX_OUTCOME_SYSCALL, "ForbiddenSyscall", NULL },
+                { { .signaled = true, .sig = SIGXCPU }, SANDBOX_OUTCOME_TIME, "TimeLimit", "time limit (CPU time)" },
+                { { .output_exceeded = true, .max_output_bytes = 10ULL << 20 }, SANDBOX_OUTCOME_OUTPUT,
+                  "OutputLimit", "output limit (10 MiB)" },
+                { { .exit_code = 1 }, SANDBOX_OUTCOME_NONE, NULL, NULL },
+                { { .succeeded = true }, SANDBOX_OUTCOME_NONE, NULL, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char *type = NULL, *msg = NULL;
+                SandboxOutcome o = sandbox_classify(&rows[i].e, &type, &msg);
+                assert_int_equal(o, rows[i].want);
+                if (rows[i].type)
+                        assert_string_equal(type, rows[i].type);
+                if (rows[i].msg)
+                        assert_string_equal(msg, rows[i].msg);
+                if (!rows[i].type)
+                        assert_null(type);
+                free(type);
+                free(msg);
+        }
+        assert_string_equal(sandbox_signal_name(SIGSEGV), "SIGSEGV");
+        assert_string_equal(sandbox_signal_name(63), "SIG63");
+}
+
+/* ---- seccomp --------------------------------------------------------------- */
+
+static int seccomp_child(void *arg) {
+        char *err = NULL;
+        CHECK(sandbox_seccomp_load(&err) == 0);
+        errno = 0;
+        CHECK(unshare(CLONE_NEWNS) < 0 && errno == EPERM);
+        CHECK(unshare(CLONE_NEWUSER) < 0 && errno == EPERM);
+        CHECK(mount("none", "/mnt", "tmpfs", 0, NULL) < 0 && errno == EPERM);
+        CHECK(umount2("/proc", MNT_DETACH) < 0 && errno == EPERM);
+        CHECK(ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_keyctl, 0, 0, 0, 0, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_add_key, "user", "x", "y", 1, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_bpf, 0, NULL, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_userfaultfd, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_io_uring_setup, 1, NULL) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_process_vm_readv, getppid(), NULL, 0, NULL, 0, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_setns, 0, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_pivot_root, "/", "/") < 0 && errno == EPERM);
+        CHECK(syscall(SYS_kexec_load, 0, 0, NULL, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_init_module, NULL, 0, "") < 0 && errno == EPERM);
+        CHECK(syscall(SYS_open_by_handle_at, 0, NULL, 0) < 0 && errno == EPERM);
+        /* clone3 says ENOSYS (so libc falls back to clone). */
+        struct clone_args ca = { .flags = 0, .exit_signal = SIGCHLD };
+        CHECK(syscall(SYS_clone3, &ca, sizeof(ca)) < 0 && errno == ENOSYS);
+        CHECK(syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_clone, CLONE_NEWNET | CLONE_FILES | SIGCHLD, NULL, NULL, NULL, 0) < 0 && errno == EPERM);
+        CHECK(personality(ADDR_NO_RANDOMIZE) < 0 && errno == EPERM);
+        CHECK(personality(PER_LINUX) >= 0);
+        /* TIOCSTI with garbage in the upper bits of the request. */
+        CHECK(syscall(SYS_ioctl, 0, 0xdead00000000UL | TIOCSTI, "x") < 0 && errno == EPERM);
+        /* 32-bit syscall ABI: getpid via int 0x80 (nr 20) is refused. */
+        long ret;
+        __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20) : "memory");
+        CHECK(ret == -EPERM);
+        /* Ordinary life goes on: fork (glibc uses clone), pipes, files. */
+        pid_t p = fork();
+        if (p == 0)
+                _exit(7);
+        int st;
+        CHECK(p > 0 && waitpid(p, &st, 0) == p && WEXITSTATUS(st) == 7);
+        CHECK(getpid() > 0);
+        return 0;
+}
+
+static void test_seccomp(void **state) {
+        int st = in_child(seccomp_child, NULL);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* ---- run level -------------------------------------------------------------- */
+
+typedef struct RunArgs {
+        int report;         /* pipe write end kept open for the run */
+        int listener_port;  /* a listener in the test's network namespace */
+        int hold;           /* write end a survivor keeps open */
+        const int *cg_fds;
+        size_t n_cg;
+        uint64_t alloc_mb;  /* allocate this much inside */
+        bool network;
+} RunArgs;
+
+static bool status_has(const char *key, const char *want) {
+        char *s = NULL;
+        if (read_file("/proc/self/status", 1 << 16, &s, NULL) < 0)
+                return false;
+        char *p = strstr(s, key);
+        bool ok = false;
+        if (p) {
+                p += strlen(key);
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                ok = strneq(p, want, strlen(want));
+        }
+        free(s);
+        return ok;
+}
+
+static int run_child_checks(void *arg) {
+        RunArgs *a = arg;
+        char *err = NULL;
+        int keep[] = { a->report, a->hold };
+        SandboxRunConfig cfg = {
+                .tmp_bytes = 8 << 20,
+                .keep_fds = keep,
+                .n_keep_fds = a->hold >= 0 ? 2 : 1,
+                .cgroup_fds = a->cg_fds,
+                .n_cgroup_fds = a->n_cg,
+                .network = a->network,
+        };
+        int r = sandbox_run_enter(&cfg, &err);
+        if (r < 0) {
+                fprintf(stderr, "sandbox_run_enter: %s\n", err);
+                return 99;
+        }
+        /* Inside H. */
+        CHECK(getpid() == 2);
+        CHECK(status_has("CapEff:", "0000000000000000"));
+        CHECK(status_has("CapBnd:", "0000000000000000"));
+        CHECK(status_has("NoNewPrivs:", "1"));
+        CHECK(status_has("Seccomp:", "2"));
+        CHECK(prctl(PR_GET_DUMPABLE) == 0);
+        CHECK(getsid(0) == getpid());
+        struct statfs sf;
+        CHECK(statfs("/tmp", &sf) == 0 && sf.f_type == TMPFS_MAGIC_);
+        CHECK(statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC_);
+        /* Only our fds. */
+        int n = 0;
+        char *list = NULL;
+        for (int fd = 3; fd < 1024; fd++)
+                if (fcntl(fd, F_GETFD) >= 0 && fd != a->report && fd != a->hold)
+                        n++;
+        free(list);
+        CHECK(n == 0);
+        /* /proc shows our namespace: pid 1 (init) and us. */
+        struct stat st;
+        CHECK(stat("/proc/1", &st) == 0 && stat("/proc/2", &st) == 0 && stat("/proc/3", &st) < 0);
+        /* kill(-1) reaches nothing outside; then we are still alive. */
+        (void) kill(-1, SIGTERM);
+        /* No network: the listener in the parent's namespace is unreachable. */
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(a->listener_port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int c = connect(s, (struct sockaddr *) &sa, sizeof(sa));
+        if (a->network)
+                CHECK(c == 0);
+        else
+                CHECK(c < 0);
+        close(s);
+        if (a->alloc_mb) {
+                size_t len = a->alloc_mb << 20;
+                char *m = malloc(len);
+                for (size_t i = 0; m && i < len; i += 4096)
+                        m[i] = 1;
+        }
+        if (a->hold >= 0) {
+                /* A double-forked, setsid'd survivor holding a->hold. */
+                pid_t p = fork();
+                if (p == 0) {
+                        if (fork() == 0) {
+                                setsid();
+                                signal(SIGTERM, SIG_IGN);
+                                sleep(30);
+                                _exit(0);
+                        }
+                        _exit(0);
+                }
+                waitpid(p, NULL, 0);
+        }
+        CHECK(write(a->report, "ok", 2) == 2);
+        return 42;
+}
+
+static int listener(int *ret_port) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        assert_int_equal(bind(s, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(s, 4), 0);
+        socklen_t l = sizeof(sa);
+        getsockname(s, (struct sockaddr *) &sa, &l);
+        *ret_port = ntohs(sa.sin_port);
+        return s;
+}
+
+static void test_run_level(void **state) {
+        if (geteuid() != 0 || !can_namespaces()) {
+                skip();
+        }
+        int rep[2], hold[2];
+        assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
+        RunArgs a = { .report = rep[1], .hold = hold[1] };
+        int ls = listener(&a.listener_port);
+        usec_t t0 = now_monotonic();
+        int st = in_child(run_child_checks, &a);
+        close(rep[1]);
+        close(hold[1]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 42); /* mirrored from H through G and C */
+        char buf[8] = { 0 };
+        assert_int_equal(read(rep[0], buf, sizeof(buf)), 2);
+        /* The survivor died with the run's pid namespace: hold reaches EOF
+         * at once, not after its 30 s sleep. */
+        struct pollfd p = { .fd = hold[0], .events = POLLIN };
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        assert_int_equal(read(hold[0], buf, 1), 0);
+        assert_true(now_monotonic() - t0 < 5 * USEC_PER_SEC);
+        close(rep[0]);
+        close(hold[0]);
+        close(ls);
+}
+
+static void test_run_network_optin(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        int rep[2];
+        assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+        RunArgs a = { .report = rep[1], .hold = -1, .network = true };
+        int ls = listener(&a.listener_port);
+        int st = in_child(run_child_checks, &a);
+        close(rep[1]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 42);
+        close(rep[0]);
+        close(ls);
+}
+
+static int crash_child(void *arg) {
+        char *err = NULL;
+        SandboxRunConfig cfg = { 0 };
+        if (sandbox_run_enter(&cfg, &err) < 0)
+                return 99;
+        signal(SIGSEGV, SIG_DFL); /* cmocka catches it otherwise */
+        raise(SIGSEGV);
+        return 0;
+}
+
+static void test_run_crash_mirrored(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        int st = in_child(crash_child, NULL);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(WTERMSIG(st), SIGSEGV);
+}
+
+/* ---- cgroups -------------------------------------------------------------------- */
+
+static void test_cgroup_memory(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        SandboxLimits l = { .memory_bytes = 32ULL << 20, .max_procs = 32, .cpu_millis = 1000 };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                fprintf(stderr, "skipping: %s\n", err);
+                free(err);
+                skip();
+        }
+        if (!sandbox_cgroup_has_memory(cg)) {
+                sandbox_cgroup_free(cg);
+                skip();
+        }
+        int fds[6];
+        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
+        assert_true(n >= 1);
+        int rep[2];
+        assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+        RunArgs a = { .report = rep[1], .hold = -1, .cg_fds = fds, .n_cg = n, .alloc_mb = 256 };
+        int ls = listener(&a.listener_port);
+        int st = in_child(run_child_checks, &a);
+        close(rep[1]);
+        close(ls);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(WTERMSIG(st), SIGKILL);
+        SandboxCgroupStats s;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s), 0);
+        assert_true(s.oom_kills > 0);
+        SandboxEnd e = { .signaled = true, .sig = SIGKILL, .stats = &s, .memory_bytes = l.memory_bytes };
+        char *type = NULL, *msg = NULL;
+        assert_int_equal(sandbox_classify(&e, &type, &msg), SANDBOX_OUTCOME_MEMORY);
+        assert_string_equal(msg, "memory limit (32 MiB)");
+        free(type);
+        free(msg);
+        assert_int_equal(sandbox_cgroup_kill(cg), 0);
+        sandbox_cgroup_free(cg);
+        close(rep[0]);
+}
+
+static int forkbomb_child(void *arg) {
+        const int *fds = ((RunArgs *) arg)->cg_fds;
+        char *err = NULL;
+        SandboxRunConfig cfg = { .cgroup_fds = fds, .n_cgroup_fds = ((RunArgs *) arg)->n_cg };
+        if (sandbox_run_enter(&cfg, &err) < 0)
+                return 99;
+        int refused = 0;
+        for (int i = 0; i < 200; i++) {
+                pid_t p = fork();
+                if (p == 0) {
+                        setsid();
+                        pause();
+                        _exit(0);
+                }
+                if (p < 0)
+                        refused++;
+        }
+        return refused > 0 ? 3 : 4;
+}
+
+static void test_cgroup_pids_and_kill(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        SandboxLimits l = { .max_procs = 16 };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-pids-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                free(err);
+                skip();
+        }
+        int fds[6];
+        RunArgs a = { .cg_fds = fds };
+        a.n_cg = sandbox_cgroup_procs_fds(cg, fds, 6);
+        int st = in_child(forkbomb_child, &a);
+        assert_true(WIFEXITED(st));
+        SandboxCgroupStats s;
+        sandbox_cgroup_stats(cg, &s);
+        const char *missing = sandbox_cgroup_missing(cg);
+        if (!missing || !strstr(missing, "pids")) {
+                assert_int_equal(WEXITSTATUS(st), 3);
+                assert_true(s.pids_max > 0);
+        }
+        assert_int_equal(sandbox_cgroup_kill(cg), 0);
+        sandbox_cgroup_free(cg);
+}
+
+/* ---- worker level ----------------------------------------------------------------- */
+
+static int worker_child(void *arg) {
+        char *err = NULL;
+        char *ro[] = { (char *) arg, NULL };
+        SandboxWorkerConfig cfg = { .ro_paths = ro };
+        int r = sandbox_worker_enter(&cfg, &err);
+        if (r < 0) {
+                fprintf(stderr, "sandbox_worker_enter: %s\n", err);
+                return 99;
+        }
+        /* W1: pid 1, uid 0 mapped to nobody (we are root outside). */
+        CHECK(getpid() == 1);
+        CHECK(getuid() == 0);
+        char *map = NULL;
+        CHECK(read_file("/proc/self/uid_map", 256, &map, NULL) >= 0);
+        CHECK(strstr(map, "65534") != NULL);
+        struct stat st;
+        CHECK(stat("/etc/shadow", &st) < 0 && errno == ENOENT);
+        CHECK(stat("/root", &st) < 0);
+        CHECK(stat("/home", &st) < 0);
+        CHECK(stat("/usr/lib", &st) == 0);
+        CHECK(stat((char *) arg, &st) == 0);
+        CHECK(open("/usr/pwned", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0 && errno == EROFS);
+        _cleanup_free_ char *p = path_join((char *) arg, "pwned");
+        CHECK(open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0);
+        CHECK(open("/pwned", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0 && errno == EROFS);
+        CHECK(getenv("PYSPRINTER_CANARY") == NULL);
+        char *env = NULL;
+        size_t len = 0;
+        /* Non-dumpable for the user namespace its memory belongs to: not
+         * even the worker may read its environ; if it can, no canary. */
+        int er = read_file("/proc/self/environ", 1 << 20, &env, &len);
+        if (er >= 0)
+                CHECK(memmem(env, len, "canary-secret", 13) == NULL);
+        else
+                CHECK(er == -EACCES || er == -EPERM);
+        /* A run inside the worker. */
+        int rep[2];
+        CHECK(pipe2(rep, O_CLOEXEC) == 0);
+        RunArgs a = { .report = rep[1], .hold = -1, .listener_port = 9 };
+        pid_t c = fork();
+        if (c == 0)
+                _exit(run_child_checks(&a));
+        int ws;
+        CHECK(waitpid(c, &ws, 0) == c);
+        CHECK(WIFEXITED(ws));
+        if (WEXITSTATUS(ws) != 42) {
+                fprintf(stderr, "run in worker exited %d\n", WEXITSTATUS(ws));
+                return 50;
+        }
+        return 43;
+}
+
+static void test_worker_level(void **state) {
+        if (!can_namespaces())
+                skip();
+        char dir[] = "/tmp/sbx-unit-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        chmod(dir, 0755);
+        setenv("PYSPRINTER_CANARY", "canary-secret", 1);
+        int st = in_child(worker_child, dir);
+        unsetenv("PYSPRINTER_CANARY");
+        rmdir(dir);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 43);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_classify),
+                cmocka_unit_test(test_seccomp),
+                cmocka_unit_test(test_run_level),
+                cmocka_unit_test(test_run_network_optin),
+                cmocka_unit_test(test_run_crash_mirrored),
+                cmocka_unit_test(test_cgroup_memory),
+                cmocka_unit_test(test_cgroup_pids_and_kill),
+                cmocka_unit_test(test_worker_level),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
