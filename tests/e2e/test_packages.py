@@ -1,0 +1,389 @@
+"""End-to-end tests of the package manager (issue 3): a real local index on
+127.0.0.1 (tests/e2e/pkgindex.py), the real CLI, no internet."""
+import json
+import os
+import pathlib
+import stat
+import zipfile
+
+import pytest
+
+from conftest import CLI, WORKER
+import pkgindex
+
+try:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+except ImportError:  # pragma: no cover
+    SpecifierSet = None
+
+pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists(),
+                                reason="pysprinter/pysprinter-worker not built")
+
+# Validation never runs user code, so `lock` can validate unsandboxed; the
+# run tests say so explicitly.
+NOSANDBOX = "--sandbox=none"
+
+TINY = [
+    # name, version, requires, kwargs
+    ("alpha", "1.0", [], {}),
+    ("alpha", "1.1", [], {}),
+    ("alpha", "1.10", [], {}),
+    ("alpha", "2.0a1", [], {}),
+    ("alpha", "2.0b2", [], {}),
+    ("alpha", "2.0rc1", [], {}),
+    ("alpha", "2.0", [], {}),
+    ("alpha", "2.0.post1", [], {}),
+    ("alpha", "2.1.dev0", [], {}),
+    ("alpha", "3.0+local.7", [], {}),
+    ("onlypre", "1.0a1", [], {}),
+    ("onlypre", "1.0b1", [], {}),
+    ("epoch", "5.0", [], {}),
+    ("epoch", "1!0.5", [], {}),
+    # backtracking: app 3.0 wants lib<1 but the user wants lib>=1
+    ("app", "3.0", ["lib<1"], {}),
+    ("app", "2.0", ["lib>=1"], {}),
+    ("lib", "0.9", [], {}),
+    ("lib", "1.5", [], {}),
+    # deeper: top -> mid -> leaf; mid 2.0 conflicts with the root's leaf>=1
+    ("top", "1.0", ["mid"], {}),
+    ("mid", "2.0", ["leaf<1"], {}),
+    ("mid", "1.0", ["leaf>=1"], {}),
+    ("leaf", "0.5", [], {}),
+    ("leaf", "1.2", [], {}),
+    # markers and extras
+    ("feat", "1.0", ['extra1; extra == "x"', 'never; python_version < "3"',
+                     'linuxonly; sys_platform == "linux"'], {"extras": ["x"]}),
+    ("extra1", "1.0", [], {}),
+    ("never", "1.0", [], {}),
+    ("linuxonly", "1.0", [], {}),
+    # yanked and requires-python
+    ("yk", "1.0", [], {}),
+    ("yk", "2.0", [], {"yanked": "broken"}),
+    ("rp", "1.0", [], {}),
+    ("rp", "2.0", [], {"requires_python": ">=3.12"}),
+    # metadata-only requires-python (index does not say)
+    ("rpm", "1.0", [], {}),
+    ("rpm", "2.0", [], {"meta_requires_python": ">=4"}),
+    # incompatible platform wheel only for 2.0
+    ("plat", "1.0", [], {}),
+    ("plat", "2.0", [], {"tag": "cp311-cp311-win_amd64"}),
+]
+
+
+def build_tiny(outdir):
+    files = []
+    for name, version, requires, kw in TINY:
+        kw = dict(kw)
+        yanked = kw.pop("yanked", False)
+        rp = kw.pop("requires_python", None)
+        mrp = kw.pop("meta_requires_python", None)
+        w = pkgindex.build_wheel(outdir, name, version, requires=requires,
+                                 requires_python=rp or mrp, **kw)
+        files.append((w, dict(yanked=yanked, requires_python=rp)))
+    return files
+
+
+@pytest.fixture(scope="module")
+def tiny_wheels(tmp_path_factory):
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(params=["both", "html", "json"])
+def tiny_index(request, tiny_wheels, tmp_path):
+    ix = pkgindex.Index(mode=request.param)
+    for w, kw in tiny_wheels:
+        ix.add(w, **kw)
+    (tmp_path / "sd").mkdir()
+    sd = tmp_path / "sd" / "sdonly-1.0.tar.gz"
+    sd.write_bytes(b"not really a tarball")
+    ix.add(sd, metadata=False)
+    ix.start()
+    yield ix
+    ix.stop()
+
+
+@pytest.fixture(scope="module")
+def real_wheels():
+    ws = pkgindex.debian_wheels()
+    names = {pkgindex.normalize(w.name.split("-")[0]) for w in ws}
+    need = {"requests", "urllib3", "idna", "certifi", "charset-normalizer", "six"}
+    if not need <= names:
+        pytest.skip(f"Debian python3 packages missing: {sorted(need - names)}")
+    return ws
+
+
+@pytest.fixture
+def real_index(real_wheels):
+    ix = pkgindex.Index()
+    for w in real_wheels:
+        ix.add(w)
+    ix.start()
+    yield ix
+    ix.stop()
+
+
+def reqfile(cli, reqs, body="return 1", name="f.py"):
+    return cli.write(name, f"""
+        @requirements({reqs!r})
+        def f():
+            {body}
+        """)
+
+
+def lock(cli, index, reqs, *extra, check=0):
+    f = reqfile(cli, reqs)
+    p = cli("lock", NOSANDBOX, "--json", "--index-url", index.url, *extra, f)
+    if check is not None:
+        assert p.returncode == check, (p.returncode, p.stdout, p.stderr)
+    return p
+
+
+def locked(cli, index, reqs, *extra):
+    p = lock(cli, index, reqs, *extra)
+    data = json.loads(p.stdout)
+    return {pk["name"]: pk["version"] for pk in data["packages"]}
+
+
+# ---- the issue's "done when" -----------------------------------------------
+
+def test_requests_runs_from_the_store(cli, real_index, home):
+    version = pkgindex.debian_version("requests")
+    f = cli.write("f.py", f"""
+        @requirements({{'requests': '{version}', 'six': ''}})
+        def f():
+            import requests, six, urllib3
+            return [requests.__version__, requests.__file__, six.__file__, urllib3.__file__]
+        """)
+    p = cli("run", NOSANDBOX, "--json", "--index-url", real_index.url, f)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    v, rfile, sfile, ufile = json.loads(p.stdout)
+    assert v == version
+    store = str(home / "store") + "/"
+    for path in (rfile, sfile, ufile):
+        assert path.startswith(store), path
+    # Read-only store entries.
+    rdir = pathlib.Path(rfile).parent
+    assert not os.stat(rdir).st_mode & 0o222
+    # Second run: the lock cache answers; the index is not asked again.
+    before = len(real_index.requests)
+    p = cli("run", NOSANDBOX, "--json", "--index-url", real_index.url, f)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert json.loads(p.stdout)[1] == rfile
+    assert len(real_index.requests) == before, real_index.requests[before:]
+
+
+def test_real_lock_contents_and_metadata_files(cli, real_index):
+    got = locked(cli, real_index, {"requests": "", "six": ""})
+    assert set(got) == {"requests", "urllib3", "idna", "certifi", "charset-normalizer", "six"}
+    # Resolution read PEP 658 .metadata files, not whole wheels, and then
+    # each wheel was downloaded exactly once.
+    meta = [r for r in real_index.requests if r.endswith(".metadata")]
+    whl = [r for r in real_index.requests if r.endswith(".whl")]
+    assert len(meta) >= 6
+    assert len(whl) == len(set(whl)) == 6
+
+
+def test_numpy_and_yaml_install(cli, real_index, real_wheels, home):
+    names = {pkgindex.normalize(w.name.split("-")[0]) for w in real_wheels}
+    if not {"numpy", "pyyaml"} <= names:
+        pytest.skip("Debian numpy/PyYAML not installed")
+    got = locked(cli, real_index, {"numpy": "", "PyYAML": ""})
+    assert set(got) == {"numpy", "pyyaml"}
+    f = cli.write("n.py", """
+        @requirements({'numpy': '', 'PyYAML': ''})
+        def f():
+            import numpy, yaml
+            return [int(numpy.arange(5).sum()), numpy.__file__, yaml.safe_load('a: 1')]
+        """)
+    p = cli("run", NOSANDBOX, "--json", "--index-url", real_index.url, f)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    total, nfile, y = json.loads(p.stdout)
+    assert total == 10 and y == {"a": 1}
+    assert nfile.startswith(str(home / "store"))
+
+
+# ---- version selection, cross-checked against packaging ---------------------
+
+SPECS = ["", ">=1,<2", "<2", ">=2.0a1", "==2.0rc1", "~=1.0", "~=2.0", "!=2.0.post1", ">2.0",
+         "==1.*", ">=1.1,!=1.10", "<=2.0", "==2.0", "===2.0", ">=2.1.dev0", "<1.1", ">3"]
+
+
+@pytest.mark.skipif(SpecifierSet is None, reason="python3-packaging not installed")
+@pytest.mark.parametrize("spec", SPECS)
+def test_selection_matches_packaging(cli, tiny_index, spec):
+    versions = [Version(v) for n, v, _, _ in TINY if n == "alpha"]
+    expected = max(SpecifierSet(spec).filter(versions), default=None)
+    p = lock(cli, tiny_index, {"alpha": spec}, check=None)
+    if expected is None:
+        assert p.returncode == 4, (p.stdout, p.stderr)
+        assert "alpha" in p.stderr
+        return
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    got = {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]}
+    assert Version(got["alpha"]) == expected
+
+
+def test_prerelease_when_only_match_and_epochs(cli, tiny_index):
+    assert locked(cli, tiny_index, {"onlypre": ""})["onlypre"] == "1.0b1"
+    assert locked(cli, tiny_index, {"epoch": ""})["epoch"] == "1!0.5"
+
+
+def test_backtracking(cli, tiny_index):
+    assert locked(cli, tiny_index, {"app": "", "lib": ">=1"}) == {"app": "2.0", "lib": "1.5"}
+    got = locked(cli, tiny_index, {"top": "", "leaf": ">=1"})
+    assert got == {"top": "1.0", "mid": "1.0", "leaf": "1.2"}
+
+
+def test_markers_and_extras(cli, tiny_index):
+    got = locked(cli, tiny_index, {"feat[x]": ""})
+    assert set(got) == {"feat", "extra1", "linuxonly"}
+    assert set(locked(cli, tiny_index, {"feat": ""})) == {"feat", "linuxonly"}
+
+
+def test_yanked_requires_python_and_tags(cli, tiny_index):
+    assert locked(cli, tiny_index, {"yk": ""})["yk"] == "1.0"
+    assert locked(cli, tiny_index, {"yk": "2.0"})["yk"] == "2.0"
+    assert locked(cli, tiny_index, {"rp": ""})["rp"] == "1.0"
+    assert locked(cli, tiny_index, {"rpm": ""})["rpm"] == "1.0"
+    assert locked(cli, tiny_index, {"plat": ""})["plat"] == "1.0"
+    p = lock(cli, tiny_index, {"rp": ">=2"}, check=4)
+    assert "3.12" in p.stderr
+
+
+def test_conflict_is_explained(cli, tiny_index):
+    p = lock(cli, tiny_index, {"app": "==3.0", "lib": ">=1"}, check=4)
+    assert "lib" in p.stderr and "app 3.0" in p.stderr, p.stderr
+
+
+def test_typo_suggests_close_names(cli, real_index):
+    p = lock(cli, real_index, {"reqeusts": ""}, check=4)
+    assert "reqeusts" in p.stderr and "'requests'" in p.stderr, p.stderr
+
+
+def test_sdist_refused_with_reason(cli, tiny_index):
+    p = lock(cli, tiny_index, {"sdonly": ""}, check=4)
+    assert "sdonly" in p.stderr and "source distribution" in p.stderr, p.stderr
+
+
+# ---- index configuration ------------------------------------------------------
+
+def test_find_links_directory(cli, tmp_path, tiny_index):
+    d = tmp_path / "wheels"
+    pkgindex.build_wheel(d, "local-only", "4.2")
+    got = locked(cli, tiny_index, {"local-only": "", "lib": ""}, "--find-links", d)
+    assert got == {"local-only": "4.2", "lib": "1.5"}
+
+
+def test_first_index_with_the_project_wins(cli, tmp_path, tiny_index):
+    other = pkgindex.Index()
+    other.add(pkgindex.build_wheel(tmp_path / "o", "lib", "99.0"))
+    other.add(pkgindex.build_wheel(tmp_path / "o", "newpkg", "1.0"))
+    other.start()
+    try:
+        env = {"PIP_EXTRA_INDEX_URL": other.url}
+        f = reqfile(cli, {"lib": "", "newpkg": ""})
+        p = cli("lock", NOSANDBOX, "--json", "--index-url", tiny_index.url, f, env=env, check=0)
+        got = {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]}
+        assert got == {"lib": "1.5", "newpkg": "1.0"}
+    finally:
+        other.stop()
+
+
+def test_pip_index_url_from_environment(cli, tiny_index):
+    f = reqfile(cli, {"lib": "<1"})
+    p = cli("lock", NOSANDBOX, "--json", f, env={"PIP_INDEX_URL": tiny_index.url}, check=0)
+    assert json.loads(p.stdout)["packages"][0]["version"] == "0.9"
+
+
+def test_retries_then_clear_http_errors(cli, tiny_index):
+    tiny_index.fail_next("/simple/lib/", 503, count=2)
+    assert locked(cli, tiny_index, {"lib": ""})["lib"] == "1.5"
+    tiny_index.fail_next("/simple/leaf/", 403, count=100)
+    p = lock(cli, tiny_index, {"leaf": ""}, check=4)
+    assert "HTTP 403" in p.stderr and "/simple/leaf/" in p.stderr, p.stderr
+
+
+def test_unreachable_index_names_url(cli):
+    f = reqfile(cli, {"lib": ""})
+    p = cli("lock", NOSANDBOX, "--index-url", "http://127.0.0.1:9/simple/", f, check=4)
+    assert "127.0.0.1:9" in p.stderr, p.stderr
+
+
+def test_lock_cache_costs_no_index_request(cli, tiny_index, home):
+    locked(cli, tiny_index, {"app": "", "lib": ">=1"})
+    n = len(tiny_index.requests)
+    assert locked(cli, tiny_index, {"lib": ">=1", "app": ""}) == {"app": "2.0", "lib": "1.5"}
+    assert len(tiny_index.requests) == n
+    assert len(list((home / "envs").glob("*.json"))) == 1
+
+
+# ---- hostile wheels -------------------------------------------------------------
+
+def _zi(name, mode=0o644 | stat.S_IFREG):
+    zi = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    zi.external_attr = mode << 16
+    return zi
+
+
+def _hostile(tmp_path, kind):
+    d = tmp_path / kind
+    if kind == "traversal":
+        return pkgindex.build_wheel(d, "evil", "1.0", extra_entries=[(_zi("../../evil-escaped.txt"), "x")]), {}
+    if kind == "absolute":
+        return pkgindex.build_wheel(d, "evil", "1.0", extra_entries=[(_zi("/tmp/pysprinter-evil-abs.txt"), "x")]), {}
+    if kind == "symlink":
+        return pkgindex.build_wheel(d, "evil", "1.0", extra_entries=[(_zi("link", 0o777 | stat.S_IFLNK), "/etc/passwd")]), {}
+    if kind == "device":
+        return pkgindex.build_wheel(d, "evil", "1.0", extra_entries=[(_zi("dev", 0o644 | stat.S_IFCHR), "")]), {}
+    if kind == "zipbomb":
+        return pkgindex.build_wheel(d, "evil", "1.0", files={"evil.py": "", "bomb.bin": b"\0" * (100 << 20)}), {}
+    if kind == "record":
+        def tamper(rows):
+            return [(p, "sha256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" if p == "evil.py" else h, s)
+                    for p, h, s in rows]
+        return pkgindex.build_wheel(d, "evil", "1.0", record_tamper=tamper), {}
+    if kind == "unlisted":
+        return pkgindex.build_wheel(d, "evil", "1.0", extra_entries=[(_zi("evil/extra.py"), "x")]), {}
+    if kind == "sha256":
+        return pkgindex.build_wheel(d, "evil", "1.0"), {"sha256": "0" * 64}
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("traversal", "../../evil-escaped.txt"), ("absolute", "/tmp/pysprinter-evil-abs.txt"),
+    ("symlink", "link"), ("device", "dev"), ("zipbomb", "bomb.bin"), ("record", "evil.py"),
+    ("unlisted", "evil/extra.py"), ("sha256", "sha256"),
+])
+def test_hostile_wheel_rejected(cli, tmp_path, home, kind, needle):
+    w, kw = _hostile(tmp_path, kind)
+    ix = pkgindex.Index()
+    ix.add(w, **kw)
+    ix.start()
+    try:
+        p = lock(cli, ix, {"evil": ""}, check=4)
+    finally:
+        ix.stop()
+    assert w.name in p.stderr or kind == "sha256", p.stderr
+    assert needle in p.stderr, p.stderr
+    store = home / "store"
+    assert not store.exists() or not [x for x in store.iterdir()], list(store.iterdir())
+    assert not (home / "evil-escaped.txt").exists()
+    assert not pathlib.Path("/tmp/pysprinter-evil-abs.txt").exists()
+
+
+# ---- environments ------------------------------------------------------------------
+
+def test_env_ls_and_prune(cli, tiny_index, home):
+    locked(cli, tiny_index, {"lib": ""})
+    locked(cli, tiny_index, {"leaf": ""})
+    p = cli("env", "ls", "--json", check=0)
+    envs = json.loads(p.stdout)
+    assert len(envs) == 2 and all(e["size_bytes"] > 0 and not e["in_use"] for e in envs)
+    assert sorted(r for e in envs for r in e["requirements"]) == ["leaf", "lib"]
+    p = cli("env", "prune", check=0)
+    assert "removed 2 environments" in p.stdout
+    assert json.loads(cli("env", "ls", "--json", check=0).stdout) == []
+    assert [x for x in (home / "store").iterdir() if not x.name.startswith(".")] == []
+    # A pruned environment comes back on next use.
+    assert locked(cli, tiny_index, {"lib": ""}) == {"lib": "1.5"}
