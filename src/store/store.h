@@ -87,3 +87,116 @@ int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, siz
 int store_function_versions(Store *s, const char *tenant, const char *name, int **ret, size_t *ret_n);
 /* Deletes every version. -ENOENT when none. */
 int store_function_delete(Store *s, const char *tenant, const char *name);
+
+/* ---- DAG runs, their tasks, the task memo (store-dag.c) ------------------- */
+
+/* One DAG run. spec_text is the pipeline file's text and base_dir the
+ * directory its task files are relative to, so an interrupted run can be
+ * resumed from the store alone. status: "running", "succeeded", "failed",
+ * "cancelled", "invalid". owner: "<pid>" of the process driving it. */
+typedef struct DagRunRecord {
+        char *id;
+        char *tenant;
+        char *name;
+        char *file;
+        char *base_dir;
+        char *spec_text;
+        char *params_json;
+        char *options_json;
+        char *status;
+        char *error;
+        char *owner;
+        usec_t created, started, finished;
+} DagRunRecord;
+DagRunRecord *dag_run_record_free(DagRunRecord *r);
+void dag_run_record_list_free(DagRunRecord **v, size_t n);
+
+/* One task of a DAG run. state: "pending", "running", "succeeded",
+ * "cached", "failed", "skipped", "cancelled". */
+typedef struct DagTaskRecord {
+        char *dag_id;
+        char *name;
+        int position;        /* order in the pipeline file */
+        char *state;
+        char *run_id;        /* the last attempt's run */
+        int attempts;
+        char *memo_key;
+        bool cached;
+        char *value_json;
+        char *error;
+        int exit_code;
+        usec_t started, finished;
+} DagTaskRecord;
+DagTaskRecord *dag_task_record_free(DagTaskRecord *t);
+void dag_task_record_list_free(DagTaskRecord **v, size_t n);
+
+int store_dag_insert(Store *s, const DagRunRecord *r);
+/* Overwrites status, error, owner, params, options, started, finished. -ENOENT if none. */
+int store_dag_update(Store *s, const DagRunRecord *r);
+/* By full id or unique prefix within tenant (NULL: any). -ENOENT, -EEXIST (ambiguous). */
+int store_dag_get(Store *s, const char *tenant, const char *id_or_prefix, DagRunRecord **ret);
+/* Most recent first. */
+int store_dag_list(Store *s, const char *tenant, size_t limit, DagRunRecord ***ret, size_t *ret_n);
+/* Insert or replace the task (dag_id, name). */
+int store_dag_task_put(Store *s, const DagTaskRecord *t);
+/* The tasks of dag_id in position order (possibly none). */
+int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *ret_n);
+/* The memo: (tenant, key) -> a task's result. -ENOENT when absent. */
+int store_dag_memo_get(Store *s, const char *tenant, const char *key, char **ret_value_json, char **ret_run_id);
+int store_dag_memo_put(Store *s, const char *tenant, const char *key, const char *value_json, const char *run_id);
+
+/* ---- the data catalog (store-data.c) -------------------------------------- */
+
+/* A named dataset of a tenant. kind: "file", "dir" or "url"; source: the
+ * path or URL it was put from; current: the version `get`/runs use; etag and
+ * last_modified: the URL's validators; checked: last revalidation (µs). */
+typedef struct DatasetRecord {
+        char *tenant;
+        char *name;
+        char *kind;
+        char *source;
+        int current;
+        char *etag;
+        char *last_modified;
+        usec_t checked, created;
+        /* Filled by list/get: the current version's content. */
+        char *hash;
+        uint64_t size, files;
+        int n_versions;
+} DatasetRecord;
+DatasetRecord *dataset_record_free(DatasetRecord *d);
+void dataset_record_list_free(DatasetRecord **v, size_t n);
+
+typedef struct DatasetVersion {
+        int version;
+        char *hash;
+        uint64_t size, files;
+        usec_t created;
+} DatasetVersion;
+void dataset_version_list_free(DatasetVersion *v, size_t n);
+
+/* -ENOENT when (tenant, name) does not exist. */
+int store_dataset_get(Store *s, const char *tenant, const char *name, DatasetRecord **ret);
+/* By name. */
+int store_dataset_list(Store *s, const char *tenant, DatasetRecord ***ret, size_t *ret_n);
+/* Insert or update kind, source, etag, last_modified, checked (not current). */
+int store_dataset_put(Store *s, const DatasetRecord *d);
+/* Records content hash as a version of (tenant, name) and makes it current:
+ * when a version with that hash exists it is reused (*ret_new false),
+ * otherwise the next number is taken. The dataset row must exist. */
+int store_dataset_add_version(Store *s, const char *tenant, const char *name, const char *hash, uint64_t size,
+                              uint64_t files, int *ret_version, bool *ret_new);
+/* Ascending. */
+int store_dataset_versions(Store *s, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n);
+/* version 0: the dataset's current one. -ENOENT when none. */
+int store_dataset_version_get(Store *s, const char *tenant, const char *name, int version, DatasetVersion *ret);
+/* Removes one version (version > 0) or the whole dataset (0). When the
+ * current version goes, the newest remaining becomes current. -ENOENT. */
+int store_dataset_delete(Store *s, const char *tenant, const char *name, int version);
+/* How many versions (any tenant) still reference hash. */
+int store_dataset_hash_refs(Store *s, const char *hash, uint64_t *ret_count);
+/* Bytes a tenant holds: the sum of the sizes of the distinct contents its
+ * versions reference, counting extra_hash (size extra_size) when it is not
+ * among them. */
+int store_dataset_tenant_bytes(Store *s, const char *tenant, const char *extra_hash, uint64_t extra_size,
+                               uint64_t *ret);

@@ -1,0 +1,52 @@
+/* Internal to the data module. */
+#pragma once
+
+#include <pthread.h>
+
+#include "data.h"
+
+struct DataCatalog {
+        Store *store;
+        DataConfig cfg;
+        char *objects;   /* root/objects */
+        char *tmp;       /* root/tmp: staging, same file system as objects */
+};
+
+/* ---- data-tree.c ---- */
+
+/* Caps and counters of one import. */
+typedef struct TreeBudget {
+        uint64_t max_bytes, max_files;
+        uint64_t bytes, files;
+} TreeBudget;
+
+/* Copies the file or directory src to dst (which must not exist); a file
+ * src becomes dst/<leaf>. Symlinks and special files are refused
+ * (*ret_path names the offending path). */
+int tree_copy_in(const char *src, const char *dst, const char *leaf, TreeBudget *b, char **ret_path);
+/* The content hash (see data.h), hex. */
+int tree_hash(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret_files);
+/* chmod the tree read-only (files 0444, dirs 0555) or writable again
+ * (files 0644, dirs 0755, so it can be removed). */
+int tree_set_readonly(const char *dir, bool readonly);
+/* Copies a tree out (plain files, mode 0644/0755). */
+int tree_copy_out(const char *src, const char *dst);
+/* The one regular file at the top of dir when dir holds exactly that. */
+int tree_single_file(const char *dir, char **ret_path);
+/* sha256 hex helpers (libcrypto stays in data-tree.c). */
+char *sha256_hex(const void *data, size_t n);
+
+/* ---- data-fetch.c ---- */
+
+typedef struct FetchResult {
+        long status;          /* HTTP status; 304 = not modified */
+        char *etag;
+        char *last_modified;
+} FetchResult;
+void fetch_result_done(FetchResult *f);
+
+/* GETs url into the file path (created), conditional on etag/last_modified
+ * when given; at most max_bytes (-EFBIG past it). Only 2xx and 304 are
+ * success; anything else is an error with *ret_error. */
+int data_fetch(const char *url, const char *path, const char *etag, const char *last_modified, uint64_t max_bytes,
+               uint64_t timeout_ms, FetchResult *ret, char **ret_error);

@@ -1,0 +1,368 @@
+/* Trees on disk: import copies with caps, the content hash, read-only
+ * marking, export copies. Every walk uses dir fds and O_NOFOLLOW so a
+ * symlink swapped in mid-walk is never followed. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#include "data-internal.h"
+
+#define COPY_CHUNK (128 * 1024)
+#define MAX_DEPTH 64
+
+char *sha256_hex(const void *data, size_t n) {
+        uint8_t md[32];
+        unsigned len = 0;
+        EVP_Digest(data, n, md, &len, EVP_sha256(), NULL);
+        char *hex = xmalloc(65);
+        for (unsigned i = 0; i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        return hex;
+}
+
+static void hex_of(const uint8_t md[32], char out[65]) {
+        for (unsigned i = 0; i < 32; i++)
+                snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Sorted entry names of an open directory (not . and ..). Consumes no fd:
+ * dirfd is duplicated for fdopendir. */
+static int list_sorted(int dirfd, char ***ret, size_t *ret_n) {
+        int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        rewinddir(d);
+        char **v = NULL;
+        size_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                v = xrealloc(v, (n + 2) * sizeof(char *));
+                v[n++] = xstrdup(de->d_name);
+                v[n] = NULL;
+        }
+        closedir(d);
+        if (n)
+                qsort(v, n, sizeof(char *), cmp_str);
+        else
+                v = xcalloc(1, sizeof(char *));
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* Copies one open regular file to (dirfd, name), counting against b. */
+static int copy_fd(int in, int dirfd, const char *name, mode_t mode, TreeBudget *b) {
+        _cleanup_close_ int out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (out < 0)
+                return -errno;
+        _cleanup_free_ char *buf = xmalloc(COPY_CHUNK);
+        for (;;) {
+                ssize_t n = read(in, buf, COPY_CHUNK);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                if (b) {
+                        b->bytes += (uint64_t) n;
+                        if (b->max_bytes && b->bytes > b->max_bytes)
+                                return -EFBIG;
+                }
+                int r = write_full(out, buf, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static bool name_ok(const char *name) {
+        /* The hash listing is line based; a newline in a name would make two
+         * trees hash alike. */
+        return !strchr(name, '\n');
+}
+
+/* Recursive copy of the directory open at src into the directory open at
+ * dst. rel is the path shown in errors. */
+static int copy_dir(int src, int dst, const char *rel, int depth, TreeBudget *b, char **ret_path) {
+        if (depth > MAX_DEPTH) {
+                *ret_path = xstrdup(rel);
+                return -ELOOP;
+        }
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        int r = list_sorted(src, &names, &n);
+        if (r < 0) {
+                *ret_path = xstrdup(rel);
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = *rel ? path_join(rel, names[i]) : xstrdup(names[i]);
+                struct stat st;
+                if (fstatat(src, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        *ret_path = TAKE_PTR(path);
+                        return -errno;
+                }
+                if (!name_ok(names[i])) {
+                        *ret_path = TAKE_PTR(path);
+                        return -EINVAL;
+                }
+                if (b) {
+                        b->files++;
+                        if (b->max_files && b->files > b->max_files) {
+                                *ret_path = TAKE_PTR(path);
+                                return -EMFILE;
+                        }
+                }
+                if (S_ISDIR(st.st_mode)) {
+                        if (mkdirat(dst, names[i], 0755) < 0) {
+                                *ret_path = TAKE_PTR(path);
+                                return -errno;
+                        }
+                        _cleanup_close_ int s2 = openat(src, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        _cleanup_close_ int d2 = openat(dst, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (s2 < 0 || d2 < 0) {
+                                *ret_path = TAKE_PTR(path);
+                                return -errno;
+                        }
+                        r = copy_dir(s2, d2, path, depth + 1, b, ret_path);
+                        if (r < 0)
+                                return r;
+                } else if (S_ISREG(st.st_mode)) {
+                        _cleanup_close_ int in = openat(src, names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                        if (in < 0) {
+                                *ret_path = TAKE_PTR(path);
+                                return -errno;
+                        }
+                        r = copy_fd(in, dst, names[i], 0644, b);
+                        if (r < 0) {
+                                *ret_path = TAKE_PTR(path);
+                                return r;
+                        }
+                } else {
+                        /* Symlinks could point outside the dataset (and
+                         * outside the sandbox's view); devices and fifos are
+                         * not data. */
+                        *ret_path = TAKE_PTR(path);
+                        return S_ISLNK(st.st_mode) ? -ELOOP : -EPERM;
+                }
+        }
+        return 0;
+}
+
+int tree_copy_in(const char *src, const char *dst, const char *leaf, TreeBudget *b, char **ret_path) {
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0) {
+                *ret_path = xstrdup(src);
+                return -errno;
+        }
+        struct stat st;
+        if (fstat(in, &st) < 0) {
+                *ret_path = xstrdup(src);
+                return -errno;
+        }
+        if (mkdir(dst, 0755) < 0) {
+                *ret_path = xstrdup(dst);
+                return -errno;
+        }
+        _cleanup_close_ int out = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (out < 0) {
+                *ret_path = xstrdup(dst);
+                return -errno;
+        }
+        if (S_ISDIR(st.st_mode))
+                return copy_dir(in, out, "", 0, b, ret_path);
+        if (!S_ISREG(st.st_mode)) {
+                *ret_path = xstrdup(src);
+                return -EPERM;
+        }
+        if (b) {
+                b->files++;
+        }
+        int r = copy_fd(in, out, leaf, 0644, b);
+        if (r < 0)
+                *ret_path = xstrdup(src);
+        return r;
+}
+
+static int hash_file(int dirfd, const char *name, char hex[65], uint64_t *ret_size) {
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        _cleanup_free_ char *buf = xmalloc(COPY_CHUNK);
+        uint64_t size = 0;
+        int r = 0;
+        for (;;) {
+                ssize_t n = read(fd, buf, COPY_CHUNK);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                if (n == 0)
+                        break;
+                EVP_DigestUpdate(ctx, buf, (size_t) n);
+                size += (uint64_t) n;
+        }
+        uint8_t md[32];
+        EVP_DigestFinal_ex(ctx, md, NULL);
+        EVP_MD_CTX_free(ctx);
+        if (r < 0)
+                return r;
+        hex_of(md, hex);
+        *ret_size = size;
+        return 0;
+}
+
+static int hash_dir(int dirfd, const char *rel, int depth, EVP_MD_CTX *ctx, uint64_t *size, uint64_t *files) {
+        if (depth > MAX_DEPTH)
+                return -ELOOP;
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        int r = list_sorted(dirfd, &names, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = *rel ? path_join(rel, names[i]) : xstrdup(names[i]);
+                struct stat st;
+                if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return -errno;
+                Buf line;
+                buf_init(&line, 8192);
+                if (S_ISDIR(st.st_mode)) {
+                        buf_printf(&line, "d %s\n", path);
+                        EVP_DigestUpdate(ctx, line.data, line.len);
+                        buf_free(&line);
+                        _cleanup_close_ int sub = openat(dirfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub < 0)
+                                return -errno;
+                        r = hash_dir(sub, path, depth + 1, ctx, size, files);
+                        if (r < 0)
+                                return r;
+                } else if (S_ISREG(st.st_mode)) {
+                        char hex[65];
+                        uint64_t fsize = 0;
+                        r = hash_file(dirfd, names[i], hex, &fsize);
+                        if (r < 0) {
+                                buf_free(&line);
+                                return r;
+                        }
+                        buf_printf(&line, "f %s %llu %s\n", path, (unsigned long long) fsize, hex);
+                        EVP_DigestUpdate(ctx, line.data, line.len);
+                        buf_free(&line);
+                        *size += fsize;
+                        (*files)++;
+                } else {
+                        buf_free(&line);
+                        return -EPERM;
+                }
+        }
+        return 0;
+}
+
+int tree_hash(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret_files) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        uint64_t size = 0, files = 0;
+        int r = hash_dir(fd, "", 0, ctx, &size, &files);
+        uint8_t md[32];
+        EVP_DigestFinal_ex(ctx, md, NULL);
+        EVP_MD_CTX_free(ctx);
+        if (r < 0)
+                return r;
+        char *hex = xmalloc(65);
+        hex_of(md, hex);
+        *ret_hex = hex;
+        *ret_size = size;
+        *ret_files = files;
+        return 0;
+}
+
+static int chmod_dir(int dirfd, bool readonly, int depth) {
+        if (depth > MAX_DEPTH)
+                return -ELOOP;
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        /* Writable first so a read-only directory can be listed and its
+         * children changed; read-only last, after the children. */
+        if (!readonly && fchmod(dirfd, 0755) < 0)
+                return -errno;
+        int r = list_sorted(dirfd, &names, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return -errno;
+                if (S_ISDIR(st.st_mode)) {
+                        _cleanup_close_ int sub = openat(dirfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub < 0)
+                                return -errno;
+                        r = chmod_dir(sub, readonly, depth + 1);
+                        if (r < 0)
+                                return r;
+                } else if (S_ISREG(st.st_mode)) {
+                        if (fchmodat(dirfd, names[i], readonly ? 0444 : 0644, 0) < 0)
+                                return -errno;
+                }
+        }
+        if (readonly && fchmod(dirfd, 0555) < 0)
+                return -errno;
+        return 0;
+}
+
+int tree_set_readonly(const char *dir, bool readonly) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return chmod_dir(fd, readonly, 0);
+}
+
+int tree_copy_out(const char *src, const char *dst) {
+        _cleanup_close_ int in = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (in < 0)
+                return -errno;
+        if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        _cleanup_close_ int out = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (out < 0)
+                return -errno;
+        _cleanup_free_ char *bad = NULL;
+        return copy_dir(in, out, "", 0, NULL, &bad);
+}
+
+int tree_single_file(const char *dir, char **ret_path) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        int r = list_sorted(fd, &names, &n);
+        if (r < 0)
+                return r;
+        struct stat st;
+        if (n != 1 || fstatat(fd, names[0], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                return -ENOENT;
+        *ret_path = path_join(dir, names[0]);
+        return 0;
+}

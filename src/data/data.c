@@ -1,0 +1,557 @@
+/* The data catalog: puts stage content under root/tmp, hash it, and move
+ * it to root/objects/<hash> with one rename (same file system), so a
+ * half-written object is never visible; the catalog rows follow. */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "data-internal.h"
+
+static uint64_t env_u64(const char *name, uint64_t dflt) {
+        const char *v = getenv(name);
+        if (!v || !*v)
+                return dflt;
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno || *end)
+                return dflt;
+        return n;
+}
+
+void data_config_from_env(DataConfig *cfg, const char *home) {
+        if (!cfg->max_dataset_bytes)
+                cfg->max_dataset_bytes = env_u64("PYSPRINTER_DATA_MAX_BYTES", DATA_DEFAULT_MAX_DATASET_BYTES);
+        if (!cfg->max_tenant_bytes)
+                cfg->max_tenant_bytes = env_u64("PYSPRINTER_DATA_TENANT_MAX_BYTES", DATA_DEFAULT_MAX_TENANT_BYTES);
+        if (!cfg->max_files)
+                cfg->max_files = DATA_DEFAULT_MAX_FILES;
+        if (!cfg->url_ttl_sec)
+                cfg->url_ttl_sec = env_u64("PYSPRINTER_DATA_TTL", 0);
+        if (!cfg->url_timeout_ms)
+                cfg->url_timeout_ms = DATA_DEFAULT_URL_TIMEOUT_MS;
+        (void) home;
+}
+
+int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, char **ret_error) {
+        if (!store || !cfg || !cfg->root)
+                return -EINVAL;
+        DataCatalog *c = xcalloc(1, sizeof(DataCatalog));
+        c->store = store;
+        c->cfg = *cfg;
+        c->cfg.root = NULL;
+        if (!c->cfg.max_dataset_bytes)
+                c->cfg.max_dataset_bytes = DATA_DEFAULT_MAX_DATASET_BYTES;
+        if (!c->cfg.max_tenant_bytes)
+                c->cfg.max_tenant_bytes = DATA_DEFAULT_MAX_TENANT_BYTES;
+        if (!c->cfg.max_files)
+                c->cfg.max_files = DATA_DEFAULT_MAX_FILES;
+        c->objects = path_join(cfg->root, "objects");
+        c->tmp = path_join(cfg->root, "tmp");
+        int r = mkdir_p(c->objects, 0755);
+        if (r >= 0)
+                r = mkdir_p(c->tmp, 0700);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot create %s: %s", cfg->root, strerror(-r));
+                data_catalog_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+DataCatalog *data_catalog_free(DataCatalog *c) {
+        if (!c)
+                return NULL;
+        free(c->objects);
+        free(c->tmp);
+        free(c);
+        return NULL;
+}
+
+bool data_name_valid(const char *name) {
+        if (!name || !*name || strlen(name) > DATA_NAME_MAX)
+                return false;
+        for (const char *p = name; *p; p++) {
+                char ch = *p;
+                bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+                if (!alnum && (p == name || !(ch == '.' || ch == '_' || ch == '-')))
+                        return false;
+        }
+        return true;
+}
+
+int data_parse_ref(const char *ref, char **ret_name, int *ret_version) {
+        if (!ref)
+                return -EINVAL;
+        const char *at = strchr(ref, '@');
+        _cleanup_free_ char *name = at ? xstrndup(ref, (size_t) (at - ref)) : xstrdup(ref);
+        int version = 0;
+        if (at) {
+                char *end;
+                errno = 0;
+                long v = strtol(at + 1, &end, 10);
+                if (errno || end == at + 1 || *end || v < 1 || v > 1000000000)
+                        return -EINVAL;
+                version = (int) v;
+        }
+        if (!data_name_valid(name))
+                return -EINVAL;
+        *ret_name = TAKE_PTR(name);
+        *ret_version = version;
+        return 0;
+}
+
+bool data_source_is_url(const char *source) {
+        return source && (startswith(source, "http://") || startswith(source, "https://"));
+}
+
+DataInfo *data_info_free(DataInfo *d) {
+        if (!d)
+                return NULL;
+        free(d->name);
+        free(d->hash);
+        free(d->kind);
+        free(d->source);
+        free(d->path);
+        free(d->file);
+        free(d);
+        return NULL;
+}
+
+/* The file name a URL's content gets: its last path segment, made safe. */
+static char *url_leaf(const char *url) {
+        const char *p = strstr(url, "://");
+        p = p ? p + 3 : url;
+        size_t end = strcspn(p, "?#");
+        _cleanup_free_ char *path = xstrndup(p, end);
+        char *slash = strchr(path, '/');
+        const char *leaf = "";
+        if (slash) {
+                char *last = strrchr(slash, '/');
+                leaf = last + 1;
+        }
+        Buf b;
+        buf_init(&b, 128);
+        for (const char *q = leaf; *q && b.len < 100; q++) {
+                char ch = *q;
+                bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                          ch == '.' || ch == '_' || ch == '-';
+                buf_append(&b, ok ? &ch : "_", 1);
+        }
+        if (b.len == 0 || streq(b.data, ".") || streq(b.data, "..")) {
+                buf_free(&b);
+                return xstrdup("data");
+        }
+        return buf_steal(&b);
+}
+
+static char *staging_dir(DataCatalog *c) {
+        _cleanup_free_ char *rnd = NULL;
+        if (random_hex(8, &rnd) < 0)
+                rnd = xasprintf("%d-%llu", (int) getpid(), (unsigned long long) now_monotonic());
+        return path_join(c->tmp, rnd);
+}
+
+static void staging_remove(const char *dir) {
+        if (!dir)
+                return;
+        (void) tree_set_readonly(dir, false);
+        (void) rm_rf(dir);
+}
+
+/* Hashes the staged tree, checks the tenant cap, and moves it into the
+ * object store (or drops it when that content is there already). */
+static int commit_staged(DataCatalog *c, const char *tenant, const char *staged, char **ret_hash, uint64_t *ret_size,
+                         uint64_t *ret_files, char **ret_error) {
+        _cleanup_free_ char *hash = NULL;
+        uint64_t size = 0, files = 0;
+        int r = tree_hash(staged, &hash, &size, &files);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot hash the staged content: %s", strerror(-r));
+                return r;
+        }
+        uint64_t held = 0;
+        r = store_dataset_tenant_bytes(c->store, tenant, hash, size, &held);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
+                return r;
+        }
+        if (held > c->cfg.max_tenant_bytes) {
+                *ret_error = xasprintf("tenant '%s' would hold %llu bytes of data, over its cap of %llu bytes; "
+                                       "remove old datasets or versions (pysprinter data rm)",
+                                       tenant, (unsigned long long) held, (unsigned long long) c->cfg.max_tenant_bytes);
+                return -EDQUOT;
+        }
+        _cleanup_free_ char *dst = path_join(c->objects, hash);
+        struct stat st;
+        if (stat(dst, &st) < 0) {
+                r = tree_set_readonly(staged, true);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot make the content read-only: %s", strerror(-r));
+                        return r;
+                }
+                if (rename(staged, dst) < 0 && errno != ENOTEMPTY && errno != EEXIST) {
+                        r = -errno;
+                        *ret_error = xasprintf("cannot move the content into %s: %s", dst, strerror(-r));
+                        return r;
+                }
+        }
+        *ret_hash = TAKE_PTR(hash);
+        *ret_size = size;
+        *ret_files = files;
+        return 0;
+}
+
+static DataInfo *info_new(DataCatalog *c, const DatasetRecord *d, const DatasetVersion *v) {
+        DataInfo *i = xcalloc(1, sizeof(DataInfo));
+        i->name = xstrdup(d->name);
+        i->version = v->version;
+        i->hash = xstrdup(v->hash);
+        i->size = v->size;
+        i->files = v->files;
+        i->kind = xstrdup(d->kind);
+        i->source = xstrdup(d->source);
+        i->path = path_join(c->objects, v->hash);
+        if (!streq(d->kind, "dir"))
+                (void) tree_single_file(i->path, &i->file);
+        return i;
+}
+
+static int fetch_url_staged(DataCatalog *c, const char *url, const char *etag, const char *lm, char **ret_staged,
+                            FetchResult *ret_fetch, char **ret_error) {
+        _cleanup_free_ char *staged = staging_dir(c);
+        if (mkdir(staged, 0755) < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot create %s: %s", staged, strerror(-r));
+                return r;
+        }
+        _cleanup_free_ char *leaf = url_leaf(url);
+        _cleanup_free_ char *file = path_join(staged, leaf);
+        FetchResult f = {};
+        int r = data_fetch(url, file, etag, lm, c->cfg.max_dataset_bytes, c->cfg.url_timeout_ms, &f, ret_error);
+        if (r < 0) {
+                staging_remove(staged);
+                return r;
+        }
+        if (f.status == 304) {
+                staging_remove(staged);
+                *ret_staged = NULL;
+        } else
+                *ret_staged = TAKE_PTR(staged);
+        *ret_fetch = f;
+        return 0;
+}
+
+/* Records the staged content as a version of (tenant, name) and returns it. */
+static int add_staged_version(DataCatalog *c, const char *tenant, const DatasetRecord *d, const char *staged,
+                              DataInfo **ret, char **ret_error) {
+        _cleanup_free_ char *hash = NULL;
+        uint64_t size = 0, files = 0;
+        int r = commit_staged(c, tenant, staged, &hash, &size, &files, ret_error);
+        if (r < 0)
+                return r;
+        r = store_dataset_put(c->store, d);
+        int version = 0;
+        bool is_new = false;
+        if (r >= 0)
+                r = store_dataset_add_version(c->store, tenant, d->name, hash, size, files, &version, &is_new);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot record dataset '%s': %s", d->name, strerror(-r));
+                return r;
+        }
+        DatasetVersion v = { .version = version, .hash = hash, .size = size, .files = files };
+        DataInfo *i = info_new(c, d, &v);
+        i->is_new = is_new;
+        *ret = i;
+        return 0;
+}
+
+int data_put(DataCatalog *c, const char *tenant, const char *name, const char *source, DataInfo **ret,
+             char **ret_error) {
+        tenant = tenant ?: "local";
+        if (!data_name_valid(name)) {
+                *ret_error = xasprintf("'%s' is not a valid dataset name (letters, digits, '.', '_', '-'; "
+                                       "at most %d characters, starting with a letter or digit)",
+                                       name ?: "", DATA_NAME_MAX);
+                return -EINVAL;
+        }
+        if (!source || !*source) {
+                *ret_error = xstrdup("no source given (a file, a directory or an http(s) URL)");
+                return -EINVAL;
+        }
+        _cleanup_free_ char *staged = NULL;
+        _cleanup_free_ char *abs_source = NULL;
+        DatasetRecord d = { .tenant = (char *) tenant, .name = (char *) name, .checked = now_realtime() };
+        FetchResult f = {};
+        int r;
+        if (data_source_is_url(source)) {
+                d.kind = "url";
+                d.source = (char *) source;
+                r = fetch_url_staged(c, source, NULL, NULL, &staged, &f, ret_error);
+                if (r < 0)
+                        return r;
+                if (!staged) {
+                        /* 304 to an unconditional GET: nothing to store. */
+                        fetch_result_done(&f);
+                        *ret_error = xasprintf("cannot fetch %s: the server answered 304 without a cached copy", source);
+                        return -EIO;
+                }
+                d.etag = f.etag;
+                d.last_modified = f.last_modified;
+        } else {
+                struct stat st;
+                if (stat(source, &st) < 0) {
+                        r = -errno;
+                        *ret_error = xasprintf("cannot read %s: %s", source, strerror(-r));
+                        return r;
+                }
+                d.kind = S_ISDIR(st.st_mode) ? "dir" : "file";
+                abs_source = realpath(source, NULL);
+                d.source = abs_source ? abs_source : (char *) source;
+                staged = staging_dir(c);
+                const char *slash = strrchr(d.source, '/');
+                TreeBudget b = { .max_bytes = c->cfg.max_dataset_bytes, .max_files = c->cfg.max_files };
+                _cleanup_free_ char *bad = NULL;
+                r = tree_copy_in(source, staged, slash ? slash + 1 : d.source, &b, &bad);
+                if (r < 0) {
+                        if (r == -EFBIG)
+                                *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", source,
+                                                       (unsigned long long) c->cfg.max_dataset_bytes);
+                        else if (r == -EMFILE)
+                                *ret_error = xasprintf("%s has more than %llu files", source,
+                                                       (unsigned long long) c->cfg.max_files);
+                        else if (r == -ELOOP)
+                                *ret_error = xasprintf("%s: symbolic links are not supported in datasets (%s)", source,
+                                                       bad ?: "?");
+                        else if (r == -EPERM)
+                                *ret_error = xasprintf("%s: only regular files and directories can be stored (%s)",
+                                                       source, bad ?: "?");
+                        else
+                                *ret_error = xasprintf("cannot copy %s: %s", bad ?: source, strerror(-r));
+                        staging_remove(staged);
+                        return r;
+                }
+        }
+        r = add_staged_version(c, tenant, &d, staged, ret, ret_error);
+        staging_remove(staged);
+        fetch_result_done(&f);
+        return r;
+}
+
+/* Conditional GET of a URL dataset; a new body becomes (or re-selects) a
+ * version. Returns <0 when the server could not be asked. */
+static int revalidate(DataCatalog *c, const char *tenant, DatasetRecord *d, char **ret_error) {
+        _cleanup_free_ char *staged = NULL;
+        FetchResult f = {};
+        int r = fetch_url_staged(c, d->source, d->etag, d->last_modified, &staged, &f, ret_error);
+        if (r < 0)
+                return r;
+        d->checked = now_realtime();
+        if (!staged) {
+                /* 304: keep the validators we have unless the server sent new ones. */
+                if (f.etag) {
+                        free(d->etag);
+                        d->etag = TAKE_PTR(f.etag);
+                }
+                if (f.last_modified) {
+                        free(d->last_modified);
+                        d->last_modified = TAKE_PTR(f.last_modified);
+                }
+                fetch_result_done(&f);
+                return store_dataset_put(c->store, d);
+        }
+        free(d->etag);
+        free(d->last_modified);
+        d->etag = TAKE_PTR(f.etag);
+        d->last_modified = TAKE_PTR(f.last_modified);
+        fetch_result_done(&f);
+        DataInfo *i = NULL;
+        r = add_staged_version(c, tenant, d, staged, &i, ret_error);
+        staging_remove(staged);
+        if (r >= 0) {
+                d->current = i->version;
+                data_info_free(i);
+        }
+        return r;
+}
+
+int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, char **ret_warning,
+             char **ret_error) {
+        tenant = tenant ?: "local";
+        _cleanup_free_ char *name = NULL;
+        int version = 0;
+        if (data_parse_ref(ref, &name, &version) < 0) {
+                *ret_error = xasprintf("'%s' is not a dataset reference (NAME or NAME@VERSION)", ref ?: "");
+                return -EINVAL;
+        }
+        DatasetRecord *d = NULL;
+        int r = store_dataset_get(c->store, tenant, name, &d);
+        if (r == -ENOENT) {
+                *ret_error = xasprintf("no dataset named '%s' (add it with: pysprinter data put %s PATH|URL)", name, name);
+                return r;
+        }
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
+                return r;
+        }
+        if (version == 0 && streq(d->kind, "url") &&
+            (c->cfg.url_ttl_sec == 0 || now_realtime() - d->checked >= c->cfg.url_ttl_sec * USEC_PER_SEC)) {
+                _cleanup_free_ char *err = NULL;
+                r = revalidate(c, tenant, d, &err);
+                if (r < 0 && ret_warning) {
+                        char stamp[32];
+                        *ret_warning = xasprintf("dataset '%s': could not revalidate %s (%s); using the cached copy "
+                                                 "(version %d, checked %s)",
+                                                 name, d->source, err ?: strerror(-r), d->current,
+                                                 format_timestamp(d->checked, stamp));
+                }
+        }
+        DatasetVersion v = {};
+        r = store_dataset_version_get(c->store, tenant, name, version, &v);
+        if (r < 0) {
+                if (r == -ENOENT)
+                        *ret_error = version ? xasprintf("dataset '%s' has no version %d (see: pysprinter data ls %s)",
+                                                         name, version, name)
+                                             : xasprintf("dataset '%s' has no versions", name);
+                else
+                        *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
+                dataset_record_free(d);
+                return r;
+        }
+        DataInfo *i = info_new(c, d, &v);
+        free(v.hash);
+        dataset_record_free(d);
+        struct stat st;
+        if (stat(i->path, &st) < 0) {
+                r = -errno;
+                *ret_error = xasprintf("the content of dataset '%s' version %d is missing from %s", name, i->version,
+                                       i->path);
+                data_info_free(i);
+                return r;
+        }
+        *ret = i;
+        return 0;
+}
+
+int data_export(DataCatalog *c, const char *tenant, const char *ref, const char *out_path, char **ret_warning,
+                char **ret_error) {
+        DataInfo *i = NULL;
+        int r = data_use(c, tenant, ref, &i, ret_warning, ret_error);
+        if (r < 0)
+                return r;
+        struct stat st;
+        bool out_is_dir = stat(out_path, &st) >= 0 && S_ISDIR(st.st_mode);
+        if (i->file) {
+                _cleanup_free_ char *content = NULL;
+                size_t len = 0;
+                r = read_file(i->file, SIZE_MAX / 2, &content, &len);
+                _cleanup_free_ char *dst = out_is_dir ? path_join(out_path, strrchr(i->file, '/') + 1) : xstrdup(out_path);
+                if (r >= 0)
+                        r = write_file_atomic(dst, content, len, 0644);
+                if (r < 0)
+                        *ret_error = xasprintf("cannot write %s: %s", dst, strerror(-r));
+        } else {
+                r = tree_copy_out(i->path, out_path);
+                if (r < 0)
+                        *ret_error = xasprintf("cannot copy dataset '%s' to %s: %s (the target must not hold "
+                                               "files of the same names)",
+                                               i->name, out_path, strerror(-r));
+        }
+        data_info_free(i);
+        return r;
+}
+
+/* Deletes the object when no version references it any more. */
+static void gc_object(DataCatalog *c, const char *hash) {
+        uint64_t refs = 1;
+        if (store_dataset_hash_refs(c->store, hash, &refs) < 0 || refs > 0)
+                return;
+        _cleanup_free_ char *dir = path_join(c->objects, hash);
+        /* Move it aside first so a concurrent put of the same content
+         * either sees it whole or not at all. */
+        _cleanup_free_ char *aside = staging_dir(c);
+        if (rename(dir, aside) < 0)
+                return;
+        staging_remove(aside);
+}
+
+int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_error) {
+        tenant = tenant ?: "local";
+        _cleanup_free_ char *name = NULL;
+        int version = 0;
+        if (data_parse_ref(ref, &name, &version) < 0) {
+                *ret_error = xasprintf("'%s' is not a dataset reference (NAME or NAME@VERSION)", ref ?: "");
+                return -EINVAL;
+        }
+        DatasetVersion *v = NULL;
+        size_t n = 0;
+        int r = store_dataset_versions(c->store, tenant, name, &v, &n);
+        if (r >= 0)
+                r = store_dataset_delete(c->store, tenant, name, version);
+        if (r == -ENOENT)
+                *ret_error = version ? xasprintf("dataset '%s' has no version %d", name, version)
+                                     : xasprintf("no dataset named '%s'", name);
+        else if (r < 0)
+                *ret_error = xasprintf("cannot update the data catalog: %s", strerror(-r));
+        if (r >= 0)
+                for (size_t i = 0; i < n; i++)
+                        if (version == 0 || v[i].version == version)
+                                gc_object(c, v[i].hash);
+        dataset_version_list_free(v, n);
+        return r;
+}
+
+int data_list(DataCatalog *c, const char *tenant, DatasetRecord ***ret, size_t *ret_n) {
+        return store_dataset_list(c->store, tenant ?: "local", ret, ret_n);
+}
+
+int data_versions(DataCatalog *c, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n) {
+        return store_dataset_versions(c->store, tenant ?: "local", name, ret, ret_n);
+}
+
+int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, char ***ret_mounts,
+                        char **ret_fingerprint, char **ret_warning, char **ret_error) {
+        char **mounts = NULL;
+        Buf fp, warn;
+        buf_init(&fp, 1 << 20);
+        buf_init(&warn, 1 << 20);
+        int r = 0;
+        for (char *const *p = refs; p && *p; p++) {
+                DataInfo *i = NULL;
+                _cleanup_free_ char *w = NULL;
+                r = data_use(c, tenant, *p, &i, &w, ret_error);
+                if (r < 0)
+                        break;
+                for (char **m = mounts; m && *m; m++)
+                        if (startswith(*m, i->name) && (*m)[strlen(i->name)] == '=') {
+                                *ret_error = xasprintf("dataset '%s' is asked for twice", i->name);
+                                r = -EINVAL;
+                        }
+                if (r < 0) {
+                        data_info_free(i);
+                        break;
+                }
+                _cleanup_free_ char *m = xasprintf("%s=%s", i->name, i->path);
+                mounts = strv_append(mounts, m);
+                buf_printf(&fp, "%s%s@%s", fp.len ? "," : "", i->name, i->hash);
+                if (w)
+                        buf_printf(&warn, "%s%s", warn.len ? "\n" : "", w);
+                data_info_free(i);
+        }
+        if (r < 0) {
+                strv_free(mounts);
+                buf_free(&fp);
+                buf_free(&warn);
+                return r;
+        }
+        *ret_mounts = mounts ?: xcalloc(1, sizeof(char *));
+        if (ret_fingerprint)
+                *ret_fingerprint = buf_steal(&fp);
+        else
+                buf_free(&fp);
+        if (ret_warning && warn.len)
+                *ret_warning = buf_steal(&warn);
+        else
+                buf_free(&warn);
+        return 0;
+}

@@ -1,0 +1,104 @@
+/* data: named, versioned, content-addressed datasets (DESIGN §8).
+ *
+ * A dataset (tenant, NAME) has versions; each version is a content hash and
+ * the content lives once under ROOT/objects/<hash>/ as a read-only tree
+ * (files 0444, directories 0555) that runs see read-only at /data/NAME —
+ * no copy per run. A file put becomes a tree holding that one file under its
+ * base name; a URL put, one file named after the URL's last path segment.
+ *
+ * The hash is sha256 over the tree's sorted listing, one line per entry:
+ * "d <relpath>\n" for a directory, "f <relpath> <size> <sha256 of bytes>\n"
+ * for a file. Same content, same hash, same version: putting content equal
+ * to an existing version makes that version current again.
+ *
+ * URL sources are fetched with libcurl and revalidated when used (ETag /
+ * Last-Modified conditional GET) once their last check is older than the
+ * TTL (0: on every use); a failed revalidation keeps the cached version and
+ * says so through *ret_warning.
+ *
+ * Depends on: basic, store (libcurl and libcrypto inside the module only).
+ * Thread-safe: a catalog may be used from several threads. */
+#pragma once
+
+#include "basic.h"
+#include "store.h"
+
+#define DATA_DEFAULT_MAX_DATASET_BYTES (10ULL << 30)
+#define DATA_DEFAULT_MAX_TENANT_BYTES (50ULL << 30)
+#define DATA_DEFAULT_MAX_FILES 100000ULL
+#define DATA_DEFAULT_URL_TIMEOUT_MS (60ULL * 1000)
+#define DATA_NAME_MAX 64
+
+typedef struct DataConfig {
+        const char *root;            /* where objects/ and tmp/ live, e.g. $PYSPRINTER_HOME/data */
+        uint64_t max_dataset_bytes;  /* 0: default; per version */
+        uint64_t max_tenant_bytes;   /* 0: default; distinct content a tenant holds */
+        uint64_t max_files;          /* 0: default; per version */
+        uint64_t url_ttl_sec;        /* revalidate URL sources older than this; 0: on every use */
+        uint64_t url_timeout_ms;     /* 0: default */
+} DataConfig;
+
+/* Fills cfg's zero fields from the environment (PYSPRINTER_DATA_MAX_BYTES,
+ * PYSPRINTER_DATA_TENANT_MAX_BYTES, PYSPRINTER_DATA_TTL seconds) and the
+ * defaults; root from home when NULL (home/data). */
+void data_config_from_env(DataConfig *cfg, const char *home);
+
+typedef struct DataCatalog DataCatalog;
+
+/* The catalog keeps a reference to store (not owned). */
+int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, char **ret_error);
+DataCatalog *data_catalog_free(DataCatalog *c);
+
+/* NAME: [A-Za-z0-9][A-Za-z0-9._-]*, at most DATA_NAME_MAX bytes. */
+bool data_name_valid(const char *name);
+/* "NAME" or "NAME@VERSION" -> name and version (0: current). -EINVAL. */
+int data_parse_ref(const char *ref, char **ret_name, int *ret_version);
+/* True for http:// and https:// sources. */
+bool data_source_is_url(const char *source);
+
+typedef struct DataInfo {
+        char *name;
+        int version;
+        char *hash;
+        uint64_t size, files;
+        char *kind;     /* "file", "dir", "url" */
+        char *source;
+        char *path;     /* the read-only content directory */
+        char *file;     /* for single-file datasets: the one file's path */
+        bool is_new;    /* data_put: the content was not a version before */
+} DataInfo;
+DataInfo *data_info_free(DataInfo *d);
+
+/* Stores the content of source (a file, a directory, or an http(s) URL) as
+ * the current version of (tenant, name). -EFBIG / -EDQUOT past the caps,
+ * -ELOOP for a symlink inside a directory, -ENOENT for a missing path;
+ * *ret_error says what and where. */
+int data_put(DataCatalog *c, const char *tenant, const char *name, const char *source, DataInfo **ret,
+             char **ret_error);
+
+/* Resolves "NAME[@VERSION]" for a run or a download. A URL dataset asked
+ * for its current version is revalidated first (subject to the TTL); when
+ * that fails the cached version is returned and *ret_warning (may be NULL)
+ * says so. -ENOENT when there is no such dataset or version. */
+int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, char **ret_warning,
+             char **ret_error);
+
+/* Copies a version's content out: a single-file dataset to out_path (or into
+ * it when it is an existing directory), a directory dataset to the directory
+ * out_path (created; must not exist or be empty). */
+int data_export(DataCatalog *c, const char *tenant, const char *ref, const char *out_path, char **ret_warning,
+                char **ret_error);
+
+/* Removes "NAME" (every version) or "NAME@VERSION"; content no version
+ * references any more is deleted. -ENOENT. */
+int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_error);
+
+/* Datasets of tenant by name, with their current version's content. */
+int data_list(DataCatalog *c, const char *tenant, DatasetRecord ***ret, size_t *ret_n);
+int data_versions(DataCatalog *c, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n);
+
+/* "NAME=/host/dir" for each ref (RunSpec.data), in order, NULL-terminated.
+ * *ret_fingerprint (may be NULL): "NAME@hash,…" naming the exact content,
+ * for memo keys. Warnings of URL revalidation are joined into *ret_warning. */
+int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, char ***ret_mounts,
+                        char **ret_fingerprint, char **ret_warning, char **ret_error);
