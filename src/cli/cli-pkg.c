@@ -18,7 +18,11 @@ static const char lock_help[] =
 static const char env_help[] =
         "Usage: pysprinter env ls [--json]\n"
         "       pysprinter env prune [--budget SIZE]\n"
+        "       pysprinter env prepare [--index-url URL] [--find-links DIR]… [--time] REQ…\n"
         "\n"
+        "prepare  resolve and install PEP 508 requirements (\"requests==2.28.1\");\n"
+        "       print the environment's store dirs in sys.path order (--time: the\n"
+        "       microseconds it took, on stderr)\n"
         "ls     environments (cached locks) with their store size and last use\n"
         "prune  remove least recently used environments until the package store fits\n"
         "       SIZE (default 0: every environment no running process uses), then\n"
@@ -204,6 +208,66 @@ static int env_prune(int argc, char **argv) {
         return 0;
 }
 
+static int env_prepare(int argc, char **argv) {
+        const char *index_url = NULL;
+        char **find_links = NULL;
+        bool timing = false;
+        PkgRequirement **reqs = NULL;
+        size_t n = 0;
+        int code = 0;
+        for (int i = 0; i < argc && code == 0; i++) {
+                if (streq(argv[i], "--index-url") && i + 1 < argc)
+                        index_url = argv[++i];
+                else if (streq(argv[i], "--find-links") && i + 1 < argc)
+                        find_links = strv_append(find_links, argv[++i]);
+                else if (streq(argv[i], "--time"))
+                        timing = true;
+                else if (argv[i][0] == '-') {
+                        fprintf(stderr, "pysprinter: unknown option '%s'\n%s", argv[i], env_help);
+                        code = EXIT_USAGE;
+                } else {
+                        _cleanup_free_ char *err = NULL;
+                        reqs = xrealloc(reqs, (n + 1) * sizeof(PkgRequirement *));
+                        if (pkg_requirement_parse(argv[i], &reqs[n], &err) < 0) {
+                                fprintf(stderr, "pysprinter: %s\n", err ? err : "invalid requirement");
+                                code = EXIT_USAGE;
+                        } else
+                                n++;
+                }
+        }
+        usec_t t0 = now_monotonic();
+        PkgIndexConfig *cfg = NULL;
+        PkgEnv *env = NULL;
+        _cleanup_free_ char *err = NULL;
+        _cleanup_free_ char *data = data_dir_default();
+        if (code == 0 && pkg_index_config_new(index_url, NULL, find_links, &cfg, &err) < 0) {
+                fprintf(stderr, "pysprinter: %s\n", err);
+                code = EXIT_USAGE;
+        }
+        if (code == 0) {
+                PkgEnvOptions o = { .data_dir = data, .index = cfg };
+                if (pkg_env_prepare(&o, reqs, n, &env, &err) < 0) {
+                        fprintf(stderr, "pysprinter: %s\n", err ? err : "dependency resolution failed");
+                        code = EXIT_DEPENDENCY;
+                }
+        }
+        usec_t dt = now_monotonic() - t0;
+        if (code == 0) {
+                for (char **d = env->store_dirs; d && *d; d++)
+                        puts(*d);
+                if (timing)
+                        fprintf(stderr, "ready in %llu us (%s)\n", (unsigned long long) dt,
+                                env->cached ? "cached lock" : "resolved");
+        }
+        pkg_env_free(env);
+        pkg_index_config_free(cfg);
+        for (size_t i = 0; i < n; i++)
+                pkg_requirement_free(reqs[i]);
+        free(reqs);
+        strv_free(find_links);
+        return code;
+}
+
 int verb_env(int argc, char **argv) {
         if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h")) {
                 fputs(env_help, argc < 1 ? stderr : stdout);
@@ -213,6 +277,8 @@ int verb_env(int argc, char **argv) {
                 return env_ls(argc - 1, argv + 1);
         if (streq(argv[0], "prune"))
                 return env_prune(argc - 1, argv + 1);
+        if (streq(argv[0], "prepare"))
+                return env_prepare(argc - 1, argv + 1);
         fprintf(stderr, "pysprinter: unknown env command '%s'\n%s", argv[0], env_help);
         return EXIT_USAGE;
 }

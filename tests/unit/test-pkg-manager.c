@@ -1,0 +1,205 @@
+/* Unit tests of the package manager's pure parts: URL joining, typo
+ * suggestions, core metadata, RECORD hashes, lock JSON, and the wheel
+ * unpacker against hostile archives written here with libarchive. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+
+#include "basic.h"
+#include "pkg-mgr.h"
+#include "pkg.h"
+
+static void test_url_join(void **state) {
+        static const struct {
+                const char *base, *href, *want;
+        } rows[] = {
+                { "http://h/simple/requests/", "../../files/r.whl", "http://h/files/r.whl" },
+                { "http://h/simple/requests/", "r.whl#sha256=ab", "http://h/simple/requests/r.whl#sha256=ab" },
+                { "http://h:8080/simple/x/", "/files/a.whl", "http://h:8080/files/a.whl" },
+                { "https://h/simple/x/", "//cdn/a.whl", "https://cdn/a.whl" },
+                { "https://h/simple/x/", "https://files/a.whl", "https://files/a.whl" },
+                { "http://h/simple/x/?q=1", "./a.whl", "http://h/simple/x/a.whl" },
+                { "http://h/a/b/c", "../../../../x", "http://h/x" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *got = pkg_url_join(rows[i].base, rows[i].href);
+                assert_string_equal(got, rows[i].want);
+        }
+}
+
+static void test_close_names(void **state) {
+        char *cands[] = { "requests", "request", "urllib3", "numpy", "requests-oauthlib", "six", NULL };
+        char **v = pkg_close_names("reqeusts", cands, 3);
+        assert_non_null(v);
+        assert_string_equal(v[0], "requests");
+        strv_free(v);
+        v = pkg_close_names("nunpy", cands, 3);
+        assert_non_null(v);
+        assert_string_equal(v[0], "numpy");
+        strv_free(v);
+        v = pkg_close_names("zzzzzzzz", cands, 3);
+        assert_null(v);
+}
+
+static void test_metadata(void **state) {
+        const char *text = "Metadata-Version: 2.1\r\nName: Foo.Bar\nVersion: 1.0\nRequires-Python: >=3.8\n"
+                           "Requires-Dist: idna (<4,>=2.5)\nRequires-Dist: socks; extra == 'socks'\n"
+                           "Provides-Extra: Socks_Extra\nDescription: long\n  continued\n\nBody: not a header\n";
+        PkgMetadata *m = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(pkg_metadata_parse(text, &m, &err), 0);
+        assert_string_equal(m->name, "Foo.Bar");
+        assert_string_equal(m->version, "1.0");
+        assert_string_equal(m->requires_python, ">=3.8");
+        assert_int_equal(strv_length(m->requires_dist), 2);
+        assert_string_equal(m->provides_extra[0], "socks-extra");
+        pkg_metadata_free(m);
+        /* No trailing newline, no body. */
+        assert_int_equal(pkg_metadata_parse("Name: x\nVersion: 2", &m, &err), 0);
+        assert_string_equal(m->version, "2");
+        pkg_metadata_free(m);
+        assert_true(pkg_metadata_parse("Name: x\n", &m, &err) < 0);
+}
+
+static void test_record_hash(void **state) {
+        /* sha256("") in RECORD form. */
+        uint8_t d[32];
+        PkgSha256 *h = pkg_sha256_new();
+        pkg_sha256_finish(h, d);
+        _cleanup_free_ char *r = pkg_record_hash(d);
+        assert_string_equal(r, "sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
+        _cleanup_free_ char *hex = pkg_sha256_hex_of("abc", 3);
+        assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void test_lock_roundtrip(void **state) {
+        const char *j = "{\"version\":1,\"requirements\":[\"a>=1\"],\"packages\":[{\"name\":\"a\",\"version\":\"1.0\","
+                        "\"filename\":\"a-1.0-py3-none-any.whl\",\"url\":\"http://x/a.whl\",\"sha256\":"
+                        "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\",\"dependencies\":[\"b\"]}]}";
+        PkgLock *l = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(pkg_lock_from_json(j, &l, &err), 0);
+        assert_int_equal(l->n_entries, 1);
+        _cleanup_free_ char *out = pkg_lock_to_json(l, false);
+        assert_string_equal(out, j);
+        pkg_lock_free(l);
+        /* A sha256 that could walk out of the store is refused. */
+        assert_true(pkg_lock_from_json("{\"version\":1,\"packages\":[{\"name\":\"a\",\"version\":\"1\",\"filename\":"
+                                       "\"a.whl\",\"url\":\"u\",\"sha256\":\"../../etc\"}]}",
+                                       &l, &err) < 0);
+}
+
+/* ---- wheels ---- */
+
+typedef struct Ent {
+        const char *path;
+        const char *data;
+        mode_t type;
+} Ent;
+
+static char *make_zip(const char *dir, const char *name, const Ent *ents, size_t n, bool with_record) {
+        char *path = path_join(dir, name);
+        struct archive *a = archive_write_new();
+        archive_write_set_format_zip(a);
+        assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+        Buf rec;
+        buf_init(&rec, 1 << 20);
+        for (size_t i = 0; i < n; i++) {
+                struct archive_entry *e = archive_entry_new();
+                archive_entry_set_pathname(e, ents[i].path);
+                archive_entry_set_filetype(e, ents[i].type ? ents[i].type : AE_IFREG);
+                archive_entry_set_perm(e, 0644);
+                size_t len = ents[i].data ? strlen(ents[i].data) : 0;
+                if (ents[i].type == AE_IFLNK)
+                        archive_entry_set_symlink(e, ents[i].data);
+                else
+                        archive_entry_set_size(e, (la_int64_t) len);
+                archive_write_header(a, e);
+                if (ents[i].type != AE_IFLNK && len)
+                        archive_write_data(a, ents[i].data, len);
+                archive_entry_free(e);
+                uint8_t d[32];
+                PkgSha256 *h = pkg_sha256_new();
+                pkg_sha256_update(h, ents[i].data ? ents[i].data : "", len);
+                pkg_sha256_finish(h, d);
+                _cleanup_free_ char *rh = pkg_record_hash(d);
+                buf_printf(&rec, "%s,%s,%zu\n", ents[i].path, rh, len);
+        }
+        if (with_record) {
+                buf_appends(&rec, "w-1.0.dist-info/RECORD,,\n");
+                struct archive_entry *e = archive_entry_new();
+                archive_entry_set_pathname(e, "w-1.0.dist-info/RECORD");
+                archive_entry_set_filetype(e, AE_IFREG);
+                archive_entry_set_perm(e, 0644);
+                archive_entry_set_size(e, (la_int64_t) rec.len);
+                archive_write_header(a, e);
+                archive_write_data(a, rec.data, rec.len);
+                archive_entry_free(e);
+        }
+        buf_free(&rec);
+        archive_write_close(a);
+        archive_write_free(a);
+        return path;
+}
+
+#define BASE_ENTS \
+        { "w-1.0.dist-info/METADATA", "Name: w\nVersion: 1.0\n", 0 }, \
+        { "w-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n", 0 }
+
+static void test_wheel_unpack(void **state) {
+        char tmpl[] = "/tmp/test-pkg-manager-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        const Ent good[] = { BASE_ENTS, { "w/__init__.py", "x = 1\n", 0 },
+                             { "w-1.0.data/purelib/extra.py", "y = 2\n", 0 } };
+        _cleanup_free_ char *gp = make_zip(tmpl, "good.whl", good, ELEMENTSOF(good), true);
+        _cleanup_free_ char *dest = path_join(tmpl, "out");
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_wheel_unpack(gp, "good.whl", dest, &err);
+        assert_int_equal(r, 0);
+        _cleanup_free_ char *moved = path_join(dest, "extra.py");
+        assert_int_equal(access(moved, F_OK), 0);
+        _cleanup_free_ char *meta = NULL;
+        assert_int_equal(pkg_wheel_read_metadata(gp, &meta, &err), 0);
+        assert_non_null(strstr(meta, "Name: w"));
+
+        static const struct {
+                const char *name;
+                Ent bad;
+                bool record;
+                const char *needle;
+        } rows[] = {
+                { "trav.whl", { "../evil.py", "x", 0 }, true, "../evil.py" },
+                { "trav2.whl", { "w/../../evil.py", "x", 0 }, true, "traversal" },
+                { "abs.whl", { "/tmp/evil.py", "x", 0 }, true, "absolute" },
+                { "link.whl", { "w/link", "/etc/passwd", AE_IFLNK }, true, "w/link" },
+                { "norecord.whl", { "w/x.py", "x", 0 }, false, "RECORD" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                Ent ents[] = { BASE_ENTS, rows[i].bad };
+                _cleanup_free_ char *p = make_zip(tmpl, rows[i].name, ents, ELEMENTSOF(ents), rows[i].record);
+                _cleanup_free_ char *d = path_join(tmpl, "bad");
+                _cleanup_free_ char *e = NULL;
+                assert_true(pkg_wheel_unpack(p, rows[i].name, d, &e) < 0);
+                assert_non_null(e);
+                assert_non_null(strstr(e, rows[i].name));
+                assert_non_null(strstr(e, rows[i].needle));
+                assert_int_equal(access(d, F_OK), -1); /* cleaned up */
+        }
+        _cleanup_free_ char *escaped = path_join(tmpl, "evil.py");
+        assert_int_equal(access(escaped, F_OK), -1);
+        rm_rf(tmpl);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_url_join),     cmocka_unit_test(test_close_names),
+                cmocka_unit_test(test_metadata),     cmocka_unit_test(test_record_hash),
+                cmocka_unit_test(test_lock_roundtrip), cmocka_unit_test(test_wheel_unpack),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
