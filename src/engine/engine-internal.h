@@ -13,6 +13,24 @@
 #include "store.h"
 
 typedef struct ActiveRun ActiveRun;
+typedef struct PoolWorker PoolWorker;
+typedef struct Instance Instance;
+
+typedef struct Pool {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        PoolWorker *workers;
+        Instance *instances;
+        size_t spares;             /* pre-forked children per worker */
+        uint64_t memory_budget;    /* bytes of PSS; 0 = unlimited */
+        usec_t idle_timeout_usec;  /* stop workers idle this long; 0 = never */
+        usec_t instance_ttl_usec;  /* retire idle instances after this */
+        uint64_t hits, misses, evictions;
+} Pool;
+
+/* Validation results by hash of (source, filename, function, arguments):
+ * validation is a pure function of those, so a repeated run skips it. */
+typedef struct ValidationCache ValidationCache;
 
 struct Engine {
         char *data_dir;
@@ -27,6 +45,8 @@ struct Engine {
         Store *store;
         pthread_mutex_t lock; /* guards active */
         ActiveRun *active;
+        Pool pool;
+        ValidationCache *vcache;
 };
 
 /* ---- engine-sandbox.c: isolation of workers and runs ---- */
@@ -36,7 +56,8 @@ typedef struct WorkerSpawn {
         int ctrl_fd;             /* the worker's end of the socketpair -> fd 3 */
         SandboxMode mode;
         const RunLimits *limits; /* the run's effective limits */
-        char **ro_paths;         /* host paths the worker needs read-only */
+        char **ro_paths;         /* host paths the worker needs read-only, bound at the same path */
+        char **data;             /* "NAME=/host/dir": bind read-only at /data/NAME */
         const char *data_dir;
 } WorkerSpawn;
 
@@ -79,9 +100,80 @@ typedef struct Worker {
         char *python_version;
 } Worker;
 
-int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, Worker **ret, char **ret_error);
+/* Starts a worker whose sandbox can see sys_path's store dirs and the
+ * datasets ("NAME=/host/dir") read-only. */
+int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
+                 Worker **ret, char **ret_error);
 /* Receives one message, waiting at most until deadline (monotonic µs; 0 =
  * forever). -ETIMEDOUT, -ECONNRESET when the worker died. */
 int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len);
 int worker_send(Worker *w, const char *json, const int *fds, size_t n_fds);
 Worker *worker_stop(Worker *w);
+
+/* ---- engine-pool.c: warm workers by environment ---- */
+
+struct PoolWorker {
+        Worker *w;
+        char *key;
+        char **sys_path;
+        char **data;
+        SandboxMode mode;
+        bool network;
+        bool ready;   /* started and initialised */
+        bool dead;    /* broken: never handed out again */
+        unsigned busy;
+        usec_t last_used;
+        uint64_t pss_bytes;
+        uint64_t releases;
+        size_t n_imported;
+        char **failed_imports;
+        pthread_mutex_t io_lock; /* one request/reply at a time on w->sock */
+        PoolWorker *next;
+};
+
+/* A warm worker for this environment (started and initialised if there is
+ * none: *ret_cold tells). Must be released. */
+int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
+                 PoolWorker **ret, bool *ret_cold, char **ret_error);
+void pool_release(Engine *e, PoolWorker *pw, bool broken);
+void pool_sweep(Engine *e);
+void pool_shutdown(Engine *e);
+uint64_t engine_process_tree_pss(pid_t pid);
+
+/* ---- engine-instance.c: warm instances of deployed functions ---- */
+
+struct Instance {
+        char *key;           /* RunSpec.instance_key */
+        PoolWorker *parent;  /* holds a busy reference while we live */
+        RunSandbox *sandbox;
+        int sock;            /* invocations go here */
+        int status_fd;       /* the worker reports the instance's exit here */
+        pid_t pid;
+        bool busy, dead;
+        usec_t last_used;
+        uint64_t invocations;
+        Instance *next;
+};
+Instance *instance_free(Instance *i);
+
+typedef struct InvokeOutcome {
+        bool done;           /* the instance answered */
+        bool died;           /* the instance died during the invocation */
+        bool timed_out, cancelled, output_limit, result_too_big;
+        bool signaled;
+        int sig, code;
+} InvokeOutcome;
+
+/* ---- engine-vcache.c ---- */
+ValidationCache *vcache_new(size_t max_entries);
+ValidationCache *vcache_free(ValidationCache *c);
+/* Returns the cached reply JSON text (caller frees) or NULL. */
+char *vcache_get(ValidationCache *c, const char *key);
+void vcache_put(ValidationCache *c, const char *key, const char *reply_json);
+
+/* A warm instance for key (started from start_json, the "instance"
+ * message, if none is idle and fewer than max_instances exist). */
+int instance_acquire(Engine *e, const char *key, unsigned max_instances, const char *start_json, SandboxMode mode,
+                     const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
+                     bool *ret_cold, char **ret_error);
+void instance_release(Engine *e, Instance *i, bool broken);

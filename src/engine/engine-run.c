@@ -4,9 +4,11 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "engine-internal.h"
+#include "worker-proto.h"
 
 #define EXIT_GRACE_USEC (200 * USEC_PER_MSEC)
 #define VALIDATE_TIMEOUT_USEC (30 * USEC_PER_SEC)
@@ -28,7 +30,8 @@ typedef struct RunCtx {
         RunLimits limits;
         RunRecord rec;
         ActiveRun active;
-        Worker *worker;
+        PoolWorker *pw;           /* the env's warm worker (ad-hoc runs) */
+        Instance *inst;           /* a warm instance (deployed functions) */
         int log_fd;
         json_t *args, *kwargs;
         char *requirements_json; /* the file's @requirements dict */
@@ -36,6 +39,9 @@ typedef struct RunCtx {
         uint64_t output_bytes;
         usec_t t_start;
 } RunCtx;
+
+typedef struct RunWatch RunWatch;
+static void instance_exit_status(Instance *i, RunWatch *w);
 
 /* ---- events and bookkeeping ---- */
 
@@ -130,6 +136,11 @@ static char *timings_json(const RunResult *r) {
                               "validate_ms", r->t_validate / 1000.0, "resolve_ms", r->t_resolve / 1000.0,
                               "install_ms", r->t_install / 1000.0, "start_ms", r->t_start / 1000.0,
                               "run_ms", r->t_run / 1000.0, "total_ms", r->t_total / 1000.0);
+        json_object_set_new(t, "queue_ms", json_real(r->t_queue / 1000.0));
+        json_object_set_new(t, "acquire_ms", json_real(r->t_acquire / 1000.0));
+        json_object_set_new(t, "fork_ms", json_real(r->t_fork / 1000.0));
+        json_object_set_new(t, "reply_ms", json_real(r->t_reply / 1000.0));
+        json_object_set_new(t, "cold", json_boolean(r->cold));
         char *s = json_dumps(t, JSON_COMPACT | JSON_REAL_PRECISION(6));
         json_decref(t);
         return s;
@@ -236,11 +247,22 @@ static int check_requirements(RunCtx *c, json_t *reqs, PkgRequirement ***ret, si
         return 0;
 }
 
-static int phase_validate(RunCtx *c, json_t **ret_reqs) {
-        emit_phase(c, "validate");
-        usec_t t0 = now_monotonic();
+static char *validation_key(RunCtx *c) {
+        return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", c->spec->filename ?: "",
+                         c->spec->function ?: "", c->spec->args_json ?: "[]", c->spec->kwargs_json ?: "{}",
+                         c->spec->context_json ? "ctx" : "", (int) c->spec->sandbox, (int) c->spec->source_len,
+                         c->spec->source);
+}
+
+/* Validation runs in the base worker (no env) of the run's sandbox mode;
+ * its answers are cached, since they depend on nothing but the inputs. */
+static int validate_in_worker(RunCtx *c, char **ret_reply) {
         _cleanup_free_ char *err = NULL;
-        int r = worker_start(c->e, c->spec->sandbox, &c->limits, &c->worker, &err);
+        PoolWorker *base = NULL;
+        bool cold;
+        RunLimits base_limits = c->limits;
+        base_limits.network = false;
+        int r = pool_acquire(c->e, c->spec->sandbox, &base_limits, NULL, NULL, &base, &cold, &err);
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err);
                 return r;
@@ -248,16 +270,32 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         json_t *m = base_message(c, "validate");
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
-        r = worker_send(c->worker, text, NULL, 0);
-        _cleanup_free_ char *reply = NULL;
+        pthread_mutex_lock(&base->io_lock);
+        r = worker_send(base->w, text, NULL, 0);
         if (r >= 0)
-                r = worker_recv(c->worker, now_monotonic() + VALIDATE_TIMEOUT_USEC, &reply, NULL);
-        c->res->t_validate = now_monotonic() - t0;
-        if (r < 0) {
+                r = worker_recv(base->w, now_monotonic() + VALIDATE_TIMEOUT_USEC, ret_reply, NULL);
+        pthread_mutex_unlock(&base->io_lock);
+        pool_release(c->e, base, r < 0);
+        if (r < 0)
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError",
                             r == -ETIMEDOUT ? "validation timed out" : "the worker died during validation");
-                return r;
+        return r;
+}
+
+static int phase_validate(RunCtx *c, json_t **ret_reqs) {
+        emit_phase(c, "validate");
+        usec_t t0 = now_monotonic();
+        _cleanup_free_ char *key = validation_key(c);
+        _cleanup_free_ char *reply = vcache_get(c->e->vcache, key);
+        bool cached = reply != NULL;
+        if (!reply) {
+                int r = validate_in_worker(c, &reply);
+                if (r < 0) {
+                        c->res->t_validate = now_monotonic() - t0;
+                        return r;
+                }
         }
+        c->res->t_validate = now_monotonic() - t0;
         json_t *v = json_loads(reply, 0, NULL);
         if (!json_is_true(json_object_get(v, "ok"))) {
                 json_t *e = json_object_get(v, "error");
@@ -267,6 +305,8 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
                 json_decref(v);
                 return -EINVAL;
         }
+        if (!cached)
+                vcache_put(c->e->vcache, key, reply);
         c->res->function = xstrdup(json_string_value(json_object_get(v, "function")) ?: "?");
         *ret_reqs = json_incref(json_object_get(v, "requirements"));
         json_decref(v);
@@ -300,17 +340,21 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
 
 typedef struct Pipes {
         int out[2], err[2], result[2];
+        int status[2]; /* socketpair: the worker reports started/exited here */
+        int control;   /* where the run's end is reported: status[0], or an instance's socket */
 } Pipes;
 
 static void pipes_close(Pipes *p) {
-        int *all[] = { &p->out[0], &p->out[1], &p->err[0], &p->err[1], &p->result[0], &p->result[1] };
+        int *all[] = { &p->out[0], &p->out[1], &p->err[0], &p->err[1], &p->result[0], &p->result[1],
+                       &p->status[0], &p->status[1] };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 *all[i] = fd_close(*all[i]);
 }
 
 static int pipes_open(Pipes *p) {
-        *p = (Pipes) { { -1, -1 }, { -1, -1 }, { -1, -1 } };
-        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->result, O_CLOEXEC) < 0) {
+        *p = (Pipes) { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
+        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->result, O_CLOEXEC) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0) {
                 int r = -errno;
                 pipes_close(p);
                 return r;
@@ -344,19 +388,22 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p) {
         json_object_set_new(m, "data", data);
         if (c->spec->context_json)
                 json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
-        int fds[8] = { p->out[1], p->err[1], p->result[1] };
+        int fds[8] = { p->out[1], p->err[1], p->result[1], p->status[1] };
         size_t n_extra = 0;
         _cleanup_free_ char *sb = NULL;
-        engine_sandbox_run_extra(rs, fds + 3, &n_extra, ELEMENTSOF(fds) - 3, &sb);
+        engine_sandbox_run_extra(rs, fds + 4, &n_extra, ELEMENTSOF(fds) - 4, &sb);
         if (sb)
                 json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
-        return worker_send(c->worker, text, fds, 3 + n_extra);
+        pthread_mutex_lock(&c->pw->io_lock);
+        int r = worker_send(c->pw->w, text, fds, 4 + n_extra);
+        pthread_mutex_unlock(&c->pw->io_lock);
+        return r;
 }
 
 typedef struct RunWatch {
-        bool exited, signaled, worker_gone;
+        bool exited, signaled, worker_gone, instance_done;
         int code, sig;
         bool timed_out, output_limit, result_too_big, was_cancelled;
         Buf result;
@@ -366,7 +413,13 @@ static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const 
         json_t *m = json_loads(json, 0, NULL);
         const char *type = json_string_value(json_object_get(m, "type"));
         if (type && streq(type, "started"))
-                engine_sandbox_run_started(rs, c->worker->pid, (pid_t) json_integer_value(json_object_get(m, "pid")));
+                engine_sandbox_run_started(rs, c->pw ? c->pw->w->pid : c->inst->parent->w->pid,
+                                           (pid_t) json_integer_value(json_object_get(m, "pid")));
+        else if (type && streq(type, "done")) {
+                /* An instance finished an invocation and lives on. */
+                w->exited = true;
+                w->instance_done = true;
+        }
         else if (type && streq(type, "exited")) {
                 const char *st = json_string_value(json_object_get(m, "status"));
                 w->exited = true;
@@ -451,7 +504,7 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                 usec_t until = exit_deadline ? MIN(exit_deadline, deadline) : deadline;
                 int timeout = (int) MIN((until - now) / 1000 + 1, 100); /* wake to notice cancels */
                 struct pollfd pf[4] = {
-                        { .fd = w->worker_gone ? -1 : c->worker->sock, .events = POLLIN },
+                        { .fd = w->worker_gone ? -1 : p->control, .events = POLLIN },
                         { .fd = p->out[0], .events = POLLIN },
                         { .fd = p->err[0], .events = POLLIN },
                         { .fd = p->result[0], .events = POLLIN },
@@ -469,11 +522,15 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                         read_result(rs, w, &p->result[0]);
                 if (pf[0].revents) {
                         _cleanup_free_ char *msg = NULL;
-                        int r = worker_recv(c->worker, 0, &msg, NULL);
+                        Worker ctl = { .sock = p->control };
+                        int r = worker_recv(&ctl, 0, &msg, NULL);
                         if (r < 0) {
-                                /* The worker itself died: its run died with it. */
+                                /* The worker (or the instance) died without
+                                 * a word: the run died with it. */
                                 w->worker_gone = true;
                                 w->exited = true;
+                                if (c->inst)
+                                        instance_exit_status(c->inst, w);
                                 (void) engine_sandbox_run_kill(rs);
                         } else
                                 handle_worker_message(c, rs, w, msg);
@@ -569,14 +626,104 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
         set_outcome(c, RUN_FAILED, EXIT_RAISED, "ProcessExit", m);
 }
 
+/* Reads how an instance ended from its status socket (after its
+ * invocation socket closed). */
+static void instance_exit_status(Instance *i, RunWatch *w) {
+        Worker st = { .sock = i->status_fd };
+        _cleanup_free_ char *msg = NULL;
+        if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+                return;
+        json_t *m = json_loads(msg, 0, NULL);
+        const char *type = json_string_value(json_object_get(m, "type"));
+        if (type && streq(type, "started")) {
+                json_decref(m);
+                free(msg);
+                msg = NULL;
+                if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+                        return;
+                m = json_loads(msg, 0, NULL);
+        }
+        const char *status = json_string_value(json_object_get(m, "status"));
+        if (status && streq(status, "signaled")) {
+                w->signaled = true;
+                w->sig = (int) json_integer_value(json_object_get(m, "signal"));
+                w->worker_gone = false;
+        } else if (status && streq(status, "exited")) {
+                w->code = (int) json_integer_value(json_object_get(m, "code"));
+                w->worker_gone = false;
+        }
+        json_decref(m);
+}
+
+static char *instance_start_message(RunCtx *c) {
+        json_t *m = base_message(c, "instance");
+        json_object_set_new(m, "args", json_array());
+        json_object_set_new(m, "kwargs", json_object());
+        json_object_del(m, "id");
+        json_object_set_new(m, "id", json_string(c->spec->instance_key));
+        _cleanup_free_ char *text = NULL;
+        json_t *data = json_object();
+        for (char *const *d = c->spec->data; d && *d; d++) {
+                const char *eq = strchr(*d, '=');
+                if (eq) {
+                        _cleanup_free_ char *name = xstrndup(*d, (size_t) (eq - *d));
+                        _cleanup_free_ char *seen = c->spec->sandbox == SANDBOX_MODE_NONE ? xstrdup(eq + 1)
+                                                                                       : path_join("/data", name);
+                        json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", eq + 1, "path", seen));
+                }
+        }
+        json_object_set_new(m, "data", data);
+        json_object_set_new(m, "limits", json_pack("{s:I, s:I, s:I, s:b}", "timeout_ms",
+                                                   (json_int_t) c->limits.timeout_ms, "memory_bytes",
+                                                   (json_int_t) c->limits.memory_bytes, "max_procs",
+                                                   (json_int_t) c->limits.max_procs, "network", c->limits.network));
+        char *s = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        return s;
+}
+
+static int send_invoke(RunCtx *c, Pipes *p) {
+        json_t *m = json_pack("{s:s, s:s, s:O, s:O}", "type", "invoke", "id", c->res->id, "args", c->args, "kwargs",
+                              c->kwargs);
+        if (c->spec->context_json)
+                json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
+        _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        int fds[3] = { p->out[1], p->err[1], p->result[1] };
+        return proto_send(c->inst->sock, text, strlen(text), fds, 3);
+}
+
+/* Hands the run to a warm worker's forked child (ad-hoc) or to a warm
+ * instance (deployed), then watches it to its end. */
 static int phase_run(RunCtx *c) {
         emit_phase(c, "start");
         usec_t t0 = now_monotonic();
         _cleanup_free_ char *err = NULL;
         RunSandbox *rs = NULL;
-        int r = engine_sandbox_run_prepare(c->e, c->res->id, c->spec->sandbox, &c->limits, &rs, &err);
+        bool cold = false;
+        int r;
+        if (c->spec->instance_key) {
+                _cleanup_free_ char *start = instance_start_message(c);
+                r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, start, c->spec->sandbox,
+                                     &c->limits, c->sys_path, c->spec->data, &c->inst, &cold, &err);
+                if (r >= 0)
+                        rs = c->inst->sandbox;
+        } else {
+                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->spec->data, &c->pw, &cold, &err);
+                if (r >= 0)
+                        r = engine_sandbox_run_prepare(c->e, c->res->id, c->spec->sandbox, &c->limits, &rs, &err);
+        }
+        c->res->cold = cold;
+        c->res->t_acquire = now_monotonic() - t0;
         if (r < 0) {
-                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "SandboxError", err ?: "cannot prepare the run's sandbox");
+                set_outcome(c, c->inst || c->pw ? RUN_ERROR : RUN_ERROR, EXIT_INTERNAL,
+                            c->spec->instance_key && r == -EINVAL ? "LoadError" : "WorkerError",
+                            err ?: "cannot start a worker");
+                if (c->spec->instance_key && r == -EINVAL)
+                        set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
+                if (c->pw)
+                        pool_release(c->e, c->pw, false);
+                c->pw = NULL;
                 return r;
         }
         pthread_mutex_lock(&c->e->lock);
@@ -584,32 +731,49 @@ static int phase_run(RunCtx *c) {
         pthread_mutex_unlock(&c->e->lock);
 
         Pipes p;
+        usec_t t1 = now_monotonic();
         r = pipes_open(&p);
         if (r >= 0)
-                r = send_run(c, rs, &p);
+                r = c->inst ? send_invoke(c, &p) : send_run(c, rs, &p);
+        p.control = c->inst ? c->inst->sock : p.status[0];
         /* Our copies of the write ends must go, or EOF never comes. */
         p.out[1] = fd_close(p.out[1]);
         p.err[1] = fd_close(p.err[1]);
         p.result[1] = fd_close(p.result[1]);
+        p.status[1] = fd_close(p.status[1]);
         RunWatch w = {};
         buf_init(&w.result, RUN_MAX_RESULT_BYTES);
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "cannot hand the run to the worker");
+                w.worker_gone = true;
         } else {
                 fd_nonblock(p.out[0], true);
                 fd_nonblock(p.err[0], true);
                 fd_nonblock(p.result[0], true);
-                c->res->t_start = now_monotonic() - t0;
+                c->res->t_fork = now_monotonic() - t1;
+                c->res->t_start = c->res->t_acquire + c->res->t_fork;
                 emit_phase(c, "run");
-                usec_t t1 = now_monotonic();
+                usec_t t2 = now_monotonic();
                 watch_run(c, rs, &w, &p);
-                c->res->t_run = now_monotonic() - t1;
+                c->res->t_run = now_monotonic() - t2;
                 classify(c, rs, &w);
         }
         pthread_mutex_lock(&c->e->lock);
         c->active.sandbox = NULL;
         pthread_mutex_unlock(&c->e->lock);
-        engine_sandbox_run_finish(rs);
+        if (c->inst) {
+                /* A killed or crashed instance is replaced on the next call. */
+                bool broken = w.worker_gone || !w.instance_done || w.timed_out || w.was_cancelled ||
+                              w.output_limit || w.result_too_big;
+                if (broken)
+                        (void) engine_sandbox_run_kill(rs);
+                instance_release(c->e, c->inst, broken);
+                c->inst = NULL;
+        } else {
+                engine_sandbox_run_finish(rs);
+                pool_release(c->e, c->pw, w.worker_gone);
+                c->pw = NULL;
+        }
         pipes_close(&p);
         buf_free(&w.result);
         return 0;
@@ -661,7 +825,6 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
                 (void) phase_run(&c);
 
         c.res->t_total = now_monotonic() - c.t_start;
-        c.worker = worker_stop(c.worker);
         record_finish(&c);
         emit_phase(&c, "done");
         active_unregister(&c);

@@ -64,14 +64,18 @@ Worker *worker_stop(Worker *w) {
         return NULL;
 }
 
-int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, Worker **ret, char **ret_error) {
+int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
+                 Worker **ret, char **ret_error) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                 *ret_error = xasprintf("socketpair: %s", strerror(errno));
                 return -errno;
         }
-        char *ro[] = { e->store_dir, NULL };
+        _cleanup_strv_free_ char **ro = NULL;
+        for (char *const *p = sys_path; p && *p; p++)
+                ro = strv_append(ro, *p);
         WorkerSpawn ws = {
+                .data = (char **) data,
                 .worker_path = e->worker_path,
                 .ctrl_fd = sv[1],
                 .mode = mode,

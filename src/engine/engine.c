@@ -101,6 +101,15 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         for (char **p = cfg->find_links; p && *p; p++)
                 e->find_links = strv_append(e->find_links, *p);
 
+        pthread_mutex_init(&e->pool.lock, NULL);
+        pthread_cond_init(&e->pool.changed, NULL);
+        e->pool.spares = cfg->no_spares ? 0 : (cfg->spares ? cfg->spares : 2);
+        e->pool.memory_budget = cfg->pool_memory_budget ? cfg->pool_memory_budget : (2048ULL << 20);
+        e->pool.idle_timeout_usec = (cfg->worker_idle_timeout_ms ? cfg->worker_idle_timeout_ms : 10 * 60 * 1000) *
+                                    USEC_PER_MSEC;
+        e->pool.instance_ttl_usec = (cfg->instance_ttl_ms ? cfg->instance_ttl_ms : 10 * 60 * 1000) * USEC_PER_MSEC;
+        e->vcache = vcache_new(1024);
+
         int r = find_worker(cfg->worker_path, &e->worker_path);
         if (r < 0) {
                 *ret_error = xstrdup("cannot find pysprinter-worker (set PYSPRINTER_WORKER or install it beside pysprinter)");
@@ -130,6 +139,10 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
 Engine *engine_free(Engine *e) {
         if (!e)
                 return NULL;
+        pool_shutdown(e);
+        vcache_free(e->vcache);
+        pthread_mutex_destroy(&e->pool.lock);
+        pthread_cond_destroy(&e->pool.changed);
         store_close(e->store);
         free(e->data_dir);
         free(e->worker_path);

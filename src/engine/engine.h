@@ -84,6 +84,11 @@ typedef struct RunSpec {
         /* Lambda-style context passed as the last positional argument when
          * not NULL: a JSON object text (deployed functions). */
         const char *context_json;
+        /* Deployed functions: invocations with the same key share warm
+         * instances (module imported once, globals persist, as on Lambda).
+         * NULL for ad-hoc runs, which each get a fresh fork. */
+        const char *instance_key;
+        unsigned max_instances;  /* per key; 0: 4 */
         bool validate_only;      /* stop after validation and resolution */
         bool no_record;          /* do not write a run record */
 } RunSpec;
@@ -121,8 +126,13 @@ typedef struct RunResult {
         char *error_message;  /* one-line message for the user */
         char *traceback;      /* user frames only, when the function raised */
         bool output_truncated;
-        /* Phase durations in microseconds. */
-        usec_t t_validate, t_resolve, t_install, t_start, t_run, t_total;
+        /* Phase durations in microseconds: queue (set by the daemon),
+         * validate, resolve (incl. install), acquire (a warm worker or
+         * instance; large when cold), fork (hand-off to a forked child),
+         * run, reply (from the child's exit to the recorded result). */
+        usec_t t_queue, t_validate, t_resolve, t_install, t_acquire, t_fork, t_run, t_reply, t_total;
+        usec_t t_start;       /* acquire + fork, kept for older readers */
+        bool cold;            /* a worker or instance had to be started */
 } RunResult;
 RunResult *run_result_free(RunResult *r);
 
@@ -131,6 +141,12 @@ typedef struct EngineConfig {
         const char *worker_path;  /* NULL: $PYSPRINTER_WORKER or beside the exe */
         RunLimits defaults;       /* 0 fields: RUN_DEFAULT_* */
         RunLimits maxima;         /* 0 fields: no cap beyond the defaults' kind */
+        /* Pool (DESIGN §6). 0 fields take the defaults in docs/workers.md. */
+        unsigned spares;               /* pre-forked children per worker */
+        uint64_t pool_memory_budget;   /* bytes of PSS over all workers */
+        uint64_t worker_idle_timeout_ms;
+        uint64_t instance_ttl_ms;
+        bool no_spares;                /* the CLI: one run per process */
         /* Package index settings (NULL: environment, then PyPI). */
         const char *index_url;
         char **extra_index_urls;
@@ -158,3 +174,15 @@ Store *engine_store(Engine *e);
 /* Replays a run's stored output (RunRecord.log_path) as OUTPUT events.
  * The log format is frames of "<stream> <realtime-usec> <len>\n<bytes>\n". */
 int engine_log_replay(const char *log_path, RunEventFn fn, void *userdata);
+
+/* Pool state for /metrics and `pysprinter workers`. */
+typedef struct EnginePoolStats {
+        unsigned workers, busy, instances, instances_busy;
+        uint64_t pss_bytes, memory_budget;
+        uint64_t hits, misses, evictions;
+} EnginePoolStats;
+int engine_pool_stats(Engine *e, EnginePoolStats *ret);
+/* JSON array describing each worker and instance (caller frees). */
+int engine_pool_list(Engine *e, char **ret_json);
+/* Stop idle workers past their timeout and instances past their TTL. */
+void engine_pool_sweep(Engine *e);

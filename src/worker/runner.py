@@ -396,6 +396,8 @@ def _analyse(req):
     tree = _parse(source, filename)
     fn, call = _find_function(tree, req.get("function"), filename)
     reqs = _literal_requirements(call, filename) if call is not None else {}
+    if req.get("_skip_bind"):
+        return tree, fn, reqs, [], {}
     raw_args = list(req.get("args") or [])
     if req.get("context") is not None:
         # Lambda's handler(event, context): the context is the last positional.
@@ -571,3 +573,183 @@ def add_site_dirs(paths):
 
 
 _install_pysprinter_module()
+
+
+# ---- warm workers (DESIGN §6) -------------------------------------------------
+
+def _top_level_modules(site_dir):
+    """Top-level import names a store dir provides: each distribution's
+    top_level.txt, else the first path component of its RECORD entries."""
+    names = []
+    try:
+        entries = sorted(os.listdir(site_dir))
+    except OSError:
+        return names
+    for entry in entries:
+        if not entry.endswith(".dist-info"):
+            continue
+        d = os.path.join(site_dir, entry)
+        found = []
+        try:
+            with open(os.path.join(d, "top_level.txt"), encoding="utf-8") as f:
+                found = [line.strip() for line in f if line.strip()]
+        except OSError:
+            try:
+                with open(os.path.join(d, "RECORD"), encoding="utf-8") as f:
+                    for line in f:
+                        path = line.split(",", 1)[0]
+                        head = path.split("/", 1)[0]
+                        if head.endswith((".dist-info", ".data")) or head.startswith(".."):
+                            continue
+                        if "/" in path:
+                            found.append(head)
+                        elif head.endswith(".py"):
+                            found.append(head[:-3])
+            except OSError:
+                pass
+        for n in found:
+            n = n.replace("/", ".")
+            if n.isidentifier() and not n.startswith("_") and n not in names:
+                names.append(n)
+    return names
+
+
+def init(request_json):
+    """Make this worker warm for an environment: its store dirs on sys.path,
+    its top-level modules imported (a module that fails is skipped and
+    noted), then gc.freeze() so forked children share the pages."""
+    import gc
+    import importlib
+    req = json.loads(request_json)
+    paths = req.get("sys_path") or []
+    add_site_dirs(paths)
+    imported, failed = [], {}
+    if req.get("preload", True):
+        for p in paths:
+            for name in _top_level_modules(p):
+                try:
+                    importlib.import_module(name)
+                    imported.append(name)
+                except BaseException as e:  # noqa: a package's import may do anything
+                    failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+    for name in req.get("modules") or []:
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except BaseException as e:
+            failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+    gc.collect()
+    gc.freeze()
+    return json.dumps({"ok": True, "imported": imported, "failed": failed})
+
+
+def _recv_message(sock):
+    """One length-prefixed JSON message and its fds (worker-proto.h framing)."""
+    import socket
+    header, fds = b"", []
+    while len(header) < 4:
+        data, got, _, _ = socket.recv_fds(sock, 4 - len(header), 8)
+        if not data:
+            for fd in got:
+                os.close(fd)
+            return None, []
+        header += data
+        fds += got
+    n = int.from_bytes(header, "little")
+    if n > 32 << 20:
+        raise ValueError("message too large")
+    body = bytearray()
+    while len(body) < n:
+        chunk = sock.recv(min(1 << 20, n - len(body)))
+        if not chunk:
+            return None, fds
+        body += chunk
+    return json.loads(bytes(body)), fds
+
+
+def _send_message(sock, obj):
+    data = json.dumps(obj).encode()
+    sock.sendall(len(data).to_bytes(4, "little") + data)
+
+
+def serve_instance(request_json, sock_fd):
+    """A deployed function's warm instance: run the module once, then serve
+    invocations until the engine closes the socket. Globals persist between
+    invocations, as on Lambda."""
+    import socket
+    req = json.loads(request_json)
+    filename = req.get("filename") or "<input>"
+    sock = socket.socket(fileno=sock_fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
+    except ValidationError as e:
+        _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
+        return
+    source = req.get("source", "")
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    _setup_streams()
+    mod = types.ModuleType(os.path.splitext(os.path.basename(filename))[0] or "main")
+    mod.__file__ = filename
+    mod.__dict__["requirements"] = requirements
+    sys.modules[mod.__name__] = mod
+    for n, d in (req.get("data") or {}).items():
+        if isinstance(d, dict) and isinstance(d.get("path"), str):
+            _data_paths[n] = d["path"]
+    init_error = None
+    try:
+        exec(compile(tree, filename, "exec"), mod.__dict__)
+    except BaseException as e:
+        init_error = e
+    _send_message(sock, {"type": "ready", "ok": True})
+    while True:
+        msg, fds = _recv_message(sock)
+        if msg is None:
+            return
+        out, err, result = (fds + [-1, -1, -1])[:3]
+        try:
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            for fd in (out, err):
+                os.close(fd)
+            if init_error is not None:
+                _write_result(result, {"ok": False, "error": {
+                    "type": type(init_error).__name__, "message": _safe_str(init_error),
+                    "traceback": _user_traceback(init_error, filename)}})
+            else:
+                _invoke(fn, mod, msg, filename, result)
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            if result >= 0:
+                os.close(result)
+            for fd in fds[3:]:
+                os.close(fd)
+        _send_message(sock, {"type": "done", "id": msg.get("id")})
+
+
+def _invoke(fn, mod, msg, filename, result_fd):
+    try:
+        args, kwargs = _bind(fn, list(msg.get("args") or []) +
+                             ([{"value": msg["context"]}] if msg.get("context") is not None else []),
+                             msg.get("kwargs") or {})
+    except ValidationError as e:
+        _write_result(result_fd, _error_reply(e, filename))
+        return
+    try:
+        target = mod.__dict__.get(fn.name)
+        value = target(*args, **kwargs)
+        if hasattr(value, "__await__"):
+            import asyncio
+            value = asyncio.run(value)
+    except BaseException as e:
+        _write_result(result_fd, {"ok": False, "error": {
+            "type": type(e).__name__, "message": _safe_str(e),
+            "traceback": _user_traceback(e, filename)}})
+        return
+    _write_result(result_fd, _serialise(value))

@@ -93,3 +93,12 @@ void py_run_child(const char *run_json, int result_fd) {
         }
         Py_DECREF(res);
 }
+
+void py_serve_instance(const char *instance_json, int sock_fd) {
+        PyObject *res = PyObject_CallMethod(runner, "serve_instance", "si", instance_json, sock_fd);
+        if (!res) {
+                PyErr_Clear();
+                return;
+        }
+        Py_DECREF(res);
+}

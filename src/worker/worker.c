@@ -1,39 +1,62 @@
-/* pysprinter-worker: one embedded CPython that validates files and forks a
- * child per run. Single-threaded by design: forking a process that runs
- * CPython is only safe when no other thread holds a lock (uWSGI's rule).
+/* pysprinter-worker: one embedded CPython, warm with an environment, that
+ * validates files and forks a child per run. Single-threaded by design:
+ * forking a process that runs CPython is only safe when no other thread
+ * holds a lock (uWSGI's rule).
+ *
+ * Warmth (DESIGN §6): `init` puts the env's store dirs on sys.path,
+ * imports its top-level modules and gc.freeze()s, so each fork starts with
+ * them imported and shares their pages copy-on-write. A few children are
+ * forked ahead of demand ("spares") and wait for their run on a socket, so
+ * the fork is off the critical path.
  *
  * Protocol: worker-proto.h, docs/internals/worker-protocol.md. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <fcntl.h>
 #include <jansson.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
-#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "worker-proto.h"
 #include "worker.h"
 
-#define MAX_CHILDREN 256
+#define MAX_CHILDREN 1024
+#define MAX_SPARES 16
+
+/* Run message fds: stdout, stderr, result, status, then the sandbox's. */
+enum { FD_STDOUT, FD_STDERR, FD_RESULT, FD_STATUS, FD_EXTRA };
 
 typedef struct Child {
         pid_t pid;
         char *id;
+        int status_fd; /* where "exited" goes; -1 for a spare */
+        int spare_sock; /* a spare's end of its socket, -1 once assigned */
 } Child;
 
 static Child children[MAX_CHILDREN];
 static size_t n_children;
 static int ctrl = WORKER_CTRL_FD;
 static int sigchld_fd = -EBADF;
+static size_t spares_target;
+static usec_t last_run_at;
+static uint64_t runs_served;
 
-static int send_json(json_t *msg) {
+static int send_json_to(int fd, json_t *msg) {
         _cleanup_free_ char *s = json_dumps(msg, JSON_COMPACT);
         json_decref(msg);
         if (!s)
                 return -ENOMEM;
-        return proto_send(ctrl, s, strlen(s), NULL, 0);
+        return proto_send(fd, s, strlen(s), NULL, 0);
+}
+
+static int send_json(json_t *msg) {
+        return send_json_to(ctrl, msg);
 }
 
 static void close_fds(int *fds, size_t n) {
@@ -41,97 +64,253 @@ static void close_fds(int *fds, size_t n) {
                 fds[i] = fd_close(fds[i]);
 }
 
-static int handle_validate(json_t *msg, const char *raw) {
+static size_t count_spares(void) {
+        size_t n = 0;
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].spare_sock >= 0)
+                        n++;
+        return n;
+}
+
+/* ---- requests answered by the worker itself ---- */
+
+static int reply_from_python(const char *func, const char *type, json_t *msg, const char *raw) {
         const char *id = json_string_value(json_object_get(msg, "id"));
         _cleanup_free_ char *reply = NULL, *err = NULL;
-        int r = py_call_str("validate", raw, &reply, &err);
-        json_t *out;
-        if (r < 0 || !reply)
-                out = json_pack("{s:s, s:s?, s:b, s:{s:s, s:s}}", "type", "validated", "id", id, "ok", 0,
-                                "error", "type", "InternalError", "message", err ? err : "validation failed");
-        else {
-                out = json_loads(reply, 0, NULL);
-                if (!out)
-                        return -EPROTO;
-                json_object_set_new(out, "type", json_string("validated"));
-                if (id)
-                        json_object_set_new(out, "id", json_string(id));
-        }
+        int r = py_call_str(func, raw, &reply, &err);
+        json_t *out = r >= 0 && reply ? json_loads(reply, 0, NULL) : NULL;
+        if (!out)
+                out = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "type", "InternalError", "message",
+                                err ? err : "the runner failed");
+        json_object_set_new(out, "type", json_string(type));
+        if (id)
+                json_object_set_new(out, "id", json_string(id));
         return send_json(out);
 }
 
-/* The run child: never returns. */
-static _noreturn_ void run_child(const char *raw, int *fds, size_t n_fds) {
-        _cleanup_free_ char *err = NULL;
-        /* The child must not talk to the engine or inherit its siblings. */
+static int handle_init(json_t *msg, const char *raw) {
+        json_t *sp = json_object_get(msg, "spares");
+        if (json_is_integer(sp))
+                spares_target = (size_t) MIN((json_int_t) MAX_SPARES, MAX(json_integer_value(sp), 0));
+        return reply_from_python("init", "ready", msg, raw);
+}
+
+/* ---- children ---- */
+
+/* Everything a child must not keep: the engine's socket, the signalfd, the
+ * other children's status fds and spare sockets. */
+static void child_drop_worker_fds(int keep_sock) {
         close(ctrl);
         close(sigchld_fd);
+        for (size_t i = 0; i < n_children; i++) {
+                if (children[i].status_fd >= 0)
+                        close(children[i].status_fd);
+                if (children[i].spare_sock >= 0 && children[i].spare_sock != keep_sock)
+                        close(children[i].spare_sock);
+        }
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_UNBLOCK, &mask, NULL);
-        int r = worker_sandbox_child(raw, fds + 3, n_fds - 3, &err);
+}
+
+static void fail_child(int result_fd, int code, const char *type, const char *msg) {
+        json_t *o = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "type", type, "message", msg);
+        _cleanup_free_ char *s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (s)
+                (void) write_full(result_fd, s, strlen(s));
+        _exit(code);
+}
+
+/* Becomes the run: sandbox, fds 0-2, the user's code. Never returns. */
+static _noreturn_ void become_run(const char *raw, int *fds, size_t n_fds) {
+        _cleanup_free_ char *err = NULL;
+        int r = worker_sandbox_child(raw, fds + FD_EXTRA, n_fds - FD_EXTRA, &err);
         if (r < 0) {
-                dprintf(fds[2], "{\"ok\":false,\"error\":{\"type\":\"SandboxError\",\"message\":\"sandbox: %s\"}}",
-                        err ? err : strerror(-r));
-                _exit(120);
+                _cleanup_free_ char *m = xasprintf("sandbox: %s", err ? err : strerror(-r));
+                fail_child(fds[FD_RESULT], 120, "SandboxError", m);
         }
-        if (dup2(fds[0], STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0)
+        if (dup2(fds[FD_STDOUT], STDOUT_FILENO) < 0 || dup2(fds[FD_STDERR], STDERR_FILENO) < 0)
                 _exit(121);
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull >= 0) {
                 dup2(devnull, STDIN_FILENO);
                 close(devnull);
         }
-        close(fds[0]);
-        close(fds[1]);
-        py_run_child(raw, fds[2]);
-        close(fds[2]);
+        /* The result pipe becomes fd 3 and nothing else stays open: the
+         * user's code sees 0-3 only. */
+        if (fds[FD_RESULT] != 3 && dup2(fds[FD_RESULT], 3) < 0)
+                _exit(122);
+        (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+        py_run_child(raw, 3);
+        close(3);
         /* Skip Python finalisation: the parent's interpreter state is not
          * ours to tear down (and it would run user atexit hooks twice). */
         fflush(NULL);
         _exit(0);
 }
 
-static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
-        const char *id = json_string_value(json_object_get(msg, "id"));
-        if (!id || n_fds < 3 || n_children >= MAX_CHILDREN) {
-                close_fds(fds, n_fds);
-                return send_json(json_pack("{s:s, s:s?, s:s, s:s}", "type", "exited", "id", id, "status", "error",
-                                           "message", n_children >= MAX_CHILDREN ? "worker is full" : "bad run message"));
+/* A deployed function's warm instance: imports the module once and serves
+ * invocations on its own socket (fd 3 after set-up) until it closes. */
+static _noreturn_ void become_instance(const char *raw, int *fds, size_t n_fds) {
+        _cleanup_free_ char *err = NULL;
+        /* fds: [instance socket, status (unused here)], then the sandbox's. */
+        int r = worker_sandbox_child(raw, fds + 2, n_fds - 2, &err);
+        if (r < 0)
+                _exit(120);
+        if (fds[0] != 3 && dup2(fds[0], 3) < 0)
+                _exit(122);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull >= 0) {
+                dup2(devnull, STDIN_FILENO);
+                dup2(devnull, STDOUT_FILENO);
+                dup2(devnull, STDERR_FILENO);
+                close(devnull);
         }
-        PyOS_BeforeFork();
-        pid_t pid = fork();
-        if (pid == 0) {
-                PyOS_AfterFork_Child();
-                run_child(raw, fds, n_fds);
-        }
-        PyOS_AfterFork_Parent();
-        int saved = errno;
-        close_fds(fds, n_fds);
-        if (pid < 0)
-                return send_json(json_pack("{s:s, s:s, s:s, s:s}", "type", "exited", "id", id, "status", "error",
-                                           "message", strerror(saved)));
-        /* Put the child in its own group from here too, so a kill that
-         * races the child's own setpgid() still reaches it. */
-        (void) setpgid(pid, pid);
-        children[n_children++] = (Child) { .pid = pid, .id = xstrdup(id) };
-        return send_json(json_pack("{s:s, s:s, s:i}", "type", "started", "id", id, "pid", (int) pid));
+        (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+        py_serve_instance(raw, 3);
+        fflush(NULL);
+        _exit(0);
 }
 
-static Child *child_by_id(const char *id) {
+static void become(const char *raw, int *fds, size_t n_fds) {
+        json_t *m = json_loads(raw, 0, NULL);
+        const char *type = json_string_value(json_object_get(m, "type"));
+        bool instance = type && streq(type, "instance");
+        json_decref(m);
+        if (instance)
+                become_instance(raw, fds, n_fds);
+        become_run(raw, fds, n_fds);
+}
+
+/* A spare waits for its run on its socket. Never returns. */
+static _noreturn_ void spare_main(int sock) {
+        _cleanup_free_ char *raw = NULL;
+        int fds[WORKER_PROTO_MAX_FDS];
+        size_t n_fds = 0;
+        int r = proto_recv(sock, WORKER_PROTO_MAX_MESSAGE, &raw, NULL, fds, ELEMENTSOF(fds), &n_fds);
+        if (r < 0 || n_fds < 2)
+                _exit(0); /* retired, or the worker went away */
+        close(sock);
+        become(raw, fds, n_fds);
+        _exit(0);
+}
+
+static pid_t fork_python(void) {
+        PyOS_BeforeFork();
+        pid_t pid = fork();
+        if (pid == 0)
+                PyOS_AfterFork_Child();
+        else
+                PyOS_AfterFork_Parent();
+        return pid;
+}
+
+static int fork_spare(void) {
+        if (n_children >= MAX_CHILDREN)
+                return -EAGAIN;
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        pid_t pid = fork_python();
+        if (pid == 0) {
+                close(sv[0]);
+                child_drop_worker_fds(-1);
+                spare_main(sv[1]);
+        }
+        close(sv[1]);
+        if (pid < 0) {
+                close(sv[0]);
+                return -errno;
+        }
+        children[n_children++] = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0] };
+        return 0;
+}
+
+static void fill_spares(void) {
+        /* Adapt to the rate: with no run for a while, keep one spare. */
+        size_t target = spares_target;
+        if (target > 1 && last_run_at && now_monotonic() - last_run_at > 30 * USEC_PER_SEC)
+                target = 1;
+        while (count_spares() < target)
+                if (fork_spare() < 0)
+                        break;
+}
+
+static Child *take_spare(void) {
         for (size_t i = 0; i < n_children; i++)
-                if (id && streq(children[i].id, id))
+                if (children[i].spare_sock >= 0)
                         return &children[i];
         return NULL;
 }
 
-static void handle_cancel(json_t *msg) {
-        Child *c = child_by_id(json_string_value(json_object_get(msg, "id")));
-        if (c) {
-                (void) kill(-c->pid, SIGKILL);
-                (void) kill(c->pid, SIGKILL);
+static void report_started(Child *c) {
+        json_t *m = json_pack("{s:s, s:s, s:i, s:i}", "type", "started", "id", c->id, "pid", (int) c->pid,
+                              "worker_pid", (int) getpid());
+        (void) send_json_to(c->status_fd, m);
+}
+
+static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
+        const char *id = json_string_value(json_object_get(msg, "id"));
+        if (!id || n_fds < 2 || n_children >= MAX_CHILDREN) {
+                /* The status fd is the second for instances, the fourth for
+                 * runs; answer on it when we have it. */
+                int status = n_fds > FD_STATUS ? fds[FD_STATUS] : (n_fds == 2 ? fds[1] : -1);
+                if (status >= 0)
+                        (void) send_json_to(status, json_pack("{s:s, s:s?, s:s, s:s}", "type", "exited", "id", id,
+                                                              "status", "error", "message",
+                                                              n_children >= MAX_CHILDREN ? "worker is full"
+                                                                                         : "bad run message"));
+                close_fds(fds, n_fds);
+                return 0;
         }
+        json_t *m = json_loads(raw, 0, NULL);
+        bool instance = streq(json_string_value(json_object_get(m, "type")) ?: "", "instance");
+        json_decref(m);
+        size_t status_index = instance ? 1 : FD_STATUS;
+        if (n_fds <= status_index) {
+                close_fds(fds, n_fds);
+                return 0;
+        }
+        int status_fd = fds[status_index];
+        last_run_at = now_monotonic();
+        runs_served++;
+
+        Child *spare = take_spare();
+        if (spare) {
+                int r = proto_send(spare->spare_sock, raw, strlen(raw), fds, n_fds);
+                if (r >= 0) {
+                        spare->spare_sock = fd_close(spare->spare_sock);
+                        spare->id = xstrdup(id);
+                        spare->status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
+                        close_fds(fds, n_fds);
+                        report_started(spare);
+                        /* Demand met from the spares: keep one more ready. */
+                        if (spares_target > 0 && spares_target < MAX_SPARES && count_spares() == 0)
+                                spares_target++;
+                        return 0;
+                }
+                /* The spare died; fall through to a direct fork. */
+                spare->spare_sock = fd_close(spare->spare_sock);
+        }
+        pid_t pid = fork_python();
+        if (pid == 0) {
+                child_drop_worker_fds(-1);
+                become(raw, fds, n_fds);
+        }
+        int saved = errno;
+        int keep_status = fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
+        close_fds(fds, n_fds);
+        if (pid < 0) {
+                (void) send_json_to(keep_status, json_pack("{s:s, s:s, s:s, s:s}", "type", "exited", "id", id,
+                                                           "status", "error", "message", strerror(saved)));
+                close(keep_status);
+                return 0;
+        }
+        children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1 };
+        report_started(&children[n_children++]);
+        return 0;
 }
 
 static void reap_children(void) {
@@ -141,19 +320,24 @@ static void reap_children(void) {
                 if (pid <= 0)
                         return;
                 for (size_t i = 0; i < n_children; i++) {
-                        if (children[i].pid != pid)
+                        Child *c = &children[i];
+                        if (c->pid != pid)
                                 continue;
-                        json_t *m;
-                        if (WIFSIGNALED(status))
-                                m = json_pack("{s:s, s:s, s:s, s:i, s:b}", "type", "exited", "id", children[i].id,
-                                              "status", "signaled", "signal", WTERMSIG(status),
-                                              "core", WCOREDUMP(status) ? 1 : 0);
-                        else
-                                m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", children[i].id,
-                                              "status", "exited", "code", WEXITSTATUS(status));
-                        (void) send_json(m);
-                        free(children[i].id);
-                        children[i] = children[--n_children];
+                        if (c->status_fd >= 0) {
+                                json_t *m;
+                                if (WIFSIGNALED(status))
+                                        m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", c->id,
+                                                      "status", "signaled", "signal", WTERMSIG(status));
+                                else
+                                        m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", c->id,
+                                                      "status", "exited", "code", WEXITSTATUS(status));
+                                (void) send_json_to(c->status_fd, m);
+                                close(c->status_fd);
+                        }
+                        if (c->spare_sock >= 0)
+                                close(c->spare_sock);
+                        free(c->id);
+                        *c = children[--n_children];
                         break;
                 }
         }
@@ -168,29 +352,32 @@ static int handle_message(void) {
                 return r;
         json_t *msg = json_loads(raw, 0, NULL);
         const char *type = json_string_value(json_object_get(msg, "type"));
-        if (!type) {
+        bool takes_fds = type && (streq(type, "run") || streq(type, "instance"));
+        if (!takes_fds)
                 close_fds(fds, n_fds);
-                json_decref(msg);
-                return -EPROTO;
-        }
-        if (streq(type, "validate"))
-                r = handle_validate(msg, raw);
-        else if (streq(type, "run"))
+        if (!type)
+                r = -EPROTO;
+        else if (takes_fds)
                 r = handle_run(msg, raw, fds, n_fds);
-        else if (streq(type, "cancel"))
-                handle_cancel(msg);
+        else if (streq(type, "validate"))
+                r = reply_from_python("validate", "validated", msg, raw);
+        else if (streq(type, "init"))
+                r = handle_init(msg, raw);
+        else if (streq(type, "stats"))
+                r = send_json(json_pack("{s:s, s:i, s:i, s:I}", "type", "stats", "children", (int) n_children,
+                                        "spares", (int) count_spares(), "runs", (json_int_t) runs_served));
         else if (streq(type, "exit"))
                 r = -ECONNRESET;
         else
                 r = send_json(json_pack("{s:s, s:s}", "type", "error", "message", "unknown message type"));
-        if (!streq(type, "run"))
-                close_fds(fds, n_fds);
         json_decref(msg);
         return r;
 }
 
 static void kill_all_children(void) {
         for (size_t i = 0; i < n_children; i++) {
+                if (children[i].spare_sock >= 0)
+                        continue; /* a spare exits when its socket closes */
                 (void) kill(-children[i].pid, SIGKILL);
                 (void) kill(children[i].pid, SIGKILL);
         }
@@ -212,7 +399,7 @@ int main(int argc, char **argv) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_BLOCK, &mask, NULL);
-        int sfd = sigchld_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        sigchld_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         signal(SIGPIPE, SIG_IGN);
 
         r = py_init(&err);
@@ -225,18 +412,20 @@ int main(int argc, char **argv) {
                 return 72;
 
         for (;;) {
+                fill_spares();
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
-                        { .fd = sfd, .events = POLLIN },
+                        { .fd = sigchld_fd, .events = POLLIN },
                 };
-                if (poll(p, 2, -1) < 0) {
+                /* Wake now and then so an idle worker shrinks its spares. */
+                if (poll(p, 2, 5000) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
                 if (p[1].revents & POLLIN) {
                         struct signalfd_siginfo si;
-                        while (read(sfd, &si, sizeof(si)) == sizeof(si))
+                        while (read(sigchld_fd, &si, sizeof(si)) == sizeof(si))
                                 ;
                         reap_children();
                 }
@@ -245,6 +434,13 @@ int main(int argc, char **argv) {
                         if (r < 0)
                                 break;
                 }
+                /* Retire spares beyond the target. */
+                size_t spares = count_spares();
+                for (size_t i = 0; i < n_children && spares > MAX(spares_target, (size_t) 1) + 1; i++)
+                        if (children[i].spare_sock >= 0) {
+                                children[i].spare_sock = fd_close(children[i].spare_sock);
+                                spares--;
+                        }
         }
         kill_all_children();
         return 0;

@@ -23,3 +23,5 @@ int py_call_str(const char *func, const char *arg, char **ret, char **ret_error)
 /* In the run child: runner.run(json, result_fd). */
 void py_run_child(const char *run_json, int result_fd);
 const char *py_version(void);
+/* In a warm instance child: runner.serve_instance(json, sock_fd). */
+void py_serve_instance(const char *instance_json, int sock_fd);

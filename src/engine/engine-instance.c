@@ -1,0 +1,220 @@
+/* Warm instances of deployed functions (DESIGN §6, Lambda's execution
+ * environments): a child of the env's warm worker that ran the module once
+ * and serves invocations on its own socket, so globals persist between
+ * calls. Instances scale with concurrency up to a per-function maximum and
+ * retire after an idle TTL. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include "engine-internal.h"
+#include "worker-proto.h"
+
+#define INSTANCE_READY_TIMEOUT_USEC (120 * USEC_PER_SEC)
+
+Instance *instance_free(Instance *i) {
+        if (!i)
+                return NULL;
+        /* Closing its socket ends the instance's serve loop; the sandbox
+         * finish kills whatever is left of it. */
+        i->sock = fd_close(i->sock);
+        if (i->sandbox)
+                i->sandbox = engine_sandbox_run_finish(i->sandbox);
+        else if (i->pid > 0)
+                (void) kill(i->pid, SIGKILL);
+        i->status_fd = fd_close(i->status_fd);
+        free(i->key);
+        free(i);
+        return NULL;
+}
+
+/* Retire idle instances past their TTL and dead ones (pool lock held);
+ * returns them unlinked, with their parents to release. */
+static Instance *collect_retired(Engine *e) {
+        Instance *out = NULL;
+        usec_t now = now_monotonic();
+        for (Instance **p = &e->pool.instances; *p;) {
+                Instance *i = *p;
+                bool retire = !i->busy && (i->dead || (e->pool.instance_ttl_usec &&
+                                                       now - i->last_used > e->pool.instance_ttl_usec));
+                if (retire) {
+                        *p = i->next;
+                        i->next = out;
+                        out = i;
+                        continue;
+                }
+                p = &i->next;
+        }
+        return out;
+}
+
+static void free_retired(Engine *e, Instance *list) {
+        while (list) {
+                Instance *next = list->next;
+                PoolWorker *parent = list->parent;
+                instance_free(list);
+                pool_release(e, parent, false);
+                list = next;
+        }
+}
+
+void engine_pool_sweep(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        Instance *retired = collect_retired(e);
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+        pool_sweep(e);
+}
+
+static int instance_start(Engine *e, const char *key, const char *start_json, SandboxMode mode,
+                          const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
+                          char **ret_error) {
+        PoolWorker *pw = NULL;
+        bool cold;
+        int r = pool_acquire(e, mode, limits, sys_path, data, &pw, &cold, ret_error);
+        if (r < 0)
+                return r;
+        Instance *i = xcalloc(1, sizeof(Instance));
+        i->key = xstrdup(key);
+        i->parent = pw;
+        i->sock = i->status_fd = -EBADF;
+        r = engine_sandbox_run_prepare(e, key, mode, limits, &i->sandbox, ret_error);
+        int sv[2] = { -1, -1 }, st[2] = { -1, -1 };
+        if (r >= 0 && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+                       socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st) < 0)) {
+                r = -errno;
+                *ret_error = xasprintf("socketpair: %s", strerror(errno));
+        }
+        if (r >= 0) {
+                int fds[8] = { sv[1], st[1] };
+                size_t n_extra = 0;
+                _cleanup_free_ char *sb = NULL;
+                engine_sandbox_run_extra(i->sandbox, fds + 2, &n_extra, ELEMENTSOF(fds) - 2, &sb);
+                json_t *m = json_loads(start_json, 0, NULL);
+                if (sb)
+                        json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
+                _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
+                json_decref(m);
+                pthread_mutex_lock(&pw->io_lock);
+                r = worker_send(pw->w, text, fds, 2 + n_extra);
+                pthread_mutex_unlock(&pw->io_lock);
+                if (r < 0)
+                        *ret_error = xstrdup("cannot hand the instance to the worker");
+        }
+        sv[1] = fd_close(sv[1]);
+        st[1] = fd_close(st[1]);
+        i->sock = sv[0];
+        i->status_fd = st[0];
+        if (r >= 0) {
+                /* "started" on the status socket, then "ready" from the
+                 * instance once its module ran. */
+                Worker tmp = { .sock = i->status_fd };
+                _cleanup_free_ char *started = NULL;
+                r = worker_recv(&tmp, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, &started, NULL);
+                if (r >= 0) {
+                        json_t *m = json_loads(started, 0, NULL);
+                        i->pid = (pid_t) json_integer_value(json_object_get(m, "pid"));
+                        engine_sandbox_run_started(i->sandbox, pw->w->pid, i->pid);
+                        json_decref(m);
+                        Worker isock = { .sock = i->sock };
+                        _cleanup_free_ char *ready = NULL;
+                        r = worker_recv(&isock, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, &ready, NULL);
+                        json_t *rm = r >= 0 ? json_loads(ready, 0, NULL) : NULL;
+                        if (r >= 0 && !json_is_true(json_object_get(rm, "ok"))) {
+                                const char *msg = json_string_value(
+                                        json_object_get(json_object_get(rm, "error"), "message"));
+                                *ret_error = xasprintf("the function could not be loaded: %s", msg ?: "?");
+                                r = -EINVAL;
+                        }
+                        json_decref(rm);
+                }
+                if (r < 0 && !*ret_error)
+                        *ret_error = xstrdup("the instance did not start");
+        }
+        if (r < 0) {
+                instance_free(i);
+                pool_release(e, pw, false);
+                return r;
+        }
+        i->last_used = now_monotonic();
+        *ret = i;
+        return 0;
+}
+
+int instance_acquire(Engine *e, const char *key, unsigned max_instances, const char *start_json, SandboxMode mode,
+                     const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
+                     bool *ret_cold, char **ret_error) {
+        if (!max_instances)
+                max_instances = 4;
+        pthread_mutex_lock(&e->pool.lock);
+        Instance *retired = collect_retired(e);
+        for (;;) {
+                unsigned count = 0;
+                Instance *idle = NULL;
+                for (Instance *i = e->pool.instances; i; i = i->next)
+                        if (streq(i->key, key) && !i->dead) {
+                                count++;
+                                if (!i->busy && !idle)
+                                        idle = i;
+                        }
+                if (idle) {
+                        idle->busy = true;
+                        pthread_mutex_unlock(&e->pool.lock);
+                        free_retired(e, retired);
+                        *ret = idle;
+                        *ret_cold = false;
+                        return 0;
+                }
+                if (count < max_instances)
+                        break;
+                /* At the maximum: wait for one to come free. */
+                pthread_cond_wait(&e->pool.changed, &e->pool.lock);
+        }
+        /* Reserve the slot with a placeholder so concurrent callers count it. */
+        Instance *slot = xcalloc(1, sizeof(Instance));
+        slot->key = xstrdup(key);
+        slot->busy = true;
+        slot->sock = slot->status_fd = -EBADF;
+        slot->next = e->pool.instances;
+        e->pool.instances = slot;
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+
+        Instance *fresh = NULL;
+        int r = instance_start(e, key, start_json, mode, limits, sys_path, data, &fresh, ret_error);
+
+        pthread_mutex_lock(&e->pool.lock);
+        for (Instance **p = &e->pool.instances; *p; p = &(*p)->next)
+                if (*p == slot) {
+                        *p = slot->next;
+                        break;
+                }
+        if (r >= 0) {
+                fresh->busy = true;
+                fresh->next = e->pool.instances;
+                e->pool.instances = fresh;
+        }
+        pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+        instance_free(slot);
+        if (r < 0)
+                return r;
+        *ret = fresh;
+        *ret_cold = true;
+        return 0;
+}
+
+void instance_release(Engine *e, Instance *i, bool broken) {
+        pthread_mutex_lock(&e->pool.lock);
+        i->busy = false;
+        i->last_used = now_monotonic();
+        i->invocations++;
+        if (broken)
+                i->dead = true;
+        Instance *retired = collect_retired(e);
+        pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+}

@@ -1,0 +1,308 @@
+/* The worker pool (DESIGN §6): warm workers keyed by environment, an LRU
+ * under a memory budget (PSS, not RSS: forked children share most pages),
+ * idle timeouts, and warm instances of deployed functions.
+ *
+ * Threads: any engine_run() thread may acquire and release; the pool lock
+ * guards the lists, a worker's own lock serialises its control socket. A
+ * worker is started outside the pool lock (it may take a while to import
+ * its env) while other threads wanting the same env wait on `changed`. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "engine-internal.h"
+#include "worker-proto.h"
+
+#define INIT_TIMEOUT_USEC (120 * USEC_PER_SEC)
+
+static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data) {
+        Buf b;
+        buf_init(&b, 1 << 20);
+        buf_printf(&b, "%d|%d", (int) mode, network ? 1 : 0);
+        for (char *const *p = sys_path; p && *p; p++)
+                buf_printf(&b, "|p:%s", *p);
+        for (char *const *d = data; d && *d; d++)
+                buf_printf(&b, "|d:%s", *d);
+        return buf_steal(&b);
+}
+
+static void pool_worker_free(PoolWorker *pw) {
+        if (!pw)
+                return;
+        pw->w = worker_stop(pw->w);
+        free(pw->key);
+        strv_free(pw->sys_path);
+        strv_free(pw->data);
+        strv_free(pw->failed_imports);
+        pthread_mutex_destroy(&pw->io_lock);
+        free(pw);
+}
+
+/* Unlink and return workers to stop (called with the pool lock held). */
+static PoolWorker *collect_evictions(Engine *e, usec_t now) {
+        PoolWorker *victims = NULL;
+        /* Idle timeout first. */
+        for (PoolWorker **p = &e->pool.workers; *p;) {
+                PoolWorker *pw = *p;
+                bool idle_too_long = pw->busy == 0 && pw->ready && e->pool.idle_timeout_usec &&
+                                     now - pw->last_used > e->pool.idle_timeout_usec;
+                if (pw->dead && pw->busy == 0 && pw->ready)
+                        idle_too_long = true;
+                if (idle_too_long) {
+                        *p = pw->next;
+                        pw->next = victims;
+                        victims = pw;
+                        continue;
+                }
+                p = &pw->next;
+        }
+        /* Then LRU under the memory budget: evict the least recently used
+         * idle worker until the total fits. */
+        for (;;) {
+                uint64_t total = 0;
+                PoolWorker *lru = NULL, **lru_link = NULL;
+                for (PoolWorker **p = &e->pool.workers; *p; p = &(*p)->next) {
+                        total += (*p)->pss_bytes;
+                        if ((*p)->busy == 0 && (*p)->ready && (!lru || (*p)->last_used < lru->last_used)) {
+                                lru = *p;
+                                lru_link = p;
+                        }
+                }
+                if (!e->pool.memory_budget || total <= e->pool.memory_budget || !lru)
+                        break;
+                *lru_link = lru->next;
+                lru->next = victims;
+                victims = lru;
+                e->pool.evictions++;
+        }
+        return victims;
+}
+
+static void stop_list(PoolWorker *victims) {
+        while (victims) {
+                PoolWorker *next = victims->next;
+                pool_worker_free(victims);
+                victims = next;
+        }
+}
+
+/* PSS of a process and its children (the spares), from smaps_rollup. */
+uint64_t engine_process_tree_pss(pid_t pid) {
+        uint64_t total = 0;
+        _cleanup_free_ char *path = xasprintf("/proc/%d/smaps_rollup", (int) pid);
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (f) {
+                char line[256];
+                while (fgets(line, sizeof(line), f)) {
+                        unsigned long long kb;
+                        if (sscanf(line, "Pss: %llu kB", &kb) == 1) {
+                                total += kb * 1024;
+                                break;
+                        }
+                }
+        }
+        _cleanup_free_ char *kids_path = xasprintf("/proc/%d/task/%d/children", (int) pid, (int) pid);
+        _cleanup_free_ char *kids = NULL;
+        if (read_file(kids_path, 1 << 16, &kids, NULL) >= 0) {
+                for (char *p = kids;;) {
+                        char *end;
+                        long child = strtol(p, &end, 10);
+                        if (end == p)
+                                break;
+                        if (child > 0)
+                                total += engine_process_tree_pss((pid_t) child);
+                        p = end;
+                }
+        }
+        return total;
+}
+
+static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
+        json_t *path = json_array();
+        for (char **p = pw->sys_path; p && *p; p++)
+                json_array_append_new(path, json_string(*p));
+        json_t *m = json_pack("{s:s, s:o, s:b, s:i}", "type", "init", "sys_path", path, "preload", 1, "spares",
+                              (int) e->pool.spares);
+        _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        int r = worker_send(pw->w, text, NULL, 0);
+        _cleanup_free_ char *reply = NULL;
+        if (r >= 0)
+                r = worker_recv(pw->w, now_monotonic() + INIT_TIMEOUT_USEC, &reply, NULL);
+        if (r < 0) {
+                *ret_error = xasprintf("the worker did not become ready: %s",
+                                       r == -ECONNRESET ? "it exited while importing the environment" : strerror(-r));
+                return r;
+        }
+        json_t *v = json_loads(reply, 0, NULL);
+        json_t *failed = json_object_get(v, "failed");
+        const char *name;
+        json_t *why;
+        json_object_foreach(failed, name, why) {
+                _cleanup_free_ char *s = xasprintf("%s: %s", name, json_string_value(why) ?: "?");
+                pw->failed_imports = strv_append(pw->failed_imports, s);
+        }
+        pw->n_imported = json_array_size(json_object_get(v, "imported"));
+        json_decref(v);
+        return 0;
+}
+
+int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
+                 PoolWorker **ret, bool *ret_cold, char **ret_error) {
+        _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data);
+        pthread_mutex_lock(&e->pool.lock);
+        for (;;) {
+                PoolWorker *found = NULL;
+                for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next)
+                        if (!pw->dead && streq(pw->key, key)) {
+                                found = pw;
+                                break;
+                        }
+                if (!found)
+                        break;
+                if (found->ready) {
+                        found->busy++;
+                        found->last_used = now_monotonic();
+                        e->pool.hits++;
+                        pthread_mutex_unlock(&e->pool.lock);
+                        *ret = found;
+                        *ret_cold = false;
+                        return 0;
+                }
+                /* Someone is starting it: wait, then look again. */
+                pthread_cond_wait(&e->pool.changed, &e->pool.lock);
+        }
+        PoolWorker *pw = xcalloc(1, sizeof(PoolWorker));
+        pw->key = xstrdup(key);
+        for (char *const *p = sys_path; p && *p; p++)
+                pw->sys_path = strv_append(pw->sys_path, *p);
+        for (char *const *d = data; d && *d; d++)
+                pw->data = strv_append(pw->data, *d);
+        pw->mode = mode;
+        pw->network = limits->network;
+        pw->busy = 1;
+        pthread_mutex_init(&pw->io_lock, NULL);
+        pw->next = e->pool.workers;
+        e->pool.workers = pw;
+        e->pool.misses++;
+        pthread_mutex_unlock(&e->pool.lock);
+
+        int r = worker_start(e, mode, limits, pw->sys_path, pw->data, &pw->w, ret_error);
+        if (r >= 0)
+                r = worker_init(e, pw, ret_error);
+
+        pthread_mutex_lock(&e->pool.lock);
+        if (r < 0) {
+                for (PoolWorker **p = &e->pool.workers; *p; p = &(*p)->next)
+                        if (*p == pw) {
+                                *p = pw->next;
+                                break;
+                        }
+        } else {
+                pw->ready = true;
+                pw->last_used = now_monotonic();
+                pw->pss_bytes = engine_process_tree_pss(pw->w->pid);
+        }
+        pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+        if (r < 0) {
+                pool_worker_free(pw);
+                return r;
+        }
+        *ret = pw;
+        *ret_cold = true;
+        return 0;
+}
+
+void pool_release(Engine *e, PoolWorker *pw, bool broken) {
+        if (!pw)
+                return;
+        pthread_mutex_lock(&e->pool.lock);
+        pw->busy--;
+        pw->last_used = now_monotonic();
+        if (broken)
+                pw->dead = true;
+        /* Re-measure now and then: memory grows as children come and go. */
+        if (!pw->dead && (pw->releases++ % 16) == 0 && pw->w)
+                pw->pss_bytes = engine_process_tree_pss(pw->w->pid);
+        PoolWorker *victims = collect_evictions(e, now_monotonic());
+        pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+        stop_list(victims);
+}
+
+void pool_sweep(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        PoolWorker *victims = collect_evictions(e, now_monotonic());
+        pthread_mutex_unlock(&e->pool.lock);
+        stop_list(victims);
+}
+
+void pool_shutdown(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        PoolWorker *all = e->pool.workers;
+        e->pool.workers = NULL;
+        Instance *inst = e->pool.instances;
+        e->pool.instances = NULL;
+        pthread_mutex_unlock(&e->pool.lock);
+        while (inst) {
+                Instance *next = inst->next;
+                instance_free(inst);
+                inst = next;
+        }
+        stop_list(all);
+}
+
+int engine_pool_stats(Engine *e, EnginePoolStats *ret) {
+        EnginePoolStats s = {};
+        pthread_mutex_lock(&e->pool.lock);
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
+                s.workers++;
+                if (pw->busy)
+                        s.busy++;
+                s.pss_bytes += pw->pss_bytes;
+        }
+        for (Instance *i = e->pool.instances; i; i = i->next) {
+                s.instances++;
+                if (i->busy)
+                        s.instances_busy++;
+        }
+        s.hits = e->pool.hits;
+        s.misses = e->pool.misses;
+        s.evictions = e->pool.evictions;
+        s.memory_budget = e->pool.memory_budget;
+        pthread_mutex_unlock(&e->pool.lock);
+        *ret = s;
+        return 0;
+}
+
+int engine_pool_list(Engine *e, char **ret_json) {
+        json_t *arr = json_array();
+        pthread_mutex_lock(&e->pool.lock);
+        usec_t now = now_monotonic();
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
+                json_t *paths = json_array();
+                for (char **p = pw->sys_path; p && *p; p++)
+                        json_array_append_new(paths, json_string(*p));
+                json_t *failed = json_array();
+                for (char **f = pw->failed_imports; f && *f; f++)
+                        json_array_append_new(failed, json_string(*f));
+                json_array_append_new(arr, json_pack("{s:s, s:i, s:b, s:b, s:i, s:I, s:f, s:o, s:i, s:o}", "kind",
+                                                     "worker", "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready,
+                                                     "network", pw->network, "busy", (int) pw->busy, "pss_bytes",
+                                                     (json_int_t) pw->pss_bytes, "idle_s",
+                                                     pw->busy ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path",
+                                                     paths, "imported", (int) pw->n_imported, "failed_imports", failed));
+        }
+        for (Instance *i = e->pool.instances; i; i = i->next)
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:b, s:I, s:f}", "kind", "instance", "function",
+                                                     i->key, "pid", (int) i->pid, "busy", i->busy, "invocations",
+                                                     (json_int_t) i->invocations, "idle_s",
+                                                     i->busy ? 0.0 : (double) (now - i->last_used) / 1e6));
+        pthread_mutex_unlock(&e->pool.lock);
+        *ret_json = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+        return 0;
+}
