@@ -43,6 +43,8 @@ static const char validate_help[] =
 
 int cli_engine_open(const RunArgs *a, Engine **ret) {
         EngineConfig cfg = {
+                /* One run per CLI process: a spare child would be wasted. */
+                .no_spares = true,
                 .index_url = a ? a->index_url : NULL,
                 .find_links = a ? a->find_links : NULL,
         };

@@ -124,9 +124,22 @@ static void fail_child(int result_fd, int code, const char *type, const char *ms
 }
 
 /* Becomes the run: sandbox, fds 0-2, the user's code. Never returns. */
+/* The sandbox hook's contract (worker-sandbox.c): extra_fds points just
+ * past the three fds the user's code keeps (extra_fds[-3..-1]). */
+static int sandbox_child(const char *raw, int keep0, int keep1, int keep2, const int *extra, size_t n_extra,
+                         char **ret_error) {
+        int arr[3 + WORKER_PROTO_MAX_FDS] = { keep0, keep1, keep2 };
+        n_extra = MIN(n_extra, (size_t) WORKER_PROTO_MAX_FDS);
+        memcpy(arr + 3, extra, n_extra * sizeof(int));
+        return worker_sandbox_child(raw, arr + 3, n_extra, ret_error);
+}
+
 static _noreturn_ void become_run(const char *raw, int *fds, size_t n_fds) {
         _cleanup_free_ char *err = NULL;
-        int r = worker_sandbox_child(raw, fds + FD_EXTRA, n_fds - FD_EXTRA, &err);
+        /* The run's status socket is the worker's to write, not the run's. */
+        fds[FD_STATUS] = fd_close(fds[FD_STATUS]);
+        int r = sandbox_child(raw, fds[FD_STDOUT], fds[FD_STDERR], fds[FD_RESULT], fds + FD_EXTRA, n_fds - FD_EXTRA,
+                              &err);
         if (r < 0) {
                 _cleanup_free_ char *m = xasprintf("sandbox: %s", err ? err : strerror(-r));
                 fail_child(fds[FD_RESULT], 120, "SandboxError", m);
@@ -155,8 +168,9 @@ static _noreturn_ void become_run(const char *raw, int *fds, size_t n_fds) {
  * invocations on its own socket (fd 3 after set-up) until it closes. */
 static _noreturn_ void become_instance(const char *raw, int *fds, size_t n_fds) {
         _cleanup_free_ char *err = NULL;
-        /* fds: [instance socket, status (unused here)], then the sandbox's. */
-        int r = worker_sandbox_child(raw, fds + 2, n_fds - 2, &err);
+        /* fds: [instance socket, status (the worker's)], then the sandbox's. */
+        fds[1] = fd_close(fds[1]);
+        int r = sandbox_child(raw, fds[0], -1, -1, fds + 2, n_fds - 2, &err);
         if (r < 0)
                 _exit(120);
         if (fds[0] != 3 && dup2(fds[0], 3) < 0)
