@@ -1,34 +1,66 @@
-/* Isolation of workers and runs, engine side.
+/* Isolation of workers and runs, engine side (DESIGN §5).
  *
- * This version implements --sandbox=none only: the worker is a plain
- * fork+exec, a run is killed through its process group, and no limit but
- * the wall clock and the output cap is enforced. The full sandbox
- * (src/sandbox/) replaces these bodies. */
+ * --sandbox=full: the worker enters its namespaces itself
+ * (sandbox_worker_enter(), called by pysprinter-worker before
+ * Py_Initialize); the engine checks up front that the kernel can do it,
+ * so the user gets the reason, not "the worker exited". Per run, the
+ * engine makes the run's cgroup(s) beneath its own, passes their
+ * cgroup.procs fds with the run message (the run joins through them: see
+ * sandbox-cgroup.c on delegation through fds), kills the whole cgroup at
+ * a limit or cancel, reads its OOM/pids counters to say which limit ended
+ * the run, and removes it.
+ *
+ * --sandbox=none: a plain fork+exec; a run is killed through its process
+ * group. */
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
+#include "sandbox.h"
 #include "worker-proto.h"
 
+/* Overhead processes of a sandboxed run that count against pids.max: the
+ * run child, the run's init (see sandbox.h). */
+#define RUN_EXTRA_PROCS 2
+/* CPU bandwidth of one run, in thousandths of a CPU. */
+#define RUN_CPU_MILLIS 1000
+
 struct RunSandbox {
-        pid_t child_pid;
         SandboxMode mode;
+        pid_t worker_pid;
+        pid_t child_pid;
+        SandboxCgroup *cg;
+        RunLimits limits;
 };
 
 int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **ret_error) {
-        if (ws->mode != SANDBOX_MODE_NONE) {
-                *ret_error = xstrdup("the sandbox is not available in this build; run trusted code with --sandbox=none");
-                return -EOPNOTSUPP;
+        char **argv = NULL;
+        argv = strv_append(argv, ws->worker_path);
+        if (ws->mode == SANDBOX_MODE_NONE)
+                argv = strv_append(argv, "--sandbox=none");
+        else {
+                int r = sandbox_check_support(ret_error);
+                if (r < 0) {
+                        strv_free(argv);
+                        return r;
+                }
+                argv = strv_append(argv, "--sandbox=full");
+                for (char **p = ws->ro_paths; p && *p; p++) {
+                        _cleanup_free_ char *a = xasprintf("--ro=%s", *p);
+                        argv = strv_append(argv, a);
+                }
         }
-        char *argv[] = { (char *) ws->worker_path, (char *) "--sandbox=none", NULL };
-        /* A clean environment: the parent's secrets never reach a worker. */
+        /* A clean environment: the parent's secrets never reach a worker
+         * (the sandboxed worker scrubs again, and wipes the strings). */
         char *envp[] = { (char *) "PATH=/usr/local/bin:/usr/bin:/bin", (char *) "LANG=C.UTF-8",
                          (char *) "PYTHONDONTWRITEBYTECODE=1", NULL };
         pid_t pid = fork();
         if (pid < 0) {
+                int r = -errno;
                 *ret_error = xasprintf("fork: %s", strerror(errno));
-                return -errno;
+                strv_free(argv);
+                return r;
         }
         if (pid == 0) {
                 /* Only async-signal-safe calls between fork and exec: the
@@ -49,14 +81,40 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
                 execve(ws->worker_path, argv, envp);
                 _exit(127);
         }
+        strv_free(argv);
         *ret_pid = pid;
         return 0;
+}
+
+/* A cgroup name from a run id: [A-Za-z0-9_.-] only. */
+static char *cgroup_name(const char *run_id) {
+        char *s = xasprintf("%s-%d", run_id ? run_id : "run", (int) getpid());
+        for (char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+                      *p == '_' || *p == '.'))
+                        *p = '_';
+        if (strlen(s) > 64)
+                s[64] = 0;
+        return s;
 }
 
 int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
                                RunSandbox **ret, char **ret_error) {
         RunSandbox *rs = xcalloc(1, sizeof(RunSandbox));
         rs->mode = mode;
+        rs->limits = *limits;
+        if (mode == SANDBOX_MODE_FULL) {
+                SandboxLimits l = {
+                        .memory_bytes = limits->memory_bytes,
+                        .max_procs = limits->max_procs ? limits->max_procs + RUN_EXTRA_PROCS : 0,
+                        .cpu_millis = RUN_CPU_MILLIS,
+                };
+                _cleanup_free_ char *name = cgroup_name(run_id), *err = NULL;
+                /* No cgroup (an unprivileged engine without delegation) is
+                 * not fatal: the run's pid namespace still dies with it,
+                 * and rlimits bound memory. */
+                (void) sandbox_cgroup_new(name, &l, &rs->cg, &err);
+        }
         *ret = rs;
         return 0;
 }
@@ -64,13 +122,29 @@ int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, 
 void engine_sandbox_run_extra(RunSandbox *rs, int *fds, size_t *n_fds, size_t max_fds, char **ret_json) {
         *n_fds = 0;
         *ret_json = NULL;
+        if (rs->mode != SANDBOX_MODE_FULL)
+                return;
+        *n_fds = sandbox_cgroup_procs_fds(rs->cg, fds, max_fds);
+        *ret_json = xasprintf("{\"cgroup_fds\":%zu,\"memory_cgroup\":%s}", *n_fds,
+                              sandbox_cgroup_has_memory(rs->cg) ? "true" : "false");
 }
 
 void engine_sandbox_run_started(RunSandbox *rs, pid_t worker_pid, pid_t child_pid) {
+        rs->worker_pid = worker_pid;
         rs->child_pid = child_pid;
 }
 
 int engine_sandbox_run_kill(RunSandbox *rs) {
+        if (rs->mode == SANDBOX_MODE_FULL) {
+                if (rs->cg)
+                        return sandbox_cgroup_kill(rs->cg);
+                /* No cgroup: the run's pid is the worker's view, not ours.
+                 * Last resort: the worker, whose namespace takes every run
+                 * in it down. */
+                if (rs->worker_pid > 0)
+                        (void) kill(rs->worker_pid, SIGKILL);
+                return 0;
+        }
         if (rs->child_pid <= 0)
                 return -ESRCH;
         (void) kill(-rs->child_pid, SIGKILL);
@@ -79,13 +153,40 @@ int engine_sandbox_run_kill(RunSandbox *rs) {
 }
 
 int engine_sandbox_run_classify(RunSandbox *rs, bool signaled, int sig, char **ret_type, char **ret_message) {
-        return 0;
+        if (rs->mode != SANDBOX_MODE_FULL)
+                return 0;
+        SandboxCgroupStats st = { 0 };
+        bool have = rs->cg && sandbox_cgroup_stats(rs->cg, &st) >= 0;
+        SandboxEnd end = {
+                .signaled = signaled,
+                .sig = sig,
+                .succeeded = !signaled,
+                .stats = have ? &st : NULL,
+                .memory_bytes = rs->limits.memory_bytes,
+                .max_procs = rs->limits.max_procs,
+        };
+        /* A refused fork usually surfaces as a Python exception (the run
+         * "returns" an error), not a signal: any refusal is the cause. */
+        if (have && st.pids_max > 0)
+                end.succeeded = false;
+        char *type = NULL, *msg = NULL;
+        SandboxOutcome o = sandbox_classify(&end, &type, &msg);
+        if (o == SANDBOX_OUTCOME_NONE || (o == SANDBOX_OUTCOME_CRASH && signaled && sig == SIGKILL)) {
+                free(type);
+                free(msg);
+                return 0;
+        }
+        *ret_type = type;
+        *ret_message = msg;
+        return 1;
 }
 
 RunSandbox *engine_sandbox_run_finish(RunSandbox *rs) {
         if (!rs)
                 return NULL;
-        if (rs->child_pid > 0)
+        if (rs->mode == SANDBOX_MODE_FULL)
+                rs->cg = sandbox_cgroup_free(rs->cg);
+        else if (rs->child_pid > 0)
                 (void) kill(-rs->child_pid, SIGKILL);
         free(rs);
         return NULL;

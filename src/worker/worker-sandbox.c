@@ -1,25 +1,72 @@
-/* Sandbox hooks of the worker. This version implements --sandbox=none
- * semantics only: the run child gets its own process group (so the whole
- * group can be killed) and rlimits; isolation lives in src/sandbox/. */
-#include "worker.h"
-
+/* Sandbox hooks of the worker (DESIGN §5): argv says which sandbox; the
+ * work is src/sandbox/'s.
+ *
+ *   pysprinter-worker --sandbox=full [--ro=PATH]...   (the default)
+ *   pysprinter-worker --sandbox=none
+ *
+ * Contract with worker.c: worker_sandbox_child() receives extra_fds
+ * pointing into the run message's fd array just past stdout, stderr and
+ * the result pipe (extra_fds[-3..-1]); those three stay open for the user
+ * code, everything else is closed. */
+#include <jansson.h>
 #include <sys/resource.h>
 
+#include "sandbox.h"
+#include "worker.h"
+
 int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
-        for (int i = 1; i < argc; i++)
-                if (startswith(argv[i], "--sandbox=") && !streq(argv[i], "--sandbox=none")) {
+        bool full = true;
+        _cleanup_strv_free_ char **ro = NULL;
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--sandbox=none"))
+                        full = false;
+                else if (streq(argv[i], "--sandbox=full"))
+                        full = true;
+                else if (startswith(argv[i], "--sandbox=")) {
                         *ret_error = xasprintf("sandbox mode '%s' is not supported by this worker", argv[i] + 10);
                         return -EOPNOTSUPP;
-                }
-        return 0;
+                } else if (startswith(argv[i], "--ro="))
+                        ro = strv_append(ro, argv[i] + 5);
+        }
+        if (!full)
+                return 0;
+        SandboxWorkerConfig cfg = { .ro_paths = ro };
+        return sandbox_worker_enter(&cfg, ret_error);
 }
 
 int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error) {
-        if (setpgid(0, 0) < 0) {
-                *ret_error = xasprintf("setpgid: %s", strerror(errno));
-                return -errno;
+        if (!sandbox_worker_active()) {
+                if (setpgid(0, 0) < 0) {
+                        *ret_error = xasprintf("setpgid: %s", strerror(errno));
+                        return -errno;
+                }
+                struct rlimit core = { 0, 0 };
+                (void) setrlimit(RLIMIT_CORE, &core);
+                return 0;
         }
-        struct rlimit core = { 0, 0 };
-        (void) setrlimit(RLIMIT_CORE, &core);
-        return 0;
+        json_t *m = json_loads(run_json, 0, NULL);
+        json_t *lim = json_object_get(m, "limits"), *sb = json_object_get(m, "sandbox");
+        uint64_t memory = (uint64_t) json_integer_value(json_object_get(lim, "memory_bytes"));
+        uint64_t timeout_ms = (uint64_t) json_integer_value(json_object_get(lim, "timeout_ms"));
+        bool network = json_is_true(json_object_get(lim, "network"));
+        size_t n_cg = (size_t) json_integer_value(json_object_get(sb, "cgroup_fds"));
+        bool memory_cgroup = json_is_true(json_object_get(sb, "memory_cgroup"));
+        json_decref(m);
+        if (n_cg > n_extra)
+                n_cg = n_extra;
+        int keep[3] = { extra_fds[-3], extra_fds[-2], extra_fds[-1] };
+        SandboxRunConfig cfg = {
+                .network = network,
+                .cgroup_fds = extra_fds,
+                .n_cgroup_fds = n_cg,
+                .keep_fds = keep,
+                .n_keep_fds = 3,
+                /* CPU time can never exceed the wall clock at one CPU; this
+                 * is a backstop should the engine's timer not fire. */
+                .cpu_seconds = timeout_ms ? timeout_ms / 1000 + 5 : 0,
+                /* Without a memory cgroup, the address-space rlimit is the
+                 * only bound (generous: Python maps more than it uses). */
+                .fallback_as_bytes = memory_cgroup ? 0 : (memory ? memory * 2 + (256ULL << 20) : 0),
+        };
+        return sandbox_run_enter(&cfg, ret_error);
 }
