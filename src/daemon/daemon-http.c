@@ -19,6 +19,7 @@
 
 typedef struct Req {
         Buf body;
+        size_t discarded;
         bool too_big;
         bool responded;
 } Req;
@@ -63,7 +64,7 @@ static enum MHD_Result respond_raw(Ctx *c, unsigned status, const char *content_
 }
 
 static enum MHD_Result respond_json_h(Ctx *c, unsigned status, json_t *j, const char *const *headers) {
-        char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
         json_decref(j);
         if (!s)
                 s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");
@@ -441,9 +442,9 @@ typedef struct SseEvent {
 } SseEvent;
 
 static void sse_output(Buf *out, int stream, const char *data, size_t len) {
-        json_t *j = json_pack("{sss#}", "stream", stream == 2 ? "stderr" : "stdout", "text", data, (int) len);
+        json_t *j = json_pack("{s:s, s:s#}", "stream", stream == 2 ? "stderr" : "stdout", "text", data, (int) len);
         if (!j) /* not UTF-8: send it lossy rather than drop it */
-                j = json_pack("{sss}", "stream", stream == 2 ? "stderr" : "stdout", "text", "\xef\xbf\xbd");
+                j = json_pack("{ssss}", "stream", stream == 2 ? "stderr" : "stdout", "text", "\xef\xbf\xbd");
         char *s = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         buf_printf(out, "event: output\ndata: %s\n\n", s);
@@ -494,7 +495,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 bool done = false;
                 pthread_mutex_lock(&d->lock);
                 DRun *r = s->r;
-                if (s->next_chunk >= r->n_chunks && !r->done) {
+                bool nothing_new = s->next_chunk >= r->n_chunks ||
+                                   (s->next_chunk + 1 == r->n_chunks &&
+                                    s->chunk_off >= r->chunks[s->next_chunk].len && r->chunks[s->next_chunk].stream != 0);
+                if (nothing_new && !r->done) {
                         struct timespec ts;
                         clock_gettime(CLOCK_REALTIME, &ts);
                         ts.tv_sec += 5;
@@ -680,7 +684,7 @@ static char *python_dict_literal(const char *requirements_json) {
 
 static enum MHD_Result handle_deploy(Ctx *c, const Buf *body) {
         Daemon *d = c->d;
-        _cleanup_free_ char *err = NULL, *source = NULL, *limits = NULL, *loc = NULL;
+        _cleanup_free_ char *err = NULL, *source = NULL, *limits = NULL, *loc = NULL, *fname = NULL;
         RunRequest req = {};
         RequestCaps caps = caps_of(d);
         RunResult *res = NULL;
@@ -719,7 +723,11 @@ static enum MHD_Result handle_deploy(Ctx *c, const Buf *body) {
                 ret = respond_errno(c, k, "validation");
                 goto out;
         }
-        if (res->exit_code != 0) {
+        /* Validation binds arguments too, and a deploy has none yet: a
+         * missing-argument complaint means the file itself is fine. */
+        bool only_args = res->status == RUN_INVALID && res->error_message &&
+                         strstr(res->error_message, "required argument") && !res->traceback;
+        if (res->exit_code != 0 && !only_args) {
                 json_t *j = validation_json(res);
                 json_t *e = json_object_get(j, "error");
                 const char *msg = json_string_value(json_object_get(e, "message"));
@@ -744,11 +752,17 @@ static enum MHD_Result handle_deploy(Ctx *c, const Buf *body) {
                 limits = json_object_size(l) ? json_dumps(l, JSON_COMPACT) : NULL;
                 json_decref(l);
         }
+        if (res->function)
+                fname = xstrdup(res->function);
+        else if (req.function)
+                fname = xstrdup(req.function);
+        else
+                (void) python_default_function(req.source, req.source_len, &fname);
         FunctionRecord f = {
                 .tenant = (char *) c->tenant,
                 .name = req.name,
                 .filename = req.filename,
-                .function = res->function ? res->function : req.function,
+                .function = fname,
                 .source = req.source,
                 .source_len = req.source_len,
                 .requirements_json = req.requirements_json,
@@ -973,15 +987,15 @@ static enum MHD_Result handle_lambda_invoke(Ctx *c, const char *name, const Buf 
                 req.kwargs_json = json_dumps(kw, JSON_COMPACT);
                 json_decref(kw);
         } else {
+                /* The context goes as the second positional value rather
+                 * than RunSpec.context_json: validation then binds both
+                 * parameters, and the function sees the same dict. */
                 json_t *a = json_array();
                 json_array_append_new(a, json_pack("{sO}", "value", event));
+                if (call == LAMBDA_CALL_EVENT_CONTEXT)
+                        json_array_append_new(a, json_pack("{so}", "value", lambda_context(f, id, &req.limits)));
                 req.args_json = json_dumps(a, JSON_COMPACT);
                 json_decref(a);
-                if (call == LAMBDA_CALL_EVENT_CONTEXT) {
-                        json_t *ctx = lambda_context(f, id, &req.limits);
-                        req.context_json = json_dumps(ctx, JSON_COMPACT);
-                        json_decref(ctx);
-                }
         }
 
         DRun *r;
@@ -1309,12 +1323,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
-                if (!req->responded && buf_append(&req->body, upload_data, *upload_data_size) < 0) {
-                        req->responded = true;
+                /* MHD takes no response while a body is still arriving: an
+                 * oversized body without Content-Length is drained and
+                 * dropped, and answered 413 at its end; one that goes on far
+                 * past the cap is cut off. */
+                if (req->too_big) {
+                        req->discarded += *upload_data_size;
                         *upload_data_size = 0;
-                        c.lambda = startswith(url, "/2015-03-31/");
-                        return respond_error(&c, 413, "payload_too_large", "request body is larger than the %zu byte limit",
-                                             req->body.max);
+                        return req->discarded > 4 * req->body.max + (1U << 20) ? MHD_NO : MHD_YES;
+                }
+                if (!req->responded && buf_append(&req->body, upload_data, *upload_data_size) < 0) {
+                        req->too_big = true;
+                        buf_free(&req->body);
                 }
                 *upload_data_size = 0;
                 return MHD_YES;
@@ -1322,6 +1342,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->responded)
                 return MHD_YES;
         req->responded = true;
+        if (req->too_big) {
+                c.lambda = startswith(url, "/2015-03-31/");
+                return respond_error(&c, 413, "payload_too_large", "request body is larger than the %zu byte limit",
+                                     req->body.max);
+        }
 
         pthread_rwlock_rdlock(&d->cfg_lock);
         enum MHD_Result ret = dispatch(&c, url, &req->body);

@@ -557,6 +557,54 @@ int python_function_params(const char *source, size_t len, const char *function,
         return 0;
 }
 
+static char *def_name_at(const char *p, const char *eol) {
+        if ((size_t) (eol - p) > 6 && strneq(p, "async ", 6))
+                p += 6;
+        if ((size_t) (eol - p) <= 4 || !strneq(p, "def ", 4))
+                return NULL;
+        p += 4;
+        while (p < eol && *p == ' ')
+                p++;
+        const char *s = p;
+        while (p < eol && (isalnum((unsigned char) *p) || *p == '_'))
+                p++;
+        return p > s ? xstrndup(s, (size_t) (p - s)) : NULL;
+}
+
+int python_default_function(const char *source, size_t len, char **ret_name) {
+        const char *end = source + len;
+        _cleanup_free_ char *only = NULL;
+        size_t n_defs = 0;
+        bool decorated = false;
+
+        for (const char *line = source; line < end;) {
+                const char *eol = memchr(line, '\n', (size_t) (end - line));
+                if (!eol)
+                        eol = end;
+                if (startswith(line, "@requirements") || startswith(line, "@pysprinter.requirements"))
+                        decorated = true;
+                else {
+                        char *name = def_name_at(line, eol);
+                        if (name) {
+                                if (decorated) {
+                                        *ret_name = name;
+                                        return 0;
+                                }
+                                n_defs++;
+                                free(only);
+                                only = name;
+                        } else if (line < eol && *line != '@' && *line != ' ' && *line != '\t' && *line != '#')
+                                decorated = false;
+                }
+                line = eol + 1;
+        }
+        if (n_defs == 1) {
+                *ret_name = TAKE_PTR(only);
+                return 0;
+        }
+        return -ENOENT;
+}
+
 LambdaCall lambda_call_rule(char *const *params) {
         size_t positional = 0, n = strv_length(params);
         bool varkw = false;

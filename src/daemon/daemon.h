@@ -230,6 +230,10 @@ void daemon_http_quiesce(void *mhd);
  * -ENOENT. */
 int python_def_offset(const char *source, size_t len, const char *function, size_t *ret_offset);
 
+/* The function a file runs when none is named: the @requirements-decorated
+ * top-level def, else the only one. -ENOENT when that is ambiguous. */
+int python_default_function(const char *source, size_t len, char **ret_name);
+
 /* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
  * address is a loopback one. */
 int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback);

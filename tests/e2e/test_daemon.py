@@ -1,0 +1,450 @@
+"""pysprinterd over HTTP: the API v1, auth and tenancy, live logs, cancel,
+robustness against bad requests, concurrency, restarts (DESIGN §7)."""
+import concurrent.futures
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import Daemon, TOKENS, free_port, sandbox_mode
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+HELLO = """
+@requirements({})
+def hello(name: str, n: int = 1):
+    return {"hello": name, "n": n}
+"""
+
+SLOW = """
+import time
+def slow(seconds: float = 30, lines: int = 1):
+    for i in range(lines):
+        print("tick", i, flush=True)
+        time.sleep(seconds / lines)
+    return "done"
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("daemon")
+    daemon = Daemon(root, sandbox=sandbox_mode(root), config_extra="""
+        server:
+          max_concurrent_runs: 8
+          max_concurrent_per_tenant: 8
+          max_queued_runs: 256
+          max_body_bytes: 2000000
+          read_timeout_s: 5
+        """)
+    daemon.start()
+    yield daemon
+    assert daemon.stop() == 0, daemon.log.read_text()
+
+
+def test_healthz_and_metrics(d):
+    st, b = d.call("GET", "/healthz", token=None)
+    assert st == 200 and b["status"] == "ok"
+    st, hdrs, text = d.request("GET", "/metrics", token=None)
+    assert st == 200 and hdrs["content-type"].startswith("text/plain")
+    text = text.decode()
+    for name in ("pysprinter_runs_total", "pysprinter_phase_duration_seconds_bucket", "pysprinter_queue_depth",
+                 "pysprinter_workers", "pysprinter_store_bytes"):
+        assert name in text
+    # Every sample line is "name{labels} value".
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])
+
+
+def test_run_wait_returns_result(d):
+    st, b = d.run(HELLO, raw_args=["5"], kwargs={"n": 3})
+    assert st == 200, b
+    assert b["status"] == "succeeded" and b["exit_code"] == 0
+    assert b["result"] == {"hello": "5", "n": 3}
+    assert b["function"] == "hello"
+    assert set(b["timings"]) >= {"validate_ms", "run_ms", "total_ms"}
+    st, again = d.call("GET", f"/v1/runs/{b['id']}")
+    assert st == 200 and again["result"] == b["result"]
+    st, lst = d.call("GET", "/v1/runs?limit=500")
+    assert st == 200 and b["id"] in [r["id"] for r in lst["runs"]]
+
+
+def test_run_async_202_then_poll(d):
+    st, hdrs, body = d.request("POST", "/v1/runs", {"source": HELLO, "args": ["x"]})
+    b = json.loads(body)
+    assert st == 202 and b["status"] in ("queued", "running", "succeeded")
+    assert hdrs["location"] == f"/v1/runs/{b['id']}"
+    done = d.wait_status(b["id"], ["succeeded"])
+    assert done["result"] == {"hello": "x", "n": 1}
+
+
+def test_run_raises(d):
+    st, b = d.run("""
+        def boom(x: int):
+            raise ValueError(f"bad {x}")
+        """, raw_args=["7"])
+    assert st == 200
+    assert b["status"] == "failed" and b["exit_code"] == 1
+    assert b["error"]["type"] == "ValueError" and "bad 7" in b["error"]["message"]
+    assert "boom" in (b["error"]["traceback"] or "")
+
+
+def test_validate(d):
+    st, b = d.call("POST", "/v1/validate", {"source": HELLO, "args": ["a"]})
+    assert st == 200 and b["valid"] is True and b["function"] == "hello"
+    st, b = d.call("POST", "/v1/validate", {"source": "def f(:\n  pass\n"})
+    assert st == 200 and b["valid"] is False and b["exit_code"] == 3
+    assert b["error"]["type"] == "SyntaxError"
+
+
+def test_functions_deploy_versions_invoke_delete(d):
+    st, b = d.call("POST", "/v1/functions", {"name": "greet", "source": HELLO, "description": "v1"})
+    assert st == 201, b
+    assert b["version"] == 1 and b["function"] == "hello"
+    src2 = HELLO.replace('"hello": name', '"hi": name')
+    st, b = d.call("POST", "/v1/functions", {"name": "greet", "source": src2})
+    assert st == 201 and b["version"] == 2
+    st, b = d.call("GET", "/v1/functions")
+    assert st == 200 and [f["name"] for f in b["functions"]] == ["greet"]
+    assert b["functions"][0]["version"] == 2
+    st, b = d.call("GET", "/v1/functions/greet")
+    assert st == 200 and b["versions"] == [1, 2]
+    st, b = d.call("POST", "/v1/functions/greet/invoke?wait=true", {"raw_args": ["z"]})
+    assert st == 200 and b["result"] == {"hi": "z", "n": 1}, b
+    st, b = d.call("POST", "/v1/functions/greet/invoke?wait=true", {"args": ["z"], "version": 1})
+    assert st == 200 and b["result"] == {"hello": "z", "n": 1}
+    # An invalid file is refused at deploy time.
+    st, b = d.call("POST", "/v1/functions", {"name": "broken", "source": "def f(:\n"})
+    assert st == 422 and b["error"]["code"] == "invalid_function"
+    st, b = d.call("DELETE", "/v1/functions/greet")
+    assert st == 200
+    st, b = d.call("GET", "/v1/functions/greet")
+    assert st == 404 and b["error"]["code"] == "not_found"
+    st, b = d.call("POST", "/v1/functions/greet/invoke", {})
+    assert st == 404
+
+
+def test_deploy_with_requirements_field(d):
+    src = "def plain(x: int):\n    return x * 2\n"
+    st, b = d.call("POST", "/v1/functions", {"name": "dbl", "source": src, "function": "plain",
+                                              "requirements": {}})
+    assert st == 201, b
+    st, b = d.call("POST", "/v1/functions/dbl/invoke?wait=true", {"raw_args": ["21"]})
+    assert st == 200 and b["result"] == 42, b
+
+
+def sse_events(resp):
+    """Yields (event, data, arrival time) from an http.client response."""
+    event, data = None, []
+    while True:
+        line = resp.fp.readline()
+        if not line:
+            return
+        line = line.decode().rstrip("\n")
+        if line == "":
+            if event:
+                yield event, json.loads("\n".join(data)), time.time()
+            event, data = None, []
+        elif line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+
+
+def test_sse_logs_arrive_while_running(d):
+    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 3, "lines": 3})
+    assert st == 202
+    rid = b["id"]
+    c = d.conn()
+    c.request("GET", f"/v1/runs/{rid}/logs?follow=1", headers={"Authorization": "Bearer " + TOKENS["alice"]})
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+    outputs, end = [], None
+    for ev, data, t in sse_events(r):
+        if ev == "output":
+            outputs.append((data["text"], t))
+        elif ev == "end":
+            end = (data, t)
+            break
+    c.close()
+    text = "".join(o for o, _ in outputs)
+    assert "tick 0" in text and "tick 2" in text
+    assert end[0]["status"] == "succeeded"
+    first_tick = next(t for o, t in outputs if "tick" in o or "0" in o)
+    # The first line was streamed about 2 s before the run ended.
+    assert end[1] - first_tick > 1.0, (end[1], first_tick)
+    # The whole log afterwards, plain.
+    st, text = d.call("GET", f"/v1/runs/{rid}/logs")
+    assert st == 200 and "tick 0\ntick 1\ntick 2\n" in text
+    # Following a finished run replays it and ends.
+    st, hdrs, raw = d.request("GET", f"/v1/runs/{rid}/logs?follow=1")
+    assert st == 200 and b"event: end" in raw and b"tick 1" in raw
+
+
+def test_cancel_kills_the_run(d):
+    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 60})
+    rid = b["id"]
+    d.wait_status(rid, ["running"])
+    time.sleep(0.5)
+    t = time.time()
+    st, b = d.call("DELETE", f"/v1/runs/{rid}")
+    assert st == 200, b
+    assert b["status"] == "cancelled"
+    assert time.time() - t < 10
+    st, b = d.call("DELETE", f"/v1/runs/{rid}")
+    assert st == 409 and b["error"]["code"] == "conflict"
+
+
+def test_client_disconnect_cancels_waiting_run(d):
+    s = socket.create_connection(("127.0.0.1", d.port))
+    body = json.dumps({"source": SLOW, "kwargs": {"seconds": 60}}).encode()
+    s.sendall(b"POST /v1/runs?wait=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKENS["alice"].encode() +
+              b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(1.5)
+    s.close()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        st, lst = d.call("GET", "/v1/runs?limit=5")
+        mine = [r for r in lst["runs"] if r["function"] in ("slow", None) and r["kwargs"] == {"seconds": 60}]
+        if mine and mine[0]["status"] == "cancelled":
+            break
+        time.sleep(0.2)
+    assert mine and mine[0]["status"] == "cancelled", mine
+
+
+def test_tenants_cannot_see_each_other(d):
+    st, a = d.run(HELLO, raw_args=["secret"], token="alice")
+    assert st == 200
+    st, b = d.call("GET", f"/v1/runs/{a['id']}", token="bob")
+    assert st == 404 and b["error"]["code"] == "not_found"
+    st, b = d.call("GET", f"/v1/runs/{a['id']}/logs", token="bob")
+    assert st == 404
+    st, b = d.call("DELETE", f"/v1/runs/{a['id']}", token="bob")
+    assert st == 404
+    st, b = d.call("GET", "/v1/runs", token="bob")
+    assert a["id"] not in [r["id"] for r in b["runs"]]
+    st, _ = d.call("POST", "/v1/functions", {"name": "alicefn", "source": HELLO}, token="alice")
+    assert st == 201
+    st, b = d.call("GET", "/v1/functions", token="bob")
+    assert "alicefn" not in [f["name"] for f in b["functions"]]
+    st, b = d.call("POST", "/v1/functions/alicefn/invoke", {"args": ["x"]}, token="bob")
+    assert st == 404
+    st, b = d.call("GET", "/v1/functions/alicefn", token="bob")
+    assert st == 404
+    # Bob's function of the same name is his own.
+    st, b = d.call("POST", "/v1/functions", {"name": "alicefn", "source": HELLO}, token="bob")
+    assert st == 201 and b["version"] == 1
+
+
+def test_auth_errors_are_json(d):
+    st, hdrs, body = d.request("GET", "/v1/runs", token=None)
+    assert st == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+    assert "bearer" in hdrs["www-authenticate"].lower()
+    st, b = d.call("GET", "/v1/runs", token="not-a-real-token-at-all")
+    assert st == 401 and b["error"]["code"] == "unauthorized"
+    st, b = d.call("GET", "/v1/runs", token="reader")
+    assert st == 200
+    st, b = d.call("POST", "/v1/runs", {"source": HELLO}, token="reader")
+    assert st == 403 and b["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("raw,code,needle", [
+    (b"{not json", 400, "invalid JSON"),
+    (b"", 400, "empty"),
+    (b"[1,2,3]", 400, "object"),
+    (b'{"source": 5}', 400, "'source'"),
+    (b'{"source": "x", "args": {"a": 1}}', 400, "'args'"),
+    (b'{"source": "x", "limits": {"timeout_ms": "soon"}}', 400, "limits.timeout_ms"),
+    (b'{"source": "x", "limits": {"cpu": 1}}', 400, "limits.cpu"),
+    (b'{"source": "x", "sauce": 1}', 400, "unknown field 'sauce'"),
+    (b'{"filename": "x.py"}', 400, "missing required field 'source'"),
+    (b'{"source": "x", "source": "y"}', 400, "duplicate"),
+    (b'{"source": "x", "kwargs": {"not an identifier": 1}}', 400, "identifier"),
+    (b"[" * 500 + b"]" * 500, 400, "nested"),
+    (b'{"source": "x", "raw_args": [1]}', 400, "raw_args[0]"),
+])
+def test_malformed_requests(d, raw, code, needle):
+    st, b = d.call("POST", "/v1/runs", raw=raw)
+    assert st == code, b
+    assert set(b) == {"error"} and set(b["error"]) == {"code", "message"}
+    assert needle.lower() in b["error"]["message"].lower(), b
+    st, _ = d.call("GET", "/healthz", token=None)
+    assert st == 200
+
+
+def test_huge_body_is_413(d):
+    big = b'{"source": "' + b"x" * 3_000_000 + b'"}'
+    st, b = d.call("POST", "/v1/runs", raw=big)
+    assert st == 413 and b["error"]["code"] == "payload_too_large"
+    # Chunked upload without Content-Length is capped too.
+    c = d.conn()
+    c.putrequest("POST", "/v1/runs")
+    c.putheader("Authorization", "Bearer " + TOKENS["alice"])
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    try:
+        for _ in range(40):
+            chunk = b"x" * 100_000
+            c.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        c.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    r = c.getresponse()
+    assert r.status == 413
+    c.close()
+    st, _ = d.call("GET", "/healthz", token=None)
+    assert st == 200
+
+
+@pytest.mark.parametrize("method,path,allow", [
+    ("PUT", "/v1/runs", "GET, POST"),
+    ("POST", "/v1/runs/rabc", "GET, DELETE"),
+    ("GET", "/v1/validate", "POST"),
+    ("PATCH", "/v1/functions/x", "GET, DELETE"),
+    ("DELETE", "/healthz", "GET"),
+    ("GET", "/2015-03-31/functions/x/invocations", "POST"),
+])
+def test_wrong_methods_are_405(d, method, path, allow):
+    st, hdrs, body = d.request(method, path, token="alice")
+    assert st == 405, body
+    assert hdrs["allow"] == allow
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
+
+
+def test_unknown_paths_are_404(d):
+    for p in ("/", "/v2/runs", "/v1/nope", "/v1/runs/a/b/c", "/v1//runs", "/v1/runs/" + "a" * 500):
+        st, b = d.call("GET", p)
+        assert st == 404 and b["error"]["code"] == "not_found", (p, b)
+
+
+def test_slow_client_is_timed_out(d):
+    # read_timeout_s is 5: a client that stops mid-request is dropped.
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    s.settimeout(15)
+    t = time.time()
+    data = s.recv(4096)
+    assert data == b"" or b"408" in data or b"400" in data
+    assert time.time() - t < 12
+    s.close()
+
+
+def test_64_concurrent_clients(d):
+    src = "def sq(x: int):\n    return x * x\n"
+
+    def one(i):
+        st, b = d.run(src, raw_args=[str(i)])
+        return st, b.get("status"), b.get("result")
+
+    with concurrent.futures.ThreadPoolExecutor(64) as ex:
+        results = list(ex.map(one, range(64)))
+    assert all(r == (200, "succeeded", i * i) for i, r in enumerate(results)), results
+
+
+def test_queue_full_is_429(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          max_concurrent_runs: 1
+          max_queued_runs: 1
+        """).start()
+    try:
+        ids = []
+        for _ in range(2):
+            st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+            assert st == 202
+            ids.append(b["id"])
+        st, hdrs, body = d.request("POST", "/v1/runs", {"source": SLOW})
+        assert st == 429 and int(hdrs["retry-after"]) > 0
+        assert json.loads(body)["error"]["code"] == "too_many_requests"
+        # The queued one can be cancelled before it ever starts.
+        st, b = d.call("DELETE", f"/v1/runs/{ids[1]}")
+        assert st == 200 and b["status"] == "cancelled"
+        st, b = d.call("DELETE", f"/v1/runs/{ids[0]}")
+        assert st == 200 and b["status"] == "cancelled"
+    finally:
+        d.stop()
+
+
+def test_restart_after_kill9_marks_in_flight_runs_lost(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
+    st, done = d.run(HELLO, raw_args=["kept"])
+    assert st == 200
+    st, fn = d.call("POST", "/v1/functions", {"name": "keep", "source": HELLO})
+    assert st == 201
+    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 60})
+    inflight = b["id"]
+    d.wait_status(inflight, ["running"])
+    d.kill9()
+    d.start()
+    try:
+        st, b = d.call("GET", f"/v1/runs/{inflight}")
+        assert st == 200 and b["status"] == "lost" and b["error"]["message"]
+        st, b = d.call("GET", f"/v1/runs/{done['id']}")
+        assert st == 200 and b["status"] == "succeeded" and b["result"] == {"hello": "kept", "n": 1}
+        st, b = d.call("POST", "/v1/functions/keep/invoke?wait=1", {"args": ["again"]})
+        assert st == 200 and b["result"]["hello"] == "again"
+    finally:
+        d.stop()
+
+
+def test_sighup_reloads_tokens(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
+    try:
+        new = "carol-token-0123456789abcdef"
+        st, _ = d.call("GET", "/v1/runs", token=new)
+        assert st == 401
+        d.config.write_text(d.config.read_text() + f"  - tenant: carol\n    token: {new}\n")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            st, _ = d.call("GET", "/v1/runs", token=new)
+            if st == 200:
+                break
+            time.sleep(0.1)
+        assert st == 200
+        # A broken config is refused and the old one stays.
+        d.config.write_text("tokens: [ {")
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        st, _ = d.call("GET", "/v1/runs", token=new)
+        assert st == 200
+    finally:
+        d.stop()
+
+
+def test_sigterm_drains_running_runs(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
+    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 2})
+    d.wait_status(b["id"], ["running"])
+    t = time.time()
+    assert d.stop() == 0
+    assert time.time() - t > 0.5
+    d.start()
+    try:
+        st, r = d.call("GET", f"/v1/runs/{b['id']}")
+        assert r["status"] == "succeeded", r
+    finally:
+        d.stop()
+
+
+def test_no_auth_only_on_loopback(tmp_path, env):
+    p = subprocess.run([str(DAEMON), "--no-auth", "--listen", f"0.0.0.0:{free_port()}"], env=env,
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "loopback" in p.stderr
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), args=["--no-auth"]).start()
+    try:
+        st, b = d.run(HELLO, token=None, args=["anon"])
+        assert st == 200 and b["result"]["hello"] == "anon"
+    finally:
+        d.stop()
+
+
+def test_envs(d):
+    st, b = d.call("GET", "/v1/envs")
+    assert st == 200 and "envs" in b

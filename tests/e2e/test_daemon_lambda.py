@@ -1,0 +1,136 @@
+"""The AWS Lambda Invoke API of pysprinterd, driven by boto3 (Debian's
+python3-boto3): a real client that nobody here wrote, pointed at the daemon
+through endpoint_url. The token goes in as the access key id."""
+import base64
+import json
+import time
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import Daemon, TOKENS, sandbox_mode
+
+boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+HANDLER = """
+def handler(event, context):
+    name = context.function_name if hasattr(context, "function_name") else context["function_name"]
+    print("event has", len(event), "keys")
+    return {"got": event, "function": name}
+"""
+
+KWARGS = """
+@requirements({})
+def add(a: int, b: int, c: int = 0):
+    return a + b + c
+"""
+
+FAILS = """
+def handler(event, context):
+    print("about to fail", flush=True)
+    raise RuntimeError("nope: " + str(event.get("why")))
+"""
+
+CHATTY = """
+def handler(event, context):
+    for i in range(2000):
+        print(f"line {i:05d}")
+    return "ok"
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lambda")
+    daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
+    for name, src in (("echo", HANDLER), ("add", KWARGS), ("fails", FAILS), ("chatty", CHATTY)):
+        st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
+        assert st == 201, b
+    yield daemon
+    daemon.stop()
+
+
+def client(d, token="alice"):
+    return boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1",
+                        aws_access_key_id=TOKENS.get(token, token), aws_secret_access_key="not-used",
+                        config=Config(retries={"max_attempts": 0}, read_timeout=120))
+
+
+def test_sync_invoke_event_and_context(d):
+    r = client(d).invoke(FunctionName="echo", Payload=json.dumps({"x": 1, "y": [1, 2]}))
+    assert r["StatusCode"] == 200
+    assert "FunctionError" not in r
+    assert json.loads(r["Payload"].read()) == {"got": {"x": 1, "y": [1, 2]}, "function": "echo"}
+    assert r["ExecutedVersion"] == "1"
+
+
+def test_named_parameters_take_event_keys(d):
+    r = client(d).invoke(FunctionName="add", Payload=json.dumps({"a": 2, "b": 3}))
+    assert r["StatusCode"] == 200 and json.loads(r["Payload"].read()) == 5
+    r = client(d).invoke(FunctionName="add", Payload=json.dumps({"a": 2, "b": 3, "c": 10}))
+    assert json.loads(r["Payload"].read()) == 15
+
+
+def test_unhandled_error(d):
+    r = client(d).invoke(FunctionName="fails", Payload=json.dumps({"why": "testing"}), LogType="Tail")
+    assert r["StatusCode"] == 200
+    assert r["FunctionError"] == "Unhandled"
+    err = json.loads(r["Payload"].read())
+    assert err["errorType"] == "RuntimeError"
+    assert "nope: testing" in err["errorMessage"]
+    assert isinstance(err["stackTrace"], list)
+    log = base64.b64decode(r["LogResult"]).decode()
+    assert "about to fail" in log and "START RequestId" in log
+
+
+def test_log_tail_is_last_4k(d):
+    r = client(d).invoke(FunctionName="chatty", LogType="Tail")
+    assert json.loads(r["Payload"].read()) == "ok"
+    log = base64.b64decode(r["LogResult"])
+    assert len(log) <= 4096 and len(log) > 3000
+    assert b"line 01999" in log and b"line 00000" not in log
+
+
+def test_async_event_invocation(d):
+    before = time.time()
+    r = client(d).invoke(FunctionName="echo", InvocationType="Event", Payload=json.dumps({"async": True}))
+    assert r["StatusCode"] == 202
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st, b = d.call("GET", "/v1/runs?limit=20")
+        runs = [x for x in b["runs"] if x["args"] and x["args"][0] == {"async": True}]
+        if runs and runs[0]["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    assert runs and runs[0]["result"] == {"got": {"async": True}, "function": "echo"}
+    assert time.time() - before < 60
+
+
+def test_unknown_function_and_qualifier(d):
+    c = client(d)
+    with pytest.raises(c.exceptions.ResourceNotFoundException):
+        c.invoke(FunctionName="nope", Payload=b"{}")
+    r = c.invoke(FunctionName="echo", Qualifier="1", Payload=b"{}")
+    assert r["StatusCode"] == 200
+    with pytest.raises(c.exceptions.ResourceNotFoundException):
+        c.invoke(FunctionName="echo", Qualifier="7", Payload=b"{}")
+
+
+def test_other_tenant_and_bad_token(d):
+    with pytest.raises(ClientError) as e:
+        client(d, "bob").invoke(FunctionName="echo", Payload=b"{}")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as e:
+        client(d, "wrong-token-0000000000").invoke(FunctionName="echo", Payload=b"{}")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401
+
+
+def test_bad_payload(d):
+    st, b = d.call("POST", "/2015-03-31/functions/echo/invocations", raw=b"{nope")
+    assert st == 400 and b["error"]["code"] == "bad_request"
+    st, b = d.call("POST", "/2015-03-31/functions/add/invocations", raw=b"[1, 2]")
+    assert st == 400 and "JSON object" in b["error"]["message"]
