@@ -36,7 +36,9 @@ def timed(cmd, env=None, check=True):
 def main():
     if not CLI.exists():
         sys.exit(f"{CLI} not built (set PYSPRINTER_BUILD)")
-    ix = pkgindex.Index()
+    # PEP 503 HTML: pip 23.0 (Debian's) crashes on PEP 691's dict-valued
+    # dist-info-metadata, and both tools must read the same index.
+    ix = pkgindex.Index(mode="html")
     for w in pkgindex.debian_wheels():
         ix.add(w)
     ix.start()
