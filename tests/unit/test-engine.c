@@ -1,0 +1,348 @@
+/* Engine tests with the real worker (PYSPRINTER_WORKER, set by meson):
+ * warm pool reuse, isolation between runs of one worker, concurrency,
+ * warm instances keeping globals, recovery from a killed worker, LRU
+ * eviction under a memory budget, cancellation and limits. Sandbox mode
+ * none: the sandbox has its own tests. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include "engine.h"
+
+static char home[] = "/tmp/engine-test-XXXXXX";
+
+static Engine *engine_for_test(uint64_t budget) {
+        static int n;
+        _cleanup_free_ char *dir = xasprintf("%s/h%d", home, n++);
+        EngineConfig cfg = { .data_dir = dir, .pool_memory_budget = budget, .spares = 1 };
+        Engine *e = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (engine_new(&cfg, &e, &err) < 0)
+                fail_msg("engine_new: %s", err);
+        return e;
+}
+
+static RunResult *run_source(Engine *e, const char *src, const char *args_json, const char *instance_key,
+                             char *const *data) {
+        RunSpec spec = {
+                .source = src,
+                .source_len = strlen(src),
+                .filename = "t.py",
+                .args_json = args_json,
+                .sandbox = SANDBOX_MODE_NONE,
+                .instance_key = instance_key,
+                .data = data,
+                .no_record = true,
+        };
+        RunResult *res = NULL;
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &res), 0);
+        return res;
+}
+
+static void assert_ok(RunResult *r, const char *want_json) {
+        if (r->status != RUN_SUCCEEDED)
+                fail_msg("run failed: %s %s: %s", run_status_to_string(r->status), r->error_type ?: "",
+                         r->error_message ?: "");
+        if (want_json)
+                assert_string_equal(r->value_json, want_json);
+}
+
+static void test_warm_reuse_and_isolation(void **state) {
+        Engine *e = engine_for_test(0);
+        /* A run that dirties everything it can: module state, environment,
+         * cwd-independent files are the sandbox's business. */
+        const char *dirty = "import json, os, sys\n"
+                            "def f():\n"
+                            "    json.leaked = 1\n"
+                            "    os.environ['PYSPRINTER_LEAK'] = '1'\n"
+                            "    sys.modules['leaky_module'] = object()\n"
+                            "    return os.getpid()\n";
+        const char *check = "import json, os, sys\n"
+                            "def f():\n"
+                            "    return [hasattr(json, 'leaked'), 'PYSPRINTER_LEAK' in os.environ,\n"
+                            "            'leaky_module' in sys.modules]\n";
+        RunResult *a = run_source(e, dirty, NULL, NULL, NULL);
+        assert_ok(a, NULL);
+        RunResult *b = run_source(e, check, NULL, NULL, NULL);
+        assert_ok(b, "[false,false,false]");
+        assert_false(b->cold); /* the second run found the worker warm */
+        RunResult *c = run_source(e, dirty, NULL, NULL, NULL);
+        assert_ok(c, NULL);
+        assert_string_not_equal(a->value_json, c->value_json); /* a fresh child each time */
+        EnginePoolStats s;
+        engine_pool_stats(e, &s);
+        assert_int_equal(s.workers, 1);
+        assert_true(s.hits >= 2);
+        run_result_free(a);
+        run_result_free(b);
+        run_result_free(c);
+        engine_free(e);
+}
+
+typedef struct Job {
+        Engine *e;
+        const char *src;
+        const char *instance_key;
+        RunResult *res;
+} Job;
+
+static void *job_main(void *p) {
+        Job *j = p;
+        RunSpec spec = {
+                .source = j->src,
+                .source_len = strlen(j->src),
+                .filename = "c.py",
+                .sandbox = SANDBOX_MODE_NONE,
+                .instance_key = j->instance_key,
+                .no_record = true,
+        };
+        (void) engine_run(j->e, &spec, NULL, NULL, &j->res);
+        return NULL;
+}
+
+static void test_concurrent_runs(void **state) {
+        Engine *e = engine_for_test(0);
+        const char *src = "import os, time\ndef f():\n    time.sleep(0.3)\n    return os.getpid()\n";
+        Job jobs[8];
+        pthread_t t[8];
+        usec_t t0 = now_monotonic();
+        for (int i = 0; i < 8; i++) {
+                jobs[i] = (Job) { .e = e, .src = src };
+                pthread_create(&t[i], NULL, job_main, &jobs[i]);
+        }
+        for (int i = 0; i < 8; i++)
+                pthread_join(t[i], NULL);
+        usec_t took = now_monotonic() - t0;
+        for (int i = 0; i < 8; i++) {
+                assert_ok(jobs[i].res, NULL);
+                for (int k = 0; k < i; k++)
+                        assert_string_not_equal(jobs[i].res->value_json, jobs[k].res->value_json);
+        }
+        /* They ran side by side on one worker, not one after another. */
+        assert_true(took < 8 * 300 * USEC_PER_MSEC);
+        EnginePoolStats s;
+        engine_pool_stats(e, &s);
+        assert_int_equal(s.workers, 1);
+        for (int i = 0; i < 8; i++)
+                run_result_free(jobs[i].res);
+        engine_free(e);
+}
+
+static void test_instance_keeps_globals(void **state) {
+        Engine *e = engine_for_test(0);
+        const char *src = "import os\nCOUNT = 0\ndef f(step: int = 1):\n"
+                          "    global COUNT\n    COUNT += step\n    return [COUNT, os.getpid()]\n";
+        json_int_t pid = 0;
+        for (int i = 1; i <= 3; i++) {
+                RunResult *r = run_source(e, src, "[{\"raw\":\"1\"}]", "fn:counter@1", NULL);
+                assert_ok(r, NULL);
+                json_t *v = json_loads(r->value_json, 0, NULL);
+                assert_int_equal(json_integer_value(json_array_get(v, 0)), i);
+                if (i == 1)
+                        pid = json_integer_value(json_array_get(v, 1));
+                else
+                        assert_int_equal(json_integer_value(json_array_get(v, 1)), pid);
+                assert_true(r->cold == (i == 1));
+                json_decref(v);
+                run_result_free(r);
+        }
+        /* Another version of the function is another instance. */
+        RunResult *other = run_source(e, src, NULL, "fn:counter@2", NULL);
+        assert_ok(other, NULL);
+        json_t *v = json_loads(other->value_json, 0, NULL);
+        assert_int_equal(json_integer_value(json_array_get(v, 0)), 1);
+        json_decref(v);
+        run_result_free(other);
+        /* An exception does not kill the instance; its globals stay. */
+        const char *raising = "N = 0\ndef f(boom: bool = False):\n    global N\n    N += 1\n"
+                              "    if boom:\n        raise ValueError('boom')\n    return N\n";
+        RunResult *r1 = run_source(e, raising, "[{\"raw\":\"true\"}]", "fn:raising@1", NULL);
+        assert_int_equal(r1->status, RUN_FAILED);
+        assert_string_equal(r1->error_type, "ValueError");
+        assert_non_null(strstr(r1->traceback, "t.py"));
+        RunResult *r2 = run_source(e, raising, NULL, "fn:raising@1", NULL);
+        assert_ok(r2, "2");
+        run_result_free(r1);
+        run_result_free(r2);
+        engine_free(e);
+}
+
+static void test_instances_scale_with_concurrency(void **state) {
+        Engine *e = engine_for_test(0);
+        const char *src = "import os, time\ndef f():\n    time.sleep(0.4)\n    return os.getpid()\n";
+        Job jobs[3];
+        pthread_t t[3];
+        for (int i = 0; i < 3; i++) {
+                jobs[i] = (Job) { .e = e, .src = src, .instance_key = "fn:scale@1" };
+                pthread_create(&t[i], NULL, job_main, &jobs[i]);
+        }
+        for (int i = 0; i < 3; i++)
+                pthread_join(t[i], NULL);
+        for (int i = 0; i < 3; i++)
+                assert_ok(jobs[i].res, NULL);
+        EnginePoolStats s;
+        engine_pool_stats(e, &s);
+        assert_int_equal(s.instances, 3);
+        for (int i = 0; i < 3; i++)
+                run_result_free(jobs[i].res);
+        engine_free(e);
+}
+
+static pid_t find_worker_pid(Engine *e) {
+        _cleanup_free_ char *list = NULL;
+        engine_pool_list(e, &list);
+        json_t *arr = json_loads(list, 0, NULL);
+        size_t i;
+        json_t *w;
+        pid_t pid = 0;
+        json_array_foreach(arr, i, w) {
+                /* The env worker has the network flag of the run, the base
+                 * worker validates; both are "worker"s — take the busy one. */
+                if (json_integer_value(json_object_get(w, "busy")) > 0)
+                        pid = (pid_t) json_integer_value(json_object_get(w, "pid"));
+        }
+        json_decref(arr);
+        return pid;
+}
+
+typedef struct Killer {
+        Engine *e;
+        bool done;
+} Killer;
+
+static void *killer_main(void *p) {
+        Killer *k = p;
+        for (int i = 0; i < 200; i++) {
+                usleep(20000);
+                pid_t pid = find_worker_pid(k->e);
+                if (pid > 0) {
+                        usleep(100000);
+                        kill(pid, SIGKILL);
+                        k->done = true;
+                        return NULL;
+                }
+        }
+        return NULL;
+}
+
+static void test_worker_killed_mid_run_is_replaced(void **state) {
+        Engine *e = engine_for_test(0);
+        Killer k = { .e = e };
+        pthread_t t;
+        pthread_create(&t, NULL, killer_main, &k);
+        RunResult *r = run_source(e, "import time\ndef f():\n    time.sleep(10)\n    return 1\n", NULL, NULL, NULL);
+        pthread_join(t, NULL);
+        assert_true(k.done);
+        /* The run is reported, not hung: killed with its worker. */
+        assert_int_not_equal(r->status, RUN_SUCCEEDED);
+        assert_true(r->t_run < 8 * USEC_PER_SEC);
+        run_result_free(r);
+        RunResult *again = run_source(e, "def f():\n    return 'alive'\n", NULL, NULL, NULL);
+        assert_ok(again, "\"alive\"");
+        run_result_free(again);
+        engine_free(e);
+}
+
+static void test_eviction_under_budget(void **state) {
+        /* A budget smaller than any worker: idle workers are evicted. */
+        Engine *e = engine_for_test(1);
+        char *d1[] = { (char *) "one=/tmp", NULL };
+        char *d2[] = { (char *) "two=/tmp", NULL };
+        RunResult *a = run_source(e, "def f():\n    return 1\n", NULL, NULL, d1);
+        assert_ok(a, "1");
+        RunResult *b = run_source(e, "def f():\n    return 2\n", NULL, NULL, d2);
+        assert_ok(b, "2");
+        EnginePoolStats s;
+        engine_pool_stats(e, &s);
+        assert_true(s.evictions >= 1);
+        assert_true(s.workers <= 1);
+        run_result_free(a);
+        run_result_free(b);
+        engine_free(e);
+}
+
+static void test_pss_measured(void **state) {
+        Engine *e = engine_for_test(0);
+        RunResult *a = run_source(e, "def f():\n    return 1\n", NULL, NULL, NULL);
+        assert_ok(a, "1");
+        EnginePoolStats s;
+        engine_pool_stats(e, &s);
+        assert_true(s.pss_bytes > (1 << 20)); /* an interpreter is megabytes */
+        run_result_free(a);
+        engine_free(e);
+}
+
+typedef struct Canceller {
+        Engine *e;
+        const char *id;
+} Canceller;
+
+static void *cancel_main(void *p) {
+        Canceller *c = p;
+        for (int i = 0; i < 100; i++) {
+                usleep(50000);
+                if (engine_cancel(c->e, c->id) == 0 && i > 4)
+                        return NULL;
+        }
+        return NULL;
+}
+
+static void test_cancel_and_timeout(void **state) {
+        Engine *e = engine_for_test(0);
+        const char *src = "import time\ndef f():\n    time.sleep(20)\n";
+        Canceller c = { .e = e, .id = "rcancelme" };
+        pthread_t t;
+        pthread_create(&t, NULL, cancel_main, &c);
+        RunSpec spec = { .run_id = "rcancelme", .source = src, .source_len = strlen(src), .filename = "c.py",
+                         .sandbox = SANDBOX_MODE_NONE, .no_record = true };
+        RunResult *r = NULL;
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
+        pthread_join(t, NULL);
+        assert_int_equal(r->status, RUN_CANCELLED);
+        run_result_free(r);
+        spec.run_id = NULL;
+        spec.limits.timeout_ms = 300;
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
+        assert_int_equal(r->status, RUN_KILLED);
+        assert_int_equal(r->exit_code, EXIT_LIMIT);
+        assert_string_equal(r->error_message, "time limit (0.3s)");
+        run_result_free(r);
+        engine_free(e);
+}
+
+static void test_validation_cached(void **state) {
+        Engine *e = engine_for_test(0);
+        RunResult *a = run_source(e, "def f(x: int):\n    return x\n", "[{\"raw\":\"2\"}]", NULL, NULL);
+        assert_ok(a, "2");
+        RunResult *b = run_source(e, "def f(x: int):\n    return x\n", "[{\"raw\":\"2\"}]", NULL, NULL);
+        assert_ok(b, "2");
+        assert_true(b->t_validate < a->t_validate);
+        RunResult *bad = run_source(e, "def f(x: int):\n    return x\n", "[{\"raw\":\"two\"}]", NULL, NULL);
+        assert_int_equal(bad->status, RUN_INVALID);
+        run_result_free(a);
+        run_result_free(b);
+        run_result_free(bad);
+        engine_free(e);
+}
+
+int main(void) {
+        assert_non_null(mkdtemp(home));
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_warm_reuse_and_isolation),
+                cmocka_unit_test(test_concurrent_runs),
+                cmocka_unit_test(test_instance_keeps_globals),
+                cmocka_unit_test(test_instances_scale_with_concurrency),
+                cmocka_unit_test(test_worker_killed_mid_run_is_replaced),
+                cmocka_unit_test(test_eviction_under_budget),
+                cmocka_unit_test(test_pss_measured),
+                cmocka_unit_test(test_cancel_and_timeout),
+                cmocka_unit_test(test_validation_cached),
+        };
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+        rm_rf(home);
+        return r;
+}
