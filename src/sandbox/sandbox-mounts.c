@@ -51,6 +51,7 @@ static char **tmp_binds;
 typedef enum BindKind { BIND_DIR, BIND_FILE, BIND_DEV, BIND_SYMLINK } BindKind;
 
 typedef struct Bind {
+        char *src;      /* host path */
         char *dst;      /* absolute path inside */
         char *target;   /* BIND_SYMLINK: link text */
         int fd;         /* O_PATH source */
@@ -67,6 +68,7 @@ SandboxMounts *sandbox_mounts_free(SandboxMounts *m) {
         if (!m)
                 return NULL;
         for (size_t i = 0; i < m->n; i++) {
+                free(m->binds[i].src);
                 free(m->binds[i].dst);
                 free(m->binds[i].target);
                 fd_close(m->binds[i].fd);
@@ -90,8 +92,21 @@ static bool covered(const SandboxMounts *m, const char *path) {
 
 static void add(SandboxMounts *m, BindKind kind, const char *dst, int fd, const char *target) {
         m->binds = xrealloc(m->binds, (m->n + 1) * sizeof(Bind));
-        m->binds[m->n++] = (Bind) { .dst = xstrdup(dst), .target = target ? xstrdup(target) : NULL, .fd = fd,
-                                    .kind = kind };
+        m->binds[m->n++] = (Bind) { .src = xstrdup(dst), .dst = xstrdup(dst),
+                                    .target = target ? xstrdup(target) : NULL, .fd = fd, .kind = kind };
+}
+
+/* A data set: host path src seen read-only at dst. */
+static int add_at(SandboxMounts *m, const char *src, const char *dst, char **ret_error) {
+        struct stat st;
+        if (stat(src, &st) < 0) {
+                *ret_error = xasprintf("cannot bind %s into the sandbox: %s", src, strerror(errno));
+                return -errno;
+        }
+        add(m, S_ISDIR(st.st_mode) ? BIND_DIR : BIND_FILE, dst, -EBADF, NULL);
+        free(m->binds[m->n - 1].src);
+        m->binds[m->n - 1].src = xstrdup(src);
+        return 0;
 }
 
 /* Adds path (as found on the host) at the same place. Symlinks at the top
@@ -196,6 +211,19 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
                 if (startswith(*p, "/tmp/"))
                         tmp_binds = strv_append(tmp_binds, *p);
         }
+        for (char **p = cfg->data; p && *p; p++) {
+                const char *eq = strchr(*p, '=');
+                _cleanup_free_ char *name = eq ? xstrndup(*p, (size_t) (eq - *p)) : NULL;
+                if (!name || !*name || strchr(name, '/') || streq(name, ".") || streq(name, "..") || eq[1] != '/') {
+                        *ret_error = xasprintf("invalid data binding '%s' (want NAME=/host/path)", *p);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                _cleanup_free_ char *dst = path_join("/data", name);
+                r = add_at(m, eq + 1, dst, ret_error);
+                if (r < 0)
+                        goto fail;
+        }
         *ret = m;
         return 0;
 fail:
@@ -266,9 +294,9 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                 b->fd = fd_close(b->fd);
                 if (b->kind == BIND_SYMLINK)
                         continue;
-                b->fd = open(b->dst, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+                b->fd = open(b->src, O_PATH | O_CLOEXEC | O_NOFOLLOW);
                 if (b->fd < 0)
-                        FAIL(-errno, "cannot open %s for the sandbox: %s", b->dst, strerror(errno));
+                        FAIL(-errno, "cannot open %s for the sandbox: %s", b->src, strerror(errno));
         }
         if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m,nr_inodes=4096") < 0)
                 FAIL(-errno, "mounting the sandbox's root tmpfs: %s", strerror(errno));

@@ -13,7 +13,7 @@ static int set(int res, uint64_t v, const char *name, char **ret_error) {
 }
 
 int sandbox_rlimits_apply(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error) {
-        uint64_t tmp = cfg->tmp_bytes ?: 64ULL << 20;
+        uint64_t tmp = cfg->tmp_bytes ?: 64ULL << 20, shm = cfg->shm_bytes ?: 64ULL << 20;
         int r;
         /* No core files: they would land in the run's tmpfs at best and
          * carry its memory (and secrets it was given) at worst. */
@@ -21,7 +21,9 @@ int sandbox_rlimits_apply(const SandboxRunConfig *cfg, bool have_memory_cgroup, 
                 return r;
         if ((r = set(RLIMIT_NOFILE, cfg->nofile ?: 1024, "RLIMIT_NOFILE", ret_error)) < 0)
                 return r;
-        if ((r = set(RLIMIT_FSIZE, cfg->fsize_bytes ?: tmp, "RLIMIT_FSIZE", ret_error)) < 0)
+        /* Above the tmpfs sizes, so filling /tmp ends in ENOSPC, an error
+         * the code can handle, rather than SIGXFSZ. */
+        if ((r = set(RLIMIT_FSIZE, cfg->fsize_bytes ?: MAX(tmp, shm) + (16ULL << 20), "RLIMIT_FSIZE", ret_error)) < 0)
                 return r;
         if ((r = set(RLIMIT_MEMLOCK, 64 << 10, "RLIMIT_MEMLOCK", ret_error)) < 0)
                 return r;

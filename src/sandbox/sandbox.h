@@ -40,6 +40,8 @@ typedef struct SandboxWorkerConfig {
         /* Host paths bound read-only at the same place inside (the package
          * store, data sets). Missing paths are an error. */
         char **ro_paths;
+        /* Data sets, "NAME=/host/path": seen read-only at /data/NAME. */
+        char **data;
         /* Bytes of the worker's own /tmp (the runs get their own). 0: 16 MiB. */
         uint64_t worker_tmp_bytes;
 } SandboxWorkerConfig;
@@ -68,7 +70,7 @@ typedef struct SandboxRunConfig {
         uint64_t tmp_bytes;        /* /tmp tmpfs size; 0: 64 MiB */
         uint64_t shm_bytes;        /* /dev/shm tmpfs size; 0: 64 MiB */
         uint64_t nofile;           /* RLIMIT_NOFILE; 0: 1024 */
-        uint64_t fsize_bytes;      /* RLIMIT_FSIZE; 0: tmp_bytes */
+        uint64_t fsize_bytes;      /* RLIMIT_FSIZE; 0: the larger tmpfs + 16 MiB */
         uint64_t cpu_seconds;      /* RLIMIT_CPU backstop; 0: none */
         /* Only used when no memory cgroup is available: RLIMIT_AS. 0: none. */
         uint64_t fallback_as_bytes;

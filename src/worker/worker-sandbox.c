@@ -1,7 +1,7 @@
 /* Sandbox hooks of the worker (DESIGN §5): argv says which sandbox; the
  * work is src/sandbox/'s.
  *
- *   pysprinter-worker --sandbox=full [--ro=PATH]...   (the default)
+ *   pysprinter-worker --sandbox=full [--ro=PATH]... [--data=NAME=PATH]...
  *   pysprinter-worker --sandbox=none
  *
  * Contract with worker.c: worker_sandbox_child() receives extra_fds
@@ -16,7 +16,7 @@
 
 int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         bool full = true;
-        _cleanup_strv_free_ char **ro = NULL;
+        _cleanup_strv_free_ char **ro = NULL, **data = NULL;
         for (int i = 1; i < argc; i++) {
                 if (streq(argv[i], "--sandbox=none"))
                         full = false;
@@ -27,10 +27,12 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
                         return -EOPNOTSUPP;
                 } else if (startswith(argv[i], "--ro="))
                         ro = strv_append(ro, argv[i] + 5);
+                else if (startswith(argv[i], "--data="))
+                        data = strv_append(data, argv[i] + 7);
         }
         if (!full)
                 return 0;
-        SandboxWorkerConfig cfg = { .ro_paths = ro };
+        SandboxWorkerConfig cfg = { .ro_paths = ro, .data = data };
         return sandbox_worker_enter(&cfg, ret_error);
 }
 

@@ -1,0 +1,3 @@
+@requirements({})
+def main(x: int = 1):
+    return x + 1

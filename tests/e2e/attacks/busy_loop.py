@@ -1,0 +1,4 @@
+@requirements({})
+def main():
+    while True:
+        pass

