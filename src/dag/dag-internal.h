@@ -1,0 +1,86 @@
+/* Internal to the dag module. */
+#pragma once
+
+#include <jansson.h>
+#include <pthread.h>
+
+#include "dag.h"
+
+typedef struct Task {
+        char *name;
+        int line;
+        char *file;          /* as written */
+        char *path;          /* base_dir/file */
+        char *source;
+        size_t source_len;
+        char *function;
+        json_t *args;        /* array of template values */
+        json_t *kwargs;      /* object of template values */
+        RunLimits limits;
+        int retries;
+        uint64_t backoff_ms;
+        char **data;         /* dataset refs */
+        size_t *deps, n_deps;
+        size_t n_dependents;
+        int depth;
+
+        /* run state, under Dag.lock */
+        DagTaskState state, reported;
+        char *run_id;
+        int attempts;
+        bool cached;
+        json_t *value;
+        char *value_json;
+        char *error;
+        int exit_code;
+        char *memo_key;
+        usec_t started, finished;
+        pthread_t thread;
+        bool has_thread;
+} Task;
+
+struct Dag {
+        char *name;
+        char *filename;
+        char *base_dir;
+        char *text;
+        json_t *params;      /* object */
+        char *params_json;   /* the --param overrides as given, for resume */
+        Task *tasks;
+        size_t n;
+        unsigned concurrency;
+
+        /* run state */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char *id;
+        const char *status;
+        volatile int cancel_requested;
+        bool stop;
+        unsigned running;
+        Engine *engine;
+        DataCatalog *catalog;
+        DagOptions opts;
+        char *tenant;
+};
+
+/* dag-parse.c: the reference grammar. */
+typedef struct Ref {
+        bool param;
+        char *task;          /* or the param name */
+        char **path;         /* keys after the first; NULL-terminated */
+} Ref;
+void ref_done(Ref *r);
+/* Calls fn for each reference in every string of v. Stops at the first
+ * negative return. Malformed references are -EINVAL with *ret_error. */
+int template_walk(json_t *v, int (*fn)(const Ref *r, void *ud), void *ud, char **ret_error);
+/* Substitutes references: lookup gives a borrowed value for a ref or NULL
+ * with *ret_error. Returns a new reference. */
+json_t *template_subst(json_t *v, json_t *(*lookup)(const Ref *r, void *ud, char **ret_error), void *ud,
+                       char **ret_error);
+/* Whole-string single reference? */
+bool template_is_whole_ref(const char *s);
+int dag_parse_duration_ms(const char *s, uint64_t *ret);
+int dag_parse_size(const char *s, uint64_t *ret);
+/* A YAML plain scalar's JSON value (core schema). */
+json_t *dag_scalar_value(const char *s);

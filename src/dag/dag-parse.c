@@ -1,0 +1,940 @@
+/* Pipeline files: YAML (libyaml's document loader) -> Dag, the reference
+ * grammar, dependency edges, cycle detection. Everything a user wrote is
+ * checked here, with FILE:LINE in the message, before anything runs. */
+#include <math.h>
+#include <yaml.h>
+
+#include "dag-internal.h"
+
+#define MAX_JSON_NODES 1000000 /* alias expansion ("billion laughs") cap */
+#define MAX_REF_DEPTH 32
+
+static const char *const state_names[_DAG_TASK_STATE_MAX] = {
+        [DAG_TASK_PENDING] = "pending",     [DAG_TASK_RUNNING] = "running", [DAG_TASK_SUCCEEDED] = "succeeded",
+        [DAG_TASK_CACHED] = "cached",       [DAG_TASK_FAILED] = "failed",   [DAG_TASK_SKIPPED] = "skipped",
+        [DAG_TASK_CANCELLED] = "cancelled",
+};
+
+const char *dag_task_state_to_string(DagTaskState s) {
+        return s >= 0 && s < _DAG_TASK_STATE_MAX ? state_names[s] : "unknown";
+}
+
+DagTaskState dag_task_state_from_string(const char *s) {
+        for (int i = 0; i < _DAG_TASK_STATE_MAX; i++)
+                if (s && streq(s, state_names[i]))
+                        return (DagTaskState) i;
+        return DAG_TASK_PENDING;
+}
+
+bool dag_task_state_is_done(DagTaskState s) {
+        return s != DAG_TASK_PENDING && s != DAG_TASK_RUNNING;
+}
+
+/* ---- scalars, durations, sizes ---- */
+
+static bool all_digits(const char *s) {
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (*s < '0' || *s > '9')
+                        return false;
+        return true;
+}
+
+json_t *dag_scalar_value(const char *s) {
+        if (!*s || streq(s, "~") || streq(s, "null") || streq(s, "Null") || streq(s, "NULL"))
+                return json_null();
+        if (streq(s, "true") || streq(s, "True") || streq(s, "TRUE"))
+                return json_true();
+        if (streq(s, "false") || streq(s, "False") || streq(s, "FALSE"))
+                return json_false();
+        const char *d = (*s == '-' || *s == '+') ? s + 1 : s;
+        if (all_digits(d)) {
+                errno = 0;
+                char *end;
+                long long v = strtoll(s, &end, 10);
+                if (!errno && !*end)
+                        return json_integer(v);
+        }
+        if (startswith(s, "0x") || startswith(s, "0o")) {
+                errno = 0;
+                char *end;
+                long long v = strtoll(s + 2, &end, s[1] == 'x' ? 16 : 8);
+                if (!errno && !*end && s[2])
+                        return json_integer(v);
+        }
+        /* Floats: digits with a '.' or an exponent; inf/nan stay strings
+         * (JSON cannot hold them). */
+        if (strpbrk(d, "0123456789") && strspn(d, "0123456789.eE+-") == strlen(d)) {
+                errno = 0;
+                char *end;
+                double v = strtod(s, &end);
+                if (!errno && !*end && isfinite(v))
+                        return json_real(v);
+        }
+        if ((*s == '[' || *s == '{')) {
+                json_t *v = json_loads(s, JSON_DECODE_ANY, NULL);
+                if (v)
+                        return v;
+        }
+        return json_string(s);
+}
+
+int dag_parse_duration_ms(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || !isfinite(v) || v < 0)
+                return -EINVAL;
+        double mult;
+        if (streq(end, "ms"))
+                mult = 1;
+        else if (streq(end, "") || streq(end, "s"))
+                mult = 1000;
+        else if (streq(end, "m") || streq(end, "min"))
+                mult = 60000;
+        else if (streq(end, "h"))
+                mult = 3600000;
+        else
+                return -EINVAL;
+        double ms = v * mult;
+        if (ms > 7 * 24 * 3600e3)
+                return -ERANGE;
+        *ret = (uint64_t) ms;
+        return 0;
+}
+
+int dag_parse_size(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || !isfinite(v) || v <= 0)
+                return -EINVAL;
+        static const struct {
+                const char *suffix;
+                double mult;
+        } units[] = {
+                { "", 1 << 20 }, { "b", 1 },      { "k", 1 << 10 },   { "kb", 1e3 },  { "kib", 1 << 10 }, { "m", 1 << 20 },
+                { "mb", 1e6 },   { "mib", 1 << 20 }, { "g", 1 << 30 }, { "gb", 1e9 }, { "gib", 1 << 30 },
+        };
+        char lower[8];
+        size_t n = strlen(end);
+        if (n >= sizeof(lower))
+                return -EINVAL;
+        for (size_t i = 0; i <= n; i++)
+                lower[i] = (char) (end[i] >= 'A' && end[i] <= 'Z' ? end[i] + 32 : end[i]);
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (streq(lower, units[i].suffix)) {
+                        double b = v * units[i].mult;
+                        if (b < 1 || b > 1e15)
+                                return -ERANGE;
+                        *ret = (uint64_t) b;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* ---- references ---- */
+
+void ref_done(Ref *r) {
+        free(r->task);
+        strv_free(r->path);
+        *r = (Ref) {};
+}
+
+static bool ident_ok(const char *s, size_t n) {
+        if (n == 0 || n > 128)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char ch = s[i];
+                bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+                          (i > 0 && ((ch >= '0' && ch <= '9') || ch == '-'));
+                if (!ok)
+                        return false;
+        }
+        return true;
+}
+
+/* Parses the inside of ${…}. */
+static int ref_parse(const char *s, size_t n, Ref *ret, char **ret_error) {
+        _cleanup_free_ char *body = xstrndup(s, n);
+        Ref r = {};
+        char *p = body;
+        char *dot = strchr(p, '.');
+        size_t first = dot ? (size_t) (dot - p) : strlen(p);
+        if (!ident_ok(p, first)) {
+                *ret_error = xasprintf("'${%s}' is not a reference (${task}, ${task.key} or ${params.name})", body);
+                return -EINVAL;
+        }
+        r.task = xstrndup(p, first);
+        p = dot ? dot + 1 : NULL;
+        int depth = 0;
+        while (p) {
+                dot = strchr(p, '.');
+                size_t k = dot ? (size_t) (dot - p) : strlen(p);
+                if (k == 0 || ++depth > MAX_REF_DEPTH) {
+                        *ret_error = xasprintf("'${%s}' has an empty or too deep key path", body);
+                        ref_done(&r);
+                        return -EINVAL;
+                }
+                _cleanup_free_ char *key = xstrndup(p, k);
+                r.path = strv_append(r.path, key);
+                p = dot ? dot + 1 : NULL;
+        }
+        if (streq(r.task, "params")) {
+                if (!r.path || r.path[1]) {
+                        *ret_error = xasprintf("'${%s}': a parameter is referenced as ${params.NAME}", body);
+                        ref_done(&r);
+                        return -EINVAL;
+                }
+                free(r.task);
+                r.task = xstrdup(r.path[0]);
+                strv_free(r.path);
+                r.path = NULL;
+                r.param = true;
+        }
+        *ret = r;
+        return 0;
+}
+
+bool template_is_whole_ref(const char *s) {
+        size_t n = strlen(s);
+        return n > 3 && startswith(s, "${") && s[n - 1] == '}' && !memchr(s + 2, '}', n - 3) &&
+               !memchr(s + 2, '$', n - 3);
+}
+
+/* Scans a string: calls fn for each reference; when out is given, builds
+ * the substituted string (embedded references stringified). */
+static int scan_string(const char *s, int (*fn)(const Ref *r, void *ud), void *ud,
+                       json_t *(*lookup)(const Ref *r, void *ud, char **ret_error), Buf *out, char **ret_error) {
+        const char *p = s;
+        while (*p) {
+                if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+                        if (out)
+                                buf_appends(out, "${");
+                        p += 3;
+                        continue;
+                }
+                if (p[0] == '$' && p[1] == '{') {
+                        const char *close = strchr(p + 2, '}');
+                        if (!close) {
+                                *ret_error = xasprintf("unterminated reference in '%s' (write $${ for a literal ${)", s);
+                                return -EINVAL;
+                        }
+                        Ref r = {};
+                        int k = ref_parse(p + 2, (size_t) (close - p - 2), &r, ret_error);
+                        if (k < 0)
+                                return k;
+                        if (fn) {
+                                k = fn(&r, ud);
+                                if (k < 0) {
+                                        ref_done(&r);
+                                        return k;
+                                }
+                        }
+                        if (out) {
+                                json_t *v = lookup(&r, ud, ret_error);
+                                if (!v) {
+                                        ref_done(&r);
+                                        return -ENOENT;
+                                }
+                                if (json_is_string(v))
+                                        buf_append(out, json_string_value(v), json_string_length(v));
+                                else {
+                                        _cleanup_free_ char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                                        buf_appends(out, t ?: "null");
+                                }
+                        }
+                        ref_done(&r);
+                        p = close + 1;
+                        continue;
+                }
+                if (out)
+                        buf_append(out, p, 1);
+                p++;
+        }
+        return 0;
+}
+
+int template_walk(json_t *v, int (*fn)(const Ref *r, void *ud), void *ud, char **ret_error) {
+        if (json_is_string(v))
+                return scan_string(json_string_value(v), fn, ud, NULL, NULL, ret_error);
+        if (json_is_array(v)) {
+                size_t i;
+                json_t *item;
+                json_array_foreach(v, i, item) {
+                        int r = template_walk(item, fn, ud, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+        } else if (json_is_object(v)) {
+                const char *k;
+                json_t *item;
+                json_object_foreach(v, k, item) {
+                        int r = template_walk(item, fn, ud, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+json_t *template_subst(json_t *v, json_t *(*lookup)(const Ref *r, void *ud, char **ret_error), void *ud,
+                       char **ret_error) {
+        if (json_is_string(v)) {
+                const char *s = json_string_value(v);
+                if (template_is_whole_ref(s)) {
+                        Ref r = {};
+                        if (ref_parse(s + 2, strlen(s) - 3, &r, ret_error) < 0)
+                                return NULL;
+                        json_t *got = lookup(&r, ud, ret_error);
+                        ref_done(&r);
+                        return got ? json_deep_copy(got) : NULL;
+                }
+                if (!strstr(s, "${"))
+                        return json_incref(v);
+                Buf b;
+                buf_init(&b, RUN_MAX_ARGS_BYTES);
+                if (scan_string(s, NULL, ud, lookup, &b, ret_error) < 0) {
+                        buf_free(&b);
+                        return NULL;
+                }
+                json_t *out = json_stringn(b.data ?: "", b.len);
+                buf_free(&b);
+                return out;
+        }
+        if (json_is_array(v)) {
+                json_t *out = json_array();
+                size_t i;
+                json_t *item;
+                json_array_foreach(v, i, item) {
+                        json_t *s = template_subst(item, lookup, ud, ret_error);
+                        if (!s) {
+                                json_decref(out);
+                                return NULL;
+                        }
+                        json_array_append_new(out, s);
+                }
+                return out;
+        }
+        if (json_is_object(v)) {
+                json_t *out = json_object();
+                const char *k;
+                json_t *item;
+                json_object_foreach(v, k, item) {
+                        json_t *s = template_subst(item, lookup, ud, ret_error);
+                        if (!s) {
+                                json_decref(out);
+                                return NULL;
+                        }
+                        json_object_set_new(out, k, s);
+                }
+                return out;
+        }
+        return json_incref(v);
+}
+
+/* ---- YAML -> JSON ---- */
+
+typedef struct Yaml {
+        yaml_document_t doc;
+        const char *filename;
+        size_t budget;
+        char **error;
+} Yaml;
+
+static _printf_(3, 4) int yerr(Yaml *y, yaml_node_t *n, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *m = NULL;
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        *y->error = n ? xasprintf("%s:%zu: %s", y->filename, n->start_mark.line + 1, m ?: "error")
+                      : xasprintf("%s: %s", y->filename, m ?: "error");
+        return -EINVAL;
+}
+
+static yaml_node_t *ynode(Yaml *y, int i) {
+        return yaml_document_get_node(&y->doc, i);
+}
+
+static const char *yscalar(yaml_node_t *n) {
+        return n && n->type == YAML_SCALAR_NODE ? (const char *) n->data.scalar.value : NULL;
+}
+
+static json_t *yjson(Yaml *y, yaml_node_t *n, int depth) {
+        if (!n || depth > 64 || y->budget == 0) {
+                yerr(y, n, "the document is nested too deeply or too large");
+                return NULL;
+        }
+        y->budget--;
+        switch (n->type) {
+        case YAML_SCALAR_NODE: {
+                const char *s = (const char *) n->data.scalar.value;
+                if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+                        return json_stringn(s, n->data.scalar.length);
+                json_t *v = dag_scalar_value(s);
+                return v;
+        }
+        case YAML_SEQUENCE_NODE: {
+                json_t *a = json_array();
+                for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+                        json_t *v = yjson(y, ynode(y, *it), depth + 1);
+                        if (!v) {
+                                json_decref(a);
+                                return NULL;
+                        }
+                        json_array_append_new(a, v);
+                }
+                return a;
+        }
+        case YAML_MAPPING_NODE: {
+                json_t *o = json_object();
+                for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+                        yaml_node_t *kn = ynode(y, p->key);
+                        const char *k = yscalar(kn);
+                        if (!k) {
+                                yerr(y, kn, "mapping keys must be plain strings");
+                                json_decref(o);
+                                return NULL;
+                        }
+                        json_t *v = yjson(y, ynode(y, p->value), depth + 1);
+                        if (!v) {
+                                json_decref(o);
+                                return NULL;
+                        }
+                        json_object_set_new(o, k, v);
+                }
+                return o;
+        }
+        default:
+                yerr(y, n, "unexpected YAML node");
+                return NULL;
+        }
+}
+
+/* ---- tasks ---- */
+
+static void task_done(Task *t) {
+        free(t->name);
+        free(t->file);
+        free(t->path);
+        free(t->source);
+        free(t->function);
+        json_decref(t->args);
+        json_decref(t->kwargs);
+        strv_free(t->data);
+        free(t->deps);
+        free(t->run_id);
+        json_decref(t->value);
+        free(t->value_json);
+        free(t->error);
+        free(t->memo_key);
+}
+
+Dag *dag_free(Dag *d) {
+        if (!d)
+                return NULL;
+        for (size_t i = 0; i < d->n; i++)
+                task_done(&d->tasks[i]);
+        free(d->tasks);
+        free(d->name);
+        free(d->filename);
+        free(d->base_dir);
+        free(d->text);
+        json_decref(d->params);
+        free(d->params_json);
+        free(d->id);
+        free(d->tenant);
+        pthread_mutex_destroy(&d->lock);
+        pthread_cond_destroy(&d->cond);
+        free(d);
+        return NULL;
+}
+
+size_t dag_n_tasks(const Dag *d) {
+        return d->n;
+}
+
+const char *dag_name(const Dag *d) {
+        return d->name;
+}
+
+const char *dag_id(const Dag *d) {
+        return d->id;
+}
+
+static ssize_t task_index(const Dag *d, const char *name) {
+        for (size_t i = 0; i < d->n; i++)
+                if (streq(d->tasks[i].name, name))
+                        return (ssize_t) i;
+        return -1;
+}
+
+static void add_dep(Task *t, size_t dep) {
+        for (size_t i = 0; i < t->n_deps; i++)
+                if (t->deps[i] == dep)
+                        return;
+        t->deps = xrealloc(t->deps, (t->n_deps + 1) * sizeof(size_t));
+        t->deps[t->n_deps++] = dep;
+}
+
+static int parse_limits(Yaml *y, yaml_node_t *n, Task *t) {
+        if (n->type != YAML_MAPPING_NODE)
+                return yerr(y, n, "task '%s': limits must be a mapping (timeout, memory, max_procs, max_output, network)",
+                            t->name);
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+                yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+                const char *k = yscalar(kn), *v = yscalar(vn);
+                if (!k || !v)
+                        return yerr(y, kn, "task '%s': limits take scalar values", t->name);
+                int r = 0;
+                if (streq(k, "timeout"))
+                        r = dag_parse_duration_ms(v, &t->limits.timeout_ms);
+                else if (streq(k, "memory"))
+                        r = dag_parse_size(v, &t->limits.memory_bytes);
+                else if (streq(k, "max_output") || streq(k, "max-output"))
+                        r = dag_parse_size(v, &t->limits.max_output_bytes);
+                else if (streq(k, "max_procs") || streq(k, "max-procs")) {
+                        char *end;
+                        errno = 0;
+                        unsigned long long x = strtoull(v, &end, 10);
+                        r = errno || *end || x == 0 ? -EINVAL : 0;
+                        t->limits.max_procs = x;
+                } else if (streq(k, "network")) {
+                        json_t *b = dag_scalar_value(v);
+                        if (!json_is_boolean(b))
+                                r = -EINVAL;
+                        t->limits.network = json_is_true(b);
+                        json_decref(b);
+                } else
+                        return yerr(y, kn, "task '%s': unknown limit '%s' (timeout, memory, max_procs, max_output, network)",
+                                    t->name, k);
+                if (r < 0)
+                        return yerr(y, vn, "task '%s': bad value '%s' for limit '%s'", t->name, v, k);
+        }
+        return 0;
+}
+
+static int parse_retries(Yaml *y, yaml_node_t *n, Task *t) {
+        const char *count = NULL, *backoff = NULL;
+        yaml_node_t *at = n;
+        if (n->type == YAML_SCALAR_NODE)
+                count = yscalar(n);
+        else if (n->type == YAML_MAPPING_NODE) {
+                for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+                        const char *k = yscalar(ynode(y, p->key));
+                        const char *v = yscalar(ynode(y, p->value));
+                        if (k && streq(k, "count"))
+                                count = v;
+                        else if (k && streq(k, "backoff"))
+                                backoff = v;
+                        else
+                                return yerr(y, ynode(y, p->key), "task '%s': retries takes count and backoff", t->name);
+                        at = ynode(y, p->value);
+                }
+        } else
+                return yerr(y, n, "task '%s': retries is a number or {count: N, backoff: DURATION}", t->name);
+        if (count) {
+                char *end;
+                errno = 0;
+                long v = strtol(count, &end, 10);
+                if (errno || *end || end == count || v < 0 || v > DAG_MAX_RETRIES)
+                        return yerr(y, at, "task '%s': retries must be a number from 0 to %d", t->name, DAG_MAX_RETRIES);
+                t->retries = (int) v;
+        }
+        if (backoff && dag_parse_duration_ms(backoff, &t->backoff_ms) < 0)
+                return yerr(y, at, "task '%s': bad backoff '%s' (e.g. 500ms, 2s)", t->name, backoff);
+        return 0;
+}
+
+static int string_list(Yaml *y, yaml_node_t *n, const char *what, const char *task, char ***ret) {
+        char **v = NULL;
+        if (n->type == YAML_SCALAR_NODE) {
+                v = strv_append(v, yscalar(n));
+        } else if (n->type == YAML_SEQUENCE_NODE) {
+                for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+                        const char *s = yscalar(ynode(y, *it));
+                        if (!s) {
+                                strv_free(v);
+                                return yerr(y, ynode(y, *it), "task '%s': %s must be a list of names", task, what);
+                        }
+                        v = strv_append(v, s);
+                }
+        } else
+                return yerr(y, n, "task '%s': %s must be a list of names", task, what);
+        *ret = v;
+        return 0;
+}
+
+static int parse_task(Yaml *y, Dag *d, Task *t, yaml_node_t *n, char ***ret_depends) {
+        if (n->type != YAML_MAPPING_NODE)
+                return yerr(y, n, "task '%s' must be a mapping (file, function, args, kwargs, …)", t->name);
+        char **depends = NULL;
+        int r = 0;
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top && r >= 0; p++) {
+                yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+                const char *k = yscalar(kn);
+                if (!k) {
+                        r = yerr(y, kn, "task '%s': keys must be names", t->name);
+                        break;
+                }
+                if (streq(k, "name"))
+                        continue;
+                if (streq(k, "file")) {
+                        const char *v = yscalar(vn);
+                        if (!v || !*v)
+                                r = yerr(y, vn, "task '%s': file must be a path", t->name);
+                        else {
+                                /* FILE::FUNC like the run verb. */
+                                const char *sep = strstr(v, "::");
+                                t->file = sep ? xstrndup(v, (size_t) (sep - v)) : xstrdup(v);
+                                if (sep && sep[2]) {
+                                        free(t->function);
+                                        t->function = xstrdup(sep + 2);
+                                }
+                        }
+                } else if (streq(k, "function")) {
+                        const char *v = yscalar(vn);
+                        if (!v || !ident_ok(v, strlen(v)) || strchr(v, '-'))
+                                r = yerr(y, vn, "task '%s': function must be a Python identifier", t->name);
+                        else {
+                                free(t->function);
+                                t->function = xstrdup(v);
+                        }
+                } else if (streq(k, "args")) {
+                        json_t *v = yjson(y, vn, 0);
+                        if (!v)
+                                r = -EINVAL;
+                        else if (!json_is_array(v)) {
+                                json_t *a = json_array();
+                                json_array_append_new(a, v);
+                                v = a;
+                        }
+                        json_decref(t->args);
+                        t->args = v;
+                } else if (streq(k, "kwargs")) {
+                        json_t *v = yjson(y, vn, 0);
+                        if (!v)
+                                r = -EINVAL;
+                        else if (!json_is_object(v)) {
+                                json_decref(v);
+                                r = yerr(y, vn, "task '%s': kwargs must be a mapping of name: value", t->name);
+                        } else {
+                                json_decref(t->kwargs);
+                                t->kwargs = v;
+                        }
+                } else if (streq(k, "limits"))
+                        r = parse_limits(y, vn, t);
+                else if (streq(k, "retries"))
+                        r = parse_retries(y, vn, t);
+                else if (streq(k, "data"))
+                        r = string_list(y, vn, "data", t->name, &t->data);
+                else if (streq(k, "depends") || streq(k, "depends_on") || streq(k, "after"))
+                        r = string_list(y, vn, "depends", t->name, &depends);
+                else
+                        r = yerr(y, kn, "task '%s': unknown key '%s' (file, function, args, kwargs, limits, retries, "
+                                        "data, depends)",
+                                 t->name, k);
+        }
+        if (r >= 0 && !t->file)
+                r = yerr(y, n, "task '%s' has no file", t->name);
+        for (char **p = t->data; r >= 0 && p && *p; p++) {
+                _cleanup_free_ char *nm = NULL;
+                int ver;
+                if (data_parse_ref(*p, &nm, &ver) < 0)
+                        r = yerr(y, n, "task '%s': '%s' is not a dataset name (NAME or NAME@VERSION)", t->name, *p);
+        }
+        if (r >= 0) {
+                t->path = t->file[0] == '/' ? xstrdup(t->file) : path_join(d->base_dir, t->file);
+                r = read_file(t->path, RUN_MAX_SOURCE_BYTES, &t->source, &t->source_len);
+                if (r < 0)
+                        r = yerr(y, n, "task '%s': cannot read %s: %s", t->name, t->file,
+                                 r == -EFBIG ? "larger than the 4 MiB source limit" : strerror(-r));
+        }
+        if (r < 0) {
+                strv_free(depends);
+                return r;
+        }
+        *ret_depends = depends;
+        return 0;
+}
+
+typedef struct RefCtx {
+        Dag *d;
+        Task *t;
+        Yaml *y;
+        yaml_node_t *n;
+} RefCtx;
+
+static int collect_ref(const Ref *r, void *ud) {
+        RefCtx *c = ud;
+        if (r->param) {
+                if (!json_object_get(c->d->params, r->task))
+                        return yerr(c->y, c->n, "task '%s': unknown parameter '%s' (give it with --param %s=VALUE or "
+                                                "declare it under params:)",
+                                    c->t->name, r->task, r->task);
+                return 0;
+        }
+        ssize_t i = task_index(c->d, r->task);
+        if (i < 0)
+                return yerr(c->y, c->n, "task '%s': reference to unknown task '%s'", c->t->name, r->task);
+        if (&c->d->tasks[i] == c->t)
+                return yerr(c->y, c->n, "task '%s' references its own result", c->t->name);
+        add_dep(c->t, (size_t) i);
+        return 0;
+}
+
+/* Depth-first search for a cycle; names it in order. */
+static int find_cycle(Dag *d, size_t i, int *color, size_t *stack, size_t depth, char **ret_error) {
+        color[i] = 1;
+        stack[depth] = i;
+        Task *t = &d->tasks[i];
+        for (size_t k = 0; k < t->n_deps; k++) {
+                size_t j = t->deps[k];
+                if (color[j] == 1) {
+                        /* stack holds i's ancestors in "depends on" order:
+                         * print it as execution order (dependency first). */
+                        Buf b;
+                        buf_init(&b, 64 * 1024);
+                        size_t from = 0;
+                        while (stack[from] != j)
+                                from++;
+                        for (size_t s = depth + 1; s-- > from;)
+                                buf_printf(&b, "%s -> ", d->tasks[stack[s]].name);
+                        buf_printf(&b, "%s", d->tasks[i].name);
+                        *ret_error = xasprintf("%s: the tasks form a cycle: %s", d->filename, b.data);
+                        buf_free(&b);
+                        return -ELOOP;
+                }
+                if (color[j] == 0) {
+                        int r = find_cycle(d, j, color, stack, depth + 1, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        color[i] = 2;
+        return 0;
+}
+
+static int compute_depth(Dag *d, size_t i, int *memo) {
+        if (memo[i] >= 0)
+                return memo[i];
+        int best = 0;
+        for (size_t k = 0; k < d->tasks[i].n_deps; k++)
+                best = MAX(best, compute_depth(d, d->tasks[i].deps[k], memo) + 1);
+        memo[i] = best;
+        return best;
+}
+
+static int apply_params(Dag *d, char *const *params, char **ret_error) {
+        json_t *given = json_object();
+        for (char *const *p = params; p && *p; p++) {
+                const char *eq = strchr(*p, '=');
+                if (!eq || eq == *p) {
+                        json_decref(given);
+                        *ret_error = xasprintf("--param needs NAME=VALUE, got '%s'", *p);
+                        return -EINVAL;
+                }
+                _cleanup_free_ char *name = xstrndup(*p, (size_t) (eq - *p));
+                if (!ident_ok(name, strlen(name))) {
+                        json_decref(given);
+                        *ret_error = xasprintf("--param: '%s' is not a parameter name", name);
+                        return -EINVAL;
+                }
+                json_object_set_new(given, name, json_string(eq + 1));
+                json_object_set_new(d->params, name, dag_scalar_value(eq + 1));
+        }
+        d->params_json = json_dumps(given, JSON_COMPACT);
+        json_decref(given);
+        return 0;
+}
+
+int dag_parse(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
+              Dag **ret, char **ret_error) {
+        if (len > DAG_MAX_FILE_BYTES) {
+                *ret_error = xasprintf("%s: larger than the %llu byte pipeline limit", filename,
+                                       (unsigned long long) DAG_MAX_FILE_BYTES);
+                return -EFBIG;
+        }
+        Dag *d = xcalloc(1, sizeof(Dag));
+        pthread_mutex_init(&d->lock, NULL);
+        pthread_cond_init(&d->cond, NULL);
+        d->filename = xstrdup(filename ?: "<pipeline>");
+        d->base_dir = xstrdup(base_dir ?: ".");
+        d->text = xstrndup(text, len);
+        d->params = json_object();
+        d->status = "pending";
+        Yaml y = { .filename = d->filename, .budget = MAX_JSON_NODES, .error = ret_error };
+        yaml_parser_t parser;
+        yaml_parser_initialize(&parser);
+        yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
+        int r = 0;
+        if (!yaml_parser_load(&parser, &y.doc)) {
+                *ret_error = xasprintf("%s:%zu:%zu: YAML error: %s%s%s", d->filename, parser.problem_mark.line + 1,
+                                       parser.problem_mark.column + 1, parser.problem ?: "syntax error",
+                                       parser.context ? " " : "", parser.context ?: "");
+                yaml_parser_delete(&parser);
+                dag_free(d);
+                return -EINVAL;
+        }
+        yaml_parser_delete(&parser);
+        yaml_node_t *root = yaml_document_get_root_node(&y.doc);
+        yaml_node_t *tasks_node = NULL;
+        char ***depends = NULL;
+        if (!root || root->type != YAML_MAPPING_NODE) {
+                r = yerr(&y, root, "a pipeline is a mapping with a 'tasks:' key");
+                goto out;
+        }
+        for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top && r >= 0; p++) {
+                yaml_node_t *kn = ynode(&y, p->key), *vn = ynode(&y, p->value);
+                const char *k = yscalar(kn);
+                if (!k)
+                        r = yerr(&y, kn, "top-level keys must be names");
+                else if (streq(k, "tasks"))
+                        tasks_node = vn;
+                else if (streq(k, "name")) {
+                        const char *v = yscalar(vn);
+                        free(d->name);
+                        d->name = v ? xstrdup(v) : NULL;
+                } else if (streq(k, "concurrency")) {
+                        const char *v = yscalar(vn);
+                        char *end = NULL;
+                        long c = v ? strtol(v, &end, 10) : 0;
+                        if (!v || *end || c < 1 || c > DAG_MAX_CONCURRENCY)
+                                r = yerr(&y, vn, "concurrency must be a number from 1 to %d", DAG_MAX_CONCURRENCY);
+                        d->concurrency = (unsigned) c;
+                } else if (streq(k, "params")) {
+                        json_t *v = vn->type == YAML_SCALAR_NODE && !*yscalar(vn) ? json_object() : yjson(&y, vn, 0);
+                        if (!v)
+                                r = -EINVAL;
+                        else if (!json_is_object(v)) {
+                                json_decref(v);
+                                r = yerr(&y, vn, "params must be a mapping of name: default value");
+                        } else {
+                                json_decref(d->params);
+                                d->params = v;
+                        }
+                } else if (streq(k, "description") || streq(k, "version"))
+                        continue;
+                else
+                        r = yerr(&y, kn, "unknown top-level key '%s' (name, params, concurrency, tasks)", k);
+        }
+        if (r < 0)
+                goto out;
+        if (!d->name) {
+                const char *slash = strrchr(d->filename, '/');
+                d->name = xstrdup(slash ? slash + 1 : d->filename);
+        }
+        if (!tasks_node || (tasks_node->type != YAML_MAPPING_NODE && tasks_node->type != YAML_SEQUENCE_NODE)) {
+                r = yerr(&y, tasks_node ?: root, "the pipeline needs 'tasks:', a mapping of task name: definition");
+                goto out;
+        }
+        size_t n = tasks_node->type == YAML_MAPPING_NODE
+                           ? (size_t) (tasks_node->data.mapping.pairs.top - tasks_node->data.mapping.pairs.start)
+                           : (size_t) (tasks_node->data.sequence.items.top - tasks_node->data.sequence.items.start);
+        if (n == 0 || n > DAG_MAX_TASKS) {
+                r = yerr(&y, tasks_node, "a pipeline has 1 to %d tasks (this one has %zu)", DAG_MAX_TASKS, n);
+                goto out;
+        }
+        d->tasks = xcalloc(n, sizeof(Task));
+        depends = xcalloc(n, sizeof(char **));
+        yaml_node_t **defs = xcalloc(n, sizeof(yaml_node_t *));
+        /* Names first, so references may point forward. */
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                Task *t = &d->tasks[i];
+                const char *name = NULL;
+                yaml_node_t *def;
+                if (tasks_node->type == YAML_MAPPING_NODE) {
+                        yaml_node_pair_t *p = tasks_node->data.mapping.pairs.start + i;
+                        name = yscalar(ynode(&y, p->key));
+                        def = ynode(&y, p->value);
+                } else {
+                        def = ynode(&y, tasks_node->data.sequence.items.start[i]);
+                        if (def && def->type == YAML_MAPPING_NODE)
+                                for (yaml_node_pair_t *p = def->data.mapping.pairs.start; p < def->data.mapping.pairs.top; p++) {
+                                        const char *k = yscalar(ynode(&y, p->key));
+                                        if (k && streq(k, "name"))
+                                                name = yscalar(ynode(&y, p->value));
+                                }
+                }
+                defs[i] = def;
+                d->n = i + 1;
+                t->line = (int) (def ? def->start_mark.line + 1 : 0);
+                if (!name || !ident_ok(name, strlen(name)) || streq(name, "params")) {
+                        r = yerr(&y, def, "task name '%s' is not valid (letters, digits, '_', '-'; not 'params')",
+                                 name ?: "");
+                        break;
+                }
+                if (task_index(d, name) >= 0 && task_index(d, name) < (ssize_t) i) {
+                        r = yerr(&y, def, "task '%s' is defined twice", name);
+                        break;
+                }
+                t->name = xstrdup(name);
+                t->args = json_array();
+                t->kwargs = json_object();
+                t->backoff_ms = DAG_DEFAULT_BACKOFF_MS;
+                t->exit_code = -1;
+        }
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = parse_task(&y, d, &d->tasks[i], defs[i], &depends[i]);
+        if (r >= 0)
+                r = apply_params(d, params, ret_error);
+        /* Dependencies: references, then depends:. */
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                Task *t = &d->tasks[i];
+                RefCtx c = { .d = d, .t = t, .y = &y, .n = defs[i] };
+                r = template_walk(t->args, collect_ref, &c, ret_error);
+                if (r >= 0)
+                        r = template_walk(t->kwargs, collect_ref, &c, ret_error);
+                if (r == -EINVAL && *ret_error && !startswith(*ret_error, d->filename)) {
+                        /* A malformed reference: put the location in front. */
+                        char *m = *ret_error;
+                        *ret_error = NULL;
+                        r = yerr(&y, defs[i], "task '%s': %s", t->name, m);
+                        free(m);
+                }
+                for (char **p = depends[i]; r >= 0 && p && *p; p++) {
+                        ssize_t j = task_index(d, *p);
+                        if (j < 0)
+                                r = yerr(&y, defs[i], "task '%s' depends on unknown task '%s'", t->name, *p);
+                        else if ((size_t) j == i)
+                                r = yerr(&y, defs[i], "task '%s' depends on itself", t->name);
+                        else
+                                add_dep(t, (size_t) j);
+                }
+        }
+        free(defs);
+        if (r >= 0) {
+                int *color = xcalloc(n, sizeof(int));
+                size_t *stack = xcalloc(n + 1, sizeof(size_t));
+                for (size_t i = 0; i < n && r >= 0; i++)
+                        if (color[i] == 0)
+                                r = find_cycle(d, i, color, stack, 0, ret_error);
+                free(stack);
+                if (r >= 0) {
+                        int *memo = color;
+                        for (size_t i = 0; i < n; i++)
+                                memo[i] = -1;
+                        for (size_t i = 0; i < n; i++) {
+                                d->tasks[i].depth = compute_depth(d, i, memo);
+                                for (size_t k = 0; k < d->tasks[i].n_deps; k++)
+                                        d->tasks[d->tasks[i].deps[k]].n_dependents++;
+                        }
+                }
+                free(color);
+        }
+out:
+        if (depends)
+                for (size_t i = 0; i < d->n; i++)
+                        strv_free(depends[i]);
+        free(depends);
+        yaml_document_delete(&y.doc);
+        if (r < 0) {
+                dag_free(d);
+                return r == -ELOOP ? -EINVAL : r;
+        }
+        *ret = d;
+        return 0;
+}

@@ -1,0 +1,837 @@
+/* Running a pipeline: validate every task, then a scheduler on the
+ * caller's thread starts each task on its own thread (engine_run blocks)
+ * once its dependencies succeeded, at most `concurrency` at once. Task
+ * threads only change their task's fields under Dag.lock and signal; the
+ * scheduler reports state changes, so callbacks never race. */
+#include <openssl/evp.h>
+#include <time.h>
+
+#include "dag-internal.h"
+
+#define TICK_MS 200
+#define MAX_BACKOFF_MS (60ULL * 1000)
+
+static char *sha256_hex_of(const char *s, size_t n) {
+        uint8_t md[32];
+        unsigned len = 0;
+        EVP_Digest(s, n, md, &len, EVP_sha256(), NULL);
+        char *hex = xmalloc(65);
+        for (unsigned i = 0; i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        return hex;
+}
+
+/* ---- argument building ---- */
+
+typedef struct Lookup {
+        Dag *d;
+        json_t *placeholder; /* validation: what a task reference stands for */
+} Lookup;
+
+static json_t *lookup_ref(const Ref *r, void *ud, char **ret_error) {
+        Lookup *l = ud;
+        if (r->param) {
+                json_t *v = json_object_get(l->d->params, r->task);
+                if (!v)
+                        *ret_error = xasprintf("unknown parameter '%s'", r->task);
+                return v;
+        }
+        if (l->placeholder)
+                return l->placeholder;
+        for (size_t i = 0; i < l->d->n; i++) {
+                Task *t = &l->d->tasks[i];
+                if (!streq(t->name, r->task))
+                        continue;
+                json_t *v = t->value;
+                if (!v) {
+                        *ret_error = xasprintf("task '%s' has no result", t->name);
+                        return NULL;
+                }
+                for (char **k = r->path; k && *k; k++) {
+                        json_t *next = NULL;
+                        if (json_is_object(v))
+                                next = json_object_get(v, *k);
+                        else if (json_is_array(v)) {
+                                char *end;
+                                errno = 0;
+                                long idx = strtol(*k, &end, 10);
+                                if (!errno && !*end && end != *k) {
+                                        if (idx < 0)
+                                                idx += (long) json_array_size(v);
+                                        if (idx >= 0)
+                                                next = json_array_get(v, (size_t) idx);
+                                }
+                        }
+                        if (!next) {
+                                _cleanup_free_ char *got = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                                *ret_error = xasprintf("task '%s' result has no %s '%s' (the result is: %.200s)",
+                                                       t->name, json_is_array(v) ? "index" : "key", *k, got ?: "?");
+                                return NULL;
+                        }
+                        v = next;
+                }
+                return v;
+        }
+        *ret_error = xasprintf("unknown task '%s'", r->task);
+        return NULL;
+}
+
+/* One argument for the engine: a whole reference keeps its JSON type
+ * ({"value": v}); a string written in the pipeline (references embedded
+ * or not) is converted by the parameter's annotation like a CLI value
+ * ({"raw": s}); other YAML values are typed ({"value": v}). */
+static json_t *encode_arg(json_t *tmpl, Lookup *l, char **ret_error) {
+        bool whole = json_is_string(tmpl) && template_is_whole_ref(json_string_value(tmpl));
+        json_t *v = template_subst(tmpl, lookup_ref, l, ret_error);
+        if (!v)
+                return NULL;
+        bool raw = json_is_string(v) && (!whole || l->placeholder);
+        json_t *out = json_pack("{s:o}", raw ? "raw" : "value", v);
+        return out;
+}
+
+static int build_args(Dag *d, Task *t, const char *placeholder, char **ret_args, char **ret_kwargs,
+                      char **ret_error) {
+        Lookup l = { .d = d, .placeholder = placeholder ? json_string(placeholder) : NULL };
+        json_t *args = json_array(), *kwargs = json_object();
+        size_t i;
+        json_t *item;
+        int r = 0;
+        json_array_foreach(t->args, i, item) {
+                json_t *a = encode_arg(item, &l, ret_error);
+                if (!a) {
+                        r = -EINVAL;
+                        break;
+                }
+                json_array_append_new(args, a);
+        }
+        const char *k;
+        if (r >= 0)
+                json_object_foreach(t->kwargs, k, item) {
+                        json_t *a = encode_arg(item, &l, ret_error);
+                        if (!a) {
+                                r = -EINVAL;
+                                break;
+                        }
+                        json_object_set_new(kwargs, k, a);
+                }
+        json_decref(l.placeholder);
+        if (r >= 0) {
+                char *a = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+                char *kw = json_dumps(kwargs, JSON_COMPACT | JSON_SORT_KEYS);
+                if (strlen(a) + strlen(kw) > RUN_MAX_ARGS_BYTES) {
+                        *ret_error = xasprintf("task '%s': its arguments are larger than %llu bytes", t->name,
+                                               (unsigned long long) RUN_MAX_ARGS_BYTES);
+                        free(a);
+                        free(kw);
+                        r = -E2BIG;
+                } else {
+                        *ret_args = a;
+                        *ret_kwargs = kw;
+                }
+        }
+        json_decref(args);
+        json_decref(kwargs);
+        return r;
+}
+
+/* ---- recording ---- */
+
+static void record_task(Dag *d, Task *t) {
+        /* Called with d->lock held: copy what the store needs. */
+        DagTaskRecord rec = {
+                .dag_id = d->id,
+                .name = t->name,
+                .position = (int) (t - d->tasks),
+                .state = (char *) dag_task_state_to_string(t->state),
+                .run_id = t->run_id,
+                .attempts = t->attempts,
+                .memo_key = t->memo_key,
+                .cached = t->cached,
+                .value_json = t->value_json,
+                .error = t->error,
+                .exit_code = t->exit_code,
+                .started = t->started,
+                .finished = t->finished,
+        };
+        (void) store_dag_task_put(engine_store(d->engine), &rec);
+}
+
+static void set_state(Dag *d, Task *t, DagTaskState s) {
+        t->state = s;
+        if (s == DAG_TASK_RUNNING && !t->started)
+                t->started = now_realtime();
+        if (dag_task_state_is_done(s) && !t->finished)
+                t->finished = now_realtime();
+        record_task(d, t);
+        pthread_cond_broadcast(&d->cond);
+}
+
+static void set_error(Task *t, const char *msg) {
+        free(t->error);
+        t->error = msg ? xstrdup(msg) : NULL;
+}
+
+/* ---- validation ---- */
+
+typedef struct Job {
+        Dag *d;
+        size_t next;
+        char *error;        /* first error, by task order */
+        size_t error_task;
+} Job;
+
+static void ignore_event(const RunEvent *ev, void *userdata) {
+}
+
+static int validate_one(Dag *d, Task *t, char **ret_error) {
+        /* A reference's value is known only when its task ran: try
+         * placeholders that satisfy the common annotations (int/float/bool/
+         * str, then list, then dict); if only type errors remain they are
+         * checked again with the real values when the task runs. */
+        static const char *const placeholders[] = { "0", "[]", "{}" };
+        bool has_refs = false;
+        for (size_t k = 0; k < t->n_deps; k++)
+                has_refs = true;
+        _cleanup_free_ char *last = NULL;
+        for (size_t p = 0; p < (has_refs ? ELEMENTSOF(placeholders) : 1); p++) {
+                _cleanup_free_ char *args = NULL, *kwargs = NULL, *err = NULL;
+                int r = build_args(d, t, has_refs ? placeholders[p] : NULL, &args, &kwargs, &err);
+                if (r < 0) {
+                        *ret_error = xasprintf("%s:%d: task '%s': %s", d->filename, t->line, t->name, err ?: "bad arguments");
+                        return r;
+                }
+                RunSpec spec = {
+                        .tenant = d->tenant,
+                        .source = t->source,
+                        .source_len = t->source_len,
+                        .filename = t->file,
+                        .function = t->function,
+                        .args_json = args,
+                        .kwargs_json = kwargs,
+                        .limits = t->limits,
+                        .sandbox = d->opts.sandbox,
+                        .validate_only = true,
+                        .no_record = true,
+                };
+                RunResult *res = NULL;
+                r = engine_run(d->engine, &spec, ignore_event, NULL, &res);
+                if (r < 0) {
+                        *ret_error = xasprintf("task '%s': cannot validate: %s", t->name, strerror(-r));
+                        return r;
+                }
+                if (res->status == RUN_SUCCEEDED) {
+                        run_result_free(res);
+                        return 0;
+                }
+                bool type_error = res->status == RUN_INVALID && res->error_message &&
+                                  strstr(res->error_message, "argument '") && strstr(res->error_message, "': expected");
+                free(last);
+                last = xasprintf("task '%s' (%s): %s", t->name, t->file,
+                                 res->error_message ?: run_status_to_string(res->status));
+                int code = res->exit_code;
+                run_result_free(res);
+                if (!type_error || !has_refs) {
+                        *ret_error = TAKE_PTR(last);
+                        return code == EXIT_DEPENDENCY ? -ENOPKG : -EINVAL;
+                }
+        }
+        /* Only the placeholders' types were refused. */
+        return 0;
+}
+
+static void *validate_thread(void *p) {
+        Job *j = p;
+        Dag *d = j->d;
+        for (;;) {
+                pthread_mutex_lock(&d->lock);
+                size_t i = j->next++;
+                bool stop = j->error != NULL || d->cancel_requested;
+                pthread_mutex_unlock(&d->lock);
+                if (i >= d->n || stop)
+                        return NULL;
+                _cleanup_free_ char *err = NULL;
+                if (validate_one(d, &d->tasks[i], &err) < 0) {
+                        pthread_mutex_lock(&d->lock);
+                        if (!j->error || i < j->error_task) {
+                                free(j->error);
+                                j->error = TAKE_PTR(err);
+                                j->error_task = i;
+                        }
+                        pthread_mutex_unlock(&d->lock);
+                }
+        }
+}
+
+static int check_data(Dag *d, char **ret_error) {
+        for (size_t i = 0; i < d->n; i++)
+                for (char **p = d->tasks[i].data; p && *p; p++) {
+                        _cleanup_free_ char *name = NULL;
+                        int version = 0;
+                        if (data_parse_ref(*p, &name, &version) < 0)
+                                return -EINVAL;
+                        DatasetVersion *v = NULL;
+                        size_t n = 0;
+                        int r = data_versions(d->catalog, d->tenant, name, &v, &n);
+                        bool ok = r >= 0 && n > 0;
+                        if (ok && version > 0) {
+                                ok = false;
+                                for (size_t k = 0; k < n; k++)
+                                        ok = ok || v[k].version == version;
+                        }
+                        dataset_version_list_free(v, n);
+                        if (!ok) {
+                                *ret_error = xasprintf("%s:%d: task '%s': no dataset '%s' (add it with: pysprinter data put %s PATH|URL)",
+                                                       d->filename, d->tasks[i].line, d->tasks[i].name, *p, name);
+                                return -ENOENT;
+                        }
+                }
+        return 0;
+}
+
+static int validate_all(Dag *d, unsigned concurrency, char **ret_error) {
+        int r = check_data(d, ret_error);
+        if (r < 0)
+                return r;
+        Job j = { .d = d };
+        unsigned n = (unsigned) MIN((size_t) concurrency, d->n);
+        pthread_t *th = xcalloc(n, sizeof(pthread_t));
+        unsigned started = 0;
+        for (unsigned i = 0; i < n; i++)
+                if (pthread_create(&th[i], NULL, validate_thread, &j) == 0)
+                        started++;
+        if (started == 0)
+                validate_thread(&j);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(th[i], NULL);
+        free(th);
+        if (j.error) {
+                *ret_error = j.error;
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* ---- one task ---- */
+
+static bool retriable(RunStatus s) {
+        /* Validation and dependency failures would fail the same way again. */
+        return s == RUN_FAILED || s == RUN_KILLED || s == RUN_ERROR || s == RUN_LOST;
+}
+
+/* Sleeps ms in slices, returning early when the run is being stopped. */
+static void backoff_sleep(Dag *d, uint64_t ms) {
+        usec_t until = now_monotonic() + ms * USEC_PER_MSEC;
+        while (!d->cancel_requested && now_monotonic() < until) {
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+}
+
+static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, const char *data_fp) {
+        _cleanup_free_ char *src = sha256_hex_of(t->source, t->source_len);
+        /* The lock id: until the engine exposes the resolved lock, the
+         * source hash stands for it (it holds the requirements dict). */
+        json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "source", src, "function", t->function ?: "",
+                              "args", args, "kwargs", kwargs, "lock", src, "data", data_fp ?: "", "v", 1);
+        _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(k);
+        return sha256_hex_of(text, strlen(text));
+}
+
+static void finish(Dag *d, Task *t, DagTaskState s, const char *error, int exit_code) {
+        pthread_mutex_lock(&d->lock);
+        set_error(t, error);
+        t->exit_code = exit_code;
+        set_state(d, t, s);
+        pthread_mutex_unlock(&d->lock);
+}
+
+static void run_task(Dag *d, Task *t) {
+        _cleanup_free_ char *args = NULL, *kwargs = NULL, *err = NULL, *fp = NULL, *warn = NULL;
+        _cleanup_strv_free_ char **mounts = NULL;
+        pthread_mutex_lock(&d->lock);
+        int r = build_args(d, t, NULL, &args, &kwargs, &err);
+        pthread_mutex_unlock(&d->lock);
+        if (r < 0) {
+                finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
+                return;
+        }
+        r = data_resolve_mounts(d->catalog, d->tenant, t->data, &mounts, &fp, &warn, &err);
+        if (r < 0) {
+                finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
+                return;
+        }
+        _cleanup_free_ char *key = memo_key(d, t, args, kwargs, fp);
+        pthread_mutex_lock(&d->lock);
+        free(t->memo_key);
+        t->memo_key = xstrdup(key);
+        if (warn)
+                set_error(t, warn);
+        pthread_mutex_unlock(&d->lock);
+
+        if (!d->opts.no_cache) {
+                _cleanup_free_ char *value = NULL, *run_id = NULL;
+                if (store_dag_memo_get(engine_store(d->engine), d->tenant, key, &value, &run_id) >= 0) {
+                        json_t *v = json_loads(value, JSON_DECODE_ANY, NULL);
+                        if (v) {
+                                pthread_mutex_lock(&d->lock);
+                                json_decref(t->value);
+                                t->value = v;
+                                free(t->value_json);
+                                t->value_json = TAKE_PTR(value);
+                                free(t->run_id);
+                                t->run_id = TAKE_PTR(run_id);
+                                t->cached = true;
+                                t->exit_code = 0;
+                                set_state(d, t, DAG_TASK_CACHED);
+                                pthread_mutex_unlock(&d->lock);
+                                return;
+                        }
+                }
+        }
+
+        for (int attempt = 1;; attempt++) {
+                _cleanup_free_ char *run_id = id_new("r");
+                pthread_mutex_lock(&d->lock);
+                free(t->run_id);
+                t->run_id = xstrdup(run_id);
+                t->attempts = attempt;
+                record_task(d, t);
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
+                RunSpec spec = {
+                        .run_id = run_id,
+                        .tenant = d->tenant,
+                        .source = t->source,
+                        .source_len = t->source_len,
+                        .filename = t->file,
+                        .function = t->function,
+                        .args_json = args,
+                        .kwargs_json = kwargs,
+                        .limits = t->limits,
+                        .sandbox = d->opts.sandbox,
+                        .data = mounts,
+                };
+                RunResult *res = NULL;
+                r = engine_run(d->engine, &spec, ignore_event, NULL, &res);
+                if (r < 0) {
+                        _cleanup_free_ char *m = xasprintf("the engine could not run the task: %s", strerror(-r));
+                        finish(d, t, DAG_TASK_FAILED, m, EXIT_INTERNAL);
+                        return;
+                }
+                if (res->status == RUN_SUCCEEDED) {
+                        json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY, NULL) : NULL;
+                        pthread_mutex_lock(&d->lock);
+                        json_decref(t->value);
+                        t->value = v ?: json_null();
+                        free(t->value_json);
+                        t->value_json = json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
+                        if (!v && res->value_repr) {
+                                _cleanup_free_ char *m = xasprintf("the result is not JSON (%.200s); dependents get null",
+                                                                   res->value_repr);
+                                set_error(t, m);
+                        }
+                        t->exit_code = 0;
+                        set_state(d, t, DAG_TASK_SUCCEEDED);
+                        pthread_mutex_unlock(&d->lock);
+                        if (v)
+                                (void) store_dag_memo_put(engine_store(d->engine), d->tenant, key, res->value_json, run_id);
+                        run_result_free(res);
+                        return;
+                }
+                _cleanup_free_ char *m = NULL;
+                if (res->status == RUN_FAILED && res->error_type)
+                        m = xasprintf("%s: %s", res->error_type, res->error_message ?: "");
+                else
+                        m = xstrdup(res->error_message ?: run_status_to_string(res->status));
+                bool again = retriable(res->status) && attempt <= t->retries && !d->cancel_requested && !d->stop;
+                DagTaskState s = res->status == RUN_CANCELLED || d->cancel_requested ? DAG_TASK_CANCELLED : DAG_TASK_FAILED;
+                int code = res->exit_code;
+                run_result_free(res);
+                if (!again) {
+                        finish(d, t, s, m, code);
+                        return;
+                }
+                pthread_mutex_lock(&d->lock);
+                set_error(t, m);
+                record_task(d, t);
+                pthread_mutex_unlock(&d->lock);
+                uint64_t delay = t->backoff_ms << MIN(attempt - 1, 16);
+                backoff_sleep(d, MIN(delay, MAX_BACKOFF_MS));
+        }
+}
+
+typedef struct TaskArg {
+        Dag *d;
+        Task *t;
+} TaskArg;
+
+static void *task_thread(void *p) {
+        TaskArg *a = p;
+        run_task(a->d, a->t);
+        pthread_mutex_lock(&a->d->lock);
+        a->d->running--;
+        pthread_cond_broadcast(&a->d->cond);
+        pthread_mutex_unlock(&a->d->lock);
+        free(a);
+        return NULL;
+}
+
+/* ---- the scheduler ---- */
+
+static void emit(Dag *d, DagEventFn fn, void *ud, DagEvent ev) {
+        if (fn)
+                fn(d, &ev, ud);
+}
+
+/* Reports state changes since the last call (lock held; released around
+ * the callbacks so a renderer may call dag_task_info()). */
+static void report(Dag *d, DagEventFn fn, void *ud) {
+        for (size_t i = 0; i < d->n; i++) {
+                Task *t = &d->tasks[i];
+                if (t->state != t->reported) {
+                        t->reported = t->state;
+                        DagTaskState s = t->state;
+                        pthread_mutex_unlock(&d->lock);
+                        emit(d, fn, ud, (DagEvent) { .type = DAG_EVENT_TASK, .task = i, .state = s });
+                        pthread_mutex_lock(&d->lock);
+                }
+        }
+}
+
+static bool dep_blocked(Dag *d, Task *t, const char **ret_which) {
+        for (size_t k = 0; k < t->n_deps; k++) {
+                DagTaskState s = d->tasks[t->deps[k]].state;
+                if (s == DAG_TASK_FAILED || s == DAG_TASK_SKIPPED || s == DAG_TASK_CANCELLED) {
+                        *ret_which = d->tasks[t->deps[k]].name;
+                        return true;
+                }
+        }
+        return false;
+}
+
+static bool deps_ok(Dag *d, Task *t) {
+        for (size_t k = 0; k < t->n_deps; k++) {
+                DagTaskState s = d->tasks[t->deps[k]].state;
+                if (s != DAG_TASK_SUCCEEDED && s != DAG_TASK_CACHED)
+                        return false;
+        }
+        return true;
+}
+
+static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
+        pthread_mutex_lock(&d->lock);
+        bool cancel_sent = false;
+        for (;;) {
+                if (d->cancel_requested && !cancel_sent) {
+                        d->stop = true;
+                        cancel_sent = true;
+                        for (size_t i = 0; i < d->n; i++)
+                                if (d->tasks[i].state == DAG_TASK_RUNNING && d->tasks[i].run_id)
+                                        (void) engine_cancel(d->engine, d->tasks[i].run_id);
+                }
+                bool progress = true;
+                while (progress) {
+                        progress = false;
+                        for (size_t i = 0; i < d->n; i++) {
+                                Task *t = &d->tasks[i];
+                                if (t->state != DAG_TASK_PENDING)
+                                        continue;
+                                const char *which = NULL;
+                                if (dep_blocked(d, t, &which)) {
+                                        _cleanup_free_ char *m = xasprintf("not run: upstream task '%s' did not succeed", which);
+                                        set_error(t, m);
+                                        set_state(d, t, DAG_TASK_SKIPPED);
+                                        progress = true;
+                                } else if (d->stop) {
+                                        set_error(t, d->cancel_requested ? "not run: the DAG run was cancelled"
+                                                                         : "not run: another task failed (fail-fast; "
+                                                                           "--keep-going runs independent tasks)");
+                                        set_state(d, t, d->cancel_requested ? DAG_TASK_CANCELLED : DAG_TASK_SKIPPED);
+                                        progress = true;
+                                } else if (d->running < concurrency && deps_ok(d, t)) {
+                                        TaskArg *a = xmalloc(sizeof(TaskArg));
+                                        *a = (TaskArg) { d, t };
+                                        set_error(t, NULL);
+                                        set_state(d, t, DAG_TASK_RUNNING);
+                                        if (pthread_create(&t->thread, NULL, task_thread, a) != 0) {
+                                                free(a);
+                                                set_error(t, "cannot start a thread");
+                                                set_state(d, t, DAG_TASK_FAILED);
+                                        } else {
+                                                t->has_thread = true;
+                                                d->running++;
+                                        }
+                                        progress = true;
+                                }
+                        }
+                }
+                /* Fail-fast: the first failure stops new starts. */
+                if (!d->opts.keep_going)
+                        for (size_t i = 0; i < d->n; i++)
+                                if (d->tasks[i].state == DAG_TASK_FAILED)
+                                        d->stop = true;
+                report(d, fn, ud);
+                bool pending = false;
+                for (size_t i = 0; i < d->n; i++)
+                        pending = pending || d->tasks[i].state == DAG_TASK_PENDING;
+                if (d->running == 0 && !pending)
+                        break;
+                if (d->running == 0 && pending && !d->stop) {
+                        /* Nothing runs and nothing can start: cannot happen
+                         * in an acyclic graph, but never spin. */
+                        d->stop = true;
+                        continue;
+                }
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += TICK_MS * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                int w = pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+                if (w == ETIMEDOUT) {
+                        pthread_mutex_unlock(&d->lock);
+                        emit(d, fn, ud, (DagEvent) { .type = DAG_EVENT_TICK });
+                        pthread_mutex_lock(&d->lock);
+                }
+        }
+        pthread_mutex_unlock(&d->lock);
+        for (size_t i = 0; i < d->n; i++)
+                if (d->tasks[i].has_thread) {
+                        pthread_join(d->tasks[i].thread, NULL);
+                        d->tasks[i].has_thread = false;
+                }
+}
+
+static const char *final_status(Dag *d) {
+        bool failed = false, cancelled = false;
+        for (size_t i = 0; i < d->n; i++) {
+                DagTaskState s = d->tasks[i].state;
+                failed = failed || s == DAG_TASK_FAILED || s == DAG_TASK_SKIPPED;
+                cancelled = cancelled || s == DAG_TASK_CANCELLED;
+        }
+        return cancelled ? "cancelled" : failed ? "failed" : "succeeded";
+}
+
+static char *options_json(Dag *d, unsigned concurrency) {
+        json_t *o = json_pack("{s:i, s:b, s:b, s:s}", "concurrency", (int) concurrency, "keep_going",
+                              d->opts.keep_going, "no_cache", d->opts.no_cache, "sandbox",
+                              d->opts.sandbox == SANDBOX_MODE_NONE ? "none" : "full");
+        char *s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        return s;
+}
+
+/* Resuming: tasks that finished well keep their results; the rest run. */
+static int restore_tasks(Dag *d, Store *s, char **ret_error) {
+        DagTaskRecord **recs = NULL;
+        size_t n = 0;
+        int r = store_dag_tasks(s, d->id, &recs, &n);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read the tasks of %s: %s", d->id, strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                DagTaskState st = dag_task_state_from_string(recs[i]->state);
+                if ((st != DAG_TASK_SUCCEEDED && st != DAG_TASK_CACHED) || !recs[i]->value_json)
+                        continue;
+                for (size_t k = 0; k < d->n; k++) {
+                        Task *t = &d->tasks[k];
+                        if (!streq(t->name, recs[i]->name))
+                                continue;
+                        json_t *v = json_loads(recs[i]->value_json, JSON_DECODE_ANY, NULL);
+                        if (!v)
+                                break;
+                        t->value = v;
+                        t->value_json = xstrdup(recs[i]->value_json);
+                        t->run_id = recs[i]->run_id ? xstrdup(recs[i]->run_id) : NULL;
+                        t->attempts = recs[i]->attempts;
+                        t->cached = recs[i]->cached;
+                        t->exit_code = 0;
+                        t->started = recs[i]->started;
+                        t->finished = recs[i]->finished;
+                        t->state = st;
+                }
+        }
+        dag_task_record_list_free(recs, n);
+        return 0;
+}
+
+int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn fn, void *userdata, char **ret_error) {
+        d->engine = e;
+        d->catalog = dc;
+        d->opts = *o;
+        d->opts.resume_id = NULL;
+        d->opts.dag_id = NULL;
+        free(d->tenant);
+        d->tenant = xstrdup(o->tenant ?: "local");
+        unsigned concurrency = o->concurrency ?: d->concurrency ?: DAG_DEFAULT_CONCURRENCY;
+        concurrency = MIN(concurrency, (unsigned) DAG_MAX_CONCURRENCY);
+        Store *s = engine_store(e);
+        d->status = "validating";
+
+        if (!o->skip_validation) {
+                emit(d, fn, userdata, (DagEvent) { .type = DAG_EVENT_VALIDATING });
+                int r = validate_all(d, concurrency, ret_error);
+                if (r < 0)
+                        return r;
+        }
+
+        _cleanup_free_ char *opts = options_json(d, concurrency);
+        _cleanup_free_ char *owner = xasprintf("%d", (int) getpid());
+        free(d->id);
+        if (o->resume_id) {
+                d->id = xstrdup(o->resume_id);
+                int r = restore_tasks(d, s, ret_error);
+                if (r < 0)
+                        return r;
+        } else {
+                d->id = o->dag_id ? xstrdup(o->dag_id) : id_new("d");
+                _cleanup_free_ char *abs_base = realpath(d->base_dir, NULL);
+                DagRunRecord rec = {
+                        .id = d->id,
+                        .tenant = d->tenant,
+                        .name = d->name,
+                        .file = d->filename,
+                        .base_dir = abs_base ?: d->base_dir,
+                        .spec_text = d->text,
+                        .params_json = d->params_json,
+                        .options_json = opts,
+                        .status = "running",
+                        .owner = owner,
+                        .created = now_realtime(),
+                        .started = now_realtime(),
+                };
+                int r = store_dag_insert(s, &rec);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot record the DAG run: %s", strerror(-r));
+                        return r;
+                }
+        }
+        DagRunRecord *cur = NULL;
+        if (store_dag_get(s, d->tenant, d->id, &cur) >= 0) {
+                free(cur->status);
+                cur->status = xstrdup("running");
+                free(cur->owner);
+                cur->owner = xstrdup(owner);
+                free(cur->error);
+                cur->error = NULL;
+                cur->finished = 0;
+                (void) store_dag_update(s, cur);
+        }
+        d->status = "running";
+        pthread_mutex_lock(&d->lock);
+        for (size_t i = 0; i < d->n; i++) {
+                d->tasks[i].reported = _DAG_TASK_STATE_MAX;
+                record_task(d, &d->tasks[i]);
+        }
+        pthread_mutex_unlock(&d->lock);
+        emit(d, fn, userdata, (DagEvent) { .type = DAG_EVENT_STARTED });
+
+        schedule(d, concurrency, fn, userdata);
+
+        d->status = final_status(d);
+        if (cur) {
+                free(cur->status);
+                cur->status = xstrdup(d->status);
+                free(cur->owner);
+                cur->owner = NULL;
+                cur->finished = now_realtime();
+                (void) store_dag_update(s, cur);
+                dag_run_record_free(cur);
+        }
+        return 0;
+}
+
+void dag_cancel(Dag *d) {
+        d->cancel_requested = 1;
+}
+
+void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
+        pthread_mutex_lock(&d->lock);
+        Task *t = &d->tasks[i];
+        *ret = (DagTaskInfo) {
+                .name = t->name,
+                .file = t->file,
+                .state = t->state,
+                .depth = t->depth,
+                .run_id = t->run_id,
+                .attempts = t->attempts,
+                .cached = t->cached,
+                .value_json = t->value_json,
+                .error = t->error,
+                .exit_code = t->exit_code,
+                .started = t->started,
+                .finished = t->finished,
+                .n_deps = t->n_deps,
+                .deps = t->deps,
+                .n_dependents = t->n_dependents,
+        };
+        pthread_mutex_unlock(&d->lock);
+}
+
+const char *dag_status(const Dag *d) {
+        return d->status;
+}
+
+int dag_exit_code(const Dag *d) {
+        const Task *first = NULL;
+        bool cancelled = false;
+        for (size_t i = 0; i < d->n; i++) {
+                const Task *t = &d->tasks[i];
+                if (t->state == DAG_TASK_CANCELLED)
+                        cancelled = true;
+                if (t->state == DAG_TASK_FAILED && (!first || t->finished < first->finished))
+                        first = t;
+        }
+        if (cancelled)
+                return 130;
+        if (first)
+                return first->exit_code > 0 ? first->exit_code : EXIT_RAISED;
+        for (size_t i = 0; i < d->n; i++)
+                if (d->tasks[i].state != DAG_TASK_SUCCEEDED && d->tasks[i].state != DAG_TASK_CACHED)
+                        return EXIT_RAISED;
+        return 0;
+}
+
+int dag_load(Store *s, const char *tenant, const char *id_or_prefix, Dag **ret, DagRunRecord **ret_record,
+             char **ret_error) {
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(s, tenant, id_or_prefix, &rec);
+        if (r == -ENOENT)
+                *ret_error = xasprintf("no DAG run '%s' (see: pysprinter dag ls)", id_or_prefix);
+        else if (r == -EEXIST)
+                *ret_error = xasprintf("'%s' matches several DAG runs; give more of the id", id_or_prefix);
+        else if (r < 0)
+                *ret_error = xasprintf("cannot read the store: %s", strerror(-r));
+        if (r < 0)
+                return r;
+        char **params = NULL;
+        json_t *pj = rec->params_json ? json_loads(rec->params_json, 0, NULL) : NULL;
+        const char *k;
+        json_t *v;
+        json_object_foreach(pj, k, v) {
+                if (json_is_string(v)) {
+                        _cleanup_free_ char *kv = xasprintf("%s=%s", k, json_string_value(v));
+                        params = strv_append(params, kv);
+                }
+        }
+        json_decref(pj);
+        Dag *d = NULL;
+        r = dag_parse(rec->spec_text, strlen(rec->spec_text), rec->file, rec->base_dir, params, &d, ret_error);
+        strv_free(params);
+        if (r < 0) {
+                dag_run_record_free(rec);
+                return r;
+        }
+        d->id = xstrdup(rec->id);
+        *ret = d;
+        if (ret_record)
+                *ret_record = rec;
+        else
+                dag_run_record_free(rec);
+        return 0;
+}

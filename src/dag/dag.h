@@ -1,0 +1,143 @@
+/* dag: pipelines of functions (DESIGN §8).
+ *
+ * A pipeline is a YAML file (docs/dag.md):
+ *
+ *   params: {n: 5}
+ *   tasks:
+ *     load:  {file: load.py, args: ["${params.n}"], data: [raw]}
+ *     left:  {file: f.py, function: left, args: ["${load}"], retries: 2}
+ *     right: {file: f.py, function: right, kwargs: {x: "${load.count}"}}
+ *     join:  {file: join.py, args: ["${left}", "${right}"], depends: [load]}
+ *
+ * References: ${task} (the task's result), ${task.key[.key…]} (an object key
+ * or a list index), ${params.name}. A value that is exactly one reference
+ * keeps the referenced JSON type; a reference inside a longer string is
+ * stringified ($${ is a literal ${). References make dependencies;
+ * `depends:` adds more.
+ *
+ * dag_parse() checks the structure, references and cycles; dag_run()
+ * validates every task in a worker (file, function, arguments,
+ * requirements) before the first task runs, then runs tasks as their
+ * dependencies finish, at most `concurrency` at once, each through
+ * engine_run() on its own thread. Results are memoised by sha256 of
+ * (source, function, arguments after substitution, lock id, datasets'
+ * content); the lock id is, for now, the hash of the source (which holds
+ * the requirements dict). DAG runs and task states are recorded in the
+ * store so `dag status`, `dag logs` and resuming an interrupted run work.
+ *
+ * Depends on: basic, engine, store, data (libyaml and jansson inside).
+ * A Dag is driven by one dag_run() at a time; dag_cancel() may be called
+ * from a signal handler. */
+#pragma once
+
+#include "basic.h"
+#include "data.h"
+#include "engine.h"
+#include "store.h"
+
+#define DAG_MAX_TASKS 1000
+#define DAG_MAX_FILE_BYTES (1ULL << 20)
+#define DAG_DEFAULT_CONCURRENCY 4
+#define DAG_MAX_CONCURRENCY 256
+#define DAG_MAX_RETRIES 20
+#define DAG_DEFAULT_BACKOFF_MS 1000ULL
+
+typedef enum DagTaskState {
+        DAG_TASK_PENDING,
+        DAG_TASK_RUNNING,
+        DAG_TASK_SUCCEEDED,
+        DAG_TASK_CACHED,     /* memo hit (or kept from the run being resumed) */
+        DAG_TASK_FAILED,
+        DAG_TASK_SKIPPED,    /* an upstream task failed, or fail-fast stopped the run */
+        DAG_TASK_CANCELLED,
+        _DAG_TASK_STATE_MAX,
+} DagTaskState;
+const char *dag_task_state_to_string(DagTaskState s);
+DagTaskState dag_task_state_from_string(const char *s);
+bool dag_task_state_is_done(DagTaskState s);
+
+typedef struct Dag Dag;
+
+/* Parses a pipeline. filename is shown in messages; task files are
+ * relative to base_dir; params: "NAME=VALUE" overrides (VALUE read like a
+ * YAML plain scalar: 5 is a number, true a bool, [..]/{..} JSON). On error
+ * *ret_error is "FILE:LINE: what" (a cycle names its tasks: a -> b -> a). */
+int dag_parse(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
+              Dag **ret, char **ret_error);
+Dag *dag_free(Dag *d);
+
+size_t dag_n_tasks(const Dag *d);
+/* The pipeline's `name:` (or the file name). */
+const char *dag_name(const Dag *d);
+/* The DAG run id once dag_run() started (or the resumed one). */
+const char *dag_id(const Dag *d);
+
+typedef struct DagOptions {
+        const char *tenant;      /* NULL: "local" */
+        unsigned concurrency;    /* 0: pipeline's `concurrency:`, else DAG_DEFAULT_CONCURRENCY */
+        bool no_cache;           /* run every task even when its memo exists */
+        bool keep_going;         /* run whatever does not depend on a failure */
+        SandboxMode sandbox;
+        const char *resume_id;   /* continue this DAG run: finished tasks keep their results */
+        const char *dag_id;      /* NULL: a new id */
+        bool skip_validation;    /* (tests) */
+} DagOptions;
+
+typedef enum DagEventType {
+        DAG_EVENT_VALIDATING,    /* validation of all tasks starts */
+        DAG_EVENT_STARTED,       /* tasks start running; dag_id() is set */
+        DAG_EVENT_TASK,          /* ev->task changed state */
+        DAG_EVENT_TICK,          /* periodic (~5/s) while running: redraw */
+        DAG_EVENT_WARNING,       /* ev->message */
+} DagEventType;
+
+typedef struct DagEvent {
+        DagEventType type;
+        size_t task;
+        DagTaskState state;
+        const char *message;
+} DagEvent;
+
+/* Always called on the thread that called dag_run(). */
+typedef void (*DagEventFn)(const Dag *d, const DagEvent *ev, void *userdata);
+
+/* Validates every task, then runs the pipeline to its end. Returns 0 once
+ * the run happened (whatever its tasks' outcomes: see dag_exit_code()),
+ * -EINVAL with *ret_error when validation failed (nothing ran), another
+ * negative errno when the store or engine failed. */
+int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn fn, void *userdata, char **ret_error);
+
+/* Stops starting tasks and cancels the running ones (async-signal-safe
+ * enough: sets a flag and wakes the scheduler). */
+void dag_cancel(Dag *d);
+
+/* A task's state for renderers; strings stay owned by the Dag and valid
+ * until the next dag_run() or dag_free(). */
+typedef struct DagTaskInfo {
+        const char *name;
+        const char *file;
+        DagTaskState state;
+        int depth;               /* longest path from a root: 0 for roots */
+        const char *run_id;
+        int attempts;
+        bool cached;
+        const char *value_json;
+        const char *error;
+        int exit_code;
+        usec_t started, finished; /* realtime µs; 0 when not */
+        size_t n_deps;
+        const size_t *deps;
+        size_t n_dependents;
+} DagTaskInfo;
+void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret);
+
+/* "succeeded", "failed", "cancelled" (or "running" during the run). */
+const char *dag_status(const Dag *d);
+/* 0 when every task succeeded; else the first failed task's exit code
+ * (130 when cancelled). */
+int dag_exit_code(const Dag *d);
+
+/* Loads a recorded DAG run for resuming: the Dag parsed from the stored
+ * pipeline text, base directory and params. */
+int dag_load(Store *s, const char *tenant, const char *id_or_prefix, Dag **ret, DagRunRecord **ret_record,
+             char **ret_error);
