@@ -248,6 +248,13 @@ static int check_requirements(RunCtx *c, json_t *reqs, PkgRequirement ***ret, si
 }
 
 static char *validation_key(RunCtx *c) {
+        /* A deployed function's source was validated at its first call; its
+         * instance binds each invocation's arguments itself (a bad one is
+         * still exit 3), so per-call arguments stay out of the key. */
+        if (c->spec->instance_key)
+                return xasprintf("instance\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", c->spec->instance_key,
+                                 c->spec->filename ?: "", c->spec->function ?: "", (int) c->spec->sandbox,
+                                 (int) c->spec->source_len, c->spec->source);
         return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", c->spec->filename ?: "",
                          c->spec->function ?: "", c->spec->args_json ?: "[]", c->spec->kwargs_json ?: "{}",
                          c->spec->context_json ? "ctx" : "", (int) c->spec->sandbox, (int) c->spec->source_len,
