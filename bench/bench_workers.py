@@ -1,0 +1,274 @@
+#!/usr/bin/python3
+"""Warm-worker benchmarks (issue 6, DESIGN §6), through pysprinterd over
+loopback HTTP, each next to its baseline measured in the same run.
+
+  (a) ad-hoc run of a trivial function in an env with requests
+      goal: p50 <= 5 ms and >= 30x faster than `python3 -c 'import requests; ...'`
+  (b) invoke of a deployed trivial function
+      goal: p50 <= 1 ms, >= 3000 invocations/s at concurrency 8
+  (c) ad-hoc throughput at concurrency 8: goal >= 500 runs/s
+  (d) first run of an env whose packages are in the store, no warm worker:
+      goal <= its packages' import time + 20 ms
+  (e) PSS added per idle pre-forked child: goal <= 2 MiB
+
+Usage: bench_workers.py BUILD_DIR [--quick]
+Not a test: it prints figures and ratios, and always exits 0 unless the
+daemon cannot be started.
+"""
+import http.client
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+import pkgindex  # noqa: E402
+
+PY = "/usr/bin/python3"
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        h = {"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"}
+        try:
+            self.c.request(method, path, body=data, headers=h)
+            r = self.c.getresponse()
+            payload = r.read()
+        except (http.client.HTTPException, OSError):
+            self.c.close()
+            self.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            self.c.request(method, path, body=data, headers=h)
+            r = self.c.getresponse()
+            payload = r.read()
+        return r.status, json.loads(payload) if payload else None
+
+
+class Daemon:
+    def __init__(self, build, home, index_url, sandbox):
+        self.build, self.home, self.index_url, self.sandbox = build, home, index_url, sandbox
+        self.proc = None
+
+    def start(self):
+        self.port = free_port()
+        cfg = self.home.parent / "bench.yaml"
+        cfg.write_text(f"tokens:\n  - tenant: bench\n    token: {TOKEN}\n"
+                       f"index:\n  url: {self.index_url}\n"
+                       "server:\n  max_concurrent_runs: 64\n  max_concurrent_per_tenant: 64\n"
+                       "  max_queued_runs: 4096\n  max_connections: 256\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+        env.update(PYSPRINTER_HOME=str(self.home), PYSPRINTER_WORKER=str(self.build / "src/worker/pysprinter-worker"),
+                   PYSPRINTER_INDEX_URL=self.index_url)
+        args = [str(self.build / "src/daemon/pysprinterd"), "--listen", f"127.0.0.1:{self.port}",
+                "--config", str(cfg), f"--sandbox={self.sandbox}"]
+        self.log = open(self.home.parent / "daemon.log", "ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=self.log)
+        for _ in range(300):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("pysprinterd did not start; see " + str(self.home.parent / "daemon.log"))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def timed_runs(client, n, body, path="/v1/runs?wait=true"):
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        st, out = client.call("POST", path, body)
+        lat.append(time.perf_counter() - t0)
+        if st != 200 or (out or {}).get("status") not in (None, "succeeded"):
+            raise RuntimeError(f"run failed: {st} {json.dumps(out)[:400]}")
+    return lat
+
+
+def throughput(port, seconds, conc, body, path):
+    done = [0] * conc
+    errors = [0] * conc
+    stop = time.perf_counter() + seconds
+
+    def loop(i):
+        c = Client(port)
+        while time.perf_counter() < stop:
+            st, out = c.call("POST", path, body)
+            if st == 200:
+                done[i] += 1
+            else:
+                errors[i] += 1
+    ts = [threading.Thread(target=loop, args=(i,)) for i in range(conc)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sum(done) / (time.perf_counter() - t0), sum(errors)
+
+
+def spawn_baseline(n, code):
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([PY, "-c", code], check=True, capture_output=True)
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
+def pss_kb(pid):
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid):
+    out = []
+    try:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        return out
+    for k in kids:
+        out.append(int(k))
+        out += descendants(int(k))
+    return out
+
+
+def cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def report(label, value, goal, ok):
+    print(f"  {label:<58} {value:<26} goal {goal:<22} {'MET' if ok else 'NOT MET'}")
+
+
+def main():
+    build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build").resolve()
+    quick = "--quick" in sys.argv
+    sandbox = os.environ.get("BENCH_SANDBOX", "full")
+    n = 40 if quick else 200
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-workers-"))
+    wheels = tmp / "wheels"
+    wheels.mkdir()
+    for w in pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
+        shutil.copy(w, wheels)
+    index = pkgindex.Index(wheels).start()
+    home = tmp / "home"
+    home.mkdir()
+    d = Daemon(build, home, index.url, sandbox).start()
+    print(f"pysprinter warm-worker benchmarks (sandbox={sandbox}, {os.cpu_count()} CPUs, n={n})")
+    try:
+        c = Client(d.port)
+        src = "@requirements({'requests': ''})\ndef f(x: int = 1):\n    return x + 1\n"
+        body = {"source": src, "filename": "bench.py", "args": [1]}
+        t0 = time.perf_counter()
+        st, out = c.call("POST", "/v1/runs?wait=true", body)
+        first = time.perf_counter() - t0
+        if st != 200 or out.get("status") != "succeeded":
+            raise RuntimeError(f"first run failed: {st} {json.dumps(out)[:500]}")
+        print(f"  first run (resolve + install + cold worker): {first * 1000:.0f} ms")
+        timed_runs(c, 10, body)  # settle: spares forked, caches warm
+
+        # (a)
+        lat = timed_runs(c, n, body)
+        base = spawn_baseline(10 if quick else 20, "import requests; print(1 + 1)")
+        p50, p99, b50 = pct(lat, 50), pct(lat, 99), pct(base, 50)
+        print("(a) ad-hoc run, env with requests, sequential")
+        report("p50 / p99", f"{p50 * 1e3:.2f} / {p99 * 1e3:.2f} ms", "p50 <= 5 ms", p50 <= 0.005)
+        report("vs spawning python3 -c 'import requests' (p50 " + f"{b50 * 1e3:.0f} ms)",
+               f"{b50 / p50:.1f}x faster", ">= 30x", b50 / p50 >= 30)
+
+        # (b)
+        st, out = c.call("POST", "/v1/functions", {"name": "benchfn", "source": src, "filename": "bench.py"})
+        if st not in (200, 201):
+            raise RuntimeError(f"deploy failed: {st} {out}")
+        inv = {"args": [1]}
+        timed_runs(c, 10, inv, "/v1/functions/benchfn/invoke?wait=true")
+        lat = timed_runs(c, n, inv, "/v1/functions/benchfn/invoke?wait=true")
+        thr, errs = throughput(d.port, 3 if quick else 5, 8, inv, "/v1/functions/benchfn/invoke?wait=true")
+        print("(b) invoke of a deployed trivial function")
+        report("p50 / p99", f"{pct(lat, 50) * 1e3:.2f} / {pct(lat, 99) * 1e3:.2f} ms", "p50 <= 1 ms",
+               pct(lat, 50) <= 0.001)
+        report(f"throughput at concurrency 8 ({errs} errors)", f"{thr:.0f} /s", ">= 3000 /s", thr >= 3000)
+
+        # (c)
+        thr, errs = throughput(d.port, 3 if quick else 5, 8, body, "/v1/runs?wait=true")
+        print("(c) ad-hoc runs at concurrency 8")
+        report(f"throughput ({errs} errors)", f"{thr:.0f} runs/s", ">= 500 runs/s", thr >= 500)
+
+        # (e) idle spares: PSS of each pre-forked child of the env's worker
+        time.sleep(1.0)
+        kids = [p for p in descendants(d.proc.pid) if "pysprinter-worker" in cmdline(p)]
+        workers = [p for p in kids if any(q in kids for q in descendants(p))]
+        spares = [p for p in kids if p not in workers]
+        per_child = [pss_kb(p) for p in spares]
+        print("(e) memory of idle pre-forked children")
+        if per_child:
+            m = statistics.median(per_child) / 1024
+            report(f"PSS per idle child (median of {len(per_child)})", f"{m:.2f} MiB", "<= 2 MiB", m <= 2)
+        else:
+            print("  no idle pre-forked child found to measure")
+    finally:
+        d.stop()
+
+    # (d) packages in the store, no warm worker: a fresh daemon on the same home.
+    d = Daemon(build, home, index.url, sandbox).start()
+    try:
+        c = Client(d.port)
+        body2 = {"source": "@requirements({'requests': ''})\ndef g():\n    return 2\n", "filename": "cold.py"}
+        t0 = time.perf_counter()
+        st, out = c.call("POST", "/v1/runs?wait=true", body2)
+        cold = time.perf_counter() - t0
+        imp = statistics.median(spawn_baseline(5, "import requests")) - statistics.median(spawn_baseline(5, "pass"))
+        print("(d) first run of an env in the store, no warm worker")
+        report(f"first run (requests import alone: {imp * 1e3:.0f} ms)", f"{cold * 1e3:.0f} ms",
+               f"<= import + 20 ms", cold <= imp + 0.020)
+    finally:
+        d.stop()
+        index.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
