@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include "cli.h"
+#include "data.h"
 
 static const char run_help[] =
         "Usage: pysprinter run FILE[::FUNC] [OPTIONS] [ARGUMENTS]\n"
@@ -102,7 +103,27 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
         if (a.sandbox == SANDBOX_MODE_NONE)
                 fprintf(stderr, "pysprinter: warning: --sandbox=none: this code runs WITHOUT isolation, "
                                 "with your user's access to files and network\n");
+        /* --data NAME[@VERSION]: resolved to read-only content dirs. */
+        _cleanup_strv_free_ char **mounts = NULL;
+        if (a.data) {
+                DataCatalog *dc = NULL;
+                r = cli_data_open(e, &dc);
+                _cleanup_free_ char *derr = NULL, *dwarn = NULL;
+                if (r == 0 && data_resolve_mounts(dc, NULL, a.data, &mounts, NULL, &dwarn, &derr) < 0) {
+                        fprintf(stderr, "pysprinter: %s\n", derr);
+                        r = EXIT_VALIDATION;
+                }
+                if (dwarn)
+                        fprintf(stderr, "pysprinter: warning: %s\n", dwarn);
+                data_catalog_free(dc);
+                if (r) {
+                        engine_free(e);
+                        run_args_done(&a);
+                        return r;
+                }
+        }
         RunSpec spec = {
+                .data = mounts,
                 .source = source,
                 .source_len = len,
                 .filename = a.file,

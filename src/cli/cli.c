@@ -15,6 +15,9 @@ static const Verb verbs[] = {
         { "ps", verb_ps, "list recent runs" },
         { "show", verb_show, "show one run's record" },
         { "logs", verb_logs, "print a run's output again" },
+        { "dag", verb_dag, "run a pipeline: dag run|resume|status|logs|ls" },
+        { "chain", verb_chain, "run files in a row, each result the next's first argument" },
+        { "data", verb_data, "named, versioned datasets: data put|ls|get|rm" },
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },
         { "env", verb_env, "environments: env ls, env prune" },
 };

@@ -65,6 +65,11 @@ int verb_validate(int argc, char **argv);
 int verb_ps(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_logs(int argc, char **argv);
+int verb_dag(int argc, char **argv);
+int verb_chain(int argc, char **argv);
+int verb_data(int argc, char **argv);
+typedef struct DataCatalog DataCatalog; /* cli-data.c: the catalog beside the engine's store */
+int cli_data_open(Engine *e, DataCatalog **ret);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 

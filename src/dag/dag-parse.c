@@ -860,18 +860,19 @@ int dag_parse(const char *text, size_t len, const char *filename, const char *ba
                                 }
                 }
                 defs[i] = def;
-                d->n = i + 1;
+                d->n = i; /* the tasks named so far, for the duplicate check */
                 t->line = (int) (def ? def->start_mark.line + 1 : 0);
                 if (!name || !ident_ok(name, strlen(name)) || streq(name, "params")) {
                         r = yerr(&y, def, "task name '%s' is not valid (letters, digits, '_', '-'; not 'params')",
                                  name ?: "");
                         break;
                 }
-                if (task_index(d, name) >= 0 && task_index(d, name) < (ssize_t) i) {
+                if (task_index(d, name) >= 0) {
                         r = yerr(&y, def, "task '%s' is defined twice", name);
                         break;
                 }
                 t->name = xstrdup(name);
+                d->n = i + 1;
                 t->args = json_array();
                 t->kwargs = json_object();
                 t->backoff_ms = DAG_DEFAULT_BACKOFF_MS;
