@@ -46,6 +46,10 @@ static const char *const denied[] = {
         "reboot", "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime",
         "adjtimex", "syslog", "quotactl", "quotactl_fd", "nfsservctl", "_sysctl", "sethostname",
         "setdomainname", "migrate_pages", "move_pages", "mbind",
+        /* System V IPC: the one channel concurrent runs of a worker would
+         * share (they have no IPC namespace of their own; see sandbox.c). */
+        "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl", "msgget", "msgsnd",
+        "msgrcv", "msgctl",
 };
 
 static int build(scmp_filter_ctx *ret, char **ret_error) {

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -59,41 +60,42 @@ out:
         return r;
 }
 
-/* The run's init: reaps everything, reports the user code's status, and by
- * exiting makes the kernel kill whatever is left in the namespace. */
-static _noreturn_ void run_init(pid_t user, int status_fd) {
+/* The run's init (pid 1 of the run's pid namespace). It shares the run
+ * child's memory (CLONE_VM): copying the page tables of a warm interpreter
+ * is the dominant cost of a run's start, and this process needs none of
+ * it; it runs on its own small stack and makes only system calls. It reaps
+ * orphans until the run child kills it, and its death makes the kernel
+ * kill everything left in the namespace. */
+static int run_init(void *arg) {
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
         for (int s = 1; s < NSIG; s++)
                 if (s != SIGKILL && s != SIGSTOP)
-                        signal(s, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        (void) sigprocmask(SIG_SETMASK, &none, NULL);
-        int keep[] = { status_fd };
-        sandbox_fds_close_except(keep, 1);
+                        (void) sigaction(s, &dfl, NULL);
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        (void) sigprocmask(SIG_SETMASK, &chld, NULL);
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         (void) prctl(PR_SET_NAME, "sbx-init");
         for (;;) {
-                int st;
-                pid_t p = waitpid(-1, &st, 0);
-                if (p < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        _exit(126);
-                }
-                if (p == user) {
-                        (void) write(status_fd, &st, sizeof(st));
-                        _exit(0);
-                }
+                siginfo_t si;
+                (void) sigwaitinfo(&chld, &si);
+                while (waitpid(-1, NULL, WNOHANG | __WALL) > 0)
+                        ;
         }
+        return 0;
 }
 
-/* The run child C: waits for the run's init and dies the way the user
- * code did, so the worker reports what the user code did. */
-static _noreturn_ void run_mirror(pid_t init, int status_fd) {
-        int st, ist = 0;
-        while (waitpid(init, &ist, 0) < 0 && errno == EINTR)
+/* The run child C: waits for the user code's process, ends the run's pid
+ * namespace, and dies the way the user code did, so the worker reports
+ * what the user code did. */
+static _noreturn_ void run_mirror(pid_t user, pid_t init) {
+        int st = 0;
+        while (waitpid(user, &st, 0) < 0 && errno == EINTR)
                 ;
-        if (read(status_fd, &st, sizeof(st)) != sizeof(st))
-                st = ist; /* the init itself was killed (cgroup kill, worker gone) */
+        (void) kill(init, SIGKILL);
+        while (waitpid(init, NULL, __WALL) < 0 && errno == EINTR)
+                ;
         if (WIFEXITED(st))
                 _exit(WEXITSTATUS(st));
         int sig = WIFSIGNALED(st) ? WTERMSIG(st) : SIGKILL;
@@ -105,6 +107,8 @@ static _noreturn_ void run_mirror(pid_t init, int status_fd) {
         (void) raise(sig);
         _exit(128 + sig);
 }
+
+#define INIT_STACK_SIZE (64 << 10)
 
 int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
         int r;
@@ -123,8 +127,12 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
         r = sandbox_net_join(cfg->network, ret_error);
         if (r < 0)
                 return r;
-        if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC) < 0) {
-                *ret_error = xasprintf("unshare(mount, pid, ipc): %s", strerror(errno));
+        /* No per-run IPC namespace: creating one costs milliseconds (an
+         * internal mqueue mount); the worker has its own, and the filter
+         * denies System V IPC, the only channel it would share between
+         * concurrent runs. POSIX shm lives in the run's own /dev/shm. */
+        if (unshare(CLONE_NEWNS | CLONE_NEWPID) < 0) {
+                *ret_error = xasprintf("unshare(mount, pid): %s", strerror(errno));
                 return -errno;
         }
         /* Nothing the run mounts may propagate anywhere. */
@@ -132,38 +140,32 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
                 *ret_error = xasprintf("making the run's mounts private: %s", strerror(errno));
                 return -errno;
         }
-        int sp[2];
-        if (pipe2(sp, O_CLOEXEC) < 0)
+        void *stack = mmap(NULL, INIT_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                           -1, 0);
+        if (stack == MAP_FAILED)
                 return -errno;
-        pid_t init = fork();
+        pid_t init = clone(run_init, (char *) stack + INIT_STACK_SIZE, CLONE_VM | SIGCHLD, NULL);
         if (init < 0) {
-                *ret_error = xasprintf("fork: %s", strerror(errno));
+                *ret_error = xasprintf("clone: %s", strerror(errno));
                 return -errno;
         }
-        if (init > 0) {
-                close(sp[1]);
-                run_mirror(init, sp[0]);
-        }
-
-        /* ---- in G, pid 1 of the run ---- */
-        close(sp[0]);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-                _exit(125);
-        r = sandbox_mounts_run(tmp, shm, ret_error);
-        if (r < 0)
-                return r; /* the caller reports and _exits; C mirrors that */
         pid_t user = fork();
         if (user < 0) {
+                r = -errno;
                 *ret_error = xasprintf("fork: %s", strerror(errno));
-                return -errno;
+                (void) kill(init, SIGKILL);
+                return r;
         }
         if (user > 0)
-                run_init(user, sp[1]);
+                run_mirror(user, init);
 
         /* ---- in H, the user code's process (pid 2) ---- */
-        close(sp[1]);
+        (void) munmap(stack, INIT_STACK_SIZE);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 return -errno;
+        r = sandbox_mounts_run(tmp, shm, ret_error);
+        if (r < 0)
+                return r;
         if (setsid() < 0) {
                 *ret_error = xasprintf("setsid: %s", strerror(errno));
                 return -errno;

@@ -117,7 +117,8 @@ def test_output_without_newline(sb):
 def test_kill_everyone(sb):
     r = result(run(sb, "kill_everyone", "--json"))
     # kill(-1) finds nobody it may signal; the run's init ignores us.
-    assert set(r) == {"all", "parent", "init"}
+    assert {"all", "init"} <= set(r), r
+    assert r["ppid"] in (0, 1), r  # nothing outside the run is addressable
     benign_after(sb)
 
 

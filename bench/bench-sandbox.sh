@@ -1,0 +1,101 @@
+#!/bin/bash
+# Sandbox overhead benchmark (issue 4). Usage: bench/bench-sandbox.sh [BUILD_DIR] [N]
+# Measures, in the same run:
+#  1. per-run isolation on a warm worker: fork + sandbox_run_enter() (cgroup
+#     made, joined, killed and removed; mount/pid/ipc namespaces; tmpfs /tmp,
+#     /dev/shm, /proc; rlimits; caps; seccomp) against a plain fork, from a
+#     process the size of a warm worker -- the number the goal is about;
+#  2. end to end: `pysprinter run` with --sandbox=full against
+#     --sandbox=none (a cold worker each time, so this includes the
+#     once-per-worker set-up too).
+# Prints medians, the added time, and ratio to the 3 ms goal.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-$root/build}" && pwd)
+n=${2:-200}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cat >"$tmp/bench.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include "sandbox-internal.h"
+static int cmp(const void *a, const void *b) { double x = *(const double *) a, y = *(const double *) b; return (x > y) - (x < y); }
+int main(int argc, char **argv) {
+        int n = atoi(argv[1]);
+        /* Touch MiB as a warm worker would (argv[2]; 20 MiB: CPython with the
+         * stdlib modules a run uses; more with packages imported):
+         * fork cost grows with the page tables. */
+        size_t sz = (size_t) atoi(argv[2]) << 20;
+        char *mem = malloc(sz);
+        memset(mem, 1, sz);
+        char *err = NULL;
+        /* What a sandboxed worker prepares once: the filter, the
+         * loopback-only network namespace the runs join. */
+        if (sandbox_seccomp_prepare(&err) < 0 || sandbox_net_prepare(&err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
+        double *plain = calloc(n, sizeof(double)), *full = calloc(n, sizeof(double));
+        for (int i = 0; i < n; i++) {
+                for (int mode = 0; mode < 2; mode++) {
+                        usec_t t0 = now_monotonic();
+                        SandboxCgroup *cg = NULL;
+                        int fds[6];
+                        size_t nfds = 0;
+                        if (mode) {
+                                SandboxLimits l = { .memory_bytes = 512 << 20, .max_procs = 66, .cpu_millis = 1000 };
+                                char name[64];
+                                snprintf(name, sizeof(name), "bench-%d-%d", getpid(), i);
+                                if (sandbox_cgroup_new(name, &l, &cg, &err) >= 0)
+                                        nfds = sandbox_cgroup_procs_fds(cg, fds, 6);
+                        }
+                        pid_t p = fork();
+                        if (p == 0) {
+                                if (mode) {
+                                        SandboxRunConfig c = { .cgroup_fds = fds, .n_cgroup_fds = nfds };
+                                        if (sandbox_run_enter(&c, &err) < 0) { fprintf(stderr, "%s\n", err); _exit(1); }
+                                }
+                                _exit(0);
+                        }
+                        int st;
+                        waitpid(p, &st, 0);
+                        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { fprintf(stderr, "child failed\n"); return 1; }
+                        sandbox_cgroup_free(cg);
+                        (mode ? full : plain)[i] = (now_monotonic() - t0) / 1000.0;
+                }
+        }
+        qsort(plain, n, sizeof(double), cmp);
+        qsort(full, n, sizeof(double), cmp);
+        printf("%.3f %.3f\n", plain[n / 2], full[n / 2]);
+        return 0;
+}
+C
+cc -O2 -D_GNU_SOURCE -I"$root/src/sandbox" -I"$root/src/basic" "$tmp/bench.c" \
+   "$build/src/sandbox/libsandbox.a" "$build/src/basic/libbasic.a" -lseccomp -o "$tmp/bench"
+mib=${MIB:-20}
+read -r plain full < <("$tmp/bench" "$n" "$mib")
+added=$(echo "$full - $plain" | bc -l)
+printf 'per-run (warm worker of %d MiB, n=%d): fork %.3f ms, fork+sandbox %.3f ms, added %.3f ms median; goal 3 ms: %.2fx of goal\n' \
+       "$mib" "$n" "$plain" "$full" "$added" "$(echo "$added / 3" | bc -l)"
+
+# End to end through the CLI, alternating modes.
+export PYSPRINTER_HOME="$tmp/home" PYSPRINTER_WORKER="$build/src/worker/pysprinter-worker"
+cat >"$tmp/f.py" <<'PY'
+@requirements({})
+def main(x: int = 1):
+    return x + 1
+PY
+m=$(( n / 10 > 10 ? n / 10 : 10 ))
+/usr/bin/python3 - "$build/src/cli/pysprinter" "$tmp/f.py" "$m" <<'PY'
+import statistics, subprocess, sys, time
+cli, f, m = sys.argv[1], sys.argv[2], int(sys.argv[3])
+t = {"none": [], "full": []}
+for _ in range(m):
+    for mode in t:
+        t0 = time.perf_counter()
+        subprocess.run([cli, "run", "--sandbox=" + mode, f], check=True, capture_output=True)
+        t[mode].append((time.perf_counter() - t0) * 1000)
+none, full = statistics.median(t["none"]), statistics.median(t["full"])
+print("end to end (cold worker each run, n=%d): none %.2f ms, full %.2f ms, added %.2f ms median"
+      % (m, none, full, full - none))
+PY
