@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli-remote.h"
 #include "store.h"
 
 static int open_store(Engine **ret_e) {
@@ -56,6 +57,9 @@ static json_t *record_json(const RunRecord *r) {
 }
 
 int verb_ps(int argc, char **argv) {
+        _cleanup_free_ char *server = NULL;
+        if (cli_remote_take_server(&argc, argv, &server))
+                return cli_remote_ps(server, argc, argv);
         bool json = false;
         long limit = 20;
         for (int i = 0; i < argc; i++) {
@@ -150,6 +154,9 @@ static int get_record(const char *verb, int argc, char **argv, bool *json, Engin
 }
 
 int verb_show(int argc, char **argv) {
+        _cleanup_free_ char *server = NULL;
+        if (cli_remote_take_server(&argc, argv, &server))
+                return cli_remote_show(server, argc, argv);
         bool json = false;
         Engine *e = NULL;
         RunRecord *rec = NULL;
@@ -193,6 +200,9 @@ int verb_show(int argc, char **argv) {
 }
 
 int verb_logs(int argc, char **argv) {
+        _cleanup_free_ char *server = NULL;
+        if (cli_remote_take_server(&argc, argv, &server))
+                return cli_remote_logs(server, argc, argv);
         bool json = false;
         Engine *e = NULL;
         RunRecord *rec = NULL;

@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include "cli.h"
+#include "cli-remote.h"
 #include "data.h"
 
 static const char run_help[] =
@@ -93,6 +94,12 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
         if (read_source(a.file, &source, &len) < 0) {
                 run_args_done(&a);
                 return EXIT_USAGE;
+        }
+        _cleanup_free_ char *server = cli_remote_server(a.server);
+        if (server) {
+                int rc = cli_remote_run(server, &a, source, len, validate_only);
+                run_args_done(&a);
+                return rc;
         }
         Engine *e = NULL;
         int r = cli_engine_open(&a, &e);

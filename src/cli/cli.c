@@ -2,6 +2,7 @@
  * file. */
 #include "config.h"
 #include "cli.h"
+#include "cli-remote.h"
 
 typedef struct Verb {
         const char *name;
@@ -20,6 +21,10 @@ static const Verb verbs[] = {
         { "data", verb_data, "named, versioned datasets: data put|ls|get|rm" },
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },
         { "env", verb_env, "environments: env ls, env prune" },
+        { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
+        { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [-a V]… [--NAME V]…" },
+        { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },
+        { "server", verb_server, "run pysprinterd (the HTTP daemon) with these options" },
 };
 
 static void usage(FILE *f) {

@@ -911,7 +911,7 @@ static json_t *lambda_context(const FunctionRecord *f, const char *request_id, c
         _cleanup_free_ char *group = xasprintf("/aws/lambda/%s", f->name);
         uint64_t timeout = l->timeout_ms ? l->timeout_ms : RUN_DEFAULT_TIMEOUT_MS;
         uint64_t mem = l->memory_bytes ? l->memory_bytes : RUN_DEFAULT_MEMORY_BYTES;
-        return json_pack("{ssssssssssssIsI}", "function_name", f->name, "function_version", ver, "invoked_function_arn",
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "function_name", f->name, "function_version", ver, "invoked_function_arn",
                          arn, "aws_request_id", request_id, "log_group_name", group, "log_stream_name", request_id,
                          "memory_limit_in_mb", (json_int_t) (mem >> 20), "deadline_ms",
                          (json_int_t) (now_realtime() / 1000 + timeout));
