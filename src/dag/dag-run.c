@@ -227,7 +227,7 @@ static int validate_one(Dag *d, Task *t, char **ret_error) {
                 bool type_error = res->status == RUN_INVALID && res->error_message &&
                                   strstr(res->error_message, "argument '") && strstr(res->error_message, "': expected");
                 free(last);
-                last = xasprintf("task '%s' (%s): %s", t->name, t->file,
+                last = xasprintf("%s:%d: task '%s' (%s): %s", d->filename, t->line, t->name, t->file,
                                  res->error_message ?: run_status_to_string(res->status));
                 int code = res->exit_code;
                 run_result_free(res);
@@ -531,6 +531,11 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                                 if (d->tasks[i].state == DAG_TASK_RUNNING && d->tasks[i].run_id)
                                         (void) engine_cancel(d->engine, d->tasks[i].run_id);
                 }
+                /* Fail-fast: the first failure stops new starts. */
+                if (!d->opts.keep_going)
+                        for (size_t i = 0; i < d->n; i++)
+                                if (d->tasks[i].state == DAG_TASK_FAILED)
+                                        d->stop = true;
                 bool progress = true;
                 while (progress) {
                         progress = false;
@@ -567,11 +572,6 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                                 }
                         }
                 }
-                /* Fail-fast: the first failure stops new starts. */
-                if (!d->opts.keep_going)
-                        for (size_t i = 0; i < d->n; i++)
-                                if (d->tasks[i].state == DAG_TASK_FAILED)
-                                        d->stop = true;
                 report(d, fn, ud);
                 bool pending = false;
                 for (size_t i = 0; i < d->n; i++)
