@@ -106,7 +106,9 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
 }
 
 int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode) {
-        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int) getpid());
+        /* pid and thread id: two threads of one process (DAG tasks, daemon
+         * requests) writing the same path must not share a temp file. */
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d.%d", path, (int) getpid(), (int) gettid());
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
         if (fd < 0)
                 return -errno;
