@@ -579,9 +579,15 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                 if (d->running == 0 && !pending)
                         break;
                 if (d->running == 0 && pending && !d->stop) {
-                        /* Nothing runs and nothing can start: cannot happen
-                         * in an acyclic graph, but never spin. */
-                        d->stop = true;
+                        /* report() dropped the lock, so a task may have
+                         * finished meanwhile: go round again when something
+                         * can start. Nothing startable with nothing running
+                         * cannot happen in an acyclic graph; never spin. */
+                        bool startable = false;
+                        for (size_t i = 0; i < d->n; i++)
+                                startable = startable || (d->tasks[i].state == DAG_TASK_PENDING && deps_ok(d, &d->tasks[i]));
+                        if (!startable)
+                                d->stop = true;
                         continue;
                 }
                 struct timespec ts;
