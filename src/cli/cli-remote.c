@@ -337,6 +337,19 @@ static int follow_and_render(const Remote *rm, const char *id, bool json_output)
                 interrupted = 0;
                 (void) http_json(rm, "DELETE", p, NULL, &b);
                 json_decref(b);
+                /* The server answers once the run ended, or after a grace
+                 * period; wait a little more for the final record. */
+                for (int i = 0; i < 100 && !s.end; i++) {
+                        json_t *q = NULL;
+                        long st = http_json(rm, "GET", p, NULL, &q);
+                        const char *status = json_string_value(json_object_get(q, "status"));
+                        if (st != 200 || (status && run_status_is_final(run_status_from_string(status)))) {
+                                json_decref(q);
+                                break;
+                        }
+                        json_decref(q);
+                        usleep(200 * 1000);
+                }
         }
         if (s.end)
                 final = json_incref(s.end);

@@ -557,6 +557,12 @@ int python_function_params(const char *source, size_t len, const char *function,
         return 0;
 }
 
+/* startswith() for [p, end), which need not be NUL-terminated. */
+static bool span_startswith(const char *p, const char *end, const char *prefix) {
+        size_t n = strlen(prefix);
+        return (size_t) (end - p) >= n && memcmp(p, prefix, n) == 0;
+}
+
 static char *def_name_at(const char *p, const char *eol) {
         if ((size_t) (eol - p) > 6 && strneq(p, "async ", 6))
                 p += 6;
@@ -581,7 +587,7 @@ int python_default_function(const char *source, size_t len, char **ret_name) {
                 const char *eol = memchr(line, '\n', (size_t) (end - line));
                 if (!eol)
                         eol = end;
-                if (startswith(line, "@requirements") || startswith(line, "@pysprinter.requirements"))
+                if (span_startswith(line, eol, "@requirements") || span_startswith(line, eol, "@pysprinter.requirements"))
                         decorated = true;
                 else {
                         char *name = def_name_at(line, eol);

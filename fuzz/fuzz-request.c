@@ -1,0 +1,93 @@
+/* libFuzzer target for pysprinterd's request parsing: every byte a client
+ * or an operator controls before anything else looks at it — API request
+ * bodies of each kind (runs, validate, deploy, invoke), the Lambda event
+ * parser with its depth/size caps, the YAML config, and the Python
+ * signature sniffing used by the Lambda calling rule.
+ *
+ * Built and run for a bounded time by tests/e2e/test_daemon_fuzz.py:
+ *
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+ *     -Isrc/basic -Isrc/engine -Isrc/store -Isrc/daemon fuzz/fuzz-request.c \
+ *     src/daemon/daemon-request.c src/daemon/daemon-config.c src/basic/basic-*.c \
+ *     -ljansson -lyaml -lcrypto -o fuzz-request
+ *   ./fuzz-request -max_total_time=30
+ *
+ * The first byte picks the parser; the rest is its input. Invariants: no
+ * crash, leak or undefined behaviour; a failure always comes with a message
+ * and a success with a well-formed result. */
+#include <jansson.h>
+
+#include "daemon.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        RequestCaps caps = { .max_depth = 64, .max_values = 100000, .maxima = { .timeout_ms = 600000 } };
+        _cleanup_free_ char *err = NULL;
+        const char *body;
+        size_t len;
+        int r;
+
+        if (size < 1 || size > 1 << 20)
+                return 0;
+        body = (const char *) data + 1;
+        len = size - 1;
+
+        switch (data[0] % 6) {
+        case 0:
+        case 1:
+        case 2:
+        case 3: {
+                RunRequest req = {};
+                r = request_parse((RequestKind) (data[0] % 4), body, len, &caps, &req, &err);
+                if (r < 0) {
+                        if (!err)
+                                __builtin_trap();
+                } else {
+                        /* Whatever was accepted is valid JSON for the engine. */
+                        if (req.args_json) {
+                                json_t *j = json_loads(req.args_json, 0, NULL);
+                                if (!json_is_array(j))
+                                        __builtin_trap();
+                                json_decref(j);
+                        }
+                        if (req.kwargs_json) {
+                                json_t *j = json_loads(req.kwargs_json, 0, NULL);
+                                if (!json_is_object(j))
+                                        __builtin_trap();
+                                json_decref(j);
+                        }
+                        if (req.limits.timeout_ms > caps.maxima.timeout_ms)
+                                __builtin_trap();
+                }
+                run_request_done(&req);
+                break;
+        }
+        case 4: {
+                DaemonConfig cfg;
+                daemon_config_init(&cfg);
+                r = daemon_config_parse(&cfg, body, len, "fuzz.yaml", &err);
+                if (r < 0 && !err)
+                        __builtin_trap();
+                if (r >= 0)
+                        for (size_t i = 0; i < cfg.n_tokens; i++)
+                                (void) daemon_config_find_token(&cfg, cfg.tokens[i].tenant);
+                daemon_config_done(&cfg);
+                break;
+        }
+        case 5:
+        default: {
+                _cleanup_free_ char *name = NULL;
+                char **params = NULL;
+                size_t off;
+                if (python_function_params(body, len, "handler", &params) >= 0) {
+                        (void) lambda_call_rule(params);
+                        strv_free(params);
+                }
+                (void) python_def_offset(body, len, "f", &off);
+                (void) python_default_function(body, len, &name);
+                break;
+        }
+        }
+        return 0;
+}
