@@ -15,6 +15,7 @@
 typedef struct ActiveRun ActiveRun;
 typedef struct PoolWorker PoolWorker;
 typedef struct Instance Instance;
+typedef struct RunSandbox RunSandbox;
 
 typedef struct Pool {
         pthread_mutex_t lock;
@@ -47,7 +48,18 @@ struct Engine {
         ActiveRun *active;
         Pool pool;
         ValidationCache *vcache;
+        /* engine-janitor.c: finishes run sandboxes in the background. */
+        pthread_mutex_t janitor_lock;
+        pthread_cond_t janitor_wake;
+        pthread_t janitor;
+        bool janitor_running, janitor_stop;
+        struct JanitorItem *janitor_queue;
 };
+
+/* Hands rs to the janitor thread, which kills what is left of the run and
+ * releases its cgroups. engine_free() waits for the queue to drain. */
+void engine_janitor_finish(Engine *e, RunSandbox *rs);
+void engine_janitor_stop(Engine *e);
 
 /* ---- engine-sandbox.c: isolation of workers and runs ---- */
 
@@ -65,8 +77,7 @@ typedef struct WorkerSpawn {
  * this process). */
 int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **ret_error);
 
-/* Per-run isolation state: cgroups and whatever else a run needs. */
-typedef struct RunSandbox RunSandbox;
+/* Per-run isolation state (RunSandbox): cgroups and whatever else a run needs. */
 int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
                                RunSandbox **ret, char **ret_error);
 /* Extra fds to pass with the run message (after stdout/stderr/result) and

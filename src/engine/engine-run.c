@@ -411,6 +411,7 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p) {
 
 typedef struct RunWatch {
         bool exited, signaled, worker_gone, instance_done;
+        bool early; /* finished on the result's EOF, before the exit report */
         int code, sig;
         bool timed_out, output_limit, result_too_big, was_cancelled;
         Buf result;
@@ -489,6 +490,15 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
         for (;;) {
                 if (w->exited && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0)
                         break;
+                /* The child closed all its pipes after writing a result: the
+                 * run is over even if its exit is still being reported (an
+                 * ad-hoc child tears down a large address space; the
+                 * janitor reaps it). */
+                if (!c->inst && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0 && w->result.len > 0 &&
+                    !w->timed_out && !w->was_cancelled && !w->output_limit && !w->result_too_big) {
+                        w->early = true;
+                        break;
+                }
                 usec_t now = now_monotonic();
                 if (w->exited && !exit_deadline)
                         exit_deadline = now + EXIT_GRACE_USEC;
@@ -511,7 +521,10 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                 usec_t until = exit_deadline ? MIN(exit_deadline, deadline) : deadline;
                 int timeout = (int) MIN((until - now) / 1000 + 1, 100); /* wake to notice cancels */
                 struct pollfd pf[4] = {
-                        { .fd = w->worker_gone ? -1 : p->control, .events = POLLIN },
+                        /* After the exit report (or an instance's "done") the
+                         * worker closes the status socket: that EOF is not a
+                         * death. */
+                        { .fd = w->worker_gone || w->exited ? -1 : p->control, .events = POLLIN },
                         { .fd = p->out[0], .events = POLLIN },
                         { .fd = p->err[0], .events = POLLIN },
                         { .fd = p->result[0], .events = POLLIN },
@@ -587,6 +600,13 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
         json_decref(v);
 }
 
+static bool result_is_success(const Buf *b) {
+        json_t *v = json_loads(b->data, 0, NULL);
+        bool ok = json_is_true(json_object_get(v, "ok"));
+        json_decref(v);
+        return ok;
+}
+
 static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
         _cleanup_free_ char *type = NULL, *msg = NULL;
         if (w->was_cancelled) {
@@ -610,6 +630,13 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
         if (w->result_too_big) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "ResultLimit",
                             "result limit (the return value is larger than 16 MiB as JSON)");
+                return;
+        }
+        /* A function that returned a value succeeded, whatever limits it
+         * brushed against on the way; otherwise a limit explains the end
+         * better than the exception it caused (a refused fork raises). */
+        if (w->result.len > 0 && !w->signaled && result_is_success(&w->result)) {
+                outcome_from_result(c, w);
                 return;
         }
         if (engine_sandbox_run_classify(rs, w->signaled, w->sig, &type, &msg) > 0) {
@@ -777,7 +804,9 @@ static int phase_run(RunCtx *c) {
                 instance_release(c->e, c->inst, broken);
                 c->inst = NULL;
         } else {
-                engine_sandbox_run_finish(rs);
+                /* Killing and removing the run's cgroup waits for its
+                 * processes to go: off the critical path. */
+                engine_janitor_finish(c->e, rs);
                 pool_release(c->e, c->pw, w.worker_gone);
                 c->pw = NULL;
         }

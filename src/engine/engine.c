@@ -109,6 +109,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                                     USEC_PER_MSEC;
         e->pool.instance_ttl_usec = (cfg->instance_ttl_ms ? cfg->instance_ttl_ms : 10 * 60 * 1000) * USEC_PER_MSEC;
         e->vcache = vcache_new(1024);
+        pthread_mutex_init(&e->janitor_lock, NULL);
+        pthread_cond_init(&e->janitor_wake, NULL);
 
         int r = find_worker(cfg->worker_path, &e->worker_path);
         if (r < 0) {
@@ -139,8 +141,11 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
 Engine *engine_free(Engine *e) {
         if (!e)
                 return NULL;
+        engine_janitor_stop(e);
         pool_shutdown(e);
         vcache_free(e->vcache);
+        pthread_mutex_destroy(&e->janitor_lock);
+        pthread_cond_destroy(&e->janitor_wake);
         pthread_mutex_destroy(&e->pool.lock);
         pthread_cond_destroy(&e->pool.changed);
         store_close(e->store);

@@ -157,7 +157,12 @@ static _noreturn_ void become_run(const char *raw, int *fds, size_t n_fds) {
                 _exit(122);
         (void) syscall(SYS_close_range, 4U, ~0U, 0U);
         py_run_child(raw, 3);
+        /* Close the run's pipes before exiting: the engine has the whole
+         * result at EOF and need not wait for this (large) process's
+         * address space to be torn down. */
         close(3);
+        close(STDOUT_FILENO);
+        close(STDERR_FILENO);
         /* Skip Python finalisation: the parent's interpreter state is not
          * ours to tear down (and it would run user atexit hooks twice). */
         fflush(NULL);
@@ -426,16 +431,25 @@ int main(int argc, char **argv) {
                 return 72;
 
         for (;;) {
-                fill_spares();
+                /* Replacing a spare costs a fork of this whole interpreter:
+                 * do it only when nothing is waiting (a run's exit report,
+                 * the next request), so it never delays a run. */
+                bool need_spare = count_spares() < spares_target;
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
                 /* Wake now and then so an idle worker shrinks its spares. */
-                if (poll(p, 2, 5000) < 0) {
+                int k = poll(p, 2, need_spare ? 1 : 5000);
+                if (k < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
+                }
+                if (k == 0) {
+                        if (need_spare)
+                                fill_spares();
+                        continue;
                 }
                 if (p[1].revents & POLLIN) {
                         struct signalfd_siginfo si;

@@ -1,0 +1,66 @@
+/* The janitor: finishes run sandboxes (kill the leftovers, remove the
+ * cgroups) on its own thread, so a run's result is not held back by the
+ * kernel tearing its processes down. Started on first use; engine_free()
+ * drains it, so nothing outlives the engine. */
+#include "engine-internal.h"
+
+typedef struct JanitorItem {
+        RunSandbox *rs;
+        struct JanitorItem *next;
+} JanitorItem;
+
+static void *janitor_main(void *userdata) {
+        Engine *e = userdata;
+        pthread_mutex_lock(&e->janitor_lock);
+        for (;;) {
+                while (!e->janitor_queue && !e->janitor_stop)
+                        pthread_cond_wait(&e->janitor_wake, &e->janitor_lock);
+                JanitorItem *item = e->janitor_queue;
+                if (!item)
+                        break; /* stopping and drained */
+                e->janitor_queue = item->next;
+                pthread_mutex_unlock(&e->janitor_lock);
+                engine_sandbox_run_finish(item->rs);
+                free(item);
+                pthread_mutex_lock(&e->janitor_lock);
+        }
+        pthread_mutex_unlock(&e->janitor_lock);
+        return NULL;
+}
+
+void engine_janitor_finish(Engine *e, RunSandbox *rs) {
+        if (!rs)
+                return;
+        JanitorItem *item = xcalloc(1, sizeof(JanitorItem));
+        item->rs = rs;
+        pthread_mutex_lock(&e->janitor_lock);
+        if (!e->janitor_running && !e->janitor_stop) {
+                if (pthread_create(&e->janitor, NULL, janitor_main, e) == 0)
+                        e->janitor_running = true;
+        }
+        if (!e->janitor_running) {
+                /* No thread: do it here, late but done. */
+                pthread_mutex_unlock(&e->janitor_lock);
+                engine_sandbox_run_finish(rs);
+                free(item);
+                return;
+        }
+        /* FIFO: append. */
+        JanitorItem **p = &e->janitor_queue;
+        while (*p)
+                p = &(*p)->next;
+        *p = item;
+        pthread_cond_signal(&e->janitor_wake);
+        pthread_mutex_unlock(&e->janitor_lock);
+}
+
+void engine_janitor_stop(Engine *e) {
+        pthread_mutex_lock(&e->janitor_lock);
+        e->janitor_stop = true;
+        bool running = e->janitor_running;
+        pthread_cond_signal(&e->janitor_wake);
+        pthread_mutex_unlock(&e->janitor_lock);
+        if (running)
+                pthread_join(e->janitor, NULL);
+        e->janitor_running = false;
+}
