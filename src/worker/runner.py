@@ -493,7 +493,8 @@ def _setup_streams():
                                 line_buffering=True, write_through=True)
     sys.stdout = sys.__stdout__ = stream(1)
     sys.stderr = sys.__stderr__ = stream(2)
-    sys.stdin = sys.__stdin__ = open(os.devnull, "r")
+    # fd 0 is /dev/null already: wrap it rather than open another fd.
+    sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
 
 
 def run(request_json, result_fd):
