@@ -263,29 +263,35 @@ static void print_results(View *v, Dag *d) {
         }
         if (dag_exit_code(d) != 0)
                 return;
-        /* The leaves' results: one leaf prints like `run`. */
-        json_t *leaves = json_object();
+        /* The leaves' results: one leaf prints like `run`. The stored JSON
+         * text is printed verbatim (re-encoding would respell floats). */
+        Buf b;
+        buf_init(&b, SIZE_MAX / 4);
         size_t n_leaves = 0;
         const char *only = NULL;
         for (size_t i = 0; i < n; i++) {
                 DagTaskInfo ti;
                 dag_task_info(d, i, &ti);
-                if (ti.n_dependents == 0) {
-                        json_t *val = ti.value_json ? json_loads(ti.value_json, JSON_DECODE_ANY, NULL) : NULL;
-                        json_object_set_new(leaves, ti.name, val ?: json_null());
-                        n_leaves++;
-                        only = ti.name;
-                }
+                if (ti.n_dependents != 0)
+                        continue;
+                json_t *name = json_string(ti.name);
+                _cleanup_free_ char *qn = json_dumps(name, JSON_ENCODE_ANY);
+                json_decref(name);
+                buf_printf(&b, "%s%s: %s", n_leaves ? ", " : "{", qn, ti.value_json ?: "null");
+                only = ti.value_json ?: "null";
+                n_leaves++;
         }
-        json_t *out = n_leaves == 1 ? json_object_get(leaves, only) : leaves;
-        if (json_is_string(out))
-                puts(json_string_value(out));
+        buf_appends(&b, "}");
+        const char *text = n_leaves == 1 ? only : b.data;
+        json_t *str = text[0] == '"' ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+        if (json_is_string(str))
+                puts(json_string_value(str));
         else {
-                _cleanup_free_ char *t = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-                _cleanup_free_ char *pretty = json_reformat(t, isatty(STDOUT_FILENO) ? 2 : 0);
+                _cleanup_free_ char *pretty = json_reformat(text, isatty(STDOUT_FILENO) ? 2 : 0);
                 puts(pretty);
         }
-        json_decref(leaves);
+        json_decref(str);
+        buf_free(&b);
 }
 
 static void print_summary(View *v, Dag *d) {
