@@ -814,6 +814,22 @@ int verb_invoke(int argc, char **argv) {
         int code = need_server("invoke", &argc, argv, &rm);
         if (code)
                 return code;
+        /* NAME::VERSION (NAME comes first): the version is ours, not the
+         * run grammar's ::FUNC. */
+        long version = 0;
+        _cleanup_free_ char *name = NULL;
+        if (argc > 0 && argv[0][0] != '-' && strstr(argv[0], "::")) {
+                const char *sep = strstr(argv[0], "::");
+                char *end;
+                version = strtol(sep + 2, &end, 10);
+                if (*end || version < 1) {
+                        fprintf(stderr, "pysprinter: invoke %s: the part after '::' must be a version number\n", argv[0]);
+                        remote_done(&rm);
+                        return EXIT_USAGE;
+                }
+                name = xstrndup(argv[0], (size_t) (sep - argv[0]));
+                argv[0] = name;
+        }
         if (cli_parse_run_args(argc, argv, &a, &err) < 0) {
                 fprintf(stderr, "pysprinter: %s\nTry 'pysprinter invoke --help'.\n", err);
                 remote_done(&rm);
@@ -832,17 +848,8 @@ int verb_invoke(int argc, char **argv) {
                 code = EXIT_USAGE;
         } else {
                 limits_to_api(req, &a.limits);
-                /* NAME::3 picks version 3 (the run grammar's FILE::FUNC). */
-                if (a.function) {
-                        char *end;
-                        long v = strtol(a.function, &end, 10);
-                        if (*end || v < 1) {
-                                fprintf(stderr, "pysprinter: invoke %s: the part after '::' must be a version number\n",
-                                        a.target);
-                                code = EXIT_USAGE;
-                        } else
-                                json_object_set_new(req, "version", json_integer(v));
-                }
+                if (version > 0)
+                        json_object_set_new(req, "version", json_integer(version));
                 if (!code) {
                         _cleanup_free_ char *path = xasprintf("/v1/functions/%s/invoke", a.file);
                         code = submit_and_follow(&rm, path, req, a.json_output);
