@@ -29,6 +29,7 @@ typedef struct Ctx {
         struct MHD_Connection *conn;
         const char *method;
         const char *tenant;
+        char tenant_buf[72];
         TokenRole role;
         bool lambda;            /* Lambda API: AWS-style error bodies */
 } Ctx;
@@ -304,19 +305,24 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
                                        "missing bearer token: send 'Authorization: Bearer TOKEN'");
                 return false;
         }
+        pthread_rwlock_rdlock(&d->cfg_lock);
         const DaemonToken *t = daemon_config_find_token(&d->cfg, tok);
+        TokenRole role = t ? t->role : TOKEN_ROLE_READONLY;
+        if (t)
+                snprintf(c->tenant_buf, sizeof(c->tenant_buf), "%s", t->tenant);
+        pthread_rwlock_unlock(&d->cfg_lock);
         if (!t) {
                 *ret = respond_error_h(c, 401, "unauthorized",
                                        (const char *const[]) { "WWW-Authenticate", "Bearer error=\"invalid_token\"", NULL },
                                        "invalid token");
                 return false;
         }
-        if (mutating && t->role == TOKEN_ROLE_READONLY) {
+        if (mutating && role == TOKEN_ROLE_READONLY) {
                 *ret = respond_error(c, 403, "forbidden", "this token is read-only");
                 return false;
         }
-        c->tenant = t->tenant;
-        c->role = t->role;
+        c->tenant = c->tenant_buf;
+        c->role = role;
         return true;
 }
 
@@ -1173,7 +1179,9 @@ static enum MHD_Result handle_envs(Ctx *c) {
         _cleanup_free_ char *store_dir = path_join(d->data_dir, "store");
         json_t *j = json_pack("{sssssb}", "data_dir", d->data_dir, "package_store", store_dir, "sandbox",
                               d->cfg.sandbox == SANDBOX_MODE_FULL);
+        pthread_rwlock_rdlock(&d->cfg_lock);
         json_object_set_new(j, "index_url", d->cfg.index_url ? json_string(d->cfg.index_url) : json_null());
+        pthread_rwlock_unlock(&d->cfg_lock);
         json_object_set_new(j, "envs", json_array());
         return respond_json(c, 200, j);
 }
@@ -1302,9 +1310,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         if (!req) {
                 req = xcalloc(1, sizeof(Req));
-                pthread_rwlock_rdlock(&d->cfg_lock);
                 buf_init(&req->body, d->cfg.max_body_bytes);
-                pthread_rwlock_unlock(&d->cfg_lock);
                 *req_cls = req;
                 /* Refuse an announced oversized body before reading it
                  * (and before curl's "Expect: 100-continue" is answered). */
@@ -1348,11 +1354,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                      req->body.max);
         }
 
-        pthread_rwlock_rdlock(&d->cfg_lock);
+        /* No config lock is held here: a ?wait=true request may take an
+         * hour, and SIGHUP must not wait for it. authenticate() copies what
+         * it needs under the lock. */
         enum MHD_Result ret = dispatch(&c, url, &req->body);
-        pthread_rwlock_unlock(&d->cfg_lock);
-        if (c.tenant || true)
-                log_debug("%s %s", method, url);
+        log_debug("%s %s -> %s", method, url, c.tenant ? c.tenant : "-");
         return ret;
 }
 
