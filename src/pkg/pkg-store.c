@@ -136,7 +136,41 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                 const PkgLockEntry *e = &lock->entries[i];
                 if (progress)
                         progress("unpacking", e->filename, done, n_need, userdata);
+                /* Another installer (a thread of a DAG, another process)
+                 * may have put this wheel in place meanwhile, and may have
+                 * removed the cached download we counted on: its store dir
+                 * is then the answer. */
+                _cleanup_free_ char *dir = pkg_store_dir(data_dir, e->sha256);
+                struct stat st;
+                if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+                        done++;
+                        continue;
+                }
                 r = store_install(data_dir, wheel_paths[i], e, ret_error);
+                if (r < 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+                        free(*ret_error);
+                        *ret_error = NULL;
+                        r = 0;
+                }
+                if (r < 0 && cached[i]) {
+                        /* The cached file vanished or was cut short under us:
+                         * fetch it once more, privately. */
+                        free(*ret_error);
+                        *ret_error = NULL;
+                        _cleanup_free_ char *rnd = NULL;
+                        (void) random_hex(6, &rnd);
+                        _cleanup_free_ char *mine = xasprintf("%s.%s", wheel_paths[i], rnd ?: "x");
+                        PkgDownload one = { .url = e->url, .dest = mine, .sha256 = e->sha256, .what = e->filename };
+                        r = pkg_http_download_many(&one, 1, &o, progress, userdata, ret_error);
+                        if (r >= 0)
+                                r = store_install(data_dir, mine, e, ret_error);
+                        (void) unlink(mine);
+                        if (r < 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+                                free(*ret_error);
+                                *ret_error = NULL;
+                                r = 0;
+                        }
+                }
                 if (r < 0)
                         return r;
                 if (cached[i])
