@@ -426,7 +426,9 @@ static void run_task(Dag *d, Task *t) {
                         json_decref(t->value);
                         t->value = v ?: json_null();
                         free(t->value_json);
-                        t->value_json = json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
+                        /* Keep the worker's text: re-encoding through jansson
+                         * would respell floats (4.2 -> 4.2000000000000002). */
+                        t->value_json = v ? xstrdup(res->value_json) : json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
                         if (!v && res->value_repr) {
                                 _cleanup_free_ char *m = xasprintf("the result is not JSON (%.200s); dependents get null",
                                                                    res->value_repr);
