@@ -453,3 +453,26 @@ def test_no_auth_only_on_loopback(tmp_path, env):
 def test_envs(d):
     st, b = d.call("GET", "/v1/envs")
     assert st == 200 and "envs" in b
+
+
+def test_per_tenant_concurrency(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          max_concurrent_runs: 4
+          max_concurrent_per_tenant: 1
+        """).start()
+    try:
+        st, a1 = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+        st, a2 = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+        d.wait_status(a1["id"], ["running"])
+        # Alice's second run waits for her slot; Bob is not held up by her.
+        st, b = d.run(HELLO, token="bob", raw_args=["b"])
+        assert st == 200 and b["status"] == "succeeded"
+        st, q = d.call("GET", f"/v1/runs/{a2['id']}")
+        assert q["status"] == "queued"
+        st, m = d.call("GET", "/metrics", token=None)
+        assert "pysprinter_queue_depth 1" in m
+        for r in (a1, a2):
+            d.call("DELETE", f"/v1/runs/{r['id']}")
+    finally:
+        d.stop()
