@@ -43,8 +43,11 @@ def d(tmp_path_factory):
           read_timeout_s: 5
         """)
     daemon.start()
-    yield daemon
-    assert daemon.stop() == 0, daemon.log.read_text()
+    try:
+        yield daemon
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log.read_text()
 
 
 def test_healthz_and_metrics(d):

@@ -36,8 +36,10 @@ def slow(seconds: float = 3):
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-daemon")
     daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
-    yield daemon
-    daemon.stop()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 @pytest.fixture

@@ -47,11 +47,13 @@ def handler(event, context):
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("lambda")
     daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
-    for name, src in (("echo", HANDLER), ("add", KWARGS), ("fails", FAILS), ("chatty", CHATTY)):
-        st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
-        assert st == 201, b
-    yield daemon
-    daemon.stop()
+    try:
+        for name, src in (("echo", HANDLER), ("add", KWARGS), ("fails", FAILS), ("chatty", CHATTY)):
+            st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
+            assert st == 201, b
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 def client(d, token="alice"):
