@@ -109,6 +109,8 @@ class Daemon:
             except OSError:
                 pass
             time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
         raise RuntimeError("pysprinterd did not come up: " + self.log.read_text())
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
