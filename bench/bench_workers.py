@@ -189,11 +189,10 @@ def main():
     sandbox = os.environ.get("BENCH_SANDBOX", "full")
     n = 40 if quick else 200
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-workers-"))
-    wheels = tmp / "wheels"
-    wheels.mkdir()
+    index = pkgindex.Index()
     for w in pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
-        shutil.copy(w, wheels)
-    index = pkgindex.Index(wheels).start()
+        index.add(w)
+    index.start()
     home = tmp / "home"
     home.mkdir()
     d = Daemon(build, home, index.url, sandbox).start()
