@@ -993,13 +993,17 @@ static enum MHD_Result handle_lambda_invoke(Ctx *c, const char *name, const Buf 
                 req.kwargs_json = json_dumps(kw, JSON_COMPACT);
                 json_decref(kw);
         } else {
-                /* The context goes as the second positional value rather
-                 * than RunSpec.context_json: validation then binds both
-                 * parameters, and the function sees the same dict. */
+                /* The context travels as RunSpec.context_json: the worker
+                 * binds it as the last positional argument and hands the
+                 * function a LambdaContext object (attributes and
+                 * get_remaining_time_in_millis()), as Lambda does. */
                 json_t *a = json_array();
                 json_array_append_new(a, json_pack("{sO}", "value", event));
-                if (call == LAMBDA_CALL_EVENT_CONTEXT)
-                        json_array_append_new(a, json_pack("{so}", "value", lambda_context(f, id, &req.limits)));
+                if (call == LAMBDA_CALL_EVENT_CONTEXT) {
+                        json_t *ctxj = lambda_context(f, id, &req.limits);
+                        req.context_json = json_dumps(ctxj, JSON_COMPACT);
+                        json_decref(ctxj);
+                }
                 req.args_json = json_dumps(a, JSON_COMPACT);
                 json_decref(a);
         }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "daemon.h"
+#include "data.h"
 
 static const double hist_bounds[15] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                         2.5,   5,    10,    30,   60,  120, 300 };
@@ -43,6 +44,7 @@ static DRun *drun_free(DRun *r) {
         free(r->source);
         free(r->fn_name);
         free(r->context_json);
+        strv_free(r->data);
         free(r->phase);
         buf_free(&r->log);
         free(r->chunks);
@@ -181,14 +183,15 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         rec.traceback = res->traceback;
         rec.timings_json = timings;
         /* The engine recorded the run and its log file; this update only
-         * makes the daemon's view (cancel, internal errors) the final one. */
-        if (store_run_get(d->store, NULL, r->id, &cur) >= 0) {
+         * makes the daemon's view (cancel, internal errors) the final one,
+         * so it happens only then: two writes less per run. */
+        if (r->daemon_writes_result && store_run_get(d->store, NULL, r->id, &cur) >= 0) {
                 rec.log_path = cur->log_path;
                 if (cur->started)
                         rec.started = cur->started;
         }
         rec.finished = r->finished;
-        int k = store_run_update(d->store, &rec);
+        int k = r->daemon_writes_result ? store_run_update(d->store, &rec) : 0;
         if (k < 0)
                 log_error("run %s: cannot store its result: %s", r->id, strerror(-k));
 
@@ -241,8 +244,7 @@ static void *run_thread(void *p) {
         pthread_mutex_unlock(&d->lock);
 
         if (!cancelled) {
-                record_from_drun(r, &rec, (char *) run_status_to_string(RUN_RUNNING));
-                (void) store_run_update(d->store, &rec);
+                /* The engine marks the record running (one write, not two). */
 
                 if (r->lambda) {
                         char line[160];
@@ -252,7 +254,31 @@ static void *run_thread(void *p) {
                         pthread_mutex_unlock(&d->lock);
                 }
 
+                /* A deployed function's invocations share warm instances
+                 * per (tenant, function, version): globals persist as on
+                 * Lambda (docs/workers.md). */
+                _cleanup_free_ char *instance_key =
+                        r->fn_name ? xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version) : NULL;
+                /* Datasets resolve per tenant now, not at submit: a
+                 * URL dataset is revalidated as close to its use as can be. */
+                _cleanup_strv_free_ char **mounts = NULL;
+                _cleanup_free_ char *data_warning = NULL, *data_error = NULL;
+                int dk = 0;
+                if (r->data) {
+                        dk = d->catalog ? data_resolve_mounts(d->catalog, r->tenant, r->data, &mounts, NULL,
+                                                              &data_warning, &data_error)
+                                        : -EOPNOTSUPP;
+                        if (data_warning) {
+                                _cleanup_free_ char *line = xasprintf("pysprinterd: warning: %s\n", data_warning);
+                                pthread_mutex_lock(&d->lock);
+                                drun_log_append(r, 2, line, strlen(line));
+                                pthread_mutex_unlock(&d->lock);
+                        }
+                }
                 RunSpec spec = {
+                        .instance_key = instance_key,
+                        .queued_usec = r->started > r->created ? r->started - r->created : 0,
+                        .record_exists = true,
                         .run_id = r->id,
                         .tenant = r->tenant,
                         .source = r->source,
@@ -264,9 +290,19 @@ static void *run_thread(void *p) {
                         .limits = r->limits,
                         .sandbox = d->cfg.sandbox,
                         .context_json = r->context_json,
+                        .data = mounts,
                 };
-                int k = engine_run(d->engine, &spec, on_event, ctx, &res);
-                if (k < 0) {
+                int k = dk < 0 ? 0 : engine_run(d->engine, &spec, on_event, ctx, &res);
+                if (dk < 0) {
+                        r->daemon_writes_result = true;
+                        res = xcalloc(1, sizeof(RunResult));
+                        res->status = RUN_ERROR;
+                        res->exit_code = EXIT_VALIDATION;
+                        res->error_type = xstrdup("DataError");
+                        res->error_message = data_error ? TAKE_PTR(data_error)
+                                                        : xasprintf("cannot mount the datasets: %s", strerror(-dk));
+                } else if (k < 0) {
+                        r->daemon_writes_result = true;
                         res = xcalloc(1, sizeof(RunResult));
                         res->status = RUN_ERROR;
                         res->exit_code = EXIT_INTERNAL;
@@ -285,6 +321,7 @@ static void *run_thread(void *p) {
                 /* The kill that cancel sends may surface as a limit or an
                  * error; what the user asked for is what they see. */
                 if (cancelled && res->status != RUN_SUCCEEDED && res->status != RUN_CANCELLED) {
+                        r->daemon_writes_result = true;
                         res->status = RUN_CANCELLED;
                         res->exit_code = EXIT_LIMIT;
                         free(res->error_type);
@@ -293,6 +330,7 @@ static void *run_thread(void *p) {
                         res->error_message = xstrdup("the run was cancelled");
                 }
         } else {
+                r->daemon_writes_result = true;
                 res = xcalloc(1, sizeof(RunResult));
                 res->status = RUN_CANCELLED;
                 res->exit_code = EXIT_LIMIT;
@@ -348,6 +386,8 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->limits = req->limits;
         r->fn_name = fn_name ? xstrdup(fn_name) : NULL;
         r->context_json = req->context_json ? xstrdup(req->context_json) : NULL;
+        for (char **x = req->data; x && *x; x++)
+                r->data = strv_append(r->data, *x);
         r->fn_version = fn_version;
         r->lambda = lambda;
         r->status = RUN_QUEUED;

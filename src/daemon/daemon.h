@@ -85,6 +85,7 @@ typedef struct RunRequest {
         char *name;
         char *description;
         char *requirements_json;
+        char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
         /* invoke only */
         int version;            /* 0: latest */
         char *context_json;     /* Lambda context (RunSpec.context_json) */
@@ -147,6 +148,7 @@ struct DRun {
         char *context_json;
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
+        char **data;            /* dataset refs, resolved per tenant when the run starts */
 
         /* guarded by Daemon.lock */
         RunStatus status;
@@ -159,6 +161,7 @@ struct DRun {
         bool log_truncated;
         RunResult *result;
         usec_t created, started, finished;
+        bool daemon_writes_result; /* the engine's record is not the final word (cancel, engine error) */
         DRun *next;
 };
 
@@ -195,6 +198,9 @@ struct Daemon {
         unsigned running, queued, threads;
         bool draining;
         DaemonMetrics metrics;
+
+        struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
+        struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */
 };
 
 int daemon_runs_init(Daemon *d);
@@ -237,3 +243,43 @@ int python_default_function(const char *source, size_t len, char **ret_name);
 /* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
  * address is a loopback one. */
 int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback);
+
+/* ---- DAG runs and datasets (daemon-dag.c, daemon-data.c) ---------------- */
+
+struct MHD_Connection;
+struct MHD_Response;
+
+/* One authenticated API request handed by the router to a handler outside
+ * daemon-http.c. seg[] are the URL path segments ("v1", "dags", …). */
+typedef struct DaemonCall {
+        Daemon *d;
+        struct MHD_Connection *conn;
+        const char *method;
+        const char *tenant;
+        char (*seg)[128];
+        int n_seg;
+        const char *body;
+        size_t body_len;
+        int client_fd;          /* -1: unknown */
+} DaemonCall;
+
+/* A handler answers with a response and its status (the router queues it);
+ * NULL drops the connection (the client went away). */
+typedef struct MHD_Response *(*DaemonHandler)(const DaemonCall *call, unsigned *ret_status);
+
+/* Opens the data catalog, then resumes the DAG runs the store records as
+ * running (a daemon that stopped mid-DAG continues it). Call once, after
+ * daemon_runs_init() and before HTTP starts. */
+int daemon_dags_init(Daemon *d, char **ret_error);
+/* Waits up to timeout for DAG runs to end; returns how many still run.
+ * Those are left recorded as running, so the next start resumes them. */
+unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
+
+/* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
+struct MHD_Response *daemon_dag_handle(const DaemonCall *call, unsigned *ret_status);
+/* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
+struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_status);
+
+/* {"error": {"code", "message"}} as a response (helpers for the handlers). */
+struct MHD_Response *daemon_error_response(unsigned status, const char *code, unsigned *ret_status, const char *fmt,
+                                           ...) _printf_(4, 5);

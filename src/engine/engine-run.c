@@ -161,7 +161,7 @@ static void record_start(RunCtx *c) {
         r->created = r->started = now_realtime();
         r->log_path = xasprintf("%s/%s.log", c->e->logs_dir, c->res->id);
         /* A daemon may have inserted the record as queued already. */
-        if (store_run_insert(c->e->store, r) == -EEXIST)
+        if (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST)
                 (void) store_run_update(c->e->store, r);
         c->log_fd = open(r->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
@@ -189,10 +189,14 @@ static void record_finish(RunCtx *c) {
 /* ---- phase: validate ---- */
 
 static json_t *base_message(RunCtx *c, const char *type) {
-        return json_pack("{s:s, s:s, s:s%, s:s, s:s?, s:O, s:O}", "type", type, "id", c->res->id, "source",
-                         c->spec->source, c->spec->source_len, "filename",
-                         c->spec->filename ? c->spec->filename : "<input>", "function", c->spec->function,
-                         "args", c->args, "kwargs", c->kwargs);
+        json_t *m = json_pack("{s:s, s:s, s:s%, s:s, s:s?, s:O, s:O}", "type", type, "id", c->res->id, "source",
+                              c->spec->source, c->spec->source_len, "filename",
+                              c->spec->filename ? c->spec->filename : "<input>", "function", c->spec->function,
+                              "args", c->args, "kwargs", c->kwargs);
+        /* Validation binds the Lambda context too (handler(event, context)). */
+        if (c->spec->context_json)
+                json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL) ?: json_object());
+        return m;
 }
 
 static char *format_validation_error(json_t *err, const char *fallback_file) {
@@ -844,6 +848,7 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
         c.res = xcalloc(1, sizeof(RunResult));
         c.res->id = spec->run_id ? xstrdup(spec->run_id) : id_new("r");
         c.res->status = RUN_RUNNING;
+        c.res->t_queue = spec->queued_usec;
         c.t_start = now_monotonic();
         effective_limits(&c);
         active_register(&c);

@@ -89,6 +89,10 @@ typedef struct RunSpec {
          * NULL for ad-hoc runs, which each get a fresh fork. */
         const char *instance_key;
         unsigned max_instances;  /* per key; 0: 4 */
+        usec_t queued_usec;      /* time already spent in a caller's queue (recorded as "queue") */
+        /* The caller inserted the run record already (the daemon, as queued):
+         * the engine updates it instead of inserting. */
+        bool record_exists;
         bool validate_only;      /* stop after validation and resolution */
         bool no_record;          /* do not write a run record */
 } RunSpec;

@@ -322,7 +322,35 @@ def _check_typed(param, conv, v):
     return v
 
 
+class LambdaContext:
+    """What AWS Lambda passes as `context`: the invocation's metadata and
+    get_remaining_time_in_millis()."""
+
+    def __init__(self, d):
+        self.function_name = d.get("function_name", "")
+        self.function_version = d.get("function_version", "$LATEST")
+        self.invoked_function_arn = d.get("invoked_function_arn", "")
+        self.memory_limit_in_mb = int(d.get("memory_limit_in_mb", 0) or 0)
+        self.aws_request_id = d.get("aws_request_id", "")
+        self.log_group_name = d.get("log_group_name", "")
+        self.log_stream_name = d.get("log_stream_name", "")
+        self.identity = None
+        self.client_context = d.get("client_context")
+        self._deadline_ms = d.get("deadline_ms")
+
+    def get_remaining_time_in_millis(self):
+        import time
+        if not self._deadline_ms:
+            return 0
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+    def __repr__(self):
+        return f"LambdaContext(aws_request_id={self.aws_request_id!r}, function_name={self.function_name!r})"
+
+
 def _convert(param, conv, item):
+    if isinstance(item, dict) and len(item) == 1 and "context" in item:
+        return LambdaContext(item["context"] if isinstance(item["context"], dict) else {})
     if not isinstance(item, dict) or len(item) != 1 or not ({"raw", "value"} & item.keys()):
         raise ValidationError(f"argument '{param}': malformed argument encoding")
     if "raw" in item:
@@ -401,7 +429,7 @@ def _analyse(req):
     raw_args = list(req.get("args") or [])
     if req.get("context") is not None:
         # Lambda's handler(event, context): the context is the last positional.
-        raw_args.append({"value": req["context"]})
+        raw_args.append({"context": req["context"]})
     args, kwargs = _bind(fn, raw_args, req.get("kwargs") or {})
     return tree, fn, reqs, args, kwargs
 
@@ -737,7 +765,7 @@ def serve_instance(request_json, sock_fd):
 def _invoke(fn, mod, msg, filename, result_fd):
     try:
         args, kwargs = _bind(fn, list(msg.get("args") or []) +
-                             ([{"value": msg["context"]}] if msg.get("context") is not None else []),
+                             ([{"context": msg["context"]}] if msg.get("context") is not None else []),
                              msg.get("kwargs") or {})
     except ValidationError as e:
         _write_result(result_fd, _error_reply(e, filename))
