@@ -937,3 +937,74 @@ int verb_server(int argc, char **argv) {
         free(args);
         return EXIT_INTERNAL;
 }
+
+int verb_workers(int argc, char **argv) {
+        Remote rm;
+        bool json = false;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        printf("Usage: pysprinter workers [--json] [--server URL]\n\n"
+                               "Show the daemon's warm workers (one per environment) and your deployed\n"
+                               "functions' warm instances. The embedded CLI keeps no workers between runs.\n");
+                        return 0;
+                }
+        }
+        int code = need_server("workers", &argc, argv, &rm);
+        if (code)
+                return code;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        json = true;
+                else {
+                        fprintf(stderr, "pysprinter: workers: unexpected argument '%s'\n", argv[i]);
+                        remote_done(&rm);
+                        return EXIT_USAGE;
+                }
+        }
+        json_t *b = NULL;
+        long st = http_json(&rm, "GET", "/v1/workers", NULL, &b);
+        if (st != 200)
+                code = report_http_error(st, b, "workers");
+        else if (json) {
+                _cleanup_free_ char *t = json_dumps(b, JSON_COMPACT);
+                puts(t);
+        } else {
+                json_t *p = json_object_get(b, "pool");
+                printf("%lld workers (%lld busy), %lld instances, PSS %.1f MiB of %.0f MiB budget; "
+                       "%lld warm / %lld cold acquisitions, %lld evictions\n\n",
+                       (long long) json_integer_value(json_object_get(p, "workers")),
+                       (long long) json_integer_value(json_object_get(p, "busy")),
+                       (long long) json_integer_value(json_object_get(p, "instances")),
+                       json_integer_value(json_object_get(p, "pss_bytes")) / 1048576.0,
+                       json_integer_value(json_object_get(p, "memory_budget")) / 1048576.0,
+                       (long long) json_integer_value(json_object_get(p, "hits")),
+                       (long long) json_integer_value(json_object_get(p, "misses")),
+                       (long long) json_integer_value(json_object_get(p, "evictions")));
+                printf("%-9s %8s %5s %9s %8s  %s\n", "KIND", "PID", "BUSY", "PSS", "IDLE", "ENV / FUNCTION");
+                size_t i;
+                json_t *w;
+                json_array_foreach(json_object_get(b, "workers"), i, w) {
+                        const char *kind = json_string_value(json_object_get(w, "kind")) ?: "?";
+                        bool inst = streq(kind, "instance");
+                        _cleanup_free_ char *what = NULL;
+                        if (inst)
+                                what = xstrdup(json_string_value(json_object_get(w, "function")) ?: "?");
+                        else {
+                                size_t n = json_array_size(json_object_get(w, "sys_path"));
+                                size_t nf = json_array_size(json_object_get(w, "failed_imports"));
+                                what = xasprintf("%zu store dirs, %lld modules pre-imported%s", n,
+                                                 (long long) json_integer_value(json_object_get(w, "imported")),
+                                                 nf ? " (some failed: see --json)" : "");
+                        }
+                        json_t *busy = json_object_get(w, "busy");
+                        printf("%-9s %8lld %5lld %7.1fMi %7.0fs  %s\n", kind,
+                               (long long) json_integer_value(json_object_get(w, "pid")),
+                               (long long) (json_is_boolean(busy) ? json_is_true(busy) : json_integer_value(busy)),
+                               json_integer_value(json_object_get(w, "pss_bytes")) / 1048576.0,
+                               json_number_value(json_object_get(w, "idle_s")), what);
+                }
+        }
+        json_decref(b);
+        remote_done(&rm);
+        return code;
+}

@@ -25,5 +25,6 @@ int cli_remote_logs(const char *server, int argc, char **argv);
 int verb_deploy(int argc, char **argv);
 int verb_invoke(int argc, char **argv);
 int verb_functions(int argc, char **argv);
+int verb_workers(int argc, char **argv);
 /* `pysprinter server …` execs pysprinterd with the same arguments. */
 int verb_server(int argc, char **argv);

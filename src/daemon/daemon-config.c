@@ -347,6 +347,36 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
+/* pool: spares, memory_budget_mb, worker_idle_s, instance_ttl_s */
+static int parse_pool(DaemonConfig *cfg, json_t *o, char **ret_error) {
+        if (!json_is_object(o)) {
+                *ret_error = xstrdup("'pool' must be a mapping");
+                return -EINVAL;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(o, k, v) {
+                _cleanup_free_ char *full = xasprintf("pool.%s", k);
+                uint64_t x = 0;
+                int r = want_uint(v, full, &x, ret_error);
+                if (r < 0)
+                        return r;
+                if (streq(k, "spares") && x <= 16)
+                        cfg->pool_spares = (unsigned) x;
+                else if (streq(k, "memory_budget_mb") && x >= 1 && x <= (1ULL << 24))
+                        cfg->pool_memory_budget = x << 20;
+                else if (streq(k, "worker_idle_s") && x >= 1)
+                        cfg->pool_worker_idle_s = x;
+                else if (streq(k, "instance_ttl_s") && x >= 1)
+                        cfg->pool_instance_ttl_s = x;
+                else {
+                        *ret_error = xasprintf("unknown key or value out of range: '%s'", full);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
 int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const char *path, char **ret_error) {
         yaml_parser_t parser;
         yaml_document_t doc;
@@ -407,6 +437,8 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                                                 break;
                                 }
                         }
+                } else if (streq(k, "pool")) {
+                        r = parse_pool(cfg, v, &err);
                 } else if (streq(k, "index")) {
                         const char *k2;
                         json_t *v2;

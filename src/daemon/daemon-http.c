@@ -1171,8 +1171,60 @@ static enum MHD_Result handle_metrics(Ctx *c) {
                    __atomic_load_n(&d->metrics.http_requests, __ATOMIC_RELAXED),
                    __atomic_load_n(&d->metrics.http_errors_4xx, __ATOMIC_RELAXED),
                    __atomic_load_n(&d->metrics.http_errors_5xx, __ATOMIC_RELAXED), m.rejected_429);
+        EnginePoolStats ps;
+        engine_pool_stats(d->engine, &ps);
+        buf_printf(&b,
+                   "# HELP pysprinter_pool_workers Warm workers (one per environment).\n"
+                   "# TYPE pysprinter_pool_workers gauge\npysprinter_pool_workers %u\n"
+                   "# HELP pysprinter_pool_workers_busy Warm workers with runs in flight.\n"
+                   "# TYPE pysprinter_pool_workers_busy gauge\npysprinter_pool_workers_busy %u\n"
+                   "# HELP pysprinter_pool_instances Warm instances of deployed functions.\n"
+                   "# TYPE pysprinter_pool_instances gauge\npysprinter_pool_instances %u\n"
+                   "# HELP pysprinter_pool_pss_bytes Proportional set size of the warm pool.\n"
+                   "# TYPE pysprinter_pool_pss_bytes gauge\npysprinter_pool_pss_bytes %" PRIu64 "\n"
+                   "# HELP pysprinter_pool_memory_budget_bytes The pool's PSS budget.\n"
+                   "# TYPE pysprinter_pool_memory_budget_bytes gauge\npysprinter_pool_memory_budget_bytes %" PRIu64 "\n"
+                   "# HELP pysprinter_pool_acquires_total Worker acquisitions by outcome.\n"
+                   "# TYPE pysprinter_pool_acquires_total counter\n"
+                   "pysprinter_pool_acquires_total{result=\"warm\"} %" PRIu64 "\n"
+                   "pysprinter_pool_acquires_total{result=\"cold\"} %" PRIu64 "\n"
+                   "# HELP pysprinter_pool_evictions_total Workers stopped to stay under the budget.\n"
+                   "# TYPE pysprinter_pool_evictions_total counter\npysprinter_pool_evictions_total %" PRIu64 "\n",
+                   ps.workers, ps.busy, ps.instances, ps.pss_bytes, ps.memory_budget, ps.hits, ps.misses,
+                   ps.evictions);
         size_t n = b.len;
         return respond_raw(c, 200, "text/plain; version=0.0.4; charset=utf-8", buf_steal(&b), n, NULL);
+}
+
+/* GET /v1/workers: the warm pool (docs/workers.md). Workers hold public
+ * packages only; a deployed function's instances are shown to their
+ * tenant alone. */
+static enum MHD_Result handle_workers(Ctx *c) {
+        _cleanup_free_ char *list = NULL;
+        engine_pool_list(c->d->engine, &list);
+        json_t *all = json_loads(list ? list : "[]", 0, NULL), *mine = json_array();
+        _cleanup_free_ char *prefix = xasprintf("%s/", c->tenant);
+        size_t i;
+        json_t *w;
+        json_array_foreach(all, i, w) {
+                const char *kind = json_string_value(json_object_get(w, "kind"));
+                const char *fn = json_string_value(json_object_get(w, "function"));
+                if (kind && streq(kind, "instance")) {
+                        if (!fn || !startswith(fn, prefix))
+                                continue;
+                        json_object_set_new(w, "function", json_string(fn + strlen(prefix)));
+                }
+                json_array_append(mine, w);
+        }
+        json_decref(all);
+        EnginePoolStats st;
+        engine_pool_stats(c->d->engine, &st);
+        return respond_json(c, 200, json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}}", "workers", mine,
+                                              "pool", "workers", (int) st.workers, "busy", (int) st.busy, "instances",
+                                              (int) st.instances, "pss_bytes", (json_int_t) st.pss_bytes,
+                                              "memory_budget", (json_int_t) st.memory_budget, "hits",
+                                              (json_int_t) st.hits, "misses", (json_int_t) st.misses, "evictions",
+                                              (json_int_t) st.evictions));
 }
 
 static enum MHD_Result handle_envs(Ctx *c) {
@@ -1276,6 +1328,8 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 allow = "POST";
         else if (n == 2 && streq(seg[1], "envs"))
                 allow = "GET";
+        else if (n == 2 && streq(seg[1], "workers"))
+                allow = "GET";
         if (!allow)
                 return respond_error(c, 404, "not_found", "no such endpoint: %s", url);
         if (!((get && strstr(allow, "GET")) || (post && strstr(allow, "POST")) || (del && strstr(allow, "DELETE"))))
@@ -1302,6 +1356,8 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                         return del ? handle_function_delete(c, seg[2]) : handle_function_get(c, seg[2]);
                 return handle_invoke(c, seg[2], body);
         }
+        if (streq(seg[1], "workers"))
+                return handle_workers(c);
         return handle_envs(c);
 }
 

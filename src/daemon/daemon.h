@@ -49,6 +49,11 @@ typedef struct DaemonConfig {
         unsigned max_wait_s;            /* cap on ?wait=true */
         bool metrics_public;            /* /metrics without a token */
         SandboxMode sandbox;
+        /* pool: (docs/workers.md); 0 = the engine's default */
+        unsigned pool_spares;
+        uint64_t pool_memory_budget;
+        uint64_t pool_worker_idle_s;
+        uint64_t pool_instance_ttl_s;
 } DaemonConfig;
 
 /* Fills cfg with the documented defaults (docs/api.md "Configuration"). */

@@ -174,6 +174,12 @@ int main(int argc, char **argv) {
                 .index_url = d->cfg.index_url,
                 .extra_index_urls = d->cfg.extra_index_urls,
                 .find_links = d->cfg.find_links,
+                .allow_packages = d->cfg.allow_packages,
+                .deny_packages = d->cfg.deny_packages,
+                .spares = d->cfg.pool_spares,
+                .pool_memory_budget = d->cfg.pool_memory_budget,
+                .worker_idle_timeout_ms = d->cfg.pool_worker_idle_s * 1000,
+                .instance_ttl_ms = d->cfg.pool_instance_ttl_s * 1000,
         };
         r = engine_new(&ec, &d->engine, &err);
         if (r < 0) {

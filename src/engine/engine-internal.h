@@ -43,6 +43,8 @@ struct Engine {
         char *index_url;
         char **extra_index_urls;
         char **find_links;
+        char **allow_packages; /* normalised */
+        char **deny_packages;
         Store *store;
         pthread_mutex_t lock; /* guards active */
         ActiveRun *active;

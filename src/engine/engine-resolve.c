@@ -53,11 +53,32 @@ static void hold_env(PkgEnv *env) {
         pthread_mutex_unlock(&held_lock);
 }
 
+/* The runner's package policy: -EPERM with a message naming the package. */
+static int check_policy(Engine *e, const char *normalized, const char *why, char **ret_error) {
+        if (strv_contains(e->deny_packages, normalized)) {
+                *ret_error = xasprintf("package '%s'%s is not allowed on this runner (denied by its package policy)",
+                                       normalized, why);
+                return -EPERM;
+        }
+        if (e->allow_packages && !strv_contains(e->allow_packages, normalized)) {
+                *ret_error = xasprintf("package '%s'%s is not allowed on this runner (not in its allow list)",
+                                       normalized, why);
+                return -EPERM;
+        }
+        return 0;
+}
+
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const char *run_id,
                        RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 return 0;
+        }
+        /* Refuse what the file asks for directly before touching the index. */
+        for (size_t i = 0; i < n_reqs; i++) {
+                int k = check_policy(e, reqs[i]->normalized, "", ret_error);
+                if (k < 0)
+                        return k;
         }
         PkgIndexConfig *cfg = NULL;
         int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
@@ -75,6 +96,15 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const ch
         pkg_index_config_free(cfg);
         if (r < 0)
                 return r;
+        /* Dependencies too: a denied package must not arrive transitively. */
+        for (size_t i = 0; i < env->lock->n_entries; i++) {
+                _cleanup_free_ char *n = pkg_name_normalize(env->lock->entries[i].name);
+                r = check_policy(e, n, " (a dependency)", ret_error);
+                if (r < 0) {
+                        pkg_env_free(env);
+                        return r;
+                }
+        }
         if (fn) {
                 /* The lock travels as an event so `pysprinter lock` (a
                  * validate-only run) can print it. */

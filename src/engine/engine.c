@@ -100,6 +100,14 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 e->extra_index_urls = strv_append(e->extra_index_urls, *p);
         for (char **p = cfg->find_links; p && *p; p++)
                 e->find_links = strv_append(e->find_links, *p);
+        for (char **p = cfg->allow_packages; p && *p; p++) {
+                _cleanup_free_ char *n = pkg_name_normalize(*p);
+                e->allow_packages = strv_append(e->allow_packages, n);
+        }
+        for (char **p = cfg->deny_packages; p && *p; p++) {
+                _cleanup_free_ char *n = pkg_name_normalize(*p);
+                e->deny_packages = strv_append(e->deny_packages, n);
+        }
 
         pthread_mutex_init(&e->pool.lock, NULL);
         pthread_cond_init(&e->pool.changed, NULL);
@@ -156,6 +164,8 @@ Engine *engine_free(Engine *e) {
         free(e->index_url);
         strv_free(e->extra_index_urls);
         strv_free(e->find_links);
+        strv_free(e->allow_packages);
+        strv_free(e->deny_packages);
         pthread_mutex_destroy(&e->lock);
         free(e);
         return NULL;

@@ -151,6 +151,12 @@ typedef struct EngineConfig {
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
         bool no_spares;                /* the CLI: one run per process */
+        /* Package policy (DESIGN §4): names (any spelling; compared after
+         * PEP 503 normalisation). A non-empty allow list admits only its
+         * packages; the deny list refuses its packages. Both apply to the
+         * whole lock, dependencies included. */
+        char **allow_packages;
+        char **deny_packages;
         /* Package index settings (NULL: environment, then PyPI). */
         const char *index_url;
         char **extra_index_urls;

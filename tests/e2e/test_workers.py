@@ -1,0 +1,205 @@
+"""End-to-end: warm workers through the real daemon (issue 6, DESIGN §6).
+
+Isolation between consecutive and concurrent ad-hoc runs of one worker,
+globals that persist across invocations of a deployed function, recovery
+from a worker killed mid-run, eviction under a small memory budget, and
+pre-import failures that do not break the env."""
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import pkgindex
+from daemonlib import Daemon, sandbox_mode
+
+
+def worker_pids(d):
+    """pids of the daemon's pysprinter-worker descendants."""
+    out = []
+
+    def walk(pid):
+        try:
+            kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except OSError:
+            return
+        for k in map(int, kids):
+            try:
+                exe = open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")[0]
+            except OSError:
+                continue
+            if b"pysprinter-worker" in exe:
+                out.append(k)
+            walk(k)
+    walk(d.proc.pid)
+    return out
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    d.start()
+    yield d
+    d.stop()
+
+
+def run(d, source, **body):
+    st, out = d.call("POST", "/v1/runs?wait=true", {"source": source, **body})
+    assert st == 200, out
+    return out
+
+
+def test_consecutive_runs_share_a_warm_worker_but_not_state(daemon):
+    dirty = ("import json, os, sys\n"
+             "def f():\n"
+             "    json.leaked = 1\n"
+             "    os.environ['LEAK'] = '1'\n"
+             "    open('/tmp/leak', 'w').write('x')\n"
+             "    return os.getpid()\n")
+    check = ("import json, os\n"
+             "def f():\n"
+             "    return [hasattr(json, 'leaked'), 'LEAK' in os.environ, os.path.exists('/tmp/leak')]\n")
+    a = run(daemon, dirty)
+    assert a["status"] == "succeeded", a
+    b = run(daemon, check)
+    assert b["status"] == "succeeded", b
+    # /tmp is per run in the full sandbox; under --sandbox=none it is the host's.
+    leaked_tmp = daemon.sandbox == "none"
+    assert b["result"] == [False, False, leaked_tmp]
+    st, w = daemon.call("GET", "/v1/workers")
+    assert st == 200
+    assert w["pool"]["hits"] >= 1 and w["pool"]["workers"] >= 1
+    assert w["pool"]["pss_bytes"] > 0
+    t = run(daemon, "def f():\n    return 1\n")["timings"]
+    assert t["cold"] is False and "acquire_ms" in t and "fork_ms" in t and "queue_ms" in t
+
+
+def test_concurrent_runs_do_not_see_each_other(daemon):
+    src = ("import os, time\n"
+           "def f(tag):\n"
+           "    p = '/tmp/mine'\n"
+           "    open(p, 'w').write(tag)\n"
+           "    time.sleep(0.5)\n"
+           "    return [open(p).read(), sorted(os.listdir('/tmp')), os.getpid()]\n")
+    if daemon.sandbox == "none":
+        pytest.skip("per-run /tmp needs the sandbox")
+    results = {}
+
+    def go(tag):
+        results[tag] = run(daemon, src, args=[tag])
+    ts = [threading.Thread(target=go, args=(t,)) for t in ("one", "two", "three")]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for tag, r in results.items():
+        assert r["status"] == "succeeded", r
+        assert r["result"][0] == tag and r["result"][1] == ["mine"]
+
+
+def test_deployed_function_keeps_its_globals(daemon):
+    src = ("import os\nCALLS = 0\nLOADED_AT = os.getpid()\n"
+           "def handler(step: int = 1):\n"
+           "    global CALLS\n    CALLS += step\n    return [CALLS, os.getpid() == LOADED_AT]\n")
+    st, out = daemon.call("POST", "/v1/functions", {"name": "counter", "source": src, "filename": "counter.py"})
+    assert st in (200, 201), out
+    seen = []
+    for _ in range(3):
+        st, out = daemon.call("POST", "/v1/functions/counter/invoke?wait=true", {"args": [1]})
+        assert st == 200 and out["status"] == "succeeded", out
+        seen.append(out["result"])
+    assert seen == [[1, True], [2, True], [3, True]]
+    # A new version is a new instance: its globals start over.
+    daemon.call("POST", "/v1/functions", {"name": "counter", "source": src + "\n# v2\n", "filename": "counter.py"})
+    st, out = daemon.call("POST", "/v1/functions/counter/invoke?wait=true", {"args": [1]})
+    assert out["result"] == [1, True]
+    st, w = daemon.call("GET", "/v1/workers")
+    fns = [x for x in w["workers"] if x["kind"] == "instance"]
+    assert fns and all(x["function"].startswith("counter@") for x in fns)
+    st, other = daemon.call("GET", "/v1/workers", token="bob")
+    assert not [x for x in other["workers"] if x["kind"] == "instance"]  # another tenant's instances are hidden
+
+
+def test_lambda_context_object(daemon):
+    src = ("def handler(event, context):\n"
+           "    return [event['x'], context.function_name, context.aws_request_id != '',\n"
+           "            0 < context.get_remaining_time_in_millis() <= 60000]\n")
+    st, out = daemon.call("POST", "/v1/functions", {"name": "ctx", "source": src, "filename": "ctx.py"})
+    assert st in (200, 201), out
+    st, h, body = daemon.request("POST", "/2015-03-31/functions/ctx/invocations", {"x": 5})
+    assert st == 200, body
+    assert json.loads(body) == [5, "ctx", True, True]
+
+
+def test_worker_killed_mid_run_is_replaced(daemon):
+    run(daemon, "def f():\n    return 0\n")  # warm
+    before = set(worker_pids(daemon))
+    result = {}
+
+    def slow():
+        st, out = daemon.call("POST", "/v1/runs?wait=true", {"source": "import time\ndef f():\n    time.sleep(20)\n"})
+        result["out"] = out
+    t = threading.Thread(target=slow)
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(1.0)
+    # Kill the env's worker (the oldest worker process we saw warm).
+    victims = sorted(before)
+    assert victims
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    t.join(60)
+    assert time.monotonic() - t0 < 15
+    assert result["out"]["status"] != "succeeded"
+    after = run(daemon, "def f():\n    return 'alive'\n")
+    assert after["status"] == "succeeded" and after["result"] == "alive"
+
+
+def test_eviction_under_a_small_budget(tmp_path):
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra="pool:\n  memory_budget_mb: 1\n")
+    d.start()
+    try:
+        for i in range(3):
+            # Different network settings are different environments.
+            out = run(d, f"def f():\n    return {i}\n", limits={"network": bool(i % 2)})
+            assert out["status"] == "succeeded", out
+        st, w = d.call("GET", "/v1/workers")
+        assert w["pool"]["evictions"] >= 1
+        st, h, metrics = d.request("GET", "/metrics")
+        assert b"pysprinter_pool_evictions_total" in metrics and b"pysprinter_pool_workers" in metrics
+    finally:
+        d.stop()
+
+
+def test_preimport_failure_does_not_break_the_env(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    good = pkgindex.build_wheel(wheels, "goodpkg", "1.0", files={"goodpkg/__init__.py": "VALUE = 42\n"})
+    bad = pkgindex.build_wheel(wheels, "badimport", "1.0",
+                               files={"badimport/__init__.py": "raise RuntimeError('broken at import')\n"})
+    index = pkgindex.Index()
+    index.add(good)
+    index.add(bad)
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        src = ("@requirements({'goodpkg': '', 'badimport': ''})\n"
+               "def f():\n    import goodpkg\n    return goodpkg.VALUE\n")
+        out = run(d, src)
+        assert out["status"] == "succeeded", out
+        assert out["result"] == 42
+        st, w = d.call("GET", "/v1/workers")
+        failed = [f for x in w["workers"] if x["kind"] == "worker" for f in x.get("failed_imports", [])]
+        assert any("badimport" in f and "broken at import" in f for f in failed), w
+        # Importing it in the run still raises the package's own error.
+        out = run(d, src.replace("import goodpkg\n    return goodpkg.VALUE", "import badimport"))
+        assert out["status"] == "failed" and "broken at import" in out["error"]["message"]
+    finally:
+        d.stop()
+        index.stop()
