@@ -1272,12 +1272,37 @@ static int split_path(const char *url, char seg[][128], int max) {
         return n;
 }
 
+/* Hands an authenticated request to a handler living outside this file
+ * (daemon-dag.c, daemon-data.c) and queues its response. */
+static enum MHD_Result dispatch_call(Ctx *c, DaemonHandler h, char seg[][128], int n, const Buf *body) {
+        DaemonCall call = {
+                .d = c->d,
+                .conn = c->conn,
+                .method = c->method,
+                .tenant = c->tenant,
+                .seg = seg,
+                .n_seg = n,
+                .body = body->data ? body->data : "",
+                .body_len = body->len,
+                .client_fd = client_fd(c),
+        };
+        unsigned status = 500;
+        struct MHD_Response *resp = h(&call, &status);
+        if (!resp)
+                return MHD_NO;
+        enum MHD_Result ret = MHD_queue_response(c->conn, status, resp);
+        MHD_destroy_response(resp);
+        count_status(c->d, status);
+        return ret;
+}
+
 static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
-        char seg[5][128];
+        char seg[6][128];
         const char *m = c->method;
-        bool get = streq(m, "GET") || streq(m, "HEAD"), post = streq(m, "POST"), del = streq(m, "DELETE");
+        bool get = streq(m, "GET") || streq(m, "HEAD"), post = streq(m, "POST"), del = streq(m, "DELETE"),
+             put = streq(m, "PUT");
         enum MHD_Result ret;
-        int n = split_path(url, seg, 5);
+        int n = split_path(url, seg, 6);
 
         if (n < 0)
                 return respond_error(c, 404, "not_found", "no such endpoint");
@@ -1330,9 +1355,22 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 allow = "GET";
         else if (n == 2 && streq(seg[1], "workers"))
                 allow = "GET";
+        else if (n == 2 && streq(seg[1], "dags"))
+                allow = "GET, POST";
+        else if (n == 3 && streq(seg[1], "dags"))
+                allow = "GET, DELETE";
+        else if (n == 6 && streq(seg[1], "dags") && streq(seg[3], "tasks") && streq(seg[5], "logs"))
+                allow = "GET";
+        else if (n == 2 && streq(seg[1], "data"))
+                allow = "GET";
+        else if (n == 3 && streq(seg[1], "data"))
+                allow = "GET, PUT, DELETE";
+        else if (n == 4 && streq(seg[1], "data") && streq(seg[3], "content"))
+                allow = "GET";
         if (!allow)
                 return respond_error(c, 404, "not_found", "no such endpoint: %s", url);
-        if (!((get && strstr(allow, "GET")) || (post && strstr(allow, "POST")) || (del && strstr(allow, "DELETE"))))
+        if (!((get && strstr(allow, "GET")) || (post && strstr(allow, "POST")) || (del && strstr(allow, "DELETE")) ||
+              (put && strstr(allow, "PUT"))))
                 return method_not_allowed(c, allow);
 
         if (!authenticate(c, !get, &ret))
@@ -1358,6 +1396,10 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         }
         if (streq(seg[1], "workers"))
                 return handle_workers(c);
+        if (streq(seg[1], "dags"))
+                return dispatch_call(c, daemon_dag_handle, seg, n, body);
+        if (streq(seg[1], "data"))
+                return dispatch_call(c, daemon_data_handle, seg, n, body);
         return handle_envs(c);
 }
 

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "daemon.h"
+#include "data.h"
 
 /* jansson's own depth cap is 2048; a cheaper, stricter pre-scan bounds the
  * nesting and the number of values before the parser allocates anything. */
@@ -291,13 +292,14 @@ void run_request_done(RunRequest *r) {
         free(r->description);
         free(r->requirements_json);
         free(r->context_json);
+        strv_free(r->data);
         *r = (RunRequest) {};
 }
 
 static const Field run_fields[] = {
         { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
         { "args", F_ARRAY, false },       { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
-        { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false },
+        { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "data", F_ARRAY, false },
 };
 static const Field validate_fields[] = {
         { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
@@ -312,6 +314,7 @@ static const Field deploy_fields[] = {
 static const Field invoke_fields[] = {
         { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false }, { "raw_args", F_ARRAY, false },
         { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "version", F_INT, false },
+        { "data", F_ARRAY, false },
 };
 
 static int dup_string(json_t *obj, const char *key, size_t max, char **ret, char **ret_error) {
@@ -328,6 +331,34 @@ static int dup_string(json_t *obj, const char *key, size_t max, char **ret, char
                 return -EINVAL;
         }
         *ret = xstrndup(json_string_value(v), n);
+        return 0;
+}
+
+/* "data": ["NAME", "NAME@VERSION", …]: names checked here, resolved per
+ * tenant when the run starts (daemon-runs.c). */
+static int parse_data_refs(json_t *a, char ***ret, char **ret_error) {
+        size_t i;
+        json_t *v;
+        char **refs = NULL;
+        if (!a)
+                return 0;
+        if (json_array_size(a) > 64) {
+                *ret_error = xstrdup("field 'data' names more than 64 datasets");
+                return -EINVAL;
+        }
+        json_array_foreach(a, i, v) {
+                _cleanup_free_ char *name = NULL;
+                int version;
+                if (!json_is_string(v) || data_parse_ref(json_string_value(v), &name, &version) < 0) {
+                        *ret_error = xasprintf("field 'data[%zu]' must be a dataset name \"NAME\" or \"NAME@VERSION\"", i);
+                        strv_free(refs);
+                        return -EINVAL;
+                }
+                if (strv_contains(refs, json_string_value(v)))
+                        continue;
+                refs = strv_append(refs, json_string_value(v));
+        }
+        *ret = refs;
         return 0;
 }
 
@@ -422,6 +453,9 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
                 goto fail;
         }
         r = parse_limits(json_object_get(j, "limits"), caps, &req.limits, ret_error);
+        if (r < 0)
+                goto fail;
+        r = parse_data_refs(json_object_get(j, "data"), &req.data, ret_error);
         if (r < 0)
                 goto fail;
         json_t *ver = json_object_get(j, "version");

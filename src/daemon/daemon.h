@@ -285,6 +285,11 @@ struct MHD_Response *daemon_dag_handle(const DaemonCall *call, unsigned *ret_sta
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
 struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_status);
 
+struct json_t;
+/* j (taken) as an application/json response. */
+struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, unsigned *ret_status);
+/* A query-string value of the call's request, or NULL. */
+const char *daemon_call_query(const DaemonCall *call, const char *key);
 /* {"error": {"code", "message"}} as a response (helpers for the handlers). */
 struct MHD_Response *daemon_error_response(unsigned status, const char *code, unsigned *ret_status, const char *fmt,
                                            ...) _printf_(4, 5);

@@ -193,6 +193,12 @@ int main(int argc, char **argv) {
 
         pthread_rwlock_init(&d->cfg_lock, NULL);
         daemon_runs_init(d);
+        r = daemon_dags_init(d, &err);
+        if (r < 0) {
+                log_error("cannot open the data catalog: %s", err ? err : strerror(-r));
+                engine_free(d->engine);
+                return EXIT_INTERNAL;
+        }
 
         free(err);
         err = NULL;
@@ -239,7 +245,14 @@ int main(int argc, char **argv) {
         strv_free(ids);
         daemon_runs_drain(d, 10 * USEC_PER_SEC);
 
+        /* DAG runs still going stay recorded as running: the next start
+         * resumes them. Their threads use the engine, so it is not freed. */
+        unsigned dags_left = daemon_dags_drain(d, (usec_t) drain * USEC_PER_SEC);
         daemon_http_stop(mhd);
+        if (dags_left > 0) {
+                log_info("stopped; %u DAG run(s) resume at the next start", dags_left);
+                _exit(0);
+        }
         engine_free(d->engine);
         log_info("stopped");
         return 0;

@@ -34,7 +34,7 @@ int tree_copy_out(const char *src, const char *dst);
 /* The one regular file at the top of dir when dir holds exactly that. */
 int tree_single_file(const char *dir, char **ret_path);
 /* sha256 hex helpers (libcrypto stays in data-tree.c). */
-char *sha256_hex(const void *data, size_t n);
+char *data_sha256_hex(const void *data, size_t n);
 
 /* ---- data-fetch.c ---- */
 

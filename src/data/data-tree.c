@@ -11,7 +11,7 @@
 #define COPY_CHUNK (128 * 1024)
 #define MAX_DEPTH 64
 
-char *sha256_hex(const void *data, size_t n) {
+char *data_sha256_hex(const void *data, size_t n) {
         uint8_t md[32];
         unsigned len = 0;
         EVP_Digest(data, n, md, &len, EVP_sha256(), NULL);

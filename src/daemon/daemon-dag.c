@@ -1,0 +1,834 @@
+/* DAG runs on the daemon: /v1/dags[/{id}[/tasks/{task}/logs]]
+ * (docs/api.md "DAG runs", DESIGN §8).
+ *
+ * A submitted pipeline gets its own directory, DATA_DIR/dags/<id>/, which
+ * holds the request's `files` (task sources by relative path) and is the
+ * pipeline's base directory: no task file may name anything outside it.
+ * The DAG run is recorded in the store before it is validated, then driven
+ * by dag_run() on a thread of its own with resume_id set, so a fresh run and
+ * a run resumed after a daemon restart take the same path: finished tasks
+ * keep their results, the others run.
+ *
+ * Reads (GET) come from the store, which dag_run() keeps current; the
+ * in-memory DDag list only serves cancel and ?wait=true.
+ *
+ * DAG tasks run through engine_run() directly (the engine's per-run limits
+ * and the pipeline's own concurrency apply), not through the daemon's run
+ * queue; the number of DAG runs in flight is capped instead. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#include "dag.h"
+#include "daemon.h"
+#include "data.h"
+
+#define DAEMON_MAX_ACTIVE_DAGS 64
+#define DAEMON_MAX_DAG_FILES 1000
+
+typedef struct DDag {
+        unsigned refs;          /* guarded by DaemonDags.lock */
+        char *id;
+        char *tenant;
+        Dag *dag;
+        DagOptions opts;
+        bool done;              /* guarded by DaemonDags.lock */
+        struct DDag *next;
+} DDag;
+
+struct DaemonDags {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;    /* a DAG run ended */
+        DDag *list;             /* active DAG runs */
+        unsigned active;
+};
+
+typedef struct DagThreadArgs {
+        Daemon *d;
+        DDag *g;
+} DagThreadArgs;
+
+static void ddag_unref(Daemon *d, DDag *g) {
+        pthread_mutex_lock(&d->dags->lock);
+        bool last = --g->refs == 0;
+        pthread_mutex_unlock(&d->dags->lock);
+        if (!last)
+                return;
+        dag_free(g->dag);
+        free(g->id);
+        free(g->tenant);
+        free(g);
+}
+
+static DDag *ddag_find(Daemon *d, const char *tenant, const char *id) {
+        DDag *found = NULL;
+        pthread_mutex_lock(&d->dags->lock);
+        for (DDag *g = d->dags->list; g; g = g->next)
+                if (streq(g->id, id) && streq(g->tenant, tenant)) {
+                        g->refs++;
+                        found = g;
+                        break;
+                }
+        pthread_mutex_unlock(&d->dags->lock);
+        return found;
+}
+
+/* Ends the record of a DAG run dag_run() refused (validation) or could not
+ * drive: the record says why, and it is no longer resumed. */
+static void record_failure(Daemon *d, const char *tenant, const char *id, const char *status, const char *error) {
+        DagRunRecord *cur = NULL;
+        if (store_dag_get(d->store, tenant, id, &cur) < 0)
+                return;
+        free(cur->status);
+        cur->status = xstrdup(status);
+        free(cur->error);
+        cur->error = error ? xstrdup(error) : NULL;
+        free(cur->owner);
+        cur->owner = NULL;
+        cur->finished = now_realtime();
+        (void) store_dag_update(d->store, cur);
+        dag_run_record_free(cur);
+}
+
+static void *dag_thread(void *p) {
+        DagThreadArgs *a = p;
+        Daemon *d = a->d;
+        DDag *g = a->g;
+        _cleanup_free_ char *err = NULL;
+        free(a);
+
+        int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, NULL, NULL, &err);
+        if (r < 0) {
+                log_warn("DAG run %s: %s", g->id, err ? err : strerror(-r));
+                record_failure(d, g->tenant, g->id, r == -EINVAL || r == -ENOENT || r == -ENOPKG ? "invalid" : "failed",
+                               err ? err : strerror(-r));
+        } else
+                log_info("DAG run %s: %s", g->id, dag_status(g->dag));
+
+        pthread_mutex_lock(&d->dags->lock);
+        g->done = true;
+        for (DDag **pp = &d->dags->list; *pp; pp = &(*pp)->next)
+                if (*pp == g) {
+                        *pp = g->next;
+                        break;
+                }
+        d->dags->active--;
+        pthread_cond_broadcast(&d->dags->cond);
+        pthread_mutex_unlock(&d->dags->lock);
+        ddag_unref(d, g);
+        return NULL;
+}
+
+/* Takes dag. *ret (may be NULL) gets a reference. */
+static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, const DagOptions *o, DDag **ret) {
+        pthread_attr_t attr;
+        pthread_t t;
+
+        pthread_mutex_lock(&d->dags->lock);
+        if (d->dags->active >= DAEMON_MAX_ACTIVE_DAGS) {
+                pthread_mutex_unlock(&d->dags->lock);
+                dag_free(dag);
+                return -EBUSY;
+        }
+        DDag *g = xcalloc(1, sizeof(DDag));
+        g->refs = ret ? 2 : 1;
+        g->id = xstrdup(id);
+        g->tenant = xstrdup(tenant);
+        g->dag = dag;
+        g->opts = *o;
+        g->opts.tenant = g->tenant;
+        g->opts.resume_id = g->id;
+        g->opts.dag_id = NULL;
+        g->next = d->dags->list;
+        d->dags->list = g;
+        d->dags->active++;
+        pthread_mutex_unlock(&d->dags->lock);
+
+        DagThreadArgs *a = xcalloc(1, sizeof(DagThreadArgs));
+        a->d = d;
+        a->g = g;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int k = pthread_create(&t, &attr, dag_thread, a);
+        pthread_attr_destroy(&attr);
+        if (k != 0) {
+                free(a);
+                pthread_mutex_lock(&d->dags->lock);
+                for (DDag **pp = &d->dags->list; *pp; pp = &(*pp)->next)
+                        if (*pp == g) {
+                                *pp = g->next;
+                                break;
+                        }
+                d->dags->active--;
+                g->done = true;
+                g->refs = 1;
+                pthread_mutex_unlock(&d->dags->lock);
+                ddag_unref(d, g);
+                return -k;
+        }
+        if (ret)
+                *ret = g;
+        return 0;
+}
+
+static char *dags_root(Daemon *d) {
+        return path_join_many(d->data_dir, "dags", NULL);
+}
+
+/* ---- startup: resume ------------------------------------------------------- */
+
+int daemon_dags_init(Daemon *d, char **ret_error) {
+        DataConfig cfg = {};
+        int r;
+
+        d->dags = xcalloc(1, sizeof(struct DaemonDags));
+        pthread_mutex_init(&d->dags->lock, NULL);
+        pthread_cond_init(&d->dags->cond, NULL);
+
+        data_config_from_env(&cfg, d->data_dir);
+        r = data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
+        if (r < 0)
+                return r;
+
+        /* Only pipelines submitted over HTTP (their base directory under
+         * DATA_DIR/dags/) are the daemon's to resume: a `pysprinter dag run`
+         * that died belongs to its user and may name host paths. */
+        _cleanup_free_ char *root = dags_root(d);
+        _cleanup_free_ char *prefix = xasprintf("%s/", root);
+        DagRunRecord **v = NULL;
+        size_t n = 0;
+        r = store_dag_list(d->store, NULL, 100000, &v, &n);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot list DAG runs: %s", strerror(-r));
+                return r;
+        }
+        unsigned resumed = 0;
+        for (size_t i = 0; i < n; i++) {
+                DagRunRecord *rec = v[i];
+                if (!rec->status || !streq(rec->status, "running") || !rec->base_dir ||
+                    !startswith(rec->base_dir, prefix))
+                        continue;
+                if (rec->owner) {
+                        pid_t pid = (pid_t) strtol(rec->owner, NULL, 10);
+                        if (pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
+                                log_warn("DAG run %s is still driven by process %d; not resuming it", rec->id, (int) pid);
+                                continue;
+                        }
+                }
+                Dag *dag = NULL;
+                _cleanup_free_ char *err = NULL;
+                r = dag_load(d->store, rec->tenant, rec->id, &dag, NULL, &err);
+                if (r < 0) {
+                        log_warn("DAG run %s cannot be resumed: %s", rec->id, err ? err : strerror(-r));
+                        record_failure(d, rec->tenant, rec->id, "failed", err ? err : "cannot be resumed");
+                        continue;
+                }
+                DagOptions o = { .sandbox = d->cfg.sandbox };
+                json_t *opts = rec->options_json ? json_loads(rec->options_json, 0, NULL) : NULL;
+                if (opts) {
+                        o.keep_going = json_is_true(json_object_get(opts, "keep_going"));
+                        o.no_cache = json_is_true(json_object_get(opts, "no_cache"));
+                        json_int_t c = json_integer_value(json_object_get(opts, "concurrency"));
+                        if (c > 0 && c <= DAG_MAX_CONCURRENCY)
+                                o.concurrency = (unsigned) c;
+                        json_decref(opts);
+                }
+                r = ddag_start(d, rec->id, rec->tenant ? rec->tenant : "local", dag, &o, NULL);
+                if (r < 0)
+                        log_warn("DAG run %s cannot be resumed: %s", rec->id, strerror(-r));
+                else
+                        resumed++;
+        }
+        dag_run_record_list_free(v, n);
+        if (resumed)
+                log_info("resumed %u DAG run(s) interrupted by the last stop", resumed);
+        return 0;
+}
+
+unsigned daemon_dags_drain(Daemon *d, usec_t timeout) {
+        if (!d->dags)
+                return 0;
+        usec_t until = now_monotonic() + timeout;
+        pthread_mutex_lock(&d->dags->lock);
+        while (d->dags->active > 0 && now_monotonic() < until) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 200 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&d->dags->cond, &d->dags->lock, &ts);
+        }
+        unsigned left = d->dags->active;
+        pthread_mutex_unlock(&d->dags->lock);
+        return left;
+}
+
+/* ---- the request ------------------------------------------------------------ */
+
+/* A relative path that stays inside its directory: no leading '/', no empty,
+ * "." or ".." component. */
+static bool relative_path_safe(const char *p) {
+        if (!p || !*p || *p == '/' || strlen(p) > 1024)
+                return false;
+        for (const char *s = p; *s;) {
+                size_t n = strcspn(s, "/");
+                if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+                        return false;
+                s += n;
+                if (*s == '/')
+                        s++;
+                else
+                        break;
+        }
+        return !endswith(p, "/") && !memchr(p, '\n', strlen(p));
+}
+
+/* dag_parse() reads task files as it parses, so task file names are checked
+ * before it runs: every value of a "file" key anywhere in the document must
+ * be a safe relative path ("PATH::FUNCTION" allowed). */
+static int check_pipeline_files(const char *text, size_t len, char **ret_error) {
+        yaml_parser_t p;
+        yaml_document_t doc;
+        int r = 0;
+
+        if (!yaml_parser_initialize(&p))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&p, (const unsigned char *) text, len);
+        if (!yaml_parser_load(&p, &doc)) {
+                /* dag_parse() reports syntax errors with their line. */
+                yaml_parser_delete(&p);
+                return 0;
+        }
+        for (yaml_node_t *n = doc.nodes.start; n < doc.nodes.top && r == 0; n++) {
+                if (n->type != YAML_MAPPING_NODE)
+                        continue;
+                for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+                        yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
+                        yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
+                        if (!k || k->type != YAML_SCALAR_NODE || !streq((const char *) k->data.scalar.value, "file"))
+                                continue;
+                        if (!v || v->type != YAML_SCALAR_NODE)
+                                continue; /* dag_parse() says "file must be a path" */
+                        const char *val = (const char *) v->data.scalar.value;
+                        const char *sep = strstr(val, "::");
+                        _cleanup_free_ char *path = sep ? xstrndup(val, (size_t) (sep - val)) : xstrdup(val);
+                        if (!relative_path_safe(path)) {
+                                *ret_error = xasprintf("line %zu: task file '%s' must be a relative path inside the "
+                                                       "pipeline's files (no '/' at the start, no '..')",
+                                                       v->start_mark.line + 1, path);
+                                r = -EINVAL;
+                                break;
+                        }
+                }
+        }
+        yaml_document_delete(&doc);
+        yaml_parser_delete(&p);
+        return r;
+}
+
+static int write_files(const char *dir, json_t *files, char **ret_error) {
+        const char *name;
+        json_t *v;
+        if (json_object_size(files) > DAEMON_MAX_DAG_FILES) {
+                *ret_error = xasprintf("field 'files' holds more than %d files", DAEMON_MAX_DAG_FILES);
+                return -EINVAL;
+        }
+        json_object_foreach(files, name, v) {
+                if (!json_is_string(v)) {
+                        *ret_error = xasprintf("field 'files.%s' must be a string (the file's text)", name);
+                        return -EINVAL;
+                }
+                if (!relative_path_safe(name)) {
+                        *ret_error = xasprintf("field 'files': '%s' is not a relative path inside the DAG run's "
+                                               "directory (no '/' at the start, no '.' or '..' components)",
+                                               name);
+                        return -EINVAL;
+                }
+        }
+        json_object_foreach(files, name, v) {
+                _cleanup_free_ char *path = path_join_many(dir, name, NULL);
+                const char *slash = strrchr(name, '/');
+                if (slash) {
+                        _cleanup_free_ char *sub = path_join_many(dir, name, NULL);
+                        sub[strlen(dir) + 1 + (size_t) (slash - name)] = 0;
+                        int r = mkdir_p(sub, 0750);
+                        if (r < 0) {
+                                *ret_error = xasprintf("cannot create the directory of '%s': %s", name, strerror(-r));
+                                return r;
+                        }
+                }
+                /* O_EXCL|O_NOFOLLOW: the directory is new and holds only
+                 * what this request wrote, so nothing may be a link. */
+                int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+                if (fd < 0) {
+                        int r = -errno;
+                        *ret_error = xasprintf("cannot write '%s': %s", name, strerror(-r));
+                        return r;
+                }
+                int r = write_full(fd, json_string_value(v), json_string_length(v));
+                if (close(fd) < 0 && r >= 0)
+                        r = -errno;
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot write '%s': %s", name, strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* A JSON parameter as dag_parse() reads it: strings as given, other values
+ * as JSON text (a YAML plain scalar or flow collection reads them back). */
+static char *param_value(json_t *v) {
+        if (json_is_string(v))
+                return xstrdup(json_string_value(v));
+        return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* ---- JSON views ---------------------------------------------------------------- */
+
+static json_t *time_or_null(usec_t t) {
+        char buf[32];
+        return t ? json_string(format_timestamp(t, buf)) : json_null();
+}
+
+static json_t *json_loads_or_string(const char *s) {
+        if (!s)
+                return json_null();
+        json_t *j = json_loads(s, JSON_DECODE_ANY, NULL);
+        return j ? j : json_string(s);
+}
+
+static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tasks) {
+        json_t *j = json_object();
+        DDag *g = ddag_find(d, rec->tenant ? rec->tenant : "local", rec->id);
+        const char *status = rec->status ? rec->status : "running";
+        if (g && streq(status, "running") && dag_status(g->dag) && streq(dag_status(g->dag), "validating"))
+                status = "validating";
+        json_object_set_new(j, "id", json_string(rec->id));
+        json_object_set_new(j, "name", rec->name ? json_string(rec->name) : json_null());
+        json_object_set_new(j, "status", json_string(status));
+        json_object_set_new(j, "error", rec->error ? json_string(rec->error) : json_null());
+        json_object_set_new(j, "created_at", time_or_null(rec->created));
+        json_object_set_new(j, "started_at", time_or_null(rec->started));
+        json_object_set_new(j, "finished_at", time_or_null(rec->finished));
+        json_object_set_new(j, "duration_ms", rec->finished && rec->started && rec->finished >= rec->started
+                                                      ? json_real((double) (rec->finished - rec->started) / 1000.0)
+                                                      : json_null());
+        json_object_set_new(j, "options", json_loads_or_string(rec->options_json));
+        json_object_set_new(j, "params", json_loads_or_string(rec->params_json));
+        if (!with_tasks) {
+                if (g)
+                        ddag_unref(d, g);
+                return j;
+        }
+
+        DagTaskRecord **t = NULL;
+        size_t n = 0;
+        (void) store_dag_tasks(d->store, rec->id, &t, &n);
+        json_t *tasks = json_array();
+        json_t *counts = json_object();
+        for (size_t i = 0; i < n; i++) {
+                json_t *o = json_object();
+                json_object_set_new(o, "name", json_string(t[i]->name));
+                json_object_set_new(o, "state", json_string(t[i]->state ? t[i]->state : "pending"));
+                json_object_set_new(o, "attempts", json_integer(t[i]->attempts));
+                json_object_set_new(o, "cached", json_boolean(t[i]->cached));
+                json_object_set_new(o, "run_id", t[i]->run_id ? json_string(t[i]->run_id) : json_null());
+                json_object_set_new(o, "exit_code", t[i]->finished ? json_integer(t[i]->exit_code) : json_null());
+                json_object_set_new(o, "result", json_loads_or_string(t[i]->value_json));
+                json_object_set_new(o, "error", t[i]->error ? json_string(t[i]->error) : json_null());
+                json_object_set_new(o, "started_at", time_or_null(t[i]->started));
+                json_object_set_new(o, "finished_at", time_or_null(t[i]->finished));
+                json_object_set_new(o, "started_us", t[i]->started ? json_integer((json_int_t) t[i]->started) : json_null());
+                json_object_set_new(o, "finished_us",
+                                    t[i]->finished ? json_integer((json_int_t) t[i]->finished) : json_null());
+                json_object_set_new(o, "duration_ms",
+                                    t[i]->started && t[i]->finished && t[i]->finished >= t[i]->started
+                                            ? json_real((double) (t[i]->finished - t[i]->started) / 1000.0)
+                                            : json_null());
+                json_array_append_new(tasks, o);
+                const char *st = t[i]->state ? t[i]->state : "pending";
+                json_object_set_new(counts, st, json_integer(json_integer_value(json_object_get(counts, st)) + 1));
+        }
+        /* Before validation ends no task is recorded yet: show the
+         * pipeline's tasks as pending. */
+        if (n == 0 && g) {
+                for (size_t i = 0; i < dag_n_tasks(g->dag); i++) {
+                        DagTaskInfo info;
+                        dag_task_info(g->dag, i, &info);
+                        json_array_append_new(tasks, json_pack("{s:s, s:s}", "name", info.name, "state", "pending"));
+                }
+                if (dag_n_tasks(g->dag))
+                        json_object_set_new(counts, "pending", json_integer((json_int_t) dag_n_tasks(g->dag)));
+        }
+        dag_task_record_list_free(t, n);
+        json_object_set_new(j, "tasks", tasks);
+        json_object_set_new(j, "counts", counts);
+        if (g)
+                ddag_unref(d, g);
+        return j;
+}
+
+static struct MHD_Response *dag_errno(int r, unsigned *ret_status) {
+        switch (r) {
+        case -ENOENT:
+                return daemon_error_response(404, "not_found", ret_status, "DAG run not found");
+        case -EEXIST:
+                return daemon_error_response(400, "ambiguous", ret_status, "the id prefix matches several DAG runs");
+        case -EBUSY:
+                return daemon_error_response(429, "too_many_requests", ret_status,
+                                             "too many DAG runs in flight (%d); retry later", DAEMON_MAX_ACTIVE_DAGS);
+        default:
+                return daemon_error_response(500, "internal", ret_status, "DAG run: %s", strerror(-r));
+        }
+}
+
+static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const char *id, unsigned status,
+                                         unsigned *ret_status) {
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(d->store, tenant, id, &rec);
+        if (r < 0)
+                return dag_errno(r, ret_status);
+        json_t *j = dag_record_json(d, rec, true);
+        dag_run_record_free(rec);
+        struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
+        if (resp && (status == 202 || status == 201)) {
+                _cleanup_free_ char *loc = xasprintf("/v1/dags/%s", id);
+                MHD_add_response_header(resp, "Location", loc);
+        }
+        return resp;
+}
+
+/* Waits for g to end, the timeout, or the client to hang up. 1: ended,
+ * 0: timeout, -ECONNRESET: the client went away. */
+static int ddag_wait(Daemon *d, DDag *g, int client_fd, usec_t timeout) {
+        usec_t until = now_monotonic() + timeout;
+        pthread_mutex_lock(&d->dags->lock);
+        while (!g->done && now_monotonic() < until) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 250 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&d->dags->cond, &d->dags->lock, &ts);
+                if (client_fd >= 0 && !g->done) {
+                        struct pollfd pfd = { .fd = client_fd, .events = POLLRDHUP };
+                        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                                pthread_mutex_unlock(&d->dags->lock);
+                                return -ECONNRESET;
+                        }
+                }
+        }
+        bool done = g->done;
+        pthread_mutex_unlock(&d->dags->lock);
+        return done ? 1 : 0;
+}
+
+static const char *const dag_fields[] = { "pipeline", "filename", "params", "files", "concurrency", "keep_going",
+                                          "no_cache", NULL };
+
+static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_free_ char *err = NULL, *id = NULL, *root = NULL, *dir = NULL, *params_json = NULL, *opts_json = NULL,
+                            *owner = NULL;
+        _cleanup_strv_free_ char **params = NULL;
+        json_t *j = NULL;
+        Dag *dag = NULL;
+        RequestCaps caps = { .max_depth = d->cfg.max_json_depth, .max_values = d->cfg.max_json_values };
+        struct MHD_Response *resp = NULL;
+        int r;
+
+        r = request_json_parse(call->body, call->body_len, &caps, (void **) &j, &err);
+        if (r < 0)
+                return daemon_error_response(400, "bad_request", ret_status, "%s", err);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return daemon_error_response(400, "bad_request", ret_status, "the body must be a JSON object");
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v) {
+                bool known = false;
+                for (size_t i = 0; dag_fields[i]; i++)
+                        known = known || streq(key, dag_fields[i]);
+                if (!known) {
+                        resp = daemon_error_response(400, "bad_request", ret_status, "unknown field '%s'", key);
+                        goto out;
+                }
+        }
+        json_t *pipeline = json_object_get(j, "pipeline"), *pj = json_object_get(j, "params"),
+               *files = json_object_get(j, "files"), *conc = json_object_get(j, "concurrency"),
+               *kg = json_object_get(j, "keep_going"), *nc = json_object_get(j, "no_cache"),
+               *fn = json_object_get(j, "filename");
+        if (!json_is_string(pipeline) || json_string_length(pipeline) == 0 ||
+            json_string_length(pipeline) > DAG_MAX_FILE_BYTES) {
+                resp = daemon_error_response(400, "bad_request", ret_status,
+                                             "field 'pipeline' is required: the pipeline's YAML text (at most 1 MiB)");
+                goto out;
+        }
+        if ((pj && !json_is_object(pj)) || (files && !json_is_object(files)) || (kg && !json_is_boolean(kg)) ||
+            (nc && !json_is_boolean(nc)) ||
+            (conc && (!json_is_integer(conc) || json_integer_value(conc) < 1 ||
+                      json_integer_value(conc) > DAG_MAX_CONCURRENCY)) ||
+            (fn && (!json_is_string(fn) || !relative_path_safe(json_string_value(fn)) ||
+                    strchr(json_string_value(fn), '/')))) {
+                resp = daemon_error_response(400, "bad_request", ret_status,
+                                             "fields: 'params' and 'files' are objects, 'keep_going' and 'no_cache' "
+                                             "booleans, 'concurrency' an integer in 1..%d, 'filename' a plain file name",
+                                             DAG_MAX_CONCURRENCY);
+                goto out;
+        }
+        const char *text = json_string_value(pipeline);
+        size_t text_len = json_string_length(pipeline);
+        if (memchr(text, 0, text_len)) {
+                resp = daemon_error_response(400, "bad_request", ret_status, "field 'pipeline' contains a NUL byte");
+                goto out;
+        }
+        const char *filename = fn ? json_string_value(fn) : "pipeline.yaml";
+
+        json_t *pstore = json_object();
+        json_object_foreach(pj, key, v) {
+                if (!*key || strchr(key, '=')) {
+                        json_decref(pstore);
+                        resp = daemon_error_response(400, "bad_request", ret_status, "field 'params': bad name '%s'", key);
+                        goto out;
+                }
+                _cleanup_free_ char *val = param_value(v);
+                _cleanup_free_ char *kv = xasprintf("%s=%s", key, val);
+                params = strv_append(params, kv);
+                json_object_set_new(pstore, key, json_string(val));
+        }
+        params_json = json_dumps(pstore, JSON_COMPACT);
+        json_decref(pstore);
+
+        r = check_pipeline_files(text, text_len, &err);
+        if (r < 0) {
+                resp = daemon_error_response(400, "bad_request", ret_status, "%s: %s", filename,
+                                             err ? err : strerror(-r));
+                goto out;
+        }
+
+        id = id_new("d");
+        root = dags_root(d);
+        dir = path_join_many(root, id, NULL);
+        r = mkdir_p(dir, 0750);
+        if (r < 0) {
+                resp = daemon_error_response(500, "internal", ret_status, "cannot create the DAG run's directory: %s",
+                                             strerror(-r));
+                goto out;
+        }
+        if (files) {
+                r = write_files(dir, files, &err);
+                if (r < 0) {
+                        (void) rm_rf(dir);
+                        resp = daemon_error_response(r == -EINVAL ? 400 : 500, r == -EINVAL ? "bad_request" : "internal",
+                                                     ret_status, "%s", err);
+                        goto out;
+                }
+        }
+        r = dag_parse(text, text_len, filename, dir, params, &dag, &err);
+        if (r < 0) {
+                (void) rm_rf(dir);
+                resp = daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : strerror(-r));
+                goto out;
+        }
+
+        DagOptions o = {
+                .tenant = call->tenant,
+                .concurrency = conc ? (unsigned) json_integer_value(conc) : 0,
+                .keep_going = json_is_true(kg),
+                .no_cache = json_is_true(nc),
+                .sandbox = d->cfg.sandbox,
+        };
+        json_t *oj = json_pack("{s:i, s:b, s:b, s:s}", "concurrency", (int) o.concurrency, "keep_going", o.keep_going,
+                               "no_cache", o.no_cache, "sandbox", o.sandbox == SANDBOX_MODE_NONE ? "none" : "full");
+        opts_json = json_dumps(oj, JSON_COMPACT);
+        json_decref(oj);
+        owner = xasprintf("%d", (int) getpid());
+        /* Recorded before validation so the id answers at once and a
+         * restart during validation still resumes it. */
+        DagRunRecord rec = {
+                .id = id,
+                .tenant = (char *) call->tenant,
+                .name = (char *) dag_name(dag),
+                .file = (char *) filename,
+                .base_dir = dir,
+                .spec_text = (char *) text,
+                .params_json = params_json,
+                .options_json = opts_json,
+                .status = "running",
+                .owner = owner,
+                .created = now_realtime(),
+                .started = now_realtime(),
+        };
+        r = store_dag_insert(d->store, &rec);
+        if (r < 0) {
+                dag_free(dag);
+                (void) rm_rf(dir);
+                resp = daemon_error_response(500, "internal", ret_status, "cannot record the DAG run: %s", strerror(-r));
+                goto out;
+        }
+        DDag *g = NULL;
+        r = ddag_start(d, id, call->tenant, dag, &o, &g);
+        if (r < 0) {
+                record_failure(d, call->tenant, id, "failed", strerror(-r));
+                resp = dag_errno(r, ret_status);
+                goto out;
+        }
+        const char *w = daemon_call_query(call, "wait");
+        if (w && (streq(w, "") || streq(w, "1") || streq(w, "true") || streq(w, "yes"))) {
+                usec_t timeout = (usec_t) d->cfg.max_wait_s * USEC_PER_SEC;
+                const char *t = daemon_call_query(call, "timeout");
+                if (t) {
+                        char *end;
+                        unsigned long long s = strtoull(t, &end, 10);
+                        if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
+                                timeout = s * USEC_PER_SEC;
+                }
+                int k = ddag_wait(d, g, call->client_fd, timeout);
+                if (k == -ECONNRESET) {
+                        log_info("DAG run %s: client went away; cancelling", id);
+                        dag_cancel(g->dag);
+                        ddag_unref(d, g);
+                        goto out;
+                }
+                ddag_unref(d, g);
+                resp = dag_response(d, call->tenant, id, k == 1 ? 200 : 202, ret_status);
+        } else {
+                ddag_unref(d, g);
+                resp = dag_response(d, call->tenant, id, 202, ret_status);
+        }
+out:
+        json_decref(j);
+        return resp;
+}
+
+static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_status) {
+        size_t limit = 100;
+        const char *l = daemon_call_query(call, "limit");
+        if (l) {
+                char *end;
+                unsigned long long x = strtoull(l, &end, 10);
+                if (*end || x == 0 || x > 10000)
+                        return daemon_error_response(400, "bad_request", ret_status,
+                                                     "query 'limit' must be an integer in 1..10000");
+                limit = x;
+        }
+        const char *status = daemon_call_query(call, "status");
+        DagRunRecord **v = NULL;
+        size_t n = 0;
+        int r = store_dag_list(call->d->store, call->tenant, limit, &v, &n);
+        if (r < 0)
+                return dag_errno(r, ret_status);
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                if (!status || (v[i]->status && streq(v[i]->status, status)))
+                        json_array_append_new(a, dag_record_json(call->d, v[i], false));
+        dag_run_record_list_free(v, n);
+        return daemon_json_response(200, json_pack("{so}", "dags", a), ret_status);
+}
+
+static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id, unsigned *ret_status) {
+        Daemon *d = call->d;
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(d->store, call->tenant, id, &rec);
+        if (r < 0)
+                return dag_errno(r, ret_status);
+        _cleanup_free_ char *full = xstrdup(rec->id), *status = xstrdup(rec->status ? rec->status : "?");
+        dag_run_record_free(rec);
+        DDag *g = ddag_find(d, call->tenant, full);
+        if (!g)
+                return daemon_error_response(409, "conflict", ret_status, "DAG run %s has already finished (%s)", full,
+                                             status);
+        dag_cancel(g->dag);
+        (void) ddag_wait(d, g, -1, 30 * USEC_PER_SEC);
+        ddag_unref(d, g);
+        return dag_response(d, call->tenant, full, 200, ret_status);
+}
+
+static void log_collect(const RunEvent *ev, void *userdata) {
+        Buf *b = userdata;
+        if (ev->type == RUN_EVENT_OUTPUT)
+                (void) buf_append(b, ev->data, ev->len);
+}
+
+static struct MHD_Response *handle_logs(const DaemonCall *call, const char *id, const char *task,
+                                        unsigned *ret_status) {
+        Daemon *d = call->d;
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(d->store, call->tenant, id, &rec);
+        if (r < 0)
+                return dag_errno(r, ret_status);
+        DagTaskRecord **t = NULL;
+        size_t n = 0;
+        (void) store_dag_tasks(d->store, rec->id, &t, &n);
+        _cleanup_free_ char *run_id = NULL, *state = NULL;
+        bool found = false, cached = false;
+        for (size_t i = 0; i < n; i++)
+                if (streq(t[i]->name, task)) {
+                        found = true;
+                        run_id = t[i]->run_id ? xstrdup(t[i]->run_id) : NULL;
+                        state = xstrdup(t[i]->state ? t[i]->state : "pending");
+                        cached = t[i]->cached;
+                }
+        dag_task_record_list_free(t, n);
+        _cleanup_free_ char *full = xstrdup(rec->id);
+        dag_run_record_free(rec);
+        if (!found)
+                return daemon_error_response(404, "not_found", ret_status, "DAG run %s has no task '%s'", full, task);
+        if (!run_id)
+                return daemon_error_response(409, "conflict", ret_status, "task '%s' has not run (%s)", task, state);
+        RunRecord *run = NULL;
+        r = store_run_get(d->store, NULL, run_id, &run);
+        if (r < 0 || !run->log_path) {
+                run_record_free(run);
+                /* Running: the engine has not written the log file yet. */
+                return daemon_error_response(404, "not_found", ret_status, "no output recorded yet for run %s", run_id);
+        }
+        Buf b;
+        buf_init(&b, 64U << 20);
+        r = engine_log_replay(run->log_path, log_collect, &b);
+        run_record_free(run);
+        if (r < 0 && b.len == 0) {
+                buf_free(&b);
+                return daemon_error_response(500, "internal", ret_status, "cannot read the log of run %s: %s", run_id,
+                                             strerror(-r));
+        }
+        size_t len = b.len;
+        char *text = buf_steal(&b);
+        if (!text)
+                text = xstrdup("");
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return NULL;
+        }
+        MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+        MHD_add_response_header(resp, "X-Pysprinter-Run-Id", run_id);
+        if (cached)
+                MHD_add_response_header(resp, "X-Pysprinter-Cached", "true");
+        *ret_status = 200;
+        return resp;
+}
+
+struct MHD_Response *daemon_dag_handle(const DaemonCall *call, unsigned *ret_status) {
+        const char *m = call->method;
+        if (!call->d->dags)
+                return daemon_error_response(503, "unavailable", ret_status, "DAG runs are not enabled");
+        if (call->n_seg == 2)
+                return streq(m, "POST") ? handle_post(call, ret_status) : handle_list(call, ret_status);
+        if (call->n_seg == 3) {
+                if (streq(m, "DELETE"))
+                        return handle_delete(call, call->seg[2], ret_status);
+                return dag_response(call->d, call->tenant, call->seg[2], 200, ret_status);
+        }
+        return handle_logs(call, call->seg[2], call->seg[4], ret_status);
+}
