@@ -33,6 +33,7 @@ typedef struct RunCtx {
         PoolWorker *pw;           /* the env's warm worker (ad-hoc runs) */
         Instance *inst;           /* a warm instance (deployed functions) */
         int log_fd;
+        bool log_failed;
         json_t *args, *kwargs;
         char *requirements_json; /* the file's @requirements dict */
         char **sys_path;
@@ -122,6 +123,12 @@ int engine_cancel(Engine *e, const char *run_id) {
 }
 
 static void log_output(RunCtx *c, int stream, const char *data, size_t len, usec_t ts) {
+        if (c->log_fd < 0 && c->rec.log_path && !c->log_failed) {
+                /* Created on the first output: most invocations print
+                 * nothing, and a file per run costs an inode allocation. */
+                c->log_fd = open(c->rec.log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+                c->log_failed = c->log_fd < 0;
+        }
         if (c->log_fd < 0)
                 return;
         char hdr[64];
@@ -163,7 +170,6 @@ static void record_start(RunCtx *c) {
         /* A daemon may have inserted the record as queued already. */
         if (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST)
                 (void) store_run_update(c->e->store, r);
-        c->log_fd = open(r->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
 static void record_finish(RunCtx *c) {
