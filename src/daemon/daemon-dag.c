@@ -189,6 +189,9 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
         pthread_mutex_init(&d->dags->lock, NULL);
         pthread_cond_init(&d->dags->cond, NULL);
 
+        /* The same place the CLI uses (cli_data_open): one catalog per home. */
+        _cleanup_free_ char *data_root = path_join_many(d->data_dir, "data", NULL);
+        cfg.root = data_root;
         data_config_from_env(&cfg, d->data_dir);
         r = data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
         if (r < 0)
