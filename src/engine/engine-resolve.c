@@ -4,6 +4,10 @@
  * index and its wheels materialised in the content-addressed store.
  * Packages are never installed any other way (no pip, no host
  * site-packages). */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+
 #include "engine-internal.h"
 
 #include <pthread.h>
@@ -53,6 +57,46 @@ static void hold_env(PkgEnv *env) {
         pthread_mutex_unlock(&held_lock);
 }
 
+/* Byte-compiles a freshly unpacked wheel with the embedded interpreter
+ * (`pysprinter-worker --compile DIR`: the stdlib's compileall, which only
+ * parses the files, never runs them), so the read-only store holds the
+ * .pyc files imports need. Bounded in time; a failure only costs speed. */
+static int compile_dir(const char *dir, void *userdata) {
+        Engine *e = userdata;
+        pid_t pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                /* Async-signal-safe calls only until exec: the daemon is
+                 * multithreaded. */
+                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (devnull >= 0) {
+                        dup2(devnull, STDIN_FILENO);
+                        dup2(devnull, STDOUT_FILENO);
+                        dup2(devnull, STDERR_FILENO);
+                }
+                char *argv[] = { e->worker_path, (char *) "--sandbox=none", (char *) "--compile", (char *) dir, NULL };
+                char *envp[] = { (char *) "PATH=/usr/bin:/bin", (char *) "LANG=C.UTF-8", NULL };
+                execve(e->worker_path, argv, envp);
+                _exit(127);
+        }
+        usec_t deadline = now_monotonic() + 120 * USEC_PER_SEC;
+        for (;;) {
+                int status;
+                pid_t k = waitpid(pid, &status, WNOHANG);
+                if (k == pid)
+                        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+                if (k < 0 && errno != EINTR)
+                        return -errno;
+                if (now_monotonic() > deadline) {
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        return -ETIMEDOUT;
+                }
+                usleep(2000);
+        }
+}
+
 /* The runner's package policy: -EPERM with a message naming the package. */
 static int check_policy(Engine *e, const char *normalized, const char *why, char **ret_error) {
         if (strv_contains(e->deny_packages, normalized)) {
@@ -90,6 +134,8 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const ch
                 .index = cfg,
                 .progress = on_progress,
                 .userdata = &pc,
+                .compile = compile_dir,
+                .compile_userdata = e,
         };
         PkgEnv *env = NULL;
         r = pkg_env_prepare(&o, reqs, n_reqs, &env, ret_error);

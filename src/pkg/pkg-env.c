@@ -159,7 +159,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                         }
                         /* Pruned or damaged: materialise the same lock again. */
                         env->store_dirs = strv_free(env->store_dirs);
-                        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata,
+                        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata,
                                                   &env->store_dirs, ret_error);
                         if (r < 0)
                                 return r;
@@ -184,7 +184,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         if (r < 0)
                 return r;
         if (!o->resolve_only) {
-                r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, &env->store_dirs,
+                r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata, &env->store_dirs,
                                           ret_error);
                 if (r < 0)
                         return r;

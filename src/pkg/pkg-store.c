@@ -46,7 +46,8 @@ char *pkg_store_dir(const char *data_dir, const char *sha256) {
 /* Installs one wheel file into the store as <sha256>/. Another process
  * doing the same at once is fine: both unpack into private temp dirs and
  * the first rename wins. */
-static int store_install(const char *data_dir, const char *wheel, const PkgLockEntry *e, char **ret_error) {
+static int store_install(const char *data_dir, const char *wheel, const PkgLockEntry *e, PkgCompileFn compile,
+                         void *compile_userdata, char **ret_error) {
         _cleanup_free_ char *final = pkg_store_dir(data_dir, e->sha256);
         _cleanup_free_ char *rnd = NULL;
         int r = random_hex(6, &rnd);
@@ -56,6 +57,8 @@ static int store_install(const char *data_dir, const char *wheel, const PkgLockE
         r = pkg_wheel_unpack(wheel, e->filename, tmp, ret_error);
         if (r < 0)
                 return r;
+        if (compile)
+                (void) compile(tmp, compile_userdata);
         r = make_readonly_at(AT_FDCWD, tmp);
         if (r < 0) {
                 *ret_error = xasprintf("cannot make %s read-only: %s", tmp, strerror(-r));
@@ -74,7 +77,8 @@ static int store_install(const char *data_dir, const char *wheel, const PkgLockE
 }
 
 int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
-                          PkgProgressFn progress, void *userdata, char ***ret_dirs, char **ret_error) {
+                          PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
+                          char ***ret_dirs, char **ret_error) {
         _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
         int r = mkdir_p(store, 0755);
@@ -146,7 +150,7 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                         done++;
                         continue;
                 }
-                r = store_install(data_dir, wheel_paths[i], e, ret_error);
+                r = store_install(data_dir, wheel_paths[i], e, compile, compile_userdata, ret_error);
                 if (r < 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
                         free(*ret_error);
                         *ret_error = NULL;
@@ -163,7 +167,7 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                         PkgDownload one = { .url = e->url, .dest = mine, .sha256 = e->sha256, .what = e->filename };
                         r = pkg_http_download_many(&one, 1, &o, progress, userdata, ret_error);
                         if (r >= 0)
-                                r = store_install(data_dir, mine, e, ret_error);
+                                r = store_install(data_dir, mine, e, compile, compile_userdata, ret_error);
                         (void) unlink(mine);
                         if (r < 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
                                 free(*ret_error);

@@ -258,8 +258,13 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
  * (parallel downloads, sha256 verified, unpacked into a temp dir then
  * atomically renamed, made read-only; safe against concurrent installers).
  * Returns the store dirs in lock order. */
+/* Byte-compiles the .py files under dir (a wheel just unpacked, still
+ * writable), as pip does at install, so imports from the read-only store
+ * need not compile. Failures are not errors. */
+typedef int (*PkgCompileFn)(const char *dir, void *userdata);
 int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
-                          PkgProgressFn progress, void *userdata, char ***ret_dirs, char **ret_error);
+                          PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
+                          char ***ret_dirs, char **ret_error);
 
 /* An environment ready to use: its store dirs in sys.path order. While a
  * PkgEnv is alive it holds a shared lock on its record, so `env prune`
@@ -280,6 +285,8 @@ typedef struct PkgEnvOptions {
         PkgProgressFn progress;
         void *userdata;
         bool resolve_only;                /* lock only; store_dirs stays NULL */
+        PkgCompileFn compile;             /* NULL: no byte-compiling */
+        void *compile_userdata;
 } PkgEnvOptions;
 
 /* The engine's one call: the cache key, then the cached lock (one file

@@ -102,3 +102,26 @@ void py_serve_instance(const char *instance_json, int sock_fd) {
         }
         Py_DECREF(res);
 }
+
+int py_compile_dir(const char *dir) {
+        PyObject *mod = PyImport_ImportModule("compileall");
+        if (!mod) {
+                PyErr_Clear();
+                return -EIO;
+        }
+        /* quiet=1: only errors; workers=1: no process pool in here. */
+        PyObject *fn = PyObject_GetAttrString(mod, "compile_dir");
+        PyObject *args = Py_BuildValue("(s)", dir);
+        PyObject *kwargs = Py_BuildValue("{s:i, s:i}", "quiet", 1, "workers", 1);
+        PyObject *res = fn && args && kwargs ? PyObject_Call(fn, args, kwargs) : NULL;
+        Py_XDECREF(fn);
+        Py_XDECREF(args);
+        Py_XDECREF(kwargs);
+        Py_DECREF(mod);
+        if (!res) {
+                PyErr_Clear();
+                return -EIO;
+        }
+        Py_DECREF(res);
+        return 0;
+}

@@ -426,6 +426,11 @@ int main(int argc, char **argv) {
                 log_error("%s", err);
                 return 71;
         }
+        /* `--compile DIR`: byte-compile a freshly unpacked wheel for the
+         * package store (engine-resolve.c), then exit. */
+        for (int i = 1; i + 1 < argc; i++)
+                if (streq(argv[i], "--compile"))
+                        return py_compile_dir(argv[i + 1]) < 0 ? 1 : 0;
         r = send_json(json_pack("{s:s, s:s, s:i}", "type", "hello", "python", py_version(), "pid", (int) getpid()));
         if (r < 0)
                 return 72;

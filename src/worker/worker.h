@@ -23,5 +23,7 @@ int py_call_str(const char *func, const char *arg, char **ret, char **ret_error)
 /* In the run child: runner.run(json, result_fd). */
 void py_run_child(const char *run_json, int result_fd);
 const char *py_version(void);
+/* compileall.compile_dir(dir, quiet): the package store's .pyc files. */
+int py_compile_dir(const char *dir);
 /* In a warm instance child: runner.serve_instance(json, sock_fd). */
 void py_serve_instance(const char *instance_json, int sock_fd);

@@ -203,3 +203,37 @@ def test_preimport_failure_does_not_break_the_env(tmp_path):
     finally:
         d.stop()
         index.stop()
+
+
+def test_package_policy_allow_and_deny(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "okpkg", "1.0", files={"okpkg/__init__.py": "X = 1\n"}))
+    index.add(pkgindex.build_wheel(wheels, "needsbad", "1.0", files={"needsbad/__init__.py": ""},
+                                   requires=["Bad_Pkg"]))
+    index.add(pkgindex.build_wheel(wheels, "bad-pkg", "1.0", files={"bad_pkg/__init__.py": ""}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path),
+               config_extra=f"index:\n  url: {index.url}\npackages:\n  deny: [bad.pkg]\n")
+    d.start()
+    try:
+        ok = run(d, "@requirements({'okpkg': ''})\ndef f():\n    import okpkg\n    return okpkg.X\n")
+        assert ok["status"] == "succeeded" and ok["result"] == 1, ok
+        direct = run(d, "@requirements({'Bad-Pkg': ''})\ndef f():\n    return 1\n")
+        assert direct["exit_code"] == 4 and "bad-pkg" in direct["error"]["message"], direct
+        assert "denied" in direct["error"]["message"]
+        indirect = run(d, "@requirements({'needsbad': ''})\ndef f():\n    return 1\n")
+        assert indirect["exit_code"] == 4 and "dependency" in indirect["error"]["message"], indirect
+    finally:
+        d.stop()
+    d = Daemon(tmp_path / "d2", sandbox=sandbox_mode(tmp_path),
+               config_extra=f"index:\n  url: {index.url}\npackages:\n  allow: [okpkg]\n")
+    d.start()
+    try:
+        assert run(d, "@requirements({'okpkg': ''})\ndef f():\n    return 2\n")["result"] == 2
+        other = run(d, "@requirements({'needsbad': ''})\ndef f():\n    return 1\n")
+        assert other["exit_code"] == 4 and "allow list" in other["error"]["message"], other
+    finally:
+        d.stop()
+        index.stop()
