@@ -177,6 +177,8 @@ int main(int argc, char **argv) {
                 .allow_packages = d->cfg.allow_packages,
                 .deny_packages = d->cfg.deny_packages,
                 .spares = d->cfg.pool_spares,
+                .prewarm = true,
+                .prewarm_mode = d->cfg.sandbox,
                 .pool_memory_budget = d->cfg.pool_memory_budget,
                 .worker_idle_timeout_ms = d->cfg.pool_worker_idle_s * 1000,
                 .instance_ttl_ms = d->cfg.pool_instance_ttl_s * 1000,

@@ -50,6 +50,9 @@ struct Engine {
         ActiveRun *active;
         Pool pool;
         ValidationCache *vcache;
+        pthread_t prewarm_thread;
+        bool prewarm_started;
+        SandboxMode prewarm_mode;
         /* engine-janitor.c: finishes run sandboxes in the background. */
         pthread_mutex_t janitor_lock;
         pthread_cond_t janitor_wake;

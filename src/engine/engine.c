@@ -84,6 +84,16 @@ static int find_worker(const char *configured, char **ret) {
         return -ENOENT;
 }
 
+static void *prewarm_main(void *userdata) {
+        Engine *e = userdata;
+        PoolWorker *pw = NULL;
+        bool cold;
+        _cleanup_free_ char *err = NULL;
+        if (pool_acquire(e, e->prewarm_mode, &e->defaults, NULL, NULL, &pw, &cold, &err) >= 0)
+                pool_release(e, pw, false);
+        return NULL;
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)
@@ -142,6 +152,10 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
+        if (cfg->prewarm) {
+                e->prewarm_mode = cfg->prewarm_mode;
+                e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
+        }
         *ret_engine = e;
         return 0;
 }
@@ -149,6 +163,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
 Engine *engine_free(Engine *e) {
         if (!e)
                 return NULL;
+        if (e->prewarm_started)
+                pthread_join(e->prewarm_thread, NULL);
         engine_janitor_stop(e);
         pool_shutdown(e);
         vcache_free(e->vcache);

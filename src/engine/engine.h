@@ -151,6 +151,10 @@ typedef struct EngineConfig {
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
         bool no_spares;                /* the CLI: one run per process */
+        /* Start the base (validation) worker of this sandbox mode in the
+         * background now, so a long-lived engine's first run finds it warm. */
+        bool prewarm;
+        SandboxMode prewarm_mode;
         /* Package policy (DESIGN §4): names (any spelling; compared after
          * PEP 503 normalisation). A non-empty allow list admits only its
          * packages; the deny list refuses its packages. Both apply to the
