@@ -143,7 +143,12 @@ class Daemon:
             h.setdefault("Content-Type", "application/json")
         c = self.conn(timeout)
         try:
-            c.request(method, path, body=data, headers=h)
+            try:
+                c.request(method, path, body=data, headers=h)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server may answer (413) and close before it has read a
+                # large body; its answer is still there to read.
+                pass
             r = c.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
         finally:
