@@ -29,7 +29,7 @@ void data_config_from_env(DataConfig *cfg, const char *home) {
                 cfg->url_ttl_sec = env_u64("PYSPRINTER_DATA_TTL", 0);
         if (!cfg->url_timeout_ms)
                 cfg->url_timeout_ms = DATA_DEFAULT_URL_TIMEOUT_MS;
-        (void) home;
+        (void) home; /* root stays the caller's: cfg does not own strings */
 }
 
 int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, char **ret_error) {

@@ -40,7 +40,8 @@ typedef struct DataConfig {
 
 /* Fills cfg's zero fields from the environment (PYSPRINTER_DATA_MAX_BYTES,
  * PYSPRINTER_DATA_TENANT_MAX_BYTES, PYSPRINTER_DATA_TTL seconds) and the
- * defaults; root from home when NULL (home/data). */
+ * defaults. root is the caller's to set (it is not owned by cfg), e.g.
+ * $PYSPRINTER_HOME/data. */
 void data_config_from_env(DataConfig *cfg, const char *home);
 
 typedef struct DataCatalog DataCatalog;

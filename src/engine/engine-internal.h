@@ -92,6 +92,8 @@ void engine_sandbox_run_extra(RunSandbox *rs, int *fds, size_t *n_fds, size_t ma
 /* The worker reported the run child's pid (in the engine's pid namespace
  * when the worker shares it, else as the worker sees it). */
 void engine_sandbox_run_started(RunSandbox *rs, pid_t worker_pid, pid_t child_pid);
+/* Remove the run cgroups of runners that died without cleaning up. */
+int engine_sandbox_sweep(void);
 /* Kill the run's whole process tree now. */
 int engine_sandbox_run_kill(RunSandbox *rs);
 /* After the run child ended: did a limit end it? Fills a type ("MemoryLimit",

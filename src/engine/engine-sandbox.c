@@ -195,3 +195,7 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs) {
         free(rs);
         return NULL;
 }
+
+int engine_sandbox_sweep(void) {
+        return sandbox_cgroup_sweep_stale();
+}

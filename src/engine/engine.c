@@ -152,6 +152,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
+        /* A runner killed with SIGKILL leaves its runs' cgroups behind. */
+        (void) engine_sandbox_sweep();
         if (cfg->prewarm) {
                 e->prewarm_mode = cfg->prewarm_mode;
                 e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;

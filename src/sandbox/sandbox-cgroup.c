@@ -17,6 +17,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include "sandbox-internal.h"
@@ -105,7 +108,7 @@ static unsigned ctrls_of(const char *list, char sep) {
  * directory of the cgroup this process is in: the mount point of that
  * hierarchy plus our path (relative to the mount's root, which is not "/"
  * inside some containers). */
-static int find_hierarchies(Hier *out, size_t max, size_t *ret_n) {
+static int find_hierarchies_uncached(Hier *out, size_t max, size_t *ret_n) {
         _cleanup_free_ char *cg = NULL, *mi = NULL;
         int r = read_file("/proc/self/cgroup", 64 << 10, &cg, NULL);
         if (r < 0)
@@ -161,6 +164,27 @@ static int find_hierarchies(Hier *out, size_t max, size_t *ret_n) {
                 }
                 line = nl ? nl + 1 : NULL;
         }
+        *ret_n = n;
+        return 0;
+}
+
+/* Our cgroup does not change while we run, and reading mountinfo for each
+ * run showed in profiles: look once. */
+static Hier cached_hier[16];
+static size_t cached_n;
+static int cached_r;
+static pthread_once_t hier_once = PTHREAD_ONCE_INIT;
+
+static void hier_init(void) {
+        cached_r = find_hierarchies_uncached(cached_hier, ELEMENTSOF(cached_hier), &cached_n);
+}
+
+static int find_hierarchies(Hier *out, size_t max, size_t *ret_n) {
+        pthread_once(&hier_once, hier_init);
+        if (cached_r < 0)
+                return cached_r;
+        size_t n = MIN(max, cached_n);
+        memcpy(out, cached_hier, n * sizeof(Hier));
         *ret_n = n;
         return 0;
 }
@@ -423,4 +447,42 @@ int sandbox_cgroup_join(const int *fds, size_t n, char **ret_error) {
                 }
         }
         return 0;
+}
+
+int sandbox_cgroup_sweep_stale(void) {
+        Hier h[16];
+        size_t nh = 0;
+        int r = find_hierarchies(h, ELEMENTSOF(h), &nh);
+        if (r < 0)
+                return r;
+        int removed = 0;
+        for (size_t i = 0; i < nh; i++) {
+                DIR *d = opendir(h[i].dir);
+                if (!d)
+                        continue;
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        if (!startswith(de->d_name, "pysprinter-"))
+                                continue;
+                        /* Run cgroups end in "-PID" of the process that made
+                         * them; only an orphan's may go. */
+                        const char *dash = strrchr(de->d_name, '-');
+                        char *end;
+                        long pid = dash ? strtol(dash + 1, &end, 10) : 0;
+                        if (!dash || *end || pid <= 0 || pid == (long) getpid())
+                                continue;
+                        if (kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+                                continue;
+                        _cleanup_free_ char *path = path_join(h[i].dir, de->d_name);
+                        for (int t = 0; t < 50 && rmdir(path) < 0 && errno == EBUSY; t++) {
+                                (void) kill_listed(path);
+                                struct timespec ts = { 0, 2000000 };
+                                nanosleep(&ts, NULL);
+                        }
+                        if (access(path, F_OK) < 0)
+                                removed++;
+                }
+                closedir(d);
+        }
+        return removed;
 }

@@ -147,6 +147,10 @@ int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret);
 
 /* Kills what is left, removes the cgroup directories, frees. NULL-safe. */
 SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
+/* Removes run cgroups beneath ours left by a runner that died (killed
+ * with SIGKILL: it could not clean up): those whose name ends in the pid
+ * of a process that no longer exists. Returns how many went. */
+int sandbox_cgroup_sweep_stale(void);
 
 /* ---- how a run ended ----------------------------------------------------------- */
 
