@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "pkg.h"
 
 typedef struct Req {
         Buf body;
@@ -615,7 +616,8 @@ typedef struct ValidateOut {
         Buf warnings;
 } ValidateOut;
 
-static int run_validation(Daemon *d, const char *tenant, const RunRequest *req, RunResult **ret) {
+static int run_validation(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments,
+                          RunResult **ret) {
         RunSpec spec = {
                 .tenant = tenant,
                 .source = req->source,
@@ -627,6 +629,7 @@ static int run_validation(Daemon *d, const char *tenant, const RunRequest *req, 
                 .limits = req->limits,
                 .sandbox = d->cfg.sandbox,
                 .validate_only = true,
+                .skip_argument_check = !check_arguments,
                 .no_record = true,
         };
         return engine_run(d->engine, &spec, NULL, NULL, ret);
@@ -655,7 +658,7 @@ static enum MHD_Result handle_validate(Ctx *c, const Buf *body) {
         int k = request_parse(REQUEST_VALIDATE, body->data, body->len, &caps, &req, &err);
         if (k < 0)
                 return respond_error(c, 400, "bad_request", "%s", err);
-        k = run_validation(c->d, c->tenant, &req, &res);
+        k = run_validation(c->d, c->tenant, &req, true, &res);
         run_request_done(&req);
         if (k < 0)
                 return respond_errno(c, k, "validation");
@@ -724,16 +727,14 @@ static enum MHD_Result handle_deploy(Ctx *c, const Buf *body) {
                 req.source_len = strlen(req.source);
         }
 
-        k = run_validation(d, c->tenant, &req, &res);
+        /* A deploy has no arguments yet: check the file and resolve its
+         * requirements, not a call. */
+        k = run_validation(d, c->tenant, &req, false, &res);
         if (k < 0) {
                 ret = respond_errno(c, k, "validation");
                 goto out;
         }
-        /* Validation binds arguments too, and a deploy has none yet: a
-         * missing-argument complaint means the file itself is fine. */
-        bool only_args = res->status == RUN_INVALID && res->error_message &&
-                         strstr(res->error_message, "required argument") && !res->traceback;
-        if (res->exit_code != 0 && !only_args) {
+        if (res->exit_code != 0) {
                 json_t *j = validation_json(res);
                 json_t *e = json_object_get(j, "error");
                 const char *msg = json_string_value(json_object_get(e, "message"));
@@ -1229,8 +1230,7 @@ static enum MHD_Result handle_workers(Ctx *c) {
 
 static enum MHD_Result handle_envs(Ctx *c) {
         /* Environments are the engine's lock cache: requirement set ->
-         * store dirs. The daemon reports the store's shape; the engine has
-         * no listing API yet. */
+         * store dirs (shared by all tenants: they hold public packages). */
         Daemon *d = c->d;
         _cleanup_free_ char *store_dir = path_join(d->data_dir, "store");
         json_t *j = json_pack("{sssssb}", "data_dir", d->data_dir, "package_store", store_dir, "sandbox",
@@ -1238,7 +1238,24 @@ static enum MHD_Result handle_envs(Ctx *c) {
         pthread_rwlock_rdlock(&d->cfg_lock);
         json_object_set_new(j, "index_url", d->cfg.index_url ? json_string(d->cfg.index_url) : json_null());
         pthread_rwlock_unlock(&d->cfg_lock);
-        json_object_set_new(j, "envs", json_array());
+        json_t *envs = json_array();
+        PkgEnvInfo *infos = NULL;
+        size_t n = 0;
+        _cleanup_free_ char *err = NULL;
+        if (pkg_env_list(d->data_dir, &infos, &n, &err) >= 0) {
+                for (size_t i = 0; i < n; i++) {
+                        json_t *reqs = json_array();
+                        for (char **r = infos[i].requirements; r && *r; r++)
+                                json_array_append_new(reqs, json_string(*r));
+                        json_array_append_new(envs, json_pack("{s:s, s:o, s:I, s:o, s:b}", "key", infos[i].key,
+                                                              "requirements", reqs, "size_bytes",
+                                                              (json_int_t) infos[i].size_bytes, "last_used",
+                                                              time_json(infos[i].last_used), "in_use",
+                                                              infos[i].in_use));
+                }
+                pkg_env_info_free_many(infos, n);
+        }
+        json_object_set_new(j, "envs", envs);
         return respond_json(c, 200, j);
 }
 

@@ -199,6 +199,8 @@ static json_t *base_message(RunCtx *c, const char *type) {
                               c->spec->source, c->spec->source_len, "filename",
                               c->spec->filename ? c->spec->filename : "<input>", "function", c->spec->function,
                               "args", c->args, "kwargs", c->kwargs);
+        if (c->spec->skip_argument_check)
+                json_object_set_new(m, "bind", json_false());
         /* Validation binds the Lambda context too (handler(event, context)). */
         if (c->spec->context_json)
                 json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL) ?: json_object());
@@ -265,10 +267,10 @@ static char *validation_key(RunCtx *c) {
                 return xasprintf("instance\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", c->spec->instance_key,
                                  c->spec->filename ?: "", c->spec->function ?: "", (int) c->spec->sandbox,
                                  (int) c->spec->source_len, c->spec->source);
-        return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", c->spec->filename ?: "",
+        return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s%s\x1f%d\x1f%.*s", c->spec->filename ?: "",
                          c->spec->function ?: "", c->spec->args_json ?: "[]", c->spec->kwargs_json ?: "{}",
-                         c->spec->context_json ? "ctx" : "", (int) c->spec->sandbox, (int) c->spec->source_len,
-                         c->spec->source);
+                         c->spec->context_json ? "ctx" : "", c->spec->skip_argument_check ? "nobind" : "",
+                         (int) c->spec->sandbox, (int) c->spec->source_len, c->spec->source);
 }
 
 /* Validation runs in the base worker (no env) of the run's sandbox mode;

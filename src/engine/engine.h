@@ -94,6 +94,9 @@ typedef struct RunSpec {
          * the engine updates it instead of inserting. */
         bool record_exists;
         bool validate_only;      /* stop after validation and resolution */
+        /* Validate the file and its requirements but not arguments (a
+         * deploy: the calls bring their own). */
+        bool skip_argument_check;
         bool no_record;          /* do not write a run record */
 } RunSpec;
 

@@ -424,7 +424,7 @@ def _analyse(req):
     tree = _parse(source, filename)
     fn, call = _find_function(tree, req.get("function"), filename)
     reqs = _literal_requirements(call, filename) if call is not None else {}
-    if req.get("_skip_bind"):
+    if req.get("_skip_bind") or req.get("bind") is False:
         return tree, fn, reqs, [], {}
     raw_args = list(req.get("args") or [])
     if req.get("context") is not None:

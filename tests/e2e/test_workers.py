@@ -237,3 +237,21 @@ def test_package_policy_allow_and_deny(tmp_path):
     finally:
         d.stop()
         index.stop()
+
+
+def test_deploy_checks_the_file_and_requirements_not_arguments(daemon):
+    # Required parameters are fine at deploy time: each call brings them.
+    st, out = daemon.call("POST", "/v1/functions", {"name": "needs", "filename": "n.py",
+                                                   "source": "def f(a: int, b: int):\n    return a + b\n"})
+    assert st in (200, 201), out
+    st, out = daemon.call("POST", "/v1/functions/needs/invoke?wait=true", {"args": [1]})
+    assert out["exit_code"] == 3 and "'b'" in out["error"]["message"], out
+    # Requirements are resolved at deploy: an unknown package is refused then.
+    st, out = daemon.call("POST", "/v1/functions", {
+        "name": "broken", "filename": "b.py",
+        "source": "@requirements({'zzz-no-such-package': ''})\ndef f(a):\n    return a\n"})
+    assert st == 422, out
+    assert "zzz-no-such-package" in json.dumps(out)
+    # And the envs listing answers.
+    st, envs = daemon.call("GET", "/v1/envs")
+    assert st == 200 and isinstance(envs["envs"], list)
