@@ -621,7 +621,9 @@ static bool result_is_success(const Buf *b) {
 
 static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
         _cleanup_free_ char *type = NULL, *msg = NULL;
-        if (w->was_cancelled) {
+        /* engine_cancel() kills the tree itself: the child's death may be
+         * seen before the watch loop noticed the flag. */
+        if (w->was_cancelled || cancelled(c)) {
                 set_outcome(c, RUN_CANCELLED, EXIT_LIMIT, "Cancelled", "cancelled");
                 return;
         }

@@ -43,7 +43,15 @@ static int env_region(uintptr_t *ret_start, uintptr_t *ret_end) {
 int sandbox_env_scrub(void) {
         uintptr_t lo = 0, hi = 0;
         (void) env_region(&lo, &hi);
-        char **old = environ;
+        /* clearenv() frees the environ array (not its strings) when setenv()
+         * grew it: walk a copy of the pointers. */
+        char **old = NULL;
+        for (char **e = environ; e && *e; e++) {
+                size_t n = strv_length(old);
+                old = xrealloc(old, (n + 2) * sizeof(char *));
+                old[n] = *e;
+                old[n + 1] = NULL;
+        }
         char **keep = NULL;
         for (char **e = old; e && *e; e++) {
                 const char *eq = strchr(*e, '=');
@@ -55,11 +63,15 @@ int sandbox_env_scrub(void) {
                                 break;
                         }
         }
-        if (clearenv() != 0)
+        if (clearenv() != 0) {
+                free(old);
+                strv_free(keep);
                 return -ENOMEM;
+        }
         for (char **e = old; e && *e; e++)
                 if ((uintptr_t) *e >= lo && (uintptr_t) *e < hi)
                         explicit_bzero(*e, strlen(*e));
+        free(old);
         for (char **e = keep; e && *e; e++) {
                 char *eq = strchr(*e, '=');
                 *eq = 0;
