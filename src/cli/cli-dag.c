@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli-remote.h"
 #include "dag.h"
 #include "data.h"
 #include "store.h"
@@ -729,7 +730,29 @@ static int dag_ls_verb(int argc, char **argv) {
         return 0;
 }
 
+/* With a server (--server, PYSPRINTER_SERVER or the config file): the same
+ * verbs over HTTP (cli-remote-dag.c). */
+static int dag_remote_verb(const char *server, const char *sub, int argc, char **argv) {
+        if (!streq(sub, "run"))
+                return cli_remote_dag(server, sub, argc, argv);
+        DagArgs a;
+        if (parse_dag_args(argc, argv, false, &a) < 0) {
+                dag_args_done(&a);
+                return EXIT_USAGE;
+        }
+        if (a.sandbox || a.ra.index_url || a.ra.find_links)
+                fprintf(stderr, "pysprinter: note: --sandbox, --index-url and --find-links are the server's "
+                                "settings; ignored with --server\n");
+        int code = cli_remote_dag_run(server, a.file, a.params, a.concurrency, a.keep_going, a.no_cache, a.json);
+        dag_args_done(&a);
+        return code;
+}
+
 int verb_dag(int argc, char **argv) {
+        /* --server anywhere (`dag --server URL ls` too), else the
+         * environment or the config file. */
+        _cleanup_free_ char *server = NULL;
+        (void) cli_remote_take_server(&argc, argv, &server);
         if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h") || streq(argv[0], "help")) {
                 fputs(dag_help, argc < 1 ? stderr : stdout);
                 return argc < 1 ? EXIT_USAGE : 0;
@@ -740,6 +763,8 @@ int verb_dag(int argc, char **argv) {
                         return 0;
                 }
         const char *sub = argv[0];
+        if (server)
+                return dag_remote_verb(server, sub, argc - 1, argv + 1);
         if (streq(sub, "run"))
                 return dag_run_verb(argc - 1, argv + 1, false);
         if (streq(sub, "resume"))
@@ -757,6 +782,8 @@ int verb_dag(int argc, char **argv) {
 /* ---- chain ---- */
 
 int verb_chain(int argc, char **argv) {
+        _cleanup_free_ char *server = NULL;
+        (void) cli_remote_take_server(&argc, argv, &server);
         int n_files = 0;
         while (n_files < argc && argv[n_files][0] != '-')
                 n_files++;
@@ -781,6 +808,11 @@ int verb_chain(int argc, char **argv) {
         if (r < 0) {
                 fprintf(stderr, "pysprinter: %s\nTry 'pysprinter chain --help'.\n", err);
                 return EXIT_USAGE;
+        }
+        if (server) {
+                r = cli_remote_chain(server, &a, n_files, argv);
+                run_args_done(&a);
+                return r;
         }
         Engine *e = NULL;
         r = cli_engine_open(&a, &e);

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli-remote.h"
 #include "data.h"
 
 static const char data_help[] =
@@ -214,10 +215,21 @@ static int data_get_verb(DataCatalog *c, int argc, char **argv) {
 }
 
 int verb_data(int argc, char **argv) {
+        /* With a server (--server anywhere, else the environment or the
+         * config file): the same verbs over HTTP (cli-remote-dag.c). */
+        _cleanup_free_ char *server = NULL;
+        (void) cli_remote_take_server(&argc, argv, &server);
         if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h") || streq(argv[0], "help")) {
                 fputs(data_help, argc < 1 ? stderr : stdout);
                 return argc < 1 ? EXIT_USAGE : 0;
         }
+        for (int i = 1; i < argc; i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        fputs(data_help, stdout);
+                        return 0;
+                }
+        if (server)
+                return cli_remote_data(server, argc, argv);
         const char *sub = argv[0];
         bool json = false;
         char **rest = xcalloc((size_t) argc + 1, sizeof(char *));

@@ -7,11 +7,6 @@
 
 #include "cli-remote.h"
 
-typedef struct Remote {
-        char *base;     /* without trailing '/' */
-        char *token;
-} Remote;
-
 /* ---- configuration ------------------------------------------------------ */
 
 /* "key = value" (or "key: value") lines of ~/.config/pysprinter/config;
@@ -515,6 +510,14 @@ int cli_remote_run(const char *server, const RunArgs *a, const char *source, siz
                 goto out;
         }
         limits_to_api(req, &a->limits);
+        if (a->data) {
+                /* --data NAME[@VERSION]: the server resolves the names in
+                 * the caller's tenant when the run starts. */
+                json_t *data = json_array();
+                for (char **n = a->data; *n; n++)
+                        json_array_append_new(data, json_string(*n));
+                json_object_set_new(req, "data", data);
+        }
         code = submit_and_follow(&rm, "/v1/runs", req, a->json_output);
 out:
         json_decref(req);
@@ -1007,4 +1010,29 @@ int verb_workers(int argc, char **argv) {
         json_decref(b);
         remote_done(&rm);
         return code;
+}
+
+/* ---- for the other remote verbs (cli-remote-dag.c) --------------------------- */
+
+int cli_remote_open(const char *server, Remote *ret) {
+        return remote_open(server, ret);
+}
+
+void cli_remote_close(Remote *r) {
+        remote_done(r);
+}
+
+long cli_remote_http_json(const Remote *rm, const char *method, const char *path, const char *body, json_t **ret_body) {
+        return http_json(rm, method, path, body, ret_body);
+}
+
+int cli_remote_http_error(long status, json_t *body, const char *what) {
+        return report_http_error(status, body, what);
+}
+
+int cli_remote_args_to_api(json_t *req, const RunArgs *a) {
+        int r = args_to_api(req, a->args_json, a->kwargs_json);
+        if (r >= 0)
+                limits_to_api(req, &a->limits);
+        return r;
 }
