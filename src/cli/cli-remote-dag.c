@@ -573,6 +573,8 @@ int cli_remote_dag_run(const char *server, const char *file, char *const *params
         fprintf(stderr, "dag %s (%s)\n", id, jstr(dag, "name") ?: dag_name(local));
         report_changes(dag, seen);
         int failures = 0;
+        /* Short pipelines end in milliseconds: poll fast at first. */
+        usec_t wait = 20 * USEC_PER_MSEC;
         while (!dag_final(jstr(dag, "status"))) {
                 if (interrupted) {
                         fprintf(stderr, "\npysprinter: cancelling DAG run %s on the server\n", id);
@@ -583,7 +585,8 @@ int cli_remote_dag_run(const char *server, const char *file, char *const *params
                         /* 200 with the final state, or 409 when it had just
                          * ended: either way the next GET has it. */
                 }
-                usleep(POLL_USEC);
+                usleep(wait);
+                wait = MIN(wait * 2, POLL_USEC);
                 buf_free(&raw);
                 st = remote_request(&rm, &(Request) { .method = "GET", .path = path }, &raw);
                 if (st == -130)
