@@ -41,6 +41,40 @@ print(ok, fail, skip)
 PY
 )
 
+# The unit tests once more under AddressSanitizer + UBSan (STYLE.md: build
+# once with the sanitizers in CI). Their cases count as their own.
+a_ok=0; a_fail=0; a_skip=0
+if [ "${PYSPRINTER_SKIP_ASAN:-0}" != 1 ]; then
+    ASAN_BUILD=${ASAN_BUILD:-$BUILD-asan}
+    if [ ! -f "$ASAN_BUILD/build.ninja" ]; then
+        meson setup "$ASAN_BUILD" "$root" -Db_sanitize=address,undefined -Db_lundef=false >"$logdir/asan-setup.txt" 2>&1
+    fi
+    if ninja -C "$ASAN_BUILD" >"$logdir/asan-build.txt" 2>&1; then
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            meson test -C "$ASAN_BUILD" --suite unit --print-errorlogs --num-processes 2 >"$logdir/asan.txt" 2>&1
+        read -r a_ok a_fail a_skip < <("$PYTHON" - "$ASAN_BUILD/meson-logs/testlog.json" <<'PY'
+import json, re, sys
+ok = fail = skip = 0
+for line in open(sys.argv[1]).read().splitlines():
+    t = json.loads(line)
+    out = t.get("stdout", "") + (t.get("stderr") or "")
+    p = re.search(r"\[  PASSED  \] (\d+) test", out)
+    f = re.search(r"\[  FAILED  \] (\d+) test", out)
+    ok += int(p.group(1)) if p else 0
+    if f:
+        fail += int(f.group(1))
+    elif t["result"] not in ("OK", "EXPECTEDFAIL", "SKIP"):
+        fail += 1
+print(ok, fail, skip)
+PY
+)
+        echo "unit tests under ASan+UBSan: $a_ok passed, $a_fail failed (log: $logdir/asan.txt)"
+    else
+        echo "the ASan build failed: see $logdir/asan-build.txt"
+        a_fail=1
+    fi
+fi
+
 cd "$root"
 PYSPRINTER_BUILD=$BUILD "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e \
     --junitxml="$logdir/e2e.xml" 2>&1 | tee "$logdir/e2e.txt"
@@ -64,6 +98,6 @@ if [ "$e_rc" -ne 0 ] && [ "$e_rc" -ne 5 ] && [ "$e_fail" -eq 0 ]; then
     e_fail=1
 fi
 
-passed=$((u_ok + e_ok)); failed=$((u_fail + e_fail)); skipped=$((u_skip + e_skip))
+passed=$((u_ok + a_ok + e_ok)); failed=$((u_fail + a_fail + e_fail)); skipped=$((u_skip + a_skip + e_skip))
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -64,6 +64,8 @@ struct Engine {
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */
 void engine_janitor_finish(Engine *e, RunSandbox *rs);
+/* Asks the janitor to make a spare slot for pw (holds a busy reference). */
+void engine_janitor_make_slot(Engine *e, PoolWorker *pw);
 void engine_janitor_stop(Engine *e);
 
 /* ---- engine-sandbox.c: isolation of workers and runs ---- */
@@ -94,6 +96,12 @@ void engine_sandbox_run_extra(RunSandbox *rs, int *fds, size_t *n_fds, size_t ma
 void engine_sandbox_run_started(RunSandbox *rs, pid_t worker_pid, pid_t child_pid);
 /* Remove the run cgroups of runners that died without cleaning up. */
 int engine_sandbox_sweep(void);
+/* Spares made ahead of their runs (engine-pool.c): a run cgroup exists
+ * and a spare has joined it; these let the run's own limits in first. */
+bool engine_sandbox_run_has_cgroup(const RunSandbox *rs);
+int engine_sandbox_run_set_limits(RunSandbox *rs, const RunLimits *limits);
+/* The "sandbox" JSON of a run whose child joined its cgroups already. */
+void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json);
 /* Kill the run's whole process tree now. */
 int engine_sandbox_run_kill(RunSandbox *rs);
 /* After the run child ended: did a limit end it? Fills a type ("MemoryLimit",
@@ -130,8 +138,19 @@ Worker *worker_stop(Worker *w);
 
 /* ---- engine-pool.c: warm workers by environment ---- */
 
+/* A spare the engine asked the worker for: it joined rs's cgroups while
+ * idle; the run that takes it names its tag. */
+typedef struct SpareSlot {
+        char *tag;
+        RunSandbox *rs;
+        struct SpareSlot *next;
+} SpareSlot;
+
 struct PoolWorker {
         Worker *w;
+        SpareSlot *slots;        /* ready, oldest first */
+        unsigned slots_pending;  /* asked for, not ready yet */
+        bool no_slots;           /* this machine gives no run cgroups: the worker's own spares */
         char *key;
         char **sys_path;
         char **data;
@@ -154,6 +173,11 @@ struct PoolWorker {
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  PoolWorker **ret, bool *ret_cold, char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
+/* Takes the oldest ready spare slot of pw (NULL if none) and asks for a
+ * replacement in the background. */
+SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
+/* (janitor) Makes one spare slot for pw; consumes a busy reference. */
+void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
 void pool_shutdown(Engine *e);
 uint64_t engine_process_tree_pss(pid_t pid);

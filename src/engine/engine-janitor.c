@@ -5,7 +5,8 @@
 #include "engine-internal.h"
 
 typedef struct JanitorItem {
-        RunSandbox *rs;
+        RunSandbox *rs;       /* finish this run's sandbox, or */
+        PoolWorker *slot_for; /* make a spare slot for this worker */
         struct JanitorItem *next;
 } JanitorItem;
 
@@ -20,7 +21,10 @@ static void *janitor_main(void *userdata) {
                         break; /* stopping and drained */
                 e->janitor_queue = item->next;
                 pthread_mutex_unlock(&e->janitor_lock);
-                engine_sandbox_run_finish(item->rs);
+                if (item->slot_for)
+                        pool_make_slot(e, item->slot_for);
+                else
+                        engine_sandbox_run_finish(item->rs);
                 free(item);
                 pthread_mutex_lock(&e->janitor_lock);
         }
@@ -28,20 +32,36 @@ static void *janitor_main(void *userdata) {
         return NULL;
 }
 
+static void janitor_push(Engine *e, JanitorItem *item);
+
 void engine_janitor_finish(Engine *e, RunSandbox *rs) {
         if (!rs)
                 return;
         JanitorItem *item = xcalloc(1, sizeof(JanitorItem));
         item->rs = rs;
+        janitor_push(e, item);
+}
+
+void engine_janitor_make_slot(Engine *e, PoolWorker *pw) {
+        JanitorItem *item = xcalloc(1, sizeof(JanitorItem));
+        item->slot_for = pw;
+        janitor_push(e, item);
+}
+
+static void janitor_push(Engine *e, JanitorItem *item) {
         pthread_mutex_lock(&e->janitor_lock);
         if (!e->janitor_running && !e->janitor_stop) {
                 if (pthread_create(&e->janitor, NULL, janitor_main, e) == 0)
                         e->janitor_running = true;
         }
         if (!e->janitor_running) {
-                /* No thread: do it here, late but done. */
+                /* No thread (or stopping): do it here, late but done. */
                 pthread_mutex_unlock(&e->janitor_lock);
-                engine_sandbox_run_finish(rs);
+                /* A spare slot is an optimisation: without the thread (the
+                 * engine is stopping) it is not made. The caller may hold
+                 * the pool lock, which making one needs. */
+                if (!item->slot_for)
+                        engine_sandbox_run_finish(item->rs);
                 free(item);
                 return;
         }

@@ -17,6 +17,9 @@
 
 #define INIT_TIMEOUT_USEC (120 * USEC_PER_SEC)
 
+static void request_slots(Engine *e, PoolWorker *pw, unsigned batch);
+static unsigned slot_batch(Engine *e);
+
 static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data) {
         Buf b;
         buf_init(&b, 1 << 20);
@@ -31,6 +34,14 @@ static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, cha
 static void pool_worker_free(PoolWorker *pw) {
         if (!pw)
                 return;
+        /* The slots' cgroups go with their spares (killed with them). */
+        while (pw->slots) {
+                SpareSlot *s = pw->slots;
+                pw->slots = s->next;
+                engine_sandbox_run_finish(s->rs);
+                free(s->tag);
+                free(s);
+        }
         pw->w = worker_stop(pw->w);
         free(pw->key);
         strv_free(pw->sys_path);
@@ -123,8 +134,11 @@ static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
         json_t *path = json_array();
         for (char **p = pw->sys_path; p && *p; p++)
                 json_array_append_new(path, json_string(*p));
+        /* In the full sandbox the engine asks for spares itself, each
+         * joined to its run's cgroup ahead of time (pool_make_slot). */
+        int own_spares = pw->mode == SANDBOX_MODE_FULL ? 0 : (int) e->pool.spares;
         json_t *m = json_pack("{s:s, s:o, s:b, s:i}", "type", "init", "sys_path", path, "preload", 1, "spares",
-                              (int) e->pool.spares);
+                              own_spares);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
         int r = worker_send(pw->w, text, NULL, 0);
@@ -204,6 +218,8 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 pw->ready = true;
                 pw->last_used = now_monotonic();
                 pw->pss_bytes = engine_process_tree_pss(pw->w->pid);
+                if (pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
+                        request_slots(e, pw, slot_batch(e));
         }
         pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);
@@ -224,6 +240,9 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
         pw->last_used = now_monotonic();
         if (broken)
                 pw->dead = true;
+        /* Refill spare slots after a run, not during one (see request_slots). */
+        if (!pw->dead && pw->ready && pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
+                request_slots(e, pw, slot_batch(e));
         /* Re-measure now and then: memory grows as children come and go. */
         if (!pw->dead && (pw->releases++ % 16) == 0 && pw->w)
                 pw->pss_bytes = engine_process_tree_pss(pw->w->pid);
@@ -305,4 +324,84 @@ int engine_pool_list(Engine *e, char **ret_json) {
         *ret_json = json_dumps(arr, JSON_COMPACT);
         json_decref(arr);
         return 0;
+}
+
+/* ---- spare slots: spares that joined their run's cgroup ahead of time ---- */
+
+void pool_make_slot(Engine *e, PoolWorker *pw) {
+        static uint64_t counter;
+        RunSandbox *rs = NULL;
+        _cleanup_free_ char *err = NULL;
+        char tag[48];
+        snprintf(tag, sizeof(tag), "sp%llu", (unsigned long long) __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+        bool made = false;
+        if (!pw->dead && engine_sandbox_run_prepare(e, tag, pw->mode, &e->defaults, &rs, &err) >= 0) {
+                if (!engine_sandbox_run_has_cgroup(rs)) {
+                        /* No run cgroups here: nothing to join ahead; the
+                         * worker forks its own spares instead. */
+                        pw->no_slots = true;
+                        _cleanup_free_ char *msg = xasprintf("{\"type\":\"spares\",\"count\":%u}", (unsigned) e->pool.spares);
+                        pthread_mutex_lock(&pw->io_lock);
+                        (void) worker_send(pw->w, msg, NULL, 0);
+                        pthread_mutex_unlock(&pw->io_lock);
+                } else {
+                        int fds[8];
+                        size_t n = 0;
+                        _cleanup_free_ char *ignored = NULL;
+                        engine_sandbox_run_extra(rs, fds, &n, ELEMENTSOF(fds), &ignored);
+                        _cleanup_free_ char *msg = xasprintf("{\"type\":\"spare\",\"tag\":\"%s\"}", tag);
+                        pthread_mutex_lock(&pw->io_lock);
+                        made = worker_send(pw->w, msg, fds, n) >= 0;
+                        pthread_mutex_unlock(&pw->io_lock);
+                }
+        }
+        pthread_mutex_lock(&e->pool.lock);
+        pw->slots_pending--;
+        if (made) {
+                SpareSlot *s = xcalloc(1, sizeof(SpareSlot));
+                s->tag = xstrdup(tag);
+                s->rs = TAKE_PTR(rs);
+                SpareSlot **p = &pw->slots;
+                while (*p)
+                        p = &(*p)->next;
+                *p = s;
+        }
+        pthread_mutex_unlock(&e->pool.lock);
+        if (rs)
+                engine_sandbox_run_finish(rs);
+        pool_release(e, pw, false);
+}
+
+/* Moving a process into a cgroup waits for an RCU grace period, and while
+ * it waits every fork and exit on the machine stalls. Spares therefore
+ * join in batches — one grace period for the whole batch — and only when
+ * the worker has run out down to one slot. Called with the pool lock. */
+static void request_slots(Engine *e, PoolWorker *pw, unsigned batch) {
+        unsigned have = pw->slots_pending;
+        for (SpareSlot *s = pw->slots; s; s = s->next)
+                have++;
+        if (have > 1 || pw->slots_pending)
+                return;
+        unsigned want = have + batch;
+        while (!pw->no_slots && !pw->dead && have < want) {
+                pw->slots_pending++;
+                pw->busy++; /* the janitor's reference */
+                have++;
+                engine_janitor_make_slot(e, pw);
+        }
+}
+
+static unsigned slot_batch(Engine *e) {
+        return (unsigned) MAX(e->pool.spares * 2, (size_t) 4);
+}
+
+SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
+        if (pw->mode != SANDBOX_MODE_FULL || !e->pool.spares)
+                return NULL;
+        pthread_mutex_lock(&e->pool.lock);
+        SpareSlot *s = pw->slots;
+        if (s)
+                pw->slots = s->next;
+        pthread_mutex_unlock(&e->pool.lock);
+        return s;
 }

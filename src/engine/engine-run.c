@@ -381,7 +381,7 @@ static int pipes_open(Pipes *p) {
         return 0;
 }
 
-static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p) {
+static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
         json_t *m = base_message(c, "run");
         json_t *path = json_array();
         for (char **s = c->sys_path; s && *s; s++)
@@ -410,7 +410,12 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p) {
         int fds[8] = { p->out[1], p->err[1], p->result[1], p->status[1] };
         size_t n_extra = 0;
         _cleanup_free_ char *sb = NULL;
-        engine_sandbox_run_extra(rs, fds + 4, &n_extra, ELEMENTSOF(fds) - 4, &sb);
+        if (spare_tag) {
+                /* The spare joined this run's cgroups already. */
+                json_object_set_new(m, "spare", json_string(spare_tag));
+                engine_sandbox_run_prejoined_json(rs, &sb);
+        } else
+                engine_sandbox_run_extra(rs, fds + 4, &n_extra, ELEMENTSOF(fds) - 4, &sb);
         if (sb)
                 json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
@@ -748,6 +753,7 @@ static int phase_run(RunCtx *c) {
         usec_t t0 = now_monotonic();
         _cleanup_free_ char *err = NULL;
         RunSandbox *rs = NULL;
+        _cleanup_free_ char *spare_tag = NULL;
         bool cold = false;
         int r;
         if (c->spec->instance_key) {
@@ -758,7 +764,15 @@ static int phase_run(RunCtx *c) {
                         rs = c->inst->sandbox;
         } else {
                 r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->spec->data, &c->pw, &cold, &err);
-                if (r >= 0)
+                SpareSlot *slot = r >= 0 ? pool_take_slot(c->e, c->pw) : NULL;
+                if (slot) {
+                        /* Its cgroups exist and a spare sits in them: the
+                         * run's limits go in before its code can run. */
+                        rs = slot->rs;
+                        spare_tag = slot->tag;
+                        free(slot);
+                        (void) engine_sandbox_run_set_limits(rs, &c->limits);
+                } else if (r >= 0)
                         r = engine_sandbox_run_prepare(c->e, c->res->id, c->spec->sandbox, &c->limits, &rs, &err);
         }
         c->res->cold = cold;
@@ -782,7 +796,7 @@ static int phase_run(RunCtx *c) {
         usec_t t1 = now_monotonic();
         r = pipes_open(&p);
         if (r >= 0)
-                r = c->inst ? send_invoke(c, &p) : send_run(c, rs, &p);
+                r = c->inst ? send_invoke(c, &p) : send_run(c, rs, &p, spare_tag);
         p.control = c->inst ? c->inst->sock : p.status[0];
         /* Our copies of the write ends must go, or EOF never comes. */
         p.out[1] = fd_close(p.out[1]);

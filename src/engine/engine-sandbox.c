@@ -199,3 +199,30 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs) {
 int engine_sandbox_sweep(void) {
         return sandbox_cgroup_sweep_stale();
 }
+
+static SandboxLimits sandbox_limits_of(const RunLimits *limits) {
+        return (SandboxLimits) {
+                .memory_bytes = limits->memory_bytes,
+                .max_procs = limits->max_procs ? limits->max_procs + RUN_EXTRA_PROCS : 0,
+                .cpu_millis = RUN_CPU_MILLIS,
+        };
+}
+
+bool engine_sandbox_run_has_cgroup(const RunSandbox *rs) {
+        return rs && rs->mode == SANDBOX_MODE_FULL && rs->cg;
+}
+
+int engine_sandbox_run_set_limits(RunSandbox *rs, const RunLimits *limits) {
+        rs->limits = *limits;
+        if (!engine_sandbox_run_has_cgroup(rs))
+                return 0;
+        SandboxLimits l = sandbox_limits_of(limits);
+        return sandbox_cgroup_set_limits(rs->cg, &l);
+}
+
+void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json) {
+        *ret_json = rs->mode != SANDBOX_MODE_FULL
+                            ? NULL
+                            : xasprintf("{\"cgroup_fds\":0,\"memory_cgroup\":%s}",
+                                        sandbox_cgroup_has_memory(rs->cg) ? "true" : "false");
+}

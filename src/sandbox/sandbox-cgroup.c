@@ -200,8 +200,11 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                         /* One OOM kills the whole run, not a random member. */
                         (void) write_str(d->path, "memory.oom.group", "1");
                 } else {
+                        /* v1 wants limit <= memsw at every step: raising
+                         * needs memsw first, lowering the limit first. */
                         (void) write_str(d->path, "memory.limit_in_bytes", buf);
                         (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
+                        (void) write_str(d->path, "memory.limit_in_bytes", buf);
                         (void) write_str(d->path, "memory.swappiness", "0");
                 }
         }
@@ -485,4 +488,12 @@ int sandbox_cgroup_sweep_stale(void) {
                 closedir(d);
         }
         return removed;
+}
+
+int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
+        if (!cg)
+                return -EINVAL;
+        for (size_t i = 0; i < cg->n; i++)
+                apply_limits(&cg->dirs[i], limits);
+        return 0;
 }

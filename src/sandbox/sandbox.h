@@ -151,6 +151,9 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
  * with SIGKILL: it could not clean up): those whose name ends in the pid
  * of a process that no longer exists. Returns how many went. */
 int sandbox_cgroup_sweep_stale(void);
+/* Sets new limits on an existing run cgroup (a spare's, made ahead of its
+ * run with defaults: the run's own limits go in before its code runs). */
+int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits);
 
 /* ---- how a run ended ----------------------------------------------------------- */
 

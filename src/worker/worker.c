@@ -32,11 +32,20 @@
 /* Run message fds: stdout, stderr, result, status, then the sandbox's. */
 enum { FD_STDOUT, FD_STDERR, FD_RESULT, FD_STATUS, FD_EXTRA };
 
+#define MAX_CG_FDS 6
+
 typedef struct Child {
-        pid_t pid;
+        pid_t pid;      /* 0: a tagged spare that died before its run came */
         char *id;
         int status_fd; /* where "exited" goes; -1 for a spare */
         int spare_sock; /* a spare's end of its socket, -1 once assigned */
+        /* Engine-managed spares (the "spare" message): the tag the run
+         * names, and the run cgroup's procs fds the spare joined ahead of
+         * its run. The worker keeps them until the run comes, so a dead
+         * spare's run can still be forked into its cgroup. */
+        char *tag;
+        int cg_fds[MAX_CG_FDS];
+        size_t n_cg;
 } Child;
 
 static Child children[MAX_CHILDREN];
@@ -67,9 +76,15 @@ static void close_fds(int *fds, size_t n) {
 static size_t count_spares(void) {
         size_t n = 0;
         for (size_t i = 0; i < n_children; i++)
-                if (children[i].spare_sock >= 0)
+                if (children[i].spare_sock >= 0 && !children[i].tag)
                         n++;
         return n;
+}
+
+static void child_close_cg(Child *c) {
+        for (size_t i = 0; i < c->n_cg; i++)
+                c->cg_fds[i] = fd_close(c->cg_fds[i]);
+        c->n_cg = 0;
 }
 
 /* ---- requests answered by the worker itself ---- */
@@ -107,6 +122,9 @@ static void child_drop_worker_fds(int keep_sock) {
                         close(children[i].status_fd);
                 if (children[i].spare_sock >= 0 && children[i].spare_sock != keep_sock)
                         close(children[i].spare_sock);
+                /* Another run's cgroup is not ours to join. */
+                for (size_t k = 0; k < children[i].n_cg; k++)
+                        close(children[i].cg_fds[k]);
         }
         sigset_t mask;
         sigemptyset(&mask);
@@ -226,7 +244,10 @@ static pid_t fork_python(void) {
         return pid;
 }
 
-static int fork_spare(void) {
+/* tag/cg_fds: an engine-managed spare joins its run's cgroup now, while
+ * idle: moving a process between cgroups waits for an RCU grace period
+ * (milliseconds), which must not be on the run's critical path. */
+static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
         if (n_children >= MAX_CHILDREN)
                 return -EAGAIN;
         int sv[2];
@@ -235,7 +256,15 @@ static int fork_spare(void) {
         pid_t pid = fork_python();
         if (pid == 0) {
                 close(sv[0]);
+                int mine[MAX_CG_FDS];
+                for (size_t i = 0; i < n_cg; i++)
+                        mine[i] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
                 child_drop_worker_fds(-1);
+                for (size_t i = 0; i < n_cg; i++) {
+                        if (mine[i] < 0 || write(mine[i], "0", 1) != 1)
+                                _exit(0); /* the engine sees the spare gone and forks the run instead */
+                        close(mine[i]);
+                }
                 spare_main(sv[1]);
         }
         close(sv[1]);
@@ -243,8 +272,24 @@ static int fork_spare(void) {
                 close(sv[0]);
                 return -errno;
         }
-        children[n_children++] = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0] };
+        Child *c = &children[n_children++];
+        *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL };
+        for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
+                c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
+}
+
+static int fork_spare(void) {
+        return fork_spare_tagged(NULL, NULL, 0);
+}
+
+static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
+        const char *tag = json_string_value(json_object_get(msg, "tag"));
+        int r = 0;
+        if (tag && n_fds <= MAX_CG_FDS)
+                r = fork_spare_tagged(tag, fds, n_fds);
+        close_fds(fds, n_fds);
+        return r == -EAGAIN ? 0 : 0; /* a spare that could not be made is the engine's fallback */
 }
 
 static void fill_spares(void) {
@@ -257,11 +302,24 @@ static void fill_spares(void) {
                         break;
 }
 
-static Child *take_spare(void) {
-        for (size_t i = 0; i < n_children; i++)
-                if (children[i].spare_sock >= 0)
-                        return &children[i];
+static Child *take_spare(const char *tag) {
+        for (size_t i = 0; i < n_children; i++) {
+                Child *c = &children[i];
+                if (tag ? (c->tag && streq(c->tag, tag)) : (!c->tag && c->spare_sock >= 0))
+                        return c;
+        }
         return NULL;
+}
+
+static void child_remove(Child *c) {
+        if (c->status_fd >= 0)
+                close(c->status_fd);
+        if (c->spare_sock >= 0)
+                close(c->spare_sock);
+        child_close_cg(c);
+        free(c->id);
+        free(c->tag);
+        *c = children[--n_children];
 }
 
 static void report_started(Child *c) {
@@ -296,23 +354,58 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         last_run_at = now_monotonic();
         runs_served++;
 
-        Child *spare = take_spare();
-        if (spare) {
+        json_t *parsed = json_loads(raw, 0, NULL);
+        const char *tag = json_string_value(json_object_get(parsed, "spare"));
+        Child *spare = take_spare(tag);
+        if (spare && spare->pid > 0 && spare->spare_sock >= 0) {
                 int r = proto_send(spare->spare_sock, raw, strlen(raw), fds, n_fds);
                 if (r >= 0) {
                         spare->spare_sock = fd_close(spare->spare_sock);
+                        child_close_cg(spare);
+                        free(spare->tag);
+                        spare->tag = NULL;
                         spare->id = xstrdup(id);
                         spare->status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
                         close_fds(fds, n_fds);
+                        json_decref(parsed);
                         report_started(spare);
                         /* Demand met from the spares: keep one more ready. */
-                        if (spares_target > 0 && spares_target < MAX_SPARES && count_spares() == 0)
+                        if (!tag && spares_target > 0 && spares_target < MAX_SPARES && count_spares() == 0)
                                 spares_target++;
                         return 0;
                 }
                 /* The spare died; fall through to a direct fork. */
                 spare->spare_sock = fd_close(spare->spare_sock);
         }
+        /* A named spare that is gone: fork the run into the cgroup it held
+         * (its fds go to the child as the sandbox's extra fds). */
+        int all[WORKER_PROTO_MAX_FDS + MAX_CG_FDS];
+        size_t n_all = n_fds;
+        memcpy(all, fds, n_fds * sizeof(int));
+        _cleanup_free_ char *rewritten = NULL;
+        if (tag && spare && spare->n_cg > 0 && n_fds == FD_EXTRA) {
+                for (size_t i = 0; i < spare->n_cg; i++)
+                        all[n_all++] = TAKE_FD(spare->cg_fds[i]);
+                json_t *sb = json_object_get(parsed, "sandbox");
+                if (json_is_object(sb))
+                        json_object_set_new(sb, "cgroup_fds", json_integer((json_int_t) spare->n_cg));
+                spare->n_cg = 0;
+                rewritten = json_dumps(parsed, JSON_COMPACT);
+                raw = rewritten;
+        }
+        if (tag && spare)
+                child_remove(spare);
+        else if (tag) {
+                /* Never run without the cgroup the engine set up for it. */
+                (void) send_json_to(status_fd, json_pack("{s:s, s:s, s:s, s:s}", "type", "exited", "id", id, "status",
+                                                         "error", "message", "the run's spare is unknown to the worker"));
+                close_fds(fds, n_fds);
+                json_decref(parsed);
+                return 0;
+        }
+        json_decref(parsed);
+        fds = all;
+        n_fds = n_all;
         pid_t pid = fork_python();
         if (pid == 0) {
                 child_drop_worker_fds(-1);
@@ -342,6 +435,13 @@ static void reap_children(void) {
                         Child *c = &children[i];
                         if (c->pid != pid)
                                 continue;
+                        if (c->tag) {
+                                /* A named spare died before its run: keep its
+                                 * cgroup fds for the run that names it. */
+                                c->pid = 0;
+                                c->spare_sock = fd_close(c->spare_sock);
+                                break;
+                        }
                         if (c->status_fd >= 0) {
                                 json_t *m;
                                 if (WIFSIGNALED(status))
@@ -351,12 +451,8 @@ static void reap_children(void) {
                                         m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", c->id,
                                                       "status", "exited", "code", WEXITSTATUS(status));
                                 (void) send_json_to(c->status_fd, m);
-                                close(c->status_fd);
                         }
-                        if (c->spare_sock >= 0)
-                                close(c->spare_sock);
-                        free(c->id);
-                        *c = children[--n_children];
+                        child_remove(c);
                         break;
                 }
         }
@@ -371,17 +467,24 @@ static int handle_message(void) {
                 return r;
         json_t *msg = json_loads(raw, 0, NULL);
         const char *type = json_string_value(json_object_get(msg, "type"));
-        bool takes_fds = type && (streq(type, "run") || streq(type, "instance"));
+        bool takes_fds = type && (streq(type, "run") || streq(type, "instance") || streq(type, "spare"));
         if (!takes_fds)
                 close_fds(fds, n_fds);
         if (!type)
                 r = -EPROTO;
+        else if (streq(type, "spare"))
+                r = handle_spare(msg, fds, n_fds);
         else if (takes_fds)
                 r = handle_run(msg, raw, fds, n_fds);
         else if (streq(type, "validate"))
                 r = reply_from_python("validate", "validated", msg, raw);
         else if (streq(type, "init"))
                 r = handle_init(msg, raw);
+        else if (streq(type, "spares")) {
+                /* No reply: the engine's fire-and-forget. */
+                json_int_t n = json_integer_value(json_object_get(msg, "count"));
+                spares_target = (size_t) MIN(MAX(n, (json_int_t) 0), (json_int_t) MAX_SPARES);
+        }
         else if (streq(type, "stats"))
                 r = send_json(json_pack("{s:s, s:i, s:i, s:I}", "type", "stats", "children", (int) n_children,
                                         "spares", (int) count_spares(), "runs", (json_int_t) runs_served));
@@ -395,8 +498,10 @@ static int handle_message(void) {
 
 static void kill_all_children(void) {
         for (size_t i = 0; i < n_children; i++) {
-                if (children[i].spare_sock >= 0)
-                        continue; /* a spare exits when its socket closes */
+                /* A spare exits when its socket closes; pid 0 is a dead
+                 * tagged spare (and kill(0) would be our own group). */
+                if (children[i].spare_sock >= 0 || children[i].pid <= 0)
+                        continue;
                 (void) kill(-children[i].pid, SIGKILL);
                 (void) kill(children[i].pid, SIGKILL);
         }
@@ -470,7 +575,7 @@ int main(int argc, char **argv) {
                 /* Retire spares beyond the target. */
                 size_t spares = count_spares();
                 for (size_t i = 0; i < n_children && spares > MAX(spares_target, (size_t) 1) + 1; i++)
-                        if (children[i].spare_sock >= 0) {
+                        if (children[i].spare_sock >= 0 && !children[i].tag) {
                                 children[i].spare_sock = fd_close(children[i].spare_sock);
                                 spares--;
                         }

@@ -255,3 +255,32 @@ def test_deploy_checks_the_file_and_requirements_not_arguments(daemon):
     # And the envs listing answers.
     st, envs = daemon.call("GET", "/v1/envs")
     assert st == 200 and isinstance(envs["envs"], list)
+
+
+def test_limits_hold_on_pre_forked_spares(daemon):
+    """Spares join their run's cgroup ahead of time with default limits;
+    the run's own limits must be in force before its code runs."""
+    if daemon.sandbox == "none":
+        pytest.skip("cgroup limits need the sandbox")
+    for _ in range(3):  # warm: spares made and joined
+        assert run(daemon, "def f():\n    return 1\n")["status"] == "succeeded"
+    time.sleep(0.5)
+    big = run(daemon, "def f():\n    b = bytearray(300 << 20)\n    return len(b)\n",
+              limits={"memory_bytes": 64 << 20})
+    assert big["status"] == "killed" and big["exit_code"] == 5, big
+    assert "memory limit (64 MiB)" in big["error"]["message"]
+    procs = run(daemon, "import os\ndef f():\n    n = 0\n    try:\n        for _ in range(50):\n"
+                        "            if os.fork() == 0:\n                import time; time.sleep(5); os._exit(0)\n"
+                        "            n += 1\n    except OSError:\n        pass\n    return n\n",
+                limits={"max_procs": 5})
+    # The function caught the refused fork and returned: it succeeded, with
+    # the limit visibly in force.
+    assert procs["status"] == "succeeded" and procs["result"] < 10, procs
+    bomb = run(daemon, "import os\ndef f():\n    for _ in range(50):\n        if os.fork() == 0:\n"
+                       "            import time; time.sleep(5); os._exit(0)\n", limits={"max_procs": 5})
+    assert bomb["exit_code"] == 5 and "process limit" in bomb["error"]["message"], bomb
+    # A roomier limit than the default is honoured too (raising v1 limits needs care).
+    roomy = run(daemon, "def f():\n    b = bytearray(600 << 20)\n    return len(b) >> 20\n",
+                limits={"memory_bytes": 1 << 30})
+    assert roomy["status"] == "succeeded" and roomy["result"] == 600, roomy
+    assert run(daemon, "def f():\n    return 'ok'\n")["result"] == "ok"
