@@ -1036,3 +1036,7 @@ int cli_remote_args_to_api(json_t *req, const RunArgs *a) {
                 limits_to_api(req, &a->limits);
         return r;
 }
+
+char *cli_config_value(const char *key) {
+        return config_value(key);
+}

@@ -14,6 +14,11 @@ typedef struct Remote {
         char *token;    /* NULL: no Authorization header */
 } Remote;
 
+/* A "key = value" setting of ~/.config/pysprinter/config ($XDG_CONFIG_HOME
+ * honoured), or NULL. Caller frees. Keys: server, token, index_url,
+ * extra_index_url, find_links. */
+char *cli_config_value(const char *key);
+
 /* The server to use given an explicit --server value (may be NULL), or
  * NULL for embedded mode. Caller frees. */
 char *cli_remote_server(const char *flag);

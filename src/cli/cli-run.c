@@ -43,12 +43,35 @@ static const char validate_help[] =
         "@requirements, and the arguments against its signature. Takes the same\n"
         "arguments as `run`. Exit 0 when valid, 3 when not.\n";
 
+/* Index settings: the flags, else the environment (the package manager
+ * reads PYSPRINTER_INDEX_URL and pip's variables), else the config file. */
+static void index_from_config(const RunArgs *a, char **ret_index, char ***ret_extra, char ***ret_links) {
+        *ret_index = NULL;
+        *ret_extra = *ret_links = NULL;
+        if ((!a || !a->index_url) && !getenv("PYSPRINTER_INDEX_URL") && !getenv("PIP_INDEX_URL"))
+                *ret_index = cli_config_value("index_url");
+        if (!getenv("PIP_EXTRA_INDEX_URL")) {
+                _cleanup_free_ char *v = cli_config_value("extra_index_url");
+                if (v && *v)
+                        *ret_extra = strv_append(NULL, v);
+        }
+        if ((!a || !a->find_links) && !getenv("PIP_FIND_LINKS")) {
+                _cleanup_free_ char *v = cli_config_value("find_links");
+                if (v && *v)
+                        *ret_links = strv_append(NULL, v);
+        }
+}
+
 int cli_engine_open(const RunArgs *a, Engine **ret) {
+        _cleanup_free_ char *cfg_index = NULL;
+        _cleanup_strv_free_ char **cfg_extra = NULL, **cfg_links = NULL;
+        index_from_config(a, &cfg_index, &cfg_extra, &cfg_links);
         EngineConfig cfg = {
                 /* One run per CLI process: a spare child would be wasted. */
                 .no_spares = true,
-                .index_url = a ? a->index_url : NULL,
-                .find_links = a ? a->find_links : NULL,
+                .index_url = a && a->index_url ? a->index_url : cfg_index,
+                .extra_index_urls = cfg_extra,
+                .find_links = a && a->find_links ? a->find_links : cfg_links,
         };
         _cleanup_free_ char *err = NULL;
         int r = engine_new(&cfg, ret, &err);
