@@ -156,6 +156,13 @@ char *id_new(const char *prefix);
 /* Hex of n random bytes from getrandom(). */
 int random_hex(size_t n, char **ret);
 
+/* ---- JSON text ------------------------------------------------------------ */
+
+/* Respells every real number of a JSON text with the fewest digits that
+ * read back as the same double (0.10000000000000001 -> 0.1). Strings are
+ * left alone. Print with 17 digits, then call this. Caller frees. */
+char *json_shorten_reals(const char *json_text);
+
 /* ---- logging (only main() and API handlers log; components return) ------ */
 
 typedef enum LogLevel { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;

@@ -96,8 +96,9 @@ int verb_ps(int argc, char **argv) {
                 json_t *arr = json_array();
                 for (size_t i = 0; i < n; i++)
                         json_array_append_new(arr, record_json(v[i]));
-                _cleanup_free_ char *t = json_dumps(arr, JSON_COMPACT);
-                puts(t);
+                _cleanup_free_ char *t = json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(17));
+                _cleanup_free_ char *exact = json_shorten_reals(t ?: "[]");
+                puts(exact);
                 json_decref(arr);
         } else {
                 printf("%-18s %-11s %4s %-19s %8s  %s\n", "ID", "STATUS", "EXIT", "CREATED", "DURATION", "TARGET");
@@ -165,8 +166,9 @@ int verb_show(int argc, char **argv) {
                 return r < 0 ? 0 : r;
         json_t *o = record_json(rec);
         if (json) {
-                _cleanup_free_ char *t = json_dumps(o, JSON_COMPACT);
-                puts(t);
+                _cleanup_free_ char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+                _cleanup_free_ char *exact = json_shorten_reals(t ?: "{}");
+                puts(exact);
         } else {
                 char c[32], d[32];
                 fmt_time(rec->created, c);

@@ -17,7 +17,10 @@
 /* ---- shared response helpers (also used by daemon-dag.c) ----------------- */
 
 struct MHD_Response *daemon_json_response(unsigned status, json_t *j, unsigned *ret_status) {
-        char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
+        /* Exact reals, shortest spelling: a result's 3.141592653589793 must
+         * come back as it went in (basic-json.c). */
+        _cleanup_free_ char *exact = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        char *s = exact ? json_shorten_reals(exact) : NULL;
         json_decref(j);
         if (!s) {
                 s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");

@@ -66,7 +66,10 @@ static enum MHD_Result respond_raw(Ctx *c, unsigned status, const char *content_
 }
 
 static enum MHD_Result respond_json_h(Ctx *c, unsigned status, json_t *j, const char *const *headers) {
-        char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
+        /* Exact reals, shortest spelling: a result's 3.141592653589793 must
+         * come back as it went in (basic-json.c). */
+        _cleanup_free_ char *exact = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        char *s = exact ? json_shorten_reals(exact) : NULL;
         json_decref(j);
         if (!s)
                 s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");

@@ -284,3 +284,10 @@ def test_limits_hold_on_pre_forked_spares(daemon):
                 limits={"memory_bytes": 1 << 30})
     assert roomy["status"] == "succeeded" and roomy["result"] == 600, roomy
     assert run(daemon, "def f():\n    return 'ok'\n")["result"] == "ok"
+
+
+def test_real_numbers_come_back_exact(daemon):
+    out = run(daemon, "import math\ndef f():\n    return [math.pi, 0.1, 1e-05, 100.0, 2 ** 0.5]\n")
+    assert out["result"] == [3.141592653589793, 0.1, 1e-05, 100.0, 2 ** 0.5]
+    st, h, body = daemon.request("GET", f"/v1/runs/{out['id']}")
+    assert b"3.141592653589793" in body and b"0.1," in body and b"0.10000000000000001" not in body

@@ -127,12 +127,38 @@ static void test_data_dir(void **state) {
         assert_string_equal(c, "/home/u/.local/share/pysprinter");
 }
 
+static void test_json_shorten_reals(void **state) {
+        const struct {
+                const char *in, *want;
+        } rows[] = {
+                { "0.10000000000000001", "0.1" },
+                { "[3.1415926535897931,2.5,-0.0,1e+16]", "[3.141592653589793,2.5,-0.0,1e+16]" },
+                { "{\"a\":4.2000000000000002,\"s\":\"0.10000000000000001\"}",
+                  "{\"a\":4.2,\"s\":\"0.10000000000000001\"}" },
+                { "[1,-7,123456789012345678]", "[1,-7,123456789012345678]" },
+                { "1.0", "1.0" },
+                { "100.0", "100.0" },
+                { "2.2250738585072014e-308", "2.2250738585072014e-308" },
+                { "\"\\\"1.50\"", "\"\\\"1.50\"" },
+                { "", "" },
+                { "[1.0000000000000001e-05,0.0001,123456789.123,5e-324]", "[1e-05,0.0001,123456789.123,5e-324]" },
+                { "[1.7976931348623157e+308,1.5e+16,12345678901234567.0]",
+                  "[1.7976931348623157e+308,1.5e+16,1.2345678901234568e+16]" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *got = json_shorten_reals(rows[i].in);
+                if (!streq(got, rows[i].want))
+                        fail_msg("row %zu: %s -> %s, want %s", i, rows[i].in, got, rows[i].want);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_buf_printf_and_reset),
                 cmocka_unit_test(test_strings),         cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
+                cmocka_unit_test(test_json_shorten_reals),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
