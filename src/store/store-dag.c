@@ -5,22 +5,6 @@
 
 #include "store-internal.h"
 
-static void bind_opt(sqlite3_stmt *st, int i, const char *s) {
-        if (s)
-                sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-        else
-                sqlite3_bind_null(st, i);
-}
-
-static char *col_dup(sqlite3_stmt *st, int i) {
-        const unsigned char *t = sqlite3_column_text(st, i);
-        return t ? xstrdup((const char *) t) : NULL;
-}
-
-static int rc_errno(int rc) {
-        return store_sqlite_errno(rc) ?: -EIO;
-}
-
 DagRunRecord *dag_run_record_free(DagRunRecord *r) {
         if (!r)
                 return NULL;
@@ -70,17 +54,17 @@ void dag_task_record_list_free(DagTaskRecord **v, size_t n) {
         "owner, created, started, finished"
 
 static void bind_dag(sqlite3_stmt *st, const DagRunRecord *r) {
-        bind_opt(st, 1, r->id);
-        bind_opt(st, 2, r->tenant ? r->tenant : "local");
-        bind_opt(st, 3, r->name);
-        bind_opt(st, 4, r->file);
-        bind_opt(st, 5, r->base_dir);
-        bind_opt(st, 6, r->spec_text ? r->spec_text : "");
-        bind_opt(st, 7, r->params_json);
-        bind_opt(st, 8, r->options_json);
-        bind_opt(st, 9, r->status ? r->status : "running");
-        bind_opt(st, 10, r->error);
-        bind_opt(st, 11, r->owner);
+        store_bind_text(st, 1, r->id);
+        store_bind_text(st, 2, r->tenant ? r->tenant : "local");
+        store_bind_text(st, 3, r->name);
+        store_bind_text(st, 4, r->file);
+        store_bind_text(st, 5, r->base_dir);
+        store_bind_text(st, 6, r->spec_text ? r->spec_text : "");
+        store_bind_text(st, 7, r->params_json);
+        store_bind_text(st, 8, r->options_json);
+        store_bind_text(st, 9, r->status ? r->status : "running");
+        store_bind_text(st, 10, r->error);
+        store_bind_text(st, 11, r->owner);
         sqlite3_bind_int64(st, 12, (sqlite3_int64) (r->created ? r->created : now_realtime()));
         sqlite3_bind_int64(st, 13, (sqlite3_int64) r->started);
         sqlite3_bind_int64(st, 14, (sqlite3_int64) r->finished);
@@ -88,17 +72,17 @@ static void bind_dag(sqlite3_stmt *st, const DagRunRecord *r) {
 
 static DagRunRecord *dag_from_row(sqlite3_stmt *st) {
         DagRunRecord *r = xcalloc(1, sizeof(DagRunRecord));
-        r->id = col_dup(st, 0);
-        r->tenant = col_dup(st, 1);
-        r->name = col_dup(st, 2);
-        r->file = col_dup(st, 3);
-        r->base_dir = col_dup(st, 4);
-        r->spec_text = col_dup(st, 5);
-        r->params_json = col_dup(st, 6);
-        r->options_json = col_dup(st, 7);
-        r->status = col_dup(st, 8);
-        r->error = col_dup(st, 9);
-        r->owner = col_dup(st, 10);
+        r->id = store_col_text(st, 0);
+        r->tenant = store_col_text(st, 1);
+        r->name = store_col_text(st, 2);
+        r->file = store_col_text(st, 3);
+        r->base_dir = store_col_text(st, 4);
+        r->spec_text = store_col_text(st, 5);
+        r->params_json = store_col_text(st, 6);
+        r->options_json = store_col_text(st, 7);
+        r->status = store_col_text(st, 8);
+        r->error = store_col_text(st, 9);
+        r->owner = store_col_text(st, 10);
         r->created = (usec_t) sqlite3_column_int64(st, 11);
         r->started = (usec_t) sqlite3_column_int64(st, 12);
         r->finished = (usec_t) sqlite3_column_int64(st, 13);
@@ -117,7 +101,7 @@ static int exec_dag(Store *s, const char *sql, const DagRunRecord *r, bool must_
         int changes = sqlite3_changes(s->db);
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE)
-                return rc_errno(rc);
+                return store_rc_errno(rc);
         if (must_change && changes == 0)
                 return -ENOENT;
         return 0;
@@ -150,9 +134,9 @@ int store_dag_get(Store *s, const char *tenant, const char *id_or_prefix, DagRun
                                 "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2",
                                 -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, id_or_prefix);
-                bind_opt(st, 2, hi);
-                bind_opt(st, 3, tenant);
+                store_bind_text(st, 1, id_or_prefix);
+                store_bind_text(st, 2, hi);
+                store_bind_text(st, 3, tenant);
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         if (n++ == 0)
                                 found = dag_from_row(st);
@@ -161,7 +145,7 @@ int store_dag_get(Store *s, const char *tenant, const char *id_or_prefix, DagRun
         }
         pthread_mutex_unlock(&s->lock);
         if (!found)
-                return rc == SQLITE_DONE ? -ENOENT : rc_errno(rc);
+                return rc == SQLITE_DONE ? -ENOENT : store_rc_errno(rc);
         /* The exact match sorts first; otherwise two rows mean ambiguous. */
         if (n > 1 && !streq(found->id, id_or_prefix)) {
                 dag_run_record_free(found);
@@ -181,7 +165,7 @@ int store_dag_list(Store *s, const char *tenant, size_t limit, DagRunRecord ***r
                                     "ORDER BY created DESC, id DESC LIMIT ?2",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant);
+                store_bind_text(st, 1, tenant);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 1000000));
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(*v));
@@ -192,7 +176,7 @@ int store_dag_list(Store *s, const char *tenant, size_t limit, DagRunRecord ***r
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE) {
                 dag_run_record_list_free(v, n);
-                return rc_errno(rc);
+                return store_rc_errno(rc);
         }
         *ret = v;
         *ret_n = n;
@@ -213,16 +197,16 @@ int store_dag_task_put(Store *s, const DagTaskRecord *t) {
                                     "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, t->dag_id);
-                bind_opt(st, 2, t->name);
+                store_bind_text(st, 1, t->dag_id);
+                store_bind_text(st, 2, t->name);
                 sqlite3_bind_int(st, 3, t->position);
-                bind_opt(st, 4, t->state ? t->state : "pending");
-                bind_opt(st, 5, t->run_id);
+                store_bind_text(st, 4, t->state ? t->state : "pending");
+                store_bind_text(st, 5, t->run_id);
                 sqlite3_bind_int(st, 6, t->attempts);
-                bind_opt(st, 7, t->memo_key);
+                store_bind_text(st, 7, t->memo_key);
                 sqlite3_bind_int(st, 8, t->cached);
-                bind_opt(st, 9, t->value_json);
-                bind_opt(st, 10, t->error);
+                store_bind_text(st, 9, t->value_json);
+                store_bind_text(st, 10, t->error);
                 sqlite3_bind_int(st, 11, t->exit_code);
                 sqlite3_bind_int64(st, 12, (sqlite3_int64) t->started);
                 sqlite3_bind_int64(st, 13, (sqlite3_int64) t->finished);
@@ -230,7 +214,7 @@ int store_dag_task_put(Store *s, const DagTaskRecord *t) {
                 sqlite3_finalize(st);
         }
         pthread_mutex_unlock(&s->lock);
-        return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
 int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *ret_n) {
@@ -241,19 +225,19 @@ int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *
         int rc = sqlite3_prepare_v2(s->db, "SELECT " TASK_COLUMNS " FROM dag_tasks WHERE dag_id=?1 ORDER BY position",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, dag_id);
+                store_bind_text(st, 1, dag_id);
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         DagTaskRecord *t = xcalloc(1, sizeof(DagTaskRecord));
-                        t->dag_id = col_dup(st, 0);
-                        t->name = col_dup(st, 1);
+                        t->dag_id = store_col_text(st, 0);
+                        t->name = store_col_text(st, 1);
                         t->position = sqlite3_column_int(st, 2);
-                        t->state = col_dup(st, 3);
-                        t->run_id = col_dup(st, 4);
+                        t->state = store_col_text(st, 3);
+                        t->run_id = store_col_text(st, 4);
                         t->attempts = sqlite3_column_int(st, 5);
-                        t->memo_key = col_dup(st, 6);
+                        t->memo_key = store_col_text(st, 6);
                         t->cached = sqlite3_column_int(st, 7) != 0;
-                        t->value_json = col_dup(st, 8);
-                        t->error = col_dup(st, 9);
+                        t->value_json = store_col_text(st, 8);
+                        t->error = store_col_text(st, 9);
                         t->exit_code = sqlite3_column_int(st, 10);
                         t->started = (usec_t) sqlite3_column_int64(st, 11);
                         t->finished = (usec_t) sqlite3_column_int64(st, 12);
@@ -265,7 +249,7 @@ int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE) {
                 dag_task_record_list_free(v, n);
-                return rc_errno(rc);
+                return store_rc_errno(rc);
         }
         *ret = v;
         *ret_n = n;
@@ -279,19 +263,19 @@ int store_dag_memo_get(Store *s, const char *tenant, const char *key, char **ret
         int rc = sqlite3_prepare_v2(s->db, "SELECT value_json, run_id FROM dag_memo WHERE tenant=?1 AND key=?2", -1,
                                     &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant ? tenant : "local");
-                bind_opt(st, 2, key);
+                store_bind_text(st, 1, tenant ? tenant : "local");
+                store_bind_text(st, 2, key);
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW) {
-                        value = col_dup(st, 0);
-                        run_id = col_dup(st, 1);
+                        value = store_col_text(st, 0);
+                        run_id = store_col_text(st, 1);
                 }
                 sqlite3_finalize(st);
         }
         pthread_mutex_unlock(&s->lock);
         if (!value) {
                 free(run_id);
-                return rc == SQLITE_DONE ? -ENOENT : rc_errno(rc);
+                return rc == SQLITE_DONE ? -ENOENT : store_rc_errno(rc);
         }
         *ret_value_json = value;
         if (ret_run_id)
@@ -311,14 +295,14 @@ int store_dag_memo_put(Store *s, const char *tenant, const char *key, const char
                                     "VALUES (?1,?2,?3,?4,?5)",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant ? tenant : "local");
-                bind_opt(st, 2, key);
-                bind_opt(st, 3, value_json);
-                bind_opt(st, 4, run_id);
+                store_bind_text(st, 1, tenant ? tenant : "local");
+                store_bind_text(st, 2, key);
+                store_bind_text(st, 3, value_json);
+                store_bind_text(st, 4, run_id);
                 sqlite3_bind_int64(st, 5, (sqlite3_int64) now_realtime());
                 rc = sqlite3_step(st);
                 sqlite3_finalize(st);
         }
         pthread_mutex_unlock(&s->lock);
-        return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }

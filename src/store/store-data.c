@@ -5,22 +5,6 @@
 
 #include "store-internal.h"
 
-static void bind_opt(sqlite3_stmt *st, int i, const char *s) {
-        if (s)
-                sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-        else
-                sqlite3_bind_null(st, i);
-}
-
-static char *col_dup(sqlite3_stmt *st, int i) {
-        const unsigned char *t = sqlite3_column_text(st, i);
-        return t ? xstrdup((const char *) t) : NULL;
-}
-
-static int rc_errno(int rc) {
-        return store_sqlite_errno(rc) ?: -EIO;
-}
-
 DatasetRecord *dataset_record_free(DatasetRecord *d) {
         if (!d)
                 return NULL;
@@ -55,16 +39,16 @@ void dataset_version_list_free(DatasetVersion *v, size_t n) {
 
 static DatasetRecord *dataset_from_row(sqlite3_stmt *st) {
         DatasetRecord *d = xcalloc(1, sizeof(DatasetRecord));
-        d->tenant = col_dup(st, 0);
-        d->name = col_dup(st, 1);
-        d->kind = col_dup(st, 2);
-        d->source = col_dup(st, 3);
+        d->tenant = store_col_text(st, 0);
+        d->name = store_col_text(st, 1);
+        d->kind = store_col_text(st, 2);
+        d->source = store_col_text(st, 3);
         d->current = sqlite3_column_int(st, 4);
-        d->etag = col_dup(st, 5);
-        d->last_modified = col_dup(st, 6);
+        d->etag = store_col_text(st, 5);
+        d->last_modified = store_col_text(st, 6);
         d->checked = (usec_t) sqlite3_column_int64(st, 7);
         d->created = (usec_t) sqlite3_column_int64(st, 8);
-        d->hash = col_dup(st, 9);
+        d->hash = store_col_text(st, 9);
         d->size = (uint64_t) sqlite3_column_int64(st, 10);
         d->files = (uint64_t) sqlite3_column_int64(st, 11);
         d->n_versions = sqlite3_column_int(st, 12);
@@ -77,8 +61,8 @@ int store_dataset_get(Store *s, const char *tenant, const char *name, DatasetRec
         pthread_mutex_lock(&s->lock);
         int rc = sqlite3_prepare_v2(s->db, DS_SELECT "WHERE d.tenant=?1 AND d.name=?2", -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant ? tenant : "local");
-                bind_opt(st, 2, name);
+                store_bind_text(st, 1, tenant ? tenant : "local");
+                store_bind_text(st, 2, name);
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW)
                         d = dataset_from_row(st);
@@ -86,7 +70,7 @@ int store_dataset_get(Store *s, const char *tenant, const char *name, DatasetRec
         }
         pthread_mutex_unlock(&s->lock);
         if (!d)
-                return rc == SQLITE_DONE ? -ENOENT : rc_errno(rc);
+                return rc == SQLITE_DONE ? -ENOENT : store_rc_errno(rc);
         *ret = d;
         return 0;
 }
@@ -98,7 +82,7 @@ int store_dataset_list(Store *s, const char *tenant, DatasetRecord ***ret, size_
         pthread_mutex_lock(&s->lock);
         int rc = sqlite3_prepare_v2(s->db, DS_SELECT "WHERE d.tenant=?1 ORDER BY d.name", -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant ? tenant : "local");
+                store_bind_text(st, 1, tenant ? tenant : "local");
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(*v));
                         v[n++] = dataset_from_row(st);
@@ -108,7 +92,7 @@ int store_dataset_list(Store *s, const char *tenant, DatasetRecord ***ret, size_
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE) {
                 dataset_record_list_free(v, n);
-                return rc_errno(rc);
+                return store_rc_errno(rc);
         }
         *ret = v;
         *ret_n = n;
@@ -127,19 +111,19 @@ int store_dataset_put(Store *s, const DatasetRecord *d) {
                                     "last_modified=excluded.last_modified, checked=excluded.checked",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, d->tenant ? d->tenant : "local");
-                bind_opt(st, 2, d->name);
-                bind_opt(st, 3, d->kind);
-                bind_opt(st, 4, d->source);
-                bind_opt(st, 5, d->etag);
-                bind_opt(st, 6, d->last_modified);
+                store_bind_text(st, 1, d->tenant ? d->tenant : "local");
+                store_bind_text(st, 2, d->name);
+                store_bind_text(st, 3, d->kind);
+                store_bind_text(st, 4, d->source);
+                store_bind_text(st, 5, d->etag);
+                store_bind_text(st, 6, d->last_modified);
                 sqlite3_bind_int64(st, 7, (sqlite3_int64) d->checked);
                 sqlite3_bind_int64(st, 8, (sqlite3_int64) (d->created ? d->created : now_realtime()));
                 rc = sqlite3_step(st);
                 sqlite3_finalize(st);
         }
         pthread_mutex_unlock(&s->lock);
-        return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
 /* One statement with text/int binds (?1..?3 text, ?4 integer; binds a
@@ -151,10 +135,10 @@ static int step_one(Store *s, const char *sql, const char *t1, const char *t2, c
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return rc_errno(rc);
-        bind_opt(st, 1, t1);
-        bind_opt(st, 2, t2);
-        bind_opt(st, 3, t3);
+                return store_rc_errno(rc);
+        store_bind_text(st, 1, t1);
+        store_bind_text(st, 2, t2);
+        store_bind_text(st, 3, t3);
         sqlite3_bind_int64(st, 4, i4);
         bool row = false;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -165,7 +149,7 @@ static int step_one(Store *s, const char *sql, const char *t1, const char *t2, c
         sqlite3_finalize(st);
         if (ret_row)
                 *ret_row = row;
-        return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
 int store_dataset_add_version(Store *s, const char *tenant, const char *name, const char *hash, uint64_t size,
@@ -196,10 +180,10 @@ int store_dataset_add_version(Store *s, const char *tenant, const char *name, co
                                             "created) VALUES (?1,?2,?3,?4,?5,?6,?7)",
                                             -1, &st, NULL);
                 if (rc == SQLITE_OK) {
-                        bind_opt(st, 1, t);
-                        bind_opt(st, 2, name);
+                        store_bind_text(st, 1, t);
+                        store_bind_text(st, 2, name);
                         sqlite3_bind_int64(st, 3, version);
-                        bind_opt(st, 4, hash);
+                        store_bind_text(st, 4, hash);
                         sqlite3_bind_int64(st, 5, (sqlite3_int64) size);
                         sqlite3_bind_int64(st, 6, (sqlite3_int64) files);
                         sqlite3_bind_int64(st, 7, (sqlite3_int64) now_realtime());
@@ -207,7 +191,7 @@ int store_dataset_add_version(Store *s, const char *tenant, const char *name, co
                         sqlite3_finalize(st);
                 }
                 if (rc != SQLITE_DONE) {
-                        r = rc_errno(rc);
+                        r = store_rc_errno(rc);
                         goto rollback;
                 }
                 is_new = true;
@@ -246,13 +230,13 @@ int store_dataset_versions(Store *s, const char *tenant, const char *name, Datas
                                     "AND name=?2 ORDER BY version",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant ? tenant : "local");
-                bind_opt(st, 2, name);
+                store_bind_text(st, 1, tenant ? tenant : "local");
+                store_bind_text(st, 2, name);
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(*v));
                         v[n] = (DatasetVersion) {
                                 .version = sqlite3_column_int(st, 0),
-                                .hash = col_dup(st, 1),
+                                .hash = store_col_text(st, 1),
                                 .size = (uint64_t) sqlite3_column_int64(st, 2),
                                 .files = (uint64_t) sqlite3_column_int64(st, 3),
                                 .created = (usec_t) sqlite3_column_int64(st, 4),
@@ -264,7 +248,7 @@ int store_dataset_versions(Store *s, const char *tenant, const char *name, Datas
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE) {
                 dataset_version_list_free(v, n);
-                return rc_errno(rc);
+                return store_rc_errno(rc);
         }
         *ret = v;
         *ret_n = n;
@@ -284,8 +268,8 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
                                                   "v.version=d.current WHERE d.tenant=?1 AND d.name=?2",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant ? tenant : "local");
-                bind_opt(st, 2, name);
+                store_bind_text(st, 1, tenant ? tenant : "local");
+                store_bind_text(st, 2, name);
                 if (version > 0)
                         sqlite3_bind_int(st, 3, version);
                 rc = sqlite3_step(st);
@@ -293,7 +277,7 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
                         found = true;
                         v = (DatasetVersion) {
                                 .version = sqlite3_column_int(st, 0),
-                                .hash = col_dup(st, 1),
+                                .hash = store_col_text(st, 1),
                                 .size = (uint64_t) sqlite3_column_int64(st, 2),
                                 .files = (uint64_t) sqlite3_column_int64(st, 3),
                                 .created = (usec_t) sqlite3_column_int64(st, 4),
@@ -303,7 +287,7 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
         }
         pthread_mutex_unlock(&s->lock);
         if (!found)
-                return rc == SQLITE_DONE ? -ENOENT : rc_errno(rc);
+                return rc == SQLITE_DONE ? -ENOENT : store_rc_errno(rc);
         *ret = v;
         return 0;
 }

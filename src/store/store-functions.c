@@ -23,32 +23,20 @@ void function_record_list_free(FunctionRecord **v, size_t n) {
         free(v);
 }
 
-static void bind_opt(sqlite3_stmt *st, int i, const char *s) {
-        if (s)
-                sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-        else
-                sqlite3_bind_null(st, i);
-}
-
-static char *col_dup(sqlite3_stmt *st, int i) {
-        const unsigned char *t = sqlite3_column_text(st, i);
-        return t ? xstrdup((const char *) t) : NULL;
-}
-
 #define FN_COLUMNS "tenant, name, version, filename, function, source, requirements_json, limits_json, description, created"
 
 static FunctionRecord *function_from_row(sqlite3_stmt *st) {
         FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
-        f->tenant = col_dup(st, 0);
-        f->name = col_dup(st, 1);
+        f->tenant = store_col_text(st, 0);
+        f->name = store_col_text(st, 1);
         f->version = sqlite3_column_int(st, 2);
-        f->filename = col_dup(st, 3);
-        f->function = col_dup(st, 4);
-        f->source = col_dup(st, 5);
+        f->filename = store_col_text(st, 3);
+        f->function = store_col_text(st, 4);
+        f->source = store_col_text(st, 5);
         f->source_len = f->source ? (size_t) sqlite3_column_bytes(st, 5) : 0;
-        f->requirements_json = col_dup(st, 6);
-        f->limits_json = col_dup(st, 7);
-        f->description = col_dup(st, 8);
+        f->requirements_json = store_col_text(st, 6);
+        f->limits_json = store_col_text(st, 7);
+        f->description = store_col_text(st, 8);
         f->created = (usec_t) sqlite3_column_int64(st, 9);
         return f;
 }
@@ -69,8 +57,8 @@ int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 goto rollback;
-        bind_opt(st, 1, f->tenant);
-        bind_opt(st, 2, f->name);
+        store_bind_text(st, 1, f->tenant);
+        store_bind_text(st, 2, f->name);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
                 goto rollback;
@@ -82,16 +70,16 @@ int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 goto rollback;
-        bind_opt(st, 1, f->tenant);
-        bind_opt(st, 2, f->name);
+        store_bind_text(st, 1, f->tenant);
+        store_bind_text(st, 2, f->name);
         sqlite3_bind_int(st, 3, version);
-        bind_opt(st, 4, f->filename ? f->filename : "main.py");
-        bind_opt(st, 5, f->function);
+        store_bind_text(st, 4, f->filename ? f->filename : "main.py");
+        store_bind_text(st, 5, f->function);
         sqlite3_bind_text(st, 6, f->source, (int) (f->source_len ? f->source_len : strlen(f->source)),
                           SQLITE_TRANSIENT);
-        bind_opt(st, 7, f->requirements_json);
-        bind_opt(st, 8, f->limits_json);
-        bind_opt(st, 9, f->description);
+        store_bind_text(st, 7, f->requirements_json);
+        store_bind_text(st, 8, f->limits_json);
+        store_bind_text(st, 9, f->description);
         sqlite3_bind_int64(st, 10, (sqlite3_int64) (f->created ? f->created : now_realtime()));
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
@@ -124,8 +112,8 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
                                               "ORDER BY version DESC LIMIT 1",
                                 -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant);
-                bind_opt(st, 2, name);
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
                 if (version > 0)
                         sqlite3_bind_int(st, 3, version);
                 rc = sqlite3_step(st);
@@ -154,7 +142,7 @@ int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, siz
                                 "ORDER BY name",
                                 -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant);
+                store_bind_text(st, 1, tenant);
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(FunctionRecord *));
                         v[n++] = function_from_row(st);
@@ -181,8 +169,8 @@ int store_function_versions(Store *s, const char *tenant, const char *name, int 
         rc = sqlite3_prepare_v2(s->db, "SELECT version FROM functions WHERE tenant=?1 AND name=?2 ORDER BY version",
                                 -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant);
-                bind_opt(st, 2, name);
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(int));
                         v[n++] = sqlite3_column_int(st, 0);
@@ -208,8 +196,8 @@ int store_function_delete(Store *s, const char *tenant, const char *name) {
         pthread_mutex_lock(&s->lock);
         rc = sqlite3_prepare_v2(s->db, "DELETE FROM functions WHERE tenant=?1 AND name=?2", -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_opt(st, 1, tenant);
-                bind_opt(st, 2, name);
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
                 rc = sqlite3_step(st);
                 sqlite3_finalize(st);
                 changes = sqlite3_changes(s->db);

@@ -57,6 +57,10 @@ int store_open(const char *path, Store **ret_store) {
         return 0;
 }
 
+int store_rc_errno(int rc) {
+        return store_sqlite_errno(rc) ?: -EIO;
+}
+
 Store *store_close(Store *s) {
         if (!s)
                 return NULL;
@@ -97,7 +101,7 @@ void run_record_list_free(RunRecord **v, size_t n) {
         free(v);
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *s) {
+void store_bind_text(sqlite3_stmt *st, int i, const char *s) {
         if (s)
                 sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
         else
@@ -110,21 +114,21 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s) {
         "started, finished"
 
 static void bind_record(sqlite3_stmt *st, const RunRecord *r) {
-        bind_text(st, 1, r->id);
-        bind_text(st, 2, r->tenant ? r->tenant : "local");
-        bind_text(st, 3, r->filename);
-        bind_text(st, 4, r->function);
-        bind_text(st, 5, r->args_json);
-        bind_text(st, 6, r->kwargs_json);
-        bind_text(st, 7, r->status ? r->status : "queued");
+        store_bind_text(st, 1, r->id);
+        store_bind_text(st, 2, r->tenant ? r->tenant : "local");
+        store_bind_text(st, 3, r->filename);
+        store_bind_text(st, 4, r->function);
+        store_bind_text(st, 5, r->args_json);
+        store_bind_text(st, 6, r->kwargs_json);
+        store_bind_text(st, 7, r->status ? r->status : "queued");
         sqlite3_bind_int(st, 8, r->exit_code);
-        bind_text(st, 9, r->value_json);
-        bind_text(st, 10, r->value_repr);
-        bind_text(st, 11, r->error_type);
-        bind_text(st, 12, r->error_message);
-        bind_text(st, 13, r->traceback);
-        bind_text(st, 14, r->timings_json);
-        bind_text(st, 15, r->log_path);
+        store_bind_text(st, 9, r->value_json);
+        store_bind_text(st, 10, r->value_repr);
+        store_bind_text(st, 11, r->error_type);
+        store_bind_text(st, 12, r->error_message);
+        store_bind_text(st, 13, r->traceback);
+        store_bind_text(st, 14, r->timings_json);
+        store_bind_text(st, 15, r->log_path);
         sqlite3_bind_int64(st, 16, (sqlite3_int64) r->created);
         sqlite3_bind_int64(st, 17, (sqlite3_int64) r->started);
         sqlite3_bind_int64(st, 18, (sqlite3_int64) r->finished);
@@ -162,28 +166,28 @@ int store_run_update(Store *s, const RunRecord *r) {
                            r, true);
 }
 
-static char *col_text(sqlite3_stmt *st, int i) {
+char *store_col_text(sqlite3_stmt *st, int i) {
         const unsigned char *t = sqlite3_column_text(st, i);
         return t ? xstrdup((const char *) t) : NULL;
 }
 
 static RunRecord *record_from_row(sqlite3_stmt *st) {
         RunRecord *r = xcalloc(1, sizeof(RunRecord));
-        r->id = col_text(st, 0);
-        r->tenant = col_text(st, 1);
-        r->filename = col_text(st, 2);
-        r->function = col_text(st, 3);
-        r->args_json = col_text(st, 4);
-        r->kwargs_json = col_text(st, 5);
-        r->status = col_text(st, 6);
+        r->id = store_col_text(st, 0);
+        r->tenant = store_col_text(st, 1);
+        r->filename = store_col_text(st, 2);
+        r->function = store_col_text(st, 3);
+        r->args_json = store_col_text(st, 4);
+        r->kwargs_json = store_col_text(st, 5);
+        r->status = store_col_text(st, 6);
         r->exit_code = sqlite3_column_int(st, 7);
-        r->value_json = col_text(st, 8);
-        r->value_repr = col_text(st, 9);
-        r->error_type = col_text(st, 10);
-        r->error_message = col_text(st, 11);
-        r->traceback = col_text(st, 12);
-        r->timings_json = col_text(st, 13);
-        r->log_path = col_text(st, 14);
+        r->value_json = store_col_text(st, 8);
+        r->value_repr = store_col_text(st, 9);
+        r->error_type = store_col_text(st, 10);
+        r->error_message = store_col_text(st, 11);
+        r->traceback = store_col_text(st, 12);
+        r->timings_json = store_col_text(st, 13);
+        r->log_path = store_col_text(st, 14);
         r->created = (usec_t) sqlite3_column_int64(st, 15);
         r->started = (usec_t) sqlite3_column_int64(st, 16);
         r->finished = (usec_t) sqlite3_column_int64(st, 17);
@@ -206,9 +210,9 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
                 pthread_mutex_unlock(&s->lock);
                 return store_sqlite_errno(rc);
         }
-        bind_text(st, 1, id_or_prefix);
-        bind_text(st, 2, hi);
-        bind_text(st, 3, tenant);
+        store_bind_text(st, 1, id_or_prefix);
+        store_bind_text(st, 2, hi);
+        store_bind_text(st, 3, tenant);
         RunRecord *first = NULL;
         int r = -ENOENT;
         if (sqlite3_step(st) == SQLITE_ROW) {
@@ -238,7 +242,7 @@ int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_
                 pthread_mutex_unlock(&s->lock);
                 return store_sqlite_errno(rc);
         }
-        bind_text(st, 1, tenant);
+        store_bind_text(st, 1, tenant);
         sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 20));
         RunRecord **v = NULL;
         size_t n = 0;
@@ -265,7 +269,7 @@ int store_runs_mark_lost(Store *s, const char *message) {
                                     "error_message=?1, finished=?2 WHERE status IN ('queued','running')",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_text(st, 1, message);
+                store_bind_text(st, 1, message);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64) now_realtime());
                 rc = sqlite3_step(st);
                 sqlite3_finalize(st);
@@ -281,10 +285,10 @@ int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value) {
         int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM kv WHERE ns=?1 AND key=?2", -1, &st, NULL);
         int r = -ENOENT;
         if (rc == SQLITE_OK) {
-                bind_text(st, 1, ns);
-                bind_text(st, 2, key);
+                store_bind_text(st, 1, ns);
+                store_bind_text(st, 2, key);
                 if (sqlite3_step(st) == SQLITE_ROW) {
-                        *ret_value = col_text(st, 0);
+                        *ret_value = store_col_text(st, 0);
                         r = 0;
                 }
                 sqlite3_finalize(st);
@@ -303,10 +307,10 @@ int store_kv_put(Store *s, const char *ns, const char *key, const char *value) {
                                           : "DELETE FROM kv WHERE ns=?1 AND key=?2",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                bind_text(st, 1, ns);
-                bind_text(st, 2, key);
+                store_bind_text(st, 1, ns);
+                store_bind_text(st, 2, key);
                 if (value) {
-                        bind_text(st, 3, value);
+                        store_bind_text(st, 3, value);
                         sqlite3_bind_int64(st, 4, (sqlite3_int64) now_realtime());
                 }
                 rc = sqlite3_step(st);
