@@ -337,3 +337,28 @@ void run_args_done(RunArgs *a) {
         free(a->server);
         *a = (RunArgs) {};
 }
+
+int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool *ret_json, long *ret_limit) {
+        *ret_json = false;
+        *ret_limit = 20;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        *ret_json = true;
+                else if ((streq(argv[i], "-n") || streq(argv[i], "--limit")) && i + 1 < argc) {
+                        char *end;
+                        long v = strtol(argv[++i], &end, 10);
+                        if (*end || v < 1 || v > max) {
+                                fprintf(stderr, "pysprinter: --limit needs a number from 1 to %ld\n", max);
+                                return EXIT_USAGE;
+                        }
+                        *ret_limit = v;
+                } else if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                        return -1;
+                else {
+                        fprintf(stderr, "pysprinter: %s: unexpected argument '%s' (usage: %s [--json] [-n N])\n", verb,
+                                argv[i], verb);
+                        return EXIT_USAGE;
+                }
+        }
+        return 0;
+}

@@ -665,23 +665,15 @@ static int dag_logs_verb(int argc, char **argv) {
 }
 
 static int dag_ls_verb(int argc, char **argv) {
-        bool json = false;
-        long limit = 20;
-        for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else if ((streq(argv[i], "-n") || streq(argv[i], "--limit")) && i + 1 < argc) {
-                        char *end;
-                        limit = strtol(argv[++i], &end, 10);
-                        if (*end || limit < 1 || limit > 100000) {
-                                fprintf(stderr, "pysprinter: --limit needs a number from 1 to 100000\n");
-                                return EXIT_USAGE;
-                        }
-                } else {
-                        fprintf(stderr, "pysprinter: usage: dag ls [--json] [-n N]\n");
-                        return EXIT_USAGE;
-                }
+        bool json;
+        long limit;
+        int k = cli_parse_list_args(argc, argv, "dag ls", 100000, &json, &limit);
+        if (k < 0) {
+                printf("Usage: pysprinter dag ls [--json] [-n N]\n");
+                return 0;
         }
+        if (k)
+                return k;
         Engine *e = NULL;
         int r = cli_engine_open(NULL, &e);
         if (r)

@@ -60,26 +60,15 @@ int verb_ps(int argc, char **argv) {
         _cleanup_free_ char *server = NULL;
         if (cli_remote_take_server(&argc, argv, &server))
                 return cli_remote_ps(server, argc, argv);
-        bool json = false;
-        long limit = 20;
-        for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else if ((streq(argv[i], "-n") || streq(argv[i], "--limit")) && i + 1 < argc) {
-                        char *end;
-                        limit = strtol(argv[++i], &end, 10);
-                        if (*end || limit < 1 || limit > 100000) {
-                                fprintf(stderr, "pysprinter: --limit needs a number from 1 to 100000\n");
-                                return EXIT_USAGE;
-                        }
-                } else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter ps [--json] [-n N]\n\nList the most recent runs (default 20).\n");
-                        return 0;
-                } else {
-                        fprintf(stderr, "pysprinter: ps: unknown argument '%s'\n", argv[i]);
-                        return EXIT_USAGE;
-                }
+        bool json;
+        long limit;
+        int k = cli_parse_list_args(argc, argv, "ps", 100000, &json, &limit);
+        if (k < 0) {
+                printf("Usage: pysprinter ps [--json] [-n N]\n\nList the most recent runs (default 20).\n");
+                return 0;
         }
+        if (k)
+                return k;
         Engine *e = NULL;
         int r = open_store(&e);
         if (r)

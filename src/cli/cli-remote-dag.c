@@ -726,23 +726,15 @@ static int remote_dag_logs(const Remote *rm, int argc, char **argv) {
 }
 
 static int remote_dag_ls(const Remote *rm, int argc, char **argv) {
-        bool json = false;
-        long limit = 20;
-        for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else if ((streq(argv[i], "-n") || streq(argv[i], "--limit")) && i + 1 < argc) {
-                        char *end;
-                        limit = strtol(argv[++i], &end, 10);
-                        if (*end || limit < 1 || limit > 10000) {
-                                fprintf(stderr, "pysprinter: --limit needs a number from 1 to 10000\n");
-                                return EXIT_USAGE;
-                        }
-                } else {
-                        fprintf(stderr, "pysprinter: usage: dag ls [--json] [-n N]\n");
-                        return EXIT_USAGE;
-                }
+        bool json;
+        long limit;
+        int k = cli_parse_list_args(argc, argv, "dag ls", 10000, &json, &limit);
+        if (k < 0) {
+                printf("Usage: pysprinter dag ls [--json] [-n N]\n");
+                return 0;
         }
+        if (k)
+                return k;
         _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld", limit);
         json_t *b = NULL;
         long st = cli_remote_http_json(rm, "GET", path, NULL, &b);

@@ -540,23 +540,15 @@ static void print_run_row(json_t *r) {
 }
 
 int cli_remote_ps(const char *server, int argc, char **argv) {
-        bool json = false;
-        long limit = 20;
-        for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else if ((streq(argv[i], "-n") || streq(argv[i], "--limit")) && i + 1 < argc) {
-                        char *end;
-                        limit = strtol(argv[++i], &end, 10);
-                        if (*end || limit < 1 || limit > 10000) {
-                                fprintf(stderr, "pysprinter: --limit needs a number from 1 to 10000\n");
-                                return EXIT_USAGE;
-                        }
-                } else {
-                        fprintf(stderr, "pysprinter: ps: unknown argument '%s'\n", argv[i]);
-                        return EXIT_USAGE;
-                }
+        bool json;
+        long limit;
+        int k = cli_parse_list_args(argc, argv, "ps", 10000, &json, &limit);
+        if (k < 0) {
+                printf("Usage: pysprinter ps [--json] [-n N] [--server URL]\n");
+                return 0;
         }
+        if (k)
+                return k;
         Remote rm;
         int code = remote_open(server, &rm);
         if (code)

@@ -30,6 +30,10 @@ typedef struct RunArgs {
  * message (exit 2). */
 int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error);
 void run_args_done(RunArgs *a);
+/* The list verbs' options (ps, dag ls): --json, -n/--limit N (1..max).
+ * 0 ok, -1 for --help (the caller prints its usage), else EXIT_USAGE after
+ * saying what was wrong. */
+int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool *ret_json, long *ret_limit);
 /* "1.5" "2s" "500ms" "2m" -> milliseconds. */
 int cli_parse_duration_ms(const char *s, uint64_t *ret);
 /* "256" (MiB) "256M" "1G" "512KiB" "100B" -> bytes. */
