@@ -137,8 +137,8 @@ static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
         /* In the full sandbox the engine asks for spares itself, each
          * joined to its run's cgroup ahead of time (pool_make_slot). */
         int own_spares = pw->mode == SANDBOX_MODE_FULL ? 0 : (int) e->pool.spares;
-        json_t *m = json_pack("{s:s, s:o, s:b, s:i}", "type", "init", "sys_path", path, "preload", 1, "spares",
-                              own_spares);
+        json_t *m = json_pack("{s:s, s:o, s:b, s:i, s:b}", "type", "init", "sys_path", path, "preload", 1, "spares",
+                              own_spares, "network", pw->network);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
         int r = worker_send(pw->w, text, NULL, 0);

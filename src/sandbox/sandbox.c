@@ -110,10 +110,9 @@ static _noreturn_ void run_mirror(pid_t user, pid_t init) {
 
 #define INIT_STACK_SIZE (64 << 10)
 
-int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
+int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
         int r;
         uint64_t tmp = cfg->tmp_bytes ?: 64ULL << 20, shm = cfg->shm_bytes ?: 64ULL << 20;
-        bool have_memory_cgroup = cfg->n_cgroup_fds > 0;
 
         /* ---- in C, the worker's child ---- */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -170,7 +169,11 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
                 *ret_error = xasprintf("setsid: %s", strerror(errno));
                 return -errno;
         }
-        r = sandbox_rlimits_apply(cfg, have_memory_cgroup, ret_error);
+        return 0;
+}
+
+int sandbox_run_finish_enter(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error) {
+        int r = sandbox_rlimits_apply(cfg, have_memory_cgroup, ret_error);
         if (r < 0)
                 return r;
         r = sandbox_fds_close_except(cfg->keep_fds, cfg->n_keep_fds);
@@ -183,6 +186,13 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
         if (r < 0)
                 return r;
         return 0;
+}
+
+int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
+        int r = sandbox_run_prepare(cfg, ret_error);
+        if (r < 0)
+                return r;
+        return sandbox_run_finish_enter(cfg, cfg->n_cgroup_fds > 0, ret_error);
 }
 
 /* ---- outcomes ---------------------------------------------------------- */

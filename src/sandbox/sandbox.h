@@ -92,6 +92,14 @@ typedef struct SandboxRunConfig {
  * runs user code; the intermediate processes never return (they _exit with
  * the user code's status). On failure returns -errno with *ret_error. */
 int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error);
+/* sandbox_run_enter() in two halves, so a pre-forked spare can do the
+ * costly half (cgroup, network, mount and pid namespaces, the run's init
+ * and the fork of the user process, its mounts, setsid) while idle:
+ * _prepare returns in the user process; _finish_enter then applies the
+ * run's rlimits, closes all fds but keep_fds, drops capabilities and loads
+ * the seccomp filter. */
+int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error);
+int sandbox_run_finish_enter(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error);
 
 /* ---- the seccomp filter ---------------------------------------------------- */
 

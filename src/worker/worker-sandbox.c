@@ -36,6 +36,22 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         return sandbox_worker_enter(&cfg, ret_error);
 }
 
+/* Set in a spare that ran sandbox_run_prepare() ahead of its run. */
+static bool spare_prepared;
+static bool spare_network;
+
+int worker_sandbox_spare_prepare(bool network, char **ret_error) {
+        if (!sandbox_worker_active())
+                return 0;
+        SandboxRunConfig cfg = { .network = network };
+        int r = sandbox_run_prepare(&cfg, ret_error);
+        if (r >= 0) {
+                spare_prepared = true;
+                spare_network = network;
+        }
+        return r;
+}
+
 int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error) {
         if (!sandbox_worker_active()) {
                 if (setpgid(0, 0) < 0) {
@@ -70,5 +86,15 @@ int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_ex
                  * only bound (generous: Python maps more than it uses). */
                 .fallback_as_bytes = memory_cgroup ? 0 : (memory ? memory * 2 + (256ULL << 20) : 0),
         };
+        if (spare_prepared) {
+                /* The namespaces and mounts were made while the spare idled;
+                 * its network is the worker's setting, which is part of the
+                 * pool's key, so they agree. */
+                if (network != spare_network) {
+                        *ret_error = xstrdup("the spare was prepared for another network setting");
+                        return -EINVAL;
+                }
+                return sandbox_run_finish_enter(&cfg, memory_cgroup, ret_error);
+        }
         return sandbox_run_enter(&cfg, ret_error);
 }

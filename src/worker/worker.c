@@ -55,6 +55,7 @@ static int sigchld_fd = -EBADF;
 static size_t spares_target;
 static usec_t last_run_at;
 static uint64_t runs_served;
+static bool worker_network; /* the env's network setting (init) */
 
 static int send_json_to(int fd, json_t *msg) {
         _cleanup_free_ char *s = json_dumps(msg, JSON_COMPACT);
@@ -104,6 +105,7 @@ static int reply_from_python(const char *func, const char *type, json_t *msg, co
 }
 
 static int handle_init(json_t *msg, const char *raw) {
+        worker_network = json_is_true(json_object_get(msg, "network"));
         json_t *sp = json_object_get(msg, "spares");
         if (json_is_integer(sp))
                 spares_target = (size_t) MIN((json_int_t) MAX_SPARES, MAX(json_integer_value(sp), 0));
@@ -224,6 +226,11 @@ static void become(const char *raw, int *fds, size_t n_fds) {
 /* A spare waits for its run on its socket. Never returns. */
 static _noreturn_ void spare_main(int sock) {
         _cleanup_free_ char *raw = NULL;
+        _cleanup_free_ char *err = NULL;
+        /* Everything of the run's isolation that does not depend on the run
+         * happens now, while idle (the costly part: namespaces, a fork). */
+        if (worker_sandbox_spare_prepare(worker_network, &err) < 0)
+                _exit(0); /* the worker forks the run itself */
         int fds[WORKER_PROTO_MAX_FDS];
         size_t n_fds = 0;
         int r = proto_recv(sock, WORKER_PROTO_MAX_MESSAGE, &raw, NULL, fds, ELEMENTSOF(fds), &n_fds);

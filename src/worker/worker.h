@@ -16,6 +16,12 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error);
  * leave the child in its own process group (the engine kills -pgid). */
 int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error);
 
+/* Called in a pre-forked spare while it idles: the run-level isolation
+ * that does not depend on the run (namespaces, mounts, the run's init and
+ * user process). Returns in the process that will run user code; the run
+ * hook then only applies the run's own limits and locks down. */
+int worker_sandbox_spare_prepare(bool network, char **ret_error);
+
 /* Python bridge (worker-python.c). */
 int py_init(char **ret_error);
 /* Calls runner.<func>(arg) returning a string; *ret is malloc'd. */

@@ -291,3 +291,27 @@ def test_real_numbers_come_back_exact(daemon):
     assert out["result"] == [3.141592653589793, 0.1, 1e-05, 100.0, 2 ** 0.5]
     st, h, body = daemon.request("GET", f"/v1/runs/{out['id']}")
     assert b"3.141592653589793" in body and b"0.1," in body and b"0.10000000000000001" not in body
+
+
+def test_spares_keep_the_network_setting(daemon):
+    """Spares make their namespaces ahead of the run: a run without
+    --network still cannot reach the host's loopback, one with it can."""
+    if daemon.sandbox == "none":
+        pytest.skip("network isolation needs the sandbox")
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    src = (f"import socket\ndef f():\n    s = socket.socket()\n    s.settimeout(2)\n"
+           f"    try:\n        s.connect(('127.0.0.1', {port}))\n        return 'connected'\n"
+           f"    except OSError as e:\n        return 'refused'\n")
+    try:
+        for _ in range(3):  # warm, so later runs take prepared spares
+            run(daemon, "def f():\n    return 0\n")
+        time.sleep(0.3)
+        assert run(daemon, src)["result"] == "refused"
+        assert run(daemon, src, limits={"network": True})["result"] == "connected"
+        assert run(daemon, src)["result"] == "refused"
+    finally:
+        srv.close()
