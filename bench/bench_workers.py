@@ -242,9 +242,19 @@ def main():
         # (e) idle spares: PSS of each pre-forked child of the env's worker
         time.sleep(1.0)
         kids = [p for p in descendants(d.proc.pid) if "pysprinter-worker" in cmdline(p)]
-        workers = [p for p in kids if any(q in kids for q in descendants(p))]
-        spares = [p for p in kids if p not in workers]
-        per_child = [private_kb(p) for p in spares]
+
+        def children(pid):
+            try:
+                return [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+            except OSError:
+                return []
+        # The env's warm worker is the process with the most children (its
+        # spares); a spare's cost is its whole subtree (in the sandbox a
+        # spare is a process, its run's init and the process that will run
+        # the user's code).
+        worker = max(kids, key=lambda p: len(children(p)), default=None)
+        spares = children(worker) if worker else []
+        per_child = [private_kb(p) + sum(private_kb(q) for q in descendants(p)) for p in spares]
         print("(e) memory of idle pre-forked children")
         if per_child:
             m = statistics.median(per_child) / 1024
