@@ -156,6 +156,15 @@ char *id_new(const char *prefix);
 /* Hex of n random bytes from getrandom(). */
 int random_hex(size_t n, char **ret);
 
+/* ---- user-written quantities --------------------------------------------- */
+
+/* "30" (seconds), "2.5s", "500ms", "5m", "1h" -> milliseconds (at most a
+ * week). allow_zero: "0" is valid (a backoff), else -EINVAL. */
+int parse_duration_ms(const char *s, bool allow_zero, uint64_t *ret);
+/* "256" (MiB), "256M"/"256MiB", "1G", "512K", "100B", "10MB" (powers of
+ * 1000 for KB/MB/GB) -> bytes (at most 1e15). */
+int parse_size(const char *s, uint64_t *ret);
+
 /* ---- JSON text ------------------------------------------------------------ */
 
 /* Respells every real number of a JSON text with the fewest digits that

@@ -4,7 +4,6 @@
  *   --json-kwargs '{…}'  plus the runner's own options.
  * Bare words after FILE are positional values too. */
 #include <jansson.h>
-#include <math.h>
 
 #include "cli.h"
 
@@ -27,58 +26,11 @@ static _printf_(2, 0) int usage(Ctx *c, const char *fmt, const char *word) {
 }
 
 int cli_parse_duration_ms(const char *s, uint64_t *ret) {
-        char *end;
-        errno = 0;
-        double v = strtod(s, &end);
-        if (errno || end == s || !isfinite(v) || v <= 0)
-                return -EINVAL;
-        double mult = 1000;
-        if (streq(end, "ms"))
-                mult = 1;
-        else if (streq(end, "") || streq(end, "s"))
-                mult = 1000;
-        else if (streq(end, "m") || streq(end, "min"))
-                mult = 60000;
-        else if (streq(end, "h"))
-                mult = 3600000;
-        else
-                return -EINVAL;
-        double ms = v * mult;
-        if (ms < 1 || ms > 7 * 24 * 3600e3)
-                return -ERANGE;
-        *ret = (uint64_t) ms;
-        return 0;
+        return parse_duration_ms(s, false, ret);
 }
 
 int cli_parse_size(const char *s, uint64_t *ret) {
-        char *end;
-        errno = 0;
-        double v = strtod(s, &end);
-        if (errno || end == s || !isfinite(v) || v <= 0)
-                return -EINVAL;
-        static const struct {
-                const char *suffix;
-                double mult;
-        } units[] = {
-                { "", 1 << 20 },   { "b", 1 },           { "k", 1 << 10 },      { "kb", 1e3 },
-                { "kib", 1 << 10 }, { "m", 1 << 20 },    { "mb", 1e6 },         { "mib", 1 << 20 },
-                { "g", 1 << 30 },  { "gb", 1e9 },        { "gib", 1 << 30 },
-        };
-        char lower[8];
-        size_t n = strlen(end);
-        if (n >= sizeof(lower))
-                return -EINVAL;
-        for (size_t i = 0; i <= n; i++)
-                lower[i] = (char) (end[i] >= 'A' && end[i] <= 'Z' ? end[i] + 32 : end[i]);
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (streq(lower, units[i].suffix)) {
-                        double b = v * units[i].mult;
-                        if (b < 1 || b > 1e15)
-                                return -ERANGE;
-                        *ret = (uint64_t) b;
-                        return 0;
-                }
-        return -EINVAL;
+        return parse_size(s, ret);
 }
 
 static bool valid_param_name(const char *s, size_t n) {

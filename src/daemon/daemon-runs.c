@@ -219,7 +219,6 @@ static void *run_thread(void *p) {
         Daemon *d = ctx[0];
         DRun *r = ctx[1];
         RunResult *res = NULL;
-        RunRecord rec;
         bool cancelled;
 
         pthread_mutex_lock(&d->lock);
