@@ -572,11 +572,9 @@ def _run(req, filename, result_fd):
         target = mod.__dict__.get(fn.name)
         if not callable(target):
             raise TypeError(f"'{fn.name}' is not callable after the module ran")
-        value = target(*args, **kwargs)
-        if isinstance(fn, ast.AsyncFunctionDef) or hasattr(value, "__await__"):
-            import asyncio
-            value = asyncio.run(value) if asyncio.iscoroutine(value) else value
+        value = _resolve_value(target(*args, **kwargs))
     except BaseException as e:
+        _hint(e)
         _write_result(result_fd, {"ok": False, "error": {
             "type": type(e).__name__,
             "message": _safe_str(e),
@@ -584,6 +582,34 @@ def _run(req, filename, result_fd):
         }})
         return
     _write_result(result_fd, _serialise(value))
+
+
+def _resolve_value(value):
+    """What a caller means by the function's result: a coroutine's value, a
+    generator's items (as a list, like Modal's and Ray's generators when
+    collected)."""
+    import inspect
+    if inspect.iscoroutine(value):
+        import asyncio
+        value = asyncio.run(value)
+    if inspect.isgenerator(value):
+        value = list(value)
+    elif inspect.isasyncgen(value):
+        import asyncio
+
+        async def collect(agen):
+            return [x async for x in agen]
+        value = asyncio.run(collect(value))
+    return value
+
+
+def _hint(e):
+    """A note Python prints under the traceback when we know the fix."""
+    if isinstance(e, ModuleNotFoundError) and e.name and hasattr(e, "add_note"):
+        top = e.name.split(".")[0]
+        if top not in sys.stdlib_module_names:
+            e.add_note(f"pysprinter: to install it, declare it: @requirements({{'{top}': ''}}) "
+                       "(the package name may differ from the module name)")
 
 
 def _safe_str(e):
@@ -772,11 +798,9 @@ def _invoke(fn, mod, msg, filename, result_fd):
         return
     try:
         target = mod.__dict__.get(fn.name)
-        value = target(*args, **kwargs)
-        if hasattr(value, "__await__"):
-            import asyncio
-            value = asyncio.run(value)
+        value = _resolve_value(target(*args, **kwargs))
     except BaseException as e:
+        _hint(e)
         _write_result(result_fd, {"ok": False, "error": {
             "type": type(e).__name__, "message": _safe_str(e),
             "traceback": _user_traceback(e, filename)}})

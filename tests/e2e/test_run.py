@@ -415,3 +415,24 @@ def test_os_exit_reported(cli, run):
     p = run("x.py")
     assert p.returncode == 1
     assert "status 3" in p.stderr
+
+
+def test_generators_are_collected(cli, run):
+    cli.write("g.py", "def f(n: int):\n    for i in range(n):\n        yield i * i\n")
+    p = run("g.py", "-a", "4")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "[0, 1, 4, 9]\n"
+    cli.write("ag.py", "async def f():\n    yield 'a'\n    yield 'b'\n")
+    p = run("ag.py", "--json")
+    assert p.stdout == '["a","b"]\n'
+    cli.write("bad.py", "def f():\n    yield 1\n    raise RuntimeError('mid-stream')\n")
+    p = run("bad.py")
+    assert p.returncode == 1 and "mid-stream" in p.stderr
+
+
+def test_missing_module_hint(cli, run):
+    cli.write("m.py", "def f():\n    import notinstalledpkg.sub\n")
+    p = run("m.py")
+    assert p.returncode == 1
+    assert "ModuleNotFoundError" in p.stderr
+    assert "@requirements({'notinstalledpkg': ''})" in p.stderr
