@@ -106,11 +106,10 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
         int rc;
 
         pthread_mutex_lock(&s->lock);
-        rc = sqlite3_prepare_v2(s->db,
-                                version > 0 ? "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 AND version=?3"
-                                            : "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
-                                              "ORDER BY version DESC LIMIT 1",
-                                -1, &st, NULL);
+        st = store_stmt(s, version > 0 ? "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 AND version=?3"
+                                       : "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
+                                         "ORDER BY version DESC LIMIT 1");
+        rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant);
                 store_bind_text(st, 2, name);
@@ -119,7 +118,7 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW)
                         f = function_from_row(st);
-                sqlite3_finalize(st);
+                store_stmt_done(s, st);
         }
         pthread_mutex_unlock(&s->lock);
         if (f) {

@@ -6,10 +6,24 @@
 
 #include "store.h"
 
+#define STORE_STMT_CACHE 32
+
 struct Store {
         sqlite3 *db;
         pthread_mutex_t lock;
+        /* Prepared statements of the hot paths, by their SQL's address
+         * (string literals): parsing SQL on every run showed in profiles. */
+        struct {
+                const char *sql;
+                sqlite3_stmt *st;
+        } cache[STORE_STMT_CACHE];
+        size_t n_cache;
 };
+
+/* With s->lock held: a ready statement for sql, a string literal (cached
+ * by its address), or NULL. Hand it back with store_stmt_done(). */
+sqlite3_stmt *store_stmt(Store *s, const char *sql);
+void store_stmt_done(Store *s, sqlite3_stmt *st);
 
 /* Applies every migration newer than the database's user_version. */
 int store_migrate(sqlite3 *db, char **ret_error);

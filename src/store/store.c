@@ -61,9 +61,37 @@ int store_rc_errno(int rc) {
         return store_sqlite_errno(rc) ?: -EIO;
 }
 
+sqlite3_stmt *store_stmt(Store *s, const char *sql) {
+        for (size_t i = 0; i < s->n_cache; i++)
+                if (s->cache[i].sql == sql)
+                        return s->cache[i].st;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+                return NULL;
+        if (s->n_cache < STORE_STMT_CACHE) {
+                s->cache[s->n_cache].sql = sql;
+                s->cache[s->n_cache++].st = st;
+        }
+        return st;
+}
+
+void store_stmt_done(Store *s, sqlite3_stmt *st) {
+        if (!st)
+                return;
+        for (size_t i = 0; i < s->n_cache; i++)
+                if (s->cache[i].st == st) {
+                        sqlite3_reset(st);
+                        sqlite3_clear_bindings(st);
+                        return;
+                }
+        sqlite3_finalize(st);
+}
+
 Store *store_close(Store *s) {
         if (!s)
                 return NULL;
+        for (size_t i = 0; i < s->n_cache; i++)
+                sqlite3_finalize(s->cache[i].st);
         sqlite3_close_v2(s->db);
         pthread_mutex_destroy(&s->lock);
         free(s);
@@ -137,11 +165,12 @@ static void bind_record(sqlite3_stmt *st, const RunRecord *r) {
 static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_change) {
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
-        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-        if (rc == SQLITE_OK) {
+        st = store_stmt(s, sql);
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
                 bind_record(st, r);
                 rc = sqlite3_step(st);
-                sqlite3_finalize(st);
+                store_stmt_done(s, st);
         }
         int changes = sqlite3_changes(s->db);
         pthread_mutex_unlock(&s->lock);
@@ -202,10 +231,9 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
         _cleanup_free_ char *hi = xasprintf("%s\x7f", id_or_prefix);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
-        int rc = sqlite3_prepare_v2(s->db,
-                                    "SELECT " RUN_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
-                                    "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2",
-                                    -1, &st, NULL);
+        st = store_stmt(s, "SELECT " RUN_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
+                           "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (rc != SQLITE_OK) {
                 pthread_mutex_unlock(&s->lock);
                 return store_sqlite_errno(rc);
@@ -221,7 +249,7 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
                 if (!streq(first->id, id_or_prefix) && sqlite3_step(st) == SQLITE_ROW)
                         r = -EEXIST;
         }
-        sqlite3_finalize(st);
+        store_stmt_done(s, st);
         pthread_mutex_unlock(&s->lock);
         if (r < 0) {
                 run_record_free(first);
