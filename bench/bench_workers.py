@@ -163,6 +163,24 @@ def private_kb(pid):
     return total
 
 
+def same_mm(a, b):
+    """kcmp(KCMP_VM): do two processes share one address space (the run's
+    init is a CLONE_VM child of its spare; counting both counts it twice)?"""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(312, a, b, 1, 0, 0) == 0
+
+
+def subtree_private_kb(pid):
+    seen, total = [], 0
+    for p in [pid] + descendants(pid):
+        if any(same_mm(p, q) for q in seen):
+            continue
+        seen.append(p)
+        total += private_kb(p)
+    return total
+
+
 def descendants(pid):
     out = []
     try:
@@ -254,7 +272,7 @@ def main():
         # the user's code).
         worker = max(kids, key=lambda p: len(children(p)), default=None)
         spares = children(worker) if worker else []
-        per_child = [private_kb(p) + sum(private_kb(q) for q in descendants(p)) for p in spares]
+        per_child = [subtree_private_kb(p) for p in spares]
         print("(e) memory of idle pre-forked children")
         if per_child:
             m = statistics.median(per_child) / 1024

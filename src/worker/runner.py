@@ -588,13 +588,14 @@ def _resolve_value(value):
     """What a caller means by the function's result: a coroutine's value, a
     generator's items (as a list, like Modal's and Ray's generators when
     collected)."""
-    import inspect
-    if inspect.iscoroutine(value):
+    # types, not inspect: importing inspect in every run child costs
+    # milliseconds (the worker imported types before forking).
+    if isinstance(value, types.CoroutineType):
         import asyncio
         value = asyncio.run(value)
-    if inspect.isgenerator(value):
+    if isinstance(value, types.GeneratorType):
         value = list(value)
-    elif inspect.isasyncgen(value):
+    elif isinstance(value, types.AsyncGeneratorType):
         import asyncio
 
         async def collect(agen):
