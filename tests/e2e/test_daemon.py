@@ -467,11 +467,22 @@ def test_per_tenant_concurrency(tmp_path):
     try:
         st, a1 = d.run(SLOW, wait=False, kwargs={"seconds": 30})
         st, a2 = d.run(SLOW, wait=False, kwargs={"seconds": 30})
-        d.wait_status(a1["id"], ["running"])
+        # Either may take Alice's one slot first (two threads race for it):
+        # wait until one runs, then the other must be waiting.
+        deadline = time.time() + 30
+        running = None
+        while running is None and time.time() < deadline:
+            for r in (a1, a2):
+                st, cur = d.call("GET", f"/v1/runs/{r['id']}")
+                if cur["status"] == "running":
+                    running = r
+            time.sleep(0.05)
+        assert running is not None, "neither of Alice's runs started"
+        waiting = a2 if running is a1 else a1
         # Alice's second run waits for her slot; Bob is not held up by her.
         st, b = d.run(HELLO, token="bob", raw_args=["b"])
         assert st == 200 and b["status"] == "succeeded"
-        st, q = d.call("GET", f"/v1/runs/{a2['id']}")
+        st, q = d.call("GET", f"/v1/runs/{waiting['id']}")
         assert q["status"] == "queued"
         st, m = d.call("GET", "/metrics", token=None)
         assert "pysprinter_queue_depth 1" in m
