@@ -436,3 +436,13 @@ def test_missing_module_hint(cli, run):
     assert p.returncode == 1
     assert "ModuleNotFoundError" in p.stderr
     assert "@requirements({'notinstalledpkg': ''})" in p.stderr
+
+
+def test_runs_do_not_import_heavy_modules(cli, run):
+    """A run is a fork of a warm interpreter: whatever the runner imports in
+    the child is paid on every run (importing inspect once cost ~5 ms)."""
+    cli.write("m.py", "import sys\ndef f():\n    return sorted(m for m in ('inspect', 'asyncio', 'typing', 'dataclasses')"
+                      " if m in sys.modules)\n")
+    p = run("m.py", "--json")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "[]\n"
