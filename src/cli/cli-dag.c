@@ -283,15 +283,7 @@ static void print_results(View *v, Dag *d) {
                 n_leaves++;
         }
         buf_appends(&b, "}");
-        const char *text = n_leaves == 1 ? only : b.data;
-        json_t *str = text[0] == '"' ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-        if (json_is_string(str))
-                puts(json_string_value(str));
-        else {
-                _cleanup_free_ char *pretty = json_reformat(text, isatty(STDOUT_FILENO) ? 2 : 0);
-                puts(pretty);
-        }
-        json_decref(str);
+        cli_print_value_text(n_leaves == 1 ? only : b.data, isatty(STDOUT_FILENO));
         buf_free(&b);
 }
 

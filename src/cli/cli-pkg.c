@@ -56,9 +56,8 @@ int verb_lock(int argc, char **argv) {
         }
         _cleanup_free_ char *source = NULL;
         size_t len = 0;
-        int r = read_file(a.file, RUN_MAX_SOURCE_BYTES, &source, &len);
+        int r = cli_read_source(a.file, &source, &len);
         if (r < 0) {
-                fprintf(stderr, "pysprinter: cannot read %s: %s\n", a.file, strerror(-r));
                 run_args_done(&a);
                 return EXIT_USAGE;
         }

@@ -767,9 +767,8 @@ int verb_deploy(int argc, char **argv) {
                 name = stem;
         }
         size_t len;
-        int r = read_file(file, RUN_MAX_SOURCE_BYTES, &source, &len);
+        int r = cli_read_source(file, &source, &len);
         if (r < 0) {
-                fprintf(stderr, "pysprinter: cannot read %s: %s\n", file, strerror(-r));
                 remote_done(&rm);
                 return EXIT_USAGE;
         }

@@ -195,10 +195,14 @@ static void print_value(Renderer *r, const RunResult *res) {
                 puts(res->value_json);
                 return;
         }
+        cli_print_value_text(res->value_json, r->tty_out);
+}
+
+void cli_print_value_text(const char *json_text, bool tty) {
         /* A string result prints as itself (the seed's contract: `5`, not
          * `"5"`); anything else as JSON. */
-        if (res->value_json[0] == '"') {
-                json_t *v = json_loads(res->value_json, JSON_DECODE_ANY, NULL);
+        if (json_text[0] == '"') {
+                json_t *v = json_loads(json_text, JSON_DECODE_ANY, NULL);
                 if (json_is_string(v)) {
                         fwrite(json_string_value(v), 1, json_string_length(v), stdout);
                         fputc('\n', stdout);
@@ -207,7 +211,7 @@ static void print_value(Renderer *r, const RunResult *res) {
                 }
                 json_decref(v);
         }
-        _cleanup_free_ char *t = json_reformat(res->value_json, r->tty_out ? 2 : 0);
+        _cleanup_free_ char *t = json_reformat(json_text, tty ? 2 : 0);
         puts(t);
 }
 

@@ -91,7 +91,7 @@ static void on_interrupt(int sig) {
                 (void) engine_cancel(running_engine, running_id);
 }
 
-static int read_source(const char *file, char **ret, size_t *ret_len) {
+int cli_read_source(const char *file, char **ret, size_t *ret_len) {
         int r = read_file(file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
         if (r == -EFBIG)
                 fprintf(stderr, "pysprinter: %s is larger than the 4 MiB source limit\n", file);
@@ -114,7 +114,7 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
         }
         _cleanup_free_ char *source = NULL;
         size_t len = 0;
-        if (read_source(a.file, &source, &len) < 0) {
+        if (cli_read_source(a.file, &source, &len) < 0) {
                 run_args_done(&a);
                 return EXIT_USAGE;
         }

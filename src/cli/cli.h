@@ -54,6 +54,9 @@ void renderer_done(Renderer *r);
 void renderer_event(const RunEvent *ev, void *userdata);
 /* Prints the outcome of a run; returns its exit code. */
 int renderer_result(Renderer *r, const RunResult *res);
+/* Prints a result's JSON text as `run` does: a string as itself, anything
+ * else as JSON (pretty on a TTY, Python's separators otherwise). */
+void cli_print_value_text(const char *json_text, bool tty);
 /* Re-format compact JSON text: indent 0 = Python's json.dumps default
  * separators on one line; indent > 0 = pretty. Numbers are kept verbatim. */
 char *json_reformat(const char *compact, int indent);
@@ -76,6 +79,10 @@ typedef struct DataCatalog DataCatalog; /* cli-data.c: the catalog beside the en
 int cli_data_open(Engine *e, DataCatalog **ret);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
+
+/* Reads a user's file within the source size cap, saying on stderr what
+ * went wrong when it cannot. */
+int cli_read_source(const char *file, char **ret, size_t *ret_len);
 
 /* Opens the embedded engine with the environment's settings. */
 int cli_engine_open(const RunArgs *a, Engine **ret);

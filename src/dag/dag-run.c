@@ -184,6 +184,21 @@ typedef struct Job {
 static void ignore_event(const RunEvent *ev, void *userdata) {
 }
 
+/* What every engine run of task t has in common. */
+static RunSpec task_spec(const Dag *d, const Task *t, const char *args_json, const char *kwargs_json) {
+        return (RunSpec) {
+                .tenant = d->tenant,
+                .source = t->source,
+                .source_len = t->source_len,
+                .filename = t->file,
+                .function = t->function,
+                .args_json = args_json,
+                .kwargs_json = kwargs_json,
+                .limits = t->limits,
+                .sandbox = d->opts.sandbox,
+        };
+}
+
 static int validate_one(Dag *d, Task *t, char **ret_error) {
         /* A reference's value is known only when its task ran: try
          * placeholders that satisfy the common annotations (int/float/bool/
@@ -201,19 +216,9 @@ static int validate_one(Dag *d, Task *t, char **ret_error) {
                         *ret_error = xasprintf("%s:%d: task '%s': %s", d->filename, t->line, t->name, err ?: "bad arguments");
                         return r;
                 }
-                RunSpec spec = {
-                        .tenant = d->tenant,
-                        .source = t->source,
-                        .source_len = t->source_len,
-                        .filename = t->file,
-                        .function = t->function,
-                        .args_json = args,
-                        .kwargs_json = kwargs,
-                        .limits = t->limits,
-                        .sandbox = d->opts.sandbox,
-                        .validate_only = true,
-                        .no_record = true,
-                };
+                RunSpec spec = task_spec(d, t, args, kwargs);
+                spec.validate_only = true;
+                spec.no_record = true;
                 RunResult *res = NULL;
                 r = engine_run(d->engine, &spec, ignore_event, NULL, &res);
                 if (r < 0) {
@@ -400,19 +405,9 @@ static void run_task(Dag *d, Task *t) {
                 record_task(d, t);
                 pthread_cond_broadcast(&d->cond);
                 pthread_mutex_unlock(&d->lock);
-                RunSpec spec = {
-                        .run_id = run_id,
-                        .tenant = d->tenant,
-                        .source = t->source,
-                        .source_len = t->source_len,
-                        .filename = t->file,
-                        .function = t->function,
-                        .args_json = args,
-                        .kwargs_json = kwargs,
-                        .limits = t->limits,
-                        .sandbox = d->opts.sandbox,
-                        .data = mounts,
-                };
+                RunSpec spec = task_spec(d, t, args, kwargs);
+                spec.run_id = run_id;
+                spec.data = mounts;
                 RunResult *res = NULL;
                 r = engine_run(d->engine, &spec, ignore_event, NULL, &res);
                 if (r < 0) {

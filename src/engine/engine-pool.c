@@ -206,6 +206,8 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
         int r = worker_start(e, mode, limits, pw->sys_path, pw->data, &pw->w, ret_error);
         if (r >= 0)
                 r = worker_init(e, pw, ret_error);
+        /* Measured outside the pool lock (see pool_release). */
+        uint64_t pss = r >= 0 ? engine_process_tree_pss(pw->w->pid) : 0;
 
         pthread_mutex_lock(&e->pool.lock);
         if (r < 0) {
@@ -217,7 +219,7 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
         } else {
                 pw->ready = true;
                 pw->last_used = now_monotonic();
-                pw->pss_bytes = engine_process_tree_pss(pw->w->pid);
+                pw->pss_bytes = pss;
                 if (pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
                         request_slots(e, pw, slot_batch(e));
         }
@@ -235,6 +237,16 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
 void pool_release(Engine *e, PoolWorker *pw, bool broken) {
         if (!pw)
                 return;
+        /* Re-measure now and then (memory grows as children come and go),
+         * while our reference keeps pw alive and before taking the pool
+         * lock: reading /proc for a worker and its spares must not hold up
+         * every other thread's acquire. */
+        bool measured = false;
+        uint64_t pss = 0;
+        if (!broken && pw->w && __atomic_fetch_add(&pw->releases, 1, __ATOMIC_RELAXED) % 16 == 0) {
+                pss = engine_process_tree_pss(pw->w->pid);
+                measured = true;
+        }
         pthread_mutex_lock(&e->pool.lock);
         pw->busy--;
         pw->last_used = now_monotonic();
@@ -243,9 +255,8 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
         /* Refill spare slots after a run, not during one (see request_slots). */
         if (!pw->dead && pw->ready && pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
                 request_slots(e, pw, slot_batch(e));
-        /* Re-measure now and then: memory grows as children come and go. */
-        if (!pw->dead && (pw->releases++ % 16) == 0 && pw->w)
-                pw->pss_bytes = engine_process_tree_pss(pw->w->pid);
+        if (measured && !pw->dead)
+                pw->pss_bytes = pss;
         PoolWorker *victims = collect_evictions(e, now_monotonic());
         pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);

@@ -381,12 +381,9 @@ static int pipes_open(Pipes *p) {
         return 0;
 }
 
-static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
-        json_t *m = base_message(c, "run");
-        json_t *path = json_array();
-        for (char **s = c->sys_path; s && *s; s++)
-                json_array_append_new(path, json_string(*s));
-        json_object_set_new(m, "sys_path", path);
+/* The run's limits and datasets ({NAME: {host, path}}, path being where
+ * the run sees it) as the run and instance messages carry them. */
+static void add_limits_and_data(RunCtx *c, json_t *m) {
         json_object_set_new(m, "limits", json_pack("{s:I, s:I, s:I, s:I, s:b}",
                                                    "timeout_ms", (json_int_t) c->limits.timeout_ms,
                                                    "memory_bytes", (json_int_t) c->limits.memory_bytes,
@@ -405,6 +402,15 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) 
                 }
         }
         json_object_set_new(m, "data", data);
+}
+
+static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
+        json_t *m = base_message(c, "run");
+        json_t *path = json_array();
+        for (char **s = c->sys_path; s && *s; s++)
+                json_array_append_new(path, json_string(*s));
+        json_object_set_new(m, "sys_path", path);
+        add_limits_and_data(c, m);
         if (c->spec->context_json)
                 json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
         int fds[8] = { p->out[1], p->err[1], p->result[1], p->status[1] };
@@ -638,10 +644,8 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 return;
         }
         if (w->output_limit) {
-                _cleanup_free_ char *m = xasprintf("output limit (%s)", "");
                 uint64_t b = c->limits.max_output_bytes;
-                free(m);
-                m = b % (1 << 20) == 0 ? xasprintf("output limit (%llu MiB)", (unsigned long long) (b >> 20))
+                _cleanup_free_ char *m = b % (1 << 20) == 0 ? xasprintf("output limit (%llu MiB)", (unsigned long long) (b >> 20))
                                        : xasprintf("output limit (%llu bytes)", (unsigned long long) b);
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputLimit", m);
                 return;
@@ -712,24 +716,8 @@ static char *instance_start_message(RunCtx *c) {
         json_t *m = base_message(c, "instance");
         json_object_set_new(m, "args", json_array());
         json_object_set_new(m, "kwargs", json_object());
-        json_object_del(m, "id");
         json_object_set_new(m, "id", json_string(c->spec->instance_key));
-        _cleanup_free_ char *text = NULL;
-        json_t *data = json_object();
-        for (char *const *d = c->spec->data; d && *d; d++) {
-                const char *eq = strchr(*d, '=');
-                if (eq) {
-                        _cleanup_free_ char *name = xstrndup(*d, (size_t) (eq - *d));
-                        _cleanup_free_ char *seen = c->spec->sandbox == SANDBOX_MODE_NONE ? xstrdup(eq + 1)
-                                                                                       : path_join("/data", name);
-                        json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", eq + 1, "path", seen));
-                }
-        }
-        json_object_set_new(m, "data", data);
-        json_object_set_new(m, "limits", json_pack("{s:I, s:I, s:I, s:b}", "timeout_ms",
-                                                   (json_int_t) c->limits.timeout_ms, "memory_bytes",
-                                                   (json_int_t) c->limits.memory_bytes, "max_procs",
-                                                   (json_int_t) c->limits.max_procs, "network", c->limits.network));
+        add_limits_and_data(c, m);
         char *s = json_dumps(m, JSON_COMPACT);
         json_decref(m);
         return s;
@@ -778,11 +766,12 @@ static int phase_run(RunCtx *c) {
         c->res->cold = cold;
         c->res->t_acquire = now_monotonic() - t0;
         if (r < 0) {
-                set_outcome(c, c->inst || c->pw ? RUN_ERROR : RUN_ERROR, EXIT_INTERNAL,
-                            c->spec->instance_key && r == -EINVAL ? "LoadError" : "WorkerError",
-                            err ?: "cannot start a worker");
+                /* An instance whose module fails to load is the function's
+                 * failure; anything else is ours. */
                 if (c->spec->instance_key && r == -EINVAL)
                         set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
+                else
+                        set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
                 if (c->pw)
                         pool_release(c->e, c->pw, false);
                 c->pw = NULL;

@@ -414,6 +414,15 @@ def _bind(fn, args, kwargs):
     return out_args, out_kwargs
 
 
+def _call_args(req):
+    """The positional arguments of a call; Lambda's handler(event, context)
+    gets the context as the last one."""
+    raw_args = list(req.get("args") or [])
+    if req.get("context") is not None:
+        raw_args.append({"context": req["context"]})
+    return raw_args
+
+
 def _signature_text(fn):
     return f"{fn.name}({ast.unparse(fn.args)})"
 
@@ -426,11 +435,7 @@ def _analyse(req):
     reqs = _literal_requirements(call, filename) if call is not None else {}
     if req.get("_skip_bind") or req.get("bind") is False:
         return tree, fn, reqs, [], {}
-    raw_args = list(req.get("args") or [])
-    if req.get("context") is not None:
-        # Lambda's handler(event, context): the context is the last positional.
-        raw_args.append({"context": req["context"]})
-    args, kwargs = _bind(fn, raw_args, req.get("kwargs") or {})
+    args, kwargs = _bind(fn, _call_args(req), req.get("kwargs") or {})
     return tree, fn, reqs, args, kwargs
 
 
@@ -551,9 +556,25 @@ def _run(req, filename, result_fd):
     except ValidationError as e:
         _write_result(result_fd, _error_reply(e, filename))
         return
-    lines = source.splitlines(True)
-    linecache.cache[filename] = (len(source), None, lines, filename)
+    mod = _user_module(source, filename, req)
+    try:
+        code = compile(tree, filename, "exec")
+        exec(code, mod.__dict__)
+        target = mod.__dict__.get(fn.name)
+        if not callable(target):
+            raise TypeError(f"'{fn.name}' is not callable after the module ran")
+        value = _resolve_value(target(*args, **kwargs))
+    except BaseException as e:
+        _write_result(result_fd, _exception_result(e, filename))
+        return
+    _write_result(result_fd, _serialise(value))
 
+
+def _user_module(source, filename, req):
+    """The module the user's file runs in, registered under its file's name,
+    with `requirements` defined, its source known to linecache (for
+    tracebacks) and the run's datasets known to data_path()."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     modname = os.path.splitext(os.path.basename(filename))[0] or "main"
     if not modname.isidentifier():
         modname = "main"
@@ -566,22 +587,16 @@ def _run(req, filename, result_fd):
     for n, d in (req.get("data") or {}).items():
         if isinstance(d, dict) and isinstance(d.get("path"), str):
             _data_paths[n] = d["path"]
-    try:
-        code = compile(tree, filename, "exec")
-        exec(code, mod.__dict__)
-        target = mod.__dict__.get(fn.name)
-        if not callable(target):
-            raise TypeError(f"'{fn.name}' is not callable after the module ran")
-        value = _resolve_value(target(*args, **kwargs))
-    except BaseException as e:
-        _hint(e)
-        _write_result(result_fd, {"ok": False, "error": {
-            "type": type(e).__name__,
-            "message": _safe_str(e),
-            "traceback": _user_traceback(e, filename),
-        }})
-        return
-    _write_result(result_fd, _serialise(value))
+    return mod
+
+
+def _exception_result(e, filename):
+    _hint(e)
+    return {"ok": False, "error": {
+        "type": type(e).__name__,
+        "message": _safe_str(e),
+        "traceback": _user_traceback(e, filename),
+    }}
 
 
 def _resolve_value(value):
@@ -742,16 +757,8 @@ def serve_instance(request_json, sock_fd):
     except ValidationError as e:
         _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
         return
-    source = req.get("source", "")
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     _setup_streams()
-    mod = types.ModuleType(os.path.splitext(os.path.basename(filename))[0] or "main")
-    mod.__file__ = filename
-    mod.__dict__["requirements"] = requirements
-    sys.modules[mod.__name__] = mod
-    for n, d in (req.get("data") or {}).items():
-        if isinstance(d, dict) and isinstance(d.get("path"), str):
-            _data_paths[n] = d["path"]
+    mod = _user_module(req.get("source", ""), filename, req)
     init_error = None
     try:
         exec(compile(tree, filename, "exec"), mod.__dict__)
@@ -769,9 +776,7 @@ def serve_instance(request_json, sock_fd):
             for fd in (out, err):
                 os.close(fd)
             if init_error is not None:
-                _write_result(result, {"ok": False, "error": {
-                    "type": type(init_error).__name__, "message": _safe_str(init_error),
-                    "traceback": _user_traceback(init_error, filename)}})
+                _write_result(result, _exception_result(init_error, filename))
             else:
                 _invoke(fn, mod, msg, filename, result)
         finally:
@@ -791,9 +796,7 @@ def serve_instance(request_json, sock_fd):
 
 def _invoke(fn, mod, msg, filename, result_fd):
     try:
-        args, kwargs = _bind(fn, list(msg.get("args") or []) +
-                             ([{"context": msg["context"]}] if msg.get("context") is not None else []),
-                             msg.get("kwargs") or {})
+        args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {})
     except ValidationError as e:
         _write_result(result_fd, _error_reply(e, filename))
         return
@@ -801,9 +804,6 @@ def _invoke(fn, mod, msg, filename, result_fd):
         target = mod.__dict__.get(fn.name)
         value = _resolve_value(target(*args, **kwargs))
     except BaseException as e:
-        _hint(e)
-        _write_result(result_fd, {"ok": False, "error": {
-            "type": type(e).__name__, "message": _safe_str(e),
-            "traceback": _user_traceback(e, filename)}})
+        _write_result(result_fd, _exception_result(e, filename))
         return
     _write_result(result_fd, _serialise(value))

@@ -213,11 +213,15 @@ static _noreturn_ void become_instance(const char *raw, int *fds, size_t n_fds) 
         _exit(0);
 }
 
-static void become(const char *raw, int *fds, size_t n_fds) {
+static bool message_is_instance(const char *raw) {
         json_t *m = json_loads(raw, 0, NULL);
         const char *type = json_string_value(json_object_get(m, "type"));
         bool instance = type && streq(type, "instance");
         json_decref(m);
+        return instance;
+}
+
+static void become(const char *raw, bool instance, int *fds, size_t n_fds) {
         if (instance)
                 become_instance(raw, fds, n_fds);
         become_run(raw, fds, n_fds);
@@ -237,7 +241,7 @@ static _noreturn_ void spare_main(int sock) {
         if (r < 0 || n_fds < 2)
                 _exit(0); /* retired, or the worker went away */
         close(sock);
-        become(raw, fds, n_fds);
+        become(raw, message_is_instance(raw), fds, n_fds);
         _exit(0);
 }
 
@@ -292,11 +296,12 @@ static int fork_spare(void) {
 
 static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
         const char *tag = json_string_value(json_object_get(msg, "tag"));
-        int r = 0;
+        /* A spare that could not be made is no error: its run, which names
+         * it, is then forked into the cgroup the worker keeps for it. */
         if (tag && n_fds <= MAX_CG_FDS)
-                r = fork_spare_tagged(tag, fds, n_fds);
+                (void) fork_spare_tagged(tag, fds, n_fds);
         close_fds(fds, n_fds);
-        return r == -EAGAIN ? 0 : 0; /* a spare that could not be made is the engine's fallback */
+        return 0;
 }
 
 static void fill_spares(void) {
@@ -349,9 +354,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 close_fds(fds, n_fds);
                 return 0;
         }
-        json_t *m = json_loads(raw, 0, NULL);
-        bool instance = streq(json_string_value(json_object_get(m, "type")) ?: "", "instance");
-        json_decref(m);
+        bool instance = streq(json_string_value(json_object_get(msg, "type")) ?: "", "instance");
         size_t status_index = instance ? 1 : FD_STATUS;
         if (n_fds <= status_index) {
                 close_fds(fds, n_fds);
@@ -361,8 +364,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         last_run_at = now_monotonic();
         runs_served++;
 
-        json_t *parsed = json_loads(raw, 0, NULL);
-        const char *tag = json_string_value(json_object_get(parsed, "spare"));
+        const char *tag = json_string_value(json_object_get(msg, "spare"));
         Child *spare = take_spare(tag);
         if (spare && spare->pid > 0 && spare->spare_sock >= 0) {
                 int r = proto_send(spare->spare_sock, raw, strlen(raw), fds, n_fds);
@@ -374,7 +376,6 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                         spare->id = xstrdup(id);
                         spare->status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
                         close_fds(fds, n_fds);
-                        json_decref(parsed);
                         report_started(spare);
                         /* Demand met from the spares: keep one more ready. */
                         if (!tag && spares_target > 0 && spares_target < MAX_SPARES && count_spares() == 0)
@@ -393,13 +394,14 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         if (tag && spare && spare->n_cg > 0 && n_fds == FD_EXTRA) {
                 for (size_t i = 0; i < spare->n_cg; i++)
                         all[n_all++] = TAKE_FD(spare->cg_fds[i]);
-                json_t *sb = json_object_get(parsed, "sandbox");
+                json_t *sb = json_object_get(msg, "sandbox");
                 if (json_is_object(sb))
                         json_object_set_new(sb, "cgroup_fds", json_integer((json_int_t) spare->n_cg));
                 spare->n_cg = 0;
-                rewritten = json_dumps(parsed, JSON_COMPACT);
+                rewritten = json_dumps(msg, JSON_COMPACT);
                 raw = rewritten;
         }
+        /* tag lives in msg, which child_remove() does not touch. */
         if (tag && spare)
                 child_remove(spare);
         else if (tag) {
@@ -407,16 +409,14 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 (void) send_json_to(status_fd, json_pack("{s:s, s:s, s:s, s:s}", "type", "exited", "id", id, "status",
                                                          "error", "message", "the run's spare is unknown to the worker"));
                 close_fds(fds, n_fds);
-                json_decref(parsed);
                 return 0;
         }
-        json_decref(parsed);
         fds = all;
         n_fds = n_all;
         pid_t pid = fork_python();
         if (pid == 0) {
                 child_drop_worker_fds(-1);
-                become(raw, fds, n_fds);
+                become(raw, instance, fds, n_fds);
         }
         int saved = errno;
         int keep_status = fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
