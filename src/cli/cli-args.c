@@ -112,6 +112,58 @@ static int parse_json_args(Ctx *c, const char *text, bool keyword) {
         return 0;
 }
 
+/* The runner's own options: a word that is one always means the option. */
+static const struct {
+const char *name;
+OptKind kind;
+} opts[] = {
+        { "-a", OPT_VALUE },          { "-k", OPT_VALUE },         { "--json-args", OPT_VALUE },
+        { "--json-kwargs", OPT_VALUE }, { "--json", OPT_FLAG },    { "--timeout", OPT_VALUE },
+        { "--memory", OPT_VALUE },    { "--max-procs", OPT_VALUE }, { "--max-output", OPT_VALUE },
+        { "--network", OPT_FLAG },    { "--sandbox", OPT_VALUE },  { "--index-url", OPT_VALUE },
+        { "--find-links", OPT_VALUE }, { "--server", OPT_VALUE },  { "--quiet", OPT_FLAG },
+        { "-q", OPT_FLAG },           { "--help", OPT_FLAG },      { "-h", OPT_FLAG },
+        { "--data", OPT_VALUE },      { "--allow-sdist", OPT_FLAG }, { "--no-cache", OPT_FLAG },
+        { "--output-file", OPT_VALUE }, { "--token", OPT_VALUE },
+};
+
+/* Levenshtein distance, capped: the words are short option names. */
+static size_t edit_distance(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b);
+        if (la > 64 || lb > 64)
+                return SIZE_MAX;
+        size_t prev[65], cur[65];
+        for (size_t j = 0; j <= lb; j++)
+                prev[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                cur[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+                        cur[j] = MIN(sub, MIN(prev[j] + 1, cur[j - 1] + 1));
+                }
+                memcpy(prev, cur, sizeof(size_t) * (lb + 1));
+        }
+        return prev[lb];
+}
+
+const char *cli_runner_option_near(const char *word) {
+        const char *best = NULL;
+        size_t best_d = 3;
+        /* Only long options: "-x" is one edit from every short option. */
+        if (!startswith(word, "--"))
+                return NULL;
+        for (size_t k = 0; k < ELEMENTSOF(opts); k++) {
+                if (!startswith(opts[k].name, "--"))
+                        continue;
+                size_t d = edit_distance(word, opts[k].name);
+                if (d < best_d) {
+                        best_d = d;
+                        best = opts[k].name;
+                }
+        }
+        return best;
+}
+
 /* The runner's own options. Returns 1 if word was one (consuming *i),
  * 0 if not, <0 on a usage error. */
 static int runner_option(Ctx *c, int argc, char **argv, int *i) {
@@ -119,18 +171,6 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
         RunArgs *a = c->a;
         const char *eq = strchr(w, '=');
         size_t n = eq ? (size_t) (eq - w) : strlen(w);
-        static const struct {
-                const char *name;
-                OptKind kind;
-        } opts[] = {
-                { "-a", OPT_VALUE },          { "-k", OPT_VALUE },         { "--json-args", OPT_VALUE },
-                { "--json-kwargs", OPT_VALUE }, { "--json", OPT_FLAG },    { "--timeout", OPT_VALUE },
-                { "--memory", OPT_VALUE },    { "--max-procs", OPT_VALUE }, { "--max-output", OPT_VALUE },
-                { "--network", OPT_FLAG },    { "--sandbox", OPT_VALUE },  { "--index-url", OPT_VALUE },
-                { "--find-links", OPT_VALUE }, { "--server", OPT_VALUE },  { "--quiet", OPT_FLAG },
-                { "-q", OPT_FLAG },           { "--help", OPT_FLAG },      { "-h", OPT_FLAG },
-                { "--data", OPT_VALUE },      { "--allow-sdist", OPT_FLAG }, { "--no-cache", OPT_FLAG },
-        };
         size_t k;
         for (k = 0; k < ELEMENTSOF(opts); k++)
                 if (strlen(opts[k].name) == n && strneq(w, opts[k].name, n))
@@ -210,6 +250,12 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 a->allow_sdist = true;
         else if (streq(name, "--no-cache"))
                 a->no_cache = true;
+        else if (streq(name, "--output-file")) {
+                free(a->output_file);
+                a->output_file = xstrdup(val);
+        }
+        /* --token is a global option (cli_take_globals); seen here only
+         * when it was the value-less last word. */
         return 1;
 }
 
@@ -254,6 +300,23 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
                 /* --NAME V, -NAME V, --NAME=V: a keyword argument. */
                 const char *name = w + (w[1] == '-' ? 2 : 1);
                 const char *eq = strchr(name, '=');
+                _cleanup_free_ char *flag = eq ? xstrndup(w, (size_t) (eq - w)) : xstrdup(w);
+                const char *near = cli_runner_option_near(flag);
+                if (near && !eq && i + 1 >= argc) {
+                        /* "--jsn" at the end: a typo, not a keyword without value. */
+                        *ret_error = xasprintf("unknown option '%s' (did you mean %s?)", w, near);
+                        r = -EINVAL;
+                        break;
+                }
+                if (near) {
+                        /* Maybe a parameter of the function; the verb asks
+                         * the validation before it calls it a typo. */
+                        _cleanup_free_ char *key = eq ? xstrndup(name, (size_t) (eq - name)) : xstrdup(name);
+                        for (char *p = key; *p; p++)
+                                if (*p == '-')
+                                        *p = '_';
+                        a.suspects = strv_append(a.suspects, key);
+                }
                 if (eq)
                         r = add_kwarg(&c, name, (size_t) (eq - name), raw(eq + 1));
                 else if (i + 1 < argc)
@@ -287,6 +350,8 @@ void run_args_done(RunArgs *a) {
         strv_free(a->find_links);
         strv_free(a->data);
         free(a->server);
+        free(a->output_file);
+        strv_free(a->suspects);
         *a = (RunArgs) {};
 }
 

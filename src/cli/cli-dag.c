@@ -8,8 +8,7 @@
 #include <signal.h>
 #include <time.h>
 
-#include "cli.h"
-#include "cli-remote.h"
+#include "cli-backend.h"
 #include "dag.h"
 #include "data.h"
 #include "store.h"
@@ -93,15 +92,7 @@ static const char *state_color(DagTaskState s) {
         }
 }
 
-static void fmt_dur(usec_t us, char buf[static 32]) {
-        double s = (double) us / 1e6;
-        if (s < 1)
-                snprintf(buf, 32, "%.0fms", s * 1000);
-        else if (s < 120)
-                snprintf(buf, 32, "%.2fs", s);
-        else
-                snprintf(buf, 32, "%.0fm%02.0fs", s / 60 - 0.5, (double) ((long) s % 60));
-}
+#define fmt_dur format_duration_us
 
 static usec_t task_dur(const DagTaskInfo *ti) {
         if (!ti->started)
@@ -490,9 +481,12 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
         if (o.sandbox == SANDBOX_MODE_NONE)
                 fprintf(stderr, "pysprinter: warning: --sandbox=none: these tasks run WITHOUT isolation, "
                                 "with your user's access to files and network\n");
-        View v = { .tty = isatty(STDERR_FILENO), .json = a.json, .t0 = now_realtime() };
+        /* The tree is redrawn in place only where the cursor can move:
+         * TERM=dumb gets the plain line-per-change view. */
         const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
-        v.color = v.tty && !(nc && *nc) && !(term && streq(term, "dumb"));
+        bool dumb = term && streq(term, "dumb");
+        View v = { .tty = isatty(STDERR_FILENO) && !dumb, .json = a.json || cli_globals.json, .t0 = now_realtime() };
+        v.color = v.tty && !(nc && *nc) && !cli_globals.no_color;
         running_dag = d;
         struct sigaction sa = { .sa_handler = on_interrupt };
         sigaction(SIGINT, &sa, NULL);
@@ -636,15 +630,23 @@ static int dag_logs_verb(int argc, char **argv) {
         else {
                 RunRecord *run = NULL;
                 r = store_run_get(s, NULL, task->run_id, &run);
-                if (r < 0 || !run->log_path)
-                        fprintf(stderr, "pysprinter: no output recorded for run %s\n", task->run_id);
-                else {
+                if (r < 0)
+                        fprintf(stderr, "pysprinter: no run %s recorded for task '%s'\n", task->run_id, task->name);
+                else if (!run->log_path || access(run->log_path, F_OK) < 0) {
+                        /* A task that printed nothing has no log: nothing to show. */
+                        code = 0;
+                        if (run->traceback)
+                                fputs(run->traceback, stderr);
+                } else {
                         if (task->cached)
                                 fprintf(stderr, "pysprinter: %s was a memo hit; this is the output of run %s\n",
                                         task->name, task->run_id);
                         r = engine_log_replay(run->log_path, replay_event, NULL);
                         fflush(stdout);
-                        code = r < 0 ? EXIT_INTERNAL : 0;
+                        code = r < 0 && r != -ENOENT ? EXIT_INTERNAL : 0;
+                        /* A failed task's traceback is part of what went wrong. */
+                        if (run->traceback)
+                                fputs(run->traceback, stderr);
                         if (r < 0)
                                 fprintf(stderr, "pysprinter: cannot read %s: %s\n", run->log_path, strerror(-r));
                 }
@@ -733,10 +735,13 @@ static int dag_remote_verb(const char *server, const char *sub, int argc, char *
 }
 
 int verb_dag(int argc, char **argv) {
+        /* A global --json (taken off the line by cli_take_globals, which
+         * left its slot free) is this verb's --json too. */
+        if (cli_globals.json)
+                argv[argc++] = (char *) "--json";
         /* --server anywhere (`dag --server URL ls` too), else the
          * environment or the config file. */
-        _cleanup_free_ char *server = NULL;
-        (void) cli_remote_take_server(&argc, argv, &server);
+        _cleanup_free_ char *server = cli_server();
         if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h") || streq(argv[0], "help")) {
                 fputs(dag_help, argc < 1 ? stderr : stdout);
                 return argc < 1 ? EXIT_USAGE : 0;
@@ -765,9 +770,10 @@ int verb_dag(int argc, char **argv) {
 
 /* ---- chain ---- */
 
+/* Each file's result is the next one's first positional argument: the
+ * first gets the arguments given, the last one's result is printed. Over
+ * the Backend, so a server runs it the same way. */
 int verb_chain(int argc, char **argv) {
-        _cleanup_free_ char *server = NULL;
-        (void) cli_remote_take_server(&argc, argv, &server);
         int n_files = 0;
         while (n_files < argc && argv[n_files][0] != '-')
                 n_files++;
@@ -790,105 +796,60 @@ int verb_chain(int argc, char **argv) {
         int r = cli_parse_run_args(1 + argc - n_files, first, &a, &err);
         free(first);
         if (r < 0) {
-                fprintf(stderr, "pysprinter: %s\nTry 'pysprinter chain --help'.\n", err);
+                cli_error("%s", err);
+                fprintf(stderr, "Try 'pysprinter chain --help'.\n");
                 return EXIT_USAGE;
         }
-        if (server) {
-                r = cli_remote_chain(server, &a, n_files, argv);
-                run_args_done(&a);
-                return r;
-        }
-        Engine *e = NULL;
-        r = cli_engine_open(&a, &e);
-        if (r) {
-                run_args_done(&a);
-                return r;
-        }
-        if (a.sandbox == SANDBOX_MODE_NONE)
-                fprintf(stderr, "pysprinter: warning: --sandbox=none: this code runs WITHOUT isolation, "
-                                "with your user's access to files and network\n");
-        DataCatalog *dc = NULL;
-        _cleanup_strv_free_ char **mounts = NULL;
-        if (a.data) {
-                r = cli_data_open(e, &dc);
-                _cleanup_free_ char *warn = NULL;
-                if (r == 0 && data_resolve_mounts(dc, NULL, a.data, &mounts, NULL, &warn, &err) < 0) {
-                        fprintf(stderr, "pysprinter: %s\n", err);
-                        r = EXIT_VALIDATION;
-                }
-                if (warn)
-                        fprintf(stderr, "pysprinter: warning: %s\n", warn);
-                if (r) {
-                        data_catalog_free(dc);
-                        engine_free(e);
-                        run_args_done(&a);
-                        return r;
-                }
-        }
-        Renderer rd;
-        renderer_init(&rd, a.json_output);
-        int code = 0;
+        a.json_output = a.json_output || cli_globals.json;
+        Backend *b = NULL;
+        int code = backend_open(&a, &b);
         _cleanup_free_ char *prev = NULL;
-        RunResult *res = NULL;
-        for (int i = 0; i < n_files; i++) {
+        json_t *run = NULL;
+        for (int i = 0; !code && i < n_files; i++) {
                 const char *target = argv[i];
                 const char *sep = strstr(target, "::");
                 _cleanup_free_ char *file = sep ? xstrndup(target, (size_t) (sep - target)) : xstrdup(target);
-                const char *fn = sep && sep[2] ? sep + 2 : NULL;
-                _cleanup_free_ char *source = NULL, *args = NULL;
+                _cleanup_free_ char *source = NULL, *fn = NULL;
                 size_t len = 0;
-                r = read_file(file, RUN_MAX_SOURCE_BYTES, &source, &len);
-                if (r < 0) {
-                        fprintf(stderr, "pysprinter: chain step %d: cannot read %s: %s\n", i + 1, file, strerror(-r));
+                if (cli_read_source(file, &source, &len) < 0) {
                         code = EXIT_USAGE;
                         break;
                 }
-                if (i > 0)
-                        args = xasprintf("[{\"value\": %s}]", prev);
-                _cleanup_free_ char *id = id_new("r");
-                RunSpec spec = {
-                        .run_id = id,
-                        .source = source,
-                        .source_len = len,
-                        .filename = file,
-                        .function = i == 0 ? a.function : fn,
-                        .args_json = i == 0 ? a.args_json : args,
-                        .kwargs_json = i == 0 ? a.kwargs_json : NULL,
-                        .limits = a.limits,
-                        .sandbox = a.sandbox,
-                        .data = mounts,
-                };
-                run_result_free(res);
-                res = NULL;
-                r = engine_run(e, &spec, renderer_event, &rd, &res);
+                /* Steps after the first: their own ::FUNC, the previous
+                 * result as the only argument, the same limits. */
+                RunArgs step = { .function = sep && sep[2] ? xstrdup(sep + 2) : NULL, .limits = a.limits,
+                                 .sandbox = a.sandbox, .data = a.data };
+                RunRequest q = { .a = i == 0 ? &a : &step, .source = source, .source_len = len, .filename = file,
+                                 .prev_result = i == 0 ? NULL : prev };
+                Renderer rd;
+                renderer_init(&rd, a.json_output);
+                json_decref(run);
+                run = NULL;
+                r = b->ops->run(b, &q, &rd, &run);
+                renderer_done(&rd);
+                free(step.function);
                 if (r < 0) {
-                        fprintf(stderr, "pysprinter: %s\n", strerror(-r));
-                        code = EXIT_INTERNAL;
+                        code = backend_fail(b, r);
                         break;
                 }
-                if (res->status != RUN_SUCCEEDED) {
-                        renderer_done(&rd);
-                        renderer_init(&rd, a.json_output);
-                        code = renderer_result(&rd, res);
-                        fprintf(stderr, "pysprinter: chain stopped at step %d (%s)\n", i + 1, target);
+                const char *status = json_string_value(json_object_get(run, "status")) ?: "";
+                if (!streq(status, "succeeded") || i + 1 == n_files) {
+                        code = renderer_run_outcome(&rd, run);
+                        if (code)
+                                cli_error("chain stopped at step %d (%s)", i + 1, target);
                         break;
                 }
-                if (i + 1 < n_files && !res->value_json) {
-                        fprintf(stderr, "pysprinter: chain step %d (%s) returned a value JSON cannot hold (%s); "
-                                        "it cannot be passed on\n",
-                                i + 1, target, res->value_repr ?: "?");
+                if (json_is_string(json_object_get(run, "result_repr"))) {
+                        cli_error("chain step %d (%s) returned a value JSON cannot hold (%s); it cannot be passed on",
+                                  i + 1, target, json_string_value(json_object_get(run, "result_repr")));
                         code = EXIT_RAISED;
                         break;
                 }
                 free(prev);
-                prev = xstrdup(res->value_json ?: "null");
+                prev = cli_json_text(json_object_get(run, "result") ?: json_null());
         }
-        renderer_done(&rd);
-        if (code == 0 && res)
-                code = renderer_result(&rd, res);
-        run_result_free(res);
-        data_catalog_free(dc);
-        engine_free(e);
+        json_decref(run);
+        backend_free(b);
         run_args_done(&a);
-        return code;
+        return cli_interrupted ? EXIT_INTERRUPTED : code;
 }

@@ -3,8 +3,7 @@
 #include <jansson.h>
 #include <time.h>
 
-#include "cli.h"
-#include "cli-remote.h"
+#include "cli-backend.h"
 #include "data.h"
 
 static const char data_help[] =
@@ -39,16 +38,7 @@ int cli_data_open(Engine *e, DataCatalog **ret) {
         return 0;
 }
 
-static void human_size(uint64_t n, char buf[static 32]) {
-        if (n < 1024)
-                snprintf(buf, 32, "%lluB", (unsigned long long) n);
-        else if (n < (1ULL << 20))
-                snprintf(buf, 32, "%.1fK", (double) n / 1024);
-        else if (n < (1ULL << 30))
-                snprintf(buf, 32, "%.1fM", (double) n / (1 << 20));
-        else
-                snprintf(buf, 32, "%.1fG", (double) n / (1 << 30));
-}
+#define human_size format_size
 
 static void warn_out(const char *w) {
         if (w && *w)
@@ -215,10 +205,13 @@ static int data_get_verb(DataCatalog *c, int argc, char **argv) {
 }
 
 int verb_data(int argc, char **argv) {
+        /* A global --json (taken off the line by cli_take_globals, which
+         * left its slot free) is this verb's --json too. */
+        if (cli_globals.json)
+                argv[argc++] = (char *) "--json";
         /* With a server (--server anywhere, else the environment or the
          * config file): the same verbs over HTTP (cli-remote-dag.c). */
-        _cleanup_free_ char *server = NULL;
-        (void) cli_remote_take_server(&argc, argv, &server);
+        _cleanup_free_ char *server = cli_server();
         if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h") || streq(argv[0], "help")) {
                 fputs(data_help, argc < 1 ? stderr : stdout);
                 return argc < 1 ? EXIT_USAGE : 0;

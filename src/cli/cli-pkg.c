@@ -76,6 +76,8 @@ int verb_lock(int argc, char **argv) {
                 .kwargs_json = a.kwargs_json,
                 .sandbox = a.sandbox,
                 .validate_only = true,
+                /* A lock is the requirements' business: no arguments. */
+                .skip_argument_check = true,
                 .no_record = true,
         };
         Renderer rd;
@@ -88,8 +90,10 @@ int verb_lock(int argc, char **argv) {
         if (r < 0) {
                 fprintf(stderr, "pysprinter: %s\n", strerror(-r));
                 code = EXIT_INTERNAL;
-        } else if (res->status != RUN_SUCCEEDED)
-                code = renderer_result(&rd, res);
+        } else if (res->status != RUN_SUCCEEDED) {
+                fprintf(stderr, "%s\n", res->error_message ?: run_status_to_string(res->status));
+                code = res->exit_code;
+        }
         else if (!lc.lock_json) {
                 /* No requirements: the empty lock. */
                 if (a.json_output)
@@ -122,14 +126,6 @@ int verb_lock(int argc, char **argv) {
         return code;
 }
 
-static char *format_size(uint64_t b) {
-        if (b >= (1ULL << 30))
-                return xasprintf("%.1fG", (double) b / (1ULL << 30));
-        if (b >= (1ULL << 20))
-                return xasprintf("%.1fM", (double) b / (1ULL << 20));
-        return xasprintf("%.1fK", (double) b / 1024);
-}
-
 static int env_ls(int argc, char **argv) {
         bool json = argc > 0 && streq(argv[0], "--json");
         _cleanup_free_ char *data = data_dir_default();
@@ -150,7 +146,8 @@ static int env_ls(int argc, char **argv) {
         for (size_t i = 0; i < n; i++) {
                 char ts[32];
                 format_timestamp(infos[i].last_used, ts);
-                _cleanup_free_ char *size = format_size(infos[i].size_bytes);
+                char size[32];
+                format_size(infos[i].size_bytes, size);
                 Buf reqs;
                 buf_init(&reqs, 1 << 20);
                 for (char **q = infos[i].requirements; q && *q; q++) {
@@ -202,7 +199,8 @@ static int env_prune(int argc, char **argv) {
                 fprintf(stderr, "pysprinter: %s\n", err);
                 return EXIT_INTERNAL;
         }
-        _cleanup_free_ char *size = format_size(freed);
+        char size[32];
+        format_size(freed, size);
         printf("removed %zu environment%s, freed %s\n", removed, removed == 1 ? "" : "s", size);
         return 0;
 }

@@ -18,43 +18,19 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include "cli-remote.h"
+#include "cli-backend.h"
 #include "dag.h"
 
 #define POLL_USEC (250 * USEC_PER_MSEC)
 #define MAX_RESPONSE_BYTES (512U << 20)
 
-static volatile sig_atomic_t interrupted;
+typedef Http Remote;
 
-static void on_sigint(int sig) {
-        interrupted = 1;
-}
+/* The failure of the last request, for raw_error(). */
+static char *last_error;
+static int last_errno;
 
 /* ---- raw requests -------------------------------------------------------- */
-
-typedef struct Sink {
-        CURL *c;
-        FILE *file;     /* a 200 answer's body goes here when set */
-        Buf *body;      /* otherwise (and for errors) here */
-} Sink;
-
-static size_t sink_write(char *data, size_t size, size_t n, void *userdata) {
-        Sink *s = userdata;
-        long status = 0;
-        curl_easy_getinfo(s->c, CURLINFO_RESPONSE_CODE, &status);
-        if (s->file && status == 200)
-                return fwrite(data, size, n, s->file) == n ? size * n : 0;
-        return buf_append(s->body, data, size * n) < 0 ? 0 : size * n;
-}
-
-static size_t header_collect(char *data, size_t size, size_t n, void *userdata) {
-        (void) buf_append(userdata, data, size * n);
-        return size * n;
-}
-
-static int xfer_abort(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
-        return interrupted ? 1 : 0;
-}
 
 typedef struct Request {
         const char *method;
@@ -63,92 +39,60 @@ typedef struct Request {
         const char *body;           /* sent when set (body_len bytes) */
         size_t body_len;
         FILE *upload;               /* or this file, upload_size bytes */
-        curl_off_t upload_size;
+        int64_t upload_size;
         FILE *download;             /* a 200 answer's body goes here */
         Buf *headers;               /* the answer's header lines, when set */
 } Request;
 
-/* One request; the answer's body (unless it went to q->download) is in
- * *body (initialised here; caller frees). Returns the HTTP status, -130
- * when Ctrl-C stopped it, or -6 (EXIT_SERVER) after telling the user the
- * server could not be reached. */
+/* One request through the CLI's HTTP client; the answer's body (unless it
+ * went to q->download) is in *body (caller frees). Returns the HTTP status
+ * (2xx), -130 on Ctrl-C, or -1 with last_error/last_errno set. */
 static long remote_request(const Remote *rm, const Request *q, Buf *body) {
-        CURL *c = curl_easy_init();
-        struct curl_slist *h = NULL;
-        char errbuf[CURL_ERROR_SIZE] = "";
+        HttpRequest h = { .method = q->method, .path = q->path, .content_type = q->content_type, .body = q->body,
+                          .body_len = q->body_len, .upload = q->upload, .upload_size = q->upload_size,
+                          .download = q->download, .headers = q->headers };
         long status = 0;
-        _cleanup_free_ char *url = xasprintf("%s%s", rm->base, q->path);
-        Sink s = { .c = c, .file = q->download, .body = body };
-
-        buf_init(body, MAX_RESPONSE_BYTES);
-        if (!c)
-                return -EXIT_INTERNAL;
-        if (rm->token) {
-                _cleanup_free_ char *a = xasprintf("Authorization: Bearer %s", rm->token);
-                h = curl_slist_append(h, a);
-        }
-        if (q->content_type) {
-                _cleanup_free_ char *ct = xasprintf("Content-Type: %s", q->content_type);
-                h = curl_slist_append(h, ct);
-        }
-        h = curl_slist_append(h, "Expect:");
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-        if (q->headers) {
-                curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_collect);
-                curl_easy_setopt(c, CURLOPT_HEADERDATA, q->headers);
-        }
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_abort);
-        if (q->upload) {
-                curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-                curl_easy_setopt(c, CURLOPT_READDATA, q->upload);
-                curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, q->upload_size);
-        } else if (q->body) {
-                curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
-                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) q->body_len);
-        }
-        /* After UPLOAD/POSTFIELDS, which would set PUT/POST themselves. */
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
-        CURLcode cc = curl_easy_perform(c);
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(h);
-        curl_easy_cleanup(c);
-        if (interrupted && cc != CURLE_OK)
+        free(last_error);
+        last_error = NULL;
+        last_errno = http_request(rm, &h, &status, body, &last_error);
+        if (last_errno == -EINTR)
                 return -130;
-        if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && status == 200 && q->download)) {
-                fprintf(stderr, "pysprinter: cannot reach %s: %s\n", rm->base, *errbuf ? errbuf : curl_easy_strerror(cc));
-                return -EXIT_SERVER;
-        }
-        if (cc != CURLE_OK) {
-                fprintf(stderr, "pysprinter: cannot write the download: %s\n", strerror(errno));
-                return -EXIT_INTERNAL;
-        }
-        return status;
+        return last_errno < 0 ? -1 : status;
+}
+
+static long cli_remote_http_json(const Remote *rm, const char *method, const char *path, const char *body, json_t **ret) {
+        Buf b;
+        long st = remote_request(rm,
+                                 &(Request) { .method = method, .path = path, .content_type = body ? "application/json" : NULL,
+                                              .body = body, .body_len = body ? strlen(body) : 0 },
+                                 &b);
+        *ret = b.len ? json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL) : NULL;
+        buf_free(&b);
+        return st;
+}
+
+static int cli_remote_http_error(long status, json_t *body, const char *what) {
+        if (status == -130)
+                return EXIT_INTERRUPTED;
+        cli_error("%s: %s", what, last_error ?: "the request failed");
+        return cli_exit_code(last_errno);
 }
 
 /* Reports a failed raw request (its body may be a JSON error). */
+static int open_remote(const char *server, Remote *rm) {
+        _cleanup_free_ char *err = NULL;
+        int r = http_open(server, rm, &err);
+        if (r < 0)
+                cli_error("%s", err);
+        return cli_exit_code(r);
+}
+
 static int raw_error(long status, const Buf *body, const char *what) {
-        if (status == -130)
-                return 130;
-        if (status < 0)
-                return (int) -status;
-        json_t *j = body->len ? json_loadb(body->data, body->len, 0, NULL) : NULL;
-        int code = cli_remote_http_error(status, j, what);
-        json_decref(j);
-        return code;
+        return cli_remote_http_error(status, NULL, what);
 }
 
 static char *escape(const char *s) {
-        char *e = curl_easy_escape(NULL, s, 0);
-        char *r = xstrdup(e ? e : "");
-        curl_free(e);
-        return r;
+        return http_escape(s);
 }
 
 /* ---- JSON text spans --------------------------------------------------------- */
@@ -259,15 +203,7 @@ static bool span_index(Span a, size_t i, Span *ret) {
 
 /* ---- dag run ------------------------------------------------------------------ */
 
-static void fmt_dur(usec_t us, char buf[static 32]) {
-        double s = (double) us / 1e6;
-        if (s < 1)
-                snprintf(buf, 32, "%.0fms", s * 1000);
-        else if (s < 120)
-                snprintf(buf, 32, "%.2fs", s);
-        else
-                snprintf(buf, 32, "%.0fm%02.0fs", s / 60 - 0.5, (double) ((long) s % 60));
-}
+#define fmt_dur format_duration_us
 
 static const char *jstr(json_t *o, const char *k) {
         return json_string_value(json_object_get(o, k));
@@ -498,12 +434,10 @@ int cli_remote_dag_run(const char *server, const char *file, char *const *params
         json_t *req = NULL, *dag = NULL, *seen = json_object();
         Buf raw = {};
         Remote rm = {};
-        struct sigaction sa = { .sa_handler = on_sigint }, old_int, old_term;
-        bool handlers = false;
         usec_t t0 = now_realtime();
         int code, r;
 
-        code = cli_remote_open(server, &rm);
+        code = open_remote(server, &rm);
         if (code)
                 goto out;
         r = read_file(file, DAG_MAX_FILE_BYTES, &text, &len);
@@ -545,10 +479,8 @@ int cli_remote_dag_run(const char *server, const char *file, char *const *params
         }
         body = json_dumps(req, JSON_COMPACT);
 
-        interrupted = 0;
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
-        handlers = true;
+        cli_interrupted = 0;
+        cli_catch_interrupt();
         long st = cli_remote_http_json(&rm, "POST", "/v1/dags", body, &dag);
         if (st != 202 && st != 200) {
                 if (st == 400 && jstr(json_object_get(dag, "error"), "message")) {
@@ -568,9 +500,9 @@ int cli_remote_dag_run(const char *server, const char *file, char *const *params
         /* Short pipelines end in milliseconds: poll fast at first. */
         usec_t wait = 20 * USEC_PER_MSEC;
         while (!dag_final(jstr(dag, "status"))) {
-                if (interrupted) {
+                if (cli_interrupted == 1) {
                         fprintf(stderr, "\npysprinter: cancelling DAG run %s on the server\n", id);
-                        interrupted = 0;
+                        cli_interrupted = 2;
                         json_t *b = NULL;
                         st = cli_remote_http_json(&rm, "DELETE", path, NULL, &b);
                         json_decref(b);
@@ -620,16 +552,12 @@ int cli_remote_dag_run(const char *server, const char *file, char *const *params
         else if (code == 0)
                 print_leaf_results(local, raw.data, raw.len);
 out:
-        if (handlers) {
-                sigaction(SIGINT, &old_int, NULL);
-                sigaction(SIGTERM, &old_term, NULL);
-        }
         buf_free(&raw);
         json_decref(req);
         json_decref(dag);
         json_decref(seen);
         dag_free(local);
-        cli_remote_close(&rm);
+        http_close(&rm);
         return code;
 }
 
@@ -768,7 +696,7 @@ int cli_remote_dag(const char *server, const char *sub, int argc, char **argv) {
                 return EXIT_USAGE;
         }
         Remote rm;
-        int code = cli_remote_open(server, &rm);
+        int code = open_remote(server, &rm);
         if (code)
                 return code;
         if (streq(sub, "status"))
@@ -781,189 +709,13 @@ int cli_remote_dag(const char *server, const char *sub, int argc, char **argv) {
                 fprintf(stderr, "pysprinter: dag: unknown command '%s' (run, resume, status, logs, ls)\n", sub);
                 code = EXIT_USAGE;
         }
-        cli_remote_close(&rm);
-        return code;
-}
-
-/* ---- chain ------------------------------------------------------------------- */
-
-/* A run's record (the answer's text) as a RunResult; the result's JSON text
- * is copied as the server wrote it. */
-static RunResult *result_from_text(const char *raw, size_t len, json_t *run) {
-        RunResult *r = xcalloc(1, sizeof(RunResult));
-        json_t *e = json_object_get(run, "error"), *ec = json_object_get(run, "exit_code");
-        Span v;
-        r->id = xstrdup(jstr(run, "id") ?: "");
-        r->status = run_status_from_string(jstr(run, "status") ?: "error");
-        r->exit_code = json_is_integer(ec) ? (int) json_integer_value(ec) : EXIT_INTERNAL;
-        if (jstr(run, "function"))
-                r->function = xstrdup(jstr(run, "function"));
-        if (jstr(run, "result_repr"))
-                r->value_repr = xstrdup(jstr(run, "result_repr"));
-        else if (r->status == RUN_SUCCEEDED)
-                r->value_json = span_member((Span) { raw, len }, "result", &v) ? xstrndup(v.p, v.n) : xstrdup("null");
-        if (jstr(e, "type"))
-                r->error_type = xstrdup(jstr(e, "type"));
-        if (jstr(e, "message"))
-                r->error_message = xstrdup(jstr(e, "message"));
-        if (jstr(e, "traceback"))
-                r->traceback = xstrdup(jstr(e, "traceback"));
-        return r;
-}
-
-/* One step: POST /v1/runs?wait=true (a hang-up, on Ctrl-C, cancels it on
- * the server), then its output from /v1/runs/{id}/logs. *ret gets the
- * run; returns 0 or an exit code. */
-static int chain_step(const Remote *rm, const char *body, RunResult **ret) {
-        _cleanup_free_ char *id = NULL, *rpath = NULL, *lpath = NULL;
-        Buf raw = {}, log;
-        json_t *run = NULL;
-        int code = 0;
-        long st = remote_request(rm,
-                                 &(Request) { .method = "POST", .path = "/v1/runs?wait=true",
-                                              .content_type = "application/json", .body = body,
-                                              .body_len = strlen(body) },
-                                 &raw);
-        if (st != 200 && st != 202) {
-                if (st == -130)
-                        fprintf(stderr, "\npysprinter: interrupted; the server cancels the run\n");
-                code = raw_error(st, &raw, "the server refused the run");
-                goto out;
-        }
-        run = json_loadb(raw.data, raw.len, 0, NULL);
-        id = xstrdup(jstr(run, "id") ?: "");
-        rpath = xasprintf("/v1/runs/%s", id);
-        /* 202: still running after the server's wait cap. */
-        while (st == 202 || !run_status_is_final(run_status_from_string(jstr(run, "status") ?: "error"))) {
-                if (interrupted) {
-                        json_t *b = NULL;
-                        (void) cli_remote_http_json(rm, "DELETE", rpath, NULL, &b);
-                        json_decref(b);
-                        interrupted = 0;
-                }
-                usleep(500 * USEC_PER_MSEC);
-                buf_free(&raw);
-                st = remote_request(rm, &(Request) { .method = "GET", .path = rpath }, &raw);
-                if (st == -130)
-                        continue;
-                if (st != 200) {
-                        code = raw_error(st, &raw, "run");
-                        goto out;
-                }
-                json_decref(run);
-                run = json_loadb(raw.data, raw.len, 0, NULL);
-        }
-        lpath = xasprintf("/v1/runs/%s/logs", id);
-        if (remote_request(rm, &(Request) { .method = "GET", .path = lpath }, &log) == 200 && log.len) {
-                fwrite(log.data, 1, log.len, stdout);
-                fflush(stdout);
-        }
-        buf_free(&log);
-        *ret = result_from_text(raw.data, raw.len, run);
-out:
-        json_decref(run);
-        buf_free(&raw);
-        return code;
-}
-
-int cli_remote_chain(const char *server, const RunArgs *a, int n_files, char **files) {
-        Remote rm;
-        RunResult *res = NULL;
-        _cleanup_free_ char *prev = NULL;
-        struct sigaction sa = { .sa_handler = on_sigint }, old_int, old_term;
-        Renderer rd;
-        int code = cli_remote_open(server, &rm);
-        if (code)
-                return code;
-        if (a->sandbox == SANDBOX_MODE_NONE)
-                fprintf(stderr, "pysprinter: note: --sandbox is the server's setting; ignored with --server\n");
-        interrupted = 0;
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
-        renderer_init(&rd, a->json_output);
-        for (int i = 0; i < n_files && code == 0; i++) {
-                const char *target = files[i];
-                const char *sep = strstr(target, "::");
-                _cleanup_free_ char *file = sep ? xstrndup(target, (size_t) (sep - target)) : xstrdup(target);
-                _cleanup_free_ char *source = NULL, *body = NULL;
-                size_t len = 0;
-                int r = read_file(file, RUN_MAX_SOURCE_BYTES, &source, &len);
-                if (r < 0) {
-                        fprintf(stderr, "pysprinter: chain step %d: cannot read %s: %s\n", i + 1, file, strerror(-r));
-                        code = EXIT_USAGE;
-                        break;
-                }
-                const char *slash = strrchr(file, '/');
-                json_t *req = json_pack("{s:s%, s:s}", "source", source, len, "filename", slash ? slash + 1 : file);
-                const char *fn = i == 0 ? a->function : sep && sep[2] ? sep + 2 : NULL;
-                if (fn)
-                        json_object_set_new(req, "function", json_string(fn));
-                if (a->data) {
-                        json_t *data = json_array();
-                        for (char **n = a->data; *n; n++)
-                                json_array_append_new(data, json_string(*n));
-                        json_object_set_new(req, "data", data);
-                }
-                RunArgs only_limits = { .limits = a->limits };
-                if (cli_remote_args_to_api(req, i == 0 ? a : &only_limits) < 0) {
-                        fprintf(stderr, "pysprinter: with --server, give -a values before --json-args values\n");
-                        json_decref(req);
-                        code = EXIT_USAGE;
-                        break;
-                }
-                _cleanup_free_ char *fields = json_dumps(req, JSON_COMPACT);
-                json_decref(req);
-                if (i == 0)
-                        body = TAKE_PTR(fields);
-                else {
-                        /* The previous result's text goes in as it came:
-                         * {"args": [RESULT], …}. fields is a non-empty
-                         * object, so it ends with '}'. */
-                        fields[strlen(fields) - 1] = 0;
-                        body = xasprintf("%s,\"args\":[%s]}", fields, prev);
-                }
-                run_result_free(res);
-                res = NULL;
-                code = chain_step(&rm, body, &res);
-                if (code)
-                        break;
-                if (res->status != RUN_SUCCEEDED) {
-                        code = renderer_result(&rd, res);
-                        fprintf(stderr, "pysprinter: chain stopped at step %d (%s)\n", i + 1, target);
-                        break;
-                }
-                if (i + 1 < n_files && !res->value_json) {
-                        fprintf(stderr, "pysprinter: chain step %d (%s) returned a value JSON cannot hold (%s); "
-                                        "it cannot be passed on\n",
-                                i + 1, target, res->value_repr ?: "?");
-                        code = EXIT_RAISED;
-                        break;
-                }
-                free(prev);
-                prev = xstrdup(res->value_json ?: "null");
-                if (i + 1 == n_files)
-                        code = renderer_result(&rd, res);
-        }
-        renderer_done(&rd);
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-        run_result_free(res);
-        cli_remote_close(&rm);
+        http_close(&rm);
         return code;
 }
 
 /* ---- data ------------------------------------------------------------------------ */
 
-static void human_size(uint64_t n, char buf[static 32]) {
-        if (n < 1024)
-                snprintf(buf, 32, "%lluB", (unsigned long long) n);
-        else if (n < (1ULL << 20))
-                snprintf(buf, 32, "%.1fK", (double) n / 1024);
-        else if (n < (1ULL << 30))
-                snprintf(buf, 32, "%.1fM", (double) n / (1 << 20));
-        else
-                snprintf(buf, 32, "%.1fG", (double) n / (1 << 30));
-}
+#define human_size format_size
 
 static json_int_t jint(json_t *o, const char *k) {
         return json_integer_value(json_object_get(o, k));
@@ -1032,7 +784,7 @@ static int remote_data_put(const Remote *rm, int argc, char **argv, bool json) {
                 path = xasprintf("/v1/data/%s?filename=%s", name, fname);
                 q.content_type = "application/octet-stream";
                 q.upload = f;
-                q.upload_size = (curl_off_t) st.st_size;
+                q.upload_size = (int64_t) st.st_size;
         }
         q.path = path;
         long st = remote_request(rm, &q, &raw);
@@ -1206,7 +958,7 @@ int cli_remote_data(const char *server, int argc, char **argv) {
                         rest[n++] = argv[i];
         }
         Remote rm;
-        int code = cli_remote_open(server, &rm);
+        int code = open_remote(server, &rm);
         if (code)
                 return code;
         if (streq(sub, "put"))
@@ -1221,6 +973,6 @@ int cli_remote_data(const char *server, int argc, char **argv) {
                 fprintf(stderr, "pysprinter: data: unknown command '%s' (put, ls, get, rm)\n", sub);
                 code = EXIT_USAGE;
         }
-        cli_remote_close(&rm);
+        http_close(&rm);
         return code;
 }

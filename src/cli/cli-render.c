@@ -15,15 +15,33 @@
 #define C_BOLD "\033[1m"
 #define C_RESET "\033[0m"
 
+/* The progress line of the current renderer: cli_error() and friends
+ * erase it too, wherever they are called from. */
+static Renderer *active;
+
 void renderer_init(Renderer *r, bool json_output) {
-        *r = (Renderer) { .json = json_output };
+        *r = (Renderer) { .json = json_output || cli_globals.json };
         r->tty_out = isatty(STDOUT_FILENO);
         r->tty_err = isatty(STDERR_FILENO);
         const char *nc = getenv("NO_COLOR");
         const char *term = getenv("TERM");
-        r->color = r->tty_out && !(nc && *nc) && !(term && streq(term, "dumb"));
+        bool dumb = term && streq(term, "dumb");
+        r->cursor = r->tty_err && !dumb;
+        r->color = r->tty_out && !(nc && *nc) && !dumb && !cli_globals.no_color;
+        /* With --json, stdout holds exactly one JSON document: the
+         * function's own stdout goes to stderr. */
+        r->out = r->json ? stderr : stdout;
         for (int i = 0; i < 3; i++)
                 buf_init(&r->partial[i], 64 * 1024);
+        active = r;
+}
+
+void renderer_clear_status(Renderer *r) {
+        if (r && r->status_line) {
+                r->status_line = false;
+                fputs("\r\033[K", stderr);
+                fflush(stderr);
+        }
 }
 
 static void print_line(Renderer *r, int stream, const char *line, size_t len, usec_t ts) {
@@ -33,13 +51,15 @@ static void print_line(Renderer *r, int stream, const char *line, size_t len, us
         char stamp[32];
         size_t n = strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
         snprintf(stamp + n, sizeof(stamp) - n, ".%03u", (unsigned) ((ts % USEC_PER_SEC) / 1000));
-        /* Both streams go to our stdout on a TTY so their order is kept. */
+        /* Both streams go to one place on a TTY so their order is kept. */
+        renderer_clear_status(r);
+        FILE *f = r->out;
         if (r->color)
-                printf(C_DIM "%s" C_RESET " %s%s" C_RESET " %s%.*s%s\n", stamp, stream == 2 ? C_RED : C_DIM,
+                fprintf(f, C_DIM "%s" C_RESET " %s%s" C_RESET " %s%.*s%s\n", stamp, stream == 2 ? C_RED : C_DIM,
                        stream == 2 ? "err" : "out", stream == 2 ? C_RED : "", (int) len, line,
                        stream == 2 ? C_RESET : "");
         else
-                printf("%s %s | %.*s\n", stamp, stream == 2 ? "err" : "out", (int) len, line);
+                fprintf(f, "%s %s | %.*s\n", stamp, stream == 2 ? "err" : "out", (int) len, line);
 }
 
 static void flush_partial(Renderer *r, int stream, usec_t ts) {
@@ -52,8 +72,9 @@ static void flush_partial(Renderer *r, int stream, usec_t ts) {
 
 static void render_output(Renderer *r, const RunEvent *ev) {
         int s = ev->stream == 2 ? 2 : 1;
+        renderer_clear_status(r);
         if (!r->tty_out) {
-                FILE *f = s == 2 ? stderr : stdout;
+                FILE *f = s == 2 ? stderr : r->out;
                 fwrite(ev->data, 1, ev->len, f);
                 fflush(f);
                 return;
@@ -75,7 +96,7 @@ static void render_output(Renderer *r, const RunEvent *ev) {
                         print_line(r, s, p, (size_t) (nl - p), ev->timestamp);
                 p = nl + 1;
         }
-        fflush(stdout);
+        fflush(r->out);
 }
 
 void renderer_event(const RunEvent *ev, void *userdata) {
@@ -85,11 +106,10 @@ void renderer_event(const RunEvent *ev, void *userdata) {
                 render_output(r, ev);
                 break;
         case RUN_EVENT_WARNING:
-                fprintf(stderr, "%spysprinter: warning: %s%s\n", r->tty_err && r->color ? C_YELLOW : "",
-                        ev->message, r->tty_err && r->color ? C_RESET : "");
+                cli_warning("%s", ev->message);
                 break;
         case RUN_EVENT_PROGRESS:
-                if (r->tty_err && ev->message) {
+                if (r->cursor && ev->message) {
                         r->status_line = true;
                         if (ev->total)
                                 fprintf(stderr, "\r\033[K%s %s %llu/%llu", ev->phase ? ev->phase : "",
@@ -100,11 +120,8 @@ void renderer_event(const RunEvent *ev, void *userdata) {
                 }
                 break;
         case RUN_EVENT_PHASE:
-                if (r->status_line && streq(ev->phase, "run")) {
-                        r->status_line = false;
-                        fputs("\r\033[K", stderr);
-                        fflush(stderr);
-                }
+                if (ev->phase && streq(ev->phase, "run"))
+                        renderer_clear_status(r);
                 break;
         default:
                 break;
@@ -112,6 +129,9 @@ void renderer_event(const RunEvent *ev, void *userdata) {
 }
 
 void renderer_done(Renderer *r) {
+        renderer_clear_status(r);
+        if (active == r)
+                active = NULL;
         for (int i = 1; i < 3; i++) {
                 if (r->tty_out)
                         flush_partial(r, i, now_realtime());
@@ -178,69 +198,156 @@ char *json_reformat(const char *in, int indent) {
         return buf_steal(&b);
 }
 
-static void print_value(Renderer *r, const RunResult *res) {
-        if (!res->value_json) {
-                if (res->value_repr) {
-                        if (r->json) {
-                                json_t *s = json_string(res->value_repr);
-                                _cleanup_free_ char *t = json_dumps(s, JSON_ENCODE_ANY);
-                                json_decref(s);
-                                puts(t ? t : "null");
-                        } else
-                                puts(res->value_repr);
-                }
+char *cli_json_text(json_t *v) {
+        /* 17 digits is exact; json_shorten_reals() then respells each real
+         * as Python does (0.1, 1e+300), so both paths print the same. */
+        _cleanup_free_ char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        return json_shorten_reals(t ?: "null");
+}
+
+void render_json(json_t *v) {
+        _cleanup_free_ char *t = cli_json_text(v);
+        puts(t);
+        fflush(stdout);
+}
+
+void render_value(json_t *v, bool json, bool tty) {
+        if (json) {
+                render_json(v);
                 return;
         }
-        if (r->json) {
-                puts(res->value_json);
+        /* A string prints as itself (the seed's contract: `5`, not `"5"`). */
+        if (json_is_string(v)) {
+                fwrite(json_string_value(v), 1, json_string_length(v), stdout);
+                fputc('\n', stdout);
+        } else {
+                _cleanup_free_ char *t = cli_json_text(v);
+                _cleanup_free_ char *f = json_reformat(t, tty ? 2 : 0);
+                puts(f);
+        }
+        fflush(stdout);
+}
+
+static const char *jstr(json_t *o, const char *k) {
+        return json_string_value(json_object_get(o, k));
+}
+
+/* "ValueError: nope", never "ValueError: ValueError: nope". */
+static void print_error_line(Renderer *r, json_t *err, const char *prefix) {
+        bool c = r->tty_err && r->color;
+        const char *type = jstr(err, "type"), *msg = jstr(err, "message");
+        size_t tl = type ? strlen(type) : 0;
+        bool typed = type && msg && strneq(msg, type, tl) && msg[tl] == ':';
+        fprintf(stderr, "%s%s", c ? C_RED : "", prefix);
+        if (type && msg && !typed && !streq(prefix, "pysprinter: "))
+                fprintf(stderr, "%s: ", type);
+        fprintf(stderr, "%s%s\n", msg ?: "the run failed", c ? C_RESET : "");
+}
+
+int renderer_run_outcome(Renderer *r, json_t *run) {
+        renderer_clear_status(r);
+        fflush(stdout);
+        const char *status = jstr(run, "status") ?: "error";
+        json_t *err = json_object_get(run, "error");
+        if (streq(status, "succeeded")) {
+                const char *repr = jstr(run, "result_repr");
+                if (repr) {
+                        cli_warning("the result cannot be represented as JSON; showing its repr()");
+                        json_t *s = json_string(repr);
+                        render_value(s, r->json, r->tty_out);
+                        json_decref(s);
+                } else
+                        render_value(json_object_get(run, "result") ?: json_null(), r->json, r->tty_out);
+        } else if (streq(status, "failed") && jstr(err, "traceback") && *jstr(err, "traceback"))
+                fputs(jstr(err, "traceback"), stderr);
+        else if (streq(status, "failed") || streq(status, "invalid"))
+                /* Validation messages start with file:line:col, like a
+                 * compiler's, so editors can jump. */
+                print_error_line(r, err, "");
+        else
+                print_error_line(r, err, "pysprinter: ");
+        fflush(stdout);
+        fflush(stderr);
+        json_t *ec = json_object_get(run, "exit_code");
+        return json_is_integer(ec) ? (int) json_integer_value(ec) : EXIT_INTERNAL;
+}
+
+void format_duration_us(usec_t us, char buf[static 32]) {
+        double s = (double) us / 1e6;
+        if (s < 1)
+                snprintf(buf, 32, "%.0fms", s * 1000);
+        else if (s < 120)
+                snprintf(buf, 32, "%.2fs", s);
+        else
+                snprintf(buf, 32, "%lldm%02llds", (long long) s / 60, (long long) s % 60);
+}
+
+void format_size(uint64_t n, char buf[static 32]) {
+        if (n < 1024)
+                snprintf(buf, 32, "%lluB", (unsigned long long) n);
+        else if (n < (1ULL << 20))
+                snprintf(buf, 32, "%.1fK", (double) n / 1024);
+        else if (n < (1ULL << 30))
+                snprintf(buf, 32, "%.1fM", (double) n / (1 << 20));
+        else
+                snprintf(buf, 32, "%.1fG", (double) n / (1 << 30));
+}
+
+usec_t cli_parse_timestamp(const char *iso) {
+        struct tm tm = {};
+        unsigned ms = 0;
+        if (!iso || sscanf(iso, "%d-%d-%dT%d:%d:%d.%uZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                           &tm.tm_sec, &ms) < 6)
+                return 0;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        time_t t = timegm(&tm);
+        return t < 0 ? 0 : (usec_t) t * USEC_PER_SEC + (usec_t) ms * 1000;
+}
+
+void format_local_time(const char *iso, char buf[static 32]) {
+        usec_t t = cli_parse_timestamp(iso);
+        if (!t) {
+                snprintf(buf, 32, "-");
                 return;
         }
-        cli_print_value_text(res->value_json, r->tty_out);
+        time_t sec = (time_t) (t / USEC_PER_SEC);
+        struct tm tm;
+        localtime_r(&sec, &tm);
+        strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void say(const char *color, const char *what, const char *fmt, va_list ap) {
+        bool c = isatty(STDERR_FILENO) && !getenv("NO_COLOR") && !cli_globals.no_color && color;
+        const char *term = getenv("TERM");
+        c = c && !(term && streq(term, "dumb"));
+        renderer_clear_status(active);
+        fflush(stdout);
+        fprintf(stderr, "%spysprinter: %s", c ? color : "", what);
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "%s\n", c ? C_RESET : "");
+        fflush(stderr);
+}
+
+void cli_error(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        say(NULL, "", fmt, ap);
+        va_end(ap);
+}
+
+void cli_warning(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        say(C_YELLOW, "warning: ", fmt, ap);
+        va_end(ap);
 }
 
 void cli_print_value_text(const char *json_text, bool tty) {
-        /* A string result prints as itself (the seed's contract: `5`, not
-         * `"5"`); anything else as JSON. */
-        if (json_text[0] == '"') {
-                json_t *v = json_loads(json_text, JSON_DECODE_ANY, NULL);
-                if (json_is_string(v)) {
-                        fwrite(json_string_value(v), 1, json_string_length(v), stdout);
-                        fputc('\n', stdout);
-                        json_decref(v);
-                        return;
-                }
-                json_decref(v);
-        }
-        _cleanup_free_ char *t = json_reformat(json_text, tty ? 2 : 0);
-        puts(t);
-}
-
-int renderer_result(Renderer *r, const RunResult *res) {
-        bool c = r->tty_err && r->color;
-        fflush(stdout);
-        switch (res->status) {
-        case RUN_SUCCEEDED:
-                print_value(r, res);
-                break;
-        case RUN_FAILED:
-                if (res->traceback && *res->traceback)
-                        fputs(res->traceback, stderr);
-                else
-                        fprintf(stderr, "%s%s%s\n", c ? C_RED : "", res->error_message ?: "the function failed",
-                                c ? C_RESET : "");
-                break;
-        case RUN_INVALID:
-                /* file:line:col first, like a compiler, so editors can jump. */
-                fprintf(stderr, "%s%s%s\n", c ? C_RED : "", res->error_message ?: "invalid", c ? C_RESET : "");
-                break;
-        default:
-                fprintf(stderr, "%spysprinter: %s%s\n", c ? C_RED : "", res->error_message ?: run_status_to_string(res->status),
-                        c ? C_RESET : "");
-                break;
-        }
-        if (res->output_truncated)
-                fprintf(stderr, "pysprinter: output was truncated at the output limit\n");
-        fflush(stdout);
-        fflush(stderr);
-        return res->exit_code;
+        json_t *v = json_loads(json_text, JSON_DECODE_ANY, NULL);
+        if (v)
+                render_value(v, false, tty);
+        else
+                puts(json_text);
+        json_decref(v);
 }

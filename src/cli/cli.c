@@ -1,8 +1,13 @@
-/* pysprinter: the command line. Verbs are a table; each lives in its own
- * file. */
+/* pysprinter: the command line. Verbs are a table; global options go
+ * anywhere on the line; the backend (embedded or a server) is chosen
+ * once; errors become exit codes through one table. */
+#include <signal.h>
+
 #include "config.h"
-#include "cli.h"
-#include "cli-remote.h"
+#include "cli-backend.h"
+
+CliGlobals cli_globals;
+volatile sig_atomic_t cli_interrupted;
 
 typedef struct Verb {
         const char *name;
@@ -22,23 +27,183 @@ static const Verb verbs[] = {
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },
         { "env", verb_env, "environments: env ls, env prune" },
         { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
-        { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [-a V]… [--NAME V]…" },
+        { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [--payload JSON] [-a V]…" },
         { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },
         { "workers", verb_workers, "a server's warm workers and instances" },
         { "server", verb_server, "run pysprinterd (the HTTP daemon) with these options" },
 };
 
 static void usage(FILE *f) {
-        fprintf(f, "Usage: pysprinter VERB [OPTIONS]\n\n"
+        fprintf(f, "Usage: pysprinter [GLOBAL OPTIONS] VERB [OPTIONS]\n\n"
                    "Run Python functions with their pip dependencies, in a sandbox.\n\nVerbs:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
-        fprintf(f, "\nOptions:\n  --help     this help (VERB --help for a verb's)\n  --version  print the version\n"
-                   "\nData lives in $PYSPRINTER_HOME (default $XDG_DATA_HOME/pysprinter).\n");
+        fprintf(f, "\nGlobal options (before or after the verb):\n"
+                   "  --server URL   use a pysprinterd (also PYSPRINTER_SERVER)\n"
+                   "  --token T      its bearer token (also PYSPRINTER_TOKEN)\n"
+                   "  --json         machine-readable output\n"
+                   "  --no-color     no colours (also NO_COLOR)\n"
+                   "  -q, --quiet    only results and errors\n"
+                   "  -v, --verbose  more detail\n"
+                   "  --help         this help (VERB --help for a verb's)\n"
+                   "  --version      print the version\n"
+                   "\nData lives in $PYSPRINTER_HOME (default $XDG_DATA_HOME/pysprinter).\n"
+                   "Exit codes: 0 ok, 1 raised, 2 usage, 3 validation, 4 dependencies, 5 limit,\n"
+                   "6 server unreachable/auth, 7 internal, 130 interrupted (docs/cli.md).\n");
+}
+
+/* ---- global options ---- */
+
+static bool takes_value(const char *w) {
+        static const char *const v[] = { "-a", "-k", "--json-args", "--json-kwargs", "-p", "--param", "--payload" };
+        for (size_t i = 0; i < ELEMENTSOF(v); i++)
+                if (streq(w, v[i]))
+                        return true;
+        return false;
+}
+
+int cli_take_globals(int *argc, char **argv, CliGlobals *g, char **ret_error) {
+        int j = 0;
+        bool rest = false;
+        for (int i = 0; i < *argc; i++) {
+                const char *w = argv[i];
+                char **slot = NULL;
+                if (rest || streq(w, "--")) {
+                        rest = true;
+                        argv[j++] = argv[i];
+                        continue;
+                }
+                if (takes_value(w) && i + 1 < *argc) {
+                        argv[j++] = argv[i++];
+                        argv[j++] = argv[i];
+                        continue;
+                }
+                if (streq(w, "--server") || startswith(w, "--server="))
+                        slot = &g->server;
+                else if (streq(w, "--token") || startswith(w, "--token="))
+                        slot = &g->token;
+                if (slot) {
+                        const char *eq = strchr(w, '=');
+                        if (!eq && i + 1 >= *argc) {
+                                *ret_error = xasprintf("%s needs a value", w);
+                                return -EINVAL;
+                        }
+                        free(*slot);
+                        *slot = xstrdup(eq ? eq + 1 : argv[++i]);
+                } else if (streq(w, "--json"))
+                        g->json = true;
+                else if (streq(w, "--no-color") || streq(w, "--no-colour"))
+                        g->no_color = true;
+                else if (streq(w, "-q") || streq(w, "--quiet"))
+                        g->quiet = true;
+                else if (streq(w, "-v") || streq(w, "--verbose"))
+                        g->verbose = true;
+                else
+                        argv[j++] = argv[i];
+        }
+        *argc = j;
+        argv[j] = NULL;
+        return 0;
+}
+
+/* ---- backends and exit codes ---- */
+
+void backend_set_error(Backend *b, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *m = NULL;
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        free(b->error);
+        b->error = m;
+}
+
+int backend_open(const RunArgs *a, Backend **ret) {
+        _cleanup_free_ char *server = cli_server(), *err = NULL;
+        if (server) {
+                int r = backend_http_new(server, ret, &err);
+                if (r < 0) {
+                        cli_error("%s", err ?: strerror(-r));
+                        return cli_exit_code(r);
+                }
+                return 0;
+        }
+        Engine *e = NULL;
+        int code = cli_engine_open(a, &e);
+        if (code)
+                return code;
+        return backend_engine_new(e, ret);
+}
+
+Backend *backend_free(Backend *b) {
+        if (b) {
+                b->ops->free(b);
+                free(b->error);
+                free(b);
+        }
+        return NULL;
+}
+
+int cli_exit_code(int r) {
+        switch (r) {
+        case 0:
+                return 0;
+        case -EINTR:
+        case -ECANCELED:
+                return EXIT_INTERRUPTED;
+        case -ENOENT:
+        case -EINVAL:
+        case -EEXIST:
+        case -EBUSY:
+        case -EFBIG:
+        case -EOPNOTSUPP:
+                return EXIT_USAGE;
+        case -EBADMSG:
+                return EXIT_VALIDATION;
+        case -ENOPKG:
+                return EXIT_DEPENDENCY;
+        case -EACCES:
+        case -EPERM:
+        case -ECONNREFUSED:
+        case -EAGAIN:
+        case -EIO:
+        case -EPROTO:
+                return EXIT_SERVER;
+        default:
+                return EXIT_INTERNAL;
+        }
+}
+
+int backend_fail(Backend *b, int r) {
+        if (r == -EINTR)
+                cli_error("interrupted");
+        else
+                cli_error("%s", b && b->error ? b->error : strerror(-r));
+        return cli_exit_code(r);
+}
+
+static void on_interrupt(int sig) {
+        cli_interrupted = 1;
+}
+
+void cli_catch_interrupt(void) {
+        struct sigaction sa = { .sa_handler = on_interrupt };
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
 }
 
 int main(int argc, char **argv) {
         log_set_prefix("pysprinter");
+        _cleanup_free_ char *err = NULL;
+        /* Global options anywhere: `pysprinter --server URL run f.py` and
+         * `pysprinter run f.py --server URL` mean the same. */
+        int n = argc - 1;
+        if (cli_take_globals(&n, argv + 1, &cli_globals, &err) < 0) {
+                cli_error("%s", err);
+                return EXIT_USAGE;
+        }
+        argc = n + 1;
         if (argc < 2) {
                 usage(stderr);
                 return EXIT_USAGE;
@@ -55,7 +220,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(verbs[i].name, verb))
                         return verbs[i].fn(argc - 2, argv + 2);
-        fprintf(stderr, "pysprinter: unknown verb '%s'\n", verb);
+        cli_error("unknown verb '%s'", verb);
         usage(stderr);
         return EXIT_USAGE;
 }

@@ -1,9 +1,23 @@
-/* Internal to the pysprinter CLI: verbs, argument grammar, rendering.
- * Nothing outside src/cli/ includes this. */
+/* Internal to the pysprinter CLI: verbs, argument grammar, the backend
+ * interface, rendering. Nothing outside src/cli/ includes this.
+ *
+ * Layers inside the CLI (docs/cli.md "Internals"):
+ *   cli.c           the verb table and the global options
+ *   cli-args.c      the run/invoke argument grammar (a library: unit tests)
+ *   cli-backend.h   one interface over the embedded engine and a daemon
+ *   cli-render.c    API objects -> the terminal (human, --json, TTY/pipe)
+ *   cli-*.c verbs   each written once against a Backend */
 #pragma once
+
+#include <assert.h>
+#include <jansson.h>
+#include <signal.h>
 
 #include "basic.h"
 #include "engine.h"
+
+/* Ctrl-C, on every path (the shell's 128 + SIGINT). */
+#define EXIT_INTERRUPTED 130
 
 /* ---- cli-args.c: the run/invoke argument grammar (DESIGN §1) ---- */
 
@@ -13,6 +27,7 @@ typedef struct RunArgs {
         char *function;      /* NULL: the decorated one */
         char *args_json;     /* [{"raw": …} | {"value": …}, …] */
         char *kwargs_json;   /* {name: {"raw": …} | {"value": …}} */
+        char **suspects;     /* keyword names close to a runner option ("timout") */
         bool json_output;
         bool quiet;
         bool help;
@@ -22,6 +37,7 @@ typedef struct RunArgs {
         char **find_links;
         char *server;
         char **data;         /* --data NAME (repeatable) */
+        char *output_file;   /* --output-file: the function's output goes here */
         bool allow_sdist;
         bool no_cache;
 } RunArgs;
@@ -30,6 +46,9 @@ typedef struct RunArgs {
  * message (exit 2). */
 int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error);
 void run_args_done(RunArgs *a);
+/* The runner option a mistyped word is closest to (edit distance <= 2,
+ * "--timout" -> "--timeout"), or NULL. */
+const char *cli_runner_option_near(const char *word);
 /* The list verbs' options (ps, dag ls): --json, -n/--limit N (1..max).
  * 0 ok, -1 for --help (the caller prints its usage), else EXIT_USAGE after
  * saying what was wrong. */
@@ -39,50 +58,99 @@ int cli_parse_duration_ms(const char *s, uint64_t *ret);
 /* "256" (MiB) "256M" "1G" "512KiB" "100B" -> bytes. */
 int cli_parse_size(const char *s, uint64_t *ret);
 
-/* ---- cli-render.c ---- */
+/* Global options, accepted before or after the verb: --server URL,
+ * --token T, --json, --no-color, -q/--quiet, -v/--verbose. */
+typedef struct CliGlobals {
+        char *server;    /* the flag's value; NULL: $PYSPRINTER_SERVER, the config */
+        char *token;
+        bool json, no_color, quiet, verbose;
+} CliGlobals;
+extern CliGlobals cli_globals;
+/* Removes the global options from argv (updating *argc) into *g. A word
+ * after "--" and the value of -a/-k/--json-args/--json-kwargs/--param are
+ * never taken. -EINVAL (with *ret_error) when --server/--token has no value. */
+int cli_take_globals(int *argc, char **argv, CliGlobals *g, char **ret_error);
+
+/* ---- cli-render.c: API objects to the terminal ---- */
 
 typedef struct Renderer {
         bool tty_out, tty_err, color, json;
-        bool status_line; /* a progress line is on stderr and must be cleared */
-        /* Partial lines per stream (TTY decoration works line by line). */
-        Buf partial[3];
+        bool cursor;      /* cursor movement allowed (a TTY, TERM is not dumb) */
+        bool status_line; /* a progress line is on stderr and must be erased */
+        FILE *out;        /* where the function's stdout goes (stderr with --json) */
+        Buf partial[3];   /* partial lines per stream (TTY decoration is per line) */
 } Renderer;
 
 void renderer_init(Renderer *r, bool json_output);
 void renderer_done(Renderer *r);
-/* An engine event: output is streamed, warnings shown. */
+/* Erases the progress line, if one is drawn: call before any other output. */
+void renderer_clear_status(Renderer *r);
+/* An engine event: output is streamed, warnings shown, progress on one
+ * line that is erased before anything else is written. */
 void renderer_event(const RunEvent *ev, void *userdata);
-/* Prints the outcome of a run; returns its exit code. */
-int renderer_result(Renderer *r, const RunResult *res);
-/* Prints a result's JSON text as `run` does: a string as itself, anything
- * else as JSON (pretty on a TTY, Python's separators otherwise). */
+/* Prints the outcome of a finished run (the API's run object): its value,
+ * warning, traceback or error. Returns its exit code. */
+int renderer_run_outcome(Renderer *r, json_t *run);
+/* Prints a value as `run` does: a string as itself, anything else as JSON
+ * (pretty on a TTY, Python's separators otherwise; compact with --json). */
+void render_value(json_t *v, bool json, bool tty);
+/* The same from JSON text (a DAG's leaf results). */
 void cli_print_value_text(const char *json_text, bool tty);
+/* A JSON document on stdout: compact, reals in Python's spelling. */
+void render_json(json_t *v);
+/* The JSON text of v: compact, reals in their shortest round-trip
+ * spelling (0.1, not 0.10000000000000001). Caller frees. */
+char *cli_json_text(json_t *v);
 /* Re-format compact JSON text: indent 0 = Python's json.dumps default
  * separators on one line; indent > 0 = pretty. Numbers are kept verbatim. */
 char *json_reformat(const char *compact, int indent);
+/* The one place durations and sizes are spelled: "850ms", "2.35s",
+ * "3m05s"; "512B", "1.5K", "2.0M", "1.1G". */
+void format_duration_us(usec_t us, char buf[static 32]);
+void format_size(uint64_t n, char buf[static 32]);
+/* An API time stamp ("2026-01-02T03:04:05.678Z") as realtime µs, or 0. */
+usec_t cli_parse_timestamp(const char *iso);
+/* The local time of an API time stamp, "YYYY-MM-DD HH:MM:SS", or "-". */
+void format_local_time(const char *iso, char buf[static 32]);
+/* Prints "pysprinter: MSG" on stderr, erasing a progress line first. */
+void cli_error(const char *fmt, ...) _printf_(1, 2);
+void cli_warning(const char *fmt, ...) _printf_(1, 2);
 
 /* ---- verbs ---- */
 
-typedef struct CliContext {
-        const char *argv0;
-} CliContext;
-
 int verb_run(int argc, char **argv);
 int verb_validate(int argc, char **argv);
+int verb_invoke(int argc, char **argv);
 int verb_ps(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_logs(int argc, char **argv);
+int verb_deploy(int argc, char **argv);
+int verb_functions(int argc, char **argv);
+int verb_workers(int argc, char **argv);
+int verb_server(int argc, char **argv);
 int verb_dag(int argc, char **argv);
 int verb_chain(int argc, char **argv);
 int verb_data(int argc, char **argv);
-typedef struct DataCatalog DataCatalog; /* cli-data.c: the catalog beside the engine's store */
-int cli_data_open(Engine *e, DataCatalog **ret);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 
 /* Reads a user's file within the source size cap, saying on stderr what
  * went wrong when it cannot. */
 int cli_read_source(const char *file, char **ret, size_t *ret_len);
-
-/* Opens the embedded engine with the environment's settings. */
+/* Opens the embedded engine with the environment's settings. Returns 0 or
+ * the exit code after telling the user. */
 int cli_engine_open(const RunArgs *a, Engine **ret);
+/* A "key = value" setting of ~/.config/pysprinter/config ($XDG_CONFIG_HOME
+ * honoured), or NULL. Caller frees. Keys: server, token, index_url,
+ * extra_index_url, find_links. */
+char *cli_config_value(const char *key);
+/* The server to use: --server, else $PYSPRINTER_SERVER, else the config
+ * file's; NULL for embedded mode. Caller frees. */
+char *cli_server(void);
+
+/* The exit-code table of docs/cli.md, from a negative errno a backend or
+ * the HTTP client returned. */
+int cli_exit_code(int r);
+/* Set by SIGINT/SIGTERM while a verb that can be interrupted runs. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch_interrupt(void);

@@ -596,14 +596,20 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
                 const char *js = json_string_value(json_object_get(v, "json"));
                 const char *repr = json_string_value(json_object_get(v, "repr"));
                 set_outcome(c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
-                c->res->value_json = js ? xstrdup(js) : NULL;
-                if (!js && repr) {
-                        c->res->value_repr = xstrdup(repr);
-                        _cleanup_free_ char *warn = xasprintf(
-                                "the result (%s) cannot be represented as JSON; showing its repr()",
-                                json_string_value(json_object_get(v, "type")) ?: "object");
-                        emit(c, (RunEvent) { .type = RUN_EVENT_WARNING, .message = warn });
+                /* JSON the rest of the system cannot read back (an int
+                 * beyond 64 bits, a lone surrogate) is not JSON for the
+                 * API's clients either: it takes the repr() path, so the
+                 * CLI, the daemon and the store all agree. The warning is
+                 * drawn by whoever shows value_repr (the CLI's renderer). */
+                json_t *check = js ? json_loads(js, JSON_DECODE_ANY, NULL) : NULL;
+                if (js && !check) {
+                        repr = repr ?: js;
+                        js = NULL;
                 }
+                json_decref(check);
+                c->res->value_json = js ? xstrdup(js) : NULL;
+                if (!js && repr)
+                        c->res->value_repr = xstrdup(repr);
         } else {
                 json_t *e = json_object_get(v, "error");
                 const char *type = json_string_value(json_object_get(e, "type"));

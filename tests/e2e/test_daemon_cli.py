@@ -71,7 +71,7 @@ def test_run_validate_ps_show_logs(rcli, d):
     p = rcli("logs", ok["id"], check=0)
     assert p.stdout == "line 0\nline 1\n"
     p = rcli("show", "rnonexistent", check=2)
-    assert "not found" in p.stderr
+    assert "no run" in p.stderr
 
 
 def pathlib_home(rcli):
@@ -124,7 +124,8 @@ def test_ctrl_c_cancels_remote_run(rcli, d):
     assert proc.stdout.readline().startswith("tick 0")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 5, (proc.returncode, err)
+    # Ctrl-C is 130 on every path (docs/cli.md exit codes).
+    assert proc.returncode == 130, (proc.returncode, err)
     assert "cancel" in err.lower()
     st, b = d.call("GET", "/v1/runs?limit=10")
     slow = [r for r in b["runs"] if r["function"] == "slow" and r["kwargs"] == {"seconds": "60"}]

@@ -1,0 +1,387 @@
+/* The backend over a pysprinterd (docs/api.md): the same operations as the
+ * embedded engine, answered with the same objects. A run's events come
+ * from its SSE stream and go through the renderer the embedded mode uses. */
+#include "cli-backend.h"
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* "key = value" (or "key: value") lines of ~/.config/pysprinter/config;
+ * '#' starts a comment. */
+char *cli_config_value(const char *key) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+        size_t len;
+
+        if (xdg && *xdg)
+                path = path_join(xdg, "pysprinter", "config");
+        else if (home && *home)
+                path = path_join(home, ".config", "pysprinter", "config");
+        else
+                return NULL;
+        if (read_file(path, 64 * 1024, &text, &len) < 0)
+                return NULL;
+        for (char *line = text; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = 0;
+                char *l = strstrip(line);
+                size_t k = strlen(key);
+                if (*l != '#' && strneq(l, key, k)) {
+                        char *v = strstrip(l + k);
+                        if (*v == '=' || *v == ':')
+                                return xstrdup(strstrip(v + 1));
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        return NULL;
+}
+
+char *cli_server(void) {
+        const char *env = getenv("PYSPRINTER_SERVER");
+        if (cli_globals.server && *cli_globals.server)
+                return xstrdup(cli_globals.server);
+        if (env && *env)
+                return xstrdup(env);
+        return cli_config_value("server");
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+int cli_args_to_api(json_t *req, const RunArgs *a) {
+        json_t *args = a->args_json ? json_loads(a->args_json, 0, NULL) : NULL;
+        json_t *kwargs = a->kwargs_json ? json_loads(a->kwargs_json, 0, NULL) : NULL;
+        json_t *raw_a = json_array(), *val_a = json_array(), *raw_k = json_object(), *val_k = json_object(), *v;
+        size_t i;
+        const char *k;
+        int r = 0;
+
+        json_array_foreach(args, i, v) {
+                json_t *raw = json_object_get(v, "raw"), *val = json_object_get(v, "value");
+                if (raw && json_array_size(val_a) > 0)
+                        r = -EINVAL;
+                json_array_append(raw ? raw_a : val_a, raw ?: val);
+        }
+        json_object_foreach(kwargs, k, v) {
+                json_t *raw = json_object_get(v, "raw"), *val = json_object_get(v, "value");
+                json_object_set(raw ? raw_k : val_k, k, raw ?: val);
+        }
+        const char *names[] = { "raw_args", "args", "raw_kwargs", "kwargs" };
+        json_t *parts[] = { raw_a, val_a, raw_k, val_k };
+        for (size_t p = 0; p < ELEMENTSOF(parts); p++) {
+                if (json_is_array(parts[p]) ? json_array_size(parts[p]) : json_object_size(parts[p]))
+                        json_object_set(req, names[p], parts[p]);
+                json_decref(parts[p]);
+        }
+        json_decref(args);
+        json_decref(kwargs);
+
+        const RunLimits *l = &a->limits;
+        json_t *o = json_object();
+        if (l->timeout_ms)
+                json_object_set_new(o, "timeout_ms", json_integer((json_int_t) l->timeout_ms));
+        if (l->memory_bytes)
+                json_object_set_new(o, "memory_bytes", json_integer((json_int_t) l->memory_bytes));
+        if (l->max_procs)
+                json_object_set_new(o, "max_procs", json_integer((json_int_t) l->max_procs));
+        if (l->max_output_bytes)
+                json_object_set_new(o, "max_output_bytes", json_integer((json_int_t) l->max_output_bytes));
+        if (l->network)
+                json_object_set_new(o, "network", json_true());
+        if (json_object_size(o))
+                json_object_set(req, "limits", o);
+        json_decref(o);
+        return r;
+}
+
+static const char *base_name(const char *path) {
+        const char *s = strrchr(path, '/');
+        return s ? s + 1 : path;
+}
+
+static int fail(Backend *b, int r, char *err) {
+        free(b->error);
+        b->error = err;
+        return r;
+}
+
+/* ---- runs ---------------------------------------------------------------- */
+
+typedef struct Follow {
+        Renderer *rd;
+        json_t *end;    /* the "end" event's run */
+} Follow;
+
+static void on_sse(const char *event, const char *data, size_t len, void *userdata) {
+        Follow *f = userdata;
+        json_t *j = json_loadb(data, len, JSON_DECODE_ANY, NULL);
+        if (!j)
+                return;
+        if (streq(event, "output")) {
+                json_t *text = json_object_get(j, "text");
+                const char *stream = json_string_value(json_object_get(j, "stream"));
+                if (json_is_string(text)) {
+                        RunEvent ev = { .type = RUN_EVENT_OUTPUT,
+                                        .stream = stream && streq(stream, "stderr") ? 2 : 1,
+                                        .data = json_string_value(text),
+                                        .len = json_string_length(text),
+                                        .timestamp = now_realtime() };
+                        renderer_event(&ev, f->rd);
+                }
+        } else if (streq(event, "phase") || streq(event, "warning")) {
+                RunEvent ev = { .type = streq(event, "phase") ? RUN_EVENT_PHASE : RUN_EVENT_WARNING,
+                                .phase = json_string_value(json_object_get(j, "phase")),
+                                .message = json_string_value(json_object_get(j, "message")),
+                                .timestamp = now_realtime() };
+                if (ev.phase || ev.message)
+                        renderer_event(&ev, f->rd);
+        } else if (streq(event, "end")) {
+                json_decref(f->end);
+                f->end = json_incref(j);
+        }
+        json_decref(j);
+}
+
+/* Streams a run's events into rd until it ends; *ret is the final run.
+ * Ctrl-C cancels the run on the server, then waits for its record. */
+static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
+        _cleanup_free_ char *eid = http_escape(id), *err = NULL;
+        _cleanup_free_ char *lpath = xasprintf("/v1/runs/%s/logs?follow=1", eid), *rpath = xasprintf("/v1/runs/%s", eid);
+        Follow f = { .rd = rd };
+        int r = 0;
+        for (int attempt = 0; attempt < 3 && !f.end; attempt++) {
+                Buf body;
+                free(err);
+                err = NULL;
+                r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = lpath, .sse = on_sse, .sse_userdata = &f },
+                                 NULL, &body, &err);
+                buf_free(&body);
+                if (r < 0)
+                        break;
+        }
+        if (r == -EINTR) {
+                /* Handled: further requests must not stop at once. */
+                cli_interrupted = 2;
+                renderer_clear_status(rd);
+                cli_error("cancelling run %s on the server", id);
+                json_t *x = NULL;
+                free(err);
+                err = NULL;
+                (void) http_json(&b->http, "DELETE", rpath, NULL, &x, &err);
+                json_decref(x);
+        }
+        if (f.end) {
+                *ret = f.end;
+                return 0;
+        }
+        /* The stream broke off (or was cancelled): the record has the end. */
+        free(err);
+        err = NULL;
+        r = http_json(&b->http, "GET", rpath, NULL, ret, &err);
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
+/* A Lambda-style event goes through the Lambda Invoke API, which applies
+ * the calling rule (handler(event, context), docs/api.md). Invoked as an
+ * "Event" it answers at once with the run's id, which is then followed
+ * like any run. */
+static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
+        _cleanup_free_ char *name = http_escape(q->deployed), *err = NULL, *body = cli_json_text(q->payload);
+        _cleanup_free_ char *path = q->version > 0 ? xasprintf("/2015-03-31/functions/%s/invocations?Qualifier=%ld", name,
+                                                               q->version)
+                                                   : xasprintf("/2015-03-31/functions/%s/invocations", name);
+        Buf ans, hdrs;
+        buf_init(&hdrs, 64 * 1024);
+        HttpRequest h = { .method = "POST", .path = path, .content_type = "application/json", .body = body,
+                          .body_len = strlen(body), .headers = &hdrs, .header = "X-Amz-Invocation-Type: Event" };
+        int r = http_request(&b->http, &h, NULL, &ans, &err);
+        buf_free(&ans);
+        _cleanup_free_ char *id = NULL;
+        const char *p = hdrs.data ? strcasestr(hdrs.data, "X-Amzn-RequestId:") : NULL;
+        if (p) {
+                p += strlen("X-Amzn-RequestId:");
+                p += strspn(p, " ");
+                id = xstrndup(p, strcspn(p, "\r\n"));
+        }
+        buf_free(&hdrs);
+        if (r < 0)
+                return fail(b, r, TAKE_PTR(err));
+        if (!id)
+                return fail(b, -EPROTO, xstrdup("the server's answer has no request id"));
+        return follow_run(b, id, rd, ret);
+}
+
+static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
+        const RunArgs *a = q->a;
+        _cleanup_free_ char *err = NULL, *path = NULL;
+        json_t *req = json_object(), *ans = NULL;
+        int r;
+        if (!q->deployed) {
+                json_object_set_new(req, "source", json_stringn(q->source, q->source_len));
+                json_object_set_new(req, "filename", json_string(base_name(q->filename)));
+                if (a->function)
+                        json_object_set_new(req, "function", json_string(a->function));
+        }
+        if (q->payload) {
+                json_decref(req);
+                return invoke_event(b, q, rd, ret);
+        }
+        if (cli_args_to_api(req, a) < 0) {
+                json_decref(req);
+                return fail(b, -EINVAL, xstrdup("give -a values before --json-args values"));
+        }
+        if (q->prev_result) {
+                json_t *prev = json_loads(q->prev_result, JSON_DECODE_ANY, NULL);
+                json_object_del(req, "raw_args");
+                json_object_del(req, "raw_kwargs");
+                json_object_del(req, "kwargs");
+                json_object_set_new(req, "args", json_pack("[o]", prev ?: json_null()));
+        }
+        if (q->validate_only) {
+                json_object_del(req, "limits");
+                r = http_json(&b->http, "POST", "/v1/validate", req, &ans, &err);
+                json_decref(req);
+                if (r < 0)
+                        return fail(b, r, TAKE_PTR(err));
+                /* {valid, exit_code, status, function, error} is a run
+                 * object's outcome already. */
+                if (!json_is_true(json_object_get(ans, "valid")) && !json_object_get(ans, "status"))
+                        json_object_set_new(ans, "status", json_string("invalid"));
+                *ret = ans;
+                return 0;
+        }
+        if (a->data && !q->deployed) {
+                /* The server resolves the names in the caller's tenant. */
+                json_t *data = json_array();
+                for (char **n = a->data; *n; n++)
+                        json_array_append_new(data, json_string(*n));
+                json_object_set_new(req, "data", data);
+        }
+        if (q->deployed) {
+                _cleanup_free_ char *name = http_escape(q->deployed);
+                if (q->version > 0)
+                        json_object_set_new(req, "version", json_integer(q->version));
+                path = xasprintf("/v1/functions/%s/invoke", name);
+        }
+        r = http_json(&b->http, "POST", path ?: "/v1/runs", req, &ans, &err);
+        json_decref(req);
+        if (r < 0)
+                return fail(b, r, TAKE_PTR(err));
+        const char *id = json_string_value(json_object_get(ans, "id"));
+        if (!id) {
+                json_decref(ans);
+                return fail(b, -EPROTO, xstrdup("the server's answer has no run id"));
+        }
+        _cleanup_free_ char *rid = xstrdup(id);
+        json_decref(ans);
+        return follow_run(b, rid, rd, ret);
+}
+
+static int http_run_get(Backend *b, const char *id, json_t **ret) {
+        _cleanup_free_ char *eid = http_escape(id), *err = NULL;
+        _cleanup_free_ char *path = xasprintf("/v1/runs/%s", eid);
+        int r = http_json(&b->http, "GET", path, NULL, ret, &err);
+        if (r == -ENOENT)
+                return fail(b, r, xasprintf("no run '%s' (see `pysprinter ps`)", id));
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
+static int http_run_list(Backend *b, long limit, json_t **ret) {
+        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld", limit), *err = NULL;
+        json_t *ans = NULL;
+        int r = http_json(&b->http, "GET", path, NULL, &ans, &err);
+        if (r < 0)
+                return fail(b, r, TAKE_PTR(err));
+        *ret = json_incref(json_object_get(ans, "runs") ?: json_array());
+        json_decref(ans);
+        return 0;
+}
+
+static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
+        /* The event stream in both cases: a finished run's stream replays
+         * its log with stdout and stderr apart (the text/plain log would
+         * interleave them on one stream). */
+        json_t *run = NULL;
+        int r = http_run_get(b, id, &run);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *eid = http_escape(json_string_value(json_object_get(run, "id")) ?: id), *err = NULL;
+        _cleanup_free_ char *path = xasprintf("/v1/runs/%s/logs?follow=1", eid);
+        json_decref(run);
+        Follow f = { .rd = rd };
+        Buf body;
+        r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .sse = on_sse, .sse_userdata = &f },
+                         NULL, &body, &err);
+        buf_free(&body);
+        json_decref(f.end);
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
+static int http_deploy(Backend *b, json_t *req, json_t **ret) {
+        _cleanup_free_ char *err = NULL;
+        Buf body;
+        _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
+        HttpRequest q = { .method = "POST", .path = "/v1/functions", .content_type = "application/json", .body = text,
+                          .body_len = strlen(text) };
+        int r = http_request(&b->http, &q, NULL, &body, &err);
+        json_t *ans = body.len ? json_loadb(body.data, body.len, 0, NULL) : NULL;
+        buf_free(&body);
+        if (r == -EBADMSG) {
+                /* 422: the validation's own message (file:line:col…). */
+                const char *m = json_string_value(
+                        json_object_get(json_object_get(json_object_get(ans, "validation"), "error"), "message"));
+                if (m) {
+                        free(err);
+                        err = xstrdup(m);
+                }
+                json_t *ec = json_object_get(json_object_get(ans, "validation"), "exit_code");
+                if (json_integer_value(ec) == EXIT_DEPENDENCY)
+                        r = -ENOPKG;
+        }
+        if (r < 0) {
+                json_decref(ans);
+                return fail(b, r, TAKE_PTR(err));
+        }
+        *ret = ans ?: json_object();
+        return 0;
+}
+
+static int http_function(Backend *b, const char *method, const char *name, json_t **ret) {
+        _cleanup_free_ char *err = NULL, *ename = name ? http_escape(name) : NULL;
+        _cleanup_free_ char *path = name ? xasprintf("/v1/functions/%s", ename) : xstrdup("/v1/functions");
+        int r = http_json(&b->http, method, path, NULL, ret, &err);
+        if (r == -ENOENT && name)
+                return fail(b, r, xasprintf("no deployed function '%s' (see `pysprinter functions`)", name));
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
+static int http_workers(Backend *b, json_t **ret) {
+        _cleanup_free_ char *err = NULL;
+        int r = http_json(&b->http, "GET", "/v1/workers", NULL, ret, &err);
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
+static void http_backend_free(Backend *b) {
+        http_close(&b->http);
+}
+
+static const BackendOps http_ops = {
+        .run = http_run,
+        .run_get = http_run_get,
+        .run_list = http_run_list,
+        .run_logs = http_run_logs,
+        .deploy = http_deploy,
+        .function = http_function,
+        .workers = http_workers,
+        .free = http_backend_free,
+};
+
+int backend_http_new(const char *server, Backend **ret, char **ret_error) {
+        Http h;
+        int r = http_open(server, &h, ret_error);
+        if (r < 0)
+                return r;
+        Backend *b = xcalloc(1, sizeof(Backend));
+        *b = (Backend) { .ops = &http_ops, .remote = true, .http = h };
+        *ret = b;
+        return 0;
+}

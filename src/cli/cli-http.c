@@ -1,0 +1,259 @@
+/* The CLI's one HTTP client (libcurl): JSON bodies, streamed uploads and
+ * downloads, Server-Sent Events, 429 retried as Retry-After asks, Ctrl-C.
+ * CURLcode and HTTP statuses become negative errnos here; the verb maps
+ * those to exit codes (cli_exit_code). */
+#include <curl/curl.h>
+
+#include "cli-backend.h"
+
+#define MAX_RESPONSE_BYTES (512U << 20)
+#define MAX_RETRIES 5
+
+int http_open(const char *server, Http *ret, char **ret_error) {
+        static bool curl_ready;
+        assert(server);
+        if (!curl_ready) {
+                curl_global_init(CURL_GLOBAL_DEFAULT);
+                curl_ready = true;
+        }
+        if (!startswith(server, "http://") && !startswith(server, "https://")) {
+                *ret_error = xasprintf("--server needs an http:// or https:// URL, not '%s'", server);
+                return -EINVAL;
+        }
+        char *base = xstrdup(server);
+        size_t n = strlen(base);
+        while (n > 0 && base[n - 1] == '/')
+                base[--n] = 0;
+        const char *t = cli_globals.token ? cli_globals.token : getenv("PYSPRINTER_TOKEN");
+        *ret = (Http) { .base = base, .token = t && *t ? xstrdup(t) : cli_config_value("token") };
+        return 0;
+}
+
+void http_close(Http *h) {
+        free(h->base);
+        free(h->token);
+        *h = (Http) {};
+}
+
+char *http_escape(const char *s) {
+        char *e = curl_easy_escape(NULL, s, 0);
+        char *r = xstrdup(e ? e : "");
+        curl_free(e);
+        return r;
+}
+
+typedef struct Xfer {
+        const HttpRequest *q;
+        CURL *c;
+        Buf *body;
+        Buf *headers;
+        long retry_after;
+        /* SSE parsing state */
+        Buf line, data;
+        char event[32];
+} Xfer;
+
+static bool ok_status(CURL *c) {
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        return status >= 200 && status < 300;
+}
+
+/* One line of an event stream (without its '\n'). */
+static void sse_line(Xfer *x) {
+        const char *l = x->line.data ? x->line.data : "";
+        if (x->line.len == 0) {
+                if (x->event[0] || x->data.len)
+                        x->q->sse(x->event[0] ? x->event : "message", x->data.data ? x->data.data : "", x->data.len,
+                                  x->q->sse_userdata);
+                x->event[0] = 0;
+                buf_reset(&x->data);
+        } else if (startswith(l, "event:"))
+                snprintf(x->event, sizeof(x->event), "%s", l[6] == ' ' ? l + 7 : l + 6);
+        else if (startswith(l, "data:")) {
+                if (x->data.len)
+                        (void) buf_append(&x->data, "\n", 1);
+                (void) buf_appends(&x->data, l[5] == ' ' ? l + 6 : l + 5);
+        }
+        buf_reset(&x->line);
+}
+
+static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
+        Xfer *x = userdata;
+        size_t total = size * n;
+        if (ok_status(x->c) && x->q->download)
+                return fwrite(data, 1, total, x->q->download) == total ? total : 0;
+        if (ok_status(x->c) && x->q->sse) {
+                for (size_t i = 0; i < total; i++) {
+                        if (data[i] == '\n')
+                                sse_line(x);
+                        else if (data[i] != '\r' && buf_append(&x->line, &data[i], 1) < 0)
+                                return 0;
+                }
+                return total;
+        }
+        return buf_append(x->body, data, total) < 0 ? 0 : total;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
+        Xfer *x = userdata;
+        if (size * n > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
+                x->retry_after = strtol(data + 12, NULL, 10);
+        if (x->headers)
+                (void) buf_append(x->headers, data, size * n);
+        return size * n;
+}
+
+static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+        return cli_interrupted == 1 ? 1 : 0;
+}
+
+/* A non-2xx status as a negative errno. */
+static int status_errno(long status) {
+        switch (status) {
+        case 400:
+                return -EINVAL;
+        case 401:
+                return -EACCES;
+        case 403:
+                return -EPERM;
+        case 404:
+                return -ENOENT;
+        case 409:
+                return -EBUSY;
+        case 413:
+                return -EFBIG;
+        case 422:
+                return -EBADMSG;
+        case 429:
+                return -EAGAIN;
+        default:
+                return status >= 400 && status < 500 ? -EINVAL : -EIO;
+        }
+}
+
+/* What to tell the user about a refused request. */
+static char *status_message(const Http *h, long status, const Buf *body) {
+        json_t *j = body->len ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+        const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        char *r;
+        if (status == 401)
+                r = xasprintf("%s refused the token (%s): set PYSPRINTER_TOKEN, --token, or 'token = …' in "
+                              "~/.config/pysprinter/config",
+                              h->base, m ? m : "unauthorized");
+        else if (status == 403)
+                r = xasprintf("the token lacks the right to do this (%s)", m ? m : "forbidden");
+        else
+                r = xasprintf("%s (HTTP %ld)", m ? m : "the server refused the request", status);
+        json_decref(j);
+        return r;
+}
+
+static void set_common(CURL *c, const Http *h, struct curl_slist *hdrs, char *errbuf) {
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+}
+
+static struct curl_slist *headers_for(const Http *h, const HttpRequest *q) {
+        struct curl_slist *l = NULL;
+        if (h->token) {
+                _cleanup_free_ char *a = xasprintf("Authorization: Bearer %s", h->token);
+                l = curl_slist_append(l, a);
+        }
+        if (q->content_type) {
+                _cleanup_free_ char *ct = xasprintf("Content-Type: %s", q->content_type);
+                l = curl_slist_append(l, ct);
+        }
+        if (q->header)
+                l = curl_slist_append(l, q->header);
+        /* A large body must not wait a second for "100 Continue". */
+        return curl_slist_append(l, "Expect:");
+}
+
+int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error) {
+        assert(h && h->base && q && q->method && q->path && ret_body);
+        buf_init(ret_body, MAX_RESPONSE_BYTES);
+        for (int attempt = 0;; attempt++) {
+                CURL *c = curl_easy_init();
+                if (!c) {
+                        *ret_error = xstrdup("cannot start an HTTP client");
+                        return -ENOMEM;
+                }
+                char errbuf[CURL_ERROR_SIZE] = "";
+                long status = 0;
+                _cleanup_free_ char *url = xasprintf("%s%s", h->base, q->path);
+                struct curl_slist *hdrs = headers_for(h, q);
+                Xfer x = { .q = q, .c = c, .body = ret_body, .headers = q->headers };
+                buf_init(&x.line, 1U << 20);
+                buf_init(&x.data, 64U << 20);
+                set_common(c, h, hdrs, errbuf);
+                curl_easy_setopt(c, CURLOPT_URL, url);
+                curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+                curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+                curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+                curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+                if (q->upload) {
+                        rewind(q->upload);
+                        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+                        curl_easy_setopt(c, CURLOPT_READDATA, q->upload);
+                        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t) q->upload_size);
+                } else if (q->body) {
+                        curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
+                        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) q->body_len);
+                }
+                /* After UPLOAD/POSTFIELDS, which set PUT/POST themselves. */
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+                CURLcode cc = curl_easy_perform(c);
+                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+                curl_slist_free_all(hdrs);
+                curl_easy_cleanup(c);
+                buf_free(&x.line);
+                buf_free(&x.data);
+                if (cli_interrupted == 1 && cc != CURLE_OK)
+                        return -EINTR;
+                if (cc != CURLE_OK && !(status >= 200 && status < 300 && cc == CURLE_PARTIAL_FILE)) {
+                        if (cc == CURLE_WRITE_ERROR && (q->download || q->sse)) {
+                                *ret_error = xasprintf("cannot write the download: %s", strerror(errno ?: EIO));
+                                return -EIO;
+                        }
+                        *ret_error = xasprintf("cannot reach %s: %s", h->base, *errbuf ? errbuf : curl_easy_strerror(cc));
+                        return -ECONNREFUSED;
+                }
+                if (status == 429 && attempt < MAX_RETRIES && !cli_interrupted) {
+                        buf_reset(ret_body);
+                        sleep((unsigned) MAX(1, MIN(x.retry_after, 10)));
+                        continue;
+                }
+                if (ret_status)
+                        *ret_status = status;
+                if (status < 200 || status >= 300) {
+                        *ret_error = status_message(h, status, ret_body);
+                        return status_errno(status);
+                }
+                return 0;
+        }
+}
+
+int http_json(const Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
+        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        HttpRequest q = { .method = method, .path = path };
+        Buf b;
+        if (text) {
+                q.content_type = "application/json";
+                q.body = text;
+                q.body_len = strlen(text);
+        }
+        int r = http_request(h, &q, NULL, &b, ret_error);
+        if (r >= 0 && ret)
+                *ret = b.len ? json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL) : json_object();
+        if (r >= 0 && ret && !*ret) {
+                *ret_error = xstrdup("the server's answer is not JSON");
+                r = -EPROTO;
+        }
+        buf_free(&b);
+        return r;
+}

@@ -1,0 +1,664 @@
+/* The run verbs, each written once against a Backend: run, validate,
+ * invoke, ps, show, logs, deploy, functions, workers (and `server`). */
+#include "cli-backend.h"
+
+static const char run_help[] =
+        "Usage: pysprinter run FILE[::FUNC] [OPTIONS] [ARGUMENTS]\n"
+        "\n"
+        "Validate FILE, install its @requirements, run the function in a sandbox and\n"
+        "print its result (JSON; a str prints as itself).\n"
+        "\n"
+        "Arguments:\n"
+        "  -a VALUE              positional argument (repeatable, in order)\n"
+        "  --NAME VALUE, -NAME VALUE, --NAME=VALUE\n"
+        "                        keyword argument NAME\n"
+        "  -k NAME=VALUE         keyword argument, whatever NAME is (a, k, json, timeout…)\n"
+        "  --json-args '[…]'     positional arguments as JSON values\n"
+        "  --json-kwargs '{…}'   keyword arguments as JSON values\n"
+        "  Values are converted by the parameter's annotation (int, float, bool, str,\n"
+        "  list, dict, tuple, Optional[...]); unannotated parameters get strings.\n"
+        "\n"
+        "Options:\n"
+        "  --json                print the result as compact JSON (always quoted); the\n"
+        "                        function's own stdout goes to stderr\n"
+        "  --output-file FILE    write the function's stdout and stderr to FILE\n"
+        "  -q, --quiet           no progress, no notes: the result and errors only\n"
+        "  --timeout DURATION    wall-clock limit (default 60s; 500ms, 2m…)\n"
+        "  --memory SIZE         memory limit (default 512M)\n"
+        "  --max-procs N         process limit (default 64)\n"
+        "  --max-output SIZE     stdout+stderr limit (default 10M)\n"
+        "  --network             allow outbound network access\n"
+        "  --sandbox MODE        full (default) or none (trusted code only)\n"
+        "  --data NAME[@V]       mount dataset NAME read-only at /data/NAME (repeatable)\n"
+        "  --index-url URL       package index (default PyPI; PIP_INDEX_URL honoured)\n"
+        "  --find-links DIR      also look for wheels in DIR (repeatable)\n"
+        "  --allow-sdist         allow building packages from source distributions\n"
+        "  --no-cache            resolve again instead of using a cached lock\n"
+        "  --server URL          run on a pysprinterd (also PYSPRINTER_SERVER)\n"
+        "  --token TOKEN         the server's bearer token (also PYSPRINTER_TOKEN)\n"
+        "\n"
+        "Exit codes: 0 ok, 1 function raised, 2 usage, 3 validation, 4 dependencies,\n"
+        "5 killed by a limit, 6 server unreachable/auth, 7 internal, 130 Ctrl-C.\n";
+
+static const char validate_help[] =
+        "Usage: pysprinter validate FILE[::FUNC] [ARGUMENTS]\n"
+        "\n"
+        "Check FILE without running it: syntax, the target function, its\n"
+        "@requirements (resolved: an unresolvable one is exit 4), and the arguments\n"
+        "against its signature. Takes the same arguments as `run`. Exit 0 when\n"
+        "valid, 3 when not, 4 when a requirement cannot be resolved.\n";
+
+static const char invoke_help[] =
+        "Usage: pysprinter invoke NAME[::VERSION] [--payload JSON | --payload-file FILE | -]\n"
+        "       pysprinter invoke NAME[::VERSION] [-a V]… [--NAME V]… [--json]\n"
+        "\n"
+        "Invoke a deployed function on the server. --payload sends a Lambda-style\n"
+        "event (handler(event, context)); --payload-file reads it from FILE, and '-'\n"
+        "from stdin. Otherwise arguments are as for `pysprinter run`.\n";
+
+/* Prints a usage error and the hint to --help; returns EXIT_USAGE. */
+static int usage_error(const char *verb, const char *msg) {
+        cli_error("%s", msg);
+        fprintf(stderr, "Try 'pysprinter %s --help'.\n", verb);
+        return EXIT_USAGE;
+}
+
+static bool help_asked(int argc, char **argv) {
+        for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                        return true;
+        return false;
+}
+
+/* A keyword argument spelled like a runner option ("--timout 5") that the
+ * function has no parameter for is a typo: say which option was meant. */
+static int check_suspects(Backend *b, RunRequest *q) {
+        if (!q->a->suspects)
+                return 0;
+        RunRequest v = *q;
+        v.validate_only = true;
+        Renderer quiet;
+        renderer_init(&quiet, false);
+        json_t *run = NULL;
+        int r = b->ops->run(b, &v, &quiet, &run);
+        renderer_done(&quiet);
+        if (r < 0)
+                return 0; /* the real run reports it */
+        const char *msg = json_string_value(json_object_get(json_object_get(run, "error"), "message"));
+        int code = 0;
+        for (char **s = q->a->suspects; msg && *s && !code; s++) {
+                _cleanup_free_ char *quoted = xasprintf("'%s'", *s);
+                if (strstr(msg, quoted)) {
+                        _cleanup_free_ char *dashed = xasprintf("--%s", *s);
+                        for (char *p = dashed + 2; *p; p++)
+                                if (*p == '_')
+                                        *p = '-';
+                        cli_error("unknown option '%s' (did you mean %s?); the function has no parameter '%s'",
+                                  dashed, cli_runner_option_near(dashed) ?: "?", *s);
+                        code = EXIT_USAGE;
+                }
+        }
+        json_decref(run);
+        return code;
+}
+
+/* Runs (or validates, or invokes) q on b and renders it. */
+static int run_and_render(Backend *b, RunRequest *q) {
+        const RunArgs *a = q->a;
+        int code = check_suspects(b, q);
+        if (code)
+                return code;
+        Renderer rd;
+        renderer_init(&rd, a->json_output);
+        _cleanup_fclose_ FILE *out = NULL;
+        if (a->output_file) {
+                out = fopen(a->output_file, "we");
+                if (!out) {
+                        cli_error("cannot write %s: %s", a->output_file, strerror(errno));
+                        renderer_done(&rd);
+                        return EXIT_USAGE;
+                }
+                rd.out = out;
+                rd.tty_out = false;
+        }
+        json_t *run = NULL;
+        /* Ctrl-C: the embedded backend cancels in its own handler; a
+         * remote run's requests stop and the run is cancelled on the server. */
+        cli_catch_interrupt();
+        int r = b->ops->run(b, q, &rd, &run);
+        if (r < 0) {
+                renderer_done(&rd);
+                return backend_fail(b, r);
+        }
+        /* Output to a file is the function's, both streams. */
+        if (out)
+                fflush(out);
+        renderer_done(&rd);
+        const char *status = json_string_value(json_object_get(run, "status")) ?: "";
+        if (q->validate_only && streq(status, "succeeded")) {
+                if (!a->quiet && !cli_globals.quiet)
+                        printf("%s: ok (%s)\n", a->target,
+                               json_string_value(json_object_get(run, "function")) ?: "?");
+                code = 0;
+        } else
+                code = renderer_run_outcome(&rd, run);
+        json_decref(run);
+        return cli_interrupted ? EXIT_INTERRUPTED : code;
+}
+
+static int parse_or_fail(const char *verb, int argc, char **argv, RunArgs *a) {
+        _cleanup_free_ char *err = NULL;
+        if (cli_parse_run_args(argc, argv, a, &err) < 0)
+                return usage_error(verb, err);
+        a->json_output = a->json_output || cli_globals.json;
+        a->quiet = a->quiet || cli_globals.quiet;
+        return 0;
+}
+
+static int run_or_validate(int argc, char **argv, bool validate_only) {
+        const char *verb = validate_only ? "validate" : "run";
+        if (help_asked(argc, argv)) {
+                fputs(validate_only ? validate_help : run_help, stdout);
+                return 0;
+        }
+        RunArgs a;
+        int code = parse_or_fail(verb, argc, argv, &a);
+        if (code)
+                return code;
+        _cleanup_free_ char *source = NULL;
+        size_t len = 0;
+        Backend *b = NULL;
+        if (cli_read_source(a.file, &source, &len) < 0)
+                code = EXIT_USAGE;
+        else
+                code = backend_open(&a, &b);
+        if (!code) {
+                if (a.sandbox == SANDBOX_MODE_NONE && !b->remote)
+                        cli_warning("--sandbox=none: this code runs WITHOUT isolation, with your user's access to "
+                                    "files and network");
+                else if (a.sandbox == SANDBOX_MODE_NONE)
+                        cli_warning("--sandbox is the server's setting; ignored with --server");
+                RunRequest q = { .a = &a, .source = source, .source_len = len, .filename = a.file,
+                                 .validate_only = validate_only };
+                code = run_and_render(b, &q);
+        }
+        backend_free(b);
+        run_args_done(&a);
+        return code;
+}
+
+int verb_run(int argc, char **argv) {
+        return run_or_validate(argc, argv, false);
+}
+
+int verb_validate(int argc, char **argv) {
+        return run_or_validate(argc, argv, true);
+}
+
+int cli_read_source(const char *file, char **ret, size_t *ret_len) {
+        int r = read_file(file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
+        if (r == -EFBIG)
+                cli_error("%s is larger than the 4 MiB source limit", file);
+        else if (r < 0)
+                cli_error("cannot read %s: %s", file, strerror(-r));
+        return r;
+}
+
+/* --payload JSON, --payload-file FILE, or '-' (stdin): the event. */
+static int take_payload(int *argc, char **argv, json_t **ret) {
+        _cleanup_free_ char *text = NULL;
+        int j = 0;
+        for (int i = 0; i < *argc; i++) {
+                const char *w = argv[i];
+                size_t len = 0;
+                int r = 0;
+                if ((streq(w, "--payload") || streq(w, "--payload-file")) && i + 1 >= *argc)
+                        return usage_error("invoke", streq(w, "--payload") ? "--payload needs a JSON value"
+                                                                          : "--payload-file needs a file");
+                free(text);
+                text = NULL;
+                if (streq(w, "--payload"))
+                        text = xstrdup(argv[++i]);
+                else if (startswith(w, "--payload="))
+                        text = xstrdup(w + 10);
+                else if (streq(w, "--payload-file") || startswith(w, "--payload-file=")) {
+                        const char *f = w[14] == '=' ? w + 15 : argv[++i];
+                        r = read_file(f, RUN_MAX_SOURCE_BYTES, &text, &len);
+                        if (r < 0) {
+                                cli_error("cannot read %s: %s", f, strerror(-r));
+                                return EXIT_USAGE;
+                        }
+                } else if (streq(w, "-") && j > 0) {
+                        r = read_file("/dev/stdin", RUN_MAX_SOURCE_BYTES, &text, &len);
+                        if (r < 0) {
+                                cli_error("cannot read the payload from stdin: %s", strerror(-r));
+                                return EXIT_USAGE;
+                        }
+                } else {
+                        argv[j++] = argv[i];
+                        continue;
+                }
+                json_error_t e;
+                json_decref(*ret);
+                *ret = json_loads(text, JSON_DECODE_ANY, &e);
+                if (!*ret) {
+                        _cleanup_free_ char *m = xasprintf("the payload is not JSON: %s (line %d)", e.text, e.line);
+                        return usage_error("invoke", m);
+                }
+        }
+        *argc = j;
+        return 0;
+}
+
+int verb_invoke(int argc, char **argv) {
+        if (help_asked(argc, argv)) {
+                fputs(invoke_help, stdout);
+                return 0;
+        }
+        json_t *payload = NULL;
+        int code = take_payload(&argc, argv, &payload);
+        if (code)
+                return code;
+        /* NAME::VERSION: the version is ours, not the run grammar's ::FUNC. */
+        long version = 0;
+        _cleanup_free_ char *name = NULL;
+        if (argc > 0 && argv[0][0] != '-' && strstr(argv[0], "::")) {
+                const char *sep = strstr(argv[0], "::");
+                char *end;
+                version = strtol(sep + 2, &end, 10);
+                if (*end || version < 1) {
+                        json_decref(payload);
+                        return usage_error("invoke", "the part after '::' must be a version number");
+                }
+                name = xstrndup(argv[0], (size_t) (sep - argv[0]));
+                argv[0] = name;
+        }
+        RunArgs a;
+        code = parse_or_fail("invoke", argc, argv, &a);
+        if (code) {
+                json_decref(payload);
+                return code;
+        }
+        Backend *b = NULL;
+        code = backend_open(&a, &b);
+        if (!code) {
+                RunRequest q = { .a = &a, .deployed = a.file, .version = version, .payload = payload };
+                code = run_and_render(b, &q);
+        }
+        backend_free(b);
+        json_decref(payload);
+        run_args_done(&a);
+        return code;
+}
+
+/* ---- ps / show / logs ---------------------------------------------------- */
+
+static void run_target(json_t *run, char buf[static 256]) {
+        const char *f = json_string_value(json_object_get(run, "filename"));
+        const char *fn = json_string_value(json_object_get(run, "function"));
+        /* Never "file.py::?": a run that failed before its function was
+         * known shows the file alone. */
+        snprintf(buf, 256, "%s%s%s", f ?: "-", fn ? "::" : "", fn ?: "");
+}
+
+static void run_duration(json_t *run, char buf[static 32]) {
+        usec_t c = cli_parse_timestamp(json_string_value(json_object_get(run, "created_at")));
+        usec_t f = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
+        if (!c || !f || f < c)
+                snprintf(buf, 32, "-");
+        else
+                format_duration_us(f - c, buf);
+}
+
+static void run_exit(json_t *run, char buf[static 16]) {
+        json_t *ec = json_object_get(run, "exit_code");
+        snprintf(buf, 16, json_is_integer(ec) ? "%lld" : "-", (long long) json_integer_value(ec));
+}
+
+int verb_ps(int argc, char **argv) {
+        bool json;
+        long limit;
+        int k = cli_parse_list_args(argc, argv, "ps", 10000, &json, &limit);
+        if (k < 0) {
+                printf("Usage: pysprinter ps [--json] [-n N]\n\nList the most recent runs (default 20).\n");
+                return 0;
+        }
+        if (k)
+                return k;
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        json_t *runs = NULL;
+        int r = b->ops->run_list(b, limit, &runs);
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (json || cli_globals.json)
+                render_json(runs);
+        else {
+                printf("%-18s %-11s %4s %-19s %8s  %s\n", "ID", "STATUS", "EXIT", "CREATED", "DURATION", "TARGET");
+                size_t i;
+                json_t *run;
+                json_array_foreach(runs, i, run) {
+                        char created[32], dur[32], ec[16], target[256];
+                        format_local_time(json_string_value(json_object_get(run, "created_at")), created);
+                        run_duration(run, dur);
+                        run_exit(run, ec);
+                        run_target(run, target);
+                        printf("%-18s %-11s %4s %-19s %8s  %s\n", json_string_value(json_object_get(run, "id")) ?: "?",
+                               json_string_value(json_object_get(run, "status")) ?: "?", ec, created, dur, target);
+                }
+        }
+        json_decref(runs);
+        backend_free(b);
+        return code;
+}
+
+/* `show RUN`, `logs RUN [-f]`: RUN is an id or a unique prefix. */
+static int one_run_args(const char *verb, int argc, char **argv, bool *json, bool *follow, const char **ret_id) {
+        *ret_id = NULL;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--json") && json)
+                        *json = true;
+                else if (follow && (streq(argv[i], "-f") || streq(argv[i], "--follow")))
+                        *follow = true;
+                else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        printf("Usage: pysprinter %s RUN%s\n\nRUN is a run id or a unique prefix of one "
+                               "(see `pysprinter ps`).\n",
+                               verb, follow ? " [-f]" : " [--json]");
+                        return -1;
+                } else if (!*ret_id && argv[i][0] != '-')
+                        *ret_id = argv[i];
+                else {
+                        _cleanup_free_ char *m = xasprintf("%s: unexpected argument '%s'", verb, argv[i]);
+                        return usage_error(verb, m);
+                }
+        }
+        if (!*ret_id) {
+                _cleanup_free_ char *m = xasprintf("%s needs a run id (see `pysprinter ps`)", verb);
+                return usage_error(verb, m);
+        }
+        return 0;
+}
+
+static void show_value(const char *label, json_t *v) {
+        _cleanup_free_ char *t = cli_json_text(v);
+        _cleanup_free_ char *f = json_reformat(t, 0);
+        printf("%-10s %s\n", label, f);
+}
+
+int verb_show(int argc, char **argv) {
+        bool json = cli_globals.json;
+        const char *id;
+        int code = one_run_args("show", argc, argv, &json, NULL, &id);
+        if (code)
+                return code < 0 ? 0 : code;
+        Backend *b = NULL;
+        code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        json_t *run = NULL;
+        int r = b->ops->run_get(b, id, &run);
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (json)
+                render_json(run);
+        else {
+                char created[32], dur[32], ec[16], target[256];
+                format_local_time(json_string_value(json_object_get(run, "created_at")), created);
+                run_duration(run, dur);
+                run_exit(run, ec);
+                run_target(run, target);
+                printf("%-10s %s\n%-10s %s\n%-10s %s\n%-10s %s\n%-10s %s\n%-10s %s\n", "id:",
+                       json_string_value(json_object_get(run, "id")) ?: "?", "target:", target, "status:",
+                       json_string_value(json_object_get(run, "status")) ?: "?", "exit code:", ec, "created:", created,
+                       "duration:", dur);
+                /* The arguments as the user gave them. */
+                show_value("args:", json_object_get(run, "args") ?: json_array());
+                show_value("kwargs:", json_object_get(run, "kwargs") ?: json_object());
+                const char *repr = json_string_value(json_object_get(run, "result_repr"));
+                json_t *res = json_object_get(run, "result");
+                if (repr)
+                        printf("%-10s %s (repr; not JSON)\n", "result:", repr);
+                else if (res && !json_is_null(res))
+                        show_value("result:", res);
+                json_t *err = json_object_get(run, "error");
+                const char *type = json_string_value(json_object_get(err, "type"));
+                const char *msg = json_string_value(json_object_get(err, "message"));
+                const char *tb = json_string_value(json_object_get(err, "traceback"));
+                if (msg) {
+                        size_t tl = type ? strlen(type) : 0;
+                        bool typed = type && strneq(msg, type, tl) && msg[tl] == ':';
+                        printf("%-10s %s%s%s\n", "error:", type && !typed ? type : "", type && !typed ? ": " : "", msg);
+                }
+                if (tb)
+                        printf("traceback:\n%s", tb);
+        }
+        json_decref(run);
+        backend_free(b);
+        return code;
+}
+
+int verb_logs(int argc, char **argv) {
+        bool follow = false;
+        const char *id;
+        int code = one_run_args("logs", argc, argv, NULL, &follow, &id);
+        if (code)
+                return code < 0 ? 0 : code;
+        Backend *b = NULL;
+        code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        Renderer rd;
+        renderer_init(&rd, false);
+        /* A run's log replays its output to the streams it was written to. */
+        rd.out = stdout;
+        cli_catch_interrupt();
+        int r = b->ops->run_logs(b, id, follow, &rd);
+        renderer_done(&rd);
+        if (r < 0)
+                code = backend_fail(b, r);
+        backend_free(b);
+        return code;
+}
+
+/* ---- deploy / functions / workers ------------------------------------------ */
+
+int verb_deploy(int argc, char **argv) {
+        const char *target = NULL, *name = NULL, *description = NULL;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--name") && i + 1 < argc)
+                        name = argv[++i];
+                else if (startswith(argv[i], "--name="))
+                        name = argv[i] + 7;
+                else if (streq(argv[i], "--description") && i + 1 < argc)
+                        description = argv[++i];
+                else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT] [--json]\n\n"
+                               "Deploy a function to the server; each deploy is a new version. NAME defaults\n"
+                               "to the file's stem. An unknown package is exit 4, as for run.\n");
+                        return 0;
+                } else if (!target && argv[i][0] != '-')
+                        target = argv[i];
+                else {
+                        _cleanup_free_ char *m = xasprintf("deploy: unexpected argument '%s'", argv[i]);
+                        return usage_error("deploy", m);
+                }
+        }
+        if (!target)
+                return usage_error("deploy", "deploy needs FILE[::FUNC]");
+        const char *sep = strstr(target, "::");
+        _cleanup_free_ char *file = sep ? xstrndup(target, (size_t) (sep - target)) : xstrdup(target);
+        _cleanup_free_ char *source = NULL, *stem = NULL;
+        size_t len;
+        if (cli_read_source(file, &source, &len) < 0)
+                return EXIT_USAGE;
+        const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+        if (!name) {
+                stem = xstrdup(base);
+                char *dot = strrchr(stem, '.');
+                if (dot)
+                        *dot = 0;
+                name = stem;
+        }
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        json_t *req = json_pack("{s:s, s:s%, s:s}", "name", name, "source", source, len, "filename", base), *ans = NULL;
+        if (sep && sep[2])
+                json_object_set_new(req, "function", json_string(sep + 2));
+        if (description)
+                json_object_set_new(req, "description", json_string(description));
+        int r = b->ops->deploy(b, req, &ans);
+        if (r == -EBADMSG || r == -ENOPKG) {
+                /* The validation's message as `run` prints it. */
+                fprintf(stderr, "%s\n", b->error ?: "invalid");
+                code = cli_exit_code(r);
+        } else if (r < 0)
+                code = backend_fail(b, r);
+        else if (cli_globals.json)
+                render_json(ans);
+        else
+                printf("deployed %s version %lld (%s::%s)\n", json_string_value(json_object_get(ans, "name")) ?: name,
+                       (long long) json_integer_value(json_object_get(ans, "version")), base,
+                       json_string_value(json_object_get(ans, "function")) ?: "-");
+        json_decref(req);
+        json_decref(ans);
+        backend_free(b);
+        return code;
+}
+
+int verb_functions(int argc, char **argv) {
+        const char *sub = "ls", *name = NULL;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        printf("Usage: pysprinter functions [ls|show NAME|rm NAME] [--json]\n");
+                        return 0;
+                } else if (i == 0 && (streq(argv[i], "ls") || streq(argv[i], "show") || streq(argv[i], "rm")))
+                        sub = argv[i];
+                else if (!name && argv[i][0] != '-')
+                        name = argv[i];
+                else {
+                        _cleanup_free_ char *m = xasprintf("functions: unexpected argument '%s'", argv[i]);
+                        return usage_error("functions", m);
+                }
+        }
+        if (!streq(sub, "ls") && !name) {
+                _cleanup_free_ char *m = xasprintf("functions %s needs a NAME", sub);
+                return usage_error("functions", m);
+        }
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        json_t *ans = NULL;
+        int r = b->ops->function(b, streq(sub, "rm") ? "DELETE" : "GET", streq(sub, "ls") ? NULL : name, &ans);
+        json_t *list = json_object_get(ans, "functions");
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (cli_globals.json)
+                render_json(streq(sub, "ls") ? list : ans);
+        else if (streq(sub, "ls")) {
+                printf("%-24s %7s  %-24s  %s\n", "NAME", "VERSION", "FUNCTION", "DEPLOYED");
+                size_t i;
+                json_t *f;
+                json_array_foreach(list, i, f) {
+                        char t[32];
+                        format_local_time(json_string_value(json_object_get(f, "created_at")), t);
+                        printf("%-24s %7lld  %-24s  %s\n", json_string_value(json_object_get(f, "name")) ?: "?",
+                               (long long) json_integer_value(json_object_get(f, "version")),
+                               json_string_value(json_object_get(f, "function")) ?: "-", t);
+                }
+        } else if (streq(sub, "rm"))
+                printf("deleted %s\n", name);
+        else {
+                _cleanup_free_ char *t = cli_json_text(ans);
+                _cleanup_free_ char *f = json_reformat(t, 2);
+                puts(f);
+        }
+        json_decref(ans);
+        backend_free(b);
+        return code;
+}
+
+int verb_workers(int argc, char **argv) {
+        if (help_asked(argc, argv)) {
+                printf("Usage: pysprinter workers [--json] [--server URL]\n\n"
+                       "Show the daemon's warm workers (one per environment) and your deployed\n"
+                       "functions' warm instances. The embedded CLI keeps no workers between runs.\n");
+                return 0;
+        }
+        if (argc > 0) {
+                _cleanup_free_ char *m = xasprintf("workers: unexpected argument '%s'", argv[0]);
+                return usage_error("workers", m);
+        }
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        json_t *ans = NULL;
+        int r = b->ops->workers(b, &ans);
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (cli_globals.json)
+                render_json(ans);
+        else {
+                json_t *p = json_object_get(ans, "pool");
+                char pss[32], budget[32];
+                format_size((uint64_t) json_integer_value(json_object_get(p, "pss_bytes")), pss);
+                format_size((uint64_t) json_integer_value(json_object_get(p, "memory_budget")), budget);
+                printf("%lld workers (%lld busy), %lld instances, PSS %s of %s budget; "
+                       "%lld warm / %lld cold acquisitions, %lld evictions\n\n",
+                       (long long) json_integer_value(json_object_get(p, "workers")),
+                       (long long) json_integer_value(json_object_get(p, "busy")),
+                       (long long) json_integer_value(json_object_get(p, "instances")), pss, budget,
+                       (long long) json_integer_value(json_object_get(p, "hits")),
+                       (long long) json_integer_value(json_object_get(p, "misses")),
+                       (long long) json_integer_value(json_object_get(p, "evictions")));
+                printf("%-9s %8s %5s %9s %8s  %s\n", "KIND", "PID", "BUSY", "PSS", "IDLE", "ENV / FUNCTION");
+                size_t i;
+                json_t *w;
+                json_array_foreach(json_object_get(ans, "workers"), i, w) {
+                        const char *kind = json_string_value(json_object_get(w, "kind")) ?: "?";
+                        _cleanup_free_ char *what = NULL;
+                        if (streq(kind, "instance"))
+                                what = xstrdup(json_string_value(json_object_get(w, "function")) ?: "?");
+                        else
+                                what = xasprintf("%zu store dirs, %lld modules pre-imported%s",
+                                                 json_array_size(json_object_get(w, "sys_path")),
+                                                 (long long) json_integer_value(json_object_get(w, "imported")),
+                                                 json_array_size(json_object_get(w, "failed_imports")) ? " (some failed: see --json)" : "");
+                        json_t *busy = json_object_get(w, "busy");
+                        char wpss[32], idle[32];
+                        format_size((uint64_t) json_integer_value(json_object_get(w, "pss_bytes")), wpss);
+                        format_duration_us((usec_t) (json_number_value(json_object_get(w, "idle_s")) * 1e6), idle);
+                        printf("%-9s %8lld %5lld %9s %8s  %s\n", kind, (long long) json_integer_value(json_object_get(w, "pid")),
+                               (long long) (json_is_boolean(busy) ? json_is_true(busy) : json_integer_value(busy)), wpss,
+                               idle, what);
+                }
+        }
+        json_decref(ans);
+        backend_free(b);
+        return code;
+}
+
+int verb_server(int argc, char **argv) {
+        _cleanup_free_ char *dir = NULL;
+        char **args = xcalloc((size_t) argc + 2, sizeof(char *));
+        args[0] = (char *) "pysprinterd";
+        for (int i = 0; i < argc; i++)
+                args[i + 1] = argv[i];
+        /* Beside this binary when installed, the build tree's layout when
+         * run from it, else $PATH. */
+        if (exe_dir(&dir) >= 0) {
+                _cleanup_free_ char *a = path_join(dir, "pysprinterd");
+                _cleanup_free_ char *b = path_join(dir, "..", "daemon", "pysprinterd");
+                execv(a, args);
+                execv(b, args);
+        }
+        execvp("pysprinterd", args);
+        cli_error("cannot start pysprinterd: %s", strerror(errno));
+        free(args);
+        return EXIT_INTERNAL;
+}

@@ -1,0 +1,267 @@
+"""Every verb twice: embedded and against a real pysprinterd on loopback.
+The user must get the same stdout, the same first line of stderr and the
+same exit code (issue 11). Plus one test per CLI friction the issue names."""
+import json
+import re
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from conftest import CLI, WORKER, sandbox_args
+from daemonlib import Daemon
+
+FUNCS = '''
+def f(kind: str = "float"):
+    print("hello from f")
+    if kind == "float": return 0.1
+    if kind == "huge_float": return 1e300
+    if kind == "bigint": return 10**30
+    if kind == "unicode": return "é✓"
+    if kind == "dict": return {"a": [1, 2.5], "é": None}
+    if kind == "list": return [1, "two", 3.0]
+    if kind == "none": return None
+    if kind == "set": return {1, 2}
+    if kind == "raise": raise ValueError("nope")
+    if kind == "sleep":
+        import time
+        time.sleep(30)
+    return kind
+'''
+
+PIPELINE = '''
+name: parity
+tasks:
+  one:
+    file: step.py
+    function: one
+  two:
+    file: step.py
+    function: two
+    args: ["${one}"]
+'''
+
+STEP = '''
+def one():
+    return 0.1
+
+def two(x):
+    return [x, 10]
+'''
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("parity-daemon")
+    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"])
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    w = tmp_path_factory.mktemp("parity-work")
+    (w / "f.py").write_text(FUNCS)
+    (w / "step.py").write_text(STEP)
+    (w / "pipe.yaml").write_text(PIPELINE)
+    (w / "words.txt").write_text("alpha beta\n")
+    (w / "home").mkdir()
+    return w
+
+
+def run_cli(workdir, args, server=None, input=None, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env["PYSPRINTER_HOME"] = str(workdir / "home")
+    env["PYSPRINTER_WORKER"] = str(WORKER)
+    env["NO_COLOR"] = "1"
+    env.update(extra_env or {})
+    pre = ["--server", server] if server else []
+    return subprocess.run([str(CLI), *pre, *args], capture_output=True, text=True, env=env, cwd=workdir,
+                          input=input, timeout=120)
+
+
+def first_line(s):
+    return s.splitlines()[0] if s.strip() else ""
+
+
+SB = ["--sandbox=none"]
+CASES = {
+    "float": ["run", "f.py", "--kind", "float"],
+    "float_json": ["run", "f.py", "--kind", "float", "--json"],
+    "huge_float": ["run", "f.py", "--kind", "huge_float"],
+    "bigint": ["run", "f.py", "--kind", "bigint"],
+    "bigint_json": ["run", "f.py", "--kind", "bigint", "--json"],
+    "unicode": ["run", "f.py", "--kind", "unicode"],
+    "unicode_json": ["run", "f.py", "--kind", "unicode", "--json"],
+    "dict": ["run", "f.py", "--kind", "dict"],
+    "list_json": ["run", "f.py", "--kind", "list", "--json"],
+    "none": ["run", "f.py", "--kind", "none"],
+    "set": ["run", "f.py", "--kind", "set"],
+    "raise": ["run", "f.py", "--kind", "raise"],
+    "timeout": ["run", "f.py", "--kind", "sleep", "--timeout", "1s"],
+    "validate": ["validate", "f.py", "--kind", "x"],
+    "validate_bad_kwarg": ["validate", "f.py", "--nope", "x"],
+    "chain": ["chain", "step.py::one", "step.py::two"],
+    "chain_json": ["chain", "step.py::one", "step.py::two", "--json"],
+    "dag": ["dag", "run", "pipe.yaml"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_verb_gives_the_same_output_embedded_and_remote(daemon, workdir, case):
+    args = CASES[case]
+    if args[0] in ("run", "chain"):
+        args = args + SB
+    local = run_cli(workdir, args)
+    remote = run_cli(workdir, args, server=daemon.url)
+    # The sandbox notes differ by design (a server's sandbox is its own);
+    # everything after them must not.
+    # A DAG's header names its id, durations vary, and polling a server
+    # may not see a short task's "running" state: compare the rest.
+    def strip(err):
+        lines = [re.sub(r" [0-9.]+m?s\b", "", l) for l in err.splitlines()
+                 if "--sandbox" not in l and not l.startswith("dag ") and not l.endswith(": running")]
+        return "\n".join(lines)
+    assert local.returncode == remote.returncode, (local, remote)
+    assert local.stdout == remote.stdout, (local, remote)
+    assert first_line(strip(local.stderr)) == first_line(strip(remote.stderr)), (local.stderr, remote.stderr)
+
+
+def test_show_and_ps_print_the_same_run_object_embedded_and_remote(daemon, workdir):
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "f.py", "--kind", "float", *SB], server=server)
+        assert r.returncode == 0, r
+    runs = {}
+    for server in (None, daemon.url):
+        ps = run_cli(workdir, ["ps", "--json", "-n", "1"], server=server)
+        assert ps.returncode == 0, ps
+        [run] = json.loads(ps.stdout)
+        show = run_cli(workdir, ["show", run["id"], "--json"], server=server)
+        assert json.loads(show.stdout) == run
+        runs[server] = run
+    a, b = runs[None], runs[daemon.url]
+    assert set(a) >= {"id", "status", "exit_code", "filename", "function", "args", "kwargs", "result",
+                      "result_repr", "error", "created_at", "finished_at"}
+    assert set(a) - {"phase"} == set(b) - {"phase"}
+    assert a["result"] == b["result"] == 0.1
+    assert '"result":0.1,' in run_cli(workdir, ["show", a["id"], "--json"]).stdout
+    # The human view: same columns on both paths, no internal timings.
+    hl = run_cli(workdir, ["show", a["id"]]).stdout
+    hr = run_cli(workdir, ["show", b["id"]], server=daemon.url).stdout
+    assert [l.split(":")[0] for l in hl.splitlines()] == [l.split(":")[0] for l in hr.splitlines()]
+    assert "ms" not in hl.replace("duration", "") or "c=" not in hl
+    assert "timings" not in hl and "kind" in hl
+    assert run_cli(workdir, ["ps"]).stdout.splitlines()[0] == run_cli(workdir, ["ps"], server=daemon.url).stdout.splitlines()[0]
+
+
+def test_global_options_are_accepted_before_the_verb(daemon, workdir):
+    r = run_cli(workdir, ["--json", "run", "f.py", "--kind", "unicode", *SB], server=daemon.url)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == '"é✓"\n'
+
+
+def test_run_json_sends_the_function_stdout_to_stderr(workdir):
+    r = run_cli(workdir, ["run", "f.py", "--kind", "dict", "--json", *SB])
+    assert r.returncode == 0
+    assert json.loads(r.stdout) == {"a": [1, 2.5], "é": None}
+    assert "hello from f" in r.stderr
+
+
+def test_a_set_result_prints_its_repr_with_a_warning_on_both_paths(daemon, workdir):
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "f.py", "--kind", "set", *SB], server=server)
+        assert r.stdout.endswith("{1, 2}\n")
+        assert "cannot be represented as JSON" in r.stderr
+
+
+def test_mistyped_runner_option_suggests_the_option(workdir):
+    r = run_cli(workdir, ["run", "f.py", "--jsn"])
+    assert r.returncode == 2 and "did you mean --json" in r.stderr
+    r = run_cli(workdir, ["run", "f.py", "--timout", "5", *SB])
+    assert r.returncode == 2 and "did you mean --timeout" in r.stderr
+
+
+def test_unknown_kwarg_names_the_parameters(workdir):
+    r = run_cli(workdir, ["run", "f.py", "--nope", "1", *SB])
+    assert r.returncode == 3 and "parameters: kind" in r.stderr
+
+
+@pytest.mark.parametrize("verb", ["run", "validate", "invoke", "ps", "show", "logs", "deploy", "functions",
+                                  "workers", "dag", "chain", "data", "lock", "env"])
+def test_every_verb_help_works_without_a_server(workdir, verb):
+    r = run_cli(workdir, [verb, "--help"], extra_env={"PYSPRINTER_SERVER": "http://127.0.0.1:9"})
+    assert r.returncode == 0, (verb, r.stderr)
+    assert "Usage" in r.stdout
+
+
+def test_run_help_lists_every_runner_option(workdir):
+    out = run_cli(workdir, ["run", "--help"]).stdout
+    for opt in ("--data", "-q", "--json", "--timeout", "--output-file", "--server", "--token"):
+        assert opt in out
+
+
+def test_lock_needs_no_arguments(workdir):
+    (workdir / "needs.py").write_text("def g(x: int, y):\n    return x\n")
+    r = run_cli(workdir, ["lock", "needs.py"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_read_only_token_403_says_the_token_lacks_the_right(tmp_path, workdir):
+    d = Daemon(tmp_path / "auth", sandbox="none")
+    d.start()
+    try:
+        r = run_cli(workdir, ["run", "f.py", *SB], server=d.url,
+                    extra_env={"PYSPRINTER_TOKEN": "reader-token-0123456789abcdef"})
+        assert r.returncode == 6
+        assert "lacks the right" in r.stderr and "set PYSPRINTER_TOKEN" not in r.stderr
+    finally:
+        d.stop()
+
+
+def test_ps_never_shows_a_question_mark_function(workdir):
+    (workdir / "broken.py").write_text("def (:\n")
+    run_cli(workdir, ["run", "broken.py", *SB])
+    assert "::?" not in run_cli(workdir, ["ps"]).stdout
+
+
+def test_exception_type_is_printed_once(daemon, workdir):
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "f.py", "--kind", "raise", *SB], server=server)
+        assert "ValueError: nope" in r.stderr and "ValueError: ValueError" not in r.stderr
+        rid = json.loads(run_cli(workdir, ["ps", "--json", "-n", "1"], server=server).stdout)[0]["id"]
+        show = run_cli(workdir, ["show", rid], server=server).stdout
+        assert "ValueError: ValueError" not in show
+
+
+def test_invoke_sends_a_lambda_event_payload(daemon, workdir):
+    (workdir / "handler.py").write_text("def handler(event, context):\n    return {'got': event['n'] * 2}\n")
+    r = run_cli(workdir, ["deploy", "handler.py::handler", "--name", "h"], server=daemon.url)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(workdir, ["invoke", "h", "--payload", '{"n": 21}'], server=daemon.url)
+    assert r.returncode == 0, r.stderr
+    # The Lambda path logs START/END/REPORT lines, as Lambda does; the result is last.
+    assert json.loads(r.stdout.splitlines()[-1]) == {"got": 42}
+    (workdir / "event.json").write_text('{"n": 5}')
+    r = run_cli(workdir, ["invoke", "h", "--payload-file", "event.json"], server=daemon.url)
+    assert json.loads(r.stdout.splitlines()[-1]) == {"got": 10}
+    r = run_cli(workdir, ["invoke", "h", "-"], server=daemon.url, input='{"n": 1}')
+    assert json.loads(r.stdout.splitlines()[-1]) == {"got": 2}
+
+
+def test_dag_logs_of_a_silent_task_prints_nothing_and_exits_0(workdir):
+    r = run_cli(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--json"])
+    assert r.returncode == 0, r.stderr
+    dag_id = json.loads(r.stdout)["id"]
+    r = run_cli(workdir, ["dag", "logs", dag_id, "one"])
+    assert (r.returncode, r.stdout) == (0, "")
+
+
+def test_logs_replays_stdout_and_stderr_apart_on_both_paths(daemon, workdir):
+    (workdir / "noisy.py").write_text("import sys\ndef n():\n    print('out')\n    print('err', file=sys.stderr)\n")
+    for server in (None, daemon.url):
+        run_cli(workdir, ["run", "noisy.py", *SB], server=server)
+        rid = json.loads(run_cli(workdir, ["ps", "--json", "-n", "1"], server=server).stdout)[0]["id"]
+        r = run_cli(workdir, ["logs", rid], server=server)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n")
