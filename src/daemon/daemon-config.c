@@ -31,6 +31,7 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .max_connections = 1024,
                 .read_timeout_s = 30,
                 .max_wait_s = 3600,
+                .max_attempts = 3,
                 .metrics_public = true,
                 .sandbox = SANDBOX_MODE_FULL,
         };
@@ -305,6 +306,7 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         { "max_connections", &cfg->max_connections, NULL, 4, 100000 },
                         { "read_timeout_s", &cfg->read_timeout_s, NULL, 1, 86400 },
                         { "max_wait_s", &cfg->max_wait_s, NULL, 1, 86400 * 7 },
+                        { "max_attempts", &cfg->max_attempts, NULL, 1, RUN_MAX_RETRIES + 1 },
                 };
                 bool found = false;
                 for (size_t i = 0; i < ELEMENTSOF(t); i++) {

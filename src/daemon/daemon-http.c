@@ -241,6 +241,8 @@ static json_t *run_json(const RunRecord *r, const char *phase) {
         else
                 json_object_set_new(j, "error", json_null());
         json_object_set_new(j, "timings", json_or_null(r->timings_json));
+        json_object_set_new(j, "attempt", json_integer(r->attempt));
+        json_object_set_new(j, "max_attempts", json_integer(r->max_attempts));
         json_object_set_new(j, "created_at", time_json(r->created));
         json_object_set_new(j, "started_at", time_json(r->started));
         json_object_set_new(j, "finished_at", time_json(r->finished));
@@ -759,6 +761,10 @@ static enum MHD_Result handle_deploy(Ctx *c, const Buf *body) {
                         json_object_set_new(l, "max_output_bytes", json_integer((json_int_t) req.limits.max_output_bytes));
                 if (req.limits.network)
                         json_object_set_new(l, "network", json_true());
+                /* The function's delivery policy travels with its limits:
+                 * every invocation inherits it (docs/api.md "Delivery"). */
+                if (req.max_attempts > 0)
+                        json_object_set_new(l, "retries", json_integer(req.max_attempts - 1));
                 limits = json_object_size(l) ? json_dumps(l, JSON_COMPACT) : NULL;
                 json_decref(l);
         }
@@ -876,6 +882,15 @@ static void merge_limits(RunLimits *l, const char *limits_json) {
         l->network = l->network || base.network;
 }
 
+/* The deploy's "retries" as max_attempts (0: the config's default). */
+static int function_max_attempts(const FunctionRecord *f) {
+        json_t *j = json_or_null(f->limits_json);
+        json_t *v = json_object_get(j, "retries");
+        int n = json_is_integer(v) ? (int) json_integer_value(v) + 1 : 0;
+        json_decref(j);
+        return n;
+}
+
 static enum MHD_Result handle_invoke(Ctx *c, const char *name, const Buf *body) {
         _cleanup_free_ char *err = NULL;
         RunRequest req = {};
@@ -900,6 +915,8 @@ static enum MHD_Result handle_invoke(Ctx *c, const char *name, const Buf *body) 
         req.filename = f->filename ? xstrdup(f->filename) : NULL;
         req.function = f->function ? xstrdup(f->function) : NULL;
         merge_limits(&req.limits, f->limits_json);
+        if (req.max_attempts == 0)
+                req.max_attempts = function_max_attempts(f);
         ret = submit_and_respond(c, &req, f->name, f->version);
         function_record_free(f);
         run_request_done(&req);
@@ -975,6 +992,8 @@ static enum MHD_Result handle_lambda_invoke(Ctx *c, const char *name, const Buf 
         req.filename = f->filename ? xstrdup(f->filename) : NULL;
         req.function = f->function ? xstrdup(f->function) : NULL;
         merge_limits(&req.limits, f->limits_json);
+        if (req.max_attempts == 0)
+                req.max_attempts = function_max_attempts(f);
 
         /* The calling rule (docs/api.md): exactly two parameters ->
          * handler(event, context); exactly one -> handler(event); otherwise

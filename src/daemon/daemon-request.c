@@ -299,6 +299,7 @@ static const Field run_fields[] = {
         { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
         { "args", F_ARRAY, false },       { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
         { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "data", F_ARRAY, false },
+        { "retries", F_INT, false },
 };
 static const Field validate_fields[] = {
         { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
@@ -308,12 +309,12 @@ static const Field validate_fields[] = {
 static const Field deploy_fields[] = {
         { "name", F_STRING, true },         { "source", F_STRING, true },     { "filename", F_STRING, false },
         { "function", F_STRING, false },    { "limits", F_OBJECT, false },    { "description", F_STRING, false },
-        { "requirements", F_OBJECT, false },
+        { "requirements", F_OBJECT, false }, { "retries", F_INT, false },
 };
 static const Field invoke_fields[] = {
         { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false }, { "raw_args", F_ARRAY, false },
         { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "version", F_INT, false },
-        { "data", F_ARRAY, false },
+        { "data", F_ARRAY, false },        { "retries", F_INT, false },
 };
 
 static int dup_string(json_t *obj, const char *key, size_t max, char **ret, char **ret_error) {
@@ -476,6 +477,15 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         r = parse_data_refs(json_object_get(j, "data"), &req.data, ret_error);
         if (r < 0)
                 goto fail;
+        json_t *retries = json_object_get(j, "retries");
+        if (retries) {
+                if (json_integer_value(retries) < 0 || json_integer_value(retries) > RUN_MAX_RETRIES) {
+                        *ret_error = xasprintf("field 'retries' must be an integer from 0 to %d", RUN_MAX_RETRIES);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                req.max_attempts = (int) json_integer_value(retries) + 1;
+        }
         json_t *ver = json_object_get(j, "version");
         if (ver) {
                 if (json_integer_value(ver) < 1 || json_integer_value(ver) > INT32_MAX) {

@@ -149,7 +149,6 @@ static void metrics_observe(Daemon *d, int idx, usec_t us) {
 }
 
 static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
-        _cleanup_(run_record_freep) RunRecord *cur = NULL;
         _cleanup_free_ char *timings = NULL;
         RunRecord rec;
 
@@ -185,13 +184,11 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         /* The engine recorded the run and its log file; this update only
          * makes the daemon's view (cancel, internal errors) the final one,
          * so it happens only then: two writes less per run. */
-        if (r->daemon_writes_result && store_run_get(d->store, NULL, r->id, &cur) >= 0) {
-                rec.log_path = cur->log_path;
-                if (cur->started)
-                        rec.started = cur->started;
-        }
         rec.finished = r->finished;
-        int k = r->daemon_writes_result ? store_run_update(d->store, &rec) : 0;
+        int k = 0;
+        if (r->daemon_writes_result)
+                k = r->attempt > 0 ? run_queue_finish(d->queue, &rec, r->attempt)
+                                   : run_queue_cancel(d->queue, r->id, rec.error_message);
         if (k < 0)
                 log_error("run %s: cannot store its result: %s", r->id, strerror(-k));
 
@@ -224,6 +221,23 @@ static void *run_thread(void *p) {
         pthread_mutex_lock(&d->lock);
         for (;;) {
                 TenantCount *tc = tenant_count(d, r->tenant);
+                if (d->leave_queued && !r->cancel_requested) {
+                        /* The daemon stops: the record stays queued and
+                         * the next start runs it. */
+                        d->queued--;
+                        tc->queued--;
+                        for (DRun **q = &d->runs; *q; q = &(*q)->next)
+                                if (*q == r) {
+                                        *q = r->next;
+                                        break;
+                                }
+                        d->threads--;
+                        pthread_cond_broadcast(&d->change_cond);
+                        pthread_mutex_unlock(&d->lock);
+                        drun_unref(d, r);
+                        free(ctx);
+                        return NULL;
+                }
                 cancelled = r->cancel_requested;
                 if (cancelled || (d->running < d->cfg.max_concurrent_runs && tc->running < d->cfg.max_concurrent_per_tenant)) {
                         d->queued--;
@@ -243,7 +257,11 @@ static void *run_thread(void *p) {
         pthread_mutex_unlock(&d->lock);
 
         if (!cancelled) {
-                /* The engine marks the record running (one write, not two). */
+                /* queued -> running and attempt += 1, in the queue; the
+                 * engine then fills in the rest of the record. */
+                int sk = run_queue_start(d->queue, r->id, r->started, &r->attempt);
+                if (sk < 0)
+                        log_error("run %s: the queue cannot start it: %s", r->id, strerror(-sk));
 
                 if (r->lambda) {
                         char line[160];
@@ -278,6 +296,7 @@ static void *run_thread(void *p) {
                         .instance_key = instance_key,
                         .queued_usec = r->started > r->created ? r->started - r->created : 0,
                         .record_exists = true,
+                        .attempt = r->attempt,
                         .run_id = r->id,
                         .tenant = r->tenant,
                         .source = r->source,
@@ -291,8 +310,8 @@ static void *run_thread(void *p) {
                         .context_json = r->context_json,
                         .data = mounts,
                 };
-                int k = dk < 0 ? 0 : engine_run(d->engine, &spec, on_event, ctx, &res);
-                if (dk < 0) {
+                int k = sk < 0 ? sk : dk < 0 ? 0 : engine_run(d->engine, &spec, on_event, ctx, &res);
+                if (dk < 0 && k >= 0) {
                         r->daemon_writes_result = true;
                         res = xcalloc(1, sizeof(RunResult));
                         res->status = RUN_ERROR;
@@ -348,64 +367,137 @@ static void *run_thread(void *p) {
         return NULL;
 }
 
-int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
-                      int fn_version, bool lambda, DRun **ret) {
-        RunRecord rec;
+/* What the queue keeps so a run can be started again by the next daemon
+ * (RunQueueOps.submit): everything run_thread() reads from the DRun. */
+static char *drun_request_json(const DRun *r) {
+        json_t *j = json_pack("{s:i, s:s%, s:s, s:b, s:i, s:{s:I, s:I, s:I, s:I, s:b}}", "v", 1, "source", r->source,
+                              r->source_len, "filename", r->filename, "lambda", r->lambda, "fn_version", r->fn_version,
+                              "limits", "timeout_ms", (json_int_t) r->limits.timeout_ms, "memory_bytes",
+                              (json_int_t) r->limits.memory_bytes, "max_procs", (json_int_t) r->limits.max_procs,
+                              "max_output_bytes", (json_int_t) r->limits.max_output_bytes, "network",
+                              r->limits.network);
+        if (!j)
+                return NULL;
+        const struct {
+                const char *key, *value;
+        } opt[] = {
+                { "function", r->function },   { "args_json", r->args_json },  { "kwargs_json", r->kwargs_json },
+                { "fn_name", r->fn_name },     { "context_json", r->context_json },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(opt); i++)
+                if (opt[i].value)
+                        json_object_set_new(j, opt[i].key, json_string(opt[i].value));
+        if (r->data) {
+                json_t *a = json_array();
+                for (char **x = r->data; *x; x++)
+                        json_array_append_new(a, json_string(*x));
+                json_object_set_new(j, "data", a);
+        }
+        char *text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        return text;
+}
+
+static char *json_strdup_or_null(json_t *o, const char *key) {
+        const char *v = json_string_value(json_object_get(o, key));
+        return v ? xstrdup(v) : NULL;
+}
+
+/* The inverse of drun_request_json(). -EBADMSG when text is not one. */
+static int drun_fill_from_request_json(DRun *r, const char *text) {
+        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        json_t *src = json_object_get(j, "source"), *l = json_object_get(j, "limits");
+        if (!json_is_string(src) || !json_is_object(l)) {
+                json_decref(j);
+                return -EBADMSG;
+        }
+        r->source_len = json_string_length(src);
+        r->source = xstrndup(json_string_value(src), r->source_len);
+        r->filename = json_strdup_or_null(j, "filename") ?: xstrdup("main.py");
+        r->function = json_strdup_or_null(j, "function");
+        r->args_json = json_strdup_or_null(j, "args_json");
+        r->kwargs_json = json_strdup_or_null(j, "kwargs_json");
+        r->fn_name = json_strdup_or_null(j, "fn_name");
+        r->context_json = json_strdup_or_null(j, "context_json");
+        r->lambda = json_is_true(json_object_get(j, "lambda"));
+        r->fn_version = (int) json_integer_value(json_object_get(j, "fn_version"));
+        r->limits = (RunLimits) {
+                .timeout_ms = (uint64_t) json_integer_value(json_object_get(l, "timeout_ms")),
+                .memory_bytes = (uint64_t) json_integer_value(json_object_get(l, "memory_bytes")),
+                .max_procs = (uint64_t) json_integer_value(json_object_get(l, "max_procs")),
+                .max_output_bytes = (uint64_t) json_integer_value(json_object_get(l, "max_output_bytes")),
+                .network = json_is_true(json_object_get(l, "network")),
+        };
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(j, "data"), i, v)
+                if (json_is_string(v))
+                        r->data = strv_append(r->data, json_string_value(v));
+        json_decref(j);
+        return 0;
+}
+
+static DRun *drun_new(Daemon *d, const char *id, const char *tenant) {
+        DRun *r = xcalloc(1, sizeof(DRun));
+        r->refs = 2; /* the caller's and the run thread's */
+        r->id = id ? xstrdup(id) : id_new("r");
+        r->tenant = xstrdup(tenant);
+        r->status = RUN_QUEUED;
+        r->phase = xstrdup("queued");
+        r->created = now_realtime();
+        r->max_attempts = (int) d->cfg.max_attempts;
+        return r;
+}
+
+static void drun_init_log(Daemon *d, DRun *r) {
+        uint64_t cap = r->limits.max_output_bytes ? r->limits.max_output_bytes
+                       : d->cfg.defaults.max_output_bytes ? d->cfg.defaults.max_output_bytes
+                                                          : RUN_DEFAULT_MAX_OUTPUT_BYTES;
+        buf_init(&r->log, (size_t) cap + 4096);
+}
+
+/* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
+ * draining: -ESHUTDOWN) and starts its thread. A resumed run was
+ * acknowledged before the restart, so no limit turns it away. On failure r
+ * is gone. */
+static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         pthread_attr_t attr;
         pthread_t t;
         int k;
 
         pthread_mutex_lock(&d->lock);
-        if (d->draining) {
+        if (d->draining && !resumed) {
                 pthread_mutex_unlock(&d->lock);
+                drun_free(r);
                 return -ESHUTDOWN;
         }
         /* Beyond the free slots, a run waits in the global queue; a full
          * queue is the client's 429. */
         unsigned free_slots = d->running < d->cfg.max_concurrent_runs ? d->cfg.max_concurrent_runs - d->running : 0;
-        if (d->queued >= free_slots + d->cfg.max_queued_runs) {
+        if (!resumed && d->queued >= free_slots + d->cfg.max_queued_runs) {
                 d->metrics.rejected_429++;
                 pthread_mutex_unlock(&d->lock);
+                drun_free(r);
                 return -EBUSY;
         }
         d->queued++;
-        tenant_count(d, tenant)->queued++;
+        tenant_count(d, r->tenant)->queued++;
         pthread_mutex_unlock(&d->lock);
 
-        DRun *r = xcalloc(1, sizeof(DRun));
-        r->refs = 2; /* the caller's and the run thread's */
-        r->id = id ? xstrdup(id) : id_new("r");
-        r->tenant = xstrdup(tenant);
-        r->filename = xstrdup(req->filename ? req->filename : "main.py");
-        r->function = req->function ? xstrdup(req->function) : NULL;
-        r->args_json = req->args_json ? xstrdup(req->args_json) : NULL;
-        r->kwargs_json = req->kwargs_json ? xstrdup(req->kwargs_json) : NULL;
-        r->source = xstrndup(req->source, req->source_len);
-        r->source_len = req->source_len;
-        r->limits = req->limits;
-        r->fn_name = fn_name ? xstrdup(fn_name) : NULL;
-        r->context_json = req->context_json ? xstrdup(req->context_json) : NULL;
-        for (char **x = req->data; x && *x; x++)
-                r->data = strv_append(r->data, *x);
-        r->fn_version = fn_version;
-        r->lambda = lambda;
-        r->status = RUN_QUEUED;
-        r->phase = xstrdup("queued");
-        r->created = now_realtime();
-        uint64_t cap = r->limits.max_output_bytes ? r->limits.max_output_bytes
-                       : d->cfg.defaults.max_output_bytes ? d->cfg.defaults.max_output_bytes
-                                                          : RUN_DEFAULT_MAX_OUTPUT_BYTES;
-        buf_init(&r->log, (size_t) cap + 4096);
-
-        record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
-        k = store_run_insert(d->store, &rec);
-        if (k < 0) {
-                pthread_mutex_lock(&d->lock);
-                d->queued--;
-                tenant_count(d, tenant)->queued--;
-                pthread_mutex_unlock(&d->lock);
-                drun_free(r);
-                return k;
+        if (!resumed) {
+                RunRecord rec;
+                _cleanup_free_ char *request = drun_request_json(r);
+                record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
+                rec.max_attempts = r->max_attempts;
+                k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
+                if (k < 0) {
+                        pthread_mutex_lock(&d->lock);
+                        d->queued--;
+                        tenant_count(d, r->tenant)->queued--;
+                        pthread_mutex_unlock(&d->lock);
+                        drun_free(r);
+                        return k;
+                }
         }
 
         void **ctx = xcalloc(2, sizeof(void *));
@@ -425,10 +517,73 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
                 /* Unwind as a cancelled run so the record is final. */
                 r->cancel_requested = true;
                 run_thread(ctx);
+                drun_unref(d, r);
                 return -k;
         }
+        return 0;
+}
+
+int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
+                      int fn_version, bool lambda, DRun **ret) {
+        DRun *r = drun_new(d, id, tenant);
+        r->filename = xstrdup(req->filename ? req->filename : "main.py");
+        r->function = req->function ? xstrdup(req->function) : NULL;
+        r->args_json = req->args_json ? xstrdup(req->args_json) : NULL;
+        r->kwargs_json = req->kwargs_json ? xstrdup(req->kwargs_json) : NULL;
+        r->source = xstrndup(req->source, req->source_len);
+        r->source_len = req->source_len;
+        r->limits = req->limits;
+        r->fn_name = fn_name ? xstrdup(fn_name) : NULL;
+        r->context_json = req->context_json ? xstrdup(req->context_json) : NULL;
+        for (char **x = req->data; x && *x; x++)
+                r->data = strv_append(r->data, *x);
+        r->fn_version = fn_version;
+        r->lambda = lambda;
+        if (req->max_attempts > 0)
+                r->max_attempts = req->max_attempts;
+        drun_init_log(d, r);
+
+        int k = drun_enqueue(d, r, false);
+        if (k < 0)
+                return k;
         *ret = r;
         return 0;
+}
+
+int daemon_runs_recover(Daemon *d) {
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        int k = run_queue_recover(d->queue, "the daemon stopped while this run was in flight", &v, &n, &lost);
+        if (k < 0)
+                return k;
+        if (lost > 0)
+                log_warn("%zu run(s) were in flight when the daemon last stopped and may not run again; marked lost",
+                         lost);
+        size_t resumed = 0;
+        for (size_t i = 0; i < n; i++) {
+                DRun *r = drun_new(d, v[i].id, v[i].tenant);
+                r->created = v[i].created;
+                r->attempt = v[i].attempt;
+                r->max_attempts = v[i].max_attempts;
+                if (drun_fill_from_request_json(r, v[i].request_json) < 0) {
+                        log_error("run %s: its queued request cannot be read; it stays queued", r->id);
+                        drun_free(r);
+                        continue;
+                }
+                drun_init_log(d, r);
+                _cleanup_free_ char *id = xstrdup(r->id);
+                k = drun_enqueue(d, r, true);
+                if (k < 0) {
+                        log_error("run %s: cannot resume it: %s", id, strerror(-k));
+                        continue;
+                }
+                drun_unref(d, r);
+                resumed++;
+        }
+        pending_run_list_free(v, n);
+        if (resumed > 0)
+                log_info("resumed %zu run(s) the previous daemon had accepted", resumed);
+        return (int) resumed;
 }
 
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len) {

@@ -47,6 +47,7 @@ typedef struct DaemonConfig {
         unsigned max_connections;
         unsigned read_timeout_s;        /* MHD_OPTION_CONNECTION_TIMEOUT */
         unsigned max_wait_s;            /* cap on ?wait=true */
+        unsigned max_attempts;          /* a run's starts when the daemon dies under it (docs/api.md "Delivery") */
         bool metrics_public;            /* /metrics without a token */
         SandboxMode sandbox;
         /* pool: (docs/workers.md); 0 = the engine's default */
@@ -78,6 +79,8 @@ typedef struct RequestCaps {
         RunLimits maxima;       /* 0 fields: no cap */
 } RequestCaps;
 
+#define RUN_MAX_RETRIES 10
+
 typedef struct RunRequest {
         char *source;
         size_t source_len;
@@ -92,6 +95,10 @@ typedef struct RunRequest {
         char *requirements_json;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
         /* invoke only */
+        /* 1 + the request's "retries": how many times the run may be
+         * started when the daemon dies under it (docs/api.md "Delivery");
+         * 0: the function's, else the config's default. */
+        int max_attempts;
         int version;            /* 0: latest */
         char *context_json;     /* Lambda context (RunSpec.context_json) */
 } RunRequest;
@@ -167,6 +174,8 @@ struct DRun {
         RunResult *result;
         usec_t created, started, finished;
         bool daemon_writes_result; /* the engine's record is not the final word (cancel, engine error) */
+        int attempt;            /* the queue's fencing token once started (0: not started) */
+        int max_attempts;
         DRun *next;
 };
 
@@ -191,6 +200,7 @@ struct Daemon {
         pthread_rwlock_t cfg_lock;
         Engine *engine;
         Store *store;
+        RunQueue *queue;                /* where accepted runs wait (store.h) */
         char *data_dir;
         bool no_auth;
 
@@ -202,6 +212,7 @@ struct Daemon {
         size_t n_tenants;
         unsigned running, queued, threads;
         bool draining;
+        bool leave_queued;              /* stopping: runs not started stay queued for the next start */
         DaemonMetrics metrics;
 
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
@@ -215,6 +226,10 @@ int daemon_runs_init(Daemon *d);
  * On success *ret holds a reference (drun_unref it). */
 int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
                       int fn_version, bool lambda, DRun **ret);
+/* Runs again what the queue holds after a restart (queued, or running
+ * when the daemon died with attempts left); returns how many were resumed.
+ * Call once, before HTTP starts. */
+int daemon_runs_recover(Daemon *d);
 /* Finds an active run of tenant by id; a reference on success, -ENOENT. */
 int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret);
 void drun_unref(Daemon *d, DRun *r);

@@ -1,6 +1,7 @@
 /* pysprinterd: the shared runner over HTTP (DESIGN §7). main() parses the
- * command line, loads the config, marks runs a previous instance left in
- * flight as lost, serves, and handles SIGHUP (reload) and SIGTERM (drain). */
+ * command line, loads the config, runs again what a previous instance
+ * accepted and did not finish (docs/api.md "Delivery"), serves, and handles
+ * SIGHUP (reload) and SIGTERM (drain). */
 #include <getopt.h>
 #include <signal.h>
 
@@ -189,15 +190,21 @@ int main(int argc, char **argv) {
                 return EXIT_INTERNAL;
         }
         d->store = engine_store(d->engine);
-        r = store_runs_mark_lost(d->store, "the daemon stopped while this run was in flight");
-        if (r > 0)
-                log_warn("%d run(s) were in flight when the daemon last stopped; marked lost", r);
+        d->queue = run_queue_sqlite_new(d->store);
 
         pthread_rwlock_init(&d->cfg_lock, NULL);
         daemon_runs_init(d);
         r = daemon_dags_init(d, &err);
         if (r < 0) {
                 log_error("cannot open the data catalog: %s", err ? err : strerror(-r));
+                engine_free(d->engine);
+                return EXIT_INTERNAL;
+        }
+        /* What the previous daemon accepted and did not finish runs now
+         * (docs/api.md "Delivery"), before any new request is heard. */
+        r = daemon_runs_recover(d);
+        if (r < 0) {
+                log_error("cannot read the run queue: %s", strerror(-r));
                 engine_free(d->engine);
                 return EXIT_INTERNAL;
         }
@@ -233,14 +240,17 @@ int main(int argc, char **argv) {
         daemon_runs_drain(d, (usec_t) drain * USEC_PER_SEC);
 
         /* What is still running after the grace period is cancelled, so its
-         * record ends as cancelled rather than lost. */
+         * record ends as cancelled rather than lost; what never started
+         * stays queued for the next start. */
         pthread_mutex_lock(&d->lock);
-        for (DRun *x = d->runs; x; x = x->next)
-                x->cancel_requested = true;
-        pthread_cond_broadcast(&d->sched_cond);
+        d->leave_queued = true;
         char **ids = NULL;
         for (DRun *x = d->runs; x; x = x->next)
-                ids = strv_append(ids, x->id);
+                if (x->status == RUN_RUNNING) {
+                        x->cancel_requested = true;
+                        ids = strv_append(ids, x->id);
+                }
+        pthread_cond_broadcast(&d->sched_cond);
         pthread_mutex_unlock(&d->lock);
         for (char **i = ids; i && *i; i++)
                 (void) engine_cancel(d->engine, *i);

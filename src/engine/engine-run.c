@@ -188,7 +188,11 @@ static void record_finish(RunCtx *c) {
         _cleanup_free_ char *t = timings_json(res);
         r->timings_json = t;
         r->finished = now_realtime();
-        (void) store_run_update(c->e->store, r);
+        int k = c->spec->attempt > 0 ? store_run_finish(c->e->store, r, c->spec->attempt)
+                                     : store_run_update(c->e->store, r);
+        if (k == -ESTALE)
+                log_warn("run %s: attempt %d ended after a newer attempt took over; its result is dropped",
+                         r->id, c->spec->attempt);
         r->timings_json = NULL;
 }
 

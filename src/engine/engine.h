@@ -93,6 +93,10 @@ typedef struct RunSpec {
         /* The caller inserted the run record already (the daemon, as queued):
          * the engine updates it instead of inserting. */
         bool record_exists;
+        /* With record_exists: the attempt the caller's run queue started
+         * (store.h RunQueue). The final write lands only while the record
+         * still carries it: a late end of an older attempt is dropped. */
+        int attempt;
         bool validate_only;      /* stop after validation and resolution */
         /* Validate the file and its requirements but not arguments (a
          * deploy: the calls bring their own). */

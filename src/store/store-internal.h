@@ -35,3 +35,12 @@ int store_rc_errno(int rc);
 void store_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* A copy of column i's text, or NULL. */
 char *store_col_text(sqlite3_stmt *st, int i);
+
+/* The runs table's columns in the order store_run_bind() binds them
+ * (?1..?20) and store_run_from_row() reads them. */
+#define RUN_COLUMNS                                                                             \
+        "id, tenant, filename, function, args_json, kwargs_json, status, exit_code, value_json, " \
+        "value_repr, error_type, error_message, traceback, timings_json, log_path, created, "    \
+        "started, finished, attempt, max_attempts"
+void store_run_bind(sqlite3_stmt *st, const RunRecord *r);
+RunRecord *store_run_from_row(sqlite3_stmt *st);

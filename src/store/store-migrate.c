@@ -102,6 +102,12 @@ static const char *const migrations[] = {
         "  created INTEGER NOT NULL,"
         "  PRIMARY KEY (tenant, name, version));"
         "CREATE INDEX dataset_versions_hash ON dataset_versions(hash);",
+        /* 5: the durable run queue (store-queue.c): what a run needs to be
+         * run again after a crash, and its attempts (the fencing token) */
+        "ALTER TABLE runs ADD COLUMN request_json TEXT;"
+        "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;"
+        "CREATE INDEX runs_pending ON runs(status, created) WHERE status IN ('queued','running');",
 };
 
 int store_migrate(sqlite3 *db, char **ret_error) {

@@ -136,12 +136,7 @@ void store_bind_text(sqlite3_stmt *st, int i, const char *s) {
                 sqlite3_bind_null(st, i);
 }
 
-#define RUN_COLUMNS                                                                             \
-        "id, tenant, filename, function, args_json, kwargs_json, status, exit_code, value_json, " \
-        "value_repr, error_type, error_message, traceback, timings_json, log_path, created, "    \
-        "started, finished"
-
-static void bind_record(sqlite3_stmt *st, const RunRecord *r) {
+void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
         store_bind_text(st, 1, r->id);
         store_bind_text(st, 2, r->tenant ? r->tenant : "local");
         store_bind_text(st, 3, r->filename);
@@ -160,6 +155,8 @@ static void bind_record(sqlite3_stmt *st, const RunRecord *r) {
         sqlite3_bind_int64(st, 16, (sqlite3_int64) r->created);
         sqlite3_bind_int64(st, 17, (sqlite3_int64) r->started);
         sqlite3_bind_int64(st, 18, (sqlite3_int64) r->finished);
+        sqlite3_bind_int(st, 19, r->attempt);
+        sqlite3_bind_int(st, 20, r->max_attempts > 0 ? r->max_attempts : 1);
 }
 
 static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_change) {
@@ -168,7 +165,7 @@ static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_
         st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {
-                bind_record(st, r);
+                store_run_bind(st, r);
                 rc = sqlite3_step(st);
                 store_stmt_done(s, st);
         }
@@ -183,7 +180,7 @@ static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_
 
 int store_run_insert(Store *s, const RunRecord *r) {
         return exec_record(s, "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
-                              "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+                              "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
                            r, false);
 }
 
@@ -200,7 +197,7 @@ char *store_col_text(sqlite3_stmt *st, int i) {
         return t ? xstrdup((const char *) t) : NULL;
 }
 
-static RunRecord *record_from_row(sqlite3_stmt *st) {
+RunRecord *store_run_from_row(sqlite3_stmt *st) {
         RunRecord *r = xcalloc(1, sizeof(RunRecord));
         r->id = store_col_text(st, 0);
         r->tenant = store_col_text(st, 1);
@@ -220,6 +217,8 @@ static RunRecord *record_from_row(sqlite3_stmt *st) {
         r->created = (usec_t) sqlite3_column_int64(st, 15);
         r->started = (usec_t) sqlite3_column_int64(st, 16);
         r->finished = (usec_t) sqlite3_column_int64(st, 17);
+        r->attempt = sqlite3_column_int(st, 18);
+        r->max_attempts = sqlite3_column_int(st, 19);
         return r;
 }
 
@@ -244,7 +243,7 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
         RunRecord *first = NULL;
         int r = -ENOENT;
         if (sqlite3_step(st) == SQLITE_ROW) {
-                first = record_from_row(st);
+                first = store_run_from_row(st);
                 r = 0;
                 if (!streq(first->id, id_or_prefix) && sqlite3_step(st) == SQLITE_ROW)
                         r = -EEXIST;
@@ -276,7 +275,7 @@ int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_
         size_t n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
-                v[n++] = record_from_row(st);
+                v[n++] = store_run_from_row(st);
         }
         sqlite3_finalize(st);
         pthread_mutex_unlock(&s->lock);

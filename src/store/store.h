@@ -34,6 +34,8 @@ typedef struct RunRecord {
         usec_t created;      /* realtime µs */
         usec_t started;
         usec_t finished;
+        int attempt;         /* attempts started so far (RunQueue; 0: never started) */
+        int max_attempts;    /* how many the queue may start (1: never run again) */
 } RunRecord;
 RunRecord *run_record_free(RunRecord *r);
 void run_record_freep(RunRecord **r);
@@ -51,6 +53,77 @@ void run_record_list_free(RunRecord **v, size_t n);
 /* Mark every queued/running run as lost (called at startup by the one
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */
 int store_runs_mark_lost(Store *s, const char *message);
+
+/* ---- the run queue (store-queue.c) ----------------------------------------
+ *
+ * Where acknowledged runs wait, and the one place their state moves from
+ * queued to running to an end (docs/api.md "Delivery"). Every step is one
+ * transaction, so a crash between any two of them loses nothing:
+ *
+ *   submit   the record (status queued) and what is needed to run it again
+ *            (request_json) are written together, before the client hears
+ *            an id;
+ *   start    queued -> running and attempt += 1; the attempt is the fencing
+ *            token: only it may finish the run;
+ *   finish   writes the result only when the attempt still matches and the
+ *            run has not ended, else -ESTALE (a late completion is dropped);
+ *   cancel   a queued run ends cancelled without starting;
+ *   recover  at start-up, by the one process that owns the queue: a run
+ *            left running is queued again while attempt < max_attempts,
+ *            else ends lost with the message; returns every queued run.
+ *
+ * The interface is a table of operations so another backend (Redis, the
+ * cluster) implements the same semantics behind it. */
+
+typedef struct PendingRun {
+        char *id;
+        char *tenant;
+        char *request_json;  /* as submitted */
+        int attempt, max_attempts;
+        usec_t created;
+} PendingRun;
+void pending_run_list_free(PendingRun *v, size_t n);
+
+typedef struct RunQueue RunQueue;
+typedef struct RunQueueOps {
+        const char *name;
+        int (*submit)(RunQueue *q, const RunRecord *r, const char *request_json);
+        int (*start)(RunQueue *q, const char *id, usec_t started, int *ret_attempt);
+        int (*finish)(RunQueue *q, const RunRecord *r, int attempt);
+        int (*cancel)(RunQueue *q, const char *id, const char *message);
+        int (*recover)(RunQueue *q, const char *lost_message, PendingRun **ret, size_t *ret_n, size_t *ret_lost);
+        void (*free)(RunQueue *q);
+} RunQueueOps;
+struct RunQueue {
+        const RunQueueOps *ops;
+};
+
+/* The SQLite queue over the runs table of s (which must outlive it). */
+RunQueue *run_queue_sqlite_new(Store *s);
+static inline int run_queue_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
+        return q->ops->submit(q, r, request_json);
+}
+static inline int run_queue_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
+        return q->ops->start(q, id, started, ret_attempt);
+}
+static inline int run_queue_finish(RunQueue *q, const RunRecord *r, int attempt) {
+        return q->ops->finish(q, r, attempt);
+}
+static inline int run_queue_cancel(RunQueue *q, const char *id, const char *message) {
+        return q->ops->cancel(q, id, message);
+}
+static inline int run_queue_recover(RunQueue *q, const char *lost_message, PendingRun **ret, size_t *ret_n,
+                                    size_t *ret_lost) {
+        return q->ops->recover(q, lost_message, ret, ret_n, ret_lost);
+}
+static inline RunQueue *run_queue_free(RunQueue *q) {
+        if (q)
+                q->ops->free(q);
+        return NULL;
+}
+/* The engine's final write of a queued run: store_run_update() fenced by
+ * attempt, as RunQueueOps.finish (-ESTALE when the attempt is not current). */
+int store_run_finish(Store *s, const RunRecord *r, int attempt);
 
 /* Generic key/value cache table (lock cache, metadata). value NULL deletes. */
 int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value);

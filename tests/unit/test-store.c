@@ -117,12 +117,110 @@ static void test_reopen_keeps_data(void **state) {
         store_close(s);
 }
 
+static void submit(RunQueue *q, const char *id, int max_attempts, usec_t created) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .created = created, .max_attempts = max_attempts };
+        assert_int_equal(run_queue_submit(q, &r, "{\"source\":\"x\"}"), 0);
+}
+
+static RunRecord *get(Store *s, const char *id) {
+        RunRecord *got = NULL;
+        assert_int_equal(store_run_get(s, NULL, id, &got), 0);
+        return got;
+}
+
+static void test_queue_start_is_fenced(void **state) {
+        Store *s = open_fresh();
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit(q, "rq1", 3, 1);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, "rq1");
+        assert_string_equal(r->status, "queued");
+        assert_int_equal(r->attempt, 0);
+        assert_int_equal(r->max_attempts, 3);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "rq1", 5, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        /* Started already: a second starter loses. */
+        assert_int_equal(run_queue_start(q, "rq1", 6, &attempt), -ESTALE);
+        RunRecord fin = { .id = (char *) "rq1", .status = (char *) "succeeded", .exit_code = 0,
+                          .value_json = (char *) "1", .finished = 9 };
+        /* An old attempt's late completion is dropped. */
+        assert_int_equal(run_queue_finish(q, &fin, 0), -ESTALE);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        /* Ended: nothing finishes it twice, nothing cancels it. */
+        assert_int_equal(run_queue_finish(q, &fin, 1), -ESTALE);
+        assert_int_equal(run_queue_cancel(q, "rq1", "late"), -ESTALE);
+        _cleanup_(run_record_freep) RunRecord *done = get(s, "rq1");
+        assert_string_equal(done->status, "succeeded");
+        assert_int_equal(done->started, 5);
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void test_queue_cancel_before_start(void **state) {
+        Store *s = open_fresh();
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit(q, "rc1", 3, 1);
+        assert_int_equal(run_queue_cancel(q, "rc1", "cancelled"), 0);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "rc1", 2, &attempt), -ESTALE);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, "rc1");
+        assert_string_equal(r->status, "cancelled");
+        assert_int_equal(r->exit_code, 5);
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* A crash leaves runs queued and running: recovery queues again what may
+ * run again, in submission order, and ends the rest lost. */
+static void test_queue_recover(void **state) {
+        Store *s = open_fresh();
+        RunQueue *q = run_queue_sqlite_new(s);
+        int attempt;
+        submit(q, "rr-queued", 3, 1);
+        submit(q, "rr-running", 3, 2);
+        submit(q, "rr-once", 1, 3);       /* retries: 0 */
+        submit(q, "rr-spent", 2, 4);
+        insert(s, "rr-old", "a", "running", 5); /* no request kept (an older database) */
+        assert_int_equal(run_queue_start(q, "rr-running", 10, &attempt), 0);
+        assert_int_equal(run_queue_start(q, "rr-once", 10, &attempt), 0);
+        assert_int_equal(run_queue_start(q, "rr-spent", 10, &attempt), 0);
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "the daemon stopped", &v, &n, &lost), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(lost, 2);
+        assert_string_equal(v[0].id, "rr-queued");
+        assert_string_equal(v[1].id, "rr-running");
+        assert_int_equal(v[1].attempt, 1);
+        assert_string_equal(v[1].request_json, "{\"source\":\"x\"}");
+        assert_string_equal(v[2].id, "rr-spent");
+        pending_run_list_free(v, n);
+        _cleanup_(run_record_freep) RunRecord *once = get(s, "rr-once");
+        assert_string_equal(once->status, "lost");
+        assert_string_equal(once->error_message, "the daemon stopped (attempt 1 of 1)");
+        _cleanup_(run_record_freep) RunRecord *old = get(s, "rr-old");
+        assert_string_equal(old->status, "lost");
+        /* The second attempt of the re-queued run starts and is current. */
+        assert_int_equal(run_queue_start(q, "rr-running", 20, &attempt), 0);
+        assert_int_equal(attempt, 2);
+        /* A second crash now uses up rr-spent's attempts. */
+        assert_int_equal(run_queue_start(q, "rr-spent", 20, &attempt), 0);
+        assert_int_equal(run_queue_recover(q, "stopped again", &v, &n, &lost), 0);
+        assert_int_equal(lost, 1);
+        assert_int_equal(n, 2);
+        pending_run_list_free(v, n);
+        run_queue_free(q);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_update), cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_mark_lost),         cmocka_unit_test(test_kv),
-                cmocka_unit_test(test_reopen_keeps_data),
+                cmocka_unit_test(test_reopen_keeps_data), cmocka_unit_test(test_queue_start_is_fenced),
+                cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

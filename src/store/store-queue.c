@@ -1,0 +1,226 @@
+/* The SQLite run queue (store.h "the run queue"): the runs table is the
+ * queue. A run's row carries its request (request_json) from submit until
+ * it ends, its attempt counter (the fencing token) and how many attempts
+ * it may have; each step is one statement or one transaction. */
+#include "store-internal.h"
+
+typedef struct SqliteQueue {
+        RunQueue base;
+        Store *store;
+} SqliteQueue;
+
+static Store *store_of(RunQueue *q) {
+        return ((SqliteQueue *) q)->store;
+}
+
+void pending_run_list_free(PendingRun *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].id);
+                free(v[i].tenant);
+                free(v[i].request_json);
+        }
+        free(v);
+}
+
+static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
+        Store *s = store_of(q);
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, "INSERT INTO runs (" RUN_COLUMNS ", request_json) VALUES "
+                                         "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,NULL,"
+                                         "?16,0,0,0,?20,?21)");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_run_bind(st, r);
+                store_bind_text(st, 21, request_json);
+                rc = sqlite3_step(st);
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
+}
+
+/* One UPDATE … RETURNING: a run another path ended (a cancel) does not
+ * start, and two starters can never both win. */
+static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
+        Store *s = store_of(q);
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='running', attempt=attempt+1, started=?2 "
+                                         "WHERE id=?1 AND status='queued' RETURNING attempt");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db), r = -ESTALE;
+        if (st) {
+                store_bind_text(st, 1, id);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) started);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        *ret_attempt = sqlite3_column_int(st, 0);
+                        r = 0;
+                        rc = sqlite3_step(st);
+                }
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        return r;
+}
+
+int store_run_finish(Store *s, const RunRecord *r, int attempt) {
+        pthread_mutex_lock(&s->lock);
+        /* request_json goes with the run's end: the source is kept once,
+         * by the log and the record, not twice. */
+        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+                                         "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+                                         "timings_json=?14, log_path=COALESCE(?15, log_path), "
+                                         "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
+                                         "request_json=NULL "
+                                         "WHERE id=?1 AND attempt=?21 AND status IN ('queued','running')");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_run_bind(st, r);
+                sqlite3_bind_int(st, 21, attempt);
+                rc = sqlite3_step(st);
+                store_stmt_done(s, st);
+        }
+        int changes = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        return changes == 0 ? -ESTALE : 0;
+}
+
+static int sq_finish(RunQueue *q, const RunRecord *r, int attempt) {
+        return store_run_finish(store_of(q), r, attempt);
+}
+
+static int sq_cancel(RunQueue *q, const char *id, const char *message) {
+        Store *s = store_of(q);
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='cancelled', exit_code=5, error_type='Cancelled', "
+                                         "error_message=?2, finished=?3, request_json=NULL "
+                                         "WHERE id=?1 AND status='queued'");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_bind_text(st, 1, id);
+                store_bind_text(st, 2, message);
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) now_realtime());
+                rc = sqlite3_step(st);
+                store_stmt_done(s, st);
+        }
+        int changes = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        return changes == 0 ? -ESTALE : 0;
+}
+
+static int exec_locked(Store *s, const char *sql, const char *text, int *ret_changes) {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_rc_errno(rc);
+        if (text)
+                store_bind_text(st, 1, text);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) now_realtime());
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (ret_changes)
+                *ret_changes = sqlite3_changes(s->db);
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
+}
+
+static int list_queued_locked(Store *s, PendingRun **ret, size_t *ret_n) {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT id, tenant, request_json, attempt, max_attempts, created FROM runs "
+                                    "WHERE status='queued' ORDER BY created, id",
+                                    -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_rc_errno(rc);
+        PendingRun *v = NULL;
+        size_t n = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                v = xrealloc(v, (n + 1) * sizeof(PendingRun));
+                v[n++] = (PendingRun) {
+                        .id = store_col_text(st, 0),
+                        .tenant = store_col_text(st, 1),
+                        .request_json = store_col_text(st, 2),
+                        .attempt = sqlite3_column_int(st, 3),
+                        .max_attempts = sqlite3_column_int(st, 4),
+                        .created = (usec_t) sqlite3_column_int64(st, 5),
+                };
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+                pending_run_list_free(v, n);
+                return store_rc_errno(rc);
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, size_t *ret_n, size_t *ret_lost) {
+        Store *s = store_of(q);
+        int lost1 = 0, lost2 = 0, r;
+
+        *ret = NULL;
+        *ret_n = 0;
+        pthread_mutex_lock(&s->lock);
+        r = exec_locked(s, "BEGIN IMMEDIATE", NULL, NULL);
+        if (r < 0)
+                goto out;
+        /* A run that cannot be run again (no request kept: an older
+         * database, or the attempts are used up) ends lost, with the
+         * attempt it died in. */
+        r = exec_locked(s,
+                        "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
+                        "error_message=?1 || ' (attempt ' || attempt || ' of ' || max_attempts || ')', "
+                        "finished=?2, request_json=NULL "
+                        "WHERE status='running' AND (attempt >= max_attempts OR request_json IS NULL)",
+                        lost_message, &lost1);
+        if (r >= 0)
+                r = exec_locked(s,
+                                "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', error_message=?1, "
+                                "finished=?2 WHERE status='queued' AND request_json IS NULL",
+                                lost_message, &lost2);
+        if (r >= 0)
+                r = exec_locked(s, "UPDATE runs SET status='queued' WHERE status='running'", NULL, NULL);
+        if (r >= 0)
+                r = list_queued_locked(s, ret, ret_n);
+        if (r >= 0)
+                r = exec_locked(s, "COMMIT", NULL, NULL);
+        if (r < 0) {
+                (void) exec_locked(s, "ROLLBACK", NULL, NULL);
+                if (*ret) {
+                        pending_run_list_free(*ret, *ret_n);
+                        *ret = NULL;
+                        *ret_n = 0;
+                }
+        }
+out:
+        pthread_mutex_unlock(&s->lock);
+        if (r >= 0 && ret_lost)
+                *ret_lost = (size_t) lost1 + (size_t) lost2;
+        return r;
+}
+
+static void sq_free(RunQueue *q) {
+        free(q);
+}
+
+static const RunQueueOps sqlite_queue_ops = {
+        .name = "sqlite",
+        .submit = sq_submit,
+        .start = sq_start,
+        .finish = sq_finish,
+        .cancel = sq_cancel,
+        .recover = sq_recover,
+        .free = sq_free,
+};
+
+RunQueue *run_queue_sqlite_new(Store *s) {
+        SqliteQueue *q = xcalloc(1, sizeof(SqliteQueue));
+        q->base.ops = &sqlite_queue_ops;
+        q->store = s;
+        return &q->base;
+}
