@@ -46,28 +46,9 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
         return 0;
 }
 
-static json_t *time_json(usec_t t) {
-        char buf[32];
-        return t ? json_string(format_timestamp(t, buf)) : json_null();
-}
-
 static json_t *json_or_null(const char *text) {
         json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
         return j ? j : json_null();
-}
-
-/* Engine-format arguments ([{"raw"|"value": x}] / {k: {…}}) as the values
- * a user gave: what `show` prints and the API's args/kwargs hold. */
-static json_t *args_as_given(const char *text, bool keyword) {
-        json_t *a = json_or_null(text), *out = keyword ? json_object() : json_array(), *v;
-        size_t i;
-        const char *k;
-        if (keyword)
-                json_object_foreach(a, k, v) json_object_set(out, k, json_object_get(v, "value") ?: json_object_get(v, "raw"));
-        else
-                json_array_foreach(a, i, v) json_array_append(out, json_object_get(v, "value") ?: json_object_get(v, "raw"));
-        json_decref(a);
-        return out;
 }
 
 static json_t *error_json(const char *type, const char *message, const char *traceback) {
@@ -78,22 +59,9 @@ static json_t *error_json(const char *type, const char *message, const char *tra
 
 json_t *cli_run_record_json(const RunRecord *r) {
         assert(r);
-        json_t *j = json_object();
-        json_object_set_new(j, "id", json_string(r->id));
-        json_object_set_new(j, "status", json_string(r->status ?: "queued"));
-        json_object_set_new(j, "exit_code", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
-        json_object_set_new(j, "filename", r->filename ? json_string(r->filename) : json_null());
-        json_object_set_new(j, "function", r->function ? json_string(r->function) : json_null());
-        json_object_set_new(j, "args", args_as_given(r->args_json, false));
-        json_object_set_new(j, "kwargs", args_as_given(r->kwargs_json, true));
-        json_object_set_new(j, "result", json_or_null(r->value_json));
-        json_object_set_new(j, "result_repr", r->value_repr ? json_string(r->value_repr) : json_null());
-        json_object_set_new(j, "error", error_json(r->error_type, r->error_message, r->traceback));
-        json_object_set_new(j, "timings", json_or_null(r->timings_json));
-        json_object_set_new(j, "created_at", time_json(r->created));
-        json_object_set_new(j, "started_at", time_json(r->started));
-        json_object_set_new(j, "finished_at", time_json(r->finished));
-        return j;
+        _cleanup_free_ char *text = run_record_to_json(r, NULL);
+        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 
 /* The outcome fields of the run object, from a finished engine run. */

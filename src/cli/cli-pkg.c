@@ -61,6 +61,7 @@ int verb_lock(int argc, char **argv) {
                 run_args_done(&a);
                 return EXIT_USAGE;
         }
+        a.json_output = a.json_output || cli_globals.json;
         Engine *e = NULL;
         r = cli_engine_open(&a, &e);
         if (r) {
@@ -127,7 +128,7 @@ int verb_lock(int argc, char **argv) {
 }
 
 static int env_ls(int argc, char **argv) {
-        bool json = argc > 0 && streq(argv[0], "--json");
+        bool json = cli_globals.json || (argc > 0 && streq(argv[0], "--json"));
         _cleanup_free_ char *data = data_dir_default();
         PkgEnvInfo *infos = NULL;
         size_t n = 0;

@@ -190,63 +190,10 @@ static json_t *time_json(usec_t t) {
         return t ? json_string(format_timestamp(t, buf)) : json_null();
 }
 
-/* Engine-format args back to the API's shape, for display. */
-static json_t *args_display(const char *args_json) {
-        json_t *a = json_or_null(args_json), *out = json_array();
-        size_t i;
-        json_t *v;
-        if (json_is_array(a))
-                json_array_foreach(a, i, v) {
-                        json_t *x = json_object_get(v, "value");
-                        if (!x)
-                                x = json_object_get(v, "raw");
-                        json_array_append(out, x ? x : v);
-                }
-        json_decref(a);
-        return out;
-}
-
-static json_t *kwargs_display(const char *kwargs_json) {
-        json_t *a = json_or_null(kwargs_json), *out = json_object();
-        const char *k;
-        json_t *v;
-        if (json_is_object(a))
-                json_object_foreach(a, k, v) {
-                        json_t *x = json_object_get(v, "value");
-                        if (!x)
-                                x = json_object_get(v, "raw");
-                        json_object_set(out, k, x ? x : v);
-                }
-        json_decref(a);
-        return out;
-}
-
 static json_t *run_json(const RunRecord *r, const char *phase) {
-        json_t *j = json_object();
-        json_object_set_new(j, "id", json_string(r->id));
-        json_object_set_new(j, "status", json_string(r->status ? r->status : "queued"));
-        if (phase)
-                json_object_set_new(j, "phase", json_string(phase));
-        json_object_set_new(j, "exit_code", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
-        json_object_set_new(j, "filename", r->filename ? json_string(r->filename) : json_null());
-        json_object_set_new(j, "function", r->function ? json_string(r->function) : json_null());
-        json_object_set_new(j, "args", args_display(r->args_json));
-        json_object_set_new(j, "kwargs", kwargs_display(r->kwargs_json));
-        json_object_set_new(j, "result", json_or_null(r->value_json));
-        json_object_set_new(j, "result_repr", r->value_repr ? json_string(r->value_repr) : json_null());
-        if (r->error_type || r->error_message)
-                json_object_set_new(j, "error",
-                                    json_pack("{s:s?, s:s?, s:s?}", "type", r->error_type, "message", r->error_message,
-                                              "traceback", r->traceback));
-        else
-                json_object_set_new(j, "error", json_null());
-        json_object_set_new(j, "timings", json_or_null(r->timings_json));
-        json_object_set_new(j, "attempt", json_integer(r->attempt));
-        json_object_set_new(j, "max_attempts", json_integer(r->max_attempts));
-        json_object_set_new(j, "created_at", time_json(r->created));
-        json_object_set_new(j, "started_at", time_json(r->started));
-        json_object_set_new(j, "finished_at", time_json(r->finished));
-        return j;
+        _cleanup_free_ char *text = run_record_to_json(r, phase);
+        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 
 /* The run as the API shows it: the record, plus the live phase while it is

@@ -40,6 +40,11 @@ typedef struct RunRecord {
 RunRecord *run_record_free(RunRecord *r);
 void run_record_freep(RunRecord **r);
 
+/* r as the API's run object (docs/api.md), JSON text; phase (may be NULL)
+ * is the live phase of a run in flight. NULL only when r holds text that
+ * is not UTF-8. */
+char *run_record_to_json(const RunRecord *r, const char *phase);
+
 /* Insert a new record (id must be unique). */
 int store_run_insert(Store *s, const RunRecord *r);
 /* Overwrite the mutable fields of the record with r->id. -ENOENT if none. */

@@ -124,7 +124,7 @@ def test_kill_everyone(sb):
 
 def test_double_forked_survivor(sb, tmp_path):
     token = "tok%d" % os.getpid()
-    p = run(sb, "survivor", "--token", token)
+    p = run(sb, "survivor", "-k", f"token={token}")
     assert p.returncode == 0, p.stderr
     time.sleep(4)  # the survivor would have written its marker by now
     for c in glob.glob("/proc/[0-9]*/cmdline"):
@@ -233,7 +233,7 @@ def test_deep_recursion(sb):
 
 def test_concurrent_runs_isolated(sb):
     (sb.cwd / "tmp_spy.py").write_text((ATTACKS / "tmp_spy.py").read_text())
-    procs = [subprocess.Popen([str(CLI), "run", "tmp_spy.py", "--token", t, "--wait", "2", "--json"],
+    procs = [subprocess.Popen([str(CLI), "run", "tmp_spy.py", "-k", f"token={t}", "--wait", "2", "--json"],
                               cwd=sb.cwd, env=sb.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for t in ("alpha", "beta")]
     import json
