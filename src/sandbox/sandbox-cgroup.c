@@ -243,7 +243,11 @@ static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool
                 return -E2BIG;
         _cleanup_free_ char *leaf = xasprintf("pysprinter-%s", name);
         char *path = path_join(parent, leaf);
-        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+        /* A group that exists already belongs to someone else: joining it
+         * would share its limits and its kill with another run (warm
+         * instances of one function once did, and a time limit of one
+         * invocation killed the others). Never reuse one. */
+        if (mkdir(path, 0755) < 0) {
                 int r = -errno;
                 free(path);
                 return r;
@@ -298,6 +302,8 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                         }
                 }
                 r = add_dir(cg, h[i].dir, name, true, ctrls, limits);
+                if (r == -EEXIST)
+                        goto exists;
                 if (r < 0 && !first_err)
                         first_err = r;
                 break;
@@ -309,6 +315,8 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                 if (!ctrls)
                         continue;
                 r = add_dir(cg, h[i].dir, name, false, ctrls, limits);
+                if (r == -EEXIST)
+                        goto exists;
                 if (r < 0 && !first_err)
                         first_err = r;
         }
@@ -328,6 +336,10 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
         }
         *ret = cg;
         return 0;
+exists:
+        *ret_error = xasprintf("the cgroup pysprinter-%s exists already; every run and instance needs its own", name);
+        sandbox_cgroup_free(cg);
+        return -EEXIST;
 }
 
 const char *sandbox_cgroup_missing(const SandboxCgroup *cg) {

@@ -127,8 +127,10 @@ typedef struct SandboxCgroup SandboxCgroup;
  * controller; applies limits. A controller that cannot be used is
  * recorded, not an error (see sandbox_cgroup_missing()). -ENOENT/-EACCES
  * when no cgroup at all could be made (the run then relies on its pid
- * namespace for the kill, and on rlimits). name: [A-Za-z0-9_.-], at most
- * 64 bytes. */
+ * namespace for the kill, and on rlimits). -EEXIST when a group of that
+ * name exists in any hierarchy: a group is never shared (its kill and its
+ * limits would reach another run). name: [A-Za-z0-9_.-], at most 64
+ * bytes. */
 int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgroup **ret, char **ret_error);
 
 /* What could not be limited, e.g. "memory, pids", or NULL when all is. */

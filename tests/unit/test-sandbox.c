@@ -425,6 +425,42 @@ static void test_cgroup_pids_and_kill(void **state) {
         sandbox_cgroup_free(cg);
 }
 
+/* A cgroup is never shared: making one whose name exists is EEXIST, and
+ * the failed attempt leaves the first one whole (issue 10, item 2: warm
+ * instances of one function shared a group, so one's kill was all's). */
+static void test_cgroup_name_taken(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .max_procs = 16 };
+        SandboxCgroup *a = NULL, *b = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-dup-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &a, &err) < 0) {
+                free(err);
+                skip();
+        }
+        assert_int_equal(sandbox_cgroup_new(name, &l, &b, &err), -EEXIST);
+        assert_null(b);
+        assert_non_null(strstr(err, "exists already"));
+        free(err);
+        /* The first group still works: a process joins it through its fd. */
+        int fds[6];
+        size_t n = sandbox_cgroup_procs_fds(a, fds, 6);
+        assert_true(n >= 1);
+        pid_t p = fork();
+        if (p == 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (write(fds[i], "0", 1) != 1)
+                                _exit(1);
+                _exit(0);
+        }
+        int st;
+        assert_int_equal(waitpid(p, &st, 0), p);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        sandbox_cgroup_free(a);
+}
+
 /* ---- worker level ----------------------------------------------------------------- */
 
 static int worker_child(void *arg) {
@@ -502,6 +538,7 @@ int main(void) {
                 cmocka_unit_test(test_run_crash_mirrored),
                 cmocka_unit_test(test_cgroup_memory),
                 cmocka_unit_test(test_cgroup_pids_and_kill),
+                cmocka_unit_test(test_cgroup_name_taken),
                 cmocka_unit_test(test_worker_level),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
