@@ -43,9 +43,6 @@ int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error) {
                 *ret_error = xasprintf("sethostname: %s", strerror(errno));
                 goto out;
         }
-        r = sandbox_net_prepare(ret_error);
-        if (r < 0)
-                goto out;
         r = sandbox_env_scrub();
         if (r < 0) {
                 *ret_error = xstrdup("scrubbing the environment failed");
@@ -123,7 +120,8 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
                 return r;
         for (size_t i = 0; i < cfg->n_cgroup_fds; i++)
                 (void) close(cfg->cgroup_fds[i]);
-        r = sandbox_net_join(cfg->network, ret_error);
+        /* Its own network namespace: never one another run is in. */
+        r = sandbox_net_enter(cfg->network, ret_error);
         if (r < 0)
                 return r;
         /* No per-run IPC namespace: creating one costs milliseconds (an

@@ -9,11 +9,11 @@
  *    with sandbox_classify();
  *  - the freshly exec'd, single-threaded worker calls
  *    sandbox_worker_enter() before Py_Initialize: user, pid, mount, ipc,
- *    uts and cgroup namespaces, a read-only tmpfs root, an isolated
- *    loopback-only network namespace kept for the runs, a scrubbed
+ *    uts and cgroup namespaces, a read-only tmpfs root, a scrubbed
  *    environment, a precompiled seccomp filter;
- *  - each forked run child calls sandbox_run_enter(): cgroup, private
- *    mount/pid/ipc namespaces, per-run tmpfs /tmp and /dev/shm, fresh
+ *  - each forked run child calls sandbox_run_enter(): cgroup, its own
+ *    loopback-only network namespace (unless network), private mount/pid
+ *    namespaces, per-run tmpfs /tmp and /dev/shm, fresh
  *    /proc, rlimits, closed fds, setsid, no capabilities, no_new_privs,
  *    non-dumpable, seccomp.
  *
@@ -75,7 +75,8 @@ typedef struct SandboxRunConfig {
         uint64_t cpu_seconds;      /* RLIMIT_CPU backstop; 0: none */
         /* Only used when no memory cgroup is available: RLIMIT_AS. 0: none. */
         uint64_t fallback_as_bytes;
-        bool network;              /* stay in the worker's (host) network namespace */
+        bool network;              /* stay in the worker's (host) network namespace;
+                                    * else a new one of the run's own */
         /* cgroup.procs fds the engine opened (see sandbox_cgroup_procs_fds());
          * the run writes "0" to each, then closes them. */
         const int *cgroup_fds;

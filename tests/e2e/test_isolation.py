@@ -145,3 +145,145 @@ def test_retiring_an_idle_instance_does_not_kill_a_busy_one(tmp_path):
         assert long_out["status"] == "succeeded", long_out
     finally:
         d.stop()
+
+
+# ---- item 3: each run has its own network namespace (and pid namespace) ----
+
+LISTENER = """\
+import os, select, socket, time
+
+def listen(window: float = 6.0):
+    socks = {}
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.bind(("127.0.0.1", 7777)); tcp.listen(16); socks["tcp"] = tcp
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 7778)); socks["udp"] = udp
+    ab = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ab.bind("\\0pysprinter-covert"); ab.listen(16); socks["abstract"] = ab
+    for where in ("/tmp", "/dev/shm"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(where + "/pysprinter-covert.sock"); s.listen(16); socks["path:" + where] = s
+    print("ready", flush=True)
+    end = time.time() + window
+    got = []
+    while time.time() < end:
+        ready, _, _ = select.select(list(socks.values()), [], [], max(0.0, end - time.time()))
+        for s in ready:
+            kind = [k for k, v in socks.items() if v is s][0]
+            if kind == "udp":
+                s.recvfrom(100)
+            else:
+                s.accept()[0].close()
+            got.append(kind)
+    return {"got": got, "window_end": end}
+"""
+
+INTRUDER = """\
+import errno, os, signal, socket, time
+
+def intrude():
+    out = {}
+    def attempt(kind, family, type_, addr):
+        s = socket.socket(family, type_)
+        s.settimeout(2)
+        try:
+            if type_ == socket.SOCK_DGRAM:
+                s.sendto(b"knock", addr)
+                out[kind] = "sent"
+            else:
+                s.connect(addr)
+                out[kind] = "connected"
+        except OSError as e:
+            out[kind] = errno.errorcode.get(e.errno, str(e))
+        finally:
+            s.close()
+    attempt("tcp", socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 7777))
+    attempt("udp", socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 7778))
+    attempt("abstract", socket.AF_UNIX, socket.SOCK_STREAM, "\\0pysprinter-covert")
+    for where in ("/tmp", "/dev/shm"):
+        attempt("path:" + where, socket.AF_UNIX, socket.SOCK_STREAM, where + "/pysprinter-covert.sock")
+    # Which processes could we signal? Only our own namespace's: init (1) and us (2).
+    reachable = []
+    for pid in range(1, 1 << 15):
+        try:
+            os.kill(pid, 0)
+            reachable.append(pid)
+        except OSError:
+            pass
+    out["signal"] = reachable
+    # The port is free in our namespace: we are not in the listener's.
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", 7777))
+        out["bind"] = "ok"
+    except OSError as e:
+        out["bind"] = errno.errorcode.get(e.errno, str(e))
+    t.close()
+    out["end"] = time.time()
+    return out
+"""
+
+
+def assert_no_contact(listener, intruders):
+    for out in intruders:
+        for kind in ("tcp", "abstract", "path:/tmp", "path:/dev/shm"):
+            assert out[kind] != "connected", (kind, out)
+        assert out["signal"] == [1, 2], out
+        assert out["bind"] == "ok", out
+        # It tried while the listener was listening.
+        assert out["end"] < listener["window_end"], (out, listener)
+    assert listener["got"] == [], listener
+
+
+def run_log(d, run_id, token):
+    st, text = d.call("GET", f"/v1/runs/{run_id}/logs", token=token)
+    return text if st == 200 and isinstance(text, str) else ""
+
+
+def test_runs_cannot_reach_each_other_through_the_daemon(daemon):
+    """alice listens on TCP, UDP, an abstract and two path unix sockets;
+    alice's own second run, bob's run and bob's deployed function (a warm
+    instance), all in the same worker's environment, try each of them and
+    try to signal every pid."""
+    need_sandbox(daemon)
+    st, a = daemon.call("POST", "/v1/runs", {"source": LISTENER, "kwargs": {"window": 8}})
+    assert st in (200, 201, 202), a
+    wait_for(lambda: "ready" in run_log(daemon, a["id"], "alice"), "the listener to listen")
+    deploy(daemon, "intruder", INTRUDER, token="bob")
+
+    def adhoc(token):
+        out = daemon.run(INTRUDER, token=token)[1]
+        assert out["status"] == "succeeded", out
+        return out["result"]
+
+    def instance():
+        out = invoke(daemon, "intruder", token="bob")
+        assert out["status"] == "succeeded", out
+        return out["result"]
+    intruders = concurrently(lambda: adhoc("alice"), lambda: adhoc("bob"), instance)
+    listener = daemon.wait_status(a["id"], ("succeeded", "failed", "killed", "error"))
+    assert listener["status"] == "succeeded", listener
+    assert_no_contact(listener["result"], intruders)
+
+
+def test_runs_cannot_reach_each_other_embedded(cli):
+    cli.write("listener.py", LISTENER)
+    cli.write("intruder.py", INTRUDER)
+    a = subprocess.Popen([str(CLI), "run", "listener.py", "--window", "6", "--json"], cwd=cli.cwd, env=cli.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = a.stdout.readline()
+        if "ready" not in line:
+            err = a.stderr.read()
+            if "--sandbox=none" in err:
+                pytest.skip("the kernel cannot run the sandbox here: " + err.strip())
+            raise AssertionError((line, err))
+        b = cli("run", "intruder.py", "--json")
+        assert b.returncode == 0, b.stderr
+        out, err = a.communicate(timeout=60)
+        assert a.returncode == 0, err
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    assert_no_contact(json.loads(out), [json.loads(b.stdout)])
