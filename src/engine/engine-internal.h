@@ -67,6 +67,9 @@ void engine_janitor_finish(Engine *e, RunSandbox *rs);
 /* Asks the janitor to make a spare slot for pw (holds a busy reference). */
 void engine_janitor_make_slot(Engine *e, PoolWorker *pw);
 void engine_janitor_stop(Engine *e);
+/* Starts the janitor thread if it is not running (it also reaps workers
+ * that died while idle, every second: pool_reap()). */
+void engine_janitor_start(Engine *e);
 
 /* ---- engine-sandbox.c: isolation of workers and runs ---- */
 
@@ -179,6 +182,9 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
+/* (janitor) Reaps workers that exited on their own (killed from outside,
+ * crashed while idle): marks them dead and stops them. */
+void pool_reap(Engine *e);
 void pool_shutdown(Engine *e);
 uint64_t engine_process_tree_pss(pid_t pid);
 

@@ -287,3 +287,70 @@ def test_runs_cannot_reach_each_other_embedded(cli):
             a.kill()
             a.wait()
     assert_no_contact(json.loads(out), [json.loads(b.stdout)])
+
+
+# ---- item 8: the worker's tree dies with its root waiter, and with the daemon ----
+
+def children(pid):
+    try:
+        return [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid):
+    out = []
+    for k in children(pid):
+        out.append(k)
+        out.extend(descendants(k))
+    return out
+
+
+def alive(pid):
+    """Running or sleeping: a zombie is dead (whoever must reap it)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def worker_roots(d):
+    """The daemon's direct children that are workers (the root waiters W0)."""
+    out = []
+    for k in children(d.proc.pid):
+        try:
+            if b"pysprinter-worker" in open(f"/proc/{k}/cmdline", "rb").read():
+                out.append(k)
+        except OSError:
+            pass
+    return out
+
+
+def test_killing_the_root_waiter_takes_the_worker_down(daemon):
+    need_sandbox(daemon)
+    assert daemon.run("def f():\n    return 1\n")[1]["status"] == "succeeded"
+    roots = wait_for(lambda: worker_roots(daemon), "a warm worker")
+    tree = {r: descendants(r) for r in roots}
+    assert all(len(t) >= 2 for t in tree.values()), tree  # X and W1 at least
+    for r in roots:
+        os.kill(r, signal.SIGKILL)
+    everything = [p for t in tree.values() for p in t]
+    wait_for(lambda: not any(alive(p) for p in everything), "the killed workers' processes to die", 15)
+    # The daemon reaps its dead waiters (no [sbx-waiter] zombie) without
+    # being asked for a run...
+    wait_for(lambda: not any(os.path.exists(f"/proc/{r}") for r in roots), "the daemon to reap its waiters", 15)
+    # ...and replaces the workers on the next run.
+    out = daemon.run("def f():\n    return 2\n")[1]
+    assert out["status"] == "succeeded" and out["result"] == 2, out
+
+
+def test_killing_the_daemon_takes_every_worker_down(tmp_path):
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    need_sandbox(d)
+    d.start()
+    assert d.run("def f():\n    return 1\n")[1]["status"] == "succeeded"
+    deploy(d, "warm", "def handler():\n    return 1\n")
+    assert invoke(d, "warm")["status"] == "succeeded"
+    tree = wait_for(lambda: [p for p in descendants(d.proc.pid) if alive(p)], "the daemon's workers")
+    d.kill9()
+    wait_for(lambda: not any(alive(p) for p in tree), "every worker process to die with the daemon", 15)
