@@ -87,6 +87,11 @@ typedef struct WorkerSpawn {
  * this process). */
 int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **ret_error);
 
+/* The store dirs as the worker sees them (sandbox_inside_path() in the
+ * full sandbox: no host path reaches a run), for the messages that name
+ * them (init's and a run's sys_path). A new strv. */
+char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host);
+
 /* Per-run isolation state (RunSandbox): cgroups and whatever else a run needs. */
 int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
                                RunSandbox **ret, char **ret_error);

@@ -132,7 +132,8 @@ uint64_t engine_process_tree_pss(pid_t pid) {
 
 static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
         json_t *path = json_array();
-        for (char **p = pw->sys_path; p && *p; p++)
+        _cleanup_strv_free_ char **seen = engine_sandbox_worker_paths(pw->mode, pw->sys_path);
+        for (char **p = seen; p && *p; p++)
                 json_array_append_new(path, json_string(*p));
         /* In the full sandbox the engine asks for spares itself, each
          * joined to its run's cgroup ahead of time (pool_make_slot). */

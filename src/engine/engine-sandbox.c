@@ -239,3 +239,12 @@ void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json) {
                             : xasprintf("{\"cgroup_fds\":0,\"memory_cgroup\":%s}",
                                         sandbox_cgroup_has_memory(rs->cg) ? "true" : "false");
 }
+
+char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host) {
+        char **out = xcalloc(1, sizeof(char *));
+        for (char *const *p = host; p && *p; p++) {
+                _cleanup_free_ char *inside = mode == SANDBOX_MODE_FULL ? sandbox_inside_path(*p) : xstrdup(*p);
+                out = strv_append(out, inside);
+        }
+        return out;
+}

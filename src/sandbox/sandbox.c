@@ -57,6 +57,26 @@ out:
         return r;
 }
 
+int sandbox_worker_resume(char **ret_error) {
+        int r = sandbox_env_scrub();
+        if (r < 0) {
+                *ret_error = xstrdup("scrubbing the environment failed");
+                return r;
+        }
+        /* exec made us dumpable again (a readable binary, no credential
+         * change); nothing in the sandbox needs to read our memory. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                r = -errno;
+                *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(errno));
+                return r;
+        }
+        r = sandbox_seccomp_prepare(ret_error);
+        if (r < 0)
+                return r;
+        worker_active = true;
+        return 0;
+}
+
 /* The run's init (pid 1 of the run's pid namespace). It shares the run
  * child's memory (CLONE_VM): copying the page tables of a warm interpreter
  * is the dominant cost of a run's start, and this process needs none of

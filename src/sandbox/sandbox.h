@@ -37,9 +37,23 @@
 
 /* ---- worker level --------------------------------------------------------- */
 
+/* Fixed places inside the sandbox: nothing a run can read names a host
+ * path (the build tree, the data dir, PYSPRINTER_HOME). */
+#define SANDBOX_RUN_DIR "/run/pysprinter"
+/* The worker binary (a copy); the worker re-execs itself from here. */
+#define SANDBOX_WORKER_PATH SANDBOX_RUN_DIR "/worker"
+/* The package store's dirs (SandboxWorkerConfig.ro_paths). */
+#define SANDBOX_STORE_DIR SANDBOX_RUN_DIR "/store"
+
+/* Where the host dir given in SandboxWorkerConfig.ro_paths is seen inside:
+ * SANDBOX_STORE_DIR/<its last component> (store dirs are named by their
+ * hash). The engine translates the paths it sends the worker with it.
+ * Caller frees. */
+char *sandbox_inside_path(const char *host);
+
 typedef struct SandboxWorkerConfig {
-        /* Host paths bound read-only at the same place inside (the package
-         * store, data sets). Missing paths are an error. */
+        /* Host dirs seen read-only at sandbox_inside_path() (the package
+         * store's). Missing paths are an error. */
         char **ro_paths;
         /* Data sets, "NAME=/host/path": seen read-only at /data/NAME. */
         char **data;
@@ -61,9 +75,15 @@ typedef struct SandboxWorkerConfig {
  * -errno and *ret_error names what is missing and suggests --sandbox=none. */
 int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error);
 
-/* True once sandbox_worker_enter() succeeded in this process (or its
- * forks). */
+/* True once sandbox_worker_enter() or sandbox_worker_resume() succeeded
+ * in this process (or its forks). */
 bool sandbox_worker_active(void);
+
+/* In the worker re-executed from SANDBOX_WORKER_PATH inside the namespaces
+ * sandbox_worker_enter() made (their mounts, hostname and /proc survive
+ * exec): scrubs the environment, makes the process non-dumpable again and
+ * compiles the seccomp filter. */
+int sandbox_worker_resume(char **ret_error);
 
 /* ---- run level ---------------------------------------------------------------- */
 

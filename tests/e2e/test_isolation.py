@@ -354,3 +354,81 @@ def test_killing_the_daemon_takes_every_worker_down(tmp_path):
     tree = wait_for(lambda: [p for p in descendants(d.proc.pid) if alive(p)], "the daemon's workers")
     d.kill9()
     wait_for(lambda: not any(alive(p) for p in tree), "every worker process to die with the daemon", 15)
+
+
+# ---- item 10 (third part): no host path inside a run; item 14: system libraries ----
+
+import pkgindex  # noqa: E402
+from conftest import BUILD  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheels")
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(out, "leakprobe", "1.0"))
+    numpy = pkgindex.repack_debian("numpy", out)
+    if numpy is not None:
+        ix.add(numpy)
+    ix.numpy = numpy is not None
+    ix.start()
+    yield ix
+    ix.stop()
+
+
+PROBE = """\
+@requirements({'leakprobe': ''})
+def probe():
+    import os, sys, leakprobe
+    seen = {}
+    for p in ("/proc/self/mountinfo", "/proc/1/cmdline", "/proc/self/cmdline", "/proc/2/cmdline",
+              "/proc/self/environ", "/proc/1/environ", "/proc/self/maps", "/proc/1/maps"):
+        try:
+            seen[p] = open(p, "rb").read().decode(errors="replace")
+        except OSError as e:
+            seen[p] = "unreadable: " + type(e).__name__
+    seen["exe"] = os.readlink("/proc/self/exe")
+    seen["sys.path"] = repr(sys.path)
+    seen["sys.executable"] = sys.executable
+    seen["modules"] = repr(sorted((n, str(getattr(m, "__file__", None))) for n, m in list(sys.modules.items())))
+    seen["leakprobe"] = leakprobe.__file__
+    seen["data"] = repr(sorted(os.listdir("/data/greet")))
+    seen["env"] = repr(dict(os.environ))
+    return seen
+"""
+
+
+def test_no_host_path_reaches_a_run(cli, index, home, tmp_path):
+    (tmp_path / "hello.txt").write_text("hi\n")
+    p = cli("data", "put", "greet", tmp_path / "hello.txt")
+    assert p.returncode == 0, p.stderr
+    cli.write("probe.py", PROBE)
+    p = cli("run", "probe.py", "--json", "--index-url", index.url, "--data", "greet")
+    if p.returncode != 0 and "--sandbox=none" in p.stderr:
+        pytest.skip("the kernel cannot run the sandbox here: " + p.stderr.strip())
+    assert p.returncode == 0, p.stderr
+    seen = json.loads(p.stdout)
+    assert seen["exe"] == "/run/pysprinter/worker" and seen["sys.executable"] != str(BUILD)
+    assert seen["leakprobe"].startswith("/run/pysprinter/store/"), seen["leakprobe"]
+    assert "hello.txt" in seen["data"]
+    for host in (str(BUILD), str(home), str(tmp_path), "/work/"):
+        leaks = {k: v for k, v in seen.items() if host in v}
+        assert not leaks, (host, {k: v[:2000] for k, v in leaks.items()})
+
+
+def test_debian_numpy_loads_its_blas_through_etc_alternatives(cli, index):
+    """libblas.so.3 is reached through /etc/alternatives on Debian."""
+    if not index.numpy:
+        pytest.skip("Debian's python3-numpy is not installed")
+    cli.write("dot.py", """
+        @requirements({'numpy': ''})
+        def dot():
+            import numpy
+            a = numpy.arange(6.0).reshape(2, 3)
+            return (a @ a.T).tolist()
+        """)
+    p = cli("run", "dot.py", "--json", "--index-url", index.url)
+    if p.returncode != 0 and "--sandbox=none" in p.stderr:
+        pytest.skip("the kernel cannot run the sandbox here: " + p.stderr.strip())
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert json.loads(p.stdout) == [[5.0, 14.0], [14.0, 50.0]]

@@ -483,9 +483,19 @@ static int worker_child(void *arg) {
         CHECK(stat("/root", &st) < 0);
         CHECK(stat("/home", &st) < 0);
         CHECK(stat("/usr/lib", &st) == 0);
-        CHECK(stat((char *) arg, &st) == 0);
+        /* The ro dir is at its fixed place, and its host path is nowhere:
+         * not as a path, not in mountinfo (an overlay hides the source). */
+        _cleanup_free_ char *inside = sandbox_inside_path((char *) arg);
+        CHECK(startswith(inside, SANDBOX_STORE_DIR "/"));
+        CHECK(stat(inside, &st) == 0 && S_ISDIR(st.st_mode));
+        CHECK(stat((char *) arg, &st) < 0);
+        char *mi = NULL;
+        CHECK(read_file("/proc/self/mountinfo", 1 << 20, &mi, NULL) >= 0);
+        CHECK(strstr(mi, (char *) arg) == NULL);
+        free(mi);
+        CHECK(access(SANDBOX_WORKER_PATH, X_OK) == 0);
         CHECK(open("/usr/pwned", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0 && errno == EROFS);
-        _cleanup_free_ char *p = path_join((char *) arg, "pwned");
+        _cleanup_free_ char *p = path_join(inside, "pwned");
         CHECK(open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0);
         CHECK(open("/pwned", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0 && errno == EROFS);
         CHECK(getenv("PYSPRINTER_CANARY") == NULL);
