@@ -191,7 +191,13 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
         int r;
         static const char *const system_paths[] = {
                 "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
-                "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/resolv.conf",
+                /* Public files native libraries read: the loader's config
+                 * and cache, and the symlink farm Debian reaches BLAS,
+                 * LAPACK and friends through (libblas.so.3 ->
+                 * /etc/alternatives/... -> /usr/lib/.../blas/), time zones,
+                 * fonts, MIME types, CA certificates. */
+                "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
+                "/etc/localtime", "/etc/timezone", "/etc/fonts", "/etc/resolv.conf",
                 "/etc/nsswitch.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/mime.types",
                 "/etc/python3", "/etc/python3.11", "/etc/python3.12", "/etc/python3.13",
         };
