@@ -110,6 +110,9 @@ bool engine_sandbox_run_has_cgroup(const RunSandbox *rs);
 int engine_sandbox_run_set_limits(RunSandbox *rs, const RunLimits *limits);
 /* The "sandbox" JSON of a run whose child joined its cgroups already. */
 void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json);
+/* Freezes or thaws the run's whole process tree (an idle warm instance:
+ * nothing of it runs between invocations). -EOPNOTSUPP without a freezer. */
+int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen);
 /* Kill the run's whole process tree now. */
 int engine_sandbox_run_kill(RunSandbox *rs);
 /* After the run child ended: did a limit end it? Fills a type ("MemoryLimit",
@@ -203,6 +206,7 @@ struct Instance {
         int status_fd;       /* the worker reports the instance's exit here */
         pid_t pid;
         bool busy, dead;
+        bool frozen;         /* its cgroup is frozen (idle); only its holder changes this */
         usec_t last_used;
         uint64_t invocations;
         Instance *next;

@@ -248,3 +248,9 @@ char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host) {
         }
         return out;
 }
+
+int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen) {
+        if (!engine_sandbox_run_has_cgroup(rs))
+                return -EOPNOTSUPP;
+        return sandbox_cgroup_freeze(rs->cg, frozen);
+}

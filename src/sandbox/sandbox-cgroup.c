@@ -29,8 +29,12 @@ enum {
         CTRL_PIDS = 1 << 1,
         CTRL_CPU = 1 << 2,
         CTRL_ALL = CTRL_MEMORY | CTRL_PIDS | CTRL_CPU,
+        /* Not a limit (not in CTRL_ALL, never "missing"): idle warm
+         * instances are frozen. v2 has it in every non-root group
+         * (cgroup.freeze); v1 has a "freezer" hierarchy. */
+        CTRL_FREEZER = 1 << 3,
 };
-static const char *const ctrl_names[] = { "memory", "pids", "cpu" };
+static const char *const ctrl_names[] = { "memory", "pids", "cpu", "freezer" };
 
 typedef struct CgDir {
         char *path;
@@ -291,7 +295,7 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                          * is not the root (the "no internal processes"
                          * rule); then v1 or rlimits have to do. */
                         for (size_t c = 0; c < ELEMENTSOF(ctrl_names); c++) {
-                                if (!(a & (1U << c)))
+                                if (!(a & (1U << c) & CTRL_ALL))
                                         continue;
                                 _cleanup_free_ char *plus = xasprintf("+%s", ctrl_names[c]);
                                 _cleanup_free_ char *sub = NULL, *subp = path_join(h[i].dir, "cgroup.subtree_control");
@@ -301,7 +305,7 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                                         ctrls |= 1U << c;
                         }
                 }
-                r = add_dir(cg, h[i].dir, name, true, ctrls, limits);
+                r = add_dir(cg, h[i].dir, name, true, ctrls | CTRL_FREEZER, limits);
                 if (r == -EEXIST)
                         goto exists;
                 if (r < 0 && !first_err)
@@ -330,7 +334,7 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                 _cleanup_(buf_free) Buf b;
                 buf_init(&b, 256);
                 for (size_t c = 0; c < ELEMENTSOF(ctrl_names); c++)
-                        if (!(cg->have & (1U << c)))
+                        if ((CTRL_ALL & (1U << c)) && !(cg->have & (1U << c)))
                                 (void) buf_printf(&b, "%s%s", b.len ? ", " : "", ctrl_names[c]);
                 cg->missing = buf_steal(&b);
         }
@@ -381,9 +385,26 @@ static int kill_listed(const char *dir) {
         return n;
 }
 
+int sandbox_cgroup_freeze(SandboxCgroup *cg, bool frozen) {
+        if (!cg)
+                return -EOPNOTSUPP;
+        for (size_t i = 0; i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (!(d->ctrls & CTRL_FREEZER))
+                        continue;
+                if (d->v2)
+                        return write_str(d->path, "cgroup.freeze", frozen ? "1" : "0");
+                return write_str(d->path, "freezer.state", frozen ? "FROZEN" : "THAWED");
+        }
+        return -EOPNOTSUPP;
+}
+
 int sandbox_cgroup_kill(SandboxCgroup *cg) {
         if (!cg)
                 return 0;
+        /* A task frozen by the v1 freezer does not die of SIGKILL until it
+         * is thawed (v2's cgroup.kill wakes it, but thawing costs nothing). */
+        (void) sandbox_cgroup_freeze(cg, false);
         for (size_t i = 0; i < cg->n; i++)
                 if (cg->dirs[i].v2)
                         (void) write_str(cg->dirs[i].path, "cgroup.kill", "1");

@@ -168,6 +168,12 @@ size_t sandbox_cgroup_procs_fds(const SandboxCgroup *cg, int *fds, size_t max);
  * Returns 0 when empty, -EBUSY if something survived the loop. */
 int sandbox_cgroup_kill(SandboxCgroup *cg);
 
+/* Freezes (frozen) or thaws every process in the group: v2
+ * cgroup.freeze, else the v1 freezer hierarchy's freezer.state. Returns
+ * without waiting for a freeze to complete (a thawed task runs at once).
+ * -EOPNOTSUPP when the group has no freezer. */
+int sandbox_cgroup_freeze(SandboxCgroup *cg, bool frozen);
+
 typedef struct SandboxCgroupStats {
         uint64_t oom_kills;      /* memory.events oom_kill / v1 oom_control */
         uint64_t memory_failcnt; /* v1 only: how often the limit was hit */

@@ -432,3 +432,36 @@ def test_debian_numpy_loads_its_blas_through_etc_alternatives(cli, index):
         pytest.skip("the kernel cannot run the sandbox here: " + p.stderr.strip())
     assert p.returncode == 0, (p.stdout, p.stderr)
     assert json.loads(p.stdout) == [[5.0, 14.0], [14.0, 50.0]]
+
+
+# ---- item 9: an idle warm instance is frozen between invocations ----
+
+TICKER = """\
+import threading, time
+TICKS = [0]
+def handler():
+    def tick():
+        while True:
+            TICKS[0] += 1
+            time.sleep(0.01)
+    if not getattr(handler, "started", False):
+        handler.started = True
+        threading.Thread(target=tick, daemon=True).start()
+        time.sleep(0.1)
+    return TICKS[0]
+"""
+
+
+def test_an_idle_instance_does_not_run_between_invocations(daemon):
+    need_sandbox(daemon)
+    deploy(daemon, "ticker", TICKER)
+    first = invoke(daemon, "ticker")
+    assert first["status"] == "succeeded" and first["result"] >= 5, first  # the thread ticks while invoked
+    # Spaced apart: the instance idles for a second (100 ticks if it ran).
+    wait_for(lambda: [i for i in instances(daemon) if i["idle_s"] >= 1.0], "the instance to idle a second")
+    second = invoke(daemon, "ticker")
+    assert second["status"] == "succeeded", second
+    assert second["result"] - first["result"] <= 5, (first["result"], second["result"])
+    # Thawed, it ticks again.
+    third = invoke(daemon, "ticker", args=[])
+    assert third["status"] == "succeeded"
