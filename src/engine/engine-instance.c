@@ -162,6 +162,11 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, const c
                 if (idle) {
                         idle->busy = true;
                         pthread_mutex_unlock(&e->pool.lock);
+                        /* It was frozen when it went idle (instance_release). */
+                        if (idle->frozen) {
+                                (void) engine_sandbox_run_freeze(idle->sandbox, false);
+                                idle->frozen = false;
+                        }
                         free_retired(e, retired);
                         *ret = idle;
                         *ret_cold = false;
@@ -207,6 +212,11 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, const c
 }
 
 void instance_release(Engine *e, Instance *i, bool broken) {
+        /* Nothing of an idle instance runs between invocations (its threads
+         * and timers included), as on Lambda: freeze it while it is still
+         * ours; the next acquire thaws it. */
+        if (!broken)
+                i->frozen = engine_sandbox_run_freeze(i->sandbox, true) >= 0;
         pthread_mutex_lock(&e->pool.lock);
         i->busy = false;
         i->last_used = now_monotonic();

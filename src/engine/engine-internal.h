@@ -67,6 +67,9 @@ void engine_janitor_finish(Engine *e, RunSandbox *rs);
 /* Asks the janitor to make a spare slot for pw (holds a busy reference). */
 void engine_janitor_make_slot(Engine *e, PoolWorker *pw);
 void engine_janitor_stop(Engine *e);
+/* Starts the janitor thread if it is not running (it also reaps workers
+ * that died while idle, every second: pool_reap()). */
+void engine_janitor_start(Engine *e);
 
 /* ---- engine-sandbox.c: isolation of workers and runs ---- */
 
@@ -83,6 +86,11 @@ typedef struct WorkerSpawn {
 /* Starts a worker process as ws describes (fork+exec; never runs CPython in
  * this process). */
 int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **ret_error);
+
+/* The store dirs as the worker sees them (sandbox_inside_path() in the
+ * full sandbox: no host path reaches a run), for the messages that name
+ * them (init's and a run's sys_path). A new strv. */
+char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host);
 
 /* Per-run isolation state (RunSandbox): cgroups and whatever else a run needs. */
 int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
@@ -102,6 +110,9 @@ bool engine_sandbox_run_has_cgroup(const RunSandbox *rs);
 int engine_sandbox_run_set_limits(RunSandbox *rs, const RunLimits *limits);
 /* The "sandbox" JSON of a run whose child joined its cgroups already. */
 void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json);
+/* Freezes or thaws the run's whole process tree (an idle warm instance:
+ * nothing of it runs between invocations). -EOPNOTSUPP without a freezer. */
+int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen);
 /* Kill the run's whole process tree now. */
 int engine_sandbox_run_kill(RunSandbox *rs);
 /* After the run child ended: did a limit end it? Fills a type ("MemoryLimit",
@@ -179,6 +190,9 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
+/* (janitor) Reaps workers that exited on their own (killed from outside,
+ * crashed while idle): marks them dead and stops them. */
+void pool_reap(Engine *e);
 void pool_shutdown(Engine *e);
 uint64_t engine_process_tree_pss(pid_t pid);
 
@@ -192,6 +206,7 @@ struct Instance {
         int status_fd;       /* the worker reports the instance's exit here */
         pid_t pid;
         bool busy, dead;
+        bool frozen;         /* its cgroup is frozen (idle); only its holder changes this */
         usec_t last_used;
         uint64_t invocations;
         Instance *next;

@@ -2,6 +2,8 @@
  * cgroups) on its own thread, so a run's result is not held back by the
  * kernel tearing its processes down. Started on first use; engine_free()
  * drains it, so nothing outlives the engine. */
+#include <time.h>
+
 #include "engine-internal.h"
 
 typedef struct JanitorItem {
@@ -10,12 +12,32 @@ typedef struct JanitorItem {
         struct JanitorItem *next;
 } JanitorItem;
 
+#define REAP_INTERVAL_USEC USEC_PER_SEC
+
 static void *janitor_main(void *userdata) {
         Engine *e = userdata;
+        usec_t next_reap = now_monotonic() + REAP_INTERVAL_USEC;
         pthread_mutex_lock(&e->janitor_lock);
         for (;;) {
-                while (!e->janitor_queue && !e->janitor_stop)
-                        pthread_cond_wait(&e->janitor_wake, &e->janitor_lock);
+                while (!e->janitor_queue && !e->janitor_stop) {
+                        /* Now and then, even when nothing is queued: a worker
+                         * that died while idle is noticed (and reaped: no
+                         * [sbx-waiter] zombie) without waiting for a run. */
+                        usec_t now = now_monotonic();
+                        if (now >= next_reap) {
+                                pthread_mutex_unlock(&e->janitor_lock);
+                                pool_reap(e);
+                                pthread_mutex_lock(&e->janitor_lock);
+                                next_reap = now_monotonic() + REAP_INTERVAL_USEC;
+                                continue;
+                        }
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        usec_t until = (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000 + (next_reap - now);
+                        ts = (struct timespec) { .tv_sec = (time_t) (until / USEC_PER_SEC),
+                                                 .tv_nsec = (long) (until % USEC_PER_SEC) * 1000 };
+                        (void) pthread_cond_timedwait(&e->janitor_wake, &e->janitor_lock, &ts);
+                }
                 JanitorItem *item = e->janitor_queue;
                 if (!item)
                         break; /* stopping and drained */
@@ -33,6 +55,13 @@ static void *janitor_main(void *userdata) {
 }
 
 static void janitor_push(Engine *e, JanitorItem *item);
+
+void engine_janitor_start(Engine *e) {
+        pthread_mutex_lock(&e->janitor_lock);
+        if (!e->janitor_running && !e->janitor_stop && pthread_create(&e->janitor, NULL, janitor_main, e) == 0)
+                e->janitor_running = true;
+        pthread_mutex_unlock(&e->janitor_lock);
+}
 
 void engine_janitor_finish(Engine *e, RunSandbox *rs) {
         if (!rs)

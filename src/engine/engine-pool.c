@@ -132,7 +132,8 @@ uint64_t engine_process_tree_pss(pid_t pid) {
 
 static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
         json_t *path = json_array();
-        for (char **p = pw->sys_path; p && *p; p++)
+        _cleanup_strv_free_ char **seen = engine_sandbox_worker_paths(pw->mode, pw->sys_path);
+        for (char **p = seen; p && *p; p++)
                 json_array_append_new(path, json_string(*p));
         /* In the full sandbox the engine asks for spares itself, each
          * joined to its run's cgroup ahead of time (pool_make_slot). */
@@ -208,6 +209,8 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 r = worker_init(e, pw, ret_error);
         /* Measured outside the pool lock (see pool_release). */
         uint64_t pss = r >= 0 ? engine_process_tree_pss(pw->w->pid) : 0;
+        if (r >= 0)
+                engine_janitor_start(e);
 
         pthread_mutex_lock(&e->pool.lock);
         if (r < 0) {
@@ -259,6 +262,23 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
                 pw->pss_bytes = pss;
         PoolWorker *victims = collect_evictions(e, now_monotonic());
         pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+        stop_list(victims);
+}
+
+void pool_reap(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        /* Only workers linked in the pool, under its lock: an unlinked one
+         * belongs to whoever unlinked it, who waits for it (worker_stop). */
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
+                if (!pw->ready || !pw->w || pw->w->pid <= 0)
+                        continue;
+                if (waitpid(pw->w->pid, NULL, WNOHANG) == pw->w->pid) {
+                        pw->w->pid = 0;
+                        pw->dead = true;
+                }
+        }
+        PoolWorker *victims = collect_evictions(e, now_monotonic());
         pthread_mutex_unlock(&e->pool.lock);
         stop_list(victims);
 }

@@ -402,7 +402,10 @@ static void add_limits_and_data(RunCtx *c, json_t *m) {
                         _cleanup_free_ char *seen = c->spec->sandbox == SANDBOX_MODE_NONE
                                                             ? xstrdup(eq + 1)
                                                             : path_join("/data", name);
-                        json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", eq + 1, "path", seen));
+                        /* The host path stays out of the sandbox (it names the data dir). */
+                        json_object_set_new(data, name, json_pack("{s:s, s:s}", "host",
+                                                                  c->spec->sandbox == SANDBOX_MODE_NONE ? eq + 1 : seen,
+                                                                  "path", seen));
                 }
         }
         json_object_set_new(m, "data", data);
@@ -411,7 +414,8 @@ static void add_limits_and_data(RunCtx *c, json_t *m) {
 static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
         json_t *m = base_message(c, "run");
         json_t *path = json_array();
-        for (char **s = c->sys_path; s && *s; s++)
+        _cleanup_strv_free_ char **seen = engine_sandbox_worker_paths(c->spec->sandbox, c->sys_path);
+        for (char **s = seen; s && *s; s++)
                 json_array_append_new(path, json_string(*s));
         json_object_set_new(m, "sys_path", path);
         add_limits_and_data(c, m);

@@ -90,15 +90,22 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
         return 0;
 }
 
-/* A cgroup name from a run id: [A-Za-z0-9_.-] only. */
+/* A cgroup name from a run id or an instance key: [A-Za-z0-9_.-] only,
+ * unique in this process (a counter: an instance key names a function,
+ * not one of its instances, and a retried run keeps its id), ending in
+ * "-PID" so that sandbox_cgroup_sweep_stale() knows whose it is. */
 static char *cgroup_name(const char *run_id) {
-        char *s = xasprintf("%s-%d", run_id ? run_id : "run", (int) getpid());
+        static uint64_t counter;
+        uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        char suffix[48];
+        snprintf(suffix, sizeof(suffix), "-%llu-%d", (unsigned long long) n, (int) getpid());
+        /* 64 bytes at most, and the suffix always whole. */
+        size_t room = 64 - strlen(suffix);
+        char *s = xasprintf("%.*s%s", (int) room, run_id ? run_id : "run", suffix);
         for (char *p = s; *p; p++)
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
                       *p == '_' || *p == '.'))
                         *p = '_';
-        if (strlen(s) > 64)
-                s[64] = 0;
         return s;
 }
 
@@ -116,8 +123,14 @@ int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, 
                 _cleanup_free_ char *name = cgroup_name(run_id), *err = NULL;
                 /* No cgroup (an unprivileged engine without delegation) is
                  * not fatal: the run's pid namespace still dies with it,
-                 * and rlimits bound memory. */
-                (void) sandbox_cgroup_new(name, &l, &rs->cg, &err);
+                 * and rlimits bound memory. A group that exists already is:
+                 * sharing one would share its kill. */
+                int r = sandbox_cgroup_new(name, &l, &rs->cg, &err);
+                if (r == -EEXIST) {
+                        *ret_error = TAKE_PTR(err);
+                        free(rs);
+                        return r;
+                }
         }
         *ret = rs;
         return 0;
@@ -225,4 +238,19 @@ void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json) {
                             ? NULL
                             : xasprintf("{\"cgroup_fds\":0,\"memory_cgroup\":%s}",
                                         sandbox_cgroup_has_memory(rs->cg) ? "true" : "false");
+}
+
+char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host) {
+        char **out = xcalloc(1, sizeof(char *));
+        for (char *const *p = host; p && *p; p++) {
+                _cleanup_free_ char *inside = mode == SANDBOX_MODE_FULL ? sandbox_inside_path(*p) : xstrdup(*p);
+                out = strv_append(out, inside);
+        }
+        return out;
+}
+
+int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen) {
+        if (!engine_sandbox_run_has_cgroup(rs))
+                return -EOPNOTSUPP;
+        return sandbox_cgroup_freeze(rs->cg, frozen);
 }

@@ -29,8 +29,12 @@ enum {
         CTRL_PIDS = 1 << 1,
         CTRL_CPU = 1 << 2,
         CTRL_ALL = CTRL_MEMORY | CTRL_PIDS | CTRL_CPU,
+        /* Not a limit (not in CTRL_ALL, never "missing"): idle warm
+         * instances are frozen. v2 has it in every non-root group
+         * (cgroup.freeze); v1 has a "freezer" hierarchy. */
+        CTRL_FREEZER = 1 << 3,
 };
-static const char *const ctrl_names[] = { "memory", "pids", "cpu" };
+static const char *const ctrl_names[] = { "memory", "pids", "cpu", "freezer" };
 
 typedef struct CgDir {
         char *path;
@@ -243,7 +247,11 @@ static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool
                 return -E2BIG;
         _cleanup_free_ char *leaf = xasprintf("pysprinter-%s", name);
         char *path = path_join(parent, leaf);
-        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+        /* A group that exists already belongs to someone else: joining it
+         * would share its limits and its kill with another run (warm
+         * instances of one function once did, and a time limit of one
+         * invocation killed the others). Never reuse one. */
+        if (mkdir(path, 0755) < 0) {
                 int r = -errno;
                 free(path);
                 return r;
@@ -287,7 +295,7 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                          * is not the root (the "no internal processes"
                          * rule); then v1 or rlimits have to do. */
                         for (size_t c = 0; c < ELEMENTSOF(ctrl_names); c++) {
-                                if (!(a & (1U << c)))
+                                if (!(a & (1U << c) & CTRL_ALL))
                                         continue;
                                 _cleanup_free_ char *plus = xasprintf("+%s", ctrl_names[c]);
                                 _cleanup_free_ char *sub = NULL, *subp = path_join(h[i].dir, "cgroup.subtree_control");
@@ -297,7 +305,9 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                                         ctrls |= 1U << c;
                         }
                 }
-                r = add_dir(cg, h[i].dir, name, true, ctrls, limits);
+                r = add_dir(cg, h[i].dir, name, true, ctrls | CTRL_FREEZER, limits);
+                if (r == -EEXIST)
+                        goto exists;
                 if (r < 0 && !first_err)
                         first_err = r;
                 break;
@@ -309,6 +319,8 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                 if (!ctrls)
                         continue;
                 r = add_dir(cg, h[i].dir, name, false, ctrls, limits);
+                if (r == -EEXIST)
+                        goto exists;
                 if (r < 0 && !first_err)
                         first_err = r;
         }
@@ -322,12 +334,16 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                 _cleanup_(buf_free) Buf b;
                 buf_init(&b, 256);
                 for (size_t c = 0; c < ELEMENTSOF(ctrl_names); c++)
-                        if (!(cg->have & (1U << c)))
+                        if ((CTRL_ALL & (1U << c)) && !(cg->have & (1U << c)))
                                 (void) buf_printf(&b, "%s%s", b.len ? ", " : "", ctrl_names[c]);
                 cg->missing = buf_steal(&b);
         }
         *ret = cg;
         return 0;
+exists:
+        *ret_error = xasprintf("the cgroup pysprinter-%s exists already; every run and instance needs its own", name);
+        sandbox_cgroup_free(cg);
+        return -EEXIST;
 }
 
 const char *sandbox_cgroup_missing(const SandboxCgroup *cg) {
@@ -369,9 +385,26 @@ static int kill_listed(const char *dir) {
         return n;
 }
 
+int sandbox_cgroup_freeze(SandboxCgroup *cg, bool frozen) {
+        if (!cg)
+                return -EOPNOTSUPP;
+        for (size_t i = 0; i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (!(d->ctrls & CTRL_FREEZER))
+                        continue;
+                if (d->v2)
+                        return write_str(d->path, "cgroup.freeze", frozen ? "1" : "0");
+                return write_str(d->path, "freezer.state", frozen ? "FROZEN" : "THAWED");
+        }
+        return -EOPNOTSUPP;
+}
+
 int sandbox_cgroup_kill(SandboxCgroup *cg) {
         if (!cg)
                 return 0;
+        /* A task frozen by the v1 freezer does not die of SIGKILL until it
+         * is thawed (v2's cgroup.kill wakes it, but thawing costs nothing). */
+        (void) sandbox_cgroup_freeze(cg, false);
         for (size_t i = 0; i < cg->n; i++)
                 if (cg->dirs[i].v2)
                         (void) write_str(cg->dirs[i].path, "cgroup.kill", "1");

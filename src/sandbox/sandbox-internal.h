@@ -30,11 +30,9 @@ SandboxMounts *sandbox_mounts_free(SandboxMounts *m);
 int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error);
 
 /* sandbox-net.c */
-/* Creates the loopback-only network namespace once; keeps an fd to it. */
-int sandbox_net_prepare(char **ret_error);
-/* Joins it (unless network). */
-int sandbox_net_join(bool network, char **ret_error);
-int sandbox_net_fd(void);
+/* Unless network: moves the caller into a new network namespace of its
+ * own with only lo, up. */
+int sandbox_net_enter(bool network, char **ret_error);
 /* Brings lo up in the calling network namespace. */
 int sandbox_net_loopback_up(void);
 

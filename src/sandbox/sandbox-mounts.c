@@ -20,6 +20,7 @@
  * bound through /proc/self/fd/N, after the tmpfs hides /tmp: a bind
  * source under /tmp stays reachable, and a symlink swapped in between
  * check and use is not followed. */
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -48,7 +49,11 @@
  * so the run binds them again on top of it. */
 static char **tmp_binds;
 
-typedef enum BindKind { BIND_DIR, BIND_FILE, BIND_DEV, BIND_SYMLINK } BindKind;
+/* BIND_HIDDEN: a directory seen through a read-only overlay, so that
+ * /proc/self/mountinfo shows no host path (a bind's line names its source
+ * directory, relative to its file system: the data dir, PYSPRINTER_HOME).
+ * BIND_COPY: a file copied into the root tmpfs (the worker binary). */
+typedef enum BindKind { BIND_DIR, BIND_FILE, BIND_DEV, BIND_SYMLINK, BIND_HIDDEN, BIND_COPY } BindKind;
 
 typedef struct Bind {
         char *src;      /* host path */
@@ -62,7 +67,15 @@ struct SandboxMounts {
         Bind *binds;
         size_t n;
         uint64_t tmp_bytes;
+        uint64_t copy_bytes; /* what BIND_COPY puts into the root tmpfs */
 };
+
+char *sandbox_inside_path(const char *host) {
+        assert(host);
+        const char *base = strrchr(host, '/');
+        base = base ? base + 1 : host;
+        return path_join(SANDBOX_STORE_DIR, *base ? base : "_");
+}
 
 SandboxMounts *sandbox_mounts_free(SandboxMounts *m) {
         if (!m)
@@ -82,7 +95,8 @@ static bool covered(const SandboxMounts *m, const char *path) {
         for (size_t i = 0; i < m->n; i++) {
                 const char *d = m->binds[i].dst;
                 size_t l = strlen(d);
-                if (m->binds[i].kind == BIND_DIR && strneq(path, d, l) && (path[l] == '/' || path[l] == 0))
+                if ((m->binds[i].kind == BIND_DIR || m->binds[i].kind == BIND_HIDDEN) && strneq(path, d, l) &&
+                    (path[l] == '/' || path[l] == 0))
                         return true;
                 if (streq(path, d))
                         return true;
@@ -103,7 +117,12 @@ static int add_at(SandboxMounts *m, const char *src, const char *dst, char **ret
                 *ret_error = xasprintf("cannot bind %s into the sandbox: %s", src, strerror(errno));
                 return -errno;
         }
-        add(m, S_ISDIR(st.st_mode) ? BIND_DIR : BIND_FILE, dst, -EBADF, NULL);
+        for (size_t i = 0; i < m->n; i++)
+                if (streq(m->binds[i].dst, dst)) {
+                        *ret_error = xasprintf("two sandbox paths would both be %s", dst);
+                        return -EEXIST;
+                }
+        add(m, S_ISDIR(st.st_mode) ? BIND_HIDDEN : BIND_FILE, dst, -EBADF, NULL);
         free(m->binds[m->n - 1].src);
         m->binds[m->n - 1].src = xstrdup(src);
         return 0;
@@ -145,7 +164,7 @@ static int add_path(SandboxMounts *m, const char *path, bool required, bool devi
 
 /* Files the worker has mapped (libpython, its dependencies, the worker
  * binary) that /usr does not already hold. */
-static int add_mapped(SandboxMounts *m, char **ret_error) {
+static int add_mapped(SandboxMounts *m, const char *exe, char **ret_error) {
         _cleanup_free_ char *maps = NULL;
         int r = read_file("/proc/self/maps", 4 << 20, &maps, NULL);
         if (r < 0)
@@ -155,7 +174,8 @@ static int add_mapped(SandboxMounts *m, char **ret_error) {
                 if (nl)
                         *nl = 0;
                 char *p = strchr(line, '/');
-                if (p && !strstr(p, " (deleted)")) {
+                /* The worker binary is copied to SANDBOX_WORKER_PATH. */
+                if (p && !strstr(p, " (deleted)") && !(exe && streq(p, exe))) {
                         r = add_path(m, p, false, false, ret_error);
                         if (r < 0)
                                 return r;
@@ -171,7 +191,13 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
         int r;
         static const char *const system_paths[] = {
                 "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
-                "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/resolv.conf",
+                /* Public files native libraries read: the loader's config
+                 * and cache, and the symlink farm Debian reaches BLAS,
+                 * LAPACK and friends through (libblas.so.3 ->
+                 * /etc/alternatives/... -> /usr/lib/.../blas/), time zones,
+                 * fonts, MIME types, CA certificates. */
+                "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
+                "/etc/localtime", "/etc/timezone", "/etc/fonts", "/etc/resolv.conf",
                 "/etc/nsswitch.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/mime.types",
                 "/etc/python3", "/etc/python3.11", "/etc/python3.12", "/etc/python3.13",
         };
@@ -187,29 +213,44 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
                 if (r < 0)
                         goto fail;
         }
-        _cleanup_free_ char *exe = NULL;
+        /* The worker binary: copied to a fixed place (the worker re-execs
+         * itself from there), so neither /proc/self/exe, nor cmdline, nor
+         * mountinfo shows where it lives on the host. */
         char buf[4096];
         ssize_t l = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-        if (l > 0) {
-                buf[l] = 0;
-                r = add_path(m, buf, true, false, ret_error);
-                if (r < 0)
-                        goto fail;
+        if (l <= 0) {
+                r = l < 0 ? -errno : -ENOENT;
+                *ret_error = xasprintf("reading /proc/self/exe: %s", strerror(-r));
+                goto fail;
         }
-        r = add_mapped(m, ret_error);
+        buf[l] = 0;
+        struct stat st;
+        int fd = open(buf, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+                *ret_error = xasprintf("cannot open the worker binary %s: %s", buf, strerror(errno));
+                fd_close(fd);
+                goto fail;
+        }
+        add(m, BIND_COPY, SANDBOX_WORKER_PATH, fd, NULL);
+        free(m->binds[m->n - 1].src);
+        m->binds[m->n - 1].src = xstrdup(buf);
+        m->copy_bytes += (uint64_t) st.st_size;
+        r = add_mapped(m, buf, ret_error);
         if (r < 0)
                 goto fail;
+        /* The package store's dirs: at SANDBOX_STORE_DIR/<name>, never at
+         * their host path (which names the data dir). */
         for (char **p = cfg->ro_paths; p && *p; p++) {
                 if ((*p)[0] != '/') {
                         *ret_error = xasprintf("sandbox path %s is not absolute", *p);
                         r = -EINVAL;
                         goto fail;
                 }
-                r = add_path(m, *p, true, false, ret_error);
+                _cleanup_free_ char *inside = sandbox_inside_path(*p);
+                r = add_at(m, *p, inside, ret_error);
                 if (r < 0)
                         goto fail;
-                if (startswith(*p, "/tmp/"))
-                        tmp_binds = strv_append(tmp_binds, *p);
         }
         for (char **p = cfg->data; p && *p; p++) {
                 const char *eq = strchr(*p, '=');
@@ -277,6 +318,53 @@ static int mkdir_parents_in(const char *full) {
         return 0;
 }
 
+/* Copies the file behind the O_PATH fd src into the (still writable)
+ * root tmpfs at dst, executable. */
+static int copy_in(int src, const char *dst) {
+        char p[64];
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", src);
+        _cleanup_close_ int in = open(p, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return -errno;
+        int r = mkdir_parents_in(dst);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0755);
+        if (out < 0)
+                return -errno;
+        char buf[65536];
+        for (;;) {
+                ssize_t k = read(in, buf, sizeof(buf));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return 0;
+                r = write_full(out, buf, (size_t) k);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* A read-only overlay of the directory at src (a /proc/self/fd path) on
+ * dst. Overlayfs wants two lower layers when it has no upper one: the
+ * second is an empty directory. -ENODEV: no overlayfs in this kernel. */
+static int mount_hidden(const char *src, const char *dst) {
+        static const char lower[] = NEWROOT SANDBOX_RUN_DIR "/.lower";
+        static const char empty[] = NEWROOT SANDBOX_RUN_DIR "/.empty";
+        if (mount(src, lower, NULL, MS_BIND | MS_REC, NULL) < 0)
+                return -errno;
+        char opts[256];
+        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", lower, empty);
+        int r = 0;
+        if (mount("overlay", dst, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0)
+                r = -errno;
+        /* The overlay keeps its own reference to the layer. */
+        (void) umount2(lower, MNT_DETACH);
+        return r;
+}
+
 #define FAIL(r, ...)                                    \
         do {                                            \
                 *ret_error = xasprintf(__VA_ARGS__);    \
@@ -298,8 +386,19 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                 if (b->fd < 0)
                         FAIL(-errno, "cannot open %s for the sandbox: %s", b->src, strerror(errno));
         }
-        if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m,nr_inodes=4096") < 0)
+        char opts[96];
+        snprintf(opts, sizeof(opts), "mode=0755,size=%llu,nr_inodes=4096",
+                 (unsigned long long) ((4ULL << 20) + m->copy_bytes));
+        if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
                 FAIL(-errno, "mounting the sandbox's root tmpfs: %s", strerror(errno));
+        /* Hidden dirs: the source is bound here, an overlay made of it, and
+         * the bind detached again; the overlay's line in mountinfo names
+         * only these two paths. */
+        r = mkdir_p(NEWROOT SANDBOX_RUN_DIR "/.lower", 0755);
+        if (r >= 0)
+                r = mkdir_p(NEWROOT SANDBOX_RUN_DIR "/.empty", 0755);
+        if (r < 0)
+                FAIL(r, "creating %s in the sandbox: %s", SANDBOX_RUN_DIR, strerror(-r));
 
         for (size_t i = 0; i < m->n; i++) {
                 Bind *b = &m->binds[i];
@@ -314,6 +413,22 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         if (symlink(b->target, dst) < 0 && errno != EEXIST)
                                 FAIL(-errno, "symlink %s in the sandbox: %s", b->dst, strerror(errno));
                         continue;
+                case BIND_COPY:
+                        r = copy_in(b->fd, dst);
+                        if (r < 0)
+                                FAIL(r, "copying %s into the sandbox: %s", b->dst, strerror(-r));
+                        continue;
+                case BIND_HIDDEN:
+                        if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+                                FAIL(-errno, "mkdir %s in the sandbox: %s", b->dst, strerror(errno));
+                        r = mount_hidden(src, dst);
+                        if (r == 0)
+                                continue;
+                        if (r != -ENODEV && r != -EINVAL)
+                                FAIL(r, "mounting %s in the sandbox: %s", b->dst, strerror(-r));
+                        /* No overlayfs here: a plain bind (mountinfo then
+                         * names the source). */
+                        break;
                 case BIND_DIR:
                         if (mkdir(dst, 0755) < 0 && errno != EEXIST)
                                 FAIL(-errno, "mkdir %s in the sandbox: %s", b->dst, strerror(errno));

@@ -10,6 +10,7 @@
  * PR_SET_PDEATHSIG(SIGKILL), so killing W0 (what the engine holds) takes
  * the whole worker namespace down with it. */
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -141,17 +142,37 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                 close(down[0]);
                 if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                         _exit(127);
+                /* The kernel clears the parent-death signal on every
+                 * credential change (commit_creds(): the euid just became
+                 * the mapped one), so it is set again now, after the last
+                 * one, and the parent checked again: had W0 died in
+                 * between, X would live on re-parented, and with it a
+                 * worker nobody waits for. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != w0)
+                        _exit(127);
+                /* W1 cannot ask getppid() (X is outside its pid namespace:
+                 * 0): it watches this pipe, whose write end only X holds,
+                 * for X's death instead. */
+                int alive[2];
+                if (pipe2(alive, O_CLOEXEC) < 0)
+                        _exit(127);
                 pid_t w1 = fork();
                 if (w1 < 0)
                         _exit(127);
                 if (w1 == 0) {
-                        /* Dies with X, hence with W0. (X is outside our pid
-                         * namespace, so getppid() says 0 here.) */
+                        /* Dies with X, hence with W0; no credential change
+                         * follows in W1. */
+                        close(alive[1]);
                         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                                 _exit(127);
+                        struct pollfd pf = { .fd = alive[0], .events = POLLIN };
+                        if (poll(&pf, 1, 0) != 0)
+                                _exit(127); /* X is gone already */
+                        close(alive[0]);
                         return 0;
                 }
-                sandbox_fds_close_except(NULL, 0);
+                close(alive[0]);
+                sandbox_fds_close_except(&alive[1], 1);
                 waiter(w1);
         }
 

@@ -43,9 +43,6 @@ int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error) {
                 *ret_error = xasprintf("sethostname: %s", strerror(errno));
                 goto out;
         }
-        r = sandbox_net_prepare(ret_error);
-        if (r < 0)
-                goto out;
         r = sandbox_env_scrub();
         if (r < 0) {
                 *ret_error = xstrdup("scrubbing the environment failed");
@@ -58,6 +55,26 @@ int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error) {
 out:
         sandbox_mounts_free(m);
         return r;
+}
+
+int sandbox_worker_resume(char **ret_error) {
+        int r = sandbox_env_scrub();
+        if (r < 0) {
+                *ret_error = xstrdup("scrubbing the environment failed");
+                return r;
+        }
+        /* exec made us dumpable again (a readable binary, no credential
+         * change); nothing in the sandbox needs to read our memory. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                r = -errno;
+                *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(errno));
+                return r;
+        }
+        r = sandbox_seccomp_prepare(ret_error);
+        if (r < 0)
+                return r;
+        worker_active = true;
+        return 0;
 }
 
 /* The run's init (pid 1 of the run's pid namespace). It shares the run
@@ -123,7 +140,8 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
                 return r;
         for (size_t i = 0; i < cfg->n_cgroup_fds; i++)
                 (void) close(cfg->cgroup_fds[i]);
-        r = sandbox_net_join(cfg->network, ret_error);
+        /* Its own network namespace: never one another run is in. */
+        r = sandbox_net_enter(cfg->network, ret_error);
         if (r < 0)
                 return r;
         /* No per-run IPC namespace: creating one costs milliseconds (an

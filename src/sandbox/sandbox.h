@@ -9,11 +9,11 @@
  *    with sandbox_classify();
  *  - the freshly exec'd, single-threaded worker calls
  *    sandbox_worker_enter() before Py_Initialize: user, pid, mount, ipc,
- *    uts and cgroup namespaces, a read-only tmpfs root, an isolated
- *    loopback-only network namespace kept for the runs, a scrubbed
+ *    uts and cgroup namespaces, a read-only tmpfs root, a scrubbed
  *    environment, a precompiled seccomp filter;
- *  - each forked run child calls sandbox_run_enter(): cgroup, private
- *    mount/pid/ipc namespaces, per-run tmpfs /tmp and /dev/shm, fresh
+ *  - each forked run child calls sandbox_run_enter(): cgroup, its own
+ *    loopback-only network namespace (unless network), private mount/pid
+ *    namespaces, per-run tmpfs /tmp and /dev/shm, fresh
  *    /proc, rlimits, closed fds, setsid, no capabilities, no_new_privs,
  *    non-dumpable, seccomp.
  *
@@ -37,9 +37,23 @@
 
 /* ---- worker level --------------------------------------------------------- */
 
+/* Fixed places inside the sandbox: nothing a run can read names a host
+ * path (the build tree, the data dir, PYSPRINTER_HOME). */
+#define SANDBOX_RUN_DIR "/run/pysprinter"
+/* The worker binary (a copy); the worker re-execs itself from here. */
+#define SANDBOX_WORKER_PATH SANDBOX_RUN_DIR "/worker"
+/* The package store's dirs (SandboxWorkerConfig.ro_paths). */
+#define SANDBOX_STORE_DIR SANDBOX_RUN_DIR "/store"
+
+/* Where the host dir given in SandboxWorkerConfig.ro_paths is seen inside:
+ * SANDBOX_STORE_DIR/<its last component> (store dirs are named by their
+ * hash). The engine translates the paths it sends the worker with it.
+ * Caller frees. */
+char *sandbox_inside_path(const char *host);
+
 typedef struct SandboxWorkerConfig {
-        /* Host paths bound read-only at the same place inside (the package
-         * store, data sets). Missing paths are an error. */
+        /* Host dirs seen read-only at sandbox_inside_path() (the package
+         * store's). Missing paths are an error. */
         char **ro_paths;
         /* Data sets, "NAME=/host/path": seen read-only at /data/NAME. */
         char **data;
@@ -61,9 +75,15 @@ typedef struct SandboxWorkerConfig {
  * -errno and *ret_error names what is missing and suggests --sandbox=none. */
 int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error);
 
-/* True once sandbox_worker_enter() succeeded in this process (or its
- * forks). */
+/* True once sandbox_worker_enter() or sandbox_worker_resume() succeeded
+ * in this process (or its forks). */
 bool sandbox_worker_active(void);
+
+/* In the worker re-executed from SANDBOX_WORKER_PATH inside the namespaces
+ * sandbox_worker_enter() made (their mounts, hostname and /proc survive
+ * exec): scrubs the environment, makes the process non-dumpable again and
+ * compiles the seccomp filter. */
+int sandbox_worker_resume(char **ret_error);
 
 /* ---- run level ---------------------------------------------------------------- */
 
@@ -75,7 +95,8 @@ typedef struct SandboxRunConfig {
         uint64_t cpu_seconds;      /* RLIMIT_CPU backstop; 0: none */
         /* Only used when no memory cgroup is available: RLIMIT_AS. 0: none. */
         uint64_t fallback_as_bytes;
-        bool network;              /* stay in the worker's (host) network namespace */
+        bool network;              /* stay in the worker's (host) network namespace;
+                                    * else a new one of the run's own */
         /* cgroup.procs fds the engine opened (see sandbox_cgroup_procs_fds());
          * the run writes "0" to each, then closes them. */
         const int *cgroup_fds;
@@ -127,8 +148,10 @@ typedef struct SandboxCgroup SandboxCgroup;
  * controller; applies limits. A controller that cannot be used is
  * recorded, not an error (see sandbox_cgroup_missing()). -ENOENT/-EACCES
  * when no cgroup at all could be made (the run then relies on its pid
- * namespace for the kill, and on rlimits). name: [A-Za-z0-9_.-], at most
- * 64 bytes. */
+ * namespace for the kill, and on rlimits). -EEXIST when a group of that
+ * name exists in any hierarchy: a group is never shared (its kill and its
+ * limits would reach another run). name: [A-Za-z0-9_.-], at most 64
+ * bytes. */
 int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgroup **ret, char **ret_error);
 
 /* What could not be limited, e.g. "memory, pids", or NULL when all is. */
@@ -144,6 +167,12 @@ size_t sandbox_cgroup_procs_fds(const SandboxCgroup *cg, int *fds, size_t max);
  * are empty: cgroup.kill on v2, else a kill loop over cgroup.procs.
  * Returns 0 when empty, -EBUSY if something survived the loop. */
 int sandbox_cgroup_kill(SandboxCgroup *cg);
+
+/* Freezes (frozen) or thaws every process in the group: v2
+ * cgroup.freeze, else the v1 freezer hierarchy's freezer.state. Returns
+ * without waiting for a freeze to complete (a thawed task runs at once).
+ * -EOPNOTSUPP when the group has no freezer. */
+int sandbox_cgroup_freeze(SandboxCgroup *cg, bool frozen);
 
 typedef struct SandboxCgroupStats {
         uint64_t oom_kills;      /* memory.events oom_kill / v1 oom_control */

@@ -4,18 +4,31 @@
  *   pysprinter-worker --sandbox=full [--ro=PATH]... [--data=NAME=PATH]...
  *   pysprinter-worker --sandbox=none
  *
+ * With --sandbox=full the process enters the sandbox and then re-execs
+ * itself from its copy at SANDBOX_WORKER_PATH as
+ * `SANDBOX_WORKER_PATH --sandbox=inside`: /proc/self/exe, /proc/1/cmdline,
+ * sys.executable and the memory of every run then hold no host path
+ * (neither the build tree's nor the --ro/--data paths, which name the
+ * data dir).
+ *
  * Contract with worker.c: worker_sandbox_child() receives extra_fds
  * pointing into the run message's fd array just past stdout, stderr and
  * the result pipe (extra_fds[-3..-1]); those three stay open for the user
  * code, everything else is closed. */
 #include <jansson.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "sandbox.h"
 #include "worker.h"
 
+extern char **environ;
+
 int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         bool full = true;
+        for (int i = 1; i < argc; i++)
+                if (streq(argv[i], "--sandbox=inside"))
+                        return sandbox_worker_resume(ret_error);
         _cleanup_strv_free_ char **ro = NULL, **data = NULL;
         for (int i = 1; i < argc; i++) {
                 if (streq(argv[i], "--sandbox=none"))
@@ -33,7 +46,17 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         if (!full)
                 return 0;
         SandboxWorkerConfig cfg = { .ro_paths = ro, .data = data };
-        return sandbox_worker_enter(&cfg, ret_error);
+        int r = sandbox_worker_enter(&cfg, ret_error);
+        if (r < 0)
+                return r;
+        /* The environment is scrubbed already; fd 3 (the engine's socket)
+         * is the only one without O_CLOEXEC. */
+        char *args[] = { (char *) SANDBOX_WORKER_PATH, (char *) "--sandbox=inside", NULL };
+        execve(SANDBOX_WORKER_PATH, args, environ);
+        r = -errno;
+        *ret_error = xasprintf("executing the worker inside the sandbox (%s): %s", SANDBOX_WORKER_PATH,
+                               strerror(errno));
+        return r;
 }
 
 /* Set in a spare that ran sandbox_run_prepare() ahead of its run. */

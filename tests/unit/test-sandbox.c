@@ -425,6 +425,42 @@ static void test_cgroup_pids_and_kill(void **state) {
         sandbox_cgroup_free(cg);
 }
 
+/* A cgroup is never shared: making one whose name exists is EEXIST, and
+ * the failed attempt leaves the first one whole (issue 10, item 2: warm
+ * instances of one function shared a group, so one's kill was all's). */
+static void test_cgroup_name_taken(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .max_procs = 16 };
+        SandboxCgroup *a = NULL, *b = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-dup-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &a, &err) < 0) {
+                free(err);
+                skip();
+        }
+        assert_int_equal(sandbox_cgroup_new(name, &l, &b, &err), -EEXIST);
+        assert_null(b);
+        assert_non_null(strstr(err, "exists already"));
+        free(err);
+        /* The first group still works: a process joins it through its fd. */
+        int fds[6];
+        size_t n = sandbox_cgroup_procs_fds(a, fds, 6);
+        assert_true(n >= 1);
+        pid_t p = fork();
+        if (p == 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (write(fds[i], "0", 1) != 1)
+                                _exit(1);
+                _exit(0);
+        }
+        int st;
+        assert_int_equal(waitpid(p, &st, 0), p);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        sandbox_cgroup_free(a);
+}
+
 /* ---- worker level ----------------------------------------------------------------- */
 
 static int worker_child(void *arg) {
@@ -447,9 +483,19 @@ static int worker_child(void *arg) {
         CHECK(stat("/root", &st) < 0);
         CHECK(stat("/home", &st) < 0);
         CHECK(stat("/usr/lib", &st) == 0);
-        CHECK(stat((char *) arg, &st) == 0);
+        /* The ro dir is at its fixed place, and its host path is nowhere:
+         * not as a path, not in mountinfo (an overlay hides the source). */
+        _cleanup_free_ char *inside = sandbox_inside_path((char *) arg);
+        CHECK(startswith(inside, SANDBOX_STORE_DIR "/"));
+        CHECK(stat(inside, &st) == 0 && S_ISDIR(st.st_mode));
+        CHECK(stat((char *) arg, &st) < 0);
+        char *mi = NULL;
+        CHECK(read_file("/proc/self/mountinfo", 1 << 20, &mi, NULL) >= 0);
+        CHECK(strstr(mi, (char *) arg) == NULL);
+        free(mi);
+        CHECK(access(SANDBOX_WORKER_PATH, X_OK) == 0);
         CHECK(open("/usr/pwned", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0 && errno == EROFS);
-        _cleanup_free_ char *p = path_join((char *) arg, "pwned");
+        _cleanup_free_ char *p = path_join(inside, "pwned");
         CHECK(open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0);
         CHECK(open("/pwned", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0 && errno == EROFS);
         CHECK(getenv("PYSPRINTER_CANARY") == NULL);
@@ -502,6 +548,7 @@ int main(void) {
                 cmocka_unit_test(test_run_crash_mirrored),
                 cmocka_unit_test(test_cgroup_memory),
                 cmocka_unit_test(test_cgroup_pids_and_kill),
+                cmocka_unit_test(test_cgroup_name_taken),
                 cmocka_unit_test(test_worker_level),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
