@@ -47,7 +47,7 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
 }
 
 static json_t *json_or_null(const char *text) {
-        json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+        json_t *j = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
         return j ? j : json_null();
 }
 
@@ -60,7 +60,7 @@ static json_t *error_json(const char *type, const char *message, const char *tra
 json_t *cli_run_record_json(const RunRecord *r) {
         assert(r);
         _cleanup_free_ char *text = run_record_to_json(r, NULL);
-        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 

@@ -230,7 +230,7 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 return fail(b, -EINVAL, xstrdup("give -a values before --json-args values"));
         }
         if (q->prev_result) {
-                json_t *prev = json_loads(q->prev_result, JSON_DECODE_ANY, NULL);
+                json_t *prev = json_loads(q->prev_result, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
                 json_object_del(req, "raw_args");
                 json_object_del(req, "raw_kwargs");
                 json_object_del(req, "kwargs");

@@ -228,7 +228,7 @@ static json_t *task_json(Dag *d, size_t i) {
         }
         json_object_set_new(o, "depends", deps);
         if (ti.value_json) {
-                json_t *v = json_loads(ti.value_json, JSON_DECODE_ANY, NULL);
+                json_t *v = json_loads(ti.value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
                 if (v)
                         json_object_set_new(o, "result", v);
         }
@@ -558,7 +558,7 @@ static int dag_status_verb(int argc, char **argv) {
                         if (t[i]->started && t[i]->finished)
                                 json_object_set_new(o, "duration_ms",
                                                     json_real((double) (t[i]->finished - t[i]->started) / 1000.0));
-                        json_t *v = t[i]->value_json ? json_loads(t[i]->value_json, JSON_DECODE_ANY, NULL) : NULL;
+                        json_t *v = t[i]->value_json ? json_loads(t[i]->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
                         if (v)
                                 json_object_set_new(o, "result", v);
                         if (t[i]->error)

@@ -344,7 +344,7 @@ void cli_warning(const char *fmt, ...) {
 }
 
 void cli_print_value_text(const char *json_text, bool tty) {
-        json_t *v = json_loads(json_text, JSON_DECODE_ANY, NULL);
+        json_t *v = json_loads(json_text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         if (v)
                 render_value(v, false, tty);
         else

@@ -181,7 +181,7 @@ static RequestCaps caps_of(Daemon *d) {
 static json_t *json_or_null(const char *text) {
         if (!text)
                 return json_null();
-        json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+        json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         return j ? j : json_string(text);
 }
 
@@ -192,7 +192,7 @@ static json_t *time_json(usec_t t) {
 
 static json_t *run_json(const RunRecord *r, const char *phase) {
         _cleanup_free_ char *text = run_record_to_json(r, phase);
-        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 

@@ -405,7 +405,7 @@ static char *json_strdup_or_null(json_t *o, const char *key) {
 
 /* The inverse of drun_request_json(). -EBADMSG when text is not one. */
 static int drun_fill_from_request_json(DRun *r, const char *text) {
-        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
         json_t *src = json_object_get(j, "source"), *l = json_object_get(j, "limits");
         if (!json_is_string(src) || !json_is_object(l)) {
                 json_decref(j);

@@ -609,7 +609,7 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
                  * API's clients either: it takes the repr() path, so the
                  * CLI, the daemon and the store all agree. The warning is
                  * drawn by whoever shows value_repr (the CLI's renderer). */
-                json_t *check = js ? json_loads(js, JSON_DECODE_ANY, NULL) : NULL;
+                json_t *check = js ? json_loads(js, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
                 if (js && !check) {
                         repr = repr ?: js;
                         js = NULL;

@@ -14,7 +14,7 @@ static json_t *time_json(usec_t t) {
 static json_t *json_or_null(const char *text) {
         if (!text)
                 return json_null();
-        json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+        json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         return j ? j : json_string(text);
 }
 
