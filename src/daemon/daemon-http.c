@@ -174,8 +174,24 @@ static RequestCaps caps_of(Daemon *d) {
         return (RequestCaps) {
                 .max_depth = d->cfg.max_json_depth,
                 .max_values = d->cfg.max_json_values,
-                .maxima = d->cfg.maxima,
         };
+}
+
+/* Replaces *l with what the config grants c's tenant for it (absent fields
+ * become the tenant's defaults). false once a 403 is queued: the request
+ * asked for more than the operator gives this tenant. */
+static bool grant_limits(Ctx *c, RunLimits *l, enum MHD_Result *ret) {
+        _cleanup_free_ char *err = NULL;
+        RunLimits out;
+        pthread_rwlock_rdlock(&c->d->cfg_lock);
+        int k = daemon_limits_grant(&c->d->cfg, c->tenant, l, &out, &err);
+        pthread_rwlock_unlock(&c->d->cfg_lock);
+        if (k < 0) {
+                *ret = respond_error(c, 403, "forbidden", "%s", err);
+                return false;
+        }
+        *l = out;
+        return true;
 }
 
 static json_t *json_or_null(const char *text) {
@@ -381,10 +397,12 @@ static enum MHD_Result handle_runs_post(Ctx *c, const Buf *body) {
         _cleanup_free_ char *err = NULL;
         RunRequest req = {};
         RequestCaps caps = caps_of(c->d);
+        enum MHD_Result ret;
         int k = request_parse(REQUEST_RUN, body->data, body->len, &caps, &req, &err);
         if (k < 0)
                 return respond_error(c, 400, "bad_request", "%s", err);
-        enum MHD_Result ret = submit_and_respond(c, &req, NULL, 0);
+        if (grant_limits(c, &req.limits, &ret))
+                ret = submit_and_respond(c, &req, NULL, 0);
         run_request_done(&req);
         return ret;
 }
@@ -704,6 +722,13 @@ static enum MHD_Result handle_deploy(Ctx *c, const Buf *body) {
         int k = request_parse(REQUEST_DEPLOY, body->data, body->len, &caps, &req, &err);
         if (k < 0)
                 return respond_error(c, 400, "bad_request", "%s", err);
+        /* The deploy keeps the limits as asked (defaults follow the config);
+         * each invoke is granted again, as the config may have changed. */
+        {
+                RunLimits granted = req.limits;
+                if (!grant_limits(c, &granted, &ret))
+                        goto out;
+        }
 
         /* Requirements given beside the file become its decorator, so the
          * engine sees one kind of function. */
@@ -900,7 +925,8 @@ static enum MHD_Result handle_invoke(Ctx *c, const char *name, const Buf *body) 
         req.filename = f->filename ? xstrdup(f->filename) : NULL;
         req.function = f->function ? xstrdup(f->function) : NULL;
         merge_limits(&req.limits, f->limits_json);
-        ret = submit_and_respond(c, &req, f->name, f->version);
+        if (grant_limits(c, &req.limits, &ret))
+                ret = submit_and_respond(c, &req, f->name, f->version);
         function_record_free(f);
         run_request_done(&req);
         return ret;
@@ -975,6 +1001,8 @@ static enum MHD_Result handle_lambda_invoke(Ctx *c, const char *name, const Buf 
         req.filename = f->filename ? xstrdup(f->filename) : NULL;
         req.function = f->function ? xstrdup(f->function) : NULL;
         merge_limits(&req.limits, f->limits_json);
+        if (!grant_limits(c, &req.limits, &ret))
+                goto out;
 
         /* The calling rule (docs/api.md): exactly two parameters ->
          * handler(event, context); exactly one -> handler(event); otherwise

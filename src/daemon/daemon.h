@@ -23,16 +23,31 @@ typedef enum TokenRole {
 
 typedef struct DaemonToken {
         uint8_t sha256[32];     /* only the hash is kept in memory */
+        bool has_token;         /* false: a SigV4-only entry */
         char *tenant;
         TokenRole role;
+        /* AWS SigV4 credentials (Lambda API clients): the key id is public,
+         * the secret is the HMAC key, so it is kept as given. NULL: none. */
+        char *access_key_id;
+        char *secret_access_key;
 } DaemonToken;
+
+/* What the operator grants one tenant (config `tenants.NAME`). A request
+ * can only lower it (daemon_limits_grant). */
+typedef struct DaemonTenant {
+        char *name;
+        RunLimits maxima;       /* 0 fields: limits.maxima's */
+        int network;            /* 1/0; -1: limits.maxima.network */
+} DaemonTenant;
 
 typedef struct DaemonConfig {
         char *listen;                   /* "127.0.0.1:8080" */
         char *data_dir;                 /* NULL: data_dir_default() */
         DaemonToken *tokens;
         size_t n_tokens;
-        RunLimits defaults, maxima;
+        DaemonTenant *tenants;
+        size_t n_tenants;
+        RunLimits defaults, maxima;     /* maxima.network: the default grant */
         char *index_url;
         char **extra_index_urls;
         char **find_links;
@@ -45,7 +60,9 @@ typedef struct DaemonConfig {
         unsigned max_concurrent_per_tenant;
         unsigned max_queued_runs;       /* waiting for a slot; 429 beyond */
         unsigned max_connections;
+        unsigned max_connections_per_ip; /* MHD_OPTION_PER_IP_CONNECTION_LIMIT */
         unsigned read_timeout_s;        /* MHD_OPTION_CONNECTION_TIMEOUT */
+        unsigned request_deadline_s;    /* headers + body must arrive within this */
         unsigned max_wait_s;            /* cap on ?wait=true */
         bool metrics_public;            /* /metrics without a token */
         SandboxMode sandbox;
@@ -54,6 +71,9 @@ typedef struct DaemonConfig {
         uint64_t pool_memory_budget;
         uint64_t pool_worker_idle_s;
         uint64_t pool_instance_ttl_s;
+        /* data: URL sources may reach these CIDRs even when they are
+         * loopback/private/link-local (data.url_allow). */
+        char **data_url_allow;
 } DaemonConfig;
 
 /* Fills cfg with the documented defaults (docs/api.md "Configuration"). */
@@ -67,6 +87,15 @@ int daemon_config_load(DaemonConfig *cfg, const char *path, char **ret_error);
 /* Looks a presented bearer token up (constant-time hash compare). Returns
  * the matching entry or NULL. */
 const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char *token);
+/* The entry holding SigV4 access key id, or NULL. */
+const DaemonToken *daemon_config_find_access_key(const DaemonConfig *cfg, const char *access_key_id);
+
+/* The limits a run of tenant gets for asked (0 fields: the default, lowered
+ * to the tenant's maximum). -EPERM with *ret_error naming the limit when
+ * asked goes above what the config grants the tenant (network included);
+ * *ret is written only on success. */
+int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLimits *asked, RunLimits *ret,
+                        char **ret_error);
 /* Lowercase hex sha256 of s into out (65 bytes). */
 void sha256_hex(const void *data, size_t n, char out[static 65]);
 
@@ -75,7 +104,6 @@ void sha256_hex(const void *data, size_t n, char out[static 65]);
 typedef struct RequestCaps {
         size_t max_depth;
         size_t max_values;
-        RunLimits maxima;       /* 0 fields: no cap */
 } RequestCaps;
 
 typedef struct RunRequest {

@@ -1,0 +1,128 @@
+"""pysprinterd as a hostile tenant attacks it (issue 10): each test is named
+after the attack and fails on a daemon that lets it through.
+
+Only loopback addresses are ever connected to; refusal of private,
+link-local and metadata addresses is a unit test of the policy
+(tests/unit/test-daemon.c)."""
+import json
+import time
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import Daemon, sandbox_mode
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+# alice has the defaults (no network); bob is granted the network and a
+# lower timeout than everyone else.
+GRANTS = """
+limits:
+  maxima: {timeout_ms: 600000, memory_bytes: 1073741824, max_procs: 100, max_output_bytes: 20000000}
+tenants:
+  bob:
+    network: true
+    maxima: {timeout_ms: 1500}
+"""
+
+HELLO = "def f(x=1):\n    return x\n"
+SLEEPY = "import time\n\ndef f():\n    time.sleep(30)\n    return 'not killed'\n"
+
+# (limit, a value above the global maximum)
+ABOVE = [
+    ("timeout_ms", 600001),
+    ("memory_bytes", 1073741825),
+    ("max_procs", 101),
+    ("max_output_bytes", 20000001),
+    ("network", True),
+]
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trustd")
+    daemon = Daemon(root, sandbox=sandbox_mode(root), config_extra=GRANTS)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log.read_text()
+
+
+def deploy(d, name, token="alice", **fields):
+    return d.call("POST", "/v1/functions", {"name": name, "source": HELLO, "function": "f", **fields}, token=token)
+
+
+# ---- 1. a tenant gives its own run the host network / more than granted ----
+
+@pytest.mark.parametrize("limit,value", ABOVE)
+def test_run_cannot_raise_a_limit_above_its_grant(d, limit, value):
+    st, b = d.run(HELLO, limits={limit: value})
+    assert st == 403, b
+    assert b["error"]["code"] == "forbidden" and limit in b["error"]["message"], b
+
+
+@pytest.mark.parametrize("limit,value", ABOVE)
+def test_deploy_cannot_raise_a_limit_above_its_grant(d, limit, value):
+    st, b = deploy(d, f"up-{limit.replace('_', '-')}", limits={limit: value})
+    assert st == 403, b
+    st, _ = d.call("GET", f"/v1/functions/up-{limit.replace('_', '-')}")
+    assert st == 404
+
+
+@pytest.mark.parametrize("limit,value", ABOVE)
+def test_invoke_cannot_raise_a_limit_above_its_grant(d, limit, value):
+    st, b = deploy(d, "plain")
+    assert st == 201, b
+    st, b = d.call("POST", "/v1/functions/plain/invoke?wait=true", {"limits": {limit: value}})
+    assert st == 403, b
+    assert limit in b["error"]["message"]
+
+
+@pytest.mark.parametrize("limit,yaml_value", [
+    ("timeout", "601s"), ("memory", "2GiB"), ("max_procs", "101"), ("max_output", "30MB"), ("network", "true")])
+def test_dag_task_cannot_raise_a_limit_above_its_grant(d, limit, yaml_value):
+    pipeline = f"name: up\ntasks:\n  a: {{file: s.py, function: f, limits: {{{limit}: {yaml_value}}}}}\n"
+    st, b = d.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"s.py": HELLO}})
+    assert st == 403, b
+    assert "task 'a'" in b["error"]["message"], b
+
+
+def test_network_is_the_operators_grant(d):
+    st, b = d.run(HELLO, limits={"network": True})
+    assert st == 403 and "network" in b["error"]["message"], b
+    st, b = d.run(HELLO, token="bob", limits={"network": True})
+    assert st == 200 and b["status"] == "succeeded", b
+    # bob's deployed function may keep it; alice's may not get it by invoke.
+    st, b = deploy(d, "netfn", token="bob", limits={"network": True})
+    assert st == 201, b
+    st, b = d.call("POST", "/v1/functions/netfn/invoke?wait=true", {}, token="bob")
+    assert st == 200 and b["status"] == "succeeded", b
+
+
+def test_lambda_invoke_is_granted_too(d):
+    st, b = deploy(d, "lam")
+    assert st == 201, b
+    st, b = d.call("POST", "/2015-03-31/functions/lam/invocations", {"x": 2})
+    assert st == 200 and b == {"x": 2}, b
+
+
+def test_a_tenant_maximum_lowers_the_default(d):
+    # bob's timeout maximum (1.5 s) is below the default (60 s): a run that
+    # asks for nothing gets bob's maximum, not the default.
+    st, b = d.run(HELLO, token="bob", limits={"timeout_ms": 1501})
+    assert st == 403 and "1500" in b["error"]["message"], b
+    t0 = time.monotonic()
+    st, b = d.run(SLEEPY, token="bob")
+    assert st == 200 and b["status"] == "killed", b
+    assert time.monotonic() - t0 < 20
+    # alice's is not lowered by bob's grant.
+    st, b = d.run(HELLO, limits={"timeout_ms": 5000})
+    assert st == 200 and b["status"] == "succeeded", b
+
+
+def test_lowering_a_limit_is_always_allowed(d):
+    st, b = d.run(HELLO, limits={"timeout_ms": 20000, "memory_bytes": 268435456, "max_procs": 16,
+                                 "max_output_bytes": 1000, "network": False})
+    assert st == 200 and b["status"] == "succeeded", b
