@@ -7,6 +7,7 @@
  * request blocks only itself, and its handler can watch its own socket to
  * notice a client that went away and cancel the run. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -23,6 +24,8 @@ typedef struct Req {
         size_t discarded;
         bool too_big;
         bool responded;
+        bool started;           /* the first access-handler call happened */
+        char *bad_url;          /* why the raw request target is refused (400) */
 } Req;
 
 typedef struct Ctx {
@@ -1451,6 +1454,8 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         return handle_envs(c);
 }
 
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls) {
@@ -1458,10 +1463,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         Req *req = *req_cls;
         Ctx c = { .d = d, .conn = conn, .method = method };
 
-        if (!req) {
-                req = xcalloc(1, sizeof(Req));
-                buf_init(&req->body, d->cfg.max_body_bytes);
+        if (!req) { /* not reached: on_uri() made it; kept for safety */
+                req = on_uri(d, NULL, conn);
                 *req_cls = req;
+        }
+        if (!req->started) {
+                req->started = true;
+                if (req->bad_url) {
+                        req->responded = true;
+                        return respond_error(&c, 400, "bad_request", "%s", req->bad_url);
+                }
                 /* Refuse an announced oversized body before reading it
                  * (and before curl's "Expect: 100-continue" is answered). */
                 const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -1517,8 +1528,50 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         if (!req)
                 return;
         buf_free(&req->body);
+        free(req->bad_url);
         free(req);
         *req_cls = NULL;
+}
+
+static int hexval(char ch) {
+        if (ch >= '0' && ch <= '9')
+                return ch - '0';
+        if (ch >= 'a' && ch <= 'f')
+                return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F')
+                return ch - 'A' + 10;
+        return -1;
+}
+
+int http_target_check(const char *target, char **ret_error) {
+        assert(target);
+        /* MHD hands handlers the decoded path and query values as C
+         * strings, so an encoded NUL silently cuts a name short
+         * ("DELETE /v1/runs/PREFIX%00zzz" cancelled PREFIX); no name, id or
+         * value of this API holds a control character either. */
+        for (const char *p = target; *p; p++) {
+                int ch = (unsigned char) *p;
+                if (*p == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0)
+                        ch = hexval(p[1]) * 16 + hexval(p[2]);
+                if (ch < 0x20 || ch == 0x7f) {
+                        bool in_query = memchr(target, '?', (size_t) (p - target)) != NULL;
+                        *ret_error = xasprintf("the request %s holds a control character (byte 0x%02x)",
+                                               in_query ? "query" : "path", ch);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the only place the request target is seen
+ * undecoded. What it returns becomes the request's *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+        Daemon *d = cls;
+        Req *req = xcalloc(1, sizeof(Req));
+        buf_init(&req->body, d->cfg.max_body_bytes);
+        if (uri)
+                (void) http_target_check(uri, &req->bad_url);
+        return req;
 }
 
 int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback) {
@@ -1569,34 +1622,54 @@ int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_
         return 0;
 }
 
-int daemon_http_start(Daemon *d, const char *listen, void **ret_mhd, char **ret_error) {
+int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret_error) {
         struct sockaddr_storage ss;
         size_t len;
         bool loopback;
 
-        if (listen_address_parse(listen, &ss, &len, &loopback) < 0) {
-                *ret_error = xasprintf("bad listen address '%s' (expected HOST:PORT or [V6]:PORT)", listen);
+        if (listen_address_parse(address, &ss, &len, &loopback) < 0) {
+                *ret_error = xasprintf("bad address address '%s' (expected HOST:PORT or [V6]:PORT)", address);
                 return -EINVAL;
         }
         if (d->no_auth && !loopback) {
-                *ret_error = xasprintf("--no-auth only listens on loopback addresses, not '%s'", listen);
+                *ret_error = xasprintf("--no-auth only listens on loopback addresses, not '%s'", address);
                 return -EPERM;
+        }
+        /* The socket is ours, not MHD's: bind() reports the real errno, and
+         * no SO_REUSEPORT (MHD_OPTION_LISTENING_ADDRESS_REUSE) lets a second
+         * daemon share a port another one listens on. SO_REUSEADDR only
+         * skips TIME_WAIT; Linux still refuses an address with a listener. */
+        _cleanup_close_ int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot address on %s: %s", address, strerror(-r));
+                return r;
+        }
+        int one = 1;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *) &ss, (socklen_t) len) < 0 || listen(fd, 1024) < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot address on %s: %s", address,
+                                       r == -EADDRINUSE ? "address in use (another process listens there)" : strerror(-r));
+                return r;
         }
         unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                          MHD_USE_ERROR_LOG | MHD_USE_ITC;
         if (ss.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         struct MHD_Daemon *mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
+                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) d->cfg.read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
                 (unsigned) d->cfg.max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_END);
+                MHD_OPTION_URI_LOG_CALLBACK, on_uri, d, MHD_OPTION_END);
         if (!mhd) {
-                *ret_error = xasprintf("cannot listen on %s: %m", listen);
-                return -errno ?: -EADDRINUSE;
+                int r = errno > 0 ? -errno : -EIO;
+                *ret_error = xasprintf("cannot start the HTTP server on %s: %s", address, strerror(-r));
+                return r;
         }
+        TAKE_FD(fd); /* MHD closes it when it stops */
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
-        log_info("listening on %s (port %u)%s", listen, info ? info->port : 0,
+        log_info("listening on %s (port %u)%s", address, info ? info->port : 0,
                  d->no_auth ? ", no authentication (local user only)" : "");
         *ret_mhd = mhd;
         return 0;

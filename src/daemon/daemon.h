@@ -273,6 +273,11 @@ int python_def_offset(const char *source, size_t len, const char *function, size
  * top-level def, else the only one. -ENOENT when that is ambiguous. */
 int python_default_function(const char *source, size_t len, char **ret_name);
 
+/* Checks a raw (undecoded) request target: -EINVAL with *ret_error when its
+ * path or query holds a control character, literal or %-encoded (NUL
+ * first of all: decoded values are C strings). */
+int http_target_check(const char *target, char **ret_error);
+
 /* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
  * address is a loopback one. */
 int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback);

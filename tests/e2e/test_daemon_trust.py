@@ -126,3 +126,50 @@ def test_lowering_a_limit_is_always_allowed(d):
     st, b = d.run(HELLO, limits={"timeout_ms": 20000, "memory_bytes": 268435456, "max_procs": 16,
                                  "max_output_bytes": 1000, "network": False})
     assert st == 200 and b["status"] == "succeeded", b
+
+
+# ---- 6. a second daemon shares a port already in use ------------------------
+
+def test_second_daemon_on_a_port_in_use_exits_6(d, tmp_path):
+    import subprocess
+    other = Daemon(tmp_path / "second", sandbox="none", args=["--no-auth"])
+    p = subprocess.run([str(DAEMON), "--listen", f"127.0.0.1:{d.port}", "--config", str(other.config), "--no-auth",
+                        "--sandbox=none"], env=other.env(), capture_output=True, text=True, timeout=30)
+    assert p.returncode == 6, (p.returncode, p.stderr)
+    assert "address in use" in p.stderr, p.stderr
+    # The first one still answers, with auth.
+    st, _ = d.call("GET", "/v1/runs", token=None)
+    assert st == 401
+
+
+# ---- 12. NUL bytes in URLs truncate names -----------------------------------
+
+def test_nul_in_a_run_id_does_not_cancel_the_prefix(d):
+    st, b = d.run(SLEEPY, wait=False, limits={"timeout_ms": 20000})
+    assert st == 202, b
+    rid = b["id"]
+    st, b = d.call("DELETE", f"/v1/runs/{rid[:8]}%00zzzz")
+    assert st == 400 and "control character" in b["error"]["message"], b
+    st, b = d.call("GET", f"/v1/runs/{rid}")
+    assert st == 200 and b["status"] in ("queued", "running"), b
+    st, b = d.call("DELETE", f"/v1/runs/{rid}")
+    assert st == 200 and b["status"] == "cancelled", b
+
+
+@pytest.mark.parametrize("target", [
+    "/v1/data/nul?filename=a%00b",
+    "/v1/data/nul?filename=a%0ab",
+    "/v1/data/nu%00l?filename=ab",
+    "/v1/data/nul?filename=ab&x=%7f",
+    "/v1/data/nu%1bl",
+])
+def test_control_characters_in_path_or_query_are_400(d, target):
+    st, b = d.call("PUT", target, raw=b"data\n", headers={"Content-Type": "text/plain"})
+    assert st == 400, b
+    st, b = d.call("GET", "/v1/data")
+    assert st == 200 and not [x for x in b["datasets"] if x["name"].startswith("nu")], b
+
+
+def test_plain_percent_encoding_still_works(d):
+    st, b = d.call("PUT", "/v1/data/enc?filename=a%20b.txt", raw=b"data\n", headers={"Content-Type": "text/plain"})
+    assert st in (200, 201), b
