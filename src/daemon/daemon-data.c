@@ -109,6 +109,8 @@ static struct MHD_Response *data_errno(int r, const char *name, const char *err,
         case -EINVAL:
         case -ELOOP:
                 return daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : "invalid dataset");
+        case -EACCES: /* the URL-source address policy */
+                return daemon_error_response(403, "forbidden", ret_status, "%s", err ? err : "address refused");
         case -EHOSTUNREACH:
         case -ECONNREFUSED:
         case -EIO:

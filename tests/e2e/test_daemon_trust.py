@@ -173,3 +173,104 @@ def test_control_characters_in_path_or_query_are_400(d, target):
 def test_plain_percent_encoding_still_works(d):
     st, b = d.call("PUT", "/v1/data/enc?filename=a%20b.txt", raw=b"data\n", headers={"Content-Type": "text/plain"})
     assert st in (200, 201), b
+
+
+# ---- 4. SSRF through URL datasets -------------------------------------------
+
+class Redirector:
+    """An HTTP server on 127.0.0.2 (an allow-listed-looking address) that
+    answers every GET with a redirect to `target`, and /plain with data."""
+
+    def __init__(self, target):
+        import http.server
+        import threading
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/plain"):
+                    body = b"public data\n"
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                outer.hits += 1
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.hits = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), H)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def put_url(d, name, url, token="alice"):
+    return d.call("PUT", f"/v1/data/{name}", {"url": url}, token=token)
+
+
+def test_url_dataset_cannot_fetch_the_daemons_own_api(d):
+    st, b = put_url(d, "ssrf", f"{d.url}/healthz")
+    assert st == 403, b
+    assert "127.0.0.1 is a loopback address" in b["error"]["message"] and "data.url_allow" in b["error"]["message"], b
+    st, b = d.call("GET", "/v1/data/ssrf")
+    assert st == 404, b
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/x",
+                                 "http://[::1]:1/x", "http://[::ffff:127.0.0.1]:1/x", "http://0.0.0.0:1/x",
+                                 "http://localhost:1/x"])
+def test_url_dataset_refuses_other_schemes_and_loopback_spellings(d, url):
+    st, b = put_url(d, "ssrf2", url)
+    assert st in (400, 403), b
+
+
+def test_url_dataset_redirect_to_loopback_is_refused(tmp_path):
+    # 127.0.0.2 is allow-listed (standing in for a public server); it
+    # redirects to the daemon's own /healthz on 127.0.0.1, which is not.
+    daemon = Daemon(tmp_path / "d", sandbox="none", config_extra="data:\n  url_allow: [127.0.0.2/32]\n")
+    daemon.start()
+    r = Redirector(f"http://127.0.0.1:{daemon.port}/healthz")
+    try:
+        st, b = put_url(daemon, "plain", r.url + "/plain")
+        assert st == 201, b
+        st, b = put_url(daemon, "redir", r.url + "/go")
+        assert st == 403 and "127.0.0.1 is a loopback address" in b["error"]["message"], b
+        assert r.hits == 1
+    finally:
+        r.close()
+        assert daemon.stop() == 0
+
+
+def test_url_dataset_loopback_allowed_by_the_operator(tmp_path):
+    daemon = Daemon(tmp_path / "d", sandbox="none", config_extra="data:\n  url_allow: [127.0.0.0/8]\n")
+    daemon.start()
+    r = Redirector(f"http://127.0.0.1:{daemon.port}/healthz")
+    try:
+        st, b = put_url(daemon, "health", f"{daemon.url}/healthz")
+        assert st == 201, b
+        st, b = put_url(daemon, "redir", r.url + "/go")
+        assert st in (200, 201), b
+        st, hdrs, body = daemon.request("GET", "/v1/data/health/content")
+        assert st == 200 and b'"status"' in body, body
+    finally:
+        r.close()
+        assert daemon.stop() == 0
+
+
+def test_bad_url_allow_is_a_config_error(tmp_path):
+    import subprocess
+    daemon = Daemon(tmp_path / "d", sandbox="none", config_extra="data:\n  url_allow: [10.0.0.0/33]\n")
+    p = subprocess.run([str(DAEMON), "--listen", "127.0.0.1:1", "--config", str(daemon.config)], env=daemon.env(),
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "data.url_allow[0]" in p.stderr, (p.returncode, p.stderr)
