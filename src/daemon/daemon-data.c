@@ -26,6 +26,7 @@ struct MHD_Response *daemon_json_response(unsigned status, json_t *j, unsigned *
                 s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");
                 status = 500;
         }
+        daemon_scrub(s);
         size_t n = strlen(s);
         s = xrealloc(s, n + 2);
         s[n] = '\n';

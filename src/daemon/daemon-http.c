@@ -40,6 +40,100 @@ typedef struct Ctx {
 
 /* ---- responses ------------------------------------------------------------ */
 
+/* Server paths (data dir, the binaries' directories) that must not reach a
+ * client: an error saying "cannot open /srv/pysprinter/..." tells a tenant
+ * where the daemon keeps everything. Set once before the HTTP threads
+ * start; read-only afterwards. */
+#define SCRUB_MAX 8
+static struct {
+        char *prefix;
+        const char *as;
+} scrub_list[SCRUB_MAX];
+static size_t n_scrub;
+
+static void scrub_add(const char *path, const char *as) {
+        if (!path || strlen(path) < 6 || n_scrub >= SCRUB_MAX || strlen(as) > strlen(path))
+                return;
+        _cleanup_free_ char *p = xstrdup(path);
+        while (strlen(p) > 1 && endswith(p, "/"))
+                p[strlen(p) - 1] = 0;
+        for (size_t i = 0; i < n_scrub; i++)
+                if (streq(scrub_list[i].prefix, p))
+                        return;
+        /* Longest first, so a data dir inside the build dir is named as
+         * the data dir. */
+        size_t at = n_scrub;
+        while (at > 0 && strlen(scrub_list[at - 1].prefix) < strlen(p)) {
+                scrub_list[at] = scrub_list[at - 1];
+                at--;
+        }
+        scrub_list[at].prefix = TAKE_PTR(p);
+        scrub_list[at].as = as;
+        n_scrub++;
+}
+
+static void scrub_add_real(const char *path, const char *as) {
+        scrub_add(path, as);
+        _cleanup_free_ char *real = path ? realpath(path, NULL) : NULL;
+        scrub_add(real, as);
+}
+
+/* The directory of path, if it is one worth hiding (three components or
+ * more: /usr/bin stays). */
+static void scrub_add_dir_of(const char *path, const char *as) {
+        if (!path)
+                return;
+        _cleanup_free_ char *real = realpath(path, NULL), *dir = NULL;
+        if (!real)
+                return;
+        char *slash = strrchr(real, '/');
+        if (!slash)
+                return;
+        *slash = 0;
+        size_t parts = 0;
+        for (const char *q = real; *q; q++)
+                parts += *q == '/';
+        if (parts >= 3)
+                scrub_add(real, as);
+}
+
+static void scrub_init(Daemon *d) {
+        scrub_add_real(d->data_dir, "$DATA");
+        /* The binaries' build or install tree: its top (two levels above
+         * the daemon, e.g. BUILD/src/daemon -> BUILD) covers the worker. */
+        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+        if (exe) {
+                _cleanup_free_ char *top = xstrdup(exe);
+                for (int up = 0; up < 3; up++) {
+                        char *slash = strrchr(top, '/');
+                        if (!slash)
+                                break;
+                        *slash = 0;
+                }
+                size_t parts = 0;
+                for (const char *q = top; *q; q++)
+                        parts += *q == '/';
+                if (parts >= 2 && !streq(top, "/usr") && !startswith(top, "/usr/"))
+                        scrub_add(top, "$PREFIX");
+                scrub_add_dir_of(exe, "$PREFIX");
+        }
+        scrub_add_dir_of(getenv("PYSPRINTER_WORKER"), "$PREFIX");
+        scrub_add_real(getenv("HOME"), "~");
+}
+
+char *daemon_scrub(char *s) {
+        if (!s)
+                return s;
+        for (size_t i = 0; i < n_scrub; i++) {
+                size_t pl = strlen(scrub_list[i].prefix), al = strlen(scrub_list[i].as);
+                for (char *hit = strstr(s, scrub_list[i].prefix); hit; hit = strstr(hit + al, scrub_list[i].prefix)) {
+                        memcpy(hit, scrub_list[i].as, al);
+                        memmove(hit + al, hit + pl, strlen(hit + pl) + 1);
+                }
+        }
+        return s;
+}
+
 static void count_status(Daemon *d, unsigned status) {
         __atomic_add_fetch(&d->metrics.http_requests, 1, __ATOMIC_RELAXED);
         if (status >= 500)
@@ -76,6 +170,10 @@ static enum MHD_Result respond_json_h(Ctx *c, unsigned status, json_t *j, const 
         json_decref(j);
         if (!s)
                 s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");
+        /* An admin (the operator, or the local user of --no-auth) may see
+         * the server's paths; nobody else does. */
+        if (c->role != TOKEN_ROLE_ADMIN)
+                daemon_scrub(s);
         size_t n = strlen(s);
         /* A trailing newline is friendlier to curl users; JSON allows it. */
         s = xrealloc(s, n + 2);
@@ -640,8 +738,19 @@ typedef struct ValidateOut {
         Buf warnings;
 } ValidateOut;
 
+typedef struct ValidationCtx {
+        Daemon *d;
+        const char *tenant;
+} ValidationCtx;
+
+static void on_validation_event(const RunEvent *ev, void *userdata) {
+        ValidationCtx *v = userdata;
+        daemon_env_note(v->d, v->tenant, ev);
+}
+
 static int run_validation(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments,
                           RunResult **ret) {
+        ValidationCtx vctx = { .d = d, .tenant = tenant };
         RunSpec spec = {
                 .tenant = tenant,
                 .source = req->source,
@@ -656,7 +765,7 @@ static int run_validation(Daemon *d, const char *tenant, const RunRequest *req, 
                 .skip_argument_check = !check_arguments,
                 .no_record = true,
         };
-        return engine_run(d->engine, &spec, NULL, NULL, ret);
+        return engine_run(d->engine, &spec, on_validation_event, &vctx, ret);
 }
 
 static json_t *validation_json(const RunResult *res) {
@@ -1115,7 +1224,7 @@ static enum MHD_Result handle_lambda_invoke(Ctx *c, const char *name, const Buf 
                         h[6] = "X-Amz-Function-Error";
                         h[7] = "Unhandled";
                 }
-                char *s = json_dumps(e, JSON_COMPACT);
+                char *s = daemon_scrub(json_dumps(e, JSON_COMPACT));
                 json_decref(e);
                 ret = respond_raw(c, 200, "application/json", s, strlen(s), h);
         }
@@ -1262,13 +1371,28 @@ static enum MHD_Result handle_workers(Ctx *c) {
                                               (json_int_t) st.evictions));
 }
 
+/* An environment is shown to a tenant that has used it (daemon_env_note)
+ * or that holds no requirements (the base every run shares). */
+static bool env_is_tenants(Daemon *d, const char *tenant, char *const *requirements) {
+        if (!requirements || !*requirements)
+                return true;
+        _cleanup_free_ char *key = daemon_env_requirements_key(tenant, requirements), *v = NULL;
+        return store_kv_get(d->store, "tenant-env", key, &v) >= 0 && v;
+}
+
 static enum MHD_Result handle_envs(Ctx *c) {
         /* Environments are the engine's lock cache: requirement set ->
-         * store dirs (shared by all tenants: they hold public packages). */
+         * store dirs. The store is shared (public packages), but which
+         * requirement sets a tenant uses is its own business: a tenant sees
+         * its own, an admin all, and only an admin the server's paths. */
         Daemon *d = c->d;
-        _cleanup_free_ char *store_dir = path_join(d->data_dir, "store");
-        json_t *j = json_pack("{sssssb}", "data_dir", d->data_dir, "package_store", store_dir, "sandbox",
-                              d->cfg.sandbox == SANDBOX_MODE_FULL);
+        bool admin = c->role == TOKEN_ROLE_ADMIN;
+        json_t *j = json_pack("{sb}", "sandbox", d->cfg.sandbox == SANDBOX_MODE_FULL);
+        if (admin) {
+                _cleanup_free_ char *store_dir = path_join(d->data_dir, "store");
+                json_object_set_new(j, "data_dir", json_string(d->data_dir));
+                json_object_set_new(j, "package_store", json_string(store_dir));
+        }
         pthread_rwlock_rdlock(&d->cfg_lock);
         json_object_set_new(j, "index_url", d->cfg.index_url ? json_string(d->cfg.index_url) : json_null());
         pthread_rwlock_unlock(&d->cfg_lock);
@@ -1278,6 +1402,8 @@ static enum MHD_Result handle_envs(Ctx *c) {
         _cleanup_free_ char *err = NULL;
         if (pkg_env_list(d->data_dir, &infos, &n, &err) >= 0) {
                 for (size_t i = 0; i < n; i++) {
+                        if (!admin && !env_is_tenants(d, c->tenant, infos[i].requirements))
+                                continue;
                         json_t *reqs = json_array();
                         for (char **r = infos[i].requirements; r && *r; r++)
                                 json_array_append_new(reqs, json_string(*r));
@@ -1631,6 +1757,7 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
                 *ret_error = xasprintf("bad address address '%s' (expected HOST:PORT or [V6]:PORT)", address);
                 return -EINVAL;
         }
+        scrub_init(d);
         if (d->no_auth && !loopback) {
                 *ret_error = xasprintf("--no-auth only listens on loopback addresses, not '%s'", address);
                 return -EPERM;

@@ -256,6 +256,11 @@ int daemon_run_cancel(Daemon *d, DRun *r);
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */
 void daemon_runs_drain(Daemon *d, usec_t timeout);
+/* Records that tenant used the environment a run event's lock names (the
+ * engine's "resolve" progress event), so /v1/envs shows it that tenant. */
+void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev);
+/* "TENANT:sha256(requirements)" — the record's key. */
+char *daemon_env_requirements_key(const char *tenant, char *const *requirements);
 /* Copies the log text so far (stdout and stderr interleaved). */
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len);
 
@@ -321,6 +326,10 @@ struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_st
 struct json_t;
 /* j (taken) as an application/json response. */
 struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, unsigned *ret_status);
+/* Replaces the daemon's own paths (data dir, binaries' tree, $HOME) in s
+ * with "$DATA", "$PREFIX", "~", in place (never longer); returns s. Every
+ * JSON body goes through it before it is sent. */
+char *daemon_scrub(char *s);
 /* A query-string value of the call's request, or NULL. */
 const char *daemon_call_query(const DaemonCall *call, const char *key);
 /* {"error": {"code", "message"}} as a response (helpers for the handlers). */

@@ -274,3 +274,97 @@ def test_bad_url_allow_is_a_config_error(tmp_path):
     p = subprocess.run([str(DAEMON), "--listen", "127.0.0.1:1", "--config", str(daemon.config)], env=daemon.env(),
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "data.url_allow[0]" in p.stderr, (p.returncode, p.stderr)
+
+
+# ---- 10. information leaks: other tenants' environments, server paths -------
+
+def test_envs_show_a_tenant_its_own_requirement_sets_only(tmp_path):
+    import pkgindex
+    index = pkgindex.Index()
+    for name in ("alphapkg", "betapkg"):
+        index.add(pkgindex.build_wheel(tmp_path / "wheels", name, "1.0",
+                                       files={f"{name}/__init__.py": "V = 1\n"}))
+    index.start()
+    daemon = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    daemon.start()
+    try:
+        for who, pkg in (("alice", "alphapkg"), ("bob", "betapkg")):
+            st, b = daemon.run(f"@requirements({{'{pkg}': ''}})\ndef f():\n    import {pkg}\n    return {pkg}.V\n",
+                               token=who)
+            assert st == 200 and b["status"] == "succeeded", b
+
+        def reqs(token):
+            st, b = daemon.call("GET", "/v1/envs", token=token)
+            assert st == 200, b
+            return b, " ".join(" ".join(e["requirements"]) for e in b["envs"])
+
+        b, seen = reqs("alice")
+        assert "alphapkg" in seen and "betapkg" not in seen, b
+        assert "data_dir" not in b and "package_store" not in b and str(daemon.home) not in json.dumps(b), b
+        b, seen = reqs("bob")
+        assert "betapkg" in seen and "alphapkg" not in seen, b
+        b, seen = reqs("admin")
+        assert "alphapkg" in seen and "betapkg" in seen and b["data_dir"], b
+    finally:
+        daemon.stop()
+        index.stop()
+
+
+def test_error_bodies_carry_no_server_paths(tmp_path):
+    from conftest import BUILD
+    daemon = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          max_body_bytes: 2048
+        """)
+    old_env = daemon.env
+    daemon.env = lambda: {**old_env(), "PYSPRINTER_DATA_MAX_BYTES": "1000"}
+    daemon.start()
+    home, build = str(daemon.home.resolve()), str(BUILD)
+    failing = [
+        ("POST", "/v1/runs", {"source": "def f(:\n"}),
+        ("POST", "/v1/runs?wait=true", {"source": "def f(:\n"}),
+        ("POST", "/v1/runs?wait=true", {"source": "def f():\n    raise ValueError(open.__module__)\n"}),
+        ("POST", "/v1/runs?wait=true", {"source": "@requirements({'nosuchpkg-xyz': ''})\ndef f():\n    pass\n"}),
+        ("POST", "/v1/runs?wait=true", {"source": "def f():\n    import nosuchmod\n"}),
+        ("POST", "/v1/runs", {"source": "x", "bogus": 1}),
+        ("POST", "/v1/runs", {"source": "x" * 4000}),
+        ("POST", "/v1/validate", {"source": "def f(x):\n    return x\n", "args": [1, 2, 3]}),
+        ("POST", "/v1/functions", {"name": "bad", "source": "def f(:\n"}),
+        ("POST", "/v1/functions/nope/invoke?wait=true", {}),
+        ("POST", "/2015-03-31/functions/nope/invocations", {}),
+        ("GET", "/v1/runs/nope", None),
+        ("GET", "/v1/runs/nope/logs", None),
+        ("DELETE", "/v1/runs/nope", None),
+        ("PUT", "/v1/data/x", {"url": "http://127.0.0.1:1/x"}),
+        ("PUT", "/v1/data/x", {"url": "file:///etc/passwd"}),
+        ("PUT", "/v1/data/big?filename=big.bin", "x" * 1500),
+        ("GET", "/v1/data/nope/content", None),
+        ("POST", "/v1/dags?wait=true", {"pipeline": "tasks:\n  a: {file: s.py}\n", "files": {}}),
+        ("POST", "/v1/dags?wait=true", {"pipeline": "tasks:\n  a: {file: s.py, function: f}\n",
+                                        "files": {"s.py": "def f(:\n"}}),
+        ("POST", "/v1/dags?wait=true", {"pipeline": "tasks:\n  a: {file: s.py, function: f}\n",
+                                        "files": {"s.py": "def f():\n    raise OSError(__file__)\n"}}),
+        ("GET", "/v1/nope", None),
+        ("GET", "/v1/envs", None),
+    ]
+    try:
+        bodies = []
+        for method, path, body in failing:
+            if isinstance(body, str):
+                st, hdrs, data = daemon.request(method, path, raw=body.encode(),
+                                                headers={"Content-Type": "application/octet-stream"})
+            else:
+                st, hdrs, data = daemon.request(method, path, body)
+            bodies.append((method, path, st, data.decode(errors="replace")))
+        # Follow-ups that show what the failed runs recorded.
+        st, runs = daemon.call("GET", "/v1/runs?limit=100")
+        bodies.append(("GET", "/v1/runs", st, json.dumps(runs)))
+        st, dags = daemon.call("GET", "/v1/dags")
+        for g in dags["dags"]:
+            st, data = daemon.call("GET", f"/v1/dags/{g['id']}")
+            bodies.append(("GET", "dag", st, json.dumps(data)))
+        assert any(st >= 400 for _, _, st, _ in bodies)
+        leaks = [(m, p, st, text[:300]) for m, p, st, text in bodies if home in text or build in text]
+        assert not leaks, leaks
+    finally:
+        daemon.stop()
