@@ -657,7 +657,7 @@ const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char 
         /* Compare against every entry so the time does not depend on which
          * one matches. */
         for (size_t i = 0; i < cfg->n_tokens; i++)
-                if (CRYPTO_memcmp(md, cfg->tokens[i].sha256, 32) == 0)
+                if (CRYPTO_memcmp(md, cfg->tokens[i].sha256, 32) == 0 && cfg->tokens[i].has_token)
                         found = &cfg->tokens[i];
         return found;
 }

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
@@ -26,6 +27,7 @@ typedef struct Req {
         bool responded;
         bool started;           /* the first access-handler call happened */
         char *bad_url;          /* why the raw request target is refused (400) */
+        char *target;           /* the request target as sent (SigV4 signs it) */
 } Req;
 
 typedef struct Ctx {
@@ -36,6 +38,7 @@ typedef struct Ctx {
         char tenant_buf[72];
         TokenRole role;
         bool lambda;            /* Lambda API: AWS-style error bodies */
+        const Req *req;
 } Ctx;
 
 /* ---- responses ------------------------------------------------------------ */
@@ -391,22 +394,60 @@ static int run_lookup_json(Daemon *d, const char *tenant, const char *id, json_t
 
 static char *bearer_token(Ctx *c) {
         const char *h = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
-        if (!h)
+        if (!h || strncasecmp(h, "Bearer ", 7) != 0)
                 return NULL;
-        if (strncasecmp(h, "Bearer ", 7) == 0) {
-                _cleanup_free_ char *t = xstrdup(h + 7);
-                return xstrdup(strstrip(t));
+        _cleanup_free_ char *t = xstrdup(h + 7);
+        return xstrdup(strstrip(t));
+}
+
+static const char *sigv4_header(void *userdata, const char *name) {
+        return MHD_lookup_connection_value(userdata, MHD_HEADER_KIND, name);
+}
+
+/* AWS SDKs sign with SigV4: the key id names a tokens entry with an
+ * access_key_id, whose secret must verify the signature. Any failure is a
+ * 403, as AWS answers. */
+static bool authenticate_sigv4(Ctx *c, const char *h, enum MHD_Result *ret) {
+        Daemon *d = c->d;
+        _cleanup_free_ char *err = NULL, *secret = NULL;
+        SigV4Auth a = {};
+        TokenRole role = TOKEN_ROLE_READONLY;
+        int k = sigv4_parse_authorization(h, &a, &err);
+        if (k >= 0) {
+                pthread_rwlock_rdlock(&d->cfg_lock);
+                const DaemonToken *t = daemon_config_find_access_key(&d->cfg, a.access_key_id);
+                if (t) {
+                        secret = xstrdup(t->secret_access_key);
+                        role = t->role;
+                        snprintf(c->tenant_buf, sizeof(c->tenant_buf), "%s", t->tenant);
+                }
+                pthread_rwlock_unlock(&d->cfg_lock);
+                if (!secret) {
+                        err = xstrdup("The security token included in the request is invalid (unknown access key id)");
+                        k = -EPERM;
+                }
         }
-        /* AWS SDKs sign with SigV4: the access key id carries the token
-         * (the daemon keeps only token hashes, so it cannot check an HMAC
-         * keyed by the token; see docs/api.md). */
-        const char *cred = strstr(h, "Credential=");
-        if (startswith(h, "AWS4-HMAC-SHA256") && cred) {
-                cred += strlen("Credential=");
-                size_t n = strcspn(cred, "/,");
-                return xstrndup(cred, n);
+        if (k >= 0) {
+                SigV4Request rq = {
+                        .method = c->method,
+                        .raw_target = c->req && c->req->target ? c->req->target : "/",
+                        .header = sigv4_header,
+                        .userdata = c->conn,
+                        .body = c->req ? c->req->body.data : NULL,
+                        .body_len = c->req ? c->req->body.len : 0,
+                };
+                k = sigv4_verify(&rq, &a, secret, now_realtime(), &err);
         }
-        return NULL;
+        if (secret)
+                OPENSSL_cleanse(secret, strlen(secret));
+        sigv4_auth_done(&a);
+        if (k < 0) {
+                *ret = respond_error(c, 403, "forbidden", "%s", err);
+                return false;
+        }
+        c->tenant = c->tenant_buf;
+        c->role = role;
+        return true;
 }
 
 /* Returns true when authenticated (c->tenant set); otherwise a 401/403 has
@@ -417,6 +458,16 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
         if (d->no_auth) {
                 c->tenant = "local";
                 c->role = TOKEN_ROLE_ADMIN;
+                return true;
+        }
+        const char *authz = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
+        if (authz && startswith(authz, "AWS4-HMAC-SHA256")) {
+                if (!authenticate_sigv4(c, authz, ret))
+                        return false;
+                if (mutating && c->role == TOKEN_ROLE_READONLY) {
+                        *ret = respond_error(c, 403, "forbidden", "this token is read-only");
+                        return false;
+                }
                 return true;
         }
         _cleanup_free_ char *tok = bearer_token(c);
@@ -1587,7 +1638,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   void **req_cls) {
         Daemon *d = cls;
         Req *req = *req_cls;
-        Ctx c = { .d = d, .conn = conn, .method = method };
+        Ctx c = { .d = d, .conn = conn, .method = method, .req = req };
 
         if (!req) { /* not reached: on_uri() made it; kept for safety */
                 req = on_uri(d, NULL, conn);
@@ -1655,6 +1706,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                 return;
         buf_free(&req->body);
         free(req->bad_url);
+        free(req->target);
         free(req);
         *req_cls = NULL;
 }
@@ -1695,8 +1747,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
         Daemon *d = cls;
         Req *req = xcalloc(1, sizeof(Req));
         buf_init(&req->body, d->cfg.max_body_bytes);
-        if (uri)
+        if (uri) {
                 (void) http_target_check(uri, &req->bad_url);
+                req->target = xstrdup(uri);
+        }
         return req;
 }
 

@@ -99,6 +99,37 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
 /* Lowercase hex sha256 of s into out (65 bytes). */
 void sha256_hex(const void *data, size_t n, char out[static 65]);
 
+/* ---- AWS SigV4 (daemon-sigv4.c) ----------------------------------------- */
+
+typedef struct SigV4Auth {
+        char *access_key_id;
+        char *date;             /* YYYYMMDD of the credential scope */
+        char *region, *service;
+        char **signed_headers;  /* lowercase, as listed */
+        char *signature;        /* 64 hex digits */
+} SigV4Auth;
+void sigv4_auth_done(SigV4Auth *a);
+/* Parses "AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…".
+ * -EINVAL with *ret_error when malformed. */
+int sigv4_parse_authorization(const char *authorization, SigV4Auth *ret, char **ret_error);
+
+typedef struct SigV4Request {
+        const char *method;
+        const char *raw_target;  /* path?query as sent (undecoded) */
+        /* Header value by lowercase name, or NULL. */
+        const char *(*header)(void *userdata, const char *name);
+        void *userdata;
+        const void *body;
+        size_t body_len;
+} SigV4Request;
+/* Verifies the request's signature with secret: the canonical request
+ * (method, the path URI-encoded once more, the sorted query, the signed
+ * headers, the payload hash — the body's sha256, or UNSIGNED-PAYLOAD when
+ * X-Amz-Content-Sha256 says so), the string to sign and the HMAC-SHA256
+ * key chain. X-Amz-Date must be within 15 minutes of now (0: not checked).
+ * 0, or -EPERM with *ret_error saying what did not match. */
+int sigv4_verify(const SigV4Request *rq, const SigV4Auth *auth, const char *secret, usec_t now, char **ret_error);
+
 /* ---- request parsing (daemon-request.c; the fuzzer's target) ------------ */
 
 typedef struct RequestCaps {

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import KEYS, Daemon, sandbox_mode
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -368,3 +368,88 @@ def test_error_bodies_carry_no_server_paths(tmp_path):
         assert not leaks, leaks
     finally:
         daemon.stop()
+
+
+# ---- 7. SigV4 is not verified ----------------------------------------------
+
+def _lambda(d, key_id, secret):
+    boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
+    from botocore.config import Config
+    return boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1", aws_access_key_id=key_id,
+                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 0}))
+
+
+def _signed(d, body, date=None, key="alice", secret=None):
+    """A request signed by botocore, as (method, path, headers, body)."""
+    pytest.importorskip("botocore")
+    import datetime
+    from unittest import mock
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    key_id, key_secret = KEYS[key]
+    req = AWSRequest(method="POST", url=f"{d.url}/2015-03-31/functions/sig/invocations", data=body,
+                     headers={"Content-Type": "application/json"})
+    auth = SigV4Auth(Credentials(key_id, secret or key_secret), "lambda", "us-east-1")
+    if date:
+        with mock.patch("botocore.auth.datetime") as dt:
+            dt.datetime.utcnow.return_value = date
+            dt.datetime.now.return_value = date
+            auth.add_auth(req)
+    else:
+        auth.add_auth(req)
+    return dict(req.headers.items())
+
+
+def test_sigv4_boto3_signs_real_requests(d):
+    from daemonlib import KEYS as keys
+    st, b = d.call("POST", "/v1/functions", {"name": "sig", "source": "def f(event):\n    return event\n"})
+    assert st == 201, b
+    r = _lambda(d, *keys["alice"]).invoke(FunctionName="sig", Payload=json.dumps({"k": 1}))
+    assert r["StatusCode"] == 200 and json.loads(r["Payload"].read()) == {"k": 1}
+    # bob's own key reaches bob's functions only (404 for alice's).
+    from botocore.exceptions import ClientError
+    with pytest.raises(ClientError) as e:
+        _lambda(d, *keys["bob"]).invoke(FunctionName="sig", Payload=b"{}")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_sigv4_a_token_as_key_id_with_any_secret_is_refused(d):
+    from botocore.exceptions import ClientError
+    from daemonlib import TOKENS
+    with pytest.raises(ClientError) as e:
+        _lambda(d, TOKENS["alice"], "whatever-secret").invoke(FunctionName="sig", Payload=b"{}")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # A known key id with the wrong secret.
+    with pytest.raises(ClientError) as e:
+        _lambda(d, KEYS["alice"][0], "wrong-secret-0123456789").invoke(FunctionName="sig", Payload=b"{}")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_sigv4_tampered_signature_body_and_old_date_are_403(d):
+    import datetime
+    d.call("POST", "/v1/functions", {"name": "sig", "source": "def f(event):\n    return event\n"})
+    body = b'{"amount": 1}'
+    path = "/2015-03-31/functions/sig/invocations"
+    h = _signed(d, body)
+    st, _, data = d.request("POST", path, raw=body, token=None, headers=h)
+    assert st == 200 and json.loads(data) == {"amount": 1}, data
+    # The signature, one hex digit changed.
+    sig = h["Authorization"]
+    bad = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    st, _, data = d.request("POST", path, raw=body, token=None, headers={**h, "Authorization": bad})
+    assert st == 403, data
+    # The body, changed after signing.
+    st, _, data = d.request("POST", path, raw=b'{"amount": 9}', token=None, headers=h)
+    assert st == 403, data
+    # Signed correctly, 20 minutes ago (a replay).
+    old = datetime.datetime.utcnow() - datetime.timedelta(minutes=20)
+    h_old = _signed(d, body, date=old)
+    st, _, data = d.request("POST", path, raw=body, token=None, headers=h_old)
+    assert st == 403 and b"15 minutes" in data, data
+    # Any /v1 route checks it too: Credential=<token> with a junk signature.
+    from daemonlib import TOKENS
+    junk = (f"AWS4-HMAC-SHA256 Credential={TOKENS['alice']}/20240101/us-east-1/lambda/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=" + "de" * 32)
+    st, _, data = d.request("GET", "/v1/runs", token=None, headers={"Authorization": junk, "X-Amz-Date": "20240101T000000Z"})
+    assert st == 403, data
