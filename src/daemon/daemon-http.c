@@ -1633,6 +1633,104 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
 
+/* ---- the request deadline ------------------------------------------------------
+ *
+ * MHD's connection timeout is an idle timeout: a client that sends one
+ * header byte every few seconds keeps its connection (and, here, its
+ * thread) forever. Each connection is tracked from its start; a reaper
+ * shuts down the socket of any whose request (headers and body) has not
+ * fully arrived within server.request_deadline_s. Once a request is being
+ * handled (a ?wait=true may take an hour) the clock stops, and it restarts
+ * when the response is done (the next request on a kept-alive connection). */
+
+typedef struct ConnTrack {
+        int fd;
+        usec_t since;           /* start of the request being received */
+        bool handling;          /* the request arrived; no deadline */
+        struct ConnTrack *prev, *next;
+} ConnTrack;
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        ConnTrack *head;
+        usec_t deadline;
+        bool stop;
+        bool running;
+        pthread_t thread;
+} track = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                ConnTrack *t = xcalloc(1, sizeof(ConnTrack));
+                t->fd = ci ? ci->connect_fd : -1;
+                t->since = now_monotonic();
+                pthread_mutex_lock(&track.lock);
+                t->next = track.head;
+                if (track.head)
+                        track.head->prev = t;
+                track.head = t;
+                pthread_mutex_unlock(&track.lock);
+                *socket_context = t;
+        } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                ConnTrack *t = *socket_context;
+                if (!t)
+                        return;
+                /* Unlinked before MHD closes the fd: the reaper never shuts
+                 * down a descriptor number that was reused. */
+                pthread_mutex_lock(&track.lock);
+                if (t->prev)
+                        t->prev->next = t->next;
+                else
+                        track.head = t->next;
+                if (t->next)
+                        t->next->prev = t->prev;
+                pthread_mutex_unlock(&track.lock);
+                free(t);
+                *socket_context = NULL;
+        }
+}
+
+static ConnTrack *conn_track(struct MHD_Connection *conn) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return ci ? ci->socket_context : NULL;
+}
+
+static void conn_set_handling(struct MHD_Connection *conn, bool handling) {
+        ConnTrack *t = conn_track(conn);
+        if (!t)
+                return;
+        pthread_mutex_lock(&track.lock);
+        t->handling = handling;
+        t->since = now_monotonic();
+        pthread_mutex_unlock(&track.lock);
+}
+
+static void *reaper(void *arg) {
+        pthread_mutex_lock(&track.lock);
+        while (!track.stop) {
+                usec_t now = now_monotonic();
+                for (ConnTrack *t = track.head; t; t = t->next)
+                        if (!t->handling && t->fd >= 0 && now - t->since > track.deadline) {
+                                /* MHD's thread sees EOF and closes it. */
+                                (void) shutdown(t->fd, SHUT_RDWR);
+                                t->fd = -1;
+                        }
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 250 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&track.cond, &track.lock, &ts);
+        }
+        pthread_mutex_unlock(&track.lock);
+        return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls) {
@@ -1686,6 +1784,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->responded)
                 return MHD_YES;
         req->responded = true;
+        conn_set_handling(conn, true);
         if (req->too_big) {
                 c.lambda = startswith(url, "/2015-03-31/");
                 return respond_error(&c, 413, "payload_too_large", "request body is larger than the %zu byte limit",
@@ -1702,6 +1801,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
         Req *req = *req_cls;
+        conn_set_handling(conn, false); /* the next request's clock starts */
         if (!req)
                 return;
         buf_free(&req->body);
@@ -1841,14 +1941,22 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         struct MHD_Daemon *mhd = MHD_start_daemon(
                 flags, 0, NULL, NULL, on_request, d, MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) d->cfg.read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) d->cfg.max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                MHD_OPTION_URI_LOG_CALLBACK, on_uri, d, MHD_OPTION_END);
+                (unsigned) d->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                (unsigned) d->cfg.max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, d,
+                MHD_OPTION_END);
         if (!mhd) {
                 int r = errno > 0 ? -errno : -EIO;
                 *ret_error = xasprintf("cannot start the HTTP server on %s: %s", address, strerror(-r));
                 return r;
         }
         TAKE_FD(fd); /* MHD closes it when it stops */
+        pthread_mutex_lock(&track.lock);
+        track.deadline = (usec_t) d->cfg.request_deadline_s * USEC_PER_SEC;
+        track.stop = false;
+        pthread_mutex_unlock(&track.lock);
+        if (!track.running && pthread_create(&track.thread, NULL, reaper, NULL) == 0)
+                track.running = true;
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
         log_info("listening on %s (port %u)%s", address, info ? info->port : 0,
                  d->no_auth ? ", no authentication (local user only)" : "");
@@ -1862,4 +1970,12 @@ void daemon_http_quiesce(void *mhd) {
 
 void daemon_http_stop(void *mhd) {
         MHD_stop_daemon(mhd);
+        if (track.running) {
+                pthread_mutex_lock(&track.lock);
+                track.stop = true;
+                pthread_cond_signal(&track.cond);
+                pthread_mutex_unlock(&track.lock);
+                pthread_join(track.thread, NULL);
+                track.running = false;
+        }
 }

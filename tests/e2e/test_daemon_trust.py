@@ -453,3 +453,85 @@ def test_sigv4_tampered_signature_body_and_old_date_are_403(d):
             "SignedHeaders=host;x-amz-date, Signature=" + "de" * 32)
     st, _, data = d.request("GET", "/v1/runs", token=None, headers={"Authorization": junk, "X-Amz-Date": "20240101T000000Z"})
     assert st == 403, data
+
+
+# ---- 5. slowloris --------------------------------------------------------------
+
+def test_slowloris_from_one_address_does_not_starve_another(tmp_path):
+    import resource
+    import socket
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1200:
+        pytest.skip("cannot open 1,000 sockets here (RLIMIT_NOFILE)")
+    daemon = Daemon(tmp_path / "d", sandbox="none", config_extra="""
+        server:
+          read_timeout_s: 30
+          request_deadline_s: 3
+          max_connections_per_ip: 64
+          max_connections: 512           # fewer than the attacker's 1,000
+        """)
+    daemon.start()
+    slow = []
+    try:
+        # 1,000 connections from 127.0.0.2, each holding a request open with
+        # a header line now and then (never idle for read_timeout_s).
+        for i in range(1000):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", daemon.port))
+            except BlockingIOError:
+                pass
+            slow.append(s)
+
+        def trickle(line):
+            for s in slow:
+                try:
+                    s.send(line)
+                except OSError:
+                    pass
+
+        trickle(b"GET /v1/runs HTTP/1.1\r\nHost: x\r\n")
+        # Meanwhile 127.0.0.1's requests keep being answered, fast.
+        lat = []
+        t_start = time.monotonic()
+        i = 0
+        while time.monotonic() - t_start < 6 or len(lat) < 200:
+            t0 = time.monotonic()
+            st, _ = daemon.call("GET", "/healthz", token=None)
+            lat.append(time.monotonic() - t0)
+            assert st == 200
+            i += 1
+            if i % 20 == 0:
+                trickle(f"X-Slow-{i}: y\r\n".encode())
+        lat.sort()
+        p99 = lat[int(len(lat) * 0.99) - 1]
+        print(f"slowloris: {len(lat)} requests from 127.0.0.1, p50 {lat[len(lat) // 2] * 1000:.1f} ms, "
+              f"p99 {p99 * 1000:.1f} ms")
+        assert p99 < 0.100, f"p99 {p99 * 1000:.1f} ms"
+        # No slow connection outlived the 3 s deadline (+ the reaper's tick
+        # and CPU noise): the server closed every one of them.
+        deadline = time.monotonic() + 10
+        open_ = list(slow)
+        while open_ and time.monotonic() < deadline:
+            still = []
+            for s in open_:
+                try:
+                    if s.recv(4096) == b"":
+                        continue
+                except BlockingIOError:
+                    still.append(s)
+                    continue
+                except OSError:
+                    continue
+            open_ = still
+            if open_:
+                time.sleep(0.1)
+        assert not open_, f"{len(open_)} slow connections still open after the deadline"
+    finally:
+        for s in slow:
+            s.close()
+        daemon.stop()
