@@ -22,7 +22,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        RequestCaps caps = { .max_depth = 64, .max_values = 100000, .maxima = { .timeout_ms = 600000 } };
+        RequestCaps caps = { .max_depth = 64, .max_values = 100000 };
         _cleanup_free_ char *err = NULL;
         const char *body;
         size_t len;
@@ -57,8 +57,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                         __builtin_trap();
                                 json_decref(j);
                         }
-                        if (req.limits.timeout_ms > caps.maxima.timeout_ms)
+                        /* Whatever was asked, a granted run stays under the maxima. */
+                        DaemonConfig gc;
+                        daemon_config_init(&gc);
+                        gc.maxima.timeout_ms = 600000;
+                        RunLimits granted;
+                        char *gerr = NULL;
+                        if (daemon_limits_grant(&gc, "t", &req.limits, &granted, &gerr) >= 0 &&
+                            (granted.timeout_ms > 600000 || granted.network))
                                 __builtin_trap();
+                        free(gerr);
+                        daemon_config_done(&gc);
                 }
                 run_request_done(&req);
                 break;

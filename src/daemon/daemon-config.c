@@ -2,6 +2,7 @@
  * into jansson values so one typed walk checks every key and names the bad
  * one. Plain scalars that look like integers or booleans become those;
  * quoted scalars stay strings. */
+#include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -10,6 +11,7 @@
 #include <yaml.h>
 
 #include "daemon.h"
+#include "data.h"
 
 void sha256_hex(const void *data, size_t n, char out[static 65]) {
         uint8_t md[32];
@@ -29,7 +31,9 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .max_concurrent_per_tenant = 4,
                 .max_queued_runs = 256,
                 .max_connections = 1024,
+                .max_connections_per_ip = 64,
                 .read_timeout_s = 30,
+                .request_deadline_s = 60,
                 .max_wait_s = 3600,
                 .max_attempts = 3,
                 .metrics_public = true,
@@ -37,12 +41,33 @@ void daemon_config_init(DaemonConfig *cfg) {
         };
 }
 
+static void token_done(DaemonToken *t) {
+        free(t->tenant);
+        free(t->access_key_id);
+        if (t->secret_access_key)
+                OPENSSL_cleanse(t->secret_access_key, strlen(t->secret_access_key));
+        free(t->secret_access_key);
+        *t = (DaemonToken) {};
+}
+
+static void tokens_free(DaemonToken *v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                token_done(&v[i]);
+        free(v);
+}
+
+static void tenants_free(DaemonTenant *v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(v[i].name);
+        free(v);
+}
+
 void daemon_config_done(DaemonConfig *cfg) {
         free(cfg->listen);
         free(cfg->data_dir);
-        for (size_t i = 0; i < cfg->n_tokens; i++)
-                free(cfg->tokens[i].tenant);
-        free(cfg->tokens);
+        tokens_free(cfg->tokens, cfg->n_tokens);
+        tenants_free(cfg->tenants, cfg->n_tenants);
+        strv_free(cfg->data_url_allow);
         free(cfg->index_url);
         strv_free(cfg->extra_index_urls);
         strv_free(cfg->find_links);
@@ -199,6 +224,85 @@ static int hex_decode32(const char *s, uint8_t out[32]) {
         return 0;
 }
 
+/* tokens: [{tenant, token | token_sha256 | access_key_id + secret_access_key, role}] */
+static int parse_token(json_t *t, size_t i, DaemonToken *tok, char **ret_error) {
+        const char *k;
+        json_t *v;
+
+        if (!json_is_object(t)) {
+                *ret_error = xasprintf("'tokens[%zu]' must be a mapping", i);
+                return -EINVAL;
+        }
+        json_object_foreach(t, k, v) {
+                if (!json_is_string(v)) {
+                        *ret_error = xasprintf("'tokens[%zu].%s' must be a string", i, k);
+                        return -EINVAL;
+                }
+                const char *s = json_string_value(v);
+                if (streq(k, "tenant")) {
+                        free(tok->tenant);
+                        tok->tenant = xstrdup(s);
+                } else if (streq(k, "token")) {
+                        if (strlen(s) < 16) {
+                                *ret_error = xasprintf("'tokens[%zu].token' must be at least 16 characters", i);
+                                return -EINVAL;
+                        }
+                        uint8_t md[32];
+                        unsigned mdlen = 0;
+                        EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha256(), NULL);
+                        memcpy(tok->sha256, md, 32);
+                        tok->has_token = true;
+                } else if (streq(k, "token_sha256")) {
+                        if (hex_decode32(s, tok->sha256) < 0) {
+                                *ret_error = xasprintf("'tokens[%zu].token_sha256' must be 64 hex digits", i);
+                                return -EINVAL;
+                        }
+                        tok->has_token = true;
+                } else if (streq(k, "access_key_id")) {
+                        /* AWS key ids are [A-Z0-9]{16,128}; anything in the
+                         * credential scope's alphabet is accepted. */
+                        if (strlen(s) < 4 || strlen(s) > 128 || strpbrk(s, "/, =\t")) {
+                                *ret_error = xasprintf("'tokens[%zu].access_key_id' must be 4..128 characters without '/', ',', '=' or spaces", i);
+                                return -EINVAL;
+                        }
+                        free(tok->access_key_id);
+                        tok->access_key_id = xstrdup(s);
+                } else if (streq(k, "secret_access_key")) {
+                        if (strlen(s) < 16) {
+                                *ret_error = xasprintf("'tokens[%zu].secret_access_key' must be at least 16 characters", i);
+                                return -EINVAL;
+                        }
+                        free(tok->secret_access_key);
+                        tok->secret_access_key = xstrdup(s);
+                } else if (streq(k, "role")) {
+                        if (streq(s, "user"))
+                                tok->role = TOKEN_ROLE_USER;
+                        else if (streq(s, "readonly"))
+                                tok->role = TOKEN_ROLE_READONLY;
+                        else if (streq(s, "admin"))
+                                tok->role = TOKEN_ROLE_ADMIN;
+                        else {
+                                *ret_error = xasprintf("'tokens[%zu].role' must be user, readonly or admin", i);
+                                return -EINVAL;
+                        }
+                } else {
+                        *ret_error = xasprintf("unknown key 'tokens[%zu].%s'", i, k);
+                        return -EINVAL;
+                }
+        }
+        if (!!tok->access_key_id != !!tok->secret_access_key) {
+                *ret_error = xasprintf("'tokens[%zu]': 'access_key_id' and 'secret_access_key' go together", i);
+                return -EINVAL;
+        }
+        if ((!tok->has_token && !tok->access_key_id) || !tok->tenant || !function_name_is_valid(tok->tenant)) {
+                *ret_error = xasprintf("'tokens[%zu]' needs 'tenant' ([A-Za-z0-9_-]{1,64}) and 'token', 'token_sha256' "
+                                       "or 'access_key_id' + 'secret_access_key'",
+                                       i);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int parse_tokens(DaemonConfig *cfg, json_t *a, char **ret_error) {
         size_t i;
         json_t *t;
@@ -207,74 +311,105 @@ static int parse_tokens(DaemonConfig *cfg, json_t *a, char **ret_error) {
                 *ret_error = xstrdup("'tokens' must be a list of {tenant, token|token_sha256, role}");
                 return -EINVAL;
         }
-        for (size_t j = 0; j < cfg->n_tokens; j++)
-                free(cfg->tokens[j].tenant);
-        free(cfg->tokens);
+        tokens_free(cfg->tokens, cfg->n_tokens);
         cfg->tokens = xcalloc(json_array_size(a) + 1, sizeof(DaemonToken));
         cfg->n_tokens = 0;
 
         json_array_foreach(a, i, t) {
                 DaemonToken tok = {};
-                const char *k;
-                json_t *v;
-                bool have = false;
-
-                if (!json_is_object(t)) {
-                        *ret_error = xasprintf("'tokens[%zu]' must be a mapping", i);
-                        return -EINVAL;
+                int r = parse_token(t, i, &tok, ret_error);
+                if (r < 0) {
+                        token_done(&tok);
+                        return r;
                 }
-                json_object_foreach(t, k, v) {
-                        if (!json_is_string(v)) {
-                                *ret_error = xasprintf("'tokens[%zu].%s' must be a string", i, k);
-                                free(tok.tenant);
-                                return -EINVAL;
-                        }
-                        const char *s = json_string_value(v);
-                        if (streq(k, "tenant")) {
-                                free(tok.tenant);
-                                tok.tenant = xstrdup(s);
-                        } else if (streq(k, "token")) {
-                                if (strlen(s) < 16) {
-                                        *ret_error = xasprintf("'tokens[%zu].token' must be at least 16 characters", i);
-                                        free(tok.tenant);
-                                        return -EINVAL;
-                                }
-                                uint8_t md[32];
-                                unsigned mdlen = 0;
-                                EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha256(), NULL);
-                                memcpy(tok.sha256, md, 32);
-                                have = true;
-                        } else if (streq(k, "token_sha256")) {
-                                if (hex_decode32(s, tok.sha256) < 0) {
-                                        *ret_error = xasprintf("'tokens[%zu].token_sha256' must be 64 hex digits", i);
-                                        free(tok.tenant);
-                                        return -EINVAL;
-                                }
-                                have = true;
-                        } else if (streq(k, "role")) {
-                                if (streq(s, "user"))
-                                        tok.role = TOKEN_ROLE_USER;
-                                else if (streq(s, "readonly"))
-                                        tok.role = TOKEN_ROLE_READONLY;
-                                else if (streq(s, "admin"))
-                                        tok.role = TOKEN_ROLE_ADMIN;
-                                else {
-                                        *ret_error = xasprintf("'tokens[%zu].role' must be user, readonly or admin", i);
-                                        free(tok.tenant);
-                                        return -EINVAL;
-                                }
-                        } else {
-                                *ret_error = xasprintf("unknown key 'tokens[%zu].%s'", i, k);
-                                free(tok.tenant);
-                                return -EINVAL;
-                        }
-                }
-                if (!have || !tok.tenant || !function_name_is_valid(tok.tenant)) {
-                        *ret_error = xasprintf("'tokens[%zu]' needs 'tenant' ([A-Za-z0-9_-]{1,64}) and 'token' or 'token_sha256'", i);
-                        free(tok.tenant);
+                if (tok.access_key_id && daemon_config_find_access_key(cfg, tok.access_key_id)) {
+                        *ret_error = xasprintf("'tokens[%zu].access_key_id' is used twice", i);
+                        token_done(&tok);
                         return -EINVAL;
                 }
                 cfg->tokens[cfg->n_tokens++] = tok;
+        }
+        return 0;
+}
+
+/* tenants: {NAME: {network: bool, maxima: {timeout_ms, memory_bytes,
+ * max_procs, max_output_bytes}}} — what the operator grants each tenant. */
+static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
+        const char *name;
+        json_t *v;
+
+        if (!json_is_object(o)) {
+                *ret_error = xstrdup("'tenants' must be a mapping of tenant name to {network, maxima}");
+                return -EINVAL;
+        }
+        tenants_free(cfg->tenants, cfg->n_tenants);
+        cfg->tenants = xcalloc(json_object_size(o) + 1, sizeof(DaemonTenant));
+        cfg->n_tenants = 0;
+        json_object_foreach(o, name, v) {
+                DaemonTenant t = { .network = -1 };
+                const char *k;
+                json_t *x;
+                int r = 0;
+
+                if (!function_name_is_valid(name)) {
+                        *ret_error = xasprintf("'tenants.%s': a tenant name is [A-Za-z0-9_-]{1,64}", name);
+                        return -EINVAL;
+                }
+                if (!json_is_object(v)) {
+                        *ret_error = xasprintf("'tenants.%s' must be a mapping with 'network' and/or 'maxima'", name);
+                        return -EINVAL;
+                }
+                json_object_foreach(v, k, x) {
+                        _cleanup_free_ char *full = xasprintf("tenants.%s.%s", name, k);
+                        if (streq(k, "network")) {
+                                if (!json_is_boolean(x)) {
+                                        *ret_error = xasprintf("'%s' must be true or false", full);
+                                        return -EINVAL;
+                                }
+                                t.network = json_is_true(x);
+                        } else if (streq(k, "maxima")) {
+                                r = parse_limits(x, full, &t.maxima, ret_error);
+                                if (r < 0)
+                                        return r;
+                                if (t.maxima.network) {
+                                        *ret_error = xasprintf("'%s.network': say 'tenants.%s.network'", full, name);
+                                        return -EINVAL;
+                                }
+                        } else {
+                                *ret_error = xasprintf("unknown key '%s'", full);
+                                return -EINVAL;
+                        }
+                }
+                t.name = xstrdup(name);
+                cfg->tenants[cfg->n_tenants++] = t;
+        }
+        return 0;
+}
+
+/* data: {url_allow: [CIDR…]} */
+static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
+        const char *k;
+        json_t *v;
+
+        if (!json_is_object(o)) {
+                *ret_error = xstrdup("'data' must be a mapping");
+                return -EINVAL;
+        }
+        json_object_foreach(o, k, v) {
+                if (!streq(k, "url_allow")) {
+                        *ret_error = xasprintf("unknown key 'data.%s'", k);
+                        return -EINVAL;
+                }
+                int r = want_strv(v, "data.url_allow", &cfg->data_url_allow, ret_error);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; cfg->data_url_allow[i]; i++)
+                        if (data_cidr_valid(cfg->data_url_allow[i]) < 0) {
+                                *ret_error = xasprintf("'data.url_allow[%zu]': '%s' is not an address or CIDR "
+                                                       "(e.g. 10.0.0.0/8, fd00::/8)",
+                                                       i, cfg->data_url_allow[i]);
+                                return -EINVAL;
+                        }
         }
         return 0;
 }
@@ -304,7 +439,9 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         { "max_concurrent_per_tenant", &cfg->max_concurrent_per_tenant, NULL, 1, 100000 },
                         { "max_queued_runs", &cfg->max_queued_runs, NULL, 0, 1000000 },
                         { "max_connections", &cfg->max_connections, NULL, 4, 100000 },
+                        { "max_connections_per_ip", &cfg->max_connections_per_ip, NULL, 1, 100000 },
                         { "read_timeout_s", &cfg->read_timeout_s, NULL, 1, 86400 },
+                        { "request_deadline_s", &cfg->request_deadline_s, NULL, 1, 86400 },
                         { "max_wait_s", &cfg->max_wait_s, NULL, 1, 86400 * 7 },
                         { "max_attempts", &cfg->max_attempts, NULL, 1, RUN_MAX_RETRIES + 1 },
                 };
@@ -417,6 +554,10 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                         r = want_string(v, k, &cfg->data_dir, &err);
                 else if (streq(k, "tokens"))
                         r = parse_tokens(cfg, v, &err);
+                else if (streq(k, "tenants"))
+                        r = parse_tenants(cfg, v, &err);
+                else if (streq(k, "data"))
+                        r = parse_data(cfg, v, &err);
                 else if (streq(k, "server"))
                         r = parse_server(cfg, v, &err);
                 else if (streq(k, "limits")) {
@@ -518,7 +659,75 @@ const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char 
         /* Compare against every entry so the time does not depend on which
          * one matches. */
         for (size_t i = 0; i < cfg->n_tokens; i++)
-                if (CRYPTO_memcmp(md, cfg->tokens[i].sha256, 32) == 0)
+                if (CRYPTO_memcmp(md, cfg->tokens[i].sha256, 32) == 0 && cfg->tokens[i].has_token)
                         found = &cfg->tokens[i];
         return found;
+}
+
+const DaemonToken *daemon_config_find_access_key(const DaemonConfig *cfg, const char *access_key_id) {
+        for (size_t i = 0; i < cfg->n_tokens; i++)
+                if (cfg->tokens[i].access_key_id && streq(cfg->tokens[i].access_key_id, access_key_id))
+                        return &cfg->tokens[i];
+        return NULL;
+}
+
+static const DaemonTenant *find_tenant(const DaemonConfig *cfg, const char *tenant) {
+        for (size_t i = 0; i < cfg->n_tenants; i++)
+                if (streq(cfg->tenants[i].name, tenant))
+                        return &cfg->tenants[i];
+        return NULL;
+}
+
+/* The lower of two caps where 0 means "none". */
+static uint64_t cap_min(uint64_t a, uint64_t b) {
+        if (!a)
+                return b;
+        if (!b)
+                return a;
+        return MIN(a, b);
+}
+
+int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLimits *asked, RunLimits *ret,
+                        char **ret_error) {
+        assert(cfg);
+        assert(tenant);
+        assert(asked);
+        const DaemonTenant *t = find_tenant(cfg, tenant);
+        RunLimits out = {};
+        struct {
+                const char *name;
+                uint64_t asked, def, max;
+                uint64_t *out;
+        } f[] = {
+                { "timeout_ms", asked->timeout_ms, cfg->defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS,
+                  cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0), &out.timeout_ms },
+                { "memory_bytes", asked->memory_bytes, cfg->defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES,
+                  cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0), &out.memory_bytes },
+                { "max_procs", asked->max_procs, cfg->defaults.max_procs ?: RUN_DEFAULT_MAX_PROCS,
+                  cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0), &out.max_procs },
+                { "max_output_bytes", asked->max_output_bytes,
+                  cfg->defaults.max_output_bytes ?: RUN_DEFAULT_MAX_OUTPUT_BYTES,
+                  cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0), &out.max_output_bytes },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(f); i++) {
+                if (f[i].max && f[i].asked > f[i].max) {
+                        *ret_error = xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
+                                               " this tenant may have (ask the operator: config 'tenants.%s.maxima')",
+                                               f[i].name, f[i].asked, f[i].max, tenant);
+                        return -EPERM;
+                }
+                /* An absent limit is the default, lowered to the tenant's
+                 * maximum: a smaller grant is never exceeded by defaulting. */
+                *f[i].out = f[i].asked ? f[i].asked : (f[i].max ? MIN(f[i].def, f[i].max) : 0);
+        }
+        bool network_granted = t && t->network >= 0 ? t->network == 1 : cfg->maxima.network;
+        if (asked->network && !network_granted) {
+                *ret_error = xasprintf("limits.network: this tenant may not give its runs network access (the "
+                                       "operator grants it with config 'tenants.%s.network: true')",
+                                       tenant);
+                return -EPERM;
+        }
+        out.network = asked->network || (cfg->defaults.network && network_granted);
+        *ret = out;
+        return 0;
 }

@@ -179,6 +179,27 @@ static char *dags_root(Daemon *d) {
         return path_join_many(d->data_dir, "dags", NULL);
 }
 
+/* Every task gets what the config grants tenant (absent limits become the
+ * tenant's defaults); -EPERM with *ret_error naming the task when one asks
+ * for more. */
+static int dag_grant_limits(Daemon *d, const char *tenant, Dag *dag, char **ret_error) {
+        int r = 0;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        for (size_t i = 0; i < dag_n_tasks(dag) && r >= 0; i++) {
+                DagTaskInfo ti;
+                RunLimits granted;
+                _cleanup_free_ char *err = NULL;
+                dag_task_info(dag, i, &ti);
+                r = daemon_limits_grant(&d->cfg, tenant, &ti.limits, &granted, &err);
+                if (r < 0)
+                        *ret_error = xasprintf("task '%s': %s", ti.name, err);
+                else
+                        dag_task_set_limits(dag, i, &granted);
+        }
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return r;
+}
+
 /* ---- startup: resume ------------------------------------------------------- */
 
 int daemon_dags_init(Daemon *d, char **ret_error) {
@@ -193,6 +214,10 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
         _cleanup_free_ char *data_root = path_join_many(d->data_dir, "data", NULL);
         cfg.root = data_root;
         data_config_from_env(&cfg, d->data_dir);
+        /* URL datasets are fetched from the daemon's host on a tenant's
+         * behalf: only public addresses unless the operator opens more. */
+        cfg.url_restrict = true;
+        cfg.url_allow = d->cfg.data_url_allow;
         r = data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
         if (r < 0)
                 return r;
@@ -225,6 +250,11 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
                 Dag *dag = NULL;
                 _cleanup_free_ char *err = NULL;
                 r = dag_load(d->store, rec->tenant, rec->id, &dag, NULL, &err);
+                if (r >= 0) {
+                        r = dag_grant_limits(d, rec->tenant ? rec->tenant : "local", dag, &err);
+                        if (r < 0)
+                                dag = dag_free(dag);
+                }
                 if (r < 0) {
                         log_warn("DAG run %s cannot be resumed: %s", rec->id, err ? err : strerror(-r));
                         record_failure(d, rec->tenant, rec->id, "failed", err ? err : "cannot be resumed");
@@ -641,6 +671,13 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
         if (r < 0) {
                 (void) rm_rf(dir);
                 resp = daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : strerror(-r));
+                goto out;
+        }
+        r = dag_grant_limits(d, call->tenant, dag, &err);
+        if (r < 0) {
+                dag_free(dag);
+                (void) rm_rf(dir);
+                resp = daemon_error_response(403, "forbidden", ret_status, "%s", err);
                 goto out;
         }
 

@@ -26,6 +26,7 @@ struct MHD_Response *daemon_json_response(unsigned status, json_t *j, unsigned *
                 s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");
                 status = 500;
         }
+        daemon_scrub(s);
         size_t n = strlen(s);
         s = xrealloc(s, n + 2);
         s[n] = '\n';
@@ -109,6 +110,8 @@ static struct MHD_Response *data_errno(int r, const char *name, const char *err,
         case -EINVAL:
         case -ELOOP:
                 return daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : "invalid dataset");
+        case -EACCES: /* the URL-source address policy */
+                return daemon_error_response(403, "forbidden", ret_status, "%s", err ? err : "address refused");
         case -EHOSTUNREACH:
         case -ECONNREFUSED:
         case -EIO:

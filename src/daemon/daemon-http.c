@@ -7,10 +7,12 @@
  * request blocks only itself, and its handler can watch its own socket to
  * notice a client that went away and cancel the run. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
@@ -23,6 +25,9 @@ typedef struct Req {
         size_t discarded;
         bool too_big;
         bool responded;
+        bool started;           /* the first access-handler call happened */
+        char *bad_url;          /* why the raw request target is refused (400) */
+        char *target;           /* the request target as sent (SigV4 signs it) */
 } Req;
 
 typedef struct Ctx {
@@ -33,9 +38,104 @@ typedef struct Ctx {
         char tenant_buf[72];
         TokenRole role;
         bool lambda;            /* Lambda API: AWS-style error bodies */
+        const Req *req;
 } Ctx;
 
 /* ---- responses ------------------------------------------------------------ */
+
+/* Server paths (data dir, the binaries' directories) that must not reach a
+ * client: an error saying "cannot open /srv/pysprinter/..." tells a tenant
+ * where the daemon keeps everything. Set once before the HTTP threads
+ * start; read-only afterwards. */
+#define SCRUB_MAX 8
+static struct {
+        char *prefix;
+        const char *as;
+} scrub_list[SCRUB_MAX];
+static size_t n_scrub;
+
+static void scrub_add(const char *path, const char *as) {
+        if (!path || strlen(path) < 6 || n_scrub >= SCRUB_MAX || strlen(as) > strlen(path))
+                return;
+        _cleanup_free_ char *p = xstrdup(path);
+        while (strlen(p) > 1 && endswith(p, "/"))
+                p[strlen(p) - 1] = 0;
+        for (size_t i = 0; i < n_scrub; i++)
+                if (streq(scrub_list[i].prefix, p))
+                        return;
+        /* Longest first, so a data dir inside the build dir is named as
+         * the data dir. */
+        size_t at = n_scrub;
+        while (at > 0 && strlen(scrub_list[at - 1].prefix) < strlen(p)) {
+                scrub_list[at] = scrub_list[at - 1];
+                at--;
+        }
+        scrub_list[at].prefix = TAKE_PTR(p);
+        scrub_list[at].as = as;
+        n_scrub++;
+}
+
+static void scrub_add_real(const char *path, const char *as) {
+        scrub_add(path, as);
+        _cleanup_free_ char *real = path ? realpath(path, NULL) : NULL;
+        scrub_add(real, as);
+}
+
+/* The directory of path, if it is one worth hiding (three components or
+ * more: /usr/bin stays). */
+static void scrub_add_dir_of(const char *path, const char *as) {
+        if (!path)
+                return;
+        _cleanup_free_ char *real = realpath(path, NULL), *dir = NULL;
+        if (!real)
+                return;
+        char *slash = strrchr(real, '/');
+        if (!slash)
+                return;
+        *slash = 0;
+        size_t parts = 0;
+        for (const char *q = real; *q; q++)
+                parts += *q == '/';
+        if (parts >= 3)
+                scrub_add(real, as);
+}
+
+static void scrub_init(Daemon *d) {
+        scrub_add_real(d->data_dir, "$DATA");
+        /* The binaries' build or install tree: its top (two levels above
+         * the daemon, e.g. BUILD/src/daemon -> BUILD) covers the worker. */
+        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+        if (exe) {
+                _cleanup_free_ char *top = xstrdup(exe);
+                for (int up = 0; up < 3; up++) {
+                        char *slash = strrchr(top, '/');
+                        if (!slash)
+                                break;
+                        *slash = 0;
+                }
+                size_t parts = 0;
+                for (const char *q = top; *q; q++)
+                        parts += *q == '/';
+                if (parts >= 2 && !streq(top, "/usr") && !startswith(top, "/usr/"))
+                        scrub_add(top, "$PREFIX");
+                scrub_add_dir_of(exe, "$PREFIX");
+        }
+        scrub_add_dir_of(getenv("PYSPRINTER_WORKER"), "$PREFIX");
+        scrub_add_real(getenv("HOME"), "~");
+}
+
+char *daemon_scrub(char *s) {
+        if (!s)
+                return s;
+        for (size_t i = 0; i < n_scrub; i++) {
+                size_t pl = strlen(scrub_list[i].prefix), al = strlen(scrub_list[i].as);
+                for (char *hit = strstr(s, scrub_list[i].prefix); hit; hit = strstr(hit + al, scrub_list[i].prefix)) {
+                        memcpy(hit, scrub_list[i].as, al);
+                        memmove(hit + al, hit + pl, strlen(hit + pl) + 1);
+                }
+        }
+        return s;
+}
 
 static void count_status(Daemon *d, unsigned status) {
         __atomic_add_fetch(&d->metrics.http_requests, 1, __ATOMIC_RELAXED);
@@ -73,6 +173,10 @@ static enum MHD_Result respond_json_h(Ctx *c, unsigned status, json_t *j, const 
         json_decref(j);
         if (!s)
                 s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");
+        /* An admin (the operator, or the local user of --no-auth) may see
+         * the server's paths; nobody else does. */
+        if (c->role != TOKEN_ROLE_ADMIN)
+                daemon_scrub(s);
         size_t n = strlen(s);
         /* A trailing newline is friendlier to curl users; JSON allows it. */
         s = xrealloc(s, n + 2);
@@ -174,8 +278,24 @@ static RequestCaps caps_of(Daemon *d) {
         return (RequestCaps) {
                 .max_depth = d->cfg.max_json_depth,
                 .max_values = d->cfg.max_json_values,
-                .maxima = d->cfg.maxima,
         };
+}
+
+/* Replaces *l with what the config grants c's tenant for it (absent fields
+ * become the tenant's defaults). false once a 403 is queued: the request
+ * asked for more than the operator gives this tenant. */
+static bool grant_limits(Ctx *c, RunLimits *l, enum MHD_Result *ret) {
+        _cleanup_free_ char *err = NULL;
+        RunLimits out;
+        pthread_rwlock_rdlock(&c->d->cfg_lock);
+        int k = daemon_limits_grant(&c->d->cfg, c->tenant, l, &out, &err);
+        pthread_rwlock_unlock(&c->d->cfg_lock);
+        if (k < 0) {
+                *ret = respond_error(c, 403, "forbidden", "%s", err);
+                return false;
+        }
+        *l = out;
+        return true;
 }
 
 static json_t *json_or_null(const char *text) {
@@ -223,22 +343,60 @@ static int run_lookup_json(Daemon *d, const char *tenant, const char *id, json_t
 
 static char *bearer_token(Ctx *c) {
         const char *h = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
-        if (!h)
+        if (!h || strncasecmp(h, "Bearer ", 7) != 0)
                 return NULL;
-        if (strncasecmp(h, "Bearer ", 7) == 0) {
-                _cleanup_free_ char *t = xstrdup(h + 7);
-                return xstrdup(strstrip(t));
+        _cleanup_free_ char *t = xstrdup(h + 7);
+        return xstrdup(strstrip(t));
+}
+
+static const char *sigv4_header(void *userdata, const char *name) {
+        return MHD_lookup_connection_value(userdata, MHD_HEADER_KIND, name);
+}
+
+/* AWS SDKs sign with SigV4: the key id names a tokens entry with an
+ * access_key_id, whose secret must verify the signature. Any failure is a
+ * 403, as AWS answers. */
+static bool authenticate_sigv4(Ctx *c, const char *h, enum MHD_Result *ret) {
+        Daemon *d = c->d;
+        _cleanup_free_ char *err = NULL, *secret = NULL;
+        SigV4Auth a = {};
+        TokenRole role = TOKEN_ROLE_READONLY;
+        int k = sigv4_parse_authorization(h, &a, &err);
+        if (k >= 0) {
+                pthread_rwlock_rdlock(&d->cfg_lock);
+                const DaemonToken *t = daemon_config_find_access_key(&d->cfg, a.access_key_id);
+                if (t) {
+                        secret = xstrdup(t->secret_access_key);
+                        role = t->role;
+                        snprintf(c->tenant_buf, sizeof(c->tenant_buf), "%s", t->tenant);
+                }
+                pthread_rwlock_unlock(&d->cfg_lock);
+                if (!secret) {
+                        err = xstrdup("The security token included in the request is invalid (unknown access key id)");
+                        k = -EPERM;
+                }
         }
-        /* AWS SDKs sign with SigV4: the access key id carries the token
-         * (the daemon keeps only token hashes, so it cannot check an HMAC
-         * keyed by the token; see docs/api.md). */
-        const char *cred = strstr(h, "Credential=");
-        if (startswith(h, "AWS4-HMAC-SHA256") && cred) {
-                cred += strlen("Credential=");
-                size_t n = strcspn(cred, "/,");
-                return xstrndup(cred, n);
+        if (k >= 0) {
+                SigV4Request rq = {
+                        .method = c->method,
+                        .raw_target = c->req && c->req->target ? c->req->target : "/",
+                        .header = sigv4_header,
+                        .userdata = c->conn,
+                        .body = c->req ? c->req->body.data : NULL,
+                        .body_len = c->req ? c->req->body.len : 0,
+                };
+                k = sigv4_verify(&rq, &a, secret, now_realtime(), &err);
         }
-        return NULL;
+        if (secret)
+                OPENSSL_cleanse(secret, strlen(secret));
+        sigv4_auth_done(&a);
+        if (k < 0) {
+                *ret = respond_error(c, 403, "forbidden", "%s", err);
+                return false;
+        }
+        c->tenant = c->tenant_buf;
+        c->role = role;
+        return true;
 }
 
 /* Returns true when authenticated (c->tenant set); otherwise a 401/403 has
@@ -249,6 +407,16 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
         if (d->no_auth) {
                 c->tenant = "local";
                 c->role = TOKEN_ROLE_ADMIN;
+                return true;
+        }
+        const char *authz = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
+        if (authz && startswith(authz, "AWS4-HMAC-SHA256")) {
+                if (!authenticate_sigv4(c, authz, ret))
+                        return false;
+                if (mutating && c->role == TOKEN_ROLE_READONLY) {
+                        *ret = respond_error(c, 403, "forbidden", "this token is read-only");
+                        return false;
+                }
                 return true;
         }
         _cleanup_free_ char *tok = bearer_token(c);
@@ -330,10 +498,12 @@ static enum MHD_Result handle_runs_post(Ctx *c, const Buf *body) {
         _cleanup_free_ char *err = NULL;
         RunRequest req = {};
         RequestCaps caps = caps_of(c->d);
+        enum MHD_Result ret;
         int k = request_parse(REQUEST_RUN, body->data, body->len, &caps, &req, &err);
         if (k < 0)
                 return respond_error(c, 400, "bad_request", "%s", err);
-        enum MHD_Result ret = submit_and_respond(c, &req, NULL, 0);
+        if (grant_limits(c, &req.limits, &ret))
+                ret = submit_and_respond(c, &req, NULL, 0);
         run_request_done(&req);
         return ret;
 }
@@ -568,8 +738,19 @@ typedef struct ValidateOut {
         Buf warnings;
 } ValidateOut;
 
+typedef struct ValidationCtx {
+        Daemon *d;
+        const char *tenant;
+} ValidationCtx;
+
+static void on_validation_event(const RunEvent *ev, void *userdata) {
+        ValidationCtx *v = userdata;
+        daemon_env_note(v->d, v->tenant, ev);
+}
+
 static int run_validation(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments,
                           RunResult **ret) {
+        ValidationCtx vctx = { .d = d, .tenant = tenant };
         RunSpec spec = {
                 .tenant = tenant,
                 .source = req->source,
@@ -584,7 +765,7 @@ static int run_validation(Daemon *d, const char *tenant, const RunRequest *req, 
                 .skip_argument_check = !check_arguments,
                 .no_record = true,
         };
-        return engine_run(d->engine, &spec, NULL, NULL, ret);
+        return engine_run(d->engine, &spec, on_validation_event, &vctx, ret);
 }
 
 static json_t *validation_json(const RunResult *res) {
@@ -653,6 +834,13 @@ static enum MHD_Result handle_deploy(Ctx *c, const Buf *body) {
         int k = request_parse(REQUEST_DEPLOY, body->data, body->len, &caps, &req, &err);
         if (k < 0)
                 return respond_error(c, 400, "bad_request", "%s", err);
+        /* The deploy keeps the limits as asked (defaults follow the config);
+         * each invoke is granted again, as the config may have changed. */
+        {
+                RunLimits granted = req.limits;
+                if (!grant_limits(c, &granted, &ret))
+                        goto out;
+        }
 
         /* Requirements given beside the file become its decorator, so the
          * engine sees one kind of function. */
@@ -864,7 +1052,8 @@ static enum MHD_Result handle_invoke(Ctx *c, const char *name, const Buf *body) 
         merge_limits(&req.limits, f->limits_json);
         if (req.max_attempts == 0)
                 req.max_attempts = function_max_attempts(f);
-        ret = submit_and_respond(c, &req, f->name, f->version);
+        if (grant_limits(c, &req.limits, &ret))
+                ret = submit_and_respond(c, &req, f->name, f->version);
         function_record_free(f);
         run_request_done(&req);
         return ret;
@@ -941,6 +1130,8 @@ static enum MHD_Result handle_lambda_invoke(Ctx *c, const char *name, const Buf 
         merge_limits(&req.limits, f->limits_json);
         if (req.max_attempts == 0)
                 req.max_attempts = function_max_attempts(f);
+        if (!grant_limits(c, &req.limits, &ret))
+                goto out;
 
         /* The calling rule (docs/api.md): exactly two parameters ->
          * handler(event, context); exactly one -> handler(event); otherwise
@@ -1050,7 +1241,7 @@ static enum MHD_Result handle_lambda_invoke(Ctx *c, const char *name, const Buf 
                         h[6] = "X-Amz-Function-Error";
                         h[7] = "Unhandled";
                 }
-                char *s = json_dumps(e, JSON_COMPACT);
+                char *s = daemon_scrub(json_dumps(e, JSON_COMPACT));
                 json_decref(e);
                 ret = respond_raw(c, 200, "application/json", s, strlen(s), h);
         }
@@ -1197,13 +1388,28 @@ static enum MHD_Result handle_workers(Ctx *c) {
                                               (json_int_t) st.evictions));
 }
 
+/* An environment is shown to a tenant that has used it (daemon_env_note)
+ * or that holds no requirements (the base every run shares). */
+static bool env_is_tenants(Daemon *d, const char *tenant, char *const *requirements) {
+        if (!requirements || !*requirements)
+                return true;
+        _cleanup_free_ char *key = daemon_env_requirements_key(tenant, requirements), *v = NULL;
+        return store_kv_get(d->store, "tenant-env", key, &v) >= 0 && v;
+}
+
 static enum MHD_Result handle_envs(Ctx *c) {
         /* Environments are the engine's lock cache: requirement set ->
-         * store dirs (shared by all tenants: they hold public packages). */
+         * store dirs. The store is shared (public packages), but which
+         * requirement sets a tenant uses is its own business: a tenant sees
+         * its own, an admin all, and only an admin the server's paths. */
         Daemon *d = c->d;
-        _cleanup_free_ char *store_dir = path_join(d->data_dir, "store");
-        json_t *j = json_pack("{sssssb}", "data_dir", d->data_dir, "package_store", store_dir, "sandbox",
-                              d->cfg.sandbox == SANDBOX_MODE_FULL);
+        bool admin = c->role == TOKEN_ROLE_ADMIN;
+        json_t *j = json_pack("{sb}", "sandbox", d->cfg.sandbox == SANDBOX_MODE_FULL);
+        if (admin) {
+                _cleanup_free_ char *store_dir = path_join(d->data_dir, "store");
+                json_object_set_new(j, "data_dir", json_string(d->data_dir));
+                json_object_set_new(j, "package_store", json_string(store_dir));
+        }
         pthread_rwlock_rdlock(&d->cfg_lock);
         json_object_set_new(j, "index_url", d->cfg.index_url ? json_string(d->cfg.index_url) : json_null());
         pthread_rwlock_unlock(&d->cfg_lock);
@@ -1213,6 +1419,8 @@ static enum MHD_Result handle_envs(Ctx *c) {
         _cleanup_free_ char *err = NULL;
         if (pkg_env_list(d->data_dir, &infos, &n, &err) >= 0) {
                 for (size_t i = 0; i < n; i++) {
+                        if (!admin && !env_is_tenants(d, c->tenant, infos[i].requirements))
+                                continue;
                         json_t *reqs = json_array();
                         for (char **r = infos[i].requirements; r && *r; r++)
                                 json_array_append_new(reqs, json_string(*r));
@@ -1389,17 +1597,123 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         return handle_envs(c);
 }
 
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+
+/* ---- the request deadline ------------------------------------------------------
+ *
+ * MHD's connection timeout is an idle timeout: a client that sends one
+ * header byte every few seconds keeps its connection (and, here, its
+ * thread) forever. Each connection is tracked from its start; a reaper
+ * shuts down the socket of any whose request (headers and body) has not
+ * fully arrived within server.request_deadline_s. Once a request is being
+ * handled (a ?wait=true may take an hour) the clock stops, and it restarts
+ * when the response is done (the next request on a kept-alive connection). */
+
+typedef struct ConnTrack {
+        int fd;
+        usec_t since;           /* start of the request being received */
+        bool handling;          /* the request arrived; no deadline */
+        struct ConnTrack *prev, *next;
+} ConnTrack;
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        ConnTrack *head;
+        usec_t deadline;
+        bool stop;
+        bool running;
+        pthread_t thread;
+} track = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                ConnTrack *t = xcalloc(1, sizeof(ConnTrack));
+                t->fd = ci ? ci->connect_fd : -1;
+                t->since = now_monotonic();
+                pthread_mutex_lock(&track.lock);
+                t->next = track.head;
+                if (track.head)
+                        track.head->prev = t;
+                track.head = t;
+                pthread_mutex_unlock(&track.lock);
+                *socket_context = t;
+        } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                ConnTrack *t = *socket_context;
+                if (!t)
+                        return;
+                /* Unlinked before MHD closes the fd: the reaper never shuts
+                 * down a descriptor number that was reused. */
+                pthread_mutex_lock(&track.lock);
+                if (t->prev)
+                        t->prev->next = t->next;
+                else
+                        track.head = t->next;
+                if (t->next)
+                        t->next->prev = t->prev;
+                pthread_mutex_unlock(&track.lock);
+                free(t);
+                *socket_context = NULL;
+        }
+}
+
+static ConnTrack *conn_track(struct MHD_Connection *conn) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return ci ? ci->socket_context : NULL;
+}
+
+static void conn_set_handling(struct MHD_Connection *conn, bool handling) {
+        ConnTrack *t = conn_track(conn);
+        if (!t)
+                return;
+        pthread_mutex_lock(&track.lock);
+        t->handling = handling;
+        t->since = now_monotonic();
+        pthread_mutex_unlock(&track.lock);
+}
+
+static void *reaper(void *arg) {
+        pthread_mutex_lock(&track.lock);
+        while (!track.stop) {
+                usec_t now = now_monotonic();
+                for (ConnTrack *t = track.head; t; t = t->next)
+                        if (!t->handling && t->fd >= 0 && now - t->since > track.deadline) {
+                                /* MHD's thread sees EOF and closes it. */
+                                (void) shutdown(t->fd, SHUT_RDWR);
+                                t->fd = -1;
+                        }
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 250 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&track.cond, &track.lock, &ts);
+        }
+        pthread_mutex_unlock(&track.lock);
+        return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls) {
         Daemon *d = cls;
         Req *req = *req_cls;
-        Ctx c = { .d = d, .conn = conn, .method = method };
+        Ctx c = { .d = d, .conn = conn, .method = method, .req = req };
 
-        if (!req) {
-                req = xcalloc(1, sizeof(Req));
-                buf_init(&req->body, d->cfg.max_body_bytes);
+        if (!req) { /* not reached: on_uri() made it; kept for safety */
+                req = on_uri(d, NULL, conn);
                 *req_cls = req;
+        }
+        if (!req->started) {
+                req->started = true;
+                if (req->bad_url) {
+                        req->responded = true;
+                        return respond_error(&c, 400, "bad_request", "%s", req->bad_url);
+                }
                 /* Refuse an announced oversized body before reading it
                  * (and before curl's "Expect: 100-continue" is answered). */
                 const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -1436,6 +1750,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->responded)
                 return MHD_YES;
         req->responded = true;
+        conn_set_handling(conn, true);
         if (req->too_big) {
                 c.lambda = startswith(url, "/2015-03-31/");
                 return respond_error(&c, 413, "payload_too_large", "request body is larger than the %zu byte limit",
@@ -1452,11 +1767,57 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
         Req *req = *req_cls;
+        conn_set_handling(conn, false); /* the next request's clock starts */
         if (!req)
                 return;
         buf_free(&req->body);
+        free(req->bad_url);
+        free(req->target);
         free(req);
         *req_cls = NULL;
+}
+
+static int hexval(char ch) {
+        if (ch >= '0' && ch <= '9')
+                return ch - '0';
+        if (ch >= 'a' && ch <= 'f')
+                return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F')
+                return ch - 'A' + 10;
+        return -1;
+}
+
+int http_target_check(const char *target, char **ret_error) {
+        assert(target);
+        /* MHD hands handlers the decoded path and query values as C
+         * strings, so an encoded NUL silently cuts a name short
+         * ("DELETE /v1/runs/PREFIX%00zzz" cancelled PREFIX); no name, id or
+         * value of this API holds a control character either. */
+        for (const char *p = target; *p; p++) {
+                int ch = (unsigned char) *p;
+                if (*p == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0)
+                        ch = hexval(p[1]) * 16 + hexval(p[2]);
+                if (ch < 0x20 || ch == 0x7f) {
+                        bool in_query = memchr(target, '?', (size_t) (p - target)) != NULL;
+                        *ret_error = xasprintf("the request %s holds a control character (byte 0x%02x)",
+                                               in_query ? "query" : "path", ch);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the only place the request target is seen
+ * undecoded. What it returns becomes the request's *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+        Daemon *d = cls;
+        Req *req = xcalloc(1, sizeof(Req));
+        buf_init(&req->body, d->cfg.max_body_bytes);
+        if (uri) {
+                (void) http_target_check(uri, &req->bad_url);
+                req->target = xstrdup(uri);
+        }
+        return req;
 }
 
 int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback) {
@@ -1507,34 +1868,63 @@ int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_
         return 0;
 }
 
-int daemon_http_start(Daemon *d, const char *listen, void **ret_mhd, char **ret_error) {
+int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret_error) {
         struct sockaddr_storage ss;
         size_t len;
         bool loopback;
 
-        if (listen_address_parse(listen, &ss, &len, &loopback) < 0) {
-                *ret_error = xasprintf("bad listen address '%s' (expected HOST:PORT or [V6]:PORT)", listen);
+        if (listen_address_parse(address, &ss, &len, &loopback) < 0) {
+                *ret_error = xasprintf("bad address address '%s' (expected HOST:PORT or [V6]:PORT)", address);
                 return -EINVAL;
         }
+        scrub_init(d);
         if (d->no_auth && !loopback) {
-                *ret_error = xasprintf("--no-auth only listens on loopback addresses, not '%s'", listen);
+                *ret_error = xasprintf("--no-auth only listens on loopback addresses, not '%s'", address);
                 return -EPERM;
+        }
+        /* The socket is ours, not MHD's: bind() reports the real errno, and
+         * no SO_REUSEPORT (MHD_OPTION_LISTENING_ADDRESS_REUSE) lets a second
+         * daemon share a port another one listens on. SO_REUSEADDR only
+         * skips TIME_WAIT; Linux still refuses an address with a listener. */
+        _cleanup_close_ int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot address on %s: %s", address, strerror(-r));
+                return r;
+        }
+        int one = 1;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *) &ss, (socklen_t) len) < 0 || listen(fd, 1024) < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot address on %s: %s", address,
+                                       r == -EADDRINUSE ? "address in use (another process listens there)" : strerror(-r));
+                return r;
         }
         unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                          MHD_USE_ERROR_LOG | MHD_USE_ITC;
         if (ss.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         struct MHD_Daemon *mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
+                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) d->cfg.read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) d->cfg.max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_END);
+                (unsigned) d->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                (unsigned) d->cfg.max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, d,
+                MHD_OPTION_END);
         if (!mhd) {
-                *ret_error = xasprintf("cannot listen on %s: %m", listen);
-                return -errno ?: -EADDRINUSE;
+                int r = errno > 0 ? -errno : -EIO;
+                *ret_error = xasprintf("cannot start the HTTP server on %s: %s", address, strerror(-r));
+                return r;
         }
+        TAKE_FD(fd); /* MHD closes it when it stops */
+        pthread_mutex_lock(&track.lock);
+        track.deadline = (usec_t) d->cfg.request_deadline_s * USEC_PER_SEC;
+        track.stop = false;
+        pthread_mutex_unlock(&track.lock);
+        if (!track.running && pthread_create(&track.thread, NULL, reaper, NULL) == 0)
+                track.running = true;
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
-        log_info("listening on %s (port %u)%s", listen, info ? info->port : 0,
+        log_info("listening on %s (port %u)%s", address, info ? info->port : 0,
                  d->no_auth ? ", no authentication (local user only)" : "");
         *ret_mhd = mhd;
         return 0;
@@ -1546,4 +1936,12 @@ void daemon_http_quiesce(void *mhd) {
 
 void daemon_http_stop(void *mhd) {
         MHD_stop_daemon(mhd);
+        if (track.running) {
+                pthread_mutex_lock(&track.lock);
+                track.stop = true;
+                pthread_cond_signal(&track.cond);
+                pthread_mutex_unlock(&track.lock);
+                pthread_join(track.thread, NULL);
+                track.running = false;
+        }
 }

@@ -85,11 +85,47 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
                                                 .timestamp = now_realtime() };
 }
 
+/* The key under which a tenant's use of an environment is recorded: the
+ * sha256 of its requirement strings as the lock lists them (the same list
+ * pkg_env_list() reports). */
+char *daemon_env_requirements_key(const char *tenant, char *const *requirements) {
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        for (char *const *q = requirements; q && *q; q++)
+                buf_printf(&b, "%s\n", *q);
+        char hex[65];
+        sha256_hex(b.data ? b.data : "", b.len, hex);
+        buf_free(&b);
+        return xasprintf("%s:%s", tenant, hex);
+}
+
+void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
+        if (ev->type != RUN_EVENT_PROGRESS || !ev->phase || !streq(ev->phase, "resolve") || !ev->data || !ev->len)
+                return;
+        json_t *lock = json_loadb(ev->data, ev->len, 0, NULL);
+        json_t *a = json_object_get(lock, "requirements");
+        bool ok = json_is_array(a);
+        char **reqs = NULL;
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v)
+                if (json_is_string(v))
+                        reqs = strv_append(reqs, json_string_value(v));
+        json_decref(lock);
+        if (!ok)
+                return;
+        _cleanup_free_ char *key = daemon_env_requirements_key(tenant, reqs);
+        strv_free(reqs);
+        (void) store_kv_put(d->store, "tenant-env", key, "1");
+}
+
 static void on_event(const RunEvent *ev, void *userdata) {
         void **ctx = userdata;
         Daemon *d = ctx[0];
         DRun *r = ctx[1];
         bool cancel;
+
+        daemon_env_note(d, r->tenant, ev);
 
         pthread_mutex_lock(&d->lock);
         switch (ev->type) {

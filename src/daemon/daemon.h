@@ -23,16 +23,31 @@ typedef enum TokenRole {
 
 typedef struct DaemonToken {
         uint8_t sha256[32];     /* only the hash is kept in memory */
+        bool has_token;         /* false: a SigV4-only entry */
         char *tenant;
         TokenRole role;
+        /* AWS SigV4 credentials (Lambda API clients): the key id is public,
+         * the secret is the HMAC key, so it is kept as given. NULL: none. */
+        char *access_key_id;
+        char *secret_access_key;
 } DaemonToken;
+
+/* What the operator grants one tenant (config `tenants.NAME`). A request
+ * can only lower it (daemon_limits_grant). */
+typedef struct DaemonTenant {
+        char *name;
+        RunLimits maxima;       /* 0 fields: limits.maxima's */
+        int network;            /* 1/0; -1: limits.maxima.network */
+} DaemonTenant;
 
 typedef struct DaemonConfig {
         char *listen;                   /* "127.0.0.1:8080" */
         char *data_dir;                 /* NULL: data_dir_default() */
         DaemonToken *tokens;
         size_t n_tokens;
-        RunLimits defaults, maxima;
+        DaemonTenant *tenants;
+        size_t n_tenants;
+        RunLimits defaults, maxima;     /* maxima.network: the default grant */
         char *index_url;
         char **extra_index_urls;
         char **find_links;
@@ -45,7 +60,9 @@ typedef struct DaemonConfig {
         unsigned max_concurrent_per_tenant;
         unsigned max_queued_runs;       /* waiting for a slot; 429 beyond */
         unsigned max_connections;
+        unsigned max_connections_per_ip; /* MHD_OPTION_PER_IP_CONNECTION_LIMIT */
         unsigned read_timeout_s;        /* MHD_OPTION_CONNECTION_TIMEOUT */
+        unsigned request_deadline_s;    /* headers + body must arrive within this */
         unsigned max_wait_s;            /* cap on ?wait=true */
         unsigned max_attempts;          /* a run's starts when the daemon dies under it (docs/api.md "Delivery") */
         bool metrics_public;            /* /metrics without a token */
@@ -55,6 +72,9 @@ typedef struct DaemonConfig {
         uint64_t pool_memory_budget;
         uint64_t pool_worker_idle_s;
         uint64_t pool_instance_ttl_s;
+        /* data: URL sources may reach these CIDRs even when they are
+         * loopback/private/link-local (data.url_allow). */
+        char **data_url_allow;
 } DaemonConfig;
 
 /* Fills cfg with the documented defaults (docs/api.md "Configuration"). */
@@ -68,15 +88,54 @@ int daemon_config_load(DaemonConfig *cfg, const char *path, char **ret_error);
 /* Looks a presented bearer token up (constant-time hash compare). Returns
  * the matching entry or NULL. */
 const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char *token);
+/* The entry holding SigV4 access key id, or NULL. */
+const DaemonToken *daemon_config_find_access_key(const DaemonConfig *cfg, const char *access_key_id);
+
+/* The limits a run of tenant gets for asked (0 fields: the default, lowered
+ * to the tenant's maximum). -EPERM with *ret_error naming the limit when
+ * asked goes above what the config grants the tenant (network included);
+ * *ret is written only on success. */
+int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLimits *asked, RunLimits *ret,
+                        char **ret_error);
 /* Lowercase hex sha256 of s into out (65 bytes). */
 void sha256_hex(const void *data, size_t n, char out[static 65]);
+
+/* ---- AWS SigV4 (daemon-sigv4.c) ----------------------------------------- */
+
+typedef struct SigV4Auth {
+        char *access_key_id;
+        char *date;             /* YYYYMMDD of the credential scope */
+        char *region, *service;
+        char **signed_headers;  /* lowercase, as listed */
+        char *signature;        /* 64 hex digits */
+} SigV4Auth;
+void sigv4_auth_done(SigV4Auth *a);
+/* Parses "AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…".
+ * -EINVAL with *ret_error when malformed. */
+int sigv4_parse_authorization(const char *authorization, SigV4Auth *ret, char **ret_error);
+
+typedef struct SigV4Request {
+        const char *method;
+        const char *raw_target;  /* path?query as sent (undecoded) */
+        /* Header value by lowercase name, or NULL. */
+        const char *(*header)(void *userdata, const char *name);
+        void *userdata;
+        const void *body;
+        size_t body_len;
+} SigV4Request;
+/* Verifies the request's signature with secret: the canonical request
+ * (method, the path URI-encoded once more, the sorted query, the signed
+ * headers, the payload hash — the body's sha256, or UNSIGNED-PAYLOAD when
+ * X-Amz-Content-Sha256 says so), the string to sign and the HMAC-SHA256
+ * key chain. X-Amz-Date must be within 15 minutes of now (0: not checked).
+ * 0, or -EPERM with *ret_error saying what did not match. */
+int sigv4_verify(const SigV4Request *rq, const SigV4Auth *auth, const char *secret, usec_t now, char **ret_error);
 
 /* ---- request parsing (daemon-request.c; the fuzzer's target) ------------ */
 
 typedef struct RequestCaps {
         size_t max_depth;
         size_t max_values;
-        RunLimits maxima;       /* 0 fields: no cap */
 } RequestCaps;
 
 #define RUN_MAX_RETRIES 10
@@ -243,6 +302,11 @@ int daemon_run_cancel(Daemon *d, DRun *r);
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */
 void daemon_runs_drain(Daemon *d, usec_t timeout);
+/* Records that tenant used the environment a run event's lock names (the
+ * engine's "resolve" progress event), so /v1/envs shows it that tenant. */
+void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev);
+/* "TENANT:sha256(requirements)" — the record's key. */
+char *daemon_env_requirements_key(const char *tenant, char *const *requirements);
 /* Copies the log text so far (stdout and stderr interleaved). */
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len);
 
@@ -259,6 +323,11 @@ int python_def_offset(const char *source, size_t len, const char *function, size
 /* The function a file runs when none is named: the @requirements-decorated
  * top-level def, else the only one. -ENOENT when that is ambiguous. */
 int python_default_function(const char *source, size_t len, char **ret_name);
+
+/* Checks a raw (undecoded) request target: -EINVAL with *ret_error when its
+ * path or query holds a control character, literal or %-encoded (NUL
+ * first of all: decoded values are C strings). */
+int http_target_check(const char *target, char **ret_error);
 
 /* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
  * address is a loopback one. */
@@ -303,6 +372,10 @@ struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_st
 struct json_t;
 /* j (taken) as an application/json response. */
 struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, unsigned *ret_status);
+/* Replaces the daemon's own paths (data dir, binaries' tree, $HOME) in s
+ * with "$DATA", "$PREFIX", "~", in place (never longer); returns s. Every
+ * JSON body goes through it before it is sent. */
+char *daemon_scrub(char *s);
 /* A query-string value of the call's request, or NULL. */
 const char *daemon_call_query(const DaemonCall *call, const char *key);
 /* {"error": {"code", "message"}} as a response (helpers for the handlers). */

@@ -772,7 +772,16 @@ void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
                 .n_deps = t->n_deps,
                 .deps = t->deps,
                 .n_dependents = t->n_dependents,
+                .limits = t->limits,
         };
+        pthread_mutex_unlock(&d->lock);
+}
+
+void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits) {
+        if (i >= d->n)
+                return;
+        pthread_mutex_lock(&d->lock);
+        d->tasks[i].limits = *limits;
         pthread_mutex_unlock(&d->lock);
 }
 

@@ -128,8 +128,12 @@ typedef struct DagTaskInfo {
         size_t n_deps;
         const size_t *deps;
         size_t n_dependents;
+        RunLimits limits;        /* as the pipeline asks (0 fields: defaults) */
 } DagTaskInfo;
 void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret);
+/* Replaces task i's limits before dag_run() (a daemon applies what its
+ * config grants the tenant). */
+void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits);
 
 /* "succeeded", "failed", "cancelled" (or "running" during the run). */
 const char *dag_status(const Dag *d);

@@ -10,6 +10,7 @@ struct DataCatalog {
         DataConfig cfg;
         char *objects;   /* root/objects */
         char *tmp;       /* root/tmp: staging, same file system as objects */
+        char **url_allow; /* copy of cfg.url_allow */
 };
 
 /* ---- data-tree.c ---- */
@@ -46,7 +47,8 @@ typedef struct FetchResult {
 void fetch_result_done(FetchResult *f);
 
 /* GETs url into the file path (created), conditional on etag/last_modified
- * when given; at most max_bytes (-EFBIG past it). Only 2xx and 304 are
+ * when given; at most c's max_dataset_bytes (-EFBIG past it), within c's
+ * timeout and address policy (-EACCES for a refused address). Only 2xx and 304 are
  * success; anything else is an error with *ret_error. */
-int data_fetch(const char *url, const char *path, const char *etag, const char *last_modified, uint64_t max_bytes,
-               uint64_t timeout_ms, FetchResult *ret, char **ret_error);
+int data_fetch(const DataCatalog *c, const char *url, const char *path, const char *etag, const char *last_modified,
+               FetchResult *ret, char **ret_error);

@@ -39,6 +39,9 @@ int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, cha
         c->store = store;
         c->cfg = *cfg;
         c->cfg.root = NULL;
+        for (char *const *a = cfg->url_allow; a && *a; a++)
+                c->url_allow = strv_append(c->url_allow, *a);
+        c->cfg.url_allow = c->url_allow;
         if (!c->cfg.max_dataset_bytes)
                 c->cfg.max_dataset_bytes = DATA_DEFAULT_MAX_DATASET_BYTES;
         if (!c->cfg.max_tenant_bytes)
@@ -64,6 +67,7 @@ DataCatalog *data_catalog_free(DataCatalog *c) {
                 return NULL;
         free(c->objects);
         free(c->tmp);
+        strv_free(c->url_allow);
         free(c);
         return NULL;
 }
@@ -228,7 +232,7 @@ static int fetch_url_staged(DataCatalog *c, const char *url, const char *etag, c
         _cleanup_free_ char *leaf = url_leaf(url);
         _cleanup_free_ char *file = path_join(staged, leaf);
         FetchResult f = {};
-        int r = data_fetch(url, file, etag, lm, c->cfg.max_dataset_bytes, c->cfg.url_timeout_ms, &f, ret_error);
+        int r = data_fetch(c, url, file, etag, lm, &f, ret_error);
         if (r < 0) {
                 staging_remove(staged);
                 return r;

@@ -36,6 +36,13 @@ typedef struct DataConfig {
         uint64_t max_files;          /* 0: default; per version */
         uint64_t url_ttl_sec;        /* revalidate URL sources older than this; 0: on every use */
         uint64_t url_timeout_ms;     /* 0: default */
+        /* URL sources: refuse loopback, private, link-local, CGNAT,
+         * multicast and unspecified addresses (checked on the address each
+         * connection is about to use, redirects included) unless they are in
+         * url_allow (CIDRs, copied). The daemon sets it; the CLI, which
+         * fetches as its own user, does not. */
+        bool url_restrict;
+        char *const *url_allow;
 } DataConfig;
 
 /* Fills cfg's zero fields from the environment (PYSPRINTER_DATA_MAX_BYTES,
@@ -56,6 +63,16 @@ bool data_name_valid(const char *name);
 int data_parse_ref(const char *ref, char **ret_name, int *ret_version);
 /* True for http:// and https:// sources. */
 bool data_source_is_url(const char *source);
+
+struct sockaddr;
+/* "ADDRESS" or "ADDRESS/PREFIX" (IPv4 or IPv6): 0, or -EINVAL. */
+int data_cidr_valid(const char *cidr);
+/* The URL-source address policy (DataConfig.url_restrict): true for public
+ * unicast addresses and for any address inside one of allow's CIDRs (NULL:
+ * none). IPv4-mapped, IPv4-compatible and NAT64 IPv6 addresses are judged
+ * by the IPv4 address they carry. ret_why (may be NULL) names the refused
+ * class ("loopback", "private", …). */
+bool data_address_allowed(const struct sockaddr *sa, char *const *allow, const char **ret_why);
 
 typedef struct DataInfo {
         char *name;

@@ -20,6 +20,12 @@ TOKENS = {
     "admin": "admin-token-0123456789abcdef",
 }
 
+# AWS SigV4 credentials (the Lambda API): key id -> (tenant, secret).
+KEYS = {
+    "alice": ("AKIDALICE00000000001", "alice-secret-0123456789abcdefXYZ"),
+    "bob": ("AKIDBOB0000000000002", "bob-secret-0123456789abcdefXYZ"),
+}
+
 
 def free_port():
     with socket.socket() as s:
@@ -42,6 +48,12 @@ def config_text(extra=""):
           - tenant: ops
             token: {TOKENS["admin"]}
             role: admin
+          - tenant: alice
+            access_key_id: {KEYS["alice"][0]}
+            secret_access_key: {KEYS["alice"][1]}
+          - tenant: bob
+            access_key_id: {KEYS["bob"][0]}
+            secret_access_key: {KEYS["bob"][1]}
         """) + textwrap.dedent(extra)
 
 

@@ -30,9 +30,10 @@ def test_fuzz_request_parsing(tmp_path):
     src = ROOT / "src"
     cmd = [clang, "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
            "-D_GNU_SOURCE", f"-I{src}/basic", f"-I{src}/engine", f"-I{src}/store", f"-I{src}/daemon",
+           f"-I{src}/data", str(src / "data" / "data-fetch.c"),
            str(ROOT / "fuzz" / "fuzz-request.c"), str(src / "daemon" / "daemon-request.c"),
            str(src / "daemon" / "daemon-config.c"), *map(str, sorted((src / "basic").glob("basic-*.c"))),
-           "-ljansson", "-lyaml", "-lcrypto", "-o", str(exe)]
+           "-ljansson", "-lyaml", "-lcrypto", "-lcurl", "-o", str(exe)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         if "fuzzer" in p.stderr and ("cannot find" in p.stderr or "not found" in p.stderr or "No such file" in p.stderr):

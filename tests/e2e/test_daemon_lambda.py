@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, TOKENS, sandbox_mode
+from daemonlib import KEYS, Daemon, sandbox_mode
 
 boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
 from botocore.config import Config  # noqa: E402
@@ -56,9 +56,10 @@ def d(tmp_path_factory):
         daemon.stop()
 
 
-def client(d, token="alice"):
+def client(d, token="alice", secret=None):
+    key_id, key_secret = KEYS.get(token, (token, "no-such-secret-0000000000"))
     return boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1",
-                        aws_access_key_id=TOKENS.get(token, token), aws_secret_access_key="not-used",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret or key_secret,
                         config=Config(retries={"max_attempts": 0}, read_timeout=120))
 
 
@@ -127,8 +128,9 @@ def test_other_tenant_and_bad_token(d):
         client(d, "bob").invoke(FunctionName="echo", Payload=b"{}")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     with pytest.raises(ClientError) as e:
-        client(d, "wrong-token-0000000000").invoke(FunctionName="echo", Payload=b"{}")
-    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401
+        client(d, "AKIDUNKNOWN000000000").invoke(FunctionName="echo", Payload=b"{}")
+    # An unknown access key id is a 403, as on AWS.
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 def test_bad_payload(d):

@@ -39,7 +39,8 @@ def worker_pids(d):
 
 @pytest.fixture
 def daemon(tmp_path):
-    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    # Runs here may ask for the network: the operator grants it.
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra="limits:\n  maxima: {network: true}\n")
     d.start()
     yield d
     d.stop()
@@ -161,7 +162,7 @@ def test_worker_killed_mid_run_is_replaced(daemon):
 
 
 def test_eviction_under_a_small_budget(tmp_path):
-    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra="pool:\n  memory_budget_mb: 1\n")
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra="pool:\n  memory_budget_mb: 1\nlimits:\n  maxima: {network: true}\n")
     d.start()
     try:
         for i in range(3):

@@ -1,0 +1,292 @@
+/* daemon: the trust decisions as pure functions — what a tenant is granted,
+ * which addresses a URL dataset may reach, which request targets are
+ * refused, and AWS SigV4 verification. Nothing here opens a socket. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "daemon.h"
+#include "data.h"
+
+/* ---- URL-source address policy ---------------------------------------------- */
+
+static bool allowed(const char *addr, char *const *allow) {
+        struct sockaddr_storage ss = {};
+        struct sockaddr_in *in4 = (struct sockaddr_in *) &ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+        if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1)
+                in4->sin_family = AF_INET;
+        else {
+                assert_int_equal(inet_pton(AF_INET6, addr, &in6->sin6_addr), 1);
+                in6->sin6_family = AF_INET6;
+        }
+        const char *why = NULL;
+        bool ok = data_address_allowed((struct sockaddr *) &ss, allow, &why);
+        if (!ok)
+                assert_non_null(why);
+        return ok;
+}
+
+static void test_address_policy(void **state) {
+        static const struct {
+                const char *addr;
+                bool ok;
+        } t[] = {
+                /* loopback, unspecified */
+                { "127.0.0.1", false }, { "127.255.255.254", false }, { "0.0.0.0", false }, { "0.1.2.3", false },
+                { "::1", false }, { "::", false },
+                /* RFC 1918, CGNAT */
+                { "10.0.0.1", false }, { "10.255.255.255", false }, { "172.16.0.1", false }, { "172.31.255.255", false },
+                { "192.168.1.1", false }, { "100.64.0.1", false }, { "100.127.255.255", false },
+                /* link-local, cloud metadata */
+                { "169.254.169.254", false }, { "169.254.0.1", false }, { "fe80::1", false }, { "febf::1", false },
+                { "fd00:ec2::254", false },
+                /* unique local, site-local, multicast, broadcast, reserved */
+                { "fc00::1", false }, { "fdff:ffff::1", false }, { "fec0::1", false }, { "ff02::1", false },
+                { "224.0.0.1", false }, { "239.255.255.250", false }, { "255.255.255.255", false },
+                { "240.0.0.1", false }, { "192.0.0.170", false }, { "198.18.0.1", false },
+                /* IPv4 carried in IPv6: judged by the IPv4 address */
+                { "::ffff:127.0.0.1", false }, { "::ffff:169.254.169.254", false }, { "::ffff:10.1.2.3", false },
+                { "::127.0.0.1", false }, { "64:ff9b::a9fe:a9fe", false }, { "::ffff:8.8.8.8", true },
+                { "64:ff9b::808:808", true },
+                /* public */
+                { "8.8.8.8", true }, { "1.1.1.1", true }, { "172.15.255.255", true }, { "172.32.0.1", true },
+                { "100.63.255.255", true }, { "100.128.0.1", true }, { "169.253.0.1", true }, { "11.0.0.1", true },
+                { "2001:4860:4860::8888", true }, { "2606:4700::1111", true }, { "fbff::1", true },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                if (allowed(t[i].addr, NULL) != t[i].ok)
+                        fail_msg("%s: expected %s", t[i].addr, t[i].ok ? "allowed" : "refused");
+        }
+}
+
+static void test_address_allow_list(void **state) {
+        char *allow[] = { (char *) "127.0.0.0/8", (char *) "10.1.0.0/16", (char *) "fd00::/8",
+                          (char *) "169.254.169.254", NULL };
+        assert_true(allowed("127.0.0.1", allow));
+        assert_true(allowed("::ffff:127.0.0.1", allow)); /* the IPv4 it carries is allowed */
+        assert_true(allowed("10.1.200.3", allow));
+        assert_false(allowed("10.2.0.1", allow));
+        assert_true(allowed("fd12::1", allow));
+        assert_false(allowed("fc00::1", allow));
+        assert_true(allowed("169.254.169.254", allow));
+        assert_false(allowed("169.254.169.253", allow));
+        assert_false(allowed("::1", allow)); /* IPv6 loopback is not 127/8 */
+
+        const char *good[] = { "10.0.0.0/8", "1.2.3.4", "::/0", "fe80::/10", "0.0.0.0/0", "::1" };
+        const char *bad[] = { "", "10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/", "10.0.0.0/-1", "1.2.3.4/8x" };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                assert_int_equal(data_cidr_valid(good[i]), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (data_cidr_valid(bad[i]) != -EINVAL)
+                        fail_msg("'%s' accepted as a CIDR", bad[i]);
+}
+
+/* ---- limits granted to a tenant ---------------------------------------------- */
+
+static void config_of(DaemonConfig *cfg, const char *yaml) {
+        char *err = NULL;
+        daemon_config_init(cfg);
+        int r = daemon_config_parse(cfg, yaml, strlen(yaml), "test.yaml", &err);
+        if (r < 0)
+                fail_msg("%s", err);
+}
+
+static void test_limits_grant(void **state) {
+        DaemonConfig cfg;
+        config_of(&cfg, "limits:\n"
+                        "  defaults: {timeout_ms: 60000}\n"
+                        "  maxima: {timeout_ms: 600000, memory_bytes: 1000000000, max_procs: 100, max_output_bytes: 5000}\n"
+                        "tenants:\n"
+                        "  bob: {network: true, maxima: {timeout_ms: 1000, max_procs: 500}}\n");
+        RunLimits out;
+        char *err = NULL;
+
+        /* Nothing asked: defaults (the tenant's maximum when lower). */
+        assert_int_equal(daemon_limits_grant(&cfg, "alice", &(RunLimits) {}, &out, &err), 0);
+        assert_int_equal(out.timeout_ms, 60000);
+        assert_int_equal(out.max_output_bytes, 5000); /* default 10 MiB lowered to the maximum */
+        assert_false(out.network);
+        assert_int_equal(daemon_limits_grant(&cfg, "bob", &(RunLimits) {}, &out, &err), 0);
+        assert_int_equal(out.timeout_ms, 1000);
+
+        /* Every limit above the grant is -EPERM naming it. */
+        static const struct {
+                const char *tenant;
+                RunLimits asked;
+                const char *name;
+        } refused[] = {
+                { "alice", { .timeout_ms = 600001 }, "timeout_ms" },
+                { "alice", { .memory_bytes = 1000000001 }, "memory_bytes" },
+                { "alice", { .max_procs = 101 }, "max_procs" },
+                { "alice", { .max_output_bytes = 5001 }, "max_output_bytes" },
+                { "alice", { .network = true }, "network" },
+                { "bob", { .timeout_ms = 1001 }, "timeout_ms" },
+                { "bob", { .max_procs = 101 }, "max_procs" }, /* a tenant cannot be granted above the global */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                err = NULL;
+                assert_int_equal(daemon_limits_grant(&cfg, refused[i].tenant, &refused[i].asked, &out, &err), -EPERM);
+                assert_non_null(strstr(err, refused[i].name));
+                free(err);
+        }
+        /* Within the grant: as asked. */
+        assert_int_equal(daemon_limits_grant(&cfg, "bob", &(RunLimits) { .timeout_ms = 500, .network = true }, &out, &err),
+                         0);
+        assert_int_equal(out.timeout_ms, 500);
+        assert_true(out.network);
+        daemon_config_done(&cfg);
+
+        /* limits.maxima.network is the default grant; a tenant may be denied. */
+        config_of(&cfg, "limits:\n  maxima: {network: true}\ntenants:\n  eve: {network: false}\n");
+        assert_int_equal(daemon_limits_grant(&cfg, "alice", &(RunLimits) { .network = true }, &out, &err), 0);
+        err = NULL;
+        assert_int_equal(daemon_limits_grant(&cfg, "eve", &(RunLimits) { .network = true }, &out, &err), -EPERM);
+        free(err);
+        daemon_config_done(&cfg);
+}
+
+/* ---- request targets ------------------------------------------------------------ */
+
+static void test_target_check(void **state) {
+        const char *good[] = { "/v1/runs", "/v1/runs/r0abc", "/v1/data/x?filename=a%20b.txt", "/v1/x?y=%7e%41",
+                               "/healthz", "/v1/x?a=%", "/v1/x?a=%zz" };
+        const char *bad[] = { "/v1/runs/r0%00zzzz", "/v1/data/x?filename=a%00b", "/v1/x?y=%0a", "/v1/x?y=%0D",
+                              "/v1/x%1b", "/v1/x?y=%7F", "/v1/x\x01", "/v1/x?y=a\tb" };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                char *err = NULL;
+                if (http_target_check(good[i], &err) != 0)
+                        fail_msg("'%s' refused: %s", good[i], err);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *err = NULL;
+                if (http_target_check(bad[i], &err) != -EINVAL)
+                        fail_msg("'%s' accepted", bad[i]);
+                free(err);
+        }
+}
+
+/* ---- SigV4 ------------------------------------------------------------------------
+ *
+ * AWS's published test suite (aws-sig-v4-test-suite): get-vanilla and
+ * get-vanilla-query-order-key-case, credentials AKIDEXAMPLE /
+ * wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, us-east-1, service "service";
+ * the third row was signed by botocore (double-encoded path, encoded
+ * query values). */
+
+typedef struct Headers {
+        const char *host, *date, *content_sha256;
+} Headers;
+
+static const char *header_of(void *userdata, const char *name) {
+        const Headers *h = userdata;
+        if (streq(name, "host"))
+                return h->host;
+        if (streq(name, "x-amz-date"))
+                return h->date;
+        if (streq(name, "x-amz-content-sha256"))
+                return h->content_sha256;
+        return NULL;
+}
+
+#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define AUTH(sig) "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, " \
+                  "SignedHeaders=host;x-amz-date, Signature=" sig
+
+static int verify(const char *method, const char *target, const char *auth, Headers *h, const char *body,
+                  const char *secret, usec_t now) {
+        SigV4Auth a = {};
+        char *err = NULL;
+        int r = sigv4_parse_authorization(auth, &a, &err);
+        if (r < 0) {
+                free(err);
+                return r;
+        }
+        SigV4Request rq = { .method = method, .raw_target = target, .header = header_of, .userdata = h,
+                            .body = body, .body_len = body ? strlen(body) : 0 };
+        r = sigv4_verify(&rq, &a, secret, now, &err);
+        free(err);
+        sigv4_auth_done(&a);
+        return r;
+}
+
+static void test_sigv4_vectors(void **state) {
+        Headers h = { .host = "example.amazonaws.com", .date = "20150830T123600Z" };
+        assert_int_equal(verify("GET", "/", AUTH("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"), &h,
+                                NULL, SECRET, 0),
+                         0);
+        assert_int_equal(verify("GET", "/?Param2=value2&Param1=value1",
+                                AUTH("b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"), &h, NULL,
+                                SECRET, 0),
+                         0);
+        assert_int_equal(verify("GET", "/a%20b/c?x=a%2Fb&y=~z",
+                                AUTH("4b9804a5a66f45642c9a75032bea5af82663129e89ec35f599ba428bbf7012d5"), &h, NULL,
+                                SECRET, 0),
+                         0);
+        /* Uppercase hex in the signature is the same signature. */
+        assert_int_equal(verify("GET", "/", AUTH("5FA00FA31553B73EBF1942676E86291E8372FF2A2260956D9B8AAE1D763FBF31"), &h,
+                                NULL, SECRET, 0),
+                         0);
+}
+
+static void test_sigv4_refusals(void **state) {
+        const char *good = AUTH("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
+        Headers h = { .host = "example.amazonaws.com", .date = "20150830T123600Z" };
+        usec_t signed_at = 1440938160ULL * USEC_PER_SEC; /* 2015-08-30T12:36:00Z */
+
+        /* tampered signature, method, path, query, host, body, secret */
+        assert_int_equal(verify("GET", "/", AUTH("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf30"), &h,
+                                NULL, SECRET, 0),
+                         -EPERM);
+        assert_int_equal(verify("POST", "/", good, &h, NULL, SECRET, 0), -EPERM);
+        assert_int_equal(verify("GET", "/x", good, &h, NULL, SECRET, 0), -EPERM);
+        assert_int_equal(verify("GET", "/?a=1", good, &h, NULL, SECRET, 0), -EPERM);
+        assert_int_equal(verify("GET", "/", good, &h, "{}", SECRET, 0), -EPERM);
+        assert_int_equal(verify("GET", "/", good, &h, NULL, SECRET "x", 0), -EPERM);
+        Headers other = h;
+        other.host = "evil.example.com";
+        assert_int_equal(verify("GET", "/", good, &other, NULL, SECRET, 0), -EPERM);
+
+        /* The 15-minute window, both ways. */
+        assert_int_equal(verify("GET", "/", good, &h, NULL, SECRET, signed_at + 14 * 60 * USEC_PER_SEC), 0);
+        assert_int_equal(verify("GET", "/", good, &h, NULL, SECRET, signed_at - 14 * 60 * USEC_PER_SEC), 0);
+        assert_int_equal(verify("GET", "/", good, &h, NULL, SECRET, signed_at + 16 * 60 * USEC_PER_SEC), -EPERM);
+        assert_int_equal(verify("GET", "/", good, &h, NULL, SECRET, signed_at - 16 * 60 * USEC_PER_SEC), -EPERM);
+
+        /* A declared payload hash must be the body's; UNSIGNED-PAYLOAD is
+         * signed as that literal, so it cannot stand in for a body hash. */
+        Headers decl = h;
+        decl.content_sha256 = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+        assert_int_equal(verify("GET", "/", good, &decl, "x", SECRET, 0), -EPERM);
+        decl.content_sha256 = "UNSIGNED-PAYLOAD";
+        assert_int_equal(verify("GET", "/", good, &decl, NULL, SECRET, 0), -EPERM);
+
+        /* Malformed headers */
+        const char *bad[] = {
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service, SignedHeaders=host, Signature=00",
+                "AWS4-HMAC-SHA256 SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=x-amz-date, "
+                "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+                "Bearer x",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(verify("GET", "/", bad[i], &h, NULL, SECRET, 0), -EINVAL);
+        Headers nodate = { .host = "example.amazonaws.com" };
+        assert_int_equal(verify("GET", "/", good, &nodate, NULL, SECRET, 0), -EPERM);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_address_policy),
+                cmocka_unit_test(test_address_allow_list),
+                cmocka_unit_test(test_limits_grant),
+                cmocka_unit_test(test_target_check),
+                cmocka_unit_test(test_sigv4_vectors),
+                cmocka_unit_test(test_sigv4_refusals),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
