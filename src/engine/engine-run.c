@@ -730,6 +730,8 @@ static int send_invoke(RunCtx *c, Pipes *p) {
                 json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
+        if (!text)
+                return -EINVAL;
         int fds[3] = { p->out[1], p->err[1], p->result[1] };
         return proto_send(c->inst->sock, text, strlen(text), fds, 3);
 }
@@ -851,6 +853,24 @@ static int parse_arguments(RunCtx *c) {
         if (memchr(c->spec->source, 0, c->spec->source_len)) {
                 set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
                             "the file contains NUL bytes; is it a Python source file?");
+                return -EINVAL;
+        }
+        /* The worker protocol is JSON, whose strings are UTF-8: a file in
+         * another encoding cannot even be handed to validation. CPython
+         * reads UTF-8 by default, so say where the first bad byte is. */
+        size_t bad = utf8_invalid_offset(c->spec->source, c->spec->source_len);
+        if (bad < c->spec->source_len) {
+                size_t line, col;
+                utf8_line_col(c->spec->source, bad, &line, &col);
+                _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8",
+                                                     c->spec->filename ?: "<input>", line, col);
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError", msg);
+                return -EINVAL;
+        }
+        if ((c->spec->filename && !utf8_is_valid(c->spec->filename)) ||
+            (c->spec->function && !utf8_is_valid(c->spec->function))) {
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
+                            "the file or function name is not valid UTF-8");
                 return -EINVAL;
         }
         return 0;
