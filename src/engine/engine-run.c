@@ -37,6 +37,8 @@ typedef struct RunCtx {
         json_t *args, *kwargs;
         char *requirements_json; /* the file's @requirements dict */
         char **sys_path;
+        char **data_binds;        /* "NAME=/host/dir": what the sandbox mounts */
+        char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
         usec_t t_start;
 } RunCtx;
@@ -391,17 +393,36 @@ static void add_limits_and_data(RunCtx *c, json_t *m) {
                                                    "max_output_bytes", (json_int_t) c->limits.max_output_bytes,
                                                    "network", c->limits.network));
         json_t *data = json_object();
-        for (char *const *d = c->spec->data; d && *d; d++) {
-                const char *eq = strchr(*d, '=');
-                if (eq) {
-                        _cleanup_free_ char *name = xstrndup(*d, (size_t) (eq - *d));
-                        _cleanup_free_ char *seen = c->spec->sandbox == SANDBOX_MODE_NONE
-                                                            ? xstrdup(eq + 1)
-                                                            : path_join("/data", name);
-                        json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", eq + 1, "path", seen));
-                }
+        for (size_t i = 0; c->data_binds && c->data_binds[i]; i++) {
+                const char *b = c->data_binds[i], *eq = strchr(b, '=');
+                _cleanup_free_ char *name = xstrndup(b, (size_t) (eq - b));
+                json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", eq + 1, "path", c->data_seen[i]));
         }
         json_object_set_new(m, "data", data);
+}
+
+/* The sandbox mounts directories: a single-file dataset (its binding names
+ * the file) mounts the file's directory, and the run is told the file's own
+ * path so that open(data_path(NAME)) opens it. */
+static void prepare_data(RunCtx *c) {
+        for (char *const *d = c->spec->data; d && *d; d++) {
+                const char *eq = strchr(*d, '=');
+                if (!eq)
+                        continue;
+                _cleanup_free_ char *name = xstrndup(*d, (size_t) (eq - *d));
+                const char *host = eq + 1, *slash = strrchr(host, '/');
+                struct stat st;
+                bool file = stat(host, &st) == 0 && S_ISREG(st.st_mode) && slash && slash > host;
+                _cleanup_free_ char *dir = file ? xstrndup(host, (size_t) (slash - host)) : xstrdup(host);
+                _cleanup_free_ char *bind = xasprintf("%s=%s", name, dir);
+                _cleanup_free_ char *seen = NULL;
+                if (c->spec->sandbox == SANDBOX_MODE_NONE)
+                        seen = xstrdup(host);
+                else
+                        seen = file ? path_join_many("/data", name, slash + 1, NULL) : path_join("/data", name);
+                c->data_binds = strv_append(c->data_binds, bind);
+                c->data_seen = strv_append(c->data_seen, seen);
+        }
 }
 
 static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
@@ -749,11 +770,11 @@ static int phase_run(RunCtx *c) {
         if (c->spec->instance_key) {
                 _cleanup_free_ char *start = instance_start_message(c);
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, start, c->spec->sandbox,
-                                     &c->limits, c->sys_path, c->spec->data, &c->inst, &cold, &err);
+                                     &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
                 if (r >= 0)
                         rs = c->inst->sandbox;
         } else {
-                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->spec->data, &c->pw, &cold, &err);
+                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, &c->pw, &cold, &err);
                 SpareSlot *slot = r >= 0 ? pool_take_slot(c->e, c->pw) : NULL;
                 if (slot) {
                         /* Its cgroups exist and a spare sits in them: the
@@ -884,6 +905,7 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
         c.res->t_queue = spec->queued_usec;
         c.t_start = now_monotonic();
         effective_limits(&c);
+        prepare_data(&c);
         active_register(&c);
         record_start(&c);
 
@@ -908,6 +930,8 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
         json_decref(c.args);
         json_decref(c.kwargs);
         strv_free(c.sys_path);
+        strv_free(c.data_binds);
+        strv_free(c.data_seen);
         *ret_result = c.res;
         return 0;
 }

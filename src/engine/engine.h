@@ -78,8 +78,11 @@ typedef struct RunSpec {
         const char *kwargs_json;
         RunLimits limits;
         SandboxMode sandbox;
-        /* Datasets to mount read-only at /data/NAME: "NAME=/host/dir"
-         * entries, NULL-terminated (src/data/ resolves names to dirs). */
+        /* Datasets to mount read-only at /data/NAME: "NAME=/host/path"
+         * entries, NULL-terminated (src/data/ resolves names). A directory
+         * is mounted as it is and pysprinter.data_path(NAME) is /data/NAME;
+         * a regular file (a single-file dataset) has its directory mounted
+         * and data_path(NAME) is the file, /data/NAME/FILE. */
         char *const *data;
         /* Lambda-style context passed as the last positional argument when
          * not NULL: a JSON object text (deployed functions). */
