@@ -187,7 +187,6 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
                 if (r < 0)
                         goto fail;
         }
-        _cleanup_free_ char *exe = NULL;
         char buf[4096];
         ssize_t l = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
         if (l > 0) {

@@ -105,6 +105,19 @@ static void test_params(void **state) {
         assert_true(parse("tasks:\n  a: {file: f.py}\n", bad_params, &d, &err) < 0);
 }
 
+static void test_key_given_twice(void **state) {
+        /* The last one wins, and the first is not leaked (found by
+         * fuzz/fuzz-dag.c; the ASan unit build checks the leak). */
+        Dag *d = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(parse("tasks:\n  a: {file: nope.py, file: f.py, data: [x], data: [y], depends: [b], "
+                               "depends: []}\n  b: {file: f.py}\n",
+                               NULL, &d, &err),
+                         0);
+        assert_int_equal(dag_n_tasks(d), 2);
+        dag_free(d);
+}
+
 static void test_states(void **state) {
         for (int s = 0; s < _DAG_TASK_STATE_MAX; s++)
                 assert_int_equal(dag_task_state_from_string(dag_task_state_to_string((DagTaskState) s)), s);
@@ -222,7 +235,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_diamond), cmocka_unit_test(test_bad), cmocka_unit_test(test_cycle_names_tasks),
                 cmocka_unit_test(test_params), cmocka_unit_test(test_states),
-                cmocka_unit_test(test_template_subst),
+                cmocka_unit_test(test_template_subst), cmocka_unit_test(test_key_given_twice),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
