@@ -2,7 +2,7 @@
  * configured: `--server URL`, else $PYSPRINTER_SERVER, else `server = URL`
  * in ~/.config/pysprinter/config. The token is $PYSPRINTER_TOKEN, else
  * `token = …` in that file. Each function returns the process exit code
- * (DESIGN §1: 6 when the server is unreachable or refuses the token). */
+ * (README.md, "Exit codes": 6 when the server is unreachable or refuses the token). */
 #pragma once
 
 #include <jansson.h>

@@ -5,7 +5,7 @@
 #include "basic.h"
 #include "engine.h"
 
-/* ---- cli-args.c: the run/invoke argument grammar (DESIGN §1) ---- */
+/* ---- cli-args.c: the run/invoke argument grammar (docs/cli.md) ---- */
 
 typedef struct RunArgs {
         char *target;        /* FILE[::FUNC] as given */

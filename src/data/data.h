@@ -1,4 +1,4 @@
-/* data: named, versioned, content-addressed datasets (DESIGN §8).
+/* data: named, versioned, content-addressed datasets (docs/data.md).
  *
  * A dataset (tenant, NAME) has versions; each version is a content hash and
  * the content lives once under ROOT/objects/<hash>/ as a read-only tree

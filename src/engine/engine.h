@@ -10,7 +10,7 @@
 
 #include "basic.h"
 
-/* Exit codes of DESIGN §1, shared by the CLI and the API. */
+/* Exit codes (README.md, "Exit codes"), shared by the CLI and the API. */
 enum {
         EXIT_OK = 0,
         EXIT_RAISED = 1,
@@ -54,7 +54,7 @@ typedef struct RunLimits {
         bool network;
 } RunLimits;
 
-/* Documented defaults (docs/limits.md). */
+/* Documented defaults (docs/sandbox.md, the limits table). */
 #define RUN_DEFAULT_TIMEOUT_MS (60ULL * 1000)
 #define RUN_DEFAULT_MEMORY_BYTES (512ULL << 20)
 #define RUN_DEFAULT_MAX_PROCS 64ULL
@@ -151,7 +151,7 @@ typedef struct EngineConfig {
         const char *worker_path;  /* NULL: $PYSPRINTER_WORKER or beside the exe */
         RunLimits defaults;       /* 0 fields: RUN_DEFAULT_* */
         RunLimits maxima;         /* 0 fields: no cap beyond the defaults' kind */
-        /* Pool (DESIGN §6). 0 fields take the defaults in docs/workers.md. */
+        /* Pool (docs/workers.md). 0 fields take the defaults in docs/workers.md. */
         unsigned spares;               /* pre-forked children per worker */
         uint64_t pool_memory_budget;   /* bytes of PSS over all workers */
         uint64_t worker_idle_timeout_ms;
@@ -161,7 +161,7 @@ typedef struct EngineConfig {
          * background now, so a long-lived engine's first run finds it warm. */
         bool prewarm;
         SandboxMode prewarm_mode;
-        /* Package policy (DESIGN §4): names (any spelling; compared after
+        /* Package policy (docs/packages.md): names (any spelling; compared after
          * PEP 503 normalisation). A non-empty allow list admits only its
          * packages; the deny list refuses its packages. Both apply to the
          * whole lock, dependencies included. */

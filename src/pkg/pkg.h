@@ -65,7 +65,7 @@ PkgMarker *pkg_marker_free(PkgMarker *m);
 bool pkg_marker_evaluate(const PkgMarker *m, const PkgMarkerEnv *env, const char *extra);
 
 /* A PEP 508 requirement: name[extras] (specifiers) ; marker. URL forms
- * (name @ url) are rejected: DESIGN §4 policy. */
+ * (name @ url) are rejected (docs/packages.md, "Resolution"). */
 typedef struct PkgRequirement {
         char *name;            /* as written */
         char *normalized;      /* PEP 503 */
@@ -109,7 +109,7 @@ PkgWheelName *pkg_wheel_name_free(PkgWheelName *w);
 
 /* ---- index, resolver, store (package manager) ---- */
 
-/* Everything below is the package manager (DESIGN §4): index client, wheel
+/* Everything below is the package manager (docs/packages.md): index client, wheel
  * store, resolver, locks and environments. docs/packages.md describes the
  * user-visible behaviour. */
 
