@@ -2,8 +2,11 @@
 # names the jobs.
 BUILD ?= build
 PYTHON ?= /usr/bin/python3
+PREFIX ?= /usr/local
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build demo check unit e2e bench clean fuzz
+.PHONY: all deps build demo check unit e2e bench clean fuzz install
 
 all: build
 
@@ -30,8 +33,25 @@ unit: build
 e2e: build
 	PYSPRINTER_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
 
+# Every benchmark in bench/ (bench-*.sh), one after the other.
 bench: build
-	PYSPRINTER_BUILD=$(abspath $(BUILD)) bench/run-all.sh
+	bench/run-all.sh $(BUILD)
+
+# libFuzzer targets (fuzz/, -Dfuzz=true) built with clang + ASan + UBSan in
+# their own build dir, each run for FUZZ_SECONDS (default 30).
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz: $(FUZZ_BUILD)/build.ninja
+	@ninja -C $(FUZZ_BUILD)
+	tools/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# Binaries, the worker (libexec), docs and the systemd unit under PREFIX
+# (DESTDIR for staging). The prefix is built in (the daemon finds the
+# worker there), so this reconfigures $(BUILD) with it.
+install: build
+	meson configure $(BUILD) -Dprefix=$(PREFIX)
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD)

@@ -4,7 +4,9 @@
  * parser with its depth/size caps, the YAML config, and the Python
  * signature sniffing used by the Lambda calling rule.
  *
- * Built and run for a bounded time by tests/e2e/test_daemon_fuzz.py:
+ * Built with -Dfuzz=true and run by `make fuzz` (seeds in
+ * fuzz/seeds/fuzz-request/), and for a bounded time by
+ * tests/e2e/test_daemon_fuzz.py, which builds it by hand:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *     -Isrc/basic -Isrc/engine -Isrc/store -Isrc/daemon fuzz/fuzz-request.c \

@@ -1,6 +1,7 @@
 /* libFuzzer target for the pkg syntax layer: requirement strings (and,
  * through them, specifiers, versions and markers), the seed key/value form
- * and wheel file names. Not part of the default build; build by hand:
+ * and wheel file names. Built with -Dfuzz=true and run by `make fuzz`
+ * (seeds in fuzz/seeds/fuzz-requirement/); or by hand:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *     -Isrc/basic -Isrc/pkg fuzz/fuzz-requirement.c src/pkg/pkg-{name,version,specifier,marker,requirement,tags,wheelname}.c \

@@ -91,6 +91,17 @@ char **strv_free(char **v);
 char **strv_append(char **v, const char *s);
 bool strv_contains(char *const *v, const char *s);
 
+/* ---- UTF-8 ---------------------------------------------------------------- */
+
+/* Byte offset of the first invalid UTF-8 sequence in s[0..n) (RFC 3629:
+ * overlong forms, surrogates and code points above U+10FFFF are invalid, as
+ * for CPython and jansson); n when all of s is valid. */
+size_t utf8_invalid_offset(const char *s, size_t n);
+bool utf8_is_valid(const char *s);
+/* 1-based line and column (in characters) of byte offset `offset` in s:
+ * where an editor shows it, for "file:line:col:" messages. */
+void utf8_line_col(const char *s, size_t offset, size_t *ret_line, size_t *ret_col);
+
 /* ---- capped growable buffer (curl's dynbuf) ------------------------------ */
 
 /* Every buffer a user can grow is created with its cap; appending past it is

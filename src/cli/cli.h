@@ -19,7 +19,7 @@
 /* Ctrl-C, on every path (the shell's 128 + SIGINT). */
 #define EXIT_INTERRUPTED 130
 
-/* ---- cli-args.c: the run/invoke argument grammar (DESIGN §1) ---- */
+/* ---- cli-args.c: the run/invoke argument grammar (docs/cli.md) ---- */
 
 typedef struct RunArgs {
         char *target;        /* FILE[::FUNC] as given */

@@ -375,13 +375,60 @@ static int parse_data_refs(json_t *a, char ***ret, char **ret_error) {
         return 0;
 }
 
+/* JSON text is UTF-8, yet a client that pasted a Latin-1 file into its body
+ * should hear what the CLI says ("file:line:col: not valid UTF-8", a
+ * validation error), not "invalid JSON". So each invalid byte B crosses the
+ * JSON parser as the private-use character U+10FF00+B (bytes F4 8F BE|BF
+ * 80..BF) and is put back in "source" afterwards, where the engine's check
+ * finds it. Returns NULL when the body is valid UTF-8. */
+static char *body_escape_invalid_utf8(const char *body, size_t len, size_t *ret_len, size_t *ret_n) {
+        size_t bad = utf8_invalid_offset(body, len);
+        if (bad == len)
+                return NULL;
+        Buf b;
+        buf_init(&b, 4 * len + 1);
+        size_t n = 0;
+        while (bad < len) {
+                unsigned char c = (unsigned char) body[bad];
+                unsigned char esc[4] = { 0xF4, 0x8F, (unsigned char) (0xBE | (c >> 6 & 1)), (unsigned char) (0x80 | (c & 0x3F)) };
+                buf_append(&b, body, bad);
+                buf_append(&b, esc, sizeof(esc));
+                n++;
+                body += bad + 1;
+                len -= bad + 1;
+                bad = utf8_invalid_offset(body, len);
+        }
+        buf_append(&b, body, len);
+        *ret_len = b.len;
+        *ret_n = n;
+        return buf_steal(&b);
+}
+
+/* Puts the escaped bytes back in s, in place; returns how many. */
+static size_t source_unescape_invalid_utf8(char *s) {
+        size_t n = 0;
+        char *w = s;
+        for (const unsigned char *r = (const unsigned char *) s; *r;) {
+                if (r[0] == 0xF4 && r[1] == 0x8F && (r[2] & 0xFE) == 0xBE && (r[3] & 0xC0) == 0x80) {
+                        *w++ = (char) (0x80 | (r[2] & 1) << 6 | (r[3] & 0x3F));
+                        r += 4;
+                        n++;
+                } else
+                        *w++ = (char) *r++;
+        }
+        *w = 0;
+        return n;
+}
+
 int request_parse(RequestKind kind, const char *body, size_t len, const RequestCaps *caps, RunRequest *ret,
                   char **ret_error) {
         RunRequest req = {};
         json_t *j = NULL;
+        size_t escaped_len = 0, n_escaped = 0;
+        _cleanup_free_ char *escaped = body_escape_invalid_utf8(body, len, &escaped_len, &n_escaped);
         int r;
 
-        r = request_json_parse(body, len, caps, (void **) &j, ret_error);
+        r = request_json_parse(escaped ?: body, escaped ? escaped_len : len, caps, (void **) &j, ret_error);
         if (r < 0)
                 return r;
 
@@ -409,6 +456,12 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         r = dup_string(j, "source", RUN_MAX_SOURCE_BYTES, &req.source, ret_error);
         if (r < 0)
                 goto fail;
+        /* Invalid bytes anywhere but in the source are a bad request. */
+        if (n_escaped > 0 && (!req.source || source_unescape_invalid_utf8(req.source) != n_escaped)) {
+                *ret_error = xstrdup("the request body is not valid UTF-8");
+                r = -EINVAL;
+                goto fail;
+        }
         if (req.source)
                 req.source_len = strlen(req.source);
         r = dup_string(j, "filename", 4096, &req.filename, ret_error);

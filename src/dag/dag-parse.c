@@ -519,6 +519,7 @@ static int string_list(Yaml *y, yaml_node_t *n, const char *what, const char *ta
                 }
         } else
                 return yerr(y, n, "task '%s': %s must be a list of names", task, what);
+        strv_free(*ret); /* a key given twice: the last one wins (found by fuzz/fuzz-dag.c) */
         *ret = v;
         return 0;
 }
@@ -544,6 +545,7 @@ static int parse_task(Yaml *y, Dag *d, Task *t, yaml_node_t *n, char ***ret_depe
                         else {
                                 /* FILE::FUNC like the run verb. */
                                 const char *sep = strstr(v, "::");
+                                free(t->file); /* a key given twice: the last one wins */
                                 t->file = sep ? xstrndup(v, (size_t) (sep - v)) : xstrdup(v);
                                 if (sep && sep[2]) {
                                         free(t->function);

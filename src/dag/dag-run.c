@@ -119,7 +119,12 @@ static int build_args(Dag *d, Task *t, const char *placeholder, char **ret_args,
         if (r >= 0) {
                 char *a = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
                 char *kw = json_dumps(kwargs, JSON_COMPACT | JSON_SORT_KEYS);
-                if (strlen(a) + strlen(kw) > RUN_MAX_ARGS_BYTES) {
+                if (!a || !kw) {
+                        *ret_error = xasprintf("task '%s': its arguments cannot be encoded as JSON", t->name);
+                        free(a);
+                        free(kw);
+                        r = -EINVAL;
+                } else if (strlen(a) + strlen(kw) > RUN_MAX_ARGS_BYTES) {
                         *ret_error = xasprintf("task '%s': its arguments are larger than %llu bytes", t->name,
                                                (unsigned long long) RUN_MAX_ARGS_BYTES);
                         free(a);
@@ -341,6 +346,8 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
                               "args", args, "kwargs", kwargs, "lock", src, "data", data_fp ?: "", "v", 1);
         _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(k);
+        if (!text) /* a value jansson cannot encode (not UTF-8) */
+                return NULL;
         return sha256_hex_of(text, strlen(text));
 }
 
@@ -368,6 +375,11 @@ static void run_task(Dag *d, Task *t) {
                 return;
         }
         _cleanup_free_ char *key = memo_key(d, t, args, kwargs, fp);
+        if (!key) {
+                finish(d, t, DAG_TASK_FAILED, "the task's function name or data cannot be encoded as JSON",
+                       EXIT_VALIDATION);
+                return;
+        }
         pthread_mutex_lock(&d->lock);
         free(t->memo_key);
         t->memo_key = xstrdup(key);

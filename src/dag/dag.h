@@ -1,4 +1,4 @@
-/* dag: pipelines of functions (DESIGN §8).
+/* dag: pipelines of functions (docs/dag.md).
  *
  * A pipeline is a YAML file (docs/dag.md):
  *

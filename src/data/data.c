@@ -535,7 +535,9 @@ int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, c
                         data_info_free(i);
                         break;
                 }
-                _cleanup_free_ char *m = xasprintf("%s=%s", i->name, i->path);
+                /* A single-file dataset (a file or a URL) names its file: the
+                 * run's data_path() is then that file (RunSpec.data). */
+                _cleanup_free_ char *m = xasprintf("%s=%s", i->name, i->file ? i->file : i->path);
                 mounts = strv_append(mounts, m);
                 buf_printf(&fp, "%s%s@%s", fp.len ? "," : "", i->name, i->hash);
                 if (w)

@@ -1,4 +1,4 @@
-/* data: named, versioned, content-addressed datasets (DESIGN §8).
+/* data: named, versioned, content-addressed datasets (docs/data.md).
  *
  * A dataset (tenant, NAME) has versions; each version is a content hash and
  * the content lives once under ROOT/objects/<hash>/ as a read-only tree
@@ -115,7 +115,9 @@ int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_
 int data_list(DataCatalog *c, const char *tenant, DatasetRecord ***ret, size_t *ret_n);
 int data_versions(DataCatalog *c, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n);
 
-/* "NAME=/host/dir" for each ref (RunSpec.data), in order, NULL-terminated.
+/* "NAME=/host/path" for each ref (RunSpec.data), in order, NULL-terminated:
+ * the content directory, or for a single-file dataset (a file or a URL put)
+ * the file itself, which pysprinter.data_path(NAME) then returns.
  * *ret_fingerprint (may be NULL): "NAME@hash,…" naming the exact content,
  * for memo keys. Warnings of URL revalidation are joined into *ret_warning. */
 int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, char ***ret_mounts,

@@ -352,8 +352,11 @@ int engine_pool_list(Engine *e, char **ret_json) {
                                                      (json_int_t) i->invocations, "idle_s",
                                                      i->busy ? 0.0 : (double) (now - i->last_used) / 1e6));
         pthread_mutex_unlock(&e->pool.lock);
-        *ret_json = json_dumps(arr, JSON_COMPACT);
+        char *s = json_dumps(arr, JSON_COMPACT);
         json_decref(arr);
+        if (!s)
+                return -ENOMEM;
+        *ret_json = s;
         return 0;
 }
 

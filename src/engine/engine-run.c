@@ -37,6 +37,8 @@ typedef struct RunCtx {
         json_t *args, *kwargs;
         char *requirements_json; /* the file's @requirements dict */
         char **sys_path;
+        char **data_binds;        /* "NAME=/host/dir": what the sandbox mounts */
+        char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
         usec_t t_start;
 } RunCtx;
@@ -395,20 +397,38 @@ static void add_limits_and_data(RunCtx *c, json_t *m) {
                                                    "max_output_bytes", (json_int_t) c->limits.max_output_bytes,
                                                    "network", c->limits.network));
         json_t *data = json_object();
-        for (char *const *d = c->spec->data; d && *d; d++) {
-                const char *eq = strchr(*d, '=');
-                if (eq) {
-                        _cleanup_free_ char *name = xstrndup(*d, (size_t) (eq - *d));
-                        _cleanup_free_ char *seen = c->spec->sandbox == SANDBOX_MODE_NONE
-                                                            ? xstrdup(eq + 1)
-                                                            : path_join("/data", name);
-                        /* The host path stays out of the sandbox (it names the data dir). */
-                        json_object_set_new(data, name, json_pack("{s:s, s:s}", "host",
-                                                                  c->spec->sandbox == SANDBOX_MODE_NONE ? eq + 1 : seen,
-                                                                  "path", seen));
-                }
+        for (size_t i = 0; c->data_binds && c->data_binds[i]; i++) {
+                const char *b = c->data_binds[i], *eq = strchr(b, '=');
+                _cleanup_free_ char *name = xstrndup(b, (size_t) (eq - b));
+                /* The host path stays out of the sandbox (it names the data dir). */
+                const char *host = c->spec->sandbox == SANDBOX_MODE_NONE ? eq + 1 : c->data_seen[i];
+                json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", host, "path", c->data_seen[i]));
         }
         json_object_set_new(m, "data", data);
+}
+
+/* The sandbox mounts directories: a single-file dataset (its binding names
+ * the file) mounts the file's directory, and the run is told the file's own
+ * path so that open(data_path(NAME)) opens it. */
+static void prepare_data(RunCtx *c) {
+        for (char *const *d = c->spec->data; d && *d; d++) {
+                const char *eq = strchr(*d, '=');
+                if (!eq)
+                        continue;
+                _cleanup_free_ char *name = xstrndup(*d, (size_t) (eq - *d));
+                const char *host = eq + 1, *slash = strrchr(host, '/');
+                struct stat st;
+                bool file = stat(host, &st) == 0 && S_ISREG(st.st_mode) && slash && slash > host;
+                _cleanup_free_ char *dir = file ? xstrndup(host, (size_t) (slash - host)) : xstrdup(host);
+                _cleanup_free_ char *bind = xasprintf("%s=%s", name, dir);
+                _cleanup_free_ char *seen = NULL;
+                if (c->spec->sandbox == SANDBOX_MODE_NONE)
+                        seen = xstrdup(host);
+                else
+                        seen = file ? path_join_many("/data", name, slash + 1, NULL) : path_join("/data", name);
+                c->data_binds = strv_append(c->data_binds, bind);
+                c->data_seen = strv_append(c->data_seen, seen);
+        }
 }
 
 static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
@@ -744,6 +764,8 @@ static int send_invoke(RunCtx *c, Pipes *p) {
                 json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
+        if (!text)
+                return -EINVAL;
         int fds[3] = { p->out[1], p->err[1], p->result[1] };
         return proto_send(c->inst->sock, text, strlen(text), fds, 3);
 }
@@ -761,11 +783,11 @@ static int phase_run(RunCtx *c) {
         if (c->spec->instance_key) {
                 _cleanup_free_ char *start = instance_start_message(c);
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, start, c->spec->sandbox,
-                                     &c->limits, c->sys_path, c->spec->data, &c->inst, &cold, &err);
+                                     &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
                 if (r >= 0)
                         rs = c->inst->sandbox;
         } else {
-                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->spec->data, &c->pw, &cold, &err);
+                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, &c->pw, &cold, &err);
                 SpareSlot *slot = r >= 0 ? pool_take_slot(c->e, c->pw) : NULL;
                 if (slot) {
                         /* Its cgroups exist and a spare sits in them: the
@@ -867,6 +889,24 @@ static int parse_arguments(RunCtx *c) {
                             "the file contains NUL bytes; is it a Python source file?");
                 return -EINVAL;
         }
+        /* The worker protocol is JSON, whose strings are UTF-8: a file in
+         * another encoding cannot even be handed to validation. CPython
+         * reads UTF-8 by default, so say where the first bad byte is. */
+        size_t bad = utf8_invalid_offset(c->spec->source, c->spec->source_len);
+        if (bad < c->spec->source_len) {
+                size_t line, col;
+                utf8_line_col(c->spec->source, bad, &line, &col);
+                _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8",
+                                                     c->spec->filename ?: "<input>", line, col);
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError", msg);
+                return -EINVAL;
+        }
+        if ((c->spec->filename && !utf8_is_valid(c->spec->filename)) ||
+            (c->spec->function && !utf8_is_valid(c->spec->function))) {
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
+                            "the file or function name is not valid UTF-8");
+                return -EINVAL;
+        }
         return 0;
 }
 
@@ -878,6 +918,7 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
         c.res->t_queue = spec->queued_usec;
         c.t_start = now_monotonic();
         effective_limits(&c);
+        prepare_data(&c);
         active_register(&c);
         record_start(&c);
 
@@ -902,6 +943,8 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
         json_decref(c.args);
         json_decref(c.kwargs);
         strv_free(c.sys_path);
+        strv_free(c.data_binds);
+        strv_free(c.data_seen);
         *ret_result = c.res;
         return 0;
 }

@@ -33,6 +33,10 @@ int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len) {
 }
 
 int worker_send(Worker *w, const char *json, const int *fds, size_t n_fds) {
+        /* Callers pass json_dumps()'s result, which is NULL when a value
+         * could not be encoded: refuse instead of crashing on it. */
+        if (!json)
+                return -EINVAL;
         return proto_send(w->sock, json, strlen(json), fds, n_fds);
 }
 

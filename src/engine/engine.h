@@ -10,7 +10,7 @@
 
 #include "basic.h"
 
-/* Exit codes of DESIGN §1, shared by the CLI and the API. */
+/* Exit codes (README.md, "Exit codes"), shared by the CLI and the API. */
 enum {
         EXIT_OK = 0,
         EXIT_RAISED = 1,
@@ -54,7 +54,7 @@ typedef struct RunLimits {
         bool network;
 } RunLimits;
 
-/* Documented defaults (docs/limits.md). */
+/* Documented defaults (docs/sandbox.md, the limits table). */
 #define RUN_DEFAULT_TIMEOUT_MS (60ULL * 1000)
 #define RUN_DEFAULT_MEMORY_BYTES (512ULL << 20)
 #define RUN_DEFAULT_MAX_PROCS 64ULL
@@ -78,8 +78,11 @@ typedef struct RunSpec {
         const char *kwargs_json;
         RunLimits limits;
         SandboxMode sandbox;
-        /* Datasets to mount read-only at /data/NAME: "NAME=/host/dir"
-         * entries, NULL-terminated (src/data/ resolves names to dirs). */
+        /* Datasets to mount read-only at /data/NAME: "NAME=/host/path"
+         * entries, NULL-terminated (src/data/ resolves names). A directory
+         * is mounted as it is and pysprinter.data_path(NAME) is /data/NAME;
+         * a regular file (a single-file dataset) has its directory mounted
+         * and data_path(NAME) is the file, /data/NAME/FILE. */
         char *const *data;
         /* Lambda-style context passed as the last positional argument when
          * not NULL: a JSON object text (deployed functions). */
@@ -152,7 +155,7 @@ typedef struct EngineConfig {
         const char *worker_path;  /* NULL: $PYSPRINTER_WORKER or beside the exe */
         RunLimits defaults;       /* 0 fields: RUN_DEFAULT_* */
         RunLimits maxima;         /* 0 fields: no cap beyond the defaults' kind */
-        /* Pool (DESIGN §6). 0 fields take the defaults in docs/workers.md. */
+        /* Pool (docs/workers.md). 0 fields take the defaults in docs/workers.md. */
         unsigned spares;               /* pre-forked children per worker */
         uint64_t pool_memory_budget;   /* bytes of PSS over all workers */
         uint64_t worker_idle_timeout_ms;
@@ -162,7 +165,7 @@ typedef struct EngineConfig {
          * background now, so a long-lived engine's first run finds it warm. */
         bool prewarm;
         SandboxMode prewarm_mode;
-        /* Package policy (DESIGN §4): names (any spelling; compared after
+        /* Package policy (docs/packages.md): names (any spelling; compared after
          * PEP 503 normalisation). A non-empty allow list admits only its
          * packages; the deny list refuses its packages. Both apply to the
          * whole lock, dependencies included. */

@@ -454,6 +454,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                                                avail, notes));
                 return -ESRCH;
         }
+        bool any_usable = false;
         for (size_t k = 0; k < n; k++) {
                 if (++rs->steps > rs->max_steps) {
                         rs->fatal = xasprintf("resolution gave up after %u attempts: the requirements are too loose "
@@ -468,6 +469,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                                 return rs->fatal_code;
                         continue;
                 }
+                any_usable = true;
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
                 int r = solve(rs);
                 if (r >= 0)
@@ -475,6 +477,14 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                 rs->depth--;
                 if (rs->fatal)
                         return r;
+        }
+        if (!any_usable) {
+                /* Every matching version was unusable (metadata naming another
+                 * project, Requires-Python, …): say why, not "resolution
+                 * failed". */
+                _cleanup_free_ char *who = describe_constraints(cs, p->name);
+                _cleanup_free_ char *notes = describe_notes(p);
+                note_failure(rs, -ESRCH, xasprintf("no usable version of %s matches: %s.%s", p->name, who, notes));
         }
         return -ESRCH;
 }

@@ -21,6 +21,9 @@ typedef struct Unpack {
         size_t n, alloc;
 } Unpack;
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgWheelName *, pkg_wheel_name_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PkgMetadata *, pkg_metadata_free);
+
 static void unpack_done(Unpack *u) {
         for (size_t i = 0; i < u->n; i++) {
                 free(u->entries[i].path);
@@ -253,6 +256,72 @@ static int verify_record(const Unpack *u, int dfd, const char *distinfo, const c
         return 0;
 }
 
+/* The number of entries the zip's central directory declares, read from
+ * its end records before libarchive walks it, so a wheel over the cap is
+ * refused without a byte extracted (ZIP64 past 65,535 entries). */
+static int zip_entry_count(const char *path, uint64_t *ret) {
+        /* End of central directory: 22 bytes plus a comment of at most
+         * 65,535, preceded by the 20-byte ZIP64 locator when there is one. */
+        enum { EOCD = 22, LOCATOR = 20, ZIP64_EOCD = 56, TAIL = EOCD + 65535 + LOCATOR };
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        size_t n = (size_t) MIN((uint64_t) st.st_size, (uint64_t) TAIL);
+        _cleanup_free_ uint8_t *tail = xmalloc(n ? n : 1);
+        if (pread(fd, tail, n, st.st_size - (off_t) n) != (ssize_t) n)
+                return -EBADMSG;
+        for (size_t i = n >= EOCD ? n - EOCD + 1 : 0; i-- > 0;) {
+                const uint8_t *e = tail + i;
+                if (!(e[0] == 'P' && e[1] == 'K' && e[2] == 5 && e[3] == 6))
+                        continue;
+                uint64_t count = (uint64_t) e[10] | (uint64_t) e[11] << 8;
+                if (count != 0xFFFF) {
+                        *ret = count;
+                        return 0;
+                }
+                /* ZIP64: the locator points at the ZIP64 end record, whose
+                 * total entry count is a 64-bit field at offset 32. */
+                if (i < LOCATOR)
+                        return -EBADMSG;
+                const uint8_t *l = e - LOCATOR;
+                if (!(l[0] == 'P' && l[1] == 'K' && l[2] == 6 && l[3] == 7))
+                        return -EBADMSG;
+                uint64_t off = 0;
+                for (int k = 7; k >= 0; k--)
+                        off = off << 8 | l[8 + k];
+                uint8_t z[ZIP64_EOCD];
+                if (off > (uint64_t) st.st_size || pread(fd, z, sizeof(z), (off_t) off) != (ssize_t) sizeof(z) ||
+                    !(z[0] == 'P' && z[1] == 'K' && z[2] == 6 && z[3] == 6))
+                        return -EBADMSG;
+                count = 0;
+                for (int k = 7; k >= 0; k--)
+                        count = count << 8 | z[32 + k];
+                *ret = count;
+                return 0;
+        }
+        return -EBADMSG;
+}
+
+/* Whether the .dist-info directory `distinfo` ("{name}-{version}.dist-info")
+ * belongs to the project the wheel's file name gives. pip refuses a wheel
+ * whose .dist-info names another project: installed, it would claim that
+ * project's modules and metadata (e_otherdist-1.0-….whl carrying
+ * requests-1.0.dist-info and requests/ shadows the real requests). */
+static bool distinfo_matches(const char *distinfo, const char *project) {
+        /* The name is what precedes the version; neither holds a '-'
+         * (PEP 427 escapes them), "dist-info" does. */
+        _cleanup_free_ char *stem = xstrndup(distinfo, strlen(distinfo) - strlen(".dist-info"));
+        const char *dash = strrchr(stem, '-');
+        if (!dash || dash == stem)
+                return false;
+        _cleanup_free_ char *name = xstrndup(stem, (size_t) (dash - stem));
+        _cleanup_free_ char *a = pkg_name_normalize(name), *b = pkg_name_normalize(project);
+        return a && b && streq(a, b);
+}
+
 static struct archive *open_wheel(const char *path) {
         struct archive *a = archive_read_new();
         if (!a)
@@ -276,6 +345,17 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
          * size (and never past the absolute cap). */
         uint64_t total_cap = MIN((uint64_t) PKG_WHEEL_MAX_TOTAL_BYTES,
                                  MAX((uint64_t) wst.st_size * PKG_WHEEL_MAX_RATIO, (uint64_t) 16 << 20));
+        const char *base = strrchr(wheel, '/') ? strrchr(wheel, '/') + 1 : wheel;
+        _cleanup_(pkg_wheel_name_freep) PkgWheelName *wn = NULL;
+        if (pkg_wheel_name_parse(base, &wn) < 0)
+                return fail(ret_error, -EINVAL, wheel, NULL, "not a wheel file name (PEP 427)");
+        uint64_t n_entries = 0;
+        int k = zip_entry_count(wheel_path, &n_entries);
+        if (k < 0)
+                return fail(ret_error, -EBADMSG, wheel, NULL, "not a readable zip archive (no central directory)");
+        if (n_entries > PKG_WHEEL_MAX_ENTRIES)
+                return fail(ret_error, -EFBIG, wheel, NULL, "more than %d entries (%llu in its central directory)",
+                            PKG_WHEEL_MAX_ENTRIES, (unsigned long long) n_entries);
         struct archive *a = open_wheel(wheel_path);
         if (!a)
                 return fail(ret_error, -EBADMSG, wheel, NULL, "not a readable zip archive");
@@ -342,8 +422,15 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
                 *e = (Entry) { .path = xstrdup(path), .dest = xstrdup(dest), .dir = isdir };
                 if (!distinfo) {
                         const char *slash = strchr(path, '/');
-                        if (slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10))
+                        if (slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10)) {
                                 distinfo = xstrndup(path, (size_t) (slash - path));
+                                if (!distinfo_matches(distinfo, wn->name)) {
+                                        r = fail(ret_error, -EBADMSG, wheel, path,
+                                                 "its .dist-info directory %s is not the project %s the file name gives",
+                                                 distinfo, wn->name);
+                                        goto out;
+                                }
+                        }
                 } else {
                         const char *slash = strchr(path, '/');
                         if (slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10) &&
@@ -438,6 +525,27 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
                         wv++;
                 if (!startswith(wv, "1.")) {
                         r = fail(ret_error, -EPROTONOSUPPORT, wheel, NULL, "unsupported Wheel-Version %.10s", wv);
+                        goto out;
+                }
+        }
+        {
+                /* The index's metadata (PEP 658) was checked by the resolver;
+                 * the copy that gets installed must name the same project. */
+                _cleanup_free_ char *mp = xasprintf("%s/METADATA", distinfo);
+                _cleanup_free_ char *mtext = NULL, *merr = NULL;
+                _cleanup_(pkg_metadata_freep) PkgMetadata *m = NULL;
+                _cleanup_close_ int mfd = openat(dfd, mp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (mfd < 0 || read_fd_all(mfd, PKG_METADATA_MAX, &mtext, NULL) < 0 ||
+                    pkg_metadata_parse(mtext, &m, &merr) < 0) {
+                        r = fail(ret_error, -EBADMSG, wheel, NULL, "no readable %s%s%s", mp, merr ? ": " : "",
+                                 merr ?: "");
+                        goto out;
+                }
+                _cleanup_free_ char *got = pkg_name_normalize(m->name), *want = pkg_name_normalize(wn->name);
+                if (!got || !want || !streq(got, want)) {
+                        r = fail(ret_error, -EBADMSG, wheel, NULL,
+                                 "its metadata names a different project (%s) than the file name (%s)", m->name,
+                                 wn->name);
                         goto out;
                 }
         }

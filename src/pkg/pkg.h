@@ -65,7 +65,7 @@ PkgMarker *pkg_marker_free(PkgMarker *m);
 bool pkg_marker_evaluate(const PkgMarker *m, const PkgMarkerEnv *env, const char *extra);
 
 /* A PEP 508 requirement: name[extras] (specifiers) ; marker. URL forms
- * (name @ url) are rejected: DESIGN §4 policy. */
+ * (name @ url) are rejected (docs/packages.md, "Resolution"). */
 typedef struct PkgRequirement {
         char *name;            /* as written */
         char *normalized;      /* PEP 503 */
@@ -109,7 +109,7 @@ PkgWheelName *pkg_wheel_name_free(PkgWheelName *w);
 
 /* ---- index, resolver, store (package manager) ---- */
 
-/* Everything below is the package manager (DESIGN §4): index client, wheel
+/* Everything below is the package manager (docs/packages.md): index client, wheel
  * store, resolver, locks and environments. docs/packages.md describes the
  * user-visible behaviour. */
 
@@ -195,6 +195,7 @@ int pkg_metadata_parse(const char *text, PkgMetadata **ret_metadata, char **ret_
 PkgMetadata *pkg_metadata_free(PkgMetadata *m);
 
 /* Caps applied to every wheel (hostile input). */
+/* Read from the zip central directory before anything is extracted. */
 #define PKG_WHEEL_MAX_ENTRIES 100000
 #define PKG_WHEEL_MAX_ENTRY_BYTES (1ULL << 30)
 #define PKG_WHEEL_MAX_TOTAL_BYTES (4ULL << 30)
@@ -205,7 +206,10 @@ PkgMetadata *pkg_metadata_free(PkgMetadata *m);
  * as an installed site dir: <name>.data/purelib and platlib merged into the
  * root, RECORD hashes and sizes verified, no entry with "..", an absolute
  * path, a symlink/hardlink/device type, or sizes over the caps above.
- * display_name names the wheel in errors ("wheel X: entry Y: why"). On
+ * display_name names the wheel in errors ("wheel X: entry Y: why") and is
+ * its PEP 427 file name (wheel_path's base name when NULL): the .dist-info
+ * directory and METADATA must be that project's. More than
+ * PKG_WHEEL_MAX_ENTRIES entries is -EFBIG before anything is written. On
  * failure dest_dir is removed. Does not make the tree read-only. */
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error);
 /* The .dist-info/METADATA of a wheel file. */

@@ -1,4 +1,4 @@
-/* sandbox: Linux isolation for workers and runs (DESIGN §5).
+/* sandbox: Linux isolation for workers and runs (docs/sandbox.md).
  *
  * Three parties use this module:
  *

@@ -56,8 +56,9 @@ _data_paths = {}
 
 
 def data_path(name):
-    """Path of a named dataset mounted read-only for this run (/data/NAME in
-    the sandbox; the host directory under --sandbox=none)."""
+    """Path of a named dataset mounted read-only for this run: /data/NAME for
+    a directory dataset, the file itself (/data/NAME/FILE) for one put from a
+    single file or a URL; the stored host path under --sandbox=none."""
     if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
         raise ValueError(f"invalid dataset name {name!r}")
     if name not in _data_paths:

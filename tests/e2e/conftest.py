@@ -69,12 +69,20 @@ def cli(env, tmp_path):
 
 
 _sandbox_args = None
+# Why the suite runs unsandboxed, when it does (printed in the summary).
+UNSANDBOXED = []
+# What the engine says when the kernel cannot run the sandbox at all
+# (src/sandbox/sandbox.c, sandbox_check_support): the one reason to fall back.
+KERNEL_LACKS = "kernel lacks what the sandbox needs"
 
 
 def sandbox_args():
-    """[] when the full sandbox works on this build and machine, else
-    ["--sandbox=none"] so tests of other features still run (the sandbox's
-    own tests never use this)."""
+    """[] when the full sandbox works on this build and machine;
+    ["--sandbox=none"] only when the engine says the kernel lacks what the
+    sandbox needs, so tests of other features still run there (the
+    sandbox's own tests never use this). Any other failure of the probe is a
+    regression of the sandbox: every test that asks fails with its output,
+    instead of silently running unsandboxed."""
     global _sandbox_args
     if _sandbox_args is None:
         import tempfile
@@ -84,8 +92,22 @@ def sandbox_args():
             e = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
             e.update(PYSPRINTER_HOME=str(pathlib.Path(d) / "h"), PYSPRINTER_WORKER=str(WORKER))
             r = subprocess.run([str(CLI), "run", str(p)], capture_output=True, text=True, env=e, timeout=60)
-            _sandbox_args = [] if r.returncode == 0 else ["--sandbox=none"]
+        if r.returncode == 0:
+            _sandbox_args = []
+        elif KERNEL_LACKS in r.stderr:
+            _sandbox_args = ["--sandbox=none"]
+            UNSANDBOXED.append("pysprinter run: " + r.stderr.strip())
+        else:
+            raise RuntimeError(f"the sandbox probe run failed (exit {r.returncode}); not falling back to "
+                               f"--sandbox=none for anything but '{KERNEL_LACKS}':\n{r.stderr}")
     return _sandbox_args
+
+
+def pytest_terminal_summary(terminalreporter):
+    if UNSANDBOXED:
+        terminalreporter.write_sep("!", "this suite ran UNSANDBOXED (--sandbox=none)", red=True)
+        for why in UNSANDBOXED:
+            terminalreporter.write_line(why)
 
 
 @pytest.fixture
@@ -94,3 +116,90 @@ def run(cli):
     def _run(*args, **kw):
         return cli("run", *sandbox_args(), *args, **kw)
     return _run
+
+
+# ---- nothing of the runs is left on the host after the suite -------------------
+
+def _own_cgroup_dirs():
+    """The cgroup directories this process sits in, one per mounted
+    hierarchy (v2 and each v1): runs create theirs beneath these. A
+    hierarchy where this process sits at the root is left out: everyone's
+    cgroups live there (a shared machine), and a leftover cannot be told
+    from another user's live run."""
+    mine = {}
+    for line in open("/proc/self/cgroup"):
+        _, controllers, path = line.rstrip("\n").split(":", 2)
+        mine[controllers] = path
+    dirs = []
+    for line in open("/proc/self/mountinfo"):
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        fstype, mountpoint = rfields[0], fields[4]
+        if fstype == "cgroup2":
+            path = mine.get("")
+        elif fstype == "cgroup":
+            opts = set(rfields[2].split(","))
+            path = next((p for c, p in mine.items() if c and set(c.split(",")) <= opts), None)
+        else:
+            continue
+        if path and path != "/":
+            d = pathlib.Path(mountpoint) / path.lstrip("/")
+            if d.is_dir():
+                dirs.append(d)
+    return dirs
+
+
+def _cgroups_below(d):
+    found = set()
+    for root, subdirs, _ in os.walk(d, onerror=lambda e: None):  # runs come and go meanwhile
+        found.update(os.path.join(root, s) for s in subdirs if s.startswith("pysprinter-"))
+    return found
+
+
+def host_state():
+    procs = set()
+    for p in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            c = p.read_bytes()
+        except OSError:
+            continue
+        # This build's worker (a sibling worktree's are not ours) and the
+        # adversarial suite's survivor.
+        if str(WORKER).encode() in c or b"survived-" in c:
+            procs.add((p.parent.name, c))
+    cgroups = set()
+    for d in _own_cgroup_dirs():
+        cgroups |= _cgroups_below(d)
+    mounts = pathlib.Path("/proc/self/mountinfo").read_text().count("\n")
+    return procs, cgroups, mounts
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers():
+    """After every test of the session: no worker process, no run cgroup, no
+    mount and no file left behind by the runs. Cleanup is asynchronous (the
+    janitor kills and removes a run's cgroup off its critical path), so this
+    waits for the state to come back, with a deadline, and then asserts."""
+    before = host_state()
+    yield
+
+    def leftovers():
+        procs, cgroups, mounts = host_state()
+        out = {}
+        if procs - before[0]:
+            out["processes"] = sorted(c.decode(errors="replace") for _, c in procs - before[0])
+        if cgroups - before[1]:
+            out["cgroups"] = sorted(cgroups - before[1])
+        if mounts != before[2]:
+            out["mounts"] = f"{before[2]} mount entries before, {mounts} after"
+        if pathlib.Path("/tmp/pwned").exists():
+            out["files"] = ["/tmp/pwned"]
+        return out
+
+    import time
+    deadline = time.monotonic() + 30
+    left = leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = leftovers()
+    assert not left, f"the suite left these on the host: {left}"

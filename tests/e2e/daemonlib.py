@@ -11,7 +11,7 @@ import subprocess
 import textwrap
 import time
 
-from conftest import DAEMON, WORKER
+from conftest import DAEMON, KERNEL_LACKS, UNSANDBOXED, WORKER
 
 TOKENS = {
     "alice": "alice-token-0123456789abcdef",
@@ -61,21 +61,27 @@ _SANDBOX = None
 
 
 def sandbox_mode(tmp):
-    """'full' when the sandbox works on this machine, else 'none' (the
-    sandbox is still being integrated; the default stays full)."""
+    """'full' when the sandbox works on this machine; 'none' only when the
+    engine says the kernel lacks what the sandbox needs (conftest's rule).
+    Any other failure of the probe raises: a sandbox regression must not
+    turn the daemon tests into unsandboxed runs."""
     global _SANDBOX
     if _SANDBOX is None:
         d = Daemon(tmp / "probe", sandbox=None)
         d.start()
         try:
             st, body = d.call("POST", "/v1/runs?wait=true", {"source": "def f():\n    return 1\n"})
-            # Anything but success under the full sandbox (not built yet,
-            # or no user namespaces on this machine) falls back to none.
-            _SANDBOX = "full" if st == 200 and body.get("status") == "succeeded" else "none"
-            if _SANDBOX == "none":
-                print("pysprinterd tests: full sandbox unavailable here, using --sandbox=none:", json.dumps(body)[:300])
         finally:
             d.stop()
+        text = json.dumps(body)
+        if st == 200 and body.get("status") == "succeeded":
+            _SANDBOX = "full"
+        elif KERNEL_LACKS in text:
+            _SANDBOX = "none"
+            UNSANDBOXED.append("pysprinterd: " + text[:500])
+        else:
+            raise RuntimeError(f"the daemon's sandbox probe run failed (HTTP {st}); not falling back to "
+                               f"--sandbox=none for anything but '{KERNEL_LACKS}': {text[:2000]}")
     return _SANDBOX
 
 

@@ -88,21 +88,23 @@ def metadata_text(name, version, requires=(), requires_python=None,
 def build_wheel(outdir, name, version, files=None, requires=(),
                 requires_python=None, extras=(), tag="py3-none-any",
                 extra_entries=(), record_tamper=None, metadata=None,
-                compression=zipfile.ZIP_DEFLATED):
+                compression=zipfile.ZIP_DEFLATED, distinfo=None):
     """Write NAME-VERSION-TAG.whl into outdir and return its path.
 
     files: {archive path: bytes|str} of the package's own files (default: a
     module NAME.py that records its version). extra_entries: raw
     (ZipInfo|name, bytes) written after everything else and NOT listed in
     RECORD unless record_tamper says otherwise. record_tamper(list of
-    (path, hash, size)) may edit the RECORD rows (for mismatch tests)."""
+    (path, hash, size)) may edit the RECORD rows (for mismatch tests).
+    distinfo: the .dist-info directory's name (default NAME-VERSION.dist-info;
+    hostile wheels name another project's)."""
     outdir = pathlib.Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     dist = re.sub(r"[-_.]+", "_", name)
     mod = dist.lower()
     if files is None:
         files = {f"{mod}.py": f"__version__ = {version!r}\nNAME = {name!r}\n"}
-    distinfo = f"{dist}-{version}.dist-info"
+    distinfo = distinfo or f"{dist}-{version}.dist-info"
     meta = metadata if metadata is not None else metadata_text(
         name, version, requires, requires_python, extras)
     wheel_txt = ("Wheel-Version: 1.0\nGenerator: pysprinter-pkgindex\n"

@@ -412,7 +412,13 @@ def test_sighup_reloads_tokens(tmp_path):
         # A request waiting on a run does not hold the reload up.
         waiter = threading.Thread(target=d.run, args=(SLOW,), kwargs={"kwargs": {"seconds": 4}})
         waiter.start()
-        time.sleep(0.5)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            st, b = d.call("GET", "/v1/runs?status=running")
+            if st == 200 and b["runs"]:
+                break
+            time.sleep(0.05)
+        assert b["runs"], "the waiting run never started"
         d.config.write_text(d.config.read_text() + f"  - tenant: carol\n    token: {new}\n")
         d.proc.send_signal(signal.SIGHUP)
         deadline = time.time() + 2
@@ -425,7 +431,10 @@ def test_sighup_reloads_tokens(tmp_path):
         # A broken config is refused and the old one stays.
         d.config.write_text("tokens: [ {")
         d.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        deadline = time.time() + 10
+        while "reload failed, keeping the old configuration" not in d.log.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert "reload failed, keeping the old configuration" in d.log.read_text(), d.log.read_text()
         st, _ = d.call("GET", "/v1/runs", token=new)
         assert st == 200
         waiter.join()

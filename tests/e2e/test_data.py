@@ -13,12 +13,12 @@ READER = """
 import os
 from pysprinter import data_path
 
-def read(name, rel):
+def read(name, rel=""):
     p = data_path(name)
-    with open(os.path.join(p, rel)) as f:
+    with open(os.path.join(p, rel) if rel else p) as f:
         text = f.read()
     try:
-        open(os.path.join(p, "new-file"), "w").close()
+        open(os.path.join(os.path.dirname(p) if os.path.isfile(p) else p, "new-file"), "w").close()
         writable = True
     except OSError:
         writable = False
@@ -72,13 +72,40 @@ def test_file_dataset_get_and_rm(cli, tmp_path):
     cli("data", "get", "nums@1", "-o", str(tmp_path / "copy.csv"), check=0)
     assert (tmp_path / "copy.csv").read_text() == "1,2,3\n"
     cli.write("reader.py", READER)
-    out = json.loads(run(cli, "reader.py", "--data", "nums", "-a", "nums", "-a", "numbers.csv",
-                         "--json", check=0).stdout)
-    assert out["text"] == "1,2,3\n"
+    out = json.loads(run(cli, "reader.py", "--data", "nums", "-a", "nums", "--json", check=0).stdout)
+    assert out["text"] == "1,2,3\n" and out["writable"] is False
     cli("data", "rm", "nums", check=0)
     assert cli("data", "get", "nums").returncode == 2
     p = run(cli, "reader.py", "--data", "nums", "-a", "nums", "-a", "x")
     assert p.returncode == 3 and "no dataset named 'nums'" in p.stderr
+
+
+def test_data_path_of_a_single_file_dataset_is_the_file(cli, tmp_path):
+    """open(data_path("greet")) of a dataset put from one file opens it (it
+    used to be a directory: IsADirectoryError); a directory dataset holding
+    one file still gives the directory."""
+    f = tmp_path / "greeting.txt"
+    f.write_text("hello\n")
+    cli("data", "put", "greet", str(f), check=0)
+    d = tmp_path / "onefile"
+    d.mkdir()
+    (d / "greeting.txt").write_text("from a dir\n")
+    cli("data", "put", "greetdir", str(d), check=0)
+    cli.write("g.py", """
+        import os
+        from pysprinter import data_path
+        def g():
+            f, d = data_path("greet"), data_path("greetdir")
+            return {"file": f, "text": open(f).read(), "dir": d, "is_dir": os.path.isdir(d),
+                    "listing": sorted(os.listdir(d))}
+        """)
+    p = run(cli, "g.py", "--data", "greet", "--data", "greetdir", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["text"] == "hello\n" and out["file"].endswith("/greeting.txt")
+    assert out["is_dir"] and out["listing"] == ["greeting.txt"]
+    if not sandbox_args():
+        assert out["file"] == "/data/greet/greeting.txt" and out["dir"] == "/data/greetdir"
 
 
 def test_directory_get_copies_out(cli, tmp_path):
@@ -173,7 +200,7 @@ def test_url_source_revalidated(cli, origin):
     assert origin.requests == [(None, 200)]
 
     def read():
-        p = run(cli, "reader.py", "--data", "remote", "-a", "remote", "-a", "table.csv", "--json")
+        p = run(cli, "reader.py", "--data", "remote", "-a", "remote", "--json")
         assert p.returncode == 0, p.stderr
         return json.loads(p.stdout)["text"], p.stderr
 
@@ -193,7 +220,7 @@ def test_url_source_revalidated(cli, origin):
     assert "could not revalidate" in err and "cached copy" in err
     # A TTL skips revalidation while fresh.
     n = len(origin.requests)
-    p = run(cli, "reader.py", "--data", "remote", "-a", "remote", "-a", "table.csv",
+    p = run(cli, "reader.py", "--data", "remote", "-a", "remote",
             env={"PYSPRINTER_DATA_TTL": "3600"}, check=0)
     assert "warning" not in p.stderr and len(origin.requests) == n
 
@@ -206,7 +233,7 @@ def test_dag_task_data(cli, tmp_path):
         import os
         from pysprinter import data_path
         def count():
-            return len(open(os.path.join(data_path("words"), "words.txt")).read().split())
+            return len(open(data_path("words")).read().split())
         """)
     cli.write("d.yaml", "tasks:\n  count: {file: count.py, data: [words]}\n")
     p = cli("dag", "run", *sandbox_args(), "d.yaml", "--json", check=0)

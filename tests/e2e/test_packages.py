@@ -387,3 +387,58 @@ def test_env_ls_and_prune(cli, tiny_index, home):
     assert [x for x in (home / "store").iterdir() if not x.name.startswith(".")] == []
     # A pruned environment comes back on next use.
     assert locked(cli, tiny_index, {"lib": ""}) == {"lib": "1.5"}
+
+
+# ---- wheels that claim to be another project (issue 10, item 13) ---------------
+
+def _lock_one(cli, tmp_path, home, wheel, req):
+    ix = pkgindex.Index()
+    ix.add(wheel)
+    ix.start()
+    try:
+        p = lock(cli, ix, {req: ""}, check=4)
+    finally:
+        ix.stop()
+    store = home / "store"
+    assert not store.exists() or not [x for x in store.iterdir() if not x.name.startswith(".")], \
+        list(store.iterdir())
+    return p
+
+
+def test_wheel_with_another_projects_dist_info_refused(cli, tmp_path, home):
+    """e_otherdist-1.0-….whl holding requests-1.0.dist-info and requests/
+    would install a `requests` package that shadows the real one (pip
+    refuses: the .dist-info directory must be the file name's project)."""
+    w = pkgindex.build_wheel(tmp_path / "w", "e_otherdist", "1.0", distinfo="requests-1.0.dist-info",
+                             files={"requests/__init__.py": "HIJACKED = True\n"},
+                             metadata=pkgindex.metadata_text("e_otherdist", "1.0"))
+    assert w.name == "e_otherdist-1.0-py3-none-any.whl"
+    p = _lock_one(cli, tmp_path, home, w, "e_otherdist")
+    assert w.name in p.stderr and "requests-1.0.dist-info" in p.stderr, p.stderr
+    assert "e-otherdist" in p.stderr or "e_otherdist" in p.stderr
+
+
+def test_wheel_metadata_names_another_project_refused(cli, tmp_path, home):
+    w = pkgindex.build_wheel(tmp_path / "w", "e_othermeta", "1.0",
+                             metadata=pkgindex.metadata_text("requests", "1.0"))
+    p = _lock_one(cli, tmp_path, home, w, "e_othermeta")
+    assert "dependency resolution failed" not in p.stderr, p.stderr
+    assert w.name in p.stderr and "metadata names a different project (requests)" in p.stderr, p.stderr
+
+
+def test_wheel_with_too_many_entries_refused_before_extracting(cli, tmp_path, home):
+    """The entry cap is read from the zip's central directory: 100,001
+    entries are refused at once (it used to take 17 s of unpacking)."""
+    import time
+    n = 100_001
+    d = tmp_path / "many"
+    # One real wheel, then as many empty stored entries as it takes.
+    w = pkgindex.build_wheel(d, "manyfiles", "1.0", compression=zipfile.ZIP_STORED)
+    with zipfile.ZipFile(w, "a", zipfile.ZIP_STORED) as z:
+        for i in range(n):
+            z.writestr(_zi(f"manyfiles_data/f{i}"), b"")
+    t0 = time.monotonic()
+    p = _lock_one(cli, tmp_path, home, w, "manyfiles")
+    took = time.monotonic() - t0
+    assert w.name in p.stderr and "more than 100000 entries" in p.stderr, p.stderr
+    assert took < 5, f"refusing a {n}-entry wheel took {took:.1f} s"

@@ -249,8 +249,8 @@ def test_data_round_trip_and_run_with_data(rcli, tmp_path):
         from pysprinter import data_path
         import os
         def read(name: str):
-            p = data_path(name)
-            return [open(os.path.join(p, f)).read() for f in sorted(os.listdir(p))]
+            p = data_path(name)  # a single-file dataset: the file
+            return [open(p).read()]
         """)
     p = rcli("run", "read.py", "-a", "words", "--data", "words", "--json", check=0)
     assert json.loads(p.stdout.splitlines()[-1]) == ["alpha beta gamma\n"]

@@ -152,13 +152,53 @@ static void test_json_shorten_reals(void **state) {
         }
 }
 
+static void test_utf8(void **state) {
+        const struct {
+                const char *in;
+                size_t len, bad; /* bad == len: valid */
+        } rows[] = {
+                { "", 0, 0 },
+                { "plain ascii", 11, 11 },
+                { "caf\xc3\xa9", 5, 5 },                    /* é */
+                { "caf\xe9", 4, 3 },                          /* Latin-1 é */
+                { "\xff", 1, 0 },
+                { "ab\xc0\xaf", 4, 2 },                      /* overlong '/' */
+                { "\xe0\x80\xaf", 3, 0 },                    /* overlong 3-byte */
+                { "x\xed\xa0\x80", 4, 1 },                   /* surrogate U+D800 */
+                { "\xed\x9f\xbf", 3, 3 },                    /* U+D7FF */
+                { "\xf0\x9f\x98\x80!", 5, 5 },               /* U+1F600 */
+                { "\xf4\x8f\xbf\xbf", 4, 4 },                /* U+10FFFF */
+                { "\xf4\x90\x80\x80", 4, 0 },                /* above U+10FFFF */
+                { "\xf5\x80\x80\x80", 4, 0 },
+                { "ok\xe2\x82", 4, 2 },                       /* truncated */
+                { "\xc3(", 2, 0 },                             /* bad continuation */
+                { "\x80", 1, 0 },                              /* lone continuation */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                size_t got = utf8_invalid_offset(rows[i].in, rows[i].len);
+                if (got != rows[i].bad)
+                        fail_msg("row %zu: offset %zu, want %zu", i, got, rows[i].bad);
+        }
+        assert_true(utf8_is_valid("h\xc3\xa9"));
+        assert_false(utf8_is_valid("h\xe9"));
+
+        size_t line, col;
+        const char *src = "a\n\xc3\xa9t\xc3\xa9 \xe9";
+        utf8_line_col(src, 0, &line, &col);
+        assert_int_equal(line, 1);
+        assert_int_equal(col, 1);
+        utf8_line_col(src, strlen(src) - 1, &line, &col); /* the \xe9: after "été " */
+        assert_int_equal(line, 2);
+        assert_int_equal(col, 5);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_buf_printf_and_reset),
                 cmocka_unit_test(test_strings),         cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
-                cmocka_unit_test(test_json_shorten_reals),
+                cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,9 @@
 #include <cmocka.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
+#include "dag-internal.h"
 #include "dag.h"
 
 static char dir[] = "/tmp/test-dag-XXXXXX";
@@ -102,6 +105,19 @@ static void test_params(void **state) {
         assert_true(parse("tasks:\n  a: {file: f.py}\n", bad_params, &d, &err) < 0);
 }
 
+static void test_key_given_twice(void **state) {
+        /* The last one wins, and the first is not leaked (found by
+         * fuzz/fuzz-dag.c; the ASan unit build checks the leak). */
+        Dag *d = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(parse("tasks:\n  a: {file: nope.py, file: f.py, data: [x], data: [y], depends: [b], "
+                               "depends: []}\n  b: {file: f.py}\n",
+                               NULL, &d, &err),
+                         0);
+        assert_int_equal(dag_n_tasks(d), 2);
+        dag_free(d);
+}
+
 static void test_states(void **state) {
         for (int s = 0; s < _DAG_TASK_STATE_MAX; s++)
                 assert_int_equal(dag_task_state_from_string(dag_task_state_to_string((DagTaskState) s)), s);
@@ -109,10 +125,117 @@ static void test_states(void **state) {
         assert_true(dag_task_state_is_done(DAG_TASK_CACHED));
 }
 
+/* ---- template substitution: ${task}, ${task.key…}, ${params.NAME}, $${ ---- */
+
+/* Results the references resolve against: task "a" and parameter "n". */
+static const char *const RESULTS = "{\"a\": {\"x\": 1, \"s\": \"str\", \"l\": [1, 2], \"f\": 2.5, \"t\": true, "
+                                   "\"z\": null, \"o\": {\"k\": \"v\"}}}";
+
+static json_t *test_lookup(const Ref *r, void *ud, char **ret_error) {
+        json_t *results = ud;
+        if (r->param) {
+                if (streq(r->task, "n"))
+                        return json_object_get(json_object_get(results, "params"), "n");
+                *ret_error = xasprintf("unknown parameter '%s'", r->task);
+                return NULL;
+        }
+        json_t *v = json_object_get(results, r->task);
+        if (!v) {
+                *ret_error = xasprintf("unknown task '%s'", r->task);
+                return NULL;
+        }
+        for (char **k = r->path; k && *k && v; k++)
+                v = json_is_array(v) ? json_array_get(v, strtoul(*k, NULL, 10)) : json_object_get(v, *k);
+        if (!v)
+                *ret_error = xstrdup("no such key");
+        return v;
+}
+
+static void test_template_subst(void **state) {
+        static const struct {
+                const char *tmpl; /* a JSON value as the YAML gives it */
+                const char *want; /* the JSON value after substitution, or NULL */
+                const char *error; /* with want NULL: a substring of the error */
+        } rows[] = {
+                /* A whole-string reference keeps the value's JSON type. */
+                { "\"${a}\"", "{\"x\": 1, \"s\": \"str\", \"l\": [1, 2], \"f\": 2.5, \"t\": true, \"z\": null, "
+                              "\"o\": {\"k\": \"v\"}}", NULL },
+                { "\"${a.x}\"", "1", NULL },
+                { "\"${a.f}\"", "2.5", NULL },
+                { "\"${a.t}\"", "true", NULL },
+                { "\"${a.z}\"", "null", NULL },
+                { "\"${a.s}\"", "\"str\"", NULL },
+                { "\"${a.l}\"", "[1, 2]", NULL },
+                { "\"${a.l.1}\"", "2", NULL },
+                { "\"${a.o.k}\"", "\"v\"", NULL },
+                { "\"${params.n}\"", "3", NULL },
+                /* Embedded references are stringified: strings as they are,
+                 * anything else as compact JSON. */
+                { "\"n=${a.x}\"", "\"n=1\"", NULL },
+                { "\"${a.s}-${a.x}\"", "\"str-1\"", NULL },
+                { "\"${a.x}${a.x}\"", "\"11\"", NULL },
+                { "\"l=${a.l}\"", "\"l=[1,2]\"", NULL },
+                { "\"o=${a.o}\"", "\"o={\\\"k\\\":\\\"v\\\"}\"", NULL },
+                { "\"z=${a.z} t=${a.t}\"", "\"z=null t=true\"", NULL },
+                { "\"p${params.n}\"", "\"p3\"", NULL },
+                { "\" ${a.x}\"", "\" 1\"", NULL }, /* not whole: a space before */
+                /* $${ is a literal ${; a lone $ is nothing special. */
+                { "\"$${a}\"", "\"${a}\"", NULL },
+                { "\"$${a.x} is ${a.x}\"", "\"${a.x} is 1\"", NULL },
+                { "\"cost $5, {braces}\"", "\"cost $5, {braces}\"", NULL },
+                { "\"\"", "\"\"", NULL },
+                /* Containers are walked; other values pass through. */
+                { "[\"${a.x}\", {\"k\": \"${a.s}!\", \"n\": 7}, 7, null, false]",
+                  "[1, {\"k\": \"str!\", \"n\": 7}, 7, null, false]", NULL },
+                { "{\"deep\": [[\"${a.l}\"]]}", "{\"deep\": [[[1, 2]]]}", NULL },
+                { "42", "42", NULL },
+                /* Malformed references. */
+                { "\"${a\"", NULL, "unterminated reference" },
+                { "\"x ${a.x\"", NULL, "unterminated reference" },
+                { "\"${}\"", NULL, "is not a reference" },
+                { "\"${1a}\"", NULL, "is not a reference" },
+                { "\"${a b}\"", NULL, "is not a reference" },
+                { "\"${a..x}\"", NULL, "empty or too deep key path" },
+                { "\"${a.}\"", NULL, "empty or too deep key path" },
+                { "\"${a.1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27.28.29.30.31.32.33}\"",
+                  NULL, "empty or too deep key path" },
+                { "\"${params}\"", NULL, "${params.NAME}" },
+                { "\"${params.n.x}\"", NULL, "${params.NAME}" },
+                /* References that do not resolve: the lookup's error. */
+                { "\"${nope}\"", NULL, "unknown task 'nope'" },
+                { "\"in ${nope.x} text\"", NULL, "unknown task 'nope'" },
+                { "[1, \"${params.m}\"]", NULL, "unknown parameter 'm'" },
+        };
+        json_t *results = json_loads(RESULTS, 0, NULL);
+        assert_non_null(results);
+        json_object_set_new(results, "params", json_pack("{s:i}", "n", 3));
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                json_t *tmpl = json_loads(rows[i].tmpl, JSON_DECODE_ANY, NULL);
+                if (!tmpl)
+                        fail_msg("row %zu: bad template JSON %s", i, rows[i].tmpl);
+                _cleanup_free_ char *err = NULL;
+                json_t *got = template_subst(tmpl, test_lookup, results, &err);
+                if (rows[i].want) {
+                        json_t *want = json_loads(rows[i].want, JSON_DECODE_ANY, NULL);
+                        _cleanup_free_ char *g = got ? json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+                        if (!want || !got || !json_equal(got, want))
+                                fail_msg("row %zu: %s -> %s (error %s), want %s", i, rows[i].tmpl, g ?: "NULL",
+                                         err ?: "-", rows[i].want);
+                        json_decref(want);
+                } else if (got || !err || !strstr(err, rows[i].error))
+                        fail_msg("row %zu: %s: want an error with \"%s\", got %s", i, rows[i].tmpl, rows[i].error,
+                                 err ?: "success");
+                json_decref(got);
+                json_decref(tmpl);
+        }
+        json_decref(results);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_diamond), cmocka_unit_test(test_bad), cmocka_unit_test(test_cycle_names_tasks),
                 cmocka_unit_test(test_params), cmocka_unit_test(test_states),
+                cmocka_unit_test(test_template_subst), cmocka_unit_test(test_key_given_twice),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

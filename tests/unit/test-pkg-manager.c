@@ -8,6 +8,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "basic.h"
@@ -169,10 +170,10 @@ static void test_wheel_unpack(void **state) {
         assert_non_null(mkdtemp(tmpl));
         const Ent good[] = { BASE_ENTS, { "w/__init__.py", "x = 1\n", 0 },
                              { "w-1.0.data/purelib/extra.py", "y = 2\n", 0 } };
-        _cleanup_free_ char *gp = make_zip(tmpl, "good.whl", good, ELEMENTSOF(good), true);
+        _cleanup_free_ char *gp = make_zip(tmpl, "w-1.0-py3-none-any.whl", good, ELEMENTSOF(good), true);
         _cleanup_free_ char *dest = path_join(tmpl, "out");
         _cleanup_free_ char *err = NULL;
-        int r = pkg_wheel_unpack(gp, "good.whl", dest, &err);
+        int r = pkg_wheel_unpack(gp, "w-1.0-py3-none-any.whl", dest, &err);
         assert_int_equal(r, 0);
         _cleanup_free_ char *moved = path_join(dest, "extra.py");
         assert_int_equal(access(moved, F_OK), 0);
@@ -186,11 +187,17 @@ static void test_wheel_unpack(void **state) {
                 bool record;
                 const char *needle;
         } rows[] = {
-                { "trav.whl", { "../evil.py", "x", 0 }, true, "../evil.py" },
-                { "trav2.whl", { "w/../../evil.py", "x", 0 }, true, "traversal" },
-                { "abs.whl", { "/tmp/evil.py", "x", 0 }, true, "absolute" },
-                { "link.whl", { "w/link", "/etc/passwd", AE_IFLNK }, true, "w/link" },
-                { "norecord.whl", { "w/x.py", "x", 0 }, false, "RECORD" },
+                { "w-1.0-py3-none-trav.whl", { "../evil.py", "x", 0 }, true, "../evil.py" },
+                { "w-1.0-py3-none-trav2.whl", { "w/../../evil.py", "x", 0 }, true, "traversal" },
+                { "w-1.0-py3-none-abs.whl", { "/tmp/evil.py", "x", 0 }, true, "absolute" },
+                { "w-1.0-py3-none-link.whl", { "w/link", "/etc/passwd", AE_IFLNK }, true, "w/link" },
+                { "w-1.0-py3-none-norecord.whl", { "w/x.py", "x", 0 }, false, "RECORD" },
+                /* A file named for project v whose .dist-info is w's: it
+                 * would install as w, shadowing the real one (pip refuses). */
+                { "v-1.0-py3-none-any.whl", { "w/__init__.py", "x", 0 }, true,
+                  ".dist-info directory w-1.0.dist-info is not the project v" },
+                { "w_other-1.0-py3-none-any.whl", { "w/__init__.py", "x", 0 }, true, "not the project w_other" },
+                { "notawheelname.whl", { "w/x.py", "x", 0 }, true, "not a wheel file name" },
         };
         for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
                 Ent ents[] = { BASE_ENTS, rows[i].bad };
@@ -205,6 +212,50 @@ static void test_wheel_unpack(void **state) {
         }
         _cleanup_free_ char *escaped = path_join(tmpl, "evil.py");
         assert_int_equal(access(escaped, F_OK), -1);
+
+        /* The .dist-info is the file's project but its METADATA names another. */
+        const Ent other_meta[] = { { "w-1.0.dist-info/METADATA", "Name: requests\nVersion: 1.0\n", 0 },
+                                   { "w-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n", 0 } };
+        _cleanup_free_ char *op = make_zip(tmpl, "w-1.0-py3-none-meta.whl", other_meta, ELEMENTSOF(other_meta), true);
+        _cleanup_free_ char *od = path_join(tmpl, "bad");
+        _cleanup_free_ char *oe = NULL;
+        assert_true(pkg_wheel_unpack(op, "w-1.0-py3-none-meta.whl", od, &oe) < 0);
+        assert_non_null(strstr(oe, "metadata names a different project (requests)"));
+        assert_int_equal(access(od, F_OK), -1);
+        rm_rf(tmpl);
+}
+
+/* A zip whose ZIP64 end records declare `count` entries and hold none: the
+ * cap must be applied from the central directory's count alone. */
+static void write_zip64_end(const char *path, uint64_t count) {
+        uint8_t z[56 + 20 + 22] = { 0 };
+        memcpy(z, "PK\6\6", 4);
+        z[4] = 44;                            /* size of the rest of the record */
+        for (int k = 0; k < 8; k++) {
+                z[24 + k] = (uint8_t) (count >> (8 * k)); /* entries on this disk */
+                z[32 + k] = (uint8_t) (count >> (8 * k)); /* entries in all */
+        }
+        uint8_t *l = z + 56;                  /* locator: ZIP64 record at offset 0 */
+        memcpy(l, "PK\6\7", 4);
+        l[16] = 1;                            /* one disk */
+        uint8_t *e = l + 20;                  /* classic end record, counts saturated */
+        memcpy(e, "PK\5\6", 4);
+        memset(e + 8, 0xFF, 12);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(write_full(fd, z, sizeof(z)), 0);
+}
+
+static void test_wheel_entry_cap_from_central_directory(void **state) {
+        char tmpl[] = "/tmp/test-pkg-manager-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *p = path_join(tmpl, "w-1.0-py3-none-any.whl");
+        _cleanup_free_ char *d = path_join(tmpl, "out");
+        write_zip64_end(p, (uint64_t) PKG_WHEEL_MAX_ENTRIES + 1);
+        _cleanup_free_ char *e = NULL;
+        assert_int_equal(pkg_wheel_unpack(p, NULL, d, &e), -EFBIG);
+        assert_non_null(strstr(e, "more than 100000 entries (100001 in its central directory)"));
+        assert_int_equal(access(d, F_OK), -1); /* refused before dest_dir was made */
         rm_rf(tmpl);
 }
 
@@ -213,6 +264,7 @@ int main(void) {
                 cmocka_unit_test(test_url_join),     cmocka_unit_test(test_close_names),
                 cmocka_unit_test(test_metadata),     cmocka_unit_test(test_record_hash),
                 cmocka_unit_test(test_lock_roundtrip), cmocka_unit_test(test_wheel_unpack),
+                cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,73 @@
+/* UTF-8 checks over user-supplied text (source files, names). */
+#include "basic.h"
+
+#include <assert.h>
+
+/* Length of the valid UTF-8 sequence starting at s[0..n), 0 when it is not
+ * one. RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF —
+ * what CPython's decoder and jansson both refuse. */
+static size_t utf8_sequence_length(const unsigned char *s, size_t n) {
+        unsigned char c = s[0];
+        size_t len;
+        unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xC2 && c <= 0xDF)
+                len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+                len = 3;
+                if (c == 0xE0)
+                        lo = 0xA0; /* overlong */
+                else if (c == 0xED)
+                        hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+                len = 4;
+                if (c == 0xF0)
+                        lo = 0x90; /* overlong */
+                else if (c == 0xF4)
+                        hi = 0x8F; /* above U+10FFFF */
+        } else
+                return 0;
+        if (n < len || s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t i = 2; i < len; i++)
+                if ((s[i] & 0xC0) != 0x80)
+                        return 0;
+        return len;
+}
+
+size_t utf8_invalid_offset(const char *s, size_t n) {
+        assert(s || n == 0);
+        const unsigned char *u = (const unsigned char *) s;
+        size_t i = 0;
+        while (i < n) {
+                size_t k = utf8_sequence_length(u + i, n - i);
+                if (k == 0)
+                        return i;
+                i += k;
+        }
+        return n;
+}
+
+bool utf8_is_valid(const char *s) {
+        assert(s);
+        size_t n = strlen(s);
+        return utf8_invalid_offset(s, n) == n;
+}
+
+void utf8_line_col(const char *s, size_t offset, size_t *ret_line, size_t *ret_col) {
+        assert(s || offset == 0);
+        assert(ret_line && ret_col);
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < offset; i++) {
+                unsigned char c = (unsigned char) s[i];
+                if (c == '\n') {
+                        line++;
+                        col = 1;
+                } else if ((c & 0xC0) != 0x80) /* continuation bytes do not start a character */
+                        col++;
+        }
+        *ret_line = line;
+        *ret_col = col;
+}
