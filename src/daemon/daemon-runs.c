@@ -7,6 +7,7 @@
  * over (it updates an existing one) and writes the log file. */
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <sys/stat.h>
 
@@ -406,8 +407,18 @@ static void *run_thread(void *p) {
 /* What the queue keeps so a run can be started again by the next daemon
  * (RunQueueOps.submit): everything run_thread() reads from the DRun. */
 static char *drun_request_json(const DRun *r) {
-        json_t *j = json_pack("{s:i, s:s%, s:s, s:b, s:i, s:{s:I, s:I, s:I, s:I, s:b}}", "v", 1, "source", r->source,
-                              r->source_len, "filename", r->filename, "lambda", r->lambda, "fn_version", r->fn_version,
+        /* A source that is not UTF-8 still runs (to fail validation with
+         * its line and column): JSON cannot hold it as text, base64 can. */
+        bool utf8 = utf8_invalid_offset(r->source, r->source_len) == r->source_len;
+        _cleanup_free_ char *b64 = NULL;
+        if (!utf8) {
+                b64 = xmalloc(4 * ((r->source_len + 2) / 3) + 1);
+                EVP_EncodeBlock((unsigned char *) b64, (const unsigned char *) r->source, (int) r->source_len);
+        }
+        json_t *j = json_pack("{s:i, s:s%, s:s, s:b, s:i, s:{s:I, s:I, s:I, s:I, s:b}}", "v", 1,
+                              utf8 ? "source" : "source_b64", utf8 ? r->source : b64,
+                              utf8 ? r->source_len : strlen(b64), "filename", r->filename, "lambda", r->lambda,
+                              "fn_version", r->fn_version,
                               "limits", "timeout_ms", (json_int_t) r->limits.timeout_ms, "memory_bytes",
                               (json_int_t) r->limits.memory_bytes, "max_procs", (json_int_t) r->limits.max_procs,
                               "max_output_bytes", (json_int_t) r->limits.max_output_bytes, "network",
@@ -442,13 +453,31 @@ static char *json_strdup_or_null(json_t *o, const char *key) {
 /* The inverse of drun_request_json(). -EBADMSG when text is not one. */
 static int drun_fill_from_request_json(DRun *r, const char *text) {
         json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
-        json_t *src = json_object_get(j, "source"), *l = json_object_get(j, "limits");
-        if (!json_is_string(src) || !json_is_object(l)) {
+        json_t *src = json_object_get(j, "source"), *b64 = json_object_get(j, "source_b64"),
+               *l = json_object_get(j, "limits");
+        if (!(json_is_string(src) || json_is_string(b64)) || !json_is_object(l)) {
                 json_decref(j);
                 return -EBADMSG;
         }
-        r->source_len = json_string_length(src);
-        r->source = xstrndup(json_string_value(src), r->source_len);
+        if (json_is_string(src)) {
+                r->source_len = json_string_length(src);
+                r->source = xstrndup(json_string_value(src), r->source_len);
+        } else {
+                size_t n = json_string_length(b64);
+                r->source = xmalloc(n / 4 * 3 + 1);
+                int k = EVP_DecodeBlock((unsigned char *) r->source, (const unsigned char *) json_string_value(b64),
+                                        (int) n);
+                if (k < 0) {
+                        json_decref(j);
+                        return -EBADMSG;
+                }
+                /* DecodeBlock counts the padding as zero bytes. */
+                size_t len = (size_t) k;
+                for (size_t i = n; i > 0 && json_string_value(b64)[i - 1] == '='; i--)
+                        len--;
+                r->source_len = len;
+                r->source[len] = 0;
+        }
         r->filename = json_strdup_or_null(j, "filename") ?: xstrdup("main.py");
         r->function = json_strdup_or_null(j, "function");
         r->args_json = json_strdup_or_null(j, "args_json");

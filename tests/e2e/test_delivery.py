@@ -4,6 +4,7 @@ after the daemon is killed with -9 at any moment and started again. A run
 that was running is run again up to max_attempts; `retries: 0` makes it end
 `lost` instead. Real daemon, real worker, real SQLite file."""
 import concurrent.futures
+import json
 import random
 import signal
 import threading
@@ -30,7 +31,7 @@ def handler(event, context):
     return {"got": event.get("n")}
 """
 
-TERMINAL = {"succeeded", "failed", "killed", "cancelled", "error", "lost", "timeout"}
+TERMINAL = {"succeeded", "failed", "invalid", "deps_failed", "killed", "cancelled", "error", "lost"}
 
 ONE_SLOT = """
     server:
@@ -76,6 +77,27 @@ def test_kill9_runs_queued_and_running_work_again(tmp_path):
             assert b["status"] == "succeeded" and b["result"] == tag and b["attempt"] == 1, b
         b = wait_terminal(d, event_id)
         assert b["status"] == "succeeded" and b["result"] == {"got": 7}, b
+    finally:
+        d.stop()
+
+
+def test_a_queued_source_that_is_not_utf8_survives_a_restart(tmp_path):
+    """The queue keeps such a source (as base64): after the restart it still
+    fails validation with its line and column, not with a queue error."""
+    from test_not_utf8 import LATIN1, raw_body
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra=ONE_SLOT).start()
+    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+    first = b["id"]
+    d.wait_status(first, ["running"])
+    st, _, body = d.request("POST", "/v1/runs", raw=raw_body(LATIN1, filename="lat.py"))
+    assert st == 202, body
+    latin = json.loads(body)["id"]
+    d.kill9()
+    d.start()
+    try:
+        d.call("DELETE", f"/v1/runs/{first}")
+        b = wait_terminal(d, latin)
+        assert b["status"] == "invalid" and "lat.py:2:16: not valid UTF-8" in b["error"]["message"], b
     finally:
         d.stop()
 
