@@ -248,6 +248,17 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         pthread_mutex_unlock(&d->lock);
 }
 
+/* The end of a run thread, with d->lock held: it no longer counts (the
+ * drain waits for that) and drops its reference. Unlocks. */
+static void *run_thread_leave(Daemon *d, DRun *r, void **ctx) {
+        d->threads--;
+        pthread_cond_broadcast(&d->change_cond);
+        pthread_mutex_unlock(&d->lock);
+        drun_unref(d, r);
+        free(ctx);
+        return NULL;
+}
+
 static void *run_thread(void *p) {
         void **ctx = p;
         Daemon *d = ctx[0];
@@ -268,12 +279,7 @@ static void *run_thread(void *p) {
                                         *q = r->next;
                                         break;
                                 }
-                        d->threads--;
-                        pthread_cond_broadcast(&d->change_cond);
-                        pthread_mutex_unlock(&d->lock);
-                        drun_unref(d, r);
-                        free(ctx);
-                        return NULL;
+                        return run_thread_leave(d, r, ctx);
                 }
                 cancelled = r->cancel_requested;
                 if (cancelled || (d->running < d->cfg.max_concurrent_runs && tc->running < d->cfg.max_concurrent_per_tenant)) {
@@ -396,12 +402,7 @@ static void *run_thread(void *p) {
         drun_finish(d, r, res);
 
         pthread_mutex_lock(&d->lock);
-        d->threads--;
-        pthread_cond_broadcast(&d->change_cond);
-        pthread_mutex_unlock(&d->lock);
-        drun_unref(d, r);
-        free(ctx);
-        return NULL;
+        return run_thread_leave(d, r, ctx);
 }
 
 /* What the queue keeps so a run can be started again by the next daemon

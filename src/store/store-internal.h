@@ -43,4 +43,7 @@ char *store_col_text(sqlite3_stmt *st, int i);
         "value_repr, error_type, error_message, traceback, timings_json, log_path, created, "    \
         "started, finished, attempt, max_attempts"
 void store_run_bind(sqlite3_stmt *st, const RunRecord *r);
+/* Runs sql (a string literal: its statement is cached) with r bound as
+ * ?1..?20 and arg21, when not NULL, as ?21. Returns the rows changed. */
+int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21);
 RunRecord *store_run_from_row(sqlite3_stmt *st);

@@ -23,20 +23,11 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 }
 
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
-        Store *s = store_of(q);
-        pthread_mutex_lock(&s->lock);
-        sqlite3_stmt *st = store_stmt(s, "INSERT INTO runs (" RUN_COLUMNS ", request_json) VALUES "
-                                         "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,NULL,"
-                                         "?16,0,0,0,?20,?21)");
-        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
-        if (st) {
-                store_run_bind(st, r);
-                store_bind_text(st, 21, request_json);
-                rc = sqlite3_step(st);
-                store_stmt_done(s, st);
-        }
-        pthread_mutex_unlock(&s->lock);
-        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
+        int k = store_run_exec(store_of(q),
+                               "INSERT INTO runs (" RUN_COLUMNS ", request_json) VALUES "
+                               "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,NULL,?16,0,0,0,?20,?21)",
+                               r, request_json);
+        return MIN(k, 0);
 }
 
 /* One UPDATE … RETURNING: a run another path ended (a cancel) does not
@@ -65,27 +56,21 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
 }
 
 int store_run_finish(Store *s, const RunRecord *r, int attempt) {
-        pthread_mutex_lock(&s->lock);
+        char a[16];
+        snprintf(a, sizeof(a), "%d", attempt);
         /* request_json goes with the run's end: the source is kept once,
          * by the log and the record, not twice. */
-        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                                         "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                                         "timings_json=?14, log_path=COALESCE(?15, log_path), "
-                                         "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
-                                         "request_json=NULL "
-                                         "WHERE id=?1 AND attempt=?21 AND status IN ('queued','running')");
-        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
-        if (st) {
-                store_run_bind(st, r);
-                sqlite3_bind_int(st, 21, attempt);
-                rc = sqlite3_step(st);
-                store_stmt_done(s, st);
-        }
-        int changes = sqlite3_changes(s->db);
-        pthread_mutex_unlock(&s->lock);
-        if (rc != SQLITE_DONE)
-                return store_rc_errno(rc);
-        return changes == 0 ? -ESTALE : 0;
+        int k = store_run_exec(s,
+                               "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+                               "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+                               "timings_json=?14, log_path=COALESCE(?15, log_path), "
+                               "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
+                               "request_json=NULL "
+                               "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
+                               r, a);
+        if (k < 0)
+                return k;
+        return k == 0 ? -ESTALE : 0;
 }
 
 static int sq_finish(RunQueue *q, const RunRecord *r, int attempt) {

@@ -159,23 +159,30 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
         sqlite3_bind_int(st, 20, r->max_attempts > 0 ? r->max_attempts : 1);
 }
 
-static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_change) {
+int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
         st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {
                 store_run_bind(st, r);
+                if (arg21)
+                        store_bind_text(st, 21, arg21);
                 rc = sqlite3_step(st);
                 store_stmt_done(s, st);
         }
         int changes = sqlite3_changes(s->db);
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE)
-                return store_sqlite_errno(rc) ?: -EIO;
-        if (must_change && changes == 0)
-                return -ENOENT;
-        return 0;
+                return store_rc_errno(rc);
+        return changes;
+}
+
+static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_change) {
+        int k = store_run_exec(s, sql, r, NULL);
+        if (k < 0)
+                return k;
+        return must_change && k == 0 ? -ENOENT : 0;
 }
 
 int store_run_insert(Store *s, const RunRecord *r) {
