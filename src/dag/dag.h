@@ -18,8 +18,9 @@
  * dag_parse() checks the structure, references and cycles; dag_run()
  * validates every task in a worker (file, function, arguments,
  * requirements) before the first task runs, then runs tasks as their
- * dependencies finish, at most `concurrency` at once, each through
- * engine_run() on its own thread. Results are memoised by sha256 of
+ * dependencies finish, at most `concurrency` at once, each on its own
+ * thread through the caller's runner (DagOptions.run: engine_run() in the
+ * CLI, the run queue in the daemon). Results are memoised by sha256 of
  * (source, function, arguments after substitution, lock id, datasets'
  * content); the lock id is, for now, the hash of the source (which holds
  * the requirements dict). DAG runs and task states are recorded in the
