@@ -12,16 +12,22 @@
  * Reads (GET) come from the store, which dag_run() keeps current; the
  * in-memory DDag list only serves cancel and ?wait=true.
  *
- * DAG tasks run through engine_run() directly (the engine's per-run limits
- * and the pipeline's own concurrency apply), not through the daemon's run
- * queue; the number of DAG runs in flight is capped instead. */
+ * DAG tasks are runs like any other: dag_task_run() submits each through
+ * daemon_run_submit(), so they wait in the durable run queue and share the
+ * daemon's slots and the tenant's max_concurrent_per_tenant (the
+ * pipeline's `concurrency` only caps how many it submits at once). A task
+ * whose run was queued or running when the daemon died is adopted on
+ * resume: the DAG waits for the run the queue recovered instead of
+ * starting another. The number of DAG runs in flight is capped too.
+ *
+ * Who drives a DAG run is an flock held by the driving process (dag.h,
+ * dag_run()), so a restart resumes it at once, whatever the old pid. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <yaml.h>
 
 #include "dag.h"
 #include "daemon.h"
@@ -32,6 +38,7 @@
 
 typedef struct DDag {
         unsigned refs;          /* guarded by DaemonDags.lock */
+        Daemon *d;
         char *id;
         char *tenant;
         Dag *dag;
@@ -77,6 +84,154 @@ static DDag *ddag_find(Daemon *d, const char *tenant, const char *id) {
         return found;
 }
 
+/* ---- tasks as runs of the run queue ------------------------------------------ */
+
+/* A copy of a finished run's result, for dag_run() to own. */
+static RunResult *result_copy(const DRun *r) {
+        const RunResult *src = r->result;
+        RunResult *res = xcalloc(1, sizeof(RunResult));
+        res->id = xstrdup(r->id);
+        res->status = r->status;
+        res->exit_code = src ? src->exit_code : EXIT_INTERNAL;
+        if (src) {
+                res->function = src->function ? xstrdup(src->function) : NULL;
+                res->value_json = src->value_json ? xstrdup(src->value_json) : NULL;
+                res->value_repr = src->value_repr ? xstrdup(src->value_repr) : NULL;
+                res->error_type = src->error_type ? xstrdup(src->error_type) : NULL;
+                res->error_message = src->error_message ? xstrdup(src->error_message) : NULL;
+                res->traceback = src->traceback ? xstrdup(src->traceback) : NULL;
+        }
+        return res;
+}
+
+/* The record of a run that ended (a resumed DAG's task whose run finished
+ * while no driver watched) as a result; NULL when it has not ended. */
+static RunResult *result_from_record(Daemon *d, const char *id) {
+        RunRecord *rec = NULL;
+        if (store_run_get(d->store, NULL, id, &rec) < 0)
+                return NULL;
+        RunStatus st = run_status_from_string(rec->status);
+        RunResult *res = NULL;
+        if (run_status_is_final(st) && st != RUN_LOST) {
+                res = xcalloc(1, sizeof(RunResult));
+                res->id = xstrdup(id);
+                res->status = st;
+                res->exit_code = rec->exit_code;
+                res->value_json = rec->value_json ? xstrdup(rec->value_json) : NULL;
+                res->value_repr = rec->value_repr ? xstrdup(rec->value_repr) : NULL;
+                res->error_type = rec->error_type ? xstrdup(rec->error_type) : NULL;
+                res->error_message = rec->error_message ? xstrdup(rec->error_message) : NULL;
+                res->traceback = rec->traceback ? xstrdup(rec->traceback) : NULL;
+        }
+        run_record_free(rec);
+        return res;
+}
+
+/* Waits for r to end: 0 with *ret, -ESHUTDOWN when the daemon stops and
+ * leaves r for the next start (queued, or cancelled by the stop). */
+static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
+        bool cancel_sent = false;
+        pthread_mutex_lock(&d->lock);
+        for (;;) {
+                if (r->done)
+                        break;
+                if (d->leave_queued && r->status == RUN_QUEUED && !r->cancel_requested) {
+                        /* The stopping daemon leaves it queued in the
+                         * durable queue; its thread is gone. */
+                        pthread_mutex_unlock(&d->lock);
+                        return -ESHUTDOWN;
+                }
+                if (dag_cancelled(g->dag) && !cancel_sent) {
+                        pthread_mutex_unlock(&d->lock);
+                        (void) daemon_run_cancel(d, r);
+                        cancel_sent = true;
+                        pthread_mutex_lock(&d->lock);
+                        continue;
+                }
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 250 * 1000000L;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+        }
+        /* A run the stopping daemon cancelled was not the user's cancel:
+         * the task runs again when the DAG resumes. */
+        bool stop_cancel = r->status == RUN_CANCELLED && d->leave_queued && !dag_cancelled(g->dag);
+        pthread_mutex_unlock(&d->lock);
+        if (stop_cancel)
+                return -ESHUTDOWN;
+        *ret = result_copy(r);
+        return 0;
+}
+
+/* DagRunFn: the task as a run of the daemon's queue (see the top). */
+static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_result) {
+        DDag *g = userdata;
+        Daemon *d = g->d;
+        DRun *r = NULL;
+
+        if (tr->adopt_run_id) {
+                if (daemon_run_find(d, g->tenant, tr->adopt_run_id, &r) >= 0) {
+                        int k = task_wait(d, g, r, ret_result);
+                        drun_unref(d, r);
+                        return k;
+                }
+                RunResult *res = result_from_record(d, tr->adopt_run_id);
+                if (res) {
+                        *ret_result = res;
+                        return 0;
+                }
+        }
+        RunRequest req = {
+                .source = (char *) tr->spec.source,
+                .source_len = tr->spec.source_len,
+                .filename = (char *) tr->spec.filename,
+                .function = (char *) tr->spec.function,
+                .args_json = (char *) tr->spec.args_json,
+                .kwargs_json = (char *) tr->spec.kwargs_json,
+                .limits = tr->spec.limits,
+                .data = (char **) tr->data_refs,
+        };
+        for (unsigned backoff_ms = 50;;) {
+                if (dag_cancelled(g->dag)) {
+                        RunResult *res = xcalloc(1, sizeof(RunResult));
+                        res->id = xstrdup(tr->spec.run_id);
+                        res->status = RUN_CANCELLED;
+                        res->exit_code = EXIT_LIMIT;
+                        res->error_type = xstrdup("Cancelled");
+                        res->error_message = xstrdup("the run was cancelled before it started");
+                        *ret_result = res;
+                        return 0;
+                }
+                int k = daemon_run_submit(d, tr->spec.run_id, g->tenant, &req, NULL, 0, false, &r);
+                if (k == -ESHUTDOWN)
+                        return -ESHUTDOWN;
+                if (k != -EBUSY) {
+                        if (k < 0)
+                                return k;
+                        break;
+                }
+                /* The queue is full: a task waits like a client that got
+                 * 429 would retry. */
+                struct timespec ts = { 0, (long) backoff_ms * 1000000L };
+                nanosleep(&ts, NULL);
+                backoff_ms = MIN(backoff_ms * 2, 1000u);
+        }
+        int k = task_wait(d, g, r, ret_result);
+        drun_unref(d, r);
+        return k;
+}
+
+static void dag_task_cancel(const char *run_id, void *userdata) {
+        DDag *g = userdata;
+        DRun *r = NULL;
+        if (daemon_run_find(g->d, g->tenant, run_id, &r) < 0)
+                return;
+        (void) daemon_run_cancel(g->d, r);
+        drun_unref(g->d, r);
+}
+
 /* Ends the record of a DAG run dag_run() refused (validation) or could not
  * drive: the record says why, and it is no longer resumed. */
 static void record_failure(Daemon *d, const char *tenant, const char *id, const char *status, const char *error) {
@@ -102,7 +257,11 @@ static void *dag_thread(void *p) {
         free(a);
 
         int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, NULL, NULL, &err);
-        if (r < 0) {
+        if (r == -EBUSY || r == -ESHUTDOWN)
+                /* Another live process drives it, or this one stops: the
+                 * record stays running for whoever resumes it. */
+                log_info("DAG run %s: %s", g->id, err ? err : strerror(-r));
+        else if (r < 0) {
                 log_warn("DAG run %s: %s", g->id, err ? err : strerror(-r));
                 record_failure(d, g->tenant, g->id, r == -EINVAL || r == -ENOENT || r == -ENOPKG ? "invalid" : "failed",
                                err ? err : strerror(-r));
@@ -136,6 +295,7 @@ static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, c
         }
         DDag *g = xcalloc(1, sizeof(DDag));
         g->refs = ret ? 2 : 1;
+        g->d = d;
         g->id = xstrdup(id);
         g->tenant = xstrdup(tenant);
         g->dag = dag;
@@ -143,6 +303,9 @@ static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, c
         g->opts.tenant = g->tenant;
         g->opts.resume_id = g->id;
         g->opts.dag_id = NULL;
+        g->opts.run = dag_task_run;
+        g->opts.cancel = dag_task_cancel;
+        g->opts.run_userdata = g;
         g->next = d->dags->list;
         d->dags->list = g;
         d->dags->active++;
@@ -204,7 +367,6 @@ static int dag_grant_limits(Daemon *d, const char *tenant, Dag *dag, char **ret_
 
 int daemon_dags_init(Daemon *d, char **ret_error) {
         DataConfig cfg = {};
-        int r;
 
         d->dags = xcalloc(1, sizeof(struct DaemonDags));
         pthread_mutex_init(&d->dags->lock, NULL);
@@ -218,10 +380,11 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
          * behalf: only public addresses unless the operator opens more. */
         cfg.url_restrict = true;
         cfg.url_allow = d->cfg.data_url_allow;
-        r = data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
-        if (r < 0)
-                return r;
+        return data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
+}
 
+int daemon_dags_resume(Daemon *d) {
+        int r;
         /* Only pipelines submitted over HTTP (their base directory under
          * DATA_DIR/dags/) are the daemon's to resume: a `pysprinter dag run`
          * that died belongs to its user and may name host paths. */
@@ -230,26 +393,19 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
         DagRunRecord **v = NULL;
         size_t n = 0;
         r = store_dag_list(d->store, NULL, 100000, &v, &n);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot list DAG runs: %s", strerror(-r));
+        if (r < 0)
                 return r;
-        }
         unsigned resumed = 0;
         for (size_t i = 0; i < n; i++) {
                 DagRunRecord *rec = v[i];
                 if (!rec->status || !streq(rec->status, "running") || !rec->base_dir ||
                     !startswith(rec->base_dir, prefix))
                         continue;
-                if (rec->owner) {
-                        pid_t pid = (pid_t) strtol(rec->owner, NULL, 10);
-                        if (pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
-                                log_warn("DAG run %s is still driven by process %d; not resuming it", rec->id, (int) pid);
-                                continue;
-                        }
-                }
+                /* Whether another live process still drives it is the
+                 * ownership lock's to say (dag_run() takes it). */
                 Dag *dag = NULL;
                 _cleanup_free_ char *err = NULL;
-                r = dag_load(d->store, rec->tenant, rec->id, &dag, NULL, &err);
+                r = dag_load_with(d->store, rec->tenant, rec->id, dag_load_confined, NULL, &dag, NULL, &err);
                 if (r >= 0) {
                         r = dag_grant_limits(d, rec->tenant ? rec->tenant : "local", dag, &err);
                         if (r < 0)
@@ -304,67 +460,6 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout) {
 
 /* ---- the request ------------------------------------------------------------ */
 
-/* A relative path that stays inside its directory: no leading '/', no empty,
- * "." or ".." component. */
-static bool relative_path_safe(const char *p) {
-        if (!p || !*p || *p == '/' || strlen(p) > 1024)
-                return false;
-        for (const char *s = p; *s;) {
-                size_t n = strcspn(s, "/");
-                if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-                        return false;
-                s += n;
-                if (*s == '/')
-                        s++;
-                else
-                        break;
-        }
-        return !endswith(p, "/") && !memchr(p, '\n', strlen(p));
-}
-
-/* dag_parse() reads task files as it parses, so task file names are checked
- * before it runs: every value of a "file" key anywhere in the document must
- * be a safe relative path ("PATH::FUNCTION" allowed). */
-static int check_pipeline_files(const char *text, size_t len, char **ret_error) {
-        yaml_parser_t p;
-        yaml_document_t doc;
-        int r = 0;
-
-        if (!yaml_parser_initialize(&p))
-                return -ENOMEM;
-        yaml_parser_set_input_string(&p, (const unsigned char *) text, len);
-        if (!yaml_parser_load(&p, &doc)) {
-                /* dag_parse() reports syntax errors with their line. */
-                yaml_parser_delete(&p);
-                return 0;
-        }
-        for (yaml_node_t *n = doc.nodes.start; n < doc.nodes.top && r == 0; n++) {
-                if (n->type != YAML_MAPPING_NODE)
-                        continue;
-                for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
-                        yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
-                        yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
-                        if (!k || k->type != YAML_SCALAR_NODE || !streq((const char *) k->data.scalar.value, "file"))
-                                continue;
-                        if (!v || v->type != YAML_SCALAR_NODE)
-                                continue; /* dag_parse() says "file must be a path" */
-                        const char *val = (const char *) v->data.scalar.value;
-                        const char *sep = strstr(val, "::");
-                        _cleanup_free_ char *path = sep ? xstrndup(val, (size_t) (sep - val)) : xstrdup(val);
-                        if (!relative_path_safe(path)) {
-                                *ret_error = xasprintf("line %zu: task file '%s' must be a relative path inside the "
-                                                       "pipeline's files (no '/' at the start, no '..')",
-                                                       v->start_mark.line + 1, path);
-                                r = -EINVAL;
-                                break;
-                        }
-                }
-        }
-        yaml_document_delete(&doc);
-        yaml_parser_delete(&p);
-        return r;
-}
-
 static int write_files(const char *dir, json_t *files, char **ret_error) {
         const char *name;
         json_t *v;
@@ -377,10 +472,9 @@ static int write_files(const char *dir, json_t *files, char **ret_error) {
                         *ret_error = xasprintf("field 'files.%s' must be a string (the file's text)", name);
                         return -EINVAL;
                 }
-                if (!relative_path_safe(name)) {
-                        *ret_error = xasprintf("field 'files': '%s' is not a relative path inside the DAG run's "
-                                               "directory (no '/' at the start, no '.' or '..' components)",
-                                               name);
+                _cleanup_free_ char *why = NULL;
+                if (dag_file_check(NULL, name, &why) < 0) {
+                        *ret_error = xasprintf("field 'files': %s", why);
                         return -EINVAL;
                 }
         }
@@ -611,7 +705,7 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
             (nc && !json_is_boolean(nc)) ||
             (conc && (!json_is_integer(conc) || json_integer_value(conc) < 1 ||
                       json_integer_value(conc) > DAG_MAX_CONCURRENCY)) ||
-            (fn && (!json_is_string(fn) || !relative_path_safe(json_string_value(fn)) ||
+            (fn && (!json_is_string(fn) || dag_file_check(NULL, json_string_value(fn), &err) < 0 ||
                     strchr(json_string_value(fn), '/')))) {
                 resp = daemon_error_response(400, "bad_request", ret_status,
                                              "fields: 'params' and 'files' are objects, 'keep_going' and 'no_cache' "
@@ -642,13 +736,6 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
         params_json = json_dumps(pstore, JSON_COMPACT);
         json_decref(pstore);
 
-        r = check_pipeline_files(text, text_len, &err);
-        if (r < 0) {
-                resp = daemon_error_response(400, "bad_request", ret_status, "%s: %s", filename,
-                                             err ? err : strerror(-r));
-                goto out;
-        }
-
         id = id_new("d");
         root = dags_root(d);
         dir = path_join_many(root, id, NULL);
@@ -667,7 +754,7 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                         goto out;
                 }
         }
-        r = dag_parse(text, text_len, filename, dir, params, &dag, &err);
+        r = dag_parse_with(text, text_len, filename, dir, params, dag_load_confined, NULL, &dag, &err);
         if (r < 0) {
                 (void) rm_rf(dir);
                 resp = daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : strerror(-r));

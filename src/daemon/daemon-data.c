@@ -110,6 +110,9 @@ static struct MHD_Response *data_errno(int r, const char *name, const char *err,
         case -EINVAL:
         case -ELOOP:
                 return daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : "invalid dataset");
+        case -ENOSPC:
+                return daemon_error_response(507, "insufficient_storage", ret_status, "%s",
+                                             err ? err : "no space left on the daemon's disk (ENOSPC)");
         case -EACCES: /* the URL-source address policy */
                 return daemon_error_response(403, "forbidden", ret_status, "%s", err ? err : "address refused");
         case -EHOSTUNREACH:
@@ -161,7 +164,7 @@ static char *url_of_body(const DaemonCall *call) {
 
 static struct MHD_Response *handle_put(const DaemonCall *call, const char *name, unsigned *ret_status) {
         Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *url = url_of_body(call), *dir = NULL, *path = NULL, *rnd = NULL;
+        _cleanup_free_ char *err = NULL, *url = url_of_body(call);
         DataInfo *info = NULL;
         int r;
 
@@ -177,25 +180,7 @@ static struct MHD_Response *handle_put(const DaemonCall *call, const char *name,
                 if (!upload_name_valid(fname))
                         return daemon_error_response(400, "bad_request", ret_status,
                                                      "query 'filename' must be a plain file name (no '/', not '..')");
-                r = random_hex(16, &rnd);
-                if (r < 0)
-                        return data_errno(r, name, NULL, ret_status);
-                dir = path_join_many(d->data_dir, "uploads", rnd, NULL);
-                r = mkdir_p(dir, 0700);
-                if (r < 0)
-                        return data_errno(r, name, NULL, ret_status);
-                path = path_join_many(dir, fname, NULL);
-                int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-                if (fd < 0)
-                        r = -errno;
-                else {
-                        r = write_full(fd, call->body, call->body_len);
-                        if (close(fd) < 0 && r >= 0)
-                                r = -errno;
-                }
-                if (r >= 0)
-                        r = data_put(d->catalog, call->tenant, name, path, &info, &err);
-                (void) rm_rf(dir);
+                r = data_put_bytes(d->catalog, call->tenant, name, fname, call->body, call->body_len, &info, &err);
         }
         if (r < 0)
                 return data_errno(r, name, err, ret_status);

@@ -356,10 +356,13 @@ typedef struct DaemonCall {
  * NULL drops the connection (the client went away). */
 typedef struct MHD_Response *(*DaemonHandler)(const DaemonCall *call, unsigned *ret_status);
 
-/* Opens the data catalog, then resumes the DAG runs the store records as
- * running (a daemon that stopped mid-DAG continues it). Call once, after
- * daemon_runs_init() and before HTTP starts. */
+/* Opens the data catalog. Call once, after daemon_runs_init() and before
+ * daemon_runs_recover(). */
 int daemon_dags_init(Daemon *d, char **ret_error);
+/* Resumes the DAG runs the store records as running (a daemon that stopped
+ * mid-DAG continues it). Call once, after daemon_runs_recover() (a resumed
+ * task adopts the run the queue recovered) and before HTTP starts. */
+int daemon_dags_resume(Daemon *d);
 /* Waits up to timeout for DAG runs to end; returns how many still run.
  * Those are left recorded as running, so the next start resumes them. */
 unsigned daemon_dags_drain(Daemon *d, usec_t timeout);

@@ -208,6 +208,12 @@ int main(int argc, char **argv) {
                 engine_free(d->engine);
                 return EXIT_INTERNAL;
         }
+        r = daemon_dags_resume(d);
+        if (r < 0) {
+                log_error("cannot list DAG runs: %s", strerror(-r));
+                engine_free(d->engine);
+                return EXIT_INTERNAL;
+        }
 
         free(err);
         err = NULL;

@@ -28,6 +28,7 @@ typedef struct Task {
         DagTaskState state, reported;
         char *run_id;
         int attempts;
+        int attempts_here;   /* started by this dag_run() (0: adopt a resumed run_id) */
         bool cached;
         json_t *value;
         char *value_json;
@@ -57,6 +58,8 @@ struct Dag {
         const char *status;
         volatile int cancel_requested;
         bool stop;
+        bool interrupted;    /* the runner stops (-ESHUTDOWN): leave the rest for the resume */
+        int lock_fd;         /* the flock that says this process drives the run */
         unsigned running;
         Engine *engine;
         DataCatalog *catalog;

@@ -296,6 +296,8 @@ typedef struct Yaml {
         const char *filename;
         size_t budget;
         char **error;
+        DagLoadFn load;
+        void *load_userdata;
 } Yaml;
 
 static _printf_(3, 4) int yerr(Yaml *y, yaml_node_t *n, const char *fmt, ...) {
@@ -391,6 +393,7 @@ static void task_done(Task *t) {
 Dag *dag_free(Dag *d) {
         if (!d)
                 return NULL;
+        d->lock_fd = fd_close(d->lock_fd);
         for (size_t i = 0; i < d->n; i++)
                 task_done(&d->tasks[i]);
         free(d->tasks);
@@ -605,10 +608,10 @@ static int parse_task(Yaml *y, Dag *d, Task *t, yaml_node_t *n, char ***ret_depe
         }
         if (r >= 0) {
                 t->path = t->file[0] == '/' ? xstrdup(t->file) : path_join(d->base_dir, t->file);
-                r = read_file(t->path, RUN_MAX_SOURCE_BYTES, &t->source, &t->source_len);
+                _cleanup_free_ char *err = NULL;
+                r = y->load(d->base_dir, t->file, y->load_userdata, &t->source, &t->source_len, &err);
                 if (r < 0)
-                        r = yerr(y, n, "task '%s': cannot read %s: %s", t->name, t->file,
-                                 r == -EFBIG ? "larger than the 4 MiB source limit" : strerror(-r));
+                        r = yerr(y, n, "task '%s': %s", t->name, err ?: strerror(-r));
         }
         if (r < 0) {
                 strv_free(depends);
@@ -710,12 +713,18 @@ static int apply_params(Dag *d, char *const *params, char **ret_error) {
 
 int dag_parse(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
               Dag **ret, char **ret_error) {
+        return dag_parse_with(text, len, filename, base_dir, params, NULL, NULL, ret, ret_error);
+}
+
+int dag_parse_with(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
+                   DagLoadFn load, void *load_userdata, Dag **ret, char **ret_error) {
         if (len > DAG_MAX_FILE_BYTES) {
                 *ret_error = xasprintf("%s: larger than the %llu byte pipeline limit", filename,
                                        (unsigned long long) DAG_MAX_FILE_BYTES);
                 return -EFBIG;
         }
         Dag *d = xcalloc(1, sizeof(Dag));
+        d->lock_fd = -EBADF;
         pthread_mutex_init(&d->lock, NULL);
         pthread_cond_init(&d->cond, NULL);
         d->filename = xstrdup(filename ?: "<pipeline>");
@@ -723,7 +732,8 @@ int dag_parse(const char *text, size_t len, const char *filename, const char *ba
         d->text = xstrndup(text, len);
         d->params = json_object();
         d->status = "pending";
-        Yaml y = { .filename = d->filename, .budget = MAX_JSON_NODES, .error = ret_error };
+        Yaml y = { .filename = d->filename, .budget = MAX_JSON_NODES, .error = ret_error,
+                   .load = load ?: dag_load_any, .load_userdata = load_userdata };
         yaml_parser_t parser;
         yaml_parser_initialize(&parser);
         yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);

@@ -3,7 +3,10 @@
  * once its dependencies succeeded, at most `concurrency` at once. Task
  * threads only change their task's fields under Dag.lock and signal; the
  * scheduler reports state changes, so callbacks never race. */
+#include <assert.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
 #include <time.h>
 
 #include "dag-internal.h"
@@ -408,24 +411,54 @@ static void run_task(Dag *d, Task *t) {
                 }
         }
 
+        /* Resuming: the run the previous driver started, if any. */
+        _cleanup_free_ char *adopt = NULL;
+        pthread_mutex_lock(&d->lock);
+        adopt = t->run_id && !t->attempts_here ? xstrdup(t->run_id) : NULL;
+        pthread_mutex_unlock(&d->lock);
         for (int attempt = 1;; attempt++) {
                 _cleanup_free_ char *run_id = id_new("r");
                 pthread_mutex_lock(&d->lock);
                 free(t->run_id);
-                t->run_id = xstrdup(run_id);
+                t->run_id = xstrdup(attempt == 1 && adopt ? adopt : run_id);
                 t->attempts = attempt;
+                t->attempts_here = attempt;
                 record_task(d, t);
                 pthread_cond_broadcast(&d->cond);
                 pthread_mutex_unlock(&d->lock);
-                RunSpec spec = task_spec(d, t, args, kwargs);
-                spec.run_id = run_id;
-                spec.data = mounts;
+                DagTaskRun tr = {
+                        .spec = task_spec(d, t, args, kwargs),
+                        .data_refs = t->data,
+                        .task = t->name,
+                        .adopt_run_id = attempt == 1 ? adopt : NULL,
+                };
+                tr.spec.run_id = run_id;
+                tr.spec.data = mounts;
                 RunResult *res = NULL;
-                r = engine_run(d->engine, &spec, ignore_event, NULL, &res);
+                r = d->opts.run(&tr, d->opts.run_userdata, &res);
+                if (r == -ESHUTDOWN) {
+                        /* The runner's process stops: the task runs again
+                         * when the DAG run is resumed. */
+                        pthread_mutex_lock(&d->lock);
+                        d->interrupted = true;
+                        d->stop = true;
+                        set_error(t, NULL);
+                        t->started = 0;
+                        set_state(d, t, DAG_TASK_PENDING);
+                        pthread_mutex_unlock(&d->lock);
+                        return;
+                }
                 if (r < 0) {
                         _cleanup_free_ char *m = xasprintf("the engine could not run the task: %s", strerror(-r));
                         finish(d, t, DAG_TASK_FAILED, m, EXIT_INTERNAL);
                         return;
+                }
+                if (res->id && !streq(res->id, t->run_id ?: "")) {
+                        /* The runner did not adopt: its run is the one. */
+                        pthread_mutex_lock(&d->lock);
+                        free(t->run_id);
+                        t->run_id = xstrdup(res->id);
+                        pthread_mutex_unlock(&d->lock);
                 }
                 if (res->status == RUN_SUCCEEDED) {
                         json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY, NULL) : NULL;
@@ -445,7 +478,8 @@ static void run_task(Dag *d, Task *t) {
                         set_state(d, t, DAG_TASK_SUCCEEDED);
                         pthread_mutex_unlock(&d->lock);
                         if (v)
-                                (void) store_dag_memo_put(engine_store(d->engine), d->tenant, key, res->value_json, run_id);
+                                (void) store_dag_memo_put(engine_store(d->engine), d->tenant, key, res->value_json,
+                                                          res->id ?: run_id);
                         run_result_free(res);
                         return;
                 }
@@ -538,7 +572,7 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                         cancel_sent = true;
                         for (size_t i = 0; i < d->n; i++)
                                 if (d->tasks[i].state == DAG_TASK_RUNNING && d->tasks[i].run_id)
-                                        (void) engine_cancel(d->engine, d->tasks[i].run_id);
+                                        d->opts.cancel(d->tasks[i].run_id, d->opts.run_userdata);
                 }
                 /* Fail-fast: the first failure stops new starts. */
                 if (!d->opts.keep_going)
@@ -558,6 +592,9 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                                         set_error(t, m);
                                         set_state(d, t, DAG_TASK_SKIPPED);
                                         progress = true;
+                                } else if (d->stop && d->interrupted && !d->cancel_requested) {
+                                        /* Left pending for the resume. */
+                                        continue;
                                 } else if (d->stop) {
                                         set_error(t, d->cancel_requested ? "not run: the DAG run was cancelled"
                                                                          : "not run: another task failed (fail-fast; "
@@ -585,7 +622,7 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                 bool pending = false;
                 for (size_t i = 0; i < d->n; i++)
                         pending = pending || d->tasks[i].state == DAG_TASK_PENDING;
-                if (d->running == 0 && !pending)
+                if (d->running == 0 && (!pending || (d->interrupted && !d->cancel_requested)))
                         break;
                 if (d->running == 0 && pending && !d->stop) {
                         /* report() dropped the lock, so a task may have
@@ -651,6 +688,15 @@ static int restore_tasks(Dag *d, Store *s, char **ret_error) {
         }
         for (size_t i = 0; i < n; i++) {
                 DagTaskState st = dag_task_state_from_string(recs[i]->state);
+                if (st == DAG_TASK_RUNNING && recs[i]->run_id && !recs[i]->cached)
+                        /* Its run may still be queued or running under the
+                         * caller's run queue: the runner may adopt it. */
+                        for (size_t k = 0; k < d->n; k++)
+                                if (streq(d->tasks[k].name, recs[i]->name)) {
+                                        free(d->tasks[k].run_id);
+                                        d->tasks[k].run_id = xstrdup(recs[i]->run_id);
+                                        d->tasks[k].attempts = recs[i]->attempts;
+                                }
                 if ((st != DAG_TASK_SUCCEEDED && st != DAG_TASK_CACHED) || !recs[i]->value_json)
                         continue;
                 for (size_t k = 0; k < d->n; k++) {
@@ -675,12 +721,84 @@ static int restore_tasks(Dag *d, Store *s, char **ret_error) {
         return 0;
 }
 
+int dag_engine_runner(const DagTaskRun *tr, void *userdata, RunResult **ret_result) {
+        Engine *e = userdata;
+        assert(tr && e && ret_result);
+        /* The run an earlier process started died with it: run anew. */
+        return engine_run(e, &tr->spec, ignore_event, NULL, ret_result);
+}
+
+static void engine_canceller(const char *run_id, void *userdata) {
+        (void) engine_cancel(userdata, run_id);
+}
+
+/* Takes the DAG run's ownership lock (see dag_run() in dag.h). */
+static int owner_lock(Dag *d, const char *id, bool wait, char **ret_error) {
+        _cleanup_free_ char *dir = path_join(engine_data_dir(d->engine), "dag-locks");
+        int r = mkdir_p(dir, 0750);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot create the DAG lock directory: %s", strerror(-r));
+                return r;
+        }
+        _cleanup_free_ char *path = path_join(dir, id);
+        /* O_CLOEXEC: a worker the engine fork+execs must not inherit the
+         * open file description (and with it the lock). */
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0) {
+                r = -errno;
+                *ret_error = xasprintf("cannot open the lock of DAG run %s: %s", id, strerror(-r));
+                return r;
+        }
+        usec_t until = now_monotonic() + (wait ? DAG_LOCK_WAIT_MS * USEC_PER_MSEC : 0);
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = -errno;
+                if (r != -EWOULDBLOCK && r != -EINTR) {
+                        *ret_error = xasprintf("cannot lock DAG run %s: %s", id, strerror(-r));
+                        return r;
+                }
+                if (now_monotonic() >= until) {
+                        *ret_error = xasprintf("DAG run %s is being driven by another live process", id);
+                        return -EBUSY;
+                }
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        d->lock_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static void owner_unlock(Dag *d, bool finished) {
+        if (d->lock_fd < 0)
+                return;
+        if (finished) {
+                /* Still held: no other driver can be between open and
+                 * flock on this name for a run that has ended. */
+                _cleanup_free_ char *path = path_join(engine_data_dir(d->engine), "dag-locks", d->id);
+                (void) unlink(path);
+        }
+        d->lock_fd = fd_close(d->lock_fd);
+}
+
+bool dag_cancelled(const Dag *d) {
+        return d->cancel_requested;
+}
+
 int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn fn, void *userdata, char **ret_error) {
         d->engine = e;
         d->catalog = dc;
         d->opts = *o;
         d->opts.resume_id = NULL;
         d->opts.dag_id = NULL;
+        if (!d->opts.run) {
+                d->opts.run = dag_engine_runner;
+                d->opts.cancel = engine_canceller;
+                d->opts.run_userdata = e;
+        }
+        if (!d->opts.cancel)
+                d->opts.cancel = engine_canceller;
+        d->interrupted = false;
+        for (size_t i = 0; i < d->n; i++)
+                d->tasks[i].attempts_here = 0;
         free(d->tenant);
         d->tenant = xstrdup(o->tenant ?: "local");
         unsigned concurrency = o->concurrency ?: d->concurrency ?: DAG_DEFAULT_CONCURRENCY;
@@ -698,13 +816,18 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
         _cleanup_free_ char *opts = options_json(d, concurrency);
         _cleanup_free_ char *owner = xasprintf("%d", (int) getpid());
         free(d->id);
+        d->id = o->resume_id ? xstrdup(o->resume_id) : o->dag_id ? xstrdup(o->dag_id) : id_new("d");
+        d->lock_fd = -EBADF;
+        int lr = owner_lock(d, d->id, o->resume_id != NULL, ret_error);
+        if (lr < 0)
+                return lr;
         if (o->resume_id) {
-                d->id = xstrdup(o->resume_id);
                 int r = restore_tasks(d, s, ret_error);
-                if (r < 0)
+                if (r < 0) {
+                        owner_unlock(d, false);
                         return r;
+                }
         } else {
-                d->id = o->dag_id ? xstrdup(o->dag_id) : id_new("d");
                 _cleanup_free_ char *abs_base = realpath(d->base_dir, NULL);
                 DagRunRecord rec = {
                         .id = d->id,
@@ -723,6 +846,7 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
                 int r = store_dag_insert(s, &rec);
                 if (r < 0) {
                         *ret_error = xasprintf("cannot record the DAG run: %s", strerror(-r));
+                        owner_unlock(d, false);
                         return r;
                 }
         }
@@ -748,6 +872,18 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
 
         schedule(d, concurrency, fn, userdata);
 
+        if (d->interrupted && !d->cancel_requested) {
+                /* Recorded as running, no owner: the next start resumes it. */
+                if (cur) {
+                        free(cur->owner);
+                        cur->owner = NULL;
+                        (void) store_dag_update(s, cur);
+                        dag_run_record_free(cur);
+                }
+                owner_unlock(d, false);
+                *ret_error = xasprintf("DAG run %s was interrupted: it resumes at the next start", d->id);
+                return -ESHUTDOWN;
+        }
         d->status = final_status(d);
         if (cur) {
                 free(cur->status);
@@ -758,6 +894,7 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
                 (void) store_dag_update(s, cur);
                 dag_run_record_free(cur);
         }
+        owner_unlock(d, true);
         return 0;
 }
 
@@ -823,6 +960,11 @@ int dag_exit_code(const Dag *d) {
 
 int dag_load(Store *s, const char *tenant, const char *id_or_prefix, Dag **ret, DagRunRecord **ret_record,
              char **ret_error) {
+        return dag_load_with(s, tenant, id_or_prefix, NULL, NULL, ret, ret_record, ret_error);
+}
+
+int dag_load_with(Store *s, const char *tenant, const char *id_or_prefix, DagLoadFn load, void *load_userdata,
+                  Dag **ret, DagRunRecord **ret_record, char **ret_error) {
         DagRunRecord *rec = NULL;
         int r = store_dag_get(s, tenant, id_or_prefix, &rec);
         if (r == -ENOENT)
@@ -845,7 +987,8 @@ int dag_load(Store *s, const char *tenant, const char *id_or_prefix, Dag **ret, 
         }
         json_decref(pj);
         Dag *d = NULL;
-        r = dag_parse(rec->spec_text, strlen(rec->spec_text), rec->file, rec->base_dir, params, &d, ret_error);
+        r = dag_parse_with(rec->spec_text, strlen(rec->spec_text), rec->file, rec->base_dir, params, load,
+                           load_userdata, &d, ret_error);
         strv_free(params);
         if (r < 0) {
                 dag_run_record_free(rec);

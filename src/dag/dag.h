@@ -18,8 +18,9 @@
  * dag_parse() checks the structure, references and cycles; dag_run()
  * validates every task in a worker (file, function, arguments,
  * requirements) before the first task runs, then runs tasks as their
- * dependencies finish, at most `concurrency` at once, each through
- * engine_run() on its own thread. Results are memoised by sha256 of
+ * dependencies finish, at most `concurrency` at once, each on its own
+ * thread through the caller's runner (DagOptions.run: engine_run() in the
+ * CLI, the run queue in the daemon). Results are memoised by sha256 of
  * (source, function, arguments after substitution, lock id, datasets'
  * content); the lock id is, for now, the hash of the source (which holds
  * the requirements dict). DAG runs and task states are recorded in the
@@ -72,8 +73,63 @@ const char *dag_name(const Dag *d);
 /* The DAG run id once dag_run() started (or the resumed one). */
 const char *dag_id(const Dag *d);
 
+/* One run of a task, as dag_run() hands it to the caller's runner. */
+typedef struct DagTaskRun {
+        RunSpec spec;             /* what engine_run() would get (spec.data: resolved mounts) */
+        char *const *data_refs;   /* the task's `data:` as written (NAME[@VERSION]) */
+        const char *task;         /* the task's name */
+        /* Resuming: the run an interrupted driver had started for this task
+         * (it may still be queued or running under the caller), or NULL. A
+         * runner that can wait for it does instead of starting spec.run_id. */
+        const char *adopt_run_id;
+} DagTaskRun;
+
+/* Runs one task to its end, blocking, like engine_run(): 0 with
+ * *ret_result whatever the outcome; -ESHUTDOWN when the caller is stopping
+ * and the task should run again when the DAG is resumed (dag_run() then
+ * returns -ESHUTDOWN and leaves the DAG run recorded as running); another
+ * negative errno when it could not run. */
+typedef int (*DagRunFn)(const DagTaskRun *tr, void *userdata, RunResult **ret_result);
+/* Cancels a run the runner started (the DAG run is being cancelled). */
+typedef void (*DagCancelFn)(const char *run_id, void *userdata);
+/* Reads a task's file: file as written in the pipeline, base_dir the
+ * pipeline's directory. 0 with the text, or a negative errno with
+ * *ret_error saying why (shown after "task 'NAME': "). */
+typedef int (*DagLoadFn)(const char *base_dir, const char *file, void *userdata, char **ret_text, size_t *ret_len,
+                         char **ret_error);
+
+/* The path rule for a task file of a pipeline confined to its directory (a
+ * daemon's pipelines, and what `dag run --server` uploads): a relative path
+ * of at most 1024 bytes, no empty, "." or ".." component, no trailing '/',
+ * no newline. With base_dir, the file must also exist and its real path
+ * (symlinks resolved) stay under base_dir's. 0, or -EINVAL (-ENOENT: it
+ * does not exist) with *ret_error. The one copy of this rule. */
+int dag_file_check(const char *base_dir, const char *file, char **ret_error);
+/* The default loader: reads base_dir/file (file may be absolute: the CLI's
+ * own pipelines may name any file its user can read). */
+int dag_load_any(const char *base_dir, const char *file, void *userdata, char **ret_text, size_t *ret_len,
+                 char **ret_error);
+/* A loader that applies dag_file_check(base_dir, file) first. */
+int dag_load_confined(const char *base_dir, const char *file, void *userdata, char **ret_text, size_t *ret_len,
+                      char **ret_error);
+
+/* dag_parse() with a loader for task files (NULL: dag_load_any). */
+int dag_parse_with(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
+                   DagLoadFn load, void *load_userdata, Dag **ret, char **ret_error);
+
+/* engine_run() as a DagRunFn (userdata: the Engine): what the embedded CLI
+ * uses, and the default when DagOptions.run is NULL. */
+int dag_engine_runner(const DagTaskRun *tr, void *userdata, RunResult **ret_result);
+
 typedef struct DagOptions {
         const char *tenant;      /* NULL: "local" */
+        /* Who runs tasks (NULL: dag_engine_runner on the Engine given to
+         * dag_run()). A daemon passes one that goes through its run queue,
+         * so tasks share its slots and per-tenant limits. Validation
+         * (ast only, no user code) always uses the engine directly. */
+        DagRunFn run;
+        DagCancelFn cancel;      /* NULL with run NULL: engine_cancel() */
+        void *run_userdata;
         unsigned concurrency;    /* 0: pipeline's `concurrency:`, else DAG_DEFAULT_CONCURRENCY */
         bool no_cache;           /* run every task even when its memo exists */
         bool keep_going;         /* run whatever does not depend on a failure */
@@ -104,12 +160,24 @@ typedef void (*DagEventFn)(const Dag *d, const DagEvent *ev, void *userdata);
 /* Validates every task, then runs the pipeline to its end. Returns 0 once
  * the run happened (whatever its tasks' outcomes: see dag_exit_code()),
  * -EINVAL with *ret_error when validation failed (nothing ran), another
- * negative errno when the store or engine failed. */
+ * negative errno when the store or engine failed.
+ *
+ * Ownership: the driving process holds an flock on
+ * DATA_DIR/dag-locks/<id> for the whole run; the kernel drops it when the
+ * process dies, however it dies, so the next start can resume the run at
+ * once (no pid to go stale or be reused). -EBUSY with *ret_error when
+ * another live process drives this DAG run (a resume waits up to
+ * DAG_LOCK_WAIT_MS for a dying driver to go first). -ESHUTDOWN when the
+ * runner said the caller stops: the record stays "running" for the next
+ * start. */
+#define DAG_LOCK_WAIT_MS 10000
 int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn fn, void *userdata, char **ret_error);
 
 /* Stops starting tasks and cancels the running ones (async-signal-safe
  * enough: sets a flag and wakes the scheduler). */
 void dag_cancel(Dag *d);
+/* Whether dag_cancel() was called (a runner waiting for a slot gives up). */
+bool dag_cancelled(const Dag *d);
 
 /* A task's state for renderers; strings stay owned by the Dag and valid
  * until the next dag_run() or dag_free(). */
@@ -142,6 +210,10 @@ const char *dag_status(const Dag *d);
 int dag_exit_code(const Dag *d);
 
 /* Loads a recorded DAG run for resuming: the Dag parsed from the stored
- * pipeline text, base directory and params. */
+ * pipeline text, base directory and params (task files read with
+ * dag_load_any). */
 int dag_load(Store *s, const char *tenant, const char *id_or_prefix, Dag **ret, DagRunRecord **ret_record,
              char **ret_error);
+/* dag_load() with a loader for task files (NULL: dag_load_any). */
+int dag_load_with(Store *s, const char *tenant, const char *id_or_prefix, DagLoadFn load, void *load_userdata,
+                  Dag **ret, DagRunRecord **ret_record, char **ret_error);

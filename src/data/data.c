@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <assert.h>
+
 #include "data-internal.h"
 
 static uint64_t env_u64(const char *name, uint64_t dflt) {
@@ -154,6 +156,14 @@ static char *staging_dir(DataCatalog *c) {
         if (random_hex(8, &rnd) < 0)
                 rnd = xasprintf("%d-%llu", (int) getpid(), (unsigned long long) now_monotonic());
         return path_join(c->tmp, rnd);
+}
+
+/* What a failed write of staged content tells the user: the dataset, not
+ * the server's paths. */
+static char *data_write_error(const char *what, int r) {
+        if (r == -ENOSPC || r == -EDQUOT)
+                return xasprintf("%s: no space left on the device holding the data directory (ENOSPC)", what);
+        return xasprintf("%s: cannot store it: %s", what, strerror(-r));
 }
 
 static void staging_remove(const char *dir) {
@@ -339,6 +349,57 @@ int data_put(DataCatalog *c, const char *tenant, const char *name, const char *s
         r = add_staged_version(c, tenant, &d, staged, ret, ret_error);
         staging_remove(staged);
         fetch_result_done(&f);
+        return r;
+}
+
+int data_put_bytes(DataCatalog *c, const char *tenant, const char *name, const char *filename, const void *data,
+                   size_t len, DataInfo **ret, char **ret_error) {
+        assert(c && filename && (data || len == 0) && ret && ret_error);
+        tenant = tenant ?: "local";
+        if (!data_name_valid(name)) {
+                *ret_error = xasprintf("'%s' is not a valid dataset name (letters, digits, '.', '_', '-'; "
+                                       "at most %d characters, starting with a letter or digit)",
+                                       name ?: "", DATA_NAME_MAX);
+                return -EINVAL;
+        }
+        if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, "..")) {
+                *ret_error = xasprintf("'%s' is not a plain file name", filename);
+                return -EINVAL;
+        }
+        if (c->cfg.max_dataset_bytes && len > c->cfg.max_dataset_bytes) {
+                *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", filename,
+                                       (unsigned long long) c->cfg.max_dataset_bytes);
+                return -EFBIG;
+        }
+        /* Written once, where it stays: the staging directory is on the
+         * objects' file system, and committing it is one rename. */
+        _cleanup_free_ char *staged = staging_dir(c);
+        if (mkdir(staged, 0755) < 0) {
+                int r = -errno;
+                *ret_error = data_write_error(filename, r);
+                return r;
+        }
+        _cleanup_free_ char *path = path_join(staged, filename);
+        int r = 0;
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                r = -errno;
+        else {
+                r = write_full(fd, data, len);
+                if (r >= 0 && fsync(fd) < 0)
+                        r = -errno;
+                if (close(fd) < 0 && r >= 0)
+                        r = -errno;
+        }
+        if (r < 0) {
+                *ret_error = data_write_error(filename, r);
+                staging_remove(staged);
+                return r;
+        }
+        DatasetRecord d = { .tenant = (char *) tenant, .name = (char *) name, .kind = "file",
+                            .source = (char *) filename, .checked = now_realtime() };
+        r = add_staged_version(c, tenant, &d, staged, ret, ret_error);
+        staging_remove(staged);
         return r;
 }
 

@@ -93,6 +93,13 @@ DataInfo *data_info_free(DataInfo *d);
  * *ret_error says what and where. */
 int data_put(DataCatalog *c, const char *tenant, const char *name, const char *source, DataInfo **ret,
              char **ret_error);
+/* Stores data (len bytes, one file named filename) as a new version of
+ * (tenant, name), like data_put() of a file: written once into the
+ * catalog's staging directory (the objects' file system) and moved in with
+ * one rename, so an upload needs its size in free space, not twice it.
+ * -EFBIG over the cap, -ENOSPC with "no space left" in *ret_error. */
+int data_put_bytes(DataCatalog *c, const char *tenant, const char *name, const char *filename, const void *data,
+                   size_t len, DataInfo **ret, char **ret_error);
 
 /* Resolves "NAME[@VERSION]" for a run or a download. A URL dataset asked
  * for its current version is revalidated first (subject to the TTL); when

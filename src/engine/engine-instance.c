@@ -60,6 +60,22 @@ static void free_retired(Engine *e, Instance *list) {
         }
 }
 
+/* An idle instance's socket reads hang-up once its process is gone (its
+ * worker crashed: the instance went with the worker's pid namespace). */
+static bool instance_alive(Instance *i) {
+        if (i->dead || i->sock < 0 || (i->parent && i->parent->dead))
+                return false;
+        /* A frozen instance killed with its worker only dies once thawed,
+         * so its socket may not say so yet: ask the kernel whether the
+         * worker (our child) exited, without reaping it (pool_reap does). */
+        if (i->parent && pool_worker_exited(i->parent))
+                return false;
+        struct pollfd p = { .fd = i->sock, .events = POLLRDHUP };
+        if (poll(&p, 1, 0) < 0)
+                return true;
+        return !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 void engine_pool_sweep(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         Instance *retired = collect_retired(e);
@@ -167,10 +183,26 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, const c
                                 (void) engine_sandbox_run_freeze(idle->sandbox, false);
                                 idle->frozen = false;
                         }
-                        free_retired(e, retired);
-                        *ret = idle;
-                        *ret_cold = false;
-                        return 0;
+                        if (instance_alive(idle)) {
+                                free_retired(e, retired);
+                                *ret = idle;
+                                *ret_cold = false;
+                                return 0;
+                        }
+                        /* Its worker crashed (or it was killed) while it
+                         * sat idle: retire it and look again, so the call
+                         * gets a live or a new instance. */
+                        pthread_mutex_lock(&e->pool.lock);
+                        idle->busy = false;
+                        idle->dead = true;
+                        Instance *more = collect_retired(e);
+                        while (more) {
+                                Instance *next = more->next;
+                                more->next = retired;
+                                retired = more;
+                                more = next;
+                        }
+                        continue;
                 }
                 if (count < max_instances)
                         break;

@@ -190,6 +190,9 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
+/* Whether pw's process has exited (a crash the janitor has not reaped yet).
+ * Does not reap. */
+bool pool_worker_exited(const PoolWorker *pw);
 /* (janitor) Reaps workers that exited on their own (killed from outside,
  * crashed while idle): marks them dead and stops them. */
 void pool_reap(Engine *e);

@@ -1,6 +1,7 @@
 /* The janitor: finishes run sandboxes (kill the leftovers, remove the
  * cgroups) on its own thread, so a run's result is not held back by the
- * kernel tearing its processes down. Started on first use; engine_free()
+ * kernel tearing its processes down; once a second it also reaps dead
+ * workers and applies the pool's idle timeouts and instance TTLs. Started on first use; engine_free()
  * drains it, so nothing outlives the engine. */
 #include <time.h>
 
@@ -27,6 +28,10 @@ static void *janitor_main(void *userdata) {
                         if (now >= next_reap) {
                                 pthread_mutex_unlock(&e->janitor_lock);
                                 pool_reap(e);
+                                /* Idle timeouts and instance TTLs fire on an
+                                 * idle daemon too, one by one as they come
+                                 * due, not all at once when traffic returns. */
+                                engine_pool_sweep(e);
                                 pthread_mutex_lock(&e->janitor_lock);
                                 next_reap = now_monotonic() + REAP_INTERVAL_USEC;
                                 continue;

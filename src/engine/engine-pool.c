@@ -164,17 +164,31 @@ static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
         return 0;
 }
 
+bool pool_worker_exited(const PoolWorker *pw) {
+        pid_t pid = pw->ready && pw->w ? pw->w->pid : 0;
+        if (pid <= 0)
+                return false;
+        /* WNOWAIT: look, do not reap (pool_reap and worker_stop do). */
+        siginfo_t si = {};
+        return waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  PoolWorker **ret, bool *ret_cold, char **ret_error) {
         _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data);
         pthread_mutex_lock(&e->pool.lock);
         for (;;) {
                 PoolWorker *found = NULL;
-                for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next)
+                for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
+                        /* A worker that crashed since the janitor last
+                         * looked must not get this run. */
+                        if (!pw->dead && streq(pw->key, key) && pool_worker_exited(pw))
+                                pw->dead = true;
                         if (!pw->dead && streq(pw->key, key)) {
                                 found = pw;
                                 break;
                         }
+                }
                 if (!found)
                         break;
                 if (found->ready) {

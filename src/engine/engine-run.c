@@ -822,6 +822,37 @@ static int phase_run(RunCtx *c) {
         r = pipes_open(&p);
         if (r >= 0)
                 r = c->inst ? send_invoke(c, &p) : send_run(c, rs, &p, spare_tag);
+        /* A warm instance that died while idle (its worker crashed) cannot
+         * take the invocation, which therefore never started: hand it to
+         * another instance, a new one if need be, not fail the call. */
+        for (unsigned tries = 0; r < 0 && p.result[1] >= 0 && c->inst && !cold && tries < 8; tries++) {
+                pthread_mutex_lock(&c->e->lock);
+                c->active.sandbox = NULL;
+                pthread_mutex_unlock(&c->e->lock);
+                (void) engine_sandbox_run_kill(rs);
+                instance_release(c->e, c->inst, true);
+                c->inst = NULL;
+                rs = NULL;
+                _cleanup_free_ char *start = instance_start_message(c);
+                free(err);
+                err = NULL;
+                r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, start, c->spec->sandbox,
+                                     &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
+                if (r < 0) {
+                        pipes_close(&p);
+                        if (r == -EINVAL)
+                                set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
+                        else
+                                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
+                        return r;
+                }
+                c->res->cold = c->res->cold || cold;
+                rs = c->inst->sandbox;
+                pthread_mutex_lock(&c->e->lock);
+                c->active.sandbox = rs;
+                pthread_mutex_unlock(&c->e->lock);
+                r = send_invoke(c, &p);
+        }
         p.control = c->inst ? c->inst->sock : p.status[0];
         /* Our copies of the write ends must go, or EOF never comes. */
         p.out[1] = fd_close(p.out[1]);

@@ -179,6 +179,7 @@ typedef struct Transfer {
         bool first_write;      /* decide on truncate vs append at first byte */
         bool done;
         bool too_big;
+        int write_errno;       /* a failed write of the part file (ENOSPC…) */
         usec_t not_before;     /* retry backoff */
         bool waiting;
 } Transfer;
@@ -226,8 +227,13 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 t->too_big = true;
                 return 0;
         }
-        if (write_full(t->fd, ptr, n) < 0)
+        int wr = write_full(t->fd, ptr, n);
+        if (wr < 0) {
+                /* libcurl only says "failed writing received data": keep
+                 * the reason (ENOSPC above all) for the message. */
+                t->write_errno = -wr;
                 return 0;
+        }
         pkg_sha256_update(t->hash, ptr, n);
         t->written += n;
         Downloads *ds = current_downloads_for(t);
@@ -264,6 +270,16 @@ static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         return 0;
 }
 
+/* The message for a download that could not be stored; it names the
+ * wheel, never the server's paths. */
+static char *download_write_error(const char *what, int err) {
+        if (err == ENOSPC || err == EDQUOT)
+                return xasprintf("%s: no space left on the device holding the package store (free some space, "
+                                 "then run again)",
+                                 what);
+        return xasprintf("%s: cannot store the download: %s", what, strerror(err));
+}
+
 int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions *o, PkgProgressFn progress,
                            void *userdata, char **ret_error) {
         pthread_once(&curl_once, curl_init_once);
@@ -294,7 +310,7 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                 t->fd = open(t->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
                 if (t->fd < 0) {
                         r = -errno;
-                        *ret_error = xasprintf("cannot create %s: %s", t->part, strerror(errno));
+                        *ret_error = download_write_error(d[i].what, -r);
                         goto out;
                 }
                 t->hash = pkg_sha256_new();
@@ -351,9 +367,9 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                         goto out;
                                 }
                                 if (fsync(t->fd) < 0 || close(t->fd) < 0) {
-                                        t->fd = -EBADF;
                                         r = -errno;
-                                        *ret_error = xasprintf("%s: write failed: %s", t->part, strerror(-r));
+                                        t->fd = -EBADF;
+                                        *ret_error = download_write_error(t->d->what, -r);
                                         goto out;
                                 }
                                 t->fd = -EBADF;
@@ -377,6 +393,12 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 t->written = 0;
                                 pkg_sha256_free(t->hash);
                                 t->hash = pkg_sha256_new();
+                        }
+                        if (t->write_errno) {
+                                /* A full disk does not get better by retrying now. */
+                                *ret_error = download_write_error(t->d->what, t->write_errno);
+                                r = -t->write_errno;
+                                goto out;
                         }
                         if (t->too_big || !retry || t->attempts >= retries) {
                                 if (t->too_big)

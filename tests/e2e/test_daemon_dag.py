@@ -139,7 +139,7 @@ def test_files_outside_the_run_dir_are_refused(d, files, needle):
 @pytest.mark.parametrize("pipeline", [
     "tasks:\n  a: {file: /etc/passwd}\n",
     "tasks:\n  a: {file: ../../pysprinterd.yaml}\n",
-    "x: &f /etc/hostname\ntasks:\n  a: {file: *f}\n",
+    "params: {f: &f /etc/hostname}\ntasks:\n  a: {file: *f}\n",
 ])
 def test_task_files_outside_are_refused(d, pipeline):
     st, b = submit(d, pipeline, {})

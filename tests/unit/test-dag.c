@@ -231,11 +231,68 @@ static void test_template_subst(void **state) {
         json_decref(results);
 }
 
+/* The one path rule for confined pipelines (dag_file_check). */
+static void test_file_check_table(void **state) {
+        static const struct {
+                const char *file;
+                int want;
+        } rows[] = {
+                { "f.py", 0 },          { "lib/f.py", 0 },     { "a.b/c_d-e.py", 0 },  { "", -EINVAL },
+                { "/etc/passwd", -EINVAL }, { "../f.py", -EINVAL }, { "a/../../f.py", -EINVAL },
+                { "a/./f.py", -EINVAL }, { "./f.py", -EINVAL },  { "a//f.py", -EINVAL }, { "lib/", -EINVAL },
+                { "..", -EINVAL },      { ".", -EINVAL },      { "f.py\nx", -EINVAL }, { "..f.py", 0 },
+                { "f..py", 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *err = NULL;
+                int r = dag_file_check(NULL, rows[i].file, &err);
+                if (r != rows[i].want)
+                        fail_msg("'%s': got %d, want %d", rows[i].file, r, rows[i].want);
+                if (r < 0)
+                        assert_non_null(strstr(err, "relative path"));
+        }
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(dag_file_check(NULL, NULL, &err), -EINVAL);
+}
+
+/* With a base directory: real paths, so a symlink cannot lead out; and the
+ * confined loader refuses before it reads. */
+static void test_file_check_symlink_and_loader(void **state) {
+        _cleanup_free_ char *link = path_join(dir, "out.py");
+        (void) unlink(link);
+        assert_int_equal(symlink("/etc/hostname", link), 0);
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(dag_file_check(dir, "out.py", &err), -EINVAL);
+        assert_non_null(strstr(err, "outside"));
+        free(err);
+        err = NULL;
+        assert_int_equal(dag_file_check(dir, "f.py", &err), 0);
+        assert_int_equal(dag_file_check(dir, "missing.py", &err), -ENOENT);
+        free(err);
+        err = NULL;
+        Dag *d = NULL;
+        const char *text = "tasks:\n  a: {file: /etc/hostname}\n";
+        assert_int_equal(dag_parse_with(text, strlen(text), "p.yaml", dir, NULL, dag_load_confined, NULL, &d, &err),
+                         -EINVAL);
+        assert_non_null(strstr(err, "p.yaml:2: task 'a': task file '/etc/hostname' must be a relative path"));
+        free(err);
+        err = NULL;
+        /* The CLI's default loader reads any file its user can. */
+        text = "tasks:\n  a: {file: out.py}\n";
+        int r = dag_parse_with(text, strlen(text), "p.yaml", dir, NULL, NULL, NULL, &d, &err);
+        if (access("/etc/hostname", R_OK) == 0) {
+                assert_int_equal(r, 0);
+                d = dag_free(d);
+        }
+        (void) unlink(link);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_diamond), cmocka_unit_test(test_bad), cmocka_unit_test(test_cycle_names_tasks),
                 cmocka_unit_test(test_params), cmocka_unit_test(test_states),
                 cmocka_unit_test(test_template_subst), cmocka_unit_test(test_key_given_twice),
+                cmocka_unit_test(test_file_check_table), cmocka_unit_test(test_file_check_symlink_and_loader),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,63 @@
+"""A small tmpfs as the daemon's home (issue 12, "Disk full"): a data upload
+needs its own size in free space, not twice it, and one that does not fit
+is a clear 507 naming ENOSPC and no server path. Needs root (mount)."""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import Daemon
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+
+@pytest.fixture
+def small_home(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    home = tmp_path / "home"
+    home.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0755", "tmpfs", str(home)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    try:
+        yield home
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+def free_bytes(p):
+    st = os.statvfs(p)
+    return st.f_bavail * st.f_frsize
+
+
+def test_an_upload_needs_its_size_not_twice_it(tmp_path, small_home):
+    d = Daemon(tmp_path / "d", sandbox="none", home=small_home,
+               config_extra="server:\n  max_body_bytes: 40000000\n").start()
+    try:
+        free = free_bytes(small_home)
+        # More than half the free space: two copies of it cannot fit.
+        size = int(free * 0.6)
+        body = os.urandom(size)
+        st, hdrs, out = d.request("PUT", "/v1/data/big?filename=big.bin", raw=body,
+                                  headers={"Content-Type": "application/octet-stream"})
+        assert st == 201, (st, out, free, size)
+        st, hdrs, back = d.request("GET", "/v1/data/big/content")
+        assert st == 200 and back == body
+        # Nothing is left behind in staging.
+        leftovers = [p for p in pathlib.Path(small_home).rglob("*") if "tmp" in p.relative_to(small_home).parts and p.is_file()]
+        assert not leftovers, leftovers
+        # One that does not fit at all: 507, ENOSPC, no server path.
+        st, hdrs, out = d.request("PUT", "/v1/data/huge?filename=huge.bin", raw=os.urandom(size),
+                                  headers={"Content-Type": "application/octet-stream"})
+        text = out.decode()
+        assert st == 507 and "no space left" in text and "ENOSPC" in text, (st, text)
+        assert str(small_home) not in text and str(tmp_path) not in text, text
+        # The daemon still serves.
+        st, _ = d.call("GET", "/v1/data")
+        assert st == 200
+    finally:
+        d.stop()
