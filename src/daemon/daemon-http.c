@@ -327,6 +327,8 @@ static int run_lookup_json(Daemon *d, const char *tenant, const char *id, json_t
         k = store_run_get(d->store, tenant, id, &rec);
         if (k < 0)
                 return k;
+        if (streq(rec->status, "queued") || streq(rec->status, "running"))
+                daemon_run_overlay_unwritten(d, rec);
         if (daemon_run_find(d, tenant, rec->id, &r) >= 0) {
                 pthread_mutex_lock(&d->lock);
                 phase = r->phase ? xstrdup(r->phase) : NULL;

@@ -185,10 +185,109 @@ static void metrics_observe(Daemon *d, int idx, usec_t us) {
         d->metrics.hist_count[idx]++;
 }
 
-static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
-        _cleanup_free_ char *timings = NULL;
+/* The record that ends r (its result must be set): writes it through the
+ * queue, fenced by the attempt; a run that never started ends cancelled. */
+static int drun_write_final(Daemon *d, DRun *r) {
+        const RunResult *res = r->result;
+        _cleanup_free_ char *timings = xasprintf(
+                "{\"validate_ms\":%.3f,\"resolve_ms\":%.3f,\"install_ms\":%.3f,\"start_ms\":%.3f,"
+                "\"run_ms\":%.3f,\"total_ms\":%.3f}",
+                res->t_validate / 1000.0, res->t_resolve / 1000.0, res->t_install / 1000.0, res->t_start / 1000.0,
+                res->t_run / 1000.0, res->t_total / 1000.0);
         RunRecord rec;
+        record_from_drun(r, &rec, (char *) run_status_to_string(res->status));
+        rec.exit_code = res->exit_code;
+        if (res->function)
+                rec.function = res->function;
+        rec.value_json = res->value_json;
+        rec.value_repr = res->value_repr;
+        rec.error_type = res->error_type;
+        rec.error_message = res->error_message;
+        rec.traceback = res->traceback;
+        rec.timings_json = timings;
+        rec.finished = r->finished;
+        int k = r->attempt > 0 ? run_queue_finish(d->queue, &rec, r->attempt)
+                               : run_queue_cancel(d->queue, r->id, rec.error_message);
+        /* -ESTALE: the record has ended already (a newer attempt, or the
+         * engine's write landed after all); nothing is left to write. */
+        return k == -ESTALE ? 0 : k;
+}
 
+static void *unwritten_writer(void *p) {
+        Daemon *d = p;
+        for (;;) {
+                sleep(1);
+                pthread_mutex_lock(&d->lock);
+                DRun *list = d->unwritten;
+                d->unwritten = NULL;
+                pthread_mutex_unlock(&d->lock);
+                while (list) {
+                        DRun *r = list;
+                        list = r->next_unwritten;
+                        if (drun_write_final(d, r) < 0) {
+                                pthread_mutex_lock(&d->lock);
+                                r->next_unwritten = d->unwritten;
+                                d->unwritten = r;
+                                pthread_mutex_unlock(&d->lock);
+                                continue;
+                        }
+                        log_info("run %s: its final record is stored now", r->id);
+                        drun_unref(d, r);
+                }
+        }
+        return NULL;
+}
+
+/* A run whose final record cannot be written (the disk is full) is kept in
+ * memory, shown from there (daemon_run_overlay_unwritten) and written by a
+ * thread that tries again every second: it never stays "running". */
+static void keep_unwritten(Daemon *d, DRun *r, int error) {
+        log_warn("run %s: cannot store its result yet (%s); trying again every second", r->id, strerror(-error));
+        pthread_mutex_lock(&d->lock);
+        r->refs++;
+        r->next_unwritten = d->unwritten;
+        d->unwritten = r;
+        if (!d->unwritten_writer) {
+                pthread_t t;
+                pthread_attr_t attr;
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                d->unwritten_writer = pthread_create(&t, &attr, unwritten_writer, d) == 0;
+                pthread_attr_destroy(&attr);
+        }
+        pthread_mutex_unlock(&d->lock);
+}
+
+static char *strdup_or_null(const char *s) {
+        return s ? xstrdup(s) : NULL;
+}
+
+void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
+        pthread_mutex_lock(&d->lock);
+        for (DRun *r = d->unwritten; r; r = r->next_unwritten) {
+                if (!streq(r->id, rec->id))
+                        continue;
+                const RunResult *res = r->result;
+                free(rec->status);
+                rec->status = xstrdup(run_status_to_string(res->status));
+                rec->exit_code = res->exit_code;
+                free(rec->value_json);
+                rec->value_json = strdup_or_null(res->value_json);
+                free(rec->value_repr);
+                rec->value_repr = strdup_or_null(res->value_repr);
+                free(rec->error_type);
+                rec->error_type = strdup_or_null(res->error_type);
+                free(rec->error_message);
+                rec->error_message = strdup_or_null(res->error_message);
+                free(rec->traceback);
+                rec->traceback = strdup_or_null(res->traceback);
+                rec->finished = r->finished;
+                break;
+        }
+        pthread_mutex_unlock(&d->lock);
+}
+
+static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         pthread_mutex_lock(&d->lock);
         if (r->lambda) {
                 char line[256];
@@ -203,31 +302,16 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         }
         pthread_mutex_unlock(&d->lock);
 
-        timings = xasprintf("{\"validate_ms\":%.3f,\"resolve_ms\":%.3f,\"install_ms\":%.3f,\"start_ms\":%.3f,"
-                            "\"run_ms\":%.3f,\"total_ms\":%.3f}",
-                            res->t_validate / 1000.0, res->t_resolve / 1000.0, res->t_install / 1000.0,
-                            res->t_start / 1000.0, res->t_run / 1000.0, res->t_total / 1000.0);
         r->finished = now_realtime();
-        record_from_drun(r, &rec, (char *) run_status_to_string(res->status));
-        rec.exit_code = res->exit_code;
-        if (res->function)
-                rec.function = res->function;
-        rec.value_json = res->value_json;
-        rec.value_repr = res->value_repr;
-        rec.error_type = res->error_type;
-        rec.error_message = res->error_message;
-        rec.traceback = res->traceback;
-        rec.timings_json = timings;
-        /* The engine recorded the run and its log file; this update only
-         * makes the daemon's view (cancel, internal errors) the final one,
-         * so it happens only then: two writes less per run. */
-        rec.finished = r->finished;
-        int k = 0;
-        if (r->daemon_writes_result)
-                k = r->attempt > 0 ? run_queue_finish(d->queue, &rec, r->attempt)
-                                   : run_queue_cancel(d->queue, r->id, rec.error_message);
-        if (k < 0)
-                log_error("run %s: cannot store its result: %s", r->id, strerror(-k));
+        r->result = res;
+        /* The engine recorded the run and its log file; the daemon writes
+         * only when its view (cancel, internal errors) is the final one, or
+         * the engine could not write: two writes less per run. */
+        if (r->daemon_writes_result || res->record_error < 0) {
+                int k = drun_write_final(d, r);
+                if (k < 0)
+                        keep_unwritten(d, r, k);
+        }
 
         pthread_mutex_lock(&d->lock);
         if (res->status < _RUN_STATUS_MAX)
@@ -237,7 +321,6 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                 for (int i = 0; i < 6; i++)
                         metrics_observe(d, i, t[i]);
         r->status = res->status;
-        r->result = res;
         r->done = true;
         for (DRun **p = &d->runs; *p; p = &(*p)->next)
                 if (*p == r) {

@@ -234,6 +234,7 @@ struct DRun {
         usec_t created, started, finished;
         bool daemon_writes_result; /* the engine's record is not the final word (cancel, engine error) */
         int attempt;            /* the queue's fencing token once started (0: not started) */
+        DRun *next_unwritten;   /* Daemon.unwritten */
         int max_attempts;
         DRun *next;
 };
@@ -267,6 +268,8 @@ struct Daemon {
         pthread_cond_t sched_cond;      /* a slot freed or a run was cancelled */
         pthread_cond_t change_cond;     /* any run changed (log, status) */
         DRun *runs;                     /* active (queued or running) runs */
+        DRun *unwritten;                /* ended, final record not stored yet (a full disk) */
+        bool unwritten_writer;
         TenantCount *tenants;
         size_t n_tenants;
         unsigned running, queued, threads;
@@ -285,6 +288,9 @@ int daemon_runs_init(Daemon *d);
  * On success *ret holds a reference (drun_unref it). */
 int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
                       int fn_version, bool lambda, DRun **ret);
+/* rec is a stored record still in flight: when the daemon holds its end
+ * but could not store it yet (a full disk), fills rec with that end. */
+void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec);
 /* Runs again what the queue holds after a restart (queued, or running
  * when the daemon died with attempts left); returns how many were resumed.
  * Call once, before HTTP starts. */

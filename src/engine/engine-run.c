@@ -34,6 +34,7 @@ typedef struct RunCtx {
         Instance *inst;           /* a warm instance (deployed functions) */
         int log_fd;
         bool log_failed;
+        int log_errno;            /* the first failed log write (negative errno) */
         json_t *args, *kwargs;
         char *requirements_json; /* the file's @requirements dict */
         char **sys_path;
@@ -135,9 +136,29 @@ static void log_output(RunCtx *c, int stream, const char *data, size_t len, usec
                 return;
         char hdr[64];
         int n = snprintf(hdr, sizeof(hdr), "%d %llu %zu\n", stream, (unsigned long long) ts, len);
-        (void) write_full(c->log_fd, hdr, (size_t) n);
-        (void) write_full(c->log_fd, data, len);
-        (void) write_full(c->log_fd, "\n", 1);
+        int k = write_full(c->log_fd, hdr, (size_t) n);
+        if (k >= 0)
+                k = write_full(c->log_fd, data, len);
+        if (k >= 0)
+                k = write_full(c->log_fd, "\n", 1);
+        if (k < 0) {
+                /* A log with a hole is not the run's output: stop writing
+                 * it and end the run with the reason (finish_log_error). */
+                c->log_errno = k;
+                c->log_fd = fd_close(c->log_fd);
+                c->log_failed = true;
+        }
+}
+
+/* A run whose output could not be stored (the disk is full) ends as an
+ * error that says so, whatever its function did: its log is incomplete. */
+static void finish_log_error(RunCtx *c) {
+        if (c->log_errno == 0)
+                return;
+        _cleanup_free_ char *msg = xasprintf(
+                "the run's output could not be stored: %s%s", strerror(-c->log_errno),
+                c->log_errno == -ENOSPC ? " (ENOSPC: the disk holding the data dir is full)" : "");
+        set_outcome(c, RUN_ERROR, EXIT_INTERNAL, c->log_errno == -ENOSPC ? "NoSpace" : "LogError", msg);
 }
 
 static char *timings_json(const RunResult *r) {
@@ -195,6 +216,8 @@ static void record_finish(RunCtx *c) {
         if (k == -ESTALE)
                 log_warn("run %s: attempt %d ended after a newer attempt took over; its result is dropped",
                          r->id, c->spec->attempt);
+        else if (k < 0)
+                c->res->record_error = k;
         r->timings_json = NULL;
 }
 
@@ -965,6 +988,7 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
                 (void) phase_run(&c);
 
         c.res->t_total = now_monotonic() - c.t_start;
+        finish_log_error(&c);
         record_finish(&c);
         emit_phase(&c, "done");
         active_unregister(&c);

@@ -147,6 +147,9 @@ typedef struct RunResult {
         usec_t t_queue, t_validate, t_resolve, t_install, t_acquire, t_fork, t_run, t_reply, t_total;
         usec_t t_start;       /* acquire + fork, kept for older readers */
         bool cold;            /* a worker or instance had to be started */
+        /* The final record could not be written (negative errno; a full
+         * disk): the caller holds the only copy of the end and writes it. */
+        int record_error;
 } RunResult;
 RunResult *run_result_free(RunResult *r);
 

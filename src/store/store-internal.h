@@ -18,7 +18,18 @@ struct Store {
                 sqlite3_stmt *st;
         } cache[STORE_STMT_CACHE];
         size_t n_cache;
+        char *reserve_path;     /* store_reserve_make() */
+        bool reserve_released;
+        usec_t reserve_checked;
 };
+
+#define STORE_RESERVE_BYTES (2ULL << 20)
+
+/* The full-disk reserve (store.c): make it when there is room; give it back
+ * (true when there was one) so a write that found the disk full can be
+ * tried once more. */
+void store_reserve_make(Store *s);
+bool store_reserve_release(Store *s);
 
 /* With s->lock held: a ready statement for sql, a string literal (cached
  * by its address), or NULL. Hand it back with store_stmt_done(). */

@@ -148,9 +148,12 @@ static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, s
         Store *s = store_of(q);
         int lost1 = 0, lost2 = 0, r;
 
+        bool retried = false;
+
         *ret = NULL;
         *ret_n = 0;
         pthread_mutex_lock(&s->lock);
+again:
         r = exec_locked(s, "BEGIN IMMEDIATE", NULL, NULL);
         if (r < 0)
                 goto out;
@@ -174,6 +177,15 @@ static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, s
                 r = list_queued_locked(s, ret, ret_n);
         if (r >= 0)
                 r = exec_locked(s, "COMMIT", NULL, NULL);
+        if (r == -ENOSPC && !retried && store_reserve_release(s)) {
+                /* A daemon starting on a full disk still recovers. */
+                (void) exec_locked(s, "ROLLBACK", NULL, NULL);
+                pending_run_list_free(*ret, *ret_n);
+                *ret = NULL;
+                *ret_n = 0;
+                retried = true;
+                goto again;
+        }
         if (r < 0) {
                 (void) exec_locked(s, "ROLLBACK", NULL, NULL);
                 if (*ret) {

@@ -1,5 +1,9 @@
 /* The SQLite job store. One connection per Store, serialised by a mutex;
  * WAL mode so readers (pysprinter ps) never block the writer (a run). */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
 #include "store-internal.h"
 
 int store_sqlite_errno(int rc) {
@@ -53,8 +57,53 @@ int store_open(const char *path, Store **ret_store) {
         Store *s = xcalloc(1, sizeof(Store));
         s->db = db;
         pthread_mutex_init(&s->lock, NULL);
+        s->reserve_path = xasprintf("%s-reserve", path);
+        store_reserve_make(s);
         *ret_store = s;
         return 0;
+}
+
+/* The reserve: a file of STORE_RESERVE_BYTES beside the database, given
+ * back to the file system when a write finds the disk full, so that the
+ * records that end runs still land (a run never stays "running" because
+ * its own output filled the disk). Made again once space is back. */
+void store_reserve_make(Store *s) {
+        struct stat st;
+        if (stat(s->reserve_path, &st) == 0 && (uint64_t) st.st_size >= STORE_RESERVE_BYTES) {
+                s->reserve_released = false;
+                return;
+        }
+        struct statvfs v;
+        if (statvfs(s->reserve_path, &v) < 0 && errno == ENOENT) {
+                _cleanup_free_ char *dir = xstrdup(s->reserve_path);
+                char *slash = strrchr(dir, '/');
+                if (slash)
+                        *slash = 0;
+                if (statvfs(slash ? dir : ".", &v) < 0)
+                        return;
+        }
+        /* Only when it leaves room: never the reason a disk fills. */
+        if ((uint64_t) v.f_bavail * v.f_frsize < 4 * STORE_RESERVE_BYTES)
+                return;
+        int fd = open(s->reserve_path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return;
+        bool ok = posix_fallocate(fd, 0, STORE_RESERVE_BYTES) == 0;
+        close(fd);
+        if (!ok)
+                (void) unlink(s->reserve_path);
+        s->reserve_released = !ok;
+}
+
+bool store_reserve_release(Store *s) {
+        if (unlink(s->reserve_path) < 0)
+                return false;
+        s->reserve_released = true;
+        s->reserve_checked = now_monotonic();
+        log_warn("the disk holding the database is full: released the %llu MiB reserve so runs can still end; "
+                 "free some space",
+                 (unsigned long long) (STORE_RESERVE_BYTES >> 20));
+        return true;
 }
 
 int store_rc_errno(int rc) {
@@ -94,6 +143,7 @@ Store *store_close(Store *s) {
                 sqlite3_finalize(s->cache[i].st);
         sqlite3_close_v2(s->db);
         pthread_mutex_destroy(&s->lock);
+        free(s->reserve_path);
         free(s);
         return NULL;
 }
@@ -169,9 +219,19 @@ int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *ar
                 if (arg21)
                         store_bind_text(st, 21, arg21);
                 rc = sqlite3_step(st);
+                if ((rc & 0xff) == SQLITE_FULL && store_reserve_release(s)) {
+                        sqlite3_reset(st);
+                        rc = sqlite3_step(st);
+                }
                 store_stmt_done(s, st);
         }
         int changes = sqlite3_changes(s->db);
+        /* Space came back: make the reserve again (looked at every 10 s at
+         * most: a statvfs per write would show in profiles). */
+        if (rc == SQLITE_DONE && s->reserve_released && now_monotonic() - s->reserve_checked > 10 * USEC_PER_SEC) {
+                s->reserve_checked = now_monotonic();
+                store_reserve_make(s);
+        }
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE)
                 return store_rc_errno(rc);
