@@ -88,16 +88,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         case 5:
         default: {
-                _cleanup_free_ char *name = NULL;
-                char **params = NULL;
-                size_t off;
-                if (python_function_params(body, len, "handler", &params) >= 0) {
-                        (void) lambda_call_rule(params);
-                        strv_free(params);
-                }
-                (void) python_def_offset(body, len, "f", &off);
-                (void) python_default_function(body, len, &name);
+                /* The routes and the Lambda names: what the router and the
+                 * Lambda API read from a request's path. */
+                _cleanup_free_ char *path = strndup(body, len), *name = NULL, *qualifier = NULL;
+                char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+                const DaemonRoute *route;
+                unsigned allow;
+                int n;
+                if (!path)
+                        break;
+                (void) daemon_route_find("GET", path, seg, &n, &route, &allow);
+                if (lambda_function_ref_parse(path, &name, &qualifier) >= 0 && !function_name_is_valid(name))
+                        __builtin_trap();
+                (void) lambda_call_rule(path);
                 break;
+        }
         }
         }
         return 0;

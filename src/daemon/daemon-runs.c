@@ -45,6 +45,7 @@ static DRun *drun_free(DRun *r) {
         free(r->source);
         free(r->fn_name);
         free(r->context_json);
+        free(r->requirements_json);
         strv_free(r->data);
         free(r->phase);
         buf_free(&r->log);
@@ -345,6 +346,7 @@ static void *run_thread(void *p) {
                         .limits = r->limits,
                         .sandbox = d->cfg.sandbox,
                         .context_json = r->context_json,
+                        .requirements_json = r->requirements_json,
                         .data = mounts,
                 };
                 int k = sk < 0 ? sk : dk < 0 ? 0 : engine_run(d->engine, &spec, on_event, ctx, &res);
@@ -430,6 +432,7 @@ static char *drun_request_json(const DRun *r) {
         } opt[] = {
                 { "function", r->function },   { "args_json", r->args_json },  { "kwargs_json", r->kwargs_json },
                 { "fn_name", r->fn_name },     { "context_json", r->context_json },
+                { "requirements_json", r->requirements_json },
         };
         for (size_t i = 0; i < ELEMENTSOF(opt); i++)
                 if (opt[i].value)
@@ -484,6 +487,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
         r->kwargs_json = json_strdup_or_null(j, "kwargs_json");
         r->fn_name = json_strdup_or_null(j, "fn_name");
         r->context_json = json_strdup_or_null(j, "context_json");
+        r->requirements_json = json_strdup_or_null(j, "requirements_json");
         r->lambda = json_is_true(json_object_get(j, "lambda"));
         r->fn_version = (int) json_integer_value(json_object_get(j, "fn_version"));
         r->limits = (RunLimits) {
@@ -600,6 +604,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->limits = req->limits;
         r->fn_name = fn_name ? xstrdup(fn_name) : NULL;
         r->context_json = req->context_json ? xstrdup(req->context_json) : NULL;
+        r->requirements_json = req->requirements_json ? xstrdup(req->requirements_json) : NULL;
         for (char **x = req->data; x && *x; x++)
                 r->data = strv_append(r->data, *x);
         r->fn_version = fn_version;

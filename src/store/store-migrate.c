@@ -108,6 +108,9 @@ static const char *const migrations[] = {
         "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;"
         "CREATE INDEX runs_pending ON runs(status, created) WHERE status IN ('queued','running');",
+        /* 6: a deployed function's parameters, as its validation read them
+         * (the Lambda calling rule), kept beside its source */
+        "ALTER TABLE functions ADD COLUMN params_json TEXT;",
 };
 
 int store_migrate(sqlite3 *db, char **ret_error) {
