@@ -515,7 +515,7 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         bool loopback;
 
         if (listen_address_parse(address, &ss, &len, &loopback) < 0) {
-                *ret_error = xasprintf("bad address address '%s' (expected HOST:PORT or [V6]:PORT)", address);
+                *ret_error = xasprintf("bad listen address '%s' (expected HOST:PORT or [V6]:PORT)", address);
                 return -EINVAL;
         }
         daemon_scrub_init(d);
@@ -530,14 +530,14 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         _cleanup_close_ int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0) {
                 int r = -errno;
-                *ret_error = xasprintf("cannot address on %s: %s", address, strerror(-r));
+                *ret_error = xasprintf("cannot listen on %s: %s", address, strerror(-r));
                 return r;
         }
         int one = 1;
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (bind(fd, (struct sockaddr *) &ss, (socklen_t) len) < 0 || listen(fd, 1024) < 0) {
                 int r = -errno;
-                *ret_error = xasprintf("cannot address on %s: %s", address,
+                *ret_error = xasprintf("cannot listen on %s: %s", address,
                                        r == -EADDRINUSE ? "address in use (another process listens there)" : strerror(-r));
                 return r;
         }

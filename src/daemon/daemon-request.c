@@ -198,6 +198,21 @@ static int parse_limits(json_t *obj, RunLimits *ret, char **ret_error) {
         return 0;
 }
 
+/* out (taken) as compact JSON text into *ret_json, NULL when it is empty;
+ * -ENOMEM with *ret_error when jansson cannot encode it (never silently
+ * dropped: a run without its arguments would be another call). */
+static int dump_nonempty(json_t *out, const char *field, char **ret_json, char **ret_error) {
+        bool empty = json_is_array(out) ? json_array_size(out) == 0 : json_object_size(out) == 0;
+        char *s = empty ? NULL : json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(out);
+        if (!empty && !s) {
+                *ret_error = xasprintf("field '%s' cannot be encoded", field);
+                return -ENOMEM;
+        }
+        *ret_json = s;
+        return 0;
+}
+
 /* Builds the engine's argument format: raw strings first (converted by the
  * parameter's annotation, like the CLI's -a), then typed values. */
 static int build_args(json_t *args, json_t *raw_args, char **ret_json, char **ret_error) {
@@ -215,9 +230,7 @@ static int build_args(json_t *args, json_t *raw_args, char **ret_json, char **re
         }
         json_array_foreach(args, i, v)
                 json_array_append_new(out, json_pack("{sO}", "value", v));
-        *ret_json = json_array_size(out) > 0 ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        json_decref(out);
-        return 0;
+        return dump_nonempty(out, "args", ret_json, ret_error);
 }
 
 static bool identifier_is_valid(const char *s) {
@@ -260,9 +273,7 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
                 }
                 json_object_set_new(out, key, json_pack("{sO}", "value", v));
         }
-        *ret_json = json_object_size(out) > 0 ? json_dumps(out, JSON_COMPACT) : NULL;
-        json_decref(out);
-        return 0;
+        return dump_nonempty(out, "kwargs", ret_json, ret_error);
 }
 
 bool function_name_is_valid(const char *name) {
@@ -504,6 +515,11 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
                                 goto fail;
                         }
                 req.requirements_json = json_dumps(reqs, JSON_COMPACT);
+                if (!req.requirements_json) {
+                        *ret_error = xstrdup("field 'requirements' cannot be encoded");
+                        r = -ENOMEM;
+                        goto fail;
+                }
         }
 
         r = build_args(json_object_get(j, "args"), json_object_get(j, "raw_args"), &req.args_json, ret_error);
