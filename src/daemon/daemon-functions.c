@@ -83,7 +83,7 @@ static int version_parse(const char *v, int *ret) {
         return 0;
 }
 
-static json_t *function_json(const FunctionRecord *f) {
+static json_t *function_json(const DaemonCall *call, const FunctionRecord *f) {
         char hex[65];
         sha256_hex(f->source, f->source_len, hex);
         return json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:s?, s:o, s:o, s:o, s:s}", "name", f->name, "version",
@@ -180,7 +180,7 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
                 goto out;
         }
         loc = xasprintf("/v1/functions/%s", req.name);
-        resp = daemon_call_json(call, 201, function_json(&f), ret_status);
+        resp = daemon_call_json(call, 201, function_json(call, &f), ret_status);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
 out:
         run_result_free(res);
@@ -188,7 +188,11 @@ out:
         return resp;
 }
 
-struct MHD_Response *daemon_api_functions_list(const DaemonCall *call, unsigned *ret_status) {
+/* The latest version of each of the caller's functions, as render shows
+ * one, in an object under key. */
+static struct MHD_Response *functions_list(const DaemonCall *call,
+                                           json_t *(*render)(const DaemonCall *, const FunctionRecord *),
+                                           const char *key, unsigned *ret_status) {
         FunctionRecord **v = NULL;
         size_t n = 0;
         int k = store_function_list(call->d->store, call->tenant, &v, &n);
@@ -196,9 +200,13 @@ struct MHD_Response *daemon_api_functions_list(const DaemonCall *call, unsigned 
                 return daemon_call_errno(call, k, "functions", ret_status);
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
-                json_array_append_new(a, function_json(v[i]));
+                json_array_append_new(a, render(call, v[i]));
         function_record_list_free(v, n);
-        return daemon_call_json(call, 200, json_pack("{so}", "functions", a), ret_status);
+        return daemon_call_json(call, 200, json_pack("{s:o}", key, a), ret_status);
+}
+
+struct MHD_Response *daemon_api_functions_list(const DaemonCall *call, unsigned *ret_status) {
+        return functions_list(call, function_json, "functions", ret_status);
 }
 
 /* The function a /v1/functions/{name} call names, at ?version= (latest
@@ -226,7 +234,7 @@ struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *r
         FunctionRecord *f = function_of_call(call, ret_status, &resp);
         if (!f)
                 return resp;
-        json_t *j = function_json(f);
+        json_t *j = function_json(call, f);
         int *vs = NULL;
         size_t n = 0;
         if (store_function_versions(call->d->store, call->tenant, f->name, &vs, &n) >= 0) {
@@ -365,22 +373,16 @@ static FunctionRecord *lambda_function(const DaemonCall *call, unsigned *ret_sta
         return f;
 }
 
-static uint64_t function_timeout_ms(const DaemonCall *call, const FunctionRecord *f) {
+/* The timeout and memory an invocation of f gets when it asks for nothing:
+ * the deploy's, else the config's defaults, else the engine's. */
+static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f) {
         RunLimits l = {};
         merge_limits(&l, f->limits_json);
         pthread_rwlock_rdlock(&call->d->cfg_lock);
-        uint64_t t = l.timeout_ms ?: call->d->cfg.defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS;
+        l.timeout_ms = l.timeout_ms ?: call->d->cfg.defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS;
+        l.memory_bytes = l.memory_bytes ?: call->d->cfg.defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES;
         pthread_rwlock_unlock(&call->d->cfg_lock);
-        return t;
-}
-
-static uint64_t function_memory_bytes(const DaemonCall *call, const FunctionRecord *f) {
-        RunLimits l = {};
-        merge_limits(&l, f->limits_json);
-        pthread_rwlock_rdlock(&call->d->cfg_lock);
-        uint64_t m = l.memory_bytes ?: call->d->cfg.defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES;
-        pthread_rwlock_unlock(&call->d->cfg_lock);
-        return m;
+        return l;
 }
 
 static char *base64(const void *data, size_t n) {
@@ -405,26 +407,18 @@ static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord
         gmtime_r(&secs, &tm);
         strftime(modified, sizeof(modified), "%Y-%m-%dT%H:%M:%S.000+0000", &tm);
         snprintf(version, sizeof(version), "%d", f->version);
+        RunLimits l = function_limits(call, f);
         return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:[s]}",
                          "FunctionName", f->name, "FunctionArn", arn, "Runtime", "python3.11", "Handler", handler,
                          "CodeSize", (json_int_t) f->source_len, "Description", f->description ? f->description : "",
-                         "Timeout", (json_int_t) ((function_timeout_ms(call, f) + 999) / 1000), "MemorySize",
-                         (json_int_t) (function_memory_bytes(call, f) >> 20), "LastModified", modified, "CodeSha256",
+                         "Timeout", (json_int_t) ((l.timeout_ms + 999) / 1000), "MemorySize",
+                         (json_int_t) (l.memory_bytes >> 20), "LastModified", modified, "CodeSha256",
                          sha, "Version", version, "State", "Active", "LastUpdateStatus", "Successful", "PackageType",
                          "Zip", "Architectures", "x86_64");
 }
 
 struct MHD_Response *daemon_api_lambda_list(const DaemonCall *call, unsigned *ret_status) {
-        FunctionRecord **v = NULL;
-        size_t n = 0;
-        int k = store_function_list(call->d->store, call->tenant, &v, &n);
-        if (k < 0)
-                return daemon_call_errno(call, k, "functions", ret_status);
-        json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-                json_array_append_new(a, lambda_configuration(call, v[i]));
-        function_record_list_free(v, n);
-        return daemon_call_json(call, 200, json_pack("{s:o}", "Functions", a), ret_status);
+        return functions_list(call, lambda_configuration, "Functions", ret_status);
 }
 
 struct MHD_Response *daemon_api_lambda_configuration(const DaemonCall *call, unsigned *ret_status) {

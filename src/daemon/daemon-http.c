@@ -324,14 +324,7 @@ static void *reaper(void *arg) {
                                 (void) shutdown(t->fd, SHUT_RDWR);
                                 t->fd = -1;
                         }
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 250 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&track.cond, &track.lock, &ts);
+                daemon_cond_wait(&track.cond, &track.lock, 250 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&track.lock);
         return NULL;
@@ -418,16 +411,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         *req_cls = NULL;
 }
 
-static int hexval(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
 int http_target_check(const char *target, char **ret_error) {
         assert(target);
         /* MHD hands handlers the decoded path and query values as C
@@ -436,8 +419,8 @@ int http_target_check(const char *target, char **ret_error) {
          * value of this API holds a control character either. */
         for (const char *p = target; *p; p++) {
                 int ch = (unsigned char) *p;
-                if (*p == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0)
-                        ch = hexval(p[1]) * 16 + hexval(p[2]);
+                if (*p == '%' && daemon_hexval(p[1]) >= 0 && daemon_hexval(p[2]) >= 0)
+                        ch = daemon_hexval(p[1]) * 16 + daemon_hexval(p[2]);
                 if (ch < 0x20 || ch == 0x7f) {
                         bool in_query = memchr(target, '?', (size_t) (p - target)) != NULL;
                         *ret_error = xasprintf("the request %s holds a control character (byte 0x%02x)",

@@ -443,24 +443,17 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         if (r < 0)
                 return r;
 
-        switch (kind) {
-        case REQUEST_RUN:
-                r = check_fields(j, NULL, run_fields, ELEMENTSOF(run_fields), ret_error);
-                break;
-        case REQUEST_VALIDATE:
-                r = check_fields(j, NULL, validate_fields, ELEMENTSOF(validate_fields), ret_error);
-                break;
-        case REQUEST_DEPLOY:
-                r = check_fields(j, NULL, deploy_fields, ELEMENTSOF(deploy_fields), ret_error);
-                break;
-        case REQUEST_INVOKE:
-                r = check_fields(j, NULL, invoke_fields, ELEMENTSOF(invoke_fields), ret_error);
-                break;
-        default:
-                r = -EINVAL;
-                *ret_error = xstrdup("unknown request kind");
-                break;
-        }
+        static const struct {
+                const Field *fields;
+                size_t n;
+        } kinds[] = {
+                [REQUEST_RUN] = { run_fields, ELEMENTSOF(run_fields) },
+                [REQUEST_VALIDATE] = { validate_fields, ELEMENTSOF(validate_fields) },
+                [REQUEST_DEPLOY] = { deploy_fields, ELEMENTSOF(deploy_fields) },
+                [REQUEST_INVOKE] = { invoke_fields, ELEMENTSOF(invoke_fields) },
+        };
+        r = (size_t) kind < ELEMENTSOF(kinds) ? check_fields(j, NULL, kinds[kind].fields, kinds[kind].n, ret_error)
+                                              : -EINVAL;
         if (r < 0)
                 goto fail;
 

@@ -241,10 +241,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                                    (s->next_chunk + 1 == r->n_chunks &&
                                     s->chunk_off >= r->chunks[s->next_chunk].len && r->chunks[s->next_chunk].stream != 0);
                 if (nothing_new && !r->done) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        ts.tv_sec += 5;
-                        pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+                        daemon_cond_wait(&d->change_cond, &d->lock, 5 * USEC_PER_SEC);
                 }
                 bool done = sse_copy_new(s);
                 pthread_mutex_unlock(&d->lock);

@@ -249,6 +249,16 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         pthread_mutex_unlock(&d->lock);
 }
 
+/* The end of a run's thread (d->lock held, released here). */
+static void *run_thread_exit(Daemon *d, DRun *r, void **ctx) {
+        d->threads--;
+        pthread_cond_broadcast(&d->change_cond);
+        pthread_mutex_unlock(&d->lock);
+        drun_unref(d, r);
+        free(ctx);
+        return NULL;
+}
+
 static void *run_thread(void *p) {
         void **ctx = p;
         Daemon *d = ctx[0];
@@ -269,12 +279,7 @@ static void *run_thread(void *p) {
                                         *q = r->next;
                                         break;
                                 }
-                        d->threads--;
-                        pthread_cond_broadcast(&d->change_cond);
-                        pthread_mutex_unlock(&d->lock);
-                        drun_unref(d, r);
-                        free(ctx);
-                        return NULL;
+                        return run_thread_exit(d, r, ctx);
                 }
                 cancelled = r->cancel_requested;
                 if (cancelled || (d->running < d->cfg.max_concurrent_runs && tc->running < d->cfg.max_concurrent_per_tenant)) {
@@ -398,12 +403,7 @@ static void *run_thread(void *p) {
         drun_finish(d, r, res);
 
         pthread_mutex_lock(&d->lock);
-        d->threads--;
-        pthread_cond_broadcast(&d->change_cond);
-        pthread_mutex_unlock(&d->lock);
-        drun_unref(d, r);
-        free(ctx);
-        return NULL;
+        return run_thread_exit(d, r, ctx);
 }
 
 /* What the queue keeps so a run can be started again by the next daemon
@@ -701,13 +701,7 @@ int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout) {
                 if (now >= deadline)
                         break;
                 /* Wake at least every 250 ms to look at the client socket. */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                usec_t step = MIN(deadline - now, 250 * USEC_PER_MSEC);
-                ts.tv_nsec += (long) (step % USEC_PER_SEC) * 1000;
-                ts.tv_sec += (time_t) (step / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
-                ts.tv_nsec %= 1000000000;
-                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+                daemon_cond_wait(&d->change_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
         }
         if (r->done)
                 ret = 1;
@@ -732,6 +726,15 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         return 0;
 }
 
+void daemon_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long) (timeout % USEC_PER_SEC) * 1000;
+        ts.tv_sec += (time_t) (timeout / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        (void) pthread_cond_timedwait(cond, lock, &ts);
+}
+
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued) {
         pthread_mutex_lock(&d->lock);
         *ret_running = d->running;
@@ -745,12 +748,7 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
         pthread_mutex_lock(&d->lock);
         d->draining = true;
         while (d->threads > 0 && now_monotonic() < deadline) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 200 * 1000000L;
-                ts.tv_sec += ts.tv_nsec / 1000000000;
-                ts.tv_nsec %= 1000000000;
-                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+                daemon_cond_wait(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
 }

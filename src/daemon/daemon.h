@@ -131,6 +131,10 @@ typedef struct SigV4Request {
  * 0, or -EPERM with *ret_error saying what did not match. */
 int sigv4_verify(const SigV4Request *rq, const SigV4Auth *auth, const char *secret, usec_t now, char **ret_error);
 
+/* The value of a hex digit, -1 for another character (percent-decoding
+ * in the router's target check and SigV4's canonical URI). */
+int daemon_hexval(char ch);
+
 /* ---- request parsing (daemon-request.c; the fuzzer's target) ------------ */
 
 typedef struct RequestCaps {
@@ -301,6 +305,8 @@ void drun_unref(Daemon *d, DRun *r);
 int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
+/* pthread_cond_timedwait for at most timeout (the lock held). */
+void daemon_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);
 /* Number of runs executing or queued. */
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */
@@ -353,8 +359,10 @@ typedef struct DaemonCall {
 } DaemonCall;
 
 /* A handler answers with a response and its status (the router queues it);
- * NULL drops the connection (the client went away). */
-typedef struct MHD_Response *(*DaemonHandler)(const DaemonCall *call, unsigned *ret_status);
+ * NULL drops the connection (the client went away). Handlers are declared
+ * as `DaemonHandlerFn name;`. */
+typedef struct MHD_Response *DaemonHandlerFn(const DaemonCall *call, unsigned *ret_status);
+typedef DaemonHandlerFn *DaemonHandler;
 
 /* ---- the route table (daemon-routes.c) ---------------------------------- */
 
@@ -430,12 +438,8 @@ struct json_t *daemon_time_json(usec_t t);
 
 /* ---- runs and validation (daemon-runs-api.c) ---------------------------- */
 
-struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_runs_submit(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_validate(const DaemonCall *call, unsigned *ret_status);
+DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
+        daemon_api_run_cancel, daemon_api_run_logs, daemon_api_validate;
 /* Lowers *l to what the config grants call's tenant (absent fields become
  * its defaults); a 403 response when the request asked for more, else NULL. */
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status);
@@ -450,15 +454,9 @@ struct json_t *daemon_validation_json(const RunResult *res);
 
 /* ---- functions and the Lambda API (daemon-functions.c) ------------------ */
 
-struct MHD_Response *daemon_api_functions_list(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_lambda_list(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_lambda_configuration(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *ret_status);
+DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
+        daemon_api_function_delete, daemon_api_function_invoke, daemon_api_lambda_list,
+        daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke;
 /* A Lambda FunctionName — NAME, NAME:QUALIFIER or
  * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] — split into the
  * name and the qualifier (NULL when none). -EINVAL when it is none of those. */
@@ -466,13 +464,11 @@ int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_quali
 
 /* ---- workers and environments (daemon-workers.c) ------------------------ */
 
-struct MHD_Response *daemon_api_workers(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_status);
+DaemonHandlerFn daemon_api_workers, daemon_api_envs;
 
 /* ---- health and metrics (daemon-metrics.c) ------------------------------ */
 
-struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_status);
-struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_status);
+DaemonHandlerFn daemon_api_healthz, daemon_api_metrics;
 
 /* ---- DAG runs and datasets (daemon-dag.c, daemon-data.c) ---------------- */
 
@@ -485,6 +481,6 @@ int daemon_dags_init(Daemon *d, char **ret_error);
 unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 
 /* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
-struct MHD_Response *daemon_dag_handle(const DaemonCall *call, unsigned *ret_status);
+DaemonHandlerFn daemon_dag_handle;
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
-struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_status);
+DaemonHandlerFn daemon_data_handle;
