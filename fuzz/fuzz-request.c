@@ -90,19 +90,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         default: {
                 /* The routes and the Lambda names: what the router and the
                  * Lambda API read from a request's path. */
-                _cleanup_free_ char *path = strndup(body, len), *name = NULL, *qualifier = NULL;
+                _cleanup_free_ char *path = xstrndup(body, len), *name = NULL, *qualifier = NULL;
                 char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
                 const DaemonRoute *route;
                 unsigned allow;
                 int n;
-                if (!path)
-                        break;
                 (void) daemon_route_find("GET", path, seg, &n, &route, &allow);
                 if (lambda_function_ref_parse(path, &name, &qualifier) >= 0 && !function_name_is_valid(name))
                         __builtin_trap();
                 (void) lambda_call_rule(path);
                 break;
-        }
         }
         }
         return 0;
