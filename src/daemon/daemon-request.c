@@ -1,6 +1,7 @@
 /* Request body parsing: everything a client sends passes through here before
  * anything else looks at it, so it is the fuzzer's target
  * (fuzz/fuzz-request.c). */
+#include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -559,4 +560,57 @@ fail:
         json_decref(j);
         run_request_done(&req);
         return r;
+}
+
+/* ---- what the Lambda API reads from a request -------------------------------- */
+
+LambdaCall lambda_call_rule(const char *params_json) {
+        json_t *a = params_json ? json_loads(params_json, 0, NULL) : NULL;
+        size_t n = json_array_size(a), plain = 0, i;
+        json_t *v;
+        json_array_foreach(a, i, v) {
+                const char *p = json_string_value(v);
+                if (p && *p && *p != '*')
+                        plain++;
+        }
+        json_decref(a);
+        if (plain == 2 && n == 2)
+                return LAMBDA_CALL_EVENT_CONTEXT;
+        if (plain == 1 && n == 1)
+                return LAMBDA_CALL_EVENT;
+        return LAMBDA_CALL_KWARGS;
+}
+
+int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_qualifier) {
+        assert(ref);
+        _cleanup_strv_free_ char **parts = NULL;
+        const char *name, *qualifier = NULL;
+        size_t n = 0;
+
+        /* Split on ':' keeping empty items (strv helpers drop them). */
+        for (const char *p = ref;;) {
+                const char *c = strchr(p, ':');
+                _cleanup_free_ char *item = c ? xstrndup(p, (size_t) (c - p)) : xstrdup(p);
+                parts = strv_append(parts, item);
+                n++;
+                if (!c || n > 8)
+                        break;
+                p = c + 1;
+        }
+        if (streq(parts[0], "arn")) {
+                /* arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] */
+                if ((n != 7 && n != 8) || !streq(parts[2], "lambda") || !streq(parts[5], "function"))
+                        return -EINVAL;
+                name = parts[6];
+                qualifier = n == 8 ? parts[7] : NULL;
+        } else if (n <= 2) {
+                name = parts[0];
+                qualifier = n == 2 ? parts[1] : NULL;
+        } else
+                return -EINVAL;
+        if (!function_name_is_valid(name) || (qualifier && !*qualifier))
+                return -EINVAL;
+        *ret_name = xstrdup(name);
+        *ret_qualifier = qualifier ? xstrdup(qualifier) : NULL;
+        return 0;
 }
