@@ -174,6 +174,40 @@ static int want_strv(json_t *v, const char *key, char ***ret, char **ret_error) 
         return 0;
 }
 
+/* A mapping whose keys are strings or lists of strings (section.KEY);
+ * unknown keys are refused. */
+typedef struct StrvKey {
+        const char *name;
+        char ***strv;           /* a list, or */
+        char **string;          /* a string */
+} StrvKey;
+
+static int parse_string_keys(json_t *v, const char *section, const char *not_mapping, const StrvKey *keys,
+                             size_t n_keys, char **ret_error) {
+        const char *k;
+        json_t *item;
+        if (!json_is_object(v)) {
+                *ret_error = xstrdup(not_mapping);
+                return -EINVAL;
+        }
+        json_object_foreach(v, k, item) {
+                _cleanup_free_ char *name = xasprintf("%s.%s", section, k);
+                const StrvKey *key = NULL;
+                for (size_t i = 0; i < n_keys && !key; i++)
+                        if (streq(keys[i].name, k))
+                                key = &keys[i];
+                if (!key) {
+                        *ret_error = xasprintf("unknown key '%s'", name);
+                        return -EINVAL;
+                }
+                int r = key->strv ? want_strv(item, name, key->strv, ret_error)
+                                  : want_string(item, name, key->string, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_error) {
         const char *k;
         json_t *v;
@@ -583,45 +617,19 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                 } else if (streq(k, "pool")) {
                         r = parse_pool(cfg, v, &err);
                 } else if (streq(k, "index")) {
-                        const char *k2;
-                        json_t *v2;
-                        if (!json_is_object(v)) {
-                                err = xstrdup("'index' must be a mapping");
-                                r = -EINVAL;
-                        } else
-                                json_object_foreach(v, k2, v2) {
-                                        if (streq(k2, "url"))
-                                                r = want_string(v2, "index.url", &cfg->index_url, &err);
-                                        else if (streq(k2, "extra_urls"))
-                                                r = want_strv(v2, "index.extra_urls", &cfg->extra_index_urls, &err);
-                                        else if (streq(k2, "find_links"))
-                                                r = want_strv(v2, "index.find_links", &cfg->find_links, &err);
-                                        else {
-                                                err = xasprintf("unknown key 'index.%s'", k2);
-                                                r = -EINVAL;
-                                        }
-                                        if (r < 0)
-                                                break;
-                                }
+                        const StrvKey keys[] = {
+                                { "url", NULL, &cfg->index_url },
+                                { "extra_urls", &cfg->extra_index_urls, NULL },
+                                { "find_links", &cfg->find_links, NULL },
+                        };
+                        r = parse_string_keys(v, "index", "'index' must be a mapping", keys, ELEMENTSOF(keys), &err);
                 } else if (streq(k, "packages")) {
-                        const char *k2;
-                        json_t *v2;
-                        if (!json_is_object(v)) {
-                                err = xstrdup("'packages' must be a mapping with 'allow' and/or 'deny'");
-                                r = -EINVAL;
-                        } else
-                                json_object_foreach(v, k2, v2) {
-                                        if (streq(k2, "allow"))
-                                                r = want_strv(v2, "packages.allow", &cfg->allow_packages, &err);
-                                        else if (streq(k2, "deny"))
-                                                r = want_strv(v2, "packages.deny", &cfg->deny_packages, &err);
-                                        else {
-                                                err = xasprintf("unknown key 'packages.%s'", k2);
-                                                r = -EINVAL;
-                                        }
-                                        if (r < 0)
-                                                break;
-                                }
+                        const StrvKey keys[] = {
+                                { "allow", &cfg->allow_packages, NULL },
+                                { "deny", &cfg->deny_packages, NULL },
+                        };
+                        r = parse_string_keys(v, "packages", "'packages' must be a mapping with 'allow' and/or 'deny'",
+                                              keys, ELEMENTSOF(keys), &err);
                 } else {
                         err = xasprintf("unknown key '%s'", k);
                         r = -EINVAL;

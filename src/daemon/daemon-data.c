@@ -14,50 +14,6 @@
 #include "daemon.h"
 #include "data.h"
 
-/* ---- shared response helpers (also used by daemon-dag.c) ----------------- */
-
-struct MHD_Response *daemon_json_response(unsigned status, json_t *j, unsigned *ret_status) {
-        /* Exact reals, shortest spelling: a result's 3.141592653589793 must
-         * come back as it went in (basic-json.c). */
-        _cleanup_free_ char *exact = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-        char *s = exact ? json_shorten_reals(exact) : NULL;
-        json_decref(j);
-        if (!s) {
-                s = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}");
-                status = 500;
-        }
-        daemon_scrub(s);
-        size_t n = strlen(s);
-        s = xrealloc(s, n + 2);
-        s[n] = '\n';
-        s[n + 1] = 0;
-        struct MHD_Response *resp = MHD_create_response_from_buffer(n + 1, s, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-                free(s);
-                return NULL;
-        }
-        MHD_add_response_header(resp, "Content-Type", "application/json");
-        *ret_status = status;
-        return resp;
-}
-
-struct MHD_Response *daemon_error_response(unsigned status, const char *code, unsigned *ret_status, const char *fmt,
-                                           ...) {
-        va_list ap;
-        char *msg;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
-        va_end(ap);
-        json_t *j = json_pack("{s{ssss}}", "error", "code", code, "message", msg ? msg : code);
-        free(msg);
-        return daemon_json_response(status, j, ret_status);
-}
-
-const char *daemon_call_query(const DaemonCall *call, const char *key) {
-        return MHD_lookup_connection_value(call->conn, MHD_GET_ARGUMENT_KIND, key);
-}
-
 /* ---- datasets --------------------------------------------------------------- */
 
 static json_t *time_or_null(usec_t t) {

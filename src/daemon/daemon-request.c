@@ -1,6 +1,7 @@
 /* Request body parsing: everything a client sends passes through here before
  * anything else looks at it, so it is the fuzzer's target
  * (fuzz/fuzz-request.c). */
+#include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -198,6 +199,21 @@ static int parse_limits(json_t *obj, RunLimits *ret, char **ret_error) {
         return 0;
 }
 
+/* out (taken) as compact JSON text into *ret_json, NULL when it is empty;
+ * -ENOMEM with *ret_error when jansson cannot encode it (never silently
+ * dropped: a run without its arguments would be another call). */
+static int dump_nonempty(json_t *out, const char *field, char **ret_json, char **ret_error) {
+        bool empty = json_is_array(out) ? json_array_size(out) == 0 : json_object_size(out) == 0;
+        char *s = empty ? NULL : json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(out);
+        if (!empty && !s) {
+                *ret_error = xasprintf("field '%s' cannot be encoded", field);
+                return -ENOMEM;
+        }
+        *ret_json = s;
+        return 0;
+}
+
 /* Builds the engine's argument format: raw strings first (converted by the
  * parameter's annotation, like the CLI's -a), then typed values. */
 static int build_args(json_t *args, json_t *raw_args, char **ret_json, char **ret_error) {
@@ -215,9 +231,7 @@ static int build_args(json_t *args, json_t *raw_args, char **ret_json, char **re
         }
         json_array_foreach(args, i, v)
                 json_array_append_new(out, json_pack("{sO}", "value", v));
-        *ret_json = json_array_size(out) > 0 ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        json_decref(out);
-        return 0;
+        return dump_nonempty(out, "args", ret_json, ret_error);
 }
 
 static bool identifier_is_valid(const char *s) {
@@ -260,9 +274,7 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
                 }
                 json_object_set_new(out, key, json_pack("{sO}", "value", v));
         }
-        *ret_json = json_object_size(out) > 0 ? json_dumps(out, JSON_COMPACT) : NULL;
-        json_decref(out);
-        return 0;
+        return dump_nonempty(out, "kwargs", ret_json, ret_error);
 }
 
 bool function_name_is_valid(const char *name) {
@@ -432,24 +444,17 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         if (r < 0)
                 return r;
 
-        switch (kind) {
-        case REQUEST_RUN:
-                r = check_fields(j, NULL, run_fields, ELEMENTSOF(run_fields), ret_error);
-                break;
-        case REQUEST_VALIDATE:
-                r = check_fields(j, NULL, validate_fields, ELEMENTSOF(validate_fields), ret_error);
-                break;
-        case REQUEST_DEPLOY:
-                r = check_fields(j, NULL, deploy_fields, ELEMENTSOF(deploy_fields), ret_error);
-                break;
-        case REQUEST_INVOKE:
-                r = check_fields(j, NULL, invoke_fields, ELEMENTSOF(invoke_fields), ret_error);
-                break;
-        default:
-                r = -EINVAL;
-                *ret_error = xstrdup("unknown request kind");
-                break;
-        }
+        static const struct {
+                const Field *fields;
+                size_t n;
+        } kinds[] = {
+                [REQUEST_RUN] = { run_fields, ELEMENTSOF(run_fields) },
+                [REQUEST_VALIDATE] = { validate_fields, ELEMENTSOF(validate_fields) },
+                [REQUEST_DEPLOY] = { deploy_fields, ELEMENTSOF(deploy_fields) },
+                [REQUEST_INVOKE] = { invoke_fields, ELEMENTSOF(invoke_fields) },
+        };
+        r = (size_t) kind < ELEMENTSOF(kinds) ? check_fields(j, NULL, kinds[kind].fields, kinds[kind].n, ret_error)
+                                              : -EINVAL;
         if (r < 0)
                 goto fail;
 
@@ -504,6 +509,11 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
                                 goto fail;
                         }
                 req.requirements_json = json_dumps(reqs, JSON_COMPACT);
+                if (!req.requirements_json) {
+                        *ret_error = xstrdup("field 'requirements' cannot be encoded");
+                        r = -ENOMEM;
+                        goto fail;
+                }
         }
 
         r = build_args(json_object_get(j, "args"), json_object_get(j, "raw_args"), &req.args_json, ret_error);
@@ -552,188 +562,55 @@ fail:
         return r;
 }
 
-/* ---- Python signature sniffing -------------------------------------------
- *
- * The daemon never runs Python, and the worker's validation does not return
- * the signature, so the Lambda calling rule reads the `def` line itself. It
- * only needs the parameter names, which are the identifiers at the start of
- * each top-level comma-separated item between the def's parentheses. */
+/* ---- what the Lambda API reads from a request -------------------------------- */
 
-static const char *skip_string(const char *p, const char *end) {
-        char q = *p;
-        bool triple = p + 2 < end && p[1] == q && p[2] == q;
-        p += triple ? 3 : 1;
-        while (p < end) {
-                if (*p == '\\') {
-                        p += 2;
-                        continue;
-                }
-                if (*p == q) {
-                        if (!triple)
-                                return p + 1;
-                        if (p + 2 < end && p[1] == q && p[2] == q)
-                                return p + 3;
-                }
-                p++;
+LambdaCall lambda_call_rule(const char *params_json) {
+        json_t *a = params_json ? json_loads(params_json, 0, NULL) : NULL;
+        size_t n = json_array_size(a), plain = 0, i;
+        json_t *v;
+        json_array_foreach(a, i, v) {
+                const char *p = json_string_value(v);
+                if (p && *p && *p != '*')
+                        plain++;
         }
-        return end;
-}
-
-int python_def_offset(const char *source, size_t len, const char *function, size_t *ret_offset) {
-        const char *end = source + len;
-        size_t flen = strlen(function);
-
-        for (const char *line = source; line < end;) {
-                const char *eol = memchr(line, '\n', (size_t) (end - line));
-                if (!eol)
-                        eol = end;
-                const char *p = line;
-                /* Only top-level defs: deployed functions are module-level. */
-                if ((size_t) (eol - p) > 6 && strneq(p, "async ", 6))
-                        p += 6;
-                if ((size_t) (eol - p) > 4 + flen && strneq(p, "def ", 4)) {
-                        const char *q = p + 4;
-                        while (q < eol && *q == ' ')
-                                q++;
-                        if ((size_t) (eol - q) > flen && strneq(q, function, flen)) {
-                                q += flen;
-                                while (q < eol && *q == ' ')
-                                        q++;
-                                if (q < eol && *q == '(') {
-                                        *ret_offset = (size_t) (line - source);
-                                        return 0;
-                                }
-                        }
-                }
-                line = eol + 1;
-        }
-        return -ENOENT;
-}
-
-int python_function_params(const char *source, size_t len, const char *function, char ***ret_params) {
-        const char *end = source + len, *q;
-        size_t off;
-        int r;
-
-        r = python_def_offset(source, len, function, &off);
-        if (r < 0)
-                return r;
-        q = memchr(source + off, '(', (size_t) (end - (source + off)));
-        if (!q)
-                return -ENOENT;
-
-        char **params = NULL;
-        int depth = 0;
-        bool at_item = true;
-        for (const char *c = q + 1; c < end; c++) {
-                if (*c == '#') {
-                        while (c < end && *c != '\n')
-                                c++;
-                        continue;
-                }
-                if (*c == '"' || *c == '\'') {
-                        c = skip_string(c, end) - 1;
-                        continue;
-                }
-                if (*c == '(' || *c == '[' || *c == '{')
-                        depth++;
-                else if (*c == ')' || *c == ']' || *c == '}') {
-                        if (depth == 0)
-                                break;
-                        depth--;
-                } else if (*c == ',' && depth == 0)
-                        at_item = true;
-                else if (at_item && depth == 0 && !isspace((unsigned char) *c)) {
-                        const char *s = c;
-                        while (c < end && *c == '*')
-                                c++;
-                        while (c < end && (isalnum((unsigned char) *c) || *c == '_'))
-                                c++;
-                        if (c > s) {
-                                _cleanup_free_ char *name = xstrndup(s, (size_t) (c - s));
-                                params = strv_append(params, name);
-                        }
-                        at_item = false;
-                        if (c > s)
-                                c--;
-                        else
-                                c = s;
-                }
-        }
-        if (!params)
-                params = xcalloc(1, sizeof(char *));
-        *ret_params = params;
-        return 0;
-}
-
-/* startswith() for [p, end), which need not be NUL-terminated. */
-static bool span_startswith(const char *p, const char *end, const char *prefix) {
-        size_t n = strlen(prefix);
-        return (size_t) (end - p) >= n && memcmp(p, prefix, n) == 0;
-}
-
-static char *def_name_at(const char *p, const char *eol) {
-        if ((size_t) (eol - p) > 6 && strneq(p, "async ", 6))
-                p += 6;
-        if ((size_t) (eol - p) <= 4 || !strneq(p, "def ", 4))
-                return NULL;
-        p += 4;
-        while (p < eol && *p == ' ')
-                p++;
-        const char *s = p;
-        while (p < eol && (isalnum((unsigned char) *p) || *p == '_'))
-                p++;
-        return p > s ? xstrndup(s, (size_t) (p - s)) : NULL;
-}
-
-int python_default_function(const char *source, size_t len, char **ret_name) {
-        const char *end = source + len;
-        _cleanup_free_ char *only = NULL;
-        size_t n_defs = 0;
-        bool decorated = false;
-
-        for (const char *line = source; line < end;) {
-                const char *eol = memchr(line, '\n', (size_t) (end - line));
-                if (!eol)
-                        eol = end;
-                if (span_startswith(line, eol, "@requirements") || span_startswith(line, eol, "@pysprinter.requirements"))
-                        decorated = true;
-                else {
-                        char *name = def_name_at(line, eol);
-                        if (name) {
-                                if (decorated) {
-                                        *ret_name = name;
-                                        return 0;
-                                }
-                                n_defs++;
-                                free(only);
-                                only = name;
-                        } else if (line < eol && *line != '@' && *line != ' ' && *line != '\t' && *line != '#')
-                                decorated = false;
-                }
-                line = eol + 1;
-        }
-        if (n_defs == 1) {
-                *ret_name = TAKE_PTR(only);
-                return 0;
-        }
-        return -ENOENT;
-}
-
-LambdaCall lambda_call_rule(char *const *params) {
-        size_t positional = 0, n = strv_length(params);
-        bool varkw = false;
-
-        for (size_t i = 0; i < n; i++) {
-                if (startswith(params[i], "**"))
-                        varkw = true;
-                else if (params[i][0] != '*')
-                        positional++;
-        }
-        if (positional == 2 && n == 2)
+        json_decref(a);
+        if (plain == 2 && n == 2)
                 return LAMBDA_CALL_EVENT_CONTEXT;
-        if (positional == 1 && n == 1)
+        if (plain == 1 && n == 1)
                 return LAMBDA_CALL_EVENT;
-        (void) varkw;
         return LAMBDA_CALL_KWARGS;
+}
+
+int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_qualifier) {
+        assert(ref);
+        _cleanup_strv_free_ char **parts = NULL;
+        const char *name, *qualifier = NULL;
+        size_t n = 0;
+
+        /* Split on ':' keeping empty items (strv helpers drop them). */
+        for (const char *p = ref;;) {
+                const char *c = strchr(p, ':');
+                _cleanup_free_ char *item = c ? xstrndup(p, (size_t) (c - p)) : xstrdup(p);
+                parts = strv_append(parts, item);
+                n++;
+                if (!c || n > 8)
+                        break;
+                p = c + 1;
+        }
+        if (streq(parts[0], "arn")) {
+                /* arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] */
+                if ((n != 7 && n != 8) || !streq(parts[2], "lambda") || !streq(parts[5], "function"))
+                        return -EINVAL;
+                name = parts[6];
+                qualifier = n == 8 ? parts[7] : NULL;
+        } else if (n <= 2) {
+                name = parts[0];
+                qualifier = n == 2 ? parts[1] : NULL;
+        } else
+                return -EINVAL;
+        if (!function_name_is_valid(name) || (qualifier && !*qualifier))
+                return -EINVAL;
+        *ret_name = xstrdup(name);
+        *ret_qualifier = qualifier ? xstrdup(qualifier) : NULL;
+        return 0;
 }

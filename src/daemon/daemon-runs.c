@@ -45,6 +45,7 @@ static DRun *drun_free(DRun *r) {
         free(r->source);
         free(r->fn_name);
         free(r->context_json);
+        free(r->requirements_json);
         strv_free(r->data);
         free(r->phase);
         buf_free(&r->log);
@@ -434,6 +435,7 @@ static void *run_thread(void *p) {
                         .limits = r->limits,
                         .sandbox = d->cfg.sandbox,
                         .context_json = r->context_json,
+                        .requirements_json = r->requirements_json,
                         .data = mounts,
                 };
                 int k = sk < 0 ? sk : dk < 0 ? 0 : engine_run(d->engine, &spec, on_event, ctx, &res);
@@ -514,6 +516,7 @@ static char *drun_request_json(const DRun *r) {
         } opt[] = {
                 { "function", r->function },   { "args_json", r->args_json },  { "kwargs_json", r->kwargs_json },
                 { "fn_name", r->fn_name },     { "context_json", r->context_json },
+                { "requirements_json", r->requirements_json },
         };
         for (size_t i = 0; i < ELEMENTSOF(opt); i++)
                 if (opt[i].value)
@@ -568,6 +571,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
         r->kwargs_json = json_strdup_or_null(j, "kwargs_json");
         r->fn_name = json_strdup_or_null(j, "fn_name");
         r->context_json = json_strdup_or_null(j, "context_json");
+        r->requirements_json = json_strdup_or_null(j, "requirements_json");
         r->lambda = json_is_true(json_object_get(j, "lambda"));
         r->fn_version = (int) json_integer_value(json_object_get(j, "fn_version"));
         r->limits = (RunLimits) {
@@ -684,6 +688,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->limits = req->limits;
         r->fn_name = fn_name ? xstrdup(fn_name) : NULL;
         r->context_json = req->context_json ? xstrdup(req->context_json) : NULL;
+        r->requirements_json = req->requirements_json ? xstrdup(req->requirements_json) : NULL;
         for (char **x = req->data; x && *x; x++)
                 r->data = strv_append(r->data, *x);
         r->fn_version = fn_version;
@@ -780,13 +785,7 @@ int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout) {
                 if (now >= deadline)
                         break;
                 /* Wake at least every 250 ms to look at the client socket. */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                usec_t step = MIN(deadline - now, 250 * USEC_PER_MSEC);
-                ts.tv_nsec += (long) (step % USEC_PER_SEC) * 1000;
-                ts.tv_sec += (time_t) (step / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
-                ts.tv_nsec %= 1000000000;
-                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+                daemon_cond_wait(&d->change_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
         }
         if (r->done)
                 ret = 1;
@@ -811,6 +810,15 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         return 0;
 }
 
+void daemon_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long) (timeout % USEC_PER_SEC) * 1000;
+        ts.tv_sec += (time_t) (timeout / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        (void) pthread_cond_timedwait(cond, lock, &ts);
+}
+
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued) {
         pthread_mutex_lock(&d->lock);
         *ret_running = d->running;
@@ -824,12 +832,7 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
         pthread_mutex_lock(&d->lock);
         d->draining = true;
         while (d->threads > 0 && now_monotonic() < deadline) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 200 * 1000000L;
-                ts.tv_sec += ts.tv_nsec / 1000000000;
-                ts.tv_nsec %= 1000000000;
-                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+                daemon_cond_wait(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
 }

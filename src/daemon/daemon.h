@@ -131,6 +131,10 @@ typedef struct SigV4Request {
  * 0, or -EPERM with *ret_error saying what did not match. */
 int sigv4_verify(const SigV4Request *rq, const SigV4Auth *auth, const char *secret, usec_t now, char **ret_error);
 
+/* The value of a hex digit, -1 for another character (percent-decoding
+ * in the router's target check and SigV4's canonical URI). */
+int daemon_hexval(char ch);
+
 /* ---- request parsing (daemon-request.c; the fuzzer's target) ------------ */
 
 typedef struct RequestCaps {
@@ -148,10 +152,12 @@ typedef struct RunRequest {
         char *args_json;        /* engine format (engine.h RunSpec) or NULL */
         char *kwargs_json;
         RunLimits limits;
+        /* deploy (and an invoke, from the function record): kept beside the
+         * source, never spliced into it (RunSpec.requirements_json) */
+        char *requirements_json;
         /* deploy only */
         char *name;
         char *description;
-        char *requirements_json;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
         /* invoke only */
         /* 1 + the request's "retries": how many times the run may be
@@ -181,17 +187,17 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
 /* A deployable function name: [A-Za-z0-9_-]{1,64}. */
 bool function_name_is_valid(const char *name);
 
-/* Python signature sniffing for the Lambda calling rule: the parameter names
- * of `def function(...)` in source (NULL-terminated; "*args"/"**kw" keep
- * their stars). -ENOENT when no such def. */
-int python_function_params(const char *source, size_t len, const char *function, char ***ret_params);
-
 typedef enum LambdaCall {
         LAMBDA_CALL_EVENT_CONTEXT,  /* handler(event, context) */
         LAMBDA_CALL_EVENT,          /* handler(event) */
         LAMBDA_CALL_KWARGS,         /* handler(**event) */
 } LambdaCall;
-LambdaCall lambda_call_rule(char *const *params);
+/* The Lambda calling rule (docs/api.md "Lambda") over the parameters the
+ * worker's validation read (FunctionRecord.params_json, a JSON array with
+ * "*args"/"**kw"/"*" starred): exactly two plain parameters ->
+ * handler(event, context); exactly one -> handler(event); otherwise (NULL,
+ * unreadable included) the event's keys are keyword arguments. */
+LambdaCall lambda_call_rule(const char *params_json);
 
 /* ---- the run manager (daemon-runs.c) ------------------------------------ */
 
@@ -217,6 +223,7 @@ struct DRun {
         RunLimits limits;
         char *fn_name;          /* deployed function name, or NULL */
         char *context_json;
+        char *requirements_json; /* a deployed function's, kept beside its source (RunSpec) */
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
@@ -304,6 +311,8 @@ void drun_unref(Daemon *d, DRun *r);
 int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
+/* pthread_cond_timedwait for at most timeout (the lock held). */
+void daemon_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);
 /* Number of runs executing or queued. */
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */
@@ -316,19 +325,10 @@ char *daemon_env_requirements_key(const char *tenant, char *const *requirements)
 /* Copies the log text so far (stdout and stderr interleaved). */
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len);
 
-/* ---- HTTP (daemon-http.c) ----------------------------------------------- */
+/* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 
 int daemon_http_start(Daemon *d, const char *listen, void **ret_mhd, char **ret_error);
 void daemon_http_stop(void *mhd);
-/* Quiesce: stop accepting new connections (SIGTERM). */
-void daemon_http_quiesce(void *mhd);
-/* Python signature helper: offset of the line holding `def function(`, or
- * -ENOENT. */
-int python_def_offset(const char *source, size_t len, const char *function, size_t *ret_offset);
-
-/* The function a file runs when none is named: the @requirements-decorated
- * top-level def, else the only one. -ENOENT when that is ambiguous. */
-int python_default_function(const char *source, size_t len, char **ret_name);
 
 /* Checks a raw (undecoded) request target: -EINVAL with *ret_error when its
  * path or query holds a control character, literal or %-encoded (NUL
@@ -339,19 +339,25 @@ int http_target_check(const char *target, char **ret_error);
  * address is a loopback one. */
 int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback);
 
-/* ---- DAG runs and datasets (daemon-dag.c, daemon-data.c) ---------------- */
+/* ---- handlers: one convention for every endpoint ------------------------ */
 
 struct MHD_Connection;
 struct MHD_Response;
+struct json_t;
 
-/* One authenticated API request handed by the router to a handler outside
- * daemon-http.c. seg[] are the URL path segments ("v1", "dags", …). */
+#define DAEMON_MAX_SEGMENTS 6
+#define DAEMON_SEGMENT_MAX 256   /* a Lambda function ARN with its qualifier fits */
+
+/* One authenticated API request, as the router hands it to a handler.
+ * seg[] are the URL path segments ("v1", "dags", …), decoded. */
 typedef struct DaemonCall {
         Daemon *d;
         struct MHD_Connection *conn;
         const char *method;
         const char *tenant;
-        char (*seg)[128];
+        TokenRole role;
+        bool lambda;            /* the Lambda API: AWS error bodies */
+        char (*seg)[DAEMON_SEGMENT_MAX];
         int n_seg;
         const char *body;
         size_t body_len;
@@ -359,8 +365,118 @@ typedef struct DaemonCall {
 } DaemonCall;
 
 /* A handler answers with a response and its status (the router queues it);
- * NULL drops the connection (the client went away). */
-typedef struct MHD_Response *(*DaemonHandler)(const DaemonCall *call, unsigned *ret_status);
+ * NULL drops the connection (the client went away). Handlers are declared
+ * as `DaemonHandlerFn name;`. */
+typedef struct MHD_Response *DaemonHandlerFn(const DaemonCall *call, unsigned *ret_status);
+typedef DaemonHandlerFn *DaemonHandler;
+
+/* ---- the route table (daemon-routes.c) ---------------------------------- */
+
+enum {
+        ROUTE_GET = 1U << 0,    /* and HEAD */
+        ROUTE_POST = 1U << 1,
+        ROUTE_PUT = 1U << 2,
+        ROUTE_DELETE = 1U << 3,
+};
+
+typedef enum RouteAccess {
+        ROUTE_USER,     /* a token; read-only tokens may only GET */
+        ROUTE_PUBLIC,   /* no token (/healthz) */
+        ROUTE_METRICS,  /* public when server.metrics_public, else an admin token */
+        ROUTE_LAMBDA,   /* as ROUTE_USER, answering errors as AWS Lambda does */
+} RouteAccess;
+
+typedef struct DaemonRoute {
+        unsigned methods;       /* ROUTE_GET | … */
+        const char *pattern;    /* the path; a "*" item matches any one segment */
+        DaemonHandler handler;
+        RouteAccess access;
+} DaemonRoute;
+
+const DaemonRoute *daemon_routes(size_t *ret_n);
+/* The ROUTE_* bit of an HTTP method, 0 for one the API never serves. */
+unsigned daemon_route_method(const char *method);
+/* methods as an Allow header value ("GET, DELETE") in buf; returns buf. */
+char *daemon_route_allow(unsigned methods, char buf[static 32]);
+/* Resolves method and path: 0 with *ret the row and seg and *ret_n_seg the
+ * path's segments; -ENOENT when no row has this path (404); -EOPNOTSUPP
+ * when rows have it for other methods only (405), *ret_allow their union. */
+int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SEGMENT_MAX], int *ret_n_seg,
+                      const DaemonRoute **ret, unsigned *ret_allow);
+
+/* ---- responses (daemon-respond.c) --------------------------------------- */
+
+/* j (taken) as an application/json response; server paths scrubbed unless
+ * call's caller is an admin (call NULL: always). */
+struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, struct json_t *j, unsigned *ret_status);
+struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, unsigned *ret_status);
+/* The one error body, {"error": {"code", "message"}}; on the Lambda API
+ * also {"Type", "message"} and the X-Amzn-ErrorType header. */
+struct MHD_Response *daemon_call_error(const DaemonCall *call, unsigned status, const char *code,
+                                       unsigned *ret_status, const char *fmt, ...) _printf_(5, 6);
+struct MHD_Response *daemon_error_response(unsigned status, const char *code, unsigned *ret_status, const char *fmt,
+                                           ...) _printf_(4, 5);
+/* The one errno -> HTTP status map (-ENOENT 404, -EBUSY 429, -ESHUTDOWN
+ * 503, …); *ret_code is the error body's code. */
+unsigned daemon_errno_status(int r, const char **ret_code);
+/* An error response for r about what ("run", "function"), with
+ * Retry-After on 429 and 503. */
+struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char *what, unsigned *ret_status);
+/* body (malloc'd, taken) as is. */
+struct MHD_Response *daemon_text_response(unsigned status, const char *content_type, char *body, size_t len,
+                                          unsigned *ret_status);
+/* Adds NULL-terminated name/value pairs (a NULL value is skipped). */
+void daemon_response_headers(struct MHD_Response *resp, const char *const *headers);
+/* Records the daemon's own paths (data dir, binaries' tree, $HOME) before
+ * HTTP starts. */
+void daemon_scrub_init(const Daemon *d);
+/* Replaces those paths in s with "$DATA", "$PREFIX", "~", in place (never
+ * longer); returns s. Every JSON body goes through it before it is sent. */
+char *daemon_scrub(char *s);
+/* A query-string value / header of the call's request, or NULL. */
+const char *daemon_call_query(const DaemonCall *call, const char *key);
+bool daemon_call_query_true(const DaemonCall *call, const char *key);
+const char *daemon_call_header(const DaemonCall *call, const char *name);
+RequestCaps daemon_call_caps(const DaemonCall *call);
+/* JSON text as a value (NULL: null; not JSON: the string). */
+struct json_t *daemon_json_or_null(const char *text);
+struct json_t *daemon_time_json(usec_t t);
+
+/* ---- runs and validation (daemon-runs-api.c) ---------------------------- */
+
+DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
+        daemon_api_run_cancel, daemon_api_run_logs, daemon_api_validate;
+/* Lowers *l to what the config grants call's tenant (absent fields become
+ * its defaults); a 403 response when the request asked for more, else NULL. */
+struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status);
+/* Submits req as a run of call's tenant (a deployed function's when fn_name)
+ * and answers 202 with the run (200 once finished with ?wait=true). */
+struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
+                                        int fn_version, unsigned *ret_status);
+/* Validates req in a worker (arguments too when check_arguments). */
+int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments, RunResult **ret);
+/* The validate endpoint's answer for res. */
+struct json_t *daemon_validation_json(const RunResult *res);
+
+/* ---- functions and the Lambda API (daemon-functions.c) ------------------ */
+
+DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
+        daemon_api_function_delete, daemon_api_function_invoke, daemon_api_lambda_list,
+        daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke;
+/* A Lambda FunctionName — NAME, NAME:QUALIFIER or
+ * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] — split into the
+ * name and the qualifier (NULL when none). -EINVAL when it is none of those. */
+int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_qualifier);
+
+/* ---- workers and environments (daemon-workers.c) ------------------------ */
+
+DaemonHandlerFn daemon_api_workers, daemon_api_envs;
+
+/* ---- health and metrics (daemon-metrics.c) ------------------------------ */
+
+DaemonHandlerFn daemon_api_healthz, daemon_api_metrics;
+
+/* ---- DAG runs and datasets (daemon-dag.c, daemon-data.c) ---------------- */
 
 /* Opens the data catalog. Call once, after daemon_runs_init() and before
  * daemon_runs_recover(). */
@@ -374,19 +490,6 @@ int daemon_dags_resume(Daemon *d);
 unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 
 /* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
-struct MHD_Response *daemon_dag_handle(const DaemonCall *call, unsigned *ret_status);
+DaemonHandlerFn daemon_dag_handle;
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
-struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_status);
-
-struct json_t;
-/* j (taken) as an application/json response. */
-struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, unsigned *ret_status);
-/* Replaces the daemon's own paths (data dir, binaries' tree, $HOME) in s
- * with "$DATA", "$PREFIX", "~", in place (never longer); returns s. Every
- * JSON body goes through it before it is sent. */
-char *daemon_scrub(char *s);
-/* A query-string value of the call's request, or NULL. */
-const char *daemon_call_query(const DaemonCall *call, const char *key);
-/* {"error": {"code", "message"}} as a response (helpers for the handlers). */
-struct MHD_Response *daemon_error_response(unsigned status, const char *code, unsigned *ret_status, const char *fmt,
-                                           ...) _printf_(4, 5);
+DaemonHandlerFn daemon_data_handle;

@@ -239,7 +239,10 @@ int main(int argc, char **argv) {
         }
 
         log_info("shutting down: no new runs; waiting up to %lus for %u run(s)", drain, d->threads);
-        daemon_http_quiesce(mhd);
+        /* The listener stays open through the drain: a new run is answered
+         * 503 with Retry-After (and /healthz 503 "draining"), which a load
+         * balancer reads as "send it elsewhere" — a closed listener would
+         * reset connections already in its backlog (docs/api.md "Drain"). */
         pthread_mutex_lock(&d->lock);
         d->draining = true;
         pthread_mutex_unlock(&d->lock);

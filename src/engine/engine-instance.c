@@ -3,6 +3,7 @@
  * and serves invocations on its own socket, so globals persist between
  * calls. Instances scale with concurrency up to a per-function maximum and
  * retire after an idle TTL. */
+#include <assert.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
@@ -82,6 +83,25 @@ void engine_pool_sweep(Engine *e) {
         pthread_mutex_unlock(&e->pool.lock);
         free_retired(e, retired);
         pool_sweep(e);
+}
+
+unsigned engine_pool_retire(Engine *e, const char *key_prefix) {
+        assert(e);
+        assert(key_prefix);
+        unsigned n = 0;
+        pthread_mutex_lock(&e->pool.lock);
+        /* Dead: never handed out again; collect_retired() takes the idle
+         * ones now and instance_release() the busy ones when they end. */
+        for (Instance *i = e->pool.instances; i; i = i->next)
+                if (startswith(i->key, key_prefix) && !i->dead) {
+                        i->dead = true;
+                        n++;
+                }
+        Instance *retired = collect_retired(e);
+        pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+        return n;
 }
 
 static int instance_start(Engine *e, const char *key, const char *start_json, SandboxMode mode,
@@ -230,6 +250,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, const c
                 }
         if (r >= 0) {
                 fresh->busy = true;
+                fresh->dead = slot->dead; /* retired while it started (engine_pool_retire) */
                 fresh->next = e->pool.instances;
                 e->pool.instances = fresh;
         }

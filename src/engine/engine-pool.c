@@ -319,12 +319,26 @@ void pool_shutdown(Engine *e) {
         stop_list(all);
 }
 
+/* Runs in flight on pw (pool lock held). pw->busy also counts the
+ * references its warm instances and the janitor's pending spare slots
+ * hold: a worker hosting an idle instance is not busy. */
+static unsigned pool_worker_runs(Engine *e, const PoolWorker *pw, unsigned *ret_instances) {
+        unsigned held = pw->slots_pending, instances = 0;
+        for (Instance *i = e->pool.instances; i; i = i->next)
+                if (i->parent == pw)
+                        instances++;
+        held += instances;
+        if (ret_instances)
+                *ret_instances = instances;
+        return pw->busy > held ? pw->busy - held : 0;
+}
+
 int engine_pool_stats(Engine *e, EnginePoolStats *ret) {
         EnginePoolStats s = {};
         pthread_mutex_lock(&e->pool.lock);
         for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
                 s.workers++;
-                if (pw->busy)
+                if (pool_worker_runs(e, pw, NULL) > 0)
                         s.busy++;
                 s.pss_bytes += pw->pss_bytes;
         }
@@ -353,11 +367,12 @@ int engine_pool_list(Engine *e, char **ret_json) {
                 json_t *failed = json_array();
                 for (char **f = pw->failed_imports; f && *f; f++)
                         json_array_append_new(failed, json_string(*f));
-                json_array_append_new(arr, json_pack("{s:s, s:i, s:b, s:b, s:i, s:I, s:f, s:o, s:i, s:o}", "kind",
+                unsigned instances, runs = pool_worker_runs(e, pw, &instances);
+                json_array_append_new(arr, json_pack("{s:s, s:i, s:b, s:b, s:i, s:i, s:I, s:f, s:o, s:i, s:o}", "kind",
                                                      "worker", "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready,
-                                                     "network", pw->network, "busy", (int) pw->busy, "pss_bytes",
-                                                     (json_int_t) pw->pss_bytes, "idle_s",
-                                                     pw->busy ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path",
+                                                     "network", pw->network, "busy", (int) runs, "instances",
+                                                     (int) instances, "pss_bytes", (json_int_t) pw->pss_bytes, "idle_s",
+                                                     runs ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path",
                                                      paths, "imported", (int) pw->n_imported, "failed_imports", failed));
         }
         for (Instance *i = e->pool.instances; i; i = i->next)

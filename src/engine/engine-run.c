@@ -356,7 +356,30 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         if (!cached)
                 vcache_put(c->e->vcache, key, reply);
         c->res->function = xstrdup(json_string_value(json_object_get(v, "function")) ?: "?");
-        *ret_reqs = json_incref(json_object_get(v, "requirements"));
+        json_t *params = json_object_get(v, "parameters");
+        if (json_is_array(params))
+                c->res->params_json = json_dumps(params, JSON_COMPACT);
+        json_t *reqs = json_object_get(v, "requirements");
+        if (c->spec->requirements_json) {
+                /* Kept beside the source (a deploy): the file must not
+                 * declare its own too, or which set applies is a guess. */
+                if (json_object_size(reqs) > 0) {
+                        set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "RequirementError",
+                                    "the file declares @requirements and requirements were given beside it; use one or the other");
+                        json_decref(v);
+                        return -EINVAL;
+                }
+                json_t *beside = json_loads(c->spec->requirements_json, 0, NULL);
+                if (!json_is_object(beside)) {
+                        json_decref(beside);
+                        set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "RequirementError",
+                                    "the requirements must be an object of name -> specifier");
+                        json_decref(v);
+                        return -EINVAL;
+                }
+                *ret_reqs = beside;
+        } else
+                *ret_reqs = json_incref(reqs);
         json_decref(v);
         return 0;
 }

@@ -32,6 +32,7 @@ RunResult *run_result_free(RunResult *r) {
                 return NULL;
         free(r->id);
         free(r->function);
+        free(r->params_json);
         free(r->value_json);
         free(r->value_repr);
         free(r->error_type);

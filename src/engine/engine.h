@@ -70,6 +70,10 @@ typedef struct RunSpec {
         size_t source_len;
         const char *filename;    /* as the user named it; shown in messages */
         const char *function;    /* NULL: the @requirements-decorated one */
+        /* Requirements kept beside the source (a deployed function's), as a
+         * JSON object name -> specifier; NULL: the file's @requirements.
+         * A file that declares its own as well is invalid (one or the other). */
+        const char *requirements_json;
         /* Arguments, as JSON text. args: an array whose items are
          * {"raw": "5"} (a CLI string, converted by the parameter's
          * annotation) or {"value": <json>} (already typed). kwargs: an
@@ -134,6 +138,10 @@ typedef struct RunResult {
         RunStatus status;
         int exit_code;
         char *function;       /* the resolved function name */
+        /* Its parameters as validation read them, a JSON array of names in
+         * signature order ("*args", "**kw" and a bare "*" keep their stars);
+         * NULL when validation did not run to the end. */
+        char *params_json;
         char *value_json;     /* the return value as JSON text, if any */
         char *value_repr;     /* repr() when JSON could not hold the value */
         char *error_type;     /* e.g. "ValueError", "SyntaxError", "TimeLimit" */
@@ -213,3 +221,8 @@ int engine_pool_stats(Engine *e, EnginePoolStats *ret);
 int engine_pool_list(Engine *e, char **ret_json);
 /* Stop idle workers past their timeout and instances past their TTL. */
 void engine_pool_sweep(Engine *e);
+/* Retires the warm instances whose instance key starts with key_prefix
+ * (RunSpec.instance_key; e.g. "TENANT/NAME@" for every version of a
+ * deleted function): idle ones stop now, busy ones when their invocation
+ * ends; none is handed another invocation. Returns how many. */
+unsigned engine_pool_retire(Engine *e, const char *key_prefix);

@@ -108,6 +108,9 @@ static const char *const migrations[] = {
         "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;"
         "CREATE INDEX runs_pending ON runs(status, created) WHERE status IN ('queued','running');",
+        /* 6: a deployed function's parameters, as its validation read them
+         * (the Lambda calling rule), kept beside its source */
+        "ALTER TABLE functions ADD COLUMN params_json TEXT;",
 };
 
 int store_migrate(sqlite3 *db, char **ret_error) {
@@ -126,7 +129,7 @@ int store_migrate(sqlite3 *db, char **ret_error) {
                 if (rc != SQLITE_OK) {
                         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
                         /* Another process may have migrated concurrently. */
-                        if (rc == SQLITE_ERROR && err && strstr(err, "already exists")) {
+                        if (rc == SQLITE_ERROR && err && (strstr(err, "already exists") || strstr(err, "duplicate column"))) {
                                 sqlite3_free(err);
                                 continue;
                         }

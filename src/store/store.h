@@ -146,8 +146,12 @@ typedef struct FunctionRecord {
         char *function;          /* NULL: the @requirements-decorated one */
         char *source;
         size_t source_len;
-        char *requirements_json; /* extra requirements object, or NULL */
+        char *requirements_json; /* requirements kept beside the source (RunSpec.requirements_json), or NULL */
         char *limits_json;       /* the deploy's limits object, or NULL */
+        /* The function's parameters as its validation read them
+         * (RunResult.params_json); NULL for a version deployed before they
+         * were kept: the Lambda event then maps to keyword arguments. */
+        char *params_json;
         char *description;
         usec_t created;
 } FunctionRecord;

@@ -428,6 +428,22 @@ def _signature_text(fn):
     return f"{fn.name}({ast.unparse(fn.args)})"
 
 
+def _parameters(fn):
+    """The parameter names in signature order, "*args" and "**kw" with their
+    stars and a bare "*" for keyword-only markers: what the daemon's Lambda
+    calling rule reads (it never parses Python itself)."""
+    a = fn.args
+    out = [p.arg for p in a.posonlyargs + a.args]
+    if a.vararg is not None:
+        out.append("*" + a.vararg.arg)
+    elif a.kwonlyargs:
+        out.append("*")
+    out += [p.arg for p in a.kwonlyargs]
+    if a.kwarg is not None:
+        out.append("**" + a.kwarg.arg)
+    return out
+
+
 def _analyse(req):
     source = req.get("source", "")
     filename = req.get("filename") or "<input>"
@@ -469,6 +485,7 @@ def validate(request_json):
         "function": fn.name,
         "signature": _signature_text(fn),
         "params": params,
+        "parameters": _parameters(fn),
         "is_async": isinstance(fn, ast.AsyncFunctionDef),
         "requirements": reqs,
         "imports": imports,

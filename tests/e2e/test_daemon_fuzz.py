@@ -18,7 +18,8 @@ SEEDS = [
     b'\x03{"args": [1, 2.5, "x", [true]], "version": 3, "raw_kwargs": {"a": "b"}}',
     b'\x04tokens:\n  - tenant: a\n    token: aaaaaaaaaaaaaaaaaaaa\n    role: admin\nserver:\n  max_body_bytes: 4096\n'
     b'limits:\n  maxima: {timeout_ms: 10}\npackages: {allow: [x], deny: [y]}\nindex: {url: "http://x", extra_urls: []}\n',
-    b'\x05@requirements({})\nasync def handler(event, context: "x, y" = (1, 2), *a, **k):  # c\n    pass\n',
+    b'\x05arn:aws:lambda:us-east-1:123456789012:function:my-fn:7',
+    b'\x05["event", "*", "flag", "**kw"]',
 ]
 
 

@@ -138,3 +138,51 @@ def test_bad_payload(d):
     assert st == 400 and b["error"]["code"] == "bad_request"
     st, b = d.call("POST", "/2015-03-31/functions/add/invocations", raw=b"[1, 2]")
     assert st == 400 and "JSON object" in b["error"]["message"]
+
+
+def test_list_functions(d):
+    fns = {f["FunctionName"]: f for f in client(d).list_functions()["Functions"]}
+    assert {"echo", "add", "fails", "chatty"} <= set(fns)
+    echo = fns["echo"]
+    assert echo["FunctionArn"].endswith(":function:echo")
+    assert echo["Runtime"] == "python3.11" and echo["Handler"] == "main.handler"
+    assert echo["Version"] == "1" and echo["CodeSize"] == len(HANDLER.encode())
+    # Another tenant's functions are not listed.
+    assert "echo" not in {f["FunctionName"] for f in client(d, "bob").list_functions()["Functions"]}
+
+
+def test_get_function_and_configuration(d):
+    c = client(d)
+    conf = c.get_function_configuration(FunctionName="add")
+    assert conf["FunctionName"] == "add" and conf["Handler"] == "main.add"
+    assert conf["Timeout"] > 0 and conf["MemorySize"] > 0
+    assert base64.b64decode(conf["CodeSha256"]) and conf["State"] == "Active"
+    got = c.get_function(FunctionName="add")
+    assert got["Configuration"]["FunctionArn"] == conf["FunctionArn"]
+    assert got["Code"]["Location"]
+
+
+def test_function_name_as_arn(d):
+    c = client(d)
+    arn = c.get_function_configuration(FunctionName="echo")["FunctionArn"]
+    assert c.get_function_configuration(FunctionName=arn)["FunctionName"] == "echo"
+    # Any region and account in the ARN: the name (and qualifier) is what counts.
+    other = "arn:aws:lambda:eu-west-1:123456789012:function:echo"
+    r = c.invoke(FunctionName=other, Payload=json.dumps({"via": "arn"}))
+    assert json.loads(r["Payload"].read())["got"] == {"via": "arn"}
+    r = c.invoke(FunctionName=other + ":1", Payload=b"{}")
+    assert r["ExecutedVersion"] == "1"
+    assert c.get_function(FunctionName="echo:1")["Configuration"]["Version"] == "1"
+
+
+def test_not_found_errors_are_lambdas(d):
+    c = client(d)
+    for call in (lambda: c.get_function(FunctionName="nope"),
+                 lambda: c.get_function_configuration(FunctionName="arn:aws:lambda:us-east-1:1:function:nope"),
+                 lambda: c.invoke(FunctionName="nope", Payload=b"{}"),
+                 lambda: c.get_function(FunctionName="echo", Qualifier="99")):
+        with pytest.raises(c.exceptions.ResourceNotFoundException) as e:
+            call()
+        err = e.value.response["Error"]
+        assert err["Code"] == "ResourceNotFoundException"
+        assert err["Message"].startswith("Function not found: arn:aws:lambda:"), err

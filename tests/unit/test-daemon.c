@@ -1,6 +1,8 @@
 /* daemon: the trust decisions as pure functions — what a tenant is granted,
  * which addresses a URL dataset may reach, which request targets are
- * refused, and AWS SigV4 verification. Nothing here opens a socket. */
+ * refused, and AWS SigV4 verification — and the API's shape: the route
+ * table, the errno -> status map, the Lambda names and calling rule.
+ * Nothing here opens a socket. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -279,6 +281,195 @@ static void test_sigv4_refusals(void **state) {
         assert_int_equal(verify("GET", "/", good, &nodate, NULL, SECRET, 0), -EPERM);
 }
 
+/* ---- the route table ------------------------------------------------------------ */
+
+static const struct {
+        const char *method, *path;
+        int expect;               /* 0, -ENOENT (404), -EOPNOTSUPP (405) */
+        DaemonHandler handler;    /* expect 0 */
+        const char *allow;        /* expect -EOPNOTSUPP */
+} route_cases[] = {
+        { "GET", "/healthz", 0, daemon_api_healthz, NULL },
+        { "HEAD", "/healthz", 0, daemon_api_healthz, NULL },
+        { "POST", "/healthz", -EOPNOTSUPP, NULL, "GET" },
+        { "GET", "/metrics", 0, daemon_api_metrics, NULL },
+        { "GET", "/v1/runs", 0, daemon_api_runs_list, NULL },
+        { "POST", "/v1/runs", 0, daemon_api_runs_submit, NULL },
+        { "PUT", "/v1/runs", -EOPNOTSUPP, NULL, "GET, POST" },
+        { "DELETE", "/v1/runs", -EOPNOTSUPP, NULL, "GET, POST" },
+        { "GET", "/v1/runs/r123", 0, daemon_api_run_get, NULL },
+        { "DELETE", "/v1/runs/r123", 0, daemon_api_run_cancel, NULL },
+        { "POST", "/v1/runs/r123", -EOPNOTSUPP, NULL, "GET, DELETE" },
+        { "GET", "/v1/runs/r123/logs", 0, daemon_api_run_logs, NULL },
+        { "POST", "/v1/runs/r123/logs", -EOPNOTSUPP, NULL, "GET" },
+        { "GET", "/v1/runs/r123/other", -ENOENT, NULL, NULL },
+        { "POST", "/v1/validate", 0, daemon_api_validate, NULL },
+        { "GET", "/v1/validate", -EOPNOTSUPP, NULL, "POST" },
+        { "GET", "/v1/functions", 0, daemon_api_functions_list, NULL },
+        { "POST", "/v1/functions", 0, daemon_api_function_deploy, NULL },
+        { "GET", "/v1/functions/f", 0, daemon_api_function_get, NULL },
+        { "DELETE", "/v1/functions/f", 0, daemon_api_function_delete, NULL },
+        { "PUT", "/v1/functions/f", -EOPNOTSUPP, NULL, "GET, DELETE" },
+        { "POST", "/v1/functions/f/invoke", 0, daemon_api_function_invoke, NULL },
+        { "GET", "/v1/functions/f/invoke", -EOPNOTSUPP, NULL, "POST" },
+        { "GET", "/v1/workers", 0, daemon_api_workers, NULL },
+        { "POST", "/v1/workers", -EOPNOTSUPP, NULL, "GET" },
+        { "GET", "/v1/envs", 0, daemon_api_envs, NULL },
+        { "GET", "/v1/dags", 0, daemon_dag_handle, NULL },
+        { "POST", "/v1/dags", 0, daemon_dag_handle, NULL },
+        { "DELETE", "/v1/dags/d1", 0, daemon_dag_handle, NULL },
+        { "GET", "/v1/dags/d1/tasks/t/logs", 0, daemon_dag_handle, NULL },
+        { "POST", "/v1/dags/d1/tasks/t/logs", -EOPNOTSUPP, NULL, "GET" },
+        { "GET", "/v1/dags/d1/tasks/t", -ENOENT, NULL, NULL },
+        { "GET", "/v1/data", 0, daemon_data_handle, NULL },
+        { "PUT", "/v1/data/ds", 0, daemon_data_handle, NULL },
+        { "POST", "/v1/data/ds", -EOPNOTSUPP, NULL, "GET, PUT, DELETE" },
+        { "GET", "/v1/data/ds/content", 0, daemon_data_handle, NULL },
+        { "GET", "/2015-03-31/functions", 0, daemon_api_lambda_list, NULL },
+        { "GET", "/2015-03-31/functions/", 0, daemon_api_lambda_list, NULL },
+        { "GET", "/2015-03-31/functions/f", 0, daemon_api_lambda_get, NULL },
+        { "GET", "/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:f:3/configuration", 0,
+          daemon_api_lambda_configuration, NULL },
+        { "POST", "/2015-03-31/functions/f/invocations", 0, daemon_api_lambda_invoke, NULL },
+        { "GET", "/2015-03-31/functions/f/invocations", -EOPNOTSUPP, NULL, "POST" },
+        { "DELETE", "/2015-03-31/functions/f", -EOPNOTSUPP, NULL, "GET" },
+        { "GET", "/", -ENOENT, NULL, NULL },
+        { "GET", "/v1", -ENOENT, NULL, NULL },
+        { "GET", "/v2/runs", -ENOENT, NULL, NULL },
+        { "GET", "/v1//runs", -ENOENT, NULL, NULL },
+        { "GET", "v1/runs", -ENOENT, NULL, NULL },
+        { "GET", "/v1/a/b/c/d/e/f/g", -ENOENT, NULL, NULL },
+        { "PATCH", "/v1/runs", -EOPNOTSUPP, NULL, "GET, POST" },
+};
+
+static void test_routes(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(route_cases); i++) {
+                char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+                const DaemonRoute *route = NULL;
+                unsigned allow = 0;
+                int n = 0;
+                int k = daemon_route_find(route_cases[i].method, route_cases[i].path, seg, &n, &route, &allow);
+                if (k != route_cases[i].expect)
+                        fail_msg("%s %s: %d, expected %d", route_cases[i].method, route_cases[i].path, k,
+                                 route_cases[i].expect);
+                if (k == 0)
+                        assert_ptr_equal(route->handler, route_cases[i].handler);
+                if (k == -EOPNOTSUPP) {
+                        char a[32];
+                        assert_string_equal(daemon_route_allow(allow, a), route_cases[i].allow);
+                }
+        }
+}
+
+/* Every row resolves to itself for each of its methods (no row is
+ * shadowed by an earlier one), and its pattern is well formed. */
+static void test_routes_all_resolve(void **state) {
+        static const char *const methods[] = { "GET", "POST", "PUT", "DELETE" };
+        size_t n_routes;
+        const DaemonRoute *routes = daemon_routes(&n_routes);
+        assert_true(n_routes >= 20);
+        for (size_t i = 0; i < n_routes; i++) {
+                char path[256], seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+                size_t o = 0;
+                assert_non_null(routes[i].handler);
+                assert_true(routes[i].methods != 0);
+                for (const char *p = routes[i].pattern; *p && o + 2 < sizeof(path); p++)
+                        o += (size_t) snprintf(path + o, sizeof(path) - o, *p == '*' ? "x1" : "%c", *p);
+                for (size_t m = 0; m < ELEMENTSOF(methods); m++) {
+                        if (!(routes[i].methods & daemon_route_method(methods[m])))
+                                continue;
+                        const DaemonRoute *got = NULL;
+                        int n = 0;
+                        assert_int_equal(daemon_route_find(methods[m], path, seg, &n, &got, NULL), 0);
+                        assert_ptr_equal(got, &routes[i]);
+                }
+        }
+}
+
+static void test_errno_status(void **state) {
+        static const struct {
+                int r;
+                unsigned status;
+                const char *code;
+        } cases[] = {
+                { -ENOENT, 404, "not_found" },       { -EBUSY, 429, "too_many_requests" },
+                { -ESHUTDOWN, 503, "shutting_down" }, { -EINVAL, 400, "bad_request" },
+                { -EPERM, 403, "forbidden" },         { -ENOSPC, 507, "insufficient_storage" },
+                { -EIO, 500, "internal" },            { -ENOMEM, 500, "internal" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *code = NULL;
+                assert_int_equal(daemon_errno_status(cases[i].r, &code), cases[i].status);
+                assert_string_equal(code, cases[i].code);
+        }
+}
+
+/* ---- the Lambda API's names and calling rule ----------------------------------- */
+
+static void test_lambda_function_ref(void **state) {
+        static const struct {
+                const char *ref, *name, *qualifier; /* name NULL: -EINVAL */
+        } cases[] = {
+                { "echo", "echo", NULL },
+                { "echo:3", "echo", "3" },
+                { "echo:$LATEST", "echo", "$LATEST" },
+                { "arn:aws:lambda:us-east-1:123456789012:function:echo", "echo", NULL },
+                { "arn:aws:lambda:eu-west-1:000000000000:function:my-fn_2:7", "my-fn_2", "7" },
+                { "arn:aws-cn:lambda:cn-north-1:1:function:f", "f", NULL },
+                { "arn:aws:s3:us-east-1:1:function:f", NULL, NULL },
+                { "arn:aws:lambda:us-east-1:1:layer:f", NULL, NULL },
+                { "arn:aws:lambda:us-east-1:1:function:", NULL, NULL },
+                { "arn:aws:lambda:us-east-1:1:function:f:3:x", NULL, NULL },
+                { "arn:aws:lambda:us-east-1:1:function:f:", NULL, NULL },
+                { "echo:", NULL, NULL },
+                { "a:b:c", NULL, NULL },
+                { "bad/name", NULL, NULL },
+                { "", NULL, NULL },
+                { "with space", NULL, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *name = NULL, *qualifier = NULL;
+                int k = lambda_function_ref_parse(cases[i].ref, &name, &qualifier);
+                if (!cases[i].name) {
+                        if (k != -EINVAL)
+                                fail_msg("'%s' parsed", cases[i].ref);
+                        continue;
+                }
+                if (k < 0)
+                        fail_msg("'%s': %d", cases[i].ref, k);
+                assert_string_equal(name, cases[i].name);
+                if (cases[i].qualifier)
+                        assert_string_equal(qualifier, cases[i].qualifier);
+                else
+                        assert_null(qualifier);
+        }
+}
+
+static void test_lambda_call_rule(void **state) {
+        static const struct {
+                const char *params;
+                LambdaCall call;
+        } cases[] = {
+                { "[\"event\",\"context\"]", LAMBDA_CALL_EVENT_CONTEXT },
+                { "[\"e\",\"c\"]", LAMBDA_CALL_EVENT_CONTEXT },
+                { "[\"event\"]", LAMBDA_CALL_EVENT },
+                { "[]", LAMBDA_CALL_KWARGS },
+                { "[\"a\",\"b\",\"c\"]", LAMBDA_CALL_KWARGS },
+                { "[\"event\",\"*args\"]", LAMBDA_CALL_KWARGS },
+                { "[\"**kw\"]", LAMBDA_CALL_KWARGS },
+                { "[\"*\",\"a\"]", LAMBDA_CALL_KWARGS },
+                { "[\"a\",\"*\",\"b\"]", LAMBDA_CALL_KWARGS },
+                { "[\"event\",\"context\",\"**kw\"]", LAMBDA_CALL_KWARGS },
+                { NULL, LAMBDA_CALL_KWARGS },
+                { "not json", LAMBDA_CALL_KWARGS },
+                { "{\"event\":1}", LAMBDA_CALL_KWARGS },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (lambda_call_rule(cases[i].params) != cases[i].call)
+                        fail_msg("%s: %d, expected %d", cases[i].params ?: "NULL", lambda_call_rule(cases[i].params),
+                                 cases[i].call);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_address_policy),
@@ -287,6 +478,11 @@ int main(void) {
                 cmocka_unit_test(test_target_check),
                 cmocka_unit_test(test_sigv4_vectors),
                 cmocka_unit_test(test_sigv4_refusals),
+                cmocka_unit_test(test_routes),
+                cmocka_unit_test(test_routes_all_resolve),
+                cmocka_unit_test(test_errno_status),
+                cmocka_unit_test(test_lambda_function_ref),
+                cmocka_unit_test(test_lambda_call_rule),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,575 @@
+/* Deployed functions: /v1/functions (deploy, list), /v1/functions/{name}
+ * (get, delete), /v1/functions/{name}/invoke (docs/api.md "Functions"),
+ * and the AWS Lambda API over the same records: ListFunctions,
+ * GetFunction, GetFunctionConfiguration and Invoke under /2015-03-31/
+ * (docs/api.md "AWS Lambda API").
+ *
+ * A deploy validates the file in a worker, which reads the function's name
+ * and parameters; both are kept on the function record beside the source
+ * and the requirements (the daemon never reads Python). The Lambda event
+ * mapping is decided from those parameters (lambda_call_rule(), with the
+ * function-name parser in daemon-request.c, where the fuzzer reaches them). */
+#include <assert.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+
+#include "daemon.h"
+
+#define LAMBDA_ACCOUNT "000000000000"
+#define LAMBDA_REGION "local"
+
+/* "$LATEST"/"latest"/NULL -> 0, "N" -> N; -EINVAL otherwise (aliases are
+ * not kept). */
+static int version_parse(const char *v, int *ret) {
+        *ret = 0;
+        if (!v || streq(v, "$LATEST") || streq(v, "latest"))
+                return 0;
+        char *end;
+        unsigned long x = strtoul(v, &end, 10);
+        if (!*v || *end || x == 0 || x > INT32_MAX)
+                return -EINVAL;
+        *ret = (int) x;
+        return 0;
+}
+
+static json_t *function_json(const DaemonCall *call, const FunctionRecord *f) {
+        char hex[65];
+        sha256_hex(f->source, f->source_len, hex);
+        return json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:s?, s:o, s:o, s:o, s:s}", "name", f->name, "version",
+                         f->version, "filename", f->filename, "function", f->function, "parameters",
+                         daemon_json_or_null(f->params_json), "description", f->description, "requirements",
+                         daemon_json_or_null(f->requirements_json), "limits", daemon_json_or_null(f->limits_json),
+                         "created_at", daemon_time_json(f->created), "source_sha256", hex);
+}
+
+/* The deploy's limits (and delivery policy) as the record keeps them;
+ * NULL when the deploy asked for nothing. */
+static char *deploy_limits_json(const RunRequest *req) {
+        const RunLimits *l = &req->limits;
+        json_t *j = json_object();
+        const struct {
+                const char *key;
+                uint64_t v;
+        } num[] = {
+                { "timeout_ms", l->timeout_ms },
+                { "memory_bytes", l->memory_bytes },
+                { "max_procs", l->max_procs },
+                { "max_output_bytes", l->max_output_bytes },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(num); i++)
+                if (num[i].v)
+                        json_object_set_new(j, num[i].key, json_integer((json_int_t) num[i].v));
+        if (l->network)
+                json_object_set_new(j, "network", json_true());
+        /* The function's delivery policy travels with its limits: every
+         * invocation inherits it (docs/api.md "Delivery"). */
+        if (req->max_attempts > 0)
+                json_object_set_new(j, "retries", json_integer(req->max_attempts - 1));
+        char *s = json_object_size(j) ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        return s;
+}
+
+/* A deploy that did not validate: 422 with the validation's answer. */
+static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResult *res, unsigned *ret_status) {
+        json_t *v = daemon_validation_json(res);
+        const char *msg = res->error_message ? res->error_message : "the function does not validate";
+        json_t *out = json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "invalid_function", "message", msg,
+                                "validation", v ?: json_null());
+        return daemon_call_json(call, 422, out, ret_status);
+}
+
+struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_free_ char *err = NULL, *limits = NULL, *loc = NULL;
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        RunResult *res = NULL;
+        struct MHD_Response *resp;
+        int k = request_parse(REQUEST_DEPLOY, call->body, call->body_len, &caps, &req, &err);
+        if (k < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+
+        /* The deploy keeps the limits as asked (defaults follow the config);
+         * each invoke is granted again, as the config may have changed. */
+        RunLimits granted = req.limits;
+        resp = daemon_call_grant_limits(call, &granted, ret_status);
+        if (resp)
+                goto out;
+
+        /* A deploy has no arguments yet: check the file and resolve its
+         * requirements (kept beside it, not spliced into it), not a call. */
+        k = daemon_validate(d, call->tenant, &req, false, &res);
+        if (k < 0) {
+                resp = daemon_call_errno(call, k, "validation", ret_status);
+                goto out;
+        }
+        if (res->exit_code != 0) {
+                resp = deploy_invalid(call, res, ret_status);
+                goto out;
+        }
+
+        limits = deploy_limits_json(&req);
+        FunctionRecord f = {
+                .tenant = (char *) call->tenant,
+                .name = req.name,
+                .filename = req.filename,
+                .function = res->function ? res->function : req.function,
+                .source = req.source,
+                .source_len = req.source_len,
+                .requirements_json = req.requirements_json,
+                .limits_json = limits,
+                .params_json = res->params_json,
+                .description = req.description,
+                .created = now_realtime(),
+        };
+        k = store_function_put(d->store, &f, &f.version);
+        if (k < 0) {
+                resp = daemon_call_errno(call, k, "function", ret_status);
+                goto out;
+        }
+        loc = xasprintf("/v1/functions/%s", req.name);
+        resp = daemon_call_json(call, 201, function_json(call, &f), ret_status);
+        daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
+out:
+        run_result_free(res);
+        run_request_done(&req);
+        return resp;
+}
+
+/* The latest version of each of the caller's functions, as render shows
+ * one, in an object under key. */
+static struct MHD_Response *functions_list(const DaemonCall *call,
+                                           json_t *(*render)(const DaemonCall *, const FunctionRecord *),
+                                           const char *key, unsigned *ret_status) {
+        FunctionRecord **v = NULL;
+        size_t n = 0;
+        int k = store_function_list(call->d->store, call->tenant, &v, &n);
+        if (k < 0)
+                return daemon_call_errno(call, k, "functions", ret_status);
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, render(call, v[i]));
+        function_record_list_free(v, n);
+        return daemon_call_json(call, 200, json_pack("{s:o}", key, a), ret_status);
+}
+
+struct MHD_Response *daemon_api_functions_list(const DaemonCall *call, unsigned *ret_status) {
+        return functions_list(call, function_json, "functions", ret_status);
+}
+
+/* The function a /v1/functions/{name} call names, at ?version= (latest
+ * when absent); NULL with an error response in *ret_error otherwise. */
+static FunctionRecord *function_of_call(const DaemonCall *call, unsigned *ret_status, struct MHD_Response **ret_error) {
+        const char *name = call->seg[2];
+        FunctionRecord *f = NULL;
+        int version;
+        *ret_error = NULL;
+        if (!function_name_is_valid(name))
+                *ret_error = daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+        else if (version_parse(daemon_call_query(call, "version"), &version) < 0)
+                *ret_error = daemon_call_error(call, 400, "bad_request", ret_status,
+                                               "query 'version' must be a positive integer");
+        else {
+                int k = store_function_get(call->d->store, call->tenant, name, version, &f);
+                if (k < 0)
+                        *ret_error = daemon_call_errno(call, k, "function", ret_status);
+        }
+        return f;
+}
+
+struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *ret_status) {
+        struct MHD_Response *resp;
+        FunctionRecord *f = function_of_call(call, ret_status, &resp);
+        if (!f)
+                return resp;
+        json_t *j = function_json(call, f);
+        int *vs = NULL;
+        size_t n = 0;
+        if (store_function_versions(call->d->store, call->tenant, f->name, &vs, &n) >= 0) {
+                json_t *a = json_array();
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(a, json_integer(vs[i]));
+                json_object_set_new(j, "versions", a);
+                free(vs);
+        }
+        if (daemon_call_query_true(call, "source"))
+                json_object_set_new(j, "source", json_stringn(f->source, f->source_len));
+        function_record_free(f);
+        return daemon_call_json(call, 200, j, ret_status);
+}
+
+struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2];
+        if (!function_name_is_valid(name))
+                return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+        int k = store_function_delete(call->d->store, call->tenant, name);
+        if (k < 0)
+                return daemon_call_errno(call, k, "function", ret_status);
+        /* Its warm instances go too: they hold the deleted code, and a new
+         * deploy of the name starts again at version 1 (the same instance
+         * key). Busy ones finish their invocation first. */
+        _cleanup_free_ char *prefix = xasprintf("%s/%s@", call->tenant, name);
+        unsigned retired = engine_pool_retire(call->d->engine, prefix);
+        return daemon_call_json(call, 200, json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired",
+                                                     (int) retired),
+                                ret_status);
+}
+
+/* The function's deploy-time limits, overridden field by field by the
+ * invoke's. */
+static void merge_limits(RunLimits *l, const char *limits_json) {
+        json_t *j = daemon_json_or_null(limits_json);
+        RunLimits base = {};
+        if (json_is_object(j)) {
+                base.timeout_ms = (uint64_t) json_integer_value(json_object_get(j, "timeout_ms"));
+                base.memory_bytes = (uint64_t) json_integer_value(json_object_get(j, "memory_bytes"));
+                base.max_procs = (uint64_t) json_integer_value(json_object_get(j, "max_procs"));
+                base.max_output_bytes = (uint64_t) json_integer_value(json_object_get(j, "max_output_bytes"));
+                base.network = json_is_true(json_object_get(j, "network"));
+        }
+        json_decref(j);
+        if (!l->timeout_ms)
+                l->timeout_ms = base.timeout_ms;
+        if (!l->memory_bytes)
+                l->memory_bytes = base.memory_bytes;
+        if (!l->max_procs)
+                l->max_procs = base.max_procs;
+        if (!l->max_output_bytes)
+                l->max_output_bytes = base.max_output_bytes;
+        l->network = l->network || base.network;
+}
+
+/* Fills req with what runs f (source, file, function, requirements,
+ * limits, delivery policy); the caller's own fields stay. */
+static void request_from_function(RunRequest *req, const FunctionRecord *f) {
+        req->source = xstrndup(f->source, f->source_len);
+        req->source_len = f->source_len;
+        req->filename = f->filename ? xstrdup(f->filename) : NULL;
+        req->function = f->function ? xstrdup(f->function) : NULL;
+        req->requirements_json = f->requirements_json ? xstrdup(f->requirements_json) : NULL;
+        merge_limits(&req->limits, f->limits_json);
+        if (req->max_attempts == 0) {
+                /* The deploy's "retries" as max_attempts (0: the config's). */
+                json_t *j = daemon_json_or_null(f->limits_json);
+                json_t *v = json_object_get(j, "retries");
+                req->max_attempts = json_is_integer(v) ? (int) json_integer_value(v) + 1 : 0;
+                json_decref(j);
+        }
+}
+
+struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        struct MHD_Response *resp;
+        const char *body = call->body_len ? call->body : "{}";
+        int k = request_parse(REQUEST_INVOKE, body, call->body_len ? call->body_len : 2, &caps, &req, &err);
+        if (k < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        FunctionRecord *f = NULL;
+        if (!function_name_is_valid(call->seg[2]))
+                k = -ENOENT;
+        else
+                k = store_function_get(call->d->store, call->tenant, call->seg[2], req.version, &f);
+        if (k < 0) {
+                run_request_done(&req);
+                return daemon_call_errno(call, k, "function", ret_status);
+        }
+        request_from_function(&req, f);
+        resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+        if (!resp)
+                resp = daemon_call_submit(call, &req, f->name, f->version, ret_status);
+        function_record_free(f);
+        run_request_done(&req);
+        return resp;
+}
+
+/* ---- the AWS Lambda API ------------------------------------------------------------ */
+
+static char *lambda_arn(const char *name) {
+        return xasprintf("arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT ":function:%s", name);
+}
+
+/* The function a Lambda call names (path FunctionName, plain or ARN, with
+ * its qualifier or ?Qualifier=); NULL with Lambda's error otherwise. */
+static FunctionRecord *lambda_function(const DaemonCall *call, unsigned *ret_status, struct MHD_Response **ret_error) {
+        const char *ref = call->seg[2];
+        _cleanup_free_ char *name = NULL, *qualifier = NULL;
+        FunctionRecord *f = NULL;
+        int version;
+        *ret_error = NULL;
+        if (lambda_function_ref_parse(ref, &name, &qualifier) < 0) {
+                *ret_error = daemon_call_error(call, 404, "not_found", ret_status, "Function not found: %s", ref);
+                return NULL;
+        }
+        const char *q = qualifier ? qualifier : daemon_call_query(call, "Qualifier");
+        if (version_parse(q, &version) < 0) {
+                *ret_error = daemon_call_error(call, 404, "not_found", ret_status,
+                                               "Function not found: arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT
+                                               ":function:%s:%s (aliases are not supported; use $LATEST or a version)",
+                                               name, q);
+                return NULL;
+        }
+        int k = store_function_get(call->d->store, call->tenant, name, version, &f);
+        if (k == -ENOENT)
+                *ret_error = daemon_call_error(call, 404, "not_found", ret_status,
+                                               "Function not found: arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT
+                                               ":function:%s%s%s",
+                                               name, version ? ":" : "", version ? q : "");
+        else if (k < 0)
+                *ret_error = daemon_call_errno(call, k, "function", ret_status);
+        return f;
+}
+
+/* The timeout and memory an invocation of f gets when it asks for nothing:
+ * the deploy's, else the config's defaults, else the engine's. */
+static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f) {
+        RunLimits l = {};
+        merge_limits(&l, f->limits_json);
+        pthread_rwlock_rdlock(&call->d->cfg_lock);
+        l.timeout_ms = l.timeout_ms ?: call->d->cfg.defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS;
+        l.memory_bytes = l.memory_bytes ?: call->d->cfg.defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES;
+        pthread_rwlock_unlock(&call->d->cfg_lock);
+        return l;
+}
+
+static char *base64(const void *data, size_t n) {
+        char *out = xmalloc(4 * ((n + 2) / 3) + 1);
+        EVP_EncodeBlock((unsigned char *) out, data, (int) n);
+        return out;
+}
+
+/* Lambda's FunctionConfiguration for f (the fields AWS SDKs read). */
+static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
+        _cleanup_free_ char *arn = lambda_arn(f->name), *sha = NULL, *handler = NULL;
+        unsigned char digest[32];
+        unsigned dlen = 0;
+        EVP_Digest(f->source, f->source_len, digest, &dlen, EVP_sha256(), NULL);
+        sha = base64(digest, dlen);
+        const char *file = f->filename ? f->filename : "main.py";
+        size_t stem = endswith(file, ".py") ? strlen(file) - 3 : strlen(file);
+        handler = xasprintf("%.*s.%s", (int) stem, file, f->function ? f->function : "handler");
+        char modified[64], version[16];
+        time_t secs = (time_t) (f->created / USEC_PER_SEC);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(modified, sizeof(modified), "%Y-%m-%dT%H:%M:%S.000+0000", &tm);
+        snprintf(version, sizeof(version), "%d", f->version);
+        RunLimits l = function_limits(call, f);
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:[s]}",
+                         "FunctionName", f->name, "FunctionArn", arn, "Runtime", "python3.11", "Handler", handler,
+                         "CodeSize", (json_int_t) f->source_len, "Description", f->description ? f->description : "",
+                         "Timeout", (json_int_t) ((l.timeout_ms + 999) / 1000), "MemorySize",
+                         (json_int_t) (l.memory_bytes >> 20), "LastModified", modified, "CodeSha256",
+                         sha, "Version", version, "State", "Active", "LastUpdateStatus", "Successful", "PackageType",
+                         "Zip", "Architectures", "x86_64");
+}
+
+struct MHD_Response *daemon_api_lambda_list(const DaemonCall *call, unsigned *ret_status) {
+        return functions_list(call, lambda_configuration, "Functions", ret_status);
+}
+
+struct MHD_Response *daemon_api_lambda_configuration(const DaemonCall *call, unsigned *ret_status) {
+        struct MHD_Response *resp;
+        FunctionRecord *f = lambda_function(call, ret_status, &resp);
+        if (!f)
+                return resp;
+        json_t *j = lambda_configuration(call, f);
+        function_record_free(f);
+        return daemon_call_json(call, 200, j, ret_status);
+}
+
+struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret_status) {
+        struct MHD_Response *resp;
+        FunctionRecord *f = lambda_function(call, ret_status, &resp);
+        if (!f)
+                return resp;
+        /* The code is the daemon's: GET /v1/functions/NAME?source=1 with
+         * the same credentials returns it. */
+        _cleanup_free_ char *loc = xasprintf("/v1/functions/%s?source=1&version=%d", f->name, f->version);
+        json_t *j = json_pack("{s:o, s:{s:s, s:s}, s:{}}", "Configuration", lambda_configuration(call, f), "Code",
+                              "RepositoryType", "pysprinter", "Location", loc, "Tags");
+        function_record_free(f);
+        return daemon_call_json(call, 200, j, ret_status);
+}
+
+static json_t *lambda_context(const FunctionRecord *f, const char *request_id, const RunLimits *l) {
+        char ver[16];
+        snprintf(ver, sizeof(ver), "%d", f->version);
+        _cleanup_free_ char *arn = lambda_arn(f->name);
+        _cleanup_free_ char *group = xasprintf("/aws/lambda/%s", f->name);
+        uint64_t timeout = l->timeout_ms ? l->timeout_ms : RUN_DEFAULT_TIMEOUT_MS;
+        uint64_t mem = l->memory_bytes ? l->memory_bytes : RUN_DEFAULT_MEMORY_BYTES;
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "function_name", f->name, "function_version", ver,
+                         "invoked_function_arn", arn, "aws_request_id", request_id, "log_group_name", group,
+                         "log_stream_name", request_id, "memory_limit_in_mb", (json_int_t) (mem >> 20), "deadline_ms",
+                         (json_int_t) (now_realtime() / 1000 + timeout));
+}
+
+/* Maps the event onto the function's parameters (docs/api.md): exactly
+ * two -> handler(event, context); exactly one -> handler(event);
+ * otherwise the event's keys are keyword arguments. -EINVAL when the
+ * function takes named parameters and the event is not an object. */
+static int lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *event, const char *request_id) {
+        LambdaCall rule = lambda_call_rule(f->params_json);
+        if (rule == LAMBDA_CALL_KWARGS) {
+                if (!json_is_object(event))
+                        return -EINVAL;
+                json_t *kw = json_object();
+                const char *key;
+                json_t *v;
+                json_object_foreach(event, key, v)
+                        json_object_set_new(kw, key, json_pack("{s:O}", "value", v));
+                req->kwargs_json = json_dumps(kw, JSON_COMPACT);
+                json_decref(kw);
+                return req->kwargs_json ? 0 : -ENOMEM;
+        }
+        /* The context travels as RunSpec.context_json: the worker binds it
+         * as the last positional argument and hands the function a
+         * LambdaContext object (attributes and
+         * get_remaining_time_in_millis()), as Lambda does. */
+        if (rule == LAMBDA_CALL_EVENT_CONTEXT) {
+                json_t *ctxj = lambda_context(f, request_id, &req->limits);
+                req->context_json = ctxj ? json_dumps(ctxj, JSON_COMPACT) : NULL;
+                json_decref(ctxj);
+                if (!req->context_json)
+                        return -ENOMEM;
+        }
+        json_t *a = json_pack("[{s:O}]", "value", event);
+        req->args_json = a ? json_dumps(a, JSON_COMPACT) : NULL;
+        json_decref(a);
+        return req->args_json ? 0 : -ENOMEM;
+}
+
+/* A finished synchronous invocation as Lambda answers it: the return value,
+ * or the error JSON with X-Amz-Function-Error (still 200). */
+static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResult *res, unsigned *ret_status) {
+        if (res->status == RUN_SUCCEEDED) {
+                char *payload = NULL;
+                if (res->value_json)
+                        payload = xstrdup(res->value_json);
+                else if (res->value_repr) {
+                        json_t *s = json_string(res->value_repr);
+                        payload = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+                        json_decref(s);
+                }
+                if (!payload)
+                        payload = xstrdup("null");
+                size_t n = strlen(payload);
+                return daemon_text_response(200, "application/json", payload, n, ret_status);
+        }
+        json_t *trace = json_array();
+        for (const char *line = res->traceback; line && *line;) {
+                size_t n = strcspn(line, "\n");
+                if (n > 0)
+                        json_array_append_new(trace, json_stringn(line, n));
+                line += n + (line[n] == '\n');
+        }
+        const char *type = res->error_type ? res->error_type : run_status_to_string(res->status);
+        json_t *e = json_pack("{s:s, s:s, s:o}", "errorMessage",
+                              res->error_message ? res->error_message : "the function failed", "errorType", type,
+                              "stackTrace", trace);
+        struct MHD_Response *resp = daemon_call_json(call, 200, e, ret_status);
+        daemon_response_headers(resp, (const char *const[]) { "X-Amz-Function-Error", "Unhandled", NULL });
+        return resp;
+}
+
+/* Waits for a RequestResponse invocation and answers it; NULL when the
+ * client went away (the run is cancelled). */
+static struct MHD_Response *lambda_wait(const DaemonCall *call, DRun *r, bool tail, unsigned *ret_status) {
+        Daemon *d = call->d;
+        int k = daemon_run_wait(d, r, call->client_fd, (usec_t) d->cfg.max_wait_s * USEC_PER_SEC);
+        if (k == -ECONNRESET) {
+                daemon_run_cancel(d, r);
+                return NULL;
+        }
+        if (k == 0)
+                return daemon_call_error(call, 504, "timeout", ret_status, "the invocation did not finish in %u s",
+                                         d->cfg.max_wait_s);
+        _cleanup_free_ char *log_tail = NULL;
+        if (tail) {
+                size_t n;
+                _cleanup_free_ char *log = drun_log_text(d, r, &n);
+                size_t start = n > 4096 ? n - 4096 : 0;
+                log_tail = base64(log + start, n - start);
+        }
+        pthread_mutex_lock(&d->lock);
+        RunResult *res = r->result;
+        pthread_mutex_unlock(&d->lock);
+        struct MHD_Response *resp = lambda_result(call, res, ret_status);
+        daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });
+        return resp;
+}
+
+struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_free_ char *err = NULL, *id = NULL;
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        json_t *event = NULL;
+        struct MHD_Response *resp = NULL;
+        FunctionRecord *f = NULL;
+
+        const char *itype = daemon_call_header(call, "X-Amz-Invocation-Type");
+        const char *ltype = daemon_call_header(call, "X-Amz-Log-Type");
+        if (!itype)
+                itype = "RequestResponse";
+        if (!streq(itype, "RequestResponse") && !streq(itype, "Event") && !streq(itype, "DryRun"))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun, not '%s'",
+                                         itype);
+        if (ltype && !streq(ltype, "Tail") && !streq(ltype, "None"))
+                return daemon_call_error(call, 400, "bad_request", ret_status, "X-Amz-Log-Type must be Tail or None");
+        f = lambda_function(call, ret_status, &resp);
+        if (!f)
+                return resp;
+
+        if (call->body_len == 0)
+                event = json_object();
+        else if (request_json_parse(call->body, call->body_len, &caps, (void **) &event, &err) < 0) {
+                resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "Could not parse request body into json: %s", err);
+                goto out;
+        }
+        if (streq(itype, "DryRun")) {
+                resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
+                goto out;
+        }
+
+        id = id_new("r");
+        request_from_function(&req, f);
+        resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+        if (resp)
+                goto out;
+        int k = lambda_map_event(&req, f, event, id);
+        if (k < 0) {
+                resp = k == -EINVAL ? daemon_call_error(call, 400, "bad_request", ret_status,
+                                                        "function '%s' takes named parameters: the event must be a JSON object",
+                                                        f->function ? f->function : f->name)
+                                    : daemon_call_errno(call, k, "invoke", ret_status);
+                goto out;
+        }
+
+        DRun *r;
+        k = daemon_run_submit(d, id, call->tenant, &req, f->name, f->version, true, &r);
+        if (k < 0) {
+                resp = daemon_call_errno(call, k, "invoke", ret_status);
+                goto out;
+        }
+        if (streq(itype, "Event"))
+                resp = daemon_text_response(202, "application/json", xstrdup(""), 0, ret_status);
+        else
+                resp = lambda_wait(call, r, ltype && streq(ltype, "Tail"), ret_status);
+        drun_unref(d, r);
+        char ver[16];
+        snprintf(ver, sizeof(ver), "%d", f->version);
+        daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId", id,
+                                                              NULL });
+out:
+        json_decref(event);
+        function_record_free(f);
+        run_request_done(&req);
+        return resp;
+}

@@ -1,0 +1,123 @@
+/* Health and metrics: GET /healthz (liveness, and "draining" with 503 once
+ * SIGTERM arrived, so a load balancer takes this instance out) and GET
+ * /metrics (Prometheus text: runs, phase latencies, queue, HTTP, the warm
+ * pool; docs/api.md "Metrics"). */
+#include <inttypes.h>
+#include <jansson.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "daemon.h"
+
+struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        unsigned running, queued;
+        daemon_run_counts(d, &running, &queued);
+        pthread_mutex_lock(&d->lock);
+        bool draining = d->draining;
+        pthread_mutex_unlock(&d->lock);
+        struct MHD_Response *resp = daemon_call_json(
+                call, draining ? 503 : 200,
+                json_pack("{s:s, s:s, s:i, s:i, s:b}", "status", draining ? "draining" : "ok", "version",
+                          PYSPRINTER_VERSION, "running", (int) running, "queued", (int) queued, "auth", !d->no_auth),
+                ret_status);
+        if (draining)
+                daemon_response_headers(resp, (const char *const[]) { "Retry-After", "5", NULL });
+        return resp;
+}
+
+static uint64_t file_size(const char *dir, const char *name) {
+        _cleanup_free_ char *p = path_join(dir, name);
+        struct stat st;
+        return stat(p, &st) == 0 ? (uint64_t) st.st_size : 0;
+}
+
+struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_status) {
+        static const char *const phases[6] = { "validate", "resolve", "install", "start", "run", "total" };
+        static const char *const bounds[16] = { "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+                                                "2.5",   "5",    "10",    "30",   "60",  "120", "300", "+Inf" };
+        Daemon *d = call->d;
+        DaemonMetrics m;
+        unsigned running, queued, threads;
+        Buf b;
+
+        pthread_mutex_lock(&d->lock);
+        m = d->metrics;
+        running = d->running;
+        queued = d->queued;
+        threads = d->threads;
+        pthread_mutex_unlock(&d->lock);
+
+        buf_init(&b, 1 << 20);
+        buf_appends(&b, "# HELP pysprinter_runs_total Runs finished since the daemon started, by final status.\n"
+                        "# TYPE pysprinter_runs_total counter\n");
+        for (int s = 0; s < _RUN_STATUS_MAX; s++)
+                if (run_status_is_final((RunStatus) s))
+                        buf_printf(&b, "pysprinter_runs_total{status=\"%s\"} %" PRIu64 "\n",
+                                   run_status_to_string((RunStatus) s), m.runs_by_status[s]);
+        buf_appends(&b, "# HELP pysprinter_phase_duration_seconds Time spent in each run phase.\n"
+                        "# TYPE pysprinter_phase_duration_seconds histogram\n");
+        for (int p = 0; p < 6; p++) {
+                uint64_t cum = 0;
+                for (int i = 0; i < 16; i++) {
+                        cum += m.hist[p][i];
+                        buf_printf(&b, "pysprinter_phase_duration_seconds_bucket{phase=\"%s\",le=\"%s\"} %" PRIu64 "\n",
+                                   phases[p], bounds[i], cum);
+                }
+                buf_printf(&b, "pysprinter_phase_duration_seconds_sum{phase=\"%s\"} %.6f\n", phases[p], m.hist_sum[p]);
+                buf_printf(&b, "pysprinter_phase_duration_seconds_count{phase=\"%s\"} %" PRIu64 "\n", phases[p],
+                           m.hist_count[p]);
+        }
+        buf_printf(&b,
+                   "# HELP pysprinter_queue_depth Runs accepted and waiting for a slot.\n"
+                   "# TYPE pysprinter_queue_depth gauge\npysprinter_queue_depth %u\n"
+                   "# HELP pysprinter_runs_running Runs executing now.\n"
+                   "# TYPE pysprinter_runs_running gauge\npysprinter_runs_running %u\n"
+                   "# HELP pysprinter_workers Run threads alive (queued or running), each driving one worker.\n"
+                   "# TYPE pysprinter_workers gauge\npysprinter_workers %u\n"
+                   "# HELP pysprinter_workers_max Runs allowed to execute at once.\n"
+                   "# TYPE pysprinter_workers_max gauge\npysprinter_workers_max %u\n",
+                   queued, running, threads, d->cfg.max_concurrent_runs);
+        buf_printf(&b,
+                   "# HELP pysprinter_store_bytes Size of the job store (database and WAL).\n"
+                   "# TYPE pysprinter_store_bytes gauge\npysprinter_store_bytes %" PRIu64 "\n",
+                   file_size(d->data_dir, "pysprinter.db") + file_size(d->data_dir, "pysprinter.db-wal"));
+        buf_printf(&b,
+                   "# HELP pysprinter_http_requests_total HTTP responses sent.\n"
+                   "# TYPE pysprinter_http_requests_total counter\npysprinter_http_requests_total %" PRIu64 "\n"
+                   "# HELP pysprinter_http_errors_total HTTP error responses by class.\n"
+                   "# TYPE pysprinter_http_errors_total counter\n"
+                   "pysprinter_http_errors_total{class=\"4xx\"} %" PRIu64 "\n"
+                   "pysprinter_http_errors_total{class=\"5xx\"} %" PRIu64 "\n"
+                   "# HELP pysprinter_rejected_total Runs refused because the queue was full (429).\n"
+                   "# TYPE pysprinter_rejected_total counter\npysprinter_rejected_total %" PRIu64 "\n",
+                   __atomic_load_n(&d->metrics.http_requests, __ATOMIC_RELAXED),
+                   __atomic_load_n(&d->metrics.http_errors_4xx, __ATOMIC_RELAXED),
+                   __atomic_load_n(&d->metrics.http_errors_5xx, __ATOMIC_RELAXED), m.rejected_429);
+        EnginePoolStats ps;
+        engine_pool_stats(d->engine, &ps);
+        buf_printf(&b,
+                   "# HELP pysprinter_pool_workers Warm workers (one per environment).\n"
+                   "# TYPE pysprinter_pool_workers gauge\npysprinter_pool_workers %u\n"
+                   "# HELP pysprinter_pool_workers_busy Warm workers with runs in flight.\n"
+                   "# TYPE pysprinter_pool_workers_busy gauge\npysprinter_pool_workers_busy %u\n"
+                   "# HELP pysprinter_pool_instances Warm instances of deployed functions.\n"
+                   "# TYPE pysprinter_pool_instances gauge\npysprinter_pool_instances %u\n"
+                   "# HELP pysprinter_pool_instances_busy Warm instances running an invocation.\n"
+                   "# TYPE pysprinter_pool_instances_busy gauge\npysprinter_pool_instances_busy %u\n"
+                   "# HELP pysprinter_pool_pss_bytes Proportional set size of the warm pool.\n"
+                   "# TYPE pysprinter_pool_pss_bytes gauge\npysprinter_pool_pss_bytes %" PRIu64 "\n"
+                   "# HELP pysprinter_pool_memory_budget_bytes The pool's PSS budget.\n"
+                   "# TYPE pysprinter_pool_memory_budget_bytes gauge\npysprinter_pool_memory_budget_bytes %" PRIu64 "\n"
+                   "# HELP pysprinter_pool_acquires_total Worker acquisitions by outcome.\n"
+                   "# TYPE pysprinter_pool_acquires_total counter\n"
+                   "pysprinter_pool_acquires_total{result=\"warm\"} %" PRIu64 "\n"
+                   "pysprinter_pool_acquires_total{result=\"cold\"} %" PRIu64 "\n"
+                   "# HELP pysprinter_pool_evictions_total Workers stopped to stay under the budget.\n"
+                   "# TYPE pysprinter_pool_evictions_total counter\npysprinter_pool_evictions_total %" PRIu64 "\n",
+                   ps.workers, ps.busy, ps.instances, ps.instances_busy, ps.pss_bytes, ps.memory_budget, ps.hits, ps.misses,
+                   ps.evictions);
+        size_t n = b.len;
+        return daemon_text_response(200, "text/plain; version=0.0.4; charset=utf-8", buf_steal(&b), n, ret_status);
+}
+

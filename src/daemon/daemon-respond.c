@@ -1,0 +1,308 @@
+/* Responses: the one way every handler answers (docs/api.md "Errors").
+ *
+ * A handler returns an MHD_Response and its status (DaemonHandler); these
+ * helpers build them: a JSON body (reals exact, server paths scrubbed
+ * unless the caller is an admin), the one error body
+ * {"error": {"code", "message"}} — with AWS's fields and X-Amzn-ErrorType
+ * on the Lambda API, so AWS SDKs raise the right exception — and the one
+ * errno -> HTTP status map. */
+#include <assert.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "daemon.h"
+
+/* ---- server paths that must not reach a client ---------------------------
+ *
+ * An error saying "cannot open /srv/pysprinter/..." tells a tenant where
+ * the daemon keeps everything. Set once before the HTTP threads start
+ * (daemon_scrub_init); read-only afterwards. */
+#define SCRUB_MAX 8
+static struct {
+        char *prefix;
+        const char *as;
+} scrub_list[SCRUB_MAX];
+static size_t n_scrub;
+
+static size_t path_depth(const char *p) {
+        size_t parts = 0;
+        for (; *p; p++)
+                parts += *p == '/';
+        return parts;
+}
+
+static void scrub_add(const char *path, const char *as) {
+        if (!path || strlen(path) < 6 || n_scrub >= SCRUB_MAX || strlen(as) > strlen(path))
+                return;
+        _cleanup_free_ char *p = xstrdup(path);
+        while (strlen(p) > 1 && endswith(p, "/"))
+                p[strlen(p) - 1] = 0;
+        for (size_t i = 0; i < n_scrub; i++)
+                if (streq(scrub_list[i].prefix, p))
+                        return;
+        /* Longest first, so a data dir inside the build dir is named as
+         * the data dir. */
+        size_t at = n_scrub;
+        while (at > 0 && strlen(scrub_list[at - 1].prefix) < strlen(p)) {
+                scrub_list[at] = scrub_list[at - 1];
+                at--;
+        }
+        scrub_list[at].prefix = TAKE_PTR(p);
+        scrub_list[at].as = as;
+        n_scrub++;
+}
+
+static void scrub_add_real(const char *path, const char *as) {
+        scrub_add(path, as);
+        _cleanup_free_ char *real = path ? realpath(path, NULL) : NULL;
+        scrub_add(real, as);
+}
+
+/* The directory of path, if it is one worth hiding (three components or
+ * more: /usr/bin stays). */
+static void scrub_add_dir_of(const char *path, const char *as) {
+        _cleanup_free_ char *real = path ? realpath(path, NULL) : NULL;
+        char *slash = real ? strrchr(real, '/') : NULL;
+        if (!slash)
+                return;
+        *slash = 0;
+        if (path_depth(real) >= 3)
+                scrub_add(real, as);
+}
+
+void daemon_scrub_init(const Daemon *d) {
+        scrub_add_real(d->data_dir, "$DATA");
+        /* The binaries' build or install tree: its top (two levels above
+         * the daemon, e.g. BUILD/src/daemon -> BUILD) covers the worker. */
+        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+        if (exe) {
+                _cleanup_free_ char *top = xstrdup(exe);
+                for (int up = 0; up < 3; up++) {
+                        char *slash = strrchr(top, '/');
+                        if (!slash)
+                                break;
+                        *slash = 0;
+                }
+                if (path_depth(top) >= 2 && !streq(top, "/usr") && !startswith(top, "/usr/"))
+                        scrub_add(top, "$PREFIX");
+                scrub_add_dir_of(exe, "$PREFIX");
+        }
+        scrub_add_dir_of(getenv("PYSPRINTER_WORKER"), "$PREFIX");
+        scrub_add_real(getenv("HOME"), "~");
+}
+
+char *daemon_scrub(char *s) {
+        if (!s)
+                return s;
+        for (size_t i = 0; i < n_scrub; i++) {
+                size_t pl = strlen(scrub_list[i].prefix), al = strlen(scrub_list[i].as);
+                for (char *hit = strstr(s, scrub_list[i].prefix); hit; hit = strstr(hit + al, scrub_list[i].prefix)) {
+                        memcpy(hit, scrub_list[i].as, al);
+                        memmove(hit + al, hit + pl, strlen(hit + pl) + 1);
+                }
+        }
+        return s;
+}
+
+/* ---- bodies ----------------------------------------------------------------- */
+
+void daemon_response_headers(struct MHD_Response *resp, const char *const *headers) {
+        for (size_t i = 0; resp && headers && headers[i]; i += 2)
+                if (headers[i + 1])
+                        MHD_add_response_header(resp, headers[i], headers[i + 1]);
+}
+
+struct MHD_Response *daemon_text_response(unsigned status, const char *content_type, char *body, size_t len,
+                                          unsigned *ret_status) {
+        assert(body);
+        assert(ret_status);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(body);
+                return NULL;
+        }
+        if (content_type)
+                MHD_add_response_header(resp, "Content-Type", content_type);
+        *ret_status = status;
+        return resp;
+}
+
+static const char encode_failed[] = "{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}";
+
+struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, json_t *j, unsigned *ret_status) {
+        /* Exact reals, shortest spelling: a result's 3.141592653589793 must
+         * come back as it went in (basic-json.c). */
+        _cleanup_free_ char *exact = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
+        char *s = exact ? json_shorten_reals(exact) : NULL;
+        json_decref(j);
+        if (!s) {
+                s = xstrdup(encode_failed);
+                status = 500;
+        }
+        /* An admin (the operator, or the local user of --no-auth) may see
+         * the server's paths; nobody else does. */
+        if (!call || call->role != TOKEN_ROLE_ADMIN)
+                daemon_scrub(s);
+        size_t n = strlen(s);
+        /* A trailing newline is friendlier to curl users; JSON allows it. */
+        s = xrealloc(s, n + 2);
+        s[n] = '\n';
+        s[n + 1] = 0;
+        return daemon_text_response(status, "application/json", s, n + 1, ret_status);
+}
+
+struct MHD_Response *daemon_json_response(unsigned status, json_t *j, unsigned *ret_status) {
+        return daemon_call_json(NULL, status, j, ret_status);
+}
+
+/* The AWS error type an AWS SDK maps to its exception class. */
+static const char *lambda_error_type(unsigned status) {
+        switch (status) {
+        case 400:
+        case 405:
+                return "InvalidRequestContentException";
+        case 413:
+                return "RequestTooLargeException";
+        case 401:
+        case 403:
+                return "UnrecognizedClientException";
+        case 404:
+                return "ResourceNotFoundException";
+        case 409:
+                return "ResourceConflictException";
+        case 429:
+                return "TooManyRequestsException";
+        default:
+                return "ServiceException";
+        }
+}
+
+static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status, const char *code,
+                                        unsigned *ret_status, const char *fmt, va_list ap) _printf_(5, 0);
+static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status, const char *code,
+                                        unsigned *ret_status, const char *fmt, va_list ap) {
+        _cleanup_free_ char *msg = NULL;
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        const char *m = msg ? msg : code;
+        json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", m);
+        if (!j) /* a message that is not UTF-8 (a name from the request) */
+                j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", code);
+        const char *type = NULL;
+        if (call && call->lambda && j) {
+                /* Lambda's own body: {"Type": "User"|"Service", "message"}
+                 * beside ours; botocore reads the type from the header. */
+                type = lambda_error_type(status);
+                json_object_set_new(j, "Type", json_string(status >= 500 ? "Service" : "User"));
+                json_object_set(j, "message", json_object_get(json_object_get(j, "error"), "message"));
+                json_object_set_new(j, "__type", json_string(type));
+        }
+        struct MHD_Response *resp = daemon_call_json(call, status, j, ret_status);
+        if (resp && type)
+                MHD_add_response_header(resp, "X-Amzn-ErrorType", type);
+        return resp;
+}
+
+struct MHD_Response *daemon_call_error(const DaemonCall *call, unsigned status, const char *code,
+                                       unsigned *ret_status, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        struct MHD_Response *resp = call_verror(call, status, code, ret_status, fmt, ap);
+        va_end(ap);
+        return resp;
+}
+
+struct MHD_Response *daemon_error_response(unsigned status, const char *code, unsigned *ret_status, const char *fmt,
+                                           ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        struct MHD_Response *resp = call_verror(NULL, status, code, ret_status, fmt, ap);
+        va_end(ap);
+        return resp;
+}
+
+/* ---- errno -> HTTP ------------------------------------------------------------ */
+
+unsigned daemon_errno_status(int r, const char **ret_code) {
+        static const struct {
+                int err;
+                unsigned status;
+                const char *code;
+        } map[] = {
+                { -EINVAL, 400, "bad_request" },      { -EEXIST, 400, "ambiguous" },
+                { -EPERM, 403, "forbidden" },         { -EACCES, 403, "forbidden" },
+                { -ENOENT, 404, "not_found" },        { -EALREADY, 409, "conflict" },
+                { -EFBIG, 413, "payload_too_large" }, { -EDQUOT, 413, "payload_too_large" },
+                { -EBUSY, 429, "too_many_requests" }, { -ENOSPC, 507, "insufficient_storage" },
+                { -ESHUTDOWN, 503, "shutting_down" }, { -ETIMEDOUT, 504, "timeout" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (map[i].err == r) {
+                        *ret_code = map[i].code;
+                        return map[i].status;
+                }
+        *ret_code = "internal";
+        return 500;
+}
+
+struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char *what, unsigned *ret_status) {
+        const char *code;
+        unsigned status = daemon_errno_status(r, &code);
+        struct MHD_Response *resp;
+        switch (r) {
+        case -ENOENT:
+                return daemon_call_error(call, status, code, ret_status, "%s not found", what);
+        case -EEXIST:
+                return daemon_call_error(call, status, code, ret_status, "%s: the id prefix matches several", what);
+        case -EBUSY:
+                resp = daemon_call_error(call, status, code, ret_status, "%s: the queue is full; retry later", what);
+                daemon_response_headers(resp, (const char *const[]) { "Retry-After", "2", NULL });
+                return resp;
+        case -ESHUTDOWN:
+                /* A load balancer reads 503 + Retry-After as "this backend
+                 * is going away: send it elsewhere" (docs/api.md "Drain"). */
+                resp = daemon_call_error(call, status, code, ret_status,
+                                         "the daemon is shutting down; retry on another instance or later");
+                daemon_response_headers(resp, (const char *const[]) { "Retry-After", "5", NULL });
+                return resp;
+        default:
+                return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
+        }
+}
+
+/* ---- request helpers ------------------------------------------------------------ */
+
+const char *daemon_call_query(const DaemonCall *call, const char *key) {
+        return MHD_lookup_connection_value(call->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+bool daemon_call_query_true(const DaemonCall *call, const char *key) {
+        const char *v = daemon_call_query(call, key);
+        return v && (streq(v, "") || streq(v, "1") || streq(v, "true") || streq(v, "yes"));
+}
+
+const char *daemon_call_header(const DaemonCall *call, const char *name) {
+        return MHD_lookup_connection_value(call->conn, MHD_HEADER_KIND, name);
+}
+
+RequestCaps daemon_call_caps(const DaemonCall *call) {
+        pthread_rwlock_rdlock(&call->d->cfg_lock);
+        RequestCaps caps = {
+                .max_depth = call->d->cfg.max_json_depth,
+                .max_values = call->d->cfg.max_json_values,
+        };
+        pthread_rwlock_unlock(&call->d->cfg_lock);
+        return caps;
+}
+
+json_t *daemon_json_or_null(const char *text) {
+        if (!text)
+                return json_null();
+        json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        return j ? j : json_string(text);
+}
+
+json_t *daemon_time_json(usec_t t) {
+        char buf[32];
+        return t ? json_string(format_timestamp(t, buf)) : json_null();
+}

@@ -1,0 +1,135 @@
+/* The route table: every endpoint of the API once, as {methods, path
+ * pattern, handler, who may call it}. The router (daemon-http.c) reads it
+ * for both decisions: an unknown path is 404, a known path with another
+ * method is 405 with the Allow header built from the same rows, and the
+ * matching row's handler answers. Adding an endpoint is adding a row
+ * (docs/api.md lists them). */
+#include <assert.h>
+
+#include "daemon.h"
+
+/* "*" matches one non-empty segment. Rows of one path sit together; GET
+ * covers HEAD. */
+static const DaemonRoute routes[] = {
+        { ROUTE_GET, "/healthz", daemon_api_healthz, ROUTE_PUBLIC },
+        { ROUTE_GET, "/metrics", daemon_api_metrics, ROUTE_METRICS },
+
+        { ROUTE_GET, "/v1/runs", daemon_api_runs_list, ROUTE_USER },
+        { ROUTE_POST, "/v1/runs", daemon_api_runs_submit, ROUTE_USER },
+        { ROUTE_GET, "/v1/runs/*", daemon_api_run_get, ROUTE_USER },
+        { ROUTE_DELETE, "/v1/runs/*", daemon_api_run_cancel, ROUTE_USER },
+        { ROUTE_GET, "/v1/runs/*/logs", daemon_api_run_logs, ROUTE_USER },
+        { ROUTE_POST, "/v1/validate", daemon_api_validate, ROUTE_USER },
+
+        { ROUTE_GET, "/v1/functions", daemon_api_functions_list, ROUTE_USER },
+        { ROUTE_POST, "/v1/functions", daemon_api_function_deploy, ROUTE_USER },
+        { ROUTE_GET, "/v1/functions/*", daemon_api_function_get, ROUTE_USER },
+        { ROUTE_DELETE, "/v1/functions/*", daemon_api_function_delete, ROUTE_USER },
+        { ROUTE_POST, "/v1/functions/*/invoke", daemon_api_function_invoke, ROUTE_USER },
+
+        { ROUTE_GET, "/v1/workers", daemon_api_workers, ROUTE_USER },
+        { ROUTE_GET, "/v1/envs", daemon_api_envs, ROUTE_USER },
+
+        { ROUTE_GET | ROUTE_POST, "/v1/dags", daemon_dag_handle, ROUTE_USER },
+        { ROUTE_GET | ROUTE_DELETE, "/v1/dags/*", daemon_dag_handle, ROUTE_USER },
+        { ROUTE_GET, "/v1/dags/*/tasks/*/logs", daemon_dag_handle, ROUTE_USER },
+
+        { ROUTE_GET, "/v1/data", daemon_data_handle, ROUTE_USER },
+        { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/v1/data/*", daemon_data_handle, ROUTE_USER },
+        { ROUTE_GET, "/v1/data/*/content", daemon_data_handle, ROUTE_USER },
+
+        /* The AWS Lambda API (docs/api.md "Lambda"): AWS error bodies. */
+        { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },
+        { ROUTE_GET, "/2015-03-31/functions/*", daemon_api_lambda_get, ROUTE_LAMBDA },
+        { ROUTE_GET, "/2015-03-31/functions/*/configuration", daemon_api_lambda_configuration, ROUTE_LAMBDA },
+        { ROUTE_POST, "/2015-03-31/functions/*/invocations", daemon_api_lambda_invoke, ROUTE_LAMBDA },
+};
+
+const DaemonRoute *daemon_routes(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(routes);
+        return routes;
+}
+
+unsigned daemon_route_method(const char *method) {
+        static const struct {
+                const char *name;
+                unsigned bit;
+        } m[] = {
+                { "GET", ROUTE_GET }, { "HEAD", ROUTE_GET },       { "POST", ROUTE_POST },
+                { "PUT", ROUTE_PUT }, { "DELETE", ROUTE_DELETE },
+        };
+        for (size_t i = 0; method && i < ELEMENTSOF(m); i++)
+                if (streq(method, m[i].name))
+                        return m[i].bit;
+        return 0;
+}
+
+char *daemon_route_allow(unsigned methods, char buf[static 32]) {
+        static const char *const names[] = { "GET", "POST", "PUT", "DELETE" };
+        size_t n = 0;
+        buf[0] = 0;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (methods & (1U << i))
+                        n += (size_t) snprintf(buf + n, 32 - n, "%s%s", n ? ", " : "", names[i]);
+        return buf;
+}
+
+/* Splits "/a/b/c" into at most max segments; returns the count, or -1 when
+ * there are more or a segment is empty or too long. A trailing slash is
+ * allowed (AWS SDKs list functions at "/2015-03-31/functions/"). */
+static int split_path(const char *url, char seg[][DAEMON_SEGMENT_MAX], int max) {
+        int n = 0;
+        const char *p = url;
+        if (!p || *p != '/')
+                return -1;
+        while (*p) {
+                p++;
+                if (!*p)
+                        break;
+                const char *e = strchr(p, '/');
+                size_t len = e ? (size_t) (e - p) : strlen(p);
+                if (len == 0 || len >= DAEMON_SEGMENT_MAX || n >= max)
+                        return -1;
+                memcpy(seg[n], p, len);
+                seg[n][len] = 0;
+                n++;
+                p += len;
+        }
+        return n;
+}
+
+static bool pattern_matches(const char *pattern, char seg[][DAEMON_SEGMENT_MAX], int n) {
+        char pat[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+        int k = split_path(pattern, pat, DAEMON_MAX_SEGMENTS);
+        if (k != n)
+                return false;
+        for (int i = 0; i < n; i++)
+                if (!streq(pat[i], "*") && !streq(pat[i], seg[i]))
+                        return false;
+        return true;
+}
+
+int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SEGMENT_MAX], int *ret_n_seg,
+                      const DaemonRoute **ret, unsigned *ret_allow) {
+        assert(path);
+        assert(ret);
+        unsigned want = daemon_route_method(method), allow = 0;
+        int n = split_path(path, seg, DAEMON_MAX_SEGMENTS);
+        if (n < 0)
+                return -ENOENT;
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                if (!pattern_matches(routes[i].pattern, seg, n))
+                        continue;
+                if (routes[i].methods & want) {
+                        *ret = &routes[i];
+                        *ret_n_seg = n;
+                        return 0;
+                }
+                allow |= routes[i].methods;
+        }
+        if (!allow)
+                return -ENOENT;
+        if (ret_allow)
+                *ret_allow = allow;
+        return -EOPNOTSUPP;
+}

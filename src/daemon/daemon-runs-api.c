@@ -1,0 +1,388 @@
+/* The runs API: /v1/runs (submit, list), /v1/runs/{id} (get, cancel),
+ * /v1/runs/{id}/logs (text, or Server-Sent Events with ?follow=1) and
+ * /v1/validate (docs/api.md "Runs"). Also the submit-and-answer and
+ * validation steps the functions API shares. */
+#include <assert.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "daemon.h"
+
+struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        RunLimits out;
+        pthread_rwlock_rdlock(&call->d->cfg_lock);
+        int k = daemon_limits_grant(&call->d->cfg, call->tenant, l, &out, &err);
+        pthread_rwlock_unlock(&call->d->cfg_lock);
+        if (k < 0)
+                return daemon_call_error(call, 403, "forbidden", ret_status, "%s", err);
+        *l = out;
+        return NULL;
+}
+
+static json_t *run_json(const RunRecord *r, const char *phase) {
+        _cleanup_free_ char *text = run_record_to_json(r, phase);
+        json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
+        return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
+}
+
+/* The run as the API shows it: the record, plus the live phase while it is
+ * in flight. */
+static int run_lookup_json(Daemon *d, const char *tenant, const char *id, json_t **ret) {
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        _cleanup_free_ char *phase = NULL;
+        DRun *r;
+        int k = store_run_get(d->store, tenant, id, &rec);
+        if (k < 0)
+                return k;
+        if (streq(rec->status, "queued") || streq(rec->status, "running"))
+                daemon_run_overlay_unwritten(d, rec);
+        if (daemon_run_find(d, tenant, rec->id, &r) >= 0) {
+                pthread_mutex_lock(&d->lock);
+                phase = r->phase ? xstrdup(r->phase) : NULL;
+                pthread_mutex_unlock(&d->lock);
+                drun_unref(d, r);
+        }
+        *ret = run_json(rec, phase);
+        return 0;
+}
+
+static struct MHD_Response *run_response(const DaemonCall *call, const char *id, unsigned status,
+                                         unsigned *ret_status) {
+        json_t *j = NULL;
+        int k = run_lookup_json(call->d, call->tenant, id, &j);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run", ret_status);
+        return daemon_call_json(call, status, j, ret_status);
+}
+
+/* Waits for a run the request is holding on to: 200 with the finished run,
+ * 202 on timeout; NULL when the client hung up (the run is cancelled). */
+static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, unsigned *ret_status) {
+        Daemon *d = call->d;
+        const char *t = daemon_call_query(call, "timeout");
+        usec_t timeout = (usec_t) d->cfg.max_wait_s * USEC_PER_SEC;
+        if (t) {
+                char *end;
+                unsigned long long s = strtoull(t, &end, 10);
+                if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
+                        timeout = s * USEC_PER_SEC;
+        }
+        int k = daemon_run_wait(d, r, call->client_fd, timeout);
+        if (k == -ECONNRESET) {
+                log_info("run %s: client went away; cancelling", r->id);
+                daemon_run_cancel(d, r);
+                return NULL;
+        }
+        return run_response(call, r->id, k == 1 ? 200 : 202, ret_status);
+}
+
+struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
+                                        int fn_version, unsigned *ret_status) {
+        Daemon *d = call->d;
+        DRun *r;
+        int k = daemon_run_submit(d, NULL, call->tenant, req, fn_name, fn_version, false, &r);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run", ret_status);
+        struct MHD_Response *resp = daemon_call_query_true(call, "wait") ? respond_after_wait(call, r, ret_status)
+                                                                          : run_response(call, r->id, 202, ret_status);
+        _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);
+        daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
+        drun_unref(d, r);
+        return resp;
+}
+
+struct MHD_Response *daemon_api_runs_submit(const DaemonCall *call, unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        int k = request_parse(REQUEST_RUN, call->body, call->body_len, &caps, &req, &err);
+        if (k < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        struct MHD_Response *resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+        if (!resp)
+                resp = daemon_call_submit(call, &req, NULL, 0, ret_status);
+        run_request_done(&req);
+        return resp;
+}
+
+struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
+        RunRecord **v = NULL;
+        size_t n = 0, limit = 100;
+        const char *l = daemon_call_query(call, "limit");
+        if (l) {
+                char *end;
+                unsigned long long x = strtoull(l, &end, 10);
+                if (*end || x == 0 || x > 10000)
+                        return daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "query 'limit' must be an integer in 1..10000");
+                limit = x;
+        }
+        const char *status = daemon_call_query(call, "status");
+        int k = store_run_list(call->d->store, call->tenant, limit, &v, &n);
+        if (k < 0)
+                return daemon_call_errno(call, k, "runs", ret_status);
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                if (!status || (v[i]->status && streq(v[i]->status, status)))
+                        json_array_append_new(a, run_json(v[i], NULL));
+        run_record_list_free(v, n);
+        return daemon_call_json(call, 200, json_pack("{so}", "runs", a), ret_status);
+}
+
+struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_status) {
+        return run_response(call, call->seg[2], 200, ret_status);
+}
+
+struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        DRun *r;
+        int k = store_run_get(d->store, call->tenant, call->seg[2], &rec);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run", ret_status);
+        if (daemon_run_find(d, call->tenant, rec->id, &r) < 0)
+                return daemon_call_error(call, 409, "conflict", ret_status, "run %s has already finished (%s)", rec->id,
+                                         rec->status);
+        daemon_run_cancel(d, r);
+        (void) daemon_run_wait(d, r, -1, 10 * USEC_PER_SEC);
+        drun_unref(d, r);
+        return run_response(call, rec->id, 200, ret_status);
+}
+
+/* ---- logs ---------------------------------------------------------------------- */
+
+static void log_collect(const RunEvent *ev, void *userdata) {
+        Buf *b = userdata;
+        if (ev->type == RUN_EVENT_OUTPUT)
+                (void) buf_append(b, ev->data, ev->len);
+}
+
+static void sse_output(Buf *out, int stream, const char *data, size_t len) {
+        const char *name = stream == 2 ? "stderr" : "stdout";
+        json_t *j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
+        if (!j) /* not UTF-8: send it lossy rather than drop it */
+                j = json_pack("{s:s, s:s}", "stream", name, "text", "\xef\xbf\xbd");
+        _cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (s)
+                buf_printf(out, "event: output\ndata: %s\n\n", s);
+}
+
+static void log_collect_sse(const RunEvent *ev, void *userdata) {
+        if (ev->type == RUN_EVENT_OUTPUT)
+                sse_output(userdata, ev->stream, ev->data, ev->len);
+}
+
+static void sse_end(Buf *out, json_t *run) {
+        _cleanup_free_ char *s = json_dumps(run, JSON_COMPACT);
+        buf_printf(out, "event: end\ndata: %s\n\n", s ? s : "{}");
+}
+
+typedef struct SseStream {
+        Daemon *d;
+        DRun *r;
+        char *tenant;
+        size_t next_chunk;
+        size_t chunk_off;       /* bytes of next_chunk already sent */
+        Buf out;
+        size_t out_off;
+        bool ended;
+} SseStream;
+
+static void sse_free(void *cls) {
+        SseStream *s = cls;
+        drun_unref(s->d, s->r);
+        buf_free(&s->out);
+        free(s->tenant);
+        free(s);
+}
+
+/* Copies what the run logged since the last call into s->out (d->lock
+ * held), at most 64 KiB per event; returns whether the run is done and
+ * everything was copied. */
+static bool sse_copy_new(SseStream *s) {
+        DRun *r = s->r;
+        while (s->next_chunk < r->n_chunks && s->out.len < 256 * 1024) {
+                const LogChunk *ch = &r->chunks[s->next_chunk];
+                if (ch->stream == 0) {
+                        buf_printf(&s->out, "event: phase\ndata: {\"phase\":\"%s\"}\n\n", ch->phase);
+                        s->next_chunk++;
+                        continue;
+                }
+                size_t n = MIN(ch->len - s->chunk_off, (size_t) 64 * 1024);
+                /* Chunks grow while the run writes; this one may get
+                 * longer, so remember how far we got. */
+                if (n > 0)
+                        sse_output(&s->out, ch->stream, r->log.data + ch->offset + s->chunk_off, n);
+                s->chunk_off += n;
+                if (s->next_chunk + 1 < r->n_chunks || r->done) {
+                        if (s->chunk_off >= ch->len) {
+                                s->next_chunk++;
+                                s->chunk_off = 0;
+                        }
+                } else
+                        break;
+        }
+        return r->done && s->next_chunk >= r->n_chunks;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        SseStream *s = cls;
+        Daemon *d = s->d;
+
+        while (s->out_off >= s->out.len) {
+                buf_reset(&s->out);
+                s->out_off = 0;
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+
+                pthread_mutex_lock(&d->lock);
+                DRun *r = s->r;
+                bool nothing_new = s->next_chunk >= r->n_chunks ||
+                                   (s->next_chunk + 1 == r->n_chunks &&
+                                    s->chunk_off >= r->chunks[s->next_chunk].len && r->chunks[s->next_chunk].stream != 0);
+                if (nothing_new && !r->done) {
+                        daemon_cond_wait(&d->change_cond, &d->lock, 5 * USEC_PER_SEC);
+                }
+                bool done = sse_copy_new(s);
+                pthread_mutex_unlock(&d->lock);
+
+                if (done) {
+                        json_t *j = NULL;
+                        if (run_lookup_json(d, s->tenant, r->id, &j) >= 0) {
+                                sse_end(&s->out, j);
+                                json_decref(j);
+                        }
+                        s->ended = true;
+                } else if (s->out.len == 0) {
+                        /* Nothing new: a comment keeps proxies from timing
+                         * out and tells us when the client went away (the
+                         * write fails). */
+                        buf_appends(&s->out, ": keep-alive\n\n");
+                }
+        }
+        size_t n = MIN(max, s->out.len - s->out_off);
+        memcpy(buf, s->out.data + s->out_off, n);
+        s->out_off += n;
+        return (ssize_t) n;
+}
+
+static struct MHD_Response *sse_response(struct MHD_Response *resp) {
+        if (!resp)
+                return NULL;
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+        return resp;
+}
+
+/* An active run's log: what it wrote so far, or a live stream. */
+static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follow, unsigned *ret_status) {
+        Daemon *d = call->d;
+        if (!follow) {
+                size_t n;
+                char *t = drun_log_text(d, r, &n);
+                drun_unref(d, r);
+                return daemon_text_response(200, "text/plain; charset=utf-8", t, n, ret_status);
+        }
+        SseStream *s = xcalloc(1, sizeof(SseStream));
+        s->d = d;
+        s->r = r;
+        s->tenant = xstrdup(call->tenant);
+        buf_init(&s->out, SIZE_MAX);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, s, sse_free);
+        if (!resp) {
+                sse_free(s);
+                return NULL;
+        }
+        *ret_status = 200;
+        return sse_response(resp);
+}
+
+struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        DRun *r;
+        bool follow = daemon_call_query_true(call, "follow");
+        int k = store_run_get(d->store, call->tenant, call->seg[2], &rec);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run", ret_status);
+        if (daemon_run_find(d, call->tenant, rec->id, &r) >= 0)
+                return live_log(call, r, follow, ret_status);
+
+        /* Finished: the log file, whole. */
+        Buf b;
+        buf_init(&b, 256U << 20);
+        if (follow) {
+                if (rec->log_path)
+                        (void) engine_log_replay(rec->log_path, log_collect_sse, &b);
+                json_t *j = run_json(rec, NULL);
+                sse_end(&b, j);
+                json_decref(j);
+        } else if (rec->log_path)
+                (void) engine_log_replay(rec->log_path, log_collect, &b);
+        size_t n = b.len;
+        struct MHD_Response *resp = daemon_text_response(200, follow ? "text/event-stream" : "text/plain; charset=utf-8",
+                                                         buf_steal(&b), n, ret_status);
+        return follow ? sse_response(resp) : resp;
+}
+
+/* ---- validate -------------------------------------------------------------------- */
+
+typedef struct ValidationCtx {
+        Daemon *d;
+        const char *tenant;
+} ValidationCtx;
+
+static void on_validation_event(const RunEvent *ev, void *userdata) {
+        ValidationCtx *v = userdata;
+        daemon_env_note(v->d, v->tenant, ev);
+}
+
+int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments, RunResult **ret) {
+        ValidationCtx vctx = { .d = d, .tenant = tenant };
+        RunSpec spec = {
+                .tenant = tenant,
+                .source = req->source,
+                .source_len = req->source_len,
+                .filename = req->filename ? req->filename : "main.py",
+                .function = req->function,
+                .requirements_json = req->requirements_json,
+                .args_json = req->args_json,
+                .kwargs_json = req->kwargs_json,
+                .limits = req->limits,
+                .sandbox = d->cfg.sandbox,
+                .validate_only = true,
+                .skip_argument_check = !check_arguments,
+                .no_record = true,
+        };
+        return engine_run(d->engine, &spec, on_validation_event, &vctx, ret);
+}
+
+json_t *daemon_validation_json(const RunResult *res) {
+        bool ok = res->status == RUN_SUCCEEDED || res->exit_code == 0;
+        json_t *error = ok ? json_null()
+                           : json_pack("{s:s?, s:s?, s:s?}", "type", res->error_type, "message", res->error_message,
+                                       "traceback", res->traceback);
+        return json_pack("{s:b, s:i, s:s, s:s?, s:o, s:o}", "valid", ok, "exit_code", res->exit_code, "status",
+                         run_status_to_string(res->status), "function", res->function, "parameters",
+                         daemon_json_or_null(res->params_json), "error", error ?: json_null());
+}
+
+struct MHD_Response *daemon_api_validate(const DaemonCall *call, unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        RunResult *res = NULL;
+        int k = request_parse(REQUEST_VALIDATE, call->body, call->body_len, &caps, &req, &err);
+        if (k < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        k = daemon_validate(call->d, call->tenant, &req, true, &res);
+        run_request_done(&req);
+        if (k < 0)
+                return daemon_call_errno(call, k, "validation", ret_status);
+        json_t *j = daemon_validation_json(res);
+        run_result_free(res);
+        return daemon_call_json(call, 200, j, ret_status);
+}

@@ -1,0 +1,90 @@
+/* The warm pool and the environments: GET /v1/workers (warm workers and
+ * the caller's warm instances, docs/workers.md) and GET /v1/envs (the
+ * requirement sets the caller used; the server's paths to admins only). */
+#include <jansson.h>
+
+#include "daemon.h"
+#include "pkg.h"
+
+/* Workers hold public packages only; a deployed function's instances are
+ * shown to their tenant alone, named without the tenant. */
+static json_t *workers_of_tenant(Engine *e, const char *tenant) {
+        _cleanup_free_ char *list = NULL, *prefix = xasprintf("%s/", tenant);
+        (void) engine_pool_list(e, &list);
+        json_t *all = json_loads(list ? list : "[]", 0, NULL), *mine = json_array();
+        size_t i;
+        json_t *w;
+        json_array_foreach(all, i, w) {
+                const char *kind = json_string_value(json_object_get(w, "kind"));
+                const char *fn = json_string_value(json_object_get(w, "function"));
+                if (kind && streq(kind, "instance")) {
+                        if (!fn || !startswith(fn, prefix))
+                                continue;
+                        json_object_set_new(w, "function", json_string(fn + strlen(prefix)));
+                }
+                json_array_append(mine, w);
+        }
+        json_decref(all);
+        return mine;
+}
+
+struct MHD_Response *daemon_api_workers(const DaemonCall *call, unsigned *ret_status) {
+        EnginePoolStats st;
+        json_t *mine = workers_of_tenant(call->d->engine, call->tenant);
+        engine_pool_stats(call->d->engine, &st);
+        json_t *pool = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
+                                 (int) st.busy, "instances", (int) st.instances, "instances_busy",
+                                 (int) st.instances_busy, "pss_bytes", (json_int_t) st.pss_bytes, "memory_budget",
+                                 (json_int_t) st.memory_budget, "hits", (json_int_t) st.hits, "misses",
+                                 (json_int_t) st.misses, "evictions", (json_int_t) st.evictions);
+        return daemon_call_json(call, 200, json_pack("{s:o, s:o}", "workers", mine, "pool", pool ?: json_null()),
+                                ret_status);
+}
+
+/* An environment is shown to a tenant that has used it (daemon_env_note)
+ * or that holds no requirements (the base every run shares). */
+static bool env_is_tenants(Daemon *d, const char *tenant, char *const *requirements) {
+        if (!requirements || !*requirements)
+                return true;
+        _cleanup_free_ char *key = daemon_env_requirements_key(tenant, requirements), *v = NULL;
+        return store_kv_get(d->store, "tenant-env", key, &v) >= 0 && v;
+}
+
+static json_t *env_json(const PkgEnvInfo *info) {
+        json_t *reqs = json_array();
+        for (char **r = info->requirements; r && *r; r++)
+                json_array_append_new(reqs, json_string(*r));
+        return json_pack("{s:s, s:o, s:I, s:o, s:b}", "key", info->key, "requirements", reqs, "size_bytes",
+                         (json_int_t) info->size_bytes, "last_used", daemon_time_json(info->last_used), "in_use",
+                         info->in_use);
+}
+
+struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_status) {
+        /* Environments are the engine's lock cache: requirement set ->
+         * store dirs. The store is shared (public packages), but which
+         * requirement sets a tenant uses is its own business: a tenant sees
+         * its own, an admin all, and only an admin the server's paths. */
+        Daemon *d = call->d;
+        bool admin = call->role == TOKEN_ROLE_ADMIN;
+        json_t *j = json_pack("{s:b}", "sandbox", d->cfg.sandbox == SANDBOX_MODE_FULL);
+        if (admin) {
+                _cleanup_free_ char *store_dir = path_join(d->data_dir, "store");
+                json_object_set_new(j, "data_dir", json_string(d->data_dir));
+                json_object_set_new(j, "package_store", json_string(store_dir));
+        }
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        json_object_set_new(j, "index_url", d->cfg.index_url ? json_string(d->cfg.index_url) : json_null());
+        pthread_rwlock_unlock(&d->cfg_lock);
+        json_t *envs = json_array();
+        PkgEnvInfo *infos = NULL;
+        size_t n = 0;
+        _cleanup_free_ char *err = NULL;
+        if (pkg_env_list(d->data_dir, &infos, &n, &err) >= 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (admin || env_is_tenants(d, call->tenant, infos[i].requirements))
+                                json_array_append_new(envs, env_json(&infos[i]));
+                pkg_env_info_free_many(infos, n);
+        }
+        json_object_set_new(j, "envs", envs);
+        return daemon_call_json(call, 200, j, ret_status);
+}
