@@ -145,9 +145,11 @@ struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret
                 return daemon_call_error(call, 409, "conflict", ret_status, "run %s has already finished (%s)", rec->id,
                                          rec->status);
         daemon_run_cancel(d, r);
-        (void) daemon_run_wait(d, r, -1, 10 * USEC_PER_SEC);
+        /* 200 with the ended run; 202 when it has not ended within 10 s
+         * (the cancel stands: the client may poll the run). */
+        int done = daemon_run_wait(d, r, -1, 10 * USEC_PER_SEC);
         drun_unref(d, r);
-        return run_response(call, rec->id, 200, ret_status);
+        return run_response(call, rec->id, done == 1 ? 200 : 202, ret_status);
 }
 
 /* ---- logs ---------------------------------------------------------------------- */
