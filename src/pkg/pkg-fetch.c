@@ -294,7 +294,7 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                 t->fd = open(t->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
                 if (t->fd < 0) {
                         r = -errno;
-                        *ret_error = xasprintf("cannot create %s: %s", t->part, strerror(errno));
+                        *ret_error = xasprintf("cannot create %s: %s", t->part, strerror(-r));
                         goto out;
                 }
                 t->hash = sha256_new();

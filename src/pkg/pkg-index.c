@@ -92,7 +92,8 @@ int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, c
                 }
                 char *abs = realpath(d, NULL);
                 if (!abs) {
-                        *ret_error = xasprintf("--find-links '%s': %s", *f, strerror(errno));
+                        int r = -errno;
+                        *ret_error = xasprintf("--find-links '%s': %s", *f, strerror(-r));
                         return -ENOENT;
                 }
                 c->find_links = strv_append(c->find_links, abs);

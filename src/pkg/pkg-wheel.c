@@ -339,8 +339,10 @@ static struct archive *open_wheel(const char *path) {
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error) {
         const char *wheel = display_name ? display_name : wheel_path;
         struct stat wst;
-        if (stat(wheel_path, &wst) < 0)
-                return fail(ret_error, -errno, wheel, NULL, "%s", strerror(errno));
+        if (stat(wheel_path, &wst) < 0) {
+                int r = -errno;
+                return fail(ret_error, r, wheel, NULL, "%s", strerror(-r));
+        }
         /* Zip bombs: the whole wheel may expand to at most RATIO times its
          * size (and never past the absolute cap). */
         uint64_t total_cap = MIN((uint64_t) PKG_WHEEL_MAX_TOTAL_BYTES,
