@@ -261,20 +261,15 @@ json_t *template_subst(json_t *v, json_t *(*lookup)(const Ref *r, void *ud, char
 
 typedef struct Yaml {
         YamlDoc *doc;
-        const char *filename;
         char **error;
 } Yaml;
 
 static _printf_(3, 4) int yerr(Yaml *y, const YamlNode *n, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        _cleanup_free_ char *m = NULL;
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
+        int r = yaml_node_verror(y->doc, n, y->error, fmt, ap);
         va_end(ap);
-        *y->error = n ? xasprintf("%s:%u:%u: %s", y->filename, yaml_node_line(n), yaml_node_column(n), m ?: "error")
-                      : xasprintf("%s: %s", y->filename, m ?: "error");
-        return -EINVAL;
+        return r;
 }
 
 static const char *yscalar(const YamlNode *n) {
@@ -654,7 +649,7 @@ int dag_parse(const char *text, size_t len, const char *filename, const char *ba
         d->text = xstrndup(text, len);
         d->params = json_object();
         d->status = "pending";
-        Yaml y = { .filename = d->filename, .error = ret_error };
+        Yaml y = { .error = ret_error };
         int r = yaml_doc_load(text, len, d->filename, MAX_JSON_NODES, &y.doc, ret_error);
         if (r < 0) {
                 dag_free(d);

@@ -245,23 +245,30 @@ const YamlNode *yaml_node_value(YamlDoc *d, const YamlNode *map, size_t i) {
 
 /* ---- conversion ---- */
 
-static _printf_(4, 5) int node_error(YamlDoc *d, const YamlNode *n, char **ret_error, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
+int yaml_node_verror(const YamlDoc *d, const YamlNode *n, char **ret_error, const char *fmt, va_list ap) {
+        assert(d);
+        assert(ret_error);
         _cleanup_free_ char *m = NULL;
         if (vasprintf(&m, fmt, ap) < 0)
                 m = NULL;
-        va_end(ap);
         *ret_error = n ? xasprintf("%s:%u:%u: %s", d->filename, yaml_node_line(n), yaml_node_column(n), m ?: "error")
                        : xasprintf("%s: %s", d->filename, m ?: "error");
         return -EINVAL;
 }
 
+int yaml_node_error(const YamlDoc *d, const YamlNode *n, char **ret_error, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int r = yaml_node_verror(d, n, ret_error, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
 static int node_json(YamlDoc *d, const YamlNode *n, unsigned depth, json_t **ret, char **ret_error) {
         if (depth > YAML_MAX_DEPTH)
-                return node_error(d, n, ret_error, "nested more than %d levels deep", YAML_MAX_DEPTH);
+                return yaml_node_error(d, n, ret_error, "nested more than %d levels deep", YAML_MAX_DEPTH);
         if (d->budget == 0)
-                return node_error(d, n, ret_error, "the document is too large (aliases count each time they are used)");
+                return yaml_node_error(d, n, ret_error, "the document is too large (aliases count each time they are used)");
         d->budget--;
         const yaml_node_t *y = Y(n);
         switch (y->type) {
@@ -270,7 +277,7 @@ static int node_json(YamlDoc *d, const YamlNode *n, unsigned depth, json_t **ret
                 int r = yaml_scalar_to_json((const char *) y->data.scalar.value, y->data.scalar.length,
                                             y->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, ret, &m);
                 if (r < 0)
-                        return node_error(d, n, ret_error, "%s", m);
+                        return yaml_node_error(d, n, ret_error, "%s", m);
                 return 0;
         }
         case YAML_SEQUENCE_NODE: {
@@ -279,7 +286,7 @@ static int node_json(YamlDoc *d, const YamlNode *n, unsigned depth, json_t **ret
                         json_t *v;
                         const YamlNode *c = yaml_node_item(d, n, i);
                         int r = c ? node_json(d, c, depth + 1, &v, ret_error)
-                                  : node_error(d, n, ret_error, "a broken sequence item");
+                                  : yaml_node_error(d, n, ret_error, "a broken sequence item");
                         if (r < 0) {
                                 json_decref(a);
                                 return r;
@@ -299,9 +306,9 @@ static int node_json(YamlDoc *d, const YamlNode *n, unsigned depth, json_t **ret
                         /* JSON keys are strings: a key that is a list or a
                          * mapping has no JSON spelling. A NUL would cut it. */
                         if (!key || strlen(key) != Y(k)->data.scalar.length)
-                                r = node_error(d, k ?: n, ret_error, "mapping keys must be plain strings");
+                                r = yaml_node_error(d, k ?: n, ret_error, "mapping keys must be plain strings");
                         else if (!c)
-                                r = node_error(d, k, ret_error, "a broken mapping value");
+                                r = yaml_node_error(d, k, ret_error, "a broken mapping value");
                         else
                                 r = node_json(d, c, depth + 1, &v, ret_error);
                         if (r < 0) {
@@ -315,7 +322,7 @@ static int node_json(YamlDoc *d, const YamlNode *n, unsigned depth, json_t **ret
         }
         case YAML_NO_NODE:
         default:
-                return node_error(d, n, ret_error, "unexpected YAML node");
+                return yaml_node_error(d, n, ret_error, "unexpected YAML node");
         }
 }
 

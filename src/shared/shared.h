@@ -112,6 +112,13 @@ const YamlNode *yaml_node_item(YamlDoc *doc, const YamlNode *seq, size_t i);
 const YamlNode *yaml_node_key(YamlDoc *doc, const YamlNode *map, size_t i);
 const YamlNode *yaml_node_value(YamlDoc *doc, const YamlNode *map, size_t i);
 
+/* A message about node n for a user: "FILE:LINE:COL: <fmt…>" into
+ * *ret_error (just "FILE: …" when n is NULL). Returns -EINVAL, so a parser
+ * can `return yaml_node_error(doc, n, ret_error, "…", …);`. */
+int yaml_node_error(const YamlDoc *doc, const YamlNode *n, char **ret_error, const char *fmt, ...) _printf_(4, 5);
+int yaml_node_verror(const YamlDoc *doc, const YamlNode *n, char **ret_error, const char *fmt, va_list ap)
+        _printf_(4, 0);
+
 /* The subtree at n as JSON with the scalar rule above (n NULL: the root).
  * Errors name the position: "FILE:LINE:COL: …" — a non-scalar mapping key,
  * .inf/.nan, more than YAML_MAX_DEPTH levels or the doc's node budget. */
