@@ -59,6 +59,16 @@ char *id_new(const char *prefix) {
         return xasprintf("%s%s", prefix ? prefix : "", out);
 }
 
+void hex_encode(const void *data, size_t n, char *ret) {
+        static const char digits[] = "0123456789abcdef";
+        const uint8_t *p = data;
+        for (size_t i = 0; i < n; i++) {
+                ret[2 * i] = digits[p[i] >> 4];
+                ret[2 * i + 1] = digits[p[i] & 15];
+        }
+        ret[2 * n] = 0;
+}
+
 int random_hex(size_t n, char **ret) {
         unsigned char *b = xmalloc(n);
         int r = fill_random(b, n);
@@ -67,8 +77,7 @@ int random_hex(size_t n, char **ret) {
                 return r;
         }
         char *s = xmalloc(2 * n + 1);
-        for (size_t i = 0; i < n; i++)
-                snprintf(s + 2 * i, 3, "%02x", b[i]);
+        hex_encode(b, n, s);
         free(b);
         *ret = s;
         return 0;

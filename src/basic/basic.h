@@ -166,6 +166,8 @@ char *format_timestamp(usec_t realtime, char buf[static 32]);
 char *id_new(const char *prefix);
 /* Hex of n random bytes from getrandom(). */
 int random_hex(size_t n, char **ret);
+/* data[0..n) as 2n lowercase hex digits and a NUL into ret (2n+1 bytes). */
+void hex_encode(const void *data, size_t n, char *ret);
 
 /* ---- user-written quantities --------------------------------------------- */
 

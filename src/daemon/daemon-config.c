@@ -1,25 +1,16 @@
-/* The daemon's YAML configuration. libyaml builds a node tree, which is turned
- * into jansson values so one typed walk checks every key and names the bad
- * one. Plain scalars that look like integers or booleans become those;
- * quoted scalars stay strings. */
+/* The daemon's YAML configuration. src/shared turns it into jansson values
+ * (the YAML 1.2 core schema, the same rule as DAG files:
+ * docs/internals/yaml.md) so one typed walk checks every key and names the
+ * bad one. */
 #include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <yaml.h>
 
 #include "daemon.h"
 #include "data.h"
-
-void sha256_hex(const void *data, size_t n, char out[static 65]) {
-        uint8_t md[32];
-        unsigned mdlen = 0;
-        EVP_Digest(data, n, md, &mdlen, EVP_sha256(), NULL);
-        for (size_t i = 0; i < 32; i++)
-                snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
 
 void daemon_config_init(DaemonConfig *cfg) {
         *cfg = (DaemonConfig) {
@@ -74,63 +65,6 @@ void daemon_config_done(DaemonConfig *cfg) {
         strv_free(cfg->allow_packages);
         strv_free(cfg->deny_packages);
         *cfg = (DaemonConfig) {};
-}
-
-static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *node, int depth) {
-        if (!node || depth > 32)
-                return NULL;
-        switch (node->type) {
-        case YAML_SCALAR_NODE: {
-                const char *v = (const char *) node->data.scalar.value;
-                size_t n = node->data.scalar.length;
-                if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
-                        if (n == 0 || streq(v, "~") || streq(v, "null"))
-                                return json_null();
-                        if (streq(v, "true") || streq(v, "yes") || streq(v, "on"))
-                                return json_true();
-                        if (streq(v, "false") || streq(v, "no") || streq(v, "off"))
-                                return json_false();
-                        char *end;
-                        errno = 0;
-                        long long x = strtoll(v, &end, 10);
-                        if (errno == 0 && end != v && *end == 0)
-                                return json_integer(x);
-                }
-                return json_stringn(v, n);
-        }
-        case YAML_SEQUENCE_NODE: {
-                json_t *a = json_array();
-                for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++) {
-                        json_t *c = yaml_node_to_json(doc, yaml_document_get_node(doc, *it), depth + 1);
-                        if (!c) {
-                                json_decref(a);
-                                return NULL;
-                        }
-                        json_array_append_new(a, c);
-                }
-                return a;
-        }
-        case YAML_MAPPING_NODE: {
-                json_t *o = json_object();
-                for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-                        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-                        if (!k || k->type != YAML_SCALAR_NODE) {
-                                json_decref(o);
-                                return NULL;
-                        }
-                        json_t *c = yaml_node_to_json(doc, yaml_document_get_node(doc, p->value), depth + 1);
-                        if (!c) {
-                                json_decref(o);
-                                return NULL;
-                        }
-                        json_object_set_new(o, (const char *) k->data.scalar.value, c);
-                }
-                return o;
-        }
-        case YAML_NO_NODE:
-        default:
-                return NULL;
-        }
 }
 
 static int want_uint(json_t *v, const char *key, uint64_t *ret, char **ret_error) {
@@ -551,29 +485,16 @@ static int parse_pool(DaemonConfig *cfg, json_t *o, char **ret_error) {
 }
 
 int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const char *path, char **ret_error) {
-        yaml_parser_t parser;
-        yaml_document_t doc;
         json_t *root = NULL;
         _cleanup_free_ char *err = NULL;
         const char *k;
         json_t *v;
         int r = 0;
 
-        if (!yaml_parser_initialize(&parser))
-                return -ENOMEM;
-        yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
-        if (!yaml_parser_load(&parser, &doc)) {
-                *ret_error = xasprintf("%s:%zu: %s", path, parser.problem_mark.line + 1,
-                                       parser.problem ? parser.problem : "YAML syntax error");
-                yaml_parser_delete(&parser);
-                return -EINVAL;
-        }
-        yaml_node_t *top = yaml_document_get_root_node(&doc);
-        if (top)
-                root = yaml_node_to_json(&doc, top, 0);
-        yaml_document_delete(&doc);
-        yaml_parser_delete(&parser);
-        if (!top) /* empty file: all defaults */
+        r = yaml_to_json(text, len, path, &root, ret_error);
+        if (r < 0)
+                return r;
+        if (json_is_null(root)) /* empty file: all defaults */
                 return 0;
         if (!json_is_object(root)) {
                 json_decref(root);

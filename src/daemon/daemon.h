@@ -12,6 +12,7 @@
 #include "basic.h"
 #include "engine.h"
 #include "store.h"
+#include "shared.h" /* sha256_hex(), YAML -> JSON, JSON helpers */
 
 /* ---- configuration (daemon-config.c) ------------------------------------ */
 
@@ -97,8 +98,6 @@ const DaemonToken *daemon_config_find_access_key(const DaemonConfig *cfg, const 
  * *ret is written only on success. */
 int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLimits *asked, RunLimits *ret,
                         char **ret_error);
-/* Lowercase hex sha256 of s into out (65 bytes). */
-void sha256_hex(const void *data, size_t n, char out[static 65]);
 
 /* ---- AWS SigV4 (daemon-sigv4.c) ----------------------------------------- */
 

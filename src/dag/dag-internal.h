@@ -4,6 +4,8 @@
 #include <jansson.h>
 #include <pthread.h>
 
+#include "shared.h"
+
 #include "dag.h"
 
 typedef struct Task {
@@ -85,5 +87,6 @@ json_t *template_subst(json_t *v, json_t *(*lookup)(const Ref *r, void *ud, char
 bool template_is_whole_ref(const char *s);
 int dag_parse_duration_ms(const char *s, uint64_t *ret);
 int dag_parse_size(const char *s, uint64_t *ret);
-/* A YAML plain scalar's JSON value (core schema). */
+/* A --param value as JSON: src/shared's YAML scalar rule, JSON for [..]/{..},
+ * the text itself where the rule says JSON cannot hold it (.inf). */
 json_t *dag_scalar_value(const char *s);

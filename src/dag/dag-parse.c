@@ -1,8 +1,7 @@
-/* Pipeline files: YAML (libyaml's document loader) -> Dag, the reference
- * grammar, dependency edges, cycle detection. Everything a user wrote is
- * checked here, with FILE:LINE in the message, before anything runs. */
-#include <math.h>
-#include <yaml.h>
+/* Pipeline files: YAML (src/shared's walker and its one scalar rule) ->
+ * Dag, the reference grammar, dependency edges, cycle detection. Everything
+ * a user wrote is checked here, with FILE:LINE:COL in the message, before
+ * anything runs. */
 
 #include "dag-internal.h"
 
@@ -32,52 +31,21 @@ bool dag_task_state_is_done(DagTaskState s) {
 
 /* ---- scalars, durations, sizes ---- */
 
-static bool all_digits(const char *s) {
-        if (!*s)
-                return false;
-        for (; *s; s++)
-                if (*s < '0' || *s > '9')
-                        return false;
-        return true;
-}
-
 json_t *dag_scalar_value(const char *s) {
-        if (!*s || streq(s, "~") || streq(s, "null") || streq(s, "Null") || streq(s, "NULL"))
-                return json_null();
-        if (streq(s, "true") || streq(s, "True") || streq(s, "TRUE"))
-                return json_true();
-        if (streq(s, "false") || streq(s, "False") || streq(s, "FALSE"))
-                return json_false();
-        const char *d = (*s == '-' || *s == '+') ? s + 1 : s;
-        if (all_digits(d)) {
-                errno = 0;
-                char *end;
-                long long v = strtoll(s, &end, 10);
-                if (!errno && !*end)
-                        return json_integer(v);
-        }
-        if (startswith(s, "0x") || startswith(s, "0o")) {
-                errno = 0;
-                char *end;
-                long long v = strtoll(s + 2, &end, s[1] == 'x' ? 16 : 8);
-                if (!errno && !*end && s[2])
-                        return json_integer(v);
-        }
-        /* Floats: digits with a '.' or an exponent; inf/nan stay strings
-         * (JSON cannot hold them). */
-        if (strpbrk(d, "0123456789") && strspn(d, "0123456789.eE+-") == strlen(d)) {
-                errno = 0;
-                char *end;
-                double v = strtod(s, &end);
-                if (!errno && !*end && isfinite(v))
-                        return json_real(v);
-        }
-        if ((*s == '[' || *s == '{')) {
+        /* JSON first for --param x='[1, 2]' (a plain YAML scalar cannot
+         * start with '[' or '{', so the rule never sees these). */
+        if (*s == '[' || *s == '{') {
                 json_t *v = json_loads(s, JSON_DECODE_ANY, NULL);
                 if (v)
                         return v;
         }
-        return json_string(s);
+        json_t *v;
+        _cleanup_free_ char *ignored = NULL;
+        /* A command line cannot quote: what JSON cannot hold (.inf) stays
+         * the text the user typed. */
+        if (yaml_scalar_to_json(s, strlen(s), true, &v, &ignored) < 0)
+                return json_string(s);
+        return v;
 }
 
 int dag_parse_duration_ms(const char *s, uint64_t *ret) {
@@ -289,86 +257,37 @@ json_t *template_subst(json_t *v, json_t *(*lookup)(const Ref *r, void *ud, char
         return json_incref(v);
 }
 
-/* ---- YAML -> JSON ---- */
+/* ---- YAML ---- */
 
 typedef struct Yaml {
-        yaml_document_t doc;
-        const char *filename;
-        size_t budget;
+        YamlDoc *doc;
         char **error;
         DagLoadFn load;
         void *load_userdata;
 } Yaml;
 
-static _printf_(3, 4) int yerr(Yaml *y, yaml_node_t *n, const char *fmt, ...) {
+static _printf_(3, 4) int yerr(Yaml *y, const YamlNode *n, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        _cleanup_free_ char *m = NULL;
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
+        int r = yaml_node_verror(y->doc, n, y->error, fmt, ap);
         va_end(ap);
-        *y->error = n ? xasprintf("%s:%zu: %s", y->filename, n->start_mark.line + 1, m ?: "error")
-                      : xasprintf("%s: %s", y->filename, m ?: "error");
-        return -EINVAL;
+        return r;
 }
 
-static yaml_node_t *ynode(Yaml *y, int i) {
-        return yaml_document_get_node(&y->doc, i);
+static const char *yscalar(const YamlNode *n) {
+        return yaml_node_scalar(n);
 }
 
-static const char *yscalar(yaml_node_t *n) {
-        return n && n->type == YAML_SCALAR_NODE ? (const char *) n->data.scalar.value : NULL;
+static bool yis(const YamlNode *n, YamlKind k) {
+        return n && yaml_node_kind(n) == k;
 }
 
-static json_t *yjson(Yaml *y, yaml_node_t *n, int depth) {
-        if (!n || depth > 64 || y->budget == 0) {
-                yerr(y, n, "the document is nested too deeply or too large");
+/* The subtree's JSON (src/shared's scalar rule); NULL with *y->error set. */
+static json_t *yjson(Yaml *y, const YamlNode *n) {
+        json_t *v;
+        if (yaml_doc_json(y->doc, n, &v, y->error) < 0)
                 return NULL;
-        }
-        y->budget--;
-        switch (n->type) {
-        case YAML_SCALAR_NODE: {
-                const char *s = (const char *) n->data.scalar.value;
-                if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-                        return json_stringn(s, n->data.scalar.length);
-                json_t *v = dag_scalar_value(s);
-                return v;
-        }
-        case YAML_SEQUENCE_NODE: {
-                json_t *a = json_array();
-                for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-                        json_t *v = yjson(y, ynode(y, *it), depth + 1);
-                        if (!v) {
-                                json_decref(a);
-                                return NULL;
-                        }
-                        json_array_append_new(a, v);
-                }
-                return a;
-        }
-        case YAML_MAPPING_NODE: {
-                json_t *o = json_object();
-                for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-                        yaml_node_t *kn = ynode(y, p->key);
-                        const char *k = yscalar(kn);
-                        if (!k) {
-                                yerr(y, kn, "mapping keys must be plain strings");
-                                json_decref(o);
-                                return NULL;
-                        }
-                        json_t *v = yjson(y, ynode(y, p->value), depth + 1);
-                        if (!v) {
-                                json_decref(o);
-                                return NULL;
-                        }
-                        json_object_set_new(o, k, v);
-                }
-                return o;
-        }
-        default:
-                yerr(y, n, "unexpected YAML node");
-                return NULL;
-        }
+        return v;
 }
 
 /* ---- tasks ---- */
@@ -438,12 +357,12 @@ static void add_dep(Task *t, size_t dep) {
         t->deps[t->n_deps++] = dep;
 }
 
-static int parse_limits(Yaml *y, yaml_node_t *n, Task *t) {
-        if (n->type != YAML_MAPPING_NODE)
+static int parse_limits(Yaml *y, const YamlNode *n, Task *t) {
+        if (!yis(n, YAML_KIND_MAPPING))
                 return yerr(y, n, "task '%s': limits must be a mapping (timeout, memory, max_procs, max_output, network)",
                             t->name);
-        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-                yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        for (size_t i = 0; i < yaml_node_count(n); i++) {
+                const YamlNode *kn = yaml_node_key(y->doc, n, i), *vn = yaml_node_value(y->doc, n, i);
                 const char *k = yscalar(kn), *v = yscalar(vn);
                 if (!k || !v)
                         return yerr(y, kn, "task '%s': limits take scalar values", t->name);
@@ -461,9 +380,14 @@ static int parse_limits(Yaml *y, yaml_node_t *n, Task *t) {
                         r = errno || *end || x == 0 ? -EINVAL : 0;
                         t->limits.max_procs = x;
                 } else if (streq(k, "network")) {
-                        json_t *b = dag_scalar_value(v);
-                        if (!json_is_boolean(b))
-                                r = -EINVAL;
+                        json_t *b = yjson(y, vn);
+                        if (!b)
+                                return -EINVAL;
+                        if (!json_is_boolean(b)) {
+                                json_decref(b);
+                                return yerr(y, vn, "task '%s': limit 'network' must be true or false (not '%s')",
+                                            t->name, v);
+                        }
                         t->limits.network = json_is_true(b);
                         json_decref(b);
                 } else
@@ -475,22 +399,23 @@ static int parse_limits(Yaml *y, yaml_node_t *n, Task *t) {
         return 0;
 }
 
-static int parse_retries(Yaml *y, yaml_node_t *n, Task *t) {
+static int parse_retries(Yaml *y, const YamlNode *n, Task *t) {
         const char *count = NULL, *backoff = NULL;
-        yaml_node_t *at = n;
-        if (n->type == YAML_SCALAR_NODE)
+        const YamlNode *at = n;
+        if (yis(n, YAML_KIND_SCALAR))
                 count = yscalar(n);
-        else if (n->type == YAML_MAPPING_NODE) {
-                for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-                        const char *k = yscalar(ynode(y, p->key));
-                        const char *v = yscalar(ynode(y, p->value));
+        else if (yis(n, YAML_KIND_MAPPING)) {
+                for (size_t i = 0; i < yaml_node_count(n); i++) {
+                        const char *k = yscalar(yaml_node_key(y->doc, n, i));
+                        const char *v = yscalar(yaml_node_value(y->doc, n, i));
                         if (k && streq(k, "count"))
                                 count = v;
                         else if (k && streq(k, "backoff"))
                                 backoff = v;
                         else
-                                return yerr(y, ynode(y, p->key), "task '%s': retries takes count and backoff", t->name);
-                        at = ynode(y, p->value);
+                                return yerr(y, yaml_node_key(y->doc, n, i), "task '%s': retries takes count and backoff",
+                                            t->name);
+                        at = yaml_node_value(y->doc, n, i);
                 }
         } else
                 return yerr(y, n, "task '%s': retries is a number or {count: N, backoff: DURATION}", t->name);
@@ -507,16 +432,17 @@ static int parse_retries(Yaml *y, yaml_node_t *n, Task *t) {
         return 0;
 }
 
-static int string_list(Yaml *y, yaml_node_t *n, const char *what, const char *task, char ***ret) {
+static int string_list(Yaml *y, const YamlNode *n, const char *what, const char *task, char ***ret) {
         char **v = NULL;
-        if (n->type == YAML_SCALAR_NODE) {
+        if (yis(n, YAML_KIND_SCALAR)) {
                 v = strv_append(v, yscalar(n));
-        } else if (n->type == YAML_SEQUENCE_NODE) {
-                for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-                        const char *s = yscalar(ynode(y, *it));
+        } else if (yis(n, YAML_KIND_SEQUENCE)) {
+                for (size_t i = 0; i < yaml_node_count(n); i++) {
+                        const YamlNode *it = yaml_node_item(y->doc, n, i);
+                        const char *s = yscalar(it);
                         if (!s) {
                                 strv_free(v);
-                                return yerr(y, ynode(y, *it), "task '%s': %s must be a list of names", task, what);
+                                return yerr(y, it ?: n, "task '%s': %s must be a list of names", task, what);
                         }
                         v = strv_append(v, s);
                 }
@@ -527,16 +453,16 @@ static int string_list(Yaml *y, yaml_node_t *n, const char *what, const char *ta
         return 0;
 }
 
-static int parse_task(Yaml *y, Dag *d, Task *t, yaml_node_t *n, char ***ret_depends) {
-        if (n->type != YAML_MAPPING_NODE)
+static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_depends) {
+        if (!yis(n, YAML_KIND_MAPPING))
                 return yerr(y, n, "task '%s' must be a mapping (file, function, args, kwargs, …)", t->name);
         char **depends = NULL;
         int r = 0;
-        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top && r >= 0; p++) {
-                yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        for (size_t i = 0; i < yaml_node_count(n) && r >= 0; i++) {
+                const YamlNode *kn = yaml_node_key(y->doc, n, i), *vn = yaml_node_value(y->doc, n, i);
                 const char *k = yscalar(kn);
-                if (!k) {
-                        r = yerr(y, kn, "task '%s': keys must be names", t->name);
+                if (!k || !vn) {
+                        r = yerr(y, kn ?: n, "task '%s': keys must be names", t->name);
                         break;
                 }
                 if (streq(k, "name"))
@@ -564,7 +490,7 @@ static int parse_task(Yaml *y, Dag *d, Task *t, yaml_node_t *n, char ***ret_depe
                                 t->function = xstrdup(v);
                         }
                 } else if (streq(k, "args")) {
-                        json_t *v = yjson(y, vn, 0);
+                        json_t *v = yjson(y, vn);
                         if (!v)
                                 r = -EINVAL;
                         else if (!json_is_array(v)) {
@@ -575,7 +501,7 @@ static int parse_task(Yaml *y, Dag *d, Task *t, yaml_node_t *n, char ***ret_depe
                         json_decref(t->args);
                         t->args = v;
                 } else if (streq(k, "kwargs")) {
-                        json_t *v = yjson(y, vn, 0);
+                        json_t *v = yjson(y, vn);
                         if (!v)
                                 r = -EINVAL;
                         else if (!json_is_object(v)) {
@@ -625,7 +551,7 @@ typedef struct RefCtx {
         Dag *d;
         Task *t;
         Yaml *y;
-        yaml_node_t *n;
+        const YamlNode *n;
 } RefCtx;
 
 static int collect_ref(const Ref *r, void *ud) {
@@ -732,32 +658,23 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
         d->text = xstrndup(text, len);
         d->params = json_object();
         d->status = "pending";
-        Yaml y = { .filename = d->filename, .budget = MAX_JSON_NODES, .error = ret_error,
-                   .load = load ?: dag_load_any, .load_userdata = load_userdata };
-        yaml_parser_t parser;
-        yaml_parser_initialize(&parser);
-        yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
-        int r = 0;
-        if (!yaml_parser_load(&parser, &y.doc)) {
-                *ret_error = xasprintf("%s:%zu:%zu: YAML error: %s%s%s", d->filename, parser.problem_mark.line + 1,
-                                       parser.problem_mark.column + 1, parser.problem ?: "syntax error",
-                                       parser.context ? " " : "", parser.context ?: "");
-                yaml_parser_delete(&parser);
+        Yaml y = { .error = ret_error, .load = load ?: dag_load_any, .load_userdata = load_userdata };
+        int r = yaml_doc_load(text, len, d->filename, MAX_JSON_NODES, &y.doc, ret_error);
+        if (r < 0) {
                 dag_free(d);
-                return -EINVAL;
+                return r;
         }
-        yaml_parser_delete(&parser);
-        yaml_node_t *root = yaml_document_get_root_node(&y.doc);
-        yaml_node_t *tasks_node = NULL;
+        const YamlNode *root = yaml_doc_root(y.doc);
+        const YamlNode *tasks_node = NULL;
         char ***depends = NULL;
-        if (!root || root->type != YAML_MAPPING_NODE) {
+        if (!yis(root, YAML_KIND_MAPPING)) {
                 r = yerr(&y, root, "a pipeline is a mapping with a 'tasks:' key");
                 goto out;
         }
-        for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top && r >= 0; p++) {
-                yaml_node_t *kn = ynode(&y, p->key), *vn = ynode(&y, p->value);
+        for (size_t i = 0; i < yaml_node_count(root) && r >= 0; i++) {
+                const YamlNode *kn = yaml_node_key(y.doc, root, i), *vn = yaml_node_value(y.doc, root, i);
                 const char *k = yscalar(kn);
-                if (!k)
+                if (!k || !vn)
                         r = yerr(&y, kn, "top-level keys must be names");
                 else if (streq(k, "tasks"))
                         tasks_node = vn;
@@ -773,7 +690,7 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                                 r = yerr(&y, vn, "concurrency must be a number from 1 to %d", DAG_MAX_CONCURRENCY);
                         d->concurrency = (unsigned) c;
                 } else if (streq(k, "params")) {
-                        json_t *v = vn->type == YAML_SCALAR_NODE && !*yscalar(vn) ? json_object() : yjson(&y, vn, 0);
+                        json_t *v = yis(vn, YAML_KIND_SCALAR) && !*yscalar(vn) ? json_object() : yjson(&y, vn);
                         if (!v)
                                 r = -EINVAL;
                         else if (!json_is_object(v)) {
@@ -794,43 +711,39 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                 const char *slash = strrchr(d->filename, '/');
                 d->name = xstrdup(slash ? slash + 1 : d->filename);
         }
-        if (!tasks_node || (tasks_node->type != YAML_MAPPING_NODE && tasks_node->type != YAML_SEQUENCE_NODE)) {
+        if (!yis(tasks_node, YAML_KIND_MAPPING) && !yis(tasks_node, YAML_KIND_SEQUENCE)) {
                 r = yerr(&y, tasks_node ?: root, "the pipeline needs 'tasks:', a mapping of task name: definition");
                 goto out;
         }
-        size_t n = tasks_node->type == YAML_MAPPING_NODE
-                           ? (size_t) (tasks_node->data.mapping.pairs.top - tasks_node->data.mapping.pairs.start)
-                           : (size_t) (tasks_node->data.sequence.items.top - tasks_node->data.sequence.items.start);
+        size_t n = yaml_node_count(tasks_node);
         if (n == 0 || n > DAG_MAX_TASKS) {
                 r = yerr(&y, tasks_node, "a pipeline has 1 to %d tasks (this one has %zu)", DAG_MAX_TASKS, n);
                 goto out;
         }
         d->tasks = xcalloc(n, sizeof(Task));
         depends = xcalloc(n, sizeof(char **));
-        yaml_node_t **defs = xcalloc(n, sizeof(yaml_node_t *));
+        const YamlNode **defs = xcalloc(n, sizeof(YamlNode *));
         /* Names first, so references may point forward. */
         for (size_t i = 0; i < n && r >= 0; i++) {
                 Task *t = &d->tasks[i];
                 const char *name = NULL;
-                yaml_node_t *def;
-                if (tasks_node->type == YAML_MAPPING_NODE) {
-                        yaml_node_pair_t *p = tasks_node->data.mapping.pairs.start + i;
-                        name = yscalar(ynode(&y, p->key));
-                        def = ynode(&y, p->value);
+                const YamlNode *def;
+                if (yis(tasks_node, YAML_KIND_MAPPING)) {
+                        name = yscalar(yaml_node_key(y.doc, tasks_node, i));
+                        def = yaml_node_value(y.doc, tasks_node, i);
                 } else {
-                        def = ynode(&y, tasks_node->data.sequence.items.start[i]);
-                        if (def && def->type == YAML_MAPPING_NODE)
-                                for (yaml_node_pair_t *p = def->data.mapping.pairs.start; p < def->data.mapping.pairs.top; p++) {
-                                        const char *k = yscalar(ynode(&y, p->key));
-                                        if (k && streq(k, "name"))
-                                                name = yscalar(ynode(&y, p->value));
-                                }
+                        def = yaml_node_item(y.doc, tasks_node, i);
+                        for (size_t k = 0; yis(def, YAML_KIND_MAPPING) && k < yaml_node_count(def); k++) {
+                                const char *key = yscalar(yaml_node_key(y.doc, def, k));
+                                if (key && streq(key, "name"))
+                                        name = yscalar(yaml_node_value(y.doc, def, k));
+                        }
                 }
                 defs[i] = def;
                 d->n = i; /* the tasks named so far, for the duplicate check */
-                t->line = (int) (def ? def->start_mark.line + 1 : 0);
+                t->line = (int) yaml_node_line(def);
                 if (!name || !ident_ok(name, strlen(name)) || streq(name, "params")) {
-                        r = yerr(&y, def, "task name '%s' is not valid (letters, digits, '_', '-'; not 'params')",
+                        r = yerr(&y, def ?: tasks_node, "task name '%s' is not valid (letters, digits, '_', '-'; not 'params')",
                                  name ?: "");
                         break;
                 }
@@ -898,7 +811,7 @@ out:
                 for (size_t i = 0; i < d->n; i++)
                         strv_free(depends[i]);
         free(depends);
-        yaml_document_delete(&y.doc);
+        yaml_doc_free(y.doc);
         if (r < 0) {
                 dag_free(d);
                 return r == -ELOOP ? -EINVAL : r;

@@ -5,7 +5,6 @@
  * scheduler reports state changes, so callbacks never race. */
 #include <assert.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/file.h>
 #include <time.h>
 
@@ -13,16 +12,6 @@
 
 #define TICK_MS 200
 #define MAX_BACKOFF_MS (60ULL * 1000)
-
-static char *sha256_hex_of(const char *s, size_t n) {
-        uint8_t md[32];
-        unsigned len = 0;
-        EVP_Digest(s, n, md, &len, EVP_sha256(), NULL);
-        char *hex = xmalloc(65);
-        for (unsigned i = 0; i < 32; i++)
-                snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        return hex;
-}
 
 /* ---- argument building ---- */
 
@@ -342,7 +331,7 @@ static void backoff_sleep(Dag *d, uint64_t ms) {
 }
 
 static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, const char *data_fp) {
-        _cleanup_free_ char *src = sha256_hex_of(t->source, t->source_len);
+        _cleanup_free_ char *src = sha256_hex_dup(t->source, t->source_len);
         /* The lock id: until the engine exposes the resolved lock, the
          * source hash stands for it (it holds the requirements dict). */
         json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "source", src, "function", t->function ?: "",
@@ -351,7 +340,7 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
         json_decref(k);
         if (!text) /* a value jansson cannot encode (not UTF-8) */
                 return NULL;
-        return sha256_hex_of(text, strlen(text));
+        return sha256_hex_dup(text, strlen(text));
 }
 
 static void finish(Dag *d, Task *t, DagTaskState s, const char *error, int exit_code) {

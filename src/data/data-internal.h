@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "data.h"
+#include "shared.h"
 
 struct DataCatalog {
         Store *store;
@@ -34,8 +35,6 @@ int tree_set_readonly(const char *dir, bool readonly);
 int tree_copy_out(const char *src, const char *dst);
 /* The one regular file at the top of dir when dir holds exactly that. */
 int tree_single_file(const char *dir, char **ret_path);
-/* sha256 hex helpers (libcrypto stays in data-tree.c). */
-char *data_sha256_hex(const void *data, size_t n);
 
 /* ---- data-fetch.c ---- */
 

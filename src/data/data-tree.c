@@ -3,28 +3,12 @@
  * symlink swapped in mid-walk is never followed. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include "data-internal.h"
 
 #define COPY_CHUNK (128 * 1024)
 #define MAX_DEPTH 64
-
-char *data_sha256_hex(const void *data, size_t n) {
-        uint8_t md[32];
-        unsigned len = 0;
-        EVP_Digest(data, n, md, &len, EVP_sha256(), NULL);
-        char *hex = xmalloc(65);
-        for (unsigned i = 0; i < 32; i++)
-                snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        return hex;
-}
-
-static void hex_of(const uint8_t md[32], char out[65]) {
-        for (unsigned i = 0; i < 32; i++)
-                snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
 
 static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
@@ -199,39 +183,14 @@ int tree_copy_in(const char *src, const char *dst, const char *leaf, TreeBudget 
         return r;
 }
 
-static int hash_file(int dirfd, const char *name, char hex[65], uint64_t *ret_size) {
+static int hash_file(int dirfd, const char *name, char hex[static SHA256_HEX_SIZE], uint64_t *ret_size) {
         _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-        _cleanup_free_ char *buf = xmalloc(COPY_CHUNK);
-        uint64_t size = 0;
-        int r = 0;
-        for (;;) {
-                ssize_t n = read(fd, buf, COPY_CHUNK);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;
-                EVP_DigestUpdate(ctx, buf, (size_t) n);
-                size += (uint64_t) n;
-        }
-        uint8_t md[32];
-        EVP_DigestFinal_ex(ctx, md, NULL);
-        EVP_MD_CTX_free(ctx);
-        if (r < 0)
-                return r;
-        hex_of(md, hex);
-        *ret_size = size;
-        return 0;
+        return sha256_fd_hex(fd, hex, ret_size);
 }
 
-static int hash_dir(int dirfd, const char *rel, int depth, EVP_MD_CTX *ctx, uint64_t *size, uint64_t *files) {
+static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t *size, uint64_t *files) {
         if (depth > MAX_DEPTH)
                 return -ELOOP;
         _cleanup_strv_free_ char **names = NULL;
@@ -248,7 +207,7 @@ static int hash_dir(int dirfd, const char *rel, int depth, EVP_MD_CTX *ctx, uint
                 buf_init(&line, 8192);
                 if (S_ISDIR(st.st_mode)) {
                         buf_printf(&line, "d %s\n", path);
-                        EVP_DigestUpdate(ctx, line.data, line.len);
+                        sha256_update(ctx, line.data, line.len);
                         buf_free(&line);
                         _cleanup_close_ int sub = openat(dirfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (sub < 0)
@@ -257,7 +216,7 @@ static int hash_dir(int dirfd, const char *rel, int depth, EVP_MD_CTX *ctx, uint
                         if (r < 0)
                                 return r;
                 } else if (S_ISREG(st.st_mode)) {
-                        char hex[65];
+                        char hex[SHA256_HEX_SIZE];
                         uint64_t fsize = 0;
                         r = hash_file(dirfd, names[i], hex, &fsize);
                         if (r < 0) {
@@ -265,7 +224,7 @@ static int hash_dir(int dirfd, const char *rel, int depth, EVP_MD_CTX *ctx, uint
                                 return r;
                         }
                         buf_printf(&line, "f %s %llu %s\n", path, (unsigned long long) fsize, hex);
-                        EVP_DigestUpdate(ctx, line.data, line.len);
+                        sha256_update(ctx, line.data, line.len);
                         buf_free(&line);
                         *size += fsize;
                         (*files)++;
@@ -281,17 +240,13 @@ int tree_hash(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        _cleanup_(sha256_freep) Sha256 *ctx = sha256_new();
         uint64_t size = 0, files = 0;
         int r = hash_dir(fd, "", 0, ctx, &size, &files);
-        uint8_t md[32];
-        EVP_DigestFinal_ex(ctx, md, NULL);
-        EVP_MD_CTX_free(ctx);
         if (r < 0)
                 return r;
-        char *hex = xmalloc(65);
-        hex_of(md, hex);
+        char *hex = xmalloc(SHA256_HEX_SIZE);
+        sha256_final_hex(ctx, hex);
         *ret_hex = hex;
         *ret_size = size;
         *ret_files = files;

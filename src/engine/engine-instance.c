@@ -121,7 +121,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         if (r >= 0 && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
                        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st) < 0)) {
                 r = -errno;
-                *ret_error = xasprintf("socketpair: %s", strerror(errno));
+                *ret_error = xasprintf("socketpair: %s", strerror(-r));
         }
         if (r >= 0) {
                 int fds[8] = { sv[1], st[1] };

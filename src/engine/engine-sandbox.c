@@ -62,7 +62,7 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
         pid_t pid = fork();
         if (pid < 0) {
                 int r = -errno;
-                *ret_error = xasprintf("fork: %s", strerror(errno));
+                *ret_error = xasprintf("fork: %s", strerror(-r));
                 strv_free(argv);
                 return r;
         }

@@ -2,10 +2,10 @@
  * (source, filename, function, arguments), so a repeated run of the same
  * file with the same arguments skips the worker round trip. Entries are
  * keyed by SHA-256; the oldest entry is replaced when full. */
-#include <openssl/evp.h>
 #include <pthread.h>
 
 #include "engine-internal.h"
+#include "shared.h"
 
 typedef struct Entry {
         unsigned char digest[32];
@@ -40,8 +40,7 @@ ValidationCache *vcache_free(ValidationCache *c) {
 }
 
 static void digest(const char *key, unsigned char out[32]) {
-        unsigned int len = 32;
-        EVP_Digest(key, strlen(key), out, &len, EVP_sha256(), NULL);
+        sha256_digest(key, strlen(key), out);
 }
 
 char *vcache_get(ValidationCache *c, const char *key) {

@@ -72,8 +72,9 @@ int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                  Worker **ret, char **ret_error) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-                *ret_error = xasprintf("socketpair: %s", strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("socketpair: %s", strerror(-r));
+                return r;
         }
         _cleanup_strv_free_ char **ro = NULL;
         for (char *const *p = sys_path; p && *p; p++)

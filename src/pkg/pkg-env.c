@@ -63,7 +63,7 @@ static char *env_key(PkgRequirement *const *reqs, size_t n, const char *tags_fp,
         strv_free(v);
         _cleanup_free_ char *ifp = pkg_index_config_fingerprint(cfg);
         buf_printf(&b, "%s\ntags %s\n", ifp, tags_fp);
-        char *h = pkg_sha256_hex_of(b.data, b.len);
+        char *h = sha256_hex_dup(b.data, b.len);
         buf_free(&b);
         return h;
 }

@@ -172,7 +172,7 @@ typedef struct Transfer {
         CURL *easy;
         char *part;            /* temp path */
         int fd;
-        PkgSha256 *hash;
+        Sha256 *hash;
         uint64_t written;      /* bytes in the part file */
         uint64_t expected;     /* content length when known */
         unsigned attempts;
@@ -211,8 +211,8 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                         if (ds)
                                 ds->done_bytes -= MIN(ds->done_bytes, t->written);
                         t->written = 0;
-                        pkg_sha256_free(t->hash);
-                        t->hash = pkg_sha256_new();
+                        sha256_free(t->hash);
+                        t->hash = sha256_new();
                 }
                 curl_off_t cl = -1;
                 curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
@@ -234,7 +234,7 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 t->write_errno = -wr;
                 return 0;
         }
-        pkg_sha256_update(t->hash, ptr, n);
+        sha256_update(t->hash, ptr, n);
         t->written += n;
         Downloads *ds = current_downloads_for(t);
         if (ds) {
@@ -313,7 +313,7 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                         *ret_error = download_write_error(d[i].what, -r);
                         goto out;
                 }
-                t->hash = pkg_sha256_new();
+                t->hash = sha256_new();
         }
 
         while (finished < n) {
@@ -354,10 +354,9 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                         t->easy = NULL;
                         running--;
                         if (cc == CURLE_OK) {
-                                uint8_t dg[32];
-                                PkgSha256 *h = TAKE_PTR(t->hash);
-                                pkg_sha256_finish(h, dg);
-                                _cleanup_free_ char *hex = pkg_hex(dg, 32);
+                                char hex[SHA256_HEX_SIZE];
+                                sha256_final_hex(t->hash, hex);
+                                t->hash = sha256_free(t->hash);
                                 if (t->d->sha256 && !streq(hex, t->d->sha256)) {
                                         *ret_error = xasprintf(
                                                 "%s: sha256 mismatch: the index says %s, the file downloaded from %s has %s "
@@ -391,8 +390,8 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 (void) lseek(t->fd, 0, SEEK_SET);
                                 ds.done_bytes -= MIN(ds.done_bytes, t->written);
                                 t->written = 0;
-                                pkg_sha256_free(t->hash);
-                                t->hash = pkg_sha256_new();
+                                sha256_free(t->hash);
+                                t->hash = sha256_new();
                         }
                         if (t->write_errno) {
                                 /* A full disk does not get better by retrying now. */
@@ -436,7 +435,7 @@ out:
                         close(t->fd);
                 if (t->part && !t->done)
                         (void) unlink(t->part);
-                pkg_sha256_free(t->hash);
+                sha256_free(t->hash);
                 free(t->part);
         }
         if (multi)

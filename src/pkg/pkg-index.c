@@ -92,7 +92,8 @@ int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, c
                 }
                 char *abs = realpath(d, NULL);
                 if (!abs) {
-                        *ret_error = xasprintf("--find-links '%s': %s", *f, strerror(errno));
+                        int r = -errno;
+                        *ret_error = xasprintf("--find-links '%s': %s", *f, strerror(-r));
                         return -ENOENT;
                 }
                 c->find_links = strv_append(c->find_links, abs);
@@ -208,7 +209,7 @@ static void split_hash_fragment(char *url, char **ret_sha256) {
                 for (char *q = h; *q; q++)
                         if (*q >= 'A' && *q <= 'F')
                                 *q = (char) (*q - 'A' + 'a');
-                if (pkg_is_sha256_hex(h))
+                if (sha256_hex_is_valid(h))
                         *ret_sha256 = h;
                 else
                         free(h);
@@ -258,8 +259,8 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
         size_t i;
         json_t *f;
         json_array_foreach(files, i, f) {
-                const char *fn = json_string_value(json_object_get(f, "filename"));
-                const char *url = json_string_value(json_object_get(f, "url"));
+                const char *fn = json_get_string(f, "filename");
+                const char *url = json_get_string(f, "url");
                 if (!fn || !url || strchr(fn, '/'))
                         continue;
                 PkgFile pf = { .filename = xstrdup(fn) };
@@ -267,10 +268,10 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 char *frag = NULL;
                 split_hash_fragment(pf.url, &frag);
                 free(frag);
-                const char *h = json_string_value(json_object_get(json_object_get(f, "hashes"), "sha256"));
-                if (h && pkg_is_sha256_hex(h))
+                const char *h = json_get_string(json_object_get(f, "hashes"), "sha256");
+                if (h && sha256_hex_is_valid(h))
                         pf.sha256 = xstrdup(h);
-                const char *rp = json_string_value(json_object_get(f, "requires-python"));
+                const char *rp = json_get_string(f, "requires-python");
                 if (rp && *rp)
                         pf.requires_python = xstrdup(rp);
                 json_t *y = json_object_get(f, "yanked");
@@ -283,8 +284,8 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                         cm = json_object_get(f, "dist-info-metadata");
                 if (cm && (json_is_true(cm) || json_is_object(cm))) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
-                        const char *mh = json_string_value(json_object_get(cm, "sha256"));
-                        if (mh && pkg_is_sha256_hex(mh))
+                        const char *mh = json_get_string(cm, "sha256");
+                        if (mh && sha256_hex_is_valid(mh))
                                 pf.metadata_sha256 = xstrdup(mh);
                 }
                 project_add_file(p, pf);
@@ -394,7 +395,7 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p) {
                         cm = html_attr(s, end, "data-dist-info-metadata");
                 if (cm && !streq(cm, "false")) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
-                        if (startswith(cm, "sha256=") && pkg_is_sha256_hex(cm + 7))
+                        if (startswith(cm, "sha256=") && sha256_hex_is_valid(cm + 7))
                                 pf.metadata_sha256 = xstrdup(cm + 7);
                 }
                 if (!*pf.filename || strchr(pf.filename, '/'))
@@ -579,14 +580,14 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
         r = pkg_http_download_many(&d, 1, &o, NULL, NULL, ret_error);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *hex = NULL;
-        r = pkg_sha256_file(tmp, &hex);
+        char hex[SHA256_HEX_SIZE];
+        r = sha256_file_hex(tmp, hex);
         if (r < 0)
                 return r;
         _cleanup_free_ char *dest = xasprintf("%s/%s.whl", ix->cache_dir, hex);
         if (rename(tmp, dest) < 0)
                 return -errno;
-        ((PkgFile *) f)->sha256 = TAKE_PTR(hex);
+        ((PkgFile *) f)->sha256 = xstrdup(hex);
         *ret_path = TAKE_PTR(dest);
         return 0;
 }
@@ -594,13 +595,13 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
 int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error) {
         if (!f->sha256) {
                 if (startswith(f->url, "file://")) {
-                        char *hex = NULL;
-                        int r = pkg_sha256_file(f->url + 7, &hex);
+                        char hex[SHA256_HEX_SIZE];
+                        int r = sha256_file_hex(f->url + 7, hex);
                         if (r < 0) {
                                 *ret_error = xasprintf("%s: %s", f->url + 7, strerror(-r));
                                 return r;
                         }
-                        ((PkgFile *) f)->sha256 = hex;
+                        ((PkgFile *) f)->sha256 = xstrdup(hex);
                 } else {
                         _cleanup_free_ char *path = NULL;
                         int r = pkg_index_file_path(ix, f, &path, ret_error);
@@ -631,7 +632,8 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
                 if (r < 0)
                         return r;
                 if (f->metadata_sha256) {
-                        _cleanup_free_ char *h = pkg_sha256_hex_of(resp.body, resp.len);
+                        char h[SHA256_HEX_SIZE];
+                        sha256_hex(resp.body, resp.len, h);
                         if (!streq(h, f->metadata_sha256)) {
                                 *ret_error = xasprintf("%s: sha256 %s does not match the index's %s", f->metadata_url, h,
                                                        f->metadata_sha256);
@@ -682,7 +684,7 @@ int pkg_index_names(PkgIndex *ix, char ***ret_names, char **ret_error) {
                         size_t i;
                         json_t *pj;
                         json_array_foreach(json_object_get(root, "projects"), i, pj) {
-                                const char *n = json_string_value(json_object_get(pj, "name"));
+                                const char *n = json_get_string(pj, "name");
                                 if (n)
                                         names = strv_append(names, n);
                         }

@@ -23,23 +23,16 @@ PkgLock *pkg_lock_free(PkgLock *l) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PkgLock *, pkg_lock_free);
 
-static json_t *strv_to_json(char **v) {
-        json_t *a = json_array();
-        for (char **s = v; s && *s; s++)
-                json_array_append_new(a, json_string(*s));
-        return a;
-}
-
 char *pkg_lock_to_json(const PkgLock *l, bool pretty) {
         json_t *root = json_object();
         json_object_set_new(root, "version", json_integer(1));
-        json_object_set_new(root, "requirements", strv_to_json(l->requirements));
+        json_object_set_new(root, "requirements", json_strv_new(l->requirements));
         json_t *pk = json_array();
         for (size_t i = 0; i < l->n_entries; i++) {
                 const PkgLockEntry *e = &l->entries[i];
                 json_array_append_new(pk, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "name", e->name, "version",
                                                     e->version, "filename", e->filename, "url", e->url, "sha256",
-                                                    e->sha256, "dependencies", strv_to_json(e->dependencies)));
+                                                    e->sha256, "dependencies", json_strv_new(e->dependencies)));
         }
         json_object_set_new(root, "packages", pk);
         char *s = json_dumps(root, (pretty ? JSON_INDENT(2) : JSON_COMPACT) | JSON_PRESERVE_ORDER);
@@ -49,21 +42,10 @@ char *pkg_lock_to_json(const PkgLock *l, bool pretty) {
         return out;
 }
 
+/* An absent list is an empty one; the callers word the error. */
 static int json_strv(json_t *a, char ***ret) {
-        char **v = NULL;
-        size_t i;
-        json_t *it;
-        if (a && !json_is_array(a))
-                return -EBADMSG;
-        json_array_foreach(a, i, it) {
-                if (!json_is_string(it)) {
-                        strv_free(v);
-                        return -EBADMSG;
-                }
-                v = strv_append(v, json_string_value(it));
-        }
-        *ret = v;
-        return 0;
+        _cleanup_free_ char *ignored = NULL;
+        return a ? json_want_strv(a, "list", ret, &ignored) : 0;
 }
 
 int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error) {
@@ -87,11 +69,10 @@ int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error) {
         json_t *it;
         json_array_foreach(pk, i, it) {
                 const char *f[5] = {
-                        json_string_value(json_object_get(it, "name")),     json_string_value(json_object_get(it, "version")),
-                        json_string_value(json_object_get(it, "filename")), json_string_value(json_object_get(it, "url")),
-                        json_string_value(json_object_get(it, "sha256")),
+                        json_get_string(it, "name"), json_get_string(it, "version"), json_get_string(it, "filename"),
+                        json_get_string(it, "url"),  json_get_string(it, "sha256"),
                 };
-                if (!f[0] || !f[1] || !f[2] || !f[3] || !pkg_is_sha256_hex(f[4]) || strchr(f[2], '/')) {
+                if (!f[0] || !f[1] || !f[2] || !f[3] || !sha256_hex_is_valid(f[4]) || strchr(f[2], '/')) {
                         *ret_error = xasprintf("lock: package %zu lacks name, version, filename, url or a sha256", i);
                         r = -EBADMSG;
                         goto out;

@@ -5,6 +5,7 @@
 
 #include "basic.h"
 #include "pkg.h"
+#include "shared.h"
 
 /* Largest index page / metadata file we accept (PyPI's biggest project
  * pages are a few MiB; the root listing is tens of MiB). */
@@ -49,19 +50,9 @@ typedef struct PkgDownload {
 int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions *o, PkgProgressFn progress,
                            void *userdata, char **ret_error);
 
-/* sha256 helpers (libcrypto stays in pkg-util.c). */
-typedef struct PkgSha256 PkgSha256;
-PkgSha256 *pkg_sha256_new(void);
-void pkg_sha256_update(PkgSha256 *h, const void *data, size_t n);
-/* Finishes: 32 raw bytes into out. Frees h. */
-void pkg_sha256_finish(PkgSha256 *h, uint8_t out[32]);
-PkgSha256 *pkg_sha256_free(PkgSha256 *h);
-char *pkg_hex(const uint8_t *data, size_t n);
-/* sha256 of a string, hex. */
-char *pkg_sha256_hex_of(const void *data, size_t n);
-/* RECORD-style "sha256=<urlsafe base64, no padding>". */
+/* RECORD-style "sha256=<urlsafe base64, no padding>" (sha256 itself is
+ * src/shared's). */
 char *pkg_record_hash(const uint8_t digest[32]);
-bool pkg_is_sha256_hex(const char *s);
 
 /* Resolve a (possibly relative) href against base. Caller frees. */
 char *pkg_url_join(const char *base, const char *href);

@@ -96,7 +96,7 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
         size_t n_dl = 0, n_need = 0;
         for (size_t i = 0; i < n; i++) {
                 const PkgLockEntry *e = &lock->entries[i];
-                if (!pkg_is_sha256_hex(e->sha256)) {
+                if (!sha256_hex_is_valid(e->sha256)) {
                         *ret_error = xasprintf("lock entry %s has an invalid sha256", e->name);
                         return -EBADMSG;
                 }
@@ -108,8 +108,8 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                 n_need++;
                 if (startswith(e->url, "file://")) {
                         /* A find-links wheel: used in place, hash-checked. */
-                        _cleanup_free_ char *hex = NULL;
-                        r = pkg_sha256_file(e->url + 7, &hex);
+                        char hex[SHA256_HEX_SIZE];
+                        r = sha256_file_hex(e->url + 7, hex);
                         if (r < 0) {
                                 *ret_error = xasprintf("%s: %s", e->url + 7, strerror(-r));
                                 return r;

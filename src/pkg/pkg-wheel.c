@@ -339,8 +339,10 @@ static struct archive *open_wheel(const char *path) {
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error) {
         const char *wheel = display_name ? display_name : wheel_path;
         struct stat wst;
-        if (stat(wheel_path, &wst) < 0)
-                return fail(ret_error, -errno, wheel, NULL, "%s", strerror(errno));
+        if (stat(wheel_path, &wst) < 0) {
+                int r = -errno;
+                return fail(ret_error, r, wheel, NULL, "%s", strerror(-r));
+        }
         /* Zip bombs: the whole wheel may expand to at most RATIO times its
          * size (and never past the absolute cap). */
         uint64_t total_cap = MIN((uint64_t) PKG_WHEEL_MAX_TOTAL_BYTES,
@@ -466,35 +468,36 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
                                  r == -EEXIST ? "duplicate entry (two entries install the same file)" : strerror(-r));
                         goto out;
                 }
-                PkgSha256 *h = pkg_sha256_new();
+                Sha256 *h = sha256_new();
                 for (;;) {
                         la_ssize_t n = archive_read_data(a, buf, 1 << 16);
                         if (n == 0)
                                 break;
                         if (n < 0) {
-                                pkg_sha256_free(h);
+                                sha256_free(h);
                                 r = fail(ret_error, -EBADMSG, wheel, path, "corrupt data: %s", archive_error_string(a));
                                 goto out;
                         }
                         e->size += (uint64_t) n;
                         total += (uint64_t) n;
                         if (e->size > PKG_WHEEL_MAX_ENTRY_BYTES || total > total_cap) {
-                                pkg_sha256_free(h);
+                                sha256_free(h);
                                 r = fail(ret_error, -EFBIG, wheel, path,
                                          "unpacked size over the cap (%llu bytes for a %llu-byte wheel): zip bomb?",
                                          (unsigned long long) total_cap, (unsigned long long) wst.st_size);
                                 goto out;
                         }
-                        pkg_sha256_update(h, buf, (size_t) n);
+                        sha256_update(h, buf, (size_t) n);
                         r = write_full(fd, buf, (size_t) n);
                         if (r < 0) {
-                                pkg_sha256_free(h);
+                                sha256_free(h);
                                 r = fail(ret_error, r, wheel, path, "write failed: %s", strerror(-r));
                                 goto out;
                         }
                 }
                 uint8_t dg[32];
-                pkg_sha256_finish(h, dg);
+                sha256_final(h, dg);
+                sha256_free(h);
                 e->hash = pkg_record_hash(dg);
         }
         if (!distinfo) {

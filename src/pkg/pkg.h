@@ -215,9 +215,6 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
 /* The .dist-info/METADATA of a wheel file. */
 int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_error);
 
-/* Hex sha256 of a file. */
-int pkg_sha256_file(const char *path, char **ret_hex);
-
 /* A lock: the exact files an environment is made of, in sys.path order
  * (sorted by name: deterministic). */
 typedef struct PkgLockEntry {

@@ -32,23 +32,27 @@ int sandbox_caps_drop(char **ret_error) {
         int last = last_cap();
         for (int c = 0; c <= last; c++)
                 if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL && errno != EPERM) {
-                        *ret_error = xasprintf("dropping capability %d from the bounding set: %s", c, strerror(errno));
-                        return -errno;
+                        int r = -errno;
+                        *ret_error = xasprintf("dropping capability %d from the bounding set: %s", c, strerror(-r));
+                        return r;
                 }
         (void) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
         struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
         struct __user_cap_data_struct data[2] = { 0 };
         if (syscall(SYS_capset, &hdr, data) < 0) {
-                *ret_error = xasprintf("dropping capabilities: %s", strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("dropping capabilities: %s", strerror(-r));
+                return r;
         }
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-                *ret_error = xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(-r));
+                return r;
         }
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-                *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(-r));
+                return r;
         }
         return 0;
 }

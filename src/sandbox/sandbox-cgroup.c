@@ -478,8 +478,9 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
 int sandbox_cgroup_join(const int *fds, size_t n, char **ret_error) {
         for (size_t i = 0; i < n; i++) {
                 if (write(fds[i], "0", 1) < 0) {
-                        *ret_error = xasprintf("joining the run's cgroup: %s", strerror(errno));
-                        return -errno;
+                        int r = -errno;
+                        *ret_error = xasprintf("joining the run's cgroup: %s", strerror(-r));
+                        return r;
                 }
         }
         return 0;

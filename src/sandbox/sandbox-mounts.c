@@ -114,8 +114,9 @@ static void add(SandboxMounts *m, BindKind kind, const char *dst, int fd, const 
 static int add_at(SandboxMounts *m, const char *src, const char *dst, char **ret_error) {
         struct stat st;
         if (stat(src, &st) < 0) {
-                *ret_error = xasprintf("cannot bind %s into the sandbox: %s", src, strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("cannot bind %s into the sandbox: %s", src, strerror(-r));
+                return r;
         }
         for (size_t i = 0; i < m->n; i++)
                 if (streq(m->binds[i].dst, dst)) {
@@ -138,8 +139,9 @@ static int add_path(SandboxMounts *m, const char *path, bool required, bool devi
         if (lstat(path, &st) < 0) {
                 if (!required && errno == ENOENT)
                         return 0;
-                *ret_error = xasprintf("cannot bind %s into the sandbox: %s", path, strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("cannot bind %s into the sandbox: %s", path, strerror(-r));
+                return r;
         }
         if (S_ISLNK(st.st_mode)) {
                 char buf[4096];
@@ -155,8 +157,9 @@ static int add_path(SandboxMounts *m, const char *path, bool required, bool devi
         }
         int fd = open(path, O_PATH | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
-                *ret_error = xasprintf("cannot open %s for the sandbox: %s", path, strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("cannot open %s for the sandbox: %s", path, strerror(-r));
+                return r;
         }
         add(m, device ? BIND_DEV : S_ISDIR(st.st_mode) ? BIND_DIR : BIND_FILE, path, fd, NULL);
         return 0;
@@ -228,7 +231,7 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
         int fd = open(buf, O_PATH | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0 || fstat(fd, &st) < 0) {
                 r = -errno;
-                *ret_error = xasprintf("cannot open the worker binary %s: %s", buf, strerror(errno));
+                *ret_error = xasprintf("cannot open the worker binary %s: %s", buf, strerror(-r));
                 fd_close(fd);
                 goto fail;
         }
@@ -370,11 +373,19 @@ static int mount_hidden(const char *src, const char *dst) {
                 *ret_error = xasprintf(__VA_ARGS__);    \
                 return (r);                             \
         } while (0)
+/* A failed syscall: errno is taken before the message is formatted (the
+ * allocation may change it), then its text fills the format's last %s. */
+#define FAIL_ERRNO(...)                                                 \
+        do {                                                            \
+                int r_ = -errno;                                        \
+                *ret_error = xasprintf(__VA_ARGS__, strerror(-r_));     \
+                return r_;                                              \
+        } while (0)
 
 int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
         int r;
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                FAIL(-errno, "making / private: %s", strerror(errno));
+                FAIL_ERRNO("making / private: %s");
         /* The fds must refer to mounts of this namespace (bind refuses a
          * source from another one): open them now. */
         for (size_t i = 0; i < m->n; i++) {
@@ -384,13 +395,13 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         continue;
                 b->fd = open(b->src, O_PATH | O_CLOEXEC | O_NOFOLLOW);
                 if (b->fd < 0)
-                        FAIL(-errno, "cannot open %s for the sandbox: %s", b->src, strerror(errno));
+                        FAIL_ERRNO("cannot open %s for the sandbox: %s", b->src);
         }
         char opts[96];
         snprintf(opts, sizeof(opts), "mode=0755,size=%llu,nr_inodes=4096",
                  (unsigned long long) ((4ULL << 20) + m->copy_bytes));
         if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-                FAIL(-errno, "mounting the sandbox's root tmpfs: %s", strerror(errno));
+                FAIL_ERRNO("mounting the sandbox's root tmpfs: %s");
         /* Hidden dirs: the source is bound here, an overlay made of it, and
          * the bind detached again; the overlay's line in mountinfo names
          * only these two paths. */
@@ -411,7 +422,7 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                 switch (b->kind) {
                 case BIND_SYMLINK:
                         if (symlink(b->target, dst) < 0 && errno != EEXIST)
-                                FAIL(-errno, "symlink %s in the sandbox: %s", b->dst, strerror(errno));
+                                FAIL_ERRNO("symlink %s in the sandbox: %s", b->dst);
                         continue;
                 case BIND_COPY:
                         r = copy_in(b->fd, dst);
@@ -420,7 +431,7 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         continue;
                 case BIND_HIDDEN:
                         if (mkdir(dst, 0755) < 0 && errno != EEXIST)
-                                FAIL(-errno, "mkdir %s in the sandbox: %s", b->dst, strerror(errno));
+                                FAIL_ERRNO("mkdir %s in the sandbox: %s", b->dst);
                         r = mount_hidden(src, dst);
                         if (r == 0)
                                 continue;
@@ -431,13 +442,13 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         break;
                 case BIND_DIR:
                         if (mkdir(dst, 0755) < 0 && errno != EEXIST)
-                                FAIL(-errno, "mkdir %s in the sandbox: %s", b->dst, strerror(errno));
+                                FAIL_ERRNO("mkdir %s in the sandbox: %s", b->dst);
                         break;
                 case BIND_FILE:
                 case BIND_DEV: {
                         int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
                         if (fd < 0 && errno != EEXIST)
-                                FAIL(-errno, "creating %s in the sandbox: %s", b->dst, strerror(errno));
+                                FAIL_ERRNO("creating %s in the sandbox: %s", b->dst);
                         fd_close(fd);
                         break;
                 }
@@ -445,7 +456,7 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         break;
                 }
                 if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
-                        FAIL(-errno, "binding %s into the sandbox: %s", b->dst, strerror(errno));
+                        FAIL_ERRNO("binding %s into the sandbox: %s", b->dst);
                 r = make_ro(dst, b->kind == BIND_DEV);
                 if (r < 0)
                         FAIL(r, "making %s read-only in the sandbox: %s", b->dst, strerror(-r));
@@ -459,11 +470,11 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
         };
         for (size_t i = 0; i < ELEMENTSOF(devlinks); i++)
                 if (symlink(devlinks[i][0], devlinks[i][1]) < 0 && errno != EEXIST)
-                        FAIL(-errno, "symlink %s: %s", devlinks[i][1], strerror(errno));
+                        FAIL_ERRNO("symlink %s: %s", devlinks[i][1]);
         static const char *const dirs[] = { NEWROOT "/dev/shm", NEWROOT "/proc", NEWROOT "/tmp", NEWROOT "/etc" };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
                 if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
-                        FAIL(-errno, "mkdir %s: %s", dirs[i], strerror(errno));
+                        FAIL_ERRNO("mkdir %s: %s", dirs[i]);
 
         /* A synthetic /etc: who "we" are, and localhost. */
         (void) write_text(NEWROOT "/etc/passwd", "root:x:0:0:root:/tmp:/usr/sbin/nologin\n"
@@ -477,23 +488,23 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
          * a fully visible one exists (mnt_too_revealing()). It stays
          * locked beneath the worker's. */
         if (mount("proc", NEWROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-                FAIL(-errno, "mounting /proc in the sandbox: %s", strerror(errno));
+                FAIL_ERRNO("mounting /proc in the sandbox: %s");
 
         /* The root itself becomes read-only; /tmp, /dev/shm and /proc are
          * mounts of their own. */
         if (mount(NULL, NEWROOT, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-                FAIL(-errno, "making the sandbox root read-only: %s", strerror(errno));
+                FAIL_ERRNO("making the sandbox root read-only: %s");
 
         if (chdir(NEWROOT) < 0)
-                FAIL(-errno, "chdir: %s", strerror(errno));
+                FAIL_ERRNO("chdir: %s");
         /* pivot_root(".", "."): the old root ends up stacked on the new one
          * and is detached right away; nothing of the host stays reachable. */
         if (syscall(SYS_pivot_root, ".", ".") < 0)
-                FAIL(-errno, "pivot_root: %s", strerror(errno));
+                FAIL_ERRNO("pivot_root: %s");
         if (umount2(".", MNT_DETACH) < 0)
-                FAIL(-errno, "detaching the old root: %s", strerror(errno));
+                FAIL_ERRNO("detaching the old root: %s");
         if (chdir("/") < 0)
-                FAIL(-errno, "chdir /: %s", strerror(errno));
+                FAIL_ERRNO("chdir /: %s");
         for (size_t i = 0; i < m->n; i++)
                 m->binds[i].fd = fd_close(m->binds[i].fd);
         return 0;
@@ -501,8 +512,8 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
 
 int sandbox_mounts_worker_proc(char **ret_error) {
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-                FAIL(-errno, "mounting the worker's /proc: %s (a container that masks parts of /proc forbids "
-                             "this)", strerror(errno));
+                FAIL_ERRNO("mounting the worker's /proc: %s (a container that masks parts of /proc forbids "
+                           "this)");
         return 0;
 }
 
@@ -514,7 +525,7 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 trees[i] = (int) syscall(SYS_open_tree, AT_FDCWD, tmp_binds[i],
                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
                 if (trees[i] < 0)
-                        FAIL(-errno, "keeping %s visible in the run: %s", tmp_binds[i], strerror(errno));
+                        FAIL_ERRNO("keeping %s visible in the run: %s", tmp_binds[i]);
         }
         /* nr_inodes caps what a run can create even in tiny files; tmpfs
          * pages are charged to the run's memory cgroup as well. /tmp stays
@@ -522,19 +533,19 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
          * the empty capability set make exec harmless); /dev/shm does not. */
         snprintf(opts, sizeof(opts), "mode=1777,size=%llu,nr_inodes=16384", (unsigned long long) tmp_bytes);
         if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-                FAIL(-errno, "mounting the run's /tmp: %s", strerror(errno));
+                FAIL_ERRNO("mounting the run's /tmp: %s");
         for (size_t i = 0; i < n_trees; i++) {
                 int r = mkdir_p(tmp_binds[i], 0755);
                 if (r < 0)
                         FAIL(r, "mkdir %s in the run: %s", tmp_binds[i], strerror(-r));
                 if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, tmp_binds[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                        FAIL(-errno, "binding %s into the run: %s", tmp_binds[i], strerror(errno));
+                        FAIL_ERRNO("binding %s into the run: %s", tmp_binds[i]);
                 close(trees[i]);
         }
         snprintf(opts, sizeof(opts), "mode=1777,size=%llu,nr_inodes=4096", (unsigned long long) shm_bytes);
         if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
-                FAIL(-errno, "mounting the run's /dev/shm: %s", strerror(errno));
+                FAIL_ERRNO("mounting the run's /dev/shm: %s");
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-                FAIL(-errno, "mounting the run's /proc: %s", strerror(errno));
+                FAIL_ERRNO("mounting the run's /proc: %s");
         return 0;
 }

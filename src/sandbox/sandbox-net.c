@@ -41,7 +41,7 @@ int sandbox_net_enter(bool network, char **ret_error) {
                 return 0;
         if (unshare(CLONE_NEWNET) < 0) {
                 int r = -errno;
-                *ret_error = xasprintf("creating the run's network namespace: %s", strerror(errno));
+                *ret_error = xasprintf("creating the run's network namespace: %s", strerror(-r));
                 return r;
         }
         int r = sandbox_net_loopback_up();

@@ -6,8 +6,9 @@
 static int set(int res, uint64_t v, const char *name, char **ret_error) {
         struct rlimit rl = { .rlim_cur = v, .rlim_max = v };
         if (setrlimit(res, &rl) < 0) {
-                *ret_error = xasprintf("setrlimit(%s): %s", name, strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("setrlimit(%s): %s", name, strerror(-r));
+                return r;
         }
         return 0;
 }

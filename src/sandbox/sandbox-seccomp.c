@@ -152,13 +152,15 @@ int sandbox_seccomp_load(char **ret_error) {
         if (r < 0)
                 return r;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-                *ret_error = xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-                return -errno;
+                r = -errno;
+                *ret_error = xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(-r));
+                return r;
         }
         struct sock_fprog prog = { .len = prog_len, .filter = prog_insns };
         if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
-                *ret_error = xasprintf("loading the seccomp filter: %s", strerror(errno));
-                return -errno;
+                r = -errno;
+                *ret_error = xasprintf("loading the seccomp filter: %s", strerror(-r));
+                return r;
         }
         return 0;
 }

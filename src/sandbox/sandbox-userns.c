@@ -88,8 +88,9 @@ typedef struct SetupReport {
 int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
         int up[2], down[2];
         if (pipe2(up, O_CLOEXEC) < 0 || pipe2(down, O_CLOEXEC) < 0) {
-                *ret_error = xasprintf("pipe: %s", strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("pipe: %s", strerror(-r));
+                return r;
         }
         uid_t euid = geteuid();
         gid_t egid = getegid();
@@ -99,8 +100,9 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
 
         pid_t x = fork();
         if (x < 0) {
-                *ret_error = xasprintf("fork: %s", strerror(errno));
-                return -errno;
+                int r = -errno;
+                *ret_error = xasprintf("fork: %s", strerror(-r));
+                return r;
         }
         if (x == 0) {
                 close(up[0]);
@@ -117,7 +119,7 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                  * read-write nor unmount one to see what lies beneath. */
                 if (unshare(CLONE_NEWNS) < 0) {
                         rep.err = errno;
-                        snprintf(rep.msg, sizeof(rep.msg), "unshare(CLONE_NEWNS): %s", strerror(errno));
+                        snprintf(rep.msg, sizeof(rep.msg), "unshare(CLONE_NEWNS): %s", strerror(rep.err));
                 } else {
                         int r = sandbox_mounts_build(m, &err);
                         if (r < 0) {
@@ -130,7 +132,7 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                                          "cannot create the sandbox's namespaces (unshare: %s); this kernel or "
                                          "container does not allow user namespaces (see "
                                          "/proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)",
-                                         strerror(errno));
+                                         strerror(rep.err));
                         }
                 }
                 if (write(up[1], &rep, sizeof(rep)) != sizeof(rep) || rep.err != 0)

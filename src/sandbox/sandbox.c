@@ -40,7 +40,7 @@ int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error) {
                 goto out;
         if (sethostname("pysprinter", 10) < 0) {
                 r = -errno;
-                *ret_error = xasprintf("sethostname: %s", strerror(errno));
+                *ret_error = xasprintf("sethostname: %s", strerror(-r));
                 goto out;
         }
         r = sandbox_env_scrub();
@@ -67,7 +67,7 @@ int sandbox_worker_resume(char **ret_error) {
          * change); nothing in the sandbox needs to read our memory. */
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
                 r = -errno;
-                *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(errno));
+                *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(-r));
                 return r;
         }
         r = sandbox_seccomp_prepare(ret_error);
@@ -149,13 +149,15 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
          * denies System V IPC, the only channel it would share between
          * concurrent runs. POSIX shm lives in the run's own /dev/shm. */
         if (unshare(CLONE_NEWNS | CLONE_NEWPID) < 0) {
-                *ret_error = xasprintf("unshare(mount, pid): %s", strerror(errno));
-                return -errno;
+                r = -errno;
+                *ret_error = xasprintf("unshare(mount, pid): %s", strerror(-r));
+                return r;
         }
         /* Nothing the run mounts may propagate anywhere. */
         if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
-                *ret_error = xasprintf("making the run's mounts private: %s", strerror(errno));
-                return -errno;
+                r = -errno;
+                *ret_error = xasprintf("making the run's mounts private: %s", strerror(-r));
+                return r;
         }
         void *stack = mmap(NULL, INIT_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
                            -1, 0);
@@ -163,13 +165,14 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
                 return -errno;
         pid_t init = clone(run_init, (char *) stack + INIT_STACK_SIZE, CLONE_VM | SIGCHLD, NULL);
         if (init < 0) {
-                *ret_error = xasprintf("clone: %s", strerror(errno));
-                return -errno;
+                r = -errno;
+                *ret_error = xasprintf("clone: %s", strerror(-r));
+                return r;
         }
         pid_t user = fork();
         if (user < 0) {
                 r = -errno;
-                *ret_error = xasprintf("fork: %s", strerror(errno));
+                *ret_error = xasprintf("fork: %s", strerror(-r));
                 (void) kill(init, SIGKILL);
                 return r;
         }
@@ -184,8 +187,9 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
         if (r < 0)
                 return r;
         if (setsid() < 0) {
-                *ret_error = xasprintf("setsid: %s", strerror(errno));
-                return -errno;
+                r = -errno;
+                *ret_error = xasprintf("setsid: %s", strerror(-r));
+                return r;
         }
         return 0;
 }

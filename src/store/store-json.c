@@ -3,6 +3,7 @@
  * both of the CLI's backends. */
 #include <jansson.h>
 
+#include "shared.h"
 #include "store-internal.h"
 
 static json_t *time_json(usec_t t) {
@@ -10,18 +11,10 @@ static json_t *time_json(usec_t t) {
         return t ? json_string(format_timestamp(t, buf)) : json_null();
 }
 
-/* Stored JSON text as a value; text that is not JSON stays a string. */
-static json_t *json_or_null(const char *text) {
-        if (!text)
-                return json_null();
-        json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        return j ? j : json_string(text);
-}
-
 /* Engine-format arguments ([{"raw"|"value": x}] / {k: {…}}) as the values
  * a user gave. */
 static json_t *args_as_given(const char *text, bool keyword) {
-        json_t *a = json_or_null(text), *out = keyword ? json_object() : json_array(), *v;
+        json_t *a = json_parse_or_string(text), *out = keyword ? json_object() : json_array(), *v;
         size_t i;
         const char *k;
         if (keyword && json_is_object(a))
@@ -43,13 +36,13 @@ char *run_record_to_json(const RunRecord *r, const char *phase) {
         json_object_set_new(j, "function", r->function ? json_string(r->function) : json_null());
         json_object_set_new(j, "args", args_as_given(r->args_json, false));
         json_object_set_new(j, "kwargs", args_as_given(r->kwargs_json, true));
-        json_object_set_new(j, "result", json_or_null(r->value_json));
+        json_object_set_new(j, "result", json_parse_or_string(r->value_json));
         json_object_set_new(j, "result_repr", r->value_repr ? json_string(r->value_repr) : json_null());
         json_object_set_new(j, "error", r->error_type || r->error_message
                                                 ? json_pack("{s:s?, s:s?, s:s?}", "type", r->error_type, "message",
                                                             r->error_message, "traceback", r->traceback)
                                                 : json_null());
-        json_object_set_new(j, "timings", json_or_null(r->timings_json));
+        json_object_set_new(j, "timings", json_parse_or_string(r->timings_json));
         json_object_set_new(j, "attempt", json_integer(r->attempt));
         json_object_set_new(j, "max_attempts", json_integer(r->max_attempts));
         json_object_set_new(j, "created_at", time_json(r->created));

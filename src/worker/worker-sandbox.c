@@ -55,7 +55,7 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         execve(SANDBOX_WORKER_PATH, args, environ);
         r = -errno;
         *ret_error = xasprintf("executing the worker inside the sandbox (%s): %s", SANDBOX_WORKER_PATH,
-                               strerror(errno));
+                               strerror(-r));
         return r;
 }
 
@@ -78,8 +78,9 @@ int worker_sandbox_spare_prepare(bool network, char **ret_error) {
 int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error) {
         if (!sandbox_worker_active()) {
                 if (setpgid(0, 0) < 0) {
-                        *ret_error = xasprintf("setpgid: %s", strerror(errno));
-                        return -errno;
+                        int r = -errno;
+                        *ret_error = xasprintf("setpgid: %s", strerror(-r));
+                        return r;
                 }
                 struct rlimit core = { 0, 0 };
                 (void) setrlimit(RLIMIT_CORE, &core);

@@ -274,7 +274,8 @@ static void test_file_check_symlink_and_loader(void **state) {
         const char *text = "tasks:\n  a: {file: /etc/hostname}\n";
         assert_int_equal(dag_parse_with(text, strlen(text), "p.yaml", dir, NULL, dag_load_confined, NULL, &d, &err),
                          -EINVAL);
-        assert_non_null(strstr(err, "p.yaml:2: task 'a': task file '/etc/hostname' must be a relative path"));
+        assert_non_null(strstr(err, "p.yaml:2:"));
+        assert_non_null(strstr(err, ": task 'a': task file '/etc/hostname' must be a relative path"));
         free(err);
         err = NULL;
         /* The CLI's default loader reads any file its user can. */

@@ -1,0 +1,94 @@
+/* The JSON walkers every module wrote for itself: stored text as a value,
+ * "the string under key or NULL", and typed reads whose errors name the key
+ * the user wrote. */
+#include <assert.h>
+
+#include "shared.h"
+
+json_t *json_parse_or_string(const char *text) {
+        if (!text)
+                return json_null();
+        /* JSON_ALLOW_NUL: results may hold "\u0000", which jansson refuses
+         * to read back without it. */
+        json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        return j ?: json_string(text) ?: json_null();
+}
+
+const char *json_get_string(const json_t *o, const char *key) {
+        assert(key);
+        return json_string_value(json_object_get(o, key));
+}
+
+json_int_t json_get_integer(const json_t *o, const char *key, json_int_t def) {
+        assert(key);
+        json_t *v = json_object_get(o, key);
+        return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+int json_want_uint(const json_t *v, const char *key, uint64_t *ret, char **ret_error) {
+        assert(key);
+        assert(ret);
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                *ret_error = xasprintf("'%s' must be a non-negative integer", key);
+                return -EINVAL;
+        }
+        *ret = (uint64_t) json_integer_value(v);
+        return 0;
+}
+
+int json_want_bool(const json_t *v, const char *key, bool *ret, char **ret_error) {
+        assert(key);
+        assert(ret);
+        if (!json_is_boolean(v)) {
+                /* The one surprise of YAML 1.2 for YAML 1.1 users. */
+                *ret_error = json_is_string(v) ? xasprintf("'%s' must be true or false (not '%s')", key,
+                                                           json_string_value(v))
+                                               : xasprintf("'%s' must be true or false", key);
+                return -EINVAL;
+        }
+        *ret = json_is_true(v);
+        return 0;
+}
+
+int json_want_string(const json_t *v, const char *key, char **ret, char **ret_error) {
+        assert(key);
+        assert(ret);
+        if (!json_is_string(v)) {
+                *ret_error = xasprintf("'%s' must be a string", key);
+                return -EINVAL;
+        }
+        free(*ret);
+        *ret = xstrdup(json_string_value(v));
+        return 0;
+}
+
+int json_want_strv(const json_t *v, const char *key, char ***ret, char **ret_error) {
+        assert(key);
+        assert(ret);
+        char **l = NULL;
+        size_t i;
+        json_t *x;
+
+        if (!json_is_array(v)) {
+                *ret_error = xasprintf("'%s' must be a list of strings", key);
+                return -EINVAL;
+        }
+        json_array_foreach(v, i, x) {
+                if (!json_is_string(x)) {
+                        strv_free(l);
+                        *ret_error = xasprintf("'%s[%zu]' must be a string", key, i);
+                        return -EINVAL;
+                }
+                l = strv_append(l, json_string_value(x));
+        }
+        strv_free(*ret);
+        *ret = l ?: xcalloc(1, sizeof(char *));
+        return 0;
+}
+
+json_t *json_strv_new(char *const *v) {
+        json_t *a = json_array();
+        for (char *const *s = v; s && *s; s++)
+                json_array_append_new(a, json_string(*s));
+        return a;
+}

@@ -1,0 +1,154 @@
+/* shared: helpers that need a library, one of each (systemd's src/shared
+ * beside src/basic): SHA-256 (libcrypto), YAML -> JSON (libyaml), and the
+ * JSON walkers every module repeated (jansson).
+ *
+ * Contract: libcrypto and libyaml types never cross this header (a YAML
+ * document is the opaque YamlDoc, its nodes are YamlNode). jansson's json_t
+ * does: it is the project's value type for JSON and YAML alike. Functions
+ * return >= 0 on success and a negative errno on failure; ret_* outputs are
+ * written only on success; messages for users come back in *ret_error
+ * (caller frees). */
+#pragma once
+
+#include <jansson.h>
+
+#include "basic.h"
+
+/* ---- SHA-256 ----------------------------------------------------------- */
+
+#define SHA256_DIGEST_SIZE 32
+#define SHA256_HEX_SIZE 65 /* 64 lowercase hex digits and the NUL */
+
+/* One-shot digest of data[0..n). Inputs up to 64 KiB are hashed by a
+ * built-in FIPS 180-4 implementation: libcrypto's first EVP call costs
+ * ~1.5 ms (config and provider loading), most of the budget of a cached
+ * run, which hashes one short key. Larger inputs go through libcrypto. */
+void sha256_digest(const void *data, size_t n, uint8_t ret[static SHA256_DIGEST_SIZE]);
+/* The digest as 64 lowercase hex digits into ret (65 bytes with the NUL).
+ * Example: sha256_hex("abc", 3, h) -> "ba7816bf…f20015ad". */
+void sha256_hex(const void *data, size_t n, char ret[static SHA256_HEX_SIZE]);
+/* The same, allocated (caller frees). */
+char *sha256_hex_dup(const void *data, size_t n);
+
+/* Streaming digest (wheels, downloads, dataset trees). Allocation failure
+ * inside libcrypto aborts like xmalloc does. */
+typedef struct Sha256 Sha256;
+Sha256 *sha256_new(void);
+void sha256_update(Sha256 *h, const void *data, size_t n);
+/* Writes the digest; h may then only be freed. */
+void sha256_final(Sha256 *h, uint8_t ret[static SHA256_DIGEST_SIZE]);
+void sha256_final_hex(Sha256 *h, char ret[static SHA256_HEX_SIZE]);
+Sha256 *sha256_free(Sha256 *h);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Sha256 *, sha256_free);
+
+/* Reads fd to its end and returns the hex digest and the byte count
+ * (ret_size may be NULL). -errno of a failed read(). Does not close fd. */
+int sha256_fd_hex(int fd, char ret[static SHA256_HEX_SIZE], uint64_t *ret_size);
+/* The same for a path (opened O_RDONLY|O_CLOEXEC); -errno of open/read. */
+int sha256_file_hex(const char *path, char ret[static SHA256_HEX_SIZE]);
+
+/* True if s is 64 lowercase hex digits (what sha256_hex writes). */
+bool sha256_hex_is_valid(const char *s);
+
+/* ---- YAML -> JSON ---------------------------------------------------------
+ *
+ * One scalar rule for every YAML file we read (config, DAG files, --param
+ * values): the YAML 1.2 core schema, applied to plain (unquoted) scalars.
+ *
+ *   null, Null, NULL, ~, empty     -> null
+ *   true, True, TRUE / false, …    -> true / false  (yes/no/on/off/y/n stay strings)
+ *   [-+]?[0-9]+                    -> integer       (012 is 12; beyond int64: error)
+ *   0o[0-7]+ / 0x[0-9a-fA-F]+      -> integer       (octal / hex)
+ *   [-+]?(.[0-9]+|[0-9]+(.[0-9]*)?)([eE][-+]?[0-9]+)? -> real (1e3, .5, 1.)
+ *   [-+]?.inf, .nan (any of the core spellings)       -> error: JSON cannot hold
+ *                                      them; quote the value to keep the text
+ *   anything else (2026-11-30, 1_000, 0x, +0x1F, "yes") -> string
+ *
+ * Quoted scalars ('…', "…") and block scalars (|, >) are always strings.
+ * Tags are not interpreted. Mapping keys are scalars and stay strings; a key
+ * given twice keeps the last value. Aliases expand, counted against the
+ * node budget. docs/internals/yaml.md has the table with examples. */
+
+typedef enum YamlKind {
+        YAML_KIND_SCALAR,
+        YAML_KIND_SEQUENCE,
+        YAML_KIND_MAPPING,
+} YamlKind;
+
+#define YAML_MAX_DEPTH 64
+#define YAML_DEFAULT_MAX_NODES 1000000
+
+/* The core-schema rule for one scalar's text: *ret is a new reference.
+ * plain=false (quoted) always gives a string. -EINVAL with a message (no
+ * position: the caller adds it) for .inf/.nan and out-of-range numbers. */
+int yaml_scalar_to_json(const char *text, size_t len, bool plain, json_t **ret, char **ret_error);
+
+typedef struct YamlDoc YamlDoc;
+typedef struct YamlNode YamlNode; /* a node inside its YamlDoc; never freed alone */
+
+/* Parses the first document of text[0..len). filename prefixes messages
+ * ("FILE:LINE:COL: YAML error: …"). max_nodes bounds what yaml_doc_json may
+ * build from it (aliases count each time they expand); 0 means
+ * YAML_DEFAULT_MAX_NODES. -EINVAL on a syntax error, -ENOMEM. */
+int yaml_doc_load(const char *text, size_t len, const char *filename, size_t max_nodes, YamlDoc **ret,
+                  char **ret_error);
+YamlDoc *yaml_doc_free(YamlDoc *doc);
+DEFINE_TRIVIAL_CLEANUP_FUNC(YamlDoc *, yaml_doc_free);
+
+/* The root node, NULL for an empty stream. */
+const YamlNode *yaml_doc_root(YamlDoc *doc);
+const char *yaml_doc_filename(const YamlDoc *doc);
+
+/* The node walker: kind, 1-based line and column of the node's first
+ * character, scalar text (NULL unless a scalar), and the children. */
+YamlKind yaml_node_kind(const YamlNode *n);
+unsigned yaml_node_line(const YamlNode *n);
+unsigned yaml_node_column(const YamlNode *n);
+const char *yaml_node_scalar(const YamlNode *n);
+bool yaml_node_is_plain(const YamlNode *n);
+/* Items of a sequence or pairs of a mapping; 0 for a scalar. */
+size_t yaml_node_count(const YamlNode *n);
+const YamlNode *yaml_node_item(YamlDoc *doc, const YamlNode *seq, size_t i);
+const YamlNode *yaml_node_key(YamlDoc *doc, const YamlNode *map, size_t i);
+const YamlNode *yaml_node_value(YamlDoc *doc, const YamlNode *map, size_t i);
+
+/* A message about node n for a user: "FILE:LINE:COL: <fmt…>" into
+ * *ret_error (just "FILE: …" when n is NULL). Returns -EINVAL, so a parser
+ * can `return yaml_node_error(doc, n, ret_error, "…", …);`. */
+int yaml_node_error(const YamlDoc *doc, const YamlNode *n, char **ret_error, const char *fmt, ...) _printf_(4, 5);
+int yaml_node_verror(const YamlDoc *doc, const YamlNode *n, char **ret_error, const char *fmt, va_list ap)
+        _printf_(4, 0);
+
+/* The subtree at n as JSON with the scalar rule above (n NULL: the root).
+ * Errors name the position: "FILE:LINE:COL: …" — a non-scalar mapping key,
+ * .inf/.nan, more than YAML_MAX_DEPTH levels or the doc's node budget. */
+int yaml_doc_json(YamlDoc *doc, const YamlNode *n, json_t **ret, char **ret_error);
+
+/* Convenience: load text and convert its root (an empty document is null). */
+int yaml_to_json(const char *text, size_t len, const char *filename, json_t **ret, char **ret_error);
+
+/* ---- JSON helpers -------------------------------------------------------- */
+
+/* Stored JSON text as a value: NULL -> null; JSON text (any value, NULs
+ * allowed) -> that value; text that is not JSON -> a string of it. New
+ * reference. */
+json_t *json_parse_or_string(const char *text);
+
+/* o[key] when o is an object and the member a string, else NULL. Borrowed. */
+const char *json_get_string(const json_t *o, const char *key);
+/* o[key] when an integer, else def. */
+json_int_t json_get_integer(const json_t *o, const char *key, json_int_t def);
+
+/* Typed reads of a value found under `key` (the name users see in messages,
+ * e.g. "limits.memory_bytes"). On a wrong type: -EINVAL and
+ * "'KEY' must be …" in *ret_error; *ret untouched. */
+int json_want_uint(const json_t *v, const char *key, uint64_t *ret, char **ret_error);
+int json_want_bool(const json_t *v, const char *key, bool *ret, char **ret_error);
+/* Replaces *ret (freed) with a copy of the string. */
+int json_want_string(const json_t *v, const char *key, char **ret, char **ret_error);
+/* A list of strings: replaces *ret (strv_free'd) with a NULL-terminated copy,
+ * an empty list when v is []. "'KEY[I]' must be a string" names the item. */
+int json_want_strv(const json_t *v, const char *key, char ***ret, char **ret_error);
+
+/* A NULL-terminated string vector as a JSON array (NULL -> []). */
+json_t *json_strv_new(char *const *v);

@@ -1,0 +1,435 @@
+/* shared: the YAML 1.2 core-schema scalar table, documents with positions,
+ * SHA-256 vectors (built-in and libcrypto paths), the JSON helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+
+#include "shared.h"
+
+/* ---- scalars ---- */
+
+typedef struct ScalarCase {
+        const char *yaml;  /* a value as written in a file: `key: <yaml>` */
+        const char *json;  /* its JSON, compact; NULL: an error */
+} ScalarCase;
+
+/* docs/internals/yaml.md's table. Each row is a whole document `v: ROW`,
+ * so quoting and block styles go through libyaml like in a real file. */
+static const ScalarCase scalar_cases[] = {
+        /* null */
+        { "null", "null" },
+        { "Null", "null" },
+        { "NULL", "null" },
+        { "~", "null" },
+        { "", "null" },
+        { "nULL", "\"nULL\"" },
+        /* booleans: only true/false in three spellings */
+        { "true", "true" },
+        { "True", "true" },
+        { "TRUE", "true" },
+        { "false", "false" },
+        { "False", "false" },
+        { "FALSE", "false" },
+        { "tRuE", "\"tRuE\"" },
+        { "yes", "\"yes\"" },
+        { "no", "\"no\"" },
+        { "on", "\"on\"" },
+        { "off", "\"off\"" },
+        { "y", "\"y\"" },
+        { "n", "\"n\"" },
+        { "Yes", "\"Yes\"" },
+        { "ON", "\"ON\"" },
+        /* integers */
+        { "0", "0" },
+        { "42", "42" },
+        { "-7", "-7" },
+        { "+3", "3" },
+        { "012", "12" },
+        { "-0", "0" },
+        { "9223372036854775807", "9223372036854775807" },
+        { "-9223372036854775808", "-9223372036854775808" },
+        { "9223372036854775808", NULL },
+        { "0o17", "15" },
+        { "0o8", "\"0o8\"" },
+        { "0x1F", "31" },
+        { "0x1f", "31" },
+        { "0X1F", "\"0X1F\"" },
+        { "-0x1F", "\"-0x1F\"" },
+        { "+0x1F", "\"+0x1F\"" },
+        { "0x", "\"0x\"" },
+        { "0o", "\"0o\"" },
+        { "1_000", "\"1_000\"" },
+        /* reals */
+        { "1.5", "1.5" },
+        { "-2.25", "-2.25" },
+        { "1e3", "1000.0" },
+        { "1E3", "1000.0" },
+        { "1e+3", "1000.0" },
+        { "2.5e-1", "0.25" },
+        { ".5", "0.5" },
+        { "-.5", "-0.5" },
+        { "1.", "1.0" },
+        { "0.0", "0.0" },
+        { "1e999", NULL },
+        { "e3", "\"e3\"" },
+        { "1e", "\"1e\"" },
+        { ".", "\".\"" },
+        { "1.2.3", "\"1.2.3\"" },
+        { ".inf", NULL },
+        { "-.Inf", NULL },
+        { "+.INF", NULL },
+        { ".nan", NULL },
+        { ".NaN", NULL },
+        { "inf", "\"inf\"" },
+        { "nan", "\"nan\"" },
+        { ".infinity", "\".infinity\"" },
+        /* everything else is a string */
+        { "2026-11-30", "\"2026-11-30\"" },
+        { "12:30:00", "\"12:30:00\"" },
+        { "abc", "\"abc\"" },
+        { "hello world", "\"hello world\"" },
+        { "1.5s", "\"1.5s\"" },
+        { "256M", "\"256M\"" },
+        /* quoting always means a string */
+        { "\"quoted\"", "\"quoted\"" },
+        { "'single'", "\"single\"" },
+        { "''", "\"\"" },
+        { "\"\"", "\"\"" },
+        { "\"true\"", "\"true\"" },
+        { "'5'", "\"5\"" },
+        { "\"1.5\"", "\"1.5\"" },
+        { "'~'", "\"~\"" },
+        { "\".inf\"", "\".inf\"" },
+        { "\"a\\u00e9\"", "\"a\xc3\xa9\"" },
+        { "|\n  block\n", "\"block\\n\"" },
+        { ">-\n  folded\n  text\n", "\"folded text\"" },
+        /* collections */
+        { "[yes, on, 1.5, 0x1F, ~, 'x']", "[\"yes\",\"on\",1.5,31,null,\"x\"]" },
+        { "{a: 1, b: [true, null]}", "{\"a\":1,\"b\":[true,null]}" },
+        { "{1: one, true: t}", "{\"1\":\"one\",\"true\":\"t\"}" },
+        { "{a: 1, a: 2}", "{\"a\":2}" },
+};
+
+static char *doc_json(const char *value, char **ret_error) {
+        _cleanup_free_ char *text = xasprintf("v: %s", value);
+        json_t *j = NULL;
+        int r = yaml_to_json(text, strlen(text), "t.yaml", &j, ret_error);
+        if (r < 0)
+                return NULL;
+        char *s = json_dumps(json_object_get(j, "v"), JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        json_decref(j);
+        return s;
+}
+
+static void test_scalar_table(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(scalar_cases); i++) {
+                const ScalarCase *c = &scalar_cases[i];
+                _cleanup_free_ char *err = NULL;
+                _cleanup_free_ char *got = doc_json(c->yaml, &err);
+                if (c->json) {
+                        if (!got || !streq(got, c->json))
+                                fail_msg("'%s': want %s, got %s (%s)", c->yaml, c->json, got ?: "error", err ?: "");
+                } else {
+                        if (got)
+                                fail_msg("'%s': want an error, got %s", c->yaml, got);
+                        /* The message points at the value and says what to do. */
+                        assert_non_null(strstr(err, "t.yaml:1:4: "));
+                        assert_non_null(strstr(err, "quote it"));
+                }
+        }
+}
+
+static void test_scalar_direct(void **state) {
+        json_t *v;
+        _cleanup_free_ char *err = NULL;
+        /* Not plain: a string whatever it looks like. */
+        assert_int_equal(yaml_scalar_to_json("true", 4, false, &v, &err), 0);
+        assert_true(json_is_string(v));
+        json_decref(v);
+        /* The length bounds the text (not NUL-terminated input). */
+        assert_int_equal(yaml_scalar_to_json("12345", 2, true, &v, &err), 0);
+        assert_int_equal(json_integer_value(v), 12);
+        json_decref(v);
+        /* A quoted NUL survives as a string. */
+        assert_int_equal(yaml_scalar_to_json("a\0b", 3, false, &v, &err), 0);
+        assert_int_equal(json_string_length(v), 3);
+        json_decref(v);
+        assert_int_equal(yaml_scalar_to_json(".nan", 4, true, &v, &err), -EINVAL);
+        assert_non_null(strstr(err, "'.nan'"));
+}
+
+/* ---- documents ---- */
+
+static void test_walker_positions(void **state) {
+        const char *text = "name: p\n"
+                           "tasks:\n"
+                           "  a: {file: a.py}\n"
+                           "  b:\n"
+                           "    file: b.py\n"
+                           "    args: [1, yes]\n";
+        _cleanup_(yaml_doc_freep) YamlDoc *d = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(yaml_doc_load(text, strlen(text), "p.yaml", 0, &d, &err), 0);
+        assert_string_equal(yaml_doc_filename(d), "p.yaml");
+        const YamlNode *root = yaml_doc_root(d);
+        assert_int_equal(yaml_node_kind(root), YAML_KIND_MAPPING);
+        assert_int_equal(yaml_node_count(root), 2);
+        assert_string_equal(yaml_node_scalar(yaml_node_key(d, root, 1)), "tasks");
+        const YamlNode *tasks = yaml_node_value(d, root, 1);
+        assert_int_equal(yaml_node_kind(tasks), YAML_KIND_MAPPING);
+        const YamlNode *b = yaml_node_value(d, tasks, 1);
+        assert_int_equal(yaml_node_line(b), 5);
+        assert_int_equal(yaml_node_column(b), 5);
+        const YamlNode *args = yaml_node_value(d, b, 1);
+        assert_int_equal(yaml_node_kind(args), YAML_KIND_SEQUENCE);
+        assert_int_equal(yaml_node_count(args), 2);
+        const YamlNode *yes = yaml_node_item(d, args, 1);
+        assert_int_equal(yaml_node_line(yes), 6);
+        assert_int_equal(yaml_node_column(yes), 15);
+        assert_string_equal(yaml_node_scalar(yes), "yes");
+        assert_true(yaml_node_is_plain(yes));
+        assert_null(yaml_node_scalar(args));
+        /* Out of range and wrong kind give NULL, not a crash. */
+        assert_null(yaml_node_item(d, args, 2));
+        assert_null(yaml_node_key(d, args, 0));
+        assert_null(yaml_node_item(d, root, 0));
+        /* A subtree's JSON. */
+        json_t *j;
+        assert_int_equal(yaml_doc_json(d, args, &j, &err), 0);
+        _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
+        assert_string_equal(s, "[1,\"yes\"]");
+        json_decref(j);
+}
+
+static void test_doc_errors(void **state) {
+        json_t *j = NULL;
+        char *err = NULL;
+        /* Syntax: FILE:LINE:COL. */
+        const char *bad = "a: [1, 2\nb: 3\n";
+        assert_int_equal(yaml_to_json(bad, strlen(bad), "c.yaml", &j, &err), -EINVAL);
+        assert_true(startswith(err, "c.yaml:"));
+        assert_non_null(strstr(err, "YAML error"));
+        free(err), err = NULL;
+        /* A key that is a list has no JSON spelling. */
+        const char *key = "a: 1\n? [x]\n: 2\n";
+        assert_int_equal(yaml_to_json(key, strlen(key), "c.yaml", &j, &err), -EINVAL);
+        assert_non_null(strstr(err, "c.yaml:2:3: mapping keys must be plain strings"));
+        free(err), err = NULL;
+        /* .inf deep inside: the position of the value. */
+        const char *inf = "limits:\n  maxima:\n    timeout_ms: .inf\n";
+        assert_int_equal(yaml_to_json(inf, strlen(inf), "c.yaml", &j, &err), -EINVAL);
+        assert_non_null(strstr(err, "c.yaml:3:17: '.inf'"));
+        free(err), err = NULL;
+        /* An alias bomb is stopped by the node budget. */
+        Buf b;
+        buf_init(&b, 1 << 20);
+        buf_appends(&b, "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for (int i = 1; i < 9; i++)
+                buf_printf(&b, "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i - 1,
+                           i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+        assert_int_equal(yaml_to_json(b.data, b.len, "bomb.yaml", &j, &err), -EINVAL);
+        assert_non_null(strstr(err, "too large"));
+        free(err), err = NULL;
+        buf_free(&b);
+        /* Depth. */
+        Buf deep;
+        buf_init(&deep, 1 << 16);
+        for (int i = 0; i < YAML_MAX_DEPTH + 2; i++)
+                buf_appends(&deep, "[");
+        for (int i = 0; i < YAML_MAX_DEPTH + 2; i++)
+                buf_appends(&deep, "]");
+        assert_int_equal(yaml_to_json(deep.data, deep.len, "d.yaml", &j, &err), -EINVAL);
+        assert_non_null(strstr(err, "nested more than"));
+        free(err), err = NULL;
+        buf_free(&deep);
+        /* Empty documents are null, not an error. */
+        assert_int_equal(yaml_to_json("", 0, "e.yaml", &j, &err), 0);
+        assert_true(json_is_null(j));
+        assert_int_equal(yaml_to_json("# only a comment\n", 17, "e.yaml", &j, &err), 0);
+        assert_true(json_is_null(j));
+}
+
+static void test_small_budget(void **state) {
+        _cleanup_(yaml_doc_freep) YamlDoc *d = NULL;
+        _cleanup_free_ char *err = NULL;
+        const char *text = "[1, 2, 3, 4]";
+        assert_int_equal(yaml_doc_load(text, strlen(text), "s.yaml", 4, &d, &err), 0);
+        json_t *j;
+        /* Five nodes (the list and four items) against a budget of four. */
+        assert_int_equal(yaml_doc_json(d, NULL, &j, &err), -EINVAL);
+        /* The fifth node, the last item, is where the budget ran out. */
+        assert_non_null(strstr(err, "s.yaml:1:11: the document is too large"));
+}
+
+/* ---- SHA-256 ---- */
+
+typedef struct ShaCase {
+        char fill;
+        size_t n;
+        const char *hex;
+} ShaCase;
+
+/* FIPS 180-2 vectors and the padding edges (55/56/63/64 bytes), the
+ * built-in limit (65536) and one past it (libcrypto), a million 'a'. */
+static const ShaCase sha_cases[] = {
+        { 0, 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+        { 'a', 55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318" },
+        { 'a', 56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a" },
+        { 'a', 63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34" },
+        { 'a', 64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb" },
+        { 'a', 65536, "bf718b6f653bebc184e1479f1935b8da974d701b893afcf49e701f3e2f9f9c5a" },
+        { 'a', 65537, "008ffc88d3c96a9f307524eb361e47c5222a887fc45fa0c1fb8d429c5c23b430" },
+        { 'a', 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0" },
+};
+
+static void test_sha256_vectors(void **state) {
+        char hex[SHA256_HEX_SIZE];
+        sha256_hex("abc", 3, hex);
+        assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        _cleanup_free_ char *dup = sha256_hex_dup(m, strlen(m));
+        assert_string_equal(dup, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+        for (size_t i = 0; i < ELEMENTSOF(sha_cases); i++) {
+                _cleanup_free_ char *buf = xmalloc(sha_cases[i].n + 1);
+                memset(buf, sha_cases[i].fill, sha_cases[i].n);
+                sha256_hex(buf, sha_cases[i].n, hex);
+                if (!streq(hex, sha_cases[i].hex))
+                        fail_msg("%zu x '%c': want %s, got %s", sha_cases[i].n, sha_cases[i].fill, sha_cases[i].hex, hex);
+                /* The stream (libcrypto) agrees, fed in uneven pieces. */
+                _cleanup_(sha256_freep) Sha256 *h = sha256_new();
+                for (size_t off = 0; off < sha_cases[i].n;) {
+                        size_t k = MIN(sha_cases[i].n - off, 1 + off % 7919);
+                        sha256_update(h, buf + off, k);
+                        off += k;
+                }
+                char s[SHA256_HEX_SIZE];
+                sha256_final_hex(h, s);
+                assert_string_equal(s, sha_cases[i].hex);
+        }
+        /* The built-in code agrees with libcrypto at every padding boundary. */
+        char b[300];
+        for (size_t n = 0; n < sizeof(b); n++) {
+                b[n] = (char) ('a' + n % 26);
+                _cleanup_(sha256_freep) Sha256 *h = sha256_new();
+                sha256_update(h, b, n);
+                char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
+                sha256_final_hex(h, want);
+                sha256_hex(b, n, got);
+                assert_string_equal(got, want);
+        }
+}
+
+static void test_sha256_file(void **state) {
+        char path[] = "/tmp/test-shared-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write_full(fd, "abc", 3), 0);
+        close(fd);
+        char hex[SHA256_HEX_SIZE];
+        assert_int_equal(sha256_file_hex(path, hex), 0);
+        assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        _cleanup_close_ int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        uint64_t size = 0;
+        assert_int_equal(sha256_fd_hex(rfd, hex, &size), 0);
+        assert_int_equal(size, 3);
+        unlink(path);
+        assert_int_equal(sha256_file_hex(path, hex), -ENOENT);
+        assert_true(sha256_hex_is_valid("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert_false(sha256_hex_is_valid("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
+        assert_false(sha256_hex_is_valid("ba78"));
+        assert_false(sha256_hex_is_valid(NULL));
+}
+
+/* ---- JSON helpers ---- */
+
+static void test_json_parse_or_string(void **state) {
+        json_t *v = json_parse_or_string(NULL);
+        assert_true(json_is_null(v));
+        v = json_parse_or_string("[1,2]");
+        assert_int_equal(json_array_size(v), 2);
+        json_decref(v);
+        v = json_parse_or_string("5");
+        assert_int_equal(json_integer_value(v), 5);
+        json_decref(v);
+        v = json_parse_or_string("\"a\\u0000b\"");
+        assert_int_equal(json_string_length(v), 3);
+        json_decref(v);
+        v = json_parse_or_string("not json {");
+        assert_string_equal(json_string_value(v), "not json {");
+        json_decref(v);
+}
+
+static void test_json_getters(void **state) {
+        json_t *o = json_pack("{s:s, s:i, s:b, s:[s,s], s:[s,i], s:i, s:s}", "name", "x", "n", 7, "flag", 1, "list", "a",
+                              "b", "mixed", "a", 1, "neg", -1, "yes", "yes");
+        assert_string_equal(json_get_string(o, "name"), "x");
+        assert_null(json_get_string(o, "n"));
+        assert_null(json_get_string(o, "missing"));
+        assert_null(json_get_string(NULL, "name"));
+        assert_int_equal(json_get_integer(o, "n", -1), 7);
+        assert_int_equal(json_get_integer(o, "name", -1), -1);
+
+        _cleanup_free_ char *err = NULL;
+        uint64_t u = 99;
+        assert_int_equal(json_want_uint(json_object_get(o, "n"), "server.n", &u, &err), 0);
+        assert_int_equal(u, 7);
+        assert_int_equal(json_want_uint(json_object_get(o, "neg"), "server.neg", &u, &err), -EINVAL);
+        assert_string_equal(err, "'server.neg' must be a non-negative integer");
+        assert_int_equal(u, 7); /* untouched on error */
+        free(err), err = NULL;
+
+        bool b = false;
+        assert_int_equal(json_want_bool(json_object_get(o, "flag"), "limits.network", &b, &err), 0);
+        assert_true(b);
+        assert_int_equal(json_want_bool(json_object_get(o, "yes"), "limits.network", &b, &err), -EINVAL);
+        assert_string_equal(err, "'limits.network' must be true or false (not 'yes')");
+        free(err), err = NULL;
+
+        _cleanup_free_ char *s = xstrdup("old");
+        assert_int_equal(json_want_string(json_object_get(o, "name"), "listen", &s, &err), 0);
+        assert_string_equal(s, "x");
+        assert_int_equal(json_want_string(json_object_get(o, "n"), "listen", &s, &err), -EINVAL);
+        assert_string_equal(err, "'listen' must be a string");
+        assert_string_equal(s, "x");
+        free(err), err = NULL;
+
+        _cleanup_strv_free_ char **l = NULL;
+        assert_int_equal(json_want_strv(json_object_get(o, "list"), "allow", &l, &err), 0);
+        assert_int_equal(strv_length(l), 2);
+        assert_string_equal(l[1], "b");
+        assert_int_equal(json_want_strv(json_object_get(o, "mixed"), "allow", &l, &err), -EINVAL);
+        assert_string_equal(err, "'allow[1]' must be a string");
+        assert_int_equal(strv_length(l), 2);
+        free(err), err = NULL;
+        assert_int_equal(json_want_strv(json_object_get(o, "name"), "allow", &l, &err), -EINVAL);
+        assert_string_equal(err, "'allow' must be a list of strings");
+        free(err), err = NULL;
+        json_t *empty = json_array();
+        assert_int_equal(json_want_strv(empty, "allow", &l, &err), 0);
+        assert_non_null(l);
+        assert_null(l[0]);
+        json_decref(empty);
+
+        char *v[] = { (char *) "p", (char *) "q", NULL };
+        json_t *a = json_strv_new(v);
+        _cleanup_free_ char *t = json_dumps(a, JSON_COMPACT);
+        assert_string_equal(t, "[\"p\",\"q\"]");
+        json_decref(a);
+        a = json_strv_new(NULL);
+        assert_int_equal(json_array_size(a), 0);
+        json_decref(a);
+        json_decref(o);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_scalar_table),       cmocka_unit_test(test_scalar_direct),
+                cmocka_unit_test(test_walker_positions),   cmocka_unit_test(test_doc_errors),
+                cmocka_unit_test(test_small_budget),       cmocka_unit_test(test_sha256_vectors),
+                cmocka_unit_test(test_sha256_file),        cmocka_unit_test(test_json_parse_or_string),
+                cmocka_unit_test(test_json_getters),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
