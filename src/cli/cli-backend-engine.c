@@ -33,6 +33,9 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
         EngineConfig cfg = {
                 /* One run per CLI process: a spare child would be wasted. */
                 .no_spares = true,
+                /* A run whose CLI dies (terminal closed, kill -9) is marked
+                 * lost by the next CLI instead of staying running. */
+                .record_owner = true,
                 .index_url = a && a->index_url ? a->index_url : cfg_index,
                 .extra_index_urls = cfg_extra,
                 .find_links = a && a->find_links ? a->find_links : cfg_links,

@@ -152,6 +152,9 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
+        e->record_owner = cfg->record_owner;
+        if (cfg->record_owner)
+                (void) store_runs_mark_orphaned(e->store, "the process running it is gone");
         /* A runner killed with SIGKILL leaves its runs' cgroups behind. */
         (void) engine_sandbox_sweep();
         if (cfg->prewarm) {

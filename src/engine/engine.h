@@ -161,6 +161,10 @@ typedef struct EngineConfig {
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
         bool no_spares;                /* the CLI: one run per process */
+        /* The CLI: each run records this process as its owner, and runs of
+         * owners that are gone are marked lost when the engine starts
+         * (a daemon's queue recovers its own runs instead). */
+        bool record_owner;
         /* Start the base (validation) worker of this sandbox mode in the
          * background now, so a long-lived engine's first run finds it warm. */
         bool prewarm;

@@ -108,6 +108,12 @@ static const char *const migrations[] = {
         "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;"
         "CREATE INDEX runs_pending ON runs(status, created) WHERE status IN ('queued','running');",
+        /* 6: the owner of an embedded run (the CLI process running it): its
+         * pid and start time (/proc/PID/stat field 22), so a run whose CLI
+         * died can be told lost (store_runs_mark_orphaned). 0: none (a
+         * daemon's runs, recovered by the queue). */
+        "ALTER TABLE runs ADD COLUMN owner_pid INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE runs ADD COLUMN owner_start INTEGER NOT NULL DEFAULT 0;",
 };
 
 int store_migrate(sqlite3 *db, char **ret_error) {

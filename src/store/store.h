@@ -58,6 +58,14 @@ void run_record_list_free(RunRecord **v, size_t n);
 /* Mark every queued/running run as lost (called at startup by the one
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */
 int store_runs_mark_lost(Store *s, const char *message);
+/* Records the process that runs r (an embedded run): pid and its start
+ * time (pid_start_time()). -ENOENT when there is no such run. */
+int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time);
+/* Marks lost every queued/running run whose recorded owner process is gone
+ * (no such pid, or a pid reused by another process), with message and
+ * " (pid N)". Runs without an owner (a daemon's) are not
+ * touched. Returns how many. */
+int store_runs_mark_orphaned(Store *s, const char *message);
 
 /* ---- the run queue (store-queue.c) ----------------------------------------
  *
