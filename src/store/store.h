@@ -216,6 +216,11 @@ typedef struct DagTaskRecord {
 DagTaskRecord *dag_task_record_free(DagTaskRecord *t);
 void dag_task_record_list_free(DagTaskRecord **v, size_t n);
 
+/* r as the API's DAG object (docs/api.md "DAG runs"), JSON text; with_tasks:
+ * with its tasks (position order) and their counts by state. NULL only
+ * when the records hold text that is not UTF-8. */
+char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks);
+
 int store_dag_insert(Store *s, const DagRunRecord *r);
 /* Overwrites status, error, owner, params, options, started, finished. -ENOENT if none. */
 int store_dag_update(Store *s, const DagRunRecord *r);
