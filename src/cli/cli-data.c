@@ -68,7 +68,7 @@ static int data_put_verb(Backend *b, int argc, char **argv, bool json) {
                         as = argv[++i];
                 else if (startswith(argv[i], "--as="))
                         as = argv[i] + 5;
-                else if (n < 2 && argv[i][0] != '-')
+                else if (n < 2) /* "-x" too: data_put() says why it is no name */
                         pos[n++] = argv[i];
                 else
                         n = 3;
