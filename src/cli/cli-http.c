@@ -143,6 +143,8 @@ static char *status_message(const Http *h, long status, const Buf *body) {
                               h->base, m ? m : "unauthorized");
         else if (status == 403)
                 r = xasprintf("the token lacks the right to do this (%s)", m ? m : "forbidden");
+        else if (m && status < 500)
+                r = xstrdup(m); /* the embedded path's words for the same refusal */
         else
                 r = xasprintf("%s (HTTP %ld)", m ? m : "the server refused the request", status);
         json_decref(j);

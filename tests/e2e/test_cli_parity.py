@@ -67,6 +67,8 @@ def workdir(tmp_path_factory):
     (w / "step.py").write_text(STEP)
     (w / "pipe.yaml").write_text(PIPELINE)
     (w / "words.txt").write_text("alpha beta\n")
+    (w / "bad.yaml").write_text("tasks:\n  a: {file: step.py, function: one, args: ['${nope}']}\n")
+    (w / "fail.yaml").write_text("tasks:\n  a: {file: f.py, kwargs: {kind: raise}}\n")
     (w / "home").mkdir()
     return w
 
@@ -106,13 +108,20 @@ CASES = {
     "chain": ["chain", "step.py::one", "step.py::two"],
     "chain_json": ["chain", "step.py::one", "step.py::two", "--json"],
     "dag": ["dag", "run", "pipe.yaml"],
+    "dag_invalid": ["dag", "run", "bad.yaml"],
+    "dag_failed_task": ["dag", "run", "fail.yaml"],
+    # In order (sorted names): a put, the same content again, then get.
+    "data1_put": ["data", "put", "words", "words.txt"],
+    "data2_put_again": ["data", "put", "words", "words.txt", "--json"],
+    "data3_get": ["data", "get", "words"],
+    "data4_get_missing": ["data", "get", "nope"],
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_verb_gives_the_same_output_embedded_and_remote(daemon, workdir, case):
     args = CASES[case]
-    if args[0] in ("run", "chain"):
+    if args[0] in ("run", "chain") or args[:2] == ["dag", "run"]:
         args = args + SB
     local = run_cli(workdir, args)
     remote = run_cli(workdir, args, server=daemon.url)
