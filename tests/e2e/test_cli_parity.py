@@ -274,3 +274,40 @@ def test_logs_replays_stdout_and_stderr_apart_on_both_paths(daemon, workdir):
         rid = json.loads(run_cli(workdir, ["ps", "--json", "-n", "1"], server=server).stdout)[0]["id"]
         r = run_cli(workdir, ["logs", rid], server=server)
         assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n")
+
+
+DATA_READER = '''
+import pysprinter
+
+def f():
+    p = pysprinter.data_path("corpus")
+    return [p.rsplit("/", 1)[-1], open(p).read()]
+'''
+
+
+def test_data_put_as_sets_the_file_name_and_a_reput_keeps_it(daemon, workdir, tmp_path):
+    (workdir / "reader.py").write_text(DATA_READER)
+    (workdir / "first.txt").write_text("one\n")
+    (workdir / "second.txt").write_text("two\n")
+    seen = {}
+    for server in (None, daemon.url):
+        def put(*args):
+            r = run_cli(workdir, ["data", "put", "corpus", *args], server=server)
+            assert r.returncode == 0, r.stderr
+            return r
+
+        def read():
+            r = run_cli(workdir, ["run", "reader.py", "--data", "corpus", "--json", *SB], server=server)
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        put("first.txt", "--as", "words.txt")
+        assert read() == ["words.txt", "one\n"]
+        # A new version keeps the name a pipeline reads, and says so.
+        r = put("second.txt")
+        assert "keeping the file name 'words.txt'" in r.stderr
+        assert read() == ["words.txt", "two\n"]
+        put("first.txt", "--as", "other.txt")
+        seen[server] = read()
+        assert run_cli(workdir, ["data", "put", "corpus", "first.txt", "--as", "../x"], server=server).returncode == 2
+    assert seen[None] == seen[daemon.url] == ["other.txt", "one\n"]
