@@ -70,10 +70,14 @@ json_t *cli_run_record_json(const RunRecord *r) {
 
 /* The outcome fields of the run object, from a finished engine run. */
 static json_t *result_json(const RunResult *res) {
-        return json_pack("{s:s, s:s, s:i, s:s?, s:o, s:s?, s:o}", "id", res->id ?: "", "status",
+        json_t *j = json_pack("{s:s, s:s, s:i, s:s?, s:o, s:s?, s:o}", "id", res->id ?: "", "status",
                          run_status_to_string(res->status), "exit_code", res->exit_code, "function", res->function,
                          "result", json_or_null(res->value_json), "result_repr", res->value_repr, "error",
                          error_json(res->error_type, res->error_message, res->traceback));
+        /* Text jansson refuses (not UTF-8) must not lose the outcome. */
+        return j ?: json_pack("{s:s, s:s, s:i, s:{s:s, s:s}}", "id", res->id ?: "", "status",
+                              run_status_to_string(res->status), "exit_code", res->exit_code, "error", "type",
+                              "Error", "message", "the run's outcome holds text that is not UTF-8");
 }
 
 static Engine *running_engine;

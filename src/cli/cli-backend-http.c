@@ -218,11 +218,13 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         _cleanup_free_ char *err = NULL, *path = NULL;
         json_t *req = json_object(), *ans = NULL;
         int r;
-        if (!q->deployed) {
-                json_object_set_new(req, "source", json_stringn(q->source, q->source_len));
-                json_object_set_new(req, "filename", json_string(base_name(q->filename)));
-                if (a->function)
-                        json_object_set_new(req, "function", json_string(a->function));
+        if (!q->deployed &&
+            (json_object_set_new(req, "source", json_stringn(q->source, q->source_len)) < 0 ||
+             json_object_set_new(req, "filename", json_string(base_name(q->filename))) < 0 ||
+             (a->function && json_object_set_new(req, "function", json_string(a->function)) < 0))) {
+                /* The source was checked (check_utf8): a name is not UTF-8. */
+                json_decref(req);
+                return fail(b, -EBADMSG, xasprintf("%s: the file or function name is not valid UTF-8", q->filename));
         }
         if (q->payload) {
                 json_decref(req);
@@ -323,6 +325,8 @@ static int http_deploy(Backend *b, json_t *req, json_t **ret) {
         _cleanup_free_ char *err = NULL;
         Buf body;
         _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
+        if (!text)
+                return fail(b, -EINVAL, xstrdup("the deploy request cannot be written as JSON"));
         HttpRequest q = { .method = "POST", .path = "/v1/functions", .content_type = "application/json", .body = text,
                           .body_len = strlen(text) };
         int r = http_request(&b->http, &q, NULL, &body, &err);

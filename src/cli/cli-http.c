@@ -242,6 +242,10 @@ int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret
 
 int http_json(const Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        if (body && !text) {
+                *ret_error = xstrdup("the request cannot be written as JSON");
+                return -EINVAL;
+        }
         HttpRequest q = { .method = method, .path = path };
         Buf b;
         if (text) {
