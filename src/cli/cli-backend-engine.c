@@ -195,18 +195,34 @@ static int engine_run_list(Backend *b, long limit, json_t **ret) {
         return 0;
 }
 
+static bool run_in_flight(Backend *b, const char *id) {
+        RunRecord *rec = NULL;
+        bool live = store_run_get(engine_store(b->engine), NULL, id, &rec) >= 0 && rec->status &&
+                    (streq(rec->status, "running") || streq(rec->status, "queued"));
+        run_record_free(rec);
+        return live;
+}
+
+/* Replays a run's log; follow: then tails it (whole frames only) until
+ * the record ends — or its owner is found gone — or Ctrl-C. */
 static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
         RunRecord *rec = NULL;
         int r = store_run_get(engine_store(b->engine), NULL, id, &rec);
         if (r < 0)
                 return store_error(b, r, id);
-        if (rec->log_path) {
-                r = engine_log_replay(rec->log_path, renderer_event, rd);
+        uint64_t off = 0;
+        for (;;) {
+                bool live = follow && !cli_interrupted && run_in_flight(b, rec->id);
+                r = rec->log_path ? engine_log_replay_from(rec->log_path, off, renderer_event, rd, &off) : 0;
                 if (r == -ENOENT)
                         r = 0;
-                else if (r < 0)
-                        backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
+                if (r < 0 || !live)
+                        break;
+                usleep(100 * 1000);
+                (void) store_runs_mark_orphaned(engine_store(b->engine), "the process running it is gone");
         }
+        if (r < 0)
+                backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
         run_record_free(rec);
         return r;
 }

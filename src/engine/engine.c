@@ -201,9 +201,16 @@ Store *engine_store(Engine *e) {
 }
 
 int engine_log_replay(const char *path, RunEventFn fn, void *userdata) {
+        return engine_log_replay_from(path, 0, fn, userdata, NULL);
+}
+
+int engine_log_replay_from(const char *path, uint64_t offset, RunEventFn fn, void *userdata, uint64_t *ret_offset) {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         if (!f)
                 return -errno;
+        if (offset && fseeko(f, (off_t) offset, SEEK_SET) < 0)
+                return -errno;
+        uint64_t whole = offset; /* the end of the last whole frame */
         char header[64];
         Buf data;
         buf_init(&data, RUN_DEFAULT_MAX_OUTPUT_BYTES * 16);
@@ -227,11 +234,15 @@ int engine_log_replay(const char *path, RunEventFn fn, void *userdata) {
                 }
                 if (left > 0)
                         break; /* a log cut short by a crash: replay what is whole */
-                (void) fgetc(f); /* the frame's trailing newline */
+                if (fgetc(f) == EOF)
+                        break; /* the frame's trailing newline: not written yet */
+                whole = (uint64_t) ftello(f);
                 RunEvent ev = { .type = RUN_EVENT_OUTPUT, .stream = stream, .data = data.data ? data.data : "",
                                 .len = data.len, .timestamp = ts };
                 fn(&ev, userdata);
         }
         buf_free(&data);
+        if (ret_offset)
+                *ret_offset = whole;
         return r;
 }

@@ -202,6 +202,10 @@ Store *engine_store(Engine *e);
 /* Replays a run's stored output (RunRecord.log_path) as OUTPUT events.
  * The log format is frames of "<stream> <realtime-usec> <len>\n<bytes>\n". */
 int engine_log_replay(const char *log_path, RunEventFn fn, void *userdata);
+/* The same from byte offset on, for following a log being written: only
+ * whole frames are replayed; *ret_offset (may be NULL) is where the next
+ * call continues. */
+int engine_log_replay_from(const char *log_path, uint64_t offset, RunEventFn fn, void *userdata, uint64_t *ret_offset);
 
 /* Pool state for /metrics and `pysprinter workers`. */
 typedef struct EnginePoolStats {

@@ -131,8 +131,10 @@ int store_migrate(sqlite3 *db, char **ret_error) {
                 int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
                 if (rc != SQLITE_OK) {
                         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                        /* Another process may have migrated concurrently. */
-                        if (rc == SQLITE_ERROR && err && strstr(err, "already exists")) {
+                        /* Another process may have migrated concurrently
+                         * (a table or, for ALTER TABLE, a column exists). */
+                        if (rc == SQLITE_ERROR && err &&
+                            (strstr(err, "already exists") || strstr(err, "duplicate column name"))) {
                                 sqlite3_free(err);
                                 continue;
                         }
