@@ -389,8 +389,12 @@ static int one_run_args(const char *verb, int argc, char **argv, bool *json, boo
                         *follow = true;
                 else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         printf("Usage: pysprinter %s RUN%s\n\nRUN is a run id or a unique prefix of one "
-                               "(see `pysprinter ps`).\n",
-                               verb, follow ? " [-f]" : " [--json]");
+                               "(see `pysprinter ps`).\n%s",
+                               verb, follow ? " [-f]" : " [--json]",
+                               follow ? "Replays the run's stdout and stderr to the streams they were written to;\n"
+                                        "-f follows a run still running (embedded or on a server) until it ends.\n"
+                                        "No --json: the record is `pysprinter show RUN --json`.\n"
+                                      : "");
                         return -1;
                 } else if (!*ret_id && argv[i][0] != '-')
                         *ret_id = argv[i];
@@ -470,6 +474,11 @@ int verb_logs(int argc, char **argv) {
         int code = one_run_args("logs", argc, argv, NULL, &follow, &id);
         if (code)
                 return code < 0 ? 0 : code;
+        /* A log is the function's own bytes, not a document: it has no
+         * JSON form (the record is `show RUN --json`). */
+        if (cli_globals.json)
+                return usage_error("logs", "logs has no --json: it replays the run's output as written; "
+                                           "`pysprinter show RUN --json` prints the run's record");
         Backend *b = NULL;
         code = backend_open(NULL, &b);
         if (code)
