@@ -281,24 +281,36 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         return follow_run(b, rid, rd, ret);
 }
 
-static int http_run_get(Backend *b, const char *id, json_t **ret) {
+/* METHOD /v1/{runs,dags}/ID: a run or a DAG run object. */
+static int http_object(Backend *b, const char *method, bool dag, const char *id, json_t **ret) {
         _cleanup_free_ char *eid = http_escape(id), *err = NULL;
-        _cleanup_free_ char *path = xasprintf("/v1/runs/%s", eid);
-        int r = http_json(&b->http, "GET", path, NULL, ret, &err);
+        _cleanup_free_ char *path = xasprintf("/v1/%s/%s", dag ? "dags" : "runs", eid);
+        int r = http_json(&b->http, method, path, NULL, ret, &err);
         if (r == -ENOENT)
-                return fail(b, r, xasprintf("no run '%s' (see `pysprinter ps`)", id));
+                return fail(b, r, xasprintf("no %srun '%s' (see `pysprinter %s`)", dag ? "DAG " : "", id,
+                                            dag ? "dag ls" : "ps"));
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
-static int http_run_list(Backend *b, long limit, json_t **ret) {
-        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld", limit), *err = NULL;
+static int http_run_get(Backend *b, const char *id, json_t **ret) {
+        return http_object(b, "GET", false, id, ret);
+}
+
+/* GET path and the array under key of its answer ({"runs": […]}). */
+static int http_list(Backend *b, const char *path, const char *key, json_t **ret) {
+        _cleanup_free_ char *err = NULL;
         json_t *ans = NULL;
         int r = http_json(&b->http, "GET", path, NULL, &ans, &err);
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
-        *ret = json_incref(json_object_get(ans, "runs") ?: json_array());
+        *ret = json_incref(json_object_get(ans, key) ?: json_array());
         json_decref(ans);
         return 0;
+}
+
+static int http_run_list(Backend *b, long limit, json_t **ret) {
+        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld", limit);
+        return http_list(b, path, "runs", ret);
 }
 
 static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
@@ -427,21 +439,11 @@ static bool dag_final(const char *st) {
 }
 
 static int http_dag_get(Backend *b, const char *id, json_t **ret) {
-        _cleanup_free_ char *eid = http_escape(id), *err = NULL;
-        _cleanup_free_ char *path = xasprintf("/v1/dags/%s", eid);
-        int r = http_json(&b->http, "GET", path, NULL, ret, &err);
-        if (r == -ENOENT)
-                return fail(b, r, xasprintf("no DAG run '%s' (see `pysprinter dag ls`)", id));
-        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+        return http_object(b, "GET", true, id, ret);
 }
 
 static int http_dag_cancel(Backend *b, const char *id, json_t **ret) {
-        _cleanup_free_ char *eid = http_escape(id), *err = NULL;
-        _cleanup_free_ char *path = xasprintf("/v1/dags/%s", eid);
-        int r = http_json(&b->http, "DELETE", path, NULL, ret, &err);
-        if (r == -ENOENT)
-                return fail(b, r, xasprintf("no DAG run '%s' (see `pysprinter dag ls`)", id));
-        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+        return http_object(b, "DELETE", true, id, ret);
 }
 
 /* The pipeline and its task files go up; the DAG run is then polled
@@ -531,14 +533,8 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
 }
 
 static int http_dag_list(Backend *b, long limit, json_t **ret) {
-        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld", MIN(limit, 10000L)), *err = NULL;
-        json_t *ans = NULL;
-        int r = http_json(&b->http, "GET", path, NULL, &ans, &err);
-        if (r < 0)
-                return fail(b, r, TAKE_PTR(err));
-        *ret = json_incref(json_object_get(ans, "dags") ?: json_array());
-        json_decref(ans);
-        return 0;
+        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld", MIN(limit, 10000L));
+        return http_list(b, path, "dags", ret);
 }
 
 /* ---- datasets ---------------------------------------------------------------- */
@@ -609,14 +605,7 @@ static int http_data_info(Backend *b, const char *name, json_t **ret) {
 }
 
 static int http_data_list(Backend *b, json_t **ret) {
-        _cleanup_free_ char *err = NULL;
-        json_t *ans = NULL;
-        int r = http_json(&b->http, "GET", "/v1/data", NULL, &ans, &err);
-        if (r < 0)
-                return fail(b, r, TAKE_PTR(err));
-        *ret = json_incref(json_object_get(ans, "datasets") ?: json_array());
-        json_decref(ans);
-        return 0;
+        return http_list(b, "/v1/data", "datasets", ret);
 }
 
 /* The content is streamed to a temporary file beside out_path, renamed

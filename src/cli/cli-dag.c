@@ -622,15 +622,9 @@ static int dag_cancel_verb(Backend *b, int argc, char **argv, bool json) {
 }
 
 int verb_dag(int argc, char **argv) {
-        for (int i = 0; i < argc; i++)
-                if (streq(argv[i], "--help") || streq(argv[i], "-h") || (i == 0 && streq(argv[i], "help"))) {
-                        fputs(dag_help, stdout);
-                        return 0;
-                }
-        if (argc < 1) {
-                fputs(dag_help, stderr);
-                return EXIT_USAGE;
-        }
+        int code = cli_subverb_help(argc, argv, dag_help);
+        if (code >= 0)
+                return code;
         const char *sub = argv[0];
         if (streq(sub, "run") || streq(sub, "resume"))
                 return dag_run_verb(argc - 1, argv + 1, streq(sub, "resume"));
@@ -655,7 +649,7 @@ int verb_dag(int argc, char **argv) {
                                 argv[1 + n++] = argv[i];
                 }
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        code = backend_open(NULL, &b);
         if (code)
                 return code;
         if (is_ls)

@@ -183,15 +183,9 @@ static int data_get_verb(Backend *b, int argc, char **argv) {
 }
 
 int verb_data(int argc, char **argv) {
-        for (int i = 0; i < argc; i++)
-                if (streq(argv[i], "--help") || streq(argv[i], "-h") || (i == 0 && streq(argv[i], "help"))) {
-                        fputs(data_help, stdout);
-                        return 0;
-                }
-        if (argc < 1) {
-                fputs(data_help, stderr);
-                return EXIT_USAGE;
-        }
+        int code = cli_subverb_help(argc, argv, data_help);
+        if (code >= 0)
+                return code;
         const char *sub = argv[0];
         bool json = cli_globals.json;
         int n = 0;
@@ -211,7 +205,7 @@ int verb_data(int argc, char **argv) {
         if (rm && n != 1)
                 return data_usage("data rm NAME[@VERSION]");
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        code = backend_open(NULL, &b);
         if (code)
                 return code;
         if (put)

@@ -133,6 +133,9 @@ int verb_data(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 
+/* A verb with subcommands (dag, data): help asked anywhere prints help
+ * (exit 0), no subcommand prints it on stderr (exit 2); -1 otherwise. */
+int cli_subverb_help(int argc, char **argv, const char *help);
 /* Reads a user's file within the source size cap, saying on stderr what
  * went wrong when it cannot. */
 int cli_read_source(const char *file, char **ret, size_t *ret_len);
