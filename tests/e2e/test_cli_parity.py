@@ -261,7 +261,7 @@ def test_invoke_sends_a_lambda_event_payload(daemon, workdir):
 
 def test_dag_logs_of_a_silent_task_prints_nothing_and_exits_0_on_both_paths(daemon, workdir):
     for server in (None, daemon.url):
-        r = run_cli(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--json"], server=server)
+        r = run_cli(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--no-cache", "--json"], server=server)
         assert r.returncode == 0, r.stderr
         dag_id = json.loads(r.stdout)["id"]
         r = run_cli(workdir, ["dag", "logs", dag_id, "one"], server=server)
@@ -431,7 +431,7 @@ def test_progress_line_is_erased_before_other_output(workdir, tmp_path):
 
 
 def test_term_dumb_dag_view_moves_no_cursor(workdir):
-    code, dumb = pty_run(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none"], extra_env={"TERM": "dumb"})
+    code, dumb = pty_run(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--no-cache"], extra_env={"TERM": "dumb"})
     assert code == 0, dumb
     assert "\x1b[" not in dumb, repr(dumb)
     assert "one: succeeded" in dumb
