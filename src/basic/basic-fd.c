@@ -1,6 +1,7 @@
 /* File descriptor helpers. Every fd we open is O_CLOEXEC. */
 #include "basic.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -120,4 +121,33 @@ int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
         if (r < 0)
                 unlink(tmp);
         return r;
+}
+
+int pid_start_time(pid_t pid, uint64_t *ret) {
+        assert(pid > 0);
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        int r = read_file(path, 64 * 1024, &text, &len);
+        if (r < 0)
+                return r == -ENOENT ? -ESRCH : r;
+        /* Field 2 (comm) is in parentheses and may hold spaces and ')':
+         * count fields from the last ')'. */
+        const char *p = strrchr(text, ')');
+        if (!p)
+                return -EIO;
+        p++;
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p + 1, ' ');
+                if (!p)
+                        return -EIO;
+        }
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(p + 1, &end, 10);
+        if (errno || end == p + 1)
+                return -EIO;
+        *ret = v;
+        return 0;
 }

@@ -138,6 +138,13 @@ int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len);
 /* Write atomically: temp file in the same directory, fsync, rename. */
 int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode);
 
+/* ---- processes ------------------------------------------------------------ */
+
+/* A process's start time (field 22 of /proc/PID/stat, clock ticks since
+ * boot): a pid and its start time name one process, even after the pid is
+ * reused. -ESRCH when there is no such process. */
+int pid_start_time(pid_t pid, uint64_t *ret);
+
 /* ---- paths -------------------------------------------------------------- */
 
 /* Joins with exactly one '/' between parts; NULL-terminated argument list. */

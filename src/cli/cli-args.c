@@ -282,6 +282,12 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
         bool only_values = false;
         for (int i = 0; i < argc && r >= 0; i++) {
                 const char *w = argv[i];
+                /* Values become JSON strings (UTF-8 only): refuse here
+                 * rather than lose the word later. */
+                if (!utf8_is_valid(w)) {
+                        r = usage(&c, "an argument is not valid UTF-8%s", "");
+                        break;
+                }
                 if (!only_values && streq(w, "--")) {
                         only_values = true;
                         continue;
@@ -336,6 +342,13 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
         a.kwargs_json = json_dumps(c.kwargs, JSON_COMPACT);
         json_decref(c.args);
         json_decref(c.kwargs);
+        if (!a.args_json || !a.kwargs_json) {
+                /* Only a value jansson cannot write (checked above: none
+                 * should be left). */
+                *ret_error = xstrdup("the arguments cannot be written as JSON");
+                run_args_done(&a);
+                return -EINVAL;
+        }
         *ret = a;
         return 0;
 }

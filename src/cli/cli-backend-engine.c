@@ -1,6 +1,7 @@
 /* The embedded backend: runs in this process's engine, records in
  * $PYSPRINTER_HOME. It answers with the API's objects (docs/api.md) so the
  * verbs and the renderer cannot tell it from a daemon. */
+#include <fcntl.h>
 #include <signal.h>
 
 #include "cli-backend.h"
@@ -33,6 +34,9 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
         EngineConfig cfg = {
                 /* One run per CLI process: a spare child would be wasted. */
                 .no_spares = true,
+                /* A run whose CLI dies (terminal closed, kill -9) is marked
+                 * lost by the next CLI instead of staying running. */
+                .record_owner = true,
                 .index_url = a && a->index_url ? a->index_url : cfg_index,
                 .extra_index_urls = cfg_extra,
                 .find_links = a && a->find_links ? a->find_links : cfg_links,
@@ -66,10 +70,14 @@ json_t *cli_run_record_json(const RunRecord *r) {
 
 /* The outcome fields of the run object, from a finished engine run. */
 static json_t *result_json(const RunResult *res) {
-        return json_pack("{s:s, s:s, s:i, s:s?, s:o, s:s?, s:o}", "id", res->id ?: "", "status",
+        json_t *j = json_pack("{s:s, s:s, s:i, s:s?, s:o, s:s?, s:o}", "id", res->id ?: "", "status",
                          run_status_to_string(res->status), "exit_code", res->exit_code, "function", res->function,
                          "result", json_or_null(res->value_json), "result_repr", res->value_repr, "error",
                          error_json(res->error_type, res->error_message, res->traceback));
+        /* Text jansson refuses (not UTF-8) must not lose the outcome. */
+        return j ?: json_pack("{s:s, s:s, s:i, s:{s:s, s:s}}", "id", res->id ?: "", "status",
+                              run_status_to_string(res->status), "exit_code", res->exit_code, "error", "type",
+                              "Error", "message", "the run's outcome holds text that is not UTF-8");
 }
 
 static Engine *running_engine;
@@ -83,22 +91,21 @@ static void on_interrupt(int sig) {
 }
 
 /* --data NAME[@VERSION] -> read-only content dirs. */
+static int catalog(Backend *b, DataCatalog **ret);
+
 static int resolve_data(Backend *b, char *const *refs, char ***ret_mounts) {
-        _cleanup_free_ char *root = path_join(engine_data_dir(b->engine), "data");
-        DataConfig cfg = { .root = root };
         DataCatalog *dc = NULL;
         _cleanup_free_ char *err = NULL, *warn = NULL;
-        data_config_from_env(&cfg, engine_data_dir(b->engine));
-        int r = data_catalog_new(engine_store(b->engine), &cfg, &dc, &err);
-        if (r >= 0)
-                r = data_resolve_mounts(dc, NULL, refs, ret_mounts, NULL, &warn, &err);
+        int r = catalog(b, &dc);
+        if (r < 0)
+                return r;
+        r = data_resolve_mounts(dc, NULL, refs, ret_mounts, NULL, &warn, &err);
         if (warn)
                 cli_warning("%s", warn);
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 r = r == -ENOENT ? -EBADMSG : r;
         }
-        data_catalog_free(dc);
         return r;
 }
 
@@ -188,18 +195,34 @@ static int engine_run_list(Backend *b, long limit, json_t **ret) {
         return 0;
 }
 
+static bool run_in_flight(Backend *b, const char *id) {
+        RunRecord *rec = NULL;
+        bool live = store_run_get(engine_store(b->engine), NULL, id, &rec) >= 0 && rec->status &&
+                    (streq(rec->status, "running") || streq(rec->status, "queued"));
+        run_record_free(rec);
+        return live;
+}
+
+/* Replays a run's log; follow: then tails it (whole frames only) until
+ * the record ends — or its owner is found gone — or Ctrl-C. */
 static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
         RunRecord *rec = NULL;
         int r = store_run_get(engine_store(b->engine), NULL, id, &rec);
         if (r < 0)
                 return store_error(b, r, id);
-        if (rec->log_path) {
-                r = engine_log_replay(rec->log_path, renderer_event, rd);
+        uint64_t off = 0;
+        for (;;) {
+                bool live = follow && !cli_interrupted && run_in_flight(b, rec->id);
+                r = rec->log_path ? engine_log_replay_from(rec->log_path, off, renderer_event, rd, &off) : 0;
                 if (r == -ENOENT)
                         r = 0;
-                else if (r < 0)
-                        backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
+                if (r < 0 || !live)
+                        break;
+                usleep(100 * 1000);
+                (void) store_runs_mark_orphaned(engine_store(b->engine), "the process running it is gone");
         }
+        if (r < 0)
+                backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
         run_record_free(rec);
         return r;
 }
@@ -222,7 +245,375 @@ static int engine_workers(Backend *b, json_t **ret) {
         return engine_unsupported(b);
 }
 
+/* ---- DAG runs ------------------------------------------------------------ */
+
+/* The catalog beside the engine's store, opened on first use. */
+static int catalog(Backend *b, DataCatalog **ret) {
+        if (!b->catalog) {
+                _cleanup_free_ char *root = path_join(engine_data_dir(b->engine), "data"), *err = NULL;
+                DataConfig cfg = { .root = root };
+                data_config_from_env(&cfg, engine_data_dir(b->engine));
+                int r = data_catalog_new(engine_store(b->engine), &cfg, &b->catalog, &err);
+                if (r < 0) {
+                        backend_set_error(b, "cannot open the data catalog: %s", err ?: strerror(-r));
+                        return r;
+                }
+        }
+        *ret = b->catalog;
+        return 0;
+}
+
+/* The API's DAG object of a recorded DAG run. */
+static int dag_object(Backend *b, const char *id, json_t **ret) {
+        Store *s = engine_store(b->engine);
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(s, NULL, id, &rec);
+        if (r == -ENOENT)
+                backend_set_error(b, "no DAG run '%s' (see `pysprinter dag ls`)", id);
+        else if (r == -EEXIST)
+                backend_set_error(b, "'%s' matches several DAG runs; give more of the id", id);
+        else if (r < 0)
+                backend_set_error(b, "cannot read DAG run '%s': %s", id, strerror(-r));
+        if (r < 0)
+                return r == -EEXIST ? -EINVAL : r;
+        DagTaskRecord **t = NULL;
+        size_t n = 0;
+        (void) store_dag_tasks(s, rec->id, &t, &n);
+        _cleanup_free_ char *text = dag_record_to_json(rec, t, n, true);
+        dag_task_record_list_free(t, n);
+        dag_run_record_free(rec);
+        *ret = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+        if (!*ret) {
+                backend_set_error(b, "DAG run '%s' holds text that is not UTF-8", id);
+                return -EIO;
+        }
+        return 0;
+}
+
+typedef struct DagFollow {
+        Backend *b;
+        DagViewFn view;
+        void *userdata;
+} DagFollow;
+
+/* The view sees what a daemon's client sees: the recorded DAG object. */
+static void on_dag_event(const Dag *cd, const DagEvent *ev, void *userdata) {
+        DagFollow *f = userdata;
+        Dag *d = (Dag *) cd;
+        json_t *obj = NULL;
+        switch (ev->type) {
+        case DAG_EVENT_VALIDATING:
+                f->view(d, NULL, f->userdata);
+                break;
+        case DAG_EVENT_WARNING:
+                cli_warning("%s", ev->message);
+                break;
+        default:
+                if (dag_id(d) && dag_object(f->b, dag_id(d), &obj) >= 0) {
+                        f->view(d, obj, f->userdata);
+                        json_decref(obj);
+                }
+                break;
+        }
+}
+
+static Dag *running_dag;
+
+static void on_dag_interrupt(int sig) {
+        cli_interrupted = 1;
+        if (running_dag)
+                dag_cancel(running_dag);
+}
+
+/* Resuming: the recorded pipeline, unless its owner still runs it. */
+static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret, char **ret_id) {
+        _cleanup_free_ char *err = NULL;
+        DagRunRecord *rec = NULL;
+        int r = dag_load(engine_store(b->engine), NULL, id, ret, &rec, &err);
+        if (r < 0) {
+                backend_set_error(b, "%s", err ?: strerror(-r));
+                return r == -ENOENT ? -ENOENT : -EBADMSG;
+        }
+        pid_t pid = rec->owner ? (pid_t) strtol(rec->owner, NULL, 10) : 0;
+        if (rec->status && streq(rec->status, "running") && pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
+                backend_set_error(b, "DAG run %s is still being run by process %d", rec->id, (int) pid);
+                r = -EBUSY;
+        }
+        json_t *opts = rec->options_json ? json_loads(rec->options_json, 0, NULL) : NULL;
+        const char *sb = json_string_value(json_object_get(opts, "sandbox"));
+        if (sb && streq(sb, "none"))
+                o->sandbox = SANDBOX_MODE_NONE;
+        o->keep_going = o->keep_going || json_is_true(json_object_get(opts, "keep_going"));
+        json_decref(opts);
+        *ret_id = xstrdup(rec->id);
+        dag_run_record_free(rec);
+        if (r < 0)
+                *ret = dag_free(*ret);
+        return r;
+}
+
+static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret) {
+        DataCatalog *dc = NULL;
+        int r = catalog(b, &dc);
+        if (r < 0)
+                return r;
+        DagOptions o = { .concurrency = q->concurrency, .no_cache = q->no_cache, .keep_going = q->keep_going,
+                         .sandbox = q->sandbox };
+        Dag *loaded = NULL;
+        _cleanup_free_ char *resume = NULL, *err = NULL;
+        if (q->resume_id) {
+                r = dag_resume_load(b, q->resume_id, &o, &loaded, &resume);
+                if (r < 0)
+                        return r;
+                o.resume_id = resume;
+        }
+        Dag *d = loaded ?: q->dag;
+        assert(d);
+        DagFollow f = { .b = b, .view = view, .userdata = userdata };
+        struct sigaction sa = { .sa_handler = on_dag_interrupt }, old_int, old_term;
+        running_dag = d;
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        r = dag_run(d, b->engine, dc, &o, on_dag_event, &f, &err);
+        running_dag = NULL;
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        if (r < 0) {
+                backend_set_error(b, "%s", err ?: strerror(-r));
+                r = r == -EINVAL || r == -ENOENT ? -EBADMSG : r;
+        } else {
+                r = dag_object(b, dag_id(d), ret);
+                if (r >= 0)
+                        view(d, *ret, userdata);
+        }
+        dag_free(loaded);
+        return r;
+}
+
+static int engine_dag_get(Backend *b, const char *id, json_t **ret) {
+        return dag_object(b, id, ret);
+}
+
+static int engine_dag_list(Backend *b, long limit, json_t **ret) {
+        DagRunRecord **v = NULL;
+        size_t n = 0;
+        int r = store_dag_list(engine_store(b->engine), NULL, (size_t) limit, &v, &n);
+        if (r < 0) {
+                backend_set_error(b, "cannot list DAG runs: %s", strerror(-r));
+                return r;
+        }
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *text = dag_record_to_json(v[i], NULL, 0, false);
+                json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+                if (j)
+                        json_array_append_new(arr, j);
+        }
+        dag_run_record_list_free(v, n);
+        *ret = arr;
+        return 0;
+}
+
+/* Another CLI process drives the DAG run: ask it to stop (its Ctrl-C
+ * handler cancels the run), and wait for the record to end. A run whose
+ * process is gone is recorded cancelled here. */
+static int engine_dag_cancel(Backend *b, const char *id, json_t **ret) {
+        Store *s = engine_store(b->engine);
+        DagRunRecord *rec = NULL;
+        int r = dag_object(b, id, ret);
+        if (r < 0)
+                return r;
+        json_decref(*ret);
+        *ret = NULL;
+        if (store_dag_get(s, NULL, id, &rec) < 0)
+                return -EIO;
+        _cleanup_free_ char *full = xstrdup(rec->id);
+        if (!rec->status || !streq(rec->status, "running")) {
+                backend_set_error(b, "DAG run %s has already finished (%s)", rec->id, rec->status ?: "?");
+                dag_run_record_free(rec);
+                return -EBUSY;
+        }
+        pid_t pid = rec->owner ? (pid_t) strtol(rec->owner, NULL, 10) : 0;
+        if (pid > 0 && kill(pid, SIGTERM) == 0) {
+                usec_t until = now_monotonic() + 30 * USEC_PER_SEC;
+                while (now_monotonic() < until) {
+                        DagRunRecord *cur = NULL;
+                        bool running = store_dag_get(s, NULL, full, &cur) >= 0 && cur->status &&
+                                       streq(cur->status, "running") && kill(pid, 0) == 0;
+                        dag_run_record_free(cur);
+                        if (!running)
+                                break;
+                        usleep(50 * 1000);
+                }
+        }
+        DagRunRecord *cur = NULL;
+        if (store_dag_get(s, NULL, full, &cur) >= 0 && cur->status && streq(cur->status, "running")) {
+                free(cur->status);
+                cur->status = xstrdup("cancelled");
+                free(cur->owner);
+                cur->owner = NULL;
+                cur->finished = now_realtime();
+                (void) store_dag_update(s, cur);
+        }
+        dag_run_record_free(cur);
+        dag_run_record_free(rec);
+        return dag_object(b, full, ret);
+}
+
+/* ---- datasets ---------------------------------------------------------------- */
+
+static json_t *time_json(usec_t t) {
+        char buf[32];
+        return t ? json_string(format_timestamp(t, buf)) : json_null();
+}
+
+/* The daemon's dataset objects: a local path a dataset was put from is not
+ * shown (a server's would be its staging path), URLs are. */
+static json_t *url_or_null(const char *source) {
+        return source && data_source_is_url(source) ? json_string(source) : json_null();
+}
+
+static json_t *info_json(const DataInfo *i) {
+        const char *slash = i->file ? strrchr(i->file, '/') : NULL;
+        json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:I, s:s, s:o}", "name", i->name, "version", i->version, "hash",
+                              i->hash ?: "", "size", (json_int_t) i->size, "files", (json_int_t) i->files, "kind",
+                              i->kind ?: "file", "source", url_or_null(i->source));
+        if (j && i->file)
+                json_object_set_new(j, "filename", json_string(slash ? slash + 1 : i->file));
+        return j ?: json_object();
+}
+
+static int data_fail(Backend *b, int r, const char *what, const char *err) {
+        backend_set_error(b, "%s: %s", what, err ?: strerror(-r));
+        return r == -EDQUOT ? -EFBIG : r == -ELOOP || r == -EPERM ? -EINVAL : r;
+}
+
+static int engine_data_put(Backend *b, const char *name, const char *source, const char *filename, json_t **ret) {
+        DataCatalog *c = NULL;
+        int r = catalog(b, &c);
+        if (r < 0)
+                return r;
+        DataInfo *i = NULL;
+        _cleanup_free_ char *err = NULL;
+        r = data_put_as(c, NULL, name, source, filename, &i, &err);
+        if (r < 0)
+                return data_fail(b, r, "data put", err);
+        *ret = info_json(i);
+        json_object_set_new(*ret, "new_version", json_boolean(i->is_new));
+        data_info_free(i);
+        return 0;
+}
+
+static int engine_data_info(Backend *b, const char *name, json_t **ret) {
+        DataCatalog *c = NULL;
+        int r = catalog(b, &c);
+        if (r < 0)
+                return r;
+        DataInfo *i = NULL;
+        _cleanup_free_ char *err = NULL, *warn = NULL;
+        r = data_use(c, NULL, name, &i, &warn, &err);
+        if (r < 0)
+                return data_fail(b, r, "data", err);
+        json_t *j = info_json(i), *versions = json_array();
+        data_info_free(i);
+        if (warn)
+                json_object_set_new(j, "warning", json_string(warn));
+        DatasetVersion *v = NULL;
+        size_t n = 0;
+        if (data_versions(c, NULL, name, &v, &n) >= 0)
+                for (size_t k = 0; k < n; k++)
+                        json_array_append_new(versions, json_pack("{s:i, s:s, s:I, s:I, s:o}", "version", v[k].version,
+                                                                  "hash", v[k].hash ?: "", "size", (json_int_t) v[k].size,
+                                                                  "files", (json_int_t) v[k].files, "created_at",
+                                                                  time_json(v[k].created)));
+        dataset_version_list_free(v, n);
+        DatasetRecord *rec = NULL;
+        if (store_dataset_get(engine_store(b->engine), "local", name, &rec) >= 0) {
+                json_object_set_new(j, "current_version", json_integer(rec->current));
+                dataset_record_free(rec);
+        }
+        json_object_set_new(j, "versions", versions);
+        *ret = j;
+        return 0;
+}
+
+static int engine_data_list(Backend *b, json_t **ret) {
+        DataCatalog *c = NULL;
+        int r = catalog(b, &c);
+        if (r < 0)
+                return r;
+        DatasetRecord **v = NULL;
+        size_t n = 0;
+        r = data_list(c, NULL, &v, &n);
+        if (r < 0)
+                return data_fail(b, r, "cannot read the data catalog", NULL);
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+                json_t *j = json_pack("{s:s, s:s, s:o, s:i, s:i, s:o, s:I, s:I, s:o}", "name", v[i]->name, "kind",
+                                      v[i]->kind ?: "file", "source", url_or_null(v[i]->source), "version", v[i]->current,
+                                      "versions", v[i]->n_versions, "hash",
+                                      v[i]->hash ? json_string(v[i]->hash) : json_null(), "size", (json_int_t) v[i]->size,
+                                      "files", (json_int_t) v[i]->files, "created_at", time_json(v[i]->created));
+                if (j)
+                        json_array_append_new(arr, j);
+        }
+        dataset_record_list_free(v, n);
+        *ret = arr;
+        return 0;
+}
+
+static int copy_to_stdout(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        char buf[64 * 1024];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+                if (fwrite(buf, 1, (size_t) n, stdout) != (size_t) n)
+                        return -EIO;
+        return n < 0 ? -errno : (fflush(stdout) == 0 ? 0 : -EIO);
+}
+
+static int engine_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
+        DataCatalog *c = NULL;
+        int r = catalog(b, &c);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *err = NULL, *warn = NULL;
+        if (out_path) {
+                r = data_export(c, NULL, ref, out_path, &warn, &err);
+                if (warn)
+                        cli_warning("%s", warn);
+                return r < 0 ? data_fail(b, r, "data get", err) : 0;
+        }
+        DataInfo *i = NULL;
+        r = data_use(c, NULL, ref, &i, &warn, &err);
+        if (warn)
+                cli_warning("%s", warn);
+        if (r < 0)
+                return data_fail(b, r, "data get", err);
+        if (i->file) {
+                r = copy_to_stdout(i->file);
+                if (r < 0)
+                        backend_set_error(b, "data get: cannot read %s: %s", i->file, strerror(-r));
+        } else
+                *ret_dir = xstrdup(i->path);
+        data_info_free(i);
+        return r;
+}
+
+static int engine_data_rm(Backend *b, const char *ref) {
+        DataCatalog *c = NULL;
+        int r = catalog(b, &c);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *err = NULL;
+        r = data_remove(c, NULL, ref, &err);
+        return r < 0 ? data_fail(b, r, "data rm", err) : 0;
+}
+
 static void engine_backend_free(Backend *b) {
+        data_catalog_free(b->catalog);
         engine_free(b->engine);
 }
 
@@ -234,6 +625,15 @@ static const BackendOps engine_ops = {
         .deploy = engine_deploy,
         .function = engine_function,
         .workers = engine_workers,
+        .dag_run = engine_dag_run,
+        .dag_get = engine_dag_get,
+        .dag_list = engine_dag_list,
+        .dag_cancel = engine_dag_cancel,
+        .data_put = engine_data_put,
+        .data_info = engine_data_info,
+        .data_list = engine_data_list,
+        .data_get = engine_data_get,
+        .data_rm = engine_data_rm,
         .free = engine_backend_free,
 };
 

@@ -1,6 +1,9 @@
 /* The backend over a pysprinterd (docs/api.md): the same operations as the
  * embedded engine, answered with the same objects. A run's events come
  * from its SSE stream and go through the renderer the embedded mode uses. */
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "cli-backend.h"
 
 /* ---- configuration ------------------------------------------------------ */
@@ -215,11 +218,13 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         _cleanup_free_ char *err = NULL, *path = NULL;
         json_t *req = json_object(), *ans = NULL;
         int r;
-        if (!q->deployed) {
-                json_object_set_new(req, "source", json_stringn(q->source, q->source_len));
-                json_object_set_new(req, "filename", json_string(base_name(q->filename)));
-                if (a->function)
-                        json_object_set_new(req, "function", json_string(a->function));
+        if (!q->deployed &&
+            (json_object_set_new(req, "source", json_stringn(q->source, q->source_len)) < 0 ||
+             json_object_set_new(req, "filename", json_string(base_name(q->filename))) < 0 ||
+             (a->function && json_object_set_new(req, "function", json_string(a->function)) < 0))) {
+                /* The source was checked (check_utf8): a name is not UTF-8. */
+                json_decref(req);
+                return fail(b, -EBADMSG, xasprintf("%s: the file or function name is not valid UTF-8", q->filename));
         }
         if (q->payload) {
                 json_decref(req);
@@ -276,24 +281,36 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         return follow_run(b, rid, rd, ret);
 }
 
-static int http_run_get(Backend *b, const char *id, json_t **ret) {
+/* METHOD /v1/{runs,dags}/ID: a run or a DAG run object. */
+static int http_object(Backend *b, const char *method, bool dag, const char *id, json_t **ret) {
         _cleanup_free_ char *eid = http_escape(id), *err = NULL;
-        _cleanup_free_ char *path = xasprintf("/v1/runs/%s", eid);
-        int r = http_json(&b->http, "GET", path, NULL, ret, &err);
+        _cleanup_free_ char *path = xasprintf("/v1/%s/%s", dag ? "dags" : "runs", eid);
+        int r = http_json(&b->http, method, path, NULL, ret, &err);
         if (r == -ENOENT)
-                return fail(b, r, xasprintf("no run '%s' (see `pysprinter ps`)", id));
+                return fail(b, r, xasprintf("no %srun '%s' (see `pysprinter %s`)", dag ? "DAG " : "", id,
+                                            dag ? "dag ls" : "ps"));
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
-static int http_run_list(Backend *b, long limit, json_t **ret) {
-        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld", limit), *err = NULL;
+static int http_run_get(Backend *b, const char *id, json_t **ret) {
+        return http_object(b, "GET", false, id, ret);
+}
+
+/* GET path and the array under key of its answer ({"runs": […]}). */
+static int http_list(Backend *b, const char *path, const char *key, json_t **ret) {
+        _cleanup_free_ char *err = NULL;
         json_t *ans = NULL;
         int r = http_json(&b->http, "GET", path, NULL, &ans, &err);
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
-        *ret = json_incref(json_object_get(ans, "runs") ?: json_array());
+        *ret = json_incref(json_object_get(ans, key) ?: json_array());
         json_decref(ans);
         return 0;
+}
+
+static int http_run_list(Backend *b, long limit, json_t **ret) {
+        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld", limit);
+        return http_list(b, path, "runs", ret);
 }
 
 static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
@@ -320,6 +337,8 @@ static int http_deploy(Backend *b, json_t *req, json_t **ret) {
         _cleanup_free_ char *err = NULL;
         Buf body;
         _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
+        if (!text)
+                return fail(b, -EINVAL, xstrdup("the deploy request cannot be written as JSON"));
         HttpRequest q = { .method = "POST", .path = "/v1/functions", .content_type = "application/json", .body = text,
                           .body_len = strlen(text) };
         int r = http_request(&b->http, &q, NULL, &body, &err);
@@ -360,6 +379,280 @@ static int http_workers(Backend *b, json_t **ret) {
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
+/* ---- DAG runs ------------------------------------------------------------ */
+
+/* A relative path that stays inside its directory (the daemon's rule):
+ * no leading '/', no empty, "." or ".." component. */
+static bool path_inside(const char *p) {
+        if (!p || !*p || *p == '/' || endswith(p, "/"))
+                return false;
+        for (const char *s = p; *s;) {
+                size_t n = strcspn(s, "/");
+                if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+                        return false;
+                s += n;
+                if (*s == '/')
+                        s++;
+        }
+        return true;
+}
+
+/* Adds each task's file (read from base) to files, refusing any outside
+ * base: the daemon gets the pipeline's directory, nothing else. */
+static int collect_files(Backend *b, Dag *d, const char *base, json_t *files) {
+        _cleanup_free_ char *real_base = realpath(base, NULL);
+        if (!real_base)
+                return fail(b, -errno, xasprintf("cannot resolve %s: %s", base, strerror(errno)));
+        size_t nb = strlen(real_base);
+        for (size_t i = 0; i < dag_n_tasks(d); i++) {
+                DagTaskInfo ti;
+                dag_task_info(d, i, &ti);
+                if (json_object_get(files, ti.file))
+                        continue;
+                if (!path_inside(ti.file))
+                        return fail(b, -EBADMSG,
+                                    xasprintf("task '%s': file '%s' is not a plain relative path inside the "
+                                              "pipeline's directory (no leading '/', no '.' or '..'); a server only "
+                                              "gets the files under it",
+                                              ti.name, ti.file));
+                _cleanup_free_ char *path = path_join(base, ti.file);
+                _cleanup_free_ char *real = realpath(path, NULL);
+                if (!real || !strneq(real, real_base, nb) || real[nb] != '/')
+                        return fail(b, -EBADMSG,
+                                    xasprintf("task '%s': file '%s' resolves outside the pipeline's directory %s",
+                                              ti.name, ti.file, real_base));
+                _cleanup_free_ char *text = NULL;
+                size_t len = 0;
+                int r = read_file(path, RUN_MAX_SOURCE_BYTES, &text, &len);
+                if (r < 0)
+                        return fail(b, r, xasprintf("task '%s': cannot read %s: %s", ti.name, path, strerror(-r)));
+                json_t *t = json_stringn(text, len);
+                if (!t)
+                        return fail(b, -EBADMSG, xasprintf("%s: not valid UTF-8", path));
+                json_object_set_new(files, ti.file, t);
+        }
+        return 0;
+}
+
+static bool dag_final(const char *st) {
+        return st && !streq(st, "running") && !streq(st, "validating");
+}
+
+static int http_dag_get(Backend *b, const char *id, json_t **ret) {
+        return http_object(b, "GET", true, id, ret);
+}
+
+static int http_dag_cancel(Backend *b, const char *id, json_t **ret) {
+        return http_object(b, "DELETE", true, id, ret);
+}
+
+/* The pipeline and its task files go up; the DAG run is then polled
+ * (short pipelines end in milliseconds: fast at first) until it ends.
+ * Ctrl-C cancels it on the server. */
+static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret) {
+        if (q->resume_id)
+                return fail(b, -EOPNOTSUPP,
+                            xstrdup("dag resume is not available with a server: the daemon resumes the DAG runs a "
+                                    "restart interrupted by itself; submit the pipeline again with `dag run`"));
+        assert(q->dag);
+        const char *slash = strrchr(q->filename, '/');
+        json_t *files = json_object(), *params = json_object();
+        json_t *pipeline = json_stringn(q->text, q->len);
+        if (!pipeline) {
+                json_decref(files);
+                json_decref(params);
+                return fail(b, -EBADMSG, xasprintf("%s: not valid UTF-8", q->filename));
+        }
+        json_t *req = json_pack("{s:o, s:s, s:o, s:o, s:b, s:b}", "pipeline", pipeline, "filename",
+                                slash ? slash + 1 : q->filename, "files", files, "params", params, "keep_going",
+                                q->keep_going, "no_cache", q->no_cache);
+        if (q->concurrency)
+                json_object_set_new(req, "concurrency", json_integer(q->concurrency));
+        for (char *const *p = q->params; p && *p; p++) {
+                const char *eq = strchr(*p, '=');
+                _cleanup_free_ char *k = eq ? xstrndup(*p, (size_t) (eq - *p)) : xstrdup(*p);
+                /* The server reads a string like a YAML plain scalar, as
+                 * dag_parse() read it here. */
+                json_object_set_new(params, k, json_string(eq ? eq + 1 : ""));
+        }
+        int r = collect_files(b, q->dag, q->base_dir, files);
+        _cleanup_free_ char *err = NULL, *id = NULL;
+        json_t *dag = NULL;
+        if (r >= 0)
+                r = http_json(&b->http, "POST", "/v1/dags", req, &dag, &err);
+        json_decref(req);
+        if (r == -EINVAL)
+                r = -EBADMSG; /* the server refused the pipeline, as dag_parse() would */
+        if (r < 0)
+                return err ? fail(b, r, TAKE_PTR(err)) : r;
+        id = xstrdup(json_string_value(json_object_get(dag, "id")) ?: "");
+        view(q->dag, dag, userdata);
+        usec_t wait = 20 * USEC_PER_MSEC;
+        int failures = 0;
+        bool cancelled = false;
+        while (!dag_final(json_string_value(json_object_get(dag, "status")))) {
+                if (cli_interrupted && !cancelled) {
+                        cancelled = true;
+                        cli_interrupted = 2; /* handled: further requests must not stop at once */
+                        cli_error("cancelling DAG run %s on the server", id);
+                        json_t *x = NULL;
+                        if (http_dag_cancel(b, id, &x) >= 0) {
+                                json_decref(dag);
+                                dag = x;
+                                continue;
+                        }
+                }
+                usleep(wait);
+                wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
+                json_t *next = NULL;
+                r = http_dag_get(b, id, &next);
+                if (r == -EINTR)
+                        continue;
+                if (r < 0) {
+                        /* A daemon restart resumes the run: wait a little. */
+                        if ((r == -ECONNREFUSED || r == -EIO) && ++failures < 20) {
+                                sleep(1);
+                                continue;
+                        }
+                        json_decref(dag);
+                        return r;
+                }
+                failures = 0;
+                json_decref(dag);
+                dag = next;
+                view(q->dag, dag, userdata);
+        }
+        const char *status = json_string_value(json_object_get(dag, "status"));
+        if (streq(status, "invalid")) {
+                r = fail(b, -EBADMSG, xstrdup(json_string_value(json_object_get(dag, "error")) ?: "the pipeline is invalid"));
+                json_decref(dag);
+                return r;
+        }
+        *ret = dag;
+        return 0;
+}
+
+static int http_dag_list(Backend *b, long limit, json_t **ret) {
+        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld", MIN(limit, 10000L));
+        return http_list(b, path, "dags", ret);
+}
+
+/* ---- datasets ---------------------------------------------------------------- */
+
+/* NAME[@VERSION] -> "/v1/data/NAME" + suffix + "?version=N" (or nothing). */
+static int data_path(Backend *b, const char *ref, const char *suffix, char **ret) {
+        _cleanup_free_ char *name = NULL;
+        int version = 0;
+        if (data_parse_ref(ref, &name, &version) < 0)
+                return fail(b, -EINVAL, xasprintf("'%s' is not NAME or NAME@VERSION", ref));
+        _cleanup_free_ char *e = http_escape(name);
+        *ret = version ? xasprintf("/v1/data/%s%s?version=%d", e, suffix, version) : xasprintf("/v1/data/%s%s", e, suffix);
+        return 0;
+}
+
+static int http_data_put(Backend *b, const char *name, const char *source, const char *filename, json_t **ret) {
+        _cleanup_free_ char *ename = http_escape(name), *path = NULL, *body = NULL, *err = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        HttpRequest q = { .method = "PUT" };
+        if (data_source_is_url(source)) {
+                /* The daemon fetches, caches and revalidates the URL. */
+                json_t *o = json_pack("{s:s}", "url", source);
+                body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                json_decref(o);
+                if (!body)
+                        return fail(b, -EINVAL, xasprintf("data put: '%s' is not a URL JSON can hold", source));
+                path = xasprintf("/v1/data/%s", ename);
+                q.content_type = "application/json";
+                q.body = body;
+                q.body_len = strlen(body);
+        } else {
+                struct stat st;
+                f = fopen(source, "rbe");
+                if (!f || fstat(fileno(f), &st) < 0)
+                        return fail(b, -ENOENT, xasprintf("data put: cannot read %s: %s", source, strerror(errno)));
+                if (S_ISDIR(st.st_mode))
+                        return fail(b, -EINVAL, xasprintf("data put: %s is a directory; a server takes single-file "
+                                                          "datasets (upload an archive of it, or put it without --server)",
+                                                          source));
+                const char *slash = strrchr(source, '/');
+                _cleanup_free_ char *fname = http_escape(filename ?: slash ? slash + 1 : source);
+                path = xasprintf("/v1/data/%s?filename=%s", ename, fname);
+                q.content_type = "application/octet-stream";
+                q.upload = f;
+                q.upload_size = (int64_t) st.st_size;
+        }
+        q.path = path;
+        Buf ans;
+        int r = http_request(&b->http, &q, NULL, &ans, &err);
+        *ret = r >= 0 && ans.len ? json_loadb(ans.data, ans.len, 0, NULL) : NULL;
+        buf_free(&ans);
+        if (r < 0)
+                return fail(b, r, xasprintf("data put: %s", err ?: strerror(-r)));
+        if (!*ret)
+                *ret = json_object();
+        return 0;
+}
+
+static int http_data_info(Backend *b, const char *name, json_t **ret) {
+        _cleanup_free_ char *path = NULL, *err = NULL;
+        int r = data_path(b, name, "", &path);
+        if (r < 0)
+                return r;
+        r = http_json(&b->http, "GET", path, NULL, ret, &err);
+        if (r == -ENOENT)
+                return fail(b, r, xasprintf("no dataset named '%s'", name));
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
+static int http_data_list(Backend *b, json_t **ret) {
+        return http_list(b, "/v1/data", "datasets", ret);
+}
+
+/* The content is streamed to a temporary file beside out_path, renamed
+ * over it once whole. */
+static int http_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
+        _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL;
+        int r = data_path(b, ref, "/content", &path);
+        if (r < 0)
+                return r;
+        FILE *f = stdout;
+        if (out_path) {
+                tmp = xasprintf("%s.pysprinter-XXXXXX", out_path);
+                int fd = mkostemp(tmp, O_CLOEXEC);
+                if (fd < 0 || !(f = fdopen(fd, "wb"))) {
+                        r = -errno;
+                        if (fd >= 0) {
+                                close(fd);
+                                unlink(tmp);
+                        }
+                        return fail(b, r, xasprintf("data get: cannot write %s: %s", out_path, strerror(-r)));
+                }
+        }
+        Buf ans;
+        r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .download = f }, NULL, &ans, &err);
+        buf_free(&ans);
+        if (r < 0)
+                (void) fail(b, r, xasprintf("data get: %s", err ?: strerror(-r)));
+        if (!out_path)
+                return r < 0 ? r : fflush(stdout) == 0 ? 0 : -EIO;
+        if ((fclose(f) != 0 || rename(tmp, out_path) < 0) && r >= 0)
+                r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        if (r < 0)
+                unlink(tmp);
+        return r;
+}
+
+static int http_data_rm(Backend *b, const char *ref) {
+        _cleanup_free_ char *path = NULL, *err = NULL;
+        int r = data_path(b, ref, "", &path);
+        if (r < 0)
+                return r;
+        json_t *ans = NULL;
+        r = http_json(&b->http, "DELETE", path, NULL, &ans, &err);
+        json_decref(ans);
+        return r < 0 ? fail(b, r, xasprintf("data rm: %s", err ?: strerror(-r))) : 0;
+}
+
 static void http_backend_free(Backend *b) {
         http_close(&b->http);
 }
@@ -372,6 +665,15 @@ static const BackendOps http_ops = {
         .deploy = http_deploy,
         .function = http_function,
         .workers = http_workers,
+        .dag_run = http_dag_run,
+        .dag_get = http_dag_get,
+        .dag_list = http_dag_list,
+        .dag_cancel = http_dag_cancel,
+        .data_put = http_data_put,
+        .data_info = http_data_info,
+        .data_list = http_data_list,
+        .data_get = http_data_get,
+        .data_rm = http_data_rm,
         .free = http_backend_free,
 };
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "cli.h"
+#include "dag.h"
 #include "store.h"
 
 /* ---- cli-http.c: the CLI's one HTTP client (libcurl stays inside) ---- */
@@ -69,6 +70,24 @@ typedef struct RunRequest {
         bool validate_only;
 } RunRequest;
 
+/* A pipeline to run (docs/dag.md). */
+typedef struct DagRequest {
+        Dag *dag;                  /* parsed by the verb (dag_parse); NULL when resuming */
+        const char *text;          /* the pipeline's text */
+        size_t len;
+        const char *filename;      /* its path as given */
+        const char *base_dir;      /* where its task files are */
+        char *const *params;       /* NAME=VALUE */
+        unsigned concurrency;      /* 0: the pipeline's */
+        bool keep_going, no_cache;
+        SandboxMode sandbox;
+        const char *resume_id;     /* embedded: continue this DAG run */
+} DagRequest;
+
+/* Called as a DAG run moves: shape is the parsed pipeline (names, depth,
+ * dependencies); dag the API's DAG object so far, NULL while validating. */
+typedef void (*DagViewFn)(Dag *shape, json_t *dag, void *userdata);
+
 typedef struct BackendOps {
         /* Runs q to its end, streaming its output and progress into rd;
          * *ret is the final run object (validate: {status, exit_code,
@@ -83,6 +102,26 @@ typedef struct BackendOps {
         int (*deploy)(Backend *b, json_t *req, json_t **ret);
         int (*function)(Backend *b, const char *method, const char *name, json_t **ret);
         int (*workers)(Backend *b, json_t **ret);
+        /* DAG runs: the API's DAG object (docs/api.md "DAG runs"). dag_run
+         * runs q to its end, calling view as it moves; Ctrl-C cancels it
+         * and still returns the final object. An invalid pipeline is
+         * -EBADMSG, a task's unresolvable requirement -ENOPKG. */
+        int (*dag_run)(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret);
+        int (*dag_get)(Backend *b, const char *id, json_t **ret);
+        int (*dag_list)(Backend *b, long limit, json_t **ret_array);
+        int (*dag_cancel)(Backend *b, const char *id, json_t **ret);
+        /* Datasets: the API's dataset objects (docs/api.md "Datasets").
+         * data_put: source a file, a directory (embedded) or a URL, stored
+         * under filename (NULL: the source's own name). data_info: GET
+         * /v1/data/NAME's object (versions, current_version, filename). */
+        int (*data_put)(Backend *b, const char *name, const char *source, const char *filename, json_t **ret);
+        int (*data_info)(Backend *b, const char *name, json_t **ret);
+        int (*data_list)(Backend *b, json_t **ret_array);
+        /* A single-file dataset's content to out_path (NULL: stdout); a
+         * directory dataset copied to out_path, or (embedded, no out_path)
+         * its read-only location in *ret_dir. */
+        int (*data_get)(Backend *b, const char *ref, const char *out_path, char **ret_dir);
+        int (*data_rm)(Backend *b, const char *ref);
         void (*free)(Backend *b);
 } BackendOps;
 
@@ -91,6 +130,7 @@ struct Backend {
         bool remote;
         char *error;    /* the last failure, for the user */
         Engine *engine; /* embedded */
+        DataCatalog *catalog; /* embedded, opened on first use */
         Http http;      /* remote */
 };
 
@@ -114,15 +154,7 @@ json_t *cli_run_record_json(const RunRecord *r);
  * (-a) value follows a typed one (the API keeps raw values first). */
 int cli_args_to_api(json_t *req, const RunArgs *a);
 
-/* ---- dag and data against a server (cli-remote-dag.c) ---- */
-
-/* Each returns the process exit code, the embedded verb's for the same
- * outcome. */
-int cli_remote_dag_run(const char *server, const char *file, char *const *params, unsigned concurrency, bool keep_going,
-                       bool no_cache, bool json);
-/* dag status|logs|ls|resume; argv holds the words after the subcommand. */
-int cli_remote_dag(const char *server, const char *sub, int argc, char **argv);
-/* data put|ls|get|rm; argv from the subcommand on. */
-int cli_remote_data(const char *server, int argc, char **argv);
-typedef struct DataCatalog DataCatalog; /* cli-data.c: the catalog beside the engine's store */
-int cli_data_open(Engine *e, DataCatalog **ret);
+/* The exit code of a finished DAG run (the API's DAG object): 130 when
+ * cancelled, else the first failed task's code, 1 when a task did not
+ * succeed, 3 when the pipeline was invalid, 0. */
+int cli_dag_exit_code(json_t *dag);

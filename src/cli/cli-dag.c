@@ -1,31 +1,32 @@
-/* `dag run|resume|status|logs|ls` and `chain` on the embedded engine.
+/* `dag run|resume|status|logs|ls|cancel` and `chain`, written once against
+ * a Backend: both backends answer with the API's DAG object, and the view
+ * draws it.
  *
- * On a TTY the task tree is redrawn in place on stderr (state and duration
- * per task), then a summary; in a pipe each state change is one plain
- * line. Results go to stdout: the leaf task's result (an object of leaf
- * results when there are several), or the whole run with --json. */
+ * The pipeline is parsed here first (dag_parse() reads the task files and
+ * checks references and cycles; nothing runs), so a broken pipeline fails
+ * the same way on both paths and the parsed shape (depth, dependencies)
+ * lays out the tree. Where the cursor can move (a TTY, TERM is not dumb)
+ * the task tree is redrawn in place on stderr; elsewhere each state
+ * change is one line. Results go to stdout: the leaf task's result (an
+ * object of leaf results when there are several), or the DAG with --json.
+ * `chain a.py b.py` is a linear pipeline built in memory (DESIGN §8). */
 #include <jansson.h>
-#include <signal.h>
-#include <time.h>
 
 #include "cli-backend.h"
-#include "dag.h"
-#include "data.h"
-#include "store.h"
 
 #define C_DIM "\033[2m"
 #define C_RED "\033[31m"
 #define C_GREEN "\033[32m"
-#define C_YELLOW "\033[33m"
 #define C_CYAN "\033[36m"
 #define C_RESET "\033[0m"
 
 static const char dag_help[] =
         "Usage: pysprinter dag run PIPELINE.yaml [--param NAME=VALUE]… [OPTIONS]\n"
-        "       pysprinter dag resume ID [OPTIONS]   run the tasks of ID that did not finish\n"
+        "       pysprinter dag resume ID [OPTIONS]   run the tasks of ID that did not finish (embedded)\n"
         "       pysprinter dag status ID [--json]    per-task state, duration, run id\n"
-        "       pysprinter dag logs ID TASK          the output of TASK's last run\n"
+        "       pysprinter dag logs ID TASK          the output of TASK's last run (and its traceback)\n"
         "       pysprinter dag ls [--json] [-n N]    recent DAG runs\n"
+        "       pysprinter dag cancel ID             stop a DAG run in flight\n"
         "\n"
         "Every task (file, function, arguments, requirements, datasets) is validated\n"
         "before the first one runs. Tasks whose dependencies are done run concurrently.\n"
@@ -37,9 +38,11 @@ static const char dag_help[] =
         "  --concurrency N       tasks running at once (default: the file's, else 4)\n"
         "  --no-cache            run every task, even when a stored result exists\n"
         "  --keep-going          after a failure, still run what does not depend on it\n"
-        "  --sandbox MODE        full (default) or none (trusted code only)\n"
-        "  --json                print the run (tasks, states, results) as JSON\n"
+        "  --sandbox MODE        full (default) or none (trusted code only; embedded)\n"
+        "  --json                print the DAG run (tasks, states, results) as JSON\n"
+        "  -q, --quiet           no progress: results and errors only\n"
         "  --index-url URL, --find-links DIR   package index settings, as for run\n"
+        "  --server URL          run on a pysprinterd (also PYSPRINTER_SERVER)\n"
         "\n"
         "Exit codes: 0 all tasks succeeded, 3 the pipeline is invalid, otherwise the exit\n"
         "code of the first task that failed (1 raised, 4 dependencies, 5 limit), 130 cancelled.\n";
@@ -47,270 +50,305 @@ static const char dag_help[] =
 static const char chain_help[] =
         "Usage: pysprinter chain FILE[::FUNC] FILE[::FUNC]… [RUN OPTIONS] [ARGUMENTS]\n"
         "\n"
-        "Runs the files in order: the first gets ARGUMENTS (as for run), each next one\n"
-        "gets the previous result as its first positional argument. Prints the last\n"
-        "result. Stops at the first failure with that step's exit code.\n";
+        "A linear pipeline (steps step1, step2, …): the first file gets ARGUMENTS (as\n"
+        "for run), each next one gets the previous result as its first positional\n"
+        "argument. Prints the last result (--json: as compact JSON); stops at the first failure with that step's\n"
+        "exit code. Runs as a DAG run: `pysprinter dag logs ID stepN` shows a step's\n"
+        "output. Run options: --timeout, --memory, --max-procs, --max-output,\n"
+        "--network, --data (every step), --sandbox, --json, -q.\n";
+
+/* ---- the view ---------------------------------------------------------------- */
 
 typedef struct View {
-        bool tty, color, json;
+        bool cursor, color, quiet;
+        bool header;        /* "dag ID (name)" printed */
+        bool progress;      /* "validating…" on the line */
         size_t drawn;       /* lines of the tree on screen */
-        usec_t t0;
+        json_t *seen;       /* task name -> the state last reported (line mode) */
 } View;
 
-static const char *state_mark(DagTaskState s, bool cached) {
-        switch (s) {
-        case DAG_TASK_PENDING:
-                return "·";
-        case DAG_TASK_RUNNING:
+static const char *jstr(json_t *o, const char *k) {
+        return json_string_value(json_object_get(o, k));
+}
+
+static usec_t jusec(json_t *o, const char *k) {
+        json_int_t v = json_integer_value(json_object_get(o, k));
+        return v > 0 ? (usec_t) v : 0;
+}
+
+static json_t *task_of(json_t *dag, const char *name) {
+        json_t *t;
+        size_t i;
+        json_array_foreach(json_object_get(dag, "tasks"), i, t) if (streq(jstr(t, "name") ?: "", name)) return t;
+        return NULL;
+}
+
+static bool state_is(json_t *t, const char *s) {
+        return streq(jstr(t, "state") ?: "pending", s);
+}
+
+static bool state_done(json_t *t) {
+        return !state_is(t, "pending") && !state_is(t, "running");
+}
+
+static const char *state_mark(const char *s) {
+        if (streq(s, "running"))
                 return "▶";
-        case DAG_TASK_SUCCEEDED:
-        case DAG_TASK_CACHED:
+        if (streq(s, "succeeded") || streq(s, "cached"))
                 return "✓";
-        case DAG_TASK_FAILED:
+        if (streq(s, "failed"))
                 return "✗";
-        case DAG_TASK_SKIPPED:
+        if (streq(s, "skipped"))
                 return "-";
-        case DAG_TASK_CANCELLED:
+        if (streq(s, "cancelled"))
                 return "!";
-        default:
-                return "?";
-        }
+        return "·";
 }
 
-static const char *state_color(DagTaskState s) {
-        switch (s) {
-        case DAG_TASK_RUNNING:
+static const char *state_color(const char *s) {
+        if (streq(s, "running"))
                 return C_CYAN;
-        case DAG_TASK_SUCCEEDED:
-        case DAG_TASK_CACHED:
+        if (streq(s, "succeeded") || streq(s, "cached"))
                 return C_GREEN;
-        case DAG_TASK_FAILED:
-        case DAG_TASK_CANCELLED:
+        if (streq(s, "failed") || streq(s, "cancelled"))
                 return C_RED;
-        default:
-                return C_DIM;
-        }
+        return C_DIM;
 }
 
-#define fmt_dur format_duration_us
-
-static usec_t task_dur(const DagTaskInfo *ti) {
-        if (!ti->started)
-                return 0;
-        usec_t end = ti->finished ? ti->finished : now_realtime();
-        return end > ti->started ? end - ti->started : 0;
+/* A task's run time so far ("" for a memo hit or a task not started). */
+static void task_duration(json_t *t, char buf[static 32]) {
+        usec_t s = jusec(t, "started_us"), f = jusec(t, "finished_us");
+        buf[0] = 0;
+        if (!s || state_is(t, "cached"))
+                return;
+        if (!f)
+                f = state_done(t) ? s : now_realtime();
+        format_duration_us(f > s ? f - s : 0, buf);
 }
 
-/* One line of a task (no newline). */
-static void task_line(View *v, Dag *d, size_t i, Buf *b) {
+static bool shows_error(json_t *t) {
+        return jstr(t, "error") && (state_is(t, "failed") || state_is(t, "skipped") || state_is(t, "cancelled"));
+}
+
+/* One line of the tree (no newline). */
+static void tree_line(View *v, Dag *shape, size_t i, json_t *t, Buf *b) {
         DagTaskInfo ti;
-        dag_task_info(d, i, &ti);
-        char dur[32] = "";
-        if (ti.started && ti.state != DAG_TASK_CACHED)
-                fmt_dur(task_dur(&ti), dur);
-        const char *col = v->color ? state_color(ti.state) : "";
-        buf_printf(b, "%*s%s%s %s%s", 2 * ti.depth, "", col, state_mark(ti.state, ti.cached), ti.name, v->color ? C_RESET : "");
+        dag_task_info(shape, i, &ti);
+        const char *st = jstr(t, "state") ?: "pending";
+        char dur[32];
+        task_duration(t, dur);
+        buf_printf(b, "%*s%s%s %s%s", 2 * ti.depth, "", v->color ? state_color(st) : "", state_mark(st), ti.name,
+                   v->color ? C_RESET : "");
         int pad = 24 - 2 * ti.depth - (int) strlen(ti.name);
-        buf_printf(b, "%*s %-9s %8s", pad > 0 ? pad : 1, "", dag_task_state_to_string(ti.state), dur);
-        if (ti.attempts > 1)
-                buf_printf(b, "  attempt %d", ti.attempts);
+        buf_printf(b, "%*s %-9s %8s", pad > 0 ? pad : 1, "", st, dur);
+        json_int_t attempts = json_integer_value(json_object_get(t, "attempts"));
+        if (attempts > 1)
+                buf_printf(b, "  attempt %lld", (long long) attempts);
         if (ti.n_deps > 1) {
                 buf_appends(b, v->color ? C_DIM "  after " : "  after ");
                 for (size_t k = 0; k < ti.n_deps; k++) {
                         DagTaskInfo di;
-                        dag_task_info(d, ti.deps[k], &di);
+                        dag_task_info(shape, ti.deps[k], &di);
                         buf_printf(b, "%s%s", k ? ", " : "", di.name);
                 }
                 if (v->color)
                         buf_appends(b, C_RESET);
         }
-        if (ti.error && (ti.state == DAG_TASK_FAILED || ti.state == DAG_TASK_SKIPPED || ti.state == DAG_TASK_CANCELLED))
-                buf_printf(b, "  %.100s", ti.error);
+        if (shows_error(t))
+                buf_printf(b, "  %.100s", jstr(t, "error"));
 }
 
 /* Tasks in tree order: by depth, then file order. */
-static size_t *tree_order(Dag *d) {
-        size_t n = dag_n_tasks(d);
-        size_t *o = xcalloc(n ? n : 1, sizeof(size_t));
-        size_t k = 0;
-        for (int depth = 0; k < n; depth++)
-                for (size_t i = 0; i < n; i++) {
-                        DagTaskInfo ti;
-                        dag_task_info(d, i, &ti);
-                        if (ti.depth == depth)
-                                o[k++] = i;
-                }
-        return o;
-}
-
-static void redraw(View *v, Dag *d) {
+static void redraw(View *v, Dag *shape, json_t *dag) {
+        size_t n = dag_n_tasks(shape);
         Buf b;
         buf_init(&b, 1 << 20);
         if (v->drawn)
                 buf_printf(&b, "\033[%zuA", v->drawn);
-        size_t n = dag_n_tasks(d);
-        _cleanup_free_ size_t *o = tree_order(d);
-        for (size_t k = 0; k < n; k++) {
-                buf_appends(&b, "\r\033[K");
-                task_line(v, d, o[k], &b);
-                buf_appends(&b, "\n");
-        }
+        size_t k = 0;
+        for (int depth = 0; k < n; depth++)
+                for (size_t i = 0; i < n; i++) {
+                        DagTaskInfo ti;
+                        dag_task_info(shape, i, &ti);
+                        if (ti.depth != depth)
+                                continue;
+                        buf_appends(&b, "\r\033[K");
+                        tree_line(v, shape, i, task_of(dag, ti.name), &b);
+                        buf_appends(&b, "\n");
+                        k++;
+                }
         fputs(b.data ?: "", stderr);
         fflush(stderr);
         v->drawn = n;
         buf_free(&b);
 }
 
-static void on_event(const Dag *cd, const DagEvent *ev, void *ud) {
-        View *v = ud;
-        Dag *d = (Dag *) cd;
-        switch (ev->type) {
-        case DAG_EVENT_VALIDATING:
-                if (v->tty)
-                        fprintf(stderr, "validating %zu task%s…\r", dag_n_tasks(d), dag_n_tasks(d) == 1 ? "" : "s");
-                break;
-        case DAG_EVENT_STARTED:
-                fprintf(stderr, "%sdag %s (%s)%s\n", v->tty ? "\r\033[K" : "", dag_id(d), dag_name(d), "");
-                if (v->tty)
-                        redraw(v, d);
-                break;
-        case DAG_EVENT_TASK:
-                if (v->tty)
-                        redraw(v, d);
-                else {
-                        DagTaskInfo ti;
-                        dag_task_info(d, ev->task, &ti);
-                        if (ti.state == DAG_TASK_PENDING)
-                                break;
-                        char d32[32] = "", dur[40] = "";
-                        if (dag_task_state_is_done(ti.state) && ti.started && ti.state != DAG_TASK_CACHED) {
-                                fmt_dur(task_dur(&ti), d32);
-                                snprintf(dur, sizeof(dur), " %s", d32);
-                        }
-                        fprintf(stderr, "%s: %s%s%s%s\n", ti.name, dag_task_state_to_string(ti.state),
-                                dur, ti.error && ti.state != DAG_TASK_SUCCEEDED ? ": " : "",
-                                ti.error && ti.state != DAG_TASK_SUCCEEDED ? ti.error : "");
+/* One line per task state change: what a pipe (or TERM=dumb) gets. */
+static void report_changes(View *v, json_t *dag) {
+        json_t *t;
+        size_t i;
+        json_array_foreach(json_object_get(dag, "tasks"), i, t) {
+                const char *name = jstr(t, "name"), *st = jstr(t, "state") ?: "pending";
+                const char *prev = name ? jstr(v->seen, name) : NULL;
+                if (!name || streq(st, "pending") || (prev && streq(prev, st)))
+                        continue;
+                json_object_set_new(v->seen, name, json_string(st));
+                char dur[32] = "";
+                if (state_done(t))
+                        task_duration(t, dur);
+                fprintf(stderr, "%s: %s%s%s%s%s\n", name, st, *dur ? " " : "", dur, shows_error(t) ? ": " : "",
+                        shows_error(t) ? jstr(t, "error") : "");
+        }
+        fflush(stderr);
+}
+
+static void on_view(Dag *shape, json_t *dag, void *userdata) {
+        View *v = userdata;
+        if (v->quiet)
+                return;
+        if (!dag) {
+                if (v->cursor) {
+                        fprintf(stderr, "validating %zu task%s…\r", dag_n_tasks(shape), dag_n_tasks(shape) == 1 ? "" : "s");
                         fflush(stderr);
+                        v->progress = true;
                 }
-                break;
-        case DAG_EVENT_TICK:
-                if (v->tty)
-                        redraw(v, d);
-                break;
-        case DAG_EVENT_WARNING:
-                fprintf(stderr, "pysprinter: warning: %s\n", ev->message);
-                break;
-        default:
-                break;
+                return;
         }
+        if (!jstr(dag, "id"))
+                return;
+        if (!v->header) {
+                v->header = true;
+                fprintf(stderr, "%sdag %s (%s)\n", v->progress ? "\r\033[K" : "", jstr(dag, "id"),
+                        jstr(dag, "name") ?: dag_name(shape));
+                v->progress = false;
+        }
+        if (v->cursor)
+                redraw(v, shape, dag);
+        else
+                report_changes(v, dag);
 }
 
-static json_t *task_json(Dag *d, size_t i) {
-        DagTaskInfo ti;
-        dag_task_info(d, i, &ti);
-        char s1[32], s2[32];
-        json_t *o = json_pack("{s:s, s:s, s:s?, s:i, s:b, s:i}", "state", dag_task_state_to_string(ti.state), "file",
-                              ti.file, "run_id", ti.run_id, "attempts", ti.attempts, "cached", ti.cached, "exit_code",
-                              ti.exit_code);
-        if (ti.started)
-                json_object_set_new(o, "started", json_string(format_timestamp(ti.started, s1)));
-        if (ti.finished)
-                json_object_set_new(o, "finished", json_string(format_timestamp(ti.finished, s2)));
-        json_object_set_new(o, "started_us", json_integer((json_int_t) ti.started));
-        json_object_set_new(o, "finished_us", json_integer((json_int_t) ti.finished));
-        if (ti.started && ti.finished)
-                json_object_set_new(o, "duration_ms", json_real((double) (ti.finished - ti.started) / 1000.0));
-        json_t *deps = json_array();
-        for (size_t k = 0; k < ti.n_deps; k++) {
-                DagTaskInfo di;
-                dag_task_info(d, ti.deps[k], &di);
-                json_array_append_new(deps, json_string(di.name));
-        }
-        json_object_set_new(o, "depends", deps);
-        if (ti.value_json) {
-                json_t *v = json_loads(ti.value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-                if (v)
-                        json_object_set_new(o, "result", v);
-        }
-        if (ti.error)
-                json_object_set_new(o, "error", json_string(ti.error));
-        return o;
+/* The tree is redrawn in place only where the cursor can move: a pipe
+ * and TERM=dumb get the line-per-change view. */
+static void view_init(View *v) {
+        const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+        *v = (View) { .cursor = isatty(STDERR_FILENO) && !(term && streq(term, "dumb")), .quiet = cli_globals.quiet,
+                      .seen = json_object() };
+        v->color = v->cursor && !(nc && *nc) && !cli_globals.no_color;
 }
 
-static void print_results(View *v, Dag *d) {
-        size_t n = dag_n_tasks(d);
-        if (v->json) {
-                json_t *tasks = json_object();
-                for (size_t i = 0; i < n; i++) {
+static void view_done(View *v) {
+        if (v->progress)
+                fputs("\r\033[K", stderr);
+        json_decref(v->seen);
+}
+
+/* ---- outcome ------------------------------------------------------------------ */
+
+int cli_dag_exit_code(json_t *dag) {
+        const char *status = jstr(dag, "status") ?: "";
+        if (streq(status, "invalid"))
+                return EXIT_VALIDATION;
+        json_t *t, *first = NULL;
+        size_t i;
+        bool cancelled = streq(status, "cancelled"), unfinished = false;
+        json_array_foreach(json_object_get(dag, "tasks"), i, t) {
+                cancelled = cancelled || state_is(t, "cancelled");
+                if (state_is(t, "failed") && (!first || jusec(t, "finished_us") < jusec(first, "finished_us")))
+                        first = t;
+                unfinished = unfinished || (!state_is(t, "succeeded") && !state_is(t, "cached"));
+        }
+        if (cancelled)
+                return EXIT_INTERRUPTED;
+        if (first) {
+                json_int_t c = json_integer_value(json_object_get(first, "exit_code"));
+                return c > 0 ? (int) c : EXIT_RAISED;
+        }
+        return unfinished ? EXIT_RAISED : 0;
+}
+
+static void print_summary(json_t *dag, int code, usec_t t0, bool color) {
+        static const char *const order[] = { "succeeded", "cached", "failed", "skipped", "cancelled" };
+        json_t *counts = json_object_get(dag, "counts"), *t;
+        size_t n = json_array_size(json_object_get(dag, "tasks")), i;
+        const char *id = jstr(dag, "id") ?: "-";
+        char dur[32];
+        format_duration_us(now_realtime() - t0, dur);
+        if (!cli_globals.quiet) {
+                Buf b;
+                buf_init(&b, 4096);
+                for (size_t k = 0; k < ELEMENTSOF(order); k++) {
+                        json_int_t c = json_integer_value(json_object_get(counts, order[k]));
+                        if (c)
+                                buf_printf(&b, ", %lld %s", (long long) c, order[k]);
+                }
+                fprintf(stderr, "%s%s%s: %zu task%s%s in %s (dag %s)\n", color ? (code ? C_RED : C_GREEN) : "",
+                        jstr(dag, "status") ?: "?", color ? C_RESET : "", n, n == 1 ? "" : "s", b.data ?: "", dur, id);
+                buf_free(&b);
+        }
+        /* The failures in full, and where to look next: errors, so -q too. */
+        json_array_foreach(json_object_get(dag, "tasks"), i, t) if (state_is(t, "failed")) fprintf(
+                stderr, "  %s failed (exit %lld): %s\n    output: pysprinter dag logs %s %s\n", jstr(t, "name") ?: "?",
+                (long long) json_integer_value(json_object_get(t, "exit_code")), jstr(t, "error") ?: "?", id,
+                jstr(t, "name") ?: "?");
+}
+
+/* --json: {id, name, status, exit_code, tasks: {NAME: task}}, each task the
+ * API's task object without its name, with its file and dependencies when
+ * the pipeline was parsed here (shape). */
+static void print_dag_json(json_t *dag, Dag *shape) {
+        json_t *tasks = json_object(), *t;
+        size_t i;
+        json_array_foreach(json_object_get(dag, "tasks"), i, t) {
+                const char *name = jstr(t, "name");
+                if (!name)
+                        continue;
+                json_t *o = json_deep_copy(t);
+                json_object_del(o, "name");
+                for (size_t k = 0; shape && k < dag_n_tasks(shape); k++) {
                         DagTaskInfo ti;
-                        dag_task_info(d, i, &ti);
-                        json_object_set_new(tasks, ti.name, task_json(d, i));
+                        dag_task_info(shape, k, &ti);
+                        if (!streq(ti.name, name))
+                                continue;
+                        json_t *deps = json_array();
+                        for (size_t j = 0; j < ti.n_deps; j++) {
+                                DagTaskInfo di;
+                                dag_task_info(shape, ti.deps[j], &di);
+                                json_array_append_new(deps, json_string(di.name));
+                        }
+                        json_object_set_new(o, "file", json_string(ti.file));
+                        json_object_set_new(o, "depends", deps);
                 }
-                json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:o}", "id", dag_id(d) ?: "", "name", dag_name(d), "status",
-                                      dag_status(d), "exit_code", dag_exit_code(d), "tasks", tasks);
-                _cleanup_free_ char *t = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                json_decref(o);
-                puts(t);
-                return;
+                json_object_set_new(tasks, name, o);
         }
-        if (dag_exit_code(d) != 0)
-                return;
-        /* The leaves' results: one leaf prints like `run`. The stored JSON
-         * text is printed verbatim (re-encoding would respell floats). */
-        Buf b;
-        buf_init(&b, SIZE_MAX / 4);
-        size_t n_leaves = 0;
-        const char *only = NULL;
-        for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        json_object_set(o, "id", json_object_get(dag, "id") ?: json_null());
+        json_object_set(o, "name", json_object_get(dag, "name") ?: json_null());
+        json_object_set(o, "status", json_object_get(dag, "status") ?: json_null());
+        json_object_set_new(o, "exit_code", json_integer(cli_dag_exit_code(dag)));
+        json_object_set_new(o, "tasks", tasks);
+        render_json(o);
+        json_decref(o);
+}
+
+/* The leaves' results: one leaf prints like `run` (compact JSON with
+ * json), several as an object. */
+static void print_leaf_results(json_t *dag, Dag *shape, bool json) {
+        json_t *leaves = json_object(), *only = NULL;
+        for (size_t i = 0; i < dag_n_tasks(shape); i++) {
                 DagTaskInfo ti;
-                dag_task_info(d, i, &ti);
+                dag_task_info(shape, i, &ti);
                 if (ti.n_dependents != 0)
                         continue;
-                json_t *name = json_string(ti.name);
-                _cleanup_free_ char *qn = json_dumps(name, JSON_ENCODE_ANY);
-                json_decref(name);
-                buf_printf(&b, "%s%s: %s", n_leaves ? ", " : "{", qn, ti.value_json ?: "null");
-                only = ti.value_json ?: "null";
-                n_leaves++;
+                json_t *r = json_object_get(task_of(dag, ti.name), "result") ?: json_null();
+                json_object_set(leaves, ti.name, r);
+                only = r;
         }
-        buf_appends(&b, "}");
-        cli_print_value_text(n_leaves == 1 ? only : b.data, isatty(STDOUT_FILENO));
-        buf_free(&b);
+        render_value(json_object_size(leaves) == 1 ? only : leaves, json, isatty(STDOUT_FILENO));
+        json_decref(leaves);
 }
 
-static void print_summary(View *v, Dag *d) {
-        size_t n = dag_n_tasks(d), counts[_DAG_TASK_STATE_MAX] = {};
-        for (size_t i = 0; i < n; i++) {
-                DagTaskInfo ti;
-                dag_task_info(d, i, &ti);
-                counts[ti.state]++;
-        }
-        char dur[32];
-        fmt_dur(now_realtime() - v->t0, dur);
-        Buf b;
-        buf_init(&b, 4096);
-        for (int s = DAG_TASK_SUCCEEDED; s < _DAG_TASK_STATE_MAX; s++)
-                if (counts[s])
-                        buf_printf(&b, ", %zu %s", counts[s], dag_task_state_to_string((DagTaskState) s));
-        fprintf(stderr, "%s%s%s: %zu task%s%s in %s (dag %s)\n", v->color ? (dag_exit_code(d) ? C_RED : C_GREEN) : "",
-                dag_status(d), v->color ? C_RESET : "", n, n == 1 ? "" : "s", b.data ?: "", dur, dag_id(d) ?: "-");
-        buf_free(&b);
-        /* The failures in full: where to look next. */
-        for (size_t i = 0; i < n; i++) {
-                DagTaskInfo ti;
-                dag_task_info(d, i, &ti);
-                if (ti.state == DAG_TASK_FAILED)
-                        fprintf(stderr, "  %s failed (exit %d): %s\n    output: pysprinter dag logs %s %s\n", ti.name,
-                                ti.exit_code, ti.error ?: "?", dag_id(d) ?: "-", ti.name);
-        }
-}
-
-static Dag *running_dag;
-
-static void on_interrupt(int sig) {
-        if (running_dag)
-                dag_cancel(running_dag);
-}
+/* ---- dag run / resume / chain --------------------------------------------------- */
 
 typedef struct DagArgs {
         char *file;
@@ -322,33 +360,35 @@ typedef struct DagArgs {
         RunArgs ra;   /* index settings only */
 } DagArgs;
 
+static void dag_args_done(DagArgs *a) {
+        free(a->file);
+        free(a->resume);
+        strv_free(a->params);
+        free(a->ra.index_url);
+        strv_free(a->ra.find_links);
+}
+
 static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
-        *a = (DagArgs) {};
+        *a = (DagArgs) { .json = cli_globals.json };
         for (int i = 0; i < argc; i++) {
                 const char *w = argv[i];
-                const char *val = NULL;
                 const char *eq = startswith(w, "--") ? strchr(w, '=') : NULL;
                 _cleanup_free_ char *opt = eq ? xstrndup(w, (size_t) (eq - w)) : xstrdup(w);
-#define NEED_VALUE()                                                                              \
-        do {                                                                                      \
-                if (eq)                                                                           \
-                        val = eq + 1;                                                             \
-                else if (i + 1 < argc)                                                            \
-                        val = argv[++i];                                                          \
-                else {                                                                            \
-                        fprintf(stderr, "pysprinter: %s needs a value\n", opt);                 \
-                        return -EINVAL;                                                           \
-                }                                                                                 \
-        } while (0)
-                if (streq(opt, "--param") || streq(opt, "-p")) {
-                        NEED_VALUE();
+                bool needs = streq(opt, "--param") || streq(opt, "-p") || streq(opt, "--concurrency") ||
+                             streq(opt, "-j") || streq(opt, "--sandbox") || streq(opt, "--index-url") ||
+                             streq(opt, "--find-links");
+                const char *val = eq ? eq + 1 : needs && i + 1 < argc ? argv[++i] : NULL;
+                if (needs && !val) {
+                        cli_error("%s needs a value", opt);
+                        return -EINVAL;
+                }
+                if (streq(opt, "--param") || streq(opt, "-p"))
                         a->params = strv_append(a->params, val);
-                } else if (streq(opt, "--concurrency") || streq(opt, "-j")) {
-                        NEED_VALUE();
+                else if (streq(opt, "--concurrency") || streq(opt, "-j")) {
                         char *end;
                         long c = strtol(val, &end, 10);
                         if (*end || c < 1 || c > DAG_MAX_CONCURRENCY) {
-                                fprintf(stderr, "pysprinter: --concurrency needs a number from 1 to %d\n", DAG_MAX_CONCURRENCY);
+                                cli_error("--concurrency needs a number from 1 to %d", DAG_MAX_CONCURRENCY);
                                 return -EINVAL;
                         }
                         a->concurrency = (unsigned) c;
@@ -359,52 +399,68 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
                 else if (streq(opt, "--json"))
                         a->json = true;
                 else if (streq(opt, "--sandbox")) {
-                        NEED_VALUE();
-                        if (streq(val, "none"))
-                                a->sandbox = SANDBOX_MODE_NONE;
-                        else if (streq(val, "full"))
-                                a->sandbox = SANDBOX_MODE_FULL;
-                        else {
-                                fprintf(stderr, "pysprinter: --sandbox is full or none\n");
+                        if (!streq(val, "none") && !streq(val, "full")) {
+                                cli_error("--sandbox is full or none");
                                 return -EINVAL;
                         }
+                        a->sandbox = streq(val, "none") ? SANDBOX_MODE_NONE : SANDBOX_MODE_FULL;
                 } else if (streq(opt, "--index-url")) {
-                        NEED_VALUE();
                         free(a->ra.index_url);
                         a->ra.index_url = xstrdup(val);
-                } else if (streq(opt, "--find-links")) {
-                        NEED_VALUE();
+                } else if (streq(opt, "--find-links"))
                         a->ra.find_links = strv_append(a->ra.find_links, val);
-                } else if (w[0] == '-' && w[1]) {
-                        fprintf(stderr, "pysprinter: dag: unknown option '%s'\n", w);
+                else if (w[0] == '-' && w[1]) {
+                        cli_error("dag: unknown option '%s'", w);
                         return -EINVAL;
-                } else if (!a->file && !resume)
+                } else if (!resume && !a->file)
                         a->file = xstrdup(w);
-                else if (!a->resume && resume)
+                else if (resume && !a->resume)
                         a->resume = xstrdup(w);
                 else {
-                        fprintf(stderr, "pysprinter: dag: unexpected argument '%s'\n", w);
+                        cli_error("dag: unexpected argument '%s'", w);
                         return -EINVAL;
                 }
-#undef NEED_VALUE
         }
-        if (!resume && !a->file) {
-                fprintf(stderr, "pysprinter: dag run needs a pipeline file\n");
-                return -EINVAL;
-        }
-        if (resume && !a->resume) {
-                fprintf(stderr, "pysprinter: dag resume needs a DAG run id\n");
-                return -EINVAL;
-        }
-        return 0;
+        if (!resume && !a->file)
+                cli_error("dag run needs a pipeline file");
+        else if (resume && !a->resume)
+                cli_error("dag resume needs a DAG run id");
+        else
+                return 0;
+        return -EINVAL;
 }
 
-static void dag_args_done(DagArgs *a) {
-        free(a->file);
-        free(a->resume);
-        strv_free(a->params);
-        free(a->ra.index_url);
-        strv_free(a->ra.find_links);
+static void sandbox_note(Backend *b, SandboxMode sandbox) {
+        if (sandbox != SANDBOX_MODE_NONE)
+                return;
+        if (b->remote)
+                cli_warning("--sandbox is the server's setting; ignored with --server");
+        else
+                cli_warning("--sandbox=none: these tasks run WITHOUT isolation, with your user's access to files "
+                            "and network");
+}
+
+/* Runs q on b, draws it, prints its outcome; returns the exit code. json:
+ * the DAG run as JSON, or with results_only (chain) its result as JSON. */
+static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
+        View v;
+        view_init(&v);
+        usec_t t0 = now_realtime();
+        json_t *dag = NULL;
+        cli_interrupted = 0;
+        cli_catch_interrupt();
+        int r = b->ops->dag_run(b, q, on_view, &v, &dag);
+        view_done(&v);
+        if (r < 0)
+                return backend_fail(b, r);
+        int code = cli_dag_exit_code(dag);
+        print_summary(dag, code, t0, v.color);
+        if (json && !results_only)
+                print_dag_json(dag, q->dag);
+        else if (code == 0 && q->dag)
+                print_leaf_results(dag, q->dag, json);
+        json_decref(dag);
+        return code;
 }
 
 static int dag_run_verb(int argc, char **argv, bool resume) {
@@ -413,443 +469,341 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
                 dag_args_done(&a);
                 return EXIT_USAGE;
         }
-        Engine *e = NULL;
-        int r = cli_engine_open(&a.ra, &e);
-        if (r) {
-                dag_args_done(&a);
-                return r;
-        }
-        DataCatalog *dc = NULL;
-        r = cli_data_open(e, &dc);
-        if (r) {
-                engine_free(e);
-                dag_args_done(&a);
-                return r;
-        }
+        _cleanup_free_ char *text = NULL, *err = NULL, *base = NULL;
+        size_t len = 0;
         Dag *d = NULL;
-        _cleanup_free_ char *err = NULL;
-        DagOptions o = {
-                .concurrency = a.concurrency,
-                .no_cache = a.no_cache,
-                .keep_going = a.keep_going,
-                .sandbox = a.sandbox,
-        };
+        Backend *b = NULL;
         int code = 0;
-        if (resume) {
-                DagRunRecord *rec = NULL;
-                r = dag_load(engine_store(e), NULL, a.resume, &d, &rec, &err);
-                if (r >= 0) {
-                        if (rec->status && streq(rec->status, "running") && rec->owner) {
-                                pid_t pid = (pid_t) strtol(rec->owner, NULL, 10);
-                                if (pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
-                                        err = xasprintf("DAG run %s is still being run by process %d", rec->id, (int) pid);
-                                        r = -EBUSY;
-                                }
-                        }
-                        json_t *opts = rec->options_json ? json_loads(rec->options_json, 0, NULL) : NULL;
-                        if (opts) {
-                                const char *sb = json_string_value(json_object_get(opts, "sandbox"));
-                                if (sb && streq(sb, "none") && !a.sandbox)
-                                        o.sandbox = SANDBOX_MODE_NONE;
-                                o.keep_going = o.keep_going || json_is_true(json_object_get(opts, "keep_going"));
-                                json_decref(opts);
-                        }
-                        /* The full id, alive past the record. */
-                        free(a.resume);
-                        a.resume = xstrdup(rec->id);
-                        o.resume_id = a.resume;
-                        dag_run_record_free(rec);
+        if (!resume) {
+                int r = read_file(a.file, DAG_MAX_FILE_BYTES, &text, &len);
+                if (r < 0) {
+                        cli_error("cannot read %s: %s", a.file,
+                                  r == -EFBIG ? "larger than the 1 MiB pipeline limit" : strerror(-r));
+                        code = r == -EFBIG ? EXIT_VALIDATION : EXIT_USAGE;
+                        goto out;
                 }
-        } else {
-                _cleanup_free_ char *text = NULL;
-                size_t len = 0;
-                r = read_file(a.file, DAG_MAX_FILE_BYTES, &text, &len);
-                if (r < 0)
-                        err = xasprintf("cannot read %s: %s", a.file,
-                                        r == -EFBIG ? "larger than the 1 MiB pipeline limit" : strerror(-r));
-                else {
-                        const char *slash = strrchr(a.file, '/');
-                        _cleanup_free_ char *base = slash ? xstrndup(a.file, (size_t) (slash - a.file) + 1) : xstrdup(".");
-                        r = dag_parse(text, len, a.file, base, a.params, &d, &err);
+                const char *slash = strrchr(a.file, '/');
+                base = slash ? xstrndup(a.file, (size_t) (slash - a.file) + 1) : xstrdup(".");
+                r = dag_parse(text, len, a.file, base, a.params, &d, &err);
+                if (r < 0) {
+                        cli_error("%s", err ?: strerror(-r));
+                        code = r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;
+                        goto out;
                 }
         }
-        if (r < 0) {
-                fprintf(stderr, "pysprinter: %s\n", err ?: strerror(-r));
-                code = r == -ENOENT || r == -EBUSY ? EXIT_USAGE : EXIT_VALIDATION;
+        code = backend_open(&a.ra, &b);
+        if (code)
                 goto out;
-        }
-        if (o.sandbox == SANDBOX_MODE_NONE)
-                fprintf(stderr, "pysprinter: warning: --sandbox=none: these tasks run WITHOUT isolation, "
-                                "with your user's access to files and network\n");
-        /* The tree is redrawn in place only where the cursor can move:
-         * TERM=dumb gets the plain line-per-change view. */
-        const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
-        bool dumb = term && streq(term, "dumb");
-        View v = { .tty = isatty(STDERR_FILENO) && !dumb, .json = a.json || cli_globals.json, .t0 = now_realtime() };
-        v.color = v.tty && !(nc && *nc) && !cli_globals.no_color;
-        running_dag = d;
-        struct sigaction sa = { .sa_handler = on_interrupt };
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        r = dag_run(d, e, dc, &o, on_event, &v, &err);
-        running_dag = NULL;
-        if (r < 0) {
-                if (v.tty)
-                        fputs("\r\033[K", stderr);
-                fprintf(stderr, "pysprinter: %s\n", err ?: strerror(-r));
-                code = r == -ENOPKG ? EXIT_DEPENDENCY : r == -EINVAL || r == -ENOENT ? EXIT_VALIDATION : EXIT_INTERNAL;
-                goto out;
-        }
-        if (v.tty)
-                redraw(&v, d);
-        print_summary(&v, d);
-        print_results(&v, d);
-        code = dag_exit_code(d);
+        sandbox_note(b, a.sandbox);
+        DagRequest q = { .dag = d, .text = text, .len = len, .filename = a.file, .base_dir = base, .params = a.params,
+                         .concurrency = a.concurrency, .keep_going = a.keep_going, .no_cache = a.no_cache,
+                         .sandbox = a.sandbox, .resume_id = a.resume };
+        code = run_dag(b, &q, a.json, false);
 out:
+        backend_free(b);
         dag_free(d);
-        data_catalog_free(dc);
-        engine_free(e);
         dag_args_done(&a);
         return code;
 }
 
-static int dag_status_verb(int argc, char **argv) {
-        const char *id = NULL;
-        bool json = false;
-        for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else if (!id)
-                        id = argv[i];
-                else {
-                        fprintf(stderr, "pysprinter: usage: dag status ID [--json]\n");
-                        return EXIT_USAGE;
-                }
-        }
-        if (!id) {
-                fprintf(stderr, "pysprinter: usage: dag status ID [--json]\n");
+/* ---- dag status / logs / ls / cancel ---------------------------------------------- */
+
+static int dag_status_verb(Backend *b, int argc, char **argv, bool json) {
+        if (argc != 1) {
+                cli_error("usage: dag status ID [--json]");
                 return EXIT_USAGE;
         }
-        Engine *e = NULL;
-        int r = cli_engine_open(NULL, &e);
-        if (r)
-                return r;
-        Store *s = engine_store(e);
-        DagRunRecord *rec = NULL;
-        r = store_dag_get(s, NULL, id, &rec);
-        if (r < 0) {
-                fprintf(stderr, "pysprinter: %s\n", r == -ENOENT ? "no such DAG run (see: pysprinter dag ls)"
-                                                    : r == -EEXIST ? "ambiguous id; give more of it"
-                                                                   : strerror(-r));
-                engine_free(e);
-                return EXIT_USAGE;
-        }
-        DagTaskRecord **t = NULL;
-        size_t n = 0;
-        (void) store_dag_tasks(s, rec->id, &t, &n);
-        char b1[32], b2[32];
-        if (json) {
-                json_t *tasks = json_object();
-                for (size_t i = 0; i < n; i++) {
-                        json_t *o = json_pack("{s:s, s:s?, s:i, s:b, s:i, s:I, s:I}", "state", t[i]->state, "run_id",
-                                              t[i]->run_id, "attempts", t[i]->attempts, "cached", t[i]->cached,
-                                              "exit_code", t[i]->exit_code, "started_us", (json_int_t) t[i]->started,
-                                              "finished_us", (json_int_t) t[i]->finished);
-                        if (t[i]->started && t[i]->finished)
-                                json_object_set_new(o, "duration_ms",
-                                                    json_real((double) (t[i]->finished - t[i]->started) / 1000.0));
-                        json_t *v = t[i]->value_json ? json_loads(t[i]->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-                        if (v)
-                                json_object_set_new(o, "result", v);
-                        if (t[i]->error)
-                                json_object_set_new(o, "error", json_string(t[i]->error));
-                        json_object_set_new(tasks, t[i]->name, o);
-                }
-                json_t *o = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s?, s:o}", "id", rec->id, "name", rec->name, "file",
-                                      rec->file, "status", rec->status, "created", format_timestamp(rec->created, b1),
-                                      "finished", rec->finished ? format_timestamp(rec->finished, b2) : NULL, "tasks", tasks);
-                _cleanup_free_ char *txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                json_decref(o);
-                puts(txt);
-        } else {
-                printf("dag %s (%s): %s\n", rec->id, rec->name ?: "-", rec->status);
+        json_t *dag = NULL;
+        int r = b->ops->dag_get(b, argv[0], &dag);
+        if (r < 0)
+                return backend_fail(b, r);
+        const char *status = jstr(dag, "status") ?: "?";
+        if (json)
+                print_dag_json(dag, NULL);
+        else {
+                printf("dag %s (%s): %s\n", jstr(dag, "id") ?: argv[0], jstr(dag, "name") ?: "-", status);
+                if (jstr(dag, "error"))
+                        printf("error: %s\n", jstr(dag, "error"));
                 printf("%-24s %-10s %9s %8s  %s\n", "TASK", "STATE", "DURATION", "ATTEMPTS", "RUN");
-                for (size_t i = 0; i < n; i++) {
-                        char dur[32] = "-";
-                        if (t[i]->started && t[i]->finished && t[i]->finished >= t[i]->started)
-                                fmt_dur(t[i]->finished - t[i]->started, dur);
-                        printf("%-24s %-10s %9s %8d  %s", t[i]->name, t[i]->state, dur, t[i]->attempts, t[i]->run_id ?: "-");
-                        if (t[i]->error && !streq(t[i]->state, "succeeded"))
-                                printf("  %s", t[i]->error);
+                json_t *t;
+                size_t i;
+                json_array_foreach(json_object_get(dag, "tasks"), i, t) {
+                        char dur[32];
+                        task_duration(t, dur);
+                        printf("%-24s %-10s %9s %8lld  %s", jstr(t, "name") ?: "?", jstr(t, "state") ?: "pending",
+                               *dur ? dur : "-", (long long) json_integer_value(json_object_get(t, "attempts")),
+                               jstr(t, "run_id") ?: "-");
+                        if (jstr(t, "error") && !state_is(t, "succeeded"))
+                                printf("  %s", jstr(t, "error"));
                         putchar('\n');
                 }
         }
-        int code = streq(rec->status, "succeeded") ? 0 : streq(rec->status, "running") ? 0 : 1;
-        dag_task_record_list_free(t, n);
-        dag_run_record_free(rec);
-        engine_free(e);
+        int code = streq(status, "succeeded") || streq(status, "running") || streq(status, "validating") ? 0 : 1;
+        json_decref(dag);
         return code;
 }
 
-static void replay_event(const RunEvent *ev, void *userdata) {
-        if (ev->type == RUN_EVENT_OUTPUT) {
-                FILE *f = ev->stream == 2 ? stderr : stdout;
-                fwrite(ev->data, 1, ev->len, f);
-        }
-}
-
-static int dag_logs_verb(int argc, char **argv) {
+/* The output of a task's last run, and a failed task's traceback. */
+static int dag_logs_verb(Backend *b, int argc, char **argv) {
         if (argc != 2) {
-                fprintf(stderr, "pysprinter: usage: dag logs ID TASK\n");
+                cli_error("usage: dag logs ID TASK");
                 return EXIT_USAGE;
         }
-        Engine *e = NULL;
-        int r = cli_engine_open(NULL, &e);
-        if (r)
-                return r;
-        Store *s = engine_store(e);
-        DagRunRecord *rec = NULL;
+        json_t *dag = NULL, *run = NULL;
+        int r = b->ops->dag_get(b, argv[0], &dag);
+        if (r < 0)
+                return backend_fail(b, r);
         int code = EXIT_USAGE;
-        r = store_dag_get(s, NULL, argv[0], &rec);
-        if (r < 0) {
-                fprintf(stderr, "pysprinter: no such DAG run '%s'\n", argv[0]);
-                engine_free(e);
-                return EXIT_USAGE;
-        }
-        DagTaskRecord **t = NULL;
-        size_t n = 0;
-        (void) store_dag_tasks(s, rec->id, &t, &n);
-        const DagTaskRecord *task = NULL;
-        for (size_t i = 0; i < n; i++)
-                if (streq(t[i]->name, argv[1]))
-                        task = t[i];
-        if (!task)
-                fprintf(stderr, "pysprinter: DAG run %s has no task '%s'\n", rec->id, argv[1]);
-        else if (!task->run_id)
-                fprintf(stderr, "pysprinter: task '%s' has not run (%s)\n", task->name, task->state);
+        json_t *t = task_of(dag, argv[1]);
+        const char *run_id = jstr(t, "run_id");
+        if (!t)
+                cli_error("DAG run %s has no task '%s'", jstr(dag, "id") ?: argv[0], argv[1]);
+        else if (!run_id)
+                cli_error("task '%s' has not run (%s)", argv[1], jstr(t, "state") ?: "pending");
         else {
-                RunRecord *run = NULL;
-                r = store_run_get(s, NULL, task->run_id, &run);
-                if (r < 0)
-                        fprintf(stderr, "pysprinter: no run %s recorded for task '%s'\n", task->run_id, task->name);
-                else if (!run->log_path || access(run->log_path, F_OK) < 0) {
-                        /* A task that printed nothing has no log: nothing to show. */
-                        code = 0;
-                        if (run->traceback)
-                                fputs(run->traceback, stderr);
-                } else {
-                        if (task->cached)
-                                fprintf(stderr, "pysprinter: %s was a memo hit; this is the output of run %s\n",
-                                        task->name, task->run_id);
-                        r = engine_log_replay(run->log_path, replay_event, NULL);
-                        fflush(stdout);
-                        code = r < 0 && r != -ENOENT ? EXIT_INTERNAL : 0;
-                        /* A failed task's traceback is part of what went wrong. */
-                        if (run->traceback)
-                                fputs(run->traceback, stderr);
-                        if (r < 0)
-                                fprintf(stderr, "pysprinter: cannot read %s: %s\n", run->log_path, strerror(-r));
-                }
-                run_record_free(run);
+                if (json_is_true(json_object_get(t, "cached")) && !cli_globals.quiet)
+                        cli_warning("%s was a memo hit; this is the output of run %s", argv[1], run_id);
+                Renderer rd;
+                renderer_init(&rd, false);
+                rd.out = stdout;
+                r = b->ops->run_logs(b, run_id, false, &rd);
+                renderer_done(&rd);
+                if (r >= 0)
+                        r = b->ops->run_get(b, run_id, &run);
+                const char *tb = jstr(json_object_get(run, "error"), "traceback");
+                if (tb)
+                        fputs(tb, stderr);
+                code = r < 0 ? backend_fail(b, r) : 0;
         }
-        dag_task_record_list_free(t, n);
-        dag_run_record_free(rec);
-        engine_free(e);
+        json_decref(run);
+        json_decref(dag);
         return code;
 }
 
-static int dag_ls_verb(int argc, char **argv) {
-        bool json;
-        long limit;
-        int k = cli_parse_list_args(argc, argv, "dag ls", 100000, &json, &limit);
-        if (k < 0) {
-                printf("Usage: pysprinter dag ls [--json] [-n N]\n");
-                return 0;
-        }
-        if (k)
-                return k;
-        Engine *e = NULL;
-        int r = cli_engine_open(NULL, &e);
-        if (r)
-                return r;
-        DagRunRecord **v = NULL;
-        size_t n = 0;
-        r = store_dag_list(engine_store(e), NULL, (size_t) limit, &v, &n);
-        if (r < 0) {
-                fprintf(stderr, "pysprinter: cannot read the store: %s\n", strerror(-r));
-                engine_free(e);
-                return EXIT_INTERNAL;
-        }
-        json_t *arr = json_array();
-        char b[32];
-        if (!json && n)
+static int dag_ls_verb(Backend *b, long limit, bool json) {
+        json_t *list = NULL, *g;
+        int r = b->ops->dag_list(b, limit, &list);
+        if (r < 0)
+                return backend_fail(b, r);
+        if (json)
+                render_json(list);
+        else if (json_array_size(list))
                 printf("%-18s %-10s %-19s %9s  %s\n", "ID", "STATUS", "CREATED", "DURATION", "NAME");
-        for (size_t i = 0; i < n; i++) {
-                DagTaskRecord **t = NULL;
-                size_t nt = 0;
-                (void) store_dag_tasks(engine_store(e), v[i]->id, &t, &nt);
-                if (json)
-                        json_array_append_new(arr, json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:i}", "id", v[i]->id, "name",
-                                                             v[i]->name, "file", v[i]->file, "status", v[i]->status,
-                                                             "created", format_timestamp(v[i]->created, b), "tasks",
-                                                             (int) nt));
-                else {
-                        time_t sec = (time_t) (v[i]->created / USEC_PER_SEC);
-                        struct tm tm;
-                        localtime_r(&sec, &tm);
-                        strftime(b, sizeof(b), "%Y-%m-%d %H:%M:%S", &tm);
-                        char dur[32] = "-";
-                        if (v[i]->finished && v[i]->finished >= v[i]->created)
-                                fmt_dur(v[i]->finished - v[i]->created, dur);
-                        printf("%-18s %-10s %-19s %9s  %s (%zu tasks)\n", v[i]->id, v[i]->status, b, dur,
-                               v[i]->name ?: "-", nt);
+        size_t i;
+        if (!json)
+                json_array_foreach(list, i, g) {
+                        char created[32], dur[32] = "-";
+                        format_local_time(jstr(g, "created_at"), created);
+                        json_t *ms = json_object_get(g, "duration_ms");
+                        if (json_is_number(ms))
+                                format_duration_us((usec_t) (json_number_value(ms) * 1000.0), dur);
+                        printf("%-18s %-10s %-19s %9s  %s\n", jstr(g, "id") ?: "?", jstr(g, "status") ?: "?", created,
+                               dur, jstr(g, "name") ?: "-");
                 }
-                dag_task_record_list_free(t, nt);
-        }
-        if (json) {
-                _cleanup_free_ char *t = json_dumps(arr, JSON_COMPACT);
-                puts(t);
-        }
-        json_decref(arr);
-        dag_run_record_list_free(v, n);
-        engine_free(e);
+        json_decref(list);
         return 0;
 }
 
-/* With a server (--server, PYSPRINTER_SERVER or the config file): the same
- * verbs over HTTP (cli-remote-dag.c). */
-static int dag_remote_verb(const char *server, const char *sub, int argc, char **argv) {
-        if (!streq(sub, "run"))
-                return cli_remote_dag(server, sub, argc, argv);
-        DagArgs a;
-        if (parse_dag_args(argc, argv, false, &a) < 0) {
-                dag_args_done(&a);
+static int dag_cancel_verb(Backend *b, int argc, char **argv, bool json) {
+        if (argc != 1) {
+                cli_error("usage: dag cancel ID");
                 return EXIT_USAGE;
         }
-        if (a.sandbox || a.ra.index_url || a.ra.find_links)
-                fprintf(stderr, "pysprinter: note: --sandbox, --index-url and --find-links are the server's "
-                                "settings; ignored with --server\n");
-        int code = cli_remote_dag_run(server, a.file, a.params, a.concurrency, a.keep_going, a.no_cache, a.json);
-        dag_args_done(&a);
-        return code;
+        json_t *dag = NULL;
+        int r = b->ops->dag_cancel(b, argv[0], &dag);
+        if (r < 0)
+                return backend_fail(b, r);
+        if (json)
+                print_dag_json(dag, NULL);
+        else
+                printf("dag %s: %s\n", jstr(dag, "id") ?: argv[0], jstr(dag, "status") ?: "?");
+        json_decref(dag);
+        return 0;
 }
 
 int verb_dag(int argc, char **argv) {
-        /* A global --json (taken off the line by cli_take_globals, which
-         * left its slot free) is this verb's --json too. */
-        if (cli_globals.json)
-                argv[argc++] = (char *) "--json";
-        /* --server anywhere (`dag --server URL ls` too), else the
-         * environment or the config file. */
-        _cleanup_free_ char *server = cli_server();
-        if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h") || streq(argv[0], "help")) {
-                fputs(dag_help, argc < 1 ? stderr : stdout);
-                return argc < 1 ? EXIT_USAGE : 0;
-        }
-        for (int i = 1; i < argc; i++)
-                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        fputs(dag_help, stdout);
-                        return 0;
-                }
+        int code = cli_subverb_help(argc, argv, dag_help);
+        if (code >= 0)
+                return code;
         const char *sub = argv[0];
-        if (server)
-                return dag_remote_verb(server, sub, argc - 1, argv + 1);
-        if (streq(sub, "run"))
-                return dag_run_verb(argc - 1, argv + 1, false);
-        if (streq(sub, "resume"))
-                return dag_run_verb(argc - 1, argv + 1, true);
-        if (streq(sub, "status"))
-                return dag_status_verb(argc - 1, argv + 1);
-        if (streq(sub, "logs"))
-                return dag_logs_verb(argc - 1, argv + 1);
-        if (streq(sub, "ls") || streq(sub, "list"))
-                return dag_ls_verb(argc - 1, argv + 1);
-        fprintf(stderr, "pysprinter: dag: unknown command '%s' (run, resume, status, logs, ls)\n", sub);
-        return EXIT_USAGE;
+        if (streq(sub, "run") || streq(sub, "resume"))
+                return dag_run_verb(argc - 1, argv + 1, streq(sub, "resume"));
+        bool is_ls = streq(sub, "ls") || streq(sub, "list");
+        if (!is_ls && !streq(sub, "status") && !streq(sub, "get") && !streq(sub, "logs") && !streq(sub, "cancel")) {
+                cli_error("dag: unknown command '%s' (run, resume, status, logs, ls, cancel)", sub);
+                return EXIT_USAGE;
+        }
+        bool json = cli_globals.json;
+        long limit = 20;
+        int n = 0;
+        if (is_ls) {
+                int k = cli_parse_list_args(argc - 1, argv + 1, "dag ls", 10000, &json, &limit);
+                if (k)
+                        return k;
+                json = json || cli_globals.json;
+        } else
+                for (int i = 1; i < argc; i++) {
+                        if (streq(argv[i], "--json") && !streq(sub, "logs"))
+                                json = true;
+                        else
+                                argv[1 + n++] = argv[i];
+                }
+        Backend *b = NULL;
+        code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        if (is_ls)
+                code = dag_ls_verb(b, limit, json);
+        else if (streq(sub, "logs"))
+                code = dag_logs_verb(b, n, argv + 1);
+        else if (streq(sub, "cancel"))
+                code = dag_cancel_verb(b, n, argv + 1, json);
+        else
+                code = dag_status_verb(b, n, argv + 1, json);
+        backend_free(b);
+        return code;
 }
 
-/* ---- chain ---- */
+/* ---- chain: a linear DAG built in memory ------------------------------------------ */
 
-/* Each file's result is the next one's first positional argument: the
- * first gets the arguments given, the last one's result is printed. Over
- * the Backend, so a server runs it the same way. */
+/* A run-grammar argument ({"raw": s} or {"value": v}) as a pipeline value:
+ * a string is converted by the parameter's annotation there too, so a raw
+ * value stays a string ("${" spelled "$${" so it is not a reference). */
+static json_t *pipeline_value(json_t *arg) {
+        json_t *raw = json_object_get(arg, "raw");
+        if (!json_is_string(raw))
+                return json_incref(json_object_get(arg, "value") ?: json_null());
+        Buf b;
+        buf_init(&b, RUN_MAX_SOURCE_BYTES);
+        for (const char *p = json_string_value(raw); *p; p++)
+                buf_appends(&b, startswith(p, "${") ? "$$" : (char[]) { *p, 0 });
+        json_t *s = json_string(b.data ?: "");
+        buf_free(&b);
+        return s ?: json_string("");
+}
+
+static json_t *chain_limits(const RunLimits *l) {
+        json_t *o = json_object();
+        char v[64];
+        if (l->timeout_ms) {
+                snprintf(v, sizeof(v), "%llums", (unsigned long long) l->timeout_ms);
+                json_object_set_new(o, "timeout", json_string(v));
+        }
+        if (l->memory_bytes) {
+                snprintf(v, sizeof(v), "%lluB", (unsigned long long) l->memory_bytes);
+                json_object_set_new(o, "memory", json_string(v));
+        }
+        if (l->max_output_bytes) {
+                snprintf(v, sizeof(v), "%lluB", (unsigned long long) l->max_output_bytes);
+                json_object_set_new(o, "max_output", json_string(v));
+        }
+        if (l->max_procs) {
+                snprintf(v, sizeof(v), "%llu", (unsigned long long) l->max_procs);
+                json_object_set_new(o, "max_procs", json_string(v));
+        }
+        if (l->network)
+                json_object_set_new(o, "network", json_string("true"));
+        return o;
+}
+
+/* The pipeline of `chain F1 F2 …` as JSON text (JSON is YAML's flow
+ * style, which dag_parse() reads). */
+static char *chain_pipeline(char **files, int n_files, const RunArgs *a) {
+        json_t *tasks = json_object(), *v;
+        for (int i = 0; i < n_files; i++) {
+                const char *sep = strstr(files[i], "::");
+                _cleanup_free_ char *file = sep ? xstrndup(files[i], (size_t) (sep - files[i])) : xstrdup(files[i]);
+                _cleanup_free_ char *name = xasprintf("step%d", i + 1), *prev = xasprintf("${step%d}", i);
+                json_t *t = json_pack("{s:s}", "file", file), *args = json_array();
+                if (!t) {
+                        json_decref(args);
+                        json_decref(tasks);
+                        return NULL;
+                }
+                if (sep && sep[2])
+                        json_object_set_new(t, "function", json_string(sep + 2));
+                if (i > 0)
+                        json_array_append_new(args, json_string(prev));
+                else {
+                        json_t *given = a->args_json ? json_loads(a->args_json, 0, NULL) : NULL, *kw = json_object();
+                        json_t *kwgiven = a->kwargs_json ? json_loads(a->kwargs_json, 0, NULL) : NULL;
+                        size_t k;
+                        const char *key;
+                        json_array_foreach(given, k, v) json_array_append_new(args, pipeline_value(v));
+                        json_object_foreach(kwgiven, key, v) json_object_set_new(kw, key, pipeline_value(v));
+                        json_object_set_new(t, "kwargs", kw);
+                        json_decref(given);
+                        json_decref(kwgiven);
+                }
+                json_object_set_new(t, "args", args);
+                json_t *limits = chain_limits(&a->limits);
+                if (json_object_size(limits))
+                        json_object_set(t, "limits", limits);
+                json_decref(limits);
+                if (a->data) {
+                        json_t *data = json_array();
+                        for (char **d = a->data; *d; d++)
+                                json_array_append_new(data, json_string(*d));
+                        json_object_set_new(t, "data", data);
+                }
+                json_object_set_new(tasks, name, t);
+        }
+        json_t *p = json_pack("{s:s, s:o}", "name", "chain", "tasks", tasks);
+        char *text = p ? json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(p);
+        return text;
+}
+
 int verb_chain(int argc, char **argv) {
-        int n_files = 0;
-        while (n_files < argc && argv[n_files][0] != '-')
-                n_files++;
         for (int i = 0; i < argc; i++)
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         fputs(chain_help, stdout);
                         return 0;
                 }
+        int n_files = 0;
+        while (n_files < argc && argv[n_files][0] != '-')
+                n_files++;
         if (n_files < 1) {
                 fputs(chain_help, stderr);
                 return EXIT_USAGE;
         }
-        /* The first file with the options and arguments, parsed like run. */
-        char **first = xcalloc((size_t) (argc - n_files) + 2, sizeof(char *));
+        /* The options and the first step's arguments, parsed like run's. */
+        _cleanup_free_ char **first = xcalloc((size_t) (argc - n_files) + 2, sizeof(char *));
         first[0] = argv[0];
         for (int i = n_files; i < argc; i++)
                 first[1 + i - n_files] = argv[i];
         RunArgs a;
-        _cleanup_free_ char *err = NULL;
-        int r = cli_parse_run_args(1 + argc - n_files, first, &a, &err);
-        free(first);
-        if (r < 0) {
+        _cleanup_free_ char *err = NULL, *text = NULL;
+        if (cli_parse_run_args(1 + argc - n_files, first, &a, &err) < 0) {
                 cli_error("%s", err);
                 fprintf(stderr, "Try 'pysprinter chain --help'.\n");
                 return EXIT_USAGE;
         }
-        a.json_output = a.json_output || cli_globals.json;
+        Dag *d = NULL;
         Backend *b = NULL;
-        int code = backend_open(&a, &b);
-        _cleanup_free_ char *prev = NULL;
-        json_t *run = NULL;
-        for (int i = 0; !code && i < n_files; i++) {
-                const char *target = argv[i];
-                const char *sep = strstr(target, "::");
-                _cleanup_free_ char *file = sep ? xstrndup(target, (size_t) (sep - target)) : xstrdup(target);
-                _cleanup_free_ char *source = NULL, *fn = NULL;
-                size_t len = 0;
-                if (cli_read_source(file, &source, &len) < 0) {
-                        code = EXIT_USAGE;
-                        break;
-                }
-                /* Steps after the first: their own ::FUNC, the previous
-                 * result as the only argument, the same limits. */
-                RunArgs step = { .function = sep && sep[2] ? xstrdup(sep + 2) : NULL, .limits = a.limits,
-                                 .sandbox = a.sandbox, .data = a.data };
-                RunRequest q = { .a = i == 0 ? &a : &step, .source = source, .source_len = len, .filename = file,
-                                 .prev_result = i == 0 ? NULL : prev };
-                Renderer rd;
-                renderer_init(&rd, a.json_output);
-                json_decref(run);
-                run = NULL;
-                r = b->ops->run(b, &q, &rd, &run);
-                renderer_done(&rd);
-                free(step.function);
-                if (r < 0) {
-                        code = backend_fail(b, r);
-                        break;
-                }
-                const char *status = json_string_value(json_object_get(run, "status")) ?: "";
-                if (!streq(status, "succeeded") || i + 1 == n_files) {
-                        code = renderer_run_outcome(&rd, run);
-                        if (code)
-                                cli_error("chain stopped at step %d (%s)", i + 1, target);
-                        break;
-                }
-                if (json_is_string(json_object_get(run, "result_repr"))) {
-                        cli_error("chain step %d (%s) returned a value JSON cannot hold (%s); it cannot be passed on",
-                                  i + 1, target, json_string_value(json_object_get(run, "result_repr")));
-                        code = EXIT_RAISED;
-                        break;
-                }
-                free(prev);
-                prev = cli_json_text(json_object_get(run, "result") ?: json_null());
+        int code = 0;
+        text = chain_pipeline(argv, n_files, &a);
+        if (!text) {
+                cli_error("chain: a file name or argument is not valid UTF-8");
+                code = EXIT_USAGE;
+                goto out;
         }
-        json_decref(run);
+        int r = dag_parse(text, strlen(text), "chain.yaml", ".", NULL, &d, &err);
+        if (r < 0) {
+                cli_error("%s", err ?: strerror(-r));
+                code = r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;
+                goto out;
+        }
+        code = backend_open(&a, &b);
+        if (code)
+                goto out;
+        sandbox_note(b, a.sandbox);
+        DagRequest q = { .dag = d, .text = text, .len = strlen(text), .filename = "chain.yaml", .base_dir = ".",
+                         .sandbox = a.sandbox };
+        code = run_dag(b, &q, a.json_output || cli_globals.json, true);
+out:
         backend_free(b);
+        dag_free(d);
         run_args_done(&a);
-        return cli_interrupted ? EXIT_INTERRUPTED : code;
+        return code;
 }

@@ -143,6 +143,8 @@ static char *status_message(const Http *h, long status, const Buf *body) {
                               h->base, m ? m : "unauthorized");
         else if (status == 403)
                 r = xasprintf("the token lacks the right to do this (%s)", m ? m : "forbidden");
+        else if (m && status < 500)
+                r = xstrdup(m); /* the embedded path's words for the same refusal */
         else
                 r = xasprintf("%s (HTTP %ld)", m ? m : "the server refused the request", status);
         json_decref(j);
@@ -240,6 +242,10 @@ int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret
 
 int http_json(const Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        if (body && !text) {
+                *ret_error = xstrdup("the request cannot be written as JSON");
+                return -EINVAL;
+        }
         HttpRequest q = { .method = method, .path = path };
         Buf b;
         if (text) {

@@ -109,7 +109,7 @@ void renderer_event(const RunEvent *ev, void *userdata) {
                 cli_warning("%s", ev->message);
                 break;
         case RUN_EVENT_PROGRESS:
-                if (r->cursor && ev->message) {
+                if (r->cursor && ev->message && !cli_globals.quiet) {
                         r->status_line = true;
                         if (ev->total)
                                 fprintf(stderr, "\r\033[K%s %s %llu/%llu", ev->phase ? ev->phase : "",
@@ -337,17 +337,12 @@ void cli_error(const char *fmt, ...) {
 }
 
 void cli_warning(const char *fmt, ...) {
+        /* -q: results and errors only (docs/cli.md). */
+        if (cli_globals.quiet)
+                return;
         va_list ap;
         va_start(ap, fmt);
         say(C_YELLOW, "warning: ", fmt, ap);
         va_end(ap);
 }
 
-void cli_print_value_text(const char *json_text, bool tty) {
-        json_t *v = json_loads(json_text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (v)
-                render_value(v, false, tty);
-        else
-                puts(json_text);
-        json_decref(v);
-}

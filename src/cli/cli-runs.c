@@ -102,6 +102,29 @@ static int check_suspects(Backend *b, RunRequest *q) {
         return code;
 }
 
+/* A server gets the source as a JSON string, which must be UTF-8: say
+ * where the first bad byte is before sending, as the engine says it
+ * embedded (the same invalid run, rendered the same way, exit 3). */
+static int check_utf8(const char *file, const char *source, size_t len) {
+        size_t bad = utf8_invalid_offset(source, len), line, col;
+        if (bad >= len)
+                return 0;
+        utf8_line_col(source, bad, &line, &col);
+        _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8", file, line, col);
+        json_t *run = json_pack("{s:s, s:i, s:{s:s, s:s}}", "status", "invalid", "exit_code", EXIT_VALIDATION, "error",
+                                "type", "ValidationError", "message", msg);
+        if (!run) {
+                cli_error("%s", msg); /* a file name that is not UTF-8 either */
+                return EXIT_VALIDATION;
+        }
+        Renderer rd;
+        renderer_init(&rd, false);
+        int code = renderer_run_outcome(&rd, run);
+        renderer_done(&rd);
+        json_decref(run);
+        return code;
+}
+
 /* Runs (or validates, or invokes) q on b and renders it. */
 static int run_and_render(Backend *b, RunRequest *q) {
         const RunArgs *a = q->a;
@@ -172,6 +195,8 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
                 code = EXIT_USAGE;
         else
                 code = backend_open(&a, &b);
+        if (!code && b->remote)
+                code = check_utf8(a.file, source, len);
         if (!code) {
                 if (a.sandbox == SANDBOX_MODE_NONE && !b->remote)
                         cli_warning("--sandbox=none: this code runs WITHOUT isolation, with your user's access to "
@@ -364,8 +389,12 @@ static int one_run_args(const char *verb, int argc, char **argv, bool *json, boo
                         *follow = true;
                 else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         printf("Usage: pysprinter %s RUN%s\n\nRUN is a run id or a unique prefix of one "
-                               "(see `pysprinter ps`).\n",
-                               verb, follow ? " [-f]" : " [--json]");
+                               "(see `pysprinter ps`).\n%s",
+                               verb, follow ? " [-f]" : " [--json]",
+                               follow ? "Replays the run's stdout and stderr to the streams they were written to;\n"
+                                        "-f follows a run still running (embedded or on a server) until it ends.\n"
+                                        "No --json: the record is `pysprinter show RUN --json`.\n"
+                                      : "");
                         return -1;
                 } else if (!*ret_id && argv[i][0] != '-')
                         *ret_id = argv[i];
@@ -445,6 +474,11 @@ int verb_logs(int argc, char **argv) {
         int code = one_run_args("logs", argc, argv, NULL, &follow, &id);
         if (code)
                 return code < 0 ? 0 : code;
+        /* A log is the function's own bytes, not a document: it has no
+         * JSON form (the record is `show RUN --json`). */
+        if (cli_globals.json)
+                return usage_error("logs", "logs has no --json: it replays the run's output as written; "
+                                           "`pysprinter show RUN --json` prints the run's record");
         Backend *b = NULL;
         code = backend_open(NULL, &b);
         if (code)
@@ -502,14 +536,24 @@ int verb_deploy(int argc, char **argv) {
                 name = stem;
         }
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        int code = check_utf8(file, source, len);
+        if (!code)
+                code = backend_open(NULL, &b);
         if (code)
                 return code;
         json_t *req = json_pack("{s:s, s:s%, s:s}", "name", name, "source", source, len, "filename", base), *ans = NULL;
-        if (sep && sep[2])
-                json_object_set_new(req, "function", json_string(sep + 2));
-        if (description)
-                json_object_set_new(req, "description", json_string(description));
+        if (!req) {
+                cli_error("deploy: the name or description is not valid UTF-8");
+                backend_free(b);
+                return EXIT_USAGE;
+        }
+        if ((sep && sep[2] && json_object_set_new(req, "function", json_string(sep + 2)) < 0) ||
+            (description && json_object_set_new(req, "description", json_string(description)) < 0)) {
+                cli_error("deploy: the function name or description is not valid UTF-8");
+                json_decref(req);
+                backend_free(b);
+                return EXIT_USAGE;
+        }
         int r = b->ops->deploy(b, req, &ans);
         if (r == -EBADMSG || r == -ENOPKG) {
                 /* The validation's message as `run` prints it. */

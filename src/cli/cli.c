@@ -106,6 +106,18 @@ int cli_take_globals(int *argc, char **argv, CliGlobals *g, char **ret_error) {
         return 0;
 }
 
+int cli_subverb_help(int argc, char **argv, const char *help) {
+        for (int i = 0; i < argc; i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h") || (i == 0 && streq(argv[i], "help"))) {
+                        fputs(help, stdout);
+                        return 0;
+                }
+        if (argc >= 1)
+                return -1;
+        fputs(help, stderr);
+        return EXIT_USAGE;
+}
+
 /* ---- backends and exit codes ---- */
 
 void backend_set_error(Backend *b, const char *fmt, ...) {

@@ -94,8 +94,6 @@ int renderer_run_outcome(Renderer *r, json_t *run);
 /* Prints a value as `run` does: a string as itself, anything else as JSON
  * (pretty on a TTY, Python's separators otherwise; compact with --json). */
 void render_value(json_t *v, bool json, bool tty);
-/* The same from JSON text (a DAG's leaf results). */
-void cli_print_value_text(const char *json_text, bool tty);
 /* A JSON document on stdout: compact, reals in Python's spelling. */
 void render_json(json_t *v);
 /* The JSON text of v: compact, reals in their shortest round-trip
@@ -112,7 +110,8 @@ void format_size(uint64_t n, char buf[static 32]);
 usec_t cli_parse_timestamp(const char *iso);
 /* The local time of an API time stamp, "YYYY-MM-DD HH:MM:SS", or "-". */
 void format_local_time(const char *iso, char buf[static 32]);
-/* Prints "pysprinter: MSG" on stderr, erasing a progress line first. */
+/* Prints "pysprinter: MSG" on stderr, erasing a progress line first.
+ * cli_warning() says nothing under -q (results and errors only). */
 void cli_error(const char *fmt, ...) _printf_(1, 2);
 void cli_warning(const char *fmt, ...) _printf_(1, 2);
 
@@ -134,6 +133,9 @@ int verb_data(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 
+/* A verb with subcommands (dag, data): help asked anywhere prints help
+ * (exit 0), no subcommand prints it on stderr (exit 2); -1 otherwise. */
+int cli_subverb_help(int argc, char **argv, const char *help);
 /* Reads a user's file within the source size cap, saying on stderr what
  * went wrong when it cannot. */
 int cli_read_source(const char *file, char **ret, size_t *ret_len);

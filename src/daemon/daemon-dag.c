@@ -519,84 +519,32 @@ static char *param_value(json_t *v) {
 
 /* ---- JSON views ---------------------------------------------------------------- */
 
-static json_t *time_or_null(usec_t t) {
-        char buf[32];
-        return t ? json_string(format_timestamp(t, buf)) : json_null();
-}
-
-static json_t *json_loads_or_string(const char *s) {
-        if (!s)
-                return json_null();
-        json_t *j = json_loads(s, JSON_DECODE_ANY, NULL);
-        return j ? j : json_string(s);
-}
-
 static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tasks) {
-        json_t *j = json_object();
         DDag *g = ddag_find(d, rec->tenant ? rec->tenant : "local", rec->id);
-        const char *status = rec->status ? rec->status : "running";
-        if (g && streq(status, "running") && dag_status(g->dag) && streq(dag_status(g->dag), "validating"))
-                status = "validating";
-        json_object_set_new(j, "id", json_string(rec->id));
-        json_object_set_new(j, "name", rec->name ? json_string(rec->name) : json_null());
-        json_object_set_new(j, "status", json_string(status));
-        json_object_set_new(j, "error", rec->error ? json_string(rec->error) : json_null());
-        json_object_set_new(j, "created_at", time_or_null(rec->created));
-        json_object_set_new(j, "started_at", time_or_null(rec->started));
-        json_object_set_new(j, "finished_at", time_or_null(rec->finished));
-        json_object_set_new(j, "duration_ms", rec->finished && rec->started && rec->finished >= rec->started
-                                                      ? json_real((double) (rec->finished - rec->started) / 1000.0)
-                                                      : json_null());
-        json_object_set_new(j, "options", json_loads_or_string(rec->options_json));
-        json_object_set_new(j, "params", json_loads_or_string(rec->params_json));
-        if (!with_tasks) {
-                if (g)
-                        ddag_unref(d, g);
-                return j;
-        }
-
         DagTaskRecord **t = NULL;
         size_t n = 0;
-        (void) store_dag_tasks(d->store, rec->id, &t, &n);
-        json_t *tasks = json_array();
-        json_t *counts = json_object();
-        for (size_t i = 0; i < n; i++) {
-                json_t *o = json_object();
-                json_object_set_new(o, "name", json_string(t[i]->name));
-                json_object_set_new(o, "state", json_string(t[i]->state ? t[i]->state : "pending"));
-                json_object_set_new(o, "attempts", json_integer(t[i]->attempts));
-                json_object_set_new(o, "cached", json_boolean(t[i]->cached));
-                json_object_set_new(o, "run_id", t[i]->run_id ? json_string(t[i]->run_id) : json_null());
-                json_object_set_new(o, "exit_code", t[i]->finished ? json_integer(t[i]->exit_code) : json_null());
-                json_object_set_new(o, "result", json_loads_or_string(t[i]->value_json));
-                json_object_set_new(o, "error", t[i]->error ? json_string(t[i]->error) : json_null());
-                json_object_set_new(o, "started_at", time_or_null(t[i]->started));
-                json_object_set_new(o, "finished_at", time_or_null(t[i]->finished));
-                json_object_set_new(o, "started_us", t[i]->started ? json_integer((json_int_t) t[i]->started) : json_null());
-                json_object_set_new(o, "finished_us",
-                                    t[i]->finished ? json_integer((json_int_t) t[i]->finished) : json_null());
-                json_object_set_new(o, "duration_ms",
-                                    t[i]->started && t[i]->finished && t[i]->finished >= t[i]->started
-                                            ? json_real((double) (t[i]->finished - t[i]->started) / 1000.0)
-                                            : json_null());
-                json_array_append_new(tasks, o);
-                const char *st = t[i]->state ? t[i]->state : "pending";
-                json_object_set_new(counts, st, json_integer(json_integer_value(json_object_get(counts, st)) + 1));
-        }
+        if (with_tasks)
+                (void) store_dag_tasks(d->store, rec->id, &t, &n);
+        /* The one DAG object (store-json.c), as the CLI renders it too. */
+        _cleanup_free_ char *text = dag_record_to_json(rec, t, n, with_tasks);
+        dag_task_record_list_free(t, n);
+        json_t *j = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+        if (!j)
+                j = json_pack("{s:s, s:s}", "id", rec->id, "status", rec->status ? rec->status : "running");
+        const char *status = rec->status ? rec->status : "running";
+        if (g && streq(status, "running") && dag_status(g->dag) && streq(dag_status(g->dag), "validating"))
+                json_object_set_new(j, "status", json_string("validating"));
         /* Before validation ends no task is recorded yet: show the
          * pipeline's tasks as pending. */
-        if (n == 0 && g) {
+        if (with_tasks && n == 0 && g && dag_n_tasks(g->dag)) {
+                json_t *tasks = json_object_get(j, "tasks");
                 for (size_t i = 0; i < dag_n_tasks(g->dag); i++) {
                         DagTaskInfo info;
                         dag_task_info(g->dag, i, &info);
                         json_array_append_new(tasks, json_pack("{s:s, s:s}", "name", info.name, "state", "pending"));
                 }
-                if (dag_n_tasks(g->dag))
-                        json_object_set_new(counts, "pending", json_integer((json_int_t) dag_n_tasks(g->dag)));
+                json_object_set_new(json_object_get(j, "counts"), "pending", json_integer((json_int_t) dag_n_tasks(g->dag)));
         }
-        dag_task_record_list_free(t, n);
-        json_object_set_new(j, "tasks", tasks);
-        json_object_set_new(j, "counts", counts);
         if (g)
                 ddag_unref(d, g);
         return j;

@@ -473,7 +473,12 @@ static void run_task(Dag *d, Task *t) {
                         return;
                 }
                 _cleanup_free_ char *m = NULL;
-                if (res->status == RUN_FAILED && res->error_type)
+                /* "KeyError: 3", never "KeyError: KeyError: 3": the
+                 * message may already start with its type. */
+                size_t tl = res->error_type ? strlen(res->error_type) : 0;
+                bool typed = res->error_message && tl && strneq(res->error_message, res->error_type, tl) &&
+                             res->error_message[tl] == ':';
+                if (res->status == RUN_FAILED && res->error_type && !typed)
                         m = xasprintf("%s: %s", res->error_type, res->error_message ?: "");
                 else
                         m = xstrdup(res->error_message ?: run_status_to_string(res->status));

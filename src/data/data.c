@@ -282,6 +282,11 @@ static int add_staged_version(DataCatalog *c, const char *tenant, const DatasetR
 
 int data_put(DataCatalog *c, const char *tenant, const char *name, const char *source, DataInfo **ret,
              char **ret_error) {
+        return data_put_as(c, tenant, name, source, NULL, ret, ret_error);
+}
+
+int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char *source, const char *filename,
+                DataInfo **ret, char **ret_error) {
         tenant = tenant ?: "local";
         if (!data_name_valid(name)) {
                 *ret_error = xasprintf("'%s' is not a valid dataset name (letters, digits, '.', '_', '-'; "
@@ -326,7 +331,8 @@ int data_put(DataCatalog *c, const char *tenant, const char *name, const char *s
                 const char *slash = strrchr(d.source, '/');
                 TreeBudget b = { .max_bytes = c->cfg.max_dataset_bytes, .max_files = c->cfg.max_files };
                 _cleanup_free_ char *bad = NULL;
-                r = tree_copy_in(source, staged, slash ? slash + 1 : d.source, &b, &bad);
+                const char *as = filename && d.kind[0] == 'f' ? filename : slash ? slash + 1 : d.source;
+                r = tree_copy_in(source, staged, as, &b, &bad);
                 if (r < 0) {
                         if (r == -EFBIG)
                                 *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", source,

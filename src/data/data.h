@@ -100,6 +100,10 @@ int data_put(DataCatalog *c, const char *tenant, const char *name, const char *s
  * -EFBIG over the cap, -ENOSPC with "no space left" in *ret_error. */
 int data_put_bytes(DataCatalog *c, const char *tenant, const char *name, const char *filename, const void *data,
                    size_t len, DataInfo **ret, char **ret_error);
+/* data_put, with a single file stored under filename (a plain file name;
+ * NULL: the source's own name). Runs see it as /data/NAME/FILENAME. */
+int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char *source, const char *filename,
+                DataInfo **ret, char **ret_error);
 
 /* Resolves "NAME[@VERSION]" for a run or a download. A URL dataset asked
  * for its current version is revalidated first (subject to the TTL); when

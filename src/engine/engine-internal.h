@@ -46,6 +46,7 @@ struct Engine {
         char **allow_packages; /* normalised */
         char **deny_packages;
         Store *store;
+        bool record_owner;   /* EngineConfig.record_owner */
         pthread_mutex_t lock; /* guards active */
         ActiveRun *active;
         Pool pool;

@@ -193,6 +193,9 @@ static void record_start(RunCtx *c) {
         /* A daemon may have inserted the record as queued already. */
         if (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST)
                 (void) store_run_update(c->e->store, r);
+        uint64_t start;
+        if (c->e->record_owner && pid_start_time(getpid(), &start) >= 0)
+                (void) store_run_set_owner(c->e->store, r->id, getpid(), start);
 }
 
 static void record_finish(RunCtx *c) {

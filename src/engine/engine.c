@@ -153,6 +153,9 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
+        e->record_owner = cfg->record_owner;
+        if (cfg->record_owner)
+                (void) store_runs_mark_orphaned(e->store, "the process running it is gone");
         /* A runner killed with SIGKILL leaves its runs' cgroups behind. */
         (void) engine_sandbox_sweep();
         if (cfg->prewarm) {
@@ -199,9 +202,16 @@ Store *engine_store(Engine *e) {
 }
 
 int engine_log_replay(const char *path, RunEventFn fn, void *userdata) {
+        return engine_log_replay_from(path, 0, fn, userdata, NULL);
+}
+
+int engine_log_replay_from(const char *path, uint64_t offset, RunEventFn fn, void *userdata, uint64_t *ret_offset) {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         if (!f)
                 return -errno;
+        if (offset && fseeko(f, (off_t) offset, SEEK_SET) < 0)
+                return -errno;
+        uint64_t whole = offset; /* the end of the last whole frame */
         char header[64];
         Buf data;
         buf_init(&data, RUN_DEFAULT_MAX_OUTPUT_BYTES * 16);
@@ -225,11 +235,15 @@ int engine_log_replay(const char *path, RunEventFn fn, void *userdata) {
                 }
                 if (left > 0)
                         break; /* a log cut short by a crash: replay what is whole */
-                (void) fgetc(f); /* the frame's trailing newline */
+                if (fgetc(f) == EOF)
+                        break; /* the frame's trailing newline: not written yet */
+                whole = (uint64_t) ftello(f);
                 RunEvent ev = { .type = RUN_EVENT_OUTPUT, .stream = stream, .data = data.data ? data.data : "",
                                 .len = data.len, .timestamp = ts };
                 fn(&ev, userdata);
         }
         buf_free(&data);
+        if (ret_offset)
+                *ret_offset = whole;
         return r;
 }

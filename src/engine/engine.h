@@ -172,6 +172,10 @@ typedef struct EngineConfig {
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
         bool no_spares;                /* the CLI: one run per process */
+        /* The CLI: each run records this process as its owner, and runs of
+         * owners that are gone are marked lost when the engine starts
+         * (a daemon's queue recovers its own runs instead). */
+        bool record_owner;
         /* Start the base (validation) worker of this sandbox mode in the
          * background now, so a long-lived engine's first run finds it warm. */
         bool prewarm;
@@ -209,6 +213,10 @@ Store *engine_store(Engine *e);
 /* Replays a run's stored output (RunRecord.log_path) as OUTPUT events.
  * The log format is frames of "<stream> <realtime-usec> <len>\n<bytes>\n". */
 int engine_log_replay(const char *log_path, RunEventFn fn, void *userdata);
+/* The same from byte offset on, for following a log being written: only
+ * whole frames are replayed; *ret_offset (may be NULL) is where the next
+ * call continues. */
+int engine_log_replay_from(const char *log_path, uint64_t offset, RunEventFn fn, void *userdata, uint64_t *ret_offset);
 
 /* Pool state for /metrics and `pysprinter workers`. */
 typedef struct EnginePoolStats {

@@ -111,6 +111,12 @@ static const char *const migrations[] = {
         /* 6: a deployed function's parameters, as its validation read them
          * (the Lambda calling rule), kept beside its source */
         "ALTER TABLE functions ADD COLUMN params_json TEXT;",
+        /* 7: the owner of an embedded run (the CLI process running it): its
+         * pid and start time (/proc/PID/stat field 22), so a run whose CLI
+         * died can be told lost (store_runs_mark_orphaned). 0: none (a
+         * daemon's runs, recovered by the queue). */
+        "ALTER TABLE runs ADD COLUMN owner_pid INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE runs ADD COLUMN owner_start INTEGER NOT NULL DEFAULT 0;",
 };
 
 int store_migrate(sqlite3 *db, char **ret_error) {
@@ -128,8 +134,10 @@ int store_migrate(sqlite3 *db, char **ret_error) {
                 int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
                 if (rc != SQLITE_OK) {
                         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                        /* Another process may have migrated concurrently. */
-                        if (rc == SQLITE_ERROR && err && (strstr(err, "already exists") || strstr(err, "duplicate column"))) {
+                        /* Another process may have migrated concurrently
+                         * (a table or, for ALTER TABLE, a column exists). */
+                        if (rc == SQLITE_ERROR && err &&
+                            (strstr(err, "already exists") || strstr(err, "duplicate column name"))) {
                                 sqlite3_free(err);
                                 continue;
                         }

@@ -1,5 +1,6 @@
 /* The SQLite job store. One connection per Store, serialised by a mutex;
  * WAL mode so readers (pysprinter ps) never block the writer (a run). */
+#include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -371,6 +372,86 @@ int store_runs_mark_lost(Store *s, const char *message) {
         int n = sqlite3_changes(s->db);
         pthread_mutex_unlock(&s->lock);
         return rc == SQLITE_DONE ? n : (store_sqlite_errno(rc) ?: -EIO);
+}
+
+int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time) {
+        assert(s && id);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3 WHERE id=?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, id);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) pid);
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) start_time);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        int n = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return n ? 0 : -ENOENT;
+}
+
+typedef struct Owned {
+        char *id;
+        pid_t pid;
+        uint64_t start;
+} Owned;
+
+static bool owner_alive(pid_t pid, uint64_t start) {
+        uint64_t now_start;
+        return pid_start_time(pid, &now_start) >= 0 && now_start == start;
+}
+
+int store_runs_mark_orphaned(Store *s, const char *message) {
+        assert(s && message);
+        sqlite3_stmt *st;
+        Owned *v = NULL;
+        size_t n = 0;
+        /* Read first, check the processes without the lock, then mark each
+         * one only if it is still in flight. */
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT id, owner_pid, owner_start FROM runs "
+                                           "WHERE status IN ('queued','running') AND owner_pid > 0",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        v = xrealloc(v, (n + 1) * sizeof(Owned));
+                        v[n++] = (Owned) { .id = store_col_text(st, 0),
+                                           .pid = (pid_t) sqlite3_column_int64(st, 1),
+                                           .start = (uint64_t) sqlite3_column_int64(st, 2) };
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        int r = rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
+        int marked = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (r >= 0 && !owner_alive(v[i].pid, v[i].start)) {
+                        _cleanup_free_ char *m = xasprintf("%s (pid %d)", message, (int) v[i].pid);
+                        pthread_mutex_lock(&s->lock);
+                        rc = sqlite3_prepare_v2(s->db,
+                                                "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
+                                                "error_message=?2, finished=?3 WHERE id=?1 AND "
+                                                "status IN ('queued','running')",
+                                                -1, &st, NULL);
+                        if (rc == SQLITE_OK) {
+                                store_bind_text(st, 1, v[i].id);
+                                store_bind_text(st, 2, m);
+                                sqlite3_bind_int64(st, 3, (sqlite3_int64) now_realtime());
+                                rc = sqlite3_step(st);
+                                sqlite3_finalize(st);
+                                marked += sqlite3_changes(s->db);
+                        }
+                        pthread_mutex_unlock(&s->lock);
+                        if (rc != SQLITE_DONE)
+                                r = store_sqlite_errno(rc) ?: -EIO;
+                }
+                free(v[i].id);
+        }
+        free(v);
+        return r < 0 ? r : marked;
 }
 
 int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value) {

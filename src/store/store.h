@@ -58,6 +58,14 @@ void run_record_list_free(RunRecord **v, size_t n);
 /* Mark every queued/running run as lost (called at startup by the one
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */
 int store_runs_mark_lost(Store *s, const char *message);
+/* Records the process that runs r (an embedded run): pid and its start
+ * time (pid_start_time()). -ENOENT when there is no such run. */
+int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time);
+/* Marks lost every queued/running run whose recorded owner process is gone
+ * (no such pid, or a pid reused by another process), with message and
+ * " (pid N)". Runs without an owner (a daemon's) are not
+ * touched. Returns how many. */
+int store_runs_mark_orphaned(Store *s, const char *message);
 
 /* ---- the run queue (store-queue.c) ----------------------------------------
  *
@@ -211,6 +219,11 @@ typedef struct DagTaskRecord {
 } DagTaskRecord;
 DagTaskRecord *dag_task_record_free(DagTaskRecord *t);
 void dag_task_record_list_free(DagTaskRecord **v, size_t n);
+
+/* r as the API's DAG object (docs/api.md "DAG runs"), JSON text; with_tasks:
+ * with its tasks (position order) and their counts by state. NULL only
+ * when the records hold text that is not UTF-8. */
+char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks);
 
 int store_dag_insert(Store *s, const DagRunRecord *r);
 /* Overwrites status, error, owner, params, options, started, finished. -ENOENT if none. */

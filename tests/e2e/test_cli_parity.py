@@ -67,6 +67,8 @@ def workdir(tmp_path_factory):
     (w / "step.py").write_text(STEP)
     (w / "pipe.yaml").write_text(PIPELINE)
     (w / "words.txt").write_text("alpha beta\n")
+    (w / "bad.yaml").write_text("tasks:\n  a: {file: step.py, function: one, args: ['${nope}']}\n")
+    (w / "fail.yaml").write_text("tasks:\n  a: {file: f.py, kwargs: {kind: raise}}\n")
     (w / "home").mkdir()
     return w
 
@@ -106,13 +108,20 @@ CASES = {
     "chain": ["chain", "step.py::one", "step.py::two"],
     "chain_json": ["chain", "step.py::one", "step.py::two", "--json"],
     "dag": ["dag", "run", "pipe.yaml"],
+    "dag_invalid": ["dag", "run", "bad.yaml"],
+    "dag_failed_task": ["dag", "run", "fail.yaml"],
+    # In order (sorted names): a put, the same content again, then get.
+    "data1_put": ["data", "put", "words", "words.txt"],
+    "data2_put_again": ["data", "put", "words", "words.txt", "--json"],
+    "data3_get": ["data", "get", "words"],
+    "data4_get_missing": ["data", "get", "nope"],
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_verb_gives_the_same_output_embedded_and_remote(daemon, workdir, case):
     args = CASES[case]
-    if args[0] in ("run", "chain"):
+    if args[0] in ("run", "chain") or args[:2] == ["dag", "run"]:
         args = args + SB
     local = run_cli(workdir, args)
     remote = run_cli(workdir, args, server=daemon.url)
@@ -250,12 +259,24 @@ def test_invoke_sends_a_lambda_event_payload(daemon, workdir):
     assert json.loads(r.stdout.splitlines()[-1]) == {"got": 2}
 
 
-def test_dag_logs_of_a_silent_task_prints_nothing_and_exits_0(workdir):
-    r = run_cli(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--json"])
-    assert r.returncode == 0, r.stderr
-    dag_id = json.loads(r.stdout)["id"]
-    r = run_cli(workdir, ["dag", "logs", dag_id, "one"])
-    assert (r.returncode, r.stdout) == (0, "")
+def test_dag_logs_of_a_silent_task_prints_nothing_and_exits_0_on_both_paths(daemon, workdir):
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--no-cache", "--json"], server=server)
+        assert r.returncode == 0, r.stderr
+        dag_id = json.loads(r.stdout)["id"]
+        r = run_cli(workdir, ["dag", "logs", dag_id, "one"], server=server)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), (server, r)
+
+
+def test_a_failed_task_traceback_is_reachable_from_dag_logs_on_both_paths(daemon, workdir):
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["dag", "run", "fail.yaml", "--sandbox=none", "--json"], server=server)
+        assert r.returncode == 1, r.stderr
+        dag_id = json.loads(r.stdout)["id"]
+        r = run_cli(workdir, ["dag", "logs", dag_id, "a"], server=server)
+        assert r.returncode == 0, (server, r)
+        assert r.stdout == "hello from f\n"
+        assert "Traceback" in r.stderr and "ValueError: nope" in r.stderr, (server, r.stderr)
 
 
 def test_logs_replays_stdout_and_stderr_apart_on_both_paths(daemon, workdir):
@@ -265,3 +286,175 @@ def test_logs_replays_stdout_and_stderr_apart_on_both_paths(daemon, workdir):
         rid = json.loads(run_cli(workdir, ["ps", "--json", "-n", "1"], server=server).stdout)[0]["id"]
         r = run_cli(workdir, ["logs", rid], server=server)
         assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n")
+
+
+DATA_READER = '''
+import pysprinter
+
+def f():
+    p = pysprinter.data_path("corpus")
+    return [p.rsplit("/", 1)[-1], open(p).read()]
+'''
+
+
+def test_data_put_as_sets_the_file_name_and_a_reput_keeps_it(daemon, workdir, tmp_path):
+    (workdir / "reader.py").write_text(DATA_READER)
+    (workdir / "first.txt").write_text("one\n")
+    (workdir / "second.txt").write_text("two\n")
+    seen = {}
+    for server in (None, daemon.url):
+        def put(*args):
+            r = run_cli(workdir, ["data", "put", "corpus", *args], server=server)
+            assert r.returncode == 0, r.stderr
+            return r
+
+        def read():
+            r = run_cli(workdir, ["run", "reader.py", "--data", "corpus", "--json", *SB], server=server)
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        put("first.txt", "--as", "words.txt")
+        assert read() == ["words.txt", "one\n"]
+        # A new version keeps the name a pipeline reads, and says so.
+        r = put("second.txt")
+        assert "keeping the file name 'words.txt'" in r.stderr
+        assert read() == ["words.txt", "two\n"]
+        put("first.txt", "--as", "other.txt")
+        seen[server] = read()
+        assert run_cli(workdir, ["data", "put", "corpus", "first.txt", "--as", "../x"], server=server).returncode == 2
+    assert seen[None] == seen[daemon.url] == ["other.txt", "one\n"]
+
+
+@pytest.mark.parametrize("verb", ["run", "validate", "deploy"])
+def test_a_source_that_is_not_utf8_is_exit_3_with_where_on_both_paths(daemon, workdir, verb):
+    (workdir / "lat.py").write_bytes(b'def f():\n    return "caf\xe9"\n')
+    out = {}
+    for server in (None, daemon.url):
+        if verb == "deploy" and server is None:
+            continue  # deploy needs a server
+        r = run_cli(workdir, [verb, "lat.py", *(SB if verb == "run" else [])], server=server)
+        out[server] = (r.returncode, [l for l in r.stderr.splitlines() if "--sandbox" not in l])
+        assert r.returncode == 3, r
+        assert "lat.py:2:16: not valid UTF-8" in r.stderr, r.stderr
+    if verb != "deploy":
+        assert out[None] == out[daemon.url]
+
+
+@pytest.fixture(scope="module")
+def empty_index():
+    import pkgindex
+    ix = pkgindex.Index()
+    ix.start()
+    yield ix
+    ix.stop()
+
+
+@pytest.fixture(scope="module")
+def indexed_daemon(tmp_path_factory, empty_index):
+    root = tmp_path_factory.mktemp("indexed-daemon")
+    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"],
+               config_extra=f"index:\n  url: {empty_index.url}\n")
+    d.start()
+    yield d
+    d.stop()
+
+
+UNKNOWN = "@requirements({'no-such-package-anywhere': ''})\ndef f():\n    return 1\n"
+
+
+def test_validate_of_an_unresolvable_requirement_exits_4(workdir, empty_index, indexed_daemon):
+    (workdir / "unknown.py").write_text(UNKNOWN)
+    local = run_cli(workdir, ["validate", "unknown.py", "--index-url", empty_index.url])
+    remote = run_cli(workdir, ["validate", "unknown.py"], server=indexed_daemon.url)
+    for r in (local, remote):
+        assert r.returncode == 4, r
+        assert "no-such-package-anywhere" in r.stderr
+    assert "4 when a requirement cannot be resolved" in run_cli(workdir, ["validate", "--help"]).stdout
+
+
+def test_deploy_of_an_unknown_package_exits_4_like_run(workdir, indexed_daemon):
+    (workdir / "unknown.py").write_text(UNKNOWN)
+    run = run_cli(workdir, ["run", "unknown.py"], server=indexed_daemon.url)
+    deploy = run_cli(workdir, ["deploy", "unknown.py", "--name", "unknown"], server=indexed_daemon.url)
+    assert run.returncode == deploy.returncode == 4, (run, deploy)
+    assert "no-such-package-anywhere" in deploy.stderr
+
+
+def pty_run(workdir, args, extra_env=None):
+    """The CLI on a terminal (python's pty): everything it wrote, as bytes."""
+    import pty
+    import select
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update({"PYSPRINTER_HOME": str(workdir / "home"), "PYSPRINTER_WORKER": str(WORKER), "NO_COLOR": "1",
+                "TERM": "xterm"})
+    env.update(extra_env or {})
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(workdir)
+        os.execve(str(CLI), [str(CLI), *args], env)
+    out = b""
+    while True:
+        r, _, _ = select.select([fd], [], [], 60)
+        if not r:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_progress_line_is_erased_before_other_output(workdir, tmp_path):
+    import pkgindex
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(tmp_path / "wheels", "progpkg", "1.0", files={"progpkg/__init__.py": "V = 1\n"}))
+    ix.start()
+    try:
+        (workdir / "prog.py").write_text("@requirements({'progpkg': ''})\ndef f():\n"
+                                         "    print('from f')\n    return {1, 2}\n")
+        code, out = pty_run(workdir, ["run", "prog.py", *SB, "--index-url", ix.url])
+    finally:
+        ix.stop()
+    assert code == 0, out
+    progress = [m.end() for m in re.finditer(r"(resolve|install) [^\r\n]*", out)]
+    assert progress, out  # the run drew a progress line
+    # Each progress line is erased ("\r" + erase-line) or redrawn before
+    # anything else is written: nothing runs into it.
+    for end in progress:
+        assert out[end:].startswith("\r\x1b[K"), repr(out[end - 40:end + 40])
+    assert re.search(r"(^|\n|\x1b\[K)pysprinter: warning: the result cannot be represented", out), repr(out)
+    assert "from f" in out
+
+
+def test_term_dumb_dag_view_moves_no_cursor(workdir):
+    code, dumb = pty_run(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--no-cache"], extra_env={"TERM": "dumb"})
+    assert code == 0, dumb
+    assert "\x1b[" not in dumb, repr(dumb)
+    assert "one: succeeded" in dumb
+    # The same on a capable terminal redraws the tree in place.
+    code, xterm = pty_run(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--no-cache"])
+    assert code == 0, xterm
+    assert re.search(r"\x1b\[\d+A", xterm), repr(xterm)
+
+
+def test_quiet_prints_results_and_errors_only_on_every_verb(daemon, workdir):
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["-q", "run", "f.py", "--kind", "set", *SB], server=server)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "hello from f\n{1, 2}\n", ""), r
+        r = run_cli(workdir, ["dag", "run", "pipe.yaml", "-q", "--sandbox=none"], server=server)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "[0.1, 10]\n", ""), r
+        r = run_cli(workdir, ["chain", "step.py::one", "step.py::two", "-q", *SB], server=server)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "[0.1, 10]\n", ""), r
+        # Errors still speak.
+        r = run_cli(workdir, ["-q", "run", "f.py", "--kind", "raise", *SB], server=server)
+        assert r.returncode == 1 and "ValueError: nope" in r.stderr
+
+
+def test_logs_has_no_json_and_says_where_the_record_is(workdir):
+    r = run_cli(workdir, ["logs", "rwhatever", "--json"])
+    assert r.returncode == 2 and "show RUN --json" in r.stderr
+    assert "--json" not in run_cli(workdir, ["logs", "--help"]).stdout.splitlines()[0]

@@ -335,4 +335,11 @@ def test_chain_stops_at_failure(cli):
     cli.write("c.py", "def c(v):\n    return v\n")
     p = cli("chain", "a.py", "bad.py", "c.py", *sandbox_args(), "-a", "3")
     assert p.returncode == 1
-    assert "KeyError" in p.stderr and "step 2" in p.stderr
+    # A chain is a linear DAG run: the failed step is named, its type once.
+    assert "step2 failed (exit 1): KeyError: 3" in p.stderr, p.stderr
+    assert "KeyError: KeyError" not in p.stderr
+    # c.py never ran: the chain is one DAG run, recorded like any pipeline.
+    runs = json.loads(cli("dag", "ls", "--json").stdout)
+    assert runs[0]["name"] == "chain" and runs[0]["status"] == "failed"
+    st = json.loads(cli("dag", "status", runs[0]["id"], "--json", check=1).stdout)
+    assert st["tasks"]["step3"]["state"] == "skipped"

@@ -37,9 +37,9 @@ def test_put_versions_and_read_in_a_run(cli, tmp_path):
     (d / "sub" / "b.txt").write_text("two")
     cli.write("reader.py", READER)
     put = json.loads(cli("data", "put", "corpus", str(d), "--json", check=0).stdout)
-    assert put["version"] == 1 and put["new"] and put["files"] == 2 and put["size"] == 6
+    assert put["version"] == 1 and put["new_version"] and put["files"] == 2 and put["size"] == 6
     again = json.loads(cli("data", "put", "corpus", str(d), "--json", check=0).stdout)
-    assert again["version"] == 1 and not again["new"] and again["hash"] == put["hash"]
+    assert again["version"] == 1 and not again["new_version"] and again["hash"] == put["hash"]
     (d / "a.txt").write_text("one, edited")
     v2 = json.loads(cli("data", "put", "corpus", str(d), "--json", check=0).stdout)
     assert v2["version"] == 2 and v2["hash"] != put["hash"]

@@ -214,11 +214,48 @@ static void test_queue_recover(void **state) {
         store_close(s);
 }
 
+/* An embedded run whose CLI is gone ends lost; a live owner's run and a
+ * run without an owner (a daemon's) stay running. */
+static void test_orphaned_runs_are_marked_lost(void **state) {
+        Store *s = open_fresh();
+        uint64_t me;
+        assert_int_equal(pid_start_time(getpid(), &me), 0);
+        insert(s, "rlive", "local", "running", 1);
+        insert(s, "rdead", "local", "running", 2);
+        insert(s, "rreused", "local", "queued", 3);
+        insert(s, "rdaemon", "local", "running", 4);
+        insert(s, "rdone", "local", "succeeded", 5);
+        assert_int_equal(store_run_set_owner(s, "rlive", getpid(), me), 0);
+        /* pid_max is at most 2^22: this pid cannot exist. */
+        assert_int_equal(store_run_set_owner(s, "rdead", 1 << 23, 1), 0);
+        /* Our pid with another start time: the pid was reused. */
+        assert_int_equal(store_run_set_owner(s, "rreused", getpid(), me + 1), 0);
+        assert_int_equal(store_run_set_owner(s, "rdone", 1 << 23, 1), 0);
+        assert_int_equal(store_run_set_owner(s, "nope", getpid(), me), -ENOENT);
+        assert_int_equal(store_runs_mark_orphaned(s, "gone"), 2);
+        static const struct {
+                const char *id, *status;
+        } want[] = { { "rlive", "running" }, { "rdead", "lost" }, { "rreused", "lost" },
+                     { "rdaemon", "running" }, { "rdone", "succeeded" } };
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                RunRecord *got = NULL;
+                assert_int_equal(store_run_get(s, NULL, want[i].id, &got), 0);
+                assert_string_equal(got->status, want[i].status);
+                if (streq(want[i].status, "lost")) {
+                        assert_non_null(strstr(got->error_message, "gone (pid "));
+                        assert_int_equal(got->exit_code, 7);
+                }
+                run_record_free(got);
+        }
+        assert_int_equal(store_runs_mark_orphaned(s, "gone"), 0);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_update), cmocka_unit_test(test_prefix_and_tenants),
-                cmocka_unit_test(test_mark_lost),         cmocka_unit_test(test_kv),
+                cmocka_unit_test(test_mark_lost), cmocka_unit_test(test_orphaned_runs_are_marked_lost),         cmocka_unit_test(test_kv),
                 cmocka_unit_test(test_reopen_keeps_data), cmocka_unit_test(test_queue_start_is_fenced),
                 cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
         };
