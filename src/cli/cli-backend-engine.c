@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 
+#include "shared.h"
 #include "cli-backend.h"
 #include "data.h"
 #include "store.h"
@@ -50,11 +51,6 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
         return 0;
 }
 
-static json_t *json_or_null(const char *text) {
-        json_t *j = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-        return j ? j : json_null();
-}
-
 static json_t *error_json(const char *type, const char *message, const char *traceback) {
         if (!type && !message)
                 return json_null();
@@ -72,7 +68,7 @@ json_t *cli_run_record_json(const RunRecord *r) {
 static json_t *result_json(const RunResult *res) {
         json_t *j = json_pack("{s:s, s:s, s:i, s:s?, s:o, s:s?, s:o}", "id", res->id ?: "", "status",
                          run_status_to_string(res->status), "exit_code", res->exit_code, "function", res->function,
-                         "result", json_or_null(res->value_json), "result_repr", res->value_repr, "error",
+                         "result", json_parse_or_string(res->value_json), "result_repr", res->value_repr, "error",
                          error_json(res->error_type, res->error_message, res->traceback));
         /* Text jansson refuses (not UTF-8) must not lose the outcome. */
         return j ?: json_pack("{s:s, s:s, s:i, s:{s:s, s:s}}", "id", res->id ?: "", "status",

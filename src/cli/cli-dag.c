@@ -12,6 +12,7 @@
  * `chain a.py b.py` is a linear pipeline built in memory (DESIGN §8). */
 #include <jansson.h>
 
+#include "shared.h"
 #include "cli-backend.h"
 
 #define C_DIM "\033[2m"
@@ -67,10 +68,6 @@ typedef struct View {
         json_t *seen;       /* task name -> the state last reported (line mode) */
 } View;
 
-static const char *jstr(json_t *o, const char *k) {
-        return json_string_value(json_object_get(o, k));
-}
-
 static usec_t jusec(json_t *o, const char *k) {
         json_int_t v = json_integer_value(json_object_get(o, k));
         return v > 0 ? (usec_t) v : 0;
@@ -79,12 +76,12 @@ static usec_t jusec(json_t *o, const char *k) {
 static json_t *task_of(json_t *dag, const char *name) {
         json_t *t;
         size_t i;
-        json_array_foreach(json_object_get(dag, "tasks"), i, t) if (streq(jstr(t, "name") ?: "", name)) return t;
+        json_array_foreach(json_object_get(dag, "tasks"), i, t) if (streq(json_get_string(t, "name") ?: "", name)) return t;
         return NULL;
 }
 
 static bool state_is(json_t *t, const char *s) {
-        return streq(jstr(t, "state") ?: "pending", s);
+        return streq(json_get_string(t, "state") ?: "pending", s);
 }
 
 static bool state_done(json_t *t) {
@@ -127,14 +124,14 @@ static void task_duration(json_t *t, char buf[static 32]) {
 }
 
 static bool shows_error(json_t *t) {
-        return jstr(t, "error") && (state_is(t, "failed") || state_is(t, "skipped") || state_is(t, "cancelled"));
+        return json_get_string(t, "error") && (state_is(t, "failed") || state_is(t, "skipped") || state_is(t, "cancelled"));
 }
 
 /* One line of the tree (no newline). */
 static void tree_line(View *v, Dag *shape, size_t i, json_t *t, Buf *b) {
         DagTaskInfo ti;
         dag_task_info(shape, i, &ti);
-        const char *st = jstr(t, "state") ?: "pending";
+        const char *st = json_get_string(t, "state") ?: "pending";
         char dur[32];
         task_duration(t, dur);
         buf_printf(b, "%*s%s%s %s%s", 2 * ti.depth, "", v->color ? state_color(st) : "", state_mark(st), ti.name,
@@ -155,7 +152,7 @@ static void tree_line(View *v, Dag *shape, size_t i, json_t *t, Buf *b) {
                         buf_appends(b, C_RESET);
         }
         if (shows_error(t))
-                buf_printf(b, "  %.100s", jstr(t, "error"));
+                buf_printf(b, "  %.100s", json_get_string(t, "error"));
 }
 
 /* Tasks in tree order: by depth, then file order. */
@@ -188,8 +185,8 @@ static void report_changes(View *v, json_t *dag) {
         json_t *t;
         size_t i;
         json_array_foreach(json_object_get(dag, "tasks"), i, t) {
-                const char *name = jstr(t, "name"), *st = jstr(t, "state") ?: "pending";
-                const char *prev = name ? jstr(v->seen, name) : NULL;
+                const char *name = json_get_string(t, "name"), *st = json_get_string(t, "state") ?: "pending";
+                const char *prev = name ? json_get_string(v->seen, name) : NULL;
                 if (!name || streq(st, "pending") || (prev && streq(prev, st)))
                         continue;
                 json_object_set_new(v->seen, name, json_string(st));
@@ -197,7 +194,7 @@ static void report_changes(View *v, json_t *dag) {
                 if (state_done(t))
                         task_duration(t, dur);
                 fprintf(stderr, "%s: %s%s%s%s%s\n", name, st, *dur ? " " : "", dur, shows_error(t) ? ": " : "",
-                        shows_error(t) ? jstr(t, "error") : "");
+                        shows_error(t) ? json_get_string(t, "error") : "");
         }
         fflush(stderr);
 }
@@ -214,12 +211,12 @@ static void on_view(Dag *shape, json_t *dag, void *userdata) {
                 }
                 return;
         }
-        if (!jstr(dag, "id"))
+        if (!json_get_string(dag, "id"))
                 return;
         if (!v->header) {
                 v->header = true;
-                fprintf(stderr, "%sdag %s (%s)\n", v->progress ? "\r\033[K" : "", jstr(dag, "id"),
-                        jstr(dag, "name") ?: dag_name(shape));
+                fprintf(stderr, "%sdag %s (%s)\n", v->progress ? "\r\033[K" : "", json_get_string(dag, "id"),
+                        json_get_string(dag, "name") ?: dag_name(shape));
                 v->progress = false;
         }
         if (v->cursor)
@@ -246,7 +243,7 @@ static void view_done(View *v) {
 /* ---- outcome ------------------------------------------------------------------ */
 
 int cli_dag_exit_code(json_t *dag) {
-        const char *status = jstr(dag, "status") ?: "";
+        const char *status = json_get_string(dag, "status") ?: "";
         if (streq(status, "invalid"))
                 return EXIT_VALIDATION;
         json_t *t, *first = NULL;
@@ -271,7 +268,7 @@ static void print_summary(json_t *dag, int code, usec_t t0, bool color) {
         static const char *const order[] = { "succeeded", "cached", "failed", "skipped", "cancelled" };
         json_t *counts = json_object_get(dag, "counts"), *t;
         size_t n = json_array_size(json_object_get(dag, "tasks")), i;
-        const char *id = jstr(dag, "id") ?: "-";
+        const char *id = json_get_string(dag, "id") ?: "-";
         char dur[32];
         format_duration_us(now_realtime() - t0, dur);
         if (!cli_globals.quiet) {
@@ -283,14 +280,14 @@ static void print_summary(json_t *dag, int code, usec_t t0, bool color) {
                                 buf_printf(&b, ", %lld %s", (long long) c, order[k]);
                 }
                 fprintf(stderr, "%s%s%s: %zu task%s%s in %s (dag %s)\n", color ? (code ? C_RED : C_GREEN) : "",
-                        jstr(dag, "status") ?: "?", color ? C_RESET : "", n, n == 1 ? "" : "s", b.data ?: "", dur, id);
+                        json_get_string(dag, "status") ?: "?", color ? C_RESET : "", n, n == 1 ? "" : "s", b.data ?: "", dur, id);
                 buf_free(&b);
         }
         /* The failures in full, and where to look next: errors, so -q too. */
         json_array_foreach(json_object_get(dag, "tasks"), i, t) if (state_is(t, "failed")) fprintf(
-                stderr, "  %s failed (exit %lld): %s\n    output: pysprinter dag logs %s %s\n", jstr(t, "name") ?: "?",
-                (long long) json_integer_value(json_object_get(t, "exit_code")), jstr(t, "error") ?: "?", id,
-                jstr(t, "name") ?: "?");
+                stderr, "  %s failed (exit %lld): %s\n    output: pysprinter dag logs %s %s\n", json_get_string(t, "name") ?: "?",
+                (long long) json_integer_value(json_object_get(t, "exit_code")), json_get_string(t, "error") ?: "?", id,
+                json_get_string(t, "name") ?: "?");
 }
 
 /* --json: {id, name, status, exit_code, tasks: {NAME: task}}, each task the
@@ -300,7 +297,7 @@ static void print_dag_json(json_t *dag, Dag *shape) {
         json_t *tasks = json_object(), *t;
         size_t i;
         json_array_foreach(json_object_get(dag, "tasks"), i, t) {
-                const char *name = jstr(t, "name");
+                const char *name = json_get_string(t, "name");
                 if (!name)
                         continue;
                 json_t *o = json_deep_copy(t);
@@ -517,24 +514,24 @@ static int dag_status_verb(Backend *b, int argc, char **argv, bool json) {
         int r = b->ops->dag_get(b, argv[0], &dag);
         if (r < 0)
                 return backend_fail(b, r);
-        const char *status = jstr(dag, "status") ?: "?";
+        const char *status = json_get_string(dag, "status") ?: "?";
         if (json)
                 print_dag_json(dag, NULL);
         else {
-                printf("dag %s (%s): %s\n", jstr(dag, "id") ?: argv[0], jstr(dag, "name") ?: "-", status);
-                if (jstr(dag, "error"))
-                        printf("error: %s\n", jstr(dag, "error"));
+                printf("dag %s (%s): %s\n", json_get_string(dag, "id") ?: argv[0], json_get_string(dag, "name") ?: "-", status);
+                if (json_get_string(dag, "error"))
+                        printf("error: %s\n", json_get_string(dag, "error"));
                 printf("%-24s %-10s %9s %8s  %s\n", "TASK", "STATE", "DURATION", "ATTEMPTS", "RUN");
                 json_t *t;
                 size_t i;
                 json_array_foreach(json_object_get(dag, "tasks"), i, t) {
                         char dur[32];
                         task_duration(t, dur);
-                        printf("%-24s %-10s %9s %8lld  %s", jstr(t, "name") ?: "?", jstr(t, "state") ?: "pending",
+                        printf("%-24s %-10s %9s %8lld  %s", json_get_string(t, "name") ?: "?", json_get_string(t, "state") ?: "pending",
                                *dur ? dur : "-", (long long) json_integer_value(json_object_get(t, "attempts")),
-                               jstr(t, "run_id") ?: "-");
-                        if (jstr(t, "error") && !state_is(t, "succeeded"))
-                                printf("  %s", jstr(t, "error"));
+                               json_get_string(t, "run_id") ?: "-");
+                        if (json_get_string(t, "error") && !state_is(t, "succeeded"))
+                                printf("  %s", json_get_string(t, "error"));
                         putchar('\n');
                 }
         }
@@ -555,11 +552,11 @@ static int dag_logs_verb(Backend *b, int argc, char **argv) {
                 return backend_fail(b, r);
         int code = EXIT_USAGE;
         json_t *t = task_of(dag, argv[1]);
-        const char *run_id = jstr(t, "run_id");
+        const char *run_id = json_get_string(t, "run_id");
         if (!t)
-                cli_error("DAG run %s has no task '%s'", jstr(dag, "id") ?: argv[0], argv[1]);
+                cli_error("DAG run %s has no task '%s'", json_get_string(dag, "id") ?: argv[0], argv[1]);
         else if (!run_id)
-                cli_error("task '%s' has not run (%s)", argv[1], jstr(t, "state") ?: "pending");
+                cli_error("task '%s' has not run (%s)", argv[1], json_get_string(t, "state") ?: "pending");
         else {
                 if (json_is_true(json_object_get(t, "cached")) && !cli_globals.quiet)
                         cli_warning("%s was a memo hit; this is the output of run %s", argv[1], run_id);
@@ -570,7 +567,7 @@ static int dag_logs_verb(Backend *b, int argc, char **argv) {
                 renderer_done(&rd);
                 if (r >= 0)
                         r = b->ops->run_get(b, run_id, &run);
-                const char *tb = jstr(json_object_get(run, "error"), "traceback");
+                const char *tb = json_get_string(json_object_get(run, "error"), "traceback");
                 if (tb)
                         fputs(tb, stderr);
                 code = r < 0 ? backend_fail(b, r) : 0;
@@ -593,12 +590,12 @@ static int dag_ls_verb(Backend *b, long limit, bool json) {
         if (!json)
                 json_array_foreach(list, i, g) {
                         char created[32], dur[32] = "-";
-                        format_local_time(jstr(g, "created_at"), created);
+                        format_local_time(json_get_string(g, "created_at"), created);
                         json_t *ms = json_object_get(g, "duration_ms");
                         if (json_is_number(ms))
                                 format_duration_us((usec_t) (json_number_value(ms) * 1000.0), dur);
-                        printf("%-18s %-10s %-19s %9s  %s\n", jstr(g, "id") ?: "?", jstr(g, "status") ?: "?", created,
-                               dur, jstr(g, "name") ?: "-");
+                        printf("%-18s %-10s %-19s %9s  %s\n", json_get_string(g, "id") ?: "?", json_get_string(g, "status") ?: "?", created,
+                               dur, json_get_string(g, "name") ?: "-");
                 }
         json_decref(list);
         return 0;
@@ -616,7 +613,7 @@ static int dag_cancel_verb(Backend *b, int argc, char **argv, bool json) {
         if (json)
                 print_dag_json(dag, NULL);
         else
-                printf("dag %s: %s\n", jstr(dag, "id") ?: argv[0], jstr(dag, "status") ?: "?");
+                printf("dag %s: %s\n", json_get_string(dag, "id") ?: argv[0], json_get_string(dag, "status") ?: "?");
         json_decref(dag);
         return 0;
 }

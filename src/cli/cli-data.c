@@ -3,6 +3,7 @@
  * dataset objects, docs/api.md "Datasets"). */
 #include <jansson.h>
 
+#include "shared.h"
 #include "cli-backend.h"
 
 static const char data_help[] =
@@ -28,10 +29,6 @@ static const char data_help[] =
         "PYSPRINTER_DATA_TENANT_MAX_BYTES in all (default 50 GiB); PYSPRINTER_DATA_TTL\n"
         "seconds between URL revalidations (default 0: on every use).\n";
 
-static const char *jstr(json_t *o, const char *k) {
-        return json_string_value(json_object_get(o, k));
-}
-
 static long long jint(json_t *o, const char *k) {
         return (long long) json_integer_value(json_object_get(o, k));
 }
@@ -51,8 +48,8 @@ static const char *put_file_name(Backend *b, const char *name, const char *sourc
         if (as || data_source_is_url(source))
                 return as;
         json_t *info = NULL;
-        if (b->ops->data_info(b, name, &info) >= 0 && jstr(info, "filename"))
-                *keep = xstrdup(jstr(info, "filename"));
+        if (b->ops->data_info(b, name, &info) >= 0 && json_get_string(info, "filename"))
+                *keep = xstrdup(json_get_string(info, "filename"));
         json_decref(info);
         const char *slash = strrchr(source, '/');
         if (*keep && !streq(*keep, slash ? slash + 1 : source) && !cli_globals.quiet)
@@ -90,9 +87,9 @@ static int data_put_verb(Backend *b, int argc, char **argv, bool json) {
         else {
                 char sz[32];
                 format_size((uint64_t) jint(i, "size"), sz);
-                printf("%s: version %lld%s (%s, %lld file%s, sha256 %.12s)\n", jstr(i, "name") ?: pos[0],
+                printf("%s: version %lld%s (%s, %lld file%s, sha256 %.12s)\n", json_get_string(i, "name") ?: pos[0],
                        jint(i, "version"), json_is_true(json_object_get(i, "new_version")) ? "" : " (unchanged content)",
-                       sz, jint(i, "files"), jint(i, "files") == 1 ? "" : "s", jstr(i, "hash") ?: "");
+                       sz, jint(i, "files"), jint(i, "files") == 1 ? "" : "s", json_get_string(i, "hash") ?: "");
         }
         json_decref(i);
         return 0;
@@ -104,8 +101,8 @@ static int data_versions_verb(Backend *b, const char *name, bool json) {
         int r = b->ops->data_info(b, name, &info);
         if (r < 0)
                 return backend_fail(b, r);
-        if (jstr(info, "warning"))
-                cli_warning("%s", jstr(info, "warning"));
+        if (json_get_string(info, "warning"))
+                cli_warning("%s", json_get_string(info, "warning"));
         long long current = jint(info, "current_version");
         size_t k;
         if (!json)
@@ -119,8 +116,8 @@ static int data_versions_verb(Backend *b, const char *name, bool json) {
                 } else {
                         char sz[32], created[32];
                         format_size((uint64_t) jint(v, "size"), sz);
-                        format_local_time(jstr(v, "created_at"), created);
-                        printf("%-8lld %-14.12s %8s %7lld  %s%s\n", jint(v, "version"), jstr(v, "hash") ?: "", sz,
+                        format_local_time(json_get_string(v, "created_at"), created);
+                        printf("%-8lld %-14.12s %8s %7lld  %s%s\n", jint(v, "version"), json_get_string(v, "hash") ?: "", sz,
                                jint(v, "files"), created, cur ? "  (current)" : "");
                 }
         }
@@ -152,9 +149,9 @@ static int data_ls_verb(Backend *b, int argc, char **argv, bool json) {
                 json_array_foreach(list, k, v) {
                         char sz[32];
                         format_size((uint64_t) jint(v, "size"), sz);
-                        printf("%-20s %7lld %8lld %8s %7lld  %-5s %s\n", jstr(v, "name") ?: "?", jint(v, "version"),
-                               jint(v, "versions"), sz, jint(v, "files"), jstr(v, "kind") ?: "file",
-                               jstr(v, "source") ?: "-");
+                        printf("%-20s %7lld %8lld %8s %7lld  %-5s %s\n", json_get_string(v, "name") ?: "?", jint(v, "version"),
+                               jint(v, "versions"), sz, jint(v, "files"), json_get_string(v, "kind") ?: "file",
+                               json_get_string(v, "source") ?: "-");
                 }
         }
         json_decref(list);

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <time.h>
 
+#include "shared.h"
 #include "cli.h"
 
 #define C_DIM "\033[2m"
@@ -228,14 +229,10 @@ void render_value(json_t *v, bool json, bool tty) {
         fflush(stdout);
 }
 
-static const char *jstr(json_t *o, const char *k) {
-        return json_string_value(json_object_get(o, k));
-}
-
 /* "ValueError: nope", never "ValueError: ValueError: nope". */
 static void print_error_line(Renderer *r, json_t *err, const char *prefix) {
         bool c = r->tty_err && r->color;
-        const char *type = jstr(err, "type"), *msg = jstr(err, "message");
+        const char *type = json_get_string(err, "type"), *msg = json_get_string(err, "message");
         size_t tl = type ? strlen(type) : 0;
         bool typed = type && msg && strneq(msg, type, tl) && msg[tl] == ':';
         fprintf(stderr, "%s%s", c ? C_RED : "", prefix);
@@ -247,10 +244,10 @@ static void print_error_line(Renderer *r, json_t *err, const char *prefix) {
 int renderer_run_outcome(Renderer *r, json_t *run) {
         renderer_clear_status(r);
         fflush(stdout);
-        const char *status = jstr(run, "status") ?: "error";
+        const char *status = json_get_string(run, "status") ?: "error";
         json_t *err = json_object_get(run, "error");
         if (streq(status, "succeeded")) {
-                const char *repr = jstr(run, "result_repr");
+                const char *repr = json_get_string(run, "result_repr");
                 if (repr) {
                         cli_warning("the result cannot be represented as JSON; showing its repr()");
                         json_t *s = json_string(repr);
@@ -258,8 +255,8 @@ int renderer_run_outcome(Renderer *r, json_t *run) {
                         json_decref(s);
                 } else
                         render_value(json_object_get(run, "result") ?: json_null(), r->json, r->tty_out);
-        } else if (streq(status, "failed") && jstr(err, "traceback") && *jstr(err, "traceback"))
-                fputs(jstr(err, "traceback"), stderr);
+        } else if (streq(status, "failed") && json_get_string(err, "traceback") && *json_get_string(err, "traceback"))
+                fputs(json_get_string(err, "traceback"), stderr);
         else if (streq(status, "failed") || streq(status, "invalid"))
                 /* Validation messages start with file:line:col, like a
                  * compiler's, so editors can jump. */
