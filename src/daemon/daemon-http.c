@@ -248,6 +248,9 @@ static enum MHD_Result respond_errno(Ctx *c, int r, const char *what) {
         case -EBUSY:
                 return respond_error_h(c, 429, "too_many_requests", (const char *const[]) { "Retry-After", "2", NULL },
                                        "the run queue is full; retry later");
+        case -ENOSPC: /* ops hook: daemon_gc_disk_check() refused the run */
+                return respond_error(c, 507, "insufficient_storage", "%s refused: %s", what,
+                                     daemon_gc_disk_full_message());
         case -ESHUTDOWN:
                 return respond_error_h(c, 503, "shutting_down", (const char *const[]) { "Retry-After", "5", NULL },
                                        "the daemon is shutting down");
@@ -1258,10 +1261,11 @@ out:
 static enum MHD_Result handle_healthz(Ctx *c) {
         unsigned running, queued;
         daemon_run_counts(c->d, &running, &queued);
-        return respond_json(c, 200,
-                            json_pack("{sssssisisb}", "status", c->d->draining ? "draining" : "ok", "version",
-                                      PYSPRINTER_VERSION, "running", (int) running, "queued", (int) queued, "auth",
-                                      !c->d->no_auth));
+        json_t *j = json_pack("{sssssisisb}", "status", c->d->draining ? "draining" : "ok", "version",
+                              PYSPRINTER_VERSION, "running", (int) running, "queued", (int) queued, "auth",
+                              !c->d->no_auth);
+        daemon_gc_healthz(c->d, j); /* ops hook: disk space and its warnings */
+        return respond_json(c, 200, j);
 }
 
 static uint64_t file_size(const char *dir, const char *name) {
@@ -1332,6 +1336,7 @@ static enum MHD_Result handle_metrics(Ctx *c) {
                    __atomic_load_n(&d->metrics.http_requests, __ATOMIC_RELAXED),
                    __atomic_load_n(&d->metrics.http_errors_4xx, __ATOMIC_RELAXED),
                    __atomic_load_n(&d->metrics.http_errors_5xx, __ATOMIC_RELAXED), m.rejected_429);
+        daemon_gc_metrics(d, &b); /* ops hook: bytes used per area, the last collection */
         EnginePoolStats ps;
         engine_pool_stats(d->engine, &ps);
         buf_printf(&b,
