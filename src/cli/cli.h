@@ -133,6 +133,7 @@ int verb_chain(int argc, char **argv);
 int verb_data(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
+int verb_gc(int argc, char **argv);   /* cli-gc.c */
 
 /* Reads a user's file within the source size cap, saying on stderr what
  * went wrong when it cannot. */

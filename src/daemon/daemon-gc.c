@@ -248,7 +248,7 @@ static void collect(Daemon *d, const RetentionConfig *rc) {
 
 static void *gc_main(void *userdata) {
         Daemon *d = userdata;
-        usec_t next_collect = 0;
+        usec_t next_collect = 0, interval = 0;
         for (;;) {
                 refresh_usage(d);
                 RetentionConfig rc;
@@ -256,8 +256,11 @@ static void *gc_main(void *userdata) {
                 retention_config_copy(&rc, &d->cfg.retention);
                 pthread_rwlock_unlock(&d->cfg_lock);
                 usec_t now = now_monotonic();
-                if (next_collect == 0)
+                /* First collection one interval after start; a reload
+                 * that changes the interval starts counting again. */
+                if (next_collect == 0 || rc.interval_usec != interval)
                         next_collect = now + rc.interval_usec;
+                interval = rc.interval_usec;
                 if (rc.interval_usec && now >= next_collect && !d->gc->stop) {
                         collect(d, &rc);
                         refresh_usage(d);
@@ -377,5 +380,13 @@ void daemon_gc_metrics(Daemon *d, Buf *b) {
                            s->runs, s->dag_runs, s->memo_entries, s->logs, s->data_objects, s->log_bytes,
                            s->dag_dir_bytes, s->data_bytes, s->package_bytes, (uint64_t) (s->started / USEC_PER_SEC),
                            (double) s->duration_usec / USEC_PER_SEC);
+        pthread_mutex_unlock(&d->gc->lock);
+}
+
+void daemon_gc_wake(Daemon *d) {
+        if (!d->gc)
+                return;
+        pthread_mutex_lock(&d->gc->lock);
+        pthread_cond_broadcast(&d->gc->wake);
         pthread_mutex_unlock(&d->gc->lock);
 }

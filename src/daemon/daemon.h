@@ -396,6 +396,8 @@ int daemon_gc_config_parse(RetentionConfig *rc, const char *key, struct json_t *
 /* Starts the background collector (every retention.interval_s) and the
  * usage snapshot /metrics prints. Call after the store is open. */
 int daemon_gc_start(Daemon *d);
+/* The configuration changed (SIGHUP): the collector reads its interval again. */
+void daemon_gc_wake(Daemon *d);
 /* Stops it between two batches and joins it. */
 void daemon_gc_stop(Daemon *d);
 /* Appends the bytes-used gauges and what the last collection removed

@@ -5,11 +5,15 @@
  * requests share the one connection (Store.lock), so a pass never holds it
  * for more than one batch. Files (logs, DAG folders, data objects) are
  * removed after their rows are gone and outside the lock: a crash in between
- * leaves an orphan file, never a record pointing at nothing. A dry run walks
- * the same queries with OFFSET instead of deleting. */
+ * leaves an orphan file, never a record pointing at nothing. A dry run does
+ * the same deletes on an in-memory copy of the database (one snapshot via
+ * the backup API) and only counts files: its numbers are exactly what a
+ * real run at that moment would remove. */
 #include <dirent.h>
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <sys/stat.h>
 
 #include "store-internal.h"
@@ -65,6 +69,52 @@ RetentionPolicy retention_policy_for(const RetentionConfig *c, const char *tenan
 
 uint64_t gc_stats_bytes(const GcStats *st) {
         return st->log_bytes + st->dag_dir_bytes + st->data_bytes + st->package_bytes;
+}
+
+static char *format_bytes(uint64_t n, char buf[static 32]) {
+        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+        double v = (double) n;
+        size_t u = 0;
+        while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, 32, "%" PRIu64 " B", n);
+        else
+                snprintf(buf, 32, "%.1f %s", v, units[u]);
+        return buf;
+}
+
+char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
+        assert(st);
+        if (json) {
+                json_t *j = json_pack("{sbsIsIsIsIsIsIsIsIsIsIsIsf}", "dry_run", dry_run, "runs", (json_int_t) st->runs,
+                                      "dag_runs", (json_int_t) st->dag_runs, "memo_entries",
+                                      (json_int_t) st->memo_entries, "logs", (json_int_t) st->logs, "log_bytes",
+                                      (json_int_t) st->log_bytes, "dag_dirs", (json_int_t) st->dag_dirs,
+                                      "dag_dir_bytes", (json_int_t) st->dag_dir_bytes, "data_objects",
+                                      (json_int_t) st->data_objects, "data_bytes", (json_int_t) st->data_bytes,
+                                      "package_bytes", (json_int_t) st->package_bytes, "freed_bytes",
+                                      (json_int_t) gc_stats_bytes(st), "duration_s",
+                                      (double) st->duration_usec / USEC_PER_SEC);
+                char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
+                json_decref(j);
+                char *line = xasprintf("%s\n", text ?: "{}");
+                free(text);
+                return line;
+        }
+        char b1[32], b2[32], b3[32], b4[32], b5[32];
+        return xasprintf("%s %" PRIu64 " runs (%" PRIu64 " logs, %s), %" PRIu64 " DAG runs (%" PRIu64
+                         " folders, %s), %" PRIu64 " memo entries, %" PRIu64 " data objects (%s); "
+                         "unreferenced packages: %s\n"
+                         "%s %s in %.1fs\n",
+                         dry_run ? "would remove" : "removed", st->runs, st->logs, format_bytes(st->log_bytes, b1),
+                         st->dag_runs, st->dag_dirs, format_bytes(st->dag_dir_bytes, b2), st->memo_entries,
+                         st->data_objects, format_bytes(st->data_bytes, b3),
+                         dry_run ? "not counted in a dry run" : format_bytes(st->package_bytes, b4),
+                         dry_run ? "would free" : "freed", format_bytes(gc_stats_bytes(st), b5),
+                         (double) st->duration_usec / USEC_PER_SEC);
 }
 
 usec_t retention_now(void) {
@@ -215,11 +265,9 @@ static void gc_pause(const Gc *g) {
 static int gc_take_runs(Gc *g, Victims *v) {
         if (v->n == 0)
                 return 0;
-        if (!g->dry_run) {
-                int r = delete_ids(g->s, "DELETE FROM runs WHERE id=?1 AND " RUN_FINISHED, v->ids, v->n);
-                if (r < 0)
-                        return r;
-        }
+        int r = delete_ids(g->s, "DELETE FROM runs WHERE id=?1 AND " RUN_FINISHED, v->ids, v->n);
+        if (r < 0)
+                return r;
         g->st->runs += v->n;
         for (size_t i = 0; i < v->n; i++) {
                 uint64_t size = file_bytes(v->logs[i]);
@@ -237,10 +285,9 @@ static int gc_take_runs(Gc *g, Victims *v) {
  * ?1 a, ?2 b, LIMIT ?3 OFFSET ?4. */
 static int gc_runs_query(Gc *g, const char *sql, const char *a, int64_t b) {
         Victims v = {};
-        uint64_t offset = 0;
         int r = 0;
         while (!gc_stopped(g)) {
-                r = select_victims(g->s, sql, a, b, g->cfg->batch_rows, offset, &v);
+                r = select_victims(g->s, sql, a, b, g->cfg->batch_rows, 0, &v);
                 if (r <= 0)
                         break;
                 size_t got = (size_t) r;
@@ -248,8 +295,6 @@ static int gc_runs_query(Gc *g, const char *sql, const char *a, int64_t b) {
                 victims_clear(&v);
                 if (r < 0 || got < g->cfg->batch_rows)
                         break;
-                if (g->dry_run)
-                        offset += got;
                 gc_pause(g);
         }
         victims_done(&v);
@@ -361,14 +406,12 @@ static int gc_dags(Gc *g) {
                 RetentionPolicy p = retention_policy_for(g->cfg, *t);
                 if (!p.max_age_usec)
                         continue;
-                uint64_t offset = 0;
                 for (;;) {
                         Victims dags = {};
                         r = select_victims(g->s,
                                            "SELECT id, base_dir FROM dag_runs WHERE tenant=?1 AND created < ?2 AND "
                                            DAG_FINISHED " ORDER BY created LIMIT ?3 OFFSET ?4",
-                                           *t, cutoff(g, p.max_age_usec), MAX(g->cfg->batch_rows / 10, 1U), offset,
-                                           &dags);
+                                           *t, cutoff(g, p.max_age_usec), MAX(g->cfg->batch_rows / 10, 1U), 0, &dags);
                         size_t got = r > 0 ? (size_t) r : 0;
                         for (size_t i = 0; r >= 0 && i < dags.n; i++) {
                                 Victims runs = {};
@@ -379,7 +422,7 @@ static int gc_dags(Gc *g) {
                                 if (r >= 0)
                                         r = gc_take_runs(g, &runs);
                                 victims_done(&runs);
-                                if (r >= 0 && !g->dry_run)
+                                if (r >= 0)
                                         r = delete_ids(g->s, "DELETE FROM dag_runs WHERE id=?1", &dags.ids[i], 1);
                                 if (r >= 0) {
                                         g->st->dag_runs++;
@@ -389,8 +432,6 @@ static int gc_dags(Gc *g) {
                         victims_done(&dags);
                         if (r < 0 || got < MAX(g->cfg->batch_rows / 10, 1U) || gc_stopped(g))
                                 break;
-                        if (g->dry_run)
-                                offset += got;
                         gc_pause(g);
                 }
         }
@@ -399,27 +440,25 @@ static int gc_dags(Gc *g) {
 
 /* Memo entries whose run is gone: nothing can show where they came from. */
 static int gc_memo(Gc *g) {
-        const char *count = "SELECT count(*) FROM dag_memo m WHERE run_id IS NOT NULL AND "
-                            "NOT EXISTS (SELECT 1 FROM runs WHERE id=m.run_id)";
-        const char *del = "DELETE FROM dag_memo WHERE rowid IN (SELECT rowid FROM dag_memo m WHERE run_id IS NOT NULL "
-                          "AND NOT EXISTS (SELECT 1 FROM runs WHERE id=m.run_id) LIMIT ?1)";
         for (;;) {
                 sqlite3_stmt *st = NULL;
                 pthread_mutex_lock(&g->s->lock);
-                int rc = sqlite3_prepare_v2(g->s->db, g->dry_run ? count : del, -1, &st, NULL);
+                int rc = sqlite3_prepare_v2(g->s->db,
+                                            "DELETE FROM dag_memo WHERE rowid IN (SELECT rowid FROM dag_memo m WHERE "
+                                            "run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs WHERE id=m.run_id) "
+                                            "LIMIT ?1)",
+                                            -1, &st, NULL);
                 if (rc == SQLITE_OK) {
-                        if (!g->dry_run)
-                                sqlite3_bind_int(st, 1, (int) g->cfg->batch_rows);
+                        sqlite3_bind_int(st, 1, (int) g->cfg->batch_rows);
                         rc = sqlite3_step(st);
                 }
-                uint64_t n = g->dry_run ? (rc == SQLITE_ROW ? (uint64_t) sqlite3_column_int64(st, 0) : 0)
-                                        : (uint64_t) sqlite3_changes(g->s->db);
+                uint64_t n = rc == SQLITE_DONE ? (uint64_t) sqlite3_changes(g->s->db) : 0;
                 sqlite3_finalize(st);
                 pthread_mutex_unlock(&g->s->lock);
-                if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+                if (rc != SQLITE_DONE)
                         return store_rc_errno(rc);
                 g->st->memo_entries += n;
-                if (g->dry_run || n < g->cfg->batch_rows || gc_stopped(g))
+                if (n < g->cfg->batch_rows || gc_stopped(g))
                         return 0;
                 gc_pause(g);
         }
@@ -466,9 +505,43 @@ static int gc_data_objects(Gc *g) {
         return 0;
 }
 
+/* An in-memory copy of s's database, as one snapshot (the dry run's
+ * scratch copy). */
+static int store_snapshot(Store *s, Store **ret) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                sqlite3_close(db);
+                return store_rc_errno(rc);
+        }
+        pthread_mutex_lock(&s->lock);
+        sqlite3_backup *b = sqlite3_backup_init(db, "main", s->db, "main");
+        rc = b ? sqlite3_backup_step(b, -1) : sqlite3_errcode(db);
+        if (b)
+                sqlite3_backup_finish(b);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                sqlite3_close(db);
+                return store_rc_errno(rc);
+        }
+        sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+        Store *c = xcalloc(1, sizeof(Store));
+        c->db = db;
+        pthread_mutex_init(&c->lock, NULL);
+        *ret = c;
+        return 0;
+}
+
 int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t now, bool dry_run,
              const volatile bool *stop, GcStats *ret) {
         assert(s && cfg && data_dir && ret);
+        Store *scratch = NULL;
+        if (dry_run) {
+                int k = store_snapshot(s, &scratch);
+                if (k < 0)
+                        return k;
+                s = scratch;
+        }
         Gc g = { .s = s, .cfg = cfg, .data_dir = data_dir, .now = now, .dry_run = dry_run, .stop = stop, .st = ret };
         RetentionConfig safe = *cfg;
         if (safe.batch_rows == 0)
@@ -486,6 +559,7 @@ int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t 
                         r = k; /* the next passes still run: one bad area does not stop the others */
         }
         ret->duration_usec += now_monotonic() - t0;
+        store_close(scratch);
         return r;
 }
 

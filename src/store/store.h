@@ -339,6 +339,9 @@ typedef struct GcStats {
         usec_t started, duration_usec;
 } GcStats;
 uint64_t gc_stats_bytes(const GcStats *st);
+/* What a collection removed and freed, for a person (two lines) or, json,
+ * one JSON object per line ({"dry_run", "runs", …, "freed_bytes"}). */
+char *gc_stats_summary(const GcStats *st, bool dry_run, bool json);
 
 /* The clock retention judges ages by: now_realtime(), or the seconds since
  * the epoch in $PYSPRINTER_TEST_NOW when set (tests only: a run can be made
