@@ -32,7 +32,8 @@ def test_fuzz_request_parsing(tmp_path):
            "-D_GNU_SOURCE", f"-I{src}/basic", f"-I{src}/engine", f"-I{src}/store", f"-I{src}/daemon",
            f"-I{src}/data", str(src / "data" / "data-fetch.c"),
            str(ROOT / "fuzz" / "fuzz-request.c"), str(src / "daemon" / "daemon-request.c"),
-           str(src / "daemon" / "daemon-config.c"), *map(str, sorted((src / "basic").glob("basic-*.c"))),
+           str(src / "daemon" / "daemon-config.c"), str(src / "daemon" / "daemon-gc-config.c"),
+           str(src / "store" / "store-retention-config.c"), *map(str, sorted((src / "basic").glob("basic-*.c"))),
            "-ljansson", "-lyaml", "-lcrypto", "-lcurl", "-o", str(exe)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
