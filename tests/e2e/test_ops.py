@@ -282,11 +282,9 @@ def test_backup_under_load_and_restore(tmp_path):
         backup = tmp_path / "backup.db"
         p = pysprinterd("backup", backup, "--data-dir", d.home, home=d.home)
         assert p.returncode == 0, p.stderr
-        n_at_end = len(done)
         stop.set()
         for t in ts:
             t.join()
-        assert len(done) > n_at_end or n_at_end > len(finished_before) or True
         # restore refuses while a daemon holds the data dir
         p = pysprinterd("restore", backup, "--data-dir", d.home, home=d.home)
         assert p.returncode == 2 and "stop it" in p.stderr, p.stderr
