@@ -10,7 +10,8 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *     -Isrc/basic -Isrc/engine -Isrc/store -Isrc/daemon fuzz/fuzz-request.c \
- *     src/daemon/daemon-request.c src/daemon/daemon-config.c src/basic/basic-*.c \
+ *     src/daemon/daemon-request.c src/daemon/daemon-config.c src/daemon/daemon-gc-config.c \
+ *     src/store/store-retention-config.c src/basic/basic-*.c \
  *     -ljansson -lyaml -lcrypto -o fuzz-request
  *   ./fuzz-request -max_total_time=30
  *

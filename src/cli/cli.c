@@ -26,6 +26,7 @@ static const Verb verbs[] = {
         { "data", verb_data, "named, versioned datasets: data put|ls|get|rm" },
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },
         { "env", verb_env, "environments: env ls, env prune" },
+        { "gc", verb_gc, "remove old runs, logs and unreferenced data (retention)" },
         { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
         { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [--payload JSON] [-a V]…" },
         { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },

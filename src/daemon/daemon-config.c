@@ -30,6 +30,7 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .metrics_public = true,
                 .sandbox = SANDBOX_MODE_FULL,
         };
+        retention_config_init(&cfg->retention);
 }
 
 static void token_done(DaemonToken *t) {
@@ -64,6 +65,7 @@ void daemon_config_done(DaemonConfig *cfg) {
         strv_free(cfg->find_links);
         strv_free(cfg->allow_packages);
         strv_free(cfg->deny_packages);
+        retention_config_done(&cfg->retention);
         *cfg = (DaemonConfig) {};
 }
 
@@ -515,6 +517,8 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                         r = parse_data(cfg, v, &err);
                 else if (streq(k, "server"))
                         r = parse_server(cfg, v, &err);
+                else if (streq(k, "retention") || streq(k, "disk"))
+                        r = daemon_gc_config_parse(&cfg->retention, k, v, &err);
                 else if (streq(k, "limits")) {
                         if (!json_is_object(v)) {
                                 err = xstrdup("'limits' must be a mapping with 'defaults' and 'maxima'");

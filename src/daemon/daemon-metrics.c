@@ -16,11 +16,12 @@ struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_st
         pthread_mutex_lock(&d->lock);
         bool draining = d->draining;
         pthread_mutex_unlock(&d->lock);
-        struct MHD_Response *resp = daemon_call_json(
-                call, draining ? 503 : 200,
-                json_pack("{s:s, s:s, s:i, s:i, s:b}", "status", draining ? "draining" : "ok", "version",
-                          PYSPRINTER_VERSION, "running", (int) running, "queued", (int) queued, "auth", !d->no_auth),
-                ret_status);
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:b}", "status", draining ? "draining" : "ok", "version",
+                              PYSPRINTER_VERSION, "running", (int) running, "queued", (int) queued, "auth", !d->no_auth);
+        /* Free space and its warnings (docs/operations.md). */
+        if (j)
+                daemon_gc_healthz(d, j);
+        struct MHD_Response *resp = daemon_call_json(call, draining ? 503 : 200, j, ret_status);
         if (draining)
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "5", NULL });
         return resp;
@@ -117,6 +118,8 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# TYPE pysprinter_pool_evictions_total counter\npysprinter_pool_evictions_total %" PRIu64 "\n",
                    ps.workers, ps.busy, ps.instances, ps.instances_busy, ps.pss_bytes, ps.memory_budget, ps.hits, ps.misses,
                    ps.evictions);
+        /* Bytes used per area and tenant, and the last collection. */
+        daemon_gc_metrics(d, &b);
         size_t n = b.len;
         return daemon_text_response(200, "text/plain; version=0.0.4; charset=utf-8", buf_steal(&b), n, ret_status);
 }

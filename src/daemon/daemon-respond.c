@@ -265,6 +265,10 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
                                          "the daemon is shutting down; retry on another instance or later");
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "5", NULL });
                 return resp;
+        case -ENOSPC:
+                /* Refused before the disk is full (disk.reserve_bytes). */
+                return daemon_call_error(call, status, code, ret_status, "%s refused: %s", what,
+                                         daemon_gc_disk_full_message());
         default:
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
         }

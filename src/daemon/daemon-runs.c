@@ -678,6 +678,10 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
 
 int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
                       int fn_version, bool lambda, DRun **ret) {
+        /* Refused (507) while the disk still has room to record the refusal. */
+        int full = daemon_gc_disk_check(d);
+        if (full < 0)
+                return full;
         DRun *r = drun_new(d, id, tenant);
         r->filename = xstrdup(req->filename ? req->filename : "main.py");
         r->function = req->function ? xstrdup(req->function) : NULL;

@@ -76,6 +76,8 @@ typedef struct DaemonConfig {
         /* data: URL sources may reach these CIDRs even when they are
          * loopback/private/link-local (data.url_allow). */
         char **data_url_allow;
+        /* retention: and disk: (daemon-gc.c, docs/operations.md) */
+        RetentionConfig retention;
 } DaemonConfig;
 
 /* Fills cfg with the documented defaults (docs/api.md "Configuration"). */
@@ -285,6 +287,7 @@ struct Daemon {
 
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */
+        struct DaemonGc *gc;            /* the collector (daemon-gc.c); NULL until daemon_gc_start() */
 };
 
 int daemon_runs_init(Daemon *d);
@@ -492,3 +495,38 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 DaemonHandlerFn daemon_dag_handle;
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
 DaemonHandlerFn daemon_data_handle;
+
+/* ---- operations: retention, disk budget, config check (daemon-gc.c,
+ * daemon-check.c; docs/operations.md) ------------------------------------- */
+
+typedef struct DaemonGc DaemonGc;
+struct json_t;
+/* Parses the config section key ("retention" or "disk") into rc. -EINVAL
+ * with *ret_error naming the key. */
+int daemon_gc_config_parse(RetentionConfig *rc, const char *key, struct json_t *v, char **ret_error);
+/* Starts the background collector (every retention.interval_s) and the
+ * usage snapshot /metrics prints. Call after the store is open. */
+int daemon_gc_start(Daemon *d);
+/* The configuration changed (SIGHUP): the collector reads its interval again. */
+void daemon_gc_wake(Daemon *d);
+/* Stops it between two batches and joins it. */
+void daemon_gc_stop(Daemon *d);
+/* Appends the bytes-used gauges and what the last collection removed
+ * (Prometheus text) to b. /metrics calls it. */
+void daemon_gc_metrics(Daemon *d, Buf *b);
+/* Adds "disk" (free, warn and reserve bytes) and "warnings" (free space
+ * below disk.warn_bytes / disk.reserve_bytes) to the /healthz object j. */
+void daemon_gc_healthz(Daemon *d, struct json_t *j);
+/* -ENOSPC when the data directory has less free space than
+ * disk.reserve_bytes: the run is refused with 507 before the disk is full.
+ * daemon_run_submit() calls it. */
+int daemon_gc_disk_check(Daemon *d);
+/* The 507 response's message. */
+const char *daemon_gc_disk_full_message(void);
+
+/* Loads path into cfg (initialised) and checks what loading alone does not:
+ * the data directory exists and is readable and writable (or can be
+ * created). Every message is "FILE:LINE: what" (libyaml's node marks).
+ * Startup, SIGHUP and `pysprinterd --check-config` call this one function.
+ * -EINVAL (config) or -EACCES (data dir) with *ret_error. */
+int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error);

@@ -2,8 +2,12 @@
  * command line, loads the config, runs again what a previous instance
  * accepted and did not finish (docs/api.md "Delivery"), serves, and handles
  * SIGHUP (reload) and SIGTERM (drain). */
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "daemon.h"
@@ -11,8 +15,13 @@
 static void usage(FILE *f) {
         fprintf(f,
                 "Usage: pysprinterd [OPTIONS]\n"
+                "       pysprinterd gc [--dry-run] [--json] [--config FILE] [--data-dir DIR]\n"
+                "       pysprinterd backup FILE [--config FILE] [--data-dir DIR]\n"
+                "       pysprinterd restore FILE [--config FILE] [--data-dir DIR]\n"
+                "       pysprinterd --check-config FILE\n"
                 "\n"
                 "Serves the pysprinter API (docs/api.md) and the AWS Lambda Invoke API.\n"
+                "gc, backup, restore and --check-config: docs/operations.md.\n"
                 "\n"
                 "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080)\n"
                 "  --config FILE          YAML configuration (default $PYSPRINTER_DAEMON_CONFIG)\n"
@@ -31,7 +40,7 @@ static void reload(Daemon *d, const char *path) {
         _cleanup_free_ char *err = NULL;
 
         daemon_config_init(&n);
-        if (daemon_config_load(&n, path, &err) < 0) {
+        if (daemon_config_check(&n, path, &err) < 0) {
                 log_error("reload failed, keeping the old configuration: %s", err);
                 daemon_config_done(&n);
                 return;
@@ -54,11 +63,181 @@ static void reload(Daemon *d, const char *path) {
         pthread_mutex_unlock(&d->lock);
         pthread_rwlock_unlock(&d->cfg_lock);
         daemon_config_done(&old);
+        daemon_gc_wake(d);
         log_info("configuration reloaded from %s (%zu tokens)", path, d->cfg.n_tokens);
 }
 
+/* ---- operations subcommands (docs/operations.md) ------------------------- */
+
+/* The daemon holds a shared lock on DATA/pysprinterd.lock for its life;
+ * restore takes it exclusively, so neither runs under the other. Returns
+ * the fd (kept open) or a negative errno (-EWOULDBLOCK: taken). */
+static int data_dir_lock(const char *data_dir, int how) {
+        _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.lock");
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, how | LOCK_NB) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* The config (when given) and the data directory an operations subcommand
+ * works on: --data-dir, else the config's data_dir, else the default. */
+static int ops_setup(const char *config, const char *data_dir, DaemonConfig *cfg, char **ret_data_dir) {
+        _cleanup_free_ char *err = NULL;
+        daemon_config_init(cfg);
+        if (config && *config && daemon_config_check(cfg, config, &err) < 0) {
+                log_error("%s", err);
+                return EXIT_USAGE;
+        }
+        *ret_data_dir = data_dir ? xstrdup(data_dir) : cfg->data_dir ? xstrdup(cfg->data_dir) : data_dir_default();
+        return 0;
+}
+
+static int ops_gc(const DaemonConfig *cfg, const char *data_dir, bool dry_run, bool json) {
+        _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
+        if (access(db, F_OK) < 0) {
+                log_error("%s: no database here (is --data-dir right?)", db);
+                return EXIT_USAGE;
+        }
+        Store *s = NULL;
+        int r = store_open(db, &s);
+        if (r < 0) {
+                log_error("cannot open %s: %s", db,
+                          r == -EPROTONOSUPPORT ? "its schema is newer than this pysprinterd knows" : strerror(-r));
+                return EXIT_INTERNAL;
+        }
+        GcStats st = {};
+        RetentionConfig rc = cfg->retention;
+        rc.batch_pause_usec = 0; /* on demand: no requests of ours to make room for */
+        r = engine_gc(s, data_dir, &rc, dry_run, NULL, &st, &err);
+        store_close(s);
+        if (r < 0) {
+                log_error("%s", err);
+                return EXIT_INTERNAL;
+        }
+        _cleanup_free_ char *summary = gc_stats_summary(&st, dry_run, json);
+        fputs(summary, stdout);
+        return 0;
+}
+
+static int ops_backup(const char *data_dir, const char *file) {
+        _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
+        int r = store_backup(db, file, &err);
+        if (r < 0) {
+                log_error("backup failed: %s", err);
+                return r == -EEXIST || r == -ENOENT ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        struct stat st;
+        printf("backed up %s to %s (%" PRIu64 " bytes)\n", db, file, stat(file, &st) == 0 ? (uint64_t) st.st_size : 0);
+        printf("also copy %s/data/objects (datasets) and, when it exists, the secrets key; see docs/operations.md\n",
+               data_dir);
+        return 0;
+}
+
+static int ops_restore(const char *data_dir, const char *file) {
+        int r = mkdir_p(data_dir, 0750);
+        if (r < 0) {
+                log_error("cannot create %s: %s", data_dir, strerror(-r));
+                return EXIT_INTERNAL;
+        }
+        _cleanup_close_ int lock = data_dir_lock(data_dir, LOCK_EX);
+        if (lock < 0) {
+                log_error(lock == -EWOULDBLOCK ? "a pysprinterd is running on %s: stop it before restoring"
+                                               : "cannot lock %s: %s",
+                          data_dir, strerror(-lock));
+                return EXIT_USAGE;
+        }
+        _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
+        r = store_restore(file, db, &err);
+        if (r < 0) {
+                log_error("restore failed: %s", err);
+                return r == -EPROTONOSUPPORT || r == -EBADMSG || r == -ENOENT ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        printf("restored %s from %s; the next start upgrades its schema when it is older\n", db, file);
+        return 0;
+}
+
+/* pysprinterd gc|backup|restore ... */
+static int ops_main(int argc, char **argv) {
+        enum { ARG_CONFIG = 0x100, ARG_DATA_DIR, ARG_DRY_RUN, ARG_JSON };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "data-dir", required_argument, NULL, ARG_DATA_DIR },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *verb = argv[0], *config = getenv("PYSPRINTER_DAEMON_CONFIG"), *data_dir = NULL;
+        bool dry_run = false, json = false;
+        int c;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_CONFIG:
+                        config = optarg;
+                        break;
+                case ARG_DATA_DIR:
+                        data_dir = optarg;
+                        break;
+                case ARG_DRY_RUN:
+                        dry_run = true;
+                        break;
+                case ARG_JSON:
+                        json = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        bool takes_file = !streq(verb, "gc");
+        if (argc - optind != (takes_file ? 1 : 0) || (dry_run && takes_file)) {
+                log_error(takes_file ? "usage: pysprinterd %s FILE [--config FILE] [--data-dir DIR]"
+                                     : "usage: pysprinterd %s [--dry-run] [--json] [--config FILE] [--data-dir DIR]",
+                          verb);
+                return EXIT_USAGE;
+        }
+        DaemonConfig cfg;
+        _cleanup_free_ char *dir = NULL;
+        int code = ops_setup(config, data_dir, &cfg, &dir);
+        if (code == 0) {
+                if (streq(verb, "gc"))
+                        code = ops_gc(&cfg, dir, dry_run, json);
+                else if (streq(verb, "backup"))
+                        code = ops_backup(dir, argv[optind]);
+                else
+                        code = ops_restore(dir, argv[optind]);
+        }
+        daemon_config_done(&cfg);
+        return code;
+}
+
+static int check_config(const char *path) {
+        DaemonConfig cfg;
+        _cleanup_free_ char *err = NULL;
+        daemon_config_init(&cfg);
+        int r = daemon_config_check(&cfg, path, &err);
+        daemon_config_done(&cfg);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err);
+                return EXIT_USAGE;
+        }
+        printf("%s: ok\n", path);
+        return 0;
+}
+
 int main(int argc, char **argv) {
-        enum { ARG_LISTEN = 0x100, ARG_CONFIG, ARG_DATA_DIR, ARG_NO_AUTH, ARG_SANDBOX, ARG_DRAIN, ARG_VERSION, ARG_VERBOSE };
+        enum { ARG_LISTEN = 0x100, ARG_CONFIG, ARG_DATA_DIR, ARG_NO_AUTH, ARG_SANDBOX, ARG_DRAIN, ARG_VERSION, ARG_VERBOSE,
+               ARG_CHECK_CONFIG };
         static const struct option options[] = {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "config", required_argument, NULL, ARG_CONFIG },
@@ -67,6 +246,7 @@ int main(int argc, char **argv) {
                 { "sandbox", required_argument, NULL, ARG_SANDBOX },
                 { "drain-timeout", required_argument, NULL, ARG_DRAIN },
                 { "verbose", no_argument, NULL, ARG_VERBOSE },
+                { "check-config", required_argument, NULL, ARG_CHECK_CONFIG },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -80,6 +260,8 @@ int main(int argc, char **argv) {
         int c, r;
 
         log_set_prefix("pysprinterd");
+        if (argc > 1 && (streq(argv[1], "gc") || streq(argv[1], "backup") || streq(argv[1], "restore")))
+                return ops_main(argc - 1, argv + 1);
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_LISTEN:
@@ -113,6 +295,8 @@ int main(int argc, char **argv) {
                 case ARG_VERBOSE:
                         log_set_level(LOG_DEBUG);
                         break;
+                case ARG_CHECK_CONFIG:
+                        return check_config(optarg);
                 case ARG_VERSION:
                         printf("pysprinterd %s\n", PYSPRINTER_VERSION);
                         return 0;
@@ -130,7 +314,7 @@ int main(int argc, char **argv) {
         }
 
         daemon_config_init(&d->cfg);
-        if (config && *config && daemon_config_load(&d->cfg, config, &err) < 0) {
+        if (config && *config && daemon_config_check(&d->cfg, config, &err) < 0) {
                 log_error("%s", err);
                 return EXIT_USAGE;
         }
@@ -156,6 +340,15 @@ int main(int argc, char **argv) {
         if (r < 0) {
                 log_error("cannot create %s: %s", d->data_dir, strerror(-r));
                 return EXIT_INTERNAL;
+        }
+        /* Held (shared: daemons may share a data dir) until exit, so
+         * `pysprinterd restore` refuses while the database is in use. */
+        int lock_fd = data_dir_lock(d->data_dir, LOCK_SH);
+        if (lock_fd < 0) {
+                log_error(lock_fd == -EWOULDBLOCK ? "%s is being restored (pysprinterd restore); start again after it"
+                                                  : "cannot lock %s: %s",
+                          d->data_dir, strerror(-lock_fd));
+                return lock_fd == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
 
         /* Signals go to the main thread's sigwait(); block them before any
@@ -215,6 +408,10 @@ int main(int argc, char **argv) {
                 return EXIT_INTERNAL;
         }
 
+        r = daemon_gc_start(d);
+        if (r < 0)
+                log_warn("cannot start the collector: %s (pysprinterd gc still works)", strerror(-r));
+
         free(err);
         err = NULL;
         r = daemon_http_start(d, d->cfg.listen, &mhd, &err);
@@ -268,6 +465,7 @@ int main(int argc, char **argv) {
 
         /* DAG runs still going stay recorded as running: the next start
          * resumes them. Their threads use the engine, so it is not freed. */
+        daemon_gc_stop(d);
         unsigned dags_left = daemon_dags_drain(d, (usec_t) drain * USEC_PER_SEC);
         daemon_http_stop(mhd);
         if (dags_left > 0) {

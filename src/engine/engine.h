@@ -234,3 +234,17 @@ void engine_pool_sweep(Engine *e);
  * deleted function): idle ones stop now, busy ones when their invocation
  * ends; none is handed another invocation. Returns how many. */
 unsigned engine_pool_retire(Engine *e, const char *key_prefix);
+
+/* ---- garbage collection (engine-gc.c) ------------------------------------ */
+
+typedef struct RetentionConfig RetentionConfig;
+typedef struct GcStats GcStats;
+/* One collection over data_dir (docs/operations.md "Retention"): the
+ * store's (store_gc(): runs, logs, DAG runs, memo, data objects), then,
+ * unless dry_run, the package store's dirs no environment references
+ * (pkg_env_prune() without a budget: the shared lock a process holds on an
+ * environment it uses keeps that environment's dirs). Adds to *ret;
+ * *ret_error says which area failed. Both `pysprinterd gc`, the daemon's
+ * collector and `pysprinter gc` call this. */
+int engine_gc(Store *s, const char *data_dir, const RetentionConfig *cfg, bool dry_run, const volatile bool *stop,
+              GcStats *ret, char **ret_error);

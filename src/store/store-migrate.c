@@ -117,30 +117,83 @@ static const char *const migrations[] = {
          * daemon's runs, recovered by the queue). */
         "ALTER TABLE runs ADD COLUMN owner_pid INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE runs ADD COLUMN owner_start INTEGER NOT NULL DEFAULT 0;",
+        /* 8: retention (store-retention.c). Ages are judged by created; a
+         * run of a deployed function keeps the function's name after its
+         * request_json is dropped at the end, so runs of a deleted function
+         * can be found. The trigger fills it on insert (every writer of
+         * runs, old code paths included, goes through INSERT). */
+        "CREATE INDEX runs_created ON runs(created);"
+        "ALTER TABLE runs ADD COLUMN fn_name TEXT;"
+        "CREATE INDEX runs_fn_name ON runs(tenant, fn_name) WHERE fn_name IS NOT NULL;"
+        "CREATE TRIGGER runs_fn_name AFTER INSERT ON runs"
+        "  WHEN NEW.request_json IS NOT NULL AND json_valid(NEW.request_json)"
+        "  BEGIN UPDATE runs SET fn_name = json_extract(NEW.request_json, '$.fn_name') WHERE id = NEW.id; END;",
 };
 
-int store_migrate(sqlite3 *db, char **ret_error) {
+int store_schema_version(void) {
+        return (int) ELEMENTSOF(migrations);
+}
+
+static int user_version(sqlite3 *db) {
         sqlite3_stmt *st;
-        int version = 0;
+        int version = -1;
         if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
                 if (sqlite3_step(st) == SQLITE_ROW)
                         version = sqlite3_column_int(st, 0);
                 sqlite3_finalize(st);
         }
-        for (int i = version; i < (int) ELEMENTSOF(migrations); i++) {
+        return version;
+}
+
+int store_file_schema_version(const char *path, int *ret_version) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+        if (rc != SQLITE_OK) {
+                sqlite3_close(db);
+                return store_sqlite_errno(rc);
+        }
+        /* A file that is not a database fails here, not at open. */
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        int v = user_version(db);
+        sqlite3_close(db);
+        if (rc != SQLITE_ROW)
+                return store_rc_errno(rc);
+        if (v < 0)
+                return -EBADMSG;
+        *ret_version = v;
+        return 0;
+}
+
+int store_migrate(sqlite3 *db, char **ret_error) {
+        int version = user_version(db);
+        if (version > store_schema_version()) {
+                *ret_error = xasprintf("the database's schema is version %d, newer than this pysprinter knows (%d): "
+                                       "upgrade pysprinter, or restore a backup made by this version",
+                                       version, store_schema_version());
+                return -EPROTONOSUPPORT;
+        }
+        for (int i = MAX(version, 0); i < store_schema_version(); i++) {
+                /* Forward only, one transaction per step. The version is read
+                 * again under the write lock: another process opening the
+                 * same database may have applied this step meanwhile. */
+                int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+                if (rc != SQLITE_OK) {
+                        *ret_error = xasprintf("migration %d: %s", i + 1, sqlite3_errmsg(db));
+                        return store_sqlite_errno(rc);
+                }
+                if (user_version(db) > i) {
+                        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+                        continue;
+                }
                 char *err = NULL;
-                _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; PRAGMA user_version = %d; COMMIT;",
-                                                     migrations[i], i + 1);
-                int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+                _cleanup_free_ char *sql = xasprintf("%s; PRAGMA user_version = %d; COMMIT;", migrations[i], i + 1);
+                rc = sqlite3_exec(db, sql, NULL, NULL, &err);
                 if (rc != SQLITE_OK) {
                         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                        /* Another process may have migrated concurrently
-                         * (a table or, for ALTER TABLE, a column exists). */
-                        if (rc == SQLITE_ERROR && err &&
-                            (strstr(err, "already exists") || strstr(err, "duplicate column name"))) {
-                                sqlite3_free(err);
-                                continue;
-                        }
                         *ret_error = xasprintf("migration %d: %s", i + 1, err ? err : sqlite3_errstr(rc));
                         sqlite3_free(err);
                         return store_sqlite_errno(rc);

@@ -295,3 +295,116 @@ int store_dataset_hash_refs(Store *s, const char *hash, uint64_t *ret_count);
  * among them. */
 int store_dataset_tenant_bytes(Store *s, const char *tenant, const char *extra_hash, uint64_t extra_size,
                                uint64_t *ret);
+
+/* ---- schema (store-migrate.c) --------------------------------------------- */
+
+/* The schema version this binary writes (PRAGMA user_version after every
+ * migration). store_open() refuses a database whose version is higher with
+ * -EPROTONOSUPPORT: an older binary must not write a schema it does not
+ * know (docs/operations.md "Upgrades"). */
+int store_schema_version(void);
+/* The user_version of the database file at path, without migrating it. */
+int store_file_schema_version(const char *path, int *ret_version);
+
+/* ---- retention and garbage collection (store-retention.c) ---------------- */
+
+/* How long finished runs and their logs are kept (docs/operations.md
+ * "Retention"). 0 fields mean "no limit". */
+typedef struct RetentionPolicy {
+        uint64_t max_age_usec;      /* finished runs and DAG runs older than this go */
+        uint64_t max_log_bytes;     /* per tenant: beyond it, the oldest runs go */
+} RetentionPolicy;
+
+typedef struct RetentionTenant {
+        char *tenant;
+        RetentionPolicy policy;
+} RetentionTenant;
+
+#define RETENTION_DEFAULT_MAX_AGE_USEC (30ULL * 86400 * USEC_PER_SEC)
+#define RETENTION_DEFAULT_MAX_LOG_BYTES (1ULL << 30)
+#define RETENTION_DEFAULT_BATCH 500
+#define RETENTION_DEFAULT_INTERVAL_USEC (3600ULL * USEC_PER_SEC)
+/* Unreferenced data objects younger than this may belong to a put in
+ * progress whose version is not recorded yet. */
+#define RETENTION_OBJECT_GRACE_USEC (3600ULL * USEC_PER_SEC)
+
+typedef struct RetentionConfig {
+        RetentionPolicy defaults;
+        RetentionTenant *tenants;   /* per-tenant overrides (each field: 0 = the default's) */
+        size_t n_tenants;
+        unsigned batch_rows;        /* rows deleted per transaction */
+        uint64_t batch_pause_usec;  /* the store is free for requests between batches */
+        uint64_t interval_usec;     /* the daemon's collector runs this often (0: never) */
+        uint64_t reserve_bytes;     /* free space below which new runs are refused (507) */
+        uint64_t warn_bytes;        /* free space below which /healthz warns */
+} RetentionConfig;
+
+void retention_config_init(RetentionConfig *c);
+void retention_config_done(RetentionConfig *c);
+/* A deep copy of src into ret (initialised by this call). */
+void retention_config_copy(RetentionConfig *ret, const RetentionConfig *src);
+/* The policy of tenant: the overrides' non-zero fields over the defaults. */
+RetentionPolicy retention_policy_for(const RetentionConfig *c, const char *tenant);
+
+/* What one collection removed (or, dry-run, would remove). */
+typedef struct GcStats {
+        uint64_t runs, dag_runs, memo_entries;
+        uint64_t logs, log_bytes;
+        uint64_t dag_dirs, dag_dir_bytes;
+        uint64_t data_objects, data_bytes;
+        uint64_t package_bytes;     /* engine_gc(): the package store's unreferenced dirs */
+        usec_t started, duration_usec;
+} GcStats;
+uint64_t gc_stats_bytes(const GcStats *st);
+/* What a collection removed and freed, for a person (two lines) or, json,
+ * one JSON object per line ({"dry_run", "runs", …, "freed_bytes"}). */
+char *gc_stats_summary(const GcStats *st, bool dry_run, bool json);
+
+/* The clock retention judges ages by: now_realtime(), or the seconds since
+ * the epoch in $PYSPRINTER_TEST_NOW when set (tests only: a run can be made
+ * 31 days old without waiting; docs/operations.md says so). */
+usec_t retention_now(void);
+
+/* One collection over the store and data_dir's files: finished runs past
+ * their tenant's age (their logs with them), then the oldest finished runs
+ * of each tenant whose logs exceed its byte budget, finished runs of
+ * deleted functions, DAG runs past the age (their task runs and their
+ * folder DATA/dags/<id>), memo entries whose run is gone, and data objects
+ * (DATA/data/objects/<hash>) no version references. Never a queued or
+ * running run or DAG run. Deletes at most cfg->batch_rows rows per
+ * transaction and sleeps batch_pause_usec between them, so requests get the
+ * store in between. *stop (may be NULL) ends it early between batches.
+ * dry_run: counts only. Stats are added to *ret. */
+int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t now, bool dry_run,
+             const volatile bool *stop, GcStats *ret);
+
+/* Bytes in use, per area (the daemon's /metrics). */
+typedef struct UsageTenant {
+        char *tenant;
+        uint64_t runs;          /* records */
+        uint64_t log_bytes;
+        uint64_t data_bytes;    /* distinct contents its dataset versions reference */
+} UsageTenant;
+typedef struct StoreUsage {
+        uint64_t db_bytes;      /* database + WAL */
+        uint64_t log_bytes, data_bytes, package_bytes, dag_bytes;
+        UsageTenant *tenants;
+        size_t n_tenants;
+} StoreUsage;
+void store_usage_done(StoreUsage *u);
+int store_usage(Store *s, const char *data_dir, StoreUsage *ret);
+/* Bytes of the tree at path (st_blocks), 0 when absent. */
+uint64_t path_tree_bytes(const char *path);
+
+/* ---- backup and restore (store-backup.c) --------------------------------- */
+
+/* A consistent copy of the database at db_path into dest (created; must not
+ * exist), with SQLite's online backup API: readers and writers of db_path
+ * go on meanwhile (WAL: the copy is one read transaction's snapshot).
+ * *ret_error says what failed. */
+int store_backup(const char *db_path, const char *dest, char **ret_error);
+/* Replaces the database at db_path with the backup at src after checking
+ * it (a SQLite file, integrity_check ok, schema not newer than this
+ * binary). The caller makes sure no process has db_path open (the daemon's
+ * lock). */
+int store_restore(const char *src, const char *db_path, char **ret_error);

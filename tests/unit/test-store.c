@@ -251,6 +251,108 @@ static void test_orphaned_runs_are_marked_lost(void **state) {
         store_close(s);
 }
 
+/* ---- retention (store-retention.c) ---------------------------------------- */
+
+static size_t count_runs(Store *s) {
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, NULL, 100000, &v, &n), 0);
+        run_record_list_free(v, n);
+        return n;
+}
+
+/* Ages by the given clock, per tenant overrides, never queued or running,
+ * in batches smaller than the work; a dry run counts what a real one then
+ * removes and removes nothing. */
+static void test_gc_by_age(void **state) {
+        Store *s = open_fresh();
+        usec_t now = 1000 * 86400 * USEC_PER_SEC;
+        char id[32];
+        for (int i = 0; i < 25; i++) {
+                snprintf(id, sizeof(id), "old-%d", i);
+                insert(s, id, "alice", "succeeded", now - 40 * 86400 * USEC_PER_SEC + (usec_t) i);
+        }
+        insert(s, "old-queued", "alice", "queued", now - 90 * 86400 * USEC_PER_SEC);
+        insert(s, "old-running", "alice", "running", now - 90 * 86400 * USEC_PER_SEC);
+        insert(s, "young", "alice", "failed", now - 5 * 86400 * USEC_PER_SEC);
+        insert(s, "bob-young", "bob", "succeeded", now - 5 * 86400 * USEC_PER_SEC);
+        RetentionConfig rc;
+        retention_config_init(&rc);
+        rc.batch_rows = 7;
+        rc.batch_pause_usec = 0;
+        rc.tenants = xcalloc(1, sizeof(RetentionTenant));
+        rc.tenants[0] = (RetentionTenant) { xstrdup("bob"), { .max_age_usec = 2 * 86400 * USEC_PER_SEC } };
+        rc.n_tenants = 1;
+
+        GcStats dry = {}, wet = {};
+        assert_int_equal(store_gc(s, &rc, dir, now, true, NULL, &dry), 0);
+        assert_int_equal(dry.runs, 26);
+        assert_int_equal(count_runs(s), 29);
+        assert_int_equal(store_gc(s, &rc, dir, now, false, NULL, &wet), 0);
+        assert_int_equal(wet.runs, 26);
+        assert_int_equal(count_runs(s), 3);
+        RunRecord *r = NULL;
+        assert_int_equal(store_run_get(s, NULL, "old-queued", &r), 0);
+        run_record_free(r);
+        assert_int_equal(store_run_get(s, NULL, "old-running", &r), 0);
+        run_record_free(r);
+        assert_int_equal(store_run_get(s, NULL, "young", &r), 0);
+        run_record_free(r);
+        assert_int_equal(store_run_get(s, NULL, "bob-young", &r), -ENOENT);
+        retention_config_done(&rc);
+        store_close(s);
+}
+
+static void test_gc_tenant_policy(void **state) {
+        RetentionConfig rc;
+        retention_config_init(&rc);
+        rc.tenants = xcalloc(1, sizeof(RetentionTenant));
+        rc.tenants[0] = (RetentionTenant) { xstrdup("t"), { .max_log_bytes = 5 } };
+        rc.n_tenants = 1;
+        RetentionPolicy p = retention_policy_for(&rc, "t");
+        assert_int_equal(p.max_log_bytes, 5);
+        assert_int_equal(p.max_age_usec, RETENTION_DEFAULT_MAX_AGE_USEC);
+        p = retention_policy_for(&rc, "other");
+        assert_int_equal(p.max_log_bytes, RETENTION_DEFAULT_MAX_LOG_BYTES);
+        retention_config_done(&rc);
+}
+
+/* ---- schema and backup (store-migrate.c, store-backup.c) ------------------ */
+
+static void test_backup_restore(void **state) {
+        _cleanup_free_ char *path = xasprintf("%s/live.sqlite", dir);
+        _cleanup_free_ char *backup = xasprintf("%s/live-backup.sqlite", dir);
+        _cleanup_free_ char *other = xasprintf("%s/restored.sqlite", dir);
+        _cleanup_free_ char *err = NULL, *val = NULL;
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_kv_put(s, "x", "y", "z"), 0);
+        /* Online: the store stays open while it is copied. */
+        assert_int_equal(store_backup(path, backup, &err), 0);
+        store_close(s);
+        int v = 0;
+        assert_int_equal(store_file_schema_version(backup, &v), 0);
+        assert_int_equal(v, store_schema_version());
+        /* A backup never overwrites a file. */
+        free(err);
+        err = NULL;
+        assert_int_equal(store_backup(path, backup, &err), -EEXIST);
+        free(err);
+        err = NULL;
+        assert_int_equal(store_restore(backup, other, &err), 0);
+        assert_int_equal(store_open(other, &s), 0);
+        assert_int_equal(store_kv_get(s, "x", "y", &val), 0);
+        assert_string_equal(val, "z");
+        store_close(s);
+        /* Something that is not a database is refused. */
+        _cleanup_free_ char *junk = xasprintf("%s/junk", dir);
+        assert_int_equal(write_file_atomic(junk, "hello", 5, 0600), 0);
+        free(err);
+        err = NULL;
+        assert_true(store_restore(junk, other, &err) < 0);
+        assert_non_null(err);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -258,6 +360,8 @@ int main(void) {
                 cmocka_unit_test(test_mark_lost), cmocka_unit_test(test_orphaned_runs_are_marked_lost),         cmocka_unit_test(test_kv),
                 cmocka_unit_test(test_reopen_keeps_data), cmocka_unit_test(test_queue_start_is_fenced),
                 cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
+                cmocka_unit_test(test_gc_by_age),         cmocka_unit_test(test_gc_tenant_policy),
+                cmocka_unit_test(test_backup_restore),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

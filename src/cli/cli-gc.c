@@ -1,0 +1,62 @@
+/* `pysprinter gc`: the retention collection (docs/operations.md
+ * "Retention") over the local home, the same engine_gc() the daemon runs. */
+#include "cli.h"
+#include "store.h"
+
+static const char gc_help[] =
+        "Usage: pysprinter gc [--dry-run] [--max-age-days N] [--max-log-bytes SIZE] [--json]\n"
+        "\n"
+        "Removes finished runs older than N days (default 30) and the oldest runs\n"
+        "beyond SIZE of logs (default 1G), DAG runs with their runs, memo entries\n"
+        "whose run is gone, data objects no dataset references and package store\n"
+        "dirs no environment references. Never a queued or running run.\n"
+        "--dry-run prints what would go and removes nothing.\n";
+
+int verb_gc(int argc, char **argv) {
+        RetentionConfig rc;
+        bool dry_run = false;
+        retention_config_init(&rc);
+        rc.batch_pause_usec = 0; /* nothing else waits on this process's store */
+        for (int i = 0; i < argc; i++) {
+                const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+                char *end = NULL;
+                if (streq(argv[i], "--dry-run"))
+                        dry_run = true;
+                else if (streq(argv[i], "--max-age-days") && v) {
+                        unsigned long long days = strtoull(v, &end, 10);
+                        if (!*v || *end || days > 100000) {
+                                cli_error("--max-age-days takes a whole number of days (0: keep forever)");
+                                return EXIT_USAGE;
+                        }
+                        rc.defaults.max_age_usec = days * 86400 * USEC_PER_SEC;
+                        i++;
+                } else if (streq(argv[i], "--max-log-bytes") && v) {
+                        if (cli_parse_size(v, &rc.defaults.max_log_bytes) < 0) {
+                                cli_error("invalid size '%s'", v);
+                                return EXIT_USAGE;
+                        }
+                        i++;
+                } else if (streq(argv[i], "-h") || streq(argv[i], "--help")) {
+                        fputs(gc_help, stdout);
+                        return 0;
+                } else {
+                        cli_error("unknown option '%s'\n%s", argv[i], gc_help);
+                        return EXIT_USAGE;
+                }
+        }
+        Engine *e = NULL;
+        int code = cli_engine_open(NULL, &e);
+        if (code)
+                return code;
+        GcStats st = {};
+        _cleanup_free_ char *err = NULL;
+        int r = engine_gc(engine_store(e), engine_data_dir(e), &rc, dry_run, NULL, &st, &err);
+        engine_free(e);
+        if (r < 0) {
+                cli_error("%s", err);
+                return EXIT_INTERNAL;
+        }
+        _cleanup_free_ char *summary = gc_stats_summary(&st, dry_run, cli_globals.json);
+        fputs(summary, stdout);
+        return 0;
+}

@@ -1,0 +1,615 @@
+/* Retention and garbage collection (docs/operations.md "Retention").
+ *
+ * A collection is a list of passes, each "select a batch of victims, delete
+ * them in one transaction, let go of the store, pause": the daemon's
+ * requests share the one connection (Store.lock), so a pass never holds it
+ * for more than one batch. Files (logs, DAG folders, data objects) are
+ * removed after their rows are gone and outside the lock: a crash in between
+ * leaves an orphan file, never a record pointing at nothing. A dry run does
+ * the same deletes on an in-memory copy of the database (one snapshot via
+ * the backup API) and only counts files: its numbers are exactly what a
+ * real run at that moment would remove. */
+#include <dirent.h>
+#include <assert.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <sys/stat.h>
+
+#include "store-internal.h"
+
+/* A run still owed to a client is never a victim: the queue (store-queue.c)
+ * holds queued and running ones. */
+#define RUN_FINISHED "status NOT IN ('queued','running')"
+#define DAG_FINISHED "status NOT IN ('queued','pending','running')"
+
+static char *format_bytes(uint64_t n, char buf[static 32]) {
+        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+        double v = (double) n;
+        size_t u = 0;
+        while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, 32, "%" PRIu64 " B", n);
+        else
+                snprintf(buf, 32, "%.1f %s", v, units[u]);
+        return buf;
+}
+
+char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
+        assert(st);
+        if (json) {
+                json_t *j = json_pack("{sbsIsIsIsIsIsIsIsIsIsIsIsf}", "dry_run", dry_run, "runs", (json_int_t) st->runs,
+                                      "dag_runs", (json_int_t) st->dag_runs, "memo_entries",
+                                      (json_int_t) st->memo_entries, "logs", (json_int_t) st->logs, "log_bytes",
+                                      (json_int_t) st->log_bytes, "dag_dirs", (json_int_t) st->dag_dirs,
+                                      "dag_dir_bytes", (json_int_t) st->dag_dir_bytes, "data_objects",
+                                      (json_int_t) st->data_objects, "data_bytes", (json_int_t) st->data_bytes,
+                                      "package_bytes", (json_int_t) st->package_bytes, "freed_bytes",
+                                      (json_int_t) gc_stats_bytes(st), "duration_s",
+                                      (double) st->duration_usec / USEC_PER_SEC);
+                char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
+                json_decref(j);
+                char *line = xasprintf("%s\n", text ?: "{}");
+                free(text);
+                return line;
+        }
+        char b1[32], b2[32], b3[32], b4[32], b5[32];
+        return xasprintf("%s %" PRIu64 " runs (%" PRIu64 " logs, %s), %" PRIu64 " DAG runs (%" PRIu64
+                         " folders, %s), %" PRIu64 " memo entries, %" PRIu64 " data objects (%s); "
+                         "unreferenced packages: %s\n"
+                         "%s %s in %.1fs\n",
+                         dry_run ? "would remove" : "removed", st->runs, st->logs, format_bytes(st->log_bytes, b1),
+                         st->dag_runs, st->dag_dirs, format_bytes(st->dag_dir_bytes, b2), st->memo_entries,
+                         st->data_objects, format_bytes(st->data_bytes, b3),
+                         dry_run ? "not counted in a dry run" : format_bytes(st->package_bytes, b4),
+                         dry_run ? "would free" : "freed", format_bytes(gc_stats_bytes(st), b5),
+                         (double) st->duration_usec / USEC_PER_SEC);
+}
+
+usec_t retention_now(void) {
+        const char *t = getenv("PYSPRINTER_TEST_NOW");
+        if (t && *t) {
+                char *end;
+                errno = 0;
+                unsigned long long s = strtoull(t, &end, 10);
+                if (errno == 0 && *end == 0)
+                        return (usec_t) s * USEC_PER_SEC;
+        }
+        return now_realtime();
+}
+
+static uint64_t tree_bytes_at(int dfd, const char *name, int depth) {
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return 0;
+        uint64_t total = (uint64_t) st.st_blocks * 512;
+        if (!S_ISDIR(st.st_mode) || depth > 64)
+                return total;
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return total;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return total;
+        }
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        total += tree_bytes_at(dirfd(d), de->d_name, depth + 1);
+        closedir(d);
+        return total;
+}
+
+uint64_t path_tree_bytes(const char *path) {
+        return tree_bytes_at(AT_FDCWD, path, 0);
+}
+
+static uint64_t file_bytes(const char *path) {
+        struct stat st;
+        return path && stat(path, &st) == 0 ? (uint64_t) st.st_size : 0;
+}
+
+/* ---- victims: (id, log path) pairs --------------------------------------- */
+
+typedef struct Victims {
+        char **ids;
+        char **logs;  /* parallel to ids; entries may be NULL */
+        size_t n, alloc;
+} Victims;
+
+static void victims_add(Victims *v, char *id, char *log) {
+        if (v->n == v->alloc) {
+                v->alloc = v->alloc ? v->alloc * 2 : 64;
+                v->ids = xrealloc(v->ids, v->alloc * sizeof(char *));
+                v->logs = xrealloc(v->logs, v->alloc * sizeof(char *));
+        }
+        v->ids[v->n] = id;
+        v->logs[v->n++] = log;
+}
+
+static void victims_clear(Victims *v) {
+        for (size_t i = 0; i < v->n; i++) {
+                free(v->ids[i]);
+                free(v->logs[i]);
+        }
+        v->n = 0;
+}
+
+static void victims_done(Victims *v) {
+        victims_clear(v);
+        free(v->ids);
+        free(v->logs);
+        *v = (Victims) {};
+}
+
+/* Runs sql (binds: ?1 text a, ?2 int64 b, ?3 limit, ?4 offset), appending
+ * (column 0, column 1) of each row to v. Returns the rows read. */
+static int select_victims(Store *s, const char *sql, const char *a, int64_t b, unsigned limit, uint64_t offset,
+                          Victims *v) {
+        sqlite3_stmt *st = NULL;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_rc_errno(rc);
+        }
+        store_bind_text(st, 1, a);
+        sqlite3_bind_int64(st, 2, b);
+        sqlite3_bind_int64(st, 3, limit);
+        sqlite3_bind_int64(st, 4, (int64_t) offset);
+        int n = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                victims_add(v, store_col_text(st, 0), store_col_text(st, 1));
+                n++;
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE ? n : store_rc_errno(rc);
+}
+
+/* Deletes rows `DELETE ... WHERE key=?1` for every id of v[from..to) in one
+ * transaction. */
+static int delete_ids(Store *s, const char *sql, char **ids, size_t n) {
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        sqlite3_stmt *st = NULL;
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+                sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+                rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+                sqlite3_reset(st);
+        }
+        sqlite3_finalize(st);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_OK ? 0 : store_rc_errno(rc);
+}
+
+typedef struct Gc {
+        Store *s;
+        const RetentionConfig *cfg;
+        const char *data_dir;
+        usec_t now;
+        bool dry_run;
+        const volatile bool *stop;
+        GcStats *st;
+} Gc;
+
+static bool gc_stopped(const Gc *g) {
+        return g->stop && *g->stop;
+}
+
+static void gc_pause(const Gc *g) {
+        if (!g->dry_run && g->cfg->batch_pause_usec)
+                (void) usleep((useconds_t) MIN(g->cfg->batch_pause_usec, 10 * USEC_PER_SEC));
+}
+
+/* Counts (and unless dry-run, removes) the runs of v and their logs. */
+static int gc_take_runs(Gc *g, Victims *v) {
+        if (v->n == 0)
+                return 0;
+        int r = delete_ids(g->s, "DELETE FROM runs WHERE id=?1 AND " RUN_FINISHED, v->ids, v->n);
+        if (r < 0)
+                return r;
+        g->st->runs += v->n;
+        for (size_t i = 0; i < v->n; i++) {
+                uint64_t size = file_bytes(v->logs[i]);
+                if (!v->logs[i] || (size == 0 && access(v->logs[i], F_OK) < 0))
+                        continue;
+                if (!g->dry_run && unlink(v->logs[i]) < 0 && errno != ENOENT)
+                        continue;
+                g->st->logs++;
+                g->st->log_bytes += size;
+        }
+        return 0;
+}
+
+/* One query's victims, batch by batch: sql selects (id, log_path) with
+ * ?1 a, ?2 b, LIMIT ?3 OFFSET ?4. */
+static int gc_runs_query(Gc *g, const char *sql, const char *a, int64_t b) {
+        Victims v = {};
+        int r = 0;
+        while (!gc_stopped(g)) {
+                r = select_victims(g->s, sql, a, b, g->cfg->batch_rows, 0, &v);
+                if (r <= 0)
+                        break;
+                size_t got = (size_t) r;
+                r = gc_take_runs(g, &v);
+                victims_clear(&v);
+                if (r < 0 || got < g->cfg->batch_rows)
+                        break;
+                gc_pause(g);
+        }
+        victims_done(&v);
+        return r < 0 ? r : 0;
+}
+
+static int distinct_tenants(Store *s, const char *sql, char ***ret) {
+        sqlite3_stmt *st = NULL;
+        char **v = NULL;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                        v = strv_append(v, (const char *) sqlite3_column_text(st, 0) ?: "");
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                strv_free(v);
+                return store_rc_errno(rc);
+        }
+        *ret = v ?: xcalloc(1, sizeof(char *));
+        return 0;
+}
+
+static int64_t cutoff(const Gc *g, uint64_t max_age) {
+        return max_age && max_age < g->now ? (int64_t) (g->now - max_age) : (max_age ? 0 : INT64_MIN);
+}
+
+/* Finished runs older than their tenant's max_age. */
+static int gc_runs_by_age(Gc *g) {
+        _cleanup_strv_free_ char **tenants = NULL;
+        int r = distinct_tenants(g->s, "SELECT DISTINCT tenant FROM runs", &tenants);
+        for (char **t = tenants; r >= 0 && t && *t && !gc_stopped(g); t++) {
+                RetentionPolicy p = retention_policy_for(g->cfg, *t);
+                if (!p.max_age_usec)
+                        continue;
+                r = gc_runs_query(g,
+                                  "SELECT id, log_path FROM runs WHERE tenant=?1 AND created < ?2 AND " RUN_FINISHED
+                                  " ORDER BY created LIMIT ?3 OFFSET ?4",
+                                  *t, cutoff(g, p.max_age_usec));
+        }
+        return r;
+}
+
+/* The oldest finished runs of each tenant whose logs, counted newest first,
+ * go past its max_log_bytes. */
+static int gc_runs_by_log_bytes(Gc *g) {
+        _cleanup_strv_free_ char **tenants = NULL;
+        int r = distinct_tenants(g->s, "SELECT DISTINCT tenant FROM runs", &tenants);
+        for (char **t = tenants; r >= 0 && t && *t && !gc_stopped(g); t++) {
+                RetentionPolicy p = retention_policy_for(g->cfg, *t);
+                if (!p.max_log_bytes)
+                        continue;
+                Victims all = {}, v = {};
+                r = select_victims(g->s,
+                                   "SELECT id, log_path FROM runs WHERE tenant=?1 AND log_path IS NOT NULL AND ?2=?2 AND "
+                                   RUN_FINISHED " ORDER BY created DESC LIMIT ?3 OFFSET ?4",
+                                   *t, 0, UINT32_MAX, 0, &all);
+                uint64_t total = 0;
+                for (size_t i = 0; r >= 0 && i < all.n; i++) {
+                        total += file_bytes(all.logs[i]);
+                        if (total > p.max_log_bytes)
+                                victims_add(&v, TAKE_PTR(all.ids[i]), TAKE_PTR(all.logs[i]));
+                }
+                victims_done(&all);
+                /* Oldest first, a batch at a time. */
+                for (size_t done = 0; r >= 0 && done < v.n && !gc_stopped(g);) {
+                        size_t k = MIN((size_t) g->cfg->batch_rows, v.n - done);
+                        Victims b = { .ids = v.ids + v.n - done - k, .logs = v.logs + v.n - done - k, .n = k };
+                        r = gc_take_runs(g, &b);
+                        done += k;
+                        gc_pause(g);
+                }
+                victims_done(&v);
+        }
+        return r < 0 ? r : 0;
+}
+
+/* Finished runs of a deployed function that no longer exists. */
+static int gc_runs_of_deleted_functions(Gc *g) {
+        return gc_runs_query(g,
+                             "SELECT id, log_path FROM runs r WHERE fn_name IS NOT NULL AND ?1 IS NULL AND ?2=?2 AND "
+                             RUN_FINISHED " AND NOT EXISTS (SELECT 1 FROM functions f WHERE f.tenant=r.tenant AND "
+                             "f.name=r.fn_name) LIMIT ?3 OFFSET ?4",
+                             NULL, 0);
+}
+
+/* A DAG run's folder is removed only when it is DATA/dags/<id> (a DAG run
+ * of the CLI names the user's own directory as its base). */
+static void gc_dag_dir(Gc *g, const char *id, const char *base_dir) {
+        _cleanup_free_ char *mine = path_join_many(g->data_dir, "dags", id, NULL);
+        if (!base_dir || !streq(base_dir, mine) || strchr(id, '/') || startswith(id, "."))
+                return;
+        uint64_t bytes = path_tree_bytes(mine);
+        if (bytes == 0 && access(mine, F_OK) < 0)
+                return;
+        if (!g->dry_run && rm_rf(mine) < 0)
+                return;
+        g->st->dag_dirs++;
+        g->st->dag_dir_bytes += bytes;
+}
+
+/* Finished DAG runs past their tenant's age, with their task runs and
+ * folder. */
+static int gc_dags(Gc *g) {
+        _cleanup_strv_free_ char **tenants = NULL;
+        int r = distinct_tenants(g->s, "SELECT DISTINCT tenant FROM dag_runs", &tenants);
+        for (char **t = tenants; r >= 0 && t && *t && !gc_stopped(g); t++) {
+                RetentionPolicy p = retention_policy_for(g->cfg, *t);
+                if (!p.max_age_usec)
+                        continue;
+                for (;;) {
+                        Victims dags = {};
+                        r = select_victims(g->s,
+                                           "SELECT id, base_dir FROM dag_runs WHERE tenant=?1 AND created < ?2 AND "
+                                           DAG_FINISHED " ORDER BY created LIMIT ?3 OFFSET ?4",
+                                           *t, cutoff(g, p.max_age_usec), MAX(g->cfg->batch_rows / 10, 1U), 0, &dags);
+                        size_t got = r > 0 ? (size_t) r : 0;
+                        for (size_t i = 0; r >= 0 && i < dags.n; i++) {
+                                Victims runs = {};
+                                r = select_victims(g->s,
+                                                   "SELECT t.run_id, r.log_path FROM dag_tasks t JOIN runs r ON "
+                                                   "r.id=t.run_id WHERE t.dag_id=?1 AND ?2=?2 LIMIT ?3 OFFSET ?4",
+                                                   dags.ids[i], 0, UINT32_MAX, 0, &runs);
+                                if (r >= 0)
+                                        r = gc_take_runs(g, &runs);
+                                victims_done(&runs);
+                                if (r >= 0)
+                                        r = delete_ids(g->s, "DELETE FROM dag_runs WHERE id=?1", &dags.ids[i], 1);
+                                if (r >= 0) {
+                                        g->st->dag_runs++;
+                                        gc_dag_dir(g, dags.ids[i], dags.logs[i]);
+                                }
+                        }
+                        victims_done(&dags);
+                        if (r < 0 || got < MAX(g->cfg->batch_rows / 10, 1U) || gc_stopped(g))
+                                break;
+                        gc_pause(g);
+                }
+        }
+        return r < 0 ? r : 0;
+}
+
+/* Memo entries whose run is gone: nothing can show where they came from. */
+static int gc_memo(Gc *g) {
+        for (;;) {
+                sqlite3_stmt *st = NULL;
+                pthread_mutex_lock(&g->s->lock);
+                int rc = sqlite3_prepare_v2(g->s->db,
+                                            "DELETE FROM dag_memo WHERE rowid IN (SELECT rowid FROM dag_memo m WHERE "
+                                            "run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs WHERE id=m.run_id) "
+                                            "LIMIT ?1)",
+                                            -1, &st, NULL);
+                if (rc == SQLITE_OK) {
+                        sqlite3_bind_int(st, 1, (int) g->cfg->batch_rows);
+                        rc = sqlite3_step(st);
+                }
+                uint64_t n = rc == SQLITE_DONE ? (uint64_t) sqlite3_changes(g->s->db) : 0;
+                sqlite3_finalize(st);
+                pthread_mutex_unlock(&g->s->lock);
+                if (rc != SQLITE_DONE)
+                        return store_rc_errno(rc);
+                g->st->memo_entries += n;
+                if (n < g->cfg->batch_rows || gc_stopped(g))
+                        return 0;
+                gc_pause(g);
+        }
+}
+
+/* Content no dataset version references. The object is moved aside before
+ * the references are counted again, so a put that reuses it right now
+ * either finds it back in place or stores it afresh. */
+static int gc_data_objects(Gc *g) {
+        _cleanup_free_ char *objects = path_join_many(g->data_dir, "data", "objects", NULL);
+        DIR *d = opendir(objects);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(d)) && !gc_stopped(g)) {
+                if (de->d_name[0] == '.')
+                        continue;
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                usec_t mtime = (usec_t) st.st_mtim.tv_sec * USEC_PER_SEC;
+                uint64_t refs = 1;
+                if (mtime + RETENTION_OBJECT_GRACE_USEC > g->now ||
+                    store_dataset_hash_refs(g->s, de->d_name, &refs) < 0 || refs > 0)
+                        continue;
+                uint64_t bytes = tree_bytes_at(dirfd(d), de->d_name, 0);
+                if (!g->dry_run) {
+                        _cleanup_free_ char *aside = xasprintf(".gc-%s", de->d_name);
+                        if (renameat(dirfd(d), de->d_name, dirfd(d), aside) < 0)
+                                continue;
+                        if (store_dataset_hash_refs(g->s, de->d_name, &refs) < 0 || refs > 0) {
+                                (void) renameat(dirfd(d), aside, dirfd(d), de->d_name);
+                                continue;
+                        }
+                        _cleanup_free_ char *p = path_join(objects, aside);
+                        (void) chmod(p, 0755); /* objects are read-only trees */
+                        if (rm_rf(p) < 0)
+                                continue;
+                }
+                g->st->data_objects++;
+                g->st->data_bytes += bytes;
+        }
+        closedir(d);
+        return 0;
+}
+
+/* An in-memory copy of s's database, as one snapshot (the dry run's
+ * scratch copy). */
+static int store_snapshot(Store *s, Store **ret) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                sqlite3_close(db);
+                return store_rc_errno(rc);
+        }
+        pthread_mutex_lock(&s->lock);
+        sqlite3_backup *b = sqlite3_backup_init(db, "main", s->db, "main");
+        rc = b ? sqlite3_backup_step(b, -1) : sqlite3_errcode(db);
+        if (b)
+                sqlite3_backup_finish(b);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                sqlite3_close(db);
+                return store_rc_errno(rc);
+        }
+        sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+        Store *c = xcalloc(1, sizeof(Store));
+        c->db = db;
+        pthread_mutex_init(&c->lock, NULL);
+        *ret = c;
+        return 0;
+}
+
+int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t now, bool dry_run,
+             const volatile bool *stop, GcStats *ret) {
+        assert(s && cfg && data_dir && ret);
+        Store *scratch = NULL;
+        if (dry_run) {
+                int k = store_snapshot(s, &scratch);
+                if (k < 0)
+                        return k;
+                s = scratch;
+        }
+        Gc g = { .s = s, .cfg = cfg, .data_dir = data_dir, .now = now, .dry_run = dry_run, .stop = stop, .st = ret };
+        RetentionConfig safe = *cfg;
+        if (safe.batch_rows == 0)
+                safe.batch_rows = RETENTION_DEFAULT_BATCH;
+        g.cfg = &safe;
+        usec_t t0 = now_monotonic();
+        ret->started = now_realtime();
+        int (*const passes[])(Gc *) = {
+                gc_dags, gc_runs_by_age, gc_runs_by_log_bytes, gc_runs_of_deleted_functions, gc_memo, gc_data_objects,
+        };
+        int r = 0;
+        for (size_t i = 0; i < ELEMENTSOF(passes) && !gc_stopped(&g); i++) {
+                int k = passes[i](&g);
+                if (k < 0 && r == 0)
+                        r = k; /* the next passes still run: one bad area does not stop the others */
+        }
+        ret->duration_usec += now_monotonic() - t0;
+        store_close(scratch);
+        return r;
+}
+
+/* ---- usage ---------------------------------------------------------------- */
+
+void store_usage_done(StoreUsage *u) {
+        if (!u)
+                return;
+        for (size_t i = 0; i < u->n_tenants; i++)
+                free(u->tenants[i].tenant);
+        free(u->tenants);
+        *u = (StoreUsage) {};
+}
+
+static UsageTenant *usage_tenant(StoreUsage *u, const char *tenant) {
+        for (size_t i = 0; i < u->n_tenants; i++)
+                if (streq(u->tenants[i].tenant, tenant))
+                        return &u->tenants[i];
+        u->tenants = xrealloc(u->tenants, (u->n_tenants + 1) * sizeof(UsageTenant));
+        u->tenants[u->n_tenants] = (UsageTenant) { .tenant = xstrdup(tenant) };
+        return &u->tenants[u->n_tenants++];
+}
+
+int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
+        assert(s && data_dir && ret);
+        StoreUsage u = {};
+        _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db");
+        _cleanup_free_ char *wal = path_join(data_dir, "pysprinter.db-wal");
+        u.db_bytes = file_bytes(db) + file_bytes(wal);
+
+        /* Per tenant: run count and log bytes (a stat per log, read in
+         * batches so the store is not held for the whole walk). */
+        int64_t last = 0;
+        for (;;) {
+                sqlite3_stmt *st = NULL;
+                pthread_mutex_lock(&s->lock);
+                int rc = sqlite3_prepare_v2(s->db,
+                                            "SELECT rowid, tenant, log_path FROM runs WHERE rowid > ?1 ORDER BY rowid "
+                                            "LIMIT 2000",
+                                            -1, &st, NULL);
+                Victims v = {};
+                if (rc == SQLITE_OK) {
+                        sqlite3_bind_int64(st, 1, last);
+                        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                                last = sqlite3_column_int64(st, 0);
+                                victims_add(&v, store_col_text(st, 1), store_col_text(st, 2));
+                        }
+                }
+                sqlite3_finalize(st);
+                pthread_mutex_unlock(&s->lock);
+                for (size_t i = 0; i < v.n; i++) {
+                        UsageTenant *t = usage_tenant(&u, v.ids[i] ?: "");
+                        uint64_t b = file_bytes(v.logs[i]);
+                        t->runs++;
+                        t->log_bytes += b;
+                        u.log_bytes += b;
+                }
+                size_t got = v.n;
+                victims_done(&v);
+                if (rc != SQLITE_DONE) {
+                        store_usage_done(&u);
+                        return store_rc_errno(rc);
+                }
+                if (got < 2000)
+                        break;
+        }
+
+        sqlite3_stmt *st = NULL;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT tenant, sum(size) FROM (SELECT DISTINCT tenant, hash, size FROM "
+                                    "dataset_versions) GROUP BY tenant",
+                                    -1, &st, NULL);
+        Victims v = {};
+        _cleanup_free_ uint64_t *sizes = NULL;
+        size_t n = 0;
+        if (rc == SQLITE_OK)
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        victims_add(&v, store_col_text(st, 0), NULL);
+                        sizes = xrealloc(sizes, (n + 1) * sizeof(uint64_t));
+                        sizes[n++] = (uint64_t) sqlite3_column_int64(st, 1);
+                }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        for (size_t i = 0; i < v.n; i++)
+                usage_tenant(&u, v.ids[i] ?: "")->data_bytes = sizes[i];
+        victims_done(&v);
+        if (rc != SQLITE_DONE) {
+                store_usage_done(&u);
+                return store_rc_errno(rc);
+        }
+
+        _cleanup_free_ char *objects = path_join_many(data_dir, "data", "objects", NULL);
+        _cleanup_free_ char *packages = path_join(data_dir, "store");
+        _cleanup_free_ char *dags = path_join(data_dir, "dags");
+        u.data_bytes = path_tree_bytes(objects);
+        u.package_bytes = path_tree_bytes(packages);
+        u.dag_bytes = path_tree_bytes(dags);
+        *ret = u;
+        return 0;
+}
