@@ -83,7 +83,11 @@ def fill(path, leave):
 
 
 def test_a_run_that_fills_the_disk_ends_terminal_with_enospc(tmp_path, small_home):
+    # disk.reserve_bytes 0: this test is about the run path's own ENOSPC,
+    # not the 507 that refuses runs before the disk is full.
     d = Daemon(tmp_path / "d", sandbox="none", home=small_home, config_extra="""
+        disk:
+          reserve_bytes: 0
         limits:
           defaults: {max_output_bytes: 52428800}
           maxima: {max_output_bytes: 52428800}
@@ -117,14 +121,18 @@ def slow(seconds: float = 30):
 
 
 def test_a_restart_on_a_full_disk_still_recovers_the_runs(tmp_path, small_home):
-    d = Daemon(tmp_path / "d", sandbox="none", home=small_home).start()
-    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30})
-    rid = b["id"]
-    d.wait_status(rid, ["running"])
-    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 0})
-    quick = b["id"]
-    d.wait_status(quick, ["succeeded"])
-    d.kill9()
+    d = Daemon(tmp_path / "d", sandbox="none", home=small_home, config_extra="""
+        disk:
+          reserve_bytes: 0
+        """).start()
+    try:
+        st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+        rid = b["id"]
+        d.wait_status(rid, ["running"])
+        st, b = d.run(SLOW, wait=False, kwargs={"seconds": 0})
+        d.wait_status(b["id"], ["succeeded"])
+    finally:
+        d.kill9()
     filler = fill(small_home, 0)
     try:
         d.start()
