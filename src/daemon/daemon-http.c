@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "daemon-ui.h"
 #include "daemon.h"
 #include "pkg.h"
 
@@ -418,6 +419,24 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
                         return false;
                 }
                 return true;
+        }
+        if (!authz) { /* UI hook: a dashboard session cookie stands for its token */
+                unsigned st = 401;
+                const char *msg = NULL;
+                int k = daemon_ui_session_auth(d, c->conn, mutating, c->tenant_buf, sizeof(c->tenant_buf), &c->role,
+                                               &st, &msg);
+                if (k < 0) {
+                        *ret = respond_error(c, st, st == 401 ? "unauthorized" : "forbidden", "%s", msg);
+                        return false;
+                }
+                if (k > 0) {
+                        c->tenant = c->tenant_buf;
+                        if (mutating && c->role == TOKEN_ROLE_READONLY) {
+                                *ret = respond_error(c, 403, "forbidden", "this token is read-only");
+                                return false;
+                        }
+                        return true;
+                }
         }
         _cleanup_free_ char *tok = bearer_token(c);
         if (!tok || !*tok) {
@@ -1525,6 +1544,9 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 return handle_lambda_invoke(c, seg[2], body);
         }
 
+        if (n == 0 || streq(seg[0], "ui") || (n == 1 && (streq(seg[0], "login") || streq(seg[0], "logout"))))
+                return dispatch_call(c, daemon_ui_handle, seg, n, body); /* UI hook: the dashboard */
+
         if (n < 2 || !streq(seg[0], "v1"))
                 return respond_error(c, 404, "not_found", "no such endpoint: %s", url);
 
@@ -1561,6 +1583,10 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 allow = "GET, PUT, DELETE";
         else if (n == 4 && streq(seg[1], "data") && streq(seg[3], "content"))
                 allow = "GET";
+        else if (n == 2 && streq(seg[1], "events")) /* UI hook */
+                allow = "GET";
+        else if (n == 4 && streq(seg[1], "dags") && streq(seg[3], "graph")) /* UI hook */
+                allow = "GET";
         if (!allow)
                 return respond_error(c, 404, "not_found", "no such endpoint: %s", url);
         if (!((get && strstr(allow, "GET")) || (post && strstr(allow, "POST")) || (del && strstr(allow, "DELETE")) ||
@@ -1590,10 +1616,14 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         }
         if (streq(seg[1], "workers"))
                 return handle_workers(c);
+        if (n == 4 && streq(seg[1], "dags") && streq(seg[3], "graph")) /* UI hook */
+                return dispatch_call(c, daemon_ui_dag_graph_handle, seg, n, body);
         if (streq(seg[1], "dags"))
                 return dispatch_call(c, daemon_dag_handle, seg, n, body);
         if (streq(seg[1], "data"))
                 return dispatch_call(c, daemon_data_handle, seg, n, body);
+        if (streq(seg[1], "events")) /* UI hook */
+                return dispatch_call(c, daemon_ui_events_handle, seg, n, body);
         return handle_envs(c);
 }
 
