@@ -125,3 +125,8 @@ export function setQuery(path, params) {
   const qs = q.toString();
   history.replaceState(null, '', `#${path}${qs ? '?' + qs : ''}`);
 }
+
+// Empties el and appends children (null/false skipped, strings as text).
+export function fill(el, ...children) {
+  return append(clear(el), children);
+}

@@ -4,7 +4,7 @@
 // GET /v1/dags/{id}/graph. Past MAX_GRAPH tasks the page shows a list.
 import dagre from './vendor/dagre.js';
 import { api, HttpError } from './api.js';
-import { h, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery } from './lib.js';
+import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery } from './lib.js';
 
 const MAX_GRAPH = 300;
 const LIVE = new Set(['running', 'validating']);
@@ -19,7 +19,7 @@ export function dagsPage(main) {
       h('td', {}, g.name || '—'), h('td', {}, badge(g.status)),
       h('td', {}, Object.entries(g.counts || {}).map(([k, v]) => `${k} ${v}`).join(', ') || '—'),
       h('td', {}, fmtTime(g.started_at || g.created_at)), h('td', { class: 'num' }, fmtMs(g.duration_ms))));
-    clear(body).append(table(['DAG run', 'Name', 'Status', 'Tasks', 'Started', 'Duration'], rows,
+    fill(body, table(['DAG run', 'Name', 'Status', 'Tasks', 'Started', 'Duration'], rows,
       { empty: 'No DAG runs yet: `pysprinter dag run pipeline.yaml --server …`.' }));
   }
   load().catch((e) => body.append(errorBox(e)));
@@ -124,7 +124,7 @@ export function dagPage(main, [id], query) {
   }
 
   function paint() {
-    clear(head).append(h('div', { class: 'title-row' }, h('h1', {}, 'DAG run ', h('span', { class: 'mono' }, state.id)),
+    fill(head, h('div', { class: 'title-row' }, h('h1', {}, 'DAG run ', h('span', { class: 'mono' }, state.id)),
       badge(state.status), LIVE.has(state.status)
         ? h('button', { type: 'button', class: 'danger', onclick: cancel }, 'Cancel') : null),
     h('p', { class: 'dim' }, `${state.name || ''} · started ${fmtTime(state.started_at)} · `,
@@ -169,7 +169,7 @@ export function dagPage(main, [id], query) {
           h('a', { href: `#/dags/${encodeURIComponent(r.id)}?task=${encodeURIComponent(t.name)}`,
             'aria-label': `${t.name} in ${r.id}: ${st || 'absent'}` }, st ? st[0] : '·'));
       })));
-    clear(gridBox).append(section('Tasks × recent runs',
+    fill(gridBox, section('Tasks × recent runs',
       table(['Task', ...cols.map((r) => fmtTime(r.created_at).slice(5))], rows)));
   }
 

@@ -1,6 +1,6 @@
 // Data: the tenant's datasets; one dataset's versions and sizes.
 import { api, HttpError } from './api.js';
-import { h, fmtTime, fmtBytes, table, errorBox, section } from './lib.js';
+import { h, fill, append, fmtTime, fmtBytes, table, errorBox, section } from './lib.js';
 
 export function dataPage(main) {
   const body = h('div');
@@ -26,7 +26,7 @@ export function datasetPage(main, [name]) {
         h('dt', {}, 'kind'), h('dd', {}, d.kind || '—'), h('dt', {}, 'size'), h('dd', {}, fmtBytes(d.size)),
         h('dt', {}, 'files'), h('dd', {}, d.files ?? '—'), h('dt', {}, 'used as'),
         h('dd', {}, h('code', {}, `--data ${d.name}`), ' → ', h('code', {}, `/data/${d.name}`))),
-      d.warning ? h('p', { class: 'error' }, d.warning) : null,
+      d.warning ? h('p', { class: 'error' }, d.warning) : '',
       section('Versions', table(['Version', 'Hash', 'Size', 'Created'], versions)));
   }).catch((e) => main.append(e instanceof HttpError && e.status === 404
     ? h('h1', { id: 'not-found' }, 'Dataset not found') : errorBox(e)));

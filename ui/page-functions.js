@@ -3,7 +3,7 @@
 // invoke form that opens the new run.
 import uPlot from './vendor/uplot.js';
 import { api, HttpError } from './api.js';
-import { h, clear, fmtTime, fmtMs, json, section, table, errorBox, percentile } from './lib.js';
+import { h, fill, append, clear, fmtTime, fmtMs, json, section, table, errorBox, percentile } from './lib.js';
 
 export function functionsPage(main) {
   const body = h('div');

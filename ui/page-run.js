@@ -2,7 +2,7 @@
 // its timings, its live log (GET /v1/runs/{id}/logs?follow=1, SSE) and a
 // cancel button. Output is appended as text nodes, never as HTML.
 import { api, stream, HttpError } from './api.js';
-import { h, clear, badge, fmtTime, fmtMs, fmtClock, json, section, errorBox, ACTIVE } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, errorBox, ACTIVE } from './lib.js';
 
 const PHASES = [['validate', 'validate_ms'], ['resolve', 'resolve_ms'], ['install', 'install_ms'],
   ['acquire', 'start_ms'], ['run', 'run_ms']];
@@ -81,7 +81,7 @@ export function runPage(main, [id]) {
   function renderRun(r) {
     run = r;
     const active = ACTIVE.has(r.status);
-    clear(head).append(
+    fill(head,
       h('div', { class: 'title-row' },
         h('h1', {}, 'Run ', h('span', { class: 'mono' }, r.id)), badge(r.status),
         active && r.phase ? h('span', { class: 'phase' }, r.phase) : null,
@@ -103,7 +103,7 @@ export function runPage(main, [id]) {
         r.error.message || ''), r.error.traceback ? h('pre', { class: 'traceback' }, r.error.traceback) : null));
     }
     parts.push(section('Phases', waterfall(r.timings)));
-    clear(details).append(...parts);
+    fill(details, ...parts);
   }
 
   function openLogs() {

@@ -1,7 +1,7 @@
 // Runs: the tenant's runs, newest first, filtered and paged; new runs and
 // status changes arrive over GET /v1/events (SSE) without a reload.
 import { api, stream } from './api.js';
-import { h, clear, badge, fmtTime, fmtMs, runDuration, table, errorBox, debounce, setQuery, ACTIVE } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, runDuration, table, errorBox, debounce, setQuery, ACTIVE } from './lib.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'invalid', 'deps_failed', 'killed', 'cancelled',
   'error', 'lost'];
@@ -28,7 +28,7 @@ export function runsPage(main, _params, query, session) {
   function functions() {
     const names = [...new Set([...runs.values()].map((r) => r.function).filter(Boolean))].sort();
     const want = query.get('function') || fn.value;
-    clear(fn).append(h('option', { value: '' }, 'any function'), ...names.map((x) => h('option', { value: x }, x)));
+    fill(fn, h('option', { value: '' }, 'any function'), ...names.map((x) => h('option', { value: x }, x)));
     fn.value = names.includes(want) ? want : '';
   }
 
@@ -55,9 +55,9 @@ export function runsPage(main, _params, query, session) {
       h('td', {}, fmtTime(r.started_at || r.created_at)),
       h('td', { class: 'num' }, fmtMs(runDuration(r, now))),
       h('td', { class: 'num' }, r.exit_code ?? '—')));
-    clear(body).append(table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
+    fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
       { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' }));
-    clear(pager).append(
+    fill(pager,
       h('button', { type: 'button', disabled: page === 0, onclick: () => { page--; sync(); } }, '← Newer'),
       h('span', {}, ` page ${page + 1} of ${pages} · ${shown.length} run(s) `),
       h('button', { type: 'button', disabled: page >= pages - 1, onclick: () => { page++; sync(); } }, 'Older →'));

@@ -1,7 +1,7 @@
 // Workers: the warm pool (workers, instances, memory, limits) and the
 // environments, refreshed every few seconds.
 import { api } from './api.js';
-import { h, clear, fmtBytes, fmtTime, table, errorBox, section } from './lib.js';
+import { h, fill, append, clear, fmtBytes, fmtTime, table, errorBox, section } from './lib.js';
 
 export function workersPage(main) {
   const body = h('div');
@@ -19,7 +19,7 @@ export function workersPage(main) {
     const envs = e.envs.map((x) => h('tr', {}, h('td', { class: 'mono' }, (x.key || '').slice(0, 12)),
       h('td', {}, (x.requirements || []).join(', ') || '(base)'), h('td', { class: 'num' }, fmtBytes(x.size_bytes)),
       h('td', {}, fmtTime(x.last_used)), h('td', {}, x.in_use ? 'yes' : 'no')));
-    clear(body).append(
+    fill(body,
       h('dl', { class: 'facts', id: 'pool' },
         h('dt', {}, 'workers'), h('dd', {}, `${p.workers ?? 0} (${p.busy ?? 0} busy)`),
         h('dt', {}, 'warm instances'), h('dd', {}, p.instances ?? 0),

@@ -1544,7 +1544,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 return handle_lambda_invoke(c, seg[2], body);
         }
 
-        if (n == 0 || streq(seg[0], "ui") || (n == 1 && (streq(seg[0], "login") || streq(seg[0], "logout"))))
+        if (n >= 1 && (streq(seg[0], "ui") || (n == 1 && (streq(seg[0], "login") || streq(seg[0], "logout")))))
                 return dispatch_call(c, daemon_ui_handle, seg, n, body); /* UI hook: the dashboard */
 
         if (n < 2 || !streq(seg[0], "v1"))

@@ -237,16 +237,6 @@ static struct MHD_Response *serve_asset(const DaemonCall *call, const UiAsset *a
         return resp;
 }
 
-static struct MHD_Response *redirect(const char *location, unsigned *ret_status) {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
-        if (!resp)
-                return NULL;
-        MHD_add_response_header(resp, "Location", location);
-        daemon_ui_security_headers(resp);
-        *ret_status = 302;
-        return resp;
-}
-
 /* ---- login / logout ------------------------------------------------------------ */
 
 static const char *role_name(TokenRole role) {
@@ -360,8 +350,6 @@ struct MHD_Response *daemon_ui_handle(const DaemonCall *call, unsigned *ret_stat
         bool get = streq(m, "GET") || streq(m, "HEAD");
         int n = call->n_seg;
 
-        if (n == 0)
-                return get ? redirect("/ui/", ret_status) : json_error(405, "method_not_allowed", "GET only", ret_status);
         if (n == 1 && streq(call->seg[0], "login"))
                 return streq(m, "POST") ? handle_login(call, ret_status)
                                         : json_error(405, "method_not_allowed", "POST only", ret_status);
