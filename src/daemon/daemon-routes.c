@@ -7,6 +7,7 @@
 #include <assert.h>
 
 #include "daemon.h"
+#include "daemon-ui.h"
 
 /* "*" matches one non-empty segment. Rows of one path sit together; GET
  * covers HEAD. */
@@ -37,6 +38,15 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/data", daemon_data_handle, ROUTE_USER },
         { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/v1/data/*", daemon_data_handle, ROUTE_USER },
         { ROUTE_GET, "/v1/data/*/content", daemon_data_handle, ROUTE_USER },
+
+        /* The dashboard (docs/ui.md): pages and assets carry no data; the
+         * login checks a token itself; its API reads need a session. */
+        { ROUTE_GET, "/ui", daemon_ui_handle, ROUTE_PUBLIC },
+        { ROUTE_GET, "/ui/**", daemon_ui_handle, ROUTE_PUBLIC },
+        { ROUTE_GET | ROUTE_POST, "/login", daemon_ui_handle, ROUTE_PUBLIC },
+        { ROUTE_POST, "/logout", daemon_ui_handle, ROUTE_PUBLIC },
+        { ROUTE_GET, "/v1/events", daemon_ui_events_handle, ROUTE_USER },
+        { ROUTE_GET, "/v1/dags/*/graph", daemon_ui_dag_graph_handle, ROUTE_USER },
 
         /* The AWS Lambda API (docs/api.md "Lambda"): AWS error bodies. */
         { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },
@@ -109,6 +119,19 @@ static bool pattern_matches(const char *pattern, char seg[][DAEMON_SEGMENT_MAX],
         return true;
 }
 
+/* A pattern ending in "**" matches its prefix and one or more segments
+ * after it (the dashboard's asset tree). */
+static bool pattern_matches_tree(const char *pattern, char seg[][DAEMON_SEGMENT_MAX], int n) {
+        char pat[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+        int k = split_path(pattern, pat, DAEMON_MAX_SEGMENTS);
+        if (k < 1 || !streq(pat[k - 1], "**") || n < k)
+                return false;
+        for (int i = 0; i < k - 1; i++)
+                if (!streq(pat[i], "*") && !streq(pat[i], seg[i]))
+                        return false;
+        return true;
+}
+
 int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SEGMENT_MAX], int *ret_n_seg,
                       const DaemonRoute **ret, unsigned *ret_allow) {
         assert(path);
@@ -118,7 +141,7 @@ int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SE
         if (n < 0)
                 return -ENOENT;
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                if (!pattern_matches(routes[i].pattern, seg, n))
+                if (!pattern_matches(routes[i].pattern, seg, n) && !pattern_matches_tree(routes[i].pattern, seg, n))
                         continue;
                 if (routes[i].methods & want) {
                         *ret = &routes[i];

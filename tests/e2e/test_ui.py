@@ -1,0 +1,456 @@
+"""The dashboard (issue 14, docs/ui.md) in a real browser against a real
+pysprinterd: Debian's chromium driven by chromedriver (python3-selenium),
+both installed by tools/install-deps.sh — nothing downloads a browser. A
+machine without them fails these tests: CI installs them, so a missing
+browser is a broken setup, not a reason to skip.
+
+Screenshots of every page go to $PYSPRINTER_BUILD/ui-screenshots/."""
+import http.client
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import statistics
+import time
+
+import pytest
+
+from conftest import BUILD, DAEMON
+from daemonlib import TOKENS, Daemon
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SHOTS = BUILD / "ui-screenshots"
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+
+def wait_for(cond, timeout=20, what="condition", interval=0.05):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = cond()
+        except Exception as e:  # a stale element mid-render: look again
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    daemon = Daemon(tmp_path_factory.mktemp("uid"))
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    for p in (CHROMIUM, CHROMEDRIVER):
+        if not os.path.exists(p):
+            pytest.fail(f"{p} is missing: run tools/install-deps.sh (make deps) — the UI tests need Debian's "
+                        "chromium and chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1366,900", "--no-first-run", "--disable-extensions",
+              "--disable-background-networking", "--disable-component-update"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.set_page_load_timeout(30)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def console_errors(drv, allow=()):
+    """SEVERE browser log entries since the last call (the log is drained)."""
+    out = []
+    for e in drv.get_log("browser"):
+        if e["level"] == "SEVERE" and not any(a in e["message"] for a in allow):
+            out.append(e["message"])
+    return out
+
+
+def login(drv, d, tenant):
+    drv.get(d.url + "/ui/login")
+    from selenium.webdriver.common.by import By
+    tok = drv.find_element(By.ID, "token")
+    tok.clear()
+    tok.send_keys(TOKENS[tenant])
+    drv.find_element(By.ID, "login-submit").click()
+    wait_for(lambda: drv.find_element(By.ID, "who").text.startswith(tenant), what=f"logged in as {tenant}")
+
+
+def go(drv, d, route):
+    if drv.current_url.startswith(d.url + "/ui/"):
+        drv.execute_script("location.hash = arguments[0]", route)
+    else:
+        drv.get(d.url + "/ui/" + route)
+
+
+def shot(drv, name):
+    drv.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def by_css(drv, css):
+    from selenium.webdriver.common.by import By
+    return drv.find_elements(By.CSS_SELECTOR, css)
+
+
+def session_cookie(drv):
+    for c in drv.get_cookies():
+        if c["name"] == "pysprinter_session":
+            return c
+    return None
+
+
+@pytest.fixture(scope="module")
+def alice(browser, d):
+    login(browser, d, "alice")
+    console_errors(browser)
+    return browser
+
+
+TICKER = """
+import sys, time
+def tick(n: int = 12, delay: float = 0.25):
+    for i in range(n):
+        print(f"tick {i}", flush=True)
+        time.sleep(delay)
+    print("to stderr", file=sys.stderr, flush=True)
+    return {"ticks": n}
+"""
+
+
+def test_runs_table_shows_an_api_run_within_a_second(alice, d):
+    go(alice, d, "#/runs")
+    wait_for(lambda: "live" in by_css(alice, "#live")[0].text, what="the events stream")
+    st, run = d.run(TICKER, wait=False, kwargs={"n": 8})
+    t0 = time.time()
+    assert st == 202, run
+    row = wait_for(lambda: by_css(alice, f'tr[data-run="{run["id"]}"]'), timeout=1.0,
+                   what="the new run's row", interval=0.02)
+    seen_after = time.time() - t0
+    assert seen_after <= 1.0
+    # The status changes in place, without a reload.
+    wait_for(lambda: "succeeded" in by_css(alice, f'tr[data-run="{run["id"]}"] .badge')[0].text, timeout=60,
+             what="succeeded in the table")
+    assert row
+    shot(alice, "runs")
+    assert console_errors(alice) == []
+
+
+def test_logs_stream_while_the_run_prints(alice, d):
+    st, run = d.run(TICKER, wait=False, kwargs={"n": 16, "delay": 0.3})
+    assert st == 202
+    go(alice, d, f"#/runs/{run['id']}")
+    wait_for(lambda: "tick 1" in by_css(alice, "#log")[0].text, timeout=30, what="tick 1 in the log")
+    # Seen while it still runs: streamed, not fetched at the end.
+    st, now = d.call("GET", f"/v1/runs/{run['id']}")
+    assert now["status"] == "running", now
+    assert "tick 15" not in by_css(alice, "#log")[0].text
+    assert by_css(alice, "#cancel"), "a running run has a cancel button"
+    wait_for(lambda: by_css(alice, "#log .stderr"), timeout=30, what="stderr output")
+    wait_for(lambda: "ended" in by_css(alice, "#log-state")[0].text, timeout=30, what="the end of the stream")
+    log = by_css(alice, "#log")[0].text
+    assert "tick 15" in log and "to stderr" in log
+    assert re.search(r"\d\d:\d\d:\d\d\.\d{3} tick 0", log), log[:200]
+    assert "to stderr" in by_css(alice, "#log .stderr")[0].text
+    wait_for(lambda: "succeeded" in by_css(alice, "#run-head .badge")[0].text, what="succeeded on the page")
+    assert '"ticks": 16' in by_css(alice, "#run-details")[0].text
+    assert len(by_css(alice, ".waterfall .bar")) == 5
+    shot(alice, "run")
+    assert console_errors(alice) == []
+
+
+XSS = """
+def xss():
+    print('<script>alert(1)</script>')
+    print('<img src=x onerror="document.title=\\'pwned\\';alert(2)">')
+    raise ValueError('<img src=y onerror=alert(3)><b>bold</b>')
+"""
+
+
+def test_xss_in_output_and_errors_stays_inert(alice, d):
+    from selenium.common.exceptions import NoAlertPresentException
+    st, run = d.run(XSS, wait=True)
+    assert st == 200 and run["status"] == "failed", run
+    go(alice, d, f"#/runs/{run['id']}")
+    wait_for(lambda: "ended" in by_css(alice, "#log-state")[0].text, timeout=30, what="the log")
+    wait_for(lambda: "ValueError" in by_css(alice, "#run-details")[0].text, what="the error")
+    assert "<script>alert(1)</script>" in by_css(alice, "#log")[0].text
+    assert '<img src=x onerror=' in by_css(alice, "#log")[0].text
+    assert "<b>bold</b>" in by_css(alice, "#run-details")[0].text
+    time.sleep(0)  # no wait needed: an alert would already be open
+    with pytest.raises(NoAlertPresentException):
+        alice.switch_to.alert.text
+    assert by_css(alice, "main img") == [] and by_css(alice, "main script") == [] and by_css(alice, "main b") == []
+    assert alice.title != "pwned"
+    shot(alice, "run-xss")
+    assert console_errors(alice) == []
+
+
+PIPE = """
+name: ui-chain
+tasks:
+  first: {file: steps.py, function: slow, kwargs: {x: 1}}
+  second: {file: steps.py, function: slow, args: ["${first}"]}
+  third: {file: steps.py, function: slow, args: ["${first}"]}
+  last: {file: steps.py, function: slow, args: ["${second}"]}
+"""
+STEPS = """
+import time
+def slow(x=1, delay: float = 1.2):
+    print("slow", x, flush=True)
+    time.sleep(delay)
+    return x + 1
+"""
+
+
+def test_dag_nodes_change_colour_as_tasks_finish(alice, d):
+    st, g = d.call("POST", "/v1/dags", {"pipeline": PIPE, "files": {"steps.py": STEPS}, "no_cache": True})
+    assert st == 202, g
+    go(alice, d, f"#/dags/{g['id']}")
+    node = 'g.node[data-task="last"]'
+    wait_for(lambda: by_css(alice, node), timeout=20, what="the graph")
+    seen = set()
+
+    def states():
+        cls = by_css(alice, node)[0].get_attribute("class")
+        seen.add(cls)
+        return "st-succeeded" in cls
+
+    wait_for(states, timeout=60, what="'last' turning succeeded", interval=0.1)
+    assert any("st-succeeded" not in c for c in seen), seen  # it had another colour before
+    # Laid out left to right: a dependent sits right of its dependency.
+    x = {t: float(re.search(r"translate\(([-\d.]+)", by_css(alice, f'g.node[data-task="{t}"]')[0]
+                                .get_attribute("transform")).group(1)) for t in ("first", "second", "last")}
+    assert x["first"] < x["second"] < x["last"], x
+    assert len(by_css(alice, "#dag-graph path.edge")) == 3
+    # Click a node: its logs and result in the side panel, and a deep link.
+    by_css(alice, 'g.node[data-task="second"]')[0].click()
+    wait_for(lambda: "second" in by_css(alice, "#task-panel h2")[0].text, what="the side panel")
+    wait_for(lambda: "3" in by_css(alice, "#task-panel pre.json")[0].text, what="the task's result")
+    assert "task=second" in alice.current_url
+    shot(alice, "dag")
+    assert console_errors(alice) == []
+
+
+def test_a_tenant_cannot_open_another_tenants_run(alice, d):
+    st, bobs = d.run("def f():\n    return 'secret of bob'\n", token="bob")
+    assert st == 200, bobs
+    go(alice, d, f"#/runs/{bobs['id']}")
+    wait_for(lambda: by_css(alice, "#not-found"), what="not found")
+    assert "secret of bob" not in alice.page_source
+    cookie = session_cookie(alice)
+    st, _, _ = d.request("GET", f"/v1/runs/{bobs['id']}", token=None,
+                         headers={"Cookie": f"pysprinter_session={cookie['value']}"})
+    assert st == 404
+    st, lst = d.call("GET", "/v1/runs", token=None, headers={"Cookie": f"pysprinter_session={cookie['value']}"})
+    assert st == 200 and bobs["id"] not in [r["id"] for r in lst["runs"]]
+    # The one expected error: the 404 of the API call.
+    assert all("404" in m for m in console_errors(alice)), "only the 404 is logged"
+
+
+def test_every_page_renders_without_console_errors(alice, d):
+    st, f = d.call("POST", "/v1/functions", {"name": "greet", "source": "def greet(who='x'):\n    return 'hi ' + who\n"})
+    assert st == 201, f
+    for _ in range(3):
+        st, r = d.call("POST", "/v1/functions/greet/invoke?wait=true", {"kwargs": {"who": "ui"}})
+        assert st == 200, r
+    st, ds = d.call("PUT", "/v1/data/numbers", raw=b"1,2,3\n", headers={"Content-Type": "application/octet-stream"})
+    assert st in (200, 201), ds
+    st, runs = d.call("GET", "/v1/runs?limit=1")
+    st, dags = d.call("GET", "/v1/dags?limit=1")
+    pages = {
+        "runs-filtered": ("#/runs?status=succeeded", "table"),
+        "dags": ("#/dags", "table"),
+        "functions": ("#/functions", 'a[href="#/functions/greet"]'),
+        "function": ("#/functions/greet", "#fn-charts .uplot"),
+        "data": ("#/data", 'a[href="#/data/numbers"]'),
+        "dataset": ("#/data/numbers", "table"),
+        "workers": ("#/workers", "#pool"),
+        "dag-grid": (f"#/dags/{dags['dags'][0]['id']}", "td.cell"),
+        "run-last": (f"#/runs/{runs['runs'][0]['id']}", "#run-details"),
+    }
+    for name, (route, ready) in pages.items():
+        go(alice, d, route)
+        wait_for(lambda: by_css(alice, ready), timeout=20, what=f"{name}: {ready}")
+        shot(alice, name)
+        assert console_errors(alice) == [], name
+    # The invoke form starts a run and opens it.
+    go(alice, d, "#/functions/greet")
+    wait_for(lambda: by_css(alice, "#inv-kwargs"), what="the invoke form")
+    box = by_css(alice, "#inv-kwargs")[0]
+    box.clear()
+    box.send_keys('{"who": "form"}')
+    by_css(alice, "form.invoke button")[0].click()
+    wait_for(lambda: "#/runs/" in alice.current_url, what="the new run's page")
+    wait_for(lambda: "hi form" in by_css(alice, "#run-details")[0].text, timeout=30, what="the invoke's result")
+    # Keyboard: a filter and the graph's nodes are reachable and usable.
+    from selenium.webdriver.common.keys import Keys
+    go(alice, d, f"#/dags/{dags['dags'][0]['id']}")
+    wait_for(lambda: by_css(alice, "g.node"), what="nodes")
+    alice.execute_script("document.querySelector('g.node').focus()")
+    alice.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_for(lambda: by_css(alice, "#task-panel h2"), what="panel by keyboard")
+    assert console_errors(alice) == []
+
+
+# ---- plain HTTP: headers, cookie, CSRF, sessions -----------------------------
+
+
+def raw(d, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.getheaders(), r.read()
+    finally:
+        c.close()
+
+
+def hdr(headers, name):
+    vals = [v for k, v in headers if k.lower() == name.lower()]
+    return vals[0] if vals else None
+
+
+def do_login(d, tenant, extra=None):
+    h = {"Content-Type": "application/json", "X-Pysprinter-CSRF": "1", **(extra or {})}
+    st, hs, body = raw(d, "POST", "/login", json.dumps({"token": TOKENS[tenant]}), h)
+    assert st == 200, body
+    return hdr(hs, "Set-Cookie")
+
+
+def test_security_headers_cookie_flags_and_csrf(d):
+    st, hs, body = raw(d, "GET", "/ui/", headers={"Accept-Encoding": "gzip"})
+    assert st == 200 and hdr(hs, "Content-Encoding") == "gzip"
+    csp = hdr(hs, "Content-Security-Policy")
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert hdr(hs, "X-Content-Type-Options") == "nosniff" and hdr(hs, "Referrer-Policy") == "no-referrer"
+    import gzip
+    page = gzip.decompress(body).decode()
+    assert "<script>" not in page and "style=" not in page  # nothing inline
+    # Hashed asset names: a year of cache, strong ETag, 304 on revalidation.
+    app = re.search(r'src="(/ui/a/[0-9a-f]{16}/app\.js)"', page).group(1)
+    st, hs, _ = raw(d, "GET", app)
+    assert st == 200 and "immutable" in hdr(hs, "Cache-Control") and "max-age=31536000" in hdr(hs, "Cache-Control")
+    etag = hdr(hs, "ETag")
+    assert etag.startswith('"') and not etag.startswith("W/")
+    st, hs, body = raw(d, "GET", app, headers={"If-None-Match": etag})
+    assert st == 304 and body == b""
+    st, hs, _ = raw(d, "GET", "/ui/", headers={"If-None-Match": "\"nope\""})
+    assert st == 200 and hdr(hs, "Cache-Control") == "no-cache"
+
+    # Login: the CSRF header is required; a bad token is 401.
+    st, _, _ = raw(d, "POST", "/login", json.dumps({"token": TOKENS["alice"]}), {"Content-Type": "application/json"})
+    assert st == 403
+    st, _, _ = raw(d, "POST", "/login", json.dumps({"token": "wrong"}), {"X-Pysprinter-CSRF": "1"})
+    assert st == 401
+    cookie = do_login(d, "alice")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    assert "Secure" in do_login(d, "alice", {"X-Forwarded-Proto": "https"})
+    sid = cookie.split(";")[0]
+    assert re.fullmatch(r"pysprinter_session=[0-9a-f]{64}", sid)
+
+    # State changes with a cookie need the CSRF header; bearer clients do not.
+    run = json.dumps({"source": "def f():\n    return 1\n"})
+    st, _, body = raw(d, "POST", "/v1/runs", run, {"Cookie": sid, "Content-Type": "application/json"})
+    assert st == 403 and b"X-Pysprinter-CSRF" in body
+    st, _, body = raw(d, "POST", "/v1/runs", run, {"Cookie": sid, "X-Pysprinter-CSRF": "1"})
+    assert st == 202, body
+    st, _, body = raw(d, "POST", "/v1/runs", run, {"Authorization": "Bearer " + TOKENS["alice"]})
+    assert st == 202, body
+    st, _, _ = raw(d, "GET", "/v1/runs", headers={"Cookie": sid})
+    assert st == 200
+    st, _, _ = raw(d, "GET", "/v1/runs", headers={"Cookie": "pysprinter_session=" + "0" * 64})
+    assert st == 401
+    # Logout ends the session server-side.
+    st, hs, _ = raw(d, "POST", "/logout", headers={"Cookie": sid, "X-Pysprinter-CSRF": "1"})
+    assert st == 200 and "Max-Age=0" in hdr(hs, "Set-Cookie")
+    st, _, _ = raw(d, "GET", "/v1/runs", headers={"Cookie": sid})
+    assert st == 401
+
+
+def test_sighup_removing_a_token_revokes_its_sessions(tmp_path):
+    d = Daemon(tmp_path / "hup")
+    d.start()
+    try:
+        sid = do_login(d, "alice").split(";")[0]
+        bob = do_login(d, "bob").split(";")[0]
+        assert raw(d, "GET", "/v1/runs", headers={"Cookie": sid})[0] == 200
+        text = d.config.read_text().replace(f"token: {TOKENS['alice']}", "token: alice-new-token-0123456789abcdef")
+        d.config.write_text(text)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: raw(d, "GET", "/v1/runs", headers={"Cookie": sid})[0] == 401, what="revocation")
+        assert raw(d, "GET", "/v1/runs", headers={"Cookie": bob})[0] == 200
+    finally:
+        d.stop()
+
+
+def test_assets_fit_the_budget():
+    src = (BUILD / "src" / "daemon" / "ui-assets.c").read_text()
+    total = int(re.search(r"ui_assets_gzip_bytes = (\d+);", src).group(1))
+    names = re.findall(r'\{ "([^"]+)", "[^"]+", asset_\d+', src)
+    assert {"index.html", "login.html", "app.js", "vendor/dagre.js", "vendor/uplot.js"} <= set(names), names
+    print(f"dashboard assets: {len(names)} files, {total} bytes gzipped")
+    assert total <= 150 * 1024
+
+
+# ---- 50 log streams do not slow the API ---------------------------------------
+
+
+def test_fifty_log_streams_leave_the_api_responsive(d):
+    st, run = d.run(TICKER, wait=False, kwargs={"n": 200, "delay": 0.1})
+    assert st == 202
+    d.wait_status(run["id"], ["running"])
+
+    def latencies(n):
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            st, _ = d.call("GET", f"/v1/runs/{run['id']}")
+            out.append((time.perf_counter() - t) * 1000)
+            assert st == 200
+        return sorted(out)
+
+    base = latencies(100)
+    socks = []
+    try:
+        for i in range(50):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            path = f"/v1/runs/{run['id']}/logs?follow=1" if i % 2 == 0 else "/v1/events"
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n\r\n".encode())
+            socks.append(s)
+        for s in socks:  # every stream is open and answering
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        loaded = latencies(200)
+        # The streams are still flowing.
+        got = socks[0].recv(65536)
+        assert got
+    finally:
+        for s in socks:
+            s.close()
+        d.call("DELETE", f"/v1/runs/{run['id']}")
+    p = lambda v, q: v[min(len(v) - 1, int(q * len(v)))]
+    report = (f"API GET /v1/runs/ID latency ms — idle: p50 {p(base, .5):.1f} p99 {p(base, .99):.1f}; "
+              f"with 50 SSE streams (25 logs, 25 events): p50 {p(loaded, .5):.1f} p99 {p(loaded, .99):.1f} "
+              f"max {loaded[-1]:.1f}")
+    print(report)
+    (BUILD / "ui-screenshots").mkdir(parents=True, exist_ok=True)
+    (BUILD / "ui-screenshots" / "sse-latency.txt").write_text(report + "\n")
+    assert p(loaded, .99) < 250, report

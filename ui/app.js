@@ -1,0 +1,74 @@
+// The dashboard's shell: who is logged in, and a hash router. Each page
+// is a function (main, params, query) that renders into main and returns
+// a cleanup (closing its event streams and timers) for when we leave it.
+import { api, toLogin } from './api.js';
+import { h, clear, errorBox } from './lib.js';
+import { runsPage } from './page-runs.js';
+import { runPage } from './page-run.js';
+import { dagsPage, dagPage } from './page-dag.js';
+import { functionsPage, functionPage } from './page-functions.js';
+import { dataPage, datasetPage } from './page-data.js';
+import { workersPage } from './page-workers.js';
+
+const ROUTES = [
+  [/^\/runs$/, runsPage, 'runs'],
+  [/^\/runs\/([^/]+)$/, runPage, 'runs'],
+  [/^\/dags$/, dagsPage, 'dags'],
+  [/^\/dags\/([^/]+)$/, dagPage, 'dags'],
+  [/^\/functions$/, functionsPage, 'functions'],
+  [/^\/functions\/([^/]+)$/, functionPage, 'functions'],
+  [/^\/data$/, dataPage, 'data'],
+  [/^\/data\/([^/]+)$/, datasetPage, 'data'],
+  [/^\/workers$/, workersPage, 'workers'],
+];
+
+const main = document.getElementById('main');
+let cleanup = null;
+let session = null;
+
+function route() {
+  if (cleanup) {
+    try { cleanup(); } catch { /* the old page is gone either way */ }
+    cleanup = null;
+  }
+  clear(main);
+  const raw = location.hash.slice(1) || '/runs';
+  const [path, qs] = raw.split('?');
+  const query = new URLSearchParams(qs || '');
+  for (const [re, page, sectionName] of ROUTES) {
+    const m = path.match(re);
+    if (!m) continue;
+    for (const a of document.querySelectorAll('nav a')) {
+      if (a.dataset.section === sectionName) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
+    }
+    const params = m.slice(1).map(decodeURIComponent);
+    try {
+      cleanup = page(main, params, query, session) || null;
+    } catch (e) {
+      main.appendChild(errorBox(e));
+    }
+    return;
+  }
+  main.appendChild(h('h1', {}, 'Not found'));
+  main.appendChild(h('p', {}, 'No page at ', h('code', {}, path), '. ', h('a', { href: '#/runs' }, 'Back to the runs')));
+}
+
+async function start() {
+  session = await api('/ui/session');
+  if (!session.tenant) {
+    toLogin();
+    return;
+  }
+  document.getElementById('who').textContent = `${session.tenant} (${session.role})`;
+  const logout = document.getElementById('logout');
+  if (session.no_auth) logout.hidden = true;
+  logout.addEventListener('click', async () => {
+    await api('/logout', { method: 'POST' });
+    location.assign('/ui/login');
+  });
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+start().catch((e) => main.appendChild(errorBox(e)));

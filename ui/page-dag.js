@@ -1,0 +1,191 @@
+// DAG runs: the list, and one DAG run's graph laid out left to right by
+// dagre and drawn as SVG, nodes coloured by task state. The state is
+// polled while the run is in flight (GET /v1/dags/{id}); the edges come from
+// GET /v1/dags/{id}/graph. Past MAX_GRAPH tasks the page shows a list.
+import dagre from './vendor/dagre.js';
+import { api, HttpError } from './api.js';
+import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery } from './lib.js';
+
+const MAX_GRAPH = 300;
+const LIVE = new Set(['running', 'validating']);
+
+export function dagsPage(main) {
+  const body = h('div');
+  main.append(h('h1', {}, 'DAG runs'), body);
+  async function load() {
+    const data = await api('/v1/dags?limit=200');
+    const rows = data.dags.map((g) => h('tr', {},
+      h('td', {}, h('a', { href: `#/dags/${encodeURIComponent(g.id)}`, class: 'mono' }, g.id)),
+      h('td', {}, g.name || '—'), h('td', {}, badge(g.status)),
+      h('td', {}, Object.entries(g.counts || {}).map(([k, v]) => `${k} ${v}`).join(', ') || '—'),
+      h('td', {}, fmtTime(g.started_at || g.created_at)), h('td', { class: 'num' }, fmtMs(g.duration_ms))));
+    fill(body, table(['DAG run', 'Name', 'Status', 'Tasks', 'Started', 'Duration'], rows,
+      { empty: 'No DAG runs yet: `pysprinter dag run pipeline.yaml --server …`.' }));
+  }
+  load().catch((e) => body.append(errorBox(e)));
+  const t = setInterval(() => load().catch(() => {}), 2000);
+  return () => clearInterval(t);
+}
+
+function nodeWidth(name) {
+  return Math.min(260, 28 + name.length * 7.5);
+}
+
+export function dagPage(main, [id], query) {
+  let selected = query.get('task') || '';
+  let state = null;
+  let graph = null;
+  let timer = null;
+  let gone = false;
+  const head = h('div');
+  const view = h('div', { class: 'dag-view' });
+  const panel = h('aside', { class: 'side', id: 'task-panel', 'aria-live': 'polite' });
+  const gridBox = h('div');
+  const nodes = new Map(); // task name -> SVG group or list row
+  main.append(head, h('div', { class: 'dag-layout' }, view, panel), gridBox);
+
+  function select(name) {
+    selected = name;
+    setQuery(`/dags/${id}`, { task: name });
+    for (const [n, el] of nodes) el.classList.toggle('selected', n === name);
+    showTask();
+  }
+
+  async function showTask() {
+    clear(panel);
+    if (!selected || !state) return;
+    const t = state.tasks.find((x) => x.name === selected);
+    if (!t) return;
+    panel.append(h('h2', {}, selected), h('p', {}, badge(t.state), t.cached ? ' cached' : '',
+      t.attempts ? ` · ${t.attempts} attempt(s)` : ''),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'run'), h('dd', {}, t.run_id ? h('a', { href: `#/runs/${encodeURIComponent(t.run_id)}`, class: 'mono' },
+        t.run_id) : '—'),
+      h('dt', {}, 'duration'), h('dd', {}, fmtMs(t.duration_ms)),
+      h('dt', {}, 'exit code'), h('dd', {}, t.exit_code ?? '—')));
+    if (t.error) panel.append(h('h3', {}, 'Error'), h('pre', { class: 'traceback' }, t.error));
+    if (t.result !== null && t.result !== undefined) panel.append(h('h3', {}, 'Result'), json(t.result));
+    const log = h('pre', { class: 'log', id: 'task-log' }, '…');
+    panel.append(h('h3', {}, 'Logs'), log);
+    if (!t.run_id) { log.textContent = '(not run yet)'; return; }
+    try {
+      log.textContent = await api(`/v1/dags/${encodeURIComponent(id)}/tasks/${encodeURIComponent(selected)}/logs`,
+        { text: true }) || '(no output)';
+    } catch (e) {
+      log.textContent = e.status === 409 ? '(not run yet)' : e.message;
+    }
+  }
+
+  function drawGraph() {
+    if (graph.tasks.length > MAX_GRAPH) {
+      // dagre on thousands of nodes would hold the page for seconds: a
+      // list by depth instead.
+      const rows = [...graph.tasks].sort((a, b) => a.depth - b.depth).map((t) => {
+        const tr = h('tr', { tabindex: '0', class: 'task-row', onclick: () => select(t.name),
+          onkeydown: (e) => { if (e.key === 'Enter') select(t.name); } },
+        h('td', {}, t.depth), h('td', {}, t.name), h('td', { class: 'state' }, '—'), h('td', {}, t.deps.join(', ')));
+        nodes.set(t.name, tr);
+        return tr;
+      });
+      view.append(h('p', { class: 'dim' }, `${graph.tasks.length} tasks: too many to draw, listed by depth.`),
+        table(['Depth', 'Task', 'State', 'Depends on'], rows));
+      return;
+    }
+    const g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: 'LR', nodesep: 18, ranksep: 48, marginx: 12, marginy: 12 });
+    g.setDefaultEdgeLabel(() => ({}));
+    for (const t of graph.tasks) g.setNode(t.name, { width: nodeWidth(t.name), height: 34 });
+    for (const t of graph.tasks) for (const d of t.deps) g.setEdge(d, t.name);
+    dagre.layout(g);
+    const { width, height } = g.graph();
+    const svg = s('svg', { id: 'dag-graph', viewBox: `0 0 ${width} ${height}`, width, height, role: 'group',
+      'aria-label': 'task graph' });
+    svg.append(s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7,
+      markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))));
+    for (const e of g.edges()) {
+      const pts = g.edge(e).points;
+      svg.append(s('path', { class: 'edge', 'marker-end': 'url(#arrow)',
+        d: pts.map((p, i) => `${i ? 'L' : 'M'}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' ') }));
+    }
+    for (const t of graph.tasks) {
+      const n = g.node(t.name);
+      const grp = s('g', { class: 'node st-pending', tabindex: '0', role: 'button', 'data-task': t.name,
+        transform: `translate(${(n.x - n.width / 2).toFixed(1)},${(n.y - n.height / 2).toFixed(1)})`,
+        'aria-label': `task ${t.name}` });
+      grp.append(s('rect', { width: n.width, height: n.height, rx: 6 }),
+        s('text', { x: n.width / 2, y: n.height / 2 + 4, 'text-anchor': 'middle' }, t.name),
+        s('title', {}, t.name));
+      grp.addEventListener('click', () => select(t.name));
+      grp.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(t.name); } });
+      nodes.set(t.name, grp);
+      svg.append(grp);
+    }
+    view.append(h('div', { class: 'graph-scroll' }, svg));
+  }
+
+  function paint() {
+    fill(head, h('div', { class: 'title-row' }, h('h1', {}, 'DAG run ', h('span', { class: 'mono' }, state.id)),
+      badge(state.status), LIVE.has(state.status)
+        ? h('button', { type: 'button', class: 'danger', onclick: cancel }, 'Cancel') : null),
+    h('p', { class: 'dim' }, `${state.name || ''} · started ${fmtTime(state.started_at)} · `,
+      Object.entries(state.counts || {}).map(([k, v]) => `${k} ${v}`).join(', ')),
+    state.error ? h('p', { class: 'error' }, state.error) : null);
+    for (const t of state.tasks) {
+      const el = nodes.get(t.name);
+      if (!el) continue;
+      const cls = `st-${(t.state || 'pending').replace(/[^a-z_]/g, '')}`;
+      if (el.tagName === 'TR') el.querySelector('.state').textContent = t.state;
+      else el.setAttribute('class', `node ${cls}${t.name === selected ? ' selected' : ''}`);
+      el.dataset.state = t.state;
+    }
+  }
+
+  async function cancel() {
+    try { state = await api(`/v1/dags/${encodeURIComponent(id)}`, { method: 'DELETE' }); paint(); } catch (e) {
+      head.append(errorBox(e));
+    }
+  }
+
+  async function poll() {
+    if (gone) return;
+    const before = JSON.stringify(state && state.tasks.map((t) => [t.state, t.run_id]));
+    state = await api(`/v1/dags/${encodeURIComponent(id)}`);
+    paint();
+    if (selected && before !== JSON.stringify(state.tasks.map((t) => [t.state, t.run_id]))) showTask();
+    if (LIVE.has(state.status)) timer = setTimeout(() => poll().catch(() => {}), 400);
+    else grid().catch(() => {});
+  }
+
+  // Tasks × the recent runs of the same pipeline (by name).
+  async function grid() {
+    const list = (await api('/v1/dags?limit=50')).dags.filter((x) => x.name === state.name).slice(0, 10);
+    const runs = await Promise.all(list.map((x) => api(`/v1/dags/${encodeURIComponent(x.id)}`).catch(() => null)));
+    const cols = runs.filter(Boolean);
+    const rows = graph.tasks.slice(0, MAX_GRAPH).map((t) => h('tr', {}, h('th', { scope: 'row' }, t.name),
+      cols.map((r) => {
+        const x = r.tasks.find((y) => y.name === t.name);
+        const st = x ? x.state : '';
+        return h('td', { class: `cell st-${st.replace(/[^a-z_]/g, '')}`, title: `${r.id}: ${st || 'absent'}` },
+          h('a', { href: `#/dags/${encodeURIComponent(r.id)}?task=${encodeURIComponent(t.name)}`,
+            'aria-label': `${t.name} in ${r.id}: ${st || 'absent'}` }, st ? st[0] : '·'));
+      })));
+    fill(gridBox, section('Tasks × recent runs',
+      table(['Task', ...cols.map((r) => fmtTime(r.created_at).slice(5))], rows)));
+  }
+
+  Promise.all([api(`/v1/dags/${encodeURIComponent(id)}/graph`), api(`/v1/dags/${encodeURIComponent(id)}`)])
+    .then(([gr, st]) => {
+      graph = gr;
+      state = st;
+      drawGraph();
+      paint();
+      if (selected) select(selected);
+      if (LIVE.has(state.status)) timer = setTimeout(() => poll().catch(() => {}), 400);
+      else grid().catch(() => {});
+    }).catch((e) => {
+      clear(main);
+      main.append(e instanceof HttpError && e.status === 404 ? h('h1', { id: 'not-found' }, 'DAG run not found')
+        : errorBox(e));
+    });
+  return () => { gone = true; clearTimeout(timer); };
+}

@@ -1,0 +1,135 @@
+// A run: arguments, result, error and traceback, the phase waterfall from
+// its timings, its live log (GET /v1/runs/{id}/logs?follow=1, SSE) and a
+// cancel button. Output is appended as text nodes, never as HTML.
+import { api, stream, HttpError } from './api.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, errorBox, ACTIVE } from './lib.js';
+
+const PHASES = [['validate', 'validate_ms'], ['resolve', 'resolve_ms'], ['install', 'install_ms'],
+  ['acquire', 'start_ms'], ['run', 'run_ms']];
+
+export function waterfall(timings) {
+  if (!timings || typeof timings !== 'object') return h('p', { class: 'dim' }, 'No timings yet.');
+  const total = timings.total_ms || PHASES.reduce((a, [, k]) => a + (timings[k] || 0), 0) || 1;
+  let at = 0;
+  const rows = PHASES.map(([name, key]) => {
+    const ms = timings[key] || 0;
+    const bar = h('span', { class: `bar ph-${name}` });
+    // CSSOM, not a style attribute: the CSP allows no inline style.
+    bar.style.marginLeft = `${(at / total) * 100}%`;
+    bar.style.width = `${Math.max((ms / total) * 100, 0.3)}%`;
+    at += ms;
+    return h('div', { class: 'wf-row' }, h('span', { class: 'wf-name' }, name),
+      h('span', { class: 'wf-track' }, bar), h('span', { class: 'wf-ms num' }, fmtMs(ms)));
+  });
+  return h('div', { class: 'waterfall', role: 'img', 'aria-label': 'phase waterfall' }, rows,
+    h('div', { class: 'wf-row total' }, h('span', { class: 'wf-name' }, 'total'), h('span', { class: 'wf-track' }),
+      h('span', { class: 'wf-ms num' }, fmtMs(timings.total_ms))));
+}
+
+export function runPage(main, [id]) {
+  const head = h('div', { id: 'run-head' });
+  const details = h('div', { id: 'run-details' });
+  const logBox = h('pre', { id: 'log', class: 'log', tabindex: '0', 'aria-label': 'Output', 'aria-live': 'off' });
+  const follow = h('input', { type: 'checkbox', id: 'follow', checked: true });
+  const logState = h('span', { class: 'dim', id: 'log-state' });
+  let logText = '';
+  let atLineStart = true;
+  let es = null;
+  let run = null;
+
+  const bottom = () => { logBox.scrollTop = logBox.scrollHeight; };
+  const logCard = section('Logs',
+    h('div', { class: 'log-tools' },
+      h('label', {}, follow, ' follow'),
+      h('button', { type: 'button', onclick: () => { follow.checked = false; logBox.scrollTop = 0; } }, 'Top'),
+      h('button', { type: 'button', onclick: bottom }, 'Bottom'),
+      h('button', { type: 'button', id: 'download', onclick: download }, 'Download'),
+      logState),
+    logBox);
+
+  function download() {
+    const url = URL.createObjectURL(new Blob([logText], { type: 'text/plain' }));
+    const a = h('a', { href: url, download: `${run ? run.id : id}.log` });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  function output(streamName, text) {
+    logText += text;
+    const frag = document.createDocumentFragment();
+    const now = Date.now();
+    for (const part of text.split(/(?<=\n)/)) {
+      if (!part) continue;
+      if (atLineStart) frag.appendChild(h('span', { class: 'ts' }, fmtClock(now) + ' '));
+      frag.appendChild(h('span', { class: streamName === 'stderr' ? 'stderr' : 'stdout' }, part));
+      atLineStart = part.endsWith('\n');
+    }
+    logBox.appendChild(frag);
+    if (follow.checked) bottom();
+  }
+
+  async function cancel() {
+    try {
+      renderRun(await api(`/v1/runs/${encodeURIComponent(run.id)}`, { method: 'DELETE' }));
+    } catch (e) {
+      head.append(errorBox(e));
+    }
+  }
+
+  function renderRun(r) {
+    run = r;
+    const active = ACTIVE.has(r.status);
+    fill(head,
+      h('div', { class: 'title-row' },
+        h('h1', {}, 'Run ', h('span', { class: 'mono' }, r.id)), badge(r.status),
+        active && r.phase ? h('span', { class: 'phase' }, r.phase) : null,
+        active ? h('button', { type: 'button', id: 'cancel', class: 'danger', onclick: cancel }, 'Cancel') : null),
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'function'), h('dd', {}, r.function || '—'),
+        h('dt', {}, 'file'), h('dd', {}, r.filename || '—'),
+        h('dt', {}, 'exit code'), h('dd', {}, r.exit_code ?? '—'),
+        h('dt', {}, 'attempt'), h('dd', {}, `${r.attempt ?? '—'} of ${r.max_attempts ?? '—'}`),
+        h('dt', {}, 'created'), h('dd', {}, fmtTime(r.created_at)),
+        h('dt', {}, 'started'), h('dd', {}, fmtTime(r.started_at)),
+        h('dt', {}, 'finished'), h('dd', {}, fmtTime(r.finished_at))));
+    const parts = [section('Arguments', h('h3', {}, 'args'), json(r.args ?? []), h('h3', {}, 'kwargs'),
+      json(r.kwargs ?? {}))];
+    if (r.result !== null && r.result !== undefined) parts.push(section('Result', json(r.result)));
+    else if (r.result_repr) parts.push(section('Result (repr)', h('pre', { class: 'json' }, r.result_repr)));
+    if (r.error) {
+      parts.push(section('Error', h('p', { class: 'error-type' }, h('strong', {}, r.error.type || 'Error'), ': ',
+        r.error.message || ''), r.error.traceback ? h('pre', { class: 'traceback' }, r.error.traceback) : null));
+    }
+    parts.push(section('Phases', waterfall(r.timings)));
+    fill(details, ...parts);
+  }
+
+  function openLogs() {
+    logState.textContent = 'streaming…';
+    es = stream(`/v1/runs/${encodeURIComponent(id)}/logs?follow=1`, {
+      output: (d) => output(d.stream, d.text),
+      phase: (d) => { if (run && ACTIVE.has(run.status)) { run.phase = d.phase; renderRun(run); } },
+      end: (r, src) => {
+        src.close(); // the stream is over: no reconnect
+        logState.textContent = 'ended';
+        if (r && r.id) renderRun(r);
+      },
+    });
+    es.onerror = () => { if (es.readyState === EventSource.CLOSED) logState.textContent = 'disconnected'; };
+  }
+
+  main.append(head, details, logCard);
+  api(`/v1/runs/${encodeURIComponent(id)}`).then((r) => {
+    renderRun(r);
+    openLogs();
+  }).catch((e) => {
+    clear(main);
+    if (e instanceof HttpError && e.status === 404) {
+      main.append(h('h1', { id: 'not-found' }, 'Run not found'),
+        h('p', {}, 'No run ', h('code', {}, id), ' is visible to you. ', h('a', { href: '#/runs' }, 'All runs')));
+    } else main.append(errorBox(e));
+  });
+  return () => { if (es) es.close(); };
+}

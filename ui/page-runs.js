@@ -1,0 +1,114 @@
+// Runs: the tenant's runs, newest first, filtered and paged; new runs and
+// status changes arrive over GET /v1/events (SSE) without a reload.
+import { api, stream } from './api.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, runDuration, table, errorBox, debounce, setQuery, ACTIVE } from './lib.js';
+
+const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'invalid', 'deps_failed', 'killed', 'cancelled',
+  'error', 'lost'];
+const PAGE = 50;
+
+export function runsPage(main, _params, query, session) {
+  const runs = new Map();
+  let page = Math.max(0, parseInt(query.get('page') || '0', 10) || 0);
+  const status = h('select', { id: 'f-status', 'aria-label': 'Status' },
+    h('option', { value: '' }, 'any status'), STATUSES.map((x) => h('option', { value: x }, x)));
+  const fn = h('select', { id: 'f-function', 'aria-label': 'Function' }, h('option', { value: '' }, 'any function'));
+  const text = h('input', { id: 'f-text', type: 'search', placeholder: 'Search id, file, function… ( / )',
+    'aria-label': 'Search' });
+  status.value = query.get('status') || '';
+  text.value = query.get('q') || '';
+  const live = h('span', { class: 'live', id: 'live' }, 'connecting…');
+  const body = h('div', { id: 'runs-body' });
+  const pager = h('div', { class: 'pager' });
+  main.append(
+    h('div', { class: 'title-row' }, h('h1', {}, 'Runs'), live),
+    h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, status, fn, text),
+    body, pager);
+
+  function functions() {
+    const names = [...new Set([...runs.values()].map((r) => r.function).filter(Boolean))].sort();
+    const want = query.get('function') || fn.value;
+    fill(fn, h('option', { value: '' }, 'any function'), ...names.map((x) => h('option', { value: x }, x)));
+    fn.value = names.includes(want) ? want : '';
+  }
+
+  function matches(r) {
+    if (status.value && r.status !== status.value) return false;
+    if (fn.value && r.function !== fn.value) return false;
+    const q = text.value.trim().toLowerCase();
+    if (q && ![r.id, r.function, r.filename, r.status].some((x) => x && String(x).toLowerCase().includes(q)))
+      return false;
+    return true;
+  }
+
+  function render() {
+    const all = [...runs.values()].sort((a, b) => (b.created_at || '').localeCompare(a.created_at || ''));
+    const shown = all.filter(matches);
+    const pages = Math.max(1, Math.ceil(shown.length / PAGE));
+    page = Math.min(page, pages - 1);
+    const now = Date.now();
+    const rows = shown.slice(page * PAGE, (page + 1) * PAGE).map((r) => h('tr', { 'data-run': r.id },
+      h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(r.id)}`, class: 'mono' }, r.id)),
+      h('td', {}, badge(r.status), r.phase && ACTIVE.has(r.status) ? h('span', { class: 'phase' }, r.phase) : null),
+      h('td', {}, r.function || '—', r.filename ? h('span', { class: 'dim' }, ` ${r.filename}`) : null),
+      h('td', {}, session.tenant),
+      h('td', {}, fmtTime(r.started_at || r.created_at)),
+      h('td', { class: 'num' }, fmtMs(runDuration(r, now))),
+      h('td', { class: 'num' }, r.exit_code ?? '—')));
+    fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
+      { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' }));
+    fill(pager,
+      h('button', { type: 'button', disabled: page === 0, onclick: () => { page--; sync(); } }, '← Newer'),
+      h('span', {}, ` page ${page + 1} of ${pages} · ${shown.length} run(s) `),
+      h('button', { type: 'button', disabled: page >= pages - 1, onclick: () => { page++; sync(); } }, 'Older →'));
+  }
+
+  function sync() {
+    setQuery('/runs', { status: status.value, function: fn.value, q: text.value, page: page || '' });
+    render();
+  }
+  status.addEventListener('change', () => { page = 0; sync(); });
+  fn.addEventListener('change', () => { page = 0; sync(); });
+  text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
+  const onKey = (e) => {
+    if (e.key === '/' && document.activeElement.tagName !== 'INPUT') {
+      e.preventDefault();
+      text.focus();
+    }
+  };
+  document.addEventListener('keydown', onKey);
+
+  async function load() {
+    const data = await api('/v1/runs?limit=1000');
+    runs.clear();
+    for (const r of data.runs) runs.set(r.id, r);
+    functions();
+    render();
+  }
+  const renderSoon = debounce(render, 50);
+  let greeted = false;
+  const es = stream('/v1/events', {
+    hello: () => {
+      live.textContent = '● live';
+      live.classList.add('on');
+      // A reconnect may have missed changes: list again.
+      if (greeted) load().catch(() => {});
+      greeted = true;
+    },
+    run: (r) => {
+      const known = runs.has(r.id);
+      runs.set(r.id, r);
+      if (!known) functions();
+      renderSoon();
+    },
+  });
+  es.onerror = () => { live.textContent = 'reconnecting…'; live.classList.remove('on'); };
+  // Durations of running runs tick.
+  const tick = setInterval(() => { if ([...runs.values()].some((r) => r.status === 'running')) render(); }, 1000);
+  load().catch((e) => body.append(errorBox(e)));
+  return () => {
+    es.close();
+    clearInterval(tick);
+    document.removeEventListener('keydown', onKey);
+  };
+}

@@ -1,0 +1,39 @@
+// Workers: the warm pool (workers, instances, memory, limits) and the
+// environments, refreshed every few seconds.
+import { api } from './api.js';
+import { h, fill, append, clear, fmtBytes, fmtTime, table, errorBox, section } from './lib.js';
+
+export function workersPage(main) {
+  const body = h('div');
+  main.append(h('h1', {}, 'Workers'), body);
+  async function load() {
+    const [w, e] = await Promise.all([api('/v1/workers'), api('/v1/envs')]);
+    const p = w.pool || {};
+    const workers = w.workers.filter((x) => x.kind !== 'instance').map((x) => h('tr', {},
+      h('td', { class: 'num' }, x.pid), h('td', {}, x.ready === false ? 'starting' : 'ready'),
+      h('td', { class: 'num' }, x.busy), h('td', { class: 'num' }, fmtBytes(x.pss_bytes)),
+      h('td', { class: 'num' }, x.idle_s ?? '—'), h('td', {}, x.network ? 'yes' : 'no')));
+    const inst = w.workers.filter((x) => x.kind === 'instance').map((x) => h('tr', {},
+      h('td', {}, x.function), h('td', { class: 'num' }, x.pid), h('td', {}, x.busy ? 'busy' : 'idle'),
+      h('td', { class: 'num' }, x.invocations), h('td', { class: 'num' }, x.idle_s ?? '—')));
+    const envs = e.envs.map((x) => h('tr', {}, h('td', { class: 'mono' }, (x.key || '').slice(0, 12)),
+      h('td', {}, (x.requirements || []).join(', ') || '(base)'), h('td', { class: 'num' }, fmtBytes(x.size_bytes)),
+      h('td', {}, fmtTime(x.last_used)), h('td', {}, x.in_use ? 'yes' : 'no')));
+    fill(body,
+      h('dl', { class: 'facts', id: 'pool' },
+        h('dt', {}, 'workers'), h('dd', {}, `${p.workers ?? 0} (${p.busy ?? 0} busy)`),
+        h('dt', {}, 'warm instances'), h('dd', {}, p.instances ?? 0),
+        h('dt', {}, 'memory (PSS)'), h('dd', {}, `${fmtBytes(p.pss_bytes)} of ${p.memory_budget ? fmtBytes(p.memory_budget) : 'no'} budget`),
+        h('dt', {}, 'pool hits / misses / evictions'), h('dd', {}, `${p.hits ?? 0} / ${p.misses ?? 0} / ${p.evictions ?? 0}`),
+        h('dt', {}, 'sandbox'), h('dd', {}, e.sandbox ? 'full' : 'none'),
+        h('dt', {}, 'index'), h('dd', {}, e.index_url || '—')),
+      section('Warm workers', table(['PID', 'State', 'Busy', 'Memory', 'Idle s', 'Network'], workers,
+        { empty: 'No warm worker.' })),
+      section('Function instances', table(['Function', 'PID', 'State', 'Invocations', 'Idle s'], inst,
+        { empty: 'No warm instance.' })),
+      section('Environments', table(['Key', 'Requirements', 'Size', 'Last used', 'In use'], envs)));
+  }
+  load().catch((err) => body.append(errorBox(err)));
+  const t = setInterval(() => load().catch(() => {}), 3000);
+  return () => clearInterval(t);
+}
