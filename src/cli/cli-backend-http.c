@@ -6,48 +6,6 @@
 
 #include "cli-backend.h"
 
-/* ---- configuration ------------------------------------------------------ */
-
-/* "key = value" (or "key: value") lines of ~/.config/pysprinter/config;
- * '#' starts a comment. */
-char *cli_config_value(const char *key) {
-        _cleanup_free_ char *path = NULL, *text = NULL;
-        const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-        size_t len;
-
-        if (xdg && *xdg)
-                path = path_join(xdg, "pysprinter", "config");
-        else if (home && *home)
-                path = path_join(home, ".config", "pysprinter", "config");
-        else
-                return NULL;
-        if (read_file(path, 64 * 1024, &text, &len) < 0)
-                return NULL;
-        for (char *line = text; line && *line;) {
-                char *nl = strchr(line, '\n');
-                if (nl)
-                        *nl = 0;
-                char *l = strstrip(line);
-                size_t k = strlen(key);
-                if (*l != '#' && strneq(l, key, k)) {
-                        char *v = strstrip(l + k);
-                        if (*v == '=' || *v == ':')
-                                return xstrdup(strstrip(v + 1));
-                }
-                line = nl ? nl + 1 : NULL;
-        }
-        return NULL;
-}
-
-char *cli_server(void) {
-        const char *env = getenv("PYSPRINTER_SERVER");
-        if (cli_globals.server && *cli_globals.server)
-                return xstrdup(cli_globals.server);
-        if (env && *env)
-                return xstrdup(env);
-        return cli_config_value("server");
-}
-
 /* ---- requests ----------------------------------------------------------- */
 
 int cli_args_to_api(json_t *req, const RunArgs *a) {

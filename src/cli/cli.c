@@ -6,9 +6,6 @@
 #include "config.h"
 #include "cli-backend.h"
 
-CliGlobals cli_globals;
-volatile sig_atomic_t cli_interrupted;
-
 typedef struct Verb {
         const char *name;
         int (*fn)(int argc, char **argv);
@@ -121,17 +118,6 @@ int cli_subverb_help(int argc, char **argv, const char *help) {
 
 /* ---- backends and exit codes ---- */
 
-void backend_set_error(Backend *b, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        char *m = NULL;
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        free(b->error);
-        b->error = m;
-}
-
 int backend_open(const RunArgs *a, Backend **ret) {
         _cleanup_free_ char *server = cli_server(), *err = NULL;
         if (server) {
@@ -156,54 +142,6 @@ Backend *backend_free(Backend *b) {
                 free(b);
         }
         return NULL;
-}
-
-int cli_exit_code(int r) {
-        switch (r) {
-        case 0:
-                return 0;
-        case -EINTR:
-        case -ECANCELED:
-                return EXIT_INTERRUPTED;
-        case -ENOENT:
-        case -EINVAL:
-        case -EEXIST:
-        case -EBUSY:
-        case -EFBIG:
-        case -EOPNOTSUPP:
-                return EXIT_USAGE;
-        case -EBADMSG:
-                return EXIT_VALIDATION;
-        case -ENOPKG:
-                return EXIT_DEPENDENCY;
-        case -EACCES:
-        case -EPERM:
-        case -ECONNREFUSED:
-        case -EAGAIN:
-        case -EIO:
-        case -EPROTO:
-                return EXIT_SERVER;
-        default:
-                return EXIT_INTERNAL;
-        }
-}
-
-int backend_fail(Backend *b, int r) {
-        if (r == -EINTR)
-                cli_error("interrupted");
-        else
-                cli_error("%s", b && b->error ? b->error : strerror(-r));
-        return cli_exit_code(r);
-}
-
-static void on_interrupt(int sig) {
-        cli_interrupted = 1;
-}
-
-void cli_catch_interrupt(void) {
-        struct sigaction sa = { .sa_handler = on_interrupt };
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
 }
 
 int main(int argc, char **argv) {

@@ -7,35 +7,6 @@
 
 #include "store-internal.h"
 
-int store_sqlite_errno(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_OK:
-        case SQLITE_ROW:
-        case SQLITE_DONE:
-                return 0;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_READONLY:
-        case SQLITE_PERM:
-        case SQLITE_AUTH:
-                return -EACCES;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_CONSTRAINT:
-                return -EEXIST;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
-                return -EBADMSG;
-        default:
-                return -EIO;
-        }
-}
-
 int store_open(const char *path, Store **ret_store) {
         sqlite3 *db = NULL;
         int rc = sqlite3_open_v2(path, &db,
@@ -105,10 +76,6 @@ bool store_reserve_release(Store *s) {
                  "free some space",
                  (unsigned long long) (STORE_RESERVE_BYTES >> 20));
         return true;
-}
-
-int store_rc_errno(int rc) {
-        return store_sqlite_errno(rc) ?: -EIO;
 }
 
 sqlite3_stmt *store_stmt(Store *s, const char *sql) {

@@ -1,0 +1,114 @@
+/* What every part of the CLI shares, below the verbs and the backends: the
+ * global options, the user's config file, the exit-code table, Ctrl-C and
+ * a backend's error message. Nothing here calls a verb or a backend. */
+#include <signal.h>
+
+#include "cli-backend.h"
+
+CliGlobals cli_globals;
+volatile sig_atomic_t cli_interrupted;
+
+/* ---- configuration ---- */
+
+/* "key = value" (or "key: value") lines of ~/.config/pysprinter/config;
+ * '#' starts a comment. */
+char *cli_config_value(const char *key) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+        size_t len;
+
+        if (xdg && *xdg)
+                path = path_join(xdg, "pysprinter", "config");
+        else if (home && *home)
+                path = path_join(home, ".config", "pysprinter", "config");
+        else
+                return NULL;
+        if (read_file(path, 64 * 1024, &text, &len) < 0)
+                return NULL;
+        for (char *line = text; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = 0;
+                char *l = strstrip(line);
+                size_t k = strlen(key);
+                if (*l != '#' && strneq(l, key, k)) {
+                        char *v = strstrip(l + k);
+                        if (*v == '=' || *v == ':')
+                                return xstrdup(strstrip(v + 1));
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        return NULL;
+}
+
+char *cli_server(void) {
+        const char *env = getenv("PYSPRINTER_SERVER");
+        if (cli_globals.server && *cli_globals.server)
+                return xstrdup(cli_globals.server);
+        if (env && *env)
+                return xstrdup(env);
+        return cli_config_value("server");
+}
+
+
+/* ---- errors and exit codes ---- */
+
+void backend_set_error(Backend *b, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *m = NULL;
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        free(b->error);
+        b->error = m;
+}
+
+int cli_exit_code(int r) {
+        switch (r) {
+        case 0:
+                return 0;
+        case -EINTR:
+        case -ECANCELED:
+                return EXIT_INTERRUPTED;
+        case -ENOENT:
+        case -EINVAL:
+        case -EEXIST:
+        case -EBUSY:
+        case -EFBIG:
+        case -EOPNOTSUPP:
+                return EXIT_USAGE;
+        case -EBADMSG:
+                return EXIT_VALIDATION;
+        case -ENOPKG:
+                return EXIT_DEPENDENCY;
+        case -EACCES:
+        case -EPERM:
+        case -ECONNREFUSED:
+        case -EAGAIN:
+        case -EIO:
+        case -EPROTO:
+                return EXIT_SERVER;
+        default:
+                return EXIT_INTERNAL;
+        }
+}
+
+int backend_fail(Backend *b, int r) {
+        if (r == -EINTR)
+                cli_error("interrupted");
+        else
+                cli_error("%s", b && b->error ? b->error : strerror(-r));
+        return cli_exit_code(r);
+}
+
+static void on_interrupt(int sig) {
+        cli_interrupted = 1;
+}
+
+void cli_catch_interrupt(void) {
+        struct sigaction sa = { .sa_handler = on_interrupt };
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+}
+
