@@ -69,47 +69,6 @@ void daemon_config_done(DaemonConfig *cfg) {
         *cfg = (DaemonConfig) {};
 }
 
-static int want_uint(json_t *v, const char *key, uint64_t *ret, char **ret_error) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
-                *ret_error = xasprintf("'%s' must be a non-negative integer", key);
-                return -EINVAL;
-        }
-        *ret = (uint64_t) json_integer_value(v);
-        return 0;
-}
-
-static int want_string(json_t *v, const char *key, char **ret, char **ret_error) {
-        if (!json_is_string(v)) {
-                *ret_error = xasprintf("'%s' must be a string", key);
-                return -EINVAL;
-        }
-        free(*ret);
-        *ret = xstrdup(json_string_value(v));
-        return 0;
-}
-
-static int want_strv(json_t *v, const char *key, char ***ret, char **ret_error) {
-        char **l = NULL;
-        size_t i;
-        json_t *x;
-
-        if (!json_is_array(v)) {
-                *ret_error = xasprintf("'%s' must be a list of strings", key);
-                return -EINVAL;
-        }
-        json_array_foreach(v, i, x) {
-                if (!json_is_string(x)) {
-                        strv_free(l);
-                        *ret_error = xasprintf("'%s[%zu]' must be a string", key, i);
-                        return -EINVAL;
-                }
-                l = strv_append(l, json_string_value(x));
-        }
-        strv_free(*ret);
-        *ret = l ? l : xcalloc(1, sizeof(char *));
-        return 0;
-}
-
 /* A mapping whose keys are strings or lists of strings (section.KEY);
  * unknown keys are refused. */
 typedef struct StrvKey {
@@ -136,8 +95,8 @@ static int parse_string_keys(json_t *v, const char *section, const char *not_map
                         *ret_error = xasprintf("unknown key '%s'", name);
                         return -EINVAL;
                 }
-                int r = key->strv ? want_strv(item, name, key->strv, ret_error)
-                                  : want_string(item, name, key->string, ret_error);
+                int r = key->strv ? json_want_strv(item, name, key->strv, ret_error)
+                                  : json_want_string(item, name, key->string, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -156,13 +115,13 @@ static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_err
         json_object_foreach(o, k, v) {
                 _cleanup_free_ char *full = xasprintf("%s.%s", key, k);
                 if (streq(k, "timeout_ms"))
-                        r = want_uint(v, full, &l->timeout_ms, ret_error);
+                        r = json_want_uint(v, full, &l->timeout_ms, ret_error);
                 else if (streq(k, "memory_bytes"))
-                        r = want_uint(v, full, &l->memory_bytes, ret_error);
+                        r = json_want_uint(v, full, &l->memory_bytes, ret_error);
                 else if (streq(k, "max_procs"))
-                        r = want_uint(v, full, &l->max_procs, ret_error);
+                        r = json_want_uint(v, full, &l->max_procs, ret_error);
                 else if (streq(k, "max_output_bytes"))
-                        r = want_uint(v, full, &l->max_output_bytes, ret_error);
+                        r = json_want_uint(v, full, &l->max_output_bytes, ret_error);
                 else if (streq(k, "network")) {
                         if (!json_is_boolean(v)) {
                                 *ret_error = xasprintf("'%s' must be true or false", full);
@@ -370,7 +329,7 @@ static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         *ret_error = xasprintf("unknown key 'data.%s'", k);
                         return -EINVAL;
                 }
-                int r = want_strv(v, "data.url_allow", &cfg->data_url_allow, ret_error);
+                int r = json_want_strv(v, "data.url_allow", &cfg->data_url_allow, ret_error);
                 if (r < 0)
                         return r;
                 for (size_t i = 0; cfg->data_url_allow[i]; i++)
@@ -420,7 +379,7 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         if (!streq(t[i].name, k))
                                 continue;
                         found = true;
-                        r = want_uint(v, full, &x, ret_error);
+                        r = json_want_uint(v, full, &x, ret_error);
                         if (r < 0)
                                 return r;
                         if (x < t[i].min || x > t[i].max) {
@@ -467,7 +426,7 @@ static int parse_pool(DaemonConfig *cfg, json_t *o, char **ret_error) {
         json_object_foreach(o, k, v) {
                 _cleanup_free_ char *full = xasprintf("pool.%s", k);
                 uint64_t x = 0;
-                int r = want_uint(v, full, &x, ret_error);
+                int r = json_want_uint(v, full, &x, ret_error);
                 if (r < 0)
                         return r;
                 if (streq(k, "spares") && x <= 16)
@@ -506,9 +465,9 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
 
         json_object_foreach(root, k, v) {
                 if (streq(k, "listen"))
-                        r = want_string(v, k, &cfg->listen, &err);
+                        r = json_want_string(v, k, &cfg->listen, &err);
                 else if (streq(k, "data_dir"))
-                        r = want_string(v, k, &cfg->data_dir, &err);
+                        r = json_want_string(v, k, &cfg->data_dir, &err);
                 else if (streq(k, "tokens"))
                         r = parse_tokens(cfg, v, &err);
                 else if (streq(k, "tenants"))

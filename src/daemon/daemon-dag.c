@@ -551,16 +551,18 @@ static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tas
 }
 
 static struct MHD_Response *dag_errno(int r, unsigned *ret_status) {
+        const char *code;
+        unsigned status = daemon_errno_status(r, &code);
         switch (r) {
         case -ENOENT:
-                return daemon_error_response(404, "not_found", ret_status, "DAG run not found");
+                return daemon_error_response(status, code, ret_status, "DAG run not found");
         case -EEXIST:
-                return daemon_error_response(400, "ambiguous", ret_status, "the id prefix matches several DAG runs");
+                return daemon_error_response(status, code, ret_status, "the id prefix matches several DAG runs");
         case -EBUSY:
-                return daemon_error_response(429, "too_many_requests", ret_status,
+                return daemon_error_response(status, code, ret_status,
                                              "too many DAG runs in flight (%d); retry later", DAEMON_MAX_ACTIVE_DAGS);
         default:
-                return daemon_error_response(500, "internal", ret_status, "DAG run: %s", strerror(-r));
+                return daemon_error_response(status, code, ret_status, "DAG run: %s", strerror(-r));
         }
 }
 

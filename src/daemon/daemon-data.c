@@ -56,30 +56,21 @@ static json_t *info_json(const DataInfo *i) {
 }
 
 static struct MHD_Response *data_errno(int r, const char *name, const char *err, unsigned *ret_status) {
+        /* The data module's -EIO is a URL that could not be fetched: the
+         * upstream's failure (502), like a refused connection. */
+        if (r == -EIO)
+                r = -EHOSTUNREACH;
+        const char *code;
+        unsigned status = daemon_errno_status(r, &code);
+        if (err)
+                return daemon_error_response(status, code, ret_status, "%s", err);
         switch (r) {
         case -ENOENT:
-                return daemon_error_response(404, "not_found", ret_status, "%s", err ? err : "dataset not found");
-        case -EFBIG:
-        case -EDQUOT:
-                return daemon_error_response(413, "payload_too_large", ret_status, "%s",
-                                             err ? err : "the dataset is larger than the cap");
-        case -EINVAL:
-        case -ELOOP:
-                return daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : "invalid dataset");
+                return daemon_error_response(status, code, ret_status, "dataset not found");
         case -ENOSPC:
-                return daemon_error_response(507, "insufficient_storage", ret_status, "%s",
-                                             err ? err : "no space left on the daemon's disk (ENOSPC)");
-        case -EACCES: /* the URL-source address policy */
-                return daemon_error_response(403, "forbidden", ret_status, "%s", err ? err : "address refused");
-        case -EHOSTUNREACH:
-        case -ECONNREFUSED:
-        case -EIO:
-        case -ETIMEDOUT:
-                return daemon_error_response(502, "bad_gateway", ret_status, "%s",
-                                             err ? err : "cannot fetch the URL");
+                return daemon_error_response(status, code, ret_status, "no space left on the daemon's disk (ENOSPC)");
         default:
-                return daemon_error_response(500, "internal", ret_status, "dataset %s: %s", name,
-                                             err ? err : strerror(-r));
+                return daemon_error_response(status, code, ret_status, "dataset %s: %s", name, strerror(-r));
         }
 }
 

@@ -235,6 +235,8 @@ unsigned daemon_errno_status(int r, const char **ret_code) {
                 { -EFBIG, 413, "payload_too_large" }, { -EDQUOT, 413, "payload_too_large" },
                 { -EBUSY, 429, "too_many_requests" }, { -ENOSPC, 507, "insufficient_storage" },
                 { -ESHUTDOWN, 503, "shutting_down" }, { -ETIMEDOUT, 504, "timeout" },
+                { -ELOOP, 400, "bad_request" },       { -EHOSTUNREACH, 502, "bad_gateway" },
+                { -ECONNREFUSED, 502, "bad_gateway" },
         };
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
                 if (map[i].err == r) {
