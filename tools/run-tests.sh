@@ -98,6 +98,25 @@ if [ "$e_rc" -ne 0 ] && [ "$e_rc" -ne 5 ] && [ "$e_fail" -eq 0 ]; then
     e_fail=1
 fi
 
-passed=$((u_ok + a_ok + e_ok)); failed=$((u_fail + a_fail + e_fail)); skipped=$((u_skip + a_skip + e_skip))
+# The libFuzzer targets, each for PYSPRINTER_FUZZ_SECONDS (CI sets 30; unset:
+# not run, `make fuzz` is the developer's way). Each target counts as a case.
+f_ok=0; f_fail=0
+if [ -n "${PYSPRINTER_FUZZ_SECONDS:-}" ]; then
+    FUZZ_BUILD=${FUZZ_BUILD:-$BUILD-fuzz}
+    if [ ! -f "$FUZZ_BUILD/build.ninja" ]; then
+        CC=clang meson setup "$FUZZ_BUILD" "$root" -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined \
+            -Db_lundef=false >"$logdir/fuzz-setup.txt" 2>&1
+    fi
+    if ninja -C "$FUZZ_BUILD" >"$logdir/fuzz-build.txt" 2>&1; then
+        "$root/tools/run-fuzzers.sh" "$FUZZ_BUILD" "$PYSPRINTER_FUZZ_SECONDS" 2>&1 | tee "$logdir/fuzz.txt"
+        f_ok=$(grep -c '^stat::' "$logdir/fuzz.txt" || true)
+        f_fail=$(grep -c '^FAILED: ' "$logdir/fuzz.txt" || true)
+    else
+        echo "the fuzz build failed: see $logdir/fuzz-build.txt"
+        f_fail=1
+    fi
+fi
+
+passed=$((u_ok + a_ok + e_ok + f_ok)); failed=$((u_fail + a_fail + e_fail + f_fail)); skipped=$((u_skip + a_skip + e_skip))
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

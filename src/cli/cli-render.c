@@ -314,7 +314,7 @@ void format_local_time(const char *iso, char buf[static 32]) {
         strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-static void say(const char *color, const char *what, const char *fmt, va_list ap) {
+static _printf_(3, 0) void say(const char *color, const char *what, const char *fmt, va_list ap) {
         bool c = isatty(STDERR_FILENO) && !getenv("NO_COLOR") && !cli_globals.no_color && color;
         const char *term = getenv("TERM");
         c = c && !(term && streq(term, "dumb"));
