@@ -1,7 +1,8 @@
 /* daemon: the trust decisions as pure functions — what a tenant is granted,
  * which addresses a URL dataset may reach, which request targets are
  * refused, and AWS SigV4 verification — and the API's shape: the route
- * table, the errno -> status map, the Lambda names and calling rule.
+ * table, the errno -> status map, the Lambda names and calling rule, request
+ * bodies and the config file.
  * Nothing here opens a socket. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -470,6 +471,125 @@ static void test_lambda_call_rule(void **state) {
                                  cases[i].call);
 }
 
+/* ---- request bodies (daemon-request.c) --------------------------------------- */
+
+static void test_request_parse_table(void **state) {
+        static const struct {
+                RequestKind kind;
+                const char *body;
+                bool ok;
+                const char *names; /* refused: a piece of the message */
+        } cases[] = {
+                { REQUEST_RUN, "{\"source\":\"def f():\\n    return 1\\n\"}", true, NULL },
+                { REQUEST_RUN, "{\"source\":\"x\",\"raw_args\":[\"5\"],\"kwargs\":{\"n\":3},\"retries\":0}", true, NULL },
+                { REQUEST_RUN, "{\"source\":\"x\",\"limits\":{\"timeout_ms\":1000,\"network\":false}}", true, NULL },
+                { REQUEST_RUN, "{}", false, "source" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"sauce\":1}", false, "sauce" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"retries\":11}", false, "retries" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"retries\":-1}", false, "retries" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"limits\":{\"timeout\":1}}", false, "timeout" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"args\":{}}", false, "args" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"filename\":\"a\\u0000b\"}", false, "NUL" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"source\":\"y\"}", false, "source" },
+                { REQUEST_RUN, "[1,2]", false, "" },
+                { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\"}", true, NULL },
+                { REQUEST_DEPLOY, "{\"name\":\"no spaces\",\"source\":\"x\"}", false, "name" },
+                { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\",\"requirements\":{\"six\":1}}", false, "requirements.six" },
+                { REQUEST_INVOKE, "{\"version\":0}", false, "version" },
+                { REQUEST_INVOKE, "{\"raw_args\":[\"1\"],\"version\":2}", true, NULL },
+                { REQUEST_VALIDATE, "{\"source\":\"x\",\"limits\":{}}", false, "limits" },
+        };
+        RequestCaps caps = { .max_depth = 16, .max_values = 1000 };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                RunRequest req = {};
+                _cleanup_free_ char *err = NULL;
+                int r = request_parse(cases[i].kind, cases[i].body, strlen(cases[i].body), &caps, &req, &err);
+                if (cases[i].ok) {
+                        if (r < 0)
+                                fail_msg("case %zu (%s) refused: %s", i, cases[i].body, err);
+                } else {
+                        if (r >= 0)
+                                fail_msg("case %zu (%s) accepted", i, cases[i].body);
+                        if (!err || !strstr(err, cases[i].names))
+                                fail_msg("case %zu: '%s' does not name '%s'", i, err ? err : "(null)", cases[i].names);
+                }
+                run_request_done(&req);
+        }
+}
+
+static void test_request_retries_become_attempts(void **state) {
+        RequestCaps caps = { .max_depth = 16, .max_values = 1000 };
+        RunRequest req = {};
+        _cleanup_free_ char *err = NULL;
+        const char *body = "{\"source\":\"x\",\"retries\":0}";
+        assert_int_equal(request_parse(REQUEST_RUN, body, strlen(body), &caps, &req, &err), 0);
+        assert_int_equal(req.max_attempts, 1);
+        run_request_done(&req);
+        body = "{\"source\":\"x\"}";
+        assert_int_equal(request_parse(REQUEST_RUN, body, strlen(body), &caps, &req, &err), 0);
+        assert_int_equal(req.max_attempts, 0); /* the function's or the config's */
+        run_request_done(&req);
+}
+
+/* ---- the config file (daemon-config.c) --------------------------------------- */
+
+static int parse_config(const char *text, DaemonConfig *cfg, char **err) {
+        daemon_config_init(cfg);
+        return daemon_config_parse(cfg, text, strlen(text), "t.yaml", err);
+}
+
+static void test_config_table(void **state) {
+        static const struct {
+                const char *text;
+                const char *error; /* NULL: accepted */
+        } cases[] = {
+                { "tokens:\n  - tenant: a\n    token: 0123456789abcdef0\n", NULL },
+                { "tokens:\n  - tenant: a\n    token: short\n", "16" },
+                { "tokens:\n  - tenant: 'a b'\n    token: 0123456789abcdef0\n", "tenant" },
+                { "server:\n  max_attempts: 0\n", "max_attempts" },
+                { "server:\n  max_attempts: 12\n", "max_attempts" },
+                { "server:\n  max_wait_s: yes\n", "max_wait_s" },
+                { "server:\n  nonsense: 1\n", "nonsense" },
+                { "limits:\n  maxima: {network: yes}\n", "network" },
+                { "limits:\n  maxima: {network: false, timeout_ms: 1000}\n", NULL },
+                { "listen: [1]\n", "listen" },
+                { "tokens: {}\n", "tokens" },
+                { ": :\n  - [\n", "t.yaml" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                DaemonConfig cfg;
+                _cleanup_free_ char *err = NULL;
+                int r = parse_config(cases[i].text, &cfg, &err);
+                if (!cases[i].error) {
+                        if (r < 0)
+                                fail_msg("case %zu refused: %s", i, err);
+                } else {
+                        if (r >= 0)
+                                fail_msg("case %zu (%s) accepted", i, cases[i].text);
+                        if (!err || !strstr(err, cases[i].error))
+                                fail_msg("case %zu: '%s' does not name '%s'", i, err ? err : "(null)", cases[i].error);
+                }
+                daemon_config_done(&cfg);
+        }
+}
+
+static void test_config_values_land(void **state) {
+        DaemonConfig cfg;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(parse_config("server:\n  max_attempts: 5\n  max_concurrent_runs: 3\n"
+                                      "tokens:\n  - tenant: alice\n    token: 0123456789abcdef0\n    role: readonly\n",
+                                      &cfg, &err),
+                         0);
+        assert_int_equal(cfg.max_attempts, 5);
+        assert_int_equal(cfg.max_concurrent_runs, 3);
+        const DaemonToken *t = daemon_config_find_token(&cfg, "0123456789abcdef0");
+        assert_non_null(t);
+        assert_string_equal(t->tenant, "alice");
+        assert_int_equal(t->role, TOKEN_ROLE_READONLY);
+        assert_null(daemon_config_find_token(&cfg, "0123456789abcdef1"));
+        daemon_config_done(&cfg);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_address_policy),
@@ -483,6 +603,10 @@ int main(void) {
                 cmocka_unit_test(test_errno_status),
                 cmocka_unit_test(test_lambda_function_ref),
                 cmocka_unit_test(test_lambda_call_rule),
+                cmocka_unit_test(test_request_parse_table),
+                cmocka_unit_test(test_request_retries_become_attempts),
+                cmocka_unit_test(test_config_table),
+                cmocka_unit_test(test_config_values_land),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
