@@ -90,6 +90,9 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
 /* The key under which a tenant's use of an environment is recorded: the
  * sha256 of its requirement strings as the lock lists them (the same list
  * pkg_env_list() reports). */
+/* Beyond this many remembered keys a note is simply written again. */
+#define ENV_NOTED_MAX 4096
+
 char *daemon_env_requirements_key(const char *tenant, char *const *requirements) {
         Buf b;
         buf_init(&b, SIZE_MAX);
@@ -118,7 +121,23 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
                 return;
         _cleanup_free_ char *key = daemon_env_requirements_key(tenant, reqs);
         strv_free(reqs);
-        (void) store_kv_put(d->store, "tenant-env", key, "1");
+        /* Every invoke of a deployed function reports its (pinned) lock:
+         * one SQLite transaction each was most of what an env with
+         * packages added to an invoke (issue 15). Nothing deletes these
+         * rows, so a key stored once by this process is stored for good. */
+        pthread_mutex_lock(&d->lock);
+        bool noted = strv_contains(d->env_noted, key);
+        pthread_mutex_unlock(&d->lock);
+        if (noted)
+                return;
+        if (store_kv_put(d->store, "tenant-env", key, "1") < 0)
+                return;
+        pthread_mutex_lock(&d->lock);
+        if (d->n_env_noted < ENV_NOTED_MAX && !strv_contains(d->env_noted, key)) {
+                d->env_noted = strv_append(d->env_noted, key);
+                d->n_env_noted++;
+        }
+        pthread_mutex_unlock(&d->lock);
 }
 
 static void on_event(const RunEvent *ev, void *userdata) {

@@ -284,6 +284,10 @@ struct Daemon {
         bool draining;
         bool leave_queued;              /* stopping: runs not started stay queued for the next start */
         DaemonMetrics metrics;
+        /* Tenant-env keys this process stored already (daemon_env_note),
+         * under lock: a warm invoke writes nothing for them. */
+        char **env_noted;
+        size_t n_env_noted;
 
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */

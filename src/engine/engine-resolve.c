@@ -4,6 +4,7 @@
  * index and its wheels materialised in the content-addressed store.
  * Packages are never installed any other way (no pip, no host
  * site-packages). */
+#include <assert.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -112,8 +113,89 @@ static int check_policy(Engine *e, const char *normalized, const char *why, char
         return 0;
 }
 
-int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const char *run_id,
-                       RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_error) {
+/* The lock travels as an event so `pysprinter lock` (a validate-only run)
+ * can print it. */
+static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const char *lock, size_t n_entries,
+                      bool cached) {
+        if (!fn)
+                return;
+        _cleanup_free_ char *msg = xasprintf("%s %zu packages", cached ? "cached lock:" : "locked", n_entries);
+        RunEvent ev = {
+                .type = RUN_EVENT_PROGRESS,
+                .run_id = run_id,
+                .phase = "resolve",
+                .message = msg,
+                .data = lock,
+                .len = strlen(lock),
+                .timestamp = now_realtime(),
+        };
+        fn(&ev, userdata);
+}
+
+/* ---- pinned environments ------------------------------------------------
+ * A deployed version's requirements never change, and neither does the
+ * lock they resolved to: this process holds the env record flock'ed for
+ * its whole life (hold_env), so `env prune` and the GC leave its store dirs
+ * alone, and the index, allow and deny lists are fixed for an Engine's
+ * life. So the answer is remembered per (instance key, requirements) and an
+ * invoke does no per-package work: no tag list, no record read, no stat per
+ * store dir, no policy check per dependency (issue 15: this cost 0.5–1 ms
+ * per invoke with `requests`). The value is JSON text
+ * {"sys_path": [...], "lock": "...", "n": N} in a ValidationCache (one
+ * string cache, engine-vcache.c). */
+
+static char *pin_key(const char *instance_key, json_t *reqs_json) {
+        _cleanup_free_ char *reqs = json_dumps(reqs_json, JSON_COMPACT | JSON_SORT_KEYS);
+        return xasprintf("env\x1f%s\x1f%s", instance_key, reqs ?: "{}");
+}
+
+int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
+                      void *userdata, char ***ret_sys_path) {
+        assert(e);
+        assert(instance_key);
+        assert(ret_sys_path);
+        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        _cleanup_free_ char *text = vcache_get(e->envcache, key);
+        if (!text)
+                return 0;
+        json_t *v = json_loads(text, 0, NULL);
+        json_t *dirs = json_object_get(v, "sys_path");
+        const char *lock = json_string_value(json_object_get(v, "lock"));
+        if (!json_is_array(dirs)) {
+                json_decref(v);
+                return 0;
+        }
+        char **sys_path = xcalloc(json_array_size(dirs) + 1, sizeof(char *));
+        size_t i;
+        json_t *d;
+        json_array_foreach(dirs, i, d) sys_path[i] = xstrdup(json_string_value(d) ?: "");
+        if (lock) /* none for an empty requirement set, as engine_resolve_env */
+                emit_lock(run_id, fn, userdata, lock, (size_t) json_integer_value(json_object_get(v, "n")), true);
+        json_decref(v);
+        *ret_sys_path = sys_path;
+        return 1;
+}
+
+void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
+                    const char *lock_json, size_t n_entries) {
+        assert(e);
+        assert(instance_key);
+        json_t *dirs = json_array();
+        for (char *const *p = sys_path; p && *p; p++)
+                json_array_append_new(dirs, json_string(*p));
+        json_t *v = json_pack("{s:o, s:I}", "sys_path", dirs, "n", (json_int_t) n_entries);
+        if (lock_json)
+                json_object_set_new(v, "lock", json_string(lock_json));
+        _cleanup_free_ char *text = json_dumps(v, JSON_COMPACT);
+        json_decref(v);
+        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        if (text)
+                vcache_put(e->envcache, key, text);
+}
+
+int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
+                       RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_lock_json,
+                       size_t *ret_n_entries, char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 return 0;
@@ -136,6 +218,7 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const ch
                 .userdata = &pc,
                 .compile = compile_dir,
                 .compile_userdata = e,
+                .resolve_only = resolve_only,
         };
         PkgEnv *env = NULL;
         r = pkg_env_prepare(&o, reqs, n_reqs, &env, ret_error);
@@ -151,24 +234,13 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const ch
                         return r;
                 }
         }
-        if (fn) {
-                /* The lock travels as an event so `pysprinter lock` (a
-                 * validate-only run) can print it. */
-                _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
-                _cleanup_free_ char *msg = xasprintf("%s %zu packages", env->cached ? "cached lock:" : "locked",
-                                                     env->lock->n_entries);
-                RunEvent ev = {
-                        .type = RUN_EVENT_PROGRESS,
-                        .run_id = run_id,
-                        .phase = "resolve",
-                        .message = msg,
-                        .data = lock,
-                        .len = strlen(lock),
-                        .timestamp = now_realtime(),
-                };
-                fn(&ev, userdata);
-        }
-        *ret_sys_path = TAKE_PTR(env->store_dirs);
+        _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
+        emit_lock(run_id, fn, userdata, lock, env->lock->n_entries, env->cached);
+        if (ret_lock_json)
+                *ret_lock_json = TAKE_PTR(lock);
+        if (ret_n_entries)
+                *ret_n_entries = env->lock->n_entries;
+        *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));
         hold_env(env);
         pkg_env_free(env);
         return 0;

@@ -390,15 +390,30 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
 /* ---- phase: resolve ---- */
 
 static int phase_resolve(RunCtx *c, json_t *reqs_json) {
+        /* A deployed version's environment is pinned at its first
+         * invocation (engine-resolve.c says why that is safe). */
+        emit_phase(c, "resolve");
+        if (c->spec->instance_key) {
+                usec_t t0 = now_monotonic();
+                int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->res->id, c->fn, c->userdata,
+                                          &c->sys_path);
+                c->res->t_resolve = now_monotonic() - t0;
+                if (k > 0)
+                        return 0;
+        }
         PkgRequirement **reqs = NULL;
         size_t n = 0;
         int r = check_requirements(c, reqs_json, &reqs, &n);
         if (r < 0)
                 return r;
-        emit_phase(c, "resolve");
         usec_t t0 = now_monotonic();
-        _cleanup_free_ char *err = NULL;
-        r = engine_resolve_env(c->e, reqs, n, c->res->id, c->fn, c->userdata, &c->sys_path, &err);
+        _cleanup_free_ char *err = NULL, *lock = NULL;
+        size_t n_entries = 0;
+        bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
+        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->res->id, c->fn, c->userdata, &c->sys_path, &lock,
+                               &n_entries, &err);
+        if (r >= 0 && c->spec->instance_key)
+                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, lock, n_entries);
         c->res->t_resolve = now_monotonic() - t0;
         for (size_t i = 0; i < n; i++)
                 pkg_requirement_free(reqs[i]);

@@ -105,6 +105,9 @@ typedef struct RunSpec {
          * still carries it: a late end of an older attempt is dropped. */
         int attempt;
         bool validate_only;      /* stop after validation and resolution */
+        /* With validate_only: resolve the lock but install nothing
+         * (`pysprinter lock`): with PEP 658 metadata no wheel is fetched. */
+        bool resolve_only;
         /* Validate the file and its requirements but not arguments (a
          * deploy: the calls bring their own). */
         bool skip_argument_check;
