@@ -11,6 +11,7 @@ import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
+import benchtable  # noqa: E402
 
 
 def main():
@@ -47,7 +48,11 @@ def main():
                 perf.wait()
             res[name] = (bw.pct(lat, 50), bw.pct(lat, 99))
             print(f"invoke, env {name:9s} p50 {res[name][0] * 1e3:.3f} ms  p99 {res[name][1] * 1e3:.3f} ms")
-        print(f"env cost per invoke (p50 difference): {(res['requests'][0] - res['empty'][0]) * 1e3:.3f} ms")
+        diff = res['requests'][0] - res['empty'][0]
+        print(f"env cost per invoke (p50 difference): {diff * 1e3:.3f} ms")
+        benchtable.row("invoke p50, env with requests vs empty", f"{res['requests'][0] * 1e3:.3f} ms",
+                       f"empty {res['empty'][0] * 1e3:.3f} ms", f"{diff * 1e3:+.3f} ms", "difference <= 0.05 ms",
+                       diff <= 0.00005)
     finally:
         d.stop()
         index.stop()

@@ -661,6 +661,10 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 _cleanup_free_ char *request = drun_request_json(r);
                 record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
                 rec.max_attempts = r->max_attempts;
+                /* Stored with the submit: the engine does not rewrite a
+                 * started record (engine_run_log_path). */
+                _cleanup_free_ char *log_path = engine_run_log_path(d->engine, r->id);
+                rec.log_path = log_path;
                 k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
                 if (k < 0) {
                         pthread_mutex_lock(&d->lock);

@@ -189,9 +189,14 @@ static void record_start(RunCtx *c) {
         r->status = (char *) "running";
         r->exit_code = -1;
         r->created = r->started = now_realtime();
-        r->log_path = xasprintf("%s/%s.log", c->e->logs_dir, c->res->id);
+        r->log_path = engine_run_log_path(c->e, c->res->id);
+        /* A caller's queue that inserted the record (with this log path)
+         * and started this attempt (RunQueueOps.start: running, started)
+         * has written all a running record holds: one SQLite write less
+         * per invoke (issue 15). */
+        bool started_by_queue = c->spec->record_exists && c->spec->attempt > 0;
         /* A daemon may have inserted the record as queued already. */
-        if (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST)
+        if (!started_by_queue && (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST))
                 (void) store_run_update(c->e->store, r);
         uint64_t start;
         if (c->e->record_owner && pid_start_time(getpid(), &start) >= 0)

@@ -1,4 +1,5 @@
 /* Engine set-up and the small shared pieces: statuses, results, logs. */
+#include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -202,6 +203,12 @@ Engine *engine_free(Engine *e) {
 
 const char *engine_data_dir(const Engine *e) {
         return e->data_dir;
+}
+
+char *engine_run_log_path(Engine *e, const char *run_id) {
+        assert(e);
+        assert(run_id);
+        return xasprintf("%s/%s.log", e->logs_dir, run_id);
 }
 
 Store *engine_store(Engine *e) {

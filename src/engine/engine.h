@@ -213,6 +213,11 @@ int engine_cancel(Engine *e, const char *run_id);
 typedef struct Store Store;
 Store *engine_store(Engine *e);
 
+/* Where the engine writes run_id's output log (RunRecord.log_path), so a
+ * caller that inserts the record first (the daemon's queue) stores it at
+ * once and the engine need not write the record again at the start. */
+char *engine_run_log_path(Engine *e, const char *run_id);
+
 /* Replays a run's stored output (RunRecord.log_path) as OUTPUT events.
  * The log format is frames of "<stream> <realtime-usec> <len>\n<bytes>\n". */
 int engine_log_replay(const char *log_path, RunEventFn fn, void *userdata);
