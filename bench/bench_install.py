@@ -91,7 +91,7 @@ def main():
         ok = "MET" if ratio >= goal else "NOT MET"
         print(f"{name:<44} pysprinter {ours * 1000:9.2f} ms   pip {theirs * 1000:9.1f} ms   "
               f"ratio {ratio:8.1f}x  (goal >= {goal}x: {ok})")
-        benchtable.row("(e) install " + name[4:], f"{ours * 1000:.1f} ms", f"pip {theirs * 1000:.0f} ms",
+        benchtable.row(("(e) " if name.startswith("(1)") else "") + "install: " + name[4:], f"{ours * 1000:.1f} ms", f"pip {theirs * 1000:.0f} ms",
                        f"{ratio:.1f}x", f">= {goal}x", ratio >= goal)
 
     print(f"requirements: {' '.join(REQS)} (+ deps), local index {len(pkgindex.debian_wheels())} wheels")

@@ -131,16 +131,16 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs);
  * empty; always empty with resolve_only, which locks without installing).
  * On failure *ret_error is the user-facing reason (exit 4). */
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
-                       RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_lock_json,
-                       size_t *ret_n_entries, char **ret_error);
+                       RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
+                       char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
- * requirements) once it resolved: 1 and *ret_sys_path set (the lock event
- * sent to fn as engine_resolve_env does), 0 when not pinned yet. */
+ * requirements) once it resolved: 1 and *ret_sys_path set (fn hears
+ * "cached lock: N packages", without the lock), 0 when not pinned yet. */
 int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
                       void *userdata, char ***ret_sys_path);
 /* Remembers what engine_resolve_env answered for (instance_key, reqs). */
 void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
-                    const char *lock_json, size_t n_entries);
+                    size_t n_entries);
 
 /* ---- engine-worker.c: one worker process ---- */
 

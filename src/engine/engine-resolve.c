@@ -117,8 +117,6 @@ static int check_policy(Engine *e, const char *normalized, const char *why, char
  * can print it. */
 static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const char *lock, size_t n_entries,
                       bool cached) {
-        if (!fn)
-                return;
         _cleanup_free_ char *msg = xasprintf("%s %zu packages", cached ? "cached lock:" : "locked", n_entries);
         RunEvent ev = {
                 .type = RUN_EVENT_PROGRESS,
@@ -140,9 +138,12 @@ static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const c
  * life. So the answer is remembered per (instance key, requirements) and an
  * invoke does no per-package work: no tag list, no record read, no stat per
  * store dir, no policy check per dependency (issue 15: this cost 0.5–1 ms
- * per invoke with `requests`). The value is JSON text
- * {"sys_path": [...], "lock": "...", "n": N} in a ValidationCache (one
- * string cache, engine-vcache.c). */
+ * per invoke with `requests`). The value, in a ValidationCache (the one
+ * string cache, engine-vcache.c), is "N\n" then the store dirs one a line
+ * (store paths hold no newline: they are the data dir plus hex digests).
+ * A pinned hit reports "cached lock: N packages" without the lock itself:
+ * whoever needed the lock (the daemon's tenant note) had it when the pin
+ * was made, within the same engine's life. */
 
 static char *pin_key(const char *instance_key, json_t *reqs_json) {
         _cleanup_free_ char *reqs = json_dumps(reqs_json, JSON_COMPACT | JSON_SORT_KEYS);
@@ -158,44 +159,55 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
         _cleanup_free_ char *text = vcache_get(e->envcache, key);
         if (!text)
                 return 0;
-        json_t *v = json_loads(text, 0, NULL);
-        json_t *dirs = json_object_get(v, "sys_path");
-        const char *lock = json_string_value(json_object_get(v, "lock"));
-        if (!json_is_array(dirs)) {
-                json_decref(v);
+        char *line = strchr(text, '\n');
+        if (!line)
                 return 0;
+        *line++ = 0;
+        size_t n_entries = strtoul(text, NULL, 10);
+        char **sys_path = xcalloc(1, sizeof(char *));
+        while (*line) {
+                char *end = strchrnul(line, '\n');
+                _cleanup_free_ char *dir = xstrndup(line, (size_t) (end - line));
+                sys_path = strv_append(sys_path, dir);
+                line = *end ? end + 1 : end;
         }
-        char **sys_path = xcalloc(json_array_size(dirs) + 1, sizeof(char *));
-        size_t i;
-        json_t *d;
-        json_array_foreach(dirs, i, d) sys_path[i] = xstrdup(json_string_value(d) ?: "");
-        if (lock) /* none for an empty requirement set, as engine_resolve_env */
-                emit_lock(run_id, fn, userdata, lock, (size_t) json_integer_value(json_object_get(v, "n")), true);
-        json_decref(v);
+        if (fn && n_entries > 0) {
+                _cleanup_free_ char *msg = xasprintf("cached lock: %zu packages", n_entries);
+                RunEvent ev = {
+                        .type = RUN_EVENT_PROGRESS,
+                        .run_id = run_id,
+                        .phase = "resolve",
+                        .message = msg,
+                        .timestamp = now_realtime(),
+                };
+                fn(&ev, userdata);
+        }
         *ret_sys_path = sys_path;
         return 1;
 }
 
 void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
-                    const char *lock_json, size_t n_entries) {
+                    size_t n_entries) {
         assert(e);
         assert(instance_key);
-        json_t *dirs = json_array();
-        for (char *const *p = sys_path; p && *p; p++)
-                json_array_append_new(dirs, json_string(*p));
-        json_t *v = json_pack("{s:o, s:I}", "sys_path", dirs, "n", (json_int_t) n_entries);
-        if (lock_json)
-                json_object_set_new(v, "lock", json_string(lock_json));
-        _cleanup_free_ char *text = json_dumps(v, JSON_COMPACT);
-        json_decref(v);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        buf_printf(&b, "%zu\n", n_entries);
+        for (char *const *p = sys_path; p && *p; p++) {
+                if (strchr(*p, '\n')) {
+                        buf_free(&b);
+                        return; /* not representable: stays unpinned */
+                }
+                buf_printf(&b, "%s\n", *p);
+        }
         _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
-        if (text)
-                vcache_put(e->envcache, key, text);
+        vcache_put(e->envcache, key, b.data ? b.data : "");
+        buf_free(&b);
 }
 
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
-                       RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_lock_json,
-                       size_t *ret_n_entries, char **ret_error) {
+                       RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
+                       char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 return 0;
@@ -234,10 +246,10 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                         return r;
                 }
         }
-        _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
-        emit_lock(run_id, fn, userdata, lock, env->lock->n_entries, env->cached);
-        if (ret_lock_json)
-                *ret_lock_json = TAKE_PTR(lock);
+        if (fn) {
+                _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
+                emit_lock(run_id, fn, userdata, lock, env->lock->n_entries, env->cached);
+        }
         if (ret_n_entries)
                 *ret_n_entries = env->lock->n_entries;
         *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));

@@ -412,13 +412,13 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         if (r < 0)
                 return r;
         usec_t t0 = now_monotonic();
-        _cleanup_free_ char *err = NULL, *lock = NULL;
+        _cleanup_free_ char *err = NULL;
         size_t n_entries = 0;
         bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
-        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->res->id, c->fn, c->userdata, &c->sys_path, &lock,
-                               &n_entries, &err);
+        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->res->id, c->fn, c->userdata, &c->sys_path, &n_entries,
+                               &err);
         if (r >= 0 && c->spec->instance_key)
-                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, lock, n_entries);
+                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries);
         c->res->t_resolve = now_monotonic() - t0;
         for (size_t i = 0; i < n; i++)
                 pkg_requirement_free(reqs[i]);
