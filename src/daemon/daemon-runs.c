@@ -36,6 +36,7 @@ static TenantCount *tenant_count(Daemon *d, const char *tenant) {
 static DRun *drun_free(DRun *r) {
         if (!r)
                 return NULL;
+        pthread_cond_destroy(&r->done_cond);
         free(r->id);
         free(r->tenant);
         free(r->filename);
@@ -342,6 +343,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                         metrics_observe(d, i, t[i]);
         r->status = res->status;
         r->done = true;
+        pthread_cond_broadcast(&r->done_cond);
         for (DRun **p = &d->runs; *p; p = &(*p)->next)
                 if (*p == r) {
                         *p = r->next;
@@ -618,6 +620,7 @@ static DRun *drun_new(Daemon *d, const char *id, const char *tenant) {
         r->phase = xstrdup("queued");
         r->created = now_realtime();
         r->max_attempts = (int) d->cfg.max_attempts;
+        pthread_cond_init(&r->done_cond, NULL);
         return r;
 }
 
@@ -812,7 +815,7 @@ int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout) {
                 if (now >= deadline)
                         break;
                 /* Wake at least every 250 ms to look at the client socket. */
-                daemon_cond_wait(&d->change_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
+                daemon_cond_wait(&r->done_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
         }
         if (r->done)
                 ret = 1;

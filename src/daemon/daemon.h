@@ -234,6 +234,10 @@ struct DRun {
         char *phase;
         bool cancel_requested;
         bool done;
+        /* Broadcast once, when done is set: a ?wait=true request waits on
+         * its own run's, so a run's events do not wake every waiter of
+         * every run (Daemon.change_cond is for the followers of all). */
+        pthread_cond_t done_cond;
         Buf log;
         LogChunk *chunks;
         size_t n_chunks, alloc_chunks;
