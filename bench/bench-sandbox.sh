@@ -77,6 +77,11 @@ read -r plain full < <("$tmp/bench" "$n" "$mib")
 added=$(echo "$full - $plain" | bc -l)
 printf 'per-run (warm worker of %d MiB, n=%d): fork %.3f ms, fork+sandbox %.3f ms, added %.3f ms median; goal 3 ms: %.2fx of goal\n' \
        "$mib" "$n" "$plain" "$full" "$added" "$(echo "$added / 3" | bc -l)"
+if [ -n "${BENCH_TABLE:-}" ]; then
+        met=$(echo "$added <= 3" | bc -l)
+        printf 'sandbox cost per run (fork+sandbox - fork)\t%.3f ms\tfork %.3f ms\t-\t<= 3 ms\t%s\n' \
+               "$added" "$plain" "$([ "$met" = 1 ] && echo met || echo 'NOT MET')" >>"$BENCH_TABLE"
+fi
 
 # End to end through the CLI, alternating modes.
 export PYSPRINTER_HOME="$tmp/home" PYSPRINTER_WORKER="$build/src/worker/pysprinter-worker"

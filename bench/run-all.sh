@@ -1,16 +1,31 @@
 #!/bin/bash
 # Runs every benchmark in bench/ (bench-*.sh) against one build, in turn,
-# and says which failed. Usage: bench/run-all.sh [BUILD_DIR]
-# (make bench; default $PYSPRINTER_BUILD, else build/).
+# then prints one table of every figure: value, baseline, ratio, goal,
+# met / not met (bench/README.md says how to read it).
+# Usage: bench/run-all.sh [BUILD_DIR]  (make bench; default $PYSPRINTER_BUILD, else build/).
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-${PYSPRINTER_BUILD:-$root/build}}" && pwd)
 export PYSPRINTER_BUILD=$build
+BENCH_TABLE=$(mktemp /tmp/bench-table.XXXXXX)
+export BENCH_TABLE
+trap 'rm -f "$BENCH_TABLE"' EXIT
 failed=()
 for b in "$root"/bench/bench-*.sh; do
         echo "==== $(basename "$b")"
         "$b" "$build" || failed+=("$(basename "$b")")
 done
+echo
+echo "==== summary ($(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ))"
+/usr/bin/python3 - "$BENCH_TABLE" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+head = ["figure", "value", "baseline", "ratio", "goal", "met"]
+rows = [r + ["-"] * (6 - len(r)) for r in rows]
+w = [max(len(r[i]) for r in [head] + rows) for i in range(6)]
+for r in [head, ["-" * x for x in w]] + rows:
+    print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())
+PY
 if [ ${#failed[@]} -gt 0 ]; then
         echo "benchmarks that failed: ${failed[*]}" >&2
         exit 1

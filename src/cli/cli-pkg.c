@@ -77,6 +77,7 @@ int verb_lock(int argc, char **argv) {
                 .kwargs_json = a.kwargs_json,
                 .sandbox = a.sandbox,
                 .validate_only = true,
+                .resolve_only = true, /* a lock installs nothing */
                 /* A lock is the requirements' business: no arguments. */
                 .skip_argument_check = true,
                 .no_record = true,

@@ -36,6 +36,7 @@ static TenantCount *tenant_count(Daemon *d, const char *tenant) {
 static DRun *drun_free(DRun *r) {
         if (!r)
                 return NULL;
+        pthread_cond_destroy(&r->done_cond);
         free(r->id);
         free(r->tenant);
         free(r->filename);
@@ -90,6 +91,9 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
 /* The key under which a tenant's use of an environment is recorded: the
  * sha256 of its requirement strings as the lock lists them (the same list
  * pkg_env_list() reports). */
+/* Beyond this many remembered keys a note is simply written again. */
+#define ENV_NOTED_MAX 4096
+
 char *daemon_env_requirements_key(const char *tenant, char *const *requirements) {
         Buf b;
         buf_init(&b, SIZE_MAX);
@@ -118,7 +122,23 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
                 return;
         _cleanup_free_ char *key = daemon_env_requirements_key(tenant, reqs);
         strv_free(reqs);
-        (void) store_kv_put(d->store, "tenant-env", key, "1");
+        /* Every invoke of a deployed function reports its (pinned) lock:
+         * one SQLite transaction each was most of what an env with
+         * packages added to an invoke (issue 15). Nothing deletes these
+         * rows, so a key stored once by this process is stored for good. */
+        pthread_mutex_lock(&d->lock);
+        bool noted = strv_contains(d->env_noted, key);
+        pthread_mutex_unlock(&d->lock);
+        if (noted)
+                return;
+        if (store_kv_put(d->store, "tenant-env", key, "1") < 0)
+                return;
+        pthread_mutex_lock(&d->lock);
+        if (d->n_env_noted < ENV_NOTED_MAX && !strv_contains(d->env_noted, key)) {
+                d->env_noted = strv_append(d->env_noted, key);
+                d->n_env_noted++;
+        }
+        pthread_mutex_unlock(&d->lock);
 }
 
 static void on_event(const RunEvent *ev, void *userdata) {
@@ -323,6 +343,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                         metrics_observe(d, i, t[i]);
         r->status = res->status;
         r->done = true;
+        pthread_cond_broadcast(&r->done_cond);
         for (DRun **p = &d->runs; *p; p = &(*p)->next)
                 if (*p == r) {
                         *p = r->next;
@@ -599,6 +620,7 @@ static DRun *drun_new(Daemon *d, const char *id, const char *tenant) {
         r->phase = xstrdup("queued");
         r->created = now_realtime();
         r->max_attempts = (int) d->cfg.max_attempts;
+        pthread_cond_init(&r->done_cond, NULL);
         return r;
 }
 
@@ -642,6 +664,10 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 _cleanup_free_ char *request = drun_request_json(r);
                 record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
                 rec.max_attempts = r->max_attempts;
+                /* Stored with the submit: the engine does not rewrite a
+                 * started record (engine_run_log_path). */
+                _cleanup_free_ char *log_path = engine_run_log_path(d->engine, r->id);
+                rec.log_path = log_path;
                 k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
                 if (k < 0) {
                         pthread_mutex_lock(&d->lock);
@@ -789,7 +815,7 @@ int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout) {
                 if (now >= deadline)
                         break;
                 /* Wake at least every 250 ms to look at the client socket. */
-                daemon_cond_wait(&d->change_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
+                daemon_cond_wait(&r->done_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
         }
         if (r->done)
                 ret = 1;

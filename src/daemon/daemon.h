@@ -234,6 +234,10 @@ struct DRun {
         char *phase;
         bool cancel_requested;
         bool done;
+        /* Broadcast once, when done is set: a ?wait=true request waits on
+         * its own run's, so a run's events do not wake every waiter of
+         * every run (Daemon.change_cond is for the followers of all). */
+        pthread_cond_t done_cond;
         Buf log;
         LogChunk *chunks;
         size_t n_chunks, alloc_chunks;
@@ -284,6 +288,10 @@ struct Daemon {
         bool draining;
         bool leave_queued;              /* stopping: runs not started stay queued for the next start */
         DaemonMetrics metrics;
+        /* Tenant-env keys this process stored already (daemon_env_note),
+         * under lock: a warm invoke writes nothing for them. */
+        char **env_noted;
+        size_t n_env_noted;
 
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */

@@ -473,6 +473,7 @@ int main(int argc, char **argv) {
                 _exit(0);
         }
         engine_free(d->engine);
+        strv_free(d->env_noted);
         log_info("stopped");
         return 0;
 }

@@ -4,6 +4,7 @@
  * index and its wheels materialised in the content-addressed store.
  * Packages are never installed any other way (no pip, no host
  * site-packages). */
+#include <assert.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -112,8 +113,101 @@ static int check_policy(Engine *e, const char *normalized, const char *why, char
         return 0;
 }
 
-int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const char *run_id,
-                       RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_error) {
+/* The lock travels as an event so `pysprinter lock` (a validate-only run)
+ * can print it. */
+static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const char *lock, size_t n_entries,
+                      bool cached) {
+        _cleanup_free_ char *msg = xasprintf("%s %zu packages", cached ? "cached lock:" : "locked", n_entries);
+        RunEvent ev = {
+                .type = RUN_EVENT_PROGRESS,
+                .run_id = run_id,
+                .phase = "resolve",
+                .message = msg,
+                .data = lock,
+                .len = strlen(lock),
+                .timestamp = now_realtime(),
+        };
+        fn(&ev, userdata);
+}
+
+/* ---- pinned environments ------------------------------------------------
+ * A deployed version's requirements never change, and neither does the
+ * lock they resolved to: this process holds the env record flock'ed for
+ * its whole life (hold_env), so `env prune` and the GC leave its store dirs
+ * alone, and the index, allow and deny lists are fixed for an Engine's
+ * life. So the answer is remembered per (instance key, requirements) and an
+ * invoke does no per-package work: no tag list, no record read, no stat per
+ * store dir, no policy check per dependency (issue 15: this cost 0.5–1 ms
+ * per invoke with `requests`). The value, in a ValidationCache (the one
+ * string cache, engine-vcache.c), is "N\n" then the store dirs one a line
+ * (store paths hold no newline: they are the data dir plus hex digests).
+ * A pinned hit reports "cached lock: N packages" without the lock itself:
+ * whoever needed the lock (the daemon's tenant note) had it when the pin
+ * was made, within the same engine's life. */
+
+static char *pin_key(const char *instance_key, json_t *reqs_json) {
+        _cleanup_free_ char *reqs = json_dumps(reqs_json, JSON_COMPACT | JSON_SORT_KEYS);
+        return xasprintf("env\x1f%s\x1f%s", instance_key, reqs ?: "{}");
+}
+
+int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
+                      void *userdata, char ***ret_sys_path) {
+        assert(e);
+        assert(instance_key);
+        assert(ret_sys_path);
+        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        _cleanup_free_ char *text = vcache_get(e->envcache, key);
+        if (!text)
+                return 0;
+        char *line = strchr(text, '\n');
+        if (!line)
+                return 0;
+        *line++ = 0;
+        size_t n_entries = strtoul(text, NULL, 10);
+        char **sys_path = xcalloc(1, sizeof(char *));
+        while (*line) {
+                char *end = strchrnul(line, '\n');
+                _cleanup_free_ char *dir = xstrndup(line, (size_t) (end - line));
+                sys_path = strv_append(sys_path, dir);
+                line = *end ? end + 1 : end;
+        }
+        if (fn && n_entries > 0) {
+                _cleanup_free_ char *msg = xasprintf("cached lock: %zu packages", n_entries);
+                RunEvent ev = {
+                        .type = RUN_EVENT_PROGRESS,
+                        .run_id = run_id,
+                        .phase = "resolve",
+                        .message = msg,
+                        .timestamp = now_realtime(),
+                };
+                fn(&ev, userdata);
+        }
+        *ret_sys_path = sys_path;
+        return 1;
+}
+
+void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
+                    size_t n_entries) {
+        assert(e);
+        assert(instance_key);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        buf_printf(&b, "%zu\n", n_entries);
+        for (char *const *p = sys_path; p && *p; p++) {
+                if (strchr(*p, '\n')) {
+                        buf_free(&b);
+                        return; /* not representable: stays unpinned */
+                }
+                buf_printf(&b, "%s\n", *p);
+        }
+        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        vcache_put(e->envcache, key, b.data ? b.data : "");
+        buf_free(&b);
+}
+
+int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
+                       RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
+                       char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 return 0;
@@ -136,6 +230,7 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const ch
                 .userdata = &pc,
                 .compile = compile_dir,
                 .compile_userdata = e,
+                .resolve_only = resolve_only,
         };
         PkgEnv *env = NULL;
         r = pkg_env_prepare(&o, reqs, n_reqs, &env, ret_error);
@@ -152,23 +247,12 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, const ch
                 }
         }
         if (fn) {
-                /* The lock travels as an event so `pysprinter lock` (a
-                 * validate-only run) can print it. */
                 _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
-                _cleanup_free_ char *msg = xasprintf("%s %zu packages", env->cached ? "cached lock:" : "locked",
-                                                     env->lock->n_entries);
-                RunEvent ev = {
-                        .type = RUN_EVENT_PROGRESS,
-                        .run_id = run_id,
-                        .phase = "resolve",
-                        .message = msg,
-                        .data = lock,
-                        .len = strlen(lock),
-                        .timestamp = now_realtime(),
-                };
-                fn(&ev, userdata);
+                emit_lock(run_id, fn, userdata, lock, env->lock->n_entries, env->cached);
         }
-        *ret_sys_path = TAKE_PTR(env->store_dirs);
+        if (ret_n_entries)
+                *ret_n_entries = env->lock->n_entries;
+        *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));
         hold_env(env);
         pkg_env_free(env);
         return 0;

@@ -189,9 +189,14 @@ static void record_start(RunCtx *c) {
         r->status = (char *) "running";
         r->exit_code = -1;
         r->created = r->started = now_realtime();
-        r->log_path = xasprintf("%s/%s.log", c->e->logs_dir, c->res->id);
+        r->log_path = engine_run_log_path(c->e, c->res->id);
+        /* A caller's queue that inserted the record (with this log path)
+         * and started this attempt (RunQueueOps.start: running, started)
+         * has written all a running record holds: one SQLite write less
+         * per invoke (issue 15). */
+        bool started_by_queue = c->spec->record_exists && c->spec->attempt > 0;
         /* A daemon may have inserted the record as queued already. */
-        if (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST)
+        if (!started_by_queue && (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST))
                 (void) store_run_update(c->e->store, r);
         uint64_t start;
         if (c->e->record_owner && pid_start_time(getpid(), &start) >= 0)
@@ -390,15 +395,30 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
 /* ---- phase: resolve ---- */
 
 static int phase_resolve(RunCtx *c, json_t *reqs_json) {
+        /* A deployed version's environment is pinned at its first
+         * invocation (engine-resolve.c says why that is safe). */
+        emit_phase(c, "resolve");
+        if (c->spec->instance_key) {
+                usec_t t0 = now_monotonic();
+                int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->res->id, c->fn, c->userdata,
+                                          &c->sys_path);
+                c->res->t_resolve = now_monotonic() - t0;
+                if (k > 0)
+                        return 0;
+        }
         PkgRequirement **reqs = NULL;
         size_t n = 0;
         int r = check_requirements(c, reqs_json, &reqs, &n);
         if (r < 0)
                 return r;
-        emit_phase(c, "resolve");
         usec_t t0 = now_monotonic();
         _cleanup_free_ char *err = NULL;
-        r = engine_resolve_env(c->e, reqs, n, c->res->id, c->fn, c->userdata, &c->sys_path, &err);
+        size_t n_entries = 0;
+        bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
+        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->res->id, c->fn, c->userdata, &c->sys_path, &n_entries,
+                               &err);
+        if (r >= 0 && c->spec->instance_key)
+                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries);
         c->res->t_resolve = now_monotonic() - t0;
         for (size_t i = 0; i < n; i++)
                 pkg_requirement_free(reqs[i]);

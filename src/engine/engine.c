@@ -1,4 +1,5 @@
 /* Engine set-up and the small shared pieces: statuses, results, logs. */
+#include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -128,6 +129,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                                     USEC_PER_MSEC;
         e->pool.instance_ttl_usec = (cfg->instance_ttl_ms ? cfg->instance_ttl_ms : 10 * 60 * 1000) * USEC_PER_MSEC;
         e->vcache = vcache_new(1024);
+        e->envcache = vcache_new(1024);
         pthread_mutex_init(&e->janitor_lock, NULL);
         pthread_cond_init(&e->janitor_wake, NULL);
 
@@ -179,6 +181,7 @@ Engine *engine_free(Engine *e) {
         engine_janitor_stop(e);
         pool_shutdown(e);
         vcache_free(e->vcache);
+        vcache_free(e->envcache);
         pthread_mutex_destroy(&e->janitor_lock);
         pthread_cond_destroy(&e->janitor_wake);
         pthread_mutex_destroy(&e->pool.lock);
@@ -200,6 +203,12 @@ Engine *engine_free(Engine *e) {
 
 const char *engine_data_dir(const Engine *e) {
         return e->data_dir;
+}
+
+char *engine_run_log_path(Engine *e, const char *run_id) {
+        assert(e);
+        assert(run_id);
+        return xasprintf("%s/%s.log", e->logs_dir, run_id);
 }
 
 Store *engine_store(Engine *e) {

@@ -105,6 +105,9 @@ typedef struct RunSpec {
          * still carries it: a late end of an older attempt is dropped. */
         int attempt;
         bool validate_only;      /* stop after validation and resolution */
+        /* With validate_only: resolve the lock but install nothing
+         * (`pysprinter lock`): with PEP 658 metadata no wheel is fetched. */
+        bool resolve_only;
         /* Validate the file and its requirements but not arguments (a
          * deploy: the calls bring their own). */
         bool skip_argument_check;
@@ -209,6 +212,11 @@ int engine_cancel(Engine *e, const char *run_id);
 /* The job store the engine records runs in (owned by the engine). */
 typedef struct Store Store;
 Store *engine_store(Engine *e);
+
+/* Where the engine writes run_id's output log (RunRecord.log_path), so a
+ * caller that inserts the record first (the daemon's queue) stores it at
+ * once and the engine need not write the record again at the start. */
+char *engine_run_log_path(Engine *e, const char *run_id);
 
 /* Replays a run's stored output (RunRecord.log_path) as OUTPUT events.
  * The log format is frames of "<stream> <realtime-usec> <len>\n<bytes>\n". */

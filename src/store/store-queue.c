@@ -25,7 +25,7 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         int k = store_run_exec(store_of(q),
                                "INSERT INTO runs (" RUN_COLUMNS ", request_json) VALUES "
-                               "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,NULL,?16,0,0,0,?20,?21)",
+                               "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,?20,?21)",
                                r, request_json);
         return MIN(k, 0);
 }

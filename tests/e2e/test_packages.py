@@ -139,6 +139,15 @@ def lock(cli, index, reqs, *extra, check=0):
     return p
 
 
+def install(cli, index, reqs, check=0):
+    """Runs a file needing reqs: a run installs them (a lock does not)."""
+    f = reqfile(cli, reqs)
+    p = cli("run", NOSANDBOX, "--index-url", index.url, f, check=None)
+    if check is not None:
+        assert p.returncode == check, (p.returncode, p.stdout, p.stderr)
+    return p
+
+
 def locked(cli, index, reqs, *extra):
     p = lock(cli, index, reqs, *extra)
     data = json.loads(p.stdout)
@@ -176,12 +185,20 @@ def test_requests_runs_from_the_store(cli, real_index, home):
 def test_real_lock_contents_and_metadata_files(cli, real_index):
     got = locked(cli, real_index, {"requests": "", "six": ""})
     assert set(got) == {"requests", "urllib3", "idna", "certifi", "charset-normalizer", "six"}
-    # Resolution read PEP 658 .metadata files, not whole wheels, and then
-    # each wheel was downloaded exactly once.
+    # Resolution read PEP 658 .metadata files, not whole wheels, and a
+    # lock installs nothing: not one wheel was downloaded (issue 15).
     meta = [r for r in real_index.requests if r.endswith(".metadata")]
     whl = [r for r in real_index.requests if r.endswith(".whl")]
     assert len(meta) >= 6
-    assert len(whl) == len(set(whl)) == 6
+    assert whl == []
+
+
+def test_run_after_lock_downloads_each_wheel_once(cli, real_index, home):
+    locked(cli, real_index, {"requests": "", "six": ""})
+    p = install(cli, real_index, {"requests": "", "six": ""})
+    whl = [r for r in real_index.requests if r.endswith(".whl")]
+    assert len(whl) == len(set(whl)) == 6, whl
+    assert any((home / "store").iterdir())
 
 
 def test_numpy_and_yaml_install(cli, real_index, real_wheels, home):
@@ -361,7 +378,7 @@ def test_hostile_wheel_rejected(cli, tmp_path, home, kind, needle):
     ix.add(w, **kw)
     ix.start()
     try:
-        p = lock(cli, ix, {"evil": ""}, check=4)
+        p = install(cli, ix, {"evil": ""}, check=4)
     finally:
         ix.stop()
     assert w.name in p.stderr or kind == "sha256", p.stderr
@@ -375,8 +392,8 @@ def test_hostile_wheel_rejected(cli, tmp_path, home, kind, needle):
 # ---- environments ------------------------------------------------------------------
 
 def test_env_ls_and_prune(cli, tiny_index, home):
-    locked(cli, tiny_index, {"lib": ""})
-    locked(cli, tiny_index, {"leaf": ""})
+    install(cli, tiny_index, {"lib": ""})
+    install(cli, tiny_index, {"leaf": ""})
     p = cli("env", "ls", "--json", check=0)
     envs = json.loads(p.stdout)
     assert len(envs) == 2 and all(e["size_bytes"] > 0 and not e["in_use"] for e in envs)
@@ -387,16 +404,18 @@ def test_env_ls_and_prune(cli, tiny_index, home):
     assert [x for x in (home / "store").iterdir() if not x.name.startswith(".")] == []
     # A pruned environment comes back on next use.
     assert locked(cli, tiny_index, {"lib": ""}) == {"lib": "1.5"}
+    install(cli, tiny_index, {"lib": ""})
+    assert [x for x in (home / "store").iterdir() if not x.name.startswith(".")]
 
 
 # ---- wheels that claim to be another project (issue 10, item 13) ---------------
 
-def _lock_one(cli, tmp_path, home, wheel, req):
+def _install_one(cli, tmp_path, home, wheel, req):
     ix = pkgindex.Index()
     ix.add(wheel)
     ix.start()
     try:
-        p = lock(cli, ix, {req: ""}, check=4)
+        p = install(cli, ix, {req: ""}, check=4)
     finally:
         ix.stop()
     store = home / "store"
@@ -413,7 +432,7 @@ def test_wheel_with_another_projects_dist_info_refused(cli, tmp_path, home):
                              files={"requests/__init__.py": "HIJACKED = True\n"},
                              metadata=pkgindex.metadata_text("e_otherdist", "1.0"))
     assert w.name == "e_otherdist-1.0-py3-none-any.whl"
-    p = _lock_one(cli, tmp_path, home, w, "e_otherdist")
+    p = _install_one(cli, tmp_path, home, w, "e_otherdist")
     assert w.name in p.stderr and "requests-1.0.dist-info" in p.stderr, p.stderr
     assert "e-otherdist" in p.stderr or "e_otherdist" in p.stderr
 
@@ -421,7 +440,7 @@ def test_wheel_with_another_projects_dist_info_refused(cli, tmp_path, home):
 def test_wheel_metadata_names_another_project_refused(cli, tmp_path, home):
     w = pkgindex.build_wheel(tmp_path / "w", "e_othermeta", "1.0",
                              metadata=pkgindex.metadata_text("requests", "1.0"))
-    p = _lock_one(cli, tmp_path, home, w, "e_othermeta")
+    p = _install_one(cli, tmp_path, home, w, "e_othermeta")
     assert "dependency resolution failed" not in p.stderr, p.stderr
     assert w.name in p.stderr and "metadata names a different project (requests)" in p.stderr, p.stderr
 
@@ -438,7 +457,7 @@ def test_wheel_with_too_many_entries_refused_before_extracting(cli, tmp_path, ho
         for i in range(n):
             z.writestr(_zi(f"manyfiles_data/f{i}"), b"")
     t0 = time.monotonic()
-    p = _lock_one(cli, tmp_path, home, w, "manyfiles")
+    p = _install_one(cli, tmp_path, home, w, "manyfiles")
     took = time.monotonic() - t0
     assert w.name in p.stderr and "more than 100000 entries" in p.stderr, p.stderr
     assert took < 5, f"refusing a {n}-entry wheel took {took:.1f} s"

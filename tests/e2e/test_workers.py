@@ -316,3 +316,44 @@ def test_spares_keep_the_network_setting(daemon):
         assert run(daemon, src)["result"] == "refused"
     finally:
         srv.close()
+
+
+def test_deployed_version_env_is_pinned_at_its_first_invoke(tmp_path):
+    """Issue 15: an invoke does no per-package work. A deployed version's
+    lock never changes, so after its first invoke neither the env record nor
+    the index is read again; a new version still resolves its own."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "pinpkg", "1.0", files={"pinpkg/__init__.py": "VALUE = 7\n"}))
+    index.add(pkgindex.build_wheel(wheels, "otherpkg", "1.0", files={"otherpkg/__init__.py": ""}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        src = "@requirements({'pinpkg': ''})\ndef f():\n    import pinpkg\n    return pinpkg.VALUE\n"
+        st, out = d.call("POST", "/v1/functions", {"name": "pinned", "source": src, "filename": "p.py"})
+        assert st in (200, 201), out
+        st, out = d.call("POST", "/v1/functions/pinned/invoke?wait=true", {})
+        assert st == 200 and out["status"] == "succeeded" and out["result"] == 7, out
+        records = list(d.home.rglob("envs/*.json"))
+        assert records, "the first invoke records its env"
+        for r in records:
+            r.unlink()
+        index.stop()
+        # Without the record, an unpinned invoke would resolve against the
+        # (stopped) index and fail with a dependency error.
+        for _ in range(3):
+            st, out = d.call("POST", "/v1/functions/pinned/invoke?wait=true", {})
+            assert st == 200 and out["status"] == "succeeded" and out["result"] == 7, out
+        # A new version is a new pin: it resolves, and the index is gone.
+        src2 = src.replace("'pinpkg': ''", "'pinpkg': '', 'otherpkg': ''")
+        st, out = d.call("POST", "/v1/functions", {"name": "pinned", "source": src2, "filename": "p.py"})
+        if st in (200, 201):
+            st, out = d.call("POST", "/v1/functions/pinned/invoke?wait=true", {})
+            assert out["status"] != "succeeded" and out["exit_code"] == 4, out
+        else:
+            assert "otherpkg" in json.dumps(out) or st >= 400, out
+    finally:
+        d.stop()
+        index.stop()
