@@ -160,6 +160,10 @@ typedef struct RunRequest {
         char *name;
         char *description;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
+        /* run and deploy: secret names (opened in the caller's tenant when
+         * the run starts) and plain "KEY=VALUE" variables (docs/secrets.md) */
+        char **secrets;
+        char **env;
         /* invoke only */
         /* 1 + the request's "retries": how many times the run may be
          * started when the daemon dies under it (docs/api.md "Delivery");
@@ -228,6 +232,8 @@ struct DRun {
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
+        char **secrets;         /* secret names, opened per tenant when the run starts */
+        char **env;             /* plain "KEY=VALUE" variables */
 
         /* guarded by Daemon.lock */
         RunStatus status;
