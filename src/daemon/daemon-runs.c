@@ -429,6 +429,23 @@ static void *run_thread(void *p) {
                         dk = daemon_secrets_env(d, r->tenant, r->secrets, r->env, &env, &secret_error);
                 if (secret_error)
                         data_error = xasprintf("%s (pysprinter secret set NAME)", secret_error);
+                if (instance_key && env) {
+                        /* A warm instance holds the environment it started
+                         * with: a changed secret gets a new instance. The
+                         * digest is keyed with the secrets' key, so the
+                         * instance name (/v1/workers) cannot be used to
+                         * guess a value. */
+                        Sha256 *h = sha256_new();
+                        sha256_update(h, d->secret_key, sizeof d->secret_key);
+                        for (char **e = env; *e; e++)
+                                sha256_update(h, *e, strlen(*e) + 1);
+                        char hex[SHA256_HEX_SIZE];
+                        sha256_final_hex(h, hex);
+                        sha256_free(h);
+                        char *k = xasprintf("%s#%.12s", instance_key, hex);
+                        free(instance_key);
+                        instance_key = k;
+                }
                 RunSpec spec = {
                         .env = env,
                         .instance_key = instance_key,

@@ -145,7 +145,10 @@ static const char *const migrations[] = {
         "  role TEXT NOT NULL,"
         "  created INTEGER NOT NULL,"
         "  expires INTEGER NOT NULL DEFAULT 0,"
-        "  last_used INTEGER NOT NULL DEFAULT 0);",
+        "  last_used INTEGER NOT NULL DEFAULT 0);"
+        /* a deployed function's secret names and plain variables,
+         * {"secrets": [NAME…], "env": {KEY: VALUE}} (never a value) */
+        "ALTER TABLE functions ADD COLUMN env_json TEXT;",
 };
 
 int store_schema_version(void) {

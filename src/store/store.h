@@ -213,6 +213,9 @@ typedef struct FunctionRecord {
         char *params_json;
         char *description;
         usec_t created;
+        /* {"secrets": [NAME…], "env": {KEY: VALUE}} its runs get
+         * (docs/secrets.md), or NULL. Names only: never a secret's value. */
+        char *env_json;
 } FunctionRecord;
 FunctionRecord *function_record_free(FunctionRecord *f);
 void function_record_list_free(FunctionRecord **v, size_t n);

@@ -3,6 +3,7 @@ and against a real daemon: a run sees `--secret NAME` as os.environ[NAME] and
 `--env KEY=VALUE` as os.environ[KEY]; the value is sealed at rest and appears
 in no record, database file, daemon log or API answer; another tenant can
 neither read nor use it (404)."""
+import hashlib
 import json
 import os
 import pathlib
@@ -39,6 +40,10 @@ def files_containing(root, needle, skip=("logs",)):
             except OSError:
                 pass
     return hits
+
+
+def sha(s):
+    return hashlib.sha256(s.encode()).hexdigest()
 
 
 def sealed_rows(db):
@@ -183,3 +188,31 @@ def test_daemon_env_and_bad_names(d):
     assert st == 400
     st, body = d.run("def f():\n    return 1\n", secrets=["not-a-name"])
     assert st == 400
+
+
+def test_daemon_deploy_with_secret_and_env(rcli, d):
+    st, _ = d.call("PUT", "/v1/secrets/SVC_KEY", {"value": "first-" + VALUE})
+    assert st == 200
+    f = rcli.write("svc.py", """
+        import hashlib, os
+        def handler(event):
+            return [hashlib.sha256(os.environ["SVC_KEY"].encode()).hexdigest(), os.environ["MODE"]]
+    """)
+    rcli("deploy", f, "--name", "svc", "--secret", "SVC_KEY", "--env", "MODE=prod", check=0)
+    st, fn = d.call("GET", "/v1/functions/svc")
+    assert st == 200 and fn["secrets"] == ["SVC_KEY"] and fn["env"] == ["MODE"], fn
+    assert VALUE not in json.dumps(fn)
+    st, body = d.call("POST", "/v1/functions/svc/invoke?wait=true", {"args": [{}]})
+    assert st == 200 and body["result"] == [sha("first-" + VALUE), "prod"], body
+    # A changed secret reaches the next invocation (a new warm instance).
+    st, _ = d.call("PUT", "/v1/secrets/SVC_KEY", {"value": "second-" + VALUE})
+    st, body = d.call("POST", "/v1/functions/svc/invoke?wait=true", {"args": [{}]})
+    assert st == 200 and body["result"] == [sha("second-" + VALUE), "prod"], body
+    # bob cannot deploy with alice's secret.
+    st, body = d.call("POST", "/v1/functions", {"name": "steal", "source": "def f():\n    return 1\n",
+                                                "secrets": ["SVC_KEY"]}, token="bob")
+    assert st == 404, body
+    st, _, workers = d.request("GET", "/v1/workers")
+    assert VALUE.encode() not in workers
+    assert files_containing(d.home, VALUE) == []
+    assert VALUE not in d.log.read_text(errors="replace")
