@@ -461,8 +461,12 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
         int r = catalog(b, &dc);
         if (r < 0)
                 return r;
+        uint8_t key[SEAL_KEY_SIZE];
+        r = secret_key(b, key);
+        if (r < 0)
+                return r;
         DagOptions o = { .concurrency = q->concurrency, .no_cache = q->no_cache, .keep_going = q->keep_going,
-                         .sandbox = q->sandbox };
+                         .sandbox = q->sandbox, .secret_key = key };
         Dag *loaded = NULL;
         _cleanup_free_ char *resume = NULL, *err = NULL;
         if (q->resume_id) {

@@ -192,6 +192,9 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                 .kwargs_json = (char *) tr->spec.kwargs_json,
                 .limits = tr->spec.limits,
                 .data = (char **) tr->data_refs,
+                /* Names: the run manager opens them in the tenant (daemon-secrets.c). */
+                .secrets = (char **) tr->secrets,
+                .env = (char **) tr->env,
         };
         for (unsigned backoff_ms = 50;;) {
                 if (dag_cancelled(g->dag)) {

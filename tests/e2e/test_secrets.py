@@ -216,3 +216,63 @@ def test_daemon_deploy_with_secret_and_env(rcli, d):
     assert VALUE.encode() not in workers
     assert files_containing(d.home, VALUE) == []
     assert VALUE not in d.log.read_text(errors="replace")
+
+
+# ---- DAG tasks: secrets: and env: -------------------------------------------
+
+DAG_STEPS = """
+    import hashlib, os
+    def use():
+        return [hashlib.sha256(os.environ["API_KEY"].encode()).hexdigest(), os.environ["MODE"],
+                os.environ.get("N")]
+    def plain(prev):
+        return [prev[1], os.environ.get("API_KEY"), os.environ.get("MODE")]
+"""
+DAG_YAML = """
+tasks:
+  use:
+    file: steps.py
+    function: use
+    secrets: [API_KEY]
+    env: {MODE: prod, N: 5}
+  plain: {file: steps.py, function: plain, args: ["${use}"]}
+"""
+
+
+def check_dag_tasks(out):
+    assert out["status"] == "succeeded", out
+    t = out["tasks"]
+    assert t["use"]["result"] == [sha(VALUE), "prod", "5"]
+    # The downstream task declared neither: it sees neither.
+    assert t["plain"]["result"] == ["prod", None, None]
+
+
+def test_dag_task_secrets_and_env_embedded(cli, home):
+    cli.write("steps.py", DAG_STEPS)
+    cli.write("p.yaml", DAG_YAML)
+    p = cli("dag", "run", *sandbox_args(), "p.yaml", "--json")
+    assert p.returncode != 0 and "no secret named 'API_KEY'" in p.stdout + p.stderr
+    cli("secret", "set", "API_KEY", input=VALUE, check=0)
+    p = cli("dag", "run", *sandbox_args(), "p.yaml", "--json", "--no-cache", check=0)
+    check_dag_tasks(json.loads(p.stdout))
+    assert files_containing(home, VALUE) == []
+    cli.write("bad.yaml", "tasks:\n  t: {file: steps.py, function: use, env: {1X: v}}\n")
+    p = cli("dag", "run", "bad.yaml")
+    assert p.returncode == 3 and "env maps names" in p.stderr
+
+
+def test_dag_task_secrets_and_env_on_daemon(rcli, d):
+    st, _ = d.call("PUT", "/v1/secrets/API_KEY", {"value": VALUE})
+    assert st == 200
+    rcli.write("pipe/steps.py", DAG_STEPS)
+    rcli.write("pipe/p.yaml", DAG_YAML)
+    p = rcli("dag", "run", "pipe/p.yaml", "--json", "--no-cache", check=0)
+    check_dag_tasks(json.loads(p.stdout))
+    # bob's pipeline naming alice's secret: its task fails, nothing leaks.
+    bob = dict(PYSPRINTER_TOKEN=TOKENS["bob"])
+    p = rcli("dag", "run", "pipe/p.yaml", "--json", "--no-cache", env=bob)
+    out = json.loads(p.stdout)
+    assert p.returncode != 0 and out["tasks"]["use"]["state"] == "failed"
+    assert "no secret named 'API_KEY'" in json.dumps(out)
+    assert files_containing(d.home, VALUE) == []
+    assert VALUE not in d.log.read_text(errors="replace")
