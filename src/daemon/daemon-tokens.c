@@ -84,12 +84,25 @@ static bool tenant_name_valid(const char *s) {
 }
 
 int daemon_token_lookup(Daemon *d, const char *token, TokenRole *ret_role, char *tenant_buf, size_t size) {
-        assert(d);
         assert(token);
+        uint8_t sha[SHA256_DIGEST_SIZE];
+        sha256_digest(token, strlen(token), sha);
+        return daemon_token_lookup_hash(d, sha, ret_role, tenant_buf, size);
+}
+
+int daemon_token_lookup_hash(Daemon *d, const uint8_t sha[static 32], TokenRole *ret_role, char *tenant_buf,
+                             size_t size) {
+        assert(d);
+        assert(sha);
         if (!d->store)
                 return -EPERM;
+        static const char hexd[] = "0123456789abcdef";
         char hash[SHA256_HEX_SIZE];
-        sha256_hex(token, strlen(token), hash);
+        for (size_t i = 0; i < 32; i++) {
+                hash[2 * i] = hexd[sha[i] >> 4];
+                hash[2 * i + 1] = hexd[sha[i] & 15];
+        }
+        hash[64] = 0;
         TokenRecord t = {};
         int r = store_token_find(d->store, hash, &t);
         if (r < 0)

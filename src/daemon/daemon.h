@@ -502,6 +502,9 @@ DaemonHandlerFn daemon_api_tokens_list, daemon_api_token_create, daemon_api_toke
  * its role and tenant (in tenant_buf), -EPERM when unknown, revoked or
  * expired. Records the use. */
 int daemon_token_lookup(Daemon *d, const char *token, TokenRole *ret_role, char *tenant_buf, size_t size);
+/* The same by the token's sha256 (the dashboard's sessions keep only it). */
+int daemon_token_lookup_hash(Daemon *d, const uint8_t sha[static 32], TokenRole *ret_role, char *tenant_buf,
+                             size_t size);
 /* `pysprinterd token create|ls|revoke …` (argv[0] is "token"). */
 int daemon_token_main(int argc, char **argv);
 

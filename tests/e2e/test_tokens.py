@@ -121,3 +121,17 @@ def test_yaml_tokens_keep_working(d):
         assert st == 200, who
     st, _ = d.call("GET", "/v1/runs", token="no-such-token")
     assert st == 401
+
+
+def test_dashboard_login_with_a_made_token_ends_at_revoke(d):
+    token = token_cmd(d, "create", "--tenant", "gina").stdout.strip()
+    st, hdrs, body = d.request("POST", "/login", {"token": token}, token=None,
+                               headers={"X-Pysprinter-CSRF": "1"})
+    assert st == 200 and json.loads(body)["tenant"] == "gina", body
+    cookie = hdrs["set-cookie"].split(";")[0]
+    st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": cookie})
+    assert st == 200
+    tid = [t["id"] for t in listed(d) if t["tenant"] == "gina"][0]
+    token_cmd(d, "revoke", tid)
+    st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": cookie})
+    assert st == 401
