@@ -254,6 +254,11 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 *ret = ans;
                 return 0;
         }
+        if ((a->secrets || a->env) && q->deployed) {
+                json_decref(req);
+                return fail(b, -EINVAL, xstrdup("an invocation uses the secrets and env its function was "
+                                                "deployed with (deploy --secret/--env)"));
+        }
         if (a->secrets) {
                 /* Names only: the server opens them in the caller's tenant
                  * when the run starts. */
