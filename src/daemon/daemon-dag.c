@@ -718,6 +718,22 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                 resp = daemon_error_response(403, "forbidden", ret_status, "%s", err);
                 goto out;
         }
+        /* A task naming a secret the tenant does not have (another
+         * tenant's included) is 404 before anything runs, as for a run. */
+        for (size_t i = 0; i < dag_n_tasks(dag) && r >= 0; i++) {
+                DagTaskInfo ti;
+                _cleanup_free_ char *serr = NULL;
+                dag_task_info(dag, i, &ti);
+                r = ti.secrets ? daemon_secrets_check(d, call->tenant, ti.secrets, &serr) : 0;
+                if (r < 0) {
+                        /* ti points into dag: answer before freeing it. */
+                        resp = daemon_error_response(404, "not_found", ret_status, "task '%s': %s", ti.name,
+                                                     serr ?: "secret not found");
+                        dag_free(dag);
+                        (void) rm_rf(dir);
+                        goto out;
+                }
+        }
 
         DagOptions o = {
                 .tenant = call->tenant,

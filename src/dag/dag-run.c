@@ -968,6 +968,7 @@ void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
                 .deps = t->deps,
                 .n_dependents = t->n_dependents,
                 .limits = t->limits,
+                .secrets = t->secrets,
         };
         pthread_mutex_unlock(&d->lock);
 }

@@ -205,6 +205,7 @@ typedef struct DagTaskInfo {
         const size_t *deps;
         size_t n_dependents;
         RunLimits limits;        /* as the pipeline asks (0 fields: defaults) */
+        char *const *secrets;    /* `secrets:` names, or NULL */
 } DagTaskInfo;
 void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret);
 /* Replaces task i's limits before dag_run() (a daemon applies what its

@@ -268,11 +268,12 @@ def test_dag_task_secrets_and_env_on_daemon(rcli, d):
     rcli.write("pipe/p.yaml", DAG_YAML)
     p = rcli("dag", "run", "pipe/p.yaml", "--json", "--no-cache", check=0)
     check_dag_tasks(json.loads(p.stdout))
-    # bob's pipeline naming alice's secret: its task fails, nothing leaks.
+    # bob's pipeline naming alice's secret: 404 before anything runs.
     bob = dict(PYSPRINTER_TOKEN=TOKENS["bob"])
+    st, before = d.call("GET", "/v1/dags", token="bob")
     p = rcli("dag", "run", "pipe/p.yaml", "--json", "--no-cache", env=bob)
-    out = json.loads(p.stdout)
-    assert p.returncode != 0 and out["tasks"]["use"]["state"] == "failed"
-    assert "no secret named 'API_KEY'" in json.dumps(out)
+    assert p.returncode != 0 and "task 'use': no secret named 'API_KEY'" in p.stderr, (p.stdout, p.stderr)
+    st, after = d.call("GET", "/v1/dags", token="bob")
+    assert st == 200 and after == before
     assert files_containing(d.home, VALUE) == []
     assert VALUE not in d.log.read_text(errors="replace")
