@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "store.h"
 
 #define MAX_ARGS 4096
 
@@ -125,6 +126,7 @@ OptKind kind;
         { "-q", OPT_FLAG },           { "--help", OPT_FLAG },      { "-h", OPT_FLAG },
         { "--data", OPT_VALUE },      { "--allow-sdist", OPT_FLAG }, { "--no-cache", OPT_FLAG },
         { "--output-file", OPT_VALUE }, { "--token", OPT_VALUE },
+        { "--secret", OPT_VALUE },    { "--env", OPT_VALUE },
 };
 
 /* Levenshtein distance, capped: the words are short option names. */
@@ -239,6 +241,17 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 a->find_links = strv_append(a->find_links, val);
         else if (streq(name, "--data"))
                 a->data = strv_append(a->data, val);
+        else if (streq(name, "--secret")) {
+                if (!secret_name_is_valid(val))
+                        return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
+                a->secrets = strv_append(a->secrets, val);
+        } else if (streq(name, "--env")) {
+                const char *sep = strchr(val, '=');
+                _cleanup_free_ char *key = sep ? xstrndup(val, (size_t) (sep - val)) : NULL;
+                if (!key || !secret_name_is_valid(key))
+                        return usage(c, "--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
+                a->env = strv_append(a->env, val);
+        }
         else if (streq(name, "--server")) {
                 free(a->server);
                 a->server = xstrdup(val);
@@ -362,6 +375,8 @@ void run_args_done(RunArgs *a) {
         free(a->index_url);
         strv_free(a->find_links);
         strv_free(a->data);
+        strv_free(a->secrets);
+        strv_free(a->env);
         free(a->server);
         free(a->output_file);
         strv_free(a->suspects);

@@ -105,6 +105,106 @@ static int resolve_data(Backend *b, char *const *refs, char ***ret_mounts) {
         return r;
 }
 
+static json_t *time_json(usec_t t);
+
+/* ---- secrets (docs/secrets.md): tenant "local", the key beside the
+ * database in $PYSPRINTER_HOME, created on first use ---- */
+
+static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
+        _cleanup_free_ char *path = path_join(engine_data_dir(b->engine), "secrets.key"), *err = NULL;
+        int r = seal_key_load(path, key, &err);
+        if (r < 0)
+                backend_set_error(b, "%s", err ?: strerror(-r));
+        return r;
+}
+
+/* Frees an environment that holds opened secrets, wiping the values. */
+static void env_wipe_free(char **env) {
+        for (char **e = env; e && *e; e++)
+                explicit_bzero(*e, strlen(*e));
+        strv_free(env);
+}
+
+/* --env KEY=VALUE entries, then each --secret NAME as NAME=value: a
+ * secret wins over an --env of the same name. -ENOENT names the secret. */
+static int run_env(Backend *b, const RunArgs *a, char ***ret) {
+        char **env = NULL;
+        for (char **e = a->env; e && *e; e++)
+                env = strv_append(env, *e);
+        if (a->secrets) {
+                uint8_t key[SEAL_KEY_SIZE];
+                int r = secret_key(b, key);
+                if (r < 0) {
+                        strv_free(env);
+                        return r;
+                }
+                for (char **n = a->secrets; *n; n++) {
+                        _cleanup_free_ char *v = NULL;
+                        size_t len;
+                        r = store_secret_get(engine_store(b->engine), key, "local", *n, &v, &len);
+                        if (r < 0) {
+                                explicit_bzero(key, sizeof key);
+                                env_wipe_free(env);
+                                backend_set_error(b, r == -ENOENT ? "no secret named '%s' (pysprinter secret set %s)"
+                                                                  : "secret '%s' cannot be opened (a different "
+                                                                    "secrets.key?)", *n, *n);
+                                return r == -ENOENT ? -ENOENT : r;
+                        }
+                        char *kv = xasprintf("%s=%s", *n, v);
+                        env = strv_append(env, kv);
+                        explicit_bzero(kv, strlen(kv));
+                        free(kv);
+                        explicit_bzero(v, len);
+                }
+                explicit_bzero(key, sizeof key);
+        }
+        *ret = env;
+        return 0;
+}
+
+static int engine_secret_set(Backend *b, const char *name, const char *value, size_t len, json_t **ret) {
+        uint8_t key[SEAL_KEY_SIZE];
+        int r = secret_key(b, key);
+        if (r < 0)
+                return r;
+        r = store_secret_set(engine_store(b->engine), key, "local", name, value, len);
+        explicit_bzero(key, sizeof key);
+        if (r < 0) {
+                backend_set_error(b, r == -EINVAL ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]*)"
+                                     : r == -EFBIG ? "secret '%s' is larger than 64 KiB"
+                                                   : "cannot store secret '%s'", name);
+                return r;
+        }
+        *ret = json_pack("{s:s}", "name", name);
+        return 0;
+}
+
+static int engine_secret_list(Backend *b, json_t **ret) {
+        SecretInfo *v = NULL;
+        size_t n = 0;
+        int r = store_secret_list(engine_store(b->engine), "local", &v, &n);
+        if (r < 0) {
+                backend_set_error(b, "cannot read the secrets: %s", strerror(-r));
+                return r;
+        }
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:s, s:o, s:o}", "name", v[i].name, "created_at",
+                                                     time_json(v[i].created), "updated_at", time_json(v[i].updated)));
+        secret_info_list_free(v, n);
+        *ret = arr;
+        return 0;
+}
+
+static int engine_secret_rm(Backend *b, const char *name) {
+        int r = store_secret_delete(engine_store(b->engine), "local", name);
+        if (r == -ENOENT)
+                backend_set_error(b, "no secret named '%s'", name);
+        else if (r < 0)
+                backend_set_error(b, "cannot remove secret '%s': %s", name, strerror(-r));
+        return r;
+}
+
 static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
         const RunArgs *a = q->a;
         if (q->deployed) {
@@ -118,12 +218,19 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 if (r < 0)
                         return r;
         }
+        char **env = NULL;
+        if (!q->validate_only) {
+                int r = run_env(b, a, &env);
+                if (r < 0)
+                        return r;
+        }
         _cleanup_free_ char *id = id_new("r"), *args = NULL;
         if (q->prev_result)
                 args = xasprintf("[{\"value\": %s}]", q->prev_result);
         RunSpec spec = {
                 .run_id = id,
                 .data = mounts,
+                .env = env,
                 .source = q->source,
                 .source_len = q->source_len,
                 .filename = q->filename,
@@ -142,6 +249,7 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
         sigaction(SIGTERM, &sa, &old_term);
         RunResult *res = NULL;
         int r = engine_run(b->engine, &spec, renderer_event, rd, &res);
+        env_wipe_free(env);
         running_engine = NULL;
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
@@ -353,8 +461,12 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
         int r = catalog(b, &dc);
         if (r < 0)
                 return r;
+        uint8_t key[SEAL_KEY_SIZE];
+        r = secret_key(b, key);
+        if (r < 0)
+                return r;
         DagOptions o = { .concurrency = q->concurrency, .no_cache = q->no_cache, .keep_going = q->keep_going,
-                         .sandbox = q->sandbox };
+                         .sandbox = q->sandbox, .secret_key = key };
         Dag *loaded = NULL;
         _cleanup_free_ char *resume = NULL, *err = NULL;
         if (q->resume_id) {
@@ -630,6 +742,9 @@ static const BackendOps engine_ops = {
         .data_list = engine_data_list,
         .data_get = engine_data_get,
         .data_rm = engine_data_rm,
+        .secret_set = engine_secret_set,
+        .secret_list = engine_secret_list,
+        .secret_rm = engine_secret_rm,
         .free = engine_backend_free,
 };
 

@@ -212,6 +212,28 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 *ret = ans;
                 return 0;
         }
+        if ((a->secrets || a->env) && q->deployed) {
+                json_decref(req);
+                return fail(b, -EINVAL, xstrdup("an invocation uses the secrets and env its function was "
+                                                "deployed with (deploy --secret/--env)"));
+        }
+        if (a->secrets) {
+                /* Names only: the server opens them in the caller's tenant
+                 * when the run starts. */
+                json_t *sec = json_array();
+                for (char **n = a->secrets; *n; n++)
+                        json_array_append_new(sec, json_string(*n));
+                json_object_set_new(req, "secrets", sec);
+        }
+        if (a->env) {
+                json_t *env = json_object();
+                for (char **e = a->env; *e; e++) {
+                        const char *eq = strchr(*e, '=');
+                        _cleanup_free_ char *k = xstrndup(*e, (size_t) (eq - *e));
+                        json_object_set_new(env, k, json_string(eq + 1));
+                }
+                json_object_set_new(req, "env", env);
+        }
         if (a->data && !q->deployed) {
                 /* The server resolves the names in the caller's tenant. */
                 json_t *data = json_array();
@@ -611,6 +633,33 @@ static int http_data_rm(Backend *b, const char *ref) {
         return r < 0 ? fail(b, r, xasprintf("data rm: %s", err ?: strerror(-r))) : 0;
 }
 
+/* ---- secrets: /v1/secrets[/{name}] ---- */
+
+static int http_secret_set(Backend *b, const char *name, const char *value, size_t len, json_t **ret) {
+        _cleanup_free_ char *ename = http_escape(name), *err = NULL;
+        _cleanup_free_ char *path = xasprintf("/v1/secrets/%s", ename);
+        json_t *v = json_stringn(value, len);
+        if (!v)
+                return fail(b, -EINVAL, xstrdup("a secret's value must be UTF-8 text without NUL bytes"));
+        json_t *req = json_pack("{s:o}", "value", v);
+        int r = http_json(&b->http, "PUT", path, req, ret, &err);
+        json_decref(req);
+        return r < 0 ? fail(b, r, xasprintf("secret set: %s", err ?: strerror(-r))) : 0;
+}
+
+static int http_secret_list(Backend *b, json_t **ret) {
+        return http_list(b, "/v1/secrets", "secrets", ret);
+}
+
+static int http_secret_rm(Backend *b, const char *name) {
+        _cleanup_free_ char *ename = http_escape(name), *err = NULL;
+        _cleanup_free_ char *path = xasprintf("/v1/secrets/%s", ename);
+        json_t *ans = NULL;
+        int r = http_json(&b->http, "DELETE", path, NULL, &ans, &err);
+        json_decref(ans);
+        return r < 0 ? fail(b, r, xasprintf("secret rm: %s", err ?: strerror(-r))) : 0;
+}
+
 static void http_backend_free(Backend *b) {
         http_close(&b->http);
 }
@@ -632,6 +681,9 @@ static const BackendOps http_ops = {
         .data_list = http_data_list,
         .data_get = http_data_get,
         .data_rm = http_data_rm,
+        .secret_set = http_secret_set,
+        .secret_list = http_secret_list,
+        .secret_rm = http_secret_rm,
         .free = http_backend_free,
 };
 

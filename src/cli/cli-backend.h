@@ -122,6 +122,13 @@ typedef struct BackendOps {
          * its read-only location in *ret_dir. */
         int (*data_get)(Backend *b, const char *ref, const char *out_path, char **ret_dir);
         int (*data_rm)(Backend *b, const char *ref);
+        /* Secrets of the caller's tenant (docs/secrets.md): set stores
+         * value[0..len) under name (replacing it); list answers
+         * [{name, created_at, updated_at}], never values; rm -ENOENT when
+         * absent. */
+        int (*secret_set)(Backend *b, const char *name, const char *value, size_t len, json_t **ret);
+        int (*secret_list)(Backend *b, json_t **ret_array);
+        int (*secret_rm)(Backend *b, const char *name);
         void (*free)(Backend *b);
 } BackendOps;
 

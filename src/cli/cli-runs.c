@@ -1,6 +1,7 @@
 /* The run verbs, each written once against a Backend: run, validate,
  * invoke, ps, show, logs, deploy, functions, workers (and `server`). */
 #include "cli-backend.h"
+#include "shared.h"
 
 static const char run_help[] =
         "Usage: pysprinter run FILE[::FUNC] [OPTIONS] [ARGUMENTS]\n"
@@ -30,6 +31,8 @@ static const char run_help[] =
         "  --network             allow outbound network access\n"
         "  --sandbox MODE        full (default) or none (trusted code only)\n"
         "  --data NAME[@V]       mount dataset NAME read-only at /data/NAME (repeatable)\n"
+        "  --secret NAME         the tenant's secret NAME as env var NAME (repeatable; docs/secrets.md)\n"
+        "  --env KEY=VALUE       set an environment variable for the function (repeatable)\n"
         "  --index-url URL       package index (default PyPI; PIP_INDEX_URL honoured)\n"
         "  --find-links DIR      also look for wheels in DIR (repeatable)\n"
         "  --allow-sdist         allow building packages from source distributions\n"
@@ -500,17 +503,33 @@ int verb_logs(int argc, char **argv) {
 
 int verb_deploy(int argc, char **argv) {
         const char *target = NULL, *name = NULL, *description = NULL;
+        _cleanup_strv_free_ char **secrets = NULL, **env = NULL;
         for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--name") && i + 1 < argc)
+                if ((streq(argv[i], "--secret") || streq(argv[i], "--env")) && i + 1 < argc) {
+                        /* Checked as run's are (cli-args.c); sent as the
+                         * request's "secrets" and "env" (docs/secrets.md). */
+                        bool secret = streq(argv[i], "--secret");
+                        const char *v = argv[++i], *eq = strchr(v, '=');
+                        _cleanup_free_ char *k = secret ? xstrdup(v) : eq ? xstrndup(v, (size_t) (eq - v)) : NULL;
+                        if (!k || !secret_name_is_valid(k))
+                                return usage_error("deploy", secret ? "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*)"
+                                                                    : "--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*)");
+                        if (secret)
+                                secrets = strv_append(secrets, k);
+                        else
+                                env = strv_append(env, v);
+                } else if (streq(argv[i], "--name") && i + 1 < argc)
                         name = argv[++i];
                 else if (startswith(argv[i], "--name="))
                         name = argv[i] + 7;
                 else if (streq(argv[i], "--description") && i + 1 < argc)
                         description = argv[++i];
                 else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT] [--json]\n\n"
+                        printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT]\n"
+                               "                         [--secret NAME]... [--env KEY=VALUE]... [--json]\n\n"
                                "Deploy a function to the server; each deploy is a new version. NAME defaults\n"
-                               "to the file's stem. An unknown package is exit 4, as for run.\n");
+                               "to the file's stem. An unknown package is exit 4, as for run. Its runs see\n"
+                               "each --secret as the variable NAME and each --env (docs/secrets.md).\n");
                         return 0;
                 } else if (!target && argv[i][0] != '-')
                         target = argv[i];
@@ -547,6 +566,16 @@ int verb_deploy(int argc, char **argv) {
                 backend_free(b);
                 return EXIT_USAGE;
         }
+        if (secrets)
+                json_object_set_new(req, "secrets", json_strv_new(secrets));
+        json_t *envo = env ? json_object() : NULL;
+        for (char **e = env; e && *e; e++) {
+                const char *eq = strchr(*e, '=');
+                _cleanup_free_ char *k = xstrndup(*e, (size_t) (eq - *e));
+                json_object_set_new(envo, k, json_string(eq + 1));
+        }
+        if (envo)
+                json_object_set_new(req, "env", envo);
         if ((sep && sep[2] && json_object_set_new(req, "function", json_string(sep + 2)) < 0) ||
             (description && json_object_set_new(req, "description", json_string(description)) < 0)) {
                 cli_error("deploy: the function name or description is not valid UTF-8");

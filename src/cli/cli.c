@@ -21,6 +21,7 @@ static const Verb verbs[] = {
         { "dag", verb_dag, "run a pipeline: dag run|resume|status|logs|ls" },
         { "chain", verb_chain, "run files in a row, each result the next's first argument" },
         { "data", verb_data, "named, versioned datasets: data put|ls|get|rm" },
+        { "secret", verb_secret, "the tenant's secrets, seen by runs as env vars: secret set|ls|rm" },
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },
         { "env", verb_env, "environments: env ls, env prune" },
         { "gc", verb_gc, "remove old runs, logs and unreferenced data (retention)" },

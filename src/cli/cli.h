@@ -37,6 +37,8 @@ typedef struct RunArgs {
         char **find_links;
         char *server;
         char **data;         /* --data NAME (repeatable) */
+        char **secrets;      /* --secret NAME: the tenant's secret as env NAME (docs/secrets.md) */
+        char **env;          /* --env KEY=VALUE */
         char *output_file;   /* --output-file: the function's output goes here */
         bool allow_sdist;
         bool no_cache;
@@ -130,6 +132,7 @@ int verb_server(int argc, char **argv);
 int verb_dag(int argc, char **argv);
 int verb_chain(int argc, char **argv);
 int verb_data(int argc, char **argv);
+int verb_secret(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 int verb_gc(int argc, char **argv);   /* cli-gc.c */

@@ -192,6 +192,9 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                 .kwargs_json = (char *) tr->spec.kwargs_json,
                 .limits = tr->spec.limits,
                 .data = (char **) tr->data_refs,
+                /* Names: the run manager opens them in the tenant (daemon-secrets.c). */
+                .secrets = (char **) tr->secrets,
+                .env = (char **) tr->env,
         };
         for (unsigned backoff_ms = 50;;) {
                 if (dag_cancelled(g->dag)) {
@@ -716,6 +719,22 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                 (void) rm_rf(dir);
                 resp = daemon_error_response(403, "forbidden", ret_status, "%s", err);
                 goto out;
+        }
+        /* A task naming a secret the tenant does not have (another
+         * tenant's included) is 404 before anything runs, as for a run. */
+        for (size_t i = 0; i < dag_n_tasks(dag) && r >= 0; i++) {
+                DagTaskInfo ti;
+                _cleanup_free_ char *serr = NULL;
+                dag_task_info(dag, i, &ti);
+                r = ti.secrets ? daemon_secrets_check(d, call->tenant, ti.secrets, &serr) : 0;
+                if (r < 0) {
+                        /* ti points into dag: answer before freeing it. */
+                        resp = daemon_error_response(404, "not_found", ret_status, "task '%s': %s", ti.name,
+                                                     serr ?: "secret not found");
+                        dag_free(dag);
+                        (void) rm_rf(dir);
+                        goto out;
+                }
         }
 
         DagOptions o = {

@@ -33,7 +33,44 @@ static int version_parse(const char *v, int *ret) {
         return 0;
 }
 
+static json_t *function_json_base(const DaemonCall *call, const FunctionRecord *f);
+
+/* The function object's "secrets" and "env": names only (an --env value
+ * may be sensitive too; the record has it, the answer does not). */
+static void add_env_names(json_t *j, const char *env_json) {
+        json_t *e = daemon_json_or_null(env_json), *secrets = json_object_get(e, "secrets"), *names = json_array();
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(e, "env"), k, v)
+                json_array_append_new(names, json_string(k));
+        json_object_set_new(j, "secrets", json_is_array(secrets) ? json_incref(secrets) : json_array());
+        json_object_set_new(j, "env", names);
+        json_decref(e);
+}
+
+/* The record's env_json of a deploy's "secrets" and "env"; NULL when none. */
+static char *deploy_env_json(const RunRequest *req) {
+        if (!req->secrets && !req->env)
+                return NULL;
+        json_t *env = json_object();
+        for (char **e = req->env; e && *e; e++) {
+                const char *eq = strchr(*e, '=');
+                _cleanup_free_ char *k = xstrndup(*e, (size_t) (eq - *e));
+                json_object_set_new(env, k, json_string(eq + 1));
+        }
+        json_t *j = json_pack("{s:o, s:o}", "secrets", json_strv_new(req->secrets), "env", env);
+        char *s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        return s;
+}
+
 static json_t *function_json(const DaemonCall *call, const FunctionRecord *f) {
+        json_t *j = function_json_base(call, f);
+        add_env_names(j, f->env_json);
+        return j;
+}
+
+static json_t *function_json_base(const DaemonCall *call, const FunctionRecord *f) {
         char hex[65];
         sha256_hex(f->source, f->source_len, hex);
         return json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:s?, s:o, s:o, s:o, s:s}", "name", f->name, "version",
@@ -82,7 +119,7 @@ static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResu
 
 struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *limits = NULL, *loc = NULL;
+        _cleanup_free_ char *err = NULL, *limits = NULL, *loc = NULL, *env_json = NULL;
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
         RunResult *res = NULL;
@@ -97,6 +134,12 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         resp = daemon_call_grant_limits(call, &granted, ret_status);
         if (resp)
                 goto out;
+        /* Its secrets must be the tenant's now (404), and are opened again
+         * at each invocation. */
+        if (req.secrets && daemon_secrets_check(d, call->tenant, req.secrets, &err) < 0) {
+                resp = daemon_call_error(call, 404, "not_found", ret_status, "%s (pysprinter secret set NAME)", err);
+                goto out;
+        }
 
         /* A deploy has no arguments yet: check the file and resolve its
          * requirements (kept beside it, not spliced into it), not a call. */
@@ -123,6 +166,7 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
                 .params_json = res->params_json,
                 .description = req.description,
                 .created = now_realtime(),
+                .env_json = env_json = deploy_env_json(&req),
         };
         k = store_function_put(d->store, &f, &f.version);
         if (k < 0) {
@@ -241,6 +285,22 @@ static void merge_limits(RunLimits *l, const char *limits_json) {
         l->network = l->network || base.network;
 }
 
+/* The deploy's secret names and variables onto req (docs/secrets.md). */
+static void env_from_function(RunRequest *req, const FunctionRecord *f) {
+        json_t *e = daemon_json_or_null(f->env_json), *v;
+        size_t i;
+        const char *k;
+        json_array_foreach(json_object_get(e, "secrets"), i, v)
+                if (json_is_string(v))
+                        req->secrets = strv_append(req->secrets, json_string_value(v));
+        json_object_foreach(json_object_get(e, "env"), k, v)
+                if (json_is_string(v)) {
+                        _cleanup_free_ char *kv = xasprintf("%s=%s", k, json_string_value(v));
+                        req->env = strv_append(req->env, kv);
+                }
+        json_decref(e);
+}
+
 /* Fills req with what runs f (source, file, function, requirements,
  * limits, delivery policy); the caller's own fields stay. */
 static void request_from_function(RunRequest *req, const FunctionRecord *f) {
@@ -250,6 +310,7 @@ static void request_from_function(RunRequest *req, const FunctionRecord *f) {
         req->function = f->function ? xstrdup(f->function) : NULL;
         req->requirements_json = f->requirements_json ? xstrdup(f->requirements_json) : NULL;
         merge_limits(&req->limits, f->limits_json);
+        env_from_function(req, f);
         if (req->max_attempts == 0) {
                 /* The deploy's "retries" as max_attempts (0: the config's). */
                 json_t *j = daemon_json_or_null(f->limits_json);

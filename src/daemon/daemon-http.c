@@ -145,7 +145,9 @@ static int authenticate_bearer(Ctx *c, TokenRole *ret_role) {
                 snprintf(c->tenant_buf, sizeof(c->tenant_buf), "%s", t->tenant);
         }
         pthread_rwlock_unlock(&c->d->cfg_lock);
-        return t ? 0 : -EPERM;
+        if (!t) /* one made by `pysprinterd token create` (daemon-tokens.c) */
+                return daemon_token_lookup(c->d, tok, ret_role, c->tenant_buf, sizeof(c->tenant_buf));
+        return 0;
 }
 
 /* Returns true when authenticated (c->call.tenant and .role set);
@@ -420,6 +422,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         conn_set_handling(conn, false); /* the next request's clock starts */
         if (!req)
                 return;
+        /* A secret's value (PUT /v1/secrets/NAME) and a login's token do
+         * not outlive their request in the heap (docs/secrets.md). */
+        if (req->body.data && req->target &&
+            (startswith(req->target, "/v1/secrets/") || startswith(req->target, "/login")))
+                explicit_bzero(req->body.data, req->body.len);
         buf_free(&req->body);
         free(req->bad_url);
         free(req->target);

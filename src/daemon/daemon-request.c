@@ -298,6 +298,8 @@ void run_request_done(RunRequest *r) {
         free(r->requirements_json);
         free(r->context_json);
         strv_free(r->data);
+        strv_free(r->secrets);
+        strv_free(r->env);
         *r = (RunRequest) {};
 }
 
@@ -305,7 +307,7 @@ static const Field run_fields[] = {
         { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
         { "args", F_ARRAY, false },       { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
         { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "data", F_ARRAY, false },
-        { "retries", F_INT, false },
+        { "retries", F_INT, false },      { "secrets", F_ARRAY, false },   { "env", F_OBJECT, false },
 };
 static const Field validate_fields[] = {
         { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
@@ -315,7 +317,8 @@ static const Field validate_fields[] = {
 static const Field deploy_fields[] = {
         { "name", F_STRING, true },         { "source", F_STRING, true },     { "filename", F_STRING, false },
         { "function", F_STRING, false },    { "limits", F_OBJECT, false },    { "description", F_STRING, false },
-        { "requirements", F_OBJECT, false }, { "retries", F_INT, false },
+        { "requirements", F_OBJECT, false }, { "retries", F_INT, false },  { "secrets", F_ARRAY, false },
+        { "env", F_OBJECT, false },
 };
 static const Field invoke_fields[] = {
         { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false }, { "raw_args", F_ARRAY, false },
@@ -384,6 +387,56 @@ static int parse_data_refs(json_t *a, char ***ret, char **ret_error) {
                 refs = strv_append(refs, json_string_value(v));
         }
         *ret = refs;
+        return 0;
+}
+
+/* An environment variable's name, which a secret's name also is
+ * (store.h secret_name_is_valid, repeated so this file links basic only). */
+static bool env_name_is_valid(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || n > 128 || !(isalpha((unsigned char) s[0]) || s[0] == '_'))
+                return false;
+        for (size_t i = 1; i < n; i++)
+                if (!isalnum((unsigned char) s[i]) && s[i] != '_')
+                        return false;
+        return true;
+}
+
+#define RUN_MAX_ENV 64
+#define RUN_MAX_ENV_BYTES (64U << 10)
+
+/* "secrets": ["NAME", …] and "env": {"KEY": "VALUE", …}. */
+static int parse_env(json_t *secrets, json_t *env, char ***ret_secrets, char ***ret_env, char **ret_error) {
+        size_t i, total = 0;
+        json_t *v;
+        const char *k;
+        if (json_array_size(secrets) > RUN_MAX_ENV || json_object_size(env) > RUN_MAX_ENV) {
+                *ret_error = xasprintf("fields 'secrets' and 'env' hold at most %d entries each", RUN_MAX_ENV);
+                return -EINVAL;
+        }
+        json_array_foreach(secrets, i, v) {
+                if (!json_is_string(v) || !env_name_is_valid(json_string_value(v))) {
+                        *ret_error = xasprintf("field 'secrets[%zu]' must be a secret's name ([A-Za-z_][A-Za-z0-9_]*)", i);
+                        return -EINVAL;
+                }
+                if (!strv_contains(*ret_secrets, json_string_value(v)))
+                        *ret_secrets = strv_append(*ret_secrets, json_string_value(v));
+        }
+        json_object_foreach(env, k, v) {
+                if (!env_name_is_valid(k) || !json_is_string(v) ||
+                    memchr(json_string_value(v), 0, json_string_length(v))) {
+                        *ret_error = xasprintf("field 'env' maps names ([A-Za-z_][A-Za-z0-9_]*) to strings without "
+                                               "NUL bytes: '%.64s' is not one", k);
+                        return -EINVAL;
+                }
+                total += strlen(k) + json_string_length(v) + 2;
+                if (total > RUN_MAX_ENV_BYTES) {
+                        *ret_error = xasprintf("field 'env' is larger than %u bytes", RUN_MAX_ENV_BYTES);
+                        return -EINVAL;
+                }
+                _cleanup_free_ char *kv = xasprintf("%s=%s", k, json_string_value(v));
+                *ret_env = strv_append(*ret_env, kv);
+        }
         return 0;
 }
 
@@ -532,6 +585,9 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         if (r < 0)
                 goto fail;
         r = parse_data_refs(json_object_get(j, "data"), &req.data, ret_error);
+        if (r < 0)
+                goto fail;
+        r = parse_env(json_object_get(j, "secrets"), json_object_get(j, "env"), &req.secrets, &req.env, ret_error);
         if (r < 0)
                 goto fail;
         json_t *retries = json_object_get(j, "retries");

@@ -39,6 +39,14 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/v1/data/*", daemon_data_handle, ROUTE_USER },
         { ROUTE_GET, "/v1/data/*/content", daemon_data_handle, ROUTE_USER },
 
+        { ROUTE_GET, "/v1/secrets", daemon_api_secrets_list, ROUTE_USER },
+        { ROUTE_PUT | ROUTE_DELETE, "/v1/secrets/*", daemon_api_secret_put_or_delete, ROUTE_USER },
+
+        /* Admin tokens only (the handlers check the role). */
+        { ROUTE_GET, "/v1/tokens", daemon_api_tokens_list, ROUTE_USER },
+        { ROUTE_POST, "/v1/tokens", daemon_api_token_create, ROUTE_USER },
+        { ROUTE_DELETE, "/v1/tokens/*", daemon_api_token_revoke, ROUTE_USER },
+
         /* The dashboard (docs/ui.md): pages and assets carry no data; the
          * login checks a token itself; its API reads need a session. */
         { ROUTE_GET, "/ui", daemon_ui_handle, ROUTE_PUBLIC },

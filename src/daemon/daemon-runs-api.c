@@ -81,6 +81,12 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
                                         int fn_version, unsigned *ret_status) {
         Daemon *d = call->d;
         DRun *r;
+        /* Another tenant's secret is no secret of this one: 404, before
+         * anything is queued. */
+        _cleanup_free_ char *serr = NULL;
+        if (req->secrets && daemon_secrets_check(d, call->tenant, req->secrets, &serr) < 0)
+                return daemon_call_error(call, 404, "not_found", ret_status, "%s (pysprinter secret set NAME)",
+                                         serr ?: "secret not found");
         int k = daemon_run_submit(d, NULL, call->tenant, req, fn_name, fn_version, false, &r);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);

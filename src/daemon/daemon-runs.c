@@ -48,6 +48,8 @@ static DRun *drun_free(DRun *r) {
         free(r->context_json);
         free(r->requirements_json);
         strv_free(r->data);
+        strv_free(r->secrets);
+        strv_free(r->env);
         free(r->phase);
         buf_free(&r->log);
         free(r->chunks);
@@ -440,7 +442,33 @@ static void *run_thread(void *p) {
                                 pthread_mutex_unlock(&d->lock);
                         }
                 }
+                /* Secrets open now, in the run's tenant, and live only in
+                 * this spec until the engine hands them to the run's child. */
+                char **env = NULL;
+                _cleanup_free_ char *secret_error = NULL;
+                if (dk >= 0 && (r->secrets || r->env))
+                        dk = daemon_secrets_env(d, r->tenant, r->secrets, r->env, &env, &secret_error);
+                if (secret_error)
+                        data_error = xasprintf("%s (pysprinter secret set NAME)", secret_error);
+                if (instance_key && env) {
+                        /* A warm instance holds the environment it started
+                         * with: a changed secret gets a new instance. The
+                         * digest is keyed with the secrets' key, so the
+                         * instance name (/v1/workers) cannot be used to
+                         * guess a value. */
+                        Sha256 *h = sha256_new();
+                        sha256_update(h, d->secret_key, sizeof d->secret_key);
+                        for (char **e = env; *e; e++)
+                                sha256_update(h, *e, strlen(*e) + 1);
+                        char hex[SHA256_HEX_SIZE];
+                        sha256_final_hex(h, hex);
+                        sha256_free(h);
+                        char *k = xasprintf("%s#%.12s", instance_key, hex);
+                        free(instance_key);
+                        instance_key = k;
+                }
                 RunSpec spec = {
+                        .env = env,
                         .instance_key = instance_key,
                         .queued_usec = r->started > r->created ? r->started - r->created : 0,
                         .record_exists = true,
@@ -460,12 +488,13 @@ static void *run_thread(void *p) {
                         .data = mounts,
                 };
                 int k = sk < 0 ? sk : dk < 0 ? 0 : engine_run(d->engine, &spec, on_event, ctx, &res);
+                daemon_env_free(env);
                 if (dk < 0 && k >= 0) {
                         r->daemon_writes_result = true;
                         res = xcalloc(1, sizeof(RunResult));
                         res->status = RUN_ERROR;
                         res->exit_code = EXIT_VALIDATION;
-                        res->error_type = xstrdup("DataError");
+                        res->error_type = xstrdup(secret_error ? "SecretError" : "DataError");
                         res->error_message = data_error ? TAKE_PTR(data_error)
                                                         : xasprintf("cannot mount the datasets: %s", strerror(-dk));
                 } else if (k < 0) {
@@ -542,12 +571,14 @@ static char *drun_request_json(const DRun *r) {
         for (size_t i = 0; i < ELEMENTSOF(opt); i++)
                 if (opt[i].value)
                         json_object_set_new(j, opt[i].key, json_string(opt[i].value));
-        if (r->data) {
-                json_t *a = json_array();
-                for (char **x = r->data; *x; x++)
-                        json_array_append_new(a, json_string(*x));
-                json_object_set_new(j, "data", a);
-        }
+        if (r->data)
+                json_object_set_new(j, "data", json_strv_new(r->data));
+        /* Names only: a secret's value is opened when the run starts and
+         * never written anywhere. */
+        if (r->secrets)
+                json_object_set_new(j, "secrets", json_strv_new(r->secrets));
+        if (r->env)
+                json_object_set_new(j, "env", json_strv_new(r->env));
         char *text = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         return text;
@@ -607,6 +638,12 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
         json_array_foreach(json_object_get(j, "data"), i, v)
                 if (json_is_string(v))
                         r->data = strv_append(r->data, json_string_value(v));
+        json_array_foreach(json_object_get(j, "secrets"), i, v)
+                if (json_is_string(v))
+                        r->secrets = strv_append(r->secrets, json_string_value(v));
+        json_array_foreach(json_object_get(j, "env"), i, v)
+                if (json_is_string(v))
+                        r->env = strv_append(r->env, json_string_value(v));
         json_decref(j);
         return 0;
 }
@@ -721,6 +758,10 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->requirements_json = req->requirements_json ? xstrdup(req->requirements_json) : NULL;
         for (char **x = req->data; x && *x; x++)
                 r->data = strv_append(r->data, *x);
+        for (char **x = req->secrets; x && *x; x++)
+                r->secrets = strv_append(r->secrets, *x);
+        for (char **x = req->env; x && *x; x++)
+                r->env = strv_append(r->env, *x);
         r->fn_version = fn_version;
         r->lambda = lambda;
         if (req->max_attempts > 0)

@@ -153,6 +153,9 @@ static int token_by_hash(Daemon *d, const uint8_t token_sha256[static 32], char 
                 break;
         }
         pthread_rwlock_unlock(&d->cfg_lock);
+        /* or one made by `pysprinterd token` and not revoked since */
+        if (r < 0 && daemon_token_lookup_hash(d, token_sha256, ret_role, ret_tenant, tenant_size) >= 0)
+                r = 0;
         return r;
 }
 
@@ -283,8 +286,13 @@ static struct MHD_Response *handle_login(const DaemonCall *call, unsigned *ret_s
                 role = t->role;
         }
         pthread_rwlock_unlock(&d->cfg_lock);
+        bool ok = t != NULL;
+        if (!ok && daemon_token_lookup(d, token, &role, tenant, sizeof(tenant)) >= 0) {
+                sha256_digest(token, strlen(token), tok);
+                ok = true;
+        }
         json_decref(j);
-        if (!t)
+        if (!ok)
                 return json_error(401, "unauthorized", "invalid token", ret_status);
 
         _cleanup_free_ char *id = NULL;

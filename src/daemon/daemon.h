@@ -160,6 +160,10 @@ typedef struct RunRequest {
         char *name;
         char *description;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
+        /* run and deploy: secret names (opened in the caller's tenant when
+         * the run starts) and plain "KEY=VALUE" variables (docs/secrets.md) */
+        char **secrets;
+        char **env;
         /* invoke only */
         /* 1 + the request's "retries": how many times the run may be
          * started when the daemon dies under it (docs/api.md "Delivery");
@@ -228,6 +232,8 @@ struct DRun {
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
+        char **secrets;         /* secret names, opened per tenant when the run starts */
+        char **env;             /* plain "KEY=VALUE" variables */
 
         /* guarded by Daemon.lock */
         RunStatus status;
@@ -296,6 +302,7 @@ struct Daemon {
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */
         struct DaemonGc *gc;            /* the collector (daemon-gc.c); NULL until daemon_gc_start() */
+        uint8_t secret_key[32];         /* $DATA/secrets.key (daemon-secrets.c), loaded at start */
 };
 
 int daemon_runs_init(Daemon *d);
@@ -481,6 +488,33 @@ int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_quali
 /* ---- workers and environments (daemon-workers.c) ------------------------ */
 
 DaemonHandlerFn daemon_api_workers, daemon_api_envs;
+
+/* ---- secrets and tokens (daemon-secrets.c, daemon-tokens.c; docs/secrets.md) */
+
+/* /v1/secrets (GET), /v1/secrets/{name} (PUT, DELETE). */
+DaemonHandlerFn daemon_api_secrets_list, daemon_api_secret_put_or_delete;
+/* The environment a run of tenant gets: env ("KEY=VALUE") then each
+ * secret in names as NAME=value, opened with d->secret_key. -ENOENT when
+ * tenant has no such secret (another tenant's is none), with *ret_error
+ * naming it. Free *ret_env with daemon_env_free() (it wipes the values). */
+int daemon_secrets_env(Daemon *d, const char *tenant, char *const *names, char *const *env, char ***ret_env,
+                       char **ret_error);
+void daemon_env_free(char **env);
+/* Submit's check: every name opens (the value is wiped at once). */
+int daemon_secrets_check(Daemon *d, const char *tenant, char *const *names, char **ret_error);
+
+/* /v1/tokens (GET, POST), /v1/tokens/{id} (DELETE): admin tokens only. */
+DaemonHandlerFn daemon_api_tokens_list, daemon_api_token_create, daemon_api_token_revoke;
+/* A bearer token the config does not list, looked up by its sha256 among
+ * the tokens made by `pysprinterd token create` / POST /v1/tokens: 0 with
+ * its role and tenant (in tenant_buf), -EPERM when unknown, revoked or
+ * expired. Records the use. */
+int daemon_token_lookup(Daemon *d, const char *token, TokenRole *ret_role, char *tenant_buf, size_t size);
+/* The same by the token's sha256 (the dashboard's sessions keep only it). */
+int daemon_token_lookup_hash(Daemon *d, const uint8_t sha[static 32], TokenRole *ret_role, char *tenant_buf,
+                             size_t size);
+/* `pysprinterd token create|ls|revoke …` (argv[0] is "token"). */
+int daemon_token_main(int argc, char **argv);
 
 /* ---- health and metrics (daemon-metrics.c) ------------------------------ */
 

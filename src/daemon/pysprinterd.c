@@ -18,6 +18,8 @@ static void usage(FILE *f) {
                 "       pysprinterd gc [--dry-run] [--json] [--config FILE] [--data-dir DIR]\n"
                 "       pysprinterd backup FILE [--config FILE] [--data-dir DIR]\n"
                 "       pysprinterd restore FILE [--config FILE] [--data-dir DIR]\n"
+                "       pysprinterd token create --tenant NAME [--role user|readonly|admin] [--expires 30d]\n"
+                "       pysprinterd token ls | token revoke ID\n"
                 "       pysprinterd --check-config FILE\n"
                 "\n"
                 "Serves the pysprinter API (docs/api.md) and the AWS Lambda Invoke API.\n"
@@ -262,6 +264,8 @@ int main(int argc, char **argv) {
         log_set_prefix("pysprinterd");
         if (argc > 1 && (streq(argv[1], "gc") || streq(argv[1], "backup") || streq(argv[1], "restore")))
                 return ops_main(argc - 1, argv + 1);
+        if (argc > 1 && streq(argv[1], "token"))
+                return daemon_token_main(argc - 1, argv + 1);
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_LISTEN:
@@ -349,6 +353,13 @@ int main(int argc, char **argv) {
                                                   : "cannot lock %s: %s",
                           d->data_dir, strerror(-lock_fd));
                 return lock_fd == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        /* The secrets' key (docs/secrets.md): created, 0600, at first start. */
+        _cleanup_free_ char *key_path = path_join(d->data_dir, "secrets.key");
+        r = seal_key_load(key_path, d->secret_key, &err);
+        if (r < 0) {
+                log_error("%s", err);
+                return EXIT_INTERNAL;
         }
 
         /* Signals go to the main thread's sigwait(); block them before any

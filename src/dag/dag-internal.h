@@ -22,6 +22,8 @@ typedef struct Task {
         int retries;
         uint64_t backoff_ms;
         char **data;         /* dataset refs */
+        char **secrets;      /* `secrets:` names, seen as env NAME (docs/secrets.md) */
+        char **env;          /* `env:` as "KEY=VALUE" */
         size_t *deps, n_deps;
         size_t n_dependents;
         int depth;

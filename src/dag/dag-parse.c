@@ -301,6 +301,8 @@ static void task_done(Task *t) {
         json_decref(t->args);
         json_decref(t->kwargs);
         strv_free(t->data);
+        strv_free(t->secrets);
+        strv_free(t->env);
         free(t->deps);
         free(t->run_id);
         json_decref(t->value);
@@ -453,6 +455,38 @@ static int string_list(Yaml *y, const YamlNode *n, const char *what, const char 
         return 0;
 }
 
+/* `env:` — a mapping of variable names to scalars; a number or a bool is
+ * passed as it is written in JSON (5, true). */
+static int parse_env(Yaml *y, const YamlNode *n, Task *t) {
+        json_t *v = yjson(y, n);
+        if (!v)
+                return -EINVAL;
+        if (!json_is_object(v)) {
+                json_decref(v);
+                return yerr(y, n, "task '%s': env must be a mapping of NAME: value", t->name);
+        }
+        char **env = NULL;
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) {
+                _cleanup_free_ char *text = json_is_string(x) ? xstrdup(json_string_value(x))
+                                            : (json_is_number(x) || json_is_boolean(x)) ? json_dumps(x, JSON_ENCODE_ANY)
+                                                                                       : NULL;
+                if (!secret_name_is_valid(k) || !text) {
+                        json_decref(v);
+                        strv_free(env);
+                        return yerr(y, n, "task '%s': env maps names ([A-Za-z_][A-Za-z0-9_]*) to scalar values; "
+                                          "'%s' is not one", t->name, k);
+                }
+                _cleanup_free_ char *kv = xasprintf("%s=%s", k, text);
+                env = strv_append(env, kv);
+        }
+        json_decref(v);
+        strv_free(t->env);
+        t->env = env;
+        return 0;
+}
+
 static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_depends) {
         if (!yis(n, YAML_KIND_MAPPING))
                 return yerr(y, n, "task '%s' must be a mapping (file, function, args, kwargs, …)", t->name);
@@ -517,15 +551,22 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                         r = parse_retries(y, vn, t);
                 else if (streq(k, "data"))
                         r = string_list(y, vn, "data", t->name, &t->data);
+                else if (streq(k, "secrets"))
+                        r = string_list(y, vn, "secrets", t->name, &t->secrets);
+                else if (streq(k, "env"))
+                        r = parse_env(y, vn, t);
                 else if (streq(k, "depends") || streq(k, "depends_on") || streq(k, "after"))
                         r = string_list(y, vn, "depends", t->name, &depends);
                 else
                         r = yerr(y, kn, "task '%s': unknown key '%s' (file, function, args, kwargs, limits, retries, "
-                                        "data, depends)",
+                                        "data, secrets, env, depends)",
                                  t->name, k);
         }
         if (r >= 0 && !t->file)
                 r = yerr(y, n, "task '%s' has no file", t->name);
+        for (char **p = t->secrets; r >= 0 && p && *p; p++)
+                if (!secret_name_is_valid(*p))
+                        r = yerr(y, n, "task '%s': '%s' is not a secret's name ([A-Za-z_][A-Za-z0-9_]*)", t->name, *p);
         for (char **p = t->data; r >= 0 && p && *p; p++) {
                 _cleanup_free_ char *nm = NULL;
                 int ver;

@@ -336,6 +336,13 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
          * source hash stands for it (it holds the requirements dict). */
         json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "source", src, "function", t->function ?: "",
                               "args", args, "kwargs", kwargs, "lock", src, "data", data_fp ?: "", "v", 1);
+        /* Secret names and env values are inputs too (added only when
+         * present: older memos keep their keys). A secret's value is not:
+         * it never leaves the place that opens it (docs/secrets.md). */
+        if (t->secrets)
+                json_object_set_new(k, "secrets", json_strv_new(t->secrets));
+        if (t->env)
+                json_object_set_new(k, "env", json_strv_new(t->env));
         _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(k);
         if (!text) /* a value jansson cannot encode (not UTF-8) */
@@ -349,6 +356,39 @@ static void finish(Dag *d, Task *t, DagTaskState s, const char *error, int exit_
         t->exit_code = exit_code;
         set_state(d, t, s);
         pthread_mutex_unlock(&d->lock);
+}
+
+static void env_wipe_free(char **env) {
+        for (char **e = env; e && *e; e++)
+                explicit_bzero(*e, strlen(*e));
+        strv_free(env);
+}
+
+/* The task's env, then its secrets opened with opts.secret_key in the DAG's
+ * tenant (embedded). -ENOENT with *ret_error naming a missing one. */
+static int task_env(Dag *d, Task *t, char ***ret, char **ret_error) {
+        char **env = NULL;
+        for (char **e = t->env; e && *e; e++)
+                env = strv_append(env, *e);
+        for (char **n = t->secrets; n && *n; n++) {
+                _cleanup_free_ char *v = NULL;
+                size_t len;
+                int r = store_secret_get(engine_store(d->engine), d->opts.secret_key, d->tenant, *n, &v, &len);
+                if (r < 0) {
+                        env_wipe_free(env);
+                        free(*ret_error);
+                        *ret_error = r == -ENOENT ? xasprintf("no secret named '%s' (pysprinter secret set %s)", *n, *n)
+                                                  : xasprintf("secret '%s' cannot be opened: %s", *n, strerror(-r));
+                        return r;
+                }
+                char *kv = xasprintf("%s=%s", *n, v);
+                env = strv_append(env, kv);
+                explicit_bzero(kv, strlen(kv));
+                free(kv);
+                explicit_bzero(v, len);
+        }
+        *ret = env;
+        return 0;
 }
 
 static void run_task(Dag *d, Task *t) {
@@ -418,13 +458,25 @@ static void run_task(Dag *d, Task *t) {
                 DagTaskRun tr = {
                         .spec = task_spec(d, t, args, kwargs),
                         .data_refs = t->data,
+                        .secrets = t->secrets,
+                        .env = t->env,
                         .task = t->name,
                         .adopt_run_id = attempt == 1 ? adopt : NULL,
                 };
                 tr.spec.run_id = run_id;
                 tr.spec.data = mounts;
+                char **env = NULL;
+                if (d->opts.secret_key && (t->secrets || t->env)) {
+                        r = task_env(d, t, &env, &err);
+                        if (r < 0) {
+                                finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
+                                return;
+                        }
+                }
+                tr.spec.env = env;
                 RunResult *res = NULL;
                 r = d->opts.run(&tr, d->opts.run_userdata, &res);
+                env_wipe_free(env);
                 if (r == -ESHUTDOWN) {
                         /* The runner's process stops: the task runs again
                          * when the DAG run is resumed. */
@@ -916,6 +968,7 @@ void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
                 .deps = t->deps,
                 .n_dependents = t->n_dependents,
                 .limits = t->limits,
+                .secrets = t->secrets,
         };
         pthread_mutex_unlock(&d->lock);
 }

@@ -77,6 +77,11 @@ const char *dag_id(const Dag *d);
 typedef struct DagTaskRun {
         RunSpec spec;             /* what engine_run() would get (spec.data: resolved mounts) */
         char *const *data_refs;   /* the task's `data:` as written (NAME[@VERSION]) */
+        /* The task's `secrets:` names and `env:` ("KEY=VALUE"). With
+         * DagOptions.secret_key, spec.env holds both already (secrets
+         * opened); without, the runner opens the names itself (a daemon). */
+        char *const *secrets;
+        char *const *env;
         const char *task;         /* the task's name */
         /* Resuming: the run an interrupted driver had started for this task
          * (it may still be queued or running under the caller), or NULL. A
@@ -137,6 +142,9 @@ typedef struct DagOptions {
         const char *resume_id;   /* continue this DAG run: finished tasks keep their results */
         const char *dag_id;      /* NULL: a new id */
         bool skip_validation;    /* (tests) */
+        /* The embedded engine's secrets key (shared.h seal_key_load): a
+         * task's secrets are opened in opts.tenant into its spec.env. */
+        const uint8_t *secret_key;
 } DagOptions;
 
 typedef enum DagEventType {
@@ -197,6 +205,7 @@ typedef struct DagTaskInfo {
         const size_t *deps;
         size_t n_dependents;
         RunLimits limits;        /* as the pipeline asks (0 fields: defaults) */
+        char *const *secrets;    /* `secrets:` names, or NULL */
 } DagTaskInfo;
 void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret);
 /* Replaces task i's limits before dag_run() (a daemon applies what its

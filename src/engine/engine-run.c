@@ -474,6 +474,17 @@ static void add_limits_and_data(RunCtx *c, json_t *m) {
                 json_object_set_new(data, name, json_pack("{s:s, s:s}", "host", host, "path", c->data_seen[i]));
         }
         json_object_set_new(m, "data", data);
+        if (c->spec->env) {
+                json_t *env = json_object();
+                for (char *const *e = c->spec->env; *e; e++) {
+                        const char *eq = strchr(*e, '=');
+                        if (!eq || eq == *e)
+                                continue;
+                        _cleanup_free_ char *k = xstrndup(*e, (size_t) (eq - *e));
+                        json_object_set_new(env, k, json_string(eq + 1));
+                }
+                json_object_set_new(m, "env", env);
+        }
 }
 
 /* The sandbox mounts directories: a single-file dataset (its binding names

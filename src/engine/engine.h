@@ -88,6 +88,11 @@ typedef struct RunSpec {
          * a regular file (a single-file dataset) has its directory mounted
          * and data_path(NAME) is the file, /data/NAME/FILE. */
         char *const *data;
+        /* Environment variables the function sees: "KEY=VALUE" entries,
+         * NULL-terminated; set in the run's child only (secrets and --env,
+         * docs/secrets.md). Never recorded: the caller keeps what it may
+         * show. */
+        char *const *env;
         /* Lambda-style context passed as the last positional argument when
          * not NULL: a JSON object text (deployed functions). */
         const char *context_json;

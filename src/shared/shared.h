@@ -152,3 +152,26 @@ int json_want_strv(const json_t *v, const char *key, char ***ret, char **ret_err
 
 /* A NULL-terminated string vector as a JSON array (NULL -> []). */
 json_t *json_strv_new(char *const *v);
+
+/* ---- sealed values: AES-256-GCM (shared-seal.c, docs/secrets.md) ------- */
+
+#define SEAL_KEY_SIZE 32
+#define SEAL_NONCE_SIZE 12
+#define SEAL_TAG_SIZE 16
+#define SEAL_OVERHEAD (SEAL_NONCE_SIZE + SEAL_TAG_SIZE)
+
+/* The 32-byte key in path: read when the file exists (it must be a regular
+ * file of exactly 32 bytes, not readable by group or others), else created
+ * with random bytes, mode 0600, O_EXCL (two processes starting at once both
+ * end up with the one that won). -EPERM when the file's mode lets others
+ * read it, -EBADMSG when its size is wrong; *ret_error says which. */
+int seal_key_load(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **ret_error);
+/* Encrypts plain[0..n) under key with a fresh random nonce; aad (may be
+ * NULL) is authenticated, not stored. *ret (caller frees) is
+ * nonce || ciphertext || tag, n + SEAL_OVERHEAD bytes. */
+int seal_encrypt(const uint8_t key[static SEAL_KEY_SIZE], const void *aad, size_t aad_len, const void *plain,
+                 size_t n, uint8_t **ret, size_t *ret_len);
+/* The inverse: -EBADMSG when the box is short, was altered, or was sealed
+ * with another key or aad. *ret (caller frees) is NUL-terminated. */
+int seal_decrypt(const uint8_t key[static SEAL_KEY_SIZE], const void *aad, size_t aad_len, const uint8_t *box,
+                 size_t len, char **ret, size_t *ret_len);

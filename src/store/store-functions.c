@@ -14,6 +14,7 @@ FunctionRecord *function_record_free(FunctionRecord *f) {
         free(f->limits_json);
         free(f->params_json);
         free(f->description);
+        free(f->env_json);
         free(f);
         return NULL;
 }
@@ -24,7 +25,7 @@ void function_record_list_free(FunctionRecord **v, size_t n) {
         free(v);
 }
 
-#define FN_COLUMNS "tenant, name, version, filename, function, source, requirements_json, limits_json, description, created, params_json"
+#define FN_COLUMNS "tenant, name, version, filename, function, source, requirements_json, limits_json, description, created, params_json, env_json"
 
 static FunctionRecord *function_from_row(sqlite3_stmt *st) {
         FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
@@ -40,6 +41,7 @@ static FunctionRecord *function_from_row(sqlite3_stmt *st) {
         f->description = store_col_text(st, 8);
         f->created = (usec_t) sqlite3_column_int64(st, 9);
         f->params_json = store_col_text(st, 10);
+        f->env_json = store_col_text(st, 11);
         return f;
 }
 
@@ -68,7 +70,7 @@ int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
         sqlite3_finalize(st);
         st = NULL;
 
-        rc = sqlite3_prepare_v2(s->db, "INSERT INTO functions (" FN_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+        rc = sqlite3_prepare_v2(s->db, "INSERT INTO functions (" FN_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 goto rollback;
@@ -84,6 +86,7 @@ int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
         store_bind_text(st, 9, f->description);
         sqlite3_bind_int64(st, 10, (sqlite3_int64) (f->created ? f->created : now_realtime()));
         store_bind_text(st, 11, f->params_json);
+        store_bind_text(st, 12, f->env_json);
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 goto rollback;

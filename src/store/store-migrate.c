@@ -128,6 +128,27 @@ static const char *const migrations[] = {
         "CREATE TRIGGER runs_fn_name AFTER INSERT ON runs"
         "  WHEN NEW.request_json IS NOT NULL AND json_valid(NEW.request_json)"
         "  BEGIN UPDATE runs SET fn_name = json_extract(NEW.request_json, '$.fn_name') WHERE id = NEW.id; END;",
+        /* 9: secrets (store-secrets.c: a row holds nonce || ciphertext ||
+         * tag, never the value) and tokens made with `pysprinterd token`
+         * (store-tokens.c: only the token's sha256 is kept). */
+        "CREATE TABLE secrets ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  sealed BLOB NOT NULL,"
+        "  created INTEGER NOT NULL,"
+        "  updated INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name));"
+        "CREATE TABLE tokens ("
+        "  id TEXT PRIMARY KEY,"
+        "  sha256 TEXT NOT NULL UNIQUE,"
+        "  tenant TEXT NOT NULL,"
+        "  role TEXT NOT NULL,"
+        "  created INTEGER NOT NULL,"
+        "  expires INTEGER NOT NULL DEFAULT 0,"
+        "  last_used INTEGER NOT NULL DEFAULT 0);"
+        /* a deployed function's secret names and plain variables,
+         * {"secrets": [NAME…], "env": {KEY: VALUE}} (never a value) */
+        "ALTER TABLE functions ADD COLUMN env_json TEXT;",
 };
 
 int store_schema_version(void) {

@@ -142,6 +142,57 @@ int store_run_finish(Store *s, const RunRecord *r, int attempt);
 int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value);
 int store_kv_put(Store *s, const char *ns, const char *key, const char *value);
 
+/* ---- secrets (store-secrets.c, docs/secrets.md) -------------------------- */
+
+/* A secret's name is also the environment variable a run sees it as:
+ * [A-Za-z_][A-Za-z0-9_]{0,127}. */
+bool secret_name_is_valid(const char *name);
+#define SECRET_MAX_BYTES (64U << 10)
+
+typedef struct SecretInfo {
+        char *name;
+        usec_t created, updated;
+} SecretInfo;
+void secret_info_list_free(SecretInfo *v, size_t n);
+
+/* Seals value[0..len) under key (32 bytes, shared.h seal_key_load) with
+ * "tenant\0name" as the authenticated data, so a row moved to another
+ * tenant or name does not open. Replaces an existing secret of that name.
+ * -EINVAL for a bad name, -EFBIG above SECRET_MAX_BYTES. */
+int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const char *name, const char *value,
+                     size_t len);
+/* The value (caller frees; wipe it). -ENOENT when tenant has no such
+ * secret, -EBADMSG when it does not open under key. */
+int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const char *name, char **ret_value,
+                     size_t *ret_len);
+/* Names and dates of tenant's secrets, by name. */
+int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *ret_n);
+/* -ENOENT when absent. */
+int store_secret_delete(Store *s, const char *tenant, const char *name);
+
+/* ---- tokens made by `pysprinterd token` (store-tokens.c) ---------------- */
+
+typedef struct TokenRecord {
+        char *id;               /* short public id (12 hex digits) */
+        char *sha256;           /* of the token; the token itself is never kept */
+        char *tenant;
+        char *role;             /* "user", "readonly", "admin" */
+        usec_t created, expires, last_used;  /* 0: never */
+} TokenRecord;
+void token_record_done(TokenRecord *t);
+void token_record_list_free(TokenRecord *v, size_t n);
+
+int store_token_insert(Store *s, const TokenRecord *t);
+/* The record whose sha256 (hex) is hash; -ENOENT when none. */
+int store_token_find(Store *s, const char *hash, TokenRecord *ret);
+/* All tokens, by creation. */
+int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n);
+/* Deletes the token whose id (or a unique prefix of at least 4) is id;
+ * -ENOENT when none, -EEXIST when the prefix is ambiguous. */
+int store_token_revoke(Store *s, const char *id);
+/* Records a use (at most once a minute is written). */
+int store_token_touch(Store *s, const char *id, usec_t now);
+
 /* ---- deployed functions (store-functions.c) ------------------------------ */
 
 /* One version of a deployed function. Versions of (tenant, name) count up
@@ -162,6 +213,9 @@ typedef struct FunctionRecord {
         char *params_json;
         char *description;
         usec_t created;
+        /* {"secrets": [NAME…], "env": {KEY: VALUE}} its runs get
+         * (docs/secrets.md), or NULL. Names only: never a secret's value. */
+        char *env_json;
 } FunctionRecord;
 FunctionRecord *function_record_free(FunctionRecord *f);
 void function_record_list_free(FunctionRecord **v, size_t n);

@@ -605,6 +605,12 @@ def _user_module(source, filename, req):
     for n, d in (req.get("data") or {}).items():
         if isinstance(d, dict) and isinstance(d.get("path"), str):
             _data_paths[n] = d["path"]
+    # "env": the run's --env values and opened --secret values
+    # (docs/secrets.md). Set in this child only: the worker it forked from,
+    # and every other run, keep the sandbox's cleared environment.
+    for k, v in (req.get("env") or {}).items():
+        if isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v:
+            os.environ[k] = v
     return mod
 
 

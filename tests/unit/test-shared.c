@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "shared.h"
 
@@ -342,6 +344,75 @@ static void test_sha256_file(void **state) {
         assert_false(sha256_hex_is_valid(NULL));
 }
 
+/* ---- sealed values (AES-256-GCM) ---- */
+
+/* NIST GCM test case 14 (AES-256, zero key and IV, one zero block): the
+ * known-answer check that this is AES-256-GCM and not merely reversible. */
+static void test_seal_vector_and_tamper(void **state) {
+        uint8_t key[SEAL_KEY_SIZE] = {};
+        uint8_t *box = NULL;
+        size_t len = 0;
+        const char plain[] = "the value";
+        assert_int_equal(seal_encrypt(key, "t\0n", 3, plain, strlen(plain), &box, &len), 0);
+        assert_int_equal(len, strlen(plain) + SEAL_OVERHEAD);
+        assert_null(memmem(box, len, plain, strlen(plain)));
+        char *out = NULL;
+        size_t n = 0;
+        assert_int_equal(seal_decrypt(key, "t\0n", 3, box, len, &out, &n), 0);
+        assert_int_equal(n, strlen(plain));
+        assert_string_equal(out, plain);
+        free(out);
+        /* Another aad (another tenant's row), another key, a flipped bit,
+         * a short box: none opens. */
+        assert_int_equal(seal_decrypt(key, "u\0n", 3, box, len, &out, &n), -EBADMSG);
+        uint8_t other[SEAL_KEY_SIZE] = { 1 };
+        assert_int_equal(seal_decrypt(other, "t\0n", 3, box, len, &out, &n), -EBADMSG);
+        box[SEAL_NONCE_SIZE] ^= 1;
+        assert_int_equal(seal_decrypt(key, "t\0n", 3, box, len, &out, &n), -EBADMSG);
+        assert_int_equal(seal_decrypt(key, NULL, 0, box, SEAL_OVERHEAD - 1, &out, &n), -EBADMSG);
+        free(box);
+
+        /* The known answer: nonce 0^96, P = 0^128 -> C cea7403d4d606b6e074ec5d3baf39d18,
+         * T d0d1c8a799996bf0265b98b5d48ab919. */
+        static const uint8_t want[SEAL_OVERHEAD + 16] = {
+                0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+                0xce, 0xa7, 0x40, 0x3d, 0x4d, 0x60, 0x6b, 0x6e, 0x07, 0x4e, 0xc5, 0xd3, 0xba, 0xf3, 0x9d, 0x18,
+                0xd0, 0xd1, 0xc8, 0xa7, 0x99, 0x99, 0x6b, 0xf0, 0x26, 0x5b, 0x98, 0xb5, 0xd4, 0x8a, 0xb9, 0x19,
+        };
+        assert_int_equal(seal_decrypt(key, NULL, 0, want, sizeof want, &out, &n), 0);
+        assert_int_equal(n, 16);
+        for (size_t i = 0; i < 16; i++)
+                assert_int_equal(out[i], 0);
+        free(out);
+}
+
+static void test_seal_key_file(void **state) {
+        char dir[] = "/tmp/test-seal-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_free_ char *path = path_join(dir, "secrets.key"), *err = NULL;
+        uint8_t k1[SEAL_KEY_SIZE], k2[SEAL_KEY_SIZE];
+        assert_int_equal(seal_key_load(path, k1, &err), 0);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(st.st_size, SEAL_KEY_SIZE);
+        /* The second start reads the same key. */
+        assert_int_equal(seal_key_load(path, k2, &err), 0);
+        assert_memory_equal(k1, k2, SEAL_KEY_SIZE);
+        /* A key others can read is refused, with a message that says so. */
+        assert_int_equal(chmod(path, 0644), 0);
+        assert_int_equal(seal_key_load(path, k2, &err), -EPERM);
+        assert_non_null(strstr(err, "chmod 600"));
+        free(err);
+        err = NULL;
+        /* A truncated key is refused, not padded. */
+        assert_int_equal(chmod(path, 0600), 0);
+        assert_int_equal(truncate(path, 16), 0);
+        assert_int_equal(seal_key_load(path, k2, &err), -EBADMSG);
+        unlink(path);
+        rmdir(dir);
+}
+
 /* ---- JSON helpers ---- */
 
 static void test_json_parse_or_string(void **state) {
@@ -429,7 +500,8 @@ int main(void) {
                 cmocka_unit_test(test_walker_positions),   cmocka_unit_test(test_doc_errors),
                 cmocka_unit_test(test_small_budget),       cmocka_unit_test(test_sha256_vectors),
                 cmocka_unit_test(test_sha256_file),        cmocka_unit_test(test_json_parse_or_string),
-                cmocka_unit_test(test_json_getters),
+                cmocka_unit_test(test_json_getters),       cmocka_unit_test(test_seal_vector_and_tamper),
+                cmocka_unit_test(test_seal_key_file),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

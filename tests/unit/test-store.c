@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "store.h"
 
 static char dir[] = "/tmp/store-test-XXXXXX";
@@ -14,6 +16,87 @@ static Store *open_fresh(void) {
         Store *s = NULL;
         assert_int_equal(store_open(path, &s), 0);
         return s;
+}
+
+/* ---- secrets and tokens ---- */
+
+static void test_secrets_per_tenant_and_bound_to_row(void **state) {
+        static int n = 100;
+        _cleanup_free_ char *path = xasprintf("%s/db%d.sqlite", dir, n++);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        uint8_t key[32] = { 7 };
+        assert_int_equal(store_secret_set(s, key, "alice", "API_KEY", "v1", 2), 0);
+        assert_int_equal(store_secret_set(s, key, "alice", "API_KEY", "value-2", 7), 0); /* replaces */
+        assert_int_equal(store_secret_set(s, key, "alice", "bad-name", "v", 1), -EINVAL);
+        assert_int_equal(store_secret_set(s, key, "alice", "BIG", "v", SECRET_MAX_BYTES + 1), -EFBIG);
+        char *v = NULL;
+        size_t len = 0;
+        assert_int_equal(store_secret_get(s, key, "alice", "API_KEY", &v, &len), 0);
+        assert_int_equal(len, 7);
+        assert_string_equal(v, "value-2");
+        free(v);
+        /* Another tenant: not found, not listed, not deletable. */
+        assert_int_equal(store_secret_get(s, key, "bob", "API_KEY", &v, &len), -ENOENT);
+        SecretInfo *list = NULL;
+        size_t nl = 0;
+        assert_int_equal(store_secret_list(s, "bob", &list, &nl), 0);
+        assert_int_equal(nl, 0);
+        secret_info_list_free(list, nl);
+        assert_int_equal(store_secret_delete(s, "bob", "API_KEY"), -ENOENT);
+        assert_int_equal(store_secret_list(s, "alice", &list, &nl), 0);
+        assert_int_equal(nl, 1);
+        assert_string_equal(list[0].name, "API_KEY");
+        assert_true(list[0].updated >= list[0].created && list[0].created > 0);
+        secret_info_list_free(list, nl);
+        /* Another key does not open it. */
+        uint8_t other[32] = { 8 };
+        assert_int_equal(store_secret_get(s, other, "alice", "API_KEY", &v, &len), -EBADMSG);
+        /* A row moved to another tenant (someone with write access to the
+         * database file) does not open there: the tenant is authenticated. */
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "UPDATE secrets SET tenant='bob'", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        assert_int_equal(store_secret_get(s, key, "bob", "API_KEY", &v, &len), -EBADMSG);
+        assert_int_equal(store_secret_delete(s, "bob", "API_KEY"), 0);
+        assert_int_equal(store_secret_delete(s, "bob", "API_KEY"), -ENOENT);
+        store_close(s);
+}
+
+static void test_tokens_find_touch_revoke(void **state) {
+        Store *s = open_fresh();
+        TokenRecord a = { .id = (char *) "abcdef012345", .sha256 = (char *) "11", .tenant = (char *) "alice",
+                          .role = (char *) "user", .created = 1 };
+        TokenRecord b = { .id = (char *) "abcd99999999", .sha256 = (char *) "22", .tenant = (char *) "bob",
+                          .role = (char *) "admin", .created = 2, .expires = 5 };
+        assert_int_equal(store_token_insert(s, &a), 0);
+        assert_int_equal(store_token_insert(s, &b), 0);
+        TokenRecord t = {};
+        assert_int_equal(store_token_find(s, "22", &t), 0);
+        assert_string_equal(t.tenant, "bob");
+        assert_int_equal(t.expires, 5);
+        token_record_done(&t);
+        assert_int_equal(store_token_find(s, "33", &t), -ENOENT);
+        /* last_used is written at most once a minute */
+        assert_int_equal(store_token_touch(s, "abcdef012345", 100 * USEC_PER_SEC), 0);
+        assert_int_equal(store_token_touch(s, "abcdef012345", 110 * USEC_PER_SEC), 0);
+        assert_int_equal(store_token_find(s, "11", &t), 0);
+        assert_int_equal(t.last_used, 100 * USEC_PER_SEC);
+        token_record_done(&t);
+        /* a prefix: ambiguous, too short, unique */
+        assert_int_equal(store_token_revoke(s, "abcd"), -EEXIST);
+        assert_int_equal(store_token_revoke(s, "abc"), -ENOENT);
+        assert_int_equal(store_token_revoke(s, "abcd%"), -ENOENT); /* no LIKE wildcards from users */
+        assert_int_equal(store_token_revoke(s, "abcde"), 0);
+        assert_int_equal(store_token_find(s, "11", &t), -ENOENT);
+        TokenRecord *v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_token_list(s, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0].id, "abcd99999999");
+        token_record_list_free(v, n);
+        store_close(s);
 }
 
 static void insert(Store *s, const char *id, const char *tenant, const char *status, usec_t created) {
@@ -362,6 +445,8 @@ int main(void) {
                 cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
                 cmocka_unit_test(test_gc_by_age),         cmocka_unit_test(test_gc_tenant_policy),
                 cmocka_unit_test(test_backup_restore),
+                cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
+                cmocka_unit_test(test_tokens_find_touch_revoke),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

@@ -1,0 +1,176 @@
+/* `secret set|ls|rm`: the tenant's secrets (docs/secrets.md), written once
+ * against a Backend. A value is read from stdin or --from-file, never from
+ * argv: a command line is visible to every user of the machine (ps,
+ * /proc/PID/cmdline) and lands in shell history. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <unistd.h>
+
+#include "shared.h"
+#include "cli-backend.h"
+
+static const char secret_help[] =
+        "Usage: pysprinter secret set NAME [--from-file PATH]\n"
+        "                                  store NAME's value, read from stdin (one trailing\n"
+        "                                  newline dropped) or PATH (as is)\n"
+        "       pysprinter secret ls [--json]\n"
+        "                                  names and dates, never values\n"
+        "       pysprinter secret rm NAME  remove it\n"
+        "\n"
+        "A run sees a secret as the environment variable NAME with `run --secret NAME`\n"
+        "(`deploy --secret NAME`, `secrets: [NAME]` on a pipeline task); `--env KEY=VALUE`\n"
+        "sets a plain variable. Values are encrypted at rest (AES-256-GCM) with a key\n"
+        "file created at first use, mode 0600: $PYSPRINTER_HOME/secrets.key embedded,\n"
+        "$DATA/secrets.key on a server. Secrets belong to a tenant: another tenant\n"
+        "can neither read nor use them. Names: [A-Za-z_][A-Za-z0-9_]*, values up to 64 KiB.\n";
+
+static int secret_usage(const char *usage) {
+        cli_error("usage: %s", usage);
+        return EXIT_USAGE;
+}
+
+/* Up to SECRET_MAX_BYTES + 1 bytes of fd: one more than allowed tells a
+ * value that is too large. */
+static int read_value(int fd, char **ret, size_t *ret_len) {
+        size_t cap = SECRET_MAX_BYTES + 1, n = 0;
+        char *v = xmalloc(cap + 1);
+        for (;;) {
+                ssize_t k = read(fd, v + n, cap - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        int r = -errno;
+                        free(v);
+                        return r;
+                }
+                if (k == 0 || (n += (size_t) k) == cap)
+                        break;
+        }
+        v[n] = 0;
+        *ret = v;
+        *ret_len = n;
+        return 0;
+}
+
+static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
+        const char *name = NULL, *file = NULL;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--from-file") && i + 1 < argc)
+                        file = argv[++i];
+                else if (startswith(argv[i], "--from-file="))
+                        file = argv[i] + 12;
+                else if (!name && argv[i][0] != '-')
+                        name = argv[i];
+                else {
+                        cli_error("secret set takes the value from stdin or --from-file, never from the command line");
+                        return EXIT_USAGE;
+                }
+        }
+        if (!name)
+                return secret_usage("secret set NAME [--from-file PATH]  (the value on stdin)");
+        if (!secret_name_is_valid(name)) {
+                cli_error("'%s' is not a secret name: it becomes an environment variable, [A-Za-z_][A-Za-z0-9_]*", name);
+                return EXIT_USAGE;
+        }
+        _cleanup_close_ int fd = file ? open(file, O_RDONLY | O_CLOEXEC) : -EBADF;
+        if (file && fd < 0) {
+                cli_error("secret set: cannot read %s: %s", file, strerror(errno));
+                return EXIT_USAGE;
+        }
+        if (!file && isatty(STDIN_FILENO) && !cli_globals.quiet)
+                fprintf(stderr, "value for %s (end with Ctrl-D):\n", name);
+        char *value = NULL;
+        size_t len = 0;
+        int r = read_value(file ? fd : STDIN_FILENO, &value, &len);
+        if (r < 0) {
+                cli_error("secret set: cannot read the value: %s", strerror(-r));
+                return EXIT_USAGE;
+        }
+        if (len > SECRET_MAX_BYTES) {
+                free(value);
+                cli_error("secret set: the value is larger than 64 KiB");
+                return EXIT_USAGE;
+        }
+        /* `echo value | pysprinter secret set` means "value". */
+        if (!file && len > 0 && value[len - 1] == '\n')
+                value[--len] = 0;
+        json_t *ans = NULL;
+        r = b->ops->secret_set(b, name, value, len, &ans);
+        explicit_bzero(value, len);
+        free(value);
+        if (r < 0)
+                return backend_fail(b, r);
+        if (json)
+                render_json(ans);
+        else if (!cli_globals.quiet)
+                printf("secret %s set\n", name);
+        json_decref(ans);
+        return 0;
+}
+
+static int secret_ls_verb(Backend *b, bool json) {
+        json_t *list = NULL, *v;
+        int r = b->ops->secret_list(b, &list);
+        if (r < 0)
+                return backend_fail(b, r);
+        size_t k;
+        if (json)
+                render_json(list);
+        else if (json_array_size(list) == 0) {
+                if (!cli_globals.quiet)
+                        fprintf(stderr, "no secrets (add one with: pysprinter secret set NAME < file)\n");
+        } else {
+                printf("%-32s %-20s %s\n", "NAME", "CREATED", "UPDATED");
+                json_array_foreach(list, k, v) {
+                        char created[32], updated[32];
+                        format_local_time(json_get_string(v, "created_at"), created);
+                        format_local_time(json_get_string(v, "updated_at"), updated);
+                        printf("%-32s %-20s %s\n", json_get_string(v, "name") ?: "?", created, updated);
+                }
+        }
+        json_decref(list);
+        return 0;
+}
+
+int verb_secret(int argc, char **argv) {
+        int code = cli_subverb_help(argc, argv, secret_help);
+        if (code >= 0)
+                return code;
+        const char *sub = argv[0];
+        bool json = cli_globals.json;
+        int n = 0;
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        json = true;
+                else
+                        argv[1 + n++] = argv[i];
+        }
+        char **rest = argv + 1;
+        bool set = streq(sub, "set"), ls = streq(sub, "ls") || streq(sub, "list"),
+             rm = streq(sub, "rm") || streq(sub, "remove");
+        if (!set && !ls && !rm) {
+                cli_error("secret: unknown command '%s' (set, ls, rm)", sub);
+                return EXIT_USAGE;
+        }
+        if (ls && n != 0)
+                return secret_usage("secret ls [--json]");
+        if (rm && n != 1)
+                return secret_usage("secret rm NAME");
+        Backend *b = NULL;
+        code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        if (set)
+                code = secret_set_verb(b, n, rest, json);
+        else if (ls)
+                code = secret_ls_verb(b, json);
+        else {
+                int r = b->ops->secret_rm(b, rest[0]);
+                if (r < 0)
+                        code = backend_fail(b, r);
+                else if (!cli_globals.quiet)
+                        printf("removed secret %s\n", rest[0]);
+        }
+        backend_free(b);
+        return code;
+}

@@ -1,0 +1,137 @@
+/* The secrets API: /v1/secrets[/{name}] (docs/secrets.md, docs/api.md
+ * "Secrets"), and opening a run's secrets when it starts.
+ *
+ * Every call passes the caller's tenant to the store, so another tenant's
+ * secret is simply not found (404). Values are sealed with the daemon's key
+ * ($DATA/secrets.key, Daemon.secret_key) before they reach the database and
+ * never leave the daemon again except into the environment of a run of
+ * their tenant: no answer, run object, log line or metric carries one. */
+#include <assert.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "daemon.h"
+
+static json_t *time_or_null(usec_t t) {
+        char buf[32];
+        return t ? json_string(format_timestamp(t, buf)) : json_null();
+}
+
+static json_t *secret_json(const SecretInfo *s) {
+        return json_pack("{s:s, s:o, s:o}", "name", s->name, "created_at", time_or_null(s->created), "updated_at",
+                         time_or_null(s->updated));
+}
+
+struct MHD_Response *daemon_api_secrets_list(const DaemonCall *call, unsigned *ret_status) {
+        SecretInfo *v = NULL;
+        size_t n = 0;
+        int r = store_secret_list(call->d->store, call->tenant, &v, &n);
+        if (r < 0)
+                return daemon_call_errno(call, r, "secrets", ret_status);
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, secret_json(&v[i]));
+        secret_info_list_free(v, n);
+        return daemon_call_json(call, 200, json_pack("{s:o}", "secrets", arr), ret_status);
+}
+
+/* PUT /v1/secrets/{name} {"value": "…"}: creates or replaces. */
+static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2];
+        if (!secret_name_is_valid(name))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "'%s' is not a secret name: it becomes an environment variable, "
+                                         "[A-Za-z_][A-Za-z0-9_]{0,127}", name);
+        RequestCaps caps = daemon_call_caps(call);
+        json_t *j = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = request_json_parse(call->body, call->body_len, &caps, (void **) &j, &err);
+        if (r < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err ?: "invalid JSON");
+        json_t *v = json_object_get(j, "value");
+        if (!json_is_object(j) || json_object_size(j) != 1 || !json_is_string(v)) {
+                json_decref(j);
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "the body is {\"value\": \"…\"} (a string, nothing else)");
+        }
+        size_t len = json_string_length(v);
+        if (memchr(json_string_value(v), 0, len) || len > SECRET_MAX_BYTES) {
+                json_decref(j);
+                return daemon_call_error(call, len > SECRET_MAX_BYTES ? 413 : 400,
+                                         len > SECRET_MAX_BYTES ? "payload_too_large" : "bad_request", ret_status,
+                                         len > SECRET_MAX_BYTES ? "a secret's value is at most 64 KiB"
+                                                                : "a secret's value cannot hold a NUL byte");
+        }
+        r = store_secret_set(call->d->store, call->d->secret_key, call->tenant, name, json_string_value(v), len);
+        /* jansson's copy of the value: wiped before it is freed. */
+        explicit_bzero((char *) json_string_value(v), len);
+        json_decref(j);
+        if (r < 0)
+                return daemon_call_errno(call, r, "secret", ret_status);
+        SecretInfo *list = NULL;
+        size_t n = 0;
+        json_t *ans = NULL;
+        if (store_secret_list(call->d->store, call->tenant, &list, &n) >= 0)
+                for (size_t i = 0; i < n && !ans; i++)
+                        if (streq(list[i].name, name))
+                                ans = secret_json(&list[i]);
+        secret_info_list_free(list, n);
+        return daemon_call_json(call, 200, ans ?: json_pack("{s:s}", "name", name), ret_status);
+}
+
+static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2];
+        int r = store_secret_delete(call->d->store, call->tenant, name);
+        if (r == -ENOENT)
+                return daemon_call_error(call, 404, "not_found", ret_status, "no secret named '%s'", name);
+        if (r < 0)
+                return daemon_call_errno(call, r, "secret", ret_status);
+        return daemon_call_json(call, 200, json_pack("{s:s, s:b}", "name", name, "deleted", true), ret_status);
+}
+
+int daemon_secrets_env(Daemon *d, const char *tenant, char *const *names, char *const *env, char ***ret_env,
+                       char **ret_error) {
+        assert(d);
+        assert(tenant);
+        char **out = NULL;
+        for (char *const *e = env; e && *e; e++)
+                out = strv_append(out, *e);
+        for (char *const *n = names; n && *n; n++) {
+                _cleanup_free_ char *v = NULL;
+                size_t len;
+                int r = store_secret_get(d->store, d->secret_key, tenant, *n, &v, &len);
+                if (r < 0) {
+                        daemon_env_free(out);
+                        *ret_error = r == -ENOENT ? xasprintf("no secret named '%s'", *n)
+                                                  : xasprintf("secret '%s' cannot be opened: %s", *n,
+                                                              r == -EBADMSG ? "it was sealed with another key"
+                                                                            : strerror(-r));
+                        return r;
+                }
+                char *kv = xasprintf("%s=%s", *n, v);
+                out = strv_append(out, kv);
+                explicit_bzero(kv, strlen(kv));
+                free(kv);
+                explicit_bzero(v, len);
+        }
+        *ret_env = out;
+        return 0;
+}
+
+void daemon_env_free(char **env) {
+        for (char **e = env; e && *e; e++)
+                explicit_bzero(*e, strlen(*e));
+        strv_free(env);
+}
+
+int daemon_secrets_check(Daemon *d, const char *tenant, char *const *names, char **ret_error) {
+        char **env = NULL;
+        int r = daemon_secrets_env(d, tenant, names, NULL, &env, ret_error);
+        daemon_env_free(env);
+        return r;
+}
+
+struct MHD_Response *daemon_api_secret_put_or_delete(const DaemonCall *call, unsigned *ret_status) {
+        return streq(call->method, "DELETE") ? daemon_api_secret_delete(call, ret_status)
+                                             : daemon_api_secret_put(call, ret_status);
+}

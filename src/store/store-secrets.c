@@ -1,0 +1,159 @@
+/* Secrets (docs/secrets.md): per tenant, sealed with AES-256-GCM
+ * (shared.h seal_*) before they reach SQLite. A row holds nonce ||
+ * ciphertext || tag; the key lives in a file beside the database (the
+ * caller loads it), so a copy of the database alone reveals names and
+ * dates, never values. The run records never hold a value: a run names
+ * its secrets, and the engine's caller opens them when the run starts. */
+#include <assert.h>
+#include <ctype.h>
+
+#include "shared.h"
+#include "store-internal.h"
+
+bool secret_name_is_valid(const char *name) {
+        if (!name || !*name || strlen(name) > 128)
+                return false;
+        if (!(isalpha((unsigned char) name[0]) || name[0] == '_'))
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!(isalpha((unsigned char) *p) || isdigit((unsigned char) *p) || *p == '_'))
+                        return false;
+        return true;
+}
+
+void secret_info_list_free(SecretInfo *v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(v[i].name);
+        free(v);
+}
+
+/* "tenant\0name": binds the sealed box to its row. */
+static char *aad_of(const char *tenant, const char *name, size_t *ret_len) {
+        size_t a = strlen(tenant), b = strlen(name);
+        char *s = xmalloc(a + b + 2);
+        memcpy(s, tenant, a + 1);
+        memcpy(s + a + 1, name, b + 1);
+        *ret_len = a + 1 + b;
+        return s;
+}
+
+int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const char *name, const char *value,
+                     size_t len) {
+        assert(s);
+        assert(key);
+        assert(tenant);
+        if (!secret_name_is_valid(name))
+                return -EINVAL;
+        if (len > SECRET_MAX_BYTES)
+                return -EFBIG;
+        size_t aad_len;
+        _cleanup_free_ char *aad = aad_of(tenant, name, &aad_len);
+        _cleanup_free_ uint8_t *box = NULL;
+        size_t box_len;
+        int r = seal_encrypt(key, aad, aad_len, value, len, &box, &box_len);
+        if (r < 0)
+                return r;
+        usec_t now = now_realtime();
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES (?1,?2,?3,?4,?4) "
+                                    "ON CONFLICT(tenant, name) DO UPDATE SET sealed=?3, updated=?4",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                sqlite3_bind_blob(st, 3, box, (int) box_len, SQLITE_TRANSIENT);
+                sqlite3_bind_int64(st, 4, (sqlite3_int64) now);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
+}
+
+int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const char *name, char **ret_value,
+                     size_t *ret_len) {
+        assert(s);
+        assert(key);
+        assert(tenant);
+        if (!secret_name_is_valid(name))
+                return -ENOENT;
+        _cleanup_free_ uint8_t *box = NULL;
+        size_t box_len = 0;
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT sealed FROM secrets WHERE tenant=?1 AND name=?2", -1, &st, NULL);
+        int r = -ENOENT;
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        box_len = (size_t) sqlite3_column_bytes(st, 0);
+                        box = xmalloc(box_len + 1);
+                        if (box_len)
+                                memcpy(box, sqlite3_column_blob(st, 0), box_len);
+                        r = 0;
+                } else if (rc != SQLITE_DONE)
+                        r = store_rc_errno(rc);
+                sqlite3_finalize(st);
+        } else
+                r = store_sqlite_errno(rc);
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0)
+                return r;
+        size_t aad_len;
+        _cleanup_free_ char *aad = aad_of(tenant, name, &aad_len);
+        return seal_decrypt(key, aad, aad_len, box, box_len, ret_value, ret_len);
+}
+
+int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *ret_n) {
+        assert(s);
+        assert(tenant);
+        SecretInfo *v = NULL;
+        size_t n = 0;
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT name, created, updated FROM secrets WHERE tenant=?1 ORDER BY name",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        v = xrealloc(v, (n + 1) * sizeof *v);
+                        v[n].name = store_col_text(st, 0);
+                        v[n].created = (usec_t) sqlite3_column_int64(st, 1);
+                        v[n].updated = (usec_t) sqlite3_column_int64(st, 2);
+                        n++;
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                secret_info_list_free(v, n);
+                return store_rc_errno(rc);
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_secret_delete(Store *s, const char *tenant, const char *name) {
+        assert(s);
+        assert(tenant);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "DELETE FROM secrets WHERE tenant=?1 AND name=?2", -1, &st, NULL);
+        int changed = 0;
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                rc = sqlite3_step(st);
+                changed = sqlite3_changes(s->db);
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        return changed > 0 ? 0 : -ENOENT;
+}
