@@ -373,6 +373,12 @@ static int http_function(Backend *b, const char *method, const char *name, json_
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
+static int http_schedule(Backend *b, const char *method, const char *path, json_t *body, json_t **ret) {
+        _cleanup_free_ char *err = NULL, *full = xasprintf("/v1/schedules%s", path);
+        int r = http_json(&b->http, method, full, body, ret, &err);
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
 static int http_workers(Backend *b, json_t **ret) {
         _cleanup_free_ char *err = NULL;
         int r = http_json(&b->http, "GET", "/v1/workers", NULL, ret, &err);
@@ -664,6 +670,7 @@ static const BackendOps http_ops = {
         .run_logs = http_run_logs,
         .deploy = http_deploy,
         .function = http_function,
+        .schedule = http_schedule,
         .workers = http_workers,
         .dag_run = http_dag_run,
         .dag_get = http_dag_get,

@@ -30,6 +30,7 @@ static const Verb verbs[] = {
         { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
         { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [--payload JSON] [-a V]…" },
         { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },
+        { "schedule", verb_schedule, "fire a deployed function on a cron/interval: schedule add|ls|show|rm|pause|resume" },
         { "workers", verb_workers, "a server's warm workers and instances" },
         { "server", verb_server, "run pysprinterd (the HTTP daemon) with these options" },
 };

@@ -241,9 +241,7 @@ static void merge_limits(RunLimits *l, const char *limits_json) {
         l->network = l->network || base.network;
 }
 
-/* Fills req with what runs f (source, file, function, requirements,
- * limits, delivery policy); the caller's own fields stay. */
-static void request_from_function(RunRequest *req, const FunctionRecord *f) {
+void daemon_request_from_function(RunRequest *req, const FunctionRecord *f) {
         req->source = xstrndup(f->source, f->source_len);
         req->source_len = f->source_len;
         req->filename = f->filename ? xstrdup(f->filename) : NULL;
@@ -277,7 +275,7 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
                 run_request_done(&req);
                 return daemon_call_errno(call, k, "function", ret_status);
         }
-        request_from_function(&req, f);
+        daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, &req.limits, ret_status);
         if (!resp)
                 resp = daemon_call_submit(call, &req, f->name, f->version, ret_status);
@@ -539,7 +537,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         }
 
         id = id_new("r");
-        request_from_function(&req, f);
+        daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, &req.limits, ret_status);
         if (resp)
                 goto out;

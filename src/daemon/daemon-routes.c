@@ -28,6 +28,11 @@ static const DaemonRoute routes[] = {
         { ROUTE_DELETE, "/v1/functions/*", daemon_api_function_delete, ROUTE_USER },
         { ROUTE_POST, "/v1/functions/*/invoke", daemon_api_function_invoke, ROUTE_USER },
 
+        { ROUTE_GET | ROUTE_POST, "/v1/schedules", daemon_api_schedules, ROUTE_USER },
+        { ROUTE_GET | ROUTE_DELETE, "/v1/schedules/*", daemon_api_schedule, ROUTE_USER },
+        { ROUTE_POST, "/v1/schedules/*/pause", daemon_api_schedule, ROUTE_USER },
+        { ROUTE_POST, "/v1/schedules/*/resume", daemon_api_schedule, ROUTE_USER },
+
         { ROUTE_GET, "/v1/workers", daemon_api_workers, ROUTE_USER },
         { ROUTE_GET, "/v1/envs", daemon_api_envs, ROUTE_USER },
 

@@ -288,6 +288,7 @@ struct Daemon {
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */
         struct DaemonGc *gc;            /* the collector (daemon-gc.c); NULL until daemon_gc_start() */
+        struct DaemonSchedules *schedules; /* the scheduler (daemon-schedules.c) */
 };
 
 int daemon_runs_init(Daemon *d);
@@ -469,6 +470,24 @@ DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_ap
  * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] — split into the
  * name and the qualifier (NULL when none). -EINVAL when it is none of those. */
 int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_qualifier);
+
+/* Fills req with what runs f (source, file, function, requirements, its
+ * deploy-time limits under req's own, delivery policy); the caller's
+ * other fields stay. */
+void daemon_request_from_function(RunRequest *req, const FunctionRecord *f);
+
+/* ---- schedules (daemon-schedules.c, docs/schedules.md) ------------------ */
+
+typedef struct DaemonSchedules DaemonSchedules;
+/* /v1/schedules (GET, POST) and /v1/schedules/{name}[/pause|/resume]. */
+DaemonHandlerFn daemon_api_schedules, daemon_api_schedule;
+/* Skips missed fire times of catch_up "none" schedules, then starts the
+ * scheduler thread. Call after daemon_runs_recover(). */
+int daemon_schedules_start(Daemon *d);
+void daemon_schedules_stop(Daemon *d);
+/* Now, in Unix seconds, as schedules see it ($PYSPRINTER_TEST_CLOCK_FILE
+ * in tests). */
+int64_t daemon_schedules_now(void);
 
 /* ---- workers and environments (daemon-workers.c) ------------------------ */
 

@@ -408,6 +408,9 @@ int main(int argc, char **argv) {
                 return EXIT_INTERNAL;
         }
 
+        r = daemon_schedules_start(d);
+        if (r < 0)
+                log_warn("cannot start the scheduler: %s", strerror(-r));
         r = daemon_gc_start(d);
         if (r < 0)
                 log_warn("cannot start the collector: %s (pysprinterd gc still works)", strerror(-r));
@@ -466,6 +469,7 @@ int main(int argc, char **argv) {
         /* DAG runs still going stay recorded as running: the next start
          * resumes them. Their threads use the engine, so it is not freed. */
         daemon_gc_stop(d);
+        daemon_schedules_stop(d);
         unsigned dags_left = daemon_dags_drain(d, (usec_t) drain * USEC_PER_SEC);
         daemon_http_stop(mhd);
         if (dags_left > 0) {

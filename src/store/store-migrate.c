@@ -128,6 +128,29 @@ static const char *const migrations[] = {
         "CREATE TRIGGER runs_fn_name AFTER INSERT ON runs"
         "  WHEN NEW.request_json IS NOT NULL AND json_valid(NEW.request_json)"
         "  BEGIN UPDATE runs SET fn_name = json_extract(NEW.request_json, '$.fn_name') WHERE id = NEW.id; END;",
+        /* 9: schedules and the runs they started (store-schedules.c) */
+        "CREATE TABLE schedules ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  function TEXT NOT NULL,"
+        "  spec TEXT NOT NULL,"
+        "  tz TEXT,"
+        "  invoke_json TEXT,"
+        "  catch_up INTEGER NOT NULL DEFAULT 1,"
+        "  allow_overlap INTEGER NOT NULL DEFAULT 0,"
+        "  paused INTEGER NOT NULL DEFAULT 0,"
+        "  next_fire INTEGER NOT NULL,"
+        "  last_fire INTEGER NOT NULL DEFAULT 0,"
+        "  last_run_id TEXT,"
+        "  last_note TEXT,"
+        "  created INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name));"
+        "CREATE TABLE schedule_runs ("
+        "  tenant TEXT NOT NULL,"
+        "  schedule TEXT NOT NULL,"
+        "  run_id TEXT NOT NULL,"
+        "  fired INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, schedule, run_id));",
 };
 
 int store_schema_version(void) {
