@@ -498,29 +498,89 @@ int verb_logs(int argc, char **argv) {
 
 /* ---- deploy / functions / workers ------------------------------------------ */
 
+/* A positive decimal count, at most 1e6. */
+static int parse_count(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || x > 1000000)
+                return -EINVAL;
+        *ret = x;
+        return 0;
+}
+
 int verb_deploy(int argc, char **argv) {
         const char *target = NULL, *name = NULL, *description = NULL;
+        json_t *url = NULL, *limits = json_object();
         for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--name") && i + 1 < argc)
+                /* --timeout/--memory/--max-procs: the function's limits
+                 * (granted again at each invoke by the tenant's config). */
+                static const char *const lim[] = { "--timeout", "--memory", "--max-procs" };
+                int li = -1;
+                for (int j = 0; j < 3; j++)
+                        if (streq(argv[i], lim[j]))
+                                li = j;
+                if (li >= 0) {
+                        uint64_t x = 0;
+                        int k = i + 1 >= argc ? -EINVAL
+                                : li == 0     ? cli_parse_duration_ms(argv[i + 1], &x)
+                                : li == 1     ? cli_parse_size(argv[i + 1], &x)
+                                              : parse_count(argv[i + 1], &x);
+                        if (k < 0 || x == 0) {
+                                json_decref(limits);
+                                json_decref(url);
+                                _cleanup_free_ char *m = xasprintf("deploy: %s needs a positive value", argv[i]);
+                                return usage_error("deploy", m);
+                        }
+                        json_object_set_new(limits, li == 0 ? "timeout_ms" : li == 1 ? "memory_bytes" : "max_procs",
+                                            json_integer((json_int_t) x));
+                        i++;
+                } else if (streq(argv[i], "--url")) {
+                        if (!url)
+                                url = json_true();
+                } else if (streq(argv[i], "--public")) {
+                        json_decref(url);
+                        url = json_string("public");
+                } else if (streq(argv[i], "--no-url")) {
+                        json_decref(url);
+                        url = json_false();
+                } else if (streq(argv[i], "--name") && i + 1 < argc)
                         name = argv[++i];
                 else if (startswith(argv[i], "--name="))
                         name = argv[i] + 7;
                 else if (streq(argv[i], "--description") && i + 1 < argc)
                         description = argv[++i];
                 else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT] [--json]\n\n"
+                        printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT]\n"
+                               "                         [--url [--public] | --no-url] [--timeout D] [--memory S]\n"
+                               "                         [--max-procs N] [--json]\n\n"
                                "Deploy a function to the server; each deploy is a new version. NAME defaults\n"
-                               "to the file's stem. An unknown package is exit 4, as for run.\n");
+                               "to the file's stem. An unknown package is exit 4, as for run.\n\n"
+                               "  --url          answer HTTP at /fn/TENANT/NAME[/path] (a bearer token of the\n"
+                               "                 tenant); --public: anyone, rate-limited per address;\n"
+                               "                 --no-url removes it; without either a redeploy keeps it\n"
+                               "  --timeout D    the function's wall-clock limit (30s, 2m)\n"
+                               "  --memory S     its memory limit (256M, 1G)\n"
+                               "  --max-procs N  its process limit\n");
+                        json_decref(limits);
+                        json_decref(url);
                         return 0;
                 } else if (!target && argv[i][0] != '-')
                         target = argv[i];
                 else {
                         _cleanup_free_ char *m = xasprintf("deploy: unexpected argument '%s'", argv[i]);
+                        json_decref(limits);
+                        json_decref(url);
                         return usage_error("deploy", m);
                 }
         }
-        if (!target)
+        if (!target) {
+                json_decref(limits);
+                json_decref(url);
                 return usage_error("deploy", "deploy needs FILE[::FUNC]");
+        }
+        /* Freed with req below once attached; before that, on the early
+         * returns, they are small and the process ends. */
         const char *sep = strstr(target, "::");
         _cleanup_free_ char *file = sep ? xstrndup(target, (size_t) (sep - target)) : xstrdup(target);
         _cleanup_free_ char *source = NULL, *stem = NULL;
@@ -554,6 +614,11 @@ int verb_deploy(int argc, char **argv) {
                 backend_free(b);
                 return EXIT_USAGE;
         }
+        if (url)
+                json_object_set_new(req, "url", url);
+        if (json_object_size(limits))
+                json_object_set(req, "limits", limits);
+        json_decref(limits);
         int r = b->ops->deploy(b, req, &ans);
         if (r == -EBADMSG || r == -ENOPKG) {
                 /* The validation's message as `run` prints it. */
@@ -567,6 +632,11 @@ int verb_deploy(int argc, char **argv) {
                 printf("deployed %s version %lld (%s::%s)\n", json_string_value(json_object_get(ans, "name")) ?: name,
                        (long long) json_integer_value(json_object_get(ans, "version")), base,
                        json_string_value(json_object_get(ans, "function")) ?: "-");
+        if (r >= 0 && !cli_globals.json && json_is_object(json_object_get(ans, "url")))
+                printf("url: %s%s (%s)\n", b->remote ? b->http.base : "",
+                       json_string_value(json_object_get(json_object_get(ans, "url"), "path")) ?: "?",
+                       json_is_true(json_object_get(json_object_get(ans, "url"), "public")) ? "public"
+                                                                                           : "bearer token");
         json_decref(req);
         json_decref(ans);
         backend_free(b);

@@ -28,6 +28,11 @@ static const DaemonRoute routes[] = {
         { ROUTE_DELETE, "/v1/functions/*", daemon_api_function_delete, ROUTE_USER },
         { ROUTE_POST, "/v1/functions/*/invoke", daemon_api_function_invoke, ROUTE_USER },
 
+        /* Function URLs (docs/endpoints.md): the handler authenticates,
+         * as an endpoint may be public. */
+        { ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE, "/fn/*/*", daemon_api_endpoint, ROUTE_PUBLIC },
+        { ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE, "/fn/*/*/**", daemon_api_endpoint, ROUTE_PUBLIC },
+
         { ROUTE_GET | ROUTE_POST, "/v1/schedules", daemon_api_schedules, ROUTE_USER },
         { ROUTE_GET | ROUTE_DELETE, "/v1/schedules/*", daemon_api_schedule, ROUTE_USER },
         { ROUTE_POST, "/v1/schedules/*/pause", daemon_api_schedule, ROUTE_USER },

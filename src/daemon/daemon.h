@@ -66,6 +66,8 @@ typedef struct DaemonConfig {
         unsigned request_deadline_s;    /* headers + body must arrive within this */
         unsigned max_wait_s;            /* cap on ?wait=true */
         unsigned max_attempts;          /* a run's starts when the daemon dies under it (docs/api.md "Delivery") */
+        unsigned endpoint_rate;         /* public endpoints: requests/s per client address (docs/endpoints.md) */
+        unsigned endpoint_burst;        /* … and the burst above it */
         bool metrics_public;            /* /metrics without a token */
         SandboxMode sandbox;
         /* pool: (docs/workers.md); 0 = the engine's default */
@@ -145,6 +147,14 @@ typedef struct RequestCaps {
 
 #define RUN_MAX_RETRIES 10
 
+/* A deployed function's HTTP endpoint (docs/endpoints.md). */
+typedef enum EndpointMode {
+        ENDPOINT_KEEP = -1,     /* a deploy that does not say: unchanged */
+        ENDPOINT_NONE = 0,
+        ENDPOINT_TOKEN = 1,     /* a bearer token of the function's tenant */
+        ENDPOINT_PUBLIC = 2,    /* anyone; rate-limited per client address */
+} EndpointMode;
+
 typedef struct RunRequest {
         char *source;
         size_t source_len;
@@ -160,6 +170,7 @@ typedef struct RunRequest {
         char *name;
         char *description;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
+        int url;                /* deploy: EndpointMode, or ENDPOINT_KEEP (absent) */
         /* invoke only */
         /* 1 + the request's "retries": how many times the run may be
          * started when the daemon dies under it (docs/api.md "Delivery");
@@ -365,6 +376,7 @@ typedef struct DaemonCall {
         const char *body;
         size_t body_len;
         int client_fd;          /* -1: unknown */
+        const char *raw_target; /* path?query as sent (undecoded) */
 } DaemonCall;
 
 /* A handler answers with a response and its status (the router queues it);
@@ -475,6 +487,22 @@ int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_quali
  * deploy-time limits under req's own, delivery policy); the caller's
  * other fields stay. */
 void daemon_request_from_function(RunRequest *req, const FunctionRecord *f);
+
+/* Maps a Lambda event onto f's parameters (the calling rule above; the
+ * context from request_id and req's limits) into req's arguments. -EINVAL
+ * when f takes named parameters and the event is not an object. */
+int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id);
+/* data[0..n) in base64 (caller frees). */
+char *daemon_base64(const void *data, size_t n);
+
+/* ---- HTTP endpoints (daemon-endpoints.c, docs/endpoints.md) ------------- */
+
+/* /fn/{tenant}/{name}[/path…]: any method; the function's answer. */
+DaemonHandlerFn daemon_api_endpoint;
+/* Sets (ENDPOINT_NONE: removes) the endpoint of tenant's function name. */
+int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode);
+/* The function object's "url" member: {"path", "public"}, or JSON null. */
+struct json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name);
 
 /* ---- schedules (daemon-schedules.c, docs/schedules.md) ------------------ */
 

@@ -128,7 +128,8 @@ static const char *const migrations[] = {
         "CREATE TRIGGER runs_fn_name AFTER INSERT ON runs"
         "  WHEN NEW.request_json IS NOT NULL AND json_valid(NEW.request_json)"
         "  BEGIN UPDATE runs SET fn_name = json_extract(NEW.request_json, '$.fn_name') WHERE id = NEW.id; END;",
-        /* 9: schedules and the runs they started (store-schedules.c) */
+        /* 9: schedules and the runs they started (store-schedules.c), and
+         * function endpoints */
         "CREATE TABLE schedules ("
         "  tenant TEXT NOT NULL,"
         "  name TEXT NOT NULL,"
@@ -150,7 +151,13 @@ static const char *const migrations[] = {
         "  schedule TEXT NOT NULL,"
         "  run_id TEXT NOT NULL,"
         "  fired INTEGER NOT NULL,"
-        "  PRIMARY KEY (tenant, schedule, run_id));",
+        "  PRIMARY KEY (tenant, schedule, run_id));"
+        /* and deployed functions' HTTP endpoints (store-endpoints.c) */
+        "CREATE TABLE endpoints ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  mode INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name));",
 };
 
 int store_schema_version(void) {

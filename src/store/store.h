@@ -445,3 +445,10 @@ int store_schedule_delete(Store *s, const char *tenant, const char *name);
 /* The ids of the runs the schedule started, newest first, at most limit
  * (a NULL-terminated strv, possibly NULL when none). */
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);
+
+/* ---- function endpoints (store-endpoints.c, docs/endpoints.md) ------------ */
+
+/* mode: 1 token, 2 public (the daemon's EndpointMode); 0 removes it. */
+int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode);
+/* -ENOENT when the function has no endpoint. */
+int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_mode);
