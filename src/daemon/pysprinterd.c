@@ -443,6 +443,10 @@ int main(int argc, char **argv) {
          * 503 with Retry-After (and /healthz 503 "draining"), which a load
          * balancer reads as "send it elsewhere" — a closed listener would
          * reset connections already in its backlog (docs/api.md "Drain"). */
+        /* No fire during the drain: it would be refused (503) and its fire
+         * time lost; a fire time that passes while stopped is caught up at
+         * the next start (docs/schedules.md). */
+        daemon_schedules_stop(d);
         pthread_mutex_lock(&d->lock);
         d->draining = true;
         pthread_mutex_unlock(&d->lock);
@@ -469,7 +473,6 @@ int main(int argc, char **argv) {
         /* DAG runs still going stay recorded as running: the next start
          * resumes them. Their threads use the engine, so it is not freed. */
         daemon_gc_stop(d);
-        daemon_schedules_stop(d);
         unsigned dags_left = daemon_dags_drain(d, (usec_t) drain * USEC_PER_SEC);
         daemon_http_stop(mhd);
         if (dags_left > 0) {
