@@ -263,6 +263,9 @@ static void split_target(const char *target, char **ret_path, char **ret_query) 
 
 /* A bearer token of tenant that may run functions; 0, or the status. */
 static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
+        /* --no-auth: one local user on a loopback address, no tokens. */
+        if (call->d->no_auth)
+                return 0;
         const char *h = daemon_call_header(call, "Authorization");
         if (!h || strncasecmp(h, "Bearer ", 7) != 0)
                 return 401;

@@ -230,3 +230,14 @@ def test_curl(d):
     assert head.startswith("HTTP/1.1 200")
     ev = json.loads(body)["event"]
     assert json.loads(ev["body"]) == {"k": 1} and ev["queryStringParameters"] == {"q": "1"}
+
+
+def test_no_auth_daemon_serves_token_endpoints_of_its_local_user(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), args=["--no-auth"]).start()
+    try:
+        st, _ = d.call("POST", "/v1/functions", {"name": "e", "source": ECHO, "url": True}, token=None)
+        assert st == 201
+        st, _, body = d.request("GET", "/fn/local/e/x", token=None)
+        assert st == 200 and json.loads(body)["event"]["rawPath"] == "/x"
+    finally:
+        d.stop()
