@@ -242,6 +242,14 @@ static int engine_schedule(Backend *b, const char *method, const char *path, jso
         return -EOPNOTSUPP;
 }
 
+static int engine_function_runs(Backend *b, const char *name, long limit, json_t **ret_array) {
+        return engine_unsupported(b);
+}
+
+static int engine_run_log_text(Backend *b, const char *id, Buf *ret) {
+        return engine_unsupported(b);
+}
+
 static int engine_workers(Backend *b, json_t **ret) {
         return engine_unsupported(b);
 }
@@ -626,6 +634,8 @@ static const BackendOps engine_ops = {
         .deploy = engine_deploy,
         .function = engine_function,
         .schedule = engine_schedule,
+        .function_runs = engine_function_runs,
+        .run_log_text = engine_run_log_text,
         .workers = engine_workers,
         .dag_run = engine_dag_run,
         .dag_get = engine_dag_get,

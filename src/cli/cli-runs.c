@@ -388,12 +388,16 @@ static int one_run_args(const char *verb, int argc, char **argv, bool *json, boo
                 else if (follow && (streq(argv[i], "-f") || streq(argv[i], "--follow")))
                         *follow = true;
                 else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter %s RUN%s\n\nRUN is a run id or a unique prefix of one "
+                        printf("Usage: pysprinter %s RUN%s\n%s\nRUN is a run id or a unique prefix of one "
                                "(see `pysprinter ps`).\n%s",
                                verb, follow ? " [-f]" : " [--json]",
+                               follow ? "       pysprinter logs --function NAME [-f]\n" : "",
                                follow ? "Replays the run's stdout and stderr to the streams they were written to;\n"
                                         "-f follows a run still running (embedded or on a server) until it ends.\n"
                                         "No --json: the record is `pysprinter show RUN --json`.\n"
+                                        "--function NAME: the output of the deployed function's last 10 invocations,\n"
+                                        "each line tagged [RUN-ID]; with -f, then every new invocation's as it runs\n"
+                                        "(a server is needed).\n"
                                       : "");
                         return -1;
                 } else if (!*ret_id && argv[i][0] != '-')
@@ -468,9 +472,125 @@ int verb_show(int argc, char **argv) {
         return code;
 }
 
+/* ---- logs --function: every invocation of a deployed function ------------- */
+
+typedef struct Tail {
+        char *id;
+        size_t printed;         /* bytes of its log already shown */
+        bool done;
+} Tail;
+
+static bool run_ended(json_t *run) {
+        const char *st = json_string_value(json_object_get(run, "status"));
+        return st && !streq(st, "queued") && !streq(st, "running");
+}
+
+/* Prints what t's log gained since the last call, each line tagged with
+ * the run id; a partial last line waits for its end unless the run ended. */
+static int tail_print(Backend *b, Tail *t) {
+        json_t *run = NULL;
+        int r = b->ops->run_get(b, t->id, &run);
+        if (r < 0)
+                return r;
+        bool ended = run_ended(run);
+        json_decref(run);
+        Buf log;
+        r = b->ops->run_log_text(b, t->id, &log);
+        if (r < 0)
+                return r;
+        size_t end = log.len;
+        if (!ended)
+                while (end > t->printed && log.data[end - 1] != '\n')
+                        end--;
+        for (size_t i = t->printed; i < end;) {
+                size_t n = 0;
+                while (i + n < end && log.data[i + n] != '\n')
+                        n++;
+                printf("[%s] %.*s\n", t->id, (int) n, log.data + i);
+                i += n + 1;
+        }
+        fflush(stdout);
+        t->printed = end > t->printed ? end : t->printed;
+        t->done = ended;
+        buf_free(&log);
+        return 0;
+}
+
+/* The last LOGS_FUNCTION_RECENT invocations' output, oldest first; with
+ * follow, then every new invocation's as it runs, until Ctrl-C. Polls
+ * twice a second: one list and one log request per active run. */
+#define LOGS_FUNCTION_RECENT 10
+static int logs_function(const char *name, bool follow) {
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        Tail *tails = NULL;
+        size_t n = 0;
+        char **seen = NULL;
+        int r = 0;
+        cli_catch_interrupt();
+        for (bool first = true;; first = false) {
+                json_t *runs = NULL;
+                r = b->ops->function_runs(b, name, first ? LOGS_FUNCTION_RECENT : 50, &runs);
+                if (r < 0)
+                        break;
+                /* newest first from the server: added oldest first */
+                for (size_t i = json_array_size(runs); i-- > 0;) {
+                        const char *id = json_string_value(json_object_get(json_array_get(runs, i), "id"));
+                        if (!id || strv_contains(seen, id))
+                                continue;
+                        seen = strv_append(seen, id);
+                        tails = xrealloc(tails, (n + 1) * sizeof(Tail));
+                        tails[n++] = (Tail) { .id = xstrdup(id) };
+                }
+                json_decref(runs);
+                for (size_t i = 0; i < n && r >= 0 && !cli_interrupted; i++)
+                        if (!tails[i].done)
+                                r = tail_print(b, &tails[i]);
+                if (r < 0 || !follow || cli_interrupted)
+                        break;
+                usleep(500 * 1000);
+                if (cli_interrupted)
+                        break;
+        }
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (cli_interrupted)
+                code = 130;
+        for (size_t i = 0; i < n; i++)
+                free(tails[i].id);
+        free(tails);
+        strv_free(seen);
+        backend_free(b);
+        return code;
+}
+
 int verb_logs(int argc, char **argv) {
         bool follow = false;
         const char *id;
+        for (int i = 0; i < argc; i++)
+                if (streq(argv[i], "--function") || startswith(argv[i], "--function=")) {
+                        const char *name = argv[i][10] == '=' ? argv[i] + 11 : i + 1 < argc ? argv[i + 1] : NULL;
+                        int rest = argv[i][10] == '=' ? 1 : 2;
+                        if (!name || !*name)
+                                return usage_error("logs", "--function needs a deployed function's NAME");
+                        for (int j = 0; j < argc; j++) {
+                                if (j == i) {
+                                        j += rest - 1;
+                                        continue;
+                                }
+                                if (streq(argv[j], "-f") || streq(argv[j], "--follow"))
+                                        follow = true;
+                                else {
+                                        _cleanup_free_ char *m = xasprintf("logs: unexpected argument '%s'", argv[j]);
+                                        return usage_error("logs", m);
+                                }
+                        }
+                        if (cli_globals.json)
+                                return usage_error("logs", "logs has no --json");
+                        return logs_function(name, follow);
+                }
         int code = one_run_args("logs", argc, argv, NULL, &follow, &id);
         if (code)
                 return code < 0 ? 0 : code;

@@ -223,6 +223,41 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
                                 ret_status);
 }
 
+/* GET /v1/functions/{name}/runs[?limit=N]: its runs, newest first (the
+ * function need not exist any more: its runs do). */
+struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2], *l = daemon_call_query(call, "limit");
+        unsigned long long limit = 20;
+        if (l) {
+                char *end;
+                limit = strtoull(l, &end, 10);
+                if (*end || limit == 0 || limit > 1000)
+                        return daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "query 'limit' must be an integer in 1..1000");
+        }
+        if (!function_name_is_valid(name))
+                return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+        char **ids = NULL;
+        int k = store_function_run_ids(call->d->store, call->tenant, name, limit, &ids);
+        if (k < 0)
+                return daemon_call_errno(call, k, "runs", ret_status);
+        json_t *a = json_array();
+        for (char **i = ids; i && *i; i++) {
+                RunRecord *rec = NULL;
+                if (store_run_get(call->d->store, call->tenant, *i, &rec) < 0)
+                        continue;
+                if (streq(rec->status, "queued") || streq(rec->status, "running"))
+                        daemon_run_overlay_unwritten(call->d, rec);
+                _cleanup_free_ char *text = run_record_to_json(rec, NULL);
+                json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
+                if (j)
+                        json_array_append_new(a, j);
+                run_record_free(rec);
+        }
+        strv_free(ids);
+        return daemon_call_json(call, 200, json_pack("{s:o}", "runs", a), ret_status);
+}
+
 /* The function's deploy-time limits, overridden field by field by the
  * invoke's. */
 static void merge_limits(RunLimits *l, const char *limits_json) {

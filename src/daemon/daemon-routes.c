@@ -27,6 +27,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/functions/*", daemon_api_function_get, ROUTE_USER },
         { ROUTE_DELETE, "/v1/functions/*", daemon_api_function_delete, ROUTE_USER },
         { ROUTE_POST, "/v1/functions/*/invoke", daemon_api_function_invoke, ROUTE_USER },
+        { ROUTE_GET, "/v1/functions/*/runs", daemon_api_function_runs, ROUTE_USER },
 
         /* Function URLs (docs/endpoints.md): the handler authenticates,
          * as an endpoint may be public. */

@@ -476,7 +476,7 @@ struct json_t *daemon_validation_json(const RunResult *res);
 /* ---- functions and the Lambda API (daemon-functions.c) ------------------ */
 
 DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
-        daemon_api_function_delete, daemon_api_function_invoke, daemon_api_lambda_list,
+        daemon_api_function_delete, daemon_api_function_invoke, daemon_api_function_runs, daemon_api_lambda_list,
         daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke;
 /* A Lambda FunctionName — NAME, NAME:QUALIFIER or
  * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] — split into the

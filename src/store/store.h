@@ -452,3 +452,7 @@ int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t l
 int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode);
 /* -ENOENT when the function has no endpoint. */
 int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_mode);
+
+/* The ids of the runs of tenant's deployed function name, newest first, at
+ * most limit (a NULL-terminated strv, NULL when none). */
+int store_function_run_ids(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);

@@ -148,3 +148,63 @@ def test_init_writes_a_starter_that_runs_and_tests_pass(cli, tmp_path, env):
     assert p.returncode == 2 and "exists" in p.stderr
     assert (proj / "hello.py").read_text() == "# mine\n"
     assert cli("init", "a", "b").returncode == 2
+
+
+PRINTER = """
+def handler(event):
+    for i in range(3):
+        print(f"{event['tag']} line {i}", flush=True)
+    return event["tag"]
+"""
+
+
+def test_logs_function_tags_every_invocation_and_follows_new_ones(cli, env, tmp_path):
+    if not DAEMON.exists():
+        pytest.skip("pysprinterd not built")
+    import time
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path)).start()
+    try:
+        st, _ = d.call("POST", "/v1/functions", {"name": "pr", "source": PRINTER})
+        assert st == 201
+        ids = []
+        for tag in ("first", "second"):
+            st, run = d.call("POST", "/2015-03-31/functions/pr/invocations", {"tag": tag}, raw=None)
+            assert st == 200
+        st, runs = d.call("GET", "/v1/functions/pr/runs")
+        ids = [r["id"] for r in runs["runs"]][::-1]
+        assert len(ids) == 2
+        cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"])
+        out = cli("logs", "--function", "pr", check=0).stdout.splitlines()
+        tagged = [l for l in out if "line" in l]
+        assert tagged == [f"[{ids[0]}] first line {i}" for i in range(3)] + \
+                         [f"[{ids[1]}] second line {i}" for i in range(3)], out
+        # -f: a new invocation shows up while following.
+        p = subprocess.Popen([str(CLI), "logs", "--function", "pr", "-f"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=cli.env)
+        try:
+            st, _ = d.call("POST", "/2015-03-31/functions/pr/invocations", {"tag": "third"})
+            assert st == 200
+            deadline = time.time() + 30
+            lines = []
+            while time.time() < deadline:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                lines.append(line.rstrip("\n"))
+                if "third line 2" in line:
+                    break
+            assert any(l.endswith("] third line 2") for l in lines), lines
+            third = next(l for l in lines if "third line 0" in l).split("]")[0][1:]
+            assert third not in ids and third.startswith("r")
+        finally:
+            p.send_signal(subprocess.signal.SIGINT)
+            p.wait(10)
+        assert p.returncode == 130
+        # Bob does not see alice's function's runs; no server: a clear error.
+        p = cli("logs", "--function", "pr", env={"PYSPRINTER_TOKEN": TOKENS["bob"]}, check=0)
+        assert "line" not in p.stdout
+    finally:
+        d.stop()
+    p = subprocess.run([str(CLI), "logs", "--function", "pr"], capture_output=True, text=True, env=env)
+    assert p.returncode != 0 and "server" in p.stderr
+    assert cli("logs", "--function").returncode == 2
