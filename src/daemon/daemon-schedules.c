@@ -61,9 +61,10 @@ static void set_note(ScheduleRecord *s, char *note) {
         s->last_note = note;
 }
 
-/* Moves s past now without a run, saying why. */
-static void schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) {
-        int64_t next;
+/* Moves s past now without a run, saying why; 0 or -ESTALE (s changed
+ * under the scheduler). */
+static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) {
+        int64_t next, expected = s->next_fire;
         int k = schedule_next(s, now, &next);
         if (k < 0) {
                 /* Never again (or unreadable): pause, so the scheduler stops
@@ -73,7 +74,7 @@ static void schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note)
         } else
                 s->next_fire = next;
         set_note(s, note);
-        (void) store_schedule_update(d->store, s);
+        return store_schedule_advance(d->store, s, expected);
 }
 
 static bool run_is_active(Daemon *d, const char *tenant, const char *id) {
@@ -122,7 +123,8 @@ static int fire_request(Daemon *d, const ScheduleRecord *s, RunRequest *req, Fun
  * so however many fire times were missed, at most one run starts. */
 static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         if (!s->allow_overlap && run_is_active(d, s->tenant, s->last_run_id)) {
-                schedule_skip(d, s, now, xasprintf("skipped a fire time: run %s was still running", s->last_run_id));
+                (void) schedule_skip(d, s, now,
+                                     xasprintf("skipped a fire time: run %s was still running", s->last_run_id));
                 return;
         }
         RunRequest req = {};
@@ -130,11 +132,11 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         char *note = NULL;
         if (fire_request(d, s, &req, &f, &note) < 0) {
                 run_request_done(&req);
-                schedule_skip(d, s, now, note);
+                (void) schedule_skip(d, s, now, note);
                 return;
         }
         _cleanup_free_ char *id = id_new("r");
-        int64_t next = 0;
+        int64_t next = 0, expected = s->next_fire;
         if (schedule_next(s, now, &next) < 0) {
                 s->paused = true;
                 next = 0;
@@ -144,16 +146,19 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         s->last_fire = now;
         s->next_fire = next;
         set_note(s, NULL);
-        int k = store_schedule_update(d->store, s);
+        int k = store_schedule_advance(d->store, s, expected);
         if (k >= 0) {
                 DRun *r = NULL;
                 k = daemon_run_submit(d, id, s->tenant, &req, f->name, f->version, false, &r);
                 if (k >= 0)
                         drun_unref(d, r);
-                else
-                        schedule_skip(d, s, now, xasprintf("the run could not be queued: %s", strerror(-k)));
+                else {
+                        /* The fire state was written: note why there is no run. */
+                        set_note(s, xasprintf("the run could not be queued: %s", strerror(-k)));
+                        (void) store_schedule_advance(d->store, s, s->next_fire);
+                }
         }
-        if (k < 0)
+        if (k < 0 && k != -ESTALE)
                 log_warn("schedule %s/%s: %s", s->tenant, s->name, strerror(-k));
         function_record_free(f);
         run_request_done(&req);
@@ -201,7 +206,7 @@ static void schedules_catch_up(Daemon *d) {
         int64_t now = daemon_schedules_now();
         for (size_t i = 0; i < n; i++)
                 if (!v[i]->paused && v[i]->catch_up == 0 && v[i]->next_fire > 0 && v[i]->next_fire <= now)
-                        schedule_skip(d, v[i], now,
+                        (void) schedule_skip(d, v[i], now,
                                       xstrdup("fire times missed while the daemon was down were skipped (catch_up none)"));
         schedule_record_list_free(v, n);
 }

@@ -65,13 +65,15 @@ static void schedule_bind(sqlite3_stmt *st, const ScheduleRecord *r) {
         sqlite3_bind_int64(st, 14, (sqlite3_int64) (r->created ? r->created : now_realtime()));
 }
 
-/* Runs sql with r bound; the rows it changed, or a negative errno. */
-static int schedule_exec(Store *s, const char *sql, const ScheduleRecord *r) {
+/* Runs sql with r bound (and expected as ?15); the rows it changed, or a
+ * negative errno. */
+static int schedule_exec_expect(Store *s, const char *sql, const ScheduleRecord *r, int64_t expected) {
         pthread_mutex_lock(&s->lock);
         sqlite3_stmt *st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db), changes = 0;
         if (st) {
                 schedule_bind(st, r);
+                sqlite3_bind_int64(st, 15, expected);
                 rc = sqlite3_step(st);
                 changes = sqlite3_changes(s->db);
                 store_stmt_done(s, st);
@@ -84,6 +86,10 @@ static int schedule_exec(Store *s, const char *sql, const ScheduleRecord *r) {
         return changes;
 }
 
+static int schedule_exec(Store *s, const char *sql, const ScheduleRecord *r) {
+        return schedule_exec_expect(s, sql, r, 0);
+}
+
 int store_schedule_insert(Store *s, const ScheduleRecord *r) {
         if (!r->tenant || !r->name || !r->function || !r->spec)
                 return -EINVAL;
@@ -91,6 +97,8 @@ int store_schedule_insert(Store *s, const ScheduleRecord *r) {
                                  "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)", r);
         return k < 0 ? k : 0;
 }
+
+static int schedule_record_run(Store *s, const ScheduleRecord *r);
 
 int store_schedule_update(Store *s, const ScheduleRecord *r) {
         int k = schedule_exec(s, "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, catch_up=?7, "
@@ -100,6 +108,24 @@ int store_schedule_update(Store *s, const ScheduleRecord *r) {
                 return k;
         if (k == 0)
                 return -ENOENT;
+        return schedule_record_run(s, r);
+}
+
+int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_next_fire) {
+        /* Only the fire state moves, and only from the state the scheduler
+         * read: a pause, an edit or another scheduler in between wins. */
+        int k = schedule_exec_expect(s, "UPDATE schedules SET paused=?9, next_fire=?10, last_fire=?11, "
+                                        "last_run_id=?12, last_note=?13 "
+                                        "WHERE tenant=?1 AND name=?2 AND paused=0 AND next_fire=?15",
+                                     r, expected_next_fire);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return -ESTALE;
+        return schedule_record_run(s, r);
+}
+
+static int schedule_record_run(Store *s, const ScheduleRecord *r) {
         if (r->last_run_id && r->last_fire) {
                 /* The tag: which runs this schedule started. */
                 pthread_mutex_lock(&s->lock);

@@ -438,6 +438,11 @@ int store_schedule_insert(Store *s, const ScheduleRecord *r);
  * (last_run_id and last_fire), records that run as this schedule's.
  * -ENOENT when there is no such schedule. */
 int store_schedule_update(Store *s, const ScheduleRecord *r);
+/* The scheduler's write: r's fire state (paused, next/last fire, last run,
+ * note), only when the stored schedule is still active with next_fire
+ * expected_next_fire — else -ESTALE and nothing changes (a pause, rm or
+ * another scheduler got there first). Records r's run like update. */
+int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_next_fire);
 int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleRecord **ret);
 /* tenant NULL: every tenant's. By tenant, name. */
 int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, size_t *ret_n);
