@@ -185,6 +185,31 @@ int parse_duration_ms(const char *s, bool allow_zero, uint64_t *ret);
  * 1000 for KB/MB/GB) -> bytes (at most 1e15). */
 int parse_size(const char *s, uint64_t *ret);
 
+/* ---- schedules' time arithmetic (basic-cron.c, docs/schedules.md) -------- */
+
+/* A parsed schedule: a 5-field cron expression as bit sets, or an interval. */
+typedef struct CronSpec {
+        uint64_t minute;        /* bit 0..59 */
+        uint32_t hour;          /* bit 0..23 */
+        uint32_t dom;           /* bit 1..31 */
+        uint16_t month;         /* bit 1..12 */
+        uint8_t dow;            /* bit 0..6, Sunday 0 */
+        bool dom_star, dow_star; /* unrestricted (the Vixie day rule) */
+        uint64_t every_s;       /* "@every D": non-zero, the fields unused */
+} CronSpec;
+/* "M H DOM MON DOW" (lists, ranges, steps, month/day names, 7 = Sunday),
+ * @yearly/@annually/@monthly/@weekly/@daily/@midnight/@hourly, or
+ * "@every 10m" (whole seconds). -EINVAL with *ret_error (may be NULL)
+ * naming the field. */
+int cron_parse(const char *spec, CronSpec *ret, char **ret_error);
+/* "UTC" (also NULL, "", "Z", "GMT"), "+HH", "+HH:MM", "+HHMM", "UTC+HH:MM",
+ * "-…": the offset east of UTC in seconds. Named zones: -EINVAL. */
+int cron_tz_parse(const char *tz, int *ret_offset_s, char **ret_error);
+/* The first fire time strictly after `after` (Unix seconds) of c read in
+ * local time at offset_s; "@every" fires on multiples of its interval
+ * since the epoch. -ENOENT when c never fires (Feb 30). */
+int cron_next(const CronSpec *c, int offset_s, int64_t after, int64_t *ret);
+
 /* ---- JSON text ------------------------------------------------------------ */
 
 /* Respells every real number of a JSON text with the fewest digits that

@@ -345,6 +345,19 @@ static int engine_function(Backend *b, const char *method, const char *name, jso
         return engine_unsupported(b);
 }
 
+static int engine_schedule(Backend *b, const char *method, const char *path, json_t *body, json_t **ret) {
+        backend_set_error(b, "schedules need a server: pysprinterd fires them (--server URL or PYSPRINTER_SERVER)");
+        return -EOPNOTSUPP;
+}
+
+static int engine_function_runs(Backend *b, const char *name, long limit, json_t **ret_array) {
+        return engine_unsupported(b);
+}
+
+static int engine_run_log_text(Backend *b, const char *id, Buf *ret) {
+        return engine_unsupported(b);
+}
+
 static int engine_workers(Backend *b, json_t **ret) {
         return engine_unsupported(b);
 }
@@ -732,6 +745,9 @@ static const BackendOps engine_ops = {
         .run_logs = engine_run_logs,
         .deploy = engine_deploy,
         .function = engine_function,
+        .schedule = engine_schedule,
+        .function_runs = engine_function_runs,
+        .run_log_text = engine_run_log_text,
         .workers = engine_workers,
         .dag_run = engine_dag_run,
         .dag_get = engine_dag_get,

@@ -353,6 +353,35 @@ static int http_function(Backend *b, const char *method, const char *name, json_
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
+static int http_schedule(Backend *b, const char *method, const char *path, json_t *body, json_t **ret) {
+        _cleanup_free_ char *err = NULL, *full = xasprintf("/v1/schedules%s", path);
+        int r = http_json(&b->http, method, full, body, ret, &err);
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
+static int http_function_runs(Backend *b, const char *name, long limit, json_t **ret_array) {
+        _cleanup_free_ char *err = NULL, *ename = http_escape(name);
+        _cleanup_free_ char *path = xasprintf("/v1/functions/%s/runs?limit=%ld", ename, limit);
+        json_t *ans = NULL;
+        int r = http_json(&b->http, "GET", path, NULL, &ans, &err);
+        if (r < 0)
+                return fail(b, r, TAKE_PTR(err));
+        *ret_array = json_incref(json_object_get(ans, "runs")) ?: json_array();
+        json_decref(ans);
+        return 0;
+}
+
+static int http_run_log_text(Backend *b, const char *id, Buf *ret) {
+        _cleanup_free_ char *err = NULL, *eid = http_escape(id);
+        _cleanup_free_ char *path = xasprintf("/v1/runs/%s/logs", eid);
+        int r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path }, NULL, ret, &err);
+        if (r < 0) {
+                buf_free(ret);
+                return fail(b, r, TAKE_PTR(err));
+        }
+        return 0;
+}
+
 static int http_workers(Backend *b, json_t **ret) {
         _cleanup_free_ char *err = NULL;
         int r = http_json(&b->http, "GET", "/v1/workers", NULL, ret, &err);
@@ -671,6 +700,9 @@ static const BackendOps http_ops = {
         .run_logs = http_run_logs,
         .deploy = http_deploy,
         .function = http_function,
+        .schedule = http_schedule,
+        .function_runs = http_function_runs,
+        .run_log_text = http_run_log_text,
         .workers = http_workers,
         .dag_run = http_dag_run,
         .dag_get = http_dag_get,

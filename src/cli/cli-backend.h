@@ -102,6 +102,15 @@ typedef struct BackendOps {
         int (*deploy)(Backend *b, json_t *req, json_t **ret);
         int (*function)(Backend *b, const char *method, const char *name, json_t **ret);
         int (*workers)(Backend *b, json_t **ret);
+        /* Schedules (docs/schedules.md): method on /v1/schedules + path
+         * ("", "/NAME", "/NAME/pause"…) with body (may be NULL); the
+         * embedded engine keeps none (-EOPNOTSUPP). */
+        int (*schedule)(Backend *b, const char *method, const char *path, json_t *body, json_t **ret);
+        /* logs --function: the runs of deployed function name (newest
+         * first, at most limit), and one run's log so far as text (stdout
+         * and stderr interleaved). Server only (-EOPNOTSUPP embedded). */
+        int (*function_runs)(Backend *b, const char *name, long limit, json_t **ret_array);
+        int (*run_log_text)(Backend *b, const char *id, Buf *ret);
         /* DAG runs: the API's DAG object (docs/api.md "DAG runs"). dag_run
          * runs q to its end, calling view as it moves; Ctrl-C cancels it
          * and still returns the final object. An invalid pipeline is

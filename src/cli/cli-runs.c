@@ -391,12 +391,16 @@ static int one_run_args(const char *verb, int argc, char **argv, bool *json, boo
                 else if (follow && (streq(argv[i], "-f") || streq(argv[i], "--follow")))
                         *follow = true;
                 else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter %s RUN%s\n\nRUN is a run id or a unique prefix of one "
+                        printf("Usage: pysprinter %s RUN%s\n%s\nRUN is a run id or a unique prefix of one "
                                "(see `pysprinter ps`).\n%s",
                                verb, follow ? " [-f]" : " [--json]",
+                               follow ? "       pysprinter logs --function NAME [-f]\n" : "",
                                follow ? "Replays the run's stdout and stderr to the streams they were written to;\n"
                                         "-f follows a run still running (embedded or on a server) until it ends.\n"
                                         "No --json: the record is `pysprinter show RUN --json`.\n"
+                                        "--function NAME: the output of the deployed function's last 10 invocations,\n"
+                                        "each line tagged [RUN-ID]; with -f, then every new invocation's as it runs\n"
+                                        "(a server is needed).\n"
                                       : "");
                         return -1;
                 } else if (!*ret_id && argv[i][0] != '-')
@@ -471,9 +475,125 @@ int verb_show(int argc, char **argv) {
         return code;
 }
 
+/* ---- logs --function: every invocation of a deployed function ------------- */
+
+typedef struct Tail {
+        char *id;
+        size_t printed;         /* bytes of its log already shown */
+        bool done;
+} Tail;
+
+static bool run_ended(json_t *run) {
+        const char *st = json_string_value(json_object_get(run, "status"));
+        return st && !streq(st, "queued") && !streq(st, "running");
+}
+
+/* Prints what t's log gained since the last call, each line tagged with
+ * the run id; a partial last line waits for its end unless the run ended. */
+static int tail_print(Backend *b, Tail *t) {
+        json_t *run = NULL;
+        int r = b->ops->run_get(b, t->id, &run);
+        if (r < 0)
+                return r;
+        bool ended = run_ended(run);
+        json_decref(run);
+        Buf log;
+        r = b->ops->run_log_text(b, t->id, &log);
+        if (r < 0)
+                return r;
+        size_t end = log.len;
+        if (!ended)
+                while (end > t->printed && log.data[end - 1] != '\n')
+                        end--;
+        for (size_t i = t->printed; i < end;) {
+                size_t n = 0;
+                while (i + n < end && log.data[i + n] != '\n')
+                        n++;
+                printf("[%s] %.*s\n", t->id, (int) n, log.data + i);
+                i += n + 1;
+        }
+        fflush(stdout);
+        t->printed = end > t->printed ? end : t->printed;
+        t->done = ended;
+        buf_free(&log);
+        return 0;
+}
+
+/* The last LOGS_FUNCTION_RECENT invocations' output, oldest first; with
+ * follow, then every new invocation's as it runs, until Ctrl-C. Polls
+ * twice a second: one list and one log request per active run. */
+#define LOGS_FUNCTION_RECENT 10
+static int logs_function(const char *name, bool follow) {
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        Tail *tails = NULL;
+        size_t n = 0;
+        char **seen = NULL;
+        int r = 0;
+        cli_catch_interrupt();
+        for (bool first = true;; first = false) {
+                json_t *runs = NULL;
+                r = b->ops->function_runs(b, name, first ? LOGS_FUNCTION_RECENT : 50, &runs);
+                if (r < 0)
+                        break;
+                /* newest first from the server: added oldest first */
+                for (size_t i = json_array_size(runs); i-- > 0;) {
+                        const char *id = json_string_value(json_object_get(json_array_get(runs, i), "id"));
+                        if (!id || strv_contains(seen, id))
+                                continue;
+                        seen = strv_append(seen, id);
+                        tails = xrealloc(tails, (n + 1) * sizeof(Tail));
+                        tails[n++] = (Tail) { .id = xstrdup(id) };
+                }
+                json_decref(runs);
+                for (size_t i = 0; i < n && r >= 0 && !cli_interrupted; i++)
+                        if (!tails[i].done)
+                                r = tail_print(b, &tails[i]);
+                if (r < 0 || !follow || cli_interrupted)
+                        break;
+                usleep(500 * 1000);
+                if (cli_interrupted)
+                        break;
+        }
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (cli_interrupted)
+                code = 130;
+        for (size_t i = 0; i < n; i++)
+                free(tails[i].id);
+        free(tails);
+        strv_free(seen);
+        backend_free(b);
+        return code;
+}
+
 int verb_logs(int argc, char **argv) {
         bool follow = false;
         const char *id;
+        for (int i = 0; i < argc; i++)
+                if (streq(argv[i], "--function") || startswith(argv[i], "--function=")) {
+                        const char *name = argv[i][10] == '=' ? argv[i] + 11 : i + 1 < argc ? argv[i + 1] : NULL;
+                        int rest = argv[i][10] == '=' ? 1 : 2;
+                        if (!name || !*name)
+                                return usage_error("logs", "--function needs a deployed function's NAME");
+                        for (int j = 0; j < argc; j++) {
+                                if (j == i) {
+                                        j += rest - 1;
+                                        continue;
+                                }
+                                if (streq(argv[j], "-f") || streq(argv[j], "--follow"))
+                                        follow = true;
+                                else {
+                                        _cleanup_free_ char *m = xasprintf("logs: unexpected argument '%s'", argv[j]);
+                                        return usage_error("logs", m);
+                                }
+                        }
+                        if (cli_globals.json)
+                                return usage_error("logs", "logs has no --json");
+                        return logs_function(name, follow);
+                }
         int code = one_run_args("logs", argc, argv, NULL, &follow, &id);
         if (code)
                 return code < 0 ? 0 : code;
@@ -501,19 +621,65 @@ int verb_logs(int argc, char **argv) {
 
 /* ---- deploy / functions / workers ------------------------------------------ */
 
+/* A positive decimal count, at most 1e6. */
+static int parse_count(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || x > 1000000)
+                return -EINVAL;
+        *ret = x;
+        return 0;
+}
+
 int verb_deploy(int argc, char **argv) {
         const char *target = NULL, *name = NULL, *description = NULL;
         _cleanup_strv_free_ char **secrets = NULL, **env = NULL;
+        json_t *url = NULL, *limits = json_object();
         for (int i = 0; i < argc; i++) {
-                if ((streq(argv[i], "--secret") || streq(argv[i], "--env")) && i + 1 < argc) {
+                /* --timeout/--memory/--max-procs: the function's limits
+                 * (granted again at each invoke by the tenant's config). */
+                static const char *const lim[] = { "--timeout", "--memory", "--max-procs" };
+                int li = -1;
+                for (int j = 0; j < 3; j++)
+                        if (streq(argv[i], lim[j]))
+                                li = j;
+                if (li >= 0) {
+                        uint64_t x = 0;
+                        int k = i + 1 >= argc ? -EINVAL
+                                : li == 0     ? cli_parse_duration_ms(argv[i + 1], &x)
+                                : li == 1     ? cli_parse_size(argv[i + 1], &x)
+                                              : parse_count(argv[i + 1], &x);
+                        if (k < 0 || x == 0) {
+                                json_decref(limits);
+                                json_decref(url);
+                                _cleanup_free_ char *m = xasprintf("deploy: %s needs a positive value", argv[i]);
+                                return usage_error("deploy", m);
+                        }
+                        json_object_set_new(limits, li == 0 ? "timeout_ms" : li == 1 ? "memory_bytes" : "max_procs",
+                                            json_integer((json_int_t) x));
+                        i++;
+                } else if (streq(argv[i], "--url")) {
+                        if (!url)
+                                url = json_true();
+                } else if (streq(argv[i], "--public")) {
+                        json_decref(url);
+                        url = json_string("public");
+                } else if (streq(argv[i], "--no-url")) {
+                        json_decref(url);
+                        url = json_false();
+                } else if ((streq(argv[i], "--secret") || streq(argv[i], "--env")) && i + 1 < argc) {
                         /* Checked as run's are (cli-args.c); sent as the
                          * request's "secrets" and "env" (docs/secrets.md). */
                         bool secret = streq(argv[i], "--secret");
                         const char *v = argv[++i], *eq = strchr(v, '=');
                         _cleanup_free_ char *k = secret ? xstrdup(v) : eq ? xstrndup(v, (size_t) (eq - v)) : NULL;
-                        if (!k || !secret_name_is_valid(k))
+                        if (!k || !secret_name_is_valid(k)) {
+                                json_decref(limits);
+                                json_decref(url);
                                 return usage_error("deploy", secret ? "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*)"
                                                                     : "--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*)");
+                        }
                         if (secret)
                                 secrets = strv_append(secrets, k);
                         else
@@ -526,20 +692,38 @@ int verb_deploy(int argc, char **argv) {
                         description = argv[++i];
                 else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT]\n"
-                               "                         [--secret NAME]... [--env KEY=VALUE]... [--json]\n\n"
+                               "                         [--secret NAME]... [--env KEY=VALUE]...\n"
+                               "                         [--url [--public] | --no-url] [--timeout D] [--memory S]\n"
+                               "                         [--max-procs N] [--json]\n\n"
                                "Deploy a function to the server; each deploy is a new version. NAME defaults\n"
-                               "to the file's stem. An unknown package is exit 4, as for run. Its runs see\n"
-                               "each --secret as the variable NAME and each --env (docs/secrets.md).\n");
+                               "to the file's stem. An unknown package is exit 4, as for run.\n\n"
+                               "  --secret NAME  its runs see the secret as the variable NAME (docs/secrets.md)\n"
+                               "  --env K=V      and the variable K\n"
+                               "  --url          answer HTTP at /fn/TENANT/NAME[/path] (a bearer token of the\n"
+                               "                 tenant); --public: anyone, rate-limited per address;\n"
+                               "                 --no-url removes it; without either a redeploy keeps it\n"
+                               "  --timeout D    the function's wall-clock limit (30s, 2m)\n"
+                               "  --memory S     its memory limit (256M, 1G)\n"
+                               "  --max-procs N  its process limit\n");
+                        json_decref(limits);
+                        json_decref(url);
                         return 0;
                 } else if (!target && argv[i][0] != '-')
                         target = argv[i];
                 else {
                         _cleanup_free_ char *m = xasprintf("deploy: unexpected argument '%s'", argv[i]);
+                        json_decref(limits);
+                        json_decref(url);
                         return usage_error("deploy", m);
                 }
         }
-        if (!target)
+        if (!target) {
+                json_decref(limits);
+                json_decref(url);
                 return usage_error("deploy", "deploy needs FILE[::FUNC]");
+        }
+        /* Freed with req below once attached; before that, on the early
+         * returns, they are small and the process ends. */
         const char *sep = strstr(target, "::");
         _cleanup_free_ char *file = sep ? xstrndup(target, (size_t) (sep - target)) : xstrdup(target);
         _cleanup_free_ char *source = NULL, *stem = NULL;
@@ -583,6 +767,11 @@ int verb_deploy(int argc, char **argv) {
                 backend_free(b);
                 return EXIT_USAGE;
         }
+        if (url)
+                json_object_set_new(req, "url", url);
+        if (json_object_size(limits))
+                json_object_set(req, "limits", limits);
+        json_decref(limits);
         int r = b->ops->deploy(b, req, &ans);
         if (r == -EBADMSG || r == -ENOPKG) {
                 /* The validation's message as `run` prints it. */
@@ -596,6 +785,11 @@ int verb_deploy(int argc, char **argv) {
                 printf("deployed %s version %lld (%s::%s)\n", json_string_value(json_object_get(ans, "name")) ?: name,
                        (long long) json_integer_value(json_object_get(ans, "version")), base,
                        json_string_value(json_object_get(ans, "function")) ?: "-");
+        if (r >= 0 && !cli_globals.json && json_is_object(json_object_get(ans, "url")))
+                printf("url: %s%s (%s)\n", b->remote ? b->http.base : "",
+                       json_string_value(json_object_get(json_object_get(ans, "url"), "path")) ?: "?",
+                       json_is_true(json_object_get(json_object_get(ans, "url"), "public")) ? "public"
+                                                                                           : "bearer token");
         json_decref(req);
         json_decref(ans);
         backend_free(b);

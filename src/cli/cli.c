@@ -28,9 +28,20 @@ static const Verb verbs[] = {
         { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
         { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [--payload JSON] [-a V]…" },
         { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },
+        { "schedule", verb_schedule, "fire a deployed function on a cron/interval: schedule add|ls|show|rm|pause|resume" },
         { "workers", verb_workers, "a server's warm workers and instances" },
         { "server", verb_server, "run pysprinterd (the HTTP daemon) with these options" },
+        { "init", verb_init, "write a starter function, its test and a pipeline: init [DIR]" },
+        { "completion", verb_completion, "print a shell completion script: completion bash|zsh|fish" },
 };
+
+const char *cli_verb(size_t i, const char **ret_summary) {
+        if (i >= ELEMENTSOF(verbs))
+                return NULL;
+        if (ret_summary)
+                *ret_summary = verbs[i].summary;
+        return verbs[i].name;
+}
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: pysprinter [GLOBAL OPTIONS] VERB [OPTIONS]\n\n"

@@ -136,6 +136,12 @@ int verb_secret(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 int verb_gc(int argc, char **argv);   /* cli-gc.c */
+int verb_schedule(int argc, char **argv); /* cli-schedule.c */
+int verb_completion(int argc, char **argv); /* cli-completion.c */
+int verb_init(int argc, char **argv);     /* cli-init.c */
+/* The i-th verb's name (and summary), NULL past the last: the completion
+ * scripts list them from the one verb table. */
+const char *cli_verb(size_t i, const char **ret_summary);
 
 /* A verb with subcommands (dag, data): help asked anywhere prints help
  * (exit 0), no subcommand prints it on stderr (exit 2); -1 otherwise. */

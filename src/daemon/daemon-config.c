@@ -23,6 +23,8 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .max_queued_runs = 256,
                 .max_connections = 1024,
                 .max_connections_per_ip = 64,
+                .endpoint_rate = 10,
+                .endpoint_burst = 20,
                 .read_timeout_s = 30,
                 .request_deadline_s = 60,
                 .max_wait_s = 3600,
@@ -373,6 +375,8 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         { "request_deadline_s", &cfg->request_deadline_s, NULL, 1, 86400 },
                         { "max_wait_s", &cfg->max_wait_s, NULL, 1, 86400 * 7 },
                         { "max_attempts", &cfg->max_attempts, NULL, 1, RUN_MAX_RETRIES + 1 },
+                        { "endpoint_rate", &cfg->endpoint_rate, NULL, 1, 1000000 },
+                        { "endpoint_burst", &cfg->endpoint_burst, NULL, 1, 1000000 },
                 };
                 bool found = false;
                 for (size_t i = 0; i < ELEMENTSOF(t); i++) {

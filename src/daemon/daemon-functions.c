@@ -73,11 +73,12 @@ static json_t *function_json(const DaemonCall *call, const FunctionRecord *f) {
 static json_t *function_json_base(const DaemonCall *call, const FunctionRecord *f) {
         char hex[65];
         sha256_hex(f->source, f->source_len, hex);
-        return json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:s?, s:o, s:o, s:o, s:s}", "name", f->name, "version",
+        return json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:s?, s:o, s:o, s:o, s:s, s:o}", "name", f->name, "version",
                          f->version, "filename", f->filename, "function", f->function, "parameters",
                          daemon_json_or_null(f->params_json), "description", f->description, "requirements",
                          daemon_json_or_null(f->requirements_json), "limits", daemon_json_or_null(f->limits_json),
-                         "created_at", daemon_time_json(f->created), "source_sha256", hex);
+                         "created_at", daemon_time_json(f->created), "source_sha256", hex, "url",
+                         daemon_endpoint_json(call->d, f->tenant ? f->tenant : call->tenant, f->name));
 }
 
 /* The deploy's limits (and delivery policy) as the record keeps them;
@@ -173,6 +174,10 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
                 resp = daemon_call_errno(call, k, "function", ret_status);
                 goto out;
         }
+        if (req.url != ENDPOINT_KEEP && (k = daemon_endpoint_set(d, call->tenant, req.name, req.url)) < 0) {
+                resp = daemon_call_errno(call, k, "endpoint", ret_status);
+                goto out;
+        }
         loc = xasprintf("/v1/functions/%s", req.name);
         resp = daemon_call_json(call, 201, function_json(call, &f), ret_status);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
@@ -251,6 +256,7 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
         int k = store_function_delete(call->d->store, call->tenant, name);
         if (k < 0)
                 return daemon_call_errno(call, k, "function", ret_status);
+        (void) daemon_endpoint_set(call->d, call->tenant, name, ENDPOINT_NONE);
         /* Its warm instances go too: they hold the deleted code, and a new
          * deploy of the name starts again at version 1 (the same instance
          * key). Busy ones finish their invocation first. */
@@ -259,6 +265,41 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
         return daemon_call_json(call, 200, json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired",
                                                      (int) retired),
                                 ret_status);
+}
+
+/* GET /v1/functions/{name}/runs[?limit=N]: its runs, newest first (the
+ * function need not exist any more: its runs do). */
+struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2], *l = daemon_call_query(call, "limit");
+        unsigned long long limit = 20;
+        if (l) {
+                char *end;
+                limit = strtoull(l, &end, 10);
+                if (*end || limit == 0 || limit > 1000)
+                        return daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "query 'limit' must be an integer in 1..1000");
+        }
+        if (!function_name_is_valid(name))
+                return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+        char **ids = NULL;
+        int k = store_function_run_ids(call->d->store, call->tenant, name, limit, &ids);
+        if (k < 0)
+                return daemon_call_errno(call, k, "runs", ret_status);
+        json_t *a = json_array();
+        for (char **i = ids; i && *i; i++) {
+                RunRecord *rec = NULL;
+                if (store_run_get(call->d->store, call->tenant, *i, &rec) < 0)
+                        continue;
+                if (streq(rec->status, "queued") || streq(rec->status, "running"))
+                        daemon_run_overlay_unwritten(call->d, rec);
+                _cleanup_free_ char *text = run_record_to_json(rec, NULL);
+                json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
+                if (j)
+                        json_array_append_new(a, j);
+                run_record_free(rec);
+        }
+        strv_free(ids);
+        return daemon_call_json(call, 200, json_pack("{s:o}", "runs", a), ret_status);
 }
 
 /* The function's deploy-time limits, overridden field by field by the
@@ -302,8 +343,8 @@ static void env_from_function(RunRequest *req, const FunctionRecord *f) {
 }
 
 /* Fills req with what runs f (source, file, function, requirements,
- * limits, delivery policy); the caller's own fields stay. */
-static void request_from_function(RunRequest *req, const FunctionRecord *f) {
+ * limits, secrets and env, delivery policy); the caller's own fields stay. */
+void daemon_request_from_function(RunRequest *req, const FunctionRecord *f) {
         req->source = xstrndup(f->source, f->source_len);
         req->source_len = f->source_len;
         req->filename = f->filename ? xstrdup(f->filename) : NULL;
@@ -338,7 +379,7 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
                 run_request_done(&req);
                 return daemon_call_errno(call, k, "function", ret_status);
         }
-        request_from_function(&req, f);
+        daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, &req.limits, ret_status);
         if (!resp)
                 resp = daemon_call_submit(call, &req, f->name, f->version, ret_status);
@@ -396,7 +437,7 @@ static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f
         return l;
 }
 
-static char *base64(const void *data, size_t n) {
+char *daemon_base64(const void *data, size_t n) {
         char *out = xmalloc(4 * ((n + 2) / 3) + 1);
         EVP_EncodeBlock((unsigned char *) out, data, (int) n);
         return out;
@@ -408,7 +449,7 @@ static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord
         unsigned char digest[32];
         unsigned dlen = 0;
         EVP_Digest(f->source, f->source_len, digest, &dlen, EVP_sha256(), NULL);
-        sha = base64(digest, dlen);
+        sha = daemon_base64(digest, dlen);
         const char *file = f->filename ? f->filename : "main.py";
         size_t stem = endswith(file, ".py") ? strlen(file) - 3 : strlen(file);
         handler = xasprintf("%.*s.%s", (int) stem, file, f->function ? f->function : "handler");
@@ -473,7 +514,7 @@ static json_t *lambda_context(const FunctionRecord *f, const char *request_id, c
  * two -> handler(event, context); exactly one -> handler(event);
  * otherwise the event's keys are keyword arguments. -EINVAL when the
  * function takes named parameters and the event is not an object. */
-static int lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *event, const char *request_id) {
+int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *event, const char *request_id) {
         LambdaCall rule = lambda_call_rule(f->params_json);
         if (rule == LAMBDA_CALL_KWARGS) {
                 if (!json_is_object(event))
@@ -554,7 +595,7 @@ static struct MHD_Response *lambda_wait(const DaemonCall *call, DRun *r, bool ta
                 size_t n;
                 _cleanup_free_ char *log = drun_log_text(d, r, &n);
                 size_t start = n > 4096 ? n - 4096 : 0;
-                log_tail = base64(log + start, n - start);
+                log_tail = daemon_base64(log + start, n - start);
         }
         pthread_mutex_lock(&d->lock);
         RunResult *res = r->result;
@@ -600,11 +641,11 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         }
 
         id = id_new("r");
-        request_from_function(&req, f);
+        daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, &req.limits, ret_status);
         if (resp)
                 goto out;
-        int k = lambda_map_event(&req, f, event, id);
+        int k = daemon_lambda_map_event(&req, f, event, id);
         if (k < 0) {
                 resp = k == -EINVAL ? daemon_call_error(call, 400, "bad_request", ret_status,
                                                         "function '%s' takes named parameters: the event must be a JSON object",

@@ -250,6 +250,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         c->call.body_len = body->len;
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->call.client_fd = ci ? ci->connect_fd : -1;
+        c->call.raw_target = c->req && c->req->target ? c->req->target : url;
         unsigned status = 500;
         struct MHD_Response *resp = route->handler(&c->call, &status);
         return queue(c, resp, status);

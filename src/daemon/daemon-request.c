@@ -318,7 +318,7 @@ static const Field deploy_fields[] = {
         { "name", F_STRING, true },         { "source", F_STRING, true },     { "filename", F_STRING, false },
         { "function", F_STRING, false },    { "limits", F_OBJECT, false },    { "description", F_STRING, false },
         { "requirements", F_OBJECT, false }, { "retries", F_INT, false },  { "secrets", F_ARRAY, false },
-        { "env", F_OBJECT, false },
+        { "env", F_OBJECT, false },        { "url", F_ANY, false },
 };
 static const Field invoke_fields[] = {
         { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false }, { "raw_args", F_ARRAY, false },
@@ -550,6 +550,20 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         r = dup_string(j, "description", 1024, &req.description, ret_error);
         if (r < 0)
                 goto fail;
+        /* deploy's HTTP endpoint (docs/endpoints.md): absent keeps it. */
+        json_t *url = json_object_get(j, "url");
+        req.url = ENDPOINT_KEEP;
+        if (url) {
+                if (json_is_boolean(url))
+                        req.url = json_is_true(url) ? ENDPOINT_TOKEN : ENDPOINT_NONE;
+                else if (json_is_string(url) && streq(json_string_value(url), "public"))
+                        req.url = ENDPOINT_PUBLIC;
+                else {
+                        *ret_error = xstrdup("field 'url' must be true, false or \"public\"");
+                        r = -EINVAL;
+                        goto fail;
+                }
+        }
 
         json_t *reqs = json_object_get(j, "requirements");
         if (reqs) {

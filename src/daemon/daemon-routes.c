@@ -27,6 +27,17 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/functions/*", daemon_api_function_get, ROUTE_USER },
         { ROUTE_DELETE, "/v1/functions/*", daemon_api_function_delete, ROUTE_USER },
         { ROUTE_POST, "/v1/functions/*/invoke", daemon_api_function_invoke, ROUTE_USER },
+        { ROUTE_GET, "/v1/functions/*/runs", daemon_api_function_runs, ROUTE_USER },
+
+        /* Function URLs (docs/endpoints.md): the handler authenticates,
+         * as an endpoint may be public. */
+        { ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE, "/fn/*/*", daemon_api_endpoint, ROUTE_PUBLIC },
+        { ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE, "/fn/*/*/**", daemon_api_endpoint, ROUTE_PUBLIC },
+
+        { ROUTE_GET | ROUTE_POST, "/v1/schedules", daemon_api_schedules, ROUTE_USER },
+        { ROUTE_GET | ROUTE_DELETE, "/v1/schedules/*", daemon_api_schedule, ROUTE_USER },
+        { ROUTE_POST, "/v1/schedules/*/pause", daemon_api_schedule, ROUTE_USER },
+        { ROUTE_POST, "/v1/schedules/*/resume", daemon_api_schedule, ROUTE_USER },
 
         { ROUTE_GET, "/v1/workers", daemon_api_workers, ROUTE_USER },
         { ROUTE_GET, "/v1/envs", daemon_api_envs, ROUTE_USER },

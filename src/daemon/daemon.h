@@ -66,6 +66,8 @@ typedef struct DaemonConfig {
         unsigned request_deadline_s;    /* headers + body must arrive within this */
         unsigned max_wait_s;            /* cap on ?wait=true */
         unsigned max_attempts;          /* a run's starts when the daemon dies under it (docs/api.md "Delivery") */
+        unsigned endpoint_rate;         /* public endpoints: requests/s per client address (docs/endpoints.md) */
+        unsigned endpoint_burst;        /* … and the burst above it */
         bool metrics_public;            /* /metrics without a token */
         SandboxMode sandbox;
         /* pool: (docs/workers.md); 0 = the engine's default */
@@ -145,6 +147,14 @@ typedef struct RequestCaps {
 
 #define RUN_MAX_RETRIES 10
 
+/* A deployed function's HTTP endpoint (docs/endpoints.md). */
+typedef enum EndpointMode {
+        ENDPOINT_KEEP = -1,     /* a deploy that does not say: unchanged */
+        ENDPOINT_NONE = 0,
+        ENDPOINT_TOKEN = 1,     /* a bearer token of the function's tenant */
+        ENDPOINT_PUBLIC = 2,    /* anyone; rate-limited per client address */
+} EndpointMode;
+
 typedef struct RunRequest {
         char *source;
         size_t source_len;
@@ -164,6 +174,7 @@ typedef struct RunRequest {
          * the run starts) and plain "KEY=VALUE" variables (docs/secrets.md) */
         char **secrets;
         char **env;
+        int url;                /* deploy: EndpointMode, or ENDPOINT_KEEP (absent) */
         /* invoke only */
         /* 1 + the request's "retries": how many times the run may be
          * started when the daemon dies under it (docs/api.md "Delivery");
@@ -303,6 +314,7 @@ struct Daemon {
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */
         struct DaemonGc *gc;            /* the collector (daemon-gc.c); NULL until daemon_gc_start() */
         uint8_t secret_key[32];         /* $DATA/secrets.key (daemon-secrets.c), loaded at start */
+        struct DaemonSchedules *schedules; /* the scheduler (daemon-schedules.c) */
 };
 
 int daemon_runs_init(Daemon *d);
@@ -379,6 +391,7 @@ typedef struct DaemonCall {
         const char *body;
         size_t body_len;
         int client_fd;          /* -1: unknown */
+        const char *raw_target; /* path?query as sent (undecoded) */
 } DaemonCall;
 
 /* A handler answers with a response and its status (the router queues it);
@@ -478,12 +491,46 @@ struct json_t *daemon_validation_json(const RunResult *res);
 /* ---- functions and the Lambda API (daemon-functions.c) ------------------ */
 
 DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
-        daemon_api_function_delete, daemon_api_function_invoke, daemon_api_lambda_list,
+        daemon_api_function_delete, daemon_api_function_invoke, daemon_api_function_runs, daemon_api_lambda_list,
         daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke;
 /* A Lambda FunctionName — NAME, NAME:QUALIFIER or
  * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] — split into the
  * name and the qualifier (NULL when none). -EINVAL when it is none of those. */
 int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_qualifier);
+
+/* Fills req with what runs f (source, file, function, requirements, its
+ * deploy-time limits under req's own, delivery policy); the caller's
+ * other fields stay. */
+void daemon_request_from_function(RunRequest *req, const FunctionRecord *f);
+
+/* Maps a Lambda event onto f's parameters (the calling rule above; the
+ * context from request_id and req's limits) into req's arguments. -EINVAL
+ * when f takes named parameters and the event is not an object. */
+int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id);
+/* data[0..n) in base64 (caller frees). */
+char *daemon_base64(const void *data, size_t n);
+
+/* ---- HTTP endpoints (daemon-endpoints.c, docs/endpoints.md) ------------- */
+
+/* /fn/{tenant}/{name}[/path…]: any method; the function's answer. */
+DaemonHandlerFn daemon_api_endpoint;
+/* Sets (ENDPOINT_NONE: removes) the endpoint of tenant's function name. */
+int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode);
+/* The function object's "url" member: {"path", "public"}, or JSON null. */
+struct json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name);
+
+/* ---- schedules (daemon-schedules.c, docs/schedules.md) ------------------ */
+
+typedef struct DaemonSchedules DaemonSchedules;
+/* /v1/schedules (GET, POST) and /v1/schedules/{name}[/pause|/resume]. */
+DaemonHandlerFn daemon_api_schedules, daemon_api_schedule;
+/* Skips missed fire times of catch_up "none" schedules, then starts the
+ * scheduler thread. Call after daemon_runs_recover(). */
+int daemon_schedules_start(Daemon *d);
+void daemon_schedules_stop(Daemon *d);
+/* Now, in Unix seconds, as schedules see it ($PYSPRINTER_TEST_CLOCK_FILE
+ * in tests). */
+int64_t daemon_schedules_now(void);
 
 /* ---- workers and environments (daemon-workers.c) ------------------------ */
 

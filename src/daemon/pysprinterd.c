@@ -419,6 +419,9 @@ int main(int argc, char **argv) {
                 return EXIT_INTERNAL;
         }
 
+        r = daemon_schedules_start(d);
+        if (r < 0)
+                log_warn("cannot start the scheduler: %s", strerror(-r));
         r = daemon_gc_start(d);
         if (r < 0)
                 log_warn("cannot start the collector: %s (pysprinterd gc still works)", strerror(-r));
@@ -451,6 +454,10 @@ int main(int argc, char **argv) {
          * 503 with Retry-After (and /healthz 503 "draining"), which a load
          * balancer reads as "send it elsewhere" — a closed listener would
          * reset connections already in its backlog (docs/api.md "Drain"). */
+        /* No fire during the drain: it would be refused (503) and its fire
+         * time lost; a fire time that passes while stopped is caught up at
+         * the next start (docs/schedules.md). */
+        daemon_schedules_stop(d);
         pthread_mutex_lock(&d->lock);
         d->draining = true;
         pthread_mutex_unlock(&d->lock);

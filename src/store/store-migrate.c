@@ -149,6 +149,36 @@ static const char *const migrations[] = {
         /* a deployed function's secret names and plain variables,
          * {"secrets": [NAME…], "env": {KEY: VALUE}} (never a value) */
         "ALTER TABLE functions ADD COLUMN env_json TEXT;",
+        /* 10: schedules and the runs they started (store-schedules.c), and
+         * function endpoints */
+        "CREATE TABLE schedules ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  function TEXT NOT NULL,"
+        "  spec TEXT NOT NULL,"
+        "  tz TEXT,"
+        "  invoke_json TEXT,"
+        "  catch_up INTEGER NOT NULL DEFAULT 1,"
+        "  allow_overlap INTEGER NOT NULL DEFAULT 0,"
+        "  paused INTEGER NOT NULL DEFAULT 0,"
+        "  next_fire INTEGER NOT NULL,"
+        "  last_fire INTEGER NOT NULL DEFAULT 0,"
+        "  last_run_id TEXT,"
+        "  last_note TEXT,"
+        "  created INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name));"
+        "CREATE TABLE schedule_runs ("
+        "  tenant TEXT NOT NULL,"
+        "  schedule TEXT NOT NULL,"
+        "  run_id TEXT NOT NULL,"
+        "  fired INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, schedule, run_id));"
+        /* and deployed functions' HTTP endpoints (store-endpoints.c) */
+        "CREATE TABLE endpoints ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  mode INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name));",
 };
 
 int store_schema_version(void) {

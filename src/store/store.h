@@ -462,3 +462,56 @@ int store_backup(const char *db_path, const char *dest, char **ret_error);
  * binary). The caller makes sure no process has db_path open (the daemon's
  * lock). */
 int store_restore(const char *src, const char *db_path, char **ret_error);
+
+/* ---- schedules (store-schedules.c, docs/schedules.md) ---------------------- */
+
+/* A schedule of a tenant: fires deployed function `function` with the
+ * arguments of invoke_json (an invoke request body) at the times spec
+ * (cron_parse()) gives in time zone tz. Times are Unix seconds. */
+typedef struct ScheduleRecord {
+        char *tenant;
+        char *name;
+        char *function;
+        char *spec;
+        char *tz;
+        char *invoke_json;
+        int catch_up;           /* 1: one missed fire runs at start; 0: none */
+        bool allow_overlap;
+        bool paused;
+        int64_t next_fire;
+        int64_t last_fire;      /* 0: never */
+        char *last_run_id;      /* NULL: never */
+        char *last_note;        /* why the last fire time started no run, or NULL */
+        usec_t created;
+} ScheduleRecord;
+ScheduleRecord *schedule_record_free(ScheduleRecord *r);
+void schedule_record_list_free(ScheduleRecord **v, size_t n);
+/* -EEXIST when (tenant, name) exists. */
+int store_schedule_insert(Store *s, const ScheduleRecord *r);
+/* Overwrites every field but tenant, name and created; when r names a run
+ * (last_run_id and last_fire), records that run as this schedule's.
+ * -ENOENT when there is no such schedule. */
+int store_schedule_update(Store *s, const ScheduleRecord *r);
+/* The scheduler's write: r's fire state (paused, next/last fire, last run,
+ * note), only when the stored schedule is still active with next_fire
+ * expected_next_fire — else -ESTALE and nothing changes (a pause, rm or
+ * another scheduler got there first). Records r's run like update. */
+int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_next_fire);
+int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleRecord **ret);
+/* tenant NULL: every tenant's. By tenant, name. */
+int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, size_t *ret_n);
+int store_schedule_delete(Store *s, const char *tenant, const char *name);
+/* The ids of the runs the schedule started, newest first, at most limit
+ * (a NULL-terminated strv, possibly NULL when none). */
+int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);
+
+/* ---- function endpoints (store-endpoints.c, docs/endpoints.md) ------------ */
+
+/* mode: 1 token, 2 public (the daemon's EndpointMode); 0 removes it. */
+int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode);
+/* -ENOENT when the function has no endpoint. */
+int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_mode);
+
+/* The ids of the runs of tenant's deployed function name, newest first, at
+ * most limit (a NULL-terminated strv, NULL when none). */
+int store_function_run_ids(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);

@@ -34,6 +34,10 @@ def test_meson_install_layout(tmp_path):
     docdir = prefix / option("datadir") / "doc" / "pysprinter"
     for doc in ("README.md", "api.md", "ARCHITECTURE.md", "internals/worker-protocol.md"):
         assert (root(docdir) / doc).is_file(), doc
+    # man pysprinter, man pysprinterd (tests/e2e/test_shell.py keeps them in sync with --help)
+    mandir = prefix / option("mandir")
+    assert (root(mandir) / "man1" / "pysprinter.1").is_file()
+    assert (root(mandir) / "man8" / "pysprinterd.8").is_file()
     unitdir = option("systemdsystemunitdir") or str(prefix / "lib" / "systemd" / "system")
     unit = (root(unitdir) / "pysprinterd.service").read_text()
     assert "@" not in unit.replace("$MAINPID", ""), "an unsubstituted @VAR@ in the unit"

@@ -436,6 +436,45 @@ static void test_backup_restore(void **state) {
         assert_non_null(err);
 }
 
+/* The scheduler's write is fenced by the next fire time it read: a pause
+ * or another scheduler in between wins, and a fire records its run. */
+static void test_schedule_advance_is_fenced(void **state) {
+        Store *s = open_fresh();
+        ScheduleRecord r = { .tenant = (char *) "t", .name = (char *) "n", .function = (char *) "f",
+                             .spec = (char *) "@hourly", .tz = (char *) "UTC", .catch_up = 1, .next_fire = 3600 };
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        assert_int_equal(store_schedule_insert(s, &r), -EEXIST);
+        ScheduleRecord fire = r;
+        fire.next_fire = 7200;
+        fire.last_fire = 3600;
+        fire.last_run_id = (char *) "r1";
+        assert_int_equal(store_schedule_advance(s, &fire, 1800), -ESTALE);   /* read another state */
+        assert_int_equal(store_schedule_advance(s, &fire, 3600), 0);
+        assert_int_equal(store_schedule_advance(s, &fire, 3600), -ESTALE);   /* a second scheduler */
+        ScheduleRecord paused = fire;
+        paused.paused = true;
+        assert_int_equal(store_schedule_update(s, &paused), 0);
+        ScheduleRecord late = fire;
+        late.next_fire = 10800;
+        late.last_run_id = (char *) "r2";
+        assert_int_equal(store_schedule_advance(s, &late, 7200), -ESTALE);   /* paused meanwhile */
+        ScheduleRecord *got = NULL;
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        assert_true(got->paused);
+        assert_int_equal(got->next_fire, 7200);
+        assert_string_equal(got->last_run_id, "r1");
+        schedule_record_free(got);
+        char **ids = NULL;
+        assert_int_equal(store_schedule_runs(s, "t", "n", 10, &ids), 0);
+        assert_non_null(ids);
+        assert_string_equal(ids[0], "r1");
+        assert_null(ids[1]);
+        strv_free(ids);
+        assert_int_equal(store_schedule_delete(s, "t", "n"), 0);
+        assert_int_equal(store_schedule_delete(s, "t", "n"), -ENOENT);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -447,6 +486,7 @@ int main(void) {
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
+                cmocka_unit_test(test_schedule_advance_is_fenced),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

@@ -1,0 +1,287 @@
+/* Schedules' time arithmetic (docs/schedules.md): the standard 5-field cron
+ * expression with its @-macros, "@every DURATION", fixed UTC offsets, and
+ * the next fire time after a given instant. libc only: the daemon's
+ * scheduler and the CLI's check of a spec both link it.
+ *
+ * Time zones are UTC or a fixed offset ("+05:30"): an offset never has a
+ * daylight-saving jump, so every local minute exists exactly once and the
+ * next-fire search is a plain walk over local calendar fields. */
+#include <assert.h>
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "basic.h"
+
+typedef struct CronField {
+        const char *what;
+        int lo, hi;
+        const char *const *names; /* names[i] is value lo+i, or NULL */
+} CronField;
+
+static const char *const month_names[] = { "jan", "feb", "mar", "apr", "may", "jun",
+                                           "jul", "aug", "sep", "oct", "nov", "dec", NULL };
+static const char *const dow_names[] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL };
+
+static const CronField fields[5] = {
+        { "minute", 0, 59, NULL },
+        { "hour", 0, 23, NULL },
+        { "day of month", 1, 31, NULL },
+        { "month", 1, 12, month_names },
+        /* 7 is Sunday too (Vixie cron); folded onto 0 below. */
+        { "day of week", 0, 7, dow_names },
+};
+
+static int value_parse(const CronField *f, const char *s, size_t len, int *ret) {
+        if (len == 0)
+                return -EINVAL;
+        if (f->names && len == 3 && isalpha((unsigned char) s[0])) {
+                for (int i = 0; f->names[i]; i++)
+                        if (strncasecmp(s, f->names[i], 3) == 0) {
+                                *ret = f->lo + i;
+                                return 0;
+                        }
+                return -EINVAL;
+        }
+        int v = 0;
+        for (size_t i = 0; i < len; i++) {
+                if (!isdigit((unsigned char) s[i]) || v > 1000)
+                        return -EINVAL;
+                v = v * 10 + (s[i] - '0');
+        }
+        if (v < f->lo || v > f->hi)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+/* One comma-separated item: "*", "N", "N-M", each with an optional "/STEP"
+ * ("N/STEP" runs from N to the field's end). */
+static int item_parse(const CronField *f, const char *s, size_t len, uint64_t *bits, char **ret_error) {
+        const char *slash = memchr(s, '/', len);
+        size_t range_len = slash ? (size_t) (slash - s) : len;
+        int lo, hi, step = 1, r;
+        if (slash) {
+                const CronField stepf = { f->what, 1, f->hi - f->lo + 1, NULL };
+                r = value_parse(&stepf, slash + 1, len - range_len - 1, &step);
+                if (r < 0) {
+                        *ret_error = xasprintf("%s: bad step '%.*s'", f->what, (int) (len - range_len - 1), slash + 1);
+                        return -EINVAL;
+                }
+        }
+        if (range_len == 1 && s[0] == '*') {
+                lo = f->lo;
+                hi = f->hi;
+        } else {
+                const char *dash = memchr(s, '-', range_len);
+                r = value_parse(f, s, dash ? (size_t) (dash - s) : range_len, &lo);
+                if (r >= 0 && dash)
+                        r = value_parse(f, dash + 1, range_len - (size_t) (dash - s) - 1, &hi);
+                else
+                        hi = slash ? f->hi : lo;
+                if (r < 0 || hi < lo) {
+                        *ret_error = xasprintf("%s: '%.*s' is not a value or range within %d-%d", f->what,
+                                               (int) range_len, s, f->lo, f->hi);
+                        return -EINVAL;
+                }
+        }
+        for (int v = lo; v <= hi; v += step)
+                *bits |= 1ULL << v;
+        return 0;
+}
+
+static int field_parse(const CronField *f, const char *s, uint64_t *ret, bool *ret_star, char **ret_error) {
+        uint64_t bits = 0;
+        *ret_star = streq(s, "*") || streq(s, "?");
+        if (*ret_star)
+                s = "*";
+        for (const char *p = s;;) {
+                const char *comma = strchr(p, ',');
+                size_t len = comma ? (size_t) (comma - p) : strlen(p);
+                if (len == 0) {
+                        *ret_error = xasprintf("%s: empty list item in '%s'", f->what, s);
+                        return -EINVAL;
+                }
+                int r = item_parse(f, p, len, &bits, ret_error);
+                if (r < 0)
+                        return r;
+                if (!comma)
+                        break;
+                p = comma + 1;
+        }
+        *ret = bits;
+        return 0;
+}
+
+static const struct {
+        const char *name, *expr;
+} macros[] = {
+        { "@yearly", "0 0 1 1 *" }, { "@annually", "0 0 1 1 *" }, { "@monthly", "0 0 1 * *" },
+        { "@weekly", "0 0 * * 0" }, { "@daily", "0 0 * * *" },    { "@midnight", "0 0 * * *" },
+        { "@hourly", "0 * * * *" },
+};
+
+int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
+        assert(spec);
+        assert(ret);
+        CronSpec c = {};
+        char *err = NULL;
+        while (*spec == ' ')
+                spec++;
+        if (strncmp(spec, "@every ", 7) == 0) {
+                uint64_t ms;
+                if (parse_duration_ms(spec + 7, false, &ms) < 0 || ms < USEC_PER_MSEC || ms % 1000) {
+                        if (ret_error)
+                                *ret_error = xasprintf("'%s': @every takes a whole number of seconds, at least 1s "
+                                                       "(\"30s\", \"10m\", \"1h\")",
+                                                       spec + 7);
+                        return -EINVAL;
+                }
+                c.every_s = ms / 1000;
+                *ret = c;
+                return 0;
+        }
+        if (spec[0] == '@') {
+                const char *expr = NULL;
+                for (size_t i = 0; i < ELEMENTSOF(macros); i++)
+                        if (streq(spec, macros[i].name))
+                                expr = macros[i].expr;
+                if (!expr) {
+                        if (ret_error)
+                                *ret_error = xasprintf("'%s' is not one of @yearly, @annually, @monthly, @weekly, "
+                                                       "@daily, @midnight, @hourly or @every DURATION",
+                                                       spec);
+                        return -EINVAL;
+                }
+                spec = expr;
+        }
+        char part[5][64];
+        int n = 0;
+        for (const char *p = spec; *p;) {
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (!*p)
+                        break;
+                size_t len = strcspn(p, " \t");
+                if (n == 5 || len >= sizeof(part[0])) {
+                        n = 6;
+                        break;
+                }
+                memcpy(part[n], p, len);
+                part[n][len] = 0;
+                n++;
+                p += len;
+        }
+        if (n != 5) {
+                if (ret_error)
+                        *ret_error = xasprintf("'%s': a cron expression has 5 fields (minute hour day-of-month "
+                                               "month day-of-week) or is an @-macro",
+                                               spec);
+                return -EINVAL;
+        }
+        uint64_t bits[5];
+        bool star[5];
+        for (int i = 0; i < 5; i++) {
+                int r = field_parse(&fields[i], part[i], &bits[i], &star[i], &err);
+                if (r < 0) {
+                        if (ret_error)
+                                *ret_error = err;
+                        else
+                                free(err);
+                        return r;
+                }
+        }
+        c.minute = bits[0];
+        c.hour = (uint32_t) bits[1];
+        c.dom = (uint32_t) bits[2];
+        c.month = (uint16_t) bits[3];
+        c.dow = (uint8_t) ((bits[4] | (bits[4] >> 7)) & 0x7f); /* 7 -> 0 */
+        c.dom_star = star[2];
+        c.dow_star = star[4];
+        *ret = c;
+        return 0;
+}
+
+int cron_tz_parse(const char *tz, int *ret_offset_s, char **ret_error) {
+        assert(ret_offset_s);
+        const char *p = tz;
+        if (!p || !*p || streq(p, "UTC") || streq(p, "Z") || streq(p, "GMT")) {
+                *ret_offset_s = 0;
+                return 0;
+        }
+        if (strncmp(p, "UTC", 3) == 0)
+                p += 3;
+        int sign = *p == '+' ? 1 : *p == '-' ? -1 : 0, h = 0, m = 0;
+        size_t digits = sign ? strspn(p + 1, "0123456789") : 0;
+        if (sign && (digits == 1 || digits == 2) && p[1 + digits] == 0)
+                h = (int) strtol(p + 1, NULL, 10);
+        else if (sign && digits == 2 && p[3] == ':' && strspn(p + 4, "0123456789") == 2 && p[6] == 0) {
+                h = (p[1] - '0') * 10 + (p[2] - '0');
+                m = (p[4] - '0') * 10 + (p[5] - '0');
+        } else if (sign && digits == 4 && p[5] == 0) {
+                h = (p[1] - '0') * 10 + (p[2] - '0');
+                m = (p[3] - '0') * 10 + (p[4] - '0');
+        } else
+                sign = 0;
+        if (!sign || h > 14 || m > 59) {
+                if (ret_error)
+                        *ret_error = xasprintf("time zone '%s': give UTC or a fixed offset such as +02:00 or "
+                                               "-0530 (named zones with daylight saving are not supported)",
+                                               tz);
+                return -EINVAL;
+        }
+        *ret_offset_s = sign * (h * 3600 + m * 60);
+        return 0;
+}
+
+static bool day_matches(const CronSpec *c, const struct tm *t) {
+        bool dom = c->dom & (1U << t->tm_mday), dow = c->dow & (1U << t->tm_wday);
+        /* Vixie cron: when both day fields are restricted, either may match. */
+        if (!c->dom_star && !c->dow_star)
+                return dom || dow;
+        return dom && dow;
+}
+
+int cron_next(const CronSpec *c, int offset_s, int64_t after, int64_t *ret) {
+        assert(c);
+        assert(ret);
+        if (c->every_s) {
+                /* Aligned to the epoch, so a restart keeps the same grid. */
+                *ret = (after / (int64_t) c->every_s + 1) * (int64_t) c->every_s;
+                return 0;
+        }
+        /* Walk local time from the next whole minute; each miss jumps to the
+         * start of the next month, day, hour or minute. Five years bound
+         * the search: "0 0 30 2 *" never fires. */
+        time_t local = (time_t) ((after + offset_s) / 60 * 60 + 60);
+        struct tm t;
+        if (!gmtime_r(&local, &t))
+                return -ERANGE;
+        int last_year = t.tm_year + 5;
+        while (t.tm_year <= last_year) {
+                if (!(c->month & (1U << (t.tm_mon + 1)))) {
+                        t.tm_mon++;
+                        t.tm_mday = 1;
+                        t.tm_hour = t.tm_min = 0;
+                } else if (!day_matches(c, &t)) {
+                        t.tm_mday++;
+                        t.tm_hour = t.tm_min = 0;
+                } else if (!(c->hour & (1U << t.tm_hour))) {
+                        t.tm_hour++;
+                        t.tm_min = 0;
+                } else if (!(c->minute & (1ULL << t.tm_min))) {
+                        t.tm_min++;
+                } else {
+                        *ret = (int64_t) timegm(&t) - offset_s;
+                        return 0;
+                }
+                /* timegm() normalises overflowing fields (day 32, hour 24)
+                 * and fills tm_wday. */
+                t.tm_sec = 0;
+                time_t n = timegm(&t);
+                if (n == (time_t) -1 || !gmtime_r(&n, &t))
+                        return -ERANGE;
+        }
+        return -ENOENT;
+}

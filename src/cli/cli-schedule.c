@@ -1,0 +1,228 @@
+/* pysprinter schedule add|ls|show|rm|pause|resume (docs/schedules.md): a
+ * deployed function fired by the server on a cron expression or an
+ * interval. Written once over the Backend; the embedded engine has no
+ * scheduler, so it answers that a server is needed. */
+#include <jansson.h>
+#include <stdio.h>
+
+#include "shared.h"
+#include "cli-backend.h"
+
+static const char schedule_help[] =
+        "Usage: pysprinter schedule add NAME (--cron EXPR | --every DURATION) [--tz TZ]\n"
+        "                               [--catch-up none|one] [--allow-overlap] [--paused]\n"
+        "                               FUNCTION [ARG…] [-a V]… [--NAME V]…\n"
+        "       pysprinter schedule ls [--json]\n"
+        "       pysprinter schedule show|rm|pause|resume NAME\n"
+        "\n"
+        "Fire a deployed function on a schedule (needs a server). Each fire is an\n"
+        "ordinary run of the function, listed by `pysprinter ps` and `schedule show`.\n"
+        "\n"
+        "  --cron EXPR        5 fields \"MIN HOUR DOM MON DOW\" or @hourly, @daily, @weekly,\n"
+        "                     @monthly, @yearly\n"
+        "  --every DURATION   an interval: 30s, 10m, 1h (on multiples since the epoch)\n"
+        "  --tz TZ            UTC (default) or a fixed offset: +02:00, -0530\n"
+        "  --catch-up MODE    one (default): a fire time missed while the server was down\n"
+        "                     runs once at start; none: it is skipped\n"
+        "  --allow-overlap    start a run even when the previous one still runs\n"
+        "  --paused           create it paused (schedule resume NAME starts it)\n"
+        "\n"
+        "Words right after FUNCTION are positional arguments; options after it are\n"
+        "as for `pysprinter invoke` (-a V, --NAME V, -k NAME=V, --json-args…).\n";
+
+static int schedule_usage(const char *msg) {
+        cli_error("%s", msg);
+        fprintf(stderr, "Try 'pysprinter schedule --help'.\n");
+        return EXIT_USAGE;
+}
+
+static const char *opt_value(int argc, char **argv, int *i) {
+        if (*i + 1 >= argc)
+                return NULL;
+        return argv[++*i];
+}
+
+/* schedule add: its own options, then FUNCTION and the invoke arguments. */
+static int schedule_add_body(int argc, char **argv, json_t **ret) {
+        json_t *body = json_object();
+        int i = 0;
+        const char *v;
+        if (argc < 1 || argv[0][0] == '-') {
+                json_decref(body);
+                return schedule_usage("schedule add needs a NAME");
+        }
+        json_object_set_new(body, "name", json_string(argv[0]));
+        for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+                const char *w = argv[i];
+                const char *key = streq(w, "--cron")       ? "cron"
+                                  : streq(w, "--every")    ? "every"
+                                  : streq(w, "--tz")       ? "tz"
+                                  : streq(w, "--catch-up") ? "catch_up"
+                                                           : NULL;
+                if (key) {
+                        if (!(v = opt_value(argc, argv, &i))) {
+                                json_decref(body);
+                                _cleanup_free_ char *m = xasprintf("%s needs a value", w);
+                                return schedule_usage(m);
+                        }
+                        json_object_set_new(body, key, json_string(v));
+                } else if (streq(w, "--allow-overlap"))
+                        json_object_set_new(body, "allow_overlap", json_true());
+                else if (streq(w, "--paused"))
+                        json_object_set_new(body, "paused", json_true());
+                else {
+                        json_decref(body);
+                        _cleanup_free_ char *m = xasprintf("schedule add: unknown option '%s'", w);
+                        return schedule_usage(m);
+                }
+        }
+        if (!json_object_get(body, "cron") == !json_object_get(body, "every")) {
+                json_decref(body);
+                return schedule_usage("schedule add needs one of --cron EXPR and --every DURATION");
+        }
+        if (i >= argc) {
+                json_decref(body);
+                return schedule_usage("schedule add needs the FUNCTION to fire");
+        }
+        json_object_set_new(body, "function", json_string(argv[i]));
+        /* Bare words right after FUNCTION are positional: "-a WORD" each. */
+        char **rest = strv_append(NULL, argv[i]);
+        int j = i + 1;
+        for (; j < argc && argv[j][0] != '-'; j++) {
+                rest = strv_append(rest, "-a");
+                rest = strv_append(rest, argv[j]);
+        }
+        for (; j < argc; j++)
+                rest = strv_append(rest, argv[j]);
+        RunArgs a;
+        _cleanup_free_ char *err = NULL;
+        int n = (int) strv_length(rest), code = 0;
+        if (cli_parse_run_args(n, rest, &a, &err) < 0)
+                code = schedule_usage(err);
+        else {
+                if (cli_args_to_api(body, &a) < 0)
+                        code = schedule_usage("a raw (-a) argument cannot follow a typed one");
+                run_args_done(&a);
+        }
+        strv_free(rest);
+        if (code) {
+                json_decref(body);
+                return code;
+        }
+        *ret = body;
+        return 0;
+}
+
+static void local_time(json_t *o, const char *key, char buf[static 32]) {
+        const char *t = json_string_value(json_object_get(o, key));
+        if (t)
+                format_local_time(t, buf);
+        else
+                snprintf(buf, 32, "-");
+}
+
+static void print_list(json_t *list) {
+        printf("%-20s %-16s %-18s %-20s %s\n", "NAME", "FUNCTION", "SCHEDULE", "NEXT", "LAST RUN");
+        size_t i;
+        json_t *s;
+        json_array_foreach(list, i, s) {
+                char next[32], sched[64];
+                if (json_is_true(json_object_get(s, "paused")))
+                        snprintf(next, sizeof(next), "paused");
+                else
+                        local_time(s, "next_fire_at", next);
+                const char *tz = json_string_value(json_object_get(s, "tz"));
+                snprintf(sched, sizeof(sched), "%s%s%s", json_string_value(json_object_get(s, "schedule")) ?: "?",
+                         tz && !streq(tz, "UTC") ? " " : "", tz && !streq(tz, "UTC") ? tz : "");
+                json_t *last = json_object_get(s, "last_run");
+                _cleanup_free_ char *lr =
+                        json_is_object(last)
+                                ? xasprintf("%s %s", json_string_value(json_object_get(last, "id")) ?: "?",
+                                            json_string_value(json_object_get(last, "status")) ?: "?")
+                                : xstrdup("-");
+                printf("%-20s %-16s %-18s %-20s %s\n", json_string_value(json_object_get(s, "name")) ?: "?",
+                       json_string_value(json_object_get(s, "function")) ?: "?", sched, next, lr);
+                const char *note = json_string_value(json_object_get(s, "note"));
+                if (note)
+                        printf("  note: %s\n", note);
+        }
+}
+
+int verb_schedule(int argc, char **argv) {
+        if (argc == 0 || streq(argv[0], "--help") || streq(argv[0], "-h") || streq(argv[0], "help")) {
+                fputs(schedule_help, argc ? stdout : stderr);
+                return argc ? 0 : EXIT_USAGE;
+        }
+        const char *sub = argv[0];
+        json_t *body = NULL;
+        _cleanup_free_ char *path = NULL;
+        const char *method = "GET";
+        for (int i = 1; i < argc && !streq(sub, "add"); i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        fputs(schedule_help, stdout);
+                        return 0;
+                }
+        if (streq(sub, "add")) {
+                if (argc > 1 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
+                        fputs(schedule_help, stdout);
+                        return 0;
+                }
+                int code = schedule_add_body(argc - 1, argv + 1, &body);
+                if (code)
+                        return code;
+                method = "POST";
+                path = xstrdup("");
+        } else if (streq(sub, "ls") || streq(sub, "list")) {
+                if (argc > 1)
+                        return schedule_usage("schedule ls takes no arguments");
+                path = xstrdup("");
+        } else if (streq(sub, "show") || streq(sub, "rm") || streq(sub, "pause") || streq(sub, "resume")) {
+                if (argc != 2 || argv[1][0] == '-') {
+                        _cleanup_free_ char *m = xasprintf("schedule %s needs exactly one NAME", sub);
+                        return schedule_usage(m);
+                }
+                _cleanup_free_ char *e = http_escape(argv[1]);
+                if (streq(sub, "rm"))
+                        method = "DELETE";
+                else if (!streq(sub, "show"))
+                        method = "POST";
+                path = streq(sub, "pause") || streq(sub, "resume") ? xasprintf("/%s/%s", e, sub) : xasprintf("/%s", e);
+        } else {
+                _cleanup_free_ char *m = xasprintf("unknown schedule command '%s' (add, ls, show, rm, pause, resume)",
+                                                   sub);
+                return schedule_usage(m);
+        }
+
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code) {
+                json_decref(body);
+                return code;
+        }
+        json_t *ans = NULL;
+        int r = b->ops->schedule(b, method, path, body, &ans);
+        json_decref(body);
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (cli_globals.json)
+                render_json(streq(sub, "ls") || streq(sub, "list") ? json_object_get(ans, "schedules") : ans);
+        else if (streq(sub, "ls") || streq(sub, "list"))
+                print_list(json_object_get(ans, "schedules"));
+        else if (streq(sub, "rm"))
+                printf("deleted schedule %s\n", argv[1]);
+        else if (streq(sub, "show")) {
+                _cleanup_free_ char *t = cli_json_text(ans);
+                _cleanup_free_ char *f = json_reformat(t, 2);
+                puts(f);
+        } else {
+                char next[32];
+                local_time(ans, "next_fire_at", next);
+                printf("%s %s: %s, next %s\n", streq(sub, "add") ? "created schedule" : "schedule",
+                       json_string_value(json_object_get(ans, "name")) ?: "?",
+                       json_is_true(json_object_get(ans, "paused")) ? "paused" : "active",
+                       json_is_true(json_object_get(ans, "paused")) ? "-" : next);
+        }
+        json_decref(ans);
+        backend_free(b);
+        return code;
+}

@@ -1,0 +1,363 @@
+/* Function URLs (docs/endpoints.md): /fn/{tenant}/{name}[/path…] runs the
+ * deployed function with the request as an AWS Lambda function-URL event
+ * (payload format 2.0) and answers with what it returns.
+ *
+ * The prefix /fn/ is outside /v1/ and the Lambda API, so no function name
+ * can shadow an API path. A token endpoint takes a bearer token of the
+ * function's tenant (not read-only); a public one takes anyone, at most
+ * server.endpoint_rate requests a second per client address (burst
+ * server.endpoint_burst). The function's errors stay in its run: the
+ * caller sees 502 and the run id, never a traceback. */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+
+#include "daemon.h"
+
+int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode) {
+        return store_endpoint_put(d->store, tenant, name, mode == ENDPOINT_PUBLIC ? 2 : mode == ENDPOINT_TOKEN ? 1 : 0);
+}
+
+json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name) {
+        int mode;
+        if (!tenant || store_endpoint_get(d->store, tenant, name, &mode) < 0)
+                return json_null();
+        _cleanup_free_ char *path = xasprintf("/fn/%s/%s", tenant, name);
+        return json_pack("{s:s, s:b}", "path", path, "public", mode == 2);
+}
+
+/* ---- the per-address rate limit of public endpoints --------------------------
+ *
+ * Token buckets in a fixed table indexed by a hash of the address: memory
+ * stays bounded whatever the number of clients. Two addresses that share a
+ * slot share a bucket (either may see a 429 early), never more requests. */
+
+#define RATE_SLOTS 4096
+
+static struct {
+        pthread_mutex_t lock;
+        struct {
+                char addr[INET6_ADDRSTRLEN];
+                double tokens;
+                usec_t last;
+        } slot[RATE_SLOTS];
+} rate = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static bool rate_allow(const char *addr, unsigned per_s, unsigned burst) {
+        uint32_t h = 2166136261u;
+        for (const char *p = addr; *p; p++)
+                h = (h ^ (uint8_t) *p) * 16777619u;
+        usec_t now = now_monotonic();
+        pthread_mutex_lock(&rate.lock);
+        typeof(rate.slot[0]) *s = &rate.slot[h % RATE_SLOTS];
+        if (!streq(s->addr, addr) && now - s->last > USEC_PER_SEC * (burst / per_s + 1)) {
+                /* A slot idle long enough to be full again may change owner. */
+                snprintf(s->addr, sizeof(s->addr), "%s", addr);
+                s->tokens = burst;
+                s->last = now;
+        }
+        s->tokens += (double) (now - s->last) * per_s / USEC_PER_SEC;
+        if (s->tokens > burst)
+                s->tokens = burst;
+        s->last = now;
+        bool ok = s->tokens >= 1;
+        if (ok)
+                s->tokens -= 1;
+        pthread_mutex_unlock(&rate.lock);
+        return ok;
+}
+
+static void client_address(const DaemonCall *call, char buf[static INET6_ADDRSTRLEN]) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(call->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        snprintf(buf, INET6_ADDRSTRLEN, "unknown");
+        if (!ci || !ci->client_addr)
+                return;
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, buf, INET6_ADDRSTRLEN);
+        else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, buf, INET6_ADDRSTRLEN);
+}
+
+/* ---- the event ------------------------------------------------------------------ */
+
+/* Adds a header or query pair to obj, joining repeats with "," as
+ * Lambda's payload 2.0 does. */
+static enum MHD_Result add_value(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        json_t *obj = cls;
+        if (!key)
+                return MHD_YES;
+        _cleanup_free_ char *k = xstrdup(key);
+        if (kind == MHD_HEADER_KIND)
+                for (char *p = k; *p; p++)
+                        *p = (char) tolower((unsigned char) *p);
+        /* The daemon's credential is not the function's to see. */
+        if (kind == MHD_HEADER_KIND && streq(k, "authorization"))
+                return MHD_YES;
+        const char *old = json_string_value(json_object_get(obj, k));
+        _cleanup_free_ char *v = old ? xasprintf("%s,%s", old, value ?: "") : xstrdup(value ?: "");
+        /* A value that is not UTF-8 cannot be a JSON string: left out. */
+        if (utf8_is_valid(v))
+                json_object_set_new(obj, k, json_string(v));
+        return MHD_YES;
+}
+
+/* Text bodies travel as strings, anything else in base64 (isBase64Encoded). */
+static bool body_is_text(const char *ctype, const char *body, size_t len) {
+        if (utf8_invalid_offset(body, len) != len || memchr(body, 0, len))
+                return false;
+        if (!ctype)
+                return true;
+        return startswith(ctype, "text/") || startswith(ctype, "application/json") ||
+               startswith(ctype, "application/x-www-form-urlencoded") || startswith(ctype, "application/xml") ||
+               strstr(ctype, "+json") || strstr(ctype, "+xml");
+}
+
+static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, const char *raw_query,
+                              const char *request_id, const char *source_ip) {
+        json_t *headers = json_object(), *query = json_object();
+        MHD_get_connection_values(call->conn, MHD_HEADER_KIND, add_value, headers);
+        MHD_get_connection_values(call->conn, MHD_GET_ARGUMENT_KIND, add_value, query);
+        json_t *cookies = json_array();
+        const char *c = json_string_value(json_object_get(headers, "cookie"));
+        for (const char *p = c; p && *p;) {
+                while (*p == ' ' || *p == ';')
+                        p++;
+                size_t n = strcspn(p, ";");
+                if (n)
+                        json_array_append_new(cookies, json_stringn(p, n));
+                p += n;
+        }
+        json_object_del(headers, "cookie");
+        const char *ctype = json_string_value(json_object_get(headers, "content-type"));
+        bool text = body_is_text(ctype, call->body, call->body_len);
+        _cleanup_free_ char *b64 = text ? NULL : daemon_base64(call->body, call->body_len);
+        char when[32];
+        usec_t now = now_realtime();
+        format_timestamp(now, when);
+        json_t *http = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "method", call->method, "path", raw_path, "protocol",
+                                 "HTTP/1.1", "sourceIp", source_ip, "userAgent",
+                                 json_string_value(json_object_get(headers, "user-agent")));
+        json_t *ctx = json_pack("{s:s, s:s, s:s?, s:o, s:s, s:s, s:s, s:s, s:I}", "accountId", "anonymous", "apiId",
+                                call->seg[2], "domainName", json_string_value(json_object_get(headers, "host")),
+                                "http", http, "requestId", request_id, "routeKey", "$default", "stage", "$default",
+                                "time", when, "timeEpoch", (json_int_t) (now / USEC_PER_MSEC));
+        json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b}", "version", "2.0", "routeKey", "$default",
+                               "rawPath", raw_path, "rawQueryString", raw_query, "headers", headers, "requestContext",
+                               ctx, "cookies", cookies, "isBase64Encoded", !text);
+        if (json_object_size(query))
+                json_object_set_new(ev, "queryStringParameters", query);
+        else
+                json_decref(query);
+        if (call->body_len)
+                json_object_set_new(ev, "body", text ? json_stringn(call->body, call->body_len) : json_string(b64));
+        return ev;
+}
+
+/* ---- the answer ----------------------------------------------------------------- */
+
+static struct MHD_Response *endpoint_error(unsigned status, const char *message, const char *request_id,
+                                           unsigned *ret_status) {
+        json_t *j = json_pack("{s:s, s:s}", "message", message, "request_id", request_id);
+        struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
+        daemon_response_headers(resp, (const char *const[]) { "X-Request-Id", request_id, NULL });
+        return resp;
+}
+
+static struct MHD_Response *bad_gateway(const char *request_id, unsigned *ret_status) {
+        return endpoint_error(502, "Internal Server Error", request_id, ret_status);
+}
+
+/* The function's return value as the HTTP answer (Lambda's function-URL
+ * rule): an object with "statusCode" is the response (statusCode, headers,
+ * cookies, body, isBase64Encoded); any other JSON value is a 200
+ * application/json body. A malformed response object is a 502. */
+static struct MHD_Response *endpoint_response(const RunResult *res, const char *request_id, unsigned *ret_status) {
+        json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+        if (!v)
+                v = res->value_repr ? json_string(res->value_repr) : json_null();
+        json_t *sc = json_is_object(v) ? json_object_get(v, "statusCode") : NULL;
+        struct MHD_Response *resp;
+        if (!sc) {
+                char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                json_decref(v);
+                if (!text)
+                        return bad_gateway(request_id, ret_status);
+                resp = daemon_text_response(200, "application/json", text, strlen(text), ret_status);
+                daemon_response_headers(resp, (const char *const[]) { "X-Request-Id", request_id, NULL });
+                return resp;
+        }
+        json_t *headers = json_object_get(v, "headers"), *body = json_object_get(v, "body");
+        json_t *cookies = json_object_get(v, "cookies");
+        json_int_t status = json_integer_value(sc);
+        bool b64 = json_is_true(json_object_get(v, "isBase64Encoded"));
+        if (!json_is_integer(sc) || status < 100 || status > 599 || (headers && !json_is_object(headers)) ||
+            (cookies && !json_is_array(cookies)) || (b64 && !json_is_string(body))) {
+                json_decref(v);
+                return bad_gateway(request_id, ret_status);
+        }
+        char *out;
+        size_t len;
+        if (!body || json_is_null(body)) {
+                out = xstrdup("");
+                len = 0;
+        } else if (json_is_string(body) && b64) {
+                const char *s = json_string_value(body);
+                size_t n = strlen(s);
+                out = xmalloc(n / 4 * 3 + 3);
+                int k = n % 4 ? -1 : EVP_DecodeBlock((unsigned char *) out, (const unsigned char *) s, (int) n);
+                if (k < 0) {
+                        free(out);
+                        json_decref(v);
+                        return bad_gateway(request_id, ret_status);
+                }
+                /* EVP_DecodeBlock counts the '=' padding as zero bytes. */
+                len = (size_t) k - (n >= 1 && s[n - 1] == '=') - (n >= 2 && s[n - 2] == '=');
+        } else if (json_is_string(body)) {
+                out = xstrndup(json_string_value(body), json_string_length(body));
+                len = json_string_length(body);
+        } else {
+                out = json_dumps(body, JSON_ENCODE_ANY | JSON_COMPACT);
+                len = out ? strlen(out) : 0;
+                if (!out)
+                        out = xstrdup("");
+        }
+        bool has_ctype = false;
+        const char *k;
+        json_t *hv;
+        json_object_foreach(headers, k, hv) if (strcasecmp(k, "content-type") == 0) has_ctype = true;
+        resp = daemon_text_response((unsigned) status, has_ctype ? NULL : "application/json", out, len, ret_status);
+        json_object_foreach(headers, k, hv) {
+                _cleanup_free_ char *s = json_is_string(hv) ? xstrdup(json_string_value(hv))
+                                                            : json_dumps(hv, JSON_ENCODE_ANY | JSON_COMPACT);
+                /* MHD refuses names/values with CR or LF: header splitting
+                 * cannot come from a function. */
+                if (s)
+                        MHD_add_response_header(resp, k, s);
+        }
+        size_t i;
+        json_array_foreach(cookies, i, hv) if (json_is_string(hv))
+                MHD_add_response_header(resp, "Set-Cookie", json_string_value(hv));
+        daemon_response_headers(resp, (const char *const[]) { "X-Request-Id", request_id, NULL });
+        json_decref(v);
+        return resp;
+}
+
+/* ---- the handler ------------------------------------------------------------------ */
+
+/* "/fn/T/N/rest?q" -> rawPath "/rest" (or "/") and the raw query. */
+static void split_target(const char *target, char **ret_path, char **ret_query) {
+        const char *q = strchr(target, '?');
+        size_t plen = q ? (size_t) (q - target) : strlen(target);
+        const char *p = target;
+        for (int slashes = 0; p < target + plen; p++)
+                if (*p == '/' && ++slashes == 4)
+                        break;
+        *ret_path = p < target + plen ? xstrndup(p, plen - (size_t) (p - target)) : xstrdup("/");
+        *ret_query = xstrdup(q ? q + 1 : "");
+}
+
+/* A bearer token of tenant that may run functions; 0, or the status. */
+static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
+        /* --no-auth: one local user on a loopback address, no tokens. */
+        if (call->d->no_auth)
+                return 0;
+        const char *h = daemon_call_header(call, "Authorization");
+        if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+                return 401;
+        _cleanup_free_ char *tok = xstrdup(h + 7);
+        Daemon *d = call->d;
+        unsigned st = 403;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        const DaemonToken *t = daemon_config_find_token(&d->cfg, strstrip(tok));
+        if (!t)
+                st = 401;
+        else if (streq(t->tenant, tenant) && t->role != TOKEN_ROLE_READONLY)
+                st = 0;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return st;
+}
+
+struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        const char *tenant = call->seg[1], *name = call->seg[2];
+        _cleanup_free_ char *id = id_new("r"), *raw_path = NULL, *raw_query = NULL;
+        int mode = 0;
+        FunctionRecord *f = NULL;
+        if (!function_name_is_valid(name) || store_endpoint_get(d->store, tenant, name, &mode) < 0 ||
+            store_function_get(d->store, tenant, name, 0, &f) < 0)
+                return endpoint_error(404, "Not Found", id, ret_status);
+        char addr[INET6_ADDRSTRLEN];
+        client_address(call, addr);
+        if (mode == 2) {
+                pthread_rwlock_rdlock(&d->cfg_lock);
+                unsigned per_s = d->cfg.endpoint_rate, burst = d->cfg.endpoint_burst;
+                pthread_rwlock_unlock(&d->cfg_lock);
+                if (!rate_allow(addr, per_s, burst)) {
+                        function_record_free(f);
+                        struct MHD_Response *resp = endpoint_error(429, "Too Many Requests", id, ret_status);
+                        daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
+                        return resp;
+                }
+        } else {
+                unsigned st = endpoint_auth(call, tenant);
+                if (st) {
+                        function_record_free(f);
+                        struct MHD_Response *resp = endpoint_error(st, st == 401 ? "Unauthorized" : "Forbidden", id,
+                                                                   ret_status);
+                        if (st == 401)
+                                daemon_response_headers(resp, (const char *const[]) { "WWW-Authenticate",
+                                                                                      "Bearer realm=\"pysprinter\"",
+                                                                                      NULL });
+                        return resp;
+                }
+        }
+
+        split_target(call->raw_target ? call->raw_target : "/", &raw_path, &raw_query);
+        json_t *event = endpoint_event(call, raw_path, raw_query, id, addr);
+        RunRequest req = {};
+        struct MHD_Response *resp = NULL;
+        _cleanup_free_ char *err = NULL;
+        daemon_request_from_function(&req, f);
+        RunLimits granted;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        int k = daemon_limits_grant(&d->cfg, tenant, &req.limits, &granted, &err);
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (k >= 0) {
+                req.limits = granted;
+                k = daemon_lambda_map_event(&req, f, event, id);
+        }
+        DRun *r = NULL;
+        if (k >= 0)
+                k = daemon_run_submit(d, id, tenant, &req, f->name, f->version, true, &r);
+        if (k == -EBUSY) {
+                resp = endpoint_error(429, "Too Many Requests", id, ret_status);
+                daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
+        } else if (k == -ESHUTDOWN)
+                resp = endpoint_error(503, "Service Unavailable", id, ret_status);
+        else if (k < 0)
+                resp = bad_gateway(id, ret_status);
+        else {
+                k = daemon_run_wait(d, r, call->client_fd, (usec_t) d->cfg.max_wait_s * USEC_PER_SEC);
+                if (k == -ECONNRESET)
+                        daemon_run_cancel(d, r);
+                else if (k == 0)
+                        resp = endpoint_error(504, "Gateway Timeout", id, ret_status);
+                else {
+                        pthread_mutex_lock(&d->lock);
+                        RunResult *res = r->result;
+                        pthread_mutex_unlock(&d->lock);
+                        resp = res && res->status == RUN_SUCCEEDED ? endpoint_response(res, id, ret_status)
+                                                                   : bad_gateway(id, ret_status);
+                }
+                drun_unref(d, r);
+        }
+        json_decref(event);
+        function_record_free(f);
+        run_request_done(&req);
+        return resp;
+}

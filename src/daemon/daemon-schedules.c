@@ -1,0 +1,437 @@
+/* Schedules (docs/schedules.md): /v1/schedules[/{name}[/pause|/resume]]
+ * and the scheduler thread that fires them.
+ *
+ * A fire is an ordinary invoke of the deployed function (the same request
+ * parsing, limits grant and run queue as POST /v1/functions/{name}/invoke),
+ * recorded as the schedule's run. The schedule's state is written before
+ * the run is submitted, under the id the run will get: a crash between the
+ * two loses that one fire rather than running it twice.
+ *
+ * Time: Unix seconds from the realtime clock, or — for tests only — from
+ * the file $PYSPRINTER_TEST_CLOCK_FILE names (one integer), so a test moves
+ * time forward by writing a number instead of sleeping for minutes. */
+#include <assert.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "daemon.h"
+
+struct DaemonSchedules {
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        bool stop;              /* guarded by lock */
+};
+
+static const char *test_clock_file(void) {
+        const char *p = getenv("PYSPRINTER_TEST_CLOCK_FILE");
+        return p && *p ? p : NULL;
+}
+
+int64_t daemon_schedules_now(void) {
+        const char *p = test_clock_file();
+        if (p) {
+                FILE *f = fopen(p, "re");
+                long long v = 0;
+                if (f) {
+                        int n = fscanf(f, "%lld", &v);
+                        fclose(f);
+                        if (n == 1 && v > 0)
+                                return v;
+                }
+        }
+        return (int64_t) (now_realtime() / USEC_PER_SEC);
+}
+
+/* The schedule's next fire time strictly after `after`; -ENOENT when it
+ * never fires again, -EINVAL when its stored spec no longer parses. */
+static int schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret) {
+        CronSpec c;
+        int off;
+        if (cron_parse(s->spec, &c, NULL) < 0 || cron_tz_parse(s->tz, &off, NULL) < 0)
+                return -EINVAL;
+        return cron_next(&c, off, after, ret);
+}
+
+static void set_note(ScheduleRecord *s, char *note) {
+        free(s->last_note);
+        s->last_note = note;
+}
+
+/* Moves s past now without a run, saying why; 0 or -ESTALE (s changed
+ * under the scheduler). */
+static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) {
+        int64_t next, expected = s->next_fire;
+        int k = schedule_next(s, now, &next);
+        if (k < 0) {
+                /* Never again (or unreadable): pause, so the scheduler stops
+                 * looking at it and `schedule ls` says so. */
+                s->paused = true;
+                s->next_fire = 0;
+        } else
+                s->next_fire = next;
+        set_note(s, note);
+        return store_schedule_advance(d->store, s, expected);
+}
+
+static bool run_is_active(Daemon *d, const char *tenant, const char *id) {
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        if (!id || store_run_get(d->store, tenant, id, &rec) < 0)
+                return false;
+        return streq(rec->status, "queued") || streq(rec->status, "running");
+}
+
+/* Builds the run of one fire into req (the invoke body, the function's
+ * source and limits, the tenant's grant). A note for the user on failure. */
+static int fire_request(Daemon *d, const ScheduleRecord *s, RunRequest *req, FunctionRecord **ret_f, char **ret_note) {
+        _cleanup_free_ char *err = NULL;
+        const char *body = s->invoke_json ?: "{}";
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        RequestCaps caps = { d->cfg.max_json_depth, d->cfg.max_json_values };
+        pthread_rwlock_unlock(&d->cfg_lock);
+        int k = request_parse(REQUEST_INVOKE, body, strlen(body), &caps, req, &err);
+        if (k < 0) {
+                *ret_note = xasprintf("arguments rejected: %s", err);
+                return k;
+        }
+        FunctionRecord *f = NULL;
+        k = store_function_get(d->store, s->tenant, s->function, req->version, &f);
+        if (k < 0) {
+                *ret_note = xasprintf("function '%s' is not deployed", s->function);
+                return k;
+        }
+        daemon_request_from_function(req, f);
+        RunLimits granted;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        k = daemon_limits_grant(&d->cfg, s->tenant, &req->limits, &granted, &err);
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (k < 0) {
+                function_record_free(f);
+                *ret_note = xasprintf("limits refused: %s", err);
+                return k;
+        }
+        req->limits = granted;
+        *ret_f = f;
+        return 0;
+}
+
+/* One due fire time of s: a run, unless the previous one still runs
+ * (no overlap) or the run cannot be made; either way s moves past now,
+ * so however many fire times were missed, at most one run starts. */
+static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
+        if (!s->allow_overlap && run_is_active(d, s->tenant, s->last_run_id)) {
+                (void) schedule_skip(d, s, now,
+                                     xasprintf("skipped a fire time: run %s was still running", s->last_run_id));
+                return;
+        }
+        RunRequest req = {};
+        FunctionRecord *f = NULL;
+        char *note = NULL;
+        if (fire_request(d, s, &req, &f, &note) < 0) {
+                run_request_done(&req);
+                (void) schedule_skip(d, s, now, note);
+                return;
+        }
+        _cleanup_free_ char *id = id_new("r");
+        int64_t next = 0, expected = s->next_fire;
+        if (schedule_next(s, now, &next) < 0) {
+                s->paused = true;
+                next = 0;
+        }
+        free(s->last_run_id);
+        s->last_run_id = xstrdup(id);
+        s->last_fire = now;
+        s->next_fire = next;
+        set_note(s, NULL);
+        int k = store_schedule_advance(d->store, s, expected);
+        if (k >= 0) {
+                DRun *r = NULL;
+                k = daemon_run_submit(d, id, s->tenant, &req, f->name, f->version, false, &r);
+                if (k >= 0)
+                        drun_unref(d, r);
+                else {
+                        /* The fire state was written: note why there is no run. */
+                        set_note(s, xasprintf("the run could not be queued: %s", strerror(-k)));
+                        (void) store_schedule_advance(d->store, s, s->next_fire);
+                }
+        }
+        if (k < 0 && k != -ESTALE)
+                log_warn("schedule %s/%s: %s", s->tenant, s->name, strerror(-k));
+        function_record_free(f);
+        run_request_done(&req);
+}
+
+static void scheduler_tick(Daemon *d) {
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        if (store_schedule_list(d->store, NULL, &v, &n) < 0)
+                return;
+        int64_t now = daemon_schedules_now();
+        for (size_t i = 0; i < n; i++)
+                if (!v[i]->paused && v[i]->next_fire > 0 && v[i]->next_fire <= now)
+                        schedule_fire(d, v[i], now);
+        schedule_record_list_free(v, n);
+}
+
+static void *scheduler_main(void *userdata) {
+        Daemon *d = userdata;
+        DaemonSchedules *S = d->schedules;
+        /* Fire times are whole minutes (or seconds for @every): a tick a
+         * second is precise enough; a test clock is looked at more often
+         * so tests wait less. */
+        usec_t period = test_clock_file() ? 200 * USEC_PER_MSEC : USEC_PER_SEC;
+        pthread_mutex_lock(&S->lock);
+        while (!S->stop) {
+                pthread_mutex_unlock(&S->lock);
+                scheduler_tick(d);
+                pthread_mutex_lock(&S->lock);
+                if (!S->stop)
+                        daemon_cond_wait(&S->wake, &S->lock, period);
+        }
+        pthread_mutex_unlock(&S->lock);
+        return NULL;
+}
+
+/* At start, before the first tick: fire times missed while the daemon was
+ * down are dropped for catch_up "none" schedules; "one" schedules keep
+ * their past next_fire, which the first tick fires once. */
+static void schedules_catch_up(Daemon *d) {
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        if (store_schedule_list(d->store, NULL, &v, &n) < 0)
+                return;
+        int64_t now = daemon_schedules_now();
+        for (size_t i = 0; i < n; i++)
+                if (!v[i]->paused && v[i]->catch_up == 0 && v[i]->next_fire > 0 && v[i]->next_fire <= now)
+                        (void) schedule_skip(d, v[i], now,
+                                      xstrdup("fire times missed while the daemon was down were skipped (catch_up none)"));
+        schedule_record_list_free(v, n);
+}
+
+int daemon_schedules_start(Daemon *d) {
+        assert(d && d->store && !d->schedules);
+        d->schedules = xcalloc(1, sizeof(DaemonSchedules));
+        pthread_mutex_init(&d->schedules->lock, NULL);
+        pthread_cond_init(&d->schedules->wake, NULL);
+        schedules_catch_up(d);
+        int r = pthread_create(&d->schedules->thread, NULL, scheduler_main, d);
+        if (r != 0)
+                return -r;
+        d->schedules->started = true;
+        return 0;
+}
+
+void daemon_schedules_stop(Daemon *d) {
+        DaemonSchedules *S = d->schedules;
+        if (!S)
+                return;
+        pthread_mutex_lock(&S->lock);
+        S->stop = true;
+        pthread_cond_broadcast(&S->wake);
+        pthread_mutex_unlock(&S->lock);
+        if (S->started)
+                pthread_join(S->thread, NULL);
+        pthread_mutex_destroy(&S->lock);
+        pthread_cond_destroy(&S->wake);
+        free(S);
+        d->schedules = NULL;
+}
+
+/* ---- the API ------------------------------------------------------------------ */
+
+static json_t *seconds_json(int64_t t) {
+        return daemon_time_json(t > 0 ? (usec_t) t * USEC_PER_SEC : 0);
+}
+
+static json_t *schedule_json(Daemon *d, const ScheduleRecord *s) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o}", "name", s->name, "function",
+                              s->function, "schedule", s->spec, "tz", s->tz ?: "UTC", "catch_up",
+                              s->catch_up ? "one" : "none", "allow_overlap", s->allow_overlap, "paused", s->paused,
+                              "next_fire_at", s->paused ? json_null() : seconds_json(s->next_fire), "last_fire_at",
+                              seconds_json(s->last_fire), "note", s->last_note ? json_string(s->last_note) : json_null(),
+                              "created_at", daemon_time_json(s->created));
+        json_t *args = daemon_json_or_null(s->invoke_json);
+        if (json_is_object(args))
+                json_object_update(j, args);
+        json_decref(args);
+        json_t *last = json_null();
+        if (s->last_run_id) {
+                _cleanup_(run_record_freep) RunRecord *rec = NULL;
+                last = json_pack("{s:s, s:s?}", "id", s->last_run_id, "status",
+                                 store_run_get(d->store, s->tenant, s->last_run_id, &rec) >= 0 ? rec->status : NULL);
+        }
+        json_object_set_new(j, "last_run", last);
+        return j;
+}
+
+static const char *const add_fields[] = { "name", "function", "cron", "every", "tz", "catch_up", "allow_overlap",
+                                          "paused", "args", "kwargs", "raw_args", "raw_kwargs", "version", NULL };
+static const char *const invoke_fields[] = { "args", "kwargs", "raw_args", "raw_kwargs", "version", NULL };
+
+static bool field_known(const char *key, const char *const *list) {
+        for (size_t i = 0; list[i]; i++)
+                if (streq(key, list[i]))
+                        return true;
+        return false;
+}
+
+/* Reads a POST /v1/schedules body into ret (tenant and times left to the
+ * caller). A 400 message on failure. */
+static int schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord *ret, char **ret_error) {
+        const char *key;
+        json_t *v;
+        if (!json_is_object(j)) {
+                *ret_error = xstrdup("the body must be a JSON object");
+                return -EINVAL;
+        }
+        json_object_foreach(j, key, v) if (!field_known(key, add_fields)) {
+                *ret_error = xasprintf("unknown field '%s'", key);
+                return -EINVAL;
+        }
+        const char *name = json_string_value(json_object_get(j, "name"));
+        const char *fn = json_string_value(json_object_get(j, "function"));
+        const char *cron = json_string_value(json_object_get(j, "cron"));
+        const char *every = json_string_value(json_object_get(j, "every"));
+        json_t *tz = json_object_get(j, "tz"), *cu = json_object_get(j, "catch_up");
+        if (!name || !function_name_is_valid(name)) {
+                *ret_error = xstrdup("field 'name' must be a string of [A-Za-z0-9_-]{1,64}");
+                return -EINVAL;
+        }
+        if (!fn || !function_name_is_valid(fn)) {
+                *ret_error = xstrdup("field 'function' must name a deployed function");
+                return -EINVAL;
+        }
+        if (!!cron == !!every) {
+                *ret_error = xstrdup("give exactly one of 'cron' and 'every'");
+                return -EINVAL;
+        }
+        if ((tz && !json_is_string(tz)) || (cu && !json_is_string(cu))) {
+                *ret_error = xstrdup("fields 'tz' and 'catch_up' must be strings");
+                return -EINVAL;
+        }
+        if (cu && !streq(json_string_value(cu), "none") && !streq(json_string_value(cu), "one")) {
+                *ret_error = xstrdup("field 'catch_up' must be \"none\" or \"one\"");
+                return -EINVAL;
+        }
+        ret->spec = every ? xasprintf("@every %s", every) : xstrdup(cron);
+        CronSpec c;
+        int off;
+        if (cron_parse(ret->spec, &c, ret_error) < 0 || cron_tz_parse(json_string_value(tz), &off, ret_error) < 0)
+                return -EINVAL;
+        ret->name = xstrdup(name);
+        ret->function = xstrdup(fn);
+        ret->tz = xstrdup(json_string_value(tz) ?: "UTC");
+        ret->catch_up = cu && streq(json_string_value(cu), "none") ? 0 : 1;
+        ret->allow_overlap = json_is_true(json_object_get(j, "allow_overlap"));
+        ret->paused = json_is_true(json_object_get(j, "paused"));
+        json_t *inv = json_object();
+        json_object_foreach(j, key, v) if (field_known(key, invoke_fields)) json_object_set(inv, key, v);
+        ret->invoke_json = json_dumps(inv, JSON_COMPACT);
+        json_decref(inv);
+        /* The arguments are checked now, as an invoke would check them. */
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        int k = request_parse(REQUEST_INVOKE, ret->invoke_json, strlen(ret->invoke_json), &caps, &req, ret_error);
+        run_request_done(&req);
+        return k;
+}
+
+static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        void *parsed = NULL;
+        RequestCaps caps = daemon_call_caps(call);
+        int k = request_json_parse(call->body ?: "", call->body_len, &caps, &parsed, &err);
+        if (k < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        json_t *j = parsed;
+        ScheduleRecord *s = xcalloc(1, sizeof(ScheduleRecord));
+        k = schedule_from_body(call, j, s, &err);
+        json_decref(j);
+        struct MHD_Response *resp = NULL;
+        FunctionRecord *f = NULL;
+        if (k < 0)
+                resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        else if (store_function_get(call->d->store, call->tenant, s->function, 0, &f) < 0)
+                resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' is not deployed",
+                                         s->function);
+        if (resp) {
+                schedule_record_free(s);
+                return resp;
+        }
+        function_record_free(f);
+        s->tenant = xstrdup(call->tenant);
+        s->created = now_realtime();
+        if (schedule_next(s, daemon_schedules_now(), &s->next_fire) < 0) {
+                schedule_record_free(s);
+                return daemon_call_error(call, 400, "bad_request", ret_status, "the schedule never fires");
+        }
+        k = store_schedule_insert(call->d->store, s);
+        if (k == -EEXIST)
+                resp = daemon_call_error(call, 409, "conflict", ret_status,
+                                         "schedule '%s' exists (schedule rm it first)", s->name);
+        else if (k < 0)
+                resp = daemon_call_errno(call, k, "schedule", ret_status);
+        else
+                resp = daemon_call_json(call, 201, schedule_json(call->d, s), ret_status);
+        schedule_record_free(s);
+        return resp;
+}
+
+static struct MHD_Response *schedules_list(const DaemonCall *call, unsigned *ret_status) {
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        int k = store_schedule_list(call->d->store, call->tenant, &v, &n);
+        if (k < 0)
+                return daemon_call_errno(call, k, "schedules", ret_status);
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, schedule_json(call->d, v[i]));
+        schedule_record_list_free(v, n);
+        return daemon_call_json(call, 200, json_pack("{s:o}", "schedules", a), ret_status);
+}
+
+struct MHD_Response *daemon_api_schedules(const DaemonCall *call, unsigned *ret_status) {
+        return streq(call->method, "POST") ? schedule_add(call, ret_status) : schedules_list(call, ret_status);
+}
+
+/* /v1/schedules/{name}[/pause|/resume] */
+struct MHD_Response *daemon_api_schedule(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2];
+        ScheduleRecord *s = NULL;
+        int k = function_name_is_valid(name) ? store_schedule_get(call->d->store, call->tenant, name, &s) : -ENOENT;
+        if (k < 0)
+                return daemon_call_errno(call, k, "schedule", ret_status);
+        struct MHD_Response *resp;
+        if (streq(call->method, "DELETE")) {
+                k = store_schedule_delete(call->d->store, call->tenant, name);
+                resp = k < 0 ? daemon_call_errno(call, k, "schedule", ret_status)
+                             : daemon_call_json(call, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1),
+                                                ret_status);
+        } else if (call->n_seg == 4) {
+                bool pause = streq(call->seg[3], "pause");
+                s->paused = pause;
+                /* A resumed schedule starts from now: fire times that passed
+                 * while it was paused never run. */
+                if (!pause && schedule_next(s, daemon_schedules_now(), &s->next_fire) < 0)
+                        s->paused = true;
+                set_note(s, NULL);
+                k = store_schedule_update(call->d->store, s);
+                resp = k < 0 ? daemon_call_errno(call, k, "schedule", ret_status)
+                             : daemon_call_json(call, 200, schedule_json(call->d, s), ret_status);
+        } else {
+                json_t *j = schedule_json(call->d, s);
+                char **ids = NULL;
+                json_t *a = json_array();
+                if (store_schedule_runs(call->d->store, call->tenant, name, 100, &ids) >= 0)
+                        for (char **i = ids; i && *i; i++)
+                                json_array_append_new(a, json_string(*i));
+                strv_free(ids);
+                json_object_set_new(j, "runs", a);
+                resp = daemon_call_json(call, 200, j, ret_status);
+        }
+        schedule_record_free(s);
+        return resp;
+}

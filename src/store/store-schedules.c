@@ -1,0 +1,229 @@
+/* Schedules (docs/schedules.md): what fires a deployed function on a cron
+ * expression or an interval, its next fire time and its last run; and the
+ * runs each schedule started (the tag a run carries). The scheduler itself
+ * is the daemon's (src/daemon/daemon-schedules.c). */
+#include "store-internal.h"
+
+ScheduleRecord *schedule_record_free(ScheduleRecord *r) {
+        if (!r)
+                return NULL;
+        free(r->tenant);
+        free(r->name);
+        free(r->function);
+        free(r->spec);
+        free(r->tz);
+        free(r->invoke_json);
+        free(r->last_run_id);
+        free(r->last_note);
+        free(r);
+        return NULL;
+}
+
+void schedule_record_list_free(ScheduleRecord **v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                schedule_record_free(v[i]);
+        free(v);
+}
+
+#define SCHED_COLUMNS                                                                                    \
+        "tenant, name, function, spec, tz, invoke_json, catch_up, allow_overlap, paused, next_fire, " \
+        "last_fire, last_run_id, last_note, created"
+
+static ScheduleRecord *schedule_from_row(sqlite3_stmt *st) {
+        ScheduleRecord *r = xcalloc(1, sizeof(ScheduleRecord));
+        r->tenant = store_col_text(st, 0);
+        r->name = store_col_text(st, 1);
+        r->function = store_col_text(st, 2);
+        r->spec = store_col_text(st, 3);
+        r->tz = store_col_text(st, 4);
+        r->invoke_json = store_col_text(st, 5);
+        r->catch_up = sqlite3_column_int(st, 6);
+        r->allow_overlap = sqlite3_column_int(st, 7);
+        r->paused = sqlite3_column_int(st, 8);
+        r->next_fire = sqlite3_column_int64(st, 9);
+        r->last_fire = sqlite3_column_int64(st, 10);
+        r->last_run_id = store_col_text(st, 11);
+        r->last_note = store_col_text(st, 12);
+        r->created = (usec_t) sqlite3_column_int64(st, 13);
+        return r;
+}
+
+static void schedule_bind(sqlite3_stmt *st, const ScheduleRecord *r) {
+        store_bind_text(st, 1, r->tenant);
+        store_bind_text(st, 2, r->name);
+        store_bind_text(st, 3, r->function);
+        store_bind_text(st, 4, r->spec);
+        store_bind_text(st, 5, r->tz);
+        store_bind_text(st, 6, r->invoke_json);
+        sqlite3_bind_int(st, 7, r->catch_up);
+        sqlite3_bind_int(st, 8, r->allow_overlap);
+        sqlite3_bind_int(st, 9, r->paused);
+        sqlite3_bind_int64(st, 10, r->next_fire);
+        sqlite3_bind_int64(st, 11, r->last_fire);
+        store_bind_text(st, 12, r->last_run_id);
+        store_bind_text(st, 13, r->last_note);
+        sqlite3_bind_int64(st, 14, (sqlite3_int64) (r->created ? r->created : now_realtime()));
+}
+
+/* Runs sql with r bound (and expected as ?15); the rows it changed, or a
+ * negative errno. */
+static int schedule_exec_expect(Store *s, const char *sql, const ScheduleRecord *r, int64_t expected) {
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, sql);
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db), changes = 0;
+        if (st) {
+                schedule_bind(st, r);
+                sqlite3_bind_int64(st, 15, expected);
+                rc = sqlite3_step(st);
+                changes = sqlite3_changes(s->db);
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc == SQLITE_CONSTRAINT)
+                return -EEXIST;
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return changes;
+}
+
+static int schedule_exec(Store *s, const char *sql, const ScheduleRecord *r) {
+        return schedule_exec_expect(s, sql, r, 0);
+}
+
+int store_schedule_insert(Store *s, const ScheduleRecord *r) {
+        if (!r->tenant || !r->name || !r->function || !r->spec)
+                return -EINVAL;
+        int k = schedule_exec(s, "INSERT INTO schedules (" SCHED_COLUMNS ") VALUES "
+                                 "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)", r);
+        return k < 0 ? k : 0;
+}
+
+static int schedule_record_run(Store *s, const ScheduleRecord *r);
+
+int store_schedule_update(Store *s, const ScheduleRecord *r) {
+        int k = schedule_exec(s, "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, catch_up=?7, "
+                                 "allow_overlap=?8, paused=?9, next_fire=?10, last_fire=?11, last_run_id=?12, "
+                                 "last_note=?13 WHERE tenant=?1 AND name=?2", r);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return -ENOENT;
+        return schedule_record_run(s, r);
+}
+
+int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_next_fire) {
+        /* Only the fire state moves, and only from the state the scheduler
+         * read: a pause, an edit or another scheduler in between wins. */
+        int k = schedule_exec_expect(s, "UPDATE schedules SET paused=?9, next_fire=?10, last_fire=?11, "
+                                        "last_run_id=?12, last_note=?13 "
+                                        "WHERE tenant=?1 AND name=?2 AND paused=0 AND next_fire=?15",
+                                     r, expected_next_fire);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return -ESTALE;
+        return schedule_record_run(s, r);
+}
+
+static int schedule_record_run(Store *s, const ScheduleRecord *r) {
+        if (r->last_run_id && r->last_fire) {
+                /* The tag: which runs this schedule started. */
+                pthread_mutex_lock(&s->lock);
+                sqlite3_stmt *st = store_stmt(s, "INSERT OR IGNORE INTO schedule_runs (tenant, schedule, run_id, fired) "
+                                                 "VALUES (?1, ?2, ?3, ?4)");
+                int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+                if (st) {
+                        store_bind_text(st, 1, r->tenant);
+                        store_bind_text(st, 2, r->name);
+                        store_bind_text(st, 3, r->last_run_id);
+                        sqlite3_bind_int64(st, 4, r->last_fire);
+                        rc = sqlite3_step(st);
+                        store_stmt_done(s, st);
+                }
+                pthread_mutex_unlock(&s->lock);
+                if (rc != SQLITE_DONE)
+                        return store_sqlite_errno(rc) ?: -EIO;
+        }
+        return 0;
+}
+
+static int schedule_select(Store *s, const char *sql, const char *tenant, const char *name, ScheduleRecord ***ret,
+                           size_t *ret_n) {
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, sql);
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        v = xrealloc(v, (n + 1) * sizeof(ScheduleRecord *));
+                        v[n++] = schedule_from_row(st);
+                }
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                schedule_record_list_free(v, n);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleRecord **ret) {
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        int k = schedule_select(s, "SELECT " SCHED_COLUMNS " FROM schedules WHERE tenant=?1 AND name=?2", tenant, name,
+                                &v, &n);
+        if (k < 0)
+                return k;
+        if (n == 0) {
+                free(v);
+                return -ENOENT;
+        }
+        *ret = v[0];
+        free(v);
+        return 0;
+}
+
+int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, size_t *ret_n) {
+        return schedule_select(s, "SELECT " SCHED_COLUMNS " FROM schedules WHERE (?1 IS NULL OR tenant=?1) "
+                                  "AND ?2 IS NULL ORDER BY tenant, name",
+                               tenant, NULL, ret, ret_n);
+}
+
+int store_schedule_delete(Store *s, const char *tenant, const char *name) {
+        ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name };
+        int k = schedule_exec(s, "DELETE FROM schedules WHERE tenant=?1 AND name=?2", &r);
+        if (k < 0)
+                return k;
+        return k > 0 ? 0 : -ENOENT;
+}
+
+int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret) {
+        char **v = NULL;
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, "SELECT run_id FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
+                                         "ORDER BY fired DESC LIMIT ?3");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) limit);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        _cleanup_free_ char *id = store_col_text(st, 0);
+                        v = strv_append(v, id);
+                }
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                strv_free(v);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret = v;
+        return 0;
+}

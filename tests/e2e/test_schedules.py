@@ -1,0 +1,255 @@
+"""Schedules (docs/schedules.md) against a real pysprinterd and the real CLI.
+Time is the test's: the daemon reads "now" from $PYSPRINTER_TEST_CLOCK_FILE,
+so a test moves the clock by writing a number and waits on what the API
+shows (a run, the next fire time) with a deadline, never for minutes."""
+import calendar
+import json
+import time
+
+import pytest
+
+from conftest import CLI, DAEMON, Runner
+from daemonlib import Daemon, TOKENS, sandbox_mode
+
+pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
+
+TICK = """
+def tick(tag: str = "none", n: int = 0):
+    return {"tag": tag, "n": n}
+"""
+
+SLOW = """
+import time
+def slow(seconds: float = 60):
+    time.sleep(seconds)
+    return "done"
+"""
+
+TERMINAL = {"succeeded", "failed", "invalid", "deps_failed", "killed", "cancelled", "error", "lost"}
+
+
+def utc(s):
+    return calendar.timegm(time.strptime(s, "%Y-%m-%d %H:%M:%S"))
+
+
+class ClockDaemon(Daemon):
+    """A daemon whose scheduler reads the time from a file the test writes."""
+
+    def __init__(self, root, **kw):
+        super().__init__(root, **kw)
+        self.clock = self.root / "clock"
+        self.set_time("2026-03-01 10:00:00")
+
+    def set_time(self, s):
+        self.now = utc(s) if isinstance(s, str) else s
+        tmp = self.root / "clock.tmp"
+        tmp.write_text(str(self.now))
+        tmp.rename(self.clock)
+
+    def env(self):
+        e = super().env()
+        e["PYSPRINTER_TEST_CLOCK_FILE"] = str(self.clock)
+        return e
+
+    def schedule(self, name):
+        st, b = self.call("GET", f"/v1/schedules/{name}")
+        assert st == 200, (st, b)
+        return b
+
+    def wait_schedule(self, name, pred, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            b = self.schedule(name)
+            if pred(b):
+                return b
+            time.sleep(0.05)
+        raise AssertionError(f"schedule {name} never got there: {b}")
+
+
+def iso(s):
+    return s.replace(" ", "T") + ".000Z"
+
+
+@pytest.fixture
+def d(tmp_path):
+    daemon = ClockDaemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def rcli(cli, d, tmp_path):
+    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
+    return cli
+
+
+def deploy(d, name, source, **fields):
+    st, b = d.call("POST", "/v1/functions", {"name": name, "source": source, **fields})
+    assert st == 201, (st, b)
+
+
+def test_cron_schedule_fires_an_ordinary_run_at_its_time(d, rcli):
+    deploy(d, "tick", TICK)
+    p = rcli("schedule", "add", "every5", "--cron", "*/5 * * * *", "tick", "hello", "--n", "3", check=0)
+    assert "created schedule every5" in p.stdout
+    s = d.schedule("every5")
+    assert s["next_fire_at"] == iso("2026-03-01 10:05:00")
+    assert s["last_run"] is None and s["runs"] == []
+    assert s["schedule"] == "*/5 * * * *" and s["tz"] == "UTC" and s["catch_up"] == "one"
+
+    d.set_time("2026-03-01 10:05:00")
+    s = d.wait_schedule("every5", lambda s: s["last_run"] is not None)
+    rid = s["last_run"]["id"]
+    assert s["runs"] == [rid]
+    assert s["last_fire_at"] == iso("2026-03-01 10:05:00")
+    assert s["next_fire_at"] == iso("2026-03-01 10:10:00")
+    run = d.wait_status(rid, TERMINAL)
+    assert run["status"] == "succeeded", run
+    assert run["result"] == {"tag": "hello", "n": 3}
+    # An ordinary run: `ps` lists it, `schedule ls` shows it with its status.
+    assert rid in rcli("ps", check=0).stdout
+    out = rcli("schedule", "ls", check=0).stdout
+    assert "every5" in out and f"{rid} succeeded" in out
+    listed = json.loads(rcli("schedule", "ls", "--json", check=0).stdout)
+    assert [x["name"] for x in listed] == ["every5"]
+
+
+def test_interval_and_fixed_offset(d, rcli):
+    deploy(d, "tick", TICK)
+    rcli("schedule", "add", "iv", "--every", "10m", "tick", check=0)
+    assert d.schedule("iv")["next_fire_at"] == iso("2026-03-01 10:10:00")
+    rcli("schedule", "add", "nine", "--cron", "0 9 * * *", "--tz", "+02:00", "tick", check=0)
+    # 09:00 at +02:00 is 07:00 UTC; 10:00 UTC is past it today.
+    assert d.schedule("nine")["next_fire_at"] == iso("2026-03-02 07:00:00")
+    rcli("schedule", "add", "hourly", "--cron", "@hourly", "tick", check=0)
+    assert d.schedule("hourly")["next_fire_at"] == iso("2026-03-01 11:00:00")
+
+
+def test_missed_fire_times_run_once_after_a_restart(d):
+    deploy(d, "tick", TICK)
+    st, _ = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "cron": "*/5 * * * *"})
+    assert st == 201
+    d.stop()
+    # Twelve fire times pass while the daemon is down.
+    d.set_time("2026-03-01 11:02:00")
+    d.start()
+    s = d.wait_schedule("s", lambda s: s["last_run"] is not None)
+    # Once the run is recorded the next fire time is past the clock, so no
+    # second run can start until the clock moves: exactly one, not twelve.
+    assert s["next_fire_at"] == iso("2026-03-01 11:05:00")
+    assert len(s["runs"]) == 1
+    assert d.wait_status(s["last_run"]["id"], TERMINAL)["status"] == "succeeded"
+    st, runs = d.call("GET", "/v1/runs")
+    assert len(runs["runs"]) == 1
+
+
+def test_catch_up_none_skips_what_was_missed(d):
+    deploy(d, "tick", TICK)
+    st, b = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "cron": "*/5 * * * *",
+                                             "catch_up": "none"})
+    assert st == 201 and b["catch_up"] == "none"
+    d.stop()
+    d.set_time("2026-03-01 11:02:00")
+    d.start()
+    # The skip happens before the daemon listens: visible at once.
+    s = d.schedule("s")
+    assert s["runs"] == [] and s["last_run"] is None
+    assert s["next_fire_at"] == iso("2026-03-01 11:05:00")
+    assert "catch_up none" in s["note"]
+    d.set_time("2026-03-01 11:05:00")
+    s = d.wait_schedule("s", lambda s: s["last_run"] is not None)
+    assert len(s["runs"]) == 1
+
+
+def test_no_overlap_unless_allowed(d):
+    deploy(d, "slow", SLOW)
+    st, _ = d.call("POST", "/v1/schedules", {"name": "one", "function": "slow", "every": "1m"})
+    assert st == 201
+    st, _ = d.call("POST", "/v1/schedules", {"name": "many", "function": "slow", "every": "1m",
+                                             "allow_overlap": True})
+    assert st == 201
+    d.set_time("2026-03-01 10:01:00")
+    first = d.wait_schedule("one", lambda s: s["last_run"] is not None)["last_run"]["id"]
+    d.wait_schedule("many", lambda s: s["last_run"] is not None)
+    d.wait_status(first, ["running"])
+    d.set_time("2026-03-01 10:02:00")
+    s = d.wait_schedule("one", lambda s: s["next_fire_at"] == iso("2026-03-01 10:03:00"))
+    assert s["runs"] == [first]
+    assert first in s["note"] and "still running" in s["note"]
+    m = d.wait_schedule("many", lambda s: len(s["runs"]) == 2)
+    for rid in set(m["runs"] + [first]):
+        d.call("DELETE", f"/v1/runs/{rid}")
+    for rid in set(m["runs"] + [first]):
+        d.wait_status(rid, TERMINAL)
+
+
+def test_pause_resume_rm(d, rcli):
+    deploy(d, "tick", TICK)
+    rcli("schedule", "add", "s", "--every", "5m", "tick", check=0)
+    out = rcli("schedule", "pause", "s", check=0).stdout
+    assert "paused" in out
+    s = d.schedule("s")
+    assert s["paused"] is True and s["next_fire_at"] is None
+    assert "paused" in rcli("schedule", "ls", check=0).stdout
+    d.set_time("2026-03-01 10:20:00")
+    # Resuming starts from now: what passed while paused never runs.
+    rcli("schedule", "resume", "s", check=0)
+    s = d.schedule("s")
+    assert s["paused"] is False and s["next_fire_at"] == iso("2026-03-01 10:25:00")
+    assert s["runs"] == []
+    rcli("schedule", "rm", "s", check=0)
+    st, _ = d.call("GET", "/v1/schedules/s")
+    assert st == 404
+    p = rcli("schedule", "rm", "s")
+    assert p.returncode != 0 and "not found" in p.stderr.lower()
+
+
+def test_schedules_survive_a_restart_and_belong_to_their_tenant(d):
+    deploy(d, "tick", TICK)
+    st, _ = d.call("POST", "/v1/schedules", {"name": "keep", "function": "tick", "cron": "@daily"})
+    assert st == 201
+    d.stop()
+    d.start()
+    assert d.schedule("keep")["next_fire_at"] == iso("2026-03-02 00:00:00")
+    st, b = d.call("GET", "/v1/schedules", token="bob")
+    assert st == 200 and b["schedules"] == []
+    st, _ = d.call("GET", "/v1/schedules/keep", token="bob")
+    assert st == 404
+
+
+@pytest.mark.parametrize("body,status,words", [
+    ({"name": "x", "function": "tick", "cron": "*/5 * * *"}, 400, "5 fields"),
+    ({"name": "x", "function": "tick", "cron": "0 25 * * *"}, 400, "hour"),
+    ({"name": "x", "function": "tick", "cron": "@reboot"}, 400, "@hourly"),
+    ({"name": "x", "function": "tick", "every": "0s"}, 400, "@every"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "every": "1m"}, 400, "exactly one"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "Europe/Paris"}, 400, "fixed offset"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "catch_up": "all"}, 400, "none"),
+    ({"name": "x", "function": "nope", "cron": "* * * * *"}, 404, "not deployed"),
+    ({"name": "x", "function": "tick", "cron": "0 0 30 2 *"}, 400, "never fires"),
+    ({"name": "x y", "function": "tick", "cron": "* * * * *"}, 400, "name"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "bogus": 1}, 400, "bogus"),
+])
+def test_bad_schedules_are_refused_with_the_reason(d, body, status, words):
+    deploy(d, "tick", TICK)
+    st, b = d.call("POST", "/v1/schedules", body)
+    assert st == status, b
+    assert words in b["error"]["message"], b
+
+
+def test_cli_errors(d, rcli, env, tmp_path):
+    deploy(d, "tick", TICK)
+    rcli("schedule", "add", "dup", "--every", "1h", "tick", check=0)
+    p = rcli("schedule", "add", "dup", "--every", "1h", "tick")
+    assert p.returncode != 0 and "exists" in p.stderr
+    p = rcli("schedule", "add", "x", "tick")
+    assert p.returncode == 2 and "--cron" in p.stderr
+    p = rcli("schedule", "add", "x", "--cron", "61 * * * *", "tick")
+    assert p.returncode != 0 and "minute" in p.stderr
+    # The embedded CLI has no scheduler and says so.
+    p = Runner(env, tmp_path)("schedule", "ls")
+    assert p.returncode != 0 and "server" in p.stderr
+    assert "--catch-up" in rcli("schedule", "--help", check=0).stdout
