@@ -1,0 +1,196 @@
+"""The part of `pysprinter` that is the same inside a run and outside one.
+
+The worker compiles this very file into its binary and registers it as the
+module `pysprinter` in every run, so `from pysprinter import requirements,
+data_path, output_dir` means the same in the sandbox as it does after
+`pip install ./python`. It also holds the result table (`to_jsonable`): the
+runner converts a function's return value with it inside the sandbox, and
+the client uses it to send arguments and `from_jsonable` to read results.
+
+Standard library only; nothing here may import a third-party module (numpy
+and pandas values are recognised by their type's module, never imported).
+"""
+import base64
+import datetime
+import decimal
+import os
+import pathlib
+import uuid
+
+__all__ = ["requirements", "data_path", "output_dir", "to_jsonable", "from_jsonable",
+           "ConversionError", "BYTES_MARKER", "MAX_DEPTH", "MAX_NODES"]
+
+BYTES_MARKER = "$bytes"
+MAX_DEPTH = 100          # nesting of containers in one result
+MAX_NODES = 5_000_000    # values visited while converting one result
+
+
+def requirements(reqs=None, /):
+    """@requirements({'name': 'specifier'}): declares pip dependencies. At run
+    time it only tags the function (fn.__pysprinter_requirements__); the
+    runner reads the dict statically, before any user code runs."""
+    if callable(reqs):  # bare @requirements
+        return reqs
+
+    def decorate(fn):
+        try:
+            fn.__pysprinter_requirements__ = dict(reqs or {})
+        except Exception:
+            pass
+        return fn
+    return decorate
+
+
+# Filled by the runner from the run request: {NAME: path seen by the run}.
+_data_paths = {}
+# Set by the runner when the run has an output directory.
+_output_dir = None
+# True inside a run (the worker sets it), False in a pip-installed copy.
+IN_RUN = False
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"invalid dataset name {name!r}")
+
+
+def data_path(name):
+    """Path of a named dataset. In a run: /data/NAME for a directory dataset,
+    the file itself for one put from a single file or a URL (the stored host
+    path under --sandbox=none). Outside a run: $PYSPRINTER_DATA_DIR/NAME
+    (default ./data/NAME), so a file can be tried with `python3 file.py`."""
+    _check_name(name)
+    if name in _data_paths:
+        return _data_paths[name]
+    if IN_RUN:
+        raise KeyError(f"dataset {name!r} is not attached to this run (run with --data {name})")
+    path = os.path.join(os.environ.get("PYSPRINTER_DATA_DIR", "data"), name)
+    if not os.path.exists(path):
+        raise KeyError(f"dataset {name!r}: {path} does not exist "
+                       "(outside a run, datasets are read from $PYSPRINTER_DATA_DIR/NAME)")
+    return path
+
+
+def output_dir():
+    """Directory a run may write files into (/out in the sandbox, when the
+    run has one). Outside a run: $PYSPRINTER_OUTPUT_DIR, default ./out,
+    created on first use."""
+    if _output_dir is not None:
+        return _output_dir
+    if IN_RUN:
+        path = os.environ.get("PYSPRINTER_OUTPUT_DIR") or "/out"
+        return path
+    path = os.environ.get("PYSPRINTER_OUTPUT_DIR", "out")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+# ---- the result table (docs/python.md) ---------------------------------------
+
+class ConversionError(ValueError):
+    """The value has no JSON view by the table, or exceeds its bounds."""
+
+
+def _is_namedtuple(v):
+    return isinstance(v, tuple) and hasattr(type(v), "_fields") and hasattr(v, "_asdict")
+
+
+def _module_of(v):
+    return (type(v).__module__ or "").split(".")[0]
+
+
+def to_jsonable(value, max_depth=MAX_DEPTH, max_nodes=MAX_NODES):
+    """The JSON view of value by the documented table, as plain dict/list/
+    str/int/float/bool/None. Raises ConversionError for a value the table
+    does not cover (the caller falls back to repr()) or one deeper than
+    max_depth or larger than max_nodes."""
+    budget = [max_nodes]
+    return _conv(value, 0, max_depth, budget)
+
+
+def _conv(v, depth, max_depth, budget):
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConversionError("the result is too large to convert")
+    if depth > max_depth:
+        raise ConversionError(f"the result is nested deeper than {max_depth}")
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    d = depth + 1
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            out[_key(k)] = _conv(x, d, max_depth, budget)
+        return out
+    if _is_namedtuple(v):
+        return {k: _conv(x, d, max_depth, budget) for k, x in v._asdict().items()}
+    if isinstance(v, (list, tuple)):
+        return [_conv(x, d, max_depth, budget) for x in v]
+    if isinstance(v, (set, frozenset)):
+        items = [_conv(x, d, max_depth, budget) for x in v]
+        try:
+            items.sort(key=lambda x: (type(x).__name__, x))
+        except TypeError:
+            pass  # mixed or unorderable members keep iteration order
+        return items
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {BYTES_MARKER: base64.b64encode(bytes(v)).decode("ascii")}
+    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        return v.isoformat()
+    if isinstance(v, datetime.timedelta):
+        return v.total_seconds()
+    if isinstance(v, (decimal.Decimal, uuid.UUID, pathlib.PurePath)):
+        return str(v)
+    import enum
+    if isinstance(v, enum.Enum):
+        return _conv(v.value, d, max_depth, budget)
+    mod = _module_of(v)
+    if mod == "numpy":
+        if hasattr(v, "tolist"):  # ndarray and numpy scalars (np.generic)
+            return _conv(v.tolist(), depth, max_depth, budget)
+    if mod == "pandas":
+        name = type(v).__name__
+        if name == "DataFrame":
+            return _conv(v.to_dict(orient="records"), depth, max_depth, budget)
+        if name == "Series":
+            return _conv(v.tolist(), depth, max_depth, budget)
+        if name == "Timestamp":
+            return v.isoformat()
+    import dataclasses
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _conv(getattr(v, f.name), d, max_depth, budget)
+                for f in dataclasses.fields(v)}
+    for method in ("model_dump", "_asdict"):
+        fn = getattr(v, method, None)
+        if callable(fn) and not isinstance(v, type):
+            return _conv(fn(), depth, max_depth, budget)
+    raise ConversionError(f"{type(v).__name__} has no JSON view")
+
+
+def _key(k):
+    if isinstance(k, str):
+        return k
+    if k is None or isinstance(k, (bool, int, float)):
+        return str(k).lower() if isinstance(k, bool) or k is None else str(k)
+    if isinstance(k, (datetime.date, datetime.time, decimal.Decimal, uuid.UUID, pathlib.PurePath)):
+        return _conv(k, 0, 0, [1])
+    raise ConversionError(f"a {type(k).__name__} dictionary key has no JSON view")
+
+
+def from_jsonable(value):
+    """Reads a JSON view back: each {"$bytes": BASE64} becomes bytes; the
+    rest stays as JSON decoded it (the table is one-way for other types)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and BYTES_MARKER in value and isinstance(value[BYTES_MARKER], str):
+            try:
+                return base64.b64decode(value[BYTES_MARKER], validate=True)
+            except ValueError:
+                return value
+        return {k: from_jsonable(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [from_jsonable(x) for x in value]
+    return value
