@@ -3,7 +3,8 @@
     from pysprinter import Client
     c = Client(server="http://127.0.0.1:8080", token="…")
     c.run("hello.py", "world")                     # a file, or a function object
-    c.invoke("resize", {"width": 64})              # a deployed function
+    c.deploy("resize", "resize.py")                # a named, versioned function
+    c.invoke("resize", {"width": 64})              # … invoked
     c.map("square.py", range(200), concurrency=8)  # results in input order
     for text in c.logs(run_id, follow=True): print(text, end="")
 """
@@ -40,6 +41,8 @@ class RunError(Exception):
         self.status = run.get("status")
         self.type = err.get("type") or self.status
         self.message = err.get("message") or ""
+        if self.message.startswith(f"{self.type}: "):   # the daemon's "ValueError: …"
+            self.message = self.message[len(self.type) + 2:]
         self.traceback = err.get("traceback") or ""
         super().__init__(f"run {run.get('id')} {self.status}: {self.type}: {self.message}")
 
@@ -149,6 +152,15 @@ class Client:
         if function:
             body["function"] = function
         return self._finish(*self._call("POST", "/v1/runs?wait=true", body))
+
+    def deploy(self, name, path_or_function):
+        """Deploys a file's function (or a function object's) as `name`;
+        returns the function record (its "version")."""
+        source, filename, function = self._source(path_or_function)
+        body = {"name": name, "source": source, "filename": filename}
+        if function:
+            body["function"] = function
+        return self._call("POST", "/v1/functions", body)[1]
 
     def invoke(self, name, *payload, **kwargs):
         """Invokes a deployed function: invoke("f", event) passes the event
