@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, SYSTEM_PYTHON, sandbox_args
+from conftest import CLI as ROOT_CLI, ROOT, SYSTEM_PYTHON, sandbox_args
 import daemonlib
 
 USER_FILE = '''
@@ -172,3 +172,103 @@ def test_same_module_inside_a_run(cli):
         ''')
     p = cli("run", *sandbox_args(), "inside.py", "--json", check=0)
     assert json.loads(p.stdout) == ["data_path", "output_dir", "requirements", "to_jsonable"]
+
+
+# ---- the CLI's map verb (embedded and against a daemon, one Backend) ------------
+
+MAP_FILE = '''
+import sys
+
+def sq(x, y=0):
+    print(f"calc {x}", file=sys.stderr)
+    if x == 13:
+        raise ValueError("unlucky")
+    return {"x": x, "sq": x * x + y}
+'''
+
+
+def map_inputs(cli, n=200):
+    cli.write("sq.py", MAP_FILE)
+    lines = []
+    for i in range(n):
+        # every shape a line may have: an array, an object, a bare value
+        lines.append(json.dumps([i] if i % 3 == 0 else {"x": i, "y": 1} if i % 3 == 1 else i))
+    (cli.cwd / "in.jsonl").write_text("\n".join(lines[:50]) + "\n\n" + "\n".join(lines[50:]) + "\n")
+
+
+def expected_line(i):
+    if i == 13:
+        return {"index": i, "status": "failed", "error": {"type": "ValueError", "message": "ValueError: unlucky"}}
+    return {"index": i, "status": "succeeded", "result": {"x": i, "sq": i * i + (1 if i % 3 == 1 else 0)}}
+
+
+def check_map_output(p, n=200):
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    for x in lines:
+        assert x.pop("run_id").startswith("r")
+    assert lines == [expected_line(i) for i in range(n)]
+    assert p.returncode == 1                     # the first failed call's exit code
+    assert f"{n} calls, 1 failed" in p.stderr
+
+
+def test_map_embedded_200_inputs_in_order(cli):
+    map_inputs(cli)
+    p = cli("map", *sandbox_args(), "sq.py", "--over", "in.jsonl", "--concurrency", "8", timeout=600)
+    check_map_output(p)
+    assert "calc 199" in p.stderr                 # the functions' output goes to stderr
+
+
+def test_map_against_a_daemon(cli, tmp_path):
+    map_inputs(cli)
+    d = daemonlib.Daemon(tmp_path / "d", sandbox=daemonlib.sandbox_mode(tmp_path)).start()
+    try:
+        p = cli("map", "sq.py", "--over", "-", "--concurrency", "8", "--server", d.url,
+                "--token", daemonlib.TOKENS["alice"], input=(cli.cwd / "in.jsonl").read_text(), timeout=600)
+        check_map_output(p)
+        st, runs = d.call("GET", "/v1/runs?limit=1000")
+        assert len(runs["runs"]) == 200              # they ran on the server
+    finally:
+        d.stop()
+
+
+def test_map_refuses_bad_input_before_running(cli):
+    cli.write("sq.py", MAP_FILE)
+    (cli.cwd / "bad.jsonl").write_text("1\n{oops\n")
+    p = cli("map", *sandbox_args(), "sq.py", "--over", "bad.jsonl", check=2)
+    assert "bad.jsonl:2: not JSON" in p.stderr and p.stdout == ""
+    p = cli("map", *sandbox_args(), "sq.py", "--over", "bad.jsonl", "-a", "5", check=2)
+    p = cli("map", *sandbox_args(), "sq.py", check=2)
+    assert "--over" in p.stderr
+
+
+def test_map_progress_bar_on_a_terminal(cli):
+    """stderr a TTY: a bar that counts to the end and is erased; stdout (a
+    pipe) holds only the JSON lines."""
+    import pty
+    cli.write("sq.py", MAP_FILE)
+    (cli.cwd / "in.jsonl").write_text("".join(f"{i}\n" for i in range(6)))
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([str(ROOT_CLI), "map", *sandbox_args(), "sq.py", "--over", "in.jsonl",
+                              "--concurrency", "2"], cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE,
+                             stderr=slave, text=True)
+        os.close(slave)
+        slave = -1
+        out = p.communicate(timeout=300)[0]
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert [json.loads(x)["index"] for x in out.splitlines()] == list(range(6))
+    text = err.decode()
+    assert "] 6/6" in text and "[" + "#" * 30 + "]" in text
+    assert text.rstrip().endswith("6 calls, 0 failed")
