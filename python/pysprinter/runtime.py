@@ -7,15 +7,15 @@ data_path, output_dir` means the same in the sandbox as it does after
 runner converts a function's return value with it inside the sandbox, and
 the client uses it to send arguments and `from_jsonable` to read results.
 
-Standard library only; nothing here may import a third-party module (numpy
-and pandas values are recognised by their type's module, never imported).
+Standard library only. The worker imports this file at start, so it imports
+nothing it does not need at once: a value of type datetime.date can only exist
+if `datetime` is imported already, so the table looks the classes up in
+sys.modules (numpy and pandas are likewise recognised by their type's
+module, never imported).
 """
-import base64
-import datetime
-import decimal
+import binascii
 import os
-import pathlib
-import uuid
+import sys
 
 __all__ = ["requirements", "data_path", "output_dir", "to_jsonable", "from_jsonable",
            "ConversionError", "BYTES_MARKER", "MAX_DEPTH", "MAX_NODES"]
@@ -108,6 +108,24 @@ def to_jsonable(value, max_depth=MAX_DEPTH, max_nodes=MAX_NODES):
     return _conv(value, 0, max_depth, budget)
 
 
+def _loaded(module, *names):
+    """The classes `names` of `module` if it is imported already, else ()."""
+    m = sys.modules.get(module)
+    return tuple(getattr(m, n) for n in names if hasattr(m, n)) if m is not None else ()
+
+
+def _scalar_view(v):
+    """The string (or number) view of a datetime, Decimal, UUID, path or
+    timedelta; None when v is none of those."""
+    if isinstance(v, _loaded("datetime", "datetime", "date", "time")):
+        return v.isoformat()
+    if isinstance(v, _loaded("datetime", "timedelta")):
+        return v.total_seconds()
+    if isinstance(v, _loaded("decimal", "Decimal") + _loaded("uuid", "UUID") + _loaded("pathlib", "PurePath")):
+        return str(v)
+    return None
+
+
 def _conv(v, depth, max_depth, budget):
     budget[0] -= 1
     if budget[0] < 0:
@@ -138,15 +156,11 @@ def _conv(v, depth, max_depth, budget):
             pass  # mixed or unorderable members keep iteration order
         return items
     if isinstance(v, (bytes, bytearray, memoryview)):
-        return {BYTES_MARKER: base64.b64encode(bytes(v)).decode("ascii")}
-    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
-        return v.isoformat()
-    if isinstance(v, datetime.timedelta):
-        return v.total_seconds()
-    if isinstance(v, (decimal.Decimal, uuid.UUID, pathlib.PurePath)):
-        return str(v)
-    import enum
-    if isinstance(v, enum.Enum):
+        return {BYTES_MARKER: binascii.b2a_base64(bytes(v), newline=False).decode("ascii")}
+    view = _scalar_view(v)
+    if view is not None:
+        return view
+    if isinstance(v, _loaded("enum", "Enum")):
         return _conv(v.value, d, max_depth, budget)
     mod = _module_of(v)
     if mod == "numpy":
@@ -160,10 +174,9 @@ def _conv(v, depth, max_depth, budget):
             return _conv(v.tolist(), depth, max_depth, budget)
         if name == "Timestamp":
             return v.isoformat()
-    import dataclasses
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _conv(getattr(v, f.name), d, max_depth, budget)
-                for f in dataclasses.fields(v)}
+    dc = sys.modules.get("dataclasses")
+    if dc is not None and dc.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _conv(getattr(v, f.name), d, max_depth, budget) for f in dc.fields(v)}
     for method in ("model_dump", "_asdict"):
         fn = getattr(v, method, None)
         if callable(fn) and not isinstance(v, type):
@@ -174,10 +187,13 @@ def _conv(v, depth, max_depth, budget):
 def _key(k):
     if isinstance(k, str):
         return k
-    if k is None or isinstance(k, (bool, int, float)):
-        return str(k).lower() if isinstance(k, bool) or k is None else str(k)
-    if isinstance(k, (datetime.date, datetime.time, decimal.Decimal, uuid.UUID, pathlib.PurePath)):
-        return _conv(k, 0, 0, [1])
+    if isinstance(k, bool) or k is None:
+        return str(k).lower() if k is not None else "null"
+    if isinstance(k, (int, float)):
+        return str(k)
+    view = _scalar_view(k)
+    if isinstance(view, str):
+        return view
     raise ConversionError(f"a {type(k).__name__} dictionary key has no JSON view")
 
 
@@ -187,6 +203,7 @@ def from_jsonable(value):
     if isinstance(value, dict):
         if len(value) == 1 and BYTES_MARKER in value and isinstance(value[BYTES_MARKER], str):
             try:
+                import base64  # only when there is a marker to read
                 return base64.b64decode(value[BYTES_MARKER], validate=True)
             except ValueError:
                 return value

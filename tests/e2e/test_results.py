@@ -68,6 +68,8 @@ VALUES = {
     "frozenset": lambda: frozenset({"b", "a"}),
     "enum": lambda: Colour.RED,
     "nested": lambda: {"at": [datetime.date(2020, 1, 1), {b"k": 1} if False else {"b": b"x"}]},
+    "keys": lambda: {1: "a", None: "n", datetime.date(2020, 1, 2): "d"},
+    "timedelta": lambda: datetime.timedelta(minutes=1, milliseconds=500),
     "object": lambda: Opaque(),
     "broken": lambda: Broken(),
     "half_built": lambda: object.__new__(Point),
@@ -101,6 +103,9 @@ TABLE = {
     "set": ([1, 2, 3], ("list", "[1, 2, 3]"), [1, 2, 3]),
     "frozenset": (["a", "b"], ("list", "['a', 'b']"), ["a", "b"]),
     "enum": ("red", ("str", "'red'"), "red"),
+    "keys": ({"1": "a", "null": "n", "2020-01-02": "d"}, ("dict", "{'1': 'a', '2020-01-02': 'd', 'null': 'n'}"),
+             {"1": "a", "null": "n", "2020-01-02": "d"}),
+    "timedelta": (60.5, ("float", "60.5"), 60.5),
     "nested": ({"at": ["2020-01-01", {"b": {"$bytes": "eA=="}}]},
                ("dict", "{'at': ['2020-01-01', {'b': b'x'}]}"), {"at": ["2020-01-01", {"b": b"x"}]}),
 }
