@@ -49,15 +49,20 @@ class RunError(Exception):
 
 class Client:
     """Talks to one daemon as one tenant. server defaults to
-    $PYSPRINTER_SERVER, token to $PYSPRINTER_TOKEN."""
+    $PYSPRINTER_SERVER, token to $PYSPRINTER_TOKEN. unpickle=True: a
+    result sent as pysprinter.pickled(value) is unpickled (only for runs you
+    trust: unpickling runs code); otherwise its JSON view is returned."""
 
-    def __init__(self, server=None, token=None, timeout=600.0):
+    def __init__(self, server=None, token=None, timeout=600.0, unpickle=False):
         server = server or os.environ.get("PYSPRINTER_SERVER")
         if not server:
             raise ValueError("no server: pass server=URL or set PYSPRINTER_SERVER")
         self.server = server.rstrip("/")
         self.token = token if token is not None else os.environ.get("PYSPRINTER_TOKEN")
         self.timeout = timeout
+        # Opt-in: results a function sent as pysprinter.pickled(value) come
+        # back with their Python type (unpickled here, in this process).
+        self.unpickle = unpickle
 
     # ---- HTTP ----------------------------------------------------------------
 
@@ -122,8 +127,7 @@ class Client:
                 time.sleep(0.1)
         return self.result(run)
 
-    @staticmethod
-    def result(run):
+    def result(self, run):
         """A finished run object's value: the JSON result with bytes read
         back; repr() text (with a warning) when it had no JSON view; a
         RunError when the run did not succeed."""
@@ -133,7 +137,7 @@ class Client:
             warnings.warn(f"run {run.get('id')}: the result cannot be represented as JSON; "
                           "this is its repr()", stacklevel=3)
             return run["result_repr"]
-        return from_jsonable(run.get("result"))
+        return from_jsonable(run.get("result"), unpickle=self.unpickle)
 
     def submit(self, path_or_function, *args, **kwargs):
         """Starts a run without waiting; returns the run object (its "id")."""

@@ -17,10 +17,11 @@ import binascii
 import os
 import sys
 
-__all__ = ["requirements", "data_path", "output_dir", "to_jsonable", "from_jsonable",
-           "ConversionError", "BYTES_MARKER", "MAX_DEPTH", "MAX_NODES"]
+__all__ = ["requirements", "data_path", "output_dir", "to_jsonable", "from_jsonable", "pickled",
+           "ConversionError", "BYTES_MARKER", "PICKLE_MARKER", "MAX_DEPTH", "MAX_NODES"]
 
 BYTES_MARKER = "$bytes"
+PICKLE_MARKER = "$pickle"
 MAX_DEPTH = 100          # nesting of containers in one result
 MAX_NODES = 5_000_000    # values visited while converting one result
 
@@ -126,6 +127,36 @@ def _scalar_view(v):
     return None
 
 
+class pickled:
+    """Opt-in: `return pickled(value)` sends value with its Python type, as
+    pickle protocol 5, beside its JSON view:
+        {"$pickle": BASE64, "type": "module.Class", "view": JSON view or null}
+    A downstream DAG task (or a run given it as an argument) gets the
+    unpickled value, inside its own sandbox; a Client(unpickle=True) gets it
+    in its own process; everything else (the daemon, the CLI, a default
+    client) only ever reads the view. Unpickling runs code: accept these
+    only from your own runs (a DAG's values stay within its tenant)."""
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return f"pickled({self.value!r})"
+
+
+def _pickled_view(v, depth, max_depth, budget):
+    import pickle
+    data = pickle.dumps(v.value, protocol=5)
+    try:
+        view = _conv(v.value, depth + 1, max_depth, budget)
+    except Exception:
+        view = None
+    t = type(v.value)
+    return {PICKLE_MARKER: binascii.b2a_base64(data, newline=False).decode("ascii"),
+            "type": f"{t.__module__}.{t.__qualname__}", "view": view}
+
+
 def _conv(v, depth, max_depth, budget):
     budget[0] -= 1
     if budget[0] < 0:
@@ -155,6 +186,8 @@ def _conv(v, depth, max_depth, budget):
         except TypeError:
             pass  # mixed or unorderable members keep iteration order
         return items
+    if isinstance(v, pickled):
+        return _pickled_view(v, depth, max_depth, budget)
     if isinstance(v, (bytes, bytearray, memoryview)):
         return {BYTES_MARKER: binascii.b2a_base64(bytes(v), newline=False).decode("ascii")}
     view = _scalar_view(v)
@@ -197,9 +230,16 @@ def _key(k):
     raise ConversionError(f"a {type(k).__name__} dictionary key has no JSON view")
 
 
-def from_jsonable(value):
-    """Reads a JSON view back: each {"$bytes": BASE64} becomes bytes; the
-    rest stays as JSON decoded it (the table is one-way for other types)."""
+def _is_pickle_marker(value):
+    return isinstance(value, dict) and isinstance(value.get(PICKLE_MARKER), str) and \
+        set(value) <= {PICKLE_MARKER, "type", "view"}
+
+
+def from_jsonable(value, unpickle=False):
+    """Reads a JSON view back: each {"$bytes": BASE64} becomes bytes; each
+    {"$pickle": …} becomes the unpickled value when unpickle is true (only
+    for values from your own runs: unpickling runs code), else its view.
+    The rest stays as JSON decoded it (the table is one-way)."""
     if isinstance(value, dict):
         if len(value) == 1 and BYTES_MARKER in value and isinstance(value[BYTES_MARKER], str):
             try:
@@ -207,7 +247,13 @@ def from_jsonable(value):
                 return base64.b64decode(value[BYTES_MARKER], validate=True)
             except ValueError:
                 return value
-        return {k: from_jsonable(x) for k, x in value.items()}
+        if _is_pickle_marker(value):
+            if not unpickle:
+                return from_jsonable(value.get("view"))
+            import base64
+            import pickle
+            return pickle.loads(base64.b64decode(value[PICKLE_MARKER], validate=True))
+        return {k: from_jsonable(x, unpickle) for k, x in value.items()}
     if isinstance(value, list):
-        return [from_jsonable(x) for x in value]
+        return [from_jsonable(x, unpickle) for x in value]
     return value

@@ -222,6 +222,12 @@ void render_value(json_t *v, bool json, bool tty) {
          * gets their size instead of binary noise. --json keeps the marker. */
         _cleanup_free_ uint8_t *bytes = NULL;
         size_t nbytes = 0;
+        /* A pysprinter.pickled() value: the CLI never unpickles, it shows
+         * the JSON view the runner put beside the pickle. */
+        if (json_is_string(json_object_get(v, "$pickle")) && json_object_get(v, "view")) {
+                render_value(json_object_get(v, "view"), json, tty);
+                return;
+        }
         if (json_bytes_marker_decode(v, &bytes, &nbytes) > 0) {
                 if (tty)
                         printf("<%zu bytes: redirect stdout to a file to save them, or use --json>\n", nbytes);

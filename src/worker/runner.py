@@ -331,8 +331,13 @@ def _convert(param, conv, item):
             raise ValidationError(f"argument '{param}': raw value must be a string")
         return _convert_raw(param, conv, item["raw"])
     # {"$bytes": BASE64} (an upstream task's or the client's bytes) arrives
-    # as bytes: the table's one marker read back.
-    return _check_typed(param, conv, _rt.from_jsonable(item["value"]))
+    # as bytes, {"$pickle": …} (an upstream pysprinter.pickled) as its
+    # value: unpickled here, in this tenant's sandbox, never in the daemon.
+    try:
+        value = _rt.from_jsonable(item["value"], unpickle=True)
+    except Exception as e:
+        raise ValidationError(f"argument '{param}': cannot unpickle the value: {type(e).__name__}: {_safe_str(e)}")
+    return _check_typed(param, conv, value)
 
 
 def _bind(fn, args, kwargs):

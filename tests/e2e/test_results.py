@@ -196,3 +196,65 @@ def test_numpy_values(cli, numpy_index):
     p = cli("run", *sandbox_args(), "--index-url", numpy_index.url, "np_values.py", "--json", check=0)
     assert json.loads(p.stdout) == {"array": [[0, 1, 2], [3, 4, 5]], "f32": 1.5, "i64": 7,
                                               "bool": True, "mixed": [0.25]}
+
+
+# ---- opt-in: a value with its Python type (pysprinter.pickled, protocol 5) ------
+
+PICKLED = '''
+import datetime, decimal, os
+from pysprinter import pickled
+
+class Canary:
+    """Unpickling it creates a directory: it shows where a pickle is read."""
+    def __init__(self, path):
+        self.path = path
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+def produce():
+    return pickled({"when": datetime.datetime(2024, 1, 2, 3, 4), "amount": decimal.Decimal("1.10"), "s": {1, 2}})
+
+def canary(path: str):
+    return pickled(Canary(path))
+
+def consume(v):
+    return repr(v)
+'''
+TYPED = "{'when': datetime.datetime(2024, 1, 2, 3, 4), 'amount': Decimal('1.10'), 's': {1, 2}}"
+VIEW = {"when": "2024-01-02T03:04:00", "amount": "1.10", "s": [1, 2]}
+
+
+def test_pickled_value_keeps_its_type_downstream_and_shows_its_view(cli):
+    cli.write("pk.py", PICKLED)
+    p = cli("run", *sandbox_args(), "pk.py::produce", check=0)
+    assert json.loads(p.stdout) == VIEW                       # the CLI shows the view
+    marker = json.loads(cli("run", *sandbox_args(), "pk.py::produce", "--json", check=0).stdout)
+    assert set(marker) == {"$pickle", "type", "view"} and marker["view"] == VIEW
+    cli.write("pk.yaml", "tasks:\n  p: {file: pk.py, function: produce}\n"
+              "  c: {file: pk.py, function: consume, args: ['${p}']}\n")
+    p = cli("dag", "run", *sandbox_args(), "pk.yaml", "--json", "--no-cache", check=0)
+    assert json.loads(p.stdout)["tasks"]["c"]["result"] == TYPED
+
+
+def test_pickle_is_read_only_by_an_opted_in_client(tmp_path):
+    """The daemon stores the pickle and the CLI and a default client show
+    its view: only Client(unpickle=True) runs it, in its own process."""
+    d = daemonlib.Daemon(tmp_path / "d", sandbox=daemonlib.sandbox_mode(tmp_path)).start()
+    canary = tmp_path / "canary"
+    try:
+        f = tmp_path / "pk.py"
+        f.write_text(PICKLED)
+        c = pysprinter.Client(server=d.url, token=daemonlib.TOKENS["alice"])
+        assert c.run(f"{f}::produce") == VIEW
+        assert c.run(f"{f}::canary", str(canary)) is None    # no JSON view: null
+        st, runs = d.call("GET", "/v1/runs?limit=10")
+        assert st == 200 and not canary.exists()              # the daemon never unpickled it
+        typed = pysprinter.Client(server=d.url, token=daemonlib.TOKENS["alice"], unpickle=True)
+        import datetime, decimal
+        assert typed.run(f"{f}::produce") == {"when": datetime.datetime(2024, 1, 2, 3, 4),
+                                              "amount": decimal.Decimal("1.10"), "s": {1, 2}}
+        assert not canary.exists()
+        typed.run(f"{f}::canary", str(canary))
+        assert canary.is_dir()                                # … this process did
+    finally:
+        d.stop()
