@@ -14,6 +14,7 @@
 #include "basic.h"
 #include "cli-backend.h"
 #include "cli.h"
+#include "data.h"
 #include "shared.h"
 
 #define MAP_MAX_INPUT_BYTES (256u << 20)
@@ -116,8 +117,38 @@ static int read_inputs(const char *path, MapJob *job) {
         return 0;
 }
 
+static bool run_in_flight(json_t *run) {
+        const char *s = json_get_string(run, "status") ?: "";
+        return streq(s, "queued") || streq(s, "running");
+}
+
+/* The run as it ended. A remote run's event stream can break off before
+ * its end (the backend then reads the record, which may still say
+ * running): map's line must be the outcome, so poll the record. */
+static int wait_until_ended(Backend *b, json_t **run) {
+        while (run_in_flight(*run) && !cli_interrupted) {
+                const char *id = json_get_string(*run, "id");
+                if (!id)
+                        return 0;
+                usleep(50 * 1000);
+                json_t *again = NULL;
+                int r = b->ops->run_get(b, id, &again);
+                if (r < 0)
+                        return r;
+                json_decref(*run);
+                *run = again;
+        }
+        return 0;
+}
+
 static void *map_thread(void *userdata) {
         MapJob *job = userdata;
+        /* The backend's state is shared (the engine, which runs calls from
+         * many threads like a DAG does; the server's URL and token), but
+         * its last-error slot and its lazily opened data catalog are per
+         * caller: each thread works on its own copy of the struct. */
+        Backend mine = *job->b;
+        mine.error = NULL;
         for (;;) {
                 pthread_mutex_lock(&job->lock);
                 size_t i = job->next;
@@ -126,7 +157,7 @@ static void *map_thread(void *userdata) {
                         job->next++;
                 pthread_mutex_unlock(&job->lock);
                 if (stop)
-                        return NULL;
+                        break;
                 RunArgs a = *job->a;
                 a.args_json = job->args_json[i];
                 a.kwargs_json = job->kwargs_json[i];
@@ -138,19 +169,25 @@ static void *map_thread(void *userdata) {
                 renderer_init(&rd, true);
                 rd.tty_err = rd.cursor = rd.color = false;
                 json_t *run = NULL;
-                int r = job->b->ops->run(job->b, &q, &rd, &run);
+                int r = mine.ops->run(&mine, &q, &rd, &run);
                 renderer_done(&rd);
+                if (r >= 0)
+                        r = wait_until_ended(&mine, &run);
                 pthread_mutex_lock(&job->lock);
                 job->runs[i] = run;
                 job->codes[i] = r;
                 if (r < 0)
-                        job->errors[i] = xstrdup(job->b->error ?: strerror(-r));
+                        job->errors[i] = xstrdup(mine.error ?: strerror(-r));
                 if (r < 0 || !streq(json_get_string(run, "status") ?: "", "succeeded"))
                         job->failed++;
                 job->done++;
                 pthread_cond_broadcast(&job->cond);
                 pthread_mutex_unlock(&job->lock);
         }
+        free(mine.error);
+        if (mine.catalog != job->b->catalog)
+                data_catalog_free(mine.catalog);
+        return NULL;
 }
 
 /* The JSON line of input i. */

@@ -272,3 +272,20 @@ def test_map_progress_bar_on_a_terminal(cli):
     text = err.decode()
     assert "] 6/6" in text and "[" + "#" * 30 + "]" in text
     assert text.rstrip().endswith("6 calls, 0 failed")
+
+
+def test_map_with_a_dataset(cli):
+    """run's options apply to every call: here --data, read via data_path()."""
+    (cli.cwd / "words.txt").write_text("alpha beta gamma\n")
+    cli("data", "put", "words", "words.txt", check=0)
+    cli.write("nth.py", '''
+        from pysprinter import data_path
+
+        def nth(i: int):
+            with open(data_path("words")) as f:
+                return f.read().split()[i]
+        ''')
+    (cli.cwd / "in.jsonl").write_text("0\n1\n2\n0\n")
+    p = cli("map", *sandbox_args(), "nth.py", "--over", "in.jsonl", "--data", "words", "--concurrency", "3",
+            check=0)
+    assert [json.loads(x)["result"] for x in p.stdout.splitlines()] == ["alpha", "beta", "gamma", "alpha"]
