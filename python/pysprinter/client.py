@@ -235,7 +235,8 @@ class Client:
                 if line.startswith("event:"):
                     event = line[6:].strip()
                 elif line.startswith("data:"):
-                    data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+                    value = line[5:]
+                    data.append(value[1:] if value.startswith(" ") else value)  # one space, per SSE
                 elif line == "":
                     if event == "output" and data:
                         yield json.loads("\n".join(data)).get("text", "")

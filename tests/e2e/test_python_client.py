@@ -5,8 +5,6 @@ that venv."""
 import json
 import os
 import subprocess
-import sys
-import textwrap
 
 import pytest
 
@@ -16,7 +14,6 @@ import daemonlib
 USER_FILE = '''
 import datetime
 import os
-import sys
 from pysprinter import requirements, data_path, output_dir
 
 @requirements({"numpy": ">=1.20"})
@@ -177,7 +174,6 @@ def test_same_module_inside_a_run(cli):
 # ---- the CLI's map verb (embedded and against a daemon, one Backend) ------------
 
 MAP_FILE = '''
-import sys
 
 def sq(x, y=0):
     print(f"calc {x}", file=sys.stderr)

@@ -3,7 +3,6 @@ table, each row a return value, its printed JSON (`run --json`), what a
 downstream DAG task receives, and what the Python client returns."""
 import base64
 import json
-import pathlib
 import subprocess
 import sys
 
