@@ -14,6 +14,7 @@ import daemonlib
 USER_FILE = '''
 import datetime
 import os
+import sys
 from pysprinter import requirements, data_path, output_dir
 
 @requirements({"numpy": ">=1.20"})
@@ -174,6 +175,7 @@ def test_same_module_inside_a_run(cli):
 # ---- the CLI's map verb (embedded and against a daemon, one Backend) ------------
 
 MAP_FILE = '''
+import sys
 
 def sq(x, y=0):
     print(f"calc {x}", file=sys.stderr)
