@@ -33,7 +33,7 @@ Tag: {TAG}
 
 
 def _files():
-    for p in sorted((ROOT / NAME).rglob("*.py")):
+    for p in sorted(list((ROOT / NAME).rglob("*.py")) + [ROOT / NAME / "py.typed"]):
         if "__pycache__" not in p.parts:
             yield p.relative_to(ROOT).as_posix(), p.read_bytes()
 

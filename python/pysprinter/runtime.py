@@ -26,7 +26,7 @@ MAX_DEPTH = 100          # nesting of containers in one result
 MAX_NODES = 5_000_000    # values visited while converting one result
 
 
-def requirements(reqs=None, /):
+def requirements(reqs: "dict[str, str] | None" = None, /):
     """@requirements({'name': 'specifier'}): declares pip dependencies. At run
     time it only tags the function (fn.__pysprinter_requirements__); the
     runner reads the dict statically, before any user code runs."""
@@ -55,7 +55,7 @@ def _check_name(name):
         raise ValueError(f"invalid dataset name {name!r}")
 
 
-def data_path(name):
+def data_path(name: str) -> str:
     """Path of a named dataset. In a run: /data/NAME for a directory dataset,
     the file itself for one put from a single file or a URL (the stored host
     path under --sandbox=none). Outside a run: $PYSPRINTER_DATA_DIR/NAME
@@ -72,7 +72,7 @@ def data_path(name):
     return path
 
 
-def output_dir():
+def output_dir() -> str:
     """Directory a run may write files into (/out in the sandbox, when the
     run has one). Outside a run: $PYSPRINTER_OUTPUT_DIR, default ./out,
     created on first use."""
@@ -100,7 +100,7 @@ def _module_of(v):
     return (type(v).__module__ or "").split(".")[0]
 
 
-def to_jsonable(value, max_depth=MAX_DEPTH, max_nodes=MAX_NODES):
+def to_jsonable(value: object, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> object:
     """The JSON view of value by the documented table, as plain dict/list/
     str/int/float/bool/None. Raises ConversionError for a value the table
     does not cover (the caller falls back to repr()) or one deeper than
@@ -235,7 +235,7 @@ def _is_pickle_marker(value):
         set(value) <= {PICKLE_MARKER, "type", "view"}
 
 
-def from_jsonable(value, unpickle=False):
+def from_jsonable(value: object, unpickle: bool = False) -> object:
     """Reads a JSON view back: each {"$bytes": BASE64} becomes bytes; each
     {"$pickle": …} becomes the unpickled value when unpickle is true (only
     for values from your own runs: unpickling runs code), else its view.
