@@ -97,12 +97,15 @@ def test_user_file_runs_directly(venv, tmp_path):
 
 
 DRIVER = '''
-import json, sys, warnings
+import json, os, sys, warnings
 import pysprinter
 c = pysprinter.Client(server=sys.argv[1], token=sys.argv[2])
 f = sys.argv[3]
 out = {"where": pysprinter.__file__}
 out["run"] = c.run(f + "::square", 5)
+sys.path.insert(0, os.path.dirname(f))
+from job import square                     # a function object: its file is sent
+out["run_function"] = c.run(square, x=6)
 out["raw"] = c.run(f + "::raw", b"abc").decode()
 try:
     c.run(f + "::square", 13)
@@ -146,6 +149,7 @@ def test_client_drives_a_daemon(venv, tmp_path):
         d.stop()
     assert "site-packages" in out["where"]
     assert out["run"] == {"x": 5, "square": 25}
+    assert out["run_function"] == {"x": 6, "square": 36}
     assert out["raw"] == "cba"
     assert out["error"] == ["failed", "ValueError", "unlucky 13", True]
     assert out["map"] == [{"x": i, "square": i * i} for i in range(200) if i != 13]
