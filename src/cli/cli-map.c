@@ -308,7 +308,10 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
                         code = json_is_integer(ec) && json_integer_value(ec) ? (int) json_integer_value(ec) : 1;
                 }
         }
-        if (!cli_globals.quiet && job->n)
+        if (!cli_globals.quiet && job->n && job->done < job->n)
+                fprintf(stderr, "%s: interrupted: %zu of %zu calls ran, %zu failed\n", job->a->target, job->done,
+                        job->n, job->failed);
+        else if (!cli_globals.quiet && job->n)
                 fprintf(stderr, "%s: %zu calls, %zu failed\n", job->a->target, job->n, job->failed);
         return cli_interrupted ? EXIT_INTERRUPTED : code;
 }

@@ -291,3 +291,32 @@ def test_map_with_a_dataset(cli):
     p = cli("map", *sandbox_args(), "nth.py", "--over", "in.jsonl", "--data", "words", "--concurrency", "3",
             check=0)
     assert [json.loads(x)["result"] for x in p.stdout.splitlines()] == ["alpha", "beta", "gamma", "alpha"]
+
+
+def test_map_ctrl_c_starts_no_more_calls(cli, tmp_path):
+    import signal
+    import time
+    cli.write("slow.py", '''
+        import sys, time
+
+        def slow(x):
+            print(f"started {x}", file=sys.stderr, flush=True)
+            time.sleep(2)
+            return x
+        ''')
+    (cli.cwd / "in.jsonl").write_text("".join(f"{i}\n" for i in range(8)))
+    err = tmp_path / "err.txt"
+    with open(err, "w") as ef:
+        p = subprocess.Popen([str(ROOT_CLI), "map", *sandbox_args(), "slow.py", "--over", "in.jsonl",
+                              "--concurrency", "2"], cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE,
+                             stderr=ef, text=True)
+        deadline = time.time() + 60
+        while err.read_text().count("started") < 2:      # both first calls are running
+            assert time.time() < deadline and p.poll() is None, err.read_text()
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        out = p.communicate(timeout=60)[0]
+    assert p.returncode == 130
+    assert err.read_text().count("started") == 2               # no call started after Ctrl-C
+    assert len(out.splitlines()) <= 2
+    assert "interrupted: 2 of 8 calls ran" in err.read_text()
