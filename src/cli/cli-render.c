@@ -217,8 +217,24 @@ void render_value(json_t *v, bool json, bool tty) {
                 render_json(v);
                 return;
         }
-        /* A string prints as itself (the seed's contract: `5`, not `"5"`). */
-        if (json_is_string(v)) {
+        /* bytes (the result table's {"$bytes": …} marker) print as
+         * themselves into a file or pipe, `run f.py > out.png`; a terminal
+         * gets their size instead of binary noise. --json keeps the marker. */
+        _cleanup_free_ uint8_t *bytes = NULL;
+        size_t nbytes = 0;
+        /* A pysprinter.pickled() value: the CLI never unpickles, it shows
+         * the JSON view the runner put beside the pickle. */
+        if (json_is_string(json_object_get(v, "$pickle")) && json_object_get(v, "view")) {
+                render_value(json_object_get(v, "view"), json, tty);
+                return;
+        }
+        if (json_bytes_marker_decode(v, &bytes, &nbytes) > 0) {
+                if (tty)
+                        printf("<%zu bytes: redirect stdout to a file to save them, or use --json>\n", nbytes);
+                else
+                        fwrite(bytes, 1, nbytes, stdout);
+        } else if (json_is_string(v)) {
+                /* A string prints as itself (the seed's contract: `5`, not `"5"`). */
                 fwrite(json_string_value(v), 1, json_string_length(v), stdout);
                 fputc('\n', stdout);
         } else {

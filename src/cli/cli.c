@@ -20,6 +20,7 @@ static const Verb verbs[] = {
         { "logs", verb_logs, "print a run's output again" },
         { "dag", verb_dag, "run a pipeline: dag run|resume|status|logs|ls" },
         { "chain", verb_chain, "run files in a row, each result the next's first argument" },
+        { "map", verb_map, "call a function once per input line: map FILE --over INPUTS.jsonl [--concurrency N]" },
         { "data", verb_data, "named, versioned datasets: data put|ls|get|rm" },
         { "secret", verb_secret, "the tenant's secrets, seen by runs as env vars: secret set|ls|rm" },
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },

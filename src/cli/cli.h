@@ -131,6 +131,7 @@ int verb_workers(int argc, char **argv);
 int verb_server(int argc, char **argv);
 int verb_dag(int argc, char **argv);
 int verb_chain(int argc, char **argv);
+int verb_map(int argc, char **argv);  /* cli-map.c */
 int verb_data(int argc, char **argv);
 int verb_secret(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */

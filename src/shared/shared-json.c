@@ -2,6 +2,10 @@
  * "the string under key or NULL", and typed reads whose errors name the key
  * the user wrote. */
 #include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <string.h>
 
 #include "shared.h"
 
@@ -91,4 +95,31 @@ json_t *json_strv_new(char *const *v) {
         for (char *const *s = v; s && *s; s++)
                 json_array_append_new(a, json_string(*s));
         return a;
+}
+
+int json_bytes_marker_decode(const json_t *v, uint8_t **ret, size_t *ret_len) {
+        assert(ret);
+        assert(ret_len);
+        if (!json_is_object(v) || json_object_size(v) != 1)
+                return 0;
+        const char *b64 = json_get_string(v, "$bytes");
+        if (!b64)
+                return 0;
+        size_t n = strlen(b64);
+        if (n % 4 != 0 || n > INT_MAX)
+                return -EINVAL;
+        uint8_t *out = malloc(n / 4 * 3 + 1);
+        if (!out)
+                return -ENOMEM;
+        /* EVP_DecodeBlock counts the padding as zero bytes: take them off. */
+        int len = n ? EVP_DecodeBlock(out, (const unsigned char *) b64, (int) n) : 0;
+        if (len < 0) {
+                free(out);
+                return -EINVAL;
+        }
+        size_t pad = (n >= 1 && b64[n - 1] == '=') + (n >= 2 && b64[n - 2] == '=');
+        *ret_len = (size_t) len - pad;
+        out[*ret_len] = 0;
+        *ret = out;
+        return 1;
 }

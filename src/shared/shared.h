@@ -136,6 +136,11 @@ json_t *json_parse_or_string(const char *text);
 
 /* o[key] when o is an object and the member a string, else NULL. Borrowed. */
 const char *json_get_string(const json_t *o, const char *key);
+/* The result table's bytes marker (docs/python.md): when v is exactly
+ * {"$bytes": "BASE64"}, its decoded bytes in *ret (malloc'd, NUL-terminated
+ * for convenience) and *ret_len, returning 1; 0 when v is anything else;
+ * -EINVAL when the marker's text is not base64. */
+int json_bytes_marker_decode(const json_t *v, uint8_t **ret, size_t *ret_len);
 /* o[key] when an integer, else def. */
 json_int_t json_get_integer(const json_t *o, const char *key, json_int_t def);
 

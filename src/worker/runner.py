@@ -36,43 +36,15 @@ class ValidationError(Exception):
 
 
 # ---- the `pysprinter` module user code sees ---------------------------------
+# It is python/pysprinter/runtime.py, compiled into the worker next to this
+# file and registered as sys.modules["pysprinter"] before this module runs
+# (worker-python.c): the same code a user gets from `pip install ./python`.
+import pysprinter as _rt
 
-def requirements(reqs=None, /):
-    """@requirements({'name': 'specifier'}): declares pip dependencies. At run
-    time it only tags the function; the runner read the dict statically."""
-    if callable(reqs):  # bare @requirements
-        return reqs
-
-    def decorate(fn):
-        try:
-            fn.__pysprinter_requirements__ = dict(reqs or {})
-        except Exception:
-            pass
-        return fn
-    return decorate
-
-
-_data_paths = {}
-
-
-def data_path(name):
-    """Path of a named dataset mounted read-only for this run: /data/NAME for
-    a directory dataset, the file itself (/data/NAME/FILE) for one put from a
-    single file or a URL; the stored host path under --sandbox=none."""
-    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"invalid dataset name {name!r}")
-    if name not in _data_paths:
-        raise KeyError(f"dataset {name!r} is not attached to this run (run with --data {name})")
-    return _data_paths[name]
-
-
-def _install_pysprinter_module():
-    mod = types.ModuleType("pysprinter")
-    mod.requirements = requirements
-    mod.data_path = data_path
-    mod.__doc__ = "pysprinter runtime helpers"
-    sys.modules["pysprinter"] = mod
-    return mod
+_rt.IN_RUN = True
+requirements = _rt.requirements
+data_path = _rt.data_path
+_data_paths = _rt._data_paths
 
 
 # ---- static analysis ---------------------------------------------------------
@@ -358,7 +330,14 @@ def _convert(param, conv, item):
         if not isinstance(item["raw"], str):
             raise ValidationError(f"argument '{param}': raw value must be a string")
         return _convert_raw(param, conv, item["raw"])
-    return _check_typed(param, conv, item["value"])
+    # {"$bytes": BASE64} (an upstream task's or the client's bytes) arrives
+    # as bytes, {"$pickle": …} (an upstream pysprinter.pickled) as its
+    # value: unpickled here, in this tenant's sandbox, never in the daemon.
+    try:
+        value = _rt.from_jsonable(item["value"], unpickle=True)
+    except Exception as e:
+        raise ValidationError(f"argument '{param}': cannot unpickle the value: {type(e).__name__}: {_safe_str(e)}")
+    return _check_typed(param, conv, value)
 
 
 def _bind(fn, args, kwargs):
@@ -515,10 +494,17 @@ def _user_traceback(exc, filename):
 
 
 def _serialise(value):
+    """The result's JSON view by the table in docs/python.md (runtime.py's
+    to_jsonable), converted here in the sandbox so the daemon only ever sees
+    JSON; repr() with a warning for anything the table does not cover."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(_rt.to_jsonable(value), ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":"))
         return {"ok": True, "json": text}
-    except (TypeError, ValueError, RecursionError, OverflowError):
+    except Exception:
+        # Not only ConversionError: the table calls the value's own code
+        # (model_dump(), a dataclass's fields, tolist()), which may raise
+        # anything; a result that cannot be shown is not a failed run.
         try:
             r = repr(value)
         except Exception as e:  # a hostile __repr__
@@ -665,9 +651,6 @@ def add_site_dirs(paths):
     import site
     for p in paths:
         site.addsitedir(p)
-
-
-_install_pysprinter_module()
 
 
 # ---- warm workers (DESIGN §6) -------------------------------------------------

@@ -6,6 +6,7 @@
 #include "worker.h"
 
 extern const char pysprinter_runner_source[];
+extern const char pysprinter_runtime_source[];
 
 static PyObject *runner;
 
@@ -42,7 +43,21 @@ int py_init(char **ret_error) {
                 *ret_error = xasprintf("cannot start Python: %s", st.err_msg ? st.err_msg : "?");
                 return -EIO;
         }
-        PyObject *code = Py_CompileString(pysprinter_runner_source, "<pysprinter-runner>", Py_file_input);
+        /* The `pysprinter` module first: the runner imports it, and user code
+         * imports it by that name (python/pysprinter/runtime.py). */
+        PyObject *code = Py_CompileString(pysprinter_runtime_source, "<pysprinter>", Py_file_input);
+        if (!code) {
+                *ret_error = py_exception_text();
+                return -EIO;
+        }
+        PyObject *rt = PyImport_ExecCodeModule("pysprinter", code);
+        Py_DECREF(code);
+        if (!rt) {
+                *ret_error = py_exception_text();
+                return -EIO;
+        }
+        Py_DECREF(rt);
+        code = Py_CompileString(pysprinter_runner_source, "<pysprinter-runner>", Py_file_input);
         if (!code) {
                 *ret_error = py_exception_text();
                 return -EIO;

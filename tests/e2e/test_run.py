@@ -242,10 +242,10 @@ def test_exception_shows_user_traceback(cli, run):
 
 
 def test_non_json_value_prints_repr_and_warns(cli, run):
-    cli.write("s.py", "def f():\n    return {1, 2}\n")
+    cli.write("s.py", "def f():\n    return 1+2j\n")  # complex: no JSON view (docs/python.md)
     p = run("s.py")
     assert p.returncode == 0
-    assert p.stdout == "{1, 2}\n"
+    assert p.stdout == "(1+2j)\n"
     assert "warning" in p.stderr and "repr" in p.stderr
     cli.write("n.py", "def f():\n    return float('nan')\n")
     p = run("n.py")

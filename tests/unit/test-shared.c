@@ -415,6 +415,44 @@ static void test_seal_key_file(void **state) {
 
 /* ---- JSON helpers ---- */
 
+/* The bytes marker: a table of JSON texts, what they decode to (NULL: not a
+ * marker, 0) or -EINVAL. */
+static void test_json_bytes_marker(void **state) {
+        static const struct {
+                const char *json;
+                int r;
+                const char *bytes;
+                size_t len;
+        } rows[] = {
+                { "{\"$bytes\": \"AGhp\"}", 1, "\0hi", 3 },
+                { "{\"$bytes\": \"AP8=\"}", 1, "\0\377", 2 },
+                { "{\"$bytes\": \"aA==\"}", 1, "h", 1 },
+                { "{\"$bytes\": \"\"}", 1, "", 0 },
+                { "{\"$bytes\": \"AGh\"}", -EINVAL, NULL, 0 },
+                { "{\"$bytes\": \"!!!!\"}", -EINVAL, NULL, 0 },
+                { "{\"$bytes\": 5}", 0, NULL, 0 },
+                { "{\"$bytes\": \"AGhp\", \"x\": 1}", 0, NULL, 0 },
+                { "\"AGhp\"", 0, NULL, 0 },
+                { "[1]", 0, NULL, 0 },
+        };
+        (void) state;
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+                json_t *v = json_loads(rows[i].json, JSON_DECODE_ANY, NULL);
+                assert_non_null(v);
+                uint8_t *out = NULL;
+                size_t len = 12345;
+                int r = json_bytes_marker_decode(v, &out, &len);
+                assert_int_equal(r, rows[i].r);
+                if (r > 0) {
+                        assert_int_equal(len, rows[i].len);
+                        assert_memory_equal(out, rows[i].bytes, len);
+                } else
+                        assert_null(out);
+                free(out);
+                json_decref(v);
+        }
+}
+
 static void test_json_parse_or_string(void **state) {
         json_t *v = json_parse_or_string(NULL);
         assert_true(json_is_null(v));
@@ -502,6 +540,7 @@ int main(void) {
                 cmocka_unit_test(test_sha256_file),        cmocka_unit_test(test_json_parse_or_string),
                 cmocka_unit_test(test_json_getters),       cmocka_unit_test(test_seal_vector_and_tamper),
                 cmocka_unit_test(test_seal_key_file),
+                cmocka_unit_test(test_json_bytes_marker),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,383 @@
+/* `pysprinter map FILE --over inputs.jsonl [--concurrency N]`: one call of
+ * FILE's function per input line, N at a time, written once over the
+ * Backend (embedded or a server). Each line is one call's arguments: a JSON
+ * array is its positional arguments, an object its keyword arguments,
+ * anything else its one positional argument. Results go to stdout as JSON
+ * lines in input order, each as soon as every earlier one is out; a
+ * progress bar is drawn on stderr when it is a terminal. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "basic.h"
+#include "cli-backend.h"
+#include "cli.h"
+#include "data.h"
+#include "shared.h"
+
+#define MAP_MAX_INPUT_BYTES (256u << 20)
+#define MAP_MAX_INPUTS 1000000u
+#define MAP_MAX_CONCURRENCY 256u
+
+static const char map_help[] =
+        "Usage: pysprinter map FILE[::FUNC] --over INPUTS.jsonl [--concurrency N] [options]\n"
+        "\n"
+        "Calls the function once per line of INPUTS (- for stdin), N calls at a time\n"
+        "(default 4), embedded or against --server. A line holding a JSON array gives\n"
+        "the positional arguments, an object the keyword arguments, any other JSON\n"
+        "value the one positional argument. Blank lines are skipped.\n"
+        "\n"
+        "Prints one JSON line per input, in input order:\n"
+        "  {\"index\": I, \"run_id\": \"r…\", \"status\": \"succeeded\", \"result\": …}\n"
+        "  {\"index\": I, \"run_id\": \"r…\", \"status\": \"failed\", \"error\": {\"type\", \"message\"}}\n"
+        "The functions' own output goes to stderr. A progress bar is drawn on a terminal.\n"
+        "Exit status: 0 when every call succeeded, else the first failed call's code.\n"
+        "\n"
+        "Options: those of `pysprinter run` (--timeout, --memory, --data, --sandbox,\n"
+        "--index-url, …), except arguments (-a, --NAME), which come from INPUTS.\n";
+
+typedef struct MapJob {
+        Backend *b;
+        const RunArgs *a;
+        const char *source;
+        size_t source_len;
+        char **args_json;    /* per input, engine format */
+        char **kwargs_json;
+        json_t **runs;       /* per input: the final run object, or NULL */
+        int *codes;          /* per input: the backend's error code when no run */
+        char **errors;
+        size_t n, next, done, failed;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+} MapJob;
+
+/* One line's JSON as the engine's argument encoding. */
+static int line_arguments(json_t *v, char **ret_args, char **ret_kwargs) {
+        json_t *args = json_array(), *kwargs = json_object();
+        if (json_is_array(v)) {
+                size_t i;
+                json_t *x;
+                json_array_foreach(v, i, x)
+                        json_array_append_new(args, json_pack("{s:O}", "value", x));
+        } else if (json_is_object(v)) {
+                const char *k;
+                json_t *x;
+                json_object_foreach(v, k, x)
+                        json_object_set_new(kwargs, k, json_pack("{s:O}", "value", x));
+        } else
+                json_array_append_new(args, json_pack("{s:O}", "value", v));
+        *ret_args = json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY);
+        *ret_kwargs = json_dumps(kwargs, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(args);
+        json_decref(kwargs);
+        return *ret_args && *ret_kwargs ? 0 : -ENOMEM;
+}
+
+/* Reads INPUTS into job->args_json/kwargs_json; exit code or 0. */
+static int read_inputs(const char *path, MapJob *job) {
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        int r = streq(path, "-") ? read_fd_all(STDIN_FILENO, MAP_MAX_INPUT_BYTES, &text, &len)
+                                 : read_file(path, MAP_MAX_INPUT_BYTES, &text, &len);
+        if (r < 0) {
+                cli_error("cannot read %s: %s", path, r == -EFBIG ? "larger than 256 MiB" : strerror(-r));
+                return EXIT_USAGE;
+        }
+        size_t lineno = 0;
+        for (char *p = text; p < text + len;) {
+                char *nl = memchr(p, '\n', (size_t) (text + len - p));
+                size_t n = nl ? (size_t) (nl - p) : (size_t) (text + len - p);
+                lineno++;
+                json_error_t jerr;
+                bool blank = strspn(p, " \t\r") >= n;
+                if (!blank) {
+                        if (job->n >= MAP_MAX_INPUTS) {
+                                cli_error("%s: more than %u inputs", path, MAP_MAX_INPUTS);
+                                return EXIT_USAGE;
+                        }
+                        json_t *v = json_loadb(p, n, JSON_DECODE_ANY, &jerr);
+                        if (!v) {
+                                cli_error("%s:%zu: not JSON: %s", path, lineno, jerr.text);
+                                return EXIT_USAGE;
+                        }
+                        job->args_json = xrealloc(job->args_json, (job->n + 1) * sizeof(char *));
+                        job->kwargs_json = xrealloc(job->kwargs_json, (job->n + 1) * sizeof(char *));
+                        r = line_arguments(v, &job->args_json[job->n], &job->kwargs_json[job->n]);
+                        json_decref(v);
+                        if (r < 0) {
+                                cli_error("%s:%zu: cannot encode the arguments", path, lineno);
+                                return EXIT_INTERNAL;
+                        }
+                        job->n++;
+                }
+                p += n + 1;
+        }
+        return 0;
+}
+
+static bool run_in_flight(json_t *run) {
+        const char *s = json_get_string(run, "status") ?: "";
+        return streq(s, "queued") || streq(s, "running");
+}
+
+/* The run as it ended. A remote run's event stream can break off before
+ * its end (the backend then reads the record, which may still say
+ * running): map's line must be the outcome, so poll the record. */
+static int wait_until_ended(Backend *b, json_t **run) {
+        while (run_in_flight(*run) && !cli_interrupted) {
+                const char *id = json_get_string(*run, "id");
+                if (!id)
+                        return 0;
+                usleep(50 * 1000);
+                json_t *again = NULL;
+                int r = b->ops->run_get(b, id, &again);
+                if (r < 0)
+                        return r;
+                json_decref(*run);
+                *run = again;
+        }
+        return 0;
+}
+
+static void *map_thread(void *userdata) {
+        MapJob *job = userdata;
+        /* The backend's state is shared (the engine, which runs calls from
+         * many threads like a DAG does; the server's URL and token), but
+         * its last-error slot and its lazily opened data catalog are per
+         * caller: each thread works on its own copy of the struct. */
+        Backend mine = *job->b;
+        mine.error = NULL;
+        for (;;) {
+                pthread_mutex_lock(&job->lock);
+                size_t i = job->next;
+                bool stop = i >= job->n || cli_interrupted;
+                if (!stop)
+                        job->next++;
+                pthread_mutex_unlock(&job->lock);
+                if (stop)
+                        break;
+                RunArgs a = *job->a;
+                a.args_json = job->args_json[i];
+                a.kwargs_json = job->kwargs_json[i];
+                RunRequest q = { .a = &a, .source = job->source, .source_len = job->source_len,
+                                 .filename = job->a->file };
+                /* Each call has its own renderer: the function's output
+                 * goes to stderr as it is written, undecorated. */
+                Renderer rd;
+                renderer_init(&rd, true);
+                rd.tty_err = rd.cursor = rd.color = false;
+                json_t *run = NULL;
+                int r = mine.ops->run(&mine, &q, &rd, &run);
+                renderer_done(&rd);
+                if (r >= 0)
+                        r = wait_until_ended(&mine, &run);
+                pthread_mutex_lock(&job->lock);
+                job->runs[i] = run;
+                job->codes[i] = r;
+                if (r < 0)
+                        job->errors[i] = xstrdup(mine.error ?: strerror(-r));
+                if (r < 0 || !streq(json_get_string(run, "status") ?: "", "succeeded"))
+                        job->failed++;
+                job->done++;
+                pthread_cond_broadcast(&job->cond);
+                pthread_mutex_unlock(&job->lock);
+        }
+        free(mine.error);
+        if (mine.catalog != job->b->catalog)
+                data_catalog_free(mine.catalog);
+        return NULL;
+}
+
+/* The JSON line of input i. */
+static void print_line(MapJob *job, size_t i) {
+        json_t *run = job->runs[i];
+        json_t *o = json_pack("{s:I}", "index", (json_int_t) i);
+        if (!run) {
+                json_object_set_new(o, "status", json_string("error"));
+                json_object_set_new(o, "error", json_pack("{s:s, s:s}", "type", "ClientError", "message",
+                                                          job->errors[i] ?: "?"));
+        } else {
+                const char *id = json_get_string(run, "id"), *status = json_get_string(run, "status");
+                if (id)
+                        json_object_set_new(o, "run_id", json_string(id));
+                json_object_set_new(o, "status", json_string(status ?: "error"));
+                if (streq(status ?: "", "succeeded")) {
+                        json_object_set(o, "result", json_object_get(run, "result") ?: json_null());
+                        if (json_get_string(run, "result_repr"))
+                                json_object_set(o, "result_repr", json_object_get(run, "result_repr"));
+                } else {
+                        json_t *err = json_object_get(run, "error");
+                        json_object_set_new(o, "error", json_pack("{s:s?, s:s?}", "type", json_get_string(err, "type"),
+                                                                  "message", json_get_string(err, "message")));
+                }
+        }
+        render_json(o);
+        json_decref(o);
+}
+
+static void draw_progress(MapJob *job, usec_t t0) {
+        enum { WIDTH = 30 };
+        size_t filled = job->n ? job->done * WIDTH / job->n : WIDTH;
+        char bar[WIDTH + 1];
+        for (size_t k = 0; k < WIDTH; k++)
+                bar[k] = k < filled ? '#' : '.';
+        bar[WIDTH] = 0;
+        char dur[32];
+        format_duration_us(now_monotonic() - t0, dur);
+        fprintf(stderr, "\r\033[K[%s] %zu/%zu  failed %zu  %s", bar, job->done, job->n, job->failed, dur);
+        fflush(stderr);
+}
+
+/* Takes --over and --concurrency out of argv (they are map's, not run's). */
+static int take_map_options(int *argc, char **argv, const char **ret_over, unsigned *ret_conc) {
+        int out = 0;
+        for (int i = 0; i < *argc; i++) {
+                const char *w = argv[i];
+                if ((streq(w, "--over") || streq(w, "--concurrency") || streq(w, "-j")) && i + 1 >= *argc) {
+                        cli_error("option %s needs a value", w);
+                        return EXIT_USAGE;
+                }
+                if (streq(w, "--over"))
+                        *ret_over = argv[++i];
+                else if (streq(w, "--concurrency") || streq(w, "-j")) {
+                        char *end;
+                        errno = 0;
+                        unsigned long v = strtoul(argv[++i], &end, 10);
+                        if (errno || *end || v < 1 || v > MAP_MAX_CONCURRENCY) {
+                                cli_error("--concurrency must be 1..%u, not '%s'", MAP_MAX_CONCURRENCY, argv[i]);
+                                return EXIT_USAGE;
+                        }
+                        *ret_conc = (unsigned) v;
+                } else
+                        argv[out++] = argv[i];
+        }
+        *argc = out;
+        return 0;
+}
+
+static int run_map(Backend *b, MapJob *job, unsigned conc) {
+        pthread_mutex_init(&job->lock, NULL);
+        pthread_cond_init(&job->cond, NULL);
+        job->runs = xcalloc(job->n ?: 1, sizeof(json_t *));
+        job->codes = xcalloc(job->n ?: 1, sizeof(int));
+        job->errors = xcalloc(job->n ?: 1, sizeof(char *));
+        job->b = b;
+        unsigned nt = conc < job->n ? conc : (unsigned) job->n;
+        pthread_t *th = xcalloc(nt ?: 1, sizeof(pthread_t));
+        unsigned started = 0;
+        cli_catch_interrupt();
+        for (; started < nt; started++)
+                if (pthread_create(&th[started], NULL, map_thread, job) != 0)
+                        break;
+        if (started == 0 && job->n > 0)
+                map_thread(job); /* no thread could start: run them here, one by one */
+        bool bar = isatty(STDERR_FILENO) && !cli_globals.quiet;
+        usec_t t0 = now_monotonic();
+        size_t printed = 0;
+        pthread_mutex_lock(&job->lock);
+        for (;;) {
+                while (printed < job->n && (job->runs[printed] || job->codes[printed] < 0)) {
+                        if (bar)
+                                fputs("\r\033[K", stderr);
+                        print_line(job, printed++);
+                        if (bar)
+                                draw_progress(job, t0);
+                }
+                if (printed >= job->n || (job->done >= job->next && (cli_interrupted || job->next >= job->n)))
+                        break;
+                if (bar)
+                        draw_progress(job, t0);
+                pthread_cond_wait(&job->cond, &job->lock);
+        }
+        pthread_mutex_unlock(&job->lock);
+        for (unsigned k = 0; k < started; k++)
+                pthread_join(th[k], NULL);
+        free(th);
+        if (bar) {
+                fputs("\r\033[K", stderr);
+                fflush(stderr);
+        }
+        int code = 0;
+        for (size_t i = 0; i < job->n && !code; i++) {
+                if (job->codes[i] < 0)
+                        code = cli_exit_code(job->codes[i]);
+                else if (job->runs[i] && !streq(json_get_string(job->runs[i], "status") ?: "", "succeeded")) {
+                        json_t *ec = json_object_get(job->runs[i], "exit_code");
+                        code = json_is_integer(ec) && json_integer_value(ec) ? (int) json_integer_value(ec) : 1;
+                }
+        }
+        if (!cli_globals.quiet && job->n && job->done < job->n)
+                fprintf(stderr, "%s: interrupted: %zu of %zu calls ran, %zu failed\n", job->a->target, job->done,
+                        job->n, job->failed);
+        else if (!cli_globals.quiet && job->n)
+                fprintf(stderr, "%s: %zu calls, %zu failed\n", job->a->target, job->n, job->failed);
+        return cli_interrupted ? EXIT_INTERRUPTED : code;
+}
+
+static void map_job_done(MapJob *job) {
+        for (size_t i = 0; i < job->n; i++) {
+                free(job->args_json[i]);
+                free(job->kwargs_json[i]);
+                if (job->runs)
+                        json_decref(job->runs[i]);
+                if (job->errors)
+                        free(job->errors[i]);
+        }
+        free(job->args_json);
+        free(job->kwargs_json);
+        free(job->runs);
+        free(job->codes);
+        free(job->errors);
+}
+
+int verb_map(int argc, char **argv) {
+        for (int i = 0; i < argc; i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        fputs(map_help, stdout);
+                        return 0;
+                }
+        const char *over = NULL;
+        unsigned conc = 4;
+        int code = take_map_options(&argc, argv, &over, &conc);
+        if (code)
+                return code;
+        if (!over) {
+                cli_error("map needs --over INPUTS.jsonl (one JSON line of arguments per call)");
+                fprintf(stderr, "Try 'pysprinter map --help'.\n");
+                return EXIT_USAGE;
+        }
+        RunArgs a;
+        _cleanup_free_ char *err = NULL, *source = NULL;
+        /* cli_parse_run_args reads argv from index 0 as the verb's words. */
+        if (cli_parse_run_args(argc, argv, &a, &err) < 0) {
+                cli_error("%s", err);
+                fprintf(stderr, "Try 'pysprinter map --help'.\n");
+                return EXIT_USAGE;
+        }
+        MapJob job = { .a = &a };
+        Backend *b = NULL;
+        size_t len = 0;
+        if (!streq(a.args_json ?: "[]", "[]") || !streq(a.kwargs_json ?: "{}", "{}")) {
+                cli_error("map takes the arguments from --over, not from the command line");
+                code = EXIT_USAGE;
+        } else if (cli_read_source(a.file, &source, &len) < 0)
+                code = EXIT_USAGE;
+        else
+                code = read_inputs(over, &job);
+        if (!code)
+                code = backend_open(&a, &b);
+        if (!code) {
+                if (a.sandbox == SANDBOX_MODE_NONE && !b->remote)
+                        cli_warning("--sandbox=none: this code runs WITHOUT isolation, with your user's access to "
+                                    "files and network");
+                job.source = source;
+                job.source_len = len;
+                code = run_map(b, &job, conc);
+        }
+        map_job_done(&job);
+        backend_free(b);
+        run_args_done(&a);
+        return code;
+}
