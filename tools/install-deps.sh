@@ -11,6 +11,7 @@ libcmocka-dev python3-pytest python3-packaging python3-venv python3-pip
 python3-requests python3-urllib3 python3-idna python3-certifi
 python3-charset-normalizer python3-six python3-numpy python3-yaml
 python3-boto3 redis-server clang libclang-rt-14-dev iproute2 procps wrk
+zsh fish
 chromium chromium-driver python3-selenium nodejs"
 
 missing=""
