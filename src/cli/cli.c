@@ -31,6 +31,7 @@ static const Verb verbs[] = {
         { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [--payload JSON] [-a V]…" },
         { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },
         { "workers", verb_workers, "a server's warm workers and instances" },
+        { "cluster", verb_cluster, "a server's cluster: cluster status, cluster drain NODE" },
         { "server", verb_server, "run pysprinterd (the HTTP daemon) with these options" },
 };
 

@@ -133,6 +133,7 @@ int verb_data(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-pkg.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 int verb_gc(int argc, char **argv);   /* cli-gc.c */
+int verb_cluster(int argc, char **argv); /* cli-cluster.c */
 
 /* A verb with subcommands (dag, data): help asked anywhere prints help
  * (exit 0), no subcommand prints it on stderr (exit 2); -1 otherwise. */

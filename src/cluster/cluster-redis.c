@@ -616,7 +616,7 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
                 bool alive = val && val->type == REDIS_REPLY_STRING;
                 json_object_set_new(o, "id", json_string(id));
                 json_object_set_new(o, "alive", json_boolean(alive));
-                json_object_set_new(o, "draining", json_boolean(draining == 1));
+                json_object_set_new(o, "drain_requested", json_boolean(draining == 1));
                 if (alive && pttl >= 0)
                         json_object_set_new(o, "lease_age_ms", json_integer((json_int_t) c->lease_ttl_ms - pttl));
                 json_array_append_new(nodes, o);

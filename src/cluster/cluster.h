@@ -58,7 +58,8 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
 /* tenant's runs, most recent first. */
 int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
 
-/* The cluster as JSON: {"nodes":[{"id","alive","lease_age_ms",...status}],
+/* The cluster as JSON: {"nodes":[{"id","alive","lease_age_ms",
+ * "drain_requested", ...the status_json its lease holds}],
  * "pending":N, "queued":N, "dead_letters":N, "stale_results":N}. */
 int cluster_status_json(RunQueue *q, char **ret_json);
 /* Asks node to stop claiming (it finishes what it runs). */

@@ -13,16 +13,18 @@ struct DaemonCluster {
         RunQueue *queue;        /* also d->queue */
         pthread_t lease_thread, claim_thread;
         bool draining;          /* asked to drain: no more claims (guarded by d->lock) */
+        bool claims_stopped;    /* the claim loop saw it: what the lease reports as "draining" */
 };
 
 static char *node_status_json(Daemon *d) {
         DaemonCluster *c = d->cluster;
         pthread_mutex_lock(&d->lock);
         unsigned busy = d->cluster_claimed, slots = d->cfg.max_concurrent_runs;
+        bool stopped = c->claims_stopped;
         pthread_mutex_unlock(&d->lock);
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i}", "role", daemon_cluster_role_to_string(c->opt.role),
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:b}", "role", daemon_cluster_role_to_string(c->opt.role),
                               "listen", d->cfg.listen ? d->cfg.listen : "", "slots", (int) slots, "busy", (int) busy,
-                              "free", (int) (busy < slots ? slots - busy : 0));
+                              "free", (int) (busy < slots ? slots - busy : 0), "draining", stopped);
         char *s = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         return s;
@@ -60,6 +62,11 @@ static void *claim_thread(void *p) {
                 pthread_mutex_lock(&d->lock);
                 unsigned slots = d->cfg.max_concurrent_runs, busy = d->cluster_claimed;
                 bool stop = c->draining || d->draining;
+                /* Only once this loop stopped does the lease say
+                 * "draining": a claim in flight when the drain came is
+                 * over by then. */
+                if (stop)
+                        c->claims_stopped = true;
                 if (stop || busy >= slots) {
                         daemon_cond_wait(&d->sched_cond, &d->lock, 200 * USEC_PER_MSEC);
                         pthread_mutex_unlock(&d->lock);

@@ -13,8 +13,10 @@ import time
 
 import pytest
 
-from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode
+import json
+
+from conftest import CLI, DAEMON
+from daemonlib import TOKENS, Daemon, sandbox_mode
 
 REDIS = shutil.which("redis-server")
 pytestmark = [pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built"),
@@ -247,3 +249,39 @@ def test_kill9_redis_and_restart_on_same_aof_resumes(nodes, redis):
         stop.set()
         t.join()
     check_all_terminal(gw, acked)
+
+
+def cli(gw, *args, token="admin"):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
+    env["PYSPRINTER_HOME"] = str(gw.root / "cli-home")
+    return subprocess.run([str(CLI), "--server", gw.url, "--token", TOKENS[token], *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_cli_cluster_status_and_drain(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    nodes("w1", "worker")
+    r = cli(gw, "cluster", "status")
+    assert r.returncode == 0, r.stderr
+    assert "w1" in r.stdout and "gw1" in r.stdout and "0 dead letters" in r.stdout
+    r = cli(gw, "cluster", "status", "--json")
+    s = json.loads(r.stdout)
+    assert {n["id"] for n in s["nodes"]} >= {"w1", "gw1"}
+    # a user token may not drain; an admin may; an unknown node is 404
+    assert cli(gw, "cluster", "drain", "w1", token="alice").returncode != 0
+    r = cli(gw, "cluster", "drain", "nope")
+    assert r.returncode != 0 and "no node 'nope'" in r.stderr
+    r = cli(gw, "cluster", "drain", "w1")
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: any(n["id"] == "w1" and n.get("draining") and n["alive"]
+                           for n in json.loads(cli(gw, "cluster", "status", "--json").stdout)["nodes"]),
+               30, "w1 to show draining")
+    # a drained node claims nothing: the run waits for another worker
+    rid = submit(gw, 0, "after-drain")
+    nodes("w2", "worker")
+    check_all_terminal(gw, [(rid, "after-drain")])
+    assert node_of(redis, rid) == "w2"
+    # without a server the verb says what it needs
+    r = subprocess.run([str(CLI), "cluster", "status"], capture_output=True, text=True,
+                       env={"PATH": os.environ["PATH"], "PYSPRINTER_HOME": str(gw.root / "cli-home")})
+    assert r.returncode == 2 and "needs a server" in r.stderr
