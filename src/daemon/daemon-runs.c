@@ -524,6 +524,11 @@ static void *remote_thread(void *p) {
         DRun *r = ctx[1];
         RunResult *res = NULL;
         bool cancel_sent = false;
+        /* The phase is the running node's to tell: none from here. */
+        pthread_mutex_lock(&d->lock);
+        free(r->phase);
+        r->phase = NULL;
+        pthread_mutex_unlock(&d->lock);
         for (;;) {
                 pthread_mutex_lock(&d->lock);
                 bool cancel = r->cancel_requested, stop = d->draining;
