@@ -189,6 +189,8 @@ def test_kill9_worker_mid_run_its_runs_finish_elsewhere(nodes, redis):
     w1.kill9()
     t0 = time.time()
     ends = check_all_terminal(gw, acked)
+    print(f"kill -9 w1: all {len(acked)} runs ended {time.time() - t0:.1f}s later; "
+          f"{sum(e['attempt'] > 1 for e in ends.values())} ran again elsewhere")
     for rid in on_w1:
         assert ends[rid]["attempt"] >= 2, ends[rid]      # ran again elsewhere
         assert node_of(redis, rid) == "w2"
