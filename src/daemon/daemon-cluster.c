@@ -156,6 +156,12 @@ int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecor
         return store_run_list(d->store, tenant, limit, ret, ret_n);
 }
 
+int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
+                          char **ret_id) {
+        assert(d->cluster);
+        return cluster_submit(d->cluster->queue, r, request_json, idem_key, ret_id);
+}
+
 /* GET /v1/cluster: the nodes, their leases and slots, the stream. */
 struct MHD_Response *daemon_api_cluster_status(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;

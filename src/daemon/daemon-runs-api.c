@@ -81,7 +81,12 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
                                         int fn_version, unsigned *ret_status) {
         Daemon *d = call->d;
         DRun *r;
-        int k = daemon_run_submit(d, NULL, call->tenant, req, fn_name, fn_version, false, &r);
+        RunRequest q = *req;
+        q.idempotency_key = daemon_call_header(call, "Idempotency-Key");
+        if (q.idempotency_key && (!*q.idempotency_key || strlen(q.idempotency_key) > 200))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "the Idempotency-Key header takes 1..200 characters");
+        int k = daemon_run_submit(d, NULL, call->tenant, &q, fn_name, fn_version, false, &r);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         struct MHD_Response *resp = daemon_call_query_true(call, "wait") ? respond_after_wait(call, r, ret_status)

@@ -48,6 +48,7 @@ static DRun *drun_free(DRun *r) {
         free(r->requirements_json);
         strv_free(r->data);
         free(r->phase);
+        free(r->idem_key);
         buf_free(&r->log);
         free(r->chunks);
         run_result_free(r->result);
@@ -722,7 +723,18 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 _cleanup_free_ char *request = drun_request_json(r);
                 record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
                 rec.max_attempts = r->max_attempts;
-                k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
+                if (request && d->cluster) {
+                        /* A resubmission with a used Idempotency-Key is the
+                         * first run: this DRun waits for that one. */
+                        _cleanup_free_ char *id = NULL;
+                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, &id);
+                        if (k == 1 && id && !streq(id, r->id)) {
+                                free(r->id);
+                                r->id = TAKE_PTR(id);
+                        }
+                        k = MIN(k, 0);
+                } else
+                        k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
                 if (k < 0) {
                         pthread_mutex_lock(&d->lock);
                         d->queued--;
@@ -781,6 +793,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->lambda = lambda;
         if (req->max_attempts > 0)
                 r->max_attempts = req->max_attempts;
+        r->idem_key = req->idempotency_key ? xstrdup(req->idempotency_key) : NULL;
         drun_init_log(d, r);
 
         int k = drun_enqueue(d, r, false);

@@ -167,6 +167,9 @@ typedef struct RunRequest {
         int max_attempts;
         int version;            /* 0: latest */
         char *context_json;     /* Lambda context (RunSpec.context_json) */
+        /* Cluster mode: the Idempotency-Key header (not owned; NULL: none),
+         * docs/cluster.md. */
+        const char *idempotency_key;
 } RunRequest;
 
 void run_request_done(RunRequest *r);
@@ -245,6 +248,7 @@ struct DRun {
         DRun *next_unwritten;   /* Daemon.unwritten */
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
+        char *idem_key;         /* cluster: the submit's idempotency key, or NULL */
         DRun *next;
 };
 
@@ -361,6 +365,10 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
 /* A run's record: Redis's in cluster mode, else the local store's. */
 int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret);
 int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+/* Submits r to Redis with an idempotency key (NULL: none): 1 with
+ * *ret_id (the first run's id) when that key was used before, 0 new. */
+int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
+                          char **ret_id);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 

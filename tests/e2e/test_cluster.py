@@ -287,3 +287,23 @@ def test_cli_cluster_status_and_drain(nodes, redis):
     r = subprocess.run([str(CLI), "cluster", "status"], capture_output=True, text=True,
                        env={"PATH": os.environ["PATH"], "PYSPRINTER_HOME": str(gw.root / "cli-home")})
     assert r.returncode == 2 and "needs a server" in r.stderr
+
+
+def test_idempotency_key_returns_the_first_run(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    body = {"source": SLEEPER, "kwargs": {"tag": "once"}}
+    h = {"Idempotency-Key": "order-42"}
+    st, a = gw.call("POST", "/v1/runs?wait=true", body, headers=h)
+    assert st == 200 and a["result"] == "once", a
+    # the same key again, through another gateway: the same run, not a new one
+    st, b = gw2.call("POST", "/v1/runs", body, headers=h)
+    assert st in (200, 202) and b["id"] == a["id"], (a, b)
+    # keys are per tenant
+    st, c = gw.call("POST", "/v1/runs", body, headers=h, token="bob")
+    assert st == 202 and c["id"] != a["id"]
+    st, e = gw.call("POST", "/v1/runs", body, headers={"Idempotency-Key": "x" * 201})
+    assert st == 400
+    st, lst = gw.call("GET", "/v1/runs")
+    assert [r["id"] for r in lst["runs"]].count(a["id"]) == 1 and len(lst["runs"]) == 1
