@@ -31,6 +31,7 @@ static const Verb verbs[] = {
         { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },
         { "schedule", verb_schedule, "fire a deployed function on a cron/interval: schedule add|ls|show|rm|pause|resume" },
         { "workers", verb_workers, "a server's warm workers and instances" },
+        { "cluster", verb_cluster, "a server's cluster: cluster status, cluster drain NODE" },
         { "server", verb_server, "run pysprinterd (the HTTP daemon) with these options" },
         { "init", verb_init, "write a starter function, its test and a pipeline: init [DIR]" },
         { "completion", verb_completion, "print a shell completion script: completion bash|zsh|fish" },

@@ -143,6 +143,7 @@ int verb_init(int argc, char **argv);     /* cli-init.c */
 /* The i-th verb's name (and summary), NULL past the last: the completion
  * scripts list them from the one verb table. */
 const char *cli_verb(size_t i, const char **ret_summary);
+int verb_cluster(int argc, char **argv); /* cli-cluster.c */
 
 /* A verb with subcommands (dag, data): help asked anywhere prints help
  * (exit 0), no subcommand prints it on stderr (exit 2); -1 otherwise. */

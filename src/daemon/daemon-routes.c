@@ -42,6 +42,10 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/workers", daemon_api_workers, ROUTE_USER },
         { ROUTE_GET, "/v1/envs", daemon_api_envs, ROUTE_USER },
 
+        /* Cluster mode (docs/cluster.md); 404 on a single node. */
+        { ROUTE_GET, "/v1/cluster", daemon_api_cluster_status, ROUTE_USER },
+        { ROUTE_POST, "/v1/cluster/nodes/*/drain", daemon_api_cluster_drain, ROUTE_USER },
+
         { ROUTE_GET | ROUTE_POST, "/v1/dags", daemon_dag_handle, ROUTE_USER },
         { ROUTE_GET | ROUTE_DELETE, "/v1/dags/*", daemon_dag_handle, ROUTE_USER },
         { ROUTE_GET, "/v1/dags/*/tasks/*/logs", daemon_dag_handle, ROUTE_USER },

@@ -32,7 +32,7 @@ static int run_lookup_json(Daemon *d, const char *tenant, const char *id, json_t
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
         _cleanup_free_ char *phase = NULL;
         DRun *r;
-        int k = store_run_get(d->store, tenant, id, &rec);
+        int k = daemon_run_record_get(d, tenant, id, &rec);
         if (k < 0)
                 return k;
         if (streq(rec->status, "queued") || streq(rec->status, "running"))
@@ -87,7 +87,12 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         if (req->secrets && daemon_secrets_check(d, call->tenant, req->secrets, &serr) < 0)
                 return daemon_call_error(call, 404, "not_found", ret_status, "%s (pysprinter secret set NAME)",
                                          serr ?: "secret not found");
-        int k = daemon_run_submit(d, NULL, call->tenant, req, fn_name, fn_version, false, &r);
+        RunRequest q = *req;
+        q.idempotency_key = daemon_call_header(call, "Idempotency-Key");
+        if (q.idempotency_key && (!*q.idempotency_key || strlen(q.idempotency_key) > 200))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "the Idempotency-Key header takes 1..200 characters");
+        int k = daemon_run_submit(d, NULL, call->tenant, &q, fn_name, fn_version, false, &r);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         struct MHD_Response *resp = daemon_call_query_true(call, "wait") ? respond_after_wait(call, r, ret_status)
@@ -125,7 +130,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
                 limit = x;
         }
         const char *status = daemon_call_query(call, "status");
-        int k = store_run_list(call->d->store, call->tenant, limit, &v, &n);
+        int k = daemon_run_record_list(call->d, call->tenant, limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
         json_t *a = json_array();
@@ -144,7 +149,7 @@ struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret
         Daemon *d = call->d;
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
         DRun *r;
-        int k = store_run_get(d->store, call->tenant, call->seg[2], &rec);
+        int k = daemon_run_record_get(d, call->tenant, call->seg[2], &rec);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         if (daemon_run_find(d, call->tenant, rec->id, &r) < 0)
@@ -313,7 +318,7 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
         DRun *r;
         bool follow = daemon_call_query_true(call, "follow");
-        int k = store_run_get(d->store, call->tenant, call->seg[2], &rec);
+        int k = daemon_run_record_get(d, call->tenant, call->seg[2], &rec);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         if (daemon_run_find(d, call->tenant, rec->id, &r) >= 0)

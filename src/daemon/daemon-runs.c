@@ -51,6 +51,7 @@ static DRun *drun_free(DRun *r) {
         strv_free(r->secrets);
         strv_free(r->env);
         free(r->phase);
+        free(r->idem_key);
         buf_free(&r->log);
         free(r->chunks);
         run_result_free(r->result);
@@ -359,6 +360,8 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
  * drain waits for that) and drops its reference. Unlocks. */
 static void *run_thread_leave(Daemon *d, DRun *r, void **ctx) {
         d->threads--;
+        if (r->claimed)
+                d->cluster_claimed--;
         pthread_cond_broadcast(&d->change_cond);
         pthread_mutex_unlock(&d->lock);
         drun_unref(d, r);
@@ -472,6 +475,10 @@ static void *run_thread(void *p) {
                         .instance_key = instance_key,
                         .queued_usec = r->started > r->created ? r->started - r->created : 0,
                         .record_exists = true,
+                        /* A claimed run's record is Redis's (the daemon
+                         * writes its end through the queue), not this
+                         * node's database. */
+                        .no_record = r->claimed,
                         .attempt = r->attempt,
                         .run_id = r->id,
                         .tenant = r->tenant,
@@ -537,6 +544,80 @@ static void *run_thread(void *p) {
         drun_finish(d, r, res);
 
         pthread_mutex_lock(&d->lock);
+        return run_thread_leave(d, r, ctx);
+}
+
+static bool status_ended(const char *status) {
+        return !streq(status, "queued") && !streq(status, "running");
+}
+
+/* The RunResult a waiter reads, from an ended record. */
+static RunResult *result_from_record(const RunRecord *rec) {
+        RunResult *res = xcalloc(1, sizeof(RunResult));
+        res->id = xstrdup(rec->id);
+        res->status = run_status_from_string(rec->status);
+        res->exit_code = rec->exit_code;
+        res->function = strdup_or_null(rec->function);
+        res->value_json = strdup_or_null(rec->value_json);
+        res->value_repr = strdup_or_null(rec->value_repr);
+        res->error_type = strdup_or_null(rec->error_type);
+        res->error_message = strdup_or_null(rec->error_message);
+        res->traceback = strdup_or_null(rec->traceback);
+        return res;
+}
+
+/* Cluster mode, a run this gateway submitted: waits (polling Redis) until
+ * some node ends it, so ?wait=true, Lambda invoke and DAG tasks work as on
+ * one node. A cancel asked here cancels it while it is still queued. */
+static void *remote_thread(void *p) {
+        void **ctx = p;
+        Daemon *d = ctx[0];
+        DRun *r = ctx[1];
+        RunResult *res = NULL;
+        bool cancel_sent = false;
+        unsigned poll_ms = 1;
+        /* The phase is the running node's to tell: none from here. */
+        pthread_mutex_lock(&d->lock);
+        free(r->phase);
+        r->phase = NULL;
+        pthread_mutex_unlock(&d->lock);
+        for (;;) {
+                pthread_mutex_lock(&d->lock);
+                bool cancel = r->cancel_requested, stop = d->draining;
+                pthread_mutex_unlock(&d->lock);
+                if (stop)
+                        break; /* the run is safe in Redis; a client re-asks any gateway */
+                if (cancel && !cancel_sent) {
+                        (void) run_queue_cancel(d->queue, r->id, "the run was cancelled");
+                        cancel_sent = true;
+                }
+                RunRecord *rec = NULL;
+                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status))
+                        res = result_from_record(rec);
+                run_record_free(rec);
+                if (res)
+                        break;
+                /* Short runs end within milliseconds: poll from 1 ms,
+                 * doubling up to 50 ms (a long run costs 20 reads a second). */
+                usleep(poll_ms * 1000);
+                poll_ms = MIN(poll_ms * 2, 50u);
+        }
+        pthread_mutex_lock(&d->lock);
+        TenantCount *tc = tenant_count(d, r->tenant);
+        d->queued--;
+        tc->queued--;
+        if (res) {
+                r->result = res;
+                r->status = res->status;
+                r->finished = now_realtime();
+                r->done = true;
+        }
+        for (DRun **q = &d->runs; *q; q = &(*q)->next)
+                if (*q == r) {
+                        *q = r->next;
+                        break;
+                }
+        pthread_cond_broadcast(&d->change_cond);
         return run_thread_leave(d, r, ctx);
 }
 
@@ -705,7 +786,18 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                  * started record (engine_run_log_path). */
                 _cleanup_free_ char *log_path = engine_run_log_path(d->engine, r->id);
                 rec.log_path = log_path;
-                k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
+                if (request && d->cluster) {
+                        /* A resubmission with a used Idempotency-Key is the
+                         * first run: this DRun waits for that one. */
+                        _cleanup_free_ char *id = NULL;
+                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, &id);
+                        if (k == 1 && id && !streq(id, r->id)) {
+                                free(r->id);
+                                r->id = TAKE_PTR(id);
+                        }
+                        k = MIN(k, 0);
+                } else
+                        k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
                 if (k < 0) {
                         pthread_mutex_lock(&d->lock);
                         d->queued--;
@@ -727,7 +819,9 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
 
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        k = pthread_create(&t, &attr, run_thread, ctx);
+        /* In a cluster a gateway's run is any worker's: this node waits
+         * for its record to end instead of running it. */
+        k = pthread_create(&t, &attr, d->cluster && !resumed ? remote_thread : run_thread, ctx);
         pthread_attr_destroy(&attr);
         if (k != 0) {
                 /* Unwind as a cancelled run so the record is final. */
@@ -766,6 +860,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->lambda = lambda;
         if (req->max_attempts > 0)
                 r->max_attempts = req->max_attempts;
+        r->idem_key = req->idempotency_key ? xstrdup(req->idempotency_key) : NULL;
         drun_init_log(d, r);
 
         int k = drun_enqueue(d, r, false);
@@ -773,6 +868,39 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
                 return k;
         *ret = r;
         return 0;
+}
+
+/* Runs p again (an acknowledged run: no limit turns it away). */
+static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
+        DRun *r = drun_new(d, p->id, p->tenant);
+        r->created = p->created;
+        r->attempt = p->attempt;
+        r->max_attempts = p->max_attempts;
+        if (drun_fill_from_request_json(r, p->request_json) < 0) {
+                log_error("run %s: its queued request cannot be read; it stays queued", r->id);
+                drun_free(r);
+                return -EBADMSG;
+        }
+        drun_init_log(d, r);
+        if (claimed) {
+                r->claimed = true;
+                r->daemon_writes_result = true;
+                pthread_mutex_lock(&d->lock);
+                d->cluster_claimed++;
+                pthread_mutex_unlock(&d->lock);
+        }
+        _cleanup_free_ char *id = xstrdup(r->id);
+        int k = drun_enqueue(d, r, true);
+        if (k < 0) {
+                log_error("run %s: cannot resume it: %s", id, strerror(-k));
+                return k;
+        }
+        drun_unref(d, r);
+        return 0;
+}
+
+int daemon_run_adopt(Daemon *d, const PendingRun *p) {
+        return drun_resume(d, p, true);
 }
 
 int daemon_runs_recover(Daemon *d) {
@@ -785,26 +913,9 @@ int daemon_runs_recover(Daemon *d) {
                 log_warn("%zu run(s) were in flight when the daemon last stopped and may not run again; marked lost",
                          lost);
         size_t resumed = 0;
-        for (size_t i = 0; i < n; i++) {
-                DRun *r = drun_new(d, v[i].id, v[i].tenant);
-                r->created = v[i].created;
-                r->attempt = v[i].attempt;
-                r->max_attempts = v[i].max_attempts;
-                if (drun_fill_from_request_json(r, v[i].request_json) < 0) {
-                        log_error("run %s: its queued request cannot be read; it stays queued", r->id);
-                        drun_free(r);
-                        continue;
-                }
-                drun_init_log(d, r);
-                _cleanup_free_ char *id = xstrdup(r->id);
-                k = drun_enqueue(d, r, true);
-                if (k < 0) {
-                        log_error("run %s: cannot resume it: %s", id, strerror(-k));
-                        continue;
-                }
-                drun_unref(d, r);
-                resumed++;
-        }
+        for (size_t i = 0; i < n; i++)
+                if (drun_resume(d, &v[i], false) >= 0)
+                        resumed++;
         pending_run_list_free(v, n);
         if (resumed > 0)
                 log_info("resumed %zu run(s) the previous daemon had accepted", resumed);

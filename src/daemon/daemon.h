@@ -182,6 +182,9 @@ typedef struct RunRequest {
         int max_attempts;
         int version;            /* 0: latest */
         char *context_json;     /* Lambda context (RunSpec.context_json) */
+        /* Cluster mode: the Idempotency-Key header (not owned; NULL: none),
+         * docs/cluster.md. */
+        const char *idempotency_key;
 } RunRequest;
 
 void run_request_done(RunRequest *r);
@@ -265,6 +268,8 @@ struct DRun {
         int attempt;            /* the queue's fencing token once started (0: not started) */
         DRun *next_unwritten;   /* Daemon.unwritten */
         int max_attempts;
+        bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
+        char *idem_key;         /* cluster: the submit's idempotency key, or NULL */
         DRun *next;
 };
 
@@ -315,6 +320,8 @@ struct Daemon {
         struct DaemonGc *gc;            /* the collector (daemon-gc.c); NULL until daemon_gc_start() */
         uint8_t secret_key[32];         /* $DATA/secrets.key (daemon-secrets.c), loaded at start */
         struct DaemonSchedules *schedules; /* the scheduler (daemon-schedules.c) */
+        struct DaemonCluster *cluster;  /* daemon-cluster.c; NULL in single-node mode */
+        unsigned cluster_claimed;       /* runs this node claimed and has not ended (guarded by lock) */
 };
 
 int daemon_runs_init(Daemon *d);
@@ -353,6 +360,42 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev);
 char *daemon_env_requirements_key(const char *tenant, char *const *requirements);
 /* Copies the log text so far (stdout and stderr interleaved). */
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len);
+
+/* Runs a run this node claimed from the cluster's queue (daemon-cluster.c):
+ * counted in Daemon.cluster_claimed until it ends; its final record goes
+ * through the queue. */
+int daemon_run_adopt(Daemon *d, const PendingRun *p);
+
+/* ---- cluster mode (daemon-cluster.c, docs/cluster.md) ------------------- */
+
+typedef enum DaemonClusterRole {
+        CLUSTER_ROLE_ALL,       /* gateway and worker */
+        CLUSTER_ROLE_GATEWAY,   /* serves the API, puts runs on the stream */
+        CLUSTER_ROLE_WORKER,    /* claims runs and runs them */
+} DaemonClusterRole;
+
+typedef struct DaemonClusterOptions {
+        const char *url;
+        const char *node_id;
+        DaemonClusterRole role;
+        bool volatile_ok;               /* --redis-volatile: no AOF/noeviction check */
+        unsigned claim_timeout_ms;      /* 0: the default (5 s) */
+        unsigned lease_ttl_ms;          /* 0: the default (3 s) */
+} DaemonClusterOptions;
+typedef struct DaemonCluster DaemonCluster;
+
+const char *daemon_cluster_role_to_string(DaemonClusterRole role);
+int daemon_cluster_role_from_string(const char *s, DaemonClusterRole *ret);
+/* Replaces d->queue by Redis's, after the durability check (unless
+ * volatile_ok), and starts the lease and (worker, all) claim threads. */
+int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_error);
+/* A run's record: Redis's in cluster mode, else the local store's. */
+int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret);
+int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+/* Submits r to Redis with an idempotency key (NULL: none): 1 with
+ * *ret_id (the first run's id) when that key was used before, 0 new. */
+int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
+                          char **ret_id);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 
@@ -474,6 +517,8 @@ struct json_t *daemon_time_json(usec_t t);
 
 /* ---- runs and validation (daemon-runs-api.c) ---------------------------- */
 
+/* cluster mode (daemon-cluster.c) */
+DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain;
 DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
         daemon_api_run_cancel, daemon_api_run_logs, daemon_api_validate;
 /* Lowers *l to what the config grants call's tenant (absent fields become

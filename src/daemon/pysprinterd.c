@@ -31,6 +31,11 @@ static void usage(FILE *f) {
                 "  --no-auth              single local user, no tokens; loopback addresses only\n"
                 "  --sandbox=full|none    isolation of runs (default full; none is for trusted code)\n"
                 "  --drain-timeout SEC    on SIGTERM, wait this long for runs to finish (default 60)\n"
+                "  --redis URL            cluster mode: share runs through Redis (docs/cluster.md)\n"
+                "  --role ROLE            gateway, worker or all (default all; with --redis)\n"
+                "  --node-id ID           this node's name in the cluster (default HOSTNAME-PID)\n"
+                "  --claim-timeout TIME   reclaim a dead node's runs after this (default 5s)\n"
+                "  --redis-volatile       accept a Redis without AOF or with eviction (may lose runs)\n"
                 "  --verbose              log every request\n"
                 "  --version, --help\n");
 }
@@ -239,7 +244,7 @@ static int check_config(const char *path) {
 
 int main(int argc, char **argv) {
         enum { ARG_LISTEN = 0x100, ARG_CONFIG, ARG_DATA_DIR, ARG_NO_AUTH, ARG_SANDBOX, ARG_DRAIN, ARG_VERSION, ARG_VERBOSE,
-               ARG_CHECK_CONFIG };
+               ARG_CHECK_CONFIG, ARG_REDIS, ARG_ROLE, ARG_NODE_ID, ARG_CLAIM_TIMEOUT, ARG_REDIS_VOLATILE };
         static const struct option options[] = {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "config", required_argument, NULL, ARG_CONFIG },
@@ -249,6 +254,11 @@ int main(int argc, char **argv) {
                 { "drain-timeout", required_argument, NULL, ARG_DRAIN },
                 { "verbose", no_argument, NULL, ARG_VERBOSE },
                 { "check-config", required_argument, NULL, ARG_CHECK_CONFIG },
+                { "redis", required_argument, NULL, ARG_REDIS },
+                { "role", required_argument, NULL, ARG_ROLE },
+                { "node-id", required_argument, NULL, ARG_NODE_ID },
+                { "claim-timeout", required_argument, NULL, ARG_CLAIM_TIMEOUT },
+                { "redis-volatile", no_argument, NULL, ARG_REDIS_VOLATILE },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -257,6 +267,8 @@ int main(int argc, char **argv) {
         Daemon *d = &daemon;
         const char *listen = NULL, *config = getenv("PYSPRINTER_DAEMON_CONFIG"), *data_dir = NULL, *sandbox = NULL;
         unsigned long drain = 60;
+        DaemonClusterOptions cluster = { .role = CLUSTER_ROLE_ALL };
+        bool role_given = false;
         _cleanup_free_ char *err = NULL;
         void *mhd = NULL;
         int c, r;
@@ -299,6 +311,35 @@ int main(int argc, char **argv) {
                 case ARG_VERBOSE:
                         log_set_level(LOG_DEBUG);
                         break;
+                case ARG_REDIS:
+                        cluster.url = optarg;
+                        break;
+                case ARG_ROLE:
+                        if (daemon_cluster_role_from_string(optarg, &cluster.role) < 0) {
+                                log_error("--role must be gateway, worker or all");
+                                return EXIT_USAGE;
+                        }
+                        role_given = true;
+                        break;
+                case ARG_NODE_ID:
+                        if (!*optarg || strlen(optarg) > 64 || strpbrk(optarg, " :/")) {
+                                log_error("--node-id takes a name of 1..64 characters without spaces, ':' or '/'");
+                                return EXIT_USAGE;
+                        }
+                        cluster.node_id = optarg;
+                        break;
+                case ARG_CLAIM_TIMEOUT: {
+                        uint64_t ms;
+                        if (parse_duration_ms(optarg, false, &ms) < 0 || ms > 3600 * 1000) {
+                                log_error("--claim-timeout takes a duration (e.g. 5s or 1500ms)");
+                                return EXIT_USAGE;
+                        }
+                        cluster.claim_timeout_ms = (unsigned) ms;
+                        break;
+                }
+                case ARG_REDIS_VOLATILE:
+                        cluster.volatile_ok = true;
+                        break;
                 case ARG_CHECK_CONFIG:
                         return check_config(optarg);
                 case ARG_VERSION:
@@ -314,6 +355,10 @@ int main(int argc, char **argv) {
         }
         if (optind < argc) {
                 log_error("unexpected argument '%s'", argv[optind]);
+                return EXIT_USAGE;
+        }
+        if (!cluster.url && (role_given || cluster.node_id || cluster.volatile_ok || cluster.claim_timeout_ms)) {
+                log_error("--role, --node-id, --claim-timeout and --redis-volatile need --redis URL");
                 return EXIT_USAGE;
         }
 
@@ -395,6 +440,21 @@ int main(int argc, char **argv) {
         }
         d->store = engine_store(d->engine);
         d->queue = run_queue_sqlite_new(d->store);
+        if (cluster.url) {
+                char host[64] = "node";
+                (void) gethostname(host, sizeof(host) - 1);
+                _cleanup_free_ char *node = cluster.node_id ? NULL : xasprintf("%s-%d", host, (int) getpid());
+                if (node)
+                        cluster.node_id = node;
+                free(err);
+                err = NULL;
+                r = daemon_cluster_start(d, &cluster, &err);
+                if (r < 0) {
+                        log_error("cluster: %s", err ? err : strerror(-r));
+                        engine_free(d->engine);
+                        return r == -EPERM || r == -EINVAL ? EXIT_USAGE : EXIT_SERVER;
+                }
+        }
 
         pthread_rwlock_init(&d->cfg_lock, NULL);
         daemon_runs_init(d);

@@ -12,6 +12,7 @@ SRC = ROOT / "src"
 # Meson dependency objects of our modules -> the module's name in the graph.
 MODULE_DEPS = {
     "basic_dep": "basic", "shared_dep": "shared", "pkg_dep": "pkg", "sandbox_dep": "sandbox", "store_dep": "store",
+    "cluster_dep": "cluster",
     "worker_proto_dep": "worker/proto", "engine_dep": "engine", "data_dep": "data", "dag_dep": "dag",
     "daemon_core_dep": "daemon", "cli_args_dep": "cli",
 }

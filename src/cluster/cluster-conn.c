@@ -1,0 +1,116 @@
+/* The Redis connection (cluster-internal.h): URL parsing, connect with a
+ * timeout, one retry after a reconnect. */
+#include <stdarg.h>
+#include <sys/time.h>
+
+#include "cluster-internal.h"
+
+int conn_parse_url(const char *url, Conn *ret) {
+        assert(url);
+        Conn c = { 0 };
+        if (startswith(url, "unix://"))
+                c.socket_path = xstrdup(url + strlen("unix://"));
+        else if (startswith(url, "unix:"))
+                c.socket_path = xstrdup(url + strlen("unix:"));
+        else if (startswith(url, "redis://")) {
+                const char *h = url + strlen("redis://");
+                const char *colon = strrchr(h, ':');
+                size_t hl = colon ? (size_t) (colon - h) : strcspn(h, "/");
+                c.port = 6379;
+                if (colon) {
+                        char *end;
+                        long p = strtol(colon + 1, &end, 10);
+                        if ((*end && *end != '/') || p <= 0 || p > 65535)
+                                return -EINVAL;
+                        c.port = (int) p;
+                }
+                if (hl == 0)
+                        return -EINVAL;
+                c.host = xstrndup(h, hl);
+        } else
+                return -EINVAL;
+        if (c.socket_path && !*c.socket_path) {
+                free(c.socket_path);
+                return -EINVAL;
+        }
+        *ret = c;
+        return 0;
+}
+
+void conn_done(Conn *c) {
+        if (c->ctx)
+                redisFree(c->ctx);
+        free(c->host);
+        free(c->socket_path);
+        *c = (Conn) { 0 };
+}
+
+static int conn_connect(Conn *c) {
+        struct timeval tv = { .tv_sec = 2 };
+        if (c->ctx) {
+                redisFree(c->ctx);
+                c->ctx = NULL;
+        }
+        redisContext *x = c->socket_path ? redisConnectUnixWithTimeout(c->socket_path, tv)
+                                         : redisConnectWithTimeout(c->host, c->port, tv);
+        if (!x)
+                return -ENOMEM;
+        if (x->err) {
+                redisFree(x);
+                return -ECONNREFUSED;
+        }
+        /* A command never waits forever on a Redis that stopped answering
+         * (SIGSTOP, a partition): blocking reads ask for less than this. */
+        struct timeval io = { .tv_sec = 10 };
+        (void) redisSetTimeout(x, io);
+        c->ctx = x;
+        return 0;
+}
+
+redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error) {
+        assert(c && argv);
+        size_t *len = xmalloc(n * sizeof(size_t));
+        for (size_t i = 0; i < n; i++)
+                len[i] = strlen(argv[i]);
+        redisReply *rep = NULL;
+        int k = 0;
+        for (int attempt = 0; attempt < 2 && !rep; attempt++) {
+                if (!c->ctx || c->ctx->err) {
+                        k = conn_connect(c);
+                        if (k < 0)
+                                continue;
+                }
+                rep = redisCommandArgv(c->ctx, (int) n, (const char **) argv, len);
+                if (!rep)
+                        k = -EIO;
+        }
+        free(len);
+        if (!rep && ret_error)
+                *ret_error = k < 0 ? k : -EIO;
+        return rep;
+}
+
+void args_add(Args *a, const char *s) {
+        a->v = xrealloc(a->v, (a->n + 2) * sizeof(char *));
+        a->v[a->n++] = xstrdup(s);
+        a->v[a->n] = NULL;
+}
+
+void args_addf(Args *a, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                abort();
+        va_end(ap);
+        a->v = xrealloc(a->v, (a->n + 2) * sizeof(char *));
+        a->v[a->n++] = s;
+        a->v[a->n] = NULL;
+}
+
+void args_done(Args *a) {
+        for (size_t i = 0; i < a->n; i++)
+                free(a->v[i]);
+        free(a->v);
+        *a = (Args) { 0 };
+}

@@ -1,0 +1,39 @@
+/* Inside the cluster module only: the hiredis connection (cluster-conn.c)
+ * and the argument vectors commands are built from. */
+#pragma once
+
+#include <assert.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+
+#include "cluster.h"
+
+#define CLUSTER_PREFIX "ps:"
+#define CLUSTER_GROUP "workers"
+
+/* One Redis connection that reconnects: a restarted Redis (same AOF) is
+ * picked up by the next command. */
+typedef struct Conn {
+        char *host;        /* NULL with a unix socket */
+        int port;
+        char *socket_path;
+        redisContext *ctx;
+} Conn;
+
+/* Parses redis://HOST:PORT or unix:PATH (also unix://PATH). -EINVAL. */
+int conn_parse_url(const char *url, Conn *ret);
+void conn_done(Conn *c);
+/* Runs one command (argv of n strings, NUL-terminated); on an I/O error
+ * reconnects and retries once. Returns the reply (freeReplyObject it) or
+ * NULL with *ret_error (-ECONNREFUSED, -EIO) when Redis cannot be reached;
+ * a Redis error reply is returned as the reply (REDIS_REPLY_ERROR). */
+redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error);
+
+/* A growable argument vector. */
+typedef struct Args {
+        char **v;
+        size_t n;
+} Args;
+void args_add(Args *a, const char *s);
+void args_addf(Args *a, const char *fmt, ...) _printf_(2, 3);
+void args_done(Args *a);

@@ -1,0 +1,650 @@
+/* The Redis run queue (cluster.h, docs/cluster.md). Every state change is
+ * one of the Lua scripts beside this file, so it is atomic in Redis; this
+ * file builds their arguments and reads their replies. */
+#include <inttypes.h>
+#include <jansson.h>
+
+#include "cluster-internal.h"
+#include "cluster-scripts.h"
+
+typedef struct ClusterQueue {
+        RunQueue base;
+        char *node_id;
+        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s;
+        pthread_mutex_t lock; /* guards conn */
+        Conn conn;
+        Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
+} ClusterQueue;
+
+#define K_STREAM CLUSTER_PREFIX "runs"
+#define K_DEAD CLUSTER_PREFIX "dead"
+#define K_STALE CLUSTER_PREFIX "stale"
+#define K_NODES CLUSTER_PREFIX "nodes"
+
+static ClusterQueue *cq(RunQueue *q) {
+        assert(q);
+        return (ClusterQueue *) q;
+}
+
+static void reply_freep(redisReply **r) {
+        if (*r)
+                freeReplyObject(*r);
+}
+#define _cleanup_reply_ _cleanup_(reply_freep)
+static void args_donep(Args *a) {
+        args_done(a);
+}
+#define _cleanup_args_ _cleanup_(args_donep)
+
+/* A command on the shared connection. NULL with *ret_error on I/O errors;
+ * an error reply becomes NULL with -EIO too (and is logged once). */
+static redisReply *cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
+        bool shared = conn == &c->conn;
+        if (shared)
+                pthread_mutex_lock(&c->lock);
+        int k = 0;
+        redisReply *r = conn_command(conn, a->n, (const char *const *) a->v, &k);
+        if (shared)
+                pthread_mutex_unlock(&c->lock);
+        if (!r) {
+                *ret_error = k;
+                return NULL;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+                log_warn("redis: %s: %s", a->v[0], r->str);
+                *ret_error = strstr(r->str, "NOGROUP") ? -ENOENT : -EIO;
+                freeReplyObject(r);
+                return NULL;
+        }
+        return r;
+}
+
+/* EVAL of one embedded script: keys then argv are already in a after the
+ * placeholders args_eval() put first. */
+static void args_eval(Args *a, const char *script, int nkeys) {
+        args_add(a, "EVAL");
+        args_add(a, script);
+        args_addf(a, "%d", nkeys);
+}
+
+static void add_field(Args *a, const char *name, const char *value) {
+        if (!value)
+                return;
+        args_add(a, name);
+        args_add(a, value);
+}
+
+static void add_field_u(Args *a, const char *name, uint64_t v) {
+        args_add(a, name);
+        args_addf(a, "%" PRIu64, v);
+}
+
+static int ensure_group(ClusterQueue *c, Conn *conn) {
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "XGROUP");
+        args_add(&a, "CREATE");
+        args_add(&a, K_STREAM);
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, "0");
+        args_add(&a, "MKSTREAM");
+        int k = 0;
+        pthread_mutex_lock(&c->lock);
+        redisReply *r = conn_command(conn, a.n, (const char *const *) a.v, &k);
+        pthread_mutex_unlock(&c->lock);
+        if (!r)
+                return k;
+        /* BUSYGROUP: another node made it first. */
+        bool ok = r->type != REDIS_REPLY_ERROR || strstr(r->str, "BUSYGROUP");
+        freeReplyObject(r);
+        return ok ? 0 : -EIO;
+}
+
+int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, char **ret_id) {
+        ClusterQueue *c = cq(q);
+        assert(r && r->id && r->tenant);
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_submit, 4);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
+        args_add(&a, K_STREAM);
+        args_addf(&a, CLUSTER_PREFIX "idem:%s:%s", r->tenant, idem_key ? idem_key : "");
+        args_addf(&a, CLUSTER_PREFIX "idx:%s", r->tenant);
+        args_add(&a, r->id);
+        args_add(&a, idem_key ? "1" : "0");
+        args_add(&a, "86400");
+        args_addf(&a, "%" PRIu64, (uint64_t) r->created);
+        add_field(&a, "id", r->id);
+        add_field(&a, "tenant", r->tenant);
+        add_field(&a, "filename", r->filename);
+        add_field(&a, "function", r->function);
+        add_field(&a, "args_json", r->args_json);
+        add_field(&a, "kwargs_json", r->kwargs_json);
+        add_field(&a, "request_json", request_json);
+        add_field_u(&a, "created", r->created);
+        add_field_u(&a, "max_attempts", (uint64_t) MAX(r->max_attempts, 1));
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_STRING)
+                return -EBADMSG;
+        if (ret_id)
+                *ret_id = xstrdup(rep->element[1]->str);
+        return (int) rep->element[0]->integer;
+}
+
+static int cq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
+        int k = cluster_submit(q, r, request_json, NULL, NULL);
+        return MIN(k, 0);
+}
+
+static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
+        ClusterQueue *c = cq(q);
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_start, 1);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_addf(&a, "%" PRIu64, (uint64_t) started);
+        args_add(&a, c->node_id);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_INTEGER)
+                return -EBADMSG;
+        if (rep->integer < 0)
+                return -ESTALE;
+        *ret_attempt = (int) rep->integer;
+        return 0;
+}
+
+static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
+        ClusterQueue *c = cq(q);
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_finish, 3);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
+        args_add(&a, K_STREAM);
+        args_add(&a, K_STALE);
+        args_addf(&a, "%d", attempt);
+        args_add(&a, CLUSTER_GROUP);
+        args_addf(&a, "%u", c->record_ttl_s);
+        add_field(&a, "function", r->function);
+        add_field(&a, "status", r->status);
+        args_add(&a, "exit_code");
+        args_addf(&a, "%d", r->exit_code);
+        add_field(&a, "value_json", r->value_json);
+        add_field(&a, "value_repr", r->value_repr);
+        add_field(&a, "error_type", r->error_type);
+        add_field(&a, "error_message", r->error_message);
+        add_field(&a, "traceback", r->traceback);
+        add_field(&a, "timings_json", r->timings_json);
+        add_field(&a, "log_path", r->log_path);
+        if (r->started > 0)
+                add_field_u(&a, "started", r->started);
+        add_field_u(&a, "finished", r->finished ? r->finished : now_realtime());
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_INTEGER)
+                return -EBADMSG;
+        return rep->integer == 1 ? 0 : -ESTALE;
+}
+
+static int cq_cancel(RunQueue *q, const char *id, const char *message) {
+        ClusterQueue *c = cq(q);
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_cancel, 2);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, K_STREAM);
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, message ? message : "the run was cancelled");
+        args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
+        args_addf(&a, "%u", c->record_ttl_s);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        return rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? 0 : -ESTALE;
+}
+
+/* Nothing to recover at start-up: a node's runs are found again through
+ * the stream (its pending entries, reclaimed once its lease expired). */
+static int cq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, size_t *ret_n, size_t *ret_lost) {
+        *ret = NULL;
+        *ret_n = 0;
+        if (ret_lost)
+                *ret_lost = 0;
+        return 0;
+}
+
+static void cq_free(RunQueue *q) {
+        ClusterQueue *c = cq(q);
+        conn_done(&c->conn);
+        conn_done(&c->claim_conn);
+        pthread_mutex_destroy(&c->lock);
+        free(c->node_id);
+        free(c);
+}
+
+static const RunQueueOps cluster_queue_ops = {
+        .name = "redis",
+        .submit = cq_submit,
+        .start = cq_start,
+        .finish = cq_finish,
+        .cancel = cq_cancel,
+        .recover = cq_recover,
+        .free = cq_free,
+};
+
+int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error) {
+        assert(o && o->url && o->node_id && ret);
+        ClusterQueue *c = xcalloc(1, sizeof(ClusterQueue));
+        c->base.ops = &cluster_queue_ops;
+        c->node_id = xstrdup(o->node_id);
+        c->claim_timeout_ms = o->claim_timeout_ms ? o->claim_timeout_ms : 5000;
+        c->lease_ttl_ms = o->lease_ttl_ms ? o->lease_ttl_ms : 3000;
+        c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
+        pthread_mutex_init(&c->lock, NULL);
+        if (conn_parse_url(o->url, &c->conn) < 0 || conn_parse_url(o->url, &c->claim_conn) < 0) {
+                if (ret_error)
+                        *ret_error = xasprintf("'%s' is not a Redis URL (redis://HOST:PORT or unix:PATH)", o->url);
+                cq_free(&c->base);
+                return -EINVAL;
+        }
+        int k = ensure_group(c, &c->conn);
+        if (k < 0) {
+                if (ret_error)
+                        *ret_error = xasprintf("cannot reach Redis at %s: %s", o->url, strerror(-k));
+                cq_free(&c->base);
+                return k;
+        }
+        *ret = &c->base;
+        return 0;
+}
+
+static char *config_get(ClusterQueue *c, const char *name) {
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "CONFIG");
+        args_add(&a, "GET");
+        args_add(&a, name);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || rep->element[1]->type != REDIS_REPLY_STRING)
+                return NULL;
+        return xstrdup(rep->element[1]->str);
+}
+
+int cluster_check_durability(RunQueue *q, char **ret_error) {
+        ClusterQueue *c = cq(q);
+        _cleanup_free_ char *aof = config_get(c, "appendonly"), *policy = config_get(c, "maxmemory-policy");
+        if (!aof || !policy) {
+                *ret_error = xstrdup("cannot read Redis's configuration (CONFIG GET appendonly, maxmemory-policy)");
+                return -EIO;
+        }
+        if (!streq(aof, "yes")) {
+                *ret_error = xstrdup("Redis runs without AOF (appendonly no): a Redis restart would lose "
+                                     "acknowledged runs; set 'appendonly yes', or pass --redis-volatile to accept that");
+                return -EPERM;
+        }
+        if (!streq(policy, "noeviction")) {
+                *ret_error = xasprintf("Redis may evict keys (maxmemory-policy %s): queued runs could vanish; set "
+                                       "'maxmemory-policy noeviction', or pass --redis-volatile to accept that",
+                                       policy);
+                return -EPERM;
+        }
+        return 0;
+}
+
+/* The fields a claimed run is started from. -ENOENT: no such record (it
+ * expired); -ESTALE: it is not queued (cancelled or ended meanwhile). */
+static int pending_read(ClusterQueue *c, Conn *conn, const char *id, PendingRun *ret) {
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "HMGET");
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        const char *f[] = { "status", "tenant", "request_json", "attempt", "max_attempts", "created" };
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                args_add(&a, f[i]);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != ELEMENTSOF(f))
+                return -EBADMSG;
+        redisReply **e = rep->element;
+        if (e[0]->type != REDIS_REPLY_STRING)
+                return -ENOENT;
+        if (!streq(e[0]->str, "queued"))
+                return -ESTALE;
+        if (e[1]->type != REDIS_REPLY_STRING || e[2]->type != REDIS_REPLY_STRING)
+                return -EBADMSG;
+        *ret = (PendingRun) {
+                .id = xstrdup(id),
+                .tenant = xstrdup(e[1]->str),
+                .request_json = xstrdup(e[2]->str),
+                .attempt = e[3]->type == REDIS_REPLY_STRING ? atoi(e[3]->str) : 0,
+                .max_attempts = e[4]->type == REDIS_REPLY_STRING ? atoi(e[4]->str) : 1,
+                .created = e[5]->type == REDIS_REPLY_STRING ? strtoull(e[5]->str, NULL, 10) : 0,
+        };
+        return 0;
+}
+
+static void ack_entry(ClusterQueue *c, Conn *conn, const char *eid) {
+        const char *ops[] = { "XACK", "XDEL" };
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_args_ Args a = { 0 };
+                args_add(&a, ops[i]);
+                args_add(&a, K_STREAM);
+                if (i == 0)
+                        args_add(&a, CLUSTER_GROUP);
+                args_add(&a, eid);
+                int k = 0;
+                redisReply *r = cmd(c, conn, &a, &k);
+                if (r)
+                        freeReplyObject(r);
+        }
+}
+
+static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char *eid, PendingRun **v, size_t *n) {
+        PendingRun p;
+        int k = pending_read(c, conn, id, &p);
+        if (k == -ENOENT || k == -ESTALE) {
+                /* Nothing to run: the entry is done with. */
+                if (eid)
+                        ack_entry(c, conn, eid);
+                return;
+        }
+        if (k < 0)
+                return; /* stays pending: reclaimed later */
+        *v = xrealloc(*v, (*n + 1) * sizeof(PendingRun));
+        (*v)[(*n)++] = p;
+}
+
+static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_reclaim, 2);
+        args_add(&a, K_STREAM);
+        args_add(&a, K_DEAD);
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, c->node_id);
+        args_addf(&a, "%u", c->claim_timeout_ms);
+        args_addf(&a, "%zu", max);
+        args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
+        args_addf(&a, "%u", c->record_ttl_s);
+        args_add(&a, CLUSTER_PREFIX);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
+        if (!rep)
+                return k;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING)
+                        pending_add(c, &c->claim_conn, rep->element[i]->str, NULL, v, n);
+        return 0;
+}
+
+int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, size_t *ret_n) {
+        ClusterQueue *c = cq(q);
+        PendingRun *v = NULL;
+        size_t n = 0;
+        *ret = NULL;
+        *ret_n = 0;
+        if (max == 0)
+                return 0;
+        int k = reclaim(c, max, &v, &n);
+        if (k < 0 && k != -ENOENT)
+                return k;
+        if (n < max) {
+                _cleanup_args_ Args a = { 0 };
+                args_add(&a, "XREADGROUP");
+                args_add(&a, "GROUP");
+                args_add(&a, CLUSTER_GROUP);
+                args_add(&a, c->node_id);
+                args_add(&a, "COUNT");
+                /* Only as many as there are free slots: no prefetch, so a
+                 * long run never holds short ones hostage. */
+                args_addf(&a, "%zu", max - n);
+                if (n == 0 && block_ms > 0) {
+                        args_add(&a, "BLOCK");
+                        args_addf(&a, "%u", block_ms);
+                }
+                args_add(&a, "STREAMS");
+                args_add(&a, K_STREAM);
+                args_add(&a, ">");
+                _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
+                if (!rep && k == -ENOENT)
+                        (void) ensure_group(c, &c->claim_conn); /* a Redis that lost its data */
+                if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+                    rep->element[0]->elements == 2) {
+                        redisReply *entries = rep->element[0]->element[1];
+                        for (size_t i = 0; i < entries->elements; i++) {
+                                redisReply *e = entries->element[i];
+                                if (e->elements != 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
+                                        continue;
+                                redisReply *f = e->element[1];
+                                for (size_t j = 0; j + 1 < f->elements; j += 2)
+                                        if (streq(f->element[j]->str, "id"))
+                                                pending_add(c, &c->claim_conn, f->element[j + 1]->str,
+                                                            e->element[0]->str, &v, &n);
+                        }
+                }
+                if (!rep && n == 0)
+                        return k;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draining) {
+        ClusterQueue *c = cq(q);
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_lease, 4);
+        args_addf(&a, CLUSTER_PREFIX "node:%s", c->node_id);
+        args_add(&a, K_STREAM);
+        args_add(&a, K_NODES);
+        args_addf(&a, CLUSTER_PREFIX "drain:%s", c->node_id);
+        args_addf(&a, "%u", c->lease_ttl_ms);
+        args_add(&a, status_json ? status_json : "{}");
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, c->node_id);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (ret_draining)
+                *ret_draining = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+        return 0;
+}
+
+static RunRecord *record_from_hash(const redisReply *rep) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0)
+                return NULL;
+        RunRecord *r = xcalloc(1, sizeof(RunRecord));
+        r->exit_code = -1;
+        struct {
+                const char *name;
+                char **field;
+        } text[] = {
+                { "id", &r->id },
+                { "tenant", &r->tenant },
+                { "filename", &r->filename },
+                { "function", &r->function },
+                { "args_json", &r->args_json },
+                { "kwargs_json", &r->kwargs_json },
+                { "status", &r->status },
+                { "value_json", &r->value_json },
+                { "value_repr", &r->value_repr },
+                { "error_type", &r->error_type },
+                { "error_message", &r->error_message },
+                { "traceback", &r->traceback },
+                { "timings_json", &r->timings_json },
+                { "log_path", &r->log_path },
+        };
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+                const char *name = rep->element[i]->str, *value = rep->element[i + 1]->str;
+                if (!name || !value)
+                        continue;
+                bool done = false;
+                for (size_t j = 0; j < ELEMENTSOF(text) && !done; j++)
+                        if (streq(name, text[j].name)) {
+                                free(*text[j].field);
+                                *text[j].field = xstrdup(value);
+                                done = true;
+                        }
+                if (done)
+                        continue;
+                if (streq(name, "exit_code"))
+                        r->exit_code = atoi(value);
+                else if (streq(name, "attempt"))
+                        r->attempt = atoi(value);
+                else if (streq(name, "max_attempts"))
+                        r->max_attempts = atoi(value);
+                else if (streq(name, "created"))
+                        r->created = strtoull(value, NULL, 10);
+                else if (streq(name, "started"))
+                        r->started = strtoull(value, NULL, 10);
+                else if (streq(name, "finished"))
+                        r->finished = strtoull(value, NULL, 10);
+        }
+        if (!r->id || !r->status || !r->tenant)
+                return run_record_free(r);
+        return r;
+}
+
+int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret) {
+        ClusterQueue *c = cq(q);
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "HGETALL");
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        RunRecord *r = record_from_hash(rep);
+        if (!r)
+                return -ENOENT;
+        if (tenant && !streq(r->tenant, tenant)) {
+                run_record_free(r);
+                return -ENOENT;
+        }
+        *ret = r;
+        return 0;
+}
+
+int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n) {
+        ClusterQueue *c = cq(q);
+        assert(tenant);
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "ZREVRANGE");
+        args_addf(&a, CLUSTER_PREFIX "idx:%s", tenant);
+        args_add(&a, "0");
+        args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        RunRecord **v = NULL;
+        size_t n = 0;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+                RunRecord *r = NULL;
+                k = cluster_run_get(q, tenant, rep->element[i]->str, &r);
+                if (k == -ENOENT) {
+                        /* The record expired: its index entry goes too. */
+                        _cleanup_args_ Args z = { 0 };
+                        args_add(&z, "ZREM");
+                        args_addf(&z, CLUSTER_PREFIX "idx:%s", tenant);
+                        args_add(&z, rep->element[i]->str);
+                        redisReply *zr = cmd(c, &c->conn, &z, &k);
+                        if (zr)
+                                freeReplyObject(zr);
+                        continue;
+                }
+                if (k < 0) {
+                        run_record_list_free(v, n);
+                        return k;
+                }
+                v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
+                v[n++] = r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static long long int_of(ClusterQueue *c, const char *c0, const char *c1, const char *c2, int *ret_error) {
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, c0);
+        args_add(&a, c1);
+        if (c2)
+                args_add(&a, c2);
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, ret_error);
+        if (!rep)
+                return -1;
+        if (rep->type == REDIS_REPLY_INTEGER)
+                return rep->integer;
+        if (rep->type == REDIS_REPLY_STRING)
+                return atoll(rep->str);
+        /* XPENDING's summary: [count, first, last, consumers]. */
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_INTEGER)
+                return rep->element[0]->integer;
+        return 0;
+}
+
+int cluster_status_json(RunQueue *q, char **ret_json) {
+        ClusterQueue *c = cq(q);
+        int k = 0;
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "SMEMBERS");
+        args_add(&a, K_NODES);
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        json_t *nodes = json_array();
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+                const char *id = rep->element[i]->str;
+                _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "node:%s", id);
+                _cleanup_args_ Args g = { 0 };
+                args_add(&g, "GET");
+                args_add(&g, key);
+                _cleanup_reply_ redisReply *val = cmd(c, &c->conn, &g, &k);
+                long long pttl = int_of(c, "PTTL", key, NULL, &k);
+                _cleanup_free_ char *dkey = xasprintf(CLUSTER_PREFIX "drain:%s", id);
+                long long draining = int_of(c, "EXISTS", dkey, NULL, &k);
+                json_t *o = val && val->type == REDIS_REPLY_STRING ? json_loads(val->str, 0, NULL) : NULL;
+                if (!json_is_object(o)) {
+                        json_decref(o);
+                        o = json_object();
+                }
+                bool alive = val && val->type == REDIS_REPLY_STRING;
+                json_object_set_new(o, "id", json_string(id));
+                json_object_set_new(o, "alive", json_boolean(alive));
+                json_object_set_new(o, "drain_requested", json_boolean(draining == 1));
+                if (alive && pttl >= 0)
+                        json_object_set_new(o, "lease_age_ms", json_integer((json_int_t) c->lease_ttl_ms - pttl));
+                json_array_append_new(nodes, o);
+        }
+        long long pending = int_of(c, "XPENDING", K_STREAM, CLUSTER_GROUP, &k);
+        long long entries = int_of(c, "XLEN", K_STREAM, NULL, &k);
+        long long dead = int_of(c, "XLEN", K_DEAD, NULL, &k);
+        long long stale = int_of(c, "GET", K_STALE, NULL, &k);
+        json_t *j = json_pack("{s:o, s:I, s:I, s:I, s:I}", "nodes", nodes, "pending", (json_int_t) MAX(pending, 0),
+                              "queued", (json_int_t) MAX(entries - MAX(pending, 0), 0), "dead_letters",
+                              (json_int_t) MAX(dead, 0), "stale_results", (json_int_t) MAX(stale, 0));
+        *ret_json = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        return 0;
+}
+
+int cluster_drain(RunQueue *q, const char *node_id) {
+        ClusterQueue *c = cq(q);
+        int k = 0;
+        long long known = int_of(c, "SISMEMBER", K_NODES, node_id, &k);
+        if (known < 0)
+                return k;
+        if (known == 0)
+                return -ENOENT;
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "SET");
+        args_addf(&a, CLUSTER_PREFIX "drain:%s", node_id);
+        args_add(&a, "1");
+        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        return rep ? 0 : k;
+}

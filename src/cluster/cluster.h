@@ -1,0 +1,66 @@
+/* cluster: the Redis implementation of the run queue (store.h RunQueueOps)
+ * and the node bookkeeping of a pysprinterd cluster (docs/cluster.md).
+ *
+ * Keys (prefix "ps:"): run:<id> (hash, the record; EXPIRE after it ends),
+ * runs (the stream, consumer group "workers", one entry per delivery),
+ * idem:<tenant>:<key> (idempotency), idx:<tenant> (zset of ids by
+ * created), node:<id> (the lease: TTL'd, value = the node's JSON status),
+ * nodes (set of node ids ever seen), dead (dead-letter stream),
+ * drain:<id> (set: stop claiming), stale (counter of dropped results).
+ * Every state change is one Lua script (cluster-scripts.h), so a crash of a
+ * node or of Redis between two steps loses nothing.
+ *
+ * Depends on: basic, store (the interface), hiredis inside the module only.
+ * A ClusterQueue is safe to use from several threads (one connection
+ * under a mutex; reconnected on error, so a restarted Redis is picked up). */
+#pragma once
+
+#include "basic.h"
+#include "store.h"
+
+typedef struct ClusterOptions {
+        const char *url;           /* redis://host:port or unix:/path */
+        const char *node_id;       /* this node's consumer name */
+        unsigned claim_timeout_ms; /* an entry idle this long on a dead node is reclaimed (default 5000) */
+        unsigned lease_ttl_ms;     /* node:<id> lifetime (default 3000; refreshed every ~1 s) */
+        unsigned record_ttl_s;     /* ended run records expire after this (default 7 days) */
+} ClusterOptions;
+
+/* Connects and creates the stream's consumer group. -ECONNREFUSED/-EIO
+ * when Redis cannot be reached (*ret_error says why). */
+int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error);
+
+/* The start-up check: Redis must keep what it acknowledged (appendonly
+ * yes) and never evict (maxmemory-policy noeviction). -EPERM with
+ * *ret_error when it does not; volatile skips the check. */
+int cluster_check_durability(RunQueue *q, char **ret_error);
+
+/* Submit with an idempotency key (NULL: none): a second submit of the same
+ * (tenant, key) returns the first run's id in *ret_id (which may differ
+ * from r->id) and 1; a new run returns 0. */
+int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, char **ret_id);
+
+/* Claims at most max entries for this node: first entries of nodes whose
+ * lease expired and that sat idle past the claim timeout (moved to the
+ * dead-letter stream and ended lost once attempts are used up), then new
+ * entries (XREADGROUP COUNT max, blocking up to block_ms). Returns the runs
+ * to start (each one queued, ready for RunQueueOps.start). Uses its own
+ * connection: call it from one thread. */
+int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, size_t *ret_n);
+
+/* Refreshes this node's lease (status_json: what `cluster status` shows of
+ * it) and re-touches its pending entries so they do not look idle. Sets
+ * *ret_draining when someone asked this node to drain. */
+int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draining);
+
+/* The record of run id (exact id), within tenant (NULL: any). -ENOENT. */
+int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret);
+/* tenant's runs, most recent first. */
+int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+
+/* The cluster as JSON: {"nodes":[{"id","alive","lease_age_ms",
+ * "drain_requested", ...the status_json its lease holds}],
+ * "pending":N, "queued":N, "dead_letters":N, "stale_results":N}. */
+int cluster_status_json(RunQueue *q, char **ret_json);
+/* Asks node to stop claiming (it finishes what it runs). */
+int cluster_drain(RunQueue *q, const char *node_id);

@@ -1,0 +1,309 @@
+"""Cluster mode (docs/cluster.md): pysprinterd nodes that share runs through
+a real redis-server (AOF on, started by the test on a unix socket in the
+test's directory), on loopback ports. A load generator submits runs through
+a gateway; the checker reads every acknowledged run back and asserts it
+ended in exactly one terminal state, under kill -9 of a worker, SIGSTOP of a
+worker past the claim timeout, and kill -9 + restart of Redis."""
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import json
+
+from conftest import CLI, DAEMON
+from daemonlib import TOKENS, Daemon, sandbox_mode
+
+REDIS = shutil.which("redis-server")
+pytestmark = [pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built"),
+              pytest.mark.skipif(not REDIS, reason="redis-server is not installed")]
+
+TERMINAL = {"succeeded", "failed", "invalid", "deps_failed", "killed", "cancelled", "error", "lost"}
+SLEEPER = """
+import time
+def f(seconds: float = 0, tag: str = ""):
+    time.sleep(seconds)
+    return tag
+"""
+CLAIM_TIMEOUT_MS = 1500
+
+
+class Redis:
+    def __init__(self, root, appendonly="yes"):
+        self.dir = root / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sock = str(self.dir / "redis.sock")
+        self.appendonly = appendonly
+        self.proc = None
+
+    @property
+    def url(self):
+        return "unix:" + self.sock
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", "0", "--unixsocket", self.sock, "--dir", str(self.dir), "--appendonly",
+             self.appendonly, "--appendfsync", "always", "--save", "", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.cli("PING") == "PONG":
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not come up")
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-s", self.sock, *args], capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path, redis):
+    started = []
+    mode = sandbox_mode(tmp_path)
+
+    def start(name, role, slots=2, extra=()):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra=f"""
+            server:
+              max_concurrent_runs: {slots}
+              max_concurrent_per_tenant: {slots}
+            """, args=["--redis", redis.url, "--role", role, "--node-id", name,
+                       "--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10", *extra])
+        d.start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGCONT)
+        else:
+            # A node killed with -9 left its pool's cgroups behind: its next
+            # start (same home) clears them, as after a real crash.
+            if redis.proc.poll() is not None:
+                redis.start()
+            d.start()
+        d.stop(timeout=30)
+
+
+def submit(gw, seconds, tag):
+    st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": seconds, "tag": tag})
+    assert st == 202, (st, b)
+    return b["id"]
+
+
+def node_of(redis, rid):
+    return redis.cli("HGET", f"ps:run:{rid}", "node")
+
+
+def wait_until(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def check_all_terminal(gw, acked, timeout=120):
+    """The checker: every acknowledged run ends in exactly one terminal
+    state with its own tag as the value (never another run's result)."""
+    ends = {}
+    deadline = time.time() + timeout
+    for rid, tag in acked:
+        while True:
+            st, b = gw.call("GET", f"/v1/runs/{rid}")
+            assert st == 200, (rid, st, b)
+            if b["status"] in TERMINAL:
+                ends[rid] = b
+                break
+            assert time.time() < deadline, f"run {rid} never ended: {b}"
+            time.sleep(0.05)
+        assert b["status"] == "succeeded", b
+        assert b["result"] == tag, b
+    return ends
+
+
+def test_gateway_and_worker_share_runs(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    nodes("w1", "worker")
+    st, b = gw.run(SLEEPER, kwargs={"tag": "hello"})
+    assert st == 200 and b["status"] == "succeeded" and b["result"] == "hello", b
+    assert node_of(redis, b["id"]) == "w1"
+    st, lst = gw.call("GET", "/v1/runs")
+    assert st == 200 and b["id"] in [r["id"] for r in lst["runs"]]
+    # another tenant does not see it
+    st, _ = gw.call("GET", f"/v1/runs/{b['id']}", token="bob")
+    assert st == 404
+    st, s = gw.call("GET", "/v1/cluster")
+    assert st == 200, s
+    by_id = {n["id"]: n for n in s["nodes"]}
+    assert by_id["w1"]["alive"] and by_id["w1"]["role"] == "worker" and by_id["w1"]["slots"] == 2
+    assert by_id["gw1"]["role"] == "gateway"
+    assert s["pending"] == 0 and s["dead_letters"] == 0
+
+
+def test_refuses_redis_that_can_lose_runs(tmp_path):
+    volatile = Redis(tmp_path / "volatile", appendonly="no").start()
+    try:
+        d = Daemon(tmp_path / "n", args=["--redis", volatile.url, "--node-id", "n1"])
+        with pytest.raises(RuntimeError) as e:
+            d.start()
+        assert "appendonly" in str(e.value) and "--redis-volatile" in str(e.value)
+        d2 = Daemon(tmp_path / "n2", args=["--redis", volatile.url, "--node-id", "n2", "--redis-volatile"])
+        d2.start()
+        d2.stop()
+    finally:
+        volatile.stop()
+
+
+def test_kill9_worker_mid_run_its_runs_finish_elsewhere(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    w1 = nodes("w1", "worker")
+    nodes("w2", "worker")
+    acked = [(submit(gw, 2, f"t{i}"), f"t{i}") for i in range(8)]
+    # kill w1 while it runs at least one of them
+    on_w1 = wait_until(lambda: [r for r, _ in acked if node_of(redis, r) == "w1" and
+                                redis.cli("HGET", f"ps:run:{r}", "status") == "running"], 60, "a run on w1")
+    w1.kill9()
+    t0 = time.time()
+    ends = check_all_terminal(gw, acked)
+    print(f"kill -9 w1: all {len(acked)} runs ended {time.time() - t0:.1f}s later; "
+          f"{sum(e['attempt'] > 1 for e in ends.values())} ran again elsewhere")
+    for rid in on_w1:
+        assert ends[rid]["attempt"] >= 2, ends[rid]      # ran again elsewhere
+        assert node_of(redis, rid) == "w2"
+    # within claim timeout + lease + run time (+ slack for a loaded machine)
+    assert time.time() - t0 < CLAIM_TIMEOUT_MS / 1000 + 3 + 4 * 2 + 30
+    st, s = gw.call("GET", "/v1/cluster")
+    assert s["pending"] == 0 and s["queued"] == 0
+
+
+def test_sigstop_worker_late_completion_is_stale(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    w1 = nodes("w1", "worker", slots=1)
+    rid = submit(gw, 3, "late")
+    wait_until(lambda: node_of(redis, rid) == "w1" and redis.cli("HGET", f"ps:run:{rid}", "status") == "running",
+               60, "the run on w1")
+    os.kill(w1.proc.pid, signal.SIGSTOP)
+    # w1's lease expires; w2 takes the run over past the claim timeout
+    nodes("w2", "worker", slots=1)
+    wait_until(lambda: node_of(redis, rid) == "w2", 60, "w2 to take the run over")
+    b = check_all_terminal(gw, [(rid, "late")])[rid]
+    os.kill(w1.proc.pid, signal.SIGCONT)
+    # w1's own run ended meanwhile; its result comes back STALE and is dropped
+    wait_until(lambda: int(redis.cli("GET", "ps:stale") or 0) >= 1, 60, "w1's stale completion")
+    st, after = gw.call("GET", f"/v1/runs/{rid}")
+    assert after["status"] == "succeeded" and after["attempt"] == b["attempt"] == 2 and after["finished_at"] == b["finished_at"]
+    st, s = gw.call("GET", "/v1/cluster")
+    assert s["stale_results"] >= 1
+
+
+def test_kill9_redis_and_restart_on_same_aof_resumes(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    nodes("w1", "worker", slots=2)
+    acked = []
+    stop = threading.Event()
+
+    def load():
+        i = 0
+        while not stop.is_set():
+            try:
+                st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": 0.5, "tag": f"l{i}"})
+            except OSError:
+                st = None
+            if st == 202:
+                acked.append((b["id"], f"l{i}"))
+            i += 1
+            time.sleep(0.1)
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        wait_until(lambda: len(acked) >= 6, 60, "some acknowledged runs")
+        redis.kill9()
+        time.sleep(0.5)  # the outage itself: submits are refused, nothing is acknowledged
+        redis.start()
+        n = len(acked)
+        wait_until(lambda: len(acked) >= n + 4, 60, "runs acknowledged after the restart")
+    finally:
+        stop.set()
+        t.join()
+    check_all_terminal(gw, acked)
+
+
+def cli(gw, *args, token="admin"):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
+    env["PYSPRINTER_HOME"] = str(gw.root / "cli-home")
+    return subprocess.run([str(CLI), "--server", gw.url, "--token", TOKENS[token], *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_cli_cluster_status_and_drain(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    nodes("w1", "worker")
+    r = cli(gw, "cluster", "status")
+    assert r.returncode == 0, r.stderr
+    assert "w1" in r.stdout and "gw1" in r.stdout and "0 dead letters" in r.stdout
+    r = cli(gw, "cluster", "status", "--json")
+    s = json.loads(r.stdout)
+    assert {n["id"] for n in s["nodes"]} >= {"w1", "gw1"}
+    # a user token may not drain; an admin may; an unknown node is 404
+    assert cli(gw, "cluster", "drain", "w1", token="alice").returncode != 0
+    r = cli(gw, "cluster", "drain", "nope")
+    assert r.returncode != 0 and "no node 'nope'" in r.stderr
+    r = cli(gw, "cluster", "drain", "w1")
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: any(n["id"] == "w1" and n.get("draining") and n["alive"]
+                           for n in json.loads(cli(gw, "cluster", "status", "--json").stdout)["nodes"]),
+               30, "w1 to show draining")
+    # a drained node claims nothing: the run waits for another worker
+    rid = submit(gw, 0, "after-drain")
+    nodes("w2", "worker")
+    check_all_terminal(gw, [(rid, "after-drain")])
+    assert node_of(redis, rid) == "w2"
+    # without a server the verb says what it needs
+    r = subprocess.run([str(CLI), "cluster", "status"], capture_output=True, text=True,
+                       env={"PATH": os.environ["PATH"], "PYSPRINTER_HOME": str(gw.root / "cli-home")})
+    assert r.returncode == 2 and "needs a server" in r.stderr
+
+
+def test_idempotency_key_returns_the_first_run(nodes, redis):
+    gw = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    body = {"source": SLEEPER, "kwargs": {"tag": "once"}}
+    h = {"Idempotency-Key": "order-42"}
+    st, a = gw.call("POST", "/v1/runs?wait=true", body, headers=h)
+    assert st == 200 and a["result"] == "once", a
+    # the same key again, through another gateway: the same run, not a new one
+    st, b = gw2.call("POST", "/v1/runs", body, headers=h)
+    assert st in (200, 202) and b["id"] == a["id"], (a, b)
+    # keys are per tenant
+    st, c = gw.call("POST", "/v1/runs", body, headers=h, token="bob")
+    assert st == 202 and c["id"] != a["id"]
+    st, e = gw.call("POST", "/v1/runs", body, headers={"Idempotency-Key": "x" * 201})
+    assert st == 400
+    st, lst = gw.call("GET", "/v1/runs")
+    assert [r["id"] for r in lst["runs"]].count(a["id"]) == 1 and len(lst["runs"]) == 1

@@ -1,0 +1,336 @@
+/* Unit tests for src/cluster: the Redis run queue against a real
+ * redis-server (AOF on) that the test starts on a unix socket. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <jansson.h>
+
+#include "cluster.h"
+
+static char dir[] = "/tmp/cluster-test-XXXXXX";
+static char url[256];
+static pid_t redis_pid = -1;
+
+static void redis_start(void) {
+        char sock[200];
+        snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
+        snprintf(url, sizeof(url), "unix:%s", sock);
+        redis_pid = fork();
+        assert_true(redis_pid >= 0);
+        if (redis_pid == 0) {
+                /* Never outlive the test, never hold its output open. */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                dup2(null, 1);
+                dup2(null, 2);
+                execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--appendonly", "yes",
+                       "--appendfsync", "always", "--dir", dir, "--save", "", "--loglevel", "warning",
+                       (char *) NULL);
+                _exit(127);
+        }
+        /* Ready when it answers: a queue can be made (the group created). */
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        for (;;) {
+                RunQueue *q = NULL;
+                ClusterOptions o = { .url = url, .node_id = "probe" };
+                if (cluster_queue_new(&o, &q, NULL) == 0) {
+                        run_queue_free(q);
+                        return;
+                }
+                assert_true(now_monotonic() < deadline);
+                usleep(20000);
+        }
+}
+
+static void redis_kill9(void) {
+        kill(redis_pid, SIGKILL);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = -1;
+}
+
+/* Changes the server's configuration as an operator would. */
+static void redis_config(const char *name, const char *value) {
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock CONFIG SET %s %s >/dev/null", dir, name, value);
+        assert_int_equal(system(c), 0);
+}
+
+static RunQueue *queue(const char *node, unsigned claim_timeout_ms) {
+        RunQueue *q = NULL;
+        ClusterOptions o = { .url = url, .node_id = node, .claim_timeout_ms = claim_timeout_ms, .lease_ttl_ms = 300 };
+        assert_int_equal(cluster_queue_new(&o, &q, NULL), 0);
+        return q;
+}
+
+static void submit(RunQueue *q, const char *id, int max_attempts) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) "t1", .filename = (char *) "main.py",
+                        .status = (char *) "queued", .created = now_realtime(), .max_attempts = max_attempts };
+        assert_int_equal(run_queue_submit(q, &r, "{\"v\":1,\"source\":\"x\"}"), 0);
+}
+
+static void finish_rec(RunRecord *r, const char *id, const char *status) {
+        *r = (RunRecord) { .id = (char *) id, .tenant = (char *) "t1", .status = (char *) status, .exit_code = 0,
+                           .value_json = (char *) "42", .finished = now_realtime() };
+}
+
+static char *status_of(RunQueue *q, const char *id) {
+        RunRecord *r = NULL;
+        assert_int_equal(cluster_run_get(q, "t1", id, &r), 0);
+        char *s = xstrdup(r->status);
+        run_record_free(r);
+        return s;
+}
+
+/* Claims until ids holds want runs or the deadline passes. */
+static size_t claim_until(RunQueue *q, size_t max, size_t want, PendingRun **ret) {
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        PendingRun *v = NULL;
+        size_t n = 0;
+        while (n < want && now_monotonic() < deadline) {
+                PendingRun *w = NULL;
+                size_t m = 0;
+                assert_int_equal(cluster_claim(q, max - n, 50, &w, &m), 0);
+                v = xrealloc(v, (n + m + 1) * sizeof(PendingRun));
+                memcpy(v + n, w, m * sizeof(PendingRun));
+                free(w);
+                n += m;
+        }
+        *ret = v;
+        return n;
+}
+
+static void test_submit_start_finish_fenced(void **state) {
+        RunQueue *a = queue("a1", 5000);
+        submit(a, "r-basic", 3);
+        _cleanup_free_ char *s0 = status_of(a, "r-basic");
+        assert_string_equal(s0, "queued");
+
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-basic");
+        assert_string_equal(v[0].tenant, "t1");
+        assert_string_equal(v[0].request_json, "{\"v\":1,\"source\":\"x\"}");
+        pending_run_list_free(v, 1);
+
+        int attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-basic", now_realtime(), &attempt), 0);
+        assert_int_equal(attempt, 1);
+        /* a second start of a running run is refused */
+        assert_int_equal(run_queue_start(a, "r-basic", now_realtime(), &attempt), -ESTALE);
+
+        RunRecord f;
+        finish_rec(&f, "r-basic", "succeeded");
+        assert_int_equal(run_queue_finish(a, &f, 2), -ESTALE); /* not the current attempt */
+        assert_int_equal(run_queue_finish(a, &f, 1), 0);
+        assert_int_equal(run_queue_finish(a, &f, 1), -ESTALE); /* ended already */
+
+        RunRecord *got = NULL;
+        assert_int_equal(cluster_run_get(a, "t1", "r-basic", &got), 0);
+        assert_string_equal(got->status, "succeeded");
+        assert_string_equal(got->value_json, "42");
+        assert_int_equal(got->attempt, 1);
+        run_record_free(got);
+        assert_int_equal(cluster_run_get(a, "other-tenant", "r-basic", &got), -ENOENT);
+
+        _cleanup_free_ char *js = NULL;
+        assert_int_equal(cluster_status_json(a, &js), 0);
+        json_t *j = json_loads(js, 0, NULL);
+        assert_int_equal(json_integer_value(json_object_get(j, "pending")), 0);
+        assert_int_equal(json_integer_value(json_object_get(j, "stale_results")), 2);
+        json_decref(j);
+        run_queue_free(a);
+}
+
+static void test_idempotency_key(void **state) {
+        RunQueue *a = queue("a2", 5000);
+        RunRecord r = { .id = (char *) "r-idem-1", .tenant = (char *) "t1", .status = (char *) "queued",
+                        .created = 1, .max_attempts = 1 };
+        _cleanup_free_ char *id1 = NULL, *id2 = NULL;
+        assert_int_equal(cluster_submit(a, &r, "{}", "key-1", &id1), 0);
+        r.id = (char *) "r-idem-2";
+        assert_int_equal(cluster_submit(a, &r, "{}", "key-1", &id2), 1);
+        assert_string_equal(id1, "r-idem-1");
+        assert_string_equal(id2, "r-idem-1");
+        RunRecord *got = NULL;
+        assert_int_equal(cluster_run_get(a, NULL, "r-idem-2", &got), -ENOENT);
+        assert_int_equal(run_queue_cancel(a, "r-idem-1", "no"), 0);
+        run_queue_free(a);
+}
+
+static void test_claim_counts_free_slots_only(void **state) {
+        RunQueue *a = queue("a3", 5000);
+        submit(a, "r-slot-1", 1);
+        submit(a, "r-slot-2", 1);
+        submit(a, "r-slot-3", 1);
+        PendingRun *v = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_claim(a, 2, 0, &v, &n), 0);
+        assert_int_equal(n, 2);
+        pending_run_list_free(v, n);
+        assert_int_equal(cluster_claim(a, 0, 0, &v, &n), 0);
+        assert_int_equal(n, 0);
+        /* a cancelled run is never handed out */
+        assert_int_equal(run_queue_cancel(a, "r-slot-3", "cancelled"), 0);
+        assert_int_equal(cluster_claim(a, 5, 0, &v, &n), 0);
+        assert_int_equal(n, 0);
+        _cleanup_free_ char *s = status_of(a, "r-slot-3");
+        assert_string_equal(s, "cancelled");
+        for (int i = 1; i <= 2; i++) {
+                _cleanup_free_ char *id = xasprintf("r-slot-%d", i);
+                assert_int_equal(run_queue_cancel(a, id, "cancelled"), 0);
+        }
+        run_queue_free(a);
+}
+
+/* A node without a lease (dead, or stopped) loses its entries after the
+ * claim timeout; its late result is STALE; the new node's lands. */
+static void test_reclaim_from_dead_node(void **state) {
+        RunQueue *a = queue("dead-a", 200), *b = queue("live-b", 200);
+        submit(a, "r-reclaim", 3);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        int att_a = 0, att_b = 0;
+        assert_int_equal(run_queue_start(a, "r-reclaim", now_realtime(), &att_a), 0);
+        /* a's lease expires (300 ms) and the entry goes idle (200 ms) */
+        assert_int_equal(claim_until(b, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-reclaim");
+        pending_run_list_free(v, 1);
+        assert_int_equal(run_queue_start(b, "r-reclaim", now_realtime(), &att_b), 0);
+        assert_int_equal(att_b, 2);
+        RunRecord f;
+        finish_rec(&f, "r-reclaim", "succeeded");
+        assert_int_equal(run_queue_finish(a, &f, att_a), -ESTALE);
+        assert_int_equal(run_queue_finish(b, &f, att_b), 0);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+/* A live node keeps its entries however long it runs. */
+static void test_live_lease_keeps_entries(void **state) {
+        RunQueue *a = queue("live-a", 200), *b = queue("other-b", 200);
+        submit(a, "r-kept", 3);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        usec_t until = now_monotonic() + 800 * USEC_PER_MSEC;
+        while (now_monotonic() < until) {
+                bool draining = true;
+                assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", &draining), 0);
+                assert_false(draining);
+                size_t n = 0;
+                assert_int_equal(cluster_claim(b, 1, 50, &v, &n), 0);
+                assert_int_equal(n, 0);
+        }
+        assert_int_equal(cluster_drain(b, "live-a"), 0);
+        bool draining = false;
+        assert_int_equal(cluster_lease_refresh(a, NULL, &draining), 0);
+        assert_true(draining);
+        assert_int_equal(cluster_drain(b, "no-such-node"), -ENOENT);
+        assert_int_equal(run_queue_cancel(a, "r-kept", "x"), 0);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+/* Attempts used up: the run ends lost and goes to the dead letters. */
+static void test_dead_letter_after_max_attempts(void **state) {
+        RunQueue *a = queue("dl-a", 200), *b = queue("dl-b", 200);
+        submit(a, "r-once", 1);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        int att = 0;
+        assert_int_equal(run_queue_start(a, "r-once", now_realtime(), &att), 0);
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        for (;;) {
+                size_t n = 0;
+                assert_int_equal(cluster_claim(b, 1, 50, &v, &n), 0);
+                assert_int_equal(n, 0); /* never handed out again */
+                _cleanup_free_ char *s = status_of(b, "r-once");
+                if (streq(s, "lost"))
+                        break;
+                assert_true(now_monotonic() < deadline);
+        }
+        _cleanup_free_ char *js = NULL;
+        assert_int_equal(cluster_status_json(b, &js), 0);
+        json_t *j = json_loads(js, 0, NULL);
+        assert_int_equal(json_integer_value(json_object_get(j, "dead_letters")), 1);
+        json_decref(j);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+static void test_durability_check(void **state) {
+        RunQueue *a = queue("chk", 5000);
+        _cleanup_free_ char *e1 = NULL, *e2 = NULL, *e3 = NULL;
+        assert_int_equal(cluster_check_durability(a, &e1), 0);
+        RunQueue *admin = a;
+        /* switch eviction on, then AOF off: each is refused with why */
+        redis_config("maxmemory-policy", "allkeys-lru");
+        assert_int_equal(cluster_check_durability(admin, &e2), -EPERM);
+        assert_non_null(strstr(e2, "maxmemory-policy"));
+        redis_config("maxmemory-policy", "noeviction");
+        redis_config("appendonly", "no");
+        assert_int_equal(cluster_check_durability(admin, &e3), -EPERM);
+        assert_non_null(strstr(e3, "AOF"));
+        redis_config("appendonly", "yes");
+        run_queue_free(a);
+}
+
+/* kill -9 of Redis and a restart on the same AOF: the queued run, its
+ * entry and the group are there; the queue reconnects by itself. */
+static void test_redis_restart_keeps_queue(void **state) {
+        RunQueue *a = queue("rs-a", 5000);
+        submit(a, "r-survives", 3);
+        redis_kill9();
+        redis_start();
+        _cleanup_free_ char *s = status_of(a, "r-survives");
+        assert_string_equal(s, "queued");
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-survives");
+        pending_run_list_free(v, 1);
+        run_queue_free(a);
+}
+
+static void test_bad_url(void **state) {
+        RunQueue *q = NULL;
+        _cleanup_free_ char *err = NULL;
+        ClusterOptions o = { .url = "http://x", .node_id = "n" };
+        assert_int_equal(cluster_queue_new(&o, &q, &err), -EINVAL);
+        assert_non_null(strstr(err, "redis://"));
+}
+
+int main(void) {
+        if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+                printf("SKIP: redis-server is not installed\n");
+                return 77;
+        }
+        /* A write to a Redis that was just killed must fail, not kill us. */
+        signal(SIGPIPE, SIG_IGN);
+        if (!mkdtemp(dir))
+                return 1;
+        redis_start();
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_submit_start_finish_fenced),
+                cmocka_unit_test(test_idempotency_key),
+                cmocka_unit_test(test_claim_counts_free_slots_only),
+                cmocka_unit_test(test_reclaim_from_dead_node),
+                cmocka_unit_test(test_live_lease_keeps_entries),
+                cmocka_unit_test(test_dead_letter_after_max_attempts),
+                cmocka_unit_test(test_redis_restart_keeps_queue),
+                /* last: switching AOF off and on leaves it rewriting */
+                cmocka_unit_test(test_durability_check),
+                cmocka_unit_test(test_bad_url),
+        };
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+        if (redis_pid > 0)
+                redis_kill9();
+        rm_rf(dir);
+        return r;
+}
