@@ -112,3 +112,16 @@ void cli_catch_interrupt(void) {
         sigaction(SIGTERM, &sa, NULL);
 }
 
+
+int cli_take_json_flag(int argc, char **argv, bool *ret_json) {
+        bool json = cli_globals.json;
+        int n = 0;
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        json = true;
+                else
+                        argv[1 + n++] = argv[i];
+        }
+        *ret_json = json;
+        return n;
+}

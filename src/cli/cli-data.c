@@ -138,12 +138,7 @@ static int data_ls_verb(Backend *b, int argc, char **argv, bool json) {
         if (r < 0)
                 return backend_fail(b, r);
         size_t k;
-        if (json)
-                render_json(list);
-        else if (json_array_size(list) == 0) {
-                if (!cli_globals.quiet)
-                        fprintf(stderr, "no datasets (add one with: pysprinter data put NAME PATH|URL)\n");
-        } else {
+        if (render_list_start(list, json, "no datasets (add one with: pysprinter data put NAME PATH|URL)")) {
                 printf("%-20s %7s %8s %8s %7s  %-5s %s\n", "NAME", "VERSION", "VERSIONS", "SIZE", "FILES", "KIND",
                        "SOURCE");
                 json_array_foreach(list, k, v) {
@@ -184,14 +179,8 @@ int verb_data(int argc, char **argv) {
         if (code >= 0)
                 return code;
         const char *sub = argv[0];
-        bool json = cli_globals.json;
-        int n = 0;
-        for (int i = 1; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else
-                        argv[1 + n++] = argv[i];
-        }
+        bool json;
+        int n = cli_take_json_flag(argc, argv, &json);
         char **rest = argv + 1;
         bool put = streq(sub, "put"), ls = streq(sub, "ls") || streq(sub, "list"), get = streq(sub, "get"),
              rm = streq(sub, "rm") || streq(sub, "remove");

@@ -359,3 +359,16 @@ void cli_warning(const char *fmt, ...) {
         va_end(ap);
 }
 
+
+bool render_list_start(json_t *list, bool json, const char *empty_hint) {
+        if (json) {
+                render_json(list);
+                return false;
+        }
+        if (json_array_size(list) == 0) {
+                if (!cli_globals.quiet)
+                        fprintf(stderr, "%s\n", empty_hint);
+                return false;
+        }
+        return true;
+}

@@ -114,12 +114,7 @@ static int secret_ls_verb(Backend *b, bool json) {
         if (r < 0)
                 return backend_fail(b, r);
         size_t k;
-        if (json)
-                render_json(list);
-        else if (json_array_size(list) == 0) {
-                if (!cli_globals.quiet)
-                        fprintf(stderr, "no secrets (add one with: pysprinter secret set NAME < file)\n");
-        } else {
+        if (render_list_start(list, json, "no secrets (add one with: pysprinter secret set NAME < file)")) {
                 printf("%-32s %-20s %s\n", "NAME", "CREATED", "UPDATED");
                 json_array_foreach(list, k, v) {
                         char created[32], updated[32];
@@ -137,14 +132,8 @@ int verb_secret(int argc, char **argv) {
         if (code >= 0)
                 return code;
         const char *sub = argv[0];
-        bool json = cli_globals.json;
-        int n = 0;
-        for (int i = 1; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else
-                        argv[1 + n++] = argv[i];
-        }
+        bool json;
+        int n = cli_take_json_flag(argc, argv, &json);
         char **rest = argv + 1;
         bool set = streq(sub, "set"), ls = streq(sub, "ls") || streq(sub, "list"),
              rm = streq(sub, "rm") || streq(sub, "remove");

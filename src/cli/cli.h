@@ -98,6 +98,13 @@ int renderer_run_outcome(Renderer *r, json_t *run);
 void render_value(json_t *v, bool json, bool tty);
 /* A JSON document on stdout: compact, reals in Python's spelling. */
 void render_json(json_t *v);
+/* The start of a list verb's output: with json, the list as one document;
+ * an empty list, the hint on stderr (unless -q). Returns true when the
+ * caller is to print the table's rows. */
+bool render_list_start(json_t *list, bool json, const char *empty_hint);
+/* A sub-verb's arguments (argv[1..argc)) without `--json`, moved down in
+ * place: returns their count; *ret_json is --json or the global one. */
+int cli_take_json_flag(int argc, char **argv, bool *ret_json);
 /* The JSON text of v: compact, reals in their shortest round-trip
  * spelling (0.1, not 0.10000000000000001). Caller frees. */
 char *cli_json_text(json_t *v);

@@ -58,3 +58,7 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r);
  * ?1..?20 and arg21, when not NULL, as ?21. Returns the rows changed. */
 int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21);
 RunRecord *store_run_from_row(sqlite3_stmt *st);
+
+/* Runs sql (a cached string literal) with tenant, name and limit bound as
+ * ?1..?3, collecting its first column: a NULL-terminated list of ids. */
+int store_list_ids(Store *s, const char *sql, const char *tenant, const char *name, size_t limit, char ***ret);

@@ -204,26 +204,8 @@ int store_schedule_delete(Store *s, const char *tenant, const char *name) {
 }
 
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret) {
-        char **v = NULL;
-        pthread_mutex_lock(&s->lock);
-        sqlite3_stmt *st = store_stmt(s, "SELECT run_id FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
-                                         "ORDER BY fired DESC LIMIT ?3");
-        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
-        if (st) {
-                store_bind_text(st, 1, tenant);
-                store_bind_text(st, 2, name);
-                sqlite3_bind_int64(st, 3, (sqlite3_int64) limit);
-                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                        _cleanup_free_ char *id = store_col_text(st, 0);
-                        v = strv_append(v, id);
-                }
-                store_stmt_done(s, st);
-        }
-        pthread_mutex_unlock(&s->lock);
-        if (rc != SQLITE_DONE) {
-                strv_free(v);
-                return store_sqlite_errno(rc) ?: -EIO;
-        }
-        *ret = v;
-        return 0;
+        return store_list_ids(s,
+                              "SELECT run_id FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
+                              "ORDER BY fired DESC LIMIT ?3",
+                              tenant, name, limit, ret);
 }

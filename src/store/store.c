@@ -461,3 +461,27 @@ int store_kv_put(Store *s, const char *ns, const char *key, const char *value) {
         pthread_mutex_unlock(&s->lock);
         return rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
 }
+
+int store_list_ids(Store *s, const char *sql, const char *tenant, const char *name, size_t limit, char ***ret) {
+        char **v = NULL;
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, sql);
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) limit);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        _cleanup_free_ char *id = store_col_text(st, 0);
+                        v = strv_append(v, id);
+                }
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                strv_free(v);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret = v;
+        return 0;
+}
