@@ -96,7 +96,8 @@ static size_t claim_until(RunQueue *q, size_t max, size_t want, PendingRun **ret
                 size_t m = 0;
                 assert_int_equal(cluster_claim(q, max - n, 50, &w, &m), 0);
                 v = xrealloc(v, (n + m + 1) * sizeof(PendingRun));
-                memcpy(v + n, w, m * sizeof(PendingRun));
+                if (m > 0) /* an empty claim may hand back no array at all */
+                        memcpy(v + n, w, m * sizeof(PendingRun));
                 free(w);
                 n += m;
         }
