@@ -151,17 +151,34 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
         return daemon_json_response(200, json_pack("{so}", "datasets", a), ret_status);
 }
 
-static struct MHD_Response *handle_get(const DaemonCall *call, const char *name, unsigned *ret_status) {
-        Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *warning = NULL, *ref = NULL;
+/* The dataset the call names at its ?version= (0: the current one), for
+ * reading; NULL with *ret_resp the answer when it cannot be had. */
+static DataInfo *dataset_for_read(const DaemonCall *call, const char *name, char **ret_warning,
+                                  struct MHD_Response **ret_resp, unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL, *ref = NULL;
         int version;
-        if (parse_version_query(call, &version) < 0)
-                return daemon_error_response(400, "bad_request", ret_status, "query 'version' must be a positive integer");
+        if (parse_version_query(call, &version) < 0) {
+                *ret_resp = daemon_error_response(400, "bad_request", ret_status,
+                                                  "query 'version' must be a positive integer");
+                return NULL;
+        }
         ref = ref_of(name, version);
         DataInfo *info = NULL;
-        int r = data_use(d->catalog, call->tenant, ref, &info, &warning, &err);
-        if (r < 0)
-                return data_errno(r, name, err, ret_status);
+        int r = data_use(call->d->catalog, call->tenant, ref, &info, ret_warning, &err);
+        if (r < 0) {
+                *ret_resp = data_errno(r, name, err, ret_status);
+                return NULL;
+        }
+        return info;
+}
+
+static struct MHD_Response *handle_get(const DaemonCall *call, const char *name, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_free_ char *warning = NULL;
+        struct MHD_Response *resp = NULL;
+        DataInfo *info = dataset_for_read(call, name, &warning, &resp, ret_status);
+        if (!info)
+                return resp;
         json_t *j = info_json(info);
         data_info_free(info);
         if (warning)
@@ -187,15 +204,11 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *name,
 }
 
 static struct MHD_Response *handle_content(const DaemonCall *call, const char *name, unsigned *ret_status) {
-        _cleanup_free_ char *err = NULL, *warning = NULL, *ref = NULL;
-        int version;
-        if (parse_version_query(call, &version) < 0)
-                return daemon_error_response(400, "bad_request", ret_status, "query 'version' must be a positive integer");
-        ref = ref_of(name, version);
-        DataInfo *info = NULL;
-        int r = data_use(call->d->catalog, call->tenant, ref, &info, &warning, &err);
-        if (r < 0)
-                return data_errno(r, name, err, ret_status);
+        _cleanup_free_ char *warning = NULL;
+        struct MHD_Response *resp = NULL;
+        DataInfo *info = dataset_for_read(call, name, &warning, &resp, ret_status);
+        if (!info)
+                return resp;
         if (!info->file) {
                 data_info_free(info);
                 return daemon_error_response(409, "conflict", ret_status,
@@ -204,14 +217,14 @@ static struct MHD_Response *handle_content(const DaemonCall *call, const char *n
         int fd = open(info->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) {
-                r = -errno;
+                int r = -errno;
                 if (fd >= 0)
                         close(fd);
                 data_info_free(info);
                 return data_errno(r, name, NULL, ret_status);
         }
         /* MHD owns fd from here and streams it (datasets may be large). */
-        struct MHD_Response *resp = MHD_create_response_from_fd((size_t) st.st_size, fd);
+        resp = MHD_create_response_from_fd((size_t) st.st_size, fd);
         if (!resp) {
                 close(fd);
                 data_info_free(info);
