@@ -507,8 +507,10 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
                 view(q->dag, dag, userdata);
         }
         const char *status = json_string_value(json_object_get(dag, "status"));
-        if (streq(status, "invalid")) {
-                r = fail(b, -EBADMSG, xstrdup(json_string_value(json_object_get(dag, "error")) ?: "the pipeline is invalid"));
+        if (streq(status, "invalid") || streq(status, "deps_failed")) {
+                /* As the embedded path ends: its error, exit 3 or 4. */
+                r = fail(b, streq(status, "invalid") ? -EBADMSG : -ENOPKG,
+                         xstrdup(json_string_value(json_object_get(dag, "error")) ?: "the pipeline is invalid"));
                 json_decref(dag);
                 return r;
         }

@@ -246,6 +246,8 @@ int cli_dag_exit_code(json_t *dag) {
         const char *status = json_get_string(dag, "status") ?: "";
         if (streq(status, "invalid"))
                 return EXIT_VALIDATION;
+        if (streq(status, "deps_failed"))
+                return EXIT_DEPENDENCY;
         json_t *t, *first = NULL;
         size_t i;
         bool cancelled = streq(status, "cancelled"), unfinished = false;

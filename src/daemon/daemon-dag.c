@@ -266,7 +266,12 @@ static void *dag_thread(void *p) {
                 log_info("DAG run %s: %s", g->id, err ? err : strerror(-r));
         else if (r < 0) {
                 log_warn("DAG run %s: %s", g->id, err ? err : strerror(-r));
-                record_failure(d, g->tenant, g->id, r == -EINVAL || r == -ENOENT || r == -ENOPKG ? "invalid" : "failed",
+                /* deps_failed: a task's requirements cannot be resolved
+                 * (exit 4 on both of the CLI's paths, as for a run). */
+                record_failure(d, g->tenant, g->id,
+                               r == -ENOPKG                 ? "deps_failed"
+                               : r == -EINVAL || r == -ENOENT ? "invalid"
+                                                              : "failed",
                                err ? err : strerror(-r));
         } else
                 log_info("DAG run %s: %s", g->id, dag_status(g->dag));

@@ -175,6 +175,7 @@ typedef struct Job {
         Dag *d;
         size_t next;
         char *error;        /* first error, by task order */
+        int error_errno;    /* its errno: -ENOPKG when requirements cannot be resolved */
         size_t error_task;
 } Job;
 
@@ -253,11 +254,13 @@ static void *validate_thread(void *p) {
                 if (i >= d->n || stop)
                         return NULL;
                 _cleanup_free_ char *err = NULL;
-                if (validate_one(d, &d->tasks[i], &err) < 0) {
+                int r = validate_one(d, &d->tasks[i], &err);
+                if (r < 0) {
                         pthread_mutex_lock(&d->lock);
                         if (!j->error || i < j->error_task) {
                                 free(j->error);
                                 j->error = TAKE_PTR(err);
+                                j->error_errno = r;
                                 j->error_task = i;
                         }
                         pthread_mutex_unlock(&d->lock);
@@ -309,7 +312,8 @@ static int validate_all(Dag *d, unsigned concurrency, char **ret_error) {
         free(th);
         if (j.error) {
                 *ret_error = j.error;
-                return -EINVAL;
+                /* -ENOPKG stays itself: exit 4, as for a run (docs/cli.md). */
+                return j.error_errno == -ENOPKG ? -ENOPKG : -EINVAL;
         }
         return 0;
 }

@@ -237,7 +237,8 @@ int store_function_delete(Store *s, const char *tenant, const char *name);
 /* One DAG run. spec_text is the pipeline file's text and base_dir the
  * directory its task files are relative to, so an interrupted run can be
  * resumed from the store alone. status: "running", "succeeded", "failed",
- * "cancelled", "invalid". owner: "<pid>" of the process driving it. */
+ * "cancelled", "invalid", "deps_failed" (a task's requirements cannot be
+ * resolved). owner: "<pid>" of the process driving it. */
 typedef struct DagRunRecord {
         char *id;
         char *tenant;

@@ -380,6 +380,17 @@ def test_deploy_of_an_unknown_package_exits_4_like_run(workdir, indexed_daemon):
     assert "no-such-package-anywhere" in deploy.stderr
 
 
+def test_a_dag_whose_task_requirement_cannot_be_resolved_exits_4_on_both_paths(workdir, empty_index,
+                                                                                indexed_daemon):
+    (workdir / "unknown.py").write_text(UNKNOWN)
+    (workdir / "deps.yaml").write_text("tasks:\n  a: {file: unknown.py, function: f}\n")
+    local = run_cli(workdir, ["dag", "run", "deps.yaml", "--index-url", empty_index.url, "--no-cache"])
+    remote = run_cli(workdir, ["dag", "run", "deps.yaml", "--no-cache"], server=indexed_daemon.url)
+    for r in (local, remote):
+        assert r.returncode == 4, r
+        assert "no-such-package-anywhere" in r.stderr, r.stderr
+
+
 def pty_run(workdir, args, extra_env=None):
     """The CLI on a terminal (python's pty): everything it wrote, as bytes."""
     import pty
