@@ -227,6 +227,11 @@ int pkg_version_parse_full(const char *input, bool allow_local, PkgVersion **ret
 
         if (s[p] != 0)
                 return -EINVAL;
+        /* The cap holds for the normal form too ("1-0" is "1.post0"): a
+         * version we print must parse again (found by fuzz-requirement). */
+        _cleanup_free_ char *normal = pkg_version_to_string(v);
+        if (!normal || strlen(normal) > PKG_VERSION_MAX)
+                return -EINVAL;
 
         *ret = TAKE_PTR(v);
         return 0;

@@ -239,6 +239,28 @@ static const char *const version_chain[] = {
         "2!0",
 };
 
+/* A version's cap holds for its normal form: "1-0" prints as "1.post0", so
+ * an input just under the cap whose normal form is over it is refused
+ * rather than printed as something that does not parse (fuzz-requirement). */
+static void test_version_cap_holds_for_the_normal_form(void **state) {
+        char in[300];
+        PkgVersion *v = NULL;
+        /* 254 characters: "1-0+" and 250 local ones; normal form 258. */
+        snprintf(in, sizeof(in), "1-0+%0250d", 0);
+        memset(in + 4, 'a', 250);
+        assert_int_equal(strlen(in), 254);
+        assert_int_equal(pkg_version_parse(in, &v), -EINVAL);
+        /* Under the cap either way: parses, and its normal form parses. */
+        snprintf(in, sizeof(in), "1.post0+%0240d", 0);
+        memset(in + 8, 'a', 240);
+        assert_int_equal(pkg_version_parse(in, &v), 0);
+        _cleanup_free_ char *n = pkg_version_to_string(v);
+        PkgVersion *w = NULL;
+        assert_int_equal(pkg_version_parse(n, &w), 0);
+        pkg_version_free(v);
+        pkg_version_free(w);
+}
+
 static void test_version_ordering_chain(void **state) {
         size_t n = ELEMENTSOF(version_chain);
         PkgVersion *v[ELEMENTSOF(version_chain)];
@@ -1096,6 +1118,7 @@ int main(void) {
                 cmocka_unit_test(test_name_valid),
                 cmocka_unit_test(test_name_normalize),
                 cmocka_unit_test(test_version_normalize),
+                cmocka_unit_test(test_version_cap_holds_for_the_normal_form),
                 cmocka_unit_test(test_version_invalid),
                 cmocka_unit_test(test_version_ordering_chain),
                 cmocka_unit_test(test_version_equal),
