@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs every libFuzzer target of a -Dfuzz=true build for a bounded time each.
-# Usage: tools/run-fuzzers.sh BUILD_DIR [SECONDS]   (make fuzz; default 30 s)
+# Usage: tools/run-fuzzers.sh BUILD_DIR [SECONDS [RUNS]]   (make fuzz; default 30 s)
 # Each target starts from its seeds (fuzz/seeds/<target>/) plus the corpus it
 # grew in earlier runs (BUILD_DIR/fuzz/corpus/<target>/). A crash, leak or
 # sanitizer report fails the run and leaves the reproducer in
@@ -9,6 +9,12 @@ set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:?usage: run-fuzzers.sh BUILD_DIR [SECONDS]}" && pwd)
 seconds=${2:-30}
+# A third argument, RUNS, makes the run reproducible: libFuzzer's seed is
+# fixed and each target stops after RUNS inputs (or SECONDS, whichever comes
+# first), so a machine runs the same inputs as the one that checked them —
+# CI never fails on an input nobody has seen. Without it, the inputs differ
+# each time (the way to look for new bugs).
+runs=${3:-}
 targets=$(find "$build/fuzz" -maxdepth 1 -type f -executable -name 'fuzz-*' -printf '%f\n' 2>/dev/null | sort)
 [ -n "$targets" ] || { echo "no fuzzers in $build/fuzz (configure with -Dfuzz=true)" >&2; exit 1; }
 failed=0
@@ -18,7 +24,9 @@ for t in $targets; do
         seeds=()
         [ -d "$root/fuzz/seeds/$t" ] && seeds=("$root/fuzz/seeds/$t")
         echo "== $t: ${seconds}s"
-        if "$build/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$crashes/" \
+        fixed=()
+        [ -n "$runs" ] && fixed=(-seed=1 -runs="$runs")
+        if "$build/fuzz/$t" -max_total_time="$seconds" "${fixed[@]}" -print_final_stats=1 -artifact_prefix="$crashes/" \
                 "$corpus" "${seeds[@]}" >"$build/fuzz/$t.log" 2>&1; then
                 grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$build/fuzz/$t.log" | tr '\n' ' '
                 echo

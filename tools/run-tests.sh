@@ -108,7 +108,10 @@ if [ -n "${PYSPRINTER_FUZZ_SECONDS:-}" ]; then
             -Db_lundef=false >"$logdir/fuzz-setup.txt" 2>&1
     fi
     if ninja -C "$FUZZ_BUILD" >"$logdir/fuzz-build.txt" 2>&1; then
-        "$root/tools/run-fuzzers.sh" "$FUZZ_BUILD" "$PYSPRINTER_FUZZ_SECONDS" 2>&1 | tee "$logdir/fuzz.txt"
+        # Fixed seed and input count (PYSPRINTER_FUZZ_RUNS): CI replays the
+        # inputs checked before a commit instead of drawing new ones.
+        "$root/tools/run-fuzzers.sh" "$FUZZ_BUILD" "$PYSPRINTER_FUZZ_SECONDS" "${PYSPRINTER_FUZZ_RUNS:-}" 2>&1 |
+            tee "$logdir/fuzz.txt"
         f_ok=$(grep -c '^stat::' "$logdir/fuzz.txt" || true)
         f_fail=$(grep -c '^FAILED: ' "$logdir/fuzz.txt" || true)
     else
