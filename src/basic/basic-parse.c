@@ -1,7 +1,9 @@
-/* Durations and sizes as users write them (CLI flags, DAG files, config). */
-#include "basic.h"
-
+/* Durations, sizes and integers as users and peers write them (CLI flags,
+ * DAG files, config, Redis replies). */
+#include <limits.h>
 #include <math.h>
+
+#include "basic.h"
 
 int parse_duration_ms(const char *s, bool allow_zero, uint64_t *ret) {
         char *end;
@@ -56,4 +58,19 @@ int parse_size(const char *s, uint64_t *ret) {
                         return 0;
                 }
         return -EINVAL;
+}
+
+int parse_int(const char *s, int *ret) {
+        /* strtol would skip leading space; a number is only the number. */
+        if (!s || !(*s == '-' || (*s >= '0' && *s <= '9')))
+                return -EINVAL;
+        char *end;
+        errno = 0;
+        long x = strtol(s, &end, 10);
+        if (*end || end == s)
+                return -EINVAL;
+        if (errno == ERANGE || x < INT_MIN || x > INT_MAX)
+                return -ERANGE;
+        *ret = (int) x;
+        return 0;
 }

@@ -184,6 +184,9 @@ int parse_duration_ms(const char *s, bool allow_zero, uint64_t *ret);
 /* "256" (MiB), "256M"/"256MiB", "1G", "512K", "100B", "10MB" (powers of
  * 1000 for KB/MB/GB) -> bytes (at most 1e15). */
 int parse_size(const char *s, uint64_t *ret);
+/* A whole decimal int (optional '-'), nothing around it; -EINVAL or
+ * -ERANGE otherwise, *ret untouched. */
+int parse_int(const char *s, int *ret);
 
 /* ---- schedules' time arithmetic (basic-cron.c, docs/schedules.md) -------- */
 

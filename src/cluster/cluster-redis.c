@@ -316,12 +316,17 @@ static int pending_read(ClusterQueue *c, Conn *conn, const char *id, PendingRun 
                 return -ESTALE;
         if (e[1]->type != REDIS_REPLY_STRING || e[2]->type != REDIS_REPLY_STRING)
                 return -EBADMSG;
+        int attempt = 0, max_attempts = 1;
+        if (e[3]->type == REDIS_REPLY_STRING)
+                (void) parse_int(e[3]->str, &attempt);
+        if (e[4]->type == REDIS_REPLY_STRING)
+                (void) parse_int(e[4]->str, &max_attempts);
         *ret = (PendingRun) {
                 .id = xstrdup(id),
                 .tenant = xstrdup(e[1]->str),
                 .request_json = xstrdup(e[2]->str),
-                .attempt = e[3]->type == REDIS_REPLY_STRING ? atoi(e[3]->str) : 0,
-                .max_attempts = e[4]->type == REDIS_REPLY_STRING ? atoi(e[4]->str) : 1,
+                .attempt = attempt,
+                .max_attempts = max_attempts,
                 .created = e[5]->type == REDIS_REPLY_STRING ? strtoull(e[5]->str, NULL, 10) : 0,
         };
         return 0;
@@ -492,11 +497,11 @@ static RunRecord *record_from_hash(const redisReply *rep) {
                 if (done)
                         continue;
                 if (streq(name, "exit_code"))
-                        r->exit_code = atoi(value);
+                        (void) parse_int(value, &r->exit_code);
                 else if (streq(name, "attempt"))
-                        r->attempt = atoi(value);
+                        (void) parse_int(value, &r->attempt);
                 else if (streq(name, "max_attempts"))
-                        r->max_attempts = atoi(value);
+                        (void) parse_int(value, &r->max_attempts);
                 else if (streq(name, "created"))
                         r->created = strtoull(value, NULL, 10);
                 else if (streq(name, "started"))

@@ -192,6 +192,19 @@ static void test_utf8(void **state) {
         assert_int_equal(col, 5);
 }
 
+static void test_parse_int(void **state) {
+        int x = 7;
+        assert_int_equal(parse_int("42", &x), 0);
+        assert_int_equal(x, 42);
+        assert_int_equal(parse_int("-3", &x), 0);
+        assert_int_equal(x, -3);
+        static const char *const bad[] = { "", "4x", " 4", "0x10", "--1" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(parse_int(bad[i], &x), -EINVAL);
+        assert_int_equal(parse_int("99999999999", &x), -ERANGE);
+        assert_int_equal(x, -3); /* untouched on failure */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_buf_printf_and_reset),
@@ -199,6 +212,7 @@ int main(void) {
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
                 cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8),
+                cmocka_unit_test(test_parse_int),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
