@@ -2,7 +2,9 @@
  * $PYSPRINTER_HOME. It answers with the API's objects (docs/api.md) so the
  * verbs and the renderer cannot tell it from a daemon. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "shared.h"
 #include "cli-backend.h"
@@ -76,14 +78,52 @@ static json_t *result_json(const RunResult *res) {
                               "Error", "message", "the run's outcome holds text that is not UTF-8");
 }
 
-static Engine *running_engine;
-static const char *running_id;
+/* Ctrl-C during an embedded run. engine_cancel() takes the engine's mutex,
+ * which a signal handler must not (the interrupted thread may hold it), so
+ * the handler only writes a byte to a pipe and a watcher thread cancels. */
+typedef struct InterruptWatch {
+        Engine *engine;
+        const char *run_id;
+        int pipe[2];
+        pthread_t thread;
+        bool started;
+} InterruptWatch;
+
+static int interrupt_pipe_w = -1;
 
 static void on_interrupt(int sig) {
         /* The engine reports the cancelled run; the verb exits 130 after. */
+        int saved = errno;
         cli_interrupted = 1;
-        if (running_engine && running_id)
-                (void) engine_cancel(running_engine, running_id);
+        if (interrupt_pipe_w >= 0)
+                (void) !write(interrupt_pipe_w, "x", 1);
+        errno = saved;
+}
+
+static void *interrupt_watch_main(void *arg) {
+        InterruptWatch *w = arg;
+        char c;
+        /* A byte is an interrupt; end of file is the run's end. */
+        while (read(w->pipe[0], &c, 1) == 1)
+                (void) engine_cancel(w->engine, w->run_id);
+        return NULL;
+}
+
+static void interrupt_watch_start(InterruptWatch *w, Engine *e, const char *run_id) {
+        *w = (InterruptWatch) { .engine = e, .run_id = run_id, .pipe = { -1, -1 } };
+        if (pipe2(w->pipe, O_CLOEXEC) < 0)
+                return;
+        w->started = pthread_create(&w->thread, NULL, interrupt_watch_main, w) == 0;
+        if (w->started)
+                interrupt_pipe_w = w->pipe[1];
+}
+
+static void interrupt_watch_stop(InterruptWatch *w) {
+        interrupt_pipe_w = -1;
+        (void) fd_close(w->pipe[1]);
+        if (w->started)
+                pthread_join(w->thread, NULL);
+        (void) fd_close(w->pipe[0]);
 }
 
 /* --data NAME[@VERSION] -> read-only content dirs. */
@@ -243,16 +283,16 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 .no_record = q->validate_only,
         };
         struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
-        running_engine = b->engine;
-        running_id = id;
+        InterruptWatch watch;
+        interrupt_watch_start(&watch, b->engine, id);
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);
         RunResult *res = NULL;
         int r = engine_run(b->engine, &spec, renderer_event, rd, &res);
         env_wipe_free(env);
-        running_engine = NULL;
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
+        interrupt_watch_stop(&watch);
         if (r < 0) {
                 backend_set_error(b, "%s", strerror(-r));
                 return r;

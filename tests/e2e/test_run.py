@@ -448,3 +448,31 @@ def test_runs_do_not_import_heavy_modules(cli, run):
     p = run("m.py", "--json")
     assert p.returncode == 0, p.stderr
     assert p.stdout == "[]\n"
+
+
+SLOW_TICKS = """
+import time
+
+@requirements({})
+def slow(seconds: str):
+    for i in range(int(seconds) * 10):
+        print("tick", i, flush=True)
+        time.sleep(0.1)
+    return "done"
+"""
+
+
+def test_ctrl_c_cancels_an_embedded_run(cli):
+    """Ctrl-C (twice, quickly) cancels the run: exit 130, recorded cancelled,
+    no hang — the signal handler only wakes a watcher that cancels."""
+    cli.write("slow.py", SLOW_TICKS)
+    proc = subprocess.Popen([str(CLI), "run", *sandbox_args(), "slow.py", "--seconds", "60"], cwd=cli.cwd,
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("tick 0")
+    proc.send_signal(subprocess.signal.SIGINT)
+    proc.send_signal(subprocess.signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "done" not in out
+    runs = json.loads(cli("ps", "--json", check=0).stdout)
+    assert runs[0]["function"] == "slow" and runs[0]["status"] == "cancelled", runs[0]
