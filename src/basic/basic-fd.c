@@ -123,21 +123,34 @@ int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
         return r;
 }
 
-int pid_start_time(pid_t pid, uint64_t *ret) {
+/* /proc/PID/stat read whole; *ret_fields points just past the comm field
+ * (which is in parentheses and may hold spaces and ')': so from the last
+ * ')'), at " STATE PPID …". */
+static int read_pid_stat(pid_t pid, char **ret_text, const char **ret_fields) {
         assert(pid > 0);
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        _cleanup_free_ char *text = NULL;
+        char *text = NULL;
         size_t len = 0;
         int r = read_file(path, 64 * 1024, &text, &len);
         if (r < 0)
                 return r == -ENOENT ? -ESRCH : r;
-        /* Field 2 (comm) is in parentheses and may hold spaces and ')':
-         * count fields from the last ')'. */
         const char *p = strrchr(text, ')');
-        if (!p)
+        if (!p || p[1] != ' ' || !p[2]) {
+                free(text);
                 return -EIO;
-        p++;
+        }
+        *ret_text = text;
+        *ret_fields = p + 1;
+        return 0;
+}
+
+int pid_start_time(pid_t pid, uint64_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        const char *p;
+        int r = read_pid_stat(pid, &text, &p);
+        if (r < 0)
+                return r;
         for (int field = 3; field < 22; field++) {
                 p = strchr(p + 1, ' ');
                 if (!p)
@@ -150,4 +163,14 @@ int pid_start_time(pid_t pid, uint64_t *ret) {
                 return -EIO;
         *ret = v;
         return 0;
+}
+
+bool pid_is_running(pid_t pid) {
+        _cleanup_free_ char *text = NULL;
+        const char *p;
+        if (pid <= 0 || read_pid_stat(pid, &text, &p) < 0)
+                return false;
+        /* A zombie (Z) or dead (X) process holds its pid but runs nothing:
+         * what it owned is an orphan's. */
+        return p[1] != 'Z' && p[1] != 'X';
 }

@@ -144,6 +144,8 @@ int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
  * boot): a pid and its start time name one process, even after the pid is
  * reused. -ESRCH when there is no such process. */
 int pid_start_time(pid_t pid, uint64_t *ret);
+/* The process exists and is not a zombie. */
+bool pid_is_running(pid_t pid);
 
 /* ---- paths -------------------------------------------------------------- */
 

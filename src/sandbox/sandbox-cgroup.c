@@ -508,7 +508,7 @@ int sandbox_cgroup_sweep_stale(void) {
                         long pid = dash ? strtol(dash + 1, &end, 10) : 0;
                         if (!dash || *end || pid <= 0 || pid == (long) getpid())
                                 continue;
-                        if (kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+                        if (pid_is_running((pid_t) pid))
                                 continue;
                         _cleanup_free_ char *path = path_join(h[i].dir, de->d_name);
                         for (int t = 0; t < 50 && rmdir(path) < 0 && errno == EBUSY; t++) {

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 
 #include "basic.h"
@@ -205,6 +206,27 @@ static void test_parse_int(void **state) {
         assert_int_equal(x, -3); /* untouched on failure */
 }
 
+/* A zombie holds its pid but is not running: the cgroup sweep must treat
+ * what it owned as an orphan's. */
+static void test_pid_is_running(void **state) {
+        uint64_t t;
+        assert_true(pid_is_running(getpid()));
+        assert_int_equal(pid_start_time(getpid(), &t), 0);
+        assert_false(pid_is_running(1 << 23));
+        assert_int_equal(pid_start_time(1 << 23, &t), -ESRCH);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0)
+                _exit(0);
+        /* Not reaped yet: a zombie once it has exited. */
+        siginfo_t si;
+        assert_int_equal(waitid(P_PID, child, &si, WEXITED | WNOWAIT), 0);
+        assert_false(pid_is_running(child));
+        assert_int_equal(pid_start_time(child, &t), 0);
+        assert_int_equal(waitpid(child, NULL, 0), child);
+        assert_false(pid_is_running(child));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_buf_printf_and_reset),
@@ -212,7 +234,7 @@ int main(void) {
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
                 cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8),
-                cmocka_unit_test(test_parse_int),
+                cmocka_unit_test(test_parse_int), cmocka_unit_test(test_pid_is_running),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
