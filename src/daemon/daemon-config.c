@@ -583,6 +583,34 @@ static uint64_t cap_min(uint64_t a, uint64_t b) {
         return MIN(a, b);
 }
 
+bool daemon_limits_clamp(const DaemonConfig *cfg, const char *tenant, RunLimits *limits) {
+        assert(cfg);
+        assert(tenant);
+        assert(limits);
+        const DaemonTenant *t = find_tenant(cfg, tenant);
+        bool lowered = false;
+        struct {
+                uint64_t *value, max;
+        } f[] = {
+                { &limits->timeout_ms, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0) },
+                { &limits->memory_bytes, cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0) },
+                { &limits->max_procs, cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0) },
+                { &limits->max_output_bytes,
+                  cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0) },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                if (f[i].max && (*f[i].value == 0 || *f[i].value > f[i].max)) {
+                        *f[i].value = f[i].max;
+                        lowered = true;
+                }
+        bool network_granted = t && t->network >= 0 ? t->network == 1 : cfg->maxima.network;
+        if (limits->network && !network_granted) {
+                limits->network = false;
+                lowered = true;
+        }
+        return lowered;
+}
+
 int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLimits *asked, RunLimits *ret,
                         char **ret_error) {
         assert(cfg);

@@ -881,6 +881,9 @@ static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
                 drun_free(r);
                 return -EBADMSG;
         }
+        if (daemon_limits_clamp(&d->cfg, r->tenant, &r->limits))
+                log_info("run %s: its limits are lowered to what the config grants tenant %s now", r->id,
+                         r->tenant);
         drun_init_log(d, r);
         if (claimed) {
                 r->claimed = true;

@@ -102,6 +102,11 @@ const DaemonToken *daemon_config_find_access_key(const DaemonConfig *cfg, const 
  * *ret is written only on success. */
 int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLimits *asked, RunLimits *ret,
                         char **ret_error);
+/* Lowers granted limits to what the config grants the tenant now: a run
+ * accepted under an older config (recovered after a restart, or claimed
+ * from the cluster by a node with its own config) never runs with more
+ * than this node allows. Returns whether anything was lowered. */
+bool daemon_limits_clamp(const DaemonConfig *cfg, const char *tenant, RunLimits *limits);
 
 /* ---- AWS SigV4 (daemon-sigv4.c) ----------------------------------------- */
 

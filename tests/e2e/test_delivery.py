@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import Daemon, config_text, sandbox_mode
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -211,5 +211,38 @@ def test_kill9_at_random_moments_under_load_loses_nothing(tmp_path):
         assert not bad, bad
         reruns = sum(1 for s, a in statuses.values() if a > 1)
         print(f"{len(acked)} acknowledged runs over 5 kills: all succeeded, {reruns} ran more than once")
+    finally:
+        d.stop()
+
+
+def test_a_recovered_run_gets_the_limits_the_config_grants_now(tmp_path):
+    """A request can only lower what the operator grants: a run accepted
+    under a generous config and recovered after a restart under a stricter
+    one runs with the stricter maximum (here its timeout)."""
+    generous = ONE_SLOT + """
+    tenants:
+      alice:
+        maxima: {timeout_ms: 120000}
+    """
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra=generous).start()
+    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30, "tag": "blocker"})
+    assert st == 202
+    blocker = b["id"]
+    d.wait_status(blocker, ["running"])
+    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 20, "tag": "late"}, limits={"timeout_ms": 60000})
+    assert st == 202 and b["status"] == "queued", b
+    late = b["id"]
+    d.kill9()
+    d.config.write_text(config_text(ONE_SLOT + """
+    tenants:
+      alice:
+        maxima: {timeout_ms: 1000}
+    """))
+    d.start()
+    try:
+        cancel(d, blocker)
+        b = wait_terminal(d, late)
+        assert b["status"] == "killed" and b["result"] != "late", b
+        assert "lowered" in d.log.read_text()
     finally:
         d.stop()

@@ -142,6 +142,18 @@ static void test_limits_grant(void **state) {
                          0);
         assert_int_equal(out.timeout_ms, 500);
         assert_true(out.network);
+
+        /* A grant made under an older config is lowered to bob's caps now,
+         * never raised; within them it stays. */
+        RunLimits old = { .timeout_ms = 5000, .memory_bytes = 1, .max_procs = 0, .network = true };
+        assert_true(daemon_limits_clamp(&cfg, "bob", &old));
+        assert_int_equal(old.timeout_ms, 1000);
+        assert_int_equal(old.memory_bytes, 1);
+        assert_int_equal(old.max_procs, 100);
+        assert_true(old.network);
+        RunLimits fine = { .timeout_ms = 500, .memory_bytes = 1, .max_procs = 1, .max_output_bytes = 1 };
+        assert_false(daemon_limits_clamp(&cfg, "bob", &fine));
+        assert_int_equal(fine.timeout_ms, 500);
         daemon_config_done(&cfg);
 
         /* limits.maxima.network is the default grant; a tenant may be denied. */
@@ -150,6 +162,9 @@ static void test_limits_grant(void **state) {
         err = NULL;
         assert_int_equal(daemon_limits_grant(&cfg, "eve", &(RunLimits) { .network = true }, &out, &err), -EPERM);
         free(err);
+        RunLimits was_granted = { .network = true };
+        assert_true(daemon_limits_clamp(&cfg, "eve", &was_granted));
+        assert_false(was_granted.network);
         daemon_config_done(&cfg);
 }
 
