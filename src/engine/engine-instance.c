@@ -31,6 +31,18 @@ Instance *instance_free(Instance *i) {
         return NULL;
 }
 
+void instances_shutdown(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        Instance *inst = e->pool.instances;
+        e->pool.instances = NULL;
+        pthread_mutex_unlock(&e->pool.lock);
+        while (inst) {
+                Instance *next = inst->next;
+                instance_free(inst);
+                inst = next;
+        }
+}
+
 /* Retire idle instances past their TTL and dead ones (pool lock held);
  * returns them unlinked, with their parents to release. */
 static Instance *collect_retired(Engine *e) {

@@ -17,6 +17,8 @@ typedef struct ActiveRun ActiveRun;
 typedef struct PoolWorker PoolWorker;
 typedef struct Instance Instance;
 typedef struct RunSandbox RunSandbox;
+/* Work the janitor thread does (engine-janitor.c). */
+typedef void (*JanitorWork)(Engine *e, void *arg);
 
 typedef struct Pool {
         pthread_mutex_t lock;
@@ -56,7 +58,8 @@ struct Engine {
         pthread_t prewarm_thread;
         bool prewarm_started;
         SandboxMode prewarm_mode;
-        /* engine-janitor.c: finishes run sandboxes in the background. */
+        /* engine-janitor.c: work off the runs' critical path. */
+        JanitorWork janitor_tick; /* every second, on the janitor thread */
         pthread_mutex_t janitor_lock;
         pthread_cond_t janitor_wake;
         pthread_t janitor;
@@ -67,11 +70,13 @@ struct Engine {
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */
 void engine_janitor_finish(Engine *e, RunSandbox *rs);
-/* Asks the janitor to make a spare slot for pw (holds a busy reference). */
-void engine_janitor_make_slot(Engine *e, PoolWorker *pw);
+/* Queues work(e, arg) for the janitor thread, in order. Without the thread
+ * (the engine is stopping) work runs here and now, unless optional: then
+ * it is dropped. */
+void engine_janitor_defer(Engine *e, JanitorWork work, void *arg, bool optional);
 void engine_janitor_stop(Engine *e);
-/* Starts the janitor thread if it is not running (it also reaps workers
- * that died while idle, every second: pool_reap()). */
+/* Starts the janitor thread if it is not running (it also runs the engine's
+ * tick every second: reaping workers that died while idle, timeouts). */
 void engine_janitor_start(Engine *e);
 
 /* ---- engine-sandbox.c: isolation of workers and runs ---- */
@@ -209,6 +214,8 @@ bool pool_worker_exited(const PoolWorker *pw);
 /* (janitor) Reaps workers that exited on their own (killed from outside,
  * crashed while idle): marks them dead and stops them. */
 void pool_reap(Engine *e);
+/* Stops every worker; the instances they host must be gone first
+ * (instances_shutdown). */
 void pool_shutdown(Engine *e);
 uint64_t engine_process_tree_pss(pid_t pid);
 
@@ -228,6 +235,8 @@ struct Instance {
         Instance *next;
 };
 Instance *instance_free(Instance *i);
+/* Frees every warm instance (engine_free, before pool_shutdown). */
+void instances_shutdown(Engine *e);
 
 typedef struct InvokeOutcome {
         bool done;           /* the instance answered */

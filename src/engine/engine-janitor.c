@@ -1,15 +1,17 @@
 /* The janitor: finishes run sandboxes (kill the leftovers, remove the
  * cgroups) on its own thread, so a run's result is not held back by the
  * kernel tearing its processes down; once a second it also reaps dead
- * workers and applies the pool's idle timeouts and instance TTLs. Started on first use; engine_free()
- * drains it, so nothing outlives the engine. */
+ * workers and applies the pool's idle timeouts and instance TTLs (the tick
+ * engine.c sets: this file knows nothing of the pool). Started on first
+ * use; engine_free() drains it, so nothing outlives the engine. */
 #include <time.h>
 
 #include "engine-internal.h"
 
 typedef struct JanitorItem {
-        RunSandbox *rs;       /* finish this run's sandbox, or */
-        PoolWorker *slot_for; /* make a spare slot for this worker */
+        JanitorWork work;
+        void *arg;
+        bool optional; /* dropped, not done inline, when there is no thread */
         struct JanitorItem *next;
 } JanitorItem;
 
@@ -27,11 +29,11 @@ static void *janitor_main(void *userdata) {
                         usec_t now = now_monotonic();
                         if (now >= next_reap) {
                                 pthread_mutex_unlock(&e->janitor_lock);
-                                pool_reap(e);
                                 /* Idle timeouts and instance TTLs fire on an
                                  * idle daemon too, one by one as they come
                                  * due, not all at once when traffic returns. */
-                                engine_pool_sweep(e);
+                                if (e->janitor_tick)
+                                        e->janitor_tick(e, NULL);
                                 pthread_mutex_lock(&e->janitor_lock);
                                 next_reap = now_monotonic() + REAP_INTERVAL_USEC;
                                 continue;
@@ -48,10 +50,7 @@ static void *janitor_main(void *userdata) {
                         break; /* stopping and drained */
                 e->janitor_queue = item->next;
                 pthread_mutex_unlock(&e->janitor_lock);
-                if (item->slot_for)
-                        pool_make_slot(e, item->slot_for);
-                else
-                        engine_sandbox_run_finish(item->rs);
+                item->work(e, item->arg);
                 free(item);
                 pthread_mutex_lock(&e->janitor_lock);
         }
@@ -68,17 +67,18 @@ void engine_janitor_start(Engine *e) {
         pthread_mutex_unlock(&e->janitor_lock);
 }
 
-void engine_janitor_finish(Engine *e, RunSandbox *rs) {
-        if (!rs)
-                return;
-        JanitorItem *item = xcalloc(1, sizeof(JanitorItem));
-        item->rs = rs;
-        janitor_push(e, item);
+static void finish_sandbox(Engine *e, void *rs) {
+        (void) engine_sandbox_run_finish(rs);
 }
 
-void engine_janitor_make_slot(Engine *e, PoolWorker *pw) {
+void engine_janitor_finish(Engine *e, RunSandbox *rs) {
+        if (rs)
+                engine_janitor_defer(e, finish_sandbox, rs, false);
+}
+
+void engine_janitor_defer(Engine *e, JanitorWork work, void *arg, bool optional) {
         JanitorItem *item = xcalloc(1, sizeof(JanitorItem));
-        item->slot_for = pw;
+        *item = (JanitorItem) { .work = work, .arg = arg, .optional = optional };
         janitor_push(e, item);
 }
 
@@ -91,11 +91,11 @@ static void janitor_push(Engine *e, JanitorItem *item) {
         if (!e->janitor_running) {
                 /* No thread (or stopping): do it here, late but done. */
                 pthread_mutex_unlock(&e->janitor_lock);
-                /* A spare slot is an optimisation: without the thread (the
-                 * engine is stopping) it is not made. The caller may hold
-                 * the pool lock, which making one needs. */
-                if (!item->slot_for)
-                        engine_sandbox_run_finish(item->rs);
+                /* Optional work (a spare slot) is not done without the
+                 * thread (the engine is stopping); the caller may hold a
+                 * lock that doing it needs. */
+                if (!item->optional)
+                        item->work(e, item->arg);
                 free(item);
                 return;
         }

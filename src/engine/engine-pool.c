@@ -6,6 +6,7 @@
  * guards the lists, a worker's own lock serialises its control socket. A
  * worker is started outside the pool lock (it may take a while to import
  * its env) while other threads wanting the same env wait on `changed`. */
+#include <assert.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -308,14 +309,8 @@ void pool_shutdown(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         PoolWorker *all = e->pool.workers;
         e->pool.workers = NULL;
-        Instance *inst = e->pool.instances;
-        e->pool.instances = NULL;
+        assert(!e->pool.instances);
         pthread_mutex_unlock(&e->pool.lock);
-        while (inst) {
-                Instance *next = inst->next;
-                instance_free(inst);
-                inst = next;
-        }
         stop_list(all);
 }
 
@@ -439,6 +434,10 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
  * it waits every fork and exit on the machine stalls. Spares therefore
  * join in batches — one grace period for the whole batch — and only when
  * the worker has run out down to one slot. Called with the pool lock. */
+static void make_slot_work(Engine *e, void *pw) {
+        pool_make_slot(e, pw);
+}
+
 static void request_slots(Engine *e, PoolWorker *pw, unsigned batch) {
         unsigned have = pw->slots_pending;
         for (SpareSlot *s = pw->slots; s; s = s->next)
@@ -450,7 +449,7 @@ static void request_slots(Engine *e, PoolWorker *pw, unsigned batch) {
                 pw->slots_pending++;
                 pw->busy++; /* the janitor's reference */
                 have++;
-                engine_janitor_make_slot(e, pw);
+                engine_janitor_defer(e, make_slot_work, pw, true);
         }
 }
 

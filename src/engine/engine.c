@@ -96,6 +96,13 @@ static void *prewarm_main(void *userdata) {
         return NULL;
 }
 
+/* Every second on the janitor thread: workers that died while idle are
+ * reaped, idle timeouts and instance TTLs applied. */
+static void engine_tick(Engine *e, void *unused) {
+        pool_reap(e);
+        engine_pool_sweep(e);
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)
@@ -130,6 +137,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->pool.instance_ttl_usec = (cfg->instance_ttl_ms ? cfg->instance_ttl_ms : 10 * 60 * 1000) * USEC_PER_MSEC;
         e->vcache = vcache_new(1024);
         e->envcache = vcache_new(1024);
+        e->janitor_tick = engine_tick;
         pthread_mutex_init(&e->janitor_lock, NULL);
         pthread_cond_init(&e->janitor_wake, NULL);
 
@@ -179,6 +187,7 @@ Engine *engine_free(Engine *e) {
         if (e->prewarm_started)
                 pthread_join(e->prewarm_thread, NULL);
         engine_janitor_stop(e);
+        instances_shutdown(e);
         pool_shutdown(e);
         vcache_free(e->vcache);
         vcache_free(e->envcache);
