@@ -99,3 +99,34 @@ char *data_dir_default(void) {
         e = getenv("HOME");
         return path_join(e && *e ? e : "/root", ".local/share/pysprinter");
 }
+
+static uint64_t tree_bytes_at_depth(int dfd, const char *name, int depth) {
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return 0;
+        uint64_t total = (uint64_t) st.st_blocks * 512;
+        if (!S_ISDIR(st.st_mode) || depth > 64)
+                return total;
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return total;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return total;
+        }
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        total += tree_bytes_at_depth(dirfd(d), de->d_name, depth + 1);
+        closedir(d);
+        return total;
+}
+
+uint64_t path_tree_bytes_at(int dfd, const char *name) {
+        return tree_bytes_at_depth(dfd, name, 0);
+}
+
+uint64_t path_tree_bytes(const char *path) {
+        return tree_bytes_at_depth(AT_FDCWD, path, 0);
+}

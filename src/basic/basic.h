@@ -155,6 +155,10 @@ char *path_join_many(const char *first, ...) __attribute__((sentinel));
 int mkdir_p(const char *path, mode_t mode);
 /* rm -rf that never follows symlinks and stays on one file system. */
 int rm_rf(const char *path);
+/* Disk bytes (st_blocks) of the tree at path, or at name under dfd; no
+ * symlink followed, 64 levels at most; 0 when absent. */
+uint64_t path_tree_bytes(const char *path);
+uint64_t path_tree_bytes_at(int dfd, const char *name);
 /* Directory holding the running executable (from /proc/self/exe). */
 int exe_dir(char **ret);
 /* $PYSPRINTER_HOME, else $XDG_DATA_HOME/pysprinter, else

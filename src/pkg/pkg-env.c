@@ -205,29 +205,6 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
 
 /* ---- env ls / prune ------------------------------------------------------ */
 
-static uint64_t tree_size_at(int dfd, const char *name) {
-        struct stat st;
-        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return 0;
-        uint64_t total = (uint64_t) st.st_blocks * 512;
-        if (!S_ISDIR(st.st_mode))
-                return total;
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return total;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return total;
-        }
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-                        total += tree_size_at(dirfd(d), de->d_name);
-        closedir(d);
-        return total;
-}
-
 typedef struct Rec {
         char *path;
         char *key;
@@ -298,7 +275,7 @@ static uint64_t store_entry_size(const char *data_dir, const char *sha) {
         int fd = open(store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return 0;
-        uint64_t s = tree_size_at(fd, sha);
+        uint64_t s = path_tree_bytes_at(fd, sha);
         close(fd);
         return s;
 }
@@ -372,7 +349,7 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                         struct stat st;
                         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                                 continue;
-                        uint64_t size = tree_size_at(dirfd(d), de->d_name);
+                        uint64_t size = path_tree_bytes_at(dirfd(d), de->d_name);
                         uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
                         bool garbage = startswith(de->d_name, ".tmp-") || !referenced(recs, n, removed, de->d_name);
                         if (garbage && age > GC_GRACE_USEC) {

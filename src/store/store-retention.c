@@ -81,32 +81,6 @@ usec_t retention_now(void) {
         return now_realtime();
 }
 
-static uint64_t tree_bytes_at(int dfd, const char *name, int depth) {
-        struct stat st;
-        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return 0;
-        uint64_t total = (uint64_t) st.st_blocks * 512;
-        if (!S_ISDIR(st.st_mode) || depth > 64)
-                return total;
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return total;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return total;
-        }
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-                        total += tree_bytes_at(dirfd(d), de->d_name, depth + 1);
-        closedir(d);
-        return total;
-}
-
-uint64_t path_tree_bytes(const char *path) {
-        return tree_bytes_at(AT_FDCWD, path, 0);
-}
 
 static uint64_t file_bytes(const char *path) {
         struct stat st;
@@ -436,7 +410,7 @@ static int gc_data_objects(Gc *g) {
                 if (mtime + RETENTION_OBJECT_GRACE_USEC > g->now ||
                     store_dataset_hash_refs(g->s, de->d_name, &refs) < 0 || refs > 0)
                         continue;
-                uint64_t bytes = tree_bytes_at(dirfd(d), de->d_name, 0);
+                uint64_t bytes = path_tree_bytes_at(dirfd(d), de->d_name);
                 if (!g->dry_run) {
                         _cleanup_free_ char *aside = xasprintf(".gc-%s", de->d_name);
                         if (renameat(dirfd(d), de->d_name, dirfd(d), aside) < 0)

@@ -448,8 +448,6 @@ typedef struct StoreUsage {
 } StoreUsage;
 void store_usage_done(StoreUsage *u);
 int store_usage(Store *s, const char *data_dir, StoreUsage *ret);
-/* Bytes of the tree at path (st_blocks), 0 when absent. */
-uint64_t path_tree_bytes(const char *path);
 
 /* ---- backup and restore (store-backup.c) --------------------------------- */
 
