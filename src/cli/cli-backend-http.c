@@ -536,9 +536,26 @@ static int data_path(Backend *b, const char *ref, const char *suffix, char **ret
         return 0;
 }
 
+static ssize_t tar_read(void *userdata, void *buf, size_t len) {
+        return data_tar_stream_read(userdata, buf, len);
+}
+
+/* The embedded path's words for a tree it cannot store (data_put_as). */
+static int tree_refused(Backend *b, int r, const char *source, const char *bad) {
+        /* -EINVAL: the exit code data_fail() gives them embedded. */
+        if (r == -ELOOP)
+                return fail(b, -EINVAL, xasprintf("data put: %s: symbolic links are not supported in datasets (%s)", source,
+                                            bad ?: "?"));
+        if (r == -EPERM)
+                return fail(b, -EINVAL, xasprintf("data put: %s: only regular files and directories can be stored (%s)",
+                                            source, bad ?: "?"));
+        return fail(b, r, xasprintf("data put: cannot read %s: %s", bad ?: source, strerror(-r)));
+}
+
 static int http_data_put(Backend *b, const char *name, const char *source, const char *filename, json_t **ret) {
-        _cleanup_free_ char *ename = http_escape(name), *path = NULL, *body = NULL, *err = NULL;
+        _cleanup_free_ char *ename = http_escape(name), *path = NULL, *body = NULL, *err = NULL, *bad = NULL;
         _cleanup_fclose_ FILE *f = NULL;
+        DataTarStream *tar = NULL;
         HttpRequest q = { .method = "PUT" };
         if (data_source_is_url(source)) {
                 /* The daemon fetches, caches and revalidates the URL. */
@@ -556,20 +573,28 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
                 f = fopen(source, "rbe");
                 if (!f || fstat(fileno(f), &st) < 0)
                         return fail(b, -ENOENT, xasprintf("data put: cannot read %s: %s", source, strerror(errno)));
-                if (S_ISDIR(st.st_mode))
-                        return fail(b, -EINVAL, xasprintf("data put: %s is a directory; a server takes single-file "
-                                                          "datasets (upload an archive of it, or put it without --server)",
-                                                          source));
+                if (S_ISDIR(st.st_mode)) {
+                        /* A directory travels as a tar made while it is sent. */
+                        int r = data_tar_stream_new(source, &tar, &bad);
+                        if (r < 0)
+                                return tree_refused(b, r, source, bad);
+                        path = xasprintf("/v1/data/%s", ename);
+                        q.content_type = "application/x-tar";
+                        q.read = tar_read;
+                        q.read_userdata = tar;
+                } else {
                 const char *slash = strrchr(source, '/');
                 _cleanup_free_ char *fname = http_escape(filename ?: slash ? slash + 1 : source);
                 path = xasprintf("/v1/data/%s?filename=%s", ename, fname);
                 q.content_type = "application/octet-stream";
                 q.upload = f;
                 q.upload_size = (int64_t) st.st_size;
+                }
         }
         q.path = path;
         Buf ans;
         int r = http_request(&b->http, &q, NULL, &ans, &err);
+        data_tar_stream_free(tar);
         *ret = r >= 0 && ans.len ? json_loadb(ans.data, ans.len, 0, NULL) : NULL;
         buf_free(&ans);
         if (r < 0)
@@ -594,10 +619,64 @@ static int http_data_list(Backend *b, json_t **ret) {
         return http_list(b, "/v1/data", "datasets", ret);
 }
 
+/* A directory dataset to out_path: its tar, streamed into an unlinked
+ * temporary file beside out_path, then unpacked into a temporary
+ * directory there and renamed (data_tar_unpack_to). */
+static int http_data_get_dir(Backend *b, const char *ref, const char *out_path) {
+        _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL, *name = NULL;
+        int version = 0;
+        int r = data_path(b, ref, "/content", &path);
+        if (r < 0)
+                return r;
+        (void) data_parse_ref(ref, &name, &version);
+        char *q = path;
+        path = xasprintf("%s%sformat=tar", q, strchr(q, '?') ? "&" : "?");
+        free(q);
+        tmp = xasprintf("%s.pysprinter-XXXXXX", out_path);
+        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        FILE *f = NULL;
+        if (fd < 0 || unlink(tmp) < 0 || !(f = fdopen(fcntl(fd, F_DUPFD_CLOEXEC, 3), "wb"))) {
+                r = -errno;
+                return fail(b, r, xasprintf("data get: cannot write %s: %s", out_path, strerror(-r)));
+        }
+        Buf ans;
+        r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .download = f }, NULL, &ans, &err);
+        buf_free(&ans);
+        if (fclose(f) != 0 && r >= 0)
+                return fail(b, -EIO, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        if (r < 0)
+                return fail(b, r, xasprintf("data get: %s", err ?: strerror(-r)));
+        DataConfig cfg = {};
+        data_config_from_env(&cfg, NULL);
+        DataTarCaps caps = { .max_files = cfg.max_files, .max_bytes = cfg.max_dataset_bytes };
+        free(err);
+        err = NULL;
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return fail(b, -errno, xasprintf("data get: %s", strerror(errno)));
+        r = data_tar_unpack_to(fd, out_path, &caps, &err);
+        if (r < 0)
+                /* As data_export() says it when the target holds those names. */
+                return fail(b, r, xasprintf("data get: cannot copy dataset '%s' to %s: %s (the target must not "
+                                            "hold files of the same names)",
+                                            name ?: ref, out_path, err ?: strerror(-r)));
+        return 0;
+}
+
 /* The content is streamed to a temporary file beside out_path, renamed
  * over it once whole. */
 static int http_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
         _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL;
+        if (out_path) {
+                json_t *info = NULL;
+                int r = http_data_info(b, ref, &info);
+                if (r < 0)
+                        return r;
+                const char *kind = json_string_value(json_object_get(info, "kind"));
+                bool dir = kind && streq(kind, "dir");
+                json_decref(info);
+                if (dir)
+                        return http_data_get_dir(b, ref, out_path);
+        }
         int r = data_path(b, ref, "/content", &path);
         if (r < 0)
                 return r;
@@ -617,7 +696,11 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
         Buf ans;
         r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .download = f }, NULL, &ans, &err);
         buf_free(&ans);
-        if (r < 0)
+        if (r == -EBUSY && !out_path)
+                /* 409: a directory, which only a tar carries; embedded
+                 * prints its read-only path, a server's means nothing here. */
+                r = fail(b, -EINVAL, xasprintf("data get: %s is a directory dataset: copy it out with -o DIR", ref));
+        else if (r < 0)
                 (void) fail(b, r, xasprintf("data get: %s", err ?: strerror(-r)));
         if (!out_path)
                 return r < 0 ? r : fflush(stdout) == 0 ? 0 : -EIO;

@@ -31,6 +31,10 @@ typedef struct HttpRequest {
         size_t body_len;
         FILE *upload;              /* or this file, upload_size bytes (streamed) */
         int64_t upload_size;
+        /* or bytes produced as they are sent (chunked; never retried):
+         * up to len into buf, 0 at the end, a negative errno */
+        ssize_t (*read)(void *userdata, void *buf, size_t len);
+        void *read_userdata;
         FILE *download;            /* a 2xx answer's body is streamed here */
         HttpSseFn sse;             /* a 2xx answer is an event stream */
         void *sse_userdata;
