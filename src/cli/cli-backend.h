@@ -124,7 +124,7 @@ typedef struct BackendOps {
         int (*dag_list)(Backend *b, long limit, json_t **ret_array);
         int (*dag_cancel)(Backend *b, const char *id, json_t **ret);
         /* Datasets: the API's dataset objects (docs/api.md "Datasets").
-         * data_put: source a file, a directory (embedded) or a URL, stored
+         * data_put: source a file, a directory (a tar stream over HTTP) or a URL, stored
          * under filename (NULL: the source's own name). data_info: GET
          * /v1/data/NAME's object (versions, current_version, filename). */
         int (*data_put)(Backend *b, const char *name, const char *source, const char *filename, json_t **ret);
