@@ -619,41 +619,17 @@ static int http_data_list(Backend *b, json_t **ret) {
         return http_list(b, "/v1/data", "datasets", ret);
 }
 
-/* A directory dataset to out_path: its tar, streamed into an unlinked
- * temporary file beside out_path, then unpacked into a temporary
- * directory there and renamed (data_tar_unpack_to). */
-static int http_data_get_dir(Backend *b, const char *ref, const char *out_path) {
-        _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL, *name = NULL;
+/* A tar the server sent (fd, at its start) unpacked to out_path. */
+static int unpack_download(Backend *b, const char *ref, int fd, const char *out_path) {
+        _cleanup_free_ char *name = NULL, *err = NULL;
         int version = 0;
-        int r = data_path(b, ref, "/content", &path);
-        if (r < 0)
-                return r;
         (void) data_parse_ref(ref, &name, &version);
-        char *q = path;
-        path = xasprintf("%s%sformat=tar", q, strchr(q, '?') ? "&" : "?");
-        free(q);
-        tmp = xasprintf("%s.pysprinter-XXXXXX", out_path);
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-        FILE *f = NULL;
-        if (fd < 0 || unlink(tmp) < 0 || !(f = fdopen(fcntl(fd, F_DUPFD_CLOEXEC, 3), "wb"))) {
-                r = -errno;
-                return fail(b, r, xasprintf("data get: cannot write %s: %s", out_path, strerror(-r)));
-        }
-        Buf ans;
-        r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .download = f }, NULL, &ans, &err);
-        buf_free(&ans);
-        if (fclose(f) != 0 && r >= 0)
-                return fail(b, -EIO, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
-        if (r < 0)
-                return fail(b, r, xasprintf("data get: %s", err ?: strerror(-r)));
         DataConfig cfg = {};
         data_config_from_env(&cfg, NULL);
         DataTarCaps caps = { .max_files = cfg.max_files, .max_bytes = cfg.max_dataset_bytes };
-        free(err);
-        err = NULL;
         if (lseek(fd, 0, SEEK_SET) < 0)
                 return fail(b, -errno, xasprintf("data get: %s", strerror(errno)));
-        r = data_tar_unpack_to(fd, out_path, &caps, &err);
+        int r = data_tar_unpack_to(fd, out_path, &caps, &err);
         if (r < 0)
                 /* As data_export() says it when the target holds those names. */
                 return fail(b, r, xasprintf("data get: cannot copy dataset '%s' to %s: %s (the target must not "
@@ -662,21 +638,24 @@ static int http_data_get_dir(Backend *b, const char *ref, const char *out_path) 
         return 0;
 }
 
-/* The content is streamed to a temporary file beside out_path, renamed
- * over it once whole. */
+/* Whether the (last) answer's Content-Type is a tar. */
+static bool answered_tar(const Buf *headers) {
+        bool tar = false;
+        for (const char *l = headers->data; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+                if (strncasecmp(l, "Content-Type:", 13) == 0) {
+                        const char *v = l + 13 + strspn(l + 13, " \t");
+                        tar = strncasecmp(v, "application/x-tar", 17) == 0;
+                }
+        return tar;
+}
+
+/* The content is streamed to a temporary file beside out_path. The server
+ * answers a single-file dataset with its bytes (the file is renamed over
+ * out_path once whole) and, since the request accepts a tar, a directory
+ * dataset with its tar (unpacked beside out_path and renamed:
+ * data_tar_unpack_to). */
 static int http_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
         _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL;
-        if (out_path) {
-                json_t *info = NULL;
-                int r = http_data_info(b, ref, &info);
-                if (r < 0)
-                        return r;
-                const char *kind = json_string_value(json_object_get(info, "kind"));
-                bool dir = kind && streq(kind, "dir");
-                json_decref(info);
-                if (dir)
-                        return http_data_get_dir(b, ref, out_path);
-        }
         int r = data_path(b, ref, "/content", &path);
         if (r < 0)
                 return r;
@@ -684,7 +663,7 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
         if (out_path) {
                 tmp = xasprintf("%s.pysprinter-XXXXXX", out_path);
                 int fd = mkostemp(tmp, O_CLOEXEC);
-                if (fd < 0 || !(f = fdopen(fd, "wb"))) {
+                if (fd < 0 || !(f = fdopen(fd, "w+b"))) {
                         r = -errno;
                         if (fd >= 0) {
                                 close(fd);
@@ -693,9 +672,14 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
                         return fail(b, r, xasprintf("data get: cannot write %s: %s", out_path, strerror(-r)));
                 }
         }
-        Buf ans;
-        r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .download = f }, NULL, &ans, &err);
+        Buf ans, headers;
+        buf_init(&headers, 64U << 10);
+        HttpRequest q = { .method = "GET", .path = path, .download = f, .headers = &headers,
+                          .header = out_path ? "Accept: application/octet-stream, application/x-tar" : NULL };
+        r = http_request(&b->http, &q, NULL, &ans, &err);
         buf_free(&ans);
+        bool tar = r >= 0 && answered_tar(&headers);
+        buf_free(&headers);
         if (r == -EBUSY && !out_path)
                 /* 409: a directory, which only a tar carries; embedded
                  * prints its read-only path, a server's means nothing here. */
@@ -704,6 +688,14 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
                 (void) fail(b, r, xasprintf("data get: %s", err ?: strerror(-r)));
         if (!out_path)
                 return r < 0 ? r : fflush(stdout) == 0 ? 0 : -EIO;
+        if (fflush(f) != 0 && r >= 0)
+                r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        if (r >= 0 && tar) {
+                r = unpack_download(b, ref, fileno(f), out_path);
+                unlink(tmp);
+                fclose(f);
+                return r;
+        }
         if ((fclose(f) != 0 || rename(tmp, out_path) < 0) && r >= 0)
                 r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
         if (r < 0)

@@ -325,7 +325,9 @@ static struct MHD_Response *handle_content(const DaemonCall *call, const char *n
                 data_info_free(info);
                 return daemon_error_response(400, "bad_request", ret_status, "query 'format' must be 'tar'");
         }
-        if (format || (accept && strstr(accept, "application/x-tar")))
+        /* ?format=tar: any dataset as a tar; a directory also when the
+         * client accepts one (the CLI's `data get -o` asks for either). */
+        if (format || (!info->file && accept && strstr(accept, "application/x-tar")))
                 return tar_response(info, warning, ret_status);
         if (!info->file) {
                 data_info_free(info);

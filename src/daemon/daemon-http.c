@@ -269,6 +269,8 @@ static bool sink_begin(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) 
         const DaemonRoute *route = NULL;
         unsigned allow = 0;
         int n = 0;
+        if (!(daemon_route_method(c->method) & (ROUTE_PUT | ROUTE_POST)))
+                return false; /* no body to stream */
         if (daemon_route_find(c->method, url, seg, &n, &route, &allow) < 0 || !route->sink ||
             route->access != ROUTE_USER)
                 return false;
