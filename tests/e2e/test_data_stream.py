@@ -109,6 +109,27 @@ def test_big_upload_is_streamed_not_held(cli, d, tmp_path):
     assert staging(d) == []
 
 
+def test_big_directory_download_is_streamed(cli, d, tmp_path):
+    tree = tmp_path / "bigtree"
+    (tree / "sub").mkdir(parents=True)
+    for i in range(4):
+        (tree / "sub" / f"part{i}").write_bytes(os.urandom(10 << 20))
+    r = remote(cli, d, tmp_path)
+    r("data", "put", "bigtree", str(tree), check=0)
+    before = vm_hwm_kb(d.proc.pid)
+    c = d.conn()
+    c.request("GET", "/v1/data/bigtree/content?format=tar", headers={"Authorization": "Bearer " + TOKENS["alice"]})
+    resp = c.getresponse()
+    assert resp.status == 200
+    total = 0
+    while chunk := resp.read(1 << 16):
+        total += len(chunk)
+    c.close()
+    assert total > 40 << 20
+    after = vm_hwm_kb(d.proc.pid)
+    assert after - before < 16 * 1024, (before, after)
+
+
 def test_over_the_cap_is_413_and_leaves_nothing(cli, capped, tmp_path):
     r = remote(cli, capped, tmp_path)
     f = tmp_path / "two-mib"
