@@ -133,6 +133,12 @@ static int upload_begin(const DaemonCall *call, void **ret_sink, char **ret_erro
                                        call->seg[2], DATA_NAME_MAX);
                 return -EINVAL;
         }
+        const char *fname = daemon_call_query(call, "filename");
+        if (fname && !upload_name_valid(fname)) {
+                /* Said before the body is stored, not after. */
+                *ret_error = xstrdup("query 'filename' must be a plain file name (no '/', not '..')");
+                return -EINVAL;
+        }
         DataUpload *u = NULL;
         int r = data_upload_new(call->d->catalog, &u, ret_error);
         if (r < 0)

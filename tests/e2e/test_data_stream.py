@@ -164,6 +164,24 @@ def test_client_gone_mid_upload_leaves_nothing(d):
     assert "halfway" not in datasets(d)
 
 
+def test_bad_names_are_refused_before_the_body(d):
+    # A 10 MiB announced body, of which the daemon reads none.
+    for path, why in [("/v1/data/x?filename=..", b"plain file name"), ("/v1/data/-bad", b"not a dataset name")]:
+        s = socket.create_connection(("127.0.0.1", d.port))
+        s.sendall((f"PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+                   f"Content-Type: application/octet-stream\r\nContent-Length: {10 << 20}\r\n\r\n").encode())
+        s.settimeout(20)
+        answer = b""
+        while why not in answer:  # the answer may come in pieces; the server closes after it
+            piece = s.recv(65536)
+            if not piece:
+                break
+            answer += piece
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 400") and why in answer, answer
+    assert staging(d) == []
+
+
 def test_directory_round_trip_through_the_daemon(cli, d, tmp_path):
     src = tmp_path / "src"
     make_tree(src)
