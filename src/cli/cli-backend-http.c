@@ -536,9 +536,26 @@ static int data_path(Backend *b, const char *ref, const char *suffix, char **ret
         return 0;
 }
 
+static ssize_t tar_read(void *userdata, void *buf, size_t len) {
+        return data_tar_stream_read(userdata, buf, len);
+}
+
+/* The embedded path's words for a tree it cannot store (data_put_as). */
+static int tree_refused(Backend *b, int r, const char *source, const char *bad) {
+        /* -EINVAL: the exit code data_fail() gives them embedded. */
+        if (r == -ELOOP)
+                return fail(b, -EINVAL, xasprintf("data put: %s: symbolic links are not supported in datasets (%s)", source,
+                                            bad ?: "?"));
+        if (r == -EPERM)
+                return fail(b, -EINVAL, xasprintf("data put: %s: only regular files and directories can be stored (%s)",
+                                            source, bad ?: "?"));
+        return fail(b, r, xasprintf("data put: cannot read %s: %s", bad ?: source, strerror(-r)));
+}
+
 static int http_data_put(Backend *b, const char *name, const char *source, const char *filename, json_t **ret) {
-        _cleanup_free_ char *ename = http_escape(name), *path = NULL, *body = NULL, *err = NULL;
+        _cleanup_free_ char *ename = http_escape(name), *path = NULL, *body = NULL, *err = NULL, *bad = NULL;
         _cleanup_fclose_ FILE *f = NULL;
+        DataTarStream *tar = NULL;
         HttpRequest q = { .method = "PUT" };
         if (data_source_is_url(source)) {
                 /* The daemon fetches, caches and revalidates the URL. */
@@ -556,20 +573,28 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
                 f = fopen(source, "rbe");
                 if (!f || fstat(fileno(f), &st) < 0)
                         return fail(b, -ENOENT, xasprintf("data put: cannot read %s: %s", source, strerror(errno)));
-                if (S_ISDIR(st.st_mode))
-                        return fail(b, -EINVAL, xasprintf("data put: %s is a directory; a server takes single-file "
-                                                          "datasets (upload an archive of it, or put it without --server)",
-                                                          source));
+                if (S_ISDIR(st.st_mode)) {
+                        /* A directory travels as a tar made while it is sent. */
+                        int r = data_tar_stream_new(source, &tar, &bad);
+                        if (r < 0)
+                                return tree_refused(b, r, source, bad);
+                        path = xasprintf("/v1/data/%s", ename);
+                        q.content_type = "application/x-tar";
+                        q.read = tar_read;
+                        q.read_userdata = tar;
+                } else {
                 const char *slash = strrchr(source, '/');
                 _cleanup_free_ char *fname = http_escape(filename ?: slash ? slash + 1 : source);
                 path = xasprintf("/v1/data/%s?filename=%s", ename, fname);
                 q.content_type = "application/octet-stream";
                 q.upload = f;
                 q.upload_size = (int64_t) st.st_size;
+                }
         }
         q.path = path;
         Buf ans;
         int r = http_request(&b->http, &q, NULL, &ans, &err);
+        data_tar_stream_free(tar);
         *ret = r >= 0 && ans.len ? json_loadb(ans.data, ans.len, 0, NULL) : NULL;
         buf_free(&ans);
         if (r < 0)
@@ -594,8 +619,41 @@ static int http_data_list(Backend *b, json_t **ret) {
         return http_list(b, "/v1/data", "datasets", ret);
 }
 
-/* The content is streamed to a temporary file beside out_path, renamed
- * over it once whole. */
+/* A tar the server sent (fd, at its start) unpacked to out_path. */
+static int unpack_download(Backend *b, const char *ref, int fd, const char *out_path) {
+        _cleanup_free_ char *name = NULL, *err = NULL;
+        int version = 0;
+        (void) data_parse_ref(ref, &name, &version);
+        DataConfig cfg = {};
+        data_config_from_env(&cfg, NULL);
+        DataTarCaps caps = { .max_files = cfg.max_files, .max_bytes = cfg.max_dataset_bytes };
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return fail(b, -errno, xasprintf("data get: %s", strerror(errno)));
+        int r = data_tar_unpack_to(fd, out_path, &caps, &err);
+        if (r < 0)
+                /* As data_export() says it when the target holds those names. */
+                return fail(b, r, xasprintf("data get: cannot copy dataset '%s' to %s: %s (the target must not "
+                                            "hold files of the same names)",
+                                            name ?: ref, out_path, err ?: strerror(-r)));
+        return 0;
+}
+
+/* Whether the (last) answer's Content-Type is a tar. */
+static bool answered_tar(const Buf *headers) {
+        bool tar = false;
+        for (const char *l = headers->data; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+                if (strncasecmp(l, "Content-Type:", 13) == 0) {
+                        const char *v = l + 13 + strspn(l + 13, " \t");
+                        tar = strncasecmp(v, "application/x-tar", 17) == 0;
+                }
+        return tar;
+}
+
+/* The content is streamed to a temporary file beside out_path. The server
+ * answers a single-file dataset with its bytes (the file is renamed over
+ * out_path once whole) and, since the request accepts a tar, a directory
+ * dataset with its tar (unpacked beside out_path and renamed:
+ * data_tar_unpack_to). */
 static int http_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
         _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL;
         int r = data_path(b, ref, "/content", &path);
@@ -605,7 +663,7 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
         if (out_path) {
                 tmp = xasprintf("%s.pysprinter-XXXXXX", out_path);
                 int fd = mkostemp(tmp, O_CLOEXEC);
-                if (fd < 0 || !(f = fdopen(fd, "wb"))) {
+                if (fd < 0 || !(f = fdopen(fd, "w+b"))) {
                         r = -errno;
                         if (fd >= 0) {
                                 close(fd);
@@ -614,13 +672,30 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
                         return fail(b, r, xasprintf("data get: cannot write %s: %s", out_path, strerror(-r)));
                 }
         }
-        Buf ans;
-        r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .download = f }, NULL, &ans, &err);
+        Buf ans, headers;
+        buf_init(&headers, 64U << 10);
+        HttpRequest q = { .method = "GET", .path = path, .download = f, .headers = &headers,
+                          .header = out_path ? "Accept: application/octet-stream, application/x-tar" : NULL };
+        r = http_request(&b->http, &q, NULL, &ans, &err);
         buf_free(&ans);
-        if (r < 0)
+        bool tar = r >= 0 && answered_tar(&headers);
+        buf_free(&headers);
+        if (r == -EBUSY && !out_path)
+                /* 409: a directory, which only a tar carries; embedded
+                 * prints its read-only path, a server's means nothing here. */
+                r = fail(b, -EINVAL, xasprintf("data get: %s is a directory dataset: copy it out with -o DIR", ref));
+        else if (r < 0)
                 (void) fail(b, r, xasprintf("data get: %s", err ?: strerror(-r)));
         if (!out_path)
                 return r < 0 ? r : fflush(stdout) == 0 ? 0 : -EIO;
+        if (fflush(f) != 0 && r >= 0)
+                r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        if (r >= 0 && tar) {
+                r = unpack_download(b, ref, fileno(f), out_path);
+                unlink(tmp);
+                fclose(f);
+                return r;
+        }
         if ((fclose(f) != 0 || rename(tmp, out_path) < 0) && r >= 0)
                 r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
         if (r < 0)

@@ -31,6 +31,10 @@ typedef struct HttpRequest {
         size_t body_len;
         FILE *upload;              /* or this file, upload_size bytes (streamed) */
         int64_t upload_size;
+        /* or bytes produced as they are sent (chunked; never retried):
+         * up to len into buf, 0 at the end, a negative errno */
+        ssize_t (*read)(void *userdata, void *buf, size_t len);
+        void *read_userdata;
         FILE *download;            /* a 2xx answer's body is streamed here */
         HttpSseFn sse;             /* a 2xx answer is an event stream */
         void *sse_userdata;
@@ -120,7 +124,7 @@ typedef struct BackendOps {
         int (*dag_list)(Backend *b, long limit, json_t **ret_array);
         int (*dag_cancel)(Backend *b, const char *id, json_t **ret);
         /* Datasets: the API's dataset objects (docs/api.md "Datasets").
-         * data_put: source a file, a directory (embedded) or a URL, stored
+         * data_put: source a file, a directory (a tar stream over HTTP) or a URL, stored
          * under filename (NULL: the source's own name). data_info: GET
          * /v1/data/NAME's object (versions, current_version, filename). */
         int (*data_put)(Backend *b, const char *name, const char *source, const char *filename, json_t **ret);

@@ -8,12 +8,12 @@
 
 static const char data_help[] =
         "Usage: pysprinter data put NAME PATH|URL [--as FILENAME]\n"
-        "                                           store a file, a directory (embedded) or a URL as NAME\n"
+        "                                           store a file, a directory or a URL as NAME\n"
         "       pysprinter data ls [NAME] [--json]  list datasets, or the versions of NAME\n"
         "       pysprinter data get NAME[@VERSION] [-o PATH]\n"
         "                                           write a single-file dataset to stdout (or PATH),\n"
         "                                           copy a directory dataset to PATH, or print its\n"
-        "                                           read-only location without -o (embedded)\n"
+        "                                           read-only location without -o (embedded only)\n"
         "       pysprinter data rm NAME[@VERSION]   remove a dataset or one version\n"
         "\n"
         "Content is addressed by its sha256: putting the same content again gives the same\n"
@@ -27,7 +27,9 @@ static const char data_help[] =
         "be reached the cached copy is used and a warning says so.\n"
         "Caps: PYSPRINTER_DATA_MAX_BYTES per version (default 10 GiB),\n"
         "PYSPRINTER_DATA_TENANT_MAX_BYTES in all (default 50 GiB); PYSPRINTER_DATA_TTL\n"
-        "seconds between URL revalidations (default 0: on every use).\n";
+        "seconds between URL revalidations (default 0: on every use).\n"
+        "With --server a directory travels as a tar stream both ways, and an upload's\n"
+        "cap is the daemon's data.max_bytes (docs/data.md \"Against a daemon\").\n";
 
 static long long jint(json_t *o, const char *k) {
         return (long long) json_integer_value(json_object_get(o, k));

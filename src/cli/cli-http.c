@@ -48,6 +48,7 @@ typedef struct Xfer {
         Buf *body;
         Buf *headers;
         long retry_after;
+        int read_error;         /* what q->read failed with */
         /* SSE parsing state */
         Buf line, data;
         char event[32];
@@ -102,6 +103,16 @@ static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
         if (x->headers)
                 (void) buf_append(x->headers, data, size * n);
         return size * n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t n, void *userdata) {
+        Xfer *x = userdata;
+        ssize_t k = x->q->read(x->q->read_userdata, buf, size * n);
+        if (k < 0) {
+                x->read_error = (int) k;
+                return CURL_READFUNC_ABORT;
+        }
+        return (size_t) k;
 }
 
 static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
@@ -198,7 +209,14 @@ int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret
                 curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
                 curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
                 curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
-                if (q->upload) {
+                if (q->read) {
+                        /* Its size is unknown: HTTP/1.1 chunked. */
+                        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+                        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+                        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+                        curl_easy_setopt(c, CURLOPT_READDATA, &x);
+                        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+                } else if (q->upload) {
                         rewind(q->upload);
                         curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
                         curl_easy_setopt(c, CURLOPT_READDATA, q->upload);
@@ -217,6 +235,10 @@ int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret
                 buf_free(&x.data);
                 if (cli_interrupted == 1 && cc != CURLE_OK)
                         return -EINTR;
+                if (x.read_error < 0) {
+                        *ret_error = xasprintf("cannot read what is uploaded: %s", strerror(-x.read_error));
+                        return x.read_error;
+                }
                 if (cc != CURLE_OK && !(status >= 200 && status < 300 && cc == CURLE_PARTIAL_FILE)) {
                         if (cc == CURLE_WRITE_ERROR && (q->download || q->sse)) {
                                 *ret_error = xasprintf("cannot write the download: %s", strerror(errno ?: EIO));
@@ -225,7 +247,7 @@ int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret
                         *ret_error = xasprintf("cannot reach %s: %s", h->base, *errbuf ? errbuf : curl_easy_strerror(cc));
                         return -ECONNREFUSED;
                 }
-                if (status == 429 && attempt < MAX_RETRIES && !cli_interrupted) {
+                if (status == 429 && attempt < MAX_RETRIES && !cli_interrupted && !q->read) {
                         buf_reset(ret_body);
                         sleep((unsigned) MAX(1, MIN(x.retry_after, 10)));
                         continue;

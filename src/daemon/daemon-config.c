@@ -317,7 +317,7 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
-/* data: {url_allow: [CIDR…]} */
+/* data: {max_bytes: N, url_allow: [CIDR…]} */
 static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *k;
         json_t *v;
@@ -327,6 +327,14 @@ static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
                 return -EINVAL;
         }
         json_object_foreach(o, k, v) {
+                if (streq(k, "max_bytes")) {
+                        /* A version's cap, uploads included (docs/data.md);
+                         * 0 (absent): PYSPRINTER_DATA_MAX_BYTES, else 10 GiB. */
+                        int r = json_want_uint(v, "data.max_bytes", &cfg->data_max_bytes, ret_error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (!streq(k, "url_allow")) {
                         *ret_error = xasprintf("unknown key 'data.%s'", k);
                         return -EINVAL;

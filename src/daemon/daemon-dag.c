@@ -383,6 +383,7 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
         /* The same place the CLI uses (cli_data_open): one catalog per home. */
         _cleanup_free_ char *data_root = path_join_many(d->data_dir, "data", NULL);
         cfg.root = data_root;
+        cfg.max_dataset_bytes = d->cfg.data_max_bytes;
         data_config_from_env(&cfg, d->data_dir);
         /* URL datasets are fetched from the daemon's host on a tenant's
          * behalf: only public addresses unless the operator opens more. */

@@ -2,10 +2,12 @@
  *
  * Datasets are the tenant's: every call passes the caller's tenant to the
  * catalog, so another tenant's dataset is simply not found (404). Uploads
- * arrive whole in the request body (the router caps it at
- * server.max_body_bytes), are staged in a private directory under the
- * daemon's data directory and handed to data_put(), which applies the
- * per-dataset and per-tenant caps. */
+ * stream to a staging file under the catalog as they arrive (the route's
+ * body sink, daemon_data_upload_sink): never held in memory, capped by
+ * data.max_bytes rather than server.max_body_bytes. A body of
+ * Content-Type application/x-tar is a directory, unpacked safely
+ * (data_tar_extract) into staging; any other is the dataset's one file.
+ * A directory dataset downloads as a tar produced while it is sent. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -60,6 +62,9 @@ static struct MHD_Response *data_errno(int r, const char *name, const char *err,
          * upstream's failure (502), like a refused connection. */
         if (r == -EIO)
                 r = -EHOSTUNREACH;
+        /* More files than a version may hold: a refused request (400). */
+        if (r == -EMFILE)
+                r = -EINVAL;
         const char *code;
         unsigned status = daemon_errno_status(r, &code);
         if (err)
@@ -109,13 +114,76 @@ static char *url_of_body(const DaemonCall *call) {
         return url;
 }
 
+static bool content_type_is(const DaemonCall *call, const char *type) {
+        const char *ct = daemon_call_header(call, "Content-Type");
+        size_t n = strlen(type);
+        return ct && strncasecmp(ct, type, n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* ---- streamed uploads (DaemonBodySink) ---- */
+
+static int upload_begin(const DaemonCall *call, void **ret_sink, char **ret_error) {
+        *ret_sink = NULL;
+        /* {"url": …} is small: buffered as any JSON body. */
+        if (!streq(call->method, "PUT") || call->n_seg != 3 || !call->d->catalog ||
+            content_type_is(call, "application/json"))
+                return 0;
+        if (!data_name_valid(call->seg[2])) {
+                *ret_error = xasprintf("'%s' is not a dataset name ([A-Za-z0-9][A-Za-z0-9._-]*, at most %d bytes)",
+                                       call->seg[2], DATA_NAME_MAX);
+                return -EINVAL;
+        }
+        const char *fname = daemon_call_query(call, "filename");
+        if (fname && !upload_name_valid(fname)) {
+                /* Said before the body is stored, not after. */
+                *ret_error = xstrdup("query 'filename' must be a plain file name (no '/', not '..')");
+                return -EINVAL;
+        }
+        DataUpload *u = NULL;
+        int r = data_upload_new(call->d->catalog, &u, ret_error);
+        if (r < 0)
+                return r;
+        /* An announced oversized body is refused before a byte is read. */
+        const char *cl = daemon_call_header(call, "Content-Length");
+        char *end;
+        unsigned long long x = cl ? strtoull(cl, &end, 10) : 0;
+        if (cl && *end == 0 && data_upload_max_bytes(u) && x > data_upload_max_bytes(u)) {
+                *ret_error = xasprintf("request body of %llu bytes is larger than the dataset cap of %llu bytes "
+                                       "(data.max_bytes)",
+                                       x, (unsigned long long) data_upload_max_bytes(u));
+                data_upload_free(u);
+                return -EFBIG;
+        }
+        *ret_sink = u;
+        return 0;
+}
+
+static int upload_write(void *sink, const void *data, size_t len) {
+        return data_upload_write(sink, data, len);
+}
+
+static void upload_end(void *sink) {
+        data_upload_free(sink);
+}
+
+const DaemonBodySink daemon_data_upload_sink = {
+        .begin = upload_begin,
+        .write = upload_write,
+        .end = upload_end,
+};
+
 static struct MHD_Response *handle_put(const DaemonCall *call, const char *name, unsigned *ret_status) {
         Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *url = url_of_body(call);
+        _cleanup_free_ char *err = NULL, *url = call->upload ? NULL : url_of_body(call);
         DataInfo *info = NULL;
         int r;
+        bool tar = content_type_is(call, "application/x-tar");
 
-        if (url) {
+        if (tar && !call->upload)
+                return daemon_error_response(400, "bad_request", ret_status, "an application/x-tar body must be streamed");
+        if (tar)
+                r = data_upload_commit(call->upload, call->tenant, name, NULL, &info, &err);
+        else if (url) {
                 if (!data_source_is_url(url))
                         return daemon_error_response(400, "bad_request", ret_status,
                                                      "field 'url' must be an http:// or https:// URL");
@@ -127,7 +195,9 @@ static struct MHD_Response *handle_put(const DaemonCall *call, const char *name,
                 if (!upload_name_valid(fname))
                         return daemon_error_response(400, "bad_request", ret_status,
                                                      "query 'filename' must be a plain file name (no '/', not '..')");
-                r = data_put_bytes(d->catalog, call->tenant, name, fname, call->body, call->body_len, &info, &err);
+                r = call->upload ? data_upload_commit(call->upload, call->tenant, name, fname, &info, &err)
+                                 : data_put_bytes(d->catalog, call->tenant, name, fname, call->body, call->body_len,
+                                                  &info, &err);
         }
         if (r < 0)
                 return data_errno(r, name, err, ret_status);
@@ -203,16 +273,73 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *name,
         return daemon_json_response(200, j, ret_status);
 }
 
+static ssize_t tar_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+        ssize_t n = data_tar_stream_read(cls, buf, max);
+        return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void tar_reader_free(void *cls) {
+        data_tar_stream_free(cls);
+}
+
+static void content_headers(struct MHD_Response *resp, const DataInfo *info, const char *type, const char *filename,
+                            const char *warning) {
+        _cleanup_free_ char *disp = xasprintf("attachment; filename=\"%s\"", filename);
+        char ver[16];
+        snprintf(ver, sizeof(ver), "%d", info->version);
+        MHD_add_response_header(resp, "Content-Type", type);
+        MHD_add_response_header(resp, "Content-Disposition", disp);
+        MHD_add_response_header(resp, "X-Pysprinter-Data-Version", ver);
+        MHD_add_response_header(resp, "ETag", info->hash ? info->hash : "");
+        if (warning)
+                MHD_add_response_header(resp, "Warning", "110 - \"revalidation failed; cached version\"");
+}
+
+/* The version's tree as a tar produced while MHD sends it (a dataset may
+ * be GiBs: never a whole buffer). Takes info. */
+static struct MHD_Response *tar_response(DataInfo *info, const char *warning, unsigned *ret_status) {
+        DataTarStream *s = NULL;
+        int r = data_tar_stream_new(info->path, &s, NULL);
+        if (r < 0) {
+                struct MHD_Response *resp = data_errno(r, info->name, NULL, ret_status);
+                data_info_free(info);
+                return resp;
+        }
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, tar_reader, s,
+                                                                      tar_reader_free);
+        if (!resp) {
+                data_tar_stream_free(s);
+                data_info_free(info);
+                return NULL;
+        }
+        _cleanup_free_ char *fname = xasprintf("%s.tar", info->name);
+        content_headers(resp, info, "application/x-tar", fname, warning);
+        data_info_free(info);
+        *ret_status = 200;
+        return resp;
+}
+
 static struct MHD_Response *handle_content(const DaemonCall *call, const char *name, unsigned *ret_status) {
         _cleanup_free_ char *warning = NULL;
         struct MHD_Response *resp = NULL;
         DataInfo *info = dataset_for_read(call, name, &warning, &resp, ret_status);
         if (!info)
                 return resp;
+        const char *format = daemon_call_query(call, "format");
+        const char *accept = daemon_call_header(call, "Accept");
+        if (format && !streq(format, "tar")) {
+                data_info_free(info);
+                return daemon_error_response(400, "bad_request", ret_status, "query 'format' must be 'tar'");
+        }
+        /* ?format=tar: any dataset as a tar; a directory also when the
+         * client accepts one (the CLI's `data get -o` asks for either). */
+        if (format || (!info->file && accept && strstr(accept, "application/x-tar")))
+                return tar_response(info, warning, ret_status);
         if (!info->file) {
                 data_info_free(info);
                 return daemon_error_response(409, "conflict", ret_status,
-                                             "dataset %s is a directory; only single-file datasets download", name);
+                                             "dataset %s is a directory: ask for ?format=tar (or Accept: "
+                                             "application/x-tar)", name);
         }
         int fd = open(info->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         struct stat st;
@@ -231,15 +358,7 @@ static struct MHD_Response *handle_content(const DaemonCall *call, const char *n
                 return NULL;
         }
         const char *slash = strrchr(info->file, '/');
-        _cleanup_free_ char *disp = xasprintf("attachment; filename=\"%s\"", slash ? slash + 1 : info->file);
-        char ver[16];
-        snprintf(ver, sizeof(ver), "%d", info->version);
-        MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
-        MHD_add_response_header(resp, "Content-Disposition", disp);
-        MHD_add_response_header(resp, "X-Pysprinter-Data-Version", ver);
-        MHD_add_response_header(resp, "ETag", info->hash ? info->hash : "");
-        if (warning)
-                MHD_add_response_header(resp, "Warning", "110 - \"revalidation failed; cached version\"");
+        content_headers(resp, info, "application/octet-stream", slash ? slash + 1 : info->file, warning);
         data_info_free(info);
         *ret_status = 200;
         return resp;

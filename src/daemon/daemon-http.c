@@ -28,6 +28,8 @@ typedef struct Req {
         bool started;           /* the first access-handler call happened */
         char *bad_url;          /* why the raw request target is refused (400) */
         char *target;           /* the request target as sent (SigV4 signs it) */
+        const DaemonBodySink *sink_ops; /* the route streams its body (DaemonRoute.sink) */
+        void *sink;             /* … to this, instead of body */
 } Req;
 
 /* What the router knows of a request while it authenticates it. */
@@ -257,6 +259,43 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+static void conn_set_handling(struct MHD_Connection *conn, bool handling);
+
+/* A route that streams its body (DaemonRoute.sink): the caller is
+ * authenticated now, before a byte is stored, and the sink opened. True
+ * when a refusal was queued instead (*ret). */
+static bool sink_begin(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
+        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+        const DaemonRoute *route = NULL;
+        unsigned allow = 0;
+        int n = 0;
+        if (!(daemon_route_method(c->method) & (ROUTE_PUT | ROUTE_POST)))
+                return false; /* no body to stream */
+        if (daemon_route_find(c->method, url, seg, &n, &route, &allow) < 0 || !route->sink ||
+            route->access != ROUTE_USER)
+                return false;
+        if (!authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret))
+                return true;
+        c->call.seg = seg;
+        c->call.n_seg = n;
+        c->call.raw_target = req->target ? req->target : url;
+        _cleanup_free_ char *err = NULL;
+        int r = route->sink->begin(&c->call, &req->sink, &err);
+        c->call.seg = NULL;
+        if (r < 0) {
+                const char *code;
+                unsigned st = daemon_errno_status(r, &code);
+                *ret = queue_error(c, st, code, NULL, "%s", err ? err : strerror(-r));
+                return true;
+        }
+        if (req->sink) {
+                req->sink_ops = route->sink;
+                /* A 10 GiB upload outlasts the request deadline: once
+                 * authenticated, only the idle timeout holds it. */
+                conn_set_handling(c->conn, true);
+        }
+        return false;
+}
 
 /* ---- the request deadline ------------------------------------------------------
  *
@@ -367,10 +406,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         req->responded = true;
                         return queue_error(&c, 400, "bad_request", NULL, "%s", req->bad_url);
                 }
+                enum MHD_Result ret;
+                if (sink_begin(&c, req, url, &ret)) {
+                        req->responded = true;
+                        return ret;
+                }
                 /* Refuse an announced oversized body before reading it
                  * (and before curl's "Expect: 100-continue" is answered). */
                 const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-                if (cl) {
+                if (cl && !req->sink) {
                         char *end;
                         unsigned long long x = strtoull(cl, &end, 10);
                         if (*end == 0 && x > req->body.max) {
@@ -382,6 +426,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         }
                 }
                 return MHD_YES;
+        }
+        if (*upload_data_size > 0 && req->sink) {
+                /* Streamed: after a refused chunk (over the cap) the rest
+                 * is drained so the client reads the answer, for a while. */
+                if (req->sink_ops->write(req->sink, upload_data, *upload_data_size) < 0)
+                        req->discarded += *upload_data_size;
+                *upload_data_size = 0;
+                return req->discarded > (64U << 20) ? MHD_NO : MHD_YES;
         }
         if (*upload_data_size > 0) {
                 /* MHD takes no response while a body is still arriving: an
@@ -413,6 +465,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* No config lock is held here: a ?wait=true request may take an
          * hour, and SIGHUP must not wait for it. authenticate() copies what
          * it needs under the lock. */
+        c.call.upload = req->sink;
         enum MHD_Result ret = dispatch(&c, url, &req->body);
         log_debug("%s %s -> %s", method, url, c.call.tenant ? c.call.tenant : "-");
         return ret;
@@ -429,6 +482,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
             (startswith(req->target, "/v1/secrets/") || startswith(req->target, "/login")))
                 explicit_bzero(req->body.data, req->body.len);
         buf_free(&req->body);
+        if (req->sink)
+                req->sink_ops->end(req->sink); /* what the handler did not take, staging included */
         free(req->bad_url);
         free(req->target);
         free(req);

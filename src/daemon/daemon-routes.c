@@ -51,7 +51,8 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/dags/*/tasks/*/logs", daemon_dag_handle, ROUTE_USER },
 
         { ROUTE_GET, "/v1/data", daemon_data_handle, ROUTE_USER },
-        { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/v1/data/*", daemon_data_handle, ROUTE_USER },
+        { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/v1/data/*", daemon_data_handle, ROUTE_USER,
+          &daemon_data_upload_sink },
         { ROUTE_GET, "/v1/data/*/content", daemon_data_handle, ROUTE_USER },
 
         { ROUTE_GET, "/v1/secrets", daemon_api_secrets_list, ROUTE_USER },

@@ -78,6 +78,7 @@ typedef struct DaemonConfig {
         /* data: URL sources may reach these CIDRs even when they are
          * loopback/private/link-local (data.url_allow). */
         char **data_url_allow;
+        uint64_t data_max_bytes;        /* data.max_bytes: a version's (and an upload's) cap; 0: the env's/default */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */
         RetentionConfig retention;
 } DaemonConfig;
@@ -440,6 +441,7 @@ typedef struct DaemonCall {
         size_t body_len;
         int client_fd;          /* -1: unknown */
         const char *raw_target; /* path?query as sent (undecoded) */
+        void *upload;           /* a streamed body's sink (DaemonRoute.sink), or NULL */
 } DaemonCall;
 
 /* A handler answers with a response and its status (the router queues it);
@@ -464,11 +466,27 @@ typedef enum RouteAccess {
         ROUTE_LAMBDA,   /* as ROUTE_USER, answering errors as AWS Lambda does */
 } RouteAccess;
 
+/* A route whose request bodies stream to a sink instead of the capped
+ * in-memory buffer (PUT /v1/data/{name}, docs/data.md). Once the headers
+ * are in and the caller is authenticated, the router calls begin: 0 with
+ * *ret_sink to stream (NULL: buffer this body as usual, e.g. a small JSON
+ * one), or a negative errno with *ret_error to refuse at once. Each chunk
+ * goes to write; a negative errno there stops the writing (the rest of the
+ * body is drained) and the handler, which gets the sink as call->upload,
+ * reports it. end frees the sink whatever happened (a client that went
+ * away mid-body included). */
+typedef struct DaemonBodySink {
+        int (*begin)(const DaemonCall *call, void **ret_sink, char **ret_error);
+        int (*write)(void *sink, const void *data, size_t len);
+        void (*end)(void *sink);
+} DaemonBodySink;
+
 typedef struct DaemonRoute {
         unsigned methods;       /* ROUTE_GET | … */
         const char *pattern;    /* the path; a "*" item matches any one segment */
         DaemonHandler handler;
         RouteAccess access;
+        const DaemonBodySink *sink; /* NULL: bodies are buffered (server.max_body_bytes) */
 } DaemonRoute;
 
 const DaemonRoute *daemon_routes(size_t *ret_n);
@@ -634,6 +652,9 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 DaemonHandlerFn daemon_dag_handle;
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
 DaemonHandlerFn daemon_data_handle;
+/* PUT /v1/data/{name}'s bodies (not JSON ones) stream to a staging file
+ * under the catalog, capped by data.max_bytes, not server.max_body_bytes. */
+extern const DaemonBodySink daemon_data_upload_sink;
 
 /* ---- operations: retention, disk budget, config check (daemon-gc.c,
  * daemon-check.c; docs/operations.md) ------------------------------------- */

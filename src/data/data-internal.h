@@ -33,6 +33,8 @@ int tree_hash(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret
 int tree_set_readonly(const char *dir, bool readonly);
 /* Copies a tree out (plain files, mode 0644/0755). */
 int tree_copy_out(const char *src, const char *dst);
+/* Sorted entry names of an open directory (not . and ..); dirfd stays open. */
+int tree_list_sorted(int dirfd, char ***ret, size_t *ret_n);
 /* The one regular file at the top of dir when dir holds exactly that. */
 int tree_single_file(const char *dir, char **ret_path);
 

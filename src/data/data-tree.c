@@ -16,7 +16,7 @@ static int cmp_str(const void *a, const void *b) {
 
 /* Sorted entry names of an open directory (not . and ..). Consumes no fd:
  * dirfd is duplicated for fdopendir. */
-static int list_sorted(int dirfd, char ***ret, size_t *ret_n) {
+int tree_list_sorted(int dirfd, char ***ret, size_t *ret_n) {
         int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return -errno;
@@ -89,7 +89,7 @@ static int copy_dir(int src, int dst, const char *rel, int depth, TreeBudget *b,
         }
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
-        int r = list_sorted(src, &names, &n);
+        int r = tree_list_sorted(src, &names, &n);
         if (r < 0) {
                 *ret_path = xstrdup(rel);
                 return r;
@@ -195,7 +195,7 @@ static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t
                 return -ELOOP;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
-        int r = list_sorted(dirfd, &names, &n);
+        int r = tree_list_sorted(dirfd, &names, &n);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
@@ -262,7 +262,7 @@ static int chmod_dir(int dirfd, bool readonly, int depth) {
          * children changed; read-only last, after the children. */
         if (!readonly && fchmod(dirfd, 0755) < 0)
                 return -errno;
-        int r = list_sorted(dirfd, &names, &n);
+        int r = tree_list_sorted(dirfd, &names, &n);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
@@ -312,7 +312,7 @@ int tree_single_file(const char *dir, char **ret_path) {
                 return -errno;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
-        int r = list_sorted(fd, &names, &n);
+        int r = tree_list_sorted(fd, &names, &n);
         if (r < 0)
                 return r;
         struct stat st;

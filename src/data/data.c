@@ -358,9 +358,86 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
         return r;
 }
 
-int data_put_bytes(DataCatalog *c, const char *tenant, const char *name, const char *filename, const void *data,
-                   size_t len, DataInfo **ret, char **ret_error) {
-        assert(c && filename && (data || len == 0) && ret && ret_error);
+struct DataUpload {
+        DataCatalog *c;
+        char *path;     /* the staging file under tmp/ */
+        int fd;
+        uint64_t size;
+        int error;      /* sticky: the first failed write */
+};
+
+int data_upload_new(DataCatalog *c, DataUpload **ret, char **ret_error) {
+        assert(c && ret && ret_error);
+        _cleanup_free_ char *dir = staging_dir(c);
+        DataUpload *u = xcalloc(1, sizeof(DataUpload));
+        u->c = c;
+        u->path = xasprintf("%s.upload", dir);
+        u->fd = open(u->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (u->fd < 0) {
+                int r = -errno;
+                *ret_error = data_write_error("upload", r);
+                free(u->path);
+                free(u);
+                return r;
+        }
+        *ret = u;
+        return 0;
+}
+
+uint64_t data_upload_max_bytes(const DataUpload *u) {
+        return u->c->cfg.max_dataset_bytes;
+}
+
+int data_upload_write(DataUpload *u, const void *data, size_t len) {
+        assert(u && (data || len == 0));
+        if (u->error < 0)
+                return u->error;
+        if (u->c->cfg.max_dataset_bytes && u->size + len > u->c->cfg.max_dataset_bytes)
+                return u->error = -EFBIG;
+        int r = write_full(u->fd, data, len);
+        if (r < 0)
+                return u->error = r;
+        u->size += len;
+        return 0;
+}
+
+DataUpload *data_upload_free(DataUpload *u) {
+        if (!u)
+                return NULL;
+        if (u->fd >= 0)
+                close(u->fd);
+        if (u->path)
+                (void) unlink(u->path);
+        free(u->path);
+        free(u);
+        return NULL;
+}
+
+/* The uploaded file, moved (one rename: same file system) into the new
+ * staging directory staged as filename. */
+static int upload_stage_file(DataUpload *u, const char *staged, const char *filename, char **ret_error) {
+        _cleanup_free_ char *path = path_join(staged, filename);
+        int r = 0;
+        if (fsync(u->fd) < 0 || mkdir(staged, 0755) < 0 || rename(u->path, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                *ret_error = data_write_error(filename, r);
+                return r;
+        }
+        (void) fchmod(u->fd, 0644);
+        return 0;
+}
+
+static int upload_stage_tar(DataUpload *u, const char *staged, char **ret_error) {
+        if (lseek(u->fd, 0, SEEK_SET) < 0)
+                return -errno;
+        DataTarCaps caps = { .max_files = u->c->cfg.max_files, .max_bytes = u->c->cfg.max_dataset_bytes };
+        return data_tar_extract(u->fd, staged, &caps, ret_error);
+}
+
+int data_upload_commit(DataUpload *u, const char *tenant, const char *name, const char *filename, DataInfo **ret,
+                       char **ret_error) {
+        assert(u && ret && ret_error);
         tenant = tenant ?: "local";
         if (!data_name_valid(name)) {
                 *ret_error = xasprintf("'%s' is not a valid dataset name (letters, digits, '.', '_', '-'; "
@@ -368,44 +445,44 @@ int data_put_bytes(DataCatalog *c, const char *tenant, const char *name, const c
                                        name ?: "", DATA_NAME_MAX);
                 return -EINVAL;
         }
-        if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, "..")) {
+        if (filename && (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, ".."))) {
                 *ret_error = xasprintf("'%s' is not a plain file name", filename);
                 return -EINVAL;
         }
-        if (c->cfg.max_dataset_bytes && len > c->cfg.max_dataset_bytes) {
-                *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", filename,
-                                       (unsigned long long) c->cfg.max_dataset_bytes);
+        if (u->error == -EFBIG) {
+                *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", filename ?: "the archive",
+                                       (unsigned long long) u->c->cfg.max_dataset_bytes);
                 return -EFBIG;
         }
-        /* Written once, where it stays: the staging directory is on the
-         * objects' file system, and committing it is one rename. */
-        _cleanup_free_ char *staged = staging_dir(c);
-        if (mkdir(staged, 0755) < 0) {
-                int r = -errno;
-                *ret_error = data_write_error(filename, r);
-                return r;
+        if (u->error < 0) {
+                *ret_error = data_write_error(filename ?: "the archive", u->error);
+                return u->error;
         }
-        _cleanup_free_ char *path = path_join(staged, filename);
-        int r = 0;
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0)
-                r = -errno;
-        else {
-                r = write_full(fd, data, len);
-                if (r >= 0 && fsync(fd) < 0)
-                        r = -errno;
-                if (close(fd) < 0 && r >= 0)
-                        r = -errno;
-        }
+        _cleanup_free_ char *staged = staging_dir(u->c);
+        int r = filename ? upload_stage_file(u, staged, filename, ret_error) : upload_stage_tar(u, staged, ret_error);
         if (r < 0) {
-                *ret_error = data_write_error(filename, r);
                 staging_remove(staged);
                 return r;
         }
-        DatasetRecord d = { .tenant = (char *) tenant, .name = (char *) name, .kind = "file",
-                            .source = (char *) filename, .checked = now_realtime() };
-        r = add_staged_version(c, tenant, &d, staged, ret, ret_error);
+        /* A file keeps its name as its source; a directory has none the
+         * daemon could show (record_json shows only URLs). */
+        DatasetRecord d = { .tenant = (char *) tenant, .name = (char *) name, .kind = filename ? "file" : "dir",
+                            .source = (char *) (filename ?: "upload"), .checked = now_realtime() };
+        r = add_staged_version(u->c, tenant, &d, staged, ret, ret_error);
         staging_remove(staged);
+        return r;
+}
+
+int data_put_bytes(DataCatalog *c, const char *tenant, const char *name, const char *filename, const void *data,
+                   size_t len, DataInfo **ret, char **ret_error) {
+        assert(c && filename && (data || len == 0) && ret && ret_error);
+        DataUpload *u = NULL;
+        int r = data_upload_new(c, &u, ret_error);
+        if (r < 0)
+                return r;
+        (void) data_upload_write(u, data, len); /* a failure is sticky: commit reports it */
+        r = data_upload_commit(u, tenant, name, filename, ret, ret_error);
+        data_upload_free(u);
         return r;
 }
 

@@ -100,6 +100,57 @@ int data_put(DataCatalog *c, const char *tenant, const char *name, const char *s
  * -EFBIG over the cap, -ENOSPC with "no space left" in *ret_error. */
 int data_put_bytes(DataCatalog *c, const char *tenant, const char *name, const char *filename, const void *data,
                    size_t len, DataInfo **ret, char **ret_error);
+/* A streamed upload (the daemon's PUT /v1/data/{name}): bytes are
+ * written as they arrive to a private staging file under the catalog's
+ * tmp/ (never held in memory), then committed as a single file or as a
+ * tar of a directory. data_upload_write() returns -EFBIG past the
+ * per-version cap (max_dataset_bytes) and writes nothing more; whatever
+ * was not committed is removed by data_upload_free() (a client that went
+ * away leaves nothing behind). */
+typedef struct DataUpload DataUpload;
+int data_upload_new(DataCatalog *c, DataUpload **ret, char **ret_error);
+int data_upload_write(DataUpload *u, const void *data, size_t len);
+/* The cap data_upload_write() enforces, in bytes. */
+uint64_t data_upload_max_bytes(const DataUpload *u);
+/* Stores what was uploaded as the current version of (tenant, name):
+ * with filename (a plain file name) as that one file; with filename NULL
+ * as a tar of a directory, unpacked by data_tar_extract() under the
+ * catalog's caps (-EINVAL for a refused member, -EFBIG / -EMFILE past the
+ * caps, *ret_error saying which). Works once; u is still freed by the
+ * caller. */
+int data_upload_commit(DataUpload *u, const char *tenant, const char *name, const char *filename, DataInfo **ret,
+                       char **ret_error);
+DataUpload *data_upload_free(DataUpload *u);
+
+/* ---- tar streams of a directory (data-tar.c) ---- */
+
+/* A tar (pax) of the tree at dir, produced as it is read: at most a few
+ * 64 KiB chunks in memory whatever the tree's size. Only regular files
+ * and directories: -ELOOP for a symlink, -EPERM for another file type
+ * (*ret_path, may be NULL, names it). */
+typedef struct DataTarStream DataTarStream;
+int data_tar_stream_new(const char *dir, DataTarStream **ret, char **ret_path);
+/* Up to len next bytes of the archive; 0 at its end; a negative errno. */
+ssize_t data_tar_stream_read(DataTarStream *s, void *buf, size_t len);
+DataTarStream *data_tar_stream_free(DataTarStream *s);
+
+typedef struct DataTarCaps {
+        uint64_t max_files;     /* 0: no cap */
+        uint64_t max_bytes;     /* 0: no cap */
+} DataTarCaps;
+/* Unpacks the tar (optionally gzip'd) read from fd into the new directory
+ * dst, refusing what could reach outside it or is no plain data: absolute
+ * paths, '..' components, symlinks, devices/FIFOs, hard links to anything
+ * but an earlier member. -EINVAL for such a member or a damaged archive,
+ * -EMFILE over max_files, -EFBIG over max_bytes, with *ret_error; on any
+ * failure dst is removed. */
+int data_tar_extract(int fd, const char *dst, const DataTarCaps *caps, char **ret_error);
+/* data_tar_extract() into a temporary directory beside out_path, then
+ * renamed to out_path when that does not exist or is an empty directory,
+ * else merged into it as data_export() does (-EEXIST for a name it holds
+ * already). */
+int data_tar_unpack_to(int fd, const char *out_path, const DataTarCaps *caps, char **ret_error);
+
 /* data_put, with a single file stored under filename (a plain file name;
  * NULL: the source's own name). Runs see it as /data/NAME/FILENAME. */
 int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char *source, const char *filename,

@@ -259,10 +259,12 @@ def test_data_round_trip_and_run_with_data(rcli, tmp_path):
     p = rcli("run", "read.py", "-a", "words", "--data", "words@1", "--json", check=0)
     assert json.loads(p.stdout.splitlines()[-1]) == ["alpha beta\n"]
 
-    # A directory: the daemon takes single files.
+    # A directory travels as a tar (tests/e2e/test_data_stream.py).
     (tmp_path / "tree").mkdir()
-    p = rcli("data", "put", "tree", tmp_path / "tree", check=2)
-    assert "single-file" in p.stderr
+    (tmp_path / "tree" / "t.txt").write_text("t")
+    rcli("data", "put", "tree", tmp_path / "tree", check=0)
+    rcli("data", "get", "tree", "-o", tmp_path / "tree-back", check=0)
+    assert (tmp_path / "tree-back" / "t.txt").read_text() == "t"
 
     rcli("data", "rm", "words@1", check=0)
     rcli("data", "get", "words@1", check=2)
