@@ -21,7 +21,9 @@ static const char schedule_help[] =
         "  --cron EXPR        5 fields \"MIN HOUR DOM MON DOW\" or @hourly, @daily, @weekly,\n"
         "                     @monthly, @yearly\n"
         "  --every DURATION   an interval: 30s, 10m, 1h (on multiples since the epoch)\n"
-        "  --tz TZ            UTC (default) or a fixed offset: +02:00, -0530\n"
+        "  --tz TZ            UTC (default), a fixed offset (+02:00, -0530) or an IANA\n"
+        "                     zone (Europe/Paris): a wall time skipped by daylight\n"
+        "                     saving fires at the end of the gap, a repeated one once\n"
         "  --catch-up MODE    one (default): a fire time missed while the server was down\n"
         "                     runs once at start; none: it is skipped\n"
         "  --allow-overlap    start a run even when the previous one still runs\n"
@@ -113,16 +115,21 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
         return 0;
 }
 
+/* The next fire time on the schedule's wall clock ("2026-03-29 03:00
+ * +02:00"); a server without next_fire_local gives UTC. */
 static void local_time(json_t *o, const char *key, char buf[static 32]) {
+        const char *l = json_string_value(json_object_get(o, "next_fire_local"));
         const char *t = json_string_value(json_object_get(o, key));
-        if (t)
+        if (l && strlen(l) >= 25)
+                snprintf(buf, 32, "%.10s %.5s %s", l, l + 11, l + 19);
+        else if (t)
                 format_local_time(t, buf);
         else
                 snprintf(buf, 32, "-");
 }
 
 static void print_list(json_t *list) {
-        printf("%-20s %-16s %-18s %-20s %s\n", "NAME", "FUNCTION", "SCHEDULE", "NEXT", "LAST RUN");
+        printf("%-20s %-16s %-18s %-23s %s\n", "NAME", "FUNCTION", "SCHEDULE", "NEXT", "LAST RUN");
         size_t i;
         json_t *s;
         json_array_foreach(list, i, s) {
@@ -140,7 +147,7 @@ static void print_list(json_t *list) {
                                 ? xasprintf("%s %s", json_string_value(json_object_get(last, "id")) ?: "?",
                                             json_string_value(json_object_get(last, "status")) ?: "?")
                                 : xstrdup("-");
-                printf("%-20s %-16s %-18s %-20s %s\n", json_string_value(json_object_get(s, "name")) ?: "?",
+                printf("%-20s %-16s %-18s %-23s %s\n", json_string_value(json_object_get(s, "name")) ?: "?",
                        json_string_value(json_object_get(s, "function")) ?: "?", sched, next, lr);
                 const char *note = json_string_value(json_object_get(s, "note"));
                 if (note)

@@ -50,10 +50,12 @@ int64_t daemon_schedules_now(void) {
  * never fires again, -EINVAL when its stored spec no longer parses. */
 static int schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret) {
         CronSpec c;
-        int off;
-        if (cron_parse(s->spec, &c, NULL) < 0 || cron_tz_parse(s->tz, &off, NULL) < 0)
+        _cleanup_(tz_zone_freep) TzZone *z = NULL;
+        /* The zone is read from the tz database at each fire: a tzdata
+         * update applies without a restart. */
+        if (cron_parse(s->spec, &c, NULL) < 0 || cron_zone_load(s->tz, &z, NULL) < 0)
                 return -EINVAL;
-        return cron_next(&c, off, after, ret);
+        return cron_next_zone(&c, z, after, ret);
 }
 
 static void set_note(ScheduleRecord *s, char *note) {
@@ -253,6 +255,15 @@ static json_t *schedule_json(Daemon *d, const ScheduleRecord *s) {
                               "next_fire_at", s->paused ? json_null() : seconds_json(s->next_fire), "last_fire_at",
                               seconds_json(s->last_fire), "note", s->last_note ? json_string(s->last_note) : json_null(),
                               "created_at", daemon_time_json(s->created));
+        /* The next fire time on the schedule's own wall clock, with its
+         * offset, so `schedule ls` shows what the user wrote in --tz. */
+        _cleanup_(tz_zone_freep) TzZone *z = NULL;
+        char local[CRON_LOCAL_MAX];
+        if (!s->paused && s->next_fire > 0 && cron_zone_load(s->tz, &z, NULL) >= 0 &&
+            cron_format_local(z, s->next_fire, local) >= 0)
+                json_object_set_new(j, "next_fire_local", json_string(local));
+        else
+                json_object_set_new(j, "next_fire_local", json_null());
         json_t *args = daemon_json_or_null(s->invoke_json);
         if (json_is_object(args))
                 json_object_update(j, args);
@@ -318,8 +329,8 @@ static int schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
         }
         ret->spec = every ? xasprintf("@every %s", every) : xstrdup(cron);
         CronSpec c;
-        int off;
-        if (cron_parse(ret->spec, &c, ret_error) < 0 || cron_tz_parse(json_string_value(tz), &off, ret_error) < 0)
+        _cleanup_(tz_zone_freep) TzZone *zone = NULL;
+        if (cron_parse(ret->spec, &c, ret_error) < 0 || cron_zone_load(json_string_value(tz), &zone, ret_error) < 0)
                 return -EINVAL;
         ret->name = xstrdup(name);
         ret->function = xstrdup(fn);

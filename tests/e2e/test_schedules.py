@@ -128,6 +128,37 @@ def test_interval_and_fixed_offset(d, rcli):
     assert d.schedule("hourly")["next_fire_at"] == iso("2026-03-01 11:00:00")
 
 
+def test_named_zone_fires_once_across_daylight_saving(d, rcli):
+    """Europe/Paris: 02:30 does not exist on 2026-03-29 (02:00 -> 03:00) and
+    exists twice on 2026-10-25 (03:00 -> 02:00); each fires once."""
+    deploy(d, "tick", TICK)
+    d.set_time("2026-03-28 12:00:00")
+    rcli("schedule", "add", "paris", "--cron", "30 2 * * *", "--tz", "Europe/Paris", "tick", check=0)
+    s = d.schedule("paris")
+    assert s["tz"] == "Europe/Paris"
+    # The skipped 02:30 fires at the end of the gap: 03:00 CEST = 01:00 UTC.
+    assert s["next_fire_at"] == iso("2026-03-29 01:00:00")
+    assert s["next_fire_local"] == "2026-03-29T03:00:00+02:00"
+    assert "2026-03-29 03:00 +02:00" in rcli("schedule", "ls", check=0).stdout
+    d.set_time("2026-03-29 01:00:00")
+    s = d.wait_schedule("paris", lambda s: s["last_run"] is not None)
+    assert d.wait_status(s["last_run"]["id"], TERMINAL)["status"] == "succeeded"
+    assert s["last_fire_at"] == iso("2026-03-29 01:00:00")
+    assert s["next_fire_local"] == "2026-03-30T02:30:00+02:00"
+    rcli("schedule", "rm", "paris", check=0)
+
+    d.set_time("2026-10-24 12:00:00")
+    rcli("schedule", "add", "fall", "--cron", "30 2 * * *", "--tz", "Europe/Paris", "tick", check=0)
+    assert d.schedule("fall")["next_fire_local"] == "2026-10-25T02:30:00+02:00"
+    d.set_time("2026-10-25 00:30:00")  # the first 02:30 (CEST)
+    s = d.wait_schedule("fall", lambda s: s["last_run"] is not None)
+    assert d.wait_status(s["last_run"]["id"], TERMINAL)["status"] == "succeeded"
+    # Not again at the second 02:30 (CET, 01:30 UTC): tomorrow's is next.
+    assert s["next_fire_at"] == iso("2026-10-26 01:30:00")
+    assert s["next_fire_local"] == "2026-10-26T02:30:00+01:00"
+    assert s["runs"] == [s["last_run"]["id"]]
+
+
 def test_missed_fire_times_run_once_after_a_restart(d):
     deploy(d, "tick", TICK)
     st, _ = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "cron": "*/5 * * * *"})
@@ -226,7 +257,9 @@ def test_schedules_survive_a_restart_and_belong_to_their_tenant(d):
     ({"name": "x", "function": "tick", "cron": "@reboot"}, 400, "@hourly"),
     ({"name": "x", "function": "tick", "every": "0s"}, 400, "@every"),
     ({"name": "x", "function": "tick", "cron": "* * * * *", "every": "1m"}, 400, "exactly one"),
-    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "Europe/Paris"}, 400, "fixed offset"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "Mars/Olympus"}, 400, "not in the tz database"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "../../../etc/passwd"}, 400, "IANA zone name"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "/etc/passwd"}, 400, "IANA zone name"),
     ({"name": "x", "function": "tick", "cron": "* * * * *", "catch_up": "all"}, 400, "none"),
     ({"name": "x", "function": "nope", "cron": "* * * * *"}, 404, "not deployed"),
     ({"name": "x", "function": "tick", "cron": "0 0 30 2 *"}, 400, "never fires"),
