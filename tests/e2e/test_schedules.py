@@ -386,3 +386,17 @@ def test_bad_dag_schedules_are_refused_at_add(d, dag, status, words):
                                              "dag": {"pipeline": PIPELINE}})
     assert st == 400 and "exactly one" in b["error"]["message"], b
     assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
+
+
+def test_dag_schedule_cli_errors(d, rcli, tmp_path):
+    pipeline = write_pipeline(tmp_path)
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(tmp_path / "missing.yaml"))
+    assert p.returncode == 2 and "missing.yaml" in p.stderr
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(pipeline), "tick")
+    assert p.returncode == 2 and "no FUNCTION" in p.stderr
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--param", "n=1", "tick")
+    assert p.returncode == 2 and "--dag" in p.stderr
+    (tmp_path / "pipe" / "lib" / "steps.py").unlink()  # a task file the DAG names
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(pipeline))
+    assert p.returncode != 0 and "steps.py" in p.stderr
+    assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
