@@ -3,9 +3,11 @@
  * the next fire time after a given instant. libc only: the daemon's
  * scheduler and the CLI's check of a spec both link it.
  *
- * Time zones are UTC or a fixed offset ("+05:30"): an offset never has a
- * daylight-saving jump, so every local minute exists exactly once and the
- * next-fire search is a plain walk over local calendar fields. */
+ * Time zones are UTC, a fixed offset ("+05:30") or an IANA zone read by
+ * basic-tzif.c. The next-fire search walks the zone's wall clock over the
+ * calendar fields, then maps the matching wall time to an instant, which
+ * is where daylight saving's skipped and repeated wall times are decided
+ * (wall_to_instant()). */
 #include <assert.h>
 #include <ctype.h>
 #include <string.h>
@@ -227,7 +229,7 @@ int cron_tz_parse(const char *tz, int *ret_offset_s, char **ret_error) {
         if (!sign || h > 14 || m > 59) {
                 if (ret_error)
                         *ret_error = xasprintf("time zone '%s': give UTC or a fixed offset such as +02:00 or "
-                                               "-0530 (named zones with daylight saving are not supported)",
+                                               "-0530 (named zones: cron_zone_load())",
                                                tz);
                 return -EINVAL;
         }
@@ -243,18 +245,52 @@ static bool day_matches(const CronSpec *c, const struct tm *t) {
         return dom && dow;
 }
 
-int cron_next(const CronSpec *c, int offset_s, int64_t after, int64_t *ret) {
+/* The instant wall time `local` (seconds, as if UTC) fires at in z, or -1
+ * when it does not fire after `after`. Offsets a day either side of it are
+ * the candidates (a zone's offset changes far less often than that):
+ * - one of them maps back onto itself: the wall time exists once;
+ * - both do: it exists twice (fall-back) and fires at the first only,
+ *   so once that has passed it does not fire again;
+ * - neither: it was skipped (spring-forward) and fires at the first
+ *   instant after the gap, the transition itself. */
+static int64_t wall_to_instant(const TzZone *z, int64_t local, int64_t after) {
+        int ob = tz_zone_offset(z, local - 86400), oa = tz_zone_offset(z, local + 86400);
+        int64_t ua = local - ob, ub = local - oa, u;
+        bool va = tz_zone_offset(z, ua) == ob, vb = tz_zone_offset(z, ub) == oa;
+        if (va && vb)
+                u = MIN(ua, ub);
+        else if (va || vb)
+                u = va ? ua : ub;
+        else if (oa > ob) {
+                /* The gap: ub is before the transition, ua after it. */
+                int64_t lo = ub, hi = ua;
+                while (hi - lo > 1) {
+                        int64_t mid = lo + (hi - lo) / 2;
+                        if (tz_zone_offset(z, mid) == ob)
+                                lo = mid;
+                        else
+                                hi = mid;
+                }
+                u = hi;
+        } else
+                u = ua;
+        return u > after ? u : -1;
+}
+
+int cron_next_zone(const CronSpec *c, const TzZone *z, int64_t after, int64_t *ret) {
         assert(c);
+        assert(z);
         assert(ret);
         if (c->every_s) {
                 /* Aligned to the epoch, so a restart keeps the same grid. */
                 *ret = (after / (int64_t) c->every_s + 1) * (int64_t) c->every_s;
                 return 0;
         }
-        /* Walk local time from the next whole minute; each miss jumps to the
-         * start of the next month, day, hour or minute. Five years bound
+        /* Walk the wall clock from the next whole minute; each miss jumps to
+         * the start of the next month, day, hour or minute. Five years bound
          * the search: "0 0 30 2 *" never fires. */
-        time_t local = (time_t) ((after + offset_s) / 60 * 60 + 60);
+        int64_t wall = after + tz_zone_offset(z, after);
+        time_t local = (time_t) ((wall - ((wall % 60) + 60) % 60) + 60);
         struct tm t;
         if (!gmtime_r(&local, &t))
                 return -ERANGE;
@@ -273,8 +309,12 @@ int cron_next(const CronSpec *c, int offset_s, int64_t after, int64_t *ret) {
                 } else if (!(c->minute & (1ULL << t.tm_min))) {
                         t.tm_min++;
                 } else {
-                        *ret = (int64_t) timegm(&t) - offset_s;
-                        return 0;
+                        int64_t u = wall_to_instant(z, (int64_t) timegm(&t), after);
+                        if (u >= 0) {
+                                *ret = u;
+                                return 0;
+                        }
+                        t.tm_min++; /* fired already (repeated or skipped wall time) */
                 }
                 /* timegm() normalises overflowing fields (day 32, hour 24)
                  * and fills tm_wday. */
@@ -284,4 +324,47 @@ int cron_next(const CronSpec *c, int offset_s, int64_t after, int64_t *ret) {
                         return -ERANGE;
         }
         return -ENOENT;
+}
+
+int cron_next(const CronSpec *c, int offset_s, int64_t after, int64_t *ret) {
+        _cleanup_(tz_zone_freep) TzZone *z = tz_zone_new_fixed(offset_s);
+        return cron_next_zone(c, z, after, ret);
+}
+
+int cron_zone_load(const char *tz, TzZone **ret, char **ret_error) {
+        assert(ret);
+        int off;
+        if (cron_tz_parse(tz, &off, NULL) >= 0) {
+                *ret = tz_zone_new_fixed(off);
+                return 0;
+        }
+        int r = tz_zone_load(tz, ret);
+        if (r >= 0)
+                return 0;
+        if (ret_error) {
+                if (r == -EINVAL)
+                        *ret_error = xasprintf("time zone '%s': give UTC, a fixed offset such as +02:00 or -0530, "
+                                               "or an IANA zone name such as Europe/Paris",
+                                               tz);
+                else if (r == -ENOENT)
+                        *ret_error = xasprintf("time zone '%s' is not in the tz database (/usr/share/zoneinfo)", tz);
+                else
+                        *ret_error = xasprintf("time zone '%s': its tz database file cannot be used: %s", tz,
+                                               strerror(-r));
+        }
+        return r == -ENOENT ? -ENOENT : -EINVAL;
+}
+
+int cron_format_local(const TzZone *z, int64_t t, char buf[static CRON_LOCAL_MAX]) {
+        assert(z);
+        int off = tz_zone_offset(z, t), a = off < 0 ? -off : off;
+        time_t local = (time_t) (t + off);
+        struct tm tm;
+        if (!gmtime_r(&local, &tm))
+                return -ERANGE;
+        size_t n = strftime(buf, CRON_LOCAL_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (n == 0)
+                return -ERANGE;
+        snprintf(buf + n, CRON_LOCAL_MAX - n, "%c%02d:%02d", off < 0 ? '-' : '+', a / 3600, a / 60 % 60);
+        return 0;
 }

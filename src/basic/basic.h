@@ -212,12 +212,50 @@ typedef struct CronSpec {
  * naming the field. */
 int cron_parse(const char *spec, CronSpec *ret, char **ret_error);
 /* "UTC" (also NULL, "", "Z", "GMT"), "+HH", "+HH:MM", "+HHMM", "UTC+HH:MM",
- * "-…": the offset east of UTC in seconds. Named zones: -EINVAL. */
+ * "-…": the offset east of UTC in seconds. Named zones: -EINVAL (they have
+ * no single offset: use cron_zone_load()). */
 int cron_tz_parse(const char *tz, int *ret_offset_s, char **ret_error);
 /* The first fire time strictly after `after` (Unix seconds) of c read in
  * local time at offset_s; "@every" fires on multiples of its interval
  * since the epoch. -ENOENT when c never fires (Feb 30). */
 int cron_next(const CronSpec *c, int offset_s, int64_t after, int64_t *ret);
+
+/* ---- time zones (basic-tzif.c: RFC 8536 TZif + POSIX TZ footer) ----------- */
+
+/* A time zone's UTC offsets over time: a fixed offset, or an IANA zone read
+ * from the system tz database (/usr/share/zoneinfo). Immutable once made,
+ * so threads may share one; no libc time-zone state is touched. */
+typedef struct TzZone TzZone;
+TzZone *tz_zone_new_fixed(int offset_s);
+/* Reads zone `name` ("Europe/Paris") from the tz database. -EINVAL when the
+ * name is not [A-Za-z0-9_+-] components (no "..", no absolute path, no
+ * hidden file), -ENOENT when no such zone (or it resolves outside the
+ * database), -EBADMSG / -EPROTONOSUPPORT when the file is not a TZif v2+
+ * file without leap seconds. */
+int tz_zone_load(const char *name, TzZone **ret);
+/* Parses TZif data (v2+: the 64-bit block and the footer's TZ rule). */
+int tz_zone_parse(const void *data, size_t len, TzZone **ret);
+bool tz_name_is_valid(const char *name);
+/* The offset east of UTC, in seconds, at Unix time t. */
+int tz_zone_offset(const TzZone *z, int64_t t);
+TzZone *tz_zone_free(TzZone *z);
+static inline void tz_zone_freep(TzZone **z) {
+        *z = tz_zone_free(*z);
+}
+
+/* A schedule's --tz: "UTC", a fixed offset (cron_tz_parse's forms) or an
+ * IANA zone name. -EINVAL / -ENOENT with *ret_error (may be NULL) saying
+ * what is accepted. */
+int cron_zone_load(const char *tz, TzZone **ret, char **ret_error);
+/* The first fire time strictly after `after` of c read in zone z's wall
+ * clock. Daylight saving: a wall time that does not exist (skipped by a
+ * spring-forward) fires once at the first instant after the gap; a wall
+ * time that occurs twice (fall-back) fires once, at its first occurrence.
+ * "@every" ignores the zone. -ENOENT when c never fires. */
+int cron_next_zone(const CronSpec *c, const TzZone *z, int64_t after, int64_t *ret);
+/* Instant t as z's wall clock with its offset: "2026-03-29T03:00:00+02:00". */
+#define CRON_LOCAL_MAX 40
+int cron_format_local(const TzZone *z, int64_t t, char buf[static CRON_LOCAL_MAX]);
 
 /* ---- JSON text ------------------------------------------------------------ */
 

@@ -392,7 +392,7 @@ static int http_workers(Backend *b, json_t **ret) {
 
 /* Adds each task's file (read from base) to files, refusing any outside
  * base: the daemon gets the pipeline's directory, nothing else. */
-static int collect_files(Backend *b, Dag *d, const char *base, json_t *files) {
+static int collect_files(Dag *d, const char *base, json_t *files, char **ret_error) {
         for (size_t i = 0; i < dag_n_tasks(d); i++) {
                 DagTaskInfo ti;
                 dag_task_info(d, i, &ti);
@@ -402,17 +402,23 @@ static int collect_files(Backend *b, Dag *d, const char *base, json_t *files) {
                  * under the pipeline's directory. */
                 _cleanup_free_ char *why = NULL;
                 int r = dag_file_check(base, ti.file, &why);
-                if (r < 0)
-                        return fail(b, r == -ENOENT ? r : -EBADMSG, xasprintf("task '%s': %s", ti.name, why ?: "bad file"));
+                if (r < 0) {
+                        *ret_error = xasprintf("task '%s': %s", ti.name, why ?: "bad file");
+                        return r == -ENOENT ? r : -EBADMSG;
+                }
                 _cleanup_free_ char *path = path_join(base, ti.file);
                 _cleanup_free_ char *text = NULL;
                 size_t len = 0;
                 r = read_file(path, RUN_MAX_SOURCE_BYTES, &text, &len);
-                if (r < 0)
-                        return fail(b, r, xasprintf("task '%s': cannot read %s: %s", ti.name, path, strerror(-r)));
+                if (r < 0) {
+                        *ret_error = xasprintf("task '%s': cannot read %s: %s", ti.name, path, strerror(-r));
+                        return r;
+                }
                 json_t *t = json_stringn(text, len);
-                if (!t)
-                        return fail(b, -EBADMSG, xasprintf("%s: not valid UTF-8", path));
+                if (!t) {
+                        *ret_error = xasprintf("%s: not valid UTF-8", path);
+                        return -EBADMSG;
+                }
                 json_object_set_new(files, ti.file, t);
         }
         return 0;
@@ -430,22 +436,16 @@ static int http_dag_cancel(Backend *b, const char *id, json_t **ret) {
         return http_object(b, "DELETE", true, id, ret);
 }
 
-/* The pipeline and its task files go up; the DAG run is then polled
- * (short pipelines end in milliseconds: fast at first) until it ends.
- * Ctrl-C cancels it on the server. */
-static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret) {
-        if (q->resume_id)
-                return fail(b, -EOPNOTSUPP,
-                            xstrdup("dag resume is not available with a server: the daemon resumes the DAG runs a "
-                                    "restart interrupted by itself; submit the pipeline again with `dag run`"));
-        assert(q->dag);
+int dag_request_body(const DagRequest *q, json_t **ret, char **ret_error) {
+        assert(q && q->dag && ret && ret_error);
         const char *slash = strrchr(q->filename, '/');
         json_t *files = json_object(), *params = json_object();
         json_t *pipeline = json_stringn(q->text, q->len);
         if (!pipeline) {
                 json_decref(files);
                 json_decref(params);
-                return fail(b, -EBADMSG, xasprintf("%s: not valid UTF-8", q->filename));
+                *ret_error = xasprintf("%s: not valid UTF-8", q->filename);
+                return -EBADMSG;
         }
         json_t *req = json_pack("{s:o, s:s, s:o, s:o, s:b, s:b}", "pipeline", pipeline, "filename",
                                 slash ? slash + 1 : q->filename, "files", files, "params", params, "keep_going",
@@ -459,11 +459,30 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
                  * dag_parse() read it here. */
                 json_object_set_new(params, k, json_string(eq ? eq + 1 : ""));
         }
-        int r = collect_files(b, q->dag, q->base_dir, files);
+        int r = collect_files(q->dag, q->base_dir, files, ret_error);
+        if (r < 0) {
+                json_decref(req);
+                return r;
+        }
+        *ret = req;
+        return 0;
+}
+
+/* The pipeline and its task files go up; the DAG run is then polled
+ * (short pipelines end in milliseconds: fast at first) until it ends.
+ * Ctrl-C cancels it on the server. */
+static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret) {
+        if (q->resume_id)
+                return fail(b, -EOPNOTSUPP,
+                            xstrdup("dag resume is not available with a server: the daemon resumes the DAG runs a "
+                                    "restart interrupted by itself; submit the pipeline again with `dag run`"));
+        json_t *req = NULL;
         _cleanup_free_ char *err = NULL, *id = NULL;
+        int r = dag_request_body(q, &req, &err);
+        if (r < 0)
+                return fail(b, r, TAKE_PTR(err));
         json_t *dag = NULL;
-        if (r >= 0)
-                r = http_json(&b->http, "POST", "/v1/dags", req, &dag, &err);
+        r = http_json(&b->http, "POST", "/v1/dags", req, &dag, &err);
         json_decref(req);
         if (r == -EINVAL)
                 r = -EBADMSG; /* the server refused the pipeline, as dag_parse() would */

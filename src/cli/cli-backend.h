@@ -88,6 +88,11 @@ typedef struct DagRequest {
         const char *resume_id;     /* embedded: continue this DAG run */
 } DagRequest;
 
+/* q as the body of POST /v1/dags: the pipeline's text, its file name, the
+ * task files it names (read from q->base_dir, none outside it) and params.
+ * One place for `dag run` against a server and `schedule add --dag`. */
+int dag_request_body(const DagRequest *q, json_t **ret, char **ret_error);
+
 /* Called as a DAG run moves: shape is the parsed pipeline (names, depth,
  * dependencies); dag the API's DAG object so far, NULL while validating. */
 typedef void (*DagViewFn)(Dag *shape, json_t *dag, void *userdata);

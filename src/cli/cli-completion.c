@@ -20,7 +20,7 @@ static const struct {
                                 "--index-url --find-links --data --output-file --allow-sdist --no-cache" },
         { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory" },
         { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs" },
-        { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused" },
+        { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },
         { "logs", "-f --follow" },
         { "ps", "-n --limit" },
 };

@@ -11,21 +11,27 @@
 static const char schedule_help[] =
         "Usage: pysprinter schedule add NAME (--cron EXPR | --every DURATION) [--tz TZ]\n"
         "                               [--catch-up none|one] [--allow-overlap] [--paused]\n"
-        "                               FUNCTION [ARG…] [-a V]… [--NAME V]…\n"
+        "                               (FUNCTION [ARG…] [-a V]… [--NAME V]…\n"
+        "                                | --dag FILE [--param NAME=VALUE]…)\n"
         "       pysprinter schedule ls [--json]\n"
         "       pysprinter schedule show|rm|pause|resume NAME\n"
         "\n"
-        "Fire a deployed function on a schedule (needs a server). Each fire is an\n"
-        "ordinary run of the function, listed by `pysprinter ps` and `schedule show`.\n"
+        "Fire a deployed function or a DAG file on a schedule (needs a server). Each\n"
+        "fire is an ordinary run (or DAG run), listed by `ps` (`dag ls`) and `schedule show`.\n"
         "\n"
         "  --cron EXPR        5 fields \"MIN HOUR DOM MON DOW\" or @hourly, @daily, @weekly,\n"
         "                     @monthly, @yearly\n"
         "  --every DURATION   an interval: 30s, 10m, 1h (on multiples since the epoch)\n"
-        "  --tz TZ            UTC (default) or a fixed offset: +02:00, -0530\n"
+        "  --tz TZ            UTC (default), a fixed offset (+02:00, -0530) or an IANA\n"
+        "                     zone (Europe/Paris): a wall time skipped by daylight\n"
+        "                     saving fires at the end of the gap, a repeated one once\n"
         "  --catch-up MODE    one (default): a fire time missed while the server was down\n"
         "                     runs once at start; none: it is skipped\n"
         "  --allow-overlap    start a run even when the previous one still runs\n"
         "  --paused           create it paused (schedule resume NAME starts it)\n"
+        "  --dag FILE         fire this DAG file: it and the task files it names are\n"
+        "                     read now and kept by the server (later edits do not apply)\n"
+        "  --param NAME=VALUE the DAG's ${params.NAME} (with --dag)\n"
         "\n"
         "Words right after FUNCTION are positional arguments; options after it are\n"
         "as for `pysprinter invoke` (-a V, --NAME V, -k NAME=V, --json-args…).\n";
@@ -42,11 +48,43 @@ static const char *opt_value(int argc, char **argv, int *i) {
         return argv[++*i];
 }
 
-/* schedule add: its own options, then FUNCTION and the invoke arguments. */
+/* --dag FILE: the DAG file and the task files it names, read and checked
+ * now (as `dag run` does) and sent as the POST /v1/dags body the server
+ * keeps: later edits to the files do not change the schedule. */
+static int dag_body(const char *file, char **params, json_t **ret) {
+        _cleanup_free_ char *text = NULL, *err = NULL, *base = NULL;
+        size_t len = 0;
+        int r = read_file(file, DAG_MAX_FILE_BYTES, &text, &len);
+        if (r < 0) {
+                cli_error("cannot read %s: %s", file,
+                          r == -EFBIG ? "larger than the 1 MiB pipeline limit" : strerror(-r));
+                return r == -EFBIG ? EXIT_VALIDATION : EXIT_USAGE;
+        }
+        const char *slash = strrchr(file, '/');
+        base = slash ? xstrndup(file, (size_t) (slash - file) + 1) : xstrdup(".");
+        Dag *d = NULL;
+        r = dag_parse(text, len, file, base, params, &d, &err);
+        if (r < 0) {
+                cli_error("%s", err ?: strerror(-r));
+                return r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;
+        }
+        DagRequest q = { .dag = d, .text = text, .len = len, .filename = file, .base_dir = base, .params = params };
+        r = dag_request_body(&q, ret, &err);
+        dag_free(d);
+        if (r < 0) {
+                cli_error("%s", err ?: strerror(-r));
+                return r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;
+        }
+        return 0;
+}
+
+/* schedule add: its own options, then FUNCTION and the invoke arguments
+ * (or --dag FILE and no FUNCTION). */
 static int schedule_add_body(int argc, char **argv, json_t **ret) {
         json_t *body = json_object();
         int i = 0;
-        const char *v;
+        const char *v, *dag_file = NULL;
+        _cleanup_strv_free_ char **params = NULL;
         if (argc < 1 || argv[0][0] == '-') {
                 json_decref(body);
                 return schedule_usage("schedule add needs a NAME");
@@ -66,6 +104,16 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
                                 return schedule_usage(m);
                         }
                         json_object_set_new(body, key, json_string(v));
+                } else if (streq(w, "--dag") || streq(w, "--param") || streq(w, "-p")) {
+                        if (!(v = opt_value(argc, argv, &i))) {
+                                json_decref(body);
+                                _cleanup_free_ char *m = xasprintf("%s needs a value", w);
+                                return schedule_usage(m);
+                        }
+                        if (streq(w, "--dag"))
+                                dag_file = v;
+                        else
+                                params = strv_append(params, v);
                 } else if (streq(w, "--allow-overlap"))
                         json_object_set_new(body, "allow_overlap", json_true());
                 else if (streq(w, "--paused"))
@@ -80,9 +128,25 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
                 json_decref(body);
                 return schedule_usage("schedule add needs one of --cron EXPR and --every DURATION");
         }
+        if (dag_file || params) {
+                if (!dag_file || i < argc) {
+                        json_decref(body);
+                        return schedule_usage(dag_file ? "schedule add --dag FILE takes no FUNCTION or arguments"
+                                                       : "--param goes with --dag FILE");
+                }
+                json_t *dag = NULL;
+                int code = dag_body(dag_file, params, &dag);
+                if (code) {
+                        json_decref(body);
+                        return code;
+                }
+                json_object_set_new(body, "dag", dag);
+                *ret = body;
+                return 0;
+        }
         if (i >= argc) {
                 json_decref(body);
-                return schedule_usage("schedule add needs the FUNCTION to fire");
+                return schedule_usage("schedule add needs the FUNCTION (or --dag FILE) to fire");
         }
         json_object_set_new(body, "function", json_string(argv[i]));
         /* Bare words right after FUNCTION are positional: "-a WORD" each. */
@@ -113,16 +177,21 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
         return 0;
 }
 
+/* The next fire time on the schedule's wall clock ("2026-03-29 03:00
+ * +02:00"); a server without next_fire_local gives UTC. */
 static void local_time(json_t *o, const char *key, char buf[static 32]) {
+        const char *l = json_string_value(json_object_get(o, "next_fire_local"));
         const char *t = json_string_value(json_object_get(o, key));
-        if (t)
+        if (l && strlen(l) >= 25)
+                snprintf(buf, 32, "%.10s %.5s %s", l, l + 11, l + 19);
+        else if (t)
                 format_local_time(t, buf);
         else
                 snprintf(buf, 32, "-");
 }
 
 static void print_list(json_t *list) {
-        printf("%-20s %-16s %-18s %-20s %s\n", "NAME", "FUNCTION", "SCHEDULE", "NEXT", "LAST RUN");
+        printf("%-20s %-16s %-18s %-23s %s\n", "NAME", "FUNCTION", "SCHEDULE", "NEXT", "LAST RUN");
         size_t i;
         json_t *s;
         json_array_foreach(list, i, s) {
@@ -134,14 +203,17 @@ static void print_list(json_t *list) {
                 const char *tz = json_string_value(json_object_get(s, "tz"));
                 snprintf(sched, sizeof(sched), "%s%s%s", json_string_value(json_object_get(s, "schedule")) ?: "?",
                          tz && !streq(tz, "UTC") ? " " : "", tz && !streq(tz, "UTC") ? tz : "");
+                const char *dagf = json_string_value(json_object_get(json_object_get(s, "dag"), "file"));
+                _cleanup_free_ char *what = dagf ? xasprintf("dag:%s", dagf)
+                                                 : xstrdup(json_string_value(json_object_get(s, "function")) ?: "?");
                 json_t *last = json_object_get(s, "last_run");
                 _cleanup_free_ char *lr =
                         json_is_object(last)
                                 ? xasprintf("%s %s", json_string_value(json_object_get(last, "id")) ?: "?",
                                             json_string_value(json_object_get(last, "status")) ?: "?")
                                 : xstrdup("-");
-                printf("%-20s %-16s %-18s %-20s %s\n", json_string_value(json_object_get(s, "name")) ?: "?",
-                       json_string_value(json_object_get(s, "function")) ?: "?", sched, next, lr);
+                printf("%-20s %-16s %-18s %-23s %s\n", json_string_value(json_object_get(s, "name")) ?: "?",
+                       what, sched, next, lr);
                 const char *note = json_string_value(json_object_get(s, "note"));
                 if (note)
                         printf("  note: %s\n", note);

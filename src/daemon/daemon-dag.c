@@ -22,6 +22,7 @@
  *
  * Who drives a DAG run is an flock held by the driving process (dag.h,
  * dag_run()), so a restart resumes it at once, whatever the old pid. */
+#include <assert.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -621,13 +622,185 @@ static int ddag_wait(Daemon *d, DDag *g, int client_fd, usec_t timeout) {
 static const char *const dag_fields[] = { "pipeline", "filename", "params", "files", "concurrency", "keep_going",
                                           "no_cache", NULL };
 
-static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_status) {
-        Daemon *d = call->d;
+/* The start of a DAG run from a POST /v1/dags body j (fields checked by the
+ * caller): its files, parse, limits, secrets, record and thread. One path
+ * for the API and for schedules (daemon_dag_submit()). On failure an HTTP
+ * status and the reason; on success the running DDag (a reference). */
+static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want_id, const char *schedule,
+                      bool dry_run, char **ret_id, DDag **ret_g, unsigned *ret_status, char **ret_error) {
         _cleanup_free_ char *err = NULL, *id = NULL, *root = NULL, *dir = NULL, *params_json = NULL, *opts_json = NULL,
                             *owner = NULL;
         _cleanup_strv_free_ char **params = NULL;
-        json_t *j = NULL;
         Dag *dag = NULL;
+        const char *key;
+        json_t *v;
+        int r;
+        *ret_status = 400;
+        json_t *pipeline = json_object_get(j, "pipeline"), *pj = json_object_get(j, "params"),
+               *files = json_object_get(j, "files"), *conc = json_object_get(j, "concurrency"),
+               *kg = json_object_get(j, "keep_going"), *nc = json_object_get(j, "no_cache"),
+               *fn = json_object_get(j, "filename");
+        if (!json_is_string(pipeline) || json_string_length(pipeline) == 0 ||
+            json_string_length(pipeline) > DAG_MAX_FILE_BYTES) {
+                *ret_error = xstrdup("field 'pipeline' is required: the pipeline's YAML text (at most 1 MiB)");
+                return -EINVAL;
+        }
+        if ((pj && !json_is_object(pj)) || (files && !json_is_object(files)) || (kg && !json_is_boolean(kg)) ||
+            (nc && !json_is_boolean(nc)) ||
+            (conc && (!json_is_integer(conc) || json_integer_value(conc) < 1 ||
+                      json_integer_value(conc) > DAG_MAX_CONCURRENCY)) ||
+            (fn && (!json_is_string(fn) || dag_file_check(NULL, json_string_value(fn), &err) < 0 ||
+                    strchr(json_string_value(fn), '/')))) {
+                *ret_error = xasprintf("fields: 'params' and 'files' are objects, 'keep_going' and 'no_cache' "
+                                       "booleans, 'concurrency' an integer in 1..%d, 'filename' a plain file name",
+                                       DAG_MAX_CONCURRENCY);
+                return -EINVAL;
+        }
+        const char *text = json_string_value(pipeline);
+        size_t text_len = json_string_length(pipeline);
+        if (memchr(text, 0, text_len)) {
+                *ret_error = xstrdup("field 'pipeline' contains a NUL byte");
+                return -EINVAL;
+        }
+        const char *filename = fn ? json_string_value(fn) : "pipeline.yaml";
+
+        json_t *pstore = json_object();
+        json_object_foreach(pj, key, v) {
+                if (!*key || strchr(key, '=')) {
+                        json_decref(pstore);
+                        *ret_error = xasprintf("field 'params': bad name '%s'", key);
+                        return -EINVAL;
+                }
+                _cleanup_free_ char *val = param_value(v);
+                _cleanup_free_ char *kv = xasprintf("%s=%s", key, val);
+                params = strv_append(params, kv);
+                json_object_set_new(pstore, key, json_string(val));
+        }
+        params_json = json_dumps(pstore, JSON_COMPACT);
+        json_decref(pstore);
+
+        id = want_id ? xstrdup(want_id) : id_new("d");
+        root = dags_root(d);
+        dir = path_join_many(root, id, NULL);
+        r = mkdir_p(dir, 0750);
+        if (r < 0) {
+                *ret_status = 500;
+                *ret_error = xasprintf("cannot create the DAG run's directory: %s", strerror(-r));
+                return r;
+        }
+        if (files) {
+                r = write_files(dir, files, &err);
+                if (r < 0) {
+                        (void) rm_rf(dir);
+                        *ret_status = r == -EINVAL ? 400 : 500;
+                        *ret_error = TAKE_PTR(err);
+                        return r;
+                }
+        }
+        r = dag_parse_with(text, text_len, filename, dir, params, dag_load_confined, NULL, &dag, &err);
+        if (r < 0) {
+                (void) rm_rf(dir);
+                *ret_error = err ? TAKE_PTR(err) : xstrdup(strerror(-r));
+                return -EINVAL;
+        }
+        r = dag_grant_limits(d, tenant, dag, &err);
+        if (r < 0) {
+                dag_free(dag);
+                (void) rm_rf(dir);
+                *ret_status = 403;
+                *ret_error = TAKE_PTR(err);
+                return -EPERM;
+        }
+        /* A task naming a secret the tenant does not have (another
+         * tenant's included) is 404 before anything runs, as for a run. */
+        for (size_t i = 0; i < dag_n_tasks(dag) && r >= 0; i++) {
+                DagTaskInfo ti;
+                _cleanup_free_ char *serr = NULL;
+                dag_task_info(dag, i, &ti);
+                r = ti.secrets ? daemon_secrets_check(d, tenant, ti.secrets, &serr) : 0;
+                if (r < 0) {
+                        /* ti points into dag: say it before freeing it. */
+                        *ret_status = 404;
+                        *ret_error = xasprintf("task '%s': %s", ti.name, serr ?: "secret not found");
+                        dag_free(dag);
+                        (void) rm_rf(dir);
+                        return -ENOENT;
+                }
+        }
+        if (dry_run) {
+                dag_free(dag);
+                (void) rm_rf(dir);
+                return 0;
+        }
+
+        DagOptions o = {
+                .tenant = tenant,
+                .concurrency = conc ? (unsigned) json_integer_value(conc) : 0,
+                .keep_going = json_is_true(kg),
+                .no_cache = json_is_true(nc),
+                .sandbox = d->cfg.sandbox,
+        };
+        json_t *oj = json_pack("{s:i, s:b, s:b, s:s}", "concurrency", (int) o.concurrency, "keep_going", o.keep_going,
+                               "no_cache", o.no_cache, "sandbox", o.sandbox == SANDBOX_MODE_NONE ? "none" : "full");
+        opts_json = json_dumps(oj, JSON_COMPACT);
+        json_decref(oj);
+        owner = xasprintf("%d", (int) getpid());
+        /* Recorded before validation so the id answers at once and a
+         * restart during validation still resumes it. */
+        DagRunRecord rec = {
+                .id = id,
+                .tenant = (char *) tenant,
+                .name = (char *) dag_name(dag),
+                .file = (char *) filename,
+                .base_dir = dir,
+                .spec_text = (char *) text,
+                .params_json = params_json,
+                .options_json = opts_json,
+                .status = "running",
+                .owner = owner,
+                .schedule = (char *) schedule,
+                .created = now_realtime(),
+                .started = now_realtime(),
+        };
+        r = store_dag_insert(d->store, &rec);
+        if (r < 0) {
+                dag_free(dag);
+                (void) rm_rf(dir);
+                *ret_status = 500;
+                *ret_error = xasprintf("cannot record the DAG run: %s", strerror(-r));
+                return r;
+        }
+        DDag *g = NULL;
+        r = ddag_start(d, id, tenant, dag, &o, &g);
+        if (r < 0) {
+                record_failure(d, tenant, id, "failed", strerror(-r));
+                const char *code;
+                *ret_status = daemon_errno_status(r, &code);
+                *ret_error = r == -EBUSY ? xasprintf("too many DAG runs in flight (%d); retry later",
+                                                     DAEMON_MAX_ACTIVE_DAGS)
+                                         : xasprintf("DAG run: %s", strerror(-r));
+                return r;
+        }
+        *ret_id = TAKE_PTR(id);
+        *ret_g = g;
+        return 0;
+}
+
+int daemon_dag_submit(Daemon *d, const char *tenant, json_t *body, const char *id, const char *schedule,
+                      bool dry_run, unsigned *ret_status, char **ret_error) {
+        assert(d && tenant && body && ret_status && ret_error);
+        _cleanup_free_ char *got = NULL;
+        DDag *g = NULL;
+        int r = dag_submit(d, tenant, body, id, schedule, dry_run, &got, &g, ret_status, ret_error);
+        if (r >= 0 && g)
+                ddag_unref(d, g);
+        return r;
+}
+
+static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_free_ char *err = NULL, *id = NULL;
+        json_t *j = NULL;
         RequestCaps caps = { .max_depth = d->cfg.max_json_depth, .max_values = d->cfg.max_json_values };
         struct MHD_Response *resp = NULL;
         int r;
@@ -650,139 +823,19 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                         goto out;
                 }
         }
-        json_t *pipeline = json_object_get(j, "pipeline"), *pj = json_object_get(j, "params"),
-               *files = json_object_get(j, "files"), *conc = json_object_get(j, "concurrency"),
-               *kg = json_object_get(j, "keep_going"), *nc = json_object_get(j, "no_cache"),
-               *fn = json_object_get(j, "filename");
-        if (!json_is_string(pipeline) || json_string_length(pipeline) == 0 ||
-            json_string_length(pipeline) > DAG_MAX_FILE_BYTES) {
-                resp = daemon_error_response(400, "bad_request", ret_status,
-                                             "field 'pipeline' is required: the pipeline's YAML text (at most 1 MiB)");
-                goto out;
-        }
-        if ((pj && !json_is_object(pj)) || (files && !json_is_object(files)) || (kg && !json_is_boolean(kg)) ||
-            (nc && !json_is_boolean(nc)) ||
-            (conc && (!json_is_integer(conc) || json_integer_value(conc) < 1 ||
-                      json_integer_value(conc) > DAG_MAX_CONCURRENCY)) ||
-            (fn && (!json_is_string(fn) || dag_file_check(NULL, json_string_value(fn), &err) < 0 ||
-                    strchr(json_string_value(fn), '/')))) {
-                resp = daemon_error_response(400, "bad_request", ret_status,
-                                             "fields: 'params' and 'files' are objects, 'keep_going' and 'no_cache' "
-                                             "booleans, 'concurrency' an integer in 1..%d, 'filename' a plain file name",
-                                             DAG_MAX_CONCURRENCY);
-                goto out;
-        }
-        const char *text = json_string_value(pipeline);
-        size_t text_len = json_string_length(pipeline);
-        if (memchr(text, 0, text_len)) {
-                resp = daemon_error_response(400, "bad_request", ret_status, "field 'pipeline' contains a NUL byte");
-                goto out;
-        }
-        const char *filename = fn ? json_string_value(fn) : "pipeline.yaml";
-
-        json_t *pstore = json_object();
-        json_object_foreach(pj, key, v) {
-                if (!*key || strchr(key, '=')) {
-                        json_decref(pstore);
-                        resp = daemon_error_response(400, "bad_request", ret_status, "field 'params': bad name '%s'", key);
-                        goto out;
-                }
-                _cleanup_free_ char *val = param_value(v);
-                _cleanup_free_ char *kv = xasprintf("%s=%s", key, val);
-                params = strv_append(params, kv);
-                json_object_set_new(pstore, key, json_string(val));
-        }
-        params_json = json_dumps(pstore, JSON_COMPACT);
-        json_decref(pstore);
-
-        id = id_new("d");
-        root = dags_root(d);
-        dir = path_join_many(root, id, NULL);
-        r = mkdir_p(dir, 0750);
-        if (r < 0) {
-                resp = daemon_error_response(500, "internal", ret_status, "cannot create the DAG run's directory: %s",
-                                             strerror(-r));
-                goto out;
-        }
-        if (files) {
-                r = write_files(dir, files, &err);
-                if (r < 0) {
-                        (void) rm_rf(dir);
-                        resp = daemon_error_response(r == -EINVAL ? 400 : 500, r == -EINVAL ? "bad_request" : "internal",
-                                                     ret_status, "%s", err);
-                        goto out;
-                }
-        }
-        r = dag_parse_with(text, text_len, filename, dir, params, dag_load_confined, NULL, &dag, &err);
-        if (r < 0) {
-                (void) rm_rf(dir);
-                resp = daemon_error_response(400, "bad_request", ret_status, "%s", err ? err : strerror(-r));
-                goto out;
-        }
-        r = dag_grant_limits(d, call->tenant, dag, &err);
-        if (r < 0) {
-                dag_free(dag);
-                (void) rm_rf(dir);
-                resp = daemon_error_response(403, "forbidden", ret_status, "%s", err);
-                goto out;
-        }
-        /* A task naming a secret the tenant does not have (another
-         * tenant's included) is 404 before anything runs, as for a run. */
-        for (size_t i = 0; i < dag_n_tasks(dag) && r >= 0; i++) {
-                DagTaskInfo ti;
-                _cleanup_free_ char *serr = NULL;
-                dag_task_info(dag, i, &ti);
-                r = ti.secrets ? daemon_secrets_check(d, call->tenant, ti.secrets, &serr) : 0;
-                if (r < 0) {
-                        /* ti points into dag: answer before freeing it. */
-                        resp = daemon_error_response(404, "not_found", ret_status, "task '%s': %s", ti.name,
-                                                     serr ?: "secret not found");
-                        dag_free(dag);
-                        (void) rm_rf(dir);
-                        goto out;
-                }
-        }
-
-        DagOptions o = {
-                .tenant = call->tenant,
-                .concurrency = conc ? (unsigned) json_integer_value(conc) : 0,
-                .keep_going = json_is_true(kg),
-                .no_cache = json_is_true(nc),
-                .sandbox = d->cfg.sandbox,
-        };
-        json_t *oj = json_pack("{s:i, s:b, s:b, s:s}", "concurrency", (int) o.concurrency, "keep_going", o.keep_going,
-                               "no_cache", o.no_cache, "sandbox", o.sandbox == SANDBOX_MODE_NONE ? "none" : "full");
-        opts_json = json_dumps(oj, JSON_COMPACT);
-        json_decref(oj);
-        owner = xasprintf("%d", (int) getpid());
-        /* Recorded before validation so the id answers at once and a
-         * restart during validation still resumes it. */
-        DagRunRecord rec = {
-                .id = id,
-                .tenant = (char *) call->tenant,
-                .name = (char *) dag_name(dag),
-                .file = (char *) filename,
-                .base_dir = dir,
-                .spec_text = (char *) text,
-                .params_json = params_json,
-                .options_json = opts_json,
-                .status = "running",
-                .owner = owner,
-                .created = now_realtime(),
-                .started = now_realtime(),
-        };
-        r = store_dag_insert(d->store, &rec);
-        if (r < 0) {
-                dag_free(dag);
-                (void) rm_rf(dir);
-                resp = daemon_error_response(500, "internal", ret_status, "cannot record the DAG run: %s", strerror(-r));
-                goto out;
-        }
         DDag *g = NULL;
-        r = ddag_start(d, id, call->tenant, dag, &o, &g);
+        unsigned status = 0;
+        r = dag_submit(d, call->tenant, j, NULL, NULL, false, &id, &g, &status, &err);
         if (r < 0) {
-                record_failure(d, call->tenant, id, "failed", strerror(-r));
-                resp = dag_errno(r, ret_status);
+                const char *code = status == 400   ? "bad_request"
+                                   : status == 403 ? "forbidden"
+                                   : status == 404 ? "not_found"
+                                   : status == 429 ? "too_many_requests"
+                                   : status == 503 ? "unavailable"
+                                                   : "internal";
+                if (r != -EINVAL && r != -EPERM && r != -ENOENT && status != 500)
+                        (void) daemon_errno_status(r, &code);
+                resp = daemon_error_response(status, code, ret_status, "%s", err);
                 goto out;
         }
         const char *w = daemon_call_query(call, "wait");

@@ -50,10 +50,12 @@ int64_t daemon_schedules_now(void) {
  * never fires again, -EINVAL when its stored spec no longer parses. */
 static int schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret) {
         CronSpec c;
-        int off;
-        if (cron_parse(s->spec, &c, NULL) < 0 || cron_tz_parse(s->tz, &off, NULL) < 0)
+        _cleanup_(tz_zone_freep) TzZone *z = NULL;
+        /* The zone is read from the tz database at each fire: a tzdata
+         * update applies without a restart. */
+        if (cron_parse(s->spec, &c, NULL) < 0 || cron_zone_load(s->tz, &z, NULL) < 0)
                 return -EINVAL;
-        return cron_next(&c, off, after, ret);
+        return cron_next_zone(&c, z, after, ret);
 }
 
 static void set_note(ScheduleRecord *s, char *note) {
@@ -77,11 +79,28 @@ static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) 
         return store_schedule_advance(d->store, s, expected);
 }
 
-static bool run_is_active(Daemon *d, const char *tenant, const char *id) {
+/* The status of a schedule's run: a run ("r…") or a DAG run ("d…"); NULL
+ * when it is not recorded (yet). */
+static char *last_run_status(Daemon *d, const char *tenant, const char *id) {
+        if (!id)
+                return NULL;
+        if (id[0] == 'd') {
+                DagRunRecord *g = NULL;
+                if (store_dag_get(d->store, tenant, id, &g) < 0)
+                        return NULL;
+                char *st = TAKE_PTR(g->status);
+                dag_run_record_free(g);
+                return st;
+        }
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
-        if (!id || store_run_get(d->store, tenant, id, &rec) < 0)
-                return false;
-        return streq(rec->status, "queued") || streq(rec->status, "running");
+        if (store_run_get(d->store, tenant, id, &rec) < 0)
+                return NULL;
+        return xstrdup(rec->status);
+}
+
+static bool run_is_active(Daemon *d, const char *tenant, const char *id) {
+        _cleanup_free_ char *st = last_run_status(d, tenant, id);
+        return st && (streq(st, "queued") || streq(st, "running") || streq(st, "validating"));
 }
 
 /* Builds the run of one fire into req (the invoke body, the function's
@@ -118,9 +137,9 @@ static int fire_request(Daemon *d, const ScheduleRecord *s, RunRequest *req, Fun
         return 0;
 }
 
-/* One due fire time of s: a run, unless the previous one still runs
- * (no overlap) or the run cannot be made; either way s moves past now,
- * so however many fire times were missed, at most one run starts. */
+/* One due fire time of s: a run (or a DAG run), unless the previous one
+ * still runs (no overlap) or the run cannot be made; either way s moves
+ * past now, so however many fire times were missed, at most one starts. */
 static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         if (!s->allow_overlap && run_is_active(d, s->tenant, s->last_run_id)) {
                 (void) schedule_skip(d, s, now,
@@ -129,13 +148,22 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         }
         RunRequest req = {};
         FunctionRecord *f = NULL;
+        json_t *dag = NULL;
         char *note = NULL;
-        if (fire_request(d, s, &req, &f, &note) < 0) {
+        if (s->dag_json) {
+                /* The DAG file and its task files as captured at add time. */
+                dag = json_loads(s->dag_json, 0, NULL);
+                if (!json_is_object(dag)) {
+                        json_decref(dag);
+                        (void) schedule_skip(d, s, now, xstrdup("the stored DAG cannot be read"));
+                        return;
+                }
+        } else if (fire_request(d, s, &req, &f, &note) < 0) {
                 run_request_done(&req);
                 (void) schedule_skip(d, s, now, note);
                 return;
         }
-        _cleanup_free_ char *id = id_new("r");
+        _cleanup_free_ char *id = id_new(dag ? "d" : "r");
         int64_t next = 0, expected = s->next_fire;
         if (schedule_next(s, now, &next) < 0) {
                 s->paused = true;
@@ -147,7 +175,15 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         s->next_fire = next;
         set_note(s, NULL);
         int k = store_schedule_advance(d->store, s, expected);
-        if (k >= 0) {
+        if (k >= 0 && dag) {
+                _cleanup_free_ char *err = NULL;
+                unsigned status;
+                k = daemon_dag_submit(d, s->tenant, dag, id, s->name, false, &status, &err);
+                if (k < 0) {
+                        set_note(s, xasprintf("the DAG run could not start: %s", err ?: strerror(-k)));
+                        (void) store_schedule_advance(d->store, s, s->next_fire);
+                }
+        } else if (k >= 0) {
                 DRun *r = NULL;
                 k = daemon_run_submit(d, id, s->tenant, &req, f->name, f->version, false, &r);
                 if (k >= 0)
@@ -160,6 +196,7 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         }
         if (k < 0 && k != -ESTALE)
                 log_warn("schedule %s/%s: %s", s->tenant, s->name, strerror(-k));
+        json_decref(dag);
         function_record_free(f);
         run_request_done(&req);
 }
@@ -247,29 +284,46 @@ static json_t *seconds_json(int64_t t) {
 }
 
 static json_t *schedule_json(Daemon *d, const ScheduleRecord *s) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o}", "name", s->name, "function",
-                              s->function, "schedule", s->spec, "tz", s->tz ?: "UTC", "catch_up",
+        json_t *j = json_pack("{s:s, s:s?, s:s, s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o}", "name", s->name, "function",
+                              s->dag_json ? NULL : s->function, "schedule", s->spec, "tz", s->tz ?: "UTC", "catch_up",
                               s->catch_up ? "one" : "none", "allow_overlap", s->allow_overlap, "paused", s->paused,
                               "next_fire_at", s->paused ? json_null() : seconds_json(s->next_fire), "last_fire_at",
                               seconds_json(s->last_fire), "note", s->last_note ? json_string(s->last_note) : json_null(),
                               "created_at", daemon_time_json(s->created));
+        /* The next fire time on the schedule's own wall clock, with its
+         * offset, so `schedule ls` shows what the user wrote in --tz. */
+        _cleanup_(tz_zone_freep) TzZone *z = NULL;
+        char local[CRON_LOCAL_MAX];
+        if (!s->paused && s->next_fire > 0 && cron_zone_load(s->tz, &z, NULL) >= 0 &&
+            cron_format_local(z, s->next_fire, local) >= 0)
+                json_object_set_new(j, "next_fire_local", json_string(local));
+        else
+                json_object_set_new(j, "next_fire_local", json_null());
+        if (s->dag_json) {
+                /* What it fires: the DAG file's name (its text stays inside). */
+                json_t *g = json_loads(s->dag_json, 0, NULL);
+                json_object_set_new(j, "dag", json_pack("{s:s?}", "file", json_string_value(json_object_get(g, "filename"))));
+                json_decref(g);
+        }
         json_t *args = daemon_json_or_null(s->invoke_json);
         if (json_is_object(args))
                 json_object_update(j, args);
         json_decref(args);
         json_t *last = json_null();
         if (s->last_run_id) {
-                _cleanup_(run_record_freep) RunRecord *rec = NULL;
-                last = json_pack("{s:s, s:s?}", "id", s->last_run_id, "status",
-                                 store_run_get(d->store, s->tenant, s->last_run_id, &rec) >= 0 ? rec->status : NULL);
+                _cleanup_free_ char *st = last_run_status(d, s->tenant, s->last_run_id);
+                last = json_pack("{s:s, s:s?}", "id", s->last_run_id, "status", st);
         }
         json_object_set_new(j, "last_run", last);
         return j;
 }
 
-static const char *const add_fields[] = { "name", "function", "cron", "every", "tz", "catch_up", "allow_overlap",
+static const char *const add_fields[] = { "name", "function", "dag", "cron", "every", "tz", "catch_up", "allow_overlap",
                                           "paused", "args", "kwargs", "raw_args", "raw_kwargs", "version", NULL };
 static const char *const invoke_fields[] = { "args", "kwargs", "raw_args", "raw_kwargs", "version", NULL };
+/* A DAG schedule's "dag": the body of POST /v1/dags, captured. */
+static const char *const dag_fields[] = { "pipeline", "filename", "files", "params", "concurrency", "keep_going",
+                                          "no_cache", NULL };
 
 static bool field_known(const char *key, const char *const *list) {
         for (size_t i = 0; list[i]; i++)
@@ -300,9 +354,31 @@ static int schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
                 *ret_error = xstrdup("field 'name' must be a string of [A-Za-z0-9_-]{1,64}");
                 return -EINVAL;
         }
-        if (!fn || !function_name_is_valid(fn)) {
+        json_t *dag = json_object_get(j, "dag");
+        if (!!fn == !!dag) {
+                *ret_error = xstrdup("give exactly one of 'function' (a deployed function) and 'dag' (a DAG file)");
+                return -EINVAL;
+        }
+        if (fn && !function_name_is_valid(fn)) {
                 *ret_error = xstrdup("field 'function' must name a deployed function");
                 return -EINVAL;
+        }
+        if (dag) {
+                if (!json_is_object(dag) || !json_is_string(json_object_get(dag, "pipeline"))) {
+                        *ret_error = xstrdup("field 'dag' must be an object with the DAG file's text in 'pipeline' "
+                                             "(and its task files in 'files'), as POST /v1/dags takes");
+                        return -EINVAL;
+                }
+                json_object_foreach(dag, key, v) if (!field_known(key, dag_fields)) {
+                        *ret_error = xasprintf("field 'dag': unknown field '%s'", key);
+                        return -EINVAL;
+                }
+                json_object_foreach(j, key, v) if (field_known(key, invoke_fields)) {
+                        *ret_error = xasprintf("field '%s': a DAG schedule takes its values from the DAG file "
+                                               "('params' inside 'dag')",
+                                               key);
+                        return -EINVAL;
+                }
         }
         if (!!cron == !!every) {
                 *ret_error = xstrdup("give exactly one of 'cron' and 'every'");
@@ -318,11 +394,15 @@ static int schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
         }
         ret->spec = every ? xasprintf("@every %s", every) : xstrdup(cron);
         CronSpec c;
-        int off;
-        if (cron_parse(ret->spec, &c, ret_error) < 0 || cron_tz_parse(json_string_value(tz), &off, ret_error) < 0)
+        _cleanup_(tz_zone_freep) TzZone *zone = NULL;
+        if (cron_parse(ret->spec, &c, ret_error) < 0 || cron_zone_load(json_string_value(tz), &zone, ret_error) < 0)
                 return -EINVAL;
         ret->name = xstrdup(name);
-        ret->function = xstrdup(fn);
+        ret->function = xstrdup(fn ?: "");
+        if (dag) {
+                ret->dag_json = json_dumps(dag, JSON_COMPACT);
+                return 0;
+        }
         ret->tz = xstrdup(json_string_value(tz) ?: "UTC");
         ret->catch_up = cu && streq(json_string_value(cu), "none") ? 0 : 1;
         ret->allow_overlap = json_is_true(json_object_get(j, "allow_overlap"));
@@ -352,9 +432,23 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
         json_decref(j);
         struct MHD_Response *resp = NULL;
         FunctionRecord *f = NULL;
-        if (k < 0)
+        unsigned dag_status = 0;
+        if (k >= 0 && s->dag_json) {
+                /* Checked now as POST /v1/dags would check it (files, parse,
+                 * limits, secrets), so a bad DAG is refused at add time. */
+                json_t *dag = json_loads(s->dag_json, 0, NULL);
+                k = daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, true, &dag_status, &err);
+                json_decref(dag);
+        }
+        if (k < 0 && dag_status > 400)
+                resp = daemon_call_error(call, dag_status,
+                                         dag_status == 403   ? "forbidden"
+                                         : dag_status == 404 ? "not_found"
+                                                             : "internal",
+                                         ret_status, "%s", err);
+        else if (k < 0)
                 resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
-        else if (store_function_get(call->d->store, call->tenant, s->function, 0, &f) < 0)
+        else if (!s->dag_json && store_function_get(call->d->store, call->tenant, s->function, 0, &f) < 0)
                 resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' is not deployed",
                                          s->function);
         if (resp) {

@@ -650,6 +650,13 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 
 /* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
 DaemonHandlerFn daemon_dag_handle;
+/* Starts a DAG run from body (a POST /v1/dags body: pipeline, filename,
+ * files, params, concurrency, keep_going, no_cache) for tenant, as POST
+ * /v1/dags does: id names it (NULL: a new id), schedule tags it (NULL:
+ * none). dry_run: every check (files, parse, limits, secrets), then nothing
+ * kept. On failure *ret_status is the HTTP status and *ret_error why. */
+int daemon_dag_submit(Daemon *d, const char *tenant, json_t *body, const char *id, const char *schedule,
+                      bool dry_run, unsigned *ret_status, char **ret_error);
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
 DaemonHandlerFn daemon_data_handle;
 /* PUT /v1/data/{name}'s bodies (not JSON ones) stream to a staging file

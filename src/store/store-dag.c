@@ -19,6 +19,7 @@ DagRunRecord *dag_run_record_free(DagRunRecord *r) {
         free(r->status);
         free(r->error);
         free(r->owner);
+        free(r->schedule);
         free(r);
         return NULL;
 }
@@ -51,7 +52,7 @@ void dag_task_record_list_free(DagTaskRecord **v, size_t n) {
 
 #define DAG_COLUMNS                                                                               \
         "id, tenant, name, file, base_dir, spec_text, params_json, options_json, status, error, " \
-        "owner, created, started, finished"
+        "owner, created, started, finished, schedule"
 
 static void bind_dag(sqlite3_stmt *st, const DagRunRecord *r) {
         store_bind_text(st, 1, r->id);
@@ -68,6 +69,7 @@ static void bind_dag(sqlite3_stmt *st, const DagRunRecord *r) {
         sqlite3_bind_int64(st, 12, (sqlite3_int64) (r->created ? r->created : now_realtime()));
         sqlite3_bind_int64(st, 13, (sqlite3_int64) r->started);
         sqlite3_bind_int64(st, 14, (sqlite3_int64) r->finished);
+        store_bind_text(st, 15, r->schedule);
 }
 
 static DagRunRecord *dag_from_row(sqlite3_stmt *st) {
@@ -86,6 +88,7 @@ static DagRunRecord *dag_from_row(sqlite3_stmt *st) {
         r->created = (usec_t) sqlite3_column_int64(st, 11);
         r->started = (usec_t) sqlite3_column_int64(st, 12);
         r->finished = (usec_t) sqlite3_column_int64(st, 13);
+        r->schedule = store_col_text(st, 14);
         return r;
 }
 
@@ -110,7 +113,7 @@ static int exec_dag(Store *s, const char *sql, const DagRunRecord *r, bool must_
 int store_dag_insert(Store *s, const DagRunRecord *r) {
         if (!r->id)
                 return -EINVAL;
-        return exec_dag(s, "INSERT INTO dag_runs (" DAG_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+        return exec_dag(s, "INSERT INTO dag_runs (" DAG_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
                         r, false);
 }
 

@@ -80,6 +80,7 @@ char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, siz
         json_object_set_new(j, "id", json_string(r->id));
         json_object_set_new(j, "name", r->name ? json_string(r->name) : json_null());
         json_object_set_new(j, "status", json_string(r->status ?: "running"));
+        json_object_set_new(j, "schedule", r->schedule ? json_string(r->schedule) : json_null());
         json_object_set_new(j, "error", r->error ? json_string(r->error) : json_null());
         json_object_set_new(j, "created_at", time_json(r->created));
         json_object_set_new(j, "started_at", time_json(r->started));

@@ -179,6 +179,10 @@ static const char *const migrations[] = {
         "  name TEXT NOT NULL,"
         "  mode INTEGER NOT NULL,"
         "  PRIMARY KEY (tenant, name));",
+        /* 11: schedules that fire a DAG file (dag_json: the POST /v1/dags
+         * body captured at `schedule add`), and the DAG runs' schedule tag */
+        "ALTER TABLE schedules ADD COLUMN dag_json TEXT;"
+        "ALTER TABLE dag_runs ADD COLUMN schedule TEXT;",
 };
 
 int store_schema_version(void) {

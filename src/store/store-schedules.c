@@ -13,6 +13,7 @@ ScheduleRecord *schedule_record_free(ScheduleRecord *r) {
         free(r->spec);
         free(r->tz);
         free(r->invoke_json);
+        free(r->dag_json);
         free(r->last_run_id);
         free(r->last_note);
         free(r);
@@ -27,7 +28,7 @@ void schedule_record_list_free(ScheduleRecord **v, size_t n) {
 
 #define SCHED_COLUMNS                                                                                    \
         "tenant, name, function, spec, tz, invoke_json, catch_up, allow_overlap, paused, next_fire, " \
-        "last_fire, last_run_id, last_note, created"
+        "last_fire, last_run_id, last_note, created, dag_json"
 
 static ScheduleRecord *schedule_from_row(sqlite3_stmt *st) {
         ScheduleRecord *r = xcalloc(1, sizeof(ScheduleRecord));
@@ -45,6 +46,7 @@ static ScheduleRecord *schedule_from_row(sqlite3_stmt *st) {
         r->last_run_id = store_col_text(st, 11);
         r->last_note = store_col_text(st, 12);
         r->created = (usec_t) sqlite3_column_int64(st, 13);
+        r->dag_json = store_col_text(st, 14);
         return r;
 }
 
@@ -63,6 +65,7 @@ static void schedule_bind(sqlite3_stmt *st, const ScheduleRecord *r) {
         store_bind_text(st, 12, r->last_run_id);
         store_bind_text(st, 13, r->last_note);
         sqlite3_bind_int64(st, 14, (sqlite3_int64) (r->created ? r->created : now_realtime()));
+        store_bind_text(st, 16, r->dag_json); /* ?15 is the fence (schedule_exec_expect) */
 }
 
 /* Runs sql with r bound (and expected as ?15); the rows it changed, or a
@@ -94,14 +97,14 @@ int store_schedule_insert(Store *s, const ScheduleRecord *r) {
         if (!r->tenant || !r->name || !r->function || !r->spec)
                 return -EINVAL;
         int k = schedule_exec(s, "INSERT INTO schedules (" SCHED_COLUMNS ") VALUES "
-                                 "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)", r);
+                                 "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?16)", r);
         return k < 0 ? k : 0;
 }
 
 static int schedule_record_run(Store *s, const ScheduleRecord *r);
 
 int store_schedule_update(Store *s, const ScheduleRecord *r) {
-        int k = schedule_exec(s, "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, catch_up=?7, "
+        int k = schedule_exec(s, "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, dag_json=?16, catch_up=?7, "
                                  "allow_overlap=?8, paused=?9, next_fire=?10, last_fire=?11, last_run_id=?12, "
                                  "last_note=?13 WHERE tenant=?1 AND name=?2", r);
         if (k < 0)

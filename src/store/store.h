@@ -251,6 +251,7 @@ typedef struct DagRunRecord {
         char *status;
         char *error;
         char *owner;
+        char *schedule;         /* the schedule that started it, or NULL */
         usec_t created, started, finished;
 } DagRunRecord;
 DagRunRecord *dag_run_record_free(DagRunRecord *r);
@@ -474,6 +475,7 @@ typedef struct ScheduleRecord {
         char *spec;
         char *tz;
         char *invoke_json;
+        char *dag_json;         /* non-NULL: fires this DAG (a POST /v1/dags body), function is "" */
         int catch_up;           /* 1: one missed fire runs at start; 0: none */
         bool allow_overlap;
         bool paused;

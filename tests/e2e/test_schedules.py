@@ -128,6 +128,37 @@ def test_interval_and_fixed_offset(d, rcli):
     assert d.schedule("hourly")["next_fire_at"] == iso("2026-03-01 11:00:00")
 
 
+def test_named_zone_fires_once_across_daylight_saving(d, rcli):
+    """Europe/Paris: 02:30 does not exist on 2026-03-29 (02:00 -> 03:00) and
+    exists twice on 2026-10-25 (03:00 -> 02:00); each fires once."""
+    deploy(d, "tick", TICK)
+    d.set_time("2026-03-28 12:00:00")
+    rcli("schedule", "add", "paris", "--cron", "30 2 * * *", "--tz", "Europe/Paris", "tick", check=0)
+    s = d.schedule("paris")
+    assert s["tz"] == "Europe/Paris"
+    # The skipped 02:30 fires at the end of the gap: 03:00 CEST = 01:00 UTC.
+    assert s["next_fire_at"] == iso("2026-03-29 01:00:00")
+    assert s["next_fire_local"] == "2026-03-29T03:00:00+02:00"
+    assert "2026-03-29 03:00 +02:00" in rcli("schedule", "ls", check=0).stdout
+    d.set_time("2026-03-29 01:00:00")
+    s = d.wait_schedule("paris", lambda s: s["last_run"] is not None)
+    assert d.wait_status(s["last_run"]["id"], TERMINAL)["status"] == "succeeded"
+    assert s["last_fire_at"] == iso("2026-03-29 01:00:00")
+    assert s["next_fire_local"] == "2026-03-30T02:30:00+02:00"
+    rcli("schedule", "rm", "paris", check=0)
+
+    d.set_time("2026-10-24 12:00:00")
+    rcli("schedule", "add", "fall", "--cron", "30 2 * * *", "--tz", "Europe/Paris", "tick", check=0)
+    assert d.schedule("fall")["next_fire_local"] == "2026-10-25T02:30:00+02:00"
+    d.set_time("2026-10-25 00:30:00")  # the first 02:30 (CEST)
+    s = d.wait_schedule("fall", lambda s: s["last_run"] is not None)
+    assert d.wait_status(s["last_run"]["id"], TERMINAL)["status"] == "succeeded"
+    # Not again at the second 02:30 (CET, 01:30 UTC): tomorrow's is next.
+    assert s["next_fire_at"] == iso("2026-10-26 01:30:00")
+    assert s["next_fire_local"] == "2026-10-26T02:30:00+01:00"
+    assert s["runs"] == [s["last_run"]["id"]]
+
+
 def test_missed_fire_times_run_once_after_a_restart(d):
     deploy(d, "tick", TICK)
     st, _ = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "cron": "*/5 * * * *"})
@@ -226,7 +257,9 @@ def test_schedules_survive_a_restart_and_belong_to_their_tenant(d):
     ({"name": "x", "function": "tick", "cron": "@reboot"}, 400, "@hourly"),
     ({"name": "x", "function": "tick", "every": "0s"}, 400, "@every"),
     ({"name": "x", "function": "tick", "cron": "* * * * *", "every": "1m"}, 400, "exactly one"),
-    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "Europe/Paris"}, 400, "fixed offset"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "Mars/Olympus"}, 400, "not in the tz database"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "../../../etc/passwd"}, 400, "IANA zone name"),
+    ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "/etc/passwd"}, 400, "IANA zone name"),
     ({"name": "x", "function": "tick", "cron": "* * * * *", "catch_up": "all"}, 400, "none"),
     ({"name": "x", "function": "nope", "cron": "* * * * *"}, 404, "not deployed"),
     ({"name": "x", "function": "tick", "cron": "0 0 30 2 *"}, 400, "never fires"),
@@ -253,3 +286,117 @@ def test_cli_errors(d, rcli, env, tmp_path):
     p = Runner(env, tmp_path)("schedule", "ls")
     assert p.returncode != 0 and "server" in p.stderr
     assert "--catch-up" in rcli("schedule", "--help", check=0).stdout
+
+
+STEPS = """
+import time
+
+def make(n: int):
+    return list(range(n))
+
+def total(xs, delay: float = 0):
+    time.sleep(delay)
+    return {"sum": sum(xs), "version": "captured"}
+"""
+
+PIPELINE = """
+name: nightly
+params:
+  n: 3
+  delay: 0
+tasks:
+  make: {file: lib/steps.py, function: make, args: ["${params.n}"]}
+  total: {file: lib/steps.py, function: total, args: ["${make}"], kwargs: {delay: "${params.delay}"}}
+"""
+
+
+def write_pipeline(tmp_path):
+    (tmp_path / "pipe" / "lib").mkdir(parents=True)
+    (tmp_path / "pipe" / "lib" / "steps.py").write_text(STEPS)
+    (tmp_path / "pipe" / "pipeline.yaml").write_text(PIPELINE)
+    return tmp_path / "pipe" / "pipeline.yaml"
+
+
+def wait_dag(d, dag_id, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, b = d.call("GET", f"/v1/dags/{dag_id}")
+        if st == 200 and b["status"] not in ("running", "validating"):
+            return b
+        time.sleep(0.05)
+    raise AssertionError(f"DAG run {dag_id} never ended: {st} {b}")
+
+
+def test_dag_schedule_fires_the_captured_dag_file(d, rcli, tmp_path):
+    pipeline = write_pipeline(tmp_path)
+    p = rcli("schedule", "add", "pipe", "--cron", "*/5 * * * *", "--dag", str(pipeline), "--param", "n=5", check=0)
+    assert "created schedule pipe" in p.stdout
+    # Captured at add time: later edits (or removal) of the files do not apply.
+    (tmp_path / "pipe" / "lib" / "steps.py").write_text(STEPS.replace("captured", "edited"))
+    (tmp_path / "pipe" / "pipeline.yaml").unlink()
+    s = d.schedule("pipe")
+    assert s["function"] is None and s["dag"] == {"file": "pipeline.yaml"}
+    assert s["next_fire_at"] == iso("2026-03-01 10:05:00")
+
+    d.set_time("2026-03-01 10:05:00")
+    s = d.wait_schedule("pipe", lambda s: s["last_run"] is not None)
+    dag_id = s["last_run"]["id"]
+    assert dag_id.startswith("d") and s["runs"] == [dag_id]
+    g = wait_dag(d, dag_id)
+    assert g["status"] == "succeeded", g
+    assert g["schedule"] == "pipe" and g["name"] == "nightly"
+    assert {t["name"]: t["result"] for t in g["tasks"]}["total"] == {"sum": 10, "version": "captured"}
+    # Visible as any DAG run (dag ls) and its tasks as runs (ps).
+    assert dag_id in rcli("dag", "ls", check=0).stdout
+    task_run = {t["name"]: t["run_id"] for t in g["tasks"]}["total"]
+    assert task_run in rcli("ps", check=0).stdout
+    out = rcli("schedule", "ls", check=0).stdout
+    assert "dag:pipeline.yaml" in out and f"{dag_id} succeeded" in out
+
+
+def test_dag_schedule_does_not_overlap_itself(d, tmp_path):
+    files = {"lib/steps.py": STEPS}
+    body = {"name": "slow", "cron": "* * * * *",
+            "dag": {"pipeline": PIPELINE, "filename": "pipeline.yaml", "files": files, "params": {"delay": 30}}}
+    st, b = d.call("POST", "/v1/schedules", body)
+    assert st == 201, b
+    d.set_time("2026-03-01 10:01:00")
+    s = d.wait_schedule("slow", lambda s: s["last_run"] is not None)
+    first = s["last_run"]["id"]
+    d.set_time("2026-03-01 10:02:00")
+    s = d.wait_schedule("slow", lambda s: s["next_fire_at"] == iso("2026-03-01 10:03:00"))
+    assert s["runs"] == [first] and s["last_run"]["status"] == "running"
+    assert first in s["note"] and "still running" in s["note"]
+    st, _ = d.call("DELETE", f"/v1/dags/{first}")
+    assert st == 200
+    assert wait_dag(d, first)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("dag,status,words", [
+    ({"pipeline": "tasks:\n  a: {file: nope.py}\n"}, 400, "nope.py"),
+    ({"pipeline": "tasks: [", "files": {}}, 400, "pipeline.yaml"),
+    ({"pipeline": PIPELINE, "files": {"lib/steps.py": STEPS}, "bogus": 1}, 400, "bogus"),
+    ("text", 400, "'dag'"),
+])
+def test_bad_dag_schedules_are_refused_at_add(d, dag, status, words):
+    st, b = d.call("POST", "/v1/schedules", {"name": "x", "cron": "* * * * *", "dag": dag})
+    assert st == status, b
+    assert words in b["error"]["message"], b
+    st, b = d.call("POST", "/v1/schedules", {"name": "x", "cron": "* * * * *", "function": "tick",
+                                             "dag": {"pipeline": PIPELINE}})
+    assert st == 400 and "exactly one" in b["error"]["message"], b
+    assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
+
+
+def test_dag_schedule_cli_errors(d, rcli, tmp_path):
+    pipeline = write_pipeline(tmp_path)
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(tmp_path / "missing.yaml"))
+    assert p.returncode == 2 and "missing.yaml" in p.stderr
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(pipeline), "tick")
+    assert p.returncode == 2 and "no FUNCTION" in p.stderr
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--param", "n=1", "tick")
+    assert p.returncode == 2 and "--dag" in p.stderr
+    (tmp_path / "pipe" / "lib" / "steps.py").unlink()  # a task file the DAG names
+    p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(pipeline))
+    assert p.returncode != 0 and "steps.py" in p.stderr
+    assert d.call("GET", "/v1/schedules")[1]["schedules"] == []

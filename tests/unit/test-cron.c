@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "basic.h"
@@ -126,12 +127,131 @@ static void test_tz(void **state) {
         }
 }
 
+/* Named zones: the next fire instant, checked against values computed once
+ * by an independent oracle (a scan of UTC minutes with /usr/bin/python3's
+ * zoneinfo over the same tz database) and written here as constants.
+ * Daylight saving (docs/schedules.md): a skipped wall time fires once at
+ * the end of the gap; a repeated one fires once, at its first occurrence. */
+static void test_zone_next_table(void **state) {
+        struct stat st;
+        if (stat("/usr/share/zoneinfo/Europe/Paris", &st) < 0)
+                skip();
+        static const struct {
+                const char *spec, *tz, *after, *next;
+        } rows[] = {
+                { "30 2 * * *", "Europe/Paris", "2026-03-28 12:00", "2026-03-29 01:00" },
+                { "30 2 * * *", "Europe/Paris", "2026-03-29 01:00", "2026-03-30 00:30" },
+                { "0 2 * * *", "Europe/Paris", "2026-03-28 23:59", "2026-03-29 01:00" },
+                { "*/15 * * * *", "Europe/Paris", "2026-03-29 00:50", "2026-03-29 01:00" },
+                { "*/15 * * * *", "Europe/Paris", "2026-03-29 01:00", "2026-03-29 01:15" },
+                { "0 3 * * *", "Europe/Paris", "2026-03-29 00:30", "2026-03-29 01:00" },
+                { "30 2 * * *", "Europe/Paris", "2026-10-24 12:00", "2026-10-25 00:30" },
+                { "30 2 * * *", "Europe/Paris", "2026-10-25 00:30", "2026-10-26 01:30" },
+                { "*/30 * * * *", "Europe/Paris", "2026-10-25 01:10", "2026-10-25 02:00" },
+                { "0 12 * * *", "Europe/Paris", "2026-07-01 00:00", "2026-07-01 10:00" },
+                { "0 12 * * *", "Europe/Paris", "2026-01-15 00:00", "2026-01-15 11:00" },
+                { "30 2 * * *", "America/New_York", "2026-03-07 12:00", "2026-03-08 07:00" },
+                { "30 2 * * *", "America/New_York", "2026-03-08 07:00", "2026-03-09 06:30" },
+                { "30 1 * * *", "America/New_York", "2026-10-31 12:00", "2026-11-01 05:30" },
+                { "30 1 * * *", "America/New_York", "2026-11-01 05:30", "2026-11-02 06:30" },
+                { "0 * * * *", "America/New_York", "2026-11-01 05:30", "2026-11-01 07:00" },
+                { "0 9 * * 1-5", "America/New_York", "2026-11-06 15:00", "2026-11-09 14:00" },
+                { "15 2 * * *", "Australia/Lord_Howe", "2026-10-03 00:00", "2026-10-03 15:30" },
+                { "15 2 * * *", "Australia/Lord_Howe", "2026-10-03 15:30", "2026-10-04 15:15" },
+                { "45 1 * * *", "Australia/Lord_Howe", "2026-04-04 00:00", "2026-04-04 14:45" },
+                { "45 1 * * *", "Australia/Lord_Howe", "2026-04-04 14:45", "2026-04-05 15:15" },
+                { "0 12 * * *", "Australia/Lord_Howe", "2026-07-01 00:00", "2026-07-01 01:30" },
+                { "0 9 * * *", "Asia/Kathmandu", "2026-06-01 00:00", "2026-06-01 03:15" },
+                { "30 0 1 1 *", "Asia/Kathmandu", "2026-06-01 00:00", "2026-12-31 18:45" },
+                { "30 2 * * *", "Europe/Paris", "2100-03-27 12:00", "2100-03-28 01:00" },
+                { "30 2 * * *", "Europe/Paris", "2100-10-30 12:00", "2100-10-31 00:30" },
+                { "30 2 * * *", "Europe/Paris", "2100-10-31 00:30", "2100-11-01 01:30" },
+                { "0 12 * * *", "America/New_York", "2100-07-04 00:00", "2100-07-04 16:00" },
+                { "30 2 * * *", "America/New_York", "2100-03-13 12:00", "2100-03-14 07:00" },
+                { "15 2 * * *", "Australia/Lord_Howe", "2100-10-02 00:00", "2100-10-02 15:30" },
+                /* fixed offsets and UTC go through the same path */
+                { "0 12 * * *", "+05:45", "2026-06-01 00:00", "2026-06-01 06:15" },
+                { "0 12 * * *", "UTC", "2026-06-01 00:00", "2026-06-01 12:00" },
+                { "@every 10m", "Europe/Paris", "2026-03-29 00:55", "2026-03-29 01:00" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                CronSpec c;
+                _cleanup_(tz_zone_freep) TzZone *z = NULL;
+                int64_t next = 0;
+                assert_int_equal(cron_parse(rows[i].spec, &c, NULL), 0);
+                assert_int_equal(cron_zone_load(rows[i].tz, &z, NULL), 0);
+                assert_int_equal(cron_next_zone(&c, z, utc(rows[i].after), &next), 0);
+                if (next != utc(rows[i].next)) {
+                        time_t n = (time_t) next;
+                        struct tm t;
+                        char buf[32];
+                        strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", gmtime_r(&n, &t));
+                        fail_msg("'%s' %s after %s: got %s, want %s", rows[i].spec, rows[i].tz, rows[i].after, buf,
+                                 rows[i].next);
+                }
+        }
+        (void) state;
+}
+
+/* Fires once through a whole fall-back and spring-forward day: walking
+ * fire to fire gives each wall time of "every 30 minutes from 1 to 3 h" exactly once. */
+static void test_zone_walk_once(void **state) {
+        struct stat st;
+        if (stat("/usr/share/zoneinfo/Europe/Paris", &st) < 0)
+                skip();
+        static const struct {
+                const char *from, *to;
+                int fires;
+        } days[] = {
+                /* 01:00 01:30 02:00 02:30 03:00 03:30 local, once each */
+                { "2026-10-24 20:00", "2026-10-25 06:00", 6 },
+                /* 01:00 01:30, then 02:00 and 02:30 (skipped) once at 03:00 CEST, then 03:30 */
+                { "2026-03-28 20:00", "2026-03-29 06:00", 4 },
+        };
+        CronSpec c;
+        _cleanup_(tz_zone_freep) TzZone *z = NULL;
+        assert_int_equal(cron_parse("*/30 1-3 * * *", &c, NULL), 0);
+        assert_int_equal(cron_zone_load("Europe/Paris", &z, NULL), 0);
+        for (size_t i = 0; i < ELEMENTSOF(days); i++) {
+                int64_t t = utc(days[i].from), end = utc(days[i].to);
+                int fires = 0;
+                for (;;) {
+                        int64_t next;
+                        assert_int_equal(cron_next_zone(&c, z, t, &next), 0);
+                        assert_true(next > t);
+                        if (next > end)
+                                break;
+                        fires++;
+                        t = next;
+                }
+                assert_int_equal(fires, days[i].fires);
+        }
+        (void) state;
+}
+
+static void test_zone_load(void **state) {
+        static const char *const bad[] = { "../../etc/passwd", "/etc/passwd", "Europe/../../etc/shadow", "Mars/Base",
+                                           "Europe/Paris/", NULL };
+        for (size_t i = 0; bad[i]; i++) {
+                TzZone *z = NULL;
+                _cleanup_free_ char *err = NULL;
+                int r = cron_zone_load(bad[i], &z, &err);
+                assert_true(r == -EINVAL || r == -ENOENT);
+                assert_null(z);
+                assert_non_null(err);
+        }
+        (void) state;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_next_table),
                 cmocka_unit_test(test_never),
                 cmocka_unit_test(test_invalid),
                 cmocka_unit_test(test_tz),
+                cmocka_unit_test(test_zone_next_table),
+                cmocka_unit_test(test_zone_walk_once),
+                cmocka_unit_test(test_zone_load),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
