@@ -208,7 +208,7 @@ static void check_object(Checker *c, const json_t *schema, const YamlNode *n) {
                 if (sub)
                         check(c, sub, v);
                 else if (json_is_false(addl))
-                        report(c, k, "unknown key '%s'%s", key, props ? " (see docs/stack.md)" : "");
+                        report(c, k, "unknown key '%s'", key);
                 else if (json_is_object(addl))
                         check(c, addl, v);
         }
@@ -339,7 +339,10 @@ static void check(Checker *c, const json_t *schema, const YamlNode *n) {
                         size_t m = count_mistakes(c, s, n);
                         if (m == 0)
                                 matched++;
-                        if (m < best) {
+                        /* On a tie, the alternative of the node's own type
+                         * says more than "expected integer". */
+                        const char *t = json_string_value(json_object_get(s, "type"));
+                        if (m < best || (m == best && t && type_matches(t, have))) {
                                 best = m;
                                 best_i = i;
                         }
