@@ -88,7 +88,10 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                 json_t *env = json_object();
                 const char *k;
                 json_t *x;
-                json_object_foreach(v, k, x) json_object_set_new(env, k, json_string_nocheck(scalar_text(x) ?: ""));
+                json_object_foreach(v, k, x) {
+                        _cleanup_free_ char *t = scalar_text(x);
+                        json_object_set_new(env, k, json_string(t ?: ""));
+                }
                 json_object_set_new(b, "env", env);
         }
         /* A stack says whether there is a URL: absent means none. */
