@@ -84,6 +84,10 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
         json_decref(limits);
         if ((v = json_object_get(fn, "secrets")))
                 json_object_set(b, "secrets", v);
+        if ((v = json_object_get(fn, "requirements")))
+                json_object_set(b, "requirements", v);
+        if ((v = json_object_get(fn, "retries")))
+                json_object_set(b, "retries", v);
         if ((v = json_object_get(fn, "env"))) {
                 json_t *env = json_object();
                 const char *k;

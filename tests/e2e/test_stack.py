@@ -31,6 +31,7 @@ functions:
     timeout: 20s
     memory: 256M
     max_procs: 16
+    retries: 2
     url: public
     schedules:
       hello-nightly:
@@ -99,7 +100,8 @@ def test_deploy_redeploy_edit_prune(stack, d, tmp_path):
         "created endpoint add", "created endpoint hello",
     ]
     fns, scheds = state(d)
-    assert fns["hello"][1] == {"timeout_ms": 20000, "memory_bytes": 256 << 20, "max_procs": 16}
+    assert fns["hello"][1] == {"timeout_ms": 20000, "memory_bytes": 256 << 20, "max_procs": 16,
+                               "retries": 2}
     assert fns["hello"][2] == {"path": "/fn/alice/hello", "public": True}
     assert fns["add"][2] == {"path": "/fn/alice/add", "public": False}
     assert fns["envf"][2] is None and fns["envf"][3] == ["API_KEY"] and fns["envf"][4] == ["GREETING"]
@@ -172,13 +174,13 @@ def test_all_or_nothing(stack, d, tmp_path):
 
 
 @pytest.mark.parametrize("mistake, where, message", [
-    (("    url: public\n", "    url: public\n    colour: blue\n"), "stack.yaml:9:5:", "unknown key 'colour'"),
+    (("    url: public\n", "    url: public\n    colour: blue\n"), "stack.yaml:10:5:", "unknown key 'colour'"),
     (("max_procs: 16", "max_procs: many"), "stack.yaml:7:16:", "expected integer"),
-    (('cron: "0 3 * * *"', 'cron: "0 3 * *"'), "stack.yaml:11:15:", "cron"),
+    (('cron: "0 3 * * *"', 'cron: "0 3 * *"'), "stack.yaml:12:15:", "cron"),
     (("timeout: 20s", "timeout: 20 parsecs"), "stack.yaml:5:14:", "not a duration"),
-    (("every: 10m", "every: 10m\n        cron: '@daily'"), "stack.yaml:18:9:", "exactly one of 'cron' and 'every'"),
-    (("  add:\n", "  a/d:\n"), "stack.yaml:13:3:", "does not match"),
-    (("    file: fns/envf.py\n", "    file: fns/missing.py\n"), "stack.yaml:21:11:", "cannot read fns/missing.py"),
+    (("every: 10m", "every: 10m\n        cron: '@daily'"), "stack.yaml:19:9:", "exactly one of 'cron' and 'every'"),
+    (("  add:\n", "  a/d:\n"), "stack.yaml:14:3:", "does not match"),
+    (("    file: fns/envf.py\n", "    file: fns/missing.py\n"), "stack.yaml:22:11:", "cannot read fns/missing.py"),
 ])
 @pytest.mark.parametrize("server", [True, False], ids=["daemon", "embedded"])
 def test_schema_errors_name_file_line(stack, d, tmp_path, mistake, where, message, server):
@@ -212,3 +214,20 @@ def test_embedded_says_it_needs_a_server(cli, tmp_path):
     ref = cli("deploy", "fns/hello.py")
     assert p.returncode == ref.returncode == 2
     assert p.stderr == ref.stderr and "needs a server" in p.stderr
+
+
+def test_settings_only_changes(stack, d, tmp_path):
+    """A URL or a schedule edited without touching any source: the function
+    stays at its version, the edited items say updated (or deleted)."""
+    stack("deploy", "-f", "stack.yaml", check=0)
+    edited = STACK.replace("url: public", "url: true").replace('cron: "0 3 * * *"', 'cron: "30 4 * * *"') \
+        .replace("    url: true\n    schedules:\n      add-often", "    schedules:\n      add-often")
+    (tmp_path / "edited.yaml").write_text(edited)
+    p = stack("deploy", "-f", "edited.yaml", check=0)
+    changed = [l for l in lines(p) if not l.startswith("unchanged")]
+    assert changed == ["updated schedule hello-nightly", "deleted endpoint add", "updated endpoint hello"], p.stdout
+    fns, scheds = state(d)
+    assert [v[0] for v in fns.values()] == [[1], [1], [1]]
+    assert fns["hello"][2] == {"path": "/fn/alice/hello", "public": False} and fns["add"][2] is None
+    assert ("hello-nightly", "hello", "30 4 * * *") in scheds
+    assert d.call("GET", "/v1/schedules/hello-nightly")[1]["next_fire_at"].endswith("04:30:00.000Z")
