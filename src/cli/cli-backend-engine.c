@@ -381,6 +381,10 @@ static int engine_deploy(Backend *b, json_t *req, json_t **ret) {
         return engine_unsupported(b);
 }
 
+static int engine_stack(Backend *b, json_t *req, json_t **ret) {
+        return engine_unsupported(b);
+}
+
 static int engine_function(Backend *b, const char *method, const char *name, json_t **ret) {
         return engine_unsupported(b);
 }
@@ -784,6 +788,7 @@ static const BackendOps engine_ops = {
         .run_list = engine_run_list,
         .run_logs = engine_run_logs,
         .deploy = engine_deploy,
+        .stack = engine_stack,
         .function = engine_function,
         .schedule = engine_schedule,
         .function_runs = engine_function_runs,

@@ -313,13 +313,15 @@ static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) 
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
-static int http_deploy(Backend *b, json_t *req, json_t **ret) {
+/* POST path with req: a deploy's answer, or a validation failure as
+ * -EBADMSG (-ENOPKG for requirements) with the validation's message. */
+static int http_post_deploy(Backend *b, const char *path, json_t *req, json_t **ret) {
         _cleanup_free_ char *err = NULL;
         Buf body;
         _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
         if (!text)
                 return fail(b, -EINVAL, xstrdup("the deploy request cannot be written as JSON"));
-        HttpRequest q = { .method = "POST", .path = "/v1/functions", .content_type = "application/json", .body = text,
+        HttpRequest q = { .method = "POST", .path = path, .content_type = "application/json", .body = text,
                           .body_len = strlen(text) };
         int r = http_request(&b->http, &q, NULL, &body, &err);
         json_t *ans = body.len ? json_loadb(body.data, body.len, 0, NULL) : NULL;
@@ -329,8 +331,14 @@ static int http_deploy(Backend *b, json_t *req, json_t **ret) {
                 const char *m = json_string_value(
                         json_object_get(json_object_get(json_object_get(ans, "validation"), "error"), "message"));
                 if (m) {
+                        /* A stack's error names the function first. */
+                        const char *top = json_string_value(
+                                json_object_get(json_object_get(ans, "error"), "message"));
+                        char *msg = top && startswith(top, "function '") ? xasprintf("%.*s%s",
+                                        (int) (strstr(top, "': ") ? strstr(top, "': ") - top + 3 : 0), top, m)
+                                                                          : xstrdup(m);
                         free(err);
-                        err = xstrdup(m);
+                        err = msg;
                 }
                 json_t *ec = json_object_get(json_object_get(ans, "validation"), "exit_code");
                 if (json_integer_value(ec) == EXIT_DEPENDENCY)
@@ -342,6 +350,14 @@ static int http_deploy(Backend *b, json_t *req, json_t **ret) {
         }
         *ret = ans ?: json_object();
         return 0;
+}
+
+static int http_deploy(Backend *b, json_t *req, json_t **ret) {
+        return http_post_deploy(b, "/v1/functions", req, ret);
+}
+
+static int http_stack(Backend *b, json_t *req, json_t **ret) {
+        return http_post_deploy(b, "/v1/stacks", req, ret);
 }
 
 static int http_function(Backend *b, const char *method, const char *name, json_t **ret) {
@@ -770,6 +786,7 @@ static const BackendOps http_ops = {
         .run_list = http_run_list,
         .run_logs = http_run_logs,
         .deploy = http_deploy,
+        .stack = http_stack,
         .function = http_function,
         .schedule = http_schedule,
         .function_runs = http_function_runs,

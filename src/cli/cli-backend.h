@@ -109,6 +109,12 @@ typedef struct BackendOps {
         /* deploy / functions / workers: the API's objects; the embedded
          * engine keeps no deployed functions (-EOPNOTSUPP). */
         int (*deploy)(Backend *b, json_t *req, json_t **ret);
+        /* A stack (docs/stack.md): req is POST /v1/stacks's body, *ret its
+         * answer {changes: [{action, kind, name}], dry_run}. All or nothing:
+         * a function that does not validate is -EBADMSG (its message in
+         * b->error), a limit above the tenant's -EPERM, an unknown secret
+         * -ENOENT. */
+        int (*stack)(Backend *b, json_t *req, json_t **ret);
         int (*function)(Backend *b, const char *method, const char *name, json_t **ret);
         int (*workers)(Backend *b, json_t **ret);
         /* Schedules (docs/schedules.md): method on /v1/schedules + path

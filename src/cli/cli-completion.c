@@ -19,7 +19,8 @@ static const struct {
         { "run validate chain", "-a -k --json-args --json-kwargs --timeout --memory --max-procs --network --sandbox "
                                 "--index-url --find-links --data --output-file --allow-sdist --no-cache" },
         { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory" },
-        { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs" },
+        { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "
+                    "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },
         { "logs", "-f --follow" },
         { "ps", "-n --limit" },

@@ -633,6 +633,9 @@ static int parse_count(const char *s, uint64_t *ret) {
 }
 
 int verb_deploy(int argc, char **argv) {
+        for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "-f") || streq(argv[i], "--file") || startswith(argv[i], "--file="))
+                        return cli_deploy_stack(argc, argv);
         const char *target = NULL, *name = NULL, *description = NULL;
         _cleanup_strv_free_ char **secrets = NULL, **env = NULL;
         json_t *url = NULL, *limits = json_object();
@@ -694,7 +697,8 @@ int verb_deploy(int argc, char **argv) {
                         printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT]\n"
                                "                         [--secret NAME]... [--env KEY=VALUE]...\n"
                                "                         [--url [--public] | --no-url] [--timeout D] [--memory S]\n"
-                               "                         [--max-procs N] [--json]\n\n"
+                               "                         [--max-procs N] [--json]\n"
+                               "       pysprinter deploy -f STACK.yaml [--prune] [--dry-run] [--json]\n\n"
                                "Deploy a function to the server; each deploy is a new version. NAME defaults\n"
                                "to the file's stem. An unknown package is exit 4, as for run.\n\n"
                                "  --secret NAME  its runs see the secret as the variable NAME (docs/secrets.md)\n"
@@ -704,7 +708,9 @@ int verb_deploy(int argc, char **argv) {
                                "                 --no-url removes it; without either a redeploy keeps it\n"
                                "  --timeout D    the function's wall-clock limit (30s, 2m)\n"
                                "  --memory S     its memory limit (256M, 1G)\n"
-                               "  --max-procs N  its process limit\n");
+                               "  --max-procs N  its process limit\n"
+                               "  -f STACK.yaml  deploy a stack file's functions, schedules and URLs in one\n"
+                               "                 transaction (docs/stack.md; deploy -f x --help)\n");
                         json_decref(limits);
                         json_decref(url);
                         return 0;

@@ -133,6 +133,8 @@ int verb_ps(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_logs(int argc, char **argv);
 int verb_deploy(int argc, char **argv);
+/* deploy -f STACK.yaml (cli-stack.c, docs/stack.md). */
+int cli_deploy_stack(int argc, char **argv);
 int verb_functions(int argc, char **argv);
 int verb_workers(int argc, char **argv);
 int verb_server(int argc, char **argv);

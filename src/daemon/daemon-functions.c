@@ -109,67 +109,92 @@ static char *deploy_limits_json(const RunRequest *req) {
         return s;
 }
 
-/* A deploy that did not validate: 422 with the validation's answer. */
-static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResult *res, unsigned *ret_status) {
+/* A deploy that did not validate: 422 with the validation's answer
+ * (prefix: "function 'NAME': " in a stack, else ""). */
+static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResult *res, const char *prefix,
+                                           unsigned *ret_status) {
         json_t *v = daemon_validation_json(res);
-        const char *msg = res->error_message ? res->error_message : "the function does not validate";
+        _cleanup_free_ char *msg = xasprintf("%s%s", prefix,
+                                             res->error_message ? res->error_message : "the function does not validate");
         json_t *out = json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "invalid_function", "message", msg,
                                 "validation", v ?: json_null());
         return daemon_call_json(call, 422, out, ret_status);
 }
 
+static char *dup_or_null(const char *s) {
+        return s ? xstrdup(s) : NULL;
+}
+
+/* A copy of data[0..n) (NULs kept) with a NUL after it. */
+static char *xstrndup_bytes(const char *data, size_t n) {
+        char *c = xmalloc(n + 1);
+        memcpy(c, data, n);
+        c[n] = 0;
+        return c;
+}
+
+struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRequest *req, bool in_stack,
+                                             FunctionRecord **ret, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_free_ char *err = NULL, *prefix = in_stack ? xasprintf("function '%s': ", req->name) : xstrdup("");
+        RunResult *res = NULL;
+        struct MHD_Response *resp = NULL;
+
+        /* The deploy keeps the limits as asked (defaults follow the config);
+         * each invoke is granted again, as the config may have changed. */
+        RunLimits granted;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        int k = daemon_limits_grant(&d->cfg, call->tenant, &req->limits, &granted, &err);
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (k < 0)
+                return daemon_call_error(call, 403, "forbidden", ret_status, "%s%s", prefix, err);
+        /* Its secrets must be the tenant's now (404), and are opened again
+         * at each invocation. */
+        if (req->secrets && daemon_secrets_check(d, call->tenant, req->secrets, &err) < 0)
+                return daemon_call_error(call, 404, "not_found", ret_status, "%s%s (pysprinter secret set NAME)",
+                                         prefix, err);
+        /* A deploy has no arguments yet: check the file and resolve its
+         * requirements (kept beside it, not spliced into it), not a call. */
+        k = daemon_validate(d, call->tenant, req, false, &res);
+        if (k < 0)
+                resp = daemon_call_errno(call, k, "validation", ret_status);
+        else if (res->exit_code != 0)
+                resp = deploy_invalid(call, res, prefix, ret_status);
+        else {
+                FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
+                f->tenant = xstrdup(call->tenant);
+                f->name = xstrdup(req->name);
+                f->filename = dup_or_null(req->filename);
+                f->function = dup_or_null(res->function ? res->function : req->function);
+                f->source = xstrndup_bytes(req->source, req->source_len);
+                f->source_len = req->source_len;
+                f->requirements_json = dup_or_null(req->requirements_json);
+                f->limits_json = deploy_limits_json(req);
+                f->params_json = dup_or_null(res->params_json);
+                f->description = dup_or_null(req->description);
+                f->created = now_realtime();
+                f->env_json = deploy_env_json(req);
+                *ret = f;
+        }
+        run_result_free(res);
+        return resp;
+}
+
 struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *limits = NULL, *loc = NULL, *env_json = NULL;
+        _cleanup_free_ char *err = NULL, *loc = NULL;
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
-        RunResult *res = NULL;
+        FunctionRecord *f = NULL;
         struct MHD_Response *resp;
         int k = request_parse(REQUEST_DEPLOY, call->body, call->body_len, &caps, &req, &err);
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
 
-        /* The deploy keeps the limits as asked (defaults follow the config);
-         * each invoke is granted again, as the config may have changed. */
-        RunLimits granted = req.limits;
-        resp = daemon_call_grant_limits(call, &granted, ret_status);
+        resp = daemon_function_prepare(call, &req, false, &f, ret_status);
         if (resp)
                 goto out;
-        /* Its secrets must be the tenant's now (404), and are opened again
-         * at each invocation. */
-        if (req.secrets && daemon_secrets_check(d, call->tenant, req.secrets, &err) < 0) {
-                resp = daemon_call_error(call, 404, "not_found", ret_status, "%s (pysprinter secret set NAME)", err);
-                goto out;
-        }
-
-        /* A deploy has no arguments yet: check the file and resolve its
-         * requirements (kept beside it, not spliced into it), not a call. */
-        k = daemon_validate(d, call->tenant, &req, false, &res);
-        if (k < 0) {
-                resp = daemon_call_errno(call, k, "validation", ret_status);
-                goto out;
-        }
-        if (res->exit_code != 0) {
-                resp = deploy_invalid(call, res, ret_status);
-                goto out;
-        }
-
-        limits = deploy_limits_json(&req);
-        FunctionRecord f = {
-                .tenant = (char *) call->tenant,
-                .name = req.name,
-                .filename = req.filename,
-                .function = res->function ? res->function : req.function,
-                .source = req.source,
-                .source_len = req.source_len,
-                .requirements_json = req.requirements_json,
-                .limits_json = limits,
-                .params_json = res->params_json,
-                .description = req.description,
-                .created = now_realtime(),
-                .env_json = env_json = deploy_env_json(&req),
-        };
-        k = store_function_put(d->store, &f, &f.version);
+        k = store_function_put(d->store, f, &f->version);
         if (k < 0) {
                 resp = daemon_call_errno(call, k, "function", ret_status);
                 goto out;
@@ -179,10 +204,10 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
                 goto out;
         }
         loc = xasprintf("/v1/functions/%s", req.name);
-        resp = daemon_call_json(call, 201, function_json(call, &f), ret_status);
+        resp = daemon_call_json(call, 201, function_json(call, f), ret_status);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
 out:
-        run_result_free(res);
+        function_record_free(f);
         run_request_done(&req);
         return resp;
 }

@@ -22,6 +22,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/runs/*/logs", daemon_api_run_logs, ROUTE_USER },
         { ROUTE_POST, "/v1/validate", daemon_api_validate, ROUTE_USER },
 
+        { ROUTE_POST, "/v1/stacks", daemon_api_stack, ROUTE_USER },
         { ROUTE_GET, "/v1/functions", daemon_api_functions_list, ROUTE_USER },
         { ROUTE_POST, "/v1/functions", daemon_api_function_deploy, ROUTE_USER },
         { ROUTE_GET, "/v1/functions/*", daemon_api_function_get, ROUTE_USER },

@@ -558,6 +558,17 @@ struct json_t *daemon_validation_json(const RunResult *res);
 
 /* ---- functions and the Lambda API (daemon-functions.c) ------------------ */
 
+/* Checks one deploy request (REQUEST_DEPLOY) of call's tenant as POST
+ * /v1/functions does: its limits within the tenant's grant (403), its
+ * secrets the tenant's (404), its file valid in a worker (422 with the
+ * validation). NULL and *ret the function record to store (caller frees;
+ * version unset), or the error response. in_stack: messages start with
+ * "function 'NAME': " (a stack names several). */
+struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRequest *req, bool in_stack,
+                                             FunctionRecord **ret, unsigned *ret_status);
+/* POST /v1/stacks (daemon-stack.c, docs/stack.md): a stack's functions,
+ * schedules and URLs in one transaction. */
+DaemonHandlerFn daemon_api_stack;
 DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
         daemon_api_function_delete, daemon_api_function_invoke, daemon_api_function_runs, daemon_api_lambda_list,
         daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke;

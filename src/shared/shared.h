@@ -127,6 +127,19 @@ int yaml_doc_json(YamlDoc *doc, const YamlNode *n, json_t **ret, char **ret_erro
 /* Convenience: load text and convert its root (an empty document is null). */
 int yaml_to_json(const char *text, size_t len, const char *filename, json_t **ret, char **ret_error);
 
+/* ---- JSON Schema over YAML (shared-schema.c, docs/stack.md) ------------
+ *
+ * Checks node n of doc (NULL: the root) against schema, a JSON Schema
+ * document using the subset shared-schema.c lists (type, enum, const,
+ * properties, required, additionalProperties, propertyNames, items,
+ * min/maxItems, uniqueItems, min/maxLength, pattern as POSIX ERE,
+ * minimum/maximum, oneOf, anyOf, $ref "#/$defs/NAME", and the formats
+ * "duration", "size", "cron" and "every" of the project's parsers). 0 when n
+ * conforms; -EINVAL with every mistake (at most 20), one per line as
+ * "FILE:LINE:COL: message", in *ret_error; -ENOTSUP when the schema uses
+ * something the checker does not know (the message names it). */
+int schema_check_yaml(const json_t *schema, YamlDoc *doc, const YamlNode *n, char **ret_error);
+
 /* ---- JSON helpers -------------------------------------------------------- */
 
 /* Stored JSON text as a value: NULL -> null; JSON text (any value, NULs

@@ -3,10 +3,9 @@
  * function's versions: a new deploy keeps its endpoint unless it says. */
 #include "store-internal.h"
 
-int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode) {
+int store_endpoint_put_in_tx(Store *s, const char *tenant, const char *name, int mode) {
         if (!tenant || !name)
                 return -EINVAL;
-        pthread_mutex_lock(&s->lock);
         sqlite3_stmt *st = store_stmt(s, mode ? "INSERT OR REPLACE INTO endpoints (tenant, name, mode) VALUES (?1, ?2, ?3)"
                                               : "DELETE FROM endpoints WHERE tenant=?1 AND name=?2");
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
@@ -18,8 +17,14 @@ int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode)
                 rc = sqlite3_step(st);
                 store_stmt_done(s, st);
         }
-        pthread_mutex_unlock(&s->lock);
         return rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
+}
+
+int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode) {
+        pthread_mutex_lock(&s->lock);
+        int k = store_endpoint_put_in_tx(s, tenant, name, mode);
+        pthread_mutex_unlock(&s->lock);
+        return k;
 }
 
 int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_mode) {

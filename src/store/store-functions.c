@@ -1,5 +1,7 @@
 /* Deployed functions: every deploy of (tenant, name) is a new immutable
  * version; the latest one is what an invoke without a version runs. */
+#include <assert.h>
+
 #include "store-internal.h"
 
 FunctionRecord *function_record_free(FunctionRecord *f) {
@@ -45,27 +47,43 @@ static FunctionRecord *function_from_row(sqlite3_stmt *st) {
         return f;
 }
 
-int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
+int store_tx_begin(Store *s) {
+        assert(s);
+        pthread_mutex_lock(&s->lock);
+        /* IMMEDIATE: the write lock is taken now, so two writers (two
+         * deploys of one name) never both read the same next version. */
+        int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_rc_errno(rc);
+        }
+        return 0;
+}
+
+int store_tx_end(Store *s, bool commit) {
+        assert(s);
+        int rc = commit ? sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) : SQLITE_OK;
+        if (!commit || rc != SQLITE_OK)
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_OK ? 0 : store_rc_errno(rc);
+}
+
+int store_function_put_in_tx(Store *s, const FunctionRecord *f, int *ret_version) {
         sqlite3_stmt *st = NULL;
-        int rc, version = 0;
+        int rc, version;
 
         if (!f->tenant || !f->name || !f->source)
                 return -EINVAL;
-        pthread_mutex_lock(&s->lock);
-        /* IMMEDIATE: two concurrent deploys of one name must not both pick
-         * the same next version. */
-        rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-                goto out;
         rc = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(version), 0) FROM functions WHERE tenant=?1 AND name=?2",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
-                goto rollback;
+                goto fail;
         store_bind_text(st, 1, f->tenant);
         store_bind_text(st, 2, f->name);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
-                goto rollback;
+                goto fail;
         version = sqlite3_column_int(st, 0) + 1;
         sqlite3_finalize(st);
         st = NULL;
@@ -73,7 +91,7 @@ int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
         rc = sqlite3_prepare_v2(s->db, "INSERT INTO functions (" FN_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
-                goto rollback;
+                goto fail;
         store_bind_text(st, 1, f->tenant);
         store_bind_text(st, 2, f->name);
         sqlite3_bind_int(st, 3, version);
@@ -89,21 +107,28 @@ int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
         store_bind_text(st, 12, f->env_json);
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
-                goto rollback;
+                goto fail;
         sqlite3_finalize(st);
-        st = NULL;
-        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-                goto rollback;
-        pthread_mutex_unlock(&s->lock);
         *ret_version = version;
         return 0;
-rollback:
+fail:
         sqlite3_finalize(st);
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-out:
-        pthread_mutex_unlock(&s->lock);
-        return store_sqlite_errno(rc) ?: -EIO;
+        return store_rc_errno(rc);
+}
+
+int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
+        int version = 0;
+        int k = store_tx_begin(s);
+        if (k < 0)
+                return k;
+        k = store_function_put_in_tx(s, f, &version);
+        int e = store_tx_end(s, k >= 0);
+        if (k < 0)
+                return k;
+        if (e < 0)
+                return e;
+        *ret_version = version;
+        return 0;
 }
 
 int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret) {
@@ -194,11 +219,10 @@ int store_function_versions(Store *s, const char *tenant, const char *name, int 
         return 0;
 }
 
-int store_function_delete(Store *s, const char *tenant, const char *name) {
+int store_function_delete_in_tx(Store *s, const char *tenant, const char *name) {
         sqlite3_stmt *st;
         int rc, changes = 0;
 
-        pthread_mutex_lock(&s->lock);
         rc = sqlite3_prepare_v2(s->db, "DELETE FROM functions WHERE tenant=?1 AND name=?2", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant);
@@ -207,8 +231,14 @@ int store_function_delete(Store *s, const char *tenant, const char *name) {
                 sqlite3_finalize(st);
                 changes = sqlite3_changes(s->db);
         }
-        pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE)
                 return store_sqlite_errno(rc) ?: -EIO;
         return changes > 0 ? 0 : -ENOENT;
+}
+
+int store_function_delete(Store *s, const char *tenant, const char *name) {
+        pthread_mutex_lock(&s->lock);
+        int k = store_function_delete_in_tx(s, tenant, name);
+        pthread_mutex_unlock(&s->lock);
+        return k;
 }

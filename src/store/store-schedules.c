@@ -68,10 +68,9 @@ static void schedule_bind(sqlite3_stmt *st, const ScheduleRecord *r) {
         store_bind_text(st, 16, r->dag_json); /* ?15 is the fence (schedule_exec_expect) */
 }
 
-/* Runs sql with r bound (and expected as ?15); the rows it changed, or a
- * negative errno. */
-static int schedule_exec_expect(Store *s, const char *sql, const ScheduleRecord *r, int64_t expected) {
-        pthread_mutex_lock(&s->lock);
+/* With s->lock held: runs sql with r bound (and expected as ?15); the rows
+ * it changed, or a negative errno. */
+static int schedule_exec_locked(Store *s, const char *sql, const ScheduleRecord *r, int64_t expected) {
         sqlite3_stmt *st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db), changes = 0;
         if (st) {
@@ -81,7 +80,6 @@ static int schedule_exec_expect(Store *s, const char *sql, const ScheduleRecord 
                 changes = sqlite3_changes(s->db);
                 store_stmt_done(s, st);
         }
-        pthread_mutex_unlock(&s->lock);
         if (rc == SQLITE_CONSTRAINT)
                 return -EEXIST;
         if (rc != SQLITE_DONE)
@@ -89,24 +87,53 @@ static int schedule_exec_expect(Store *s, const char *sql, const ScheduleRecord 
         return changes;
 }
 
+static int schedule_exec_expect(Store *s, const char *sql, const ScheduleRecord *r, int64_t expected) {
+        pthread_mutex_lock(&s->lock);
+        int k = schedule_exec_locked(s, sql, r, expected);
+        pthread_mutex_unlock(&s->lock);
+        return k;
+}
+
 static int schedule_exec(Store *s, const char *sql, const ScheduleRecord *r) {
         return schedule_exec_expect(s, sql, r, 0);
 }
 
+#define SCHED_INSERT \
+        "INSERT INTO schedules (" SCHED_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?16)"
+#define SCHED_UPDATE                                                                                                  \
+        "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, dag_json=?16, catch_up=?7, allow_overlap=?8, " \
+        "paused=?9, next_fire=?10, last_fire=?11, last_run_id=?12, last_note=?13 WHERE tenant=?1 AND name=?2"
+#define SCHED_DELETE "DELETE FROM schedules WHERE tenant=?1 AND name=?2"
+
 int store_schedule_insert(Store *s, const ScheduleRecord *r) {
         if (!r->tenant || !r->name || !r->function || !r->spec)
                 return -EINVAL;
-        int k = schedule_exec(s, "INSERT INTO schedules (" SCHED_COLUMNS ") VALUES "
-                                 "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?16)", r);
+        int k = schedule_exec(s, SCHED_INSERT, r);
         return k < 0 ? k : 0;
+}
+
+int store_schedule_insert_in_tx(Store *s, const ScheduleRecord *r) {
+        if (!r->tenant || !r->name || !r->function || !r->spec)
+                return -EINVAL;
+        int k = schedule_exec_locked(s, SCHED_INSERT, r, 0);
+        return k < 0 ? k : 0;
+}
+
+int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r) {
+        int k = schedule_exec_locked(s, SCHED_UPDATE, r, 0);
+        return k < 0 ? k : k == 0 ? -ENOENT : 0;
+}
+
+int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name) {
+        ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name };
+        int k = schedule_exec_locked(s, SCHED_DELETE, &r, 0);
+        return k < 0 ? k : k > 0 ? 0 : -ENOENT;
 }
 
 static int schedule_record_run(Store *s, const ScheduleRecord *r);
 
 int store_schedule_update(Store *s, const ScheduleRecord *r) {
-        int k = schedule_exec(s, "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, dag_json=?16, catch_up=?7, "
-                                 "allow_overlap=?8, paused=?9, next_fire=?10, last_fire=?11, last_run_id=?12, "
-                                 "last_note=?13 WHERE tenant=?1 AND name=?2", r);
+        int k = schedule_exec(s, SCHED_UPDATE, r);
         if (k < 0)
                 return k;
         if (k == 0)
@@ -200,7 +227,7 @@ int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, siz
 
 int store_schedule_delete(Store *s, const char *tenant, const char *name) {
         ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name };
-        int k = schedule_exec(s, "DELETE FROM schedules WHERE tenant=?1 AND name=?2", &r);
+        int k = schedule_exec(s, SCHED_DELETE, &r);
         if (k < 0)
                 return k;
         return k > 0 ? 0 : -ENOENT;

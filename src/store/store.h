@@ -195,6 +195,8 @@ int store_token_touch(Store *s, const char *id, usec_t now);
 
 /* ---- deployed functions (store-functions.c) ------------------------------ */
 
+typedef struct ScheduleRecord ScheduleRecord;
+
 /* One version of a deployed function. Versions of (tenant, name) count up
  * from 1; each deploy adds one and never changes an older one. */
 typedef struct FunctionRecord {
@@ -223,6 +225,25 @@ void function_record_list_free(FunctionRecord **v, size_t n);
 /* Stores f as the next version of (f->tenant, f->name); the version it got
  * goes to *ret_version (f->version is ignored). */
 int store_function_put(Store *s, const FunctionRecord *f, int *ret_version);
+
+/* One transaction several writes share (a stack deploy, docs/stack.md):
+ * store_tx_begin() takes the store's lock and opens a write transaction
+ * (BEGIN IMMEDIATE); the *_in_tx calls then write inside it and only they
+ * may be called until store_tx_end() commits (commit true) or rolls back,
+ * and releases the lock. A failed commit rolls back; either way nothing of
+ * the transaction is half-applied. Example:
+ *   store_tx_begin(s); k = store_function_put_in_tx(s, &f, &v);
+ *   if (k >= 0) k = store_endpoint_put_in_tx(s, t, n, 1);
+ *   r = store_tx_end(s, k >= 0);                                          */
+int store_tx_begin(Store *s);
+int store_tx_end(Store *s, bool commit);
+int store_function_put_in_tx(Store *s, const FunctionRecord *f, int *ret_version);
+int store_function_delete_in_tx(Store *s, const char *tenant, const char *name);
+int store_schedule_insert_in_tx(Store *s, const ScheduleRecord *r);
+/* -ENOENT when absent. Does not record r's run (a stack edit has none). */
+int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r);
+int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name);
+int store_endpoint_put_in_tx(Store *s, const char *tenant, const char *name, int mode);
 /* version 0: the latest. -ENOENT when there is no such function/version. */
 int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret);
 /* The latest version of each of tenant's functions, by name. */
@@ -468,7 +489,7 @@ int store_restore(const char *src, const char *db_path, char **ret_error);
 /* A schedule of a tenant: fires deployed function `function` with the
  * arguments of invoke_json (an invoke request body) at the times spec
  * (cron_parse()) gives in time zone tz. Times are Unix seconds. */
-typedef struct ScheduleRecord {
+struct ScheduleRecord {
         char *tenant;
         char *name;
         char *function;
@@ -484,7 +505,7 @@ typedef struct ScheduleRecord {
         char *last_run_id;      /* NULL: never */
         char *last_note;        /* why the last fire time started no run, or NULL */
         usec_t created;
-} ScheduleRecord;
+};
 ScheduleRecord *schedule_record_free(ScheduleRecord *r);
 void schedule_record_list_free(ScheduleRecord **v, size_t n);
 /* -EEXIST when (tenant, name) exists. */

@@ -532,6 +532,141 @@ static void test_json_getters(void **state) {
         json_decref(o);
 }
 
+/* ---- the JSON Schema checker over YAML (docs/stack.md) ---- */
+
+/* A schema that uses every keyword the checker supports. */
+static const char test_schema[] =
+        "{\"type\": \"object\", \"additionalProperties\": false, \"required\": [\"name\"],"
+        " \"properties\": {"
+        "  \"name\": {\"$ref\": \"#/$defs/name\"},"
+        "  \"count\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10},"
+        "  \"ratio\": {\"type\": \"number\"},"
+        "  \"on\": {\"type\": \"boolean\"},"
+        "  \"mode\": {\"enum\": [true, false, \"public\"]},"
+        "  \"fixed\": {\"const\": \"x\"},"
+        "  \"timeout\": {\"type\": [\"string\", \"integer\"], \"format\": \"duration\"},"
+        "  \"memory\": {\"type\": \"string\", \"format\": \"size\"},"
+        "  \"cron\": {\"type\": \"string\", \"format\": \"cron\"},"
+        "  \"every\": {\"type\": \"string\", \"format\": \"every\"},"
+        "  \"text\": {\"type\": \"string\", \"minLength\": 2, \"maxLength\": 3},"
+        "  \"tags\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"minItems\": 1,"
+        "            \"maxItems\": 2, \"uniqueItems\": true},"
+        "  \"env\": {\"type\": \"object\", \"propertyNames\": {\"pattern\": \"^[A-Z]+$\"},"
+        "           \"additionalProperties\": {\"type\": \"string\"}},"
+        "  \"when\": {\"type\": \"object\", \"oneOf\": ["
+        "     {\"required\": [\"cron\"], \"description\": \"one of cron and every\"},"
+        "     {\"required\": [\"every\"], \"description\": \"one of cron and every\"}]},"
+        "  \"either\": {\"anyOf\": [{\"type\": \"integer\"}, {\"type\": \"string\", \"pattern\": \"^a\"}]}"
+        " },"
+        " \"$defs\": {\"name\": {\"type\": \"string\", \"pattern\": \"^[a-z][a-z0-9-]*$\"}}}";
+
+typedef struct SchemaCase {
+        const char *yaml;
+        const char *error; /* NULL: conforms; else a substring of the message ("t.yaml:L:C: …") */
+} SchemaCase;
+
+static const SchemaCase schema_cases[] = {
+        { "name: ok", NULL },
+        { "name: ok\ncount: 3\nratio: 2\non: true\nmode: public\nfixed: x\ntimeout: 30s\nmemory: 256M\n"
+          "cron: '*/5 * * * *'\nevery: 10m\ntext: abc\ntags: [a, b]\nenv: {HOME: x}\nwhen: {cron: x}\n"
+          "either: 3",
+          NULL },
+        { "timeout: 30\nname: n", NULL }, /* integer allowed by the type list; format applies to strings */
+        { "count: 3", "t.yaml:1:1: missing required key 'name'" },
+        { "name: ok\ncolour: blue", "t.yaml:2:1: unknown key 'colour'" },
+        { "name: Bad", "t.yaml:1:7: 'Bad' does not match" },
+        { "name: 12", "t.yaml:1:7: '12' is an integer, expected string" },
+        { "name: ok\ncount: many", "t.yaml:2:8: 'many' is a string, expected integer" },
+        { "name: ok\ncount: 0", "t.yaml:2:8: 0 is below the minimum 1" },
+        { "name: ok\ncount: 11", "t.yaml:2:8: 11 is above the maximum 10" },
+        { "name: ok\ncount: 2.5", "expected integer" },
+        { "name: ok\nratio: x", "expected number" },
+        { "name: ok\non: yes", "'yes' is a string, expected boolean" }, /* the core schema: yes is text */
+        { "name: ok\nmode: private", "t.yaml:2:7: private is not one of [true,false,\"public\"]" },
+        { "name: ok\nfixed: y", "is not one of \"x\"" },
+        { "name: ok\ntimeout: 20 parsecs", "t.yaml:2:10: '20 parsecs' is not a duration" },
+        { "name: ok\nmemory: lots", "t.yaml:2:9: 'lots' is not a size" },
+        { "name: ok\ncron: '0 3 * *'", "t.yaml:2:7: not a cron expression" },
+        { "name: ok\ncron: '61 * * * *'", "not a cron expression" },
+        { "name: ok\nevery: 500ms", "@every takes a whole number of seconds" },
+        { "name: ok\ntext: a", "shorter than 2" },
+        { "name: ok\ntext: abcd", "longer than 3" },
+        { "name: ok\ntext: é€", NULL }, /* lengths count characters, not bytes */
+        { "name: ok\ntags: []", "t.yaml:2:7: needs at least 1 items" },
+        { "name: ok\ntags: [a, b, c]", "more than 2 items" },
+        { "name: ok\ntags: [a, a]", "t.yaml:2:11: repeats an earlier item" },
+        { "name: ok\ntags: [a, 1]", "t.yaml:2:11: '1' is an integer, expected string" },
+        { "name: ok\ntags: a", "t.yaml:2:7: 'a' is a string, expected array" },
+        { "name: ok\nenv: {home: x}", "t.yaml:2:7: 'home' does not match" },
+        { "name: ok\nenv: {HOME: [x]}", "expected string, found array" },
+        { "name: ok\nwhen: {}", "t.yaml:2:7: one of cron and every" },
+        { "name: ok\nwhen: {cron: a, every: b}", "matches more than one alternative: one of cron and every" },
+        { "name: ok\neither: b", "does not match ^a" },
+        { "name: ok\neither: abc", NULL },
+        { "- a", "expected object, found array" },
+        { "name: ok\ncount: .inf", ".inf" },
+};
+
+static void test_schema_table(void **state) {
+        json_error_t jerr;
+        json_t *schema = json_loads(test_schema, 0, &jerr);
+        assert_non_null(schema);
+        for (size_t i = 0; i < ELEMENTSOF(schema_cases); i++) {
+                const SchemaCase *c = &schema_cases[i];
+                YamlDoc *doc = NULL;
+                char *err = NULL;
+                assert_int_equal(yaml_doc_load(c->yaml, strlen(c->yaml), "t.yaml", 0, &doc, &err), 0);
+                int r = schema_check_yaml(schema, doc, NULL, &err);
+                if (!c->error) {
+                        if (r != 0)
+                                fail_msg("row %zu (%s): unexpected error %s", i, c->yaml, err);
+                } else if (r != -EINVAL || !err || !strstr(err, c->error))
+                        fail_msg("row %zu (%s): want '%s', got %d '%s'", i, c->yaml, c->error, r, err ?: "");
+                free(err);
+                yaml_doc_free(doc);
+        }
+        json_decref(schema);
+}
+
+static void test_schema_every_mistake_once(void **state) {
+        /* All the mistakes of a file, one line each, in the file's order. */
+        json_t *schema = json_loads(test_schema, 0, NULL);
+        const char *yaml = "count: x\nmode: no\nextra: 1\n";
+        YamlDoc *doc = NULL;
+        char *err = NULL;
+        assert_int_equal(yaml_doc_load(yaml, strlen(yaml), "t.yaml", 0, &doc, &err), 0);
+        assert_int_equal(schema_check_yaml(schema, doc, NULL, &err), -EINVAL);
+        assert_string_equal(err, "t.yaml:1:8: 'x' is a string, expected integer\n"
+                                 "t.yaml:2:7: no is not one of [true,false,\"public\"]\n"
+                                 "t.yaml:3:1: unknown key 'extra'\n"
+                                 "t.yaml:1:1: missing required key 'name'");
+        free(err);
+        yaml_doc_free(doc);
+        json_decref(schema);
+}
+
+static void test_schema_unknown_keyword_is_the_schemas_mistake(void **state) {
+        /* A keyword the checker does not implement must not pass silently. */
+        static const char *const schemas[] = {
+                "{\"type\": \"object\", \"patternProperties\": {}}",
+                "{\"$ref\": \"http://elsewhere/x.json\"}",
+                "{\"$ref\": \"#/$defs/missing\"}",
+                "{\"type\": \"string\", \"format\": \"email\"}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(schemas); i++) {
+                json_t *schema = json_loads(schemas[i], 0, NULL);
+                YamlDoc *doc = NULL;
+                char *err = NULL;
+                assert_non_null(schema);
+                assert_int_equal(yaml_doc_load("a", 1, "t.yaml", 0, &doc, &err), 0);
+                assert_int_equal(schema_check_yaml(schema, doc, NULL, &err), -ENOTSUP);
+                assert_non_null(strstr(err, "the schema:"));
+                free(err);
+                yaml_doc_free(doc);
+                json_decref(schema);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_scalar_table),       cmocka_unit_test(test_scalar_direct),
@@ -541,6 +676,9 @@ int main(void) {
                 cmocka_unit_test(test_json_getters),       cmocka_unit_test(test_seal_vector_and_tamper),
                 cmocka_unit_test(test_seal_key_file),
                 cmocka_unit_test(test_json_bytes_marker),
+                cmocka_unit_test(test_schema_table),
+                cmocka_unit_test(test_schema_every_mistake_once),
+                cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

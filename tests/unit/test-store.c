@@ -475,6 +475,62 @@ static void test_schedule_advance_is_fenced(void **state) {
         store_close(s);
 }
 
+/* A stack's writes share one transaction: a failure anywhere in it leaves
+ * nothing of it; a commit keeps all of it (docs/stack.md). */
+static void test_tx_all_or_nothing(void **state) {
+        Store *s = open_fresh();
+        FunctionRecord f = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        ScheduleRecord r = { .tenant = (char *) "t", .name = (char *) "n", .function = (char *) "a",
+                             .spec = (char *) "@hourly", .tz = (char *) "UTC", .next_fire = 3600 };
+        int v = 0;
+        assert_int_equal(store_function_put(s, &f, &v), 0);
+        assert_int_equal(v, 1);
+
+        /* A second version, an endpoint, a schedule — then a failing write
+         * (the schedule again: -EEXIST): rolled back, all of it. */
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_function_put_in_tx(s, &f, &v), 0);
+        assert_int_equal(v, 2);
+        assert_int_equal(store_endpoint_put_in_tx(s, "t", "a", 2), 0);
+        assert_int_equal(store_schedule_insert_in_tx(s, &r), 0);
+        assert_int_equal(store_schedule_insert_in_tx(s, &r), -EEXIST);
+        assert_int_equal(store_tx_end(s, false), 0);
+        int *vs = NULL, mode = 0;
+        size_t n = 0;
+        ScheduleRecord *got = NULL;
+        assert_int_equal(store_function_versions(s, "t", "a", &vs, &n), 0);
+        assert_int_equal(n, 1);
+        free(vs);
+        assert_int_equal(store_endpoint_get(s, "t", "a", &mode), -ENOENT);
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), -ENOENT);
+
+        /* The same writes committed: all of them are there. */
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_function_put_in_tx(s, &f, &v), 0);
+        assert_int_equal(store_endpoint_put_in_tx(s, "t", "a", 2), 0);
+        assert_int_equal(store_schedule_insert_in_tx(s, &r), 0);
+        assert_int_equal(store_tx_end(s, true), 0);
+        assert_int_equal(store_function_versions(s, "t", "a", &vs, &n), 0);
+        assert_int_equal(n, 2);
+        free(vs);
+        assert_int_equal(store_endpoint_get(s, "t", "a", &mode), 0);
+        assert_int_equal(mode, 2);
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        schedule_record_free(got);
+
+        /* Deletes in one transaction too; the store is usable after. */
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_schedule_delete_in_tx(s, "t", "n"), 0);
+        assert_int_equal(store_endpoint_put_in_tx(s, "t", "a", 0), 0);
+        assert_int_equal(store_function_delete_in_tx(s, "t", "a"), 0);
+        assert_int_equal(store_function_delete_in_tx(s, "t", "a"), -ENOENT);
+        assert_int_equal(store_tx_end(s, true), 0);
+        FunctionRecord *fr = NULL;
+        assert_int_equal(store_function_get(s, "t", "a", 0, &fr), -ENOENT);
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), -ENOENT);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -487,6 +543,7 @@ int main(void) {
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
+                cmocka_unit_test(test_tx_all_or_nothing),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

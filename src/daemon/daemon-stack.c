@@ -1,0 +1,424 @@
+/* Stacks (docs/stack.md): POST /v1/stacks deploys a set of functions with
+ * their limits, env, secrets, schedules and URLs in one store transaction:
+ * all or nothing.
+ *
+ * The CLI has already checked the stack file against docs/stack.schema.json
+ * and read the function files; the body is
+ *   {"functions": [DEPLOY BODY…], "schedules": [SCHEDULE…],
+ *    "prune": bool, "dry_run": bool}
+ * where each DEPLOY BODY is what POST /v1/functions takes (with "url"
+ * false, true or "public": a stack says whether a function has a URL).
+ *
+ * Every check happens before the first write: each function as a deploy
+ * checks it (daemon_function_prepare: limits 403, secrets 404, validation
+ * 422), each schedule's spec, time zone and arguments (400) and target
+ * (404). Then the plan — created/updated/unchanged/deleted per function,
+ * schedule and endpoint — is applied in one transaction (store_tx_begin),
+ * or only returned with dry_run. */
+#include <assert.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "daemon.h"
+
+typedef enum StackKind {
+        STACK_FUNCTION,
+        STACK_SCHEDULE,
+        STACK_ENDPOINT,
+} StackKind;
+
+typedef enum StackAction {
+        STACK_CREATED,
+        STACK_UPDATED,
+        STACK_UNCHANGED,
+        STACK_DELETED,
+} StackAction;
+
+static const char *const kind_names[] = { "function", "schedule", "endpoint" };
+static const char *const action_names[] = { "created", "updated", "unchanged", "deleted" };
+
+/* One line of the plan. f/s/mode: what to write (NULL/none for a delete). */
+typedef struct StackChange {
+        StackKind kind;
+        StackAction action;
+        char *name;
+        FunctionRecord *f;      /* STACK_FUNCTION created/updated */
+        ScheduleRecord *s;      /* STACK_SCHEDULE created/updated */
+        int mode;               /* STACK_ENDPOINT: 1 token, 2 public */
+} StackChange;
+
+typedef struct StackPlan {
+        StackChange *v;
+        size_t n;
+} StackPlan;
+
+static void plan_add(StackPlan *p, StackKind kind, StackAction action, const char *name) {
+        p->v = xrealloc(p->v, (p->n + 1) * sizeof(StackChange));
+        p->v[p->n++] = (StackChange) { .kind = kind, .action = action, .name = xstrdup(name) };
+}
+
+static StackChange *plan_last(StackPlan *p) {
+        return &p->v[p->n - 1];
+}
+
+static void plan_done(StackPlan *p) {
+        for (size_t i = 0; i < p->n; i++) {
+                free(p->v[i].name);
+                function_record_free(p->v[i].f);
+                schedule_record_free(p->v[i].s);
+        }
+        free(p->v);
+}
+
+static bool plan_has(const StackPlan *p, StackKind kind, const char *name) {
+        for (size_t i = 0; i < p->n; i++)
+                if (p->v[i].kind == kind && streq(p->v[i].name, name))
+                        return true;
+        return false;
+}
+
+/* Stored JSON texts compared as values (key order and spacing aside). */
+static bool json_text_equal(const char *a, const char *b) {
+        json_t *x = daemon_json_or_null(a), *y = daemon_json_or_null(b);
+        bool eq = json_equal(x, y) || (json_is_null(x) && json_is_null(y));
+        json_decref(x);
+        json_decref(y);
+        return eq;
+}
+
+static bool str_equal(const char *a, const char *b) {
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
+/* "Unchanged": the same source bytes and the same settings. */
+static bool function_same(const FunctionRecord *old, const FunctionRecord *f) {
+        return old->source_len == f->source_len && memcmp(old->source, f->source, f->source_len) == 0 &&
+               str_equal(old->filename, f->filename) && str_equal(old->function, f->function) &&
+               str_equal(old->description, f->description) &&
+               json_text_equal(old->requirements_json, f->requirements_json) &&
+               json_text_equal(old->limits_json, f->limits_json) && json_text_equal(old->env_json, f->env_json);
+}
+
+static bool schedule_same(const ScheduleRecord *old, const ScheduleRecord *s) {
+        return str_equal(old->function, s->function) && str_equal(old->spec, s->spec) &&
+               str_equal(old->tz ?: "UTC", s->tz) && json_text_equal(old->invoke_json, s->invoke_json) &&
+               old->catch_up == s->catch_up && old->allow_overlap == s->allow_overlap && old->paused == s->paused;
+}
+
+/* ---- reading the body ------------------------------------------------------ */
+
+static const char *const schedule_fields[] = { "name", "function", "cron", "every", "tz", "catch_up",
+                                               "allow_overlap", "paused", "args", "kwargs", NULL };
+
+static bool field_in(const char *key, const char *const *list) {
+        for (size_t i = 0; list[i]; i++)
+                if (streq(key, list[i]))
+                        return true;
+        return false;
+}
+
+/* One schedule of the body as a record of tenant (times left to the
+ * caller). The message names the schedule. daemon-schedules.c's POST
+ * reads the same fields; the stack's have been through the schema. */
+static int schedule_read(const DaemonCall *call, json_t *j, ScheduleRecord **ret, char **ret_error) {
+        const char *key, *name = json_string_value(json_object_get(j, "name"));
+        json_t *v;
+        if (!json_is_object(j) || !name || !function_name_is_valid(name)) {
+                *ret_error = xstrdup("each schedule needs a 'name' of [A-Za-z0-9_-]{1,64}");
+                return -EINVAL;
+        }
+        json_object_foreach(j, key, v) if (!field_in(key, schedule_fields)) {
+                *ret_error = xasprintf("schedule '%s': unknown field '%s'", name, key);
+                return -EINVAL;
+        }
+        const char *fn = json_string_value(json_object_get(j, "function"));
+        const char *cron = json_string_value(json_object_get(j, "cron"));
+        const char *every = json_string_value(json_object_get(j, "every"));
+        const char *tz = json_string_value(json_object_get(j, "tz")) ?: "UTC";
+        const char *cu = json_string_value(json_object_get(j, "catch_up")) ?: "one";
+        if (!fn || !function_name_is_valid(fn) || !!cron == !!every ||
+            (!streq(cu, "one") && !streq(cu, "none"))) {
+                *ret_error = xasprintf("schedule '%s': needs 'function', exactly one of 'cron' and 'every', "
+                                       "and 'catch_up' one or none", name);
+                return -EINVAL;
+        }
+        _cleanup_free_ char *spec = every ? xasprintf("@every %s", every) : xstrdup(cron), *err = NULL;
+        CronSpec c;
+        int off;
+        if (cron_parse(spec, &c, &err) < 0 || cron_tz_parse(tz, &off, &err) < 0) {
+                *ret_error = xasprintf("schedule '%s': %s", name, err ?: "invalid");
+                return -EINVAL;
+        }
+        json_t *inv = json_object();
+        if (json_object_get(j, "args"))
+                json_object_set(inv, "args", json_object_get(j, "args"));
+        if (json_object_get(j, "kwargs"))
+                json_object_set(inv, "kwargs", json_object_get(j, "kwargs"));
+        _cleanup_free_ char *invoke = json_dumps(inv, JSON_COMPACT);
+        json_decref(inv);
+        /* Its arguments are checked now, as an invoke would check them. */
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        int k = request_parse(REQUEST_INVOKE, invoke, strlen(invoke), &caps, &req, &err);
+        run_request_done(&req);
+        if (k < 0) {
+                *ret_error = xasprintf("schedule '%s': %s", name, err);
+                return k;
+        }
+        ScheduleRecord *s = xcalloc(1, sizeof(ScheduleRecord));
+        s->tenant = xstrdup(call->tenant);
+        s->name = xstrdup(name);
+        s->function = xstrdup(fn);
+        s->spec = TAKE_PTR(spec);
+        s->tz = xstrdup(tz);
+        s->invoke_json = TAKE_PTR(invoke);
+        s->catch_up = streq(cu, "one");
+        s->allow_overlap = json_is_true(json_object_get(j, "allow_overlap"));
+        s->paused = json_is_true(json_object_get(j, "paused"));
+        *ret = s;
+        return 0;
+}
+
+/* The next fire time of s strictly after now; -EINVAL when it never
+ * fires. */
+static int schedule_first_fire(ScheduleRecord *s, int64_t now) {
+        CronSpec c;
+        int off;
+        if (cron_parse(s->spec, &c, NULL) < 0 || cron_tz_parse(s->tz, &off, NULL) < 0)
+                return -EINVAL;
+        return cron_next(&c, off, now, &s->next_fire) < 0 ? -EINVAL : 0;
+}
+
+/* ---- the plan -------------------------------------------------------------- */
+
+/* A function of the body: checked as a deploy, then compared with the
+ * latest stored version (and its endpoint). NULL or the error response. */
+static struct MHD_Response *plan_function(const DaemonCall *call, json_t *body, StackPlan *p, char ***names,
+                                          unsigned *ret_status) {
+        _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT), *err = NULL;
+        RunRequest req = {};
+        RequestCaps caps = daemon_call_caps(call);
+        FunctionRecord *f = NULL, *old = NULL;
+        struct MHD_Response *resp = NULL;
+        int k = text ? request_parse(REQUEST_DEPLOY, text, strlen(text), &caps, &req, &err) : -EINVAL;
+        if (k < 0) {
+                resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s", err ?: "invalid function");
+                goto out;
+        }
+        if (strv_contains(*names, req.name)) {
+                resp = daemon_call_error(call, 400, "bad_request", ret_status, "function '%s' is named twice",
+                                         req.name);
+                goto out;
+        }
+        *names = strv_append(*names, req.name);
+        resp = daemon_function_prepare(call, &req, true, &f, ret_status);
+        if (resp)
+                goto out;
+        k = store_function_get(call->d->store, call->tenant, req.name, 0, &old);
+        if (k < 0 && k != -ENOENT) {
+                resp = daemon_call_errno(call, k, "function", ret_status);
+                goto out;
+        }
+        plan_add(p, STACK_FUNCTION, !old ? STACK_CREATED : function_same(old, f) ? STACK_UNCHANGED : STACK_UPDATED,
+                 req.name);
+        if (plan_last(p)->action != STACK_UNCHANGED)
+                plan_last(p)->f = TAKE_PTR(f);
+
+        /* Its endpoint: the stack says whether there is one. */
+        int mode = req.url == ENDPOINT_PUBLIC ? 2 : req.url == ENDPOINT_TOKEN ? 1 : 0, had = 0;
+        k = store_endpoint_get(call->d->store, call->tenant, req.name, &had);
+        if (k < 0 && k != -ENOENT) {
+                resp = daemon_call_errno(call, k, "endpoint", ret_status);
+                goto out;
+        }
+        if (had || mode) {
+                plan_add(p, STACK_ENDPOINT, !had ? STACK_CREATED : !mode ? STACK_DELETED
+                                                : had == mode   ? STACK_UNCHANGED
+                                                                : STACK_UPDATED,
+                         req.name);
+                plan_last(p)->mode = mode;
+        }
+out:
+        function_record_free(f);
+        function_record_free(old);
+        run_request_done(&req);
+        return resp;
+}
+
+static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, char **fn_names, StackPlan *p,
+                                          unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        ScheduleRecord *s = NULL, *old = NULL;
+        FunctionRecord *f = NULL;
+        int k = schedule_read(call, body, &s, &err);
+        if (k < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        if (plan_has(p, STACK_SCHEDULE, s->name)) {
+                struct MHD_Response *resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                                              "schedule '%s' is named twice", s->name);
+                schedule_record_free(s);
+                return resp;
+        }
+        /* Its function: one of the stack's, or one deployed already. */
+        if (!strv_contains(fn_names, s->function) &&
+            store_function_get(call->d->store, call->tenant, s->function, 0, &f) < 0) {
+                struct MHD_Response *resp = daemon_call_error(
+                        call, 404, "not_found", ret_status,
+                        "schedule '%s': function '%s' is neither in the stack nor deployed", s->name, s->function);
+                schedule_record_free(s);
+                return resp;
+        }
+        function_record_free(f);
+        int64_t now = daemon_schedules_now();
+        k = store_schedule_get(call->d->store, call->tenant, s->name, &old);
+        if (k < 0 && k != -ENOENT) {
+                schedule_record_free(s);
+                return daemon_call_errno(call, k, "schedule", ret_status);
+        }
+        StackAction a = !old ? STACK_CREATED : schedule_same(old, s) ? STACK_UNCHANGED : STACK_UPDATED;
+        if (a == STACK_UPDATED) {
+                /* Its history stays; its next fire moves only when its
+                 * timing (or pause) changed. */
+                s->created = old->created;
+                s->last_fire = old->last_fire;
+                s->last_run_id = old->last_run_id ? xstrdup(old->last_run_id) : NULL;
+                s->next_fire = old->next_fire;
+        }
+        bool timing = !old || !str_equal(old->spec, s->spec) || !str_equal(old->tz ?: "UTC", s->tz) ||
+                      old->paused != s->paused;
+        schedule_record_free(old);
+        if (a != STACK_UNCHANGED && timing && schedule_first_fire(s, now) < 0) {
+                struct MHD_Response *resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                                              "schedule '%s' never fires", s->name);
+                schedule_record_free(s);
+                return resp;
+        }
+        if (!s->created)
+                s->created = now_realtime();
+        plan_add(p, STACK_SCHEDULE, a, s->name);
+        if (a != STACK_UNCHANGED)
+                plan_last(p)->s = s;
+        else
+                schedule_record_free(s);
+        return NULL;
+}
+
+/* --prune: the tenant's functions the stack does not name go, with their
+ * endpoints and the schedules that fire them; so do schedules of the
+ * stack's functions that the stack no longer lists. */
+static int plan_prune(const DaemonCall *call, char **fn_names, StackPlan *p) {
+        FunctionRecord **fv = NULL;
+        ScheduleRecord **sv = NULL;
+        size_t nf = 0, ns = 0;
+        int k = store_function_list(call->d->store, call->tenant, &fv, &nf);
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < nf; i++) {
+                if (strv_contains(fn_names, fv[i]->name))
+                        continue;
+                int mode;
+                plan_add(p, STACK_FUNCTION, STACK_DELETED, fv[i]->name);
+                if (store_endpoint_get(call->d->store, call->tenant, fv[i]->name, &mode) >= 0)
+                        plan_add(p, STACK_ENDPOINT, STACK_DELETED, fv[i]->name);
+        }
+        function_record_list_free(fv, nf);
+        k = store_schedule_list(call->d->store, call->tenant, &sv, &ns);
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < ns; i++)
+                if (!plan_has(p, STACK_SCHEDULE, sv[i]->name))
+                        plan_add(p, STACK_SCHEDULE, STACK_DELETED, sv[i]->name);
+        schedule_record_list_free(sv, ns);
+        return 0;
+}
+
+/* ---- applying it --------------------------------------------------------------- */
+
+/* Every write of the plan inside one transaction: deletes first (a
+ * schedule, then what it fired), then functions, endpoints, schedules. */
+static int plan_apply(Store *st, const char *tenant, StackPlan *p) {
+        int k = store_tx_begin(st);
+        if (k < 0)
+                return k;
+        for (int pass = 0; pass < 2 && k >= 0; pass++)
+                for (StackKind kind = STACK_FUNCTION; kind <= STACK_ENDPOINT && k >= 0; kind++)
+                        for (size_t i = 0; i < p->n && k >= 0; i++) {
+                                StackChange *c = &p->v[i];
+                                if (c->kind != kind || c->action == STACK_UNCHANGED ||
+                                    (c->action == STACK_DELETED) != (pass == 0))
+                                        continue;
+                                if (kind == STACK_FUNCTION)
+                                        k = c->action == STACK_DELETED
+                                                    ? store_function_delete_in_tx(st, tenant, c->name)
+                                                    : store_function_put_in_tx(st, c->f, &c->f->version);
+                                else if (kind == STACK_ENDPOINT)
+                                        k = store_endpoint_put_in_tx(st, tenant, c->name,
+                                                                     c->action == STACK_DELETED ? 0 : c->mode);
+                                else
+                                        k = c->action == STACK_DELETED ? store_schedule_delete_in_tx(st, tenant, c->name)
+                                            : c->action == STACK_CREATED ? store_schedule_insert_in_tx(st, c->s)
+                                                                         : store_schedule_update_in_tx(st, c->s);
+                        }
+        int e = store_tx_end(st, k >= 0);
+        return k < 0 ? k : e;
+}
+
+static int change_cmp(const void *a, const void *b) {
+        const StackChange *x = a, *y = b;
+        if (x->kind != y->kind)
+                return (int) x->kind - (int) y->kind;
+        return strcmp(x->name, y->name);
+}
+
+struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        _cleanup_strv_free_ char **fn_names = NULL;
+        void *parsed = NULL;
+        RequestCaps caps = daemon_call_caps(call);
+        int k = request_json_parse(call->body ?: "", call->body_len, &caps, &parsed, &err);
+        if (k < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        json_t *j = parsed, *functions = json_object_get(j, "functions"), *schedules = json_object_get(j, "schedules");
+        const char *key;
+        json_t *v;
+        struct MHD_Response *resp = NULL;
+        StackPlan p = {};
+        if (!json_is_object(j) || !json_is_array(functions) || (schedules && !json_is_array(schedules))) {
+                resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "the body must be {\"functions\": [...], \"schedules\": [...]}");
+                goto out;
+        }
+        json_object_foreach(j, key, v) if (!field_in(key, (const char *const[]) { "functions", "schedules", "prune",
+                                                                                   "dry_run", NULL })) {
+                resp = daemon_call_error(call, 400, "bad_request", ret_status, "unknown field '%s'", key);
+                goto out;
+        }
+        size_t i;
+        json_array_foreach(functions, i, v) if ((resp = plan_function(call, v, &p, &fn_names, ret_status))) goto out;
+        json_array_foreach(schedules, i, v) if ((resp = plan_schedule(call, v, fn_names, &p, ret_status))) goto out;
+        if (json_is_true(json_object_get(j, "prune")) && (k = plan_prune(call, fn_names, &p)) < 0) {
+                resp = daemon_call_errno(call, k, "stack", ret_status);
+                goto out;
+        }
+        bool dry_run = json_is_true(json_object_get(j, "dry_run"));
+        if (!dry_run && (k = plan_apply(call->d->store, call->tenant, &p)) < 0) {
+                resp = daemon_call_errno(call, k, "stack", ret_status);
+                goto out;
+        }
+        qsort(p.v, p.n, sizeof(StackChange), change_cmp);
+        json_t *changes = json_array();
+        for (i = 0; i < p.n; i++) {
+                json_array_append_new(changes, json_pack("{s:s, s:s, s:s}", "action", action_names[p.v[i].action],
+                                                         "kind", kind_names[p.v[i].kind], "name", p.v[i].name));
+                /* Deleted functions' warm instances hold deleted code. */
+                if (!dry_run && p.v[i].kind == STACK_FUNCTION && p.v[i].action == STACK_DELETED) {
+                        _cleanup_free_ char *prefix = xasprintf("%s/%s@", call->tenant, p.v[i].name);
+                        (void) engine_pool_retire(call->d->engine, prefix);
+                }
+        }
+        resp = daemon_call_json(call, 200, json_pack("{s:o, s:b}", "changes", changes, "dry_run", dry_run), ret_status);
+out:
+        plan_done(&p);
+        json_decref(j);
+        return resp;
+}
