@@ -10,6 +10,7 @@
 typedef struct ClusterQueue {
         RunQueue base;
         char *node_id;
+        char *url;            /* for the events connection (cluster_events_listen) */
         unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s;
         pthread_mutex_t lock; /* guards conn */
         Conn conn;
@@ -20,6 +21,7 @@ typedef struct ClusterQueue {
 #define K_DEAD CLUSTER_PREFIX "dead"
 #define K_STALE CLUSTER_PREFIX "stale"
 #define K_NODES CLUSTER_PREFIX "nodes"
+#define K_TENANTS CLUSTER_PREFIX "tenants"
 
 static ClusterQueue *cq(RunQueue *q) {
         assert(q);
@@ -103,11 +105,12 @@ int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, co
         ClusterQueue *c = cq(q);
         assert(r && r->id && r->tenant);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_submit, 4);
+        args_eval(&a, cluster_script_submit, 5);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_addf(&a, CLUSTER_PREFIX "idem:%s:%s", r->tenant, idem_key ? idem_key : "");
         args_addf(&a, CLUSTER_PREFIX "idx:%s", r->tenant);
+        args_add(&a, K_TENANTS);
         args_add(&a, r->id);
         args_add(&a, idem_key ? "1" : "0");
         args_add(&a, "86400");
@@ -121,6 +124,8 @@ int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, co
         add_field(&a, "request_json", request_json);
         add_field_u(&a, "created", r->created);
         add_field_u(&a, "max_attempts", (uint64_t) MAX(r->max_attempts, 1));
+        /* Whose waiter hears the end (finish.lua publishes on its channel). */
+        add_field(&a, "gateway", c->node_id);
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         if (!rep)
@@ -166,6 +171,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         args_addf(&a, "%d", attempt);
         args_add(&a, CLUSTER_GROUP);
         args_addf(&a, "%u", c->record_ttl_s);
+        args_add(&a, CLUSTER_PREFIX);
         add_field(&a, "function", r->function);
         add_field(&a, "status", r->status);
         args_add(&a, "exit_code");
@@ -189,7 +195,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         return rep->integer == 1 ? 0 : -ESTALE;
 }
 
-static int cq_cancel(RunQueue *q, const char *id, const char *message) {
+static int cancel(RunQueue *q, const char *id, const char *message, bool running_too) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
         args_eval(&a, cluster_script_cancel, 2);
@@ -199,11 +205,25 @@ static int cq_cancel(RunQueue *q, const char *id, const char *message) {
         args_add(&a, message ? message : "the run was cancelled");
         args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
         args_addf(&a, "%u", c->record_ttl_s);
+        args_add(&a, CLUSTER_PREFIX);
+        args_add(&a, running_too ? "1" : "0");
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
-        return rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? 0 : -ESTALE;
+        if (rep->type != REDIS_REPLY_INTEGER || rep->integer == 0)
+                return -ESTALE;
+        return rep->integer == 1 ? 0 : 1;
+}
+
+/* The queue's cancel (RunQueueOps): a queued run only. A node whose start
+ * lost the race must never cancel the run another node started. */
+static int cq_cancel(RunQueue *q, const char *id, const char *message) {
+        return MIN(cancel(q, id, message, false), 0);
+}
+
+int cluster_cancel(RunQueue *q, const char *id, const char *message) {
+        return cancel(q, id, message, true);
 }
 
 /* Nothing to recover at start-up: a node's runs are found again through
@@ -222,6 +242,7 @@ static void cq_free(RunQueue *q) {
         conn_done(&c->claim_conn);
         pthread_mutex_destroy(&c->lock);
         free(c->node_id);
+        free(c->url);
         free(c);
 }
 
@@ -240,6 +261,7 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
         ClusterQueue *c = xcalloc(1, sizeof(ClusterQueue));
         c->base.ops = &cluster_queue_ops;
         c->node_id = xstrdup(o->node_id);
+        c->url = xstrdup(o->url);
         c->claim_timeout_ms = o->claim_timeout_ms ? o->claim_timeout_ms : 5000;
         c->lease_ttl_ms = o->lease_ttl_ms ? o->lease_ttl_ms : 3000;
         c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
@@ -441,15 +463,18 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
 int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draining) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_lease, 4);
+        args_eval(&a, cluster_script_lease, 5);
         args_addf(&a, CLUSTER_PREFIX "node:%s", c->node_id);
         args_add(&a, K_STREAM);
         args_add(&a, K_NODES);
         args_addf(&a, CLUSTER_PREFIX "drain:%s", c->node_id);
+        args_add(&a, K_TENANTS);
         args_addf(&a, "%u", c->lease_ttl_ms);
         args_add(&a, status_json ? status_json : "{}");
         args_add(&a, CLUSTER_GROUP);
         args_add(&a, c->node_id);
+        args_add(&a, CLUSTER_PREFIX);
+        args_add(&a, "500");
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         if (!rep)
@@ -652,4 +677,48 @@ int cluster_drain(RunQueue *q, const char *node_id) {
         args_add(&a, "1");
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         return rep ? 0 : k;
+}
+
+/* One message on this node's channel: "d:<id>" (a run this gateway waits
+ * for ended) or "c:<id>" (cancel a run this node runs). */
+static void event_dispatch(const redisReply *m, ClusterEventFn fn, void *userdata) {
+        if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || m->element[0]->type != REDIS_REPLY_STRING ||
+            !streq(m->element[0]->str, "message") || m->element[2]->type != REDIS_REPLY_STRING)
+                return;
+        const char *p = m->element[2]->str;
+        if (startswith(p, "d:"))
+                fn(CLUSTER_EVENT_DONE, p + 2, userdata);
+        else if (startswith(p, "c:"))
+                fn(CLUSTER_EVENT_CANCEL, p + 2, userdata);
+}
+
+void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {
+        ClusterQueue *c = cq(q);
+        Conn conn = { 0 };
+        if (conn_parse_url(c->url, &conn) < 0)
+                return; /* checked by cluster_queue_new */
+        _cleanup_free_ char *channel = xasprintf(CLUSTER_PREFIX "ev:%s", c->node_id);
+        const char *argv[] = { "SUBSCRIBE", channel };
+        for (bool first = true;; first = false) {
+                if (!first)
+                        usleep(100 * 1000); /* Redis away: retry at 10 Hz */
+                int k = 0;
+                redisReply *r = conn_command(&conn, 2, argv, &k);
+                if (!r)
+                        continue;
+                bool ok = r->type == REDIS_REPLY_ARRAY;
+                freeReplyObject(r);
+                if (!ok)
+                        continue;
+                /* Subscribed: whatever ended while we were not is read from
+                 * the records. */
+                fn(CLUSTER_EVENT_RESYNC, NULL, userdata);
+                for (;;) {
+                        void *m = NULL;
+                        if (redisGetReply(conn.ctx, &m) != REDIS_OK || !m)
+                                break; /* I/O error or the read timeout: reconnect */
+                        event_dispatch(m, fn, userdata);
+                        freeReplyObject(m);
+                }
+        }
 }

@@ -64,3 +64,20 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
 int cluster_status_json(RunQueue *q, char **ret_json);
 /* Asks node to stop claiming (it finishes what it runs). */
 int cluster_drain(RunQueue *q, const char *node_id);
+
+/* Cancels run id wherever it is: a queued run ends cancelled (0); a
+ * running one is marked and its node told (1: that node ends it cancelled
+ * through the fenced finish); -ESTALE when it has ended already. */
+int cluster_cancel(RunQueue *q, const char *id, const char *message);
+
+typedef enum ClusterEventKind {
+        CLUSTER_EVENT_DONE,   /* a run this node submitted ended */
+        CLUSTER_EVENT_CANCEL, /* cancel a run this node runs */
+        CLUSTER_EVENT_RESYNC, /* (re)subscribed: messages may have been missed */
+} ClusterEventKind;
+typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, void *userdata);
+
+/* Listens on this node's channel (<prefix>ev:<node>, one connection of its
+ * own) forever, calling fn for each message, and RESYNC after each
+ * (re)subscription. Never returns: run it on its own thread. */
+void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata);

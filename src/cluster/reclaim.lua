@@ -24,7 +24,17 @@ for _, p in ipairs(pend) do
     else
       local a = tonumber(redis.call('HGET', rk, 'attempt') or '0')
       local m = tonumber(redis.call('HGET', rk, 'max_attempts') or '1')
-      if st == 'running' and a >= m then
+      local gw = redis.call('HGET', rk, 'gateway')
+      if redis.call('HGET', rk, 'cancel_requested') == '1' then
+        -- its node died before it could cancel it: it ends as asked.
+        redis.call('HSET', rk, 'status', 'cancelled', 'exit_code', 5, 'error_type', 'Cancelled',
+                   'error_message', 'the run was cancelled', 'finished', ARGV[5])
+        redis.call('HDEL', rk, 'request_json')
+        redis.call('XACK', KEYS[1], ARGV[1], eid)
+        redis.call('XDEL', KEYS[1], eid)
+        redis.call('EXPIRE', rk, ARGV[6])
+        if gw then redis.call('PUBLISH', ARGV[7] .. 'ev:' .. gw, 'd:' .. id) end
+      elseif st == 'running' and a >= m then
         redis.call('HSET', rk, 'status', 'lost', 'exit_code', 7, 'error_type', 'Lost',
                    'error_message', 'node ' .. owner .. ' stopped while this run was in flight (attempt ' ..
                    a .. ' of ' .. m .. ')', 'finished', ARGV[5])
@@ -33,6 +43,7 @@ for _, p in ipairs(pend) do
         redis.call('XACK', KEYS[1], ARGV[1], eid)
         redis.call('XDEL', KEYS[1], eid)
         redis.call('EXPIRE', rk, ARGV[6])
+        if gw then redis.call('PUBLISH', ARGV[7] .. 'ev:' .. gw, 'd:' .. id) end
       else
         redis.call('HSET', rk, 'status', 'queued')
         out[#out + 1] = id
