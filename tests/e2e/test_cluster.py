@@ -307,3 +307,33 @@ def test_idempotency_key_returns_the_first_run(nodes, redis):
     assert st == 400
     st, lst = gw.call("GET", "/v1/runs")
     assert [r["id"] for r in lst["runs"]].count(a["id"]) == 1 and len(lst["runs"]) == 1
+
+
+def test_cancel_a_run_running_on_another_node(nodes, redis):
+    """The cancel reaches the node that runs it (pub/sub on its channel):
+    that node cancels it and ends it `cancelled` through the fenced finish.
+    Asked both on the gateway that waits for the run and on another one."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    ids = [submit(gw1, 120, f"long{i}") for i in range(2)]
+    for rid in ids:
+        gw1.wait_status(rid, {"running"}, timeout=60)
+        assert node_of(redis, rid) == "w1"
+    t0 = time.time()
+    for gw, rid in ((gw1, ids[0]), (gw2, ids[1])):
+        st, b = gw.call("DELETE", f"/v1/runs/{rid}")
+        assert st in (200, 202), (st, b)
+    for rid in ids:
+        b = gw2.wait_status(rid, TERMINAL, timeout=30)
+        assert b["status"] == "cancelled", b
+        # ended through the worker's fenced finish of its first attempt
+        assert redis.cli("HGET", f"ps:run:{rid}", "attempt") == "1"
+    assert time.time() - t0 < 30
+    # the worker's slots are free again: a new run runs there
+    st, b = gw2.run(SLEEPER, kwargs={"tag": "after"})
+    assert st == 200 and b["result"] == "after", b
+    assert redis.cli("GET", "ps:stale") in ("", "0")
+    # a second cancel of an ended run is a conflict, as on one node
+    st, _ = gw2.call("DELETE", f"/v1/runs/{ids[1]}")
+    assert st == 409
