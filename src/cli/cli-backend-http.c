@@ -134,11 +134,27 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 *ret = f.end;
                 return 0;
         }
-        /* The stream broke off (or was cancelled): the record has the end. */
-        free(err);
-        err = NULL;
-        r = http_json(&b->http, "GET", rpath, NULL, ret, &err);
-        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+        /* The stream broke off (or was cancelled): the record has the end.
+         * The gateway may have died: with --server URL,URL the GET goes to
+         * the next one, which reads the same record (docs/cluster.md), and
+         * is repeated until the run has ended. */
+        usec_t wait = 20 * USEC_PER_MSEC;
+        for (;;) {
+                free(err);
+                err = NULL;
+                json_t *run = NULL;
+                r = http_json(&b->http, "GET", rpath, NULL, &run, &err);
+                if (r < 0)
+                        return fail(b, r, TAKE_PTR(err));
+                const char *st = json_string_value(json_object_get(run, "status"));
+                if (!st || (!streq(st, "queued") && !streq(st, "running")) || cli_interrupted) {
+                        *ret = run;
+                        return 0;
+                }
+                json_decref(run);
+                usleep(wait);
+                wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
+        }
 }
 
 /* A Lambda-style event goes through the Lambda Invoke API, which applies

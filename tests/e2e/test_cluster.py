@@ -337,3 +337,35 @@ def test_cancel_a_run_running_on_another_node(nodes, redis):
     # a second cancel of an ended run is a conflict, as on one node
     st, _ = gw2.call("DELETE", f"/v1/runs/{ids[1]}")
     assert st == 409
+
+
+def test_kill9_the_gateway_a_client_waits_on(nodes, redis, tmp_path):
+    """`pysprinter --server GW1,GW2 run` waits on GW1; GW1 is killed with -9
+    mid-run: the CLI re-asks GW2 by run id and prints the result."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    src = tmp_path / "job.py"
+    src.write_text("import time\ndef f():\n    time.sleep(4)\n    return 'survived'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
+    env["PYSPRINTER_HOME"] = str(tmp_path / "cli-home")
+    p = subprocess.Popen([str(CLI), "--server", f"{gw1.url},{gw2.url}", "--token", TOKENS["alice"], "run",
+                          str(src), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        def running():
+            st, lst = gw2.call("GET", "/v1/runs")
+            return [r for r in lst["runs"] if r["status"] == "running"] if st == 200 else None
+        rid = wait_until(running, 30, "the CLI's run running on w1")[0]["id"]
+        assert p.poll() is None
+        gw1.kill9()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, (out, err)
+    assert json.loads(out) == "survived", (out, err)
+    st, b = gw2.call("GET", f"/v1/runs/{rid}")
+    assert st == 200 and b["status"] == "succeeded" and b["result"] == "survived"
+    # the checker: exactly one completion, none stale
+    assert redis.cli("HGET", f"ps:run:{rid}", "attempt") == "1"
+    assert redis.cli("GET", "ps:stale") in ("", "0")
