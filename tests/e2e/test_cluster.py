@@ -33,11 +33,12 @@ CLAIM_TIMEOUT_MS = 1500
 
 
 class Redis:
-    def __init__(self, root, appendonly="yes"):
+    def __init__(self, root, appendonly="yes", appendfsync="always"):
         self.dir = root / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sock = str(self.dir / "redis.sock")
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.proc = None
 
     @property
@@ -47,7 +48,7 @@ class Redis:
     def start(self):
         self.proc = subprocess.Popen(
             [REDIS, "--port", "0", "--unixsocket", self.sock, "--dir", str(self.dir), "--appendonly",
-             self.appendonly, "--appendfsync", "always", "--save", "", "--loglevel", "warning"],
+             self.appendonly, "--appendfsync", self.appendfsync, "--save", "", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -369,3 +370,82 @@ def test_kill9_the_gateway_a_client_waits_on(nodes, redis, tmp_path):
     # the checker: exactly one completion, none stale
     assert redis.cli("HGET", f"ps:run:{rid}", "attempt") == "1"
     assert redis.cli("GET", "ps:stale") in ("", "0")
+
+
+def redis_info(redis, field):
+    for line in redis.cli("INFO", "memory").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split(":")[1])
+    raise AssertionError(f"no {field} in INFO memory")
+
+
+def test_20000_runs_leave_redis_as_it_was(tmp_path):
+    """Trimming: 20,000 trivial runs through a gateway and two workers, many
+    clients at once; once the records expired (--record-ttl 2s) Redis's
+    used_memory is back near its start, the stream is empty, nothing is
+    pending and no key is left behind (the listing index is trimmed too)."""
+    redis = Redis(tmp_path, appendfsync="everysec").start()
+    started = []
+    try:
+        mode = sandbox_mode(tmp_path)
+        def node(name, role):
+            d = Daemon(tmp_path / name, sandbox=mode, config_extra="""
+                server:
+                  max_concurrent_runs: 4
+                  max_concurrent_per_tenant: 64
+                  max_queued_runs: 4096
+                  max_connections: 256
+                """, args=["--redis", redis.url, "--role", role, "--node-id", name, "--record-ttl", "2s"])
+            d.start()
+            started.append(d)
+            return d
+        gw = node("gw", "gateway")
+        node("w1", "worker")
+        node("w2", "worker")
+        body = {"source": "def f(i: int = 0):\n    return i\n"}
+        for i in range(20):  # warm: the pools exist, the scripts are cached
+            st, b = gw.call("POST", "/v1/runs?wait=true", {**body, "kwargs": {"i": i}})
+            assert st == 200 and b["status"] == "succeeded", b
+        wait_until(lambda: not run_keys(redis), 30, "the warm-up's records to expire")
+        keys0, mem0 = int(redis.cli("DBSIZE")), redis_info(redis, "used_memory")
+
+        total, clients = 20000, 16
+        done, bad = [0] * clients, []
+
+        def client(k):
+            c = gw.conn(timeout=120)
+            h = {"Authorization": "Bearer " + TOKENS["alice"], "Content-Type": "application/json"}
+            for i in range(k, total, clients):
+                c.request("POST", "/v1/runs?wait=true", body=json.dumps({**body, "kwargs": {"i": i}}), headers=h)
+                r = c.getresponse()
+                out = json.loads(r.read())
+                if r.status != 200 or out.get("result") != i:
+                    bad.append((r.status, out))
+                done[k] += 1
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert sum(done) == total and not bad[:3], bad[:3]
+
+        wait_until(lambda: not run_keys(redis), 60, "every record and index entry gone")
+        assert int(redis.cli("DBSIZE")) <= keys0, redis.cli("KEYS", "*")
+        assert redis.cli("XLEN", "ps:runs") == "0"
+        assert redis.cli("XPENDING", "ps:runs", "workers").splitlines()[0] == "0"
+        assert redis.cli("ZCARD", "ps:idx:alice") == "0"
+        mem1 = redis_info(redis, "used_memory")
+        # 20,000 records of ~0.5 kB and their index would be ~12 MB
+        assert mem1 <= mem0 + 1024 * 1024, (mem0, mem1)
+        print(f"used_memory: {mem0} before, {mem1} after 20,000 runs")
+    finally:
+        for d in started:
+            d.stop(timeout=30)
+        redis.stop()
+
+
+
+def run_keys(redis):
+    """Keys that belong to runs (records, the listing index): none may stay
+    once every record expired."""
+    return [k for k in redis.cli("KEYS", "ps:*").splitlines() if k.startswith(("ps:run:", "ps:idx:"))]
