@@ -130,6 +130,14 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 (void) http_json(&b->http, "DELETE", rpath, NULL, &x, &err);
                 json_decref(x);
         }
+        /* A gateway that does not hold the run (the one we followed died and
+         * the stream was asked of the next) ends the stream with the record
+         * as it is, possibly still running: the end is the record's to tell. */
+        const char *st = json_string_value(json_object_get(f.end, "status"));
+        if (f.end && st && (streq(st, "queued") || streq(st, "running"))) {
+                json_decref(f.end);
+                f.end = NULL;
+        }
         if (f.end) {
                 *ret = f.end;
                 return 0;
@@ -146,8 +154,8 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 r = http_json(&b->http, "GET", rpath, NULL, &run, &err);
                 if (r < 0)
                         return fail(b, r, TAKE_PTR(err));
-                const char *st = json_string_value(json_object_get(run, "status"));
-                if (!st || (!streq(st, "queued") && !streq(st, "running")) || cli_interrupted) {
+                const char *rst = json_string_value(json_object_get(run, "status"));
+                if (!rst || (!streq(rst, "queued") && !streq(rst, "running")) || cli_interrupted) {
                         *ret = run;
                         return 0;
                 }

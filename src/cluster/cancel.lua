@@ -18,8 +18,9 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'exit_code', 5, 'error_type',
 redis.call('HDEL', KEYS[1], 'request_json')
 local e = redis.call('HGET', KEYS[1], 'entry')
 if e then
-  redis.call('XACK', KEYS[2], ARGV[1], e)
-  redis.call('XDEL', KEYS[2], e)
+  local s = redis.call('HGET', KEYS[1], 'stream') or KEYS[2]
+  redis.call('XACK', s, ARGV[1], e)
+  redis.call('XDEL', s, e)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local gw = redis.call('HGET', KEYS[1], 'gateway')

@@ -11,7 +11,8 @@ typedef struct ClusterQueue {
         RunQueue base;
         char *node_id;
         char *url;            /* for the events connection (cluster_events_listen) */
-        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s;
+        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s, affinity_delay_ms, warm_ms;
+        char *k_own;          /* runs:<node>: this node's own stream (placement) */
         pthread_mutex_t lock; /* guards conn */
         Conn conn;
         Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
@@ -81,11 +82,11 @@ static void add_field_u(Args *a, const char *name, uint64_t v) {
         args_addf(a, "%" PRIu64, v);
 }
 
-static int ensure_group(ClusterQueue *c, Conn *conn) {
+static int ensure_group(ClusterQueue *c, Conn *conn, const char *stream) {
         _cleanup_args_ Args a = { 0 };
         args_add(&a, "XGROUP");
         args_add(&a, "CREATE");
-        args_add(&a, K_STREAM);
+        args_add(&a, stream);
         args_add(&a, CLUSTER_GROUP);
         args_add(&a, "0");
         args_add(&a, "MKSTREAM");
@@ -101,7 +102,16 @@ static int ensure_group(ClusterQueue *c, Conn *conn) {
         return ok ? 0 : -EIO;
 }
 
+static uint64_t now_ms(void) {
+        return (uint64_t) (now_realtime() / USEC_PER_MSEC);
+}
+
 int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, char **ret_id) {
+        return cluster_submit_env(q, r, request_json, idem_key, NULL, ret_id);
+}
+
+int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key,
+                       const char *env, char **ret_id) {
         ClusterQueue *c = cq(q);
         assert(r && r->id && r->tenant);
         _cleanup_args_ Args a = { 0 };
@@ -115,6 +125,9 @@ int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, co
         args_add(&a, idem_key ? "1" : "0");
         args_add(&a, "86400");
         args_addf(&a, "%" PRIu64, (uint64_t) r->created);
+        args_add(&a, env ? env : "");
+        args_add(&a, CLUSTER_PREFIX);
+        args_addf(&a, "%" PRIu64, now_ms());
         add_field(&a, "id", r->id);
         add_field(&a, "tenant", r->tenant);
         add_field(&a, "filename", r->filename);
@@ -172,6 +185,9 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         args_add(&a, CLUSTER_GROUP);
         args_addf(&a, "%u", c->record_ttl_s);
         args_add(&a, CLUSTER_PREFIX);
+        args_add(&a, c->node_id);
+        args_addf(&a, "%" PRIu64, now_ms());
+        args_addf(&a, "%u", c->warm_ms);
         add_field(&a, "function", r->function);
         add_field(&a, "status", r->status);
         args_add(&a, "exit_code");
@@ -243,6 +259,7 @@ static void cq_free(RunQueue *q) {
         pthread_mutex_destroy(&c->lock);
         free(c->node_id);
         free(c->url);
+        free(c->k_own);
         free(c);
 }
 
@@ -265,6 +282,9 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
         c->claim_timeout_ms = o->claim_timeout_ms ? o->claim_timeout_ms : 5000;
         c->lease_ttl_ms = o->lease_ttl_ms ? o->lease_ttl_ms : 3000;
         c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
+        c->affinity_delay_ms = o->affinity_delay_ms ? o->affinity_delay_ms : 200;
+        c->warm_ms = o->warm_ms ? o->warm_ms : 5 * 60 * 1000;
+        c->k_own = xasprintf(CLUSTER_PREFIX "runs:%s", o->node_id);
         pthread_mutex_init(&c->lock, NULL);
         if (conn_parse_url(o->url, &c->conn) < 0 || conn_parse_url(o->url, &c->claim_conn) < 0) {
                 if (ret_error)
@@ -272,7 +292,9 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
                 cq_free(&c->base);
                 return -EINVAL;
         }
-        int k = ensure_group(c, &c->conn);
+        int k = ensure_group(c, &c->conn, K_STREAM);
+        if (k >= 0)
+                k = ensure_group(c, &c->conn, c->k_own);
         if (k < 0) {
                 if (ret_error)
                         *ret_error = xasprintf("cannot reach Redis at %s: %s", o->url, strerror(-k));
@@ -354,12 +376,12 @@ static int pending_read(ClusterQueue *c, Conn *conn, const char *id, PendingRun 
         return 0;
 }
 
-static void ack_entry(ClusterQueue *c, Conn *conn, const char *eid) {
+static void ack_entry(ClusterQueue *c, Conn *conn, const char *stream, const char *eid) {
         const char *ops[] = { "XACK", "XDEL" };
         for (size_t i = 0; i < 2; i++) {
                 _cleanup_args_ Args a = { 0 };
                 args_add(&a, ops[i]);
-                args_add(&a, K_STREAM);
+                args_add(&a, stream);
                 if (i == 0)
                         args_add(&a, CLUSTER_GROUP);
                 args_add(&a, eid);
@@ -370,13 +392,14 @@ static void ack_entry(ClusterQueue *c, Conn *conn, const char *eid) {
         }
 }
 
-static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char *eid, PendingRun **v, size_t *n) {
+static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char *stream, const char *eid,
+                        PendingRun **v, size_t *n) {
         PendingRun p;
         int k = pending_read(c, conn, id, &p);
         if (k == -ENOENT || k == -ESTALE) {
                 /* Nothing to run: the entry is done with. */
                 if (eid)
-                        ack_entry(c, conn, eid);
+                        ack_entry(c, conn, stream, eid);
                 return;
         }
         if (k < 0)
@@ -385,11 +408,28 @@ static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char 
         (*v)[(*n)++] = p;
 }
 
+/* An entry read without a free slot for it goes back to the shared stream. */
+static void requeue(ClusterQueue *c, const char *stream, const char *eid, const char *id) {
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_requeue, 3);
+        args_add(&a, stream);
+        args_add(&a, K_STREAM);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, eid);
+        args_add(&a, id);
+        int k = 0;
+        redisReply *r = cmd(c, &c->claim_conn, &a, &k);
+        if (r)
+                freeReplyObject(r);
+}
+
 static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_reclaim, 2);
+        args_eval(&a, cluster_script_reclaim, 3);
         args_add(&a, K_STREAM);
         args_add(&a, K_DEAD);
+        args_add(&a, K_NODES);
         args_add(&a, CLUSTER_GROUP);
         args_add(&a, c->node_id);
         args_addf(&a, "%u", c->claim_timeout_ms);
@@ -397,13 +437,15 @@ static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
         args_addf(&a, "%u", c->record_ttl_s);
         args_add(&a, CLUSTER_PREFIX);
+        args_addf(&a, "%u", c->affinity_delay_ms);
+        args_addf(&a, "%" PRIu64, now_ms());
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
         if (!rep)
                 return k;
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
                 if (rep->element[i]->type == REDIS_REPLY_STRING)
-                        pending_add(c, &c->claim_conn, rep->element[i]->str, NULL, v, n);
+                        pending_add(c, &c->claim_conn, rep->element[i]->str, NULL, NULL, v, n);
         return 0;
 }
 
@@ -419,6 +461,10 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
         if (k < 0 && k != -ENOENT)
                 return k;
         if (n < max) {
+                /* This node's own stream (runs placed here for a warm
+                 * environment) and the shared one, in one blocking read;
+                 * COUNT is per stream, so a read that got more than the
+                 * free slots hands the extra shared entries back. */
                 _cleanup_args_ Args a = { 0 };
                 args_add(&a, "XREADGROUP");
                 args_add(&a, "GROUP");
@@ -433,23 +479,37 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
                         args_addf(&a, "%u", block_ms);
                 }
                 args_add(&a, "STREAMS");
+                args_add(&a, c->k_own);
                 args_add(&a, K_STREAM);
                 args_add(&a, ">");
+                args_add(&a, ">");
                 _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
-                if (!rep && k == -ENOENT)
-                        (void) ensure_group(c, &c->claim_conn); /* a Redis that lost its data */
-                if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
-                    rep->element[0]->elements == 2) {
-                        redisReply *entries = rep->element[0]->element[1];
+                if (!rep && k == -ENOENT) {
+                        /* a Redis that lost its data */
+                        (void) ensure_group(c, &c->claim_conn, K_STREAM);
+                        (void) ensure_group(c, &c->claim_conn, c->k_own);
+                }
+                for (size_t s = 0; rep && rep->type == REDIS_REPLY_ARRAY && s < rep->elements; s++) {
+                        redisReply *sr = rep->element[s];
+                        if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
+                            sr->element[0]->type != REDIS_REPLY_STRING)
+                                continue;
+                        const char *stream = sr->element[0]->str;
+                        redisReply *entries = sr->element[1];
                         for (size_t i = 0; i < entries->elements; i++) {
                                 redisReply *e = entries->element[i];
                                 if (e->elements != 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
                                         continue;
                                 redisReply *f = e->element[1];
-                                for (size_t j = 0; j + 1 < f->elements; j += 2)
-                                        if (streq(f->element[j]->str, "id"))
-                                                pending_add(c, &c->claim_conn, f->element[j + 1]->str,
-                                                            e->element[0]->str, &v, &n);
+                                for (size_t j = 0; j + 1 < f->elements; j += 2) {
+                                        if (!streq(f->element[j]->str, "id"))
+                                                continue;
+                                        const char *id = f->element[j + 1]->str, *eid = e->element[0]->str;
+                                        if (n < max)
+                                                pending_add(c, &c->claim_conn, id, stream, eid, &v, &n);
+                                        else
+                                                requeue(c, stream, eid, id);
+                                }
                         }
                 }
                 if (!rep && n == 0)
@@ -463,12 +523,13 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
 int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draining) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_lease, 5);
+        args_eval(&a, cluster_script_lease, 6);
         args_addf(&a, CLUSTER_PREFIX "node:%s", c->node_id);
         args_add(&a, K_STREAM);
         args_add(&a, K_NODES);
         args_addf(&a, CLUSTER_PREFIX "drain:%s", c->node_id);
         args_add(&a, K_TENANTS);
+        args_add(&a, c->k_own);
         args_addf(&a, "%u", c->lease_ttl_ms);
         args_add(&a, status_json ? status_json : "{}");
         args_add(&a, CLUSTER_GROUP);

@@ -189,9 +189,9 @@ int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecor
 }
 
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
-                          char **ret_id) {
+                          const char *env, char **ret_id) {
         assert(d->cluster);
-        return cluster_submit(d->cluster->queue, r, request_json, idem_key, ret_id);
+        return cluster_submit_env(d->cluster->queue, r, request_json, idem_key, env, ret_id);
 }
 
 int daemon_cluster_cancel(Daemon *d, const char *id) {

@@ -215,9 +215,9 @@ static int drun_write_final(Daemon *d, DRun *r) {
         const RunResult *res = r->result;
         _cleanup_free_ char *timings = xasprintf(
                 "{\"validate_ms\":%.3f,\"resolve_ms\":%.3f,\"install_ms\":%.3f,\"start_ms\":%.3f,"
-                "\"run_ms\":%.3f,\"total_ms\":%.3f}",
+                "\"run_ms\":%.3f,\"total_ms\":%.3f,\"cold\":%s}",
                 res->t_validate / 1000.0, res->t_resolve / 1000.0, res->t_install / 1000.0, res->t_start / 1000.0,
-                res->t_run / 1000.0, res->t_total / 1000.0);
+                res->t_run / 1000.0, res->t_total / 1000.0, res->cold ? "true" : "false");
         RunRecord rec;
         record_from_drun(r, &rec, (char *) run_status_to_string(res->status));
         rec.exit_code = res->exit_code;
@@ -781,6 +781,27 @@ static void drun_init_log(Daemon *d, DRun *r) {
         buf_init(&r->log, (size_t) cap + 4096);
 }
 
+/* Cluster placement: what makes a node warm for r. A deployed function's
+ * invocations share warm instances per (tenant, function, version); other
+ * runs share the worker of their requirements. A digest: the key is only
+ * compared, and a hash field stays short. */
+static char *drun_env_key(const DRun *r) {
+        Sha256 *h = sha256_new();
+        if (r->fn_name) {
+                _cleanup_free_ char *s = xasprintf("fn\n%s\n%s\n%d", r->tenant, r->fn_name, r->fn_version);
+                sha256_update(h, s, strlen(s));
+        } else {
+                static const char tag[] = "env\n";
+                sha256_update(h, tag, sizeof tag - 1);
+                if (r->requirements_json)
+                        sha256_update(h, r->requirements_json, strlen(r->requirements_json));
+        }
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(h, hex);
+        sha256_free(h);
+        return xstrndup(hex, 16);
+}
+
 /* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
  * draining: -ESHUTDOWN) and starts its thread. A resumed run was
  * acknowledged before the restart, so no limit turns it away. On failure r
@@ -821,8 +842,8 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 if (request && d->cluster) {
                         /* A resubmission with a used Idempotency-Key is the
                          * first run: this DRun waits for that one. */
-                        _cleanup_free_ char *id = NULL;
-                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, &id);
+                        _cleanup_free_ char *id = NULL, *env = drun_env_key(r);
+                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, env, &id);
                         if (k == 1 && id && !streq(id, r->id)) {
                                 free(r->id);
                                 r->id = TAKE_PTR(id);

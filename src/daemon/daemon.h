@@ -395,9 +395,10 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
 int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret);
 int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
 /* Submits r to Redis with an idempotency key (NULL: none): 1 with
- * *ret_id (the first run's id) when that key was used before, 0 new. */
+ * *ret_id (the first run's id) when that key was used before, 0 new. env
+ * names the run's environment for placement (NULL: none). */
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
-                          char **ret_id);
+                          const char *env, char **ret_id);
 /* Cancels run id wherever it runs (cluster_cancel): 0 ended cancelled, 1
  * its node was told, -ESTALE it has ended. */
 int daemon_cluster_cancel(Daemon *d, const char *id);

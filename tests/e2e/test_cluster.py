@@ -449,3 +449,46 @@ def run_keys(redis):
     """Keys that belong to runs (records, the listing index): none may stay
     once every record expired."""
     return [k for k in redis.cli("KEYS", "ps:*").splitlines() if k.startswith(("ps:run:", "ps:idx:"))]
+
+
+def test_affinity_runs_land_on_a_warm_node(nodes, redis):
+    """Placement: 3 workers, 3 environments (deployed functions: each has
+    warm instances per node). After a warm-up, >= 90 % of invocations land
+    on a node that holds their environment warm (the record's node, and the
+    worker's `cold` marker in the run's timings), and each environment's
+    runs stay on one node rather than spreading over the three."""
+    gw = nodes("gw", "gateway")
+    for w in ("w1", "w2", "w3"):
+        nodes(w, "worker")
+    fns = [f"fn{i}" for i in range(3)]
+    for i, name in enumerate(fns):
+        st, b = gw.call("POST", "/v1/functions", {"name": name, "source": f"N = {i}\ndef f():\n    return N\n"})
+        assert st in (200, 201), b
+
+    def invoke(name):
+        st, b = gw.call("POST", f"/v1/functions/{name}/invoke?wait=true", {})
+        assert st == 200 and b["status"] == "succeeded", b
+        return b
+
+    for _ in range(3):
+        for name in fns:
+            invoke(name)
+    landed = {name: [] for name in fns}
+
+    def client(name):
+        for _ in range(20):
+            b = invoke(name)
+            landed[name].append((node_of(redis, b["id"]), b["timings"]["cold"]))
+    ts = [threading.Thread(target=client, args=(name,)) for name in fns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    runs = [x for v in landed.values() for x in v]
+    warm = sum(1 for _, cold in runs if not cold) / len(runs)
+    print(f"affinity: {warm:.0%} of {len(runs)} runs warm; by function: "
+          + ", ".join(f"{n}: {sorted(set(x for x, _ in v))}" for n, v in landed.items()))
+    assert warm >= 0.9, landed
+    for name, v in landed.items():
+        top = max(sum(1 for x, _ in v if x == node) for node in ("w1", "w2", "w3"))
+        assert top >= 0.9 * len(v), (name, v)
