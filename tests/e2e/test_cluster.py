@@ -13,10 +13,11 @@ import time
 
 import pytest
 
+import http.client
 import json
 
 from conftest import CLI, DAEMON
-from daemonlib import TOKENS, Daemon, sandbox_mode
+from daemonlib import TOKENS, Daemon, free_port, sandbox_mode
 
 REDIS = shutil.which("redis-server")
 pytestmark = [pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built"),
@@ -39,6 +40,7 @@ class Redis:
         self.sock = str(self.dir / "redis.sock")
         self.appendonly = appendonly
         self.appendfsync = appendfsync
+        self.extra = []
         self.proc = None
 
     @property
@@ -47,7 +49,7 @@ class Redis:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [REDIS, "--port", "0", "--unixsocket", self.sock, "--dir", str(self.dir), "--appendonly",
+            [REDIS, "--port", "0", *self.extra, "--unixsocket", self.sock, "--dir", str(self.dir), "--appendonly",
              self.appendonly, "--appendfsync", self.appendfsync, "--save", "", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
@@ -492,3 +494,180 @@ def test_affinity_runs_land_on_a_warm_node(nodes, redis):
     for name, v in landed.items():
         top = max(sum(1 for x, _ in v if x == node) for node in ("w1", "w2", "w3"))
         assert top >= 0.9 * len(v), (name, v)
+
+
+class NetNs:
+    """A network namespace this test creates, joined to the host namespace
+    by a veth pair with 10.200.<idx>.1 (host) / .2 (inside) /30, and removes.
+    Nothing else on the machine is touched."""
+
+    def __init__(self, idx):
+        self.name = f"pysprinter-part{idx}"
+        self.host_if, self.ns_if = f"psph{idx}", f"pspn{idx}"
+        self.host_ip, self.ns_ip = f"10.200.{idx}.1", f"10.200.{idx}.2"
+
+    def ip(self, *args, ns=False):
+        cmd = (["ip", "netns", "exec", self.name] if ns else []) + ["ip", *args]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    @staticmethod
+    def run_netns_mounted():
+        return any(l.split()[1] == "/run/netns" for l in open("/proc/self/mounts"))
+
+    def create(self):
+        self.remove()
+        # `ip netns add` mounts /run/netns when it is not yet: then ours to
+        # undo once no namespace is left in it.
+        self.made_mount = not self.run_netns_mounted()
+        self.ip("netns", "add", self.name)
+        self.ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        self.ip("link", "set", self.ns_if, "netns", self.name)
+        self.ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        self.ip("link", "set", self.host_if, "up")
+        self.ip("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if, ns=True)
+        self.ip("link", "set", self.ns_if, "up", ns=True)
+        self.ip("link", "set", "lo", "up", ns=True)
+        return self
+
+    def link(self, up):
+        self.ip("link", "set", self.ns_if, "up" if up else "down", ns=True)
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+        if getattr(self, "made_mount", False) and self.run_netns_mounted() and not os.listdir("/run/netns"):
+            subprocess.run(["umount", "/run/netns"], capture_output=True)
+
+
+class NsDaemon(Daemon):
+    """pysprinterd inside a NetNs, listening on its inside address."""
+
+    def __init__(self, netns, *args, **kw):
+        super().__init__(*args, **kw)
+        self.netns = netns
+
+    @property
+    def url(self):
+        return f"http://{self.netns.ns_ip}:{self.port}"
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection(self.netns.ns_ip, self.port, timeout=timeout)
+
+    def start(self, port=None):
+        self.port = port or free_port()
+        cmd = ["ip", "netns", "exec", self.netns.name, str(DAEMON), "--listen", f"{self.netns.ns_ip}:{self.port}",
+               "--config", str(self.config), *self.args]
+        if self.sandbox:
+            cmd.append(f"--sandbox={self.sandbox}")
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(cmd, env=self.env(), stdout=self.logf, stderr=self.logf)
+        wait_until(lambda: self._up(), 15, "pysprinterd in the namespace to come up")
+        return self
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"pysprinterd exited {self.proc.returncode}: {self.log.read_text()}")
+        try:
+            return self.call("GET", "/healthz", token=None)[0] == 200
+        except OSError:
+            return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2 (ip netns)")
+def test_partition_a_worker_from_redis_and_heal(tmp_path):
+    """Nemesis: a worker in its own network namespace loses its link to
+    Redis for longer than the claim timeout while running work, then the
+    link comes back. The checker reads every acknowledged run: exactly one
+    terminal state (its own result), 0 lost, 0 duplicate completions (each
+    record is completed once: Redis's keyspace events count the EXPIRE every
+    ending script does); duplicate executions are reported."""
+    netns = NetNs(100 + os.getpid() % 100).create()
+    redis = Redis(tmp_path)
+    port = free_port()
+    started = []
+    watcher = None
+    try:
+        redis.extra = ["--bind", netns.host_ip, "--port", str(port), "--protected-mode", "no"]
+        redis.start()
+        assert redis.cli("CONFIG", "SET", "notify-keyspace-events", "Eg") == "OK"
+        events = open(tmp_path / "completions.csv", "w")
+        watcher = subprocess.Popen(["redis-cli", "-s", redis.sock, "--csv", "PSUBSCRIBE", "__keyevent@0__:expire"],
+                                   stdout=events, stderr=subprocess.DEVNULL)
+        mode = sandbox_mode(tmp_path)
+        conf = """
+            server:
+              max_concurrent_runs: 2
+              max_concurrent_per_tenant: 64
+              max_queued_runs: 1000
+            """
+        common = ["--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10"]
+        gw = Daemon(tmp_path / "gw", sandbox=mode, config_extra=conf,
+                    args=["--redis", redis.url, "--role", "gateway", "--node-id", "gw", *common])
+        w1 = Daemon(tmp_path / "w1", sandbox=mode, config_extra=conf,
+                    args=["--redis", redis.url, "--role", "worker", "--node-id", "w1", *common])
+        w2 = NsDaemon(netns, tmp_path / "w2", sandbox=mode, config_extra=conf,
+                      args=["--redis", f"redis://{netns.host_ip}:{port}", "--role", "worker", "--node-id", "w2",
+                            *common])
+        for d in (gw, w1, w2):
+            d.start()
+            started.append(d)
+
+        acked, stop = [], threading.Event()
+
+        def load():
+            i = 0
+            while not stop.is_set():
+                acked.append((submit(gw, 1.0, f"t{i}"), f"t{i}"))
+                i += 1
+                time.sleep(0.15)
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            wait_until(lambda: any(node_of(redis, r) == "w2" and redis.cli("HGET", f"ps:run:{r}", "status") ==
+                                   "running" for r, _ in list(acked)), 60, "a run running on w2")
+            netns.link(False)
+            cut = time.time()
+            # Past the claim timeout: w2's lease expired and w1 took every
+            # entry w2 held.
+            wait_until(lambda: redis.cli("EXISTS", "ps:node:w2") == "0", 30, "w2's lease to expire")
+            wait_until(lambda: not [l for l in redis.cli("XPENDING", "ps:runs", "workers", "-", "+", "1000", "w2")
+                                    .splitlines() if l.strip()] and
+                       not [l for l in redis.cli("XPENDING", "ps:runs:w2", "workers", "-", "+", "1000", "w2")
+                            .splitlines() if l.strip()], 60, "w2's entries reclaimed")
+            assert time.time() - cut > CLAIM_TIMEOUT_MS / 1000
+            netns.link(True)
+            wait_until(lambda: redis.cli("EXISTS", "ps:node:w2") == "1", 30, "w2 back")
+            n = len(acked)
+            wait_until(lambda: len(acked) >= n + 5, 30, "more runs after the heal")
+        finally:
+            stop.set()
+            loader.join()
+        check_all_terminal(gw, acked, timeout=120)
+        wait_until(lambda: len(completions(tmp_path)) >= len(acked), 30, "every completion seen")
+        done = completions(tmp_path)
+        dup = {k: v for k, v in done.items() if v > 1}
+        assert not dup, dup
+        assert all(done.get(rid) == 1 for rid, _ in acked)
+        reexec = [rid for rid, _ in acked if int(redis.cli("HGET", f"ps:run:{rid}", "attempt") or 0) > 1]
+        stale = int(redis.cli("GET", "ps:stale") or 0)
+        print(f"partition: {len(acked)} runs acknowledged, all ended once; {len(reexec)} executed again after "
+              f"the partition, {stale} late results dropped as stale")
+        assert reexec, "the partition re-ran nothing: the nemesis did not bite"
+    finally:
+        for d in started:
+            d.stop(timeout=30)
+        if watcher:
+            watcher.kill()
+            watcher.wait()
+        redis.stop()
+        netns.remove()
+
+
+def completions(tmp_path):
+    """ps:run:<id> -> how many times a script ended it (EXPIRE events)."""
+    n = {}
+    for line in (tmp_path / "completions.csv").read_text().splitlines():
+        f = [x.strip('"') for x in line.split(",")]
+        if len(f) == 4 and f[0] == "pmessage" and f[3].startswith("ps:run:"):
+            n[f[3][len("ps:run:"):]] = n.get(f[3][len("ps:run:"):], 0) + 1
+    return n
