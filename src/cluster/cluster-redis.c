@@ -689,6 +689,7 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
         if (!rep)
                 return k;
         json_t *nodes = json_array();
+        long long own_entries = 0, own_pend = 0;
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
                 const char *id = rep->element[i]->str;
                 _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "node:%s", id);
@@ -710,10 +711,16 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
                 json_object_set_new(o, "drain_requested", json_boolean(draining == 1));
                 if (alive && pttl >= 0)
                         json_object_set_new(o, "lease_age_ms", json_integer((json_int_t) c->lease_ttl_ms - pttl));
+                /* Its own stream (placement): in the totals below too. */
+                _cleanup_free_ char *own = xasprintf(CLUSTER_PREFIX "runs:%s", id);
+                long long own_len = int_of(c, "XLEN", own, NULL, &k);
+                long long own_pending = own_len > 0 ? int_of(c, "XPENDING", own, CLUSTER_GROUP, &k) : 0;
+                own_entries += MAX(own_len, 0);
+                own_pend += MAX(own_pending, 0);
                 json_array_append_new(nodes, o);
         }
-        long long pending = int_of(c, "XPENDING", K_STREAM, CLUSTER_GROUP, &k);
-        long long entries = int_of(c, "XLEN", K_STREAM, NULL, &k);
+        long long pending = MAX(int_of(c, "XPENDING", K_STREAM, CLUSTER_GROUP, &k), 0) + own_pend;
+        long long entries = MAX(int_of(c, "XLEN", K_STREAM, NULL, &k), 0) + own_entries;
         long long dead = int_of(c, "XLEN", K_DEAD, NULL, &k);
         long long stale = int_of(c, "GET", K_STALE, NULL, &k);
         json_t *j = json_pack("{s:o, s:I, s:I, s:I, s:I}", "nodes", nodes, "pending", (json_int_t) MAX(pending, 0),
