@@ -130,15 +130,39 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 (void) http_json(&b->http, "DELETE", rpath, NULL, &x, &err);
                 json_decref(x);
         }
+        /* A gateway that does not hold the run (the one we followed died and
+         * the stream was asked of the next) ends the stream with the record
+         * as it is, possibly still running: the end is the record's to tell. */
+        const char *st = json_string_value(json_object_get(f.end, "status"));
+        if (f.end && st && (streq(st, "queued") || streq(st, "running"))) {
+                json_decref(f.end);
+                f.end = NULL;
+        }
         if (f.end) {
                 *ret = f.end;
                 return 0;
         }
-        /* The stream broke off (or was cancelled): the record has the end. */
-        free(err);
-        err = NULL;
-        r = http_json(&b->http, "GET", rpath, NULL, ret, &err);
-        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+        /* The stream broke off (or was cancelled): the record has the end.
+         * The gateway may have died: with --server URL,URL the GET goes to
+         * the next one, which reads the same record (docs/cluster.md), and
+         * is repeated until the run has ended. */
+        usec_t wait = 20 * USEC_PER_MSEC;
+        for (;;) {
+                free(err);
+                err = NULL;
+                json_t *run = NULL;
+                r = http_json(&b->http, "GET", rpath, NULL, &run, &err);
+                if (r < 0)
+                        return fail(b, r, TAKE_PTR(err));
+                const char *rst = json_string_value(json_object_get(run, "status"));
+                if (!rst || (!streq(rst, "queued") && !streq(rst, "running")) || cli_interrupted) {
+                        *ret = run;
+                        return 0;
+                }
+                json_decref(run);
+                usleep(wait);
+                wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
+        }
 }
 
 /* A Lambda-style event goes through the Lambda Invoke API, which applies

@@ -16,8 +16,13 @@
 /* ---- cli-http.c: the CLI's one HTTP client (libcurl stays inside) ---- */
 
 typedef struct Http {
-        char *base;    /* without trailing '/' */
+        char *base;    /* the server in use, without trailing '/' (one of servers) */
         char *token;   /* NULL: no Authorization header */
+        /* --server URL,URL,...: the gateways of one cluster (docs/cluster.md).
+         * When the one in use cannot be reached, the next is used: a request
+         * that sent nothing, or a GET, is retried there at once. */
+        char **servers;
+        size_t n_servers, cur;
 } Http;
 
 /* Server-Sent Events: called per event (name, data text). */
@@ -52,9 +57,9 @@ void http_close(Http *h);
  * (400 -EINVAL, 401 -EACCES, 403 -EPERM, 404 -ENOENT, 409 -EBUSY,
  * 413 -EFBIG, 422 -EBADMSG, 429 -EAGAIN, 5xx -EIO) with the server's
  * message in *ret_error; an unreachable server is -ECONNREFUSED. */
-int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error);
+int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error);
 /* A JSON request (body may be NULL) and its JSON answer. */
-int http_json(const Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
+int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
 /* A path component, %-escaped. Caller frees. */
 char *http_escape(const char *s);
 

@@ -16,23 +16,48 @@ int http_open(const char *server, Http *ret, char **ret_error) {
                 curl_global_init(CURL_GLOBAL_DEFAULT);
                 curl_ready = true;
         }
-        if (!startswith(server, "http://") && !startswith(server, "https://")) {
-                *ret_error = xasprintf("--server needs an http:// or https:// URL, not '%s'", server);
-                return -EINVAL;
+        /* A comma-separated list: the gateways of one cluster. */
+        char **servers = NULL;
+        size_t n_servers = 0;
+        for (const char *p = server; *p;) {
+                size_t len = strcspn(p, ",");
+                char *base = xstrndup(p, len);
+                size_t n = strlen(base);
+                while (n > 0 && base[n - 1] == '/')
+                        base[--n] = 0;
+                if (!startswith(base, "http://") && !startswith(base, "https://")) {
+                        *ret_error = xasprintf("--server needs an http:// or https:// URL, not '%s'", base);
+                        free(base);
+                        strv_free(servers);
+                        return -EINVAL;
+                }
+                servers = strv_append(servers, base);
+                free(base);
+                n_servers++;
+                p += len;
+                if (*p == ',')
+                        p++;
         }
-        char *base = xstrdup(server);
-        size_t n = strlen(base);
-        while (n > 0 && base[n - 1] == '/')
-                base[--n] = 0;
         const char *t = cli_globals.token ? cli_globals.token : getenv("PYSPRINTER_TOKEN");
-        *ret = (Http) { .base = base, .token = t && *t ? xstrdup(t) : cli_config_value("token") };
+        *ret = (Http) { .base = servers[0], .token = t && *t ? xstrdup(t) : cli_config_value("token"),
+                        .servers = servers, .n_servers = n_servers };
         return 0;
 }
 
 void http_close(Http *h) {
-        free(h->base);
+        strv_free(h->servers);
         free(h->token);
         *h = (Http) {};
+}
+
+/* The next server of the list, after h->base could not be reached. */
+static void http_failover(Http *h) {
+        if (h->n_servers < 2)
+                return;
+        h->cur = (h->cur + 1) % h->n_servers;
+        h->base = h->servers[h->cur];
+        if (cli_globals.verbose)
+                cli_warning("trying %s", h->base);
 }
 
 char *http_escape(const char *s) {
@@ -187,9 +212,10 @@ static struct curl_slist *headers_for(const Http *h, const HttpRequest *q) {
         return curl_slist_append(l, "Expect:");
 }
 
-int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error) {
+int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error) {
         assert(h && h->base && q && q->method && q->path && ret_body);
         buf_init(ret_body, MAX_RESPONSE_BYTES);
+        size_t tried = 1;
         for (int attempt = 0;; attempt++) {
                 CURL *c = curl_easy_init();
                 if (!c) {
@@ -244,7 +270,19 @@ int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret
                                 *ret_error = xasprintf("cannot write the download: %s", strerror(errno ?: EIO));
                                 return -EIO;
                         }
+                        /* Another gateway of the cluster: at once when nothing
+                         * was sent (any method) or the request only reads. A
+                         * stream that broke off is its caller's to redo. */
+                        bool nothing_sent = cc == CURLE_COULDNT_CONNECT;
+                        bool reads = streq(q->method, "GET") && !q->sse && !q->download;
+                        if (tried < h->n_servers && (nothing_sent || reads) && !cli_interrupted) {
+                                http_failover(h);
+                                tried++;
+                                buf_reset(ret_body);
+                                continue;
+                        }
                         *ret_error = xasprintf("cannot reach %s: %s", h->base, *errbuf ? errbuf : curl_easy_strerror(cc));
+                        http_failover(h);
                         return -ECONNREFUSED;
                 }
                 if (status == 429 && attempt < MAX_RETRIES && !cli_interrupted && !q->read) {
@@ -262,7 +300,7 @@ int http_request(const Http *h, const HttpRequest *q, long *ret_status, Buf *ret
         }
 }
 
-int http_json(const Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
+int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         if (body && !text) {
                 *ret_error = xstrdup("the request cannot be written as JSON");

@@ -10,7 +10,9 @@
 typedef struct ClusterQueue {
         RunQueue base;
         char *node_id;
-        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s;
+        char *url;            /* for the events connection (cluster_events_listen) */
+        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s, affinity_delay_ms, warm_ms;
+        char *k_own;          /* runs:<node>: this node's own stream (placement) */
         pthread_mutex_t lock; /* guards conn */
         Conn conn;
         Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
@@ -20,6 +22,7 @@ typedef struct ClusterQueue {
 #define K_DEAD CLUSTER_PREFIX "dead"
 #define K_STALE CLUSTER_PREFIX "stale"
 #define K_NODES CLUSTER_PREFIX "nodes"
+#define K_TENANTS CLUSTER_PREFIX "tenants"
 
 static ClusterQueue *cq(RunQueue *q) {
         assert(q);
@@ -79,11 +82,11 @@ static void add_field_u(Args *a, const char *name, uint64_t v) {
         args_addf(a, "%" PRIu64, v);
 }
 
-static int ensure_group(ClusterQueue *c, Conn *conn) {
+static int ensure_group(ClusterQueue *c, Conn *conn, const char *stream) {
         _cleanup_args_ Args a = { 0 };
         args_add(&a, "XGROUP");
         args_add(&a, "CREATE");
-        args_add(&a, K_STREAM);
+        args_add(&a, stream);
         args_add(&a, CLUSTER_GROUP);
         args_add(&a, "0");
         args_add(&a, "MKSTREAM");
@@ -99,19 +102,32 @@ static int ensure_group(ClusterQueue *c, Conn *conn) {
         return ok ? 0 : -EIO;
 }
 
+static uint64_t now_ms(void) {
+        return (uint64_t) (now_realtime() / USEC_PER_MSEC);
+}
+
 int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, char **ret_id) {
+        return cluster_submit_env(q, r, request_json, idem_key, NULL, ret_id);
+}
+
+int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key,
+                       const char *env, char **ret_id) {
         ClusterQueue *c = cq(q);
         assert(r && r->id && r->tenant);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_submit, 4);
+        args_eval(&a, cluster_script_submit, 5);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_addf(&a, CLUSTER_PREFIX "idem:%s:%s", r->tenant, idem_key ? idem_key : "");
         args_addf(&a, CLUSTER_PREFIX "idx:%s", r->tenant);
+        args_add(&a, K_TENANTS);
         args_add(&a, r->id);
         args_add(&a, idem_key ? "1" : "0");
         args_add(&a, "86400");
         args_addf(&a, "%" PRIu64, (uint64_t) r->created);
+        args_add(&a, env ? env : "");
+        args_add(&a, CLUSTER_PREFIX);
+        args_addf(&a, "%" PRIu64, now_ms());
         add_field(&a, "id", r->id);
         add_field(&a, "tenant", r->tenant);
         add_field(&a, "filename", r->filename);
@@ -121,6 +137,8 @@ int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, co
         add_field(&a, "request_json", request_json);
         add_field_u(&a, "created", r->created);
         add_field_u(&a, "max_attempts", (uint64_t) MAX(r->max_attempts, 1));
+        /* Whose waiter hears the end (finish.lua publishes on its channel). */
+        add_field(&a, "gateway", c->node_id);
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         if (!rep)
@@ -166,6 +184,10 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         args_addf(&a, "%d", attempt);
         args_add(&a, CLUSTER_GROUP);
         args_addf(&a, "%u", c->record_ttl_s);
+        args_add(&a, CLUSTER_PREFIX);
+        args_add(&a, c->node_id);
+        args_addf(&a, "%" PRIu64, now_ms());
+        args_addf(&a, "%u", c->warm_ms);
         add_field(&a, "function", r->function);
         add_field(&a, "status", r->status);
         args_add(&a, "exit_code");
@@ -189,7 +211,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         return rep->integer == 1 ? 0 : -ESTALE;
 }
 
-static int cq_cancel(RunQueue *q, const char *id, const char *message) {
+static int cancel(RunQueue *q, const char *id, const char *message, bool running_too) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
         args_eval(&a, cluster_script_cancel, 2);
@@ -199,11 +221,25 @@ static int cq_cancel(RunQueue *q, const char *id, const char *message) {
         args_add(&a, message ? message : "the run was cancelled");
         args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
         args_addf(&a, "%u", c->record_ttl_s);
+        args_add(&a, CLUSTER_PREFIX);
+        args_add(&a, running_too ? "1" : "0");
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
-        return rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? 0 : -ESTALE;
+        if (rep->type != REDIS_REPLY_INTEGER || rep->integer == 0)
+                return -ESTALE;
+        return rep->integer == 1 ? 0 : 1;
+}
+
+/* The queue's cancel (RunQueueOps): a queued run only. A node whose start
+ * lost the race must never cancel the run another node started. */
+static int cq_cancel(RunQueue *q, const char *id, const char *message) {
+        return MIN(cancel(q, id, message, false), 0);
+}
+
+int cluster_cancel(RunQueue *q, const char *id, const char *message) {
+        return cancel(q, id, message, true);
 }
 
 /* Nothing to recover at start-up: a node's runs are found again through
@@ -222,6 +258,8 @@ static void cq_free(RunQueue *q) {
         conn_done(&c->claim_conn);
         pthread_mutex_destroy(&c->lock);
         free(c->node_id);
+        free(c->url);
+        free(c->k_own);
         free(c);
 }
 
@@ -240,9 +278,13 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
         ClusterQueue *c = xcalloc(1, sizeof(ClusterQueue));
         c->base.ops = &cluster_queue_ops;
         c->node_id = xstrdup(o->node_id);
+        c->url = xstrdup(o->url);
         c->claim_timeout_ms = o->claim_timeout_ms ? o->claim_timeout_ms : 5000;
         c->lease_ttl_ms = o->lease_ttl_ms ? o->lease_ttl_ms : 3000;
         c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
+        c->affinity_delay_ms = o->affinity_delay_ms ? o->affinity_delay_ms : 200;
+        c->warm_ms = o->warm_ms ? o->warm_ms : 5 * 60 * 1000;
+        c->k_own = xasprintf(CLUSTER_PREFIX "runs:%s", o->node_id);
         pthread_mutex_init(&c->lock, NULL);
         if (conn_parse_url(o->url, &c->conn) < 0 || conn_parse_url(o->url, &c->claim_conn) < 0) {
                 if (ret_error)
@@ -250,7 +292,9 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
                 cq_free(&c->base);
                 return -EINVAL;
         }
-        int k = ensure_group(c, &c->conn);
+        int k = ensure_group(c, &c->conn, K_STREAM);
+        if (k >= 0)
+                k = ensure_group(c, &c->conn, c->k_own);
         if (k < 0) {
                 if (ret_error)
                         *ret_error = xasprintf("cannot reach Redis at %s: %s", o->url, strerror(-k));
@@ -332,12 +376,12 @@ static int pending_read(ClusterQueue *c, Conn *conn, const char *id, PendingRun 
         return 0;
 }
 
-static void ack_entry(ClusterQueue *c, Conn *conn, const char *eid) {
+static void ack_entry(ClusterQueue *c, Conn *conn, const char *stream, const char *eid) {
         const char *ops[] = { "XACK", "XDEL" };
         for (size_t i = 0; i < 2; i++) {
                 _cleanup_args_ Args a = { 0 };
                 args_add(&a, ops[i]);
-                args_add(&a, K_STREAM);
+                args_add(&a, stream);
                 if (i == 0)
                         args_add(&a, CLUSTER_GROUP);
                 args_add(&a, eid);
@@ -348,13 +392,14 @@ static void ack_entry(ClusterQueue *c, Conn *conn, const char *eid) {
         }
 }
 
-static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char *eid, PendingRun **v, size_t *n) {
+static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char *stream, const char *eid,
+                        PendingRun **v, size_t *n) {
         PendingRun p;
         int k = pending_read(c, conn, id, &p);
         if (k == -ENOENT || k == -ESTALE) {
                 /* Nothing to run: the entry is done with. */
                 if (eid)
-                        ack_entry(c, conn, eid);
+                        ack_entry(c, conn, stream, eid);
                 return;
         }
         if (k < 0)
@@ -363,11 +408,28 @@ static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char 
         (*v)[(*n)++] = p;
 }
 
+/* An entry read without a free slot for it goes back to the shared stream. */
+static void requeue(ClusterQueue *c, const char *stream, const char *eid, const char *id) {
+        _cleanup_args_ Args a = { 0 };
+        args_eval(&a, cluster_script_requeue, 3);
+        args_add(&a, stream);
+        args_add(&a, K_STREAM);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, eid);
+        args_add(&a, id);
+        int k = 0;
+        redisReply *r = cmd(c, &c->claim_conn, &a, &k);
+        if (r)
+                freeReplyObject(r);
+}
+
 static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_reclaim, 2);
+        args_eval(&a, cluster_script_reclaim, 3);
         args_add(&a, K_STREAM);
         args_add(&a, K_DEAD);
+        args_add(&a, K_NODES);
         args_add(&a, CLUSTER_GROUP);
         args_add(&a, c->node_id);
         args_addf(&a, "%u", c->claim_timeout_ms);
@@ -375,13 +437,15 @@ static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
         args_addf(&a, "%u", c->record_ttl_s);
         args_add(&a, CLUSTER_PREFIX);
+        args_addf(&a, "%u", c->affinity_delay_ms);
+        args_addf(&a, "%" PRIu64, now_ms());
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
         if (!rep)
                 return k;
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
                 if (rep->element[i]->type == REDIS_REPLY_STRING)
-                        pending_add(c, &c->claim_conn, rep->element[i]->str, NULL, v, n);
+                        pending_add(c, &c->claim_conn, rep->element[i]->str, NULL, NULL, v, n);
         return 0;
 }
 
@@ -397,6 +461,10 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
         if (k < 0 && k != -ENOENT)
                 return k;
         if (n < max) {
+                /* This node's own stream (runs placed here for a warm
+                 * environment) and the shared one, in one blocking read;
+                 * COUNT is per stream, so a read that got more than the
+                 * free slots hands the extra shared entries back. */
                 _cleanup_args_ Args a = { 0 };
                 args_add(&a, "XREADGROUP");
                 args_add(&a, "GROUP");
@@ -411,23 +479,37 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
                         args_addf(&a, "%u", block_ms);
                 }
                 args_add(&a, "STREAMS");
+                args_add(&a, c->k_own);
                 args_add(&a, K_STREAM);
                 args_add(&a, ">");
+                args_add(&a, ">");
                 _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
-                if (!rep && k == -ENOENT)
-                        (void) ensure_group(c, &c->claim_conn); /* a Redis that lost its data */
-                if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
-                    rep->element[0]->elements == 2) {
-                        redisReply *entries = rep->element[0]->element[1];
+                if (!rep && k == -ENOENT) {
+                        /* a Redis that lost its data */
+                        (void) ensure_group(c, &c->claim_conn, K_STREAM);
+                        (void) ensure_group(c, &c->claim_conn, c->k_own);
+                }
+                for (size_t s = 0; rep && rep->type == REDIS_REPLY_ARRAY && s < rep->elements; s++) {
+                        redisReply *sr = rep->element[s];
+                        if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
+                            sr->element[0]->type != REDIS_REPLY_STRING)
+                                continue;
+                        const char *stream = sr->element[0]->str;
+                        redisReply *entries = sr->element[1];
                         for (size_t i = 0; i < entries->elements; i++) {
                                 redisReply *e = entries->element[i];
                                 if (e->elements != 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
                                         continue;
                                 redisReply *f = e->element[1];
-                                for (size_t j = 0; j + 1 < f->elements; j += 2)
-                                        if (streq(f->element[j]->str, "id"))
-                                                pending_add(c, &c->claim_conn, f->element[j + 1]->str,
-                                                            e->element[0]->str, &v, &n);
+                                for (size_t j = 0; j + 1 < f->elements; j += 2) {
+                                        if (!streq(f->element[j]->str, "id"))
+                                                continue;
+                                        const char *id = f->element[j + 1]->str, *eid = e->element[0]->str;
+                                        if (n < max)
+                                                pending_add(c, &c->claim_conn, id, stream, eid, &v, &n);
+                                        else
+                                                requeue(c, stream, eid, id);
+                                }
                         }
                 }
                 if (!rep && n == 0)
@@ -441,15 +523,19 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
 int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draining) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_lease, 4);
+        args_eval(&a, cluster_script_lease, 6);
         args_addf(&a, CLUSTER_PREFIX "node:%s", c->node_id);
         args_add(&a, K_STREAM);
         args_add(&a, K_NODES);
         args_addf(&a, CLUSTER_PREFIX "drain:%s", c->node_id);
+        args_add(&a, K_TENANTS);
+        args_add(&a, c->k_own);
         args_addf(&a, "%u", c->lease_ttl_ms);
         args_add(&a, status_json ? status_json : "{}");
         args_add(&a, CLUSTER_GROUP);
         args_add(&a, c->node_id);
+        args_add(&a, CLUSTER_PREFIX);
+        args_add(&a, "500");
         int k = 0;
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         if (!rep)
@@ -603,6 +689,7 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
         if (!rep)
                 return k;
         json_t *nodes = json_array();
+        long long own_entries = 0, own_pend = 0;
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
                 const char *id = rep->element[i]->str;
                 _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "node:%s", id);
@@ -624,10 +711,16 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
                 json_object_set_new(o, "drain_requested", json_boolean(draining == 1));
                 if (alive && pttl >= 0)
                         json_object_set_new(o, "lease_age_ms", json_integer((json_int_t) c->lease_ttl_ms - pttl));
+                /* Its own stream (placement): in the totals below too. */
+                _cleanup_free_ char *own = xasprintf(CLUSTER_PREFIX "runs:%s", id);
+                long long own_len = int_of(c, "XLEN", own, NULL, &k);
+                long long own_pending = own_len > 0 ? int_of(c, "XPENDING", own, CLUSTER_GROUP, &k) : 0;
+                own_entries += MAX(own_len, 0);
+                own_pend += MAX(own_pending, 0);
                 json_array_append_new(nodes, o);
         }
-        long long pending = int_of(c, "XPENDING", K_STREAM, CLUSTER_GROUP, &k);
-        long long entries = int_of(c, "XLEN", K_STREAM, NULL, &k);
+        long long pending = MAX(int_of(c, "XPENDING", K_STREAM, CLUSTER_GROUP, &k), 0) + own_pend;
+        long long entries = MAX(int_of(c, "XLEN", K_STREAM, NULL, &k), 0) + own_entries;
         long long dead = int_of(c, "XLEN", K_DEAD, NULL, &k);
         long long stale = int_of(c, "GET", K_STALE, NULL, &k);
         json_t *j = json_pack("{s:o, s:I, s:I, s:I, s:I}", "nodes", nodes, "pending", (json_int_t) MAX(pending, 0),
@@ -652,4 +745,48 @@ int cluster_drain(RunQueue *q, const char *node_id) {
         args_add(&a, "1");
         _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
         return rep ? 0 : k;
+}
+
+/* One message on this node's channel: "d:<id>" (a run this gateway waits
+ * for ended) or "c:<id>" (cancel a run this node runs). */
+static void event_dispatch(const redisReply *m, ClusterEventFn fn, void *userdata) {
+        if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || m->element[0]->type != REDIS_REPLY_STRING ||
+            !streq(m->element[0]->str, "message") || m->element[2]->type != REDIS_REPLY_STRING)
+                return;
+        const char *p = m->element[2]->str;
+        if (startswith(p, "d:"))
+                fn(CLUSTER_EVENT_DONE, p + 2, userdata);
+        else if (startswith(p, "c:"))
+                fn(CLUSTER_EVENT_CANCEL, p + 2, userdata);
+}
+
+void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {
+        ClusterQueue *c = cq(q);
+        Conn conn = { 0 };
+        if (conn_parse_url(c->url, &conn) < 0)
+                return; /* checked by cluster_queue_new */
+        _cleanup_free_ char *channel = xasprintf(CLUSTER_PREFIX "ev:%s", c->node_id);
+        const char *argv[] = { "SUBSCRIBE", channel };
+        for (bool first = true;; first = false) {
+                if (!first)
+                        usleep(100 * 1000); /* Redis away: retry at 10 Hz */
+                int k = 0;
+                redisReply *r = conn_command(&conn, 2, argv, &k);
+                if (!r)
+                        continue;
+                bool ok = r->type == REDIS_REPLY_ARRAY;
+                freeReplyObject(r);
+                if (!ok)
+                        continue;
+                /* Subscribed: whatever ended while we were not is read from
+                 * the records. */
+                fn(CLUSTER_EVENT_RESYNC, NULL, userdata);
+                for (;;) {
+                        void *m = NULL;
+                        if (redisGetReply(conn.ctx, &m) != REDIS_OK || !m)
+                                break; /* I/O error or the read timeout: reconnect */
+                        event_dispatch(m, fn, userdata);
+                        freeReplyObject(m);
+                }
+        }
 }

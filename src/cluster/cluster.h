@@ -24,6 +24,8 @@ typedef struct ClusterOptions {
         unsigned claim_timeout_ms; /* an entry idle this long on a dead node is reclaimed (default 5000) */
         unsigned lease_ttl_ms;     /* node:<id> lifetime (default 3000; refreshed every ~1 s) */
         unsigned record_ttl_s;     /* ended run records expire after this (default 7 days) */
+        unsigned affinity_delay_ms; /* a run waits this long for its warm node before any takes it (default 200) */
+        unsigned warm_ms;          /* a node counts as warm for an environment this long after a run of it (default 5 min) */
 } ClusterOptions;
 
 /* Connects and creates the stream's consumer group. -ECONNREFUSED/-EIO
@@ -39,6 +41,11 @@ int cluster_check_durability(RunQueue *q, char **ret_error);
  * (tenant, key) returns the first run's id in *ret_id (which may differ
  * from r->id) and 1; a new run returns 0. */
 int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, char **ret_id);
+/* The same, naming the run's environment (env: an opaque key, NULL: none):
+ * a node that holds it warm and has room gets the run on its own stream
+ * (docs/cluster.md, "Placement"). */
+int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key,
+                       const char *env, char **ret_id);
 
 /* Claims at most max entries for this node: first entries of nodes whose
  * lease expired and that sat idle past the claim timeout (moved to the
@@ -64,3 +71,20 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
 int cluster_status_json(RunQueue *q, char **ret_json);
 /* Asks node to stop claiming (it finishes what it runs). */
 int cluster_drain(RunQueue *q, const char *node_id);
+
+/* Cancels run id wherever it is: a queued run ends cancelled (0); a
+ * running one is marked and its node told (1: that node ends it cancelled
+ * through the fenced finish); -ESTALE when it has ended already. */
+int cluster_cancel(RunQueue *q, const char *id, const char *message);
+
+typedef enum ClusterEventKind {
+        CLUSTER_EVENT_DONE,   /* a run this node submitted ended */
+        CLUSTER_EVENT_CANCEL, /* cancel a run this node runs */
+        CLUSTER_EVENT_RESYNC, /* (re)subscribed: messages may have been missed */
+} ClusterEventKind;
+typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, void *userdata);
+
+/* Listens on this node's channel (<prefix>ev:<node>, one connection of its
+ * own) forever, calling fn for each message, and RESYNC after each
+ * (re)subscription. Never returns: run it on its own thread. */
+void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata);

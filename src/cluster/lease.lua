@@ -1,16 +1,55 @@
 -- lease: this node is alive (a TTL'd key holding its status) and still
 -- works on its pending entries (re-claimed to itself, which resets their
 -- idle time, so only a dead or stopped node's entries ever look idle).
--- KEYS: node:<id>, runs, nodes, drain:<id>
--- ARGV: ttl_ms, status_json, group, node_id
+-- Then the trimming every node does about once a second:
+--  * the shared stream and this node's own: XTRIM MINID below its oldest pending entry (or, with none
+--    pending, just past the last delivered one). Entries below it are
+--    delivered and acknowledged: done with. finish/cancel also XDEL their
+--    entry so XLEN counts only work in flight; XDEL leaves tombstones in
+--    the stream's nodes, XTRIM frees whole nodes.
+--  * the listing index idx:<tenant>: ids whose record expired are removed
+--    (at most ARGV[6] of the oldest per tenant per call).
+-- KEYS: node:<id>, runs, nodes, drain:<id>, tenants, runs:<id> (this node's own stream)
+-- ARGV: ttl_ms, status_json, group, node_id, prefix, idx_batch
 -- Returns 1 when the node was asked to drain.
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[4])
-local p = redis.call('XPENDING', KEYS[2], ARGV[3], '-', '+', 1000, ARGV[4])
-if #p > 0 then
-  local args = {}
-  for i, e in ipairs(p) do args[i] = e[1] end
-  args[#args + 1] = 'JUSTID'
-  redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, unpack(args))
+for _, s in ipairs({ KEYS[2], KEYS[6] }) do
+  if redis.call('EXISTS', s) == 1 then
+    local p = redis.call('XPENDING', s, ARGV[3], '-', '+', 1000, ARGV[4])
+    if #p > 0 then
+      local args = {}
+      for i, e in ipairs(p) do args[i] = e[1] end
+      args[#args + 1] = 'JUSTID'
+      redis.call('XCLAIM', s, ARGV[3], ARGV[4], 0, unpack(args))
+    end
+
+    local minid = nil
+    local sum = redis.call('XPENDING', s, ARGV[3])
+    if sum[1] > 0 then
+      minid = sum[2]
+    else
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+        for i = 1, #g, 2 do
+          if g[i] == 'last-delivered-id' then
+            local ms, seq = string.match(g[i + 1], '^(%d+)-(%d+)$')
+            if ms then minid = ms .. '-' .. (tonumber(seq) + 1) end
+          end
+        end
+      end
+    end
+    if minid then redis.call('XTRIM', s, 'MINID', minid) end
+  end
+end
+
+for _, idx in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  local ids = redis.call('ZRANGE', idx, 0, tonumber(ARGV[6]) - 1)
+  if #ids == 0 then
+    redis.call('SREM', KEYS[5], idx)
+  else
+    for _, id in ipairs(ids) do
+      if redis.call('EXISTS', ARGV[5] .. 'run:' .. id) == 0 then redis.call('ZREM', idx, id) end
+    end
+  end
 end
 return redis.call('EXISTS', KEYS[4])

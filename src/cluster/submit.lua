@@ -1,6 +1,14 @@
 -- submit: the record (status queued) and its stream entry, together.
--- KEYS: run:<id>, runs, idem:<tenant>:<key> (or unused), idx:<tenant>
--- ARGV: id, has_idem ('1'/'0'), idem_ttl_s, created, field, value, ...
+-- Placement (affinity): when the run names an environment (ARGV[5]) that
+-- some live node holds warm (zset <prefix>warm:<env>, node -> until_ms,
+-- written by finish.lua) and that node's own stream holds fewer entries
+-- than it has slots, the entry goes to that node's stream
+-- (<prefix>runs:<node>); else to the shared stream. An entry left
+-- undelivered on a node's stream past the affinity delay is moved to the
+-- shared stream by any other node (reclaim.lua): the bounded fallback.
+-- KEYS: run:<id>, runs, idem:<tenant>:<key> (or unused), idx:<tenant>, tenants
+-- (the set of tenants whose idx the lease script trims)
+-- ARGV: id, has_idem ('1'/'0'), idem_ttl_s, created, env, prefix, now_ms, field, value, ...
 -- Returns {0, id} for a new run, {1, id} for one that exists already (an
 -- idempotent resubmission, or a retried submit whose first try landed).
 if ARGV[2] == '1' then
@@ -9,10 +17,33 @@ if ARGV[2] == '1' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {1, ARGV[1]} end
 local fv = {}
-for i = 5, #ARGV do fv[#fv + 1] = ARGV[i] end
+for i = 8, #ARGV do fv[#fv + 1] = ARGV[i] end
+local stream = KEYS[2]
+if ARGV[5] ~= '' then
+  local wk = ARGV[6] .. 'warm:' .. ARGV[5]
+  redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. ARGV[7])
+  local best, bestq = nil, nil
+  for _, node in ipairs(redis.call('ZRANGE', wk, 0, -1)) do
+    local lease = redis.call('GET', ARGV[6] .. 'node:' .. node)
+    if lease then
+      local ok, st = pcall(cjson.decode, lease)
+      local slots = ok and tonumber(st.slots) or 0
+      local sk = ARGV[6] .. 'runs:' .. node
+      local q = redis.call('XLEN', sk)
+      if ok and not st.draining and redis.call('EXISTS', ARGV[6] .. 'drain:' .. node) == 0 and q < slots and
+         (bestq == nil or q < bestq) then
+        best, bestq = sk, q
+      end
+    end
+  end
+  if best then stream = best end
+  fv[#fv + 1] = 'env'
+  fv[#fv + 1] = ARGV[5]
+end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, unpack(fv))
-local e = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
-redis.call('HSET', KEYS[1], 'entry', e)
+local e = redis.call('XADD', stream, '*', 'id', ARGV[1])
+redis.call('HSET', KEYS[1], 'entry', e, 'stream', stream)
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('SADD', KEYS[5], KEYS[4])
 return {0, ARGV[1]}

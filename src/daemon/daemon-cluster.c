@@ -11,7 +11,7 @@
 struct DaemonCluster {
         DaemonClusterOptions opt;
         RunQueue *queue;        /* also d->queue */
-        pthread_t lease_thread, claim_thread;
+        pthread_t lease_thread, claim_thread, events_thread;
         bool draining;          /* asked to drain: no more claims (guarded by d->lock) */
         bool claims_stopped;    /* the claim loop saw it: what the lease reports as "draining" */
 };
@@ -89,6 +89,35 @@ static void *claim_thread(void *p) {
         return NULL;
 }
 
+/* This node's channel: a run it waits for ended, or a run it runs is to be
+ * cancelled (cancel.lua told the node the record names). */
+static void on_cluster_event(ClusterEventKind kind, const char *id, void *userdata) {
+        Daemon *d = userdata;
+        DRun *r = NULL;
+        switch (kind) {
+        case CLUSTER_EVENT_DONE:
+                daemon_run_remote_ended(d, id);
+                break;
+        case CLUSTER_EVENT_CANCEL:
+                if (daemon_run_find(d, NULL, id, &r) >= 0) {
+                        log_info("run %s: cancelled from another node", id);
+                        (void) daemon_run_cancel(d, r);
+                        drun_unref(d, r);
+                }
+                break;
+        case CLUSTER_EVENT_RESYNC:
+        default:
+                daemon_runs_remote_resync(d);
+                break;
+        }
+}
+
+static void *events_thread(void *p) {
+        Daemon *d = p;
+        cluster_events_listen(d->cluster->queue, on_cluster_event, d);
+        return NULL;
+}
+
 const char *daemon_cluster_role_to_string(DaemonClusterRole role) {
         return role == CLUSTER_ROLE_GATEWAY ? "gateway" : role == CLUSTER_ROLE_WORKER ? "worker" : "all";
 }
@@ -110,6 +139,7 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
                 .node_id = o->node_id,
                 .claim_timeout_ms = o->claim_timeout_ms,
                 .lease_ttl_ms = o->lease_ttl_ms,
+                .record_ttl_s = o->record_ttl_s,
         };
         RunQueue *q = NULL;
         int k = cluster_queue_new(&co, &q, ret_error);
@@ -134,6 +164,8 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         d->queue = q;
 
         k = -pthread_create(&c->lease_thread, NULL, lease_thread, d);
+        if (k == 0)
+                k = -pthread_create(&c->events_thread, NULL, events_thread, d);
         if (k == 0 && o->role != CLUSTER_ROLE_GATEWAY)
                 k = -pthread_create(&c->claim_thread, NULL, claim_thread, d);
         if (k < 0) {
@@ -157,9 +189,14 @@ int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecor
 }
 
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
-                          char **ret_id) {
+                          const char *env, char **ret_id) {
         assert(d->cluster);
-        return cluster_submit(d->cluster->queue, r, request_json, idem_key, ret_id);
+        return cluster_submit_env(d->cluster->queue, r, request_json, idem_key, env, ret_id);
+}
+
+int daemon_cluster_cancel(Daemon *d, const char *id) {
+        assert(d->cluster);
+        return cluster_cancel(d->cluster->queue, id, "the run was cancelled");
 }
 
 /* GET /v1/cluster: the nodes, their leases and slots, the stream. */

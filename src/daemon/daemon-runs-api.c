@@ -145,14 +145,41 @@ struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_st
         return run_response(call, call->seg[2], 200, ret_status);
 }
 
+/* Cluster mode, a run this gateway does not wait for itself: queued, it
+ * ends cancelled now; running on some node, that node is told and ends it
+ * through the fenced finish. Answers as the local cancel does: 200 once it
+ * ended (read from the record), 202 after 10 s. */
+static struct MHD_Response *cancel_elsewhere(const DaemonCall *call, const RunRecord *rec, unsigned *ret_status) {
+        Daemon *d = call->d;
+        int k = daemon_cluster_cancel(d, rec->id);
+        if (k == -ESTALE)
+                return daemon_call_error(call, 409, "conflict", ret_status, "run %s has already finished (%s)",
+                                         rec->id, rec->status);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run", ret_status);
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        bool ended = false;
+        while (!ended && now_monotonic() < deadline) {
+                RunRecord *now = NULL;
+                ended = daemon_run_record_get(d, NULL, rec->id, &now) >= 0 && !streq(now->status, "queued") &&
+                        !streq(now->status, "running");
+                run_record_free(now);
+                if (!ended)
+                        usleep(20 * 1000);
+        }
+        return run_response(call, rec->id, ended ? 200 : 202, ret_status);
+}
+
 struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
-        DRun *r;
+        DRun *r = NULL;
         int k = daemon_run_record_get(d, call->tenant, call->seg[2], &rec);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
-        if (daemon_run_find(d, call->tenant, rec->id, &r) < 0)
+        if (daemon_run_find(d, call->tenant, rec->id, &r) < 0 && d->cluster)
+                return cancel_elsewhere(call, rec, ret_status);
+        if (!r)
                 return daemon_call_error(call, 409, "conflict", ret_status, "run %s has already finished (%s)", rec->id,
                                          rec->status);
         daemon_run_cancel(d, r);

@@ -215,9 +215,9 @@ static int drun_write_final(Daemon *d, DRun *r) {
         const RunResult *res = r->result;
         _cleanup_free_ char *timings = xasprintf(
                 "{\"validate_ms\":%.3f,\"resolve_ms\":%.3f,\"install_ms\":%.3f,\"start_ms\":%.3f,"
-                "\"run_ms\":%.3f,\"total_ms\":%.3f}",
+                "\"run_ms\":%.3f,\"total_ms\":%.3f,\"cold\":%s}",
                 res->t_validate / 1000.0, res->t_resolve / 1000.0, res->t_install / 1000.0, res->t_start / 1000.0,
-                res->t_run / 1000.0, res->t_total / 1000.0);
+                res->t_run / 1000.0, res->t_total / 1000.0, res->cold ? "true" : "false");
         RunRecord rec;
         record_from_drun(r, &rec, (char *) run_status_to_string(res->status));
         rec.exit_code = res->exit_code;
@@ -311,6 +311,16 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
         pthread_mutex_unlock(&d->lock);
 }
 
+/* The one place a run's end reaches whoever waits for it (?wait=true,
+ * sync and Lambda invokes, DAG tasks, SSE followers), whether this node ran
+ * it (drun_finish) or another node did (remote_thread, woken by the
+ * cluster's channel). With d->lock held; r->result is set. */
+static void drun_signal_done(Daemon *d, DRun *r) {
+        r->done = true;
+        pthread_cond_broadcast(&r->done_cond);
+        pthread_cond_broadcast(&d->change_cond);
+}
+
 static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         pthread_mutex_lock(&d->lock);
         if (r->lambda) {
@@ -345,8 +355,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                 for (int i = 0; i < 6; i++)
                         metrics_observe(d, i, t[i]);
         r->status = res->status;
-        r->done = true;
-        pthread_cond_broadcast(&r->done_cond);
+        drun_signal_done(d, r);
         for (DRun **p = &d->runs; *p; p = &(*p)->next)
                 if (*p == r) {
                         *p = r->next;
@@ -566,16 +575,38 @@ static RunResult *result_from_record(const RunRecord *rec) {
         return res;
 }
 
-/* Cluster mode, a run this gateway submitted: waits (polling Redis) until
- * some node ends it, so ?wait=true, Lambda invoke and DAG tasks work as on
- * one node. A cancel asked here cancels it while it is still queued. */
+void daemon_run_remote_ended(Daemon *d, const char *id) {
+        pthread_mutex_lock(&d->lock);
+        for (DRun *r = d->runs; r; r = r->next)
+                if (streq(r->id, id)) {
+                        r->remote_wake = true;
+                        pthread_cond_broadcast(&r->done_cond);
+                }
+        pthread_mutex_unlock(&d->lock);
+}
+
+void daemon_runs_remote_resync(Daemon *d) {
+        pthread_mutex_lock(&d->lock);
+        for (DRun *r = d->runs; r; r = r->next) {
+                r->remote_wake = true;
+                pthread_cond_broadcast(&r->done_cond);
+        }
+        pthread_mutex_unlock(&d->lock);
+}
+
+/* Cluster mode, a run this gateway submitted: waits until some node ends
+ * it, so ?wait=true, Lambda invoke and DAG tasks work as on one node. The
+ * finishing script publishes on this gateway's channel; the events thread
+ * wakes this waiter (daemon_run_remote_ended), which reads the record once.
+ * The record is read too at start, after the events connection came back
+ * (daemon_runs_remote_resync), and once a second as a last fallback. A
+ * cancel asked here reaches the run wherever it is (cluster_cancel). */
 static void *remote_thread(void *p) {
         void **ctx = p;
         Daemon *d = ctx[0];
         DRun *r = ctx[1];
         RunResult *res = NULL;
         bool cancel_sent = false;
-        unsigned poll_ms = 1;
         /* The phase is the running node's to tell: none from here. */
         pthread_mutex_lock(&d->lock);
         free(r->phase);
@@ -584,11 +615,12 @@ static void *remote_thread(void *p) {
         for (;;) {
                 pthread_mutex_lock(&d->lock);
                 bool cancel = r->cancel_requested, stop = d->draining;
+                r->remote_wake = false; /* a message from now on is seen below */
                 pthread_mutex_unlock(&d->lock);
                 if (stop)
                         break; /* the run is safe in Redis; a client re-asks any gateway */
                 if (cancel && !cancel_sent) {
-                        (void) run_queue_cancel(d->queue, r->id, "the run was cancelled");
+                        (void) daemon_cluster_cancel(d, r->id);
                         cancel_sent = true;
                 }
                 RunRecord *rec = NULL;
@@ -597,10 +629,10 @@ static void *remote_thread(void *p) {
                 run_record_free(rec);
                 if (res)
                         break;
-                /* Short runs end within milliseconds: poll from 1 ms,
-                 * doubling up to 50 ms (a long run costs 20 reads a second). */
-                usleep(poll_ms * 1000);
-                poll_ms = MIN(poll_ms * 2, 50u);
+                pthread_mutex_lock(&d->lock);
+                if (!r->remote_wake && !(r->cancel_requested && !cancel_sent) && !d->draining)
+                        daemon_cond_wait(&r->done_cond, &d->lock, USEC_PER_SEC);
+                pthread_mutex_unlock(&d->lock);
         }
         pthread_mutex_lock(&d->lock);
         TenantCount *tc = tenant_count(d, r->tenant);
@@ -610,7 +642,7 @@ static void *remote_thread(void *p) {
                 r->result = res;
                 r->status = res->status;
                 r->finished = now_realtime();
-                r->done = true;
+                drun_signal_done(d, r);
         }
         for (DRun **q = &d->runs; *q; q = &(*q)->next)
                 if (*q == r) {
@@ -749,6 +781,27 @@ static void drun_init_log(Daemon *d, DRun *r) {
         buf_init(&r->log, (size_t) cap + 4096);
 }
 
+/* Cluster placement: what makes a node warm for r. A deployed function's
+ * invocations share warm instances per (tenant, function, version); other
+ * runs share the worker of their requirements. A digest: the key is only
+ * compared, and a hash field stays short. */
+static char *drun_env_key(const DRun *r) {
+        Sha256 *h = sha256_new();
+        if (r->fn_name) {
+                _cleanup_free_ char *s = xasprintf("fn\n%s\n%s\n%d", r->tenant, r->fn_name, r->fn_version);
+                sha256_update(h, s, strlen(s));
+        } else {
+                static const char tag[] = "env\n";
+                sha256_update(h, tag, sizeof tag - 1);
+                if (r->requirements_json)
+                        sha256_update(h, r->requirements_json, strlen(r->requirements_json));
+        }
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(h, hex);
+        sha256_free(h);
+        return xstrndup(hex, 16);
+}
+
 /* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
  * draining: -ESHUTDOWN) and starts its thread. A resumed run was
  * acknowledged before the restart, so no limit turns it away. On failure r
@@ -789,8 +842,8 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 if (request && d->cluster) {
                         /* A resubmission with a used Idempotency-Key is the
                          * first run: this DRun waits for that one. */
-                        _cleanup_free_ char *id = NULL;
-                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, &id);
+                        _cleanup_free_ char *id = NULL, *env = drun_env_key(r);
+                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, env, &id);
                         if (k == 1 && id && !streq(id, r->id)) {
                                 free(r->id);
                                 r->id = TAKE_PTR(id);
@@ -989,6 +1042,8 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         r->cancel_requested = true;
         running = r->status == RUN_RUNNING;
         pthread_cond_broadcast(&d->sched_cond);
+        /* A gateway's waiter of a remote run (remote_thread) sends it on. */
+        pthread_cond_broadcast(&r->done_cond);
         pthread_mutex_unlock(&d->lock);
         if (running)
                 (void) engine_cancel(d->engine, r->id);

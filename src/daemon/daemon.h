@@ -275,6 +275,7 @@ struct DRun {
         DRun *next_unwritten;   /* Daemon.unwritten */
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
+        bool remote_wake;       /* cluster: a gateway's waiter should re-read the record (under lock) */
         char *idem_key;         /* cluster: the submit's idempotency key, or NULL */
         DRun *next;
 };
@@ -387,6 +388,7 @@ typedef struct DaemonClusterOptions {
         bool volatile_ok;               /* --redis-volatile: no AOF/noeviction check */
         unsigned claim_timeout_ms;      /* 0: the default (5 s) */
         unsigned lease_ttl_ms;          /* 0: the default (3 s) */
+        unsigned record_ttl_s;          /* 0: the default (7 days) */
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;
 
@@ -399,9 +401,19 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
 int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret);
 int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
 /* Submits r to Redis with an idempotency key (NULL: none): 1 with
- * *ret_id (the first run's id) when that key was used before, 0 new. */
+ * *ret_id (the first run's id) when that key was used before, 0 new. env
+ * names the run's environment for placement (NULL: none). */
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
-                          char **ret_id);
+                          const char *env, char **ret_id);
+/* Cancels run id wherever it runs (cluster_cancel): 0 ended cancelled, 1
+ * its node was told, -ESTALE it has ended. */
+int daemon_cluster_cancel(Daemon *d, const char *id);
+/* A run this gateway waits for ended on some node (its channel said so):
+ * its waiter reads the record now (daemon-runs.c). */
+void daemon_run_remote_ended(Daemon *d, const char *id);
+/* Every waiter of a remote run re-reads its record (after the events
+ * connection was lost, messages may have been missed). */
+void daemon_runs_remote_resync(Daemon *d);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 

@@ -35,6 +35,7 @@ static void usage(FILE *f) {
                 "  --role ROLE            gateway, worker or all (default all; with --redis)\n"
                 "  --node-id ID           this node's name in the cluster (default HOSTNAME-PID)\n"
                 "  --claim-timeout TIME   reclaim a dead node's runs after this (default 5s)\n"
+                "  --record-ttl TIME      cluster: an ended run's record expires after this (default 7d)\n"
                 "  --redis-volatile       accept a Redis without AOF or with eviction (may lose runs)\n"
                 "  --verbose              log every request\n"
                 "  --version, --help\n");
@@ -244,7 +245,8 @@ static int check_config(const char *path) {
 
 int main(int argc, char **argv) {
         enum { ARG_LISTEN = 0x100, ARG_CONFIG, ARG_DATA_DIR, ARG_NO_AUTH, ARG_SANDBOX, ARG_DRAIN, ARG_VERSION, ARG_VERBOSE,
-               ARG_CHECK_CONFIG, ARG_REDIS, ARG_ROLE, ARG_NODE_ID, ARG_CLAIM_TIMEOUT, ARG_REDIS_VOLATILE };
+               ARG_CHECK_CONFIG, ARG_REDIS, ARG_ROLE, ARG_NODE_ID, ARG_CLAIM_TIMEOUT, ARG_REDIS_VOLATILE,
+               ARG_RECORD_TTL };
         static const struct option options[] = {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "config", required_argument, NULL, ARG_CONFIG },
@@ -258,6 +260,7 @@ int main(int argc, char **argv) {
                 { "role", required_argument, NULL, ARG_ROLE },
                 { "node-id", required_argument, NULL, ARG_NODE_ID },
                 { "claim-timeout", required_argument, NULL, ARG_CLAIM_TIMEOUT },
+                { "record-ttl", required_argument, NULL, ARG_RECORD_TTL },
                 { "redis-volatile", no_argument, NULL, ARG_REDIS_VOLATILE },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
@@ -337,6 +340,15 @@ int main(int argc, char **argv) {
                         cluster.claim_timeout_ms = (unsigned) ms;
                         break;
                 }
+                case ARG_RECORD_TTL: {
+                        uint64_t ms;
+                        if (parse_duration_ms(optarg, false, &ms) < 0 || ms < 1000 || ms > 365ull * 86400 * 1000) {
+                                log_error("--record-ttl takes a duration of 1s..365d (e.g. 7d or 10s)");
+                                return EXIT_USAGE;
+                        }
+                        cluster.record_ttl_s = (unsigned) (ms / 1000);
+                        break;
+                }
                 case ARG_REDIS_VOLATILE:
                         cluster.volatile_ok = true;
                         break;
@@ -357,8 +369,9 @@ int main(int argc, char **argv) {
                 log_error("unexpected argument '%s'", argv[optind]);
                 return EXIT_USAGE;
         }
-        if (!cluster.url && (role_given || cluster.node_id || cluster.volatile_ok || cluster.claim_timeout_ms)) {
-                log_error("--role, --node-id, --claim-timeout and --redis-volatile need --redis URL");
+        if (!cluster.url && (role_given || cluster.node_id || cluster.volatile_ok || cluster.claim_timeout_ms ||
+                                 cluster.record_ttl_s)) {
+                log_error("--role, --node-id, --claim-timeout, --record-ttl and --redis-volatile need --redis URL");
                 return EXIT_USAGE;
         }
 

@@ -13,10 +13,11 @@ import time
 
 import pytest
 
+import http.client
 import json
 
 from conftest import CLI, DAEMON
-from daemonlib import TOKENS, Daemon, sandbox_mode
+from daemonlib import TOKENS, Daemon, free_port, sandbox_mode
 
 REDIS = shutil.which("redis-server")
 pytestmark = [pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built"),
@@ -33,11 +34,13 @@ CLAIM_TIMEOUT_MS = 1500
 
 
 class Redis:
-    def __init__(self, root, appendonly="yes"):
+    def __init__(self, root, appendonly="yes", appendfsync="always"):
         self.dir = root / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sock = str(self.dir / "redis.sock")
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.extra = []
         self.proc = None
 
     @property
@@ -46,8 +49,8 @@ class Redis:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [REDIS, "--port", "0", "--unixsocket", self.sock, "--dir", str(self.dir), "--appendonly",
-             self.appendonly, "--appendfsync", "always", "--save", "", "--loglevel", "warning"],
+            [REDIS, "--port", "0", *self.extra, "--unixsocket", self.sock, "--dir", str(self.dir), "--appendonly",
+             self.appendonly, "--appendfsync", self.appendfsync, "--save", "", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -307,3 +310,364 @@ def test_idempotency_key_returns_the_first_run(nodes, redis):
     assert st == 400
     st, lst = gw.call("GET", "/v1/runs")
     assert [r["id"] for r in lst["runs"]].count(a["id"]) == 1 and len(lst["runs"]) == 1
+
+
+def test_cancel_a_run_running_on_another_node(nodes, redis):
+    """The cancel reaches the node that runs it (pub/sub on its channel):
+    that node cancels it and ends it `cancelled` through the fenced finish.
+    Asked both on the gateway that waits for the run and on another one."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    ids = [submit(gw1, 120, f"long{i}") for i in range(2)]
+    for rid in ids:
+        gw1.wait_status(rid, {"running"}, timeout=60)
+        assert node_of(redis, rid) == "w1"
+    t0 = time.time()
+    for gw, rid in ((gw1, ids[0]), (gw2, ids[1])):
+        st, b = gw.call("DELETE", f"/v1/runs/{rid}")
+        assert st in (200, 202), (st, b)
+    for rid in ids:
+        b = gw2.wait_status(rid, TERMINAL, timeout=30)
+        assert b["status"] == "cancelled", b
+        # ended through the worker's fenced finish of its first attempt
+        assert redis.cli("HGET", f"ps:run:{rid}", "attempt") == "1"
+    assert time.time() - t0 < 30
+    # the worker's slots are free again: a new run runs there
+    st, b = gw2.run(SLEEPER, kwargs={"tag": "after"})
+    assert st == 200 and b["result"] == "after", b
+    assert redis.cli("GET", "ps:stale") in ("", "0")
+    # a second cancel of an ended run is a conflict, as on one node
+    st, _ = gw2.call("DELETE", f"/v1/runs/{ids[1]}")
+    assert st == 409
+
+
+def test_kill9_the_gateway_a_client_waits_on(nodes, redis, tmp_path):
+    """`pysprinter --server GW1,GW2 run` waits on GW1; GW1 is killed with -9
+    mid-run: the CLI re-asks GW2 by run id and prints the result."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    src = tmp_path / "job.py"
+    src.write_text("import time\ndef f():\n    time.sleep(4)\n    return 'survived'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
+    env["PYSPRINTER_HOME"] = str(tmp_path / "cli-home")
+    p = subprocess.Popen([str(CLI), "--server", f"{gw1.url},{gw2.url}", "--token", TOKENS["alice"], "run",
+                          str(src), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        def running():
+            st, lst = gw2.call("GET", "/v1/runs")
+            return [r for r in lst["runs"] if r["status"] == "running"] if st == 200 else None
+        rid = wait_until(running, 30, "the CLI's run running on w1")[0]["id"]
+        assert p.poll() is None
+        gw1.kill9()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, (out, err)
+    assert json.loads(out) == "survived", (out, err)
+    st, b = gw2.call("GET", f"/v1/runs/{rid}")
+    assert st == 200 and b["status"] == "succeeded" and b["result"] == "survived"
+    # the checker: exactly one completion, none stale
+    assert redis.cli("HGET", f"ps:run:{rid}", "attempt") == "1"
+    assert redis.cli("GET", "ps:stale") in ("", "0")
+
+
+def redis_info(redis, field):
+    for line in redis.cli("INFO", "memory").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split(":")[1])
+    raise AssertionError(f"no {field} in INFO memory")
+
+
+def test_20000_runs_leave_redis_as_it_was(tmp_path):
+    """Trimming: 20,000 trivial runs through a gateway and two workers, many
+    clients at once; once the records expired (--record-ttl 2s) Redis's
+    used_memory is back near its start, the stream is empty, nothing is
+    pending and no key is left behind (the listing index is trimmed too)."""
+    redis = Redis(tmp_path, appendfsync="everysec").start()
+    started = []
+    try:
+        mode = sandbox_mode(tmp_path)
+        def node(name, role):
+            d = Daemon(tmp_path / name, sandbox=mode, config_extra="""
+                server:
+                  max_concurrent_runs: 4
+                  max_concurrent_per_tenant: 64
+                  max_queued_runs: 4096
+                  max_connections: 256
+                """, args=["--redis", redis.url, "--role", role, "--node-id", name, "--record-ttl", "2s"])
+            d.start()
+            started.append(d)
+            return d
+        gw = node("gw", "gateway")
+        node("w1", "worker")
+        node("w2", "worker")
+        body = {"source": "def f(i: int = 0):\n    return i\n"}
+        for i in range(20):  # warm: the pools exist, the scripts are cached
+            st, b = gw.call("POST", "/v1/runs?wait=true", {**body, "kwargs": {"i": i}})
+            assert st == 200 and b["status"] == "succeeded", b
+        wait_until(lambda: not run_keys(redis), 30, "the warm-up's records to expire")
+        keys0, mem0 = int(redis.cli("DBSIZE")), redis_info(redis, "used_memory")
+
+        total, clients = 20000, 16
+        done, bad = [0] * clients, []
+
+        def client(k):
+            c = gw.conn(timeout=120)
+            h = {"Authorization": "Bearer " + TOKENS["alice"], "Content-Type": "application/json"}
+            for i in range(k, total, clients):
+                c.request("POST", "/v1/runs?wait=true", body=json.dumps({**body, "kwargs": {"i": i}}), headers=h)
+                r = c.getresponse()
+                out = json.loads(r.read())
+                if r.status != 200 or out.get("result") != i:
+                    bad.append((r.status, out))
+                done[k] += 1
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert sum(done) == total and not bad[:3], bad[:3]
+
+        wait_until(lambda: not run_keys(redis), 60, "every record and index entry gone")
+        assert int(redis.cli("DBSIZE")) <= keys0, redis.cli("KEYS", "*")
+        assert redis.cli("XLEN", "ps:runs") == "0"
+        assert redis.cli("XPENDING", "ps:runs", "workers").splitlines()[0] == "0"
+        assert redis.cli("ZCARD", "ps:idx:alice") == "0"
+        mem1 = redis_info(redis, "used_memory")
+        # 20,000 records of ~0.5 kB and their index would be ~12 MB
+        assert mem1 <= mem0 + 1024 * 1024, (mem0, mem1)
+        print(f"used_memory: {mem0} before, {mem1} after 20,000 runs")
+    finally:
+        for d in started:
+            d.stop(timeout=30)
+        redis.stop()
+
+
+
+def run_keys(redis):
+    """Keys that belong to runs (records, the listing index): none may stay
+    once every record expired."""
+    return [k for k in redis.cli("KEYS", "ps:*").splitlines() if k.startswith(("ps:run:", "ps:idx:"))]
+
+
+def test_affinity_runs_land_on_a_warm_node(nodes, redis):
+    """Placement: 3 workers, 3 environments (deployed functions: each has
+    warm instances per node). After a warm-up, >= 90 % of invocations land
+    on a node that holds their environment warm (the record's node, and the
+    worker's `cold` marker in the run's timings), and each environment's
+    runs stay on one node rather than spreading over the three."""
+    gw = nodes("gw", "gateway")
+    for w in ("w1", "w2", "w3"):
+        nodes(w, "worker")
+    fns = [f"fn{i}" for i in range(3)]
+    for i, name in enumerate(fns):
+        st, b = gw.call("POST", "/v1/functions", {"name": name, "source": f"N = {i}\ndef f():\n    return N\n"})
+        assert st in (200, 201), b
+
+    def invoke(name):
+        st, b = gw.call("POST", f"/v1/functions/{name}/invoke?wait=true", {})
+        assert st == 200 and b["status"] == "succeeded", b
+        return b
+
+    for _ in range(3):
+        for name in fns:
+            invoke(name)
+    landed = {name: [] for name in fns}
+
+    def client(name):
+        for _ in range(20):
+            b = invoke(name)
+            landed[name].append((node_of(redis, b["id"]), b["timings"]["cold"]))
+    ts = [threading.Thread(target=client, args=(name,)) for name in fns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    runs = [x for v in landed.values() for x in v]
+    warm = sum(1 for _, cold in runs if not cold) / len(runs)
+    print(f"affinity: {warm:.0%} of {len(runs)} runs warm; by function: "
+          + ", ".join(f"{n}: {sorted(set(x for x, _ in v))}" for n, v in landed.items()))
+    assert warm >= 0.9, landed
+    for name, v in landed.items():
+        top = max(sum(1 for x, _ in v if x == node) for node in ("w1", "w2", "w3"))
+        assert top >= 0.9 * len(v), (name, v)
+
+
+class NetNs:
+    """A network namespace this test creates, joined to the host namespace
+    by a veth pair with 10.200.<idx>.1 (host) / .2 (inside) /30, and removes.
+    Nothing else on the machine is touched."""
+
+    def __init__(self, idx):
+        self.name = f"pysprinter-part{idx}"
+        self.host_if, self.ns_if = f"psph{idx}", f"pspn{idx}"
+        self.host_ip, self.ns_ip = f"10.200.{idx}.1", f"10.200.{idx}.2"
+
+    def ip(self, *args, ns=False):
+        cmd = (["ip", "netns", "exec", self.name] if ns else []) + ["ip", *args]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    @staticmethod
+    def run_netns_mounted():
+        return any(l.split()[1] == "/run/netns" for l in open("/proc/self/mounts"))
+
+    def create(self):
+        self.remove()
+        # `ip netns add` mounts /run/netns when it is not yet: then ours to
+        # undo once no namespace is left in it.
+        self.made_mount = not self.run_netns_mounted()
+        self.ip("netns", "add", self.name)
+        self.ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        self.ip("link", "set", self.ns_if, "netns", self.name)
+        self.ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        self.ip("link", "set", self.host_if, "up")
+        self.ip("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if, ns=True)
+        self.ip("link", "set", self.ns_if, "up", ns=True)
+        self.ip("link", "set", "lo", "up", ns=True)
+        return self
+
+    def link(self, up):
+        self.ip("link", "set", self.ns_if, "up" if up else "down", ns=True)
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+        if getattr(self, "made_mount", False) and self.run_netns_mounted() and not os.listdir("/run/netns"):
+            subprocess.run(["umount", "/run/netns"], capture_output=True)
+
+
+class NsDaemon(Daemon):
+    """pysprinterd inside a NetNs, listening on its inside address."""
+
+    def __init__(self, netns, *args, **kw):
+        super().__init__(*args, **kw)
+        self.netns = netns
+
+    @property
+    def url(self):
+        return f"http://{self.netns.ns_ip}:{self.port}"
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection(self.netns.ns_ip, self.port, timeout=timeout)
+
+    def start(self, port=None):
+        self.port = port or free_port()
+        cmd = ["ip", "netns", "exec", self.netns.name, str(DAEMON), "--listen", f"{self.netns.ns_ip}:{self.port}",
+               "--config", str(self.config), *self.args]
+        if self.sandbox:
+            cmd.append(f"--sandbox={self.sandbox}")
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(cmd, env=self.env(), stdout=self.logf, stderr=self.logf)
+        wait_until(lambda: self._up(), 15, "pysprinterd in the namespace to come up")
+        return self
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"pysprinterd exited {self.proc.returncode}: {self.log.read_text()}")
+        try:
+            return self.call("GET", "/healthz", token=None)[0] == 200
+        except OSError:
+            return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2 (ip netns)")
+def test_partition_a_worker_from_redis_and_heal(tmp_path):
+    """Nemesis: a worker in its own network namespace loses its link to
+    Redis for longer than the claim timeout while running work, then the
+    link comes back. The checker reads every acknowledged run: exactly one
+    terminal state (its own result), 0 lost, 0 duplicate completions (each
+    record is completed once: Redis's keyspace events count the EXPIRE every
+    ending script does); duplicate executions are reported."""
+    netns = NetNs(100 + os.getpid() % 100).create()
+    redis = Redis(tmp_path)
+    port = free_port()
+    started = []
+    watcher = None
+    try:
+        redis.extra = ["--bind", netns.host_ip, "--port", str(port), "--protected-mode", "no"]
+        redis.start()
+        assert redis.cli("CONFIG", "SET", "notify-keyspace-events", "Eg") == "OK"
+        events = open(tmp_path / "completions.csv", "w")
+        watcher = subprocess.Popen(["redis-cli", "-s", redis.sock, "--csv", "PSUBSCRIBE", "__keyevent@0__:expire"],
+                                   stdout=events, stderr=subprocess.DEVNULL)
+        mode = sandbox_mode(tmp_path)
+        conf = """
+            server:
+              max_concurrent_runs: 2
+              max_concurrent_per_tenant: 64
+              max_queued_runs: 1000
+            """
+        common = ["--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10"]
+        gw = Daemon(tmp_path / "gw", sandbox=mode, config_extra=conf,
+                    args=["--redis", redis.url, "--role", "gateway", "--node-id", "gw", *common])
+        w1 = Daemon(tmp_path / "w1", sandbox=mode, config_extra=conf,
+                    args=["--redis", redis.url, "--role", "worker", "--node-id", "w1", *common])
+        w2 = NsDaemon(netns, tmp_path / "w2", sandbox=mode, config_extra=conf,
+                      args=["--redis", f"redis://{netns.host_ip}:{port}", "--role", "worker", "--node-id", "w2",
+                            *common])
+        for d in (gw, w1, w2):
+            d.start()
+            started.append(d)
+
+        acked, stop = [], threading.Event()
+
+        def load():
+            i = 0
+            while not stop.is_set():
+                acked.append((submit(gw, 1.0, f"t{i}"), f"t{i}"))
+                i += 1
+                time.sleep(0.15)
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            wait_until(lambda: any(node_of(redis, r) == "w2" and redis.cli("HGET", f"ps:run:{r}", "status") ==
+                                   "running" for r, _ in list(acked)), 60, "a run running on w2")
+            netns.link(False)
+            cut = time.time()
+            # Past the claim timeout: w2's lease expired and w1 took every
+            # entry w2 held.
+            wait_until(lambda: redis.cli("EXISTS", "ps:node:w2") == "0", 30, "w2's lease to expire")
+            wait_until(lambda: not [l for l in redis.cli("XPENDING", "ps:runs", "workers", "-", "+", "1000", "w2")
+                                    .splitlines() if l.strip()] and
+                       not [l for l in redis.cli("XPENDING", "ps:runs:w2", "workers", "-", "+", "1000", "w2")
+                            .splitlines() if l.strip()], 60, "w2's entries reclaimed")
+            assert time.time() - cut > CLAIM_TIMEOUT_MS / 1000
+            netns.link(True)
+            wait_until(lambda: redis.cli("EXISTS", "ps:node:w2") == "1", 30, "w2 back")
+            n = len(acked)
+            wait_until(lambda: len(acked) >= n + 5, 30, "more runs after the heal")
+        finally:
+            stop.set()
+            loader.join()
+        check_all_terminal(gw, acked, timeout=120)
+        wait_until(lambda: len(completions(tmp_path)) >= len(acked), 30, "every completion seen")
+        done = completions(tmp_path)
+        dup = {k: v for k, v in done.items() if v > 1}
+        assert not dup, dup
+        assert all(done.get(rid) == 1 for rid, _ in acked)
+        reexec = [rid for rid, _ in acked if int(redis.cli("HGET", f"ps:run:{rid}", "attempt") or 0) > 1]
+        stale = int(redis.cli("GET", "ps:stale") or 0)
+        print(f"partition: {len(acked)} runs acknowledged, all ended once; {len(reexec)} executed again after "
+              f"the partition, {stale} late results dropped as stale")
+        assert reexec, "the partition re-ran nothing: the nemesis did not bite"
+    finally:
+        for d in started:
+            d.stop(timeout=30)
+        if watcher:
+            watcher.kill()
+            watcher.wait()
+        redis.stop()
+        netns.remove()
+
+
+def completions(tmp_path):
+    """ps:run:<id> -> how many times a script ended it (EXPIRE events)."""
+    n = {}
+    for line in (tmp_path / "completions.csv").read_text().splitlines():
+        f = [x.strip('"') for x in line.split(",")]
+        if len(f) == 4 and f[0] == "pmessage" and f[3].startswith("ps:run:"):
+            n[f[3][len("ps:run:"):]] = n.get(f[3][len("ps:run:"):], 0) + 1
+    return n

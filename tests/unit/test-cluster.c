@@ -299,6 +299,137 @@ static void test_redis_restart_keeps_queue(void **state) {
         run_queue_free(a);
 }
 
+/* One field of a record, read as an operator would (redis-cli). */
+static char *hget(const char *key, const char *field) {
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock HGET %s %s", dir, key, field);
+        FILE *f = popen(c, "r");
+        assert_non_null(f);
+        char line[256] = "";
+        if (!fgets(line, sizeof line, f))
+                line[0] = 0;
+        pclose(f);
+        line[strcspn(line, "\n")] = 0;
+        return xstrdup(line);
+}
+
+static void run_to_end(RunQueue *q, const char *id) {
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, id, now_realtime(), &attempt), 0);
+        RunRecord f;
+        finish_rec(&f, id, "succeeded");
+        assert_int_equal(run_queue_finish(q, &f, attempt), 0);
+}
+
+static void submit_env(RunQueue *q, const char *id, const char *env) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) "t1", .filename = (char *) "main.py",
+                        .status = (char *) "queued", .created = now_realtime(), .max_attempts = 1 };
+        assert_int_equal(cluster_submit_env(q, &r, "{\"v\":1,\"source\":\"x\"}", NULL, env, NULL), 0);
+}
+
+/* Placement: after a node ran an environment, the next run of it goes to
+ * that node's own stream; left there unclaimed past the affinity delay,
+ * another node takes it. */
+static void test_placement_warm_node_then_fallback(void **state) {
+        RunQueue *q[2];
+        const char *names[] = { "place-a", "place-b" };
+        for (int i = 0; i < 2; i++) {
+                ClusterOptions o = { .url = url, .node_id = names[i], .claim_timeout_ms = 5000, .lease_ttl_ms = 5000,
+                                     .affinity_delay_ms = 300 };
+                assert_int_equal(cluster_queue_new(&o, &q[i], NULL), 0);
+                assert_int_equal(cluster_lease_refresh(q[i], "{\"slots\":2}", NULL), 0);
+        }
+        PendingRun *v = NULL;
+        submit_env(q[0], "r-place-1", "envA");
+        assert_int_equal(claim_until(q[0], 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        run_to_end(q[0], "r-place-1");
+
+        /* warm on place-a: the next run of envA is place-a's */
+        submit_env(q[1], "r-place-2", "envA");
+        _cleanup_free_ char *st = hget("ps:run:r-place-2", "stream");
+        assert_string_equal(st, "ps:runs:place-a");
+        size_t n = 0;
+        assert_int_equal(cluster_claim(q[1], 2, 0, &v, &n), 0); /* not yet place-b's */
+        assert_int_equal(n, 0);
+        assert_int_equal(claim_until(q[0], 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-place-2");
+        pending_run_list_free(v, 1);
+        run_to_end(q[0], "r-place-2");
+
+        /* another environment goes to the shared stream */
+        submit_env(q[0], "r-place-3", "envB");
+        _cleanup_free_ char *st3 = hget("ps:run:r-place-3", "stream");
+        assert_string_equal(st3, "ps:runs");
+        assert_int_equal(claim_until(q[1], 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        run_to_end(q[1], "r-place-3");
+
+        /* place-a does not claim: after the delay place-b takes the run */
+        usec_t t0 = now_monotonic();
+        submit_env(q[1], "r-place-4", "envA");
+        _cleanup_free_ char *st4 = hget("ps:run:r-place-4", "stream");
+        assert_string_equal(st4, "ps:runs:place-a");
+        assert_int_equal(claim_until(q[1], 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-place-4");
+        assert_true(now_monotonic() - t0 >= 300 * USEC_PER_MSEC);
+        pending_run_list_free(v, 1);
+        run_to_end(q[1], "r-place-4");
+        for (int i = 0; i < 2; i++)
+                run_queue_free(q[i]);
+}
+
+/* A claim reads this node's own stream and the shared one with COUNT per
+ * stream: never more runs than free slots; the extra goes back. */
+static void test_claim_over_two_streams_keeps_to_free_slots(void **state) {
+        ClusterOptions o = { .url = url, .node_id = "two-a", .claim_timeout_ms = 5000, .lease_ttl_ms = 5000 };
+        RunQueue *a = NULL, *b = queue("two-b", 5000);
+        assert_int_equal(cluster_queue_new(&o, &a, NULL), 0);
+        assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", NULL), 0);
+        PendingRun *v = NULL;
+        submit_env(a, "r-two-1", "envC");
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        run_to_end(a, "r-two-1");
+        submit_env(a, "r-two-2", "envC"); /* two-a's own stream */
+        submit(a, "r-two-3", 1);          /* the shared stream */
+        size_t n = 0;
+        assert_int_equal(cluster_claim(a, 1, 0, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0].id, "r-two-2");
+        pending_run_list_free(v, n);
+        assert_int_equal(claim_until(b, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-two-3");
+        pending_run_list_free(v, 1);
+        run_to_end(a, "r-two-2");
+        run_to_end(b, "r-two-3");
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+/* Cancel of a running run: marked and sent to its node (1); a queued one
+ * ends at once (0); an ended one is -ESTALE. */
+static void test_cancel_running_marks_it(void **state) {
+        RunQueue *a = queue("cancel-a", 5000);
+        submit(a, "r-cancel-1", 1);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-cancel-1", now_realtime(), &attempt), 0);
+        /* the queue's own cancel never touches a running run */
+        assert_int_equal(run_queue_cancel(a, "r-cancel-1", "x"), -ESTALE);
+        assert_int_equal(cluster_cancel(a, "r-cancel-1", "x"), 1);
+        _cleanup_free_ char *m = hget("ps:run:r-cancel-1", "cancel_requested");
+        assert_string_equal(m, "1");
+        RunRecord f;
+        finish_rec(&f, "r-cancel-1", "cancelled");
+        assert_int_equal(run_queue_finish(a, &f, attempt), 0);
+        assert_int_equal(cluster_cancel(a, "r-cancel-1", "x"), -ESTALE);
+        submit(a, "r-cancel-2", 1);
+        assert_int_equal(cluster_cancel(a, "r-cancel-2", "x"), 0);
+        run_queue_free(a);
+}
+
 static void test_bad_url(void **state) {
         RunQueue *q = NULL;
         _cleanup_free_ char *err = NULL;
@@ -325,6 +456,9 @@ int main(void) {
                 cmocka_unit_test(test_live_lease_keeps_entries),
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
                 cmocka_unit_test(test_redis_restart_keeps_queue),
+                cmocka_unit_test(test_placement_warm_node_then_fallback),
+                cmocka_unit_test(test_claim_over_two_streams_keeps_to_free_slots),
+                cmocka_unit_test(test_cancel_running_marks_it),
                 /* last: switching AOF off and on leaves it rewriting */
                 cmocka_unit_test(test_durability_check),
                 cmocka_unit_test(test_bad_url),
