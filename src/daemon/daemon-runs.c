@@ -176,6 +176,7 @@ static void on_event(const RunEvent *ev, void *userdata) {
         }
         cancel = r->cancel_requested;
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
 
         /* A cancel that raced with the run's start (engine_cancel said
@@ -353,6 +354,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
 }
 
@@ -363,6 +365,7 @@ static void *run_thread_leave(Daemon *d, DRun *r, void **ctx) {
         if (r->claimed)
                 d->cluster_claimed--;
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
         drun_unref(d, r);
         free(ctx);
@@ -618,6 +621,7 @@ static void *remote_thread(void *p) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         return run_thread_leave(d, r, ctx);
 }
 
@@ -1017,4 +1021,11 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
                 daemon_cond_wait(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
+}
+
+bool daemon_run_done(Daemon *d, DRun *r) {
+        pthread_mutex_lock(&d->lock);
+        bool done = r->done;
+        pthread_mutex_unlock(&d->lock);
+        return done;
 }
