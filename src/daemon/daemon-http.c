@@ -513,6 +513,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         if (req->body.data && req->target &&
             (startswith(req->target, "/v1/secrets/") || startswith(req->target, "/login")))
                 explicit_bzero(req->body.data, req->body.len);
+        if (req->wait && !req->wait->answered) {
+                /* MHD closed a resumed connection whose client had gone
+                 * before its handler looked again: the handler learns of
+                 * the hang-up all the same (a ?wait=true submit cancels
+                 * its run). */
+                unsigned st;
+                struct MHD_Response *resp = req->wait->then(&req->wait->call, req->wait->state, DAEMON_WAKE_GONE, &st);
+                if (resp && resp != DAEMON_SUSPENDED)
+                        MHD_destroy_response(resp);
+        }
         wait_cont_free(req->wait);
         buf_free(&req->body);
         free(req->bad_url);

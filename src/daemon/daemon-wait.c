@@ -125,9 +125,9 @@ void daemon_wait_kick(const void *key) {
         pthread_mutex_unlock(&W.lock);
 }
 
-unsigned daemon_wait_parked(void) {
+unsigned daemon_wait_count(void) {
         pthread_mutex_lock(&W.lock);
-        unsigned n = W.parked;
+        unsigned n = W.users;
         pthread_mutex_unlock(&W.lock);
         return n;
 }

@@ -557,7 +557,8 @@ uint64_t daemon_wait_arm(void);
  * (w->why: EVENT, TIMEOUT or DRAIN). deadline is monotonic, 0: none. */
 bool daemon_wait_park(DaemonWaiter *w, struct MHD_Connection *conn, const void *key, uint64_t gen, usec_t deadline);
 void daemon_wait_kick(const void *key);
-unsigned daemon_wait_parked(void);
+/* Requests waiting or streaming through a waiter now (/metrics). */
+unsigned daemon_wait_count(void);
 int daemon_wait_start(void);
 /* Resumes every waiter (DRAIN), refuses new ones and waits up to timeout
  * for them to answer; before MHD_stop_daemon (which must not see a
