@@ -948,37 +948,6 @@ int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret) {
         return -ENOENT;
 }
 
-static bool client_gone(int fd) {
-        if (fd < 0)
-                return false;
-        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-        if (poll(&p, 1, 0) <= 0)
-                return false;
-        return p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL);
-}
-
-int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout) {
-        usec_t deadline = now_monotonic() + timeout;
-        int ret = 0;
-
-        pthread_mutex_lock(&d->lock);
-        while (!r->done) {
-                if (client_gone(client_fd)) {
-                        ret = -ECONNRESET;
-                        break;
-                }
-                usec_t now = now_monotonic();
-                if (now >= deadline)
-                        break;
-                /* Wake at least every 250 ms to look at the client socket. */
-                daemon_cond_wait(&r->done_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
-        }
-        if (r->done)
-                ret = 1;
-        pthread_mutex_unlock(&d->lock);
-        return ret;
-}
-
 int daemon_run_cancel(Daemon *d, DRun *r) {
         bool running;
 

@@ -342,10 +342,6 @@ int daemon_runs_recover(Daemon *d);
 /* Finds an active run of tenant by id; a reference on success, -ENOENT. */
 int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret);
 void drun_unref(Daemon *d, DRun *r);
-/* Waits until the run is done or fd (the client's socket, -1: none) hangs
- * up, or timeout. Returns 1 done, 0 timeout, -ECONNRESET client went away
- * (the caller cancels). */
-int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout);
 /* Whether r has ended (what a daemon_call_wait() callback looks at). */
 bool daemon_run_done(Daemon *d, DRun *r);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
