@@ -380,7 +380,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         else {
                 EndpointWait *w = xcalloc(1, sizeof(EndpointWait));
                 *w = (EndpointWait) { .d = d, .r = r, .id = xstrdup(id) };
-                resp = daemon_call_wait(call, r, (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, endpoint_wait_then, w,
+                resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, endpoint_wait_then, w,
                                         endpoint_wait_free);
         }
         json_decref(event);

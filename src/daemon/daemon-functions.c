@@ -691,7 +691,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                 LambdaWait *w = xcalloc(1, sizeof(LambdaWait));
                 *w = (LambdaWait) { .d = d, .r = r, .tail = ltype && streq(ltype, "Tail"), .version = f->version,
                                     .request_id = xstrdup(id) };
-                resp = daemon_call_wait(call, r, (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, lambda_wait_then, w,
+                resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, lambda_wait_then, w,
                                         lambda_wait_free);
                 goto out;
         }

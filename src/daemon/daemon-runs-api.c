@@ -97,7 +97,7 @@ static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, Daemo
 static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, usec_t timeout, bool submit) {
         RunWait *w = xcalloc(1, sizeof(RunWait));
         *w = (RunWait) { .d = call->d, .r = r, .cancel_if_gone = submit, .location = submit };
-        return daemon_call_wait(call, r, timeout, run_wait_then, w, run_wait_free);
+        return daemon_call_wait(call, DRUN_DONE_KEY(r), timeout, run_wait_then, w, run_wait_free);
 }
 
 static usec_t wait_timeout(const DaemonCall *call) {

@@ -348,6 +348,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         r->status = res->status;
         r->done = true;
         pthread_cond_broadcast(&r->done_cond);
+        daemon_wait_kick(DRUN_DONE_KEY(r));
         for (DRun **p = &d->runs; *p; p = &(*p)->next)
                 if (*p == r) {
                         *p = r->next;
@@ -614,6 +615,7 @@ static void *remote_thread(void *p) {
                 r->status = res->status;
                 r->finished = now_realtime();
                 r->done = true;
+                daemon_wait_kick(DRUN_DONE_KEY(r));
         }
         for (DRun **q = &d->runs; *q; q = &(*q)->next)
                 if (*q == r) {

@@ -35,7 +35,8 @@ static struct {
         bool draining;
         bool stop;
         bool running;
-        int efd;                        /* wakes the watcher: a new waiter parked */
+        int efd;                        /* wakes the watcher: a new waiter's deadline comes first */
+        usec_t watcher_wakes;           /* when the watcher's poll() ends at the latest */
         pthread_t thread;
 } W = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .efd = -1 };
 
@@ -104,9 +105,13 @@ bool daemon_wait_park(DaemonWaiter *w, struct MHD_Connection *conn, const void *
                 /* Under W.lock: a kick cannot resume it before it is
                  * suspended (MHD: undefined behaviour). */
                 MHD_suspend_connection(conn);
+                /* The watcher looks at new sockets within a second anyway;
+                 * it is woken (a context switch per wait) only for a
+                 * deadline before its own. */
+                bool signal = deadline > 0 && deadline < W.watcher_wakes;
                 pthread_mutex_unlock(&W.lock);
                 uint64_t one = 1;
-                if (W.efd >= 0)
+                if (signal && W.efd >= 0)
                         (void) !write(W.efd, &one, sizeof(one));
                 return true;
         }
@@ -158,6 +163,7 @@ static void *watcher(void *arg) {
                         ids[n] = w->id;
                         n++;
                 }
+                W.watcher_wakes = next;
                 pthread_mutex_unlock(&W.lock);
                 int ms = next > now ? (int) ((next - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC) : 0;
                 int k = poll(p, n, ms);

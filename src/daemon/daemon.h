@@ -342,6 +342,10 @@ int daemon_runs_recover(Daemon *d);
 /* Finds an active run of tenant by id; a reference on success, -ENOENT. */
 int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret);
 void drun_unref(Daemon *d, DRun *r);
+/* The wait key of r's end (daemon_wait_kick() when done is set): a
+ * ?wait=true is not woken by each of r's log chunks, as a follower keyed
+ * on r itself is. */
+#define DRUN_DONE_KEY(r) ((const void *) &(r)->done)
 /* Whether r has ended (what a daemon_call_wait() callback looks at). */
 bool daemon_run_done(Daemon *d, DRun *r);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
