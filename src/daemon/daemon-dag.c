@@ -286,6 +286,7 @@ static void *dag_thread(void *p) {
                 }
         d->dags->active--;
         pthread_cond_broadcast(&d->dags->cond);
+        daemon_wait_kick(g); /* its ?wait=true requests */
         pthread_mutex_unlock(&d->dags->lock);
         ddag_unref(d, g);
         return NULL;
@@ -592,31 +593,39 @@ static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const ch
         return resp;
 }
 
-/* Waits for g to end, the timeout, or the client to hang up. 1: ended,
- * 0: timeout, -ECONNRESET: the client went away. */
-static int ddag_wait(Daemon *d, DDag *g, int client_fd, usec_t timeout) {
-        usec_t until = now_monotonic() + timeout;
+/* A POST ?wait=true waiting for its DAG run (daemon_call_wait()). */
+typedef struct DagWait {
+        Daemon *d;
+        DDag *g;        /* a reference */
+        char *id;
+        bool cancel;    /* a DELETE: 200 either way, a hang-up cancels nothing more */
+} DagWait;
+
+static void dag_wait_free(void *p) {
+        DagWait *w = p;
+        ddag_unref(w->d, w->g);
+        free(w->id);
+        free(w);
+}
+
+/* 200 once g ended, 202 at the timeout (or the drain); NULL when the
+ * client hung up (the DAG run is cancelled). */
+static struct MHD_Response *dag_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+        DagWait *w = p;
+        Daemon *d = w->d;
         pthread_mutex_lock(&d->dags->lock);
-        while (!g->done && now_monotonic() < until) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 250 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&d->dags->cond, &d->dags->lock, &ts);
-                if (client_fd >= 0 && !g->done) {
-                        struct pollfd pfd = { .fd = client_fd, .events = POLLRDHUP };
-                        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-                                pthread_mutex_unlock(&d->dags->lock);
-                                return -ECONNRESET;
-                        }
-                }
-        }
-        bool done = g->done;
+        bool done = w->g->done;
         pthread_mutex_unlock(&d->dags->lock);
-        return done ? 1 : 0;
+        if (!done && why == DAEMON_WAKE_EVENT)
+                return DAEMON_SUSPENDED;
+        if (!done && why == DAEMON_WAKE_GONE && w->cancel)
+                return NULL;
+        if (!done && why == DAEMON_WAKE_GONE) {
+                log_info("DAG run %s: client went away; cancelling", w->id);
+                dag_cancel(w->g->dag);
+                return NULL;
+        }
+        return dag_response(d, call->tenant, w->id, done || w->cancel ? 200 : 202, ret_status);
 }
 
 static const char *const dag_fields[] = { "pipeline", "filename", "params", "files", "concurrency", "keep_going",
@@ -848,15 +857,9 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                         if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
                                 timeout = s * USEC_PER_SEC;
                 }
-                int k = ddag_wait(d, g, call->client_fd, timeout);
-                if (k == -ECONNRESET) {
-                        log_info("DAG run %s: client went away; cancelling", id);
-                        dag_cancel(g->dag);
-                        ddag_unref(d, g);
-                        goto out;
-                }
-                ddag_unref(d, g);
-                resp = dag_response(d, call->tenant, id, k == 1 ? 200 : 202, ret_status);
+                DagWait *dw = xcalloc(1, sizeof(DagWait));
+                *dw = (DagWait) { .d = d, .g = g, .id = xstrdup(id) };
+                resp = daemon_call_wait(call, g, timeout, dag_wait_then, dw, dag_wait_free);
         } else {
                 ddag_unref(d, g);
                 resp = dag_response(d, call->tenant, id, 202, ret_status);
@@ -904,9 +907,10 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
                 return daemon_error_response(409, "conflict", ret_status, "DAG run %s has already finished (%s)", full,
                                              status);
         dag_cancel(g->dag);
-        (void) ddag_wait(d, g, -1, 30 * USEC_PER_SEC);
-        ddag_unref(d, g);
-        return dag_response(d, call->tenant, full, 200, ret_status);
+        /* 200 once it ended, or after 30 s (the cancel stands). */
+        DagWait *w = xcalloc(1, sizeof(DagWait));
+        *w = (DagWait) { .d = d, .g = g, .id = xstrdup(full), .cancel = true };
+        return daemon_call_wait(call, g, 30 * USEC_PER_SEC, dag_wait_then, w, dag_wait_free);
 }
 
 static void log_collect(const RunEvent *ev, void *userdata) {

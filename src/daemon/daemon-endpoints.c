@@ -282,6 +282,42 @@ static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
         return st;
 }
 
+/* A public endpoint's request waiting for its run (daemon_call_wait()). */
+typedef struct EndpointWait {
+        Daemon *d;
+        DRun *r;        /* a reference */
+        char *id;
+} EndpointWait;
+
+static void endpoint_wait_free(void *p) {
+        EndpointWait *w = p;
+        drun_unref(w->d, w->r);
+        free(w->id);
+        free(w);
+}
+
+/* The function's answer; 504 at max_wait_s; NULL when the client went
+ * away (the run is cancelled). */
+static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, DaemonWake why,
+                                               unsigned *ret_status) {
+        EndpointWait *w = p;
+        Daemon *d = w->d;
+        bool done = daemon_run_done(d, w->r);
+        if (!done && why == DAEMON_WAKE_EVENT)
+                return DAEMON_SUSPENDED;
+        if (!done && why == DAEMON_WAKE_GONE) {
+                daemon_run_cancel(d, w->r);
+                return NULL;
+        }
+        if (!done)
+                return endpoint_error(504, "Gateway Timeout", w->id, ret_status);
+        pthread_mutex_lock(&d->lock);
+        RunResult *res = w->r->result;
+        pthread_mutex_unlock(&d->lock);
+        return res && res->status == RUN_SUCCEEDED ? endpoint_response(res, w->id, ret_status)
+                                                   : bad_gateway(w->id, ret_status);
+}
+
 struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         const char *tenant = call->seg[1], *name = call->seg[2];
@@ -342,19 +378,10 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         else if (k < 0)
                 resp = bad_gateway(id, ret_status);
         else {
-                k = daemon_run_wait(d, r, call->client_fd, (usec_t) d->cfg.max_wait_s * USEC_PER_SEC);
-                if (k == -ECONNRESET)
-                        daemon_run_cancel(d, r);
-                else if (k == 0)
-                        resp = endpoint_error(504, "Gateway Timeout", id, ret_status);
-                else {
-                        pthread_mutex_lock(&d->lock);
-                        RunResult *res = r->result;
-                        pthread_mutex_unlock(&d->lock);
-                        resp = res && res->status == RUN_SUCCEEDED ? endpoint_response(res, id, ret_status)
-                                                                   : bad_gateway(id, ret_status);
-                }
-                drun_unref(d, r);
+                EndpointWait *w = xcalloc(1, sizeof(EndpointWait));
+                *w = (EndpointWait) { .d = d, .r = r, .id = xstrdup(id) };
+                resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, endpoint_wait_then, w,
+                                        endpoint_wait_free);
         }
         json_decref(event);
         function_record_free(f);

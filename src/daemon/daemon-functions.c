@@ -603,30 +603,57 @@ static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResul
         return resp;
 }
 
-/* Waits for a RequestResponse invocation and answers it; NULL when the
- * client went away (the run is cancelled). */
-static struct MHD_Response *lambda_wait(const DaemonCall *call, DRun *r, bool tail, unsigned *ret_status) {
-        Daemon *d = call->d;
-        int k = daemon_run_wait(d, r, call->client_fd, (usec_t) d->cfg.max_wait_s * USEC_PER_SEC);
-        if (k == -ECONNRESET) {
+/* A RequestResponse invocation waiting for its run (daemon_call_wait()). */
+typedef struct LambdaWait {
+        Daemon *d;
+        DRun *r;                /* a reference */
+        bool tail;              /* X-Amz-Log-Type: Tail */
+        int version;
+        char *request_id;
+} LambdaWait;
+
+static void lambda_wait_free(void *p) {
+        LambdaWait *w = p;
+        drun_unref(w->d, w->r);
+        free(w->request_id);
+        free(w);
+}
+
+/* Answers a RequestResponse invocation once its run ended; NULL when the
+ * client went away (the run is cancelled), 504 at max_wait_s. */
+static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+        LambdaWait *w = p;
+        Daemon *d = w->d;
+        DRun *r = w->r;
+        struct MHD_Response *resp;
+        bool done = daemon_run_done(d, r);
+        if (!done && why == DAEMON_WAKE_EVENT)
+                return DAEMON_SUSPENDED;
+        if (!done && why == DAEMON_WAKE_GONE) {
                 daemon_run_cancel(d, r);
                 return NULL;
         }
-        if (k == 0)
-                return daemon_call_error(call, 504, "timeout", ret_status, "the invocation did not finish in %u s",
+        if (!done)
+                resp = daemon_call_error(call, 504, "timeout", ret_status, "the invocation did not finish in %u s",
                                          d->cfg.max_wait_s);
-        _cleanup_free_ char *log_tail = NULL;
-        if (tail) {
-                size_t n;
-                _cleanup_free_ char *log = drun_log_text(d, r, &n);
-                size_t start = n > 4096 ? n - 4096 : 0;
-                log_tail = daemon_base64(log + start, n - start);
+        else {
+                _cleanup_free_ char *log_tail = NULL;
+                if (w->tail) {
+                        size_t n;
+                        _cleanup_free_ char *log = drun_log_text(d, r, &n);
+                        size_t start = n > 4096 ? n - 4096 : 0;
+                        log_tail = daemon_base64(log + start, n - start);
+                }
+                pthread_mutex_lock(&d->lock);
+                RunResult *res = r->result;
+                pthread_mutex_unlock(&d->lock);
+                resp = lambda_result(call, res, ret_status);
+                daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });
         }
-        pthread_mutex_lock(&d->lock);
-        RunResult *res = r->result;
-        pthread_mutex_unlock(&d->lock);
-        struct MHD_Response *resp = lambda_result(call, res, ret_status);
-        daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });
+        char ver[16];
+        snprintf(ver, sizeof(ver), "%d", w->version);
+        daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId",
+                                                              w->request_id, NULL });
         return resp;
 }
 
@@ -685,10 +712,15 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                 resp = daemon_call_errno(call, k, "invoke", ret_status);
                 goto out;
         }
-        if (streq(itype, "Event"))
-                resp = daemon_text_response(202, "application/json", xstrdup(""), 0, ret_status);
-        else
-                resp = lambda_wait(call, r, ltype && streq(ltype, "Tail"), ret_status);
+        if (!streq(itype, "Event")) {
+                LambdaWait *w = xcalloc(1, sizeof(LambdaWait));
+                *w = (LambdaWait) { .d = d, .r = r, .tail = ltype && streq(ltype, "Tail"), .version = f->version,
+                                    .request_id = xstrdup(id) };
+                resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, lambda_wait_then, w,
+                                        lambda_wait_free);
+                goto out;
+        }
+        resp = daemon_text_response(202, "application/json", xstrdup(""), 0, ret_status);
         drun_unref(d, r);
         char ver[16];
         snprintf(ver, sizeof(ver), "%d", f->version);

@@ -1,26 +1,42 @@
-/* The HTTP layer: libmicrohttpd with one thread per connection, request
- * bodies (capped), the request deadline, authentication (bearer tokens and
- * AWS SigV4) and the router that hands each request to the handler its
- * route-table row names (daemon-routes.c). Handlers live with their
- * resource: daemon-runs-api.c, daemon-functions.c, daemon-workers.c,
- * daemon-metrics.c, daemon-dag.c, daemon-data.c.
+/* The HTTP layer: libmicrohttpd with a small pool of epoll threads
+ * (server.http_threads), request bodies (capped), the request deadline,
+ * authentication (bearer tokens and AWS SigV4) and the router that hands
+ * each request to the handler its route-table row names (daemon-routes.c).
+ * Handlers live with their resource: daemon-runs-api.c,
+ * daemon-functions.c, daemon-workers.c, daemon-metrics.c, daemon-dag.c,
+ * daemon-data.c.
  *
- * Why per-connection threads rather than a fixed pool: `?wait=true`,
- * `?follow=1` and synchronous Lambda invokes hold their connection for the
- * whole run. With a pool, a handful of such clients would starve everyone
- * else; with a thread each (bounded by server.max_connections) a waiting
- * request blocks only itself, and its handler can watch its own socket to
- * notice a client that went away and cancel the run. */
+ * No handler blocks a pool thread: `?wait=true`, `?follow=1` and
+ * synchronous invokes hold their connection for the whole run, so they
+ * suspend it (daemon_call_wait(), daemon-wait.c) and are resumed by the
+ * run's events, their deadline, their client hanging up or the drain. A
+ * thousand waiting clients cost a thousand suspended sockets, not a
+ * thousand threads (docs/performance.md). */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <unistd.h>
 
 #include "daemon-ui.h"
 #include "daemon.h"
 
+/* A suspended handler's continuation (daemon_call_wait()). */
+typedef struct WaitCont {
+        DaemonWaiter w;
+        const void *key;
+        usec_t deadline;
+        DaemonWaitThen *then;
+        void *state;
+        void (*state_free)(void *);
+        DaemonCall call;        /* the handler's, with copies of what it pointed to */
+        char tenant_buf[72];
+        bool answered;
+} WaitCont;
+
 typedef struct Req {
+        WaitCont *wait;         /* a handler waits (daemon_call_wait()) */
         Buf body;
         size_t discarded;
         bool too_big;
@@ -204,6 +220,68 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
         return true;
 }
 
+/* ---- waiting handlers ------------------------------------------------------------ */
+
+char daemon_suspended_tag;
+
+struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, usec_t timeout, DaemonWaitThen *then,
+                                      void *state, void (*state_free)(void *)) {
+        assert(call && call->http_req && then);
+        Req *req = call->http_req;
+        assert(!req->wait);
+        WaitCont *k = xcalloc(1, sizeof(WaitCont));
+        daemon_waiter_init(&k->w);
+        k->key = key;
+        k->deadline = now_monotonic() + timeout;
+        k->then = then;
+        k->state = state;
+        k->state_free = state_free;
+        k->call = *call;
+        k->call.seg = NULL;
+        k->call.n_seg = 0;
+        k->call.client_fd = -1;
+        k->call.raw_target = req->target;
+        if (call->tenant) {
+                snprintf(k->tenant_buf, sizeof(k->tenant_buf), "%s", call->tenant);
+                k->call.tenant = k->tenant_buf;
+        }
+        req->wait = k;
+        return DAEMON_SUSPENDED;
+}
+
+static void wait_cont_free(WaitCont *k) {
+        if (!k)
+                return;
+        if (k->state_free)
+                k->state_free(k->state);
+        daemon_waiter_done(&k->w);
+        free(k);
+}
+
+/* Runs the continuation until it answers or parks; on the connection's
+ * MHD thread (first from dispatch(), then each time it is resumed). */
+static enum MHD_Result wait_step(Ctx *c, Req *req) {
+        WaitCont *k = req->wait;
+        for (;;) {
+                DaemonWake why = k->w.why;
+                uint64_t gen = daemon_wait_arm();
+                unsigned status = 500;
+                struct MHD_Response *resp = k->then(&k->call, k->state, why, &status);
+                if (resp != DAEMON_SUSPENDED) {
+                        k->answered = true;
+                        c->call.lambda = k->call.lambda;
+                        return queue(c, resp, status);
+                }
+                if (why != DAEMON_WAKE_EVENT && why != DAEMON_WAKE_NONE) {
+                        log_error("a waiting handler did not answer after its wait ended (%d)", (int) why);
+                        k->answered = true;
+                        return MHD_NO;
+                }
+                if (daemon_wait_park(&k->w, c->conn, k->key, gen, k->deadline))
+                        return MHD_YES; /* suspended; MHD calls on_request again once resumed */
+        }
+}
+
 /* ---- routing ---------------------------------------------------------------- */
 
 /* Resolves the request against the route table, authenticates it as its
@@ -253,8 +331,11 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->call.client_fd = ci ? ci->connect_fd : -1;
         c->call.raw_target = c->req && c->req->target ? c->req->target : url;
+        c->call.http_req = (void *) c->req;
         unsigned status = 500;
         struct MHD_Response *resp = route->handler(&c->call, &status);
+        if (resp == DAEMON_SUSPENDED)
+                return wait_step(c, (Req *) c->req);
         return queue(c, resp, status);
 }
 
@@ -452,8 +533,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 *upload_data_size = 0;
                 return MHD_YES;
         }
-        if (req->responded)
+        if (req->responded) {
+                /* Resumed: the waiting handler looks again. */
+                if (req->wait && !req->wait->answered)
+                        return wait_step(&c, req);
                 return MHD_YES;
+        }
         req->responded = true;
         conn_set_handling(conn, true);
         if (req->too_big) {
@@ -481,6 +566,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         if (req->body.data && req->target &&
             (startswith(req->target, "/v1/secrets/") || startswith(req->target, "/login")))
                 explicit_bzero(req->body.data, req->body.len);
+        if (req->wait && !req->wait->answered) {
+                /* MHD closed a resumed connection whose client had gone
+                 * before its handler looked again: the handler learns of
+                 * the hang-up all the same (a ?wait=true submit cancels
+                 * its run). */
+                unsigned st;
+                struct MHD_Response *resp = req->wait->then(&req->wait->call, req->wait->state, DAEMON_WAKE_GONE, &st);
+                if (resp && resp != DAEMON_SUSPENDED)
+                        MHD_destroy_response(resp);
+        }
+        wait_cont_free(req->wait);
         buf_free(&req->body);
         if (req->sink)
                 req->sink_ops->end(req->sink); /* what the handler did not take, staging included */
@@ -603,12 +699,24 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
                                        r == -EADDRINUSE ? "address in use (another process listens there)" : strerror(-r));
                 return r;
         }
-        unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                         MHD_USE_ERROR_LOG | MHD_USE_ITC;
+        /* A pool of epoll threads; waiting requests suspend their
+         * connection (daemon-wait.c) rather than hold a thread. */
+        unsigned threads = d->cfg.http_threads;
+        if (threads == 0) {
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                threads = n > 0 ? (unsigned) MIN(n, 16L) : 2;
+        }
+        int k = daemon_wait_start();
+        if (k < 0) {
+                *ret_error = xasprintf("cannot start the waiter thread: %s", strerror(-k));
+                return k;
+        }
+        unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
         if (ss.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         struct MHD_Daemon *mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_LISTEN_SOCKET, fd,
+                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+                threads,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) d->cfg.read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
                 (unsigned) d->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                 (unsigned) d->cfg.max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
@@ -627,14 +735,18 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         if (!track.running && pthread_create(&track.thread, NULL, reaper, NULL) == 0)
                 track.running = true;
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
-        log_info("listening on %s (port %u)%s", address, info ? info->port : 0,
+        log_info("listening on %s (port %u, %u HTTP threads)%s", address, info ? info->port : 0, threads,
                  d->no_auth ? ", no authentication (local user only)" : "");
         *ret_mhd = mhd;
         return 0;
 }
 
 void daemon_http_stop(void *mhd) {
+        /* Waiting requests are answered first: MHD must not be stopped
+         * with a suspended connection. */
+        daemon_wait_drain(5 * USEC_PER_SEC);
         MHD_stop_daemon(mhd);
+        daemon_wait_stop();
         if (track.running) {
                 pthread_mutex_lock(&track.lock);
                 track.stop = true;

@@ -90,11 +90,14 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# TYPE pysprinter_http_errors_total counter\n"
                    "pysprinter_http_errors_total{class=\"4xx\"} %" PRIu64 "\n"
                    "pysprinter_http_errors_total{class=\"5xx\"} %" PRIu64 "\n"
+                   "# HELP pysprinter_http_waiting Requests holding a connection without a thread (?wait=true, log follow, event streams).\n"
+                   "# TYPE pysprinter_http_waiting gauge\npysprinter_http_waiting %u\n"
                    "# HELP pysprinter_rejected_total Runs refused because the queue was full (429).\n"
                    "# TYPE pysprinter_rejected_total counter\npysprinter_rejected_total %" PRIu64 "\n",
                    __atomic_load_n(&d->metrics.http_requests, __ATOMIC_RELAXED),
                    __atomic_load_n(&d->metrics.http_errors_4xx, __ATOMIC_RELAXED),
-                   __atomic_load_n(&d->metrics.http_errors_5xx, __ATOMIC_RELAXED), m.rejected_429);
+                   __atomic_load_n(&d->metrics.http_errors_5xx, __ATOMIC_RELAXED), daemon_wait_count(),
+                   m.rejected_429);
         EnginePoolStats ps;
         engine_pool_stats(d->engine, &ps);
         buf_printf(&b,

@@ -107,6 +107,8 @@ char *daemon_scrub(char *s) {
 /* ---- bodies ----------------------------------------------------------------- */
 
 void daemon_response_headers(struct MHD_Response *resp, const char *const *headers) {
+        if (resp == DAEMON_SUSPENDED)
+                return;
         for (size_t i = 0; resp && headers && headers[i]; i += 2)
                 if (headers[i + 1])
                         MHD_add_response_header(resp, headers[i], headers[i + 1]);

@@ -56,9 +56,51 @@ static struct MHD_Response *run_response(const DaemonCall *call, const char *id,
         return daemon_call_json(call, status, j, ret_status);
 }
 
-/* Waits for a run the request is holding on to: 200 with the finished run,
- * 202 on timeout; NULL when the client hung up (the run is cancelled). */
-static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, unsigned *ret_status) {
+/* A request waiting for its run (daemon_call_wait()). */
+typedef struct RunWait {
+        Daemon *d;
+        DRun *r;                /* a reference */
+        bool cancel_if_gone;    /* a ?wait=true submit: the client's hang-up cancels the run */
+        bool location;
+} RunWait;
+
+static void run_wait_free(void *p) {
+        RunWait *w = p;
+        drun_unref(w->d, w->r);
+        free(w);
+}
+
+/* 200 with the finished run, 202 on timeout (or the drain); NULL when the
+ * client hung up (the run is cancelled when it asked for it). */
+static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+        RunWait *w = p;
+        bool done = daemon_run_done(w->d, w->r);
+        if (!done && why == DAEMON_WAKE_EVENT)
+                return DAEMON_SUSPENDED;
+        if (!done && why == DAEMON_WAKE_GONE) {
+                if (w->cancel_if_gone) {
+                        log_info("run %s: client went away; cancelling", w->r->id);
+                        daemon_run_cancel(w->d, w->r);
+                }
+                return NULL;
+        }
+        struct MHD_Response *resp = run_response(call, w->r->id, done ? 200 : 202, ret_status);
+        if (w->location) {
+                _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", w->r->id);
+                daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
+        }
+        return resp;
+}
+
+/* Waits (without a thread) for a run the request holds a reference on,
+ * which the wait takes over. */
+static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, usec_t timeout, bool submit) {
+        RunWait *w = xcalloc(1, sizeof(RunWait));
+        *w = (RunWait) { .d = call->d, .r = r, .cancel_if_gone = submit, .location = submit };
+        return daemon_call_wait(call, DRUN_DONE_KEY(r), timeout, run_wait_then, w, run_wait_free);
+}
+
+static usec_t wait_timeout(const DaemonCall *call) {
         Daemon *d = call->d;
         const char *t = daemon_call_query(call, "timeout");
         usec_t timeout = (usec_t) d->cfg.max_wait_s * USEC_PER_SEC;
@@ -68,13 +110,7 @@ static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, 
                 if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
                         timeout = s * USEC_PER_SEC;
         }
-        int k = daemon_run_wait(d, r, call->client_fd, timeout);
-        if (k == -ECONNRESET) {
-                log_info("run %s: client went away; cancelling", r->id);
-                daemon_run_cancel(d, r);
-                return NULL;
-        }
-        return run_response(call, r->id, k == 1 ? 200 : 202, ret_status);
+        return timeout;
 }
 
 struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
@@ -95,8 +131,9 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         int k = daemon_run_submit(d, NULL, call->tenant, &q, fn_name, fn_version, false, &r);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
-        struct MHD_Response *resp = daemon_call_query_true(call, "wait") ? respond_after_wait(call, r, ret_status)
-                                                                          : run_response(call, r->id, 202, ret_status);
+        if (daemon_call_query_true(call, "wait"))
+                return respond_after_wait(call, r, wait_timeout(call), true);
+        struct MHD_Response *resp = run_response(call, r->id, 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
         drun_unref(d, r);
@@ -142,6 +179,18 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
 }
 
 struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_status) {
+        /* ?wait=true: an active run is answered once it ended (200), or
+         * 202 at the timeout, as a submit's ?wait=true; a hang-up cancels
+         * nothing (the client did not start the run here). */
+        if (daemon_call_query_true(call, "wait")) {
+                _cleanup_(run_record_freep) RunRecord *rec = NULL;
+                DRun *r;
+                int k = daemon_run_record_get(call->d, call->tenant, call->seg[2], &rec);
+                if (k < 0)
+                        return daemon_call_errno(call, k, "run", ret_status);
+                if (daemon_run_find(call->d, call->tenant, rec->id, &r) >= 0)
+                        return respond_after_wait(call, r, wait_timeout(call), false);
+        }
         return run_response(call, call->seg[2], 200, ret_status);
 }
 
@@ -185,9 +234,7 @@ struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret
         daemon_run_cancel(d, r);
         /* 200 with the ended run; 202 when it has not ended within 10 s
          * (the cancel stands: the client may poll the run). */
-        int done = daemon_run_wait(d, r, -1, 10 * USEC_PER_SEC);
-        drun_unref(d, r);
-        return run_response(call, rec->id, done == 1 ? 200 : 202, ret_status);
+        return respond_after_wait(call, r, 10 * USEC_PER_SEC, false);
 }
 
 /* ---- logs ---------------------------------------------------------------------- */
@@ -220,6 +267,8 @@ static void sse_end(Buf *out, json_t *run) {
 }
 
 typedef struct SseStream {
+        DaemonWaiter w;         /* parked while the run has nothing new */
+        struct MHD_Connection *conn;
         Daemon *d;
         DRun *r;
         char *tenant;
@@ -232,6 +281,7 @@ typedef struct SseStream {
 
 static void sse_free(void *cls) {
         SseStream *s = cls;
+        daemon_waiter_done(&s->w);
         drun_unref(s->d, s->r);
         buf_free(&s->out);
         free(s->tenant);
@@ -276,15 +326,16 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 s->out_off = 0;
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
+                DaemonWake why = s->w.why;
+                s->w.why = DAEMON_WAKE_NONE;
+                if (why == DAEMON_WAKE_GONE)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
 
+                /* Taken before looking: a chunk logged after the look
+                 * makes the park below fail, and we look again. */
+                uint64_t gen = daemon_wait_arm();
                 pthread_mutex_lock(&d->lock);
                 DRun *r = s->r;
-                bool nothing_new = s->next_chunk >= r->n_chunks ||
-                                   (s->next_chunk + 1 == r->n_chunks &&
-                                    s->chunk_off >= r->chunks[s->next_chunk].len && r->chunks[s->next_chunk].stream != 0);
-                if (nothing_new && !r->done) {
-                        daemon_cond_wait(&d->change_cond, &d->lock, 5 * USEC_PER_SEC);
-                }
                 bool done = sse_copy_new(s);
                 pthread_mutex_unlock(&d->lock);
 
@@ -296,10 +347,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                         }
                         s->ended = true;
                 } else if (s->out.len == 0) {
-                        /* Nothing new: a comment keeps proxies from timing
-                         * out and tells us when the client went away (the
-                         * write fails). */
-                        buf_appends(&s->out, ": keep-alive\n\n");
+                        if (why == DAEMON_WAKE_DRAIN)
+                                return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
+                        if (why == DAEMON_WAKE_TIMEOUT)
+                                /* Nothing new for a while: a comment keeps
+                                 * proxies from timing out. */
+                                buf_appends(&s->out, ": keep-alive\n\n");
+                        else if (daemon_wait_park(&s->w, s->conn, r, gen, now_monotonic() + 5 * USEC_PER_SEC))
+                                return 0; /* suspended; MHD calls again once resumed */
                 }
         }
         size_t n = MIN(max, s->out.len - s->out_off);
@@ -327,6 +382,8 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
                 return daemon_text_response(200, "text/plain; charset=utf-8", t, n, ret_status);
         }
         SseStream *s = xcalloc(1, sizeof(SseStream));
+        daemon_waiter_init(&s->w);
+        s->conn = call->conn;
         s->d = d;
         s->r = r;
         s->tenant = xstrdup(call->tenant);

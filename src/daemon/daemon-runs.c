@@ -176,6 +176,7 @@ static void on_event(const RunEvent *ev, void *userdata) {
         }
         cancel = r->cancel_requested;
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
 
         /* A cancel that raced with the run's start (engine_cancel said
@@ -319,6 +320,8 @@ static void drun_signal_done(Daemon *d, DRun *r) {
         r->done = true;
         pthread_cond_broadcast(&r->done_cond);
         pthread_cond_broadcast(&d->change_cond);
+        /* Suspended connections waiting for this run's end (daemon-wait.c). */
+        daemon_wait_kick(DRUN_DONE_KEY(r));
 }
 
 static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
@@ -362,6 +365,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
 }
 
@@ -372,6 +376,7 @@ static void *run_thread_leave(Daemon *d, DRun *r, void **ctx) {
         if (r->claimed)
                 d->cluster_claimed--;
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
         drun_unref(d, r);
         free(ctx);
@@ -650,6 +655,7 @@ static void *remote_thread(void *p) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
+        daemon_wait_kick(r);
         return run_thread_leave(d, r, ctx);
 }
 
@@ -1000,37 +1006,6 @@ int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret) {
         return -ENOENT;
 }
 
-static bool client_gone(int fd) {
-        if (fd < 0)
-                return false;
-        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-        if (poll(&p, 1, 0) <= 0)
-                return false;
-        return p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL);
-}
-
-int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout) {
-        usec_t deadline = now_monotonic() + timeout;
-        int ret = 0;
-
-        pthread_mutex_lock(&d->lock);
-        while (!r->done) {
-                if (client_gone(client_fd)) {
-                        ret = -ECONNRESET;
-                        break;
-                }
-                usec_t now = now_monotonic();
-                if (now >= deadline)
-                        break;
-                /* Wake at least every 250 ms to look at the client socket. */
-                daemon_cond_wait(&r->done_cond, &d->lock, MIN(deadline - now, 250 * USEC_PER_MSEC));
-        }
-        if (r->done)
-                ret = 1;
-        pthread_mutex_unlock(&d->lock);
-        return ret;
-}
-
 int daemon_run_cancel(Daemon *d, DRun *r) {
         bool running;
 
@@ -1075,4 +1050,11 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
                 daemon_cond_wait(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
+}
+
+bool daemon_run_done(Daemon *d, DRun *r) {
+        pthread_mutex_lock(&d->lock);
+        bool done = r->done;
+        pthread_mutex_unlock(&d->lock);
+        return done;
 }

@@ -397,6 +397,8 @@ typedef struct SeenRun {
 } SeenRun;
 
 typedef struct EventStream {
+        DaemonWaiter w;         /* parked while no run changed */
+        struct MHD_Connection *conn;
         Daemon *d;
         char *tenant;
         SeenRun *seen;          /* the tenant's active runs as last sent */
@@ -409,6 +411,7 @@ typedef struct EventStream {
 
 static void events_free(void *cls) {
         EventStream *s = cls;
+        daemon_waiter_done(&s->w);
         for (size_t i = 0; i < s->n_seen; i++)
                 free(s->seen[i].id);
         free(s->seen);
@@ -501,25 +504,21 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
         while (s->out_off >= s->out.len) {
                 buf_reset(&s->out);
                 s->out_off = 0;
+                DaemonWake why = s->w.why;
+                s->w.why = DAEMON_WAKE_NONE;
+                if (why == DAEMON_WAKE_GONE)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (why == DAEMON_WAKE_DRAIN)
+                        return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
                 if (!s->greeted) {
                         /* The client knows the stream is up (and, on a
                          * reconnect, to reload what it missed). */
                         buf_appends(&s->out, "retry: 2000\nevent: hello\ndata: {}\n\n");
                         s->greeted = true;
                 }
+                uint64_t gen = daemon_wait_arm(); /* before looking: no lost change */
                 pthread_mutex_lock(&d->lock);
                 char **changed = events_diff_locked(s);
-                if (!changed[0] && s->out.len == 0) {
-                        /* Nothing yet: wait for any run to change. A
-                         * submission does not signal, so look again within
-                         * a second either way. */
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        ts.tv_sec += 1;
-                        pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
-                        free(changed);
-                        changed = events_diff_locked(s);
-                }
                 pthread_mutex_unlock(&d->lock);
                 for (size_t i = 0; changed[i]; i++) {
                         events_emit(s, changed[i]);
@@ -528,11 +527,15 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 free(changed);
                 usec_t now = now_monotonic();
                 if (s->out.len == 0 && now - s->last_write >= 15 * USEC_PER_SEC)
-                        /* Keeps proxies from timing out and finds a client
-                         * that went away (the write fails). */
+                        /* Keeps proxies from timing out. */
                         buf_appends(&s->out, ": keep-alive\n\n");
                 if (s->out.len > 0)
                         s->last_write = now;
+                /* Nothing yet: wait for any run to change. A submission
+                 * does not signal, so look again within a second either
+                 * way. */
+                else if (daemon_wait_park(&s->w, s->conn, NULL, gen, now + USEC_PER_SEC))
+                        return 0; /* suspended; MHD calls again once resumed */
         }
         size_t n = MIN(max, s->out.len - s->out_off);
         memcpy(buf, s->out.data + s->out_off, n);
@@ -543,6 +546,8 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
 struct MHD_Response *daemon_ui_events_handle(const DaemonCall *call, unsigned *ret_status) {
         assert(call && call->tenant && ret_status);
         EventStream *s = xcalloc(1, sizeof(EventStream));
+        daemon_waiter_init(&s->w);
+        s->conn = call->conn;
         s->d = call->d;
         s->tenant = xstrdup(call->tenant);
         s->last_write = now_monotonic();

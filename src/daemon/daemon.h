@@ -62,6 +62,7 @@ typedef struct DaemonConfig {
         unsigned max_queued_runs;       /* waiting for a slot; 429 beyond */
         unsigned max_connections;
         unsigned max_connections_per_ip; /* MHD_OPTION_PER_IP_CONNECTION_LIMIT */
+        unsigned http_threads;          /* MHD's epoll pool; 0: the number of CPUs */
         unsigned read_timeout_s;        /* MHD_OPTION_CONNECTION_TIMEOUT */
         unsigned request_deadline_s;    /* headers + body must arrive within this */
         unsigned max_wait_s;            /* cap on ?wait=true */
@@ -348,10 +349,12 @@ int daemon_runs_recover(Daemon *d);
 /* Finds an active run of tenant by id; a reference on success, -ENOENT. */
 int daemon_run_find(Daemon *d, const char *tenant, const char *id, DRun **ret);
 void drun_unref(Daemon *d, DRun *r);
-/* Waits until the run is done or fd (the client's socket, -1: none) hangs
- * up, or timeout. Returns 1 done, 0 timeout, -ECONNRESET client went away
- * (the caller cancels). */
-int daemon_run_wait(Daemon *d, DRun *r, int client_fd, usec_t timeout);
+/* The wait key of r's end (daemon_wait_kick() when done is set): a
+ * ?wait=true is not woken by each of r's log chunks, as a follower keyed
+ * on r itself is. */
+#define DRUN_DONE_KEY(r) ((const void *) &(r)->done)
+/* Whether r has ended (what a daemon_call_wait() callback looks at). */
+bool daemon_run_done(Daemon *d, DRun *r);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
 /* pthread_cond_timedwait for at most timeout (the lock held). */
@@ -454,6 +457,7 @@ typedef struct DaemonCall {
         int client_fd;          /* -1: unknown */
         const char *raw_target; /* path?query as sent (undecoded) */
         void *upload;           /* a streamed body's sink (DaemonRoute.sink), or NULL */
+        void *http_req;         /* the HTTP layer's request (daemon_call_wait) */
 } DaemonCall;
 
 /* A handler answers with a response and its status (the router queues it);
@@ -533,6 +537,77 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
 /* body (malloc'd, taken) as is. */
 struct MHD_Response *daemon_text_response(unsigned status, const char *content_type, char *body, size_t len,
                                           unsigned *ret_status);
+/* ---- waiting without a thread (daemon-wait.c, daemon-http.c) -------------
+ *
+ * No handler blocks an HTTP thread (a small epoll pool, server.http_threads):
+ * a request that waits suspends its connection and is resumed by an event,
+ * its deadline, its client hanging up, or the daemon stopping.
+ *
+ * For a handler (the access-handler path), one call:
+ *
+ *     return daemon_call_wait(call, r, timeout, then, state, state_free);
+ *
+ * "Wait for an event on key r (a DRun, a DDag, or NULL: any run change),
+ * for at most timeout, then call back": then(call, state, why, ret_status)
+ * runs on an HTTP thread, first at once (why EVENT) and again after each
+ * wake. It returns the answer (or NULL: drop the connection), or
+ * DAEMON_SUSPENDED to go on waiting — allowed only when why is EVENT: after
+ * TIMEOUT, GONE (the client hung up) or DRAIN (the daemon stops) it must
+ * answer. state_free(state) runs when the request ends. The call then
+ * sees has no path segments (seg NULL) and no client_fd; the tenant, role,
+ * query, headers and body are those of the request.
+ *
+ * For a streaming content reader (SSE), the lower level: take
+ * gen = daemon_wait_arm(), look for data, and when there is none
+ * `if (daemon_wait_park(&w, conn, key, gen, deadline)) return 0;` — MHD
+ * calls the reader again once resumed; w.why says why. Otherwise (a kick
+ * came in between, the deadline passed, the daemon drains) look again.
+ *
+ * Whoever changes what a key stands for calls daemon_wait_kick(key). */
+typedef enum DaemonWake {
+        DAEMON_WAKE_NONE,
+        DAEMON_WAKE_EVENT,      /* the key changed (or the first look) */
+        DAEMON_WAKE_TIMEOUT,    /* the deadline passed */
+        DAEMON_WAKE_GONE,       /* the client hung up */
+        DAEMON_WAKE_DRAIN,      /* the daemon stops: answer now */
+} DaemonWake;
+
+typedef struct DaemonWaiter {
+        DaemonWake why;         /* why it was last resumed */
+        /* private to daemon-wait.c */
+        struct MHD_Connection *conn;
+        const void *key;
+        usec_t deadline;        /* monotonic; 0: none */
+        int fd;
+        uint64_t id;
+        bool parked;
+        struct DaemonWaiter *prev, *next;
+} DaemonWaiter;
+
+/* A waiter's owner pairs these (the drain waits for every owner to be done). */
+void daemon_waiter_init(DaemonWaiter *w);
+void daemon_waiter_done(DaemonWaiter *w);
+uint64_t daemon_wait_arm(void);
+/* From an MHD callback of conn only. true: suspended; false: look again
+ * (w->why: EVENT, TIMEOUT or DRAIN). deadline is monotonic, 0: none. */
+bool daemon_wait_park(DaemonWaiter *w, struct MHD_Connection *conn, const void *key, uint64_t gen, usec_t deadline);
+void daemon_wait_kick(const void *key);
+/* Requests waiting or streaming through a waiter now (/metrics). */
+unsigned daemon_wait_count(void);
+int daemon_wait_start(void);
+/* Resumes every waiter (DRAIN), refuses new ones and waits up to timeout
+ * for them to answer; before MHD_stop_daemon (which must not see a
+ * suspended connection). */
+void daemon_wait_drain(usec_t timeout);
+void daemon_wait_stop(void);
+
+typedef struct MHD_Response *DaemonWaitThen(const DaemonCall *call, void *state, DaemonWake why,
+                                            unsigned *ret_status);
+extern char daemon_suspended_tag;
+#define DAEMON_SUSPENDED ((struct MHD_Response *) (void *) &daemon_suspended_tag)
+struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, usec_t timeout, DaemonWaitThen *then,
+                                      void *state, void (*state_free)(void *));
+
 /* Adds NULL-terminated name/value pairs (a NULL value is skipped). */
 void daemon_response_headers(struct MHD_Response *resp, const char *const *headers);
 /* Records the daemon's own paths (data dir, binaries' tree, $HOME) before

@@ -565,6 +565,8 @@ static void test_config_table(void **state) {
                 { "server:\n  max_attempts: 12\n", "max_attempts" },
                 { "server:\n  max_wait_s: yes\n", "max_wait_s" },
                 { "server:\n  nonsense: 1\n", "nonsense" },
+                { "server:\n  http_threads: 257\n", "http_threads" },
+                { "server:\n  http_threads: 0\n", NULL },
                 { "limits:\n  maxima: {network: yes}\n", "network" },
                 { "limits:\n  maxima: {network: false, timeout_ms: 1000}\n", NULL },
                 { "listen: [1]\n", "listen" },
@@ -591,12 +593,13 @@ static void test_config_table(void **state) {
 static void test_config_values_land(void **state) {
         DaemonConfig cfg;
         _cleanup_free_ char *err = NULL;
-        assert_int_equal(parse_config("server:\n  max_attempts: 5\n  max_concurrent_runs: 3\n"
+        assert_int_equal(parse_config("server:\n  max_attempts: 5\n  max_concurrent_runs: 3\n  http_threads: 4\n"
                                       "tokens:\n  - tenant: alice\n    token: 0123456789abcdef0\n    role: readonly\n",
                                       &cfg, &err),
                          0);
         assert_int_equal(cfg.max_attempts, 5);
         assert_int_equal(cfg.max_concurrent_runs, 3);
+        assert_int_equal(cfg.http_threads, 4);
         const DaemonToken *t = daemon_config_find_token(&cfg, "0123456789abcdef0");
         assert_non_null(t);
         assert_string_equal(t->tenant, "alice");

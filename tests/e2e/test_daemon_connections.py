@@ -1,0 +1,284 @@
+"""The connection model (issues 14 and 15 b): waiting requests — SSE log
+followers, ?wait=true — suspend their connection instead of holding a
+daemon thread. Many of them leave the API responsive, do not grow the
+daemon's thread count, leave nothing behind when their client goes away,
+and are answered when the daemon stops."""
+import http.client
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from daemonlib import TOKENS, Daemon
+
+AUTH = {"Authorization": "Bearer " + TOKENS["alice"]}
+HTTP_THREADS = 2
+
+
+def gated_source(gate, before=10, after=10):
+    """A run that logs `before` lines, waits for the gate file, then logs
+    `after` more: it stays running as long as the test needs."""
+    return (
+        "import os, time\n"
+        "def main():\n"
+        f"    for i in range({before}):\n"
+        "        print('line', i, flush=True)\n"
+        f"    while not os.path.exists({str(gate)!r}):\n"
+        "        time.sleep(0.02)\n"
+        f"    for i in range({before}, {before + after}):\n"
+        "        print('line', i, flush=True)\n"
+        "    return 7\n")
+
+
+def proc_status(pid, key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def threads(d):
+    return proc_status(d.proc.pid, "Threads")
+
+
+def fds(d):
+    return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+
+def waiting(d):
+    """The daemon's own count of requests held without a thread."""
+    st, text = d.call("GET", "/metrics", token="admin")
+    assert st == 200
+    for line in text.splitlines():
+        if line.startswith("pysprinter_http_waiting "):
+            return int(line.split()[1])
+    raise AssertionError("no pysprinter_http_waiting in /metrics")
+
+
+def wait_for(cond, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path / "d", config_extra=f"""
+        server:
+          http_threads: {HTTP_THREADS}
+          max_concurrent_runs: 10
+          max_concurrent_per_tenant: 10
+          max_connections_per_ip: 400
+        """)
+    d.start()
+    yield d
+    d.stop()
+
+
+def start_runs(d, n, gate):
+    ids = []
+    for _ in range(n):
+        st, b = d.call("POST", "/v1/runs", {"source": gated_source(gate), "function": "main"})
+        assert st == 202, b
+        ids.append(b["id"])
+    for rid in ids:
+        d.wait_status(rid, {"running"})
+    # Every run has logged its first lines: they are really under way.
+    for rid in ids:
+        wait_for(lambda: "line 9" in d.call("GET", f"/v1/runs/{rid}/logs")[1], f"{rid}'s first lines")
+    return ids
+
+
+class Follower(threading.Thread):
+    """GET /v1/runs/ID/logs?follow=1 on its own socket: every output line
+    and the end event."""
+
+    def __init__(self, d, rid):
+        super().__init__(daemon=True)
+        self.d, self.rid = d, rid
+        self.text, self.end, self.error = "", None, None
+        self.sock = None
+
+    def run(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=120)
+            c.request("GET", f"/v1/runs/{self.rid}/logs?follow=1", headers=AUTH)
+            self.sock = c.sock
+            r = c.getresponse()
+            assert r.status == 200
+            event = None
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "output":
+                    self.text += json.loads(line[6:])["text"]
+                elif line.startswith("data: ") and event == "end":
+                    self.end = json.loads(line[6:])
+                    break
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+class Waiter(threading.Thread):
+    """GET /v1/runs/ID?wait=true on its own socket."""
+
+    def __init__(self, d, rid, method="GET", path=None, body=None):
+        super().__init__(daemon=True)
+        self.d, self.rid = d, rid
+        self.method, self.path, self.body = method, path or f"/v1/runs/{rid}?wait=true", body
+        self.status, self.result, self.error = None, None, None
+        self.sock = None
+
+    def run(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=120)
+            data = json.dumps(self.body).encode() if self.body is not None else None
+            c.request(self.method, self.path, body=data, headers=AUTH)
+            self.sock = c.sock
+            r = c.getresponse()
+            self.status, self.result = r.status, json.loads(r.read())
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            self.error = e
+
+
+def p99_ms(d, n=200):
+    lat = []
+    for i in range(n):
+        path = "/v1/runs?limit=20" if i % 2 else "/healthz"
+        t = time.perf_counter()
+        st, _, _ = d.request("GET", path, timeout=10)
+        lat.append((time.perf_counter() - t) * 1000)
+        assert st == 200
+    lat.sort()
+    return lat[int(len(lat) * 0.99) - 1], lat[len(lat) // 2]
+
+
+def test_50_followers_and_50_waiters_hold_no_thread(daemon, tmp_path):
+    d = daemon
+    gate = tmp_path / "gate"
+    ids = start_runs(d, 10, gate)
+    base_threads, base_fds = threads(d), fds(d)
+
+    followers = [Follower(d, ids[i % len(ids)]) for i in range(50)]
+    waiters = [Waiter(d, ids[i % len(ids)]) for i in range(50)]
+    for t in followers + waiters:
+        t.start()
+    # Every one of the 100 requests is waiting in the daemon.
+    wait_for(lambda: waiting(d) == 100, "100 waiting requests")
+    wait_for(lambda: all(f.text.count("\n") >= 10 for f in followers), "the followers' first lines")
+
+    held_threads = threads(d)
+    p99, p50 = p99_ms(d)
+    print(f"threads: {base_threads} -> {held_threads} with 100 waiting clients; "
+          f"API p50 {p50:.1f} ms p99 {p99:.1f} ms")
+    # Not one thread per waiting client: the pool plus a fixed few.
+    assert held_threads <= base_threads + 2, (base_threads, held_threads)
+    assert p99 < 200, p99
+
+    gate.write_text("go")
+    for t in followers + waiters:
+        t.join(60)
+        assert not t.is_alive()
+    want = "".join(f"line {i}\n" for i in range(20))
+    for f in followers:
+        assert f.error is None, f.error
+        assert f.text == want
+        assert f.end and f.end["status"] == "succeeded"
+    for w in waiters:
+        assert w.error is None, w.error
+        assert w.status == 200 and w.result["status"] == "succeeded", (w.status, w.result)
+    # Everything they held is released.
+    wait_for(lambda: waiting(d) == 0, "no waiting request")
+    wait_for(lambda: fds(d) <= base_fds, f"fds back to {base_fds}")
+    assert threads(d) <= base_threads
+
+
+def test_clients_leaving_while_suspended_leave_nothing(daemon, tmp_path):
+    d = daemon
+    gate = tmp_path / "gate"
+    (rid,) = start_runs(d, 1, gate)
+    base_threads, base_fds = threads(d), fds(d)
+    clients = [Follower(d, rid) for _ in range(20)] + [Waiter(d, rid) for _ in range(20)]
+    for c in clients:
+        c.start()
+    wait_for(lambda: waiting(d) == 40, "40 waiting requests")
+    wait_for(lambda: all(c.sock is not None for c in clients), "every request sent")
+    assert threads(d) <= base_threads + 2
+    for c in clients:
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.sock.close()
+    # The daemon notices the hang-ups of suspended connections by itself.
+    wait_for(lambda: waiting(d) == 0, "no waiting request", timeout=15)
+    wait_for(lambda: fds(d) <= base_fds, f"fds back to {base_fds}", timeout=15)
+    assert threads(d) <= base_threads
+    # A GET ?wait=true hang-up cancels nothing: the run goes on.
+    assert d.call("GET", f"/v1/runs/{rid}")[1]["status"] == "running"
+    st, b = d.call("GET", "/healthz", token=None)
+    assert st == 200
+    gate.write_text("go")
+    assert d.wait_status(rid, {"succeeded"})["status"] == "succeeded"
+
+
+def test_submit_wait_client_gone_cancels_the_run(daemon, tmp_path):
+    d = daemon
+    gate = tmp_path / "gate"
+    w = Waiter(d, None, "POST", "/v1/runs?wait=true", {"source": gated_source(gate), "function": "main"})
+    w.start()
+    wait_for(lambda: waiting(d) == 1 and w.sock is not None, "the waiting submit")
+    rid = wait_for(lambda: (d.call("GET", "/v1/runs?limit=1")[1]["runs"] or [{}])[0].get("id"), "the run")
+    d.wait_status(rid, {"running"})
+    w.sock.shutdown(socket.SHUT_RDWR)
+    w.sock.close()
+    assert d.wait_status(rid, {"cancelled"})["status"] == "cancelled"
+
+
+def test_sigterm_answers_suspended_waiters(tmp_path):
+    d = Daemon(tmp_path / "d", config_extra="""
+        server:
+          http_threads: 2
+          max_concurrent_runs: 1
+          max_connections_per_ip: 400
+        """, args=["--drain-timeout", "1"])
+    d.start()
+    gate = tmp_path / "gate"
+    try:
+        (running,) = start_runs(d, 1, gate)
+        # Queued behind it: it never starts, and stays queued for the
+        # next start — its waiters are answered by the stop itself.
+        st, b = d.call("POST", "/v1/runs", {"source": gated_source(gate), "function": "main"})
+        queued = b["id"]
+        clients = [Waiter(d, running), Waiter(d, queued), Follower(d, running), Follower(d, queued)]
+        for c in clients:
+            c.start()
+        wait_for(lambda: waiting(d) == 4, "4 waiting requests")
+        wait_for(lambda: all(c.sock is not None for c in clients), "every request sent")
+        wait_for(lambda: len(clients[2].text) > 0, "the follower's first lines")
+        t0 = time.time()
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(30) == 0
+        elapsed = time.time() - t0
+        for c in clients:
+            c.join(10)
+            assert not c.is_alive()
+        w_run, w_queued, f_run, f_queued = clients
+        assert w_run.error is None and w_run.status == 200 and w_run.result["status"] == "cancelled"
+        assert w_queued.error is None and w_queued.status == 202 and w_queued.result["status"] == "queued", \
+            (w_queued.status, w_queued.result, w_queued.error)
+        assert f_run.error is None and f_run.end and f_run.end["status"] == "cancelled"
+        # The queued run's follower: its stream ends cleanly (no end event:
+        # the run did not end).
+        assert f_queued.error is None
+        assert elapsed < 20
+    finally:
+        d.stop()
