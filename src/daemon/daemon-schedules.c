@@ -48,7 +48,7 @@ int64_t daemon_schedules_now(void) {
 
 /* The schedule's next fire time strictly after `after`; -ENOENT when it
  * never fires again, -EINVAL when its stored spec no longer parses. */
-static int schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret) {
+int daemon_schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret) {
         CronSpec c;
         _cleanup_(tz_zone_freep) TzZone *z = NULL;
         /* The zone is read from the tz database at each fire: a tzdata
@@ -67,7 +67,7 @@ static void set_note(ScheduleRecord *s, char *note) {
  * under the scheduler). */
 static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) {
         int64_t next, expected = s->next_fire;
-        int k = schedule_next(s, now, &next);
+        int k = daemon_schedule_next(s, now, &next);
         if (k < 0) {
                 /* Never again (or unreadable): pause, so the scheduler stops
                  * looking at it and `schedule ls` says so. */
@@ -165,7 +165,7 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         }
         _cleanup_free_ char *id = id_new(dag ? "d" : "r");
         int64_t next = 0, expected = s->next_fire;
-        if (schedule_next(s, now, &next) < 0) {
+        if (daemon_schedule_next(s, now, &next) < 0) {
                 s->paused = true;
                 next = 0;
         }
@@ -332,9 +332,7 @@ static bool field_known(const char *key, const char *const *list) {
         return false;
 }
 
-/* Reads a POST /v1/schedules body into ret (tenant and times left to the
- * caller). A 400 message on failure. */
-static int schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord *ret, char **ret_error) {
+int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord *ret, char **ret_error) {
         const char *key;
         json_t *v;
         if (!json_is_object(j)) {
@@ -428,7 +426,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         json_t *j = parsed;
         ScheduleRecord *s = xcalloc(1, sizeof(ScheduleRecord));
-        k = schedule_from_body(call, j, s, &err);
+        k = daemon_schedule_from_body(call, j, s, &err);
         json_decref(j);
         struct MHD_Response *resp = NULL;
         FunctionRecord *f = NULL;
@@ -458,7 +456,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
         function_record_free(f);
         s->tenant = xstrdup(call->tenant);
         s->created = now_realtime();
-        if (schedule_next(s, daemon_schedules_now(), &s->next_fire) < 0) {
+        if (daemon_schedule_next(s, daemon_schedules_now(), &s->next_fire) < 0) {
                 schedule_record_free(s);
                 return daemon_call_error(call, 400, "bad_request", ret_status, "the schedule never fires");
         }
@@ -509,7 +507,7 @@ struct MHD_Response *daemon_api_schedule(const DaemonCall *call, unsigned *ret_s
                 s->paused = pause;
                 /* A resumed schedule starts from now: fire times that passed
                  * while it was paused never run. */
-                if (!pause && schedule_next(s, daemon_schedules_now(), &s->next_fire) < 0)
+                if (!pause && daemon_schedule_next(s, daemon_schedules_now(), &s->next_fire) < 0)
                         s->paused = true;
                 set_note(s, NULL);
                 k = store_schedule_update(call->d->store, s);

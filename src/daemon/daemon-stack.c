@@ -107,9 +107,6 @@ static bool schedule_same(const ScheduleRecord *old, const ScheduleRecord *s) {
 
 /* ---- reading the body ------------------------------------------------------ */
 
-static const char *const schedule_fields[] = { "name", "function", "cron", "every", "tz", "catch_up",
-                                               "allow_overlap", "paused", "args", "kwargs", NULL };
-
 static bool field_in(const char *key, const char *const *list) {
         for (size_t i = 0; list[i]; i++)
                 if (streq(key, list[i]))
@@ -118,63 +115,29 @@ static bool field_in(const char *key, const char *const *list) {
 }
 
 /* One schedule of the body as a record of tenant (times left to the
- * caller). The message names the schedule. daemon-schedules.c's POST
- * reads the same fields; the stack's have been through the schema. */
+ * caller), read as POST /v1/schedules reads it; the message names the
+ * schedule. A stack's schedules target its functions, not DAG files. */
 static int schedule_read(const DaemonCall *call, json_t *j, ScheduleRecord **ret, char **ret_error) {
-        const char *key, *name = json_string_value(json_object_get(j, "name"));
-        json_t *v;
+        const char *name = json_string_value(json_object_get(j, "name"));
         if (!json_is_object(j) || !name || !function_name_is_valid(name)) {
                 *ret_error = xstrdup("each schedule needs a 'name' of [A-Za-z0-9_-]{1,64}");
                 return -EINVAL;
         }
-        json_object_foreach(j, key, v) if (!field_in(key, schedule_fields)) {
-                *ret_error = xasprintf("schedule '%s': unknown field '%s'", name, key);
+        if (json_object_get(j, "dag")) {
+                *ret_error = xasprintf("schedule '%s': a stack's schedules fire its functions ('function'); "
+                                       "schedule a DAG file with `pysprinter schedule add --dag`",
+                                       name);
                 return -EINVAL;
         }
-        const char *fn = json_string_value(json_object_get(j, "function"));
-        const char *cron = json_string_value(json_object_get(j, "cron"));
-        const char *every = json_string_value(json_object_get(j, "every"));
-        const char *tz = json_string_value(json_object_get(j, "tz")) ?: "UTC";
-        const char *cu = json_string_value(json_object_get(j, "catch_up")) ?: "one";
-        if (!fn || !function_name_is_valid(fn) || !!cron == !!every ||
-            (!streq(cu, "one") && !streq(cu, "none"))) {
-                *ret_error = xasprintf("schedule '%s': needs 'function', exactly one of 'cron' and 'every', "
-                                       "and 'catch_up' one or none", name);
-                return -EINVAL;
-        }
-        _cleanup_free_ char *spec = every ? xasprintf("@every %s", every) : xstrdup(cron), *err = NULL;
-        CronSpec c;
-        int off;
-        if (cron_parse(spec, &c, &err) < 0 || cron_tz_parse(tz, &off, &err) < 0) {
-                *ret_error = xasprintf("schedule '%s': %s", name, err ?: "invalid");
-                return -EINVAL;
-        }
-        json_t *inv = json_object();
-        if (json_object_get(j, "args"))
-                json_object_set(inv, "args", json_object_get(j, "args"));
-        if (json_object_get(j, "kwargs"))
-                json_object_set(inv, "kwargs", json_object_get(j, "kwargs"));
-        _cleanup_free_ char *invoke = json_dumps(inv, JSON_COMPACT);
-        json_decref(inv);
-        /* Its arguments are checked now, as an invoke would check them. */
-        RunRequest req = {};
-        RequestCaps caps = daemon_call_caps(call);
-        int k = request_parse(REQUEST_INVOKE, invoke, strlen(invoke), &caps, &req, &err);
-        run_request_done(&req);
+        _cleanup_free_ char *err = NULL;
+        ScheduleRecord *s = xcalloc(1, sizeof(ScheduleRecord));
+        int k = daemon_schedule_from_body(call, j, s, &err);
         if (k < 0) {
-                *ret_error = xasprintf("schedule '%s': %s", name, err);
+                *ret_error = xasprintf("schedule '%s': %s", name, err ?: "invalid");
+                schedule_record_free(s);
                 return k;
         }
-        ScheduleRecord *s = xcalloc(1, sizeof(ScheduleRecord));
         s->tenant = xstrdup(call->tenant);
-        s->name = xstrdup(name);
-        s->function = xstrdup(fn);
-        s->spec = TAKE_PTR(spec);
-        s->tz = xstrdup(tz);
-        s->invoke_json = TAKE_PTR(invoke);
-        s->catch_up = streq(cu, "one");
-        s->allow_overlap = json_is_true(json_object_get(j, "allow_overlap"));
-        s->paused = json_is_true(json_object_get(j, "paused"));
         *ret = s;
         return 0;
 }
@@ -182,11 +145,7 @@ static int schedule_read(const DaemonCall *call, json_t *j, ScheduleRecord **ret
 /* The next fire time of s strictly after now; -EINVAL when it never
  * fires. */
 static int schedule_first_fire(ScheduleRecord *s, int64_t now) {
-        CronSpec c;
-        int off;
-        if (cron_parse(s->spec, &c, NULL) < 0 || cron_tz_parse(s->tz, &off, NULL) < 0)
-                return -EINVAL;
-        return cron_next(&c, off, now, &s->next_fire) < 0 ? -EINVAL : 0;
+        return daemon_schedule_next(s, now, &s->next_fire) < 0 ? -EINVAL : 0;
 }
 
 /* ---- the plan -------------------------------------------------------------- */

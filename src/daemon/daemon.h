@@ -697,6 +697,13 @@ void daemon_schedules_stop(Daemon *d);
 /* Now, in Unix seconds, as schedules see it ($PYSPRINTER_TEST_CLOCK_FILE
  * in tests). */
 int64_t daemon_schedules_now(void);
+/* Reads a POST /v1/schedules body (a stack's schedule too) into ret:
+ * fields, spec, zone and the invoke's arguments checked; tenant and times
+ * left to the caller. -EINVAL or request_parse's errno with a 400 message. */
+int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord *ret, char **ret_error);
+/* s's next fire time strictly after `after` (in its zone); -ENOENT when it
+ * never fires again, -EINVAL when its spec or zone does not parse. */
+int daemon_schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret);
 
 /* ---- workers and environments (daemon-workers.c) ------------------------ */
 

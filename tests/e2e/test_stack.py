@@ -231,3 +231,21 @@ def test_settings_only_changes(stack, d, tmp_path):
     assert fns["hello"][2] == {"path": "/fn/alice/hello", "public": False} and fns["add"][2] is None
     assert ("hello-nightly", "hello", "30 4 * * *") in scheds
     assert d.call("GET", "/v1/schedules/hello-nightly")[1]["next_fire_at"].endswith("04:30:00.000Z")
+
+
+def test_schedule_in_a_named_zone(stack, d, tmp_path):
+    """A stack's schedule takes the same zones as `schedule add --tz`
+    (docs/schedules.md): an IANA name, its local fire time shown with its
+    offset; an unknown zone refuses the whole stack."""
+    zoned = STACK.replace('cron: "0 3 * * *"', 'cron: "0 3 * * *"\n        tz: Europe/Paris')
+    (tmp_path / "zoned.yaml").write_text(zoned)
+    p = stack("deploy", "-f", "zoned.yaml", check=0)
+    assert "created schedule hello-nightly" in p.stdout
+    st, s = d.call("GET", "/v1/schedules/hello-nightly")
+    assert st == 200 and s["tz"] == "Europe/Paris", s
+    assert s["next_fire_local"].startswith(s["next_fire_local"][:11]) and "T03:00:00+0" in s["next_fire_local"], s
+    before = state(d)
+    (tmp_path / "bad.yaml").write_text(zoned.replace("Europe/Paris", "Europe/Nowhere").replace("every: 10m", "every: 5m"))
+    p = stack("deploy", "-f", "bad.yaml")
+    assert p.returncode == 2 and "Nowhere" in p.stderr, (p.returncode, p.stderr)
+    assert state(d) == before
