@@ -39,6 +39,8 @@ struct Engine {
         char *worker_path;
         char *store_dir;   /* $DATA/store: package store, bound read-only */
         char *logs_dir;    /* $DATA/logs */
+        char *out_dir;     /* $DATA/outputs: one dir per run in flight (/out) */
+        uint64_t max_out_bytes; /* cap of what a run writes to /out */
         RunLimits defaults;
         RunLimits maxima;
         char *index_url;
@@ -84,6 +86,7 @@ typedef struct WorkerSpawn {
         char **ro_paths;         /* host paths the worker needs read-only, bound at the same path */
         char **data;             /* "NAME=/host/dir": bind read-only at /data/NAME */
         const char *data_dir;
+        const char *out_root;    /* the runs' output dirs (Engine.out_dir) */
 } WorkerSpawn;
 
 /* Starts a worker process as ws describes (fork+exec; never runs CPython in

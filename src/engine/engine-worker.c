@@ -87,6 +87,7 @@ int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 .limits = limits,
                 .ro_paths = ro,
                 .data_dir = e->data_dir,
+                .out_root = e->out_dir,
         };
         Worker *w = xcalloc(1, sizeof(Worker));
         w->sock = sv[0];

@@ -39,6 +39,7 @@ RunResult *run_result_free(RunResult *r) {
         free(r->error_type);
         free(r->error_message);
         free(r->traceback);
+        free(r->outputs_json);
         free(r);
         return NULL;
 }
@@ -105,6 +106,14 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : data_dir_default();
         e->store_dir = path_join(e->data_dir, "store");
         e->logs_dir = path_join(e->data_dir, "logs");
+        e->out_dir = path_join(e->data_dir, "outputs");
+        e->max_out_bytes = cfg->max_out_bytes;
+        const char *mo = getenv("PYSPRINTER_MAX_OUT_BYTES");
+        uint64_t v;
+        if (!e->max_out_bytes && mo && parse_size(mo, &v) >= 0 && v > 0)
+                e->max_out_bytes = v;
+        if (!e->max_out_bytes)
+                e->max_out_bytes = RUN_DEFAULT_MAX_OUT_BYTES;
         limits_fill(&e->defaults, &cfg->defaults);
         e->maxima = cfg->maxima;
         e->index_url = cfg->index_url ? xstrdup(cfg->index_url) : NULL;
@@ -139,9 +148,13 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
-        const char *dirs[] = { e->data_dir, e->store_dir, e->logs_dir };
+        const char *dirs[] = { e->data_dir, e->store_dir, e->logs_dir, e->out_dir };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-                r = mkdir_p(dirs[i], 0700);
+                /* outputs: searchable by the sandbox's "nobody" (root maps
+                 * to it), whose run dirs below are its own and 0700. */
+                r = mkdir_p(dirs[i], dirs[i] == e->out_dir ? 0711 : 0700);
+                if (r >= 0 && dirs[i] == e->out_dir)
+                        (void) chmod(dirs[i], 0711);
                 if (r < 0) {
                         *ret_error = xasprintf("cannot create %s: %s", dirs[i], strerror(-r));
                         engine_free(e);
@@ -188,6 +201,7 @@ Engine *engine_free(Engine *e) {
         pthread_cond_destroy(&e->pool.changed);
         store_close(e->store);
         free(e->data_dir);
+        free(e->out_dir);
         free(e->worker_path);
         free(e->store_dir);
         free(e->logs_dir);

@@ -179,6 +179,9 @@ static const char *const migrations[] = {
         "  name TEXT NOT NULL,"
         "  mode INTEGER NOT NULL,"
         "  PRIMARY KEY (tenant, name));",
+        /* 11: the datasets a run's output_dir() became, {"NAME": VERSION}
+         * (docs/data.md "Outputs") */
+        "ALTER TABLE runs ADD COLUMN outputs_json TEXT;",
 };
 
 int store_schema_version(void) {
