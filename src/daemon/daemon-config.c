@@ -317,7 +317,7 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
-/* data: {url_allow: [CIDR…]} */
+/* data: {url_allow: [CIDR…], max_output_bytes: N} */
 static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *k;
         json_t *v;
@@ -327,6 +327,13 @@ static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
                 return -EINVAL;
         }
         json_object_foreach(o, k, v) {
+                if (streq(k, "max_output_bytes")) {
+                        /* A run's output_dir() cap (docs/data.md "Outputs"). */
+                        int r = json_want_uint(v, "data.max_output_bytes", &cfg->max_out_bytes, ret_error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (!streq(k, "url_allow")) {
                         *ret_error = xasprintf("unknown key 'data.%s'", k);
                         return -EINVAL;

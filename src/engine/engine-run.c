@@ -610,11 +610,11 @@ static void output_dir_finish(RunCtx *c) {
                                 cap % (1ULL << 20) == 0
                                         ? xasprintf("output dir limit (%llu MiB): the run wrote more than that to "
                                                     "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
-                                                    "daemon's limits.max_out_bytes)",
+                                                    "daemon's data.max_output_bytes)",
                                                     (unsigned long long) (cap >> 20))
                                         : xasprintf("output dir limit (%llu bytes): the run wrote more than that to "
                                                     "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
-                                                    "daemon's limits.max_out_bytes)",
+                                                    "daemon's data.max_output_bytes)",
                                                     (unsigned long long) cap);
                         free(c->res->value_json);
                         c->res->value_json = NULL;

@@ -110,8 +110,12 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->max_out_bytes = cfg->max_out_bytes;
         const char *mo = getenv("PYSPRINTER_MAX_OUT_BYTES");
         uint64_t v;
-        if (!e->max_out_bytes && mo && parse_size(mo, &v) >= 0 && v > 0)
-                e->max_out_bytes = v;
+        /* Bytes when all digits (the name says so), else a size ("1G", "500MB"). */
+        if (!e->max_out_bytes && mo && *mo) {
+                _cleanup_free_ char *text = mo[strspn(mo, "0123456789")] ? xstrdup(mo) : xasprintf("%sB", mo);
+                if (parse_size(text, &v) >= 0 && v > 0)
+                        e->max_out_bytes = v;
+        }
         if (!e->max_out_bytes)
                 e->max_out_bytes = RUN_DEFAULT_MAX_OUT_BYTES;
         limits_fill(&e->defaults, &cfg->defaults);
