@@ -46,7 +46,7 @@ def snoop():
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("outputs-daemon")
     daemon = Daemon(root, sandbox=sandbox_mode(root),
-                    config_extra="data:\n  max_output_bytes: 5000000\n").start()
+                    config_extra="data:\n  max_output_bytes: 60000000\n").start()
     try:
         yield daemon
     finally:
@@ -56,9 +56,9 @@ def d(tmp_path_factory):
 @pytest.fixture(params=["embedded", "daemon"])
 def pcli(request, cli, tmp_path):
     """`pysprinter VERB …` embedded, or with --server against the daemon
-    (alice's token), both with a 5 MB output cap."""
+    (alice's token), both with a 60 MB output cap."""
     if request.param == "embedded":
-        cli.env = dict(cli.env, PYSPRINTER_MAX_OUT_BYTES="5000000")
+        cli.env = dict(cli.env, PYSPRINTER_MAX_OUT_BYTES="60000000")
 
         def run(verb, *args, **kw):
             return cli(verb, *args, **kw)
@@ -124,15 +124,15 @@ def test_a_failing_run_stores_nothing(pcli):
 
 def test_the_output_cap_is_enforced(pcli):
     pcli.write("w.py", WRITER)
-    # 6 files of 1 MB: over the 5 MB cap this suite configures.
-    p = pcli("run", *pcli.sandbox, "w.py", "--output-data", "big", "-a", "6", "--size", "1000000")
+    # 7 files of 10 MB: over the 60 MB cap this suite configures.
+    p = pcli("run", *pcli.sandbox, "w.py", "--output-data", "big", "-a", "7", "--size", "10000000")
     assert p.returncode == 5, p.stderr
     assert "output dir limit" in p.stderr
     assert versions(pcli, "big") == []
     rec = last_run(pcli)
     assert rec["status"] == "killed" and rec["error"]["type"] == "OutputDirLimit"
     # One file larger than the cap: cut by RLIMIT_FSIZE or the check after.
-    p = pcli("run", *pcli.sandbox, "w.py", "-a", "1", "--size", "6000000")
+    p = pcli("run", *pcli.sandbox, "w.py", "-a", "1", "--size", "90000000")
     assert p.returncode in (1, 5), p.stderr
 
 
@@ -163,3 +163,72 @@ def test_output_dir_outside_a_run(tmp_path):
     env["PYSPRINTER_OUTPUT_DIR"] = str(tmp_path / "elsewhere")
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert p.stdout.split() == [str(tmp_path / "elsewhere"), "True"], p.stderr
+
+
+STEPS = """
+import hashlib, os
+from pysprinter import data_path, output_dir
+
+def make(n: int = 50, seed: str = "a"):
+    d = output_dir()
+    for i in range(n):
+        with open(os.path.join(d, f"part-{i:03}.bin"), "wb") as f:
+            f.write((seed + str(i)).encode() * (1_000_000 // len(seed + str(i))))
+    return n
+
+def summarise(made):
+    d = data_path("parts")
+    h = hashlib.sha256()
+    names = sorted(os.listdir(d))
+    for name in names:
+        with open(os.path.join(d, name), "rb") as f:
+            h.update(f.read())
+    with open(os.path.join(output_dir(), "summary.txt"), "w") as f:
+        f.write(f"{len(names)} {h.hexdigest()}")
+    return made
+
+def report(_):
+    with open(os.path.join(data_path("summary"), "summary.txt")) as f:
+        return f.read()
+"""
+
+PIPELINE = """
+name: outputs
+tasks:
+  make: {file: steps.py, function: make, outputs: parts}
+  summarise: {file: steps.py, function: summarise, args: ["${make}"], data: [parts], outputs: summary}
+  report: {file: steps.py, function: report, args: ["${summarise}"], data: [summary]}
+"""
+
+
+def test_dag_outputs_flow_downstream_and_memoise(pcli):
+    pcli.write("steps.py", STEPS)
+    pcli.write("p.yaml", PIPELINE)
+    first = json.loads(pcli("dag", "run", *pcli.sandbox, "p.yaml", "--json", check=0).stdout)
+    assert first["status"] == "succeeded", first
+    text = first["tasks"]["report"]["result"]
+    count, digest = text.split()
+    assert count == "50"
+    assert versions(pcli, "parts") == [1] and versions(pcli, "summary") == [1]
+    # Again: all memo hits, no new version.
+    second = json.loads(pcli("dag", "run", *pcli.sandbox, "p.yaml", "--json", check=0).stdout)
+    assert all(t["state"] == "cached" for t in second["tasks"].values()), second
+    assert second["tasks"]["report"]["result"] == text
+    assert versions(pcli, "parts") == [1] and versions(pcli, "summary") == [1]
+    # A new version of parts made elsewhere does not reach this DAG's
+    # summarise, which reads the version its upstream produced... and a
+    # memo hit of make re-uses version 1, so summarise is a hit too.
+    pcli.write("x.txt", "not parts")
+    pcli("data", "put", "parts", str(pcli.cwd / "x.txt"), check=0)
+    assert versions(pcli, "parts") == [1, 2]
+    third = json.loads(pcli("dag", "run", *pcli.sandbox, "p.yaml", "--json", check=0).stdout)
+    assert all(t["state"] == "cached" for t in third["tasks"].values()), third
+    assert third["tasks"]["report"]["result"] == text
+    # Changed code of make: new versions downstream, a new summary.
+    pcli.write("steps.py", STEPS.replace('seed: str = "a"', 'seed: str = "b"'))
+    fourth = json.loads(pcli("dag", "run", *pcli.sandbox, "p.yaml", "--json", check=0).stdout)
+    assert fourth["status"] == "succeeded", fourth
+    assert [fourth["tasks"][n]["state"] for n in ("make", "summarise", "report")] == ["succeeded"] * 3
+    count2, digest2 = fourth["tasks"]["report"]["result"].split()
+    assert count2 == "50" and digest2 != digest
+    assert versions(pcli, "parts") == [1, 2, 3] and versions(pcli, "summary") == [1, 2]
