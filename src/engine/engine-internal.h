@@ -86,7 +86,7 @@ typedef struct WorkerSpawn {
         char **ro_paths;         /* host paths the worker needs read-only, bound at the same path */
         char **data;             /* "NAME=/host/dir": bind read-only at /data/NAME */
         const char *data_dir;
-        const char *out_root;    /* the runs' output dirs (Engine.out_dir) */
+        const char *out_root;    /* Worker.out_root (full sandbox), or NULL */
 } WorkerSpawn;
 
 /* Starts a worker process as ws describes (fork+exec; never runs CPython in
@@ -151,6 +151,10 @@ typedef struct Worker {
         pid_t pid;
         int sock;
         char *python_version;
+        /* Full sandbox: $DATA/outputs/<worker id>, holding root/ (the runs'
+         * output dirs, seen by the worker at SANDBOX_OUT_ROOT) and work/
+         * (the overlay's work dir); removed when the worker stops. */
+        char *out_root;
 } Worker;
 
 /* Starts a worker whose sandbox can see sys_path's store dirs and the

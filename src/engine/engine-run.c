@@ -518,26 +518,26 @@ static void prepare_data(RunCtx *c) {
 
 /* ---- the run's output dir (docs/data.md "Outputs") ---- */
 
-/* $DATA/outputs/<id>/{u,w}: "u" is what the run sees as /out (the upper
- * layer of an overlay in the full sandbox, so mountinfo names no host
- * path), "w" the overlay's work dir. Owned by the uid the sandbox's root
- * maps to ("nobody" when we are root). A failure leaves the run without
- * /out (output_dir() then says so when written to), never fails it. */
+/* The run's own dir: in the full sandbox <worker's out root>/root/<id>,
+ * which the worker sees at SANDBOX_OUT_ROOT/<id> and the run at /out; under
+ * --sandbox=none $DATA/outputs/<id>, which the run uses as it is. Owned by
+ * the uid the sandbox's root maps to ("nobody" when we are root), 0700. A
+ * failure leaves the run without /out (output_dir() then fails when written
+ * to), never fails it. */
 static void output_dir_create(RunCtx *c) {
-        if (c->spec->instance_key || c->spec->validate_only)
+        if (c->spec->instance_key || !c->pw)
                 return;
-        _cleanup_free_ char *dir = path_join(c->e->out_dir, c->res->id);
-        _cleanup_free_ char *u = path_join(dir, "u"), *w = path_join(dir, "w");
-        if (mkdir(dir, 0700) < 0 || mkdir(u, 0700) < 0 || mkdir(w, 0700) < 0) {
+        bool full = c->spec->sandbox == SANDBOX_MODE_FULL;
+        if (full && !c->pw->w->out_root)
+                return;
+        _cleanup_free_ char *dir = full ? path_join_many(c->pw->w->out_root, "root", c->res->id, NULL)
+                                        : path_join(c->e->out_dir, c->res->id);
+        if (mkdir(dir, 0700) < 0) {
                 log_warn("run %s: cannot create its output dir %s: %s", c->res->id, dir, strerror(errno));
-                (void) rm_rf(dir);
                 return;
         }
-        if (geteuid() == 0 && c->spec->sandbox == SANDBOX_MODE_FULL) {
-                const char *paths[] = { dir, u, w };
-                for (size_t i = 0; i < ELEMENTSOF(paths); i++)
-                        (void) chown(paths[i], 65534, 65534);
-        }
+        if (geteuid() == 0 && full)
+                (void) chown(dir, 65534, 65534);
         c->out_host = TAKE_PTR(dir);
 }
 
@@ -548,8 +548,7 @@ static void add_output_dir(RunCtx *c, json_t *m) {
         if (!c->out_host)
                 return;
         if (c->spec->sandbox == SANDBOX_MODE_NONE) {
-                _cleanup_free_ char *u = path_join(c->out_host, "u");
-                json_object_set_new(m, "output_dir", json_string(u));
+                json_object_set_new(m, "output_dir", json_string(c->out_host));
                 return;
         }
         json_object_set_new(m, "output_dir", json_string(SANDBOX_OUT_DIR));
@@ -598,7 +597,7 @@ static void tree_size(int dirfd, uint64_t stop_at, uint64_t *bytes, uint64_t *fi
 static void output_dir_finish(RunCtx *c) {
         if (!c->out_host)
                 return;
-        _cleanup_free_ char *u = path_join(c->out_host, "u");
+        const char *u = c->out_host;
         if (c->res->status == RUN_SUCCEEDED) {
                 uint64_t bytes = 0, files = 0;
                 int fd = open(u, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -662,6 +661,7 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) 
                 engine_sandbox_run_extra(rs, fds + 4, &n_extra, ELEMENTSOF(fds) - 4, &sb);
         if (sb)
                 json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
+        output_dir_create(c);
         add_output_dir(c, m);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
@@ -1173,7 +1173,6 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
         if (r >= 0 && spec->validate_only)
                 set_outcome(&c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
         else if (r >= 0) {
-                output_dir_create(&c);
                 (void) phase_run(&c);
                 output_dir_finish(&c);
         }

@@ -375,6 +375,28 @@ static int mount_hidden(const char *src, const char *dst) {
         return r;
 }
 
+/* The worker's output root (src holds root/ and work/), writable at dst
+ * through an overlay over an empty layer whose upper dir is src/root: like
+ * mount_hidden(), mountinfo then names no host path. Each worker has its
+ * own src (an upper dir serves one overlay). Without overlayfs: a bind of
+ * src/root. */
+static int mount_hidden_rw(const char *src, const char *dst) {
+        static const char lower[] = NEWROOT SANDBOX_RUN_DIR "/.lower";
+        static const char empty[] = NEWROOT SANDBOX_RUN_DIR "/.empty";
+        if (mount(src, lower, NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        char opts[512];
+        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/root,workdir=%s/work", empty, lower, lower);
+        int r = 0;
+        if (mount("overlay", dst, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) {
+                _cleanup_free_ char *root = path_join(lower, "root");
+                if (mount(root, dst, NULL, MS_BIND, NULL) < 0)
+                        r = -errno;
+        }
+        (void) umount2(lower, MNT_DETACH);
+        return r;
+}
+
 #define FAIL(r, ...)                                    \
         do {                                            \
                 *ret_error = xasprintf(__VA_ARGS__);    \
@@ -439,8 +461,9 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                 case BIND_RW:
                         if (mkdir(dst, 0755) < 0 && errno != EEXIST)
                                 FAIL_ERRNO("mkdir %s in the sandbox: %s", b->dst);
-                        if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
-                                FAIL_ERRNO("binding %s into the sandbox: %s", b->dst);
+                        r = mount_hidden_rw(src, dst);
+                        if (r < 0)
+                                FAIL(r, "mounting %s in the sandbox: %s", b->dst, strerror(-r));
                         continue;
                 case BIND_HIDDEN:
                         if (mkdir(dst, 0755) < 0 && errno != EEXIST)
@@ -568,17 +591,10 @@ int sandbox_mounts_out(const char *out_name, char **ret_error) {
         if (out_name) {
                 if (!*out_name || strchr(out_name, '/') || out_name[0] == '.')
                         FAIL(-EINVAL, "invalid output dir name '%s'", out_name);
-                _cleanup_free_ char *upper = path_join_many(SANDBOX_OUT_ROOT, out_name, "u", NULL);
-                _cleanup_free_ char *work = path_join_many(SANDBOX_OUT_ROOT, out_name, "w", NULL);
-                /* An overlay over an empty lower layer: writes land in the
-                 * run's "u" dir on disk, and mountinfo names only paths
-                 * inside the sandbox (a bind's line would name the data
-                 * dir). Without overlayfs in a user namespace: a bind. */
-                char opts[512];
-                snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s,userxattr",
-                         SANDBOX_RUN_DIR "/.empty", upper, work);
-                if (mount("overlay", SANDBOX_OUT_DIR, "overlay", MS_NOSUID | MS_NODEV, opts) < 0 &&
-                    mount(upper, SANDBOX_OUT_DIR, NULL, MS_BIND, NULL) < 0)
+                /* A bind inside the worker's output overlay: mountinfo
+                 * names "/<run id>" on that overlay, no host path. */
+                _cleanup_free_ char *src = path_join(SANDBOX_OUT_ROOT, out_name);
+                if (mount(src, SANDBOX_OUT_DIR, NULL, MS_BIND, NULL) < 0)
                         FAIL_ERRNO("mounting the run's %s: %s", SANDBOX_OUT_DIR);
         }
         /* Every run's dir is under the root: it must go before user code.
