@@ -40,6 +40,8 @@ struct Engine {
         char *store_dir;   /* $DATA/store: package store, bound read-only */
         char *logs_dir;    /* $DATA/logs */
         char *out_dir;     /* $DATA/outputs: one dir per run in flight (/out) */
+        char *out_owner;   /* "<pid>-<start time>" of this process: the prefix of
+                            * its entries in out_dir, swept once it is gone */
         uint64_t max_out_bytes; /* cap of what a run writes to /out */
         RunLimits defaults;
         RunLimits maxima;

@@ -520,7 +520,7 @@ static void prepare_data(RunCtx *c) {
 
 /* The run's own dir: in the full sandbox <worker's out root>/root/<id>,
  * which the worker sees at SANDBOX_OUT_ROOT/<id> and the run at /out; under
- * --sandbox=none $DATA/outputs/<id>, which the run uses as it is. Owned by
+ * --sandbox=none $DATA/outputs/<owner>-<id>, which the run uses as it is. Owned by
  * the uid the sandbox's root maps to ("nobody" when we are root), 0700. A
  * failure leaves the run without /out (output_dir() then fails when written
  * to), never fails it. */
@@ -530,8 +530,9 @@ static void output_dir_create(RunCtx *c) {
         bool full = c->spec->sandbox == SANDBOX_MODE_FULL;
         if (full && !c->pw->w->out_root)
                 return;
+        _cleanup_free_ char *name = xasprintf("%s-%s", c->e->out_owner, c->res->id);
         _cleanup_free_ char *dir = full ? path_join_many(c->pw->w->out_root, "root", c->res->id, NULL)
-                                        : path_join(c->e->out_dir, c->res->id);
+                                        : path_join(c->e->out_dir, name);
         if (mkdir(dir, 0700) < 0) {
                 log_warn("run %s: cannot create its output dir %s: %s", c->res->id, dir, strerror(errno));
                 return;

@@ -80,8 +80,8 @@ Worker *worker_stop(Worker *w) {
  * sandbox's "nobody" (when we are root) so a run reaches its own 0700 dir,
  * work/ for overlayfs. NULL when it cannot be made: runs then have no /out. */
 static char *worker_out_root(Engine *e) {
-        _cleanup_free_ char *id = id_new("w");
-        _cleanup_free_ char *dir = path_join(e->out_dir, id);
+        _cleanup_free_ char *id = id_new("w"), *name = xasprintf("%s-%s", e->out_owner, id);
+        _cleanup_free_ char *dir = path_join(e->out_dir, name);
         _cleanup_free_ char *root = path_join(dir, "root"), *work = path_join(dir, "work");
         if (mkdir(dir, 0711) < 0 || mkdir(root, 0711) < 0 || mkdir(work, 0700) < 0) {
                 log_warn("cannot create %s (runs get no /out): %s", dir, strerror(errno));

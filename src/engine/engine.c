@@ -1,5 +1,6 @@
 /* Engine set-up and the small shared pieces: statuses, results, logs. */
 #include <assert.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -97,6 +98,27 @@ static void *prewarm_main(void *userdata) {
         return NULL;
 }
 
+/* Removes the entries of $DATA/outputs ("<pid>-<start>-…", Engine.out_owner)
+ * whose process is gone: it was killed before it could remove them. */
+static void out_dir_sweep(const char *out_dir) {
+        DIR *d = opendir(out_dir);
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                int pid = 0;
+                unsigned long long start = 0;
+                if (sscanf(de->d_name, "%d-%llu-", &pid, &start) != 2 || pid <= 0)
+                        continue;
+                uint64_t now_start = 0;
+                if (pid_start_time((pid_t) pid, &now_start) >= 0 && now_start == start)
+                        continue;
+                _cleanup_free_ char *p = path_join(out_dir, de->d_name);
+                (void) rm_rf(p);
+        }
+        closedir(d);
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)
@@ -107,6 +129,9 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->store_dir = path_join(e->data_dir, "store");
         e->logs_dir = path_join(e->data_dir, "logs");
         e->out_dir = path_join(e->data_dir, "outputs");
+        uint64_t st = 0;
+        (void) pid_start_time(getpid(), &st);
+        e->out_owner = xasprintf("%d-%llu", (int) getpid(), (unsigned long long) st);
         e->max_out_bytes = cfg->max_out_bytes;
         const char *mo = getenv("PYSPRINTER_MAX_OUT_BYTES");
         uint64_t v;
@@ -182,6 +207,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 (void) store_runs_mark_orphaned(e->store, "the process running it is gone");
         /* A runner killed with SIGKILL leaves its runs' cgroups behind. */
         (void) engine_sandbox_sweep();
+        /* … and its output dirs. */
+        out_dir_sweep(e->out_dir);
         if (cfg->prewarm) {
                 e->prewarm_mode = cfg->prewarm_mode;
                 e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
@@ -206,6 +233,7 @@ Engine *engine_free(Engine *e) {
         store_close(e->store);
         free(e->data_dir);
         free(e->out_dir);
+        free(e->out_owner);
         free(e->worker_path);
         free(e->store_dir);
         free(e->logs_dir);

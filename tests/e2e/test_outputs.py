@@ -232,3 +232,21 @@ def test_dag_outputs_flow_downstream_and_memoise(pcli):
     count2, digest2 = fourth["tasks"]["report"]["result"].split()
     assert count2 == "50" and digest2 != digest
     assert versions(pcli, "parts") == [1, 2, 3] and versions(pcli, "summary") == [1, 2]
+
+
+def test_output_dirs_of_a_killed_runner_are_swept(cli, home):
+    """A runner killed with SIGKILL cannot remove its output dirs; the next
+    engine removes those whose process is gone, and only those."""
+    cli.write("w.py", WRITER)
+    assert cli("run", *sandbox_args(), "w.py").returncode == 0
+    out = home / "outputs"
+    assert list(out.iterdir()) == []  # a run leaves nothing behind
+    dead = out / "999999999-1-wdead"   # no such pid
+    (dead / "root" / "rsomething").mkdir(parents=True)
+    (dead / "root" / "rsomething" / "f").write_text("x")
+    live = out / f"{os.getpid()}-1-wlive"  # a live pid, but another start time: also gone
+    live.mkdir()
+    other = out / "notours"
+    other.mkdir()
+    assert cli("run", *sandbox_args(), "w.py").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notours"]
