@@ -834,6 +834,10 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                         r = yerr(&y, defs[i], "task '%s': %s", t->name, m);
                         free(m);
                 }
+                for (size_t j = 0; r >= 0 && t->outputs && j < i; j++)
+                        if (d->tasks[j].outputs && streq(d->tasks[j].outputs, t->outputs))
+                                r = yerr(&y, defs[i], "two tasks output the dataset '%s' ('%s' and '%s')",
+                                         t->outputs, d->tasks[j].name, t->name);
                 /* data: NAME that another task's outputs: produces is a
                  * dependency on it, and mounts the version it produced. */
                 size_t nd = strv_length(t->data);
