@@ -44,7 +44,7 @@ typedef struct RunCtx {
         char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
         usec_t t_start;
-        char *out_host;           /* $DATA/outputs/<id>: the run's /out ("u") and overlay work dir */
+        char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
 } RunCtx;
 
 typedef struct RunWatch RunWatch;
@@ -534,7 +534,8 @@ static void output_dir_create(RunCtx *c) {
         _cleanup_free_ char *dir = full ? path_join_many(c->pw->w->out_root, "root", c->res->id, NULL)
                                         : path_join(c->e->out_dir, name);
         if (mkdir(dir, 0700) < 0) {
-                log_warn("run %s: cannot create its output dir %s: %s", c->res->id, dir, strerror(errno));
+                int r = -errno;
+                log_warn("run %s: cannot create its output dir %s: %s", c->res->id, dir, strerror(-r));
                 return;
         }
         if (geteuid() == 0 && full)

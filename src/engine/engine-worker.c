@@ -84,7 +84,8 @@ static char *worker_out_root(Engine *e) {
         _cleanup_free_ char *dir = path_join(e->out_dir, name);
         _cleanup_free_ char *root = path_join(dir, "root"), *work = path_join(dir, "work");
         if (mkdir(dir, 0711) < 0 || mkdir(root, 0711) < 0 || mkdir(work, 0700) < 0) {
-                log_warn("cannot create %s (runs get no /out): %s", dir, strerror(errno));
+                int r = -errno;
+                log_warn("cannot create %s (runs get no /out): %s", dir, strerror(-r));
                 (void) rm_rf(dir);
                 return NULL;
         }
