@@ -73,15 +73,18 @@ def data_path(name: str) -> str:
 
 
 def output_dir() -> str:
-    """Directory a run may write files into (/out in the sandbox, when the
-    run has one). Outside a run: $PYSPRINTER_OUTPUT_DIR, default ./out,
-    created on first use."""
+    """Directory a run may write files into: /out in the sandbox, empty at
+    the start of each run and private to it; `run --output-data NAME` (or a
+    DAG task's `outputs: NAME`) stores what it holds when the run succeeds
+    as the next version of dataset NAME, else it is discarded (docs/data.md
+    "Outputs"). Outside a run: $PYSPRINTER_OUTPUT_DIR, default
+    ./out, created on first use."""
     if _output_dir is not None:
         return _output_dir
     if IN_RUN:
-        path = os.environ.get("PYSPRINTER_OUTPUT_DIR") or "/out"
-        return path
-    path = os.environ.get("PYSPRINTER_OUTPUT_DIR", "out")
+        # A warm instance of a deployed function has no output dir of its own.
+        raise RuntimeError("this run has no output directory (deployed functions do not; use a run or a DAG task)")
+    path = os.environ.get("PYSPRINTER_OUTPUT_DIR") or "out"
     os.makedirs(path, exist_ok=True)
     return path
 

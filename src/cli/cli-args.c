@@ -3,6 +3,7 @@
  *   --NAME=V (keyword)  -k NAME=V (always keyword)  --json-args '[…]'
  *   --json-kwargs '{…}'  plus the runner's own options.
  * Bare words after FILE are positional values too. */
+#include <ctype.h>
 #include <jansson.h>
 
 #include "cli.h"
@@ -126,7 +127,7 @@ OptKind kind;
         { "-q", OPT_FLAG },           { "--help", OPT_FLAG },      { "-h", OPT_FLAG },
         { "--data", OPT_VALUE },      { "--allow-sdist", OPT_FLAG }, { "--no-cache", OPT_FLAG },
         { "--output-file", OPT_VALUE }, { "--token", OPT_VALUE },
-        { "--secret", OPT_VALUE },    { "--env", OPT_VALUE },
+        { "--secret", OPT_VALUE },    { "--env", OPT_VALUE },      { "--output-data", OPT_VALUE },
 };
 
 /* Levenshtein distance, capped: the words are short option names. */
@@ -241,6 +242,17 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 a->find_links = strv_append(a->find_links, val);
         else if (streq(name, "--data"))
                 a->data = strv_append(a->data, val);
+        else if (streq(name, "--output-data")) {
+                /* data_name_valid()'s rule, checked before the run (this
+                 * library does not link src/data/). */
+                bool ok = isalnum((unsigned char) val[0]) && strlen(val) <= 64;
+                for (const char *p = val; ok && *p; p++)
+                        ok = isalnum((unsigned char) *p) || strchr("._-", *p);
+                if (!ok)
+                        return usage(c, "--output-data needs a dataset name ([A-Za-z0-9][A-Za-z0-9._-]*), got '%s'", val);
+                free(a->output_data);
+                a->output_data = xstrdup(val);
+        }
         else if (streq(name, "--secret")) {
                 if (!secret_name_is_valid(val))
                         return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
@@ -375,6 +387,7 @@ void run_args_done(RunArgs *a) {
         free(a->index_url);
         strv_free(a->find_links);
         strv_free(a->data);
+        free(a->output_data);
         strv_free(a->secrets);
         strv_free(a->env);
         free(a->server);

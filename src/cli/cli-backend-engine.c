@@ -72,6 +72,8 @@ static json_t *result_json(const RunResult *res) {
                          run_status_to_string(res->status), "exit_code", res->exit_code, "function", res->function,
                          "result", json_parse_or_string(res->value_json), "result_repr", res->value_repr, "error",
                          error_json(res->error_type, res->error_message, res->traceback));
+        if (j && res->outputs_json)
+                json_object_set_new(j, "outputs", json_parse_or_string(res->outputs_json));
         /* Text jansson refuses (not UTF-8) must not lose the outcome. */
         return j ?: json_pack("{s:s, s:s, s:i, s:{s:s, s:s}}", "id", res->id ?: "", "status",
                               run_status_to_string(res->status), "exit_code", res->exit_code, "error", "type",
@@ -264,6 +266,14 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 if (r < 0)
                         return r;
         }
+        DataOutput out = { .name = a->output_data };
+        if (a->output_data && !q->validate_only) {
+                int r = catalog(b, &out.catalog);
+                if (r < 0) {
+                        env_wipe_free(env);
+                        return r;
+                }
+        }
         _cleanup_free_ char *id = id_new("r"), *args = NULL;
         if (q->prev_result)
                 args = xasprintf("[{\"value\": %s}]", q->prev_result);
@@ -281,6 +291,8 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 .sandbox = a->sandbox,
                 .validate_only = q->validate_only,
                 .no_record = q->validate_only,
+                .store_output = out.catalog ? data_store_output : NULL,
+                .store_output_userdata = &out,
         };
         struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
         InterruptWatch watch;
@@ -290,6 +302,7 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
         RunResult *res = NULL;
         int r = engine_run(b->engine, &spec, renderer_event, rd, &res);
         env_wipe_free(env);
+        free(out.hash);
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
         interrupt_watch_stop(&watch);

@@ -31,6 +31,8 @@ static const char run_help[] =
         "  --network             allow outbound network access\n"
         "  --sandbox MODE        full (default) or none (trusted code only)\n"
         "  --data NAME[@V]       mount dataset NAME read-only at /data/NAME (repeatable)\n"
+        "  --output-data NAME    store what the run wrote to output_dir() (/out) as the next\n"
+        "                        version of dataset NAME when it succeeds (docs/data.md)\n"
         "  --secret NAME         the tenant's secret NAME as env var NAME (repeatable; docs/secrets.md)\n"
         "  --env KEY=VALUE       set an environment variable for the function (repeatable)\n"
         "  --index-url URL       package index (default PyPI; PIP_INDEX_URL honoured)\n"

@@ -39,6 +39,7 @@ typedef struct RunArgs {
         char **data;         /* --data NAME (repeatable) */
         char **secrets;      /* --secret NAME: the tenant's secret as env NAME (docs/secrets.md) */
         char **env;          /* --env KEY=VALUE */
+        char *output_data;   /* --output-data NAME: output_dir() becomes dataset NAME (docs/data.md) */
         char *output_file;   /* --output-file: the function's output goes here */
         bool allow_sdist;
         bool no_cache;

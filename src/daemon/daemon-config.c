@@ -317,7 +317,7 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
-/* data: {max_bytes: N, url_allow: [CIDR…]} */
+/* data: {max_bytes: N, url_allow: [CIDR…], max_output_bytes: N} */
 static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *k;
         json_t *v;
@@ -327,10 +327,14 @@ static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
                 return -EINVAL;
         }
         json_object_foreach(o, k, v) {
-                if (streq(k, "max_bytes")) {
-                        /* A version's cap, uploads included (docs/data.md);
-                         * 0 (absent): PYSPRINTER_DATA_MAX_BYTES, else 10 GiB. */
-                        int r = json_want_uint(v, "data.max_bytes", &cfg->data_max_bytes, ret_error);
+                if (streq(k, "max_bytes") || streq(k, "max_output_bytes")) {
+                        /* max_bytes: a version's cap, uploads included
+                         * (docs/data.md); 0 (absent): PYSPRINTER_DATA_MAX_BYTES,
+                         * else 10 GiB. max_output_bytes: a run's output_dir()
+                         * cap (docs/data.md "Outputs"). */
+                        bool out = streq(k, "max_output_bytes");
+                        int r = json_want_uint(v, out ? "data.max_output_bytes" : "data.max_bytes",
+                                               out ? &cfg->max_out_bytes : &cfg->data_max_bytes, ret_error);
                         if (r < 0)
                                 return r;
                         continue;

@@ -101,6 +101,7 @@ static RunResult *result_copy(const DRun *r) {
                 res->error_type = src->error_type ? xstrdup(src->error_type) : NULL;
                 res->error_message = src->error_message ? xstrdup(src->error_message) : NULL;
                 res->traceback = src->traceback ? xstrdup(src->traceback) : NULL;
+                res->outputs_json = src->outputs_json ? xstrdup(src->outputs_json) : NULL;
         }
         return res;
 }
@@ -123,6 +124,7 @@ static RunResult *result_from_record(Daemon *d, const char *id) {
                 res->error_type = rec->error_type ? xstrdup(rec->error_type) : NULL;
                 res->error_message = rec->error_message ? xstrdup(rec->error_message) : NULL;
                 res->traceback = rec->traceback ? xstrdup(rec->traceback) : NULL;
+                res->outputs_json = rec->outputs_json ? xstrdup(rec->outputs_json) : NULL;
         }
         run_record_free(rec);
         return res;
@@ -193,6 +195,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                 .kwargs_json = (char *) tr->spec.kwargs_json,
                 .limits = tr->spec.limits,
                 .data = (char **) tr->data_refs,
+                .output_data = (char *) tr->output_data,
                 /* Names: the run manager opens them in the tenant (daemon-secrets.c). */
                 .secrets = (char **) tr->secrets,
                 .env = (char **) tr->env,

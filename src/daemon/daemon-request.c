@@ -298,6 +298,7 @@ void run_request_done(RunRequest *r) {
         free(r->requirements_json);
         free(r->context_json);
         strv_free(r->data);
+        free(r->output_data);
         strv_free(r->secrets);
         strv_free(r->env);
         *r = (RunRequest) {};
@@ -308,6 +309,7 @@ static const Field run_fields[] = {
         { "args", F_ARRAY, false },       { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
         { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "data", F_ARRAY, false },
         { "retries", F_INT, false },      { "secrets", F_ARRAY, false },   { "env", F_OBJECT, false },
+        { "output_data", F_STRING, false },
 };
 static const Field validate_fields[] = {
         { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
@@ -604,6 +606,16 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         r = parse_env(json_object_get(j, "secrets"), json_object_get(j, "env"), &req.secrets, &req.env, ret_error);
         if (r < 0)
                 goto fail;
+        const char *od = json_string_value(json_object_get(j, "output_data"));
+        if (od) {
+                if (strchr(od, '@') || !data_ref_is_valid(od)) {
+                        *ret_error = xstrdup("field 'output_data' is not a valid dataset name "
+                                             "([A-Za-z0-9][A-Za-z0-9._-]*, at most 64 characters)");
+                        r = -EINVAL;
+                        goto fail;
+                }
+                req.output_data = xstrdup(od);
+        }
         json_t *retries = json_object_get(j, "retries");
         if (retries) {
                 if (json_integer_value(retries) < 0 || json_integer_value(retries) > RUN_MAX_RETRIES) {

@@ -48,6 +48,7 @@ static DRun *drun_free(DRun *r) {
         free(r->context_json);
         free(r->requirements_json);
         strv_free(r->data);
+        free(r->output_data);
         strv_free(r->secrets);
         strv_free(r->env);
         free(r->phase);
@@ -229,6 +230,7 @@ static int drun_write_final(Daemon *d, DRun *r) {
         rec.error_type = res->error_type;
         rec.error_message = res->error_message;
         rec.traceback = res->traceback;
+        rec.outputs_json = res->outputs_json;
         rec.timings_json = timings;
         rec.finished = r->finished;
         int k = r->attempt > 0 ? run_queue_finish(d->queue, &rec, r->attempt)
@@ -508,8 +510,22 @@ static void *run_thread(void *p) {
                         .requirements_json = r->requirements_json,
                         .data = mounts,
                 };
+                /* output_data: the engine hands the run's /out to the
+                 * catalog, in the run's tenant (its caps apply), before it
+                 * writes the run's end. */
+                DataOutput out = { .catalog = d->catalog, .tenant = r->tenant, .name = r->output_data };
+                if (r->output_data && !r->fn_name) {
+                        if (!d->catalog) {
+                                dk = -EOPNOTSUPP;
+                                free(data_error);
+                                data_error = xstrdup("this daemon keeps no datasets (output_data)");
+                        }
+                        spec.store_output = data_store_output;
+                        spec.store_output_userdata = &out;
+                }
                 int k = sk < 0 ? sk : dk < 0 ? 0 : engine_run(d->engine, &spec, on_event, ctx, &res);
                 daemon_env_free(env);
+                free(out.hash);
                 if (dk < 0 && k >= 0) {
                         r->daemon_writes_result = true;
                         res = xcalloc(1, sizeof(RunResult));
@@ -692,6 +708,8 @@ static char *drun_request_json(const DRun *r) {
                         json_object_set_new(j, opt[i].key, json_string(opt[i].value));
         if (r->data)
                 json_object_set_new(j, "data", json_strv_new(r->data));
+        if (r->output_data)
+                json_object_set_new(j, "output_data", json_string(r->output_data));
         /* Names only: a secret's value is opened when the run starts and
          * never written anywhere. */
         if (r->secrets)
@@ -757,6 +775,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
         json_array_foreach(json_object_get(j, "data"), i, v)
                 if (json_is_string(v))
                         r->data = strv_append(r->data, json_string_value(v));
+        r->output_data = json_strdup_or_null(j, "output_data");
         json_array_foreach(json_object_get(j, "secrets"), i, v)
                 if (json_is_string(v))
                         r->secrets = strv_append(r->secrets, json_string_value(v));
@@ -911,6 +930,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->requirements_json = req->requirements_json ? xstrdup(req->requirements_json) : NULL;
         for (char **x = req->data; x && *x; x++)
                 r->data = strv_append(r->data, *x);
+        r->output_data = req->output_data ? xstrdup(req->output_data) : NULL;
         for (char **x = req->secrets; x && *x; x++)
                 r->secrets = strv_append(r->secrets, *x);
         for (char **x = req->env; x && *x; x++)

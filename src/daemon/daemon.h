@@ -80,6 +80,7 @@ typedef struct DaemonConfig {
          * loopback/private/link-local (data.url_allow). */
         char **data_url_allow;
         uint64_t data_max_bytes;        /* data.max_bytes: a version's (and an upload's) cap; 0: the env's/default */
+        uint64_t max_out_bytes;         /* data.max_output_bytes: a run's /out cap; 0 = the engine's */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */
         RetentionConfig retention;
 } DaemonConfig;
@@ -177,6 +178,7 @@ typedef struct RunRequest {
         char *name;
         char *description;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
+        char *output_data;      /* run: output_dir() becomes this dataset (docs/data.md "Outputs") */
         /* run and deploy: secret names (opened in the caller's tenant when
          * the run starts) and plain "KEY=VALUE" variables (docs/secrets.md) */
         char **secrets;
@@ -253,6 +255,7 @@ struct DRun {
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
+        char *output_data;      /* dataset the run's output_dir() becomes when it succeeds */
         char **secrets;         /* secret names, opened per tenant when the run starts */
         char **env;             /* plain "KEY=VALUE" variables */
 

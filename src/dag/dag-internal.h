@@ -22,6 +22,10 @@ typedef struct Task {
         int retries;
         uint64_t backoff_ms;
         char **data;         /* dataset refs */
+        char *outputs;       /* `outputs: NAME`: the dataset its output_dir() becomes */
+        /* per `data:` ref (NULL-terminated like data): the index of the task
+         * of this DAG whose `outputs:` produces it, or -1 */
+        ssize_t *data_producer;
         char **secrets;      /* `secrets:` names, seen as env NAME (docs/secrets.md) */
         char **env;          /* `env:` as "KEY=VALUE" */
         size_t *deps, n_deps;
@@ -39,6 +43,7 @@ typedef struct Task {
         char *error;
         int exit_code;
         char *memo_key;
+        int out_version;     /* the version of `outputs:` this DAG run produced or re-used (0: none yet) */
         usec_t started, finished;
         pthread_t thread;
         bool has_thread;

@@ -301,6 +301,8 @@ static void task_done(Task *t) {
         json_decref(t->args);
         json_decref(t->kwargs);
         strv_free(t->data);
+        free(t->outputs);
+        free(t->data_producer);
         strv_free(t->secrets);
         strv_free(t->env);
         free(t->deps);
@@ -551,6 +553,21 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                         r = parse_retries(y, vn, t);
                 else if (streq(k, "data"))
                         r = string_list(y, vn, "data", t->name, &t->data);
+                else if (streq(k, "outputs")) {
+                        /* One dataset per task (a list of one is accepted):
+                         * a run has one output dir. */
+                        _cleanup_strv_free_ char **o = NULL;
+                        r = string_list(y, vn, "outputs", t->name, &o);
+                        if (r >= 0 && strv_length(o) != 1)
+                                r = yerr(y, vn, "task '%s': outputs takes one dataset name", t->name);
+                        else if (r >= 0 && !data_name_valid(o[0]))
+                                r = yerr(y, vn, "task '%s': '%s' is not a dataset name ([A-Za-z0-9][A-Za-z0-9._-]*)",
+                                         t->name, o[0]);
+                        else if (r >= 0) {
+                                free(t->outputs);
+                                t->outputs = xstrdup(o[0]);
+                        }
+                }
                 else if (streq(k, "secrets"))
                         r = string_list(y, vn, "secrets", t->name, &t->secrets);
                 else if (streq(k, "env"))
@@ -559,7 +576,7 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                         r = string_list(y, vn, "depends", t->name, &depends);
                 else
                         r = yerr(y, kn, "task '%s': unknown key '%s' (file, function, args, kwargs, limits, retries, "
-                                        "data, secrets, env, depends)",
+                                        "data, outputs, secrets, env, depends)",
                                  t->name, k);
         }
         if (r >= 0 && !t->file)
@@ -816,6 +833,33 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                         *ret_error = NULL;
                         r = yerr(&y, defs[i], "task '%s': %s", t->name, m);
                         free(m);
+                }
+                for (size_t j = 0; r >= 0 && t->outputs && j < i; j++)
+                        if (d->tasks[j].outputs && streq(d->tasks[j].outputs, t->outputs))
+                                r = yerr(&y, defs[i], "two tasks output the dataset '%s' ('%s' and '%s')",
+                                         t->outputs, d->tasks[j].name, t->name);
+                /* data: NAME that another task's outputs: produces is a
+                 * dependency on it, and mounts the version it produced. */
+                size_t nd = strv_length(t->data);
+                t->data_producer = xcalloc(nd + 1, sizeof(ssize_t));
+                for (size_t k = 0; r >= 0 && k < nd; k++) {
+                        _cleanup_free_ char *nm = NULL;
+                        int ver = 0;
+                        t->data_producer[k] = -1;
+                        if (data_parse_ref(t->data[k], &nm, &ver) < 0 || ver > 0)
+                                continue;
+                        for (size_t j = 0; j < n; j++)
+                                if (d->tasks[j].outputs && streq(d->tasks[j].outputs, nm)) {
+                                        if (j == i)
+                                                r = yerr(&y, defs[i], "task '%s' reads the dataset '%s' it outputs",
+                                                         t->name, nm);
+                                        else if (t->data_producer[k] >= 0)
+                                                r = yerr(&y, defs[i], "two tasks output the dataset '%s'", nm);
+                                        else {
+                                                t->data_producer[k] = (ssize_t) j;
+                                                add_dep(t, j);
+                                        }
+                                }
                 }
                 for (char **p = depends[i]; r >= 0 && p && *p; p++) {
                         ssize_t j = task_index(d, *p);

@@ -271,6 +271,9 @@ static void *validate_thread(void *p) {
 static int check_data(Dag *d, char **ret_error) {
         for (size_t i = 0; i < d->n; i++)
                 for (char **p = d->tasks[i].data; p && *p; p++) {
+                        /* Made by a task of this DAG before this one runs. */
+                        if (d->tasks[i].data_producer && d->tasks[i].data_producer[p - d->tasks[i].data] >= 0)
+                                continue;
                         _cleanup_free_ char *name = NULL;
                         int version = 0;
                         if (data_parse_ref(*p, &name, &version) < 0)
@@ -347,6 +350,8 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
                 json_object_set_new(k, "secrets", json_strv_new(t->secrets));
         if (t->env)
                 json_object_set_new(k, "env", json_strv_new(t->env));
+        if (t->outputs)
+                json_object_set_new(k, "outputs", json_string(t->outputs));
         _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(k);
         if (!text) /* a value jansson cannot encode (not UTF-8) */
@@ -395,6 +400,60 @@ static int task_env(Dag *d, Task *t, char ***ret, char **ret_error) {
         return 0;
 }
 
+/* The version of `name` a run's RunResult/RunRecord.outputs_json names,
+ * or 0. */
+static int outputs_version(const char *outputs_json, const char *name) {
+        json_t *o = outputs_json ? json_loads(outputs_json, 0, NULL) : NULL;
+        json_int_t v = json_integer_value(json_object_get(o, name));
+        json_decref(o);
+        return v > 0 && v < (1 << 30) ? (int) v : 0;
+}
+
+/* A memo hit of an `outputs:` task re-uses the version its memoised run
+ * produced (no new version): the one that run's record names, if the
+ * dataset still has it. 0: not usable (the task runs again). */
+static int memo_output_version(Dag *d, Task *t, const char *run_id) {
+        RunRecord *rec = NULL;
+        if (!run_id || store_run_get(engine_store(d->engine), d->tenant, run_id, &rec) < 0)
+                return 0;
+        int v = outputs_version(rec->outputs_json, t->outputs);
+        run_record_free(rec);
+        if (v <= 0)
+                return 0;
+        _cleanup_free_ char *ref = xasprintf("%s@%d", t->outputs, v), *err = NULL, *warn = NULL;
+        DataInfo *i = NULL;
+        if (data_use(d->catalog, d->tenant, ref, &i, &warn, &err) < 0)
+                return 0;
+        data_info_free(i);
+        return v;
+}
+
+/* t's `data:` with each dataset an upstream task outputs pinned to the
+ * version it produced in this DAG run (not the current one, which another
+ * DAG run may have moved). -ENOENT when the producer left none. */
+static int pinned_data_refs(Dag *d, Task *t, char ***ret, char **ret_error) {
+        char **refs = NULL;
+        for (size_t k = 0; t->data && t->data[k]; k++) {
+                ssize_t j = t->data_producer ? t->data_producer[k] : -1;
+                if (j < 0) {
+                        refs = strv_append(refs, t->data[k]);
+                        continue;
+                }
+                pthread_mutex_lock(&d->lock);
+                int v = d->tasks[j].out_version;
+                pthread_mutex_unlock(&d->lock);
+                if (v <= 0) {
+                        *ret_error = xasprintf("task '%s' produced no version of '%s'", d->tasks[j].name, t->data[k]);
+                        strv_free(refs);
+                        return -ENOENT;
+                }
+                _cleanup_free_ char *ref = xasprintf("%s@%d", t->data[k], v);
+                refs = strv_append(refs, ref);
+        }
+        *ret = refs;
+        return 0;
+}
+
 static void run_task(Dag *d, Task *t) {
         _cleanup_free_ char *args = NULL, *kwargs = NULL, *err = NULL, *fp = NULL, *warn = NULL;
         _cleanup_strv_free_ char **mounts = NULL;
@@ -405,7 +464,10 @@ static void run_task(Dag *d, Task *t) {
                 finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
                 return;
         }
-        r = data_resolve_mounts(d->catalog, d->tenant, t->data, &mounts, &fp, &warn, &err);
+        _cleanup_strv_free_ char **refs = NULL;
+        r = pinned_data_refs(d, t, &refs, &err);
+        if (r >= 0)
+                r = data_resolve_mounts(d->catalog, d->tenant, refs, &mounts, &fp, &warn, &err);
         if (r < 0) {
                 finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
                 return;
@@ -427,6 +489,11 @@ static void run_task(Dag *d, Task *t) {
                 _cleanup_free_ char *value = NULL, *run_id = NULL;
                 if (store_dag_memo_get(engine_store(d->engine), d->tenant, key, &value, &run_id) >= 0) {
                         json_t *v = json_loads(value, JSON_DECODE_ANY, NULL);
+                        int out_version = v && t->outputs ? memo_output_version(d, t, run_id) : 0;
+                        if (v && t->outputs && out_version <= 0) {
+                                json_decref(v);
+                                v = NULL;
+                        }
                         if (v) {
                                 pthread_mutex_lock(&d->lock);
                                 json_decref(t->value);
@@ -437,6 +504,7 @@ static void run_task(Dag *d, Task *t) {
                                 t->run_id = TAKE_PTR(run_id);
                                 t->cached = true;
                                 t->exit_code = 0;
+                                t->out_version = out_version;
                                 set_state(d, t, DAG_TASK_CACHED);
                                 pthread_mutex_unlock(&d->lock);
                                 return;
@@ -461,7 +529,8 @@ static void run_task(Dag *d, Task *t) {
                 pthread_mutex_unlock(&d->lock);
                 DagTaskRun tr = {
                         .spec = task_spec(d, t, args, kwargs),
-                        .data_refs = t->data,
+                        .data_refs = refs,
+                        .output_data = t->outputs,
                         .secrets = t->secrets,
                         .env = t->env,
                         .task = t->name,
@@ -469,6 +538,11 @@ static void run_task(Dag *d, Task *t) {
                 };
                 tr.spec.run_id = run_id;
                 tr.spec.data = mounts;
+                DataOutput out = { .catalog = d->catalog, .tenant = d->tenant, .name = t->outputs };
+                if (t->outputs) {
+                        tr.spec.store_output = data_store_output;
+                        tr.spec.store_output_userdata = &out;
+                }
                 char **env = NULL;
                 if (d->opts.secret_key && (t->secrets || t->env)) {
                         r = task_env(d, t, &env, &err);
@@ -481,6 +555,7 @@ static void run_task(Dag *d, Task *t) {
                 RunResult *res = NULL;
                 r = d->opts.run(&tr, d->opts.run_userdata, &res);
                 env_wipe_free(env);
+                free(out.hash);
                 if (r == -ESHUTDOWN) {
                         /* The runner's process stops: the task runs again
                          * when the DAG run is resumed. */
@@ -508,6 +583,8 @@ static void run_task(Dag *d, Task *t) {
                 if (res->status == RUN_SUCCEEDED) {
                         json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY, NULL) : NULL;
                         pthread_mutex_lock(&d->lock);
+                        if (t->outputs)
+                                t->out_version = outputs_version(res->outputs_json, t->outputs);
                         json_decref(t->value);
                         t->value = v ?: json_null();
                         free(t->value_json);

@@ -76,7 +76,15 @@ const char *dag_id(const Dag *d);
 /* One run of a task, as dag_run() hands it to the caller's runner. */
 typedef struct DagTaskRun {
         RunSpec spec;             /* what engine_run() would get (spec.data: resolved mounts) */
-        char *const *data_refs;   /* the task's `data:` as written (NAME[@VERSION]) */
+        /* The task's `data:` (NAME[@VERSION]), a dataset another task of
+         * this DAG outputs pinned to the version that task produced in
+         * this DAG run (NAME@VERSION). */
+        char *const *data_refs;
+        /* `outputs: NAME` (or NULL): spec.store_output stores the run's
+         * output_dir() as NAME in the DAG's tenant; a runner that does not
+         * call the engine itself stores it so (a daemon: the request's
+         * output_data). Either way RunResult.outputs_json says the version. */
+        const char *output_data;
         /* The task's `secrets:` names and `env:` ("KEY=VALUE"). With
          * DagOptions.secret_key, spec.env holds both already (secrets
          * opened); without, the runner opens the names itself (a daemon). */

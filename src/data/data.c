@@ -705,3 +705,20 @@ int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, c
                 buf_free(&warn);
         return 0;
 }
+
+int data_store_output(const char *dir, void *userdata, char **ret_outputs_json, char **ret_error) {
+        DataOutput *o = userdata;
+        assert(dir && o && o->catalog && o->name);
+        DataInfo *i = NULL;
+        int r = data_put(o->catalog, o->tenant, o->name, dir, &i, ret_error);
+        if (r < 0)
+                return r;
+        o->version = i->version;
+        free(o->hash);
+        o->hash = xstrdup(i->hash);
+        json_t *j = json_pack("{s:i}", o->name, i->version);
+        *ret_outputs_json = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        data_info_free(i);
+        return 0;
+}

@@ -156,6 +156,20 @@ int data_tar_unpack_to(int fd, const char *out_path, const DataTarCaps *caps, ch
 int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char *source, const char *filename,
                 DataInfo **ret, char **ret_error);
 
+/* A run's output dir stored as the next version of (tenant, name): the
+ * engine's RunSpec.store_output with userdata a DataOutput (docs/data.md
+ * "Outputs"). Content-addressed like any directory put: the same files
+ * give the same hash (and, unchanged since the current version, no new
+ * version). *ret_outputs_json is {"NAME": VERSION}. data_put()'s errors. */
+typedef struct DataOutput {
+        DataCatalog *catalog;
+        const char *tenant;      /* NULL: "local" */
+        const char *name;
+        int version;             /* out: the version stored */
+        char *hash;              /* out: its content hash (caller frees) */
+} DataOutput;
+int data_store_output(const char *dir, void *userdata, char **ret_outputs_json, char **ret_error);
+
 /* Resolves "NAME[@VERSION]" for a run or a download. A URL dataset asked
  * for its current version is revalidated first (subject to the TTL); when
  * that fails the cached version is returned and *ret_warning (may be NULL)

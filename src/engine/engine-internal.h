@@ -41,6 +41,10 @@ struct Engine {
         char *worker_path;
         char *store_dir;   /* $DATA/store: package store, bound read-only */
         char *logs_dir;    /* $DATA/logs */
+        char *out_dir;     /* $DATA/outputs: one dir per run in flight (/out) */
+        char *out_owner;   /* "<pid>-<start time>" of this process: the prefix of
+                            * its entries in out_dir, swept once it is gone */
+        uint64_t max_out_bytes; /* cap of what a run writes to /out */
         RunLimits defaults;
         RunLimits maxima;
         char *index_url;
@@ -89,6 +93,7 @@ typedef struct WorkerSpawn {
         char **ro_paths;         /* host paths the worker needs read-only, bound at the same path */
         char **data;             /* "NAME=/host/dir": bind read-only at /data/NAME */
         const char *data_dir;
+        const char *out_root;    /* Worker.out_root (full sandbox), or NULL */
 } WorkerSpawn;
 
 /* Starts a worker process as ws describes (fork+exec; never runs CPython in
@@ -153,6 +158,10 @@ typedef struct Worker {
         pid_t pid;
         int sock;
         char *python_version;
+        /* Full sandbox: $DATA/outputs/<worker id>, holding root/ (the runs'
+         * output dirs, seen by the worker at SANDBOX_OUT_ROOT) and work/
+         * (the overlay's work dir); removed when the worker stops. */
+        char *out_root;
 } Worker;
 
 /* Starts a worker whose sandbox can see sys_path's store dirs and the

@@ -5,9 +5,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "engine-internal.h"
+#include "sandbox.h"
 #include "worker-proto.h"
 
 #define EXIT_GRACE_USEC (200 * USEC_PER_MSEC)
@@ -42,6 +44,7 @@ typedef struct RunCtx {
         char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
         usec_t t_start;
+        char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
 } RunCtx;
 
 typedef struct RunWatch RunWatch;
@@ -216,6 +219,7 @@ static void record_finish(RunCtx *c) {
         r->error_type = res->error_type;
         r->error_message = res->error_message;
         r->traceback = res->traceback;
+        r->outputs_json = res->outputs_json;
         _cleanup_free_ char *t = timings_json(res);
         r->timings_json = t;
         r->finished = now_realtime();
@@ -227,6 +231,7 @@ static void record_finish(RunCtx *c) {
         else if (k < 0)
                 c->res->record_error = k;
         r->timings_json = NULL;
+        r->outputs_json = NULL;
 }
 
 /* ---- phase: validate ---- */
@@ -511,6 +516,132 @@ static void prepare_data(RunCtx *c) {
         }
 }
 
+/* ---- the run's output dir (docs/data.md "Outputs") ---- */
+
+/* The run's own dir: in the full sandbox <worker's out root>/root/<id>,
+ * which the worker sees at SANDBOX_OUT_ROOT/<id> and the run at /out; under
+ * --sandbox=none $DATA/outputs/<owner>-<id>, which the run uses as it is. Owned by
+ * the uid the sandbox's root maps to ("nobody" when we are root), 0700. A
+ * failure leaves the run without /out (output_dir() then fails when written
+ * to), never fails it. */
+static void output_dir_create(RunCtx *c) {
+        if (c->spec->instance_key || !c->pw)
+                return;
+        bool full = c->spec->sandbox == SANDBOX_MODE_FULL;
+        if (full && !c->pw->w->out_root)
+                return;
+        _cleanup_free_ char *name = xasprintf("%s-%s", c->e->out_owner, c->res->id);
+        _cleanup_free_ char *dir = full ? path_join_many(c->pw->w->out_root, "root", c->res->id, NULL)
+                                        : path_join(c->e->out_dir, name);
+        if (mkdir(dir, 0700) < 0) {
+                int r = -errno;
+                log_warn("run %s: cannot create its output dir %s: %s", c->res->id, dir, strerror(-r));
+                return;
+        }
+        if (geteuid() == 0 && full)
+                (void) chown(dir, 65534, 65534);
+        c->out_host = TAKE_PTR(dir);
+}
+
+/* "output_dir" (what pysprinter.output_dir() returns) and, in the full
+ * sandbox, "sandbox": {"out": <its name under SANDBOX_OUT_ROOT>,
+ * "fsize_bytes": RLIMIT_FSIZE, so no single file outgrows the cap}. */
+static void add_output_dir(RunCtx *c, json_t *m) {
+        if (!c->out_host)
+                return;
+        if (c->spec->sandbox == SANDBOX_MODE_NONE) {
+                json_object_set_new(m, "output_dir", json_string(c->out_host));
+                return;
+        }
+        json_object_set_new(m, "output_dir", json_string(SANDBOX_OUT_DIR));
+        json_t *sb = json_object_get(m, "sandbox");
+        if (!json_is_object(sb)) {
+                sb = json_object();
+                json_object_set_new(m, "sandbox", sb);
+        }
+        json_object_set_new(sb, "out", json_string(c->res->id));
+        /* At least the default (the larger tmpfs + 16 MiB): /tmp's files
+         * keep their bound when the cap is small. */
+        uint64_t fsize = MAX(c->e->max_out_bytes, 80ULL << 20);
+        json_object_set_new(sb, "fsize_bytes", json_integer((json_int_t) fsize));
+}
+
+/* Bytes and files under path (never following symlinks); stops counting
+ * once past stop_at. */
+static void tree_size(int dirfd, uint64_t stop_at, uint64_t *bytes, uint64_t *files, unsigned depth) {
+        DIR *d = fdopendir(dirfd);
+        if (!d) {
+                close(dirfd);
+                return;
+        }
+        struct dirent *de;
+        while ((de = readdir(d)) && *bytes <= stop_at) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                struct stat st;
+                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode) && depth < 256) {
+                        int fd = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (fd >= 0)
+                                tree_size(fd, stop_at, bytes, files, depth + 1);
+                } else if (S_ISREG(st.st_mode)) {
+                        *bytes += (uint64_t) st.st_size;
+                        (*files)++;
+                }
+        }
+        closedir(d);
+}
+
+/* After the run: a run over the cap is killed by a limit whatever it
+ * returned; a succeeded one hands its /out to spec->store_output; the dir
+ * goes in every case. */
+static void output_dir_finish(RunCtx *c) {
+        if (!c->out_host)
+                return;
+        const char *u = c->out_host;
+        if (c->res->status == RUN_SUCCEEDED) {
+                uint64_t bytes = 0, files = 0;
+                int fd = open(u, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0)
+                        tree_size(fd, c->e->max_out_bytes, &bytes, &files, 0);
+                if (bytes > c->e->max_out_bytes) {
+                        uint64_t cap = c->e->max_out_bytes;
+                        _cleanup_free_ char *m =
+                                cap % (1ULL << 20) == 0
+                                        ? xasprintf("output dir limit (%llu MiB): the run wrote more than that to "
+                                                    "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
+                                                    "daemon's data.max_output_bytes)",
+                                                    (unsigned long long) (cap >> 20))
+                                        : xasprintf("output dir limit (%llu bytes): the run wrote more than that to "
+                                                    "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
+                                                    "daemon's data.max_output_bytes)",
+                                                    (unsigned long long) cap);
+                        free(c->res->value_json);
+                        c->res->value_json = NULL;
+                        set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
+                } else if (c->spec->store_output) {
+                        _cleanup_free_ char *err = NULL, *outputs = NULL;
+                        int r = c->spec->store_output(u, c->spec->store_output_userdata, &outputs, &err);
+                        if (r < 0) {
+                                _cleanup_free_ char *m = xasprintf("storing output_dir(): %s", err ?: strerror(-r));
+                                free(c->res->value_json);
+                                c->res->value_json = NULL;
+                                if (r == -EFBIG || r == -EDQUOT)
+                                        set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
+                                else
+                                        set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "OutputError", m);
+                        } else
+                                c->res->outputs_json = TAKE_PTR(outputs);
+                }
+        }
+        int r = rm_rf(c->out_host);
+        if (r < 0)
+                log_warn("run %s: cannot remove its output dir %s: %s", c->res->id, c->out_host, strerror(-r));
+        free(c->out_host);
+        c->out_host = NULL;
+}
+
 static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
         json_t *m = base_message(c, "run");
         json_t *path = json_array();
@@ -532,6 +663,8 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) 
                 engine_sandbox_run_extra(rs, fds + 4, &n_extra, ELEMENTSOF(fds) - 4, &sb);
         if (sb)
                 json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
+        output_dir_create(c);
+        add_output_dir(c, m);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
         pthread_mutex_lock(&c->pw->io_lock);
@@ -1041,8 +1174,10 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
                 r = phase_resolve(&c, reqs);
         if (r >= 0 && spec->validate_only)
                 set_outcome(&c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
-        else if (r >= 0)
+        else if (r >= 0) {
                 (void) phase_run(&c);
+                output_dir_finish(&c);
+        }
 
         c.res->t_total = now_monotonic() - c.t_start;
         finish_log_error(&c);

@@ -54,6 +54,10 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
                         _cleanup_free_ char *a = xasprintf("--data=%s", *p);
                         argv = strv_append(argv, a);
                 }
+                if (ws->out_root) {
+                        _cleanup_free_ char *a = xasprintf("--out-root=%s", ws->out_root);
+                        argv = strv_append(argv, a);
+                }
         }
         /* A clean environment: the parent's secrets never reach a worker
          * (the sandboxed worker scrubs again, and wipes the strings). */

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
@@ -63,9 +64,34 @@ Worker *worker_stop(Worker *w) {
                         (void) waitpid(w->pid, NULL, 0);
                 }
         }
+        if (w->out_root) {
+                /* The worker is gone, and with it every run it held. */
+                int r = rm_rf(w->out_root);
+                if (r < 0)
+                        log_warn("cannot remove %s: %s", w->out_root, strerror(-r));
+        }
+        free(w->out_root);
         free(w->python_version);
         free(w);
         return NULL;
+}
+
+/* The worker's output root (Worker.out_root): root/ searchable by the
+ * sandbox's "nobody" (when we are root) so a run reaches its own 0700 dir,
+ * work/ for overlayfs. NULL when it cannot be made: runs then have no /out. */
+static char *worker_out_root(Engine *e) {
+        _cleanup_free_ char *id = id_new("w"), *name = xasprintf("%s-%s", e->out_owner, id);
+        _cleanup_free_ char *dir = path_join(e->out_dir, name);
+        _cleanup_free_ char *root = path_join(dir, "root"), *work = path_join(dir, "work");
+        if (mkdir(dir, 0711) < 0 || mkdir(root, 0711) < 0 || mkdir(work, 0700) < 0) {
+                int r = -errno;
+                log_warn("cannot create %s (runs get no /out): %s", dir, strerror(-r));
+                (void) rm_rf(dir);
+                return NULL;
+        }
+        (void) chmod(dir, 0711);
+        (void) chmod(root, 0711);
+        return TAKE_PTR(dir);
 }
 
 int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
@@ -89,6 +115,9 @@ int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 .data_dir = e->data_dir,
         };
         Worker *w = xcalloc(1, sizeof(Worker));
+        if (mode == SANDBOX_MODE_FULL)
+                w->out_root = worker_out_root(e);
+        ws.out_root = w->out_root;
         w->sock = sv[0];
         int r = engine_sandbox_spawn_worker(&ws, &w->pid, ret_error);
         close(sv[1]);

@@ -1,5 +1,6 @@
 /* Engine set-up and the small shared pieces: statuses, results, logs. */
 #include <assert.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -39,6 +40,7 @@ RunResult *run_result_free(RunResult *r) {
         free(r->error_type);
         free(r->error_message);
         free(r->traceback);
+        free(r->outputs_json);
         free(r);
         return NULL;
 }
@@ -103,6 +105,27 @@ static void engine_tick(Engine *e, void *unused) {
         engine_pool_sweep(e);
 }
 
+/* Removes the entries of $DATA/outputs ("<pid>-<start>-…", Engine.out_owner)
+ * whose process is gone: it was killed before it could remove them. */
+static void out_dir_sweep(const char *out_dir) {
+        DIR *d = opendir(out_dir);
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                int pid = 0;
+                unsigned long long start = 0;
+                if (sscanf(de->d_name, "%d-%llu-", &pid, &start) != 2 || pid <= 0)
+                        continue;
+                uint64_t now_start = 0;
+                if (pid_start_time((pid_t) pid, &now_start) >= 0 && now_start == start)
+                        continue;
+                _cleanup_free_ char *p = path_join(out_dir, de->d_name);
+                (void) rm_rf(p);
+        }
+        closedir(d);
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)
@@ -112,6 +135,21 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : data_dir_default();
         e->store_dir = path_join(e->data_dir, "store");
         e->logs_dir = path_join(e->data_dir, "logs");
+        e->out_dir = path_join(e->data_dir, "outputs");
+        uint64_t st = 0;
+        (void) pid_start_time(getpid(), &st);
+        e->out_owner = xasprintf("%d-%llu", (int) getpid(), (unsigned long long) st);
+        e->max_out_bytes = cfg->max_out_bytes;
+        const char *mo = getenv("PYSPRINTER_MAX_OUT_BYTES");
+        uint64_t v;
+        /* Bytes when all digits (the name says so), else a size ("1G", "500MB"). */
+        if (!e->max_out_bytes && mo && *mo) {
+                _cleanup_free_ char *text = mo[strspn(mo, "0123456789")] ? xstrdup(mo) : xasprintf("%sB", mo);
+                if (parse_size(text, &v) >= 0 && v > 0)
+                        e->max_out_bytes = v;
+        }
+        if (!e->max_out_bytes)
+                e->max_out_bytes = RUN_DEFAULT_MAX_OUT_BYTES;
         limits_fill(&e->defaults, &cfg->defaults);
         e->maxima = cfg->maxima;
         e->index_url = cfg->index_url ? xstrdup(cfg->index_url) : NULL;
@@ -147,9 +185,13 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
-        const char *dirs[] = { e->data_dir, e->store_dir, e->logs_dir };
+        const char *dirs[] = { e->data_dir, e->store_dir, e->logs_dir, e->out_dir };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-                r = mkdir_p(dirs[i], 0700);
+                /* outputs: searchable by the sandbox's "nobody" (root maps
+                 * to it), whose run dirs below are its own and 0700. */
+                r = mkdir_p(dirs[i], dirs[i] == e->out_dir ? 0711 : 0700);
+                if (r >= 0 && dirs[i] == e->out_dir)
+                        (void) chmod(dirs[i], 0711);
                 if (r < 0) {
                         *ret_error = xasprintf("cannot create %s: %s", dirs[i], strerror(-r));
                         engine_free(e);
@@ -173,6 +215,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 (void) store_runs_mark_orphaned(e->store, "the process running it is gone");
         /* A runner killed with SIGKILL leaves its runs' cgroups behind. */
         (void) engine_sandbox_sweep();
+        /* … and its output dirs. */
+        out_dir_sweep(e->out_dir);
         if (cfg->prewarm) {
                 e->prewarm_mode = cfg->prewarm_mode;
                 e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
@@ -197,6 +241,8 @@ Engine *engine_free(Engine *e) {
         pthread_cond_destroy(&e->pool.changed);
         store_close(e->store);
         free(e->data_dir);
+        free(e->out_dir);
+        free(e->out_owner);
         free(e->worker_path);
         free(e->store_dir);
         free(e->logs_dir);

@@ -62,6 +62,8 @@ typedef struct RunLimits {
 #define RUN_MAX_SOURCE_BYTES (4ULL << 20)
 #define RUN_MAX_RESULT_BYTES (16ULL << 20)
 #define RUN_MAX_ARGS_BYTES (4ULL << 20)
+/* What a run may write to its output dir (/out, pysprinter.output_dir()). */
+#define RUN_DEFAULT_MAX_OUT_BYTES (1ULL << 30)
 
 typedef struct RunSpec {
         const char *run_id;      /* NULL: the engine makes one */
@@ -117,6 +119,17 @@ typedef struct RunSpec {
          * deploy: the calls bring their own). */
         bool skip_argument_check;
         bool no_record;          /* do not write a run record */
+        /* Outputs (docs/data.md "Outputs"): every ad-hoc run gets a fresh
+         * writable /out (a dir of its own under $DATA/outputs, removed after
+         * the run). When the run succeeded and store_output is set, the
+         * engine calls it with the host dir holding what the run wrote,
+         * before the final record is written; it stores that (src/data/)
+         * and returns the record's outputs as a JSON object text
+         * ({"NAME": VERSION}), or a negative errno with *ret_error: the run
+         * then ends as an error (exit 7) or, for -EFBIG/-EDQUOT, as killed
+         * by a limit (exit 5). */
+        int (*store_output)(const char *dir, void *userdata, char **ret_outputs_json, char **ret_error);
+        void *store_output_userdata;
 } RunSpec;
 
 typedef enum RunEventType {
@@ -156,6 +169,7 @@ typedef struct RunResult {
         char *error_message;  /* one-line message for the user */
         char *traceback;      /* user frames only, when the function raised */
         bool output_truncated;
+        char *outputs_json;   /* {"NAME": VERSION}: datasets the run's /out became */
         /* Phase durations in microseconds: queue (set by the daemon),
          * validate, resolve (incl. install), acquire (a warm worker or
          * instance; large when cold), fork (hand-off to a forked child),
@@ -184,6 +198,9 @@ typedef struct EngineConfig {
          * owners that are gone are marked lost when the engine starts
          * (a daemon's queue recovers its own runs instead). */
         bool record_owner;
+        /* Cap of a run's /out in bytes; 0: $PYSPRINTER_MAX_OUT_BYTES, else
+         * RUN_DEFAULT_MAX_OUT_BYTES. */
+        uint64_t max_out_bytes;
         /* Start the base (validation) worker of this sandbox mode in the
          * background now, so a long-lived engine's first run finds it warm. */
         bool prewarm;

@@ -28,6 +28,10 @@ int sandbox_mounts_worker_proc(char **ret_error);
 SandboxMounts *sandbox_mounts_free(SandboxMounts *m);
 /* Run level, in the run's pid 1: private /tmp, /dev/shm tmpfs and /proc. */
 int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error);
+/* In the run child, after the run is known and before capabilities go:
+ * mounts SANDBOX_OUT_ROOT/out_name at SANDBOX_OUT_DIR (out_name may be NULL)
+ * and detaches SANDBOX_OUT_ROOT. */
+int sandbox_mounts_out(const char *out_name, char **ret_error);
 
 /* sandbox-net.c */
 /* Unless network: moves the caller into a new network namespace of its

@@ -52,8 +52,9 @@ static char **tmp_binds;
 /* BIND_HIDDEN: a directory seen through a read-only overlay, so that
  * /proc/self/mountinfo shows no host path (a bind's line names its source
  * directory, relative to its file system: the data dir, PYSPRINTER_HOME).
- * BIND_COPY: a file copied into the root tmpfs (the worker binary). */
-typedef enum BindKind { BIND_DIR, BIND_FILE, BIND_DEV, BIND_SYMLINK, BIND_HIDDEN, BIND_COPY } BindKind;
+ * BIND_COPY: a file copied into the root tmpfs (the worker binary).
+ * BIND_RW: a writable directory (the runs' output dirs, SANDBOX_OUT_ROOT). */
+typedef enum BindKind { BIND_DIR, BIND_FILE, BIND_DEV, BIND_SYMLINK, BIND_HIDDEN, BIND_COPY, BIND_RW } BindKind;
 
 typedef struct Bind {
         char *src;      /* host path */
@@ -268,6 +269,12 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
                 if (r < 0)
                         goto fail;
         }
+        if (cfg->out_root) {
+                r = add_at(m, cfg->out_root, SANDBOX_OUT_ROOT, ret_error);
+                if (r < 0)
+                        goto fail;
+                m->binds[m->n - 1].kind = BIND_RW;
+        }
         *ret = m;
         return 0;
 fail:
@@ -368,6 +375,28 @@ static int mount_hidden(const char *src, const char *dst) {
         return r;
 }
 
+/* The worker's output root (src holds root/ and work/), writable at dst
+ * through an overlay over an empty layer whose upper dir is src/root: like
+ * mount_hidden(), mountinfo then names no host path. Each worker has its
+ * own src (an upper dir serves one overlay). Without overlayfs: a bind of
+ * src/root. */
+static int mount_hidden_rw(const char *src, const char *dst) {
+        static const char lower[] = NEWROOT SANDBOX_RUN_DIR "/.lower";
+        static const char empty[] = NEWROOT SANDBOX_RUN_DIR "/.empty";
+        if (mount(src, lower, NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        char opts[512];
+        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/root,workdir=%s/work", empty, lower, lower);
+        int r = 0;
+        if (mount("overlay", dst, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) {
+                _cleanup_free_ char *root = path_join(lower, "root");
+                if (mount(root, dst, NULL, MS_BIND, NULL) < 0)
+                        r = -errno;
+        }
+        (void) umount2(lower, MNT_DETACH);
+        return r;
+}
+
 #define FAIL(r, ...)                                    \
         do {                                            \
                 *ret_error = xasprintf(__VA_ARGS__);    \
@@ -429,6 +458,13 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         if (r < 0)
                                 FAIL(r, "copying %s into the sandbox: %s", b->dst, strerror(-r));
                         continue;
+                case BIND_RW:
+                        if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+                                FAIL_ERRNO("mkdir %s in the sandbox: %s", b->dst);
+                        r = mount_hidden_rw(src, dst);
+                        if (r < 0)
+                                FAIL(r, "mounting %s in the sandbox: %s", b->dst, strerror(-r));
+                        continue;
                 case BIND_HIDDEN:
                         if (mkdir(dst, 0755) < 0 && errno != EEXIST)
                                 FAIL_ERRNO("mkdir %s in the sandbox: %s", b->dst);
@@ -471,7 +507,8 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
         for (size_t i = 0; i < ELEMENTSOF(devlinks); i++)
                 if (symlink(devlinks[i][0], devlinks[i][1]) < 0 && errno != EEXIST)
                         FAIL_ERRNO("symlink %s: %s", devlinks[i][1]);
-        static const char *const dirs[] = { NEWROOT "/dev/shm", NEWROOT "/proc", NEWROOT "/tmp", NEWROOT "/etc" };
+        static const char *const dirs[] = { NEWROOT "/dev/shm", NEWROOT "/proc", NEWROOT "/tmp", NEWROOT "/etc",
+                                            NEWROOT SANDBOX_OUT_DIR };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
                 if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
                         FAIL_ERRNO("mkdir %s: %s", dirs[i]);
@@ -547,5 +584,30 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 FAIL_ERRNO("mounting the run's /dev/shm: %s");
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
                 FAIL_ERRNO("mounting the run's /proc: %s");
+        return 0;
+}
+
+int sandbox_mounts_out(const char *out_name, char **ret_error) {
+        if (out_name) {
+                if (!*out_name || strchr(out_name, '/') || out_name[0] == '.')
+                        FAIL(-EINVAL, "invalid output dir name '%s'", out_name);
+                /* A bind inside the worker's output overlay: mountinfo
+                 * names "/<run id>" on that overlay, no host path. */
+                _cleanup_free_ char *src = path_join(SANDBOX_OUT_ROOT, out_name);
+                if (mount(src, SANDBOX_OUT_DIR, NULL, MS_BIND, NULL) < 0)
+                        FAIL_ERRNO("mounting the run's %s: %s", SANDBOX_OUT_DIR);
+        }
+        /* Every run's dir is under the root: it must go before user code.
+         * The worker's mounts were made before its user namespace and are
+         * locked in it (umount says EINVAL), so an empty read-only tmpfs
+         * hides the root instead; the run has no capability left to lift it. */
+        struct stat st;
+        if (stat(SANDBOX_OUT_ROOT, &st) < 0)
+                return 0; /* a worker without output dirs */
+        if (umount2(SANDBOX_OUT_ROOT, MNT_DETACH) == 0)
+                return 0;
+        if (mount("tmpfs", SANDBOX_OUT_ROOT, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "size=4k,nr_inodes=2,mode=0555") < 0)
+                FAIL_ERRNO("hiding %s: %s", SANDBOX_OUT_ROOT);
         return 0;
 }

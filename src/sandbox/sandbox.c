@@ -195,7 +195,13 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
 }
 
 int sandbox_run_finish_enter(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error) {
-        int r = sandbox_rlimits_apply(cfg, have_memory_cgroup, ret_error);
+        /* The output dir is the one per-run mount that depends on the run
+         * (a spare is prepared before its run is known); it needs the
+         * capabilities dropped below. */
+        int r = worker_active ? sandbox_mounts_out(cfg->out_name, ret_error) : 0;
+        if (r < 0)
+                return r;
+        r = sandbox_rlimits_apply(cfg, have_memory_cgroup, ret_error);
         if (r < 0)
                 return r;
         r = sandbox_fds_close_except(cfg->keep_fds, cfg->n_keep_fds);

@@ -42,6 +42,12 @@
 #define SANDBOX_RUN_DIR "/run/pysprinter"
 /* The worker binary (a copy); the worker re-execs itself from here. */
 #define SANDBOX_WORKER_PATH SANDBOX_RUN_DIR "/worker"
+/* The engine's directory of per-run output dirs (SandboxWorkerConfig.
+ * out_root), writable; a run binds its own entry at SANDBOX_OUT_DIR and
+ * detaches this before user code runs, so no run sees another's. */
+#define SANDBOX_OUT_ROOT SANDBOX_RUN_DIR "/outputs"
+/* Where a run sees its writable output directory (pysprinter.output_dir()). */
+#define SANDBOX_OUT_DIR "/out"
 /* The package store's dirs (SandboxWorkerConfig.ro_paths). */
 #define SANDBOX_STORE_DIR SANDBOX_RUN_DIR "/store"
 
@@ -59,6 +65,9 @@ typedef struct SandboxWorkerConfig {
         char **data;
         /* Bytes of the worker's own /tmp (the runs get their own). 0: 16 MiB. */
         uint64_t worker_tmp_bytes;
+        /* Host dir holding the runs' output dirs, seen writable at
+         * SANDBOX_OUT_ROOT by the worker only (NULL: runs get no /out). */
+        const char *out_root;
 } SandboxWorkerConfig;
 
 /* Enters the worker-level sandbox. Must be called single-threaded, before
@@ -95,6 +104,10 @@ typedef struct SandboxRunConfig {
         uint64_t cpu_seconds;      /* RLIMIT_CPU backstop; 0: none */
         /* Only used when no memory cgroup is available: RLIMIT_AS. 0: none. */
         uint64_t fallback_as_bytes;
+        /* The run's entry under SANDBOX_OUT_ROOT: its "u" (upper) and "w"
+         * (overlay work) dirs become SANDBOX_OUT_DIR. NULL: /out stays
+         * the empty read-only dir. SANDBOX_OUT_ROOT is detached either way. */
+        const char *out_name;
         bool network;              /* stay in the worker's (host) network namespace;
                                     * else a new one of the run's own */
         /* cgroup.procs fds the engine opened (see sandbox_cgroup_procs_fds());

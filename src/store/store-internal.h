@@ -53,9 +53,13 @@ char *store_col_text(sqlite3_stmt *st, int i);
         "id, tenant, filename, function, args_json, kwargs_json, status, exit_code, value_json, " \
         "value_repr, error_type, error_message, traceback, timings_json, log_path, created, "    \
         "started, finished, attempt, max_attempts"
+/* What store_run_from_row() reads: RUN_COLUMNS, then the columns no
+ * insert binds (outputs_json, written with the run's end as ?22). */
+#define RUN_SELECT_COLUMNS RUN_COLUMNS ", outputs_json"
 void store_run_bind(sqlite3_stmt *st, const RunRecord *r);
 /* Runs sql (a string literal: its statement is cached) with r bound as
- * ?1..?20 and arg21, when not NULL, as ?21. Returns the rows changed. */
+ * ?1..?20, arg21, when not NULL, as ?21 and r->outputs_json as ?22 when
+ * the statement has it. Returns the rows changed. */
 int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21);
 RunRecord *store_run_from_row(sqlite3_stmt *st);
 

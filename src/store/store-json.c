@@ -43,6 +43,8 @@ char *run_record_to_json(const RunRecord *r, const char *phase) {
                                                             r->error_message, "traceback", r->traceback)
                                                 : json_null());
         json_object_set_new(j, "timings", json_parse_or_string(r->timings_json));
+        if (r->outputs_json)
+                json_object_set_new(j, "outputs", json_parse_or_string(r->outputs_json));
         json_object_set_new(j, "attempt", json_integer(r->attempt));
         json_object_set_new(j, "max_attempts", json_integer(r->max_attempts));
         json_object_set_new(j, "created_at", time_json(r->created));

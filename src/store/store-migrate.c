@@ -183,6 +183,9 @@ static const char *const migrations[] = {
          * body captured at `schedule add`), and the DAG runs' schedule tag */
         "ALTER TABLE schedules ADD COLUMN dag_json TEXT;"
         "ALTER TABLE dag_runs ADD COLUMN schedule TEXT;",
+        /* 12: the datasets a run's output_dir() became, {"NAME": VERSION}
+         * (docs/data.md "Outputs") */
+        "ALTER TABLE runs ADD COLUMN outputs_json TEXT;",
 };
 
 int store_schema_version(void) {

@@ -133,6 +133,7 @@ RunRecord *run_record_free(RunRecord *r) {
         free(r->traceback);
         free(r->timings_json);
         free(r->log_path);
+        free(r->outputs_json);
         free(r);
         return NULL;
 }
@@ -186,6 +187,8 @@ int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *ar
                 store_run_bind(st, r);
                 if (arg21)
                         store_bind_text(st, 21, arg21);
+                if (sqlite3_bind_parameter_count(st) >= 22)
+                        store_bind_text(st, 22, r->outputs_json);
                 rc = sqlite3_step(st);
                 if ((rc & 0xff) == SQLITE_FULL && store_reserve_release(s)) {
                         sqlite3_reset(st);
@@ -222,7 +225,7 @@ int store_run_insert(Store *s, const RunRecord *r) {
 int store_run_update(Store *s, const RunRecord *r) {
         return exec_record(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
                               "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                              "timings_json=?14, log_path=?15, started=?17, finished=?18 "
+                              "timings_json=?14, log_path=?15, started=?17, finished=?18, outputs_json=?22 "
                               "WHERE id=?1",
                            r, true);
 }
@@ -254,6 +257,7 @@ RunRecord *store_run_from_row(sqlite3_stmt *st) {
         r->finished = (usec_t) sqlite3_column_int64(st, 17);
         r->attempt = sqlite3_column_int(st, 18);
         r->max_attempts = sqlite3_column_int(st, 19);
+        r->outputs_json = store_col_text(st, 20);
         return r;
 }
 
@@ -265,7 +269,7 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
         _cleanup_free_ char *hi = xasprintf("%s\x7f", id_or_prefix);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
-        st = store_stmt(s, "SELECT " RUN_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
+        st = store_stmt(s, "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
                            "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2");
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (rc != SQLITE_OK) {
@@ -297,7 +301,7 @@ int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
         int rc = sqlite3_prepare_v2(s->db,
-                                    "SELECT " RUN_COLUMNS " FROM runs WHERE (?1 IS NULL OR tenant = ?1) "
+                                    "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE (?1 IS NULL OR tenant = ?1) "
                                     "ORDER BY created DESC, id DESC LIMIT ?2",
                                     -1, &st, NULL);
         if (rc != SQLITE_OK) {

@@ -36,6 +36,7 @@ typedef struct RunRecord {
         usec_t finished;
         int attempt;         /* attempts started so far (RunQueue; 0: never started) */
         int max_attempts;    /* how many the queue may start (1: never run again) */
+        char *outputs_json;  /* {"NAME": VERSION}: datasets its output_dir() became */
 } RunRecord;
 RunRecord *run_record_free(RunRecord *r);
 void run_record_freep(RunRecord **r);

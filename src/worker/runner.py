@@ -591,6 +591,10 @@ def _user_module(source, filename, req):
     for n, d in (req.get("data") or {}).items():
         if isinstance(d, dict) and isinstance(d.get("path"), str):
             _data_paths[n] = d["path"]
+    # "output_dir": the run's writable dir (/out in the sandbox, a host dir
+    # under --sandbox=none), what pysprinter.output_dir() returns.
+    if isinstance(req.get("output_dir"), str):
+        _rt._output_dir = req["output_dir"]
     # "env": the run's --env values and opened --secret values
     # (docs/secrets.md). Set in this child only: the worker it forked from,
     # and every other run, keep the sandbox's cleared environment.

@@ -1,7 +1,7 @@
 /* Sandbox hooks of the worker (DESIGN §5): argv says which sandbox; the
  * work is src/sandbox/'s.
  *
- *   pysprinter-worker --sandbox=full [--ro=PATH]... [--data=NAME=PATH]...
+ *   pysprinter-worker --sandbox=full [--ro=PATH]... [--data=NAME=PATH]... [--out-root=DIR]
  *   pysprinter-worker --sandbox=none
  *
  * With --sandbox=full the process enters the sandbox and then re-execs
@@ -30,6 +30,7 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
                 if (streq(argv[i], "--sandbox=inside"))
                         return sandbox_worker_resume(ret_error);
         _cleanup_strv_free_ char **ro = NULL, **data = NULL;
+        const char *out_root = NULL;
         for (int i = 1; i < argc; i++) {
                 if (streq(argv[i], "--sandbox=none"))
                         full = false;
@@ -42,10 +43,12 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
                         ro = strv_append(ro, argv[i] + 5);
                 else if (startswith(argv[i], "--data="))
                         data = strv_append(data, argv[i] + 7);
+                else if (startswith(argv[i], "--out-root="))
+                        out_root = argv[i] + 11;
         }
         if (!full)
                 return 0;
-        SandboxWorkerConfig cfg = { .ro_paths = ro, .data = data };
+        SandboxWorkerConfig cfg = { .ro_paths = ro, .data = data, .out_root = out_root };
         int r = sandbox_worker_enter(&cfg, ret_error);
         if (r < 0)
                 return r;
@@ -93,6 +96,11 @@ int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_ex
         bool network = json_is_true(json_object_get(lim, "network"));
         size_t n_cg = (size_t) json_integer_value(json_object_get(sb, "cgroup_fds"));
         bool memory_cgroup = json_is_true(json_object_get(sb, "memory_cgroup"));
+        /* The run's output dir (engine: a dir of its own under the out root)
+         * and its cap, which bounds each file written there too. */
+        const char *out = json_string_value(json_object_get(sb, "out"));
+        _cleanup_free_ char *out_name = out ? xstrdup(out) : NULL;
+        uint64_t fsize = (uint64_t) json_integer_value(json_object_get(sb, "fsize_bytes"));
         json_decref(m);
         if (n_cg > n_extra)
                 n_cg = n_extra;
@@ -109,6 +117,8 @@ int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_ex
                 /* Without a memory cgroup, the address-space rlimit is the
                  * only bound (generous: Python maps more than it uses). */
                 .fallback_as_bytes = memory_cgroup ? 0 : (memory ? memory * 2 + (256ULL << 20) : 0),
+                .out_name = out_name,
+                .fsize_bytes = fsize,
         };
         if (spare_prepared) {
                 /* The namespaces and mounts were made while the spare idled;

@@ -71,7 +71,30 @@ static const struct {
         { "- 1\n", "a pipeline is a mapping" },
         { "tasks:\n  params: {file: f.py}\n", "not valid" },
         { "tasks:\n  a: {file: f.py, depends: [b]}\n", "unknown task 'b'" },
+        { "tasks:\n  a: {file: f.py, outputs: [x, y]}\n", "outputs takes one dataset name" },
+        { "tasks:\n  a: {file: f.py, outputs: 'no/slash'}\n", "is not a dataset name" },
+        { "tasks:\n  a: {file: f.py, outputs: x, data: [x]}\n", "reads the dataset 'x' it outputs" },
+        { "tasks:\n  a: {file: f.py, outputs: x}\n  b: {file: f.py, outputs: x}\n  c: {file: f.py, data: [x]}\n",
+          "two tasks output the dataset 'x'" },
 };
+
+/* data: [NAME] of a dataset another task outputs is an edge to that task
+ * (data: [NAME@V] is not: it names a fixed version). */
+static void test_outputs_make_edges(void **state) {
+        Dag *d = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = parse("tasks:\n  make: {file: f.py, outputs: parts}\n  use: {file: f.py, data: [parts]}\n"
+                      "  pinned: {file: f.py, data: ['parts@1']}\n",
+                      NULL, &d, &err);
+        assert_int_equal(r, 0);
+        DagTaskInfo t;
+        dag_task_info(d, 1, &t);
+        assert_int_equal(t.n_deps, 1);
+        assert_int_equal(t.depth, 1);
+        dag_task_info(d, 2, &t);
+        assert_int_equal(t.n_deps, 0);
+        dag_free(d);
+}
 
 static void test_bad(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -290,7 +313,8 @@ static void test_file_check_symlink_and_loader(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_diamond), cmocka_unit_test(test_bad), cmocka_unit_test(test_cycle_names_tasks),
+                cmocka_unit_test(test_diamond), cmocka_unit_test(test_bad), cmocka_unit_test(test_outputs_make_edges),
+                cmocka_unit_test(test_cycle_names_tasks),
                 cmocka_unit_test(test_params), cmocka_unit_test(test_states),
                 cmocka_unit_test(test_template_subst), cmocka_unit_test(test_key_given_twice),
                 cmocka_unit_test(test_file_check_table), cmocka_unit_test(test_file_check_symlink_and_loader),

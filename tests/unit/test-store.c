@@ -118,11 +118,17 @@ static void test_insert_get_update(void **state) {
         got->status = xstrdup("succeeded");
         got->exit_code = 0;
         got->value_json = xstrdup("[1,2]");
+        assert_null(got->outputs_json);
+        got->outputs_json = xstrdup("{\"parts\":3}");
         assert_int_equal(store_run_update(s, got), 0);
         run_record_free(got);
         assert_int_equal(store_run_get(s, "t1", "rabc1", &got), 0);
         assert_string_equal(got->status, "succeeded");
         assert_string_equal(got->value_json, "[1,2]");
+        /* The datasets its output_dir() became, in the API's run object. */
+        assert_string_equal(got->outputs_json, "{\"parts\":3}");
+        _cleanup_free_ char *api = run_record_to_json(got, NULL);
+        assert_non_null(strstr(api, "\"outputs\":{\"parts\":3}"));
         assert_int_equal(got->exit_code, 0);
         run_record_free(got);
         RunRecord missing = { .id = (char *) "nope", .status = (char *) "x" };
