@@ -360,6 +360,52 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
         return n ? 0 : -ENOENT;
 }
 
+int store_run_set_lock(Store *s, const char *id, const char *lock_json) {
+        assert(s && id && lock_json);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET lock_json=?2 WHERE id=?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, id);
+                store_bind_text(st, 2, lock_json);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        int n = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return n ? 0 : -ENOENT;
+}
+
+int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret) {
+        assert(s && id && ret);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT lock_json FROM runs WHERE id=?1 AND (?2 IS NULL OR tenant=?2)", -1,
+                                    &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc);
+        }
+        store_bind_text(st, 1, id);
+        store_bind_text(st, 2, tenant);
+        int r = -ENOENT;
+        char *lock = NULL;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                lock = store_col_text(st, 0);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = store_sqlite_errno(rc) ?: -EIO;
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0)
+                return r;
+        *ret = lock;
+        return 0;
+}
+
 typedef struct Owned {
         char *id;
         pid_t pid;

@@ -61,6 +61,12 @@ int store_runs_mark_lost(Store *s, const char *message);
 /* Records the process that runs r (an embedded run): pid and its start
  * time (pid_start_time()). -ENOENT when there is no such run. */
 int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time);
+/* A run's environment lock (pkg_lock_to_json() text, as the engine's
+ * resolve event carried it; docs/ui.md). -ENOENT when there is no such
+ * run. store_run_get_lock: *ret NULL when the run recorded none (no
+ * requirements, or resolved before this was kept). */
+int store_run_set_lock(Store *s, const char *id, const char *lock_json);
+int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret);
 /* Marks lost every queued/running run whose recorded owner process is gone
  * (no such pid, or a pid reused by another process), with message and
  * " (pid N)". Runs without an owner (a daemon's) are not
@@ -343,6 +349,31 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
 /* Removes one version (version > 0) or the whole dataset (0). When the
  * current version goes, the newest remaining becomes current. -ENOENT. */
 int store_dataset_delete(Store *s, const char *tenant, const char *name, int version);
+/* Where a tenant's dataset is used (docs/ui.md "Data"): runs whose request
+ * mounted it, newest first, at most limit; and schedules whose invoke
+ * arguments name it. ref is as the run or schedule named it ("NAME" or
+ * "NAME@VERSION"). */
+typedef struct DatasetRunUse {
+        char *run_id;
+        char *status;
+        char *function;         /* the function the run called */
+        char *fn_name;          /* the deployed function it invoked, or NULL */
+        char *ref;
+        char *dag_id;           /* a DAG task's run: its DAG run and task, or NULL */
+        char *task;
+        usec_t created;
+} DatasetRunUse;
+typedef struct DatasetScheduleUse {
+        char *schedule;
+        char *function;
+        char *ref;
+} DatasetScheduleUse;
+void dataset_run_use_list_free(DatasetRunUse *v, size_t n);
+void dataset_schedule_use_list_free(DatasetScheduleUse *v, size_t n);
+int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t limit, DatasetRunUse **ret,
+                       size_t *ret_n);
+int store_dataset_schedules(Store *s, const char *tenant, const char *name, DatasetScheduleUse **ret,
+                            size_t *ret_n);
 /* How many versions (any tenant) still reference hash. */
 int store_dataset_hash_refs(Store *s, const char *hash, uint64_t *ret_count);
 /* Bytes a tenant holds: the sum of the sizes of the distinct contents its
