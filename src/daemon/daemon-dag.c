@@ -22,6 +22,7 @@
  *
  * Who drives a DAG run is an flock held by the driving process (dag.h,
  * dag_run()), so a restart resumes it at once, whatever the old pid. */
+#include <assert.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -252,6 +253,18 @@ static void record_failure(Daemon *d, const char *tenant, const char *id, const 
         dag_run_record_free(cur);
 }
 
+/* DagEventFn: a task changed state, or the DAG run started. Wakes whoever
+ * waits on the daemon's change condition: a DAG run's event stream
+ * (daemon-ui.c, GET /v1/dags/{id}/events) sends the new states at once. */
+static void dag_changed(const Dag *dag, const DagEvent *ev, void *userdata) {
+        Daemon *d = userdata;
+        if (ev->type == DAG_EVENT_TICK || ev->type == DAG_EVENT_WARNING)
+                return;
+        pthread_mutex_lock(&d->lock);
+        pthread_cond_broadcast(&d->change_cond);
+        pthread_mutex_unlock(&d->lock);
+}
+
 static void *dag_thread(void *p) {
         DagThreadArgs *a = p;
         Daemon *d = a->d;
@@ -259,7 +272,7 @@ static void *dag_thread(void *p) {
         _cleanup_free_ char *err = NULL;
         free(a);
 
-        int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, NULL, NULL, &err);
+        int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, dag_changed, d, &err);
         if (r == -EBUSY || r == -ESHUTDOWN)
                 /* Another live process drives it, or this one stops: the
                  * record stays running for whoever resumes it. */
@@ -286,6 +299,7 @@ static void *dag_thread(void *p) {
         d->dags->active--;
         pthread_cond_broadcast(&d->dags->cond);
         pthread_mutex_unlock(&d->dags->lock);
+        dag_changed(g->dag, &(DagEvent) { .type = DAG_EVENT_STARTED }, d); /* the end is recorded */
         ddag_unref(d, g);
         return NULL;
 }
@@ -556,6 +570,17 @@ static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tas
         if (g)
                 ddag_unref(d, g);
         return j;
+}
+
+int daemon_dag_json(Daemon *d, const char *tenant, const char *id, json_t **ret) {
+        assert(d && tenant && id && ret);
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(d->store, tenant, id, &rec);
+        if (r < 0)
+                return r;
+        *ret = dag_record_json(d, rec, true);
+        dag_run_record_free(rec);
+        return 0;
 }
 
 static struct MHD_Response *dag_errno(int r, unsigned *ret_status) {

@@ -393,15 +393,6 @@ void dataset_run_use_list_free(DatasetRunUse *v, size_t n) {
         free(v);
 }
 
-void dataset_schedule_use_list_free(DatasetScheduleUse *v, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                free(v[i].schedule);
-                free(v[i].function);
-                free(v[i].ref);
-        }
-        free(v);
-}
-
 /* A ref names the dataset as "NAME" or "NAME@VERSION" (data_parse_ref). */
 #define REF_MATCHES(col) "(" col " = ?2 OR substr(" col ", 1, length(?2) + 1) = ?2 || '@')"
 
@@ -445,43 +436,6 @@ int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t li
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE) {
                 dataset_run_use_list_free(v, n);
-                return store_sqlite_errno(rc) ?: -EIO;
-        }
-        *ret = v;
-        *ret_n = n;
-        return 0;
-}
-
-int store_dataset_schedules(Store *s, const char *tenant, const char *name, DatasetScheduleUse **ret,
-                            size_t *ret_n) {
-        assert(s && tenant && name && ret && ret_n);
-        sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
-        int rc = sqlite3_prepare_v2(s->db,
-                                    "SELECT c.name, c.function, j.value FROM schedules c "
-                                    "JOIN json_each(CASE WHEN json_valid(c.invoke_json) THEN c.invoke_json END, "
-                                    "'$.data') j WHERE c.tenant = ?1 AND " REF_MATCHES("j.value") " ORDER BY c.name",
-                                    -1, &st, NULL);
-        if (rc != SQLITE_OK) {
-                pthread_mutex_unlock(&s->lock);
-                return store_sqlite_errno(rc);
-        }
-        store_bind_text(st, 1, tenant);
-        store_bind_text(st, 2, name);
-        DatasetScheduleUse *v = NULL;
-        size_t n = 0;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                v = xrealloc(v, (n + 1) * sizeof(DatasetScheduleUse));
-                v[n++] = (DatasetScheduleUse) {
-                        .schedule = store_col_text(st, 0),
-                        .function = store_col_text(st, 1),
-                        .ref = store_col_text(st, 2),
-                };
-        }
-        sqlite3_finalize(st);
-        pthread_mutex_unlock(&s->lock);
-        if (rc != SQLITE_DONE) {
-                dataset_schedule_use_list_free(v, n);
                 return store_sqlite_errno(rc) ?: -EIO;
         }
         *ret = v;

@@ -350,8 +350,8 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
  * current version goes, the newest remaining becomes current. -ENOENT. */
 int store_dataset_delete(Store *s, const char *tenant, const char *name, int version);
 /* Where a tenant's dataset is used (docs/ui.md "Data"): runs whose request
- * mounted it, newest first, at most limit; and schedules whose invoke
- * arguments name it. ref is as the run or schedule named it ("NAME" or
+ * mounted it (runs, DAG tasks' runs, deployed functions' invokes), newest
+ * first, at most limit. ref is as the run named it ("NAME" or
  * "NAME@VERSION"). */
 typedef struct DatasetRunUse {
         char *run_id;
@@ -363,17 +363,9 @@ typedef struct DatasetRunUse {
         char *task;
         usec_t created;
 } DatasetRunUse;
-typedef struct DatasetScheduleUse {
-        char *schedule;
-        char *function;
-        char *ref;
-} DatasetScheduleUse;
 void dataset_run_use_list_free(DatasetRunUse *v, size_t n);
-void dataset_schedule_use_list_free(DatasetScheduleUse *v, size_t n);
 int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t limit, DatasetRunUse **ret,
                        size_t *ret_n);
-int store_dataset_schedules(Store *s, const char *tenant, const char *name, DatasetScheduleUse **ret,
-                            size_t *ret_n);
 /* How many versions (any tenant) still reference hash. */
 int store_dataset_hash_refs(Store *s, const char *hash, uint64_t *ret_count);
 /* Bytes a tenant holds: the sum of the sizes of the distinct contents its

@@ -514,23 +514,6 @@ static void test_run_lock_and_dataset_usage(void **state) {
         assert_int_equal(n, 2);
         dataset_run_use_list_free(v, n);
 
-        ScheduleRecord c = { .tenant = (char *) "t", .name = (char *) "nightly", .function = (char *) "g",
-                             .spec = (char *) "@daily", .tz = (char *) "UTC", .next_fire = 1,
-                             .invoke_json = (char *) "{\"data\":[\"numbers@1\"]}" };
-        assert_int_equal(store_schedule_insert(s, &c), 0);
-        c.name = (char *) "plain";
-        c.invoke_json = NULL;
-        assert_int_equal(store_schedule_insert(s, &c), 0);
-        DatasetScheduleUse *sv = NULL;
-        assert_int_equal(store_dataset_schedules(s, "t", "numbers", &sv, &n), 0);
-        assert_int_equal(n, 1);
-        assert_string_equal(sv[0].schedule, "nightly");
-        assert_string_equal(sv[0].ref, "numbers@1");
-        dataset_schedule_use_list_free(sv, n);
-        assert_int_equal(store_dataset_schedules(s, "u", "numbers", &sv, &n), 0);
-        assert_int_equal(n, 0);
-        dataset_schedule_use_list_free(sv, n);
-
         char *lock = (char *) "x";
         assert_int_equal(store_run_get_lock(s, "t", "u5", &lock), 0);
         assert_null(lock);
