@@ -151,13 +151,6 @@ static void on_event(const RunEvent *ev, void *userdata) {
         bool cancel;
 
         daemon_env_note(d, r->tenant, ev);
-        /* The lock the run's environment resolved to, for its page
-         * (GET /v1/runs/{id}/lock). A pinned invoke of a deployed function
-         * reports no lock text and writes nothing. */
-        if (ev->type == RUN_EVENT_PROGRESS && ev->phase && streq(ev->phase, "resolve") && ev->data && ev->len) {
-                _cleanup_free_ char *lock = xstrndup(ev->data, ev->len);
-                (void) store_run_set_lock(d->store, r->id, lock);
-        }
 
         pthread_mutex_lock(&d->lock);
         switch (ev->type) {

@@ -133,6 +133,7 @@ RunRecord *run_record_free(RunRecord *r) {
         free(r->traceback);
         free(r->timings_json);
         free(r->log_path);
+        free(r->lock_json);
         free(r);
         return NULL;
 }
@@ -175,6 +176,9 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
         sqlite3_bind_int64(st, 18, (sqlite3_int64) r->finished);
         sqlite3_bind_int(st, 19, r->attempt);
         sqlite3_bind_int(st, 20, r->max_attempts > 0 ? r->max_attempts : 1);
+        /* ?21 is the caller's (store_run_exec); ?22 only the final updates use. */
+        if (sqlite3_bind_parameter_count(st) >= 22)
+                store_bind_text(st, 22, r->lock_json);
 }
 
 int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
@@ -222,8 +226,8 @@ int store_run_insert(Store *s, const RunRecord *r) {
 int store_run_update(Store *s, const RunRecord *r) {
         return exec_record(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
                               "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                              "timings_json=?14, log_path=?15, started=?17, finished=?18 "
-                              "WHERE id=?1",
+                              "timings_json=?14, log_path=?15, started=?17, finished=?18, "
+                              "lock_json=COALESCE(?22, lock_json) WHERE id=?1",
                            r, true);
 }
 
@@ -350,24 +354,6 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
                 store_bind_text(st, 1, id);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64) pid);
                 sqlite3_bind_int64(st, 3, (sqlite3_int64) start_time);
-                rc = sqlite3_step(st);
-                sqlite3_finalize(st);
-        }
-        int n = sqlite3_changes(s->db);
-        pthread_mutex_unlock(&s->lock);
-        if (rc != SQLITE_DONE)
-                return store_sqlite_errno(rc) ?: -EIO;
-        return n ? 0 : -ENOENT;
-}
-
-int store_run_set_lock(Store *s, const char *id, const char *lock_json) {
-        assert(s && id && lock_json);
-        sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
-        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET lock_json=?2 WHERE id=?1", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                store_bind_text(st, 1, id);
-                store_bind_text(st, 2, lock_json);
                 rc = sqlite3_step(st);
                 sqlite3_finalize(st);
         }

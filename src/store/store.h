@@ -36,6 +36,10 @@ typedef struct RunRecord {
         usec_t finished;
         int attempt;         /* attempts started so far (RunQueue; 0: never started) */
         int max_attempts;    /* how many the queue may start (1: never run again) */
+        /* The environment's lock (pkg_lock_to_json() text) the engine ran
+         * in: written by the final update when not NULL (docs/ui.md); not
+         * read back with the record (store_run_get_lock reads it). */
+        char *lock_json;
 } RunRecord;
 RunRecord *run_record_free(RunRecord *r);
 void run_record_freep(RunRecord **r);
@@ -61,11 +65,9 @@ int store_runs_mark_lost(Store *s, const char *message);
 /* Records the process that runs r (an embedded run): pid and its start
  * time (pid_start_time()). -ENOENT when there is no such run. */
 int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time);
-/* A run's environment lock (pkg_lock_to_json() text, as the engine's
- * resolve event carried it; docs/ui.md). -ENOENT when there is no such
- * run. store_run_get_lock: *ret NULL when the run recorded none (no
- * requirements, or resolved before this was kept). */
-int store_run_set_lock(Store *s, const char *id, const char *lock_json);
+/* A run's environment lock (RunRecord.lock_json, docs/ui.md) within
+ * tenant (NULL: any). -ENOENT when there is no such run; *ret NULL when it
+ * recorded none (no requirements, not resolved, or older than the column). */
 int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret);
 /* Marks lost every queued/running run whose recorded owner process is gone
  * (no such pid, or a pid reused by another process), with message and

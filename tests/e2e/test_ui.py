@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import statistics
+import subprocess
 import time
 
 import pytest
@@ -211,6 +212,15 @@ def test_run_page_shows_the_environment_lock(alice, d):
     assert {(p["name"], p["version"]) for p in lock["lock"]["packages"]} == {("uipkg", "1.3"), ("uidep", "2.0")}
     assert all("url" not in p for p in lock["lock"]["packages"])
     assert d.call("GET", f"/v1/runs/{run['id']}/lock", token="bob")[0] == 404
+    # A deployed function's warm invokes reuse its pinned environment (no
+    # resolve at all): they record the same lock.
+    st, fn = d.call("POST", "/v1/functions", {"name": "locked", "source": LOCKED})
+    assert st == 201, fn
+    for _ in range(2):
+        st, inv = d.call("POST", "/v1/functions/locked/invoke?wait=true", {})
+        assert st == 200 and inv["result"] == 13, inv
+        st, il = d.call("GET", f"/v1/runs/{inv['id']}/lock")
+        assert st == 200 and il["lock"] and {p["name"] for p in il["lock"]["packages"]} == {"uipkg", "uidep"}, il
     go(alice, d, f"#/runs/{run['id']}")
     box = wait_for(lambda: [b for b in by_css(alice, "#run-lock") if "uidep" in b.text], what="the lock on the page")[0]
     rows = {tuple(td.text for td in tr.find_elements("css selector", "td")[:2])
@@ -498,6 +508,56 @@ def test_keyboard_navigation_and_deep_links(alice, d):
     wait_for(lambda: "kbdfn" in by_css(alice, "main h1")[0].text, what="the function's page")
     tab_until(alice, "#inv-args")
     assert console_errors(alice) == []
+
+
+def test_a_graph_over_300_tasks_is_listed_not_drawn(alice, d):
+    tasks = "\n".join(f"  t{i:03d}: {{file: steps.py, function: slow, kwargs: {{delay: 0}}}}" for i in range(301))
+    st, g = d.call("POST", "/v1/dags", {"pipeline": f"name: ui-wide\ntasks:\n{tasks}\n", "files": {"steps.py": STEPS}})
+    assert st == 202, g
+    d.call("DELETE", f"/v1/dags/{g['id']}")   # only its shape matters here
+    go(alice, d, f"#/dags/{g['id']}")
+    wait_for(lambda: len(by_css(alice, "tr.task-row")) == 301, timeout=30, what="301 rows")
+    assert by_css(alice, "#dag-graph") == []
+    assert "too many to draw" in by_css(alice, "main")[0].text
+    # A row opens its task with Enter, like a node.
+    alice.execute_script("document.querySelector('tr.task-row').focus()")
+    press(alice, "\ue007")   # Enter
+    wait_for(lambda: "t000" in by_css(alice, "#task-panel h2")[0].text, what="the row's panel")
+    shot(alice, "dag-list")
+    assert console_errors(alice) == []
+
+
+def test_workers_page_in_cluster_mode_shows_nodes_and_leases(alice, d, tmp_path):
+    """A cluster node (a real redis-server, as tests/e2e/test_cluster.py
+    starts it) shows its cluster's nodes and their leases; a single node
+    (the other tests' daemon) shows none and asks nothing of /v1/cluster."""
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        pytest.fail("redis-server is missing: tools/install-deps.sh installs it")
+    go(alice, d, "#/workers")
+    wait_for(lambda: by_css(alice, "#pool"), what="the pool")
+    assert by_css(alice, "#cluster-queue") == []
+    sock = tmp_path / "redis.sock"
+    redis = subprocess.Popen([redis_server, "--port", "0", "--unixsocket", str(sock), "--dir", str(tmp_path),
+                              "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = Daemon(tmp_path / "node", args=["--redis", f"unix:{sock}", "--role", "all", "--node-id", "ui-node-1",
+                                              "--redis-volatile"])
+    try:
+        wait_for(lambda: sock.exists(), what="redis")
+        node.start()
+        login(alice, node, "alice")
+        go(alice, node, "#/workers")
+        row = wait_for(lambda: by_css(alice, 'tr[data-node="ui-node-1"]'), timeout=20, what="the node's row")[0]
+        assert "this node" in row.text and "alive" in row.text
+        assert by_css(alice, "#cluster-queue")
+        shot(alice, "workers-cluster")
+        assert console_errors(alice) == []
+    finally:
+        node.stop()
+        redis.kill()
+        redis.wait()
+        login(alice, d, "alice")   # cookies are per host, not per port
 
 
 # ---- plain HTTP: headers, cookie, CSRF, sessions -----------------------------
