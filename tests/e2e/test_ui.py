@@ -359,6 +359,9 @@ def test_every_page_renders_without_console_errors(alice, d):
         wait_for(lambda: by_css(alice, ready), timeout=20, what=f"{name}: {ready}")
         shot(alice, name)
         assert console_errors(alice) == [], name
+    # All three charts of the function page (invocations, error rate, p50/p99).
+    go(alice, d, "#/functions/greet")
+    wait_for(lambda: len(by_css(alice, "#fn-charts .uplot")) == 3, what="three uPlot charts")
     # The invoke form starts a run and opens it.
     go(alice, d, "#/functions/greet")
     wait_for(lambda: by_css(alice, "#inv-kwargs"), what="the invoke form")
