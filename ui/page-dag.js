@@ -188,7 +188,9 @@ export function dagPage(main, [id], query) {
   // Tasks × the recent runs of the same pipeline (by name).
   async function grid() {
     const list = (await api('/v1/dags?limit=50')).dags.filter((x) => x.name === state.name).slice(0, 10);
-    const runs = await Promise.all(list.map((x) => api(`/v1/dags/${encodeURIComponent(x.id)}`).catch(() => null)));
+    // This run's states are in hand (the stream's last "dag"): not fetched again.
+    const runs = await Promise.all(list.map((x) => (x.id === state.id ? state
+      : api(`/v1/dags/${encodeURIComponent(x.id)}`).catch(() => null))));
     const cols = runs.filter(Boolean);
     const rows = graph.tasks.slice(0, MAX_GRAPH).map((t) => h('tr', {}, h('th', { scope: 'row' }, t.name),
       cols.map((r) => {

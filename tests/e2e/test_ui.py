@@ -282,6 +282,8 @@ def slow(x=1, delay: float = 1.2):
 def test_dag_nodes_change_colour_as_tasks_finish(alice, d):
     st, g = d.call("POST", "/v1/dags", {"pipeline": PIPE, "files": {"steps.py": STEPS}, "no_cache": True})
     assert st == 202, g
+    # Only this page's requests count below (the page lives on across tests).
+    alice.execute_script("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(2000)")
     go(alice, d, f"#/dags/{g['id']}")
     node = 'g.node[data-task="last"]'
     wait_for(lambda: by_css(alice, node), timeout=20, what="the graph")
@@ -298,11 +300,19 @@ def test_dag_nodes_change_colour_as_tasks_finish(alice, d):
     # page fetched GET /v1/dags/{id} once (its first paint) over a run of
     # several seconds (a 0.4 s poll made ~10 requests), and opened the
     # DAG's event stream.
-    fetched = alice.execute_script(
-        "return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)")
+    # (A stream is listed among the page's resources once it has ended,
+    # which it does when the DAG run is over.)
     status_route = f"/v1/dags/{g['id']}"
-    assert fetched.count(status_route) == 1, [u for u in fetched if u.startswith("/v1/dags")]
-    assert f"{status_route}/events" in fetched, fetched
+
+    def dag_requests():
+        got = alice.execute_script("return performance.getEntriesByType('resource')"
+                                   ".map((e) => new URL(e.name).pathname)"
+                                   ".filter((u) => u.startsWith(arguments[0]))", status_route)
+        return got if f"{status_route}/events" in got else None
+
+    fetched = wait_for(dag_requests, what="the DAG's event stream among the page's requests")
+    assert fetched.count(status_route) == 1, fetched
+    assert fetched.count(f"{status_route}/events") == 1, fetched
     # Laid out left to right: a dependent sits right of its dependency.
     x = {t: float(re.search(r"translate\(([-\d.]+)", by_css(alice, f'g.node[data-task="{t}"]')[0]
                                 .get_attribute("transform")).group(1)) for t in ("first", "second", "last")}
