@@ -67,7 +67,16 @@ async function start() {
     await api('/logout', { method: 'POST' });
     location.assign('/ui/login');
   });
-  window.addEventListener('hashchange', route);
+  window.addEventListener('hashchange', () => {
+    route();
+    // A keyboard user lands on the new page, not back at the top.
+    main.focus({ preventScroll: true });
+  });
+  // "Skip to content" must not become a route (#main): it moves the focus.
+  document.querySelector('.skip').addEventListener('click', (e) => {
+    e.preventDefault();
+    main.focus();
+  });
   route();
 }
 

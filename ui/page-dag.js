@@ -1,9 +1,12 @@
 // DAG runs: the list, and one DAG run's graph laid out left to right by
-// dagre and drawn as SVG, nodes coloured by task state. The state is
-// polled while the run is in flight (GET /v1/dags/{id}); the edges come from
-// GET /v1/dags/{id}/graph. Past MAX_GRAPH tasks the page shows a list.
+// dagre and drawn as SVG, nodes coloured by task state. While the run is in
+// flight the states arrive by Server-Sent Events (GET /v1/dags/{id}/events:
+// "dag" on every change, "end" when it is over), not by polling; the edges
+// come from GET /v1/dags/{id}/graph. Past MAX_GRAPH tasks the page shows a
+// list. Keyboard: nodes take focus (Tab), Enter or Space opens a node's
+// panel, Escape closes it and gives the focus back to the node.
 import dagre from './vendor/dagre.js';
-import { api, HttpError } from './api.js';
+import { api, stream, HttpError } from './api.js';
 import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery } from './lib.js';
 
 const MAX_GRAPH = 300;
@@ -35,8 +38,7 @@ export function dagPage(main, [id], query) {
   let selected = query.get('task') || '';
   let state = null;
   let graph = null;
-  let timer = null;
-  let gone = false;
+  let es = null;
   const head = h('div');
   const view = h('div', { class: 'dag-view' });
   const panel = h('aside', { class: 'side', id: 'task-panel', 'aria-live': 'polite' });
@@ -51,12 +53,29 @@ export function dagPage(main, [id], query) {
     showTask();
   }
 
+  // Escape: the panel closes, the focus goes back to the task's node.
+  function closePanel() {
+    const was = nodes.get(selected);
+    select('');
+    if (was) was.focus();
+  }
+  const onKey = (e) => {
+    if (e.key === 'Escape' && selected) { e.preventDefault(); closePanel(); }
+  };
+  document.addEventListener('keydown', onKey);
+
   async function showTask() {
     clear(panel);
-    if (!selected || !state) return;
+    if (!selected || !state) {
+      panel.append(h('p', { class: 'dim' }, 'Select a task (click, or Tab to it and press Enter).'));
+      return;
+    }
     const t = state.tasks.find((x) => x.name === selected);
     if (!t) return;
-    panel.append(h('h2', {}, selected), h('p', {}, badge(t.state), t.cached ? ' cached' : '',
+    panel.append(h('div', { class: 'title-row' }, h('h2', {}, selected),
+      h('button', { type: 'button', id: 'panel-close', 'aria-label': 'Close the task panel (Escape)', onclick: closePanel },
+        'Close')),
+    h('p', {}, badge(t.state), t.cached ? ' cached' : '',
       t.attempts ? ` · ${t.attempts} attempt(s)` : ''),
     h('dl', { class: 'facts' },
       h('dt', {}, 'run'), h('dd', {}, t.run_id ? h('a', { href: `#/runs/${encodeURIComponent(t.run_id)}`, class: 'mono' },
@@ -146,20 +165,32 @@ export function dagPage(main, [id], query) {
     }
   }
 
-  async function poll() {
-    if (gone) return;
-    const before = JSON.stringify(state && state.tasks.map((t) => [t.state, t.run_id]));
-    state = await api(`/v1/dags/${encodeURIComponent(id)}`);
+  // A new DAG object from the stream: repaint; the open panel follows its
+  // task's state.
+  function update(next) {
+    const key = (x) => JSON.stringify(x && x.tasks.map((t) => [t.name, t.state, t.run_id]));
+    const changed = key(state) !== key(next);
+    state = next;
     paint();
-    if (selected && before !== JSON.stringify(state.tasks.map((t) => [t.state, t.run_id]))) showTask();
-    if (LIVE.has(state.status)) timer = setTimeout(() => poll().catch(() => {}), 400);
-    else grid().catch(() => {});
+    if (selected && changed) showTask();
+  }
+
+  function follow() {
+    es = stream(`/v1/dags/${encodeURIComponent(id)}/events`, {
+      dag: (d) => { if (d && d.tasks) update(d); },
+      end: (_d, src) => {
+        src.close(); // over: no reconnect
+        grid().catch(() => {});
+      },
+    });
   }
 
   // Tasks × the recent runs of the same pipeline (by name).
   async function grid() {
     const list = (await api('/v1/dags?limit=50')).dags.filter((x) => x.name === state.name).slice(0, 10);
-    const runs = await Promise.all(list.map((x) => api(`/v1/dags/${encodeURIComponent(x.id)}`).catch(() => null)));
+    // This run's states are in hand (the stream's last "dag"): not fetched again.
+    const runs = await Promise.all(list.map((x) => (x.id === state.id ? state
+      : api(`/v1/dags/${encodeURIComponent(x.id)}`).catch(() => null))));
     const cols = runs.filter(Boolean);
     const rows = graph.tasks.slice(0, MAX_GRAPH).map((t) => h('tr', {}, h('th', { scope: 'row' }, t.name),
       cols.map((r) => {
@@ -180,12 +211,16 @@ export function dagPage(main, [id], query) {
       drawGraph();
       paint();
       if (selected) select(selected);
-      if (LIVE.has(state.status)) timer = setTimeout(() => poll().catch(() => {}), 400);
+      else showTask();
+      if (LIVE.has(state.status)) follow();
       else grid().catch(() => {});
     }).catch((e) => {
       clear(main);
       main.append(e instanceof HttpError && e.status === 404 ? h('h1', { id: 'not-found' }, 'DAG run not found')
         : errorBox(e));
     });
-  return () => { gone = true; clearTimeout(timer); };
+  return () => {
+    if (es) es.close();
+    document.removeEventListener('keydown', onKey);
+  };
 }

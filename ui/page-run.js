@@ -2,7 +2,7 @@
 // its timings, its live log (GET /v1/runs/{id}/logs?follow=1, SSE) and a
 // cancel button. Output is appended as text nodes, never as HTML.
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, errorBox, ACTIVE } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, table, errorBox, ACTIVE } from './lib.js';
 
 const PHASES = [['validate', 'validate_ms'], ['resolve', 'resolve_ms'], ['install', 'install_ms'],
   ['acquire', 'start_ms'], ['run', 'run_ms']];
@@ -26,9 +26,33 @@ export function waterfall(timings) {
       h('span', { class: 'wf-ms num' }, fmtMs(timings.total_ms))));
 }
 
+// The environment's lock (GET /v1/runs/{id}/lock): the packages and exact
+// versions the run's requirements resolved to.
+export function lockView(data) {
+  const lock = data && data.lock;
+  if (!lock) return h('p', { class: 'dim' }, 'No packages: the standard library only (or not resolved yet).');
+  const rows = (lock.packages || []).map((p) => h('tr', {}, h('td', {}, p.name), h('td', { class: 'mono' }, p.version),
+    h('td', { class: 'mono', title: p.sha256 || '' }, (p.sha256 || '').slice(0, 16)),
+    h('td', {}, (p.dependencies || []).join(', ') || '—')));
+  return h('div', {},
+    h('p', {}, 'requirements: ', h('code', {}, (lock.requirements || []).join(', ') || '—')),
+    table(['Package', 'Version', 'sha256', 'Depends on'], rows, { empty: 'No packages.' }));
+}
+
 export function runPage(main, [id]) {
   const head = h('div', { id: 'run-head' });
   const details = h('div', { id: 'run-details' });
+  const lockBox = h('div', { id: 'run-lock' }, h('p', { class: 'dim' }, '…'));
+  let lockShown = false;
+  async function loadLock() {
+    try {
+      const data = await api(`/v1/runs/${encodeURIComponent(id)}/lock`);
+      fill(lockBox, lockView(data));
+      lockShown = !!data.lock;
+    } catch (e) {
+      fill(lockBox, errorBox(e));
+    }
+  }
   const logBox = h('pre', { id: 'log', class: 'log', tabindex: '0', 'aria-label': 'Output', 'aria-live': 'off' });
   const follow = h('input', { type: 'checkbox', id: 'follow', checked: true });
   const logState = h('span', { class: 'dim', id: 'log-state' });
@@ -110,19 +134,25 @@ export function runPage(main, [id]) {
     logState.textContent = 'streaming…';
     es = stream(`/v1/runs/${encodeURIComponent(id)}/logs?follow=1`, {
       output: (d) => output(d.stream, d.text),
-      phase: (d) => { if (run && ACTIVE.has(run.status)) { run.phase = d.phase; renderRun(run); } },
+      phase: (d) => {
+        if (run && ACTIVE.has(run.status)) { run.phase = d.phase; renderRun(run); }
+        // Resolved: the lock is known from here on.
+        if (d.phase !== 'validate' && d.phase !== 'resolve' && !lockShown) loadLock();
+      },
       end: (r, src) => {
         src.close(); // the stream is over: no reconnect
         logState.textContent = 'ended';
         if (r && r.id) renderRun(r);
+        if (!lockShown) loadLock();
       },
     });
     es.onerror = () => { if (es.readyState === EventSource.CLOSED) logState.textContent = 'disconnected'; };
   }
 
-  main.append(head, details, logCard);
+  main.append(head, details, section('Environment', lockBox), logCard);
   api(`/v1/runs/${encodeURIComponent(id)}`).then((r) => {
     renderRun(r);
+    loadLock();
     openLogs();
   }).catch((e) => {
     clear(main);

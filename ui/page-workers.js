@@ -1,13 +1,28 @@
 // Workers: the warm pool (workers, instances, memory, limits) and the
-// environments, refreshed every few seconds.
+// environments, refreshed every few seconds; in cluster mode (the session
+// says so) the cluster's nodes, their leases and the shared queue
+// (GET /v1/cluster).
 import { api } from './api.js';
 import { h, fill, append, clear, fmtBytes, fmtTime, table, errorBox, section } from './lib.js';
 
-export function workersPage(main) {
+function clusterView(c) {
+  const rows = (c.nodes || []).map((n) => h('tr', { 'data-node': n.id },
+    h('td', { class: 'mono' }, n.id, n.id === c.node ? ' (this node)' : ''),
+    h('td', {}, n.alive ? 'alive' : 'lease expired'), h('td', {}, n.drain_requested ? 'draining' : '—'),
+    h('td', { class: 'num' }, n.lease_age_ms ?? '—')));
+  return section('Cluster',
+    h('dl', { class: 'facts', id: 'cluster-queue' },
+      h('dt', {}, 'queued'), h('dd', {}, c.queued ?? 0), h('dt', {}, 'claimed (pending)'), h('dd', {}, c.pending ?? 0),
+      h('dt', {}, 'dead letters'), h('dd', {}, c.dead_letters ?? 0)),
+    table(['Node', 'Lease', 'Drain', 'Lease age ms'], rows, { empty: 'No node.' }));
+}
+
+export function workersPage(main, _params, _query, session) {
   const body = h('div');
   main.append(h('h1', {}, 'Workers'), body);
   async function load() {
-    const [w, e] = await Promise.all([api('/v1/workers'), api('/v1/envs')]);
+    const [w, e, c] = await Promise.all([api('/v1/workers'), api('/v1/envs'),
+      session && session.cluster ? api('/v1/cluster') : null]);
     const p = w.pool || {};
     const workers = w.workers.filter((x) => x.kind !== 'instance').map((x) => h('tr', {},
       h('td', { class: 'num' }, x.pid), h('td', {}, x.ready === false ? 'starting' : 'ready'),
@@ -31,6 +46,7 @@ export function workersPage(main) {
         { empty: 'No warm worker.' })),
       section('Function instances', table(['Function', 'PID', 'State', 'Invocations', 'Idle s'], inst,
         { empty: 'No warm instance.' })),
+      c ? clusterView(c) : null,
       section('Environments', table(['Key', 'Requirements', 'Size', 'Last used', 'In use'], envs)));
   }
   load().catch((err) => body.append(errorBox(err)));

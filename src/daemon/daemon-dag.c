@@ -256,6 +256,20 @@ static void record_failure(Daemon *d, const char *tenant, const char *id, const 
         dag_run_record_free(cur);
 }
 
+/* DagEventFn: a task changed state, or the DAG run started. Wakes whoever
+ * waits for a change (the condition, and the suspended connections): a DAG
+ * run's event stream (daemon-ui.c, GET /v1/dags/{id}/events) sends the new
+ * states at once. */
+static void dag_changed(const Dag *dag, const DagEvent *ev, void *userdata) {
+        Daemon *d = userdata;
+        if (ev->type == DAG_EVENT_TICK || ev->type == DAG_EVENT_WARNING)
+                return;
+        pthread_mutex_lock(&d->lock);
+        pthread_cond_broadcast(&d->change_cond);
+        pthread_mutex_unlock(&d->lock);
+        daemon_wait_kick(d->dags); /* the streams park on any change */
+}
+
 static void *dag_thread(void *p) {
         DagThreadArgs *a = p;
         Daemon *d = a->d;
@@ -263,7 +277,7 @@ static void *dag_thread(void *p) {
         _cleanup_free_ char *err = NULL;
         free(a);
 
-        int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, NULL, NULL, &err);
+        int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, dag_changed, d, &err);
         if (r == -EBUSY || r == -ESHUTDOWN)
                 /* Another live process drives it, or this one stops: the
                  * record stays running for whoever resumes it. */
@@ -291,6 +305,7 @@ static void *dag_thread(void *p) {
         pthread_cond_broadcast(&d->dags->cond);
         daemon_wait_kick(g); /* its ?wait=true requests */
         pthread_mutex_unlock(&d->dags->lock);
+        dag_changed(g->dag, &(DagEvent) { .type = DAG_EVENT_STARTED }, d); /* the end is recorded */
         ddag_unref(d, g);
         return NULL;
 }
@@ -562,6 +577,17 @@ static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tas
         if (g)
                 ddag_unref(d, g);
         return j;
+}
+
+int daemon_dag_json(Daemon *d, const char *tenant, const char *id, json_t **ret) {
+        assert(d && tenant && id && ret);
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(d->store, tenant, id, &rec);
+        if (r < 0)
+                return r;
+        *ret = dag_record_json(d, rec, true);
+        dag_run_record_free(rec);
+        return 0;
 }
 
 static struct MHD_Response *dag_errno(int r, unsigned *ret_status) {

@@ -376,6 +376,50 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *na
         return daemon_json_response(200, json_pack("{s:s, s:b}", "name", name, "deleted", true), ret_status);
 }
 
+/* GET /v1/data/{name}/usage (docs/ui.md "Data"): where the dataset is
+ * used — the newest runs that mounted it (?limit=, default 20, at most
+ * 200; a DAG task's run names its DAG run and task) and the deployed
+ * functions whose invokes among them did. */
+struct MHD_Response *daemon_data_usage(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        const char *name = call->seg[2];
+        if (!data_name_valid(name))
+                return daemon_error_response(400, "bad_request", ret_status, "'%s' is not a dataset name", name);
+        DatasetRecord *rec = NULL;
+        int k = store_dataset_get(d->store, call->tenant, name, &rec);
+        if (k == -ENOENT)
+                return daemon_error_response(404, "not_found", ret_status, "no dataset '%s'", name);
+        if (k < 0)
+                return daemon_call_errno(call, k, "dataset", ret_status);
+        dataset_record_free(rec);
+        int limit = 20;
+        const char *q = daemon_call_query(call, "limit");
+        if (q && (parse_int(q, &limit) < 0 || limit <= 0 || limit > 200))
+                return daemon_error_response(400, "bad_request", ret_status, "limit must be 1..200");
+        DatasetRunUse *runs = NULL;
+        size_t n_runs = 0;
+        k = store_dataset_runs(d->store, call->tenant, name, (size_t) limit, &runs, &n_runs);
+        if (k < 0)
+                return daemon_call_errno(call, k, "dataset", ret_status);
+        json_t *jr = json_array(), *jf = json_array();
+        char **fns = NULL;
+        for (size_t i = 0; i < n_runs; i++) {
+                const DatasetRunUse *u = &runs[i];
+                json_array_append_new(jr, json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:o}", "id", u->run_id,
+                                                    "status", u->status, "function", u->function, "fn_name",
+                                                    u->fn_name, "ref", u->ref, "dag_id", u->dag_id, "task", u->task,
+                                                    "created_at", time_or_null(u->created)));
+                if (u->fn_name && !strv_contains(fns, u->fn_name))
+                        fns = strv_append(fns, u->fn_name);
+        }
+        for (char **f = fns; f && *f; f++)
+                json_array_append_new(jf, json_string(*f));
+        strv_free(fns);
+        dataset_run_use_list_free(runs, n_runs);
+        return daemon_call_json(call, 200, json_pack("{s:s, s:o, s:o}", "name", name, "runs", jr, "functions", jf),
+                                ret_status);
+}
+
 struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_status) {
         const char *m = call->method;
         bool get = streq(m, "GET") || streq(m, "HEAD");

@@ -314,3 +314,45 @@ json_t *daemon_time_json(usec_t t) {
         char buf[32];
         return t ? json_string(format_timestamp(t, buf)) : json_null();
 }
+
+/* ---- Server-Sent Events ---------------------------------------------------- */
+
+struct MHD_Response *daemon_sse_response(struct MHD_Response *resp) {
+        if (!resp)
+                return NULL;
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        /* A reverse proxy (nginx) would hold events back in its buffer. */
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+        return resp;
+}
+
+void daemon_sse_event(Buf *out, const char *name, const char *data) {
+        assert(out && name && data);
+        /* A newline in data would end the field early: callers pass
+         * compact JSON, which has none. */
+        assert(!strchr(data, '\n'));
+        (void) buf_printf(out, "event: %s\ndata: %s\n\n", name, data);
+}
+
+void daemon_sse_keepalive(Buf *out) {
+        assert(out);
+        (void) buf_appends(out, ": keep-alive\n\n");
+}
+
+bool daemon_sse_drained(SseOut *o) {
+        assert(o);
+        if (o->off < o->buf.len)
+                return false;
+        buf_reset(&o->buf);
+        o->off = 0;
+        return true;
+}
+
+ssize_t daemon_sse_take(SseOut *o, char *buf, size_t max) {
+        assert(o && buf);
+        size_t n = MIN(max, o->buf.len - o->off);
+        memcpy(buf, o->buf.data + o->off, n);
+        o->off += n;
+        return (ssize_t) n;
+}

@@ -20,6 +20,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/runs/*", daemon_api_run_get, ROUTE_USER },
         { ROUTE_DELETE, "/v1/runs/*", daemon_api_run_cancel, ROUTE_USER },
         { ROUTE_GET, "/v1/runs/*/logs", daemon_api_run_logs, ROUTE_USER },
+        { ROUTE_GET, "/v1/runs/*/lock", daemon_api_run_lock, ROUTE_USER },
         { ROUTE_POST, "/v1/validate", daemon_api_validate, ROUTE_USER },
 
         { ROUTE_POST, "/v1/stacks", daemon_api_stack, ROUTE_USER },
@@ -55,6 +56,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/v1/data/*", daemon_data_handle, ROUTE_USER,
           &daemon_data_upload_sink },
         { ROUTE_GET, "/v1/data/*/content", daemon_data_handle, ROUTE_USER },
+        { ROUTE_GET, "/v1/data/*/usage", daemon_data_usage, ROUTE_USER },
 
         { ROUTE_GET, "/v1/secrets", daemon_api_secrets_list, ROUTE_USER },
         { ROUTE_PUT | ROUTE_DELETE, "/v1/secrets/*", daemon_api_secret_put_or_delete, ROUTE_USER },
@@ -72,6 +74,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_POST, "/logout", daemon_ui_handle, ROUTE_PUBLIC },
         { ROUTE_GET, "/v1/events", daemon_ui_events_handle, ROUTE_USER },
         { ROUTE_GET, "/v1/dags/*/graph", daemon_ui_dag_graph_handle, ROUTE_USER },
+        { ROUTE_GET, "/v1/dags/*/events", daemon_ui_dag_events_handle, ROUTE_USER },
 
         /* The AWS Lambda API (docs/api.md "Lambda"): AWS error bodies. */
         { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },

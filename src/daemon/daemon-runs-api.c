@@ -253,7 +253,7 @@ static void sse_output(Buf *out, int stream, const char *data, size_t len) {
         _cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s)
-                buf_printf(out, "event: output\ndata: %s\n\n", s);
+                daemon_sse_event(out, "output", s);
 }
 
 static void log_collect_sse(const RunEvent *ev, void *userdata) {
@@ -263,7 +263,7 @@ static void log_collect_sse(const RunEvent *ev, void *userdata) {
 
 static void sse_end(Buf *out, json_t *run) {
         _cleanup_free_ char *s = json_dumps(run, JSON_COMPACT);
-        buf_printf(out, "event: end\ndata: %s\n\n", s ? s : "{}");
+        daemon_sse_event(out, "end", s ? s : "{}");
 }
 
 typedef struct SseStream {
@@ -274,8 +274,7 @@ typedef struct SseStream {
         char *tenant;
         size_t next_chunk;
         size_t chunk_off;       /* bytes of next_chunk already sent */
-        Buf out;
-        size_t out_off;
+        SseOut out;
         bool ended;
 } SseStream;
 
@@ -283,7 +282,7 @@ static void sse_free(void *cls) {
         SseStream *s = cls;
         daemon_waiter_done(&s->w);
         drun_unref(s->d, s->r);
-        buf_free(&s->out);
+        buf_free(&s->out.buf);
         free(s->tenant);
         free(s);
 }
@@ -293,10 +292,11 @@ static void sse_free(void *cls) {
  * everything was copied. */
 static bool sse_copy_new(SseStream *s) {
         DRun *r = s->r;
-        while (s->next_chunk < r->n_chunks && s->out.len < 256 * 1024) {
+        while (s->next_chunk < r->n_chunks && s->out.buf.len < 256 * 1024) {
                 const LogChunk *ch = &r->chunks[s->next_chunk];
                 if (ch->stream == 0) {
-                        buf_printf(&s->out, "event: phase\ndata: {\"phase\":\"%s\"}\n\n", ch->phase);
+                        _cleanup_free_ char *phase = xasprintf("{\"phase\":\"%s\"}", ch->phase);
+                        daemon_sse_event(&s->out.buf, "phase", phase);
                         s->next_chunk++;
                         continue;
                 }
@@ -304,7 +304,7 @@ static bool sse_copy_new(SseStream *s) {
                 /* Chunks grow while the run writes; this one may get
                  * longer, so remember how far we got. */
                 if (n > 0)
-                        sse_output(&s->out, ch->stream, r->log.data + ch->offset + s->chunk_off, n);
+                        sse_output(&s->out.buf, ch->stream, r->log.data + ch->offset + s->chunk_off, n);
                 s->chunk_off += n;
                 if (s->next_chunk + 1 < r->n_chunks || r->done) {
                         if (s->chunk_off >= ch->len) {
@@ -321,9 +321,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         SseStream *s = cls;
         Daemon *d = s->d;
 
-        while (s->out_off >= s->out.len) {
-                buf_reset(&s->out);
-                s->out_off = 0;
+        while (daemon_sse_drained(&s->out)) {
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 DaemonWake why = s->w.why;
@@ -342,34 +340,22 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 if (done) {
                         json_t *j = NULL;
                         if (run_lookup_json(d, s->tenant, r->id, &j) >= 0) {
-                                sse_end(&s->out, j);
+                                sse_end(&s->out.buf, j);
                                 json_decref(j);
                         }
                         s->ended = true;
-                } else if (s->out.len == 0) {
+                } else if (s->out.buf.len == 0) {
                         if (why == DAEMON_WAKE_DRAIN)
                                 return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
                         if (why == DAEMON_WAKE_TIMEOUT)
                                 /* Nothing new for a while: a comment keeps
                                  * proxies from timing out. */
-                                buf_appends(&s->out, ": keep-alive\n\n");
+                                daemon_sse_keepalive(&s->out.buf);
                         else if (daemon_wait_park(&s->w, s->conn, r, gen, now_monotonic() + 5 * USEC_PER_SEC))
                                 return 0; /* suspended; MHD calls again once resumed */
                 }
         }
-        size_t n = MIN(max, s->out.len - s->out_off);
-        memcpy(buf, s->out.data + s->out_off, n);
-        s->out_off += n;
-        return (ssize_t) n;
-}
-
-static struct MHD_Response *sse_response(struct MHD_Response *resp) {
-        if (!resp)
-                return NULL;
-        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-        MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-        return resp;
+        return daemon_sse_take(&s->out, buf, max);
 }
 
 /* An active run's log: what it wrote so far, or a live stream. */
@@ -387,14 +373,14 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
         s->d = d;
         s->r = r;
         s->tenant = xstrdup(call->tenant);
-        buf_init(&s->out, SIZE_MAX);
+        buf_init(&s->out.buf, SIZE_MAX);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, s, sse_free);
         if (!resp) {
                 sse_free(s);
                 return NULL;
         }
         *ret_status = 200;
-        return sse_response(resp);
+        return daemon_sse_response(resp);
 }
 
 struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_status) {
@@ -422,7 +408,32 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
         size_t n = b.len;
         struct MHD_Response *resp = daemon_text_response(200, follow ? "text/event-stream" : "text/plain; charset=utf-8",
                                                          buf_steal(&b), n, ret_status);
-        return follow ? sse_response(resp) : resp;
+        return follow ? daemon_sse_response(resp) : resp;
+}
+
+/* ---- lock ------------------------------------------------------------------------ */
+
+/* GET /v1/runs/{id}/lock: the packages and versions the run's environment
+ * resolved to (docs/ui.md). {"run", "lock": null} for a run with no
+ * requirements (or a pinned invoke, which resolves nothing). Wheel URLs are
+ * left out: an index URL may carry credentials. */
+struct MHD_Response *daemon_api_run_lock(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        int k = daemon_run_record_get(d, call->tenant, call->seg[2], &rec);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run", ret_status);
+        _cleanup_free_ char *text = NULL;
+        k = store_run_get_lock(d->store, call->tenant, rec->id, &text);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run", ret_status);
+        json_t *lock = daemon_json_or_null(text);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(lock, "packages"), i, p)
+                json_object_del(p, "url");
+        return daemon_call_json(call, 200, json_pack("{s:s, s:o}", "run", rec->id, "lock", lock ? lock : json_null()),
+                                ret_status);
 }
 
 /* ---- validate -------------------------------------------------------------------- */

@@ -330,15 +330,17 @@ static struct MHD_Response *handle_logout(const DaemonCall *call, unsigned *ret_
         return resp;
 }
 
-/* GET /ui/session: who the cookie logs in as (the page header shows it). */
+/* GET /ui/session: who the cookie logs in as (the page header shows it),
+ * and whether this daemon is a cluster node (the workers page then asks
+ * GET /v1/cluster, which is a 404 on a single node). */
 static struct MHD_Response *handle_session(const DaemonCall *call, unsigned *ret_status) {
         char tenant[128];
         TokenRole role = TOKEN_ROLE_READONLY;
         unsigned status = 401;
         const char *msg = "not logged in";
         if (call->d->no_auth)
-                return daemon_json_response(200, json_pack("{s:s, s:s, s:b}", "tenant", "local", "role", "admin",
-                                                           "no_auth", 1),
+                return daemon_json_response(200, json_pack("{s:s, s:s, s:b, s:b}", "tenant", "local", "role", "admin",
+                                                           "no_auth", 1, "cluster", call->d->cluster != NULL),
                                             ret_status);
         /* Not logged in is an answer here, not an error: the page asks
          * before it knows, and a 401 would be logged in the console. */
@@ -346,7 +348,9 @@ static struct MHD_Response *handle_session(const DaemonCall *call, unsigned *ret
         if (r <= 0)
                 return daemon_json_response(200, json_pack("{s:n, s:s}", "tenant", "reason", msg), ret_status);
         struct MHD_Response *resp =
-                daemon_json_response(200, json_pack("{s:s, s:s}", "tenant", tenant, "role", role_name(role)), ret_status);
+                daemon_json_response(200, json_pack("{s:s, s:s, s:b}", "tenant", tenant, "role", role_name(role),
+                                                    "cluster", call->d->cluster != NULL),
+                                     ret_status);
         if (resp)
                 MHD_add_response_header(resp, "Cache-Control", "no-store");
         return resp;
@@ -403,8 +407,7 @@ typedef struct EventStream {
         char *tenant;
         SeenRun *seen;          /* the tenant's active runs as last sent */
         size_t n_seen;
-        Buf out;
-        size_t out_off;
+        SseOut out;
         usec_t last_write;      /* monotonic */
         bool greeted;
 } EventStream;
@@ -415,7 +418,7 @@ static void events_free(void *cls) {
         for (size_t i = 0; i < s->n_seen; i++)
                 free(s->seen[i].id);
         free(s->seen);
-        buf_free(&s->out);
+        buf_free(&s->out.buf);
         free(s->tenant);
         free(s);
 }
@@ -493,7 +496,7 @@ static void events_emit(EventStream *s, const char *id) {
         if (!json)
                 return;
         daemon_scrub(json);
-        (void) buf_printf(&s->out, "event: run\ndata: %s\n\n", json);
+        daemon_sse_event(&s->out.buf, "run", json);
         free(json);
 }
 
@@ -501,9 +504,7 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
         EventStream *s = cls;
         Daemon *d = s->d;
 
-        while (s->out_off >= s->out.len) {
-                buf_reset(&s->out);
-                s->out_off = 0;
+        while (daemon_sse_drained(&s->out)) {
                 DaemonWake why = s->w.why;
                 s->w.why = DAEMON_WAKE_NONE;
                 if (why == DAEMON_WAKE_GONE)
@@ -513,7 +514,8 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 if (!s->greeted) {
                         /* The client knows the stream is up (and, on a
                          * reconnect, to reload what it missed). */
-                        buf_appends(&s->out, "retry: 2000\nevent: hello\ndata: {}\n\n");
+                        buf_appends(&s->out.buf, "retry: 2000\n");
+                        daemon_sse_event(&s->out.buf, "hello", "{}");
                         s->greeted = true;
                 }
                 uint64_t gen = daemon_wait_arm(); /* before looking: no lost change */
@@ -526,10 +528,9 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 }
                 free(changed);
                 usec_t now = now_monotonic();
-                if (s->out.len == 0 && now - s->last_write >= 15 * USEC_PER_SEC)
-                        /* Keeps proxies from timing out. */
-                        buf_appends(&s->out, ": keep-alive\n\n");
-                if (s->out.len > 0)
+                if (s->out.buf.len == 0 && now - s->last_write >= 15 * USEC_PER_SEC)
+                        daemon_sse_keepalive(&s->out.buf);
+                if (s->out.buf.len > 0)
                         s->last_write = now;
                 /* Nothing yet: wait for any run to change. A submission
                  * does not signal, so look again within a second either
@@ -537,10 +538,7 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 else if (daemon_wait_park(&s->w, s->conn, NULL, gen, now + USEC_PER_SEC))
                         return 0; /* suspended; MHD calls again once resumed */
         }
-        size_t n = MIN(max, s->out.len - s->out_off);
-        memcpy(buf, s->out.data + s->out_off, n);
-        s->out_off += n;
-        return (ssize_t) n;
+        return daemon_sse_take(&s->out, buf, max);
 }
 
 struct MHD_Response *daemon_ui_events_handle(const DaemonCall *call, unsigned *ret_status) {
@@ -551,7 +549,7 @@ struct MHD_Response *daemon_ui_events_handle(const DaemonCall *call, unsigned *r
         s->d = call->d;
         s->tenant = xstrdup(call->tenant);
         s->last_write = now_monotonic();
-        buf_init(&s->out, 64U << 20);
+        buf_init(&s->out.buf, 64U << 20);
         /* The first read sends every active run: the client may have
          * listed the runs just before one was submitted. */
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, events_read, s,
@@ -560,11 +558,132 @@ struct MHD_Response *daemon_ui_events_handle(const DaemonCall *call, unsigned *r
                 events_free(s);
                 return NULL;
         }
-        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-        MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         *ret_status = 200;
-        return resp;
+        return daemon_sse_response(resp);
+}
+
+/* ---- GET /v1/dags/{id}/events ----------------------------------------------------
+ *
+ * A DAG run's page follows its task states here instead of polling: the
+ * DAG object (as GET /v1/dags/{id}) when the stream opens and whenever it
+ * changes, then "end" once the DAG run has ended. Between checks the
+ * connection is suspended (daemon-wait.c) until any change is kicked — a
+ * task's run, the DAG driver (daemon-dag.c dag_changed); every run's output
+ * kicks too, so a check is at most every DAG_STREAM_MIN_GAP, and at least
+ * every second. No MHD thread is held meanwhile. */
+
+#define DAG_STREAM_MIN_GAP (100 * USEC_PER_MSEC)
+
+typedef struct DagStream {
+        Daemon *d;
+        DaemonWaiter w;         /* parked between checks (daemon-wait.c) */
+        struct MHD_Connection *conn;
+        char *tenant;
+        char *id;
+        char *last;             /* the DAG object as last sent */
+        SseOut out;
+        usec_t last_check, last_write; /* monotonic */
+        bool ended;
+} DagStream;
+
+static void dag_stream_free(void *cls) {
+        DagStream *s = cls;
+        daemon_waiter_done(&s->w);
+        free(s->tenant);
+        free(s->id);
+        free(s->last);
+        buf_free(&s->out.buf);
+        free(s);
+}
+
+/* Appends a "dag" event when the DAG object differs from the last one sent,
+ * and "end" once the DAG run is over (or gone). */
+static void dag_stream_check(DagStream *s) {
+        json_t *j = NULL;
+        int r = daemon_dag_json(s->d, s->tenant, s->id, &j);
+        s->last_check = now_monotonic();
+        if (r < 0) {
+                daemon_sse_event(&s->out.buf, "end", "{}");
+                s->ended = true;
+                return;
+        }
+        const char *status = json_string_value(json_object_get(j, "status"));
+        bool over = !status || !(streq(status, "running") || streq(status, "validating"));
+        char *text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!text)
+                return;
+        if (!s->last || !streq(s->last, text)) {
+                free(s->last);
+                s->last = xstrdup(text);
+                daemon_sse_event(&s->out.buf, "dag", daemon_scrub(text));
+        }
+        free(text);
+        if (over) {
+                daemon_sse_event(&s->out.buf, "end", "{}");
+                s->ended = true;
+        }
+}
+
+static ssize_t dag_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        DagStream *s = cls;
+
+        while (daemon_sse_drained(&s->out)) {
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                DaemonWake why = s->w.why;
+                s->w.why = DAEMON_WAKE_NONE;
+                if (why == DAEMON_WAKE_GONE)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (why == DAEMON_WAKE_DRAIN)
+                        return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
+                uint64_t gen = daemon_wait_arm(); /* before looking: no lost change */
+                usec_t now = now_monotonic();
+                if (s->last && now - s->last_check < DAG_STREAM_MIN_GAP) {
+                        /* Checked a moment ago: the store is read at most
+                         * every DAG_STREAM_MIN_GAP, however busy the runs. */
+                        if (daemon_wait_park(&s->w, s->conn, NULL, gen, s->last_check + DAG_STREAM_MIN_GAP))
+                                return 0;
+                        continue;
+                }
+                dag_stream_check(s);
+                if (s->out.buf.len == 0 && now - s->last_write >= 15 * USEC_PER_SEC)
+                        daemon_sse_keepalive(&s->out.buf);
+                if (s->out.buf.len > 0)
+                        s->last_write = now;
+                /* Nothing new: any change (a task's run, the DAG driver:
+                 * daemon-dag.c dag_changed) wakes it, a second at most. */
+                else if (daemon_wait_park(&s->w, s->conn, NULL, gen, now + USEC_PER_SEC))
+                        return 0; /* suspended; MHD calls again once resumed */
+        }
+        return daemon_sse_take(&s->out, buf, max);
+}
+
+struct MHD_Response *daemon_ui_dag_events_handle(const DaemonCall *call, unsigned *ret_status) {
+        assert(call && call->tenant && ret_status);
+        json_t *j = NULL;
+        /* Unknown (or another tenant's) DAG run: a plain 404, not a stream. */
+        int r = daemon_dag_json(call->d, call->tenant, call->seg[2], &j);
+        if (r < 0)
+                return daemon_call_errno(call, r, "DAG run", ret_status);
+        DagStream *s = xcalloc(1, sizeof(DagStream));
+        daemon_waiter_init(&s->w);
+        s->conn = call->conn;
+        s->d = call->d;
+        s->tenant = xstrdup(call->tenant);
+        /* The full id: the client may have given a prefix. */
+        s->id = xstrdup(json_string_value(json_object_get(j, "id")) ?: call->seg[2]);
+        json_decref(j);
+        s->last_write = now_monotonic();
+        buf_init(&s->out.buf, 64U << 20);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, dag_stream_read, s,
+                                                                      dag_stream_free);
+        if (!resp) {
+                dag_stream_free(s);
+                return NULL;
+        }
+        *ret_status = 200;
+        return daemon_sse_response(resp);
 }
 
 /* ---- GET /v1/dags/{id}/graph ------------------------------------------------------ */

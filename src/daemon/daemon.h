@@ -613,6 +613,28 @@ struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, u
 
 /* Adds NULL-terminated name/value pairs (a NULL value is skipped). */
 void daemon_response_headers(struct MHD_Response *resp, const char *const *headers);
+
+/* ---- Server-Sent Events: the framing every stream shares ----------------
+ * A stream (run logs, /v1/events, a DAG run's events) is an MHD callback
+ * response whose reader fills an SseOut with whole events, then hands the
+ * bytes out as MHD asks for them. */
+typedef struct SseOut {
+        Buf buf;
+        size_t off;             /* bytes of buf already handed out */
+} SseOut;
+/* Sets Content-Type: text/event-stream and the no-cache, no-buffering
+ * headers on resp (NULL passes through); returns resp. */
+struct MHD_Response *daemon_sse_response(struct MHD_Response *resp);
+/* Appends "event: NAME\ndata: DATA\n\n" (data: one line, e.g. compact JSON). */
+void daemon_sse_event(Buf *out, const char *name, const char *data);
+/* Appends a comment: keeps proxies from timing out and finds a client that
+ * went away (the write fails). */
+void daemon_sse_keepalive(Buf *out);
+/* True when everything in o was handed out; then empties it for the next
+ * batch. */
+bool daemon_sse_drained(SseOut *o);
+/* Copies what is pending in o into buf (at most max); the reader's return. */
+ssize_t daemon_sse_take(SseOut *o, char *buf, size_t max);
 /* Records the daemon's own paths (data dir, binaries' tree, $HOME) before
  * HTTP starts. */
 void daemon_scrub_init(const Daemon *d);
@@ -633,7 +655,7 @@ struct json_t *daemon_time_json(usec_t t);
 /* cluster mode (daemon-cluster.c) */
 DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain;
 DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
-        daemon_api_run_cancel, daemon_api_run_logs, daemon_api_validate;
+        daemon_api_run_cancel, daemon_api_run_logs, daemon_api_run_lock, daemon_api_validate;
 /* Lowers *l to what the config grants call's tenant (absent fields become
  * its defaults); a 403 response when the request asked for more, else NULL. */
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status);
@@ -756,6 +778,9 @@ int daemon_dags_resume(Daemon *d);
  * Those are left recorded as running, so the next start resumes them. */
 unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 
+/* The DAG object of tenant's DAG run id (or unique prefix), as GET
+ * /v1/dags/{id} answers it, into *ret. -ENOENT, -EEXIST (ambiguous). */
+int daemon_dag_json(Daemon *d, const char *tenant, const char *id, struct json_t **ret);
 /* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
 DaemonHandlerFn daemon_dag_handle;
 /* Starts a DAG run from body (a POST /v1/dags body: pipeline, filename,
@@ -766,7 +791,7 @@ DaemonHandlerFn daemon_dag_handle;
 int daemon_dag_submit(Daemon *d, const char *tenant, json_t *body, const char *id, const char *schedule,
                       bool dry_run, unsigned *ret_status, char **ret_error);
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
-DaemonHandlerFn daemon_data_handle;
+DaemonHandlerFn daemon_data_handle, daemon_data_usage;
 /* PUT /v1/data/{name}'s bodies (not JSON ones) stream to a staging file
  * under the catalog, capped by data.max_bytes, not server.max_body_bytes. */
 extern const DaemonBodySink daemon_data_upload_sink;

@@ -138,19 +138,22 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs);
 
 /* Resolves and materialises reqs; on success *ret_sys_path lists the store
  * dirs to add with site.addsitedir, in lock order (NULL-terminated, may be
- * empty; always empty with resolve_only, which locks without installing).
+ * empty; always empty with resolve_only, which locks without installing),
+ * and *ret_lock_json (may be NULL) the lock as compact JSON (NULL when
+ * there are no requirements): the run record keeps it (docs/ui.md).
  * On failure *ret_error is the user-facing reason (exit 4). */
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
                        RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
-                       char **ret_error);
+                       char **ret_lock_json, char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
- * requirements) once it resolved: 1 and *ret_sys_path set (fn hears
- * "cached lock: N packages", without the lock), 0 when not pinned yet. */
+ * requirements) once it resolved: 1 and *ret_sys_path and *ret_lock_json
+ * set (fn hears "cached lock: N packages", without the lock), 0 when not
+ * pinned yet. */
 int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path);
+                      void *userdata, char ***ret_sys_path, char **ret_lock_json);
 /* Remembers what engine_resolve_env answered for (instance_key, reqs). */
 void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
-                    size_t n_entries);
+                    size_t n_entries, const char *lock_json);
 
 /* ---- engine-worker.c: one worker process ---- */
 

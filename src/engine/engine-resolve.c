@@ -139,8 +139,10 @@ static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const c
  * invoke does no per-package work: no tag list, no record read, no stat per
  * store dir, no policy check per dependency (issue 15: this cost 0.5–1 ms
  * per invoke with `requests`). The value, in a ValidationCache (the one
- * string cache, engine-vcache.c), is "N\n" then the store dirs one a line
+ * string cache, engine-vcache.c), is "N\n", the lock as compact JSON (no
+ * newline: JSON escapes them) and "\n", then the store dirs one a line
  * (store paths hold no newline: they are the data dir plus hex digests).
+ * The lock is kept for the run record (docs/ui.md), not re-emitted.
  * A pinned hit reports "cached lock: N packages" without the lock itself:
  * whoever needed the lock (the daemon's tenant note) had it when the pin
  * was made, within the same engine's life. */
@@ -151,10 +153,11 @@ static char *pin_key(const char *instance_key, json_t *reqs_json) {
 }
 
 int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path) {
+                      void *userdata, char ***ret_sys_path, char **ret_lock_json) {
         assert(e);
         assert(instance_key);
         assert(ret_sys_path);
+        assert(ret_lock_json);
         _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
         _cleanup_free_ char *text = vcache_get(e->envcache, key);
         if (!text)
@@ -164,6 +167,11 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
                 return 0;
         *line++ = 0;
         size_t n_entries = strtoul(text, NULL, 10);
+        char *lock_end = strchr(line, '\n');
+        if (!lock_end)
+                return 0;
+        _cleanup_free_ char *lock = lock_end > line ? xstrndup(line, (size_t) (lock_end - line)) : NULL;
+        line = lock_end + 1;
         char **sys_path = xcalloc(1, sizeof(char *));
         while (*line) {
                 char *end = strchrnul(line, '\n');
@@ -183,16 +191,19 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
                 fn(&ev, userdata);
         }
         *ret_sys_path = sys_path;
+        *ret_lock_json = TAKE_PTR(lock);
         return 1;
 }
 
 void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
-                    size_t n_entries) {
+                    size_t n_entries, const char *lock_json) {
         assert(e);
         assert(instance_key);
+        if (lock_json && strchr(lock_json, '\n'))
+                return; /* not representable: stays unpinned */
         Buf b;
         buf_init(&b, SIZE_MAX);
-        buf_printf(&b, "%zu\n", n_entries);
+        buf_printf(&b, "%zu\n%s\n", n_entries, lock_json ? lock_json : "");
         for (char *const *p = sys_path; p && *p; p++) {
                 if (strchr(*p, '\n')) {
                         buf_free(&b);
@@ -207,7 +218,7 @@ void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char
 
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
                        RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
-                       char **ret_error) {
+                       char **ret_lock_json, char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 return 0;
@@ -246,10 +257,11 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                         return r;
                 }
         }
-        if (fn) {
-                _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
+        _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
+        if (fn)
                 emit_lock(run_id, fn, userdata, lock, env->lock->n_entries, env->cached);
-        }
+        if (ret_lock_json)
+                *ret_lock_json = TAKE_PTR(lock);
         if (ret_n_entries)
                 *ret_n_entries = env->lock->n_entries;
         *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));

@@ -40,6 +40,7 @@ typedef struct RunCtx {
         json_t *args, *kwargs;
         char *requirements_json; /* the file's @requirements dict */
         char **sys_path;
+        char *lock_json;          /* the environment's lock, for the record (NULL: none) */
         char **data_binds;        /* "NAME=/host/dir": what the sandbox mounts */
         char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
@@ -222,6 +223,7 @@ static void record_finish(RunCtx *c) {
         r->outputs_json = res->outputs_json;
         _cleanup_free_ char *t = timings_json(res);
         r->timings_json = t;
+        r->lock_json = c->lock_json;
         r->finished = now_realtime();
         int k = c->spec->attempt > 0 ? store_run_finish(c->e->store, r, c->spec->attempt)
                                      : store_run_update(c->e->store, r);
@@ -232,6 +234,7 @@ static void record_finish(RunCtx *c) {
                 c->res->record_error = k;
         r->timings_json = NULL;
         r->outputs_json = NULL;
+        r->lock_json = NULL;
 }
 
 /* ---- phase: validate ---- */
@@ -406,7 +409,7 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         if (c->spec->instance_key) {
                 usec_t t0 = now_monotonic();
                 int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->res->id, c->fn, c->userdata,
-                                          &c->sys_path);
+                                          &c->sys_path, &c->lock_json);
                 c->res->t_resolve = now_monotonic() - t0;
                 if (k > 0)
                         return 0;
@@ -421,9 +424,9 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         size_t n_entries = 0;
         bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
         r = engine_resolve_env(c->e, reqs, n, resolve_only, c->res->id, c->fn, c->userdata, &c->sys_path, &n_entries,
-                               &err);
+                               &c->lock_json, &err);
         if (r >= 0 && c->spec->instance_key)
-                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries);
+                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries, c->lock_json);
         c->res->t_resolve = now_monotonic() - t0;
         for (size_t i = 0; i < n; i++)
                 pkg_requirement_free(reqs[i]);
@@ -1190,6 +1193,7 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
         json_decref(c.args);
         json_decref(c.kwargs);
         strv_free(c.sys_path);
+        free(c.lock_json);
         strv_free(c.data_binds);
         strv_free(c.data_seen);
         *ret_result = c.res;

@@ -1,6 +1,7 @@
 /* The data catalog: datasets (tenant, name) and their versions. A version
  * is a content hash; the bytes live in the data module's object store, so
  * several versions (and tenants) may share one content. */
+#include <assert.h>
 #include <sqlite3.h>
 
 #include "store-internal.h"
@@ -374,5 +375,70 @@ int store_dataset_tenant_bytes(Store *s, const char *tenant, const char *extra_h
         if (extra_hash && !row)
                 total += (int64_t) extra_size;
         *ret = (uint64_t) total;
+        return 0;
+}
+
+/* ---- where a dataset is used ---------------------------------------------- */
+
+void dataset_run_use_list_free(DatasetRunUse *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].run_id);
+                free(v[i].status);
+                free(v[i].function);
+                free(v[i].fn_name);
+                free(v[i].ref);
+                free(v[i].dag_id);
+                free(v[i].task);
+        }
+        free(v);
+}
+
+/* A ref names the dataset as "NAME" or "NAME@VERSION" (data_parse_ref). */
+#define REF_MATCHES(col) "(" col " = ?2 OR substr(" col ", 1, length(?2) + 1) = ?2 || '@')"
+
+int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t limit, DatasetRunUse **ret,
+                       size_t *ret_n) {
+        assert(s && tenant && name && ret && ret_n);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        /* runs_data (tenant, created) holds only runs that mounted something:
+         * the scan walks those newest first and stops at the limit. */
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT r.id, r.status, r.function, r.fn_name, j.value, t.dag_id, t.name, r.created "
+                                    "FROM runs r JOIN json_each(r.data_json) j "
+                                    "LEFT JOIN dag_tasks t ON t.run_id = r.id "
+                                    "WHERE r.tenant = ?1 AND r.data_json IS NOT NULL AND json_valid(r.data_json) AND "
+                                    REF_MATCHES("j.value") " ORDER BY r.created DESC, r.id DESC LIMIT ?3",
+                                    -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc);
+        }
+        store_bind_text(st, 1, tenant);
+        store_bind_text(st, 2, name);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) limit);
+        DatasetRunUse *v = NULL;
+        size_t n = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                v = xrealloc(v, (n + 1) * sizeof(DatasetRunUse));
+                v[n++] = (DatasetRunUse) {
+                        .run_id = store_col_text(st, 0),
+                        .status = store_col_text(st, 1),
+                        .function = store_col_text(st, 2),
+                        .fn_name = store_col_text(st, 3),
+                        .ref = store_col_text(st, 4),
+                        .dag_id = store_col_text(st, 5),
+                        .task = store_col_text(st, 6),
+                        .created = (usec_t) sqlite3_column_int64(st, 7),
+                };
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                dataset_run_use_list_free(v, n);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret = v;
+        *ret_n = n;
         return 0;
 }

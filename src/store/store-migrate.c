@@ -186,6 +186,23 @@ static const char *const migrations[] = {
         /* 12: the datasets a run's output_dir() became, {"NAME": VERSION}
          * (docs/data.md "Outputs") */
         "ALTER TABLE runs ADD COLUMN outputs_json TEXT;",
+        /* 13: the dashboard (docs/ui.md). A run's environment lock as the
+         * engine resolved it (store_run_set_lock), and the datasets its
+         * request mounted, kept after request_json is dropped so "where is
+         * this dataset used" needs no scan of sources. One trigger now
+         * fills both fn_name and data_json from the request: it is parsed
+         * once per insert, as before. */
+        "ALTER TABLE runs ADD COLUMN lock_json TEXT;"
+        "ALTER TABLE runs ADD COLUMN data_json TEXT;"
+        "UPDATE runs SET data_json = json_extract(request_json, '$.data')"
+        "  WHERE request_json IS NOT NULL AND json_valid(request_json);"
+        "CREATE INDEX runs_data ON runs(tenant, created) WHERE data_json IS NOT NULL;"
+        "CREATE INDEX dag_tasks_run ON dag_tasks(run_id) WHERE run_id IS NOT NULL;"
+        "DROP TRIGGER runs_fn_name;"
+        "CREATE TRIGGER runs_request_fields AFTER INSERT ON runs"
+        "  WHEN NEW.request_json IS NOT NULL AND json_valid(NEW.request_json)"
+        "  BEGIN UPDATE runs SET fn_name = json_extract(NEW.request_json, '$.fn_name'),"
+        "    data_json = json_extract(NEW.request_json, '$.data') WHERE id = NEW.id; END;",
 };
 
 int store_schema_version(void) {

@@ -65,7 +65,7 @@ int store_run_finish(Store *s, const RunRecord *r, int attempt) {
                                "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
                                "timings_json=?14, log_path=COALESCE(?15, log_path), "
                                "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
-                               "request_json=NULL, outputs_json=?22 "
+                               "request_json=NULL, outputs_json=?22, lock_json=COALESCE(?23, lock_json) "
                                "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
                                r, a);
         if (k < 0)

@@ -134,6 +134,7 @@ RunRecord *run_record_free(RunRecord *r) {
         free(r->timings_json);
         free(r->log_path);
         free(r->outputs_json);
+        free(r->lock_json);
         free(r);
         return NULL;
 }
@@ -176,6 +177,12 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
         sqlite3_bind_int64(st, 18, (sqlite3_int64) r->finished);
         sqlite3_bind_int(st, 19, r->attempt);
         sqlite3_bind_int(st, 20, r->max_attempts > 0 ? r->max_attempts : 1);
+        /* ?21 is the caller's (store_run_exec); ?22 and ?23 only the final
+         * updates use. */
+        if (sqlite3_bind_parameter_count(st) >= 22)
+                store_bind_text(st, 22, r->outputs_json);
+        if (sqlite3_bind_parameter_count(st) >= 23)
+                store_bind_text(st, 23, r->lock_json);
 }
 
 int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
@@ -187,8 +194,6 @@ int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *ar
                 store_run_bind(st, r);
                 if (arg21)
                         store_bind_text(st, 21, arg21);
-                if (sqlite3_bind_parameter_count(st) >= 22)
-                        store_bind_text(st, 22, r->outputs_json);
                 rc = sqlite3_step(st);
                 if ((rc & 0xff) == SQLITE_FULL && store_reserve_release(s)) {
                         sqlite3_reset(st);
@@ -225,8 +230,8 @@ int store_run_insert(Store *s, const RunRecord *r) {
 int store_run_update(Store *s, const RunRecord *r) {
         return exec_record(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
                               "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                              "timings_json=?14, log_path=?15, started=?17, finished=?18, outputs_json=?22 "
-                              "WHERE id=?1",
+                              "timings_json=?14, log_path=?15, started=?17, finished=?18, outputs_json=?22, "
+                              "lock_json=COALESCE(?23, lock_json) WHERE id=?1",
                            r, true);
 }
 
@@ -362,6 +367,34 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
         if (rc != SQLITE_DONE)
                 return store_sqlite_errno(rc) ?: -EIO;
         return n ? 0 : -ENOENT;
+}
+
+int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret) {
+        assert(s && id && ret);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT lock_json FROM runs WHERE id=?1 AND (?2 IS NULL OR tenant=?2)", -1,
+                                    &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc);
+        }
+        store_bind_text(st, 1, id);
+        store_bind_text(st, 2, tenant);
+        int r = -ENOENT;
+        char *lock = NULL;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                lock = store_col_text(st, 0);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = store_sqlite_errno(rc) ?: -EIO;
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0)
+                return r;
+        *ret = lock;
+        return 0;
 }
 
 typedef struct Owned {

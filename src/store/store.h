@@ -37,6 +37,10 @@ typedef struct RunRecord {
         int attempt;         /* attempts started so far (RunQueue; 0: never started) */
         int max_attempts;    /* how many the queue may start (1: never run again) */
         char *outputs_json;  /* {"NAME": VERSION}: datasets its output_dir() became */
+        /* The environment's lock (pkg_lock_to_json() text) the engine ran
+         * in: written by the final update when not NULL (docs/ui.md); not
+         * read back with the record (store_run_get_lock reads it). */
+        char *lock_json;
 } RunRecord;
 RunRecord *run_record_free(RunRecord *r);
 void run_record_freep(RunRecord **r);
@@ -62,6 +66,10 @@ int store_runs_mark_lost(Store *s, const char *message);
 /* Records the process that runs r (an embedded run): pid and its start
  * time (pid_start_time()). -ENOENT when there is no such run. */
 int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time);
+/* A run's environment lock (RunRecord.lock_json, docs/ui.md) within
+ * tenant (NULL: any). -ENOENT when there is no such run; *ret NULL when it
+ * recorded none (no requirements, not resolved, or older than the column). */
+int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret);
 /* Marks lost every queued/running run whose recorded owner process is gone
  * (no such pid, or a pid reused by another process), with message and
  * " (pid N)". Runs without an owner (a daemon's) are not
@@ -366,6 +374,23 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
 /* Removes one version (version > 0) or the whole dataset (0). When the
  * current version goes, the newest remaining becomes current. -ENOENT. */
 int store_dataset_delete(Store *s, const char *tenant, const char *name, int version);
+/* Where a tenant's dataset is used (docs/ui.md "Data"): runs whose request
+ * mounted it (runs, DAG tasks' runs, deployed functions' invokes), newest
+ * first, at most limit. ref is as the run named it ("NAME" or
+ * "NAME@VERSION"). */
+typedef struct DatasetRunUse {
+        char *run_id;
+        char *status;
+        char *function;         /* the function the run called */
+        char *fn_name;          /* the deployed function it invoked, or NULL */
+        char *ref;
+        char *dag_id;           /* a DAG task's run: its DAG run and task, or NULL */
+        char *task;
+        usec_t created;
+} DatasetRunUse;
+void dataset_run_use_list_free(DatasetRunUse *v, size_t n);
+int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t limit, DatasetRunUse **ret,
+                       size_t *ret_n);
 /* How many versions (any tenant) still reference hash. */
 int store_dataset_hash_refs(Store *s, const char *hash, uint64_t *ret_count);
 /* Bytes a tenant holds: the sum of the sizes of the distinct contents its

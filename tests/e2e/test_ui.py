@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import statistics
+import subprocess
 import time
 
 import pytest
@@ -43,8 +44,25 @@ def wait_for(cond, timeout=20, what="condition", interval=0.05):
 
 
 @pytest.fixture(scope="module")
-def d(tmp_path_factory):
-    daemon = Daemon(tmp_path_factory.mktemp("uid"))
+def index(tmp_path_factory):
+    """A local package index (tests/e2e/pkgindex.py): a run's lock has
+    something to show."""
+    import pkgindex
+    wheels = tmp_path_factory.mktemp("wheels")
+    idx = pkgindex.Index()
+    idx.add(pkgindex.build_wheel(wheels, "uidep", "2.0", files={"uidep/__init__.py": "V = 2\n"}))
+    idx.add(pkgindex.build_wheel(wheels, "uipkg", "1.3", files={"uipkg/__init__.py": "import uidep\nV = 13\n"},
+                                 requires=["uidep>=2"]))
+    idx.start()
+    try:
+        yield idx
+    finally:
+        idx.stop()
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory, index):
+    daemon = Daemon(tmp_path_factory.mktemp("uid"), config_extra=f"index:\n  url: {index.url}\n")
     daemon.start()
     try:
         yield daemon
@@ -177,6 +195,46 @@ def test_logs_stream_while_the_run_prints(alice, d):
     assert console_errors(alice) == []
 
 
+LOCKED = """
+@requirements({"uipkg": ">=1"})
+def f():
+    import uipkg
+    return uipkg.V
+"""
+
+
+def test_run_page_shows_the_environment_lock(alice, d):
+    st, run = d.run(LOCKED)
+    assert st == 200 and run["status"] == "succeeded" and run["result"] == 13, run
+    # The route behind it: per tenant, packages and versions, no wheel URLs.
+    st, lock = d.call("GET", f"/v1/runs/{run['id']}/lock")
+    assert st == 200, lock
+    assert {(p["name"], p["version"]) for p in lock["lock"]["packages"]} == {("uipkg", "1.3"), ("uidep", "2.0")}
+    assert all("url" not in p for p in lock["lock"]["packages"])
+    assert d.call("GET", f"/v1/runs/{run['id']}/lock", token="bob")[0] == 404
+    # A deployed function's warm invokes reuse its pinned environment (no
+    # resolve at all): they record the same lock.
+    st, fn = d.call("POST", "/v1/functions", {"name": "locked", "source": LOCKED})
+    assert st == 201, fn
+    for _ in range(2):
+        st, inv = d.call("POST", "/v1/functions/locked/invoke?wait=true", {})
+        assert st == 200 and inv["result"] == 13, inv
+        st, il = d.call("GET", f"/v1/runs/{inv['id']}/lock")
+        assert st == 200 and il["lock"] and {p["name"] for p in il["lock"]["packages"]} == {"uipkg", "uidep"}, il
+    go(alice, d, f"#/runs/{run['id']}")
+    box = wait_for(lambda: [b for b in by_css(alice, "#run-lock") if "uidep" in b.text], what="the lock on the page")[0]
+    rows = {tuple(td.text for td in tr.find_elements("css selector", "td")[:2])
+            for tr in box.find_elements("css selector", "tbody tr")}
+    assert {("uipkg", "1.3"), ("uidep", "2.0")} <= rows, rows
+    assert "uipkg>=1" in box.text
+    shot(alice, "run-lock")
+    # A run without requirements says so rather than showing nothing.
+    st, plain = d.run("def f():\n    return 1\n")
+    go(alice, d, f"#/runs/{plain['id']}")
+    wait_for(lambda: "standard library only" in by_css(alice, "#run-lock")[0].text, what="no packages")
+    assert console_errors(alice) == []
+
+
 XSS = """
 def xss():
     print('<script>alert(1)</script>')
@@ -224,6 +282,8 @@ def slow(x=1, delay: float = 1.2):
 def test_dag_nodes_change_colour_as_tasks_finish(alice, d):
     st, g = d.call("POST", "/v1/dags", {"pipeline": PIPE, "files": {"steps.py": STEPS}, "no_cache": True})
     assert st == 202, g
+    # Only this page's requests count below (the page lives on across tests).
+    alice.execute_script("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(2000)")
     go(alice, d, f"#/dags/{g['id']}")
     node = 'g.node[data-task="last"]'
     wait_for(lambda: by_css(alice, node), timeout=20, what="the graph")
@@ -236,6 +296,23 @@ def test_dag_nodes_change_colour_as_tasks_finish(alice, d):
 
     wait_for(states, timeout=60, what="'last' turning succeeded", interval=0.1)
     assert any("st-succeeded" not in c for c in seen), seen  # it had another colour before
+    # The colours came by SSE, not by polling the DAG's status route: the
+    # page fetched GET /v1/dags/{id} once (its first paint) over a run of
+    # several seconds (a 0.4 s poll made ~10 requests), and opened the
+    # DAG's event stream.
+    # (A stream is listed among the page's resources once it has ended,
+    # which it does when the DAG run is over.)
+    status_route = f"/v1/dags/{g['id']}"
+
+    def dag_requests():
+        got = alice.execute_script("return performance.getEntriesByType('resource')"
+                                   ".map((e) => new URL(e.name).pathname)"
+                                   ".filter((u) => u.startsWith(arguments[0]))", status_route)
+        return got if f"{status_route}/events" in got else None
+
+    fetched = wait_for(dag_requests, what="the DAG's event stream among the page's requests")
+    assert fetched.count(status_route) == 1, fetched
+    assert fetched.count(f"{status_route}/events") == 1, fetched
     # Laid out left to right: a dependent sits right of its dependency.
     x = {t: float(re.search(r"translate\(([-\d.]+)", by_css(alice, f'g.node[data-task="{t}"]')[0]
                                 .get_attribute("transform")).group(1)) for t in ("first", "second", "last")}
@@ -292,6 +369,9 @@ def test_every_page_renders_without_console_errors(alice, d):
         wait_for(lambda: by_css(alice, ready), timeout=20, what=f"{name}: {ready}")
         shot(alice, name)
         assert console_errors(alice) == [], name
+    # All three charts of the function page (invocations, error rate, p50/p99).
+    go(alice, d, "#/functions/greet")
+    wait_for(lambda: len(by_css(alice, "#fn-charts .uplot")) == 3, what="three uPlot charts")
     # The invoke form starts a run and opens it.
     go(alice, d, "#/functions/greet")
     wait_for(lambda: by_css(alice, "#inv-kwargs"), what="the invoke form")
@@ -309,6 +389,188 @@ def test_every_page_renders_without_console_errors(alice, d):
     alice.switch_to.active_element.send_keys(Keys.ENTER)
     wait_for(lambda: by_css(alice, "#task-panel h2"), what="panel by keyboard")
     assert console_errors(alice) == []
+
+
+READS = """
+import pysprinter
+def count(name: str = "measures"):
+    with open(pysprinter.data_path(name)) as f:
+        return len(f.read().split(","))
+"""
+DATA_PIPE = """
+name: ui-data
+tasks:
+  reader: {file: reads.py, function: count, data: [measures]}
+"""
+
+
+def test_data_page_shows_where_a_dataset_is_used(alice, d):
+    st, _ = d.call("PUT", "/v1/data/measures", raw=b"1,2,3,4", headers={"Content-Type": "application/octet-stream"})
+    assert st in (200, 201)
+    st, _ = d.call("PUT", "/v1/data/unused", raw=b"x", headers={"Content-Type": "application/octet-stream"})
+    assert st in (200, 201)
+    # An ad-hoc run, an invoke of a deployed function and a DAG task mount it.
+    st, run = d.run(READS, data=["measures"])
+    assert st == 200 and run["result"] == 4, run
+    st, f = d.call("POST", "/v1/functions", {"name": "counter", "source": READS})
+    assert st == 201, f
+    st, inv = d.call("POST", "/v1/functions/counter/invoke?wait=true", {"data": ["measures@1"]})
+    assert st == 200 and inv["result"] == 4, inv
+    st, g = d.call("POST", "/v1/dags?wait=true", {"pipeline": DATA_PIPE, "files": {"reads.py": READS}})
+    assert st == 200 and g["status"] == "succeeded", g
+    task_run = g["tasks"][0]["run_id"]
+    st, other = d.run("def f():\n    return 0\n")   # mounts nothing
+    st, u = d.call("GET", "/v1/data/measures/usage")
+    assert st == 200, u
+    assert [r["id"] for r in u["runs"]] == [task_run, inv["id"], run["id"]], u   # newest first
+    assert u["runs"][0]["dag_id"] == g["id"] and u["runs"][0]["task"] == "reader"
+    assert u["runs"][1]["fn_name"] == "counter" and u["runs"][1]["ref"] == "measures@1"
+    assert u["functions"] == ["counter"]
+    assert d.call("GET", "/v1/data/measures/usage", token="bob")[0] == 404   # per tenant
+    assert d.call("GET", "/v1/data/unused/usage")[1]["runs"] == []
+
+    go(alice, d, "#/data/measures")
+    box = wait_for(lambda: [b for b in by_css(alice, "#data-usage") if run["id"] in b.text], what="where used")[0]
+    assert other["id"] not in box.text
+    links = {a.get_attribute("href").split("#", 1)[1] for a in box.find_elements("css selector", "a")}
+    assert {f"/runs/{run['id']}", f"/runs/{inv['id']}", f"/functions/counter",
+            f"/dags/{g['id']}?task=reader"} <= links, links
+    shot(alice, "dataset-usage")
+    go(alice, d, "#/data/unused")
+    wait_for(lambda: "No run has mounted it" in by_css(alice, "#data-usage")[0].text, what="unused")
+    assert console_errors(alice) == []
+
+
+def active_is(drv, css):
+    return drv.execute_script("return document.activeElement.matches(arguments[0])", css)
+
+
+def tab_until(drv, css, limit=60):
+    """Presses Tab until the focus is on an element matching css; returns
+    how many presses it took (the element is reachable by keyboard)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    for i in range(limit):
+        if active_is(drv, css):
+            return i
+        ActionChains(drv).send_keys(Keys.TAB).perform()
+    raise AssertionError(f"Tab never reached {css}")
+
+
+def press(drv, key):
+    from selenium.webdriver.common.action_chains import ActionChains
+    ActionChains(drv).send_keys(key).perform()
+
+
+def test_keyboard_navigation_and_deep_links(alice, d):
+    from selenium.webdriver.common.keys import Keys
+    st, g = d.call("POST", "/v1/dags?wait=true", {"pipeline": PIPE, "files": {"steps.py": STEPS}})
+    assert st == 200 and g["status"] == "succeeded", g
+    # A deep link opens the DAG run with the side panel on that task.
+    alice.get(d.url + f"/ui/#/dags/{g['id']}?task=third")
+    wait_for(lambda: "third" in by_css(alice, "#task-panel h2")[0].text, what="the deep-linked task's panel")
+    # The skip link is the first stop and moves the focus into the page
+    # (it is not a route).
+    alice.execute_script("document.activeElement.blur()")
+    tab_until(alice, "a.skip")
+    press(alice, Keys.ENTER)
+    assert "#/dags/" in alice.current_url
+    assert active_is(alice, "main")
+    # Tab reaches the graph's nodes; Enter opens one, Escape closes it and
+    # gives the focus back to the node.
+    tab_until(alice, 'g.node[data-task="first"]')
+    press(alice, Keys.ENTER)
+    wait_for(lambda: "first" in by_css(alice, "#task-panel h2")[0].text, what="the panel by Enter")
+    assert alice.current_url.endswith("task=first")
+    tab_until(alice, 'g.node[data-task="second"]')
+    press(alice, Keys.SPACE)
+    wait_for(lambda: "second" in by_css(alice, "#task-panel h2")[0].text, what="the panel by Space")
+    press(alice, Keys.ESCAPE)
+    wait_for(lambda: not by_css(alice, "#task-panel h2"), what="the panel closed by Escape")
+    assert "task=" not in alice.current_url
+    assert active_is(alice, 'g.node[data-task="second"]')
+    # The panel's Close button is reachable too.
+    press(alice, Keys.ENTER)
+    wait_for(lambda: by_css(alice, "#panel-close"), what="the close button")
+    tab_until(alice, "#panel-close")
+    press(alice, Keys.ENTER)
+    wait_for(lambda: not by_css(alice, "#task-panel h2"), what="closed by its button")
+    shot(alice, "dag-keyboard")
+
+    # Runs: "/" focuses the search; typing filters; a run opens with Enter
+    # on its link, and its URL is the run's deep link.
+    st, run = d.run("def kbd():\n    return 'keyboard'\n")
+    go(alice, d, "#/runs")
+    wait_for(lambda: by_css(alice, f'tr[data-run="{run["id"]}"]'), what="the run in the table")
+    alice.execute_script("document.activeElement.blur()")
+    press(alice, "/")
+    assert active_is(alice, "input")
+    press(alice, run["id"])
+    wait_for(lambda: len(by_css(alice, "tbody tr[data-run]")) == 1, what="the filtered table")
+    tab_until(alice, f'tr[data-run="{run["id"]}"] a')
+    press(alice, Keys.ENTER)
+    wait_for(lambda: alice.current_url.endswith(f"#/runs/{run['id']}"), what="the run's URL")
+    wait_for(lambda: "keyboard" in by_css(alice, "#run-details")[0].text, what="the run's result")
+    # The nav reaches every section from the keyboard.
+    tab_until(alice, 'nav a[data-section="functions"]')
+    press(alice, Keys.ENTER)
+    wait_for(lambda: alice.current_url.endswith("#/functions"), what="functions by keyboard")
+    # A function's deep link.
+    d.call("POST", "/v1/functions", {"name": "kbdfn", "source": "def kbdfn():\n    return 1\n"})
+    alice.get(d.url + "/ui/#/functions/kbdfn")
+    wait_for(lambda: "kbdfn" in by_css(alice, "main h1")[0].text, what="the function's page")
+    tab_until(alice, "#inv-args")
+    assert console_errors(alice) == []
+
+
+def test_a_graph_over_300_tasks_is_listed_not_drawn(alice, d):
+    tasks = "\n".join(f"  t{i:03d}: {{file: steps.py, function: slow, kwargs: {{delay: 0}}}}" for i in range(301))
+    st, g = d.call("POST", "/v1/dags", {"pipeline": f"name: ui-wide\ntasks:\n{tasks}\n", "files": {"steps.py": STEPS}})
+    assert st == 202, g
+    d.call("DELETE", f"/v1/dags/{g['id']}")   # only its shape matters here
+    go(alice, d, f"#/dags/{g['id']}")
+    wait_for(lambda: len(by_css(alice, "tr.task-row")) == 301, timeout=30, what="301 rows")
+    assert by_css(alice, "#dag-graph") == []
+    assert "too many to draw" in by_css(alice, "main")[0].text
+    # A row opens its task with Enter, like a node.
+    alice.execute_script("document.querySelector('tr.task-row').focus()")
+    press(alice, "\ue007")   # Enter
+    wait_for(lambda: "t000" in by_css(alice, "#task-panel h2")[0].text, what="the row's panel")
+    shot(alice, "dag-list")
+    assert console_errors(alice) == []
+
+
+def test_workers_page_in_cluster_mode_shows_nodes_and_leases(alice, d, tmp_path):
+    """A cluster node (a real redis-server, as tests/e2e/test_cluster.py
+    starts it) shows its cluster's nodes and their leases; a single node
+    (the other tests' daemon) shows none and asks nothing of /v1/cluster."""
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        pytest.fail("redis-server is missing: tools/install-deps.sh installs it")
+    go(alice, d, "#/workers")
+    wait_for(lambda: by_css(alice, "#pool"), what="the pool")
+    assert by_css(alice, "#cluster-queue") == []
+    sock = tmp_path / "redis.sock"
+    redis = subprocess.Popen([redis_server, "--port", "0", "--unixsocket", str(sock), "--dir", str(tmp_path),
+                              "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = Daemon(tmp_path / "node", args=["--redis", f"unix:{sock}", "--role", "all", "--node-id", "ui-node-1",
+                                              "--redis-volatile"])
+    try:
+        wait_for(lambda: sock.exists(), what="redis")
+        node.start()
+        login(alice, node, "alice")
+        go(alice, node, "#/workers")
+        row = wait_for(lambda: by_css(alice, 'tr[data-node="ui-node-1"]'), timeout=20, what="the node's row")[0]
+        assert "this node" in row.text and "alive" in row.text
+        assert by_css(alice, "#cluster-queue")
+        shot(alice, "workers-cluster")
+        assert console_errors(alice) == []
+    finally:
+        node.stop()
+        redis.kill()
+        redis.wait()
+        login(alice, d, "alice")   # cookies are per host, not per port
 
 
 # ---- plain HTTP: headers, cookie, CSRF, sessions -----------------------------

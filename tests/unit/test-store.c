@@ -537,6 +537,67 @@ static void test_tx_all_or_nothing(void **state) {
         store_close(s);
 }
 
+/* ---- the dashboard's reads (docs/ui.md): a run's lock, where data is used ---- */
+
+static void submit_req(RunQueue *q, const char *id, const char *tenant, usec_t created, const char *request) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) tenant, .filename = (char *) "f.py",
+                        .created = created, .max_attempts = 1 };
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+}
+
+static void test_run_lock_and_dataset_usage(void **state) {
+        Store *s = open_fresh();
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit_req(q, "u1", "t", 1, "{\"source\":\"x\",\"data\":[\"numbers\"]}");
+        submit_req(q, "u2", "t", 2, "{\"source\":\"x\",\"data\":[\"other\",\"numbers@2\"],\"fn_name\":\"g\"}");
+        submit_req(q, "u3", "t", 3, "{\"source\":\"x\",\"data\":[\"numbers2\"]}");   /* another name */
+        submit_req(q, "u4", "u", 4, "{\"source\":\"x\",\"data\":[\"numbers\"]}");    /* another tenant */
+        submit_req(q, "u5", "t", 5, "{\"source\":\"x\"}");
+
+        DatasetRunUse *v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_dataset_runs(s, "t", "numbers", 10, &v, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0].run_id, "u2");          /* newest first */
+        assert_string_equal(v[0].ref, "numbers@2");
+        assert_string_equal(v[0].fn_name, "g");          /* the fn_name trigger still fills it */
+        assert_string_equal(v[1].run_id, "u1");
+        assert_null(v[1].fn_name);
+        dataset_run_use_list_free(v, n);
+        assert_int_equal(store_dataset_runs(s, "t", "numbers", 1, &v, &n), 0);
+        assert_int_equal(n, 1);
+        dataset_run_use_list_free(v, n);
+        /* Kept after the run ends and its request is dropped. */
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "u1", 6, &attempt), 0);
+        RunRecord end = { .id = (char *) "u1", .status = (char *) "succeeded", .exit_code = 0, .finished = 7 };
+        assert_int_equal(run_queue_finish(q, &end, attempt), 0);
+        assert_int_equal(store_dataset_runs(s, "t", "numbers", 10, &v, &n), 0);
+        assert_int_equal(n, 2);
+        dataset_run_use_list_free(v, n);
+
+        /* The lock goes with the final write; a later update without one
+         * keeps it. */
+        char *lock = (char *) "x";
+        assert_int_equal(store_run_get_lock(s, "t", "u5", &lock), 0);
+        assert_null(lock);
+        assert_int_equal(run_queue_start(q, "u5", 8, &attempt), 0);
+        RunRecord fin = { .id = (char *) "u5", .status = (char *) "succeeded", .exit_code = 0, .finished = 9,
+                          .lock_json = (char *) "{\"packages\":[]}" };
+        assert_int_equal(run_queue_finish(q, &fin, attempt), 0);
+        assert_int_equal(store_run_get_lock(s, "t", "u5", &lock), 0);
+        assert_string_equal(lock, "{\"packages\":[]}");
+        free(lock);
+        fin.lock_json = NULL;
+        assert_int_equal(store_run_update(s, &fin), 0);
+        assert_int_equal(store_run_get_lock(s, "t", "u5", &lock), 0);
+        assert_string_equal(lock, "{\"packages\":[]}");
+        free(lock);
+        assert_int_equal(store_run_get_lock(s, "u", "u5", &lock), -ENOENT);   /* per tenant */
+        run_queue_free(q);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -550,6 +611,7 @@ int main(void) {
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
                 cmocka_unit_test(test_tx_all_or_nothing),
+                cmocka_unit_test(test_run_lock_and_dataset_usage),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
