@@ -482,6 +482,7 @@ int verb_show(int argc, char **argv) {
 typedef struct Tail {
         char *id;
         size_t printed;         /* bytes of its log already shown */
+        bool ended_before;      /* the run had ended at the previous look */
         bool done;
 } Tail;
 
@@ -516,7 +517,10 @@ static int tail_print(Backend *b, Tail *t) {
         }
         fflush(stdout);
         t->printed = end > t->printed ? end : t->printed;
-        t->done = ended;
+        /* One more look after the end is seen: the record can say ended a
+         * moment before the last of its log is where this reads it. */
+        t->done = ended && t->ended_before;
+        t->ended_before = ended;
         buf_free(&log);
         return 0;
 }

@@ -186,8 +186,17 @@ def test_logs_function_tags_every_invocation_and_follows_new_ones(cli, env, tmp_
             assert st == 200
             deadline = time.time() + 30
             lines = []
+            import queue
+            import threading
+            # Lines come through a thread: the deadline holds even if the
+            # CLI prints nothing more (a bare readline() would wait forever).
+            got = queue.Queue()
+            threading.Thread(target=lambda: [got.put(l) for l in p.stdout] + [got.put("")], daemon=True).start()
             while time.time() < deadline:
-                line = p.stdout.readline()
+                try:
+                    line = got.get(timeout=max(0.01, deadline - time.time()))
+                except queue.Empty:
+                    break
                 if not line:
                     break
                 lines.append(line.rstrip("\n"))
