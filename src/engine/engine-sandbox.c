@@ -20,9 +20,9 @@
 #include "sandbox.h"
 #include "worker-proto.h"
 
-/* Overhead processes of a sandboxed run that count against pids.max: the
- * run child, the run's init (see sandbox.h). */
-#define RUN_EXTRA_PROCS 2
+/* Overhead processes of a sandboxed run that count against pids.max
+ * (see sandbox.h): the user code's process counts as one of max_procs. */
+#define RUN_EXTRA_PROCS SANDBOX_RUN_EXTRA_PROCS
 /* CPU bandwidth of one run, in thousandths of a CPU. */
 #define RUN_CPU_MILLIS 1000
 
