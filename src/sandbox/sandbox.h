@@ -17,15 +17,16 @@
  *    /proc, rlimits, closed fds, setsid, no capabilities, no_new_privs,
  *    non-dumpable, seccomp.
  *
- * Process layout: the worker W is pid 1 of the worker's pid namespace. A
- * run child C (forked by W, tracked by W) makes a fresh pid namespace
- * whose first process G is its init (a CLONE_VM thread-like process: no
- * page tables to copy); C then forks H, the process that runs user code
- * (pid 2). When H ends C kills G, and the kernel then kills everything
- * left in the run's pid namespace: a double-forked, setsid'd survivor
- * cannot outlive its run even where no cgroup is available. C mirrors H's
- * exit (same code, or death by the same signal), so W reports what the
- * user code did.
+ * Process layout: the worker W is pid 1 of the worker's pid namespace.
+ * Per run, W makes a fresh pid namespace whose first process G is its
+ * init (a CLONE_VM child of W: no page tables to copy) and forks the run
+ * child H into it (pid 2), which runs the user code (sandbox-pidns.c).
+ * When H ends W kills G, and the kernel then kills everything left in the
+ * run's pid namespace: a double-forked, setsid'd survivor cannot outlive
+ * its run even where no cgroup is available. W reports H's exit (code or
+ * signal) once G is reaped. Without the worker's pid namespace (another
+ * architecture, the unit tests), sandbox_run_enter() makes it itself: the
+ * run child C makes G and forks H, then mirrors H's exit.
  *
  * Depends on: basic, libseccomp. Returns >= 0 or -errno; user-facing
  * details through ret_error. */
