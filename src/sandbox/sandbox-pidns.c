@@ -154,8 +154,10 @@ void sandbox_run_pidns_end(SandboxRunPidns *ns) {
         (void) ns;
         pidns_made_by_parent = false;
         child_init_stack = NULL;
-        /* Cannot fail for our own active namespace; if it did, the next
-         * _begin's unshare replaces the namespace for children anyway. */
+        /* Cannot fail for our own active namespace. Even if it did, no
+         * later child could land in this run's namespace: every fork of a
+         * run child starts with _begin, whose unshare makes a fresh one
+         * (a sibling: unshare creates a child of the active namespace). */
         if (own_pidns_fd >= 0)
                 (void) setns(own_pidns_fd, CLONE_NEWPID);
 }
