@@ -192,8 +192,8 @@ def same_mm(a, b):
     return libc.syscall(312, a, b, 1, 0, 0) == 0
 
 
-def subtree_private_kb(pid):
-    seen, total = [], 0
+def subtree_private_kb(pid, shared_with=()):
+    seen, total = list(shared_with), 0
     for p in [pid] + descendants(pid):
         if any(same_mm(p, q) for q in seen):
             continue
@@ -303,10 +303,12 @@ def main():
         # The env's warm worker is the process with the most children (its
         # spares); a spare's cost is its whole subtree (in the sandbox a
         # spare is a process, its run's init and the process that will run
-        # the user's code).
+        # the user's code). Where the worker makes each run's pid namespace
+        # itself, the spare's init is the worker's own CLONE_VM child: it
+        # shares the worker's memory and adds none, so it is not a spare.
         worker = max(kids, key=lambda p: len(children(p)), default=None)
-        spares = children(worker) if worker else []
-        per_child = [subtree_private_kb(p) for p in spares]
+        spares = [p for p in children(worker) if not same_mm(p, worker)] if worker else []
+        per_child = [subtree_private_kb(p, [worker]) for p in spares]
         print("(e) memory of idle pre-forked children")
         if per_child:
             m = statistics.median(per_child) / 1024

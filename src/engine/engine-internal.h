@@ -203,6 +203,7 @@ struct PoolWorker {
         usec_t last_used;
         uint64_t pss_bytes;
         uint64_t releases;
+        usec_t pss_measured; /* when pss_bytes was last read (atomic) */
         size_t n_imported;
         char **failed_imports;
         pthread_mutex_t io_lock; /* one request/reply at a time on w->sock */

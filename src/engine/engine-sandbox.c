@@ -20,9 +20,9 @@
 #include "sandbox.h"
 #include "worker-proto.h"
 
-/* Overhead processes of a sandboxed run that count against pids.max: the
- * run child, the run's init (see sandbox.h). */
-#define RUN_EXTRA_PROCS 2
+/* Overhead processes of a sandboxed run that count against pids.max
+ * (see sandbox.h): the user code's process counts as one of max_procs. */
+#define RUN_EXTRA_PROCS SANDBOX_RUN_EXTRA_PROCS
 /* CPU bandwidth of one run, in thousandths of a CPU. */
 #define RUN_CPU_MILLIS 1000
 
@@ -230,8 +230,12 @@ bool engine_sandbox_run_has_cgroup(const RunSandbox *rs) {
 }
 
 int engine_sandbox_run_set_limits(RunSandbox *rs, const RunLimits *limits) {
+        /* A spare's cgroup was made with the defaults, which most runs
+         * keep: then its limits are the run's already, and writing them
+         * again is seven cgroup-file writes on the run's critical path. */
+        bool same = rs->limits.memory_bytes == limits->memory_bytes && rs->limits.max_procs == limits->max_procs;
         rs->limits = *limits;
-        if (!engine_sandbox_run_has_cgroup(rs))
+        if (!engine_sandbox_run_has_cgroup(rs) || same)
                 return 0;
         SandboxLimits l = sandbox_limits_of(limits);
         return sandbox_cgroup_set_limits(rs->cg, &l);

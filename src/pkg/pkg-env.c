@@ -7,6 +7,7 @@
 #include "pkg-mgr.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <sys/file.h>
@@ -108,6 +109,39 @@ static int write_record(const char *path, const char *key, const char *python, c
         return r;
 }
 
+/* The fingerprint of an interpreter version's wheel tags, for the env key.
+ * The tags depend only on the version and this machine, and computing
+ * them (hundreds of strings) and their SHA-256 was most of an env check's
+ * CPU: the key is computed on every ad-hoc run (issue 15). One entry per
+ * process: a daemon serves one interpreter. */
+static pthread_mutex_t tags_fp_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *tags_fp_mm, *tags_fp;
+
+static int tags_fingerprint(const char *mm, char **ret, char **ret_error) {
+        pthread_mutex_lock(&tags_fp_lock);
+        if (tags_fp_mm && streq(tags_fp_mm, mm)) {
+                *ret = xstrdup(tags_fp);
+                pthread_mutex_unlock(&tags_fp_lock);
+                return 0;
+        }
+        pthread_mutex_unlock(&tags_fp_lock);
+        _cleanup_(pkg_tags_freep) PkgTags *tags = NULL;
+        int r = pkg_tags_for_interpreter(mm, &tags);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
+                return r;
+        }
+        char *fp = pkg_tags_fingerprint(tags);
+        pthread_mutex_lock(&tags_fp_lock);
+        free(tags_fp_mm);
+        free(tags_fp);
+        tags_fp_mm = xstrdup(mm);
+        tags_fp = xstrdup(fp);
+        pthread_mutex_unlock(&tags_fp_lock);
+        *ret = fp;
+        return 0;
+}
+
 static int open_locked(const char *path) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -125,12 +159,10 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         const char *python = o->python_full_version ? o->python_full_version : PKG_DEFAULT_PYTHON;
         _cleanup_free_ char *mm = major_minor(python);
         _cleanup_(pkg_tags_freep) PkgTags *tags = NULL;
-        int r = pkg_tags_for_interpreter(mm, &tags);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
+        _cleanup_free_ char *tfp = NULL;
+        int r = tags_fingerprint(mm, &tfp, ret_error);
+        if (r < 0)
                 return r;
-        }
-        _cleanup_free_ char *tfp = pkg_tags_fingerprint(tags);
         _cleanup_(pkg_env_freep) PkgEnv *env = xcalloc(1, sizeof(*env));
         env->fd = -EBADF;
         env->key = env_key(reqs, n_reqs, tfp, python, o->index);
@@ -170,6 +202,12 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 close(fd);
         }
 
+        /* The slow path: resolve against the index (the tags now). */
+        r = pkg_tags_for_interpreter(mm, &tags);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
+                return r;
+        }
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", o->data_dir);
         _cleanup_(pkg_index_freep) PkgIndex *ix = NULL;
         r = pkg_index_new(o->index, cache, &ix);

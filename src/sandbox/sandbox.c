@@ -127,6 +127,20 @@ static _noreturn_ void run_mirror(pid_t user, pid_t init) {
 
 #define INIT_STACK_SIZE (64 << 10)
 
+/* In H, inside the run's pid and mount namespaces: its own /tmp,
+ * /dev/shm and /proc, its own session. */
+static int sandbox_run_user_setup(uint64_t tmp, uint64_t shm, char **ret_error) {
+        int r = sandbox_mounts_run(tmp, shm, ret_error);
+        if (r < 0)
+                return r;
+        if (setsid() < 0) {
+                r = -errno;
+                *ret_error = xasprintf("setsid: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
 int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
         int r;
         uint64_t tmp = cfg->tmp_bytes ?: 64ULL << 20, shm = cfg->shm_bytes ?: 64ULL << 20;
@@ -134,7 +148,12 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
         /* ---- in C, the worker's child ---- */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 return -errno;
-        (void) setpgid(0, 0);
+        /* Forked by the worker as pid 2 of a pid namespace it made (its
+         * init waiting as pid 1): this process is the user code's H, and
+         * setsid() below needs it not to lead a process group. */
+        bool made = sandbox_run_pidns_inherited();
+        if (!made)
+                (void) setpgid(0, 0);
         r = sandbox_cgroup_join(cfg->cgroup_fds, cfg->n_cgroup_fds, ret_error);
         if (r < 0)
                 return r;
@@ -148,7 +167,7 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
          * internal mqueue mount); the worker has its own, and the filter
          * denies System V IPC, the only channel it would share between
          * concurrent runs. POSIX shm lives in the run's own /dev/shm. */
-        if (unshare(CLONE_NEWNS | CLONE_NEWPID) < 0) {
+        if (unshare(CLONE_NEWNS | (made ? 0 : CLONE_NEWPID)) < 0) {
                 r = -errno;
                 *ret_error = xasprintf("unshare(mount, pid): %s", strerror(-r));
                 return r;
@@ -159,6 +178,8 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
                 *ret_error = xasprintf("making the run's mounts private: %s", strerror(-r));
                 return r;
         }
+        if (made)
+                return sandbox_run_user_setup(tmp, shm, ret_error);
         void *stack = mmap(NULL, INIT_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
                            -1, 0);
         if (stack == MAP_FAILED)
@@ -183,15 +204,7 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
         (void) munmap(stack, INIT_STACK_SIZE);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 return -errno;
-        r = sandbox_mounts_run(tmp, shm, ret_error);
-        if (r < 0)
-                return r;
-        if (setsid() < 0) {
-                r = -errno;
-                *ret_error = xasprintf("setsid: %s", strerror(-r));
-                return r;
-        }
-        return 0;
+        return sandbox_run_user_setup(tmp, shm, ret_error);
 }
 
 int sandbox_run_finish_enter(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error) {

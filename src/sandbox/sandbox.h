@@ -17,15 +17,16 @@
  *    /proc, rlimits, closed fds, setsid, no capabilities, no_new_privs,
  *    non-dumpable, seccomp.
  *
- * Process layout: the worker W is pid 1 of the worker's pid namespace. A
- * run child C (forked by W, tracked by W) makes a fresh pid namespace
- * whose first process G is its init (a CLONE_VM thread-like process: no
- * page tables to copy); C then forks H, the process that runs user code
- * (pid 2). When H ends C kills G, and the kernel then kills everything
- * left in the run's pid namespace: a double-forked, setsid'd survivor
- * cannot outlive its run even where no cgroup is available. C mirrors H's
- * exit (same code, or death by the same signal), so W reports what the
- * user code did.
+ * Process layout: the worker W is pid 1 of the worker's pid namespace.
+ * Per run, W makes a fresh pid namespace whose first process G is its
+ * init (a CLONE_VM child of W: no page tables to copy) and forks the run
+ * child H into it (pid 2), which runs the user code (sandbox-pidns.c).
+ * When H ends W kills G, and the kernel then kills everything left in the
+ * run's pid namespace: a double-forked, setsid'd survivor cannot outlive
+ * its run even where no cgroup is available. W reports H's exit (code or
+ * signal) once G is reaped. Without the worker's pid namespace (another
+ * architecture, the unit tests), sandbox_run_enter() makes it itself: the
+ * run child C makes G and forks H, then mirrors H's exit.
  *
  * Depends on: basic, libseccomp. Returns >= 0 or -errno; user-facing
  * details through ret_error. */
@@ -133,6 +134,37 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error);
  * run's rlimits, closes all fds but keep_fds, drops capabilities and loads
  * the seccomp filter. */
 int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error);
+
+/* The run's pid namespace made by the worker itself (sandbox-pidns.c): one
+ * fork of the interpreter per run instead of two. In the worker, around the
+ * fork of a run child: _begin unshares a pid namespace and clones its init
+ * (pid 1, sharing the worker's memory, no page tables copied), so that the
+ * next fork is pid 2 there; _end puts the worker's later children back in
+ * its own namespace. The forked child calls _child, then
+ * sandbox_run_prepare()/sandbox_run_enter(), which find the namespace made
+ * (no init of their own, no second fork). The worker reaps the run child,
+ * SIGKILLs init, and calls _release once init is reaped (the kernel has
+ * then killed everything left in the namespace). Where raw system calls
+ * are not available to the init (another architecture), _begin makes
+ * nothing (init stays -1) and the run child makes its namespace itself. */
+typedef struct SandboxRunPidns {
+        pid_t init; /* -1: none made */
+        void *stack;
+} SandboxRunPidns;
+int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error);
+void sandbox_run_pidns_end(SandboxRunPidns *ns);
+void sandbox_run_pidns_child(void);
+void sandbox_run_pidns_release(SandboxRunPidns *ns);
+/* True in a run child forked between _begin and _end. */
+bool sandbox_run_pidns_inherited(void);
+/* Processes of a sandboxed run in its cgroup besides the user code's:
+ * none where the worker makes the run's pid namespace (its init stays in
+ * the worker's cgroup); else the run child and its init. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define SANDBOX_RUN_EXTRA_PROCS 0
+#else
+#define SANDBOX_RUN_EXTRA_PROCS 2
+#endif
 int sandbox_run_finish_enter(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error);
 
 /* ---- the seccomp filter ---------------------------------------------------- */

@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "sandbox.h"
 #include "worker-proto.h"
 #include "worker.h"
 
@@ -46,6 +47,12 @@ typedef struct Child {
         char *tag;
         int cg_fds[MAX_CG_FDS];
         size_t n_cg;
+        /* The run's pid namespace's init, made by this worker (ns.init -1:
+         * none, or reaped). The run's end is reported once both the run
+         * child and its init are reaped: the namespace is then empty. */
+        SandboxRunPidns ns;
+        bool reaped;
+        int status;
 } Child;
 
 static Child children[MAX_CHILDREN];
@@ -255,6 +262,50 @@ static pid_t fork_python(void) {
         return pid;
 }
 
+/* Forks a run child (a spare, a run, an instance). In the sandbox it is
+ * pid 2 of a fresh pid namespace whose init this worker made just before
+ * (sandbox-pidns.c): one fork of this interpreter per run, not two. */
+static pid_t fork_run_child(SandboxRunPidns *ns) {
+        *ns = (SandboxRunPidns) { .init = -1 };
+        if (sandbox_worker_active()) {
+                _cleanup_free_ char *err = NULL;
+                int r = sandbox_run_pidns_begin(ns, &err);
+                if (r < 0) {
+                        log_error("%s", err);
+                        errno = -r;
+                        return -1;
+                }
+        }
+        pid_t pid = fork_python();
+        if (pid == 0) {
+                sandbox_run_pidns_child();
+                return 0;
+        }
+        int saved = errno;
+        if (ns->init > 0) {
+                sandbox_run_pidns_end(ns);
+                if (pid < 0) {
+                        (void) kill(ns->init, SIGKILL);
+                        (void) waitpid(ns->init, NULL, __WALL);
+                        sandbox_run_pidns_release(ns);
+                }
+        }
+        errno = saved;
+        return pid;
+}
+
+/* A child leaving the table with its namespace's init still there (a
+ * spare that died before its run): nothing but the init is left in that
+ * namespace, so it goes at once. */
+static void child_drop_init(Child *c) {
+        if (c->ns.init <= 0)
+                return;
+        (void) kill(c->ns.init, SIGKILL);
+        while (waitpid(c->ns.init, NULL, __WALL) < 0 && errno == EINTR)
+                ;
+        sandbox_run_pidns_release(&c->ns);
+}
+
 /* tag/cg_fds: an engine-managed spare joins its run's cgroup now, while
  * idle: moving a process between cgroups waits for an RCU grace period
  * (milliseconds), which must not be on the run's critical path. */
@@ -264,7 +315,8 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
-        pid_t pid = fork_python();
+        SandboxRunPidns ns;
+        pid_t pid = fork_run_child(&ns);
         if (pid == 0) {
                 close(sv[0]);
                 int mine[MAX_CG_FDS];
@@ -284,7 +336,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
                 return -errno;
         }
         Child *c = &children[n_children++];
-        *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL };
+        *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns };
         for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
                 c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
@@ -329,6 +381,7 @@ static void child_remove(Child *c) {
         if (c->spare_sock >= 0)
                 close(c->spare_sock);
         child_close_cg(c);
+        child_drop_init(c);
         free(c->id);
         free(c->tag);
         *c = children[--n_children];
@@ -413,7 +466,8 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         }
         fds = all;
         n_fds = n_all;
-        pid_t pid = fork_python();
+        SandboxRunPidns ns;
+        pid_t pid = fork_run_child(&ns);
         if (pid == 0) {
                 child_drop_worker_fds(-1);
                 become(raw, instance, fds, n_fds);
@@ -427,21 +481,47 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 close(keep_status);
                 return 0;
         }
-        children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1 };
+        children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1,
+                                         .ns = ns };
         report_started(&children[n_children++]);
         return 0;
+}
+
+static void child_report_end(Child *c, int status) {
+        if (c->status_fd >= 0) {
+                json_t *m;
+                if (WIFSIGNALED(status))
+                        m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", c->id, "status", "signaled",
+                                      "signal", WTERMSIG(status));
+                else
+                        m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", c->id, "status", "exited",
+                                      "code", WEXITSTATUS(status));
+                (void) send_json_to(c->status_fd, m);
+        }
+        child_remove(c);
 }
 
 static void reap_children(void) {
         for (;;) {
                 int status;
-                pid_t pid = waitpid(-1, &status, WNOHANG);
+                pid_t pid = waitpid(-1, &status, WNOHANG | __WALL);
                 if (pid <= 0)
                         return;
                 for (size_t i = 0; i < n_children; i++) {
                         Child *c = &children[i];
+                        if (c->ns.init == pid) {
+                                /* The namespace is empty now: the kernel
+                                 * killed and reaped what the run left. */
+                                sandbox_run_pidns_release(&c->ns);
+                                if (c->reaped)
+                                        child_report_end(c, c->status);
+                                break;
+                        }
                         if (c->pid != pid)
                                 continue;
+                        /* The run's init ends the run's namespace. */
+                        if (c->ns.init > 0)
+                                (void) kill(c->ns.init, SIGKILL);
                         if (c->tag) {
                                 /* A named spare died before its run: keep its
                                  * cgroup fds for the run that names it. */
@@ -449,17 +529,14 @@ static void reap_children(void) {
                                 c->spare_sock = fd_close(c->spare_sock);
                                 break;
                         }
-                        if (c->status_fd >= 0) {
-                                json_t *m;
-                                if (WIFSIGNALED(status))
-                                        m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", c->id,
-                                                      "status", "signaled", "signal", WTERMSIG(status));
-                                else
-                                        m = json_pack("{s:s, s:s, s:s, s:i}", "type", "exited", "id", c->id,
-                                                      "status", "exited", "code", WEXITSTATUS(status));
-                                (void) send_json_to(c->status_fd, m);
+                        if (c->ns.init > 0) {
+                                /* Reported when its init is reaped. */
+                                c->pid = 0;
+                                c->reaped = true;
+                                c->status = status;
+                                break;
                         }
-                        child_remove(c);
+                        child_report_end(c, status);
                         break;
                 }
         }

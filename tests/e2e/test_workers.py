@@ -357,3 +357,131 @@ def test_deployed_version_env_is_pinned_at_its_first_invoke(tmp_path):
     finally:
         d.stop()
         index.stop()
+
+
+PIDNS_PROBE = ("import os, time\n"
+               "def f(pause: float = 0):\n"
+               "    time.sleep(pause)\n"
+               "    ns = {k: os.readlink('/proc/self/ns/' + k) for k in ('pid', 'net', 'mnt')}\n"
+               "    return {'ns': ns, 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
+               "            'me': os.getpid(), 'ppid': os.getppid(),\n"
+               "            'init': open('/proc/1/comm').read().strip(),\n"
+               "            'cgroup': open('/proc/self/cgroup').read()}\n")
+
+# Leaves a double-forked, setsid'd survivor listening on an abstract unix
+# socket (a name in the run's network namespace) and returns once it listens.
+LEFTOVER = ("import os, socket, time\n"
+            "NAME = b'\\0pysprinter-leftover'\n"
+            "def f():\n"
+            "    if os.fork() == 0:\n"
+            "        os.setsid()\n"
+            "        if os.fork() == 0:\n"
+            "            s = socket.socket(socket.AF_UNIX)\n"
+            "            s.bind(NAME)\n"
+            "            s.listen(1)\n"
+            "            time.sleep(60)\n"
+            "        os._exit(0)\n"
+            "    deadline = time.monotonic() + 10\n"
+            "    while time.monotonic() < deadline:\n"
+            "        c = socket.socket(socket.AF_UNIX)\n"
+            "        try:\n"
+            "            c.connect(NAME)\n"
+            "            return 'listening'\n"
+            "        except OSError:\n"
+            "            time.sleep(0.01)\n"
+            "    return 'never listened'\n")
+
+PROBE_LEFTOVER = ("import os, socket\n"
+                  "def f():\n"
+                  "    c = socket.socket(socket.AF_UNIX)\n"
+                  "    try:\n"
+                  "        c.connect(b'\\0pysprinter-leftover')\n"
+                  "        found = 'connected'\n"
+                  "    except OSError:\n"
+                  "        found = 'refused'\n"
+                  "    return [found, sorted(int(p) for p in os.listdir('/proc') if p.isdigit())]\n")
+
+
+def test_each_run_has_its_own_pid_namespace_init_network_and_cgroup(daemon):
+    """Issue 15: the worker makes each run's pid namespace and its init
+    itself, so a spare is one process. Whatever makes them, every run sees
+    a pid 1 of its own (an init, no other run's process), its own network
+    and mount namespaces and its own cgroup: concurrent runs never share
+    one, and the next run finds nothing of the last one's namespaces."""
+    if daemon.sandbox == "none":
+        pytest.skip("namespaces need the sandbox")
+    seen = [run(daemon, PIDNS_PROBE)["result"] for _ in range(4)]
+    out = [None] * 4
+
+    def one(i):
+        out[i] = run(daemon, PIDNS_PROBE, args=[0.5])["result"]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in seen + out:
+        assert r["pids"] == [1, 2] and r["me"] == 2 and r["ppid"] == 0, r
+        assert r["init"] == "sbx-init", r
+    # Namespace inode numbers are reused once a namespace is gone: compare
+    # those of runs alive at the same time.
+    for key in ("pid", "net", "mnt"):
+        assert len({r["ns"][key] for r in out}) == len(out), [r["ns"][key] for r in out]
+    assert len({r["cgroup"] for r in seen + out}) == len(seen + out), [r["cgroup"] for r in seen + out]
+    # Consecutive runs: a survivor of the last run would be a process in
+    # this run's pid namespace and a listener in its network namespace.
+    for _ in range(3):
+        assert run(daemon, LEFTOVER)["result"] == "listening"
+        assert run(daemon, PROBE_LEFTOVER)["result"] == ["refused", [1, 2]]
+
+
+def _same_mm(a, b):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(312, a, b, 1, 0, 0) == 0  # kcmp(KCMP_VM)
+
+
+def _children(pid):
+    try:
+        return [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def test_an_idle_spare_is_one_process(daemon):
+    """Issue 15: one fork of the warm interpreter per ad-hoc run. An idle
+    spare is the run's future process itself, already pid 2 of its own pid
+    namespace; its init is a child of the worker that shares the worker's
+    memory (no page tables copied), not a second copy of the interpreter."""
+    if daemon.sandbox == "none":
+        pytest.skip("pid namespaces need the sandbox")
+    for _ in range(3):
+        run(daemon, "def f():\n    return 1\n")
+    def state(pid):
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return "gone"
+    deadline = time.monotonic() + 20
+    while True:
+        # Each worker_pids() entry waits outside its sandbox; the worker
+        # proper is its child. The env's worker has the most children.
+        inner = [k for w in worker_pids(daemon) for k in _children(w)]
+        worker = max(inner, key=lambda p: len(_children(p)))
+        kids = _children(worker)
+        # A run that just ended leaves an exiting process or a zombie (no
+        # memory to compare) for a moment: look once the worker is idle.
+        settled = all(state(k) in ("S", "R") for k in kids)
+        spares = [k for k in kids if not _same_mm(k, worker)]
+        inits = [k for k in kids if _same_mm(k, worker)]
+        if (spares and settled) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert spares, kids
+    for s in spares:
+        # No process of its own below it: nothing else copied the interpreter.
+        assert _children(s) == [], (s, _children(s))
+    # Each spare's namespace has an init, which shares the worker's memory.
+    assert len(inits) >= len(spares), (spares, inits)
+    for i in inits:
+        assert open(f"/proc/{i}/comm").read().strip() == "sbx-init"

@@ -1,0 +1,180 @@
+/* The run's pid namespace, made by the worker itself (issue 15: one fork
+ * of the interpreter per run, not two).
+ *
+ * Before, each run child C (a fork of the warm worker W) unshared a pid
+ * namespace, cloned its init G and forked the user process H: two copies
+ * of a ~40 MB interpreter's page tables per run, and two teardowns. Now W
+ * does, just before it forks the run child:
+ *
+ *   unshare(CLONE_NEWPID)     W's next children go into a fresh namespace
+ *   clone(CLONE_VM) -> G      pid 1 there: shares W's memory, so no page
+ *                             tables are copied; own small stack
+ *   fork() -> H               pid 2 there: the run child itself
+ *   setns(W's own pid ns)     W's later children are W's again
+ *
+ * H then does the rest of what C did (cgroup, network and mount
+ * namespaces, /tmp, /proc, setsid). W reaps H, SIGKILLs G, and reports the
+ * run's end only once G is reaped: the kernel reaps everything left in
+ * the namespace before its init is gone, as when C waited for G. The
+ * layout inside the run is unchanged: pid 1 is an init, the user code is
+ * pid 2, its parent is outside (getppid() is 0).
+ *
+ * G shares W's memory, so it must write none of it: it runs on its own
+ * stack and makes its system calls without libc, whose wrappers store
+ * errno in W's thread-local storage (G has W's TLS pointer). Its signal
+ * handlers are reset to the default first, so that nothing a run sends
+ * to its pid 1 runs a W (Python) handler in W's memory; pid 1 ignores
+ * default-action signals from inside its namespace. G is non-dumpable
+ * like W (the flag belongs to the shared memory), so H, without
+ * capabilities and under seccomp, can neither ptrace it nor read its
+ * /proc/1/mem. */
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "sandbox-internal.h"
+
+#define INIT_STACK_SIZE (64 << 10)
+
+#if defined(__x86_64__)
+#define HAVE_RAW_SYSCALL 1
+static inline long raw_syscall4(long n, long a, long b, long c, long d) {
+        long ret;
+        register long r10 __asm__("r10") = d;
+        __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+        return ret;
+}
+#elif defined(__aarch64__)
+#define HAVE_RAW_SYSCALL 1
+static inline long raw_syscall4(long n, long a, long b, long c, long d) {
+        register long x8 __asm__("x8") = n;
+        register long x0 __asm__("x0") = a;
+        register long x1 __asm__("x1") = b;
+        register long x2 __asm__("x2") = c;
+        register long x3 __asm__("x3") = d;
+        __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+        return x0;
+}
+#else
+#define HAVE_RAW_SYSCALL 0
+#endif
+
+/* Set in W between _begin and _end, so inherited by the run child H: its
+ * sandbox_run_prepare() then finds its pid namespace made. */
+static bool pidns_made_by_parent;
+static void *child_init_stack;
+static int own_pidns_fd = -EBADF;
+
+bool sandbox_run_pidns_inherited(void) {
+        return pidns_made_by_parent;
+}
+
+#if HAVE_RAW_SYSCALL
+/* The kernel's struct sigaction (x86-64, arm64): handler, flags,
+ * restorer, mask. */
+struct kernel_sigaction {
+        unsigned long handler;
+        unsigned long flags;
+        unsigned long restorer;
+        unsigned long mask;
+};
+
+static int run_init_raw(void *arg) {
+        (void) arg;
+        struct kernel_sigaction dfl;
+        dfl.handler = (unsigned long) SIG_DFL;
+        dfl.flags = 0;
+        dfl.restorer = 0;
+        dfl.mask = 0;
+        for (long s = 1; s <= 64; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        (void) raw_syscall4(SYS_rt_sigaction, s, (long) &dfl, 0, 8);
+        unsigned long chld = 1UL << (SIGCHLD - 1);
+        (void) raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long) &chld, 0, 8);
+        (void) raw_syscall4(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0);
+        (void) raw_syscall4(SYS_prctl, PR_SET_NAME, (long) "sbx-init", 0, 0);
+        for (;;) {
+                siginfo_t si;
+                (void) raw_syscall4(SYS_rt_sigtimedwait, (long) &chld, (long) &si, 0, 8);
+                while (raw_syscall4(SYS_wait4, -1, 0, WNOHANG | __WALL, 0) > 0)
+                        ;
+        }
+        return 0;
+}
+#endif
+
+int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error) {
+        *ret = (SandboxRunPidns) { .init = -1 };
+#if !HAVE_RAW_SYSCALL
+        return 0; /* the run child makes its namespace itself (sandbox.c) */
+#else
+        int r;
+        if (own_pidns_fd < 0) {
+                own_pidns_fd = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+                if (own_pidns_fd < 0) {
+                        r = -errno;
+                        *ret_error = xasprintf("opening the worker's pid namespace: %s", strerror(-r));
+                        return r;
+                }
+        }
+        if (unshare(CLONE_NEWPID) < 0) {
+                r = -errno;
+                *ret_error = xasprintf("unshare(pid): %s", strerror(-r));
+                return r;
+        }
+        void *stack = mmap(NULL, INIT_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                           -1, 0);
+        if (stack == MAP_FAILED) {
+                r = -errno;
+                sandbox_run_pidns_end(ret);
+                *ret_error = xasprintf("mmap: %s", strerror(-r));
+                return r;
+        }
+        pid_t init = clone(run_init_raw, (char *) stack + INIT_STACK_SIZE, CLONE_VM | SIGCHLD, NULL);
+        if (init < 0) {
+                r = -errno;
+                (void) munmap(stack, INIT_STACK_SIZE);
+                sandbox_run_pidns_end(ret);
+                *ret_error = xasprintf("clone (the run's init): %s", strerror(-r));
+                return r;
+        }
+        ret->init = init;
+        ret->stack = stack;
+        pidns_made_by_parent = true;
+        child_init_stack = stack;
+        return 0;
+#endif
+}
+
+void sandbox_run_pidns_end(SandboxRunPidns *ns) {
+        (void) ns;
+        pidns_made_by_parent = false;
+        child_init_stack = NULL;
+        /* Cannot fail for our own active namespace. Even if it did, no
+         * later child could land in this run's namespace: every fork of a
+         * run child starts with _begin, whose unshare makes a fresh one
+         * (a sibling: unshare creates a child of the active namespace). */
+        if (own_pidns_fd >= 0)
+                (void) setns(own_pidns_fd, CLONE_NEWPID);
+}
+
+void sandbox_run_pidns_child(void) {
+        /* W's copy of the init's stack and of the namespace fd are no
+         * business of the run's. */
+        if (child_init_stack)
+                (void) munmap(child_init_stack, INIT_STACK_SIZE);
+        child_init_stack = NULL;
+        own_pidns_fd = fd_close(own_pidns_fd);
+}
+
+void sandbox_run_pidns_release(SandboxRunPidns *ns) {
+        /* Only once the init is reaped: it ran on this stack. */
+        if (ns->stack)
+                (void) munmap(ns->stack, INIT_STACK_SIZE);
+        ns->stack = NULL;
+        ns->init = -1;
+}
