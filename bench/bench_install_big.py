@@ -116,12 +116,13 @@ def main():
         pip_env = dict(env, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
         for i in range(RUNS):
             # Alternate the two so the machine's load hits both alike.
-            shutil.rmtree(work / "home", ignore_errors=True)
+            # New trees each run, deleted at the end (see bench_install.py:
+            # ext4 taxes creating files next to ones freed a moment ago).
+            env["PYSPRINTER_HOME"] = str(work / f"home-{i}")
             dt, kib = run_rss([CLI, "env", "prepare", "--index-url", ix.url, NAME], env)
             ours.append(dt)
             rss.append(kib / 1024)
-            venv = work / "venv"
-            shutil.rmtree(venv, ignore_errors=True)
+            venv = work / f"venv-{i}"
             run([PY, "-m", "venv", venv], pip_env)
             dt, kib = run_rss([venv / "bin" / "pip", "install", "-q", "--index-url", ix.url, NAME], pip_env)
             pips.append(dt)

@@ -95,6 +95,7 @@ typedef struct Pool {
         Job *jobs;
         size_t n, next, done;  /* next, done: atomic */
         pthread_mutex_t lock;
+        pthread_cond_t changed; /* a job ended */
         int r;                 /* the first error */
         char *error;
 } Pool;
@@ -145,9 +146,10 @@ static void *pool_thread(void *userdata) {
                         p->r = r;
                         p->error = TAKE_PTR(error);
                 }
+                __atomic_add_fetch(&p->done, 1, __ATOMIC_ACQ_REL);
+                pthread_cond_broadcast(&p->changed);
                 pthread_mutex_unlock(&p->lock);
                 free(error);
-                __atomic_add_fetch(&p->done, 1, __ATOMIC_ACQ_REL);
         }
 }
 
@@ -166,17 +168,24 @@ static int pool_run(Pool *p, PkgProgressFn progress, void *userdata, char **ret_
         }
         if (started == 0)
                 pool_thread(p);
-        if (progress)
-                while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < p->n) {
-                        pthread_mutex_lock(&p->lock);
-                        bool failed = p->r < 0;
-                        pthread_mutex_unlock(&p->lock);
-                        if (failed)
-                                break;
+        if (progress) {
+                /* Woken by each job's end: no polling delay at the last. */
+                pthread_mutex_lock(&p->lock);
+                for (size_t last = SIZE_MAX;;) {
                         size_t d = __atomic_load_n(&p->done, __ATOMIC_ACQUIRE);
-                        progress("unpacking", p->jobs[MIN(d, p->n - 1)].e->filename, d, p->n, userdata);
-                        (void) usleep(20 * 1000);
+                        if (d >= p->n || p->r < 0)
+                                break;
+                        if (d != last) {
+                                last = d;
+                                pthread_mutex_unlock(&p->lock);
+                                progress("unpacking", p->jobs[d].e->filename, d, p->n, userdata);
+                                pthread_mutex_lock(&p->lock);
+                                continue;
+                        }
+                        pthread_cond_wait(&p->changed, &p->lock);
                 }
+                pthread_mutex_unlock(&p->lock);
+        }
         for (size_t i = 0; i < started; i++)
                 pthread_join(tids[i], NULL);
         if (p->r < 0) {
@@ -316,7 +325,8 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                 goto out;
         if (n_jobs > 0) {
                 Pool p = { .data_dir = data_dir, .http = &o, .compile = compile, .compile_userdata = compile_userdata,
-                           .jobs = jobs, .n = n_jobs, .lock = PTHREAD_MUTEX_INITIALIZER };
+                           .jobs = jobs, .n = n_jobs, .lock = PTHREAD_MUTEX_INITIALIZER,
+                           .changed = PTHREAD_COND_INITIALIZER };
                 r = pool_run(&p, progress, userdata, ret_error);
                 if (r < 0)
                         goto out;

@@ -562,3 +562,34 @@ def test_concurrent_installs_of_one_env_download_once(env, tmp_path, home):
     assert ix.requests.count(path) == 1, ix.requests   # b reused a's install
     store_dir = pathlib.Path(out_a.split()[0])
     assert (store_dir / "big" / "blob5.bin").stat().st_size == 2 << 20
+
+
+@pytest.mark.parametrize("kind", ["record", "duplicate", "traversal"])
+def test_hostile_big_wheel_unpacked_by_threads_leaves_nothing(cli, tmp_path, home, kind):
+    """The same refusals when a wheel is big enough to be inflated by
+    several threads: nothing in the store, no env."""
+    files = {"big/__init__.py": "X = 1\n"}
+    for i in range(6):
+        files[f"big/blob{i}.bin"] = os.urandom(2 << 20)
+    kw = {}
+    if kind == "record":
+        kw["record_tamper"] = lambda rows: [(p, "sha256=" + "A" * 43 if p == "big/blob4.bin" else h, s)
+                                            for p, h, s in rows]
+    elif kind == "duplicate":
+        kw["extra_entries"] = [(_zi("big/blob2.bin"), os.urandom(1 << 20))]
+    else:
+        kw["extra_entries"] = [(_zi("../../evil-escaped.txt"), "x")]
+    w = pkgindex.build_wheel(tmp_path, "big", "1.0", files=files, **kw)
+    assert w.stat().st_size > 8 << 20
+    ix = pkgindex.Index()
+    ix.add(w)
+    ix.start()
+    try:
+        p = cli("env", "prepare", "--index-url", ix.url, "big")
+    finally:
+        ix.stop()
+    assert p.returncode == 4, (p.returncode, p.stderr)
+    needle = {"record": "big/blob4.bin", "duplicate": "big/blob2.bin", "traversal": "../../evil-escaped.txt"}[kind]
+    assert w.name in p.stderr and needle in p.stderr, p.stderr
+    _nothing_installed(home)
+    assert not (home / "evil-escaped.txt").exists()
