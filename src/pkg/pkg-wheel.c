@@ -453,7 +453,7 @@ static unsigned extract_threads(uint64_t wheel_size, size_t n_entries) {
  * made. Fills u in archive order. */
 static int scan_entries(struct archive *a, int dfd, const char *wheel, const PkgWheelName *wn, Unpack *u,
                         char **ret_distinfo, char **ret_error) {
-        _cleanup_free_ char *distinfo = NULL;
+        _cleanup_free_ char *distinfo = NULL, *made = NULL;
         for (;;) {
                 struct archive_entry *ae;
                 int ar = archive_read_next_header(a, &ae);
@@ -492,16 +492,17 @@ static int scan_entries(struct archive *a, int dfd, const char *wheel, const Pkg
                            !(strlen(distinfo) == (size_t) (slash - path) && strneq(path, distinfo, strlen(distinfo))))
                         return fail(ret_error, -EBADMSG, wheel, path, "second .dist-info directory (%s already seen)",
                                     distinfo);
-                int r;
-                if (isdir)
-                        r = mkdirs_at(dfd, dest);
-                else {
-                        char *last = strrchr(dest, '/');
-                        r = 0;
-                        if (last) {
-                                *last = 0;
-                                r = mkdirs_at(dfd, dest);
-                                *last = '/';
+                /* Files come grouped by directory: a parent made for the
+                 * previous entry is not made again (numpy: 2,800 mkdirat
+                 * and as many fstatat saved). */
+                char *last = isdir ? NULL : strrchr(dest, '/');
+                _cleanup_free_ char *parent = isdir ? xstrdup(dest) : xstrndup(dest, last ? (size_t) (last - dest) : 0);
+                int r = 0;
+                if (*parent && !(made && streq(made, parent))) {
+                        r = mkdirs_at(dfd, parent);
+                        if (r >= 0) {
+                                free(made);
+                                made = TAKE_PTR(parent);
                         }
                 }
                 if (r < 0)
