@@ -182,6 +182,7 @@ typedef struct Transfer {
         int write_errno;       /* a failed write of the part file (ENOSPC…) */
         usec_t not_before;     /* retry backoff */
         bool waiting;
+        uint64_t cut_got, cut_of; /* the last attempt the server cut short */
 } Transfer;
 
 typedef struct Downloads {
@@ -365,7 +366,10 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                         r = -EBADMSG;
                                         goto out;
                                 }
-                                if (fsync(t->fd) < 0 || close(t->fd) < 0) {
+                                /* A transient download is unpacked and deleted
+                                 * at once: flushing it to disk first would
+                                 * only write its bytes twice. */
+                                if ((!t->d->transient && fsync(t->fd) < 0) || close(t->fd) < 0) {
                                         r = -errno;
                                         t->fd = -EBADF;
                                         *ret_error = download_write_error(t->d->what, -r);
@@ -384,6 +388,10 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                         bool retry = code_retryable(cc) ||
                                      (cc == CURLE_HTTP_RETURNED_ERROR && status_retryable(status)) ||
                                      cc == CURLE_RANGE_ERROR;
+                        if (cc == CURLE_PARTIAL_FILE) {
+                                t->cut_got = t->written;
+                                t->cut_of = t->expected;
+                        }
                         if (cc == CURLE_RANGE_ERROR || cc == CURLE_BAD_DOWNLOAD_RESUME) {
                                 /* Range not honoured: start from zero. */
                                 (void) !ftruncate(t->fd, 0);
@@ -403,6 +411,14 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 if (t->too_big)
                                         *ret_error = xasprintf("GET %s: larger than %llu bytes", t->d->url,
                                                                (unsigned long long) PKG_WHEEL_MAX_DOWNLOAD_BYTES);
+                                else if (t->cut_of > 0)
+                                        /* Say what happened, not how the
+                                         * last resume attempt failed. */
+                                        *ret_error = xasprintf("GET %s: the download was cut short (partial file: "
+                                                               "%llu of %llu bytes)%s",
+                                                               t->d->url, (unsigned long long) t->cut_got,
+                                                               (unsigned long long) t->cut_of,
+                                                               t->attempts ? " (after retries)" : "");
                                 else if (cc == CURLE_HTTP_RETURNED_ERROR)
                                         *ret_error = xasprintf("GET %s: HTTP %ld%s", t->d->url, status,
                                                                t->attempts ? " (after retries)" : "");

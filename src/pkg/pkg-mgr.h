@@ -41,6 +41,9 @@ typedef struct PkgDownload {
         const char *dest;      /* final path; written via dest.part-XXXX + rename */
         const char *sha256;    /* required: verified before the rename */
         const char *what;      /* for progress and errors (a file name) */
+        bool transient;        /* read once right after and deleted: not
+                                * fsync'ed (a crash leaves a private file
+                                * nobody reuses) */
 } PkgDownload;
 
 /* Downloads all of d in parallel (curl multi, at most

@@ -4,7 +4,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* chmod a-w over a tree we just unpacked (no symlinks in it: the unpacker
  * refuses them). */
@@ -76,6 +79,173 @@ static int store_install(const char *data_dir, const char *wheel, const PkgLockE
         return 0;
 }
 
+/* One wheel to put in the store, and what the parallel unpack needs. */
+typedef struct Job {
+        const PkgLockEntry *e;
+        char *wheel;           /* the file to unpack */
+        bool downloaded;       /* ours to delete once unpacked */
+        bool shared_cache;     /* <cache>/<sha256>.whl, fetched for metadata */
+} Job;
+
+typedef struct Pool {
+        const char *data_dir;
+        const PkgHttpOptions *http;
+        PkgCompileFn compile;
+        void *compile_userdata;
+        Job *jobs;
+        size_t n, next, done;  /* next, done: atomic */
+        pthread_mutex_t lock;
+        pthread_cond_t changed; /* a job ended */
+        int r;                 /* the first error */
+        char *error;
+} Pool;
+
+static bool store_has(const char *data_dir, const char *sha256) {
+        _cleanup_free_ char *dir = pkg_store_dir(data_dir, sha256);
+        struct stat st;
+        return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int job_run(Pool *p, Job *j, char **ret_error) {
+        const PkgLockEntry *e = j->e;
+        int r = store_install(p->data_dir, j->wheel, e, p->compile, p->compile_userdata, ret_error);
+        if (r < 0 && j->shared_cache) {
+                /* The file cached for its metadata was cut short (a crash
+                 * while it was written): fetch it once more, privately. */
+                free(*ret_error);
+                *ret_error = NULL;
+                _cleanup_free_ char *rnd = NULL;
+                (void) random_hex(6, &rnd);
+                _cleanup_free_ char *mine = xasprintf("%s.%s", j->wheel, rnd ?: "x");
+                PkgDownload one = { .url = e->url, .dest = mine, .sha256 = e->sha256, .what = e->filename,
+                                    .transient = true };
+                r = pkg_http_download_many(&one, 1, p->http, NULL, NULL, ret_error);
+                if (r >= 0)
+                        r = store_install(p->data_dir, mine, e, p->compile, p->compile_userdata, ret_error);
+                (void) unlink(mine);
+        }
+        if (r >= 0 && (j->downloaded || j->shared_cache))
+                (void) unlink(j->wheel);
+        return r;
+}
+
+/* A pool thread: takes wheels until none is left or one failed. */
+static void *pool_thread(void *userdata) {
+        Pool *p = userdata;
+        for (;;) {
+                pthread_mutex_lock(&p->lock);
+                bool stop = p->r < 0;
+                pthread_mutex_unlock(&p->lock);
+                size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_ACQ_REL);
+                if (stop || i >= p->n)
+                        return NULL;
+                char *error = NULL;
+                int r = job_run(p, &p->jobs[i], &error);
+                pthread_mutex_lock(&p->lock);
+                if (r < 0 && p->r == 0) {
+                        p->r = r;
+                        p->error = TAKE_PTR(error);
+                }
+                __atomic_add_fetch(&p->done, 1, __ATOMIC_ACQ_REL);
+                pthread_cond_broadcast(&p->changed);
+                pthread_mutex_unlock(&p->lock);
+                free(error);
+        }
+}
+
+/* Unpacks the jobs on up to one thread per CPU (a wheel's own unpack may add
+ * threads for a big one). Progress is reported from the caller's thread
+ * only, as pkg.h promises. */
+static int pool_run(Pool *p, PkgProgressFn progress, void *userdata, char **ret_error) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t n_threads = MIN(p->n, (size_t) MAX(MIN(cpus, 4L), 1L));
+        pthread_t tids[4];
+        size_t started = 0;
+        for (size_t i = 0; i < n_threads; i++) {
+                if (pthread_create(&tids[started], NULL, pool_thread, p) != 0)
+                        break;
+                started++;
+        }
+        if (started == 0)
+                pool_thread(p);
+        if (progress) {
+                /* Woken by each job's end: no polling delay at the last. */
+                pthread_mutex_lock(&p->lock);
+                for (size_t last = SIZE_MAX;;) {
+                        size_t d = __atomic_load_n(&p->done, __ATOMIC_ACQUIRE);
+                        if (d >= p->n || p->r < 0)
+                                break;
+                        if (d != last) {
+                                last = d;
+                                pthread_mutex_unlock(&p->lock);
+                                progress("unpacking", p->jobs[d].e->filename, d, p->n, userdata);
+                                pthread_mutex_lock(&p->lock);
+                                continue;
+                        }
+                        pthread_cond_wait(&p->changed, &p->lock);
+                }
+                pthread_mutex_unlock(&p->lock);
+        }
+        for (size_t i = 0; i < started; i++)
+                pthread_join(tids[i], NULL);
+        if (p->r < 0) {
+                *ret_error = TAKE_PTR(p->error);
+                return p->r;
+        }
+        return 0;
+}
+
+static int sha_cmp(const void *a, const void *b) {
+        return strcmp((*(const PkgLockEntry *const *) a)->sha256, (*(const PkgLockEntry *const *) b)->sha256);
+}
+
+/* Takes flock(LOCK_EX) on <data_dir>/cache/locks/<sha256> for each entry
+ * missing from the store, in sha256 order (two installers of overlapping
+ * sets never wait on each other in a cycle). A second installer of the
+ * same wheel waits here, then finds the store dir made by the first. The
+ * fds are returned, -EBADF terminated; closing them unlocks. */
+static int lock_wheels(const char *data_dir, const PkgLock *lock, int **ret_fds, char **ret_error) {
+        _cleanup_free_ char *dir = xasprintf("%s/cache/locks", data_dir);
+        int r = mkdir_p(dir, 0755);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot create %s: %s", dir, strerror(-r));
+                return r;
+        }
+        size_t n = lock->n_entries;
+        _cleanup_free_ const PkgLockEntry **sorted = xcalloc(n + 1, sizeof(PkgLockEntry *));
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = &lock->entries[i];
+        qsort(sorted, n, sizeof(PkgLockEntry *), sha_cmp);
+        int *fds = xcalloc(n + 1, sizeof(int));
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+                if ((i > 0 && streq(sorted[i]->sha256, sorted[i - 1]->sha256)) || store_has(data_dir, sorted[i]->sha256))
+                        continue;
+                _cleanup_free_ char *path = xasprintf("%s/%s", dir, sorted[i]->sha256);
+                int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+                while (fd >= 0 && flock(fd, LOCK_EX) < 0 && errno == EINTR)
+                        ;
+                if (fd < 0) {
+                        r = -errno;
+                        *ret_error = xasprintf("cannot lock %s: %s", path, strerror(-r));
+                        for (size_t j = 0; j < k; j++)
+                                close(fds[j]);
+                        free(fds);
+                        return r;
+                }
+                fds[k++] = fd;
+        }
+        fds[k] = -EBADF;
+        *ret_fds = fds;
+        return 0;
+}
+
+static void unlock_wheels(int *fds) {
+        for (int *f = fds; f && *f >= 0; f++)
+                close(*f);
+        free(fds);
+}
+
 int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
                           PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
                           char ***ret_dirs, char **ret_error) {
@@ -89,103 +259,93 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                 return r;
         }
         size_t n = lock->n_entries;
-        _cleanup_free_ PkgDownload *dl = xcalloc(n + 1, sizeof(PkgDownload));
-        _cleanup_strv_free_ char **wheel_paths = xcalloc(n + 1, sizeof(char *));
-        _cleanup_free_ bool *need = xcalloc(n + 1, sizeof(bool));
-        _cleanup_free_ bool *cached = xcalloc(n + 1, sizeof(bool));
-        size_t n_dl = 0, n_need = 0;
-        for (size_t i = 0; i < n; i++) {
-                const PkgLockEntry *e = &lock->entries[i];
-                if (!sha256_hex_is_valid(e->sha256)) {
-                        *ret_error = xasprintf("lock entry %s has an invalid sha256", e->name);
+        for (size_t i = 0; i < n; i++)
+                if (!sha256_hex_is_valid(lock->entries[i].sha256)) {
+                        *ret_error = xasprintf("lock entry %s has an invalid sha256", lock->entries[i].name);
                         return -EBADMSG;
                 }
-                _cleanup_free_ char *dir = pkg_store_dir(data_dir, e->sha256);
-                struct stat st;
-                if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        int *fds = NULL;
+        r = lock_wheels(data_dir, lock, &fds, ret_error);
+        if (r < 0)
+                return r;
+        PkgDownload *dl = xcalloc(n + 1, sizeof(PkgDownload));
+        Job *jobs = xcalloc(n + 1, sizeof(Job));
+        size_t n_dl = 0, n_jobs = 0;
+        for (size_t i = 0; i < n; i++) {
+                const PkgLockEntry *e = &lock->entries[i];
+                /* Checked under the lock: another installer may have put
+                 * it there while we waited. */
+                if (store_has(data_dir, e->sha256))
                         continue;
-                need[i] = true;
-                n_need++;
+                bool dup = false;
+                for (size_t j = 0; j < n_jobs; j++)
+                        dup = dup || streq(jobs[j].e->sha256, e->sha256);
+                if (dup)
+                        continue;
+                Job *j = &jobs[n_jobs++];
+                j->e = e;
                 if (startswith(e->url, "file://")) {
                         /* A find-links wheel: used in place, hash-checked. */
                         char hex[SHA256_HEX_SIZE];
                         r = sha256_file_hex(e->url + 7, hex);
                         if (r < 0) {
                                 *ret_error = xasprintf("%s: %s", e->url + 7, strerror(-r));
-                                return r;
+                                goto out;
                         }
                         if (!streq(hex, e->sha256)) {
                                 *ret_error = xasprintf("%s: sha256 mismatch: the lock says %s, the file has %s", e->url + 7,
                                                        e->sha256, hex);
-                                return -EBADMSG;
+                                r = -EBADMSG;
+                                goto out;
                         }
-                        wheel_paths[i] = xstrdup(e->url + 7);
+                        j->wheel = xstrdup(e->url + 7);
                         continue;
                 }
-                wheel_paths[i] = xasprintf("%s/%s.whl", cache, e->sha256);
-                cached[i] = true;
-                if (access(wheel_paths[i], F_OK) == 0)
-                        continue; /* fetched earlier for its metadata */
-                dl[n_dl++] = (PkgDownload) { .url = e->url, .dest = wheel_paths[i], .sha256 = e->sha256, .what = e->filename };
+                j->wheel = xasprintf("%s/%s.whl", cache, e->sha256);
+                if (access(j->wheel, F_OK) == 0) {
+                        j->shared_cache = true; /* fetched earlier for its metadata */
+                        continue;
+                }
+                /* A private name: hashed while it streams in, unpacked and
+                 * deleted right after, so never fsync'ed nor reused. */
+                _cleanup_free_ char *rnd = NULL;
+                r = random_hex(6, &rnd);
+                if (r < 0)
+                        goto out;
+                free(j->wheel);
+                j->wheel = xasprintf("%s/%s.whl.%s", cache, e->sha256, rnd);
+                j->downloaded = true;
+                dl[n_dl++] = (PkgDownload) { .url = e->url, .dest = j->wheel, .sha256 = e->sha256, .what = e->filename,
+                                             .transient = true };
         }
         PkgHttpOptions o = { .timeout_ms = cfg ? cfg->timeout_ms : PKG_DEFAULT_TIMEOUT_MS,
                              .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES };
         r = pkg_http_download_many(dl, n_dl, &o, progress, userdata, ret_error);
         if (r < 0)
-                return r;
-        size_t done = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (!need[i])
-                        continue;
-                const PkgLockEntry *e = &lock->entries[i];
-                if (progress)
-                        progress("unpacking", e->filename, done, n_need, userdata);
-                /* Another installer (a thread of a DAG, another process)
-                 * may have put this wheel in place meanwhile, and may have
-                 * removed the cached download we counted on: its store dir
-                 * is then the answer. */
-                _cleanup_free_ char *dir = pkg_store_dir(data_dir, e->sha256);
-                struct stat st;
-                if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
-                        done++;
-                        continue;
-                }
-                r = store_install(data_dir, wheel_paths[i], e, compile, compile_userdata, ret_error);
-                if (r < 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
-                        free(*ret_error);
-                        *ret_error = NULL;
-                        r = 0;
-                }
-                if (r < 0 && cached[i]) {
-                        /* The cached file vanished or was cut short under us:
-                         * fetch it once more, privately. */
-                        free(*ret_error);
-                        *ret_error = NULL;
-                        _cleanup_free_ char *rnd = NULL;
-                        (void) random_hex(6, &rnd);
-                        _cleanup_free_ char *mine = xasprintf("%s.%s", wheel_paths[i], rnd ?: "x");
-                        PkgDownload one = { .url = e->url, .dest = mine, .sha256 = e->sha256, .what = e->filename };
-                        r = pkg_http_download_many(&one, 1, &o, progress, userdata, ret_error);
-                        if (r >= 0)
-                                r = store_install(data_dir, mine, e, compile, compile_userdata, ret_error);
-                        (void) unlink(mine);
-                        if (r < 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
-                                free(*ret_error);
-                                *ret_error = NULL;
-                                r = 0;
-                        }
-                }
+                goto out;
+        if (n_jobs > 0) {
+                Pool p = { .data_dir = data_dir, .http = &o, .compile = compile, .compile_userdata = compile_userdata,
+                           .jobs = jobs, .n = n_jobs, .lock = PTHREAD_MUTEX_INITIALIZER,
+                           .changed = PTHREAD_COND_INITIALIZER };
+                r = pool_run(&p, progress, userdata, ret_error);
                 if (r < 0)
-                        return r;
-                if (cached[i])
-                        (void) unlink(wheel_paths[i]);
-                done++;
+                        goto out;
+                if (progress)
+                        progress("unpacking", "", n_jobs, n_jobs, userdata);
         }
-        if (progress && n_need > 0)
-                progress("unpacking", "", n_need, n_need, userdata);
         char **dirs = xcalloc(n + 1, sizeof(char *));
         for (size_t i = 0; i < n; i++)
                 dirs[i] = pkg_store_dir(data_dir, lock->entries[i].sha256);
         *ret_dirs = dirs;
-        return 0;
+        r = 0;
+out:
+        for (size_t i = 0; i < n_jobs; i++) {
+                if (r < 0 && jobs[i].downloaded)
+                        (void) unlink(jobs[i].wheel);
+                free(jobs[i].wheel);
+        }
+        free(jobs);
+        free(dl);
+        unlock_wheels(fds);
+        return r;
 }

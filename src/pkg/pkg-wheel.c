@@ -6,7 +6,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct Entry {
         char *path;        /* as in the archive */
@@ -14,6 +16,8 @@ typedef struct Entry {
         bool dir;
         uint64_t size;
         char *hash;        /* "sha256=…" of what was written */
+        mode_t mode;       /* of a file: 0755 if any x bit, else 0644 */
+        bool claimed;      /* atomic: a thread is extracting it */
 } Entry;
 
 typedef struct Unpack {
@@ -336,6 +340,207 @@ static struct archive *open_wheel(const char *path) {
         return a;
 }
 
+/* The extraction of a wheel's files, shared by its threads. The entry list
+ * is complete (every header checked, every directory made) before a byte of
+ * data is read; each thread then walks the same central directory with its
+ * own reader and claims the files nobody has taken yet. The seekable zip
+ * reader skips an unread entry by seeking to the next local header, so a
+ * walk costs little beyond the data the thread inflates. */
+typedef struct Extract {
+        const char *wheel_path, *wheel;
+        int dfd;
+        Unpack *u;
+        uint64_t total, total_cap, wheel_size;  /* total: atomic */
+        int stop;                               /* atomic: an error was seen */
+        pthread_mutex_t lock;
+        int r;                                  /* the first error */
+        char *error;
+} Extract;
+
+static void extract_fail(Extract *x, int r, char *error) {
+        pthread_mutex_lock(&x->lock);
+        if (x->r == 0) {
+                x->r = r;
+                x->error = error;
+                error = NULL;
+        }
+        pthread_mutex_unlock(&x->lock);
+        free(error);
+        __atomic_store_n(&x->stop, 1, __ATOMIC_RELEASE);
+}
+
+/* Inflates one entry into its file, hashing what it writes (RECORD). */
+static int extract_one(Extract *x, struct archive *a, Entry *e, uint8_t *buf, char **ret_error) {
+        _cleanup_close_ int fd = openat(x->dfd, e->dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, e->mode);
+        if (fd < 0) {
+                int r = -errno;
+                return fail(ret_error, r, x->wheel, e->path, "%s",
+                            r == -EEXIST ? "duplicate entry (two entries install the same file)" : strerror(-r));
+        }
+        _cleanup_(sha256_freep) Sha256 *h = sha256_new();
+        for (;;) {
+                la_ssize_t n = archive_read_data(a, buf, 1 << 16);
+                if (n == 0)
+                        break;
+                if (n < 0)
+                        return fail(ret_error, -EBADMSG, x->wheel, e->path, "corrupt data: %s", archive_error_string(a));
+                e->size += (uint64_t) n;
+                uint64_t total = __atomic_add_fetch(&x->total, (uint64_t) n, __ATOMIC_RELAXED);
+                if (e->size > PKG_WHEEL_MAX_ENTRY_BYTES || total > x->total_cap)
+                        return fail(ret_error, -EFBIG, x->wheel, e->path,
+                                    "unpacked size over the cap (%llu bytes for a %llu-byte wheel): zip bomb?",
+                                    (unsigned long long) x->total_cap, (unsigned long long) x->wheel_size);
+                if (__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE))
+                        return -ECANCELED;
+                sha256_update(h, buf, (size_t) n);
+                int r = write_full(fd, buf, (size_t) n);
+                if (r < 0)
+                        return fail(ret_error, r, x->wheel, e->path, "write failed: %s", strerror(-r));
+        }
+        uint8_t dg[32];
+        sha256_final(h, dg);
+        e->hash = pkg_record_hash(dg);
+        return 0;
+}
+
+static void *extract_thread(void *userdata) {
+        Extract *x = userdata;
+        struct archive *a = open_wheel(x->wheel_path);
+        _cleanup_free_ uint8_t *buf = xmalloc(1 << 16);
+        char *error = NULL;
+        int r = 0;
+        if (!a) {
+                r = fail(&error, -EBADMSG, x->wheel, NULL, "not a readable zip archive");
+                goto out;
+        }
+        for (size_t i = 0; i < x->u->n && !__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE); i++) {
+                struct archive_entry *ae;
+                int ar = archive_read_next_header(a, &ae);
+                const char *path = ar == ARCHIVE_OK || ar == ARCHIVE_WARN ? archive_entry_pathname(ae) : NULL;
+                Entry *e = &x->u->entries[i];
+                /* The same file read by the same reader: the same entries. */
+                if (!path || !streq(path, e->path)) {
+                        r = fail(&error, -EBADMSG, x->wheel, NULL, "corrupt archive: its entries changed while read");
+                        goto out;
+                }
+                if (e->dir || __atomic_exchange_n(&e->claimed, true, __ATOMIC_ACQ_REL))
+                        continue;
+                r = extract_one(x, a, e, buf, &error);
+                if (r < 0)
+                        goto out;
+        }
+out:
+        if (r < 0 && r != -ECANCELED)
+                extract_fail(x, r, error);
+        else
+                free(error);
+        if (a)
+                archive_read_free(a);
+        return NULL;
+}
+
+/* How many threads inflate one wheel: one per CPU (at most 4), one for a
+ * small wheel (threads cost more than they save under a few MiB). */
+static unsigned extract_threads(uint64_t wheel_size, size_t n_entries) {
+        if (wheel_size < (4ULL << 20) || n_entries < 2)
+                return 1;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        return (unsigned) MIN((long) MIN(n_entries, (size_t) 4), MAX(cpus, 1L));
+}
+
+/* Walks the central directory once, without reading data: every name,
+ * type, declared size and the .dist-info directory checked, directories
+ * made. Fills u in archive order. */
+static int scan_entries(struct archive *a, int dfd, const char *wheel, const PkgWheelName *wn, Unpack *u,
+                        char **ret_distinfo, char **ret_error) {
+        _cleanup_free_ char *distinfo = NULL, *made = NULL;
+        for (;;) {
+                struct archive_entry *ae;
+                int ar = archive_read_next_header(a, &ae);
+                if (ar == ARCHIVE_EOF)
+                        break;
+                if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN)
+                        return fail(ret_error, -EBADMSG, wheel, NULL, "corrupt archive: %s", archive_error_string(a));
+                const char *path = archive_entry_pathname(ae);
+                if (!path)
+                        return fail(ret_error, -EBADMSG, wheel, NULL, "entry without a name");
+                if (u->n >= PKG_WHEEL_MAX_ENTRIES)
+                        return fail(ret_error, -EFBIG, wheel, NULL, "more than %d entries", PKG_WHEEL_MAX_ENTRIES);
+                mode_t type = archive_entry_filetype(ae);
+                if (archive_entry_hardlink(ae) || archive_entry_symlink(ae) || type == AE_IFLNK)
+                        return fail(ret_error, -EPERM, wheel, path, "links are not allowed in wheels");
+                if (type != AE_IFREG && type != AE_IFDIR)
+                        return fail(ret_error, -EPERM, wheel, path, "not a regular file or directory (device, fifo or socket)");
+                const char *why = NULL;
+                bool isdir = false;
+                _cleanup_free_ char *dest = map_path(path, &isdir, &why);
+                if (!dest)
+                        return fail(ret_error, -EPERM, wheel, path, "%s", why);
+                isdir = isdir || type == AE_IFDIR;
+                if (archive_entry_size_is_set(ae) && (uint64_t) archive_entry_size(ae) > PKG_WHEEL_MAX_ENTRY_BYTES)
+                        return fail(ret_error, -EFBIG, wheel, path, "declared size over the %llu-byte cap",
+                                    (unsigned long long) PKG_WHEEL_MAX_ENTRY_BYTES);
+                const char *slash = strchr(path, '/');
+                bool in_distinfo = slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10);
+                if (in_distinfo && !distinfo) {
+                        distinfo = xstrndup(path, (size_t) (slash - path));
+                        if (!distinfo_matches(distinfo, wn->name))
+                                return fail(ret_error, -EBADMSG, wheel, path,
+                                            "its .dist-info directory %s is not the project %s the file name gives",
+                                            distinfo, wn->name);
+                } else if (in_distinfo &&
+                           !(strlen(distinfo) == (size_t) (slash - path) && strneq(path, distinfo, strlen(distinfo))))
+                        return fail(ret_error, -EBADMSG, wheel, path, "second .dist-info directory (%s already seen)",
+                                    distinfo);
+                /* Files come grouped by directory: a parent made for the
+                 * previous entry is not made again (numpy: 2,800 mkdirat
+                 * and as many fstatat saved). */
+                char *last = isdir ? NULL : strrchr(dest, '/');
+                _cleanup_free_ char *parent = isdir ? xstrdup(dest) : xstrndup(dest, last ? (size_t) (last - dest) : 0);
+                int r = 0;
+                if (*parent && !(made && streq(made, parent))) {
+                        r = mkdirs_at(dfd, parent);
+                        if (r >= 0) {
+                                free(made);
+                                made = TAKE_PTR(parent);
+                        }
+                }
+                if (r < 0)
+                        return fail(ret_error, r, wheel, path, isdir ? "cannot create directory: %s" :
+                                                                       "cannot create its directory: %s",
+                                    strerror(-r));
+                if (u->n == u->alloc) {
+                        u->alloc = u->alloc ? u->alloc * 2 : 64;
+                        u->entries = xrealloc(u->entries, u->alloc * sizeof(Entry));
+                }
+                u->entries[u->n++] = (Entry) { .path = xstrdup(path), .dest = TAKE_PTR(dest), .dir = isdir,
+                                               .mode = (archive_entry_perm(ae) & 0111) ? 0755 : 0644 };
+        }
+        *ret_distinfo = TAKE_PTR(distinfo);
+        return 0;
+}
+
+/* Inflates every file of u with extract_threads() threads; the first error
+ * stops them all. */
+static int extract_all(Extract *x, char **ret_error) {
+        unsigned n = extract_threads(x->wheel_size, x->u->n);
+        pthread_t tids[4];
+        unsigned started = 0;
+        for (unsigned i = 1; i < n; i++) {
+                if (pthread_create(&tids[started], NULL, extract_thread, x) != 0)
+                        break; /* fewer threads: slower, not wrong */
+                started++;
+        }
+        extract_thread(x);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(tids[i], NULL);
+        if (x->r < 0) {
+                *ret_error = TAKE_PTR(x->error);
+                return x->r;
+        }
+        return 0;
+}
+
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error) {
         const char *wheel = display_name ? display_name : wheel_path;
         struct stat wst;
@@ -368,142 +573,24 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
         }
         int dfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         Unpack u = {};
-        uint64_t total = 0;
         int r = 0;
         _cleanup_free_ char *distinfo = NULL;
-        uint8_t *buf = xmalloc(1 << 16);
         if (dfd < 0) {
                 r = fail(ret_error, -errno, wheel, NULL, "cannot open %s", dest_dir);
                 goto out;
         }
-        for (;;) {
-                struct archive_entry *ae;
-                int ar = archive_read_next_header(a, &ae);
-                if (ar == ARCHIVE_EOF)
-                        break;
-                if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
-                        r = fail(ret_error, -EBADMSG, wheel, NULL, "corrupt archive: %s", archive_error_string(a));
-                        goto out;
-                }
-                const char *path = archive_entry_pathname(ae);
-                if (!path) {
-                        r = fail(ret_error, -EBADMSG, wheel, NULL, "entry without a name");
-                        goto out;
-                }
-                if (u.n >= PKG_WHEEL_MAX_ENTRIES) {
-                        r = fail(ret_error, -EFBIG, wheel, NULL, "more than %d entries", PKG_WHEEL_MAX_ENTRIES);
-                        goto out;
-                }
-                mode_t type = archive_entry_filetype(ae);
-                if (archive_entry_hardlink(ae) || archive_entry_symlink(ae) || type == AE_IFLNK) {
-                        r = fail(ret_error, -EPERM, wheel, path, "links are not allowed in wheels");
-                        goto out;
-                }
-                if (type != AE_IFREG && type != AE_IFDIR) {
-                        r = fail(ret_error, -EPERM, wheel, path, "not a regular file or directory (device, fifo or socket)");
-                        goto out;
-                }
-                const char *why = NULL;
-                bool isdir = false;
-                _cleanup_free_ char *dest = map_path(path, &isdir, &why);
-                if (!dest) {
-                        r = fail(ret_error, -EPERM, wheel, path, "%s", why);
-                        goto out;
-                }
-                isdir = isdir || type == AE_IFDIR;
-                if (archive_entry_size_is_set(ae) && (uint64_t) archive_entry_size(ae) > PKG_WHEEL_MAX_ENTRY_BYTES) {
-                        r = fail(ret_error, -EFBIG, wheel, path, "declared size over the %llu-byte cap",
-                                 (unsigned long long) PKG_WHEEL_MAX_ENTRY_BYTES);
-                        goto out;
-                }
-                if (u.n == u.alloc) {
-                        u.alloc = u.alloc ? u.alloc * 2 : 64;
-                        u.entries = xrealloc(u.entries, u.alloc * sizeof(Entry));
-                }
-                Entry *e = &u.entries[u.n++];
-                *e = (Entry) { .path = xstrdup(path), .dest = xstrdup(dest), .dir = isdir };
-                if (!distinfo) {
-                        const char *slash = strchr(path, '/');
-                        if (slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10)) {
-                                distinfo = xstrndup(path, (size_t) (slash - path));
-                                if (!distinfo_matches(distinfo, wn->name)) {
-                                        r = fail(ret_error, -EBADMSG, wheel, path,
-                                                 "its .dist-info directory %s is not the project %s the file name gives",
-                                                 distinfo, wn->name);
-                                        goto out;
-                                }
-                        }
-                } else {
-                        const char *slash = strchr(path, '/');
-                        if (slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10) &&
-                            !(strlen(distinfo) == (size_t) (slash - path) && strneq(path, distinfo, strlen(distinfo)))) {
-                                r = fail(ret_error, -EBADMSG, wheel, path, "second .dist-info directory (%s already seen)",
-                                         distinfo);
-                                goto out;
-                        }
-                }
-                if (isdir) {
-                        r = mkdirs_at(dfd, dest);
-                        if (r < 0) {
-                                r = fail(ret_error, r, wheel, path, "cannot create directory: %s", strerror(-r));
-                                goto out;
-                        }
-                        continue;
-                }
-                char *slash = strrchr(dest, '/');
-                if (slash) {
-                        *slash = 0;
-                        r = mkdirs_at(dfd, dest);
-                        *slash = '/';
-                        if (r < 0) {
-                                r = fail(ret_error, r, wheel, path, "cannot create its directory: %s", strerror(-r));
-                                goto out;
-                        }
-                }
-                mode_t mode = (archive_entry_perm(ae) & 0111) ? 0755 : 0644;
-                _cleanup_close_ int fd = openat(dfd, dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-                if (fd < 0) {
-                        r = -errno;
-                        r = fail(ret_error, r, wheel, path, "%s",
-                                 r == -EEXIST ? "duplicate entry (two entries install the same file)" : strerror(-r));
-                        goto out;
-                }
-                Sha256 *h = sha256_new();
-                for (;;) {
-                        la_ssize_t n = archive_read_data(a, buf, 1 << 16);
-                        if (n == 0)
-                                break;
-                        if (n < 0) {
-                                sha256_free(h);
-                                r = fail(ret_error, -EBADMSG, wheel, path, "corrupt data: %s", archive_error_string(a));
-                                goto out;
-                        }
-                        e->size += (uint64_t) n;
-                        total += (uint64_t) n;
-                        if (e->size > PKG_WHEEL_MAX_ENTRY_BYTES || total > total_cap) {
-                                sha256_free(h);
-                                r = fail(ret_error, -EFBIG, wheel, path,
-                                         "unpacked size over the cap (%llu bytes for a %llu-byte wheel): zip bomb?",
-                                         (unsigned long long) total_cap, (unsigned long long) wst.st_size);
-                                goto out;
-                        }
-                        sha256_update(h, buf, (size_t) n);
-                        r = write_full(fd, buf, (size_t) n);
-                        if (r < 0) {
-                                sha256_free(h);
-                                r = fail(ret_error, r, wheel, path, "write failed: %s", strerror(-r));
-                                goto out;
-                        }
-                }
-                uint8_t dg[32];
-                sha256_final(h, dg);
-                sha256_free(h);
-                e->hash = pkg_record_hash(dg);
-        }
+        r = scan_entries(a, dfd, wheel, wn, &u, &distinfo, ret_error);
+        if (r < 0)
+                goto out;
         if (!distinfo) {
                 r = fail(ret_error, -EBADMSG, wheel, NULL, "no .dist-info directory");
                 goto out;
         }
+        Extract x = { .wheel_path = wheel_path, .wheel = wheel, .dfd = dfd, .u = &u, .total_cap = total_cap,
+                      .wheel_size = (uint64_t) wst.st_size, .lock = PTHREAD_MUTEX_INITIALIZER };
+        r = extract_all(&x, ret_error);
+        if (r < 0)
+                goto out;
         qsort(u.entries, u.n, sizeof(Entry), entry_cmp);
         for (size_t i = 1; i < u.n; i++)
                 if (streq(u.entries[i].path, u.entries[i - 1].path) && !u.entries[i].dir) {
@@ -554,7 +641,6 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
         }
         r = verify_record(&u, dfd, distinfo, wheel, ret_error);
 out:
-        free(buf);
         archive_read_free(a);
         if (dfd >= 0)
                 close(dfd);

@@ -269,6 +269,8 @@ class Index:
         self.files = []
         self.requests = []          # paths requested, in order
         self.fail = {}              # path -> [status, count]
+        self.hold = {}              # path -> threading.Event: answer once set
+        self.truncate = {}          # path -> bytes sent before closing early
         self.server = None
         self.thread = None
 
@@ -348,6 +350,29 @@ class Index:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
+            def send_file(self, path):
+                # Large wheels (the 1 GiB benchmark case) are streamed, not
+                # read into this process's memory.
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(path.stat().st_size))
+                self.end_headers()
+                if self.command != "HEAD":
+                    with open(path, "rb") as fh:
+                        shutil.copyfileobj(fh, self.wfile, 1 << 20)
+
+            def send_truncated(self, path, cut):
+                # Promises the whole file, sends `cut` bytes, hangs up: a
+                # transfer cut mid-download.
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+
             def do_HEAD(self):
                 self.do_GET()
 
@@ -392,6 +417,14 @@ class Index:
                                 if not f.metadata:
                                     break
                                 return self.send(200, f.core_metadata(), "application/octet-stream")
+                            gate = index.hold.get(path)
+                            if gate is not None:
+                                gate.wait(120)
+                            cut = index.truncate.get(path)
+                            if cut is not None:
+                                return self.send_truncated(f.path, cut)
+                            if f.path.stat().st_size > (64 << 20):
+                                return self.send_file(f.path)
                             return self.send(200, f.path.read_bytes(), "application/octet-stream")
                 return self.send(404, b"not found", "text/plain")
 

@@ -4,6 +4,9 @@ import json
 import os
 import pathlib
 import stat
+import subprocess
+import threading
+import time
 import zipfile
 
 import pytest
@@ -461,3 +464,132 @@ def test_wheel_with_too_many_entries_refused_before_extracting(cli, tmp_path, ho
     took = time.monotonic() - t0
     assert w.name in p.stderr and "more than 100000 entries" in p.stderr, p.stderr
     assert took < 5, f"refusing a {n}-entry wheel took {took:.1f} s"
+
+
+# ---- streamed downloads, parallel unpack, concurrent installers (issue 15 (d)) --
+
+def _big_wheel(outdir, name="big", version="1.0"):
+    """A wheel of several MiB (past the size where its unpack is parallel),
+    incompressible, so its download takes many write callbacks."""
+    files = {f"{name}/__init__.py": "X = 1\n"}
+    for i in range(6):
+        files[f"{name}/blob{i}.bin"] = os.urandom(2 << 20)
+    return pkgindex.build_wheel(outdir, name, version, files=files)
+
+
+def _prepare(env, index, *reqs):
+    return subprocess.Popen([str(CLI), "env", "prepare", "--index-url", index.url, *reqs], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _nothing_installed(home):
+    store = home / "store"
+    assert not store.exists() or not list(store.iterdir()), list(store.iterdir())
+    wheels = home / "cache" / "wheels"
+    assert not wheels.exists() or not list(wheels.iterdir()), list(wheels.iterdir())
+    envs = home / "envs"
+    assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
+
+
+def test_hash_mismatch_in_a_streamed_download_installs_nothing(cli, tmp_path, home):
+    w = _big_wheel(tmp_path / "a")
+    other = pkgindex.sha256_file(_big_wheel(tmp_path / "b"))
+    ix = pkgindex.Index()
+    ix.add(w, sha256=other)       # the index vouches for other bytes
+    ix.start()
+    try:
+        p = cli("env", "prepare", "--index-url", ix.url, "big")
+    finally:
+        ix.stop()
+    assert p.returncode == 4, (p.returncode, p.stderr)
+    assert "sha256 mismatch" in p.stderr and other in p.stderr, p.stderr
+    assert pkgindex.sha256_file(w) in p.stderr, p.stderr
+    _nothing_installed(home)
+
+
+def test_wheel_cut_mid_download_is_refused_and_leaves_nothing(cli, tmp_path, home):
+    w = _big_wheel(tmp_path)
+    ix = pkgindex.Index()
+    ix.add(w)
+    ix.truncate[f"/files/{w.name}"] = w.stat().st_size // 2
+    ix.start()
+    try:
+        p = cli("env", "prepare", "--index-url", ix.url, "big")
+    finally:
+        ix.stop()
+    assert p.returncode == 4, (p.returncode, p.stderr)
+    assert w.name in p.stderr or f"/files/{w.name}" in p.stderr, p.stderr
+    assert "partial" in p.stderr.lower(), p.stderr
+    # Retried, then given up: every attempt asked for the file again.
+    assert ix.requests.count(f"/files/{w.name}") >= 2, ix.requests
+    _nothing_installed(home)
+
+
+def _blocked_on_flock(pid):
+    """True when pid waits for a flock (a '->' line of /proc/locks)."""
+    for line in pathlib.Path("/proc/locks").read_text().splitlines():
+        f = line.split()
+        if len(f) > 5 and f[1] == "->" and f[2] == "FLOCK" and f[5] == str(pid):
+            return True
+    return False
+
+
+def test_concurrent_installs_of_one_env_download_once(env, tmp_path, home):
+    w = _big_wheel(tmp_path)
+    ix = pkgindex.Index()
+    ix.add(w)
+    path = f"/files/{w.name}"
+    gate = ix.hold[path] = threading.Event()
+    ix.start()
+    try:
+        a = _prepare(env, ix, "big")
+        deadline = time.monotonic() + 60
+        while path not in ix.requests:          # a is downloading (held)
+            assert a.poll() is None and time.monotonic() < deadline, a.communicate()
+            time.sleep(0.01)
+        b = _prepare(env, ix, "big")
+        while not _blocked_on_flock(b.pid):     # b waits for a's install
+            assert b.poll() is None and time.monotonic() < deadline, b.communicate()
+            time.sleep(0.01)
+        gate.set()
+        out_a, err_a = a.communicate(timeout=120)
+        out_b, err_b = b.communicate(timeout=120)
+    finally:
+        gate.set()
+        ix.stop()
+    assert a.returncode == 0 and b.returncode == 0, (err_a, err_b)
+    assert out_a == out_b and out_a.strip(), (out_a, out_b)
+    assert ix.requests.count(path) == 1, ix.requests   # b reused a's install
+    store_dir = pathlib.Path(out_a.split()[0])
+    assert (store_dir / "big" / "blob5.bin").stat().st_size == 2 << 20
+
+
+@pytest.mark.parametrize("kind", ["record", "duplicate", "traversal"])
+def test_hostile_big_wheel_unpacked_by_threads_leaves_nothing(cli, tmp_path, home, kind):
+    """The same refusals when a wheel is big enough to be inflated by
+    several threads: nothing in the store, no env."""
+    files = {"big/__init__.py": "X = 1\n"}
+    for i in range(6):
+        files[f"big/blob{i}.bin"] = os.urandom(2 << 20)
+    kw = {}
+    if kind == "record":
+        kw["record_tamper"] = lambda rows: [(p, "sha256=" + "A" * 43 if p == "big/blob4.bin" else h, s)
+                                            for p, h, s in rows]
+    elif kind == "duplicate":
+        kw["extra_entries"] = [(_zi("big/blob2.bin"), os.urandom(1 << 20))]
+    else:
+        kw["extra_entries"] = [(_zi("../../evil-escaped.txt"), "x")]
+    w = pkgindex.build_wheel(tmp_path, "big", "1.0", files=files, **kw)
+    assert w.stat().st_size > 8 << 20
+    ix = pkgindex.Index()
+    ix.add(w)
+    ix.start()
+    try:
+        p = cli("env", "prepare", "--index-url", ix.url, "big")
+    finally:
+        ix.stop()
+    assert p.returncode == 4, (p.returncode, p.stderr)
+    needle = {"record": "big/blob4.bin", "duplicate": "big/blob2.bin", "traversal": "../../evil-escaped.txt"}[kind]
+    assert w.name in p.stderr and needle in p.stderr, p.stderr
+    _nothing_installed(home)
+    assert not (home / "evil-escaped.txt").exists()
