@@ -82,3 +82,12 @@ int random_hex(size_t n, char **ret) {
         *ret = s;
         return 0;
 }
+
+void cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long) (timeout % USEC_PER_SEC) * 1000;
+        ts.tv_sec += (time_t) (timeout / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        (void) pthread_cond_timedwait(cond, lock, &ts);
+}

@@ -46,6 +46,10 @@ TzZone *tz_zone_free(TzZone *z) {
         return NULL;
 }
 
+void tz_zone_freep(TzZone **z) {
+        *z = tz_zone_free(*z);
+}
+
 TzZone *tz_zone_new_fixed(int offset_s) {
         TzZone *z = xcalloc(1, sizeof(TzZone));
         z->fixed_offset_s = offset_s;

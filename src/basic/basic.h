@@ -6,6 +6,7 @@
 #pragma once
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -172,6 +173,9 @@ typedef uint64_t usec_t;
 #define USEC_PER_MSEC 1000ULL
 usec_t now_monotonic(void);
 usec_t now_realtime(void);
+/* pthread_cond_timedwait for at most timeout (the lock held); CLOCK_REALTIME
+ * as pthread_cond_t's default clock. */
+void cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);
 /* ISO 8601 UTC with milliseconds into buf (at least 32 bytes). */
 char *format_timestamp(usec_t realtime, char buf[static 32]);
 /* A new run/object id: sortable by creation time, 16 lowercase base32
@@ -239,9 +243,7 @@ bool tz_name_is_valid(const char *name);
 /* The offset east of UTC, in seconds, at Unix time t. */
 int tz_zone_offset(const TzZone *z, int64_t t);
 TzZone *tz_zone_free(TzZone *z);
-static inline void tz_zone_freep(TzZone **z) {
-        *z = tz_zone_free(*z);
-}
+void tz_zone_freep(TzZone **z); /* for _cleanup_() */
 
 /* A schedule's --tz: "UTC", a fixed offset (cron_tz_parse's forms) or an
  * IANA zone name. -EINVAL / -ENOENT with *ret_error (may be NULL) saying

@@ -68,7 +68,7 @@ static void *claim_thread(void *p) {
                 if (stop)
                         c->claims_stopped = true;
                 if (stop || busy >= slots) {
-                        daemon_cond_wait(&d->sched_cond, &d->lock, 200 * USEC_PER_MSEC);
+                        cond_wait_usec(&d->sched_cond, &d->lock, 200 * USEC_PER_MSEC);
                         pthread_mutex_unlock(&d->lock);
                         continue;
                 }

@@ -463,7 +463,7 @@ static void *reaper(void *arg) {
                                 (void) shutdown(t->fd, SHUT_RDWR);
                                 t->fd = -1;
                         }
-                daemon_cond_wait(&track.cond, &track.lock, 250 * USEC_PER_MSEC);
+                cond_wait_usec(&track.cond, &track.lock, 250 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&track.lock);
         return NULL;

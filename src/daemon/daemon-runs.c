@@ -652,7 +652,7 @@ static void *remote_thread(void *p) {
                         break;
                 pthread_mutex_lock(&d->lock);
                 if (!r->remote_wake && !(r->cancel_requested && !cancel_sent) && !d->draining)
-                        daemon_cond_wait(&r->done_cond, &d->lock, USEC_PER_SEC);
+                        cond_wait_usec(&r->done_cond, &d->lock, USEC_PER_SEC);
                 pthread_mutex_unlock(&d->lock);
         }
         pthread_mutex_lock(&d->lock);
@@ -1045,15 +1045,6 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         return 0;
 }
 
-void daemon_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long) (timeout % USEC_PER_SEC) * 1000;
-        ts.tv_sec += (time_t) (timeout / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
-        ts.tv_nsec %= 1000000000;
-        (void) pthread_cond_timedwait(cond, lock, &ts);
-}
-
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued) {
         pthread_mutex_lock(&d->lock);
         *ret_running = d->running;
@@ -1067,7 +1058,7 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
         pthread_mutex_lock(&d->lock);
         d->draining = true;
         while (d->threads > 0 && now_monotonic() < deadline) {
-                daemon_cond_wait(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
+                cond_wait_usec(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
 }

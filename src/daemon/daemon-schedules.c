@@ -226,7 +226,7 @@ static void *scheduler_main(void *userdata) {
                 scheduler_tick(d);
                 pthread_mutex_lock(&S->lock);
                 if (!S->stop)
-                        daemon_cond_wait(&S->wake, &S->lock, period);
+                        cond_wait_usec(&S->wake, &S->lock, period);
         }
         pthread_mutex_unlock(&S->lock);
         return NULL;

@@ -223,7 +223,7 @@ void daemon_wait_drain(usec_t timeout) {
         /* Each resumed request answers (or ends its stream); its owner is
          * done once the answer was sent. */
         while (W.users > 0 && now_monotonic() < until) {
-                daemon_cond_wait(&W.idle, &W.lock, 50 * USEC_PER_MSEC);
+                cond_wait_usec(&W.idle, &W.lock, 50 * USEC_PER_MSEC);
                 while (W.head) /* parked just before the flag was seen */
                         wake_locked(W.head, DAEMON_WAKE_DRAIN);
         }

@@ -360,8 +360,6 @@ void drun_unref(Daemon *d, DRun *r);
 bool daemon_run_done(Daemon *d, DRun *r);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
-/* pthread_cond_timedwait for at most timeout (the lock held). */
-void daemon_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);
 /* Number of runs executing or queued. */
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */
