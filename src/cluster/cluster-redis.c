@@ -7,24 +7,12 @@
 #include "cluster-internal.h"
 #include "cluster-scripts.h"
 
-typedef struct ClusterQueue {
-        RunQueue base;
-        char *node_id;
-        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s;
-        pthread_mutex_t lock; /* guards conn */
-        Conn conn;
-        Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
-} ClusterQueue;
 
 #define K_STREAM CLUSTER_PREFIX "runs"
 #define K_DEAD CLUSTER_PREFIX "dead"
 #define K_STALE CLUSTER_PREFIX "stale"
 #define K_NODES CLUSTER_PREFIX "nodes"
 
-static ClusterQueue *cq(RunQueue *q) {
-        assert(q);
-        return (ClusterQueue *) q;
-}
 
 static void reply_freep(redisReply **r) {
         if (*r)
@@ -36,14 +24,12 @@ static void args_donep(Args *a) {
 }
 #define _cleanup_args_ _cleanup_(args_donep)
 
-/* A command on the shared connection. NULL with *ret_error on I/O errors;
- * an error reply becomes NULL with -EIO too (and is logged once). */
-static redisReply *cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
+redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
         bool shared = conn == &c->conn;
         if (shared)
                 pthread_mutex_lock(&c->lock);
         int k = 0;
-        redisReply *r = conn_command(conn, a->n, (const char *const *) a->v, &k);
+        redisReply *r = conn_command_len(conn, a->n, (const char *const *) a->v, a->len, &k);
         if (shared)
                 pthread_mutex_unlock(&c->lock);
         if (!r) {
@@ -122,7 +108,7 @@ int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, co
         add_field_u(&a, "created", r->created);
         add_field_u(&a, "max_attempts", (uint64_t) MAX(r->max_attempts, 1));
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_STRING)
@@ -145,7 +131,7 @@ static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         args_addf(&a, "%" PRIu64, (uint64_t) started);
         args_add(&a, c->node_id);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_INTEGER)
@@ -181,7 +167,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
                 add_field_u(&a, "started", r->started);
         add_field_u(&a, "finished", r->finished ? r->finished : now_realtime());
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_INTEGER)
@@ -200,7 +186,7 @@ static int cq_cancel(RunQueue *q, const char *id, const char *message) {
         args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
         args_addf(&a, "%u", c->record_ttl_s);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         return rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? 0 : -ESTALE;
@@ -222,6 +208,7 @@ static void cq_free(RunQueue *q) {
         conn_done(&c->claim_conn);
         pthread_mutex_destroy(&c->lock);
         free(c->node_id);
+        free(c->url);
         free(c);
 }
 
@@ -240,6 +227,7 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
         ClusterQueue *c = xcalloc(1, sizeof(ClusterQueue));
         c->base.ops = &cluster_queue_ops;
         c->node_id = xstrdup(o->node_id);
+        c->url = xstrdup(o->url);
         c->claim_timeout_ms = o->claim_timeout_ms ? o->claim_timeout_ms : 5000;
         c->lease_ttl_ms = o->lease_ttl_ms ? o->lease_ttl_ms : 3000;
         c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
@@ -267,7 +255,7 @@ static char *config_get(ClusterQueue *c, const char *name) {
         args_add(&a, "GET");
         args_add(&a, name);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || rep->element[1]->type != REDIS_REPLY_STRING)
                 return NULL;
         return xstrdup(rep->element[1]->str);
@@ -304,7 +292,7 @@ static int pending_read(ClusterQueue *c, Conn *conn, const char *id, PendingRun 
         for (size_t i = 0; i < ELEMENTSOF(f); i++)
                 args_add(&a, f[i]);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != ELEMENTSOF(f))
@@ -342,7 +330,7 @@ static void ack_entry(ClusterQueue *c, Conn *conn, const char *eid) {
                         args_add(&a, CLUSTER_GROUP);
                 args_add(&a, eid);
                 int k = 0;
-                redisReply *r = cmd(c, conn, &a, &k);
+                redisReply *r = cluster_cmd(c, conn, &a, &k);
                 if (r)
                         freeReplyObject(r);
         }
@@ -376,7 +364,7 @@ static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         args_addf(&a, "%u", c->record_ttl_s);
         args_add(&a, CLUSTER_PREFIX);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->claim_conn, &a, &k);
         if (!rep)
                 return k;
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
@@ -413,7 +401,7 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
                 args_add(&a, "STREAMS");
                 args_add(&a, K_STREAM);
                 args_add(&a, ">");
-                _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
+                _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->claim_conn, &a, &k);
                 if (!rep && k == -ENOENT)
                         (void) ensure_group(c, &c->claim_conn); /* a Redis that lost its data */
                 if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
@@ -451,7 +439,7 @@ int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draini
         args_add(&a, CLUSTER_GROUP);
         args_add(&a, c->node_id);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (ret_draining)
@@ -520,7 +508,7 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
         args_add(&a, "HGETALL");
         args_addf(&a, CLUSTER_PREFIX "run:%s", id);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         RunRecord *r = record_from_hash(rep);
@@ -543,7 +531,7 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
         args_add(&a, "0");
         args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         RunRecord **v = NULL;
@@ -557,7 +545,7 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
                         args_add(&z, "ZREM");
                         args_addf(&z, CLUSTER_PREFIX "idx:%s", tenant);
                         args_add(&z, rep->element[i]->str);
-                        redisReply *zr = cmd(c, &c->conn, &z, &k);
+                        redisReply *zr = cluster_cmd(c, &c->conn, &z, &k);
                         if (zr)
                                 freeReplyObject(zr);
                         continue;
@@ -580,7 +568,7 @@ static long long int_of(ClusterQueue *c, const char *c0, const char *c1, const c
         args_add(&a, c1);
         if (c2)
                 args_add(&a, c2);
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, ret_error);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, ret_error);
         if (!rep)
                 return -1;
         if (rep->type == REDIS_REPLY_INTEGER)
@@ -599,7 +587,7 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
         _cleanup_args_ Args a = { 0 };
         args_add(&a, "SMEMBERS");
         args_add(&a, K_NODES);
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         json_t *nodes = json_array();
@@ -609,7 +597,7 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
                 _cleanup_args_ Args g = { 0 };
                 args_add(&g, "GET");
                 args_add(&g, key);
-                _cleanup_reply_ redisReply *val = cmd(c, &c->conn, &g, &k);
+                _cleanup_reply_ redisReply *val = cluster_cmd(c, &c->conn, &g, &k);
                 long long pttl = int_of(c, "PTTL", key, NULL, &k);
                 _cleanup_free_ char *dkey = xasprintf(CLUSTER_PREFIX "drain:%s", id);
                 long long draining = int_of(c, "EXISTS", dkey, NULL, &k);
@@ -650,6 +638,6 @@ int cluster_drain(RunQueue *q, const char *node_id) {
         args_add(&a, "SET");
         args_addf(&a, CLUSTER_PREFIX "drain:%s", node_id);
         args_add(&a, "1");
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         return rep ? 0 : k;
 }

@@ -6,7 +6,8 @@
  * idem:<tenant>:<key> (idempotency), idx:<tenant> (zset of ids by
  * created), node:<id> (the lease: TTL'd, value = the node's JSON status),
  * nodes (set of node ids ever seen), dead (dead-letter stream),
- * drain:<id> (set: stop claiming), stale (counter of dropped results).
+ * drain:<id> (set: stop claiming), stale (counter of dropped results),
+ * log:<id> (a run's log stream, cluster-logs.c).
  * Every state change is one Lua script (cluster-scripts.h), so a crash of a
  * node or of Redis between two steps loses nothing.
  *
@@ -64,3 +65,39 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
 int cluster_status_json(RunQueue *q, char **ret_json);
 /* Asks node to stop claiming (it finishes what it runs). */
 int cluster_drain(RunQueue *q, const char *node_id);
+
+/* ---- run logs (cluster-logs.c) -------------------------------------------
+ * A run's output lives in the stream ps:log:<id> (MAXLEN ~ CLUSTER_LOG_MAX_ENTRIES,
+ * EXPIRE like the ended record), written in batches by the node that runs
+ * it, read by any gateway. */
+#define CLUSTER_LOG_MAX_ENTRIES 20000
+/* Bytes of output per entry at most (a longer piece is split). */
+#define CLUSTER_LOG_ENTRY_BYTES (64 * 1024)
+
+typedef enum ClusterLogKind {
+        CLUSTER_LOG_PHASE = 0,  /* data: the phase's name */
+        CLUSTER_LOG_STDOUT = 1,
+        CLUSTER_LOG_STDERR = 2,
+        CLUSTER_LOG_END = 3,    /* the last entry of the run's log */
+} ClusterLogKind;
+
+typedef struct ClusterLogEntry {
+        ClusterLogKind kind;
+        char *data;     /* owned; NUL-terminated, may hold NULs within len */
+        size_t len;
+} ClusterLogEntry;
+
+void cluster_log_entries_free(ClusterLogEntry *v, size_t n);
+
+/* Appends v (in order), and the end marker when end, to run id's log in one
+ * round trip, and renews the log's expiry. -EIO/-ECONNREFUSED. */
+int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, size_t n, bool end);
+
+/* A reader of one run's log on its own connection (a follower's XREAD
+ * BLOCK must not hold the shared one). */
+typedef struct ClusterLogReader ClusterLogReader;
+int cluster_log_reader_new(RunQueue *q, const char *id, ClusterLogReader **ret);
+ClusterLogReader *cluster_log_reader_free(ClusterLogReader *r);
+/* The entries after those read so far, up to 512, waiting up to block_ms
+ * for one (0: do not wait). *ret_n 0: none yet. */
+int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **ret, size_t *ret_n);

@@ -11,7 +11,8 @@
 struct DaemonCluster {
         DaemonClusterOptions opt;
         RunQueue *queue;        /* also d->queue */
-        pthread_t lease_thread, claim_thread;
+        pthread_t lease_thread, claim_thread, log_thread;
+        pthread_mutex_t ship_lock; /* one log shipper at a time: entries stay in order */
         bool draining;          /* asked to drain: no more claims (guarded by d->lock) */
         bool claims_stopped;    /* the claim loop saw it: what the lease reports as "draining" */
 };
@@ -89,6 +90,105 @@ static void *claim_thread(void *p) {
         return NULL;
 }
 
+/* len bytes of p, NUL-terminated (output may hold NULs: not strndup). */
+static char *memdup0(const char *p, size_t len) {
+        char *s = xmalloc(len + 1);
+        memcpy(s, p, len);
+        s[len] = 0;
+        return s;
+}
+
+/* Copies r's log since what was shipped into *v (d->lock held), moving the
+ * shipped mark; output is split into entries of at most
+ * CLUSTER_LOG_ENTRY_BYTES. The last chunk may still grow: its offset is
+ * kept. */
+static void log_collect_new(DRun *r, ClusterLogEntry **v, size_t *n) {
+        while (r->log_sent_chunk < r->n_chunks) {
+                const LogChunk *ch = &r->chunks[r->log_sent_chunk];
+                if (ch->stream == 0) {
+                        *v = xrealloc(*v, (*n + 1) * sizeof(ClusterLogEntry));
+                        (*v)[(*n)++] = (ClusterLogEntry) { .kind = CLUSTER_LOG_PHASE, .data = xstrdup(ch->phase),
+                                                           .len = strlen(ch->phase) };
+                        r->log_sent_chunk++;
+                        r->log_sent_off = 0;
+                        continue;
+                }
+                while (r->log_sent_off < ch->len) {
+                        size_t m = MIN(ch->len - r->log_sent_off, (size_t) CLUSTER_LOG_ENTRY_BYTES);
+                        *v = xrealloc(*v, (*n + 1) * sizeof(ClusterLogEntry));
+                        (*v)[(*n)++] = (ClusterLogEntry) {
+                                .kind = ch->stream == 2 ? CLUSTER_LOG_STDERR : CLUSTER_LOG_STDOUT,
+                                .data = memdup0(r->log.data + ch->offset + r->log_sent_off, m),
+                                .len = m,
+                        };
+                        r->log_sent_off += m;
+                }
+                if (r->log_sent_chunk + 1 == r->n_chunks)
+                        break;
+                r->log_sent_chunk++;
+                r->log_sent_off = 0;
+        }
+}
+
+static bool log_has_new(const DRun *r) {
+        if (r->log_sent_chunk >= r->n_chunks)
+                return false;
+        const LogChunk *ch = &r->chunks[r->log_sent_chunk];
+        return r->log_sent_chunk + 1 < r->n_chunks || ch->stream == 0 || r->log_sent_off < ch->len;
+}
+
+int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
+        DaemonCluster *c = d->cluster;
+        assert(c && r && r->claimed);
+        pthread_mutex_lock(&c->ship_lock);
+        ClusterLogEntry *v = NULL;
+        size_t n = 0;
+        pthread_mutex_lock(&d->lock);
+        size_t chunk0 = r->log_sent_chunk, off0 = r->log_sent_off;
+        log_collect_new(r, &v, &n);
+        pthread_mutex_unlock(&d->lock);
+        int k = n > 0 || end ? cluster_log_append(c->queue, r->id, v, n, end) : 0;
+        if (k < 0) {
+                /* Not in Redis: the next call sends it again. */
+                pthread_mutex_lock(&d->lock);
+                r->log_sent_chunk = chunk0;
+                r->log_sent_off = off0;
+                pthread_mutex_unlock(&d->lock);
+        }
+        pthread_mutex_unlock(&c->ship_lock);
+        cluster_log_entries_free(v, n);
+        return k;
+}
+
+/* Ships the claimed runs' new output every LOG_FLUSH_MS: one round trip per
+ * run with news per flush, however many lines it printed (a run printing
+ * 100,000 lines a second costs 20 script calls a second, not 100,000). */
+#define LOG_FLUSH_MS 50
+static void *log_thread(void *p) {
+        Daemon *d = p;
+        for (;;) {
+                usleep(LOG_FLUSH_MS * 1000);
+                DRun **v = NULL;
+                size_t n = 0;
+                pthread_mutex_lock(&d->lock);
+                for (DRun *r = d->runs; r; r = r->next)
+                        if (r->claimed && !r->done && log_has_new(r)) {
+                                r->refs++;
+                                v = xrealloc(v, (n + 1) * sizeof(DRun *));
+                                v[n++] = r;
+                        }
+                pthread_mutex_unlock(&d->lock);
+                for (size_t i = 0; i < n; i++) {
+                        int k = daemon_cluster_log_ship(d, v[i], false);
+                        if (k < 0)
+                                log_warn("cluster: run %s: cannot send its log to Redis: %s", v[i]->id, strerror(-k));
+                        drun_unref(d, v[i]);
+                }
+                free(v);
+        }
+        return NULL;
+}
+
 const char *daemon_cluster_role_to_string(DaemonClusterRole role) {
         return role == CLUSTER_ROLE_GATEWAY ? "gateway" : role == CLUSTER_ROLE_WORKER ? "worker" : "all";
 }
@@ -129,6 +229,7 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         if (!c->opt.lease_ttl_ms)
                 c->opt.lease_ttl_ms = 3000;
         c->queue = q;
+        pthread_mutex_init(&c->ship_lock, NULL);
         d->cluster = c;
         run_queue_free(d->queue);
         d->queue = q;
@@ -136,6 +237,8 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         k = -pthread_create(&c->lease_thread, NULL, lease_thread, d);
         if (k == 0 && o->role != CLUSTER_ROLE_GATEWAY)
                 k = -pthread_create(&c->claim_thread, NULL, claim_thread, d);
+        if (k == 0 && o->role != CLUSTER_ROLE_GATEWAY)
+                k = -pthread_create(&c->log_thread, NULL, log_thread, d);
         if (k < 0) {
                 *ret_error = xasprintf("cannot start the cluster threads: %s", strerror(-k));
                 return k;

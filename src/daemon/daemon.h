@@ -269,6 +269,9 @@ struct DRun {
         DRun *next_unwritten;   /* Daemon.unwritten */
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
+        /* cluster: how much of log/chunks is in the run's Redis log
+         * (written under Daemon.lock, by the holder of the ship lock) */
+        size_t log_sent_chunk, log_sent_off;
         char *idem_key;         /* cluster: the submit's idempotency key, or NULL */
         DRun *next;
 };
@@ -396,6 +399,12 @@ int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecor
  * *ret_id (the first run's id) when that key was used before, 0 new. */
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
                           char **ret_id);
+
+/* Appends what r (a run this node claimed) logged since the last call to
+ * its log in Redis, one round trip; end: then its end marker (call it
+ * before the final record is written, so a reader that sees the run ended
+ * has its whole log). A failed append is retried by the next call. */
+int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 

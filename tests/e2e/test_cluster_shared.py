@@ -1,0 +1,123 @@
+"""Cluster mode, shared state (docs/cluster.md "Shared state"): what one
+node holds is seen through every gateway. A real redis-server with AOF on
+(test_cluster's fixtures), 2-3 pysprinterd nodes on loopback."""
+import json
+import time
+
+import pytest
+
+from daemonlib import TOKENS, Daemon, sandbox_mode
+from test_cluster import nodes, node_of, pytestmark, redis  # noqa: F401 (fixtures)
+
+# stdout and stderr interleaved, a burst of many short lines (batched into
+# few Redis entries), a line longer than one entry (64 KiB), non-ASCII,
+# with pauses so a follower sees output before the end (and the order
+# across the two pipes is the same on every run).
+CHATTY = """
+import sys, time
+def f(pause: float = 0):
+    print("start", flush=True)
+    print("to stderr: é ✓", file=sys.stderr, flush=True)
+    # The pause also orders stderr before what follows (two pipes).
+    time.sleep(pause)
+    for i in range(3000):
+        print(f"line {i}")
+    sys.stdout.flush()
+    print("x" * 100000, flush=True)
+    time.sleep(pause)
+    print("done", flush=True)
+    return 7
+"""
+
+
+def sse(gw, path, token="alice"):
+    """The SSE events of path: [(event, data, arrival time)] up to 'end'."""
+    c = gw.conn()
+    c.request("GET", path, headers={"Authorization": "Bearer " + TOKENS[token]})
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+    events, event, data = [], None, []
+    while True:
+        line = r.readline()  # chunked: decoded by http.client
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line == "":
+            if event:
+                events.append((event, json.loads("\n".join(data)), time.time()))
+                if event == "end":
+                    break
+            event, data = None, []
+        elif line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+    c.close()
+    return events
+
+
+def test_run_logs_from_a_worker_are_served_and_followed_by_any_gateway(nodes, redis, tmp_path):
+    g1 = nodes("g1", "gateway")
+    w1 = nodes("w1", "worker")
+    g2 = nodes("g2", "gateway")
+
+    # The reference: the same run on a single-node daemon.
+    single = Daemon(tmp_path / "single", sandbox=sandbox_mode(tmp_path))
+    single.start()
+    try:
+        st, b = single.run(CHATTY, kwargs={"pause": 0.3})
+        assert st == 200 and b["status"] == "succeeded", b
+        st, want = single.call("GET", f"/v1/runs/{b['id']}/logs")
+        assert st == 200
+    finally:
+        single.stop()
+    assert "line 2999\n" in want and "é ✓" in want
+
+    st, b = g1.run(CHATTY, wait=False, kwargs={"pause": 1.5})
+    assert st == 202, b
+    rid = b["id"]
+    events = sse(g1, f"/v1/runs/{rid}/logs?follow=1")
+    assert node_of(redis, rid) == "w1"
+    outputs = [(d["stream"], d["text"], t) for ev, d, t in events if ev == "output"]
+    end = events[-1]
+    assert end[0] == "end" and end[1]["status"] == "succeeded" and end[1]["result"] == 7, end
+    followed = "".join(text for _, text, _ in outputs)
+    assert followed == want
+    assert ("stderr", "to stderr: é ✓\n") in [(s, x) for s, x, _ in outputs]
+    # Streamed while it ran: "start" came well before the end.
+    first = next(t for s, x, t in outputs if "start" in x)
+    assert end[2] - first > 1.5, (end[2], first)
+    phases = [d["phase"] for ev, d, _ in events if ev == "phase"]
+    assert phases[:2] == ["validate", "resolve"] and "run" in phases, phases
+
+    # The whole log, plain, the same bytes through every node; followed
+    # again after the end it replays and ends.
+    for node in (g1, g2, w1):
+        st, text = node.call("GET", f"/v1/runs/{rid}/logs")
+        assert st == 200 and text == want, node
+    again = sse(g2, f"/v1/runs/{rid}/logs?follow=1")
+    assert "".join(d["text"] for ev, d, _ in again if ev == "output") == want
+    assert again[-1][0] == "end" and again[-1][1]["status"] == "succeeded"
+    # Another tenant does not read it.
+    st, _ = g2.call("GET", f"/v1/runs/{rid}/logs", token="bob")
+    assert st == 404
+
+    # Batched: 3,000+ lines are far fewer entries (one flush per 50 ms),
+    # the stream is capped and expires with the record.
+    entries = int(redis.cli("XLEN", f"ps:log:{rid}"))
+    assert 0 < entries < 200, entries
+    ttl = int(redis.cli("TTL", f"ps:log:{rid}"))
+    assert ttl > 86400, ttl
+
+
+def test_logs_of_a_run_cancelled_while_queued_end_the_follow(nodes, redis):
+    g1 = nodes("g1", "gateway")
+    # No worker: the run stays queued until cancelled.
+    st, b = g1.run(CHATTY, wait=False)
+    rid = b["id"]
+    st, _ = g1.call("DELETE", f"/v1/runs/{rid}")
+    assert st in (200, 202), st
+    events = sse(g1, f"/v1/runs/{rid}/logs?follow=1")
+    assert events[-1][0] == "end" and events[-1][1]["status"] == "cancelled"
+    st, text = g1.call("GET", f"/v1/runs/{rid}/logs")
+    assert st == 200 and text == ""
