@@ -101,3 +101,11 @@ ClusterLogReader *cluster_log_reader_free(ClusterLogReader *r);
 /* The entries after those read so far, up to 512, waiting up to block_ms
  * for one (0: do not wait). *ret_n 0: none yet. */
 int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **ret, size_t *ret_n);
+
+/* ---- deployed functions (cluster-functions.c) ----------------------------
+ * The Redis FunctionStore (store.h): fn:<tenant>:<name> (hash: next, the
+ * last version number; meta:<v>, the version's record as JSON; src:<v>,
+ * its source) and fns:<tenant> (set of names). A deploy is one script, so
+ * two gateways deploying at once get distinct versions. Uses q's
+ * connection: q must outlive it. */
+FunctionStore *cluster_function_store_new(RunQueue *q);

@@ -233,6 +233,8 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         d->cluster = c;
         run_queue_free(d->queue);
         d->queue = q;
+        function_store_free(d->functions);
+        d->functions = cluster_function_store_new(q);
 
         k = -pthread_create(&c->lease_thread, NULL, lease_thread, d);
         if (k == 0 && o->role != CLUSTER_ROLE_GATEWAY)

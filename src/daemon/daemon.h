@@ -298,6 +298,7 @@ struct Daemon {
         Engine *engine;
         Store *store;
         RunQueue *queue;                /* where accepted runs wait (store.h) */
+        FunctionStore *functions;       /* deployed functions: SQLite's, or Redis's in a cluster (store.h) */
         char *data_dir;
         bool no_auth;
 

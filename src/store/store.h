@@ -232,6 +232,49 @@ int store_function_versions(Store *s, const char *tenant, const char *name, int 
 /* Deletes every version. -ENOENT when none. */
 int store_function_delete(Store *s, const char *tenant, const char *name);
 
+/* The function store the daemon deploys to and reads from: SQLite's (the
+ * functions table, the store_function_* calls above) on one node, Redis's
+ * in a cluster (src/cluster), so a deploy through any gateway is seen by
+ * every one. Same contracts as the store_function_* calls. */
+typedef struct FunctionStore FunctionStore;
+typedef struct FunctionStoreOps {
+        const char *name;
+        int (*put)(FunctionStore *fs, const FunctionRecord *f, int *ret_version);
+        int (*get)(FunctionStore *fs, const char *tenant, const char *name, int version, FunctionRecord **ret);
+        int (*list)(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
+        int (*versions)(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n);
+        int (*remove)(FunctionStore *fs, const char *tenant, const char *name);
+        void (*free)(FunctionStore *fs);
+} FunctionStoreOps;
+struct FunctionStore {
+        const FunctionStoreOps *ops;
+};
+
+/* The SQLite function store over s (which must outlive it). */
+FunctionStore *function_store_sqlite_new(Store *s);
+static inline int function_store_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) {
+        return fs->ops->put(fs, f, ret_version);
+}
+static inline int function_store_get(FunctionStore *fs, const char *tenant, const char *name, int version,
+                                     FunctionRecord **ret) {
+        return fs->ops->get(fs, tenant, name, version, ret);
+}
+static inline int function_store_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
+        return fs->ops->list(fs, tenant, ret, ret_n);
+}
+static inline int function_store_versions(FunctionStore *fs, const char *tenant, const char *name, int **ret,
+                                          size_t *ret_n) {
+        return fs->ops->versions(fs, tenant, name, ret, ret_n);
+}
+static inline int function_store_delete(FunctionStore *fs, const char *tenant, const char *name) {
+        return fs->ops->remove(fs, tenant, name);
+}
+static inline FunctionStore *function_store_free(FunctionStore *fs) {
+        if (fs)
+                fs->ops->free(fs);
+        return NULL;
+}
+
 /* ---- DAG runs, their tasks, the task memo (store-dag.c) ------------------- */
 
 /* One DAG run. spec_text is the pipeline file's text and base_dir the

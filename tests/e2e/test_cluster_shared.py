@@ -121,3 +121,48 @@ def test_logs_of_a_run_cancelled_while_queued_end_the_follow(nodes, redis):
     assert events[-1][0] == "end" and events[-1][1]["status"] == "cancelled"
     st, text = g1.call("GET", f"/v1/runs/{rid}/logs")
     assert st == 200 and text == ""
+
+
+GREET = """
+def hello(name: str, n: int = 1):
+    return {"hello": name, "n": n}
+"""
+
+
+def test_functions_deployed_through_one_gateway_are_everyones(nodes, redis):
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    st, b = g1.call("POST", "/v1/functions", {"name": "greet", "source": GREET, "description": "v1",
+                                               "limits": {"timeout_ms": 30000}})
+    assert st == 201 and b["version"] == 1, b
+    # The next version through the other gateway: numbered after g1's.
+    src2 = GREET.replace('"hello": name', '"hi": name')
+    st, b = g2.call("POST", "/v1/functions", {"name": "greet", "source": src2})
+    assert st == 201 and b["version"] == 2, b
+
+    for gw in (g1, g2):
+        st, b = gw.call("GET", "/v1/functions")
+        assert st == 200 and [(f["name"], f["version"]) for f in b["functions"]] == [("greet", 2)], b
+        st, b = gw.call("GET", "/v1/functions/greet")
+        assert st == 200 and b["versions"] == [1, 2], b
+    st, one = g1.call("GET", "/v1/functions/greet?version=1")
+    st2, other = g2.call("GET", "/v1/functions/greet?version=1")
+    assert st == st2 == 200 and one == other and one["description"] == "v1", (one, other)
+
+    st, b = g2.call("POST", "/v1/functions/greet/invoke?wait=true", {"raw_args": ["z"]})
+    assert st == 200 and b["result"] == {"hi": "z", "n": 1}, b
+    st, b = g2.call("POST", "/v1/functions/greet/invoke?wait=true", {"args": ["z"], "version": 1})
+    assert st == 200 and b["result"] == {"hello": "z", "n": 1}, b
+    assert node_of(redis, b["id"]) == "w1"
+    # Another tenant sees none of it.
+    st, b = g2.call("GET", "/v1/functions/greet", token="bob")
+    assert st == 404
+
+    # Deleted through g2: gone on g1 too.
+    st, _ = g2.call("DELETE", "/v1/functions/greet")
+    assert st == 200
+    st, b = g1.call("GET", "/v1/functions/greet")
+    assert st == 404 and b["error"]["code"] == "not_found"
+    st, _ = g1.call("POST", "/v1/functions/greet/invoke", {})
+    assert st == 404
