@@ -109,3 +109,16 @@ int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **r
  * two gateways deploying at once get distinct versions. Uses q's
  * connection: q must outlive it. */
 FunctionStore *cluster_function_store_new(RunQueue *q);
+
+/* ---- datasets (cluster-datasets.c) ---------------------------------------
+ * The Redis DatasetStore (store.h): ds:<tenant>:<name> (hash: kind, source,
+ * etag, last_modified, checked, created, current, v:<n> = "HASH SIZE FILES
+ * CREATED"), dss:<tenant> (set of names), dsrefs (hash: content hash ->
+ * versions referencing it). Objects stay on the node that stored them:
+ * obj:<hash> is the set of nodes holding the content. q must outlive it. */
+DatasetStore *cluster_dataset_store_new(RunQueue *q);
+/* Records that this node holds the content hash. */
+int cluster_object_held(RunQueue *q, const char *hash);
+/* The advertised URLs of the other live nodes that hold hash (strv, may be
+ * NULL when none). */
+int cluster_object_holders(RunQueue *q, const char *hash, char ***ret_urls);

@@ -4,9 +4,12 @@
  * any gateway shows every run. Single-node mode never enters this file. */
 #include <assert.h>
 #include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include "cluster.h"
 #include "daemon.h"
+#include "data.h"
 
 struct DaemonCluster {
         DaemonClusterOptions opt;
@@ -23,9 +26,10 @@ static char *node_status_json(Daemon *d) {
         unsigned busy = d->cluster_claimed, slots = d->cfg.max_concurrent_runs;
         bool stopped = c->claims_stopped;
         pthread_mutex_unlock(&d->lock);
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:b}", "role", daemon_cluster_role_to_string(c->opt.role),
-                              "listen", d->cfg.listen ? d->cfg.listen : "", "slots", (int) slots, "busy", (int) busy,
-                              "free", (int) (busy < slots ? slots - busy : 0), "draining", stopped);
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b}", "role", daemon_cluster_role_to_string(c->opt.role),
+                              "listen", d->cfg.listen ? d->cfg.listen : "", "advertise", c->opt.advertise, "slots",
+                              (int) slots, "busy", (int) busy, "free", (int) (busy < slots ? slots - busy : 0),
+                              "draining", stopped);
         char *s = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         return s;
@@ -226,6 +230,8 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         c->opt = *o;
         c->opt.url = xstrdup(o->url);
         c->opt.node_id = xstrdup(o->node_id);
+        c->opt.advertise = o->advertise ? xstrdup(o->advertise)
+                                        : xasprintf("http://%s", d->cfg.listen ? d->cfg.listen : "127.0.0.1:8080");
         if (!c->opt.lease_ttl_ms)
                 c->opt.lease_ttl_ms = 3000;
         c->queue = q;
@@ -298,4 +304,107 @@ struct MHD_Response *daemon_api_cluster_drain(const DaemonCall *call, unsigned *
         if (k < 0)
                 return daemon_call_errno(call, k, "cluster", ret_status);
         return daemon_call_json(call, 202, json_pack("{s:s, s:b}", "node", node, "draining", 1), ret_status);
+}
+
+/* ---- data across nodes ------------------------------------------------------ */
+
+int daemon_cluster_secret_ok(Daemon *d, const char *authorization) {
+        if (!d->cluster)
+                return -ENOENT;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        const char *secret = d->cfg.cluster_secret;
+        int ok = -ENOENT;
+        if (secret) {
+                size_t n = strlen(secret);
+                ok = authorization && startswith(authorization, "Bearer ") &&
+                     strlen(authorization + 7) == n && CRYPTO_memcmp(authorization + 7, secret, n) == 0;
+        }
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return ok;
+}
+
+/* DataObjectSource: asks each live node that holds hash, in turn. */
+static int object_from_peers(DataCatalog *cat, const char *hash, void *userdata, char **ret_error) {
+        Daemon *d = userdata;
+        char **urls = NULL;
+        int k = cluster_object_holders(d->cluster->queue, hash, &urls);
+        if (k < 0) {
+                *ret_error = xasprintf("cannot ask Redis which node holds it: %s", strerror(-k));
+                return k;
+        }
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        _cleanup_free_ char *secret = d->cfg.cluster_secret ? xstrdup(d->cfg.cluster_secret) : NULL;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        Buf why;
+        buf_init(&why, 64 * 1024);
+        k = -ENOENT;
+        if (!secret)
+                buf_appends(&why, "this node has no cluster.secret to ask its peers with");
+        for (char **u = urls; secret && u && *u; u++) {
+                _cleanup_free_ char *err = NULL;
+                k = data_object_fetch(cat, *u, secret, hash, &err);
+                if (k >= 0) {
+                        log_info("cluster: fetched data object %.12s from %s", hash, *u);
+                        (void) cluster_object_held(d->cluster->queue, hash);
+                        break;
+                }
+                log_warn("cluster: data object %.12s from %s: %s", hash, *u, err ? err : strerror(-k));
+                buf_printf(&why, "%s%s: %s", why.len ? "; " : "", *u, err ? err : strerror(-k));
+        }
+        if (secret && !urls)
+                buf_appends(&why, "no live node holds it");
+        strv_free(urls);
+        if (k < 0)
+                *ret_error = buf_steal(&why);
+        else
+                buf_free(&why);
+        return k;
+}
+
+void daemon_cluster_data_attach(Daemon *d) {
+        assert(d->cluster && d->catalog);
+        data_catalog_set_shared(d->catalog, cluster_dataset_store_new(d->cluster->queue), object_from_peers, d);
+}
+
+void daemon_cluster_object_held(Daemon *d, const char *hash) {
+        if (!d->cluster || !hash)
+                return;
+        int k = cluster_object_held(d->cluster->queue, hash);
+        if (k < 0)
+                log_warn("cluster: cannot record data object %.12s as held here: %s", hash, strerror(-k));
+}
+
+static ssize_t object_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        ssize_t n = data_object_reader_read(cls, buf, max);
+        if (n == 0)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+static void object_free(void *cls) {
+        data_object_reader_free(cls);
+}
+
+/* GET /internal/v1/objects/HASH (another node, with the cluster's secret):
+ * the content in its wire form (data.h), which the asking node verifies. */
+struct MHD_Response *daemon_api_cluster_object(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        const char *hash = call->seg[3];
+        DataObjectReader *r = NULL;
+        int k = d->catalog ? data_object_reader_new(d->catalog, hash, &r) : -ENOENT;
+        if (k == -EINVAL)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "'%s' is not a content hash", hash);
+        if (k == -ENOENT)
+                return daemon_call_error(call, 404, "not_found", ret_status, "this node does not hold %s", hash);
+        if (k < 0)
+                return daemon_call_errno(call, k, "data object", ret_status);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, object_read, r,
+                                                                      object_free);
+        if (!resp) {
+                data_object_reader_free(r);
+                return NULL;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+        *ret_status = 200;
+        return resp;
 }

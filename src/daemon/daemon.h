@@ -78,6 +78,7 @@ typedef struct DaemonConfig {
         /* data: URL sources may reach these CIDRs even when they are
          * loopback/private/link-local (data.url_allow). */
         char **data_url_allow;
+        char *cluster_secret;           /* cluster.secret: what nodes show each other on internal routes */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */
         RetentionConfig retention;
 } DaemonConfig;
@@ -385,6 +386,7 @@ typedef struct DaemonClusterOptions {
         bool volatile_ok;               /* --redis-volatile: no AOF/noeviction check */
         unsigned claim_timeout_ms;      /* 0: the default (5 s) */
         unsigned lease_ttl_ms;          /* 0: the default (3 s) */
+        const char *advertise;          /* where peers reach this node; NULL: http://LISTEN */
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;
 
@@ -406,6 +408,15 @@ int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_jso
  * before the final record is written, so a reader that sees the run ended
  * has its whole log). A failed append is retried by the next call. */
 int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
+/* Makes the data catalog the cluster's (Redis's catalogue; missing
+ * objects fetched from the peers that hold them). */
+void daemon_cluster_data_attach(Daemon *d);
+/* Records that this node holds content hash (after a put). */
+void daemon_cluster_object_held(Daemon *d, const char *hash);
+/* 1 when authorization is "Bearer <cluster.secret>" (compared in constant
+ * time), 0 when not, -ENOENT when this node has no cluster or no secret
+ * (its internal routes do not exist). */
+int daemon_cluster_secret_ok(Daemon *d, const char *authorization);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 
@@ -467,6 +478,7 @@ typedef enum RouteAccess {
         ROUTE_PUBLIC,   /* no token (/healthz) */
         ROUTE_METRICS,  /* public when server.metrics_public, else an admin token */
         ROUTE_LAMBDA,   /* as ROUTE_USER, answering errors as AWS Lambda does */
+        ROUTE_CLUSTER,  /* another node: "Bearer <cluster.secret>", never a tenant token (docs/cluster.md) */
 } RouteAccess;
 
 typedef struct DaemonRoute {
@@ -528,7 +540,7 @@ struct json_t *daemon_time_json(usec_t t);
 /* ---- runs and validation (daemon-runs-api.c) ---------------------------- */
 
 /* cluster mode (daemon-cluster.c) */
-DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain;
+DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain, daemon_api_cluster_object;
 DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
         daemon_api_run_cancel, daemon_api_run_logs, daemon_api_validate;
 /* Lowers *l to what the config grants call's tenant (absent fields become

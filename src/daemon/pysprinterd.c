@@ -36,6 +36,7 @@ static void usage(FILE *f) {
                 "  --node-id ID           this node's name in the cluster (default HOSTNAME-PID)\n"
                 "  --claim-timeout TIME   reclaim a dead node's runs after this (default 5s)\n"
                 "  --redis-volatile       accept a Redis without AOF or with eviction (may lose runs)\n"
+                "  --advertise URL        where the other nodes reach this one (default http://LISTEN)\n"
                 "  --verbose              log every request\n"
                 "  --version, --help\n");
 }
@@ -244,7 +245,7 @@ static int check_config(const char *path) {
 
 int main(int argc, char **argv) {
         enum { ARG_LISTEN = 0x100, ARG_CONFIG, ARG_DATA_DIR, ARG_NO_AUTH, ARG_SANDBOX, ARG_DRAIN, ARG_VERSION, ARG_VERBOSE,
-               ARG_CHECK_CONFIG, ARG_REDIS, ARG_ROLE, ARG_NODE_ID, ARG_CLAIM_TIMEOUT, ARG_REDIS_VOLATILE };
+               ARG_CHECK_CONFIG, ARG_REDIS, ARG_ROLE, ARG_NODE_ID, ARG_CLAIM_TIMEOUT, ARG_REDIS_VOLATILE, ARG_ADVERTISE };
         static const struct option options[] = {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "config", required_argument, NULL, ARG_CONFIG },
@@ -259,6 +260,7 @@ int main(int argc, char **argv) {
                 { "node-id", required_argument, NULL, ARG_NODE_ID },
                 { "claim-timeout", required_argument, NULL, ARG_CLAIM_TIMEOUT },
                 { "redis-volatile", no_argument, NULL, ARG_REDIS_VOLATILE },
+                { "advertise", required_argument, NULL, ARG_ADVERTISE },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -340,6 +342,13 @@ int main(int argc, char **argv) {
                 case ARG_REDIS_VOLATILE:
                         cluster.volatile_ok = true;
                         break;
+                case ARG_ADVERTISE:
+                        if (!startswith(optarg, "http://") && !startswith(optarg, "https://")) {
+                                log_error("--advertise takes the URL other nodes reach this one at (http://HOST:PORT)");
+                                return EXIT_USAGE;
+                        }
+                        cluster.advertise = optarg;
+                        break;
                 case ARG_CHECK_CONFIG:
                         return check_config(optarg);
                 case ARG_VERSION:
@@ -357,8 +366,9 @@ int main(int argc, char **argv) {
                 log_error("unexpected argument '%s'", argv[optind]);
                 return EXIT_USAGE;
         }
-        if (!cluster.url && (role_given || cluster.node_id || cluster.volatile_ok || cluster.claim_timeout_ms)) {
-                log_error("--role, --node-id, --claim-timeout and --redis-volatile need --redis URL");
+        if (!cluster.url &&
+            (role_given || cluster.node_id || cluster.volatile_ok || cluster.claim_timeout_ms || cluster.advertise)) {
+                log_error("--role, --node-id, --claim-timeout, --advertise and --redis-volatile need --redis URL");
                 return EXIT_USAGE;
         }
 

@@ -166,3 +166,130 @@ def test_functions_deployed_through_one_gateway_are_everyones(nodes, redis):
     assert st == 404 and b["error"]["code"] == "not_found"
     st, _ = g1.call("POST", "/v1/functions/greet/invoke", {})
     assert st == 404
+
+
+SECRET = "cluster-secret-0123456789"
+
+
+@pytest.fixture
+def cnodes(tmp_path, redis):
+    """Nodes that share a cluster.secret (the internal routes need it)."""
+    started = []
+    mode = sandbox_mode(tmp_path)
+
+    def start(name, role, slots=2):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra=f"""
+            server:
+              max_concurrent_runs: {slots}
+              max_concurrent_per_tenant: {slots}
+            cluster:
+              secret: {SECRET}
+            """, args=["--redis", redis.url, "--role", role, "--node-id", name, "--drain-timeout", "10"])
+        d.start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop(timeout=30)
+
+
+READ = """
+from pysprinter import data_path
+import hashlib
+def read(name: str):
+    b = open(data_path(name), "rb").read()
+    return [len(b), hashlib.sha256(b).hexdigest()]
+"""
+
+
+def test_dataset_put_on_one_node_is_read_by_a_run_on_another(cnodes, redis):
+    import hashlib
+    g1 = cnodes("g1", "gateway")
+    w2 = cnodes("w2", "worker")
+    blob = bytes(range(256)) * 4096 + b"tail"
+    st, b = g1.call("PUT", "/v1/data/blob?filename=blob.bin", raw=blob,
+                    headers={"Content-Type": "application/octet-stream"})
+    assert st == 201 and b["version"] == 1, b
+    content_hash = b["hash"]
+    # The catalogue is shared; the object stays on g1 until asked for.
+    st, lst = w2.call("GET", "/v1/data")
+    assert st == 200 and [d["name"] for d in lst["datasets"]] == ["blob"], lst
+    assert redis.cli("SMEMBERS", f"ps:obj:{content_hash}") == "g1"
+    assert not (w2.home / "data" / "objects" / content_hash).exists()
+
+    st, r = g1.run(READ, function="read", args=["blob"], data=["blob"])
+    assert st == 200 and r["status"] == "succeeded", r
+    assert node_of(redis, r["id"]) == "w2"
+    assert r["result"] == [len(blob), hashlib.sha256(blob).hexdigest()]
+    # w2 fetched it from g1, verified, and now holds it too.
+    assert (w2.home / "data" / "objects" / content_hash).is_dir()
+    assert set(redis.cli("SMEMBERS", f"ps:obj:{content_hash}").split()) == {"g1", "w2"}
+
+    # A second version through w2's API is g1's current version too.
+    st, b = w2.call("PUT", "/v1/data/blob?filename=blob.bin", raw=b"v2",
+                    headers={"Content-Type": "application/octet-stream"})
+    assert st == 201 and b["version"] == 2, b
+    st, v = g1.call("GET", "/v1/data/blob")
+    assert st == 200 and [x["version"] for x in v["versions"]] == [1, 2] and v["current_version"] == 2, v
+    st, body = g1.call("GET", "/v1/data/blob/content")
+    assert st == 200 and body == "v2"
+
+
+def test_internal_object_route_needs_the_cluster_secret(cnodes, redis):
+    g1 = cnodes("g1", "gateway")
+    st, b = g1.call("PUT", "/v1/data/x?filename=x.txt", raw=b"hello",
+                    headers={"Content-Type": "application/octet-stream"})
+    assert st == 201, b
+    path = f"/internal/v1/objects/{b['hash']}"
+    # No token, a tenant's token, the admin's token: refused.
+    for token in (None, "alice", "admin", "wrong-secret-0123456789"):
+        st, _, _ = g1.request("GET", path, token=token)
+        assert st == 401, (token, st)
+    st, _, raw = g1.request("GET", path, token=SECRET)
+    assert st == 200 and raw.startswith(b"PSOBJ1 ") and raw.endswith(b"hello"), raw
+    st, _, _ = g1.request("GET", "/internal/v1/objects/" + "0" * 64, token=SECRET)
+    assert st == 404
+    st, _, _ = g1.request("GET", "/internal/v1/objects/..%2f..%2fetc", token=SECRET)
+    assert st in (400, 404)
+
+
+def test_an_object_that_does_not_match_its_hash_is_refused(cnodes, redis, tmp_path):
+    """A peer that answers with other bytes than the hash names: the run
+    fails saying so, and nothing is stored."""
+    import http.server
+    import threading
+    g1 = cnodes("g1", "gateway")
+    w2 = cnodes("w2", "worker")
+    st, b = g1.call("PUT", "/v1/data/blob?filename=blob.bin", raw=b"the real bytes",
+                    headers={"Content-Type": "application/octet-stream"})
+    assert st == 201
+    h = b["hash"]
+    st, _, good = g1.request("GET", f"/internal/v1/objects/{h}", token=SECRET)
+    assert st == 200
+    forged = good.replace(b"the real bytes", b"the fake bytes")
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(forged)))
+            self.end_headers()
+            self.wfile.write(forged)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        # The only holder is a (forged) node serving other bytes.
+        g1.stop()
+        redis.cli("SET", "ps:node:evil", json.dumps({"advertise": f"http://127.0.0.1:{srv.server_port}"}))
+        redis.cli("DEL", f"ps:obj:{h}")
+        redis.cli("SADD", f"ps:obj:{h}", "evil")
+        st, r = w2.run(READ, function="read", args=["blob"], data=["blob"])
+        assert st == 200 and r["status"] != "succeeded", r
+        assert "do not match" in json.dumps(r), r
+        assert not (w2.home / "data" / "objects" / h).exists()
+    finally:
+        srv.shutdown()
