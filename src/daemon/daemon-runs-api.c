@@ -406,6 +406,11 @@ static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) 
                     cluster_log_drain(s->rd, &s->out, true, &end) >= 0)
                         end = true;
                 if (end) {
+                        /* The end marker comes just before the final
+                         * record: wait (briefly, bounded) for the record so
+                         * the end event carries the result. */
+                        for (int i = 0; i < 500 && !record_ended(s->d, s->tenant, s->id); i++)
+                                usleep(10 * 1000);
                         json_t *j = NULL;
                         if (run_lookup_json(s->d, s->tenant, s->id, &j) >= 0) {
                                 sse_end(&s->out, j);
