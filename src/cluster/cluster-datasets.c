@@ -384,11 +384,31 @@ int cluster_object_held(RunQueue *q, const char *hash) {
         return 0;
 }
 
-int cluster_object_holders(RunQueue *q, const char *hash, char ***ret_urls) {
-        ClusterQueue *c = cq(q);
+/* The advertised URL in node's lease, or NULL (no lease: the node is down). */
+static char *advertised(ClusterQueue *c, const char *node) {
+        Args g = { 0 };
+        args_add(&g, "GET");
+        args_addf(&g, CLUSTER_PREFIX "node:%s", node);
+        int k = 0;
+        redisReply *lease = run(c, &g, &k);
+        char *url = NULL;
+        if (lease && lease->type == REDIS_REPLY_STRING) {
+                json_t *j = json_loads(lease->str, 0, NULL);
+                const char *u = json_string_value(json_object_get(j, "advertise"));
+                if (u && *u)
+                        url = xstrdup(u);
+                json_decref(j);
+        }
+        if (lease)
+                freeReplyObject(lease);
+        return url;
+}
+
+/* The advertised URLs of the other nodes in the set key. */
+static int urls_of_set(ClusterQueue *c, const char *key, char ***ret_urls) {
         Args a = { 0 };
         args_add(&a, "SMEMBERS");
-        args_addf(&a, CLUSTER_PREFIX "obj:%s", hash);
+        args_add(&a, key);
         int k = 0;
         redisReply *rep = run(c, &a, &k);
         if (!rep)
@@ -398,23 +418,55 @@ int cluster_object_holders(RunQueue *q, const char *hash, char ***ret_urls) {
                 const char *node = rep->element[i]->str;
                 if (!node || streq(node, c->node_id))
                         continue;
-                /* The node's lease says where it serves (--advertise);
-                 * a node without a lease is down: not asked. */
-                Args g = { 0 };
-                args_add(&g, "GET");
-                args_addf(&g, CLUSTER_PREFIX "node:%s", node);
-                redisReply *lease = run(c, &g, &k);
-                if (lease && lease->type == REDIS_REPLY_STRING) {
-                        json_t *j = json_loads(lease->str, 0, NULL);
-                        const char *url = json_string_value(json_object_get(j, "advertise"));
-                        if (url && *url)
-                                urls = strv_append(urls, url);
-                        json_decref(j);
-                }
-                if (lease)
-                        freeReplyObject(lease);
+                char *u = advertised(c, node);
+                if (u)
+                        urls = strv_append(urls, u);
+                free(u);
         }
         freeReplyObject(rep);
         *ret_urls = urls;
+        return 0;
+}
+
+int cluster_object_holders(RunQueue *q, const char *hash, char ***ret_urls) {
+        _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "obj:%s", hash);
+        return urls_of_set(cq(q), key, ret_urls);
+}
+
+int cluster_peer_urls(RunQueue *q, char ***ret_urls) {
+        return urls_of_set(cq(q), CLUSTER_PREFIX "nodes", ret_urls);
+}
+
+int cluster_lock_get(RunQueue *q, const char *key, char **ret_json) {
+        ClusterQueue *c = cq(q);
+        Args a = { 0 };
+        args_add(&a, "GET");
+        args_addf(&a, CLUSTER_PREFIX "lock:%s", key);
+        int k = 0;
+        redisReply *rep = run(c, &a, &k);
+        if (!rep)
+                return k;
+        k = -ENOENT;
+        if (rep->type == REDIS_REPLY_STRING) {
+                *ret_json = xstrdup(rep->str);
+                k = 0;
+        }
+        freeReplyObject(rep);
+        return k;
+}
+
+int cluster_lock_put(RunQueue *q, const char *key, const char *json) {
+        ClusterQueue *c = cq(q);
+        Args a = { 0 };
+        args_add(&a, "SET");
+        args_addf(&a, CLUSTER_PREFIX "lock:%s", key);
+        args_add(&a, json);
+        args_add(&a, "EX");
+        args_add(&a, "2592000");
+        int k = 0;
+        redisReply *rep = run(c, &a, &k);
+        if (!rep)
+                return k;
+        freeReplyObject(rep);
         return 0;
 }

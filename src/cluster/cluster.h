@@ -122,3 +122,11 @@ int cluster_object_held(RunQueue *q, const char *hash);
 /* The advertised URLs of the other live nodes that hold hash (strv, may be
  * NULL when none). */
 int cluster_object_holders(RunQueue *q, const char *hash, char ***ret_urls);
+
+/* ---- packages (cluster-datasets.c) ---------------------------------------
+ * lock:<env key> holds the lock a node resolved for an environment key
+ * (30 days), so the other nodes install the same files without the index. */
+int cluster_lock_get(RunQueue *q, const char *key, char **ret_json);
+int cluster_lock_put(RunQueue *q, const char *key, const char *json);
+/* The advertised URLs of every other live node (strv, NULL when none). */
+int cluster_peer_urls(RunQueue *q, char ***ret_urls);

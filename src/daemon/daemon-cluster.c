@@ -3,6 +3,8 @@
  * them, every node keeps its lease, and run records are read from Redis so
  * any gateway shows every run. Single-node mode never enters this file. */
 #include <assert.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
@@ -10,12 +12,15 @@
 #include "cluster.h"
 #include "daemon.h"
 #include "data.h"
+#include "engine.h"
+#include "pkg.h"
 
 struct DaemonCluster {
         DaemonClusterOptions opt;
         RunQueue *queue;        /* also d->queue */
         pthread_t lease_thread, claim_thread, log_thread;
         pthread_mutex_t ship_lock; /* one log shipper at a time: entries stay in order */
+        PkgPeers peers;            /* the engine asks the other nodes for wheels and locks */
         bool draining;          /* asked to drain: no more claims (guarded by d->lock) */
         bool claims_stopped;    /* the claim loop saw it: what the lease reports as "draining" */
 };
@@ -193,6 +198,62 @@ static void *log_thread(void *p) {
         return NULL;
 }
 
+/* ---- packages across nodes (pkg.h PkgPeers) ---------------------------------- */
+
+static char *secret_copy(Daemon *d) {
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        char *s = d->cfg.cluster_secret ? xstrdup(d->cfg.cluster_secret) : NULL;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return s;
+}
+
+/* A wheel at most this big is taken from a peer (the index's cap is the
+ * download's own). */
+#define PEER_WHEEL_MAX (2ULL << 30)
+
+static int wheel_from_peers(void *userdata, const char *sha256, const char *dest, char **ret_error) {
+        Daemon *d = userdata;
+        _cleanup_free_ char *secret = secret_copy(d);
+        if (!secret)
+                return -ENOENT;
+        char **urls = NULL;
+        int k = cluster_peer_urls(d->cluster->queue, &urls);
+        if (k < 0)
+                return k;
+        k = -ENOENT;
+        for (char **u = urls; u && *u && k < 0; u++) {
+                _cleanup_free_ char *url = xasprintf("%s%s/internal/v1/wheels/%s", *u, endswith(*u, "/") ? "" : "",
+                                                     sha256);
+                if (endswith(*u, "/")) {
+                        free(url);
+                        url = xasprintf("%sinternal/v1/wheels/%s", *u, sha256);
+                }
+                _cleanup_free_ char *err = NULL;
+                (void) unlink(dest);
+                k = data_peer_download(url, secret, dest, PEER_WHEEL_MAX, 60 * 1000, &err);
+                if (k >= 0)
+                        log_info("cluster: wheel %.12s from %s", sha256, *u);
+                else if (k != -ENOENT)
+                        log_warn("cluster: wheel %.12s from %s: %s", sha256, *u, err ? err : strerror(-k));
+        }
+        if (k < 0)
+                (void) unlink(dest);
+        strv_free(urls);
+        return k;
+}
+
+static int lock_get(void *userdata, const char *key, char **ret_json) {
+        Daemon *d = userdata;
+        return cluster_lock_get(d->cluster->queue, key, ret_json);
+}
+
+static void lock_put(void *userdata, const char *key, const char *json) {
+        Daemon *d = userdata;
+        int k = cluster_lock_put(d->cluster->queue, key, json);
+        if (k < 0)
+                log_warn("cluster: cannot share the lock of environment %.12s: %s", key, strerror(-k));
+}
+
 const char *daemon_cluster_role_to_string(DaemonClusterRole role) {
         return role == CLUSTER_ROLE_GATEWAY ? "gateway" : role == CLUSTER_ROLE_WORKER ? "worker" : "all";
 }
@@ -237,6 +298,8 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         c->queue = q;
         pthread_mutex_init(&c->ship_lock, NULL);
         d->cluster = c;
+        c->peers = (PkgPeers) { .wheel = wheel_from_peers, .lock_get = lock_get, .lock_put = lock_put, .userdata = d };
+        engine_set_peers(d->engine, &c->peers);
         run_queue_free(d->queue);
         d->queue = q;
         function_store_free(d->functions);
@@ -402,6 +465,32 @@ struct MHD_Response *daemon_api_cluster_object(const DaemonCall *call, unsigned 
                                                                       object_free);
         if (!resp) {
                 data_object_reader_free(r);
+                return NULL;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+        *ret_status = 200;
+        return resp;
+}
+
+/* GET /internal/v1/wheels/SHA256 (another node, with the cluster's
+ * secret): a wheel this node downloaded, kept for its peers; the asking
+ * node checks it against its lock's sha256. */
+struct MHD_Response *daemon_api_cluster_wheel(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        const char *sha = call->seg[3];
+        _cleanup_free_ char *path = pkg_store_kept_wheel(d->data_dir, sha);
+        if (!path)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "'%s' is not a sha256", sha);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return daemon_call_error(call, 404, "not_found", ret_status, "this node does not hold wheel %s", sha);
+        }
+        struct MHD_Response *resp = MHD_create_response_from_fd((size_t) st.st_size, fd);
+        if (!resp) {
+                close(fd);
                 return NULL;
         }
         MHD_add_response_header(resp, "Content-Type", "application/octet-stream");

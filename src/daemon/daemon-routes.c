@@ -73,6 +73,7 @@ static const DaemonRoute routes[] = {
 
         /* Between the nodes of a cluster (docs/cluster.md "Internal routes"). */
         { ROUTE_GET, "/internal/v1/objects/*", daemon_api_cluster_object, ROUTE_CLUSTER },
+        { ROUTE_GET, "/internal/v1/wheels/*", daemon_api_cluster_wheel, ROUTE_CLUSTER },
 
         /* The AWS Lambda API (docs/api.md "Lambda"): AWS error bodies. */
         { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },

@@ -540,7 +540,7 @@ struct json_t *daemon_time_json(usec_t t);
 /* ---- runs and validation (daemon-runs-api.c) ---------------------------- */
 
 /* cluster mode (daemon-cluster.c) */
-DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain, daemon_api_cluster_object;
+DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain, daemon_api_cluster_object, daemon_api_cluster_wheel;
 DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
         daemon_api_run_cancel, daemon_api_run_logs, daemon_api_validate;
 /* Lowers *l to what the config grants call's tenant (absent fields become

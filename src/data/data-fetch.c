@@ -328,6 +328,11 @@ int data_fetch(const DataCatalog *c, const char *url, const char *path, const ch
 
 int data_fetch_peer(const DataCatalog *c, const char *url, const char *bearer, const char *path, uint64_t max,
                     char **ret_error) {
+        return data_peer_download(url, bearer, path, max, c->cfg.url_timeout_ms, ret_error);
+}
+
+int data_peer_download(const char *url, const char *bearer, const char *path, uint64_t max, uint64_t timeout_ms,
+                       char **ret_error) {
         pthread_once(&curl_once, curl_init_once);
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
@@ -348,8 +353,7 @@ int data_fetch_peer(const DataCatalog *c, const char *url, const char *bearer, c
         curl_easy_setopt(h, CURLOPT_PROXY, "");
         curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-                         (long) (c->cfg.url_timeout_ms ? c->cfg.url_timeout_ms : DATA_DEFAULT_URL_TIMEOUT_MS));
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) (timeout_ms ? timeout_ms : DATA_DEFAULT_URL_TIMEOUT_MS));
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(h, CURLOPT_USERAGENT, "pysprinter-peer/1");

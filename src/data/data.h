@@ -162,5 +162,11 @@ DataObjectReader *data_object_reader_free(DataObjectReader *r);
 int data_object_fetch(DataCatalog *c, const char *base_url, const char *secret, const char *hash, char **ret_error);
 /* The catalogue's record of (tenant, name). -ENOENT. */
 int data_dataset_get(DataCatalog *c, const char *tenant, const char *name, DatasetRecord **ret);
+/* One GET to a cluster's peer (its internal routes): url into the new file
+ * path with "Authorization: Bearer bearer", at most max bytes, no
+ * redirects, no address policy (the operator configured the peers).
+ * -ENOENT on 404, -EACCES on 401/403, -EFBIG past max, -EIO otherwise. */
+int data_peer_download(const char *url, const char *bearer, const char *path, uint64_t max, uint64_t timeout_ms,
+                       char **ret_error);
 /* True when c holds hash. */
 bool data_object_present(DataCatalog *c, const char *hash);

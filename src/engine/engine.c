@@ -96,6 +96,11 @@ static void *prewarm_main(void *userdata) {
         return NULL;
 }
 
+void engine_set_peers(Engine *e, const PkgPeers *peers) {
+        assert(e);
+        e->peers = peers;
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)

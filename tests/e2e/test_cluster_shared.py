@@ -2,12 +2,13 @@
 node holds is seen through every gateway. A real redis-server with AOF on
 (test_cluster's fixtures), 2-3 pysprinterd nodes on loopback."""
 import json
+import textwrap
 import time
 
 import pytest
 
 from daemonlib import TOKENS, Daemon, sandbox_mode
-from test_cluster import nodes, node_of, pytestmark, redis  # noqa: F401 (fixtures)
+from test_cluster import nodes, node_of, pytestmark, redis, wait_until  # noqa: F401 (fixtures)
 
 # stdout and stderr interleaved, a burst of many short lines (batched into
 # few Redis entries), a line longer than one entry (64 KiB), non-ASCII,
@@ -177,14 +178,14 @@ def cnodes(tmp_path, redis):
     started = []
     mode = sandbox_mode(tmp_path)
 
-    def start(name, role, slots=2):
-        d = Daemon(tmp_path / name, sandbox=mode, config_extra=f"""
+    def start(name, role, slots=2, extra=""):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra=textwrap.dedent(f"""
             server:
               max_concurrent_runs: {slots}
               max_concurrent_per_tenant: {slots}
             cluster:
               secret: {SECRET}
-            """, args=["--redis", redis.url, "--role", role, "--node-id", name, "--drain-timeout", "10"])
+            """) + extra, args=["--redis", redis.url, "--role", role, "--node-id", name, "--drain-timeout", "10"])
         d.start()
         started.append(d)
         return d
@@ -293,3 +294,45 @@ def test_an_object_that_does_not_match_its_hash_is_refused(cnodes, redis, tmp_pa
         assert not (w2.home / "data" / "objects" / h).exists()
     finally:
         srv.shutdown()
+
+
+def test_a_node_fills_its_package_store_from_a_peer_when_the_index_is_down(cnodes, redis, tmp_path):
+    import pkgindex
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    whl = pkgindex.build_wheel(wheels, "peerpkg", "1.0", files={"peerpkg/__init__.py": "VALUE = 41\n"})
+    sha = pkgindex.sha256_file(whl)
+    index = pkgindex.Index()
+    index.add(whl)
+    index.start()
+    extra = f"index:\n  url: {index.url}\n"
+    src = ("@requirements({'peerpkg': '==1.0'})\n"
+           "def f():\n    import peerpkg\n    return peerpkg.VALUE + 1\n")
+    try:
+        g1 = cnodes("g1", "gateway", extra=extra)
+        w1 = cnodes("w1", "worker", extra=extra)
+        st, r = g1.run(src)
+        assert st == 200 and r["status"] == "succeeded" and r["result"] == 42, r
+        assert node_of(redis, r["id"]) == "w1"
+        assert any("peerpkg" in p for p in index.requests), index.requests
+    finally:
+        index.stop()
+    # The index is gone. w1 stops claiming (it keeps serving its wheels);
+    # a new node w2 runs the same requirements.
+    st, _ = g1.call("POST", "/v1/cluster/nodes/w1/drain", token="admin")
+    assert st == 202
+    wait_until(lambda: next((n for n in g1.call("GET", "/v1/cluster")[1]["nodes"] if n["id"] == "w1"),
+                            {}).get("draining"), 10, "w1 to stop claiming")
+    w2 = cnodes("w2", "worker", extra=extra)
+    assert not (w2.home / "cache" / "wheels" / f"{sha}.whl").exists()
+    st, r = g1.run(src)
+    assert st == 200 and r["status"] == "succeeded" and r["result"] == 42, r
+    assert node_of(redis, r["id"]) == "w2"
+    # w2's store was filled from w1 (verified against the lock's sha256),
+    # and w2 now serves the wheel in turn.
+    assert (w2.home / "cache" / "wheels" / f"{sha}.whl").exists()
+    assert f"wheel {sha[:12]} from http://127.0.0.1:{w1.port}" in w2.log.read_text()
+    st, _, body = w2.request("GET", f"/internal/v1/wheels/{sha}", token=SECRET)
+    assert st == 200 and body == whl.read_bytes()
+    st, _, _ = w2.request("GET", f"/internal/v1/wheels/{sha}", token="alice")
+    assert st == 401
