@@ -288,25 +288,33 @@ int data_object_fetch(DataCatalog *c, const char *base_url, const char *secret, 
         if (data_object_present(c, hash))
                 return 0;
         _cleanup_free_ char *staged = data_staging_dir(c), *file = xasprintf("%s.wire", staged);
-        _cleanup_free_ char *url = xasprintf("%s%s/internal/v1/objects/%s", base_url,
-                                             endswith(base_url, "/") ? "" : "", hash);
-        if (endswith(base_url, "/")) {
-                free(url);
-                url = xasprintf("%sinternal/v1/objects/%s", base_url, hash);
-        }
+        _cleanup_free_ char *url = endswith(base_url, "/") ? xasprintf("%sinternal/v1/objects/%s", base_url, hash)
+                                                           : xasprintf("%s/internal/v1/objects/%s", base_url, hash);
         int k = data_fetch_peer(c, url, secret, file, c->cfg.max_dataset_bytes + LISTING_MAX + 64, ret_error);
-        if (k >= 0) {
-                k = unpack(file, staged, hash, ret_error);
-                /* Belt and braces: the tree as stored hashes as asked. */
-                char *hex = NULL;
-                uint64_t size, files;
-                if (k >= 0 && (tree_hash(staged, &hex, &size, &files) < 0 || !streq(hex, hash))) {
-                        *ret_error = xstrdup("the stored copy does not hash as the listing did");
-                        k = -EBADMSG;
-                }
-                free(hex);
-        }
+        if (k >= 0)
+                k = data_object_import(c, hash, file, ret_error);
         (void) unlink(file);
+        return k;
+}
+
+int data_object_import(DataCatalog *c, const char *hash, const char *file, char **ret_error) {
+        assert(c && file && ret_error);
+        if (!hash_valid(hash)) {
+                *ret_error = xasprintf("'%s' is not a content hash", hash ?: "");
+                return -EINVAL;
+        }
+        if (data_object_present(c, hash))
+                return 0;
+        _cleanup_free_ char *staged = data_staging_dir(c);
+        int k = unpack(file, staged, hash, ret_error);
+        /* Belt and braces: the tree as stored hashes as asked. */
+        char *hex = NULL;
+        uint64_t size, files;
+        if (k >= 0 && (tree_hash(staged, &hex, &size, &files) < 0 || !streq(hex, hash))) {
+                *ret_error = xstrdup("the stored copy does not hash as the listing did");
+                k = -EBADMSG;
+        }
+        free(hex);
         if (k >= 0)
                 k = tree_set_readonly(staged, true);
         if (k >= 0) {

@@ -160,6 +160,10 @@ DataObjectReader *data_object_reader_free(DataObjectReader *r);
  * objects/. -EBADMSG when the peer sent something else; -EIO when it could
  * not be fetched. */
 int data_object_fetch(DataCatalog *c, const char *base_url, const char *secret, const char *hash, char **ret_error);
+/* The checking half of data_object_fetch: stores the wire form in file as
+ * object hash, or -EBADMSG (with *ret_error) when any byte, size or path
+ * disagrees with hash; nothing is left behind on failure. */
+int data_object_import(DataCatalog *c, const char *hash, const char *file, char **ret_error);
 /* The catalogue's record of (tenant, name). -ENOENT. */
 int data_dataset_get(DataCatalog *c, const char *tenant, const char *name, DatasetRecord **ret);
 /* One GET to a cluster's peer (its internal routes): url into the new file
