@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "cluster.h"
 #include "daemon.h"
 
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status) {
@@ -397,6 +398,154 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
         return sse_response(resp);
 }
 
+/* ---- logs in a cluster: the run's Redis stream, whichever node ran it ---- */
+
+/* Appends entries to out as SSE events (follow) or as plain text; returns
+ * whether the end marker was among them. */
+static bool cluster_log_render(Buf *out, const ClusterLogEntry *v, size_t n, bool sse) {
+        for (size_t i = 0; i < n; i++)
+                switch (v[i].kind) {
+                case CLUSTER_LOG_END:
+                        return true;
+                case CLUSTER_LOG_PHASE:
+                        if (sse)
+                                buf_printf(out, "event: phase\ndata: {\"phase\":\"%s\"}\n\n", v[i].data);
+                        break;
+                case CLUSTER_LOG_STDOUT:
+                case CLUSTER_LOG_STDERR:
+                        if (sse)
+                                sse_output(out, (int) v[i].kind, v[i].data, v[i].len);
+                        else
+                                (void) buf_append(out, v[i].data, v[i].len);
+                        break;
+                default:
+                        break;
+                }
+        return false;
+}
+
+/* Everything the log holds now, without waiting; true when its end
+ * marker was read. */
+static int cluster_log_drain(ClusterLogReader *rd, Buf *out, bool sse, bool *ret_end) {
+        *ret_end = false;
+        for (;;) {
+                ClusterLogEntry *v = NULL;
+                size_t n = 0;
+                int k = cluster_log_read(rd, 0, &v, &n);
+                if (k < 0)
+                        return k;
+                bool end = cluster_log_render(out, v, n, sse);
+                cluster_log_entries_free(v, n);
+                if (end)
+                        *ret_end = true;
+                if (end || n == 0)
+                        return 0;
+        }
+}
+
+typedef struct ClusterSse {
+        Daemon *d;
+        char *tenant, *id;
+        ClusterLogReader *rd;
+        Buf out;
+        size_t out_off;
+        bool ended;
+} ClusterSse;
+
+static void cluster_sse_free(void *cls) {
+        ClusterSse *s = cls;
+        cluster_log_reader_free(s->rd);
+        buf_free(&s->out);
+        free(s->tenant);
+        free(s->id);
+        free(s);
+}
+
+static bool record_ended(Daemon *d, const char *tenant, const char *id) {
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        return daemon_run_record_get(d, tenant, id, &rec) >= 0 && !streq(rec->status, "queued") &&
+               !streq(rec->status, "running");
+}
+
+/* Waits (XREAD BLOCK on the reader's own connection) for the next entries;
+ * the end marker, or a record that ended without one (cancelled while
+ * queued, lost), closes the stream with the run's record. */
+static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        ClusterSse *s = cls;
+        while (s->out_off >= s->out.len) {
+                buf_reset(&s->out);
+                s->out_off = 0;
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                ClusterLogEntry *v = NULL;
+                size_t n = 0;
+                int k = cluster_log_read(s->rd, 1000, &v, &n);
+                if (k < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                bool end = cluster_log_render(&s->out, v, n, true);
+                cluster_log_entries_free(v, n);
+                /* The record ends after its log is complete: what is
+                 * there now is all of it. */
+                if (!end && n == 0 && record_ended(s->d, s->tenant, s->id) &&
+                    cluster_log_drain(s->rd, &s->out, true, &end) >= 0)
+                        end = true;
+                if (end) {
+                        /* The end marker comes just before the final
+                         * record: wait (briefly, bounded) for the record so
+                         * the end event carries the result. */
+                        for (int i = 0; i < 500 && !record_ended(s->d, s->tenant, s->id); i++)
+                                usleep(10 * 1000);
+                        json_t *j = NULL;
+                        if (run_lookup_json(s->d, s->tenant, s->id, &j) >= 0) {
+                                sse_end(&s->out, j);
+                                json_decref(j);
+                        }
+                        s->ended = true;
+                } else if (s->out.len == 0)
+                        buf_appends(&s->out, ": keep-alive\n\n");
+        }
+        size_t n = MIN(max, s->out.len - s->out_off);
+        memcpy(buf, s->out.data + s->out_off, n);
+        s->out_off += n;
+        return (ssize_t) n;
+}
+
+static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord *rec, bool follow,
+                                        unsigned *ret_status) {
+        Daemon *d = call->d;
+        ClusterLogReader *rd = NULL;
+        int k = cluster_log_reader_new(d->queue, rec->id, &rd);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run log", ret_status);
+        if (follow) {
+                ClusterSse *s = xcalloc(1, sizeof(ClusterSse));
+                s->d = d;
+                s->tenant = xstrdup(call->tenant);
+                s->id = xstrdup(rec->id);
+                s->rd = rd;
+                buf_init(&s->out, SIZE_MAX);
+                struct MHD_Response *resp =
+                        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, cluster_sse_read, s, cluster_sse_free);
+                if (!resp) {
+                        cluster_sse_free(s);
+                        return NULL;
+                }
+                *ret_status = 200;
+                return sse_response(resp);
+        }
+        Buf b;
+        buf_init(&b, 256U << 20);
+        bool end;
+        k = cluster_log_drain(rd, &b, false, &end);
+        cluster_log_reader_free(rd);
+        if (k < 0) {
+                buf_free(&b);
+                return daemon_call_errno(call, k, "run log", ret_status);
+        }
+        size_t n = b.len;
+        return daemon_text_response(200, "text/plain; charset=utf-8", buf_steal(&b), n, ret_status);
+}
+
 struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
@@ -405,6 +554,9 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
         int k = daemon_run_record_get(d, call->tenant, call->seg[2], &rec);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
+        /* In a cluster any node may have run it: its log is in Redis. */
+        if (d->cluster)
+                return cluster_log(call, rec, follow, ret_status);
         if (daemon_run_find(d, call->tenant, rec->id, &r) >= 0)
                 return live_log(call, r, follow, ret_status);
 

@@ -103,6 +103,11 @@ static void engine_tick(Engine *e, void *unused) {
         engine_pool_sweep(e);
 }
 
+void engine_set_peers(Engine *e, const PkgPeers *peers) {
+        assert(e);
+        e->peers = peers;
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)

@@ -76,6 +76,35 @@ static int store_install(const char *data_dir, const char *wheel, const PkgLockE
         return 0;
 }
 
+char *pkg_store_kept_wheel(const char *data_dir, const char *sha256) {
+        if (!sha256_hex_is_valid(sha256))
+                return NULL;
+        return xasprintf("%s/cache/wheels/%s.whl", data_dir, sha256);
+}
+
+/* Fetches d's wheel from the peers into d->dest, verified against the
+ * lock's sha256 (a mismatch is removed: the index is asked then). */
+static int wheel_from_peers(const PkgPeers *p, const PkgDownload *d, PkgProgressFn progress, void *userdata) {
+        _cleanup_free_ char *tmp = xasprintf("%s.peer", d->dest), *err = NULL;
+        (void) unlink(tmp);
+        int r = p->wheel(p->userdata, d->sha256, tmp, &err);
+        if (r >= 0) {
+                char hex[SHA256_HEX_SIZE];
+                r = sha256_file_hex(tmp, hex);
+                if (r >= 0 && !streq(hex, d->sha256))
+                        r = -EBADMSG;
+        }
+        if (r >= 0 && rename(tmp, d->dest) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        if (progress)
+                progress("peer", d->what, 1, 1, userdata);
+        return 0;
+}
+
 int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
                           PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
                           char ***ret_dirs, char **ret_error) {
@@ -128,6 +157,15 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                         continue; /* fetched earlier for its metadata */
                 dl[n_dl++] = (PkgDownload) { .url = e->url, .dest = wheel_paths[i], .sha256 = e->sha256, .what = e->filename };
         }
+        /* A cluster's peers first: a node that has the wheel saves the
+         * index the trip (and a node works while the index is down). */
+        if (cfg && cfg->peers && cfg->peers->wheel) {
+                size_t kept = 0;
+                for (size_t i = 0; i < n_dl; i++)
+                        if (wheel_from_peers(cfg->peers, &dl[i], progress, userdata) < 0)
+                                dl[kept++] = dl[i];
+                n_dl = kept;
+        }
         PkgHttpOptions o = { .timeout_ms = cfg ? cfg->timeout_ms : PKG_DEFAULT_TIMEOUT_MS,
                              .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES };
         r = pkg_http_download_many(dl, n_dl, &o, progress, userdata, ret_error);
@@ -177,7 +215,8 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                 }
                 if (r < 0)
                         return r;
-                if (cached[i])
+                /* In a cluster the wheel stays: peers may ask for it. */
+                if (cached[i] && !(cfg && cfg->peers))
                         (void) unlink(wheel_paths[i]);
                 done++;
         }
