@@ -443,17 +443,34 @@ static int cluster_log_drain(ClusterLogReader *rd, Buf *out, bool sse, bool *ret
         }
 }
 
+/* A follower of a run's Redis log. It never blocks its MHD thread: each
+ * look is a non-blocking XREAD on the reader's own connection, and with
+ * nothing new the connection is parked (daemon_wait_park) for
+ * CLUSTER_SSE_POLL_MS, the running node's flush period, on a key of its own
+ * (no local event tells of a remote run's output). */
+#define CLUSTER_SSE_POLL_MS 50
+/* How long an end marker waits for the run's final record (written just
+ * after it), so the end event carries the result. */
+#define CLUSTER_SSE_END_WAIT_S 5
+/* A comment after this long without output keeps proxies from timing out. */
+#define CLUSTER_SSE_KEEPALIVE_S 5
+
 typedef struct ClusterSse {
         Daemon *d;
+        struct MHD_Connection *conn;
+        DaemonWaiter w;
         char *tenant, *id;
         ClusterLogReader *rd;
         Buf out;
         size_t out_off;
+        usec_t end_deadline;    /* monotonic: the end marker was read; 0: not yet */
+        usec_t last_sent;       /* monotonic: when output or a keep-alive went last */
         bool ended;
 } ClusterSse;
 
 static void cluster_sse_free(void *cls) {
         ClusterSse *s = cls;
+        daemon_waiter_done(&s->w);
         cluster_log_reader_free(s->rd);
         buf_free(&s->out);
         free(s->tenant);
@@ -467,21 +484,17 @@ static bool record_ended(Daemon *d, const char *tenant, const char *id) {
                !streq(rec->status, "running");
 }
 
-/* Waits (XREAD BLOCK on the reader's own connection) for the next entries;
- * the end marker, or a record that ended without one (cancelled while
- * queued, lost), closes the stream with the run's record. */
-static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
-        ClusterSse *s = cls;
-        while (s->out_off >= s->out.len) {
-                buf_reset(&s->out);
-                s->out_off = 0;
-                if (s->ended)
-                        return MHD_CONTENT_READER_END_OF_STREAM;
+/* One look at the log: appends what is new to s->out; sets s->ended (with
+ * the end event) once the end marker and the final record are in, or the
+ * record ended without a marker (cancelled while queued, lost). 0, or a
+ * negative errno when Redis cannot be read. */
+static int cluster_sse_look(ClusterSse *s) {
+        if (s->end_deadline == 0) {
                 ClusterLogEntry *v = NULL;
                 size_t n = 0;
-                int k = cluster_log_read(s->rd, 1000, &v, &n);
+                int k = cluster_log_read(s->rd, 0, &v, &n);
                 if (k < 0)
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                        return k;
                 bool end = cluster_log_render(&s->out, v, n, true);
                 cluster_log_entries_free(v, n);
                 /* The record ends after its log is complete: what is
@@ -489,20 +502,50 @@ static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) 
                 if (!end && n == 0 && record_ended(s->d, s->tenant, s->id) &&
                     cluster_log_drain(s->rd, &s->out, true, &end) >= 0)
                         end = true;
-                if (end) {
-                        /* The end marker comes just before the final
-                         * record: wait (briefly, bounded) for the record so
-                         * the end event carries the result. */
-                        for (int i = 0; i < 500 && !record_ended(s->d, s->tenant, s->id); i++)
-                                usleep(10 * 1000);
-                        json_t *j = NULL;
-                        if (run_lookup_json(s->d, s->tenant, s->id, &j) >= 0) {
-                                sse_end(&s->out, j);
-                                json_decref(j);
-                        }
-                        s->ended = true;
-                } else if (s->out.len == 0)
+                if (end)
+                        s->end_deadline = now_monotonic() + CLUSTER_SSE_END_WAIT_S * USEC_PER_SEC;
+        }
+        if (s->end_deadline > 0 &&
+            (record_ended(s->d, s->tenant, s->id) || now_monotonic() >= s->end_deadline)) {
+                json_t *j = NULL;
+                if (run_lookup_json(s->d, s->tenant, s->id, &j) >= 0) {
+                        sse_end(&s->out, j);
+                        json_decref(j);
+                }
+                s->ended = true;
+        }
+        return 0;
+}
+
+static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        ClusterSse *s = cls;
+        while (s->out_off >= s->out.len) {
+                buf_reset(&s->out);
+                s->out_off = 0;
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                DaemonWake why = s->w.why;
+                s->w.why = DAEMON_WAKE_NONE;
+                if (why == DAEMON_WAKE_GONE)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (why == DAEMON_WAKE_DRAIN)
+                        return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
+                if (cluster_sse_look(s) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                usec_t now = now_monotonic();
+                if (s->out.len > 0) {
+                        s->last_sent = now;
+                        break;
+                }
+                if (now - s->last_sent >= CLUSTER_SSE_KEEPALIVE_S * USEC_PER_SEC) {
                         buf_appends(&s->out, ": keep-alive\n\n");
+                        s->last_sent = now;
+                        break;
+                }
+                /* Only the timer wakes it (its own key); the drain and a
+                 * hang-up too. A TIMEOUT answer means: look again. */
+                if (daemon_wait_park(&s->w, s->conn, s, daemon_wait_arm(), now + CLUSTER_SSE_POLL_MS * USEC_PER_MSEC))
+                        return 0; /* suspended; MHD calls again once resumed */
         }
         size_t n = MIN(max, s->out.len - s->out_off);
         memcpy(buf, s->out.data + s->out_off, n);
@@ -519,7 +562,10 @@ static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord 
                 return daemon_call_errno(call, k, "run log", ret_status);
         if (follow) {
                 ClusterSse *s = xcalloc(1, sizeof(ClusterSse));
+                daemon_waiter_init(&s->w);
                 s->d = d;
+                s->conn = call->conn;
+                s->last_sent = now_monotonic();
                 s->tenant = xstrdup(call->tenant);
                 s->id = xstrdup(rec->id);
                 s->rd = rd;

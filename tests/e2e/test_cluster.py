@@ -85,11 +85,13 @@ def nodes(tmp_path, redis):
     started = []
     mode = sandbox_mode(tmp_path)
 
-    def start(name, role, slots=2, extra=()):
+    def start(name, role, slots=2, extra=(), http_threads=None):
+        threads = f"http_threads: {http_threads}" if http_threads else ""
         d = Daemon(tmp_path / name, sandbox=mode, config_extra=f"""
             server:
               max_concurrent_runs: {slots}
               max_concurrent_per_tenant: {slots}
+              {threads}
             """, args=["--redis", redis.url, "--role", role, "--node-id", name,
                        "--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10", *extra])
         d.start()

@@ -124,6 +124,52 @@ def test_logs_of_a_run_cancelled_while_queued_end_the_follow(nodes, redis):
     assert st == 200 and text == ""
 
 
+LONG = """
+import time
+def f():
+    print("up", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_followers_of_a_remote_run_hold_no_http_thread(nodes, redis):
+    """A follower of a run's Redis log is parked between looks (it does not
+    block one of the gateway's 2 HTTP threads in XREAD): 8 of them leave the
+    gateway answering, and the run's end (a cancel) ends them all."""
+    import threading
+    from test_daemon_connections import waiting
+
+    g1 = nodes("g1", "gateway", http_threads=2)
+    nodes("w1", "worker")
+    st, b = g1.run(LONG, wait=False)
+    assert st == 202, b
+    rid = b["id"]
+    wait_until(lambda: "up" in g1.call("GET", f"/v1/runs/{rid}/logs")[1], 60, "the run's first line")
+    results = [None] * 8
+
+    def follow(i):
+        results[i] = sse(g1, f"/v1/runs/{rid}/logs?follow=1")
+
+    followers = [threading.Thread(target=follow, args=(i,), daemon=True) for i in range(8)]
+    for t in followers:
+        t.start()
+    wait_until(lambda: waiting(g1) >= 8, 30, "8 followers held without a thread")
+    for _ in range(10):
+        t0 = time.time()
+        st, rb = g1.call("GET", f"/v1/runs/{rid}")
+        assert st == 200 and rb["status"] == "running", rb
+        assert time.time() - t0 < 1.0, time.time() - t0
+    st, _ = g1.call("DELETE", f"/v1/runs/{rid}")
+    assert st in (200, 202), st
+    for t in followers:
+        t.join(30)
+        assert not t.is_alive()
+    for events in results:
+        assert ("stdout", "up\n") in [(d["stream"], d["text"]) for ev, d, _ in events if ev == "output"]
+        assert events[-1][0] == "end" and events[-1][1]["status"] == "cancelled", events[-1]
+    wait_until(lambda: waiting(g1) == 0, 30, "the followers gone")
+
+
 GREET = """
 def hello(name: str, n: int = 1):
     return {"hello": name, "n": n}
@@ -336,3 +382,17 @@ def test_a_node_fills_its_package_store_from_a_peer_when_the_index_is_down(cnode
     assert st == 200 and body == whl.read_bytes()
     st, _, _ = w2.request("GET", f"/internal/v1/wheels/{sha}", token="alice")
     assert st == 401
+
+
+def test_a_stack_is_refused_in_cluster_mode(nodes, redis):
+    """A stack is one SQLite transaction over functions, schedules and URLs;
+    in a cluster functions live in Redis, so POST /v1/stacks answers 501
+    and deploys nothing (docs/stack.md, docs/cluster.md)."""
+    g1 = nodes("g1", "gateway")
+    body = {"functions": [{"name": "greet", "filename": "greet.py",
+                           "source": textwrap.dedent(GREET).lstrip("\n"), "function": "hello"}]}
+    st, b = g1.call("POST", "/v1/stacks", body)
+    assert st == 501, (st, b)
+    assert "cluster" in b["error"]["message"], b
+    st, b = g1.call("GET", "/v1/functions")
+    assert st == 200 and not b["functions"], b
