@@ -396,3 +396,39 @@ def test_a_stack_is_refused_in_cluster_mode(nodes, redis):
     assert "cluster" in b["error"]["message"], b
     st, b = g1.call("GET", "/v1/functions")
     assert st == 200 and not b["functions"], b
+
+
+READ_TREE = """
+from pysprinter import data_path
+import os
+def read(name: str):
+    root = data_path(name)
+    return sorted((os.path.relpath(os.path.join(d, f), root), open(os.path.join(d, f)).read())
+                  for d, _, fs in os.walk(root) for f in fs)
+"""
+
+
+def test_a_directory_streamed_as_tar_is_in_the_shared_catalogue(cnodes, redis):
+    """A streamed upload (PUT with a tar body, the datastream path) lands in
+    the Redis catalogue: another gateway lists it, and a run on another node
+    fetches the object from the node that stored it."""
+    import io
+    import tarfile
+    g1 = cnodes("g1", "gateway")
+    w2 = cnodes("w2", "worker")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, text in (("a.txt", "alpha"), ("sub/b.txt", "beta")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(text)
+            t.addfile(ti, io.BytesIO(text.encode()))
+    st, b = g1.call("PUT", "/v1/data/tree", raw=buf.getvalue(), headers={"Content-Type": "application/x-tar"})
+    assert st == 201 and b["version"] == 1 and b["files"] == 2, b
+    assert redis.cli("HGET", "ps:ds:alice:tree", "kind") == "dir"
+    st, lst = w2.call("GET", "/v1/data")
+    assert st == 200 and [d["name"] for d in lst["datasets"]] == ["tree"], lst
+    assert redis.cli("SMEMBERS", f"ps:obj:{b['hash']}") == "g1"
+    st, r = g1.run(READ_TREE, function="read", args=["tree"], data=["tree"])
+    assert st == 200 and r["status"] == "succeeded", r
+    assert node_of(redis, r["id"]) == "w2"
+    assert r["result"] == [["a.txt", "alpha"], ["sub/b.txt", "beta"]]
