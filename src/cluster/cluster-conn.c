@@ -68,10 +68,14 @@ static int conn_connect(Conn *c) {
 }
 
 redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error) {
+        return conn_command_len(c, n, argv, NULL, ret_error);
+}
+
+redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const size_t *lens, int *ret_error) {
         assert(c && argv);
-        size_t *len = xmalloc(n * sizeof(size_t));
+        size_t *len = xmalloc(MAX(n, (size_t) 1) * sizeof(size_t));
         for (size_t i = 0; i < n; i++)
-                len[i] = strlen(argv[i]);
+                len[i] = lens ? lens[i] : strlen(argv[i]);
         redisReply *rep = NULL;
         int k = 0;
         for (int attempt = 0; attempt < 2 && !rep; attempt++) {
@@ -91,8 +95,17 @@ redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_er
 }
 
 void args_add(Args *a, const char *s) {
+        args_addb(a, s, strlen(s));
+}
+
+void args_addb(Args *a, const char *s, size_t len) {
         a->v = xrealloc(a->v, (a->n + 2) * sizeof(char *));
-        a->v[a->n++] = xstrdup(s);
+        a->len = xrealloc(a->len, (a->n + 1) * sizeof(size_t));
+        char *copy = xmalloc(len + 1);
+        memcpy(copy, s, len);
+        copy[len] = 0;
+        a->len[a->n] = len;
+        a->v[a->n++] = copy;
         a->v[a->n] = NULL;
 }
 
@@ -104,6 +117,8 @@ void args_addf(Args *a, const char *fmt, ...) {
                 abort();
         va_end(ap);
         a->v = xrealloc(a->v, (a->n + 2) * sizeof(char *));
+        a->len = xrealloc(a->len, (a->n + 1) * sizeof(size_t));
+        a->len[a->n] = strlen(s);
         a->v[a->n++] = s;
         a->v[a->n] = NULL;
 }
@@ -112,5 +127,6 @@ void args_done(Args *a) {
         for (size_t i = 0; i < a->n; i++)
                 free(a->v[i]);
         free(a->v);
+        free(a->len);
         *a = (Args) { 0 };
 }

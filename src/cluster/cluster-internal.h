@@ -28,12 +28,39 @@ void conn_done(Conn *c);
  * NULL with *ret_error (-ECONNREFUSED, -EIO) when Redis cannot be reached;
  * a Redis error reply is returned as the reply (REDIS_REPLY_ERROR). */
 redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error);
+/* The same with each argument's length (NULL: strlen of each). */
+redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const size_t *lens, int *ret_error);
 
 /* A growable argument vector. */
 typedef struct Args {
         char **v;
+        size_t *len;    /* each argument's length: an argument may hold NUL bytes (log output) */
         size_t n;
 } Args;
 void args_add(Args *a, const char *s);
+/* Adds len bytes of s (binary-safe). */
+void args_addb(Args *a, const char *s, size_t len);
 void args_addf(Args *a, const char *fmt, ...) _printf_(2, 3);
 void args_done(Args *a);
+
+/* The Redis run queue's state (cluster-redis.c); cluster-logs.c uses its
+ * connection and options too. */
+typedef struct ClusterQueue {
+        RunQueue base;
+        char *node_id;
+        char *url;            /* for the events connection (cluster_events_listen) and log readers */
+        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s, affinity_delay_ms, warm_ms;
+        char *k_own;          /* runs:<node>: this node's own stream (placement) */
+        pthread_mutex_t lock; /* guards conn */
+        Conn conn;
+        Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
+} ClusterQueue;
+
+static inline ClusterQueue *cq(RunQueue *q) {
+        assert(q);
+        return (ClusterQueue *) q;
+}
+
+/* A command on conn (the shared one is locked). NULL with *ret_error on I/O
+ * errors; an error reply becomes NULL with -EIO (-ENOENT for NOGROUP), logged. */
+redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error);

@@ -7,27 +7,11 @@
 #include "cluster-internal.h"
 #include "cluster-scripts.h"
 
-typedef struct ClusterQueue {
-        RunQueue base;
-        char *node_id;
-        char *url;            /* for the events connection (cluster_events_listen) */
-        unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s, affinity_delay_ms, warm_ms;
-        char *k_own;          /* runs:<node>: this node's own stream (placement) */
-        pthread_mutex_t lock; /* guards conn */
-        Conn conn;
-        Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
-} ClusterQueue;
-
 #define K_STREAM CLUSTER_PREFIX "runs"
 #define K_DEAD CLUSTER_PREFIX "dead"
 #define K_STALE CLUSTER_PREFIX "stale"
 #define K_NODES CLUSTER_PREFIX "nodes"
 #define K_TENANTS CLUSTER_PREFIX "tenants"
-
-static ClusterQueue *cq(RunQueue *q) {
-        assert(q);
-        return (ClusterQueue *) q;
-}
 
 static void reply_freep(redisReply **r) {
         if (*r)
@@ -39,14 +23,12 @@ static void args_donep(Args *a) {
 }
 #define _cleanup_args_ _cleanup_(args_donep)
 
-/* A command on the shared connection. NULL with *ret_error on I/O errors;
- * an error reply becomes NULL with -EIO too (and is logged once). */
-static redisReply *cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
+redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
         bool shared = conn == &c->conn;
         if (shared)
                 pthread_mutex_lock(&c->lock);
         int k = 0;
-        redisReply *r = conn_command(conn, a->n, (const char *const *) a->v, &k);
+        redisReply *r = conn_command_len(conn, a->n, (const char *const *) a->v, a->len, &k);
         if (shared)
                 pthread_mutex_unlock(&c->lock);
         if (!r) {
@@ -140,7 +122,7 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         /* Whose waiter hears the end (finish.lua publishes on its channel). */
         add_field(&a, "gateway", c->node_id);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_STRING)
@@ -163,7 +145,7 @@ static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         args_addf(&a, "%" PRIu64, (uint64_t) started);
         args_add(&a, c->node_id);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_INTEGER)
@@ -203,7 +185,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
                 add_field_u(&a, "started", r->started);
         add_field_u(&a, "finished", r->finished ? r->finished : now_realtime());
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_INTEGER)
@@ -224,7 +206,7 @@ static int cancel(RunQueue *q, const char *id, const char *message, bool running
         args_add(&a, CLUSTER_PREFIX);
         args_add(&a, running_too ? "1" : "0");
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_INTEGER || rep->integer == 0)
@@ -311,7 +293,7 @@ static char *config_get(ClusterQueue *c, const char *name) {
         args_add(&a, "GET");
         args_add(&a, name);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || rep->element[1]->type != REDIS_REPLY_STRING)
                 return NULL;
         return xstrdup(rep->element[1]->str);
@@ -348,7 +330,7 @@ static int pending_read(ClusterQueue *c, Conn *conn, const char *id, PendingRun 
         for (size_t i = 0; i < ELEMENTSOF(f); i++)
                 args_add(&a, f[i]);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, conn, &a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != ELEMENTSOF(f))
@@ -386,7 +368,7 @@ static void ack_entry(ClusterQueue *c, Conn *conn, const char *stream, const cha
                         args_add(&a, CLUSTER_GROUP);
                 args_add(&a, eid);
                 int k = 0;
-                redisReply *r = cmd(c, conn, &a, &k);
+                redisReply *r = cluster_cmd(c, conn, &a, &k);
                 if (r)
                         freeReplyObject(r);
         }
@@ -419,7 +401,7 @@ static void requeue(ClusterQueue *c, const char *stream, const char *eid, const 
         args_add(&a, eid);
         args_add(&a, id);
         int k = 0;
-        redisReply *r = cmd(c, &c->claim_conn, &a, &k);
+        redisReply *r = cluster_cmd(c, &c->claim_conn, &a, &k);
         if (r)
                 freeReplyObject(r);
 }
@@ -440,7 +422,7 @@ static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         args_addf(&a, "%u", c->affinity_delay_ms);
         args_addf(&a, "%" PRIu64, now_ms());
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->claim_conn, &a, &k);
         if (!rep)
                 return k;
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
@@ -483,7 +465,7 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
                 args_add(&a, K_STREAM);
                 args_add(&a, ">");
                 args_add(&a, ">");
-                _cleanup_reply_ redisReply *rep = cmd(c, &c->claim_conn, &a, &k);
+                _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->claim_conn, &a, &k);
                 if (!rep && k == -ENOENT) {
                         /* a Redis that lost its data */
                         (void) ensure_group(c, &c->claim_conn, K_STREAM);
@@ -537,7 +519,7 @@ int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draini
         args_add(&a, CLUSTER_PREFIX);
         args_add(&a, "500");
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         if (ret_draining)
@@ -606,7 +588,7 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
         args_add(&a, "HGETALL");
         args_addf(&a, CLUSTER_PREFIX "run:%s", id);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         RunRecord *r = record_from_hash(rep);
@@ -629,7 +611,7 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
         args_add(&a, "0");
         args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         RunRecord **v = NULL;
@@ -643,7 +625,7 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
                         args_add(&z, "ZREM");
                         args_addf(&z, CLUSTER_PREFIX "idx:%s", tenant);
                         args_add(&z, rep->element[i]->str);
-                        redisReply *zr = cmd(c, &c->conn, &z, &k);
+                        redisReply *zr = cluster_cmd(c, &c->conn, &z, &k);
                         if (zr)
                                 freeReplyObject(zr);
                         continue;
@@ -666,7 +648,7 @@ static long long int_of(ClusterQueue *c, const char *c0, const char *c1, const c
         args_add(&a, c1);
         if (c2)
                 args_add(&a, c2);
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, ret_error);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, ret_error);
         if (!rep)
                 return -1;
         if (rep->type == REDIS_REPLY_INTEGER)
@@ -685,7 +667,7 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
         _cleanup_args_ Args a = { 0 };
         args_add(&a, "SMEMBERS");
         args_add(&a, K_NODES);
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
         json_t *nodes = json_array();
@@ -696,7 +678,7 @@ int cluster_status_json(RunQueue *q, char **ret_json) {
                 _cleanup_args_ Args g = { 0 };
                 args_add(&g, "GET");
                 args_add(&g, key);
-                _cleanup_reply_ redisReply *val = cmd(c, &c->conn, &g, &k);
+                _cleanup_reply_ redisReply *val = cluster_cmd(c, &c->conn, &g, &k);
                 long long pttl = int_of(c, "PTTL", key, NULL, &k);
                 _cleanup_free_ char *dkey = xasprintf(CLUSTER_PREFIX "drain:%s", id);
                 long long draining = int_of(c, "EXISTS", dkey, NULL, &k);
@@ -743,7 +725,7 @@ int cluster_drain(RunQueue *q, const char *node_id) {
         args_add(&a, "SET");
         args_addf(&a, CLUSTER_PREFIX "drain:%s", node_id);
         args_add(&a, "1");
-        _cleanup_reply_ redisReply *rep = cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         return rep ? 0 : k;
 }
 

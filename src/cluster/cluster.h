@@ -6,7 +6,8 @@
  * idem:<tenant>:<key> (idempotency), idx:<tenant> (zset of ids by
  * created), node:<id> (the lease: TTL'd, value = the node's JSON status),
  * nodes (set of node ids ever seen), dead (dead-letter stream),
- * drain:<id> (set: stop claiming), stale (counter of dropped results).
+ * drain:<id> (set: stop claiming), stale (counter of dropped results),
+ * log:<id> (a run's log stream, cluster-logs.c).
  * Every state change is one Lua script (cluster-scripts.h), so a crash of a
  * node or of Redis between two steps loses nothing.
  *
@@ -88,3 +89,67 @@ typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, void *user
  * own) forever, calling fn for each message, and RESYNC after each
  * (re)subscription. Never returns: run it on its own thread. */
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata);
+/* ---- run logs (cluster-logs.c) -------------------------------------------
+ * A run's output lives in the stream ps:log:<id> (MAXLEN ~ CLUSTER_LOG_MAX_ENTRIES,
+ * EXPIRE like the ended record), written in batches by the node that runs
+ * it, read by any gateway. */
+#define CLUSTER_LOG_MAX_ENTRIES 20000
+/* Bytes of output per entry at most (a longer piece is split). */
+#define CLUSTER_LOG_ENTRY_BYTES (64 * 1024)
+
+typedef enum ClusterLogKind {
+        CLUSTER_LOG_PHASE = 0,  /* data: the phase's name */
+        CLUSTER_LOG_STDOUT = 1,
+        CLUSTER_LOG_STDERR = 2,
+        CLUSTER_LOG_END = 3,    /* the last entry of the run's log */
+} ClusterLogKind;
+
+typedef struct ClusterLogEntry {
+        ClusterLogKind kind;
+        char *data;     /* owned; NUL-terminated, may hold NULs within len */
+        size_t len;
+} ClusterLogEntry;
+
+void cluster_log_entries_free(ClusterLogEntry *v, size_t n);
+
+/* Appends v (in order), and the end marker when end, to run id's log in one
+ * round trip, and renews the log's expiry. -EIO/-ECONNREFUSED. */
+int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, size_t n, bool end);
+
+/* A reader of one run's log on its own connection (a follower's XREAD
+ * BLOCK must not hold the shared one). */
+typedef struct ClusterLogReader ClusterLogReader;
+int cluster_log_reader_new(RunQueue *q, const char *id, ClusterLogReader **ret);
+ClusterLogReader *cluster_log_reader_free(ClusterLogReader *r);
+/* The entries after those read so far, up to 512, waiting up to block_ms
+ * for one (0: do not wait). *ret_n 0: none yet. */
+int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **ret, size_t *ret_n);
+
+/* ---- deployed functions (cluster-functions.c) ----------------------------
+ * The Redis FunctionStore (store.h): fn:<tenant>:<name> (hash: next, the
+ * last version number; meta:<v>, the version's record as JSON; src:<v>,
+ * its source) and fns:<tenant> (set of names). A deploy is one script, so
+ * two gateways deploying at once get distinct versions. Uses q's
+ * connection: q must outlive it. */
+FunctionStore *cluster_function_store_new(RunQueue *q);
+
+/* ---- datasets (cluster-datasets.c) ---------------------------------------
+ * The Redis DatasetStore (store.h): ds:<tenant>:<name> (hash: kind, source,
+ * etag, last_modified, checked, created, current, v:<n> = "HASH SIZE FILES
+ * CREATED"), dss:<tenant> (set of names), dsrefs (hash: content hash ->
+ * versions referencing it). Objects stay on the node that stored them:
+ * obj:<hash> is the set of nodes holding the content. q must outlive it. */
+DatasetStore *cluster_dataset_store_new(RunQueue *q);
+/* Records that this node holds the content hash. */
+int cluster_object_held(RunQueue *q, const char *hash);
+/* The advertised URLs of the other live nodes that hold hash (strv, may be
+ * NULL when none). */
+int cluster_object_holders(RunQueue *q, const char *hash, char ***ret_urls);
+
+/* ---- packages (cluster-datasets.c) ---------------------------------------
+ * lock:<env key> holds the lock a node resolved for an environment key
+ * (30 days), so the other nodes install the same files without the index. */
+int cluster_lock_get(RunQueue *q, const char *key, char **ret_json);
+int cluster_lock_put(RunQueue *q, const char *key, const char *json);
+/* The advertised URLs of every other live node (strv, NULL when none). */
+int cluster_peer_urls(RunQueue *q, char ***ret_urls);

@@ -3,15 +3,24 @@
  * them, every node keeps its lease, and run records are read from Redis so
  * any gateway shows every run. Single-node mode never enters this file. */
 #include <assert.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include "cluster.h"
 #include "daemon.h"
+#include "data.h"
+#include "engine.h"
+#include "pkg.h"
 
 struct DaemonCluster {
         DaemonClusterOptions opt;
         RunQueue *queue;        /* also d->queue */
-        pthread_t lease_thread, claim_thread, events_thread;
+        pthread_t lease_thread, claim_thread, events_thread, log_thread;
+        pthread_mutex_t ship_lock; /* one log shipper at a time: entries stay in order */
+        PkgPeers peers;            /* the engine asks the other nodes for wheels and locks */
         bool draining;          /* asked to drain: no more claims (guarded by d->lock) */
         bool claims_stopped;    /* the claim loop saw it: what the lease reports as "draining" */
 };
@@ -22,9 +31,10 @@ static char *node_status_json(Daemon *d) {
         unsigned busy = d->cluster_claimed, slots = d->cfg.max_concurrent_runs;
         bool stopped = c->claims_stopped;
         pthread_mutex_unlock(&d->lock);
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:b}", "role", daemon_cluster_role_to_string(c->opt.role),
-                              "listen", d->cfg.listen ? d->cfg.listen : "", "slots", (int) slots, "busy", (int) busy,
-                              "free", (int) (busy < slots ? slots - busy : 0), "draining", stopped);
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b}", "role", daemon_cluster_role_to_string(c->opt.role),
+                              "listen", d->cfg.listen ? d->cfg.listen : "", "advertise", c->opt.advertise, "slots",
+                              (int) slots, "busy", (int) busy, "free", (int) (busy < slots ? slots - busy : 0),
+                              "draining", stopped);
         char *s = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         return s;
@@ -118,6 +128,161 @@ static void *events_thread(void *p) {
         return NULL;
 }
 
+/* len bytes of p, NUL-terminated (output may hold NULs: not strndup). */
+static char *memdup0(const char *p, size_t len) {
+        char *s = xmalloc(len + 1);
+        memcpy(s, p, len);
+        s[len] = 0;
+        return s;
+}
+
+/* Copies r's log since what was shipped into *v (d->lock held), moving the
+ * shipped mark; output is split into entries of at most
+ * CLUSTER_LOG_ENTRY_BYTES. The last chunk may still grow: its offset is
+ * kept. */
+static void log_collect_new(DRun *r, ClusterLogEntry **v, size_t *n) {
+        while (r->log_sent_chunk < r->n_chunks) {
+                const LogChunk *ch = &r->chunks[r->log_sent_chunk];
+                if (ch->stream == 0) {
+                        *v = xrealloc(*v, (*n + 1) * sizeof(ClusterLogEntry));
+                        (*v)[(*n)++] = (ClusterLogEntry) { .kind = CLUSTER_LOG_PHASE, .data = xstrdup(ch->phase),
+                                                           .len = strlen(ch->phase) };
+                        r->log_sent_chunk++;
+                        r->log_sent_off = 0;
+                        continue;
+                }
+                while (r->log_sent_off < ch->len) {
+                        size_t m = MIN(ch->len - r->log_sent_off, (size_t) CLUSTER_LOG_ENTRY_BYTES);
+                        *v = xrealloc(*v, (*n + 1) * sizeof(ClusterLogEntry));
+                        (*v)[(*n)++] = (ClusterLogEntry) {
+                                .kind = ch->stream == 2 ? CLUSTER_LOG_STDERR : CLUSTER_LOG_STDOUT,
+                                .data = memdup0(r->log.data + ch->offset + r->log_sent_off, m),
+                                .len = m,
+                        };
+                        r->log_sent_off += m;
+                }
+                if (r->log_sent_chunk + 1 == r->n_chunks)
+                        break;
+                r->log_sent_chunk++;
+                r->log_sent_off = 0;
+        }
+}
+
+static bool log_has_new(const DRun *r) {
+        if (r->log_sent_chunk >= r->n_chunks)
+                return false;
+        const LogChunk *ch = &r->chunks[r->log_sent_chunk];
+        return r->log_sent_chunk + 1 < r->n_chunks || ch->stream == 0 || r->log_sent_off < ch->len;
+}
+
+int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
+        DaemonCluster *c = d->cluster;
+        assert(c && r && r->claimed);
+        pthread_mutex_lock(&c->ship_lock);
+        ClusterLogEntry *v = NULL;
+        size_t n = 0;
+        pthread_mutex_lock(&d->lock);
+        size_t chunk0 = r->log_sent_chunk, off0 = r->log_sent_off;
+        log_collect_new(r, &v, &n);
+        pthread_mutex_unlock(&d->lock);
+        int k = n > 0 || end ? cluster_log_append(c->queue, r->id, v, n, end) : 0;
+        if (k < 0) {
+                /* Not in Redis: the next call sends it again. */
+                pthread_mutex_lock(&d->lock);
+                r->log_sent_chunk = chunk0;
+                r->log_sent_off = off0;
+                pthread_mutex_unlock(&d->lock);
+        }
+        pthread_mutex_unlock(&c->ship_lock);
+        cluster_log_entries_free(v, n);
+        return k;
+}
+
+/* Ships the claimed runs' new output every LOG_FLUSH_MS: one round trip per
+ * run with news per flush, however many lines it printed (a run printing
+ * 100,000 lines a second costs 20 script calls a second, not 100,000). */
+#define LOG_FLUSH_MS 50
+static void *log_thread(void *p) {
+        Daemon *d = p;
+        for (;;) {
+                usleep(LOG_FLUSH_MS * 1000);
+                DRun **v = NULL;
+                size_t n = 0;
+                pthread_mutex_lock(&d->lock);
+                for (DRun *r = d->runs; r; r = r->next)
+                        if (r->claimed && !r->done && log_has_new(r)) {
+                                r->refs++;
+                                v = xrealloc(v, (n + 1) * sizeof(DRun *));
+                                v[n++] = r;
+                        }
+                pthread_mutex_unlock(&d->lock);
+                for (size_t i = 0; i < n; i++) {
+                        int k = daemon_cluster_log_ship(d, v[i], false);
+                        if (k < 0)
+                                log_warn("cluster: run %s: cannot send its log to Redis: %s", v[i]->id, strerror(-k));
+                        drun_unref(d, v[i]);
+                }
+                free(v);
+        }
+        return NULL;
+}
+
+/* ---- packages across nodes (pkg.h PkgPeers) ---------------------------------- */
+
+static char *secret_copy(Daemon *d) {
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        char *s = d->cfg.cluster_secret ? xstrdup(d->cfg.cluster_secret) : NULL;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return s;
+}
+
+/* A wheel at most this big is taken from a peer (the index's cap is the
+ * download's own). */
+#define PEER_WHEEL_MAX (2ULL << 30)
+
+static int wheel_from_peers(void *userdata, const char *sha256, const char *dest, char **ret_error) {
+        Daemon *d = userdata;
+        _cleanup_free_ char *secret = secret_copy(d);
+        if (!secret)
+                return -ENOENT;
+        char **urls = NULL;
+        int k = cluster_peer_urls(d->cluster->queue, &urls);
+        if (k < 0)
+                return k;
+        k = -ENOENT;
+        for (char **u = urls; u && *u && k < 0; u++) {
+                _cleanup_free_ char *url = xasprintf("%s%s/internal/v1/wheels/%s", *u, endswith(*u, "/") ? "" : "",
+                                                     sha256);
+                if (endswith(*u, "/")) {
+                        free(url);
+                        url = xasprintf("%sinternal/v1/wheels/%s", *u, sha256);
+                }
+                _cleanup_free_ char *err = NULL;
+                (void) unlink(dest);
+                k = data_peer_download(url, secret, dest, PEER_WHEEL_MAX, 60 * 1000, &err);
+                if (k >= 0)
+                        log_info("cluster: wheel %.12s from %s", sha256, *u);
+                else if (k != -ENOENT)
+                        log_warn("cluster: wheel %.12s from %s: %s", sha256, *u, err ? err : strerror(-k));
+        }
+        if (k < 0)
+                (void) unlink(dest);
+        strv_free(urls);
+        return k;
+}
+
+static int lock_get(void *userdata, const char *key, char **ret_json) {
+        Daemon *d = userdata;
+        return cluster_lock_get(d->cluster->queue, key, ret_json);
+}
+
+static void lock_put(void *userdata, const char *key, const char *json) {
+        Daemon *d = userdata;
+        int k = cluster_lock_put(d->cluster->queue, key, json);
+        if (k < 0)
+                log_warn("cluster: cannot share the lock of environment %.12s: %s", key, strerror(-k));
+}
+
 const char *daemon_cluster_role_to_string(DaemonClusterRole role) {
         return role == CLUSTER_ROLE_GATEWAY ? "gateway" : role == CLUSTER_ROLE_WORKER ? "worker" : "all";
 }
@@ -156,18 +321,27 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         c->opt = *o;
         c->opt.url = xstrdup(o->url);
         c->opt.node_id = xstrdup(o->node_id);
+        c->opt.advertise = o->advertise ? xstrdup(o->advertise)
+                                        : xasprintf("http://%s", d->cfg.listen ? d->cfg.listen : "127.0.0.1:8080");
         if (!c->opt.lease_ttl_ms)
                 c->opt.lease_ttl_ms = 3000;
         c->queue = q;
+        pthread_mutex_init(&c->ship_lock, NULL);
         d->cluster = c;
+        c->peers = (PkgPeers) { .wheel = wheel_from_peers, .lock_get = lock_get, .lock_put = lock_put, .userdata = d };
+        engine_set_peers(d->engine, &c->peers);
         run_queue_free(d->queue);
         d->queue = q;
+        function_store_free(d->functions);
+        d->functions = cluster_function_store_new(q);
 
         k = -pthread_create(&c->lease_thread, NULL, lease_thread, d);
         if (k == 0)
                 k = -pthread_create(&c->events_thread, NULL, events_thread, d);
         if (k == 0 && o->role != CLUSTER_ROLE_GATEWAY)
                 k = -pthread_create(&c->claim_thread, NULL, claim_thread, d);
+        if (k == 0 && o->role != CLUSTER_ROLE_GATEWAY)
+                k = -pthread_create(&c->log_thread, NULL, log_thread, d);
         if (k < 0) {
                 *ret_error = xasprintf("cannot start the cluster threads: %s", strerror(-k));
                 return k;
@@ -230,4 +404,133 @@ struct MHD_Response *daemon_api_cluster_drain(const DaemonCall *call, unsigned *
         if (k < 0)
                 return daemon_call_errno(call, k, "cluster", ret_status);
         return daemon_call_json(call, 202, json_pack("{s:s, s:b}", "node", node, "draining", 1), ret_status);
+}
+
+/* ---- data across nodes ------------------------------------------------------ */
+
+int daemon_cluster_secret_ok(Daemon *d, const char *authorization) {
+        if (!d->cluster)
+                return -ENOENT;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        const char *secret = d->cfg.cluster_secret;
+        int ok = -ENOENT;
+        if (secret) {
+                size_t n = strlen(secret);
+                ok = authorization && startswith(authorization, "Bearer ") &&
+                     strlen(authorization + 7) == n && CRYPTO_memcmp(authorization + 7, secret, n) == 0;
+        }
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return ok;
+}
+
+/* DataObjectSource: asks each live node that holds hash, in turn. */
+static int object_from_peers(DataCatalog *cat, const char *hash, void *userdata, char **ret_error) {
+        Daemon *d = userdata;
+        char **urls = NULL;
+        int k = cluster_object_holders(d->cluster->queue, hash, &urls);
+        if (k < 0) {
+                *ret_error = xasprintf("cannot ask Redis which node holds it: %s", strerror(-k));
+                return k;
+        }
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        _cleanup_free_ char *secret = d->cfg.cluster_secret ? xstrdup(d->cfg.cluster_secret) : NULL;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        Buf why;
+        buf_init(&why, 64 * 1024);
+        k = -ENOENT;
+        if (!secret)
+                buf_appends(&why, "this node has no cluster.secret to ask its peers with");
+        for (char **u = urls; secret && u && *u; u++) {
+                _cleanup_free_ char *err = NULL;
+                k = data_object_fetch(cat, *u, secret, hash, &err);
+                if (k >= 0) {
+                        log_info("cluster: fetched data object %.12s from %s", hash, *u);
+                        (void) cluster_object_held(d->cluster->queue, hash);
+                        break;
+                }
+                log_warn("cluster: data object %.12s from %s: %s", hash, *u, err ? err : strerror(-k));
+                buf_printf(&why, "%s%s: %s", why.len ? "; " : "", *u, err ? err : strerror(-k));
+        }
+        if (secret && !urls)
+                buf_appends(&why, "no live node holds it");
+        strv_free(urls);
+        if (k < 0)
+                *ret_error = buf_steal(&why);
+        else
+                buf_free(&why);
+        return k;
+}
+
+void daemon_cluster_data_attach(Daemon *d) {
+        assert(d->cluster && d->catalog);
+        data_catalog_set_shared(d->catalog, cluster_dataset_store_new(d->cluster->queue), object_from_peers, d);
+}
+
+void daemon_cluster_object_held(Daemon *d, const char *hash) {
+        if (!d->cluster || !hash)
+                return;
+        int k = cluster_object_held(d->cluster->queue, hash);
+        if (k < 0)
+                log_warn("cluster: cannot record data object %.12s as held here: %s", hash, strerror(-k));
+}
+
+static ssize_t object_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        ssize_t n = data_object_reader_read(cls, buf, max);
+        if (n == 0)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+static void object_free(void *cls) {
+        data_object_reader_free(cls);
+}
+
+/* GET /internal/v1/objects/HASH (another node, with the cluster's secret):
+ * the content in its wire form (data.h), which the asking node verifies. */
+struct MHD_Response *daemon_api_cluster_object(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        const char *hash = call->seg[3];
+        DataObjectReader *r = NULL;
+        int k = d->catalog ? data_object_reader_new(d->catalog, hash, &r) : -ENOENT;
+        if (k == -EINVAL)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "'%s' is not a content hash", hash);
+        if (k == -ENOENT)
+                return daemon_call_error(call, 404, "not_found", ret_status, "this node does not hold %s", hash);
+        if (k < 0)
+                return daemon_call_errno(call, k, "data object", ret_status);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, object_read, r,
+                                                                      object_free);
+        if (!resp) {
+                data_object_reader_free(r);
+                return NULL;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+        *ret_status = 200;
+        return resp;
+}
+
+/* GET /internal/v1/wheels/SHA256 (another node, with the cluster's
+ * secret): a wheel this node downloaded, kept for its peers; the asking
+ * node checks it against its lock's sha256. */
+struct MHD_Response *daemon_api_cluster_wheel(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        const char *sha = call->seg[3];
+        _cleanup_free_ char *path = pkg_store_kept_wheel(d->data_dir, sha);
+        if (!path)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "'%s' is not a sha256", sha);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return daemon_call_error(call, 404, "not_found", ret_status, "this node does not hold wheel %s", sha);
+        }
+        struct MHD_Response *resp = MHD_create_response_from_fd((size_t) st.st_size, fd);
+        if (!resp) {
+                close(fd);
+                return NULL;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+        *ret_status = 200;
+        return resp;
 }

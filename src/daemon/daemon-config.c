@@ -62,6 +62,7 @@ void daemon_config_done(DaemonConfig *cfg) {
         tokens_free(cfg->tokens, cfg->n_tokens);
         tenants_free(cfg->tenants, cfg->n_tenants);
         strv_free(cfg->data_url_allow);
+        free(cfg->cluster_secret);
         free(cfg->index_url);
         strv_free(cfg->extra_index_urls);
         strv_free(cfg->find_links);
@@ -317,6 +318,30 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
+/* cluster: {secret: S} — what the nodes of a cluster show each other on
+ * the internal routes; at least 16 characters. */
+static int parse_cluster(DaemonConfig *cfg, json_t *o, char **ret_error) {
+        const char *k;
+        json_t *v;
+        if (!json_is_object(o)) {
+                *ret_error = xstrdup("'cluster' must be a mapping");
+                return -EINVAL;
+        }
+        json_object_foreach(o, k, v) {
+                if (!streq(k, "secret")) {
+                        *ret_error = xasprintf("unknown key 'cluster.%s'", k);
+                        return -EINVAL;
+                }
+                if (!json_is_string(v) || strlen(json_string_value(v)) < 16 || strpbrk(json_string_value(v), " \r\n")) {
+                        *ret_error = xstrdup("'cluster.secret' must be a string of at least 16 characters without spaces");
+                        return -EINVAL;
+                }
+                free(cfg->cluster_secret);
+                cfg->cluster_secret = xstrdup(json_string_value(v));
+        }
+        return 0;
+}
+
 /* data: {max_bytes: N, url_allow: [CIDR…], max_output_bytes: N} */
 static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *k;
@@ -491,6 +516,8 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                         r = parse_tenants(cfg, v, &err);
                 else if (streq(k, "data"))
                         r = parse_data(cfg, v, &err);
+                else if (streq(k, "cluster"))
+                        r = parse_cluster(cfg, v, &err);
                 else if (streq(k, "server"))
                         r = parse_server(cfg, v, &err);
                 else if (streq(k, "retention") || streq(k, "disk"))

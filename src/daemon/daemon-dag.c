@@ -409,7 +409,10 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
          * behalf: only public addresses unless the operator opens more. */
         cfg.url_restrict = true;
         cfg.url_allow = d->cfg.data_url_allow;
-        return data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
+        int r = data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
+        if (r >= 0 && d->cluster)
+                daemon_cluster_data_attach(d);
+        return r;
 }
 
 int daemon_dags_resume(Daemon *d) {

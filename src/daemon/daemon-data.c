@@ -201,6 +201,8 @@ static struct MHD_Response *handle_put(const DaemonCall *call, const char *name,
         }
         if (r < 0)
                 return data_errno(r, name, err, ret_status);
+        /* In a cluster the content stays here: peers fetch it by hash. */
+        daemon_cluster_object_held(d, info->hash);
         json_t *j = info_json(info);
         bool is_new = info->is_new;
         json_object_set_new(j, "new_version", json_boolean(is_new));
@@ -265,7 +267,7 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *name,
                 dataset_version_list_free(vv, nv);
         }
         DatasetRecord *rec = NULL;
-        if (store_dataset_get(d->store, call->tenant, name, &rec) >= 0) {
+        if (data_dataset_get(d->catalog, call->tenant, name, &rec) >= 0) {
                 json_object_set_new(j, "current_version", json_integer(rec->current));
                 dataset_record_free(rec);
         }

@@ -325,7 +325,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         int mode = 0;
         FunctionRecord *f = NULL;
         if (!function_name_is_valid(name) || store_endpoint_get(d->store, tenant, name, &mode) < 0 ||
-            store_function_get(d->store, tenant, name, 0, &f) < 0)
+            function_store_get(d->functions, tenant, name, 0, &f) < 0)
                 return endpoint_error(404, "Not Found", id, ret_status);
         char addr[INET6_ADDRSTRLEN];
         client_address(call, addr);

@@ -194,7 +194,7 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         resp = daemon_function_prepare(call, &req, false, &f, ret_status);
         if (resp)
                 goto out;
-        k = store_function_put(d->store, f, &f->version);
+        k = function_store_put(d->functions, f, &f->version);
         if (k < 0) {
                 resp = daemon_call_errno(call, k, "function", ret_status);
                 goto out;
@@ -219,7 +219,7 @@ static struct MHD_Response *functions_list(const DaemonCall *call,
                                            const char *key, unsigned *ret_status) {
         FunctionRecord **v = NULL;
         size_t n = 0;
-        int k = store_function_list(call->d->store, call->tenant, &v, &n);
+        int k = function_store_list(call->d->functions, call->tenant, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "functions", ret_status);
         json_t *a = json_array();
@@ -246,7 +246,7 @@ static FunctionRecord *function_of_call(const DaemonCall *call, unsigned *ret_st
                 *ret_error = daemon_call_error(call, 400, "bad_request", ret_status,
                                                "query 'version' must be a positive integer");
         else {
-                int k = store_function_get(call->d->store, call->tenant, name, version, &f);
+                int k = function_store_get(call->d->functions, call->tenant, name, version, &f);
                 if (k < 0)
                         *ret_error = daemon_call_errno(call, k, "function", ret_status);
         }
@@ -261,7 +261,7 @@ struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *r
         json_t *j = function_json(call, f);
         int *vs = NULL;
         size_t n = 0;
-        if (store_function_versions(call->d->store, call->tenant, f->name, &vs, &n) >= 0) {
+        if (function_store_versions(call->d->functions, call->tenant, f->name, &vs, &n) >= 0) {
                 json_t *a = json_array();
                 for (size_t i = 0; i < n; i++)
                         json_array_append_new(a, json_integer(vs[i]));
@@ -278,7 +278,7 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
         const char *name = call->seg[2];
         if (!function_name_is_valid(name))
                 return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
-        int k = store_function_delete(call->d->store, call->tenant, name);
+        int k = function_store_delete(call->d->functions, call->tenant, name);
         if (k < 0)
                 return daemon_call_errno(call, k, "function", ret_status);
         (void) daemon_endpoint_set(call->d, call->tenant, name, ENDPOINT_NONE);
@@ -399,7 +399,7 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
         if (!function_name_is_valid(call->seg[2]))
                 k = -ENOENT;
         else
-                k = store_function_get(call->d->store, call->tenant, call->seg[2], req.version, &f);
+                k = function_store_get(call->d->functions, call->tenant, call->seg[2], req.version, &f);
         if (k < 0) {
                 run_request_done(&req);
                 return daemon_call_errno(call, k, "function", ret_status);
@@ -439,7 +439,7 @@ static FunctionRecord *lambda_function(const DaemonCall *call, unsigned *ret_sta
                                                name, q);
                 return NULL;
         }
-        int k = store_function_get(call->d->store, call->tenant, name, version, &f);
+        int k = function_store_get(call->d->functions, call->tenant, name, version, &f);
         if (k == -ENOENT)
                 *ret_error = daemon_call_error(call, 404, "not_found", ret_status,
                                                "Function not found: arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT

@@ -122,6 +122,9 @@ static void *gc_main(void *userdata) {
                 RetentionConfig rc;
                 pthread_rwlock_rdlock(&d->cfg_lock);
                 retention_config_copy(&rc, &d->cfg.retention);
+                /* A cluster's catalogue is in Redis: this store's missing
+                 * references say nothing about an object's use. */
+                rc.keep_data_objects = d->cluster != NULL;
                 pthread_rwlock_unlock(&d->cfg_lock);
                 usec_t now = now_monotonic();
                 /* First collection one interval after start; a reload

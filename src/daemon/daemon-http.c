@@ -317,6 +317,18 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 if (c->call.role != TOKEN_ROLE_ADMIN)
                         return queue_error(c, 403, "forbidden", NULL, "%s needs an admin token", url);
                 break;
+        case ROUTE_CLUSTER:
+                /* Another node: the cluster's secret, never a tenant token. */
+                switch (daemon_cluster_secret_ok(c->d, MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
+                                                                                   "Authorization"))) {
+                case 1:
+                        break;
+                case 0:
+                        return queue_error(c, 401, "unauthorized", NULL, "%s needs the cluster's secret", url);
+                default:
+                        return queue_error(c, 404, "not_found", NULL, "no such endpoint: %s", url);
+                }
+                break;
         case ROUTE_USER:
         case ROUTE_LAMBDA:
         default:

@@ -76,6 +76,10 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/v1/dags/*/graph", daemon_ui_dag_graph_handle, ROUTE_USER },
         { ROUTE_GET, "/v1/dags/*/events", daemon_ui_dag_events_handle, ROUTE_USER },
 
+        /* Between the nodes of a cluster (docs/cluster.md "Internal routes"). */
+        { ROUTE_GET, "/internal/v1/objects/*", daemon_api_cluster_object, ROUTE_CLUSTER },
+        { ROUTE_GET, "/internal/v1/wheels/*", daemon_api_cluster_wheel, ROUTE_CLUSTER },
+
         /* The AWS Lambda API (docs/api.md "Lambda"): AWS error bodies. */
         { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*", daemon_api_lambda_get, ROUTE_LAMBDA },

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "cluster.h"
 #include "daemon.h"
 
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status) {
@@ -383,6 +384,194 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
         return daemon_sse_response(resp);
 }
 
+/* ---- logs in a cluster: the run's Redis stream, whichever node ran it ---- */
+
+/* Appends entries to out as SSE events (follow) or as plain text; returns
+ * whether the end marker was among them. */
+static bool cluster_log_render(Buf *out, const ClusterLogEntry *v, size_t n, bool sse) {
+        for (size_t i = 0; i < n; i++)
+                switch (v[i].kind) {
+                case CLUSTER_LOG_END:
+                        return true;
+                case CLUSTER_LOG_PHASE:
+                        if (sse)
+                                buf_printf(out, "event: phase\ndata: {\"phase\":\"%s\"}\n\n", v[i].data);
+                        break;
+                case CLUSTER_LOG_STDOUT:
+                case CLUSTER_LOG_STDERR:
+                        if (sse)
+                                sse_output(out, (int) v[i].kind, v[i].data, v[i].len);
+                        else
+                                (void) buf_append(out, v[i].data, v[i].len);
+                        break;
+                default:
+                        break;
+                }
+        return false;
+}
+
+/* Everything the log holds now, without waiting; true when its end
+ * marker was read. */
+static int cluster_log_drain(ClusterLogReader *rd, Buf *out, bool sse, bool *ret_end) {
+        *ret_end = false;
+        for (;;) {
+                ClusterLogEntry *v = NULL;
+                size_t n = 0;
+                int k = cluster_log_read(rd, 0, &v, &n);
+                if (k < 0)
+                        return k;
+                bool end = cluster_log_render(out, v, n, sse);
+                cluster_log_entries_free(v, n);
+                if (end)
+                        *ret_end = true;
+                if (end || n == 0)
+                        return 0;
+        }
+}
+
+/* A follower of a run's Redis log. It never blocks its MHD thread: each
+ * look is a non-blocking XREAD on the reader's own connection, and with
+ * nothing new the connection is parked (daemon_wait_park) for
+ * CLUSTER_SSE_POLL_MS, the running node's flush period, on a key of its own
+ * (no local event tells of a remote run's output). */
+#define CLUSTER_SSE_POLL_MS 50
+/* How long an end marker waits for the run's final record (written just
+ * after it), so the end event carries the result. */
+#define CLUSTER_SSE_END_WAIT_S 5
+/* A comment after this long without output keeps proxies from timing out. */
+#define CLUSTER_SSE_KEEPALIVE_S 5
+
+typedef struct ClusterSse {
+        Daemon *d;
+        struct MHD_Connection *conn;
+        DaemonWaiter w;
+        char *tenant, *id;
+        ClusterLogReader *rd;
+        SseOut out;
+        usec_t end_deadline;    /* monotonic: the end marker was read; 0: not yet */
+        usec_t last_sent;       /* monotonic: when output or a keep-alive went last */
+        bool ended;
+} ClusterSse;
+
+static void cluster_sse_free(void *cls) {
+        ClusterSse *s = cls;
+        daemon_waiter_done(&s->w);
+        cluster_log_reader_free(s->rd);
+        buf_free(&s->out.buf);
+        free(s->tenant);
+        free(s->id);
+        free(s);
+}
+
+static bool record_ended(Daemon *d, const char *tenant, const char *id) {
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        return daemon_run_record_get(d, tenant, id, &rec) >= 0 && !streq(rec->status, "queued") &&
+               !streq(rec->status, "running");
+}
+
+/* One look at the log: appends what is new to s->out; sets s->ended (with
+ * the end event) once the end marker and the final record are in, or the
+ * record ended without a marker (cancelled while queued, lost). 0, or a
+ * negative errno when Redis cannot be read. */
+static int cluster_sse_look(ClusterSse *s) {
+        if (s->end_deadline == 0) {
+                ClusterLogEntry *v = NULL;
+                size_t n = 0;
+                int k = cluster_log_read(s->rd, 0, &v, &n);
+                if (k < 0)
+                        return k;
+                bool end = cluster_log_render(&s->out.buf, v, n, true);
+                cluster_log_entries_free(v, n);
+                /* The record ends after its log is complete: what is
+                 * there now is all of it. */
+                if (!end && n == 0 && record_ended(s->d, s->tenant, s->id) &&
+                    cluster_log_drain(s->rd, &s->out.buf, true, &end) >= 0)
+                        end = true;
+                if (end)
+                        s->end_deadline = now_monotonic() + CLUSTER_SSE_END_WAIT_S * USEC_PER_SEC;
+        }
+        if (s->end_deadline > 0 &&
+            (record_ended(s->d, s->tenant, s->id) || now_monotonic() >= s->end_deadline)) {
+                json_t *j = NULL;
+                if (run_lookup_json(s->d, s->tenant, s->id, &j) >= 0) {
+                        sse_end(&s->out.buf, j);
+                        json_decref(j);
+                }
+                s->ended = true;
+        }
+        return 0;
+}
+
+static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        ClusterSse *s = cls;
+        while (daemon_sse_drained(&s->out)) {
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                DaemonWake why = s->w.why;
+                s->w.why = DAEMON_WAKE_NONE;
+                if (why == DAEMON_WAKE_GONE)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (why == DAEMON_WAKE_DRAIN)
+                        return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
+                if (cluster_sse_look(s) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                usec_t now = now_monotonic();
+                if (s->out.buf.len > 0) {
+                        s->last_sent = now;
+                        break;
+                }
+                if (now - s->last_sent >= CLUSTER_SSE_KEEPALIVE_S * USEC_PER_SEC) {
+                        daemon_sse_keepalive(&s->out.buf);
+                        s->last_sent = now;
+                        break;
+                }
+                /* Only the timer wakes it (its own key); the drain and a
+                 * hang-up too. A TIMEOUT answer means: look again. */
+                if (daemon_wait_park(&s->w, s->conn, s, daemon_wait_arm(), now + CLUSTER_SSE_POLL_MS * USEC_PER_MSEC))
+                        return 0; /* suspended; MHD calls again once resumed */
+        }
+        return daemon_sse_take(&s->out, buf, max);
+}
+
+static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord *rec, bool follow,
+                                        unsigned *ret_status) {
+        Daemon *d = call->d;
+        ClusterLogReader *rd = NULL;
+        int k = cluster_log_reader_new(d->queue, rec->id, &rd);
+        if (k < 0)
+                return daemon_call_errno(call, k, "run log", ret_status);
+        if (follow) {
+                ClusterSse *s = xcalloc(1, sizeof(ClusterSse));
+                daemon_waiter_init(&s->w);
+                s->d = d;
+                s->conn = call->conn;
+                s->last_sent = now_monotonic();
+                s->tenant = xstrdup(call->tenant);
+                s->id = xstrdup(rec->id);
+                s->rd = rd;
+                buf_init(&s->out.buf, SIZE_MAX);
+                struct MHD_Response *resp =
+                        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, cluster_sse_read, s, cluster_sse_free);
+                if (!resp) {
+                        cluster_sse_free(s);
+                        return NULL;
+                }
+                *ret_status = 200;
+                return daemon_sse_response(resp);
+        }
+        Buf b;
+        buf_init(&b, 256U << 20);
+        bool end;
+        k = cluster_log_drain(rd, &b, false, &end);
+        cluster_log_reader_free(rd);
+        if (k < 0) {
+                buf_free(&b);
+                return daemon_call_errno(call, k, "run log", ret_status);
+        }
+        size_t n = b.len;
+        return daemon_text_response(200, "text/plain; charset=utf-8", buf_steal(&b), n, ret_status);
+}
+
 struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
@@ -391,6 +580,9 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
         int k = daemon_run_record_get(d, call->tenant, call->seg[2], &rec);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
+        /* In a cluster any node may have run it: its log is in Redis. */
+        if (d->cluster)
+                return cluster_log(call, rec, follow, ret_status);
         if (daemon_run_find(d, call->tenant, rec->id, &r) >= 0)
                 return live_log(call, r, follow, ret_status);
 

@@ -340,6 +340,13 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                 drun_log_append(r, 2, msg, sizeof(msg) - 1);
         }
         pthread_mutex_unlock(&d->lock);
+        /* The whole log is in Redis before the record ends: a gateway that
+         * sees the run ended serves all of it. */
+        if (r->claimed && d->cluster) {
+                int k = daemon_cluster_log_ship(d, r, true);
+                if (k < 0)
+                        log_warn("cluster: run %s: cannot send its log to Redis: %s", r->id, strerror(-k));
+        }
 
         r->finished = now_realtime();
         r->result = res;

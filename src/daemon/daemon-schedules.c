@@ -117,7 +117,7 @@ static int fire_request(Daemon *d, const ScheduleRecord *s, RunRequest *req, Fun
                 return k;
         }
         FunctionRecord *f = NULL;
-        k = store_function_get(d->store, s->tenant, s->function, req->version, &f);
+        k = function_store_get(d->functions, s->tenant, s->function, req->version, &f);
         if (k < 0) {
                 *ret_note = xasprintf("function '%s' is not deployed", s->function);
                 return k;
@@ -446,7 +446,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
                                          ret_status, "%s", err);
         else if (k < 0)
                 resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
-        else if (!s->dag_json && store_function_get(call->d->store, call->tenant, s->function, 0, &f) < 0)
+        else if (!s->dag_json && function_store_get(call->d->functions, call->tenant, s->function, 0, &f) < 0)
                 resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' is not deployed",
                                          s->function);
         if (resp) {

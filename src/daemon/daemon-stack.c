@@ -334,6 +334,13 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
         _cleanup_strv_free_ char **fn_names = NULL;
         void *parsed = NULL;
         RequestCaps caps = daemon_call_caps(call);
+        /* A stack is one SQLite transaction over functions, schedules and
+         * URLs; in a cluster the functions are Redis's (d->functions), which
+         * that transaction cannot cover: refused rather than half shared. */
+        if (call->d->cluster)
+                return daemon_call_error(call, 501, "not_implemented", ret_status,
+                                         "stacks are not supported in cluster mode (functions live in Redis): "
+                                         "deploy the functions one by one (docs/cluster.md)");
         int k = request_json_parse(call->body ?: "", call->body_len, &caps, &parsed, &err);
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);

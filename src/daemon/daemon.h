@@ -81,6 +81,7 @@ typedef struct DaemonConfig {
         char **data_url_allow;
         uint64_t data_max_bytes;        /* data.max_bytes: a version's (and an upload's) cap; 0: the env's/default */
         uint64_t max_out_bytes;         /* data.max_output_bytes: a run's /out cap; 0 = the engine's */
+        char *cluster_secret;           /* cluster.secret: what nodes show each other on internal routes */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */
         RetentionConfig retention;
 } DaemonConfig;
@@ -280,6 +281,9 @@ struct DRun {
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
         bool remote_wake;       /* cluster: a gateway's waiter should re-read the record (under lock) */
+        /* cluster: how much of log/chunks is in the run's Redis log
+         * (written under Daemon.lock, by the holder of the ship lock) */
+        size_t log_sent_chunk, log_sent_off;
         char *idem_key;         /* cluster: the submit's idempotency key, or NULL */
         DRun *next;
 };
@@ -306,6 +310,7 @@ struct Daemon {
         Engine *engine;
         Store *store;
         RunQueue *queue;                /* where accepted runs wait (store.h) */
+        FunctionStore *functions;       /* deployed functions: SQLite's, or Redis's in a cluster (store.h) */
         char *data_dir;
         bool no_auth;
 
@@ -393,6 +398,7 @@ typedef struct DaemonClusterOptions {
         unsigned claim_timeout_ms;      /* 0: the default (5 s) */
         unsigned lease_ttl_ms;          /* 0: the default (3 s) */
         unsigned record_ttl_s;          /* 0: the default (7 days) */
+        const char *advertise;          /* where peers reach this node; NULL: http://LISTEN */
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;
 
@@ -418,6 +424,21 @@ void daemon_run_remote_ended(Daemon *d, const char *id);
 /* Every waiter of a remote run re-reads its record (after the events
  * connection was lost, messages may have been missed). */
 void daemon_runs_remote_resync(Daemon *d);
+
+/* Appends what r (a run this node claimed) logged since the last call to
+ * its log in Redis, one round trip; end: then its end marker (call it
+ * before the final record is written, so a reader that sees the run ended
+ * has its whole log). A failed append is retried by the next call. */
+int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
+/* Makes the data catalog the cluster's (Redis's catalogue; missing
+ * objects fetched from the peers that hold them). */
+void daemon_cluster_data_attach(Daemon *d);
+/* Records that this node holds content hash (after a put). */
+void daemon_cluster_object_held(Daemon *d, const char *hash);
+/* 1 when authorization is "Bearer <cluster.secret>" (compared in constant
+ * time), 0 when not, -ENOENT when this node has no cluster or no secret
+ * (its internal routes do not exist). */
+int daemon_cluster_secret_ok(Daemon *d, const char *authorization);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 
@@ -481,6 +502,7 @@ typedef enum RouteAccess {
         ROUTE_PUBLIC,   /* no token (/healthz) */
         ROUTE_METRICS,  /* public when server.metrics_public, else an admin token */
         ROUTE_LAMBDA,   /* as ROUTE_USER, answering errors as AWS Lambda does */
+        ROUTE_CLUSTER,  /* another node: "Bearer <cluster.secret>", never a tenant token (docs/cluster.md) */
 } RouteAccess;
 
 /* A route whose request bodies stream to a sink instead of the capped
@@ -651,7 +673,7 @@ struct json_t *daemon_time_json(usec_t t);
 /* ---- runs and validation (daemon-runs-api.c) ---------------------------- */
 
 /* cluster mode (daemon-cluster.c) */
-DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain;
+DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain, daemon_api_cluster_object, daemon_api_cluster_wheel;
 DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
         daemon_api_run_cancel, daemon_api_run_logs, daemon_api_run_lock, daemon_api_validate;
 /* Lowers *l to what the config grants call's tenant (absent fields become

@@ -37,6 +37,7 @@ static void usage(FILE *f) {
                 "  --claim-timeout TIME   reclaim a dead node's runs after this (default 5s)\n"
                 "  --record-ttl TIME      cluster: an ended run's record expires after this (default 7d)\n"
                 "  --redis-volatile       accept a Redis without AOF or with eviction (may lose runs)\n"
+                "  --advertise URL        where the other nodes reach this one (default http://LISTEN)\n"
                 "  --verbose              log every request\n"
                 "  --version, --help\n");
 }
@@ -246,7 +247,7 @@ static int check_config(const char *path) {
 int main(int argc, char **argv) {
         enum { ARG_LISTEN = 0x100, ARG_CONFIG, ARG_DATA_DIR, ARG_NO_AUTH, ARG_SANDBOX, ARG_DRAIN, ARG_VERSION, ARG_VERBOSE,
                ARG_CHECK_CONFIG, ARG_REDIS, ARG_ROLE, ARG_NODE_ID, ARG_CLAIM_TIMEOUT, ARG_REDIS_VOLATILE,
-               ARG_RECORD_TTL };
+               ARG_RECORD_TTL, ARG_ADVERTISE };
         static const struct option options[] = {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "config", required_argument, NULL, ARG_CONFIG },
@@ -262,6 +263,7 @@ int main(int argc, char **argv) {
                 { "claim-timeout", required_argument, NULL, ARG_CLAIM_TIMEOUT },
                 { "record-ttl", required_argument, NULL, ARG_RECORD_TTL },
                 { "redis-volatile", no_argument, NULL, ARG_REDIS_VOLATILE },
+                { "advertise", required_argument, NULL, ARG_ADVERTISE },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -352,6 +354,13 @@ int main(int argc, char **argv) {
                 case ARG_REDIS_VOLATILE:
                         cluster.volatile_ok = true;
                         break;
+                case ARG_ADVERTISE:
+                        if (!startswith(optarg, "http://") && !startswith(optarg, "https://")) {
+                                log_error("--advertise takes the URL other nodes reach this one at (http://HOST:PORT)");
+                                return EXIT_USAGE;
+                        }
+                        cluster.advertise = optarg;
+                        break;
                 case ARG_CHECK_CONFIG:
                         return check_config(optarg);
                 case ARG_VERSION:
@@ -370,8 +379,8 @@ int main(int argc, char **argv) {
                 return EXIT_USAGE;
         }
         if (!cluster.url && (role_given || cluster.node_id || cluster.volatile_ok || cluster.claim_timeout_ms ||
-                                 cluster.record_ttl_s)) {
-                log_error("--role, --node-id, --claim-timeout, --record-ttl and --redis-volatile need --redis URL");
+                                 cluster.record_ttl_s || cluster.advertise)) {
+                log_error("--role, --node-id, --claim-timeout, --record-ttl, --advertise and --redis-volatile need --redis URL");
                 return EXIT_USAGE;
         }
 
@@ -454,6 +463,7 @@ int main(int argc, char **argv) {
         }
         d->store = engine_store(d->engine);
         d->queue = run_queue_sqlite_new(d->store);
+        d->functions = function_store_sqlite_new(d->store);
         if (cluster.url) {
                 char host[64] = "node";
                 (void) gethostname(host, sizeof(host) - 1);

@@ -6,12 +6,19 @@
 #include "data.h"
 #include "shared.h"
 
+/* data.c: a fresh staging path under c->tmp (not created), and its removal. */
+char *data_staging_dir(DataCatalog *c);
+void data_staging_remove(const char *dir);
+
 struct DataCatalog {
         Store *store;
         DataConfig cfg;
         char *objects;   /* root/objects */
         char *tmp;       /* root/tmp: staging, same file system as objects */
         char **url_allow; /* copy of cfg.url_allow */
+        DatasetStore *ds; /* the catalogue (owned): SQLite's over store, or one set by the caller */
+        DataObjectSource source; /* fills a missing object (a cluster's peers), or NULL */
+        void *source_userdata;
 };
 
 /* ---- data-tree.c ---- */
@@ -28,6 +35,9 @@ typedef struct TreeBudget {
 int tree_copy_in(const char *src, const char *dst, const char *leaf, TreeBudget *b, char **ret_path);
 /* The content hash (see data.h), hex. */
 int tree_hash(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret_files);
+/* tree_hash, also appending the listing the hash is over to listing (the
+ * manifest a peer verifies an object by; -EFBIG past listing's cap). */
+int tree_listing(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret_files, Buf *listing);
 /* chmod the tree read-only (files 0444, dirs 0555) or writable again
  * (files 0644, dirs 0755, so it can be removed). */
 int tree_set_readonly(const char *dir, bool readonly);
@@ -46,6 +56,12 @@ typedef struct FetchResult {
         char *last_modified;
 } FetchResult;
 void fetch_result_done(FetchResult *f);
+
+/* GETs url into the file path (created) with "Authorization: Bearer
+ * bearer", at most max bytes, no redirects and no address policy: a
+ * cluster's peer, which the operator configured (data_object_fetch). */
+int data_fetch_peer(const DataCatalog *c, const char *url, const char *bearer, const char *path, uint64_t max,
+                    char **ret_error);
 
 /* GETs url into the file path (created), conditional on etag/last_modified
  * when given; at most c's max_dataset_bytes (-EFBIG past it), within c's

@@ -190,7 +190,7 @@ static int hash_file(int dirfd, const char *name, char hex[static SHA256_HEX_SIZ
         return sha256_fd_hex(fd, hex, ret_size);
 }
 
-static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t *size, uint64_t *files) {
+static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t *size, uint64_t *files, Buf *listing) {
         if (depth > MAX_DEPTH)
                 return -ELOOP;
         _cleanup_strv_free_ char **names = NULL;
@@ -208,11 +208,15 @@ static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t
                 if (S_ISDIR(st.st_mode)) {
                         buf_printf(&line, "d %s\n", path);
                         sha256_update(ctx, line.data, line.len);
+                        if (listing && buf_append(listing, line.data, line.len) < 0) {
+                                buf_free(&line);
+                                return -EFBIG;
+                        }
                         buf_free(&line);
                         _cleanup_close_ int sub = openat(dirfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (sub < 0)
                                 return -errno;
-                        r = hash_dir(sub, path, depth + 1, ctx, size, files);
+                        r = hash_dir(sub, path, depth + 1, ctx, size, files, listing);
                         if (r < 0)
                                 return r;
                 } else if (S_ISREG(st.st_mode)) {
@@ -225,6 +229,10 @@ static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t
                         }
                         buf_printf(&line, "f %s %llu %s\n", path, (unsigned long long) fsize, hex);
                         sha256_update(ctx, line.data, line.len);
+                        if (listing && buf_append(listing, line.data, line.len) < 0) {
+                                buf_free(&line);
+                                return -EFBIG;
+                        }
                         buf_free(&line);
                         *size += fsize;
                         (*files)++;
@@ -237,12 +245,16 @@ static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t
 }
 
 int tree_hash(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret_files) {
+        return tree_listing(dir, ret_hex, ret_size, ret_files, NULL);
+}
+
+int tree_listing(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *ret_files, Buf *listing) {
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         _cleanup_(sha256_freep) Sha256 *ctx = sha256_new();
         uint64_t size = 0, files = 0;
-        int r = hash_dir(fd, "", 0, ctx, &size, &files);
+        int r = hash_dir(fd, "", 0, ctx, &size, &files, listing);
         if (r < 0)
                 return r;
         char *hex = xmalloc(SHA256_HEX_SIZE);

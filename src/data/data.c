@@ -39,6 +39,7 @@ int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, cha
                 return -EINVAL;
         DataCatalog *c = xcalloc(1, sizeof(DataCatalog));
         c->store = store;
+        c->ds = dataset_store_sqlite_new(store);
         c->cfg = *cfg;
         c->cfg.root = NULL;
         for (char *const *a = cfg->url_allow; a && *a; a++)
@@ -70,6 +71,7 @@ DataCatalog *data_catalog_free(DataCatalog *c) {
         free(c->objects);
         free(c->tmp);
         strv_free(c->url_allow);
+        dataset_store_free(c->ds);
         free(c);
         return NULL;
 }
@@ -151,7 +153,7 @@ static char *url_leaf(const char *url) {
         return buf_steal(&b);
 }
 
-static char *staging_dir(DataCatalog *c) {
+char *data_staging_dir(DataCatalog *c) {
         _cleanup_free_ char *rnd = NULL;
         if (random_hex(8, &rnd) < 0)
                 rnd = xasprintf("%d-%llu", (int) getpid(), (unsigned long long) now_monotonic());
@@ -166,7 +168,7 @@ static char *data_write_error(const char *what, int r) {
         return xasprintf("%s: cannot store it: %s", what, strerror(-r));
 }
 
-static void staging_remove(const char *dir) {
+void data_staging_remove(const char *dir) {
         if (!dir)
                 return;
         (void) tree_set_readonly(dir, false);
@@ -185,7 +187,7 @@ static int commit_staged(DataCatalog *c, const char *tenant, const char *staged,
                 return r;
         }
         uint64_t held = 0;
-        r = store_dataset_tenant_bytes(c->store, tenant, hash, size, &held);
+        r = c->ds->ops->tenant_bytes(c->ds, tenant, hash, size, &held);
         if (r < 0) {
                 *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
                 return r;
@@ -233,7 +235,7 @@ static DataInfo *info_new(DataCatalog *c, const DatasetRecord *d, const DatasetV
 
 static int fetch_url_staged(DataCatalog *c, const char *url, const char *etag, const char *lm, char **ret_staged,
                             FetchResult *ret_fetch, char **ret_error) {
-        _cleanup_free_ char *staged = staging_dir(c);
+        _cleanup_free_ char *staged = data_staging_dir(c);
         if (mkdir(staged, 0755) < 0) {
                 int r = -errno;
                 *ret_error = xasprintf("cannot create %s: %s", staged, strerror(-r));
@@ -244,11 +246,11 @@ static int fetch_url_staged(DataCatalog *c, const char *url, const char *etag, c
         FetchResult f = {};
         int r = data_fetch(c, url, file, etag, lm, &f, ret_error);
         if (r < 0) {
-                staging_remove(staged);
+                data_staging_remove(staged);
                 return r;
         }
         if (f.status == 304) {
-                staging_remove(staged);
+                data_staging_remove(staged);
                 *ret_staged = NULL;
         } else
                 *ret_staged = TAKE_PTR(staged);
@@ -264,11 +266,11 @@ static int add_staged_version(DataCatalog *c, const char *tenant, const DatasetR
         int r = commit_staged(c, tenant, staged, &hash, &size, &files, ret_error);
         if (r < 0)
                 return r;
-        r = store_dataset_put(c->store, d);
+        r = c->ds->ops->put(c->ds, d);
         int version = 0;
         bool is_new = false;
         if (r >= 0)
-                r = store_dataset_add_version(c->store, tenant, d->name, hash, size, files, &version, &is_new);
+                r = c->ds->ops->add_version(c->ds, tenant, d->name, hash, size, files, &version, &is_new);
         if (r < 0) {
                 *ret_error = xasprintf("cannot record dataset '%s': %s", d->name, strerror(-r));
                 return r;
@@ -327,7 +329,7 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
                 d.kind = S_ISDIR(st.st_mode) ? "dir" : "file";
                 abs_source = realpath(source, NULL);
                 d.source = abs_source ? abs_source : (char *) source;
-                staged = staging_dir(c);
+                staged = data_staging_dir(c);
                 const char *slash = strrchr(d.source, '/');
                 TreeBudget b = { .max_bytes = c->cfg.max_dataset_bytes, .max_files = c->cfg.max_files };
                 _cleanup_free_ char *bad = NULL;
@@ -348,12 +350,12 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
                                                        source, bad ?: "?");
                         else
                                 *ret_error = xasprintf("cannot copy %s: %s", bad ?: source, strerror(-r));
-                        staging_remove(staged);
+                        data_staging_remove(staged);
                         return r;
                 }
         }
         r = add_staged_version(c, tenant, &d, staged, ret, ret_error);
-        staging_remove(staged);
+        data_staging_remove(staged);
         fetch_result_done(&f);
         return r;
 }
@@ -368,7 +370,7 @@ struct DataUpload {
 
 int data_upload_new(DataCatalog *c, DataUpload **ret, char **ret_error) {
         assert(c && ret && ret_error);
-        _cleanup_free_ char *dir = staging_dir(c);
+        _cleanup_free_ char *dir = data_staging_dir(c);
         DataUpload *u = xcalloc(1, sizeof(DataUpload));
         u->c = c;
         u->path = xasprintf("%s.upload", dir);
@@ -458,10 +460,10 @@ int data_upload_commit(DataUpload *u, const char *tenant, const char *name, cons
                 *ret_error = data_write_error(filename ?: "the archive", u->error);
                 return u->error;
         }
-        _cleanup_free_ char *staged = staging_dir(u->c);
+        _cleanup_free_ char *staged = data_staging_dir(u->c);
         int r = filename ? upload_stage_file(u, staged, filename, ret_error) : upload_stage_tar(u, staged, ret_error);
         if (r < 0) {
-                staging_remove(staged);
+                data_staging_remove(staged);
                 return r;
         }
         /* A file keeps its name as its source; a directory has none the
@@ -469,7 +471,7 @@ int data_upload_commit(DataUpload *u, const char *tenant, const char *name, cons
         DatasetRecord d = { .tenant = (char *) tenant, .name = (char *) name, .kind = filename ? "file" : "dir",
                             .source = (char *) (filename ?: "upload"), .checked = now_realtime() };
         r = add_staged_version(u->c, tenant, &d, staged, ret, ret_error);
-        staging_remove(staged);
+        data_staging_remove(staged);
         return r;
 }
 
@@ -506,7 +508,7 @@ static int revalidate(DataCatalog *c, const char *tenant, DatasetRecord *d, char
                         d->last_modified = TAKE_PTR(f.last_modified);
                 }
                 fetch_result_done(&f);
-                return store_dataset_put(c->store, d);
+                return c->ds->ops->put(c->ds, d);
         }
         free(d->etag);
         free(d->last_modified);
@@ -515,7 +517,7 @@ static int revalidate(DataCatalog *c, const char *tenant, DatasetRecord *d, char
         fetch_result_done(&f);
         DataInfo *i = NULL;
         r = add_staged_version(c, tenant, d, staged, &i, ret_error);
-        staging_remove(staged);
+        data_staging_remove(staged);
         if (r >= 0) {
                 d->current = i->version;
                 data_info_free(i);
@@ -533,7 +535,7 @@ int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret
                 return -EINVAL;
         }
         DatasetRecord *d = NULL;
-        int r = store_dataset_get(c->store, tenant, name, &d);
+        int r = c->ds->ops->get(c->ds, tenant, name, &d);
         if (r == -ENOENT) {
                 *ret_error = xasprintf("no dataset named '%s' (add it with: pysprinter data put %s PATH|URL)", name, name);
                 return r;
@@ -555,7 +557,7 @@ int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret
                 }
         }
         DatasetVersion v = {};
-        r = store_dataset_version_get(c->store, tenant, name, version, &v);
+        r = c->ds->ops->version_get(c->ds, tenant, name, version, &v);
         if (r < 0) {
                 if (r == -ENOENT)
                         *ret_error = version ? xasprintf("dataset '%s' has no version %d (see: pysprinter data ls %s)",
@@ -570,6 +572,21 @@ int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret
         free(v.hash);
         dataset_record_free(d);
         struct stat st;
+        /* In a cluster the content may be on another node only: the
+         * source fetches it (verified against its hash) first. */
+        if (stat(i->path, &st) < 0 && errno == ENOENT && c->source) {
+                _cleanup_free_ char *why = NULL;
+                r = c->source(c, i->hash, c->source_userdata, &why);
+                if (r < 0) {
+                        *ret_error = xasprintf("the content of dataset '%s' version %d is on no reachable node: %s",
+                                               name, i->version, why ?: strerror(-r));
+                        data_info_free(i);
+                        return r;
+                }
+                /* Its single file is known now that it is here. */
+                if (!i->file && !streq(i->kind, "dir"))
+                        (void) tree_single_file(i->path, &i->file);
+        }
         if (stat(i->path, &st) < 0) {
                 r = -errno;
                 *ret_error = xasprintf("the content of dataset '%s' version %d is missing from %s", name, i->version,
@@ -612,15 +629,15 @@ int data_export(DataCatalog *c, const char *tenant, const char *ref, const char 
 /* Deletes the object when no version references it any more. */
 static void gc_object(DataCatalog *c, const char *hash) {
         uint64_t refs = 1;
-        if (store_dataset_hash_refs(c->store, hash, &refs) < 0 || refs > 0)
+        if (c->ds->ops->hash_refs(c->ds, hash, &refs) < 0 || refs > 0)
                 return;
         _cleanup_free_ char *dir = path_join(c->objects, hash);
         /* Move it aside first so a concurrent put of the same content
          * either sees it whole or not at all. */
-        _cleanup_free_ char *aside = staging_dir(c);
+        _cleanup_free_ char *aside = data_staging_dir(c);
         if (rename(dir, aside) < 0)
                 return;
-        staging_remove(aside);
+        data_staging_remove(aside);
 }
 
 int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_error) {
@@ -633,9 +650,9 @@ int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_
         }
         DatasetVersion *v = NULL;
         size_t n = 0;
-        int r = store_dataset_versions(c->store, tenant, name, &v, &n);
+        int r = c->ds->ops->versions(c->ds, tenant, name, &v, &n);
         if (r >= 0)
-                r = store_dataset_delete(c->store, tenant, name, version);
+                r = c->ds->ops->remove(c->ds, tenant, name, version);
         if (r == -ENOENT)
                 *ret_error = version ? xasprintf("dataset '%s' has no version %d", name, version)
                                      : xasprintf("no dataset named '%s'", name);
@@ -650,11 +667,11 @@ int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_
 }
 
 int data_list(DataCatalog *c, const char *tenant, DatasetRecord ***ret, size_t *ret_n) {
-        return store_dataset_list(c->store, tenant ?: "local", ret, ret_n);
+        return c->ds->ops->list(c->ds, tenant ?: "local", ret, ret_n);
 }
 
 int data_versions(DataCatalog *c, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n) {
-        return store_dataset_versions(c->store, tenant ?: "local", name, ret, ret_n);
+        return c->ds->ops->versions(c->ds, tenant ?: "local", name, ret, ret_n);
 }
 
 int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, char ***ret_mounts,

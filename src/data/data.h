@@ -198,3 +198,44 @@ int data_versions(DataCatalog *c, const char *tenant, const char *name, DatasetV
  * for memo keys. Warnings of URL revalidation are joined into *ret_warning. */
 int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, char ***ret_mounts,
                         char **ret_fingerprint, char **ret_warning, char **ret_error);
+
+/* ---- across a cluster's nodes (data-object.c, docs/cluster.md) ---------- */
+
+/* Fills the missing object hash into c (data_object_fetch from a peer) or
+ * fails with *ret_error. */
+typedef int (*DataObjectSource)(DataCatalog *c, const char *hash, void *userdata, char **ret_error);
+/* Makes ds c's catalogue (c owns it; the SQLite one goes) and source the
+ * way to fill a missing object (NULL: none). Call before c is shared. */
+void data_catalog_set_shared(DataCatalog *c, DatasetStore *ds, DataObjectSource source, void *userdata);
+
+/* An object in its wire form, as a peer serves it: "PSOBJ1 <N>\n", then
+ * the N-byte listing its hash is the sha256 of (data.h: one "d PATH" or "f
+ * PATH SIZE SHA256" line per entry), then each file's bytes in listing
+ * order. -ENOENT when c does not hold hash. */
+typedef struct DataObjectReader DataObjectReader;
+int data_object_reader_new(DataCatalog *c, const char *hash, DataObjectReader **ret);
+/* Up to max bytes of the wire form; 0 at the end; -EIO when a file changed
+ * under it (objects are read-only trees, so only a damaged disk does). */
+ssize_t data_object_reader_read(DataObjectReader *r, char *buf, size_t max);
+DataObjectReader *data_object_reader_free(DataObjectReader *r);
+
+/* GETs object hash from a peer (base_url + "/internal/v1/objects/" + hash,
+ * bearer secret) and stores it in c: the listing must hash to hash and
+ * every file to its listed sha256 and size, before anything is moved into
+ * objects/. -EBADMSG when the peer sent something else; -EIO when it could
+ * not be fetched. */
+int data_object_fetch(DataCatalog *c, const char *base_url, const char *secret, const char *hash, char **ret_error);
+/* The checking half of data_object_fetch: stores the wire form in file as
+ * object hash, or -EBADMSG (with *ret_error) when any byte, size or path
+ * disagrees with hash; nothing is left behind on failure. */
+int data_object_import(DataCatalog *c, const char *hash, const char *file, char **ret_error);
+/* The catalogue's record of (tenant, name). -ENOENT. */
+int data_dataset_get(DataCatalog *c, const char *tenant, const char *name, DatasetRecord **ret);
+/* One GET to a cluster's peer (its internal routes): url into the new file
+ * path with "Authorization: Bearer bearer", at most max bytes, no
+ * redirects, no address policy (the operator configured the peers).
+ * -ENOENT on 404, -EACCES on 401/403, -EFBIG past max, -EIO otherwise. */
+int data_peer_download(const char *url, const char *bearer, const char *path, uint64_t max, uint64_t timeout_ms,
+                       char **ret_error);
+/* True when c holds hash. */
+bool data_object_present(DataCatalog *c, const char *hash);

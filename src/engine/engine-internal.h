@@ -37,6 +37,7 @@ typedef struct Pool {
 typedef struct ValidationCache ValidationCache;
 
 struct Engine {
+        const PkgPeers *peers; /* a cluster's (engine_set_peers), or NULL */
         char *data_dir;
         char *worker_path;
         char *store_dir;   /* $DATA/store: package store, bound read-only */

@@ -233,6 +233,7 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
         int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
         if (r < 0)
                 return r;
+        cfg->peers = e->peers;
         ProgressCtx pc = { .fn = fn, .userdata = userdata, .run_id = run_id };
         PkgEnvOptions o = {
                 .data_dir = e->data_dir,

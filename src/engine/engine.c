@@ -126,6 +126,11 @@ static void out_dir_sweep(const char *out_dir) {
         closedir(d);
 }
 
+void engine_set_peers(Engine *e, const PkgPeers *peers) {
+        assert(e);
+        e->peers = peers;
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)

@@ -220,6 +220,10 @@ typedef struct EngineConfig {
 typedef struct Engine Engine;
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error);
 Engine *engine_free(Engine *e);
+struct PkgPeers;
+/* A cluster's peers for wheels and locks (pkg.h PkgPeers; not owned, must
+ * outlive e). Call before the first run. */
+void engine_set_peers(Engine *e, const struct PkgPeers *peers);
 const char *engine_data_dir(const Engine *e);
 
 /* Runs one spec to completion (blocking), calling fn for each event.

@@ -202,25 +202,40 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 close(fd);
         }
 
-        /* The slow path: resolve against the index (the tags now). */
-        r = pkg_tags_for_interpreter(mm, &tags);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
-                return r;
-        }
-        _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", o->data_dir);
-        _cleanup_(pkg_index_freep) PkgIndex *ix = NULL;
-        r = pkg_index_new(o->index, cache, &ix);
-        if (r < 0)
-                return r;
-        PkgMarkerEnv menv;
-        pkg_marker_env_default(&menv, python);
-        PkgResolveOptions ro = { .tags = tags, .marker_env = &menv, .python_full_version = python,
-                                 .progress = o->progress, .userdata = o->userdata };
         _cleanup_(pkg_lock_freep) PkgLock *l = NULL;
-        r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
-        if (r < 0)
-                return r;
+        const PkgPeers *peers = o->index ? o->index->peers : NULL;
+        /* A peer resolved this key already (same requirements, tags and
+         * index): its lock, so every node installs the same files. */
+        if (peers && peers->lock_get) {
+                _cleanup_free_ char *json = NULL, *err = NULL;
+                if (peers->lock_get(peers->userdata, env->key, &json) >= 0 && pkg_lock_from_json(json, &l, &err) < 0)
+                        l = NULL;
+        }
+        if (!l) {
+                /* The slow path: resolve against the index (the tags now). */
+                r = pkg_tags_for_interpreter(mm, &tags);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
+                        return r;
+                }
+                _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", o->data_dir);
+                _cleanup_(pkg_index_freep) PkgIndex *ix = NULL;
+                r = pkg_index_new(o->index, cache, &ix);
+                if (r < 0)
+                        return r;
+                PkgMarkerEnv menv;
+                pkg_marker_env_default(&menv, python);
+                PkgResolveOptions ro = { .tags = tags, .marker_env = &menv, .python_full_version = python,
+                                         .progress = o->progress, .userdata = o->userdata };
+                r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
+                if (r < 0)
+                        return r;
+                if (peers && peers->lock_put) {
+                        _cleanup_free_ char *json = pkg_lock_to_json(l, false);
+                        if (json)
+                                peers->lock_put(peers->userdata, env->key, json);
+                }
+        }
         if (!o->resolve_only) {
                 r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata, &env->store_dirs,
                                           ret_error);

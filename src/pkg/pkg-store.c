@@ -79,6 +79,35 @@ static int store_install(const char *data_dir, const char *wheel, const PkgLockE
         return 0;
 }
 
+char *pkg_store_kept_wheel(const char *data_dir, const char *sha256) {
+        if (!sha256_hex_is_valid(sha256))
+                return NULL;
+        return xasprintf("%s/cache/wheels/%s.whl", data_dir, sha256);
+}
+
+/* Fetches d's wheel from the peers into d->dest, verified against the
+ * lock's sha256 (a mismatch is removed: the index is asked then). */
+static int wheel_from_peers(const PkgPeers *p, const PkgDownload *d, PkgProgressFn progress, void *userdata) {
+        _cleanup_free_ char *tmp = xasprintf("%s.peer", d->dest), *err = NULL;
+        (void) unlink(tmp);
+        int r = p->wheel(p->userdata, d->sha256, tmp, &err);
+        if (r >= 0) {
+                char hex[SHA256_HEX_SIZE];
+                r = sha256_file_hex(tmp, hex);
+                if (r >= 0 && !streq(hex, d->sha256))
+                        r = -EBADMSG;
+        }
+        if (r >= 0 && rename(tmp, d->dest) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        if (progress)
+                progress("peer", d->what, 1, 1, userdata);
+        return 0;
+}
+
 /* One wheel to put in the store, and what the parallel unpack needs. */
 typedef struct Job {
         const PkgLockEntry *e;
@@ -98,6 +127,7 @@ typedef struct Pool {
         pthread_cond_t changed; /* a job ended */
         int r;                 /* the first error */
         char *error;
+        bool keep_wheels;      /* a cluster node: peers may ask for them */
 } Pool;
 
 static bool store_has(const char *data_dir, const char *sha256) {
@@ -124,7 +154,13 @@ static int job_run(Pool *p, Job *j, char **ret_error) {
                         r = store_install(p->data_dir, mine, e, p->compile, p->compile_userdata, ret_error);
                 (void) unlink(mine);
         }
-        if (r >= 0 && (j->downloaded || j->shared_cache))
+        if (r >= 0 && p->keep_wheels && j->downloaded) {
+                /* In a cluster the wheel stays, under its hash's name:
+                 * peers may ask for it (pkg_store_kept_wheel). */
+                _cleanup_free_ char *kept = pkg_store_kept_wheel(p->data_dir, e->sha256);
+                if (!kept || rename(j->wheel, kept) < 0)
+                        (void) unlink(j->wheel);
+        } else if (r >= 0 && (j->downloaded || j->shared_cache) && !p->keep_wheels)
                 (void) unlink(j->wheel);
         return r;
 }
@@ -318,6 +354,15 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                 dl[n_dl++] = (PkgDownload) { .url = e->url, .dest = j->wheel, .sha256 = e->sha256, .what = e->filename,
                                              .transient = true };
         }
+        /* A cluster's peers first: a node that has the wheel saves the
+         * index the trip (and a node works while the index is down). */
+        if (cfg && cfg->peers && cfg->peers->wheel) {
+                size_t kept = 0;
+                for (size_t i = 0; i < n_dl; i++)
+                        if (wheel_from_peers(cfg->peers, &dl[i], progress, userdata) < 0)
+                                dl[kept++] = dl[i];
+                n_dl = kept;
+        }
         PkgHttpOptions o = { .timeout_ms = cfg ? cfg->timeout_ms : PKG_DEFAULT_TIMEOUT_MS,
                              .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES };
         r = pkg_http_download_many(dl, n_dl, &o, progress, userdata, ret_error);
@@ -326,7 +371,7 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
         if (n_jobs > 0) {
                 Pool p = { .data_dir = data_dir, .http = &o, .compile = compile, .compile_userdata = compile_userdata,
                            .jobs = jobs, .n = n_jobs, .lock = PTHREAD_MUTEX_INITIALIZER,
-                           .changed = PTHREAD_COND_INITIALIZER };
+                           .changed = PTHREAD_COND_INITIALIZER, .keep_wheels = cfg && cfg->peers };
                 r = pool_run(&p, progress, userdata, ret_error);
                 if (r < 0)
                         goto out;

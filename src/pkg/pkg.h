@@ -123,12 +123,34 @@ typedef void (*PkgProgressFn)(const char *phase, const char *what, uint64_t done
  * directories, then the index URLs — and a project comes entirely from the
  * first source that has it (no mixing across indexes: dependency
  * confusion). */
+/* A cluster's other nodes (docs/cluster.md "Packages"), asked before the
+ * index: for a wheel by the lock's sha256, and for the lock of an
+ * environment key before resolving. Set by the daemon in cluster mode. */
+typedef struct PkgPeers {
+        /* Writes the wheel with that sha256 to dest (created), or fails
+         * (-ENOENT: no peer has it). The caller verifies the hash. */
+        int (*wheel)(void *userdata, const char *sha256, const char *dest, char **ret_error);
+        /* The lock JSON a peer resolved for key, or -ENOENT. */
+        int (*lock_get)(void *userdata, const char *key, char **ret_json);
+        /* Tells the peers the lock resolved for key. */
+        void (*lock_put)(void *userdata, const char *key, const char *json);
+        void *userdata;
+} PkgPeers;
+
 typedef struct PkgIndexConfig {
         char **index_urls;   /* NULL-terminated; [0] is the primary index */
         char **find_links;   /* NULL-terminated local wheel directories; may be NULL */
         long timeout_ms;     /* per request (connect + transfer stall) */
         unsigned retries;    /* extra attempts on network errors and 5xx/429 */
+        /* Not owned, may be NULL. Not part of the fingerprint. With peers,
+         * downloaded wheels stay in <data_dir>/cache/wheels/<sha256>.whl
+         * after install, so this node can serve them in turn. */
+        const PkgPeers *peers;
 } PkgIndexConfig;
+
+/* The kept wheel of sha256 under data_dir (PkgIndexConfig.peers), whether
+ * or not it exists; NULL for an invalid sha256. */
+char *pkg_store_kept_wheel(const char *data_dir, const char *sha256);
 
 #define PKG_DEFAULT_INDEX_URL "https://pypi.org/simple/"
 

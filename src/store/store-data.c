@@ -442,3 +442,67 @@ int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t li
         *ret_n = n;
         return 0;
 }
+
+/* ---- the SQLite DatasetStore (store.h): the calls above ------------------ */
+
+typedef struct SqliteDatasets {
+        DatasetStore base;
+        Store *store;
+} SqliteDatasets;
+
+static Store *ds_store(DatasetStore *ds) {
+        return ((SqliteDatasets *) ds)->store;
+}
+static int sd_get(DatasetStore *ds, const char *tenant, const char *name, DatasetRecord **ret) {
+        return store_dataset_get(ds_store(ds), tenant, name, ret);
+}
+static int sd_list(DatasetStore *ds, const char *tenant, DatasetRecord ***ret, size_t *ret_n) {
+        return store_dataset_list(ds_store(ds), tenant, ret, ret_n);
+}
+static int sd_put(DatasetStore *ds, const DatasetRecord *d) {
+        return store_dataset_put(ds_store(ds), d);
+}
+static int sd_add_version(DatasetStore *ds, const char *tenant, const char *name, const char *hash, uint64_t size,
+                          uint64_t files, int *ret_version, bool *ret_new) {
+        return store_dataset_add_version(ds_store(ds), tenant, name, hash, size, files, ret_version, ret_new);
+}
+static int sd_versions(DatasetStore *ds, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n) {
+        return store_dataset_versions(ds_store(ds), tenant, name, ret, ret_n);
+}
+static int sd_version_get(DatasetStore *ds, const char *tenant, const char *name, int version, DatasetVersion *ret) {
+        return store_dataset_version_get(ds_store(ds), tenant, name, version, ret);
+}
+static int sd_remove(DatasetStore *ds, const char *tenant, const char *name, int version) {
+        return store_dataset_delete(ds_store(ds), tenant, name, version);
+}
+static int sd_hash_refs(DatasetStore *ds, const char *hash, uint64_t *ret_count) {
+        return store_dataset_hash_refs(ds_store(ds), hash, ret_count);
+}
+static int sd_tenant_bytes(DatasetStore *ds, const char *tenant, const char *extra_hash, uint64_t extra_size,
+                           uint64_t *ret) {
+        return store_dataset_tenant_bytes(ds_store(ds), tenant, extra_hash, extra_size, ret);
+}
+static void sd_free(DatasetStore *ds) {
+        free(ds);
+}
+
+static const DatasetStoreOps sqlite_dataset_ops = {
+        .name = "sqlite",
+        .get = sd_get,
+        .list = sd_list,
+        .put = sd_put,
+        .add_version = sd_add_version,
+        .versions = sd_versions,
+        .version_get = sd_version_get,
+        .remove = sd_remove,
+        .hash_refs = sd_hash_refs,
+        .tenant_bytes = sd_tenant_bytes,
+        .free = sd_free,
+};
+
+DatasetStore *dataset_store_sqlite_new(Store *s) {
+        SqliteDatasets *d = xcalloc(1, sizeof(SqliteDatasets));
+        d->base.ops = &sqlite_dataset_ops;
+        d->store = s;
+        return &d->base;
+}

@@ -242,3 +242,49 @@ int store_function_delete(Store *s, const char *tenant, const char *name) {
         pthread_mutex_unlock(&s->lock);
         return k;
 }
+
+/* ---- the SQLite FunctionStore (store.h): the calls above ---------------- */
+
+typedef struct SqliteFunctions {
+        FunctionStore base;
+        Store *store;
+} SqliteFunctions;
+
+static Store *fs_store(FunctionStore *fs) {
+        return ((SqliteFunctions *) fs)->store;
+}
+static int sf_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) {
+        return store_function_put(fs_store(fs), f, ret_version);
+}
+static int sf_get(FunctionStore *fs, const char *tenant, const char *name, int version, FunctionRecord **ret) {
+        return store_function_get(fs_store(fs), tenant, name, version, ret);
+}
+static int sf_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
+        return store_function_list(fs_store(fs), tenant, ret, ret_n);
+}
+static int sf_versions(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n) {
+        return store_function_versions(fs_store(fs), tenant, name, ret, ret_n);
+}
+static int sf_remove(FunctionStore *fs, const char *tenant, const char *name) {
+        return store_function_delete(fs_store(fs), tenant, name);
+}
+static void sf_free(FunctionStore *fs) {
+        free(fs);
+}
+
+static const FunctionStoreOps sqlite_function_ops = {
+        .name = "sqlite",
+        .put = sf_put,
+        .get = sf_get,
+        .list = sf_list,
+        .versions = sf_versions,
+        .remove = sf_remove,
+        .free = sf_free,
+};
+
+FunctionStore *function_store_sqlite_new(Store *s) {
+        SqliteFunctions *f = xcalloc(1, sizeof(SqliteFunctions));
+        f->base.ops = &sqlite_function_ops;
+        f->store = s;
+        return &f->base;
+}

@@ -394,6 +394,8 @@ static int gc_memo(Gc *g) {
  * the references are counted again, so a put that reuses it right now
  * either finds it back in place or stores it afresh. */
 static int gc_data_objects(Gc *g) {
+        if (g->cfg->keep_data_objects)
+                return 0;
         _cleanup_free_ char *objects = path_join_many(g->data_dir, "data", "objects", NULL);
         DIR *d = opendir(objects);
         if (!d)

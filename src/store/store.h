@@ -262,6 +262,49 @@ int store_function_versions(Store *s, const char *tenant, const char *name, int 
 /* Deletes every version. -ENOENT when none. */
 int store_function_delete(Store *s, const char *tenant, const char *name);
 
+/* The function store the daemon deploys to and reads from: SQLite's (the
+ * functions table, the store_function_* calls above) on one node, Redis's
+ * in a cluster (src/cluster), so a deploy through any gateway is seen by
+ * every one. Same contracts as the store_function_* calls. */
+typedef struct FunctionStore FunctionStore;
+typedef struct FunctionStoreOps {
+        const char *name;
+        int (*put)(FunctionStore *fs, const FunctionRecord *f, int *ret_version);
+        int (*get)(FunctionStore *fs, const char *tenant, const char *name, int version, FunctionRecord **ret);
+        int (*list)(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
+        int (*versions)(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n);
+        int (*remove)(FunctionStore *fs, const char *tenant, const char *name);
+        void (*free)(FunctionStore *fs);
+} FunctionStoreOps;
+struct FunctionStore {
+        const FunctionStoreOps *ops;
+};
+
+/* The SQLite function store over s (which must outlive it). */
+FunctionStore *function_store_sqlite_new(Store *s);
+static inline int function_store_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) {
+        return fs->ops->put(fs, f, ret_version);
+}
+static inline int function_store_get(FunctionStore *fs, const char *tenant, const char *name, int version,
+                                     FunctionRecord **ret) {
+        return fs->ops->get(fs, tenant, name, version, ret);
+}
+static inline int function_store_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
+        return fs->ops->list(fs, tenant, ret, ret_n);
+}
+static inline int function_store_versions(FunctionStore *fs, const char *tenant, const char *name, int **ret,
+                                          size_t *ret_n) {
+        return fs->ops->versions(fs, tenant, name, ret, ret_n);
+}
+static inline int function_store_delete(FunctionStore *fs, const char *tenant, const char *name) {
+        return fs->ops->remove(fs, tenant, name);
+}
+static inline FunctionStore *function_store_free(FunctionStore *fs) {
+        if (fs)
+                fs->ops->free(fs);
+        return NULL;
+}
+
 /* ---- DAG runs, their tasks, the task memo (store-dag.c) ------------------- */
 
 /* One DAG run. spec_text is the pipeline file's text and base_dir the
@@ -399,6 +442,37 @@ int store_dataset_hash_refs(Store *s, const char *hash, uint64_t *ret_count);
 int store_dataset_tenant_bytes(Store *s, const char *tenant, const char *extra_hash, uint64_t extra_size,
                                uint64_t *ret);
 
+/* The dataset catalogue the data module reads and writes: SQLite's (the
+ * store_dataset_* calls above) on one node, Redis's in a cluster
+ * (src/cluster), so a dataset put through any gateway is every node's. Same
+ * contracts as the store_dataset_* calls. */
+typedef struct DatasetStore DatasetStore;
+typedef struct DatasetStoreOps {
+        const char *name;
+        int (*get)(DatasetStore *ds, const char *tenant, const char *name, DatasetRecord **ret);
+        int (*list)(DatasetStore *ds, const char *tenant, DatasetRecord ***ret, size_t *ret_n);
+        int (*put)(DatasetStore *ds, const DatasetRecord *d);
+        int (*add_version)(DatasetStore *ds, const char *tenant, const char *name, const char *hash, uint64_t size,
+                           uint64_t files, int *ret_version, bool *ret_new);
+        int (*versions)(DatasetStore *ds, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n);
+        int (*version_get)(DatasetStore *ds, const char *tenant, const char *name, int version, DatasetVersion *ret);
+        int (*remove)(DatasetStore *ds, const char *tenant, const char *name, int version);
+        int (*hash_refs)(DatasetStore *ds, const char *hash, uint64_t *ret_count);
+        int (*tenant_bytes)(DatasetStore *ds, const char *tenant, const char *extra_hash, uint64_t extra_size,
+                            uint64_t *ret);
+        void (*free)(DatasetStore *ds);
+} DatasetStoreOps;
+struct DatasetStore {
+        const DatasetStoreOps *ops;
+};
+/* The SQLite dataset store over s (which must outlive it). */
+DatasetStore *dataset_store_sqlite_new(Store *s);
+static inline DatasetStore *dataset_store_free(DatasetStore *ds) {
+        if (ds)
+                ds->ops->free(ds);
+        return NULL;
+}
+
 /* ---- schema (store-migrate.c) --------------------------------------------- */
 
 /* The schema version this binary writes (PRAGMA user_version after every
@@ -440,6 +514,9 @@ typedef struct RetentionConfig {
         uint64_t interval_usec;     /* the daemon's collector runs this often (0: never) */
         uint64_t reserve_bytes;     /* free space below which new runs are refused (507) */
         uint64_t warn_bytes;        /* free space below which /healthz warns */
+        /* Data objects are referenced from elsewhere (a cluster's catalogue
+         * in Redis, not this store): none is collected here. */
+        bool keep_data_objects;
 } RetentionConfig;
 
 void retention_config_init(RetentionConfig *c);

@@ -430,6 +430,136 @@ static void test_cancel_running_marks_it(void **state) {
         run_queue_free(a);
 }
 
+/* The Redis FunctionStore keeps the SQLite one's contract. */
+static void test_function_store(void **state) {
+        RunQueue *q = queue("fs", 0);
+        FunctionStore *fs = cluster_function_store_new(q);
+        FunctionRecord f = { .tenant = (char *) "t1", .name = (char *) "fn", .filename = (char *) "main.py",
+                             .source = (char *) "def f(): pass\n", .description = (char *) "v1",
+                             .limits_json = (char *) "{\"timeout_ms\":5}" };
+        int v = 0;
+        FunctionRecord *got = NULL;
+        assert_int_equal(function_store_get(fs, "t1", "fn", 0, &got), -ENOENT);
+        assert_int_equal(function_store_versions(fs, "t1", "fn", &(int *) { NULL }, &(size_t) { 0 }), -ENOENT);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 1);
+        f.description = NULL;
+        f.source = (char *) "def f(): return 2\n";
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 2);
+        assert_int_equal(function_store_get(fs, "t1", "fn", 0, &got), 0);
+        assert_int_equal(got->version, 2);
+        assert_string_equal(got->source, "def f(): return 2\n");
+        assert_null(got->description);
+        function_record_free(got);
+        assert_int_equal(function_store_get(fs, "t1", "fn", 1, &got), 0);
+        assert_string_equal(got->description, "v1");
+        assert_string_equal(got->limits_json, "{\"timeout_ms\":5}");
+        function_record_free(got);
+        assert_int_equal(function_store_get(fs, "t2", "fn", 0, &got), -ENOENT);
+        int *vs = NULL;
+        size_t n = 0;
+        assert_int_equal(function_store_versions(fs, "t1", "fn", &vs, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(vs[0], 1);
+        assert_int_equal(vs[1], 2);
+        free(vs);
+        FunctionRecord **all = NULL;
+        assert_int_equal(function_store_list(fs, "t1", &all, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(all[0]->version, 2);
+        function_record_list_free(all, n);
+        assert_int_equal(function_store_delete(fs, "t1", "fn"), 0);
+        assert_int_equal(function_store_delete(fs, "t1", "fn"), -ENOENT);
+        assert_int_equal(function_store_list(fs, "t1", &all, &n), 0);
+        assert_int_equal(n, 0);
+        function_record_list_free(all, n);
+        function_store_free(fs);
+        run_queue_free(q);
+}
+
+/* The Redis DatasetStore keeps the SQLite one's contract: a hash seen
+ * before is its old version again; removing the current version makes the
+ * newest remaining one current; references count versions. */
+static void test_dataset_store(void **state) {
+        RunQueue *q = queue("ds", 0);
+        DatasetStore *ds = cluster_dataset_store_new(q);
+        const char *h1 = "1111111111111111111111111111111111111111111111111111111111111111";
+        const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+        int v = 0;
+        bool is_new = false;
+        assert_int_equal(ds->ops->add_version(ds, "t1", "d", h1, 5, 1, &v, &is_new), -ENOENT);
+        DatasetRecord d = { .tenant = (char *) "t1", .name = (char *) "d", .kind = (char *) "file",
+                            .source = (char *) "x.txt" };
+        assert_int_equal(ds->ops->put(ds, &d), 0);
+        struct {
+                const char *hash;
+                int version;
+                bool is_new;
+        } adds[] = { { h1, 1, true }, { h2, 2, true }, { h1, 1, false } };
+        for (size_t i = 0; i < ELEMENTSOF(adds); i++) {
+                assert_int_equal(ds->ops->add_version(ds, "t1", "d", adds[i].hash, 5 + i, 1, &v, &is_new), 0);
+                assert_int_equal(v, adds[i].version);
+                assert_int_equal(is_new, adds[i].is_new);
+        }
+        DatasetRecord *got = NULL;
+        assert_int_equal(ds->ops->get(ds, "t1", "d", &got), 0);
+        assert_int_equal(got->current, 1);
+        assert_string_equal(got->hash, h1);
+        assert_int_equal(got->n_versions, 2);
+        dataset_record_free(got);
+        uint64_t refs = 0, bytes = 0;
+        assert_int_equal(ds->ops->hash_refs(ds, h1, &refs), 0);
+        assert_int_equal(refs, 1);
+        assert_int_equal(ds->ops->tenant_bytes(ds, "t1", h1, 100, &bytes), 0);
+        assert_int_equal(bytes, 5 + 6); /* h1 counted once, h2 once */
+        assert_int_equal(ds->ops->remove(ds, "t1", "d", 1), 0);
+        DatasetVersion cur = { 0 };
+        assert_int_equal(ds->ops->version_get(ds, "t1", "d", 0, &cur), 0);
+        assert_int_equal(cur.version, 2);
+        free(cur.hash);
+        assert_int_equal(ds->ops->hash_refs(ds, h1, &refs), 0);
+        assert_int_equal(refs, 0);
+        assert_int_equal(ds->ops->remove(ds, "t1", "d", 1), -ENOENT);
+        assert_int_equal(ds->ops->remove(ds, "t1", "d", 0), 0);
+        assert_int_equal(ds->ops->get(ds, "t1", "d", &got), -ENOENT);
+        dataset_store_free(ds);
+        run_queue_free(q);
+}
+
+/* A run's log comes back in order, NUL bytes and all, then its end. */
+static void test_log_stream(void **state) {
+        RunQueue *q = queue("logs", 0);
+        ClusterLogEntry a[] = {
+                { .kind = CLUSTER_LOG_PHASE, .data = (char *) "run", .len = 3 },
+                { .kind = CLUSTER_LOG_STDOUT, .data = (char *) "a\0b\n", .len = 4 },
+        };
+        ClusterLogEntry b[] = { { .kind = CLUSTER_LOG_STDERR, .data = (char *) "oops\n", .len = 5 } };
+        assert_int_equal(cluster_log_append(q, "r1", a, ELEMENTSOF(a), false), 0);
+        ClusterLogReader *rd = NULL;
+        assert_int_equal(cluster_log_reader_new(q, "r1", &rd), 0);
+        ClusterLogEntry *v = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_log_read(rd, 0, &v, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(v[0].kind, CLUSTER_LOG_PHASE);
+        assert_int_equal(v[1].len, 4);
+        assert_memory_equal(v[1].data, "a\0b\n", 4);
+        cluster_log_entries_free(v, n);
+        /* Nothing new: a short block returns empty. */
+        assert_int_equal(cluster_log_read(rd, 50, &v, &n), 0);
+        assert_int_equal(n, 0);
+        cluster_log_entries_free(v, n);
+        assert_int_equal(cluster_log_append(q, "r1", b, 1, true), 0);
+        assert_int_equal(cluster_log_read(rd, 1000, &v, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(v[0].kind, CLUSTER_LOG_STDERR);
+        assert_int_equal(v[1].kind, CLUSTER_LOG_END);
+        cluster_log_entries_free(v, n);
+        cluster_log_reader_free(rd);
+        run_queue_free(q);
+}
+
 static void test_bad_url(void **state) {
         RunQueue *q = NULL;
         _cleanup_free_ char *err = NULL;
@@ -459,6 +589,9 @@ int main(void) {
                 cmocka_unit_test(test_placement_warm_node_then_fallback),
                 cmocka_unit_test(test_claim_over_two_streams_keeps_to_free_slots),
                 cmocka_unit_test(test_cancel_running_marks_it),
+                cmocka_unit_test(test_function_store),
+                cmocka_unit_test(test_dataset_store),
+                cmocka_unit_test(test_log_stream),
                 /* last: switching AOF off and on leaves it rewriting */
                 cmocka_unit_test(test_durability_check),
                 cmocka_unit_test(test_bad_url),

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "data.h"
+#include "shared.h"
 
 static char dir[] = "/tmp/test-data-XXXXXX";
 
@@ -199,11 +200,132 @@ static void test_tar_upload(void **state) {
         store_close(s);
 }
 
+/* The wire form of an object (what a cluster's node serves its peers):
+ * written by the reader, taken back by the import only when every byte,
+ * size and path agrees with the hash asked for. */
+static void write_bytes(const char *path, const void *p, size_t n) {
+        assert_int_equal(write_file_atomic(path, p, n, 0644), 0);
+}
+
+static char *wire_of(DataCatalog *c, const char *hash, size_t *ret_len) {
+        DataObjectReader *r = NULL;
+        assert_int_equal(data_object_reader_new(c, hash, &r), 0);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        char chunk[7]; /* small reads: the reader resumes mid-file */
+        ssize_t n;
+        while ((n = data_object_reader_read(r, chunk, sizeof(chunk))) > 0)
+                assert_int_equal(buf_append(&b, chunk, (size_t) n), 0);
+        assert_int_equal(n, 0);
+        data_object_reader_free(r);
+        *ret_len = b.len;
+        return buf_steal(&b);
+}
+
+static void test_object_wire(void **state) {
+        char base[] = "/tmp/test-data-wire-XXXXXX";
+        assert_non_null(mkdtemp(base));
+        _cleanup_free_ char *db = path_join(base, "db.sqlite"), *src = path_join(base, "src");
+        _cleanup_free_ char *sub = path_join(src, "sub"), *a = path_join(src, "a txt"), *b = path_join(sub, "b.bin");
+        assert_int_equal(mkdir_p(sub, 0755), 0);
+        put_file(a, "hello");
+        write_bytes(b, "\0\1\2binary\0", 10);
+        Store *s = NULL;
+        assert_int_equal(store_open(db, &s), 0);
+        _cleanup_free_ char *root1 = path_join(base, "n1"), *root2 = path_join(base, "n2");
+        DataConfig cfg1 = { .root = root1 }, cfg2 = { .root = root2 };
+        DataCatalog *c1 = NULL, *c2 = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(data_catalog_new(s, &cfg1, &c1, &err), 0);
+        assert_int_equal(data_catalog_new(s, &cfg2, &c2, &err), 0);
+        DataInfo *i = NULL;
+        assert_int_equal(data_put(c1, NULL, "d", src, &i, &err), 0);
+        const char *hash = i->hash;
+
+        size_t len;
+        _cleanup_free_ char *wire = wire_of(c1, hash, &len);
+        assert_true(startswith(wire, "PSOBJ1 "));
+        _cleanup_free_ char *file = path_join(base, "wire");
+
+        /* Each row: what is done to the wire form, and whether it is taken. */
+        struct {
+                const char *what;
+                size_t flip;   /* byte index to change (0: none) */
+                bool cut;      /* drop the last byte */
+                bool extra;    /* add a byte */
+                bool ok;
+        } rows[] = {
+                { "a byte of a file changed", len - 3, false, false, false },
+                { "a byte of the listing changed", 12, false, false, false },
+                { "cut short", 0, true, false, false },
+                { "a byte too many", 0, false, true, false },
+                { "as served", 0, false, false, true },
+        };
+        for (size_t k = 0; k < ELEMENTSOF(rows); k++) {
+                _cleanup_free_ char *w = xmalloc(len + 1);
+                memcpy(w, wire, len);
+                size_t n = len;
+                if (rows[k].flip)
+                        w[rows[k].flip] ^= 0x20;
+                if (rows[k].cut)
+                        n--;
+                if (rows[k].extra)
+                        w[n++] = 'x';
+                (void) unlink(file);
+                write_bytes(file, w, n);
+                free(err);
+                err = NULL;
+                int r = data_object_import(c2, hash, file, &err);
+                if (rows[k].ok) {
+                        assert_int_equal(r, 0);
+                        assert_true(data_object_present(c2, hash));
+                } else {
+                        if (r >= 0)
+                                fail_msg("%s: taken", rows[k].what);
+                        assert_non_null(err);
+                        assert_false(data_object_present(c2, hash));
+                }
+        }
+        /* Asked for another hash, the same bytes are refused. */
+        _cleanup_free_ char *other = xstrdup(hash);
+        other[0] = other[0] == 'a' ? 'b' : 'a';
+        free(err);
+        err = NULL;
+        assert_int_equal(data_object_import(c2, other, file, &err), -EBADMSG);
+
+        /* A listing whose hash is right but whose paths leave the object. */
+        const char *bad[] = { "../evil", "/abs", "a/../../evil", "a//b", "." };
+        for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
+                char sha[SHA256_HEX_SIZE];
+                sha256_hex("x", 1, sha);
+                _cleanup_free_ char *listing = xasprintf("f %s 1 %s\n", bad[k], sha);
+                char h[SHA256_HEX_SIZE];
+                sha256_hex(listing, strlen(listing), h);
+                _cleanup_free_ char *w = xasprintf("PSOBJ1 %zu\n%sx", strlen(listing), listing);
+                (void) unlink(file);
+                write_bytes(file, w, strlen(w));
+                free(err);
+                err = NULL;
+                if (data_object_import(c2, h, file, &err) >= 0)
+                        fail_msg("path '%s' was taken", bad[k]);
+                assert_false(data_object_present(c2, h));
+        }
+        _cleanup_free_ char *evil = path_join(root2, "evil");
+        assert_int_equal(access(evil, F_OK), -1);
+
+        data_info_free(i);
+        data_catalog_free(c1);
+        data_catalog_free(c2);
+        store_close(s);
+        rm_rf(base);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_tar_upload),
                 cmocka_unit_test(test_versions),
+                cmocka_unit_test(test_object_wire),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,259 @@
+/* The Redis FunctionStore (cluster.h "deployed functions"): every gateway
+ * of a cluster deploys to and invokes from the same records. */
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "cluster-internal.h"
+#include "cluster-scripts.h"
+
+typedef struct ClusterFunctions {
+        FunctionStore base;
+        ClusterQueue *q;
+} ClusterFunctions;
+
+static ClusterQueue *fq(FunctionStore *fs) {
+        assert(fs);
+        return ((ClusterFunctions *) fs)->q;
+}
+
+static void add_keys(Args *a, const char *tenant, const char *name) {
+        args_addf(a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(a, CLUSTER_PREFIX "fns:%s", tenant);
+}
+
+static void meta_set(json_t *m, const char *key, const char *value) {
+        json_object_set_new(m, key, value ? json_string(value) : json_null());
+}
+
+static const char *meta_get(json_t *m, const char *key) {
+        return json_string_value(json_object_get(m, key));
+}
+
+static char *dup_or_null(const char *s) {
+        return s ? xstrdup(s) : NULL;
+}
+
+static int cf_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) {
+        ClusterQueue *c = fq(fs);
+        assert(f && f->tenant && f->name && f->source && ret_version);
+        json_t *m = json_object();
+        meta_set(m, "filename", f->filename ? f->filename : "main.py");
+        meta_set(m, "function", f->function);
+        meta_set(m, "requirements_json", f->requirements_json);
+        meta_set(m, "limits_json", f->limits_json);
+        meta_set(m, "params_json", f->params_json);
+        meta_set(m, "description", f->description);
+        meta_set(m, "env_json", f->env_json);
+        json_object_set_new(m, "created", json_integer((json_int_t) (f->created ? f->created : now_realtime())));
+        char *meta = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        if (!meta)
+                return -ENOMEM;
+        Args a = { 0 };
+        args_add(&a, "EVAL");
+        args_add(&a, cluster_script_fn_put);
+        args_add(&a, "2");
+        add_keys(&a, f->tenant, f->name);
+        args_add(&a, f->name);
+        args_add(&a, meta);
+        args_addb(&a, f->source, f->source_len ? f->source_len : strlen(f->source));
+        free(meta);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        if (rep->type == REDIS_REPLY_INTEGER)
+                *ret_version = (int) rep->integer;
+        else
+                k = -EBADMSG;
+        freeReplyObject(rep);
+        return k;
+}
+
+/* The last version number of (tenant, name); -ENOENT when none. */
+static int latest(ClusterQueue *c, const char *tenant, const char *name, int *ret) {
+        Args a = { 0 };
+        args_add(&a, "HGET");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_add(&a, "next");
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type == REDIS_REPLY_STRING && parse_int(rep->str, ret) >= 0 && *ret > 0 ? 0 : -ENOENT;
+        freeReplyObject(rep);
+        return k;
+}
+
+static int cf_get(FunctionStore *fs, const char *tenant, const char *name, int version, FunctionRecord **ret) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && ret);
+        int k = 0;
+        if (version <= 0) {
+                k = latest(c, tenant, name, &version);
+                if (k < 0)
+                        return k;
+        }
+        Args a = { 0 };
+        args_add(&a, "HMGET");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(&a, "meta:%d", version);
+        args_addf(&a, "src:%d", version);
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        json_t *m = NULL;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[0]->type == REDIS_REPLY_STRING &&
+            rep->element[1]->type == REDIS_REPLY_STRING)
+                m = json_loadb(rep->element[0]->str, rep->element[0]->len, 0, NULL);
+        if (!json_is_object(m)) {
+                json_decref(m);
+                freeReplyObject(rep);
+                return -ENOENT;
+        }
+        const redisReply *src = rep->element[1];
+        FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
+        f->tenant = xstrdup(tenant);
+        f->name = xstrdup(name);
+        f->version = version;
+        f->source = xmalloc(src->len + 1);
+        memcpy(f->source, src->str, src->len);
+        f->source[src->len] = 0;
+        f->source_len = src->len;
+        f->filename = dup_or_null(meta_get(m, "filename"));
+        f->function = dup_or_null(meta_get(m, "function"));
+        f->requirements_json = dup_or_null(meta_get(m, "requirements_json"));
+        f->limits_json = dup_or_null(meta_get(m, "limits_json"));
+        f->params_json = dup_or_null(meta_get(m, "params_json"));
+        f->description = dup_or_null(meta_get(m, "description"));
+        f->env_json = dup_or_null(meta_get(m, "env_json"));
+        f->created = (usec_t) json_integer_value(json_object_get(m, "created"));
+        json_decref(m);
+        freeReplyObject(rep);
+        *ret = f;
+        return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static int cf_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
+        ClusterQueue *c = fq(fs);
+        Args a = { 0 };
+        args_add(&a, "SMEMBERS");
+        args_addf(&a, CLUSTER_PREFIX "fns:%s", tenant);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        char **names = NULL;
+        size_t nn = 0;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING) {
+                        names = xrealloc(names, (nn + 1) * sizeof(char *));
+                        names[nn++] = xstrdup(rep->element[i]->str);
+                }
+        freeReplyObject(rep);
+        /* By name, as the SQLite store lists them. */
+        if (nn > 1)
+                qsort(names, nn, sizeof(char *), cmp_str);
+        FunctionRecord **v = NULL;
+        size_t n = 0;
+        for (size_t i = 0; i < nn; i++) {
+                FunctionRecord *f = NULL;
+                int r = k < 0 ? 0 : cf_get(fs, tenant, names[i], 0, &f);
+                if (r < 0 && r != -ENOENT)
+                        k = r; /* a name deleted meanwhile is skipped; an error is not */
+                if (f) {
+                        v = xrealloc(v, (n + 1) * sizeof(FunctionRecord *));
+                        v[n++] = f;
+                }
+                free(names[i]);
+        }
+        free(names);
+        if (k < 0) {
+                function_record_list_free(v, n);
+                return k;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int cmp_int(const void *a, const void *b) {
+        int x = *(const int *) a, y = *(const int *) b;
+        return (x > y) - (x < y);
+}
+
+static int cf_versions(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n) {
+        ClusterQueue *c = fq(fs);
+        Args a = { 0 };
+        args_add(&a, "HKEYS");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        int *v = NULL;
+        size_t n = 0;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+                const redisReply *e = rep->element[i];
+                int version;
+                if (e->type == REDIS_REPLY_STRING && startswith(e->str, "meta:") && parse_int(e->str + 5, &version) >= 0) {
+                        v = xrealloc(v, (n + 1) * sizeof(int));
+                        v[n++] = version;
+                }
+        }
+        freeReplyObject(rep);
+        if (n == 0)
+                return -ENOENT;
+        qsort(v, n, sizeof(int), cmp_int);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int cf_remove(FunctionStore *fs, const char *tenant, const char *name) {
+        ClusterQueue *c = fq(fs);
+        Args a = { 0 };
+        args_add(&a, "EVAL");
+        args_add(&a, cluster_script_fn_delete);
+        args_add(&a, "2");
+        add_keys(&a, tenant, name);
+        args_add(&a, name);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? 0 : -ENOENT;
+        freeReplyObject(rep);
+        return k;
+}
+
+static void cf_free(FunctionStore *fs) {
+        free(fs);
+}
+
+static const FunctionStoreOps cluster_function_ops = {
+        .name = "redis",
+        .put = cf_put,
+        .get = cf_get,
+        .list = cf_list,
+        .versions = cf_versions,
+        .remove = cf_remove,
+        .free = cf_free,
+};
+
+FunctionStore *cluster_function_store_new(RunQueue *q) {
+        ClusterFunctions *f = xcalloc(1, sizeof(ClusterFunctions));
+        f->base.ops = &cluster_function_ops;
+        f->q = cq(q);
+        return &f->base;
+}

@@ -1,0 +1,143 @@
+/* Run logs in Redis (cluster.h "run logs", docs/cluster.md): the running
+ * node appends batches with one script call; any node reads with XREAD. */
+#include <jansson.h>
+
+#include "cluster-internal.h"
+#include "cluster-scripts.h"
+
+static const char *const kind_names[] = {
+        [CLUSTER_LOG_PHASE] = "p",
+        [CLUSTER_LOG_STDOUT] = "1",
+        [CLUSTER_LOG_STDERR] = "2",
+        [CLUSTER_LOG_END] = "end",
+};
+
+void cluster_log_entries_free(ClusterLogEntry *v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(v[i].data);
+        free(v);
+}
+
+int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, size_t n, bool end) {
+        ClusterQueue *c = cq(q);
+        assert(id && (v || n == 0));
+        Args a = { 0 };
+        args_add(&a, "EVAL");
+        args_add(&a, cluster_script_log_append);
+        args_add(&a, "1");
+        args_addf(&a, CLUSTER_PREFIX "log:%s", id);
+        args_addf(&a, "%d", CLUSTER_LOG_MAX_ENTRIES);
+        args_addf(&a, "%u", c->record_ttl_s);
+        for (size_t i = 0; i < n; i++) {
+                assert(v[i].kind <= CLUSTER_LOG_END);
+                args_add(&a, kind_names[v[i].kind]);
+                args_addb(&a, v[i].data ? v[i].data : "", v[i].len);
+        }
+        if (end) {
+                args_add(&a, kind_names[CLUSTER_LOG_END]);
+                args_add(&a, "");
+        }
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        freeReplyObject(rep);
+        return 0;
+}
+
+struct ClusterLogReader {
+        ClusterQueue *q;
+        Conn conn;
+        char *key;
+        char last[64]; /* the id of the last entry read ("0-0": none) */
+};
+
+int cluster_log_reader_new(RunQueue *q, const char *id, ClusterLogReader **ret) {
+        ClusterQueue *c = cq(q);
+        assert(id && ret);
+        ClusterLogReader *r = xcalloc(1, sizeof(ClusterLogReader));
+        r->q = c;
+        if (conn_parse_url(c->url, &r->conn) < 0) {
+                free(r);
+                return -EINVAL;
+        }
+        r->key = xasprintf(CLUSTER_PREFIX "log:%s", id);
+        snprintf(r->last, sizeof(r->last), "0-0");
+        *ret = r;
+        return 0;
+}
+
+ClusterLogReader *cluster_log_reader_free(ClusterLogReader *r) {
+        if (!r)
+                return NULL;
+        conn_done(&r->conn);
+        free(r->key);
+        free(r);
+        return NULL;
+}
+
+static int entry_from_reply(const redisReply *f, ClusterLogEntry *ret) {
+        const redisReply *kind = NULL, *data = NULL;
+        for (size_t j = 0; j + 1 < f->elements; j += 2) {
+                const redisReply *name = f->element[j];
+                if (name->type != REDIS_REPLY_STRING)
+                        continue;
+                if (streq(name->str, "k"))
+                        kind = f->element[j + 1];
+                else if (streq(name->str, "d"))
+                        data = f->element[j + 1];
+        }
+        if (!kind || !data || kind->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING)
+                return -EBADMSG;
+        for (size_t i = 0; i < ELEMENTSOF(kind_names); i++)
+                if (streq(kind->str, kind_names[i])) {
+                        char *copy = xmalloc(data->len + 1);
+                        memcpy(copy, data->str, data->len);
+                        copy[data->len] = 0;
+                        *ret = (ClusterLogEntry) { .kind = (ClusterLogKind) i, .data = copy, .len = data->len };
+                        return 0;
+                }
+        return -EBADMSG;
+}
+
+int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **ret, size_t *ret_n) {
+        assert(r && ret && ret_n);
+        Args a = { 0 };
+        args_add(&a, "XREAD");
+        args_add(&a, "COUNT");
+        args_add(&a, "512");
+        if (block_ms > 0) {
+                args_add(&a, "BLOCK");
+                args_addf(&a, "%u", block_ms);
+        }
+        args_add(&a, "STREAMS");
+        args_add(&a, r->key);
+        args_add(&a, r->last);
+        int k = 0;
+        redisReply *rep = cluster_cmd(r->q, &r->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        ClusterLogEntry *v = NULL;
+        size_t n = 0;
+        /* [[key, [[id, [field, value, ...]], ...]]], or nil on a timeout. */
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 && rep->element[0]->type == REDIS_REPLY_ARRAY &&
+            rep->element[0]->elements == 2 && rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+                const redisReply *entries = rep->element[0]->element[1];
+                v = xcalloc(MAX(entries->elements, (size_t) 1), sizeof(ClusterLogEntry));
+                for (size_t i = 0; i < entries->elements; i++) {
+                        const redisReply *e = entries->element[i];
+                        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                            e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+                                continue;
+                        snprintf(r->last, sizeof(r->last), "%s", e->element[0]->str);
+                        if (entry_from_reply(e->element[1], &v[n]) >= 0)
+                                n++;
+                }
+        }
+        freeReplyObject(rep);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
