@@ -18,18 +18,6 @@
 
 #include "daemon.h"
 
-int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode) {
-        return store_endpoint_put(d->store, tenant, name, mode == ENDPOINT_PUBLIC ? 2 : mode == ENDPOINT_TOKEN ? 1 : 0);
-}
-
-json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name) {
-        int mode;
-        if (!tenant || store_endpoint_get(d->store, tenant, name, &mode) < 0)
-                return json_null();
-        _cleanup_free_ char *path = xasprintf("/fn/%s/%s", tenant, name);
-        return json_pack("{s:s, s:b}", "path", path, "public", mode == 2);
-}
-
 /* ---- the per-address rate limit of public endpoints --------------------------
  *
  * Token buckets in a fixed table indexed by a hash of the address: memory

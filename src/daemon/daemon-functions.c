@@ -367,6 +367,20 @@ static void env_from_function(RunRequest *req, const FunctionRecord *f) {
         json_decref(e);
 }
 
+/* A function's URL (deploy --url): its mode in the store; the endpoint's
+ * requests are daemon-endpoints.c's. */
+int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode) {
+        return store_endpoint_put(d->store, tenant, name, mode == ENDPOINT_PUBLIC ? 2 : mode == ENDPOINT_TOKEN ? 1 : 0);
+}
+
+json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name) {
+        int mode;
+        if (!tenant || store_endpoint_get(d->store, tenant, name, &mode) < 0)
+                return json_null();
+        _cleanup_free_ char *path = xasprintf("/fn/%s/%s", tenant, name);
+        return json_pack("{s:s, s:b}", "path", path, "public", mode == 2);
+}
+
 /* Fills req with what runs f (source, file, function, requirements,
  * limits, secrets and env, delivery policy); the caller's own fields stay. */
 void daemon_request_from_function(RunRequest *req, const FunctionRecord *f) {

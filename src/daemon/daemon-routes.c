@@ -73,8 +73,8 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET | ROUTE_POST, "/login", daemon_ui_handle, ROUTE_PUBLIC },
         { ROUTE_POST, "/logout", daemon_ui_handle, ROUTE_PUBLIC },
         { ROUTE_GET, "/v1/events", daemon_ui_events_handle, ROUTE_USER },
-        { ROUTE_GET, "/v1/dags/*/graph", daemon_ui_dag_graph_handle, ROUTE_USER },
-        { ROUTE_GET, "/v1/dags/*/events", daemon_ui_dag_events_handle, ROUTE_USER },
+        { ROUTE_GET, "/v1/dags/*/graph", daemon_dag_graph_handle, ROUTE_USER },
+        { ROUTE_GET, "/v1/dags/*/events", daemon_dag_events_handle, ROUTE_USER },
 
         /* Between the nodes of a cluster (docs/cluster.md "Internal routes"). */
         { ROUTE_GET, "/internal/v1/objects/*", daemon_api_cluster_object, ROUTE_CLUSTER },

@@ -53,15 +53,6 @@ struct MHD_Response *daemon_ui_handle(const DaemonCall *call, unsigned *ret_stat
  * phase, and once more when it ends. Authenticated (call->tenant). */
 struct MHD_Response *daemon_ui_events_handle(const DaemonCall *call, unsigned *ret_status);
 
-/* GET /v1/dags/{id}/graph: the DAG run's tasks with their dependencies
- * (`{"tasks": [{"name", "file", "depth", "deps": [names]}]}`), from the
- * pipeline it recorded; the DAG page lays the graph out from it. */
-struct MHD_Response *daemon_ui_dag_graph_handle(const DaemonCall *call, unsigned *ret_status);
-/* GET /v1/dags/{id}/events: Server-Sent Events of one DAG run of the
- * caller's tenant — "dag" (the DAG object) at once and on every change,
- * "end" when it has ended. 404 for a DAG run the tenant does not have. */
-struct MHD_Response *daemon_ui_dag_events_handle(const DaemonCall *call, unsigned *ret_status);
-
 /* Adds the dashboard's security headers (CSP, nosniff, frame-ancestors,
  * referrer policy) to resp. */
 void daemon_ui_security_headers(struct MHD_Response *resp);

@@ -801,6 +801,15 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 /* The DAG object of tenant's DAG run id (or unique prefix), as GET
  * /v1/dags/{id} answers it, into *ret. -ENOENT, -EEXIST (ambiguous). */
 int daemon_dag_json(Daemon *d, const char *tenant, const char *id, struct json_t **ret);
+/* daemon-dag-view.c: */
+/* GET /v1/dags/{id}/graph: the DAG run's tasks with their dependencies
+ * (`{"tasks": [{"name", "file", "depth", "deps": [names]}]}`), from the
+ * pipeline it recorded; the DAG page lays the graph out from it. */
+struct MHD_Response *daemon_dag_graph_handle(const DaemonCall *call, unsigned *ret_status);
+/* GET /v1/dags/{id}/events: Server-Sent Events of one DAG run of the
+ * caller's tenant — "dag" (the DAG object) at once and on every change,
+ * "end" when it has ended. 404 for a DAG run the tenant does not have. */
+struct MHD_Response *daemon_dag_events_handle(const DaemonCall *call, unsigned *ret_status);
 /* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
 DaemonHandlerFn daemon_dag_handle;
 /* Starts a DAG run from body (a POST /v1/dags body: pipeline, filename,
