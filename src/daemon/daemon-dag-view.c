@@ -79,12 +79,9 @@ static ssize_t dag_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         while (daemon_sse_drained(&s->out)) {
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
-                DaemonWake why = s->w.why;
-                s->w.why = DAEMON_WAKE_NONE;
-                if (why == DAEMON_WAKE_GONE)
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
-                if (why == DAEMON_WAKE_DRAIN)
-                        return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
+                ssize_t woken = daemon_sse_woken(&s->w);
+                if (woken)
+                        return woken;
                 uint64_t gen = daemon_wait_arm(); /* before looking: no lost change */
                 usec_t now = now_monotonic();
                 if (s->last && now - s->last_check < DAG_STREAM_MIN_GAP) {
@@ -95,13 +92,10 @@ static ssize_t dag_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                         continue;
                 }
                 dag_stream_check(s);
-                if (s->out.buf.len == 0 && now - s->last_write >= 15 * USEC_PER_SEC)
-                        daemon_sse_keepalive(&s->out.buf);
-                if (s->out.buf.len > 0)
-                        s->last_write = now;
                 /* Nothing new: any change (a task's run, the DAG driver:
                  * daemon-dag.c dag_changed) wakes it, a second at most. */
-                else if (daemon_wait_park(&s->w, s->conn, NULL, gen, now + USEC_PER_SEC))
+                if (!daemon_sse_ready(&s->out, &s->last_write, now, 15 * USEC_PER_SEC) &&
+                    daemon_wait_park(&s->w, s->conn, NULL, gen, now + USEC_PER_SEC))
                         return 0; /* suspended; MHD calls again once resumed */
         }
         return daemon_sse_take(&s->out, buf, max);

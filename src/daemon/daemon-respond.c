@@ -356,3 +356,24 @@ ssize_t daemon_sse_take(SseOut *o, char *buf, size_t max) {
         o->off += n;
         return (ssize_t) n;
 }
+
+ssize_t daemon_sse_woken(DaemonWaiter *w) {
+        assert(w);
+        DaemonWake why = w->why;
+        w->why = DAEMON_WAKE_NONE;
+        if (why == DAEMON_WAKE_GONE)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (why == DAEMON_WAKE_DRAIN)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        return 0;
+}
+
+bool daemon_sse_ready(SseOut *o, usec_t *last_sent, usec_t now, usec_t every) {
+        assert(o && last_sent);
+        if (o->buf.len == 0 && now - *last_sent >= every)
+                daemon_sse_keepalive(&o->buf); /* keeps proxies from timing out */
+        if (o->buf.len == 0)
+                return false;
+        *last_sent = now;
+        return true;
+}

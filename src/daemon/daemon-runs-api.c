@@ -507,24 +507,14 @@ static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) 
         while (daemon_sse_drained(&s->out)) {
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
-                DaemonWake why = s->w.why;
-                s->w.why = DAEMON_WAKE_NONE;
-                if (why == DAEMON_WAKE_GONE)
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
-                if (why == DAEMON_WAKE_DRAIN)
-                        return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
+                ssize_t woken = daemon_sse_woken(&s->w);
+                if (woken)
+                        return woken;
                 if (cluster_sse_look(s) < 0)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
                 usec_t now = now_monotonic();
-                if (s->out.buf.len > 0) {
-                        s->last_sent = now;
+                if (daemon_sse_ready(&s->out, &s->last_sent, now, CLUSTER_SSE_KEEPALIVE_S * USEC_PER_SEC))
                         break;
-                }
-                if (now - s->last_sent >= CLUSTER_SSE_KEEPALIVE_S * USEC_PER_SEC) {
-                        daemon_sse_keepalive(&s->out.buf);
-                        s->last_sent = now;
-                        break;
-                }
                 /* Only the timer wakes it (its own key); the drain and a
                  * hang-up too. A TIMEOUT answer means: look again. */
                 if (daemon_wait_park(&s->w, s->conn, s, daemon_wait_arm(), now + CLUSTER_SSE_POLL_MS * USEC_PER_MSEC))

@@ -504,12 +504,9 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
         Daemon *d = s->d;
 
         while (daemon_sse_drained(&s->out)) {
-                DaemonWake why = s->w.why;
-                s->w.why = DAEMON_WAKE_NONE;
-                if (why == DAEMON_WAKE_GONE)
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
-                if (why == DAEMON_WAKE_DRAIN)
-                        return MHD_CONTENT_READER_END_OF_STREAM; /* the daemon stops */
+                ssize_t woken = daemon_sse_woken(&s->w);
+                if (woken)
+                        return woken;
                 if (!s->greeted) {
                         /* The client knows the stream is up (and, on a
                          * reconnect, to reload what it missed). */
@@ -527,14 +524,11 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 }
                 free(changed);
                 usec_t now = now_monotonic();
-                if (s->out.buf.len == 0 && now - s->last_write >= 15 * USEC_PER_SEC)
-                        daemon_sse_keepalive(&s->out.buf);
-                if (s->out.buf.len > 0)
-                        s->last_write = now;
                 /* Nothing yet: wait for any run to change. A submission
                  * does not signal, so look again within a second either
                  * way. */
-                else if (daemon_wait_park(&s->w, s->conn, NULL, gen, now + USEC_PER_SEC))
+                if (!daemon_sse_ready(&s->out, &s->last_write, now, 15 * USEC_PER_SEC) &&
+                    daemon_wait_park(&s->w, s->conn, NULL, gen, now + USEC_PER_SEC))
                         return 0; /* suspended; MHD calls again once resumed */
         }
         return daemon_sse_take(&s->out, buf, max);

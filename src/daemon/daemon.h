@@ -655,6 +655,13 @@ void daemon_sse_keepalive(Buf *out);
 bool daemon_sse_drained(SseOut *o);
 /* Copies what is pending in o into buf (at most max); the reader's return. */
 ssize_t daemon_sse_take(SseOut *o, char *buf, size_t max);
+/* The first step of each pass of a parked SSE reader: what woke w. 0: look
+ * again; else the reader's answer (the client hung up: an error; the daemon
+ * stops: the end). */
+ssize_t daemon_sse_woken(DaemonWaiter *w);
+/* After a look: a keep-alive comment when nothing went out for `every`.
+ * True when o holds something to send (*last_sent is now then). */
+bool daemon_sse_ready(SseOut *o, usec_t *last_sent, usec_t now, usec_t every);
 /* Records the daemon's own paths (data dir, binaries' tree, $HOME) before
  * HTTP starts. */
 void daemon_scrub_init(const Daemon *d);
