@@ -37,3 +37,10 @@ typedef struct Args {
 void args_add(Args *a, const char *s);
 void args_addf(Args *a, const char *fmt, ...) _printf_(2, 3);
 void args_done(Args *a);
+
+/* The shared connection of q (cluster-redis.c), for the module's other
+ * files: NULL with *ret_error on I/O errors or an error reply. */
+redisReply *cluster_command(RunQueue *q, const Args *a, int *ret_error);
+const char *cluster_node_id(RunQueue *q);
+unsigned cluster_lease_ttl_ms(RunQueue *q);
+unsigned cluster_record_ttl_s(RunQueue *q);

@@ -781,6 +781,29 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout);
 /* The DAG object of tenant's DAG run id (or unique prefix), as GET
  * /v1/dags/{id} answers it, into *ret. -ENOENT, -EEXIST (ambiguous). */
 int daemon_dag_json(Daemon *d, const char *tenant, const char *id, struct json_t **ret);
+/* The DAG run's record, tasks (position order) and the tenant's list:
+ * Redis's in cluster mode (daemon-dag-cluster.c), else the local store's. */
+int daemon_dag_get(Daemon *d, const char *tenant, const char *id, DagRunRecord **ret);
+int daemon_dag_tasks(Daemon *d, const char *id, DagTaskRecord ***ret, size_t *ret_n);
+int daemon_dag_list(Daemon *d, const char *tenant, size_t limit, DagRunRecord ***ret, size_t *ret_n);
+/* Cluster mode: records a new DAG run (and its task files, a JSON object
+ * of name -> text, or NULL) in Redis, owned by this node. */
+int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *files_json);
+/* Cluster mode: writes the local store's state of DAG run id to Redis
+ * (final: it ended). -ESTALE when this node lost its lease (it must stop
+ * driving it); 0 in single-node mode. */
+int daemon_dag_cluster_sync(Daemon *d, const char *id, bool final);
+/* Cluster mode: drops this node's lease of DAG run id. */
+void daemon_dag_cluster_release(Daemon *d, const char *id);
+/* From the lease thread: refreshes the leases of the DAG runs this node
+ * drives and (take: a gateway) takes over those without a live owner. */
+void daemon_dags_cluster_tick(Daemon *d, bool take);
+/* daemon-dag.c for daemon-dag-cluster.c: the ids of the DAG runs this
+ * node drives (a strv); writes a request's `files` under dir; resumes a
+ * recorded DAG run (its base_dir under DATA_DIR/dags). */
+char **daemon_dags_active_ids(Daemon *d);
+int daemon_dag_write_files(const char *dir, struct json_t *files, char **ret_error);
+int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec);
 /* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
 DaemonHandlerFn daemon_dag_handle;
 /* Starts a DAG run from body (a POST /v1/dags body: pipeline, filename,

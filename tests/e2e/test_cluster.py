@@ -671,3 +671,96 @@ def completions(tmp_path):
         if len(f) == 4 and f[0] == "pmessage" and f[3].startswith("ps:run:"):
             n[f[3][len("ps:run:"):]] = n.get(f[3][len("ps:run:"):], 0) + 1
     return n
+
+
+# ---- DAG runs: state in Redis, resumed by another gateway --------------------
+
+DAG_TASKS = """
+import time
+def f(tag: str):
+    time.sleep(1)
+    return tag
+"""
+# a, then b1..b4 in parallel (more than one worker's slots), then c.
+DAG_PIPELINE = """
+concurrency: 4
+tasks:
+  a:  {file: t.py, function: f, args: ["a"]}
+  b1: {file: t.py, function: f, args: ["${a}-b1"]}
+  b2: {file: t.py, function: f, args: ["${a}-b2"]}
+  b3: {file: t.py, function: f, args: ["${a}-b3"]}
+  b4: {file: t.py, function: f, args: ["${a}-b4"]}
+  c:  {file: t.py, function: f, args: ["c"], depends: [b1, b2, b3, b4]}
+"""
+DAG_RESULTS = {"a": "a", "b1": "a-b1", "b2": "a-b2", "b3": "a-b3", "b4": "a-b4", "c": "c"}
+
+
+def test_dag_resumes_on_another_gateway_when_its_gateway_dies(nodes, redis, tmp_path):
+    """A DAG run's state lives in Redis: kill -9 the gateway that started it
+    halfway (a task finished, another running on a worker); the other
+    gateway takes its owner lease over, waits for the running tasks by their
+    run ids, runs the rest, and the DAG completes with every task run
+    once."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    nodes("w2", "worker")
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_PIPELINE, "files": {"t.py": DAG_TASKS},
+                                          "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    assert redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw1"
+
+    def tasks(gw):
+        st, cur = gw.call("GET", f"/v1/dags/{dag_id}")
+        assert st == 200, cur
+        return cur, {t["name"]: t for t in cur["tasks"]}
+
+    def halfway():
+        # read through the other gateway: it answers from Redis
+        _, t = tasks(gw2)
+        done = [n for n, x in t.items() if x["state"] == "succeeded"]
+        running = [n for n, x in t.items() if x["state"] == "running" and x.get("run_id") and
+                   redis.cli("HGET", f"ps:run:{x['run_id']}", "status") == "running"]
+        return t if done and running else None
+    before = wait_until(halfway, 60, "a task done and another running")
+    gw1.kill9()
+    print("at the kill:", {n: x["state"] for n, x in before.items()})
+    t0 = time.time()
+
+    def ended():
+        cur, _ = tasks(gw2)
+        return cur if cur["status"] in ("succeeded", "failed", "cancelled", "invalid") else None
+    done = wait_until(ended, 90, "the DAG run to end on gw2")
+    print(f"DAG resumed by gw2: ended {time.time() - t0:.1f}s after gw1's kill -9")
+    assert done["status"] == "succeeded", done
+    t = {x["name"]: x for x in done["tasks"]}
+    assert {n: x["result"] for n, x in t.items()} == DAG_RESULTS, t
+    assert all(x["state"] == "succeeded" for x in t.values()), t
+    # tasks finished before the kill kept their runs; those running were
+    # waited for by run id, not submitted again
+    for n, x in before.items():
+        if x["state"] in ("succeeded", "running"):
+            assert t[n]["run_id"] == x["run_id"], (n, x, t[n])
+    # every task ran exactly once: the tenant's only runs are the six
+    # tasks' runs, each on its first attempt
+    st, lst = gw2.call("GET", "/v1/runs?limit=100")
+    assert st == 200, lst
+    assert sorted(r["id"] for r in lst["runs"]) == sorted(x["run_id"] for x in t.values()), (lst, t)
+    assert all(redis.cli("HGET", f"ps:run:{x['run_id']}", "attempt") == "1" for x in t.values())
+    # the tasks ran on both workers
+    assert len({node_of(redis, x["run_id"]) for x in t.values()}) >= 2
+    assert f"DAG run {dag_id}: its gateway is gone; this node resumes it" in gw2.log.read_text()
+    assert redis.cli("EXISTS", f"ps:dagowner:{dag_id}") == "0"
+    assert redis.cli("SISMEMBER", "ps:dags:running", dag_id) == "0"
+    # the CLI reads it from the surviving gateway
+    r = cli(gw2, "dag", "show", dag_id, token="alice")
+    assert r.returncode == 0, r.stderr
+    assert dag_id in r.stdout and "succeeded" in r.stdout, r.stdout
+    r = cli(gw2, "dag", "show", dag_id, "--json", token="alice")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(r.stdout)
+    assert shown["status"] == "succeeded", shown
+    assert {n: x.get("result") for n, x in shown["tasks"].items()} == DAG_RESULTS, shown
+    st, lst = gw2.call("GET", "/v1/dags")
+    assert st == 200 and dag_id in [x["id"] for x in lst["dags"]]
