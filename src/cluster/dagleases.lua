@@ -10,7 +10,9 @@ for i = 5, #ARGV do
   mine[ARGV[i]] = true
   if redis.call('GET', k) == ARGV[1] then
     redis.call('PEXPIRE', k, ARGV[2])
-  else
+  elseif redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then
+    -- lapsed and nobody took it: still ours. One that ended (taken over
+    -- and finished by another node meanwhile) is not taken back.
     redis.call('SET', k, ARGV[1], 'PX', ARGV[2], 'NX')
   end
 end

@@ -311,7 +311,10 @@ static void dag_changed(const Dag *dag, const DagEvent *ev, void *userdata) {
         Daemon *d = userdata;
         if (ev->type == DAG_EVENT_TICK || ev->type == DAG_EVENT_WARNING)
                 return;
-        if (d->cluster && dag_id(dag))
+        /* Once ended, dag_thread wrote the final state (and gave up the
+         * lease): the wake-up after it has nothing to mirror. */
+        const char *st = dag_status(dag);
+        if (d->cluster && dag_id(dag) && st && (streq(st, "running") || streq(st, "validating")))
                 (void) daemon_dag_cluster_sync(d, dag_id(dag), false);
         pthread_mutex_lock(&d->lock);
         pthread_cond_broadcast(&d->change_cond);

@@ -764,3 +764,41 @@ def test_dag_resumes_on_another_gateway_when_its_gateway_dies(nodes, redis, tmp_
     assert {n: x.get("result") for n, x in shown["tasks"].items()} == DAG_RESULTS, shown
     st, lst = gw2.call("GET", "/v1/dags")
     assert st == 200 and dag_id in [x["id"] for x in lst["dags"]]
+
+
+def test_dag_owner_stopped_past_its_lease_is_fenced(nodes, redis):
+    """SIGSTOP the gateway driving a DAG run past its owner lease: the other
+    gateway takes it over; once the stopped one continues, its writes are
+    refused (dagput.lua checks the lease) and it submits nothing more: the
+    DAG completes once, every task with one run."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    nodes("w2", "worker")
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_PIPELINE, "files": {"t.py": DAG_TASKS},
+                                          "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+
+    def state():
+        st, cur = gw2.call("GET", f"/v1/dags/{dag_id}")
+        assert st == 200, cur
+        return cur, {t["name"]: t for t in cur["tasks"]}
+    wait_until(lambda: state()[1].get("a", {}).get("state") == "succeeded", 60, "task a done")
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw2", 30, "gw2 to take the DAG over")
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+    done = wait_until(lambda: state()[0] if state()[0]["status"] != "running" else None, 90, "the DAG run to end")
+    assert done["status"] == "succeeded", done
+    t = {x["name"]: x for x in done["tasks"]}
+    assert {n: x["result"] for n, x in t.items()} == DAG_RESULTS, t
+    # gw1 heard it lost the lease, and the end it did not see stays gw2's
+    wait_until(lambda: "no longer holds its lease" in gw1.log.read_text(), 30, "gw1 to be fenced")
+    st, lst = gw2.call("GET", "/v1/runs?limit=100")
+    assert sorted(r["id"] for r in lst["runs"]) == sorted(x["run_id"] for x in t.values()), (lst, t)
+    assert all(redis.cli("HGET", f"ps:run:{x['run_id']}", "attempt") == "1" for x in t.values())
+    assert redis.cli("EXISTS", f"ps:dagowner:{dag_id}") == "0"
+    _, again = state()
+    assert {n: x["state"] for n, x in again.items()} == {n: "succeeded" for n in DAG_RESULTS}
