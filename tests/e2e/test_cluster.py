@@ -705,6 +705,12 @@ def test_dag_resumes_on_another_gateway_when_its_gateway_dies(nodes, redis, tmp_
     gw2 = nodes("gw2", "gateway")
     nodes("w1", "worker")
     nodes("w2", "worker")
+    dag_gateway_killed_halfway(gw1, gw2, redis)
+
+
+def dag_gateway_killed_halfway(gw1, gw2, redis):
+    """The scenario of the test above, on nodes started by the caller (gw1,
+    gw2 gateways; two workers w1, w2 with 2 slots each)."""
     st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_PIPELINE, "files": {"t.py": DAG_TASKS},
                                           "no_cache": True})
     assert st == 202, b
@@ -802,3 +808,48 @@ def test_dag_owner_stopped_past_its_lease_is_fenced(nodes, redis):
     assert redis.cli("EXISTS", f"ps:dagowner:{dag_id}") == "0"
     _, again = state()
     assert {n: x["state"] for n, x in again.items()} == {n: "succeeded" for n in DAG_RESULTS}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2 (ip netns)")
+def test_dag_resumes_across_network_namespaces(tmp_path):
+    """The DAG takeover with every node in its own network namespace (the
+    test's own NetNs, veth to the host namespace, where Redis listens on
+    each pair's host address): nodes talk to Redis over real interfaces,
+    not a shared socket, and the gateway killed is a separate host."""
+    base = 200 + (os.getpid() % 13) * 4
+    spaces = []
+    redis = Redis(tmp_path)
+    port = free_port()
+    started = []
+    try:
+        for k in range(4):
+            spaces.append(NetNs(base + k).create())
+        redis.extra = ["--bind", *[n.host_ip for n in spaces], "--port", str(port), "--protected-mode", "no"]
+        redis.start()
+        mode = sandbox_mode(tmp_path)
+        conf = """
+            server:
+              max_concurrent_runs: 2
+              max_concurrent_per_tenant: 2
+            """
+        nodes = {}
+        for netns, (name, role) in zip(spaces, (("gw1", "gateway"), ("gw2", "gateway"), ("w1", "worker"),
+                                                ("w2", "worker"))):
+            d = NsDaemon(netns, tmp_path / name, sandbox=mode, config_extra=conf,
+                         args=["--redis", f"redis://{netns.host_ip}:{port}", "--role", role, "--node-id", name,
+                               "--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10"])
+            d.start()
+            started.append(d)
+            nodes[name] = d
+        dag_gateway_killed_halfway(nodes["gw1"], nodes["gw2"], redis)
+    finally:
+        for d in started:
+            if d.proc.poll() is not None:
+                # killed with -9: its next start clears what it left (as
+                # the nodes fixture does)
+                d.start(port=d.port)
+            d.stop(timeout=30)
+        redis.stop()
+        # the first one may have mounted /run/netns: it goes last
+        for n in reversed(spaces):
+            n.remove()
