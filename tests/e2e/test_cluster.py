@@ -677,16 +677,18 @@ def completions(tmp_path):
 
 DAG_TASKS = """
 import time
-def f(tag: str):
-    time.sleep(1)
+def f(tag: str, seconds: float = 1):
+    time.sleep(seconds)
     return tag
 """
-# a, then b1..b4 in parallel (more than one worker's slots), then c.
+# a, then b1..b4 in parallel (more than one worker's slots), then c. b1
+# outlasts the owner lease: the gateway that takes over finds it running
+# and must wait for that run, not submit another.
 DAG_PIPELINE = """
 concurrency: 4
 tasks:
   a:  {file: t.py, function: f, args: ["a"]}
-  b1: {file: t.py, function: f, args: ["${a}-b1"]}
+  b1: {file: t.py, function: f, args: ["${a}-b1"], kwargs: {seconds: 8}}
   b2: {file: t.py, function: f, args: ["${a}-b2"]}
   b3: {file: t.py, function: f, args: ["${a}-b3"]}
   b4: {file: t.py, function: f, args: ["${a}-b4"]}
@@ -728,8 +730,8 @@ def dag_gateway_killed_halfway(gw1, gw2, redis):
         done = [n for n, x in t.items() if x["state"] == "succeeded"]
         running = [n for n, x in t.items() if x["state"] == "running" and x.get("run_id") and
                    redis.cli("HGET", f"ps:run:{x['run_id']}", "status") == "running"]
-        return t if done and running else None
-    before = wait_until(halfway, 60, "a task done and another running")
+        return t if done and "b1" in running else None
+    before = wait_until(halfway, 60, "a task done and b1 running")
     gw1.kill9()
     print("at the kill:", {n: x["state"] for n, x in before.items()})
     t0 = time.time()
@@ -737,6 +739,9 @@ def dag_gateway_killed_halfway(gw1, gw2, redis):
     def ended():
         cur, _ = tasks(gw2)
         return cur if cur["status"] in ("succeeded", "failed", "cancelled", "invalid") else None
+    wait_until(lambda: redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw2", 30, "gw2 to take the DAG over")
+    b1_run = before["b1"]["run_id"]
+    assert redis.cli("HGET", f"ps:run:{b1_run}", "status") == "running", "b1 should outlast the takeover"
     done = wait_until(ended, 90, "the DAG run to end on gw2")
     print(f"DAG resumed by gw2: ended {time.time() - t0:.1f}s after gw1's kill -9")
     assert done["status"] == "succeeded", done
@@ -796,7 +801,8 @@ def test_dag_owner_stopped_past_its_lease_is_fenced(nodes, redis):
         wait_until(lambda: redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw2", 30, "gw2 to take the DAG over")
     finally:
         os.kill(gw1.proc.pid, signal.SIGCONT)
-    done = wait_until(lambda: state()[0] if state()[0]["status"] != "running" else None, 90, "the DAG run to end")
+    ends = ("succeeded", "failed", "cancelled", "invalid")
+    done = wait_until(lambda: state()[0] if state()[0]["status"] in ends else None, 90, "the DAG run to end")
     assert done["status"] == "succeeded", done
     t = {x["name"]: x for x in done["tasks"]}
     assert {n: x["result"] for n, x in t.items()} == DAG_RESULTS, t
