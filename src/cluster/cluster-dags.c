@@ -171,3 +171,12 @@ int cluster_dag_release(RunQueue *q, const char *id) {
         long long v = 0;
         return run_int(q, &a, &v);
 }
+
+int cluster_dag_forget(RunQueue *q, const char *tenant, const char *id) {
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "ZREM");
+        args_addf(&a, CLUSTER_PREFIX "dagidx:%s", tenant);
+        args_add(&a, id);
+        long long v = 0;
+        return run_int(q, &a, &v);
+}

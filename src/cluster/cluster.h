@@ -116,6 +116,8 @@ int cluster_dag_list_ids(RunQueue *q, const char *tenant, size_t limit, char ***
  * expired and returns those ids in *ret_taken (a strv; this node must
  * resume them). */
 int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_taken);
+/* Removes id from tenant's listing index (its record expired). */
+int cluster_dag_forget(RunQueue *q, const char *tenant, const char *id);
 /* Drops this node's lease of id (it stops driving it: another node may
  * take it over at once). */
 int cluster_dag_release(RunQueue *q, const char *id);

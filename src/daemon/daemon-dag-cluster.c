@@ -182,8 +182,15 @@ int daemon_dag_list(Daemon *d, const char *tenant, size_t limit, DagRunRecord **
         size_t n = 0;
         for (size_t i = 0; ids && ids[i]; i++) {
                 DagRunRecord *r = NULL;
-                if (redis_dag_get(d, NULL, ids[i], &r) < 0)
-                        continue; /* expired */
+                int g = redis_dag_get(d, NULL, ids[i], &r);
+                if (g == -ENOENT) {
+                        /* Its keys expired (--record-ttl after it ended):
+                         * the index entry goes too. */
+                        (void) cluster_dag_forget(queue(d), tenant, ids[i]);
+                        continue;
+                }
+                if (g < 0)
+                        continue;
                 v = xrealloc(v, (n + 1) * sizeof(DagRunRecord *));
                 v[n++] = r;
         }

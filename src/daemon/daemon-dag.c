@@ -172,8 +172,9 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
  * (queued or running on some worker) is waited for by its id, reading its
  * record in Redis (its end is published to the dead gateway's channel, so
  * this polls, every 200 ms). -ENOENT when there is no such run (the
- * gateway died before submitting it) or it ended lost (its node died):
- * the caller submits the task anew. */
+ * gateway died, or stopped, before submitting it: the caller submits it
+ * under that same id, so a late submit of the old owner adds nothing),
+ * -ESRCH when it ended lost (its node died: the caller submits anew). */
 static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret) {
         bool cancel_sent = false;
         for (;;) {
@@ -186,7 +187,7 @@ static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret)
                 if (k >= 0 && run_status_is_final(st)) {
                         RunResult *res = result_from_record(d, id);
                         if (!res)
-                                return -ENOENT; /* lost */
+                                return -ESRCH; /* lost */
                         *ret = res;
                         return 0;
                 }
@@ -208,6 +209,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
         DDag *g = userdata;
         Daemon *d = g->d;
         DRun *r = NULL;
+        const char *submit_id = tr->spec.run_id;
 
         /* Cluster mode: the task's state (its run id) is in Redis before
          * its run is submitted, so a gateway that takes the DAG run over
@@ -223,7 +225,9 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                 }
                 if (d->cluster) {
                         int k = remote_task_wait(d, g, tr->adopt_run_id, ret_result);
-                        if (k != -ENOENT)
+                        if (k == -ENOENT)
+                                submit_id = tr->adopt_run_id;
+                        else if (k != -ESRCH)
                                 return k;
                 }
                 RunResult *res = result_from_record(d, tr->adopt_run_id);
@@ -257,7 +261,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                         *ret_result = res;
                         return 0;
                 }
-                int k = daemon_run_submit(d, tr->spec.run_id, g->tenant, &req, NULL, 0, false, &r);
+                int k = daemon_run_submit(d, submit_id, g->tenant, &req, NULL, 0, false, &r);
                 if (k == -ESHUTDOWN)
                         return -ESHUTDOWN;
                 if (k != -EBUSY) {
