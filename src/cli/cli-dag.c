@@ -24,7 +24,7 @@
 static const char dag_help[] =
         "Usage: pysprinter dag run PIPELINE.yaml [--param NAME=VALUE]… [OPTIONS]\n"
         "       pysprinter dag resume ID [OPTIONS]   run the tasks of ID that did not finish (embedded)\n"
-        "       pysprinter dag status ID [--json]    per-task state, duration, run id\n"
+        "       pysprinter dag status ID [--json]    per-task state, duration, run id (also: dag show ID)\n"
         "       pysprinter dag logs ID TASK          the output of TASK's last run (and its traceback)\n"
         "       pysprinter dag ls [--json] [-n N]    recent DAG runs\n"
         "       pysprinter dag cancel ID             stop a DAG run in flight\n"
@@ -628,7 +628,7 @@ int verb_dag(int argc, char **argv) {
         if (streq(sub, "run") || streq(sub, "resume"))
                 return dag_run_verb(argc - 1, argv + 1, streq(sub, "resume"));
         bool is_ls = streq(sub, "ls") || streq(sub, "list");
-        if (!is_ls && !streq(sub, "status") && !streq(sub, "get") && !streq(sub, "logs") && !streq(sub, "cancel")) {
+        if (!is_ls && !streq(sub, "status") && !streq(sub, "get") && !streq(sub, "show") && !streq(sub, "logs") && !streq(sub, "cancel")) {
                 cli_error("dag: unknown command '%s' (run, resume, status, logs, ls, cancel)", sub);
                 return EXIT_USAGE;
         }

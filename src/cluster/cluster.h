@@ -153,3 +153,37 @@ int cluster_lock_get(RunQueue *q, const char *key, char **ret_json);
 int cluster_lock_put(RunQueue *q, const char *key, const char *json);
 /* The advertised URLs of every other live node (strv, NULL when none). */
 int cluster_peer_urls(RunQueue *q, char ***ret_urls);
+
+
+/* ---- DAG runs in Redis (cluster-dags.c, docs/cluster.md "DAG runs") ----
+ * Keys: dag:<id> (hash: rec = the run record as JSON, files = the task
+ * sources as a JSON object), dagtasks:<id> (hash: task name -> its state
+ * as JSON), dagowner:<id> (the driving gateway's lease: its node id, TTL
+ * = the node lease's), dags:running (set of ids not ended), dagidx:<tenant>
+ * (zset of ids by creation time). The JSON is the caller's: this module
+ * stores text. Writes are fenced by the owner lease. */
+
+/* Records a new DAG run owned by this node. -EEXIST when the id is taken. */
+int cluster_dag_create(RunQueue *q, const char *id, const char *tenant, usec_t created, const char *rec_json,
+                       const char *files_json);
+/* The owner's write of the record and of n tasks (names[i] -> jsons[i]);
+ * final: the run ended (it leaves the running set, its lease is dropped,
+ * its keys expire after the record TTL). -ESTALE when this node does not
+ * hold the lease: nothing was written. */
+int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *const *names, char *const *jsons,
+                    size_t n, bool final);
+/* The DAG run id: its record JSON, files JSON (may be NULL) and task JSONs
+ * (a strv, in no order). -ENOENT. */
+int cluster_dag_get(RunQueue *q, const char *id, char **ret_rec, char **ret_files, char ***ret_tasks);
+/* tenant's DAG run ids, most recent first (a strv). */
+int cluster_dag_list_ids(RunQueue *q, const char *tenant, size_t limit, char ***ret_ids);
+/* Refreshes this node's lease of each DAG run in owned (the ones it
+ * drives); with take, also takes every running DAG run whose owner lease
+ * expired and returns those ids in *ret_taken (a strv; this node must
+ * resume them). */
+int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_taken);
+/* Removes id from tenant's listing index (its record expired). */
+int cluster_dag_forget(RunQueue *q, const char *tenant, const char *id);
+/* Drops this node's lease of id (it stops driving it: another node may
+ * take it over at once). */
+int cluster_dag_release(RunQueue *q, const char *id);

@@ -57,6 +57,9 @@ static void *lease_thread(void *p) {
                         d->cluster->draining = true;
                         pthread_mutex_unlock(&d->lock);
                 }
+                /* The DAG runs this node drives keep their owner leases;
+                 * a gateway takes over those whose driver is gone. */
+                daemon_dags_cluster_tick(d, d->cluster->opt.role != CLUSTER_ROLE_WORKER);
                 /* Three refreshes per lease lifetime, at most one a second. */
                 usleep(MIN(1000u, d->cluster->opt.lease_ttl_ms / 3) * 1000);
         }

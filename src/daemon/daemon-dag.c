@@ -110,7 +110,7 @@ static RunResult *result_copy(const DRun *r) {
  * while no driver watched) as a result; NULL when it has not ended. */
 static RunResult *result_from_record(Daemon *d, const char *id) {
         RunRecord *rec = NULL;
-        if (store_run_get(d->store, NULL, id, &rec) < 0)
+        if (daemon_run_record_get(d, NULL, id, &rec) < 0)
                 return NULL;
         RunStatus st = run_status_from_string(rec->status);
         RunResult *res = NULL;
@@ -168,17 +168,67 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
         return 0;
 }
 
+/* Cluster mode, resuming a DAG run another gateway drove: the task's run
+ * (queued or running on some worker) is waited for by its id, reading its
+ * record in Redis (its end is published to the dead gateway's channel, so
+ * this polls, every 200 ms). -ENOENT when there is no such run (the
+ * gateway died, or stopped, before submitting it: the caller submits it
+ * under that same id, so a late submit of the old owner adds nothing),
+ * -ESRCH when it ended lost (its node died: the caller submits anew). */
+static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret) {
+        bool cancel_sent = false;
+        for (;;) {
+                RunRecord *rec = NULL;
+                int k = daemon_run_record_get(d, NULL, id, &rec);
+                if (k == -ENOENT)
+                        return -ENOENT;
+                RunStatus st = k >= 0 ? run_status_from_string(rec->status) : RUN_QUEUED;
+                run_record_free(rec);
+                if (k >= 0 && run_status_is_final(st)) {
+                        RunResult *res = result_from_record(d, id);
+                        if (!res)
+                                return -ESRCH; /* lost */
+                        *ret = res;
+                        return 0;
+                }
+                if (dag_cancelled(g->dag) && !cancel_sent) {
+                        (void) daemon_cluster_cancel(d, id);
+                        cancel_sent = true;
+                }
+                pthread_mutex_lock(&d->lock);
+                bool stopping = d->leave_queued;
+                pthread_mutex_unlock(&d->lock);
+                if (stopping)
+                        return -ESHUTDOWN;
+                usleep(200 * 1000);
+        }
+}
+
 /* DagRunFn: the task as a run of the daemon's queue (see the top). */
 static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_result) {
         DDag *g = userdata;
         Daemon *d = g->d;
         DRun *r = NULL;
+        const char *submit_id = tr->spec.run_id;
 
+        /* Cluster mode: the task's state (its run id) is in Redis before
+         * its run is submitted, so a gateway that takes the DAG run over
+         * waits for that run instead of starting another; a node that lost
+         * its lease stops driving the DAG run (fenced). */
+        if (d->cluster && daemon_dag_cluster_sync(d, g->id, false) == -ESTALE)
+                return -ESHUTDOWN;
         if (tr->adopt_run_id) {
                 if (daemon_run_find(d, g->tenant, tr->adopt_run_id, &r) >= 0) {
                         int k = task_wait(d, g, r, ret_result);
                         drun_unref(d, r);
                         return k;
+                }
+                if (d->cluster) {
+                        int k = remote_task_wait(d, g, tr->adopt_run_id, ret_result);
+                        if (k == -ENOENT)
+                                submit_id = tr->adopt_run_id;
+                        else if (k != -ESRCH)
+                                return k;
                 }
                 RunResult *res = result_from_record(d, tr->adopt_run_id);
                 if (res) {
@@ -211,7 +261,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                         *ret_result = res;
                         return 0;
                 }
-                int k = daemon_run_submit(d, tr->spec.run_id, g->tenant, &req, NULL, 0, false, &r);
+                int k = daemon_run_submit(d, submit_id, g->tenant, &req, NULL, 0, false, &r);
                 if (k == -ESHUTDOWN)
                         return -ESHUTDOWN;
                 if (k != -EBUSY) {
@@ -254,6 +304,7 @@ static void record_failure(Daemon *d, const char *tenant, const char *id, const 
         cur->finished = now_realtime();
         (void) store_dag_update(d->store, cur);
         dag_run_record_free(cur);
+        (void) daemon_dag_cluster_sync(d, id, true);
 }
 
 /* DagEventFn: a task changed state, or the DAG run started. Wakes whoever
@@ -264,6 +315,11 @@ static void dag_changed(const Dag *dag, const DagEvent *ev, void *userdata) {
         Daemon *d = userdata;
         if (ev->type == DAG_EVENT_TICK || ev->type == DAG_EVENT_WARNING)
                 return;
+        /* Once ended, dag_thread wrote the final state (and gave up the
+         * lease): the wake-up after it has nothing to mirror. */
+        const char *st = dag_status(dag);
+        if (d->cluster && dag_id(dag) && st && (streq(st, "running") || streq(st, "validating")))
+                (void) daemon_dag_cluster_sync(d, dag_id(dag), false);
         pthread_mutex_lock(&d->lock);
         pthread_cond_broadcast(&d->change_cond);
         pthread_mutex_unlock(&d->lock);
@@ -278,11 +334,13 @@ static void *dag_thread(void *p) {
         free(a);
 
         int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, dag_changed, d, &err);
-        if (r == -EBUSY || r == -ESHUTDOWN)
+        if (r == -EBUSY || r == -ESHUTDOWN) {
                 /* Another live process drives it, or this one stops: the
-                 * record stays running for whoever resumes it. */
+                 * record stays running for whoever resumes it (in a
+                 * cluster, another gateway at once). */
                 log_info("DAG run %s: %s", g->id, err ? err : strerror(-r));
-        else if (r < 0) {
+                daemon_dag_cluster_release(d, g->id);
+        } else if (r < 0) {
                 log_warn("DAG run %s: %s", g->id, err ? err : strerror(-r));
                 /* deps_failed: a task's requirements cannot be resolved
                  * (exit 4 on both of the CLI's paths, as for a run). */
@@ -291,8 +349,10 @@ static void *dag_thread(void *p) {
                                : r == -EINVAL || r == -ENOENT ? "invalid"
                                                               : "failed",
                                err ? err : strerror(-r));
-        } else
+        } else {
                 log_info("DAG run %s: %s", g->id, dag_status(g->dag));
+                (void) daemon_dag_cluster_sync(d, g->id, true);
+        }
 
         pthread_mutex_lock(&d->dags->lock);
         g->done = true;
@@ -417,6 +477,10 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
 
 int daemon_dags_resume(Daemon *d) {
         int r;
+        /* In a cluster, Redis says which DAG runs have no live driver: the
+         * lease tick takes them over (daemon-dag-cluster.c). */
+        if (d->cluster)
+                return 0;
         /* Only pipelines submitted over HTTP (their base directory under
          * DATA_DIR/dags/) are the daemon's to resume: a `pysprinter dag run`
          * that died belongs to its user and may name host paths. */
@@ -433,6 +497,18 @@ int daemon_dags_resume(Daemon *d) {
                 if (!rec->status || !streq(rec->status, "running") || !rec->base_dir ||
                     !startswith(rec->base_dir, prefix))
                         continue;
+                if (daemon_dag_resume_record(d, rec) >= 0)
+                        resumed++;
+        }
+        dag_run_record_list_free(v, n);
+        if (resumed)
+                log_info("resumed %u DAG run(s) interrupted by the last stop", resumed);
+        return 0;
+}
+
+int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec) {
+        int r;
+        {
                 /* Whether another live process still drives it is the
                  * ownership lock's to say (dag_run() takes it). */
                 Dag *dag = NULL;
@@ -446,7 +522,7 @@ int daemon_dags_resume(Daemon *d) {
                 if (r < 0) {
                         log_warn("DAG run %s cannot be resumed: %s", rec->id, err ? err : strerror(-r));
                         record_failure(d, rec->tenant, rec->id, "failed", err ? err : "cannot be resumed");
-                        continue;
+                        return r;
                 }
                 DagOptions o = { .sandbox = d->cfg.sandbox };
                 json_t *opts = rec->options_json ? json_loads(rec->options_json, 0, NULL) : NULL;
@@ -461,13 +537,17 @@ int daemon_dags_resume(Daemon *d) {
                 r = ddag_start(d, rec->id, rec->tenant ? rec->tenant : "local", dag, &o, NULL);
                 if (r < 0)
                         log_warn("DAG run %s cannot be resumed: %s", rec->id, strerror(-r));
-                else
-                        resumed++;
+                return r;
         }
-        dag_run_record_list_free(v, n);
-        if (resumed)
-                log_info("resumed %u DAG run(s) interrupted by the last stop", resumed);
-        return 0;
+}
+
+char **daemon_dags_active_ids(Daemon *d) {
+        char **ids = NULL;
+        pthread_mutex_lock(&d->dags->lock);
+        for (DDag *g = d->dags->list; g; g = g->next)
+                ids = strv_append(ids, g->id);
+        pthread_mutex_unlock(&d->dags->lock);
+        return ids;
 }
 
 unsigned daemon_dags_drain(Daemon *d, usec_t timeout) {
@@ -492,7 +572,7 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout) {
 
 /* ---- the request ------------------------------------------------------------ */
 
-static int write_files(const char *dir, json_t *files, char **ret_error) {
+int daemon_dag_write_files(const char *dir, json_t *files, char **ret_error) {
         const char *name;
         json_t *v;
         if (json_object_size(files) > DAEMON_MAX_DAG_FILES) {
@@ -556,7 +636,7 @@ static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tas
         DagTaskRecord **t = NULL;
         size_t n = 0;
         if (with_tasks)
-                (void) store_dag_tasks(d->store, rec->id, &t, &n);
+                (void) daemon_dag_tasks(d, rec->id, &t, &n);
         /* The one DAG object (store-json.c), as the CLI renders it too. */
         _cleanup_free_ char *text = dag_record_to_json(rec, t, n, with_tasks);
         dag_task_record_list_free(t, n);
@@ -585,7 +665,7 @@ static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tas
 int daemon_dag_json(Daemon *d, const char *tenant, const char *id, json_t **ret) {
         assert(d && tenant && id && ret);
         DagRunRecord *rec = NULL;
-        int r = store_dag_get(d->store, tenant, id, &rec);
+        int r = daemon_dag_get(d, tenant, id, &rec);
         if (r < 0)
                 return r;
         *ret = dag_record_json(d, rec, true);
@@ -612,7 +692,7 @@ static struct MHD_Response *dag_errno(int r, unsigned *ret_status) {
 static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const char *id, unsigned status,
                                          unsigned *ret_status) {
         DagRunRecord *rec = NULL;
-        int r = store_dag_get(d->store, tenant, id, &rec);
+        int r = daemon_dag_get(d, tenant, id, &rec);
         if (r < 0)
                 return dag_errno(r, ret_status);
         json_t *j = dag_record_json(d, rec, true);
@@ -730,7 +810,7 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 return r;
         }
         if (files) {
-                r = write_files(dir, files, &err);
+                r = daemon_dag_write_files(dir, files, &err);
                 if (r < 0) {
                         (void) rm_rf(dir);
                         *ret_status = r == -EINVAL ? 400 : 500;
@@ -804,10 +884,14 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 .started = now_realtime(),
         };
         r = store_dag_insert(d->store, &rec);
+        if (r >= 0 && d->cluster) {
+                _cleanup_free_ char *files_json = files ? json_dumps(files, JSON_COMPACT) : NULL;
+                r = daemon_dag_cluster_create(d, &rec, files_json);
+        }
         if (r < 0) {
                 dag_free(dag);
                 (void) rm_rf(dir);
-                *ret_status = 500;
+                *ret_status = r == -EEXIST ? 409 : r == -ECONNREFUSED || r == -EIO ? 503 : 500;
                 *ret_error = xasprintf("cannot record the DAG run: %s", strerror(-r));
                 return r;
         }
@@ -915,7 +999,7 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
         const char *status = daemon_call_query(call, "status");
         DagRunRecord **v = NULL;
         size_t n = 0;
-        int r = store_dag_list(call->d->store, call->tenant, limit, &v, &n);
+        int r = daemon_dag_list(call->d, call->tenant, limit, &v, &n);
         if (r < 0)
                 return dag_errno(r, ret_status);
         json_t *a = json_array();
@@ -929,7 +1013,7 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
 static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id, unsigned *ret_status) {
         Daemon *d = call->d;
         DagRunRecord *rec = NULL;
-        int r = store_dag_get(d->store, call->tenant, id, &rec);
+        int r = daemon_dag_get(d, call->tenant, id, &rec);
         if (r < 0)
                 return dag_errno(r, ret_status);
         _cleanup_free_ char *full = xstrdup(rec->id), *status = xstrdup(rec->status ? rec->status : "?");
@@ -955,12 +1039,12 @@ static struct MHD_Response *handle_logs(const DaemonCall *call, const char *id, 
                                         unsigned *ret_status) {
         Daemon *d = call->d;
         DagRunRecord *rec = NULL;
-        int r = store_dag_get(d->store, call->tenant, id, &rec);
+        int r = daemon_dag_get(d, call->tenant, id, &rec);
         if (r < 0)
                 return dag_errno(r, ret_status);
         DagTaskRecord **t = NULL;
         size_t n = 0;
-        (void) store_dag_tasks(d->store, rec->id, &t, &n);
+        (void) daemon_dag_tasks(d, rec->id, &t, &n);
         _cleanup_free_ char *run_id = NULL, *state = NULL;
         bool found = false, cached = false;
         for (size_t i = 0; i < n; i++)

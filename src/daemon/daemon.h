@@ -817,6 +817,30 @@ struct MHD_Response *daemon_dag_graph_handle(const DaemonCall *call, unsigned *r
  * caller's tenant — "dag" (the DAG object) at once and on every change,
  * "end" when it has ended. 404 for a DAG run the tenant does not have. */
 struct MHD_Response *daemon_dag_events_handle(const DaemonCall *call, unsigned *ret_status);
+
+/* The DAG run's record, tasks (position order) and the tenant's list:
+ * Redis's in cluster mode (daemon-dag-cluster.c), else the local store's. */
+int daemon_dag_get(Daemon *d, const char *tenant, const char *id, DagRunRecord **ret);
+int daemon_dag_tasks(Daemon *d, const char *id, DagTaskRecord ***ret, size_t *ret_n);
+int daemon_dag_list(Daemon *d, const char *tenant, size_t limit, DagRunRecord ***ret, size_t *ret_n);
+/* Cluster mode: records a new DAG run (and its task files, a JSON object
+ * of name -> text, or NULL) in Redis, owned by this node. */
+int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *files_json);
+/* Cluster mode: writes the local store's state of DAG run id to Redis
+ * (final: it ended). -ESTALE when this node lost its lease (it must stop
+ * driving it); 0 in single-node mode. */
+int daemon_dag_cluster_sync(Daemon *d, const char *id, bool final);
+/* Cluster mode: drops this node's lease of DAG run id. */
+void daemon_dag_cluster_release(Daemon *d, const char *id);
+/* From the lease thread: refreshes the leases of the DAG runs this node
+ * drives and (take: a gateway) takes over those without a live owner. */
+void daemon_dags_cluster_tick(Daemon *d, bool take);
+/* daemon-dag.c for daemon-dag-cluster.c: the ids of the DAG runs this
+ * node drives (a strv); writes a request's `files` under dir; resumes a
+ * recorded DAG run (its base_dir under DATA_DIR/dags). */
+char **daemon_dags_active_ids(Daemon *d);
+int daemon_dag_write_files(const char *dir, struct json_t *files, char **ret_error);
+int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec);
 /* /v1/dags[/{id}[/tasks/{task}/logs]] — GET, POST, DELETE. */
 DaemonHandlerFn daemon_dag_handle;
 /* Starts a DAG run from body (a POST /v1/dags body: pipeline, filename,

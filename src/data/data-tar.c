@@ -256,6 +256,13 @@ static int extract_data(struct archive *a, int fd, uint64_t *bytes, uint64_t max
 }
 
 /* One member into dirfd; *ret_error says why it is refused. */
+
+static int too_big(const DataTarCaps *caps, char **ret_error) {
+        *ret_error = xasprintf("the archive holds more than %llu bytes (the dataset's cap)",
+                               (unsigned long long) caps->max_bytes);
+        return -EFBIG;
+}
+
 static int extract_member(struct archive *a, struct archive_entry *e, int dirfd, const DataTarCaps *caps,
                           uint64_t *files, uint64_t *bytes, char **ret_error) {
         const char *raw = archive_entry_pathname(e);
@@ -301,7 +308,7 @@ static int extract_member(struct archive *a, struct archive_entry *e, int dirfd,
                 }
                 *bytes += (uint64_t) st.st_size;
                 if (caps->max_bytes && *bytes > caps->max_bytes)
-                        goto too_big;
+                        return too_big(caps, ret_error);
                 if (linkat(dirfd, target, dirfd, rel, 0) < 0) {
                         r = -errno;
                         *ret_error = xasprintf("the archive member '%s': %s", raw,
@@ -330,16 +337,12 @@ static int extract_member(struct archive *a, struct archive_entry *e, int dirfd,
         }
         r = extract_data(a, fd, bytes, caps->max_bytes);
         if (r == -EFBIG)
-                goto too_big;
+                return too_big(caps, ret_error);
         if (r == -EINVAL)
                 *ret_error = xasprintf("the archive is truncated or damaged at '%s'", raw);
         else if (r < 0)
                 *ret_error = xasprintf("cannot write '%s': %s", raw, strerror(-r));
         return r;
-too_big:
-        *ret_error = xasprintf("the archive holds more than %llu bytes (the dataset's cap)",
-                               (unsigned long long) caps->max_bytes);
-        return -EFBIG;
 }
 
 int data_tar_extract(int fd, const char *dst, const DataTarCaps *caps, char **ret_error) {

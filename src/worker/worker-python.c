@@ -103,6 +103,7 @@ void py_run_child(const char *run_json, int result_fd) {
         if (!res) {
                 /* runner.run() catches everything; this is a runner bug. */
                 _cleanup_free_ char *msg = py_exception_text();
+                fprintf(stderr, "pysprinter-worker: the runner failed: %s\n", msg ? msg : "?");
                 dprintf(result_fd, "{\"ok\":false,\"error\":{\"type\":\"InternalError\",\"message\":\"runner failed\"}}");
                 return;
         }

@@ -678,3 +678,191 @@ def completions(tmp_path):
         if len(f) == 4 and f[0] == "pmessage" and f[3].startswith("ps:run:"):
             n[f[3][len("ps:run:"):]] = n.get(f[3][len("ps:run:"):], 0) + 1
     return n
+
+
+# ---- DAG runs: state in Redis, resumed by another gateway --------------------
+
+DAG_TASKS = """
+import time
+def f(tag: str, seconds: float = 1):
+    time.sleep(seconds)
+    return tag
+"""
+# a, then b1..b4 in parallel (more than one worker's slots), then c. b1
+# outlasts the owner lease: the gateway that takes over finds it running
+# and must wait for that run, not submit another.
+DAG_PIPELINE = """
+concurrency: 4
+tasks:
+  a:  {file: t.py, function: f, args: ["a"]}
+  b1: {file: t.py, function: f, args: ["${a}-b1"], kwargs: {seconds: 8}}
+  b2: {file: t.py, function: f, args: ["${a}-b2"]}
+  b3: {file: t.py, function: f, args: ["${a}-b3"]}
+  b4: {file: t.py, function: f, args: ["${a}-b4"]}
+  c:  {file: t.py, function: f, args: ["c"], depends: [b1, b2, b3, b4]}
+"""
+DAG_RESULTS = {"a": "a", "b1": "a-b1", "b2": "a-b2", "b3": "a-b3", "b4": "a-b4", "c": "c"}
+
+
+def test_dag_resumes_on_another_gateway_when_its_gateway_dies(nodes, redis, tmp_path):
+    """A DAG run's state lives in Redis: kill -9 the gateway that started it
+    halfway (a task finished, another running on a worker); the other
+    gateway takes its owner lease over, waits for the running tasks by their
+    run ids, runs the rest, and the DAG completes with every task run
+    once."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    nodes("w2", "worker")
+    dag_gateway_killed_halfway(gw1, gw2, redis)
+
+
+def dag_gateway_killed_halfway(gw1, gw2, redis):
+    """The scenario of the test above, on nodes started by the caller (gw1,
+    gw2 gateways; two workers w1, w2 with 2 slots each)."""
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_PIPELINE, "files": {"t.py": DAG_TASKS},
+                                          "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    assert redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw1"
+
+    def tasks(gw):
+        st, cur = gw.call("GET", f"/v1/dags/{dag_id}")
+        assert st == 200, cur
+        return cur, {t["name"]: t for t in cur["tasks"]}
+
+    def halfway():
+        # read through the other gateway: it answers from Redis
+        _, t = tasks(gw2)
+        done = [n for n, x in t.items() if x["state"] == "succeeded"]
+        running = [n for n, x in t.items() if x["state"] == "running" and x.get("run_id") and
+                   redis.cli("HGET", f"ps:run:{x['run_id']}", "status") == "running"]
+        return t if done and "b1" in running else None
+    before = wait_until(halfway, 60, "a task done and b1 running")
+    gw1.kill9()
+    print("at the kill:", {n: x["state"] for n, x in before.items()})
+    t0 = time.time()
+
+    def ended():
+        cur, _ = tasks(gw2)
+        return cur if cur["status"] in ("succeeded", "failed", "cancelled", "invalid") else None
+    wait_until(lambda: redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw2", 30, "gw2 to take the DAG over")
+    b1_run = before["b1"]["run_id"]
+    assert redis.cli("HGET", f"ps:run:{b1_run}", "status") == "running", "b1 should outlast the takeover"
+    done = wait_until(ended, 90, "the DAG run to end on gw2")
+    print(f"DAG resumed by gw2: ended {time.time() - t0:.1f}s after gw1's kill -9")
+    assert done["status"] == "succeeded", done
+    t = {x["name"]: x for x in done["tasks"]}
+    assert {n: x["result"] for n, x in t.items()} == DAG_RESULTS, t
+    assert all(x["state"] == "succeeded" for x in t.values()), t
+    # tasks finished before the kill kept their runs; those running were
+    # waited for by run id, not submitted again
+    for n, x in before.items():
+        if x["state"] in ("succeeded", "running"):
+            assert t[n]["run_id"] == x["run_id"], (n, x, t[n])
+    # every task ran exactly once: the tenant's only runs are the six
+    # tasks' runs, each on its first attempt
+    st, lst = gw2.call("GET", "/v1/runs?limit=100")
+    assert st == 200, lst
+    assert sorted(r["id"] for r in lst["runs"]) == sorted(x["run_id"] for x in t.values()), (lst, t)
+    assert all(redis.cli("HGET", f"ps:run:{x['run_id']}", "attempt") == "1" for x in t.values())
+    # the tasks ran on both workers
+    assert len({node_of(redis, x["run_id"]) for x in t.values()}) >= 2
+    assert f"DAG run {dag_id}: its gateway is gone; this node resumes it" in gw2.log.read_text()
+    assert redis.cli("EXISTS", f"ps:dagowner:{dag_id}") == "0"
+    assert redis.cli("SISMEMBER", "ps:dags:running", dag_id) == "0"
+    # the CLI reads it from the surviving gateway
+    r = cli(gw2, "dag", "show", dag_id, token="alice")
+    assert r.returncode == 0, r.stderr
+    assert dag_id in r.stdout and "succeeded" in r.stdout, r.stdout
+    r = cli(gw2, "dag", "show", dag_id, "--json", token="alice")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(r.stdout)
+    assert shown["status"] == "succeeded", shown
+    assert {n: x.get("result") for n, x in shown["tasks"].items()} == DAG_RESULTS, shown
+    st, lst = gw2.call("GET", "/v1/dags")
+    assert st == 200 and dag_id in [x["id"] for x in lst["dags"]]
+
+
+def test_dag_owner_stopped_past_its_lease_is_fenced(nodes, redis):
+    """SIGSTOP the gateway driving a DAG run past its owner lease: the other
+    gateway takes it over; once the stopped one continues, its writes are
+    refused (dagput.lua checks the lease) and it submits nothing more: the
+    DAG completes once, every task with one run."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    nodes("w2", "worker")
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_PIPELINE, "files": {"t.py": DAG_TASKS},
+                                          "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+
+    def state():
+        st, cur = gw2.call("GET", f"/v1/dags/{dag_id}")
+        assert st == 200, cur
+        return cur, {t["name"]: t for t in cur["tasks"]}
+    wait_until(lambda: state()[1].get("a", {}).get("state") == "succeeded", 60, "task a done")
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw2", 30, "gw2 to take the DAG over")
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+    ends = ("succeeded", "failed", "cancelled", "invalid")
+    done = wait_until(lambda: state()[0] if state()[0]["status"] in ends else None, 90, "the DAG run to end")
+    assert done["status"] == "succeeded", done
+    t = {x["name"]: x for x in done["tasks"]}
+    assert {n: x["result"] for n, x in t.items()} == DAG_RESULTS, t
+    # gw1 heard it lost the lease, and the end it did not see stays gw2's
+    wait_until(lambda: "no longer holds its lease" in gw1.log.read_text(), 30, "gw1 to be fenced")
+    st, lst = gw2.call("GET", "/v1/runs?limit=100")
+    assert sorted(r["id"] for r in lst["runs"]) == sorted(x["run_id"] for x in t.values()), (lst, t)
+    assert all(redis.cli("HGET", f"ps:run:{x['run_id']}", "attempt") == "1" for x in t.values())
+    assert redis.cli("EXISTS", f"ps:dagowner:{dag_id}") == "0"
+    _, again = state()
+    assert {n: x["state"] for n, x in again.items()} == {n: "succeeded" for n in DAG_RESULTS}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2 (ip netns)")
+def test_dag_resumes_across_network_namespaces(tmp_path):
+    """The DAG takeover with every node in its own network namespace (the
+    test's own NetNs, veth to the host namespace, where Redis listens on
+    each pair's host address): nodes talk to Redis over real interfaces,
+    not a shared socket, and the gateway killed is a separate host."""
+    base = 200 + (os.getpid() % 13) * 4
+    spaces = []
+    redis = Redis(tmp_path)
+    port = free_port()
+    started = []
+    try:
+        for k in range(4):
+            spaces.append(NetNs(base + k).create())
+        redis.extra = ["--bind", *[n.host_ip for n in spaces], "--port", str(port), "--protected-mode", "no"]
+        redis.start()
+        mode = sandbox_mode(tmp_path)
+        conf = """
+            server:
+              max_concurrent_runs: 2
+              max_concurrent_per_tenant: 2
+            """
+        nodes = {}
+        for netns, (name, role) in zip(spaces, (("gw1", "gateway"), ("gw2", "gateway"), ("w1", "worker"),
+                                                ("w2", "worker"))):
+            d = NsDaemon(netns, tmp_path / name, sandbox=mode, config_extra=conf,
+                         args=["--redis", f"redis://{netns.host_ip}:{port}", "--role", role, "--node-id", name,
+                               "--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10"])
+            d.start()
+            started.append(d)
+            nodes[name] = d
+        dag_gateway_killed_halfway(nodes["gw1"], nodes["gw2"], redis)
+    finally:
+        for d in started:
+            if d.proc.poll() is not None:
+                # killed with -9: its next start clears what it left (as
+                # the nodes fixture does)
+                d.start(port=d.port)
+            d.stop(timeout=30)
+        redis.stop()
+        # the first one may have mounted /run/netns: it goes last
+        for n in reversed(spaces):
+            n.remove()

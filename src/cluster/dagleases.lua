@@ -1,0 +1,31 @@
+-- A gateway's DAG leases, about once a second: it refreshes the owner
+-- lease of every DAG run it drives (re-taking one that lapsed while nobody
+-- took it), then, with take = 1, takes every running DAG run that has no
+-- live owner (SET NX: one node wins) and returns those ids to resume.
+-- KEYS: dags:running
+-- ARGV: node, lease ttl ms, key prefix, take (1/0), then the ids it drives
+local mine = {}
+for i = 5, #ARGV do
+  local k = ARGV[3] .. 'dagowner:' .. ARGV[i]
+  mine[ARGV[i]] = true
+  if redis.call('GET', k) == ARGV[1] then
+    redis.call('PEXPIRE', k, ARGV[2])
+  elseif redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then
+    -- lapsed and nobody took it: still ours. One that ended (taken over
+    -- and finished by another node meanwhile) is not taken back.
+    redis.call('SET', k, ARGV[1], 'PX', ARGV[2], 'NX')
+  end
+end
+local taken = {}
+if ARGV[4] == '1' then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if not mine[id] then
+      if redis.call('EXISTS', ARGV[3] .. 'dag:' .. id) == 0 then
+        redis.call('SREM', KEYS[1], id)
+      elseif redis.call('SET', ARGV[3] .. 'dagowner:' .. id, ARGV[1], 'PX', ARGV[2], 'NX') then
+        table.insert(taken, id)
+      end
+    end
+  end
+end
+return taken
