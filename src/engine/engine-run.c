@@ -681,6 +681,7 @@ typedef struct RunWatch {
         bool early; /* finished on the result's EOF, before the exit report */
         int code, sig;
         bool timed_out, output_limit, result_too_big, was_cancelled;
+        usec_t cancel_kill_again; /* monotonic: when a cancelled run is killed again */
         Buf result;
 } RunWatch;
 
@@ -781,8 +782,12 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                         w->worker_gone = true;
                         break;
                 }
-                if (!w->was_cancelled && cancelled(c)) {
+                /* A cancel is sent again until the run is gone: one that
+                 * lands while the run's processes are still being placed in
+                 * its cgroup kills nothing. */
+                if ((!w->was_cancelled || (!w->exited && now >= w->cancel_kill_again)) && cancelled(c)) {
                         w->was_cancelled = true;
+                        w->cancel_kill_again = now + 200 * USEC_PER_MSEC;
                         (void) engine_sandbox_run_kill(rs);
                 }
                 usec_t until = exit_deadline ? MIN(exit_deadline, deadline) : deadline;
