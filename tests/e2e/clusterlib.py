@@ -197,6 +197,10 @@ class NetNs:
             subprocess.run(["umount", "/run/netns"], capture_output=True)
 
 
+class NetnsUnavailable(RuntimeError):
+    pass
+
+
 def make_netns(tries=50):
     """A NetNs at a free index (another test on the machine may hold some)."""
     for _ in range(tries):
@@ -205,8 +209,11 @@ def make_netns(tries=50):
             continue
         try:
             return ns.create()
-        except RuntimeError:
-            ns.remove()  # lost a race for that index: try another
+        except RuntimeError as e:
+            ns.remove()
+            if "not permitted" in str(e) or "denied" in str(e):
+                raise NetnsUnavailable(f"cannot create a network namespace here: {e}")
+            # else lost a race for that index: try another
     raise RuntimeError("no free 10.200.N.0/30 for a test namespace")
 
 
@@ -307,7 +314,10 @@ def cluster(tmp_path):
     why = netns_unavailable()
     if why:
         pytest.skip(why)
-    c = NsCluster(tmp_path)
+    try:
+        c = NsCluster(tmp_path)
+    except NetnsUnavailable as e:
+        pytest.skip(str(e))
     try:
         yield c
     finally:
