@@ -168,9 +168,6 @@ class NetNs:
                 or f" 10.200.{self.idx}." in addrs)
 
     def create(self):
-        # `ip netns add` mounts /run/netns when it is not yet: then ours to
-        # undo once no namespace is left in it.
-        self.made_mount = not self.run_netns_mounted()
         self.ip("netns", "add", self.name)
         self.made.append("netns")
         self.ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
@@ -193,8 +190,15 @@ class NetNs:
         if "netns" in self.made:
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         self.made = []
-        if getattr(self, "made_mount", False) and self.run_netns_mounted() and not os.listdir("/run/netns"):
+        # `ip netns add` mounts /run/netns when it is not yet: when that was
+        # this session's doing (it was not mounted when the session began),
+        # it is undone once no namespace is left in it, whichever test (or
+        # other session on the machine) was the last to leave.
+        if not _RUN_NETNS_MOUNTED_AT_START and self.run_netns_mounted() and not os.listdir("/run/netns"):
             subprocess.run(["umount", "/run/netns"], capture_output=True)
+
+
+_RUN_NETNS_MOUNTED_AT_START = NetNs.run_netns_mounted()
 
 
 class NetnsUnavailable(RuntimeError):
@@ -303,9 +307,7 @@ class NsCluster:
             d.stop(timeout=30)
         if redis:
             redis.stop()
-        # Last made first: the first one mounted /run/netns, if anyone did,
-        # and unmounts it once it is empty.
-        for ns in reversed(self.netns):
+        for ns in self.netns:
             ns.remove()
 
 
