@@ -59,7 +59,7 @@ static void *lease_thread(void *p) {
                 }
                 /* The DAG runs this node drives keep their owner leases;
                  * a gateway takes over those whose driver is gone. */
-                daemon_dags_cluster_tick(d, d->cluster->opt.role != CLUSTER_ROLE_WORKER);
+                d->cluster->opt.hooks.lease_tick(d, d->cluster->opt.role != CLUSTER_ROLE_WORKER);
                 /* Three refreshes per lease lifetime, at most one a second. */
                 usleep(MIN(1000u, d->cluster->opt.lease_ttl_ms / 3) * 1000);
         }
@@ -96,7 +96,7 @@ static void *claim_thread(void *p) {
                         continue;
                 }
                 for (size_t i = 0; i < n; i++)
-                        (void) daemon_run_adopt(d, &v[i]);
+                        (void) c->opt.hooks.adopt(d, &v[i]);
                 pending_run_list_free(v, n);
         }
         return NULL;
@@ -106,21 +106,17 @@ static void *claim_thread(void *p) {
  * cancelled (cancel.lua told the node the record names). */
 static void on_cluster_event(ClusterEventKind kind, const char *id, void *userdata) {
         Daemon *d = userdata;
-        DRun *r = NULL;
+        const struct DaemonClusterHooks *h = &d->cluster->opt.hooks;
         switch (kind) {
         case CLUSTER_EVENT_DONE:
-                daemon_run_remote_ended(d, id);
+                h->ended_elsewhere(d, id);
                 break;
         case CLUSTER_EVENT_CANCEL:
-                if (daemon_run_find(d, NULL, id, &r) >= 0) {
-                        log_info("run %s: cancelled from another node", id);
-                        (void) daemon_run_cancel(d, r);
-                        drun_unref(d, r);
-                }
+                h->cancel_here(d, id);
                 break;
         case CLUSTER_EVENT_RESYNC:
         default:
-                daemon_runs_remote_resync(d);
+                h->resync(d);
                 break;
         }
 }
@@ -223,7 +219,7 @@ static void *log_thread(void *p) {
                         int k = daemon_cluster_log_ship(d, v[i], false);
                         if (k < 0)
                                 log_warn("cluster: run %s: cannot send its log to Redis: %s", v[i]->id, strerror(-k));
-                        drun_unref(d, v[i]);
+                        d->cluster->opt.hooks.run_unref(d, v[i]);
                 }
                 free(v);
         }

@@ -248,9 +248,11 @@ void daemon_dag_cluster_release(Daemon *d, const char *id) {
 
 /* ---- takeover ---- */
 
-/* Copies DAG run id from Redis into this node (its directory and store)
- * and resumes it. */
-static int take_over(Daemon *d, const char *id) {
+/* Copies DAG run id from Redis into this node's store, with dir as its
+ * base_dir; its task files (a JSON object of name -> text, or NULL) are the
+ * caller's to write under dir. */
+int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunRecord **ret_rec,
+                             json_t **ret_files) {
         _cleanup_free_ char *text = NULL, *files_text = NULL;
         _cleanup_strv_free_ char **tasks = NULL;
         int k = cluster_dag_get(queue(d), id, &text, &files_text, &tasks);
@@ -259,24 +261,14 @@ static int take_over(Daemon *d, const char *id) {
         DagRunRecord *rec = rec_from_json(text);
         if (!rec)
                 return -EIO;
-        _cleanup_free_ char *dir = path_join_many(d->data_dir, "dags", id, NULL);
-        _cleanup_free_ char *err = NULL;
-        (void) rm_rf(dir);
-        k = mkdir_p(dir, 0750);
-        json_t *files = files_text ? json_loads(files_text, 0, NULL) : NULL;
-        if (k >= 0 && files)
-                k = daemon_dag_write_files(dir, files, &err);
-        json_decref(files);
-        if (k >= 0) {
-                free(rec->base_dir);
-                rec->base_dir = xstrdup(dir);
-                DagRunRecord *cur = NULL;
-                if (store_dag_get(d->store, NULL, id, &cur) >= 0) {
-                        k = store_dag_update(d->store, rec);
-                        dag_run_record_free(cur);
-                } else
-                        k = store_dag_insert(d->store, rec);
-        }
+        free(rec->base_dir);
+        rec->base_dir = xstrdup(dir);
+        DagRunRecord *cur = NULL;
+        if (store_dag_get(d->store, NULL, id, &cur) >= 0) {
+                k = store_dag_update(d->store, rec);
+                dag_run_record_free(cur);
+        } else
+                k = store_dag_insert(d->store, rec);
         for (size_t i = 0; k >= 0 && tasks && tasks[i]; i++) {
                 DagTaskRecord *t = task_from_json(tasks[i]);
                 if (t) {
@@ -284,26 +276,17 @@ static int take_over(Daemon *d, const char *id) {
                         dag_task_record_free(t);
                 }
         }
-        if (k >= 0) {
-                log_info("DAG run %s: its gateway is gone; this node resumes it", id);
-                k = daemon_dag_resume_record(d, rec);
+        if (k < 0) {
+                dag_run_record_free(rec);
+                return k;
         }
-        if (k < 0)
-                log_warn("DAG run %s cannot be taken over: %s", id, err ? err : strerror(-k));
-        dag_run_record_free(rec);
-        return k;
+        *ret_rec = rec;
+        *ret_files = files_text ? json_loads(files_text, 0, NULL) : NULL;
+        return 0;
 }
 
-void daemon_dags_cluster_tick(Daemon *d, bool take) {
-        if (!d->cluster || !__atomic_load_n(&d->dags, __ATOMIC_ACQUIRE))
-                return;
-        _cleanup_strv_free_ char **owned = daemon_dags_active_ids(d), **taken = NULL;
-        int k = cluster_dag_leases(queue(d), owned, take, &taken);
-        if (k < 0) {
-                log_warn("cluster: cannot refresh the DAG leases: %s", strerror(-k));
-                return;
-        }
-        for (size_t i = 0; taken && taken[i]; i++)
-                if (take_over(d, taken[i]) < 0)
-                        daemon_dag_cluster_release(d, taken[i]);
+int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken) {
+        if (!d->cluster)
+                return 0;
+        return cluster_dag_leases(queue(d), owned, take, ret_taken);
 }

@@ -1107,3 +1107,43 @@ struct MHD_Response *daemon_dag_handle(const DaemonCall *call, unsigned *ret_sta
         }
         return handle_logs(call, call->seg[2], call->seg[4], ret_status);
 }
+
+/* ---- cluster: a DAG run whose gateway is gone (daemon-dag-cluster.c) ---- */
+
+/* Copies DAG run id from Redis into this node (its directory and store)
+ * and resumes it. */
+static int dag_take_over(Daemon *d, const char *id) {
+        _cleanup_free_ char *dir = path_join_many(d->data_dir, "dags", id, NULL);
+        _cleanup_free_ char *err = NULL;
+        (void) rm_rf(dir);
+        int k = mkdir_p(dir, 0750);
+        DagRunRecord *rec = NULL;
+        json_t *files = NULL;
+        if (k >= 0)
+                k = daemon_dag_cluster_fetch(d, id, dir, &rec, &files);
+        if (k >= 0 && files)
+                k = daemon_dag_write_files(dir, files, &err);
+        json_decref(files);
+        if (k >= 0) {
+                log_info("DAG run %s: its gateway is gone; this node resumes it", id);
+                k = daemon_dag_resume_record(d, rec);
+        }
+        if (k < 0)
+                log_warn("DAG run %s cannot be taken over: %s", id, err ? err : strerror(-k));
+        dag_run_record_free(rec);
+        return k;
+}
+
+void daemon_dags_cluster_tick(Daemon *d, bool take) {
+        if (!d->cluster || !__atomic_load_n(&d->dags, __ATOMIC_ACQUIRE))
+                return;
+        _cleanup_strv_free_ char **owned = daemon_dags_active_ids(d), **taken = NULL;
+        int k = daemon_dag_cluster_leases(d, owned, take, &taken);
+        if (k < 0) {
+                log_warn("cluster: cannot refresh the DAG leases: %s", strerror(-k));
+                return;
+        }
+        for (size_t i = 0; taken && taken[i]; i++)
+                if (dag_take_over(d, taken[i]) < 0)
+                        daemon_dag_cluster_release(d, taken[i]);
+}

@@ -1052,6 +1052,15 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         return 0;
 }
 
+void daemon_run_cancel_id(Daemon *d, const char *id) {
+        DRun *r = NULL;
+        if (daemon_run_find(d, NULL, id, &r) < 0)
+                return;
+        log_info("run %s: cancelled from another node", id);
+        (void) daemon_run_cancel(d, r);
+        drun_unref(d, r);
+}
+
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued) {
         pthread_mutex_lock(&d->lock);
         *ret_running = d->running;

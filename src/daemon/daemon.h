@@ -365,6 +365,8 @@ void drun_unref(Daemon *d, DRun *r);
 bool daemon_run_done(Daemon *d, DRun *r);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
+/* The cancel a run's node hears from another node (cluster), by id. */
+void daemon_run_cancel_id(Daemon *d, const char *id);
 /* Number of runs executing or queued. */
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */
@@ -399,6 +401,17 @@ typedef struct DaemonClusterOptions {
         unsigned lease_ttl_ms;          /* 0: the default (3 s) */
         unsigned record_ttl_s;          /* 0: the default (7 days) */
         const char *advertise;          /* where peers reach this node; NULL: http://LISTEN */
+        /* What the cluster calls up into (pysprinterd.c sets them): the
+         * run manager and the DAG driver sit above daemon-cluster.c, which
+         * they call for submits, cancels and log shipping. */
+        struct DaemonClusterHooks {
+                int (*adopt)(Daemon *d, const PendingRun *p);       /* a claimed run: daemon_run_adopt */
+                void (*ended_elsewhere)(Daemon *d, const char *id); /* daemon_run_remote_ended */
+                void (*cancel_here)(Daemon *d, const char *id);     /* daemon_run_cancel_id */
+                void (*resync)(Daemon *d);                          /* daemon_runs_remote_resync */
+                void (*run_unref)(Daemon *d, DRun *r);              /* drun_unref */
+                void (*lease_tick)(Daemon *d, bool take);           /* daemon_dags_cluster_tick */
+        } hooks;
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;
 
@@ -832,12 +845,20 @@ int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *fi
 int daemon_dag_cluster_sync(Daemon *d, const char *id, bool final);
 /* Cluster mode: drops this node's lease of DAG run id. */
 void daemon_dag_cluster_release(Daemon *d, const char *id);
-/* From the lease thread: refreshes the leases of the DAG runs this node
- * drives and (take: a gateway) takes over those without a live owner. */
+/* Cluster mode: copies DAG run id from Redis into the local store (its
+ * base_dir: dir) and hands back its task files (JSON name -> text, or
+ * NULL); refreshes this node's DAG leases (owned) and, take, takes those
+ * without a live owner (*ret_taken). daemon-dag.c resumes them. */
+int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunRecord **ret_rec,
+                             struct json_t **ret_files);
+int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken);
+/* daemon-dag.c, from the cluster's lease thread (its lease_tick hook):
+ * refreshes the leases of the DAG runs this node drives and (take: a
+ * gateway) takes over and resumes those without a live owner. */
 void daemon_dags_cluster_tick(Daemon *d, bool take);
-/* daemon-dag.c for daemon-dag-cluster.c: the ids of the DAG runs this
- * node drives (a strv); writes a request's `files` under dir; resumes a
- * recorded DAG run (its base_dir under DATA_DIR/dags). */
+/* daemon-dag.c: the ids of the DAG runs this node drives (a strv); writes
+ * a request's `files` under dir; resumes a recorded DAG run (its base_dir
+ * under DATA_DIR/dags). */
 char **daemon_dags_active_ids(Daemon *d);
 int daemon_dag_write_files(const char *dir, struct json_t *files, char **ret_error);
 int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec);

@@ -472,6 +472,14 @@ int main(int argc, char **argv) {
                         cluster.node_id = node;
                 free(err);
                 err = NULL;
+                cluster.hooks = (struct DaemonClusterHooks) {
+                        .adopt = daemon_run_adopt,
+                        .ended_elsewhere = daemon_run_remote_ended,
+                        .cancel_here = daemon_run_cancel_id,
+                        .resync = daemon_runs_remote_resync,
+                        .run_unref = drun_unref,
+                        .lease_tick = daemon_dags_cluster_tick,
+                };
                 r = daemon_cluster_start(d, &cluster, &err);
                 if (r < 0) {
                         log_error("cluster: %s", err ? err : strerror(-r));
