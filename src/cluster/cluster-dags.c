@@ -28,7 +28,7 @@ static void args_script(Args *a, const char *script, int nkeys) {
 /* An integer reply's value, or -EIO. */
 static int run_int(RunQueue *q, const Args *a, long long *ret) {
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cluster_command(q, a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(cq(q), &cq(q)->conn, a, &k);
         if (!rep)
                 return k;
         if (rep->type != REDIS_REPLY_INTEGER)
@@ -46,8 +46,8 @@ int cluster_dag_create(RunQueue *q, const char *id, const char *tenant, usec_t c
         args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
         args_add(&a, K_DAGS_RUNNING);
         args_addf(&a, CLUSTER_PREFIX "dagidx:%s", tenant);
-        args_add(&a, cluster_node_id(q));
-        args_addf(&a, "%u", cluster_lease_ttl_ms(q));
+        args_add(&a, cq(q)->node_id);
+        args_addf(&a, "%u", cq(q)->lease_ttl_ms);
         args_add(&a, id);
         args_addf(&a, "%" PRIu64, (uint64_t) created);
         args_add(&a, rec_json);
@@ -68,9 +68,9 @@ int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *con
         args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
         args_addf(&a, CLUSTER_PREFIX "dagtasks:%s", id);
         args_add(&a, K_DAGS_RUNNING);
-        args_add(&a, cluster_node_id(q));
+        args_add(&a, cq(q)->node_id);
         args_add(&a, final ? "1" : "0");
-        args_addf(&a, "%u", cluster_record_ttl_s(q));
+        args_addf(&a, "%u", cq(q)->record_ttl_s);
         args_add(&a, id);
         args_add(&a, rec_json);
         for (size_t i = 0; i < n; i++) {
@@ -89,7 +89,7 @@ int cluster_dag_get(RunQueue *q, const char *id, char **ret_rec, char **ret_file
         _cleanup_args_ Args a = { 0 };
         args_add(&a, "HGETALL");
         args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
-        _cleanup_reply_ redisReply *rep = cluster_command(q, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(cq(q), &cq(q)->conn, &a, &k);
         if (!rep)
                 return k;
         const char *rec = NULL, *files = NULL;
@@ -107,7 +107,7 @@ int cluster_dag_get(RunQueue *q, const char *id, char **ret_rec, char **ret_file
                 _cleanup_args_ Args t = { 0 };
                 args_add(&t, "HVALS");
                 args_addf(&t, CLUSTER_PREFIX "dagtasks:%s", id);
-                _cleanup_reply_ redisReply *tr = cluster_command(q, &t, &k);
+                _cleanup_reply_ redisReply *tr = cluster_cmd(cq(q), &cq(q)->conn, &t, &k);
                 if (!tr)
                         return k;
                 for (size_t i = 0; tr->type == REDIS_REPLY_ARRAY && i < tr->elements; i++)
@@ -129,7 +129,7 @@ int cluster_dag_list_ids(RunQueue *q, const char *tenant, size_t limit, char ***
         args_addf(&a, CLUSTER_PREFIX "dagidx:%s", tenant);
         args_add(&a, "0");
         args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
-        _cleanup_reply_ redisReply *rep = cluster_command(q, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(cq(q), &cq(q)->conn, &a, &k);
         if (!rep)
                 return k;
         char **ids = NULL;
@@ -144,13 +144,13 @@ int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_t
         _cleanup_args_ Args a = { 0 };
         args_script(&a, cluster_script_dagleases, 1);
         args_add(&a, K_DAGS_RUNNING);
-        args_add(&a, cluster_node_id(q));
-        args_addf(&a, "%u", cluster_lease_ttl_ms(q));
+        args_add(&a, cq(q)->node_id);
+        args_addf(&a, "%u", cq(q)->lease_ttl_ms);
         args_add(&a, CLUSTER_PREFIX);
         args_add(&a, take ? "1" : "0");
         for (size_t i = 0; owned && owned[i]; i++)
                 args_add(&a, owned[i]);
-        _cleanup_reply_ redisReply *rep = cluster_command(q, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(cq(q), &cq(q)->conn, &a, &k);
         if (!rep)
                 return k;
         char **taken = NULL;
@@ -167,7 +167,7 @@ int cluster_dag_release(RunQueue *q, const char *id) {
         _cleanup_args_ Args a = { 0 };
         args_script(&a, script, 1);
         args_addf(&a, CLUSTER_PREFIX "dagowner:%s", id);
-        args_add(&a, cluster_node_id(q));
+        args_add(&a, cq(q)->node_id);
         long long v = 0;
         return run_int(q, &a, &v);
 }

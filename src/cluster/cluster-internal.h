@@ -65,9 +65,3 @@ static inline ClusterQueue *cq(RunQueue *q) {
  * errors; an error reply becomes NULL with -EIO (-ENOENT for NOGROUP), logged. */
 redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error);
 
-/* The shared connection of q (cluster-redis.c), for the module's other
- * files: NULL with *ret_error on I/O errors or an error reply. */
-redisReply *cluster_command(RunQueue *q, const Args *a, int *ret_error);
-const char *cluster_node_id(RunQueue *q);
-unsigned cluster_lease_ttl_ms(RunQueue *q);
-unsigned cluster_record_ttl_s(RunQueue *q);

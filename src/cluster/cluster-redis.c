@@ -772,22 +772,3 @@ void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {
                 }
         }
 }
-
-/* ---- for the other files of this module (cluster-internal.h) ---- */
-
-redisReply *cluster_command(RunQueue *q, const Args *a, int *ret_error) {
-        ClusterQueue *c = cq(q);
-        return cluster_cmd(c, &c->conn, a, ret_error);
-}
-
-const char *cluster_node_id(RunQueue *q) {
-        return cq(q)->node_id;
-}
-
-unsigned cluster_lease_ttl_ms(RunQueue *q) {
-        return cq(q)->lease_ttl_ms;
-}
-
-unsigned cluster_record_ttl_s(RunQueue *q) {
-        return cq(q)->record_ttl_s;
-}
