@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -144,9 +145,19 @@ def throughput(port, seconds, conc, body, path):
     return sum(done) / (time.perf_counter() - t0), sum(errors)
 
 
-def wrk_throughput(port, seconds, conc, body, path):
+def wrk_ms(text):
+    """wrk's latency figures ("512.00us", "1.20ms", "2.00s") in ms."""
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * f
+    return float(text)
+
+
+def wrk_throughput(port, seconds, conc, body, path, latency=False):
     """Requests/s from wrk (Debian's package), a load generator that costs
-    the machine far less than a Python client does; None without wrk."""
+    the machine far less than a Python client does; None without wrk. With
+    latency, also wrk's p50 and p99 in ms (its HdrHistogram, measured by a
+    C client: what the server adds, not a Python client's own overhead)."""
     import shutil
     if not shutil.which("wrk"):
         return None
@@ -155,11 +166,16 @@ def wrk_throughput(port, seconds, conc, body, path):
                       f'wrk.body = {json.dumps(json.dumps(body))}\n'
                       'wrk.headers["Content-Type"] = "application/json"\n'
                       f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n')
-    out = subprocess.run(["wrk", "-t2", f"-c{conc}", f"-d{seconds}s", "-s", str(script),
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
+    out = subprocess.run(["wrk", f"-t{min(2, conc)}", f"-c{conc}", f"-d{seconds}s", "-s", str(script)]
+                         + (["--latency"] if latency else []) + [f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True).stdout
     rate = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec:")), None)
     bad = next((int(l.split()[-1]) for l in out.splitlines() if "Non-2xx" in l), 0)
-    return rate, bad
+    if not latency:
+        return rate, bad
+    pcts = {l.split()[0]: wrk_ms(l.split()[1]) for l in out.splitlines()
+            if re.match(r"\s+(50|99)(\.000)?%\s", l)}
+    return rate, bad, pcts.get("50%", pcts.get("50.000%")), pcts.get("99%", pcts.get("99.000%"))
 
 
 def spawn_baseline(n, code):
@@ -280,6 +296,27 @@ def main():
         if w:
             report(f"throughput at concurrency 8, wrk ({w[1]} non-2xx)", f"{w[0]:.0f} /s", ">= 5000 /s",
                    w[0] >= 5000 and w[1] == 0, figure="(b) invokes/s, concurrency 8, wrk")
+        # The same with a C client (wrk): sequential latency, then the
+        # Lambda path (the event is the body; the handler takes (event,
+        # context)) sequential and at concurrency 8.
+        lam = "def handler(event, context):\n    return event['x'] + 1\n"
+        st, out = c.call("POST", "/v1/functions", {"name": "benchlam", "source": lam, "filename": "lam.py"})
+        if st not in (200, 201):
+            raise RuntimeError(f"deploy failed: {st} {out}")
+        secs = 3 if quick else 5
+        for label, path, ev in (("/v1/functions/NAME/invoke", "/v1/functions/benchfn/invoke?wait=true", inv),
+                                ("Lambda Invoke", "/2015-03-31/functions/benchlam/invocations", {"x": 1})):
+            w1 = wrk_throughput(d.port, secs, 1, ev, path, latency=True)
+            w8 = wrk_throughput(d.port, secs, 8, ev, path, latency=True)
+            if not (w1 and w8 and w1[2] and w8[2]):
+                continue
+            tag = "lambda" if label.startswith("Lambda") else "invoke"
+            report(f"{label}, wrk sequential p50 / p99 ({w1[1]} non-2xx)", f"{w1[2]:.2f} / {w1[3]:.2f} ms",
+                   "p50 <= 0.3 ms, p99 <= 2 ms", w1[2] <= 0.3 and w1[3] <= 2 and w1[1] == 0,
+                   figure=f"(b) {tag} p50 / p99, wrk -c1")
+            report(f"{label}, wrk concurrency 8: rate, p50 / p99 ({w8[1]} non-2xx)",
+                   f"{w8[0]:.0f} /s, {w8[2]:.2f} / {w8[3]:.2f} ms", ">= 5000 /s, p99 <= 2 ms",
+                   w8[0] >= 5000 and w8[3] <= 2 and w8[1] == 0, figure=f"(b) {tag} /s and p99, wrk -c8")
 
         # (c)
         thr, errs = throughput(d.port, 3 if quick else 5, 8, body, "/v1/runs?wait=true")
