@@ -122,7 +122,7 @@ OptKind kind;
         { "-a", OPT_VALUE },          { "-k", OPT_VALUE },         { "--json-args", OPT_VALUE },
         { "--json-kwargs", OPT_VALUE }, { "--json", OPT_FLAG },    { "--timeout", OPT_VALUE },
         { "--memory", OPT_VALUE },    { "--max-procs", OPT_VALUE }, { "--max-output", OPT_VALUE },
-        { "--network", OPT_FLAG },    { "--sandbox", OPT_VALUE },  { "--index-url", OPT_VALUE },
+        { "--network", OPT_FLAG },    { "--no-network", OPT_FLAG },    { "--sandbox", OPT_VALUE },  { "--index-url", OPT_VALUE },
         { "--find-links", OPT_VALUE }, { "--server", OPT_VALUE },  { "--quiet", OPT_FLAG },
         { "-q", OPT_FLAG },           { "--help", OPT_FLAG },      { "-h", OPT_FLAG },
         { "--data", OPT_VALUE },      { "--allow-sdist", OPT_FLAG }, { "--no-cache", OPT_FLAG },
@@ -226,8 +226,13 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 if (errno || *end || v < 1 || v > 100000 || val[0] == '-')
                         return usage(c, "--max-procs needs a number from 1 to 100000, got '%s'", val);
                 a->limits.max_procs = v;
-        } else if (streq(name, "--network"))
+        } else if (streq(name, "--network")) {
                 a->limits.network = true;
+                a->limits.network_off = false;
+        } else if (streq(name, "--no-network")) {
+                a->limits.network = false;
+                a->limits.network_off = true;
+        }
         else if (streq(name, "--sandbox")) {
                 if (streq(val, "none"))
                         a->sandbox = SANDBOX_MODE_NONE;

@@ -46,8 +46,8 @@ int cli_args_to_api(json_t *req, const RunArgs *a) {
                 json_object_set_new(o, "max_procs", json_integer((json_int_t) l->max_procs));
         if (l->max_output_bytes)
                 json_object_set_new(o, "max_output_bytes", json_integer((json_int_t) l->max_output_bytes));
-        if (l->network)
-                json_object_set_new(o, "network", json_true());
+        if (l->network || l->network_off)
+                json_object_set_new(o, "network", json_boolean(l->network));
         if (json_object_size(o))
                 json_object_set(req, "limits", o);
         json_decref(o);

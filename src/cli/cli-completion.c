@@ -16,7 +16,7 @@ static const struct {
         const char *verbs;
         const char *opts;
 } verb_opts[] = {
-        { "run validate chain", "-a -k --json-args --json-kwargs --timeout --memory --max-procs --network --sandbox "
+        { "run validate chain", "-a -k --json-args --json-kwargs --timeout --memory --max-procs --network --no-network --sandbox "
                                 "--index-url --find-links --data --output-file --allow-sdist --no-cache" },
         { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory" },
         { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "

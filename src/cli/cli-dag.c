@@ -700,8 +700,8 @@ static json_t *chain_limits(const RunLimits *l) {
                 snprintf(v, sizeof(v), "%llu", (unsigned long long) l->max_procs);
                 json_object_set_new(o, "max_procs", json_string(v));
         }
-        if (l->network)
-                json_object_set_new(o, "network", json_string("true"));
+        if (l->network || l->network_off)
+                json_object_set_new(o, "network", json_string(l->network ? "true" : "false"));
         return o;
 }
 

@@ -29,6 +29,7 @@ static const char run_help[] =
         "  --max-procs N         process limit (default 64)\n"
         "  --max-output SIZE     stdout+stderr limit (default 10M)\n"
         "  --network             allow outbound network access\n"
+        "  --no-network          no network even where the server's default grants it\n"
         "  --sandbox MODE        full (default) or none (trusted code only)\n"
         "  --data NAME[@V]       mount dataset NAME read-only at /data/NAME (repeatable)\n"
         "  --output-data NAME    store what the run wrote to output_dir() (/out) as the next\n"

@@ -691,7 +691,8 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                                        tenant);
                 return -EPERM;
         }
-        out.network = asked->network || (cfg->defaults.network && network_granted);
+        /* An explicit `network: false` lowers a default that grants it. */
+        out.network = asked->network || (!asked->network_off && cfg->defaults.network && network_granted);
         *ret = out;
         return 0;
 }

@@ -98,8 +98,8 @@ static char *deploy_limits_json(const RunRequest *req) {
         for (size_t i = 0; i < ELEMENTSOF(num); i++)
                 if (num[i].v)
                         json_object_set_new(j, num[i].key, json_integer((json_int_t) num[i].v));
-        if (l->network)
-                json_object_set_new(j, "network", json_true());
+        if (l->network || l->network_off)
+                json_object_set_new(j, "network", json_boolean(l->network));
         /* The function's delivery policy travels with its limits: every
          * invocation inherits it (docs/api.md "Delivery"). */
         if (req->max_attempts > 0)
@@ -338,6 +338,7 @@ static void merge_limits(RunLimits *l, const char *limits_json) {
                 base.max_procs = (uint64_t) json_integer_value(json_object_get(j, "max_procs"));
                 base.max_output_bytes = (uint64_t) json_integer_value(json_object_get(j, "max_output_bytes"));
                 base.network = json_is_true(json_object_get(j, "network"));
+                base.network_off = json_is_false(json_object_get(j, "network"));
         }
         json_decref(j);
         if (!l->timeout_ms)
@@ -348,7 +349,10 @@ static void merge_limits(RunLimits *l, const char *limits_json) {
                 l->max_procs = base.max_procs;
         if (!l->max_output_bytes)
                 l->max_output_bytes = base.max_output_bytes;
-        l->network = l->network || base.network;
+        if (!l->network && !l->network_off) {
+                l->network = base.network;
+                l->network_off = base.network_off;
+        }
 }
 
 /* The deploy's secret names and variables onto req (docs/secrets.md). */

@@ -193,8 +193,10 @@ static int parse_limits(json_t *obj, RunLimits *ret, char **ret_error) {
                         *t[i].field = (uint64_t) json_integer_value(v);
         }
         json_t *net = json_object_get(obj, "network");
-        if (net)
+        if (net) {
                 l.network = json_is_true(net);
+                l.network_off = json_is_false(net);
+        }
         *ret = l;
         return 0;
 }

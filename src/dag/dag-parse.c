@@ -393,6 +393,7 @@ static int parse_limits(Yaml *y, const YamlNode *n, Task *t) {
                                             t->name, v);
                         }
                         t->limits.network = json_is_true(b);
+                        t->limits.network_off = !t->limits.network;
                         json_decref(b);
                 } else
                         return yerr(y, kn, "task '%s': unknown limit '%s' (timeout, memory, max_procs, max_output, network)",

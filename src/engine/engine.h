@@ -52,6 +52,10 @@ typedef struct RunLimits {
         uint64_t max_procs;
         uint64_t max_output_bytes;
         bool network;
+        /* Asked for no network explicitly (`network: false`): a request
+         * lowers the operator's `limits.defaults.network: true` with it.
+         * Unset and network false: the default. Never both set. */
+        bool network_off;
 } RunLimits;
 
 /* Documented defaults (docs/sandbox.md, the limits table). */

@@ -534,3 +534,72 @@ def test_slowloris_from_one_address_does_not_starve_another(tmp_path):
         for s in slow:
             s.close()
         daemon.stop()
+
+
+# ---- a request lowers a default that grants the network ----
+
+NET_DEFAULT = """
+limits:
+  defaults: {network: true}
+  maxima: {network: true}
+"""
+
+CONNECT = """import socket
+
+def f(port: int):
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=2).close()
+        return 'connected'
+    except OSError as e:
+        return 'blocked: ' + type(e).__name__
+"""
+
+
+@pytest.fixture(scope="module")
+def netd(tmp_path_factory):
+    root = tmp_path_factory.mktemp("netdefault")
+    daemon = Daemon(root, sandbox=sandbox_mode(root), config_extra=NET_DEFAULT)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log.read_text()
+
+
+def host_listener():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    return s
+
+
+def test_network_false_lowers_a_default_that_grants_it(netd):
+    if sandbox_mode(netd.root) != "full":
+        pytest.skip("needs the sandbox's network namespace")
+    s = host_listener()
+    port = s.getsockname()[1]
+    try:
+        # the default grants the host network ...
+        st, b = netd.run(CONNECT, args=[port])
+        assert st == 200 and b["result"] == "connected", b
+        # ... and a run, a deploy and an invoke that say network: false get none
+        st, b = netd.run(CONNECT, args=[port], limits={"network": False})
+        assert st == 200 and b["result"].startswith("blocked"), b
+        st, b = netd.call("POST", "/v1/functions", {"name": "offline", "source": CONNECT, "function": "f",
+                                                    "limits": {"network": False}})
+        assert st == 201, b
+        st, b = netd.call("POST", "/v1/functions/offline/invoke?wait=true", {"args": [port]})
+        assert st == 200 and b["result"].startswith("blocked"), b
+        st, b = netd.call("POST", "/v1/functions", {"name": "online", "source": CONNECT, "function": "f"})
+        assert st == 201, b
+        st, b = netd.call("POST", "/v1/functions/online/invoke?wait=true", {"args": [port],
+                                                                           "limits": {"network": False}})
+        assert st == 200 and b["result"].startswith("blocked"), b
+        pipeline = "name: off\ntasks:\n  a: {file: c.py, function: f, args: [%d], limits: {network: false}}\n" % port
+        st, b = netd.call("POST", "/v1/dags?wait=true", {"pipeline": pipeline, "files": {"c.py": CONNECT}})
+        task = next(t for t in b["tasks"] if t["name"] == "a")
+        assert st == 200 and task["result"].startswith("blocked"), b
+    finally:
+        s.close()

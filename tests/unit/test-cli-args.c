@@ -85,6 +85,7 @@ static void test_options(void **state) {
         assert_int_equal(a.limits.max_output_bytes, 1024);
         assert_int_equal(a.limits.max_procs, 8);
         assert_true(a.limits.network);
+        assert_false(a.limits.network_off);
         assert_int_equal(a.sandbox, SANDBOX_MODE_NONE);
         assert_true(a.json_output);
         run_args_done(&a);
