@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "data.h"
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -42,8 +43,31 @@ static void usage(FILE *f) {
                 "  --version, --help\n");
 }
 
-/* SIGHUP: the tokens, limits and server caps take effect for new requests;
- * listen address and data directory need a restart. */
+/* What the HTTP server and the data catalog were started with: a changed
+ * value is logged, not applied (docs/operations.md "Reload"). */
+static void warn_restart_only(const DaemonConfig *old, const DaemonConfig *n) {
+        const struct {
+                const char *name;
+                uint64_t was, now;
+        } f[] = {
+                { "server.max_connections", old->max_connections, n->max_connections },
+                { "server.max_connections_per_ip", old->max_connections_per_ip, n->max_connections_per_ip },
+                { "server.http_threads", old->http_threads, n->http_threads },
+                { "server.read_timeout_s", old->read_timeout_s, n->read_timeout_s },
+                { "server.request_deadline_s", old->request_deadline_s, n->request_deadline_s },
+                { "data.max_bytes", old->data_max_bytes, n->data_max_bytes },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                if (f[i].was != f[i].now)
+                        log_warn("reload: '%s' changes need a restart (still %" PRIu64 ")", f[i].name, f[i].was);
+        if (!streq(old->listen, n->listen))
+                log_warn("reload: 'listen' changes need a restart");
+}
+
+/* SIGHUP: the tokens, limits, server caps and data.url_allow take effect
+ * for new requests; what the HTTP server and the data catalog were started
+ * with (warn_restart_only), the listen address and the data directory need
+ * a restart. */
 static void reload(Daemon *d, const char *path) {
         DaemonConfig n;
         _cleanup_free_ char *err = NULL;
@@ -55,8 +79,7 @@ static void reload(Daemon *d, const char *path) {
                 return;
         }
         pthread_rwlock_wrlock(&d->cfg_lock);
-        if (!streq(n.listen, d->cfg.listen))
-                log_warn("reload: 'listen' changes need a restart");
+        warn_restart_only(&d->cfg, &n);
         /* Swap everything but what is bound at start. */
         free(n.listen);
         n.listen = d->cfg.listen;
@@ -70,6 +93,8 @@ static void reload(Daemon *d, const char *path) {
         d->cfg = n;
         pthread_cond_broadcast(&d->sched_cond); /* limits may have grown */
         pthread_mutex_unlock(&d->lock);
+        if (d->catalog)
+                data_catalog_set_url_allow(d->catalog, d->cfg.data_url_allow);
         pthread_rwlock_unlock(&d->cfg_lock);
         daemon_config_done(&old);
         daemon_gc_wake(d);

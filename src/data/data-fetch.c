@@ -250,7 +250,8 @@ int data_fetch(const DataCatalog *c, const char *url, const char *path, const ch
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0)
                 return -errno;
-        Sink s = { .fd = fd, .max = max_bytes, .restrict_addresses = c->cfg.url_restrict, .allow = c->url_allow };
+        _cleanup_strv_free_ char **allow = data_catalog_url_allow(c);
+        Sink s = { .fd = fd, .max = max_bytes, .restrict_addresses = c->cfg.url_restrict, .allow = allow };
         CURL *h = curl_easy_init();
         if (!h)
                 return -ENOMEM;

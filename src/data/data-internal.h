@@ -6,6 +6,9 @@
 #include "data.h"
 #include "shared.h"
 
+/* data.c: a copy of the URL allow-list of the moment (the caller frees it). */
+char **data_catalog_url_allow(const DataCatalog *c);
+
 /* data.c: a fresh staging path under c->tmp (not created), and its removal. */
 char *data_staging_dir(DataCatalog *c);
 void data_staging_remove(const char *dir);
@@ -15,7 +18,10 @@ struct DataCatalog {
         DataConfig cfg;
         char *objects;   /* root/objects */
         char *tmp;       /* root/tmp: staging, same file system as objects */
-        char **url_allow; /* copy of cfg.url_allow */
+        /* copy of cfg.url_allow; SIGHUP replaces it (data_catalog_set_url_allow)
+         * while fetches run: read it only through data_catalog_url_allow() */
+        char **url_allow;
+        pthread_mutex_t url_allow_lock;
         DatasetStore *ds; /* the catalogue (owned): SQLite's over store, or one set by the caller */
         DataObjectSource source; /* fills a missing object (a cluster's peers), or NULL */
         void *source_userdata;

@@ -42,9 +42,10 @@ int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, cha
         c->ds = dataset_store_sqlite_new(store);
         c->cfg = *cfg;
         c->cfg.root = NULL;
+        pthread_mutex_init(&c->url_allow_lock, NULL);
         for (char *const *a = cfg->url_allow; a && *a; a++)
                 c->url_allow = strv_append(c->url_allow, *a);
-        c->cfg.url_allow = c->url_allow;
+        c->cfg.url_allow = NULL; /* c->url_allow is the one copy */
         if (!c->cfg.max_dataset_bytes)
                 c->cfg.max_dataset_bytes = DATA_DEFAULT_MAX_DATASET_BYTES;
         if (!c->cfg.max_tenant_bytes)
@@ -71,9 +72,32 @@ DataCatalog *data_catalog_free(DataCatalog *c) {
         free(c->objects);
         free(c->tmp);
         strv_free(c->url_allow);
+        pthread_mutex_destroy(&c->url_allow_lock);
         dataset_store_free(c->ds);
         free(c);
         return NULL;
+}
+
+void data_catalog_set_url_allow(DataCatalog *c, char *const *url_allow) {
+        char **n = NULL;
+        for (char *const *a = url_allow; a && *a; a++)
+                n = strv_append(n, *a);
+        pthread_mutex_lock(&c->url_allow_lock);
+        char **old = c->url_allow;
+        c->url_allow = n;
+        pthread_mutex_unlock(&c->url_allow_lock);
+        strv_free(old);
+}
+
+char **data_catalog_url_allow(const DataCatalog *c) {
+        /* The lock, not the list, is mutable in a const catalog. */
+        pthread_mutex_t *lock = (pthread_mutex_t *) &c->url_allow_lock;
+        char **copy = NULL;
+        pthread_mutex_lock(lock);
+        for (char *const *a = c->url_allow; a && *a; a++)
+                copy = strv_append(copy, *a);
+        pthread_mutex_unlock(lock);
+        return copy;
 }
 
 bool data_name_valid(const char *name) {

@@ -56,6 +56,10 @@ typedef struct DataCatalog DataCatalog;
 /* The catalog keeps a reference to store (not owned). */
 int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, char **ret_error);
 DataCatalog *data_catalog_free(DataCatalog *c);
+/* Replaces the URL allow-list (CIDRs, copied; see DataConfig.url_allow):
+ * fetches that start afterwards use it, one under way keeps the list it
+ * started with (SIGHUP). */
+void data_catalog_set_url_allow(DataCatalog *c, char *const *url_allow);
 
 /* NAME: [A-Za-z0-9][A-Za-z0-9._-]*, at most DATA_NAME_MAX bytes. */
 bool data_name_valid(const char *name);

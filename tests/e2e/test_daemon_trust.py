@@ -603,3 +603,31 @@ def test_network_false_lowers_a_default_that_grants_it(netd):
         assert st == 200 and task["result"].startswith("blocked"), b
     finally:
         s.close()
+
+
+def test_url_allow_is_reloaded_by_sighup(tmp_path):
+    import signal
+    daemon = Daemon(tmp_path / "d", sandbox="none")
+    daemon.start()
+    r = Redirector(f"http://127.0.0.1:{daemon.port}/healthz")
+    try:
+        st, b = put_url(daemon, "before", r.url + "/plain")
+        assert st == 403 and "data.url_allow" in b["error"]["message"], b
+        daemon.config.write_text(daemon.config.read_text()
+                                 + "data:\n  url_allow: [127.0.0.2/32]\nserver:\n  max_connections_per_ip: 7\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while "configuration reloaded" not in daemon.log.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        log = daemon.log.read_text()
+        assert "configuration reloaded" in log, log
+        # what the HTTP server was started with is named, not silently kept
+        assert "'server.max_connections_per_ip' changes need a restart" in log, log
+        st, b = put_url(daemon, "after", r.url + "/plain")
+        assert st == 201, b
+        # the daemon's own API stays refused: only 127.0.0.2 was opened
+        st, b = put_url(daemon, "own", f"{daemon.url}/healthz")
+        assert st == 403, b
+    finally:
+        r.close()
+        assert daemon.stop() == 0
