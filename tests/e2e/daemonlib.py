@@ -1,6 +1,7 @@
 """Helpers for the pysprinterd end-to-end tests: start the real daemon on a
 free loopback port with its own PYSPRINTER_HOME and config, and talk to it
 over plain HTTP (http.client: nothing between the test and the socket)."""
+import contextlib
 import http.client
 import json
 import os
@@ -130,6 +131,19 @@ class Daemon:
         self.proc.kill()
         self.proc.wait()
         raise RuntimeError("pysprinterd did not come up: " + self.log.read_text())
+
+    @contextlib.contextmanager
+    def serving(self, clean_exit=True):
+        """Started for the with-block (a module fixture's life), stopped
+        after it; with clean_exit, a daemon that did not exit 0 on SIGTERM
+        fails the fixture with its log."""
+        self.start()
+        try:
+            yield self
+        finally:
+            code = self.stop()
+        if clean_exit:
+            assert code == 0, self.log.read_text()
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc and self.proc.poll() is None:

@@ -42,12 +42,8 @@ def d(tmp_path_factory):
           max_body_bytes: 2000000
           read_timeout_s: 5
         """)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log.read_text()
+    with daemon.serving() as running:
+        yield running
 
 
 def test_healthz_and_metrics(d):

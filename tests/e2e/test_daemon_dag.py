@@ -68,12 +68,8 @@ def make_daemon(root, **kw):
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("dagd")
     daemon = make_daemon(root)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log.read_text()
+    with daemon.serving() as running:
+        yield running
 
 
 def submit(d, pipeline, files, wait=False, token="alice", **fields):

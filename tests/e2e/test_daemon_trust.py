@@ -42,12 +42,8 @@ ABOVE = [
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("trustd")
     daemon = Daemon(root, sandbox=sandbox_mode(root), config_extra=GRANTS)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log.read_text()
+    with daemon.serving() as running:
+        yield running
 
 
 def deploy(d, name, token="alice", **fields):
@@ -559,12 +555,8 @@ def f(port: int):
 def netd(tmp_path_factory):
     root = tmp_path_factory.mktemp("netdefault")
     daemon = Daemon(root, sandbox=sandbox_mode(root), config_extra=NET_DEFAULT)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log.read_text()
+    with daemon.serving() as running:
+        yield running
 
 
 def host_listener():

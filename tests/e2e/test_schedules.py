@@ -73,11 +73,8 @@ def iso(s):
 @pytest.fixture
 def d(tmp_path):
     daemon = ClockDaemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    with daemon.serving(clean_exit=False) as running:
+        yield running
 
 
 @pytest.fixture

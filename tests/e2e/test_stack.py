@@ -54,11 +54,8 @@ functions:
 @pytest.fixture
 def d(tmp_path):
     daemon = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=GRANTS)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    with daemon.serving(clean_exit=False) as running:
+        yield running
 
 
 @pytest.fixture

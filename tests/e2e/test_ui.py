@@ -63,11 +63,8 @@ def index(tmp_path_factory):
 @pytest.fixture(scope="module")
 def d(tmp_path_factory, index):
     daemon = Daemon(tmp_path_factory.mktemp("uid"), config_extra=f"index:\n  url: {index.url}\n")
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    with daemon.serving(clean_exit=False) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
