@@ -178,8 +178,9 @@ static void on_event(const RunEvent *ev, void *userdata) {
         }
         cancel = r->cancel_requested;
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
+        /* After the unlock: a resumed follower takes d->lock at once. */
+        daemon_wait_kick(r);
 
         /* A cancel that raced with the run's start (engine_cancel said
          * -ESRCH) is retried on each event until the engine knows the run. */
@@ -318,13 +319,15 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
 /* The one place a run's end reaches whoever waits for it (?wait=true,
  * sync and Lambda invokes, DAG tasks, SSE followers), whether this node ran
  * it (drun_finish) or another node did (remote_thread, woken by the
- * cluster's channel). With d->lock held; r->result is set. */
+ * cluster's channel). With d->lock held; r->result is set. The caller
+ * resumes the suspended connections waiting for this end
+ * (daemon_wait_kick(DRUN_DONE_KEY(r))) once it has unlocked: a resumed
+ * connection's handler takes d->lock first thing, and would only wait for
+ * this thread to let go of it (a futex wait and wake per invoke). */
 static void drun_signal_done(Daemon *d, DRun *r) {
         r->done = true;
         pthread_cond_broadcast(&r->done_cond);
         pthread_cond_broadcast(&d->change_cond);
-        /* Suspended connections waiting for this run's end (daemon-wait.c). */
-        daemon_wait_kick(DRUN_DONE_KEY(r));
 }
 
 static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
@@ -375,8 +378,9 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
+        daemon_wait_kick(DRUN_DONE_KEY(r));
+        daemon_wait_kick(r);
 }
 
 /* A run leaves the run threads' hands, with d->lock held: it no longer
@@ -387,8 +391,8 @@ static void run_leave(Daemon *d, DRun *r) {
         if (r->claimed)
                 d->cluster_claimed--;
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
+        daemon_wait_kick(r);
         drun_unref(d, r);
         pthread_mutex_lock(&d->lock);
 }
@@ -774,7 +778,9 @@ static void *remote_thread(void *p) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
+        pthread_mutex_unlock(&d->lock);
+        daemon_wait_kick(DRUN_DONE_KEY(r));
+        pthread_mutex_lock(&d->lock);
         run_leave(d, r);
         pthread_mutex_unlock(&d->lock);
         free(ctx);
