@@ -450,21 +450,25 @@ static bool pending_startable(Daemon *d) {
 
 static void *pool_thread(void *p);
 
-void daemon_runs_kick(Daemon *d) {
+/* With d->lock held: true when an idle run thread should be woken for a
+ * pending run, which the caller does (pthread_cond_signal(&d->run_cond))
+ * after it unlocked: signalled under the lock, the woken thread's first act
+ * would be to wait for that lock (a futex wait and wake more per run). A
+ * thread counted idle is in pthread_cond_wait as soon as the lock is free,
+ * so the signal cannot be lost. Starts a thread when none is idle. */
+static bool pool_kick(Daemon *d) {
         if (!pending_startable(d))
-                return;
-        if (d->pool_idle > 0) {
+                return false;
+        if (d->pool_idle > 0)
                 /* One wake: the thread that takes a run passes it on if
                  * another can start (pool_thread). */
-                pthread_cond_signal(&d->run_cond);
-                return;
-        }
+                return true;
         /* Every thread is busy: one more, up to a slot per concurrent run
          * plus one, so that a cancelled or left-queued run never waits
          * behind the running ones. */
         unsigned cap = MAX(d->cfg.max_concurrent_runs, 1u) + 1;
         if (d->pool_threads >= cap)
-                return;
+                return false;
         pthread_attr_t attr;
         pthread_t t;
         pthread_attr_init(&attr);
@@ -480,11 +484,18 @@ void daemon_runs_kick(Daemon *d) {
                 d->pool_idle--;
                 log_error("cannot start a run thread: %s", strerror(k));
         }
+        return false;
+}
+
+void daemon_runs_kick(Daemon *d) {
+        if (pool_kick(d))
+                pthread_cond_signal(&d->run_cond);
 }
 
 /* Runs r on this thread to its end, with d->lock held (released while the
- * run goes on; held again on return). */
-static void run_one(Daemon *d, DRun *r) {
+ * run goes on; held again on return). wake: wake an idle run thread once
+ * the lock is released (pool_kick). */
+static void run_one(Daemon *d, DRun *r, bool wake) {
         RunResult *res = NULL;
         TenantCount *tc = tenant_count(d, r->tenant);
         bool cancelled = r->cancel_requested;
@@ -499,6 +510,8 @@ static void run_one(Daemon *d, DRun *r) {
                                 *q = r->next;
                                 break;
                         }
+                if (wake)
+                        pthread_cond_signal(&d->run_cond);
                 run_leave(d, r);
                 return;
         }
@@ -510,6 +523,8 @@ static void run_one(Daemon *d, DRun *r) {
         }
         void *ctx[2] = { d, r };
         pthread_mutex_unlock(&d->lock);
+        if (wake)
+                pthread_cond_signal(&d->run_cond);
 
         if (!cancelled) {
                 /* queued -> running and attempt += 1, in the queue; the
@@ -674,10 +689,8 @@ static void *pool_thread(void *p) {
         for (;;) {
                 d->pool_idle--; /* counted idle while starting or waiting */
                 DRun *r;
-                while ((r = pending_take(d))) {
-                        daemon_runs_kick(d);
-                        run_one(d, r);
-                }
+                while ((r = pending_take(d)))
+                        run_one(d, r, pool_kick(d));
                 d->pool_idle++;
                 pthread_cond_wait(&d->run_cond, &d->lock);
         }
@@ -1025,15 +1038,17 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         else
                 d->pending = r;
         d->pending_tail = r;
-        daemon_runs_kick(d);
+        bool wake = pool_kick(d);
         if (d->pool_threads == 0) {
                 /* Not a single run thread: unwind as a cancelled run so
                  * the record is final. */
                 r->cancel_requested = true;
                 pending_remove(d, r);
-                run_one(d, r);
+                run_one(d, r, false);
         }
         pthread_mutex_unlock(&d->lock);
+        if (wake)
+                pthread_cond_signal(&d->run_cond);
         return 0;
 }
 
