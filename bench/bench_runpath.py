@@ -131,7 +131,7 @@ def main():
                 f = line.split()
                 if len(f) >= 5 and f[-1] in ("futex", "clone3", "clone", "epoll_wait", "poll", "read", "write",
                                              "sendmsg", "recvmsg", "fcntl", "pwrite64", "madvise", "mmap", "munmap",
-                                             "mprotect", "rt_sigprocmask", "set_robust_list", "rseq", "total"):
+                                             "mprotect", "rt_sigprocmask", "set_robust_list", "rseq", "pipe2", "socketpair", "close", "openat", "total"):
                     calls = int(f[3])
                     print(f"  strace per invoke: {f[-1]:16s} {calls / 200:.2f}")
         for name, path in PATHS.items():
