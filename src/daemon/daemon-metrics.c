@@ -74,7 +74,7 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# TYPE pysprinter_queue_depth gauge\npysprinter_queue_depth %u\n"
                    "# HELP pysprinter_runs_running Runs executing now.\n"
                    "# TYPE pysprinter_runs_running gauge\npysprinter_runs_running %u\n"
-                   "# HELP pysprinter_workers Run threads alive (queued or running), each driving one worker.\n"
+                   "# HELP pysprinter_workers Runs in the run manager's hands (queued or running); a pool of at most max_concurrent_runs + 1 threads runs them.\n"
                    "# TYPE pysprinter_workers gauge\npysprinter_workers %u\n"
                    "# HELP pysprinter_workers_max Runs allowed to execute at once.\n"
                    "# TYPE pysprinter_workers_max gauge\npysprinter_workers_max %u\n",

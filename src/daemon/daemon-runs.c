@@ -21,6 +21,7 @@ int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
+        pthread_cond_init(&d->run_cond, NULL);
         return 0;
 }
 
@@ -177,8 +178,9 @@ static void on_event(const RunEvent *ev, void *userdata) {
         }
         cancel = r->cancel_requested;
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
+        /* After the unlock: a resumed follower takes d->lock at once. */
+        daemon_wait_kick(r);
 
         /* A cancel that raced with the run's start (engine_cancel said
          * -ESRCH) is retried on each event until the engine knows the run. */
@@ -317,13 +319,15 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
 /* The one place a run's end reaches whoever waits for it (?wait=true,
  * sync and Lambda invokes, DAG tasks, SSE followers), whether this node ran
  * it (drun_finish) or another node did (remote_thread, woken by the
- * cluster's channel). With d->lock held; r->result is set. */
+ * cluster's channel). With d->lock held; r->result is set. The caller
+ * resumes the suspended connections waiting for this end
+ * (daemon_wait_kick(DRUN_DONE_KEY(r))) once it has unlocked: a resumed
+ * connection's handler takes d->lock first thing, and would only wait for
+ * this thread to let go of it (a futex wait and wake per invoke). */
 static void drun_signal_done(Daemon *d, DRun *r) {
         r->done = true;
         pthread_cond_broadcast(&r->done_cond);
         pthread_cond_broadcast(&d->change_cond);
-        /* Suspended connections waiting for this run's end (daemon-wait.c). */
-        daemon_wait_kick(DRUN_DONE_KEY(r));
 }
 
 static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
@@ -374,63 +378,153 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
+        daemon_wait_kick(DRUN_DONE_KEY(r));
+        daemon_wait_kick(r);
 }
 
-/* The end of a run thread, with d->lock held: it no longer counts (the
- * drain waits for that) and drops its reference. Unlocks. */
-static void *run_thread_leave(Daemon *d, DRun *r, void **ctx) {
+/* A run leaves the run threads' hands, with d->lock held: it no longer
+ * counts (the drain waits for that) and drops its reference. The lock is
+ * released while the reference goes and held again on return. */
+static void run_leave(Daemon *d, DRun *r) {
         d->threads--;
         if (r->claimed)
                 d->cluster_claimed--;
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
         pthread_mutex_unlock(&d->lock);
+        daemon_wait_kick(r);
         drun_unref(d, r);
-        free(ctx);
+        pthread_mutex_lock(&d->lock);
+}
+
+/* Whether r may leave the pending list now (d->lock held): a cancelled run
+ * and any run of a stopping daemon at once (they end or stay queued without
+ * running), the others when a global and a tenant slot are free. */
+static bool drun_startable(Daemon *d, DRun *r) {
+        if (r->cancel_requested || d->leave_queued)
+                return true;
+        return d->running < d->cfg.max_concurrent_runs &&
+               tenant_count(d, r->tenant)->running < d->cfg.max_concurrent_per_tenant;
+}
+
+/* Unlinks and returns the oldest startable pending run, or NULL. A tenant at
+ * its limit does not hold up the others behind it. */
+static DRun *pending_take(Daemon *d) {
+        DRun *prev = NULL;
+        for (DRun *r = d->pending; r; prev = r, r = r->next_pending) {
+                if (!drun_startable(d, r))
+                        continue;
+                if (prev)
+                        prev->next_pending = r->next_pending;
+                else
+                        d->pending = r->next_pending;
+                if (d->pending_tail == r)
+                        d->pending_tail = prev;
+                r->next_pending = NULL;
+                return r;
+        }
         return NULL;
 }
 
-static void *run_thread(void *p) {
-        void **ctx = p;
-        Daemon *d = ctx[0];
-        DRun *r = ctx[1];
-        RunResult *res = NULL;
-        bool cancelled;
+static void pending_remove(Daemon *d, DRun *r) {
+        DRun *prev = NULL;
+        for (DRun *x = d->pending; x; prev = x, x = x->next_pending)
+                if (x == r) {
+                        if (prev)
+                                prev->next_pending = r->next_pending;
+                        else
+                                d->pending = r->next_pending;
+                        if (d->pending_tail == r)
+                                d->pending_tail = prev;
+                        r->next_pending = NULL;
+                        return;
+                }
+}
 
-        pthread_mutex_lock(&d->lock);
-        for (;;) {
-                TenantCount *tc = tenant_count(d, r->tenant);
-                if (d->leave_queued && !r->cancel_requested) {
-                        /* The daemon stops: the record stays queued and
-                         * the next start runs it. */
-                        d->queued--;
-                        tc->queued--;
-                        for (DRun **q = &d->runs; *q; q = &(*q)->next)
-                                if (*q == r) {
-                                        *q = r->next;
-                                        break;
-                                }
-                        return run_thread_leave(d, r, ctx);
-                }
-                cancelled = r->cancel_requested;
-                if (cancelled || (d->running < d->cfg.max_concurrent_runs && tc->running < d->cfg.max_concurrent_per_tenant)) {
-                        d->queued--;
-                        tc->queued--;
-                        if (!cancelled) {
-                                d->running++;
-                                tc->running++;
+static bool pending_startable(Daemon *d) {
+        for (DRun *r = d->pending; r; r = r->next_pending)
+                if (drun_startable(d, r))
+                        return true;
+        return false;
+}
+
+static void *pool_thread(void *p);
+
+/* With d->lock held: true when an idle run thread should be woken for a
+ * pending run, which the caller does (pthread_cond_signal(&d->run_cond))
+ * after it unlocked: signalled under the lock, the woken thread's first act
+ * would be to wait for that lock (a futex wait and wake more per run). A
+ * thread counted idle is in pthread_cond_wait as soon as the lock is free,
+ * so the signal cannot be lost. Starts a thread when none is idle. */
+static bool pool_kick(Daemon *d) {
+        if (!pending_startable(d))
+                return false;
+        if (d->pool_idle > 0)
+                /* One wake: the thread that takes a run passes it on if
+                 * another can start (pool_thread). */
+                return true;
+        /* Every thread is busy: one more, up to a slot per concurrent run
+         * plus one, so that a cancelled or left-queued run never waits
+         * behind the running ones. */
+        unsigned cap = MAX(d->cfg.max_concurrent_runs, 1u) + 1;
+        if (d->pool_threads >= cap)
+                return false;
+        pthread_attr_t attr;
+        pthread_t t;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* Counted idle from now: a second kick before it runs signals it
+         * instead of making another. */
+        d->pool_threads++;
+        d->pool_idle++;
+        int k = pthread_create(&t, &attr, pool_thread, d);
+        pthread_attr_destroy(&attr);
+        if (k != 0) {
+                d->pool_threads--;
+                d->pool_idle--;
+                log_error("cannot start a run thread: %s", strerror(k));
+        }
+        return false;
+}
+
+void daemon_runs_kick(Daemon *d) {
+        if (pool_kick(d))
+                pthread_cond_signal(&d->run_cond);
+}
+
+/* Runs r on this thread to its end, with d->lock held (released while the
+ * run goes on; held again on return). wake: wake an idle run thread once
+ * the lock is released (pool_kick). */
+static void run_one(Daemon *d, DRun *r, bool wake) {
+        RunResult *res = NULL;
+        TenantCount *tc = tenant_count(d, r->tenant);
+        bool cancelled = r->cancel_requested;
+
+        d->queued--;
+        tc->queued--;
+        if (d->leave_queued && !cancelled) {
+                /* The daemon stops: the record stays queued and the next
+                 * start runs it. */
+                for (DRun **q = &d->runs; *q; q = &(*q)->next)
+                        if (*q == r) {
+                                *q = r->next;
+                                break;
                         }
-                        break;
-                }
-                pthread_cond_wait(&d->sched_cond, &d->lock);
+                if (wake)
+                        pthread_cond_signal(&d->run_cond);
+                run_leave(d, r);
+                return;
         }
         if (!cancelled) {
+                d->running++;
+                tc->running++;
                 r->status = RUN_RUNNING;
                 r->started = now_realtime();
         }
+        void *ctx[2] = { d, r };
         pthread_mutex_unlock(&d->lock);
+        if (wake)
+                pthread_cond_signal(&d->run_cond);
 
         if (!cancelled) {
                 /* queued -> running and attempt += 1, in the queue; the
@@ -551,7 +645,7 @@ static void *run_thread(void *p) {
                 }
 
                 pthread_mutex_lock(&d->lock);
-                TenantCount *tc = tenant_count(d, r->tenant);
+                tc = tenant_count(d, r->tenant);
                 d->running--;
                 tc->running--;
                 pthread_cond_broadcast(&d->sched_cond);
@@ -581,7 +675,26 @@ static void *run_thread(void *p) {
         drun_finish(d, r, res);
 
         pthread_mutex_lock(&d->lock);
-        return run_thread_leave(d, r, ctx);
+        run_leave(d, r);
+}
+
+/* A run thread: takes the oldest run that may start, runs it, and takes
+ * the next; waits on run_cond when none may. It never ends: the pool stays
+ * as large as the most runs that were in flight at once (at most
+ * max_concurrent_runs + 1), so a run costs no thread creation and one wake
+ * at most. */
+static void *pool_thread(void *p) {
+        Daemon *d = p;
+        pthread_mutex_lock(&d->lock);
+        for (;;) {
+                d->pool_idle--; /* counted idle while starting or waiting */
+                DRun *r;
+                while ((r = pending_take(d)))
+                        run_one(d, r, pool_kick(d));
+                d->pool_idle++;
+                pthread_cond_wait(&d->run_cond, &d->lock);
+        }
+        return NULL;
 }
 
 static bool status_ended(const char *status) {
@@ -678,12 +791,17 @@ static void *remote_thread(void *p) {
                         break;
                 }
         pthread_cond_broadcast(&d->change_cond);
-        daemon_wait_kick(r);
-        return run_thread_leave(d, r, ctx);
+        pthread_mutex_unlock(&d->lock);
+        daemon_wait_kick(DRUN_DONE_KEY(r));
+        pthread_mutex_lock(&d->lock);
+        run_leave(d, r);
+        pthread_mutex_unlock(&d->lock);
+        free(ctx);
+        return NULL;
 }
 
 /* What the queue keeps so a run can be started again by the next daemon
- * (RunQueueOps.submit): everything run_thread() reads from the DRun. */
+ * (RunQueueOps.submit): everything run_one() reads from the DRun. */
 static char *drun_request_json(const DRun *r) {
         /* A source that is not UTF-8 still runs (to fail validation with
          * its line and column): JSON cannot hold it as text, base64 can. */
@@ -893,28 +1011,44 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 }
         }
 
-        void **ctx = xcalloc(2, sizeof(void *));
-        ctx[0] = d;
-        ctx[1] = r;
         pthread_mutex_lock(&d->lock);
         r->next = d->runs;
         d->runs = r;
         d->threads++;
-        pthread_mutex_unlock(&d->lock);
-
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         /* In a cluster a gateway's run is any worker's: this node waits
-         * for its record to end instead of running it. */
-        k = pthread_create(&t, &attr, d->cluster && !resumed ? remote_thread : run_thread, ctx);
-        pthread_attr_destroy(&attr);
-        if (k != 0) {
-                /* Unwind as a cancelled run so the record is final. */
+         * for its record to end (a thread each) instead of running it. */
+        if (d->cluster && !resumed) {
+                pthread_mutex_unlock(&d->lock);
+                void **ctx = xcalloc(2, sizeof(void *));
+                ctx[0] = d;
+                ctx[1] = r;
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                k = pthread_create(&t, &attr, remote_thread, ctx);
+                pthread_attr_destroy(&attr);
+                if (k == 0)
+                        return 0;
+                free(ctx);
+                pthread_mutex_lock(&d->lock);
                 r->cancel_requested = true;
-                run_thread(ctx);
-                drun_unref(d, r);
-                return -k;
         }
+        /* Everyone else's run waits for a run thread of the pool. */
+        if (d->pending_tail)
+                d->pending_tail->next_pending = r;
+        else
+                d->pending = r;
+        d->pending_tail = r;
+        bool wake = pool_kick(d);
+        if (d->pool_threads == 0) {
+                /* Not a single run thread: unwind as a cancelled run so
+                 * the record is final. */
+                r->cancel_requested = true;
+                pending_remove(d, r);
+                run_one(d, r, false);
+        }
+        pthread_mutex_unlock(&d->lock);
+        if (wake)
+                pthread_cond_signal(&d->run_cond);
         return 0;
 }
 
@@ -1044,6 +1178,7 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         r->cancel_requested = true;
         running = r->status == RUN_RUNNING;
         pthread_cond_broadcast(&d->sched_cond);
+        daemon_runs_kick(d); /* a pending run ends at once */
         /* A gateway's waiter of a remote run (remote_thread) sends it on. */
         pthread_cond_broadcast(&r->done_cond);
         pthread_mutex_unlock(&d->lock);

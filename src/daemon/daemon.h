@@ -286,6 +286,7 @@ struct DRun {
         size_t log_sent_chunk, log_sent_off;
         char *idem_key;         /* cluster: the submit's idempotency key, or NULL */
         DRun *next;
+        DRun *next_pending;     /* Daemon.pending: waiting for a run thread (guarded by lock) */
 };
 
 typedef struct DaemonMetrics {
@@ -323,6 +324,13 @@ struct Daemon {
         TenantCount *tenants;
         size_t n_tenants;
         unsigned running, queued, threads;
+        /* The run threads (daemon-runs.c): a persistent pool, grown on
+         * demand up to max_concurrent_runs + 1 and never shrunk. A run
+         * waits in pending (FIFO) until one of them takes it; run_cond
+         * wakes one idle thread when a run may start. */
+        pthread_cond_t run_cond;
+        DRun *pending, *pending_tail;
+        unsigned pool_threads, pool_idle;
         bool draining;
         bool leave_queued;              /* stopping: runs not started stay queued for the next start */
         DaemonMetrics metrics;
@@ -371,6 +379,10 @@ void daemon_run_cancel_id(Daemon *d, const char *id);
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */
 void daemon_runs_drain(Daemon *d, usec_t timeout);
+/* With d->lock held, after anything that may let a pending run start (a
+ * slot's limit grew, a cancel, the daemon stopping): wakes an idle run
+ * thread, or starts one while the pool is below max_concurrent_runs + 1. */
+void daemon_runs_kick(Daemon *d);
 /* Records that tenant used the environment a run event's lock names (the
  * engine's "resolve" progress event), so /v1/envs shows it that tenant. */
 void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev);

@@ -92,6 +92,7 @@ static void reload(Daemon *d, const char *path) {
         DaemonConfig old = d->cfg;
         d->cfg = n;
         pthread_cond_broadcast(&d->sched_cond); /* limits may have grown */
+        daemon_runs_kick(d);
         pthread_mutex_unlock(&d->lock);
         if (d->catalog)
                 data_catalog_set_url_allow(d->catalog, d->cfg.data_url_allow);
@@ -592,6 +593,7 @@ int main(int argc, char **argv) {
                         ids = strv_append(ids, x->id);
                 }
         pthread_cond_broadcast(&d->sched_cond);
+        daemon_runs_kick(d); /* the runs not started leave the pool, queued */
         pthread_mutex_unlock(&d->lock);
         for (char **i = ids; i && *i; i++)
                 (void) engine_cancel(d->engine, *i);

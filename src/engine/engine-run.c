@@ -453,10 +453,13 @@ static void pipes_close(Pipes *p) {
                 *all[i] = fd_close(*all[i]);
 }
 
-static int pipes_open(Pipes *p) {
+/* status: a forked run reports on a socketpair of its own; a warm
+ * instance's invocation reports on the instance's socket, so it gets none
+ * (two sockets made and torn down per invoke for nothing). */
+static int pipes_open(Pipes *p, bool status) {
         *p = (Pipes) { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
         if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->result, O_CLOEXEC) < 0 ||
-            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0) {
+            (status && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0)) {
                 int r = -errno;
                 pipes_close(p);
                 return r;
@@ -1040,7 +1043,7 @@ static int phase_run(RunCtx *c) {
 
         Pipes p;
         usec_t t1 = now_monotonic();
-        r = pipes_open(&p);
+        r = pipes_open(&p, !c->inst);
         if (r >= 0)
                 r = c->inst ? send_invoke(c, &p) : send_run(c, rs, &p, spare_tag);
         /* A warm instance that died while idle (its worker crashed) cannot

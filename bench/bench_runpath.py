@@ -1,0 +1,154 @@
+"""The run path of an invoke (issue 15 b): latency and rate on both invoke
+paths, and what one invoke costs the daemon in thread hand-offs.
+
+Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat]
+  sequential p50/p99 (400 invokes) and wrk -c8 on /v1/functions/NAME/invoke
+  and the Lambda path; --perf-stat: the daemon's context switches and CPU
+  per invoke (perf stat -p, 400 sequential invokes); --strace: syscalls per
+  invoke (strace -f -c, 200 sequential invokes): futex, clone3, ...
+Benchmarks are not tests: figures move with the machine's load."""
+import http.client
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOKEN = "bench-token-0123456789abcdef"
+SANDBOX = os.environ.get("BENCH_SANDBOX", "full")
+PATHS = {"v1": "/v1/functions/benchfn/invoke?wait=true", "lambda": "/2015-03-31/functions/benchfn/invocations"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(build, tmp):
+    port = free_port()
+    cfg = tmp / "bench.yaml"
+    cfg.write_text(f"tokens:\n  - tenant: bench\n    token: {TOKEN}\n"
+                   "server:\n  max_concurrent_runs: 64\n  max_concurrent_per_tenant: 64\n"
+                   "  max_queued_runs: 4096\n  max_connections: 256\n")
+    home = tmp / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(home), PYSPRINTER_WORKER=str(build / "src/worker/pysprinter-worker"))
+    log = open(tmp / "daemon.log", "ab")
+    p = subprocess.Popen([str(build / "src/daemon/pysprinterd"), "--listen", f"127.0.0.1:{port}", "--config",
+                          str(cfg), f"--sandbox={SANDBOX}"], env=env, stdout=log, stderr=log)
+    for _ in range(300):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return p, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("pysprinterd did not start")
+
+
+def call(c, path, body):
+    c.request("POST", path, body=json.dumps(body),
+              headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+def sequential(port, path, n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        st, body = call(c, path, {"args": [1]} if "v1" in path else {"x": 1})
+        lat.append(time.perf_counter() - t0)
+        assert st == 200, (st, body)
+    lat.sort()
+    return lat[len(lat) // 2] * 1e3, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
+
+
+def wrk(port, path, seconds=5):
+    if not shutil.which("wrk"):
+        return None
+    body = {"args": [1]} if "v1" in path else {"x": 1}
+    script = pathlib.Path(tempfile.mktemp(suffix=".lua"))
+    script.write_text('wrk.method = "POST"\n'
+                      f'wrk.body = {json.dumps(json.dumps(body))}\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n'
+                      f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n')
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
+    script.unlink()
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1e-3, "ms": 1, "s": 1e3}
+    return rate, int(bad.group(1)) if bad else 0, float(p99.group(1)) * scale[p99.group(2)] if p99 else None
+
+
+def main():
+    build = pathlib.Path(sys.argv[1]).resolve()
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-runpath-"))
+    proc, port = start(build, tmp)
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("POST", "/v1/functions", body=json.dumps({"name": "benchfn", "filename": "b.py",
+                                                            "source": "def handler(x=1, context=None):\n    return 2\n"}),
+                  headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status in (200, 201), r.read()
+        r.read()
+        for path in PATHS.values():
+            sequential(port, path, 20)
+        print(f"build {build} (sandbox={SANDBOX})")
+        if "--perf-stat" in sys.argv:
+            ps = subprocess.Popen(["perf", "stat", "-x,", "-e", "context-switches,task-clock", "-p", str(proc.pid)],
+                                  stderr=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            sequential(port, PATHS["v1"], 400)
+            ps.send_signal(signal.SIGINT)
+            err = ps.communicate()[1]
+            for line in err.splitlines():
+                f = line.split(",")
+                if len(f) > 2 and f[0].replace(".", "").isdigit():
+                    print(f"  perf stat per invoke: {f[2]} {float(f[0]) / 400:.2f}" + (" ms" if "clock" in f[2] else ""))
+        if "--strace" in sys.argv:
+            out = tmp / "strace.txt"
+            st = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(proc.pid)],
+                                  stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            sequential(port, PATHS["v1"], 200)
+            st.send_signal(signal.SIGINT)
+            st.wait()
+            for line in out.read_text().splitlines():
+                f = line.split()
+                if len(f) >= 5 and f[-1] in ("futex", "clone3", "clone", "epoll_wait", "poll", "read", "write",
+                                             "sendmsg", "recvmsg", "fcntl", "pwrite64", "madvise", "mmap", "munmap",
+                                             "mprotect", "rt_sigprocmask", "set_robust_list", "rseq", "pipe2", "socketpair", "close", "openat", "total"):
+                    calls = int(f[3])
+                    print(f"  strace per invoke: {f[-1]:16s} {calls / 200:.2f}")
+        for name, path in PATHS.items():
+            p50, p99 = sequential(port, path, 400)
+            print(f"  {name:6s} sequential p50 {p50:.3f} ms  p99 {p99:.3f} ms")
+        for name, path in PATHS.items():
+            w = wrk(port, path)
+            if w:
+                print(f"  {name:6s} wrk -c8: {w[0]:.0f} /s  p99 {w[2]} ms  ({w[1]} non-2xx)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
