@@ -17,7 +17,7 @@
 typedef struct Known {
         struct Known *next;
         char *id;
-        int attempt;
+        int attempt, max_attempts;
 } Known;
 
 typedef struct SqliteQueue {
@@ -37,7 +37,7 @@ static Known **known_slot(SqliteQueue *q, const char *id) {
         return k;
 }
 
-static void known_put(SqliteQueue *q, const char *id, int attempt) {
+static void known_put(SqliteQueue *q, const char *id, int attempt, int max_attempts) {
         pthread_mutex_lock(&q->lock);
         Known **k = known_slot(q, id);
         if (!*k) {
@@ -45,16 +45,19 @@ static void known_put(SqliteQueue *q, const char *id, int attempt) {
                 (*k)->id = xstrdup(id);
         }
         (*k)->attempt = attempt;
+        (*k)->max_attempts = max_attempts > 0 ? max_attempts : 1;
         pthread_mutex_unlock(&q->lock);
 }
 
 /* Removes id; its attempt, or -1 when the queue did not know it. */
-static int known_take(SqliteQueue *q, const char *id) {
+static int known_take(SqliteQueue *q, const char *id, int *ret_max_attempts) {
         pthread_mutex_lock(&q->lock);
         Known **k = known_slot(q, id), *x = *k;
         int a = -1;
         if (x) {
                 a = x->attempt;
+                if (ret_max_attempts)
+                        *ret_max_attempts = x->max_attempts;
                 *k = x->next;
                 free(x->id);
                 free(x);
@@ -83,7 +86,7 @@ static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) 
                                "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,?20,?21)",
                                r, request_json, true);
         if (k >= 0)
-                known_put((SqliteQueue *) q, r->id, 0);
+                known_put((SqliteQueue *) q, r->id, 0, r->max_attempts);
         return MIN(k, 0);
 }
 
@@ -116,10 +119,14 @@ static int sq_start_now(RunQueue *q, const char *id, usec_t started, int *ret_at
 
 /* Not waited: nothing is acknowledged by a start. The attempt fences it
  * (a run cancelled meanwhile stays cancelled) and the finish that follows
- * is behind it in the writer's queue. */
+ * is behind it in the writer's queue. A crash before it commits leaves the
+ * run queued with its attempt not counted, to run again: harmless while
+ * attempts remain, so the last allowed attempt (retries: 0, "must never
+ * run twice") is waited for, and a crash during it ends the run lost. */
 static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
-        int known = known_take((SqliteQueue *) q, id);
-        if (known < 0)
+        int max_attempts = 1;
+        int known = known_take((SqliteQueue *) q, id, &max_attempts);
+        if (known < 0 || known + 1 >= max_attempts)
                 return sq_start_now(q, id, started, ret_attempt);
         RunRecord rec = { .id = (char *) id, .started = started, .attempt = known + 1 };
         int k = store_write_run(store_of(q),
@@ -157,7 +164,7 @@ static int sq_finish(RunQueue *q, const RunRecord *r, int attempt) {
 }
 
 static int sq_cancel(RunQueue *q, const char *id, const char *message) {
-        (void) known_take((SqliteQueue *) q, id);
+        (void) known_take((SqliteQueue *) q, id, NULL);
         RunRecord rec = { .id = (char *) id, .error_message = (char *) message, .finished = now_realtime() };
         int k = store_write_run(store_of(q),
                                 "UPDATE runs SET status='cancelled', exit_code=5, error_type='Cancelled', "
@@ -271,7 +278,7 @@ out:
         if (r >= 0 && ret_lost)
                 *ret_lost = (size_t) lost1 + (size_t) lost2;
         for (size_t i = 0; r >= 0 && i < *ret_n; i++)
-                known_put((SqliteQueue *) q, (*ret)[i].id, (*ret)[i].attempt);
+                known_put((SqliteQueue *) q, (*ret)[i].id, (*ret)[i].attempt, (*ret)[i].max_attempts);
         return r;
 }
 

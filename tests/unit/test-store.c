@@ -645,7 +645,7 @@ static void *submitter(void *p) {
         for (int i = 0; i < GC_RUNS; i++) {
                 _cleanup_free_ char *id = xasprintf("g%d-%d", w->index, i);
                 RunRecord r = { .id = id, .tenant = (char *) "a", .filename = (char *) "f.py", .created = 1,
-                                .max_attempts = 1 };
+                                .max_attempts = 3 };
                 assert_int_equal(run_queue_submit(w->q, &r, "{\"source\":\"x\"}"), 0);
                 _cleanup_free_ char *st1 = committed_status(db, id, NULL);
                 if (!st1 || !streq(st1, "queued"))
@@ -697,8 +697,19 @@ static void test_writer_flushes_unwaited_starts_on_close(void **state) {
         char ids[50][16];
         for (int i = 0; i < 50; i++) {
                 snprintf(ids[i], sizeof(ids[i]), "fl%d", i);
-                submit(q, ids[i], 1, 1);
+                submit(q, ids[i], 3, 1);
         }
+        /* The last allowed attempt (retries: 0) starts durably: a crash
+         * during it must end it lost, never run it twice. */
+        submit(q, "once", 1, 1);
+        int once = 0;
+        assert_int_equal(run_queue_start(q, "once", 2, &once), 0);
+        assert_int_equal(once, 1);
+        sqlite3 *db0 = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db0, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        _cleanup_free_ char *st0 = committed_status(db0, "once", NULL);
+        assert_string_equal(st0, "running");
+        sqlite3_close(db0);
         int attempt = 0;
         for (int i = 0; i < 50; i++)
                 assert_int_equal(run_queue_start(q, ids[i], 2, &attempt), 0);
