@@ -5,6 +5,7 @@ group commit"). For each build, alternately (A, B, A, B, …):
     `strace -f -p PID` (fcntl, pwrite64, fdatasync, fsync): per invoke, the
     syscalls and the write transactions (SQLite takes the WAL write lock,
     an F_WRLCK on byte 120 of the -shm file, once per write transaction);
+  - the same with 8 clients at once (transactions_c8: per invoke);
   - wrk -t2 -c8 -d5s on /v1/functions/benchfn/invoke?wait=true: invokes/s,
     p50, p99.
 Usage: bench/bench_store_writes.py BUILD_A BUILD_B [--pairs 3] [--n 200]
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -28,16 +30,23 @@ INV = {"kwargs": {"x": 2}}
 PATH = "/v1/functions/benchfn/invoke?wait=true"
 
 
-def strace_counts(d, n):
+def strace_counts(d, n, conc=1):
     out = pathlib.Path(tempfile.mkdtemp()) / "trace"
     tr = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=fcntl,pwrite64,fdatasync,fsync", "-o", str(out),
                            "-p", str(d.proc.pid)], stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # strace attaches to every thread
-    c = Client(d.port)
-    for _ in range(n):
-        st, b = c.call("POST", PATH, INV)
-        if st != 200:
-            raise RuntimeError(f"invoke failed: {st} {b}")
+    def loop(k):
+        c = Client(d.port)
+        for _ in range(k):
+            st, b = c.call("POST", PATH, INV)
+            if st != 200:
+                raise RuntimeError(f"invoke failed: {st} {b}")
+    threads = [threading.Thread(target=loop, args=(n // conc,)) for _ in range(conc)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    n = (n // conc) * conc
     time.sleep(0.5)
     tr.terminate()
     tr.wait()
@@ -60,6 +69,7 @@ def one(build, n):
         for _ in range(50):
             c.call("POST", PATH, INV)
         per = strace_counts(d, n)
+        per["transactions_c8"] = strace_counts(d, n * 2, 8)["transactions"]
         p50, p99, rps, bad = wrk_latency(d.port, 5, 8, INV, PATH)
         per.update(p50=p50, p99=p99, rps=rps, bad=bad)
         return per
@@ -81,7 +91,7 @@ def main():
             r = one(build, o.n)
             res[build].append(r)
             print(f"pair {i + 1} {build}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), flush=True)
-    keys = ["transactions", "fcntl", "pwrite64", "fdatasync", "fsync", "rps", "p50", "p99"]
+    keys = ["transactions", "transactions_c8", "fcntl", "pwrite64", "fdatasync", "fsync", "rps", "p50", "p99"]
     print("| per invoke / figure | " + " | ".join(res) + " |")
     print("|---|" + "---|" * len(res))
     for k in keys:

@@ -21,13 +21,15 @@ struct Store {
         } cache[STORE_STMT_CACHE];
         size_t n_cache;
         char *reserve_path;     /* store_reserve_make() */
-        /* The writer (store-writer.c): its queue and thread, under wlock;
-         * commits and the lock cache under lock (the connection's). */
+        /* The writer (store-writer.c): its queue, its leader and its
+         * thread, under wlock; commits and the lock cache under lock (the
+         * connection's). */
         pthread_mutex_t wlock;
         pthread_cond_t wcond, wdone;
         StoreOp *whead, *wtail;
         pthread_t writer;
-        bool wstarted, wstop;
+        bool wstarted, wstop, wleader;
+        unsigned wwaiting;      /* waited ops in the queue */
         uint64_t commits;
         struct {
                 char *text;

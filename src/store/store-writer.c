@@ -7,13 +7,26 @@
  * pwrite64 whatever its size, so the cost per run falls with the batch.
  *
  * A write that acknowledges something is waited for (the caller's op sits
- * on its stack until the writer marks it done, after COMMIT); a write
- * nobody waits for is copied and enqueued. One FIFO keeps the writes of a
- * run in order. */
+ * on its stack until it is marked done, after COMMIT); a write nobody
+ * waits for is copied and enqueued. One FIFO, committed by one leader at a
+ * time, keeps the writes of a run in order.
+ *
+ * Who commits: a waiting caller, when nobody is committing (the leader /
+ * follower scheme of database group commit): at concurrency 1 the caller
+ * commits its own write, with no hand-off to another thread; under load
+ * the callers that queued behind a commit wait for it to end and one of
+ * them commits all of their writes at once.
+ *
+ * Writes nobody waits for (a run's start) wait a little for company: a
+ * thread commits them after STORE_LINGER_USEC unless a waited write took
+ * them into its transaction first, so at concurrency 1 an invoke's start
+ * and finish share one transaction. No waiter is ever delayed by it. */
 #include <assert.h>
 
 #include "shared.h"
 #include "store-internal.h"
+
+#define STORE_LINGER_USEC (2 * USEC_PER_MSEC)
 
 struct StoreOp {
         StoreOp *next;
@@ -154,75 +167,101 @@ static void batch_commit(Store *s, StoreOp *batch) {
         pthread_mutex_unlock(&s->lock);
 }
 
+/* With s->wlock held and no leader: commits everything queued, in the
+ * calling thread (the "leader"), then releases the waiters of the batch.
+ * Writes that come in meanwhile queue up behind: the next leader (one of
+ * their waiters) takes them all as one batch. */
+static void lead_locked(Store *s) {
+        assert(!s->wleader);
+        s->wleader = true;
+        StoreOp *batch = s->whead;
+        s->whead = s->wtail = NULL;
+        s->wwaiting = 0;
+        pthread_mutex_unlock(&s->wlock);
+
+        batch_commit(s, batch);
+
+        pthread_mutex_lock(&s->wlock);
+        for (StoreOp *op = batch, *next; op; op = next) {
+                /* A waited op lives on its caller's stack: read next
+                 * before the caller may return. */
+                next = op->next;
+                if (op->owned)
+                        op_free(op);
+                else
+                        op->done = true;
+        }
+        s->wleader = false;
+        pthread_cond_broadcast(&s->wdone);
+}
+
+/* With s->wlock held: until everything queued is committed. */
+static void drain_locked(Store *s) {
+        while (s->whead || s->wleader) {
+                if (!s->wleader)
+                        lead_locked(s);
+                else
+                        pthread_cond_wait(&s->wdone, &s->wlock);
+        }
+}
+
+/* The writes nobody waits for: after lingering (a waited write that comes
+ * meanwhile takes them into its own transaction), whatever is left is
+ * committed here. */
 static void *writer_main(void *p) {
         Store *s = p;
         pthread_mutex_lock(&s->wlock);
         for (;;) {
                 while (!s->whead && !s->wstop)
                         pthread_cond_wait(&s->wcond, &s->wlock);
-                if (!s->whead)
+                if (s->wstop)
                         break;
-                StoreOp *batch = s->whead;
-                s->whead = s->wtail = NULL;
-                pthread_mutex_unlock(&s->wlock);
-
-                batch_commit(s, batch);
-
-                pthread_mutex_lock(&s->wlock);
-                for (StoreOp *op = batch, *next; op; op = next) {
-                        /* A waited op lives on its caller's stack: read
-                         * next before the caller may return. */
-                        next = op->next;
-                        if (op->owned)
-                                op_free(op);
-                        else
-                                op->done = true;
-                }
-                pthread_cond_broadcast(&s->wdone);
+                usec_t until = now_monotonic() + STORE_LINGER_USEC;
+                for (usec_t now; s->whead && !s->wstop && (now = now_monotonic()) < until;)
+                        cond_wait_usec(&s->wcond, &s->wlock, until - now);
+                if (s->whead && !s->wleader)
+                        lead_locked(s);
         }
+        drain_locked(s);
         pthread_mutex_unlock(&s->wlock);
         return NULL;
 }
 
 /* With s->wlock held. */
 static void enqueue_locked(Store *s, StoreOp *op) {
-        if (!s->wstarted) {
-                if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
-                        /* No thread: the caller writes itself (op_run_now). */
-                        return;
-                }
-                s->wstarted = true;
-        }
         op->next = NULL;
+        bool was_empty = !s->whead;
         if (s->wtail)
                 s->wtail->next = op;
         else
                 s->whead = op;
         s->wtail = op;
-        pthread_cond_signal(&s->wcond);
-}
-
-static int op_run_now(Store *s, StoreOp *op) {
-        if (!op->sql)
-                return 0;
-        pthread_mutex_lock(&s->lock);
-        int k = op_exec_locked(s, op, true);
-        pthread_mutex_unlock(&s->lock);
-        return k;
+        if (!op->owned) {
+                s->wwaiting++;
+                return;
+        }
+        /* The lingering thread, for writes nobody waits for; woken only
+         * when it sleeps (an empty queue): a wake-up is a context switch. */
+        if (!s->wstarted && !s->wstop)
+                s->wstarted = pthread_create(&s->writer, NULL, writer_main, s) == 0;
+        if (was_empty)
+                pthread_cond_signal(&s->wcond);
 }
 
 int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait) {
         assert(s);
         if (wait) {
+                /* Led by the caller itself when nobody commits right now: at
+                 * concurrency 1 a waited write costs no thread hand-off. */
                 StoreOp op = { .sql = sql, .rec = (RunRecord *) r, .arg21 = (char *) arg21 };
                 pthread_mutex_lock(&s->wlock);
                 enqueue_locked(s, &op);
-                if (!s->wstarted) {
-                        pthread_mutex_unlock(&s->wlock);
-                        return op_run_now(s, &op);
+                while (!op.done) {
+                        if (!s->wleader)
+                                lead_locked(s);
+                        else
+                                pthread_cond_wait(&s->wdone, &s->wlock);
                 }
-                while (!op.done)
-                        pthread_cond_wait(&s->wdone, &s->wlock);
                 pthread_mutex_unlock(&s->wlock);
                 return op.result;
         }
@@ -234,25 +273,20 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
         op->owned = true;
         pthread_mutex_lock(&s->wlock);
         enqueue_locked(s, op);
-        bool queued = s->wstarted;
+        /* No thread (it could not be made, or the store is closing): the
+         * caller commits it now. */
+        if (!s->wstarted || s->wstop)
+                drain_locked(s);
         pthread_mutex_unlock(&s->wlock);
-        if (!queued) {
-                int k = op_run_now(s, op);
-                op_free(op);
-                return MIN(k, 0);
-        }
         return 0;
 }
 
 int store_flush(Store *s) {
         assert(s);
         pthread_mutex_lock(&s->wlock);
-        bool idle = !s->wstarted;
+        drain_locked(s);
         pthread_mutex_unlock(&s->wlock);
-        if (idle)
-                return 0;
-        /* A marker behind everything enqueued so far. */
-        return store_write_run(s, NULL, NULL, NULL, true);
+        return 0;
 }
 
 void store_writer_stop(Store *s) {
@@ -261,9 +295,10 @@ void store_writer_stop(Store *s) {
         s->wstop = true;
         pthread_cond_signal(&s->wcond);
         pthread_mutex_unlock(&s->wlock);
-        /* The writer commits what is pending before it leaves. */
+        /* The thread commits what is pending before it leaves. */
         if (started)
                 pthread_join(s->writer, NULL);
+        (void) store_flush(s);
         lock_cache_clear_locked(s);
 }
 
