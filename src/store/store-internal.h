@@ -29,7 +29,6 @@ struct Store {
         StoreOp *whead, *wtail;
         pthread_t writer;
         bool wstarted, wstop, wleader;
-        unsigned wwaiting;      /* waited ops in the queue */
         uint64_t commits;
         struct {
                 char *text;

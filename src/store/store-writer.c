@@ -1,9 +1,9 @@
-/* Group commit of run records (store.h "group commit"): one writer thread
+/* Group commit of run records (store.h "group commit"): one writer queue
  * per Store owns every write of the runs table. Callers enqueue a write;
- * the writer takes everything pending and commits it in ONE transaction:
- * at once when it was idle (no added latency at concurrency 1), and what
- * accumulated while it was committing as the next batch (many runs per
- * transaction under load). In WAL mode a transaction costs ~9 fcntl + ~9
+ * whoever commits takes everything pending and commits it in ONE
+ * transaction: at once when nobody was committing (no added latency at
+ * concurrency 1), and what accumulated during a commit as the next batch
+ * (many runs per transaction under load). In WAL mode a transaction costs ~9 fcntl + ~9
  * pwrite64 whatever its size, so the cost per run falls with the batch.
  *
  * A write that acknowledges something is waited for (the caller's op sits
@@ -30,7 +30,7 @@
 
 struct StoreOp {
         StoreOp *next;
-        const char *sql;   /* NULL: a flush marker */
+        const char *sql;
         RunRecord *rec;    /* the caller's (waited) or a copy (owned) */
         char *arg21;
         bool owned;
@@ -135,19 +135,13 @@ static bool batch_broken(Store *s, int result) {
 }
 
 static void batch_commit(Store *s, StoreOp *batch) {
-        bool any = false;
-        for (StoreOp *op = batch; op; op = op->next)
-                any = any || op->sql;
-        if (!any)
-                return; /* flush markers only */
         pthread_mutex_lock(&s->lock);
         bool ok = exec_simple(s, "BEGIN IMMEDIATE");
-        for (StoreOp *op = batch; ok && op; op = op->next)
-                if (op->sql) {
-                        op->result = op_exec_locked(s, op, false);
-                        if (batch_broken(s, op->result))
-                                ok = false;
-                }
+        for (StoreOp *op = batch; ok && op; op = op->next) {
+                op->result = op_exec_locked(s, op, false);
+                if (batch_broken(s, op->result))
+                        ok = false;
+        }
         if (ok)
                 ok = exec_simple(s, "COMMIT");
         if (ok)
@@ -158,11 +152,10 @@ static void batch_commit(Store *s, StoreOp *batch) {
                 if (!sqlite3_get_autocommit(s->db))
                         (void) exec_simple(s, "ROLLBACK");
                 lock_cache_clear_locked(s);
-                for (StoreOp *op = batch; op; op = op->next)
-                        if (op->sql) {
-                                op->result = op_exec_locked(s, op, true);
-                                s->commits++;
-                        }
+                for (StoreOp *op = batch; op; op = op->next) {
+                        op->result = op_exec_locked(s, op, true);
+                        s->commits++;
+                }
         }
         pthread_mutex_unlock(&s->lock);
 }
@@ -176,7 +169,6 @@ static void lead_locked(Store *s) {
         s->wleader = true;
         StoreOp *batch = s->whead;
         s->whead = s->wtail = NULL;
-        s->wwaiting = 0;
         pthread_mutex_unlock(&s->wlock);
 
         batch_commit(s, batch);
@@ -236,10 +228,8 @@ static void enqueue_locked(Store *s, StoreOp *op) {
         else
                 s->whead = op;
         s->wtail = op;
-        if (!op->owned) {
-                s->wwaiting++;
+        if (!op->owned)
                 return;
-        }
         /* The lingering thread, for writes nobody waits for; woken only
          * when it sleeps (an empty queue): a wake-up is a context switch. */
         if (!s->wstarted && !s->wstop)

@@ -19,9 +19,9 @@ Store *store_close(Store *s);
 /* ---- group commit (store-writer.c, docs/performance.md) -------------------
  *
  * Every write of a run record (insert, update, the queue's submit, start,
- * finish, cancel) goes through one writer thread per Store, which commits
- * all that is pending in one transaction: at once when it was idle, and
- * what came in meanwhile as the next batch. A write that acknowledges
+ * finish, cancel) goes through one writer queue per Store, committed all
+ * that is pending in one transaction: at once when nobody was committing
+ * (by the caller itself), and what came in meanwhile as the next batch. A write that acknowledges
  * something (submit, finish, cancel, insert, update) returns only after
  * its transaction committed; the queue's start returns at once (its write
  * is enqueued, in order with the run's later writes). */
