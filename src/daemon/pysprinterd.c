@@ -607,6 +607,9 @@ int main(int argc, char **argv) {
         daemon_http_stop(mhd);
         if (dags_left > 0) {
                 log_info("stopped; %u DAG run(s) resume at the next start", dags_left);
+                /* The store is not closed on this path: commit what its
+                 * writer holds (runs' starts) first. */
+                (void) store_flush(d->store);
                 _exit(0);
         }
         engine_free(d->engine);

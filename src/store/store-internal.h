@@ -8,6 +8,8 @@
 
 #define STORE_STMT_CACHE 32
 
+typedef struct StoreOp StoreOp;
+
 struct Store {
         sqlite3 *db;
         pthread_mutex_t lock;
@@ -19,6 +21,21 @@ struct Store {
         } cache[STORE_STMT_CACHE];
         size_t n_cache;
         char *reserve_path;     /* store_reserve_make() */
+        /* The writer (store-writer.c): its queue, its leader and its
+         * thread, under wlock; commits and the lock cache under lock (the
+         * connection's). */
+        pthread_mutex_t wlock;
+        pthread_cond_t wcond, wdone;
+        StoreOp *whead, *wtail;
+        pthread_t writer;
+        bool wstarted, wstop, wleader;
+        uint64_t commits;
+        struct {
+                char *text;
+                size_t len;
+                char hash[65];
+        } locks[8];
+        size_t locks_next;
         bool reserve_released;
         usec_t reserve_checked;
 };
@@ -61,6 +78,20 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r);
  * ?1..?20, arg21, when not NULL, as ?21 and r->outputs_json as ?22 when
  * the statement has it. Returns the rows changed. */
 int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21);
+/* The same with s->lock held; retry_full: give the full-disk reserve back
+ * and try once more (never inside a batch: SQLite may have rolled the
+ * transaction back). */
+int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool retry_full);
+/* Through the writer (store-writer.c): sql as store_run_exec(), with r's
+ * lock_json stored once in the locks table and its hash bound as ?23.
+ * wait: returns once the transaction holding it committed, with what
+ * store_run_exec() returns; else r is copied, the write is enqueued behind
+ * every earlier one and 0 is returned at once. */
+int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait);
+/* Stops the writer after it committed everything enqueued. */
+void store_writer_stop(Store *s);
+/* With s->lock held: forget the cached lock hashes (their rows may go). */
+void store_locks_forget(Store *s);
 RunRecord *store_run_from_row(sqlite3_stmt *st);
 
 /* Runs sql (a cached string literal) with tenant, name and limit bound as

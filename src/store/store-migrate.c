@@ -203,6 +203,12 @@ static const char *const migrations[] = {
         "  WHEN NEW.request_json IS NOT NULL AND json_valid(NEW.request_json)"
         "  BEGIN UPDATE runs SET fn_name = json_extract(NEW.request_json, '$.fn_name'),"
         "    data_json = json_extract(NEW.request_json, '$.data') WHERE id = NEW.id; END;",
+        /* 14: each distinct environment lock once (store-writer.c): a
+         * run keeps the sha256 of its lock's text, the text is in locks.
+         * Runs recorded before keep theirs in runs.lock_json, which
+         * store_run_get_lock still reads. */
+        "CREATE TABLE locks (sha256 TEXT PRIMARY KEY, text TEXT NOT NULL) WITHOUT ROWID;"
+        "ALTER TABLE runs ADD COLUMN lock_sha256 TEXT;",
 };
 
 int store_schema_version(void) {

@@ -1,13 +1,70 @@
 /* The SQLite run queue (store.h "the run queue"): the runs table is the
  * queue. A run's row carries its request (request_json) from submit until
  * it ends, its attempt counter (the fencing token) and how many attempts
- * it may have; each step is one statement or one transaction. */
+ * it may have; each step is one statement or one transaction.
+ *
+ * Every write goes through the store's writer (store-writer.c, group
+ * commit). submit, finish and cancel acknowledge something and wait for
+ * their commit; start does not: the queue knows the attempt of every run
+ * it queued (submit: 0, recover: the stored one), so it answers the new
+ * attempt at once and enqueues the fenced queued -> running write. */
+#include <pthread.h>
+
 #include "store-internal.h"
+
+#define QUEUE_BUCKETS 256
+
+typedef struct Known {
+        struct Known *next;
+        char *id;
+        int attempt, max_attempts;
+} Known;
 
 typedef struct SqliteQueue {
         RunQueue base;
         Store *store;
+        pthread_mutex_t lock;
+        Known *known[QUEUE_BUCKETS];  /* queued runs' attempts, by id */
 } SqliteQueue;
+
+static Known **known_slot(SqliteQueue *q, const char *id) {
+        uint32_t h = 2166136261u;
+        for (const char *p = id; *p; p++)
+                h = (h ^ (uint8_t) *p) * 16777619u;
+        Known **k = &q->known[h % QUEUE_BUCKETS];
+        while (*k && !streq((*k)->id, id))
+                k = &(*k)->next;
+        return k;
+}
+
+static void known_put(SqliteQueue *q, const char *id, int attempt, int max_attempts) {
+        pthread_mutex_lock(&q->lock);
+        Known **k = known_slot(q, id);
+        if (!*k) {
+                *k = xcalloc(1, sizeof(Known));
+                (*k)->id = xstrdup(id);
+        }
+        (*k)->attempt = attempt;
+        (*k)->max_attempts = max_attempts > 0 ? max_attempts : 1;
+        pthread_mutex_unlock(&q->lock);
+}
+
+/* Removes id; its attempt, or -1 when the queue did not know it. */
+static int known_take(SqliteQueue *q, const char *id, int *ret_max_attempts) {
+        pthread_mutex_lock(&q->lock);
+        Known **k = known_slot(q, id), *x = *k;
+        int a = -1;
+        if (x) {
+                a = x->attempt;
+                if (ret_max_attempts)
+                        *ret_max_attempts = x->max_attempts;
+                *k = x->next;
+                free(x->id);
+                free(x);
+        }
+        pthread_mutex_unlock(&q->lock);
+        return a;
+}
 
 static Store *store_of(RunQueue *q) {
         return ((SqliteQueue *) q)->store;
@@ -23,17 +80,22 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 }
 
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
-        int k = store_run_exec(store_of(q),
+        /* Waited: the client hears the id only once the run is durable. */
+        int k = store_write_run(store_of(q),
                                "INSERT INTO runs (" RUN_COLUMNS ", request_json) VALUES "
                                "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,?20,?21)",
-                               r, request_json);
+                               r, request_json, true);
+        if (k >= 0)
+                known_put((SqliteQueue *) q, r->id, 0, r->max_attempts);
         return MIN(k, 0);
 }
 
 /* One UPDATE … RETURNING: a run another path ended (a cancel) does not
  * start, and two starters can never both win. */
-static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
+static int sq_start_now(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
         Store *s = store_of(q);
+        /* Behind every enqueued write of this run. */
+        (void) store_flush(s);
         pthread_mutex_lock(&s->lock);
         sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='running', attempt=attempt+1, started=?2 "
                                          "WHERE id=?1 AND status='queued' RETURNING attempt");
@@ -55,19 +117,43 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         return r;
 }
 
+/* Not waited: nothing is acknowledged by a start. The attempt fences it
+ * (a run cancelled meanwhile stays cancelled) and the finish that follows
+ * is behind it in the writer's queue. A crash before it commits leaves the
+ * run queued with its attempt not counted, to run again: harmless while
+ * attempts remain, so the last allowed attempt (retries: 0, "must never
+ * run twice") is waited for, and a crash during it ends the run lost. */
+static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
+        int max_attempts = 1;
+        int known = known_take((SqliteQueue *) q, id, &max_attempts);
+        if (known < 0 || known + 1 >= max_attempts)
+                return sq_start_now(q, id, started, ret_attempt);
+        RunRecord rec = { .id = (char *) id, .started = started, .attempt = known + 1 };
+        int k = store_write_run(store_of(q),
+                                "UPDATE runs SET status='running', attempt=?19, started=?17 "
+                                "WHERE id=?1 AND status='queued' AND attempt=?19-1",
+                                &rec, NULL, false);
+        if (k < 0)
+                return k;
+        *ret_attempt = known + 1;
+        return 0;
+}
+
 int store_run_finish(Store *s, const RunRecord *r, int attempt) {
         char a[16];
         snprintf(a, sizeof(a), "%d", attempt);
         /* request_json goes with the run's end: the source is kept once,
          * by the log and the record, not twice. */
-        int k = store_run_exec(s,
+        /* Waited: a synchronous caller hears the result only once it is
+         * durable (else a kill -9 after the answer would run it again). */
+        int k = store_write_run(s,
                                "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
                                "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
                                "timings_json=?14, log_path=COALESCE(?15, log_path), "
                                "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
-                               "request_json=NULL, outputs_json=?22, lock_json=COALESCE(?23, lock_json) "
+                               "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
                                "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
-                               r, a);
+                               r, a, true);
         if (k < 0)
                 return k;
         return k == 0 ? -ESTALE : 0;
@@ -78,24 +164,16 @@ static int sq_finish(RunQueue *q, const RunRecord *r, int attempt) {
 }
 
 static int sq_cancel(RunQueue *q, const char *id, const char *message) {
-        Store *s = store_of(q);
-        pthread_mutex_lock(&s->lock);
-        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='cancelled', exit_code=5, error_type='Cancelled', "
-                                         "error_message=?2, finished=?3, request_json=NULL "
-                                         "WHERE id=?1 AND status='queued'");
-        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
-        if (st) {
-                store_bind_text(st, 1, id);
-                store_bind_text(st, 2, message);
-                sqlite3_bind_int64(st, 3, (sqlite3_int64) now_realtime());
-                rc = sqlite3_step(st);
-                store_stmt_done(s, st);
-        }
-        int changes = sqlite3_changes(s->db);
-        pthread_mutex_unlock(&s->lock);
-        if (rc != SQLITE_DONE)
-                return store_rc_errno(rc);
-        return changes == 0 ? -ESTALE : 0;
+        (void) known_take((SqliteQueue *) q, id, NULL);
+        RunRecord rec = { .id = (char *) id, .error_message = (char *) message, .finished = now_realtime() };
+        int k = store_write_run(store_of(q),
+                                "UPDATE runs SET status='cancelled', exit_code=5, error_type='Cancelled', "
+                                "error_message=?12, finished=?18, request_json=NULL "
+                                "WHERE id=?1 AND status='queued'",
+                                &rec, NULL, true);
+        if (k < 0)
+                return k;
+        return k == 0 ? -ESTALE : 0;
 }
 
 static int exec_locked(Store *s, const char *sql, const char *text, int *ret_changes) {
@@ -152,6 +230,7 @@ static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, s
 
         *ret = NULL;
         *ret_n = 0;
+        (void) store_flush(s);
         pthread_mutex_lock(&s->lock);
 again:
         r = exec_locked(s, "BEGIN IMMEDIATE", NULL, NULL);
@@ -198,10 +277,20 @@ out:
         pthread_mutex_unlock(&s->lock);
         if (r >= 0 && ret_lost)
                 *ret_lost = (size_t) lost1 + (size_t) lost2;
+        for (size_t i = 0; r >= 0 && i < *ret_n; i++)
+                known_put((SqliteQueue *) q, (*ret)[i].id, (*ret)[i].attempt, (*ret)[i].max_attempts);
         return r;
 }
 
 static void sq_free(RunQueue *q) {
+        SqliteQueue *sq = (SqliteQueue *) q;
+        for (size_t i = 0; i < QUEUE_BUCKETS; i++)
+                for (Known *k = sq->known[i], *next; k; k = next) {
+                        next = k->next;
+                        free(k->id);
+                        free(k);
+                }
+        pthread_mutex_destroy(&sq->lock);
         free(q);
 }
 
@@ -219,5 +308,6 @@ RunQueue *run_queue_sqlite_new(Store *s) {
         SqliteQueue *q = xcalloc(1, sizeof(SqliteQueue));
         q->base.ops = &sqlite_queue_ops;
         q->store = s;
+        pthread_mutex_init(&q->lock, NULL);
         return &q->base;
 }

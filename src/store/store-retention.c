@@ -325,6 +325,23 @@ static void gc_dag_dir(Gc *g, const char *id, const char *base_dir) {
 
 /* Finished DAG runs past their tenant's age, with their task runs and
  * folder. */
+/* The lock texts (migration 14) no run refers to any more. The writer's
+ * cache of known hashes is dropped with them, under the same lock, so the
+ * next run that uses one writes its row again. */
+static int gc_locks(Gc *g) {
+        if (g->dry_run)
+                return 0;
+        Store *s = g->s;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_exec(s->db,
+                              "DELETE FROM locks WHERE sha256 NOT IN "
+                              "(SELECT lock_sha256 FROM runs WHERE lock_sha256 IS NOT NULL)",
+                              NULL, NULL, NULL);
+        store_locks_forget(s);
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_OK ? 0 : store_rc_errno(rc);
+}
+
 static int gc_dags(Gc *g) {
         _cleanup_strv_free_ char **tenants = NULL;
         int r = distinct_tenants(g->s, "SELECT DISTINCT tenant FROM dag_runs", &tenants);
@@ -478,7 +495,8 @@ int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t 
         usec_t t0 = now_monotonic();
         ret->started = now_realtime();
         int (*const passes[])(Gc *) = {
-                gc_dags, gc_runs_by_age, gc_runs_by_log_bytes, gc_runs_of_deleted_functions, gc_memo, gc_data_objects,
+                gc_dags, gc_runs_by_age, gc_runs_by_log_bytes, gc_runs_of_deleted_functions, gc_locks, gc_memo,
+                gc_data_objects,
         };
         int r = 0;
         for (size_t i = 0; i < ELEMENTSOF(passes) && !gc_stopped(&g); i++) {

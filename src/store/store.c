@@ -29,6 +29,9 @@ int store_open(const char *path, Store **ret_store) {
         Store *s = xcalloc(1, sizeof(Store));
         s->db = db;
         pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->wlock, NULL);
+        pthread_cond_init(&s->wcond, NULL);
+        pthread_cond_init(&s->wdone, NULL);
         s->reserve_path = xasprintf("%s-reserve", path);
         store_reserve_make(s);
         *ret_store = s;
@@ -107,10 +110,15 @@ void store_stmt_done(Store *s, sqlite3_stmt *st) {
 Store *store_close(Store *s) {
         if (!s)
                 return NULL;
+        /* Whatever is enqueued is committed before the connection goes. */
+        store_writer_stop(s);
         for (size_t i = 0; i < s->n_cache; i++)
                 sqlite3_finalize(s->cache[i].st);
         sqlite3_close_v2(s->db);
         pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->wlock);
+        pthread_cond_destroy(&s->wcond);
+        pthread_cond_destroy(&s->wdone);
         free(s->reserve_path);
         free(s);
         return NULL;
@@ -185,17 +193,15 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
                 store_bind_text(st, 23, r->lock_json);
 }
 
-int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
-        sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
-        st = store_stmt(s, sql);
+int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool retry_full) {
+        sqlite3_stmt *st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {
                 store_run_bind(st, r);
                 if (arg21)
                         store_bind_text(st, 21, arg21);
                 rc = sqlite3_step(st);
-                if ((rc & 0xff) == SQLITE_FULL && store_reserve_release(s)) {
+                if (retry_full && (rc & 0xff) == SQLITE_FULL && store_reserve_release(s)) {
                         sqlite3_reset(st);
                         rc = sqlite3_step(st);
                 }
@@ -208,14 +214,21 @@ int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *ar
                 s->reserve_checked = now_monotonic();
                 store_reserve_make(s);
         }
-        pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE)
                 return store_rc_errno(rc);
         return changes;
 }
 
+int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
+        pthread_mutex_lock(&s->lock);
+        int k = store_run_exec_locked(s, sql, r, arg21, true);
+        pthread_mutex_unlock(&s->lock);
+        return k;
+}
+
 static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_change) {
-        int k = store_run_exec(s, sql, r, NULL);
+        /* Waited: the caller reports the record as written. */
+        int k = store_write_run(s, sql, r, NULL, true);
         if (k < 0)
                 return k;
         return must_change && k == 0 ? -ENOENT : 0;
@@ -231,7 +244,7 @@ int store_run_update(Store *s, const RunRecord *r) {
         return exec_record(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
                               "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
                               "timings_json=?14, log_path=?15, started=?17, finished=?18, outputs_json=?22, "
-                              "lock_json=COALESCE(?23, lock_json) WHERE id=?1",
+                              "lock_sha256=COALESCE(?23, lock_sha256) WHERE id=?1",
                            r, true);
 }
 
@@ -373,8 +386,12 @@ int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret)
         assert(s && id && ret);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
-        int rc = sqlite3_prepare_v2(s->db, "SELECT lock_json FROM runs WHERE id=?1 AND (?2 IS NULL OR tenant=?2)", -1,
-                                    &st, NULL);
+        /* lock_json: a run recorded before the locks table (migration 14). */
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT COALESCE(l.text, r.lock_json) FROM runs r "
+                                    "LEFT JOIN locks l ON l.sha256 = r.lock_sha256 "
+                                    "WHERE r.id=?1 AND (?2 IS NULL OR r.tenant=?2)",
+                                    -1, &st, NULL);
         if (rc != SQLITE_OK) {
                 pthread_mutex_unlock(&s->lock);
                 return store_sqlite_errno(rc);

@@ -13,7 +13,23 @@ typedef struct Store Store;
 
 /* Opens (creating and migrating) the database at path. */
 int store_open(const char *path, Store **ret_store);
+/* Commits whatever the writer holds (store_flush), then closes. */
 Store *store_close(Store *s);
+
+/* ---- group commit (store-writer.c, docs/performance.md) -------------------
+ *
+ * Every write of a run record (insert, update, the queue's submit, start,
+ * finish, cancel) goes through one writer queue per Store, committed all
+ * that is pending in one transaction: at once when nobody was committing
+ * (by the caller itself), and what came in meanwhile as the next batch. A write that acknowledges
+ * something (submit, finish, cancel, insert, update) returns only after
+ * its transaction committed; the queue's start returns at once (its write
+ * is enqueued, in order with the run's later writes). */
+
+/* Returns once every write enqueued before the call is committed. */
+int store_flush(Store *s);
+/* Transactions the writer has committed so far (tests, benchmarks). */
+uint64_t store_commits(Store *s);
 
 typedef struct RunRecord {
         char *id;
@@ -38,7 +54,8 @@ typedef struct RunRecord {
         int max_attempts;    /* how many the queue may start (1: never run again) */
         char *outputs_json;  /* {"NAME": VERSION}: datasets its output_dir() became */
         /* The environment's lock (pkg_lock_to_json() text) the engine ran
-         * in: written by the final update when not NULL (docs/ui.md); not
+         * in: written by the final update when not NULL (docs/ui.md), once
+         * per distinct text (the locks table, keyed by its sha256); not
          * read back with the record (store_run_get_lock reads it). */
         char *lock_json;
 } RunRecord;
@@ -80,13 +97,16 @@ int store_runs_mark_orphaned(Store *s, const char *message);
  *
  * Where acknowledged runs wait, and the one place their state moves from
  * queued to running to an end (docs/api.md "Delivery"). Every step is one
- * transaction, so a crash between any two of them loses nothing:
+ * transaction (or part of one the store's writer groups: store_flush), so
+ * a crash between any two of them loses nothing acknowledged:
  *
  *   submit   the record (status queued) and what is needed to run it again
  *            (request_json) are written together, before the client hears
  *            an id;
  *   start    queued -> running and attempt += 1; the attempt is the fencing
- *            token: only it may finish the run;
+ *            token: only it may finish the run. The SQLite queue does not
+ *            wait for this write (it is committed within one group commit:
+ *            a crash before it leaves the run queued, to run again);
  *   finish   writes the result only when the attempt still matches and the
  *            run has not ended, else -ESTALE (a late completion is dropped);
  *   cancel   a queued run ends cancelled without starting;

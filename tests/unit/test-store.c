@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "store.h"
@@ -598,6 +599,176 @@ static void test_run_lock_and_dataset_usage(void **state) {
         store_close(s);
 }
 
+/* ---- group commit (store-writer.c) ---- */
+
+static Store *open_at(char **ret_path) {
+        static int n = 200;
+        char *path = xasprintf("%s/db%d.sqlite", dir, n++);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        *ret_path = path;
+        return s;
+}
+
+/* What a second connection (another process, a restart) sees of id. */
+static char *committed_status(sqlite3 *db, const char *id, int *ret_attempt) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT status, attempt FROM runs WHERE id=?1", -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        char *status = NULL;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                status = xstrdup((const char *) sqlite3_column_text(st, 0));
+                if (ret_attempt)
+                        *ret_attempt = sqlite3_column_int(st, 1);
+        }
+        sqlite3_finalize(st);
+        return status;
+}
+
+#define GC_THREADS 8
+#define GC_RUNS 60
+
+typedef struct Submitter {
+        RunQueue *q;
+        Store *s;
+        const char *path;
+        int index;
+        int not_committed;  /* waiters released before their record was readable elsewhere */
+} Submitter;
+
+static void *submitter(void *p) {
+        Submitter *w = p;
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(w->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 10000);
+        for (int i = 0; i < GC_RUNS; i++) {
+                _cleanup_free_ char *id = xasprintf("g%d-%d", w->index, i);
+                RunRecord r = { .id = id, .tenant = (char *) "a", .filename = (char *) "f.py", .created = 1,
+                                .max_attempts = 3 };
+                assert_int_equal(run_queue_submit(w->q, &r, "{\"source\":\"x\"}"), 0);
+                _cleanup_free_ char *st1 = committed_status(db, id, NULL);
+                if (!st1 || !streq(st1, "queued"))
+                        w->not_committed++;
+                int attempt = 0;
+                assert_int_equal(run_queue_start(w->q, id, 2, &attempt), 0);
+                assert_int_equal(attempt, 1);
+                RunRecord fin = { .id = id, .status = (char *) "succeeded", .exit_code = 0, .finished = 3 };
+                assert_int_equal(run_queue_finish(w->q, &fin, attempt), 0);
+                _cleanup_free_ char *st2 = committed_status(db, id, NULL);
+                if (!st2 || !streq(st2, "succeeded"))
+                        w->not_committed++;
+        }
+        sqlite3_close(db);
+        return NULL;
+}
+
+static void test_group_commit_batches_and_releases_after_commit(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        uint64_t before = store_commits(s);
+        pthread_t t[GC_THREADS];
+        Submitter w[GC_THREADS];
+        for (int i = 0; i < GC_THREADS; i++) {
+                w[i] = (Submitter) { .q = q, .s = s, .path = path, .index = i };
+                assert_int_equal(pthread_create(&t[i], NULL, submitter, &w[i]), 0);
+        }
+        for (int i = 0; i < GC_THREADS; i++) {
+                pthread_join(t[i], NULL);
+                /* Every submit and finish was readable through another
+                 * connection when its caller got the answer. */
+                assert_int_equal(w[i].not_committed, 0);
+        }
+        assert_int_equal(store_flush(s), 0);
+        uint64_t commits = store_commits(s) - before;
+        unsigned writes = GC_THREADS * GC_RUNS * 3; /* submit, start, finish */
+        print_message("group commit: %u writes in %llu transactions\n", writes, (unsigned long long) commits);
+        assert_true(commits > 0);
+        assert_true(commits < writes);
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void test_writer_flushes_unwaited_starts_on_close(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        char ids[50][16];
+        for (int i = 0; i < 50; i++) {
+                snprintf(ids[i], sizeof(ids[i]), "fl%d", i);
+                submit(q, ids[i], 3, 1);
+        }
+        /* The last allowed attempt (retries: 0) starts durably: a crash
+         * during it must end it lost, never run it twice. */
+        submit(q, "once", 1, 1);
+        int once = 0;
+        assert_int_equal(run_queue_start(q, "once", 2, &once), 0);
+        assert_int_equal(once, 1);
+        sqlite3 *db0 = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db0, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        _cleanup_free_ char *st0 = committed_status(db0, "once", NULL);
+        assert_string_equal(st0, "running");
+        sqlite3_close(db0);
+        int attempt = 0;
+        for (int i = 0; i < 50; i++)
+                assert_int_equal(run_queue_start(q, ids[i], 2, &attempt), 0);
+        run_queue_free(q);
+        store_close(s);   /* nobody waited for the starts: close commits them */
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        for (int i = 0; i < 50; i++) {
+                int a = 0;
+                _cleanup_free_ char *st = committed_status(db, ids[i], &a);
+                assert_non_null(st);
+                assert_string_equal(st, "running");
+                assert_int_equal(a, 1);
+        }
+        sqlite3_close(db);
+}
+
+static void test_lock_text_stored_once(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        const char *lock_a = "{\"packages\":[{\"name\":\"requests\",\"version\":\"2.31.0\"}]}";
+        const char *lock_b = "{\"packages\":[]}";
+        for (int i = 0; i < 6; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "lk%d", i);
+                submit(q, id, 1, 1);
+                int attempt = 0;
+                assert_int_equal(run_queue_start(q, id, 2, &attempt), 0);
+                RunRecord fin = { .id = id, .status = (char *) "succeeded", .exit_code = 0, .finished = 3,
+                                  .lock_json = (char *) (i == 5 ? lock_b : lock_a) };
+                assert_int_equal(run_queue_finish(q, &fin, attempt), 0);
+        }
+        for (int i = 0; i < 6; i++) {
+                char id[16], *lock = NULL;
+                snprintf(id, sizeof(id), "lk%d", i);
+                assert_int_equal(store_run_get_lock(s, "a", id, &lock), 0);
+                assert_string_equal(lock, i == 5 ? lock_b : lock_a);
+                free(lock);
+        }
+        run_queue_free(q);
+        store_close(s);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT (SELECT count(*) FROM locks), "
+                                            "(SELECT count(*) FROM runs WHERE lock_json IS NOT NULL), "
+                                            "(SELECT count(DISTINCT lock_sha256) FROM runs)",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), 2);   /* two distinct texts */
+        assert_int_equal(sqlite3_column_int(st, 1), 0);   /* no run carries the text */
+        assert_int_equal(sqlite3_column_int(st, 2), 2);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -612,6 +783,9 @@ int main(void) {
                 cmocka_unit_test(test_schedule_advance_is_fenced),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_run_lock_and_dataset_usage),
+                cmocka_unit_test(test_group_commit_batches_and_releases_after_commit),
+                cmocka_unit_test(test_writer_flushes_unwaited_starts_on_close),
+                cmocka_unit_test(test_lock_text_stored_once),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

@@ -1,0 +1,304 @@
+/* Group commit of run records (store.h "group commit"): one writer queue
+ * per Store owns every write of the runs table. Callers enqueue a write;
+ * whoever commits takes everything pending and commits it in ONE
+ * transaction: at once when nobody was committing (no added latency at
+ * concurrency 1), and what accumulated during a commit as the next batch
+ * (many runs per transaction under load). In WAL mode a transaction costs ~9 fcntl + ~9
+ * pwrite64 whatever its size, so the cost per run falls with the batch.
+ *
+ * A write that acknowledges something is waited for (the caller's op sits
+ * on its stack until it is marked done, after COMMIT); a write nobody
+ * waits for is copied and enqueued. One FIFO, committed by one leader at a
+ * time, keeps the writes of a run in order.
+ *
+ * Who commits: a waiting caller, when nobody is committing (the leader /
+ * follower scheme of database group commit): at concurrency 1 the caller
+ * commits its own write, with no hand-off to another thread; under load
+ * the callers that queued behind a commit wait for it to end and one of
+ * them commits all of their writes at once.
+ *
+ * Writes nobody waits for (a run's start) wait a little for company: a
+ * thread commits them after STORE_LINGER_USEC unless a waited write took
+ * them into its transaction first, so at concurrency 1 an invoke's start
+ * and finish share one transaction. No waiter is ever delayed by it. */
+#include <assert.h>
+
+#include "shared.h"
+#include "store-internal.h"
+
+#define STORE_LINGER_USEC (2 * USEC_PER_MSEC)
+
+struct StoreOp {
+        StoreOp *next;
+        const char *sql;
+        RunRecord *rec;    /* the caller's (waited) or a copy (owned) */
+        char *arg21;
+        bool owned;
+        bool done;
+        int result;
+};
+
+static char *dup_or_null(const char *s) {
+        return s ? xstrdup(s) : NULL;
+}
+
+static RunRecord *run_record_copy(const RunRecord *r) {
+        RunRecord *c = xcalloc(1, sizeof(RunRecord));
+        *c = *r;
+        c->id = dup_or_null(r->id);
+        c->tenant = dup_or_null(r->tenant);
+        c->filename = dup_or_null(r->filename);
+        c->function = dup_or_null(r->function);
+        c->args_json = dup_or_null(r->args_json);
+        c->kwargs_json = dup_or_null(r->kwargs_json);
+        c->status = dup_or_null(r->status);
+        c->value_json = dup_or_null(r->value_json);
+        c->value_repr = dup_or_null(r->value_repr);
+        c->error_type = dup_or_null(r->error_type);
+        c->error_message = dup_or_null(r->error_message);
+        c->traceback = dup_or_null(r->traceback);
+        c->timings_json = dup_or_null(r->timings_json);
+        c->log_path = dup_or_null(r->log_path);
+        c->outputs_json = dup_or_null(r->outputs_json);
+        c->lock_json = dup_or_null(r->lock_json);
+        return c;
+}
+
+static void op_free(StoreOp *op) {
+        run_record_free(op->rec);
+        free(op->arg21);
+        free(op);
+}
+
+/* ---- the locks table: each distinct lock text once ----------------------
+ * A deployed version's lock never changes, so the few texts seen last are
+ * kept with their hash: an invoke then costs a memcmp, not a SHA-256 and an
+ * INSERT. The cache only holds hashes whose row this connection wrote or
+ * found; a rolled-back batch empties it. */
+
+static void lock_cache_clear_locked(Store *s) {
+        for (size_t i = 0; i < ELEMENTSOF(s->locks); i++) {
+                free(s->locks[i].text);
+                s->locks[i].text = NULL;
+                s->locks[i].len = 0;
+        }
+}
+
+static int lock_put_locked(Store *s, const char *text, char ret_hash[static SHA256_HEX_SIZE]) {
+        size_t len = strlen(text);
+        for (size_t i = 0; i < ELEMENTSOF(s->locks); i++)
+                if (s->locks[i].text && s->locks[i].len == len && memcmp(s->locks[i].text, text, len) == 0) {
+                        memcpy(ret_hash, s->locks[i].hash, SHA256_HEX_SIZE);
+                        return 0;
+                }
+        sha256_hex(text, len, ret_hash);
+        sqlite3_stmt *st = store_stmt(s, "INSERT OR IGNORE INTO locks (sha256, text) VALUES (?1, ?2)");
+        if (!st)
+                return store_rc_errno(sqlite3_errcode(s->db));
+        store_bind_text(st, 1, ret_hash);
+        store_bind_text(st, 2, text);
+        int rc = sqlite3_step(st);
+        store_stmt_done(s, st);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        size_t slot = s->locks_next++ % ELEMENTSOF(s->locks);
+        free(s->locks[slot].text);
+        s->locks[slot].text = xstrdup(text);
+        s->locks[slot].len = len;
+        memcpy(s->locks[slot].hash, ret_hash, SHA256_HEX_SIZE);
+        return 0;
+}
+
+/* With s->lock held: one op's statement. The record's lock text goes to
+ * the locks table; the run keeps its hash (?23). */
+static int op_exec_locked(Store *s, StoreOp *op, bool retry_full) {
+        RunRecord r = *op->rec;
+        char hash[SHA256_HEX_SIZE];
+        if (r.lock_json) {
+                int k = lock_put_locked(s, r.lock_json, hash);
+                if (k < 0)
+                        return k;
+                r.lock_json = hash;
+        }
+        return store_run_exec_locked(s, op->sql, &r, op->arg21, retry_full);
+}
+
+static bool exec_simple(Store *s, const char *sql) {
+        return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
+/* Errors after which the batch's transaction cannot be trusted: SQLite may
+ * have rolled it back (full disk, I/O), or it never held the lock. A
+ * constraint (an INSERT of an existing id) only fails its statement. */
+static bool batch_broken(Store *s, int result) {
+        return result < 0 && (result != -EEXIST || sqlite3_get_autocommit(s->db));
+}
+
+static void batch_commit(Store *s, StoreOp *batch) {
+        pthread_mutex_lock(&s->lock);
+        bool ok = exec_simple(s, "BEGIN IMMEDIATE");
+        for (StoreOp *op = batch; ok && op; op = op->next) {
+                op->result = op_exec_locked(s, op, false);
+                if (batch_broken(s, op->result))
+                        ok = false;
+        }
+        if (ok)
+                ok = exec_simple(s, "COMMIT");
+        if (ok)
+                s->commits++;
+        else {
+                /* Each write alone, in its own transaction, with the
+                 * full-disk reserve: one bad write fails only itself. */
+                if (!sqlite3_get_autocommit(s->db))
+                        (void) exec_simple(s, "ROLLBACK");
+                lock_cache_clear_locked(s);
+                for (StoreOp *op = batch; op; op = op->next) {
+                        op->result = op_exec_locked(s, op, true);
+                        s->commits++;
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+}
+
+/* With s->wlock held and no leader: commits everything queued, in the
+ * calling thread (the "leader"), then releases the waiters of the batch.
+ * Writes that come in meanwhile queue up behind: the next leader (one of
+ * their waiters) takes them all as one batch. */
+static void lead_locked(Store *s) {
+        assert(!s->wleader);
+        s->wleader = true;
+        StoreOp *batch = s->whead;
+        s->whead = s->wtail = NULL;
+        pthread_mutex_unlock(&s->wlock);
+
+        batch_commit(s, batch);
+
+        pthread_mutex_lock(&s->wlock);
+        for (StoreOp *op = batch, *next; op; op = next) {
+                /* A waited op lives on its caller's stack: read next
+                 * before the caller may return. */
+                next = op->next;
+                if (op->owned)
+                        op_free(op);
+                else
+                        op->done = true;
+        }
+        s->wleader = false;
+        pthread_cond_broadcast(&s->wdone);
+}
+
+/* With s->wlock held: until everything queued is committed. */
+static void drain_locked(Store *s) {
+        while (s->whead || s->wleader) {
+                if (!s->wleader)
+                        lead_locked(s);
+                else
+                        pthread_cond_wait(&s->wdone, &s->wlock);
+        }
+}
+
+/* The writes nobody waits for: after lingering (a waited write that comes
+ * meanwhile takes them into its own transaction), whatever is left is
+ * committed here. */
+static void *writer_main(void *p) {
+        Store *s = p;
+        pthread_mutex_lock(&s->wlock);
+        for (;;) {
+                while (!s->whead && !s->wstop)
+                        pthread_cond_wait(&s->wcond, &s->wlock);
+                if (s->wstop)
+                        break;
+                usec_t until = now_monotonic() + STORE_LINGER_USEC;
+                for (usec_t now; s->whead && !s->wstop && (now = now_monotonic()) < until;)
+                        cond_wait_usec(&s->wcond, &s->wlock, until - now);
+                if (s->whead && !s->wleader)
+                        lead_locked(s);
+        }
+        drain_locked(s);
+        pthread_mutex_unlock(&s->wlock);
+        return NULL;
+}
+
+/* With s->wlock held. */
+static void enqueue_locked(Store *s, StoreOp *op) {
+        op->next = NULL;
+        bool was_empty = !s->whead;
+        if (s->wtail)
+                s->wtail->next = op;
+        else
+                s->whead = op;
+        s->wtail = op;
+        if (!op->owned)
+                return;
+        /* The lingering thread, for writes nobody waits for; woken only
+         * when it sleeps (an empty queue): a wake-up is a context switch. */
+        if (!s->wstarted && !s->wstop)
+                s->wstarted = pthread_create(&s->writer, NULL, writer_main, s) == 0;
+        if (was_empty)
+                pthread_cond_signal(&s->wcond);
+}
+
+int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait) {
+        assert(s);
+        if (wait) {
+                /* Led by the caller itself when nobody commits right now: at
+                 * concurrency 1 a waited write costs no thread hand-off. */
+                StoreOp op = { .sql = sql, .rec = (RunRecord *) r, .arg21 = (char *) arg21 };
+                pthread_mutex_lock(&s->wlock);
+                enqueue_locked(s, &op);
+                while (!op.done) {
+                        if (!s->wleader)
+                                lead_locked(s);
+                        else
+                                pthread_cond_wait(&s->wdone, &s->wlock);
+                }
+                pthread_mutex_unlock(&s->wlock);
+                return op.result;
+        }
+        assert(sql && r);
+        StoreOp *op = xcalloc(1, sizeof(StoreOp));
+        op->sql = sql;
+        op->rec = run_record_copy(r);
+        op->arg21 = dup_or_null(arg21);
+        op->owned = true;
+        pthread_mutex_lock(&s->wlock);
+        enqueue_locked(s, op);
+        /* No thread (it could not be made, or the store is closing): the
+         * caller commits it now. */
+        if (!s->wstarted || s->wstop)
+                drain_locked(s);
+        pthread_mutex_unlock(&s->wlock);
+        return 0;
+}
+
+int store_flush(Store *s) {
+        assert(s);
+        pthread_mutex_lock(&s->wlock);
+        drain_locked(s);
+        pthread_mutex_unlock(&s->wlock);
+        return 0;
+}
+
+void store_writer_stop(Store *s) {
+        pthread_mutex_lock(&s->wlock);
+        bool started = s->wstarted;
+        s->wstop = true;
+        pthread_cond_signal(&s->wcond);
+        pthread_mutex_unlock(&s->wlock);
+        /* The thread commits what is pending before it leaves. */
+        if (started)
+                pthread_join(s->writer, NULL);
+        (void) store_flush(s);
+        lock_cache_clear_locked(s);
+}
+
+uint64_t store_commits(Store *s) {
+        pthread_mutex_lock(&s->lock);
+        uint64_t n = s->commits;
+        pthread_mutex_unlock(&s->lock);
+        return n;
+}
+
+void store_locks_forget(Store *s) {
+        lock_cache_clear_locked(s);
+}
