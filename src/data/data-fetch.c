@@ -237,6 +237,29 @@ static void curl_init_once(void) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* Here, not in data.c: the request fuzzer links this file alone. */
+void data_catalog_set_url_allow(DataCatalog *c, char *const *url_allow) {
+        char **n = NULL;
+        for (char *const *a = url_allow; a && *a; a++)
+                n = strv_append(n, *a);
+        pthread_mutex_lock(&c->url_allow_lock);
+        char **old = c->url_allow;
+        c->url_allow = n;
+        pthread_mutex_unlock(&c->url_allow_lock);
+        strv_free(old);
+}
+
+char **data_catalog_url_allow(const DataCatalog *c) {
+        /* The lock, not the list, is mutable in a const catalog. */
+        pthread_mutex_t *lock = (pthread_mutex_t *) &c->url_allow_lock;
+        char **copy = NULL;
+        pthread_mutex_lock(lock);
+        for (char *const *a = c->url_allow; a && *a; a++)
+                copy = strv_append(copy, *a);
+        pthread_mutex_unlock(lock);
+        return copy;
+}
+
 int data_fetch(const DataCatalog *c, const char *url, const char *path, const char *etag, const char *last_modified,
                FetchResult *ret, char **ret_error) {
         uint64_t max_bytes = c->cfg.max_dataset_bytes, timeout_ms = c->cfg.url_timeout_ms;

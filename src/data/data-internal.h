@@ -6,7 +6,7 @@
 #include "data.h"
 #include "shared.h"
 
-/* data.c: a copy of the URL allow-list of the moment (the caller frees it). */
+/* data-fetch.c: a copy of the URL allow-list of the moment (the caller frees it). */
 char **data_catalog_url_allow(const DataCatalog *c);
 
 /* data.c: a fresh staging path under c->tmp (not created), and its removal. */

@@ -78,28 +78,6 @@ DataCatalog *data_catalog_free(DataCatalog *c) {
         return NULL;
 }
 
-void data_catalog_set_url_allow(DataCatalog *c, char *const *url_allow) {
-        char **n = NULL;
-        for (char *const *a = url_allow; a && *a; a++)
-                n = strv_append(n, *a);
-        pthread_mutex_lock(&c->url_allow_lock);
-        char **old = c->url_allow;
-        c->url_allow = n;
-        pthread_mutex_unlock(&c->url_allow_lock);
-        strv_free(old);
-}
-
-char **data_catalog_url_allow(const DataCatalog *c) {
-        /* The lock, not the list, is mutable in a const catalog. */
-        pthread_mutex_t *lock = (pthread_mutex_t *) &c->url_allow_lock;
-        char **copy = NULL;
-        pthread_mutex_lock(lock);
-        for (char *const *a = c->url_allow; a && *a; a++)
-                copy = strv_append(copy, *a);
-        pthread_mutex_unlock(lock);
-        return copy;
-}
-
 bool data_name_valid(const char *name) {
         if (!name || !*name || strlen(name) > DATA_NAME_MAX)
                 return false;
