@@ -234,6 +234,19 @@ static void become(const char *raw, bool instance, int *fds, size_t n_fds) {
         become_run(raw, fds, n_fds);
 }
 
+/* A spare defers Python's after-fork work (its at-fork hooks run Python
+ * code: random's reseed, threading's and logging's lock re-inits) until
+ * its run comes: while idle it runs C only and writes no Python object, so
+ * its pages stay shared with this worker's (PSS per idle spare). */
+static bool python_after_fork_pending;
+
+static void python_after_fork(void) {
+        if (!python_after_fork_pending)
+                return;
+        python_after_fork_pending = false;
+        PyOS_AfterFork_Child();
+}
+
 /* A spare waits for its run on its socket. Never returns. */
 static _noreturn_ void spare_main(int sock) {
         _cleanup_free_ char *raw = NULL;
@@ -248,16 +261,19 @@ static _noreturn_ void spare_main(int sock) {
         if (r < 0 || n_fds < 2)
                 _exit(0); /* retired, or the worker went away */
         close(sock);
+        python_after_fork();
         become(raw, message_is_instance(raw), fds, n_fds);
         _exit(0);
 }
 
-static pid_t fork_python(void) {
+static pid_t fork_python(bool defer_child) {
         PyOS_BeforeFork();
         pid_t pid = fork();
-        if (pid == 0)
-                PyOS_AfterFork_Child();
-        else
+        if (pid == 0) {
+                python_after_fork_pending = true;
+                if (!defer_child)
+                        python_after_fork();
+        } else
                 PyOS_AfterFork_Parent();
         return pid;
 }
@@ -265,7 +281,7 @@ static pid_t fork_python(void) {
 /* Forks a run child (a spare, a run, an instance). In the sandbox it is
  * pid 2 of a fresh pid namespace whose init this worker made just before
  * (sandbox-pidns.c): one fork of this interpreter per run, not two. */
-static pid_t fork_run_child(SandboxRunPidns *ns) {
+static pid_t fork_run_child(SandboxRunPidns *ns, bool spare) {
         *ns = (SandboxRunPidns) { .init = -1 };
         if (sandbox_worker_active()) {
                 _cleanup_free_ char *err = NULL;
@@ -276,7 +292,7 @@ static pid_t fork_run_child(SandboxRunPidns *ns) {
                         return -1;
                 }
         }
-        pid_t pid = fork_python();
+        pid_t pid = fork_python(spare);
         if (pid == 0) {
                 sandbox_run_pidns_child();
                 return 0;
@@ -316,7 +332,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns);
+        pid_t pid = fork_run_child(&ns, true);
         if (pid == 0) {
                 close(sv[0]);
                 int mine[MAX_CG_FDS];
@@ -467,7 +483,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         fds = all;
         n_fds = n_all;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns);
+        pid_t pid = fork_run_child(&ns, false);
         if (pid == 0) {
                 child_drop_worker_fds(-1);
                 become(raw, instance, fds, n_fds);
