@@ -53,6 +53,10 @@ typedef struct Child {
         SandboxRunPidns ns;
         bool reaped;
         int status;
+        /* The run's own network namespace (sandbox-net.c), learnt when the
+         * run is handed to its spare; back to the pool once the run's pid
+         * namespace is empty. -1: none known. */
+        int netns_fd;
 } Child;
 
 static Child children[MAX_CHILDREN];
@@ -135,6 +139,7 @@ static void child_drop_worker_fds(int keep_sock) {
                 for (size_t k = 0; k < children[i].n_cg; k++)
                         close(children[i].cg_fds[k]);
         }
+        sandbox_netns_pool_drop();
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
@@ -291,6 +296,10 @@ static pid_t fork_run_child(SandboxRunPidns *ns, bool spare) {
                         errno = -r;
                         return -1;
                 }
+                /* A finished run's network namespace for this child to
+                 * adopt if it is pristine (it checks). */
+                if (!worker_network)
+                        sandbox_netns_lend();
         }
         pid_t pid = fork_python(spare);
         if (pid == 0) {
@@ -298,6 +307,7 @@ static pid_t fork_run_child(SandboxRunPidns *ns, bool spare) {
                 return 0;
         }
         int saved = errno;
+        sandbox_netns_lend_end();
         if (ns->init > 0) {
                 sandbox_run_pidns_end(ns);
                 if (pid < 0) {
@@ -352,7 +362,8 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
                 return -errno;
         }
         Child *c = &children[n_children++];
-        *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns };
+        *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns,
+                     .netns_fd = -1 };
         for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
                 c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
@@ -398,6 +409,7 @@ static void child_remove(Child *c) {
                 close(c->spare_sock);
         child_close_cg(c);
         child_drop_init(c);
+        c->netns_fd = fd_close(c->netns_fd);
         free(c->id);
         free(c->tag);
         *c = children[--n_children];
@@ -444,6 +456,12 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                         spare->tag = NULL;
                         spare->id = xstrdup(id);
                         spare->status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
+                        /* Prepared while idle: its network namespace is
+                         * its own by now (else none is learnt). */
+                        if (spare->ns.init > 0 && !worker_network) {
+                                int nfd = sandbox_netns_of(spare->pid);
+                                spare->netns_fd = nfd >= 0 ? nfd : -1;
+                        }
                         close_fds(fds, n_fds);
                         report_started(spare);
                         /* Demand met from the spares: keep one more ready. */
@@ -498,12 +516,17 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 return 0;
         }
         children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1,
-                                         .ns = ns };
+                                         .ns = ns, .netns_fd = -1 };
         report_started(&children[n_children++]);
         return 0;
 }
 
 static void child_report_end(Child *c, int status) {
+        /* Both the run child and its namespace's init are reaped: no
+         * process of the run is left, so neither is any socket fd of it.
+         * The next user of the namespace checks it holds nothing else. */
+        if (c->netns_fd >= 0 && c->ns.init <= 0)
+                sandbox_netns_return(TAKE_FD(c->netns_fd));
         if (c->status_fd >= 0) {
                 json_t *m;
                 if (WIFSIGNALED(status))

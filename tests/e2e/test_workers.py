@@ -527,3 +527,67 @@ def test_an_idle_spare_writes_no_python_object(daemon):
         time.sleep(0.05)
     assert sizes, spares
     assert max(sizes) < 128, list(zip(spares, sizes, states))
+
+
+NETNS_PROBE = '''
+import os, socket
+def f(traffic: bool = False):
+    s = socket.socket()
+    cookie = int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little")  # SO_NETNS_COOKIE
+    s.close()
+    def rows(name):
+        try:
+            return open("/proc/net/" + name).read().splitlines()[1:]
+        except OSError:
+            return []
+    sockets = {n: rows(n) for n in ("tcp", "tcp6", "udp", "udp6", "unix", "raw", "packet")}
+    lo = [l.split()[1:] for l in open("/proc/net/dev") if l.strip().startswith("lo:")][0]
+    # What a run leaves behind when it ends: listeners of every kind, and
+    # with traffic, a connection over loopback (packets, TIME_WAIT).
+    t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("127.0.0.1", 7777)); t.listen()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 7778))
+    a = socket.socket(socket.AF_UNIX); a.bind("\\0pysprinter-netns-probe"); a.listen()
+    if traffic:
+        c = socket.create_connection(("127.0.0.1", 7777)); c.sendall(b"x"); c.close()
+        u.sendto(b"y", ("127.0.0.1", 7778))
+    return {"cookie": cookie, "sockets": sockets, "lo": lo}
+'''
+
+
+def test_a_reused_network_namespace_holds_nothing_of_the_last_run(daemon):
+    """Issue 15 (c): the worker keeps finished runs' network namespaces and
+    a later run adopts one only if it holds nothing of the last run. Each
+    run here leaves TCP, UDP and abstract unix listeners; a run that sent
+    traffic leaves packets counted and a TIME_WAIT. Every run must start
+    with no socket listed and lo's counters at zero (what a fresh namespace
+    shows), a namespace that carried traffic is never adopted, and reuse
+    does happen (the namespace's cookie, unique for its life, repeats)."""
+    if daemon.sandbox == "none":
+        pytest.skip("network namespaces need the sandbox")
+    dirty = set()
+    cookies = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        traffic = len(cookies) % 5 == 4
+        r = run(daemon, NETNS_PROBE, args=[traffic])["result"]
+        assert r["sockets"] == {n: [] for n in r["sockets"]}, r
+        assert set(r["lo"]) == {"0"}, r
+        assert r["cookie"] not in dirty, (r["cookie"], dirty)
+        if traffic:
+            dirty.add(r["cookie"])
+        cookies.append(r["cookie"])
+        if len(cookies) >= 20 and len(set(cookies)) < len(cookies) and dirty:
+            break
+    assert len(set(cookies)) < len(cookies), f"no namespace was reused in {len(cookies)} runs"
+    # Concurrent runs never share one, reused or not.
+    out = [None] * 4
+
+    def one(i):
+        out[i] = run(daemon, PIDNS_PROBE, args=[0.5])["result"]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r["ns"]["net"] for r in out}) == 4, out
