@@ -456,12 +456,6 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                         spare->tag = NULL;
                         spare->id = xstrdup(id);
                         spare->status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
-                        /* Prepared while idle: its network namespace is
-                         * its own by now (else none is learnt). */
-                        if (spare->ns.init > 0 && !worker_network) {
-                                int nfd = sandbox_netns_of(spare->pid);
-                                spare->netns_fd = nfd >= 0 ? nfd : -1;
-                        }
                         close_fds(fds, n_fds);
                         report_started(spare);
                         /* Demand met from the spares: keep one more ready. */
@@ -519,6 +513,23 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                                          .ns = ns, .netns_fd = -1 };
         report_started(&children[n_children++]);
         return 0;
+}
+
+/* Learns the network namespace of each running child that has one of its
+ * own by now (made or adopted), to pool it when the run ends. A run's
+ * namespace is learnt only while the run is alive: a child's /proc entry
+ * names the namespace it is in, and only the run's processes are in it. */
+static void learn_netns(void) {
+        if (worker_network)
+                return;
+        for (size_t i = 0; i < n_children; i++) {
+                Child *c = &children[i];
+                if (c->netns_fd >= 0 || c->pid <= 0 || c->ns.init <= 0 || c->spare_sock >= 0 || c->tag)
+                        continue;
+                int fd = sandbox_netns_of(c->pid);
+                if (fd >= 0)
+                        c->netns_fd = fd;
+        }
 }
 
 static void child_report_end(Child *c, int status) {
@@ -695,6 +706,7 @@ int main(int argc, char **argv) {
                         if (r < 0)
                                 break;
                 }
+                learn_netns();
                 /* Retire spares beyond the target. */
                 size_t spares = count_spares();
                 for (size_t i = 0; i < n_children && spares > MAX(spares_target, (size_t) 1) + 1; i++)
