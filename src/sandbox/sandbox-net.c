@@ -199,7 +199,7 @@ static bool net_pristine_here(void) {
 
 /* ---- the worker's pool of finished runs' namespaces ---- */
 
-#define NETNS_POOL_MAX 8
+#define NETNS_POOL_MAX 16
 
 static int netns_pool[NETNS_POOL_MAX];
 static size_t netns_pool_n;

@@ -519,17 +519,27 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
  * own by now (made or adopted), to pool it when the run ends. A run's
  * namespace is learnt only while the run is alive: a child's /proc entry
  * names the namespace it is in, and only the run's processes are in it. */
-static void learn_netns(void) {
-        if (worker_network)
-                return;
+static bool netns_unlearnt(const Child *c) {
+        return !worker_network && c->netns_fd < 0 && c->pid > 0 && c->ns.init > 0 && c->spare_sock < 0 && !c->tag;
+}
+
+/* Returns whether a running child's namespace is still to be learnt (a
+ * run forked directly makes or adopts it only after joining its cgroups):
+ * the loop then looks again within a millisecond, so that the namespace
+ * of a short run is learnt before the run ends. */
+static bool learn_netns(void) {
+        bool pending = false;
         for (size_t i = 0; i < n_children; i++) {
                 Child *c = &children[i];
-                if (c->netns_fd >= 0 || c->pid <= 0 || c->ns.init <= 0 || c->spare_sock >= 0 || c->tag)
+                if (!netns_unlearnt(c))
                         continue;
                 int fd = sandbox_netns_of(c->pid);
                 if (fd >= 0)
                         c->netns_fd = fd;
+                else
+                        pending = true;
         }
+        return pending;
 }
 
 static void child_report_end(Child *c, int status) {
@@ -679,12 +689,13 @@ int main(int argc, char **argv) {
                  * do it only when nothing is waiting (a run's exit report,
                  * the next request), so it never delays a run. */
                 bool need_spare = count_spares() < spares_target;
+                bool netns_pending = learn_netns();
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
                 /* Wake now and then so an idle worker shrinks its spares. */
-                int k = poll(p, 2, need_spare ? 1 : 5000);
+                int k = poll(p, 2, need_spare || netns_pending ? 1 : 5000);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -706,7 +717,6 @@ int main(int argc, char **argv) {
                         if (r < 0)
                                 break;
                 }
-                learn_netns();
                 /* Retire spares beyond the target. */
                 size_t spares = count_spares();
                 for (size_t i = 0; i < n_children && spares > MAX(spares_target, (size_t) 1) + 1; i++)
