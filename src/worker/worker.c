@@ -53,9 +53,9 @@ typedef struct Child {
         SandboxRunPidns ns;
         bool reaped;
         int status;
-        /* The run's own network namespace (sandbox-net.c), learnt when the
-         * run is handed to its spare; back to the pool once the run's pid
-         * namespace is empty. -1: none known. */
+        /* The run's own network namespace (sandbox-net.c), learnt while
+         * the run is alive (learn_netns()); back to the pool once the
+         * run's pid namespace is empty. -1: none known. */
         int netns_fd;
 } Child;
 
@@ -155,6 +155,22 @@ static void fail_child(int result_fd, int code, const char *type, const char *ms
         _exit(code);
 }
 
+/* A run child defers Python's after-fork work (PyOS_AfterFork_Child: its
+ * at-fork hooks run Python code — random's reseed, threading's and
+ * logging's lock re-inits, any env package's own) until it enters Python
+ * for its run, inside the finished sandbox. An idle spare therefore runs C
+ * only and writes no Python object, so its pages stay shared with this
+ * worker's (PSS per idle spare), and a package's hook runs without
+ * capabilities, under seccomp. */
+static bool python_after_fork_pending;
+
+static void python_after_fork(void) {
+        if (!python_after_fork_pending)
+                return;
+        python_after_fork_pending = false;
+        PyOS_AfterFork_Child();
+}
+
 /* Becomes the run: sandbox, fds 0-2, the user's code. Never returns. */
 /* The sandbox hook's contract (worker-sandbox.c): extra_fds points just
  * past the three fds the user's code keeps (extra_fds[-3..-1]). */
@@ -188,6 +204,7 @@ static _noreturn_ void become_run(const char *raw, int *fds, size_t n_fds) {
         if (fds[FD_RESULT] != 3 && dup2(fds[FD_RESULT], 3) < 0)
                 _exit(122);
         (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+        python_after_fork();
         py_run_child(raw, 3);
         /* Close the run's pipes before exiting: the engine has the whole
          * result at EOF and need not wait for this (large) process's
@@ -220,6 +237,7 @@ static _noreturn_ void become_instance(const char *raw, int *fds, size_t n_fds) 
                 close(devnull);
         }
         (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+        python_after_fork();
         py_serve_instance(raw, 3);
         fflush(NULL);
         _exit(0);
@@ -239,19 +257,6 @@ static void become(const char *raw, bool instance, int *fds, size_t n_fds) {
         become_run(raw, fds, n_fds);
 }
 
-/* A spare defers Python's after-fork work (its at-fork hooks run Python
- * code: random's reseed, threading's and logging's lock re-inits) until
- * its run comes: while idle it runs C only and writes no Python object, so
- * its pages stay shared with this worker's (PSS per idle spare). */
-static bool python_after_fork_pending;
-
-static void python_after_fork(void) {
-        if (!python_after_fork_pending)
-                return;
-        python_after_fork_pending = false;
-        PyOS_AfterFork_Child();
-}
-
 /* A spare waits for its run on its socket. Never returns. */
 static _noreturn_ void spare_main(int sock) {
         _cleanup_free_ char *raw = NULL;
@@ -266,19 +271,17 @@ static _noreturn_ void spare_main(int sock) {
         if (r < 0 || n_fds < 2)
                 _exit(0); /* retired, or the worker went away */
         close(sock);
-        python_after_fork();
         become(raw, message_is_instance(raw), fds, n_fds);
         _exit(0);
 }
 
-static pid_t fork_python(bool defer_child) {
+/* The child runs C only until python_after_fork(). */
+static pid_t fork_python(void) {
         PyOS_BeforeFork();
         pid_t pid = fork();
-        if (pid == 0) {
+        if (pid == 0)
                 python_after_fork_pending = true;
-                if (!defer_child)
-                        python_after_fork();
-        } else
+        else
                 PyOS_AfterFork_Parent();
         return pid;
 }
@@ -286,7 +289,7 @@ static pid_t fork_python(bool defer_child) {
 /* Forks a run child (a spare, a run, an instance). In the sandbox it is
  * pid 2 of a fresh pid namespace whose init this worker made just before
  * (sandbox-pidns.c): one fork of this interpreter per run, not two. */
-static pid_t fork_run_child(SandboxRunPidns *ns, bool spare) {
+static pid_t fork_run_child(SandboxRunPidns *ns) {
         *ns = (SandboxRunPidns) { .init = -1 };
         if (sandbox_worker_active()) {
                 _cleanup_free_ char *err = NULL;
@@ -301,7 +304,7 @@ static pid_t fork_run_child(SandboxRunPidns *ns, bool spare) {
                 if (!worker_network)
                         sandbox_netns_lend();
         }
-        pid_t pid = fork_python(spare);
+        pid_t pid = fork_python();
         if (pid == 0) {
                 sandbox_run_pidns_child();
                 return 0;
@@ -342,7 +345,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns, true);
+        pid_t pid = fork_run_child(&ns);
         if (pid == 0) {
                 close(sv[0]);
                 int mine[MAX_CG_FDS];
@@ -495,7 +498,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         fds = all;
         n_fds = n_all;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns, false);
+        pid_t pid = fork_run_child(&ns);
         if (pid == 0) {
                 child_drop_worker_fds(-1);
                 become(raw, instance, fds, n_fds);
