@@ -225,9 +225,17 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                         return r;
                 PkgMarkerEnv menv;
                 pkg_marker_env_default(&menv, python);
+                /* Wheels are fetched and unpacked as the resolver pins
+                 * them (numpy's download starts while requests' deps are
+                 * still being looked up); materialize then finds them in
+                 * the store, or does what the early fetch could not. */
+                PkgPrefetch *pf = o->resolve_only ? NULL :
+                        pkg_prefetch_new(o->data_dir, o->index, o->compile, o->compile_userdata);
                 PkgResolveOptions ro = { .tags = tags, .marker_env = &menv, .python_full_version = python,
-                                         .progress = o->progress, .userdata = o->userdata };
+                                         .progress = o->progress, .userdata = o->userdata,
+                                         .pinned = pf ? pkg_prefetch_pinned : NULL, .pin_userdata = pf };
                 r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
+                pkg_prefetch_finish(pf, r >= 0 ? l : NULL);
                 if (r < 0)
                         return r;
                 if (peers && peers->lock_put) {

@@ -471,6 +471,9 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                 }
                 any_usable = true;
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
+                const PkgFile *f = c->file ? c->file : c->yanked;
+                if (rs->o->pinned && f)
+                        rs->o->pinned(rs->o->pin_userdata, f);
                 int r = solve(rs);
                 if (r >= 0)
                         return r;

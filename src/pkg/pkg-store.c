@@ -394,3 +394,162 @@ out:
         unlock_wheels(fds);
         return r;
 }
+
+/* ---- early fetch, while the resolver works (pkg-mgr.h) ------------------ */
+
+typedef enum PrefetchState { PF_QUEUED, PF_RUNNING, PF_DONE, PF_DROPPED } PrefetchState;
+
+typedef struct PrefetchJob {
+        char *url, *sha256, *filename;
+        PrefetchState state;
+} PrefetchJob;
+
+#define PREFETCH_THREADS 4
+
+struct PkgPrefetch {
+        char *data_dir;
+        PkgHttpOptions http;
+        PkgCompileFn compile;
+        void *compile_userdata;
+        pthread_mutex_t lock;
+        pthread_cond_t work;       /* a job was queued, or finishing */
+        PrefetchJob *jobs;
+        size_t n, alloc;
+        size_t idle;               /* threads waiting for a job */
+        bool finishing;
+        pthread_t tids[PREFETCH_THREADS];
+        size_t n_threads;
+};
+
+PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, PkgCompileFn compile,
+                              void *compile_userdata) {
+        /* A cluster node asks its peers first: pkg_store_materialize's
+         * order, not this one. */
+        if (cfg && cfg->peers)
+                return NULL;
+        _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
+        _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
+        _cleanup_free_ char *locks = xasprintf("%s/cache/locks", data_dir);
+        if (mkdir_p(store, 0755) < 0 || mkdir_p(cache, 0755) < 0 || mkdir_p(locks, 0755) < 0)
+                return NULL; /* pkg_store_materialize says why */
+        PkgPrefetch *pf = xcalloc(1, sizeof(*pf));
+        pf->data_dir = xstrdup(data_dir);
+        pf->http = (PkgHttpOptions) { .timeout_ms = cfg ? cfg->timeout_ms : PKG_DEFAULT_TIMEOUT_MS,
+                                      .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES };
+        pf->compile = compile;
+        pf->compile_userdata = compile_userdata;
+        pthread_mutex_init(&pf->lock, NULL);
+        pthread_cond_init(&pf->work, NULL);
+        return pf;
+}
+
+/* One wheel into the store, under its flock (a concurrent installer of the
+ * same wheel waits, then finds the dir). Errors are dropped: the wheel is
+ * still missing and pkg_store_materialize fetches it again, reporting. */
+static void prefetch_one(PkgPrefetch *pf, const PrefetchJob *j) {
+        _cleanup_free_ char *lockpath = xasprintf("%s/cache/locks/%s", pf->data_dir, j->sha256);
+        _cleanup_close_ int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return;
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return;
+        _cleanup_free_ char *shared = xasprintf("%s/cache/wheels/%s.whl", pf->data_dir, j->sha256);
+        if (store_has(pf->data_dir, j->sha256) || access(shared, F_OK) == 0)
+                return; /* done by another installer, or cached for its metadata */
+        _cleanup_free_ char *rnd = NULL;
+        if (random_hex(6, &rnd) < 0)
+                return;
+        _cleanup_free_ char *mine = xasprintf("%s.%s", shared, rnd);
+        _cleanup_free_ char *err = NULL;
+        PkgDownload one = { .url = j->url, .dest = mine, .sha256 = j->sha256, .what = j->filename,
+                            .transient = true };
+        PkgLockEntry e = { .filename = j->filename, .sha256 = j->sha256 };
+        if (pkg_http_download_many(&one, 1, &pf->http, NULL, NULL, &err) >= 0)
+                (void) store_install(pf->data_dir, mine, &e, pf->compile, pf->compile_userdata, &err);
+        (void) unlink(mine);
+}
+
+static void *prefetch_thread(void *userdata) {
+        PkgPrefetch *pf = userdata;
+        pthread_mutex_lock(&pf->lock);
+        for (;;) {
+                PrefetchJob *j = NULL;
+                for (size_t i = 0; i < pf->n && !j; i++)
+                        if (pf->jobs[i].state == PF_QUEUED)
+                                j = &pf->jobs[i];
+                if (j) {
+                        j->state = PF_RUNNING;
+                        /* The array may grow (realloc) while we work. */
+                        PrefetchJob copy = *j;
+                        size_t idx = (size_t) (j - pf->jobs);
+                        pthread_mutex_unlock(&pf->lock);
+                        prefetch_one(pf, &copy);
+                        pthread_mutex_lock(&pf->lock);
+                        pf->jobs[idx].state = PF_DONE;
+                        continue;
+                }
+                if (pf->finishing)
+                        break;
+                pf->idle++;
+                pthread_cond_wait(&pf->work, &pf->lock);
+                pf->idle--;
+        }
+        pthread_mutex_unlock(&pf->lock);
+        return NULL;
+}
+
+void pkg_prefetch_pinned(void *prefetch, const PkgFile *f) {
+        PkgPrefetch *pf = prefetch;
+        if (!pf || !f->sha256 || !sha256_hex_is_valid(f->sha256) ||
+            !(startswith(f->url, "http://") || startswith(f->url, "https://")))
+                return;
+        pthread_mutex_lock(&pf->lock);
+        for (size_t i = 0; i < pf->n; i++)
+                if (streq(pf->jobs[i].sha256, f->sha256)) {
+                        pthread_mutex_unlock(&pf->lock);
+                        return; /* pinned again after a backtrack */
+                }
+        if (pf->n == pf->alloc) {
+                pf->alloc = pf->alloc ? pf->alloc * 2 : 16;
+                pf->jobs = xrealloc(pf->jobs, pf->alloc * sizeof(PrefetchJob));
+        }
+        pf->jobs[pf->n++] = (PrefetchJob) { .url = xstrdup(f->url), .sha256 = xstrdup(f->sha256),
+                                            .filename = xstrdup(f->filename), .state = PF_QUEUED };
+        if (pf->idle == 0 && pf->n_threads < PREFETCH_THREADS &&
+            pthread_create(&pf->tids[pf->n_threads], NULL, prefetch_thread, pf) == 0)
+                pf->n_threads++;
+        pthread_cond_signal(&pf->work);
+        pthread_mutex_unlock(&pf->lock);
+}
+
+static bool lock_names(const PkgLock *lock, const char *sha256) {
+        for (size_t i = 0; lock && i < lock->n_entries; i++)
+                if (streq(lock->entries[i].sha256, sha256))
+                        return true;
+        return false;
+}
+
+void pkg_prefetch_finish(PkgPrefetch *pf, const PkgLock *lock) {
+        if (!pf)
+                return;
+        pthread_mutex_lock(&pf->lock);
+        pf->finishing = true;
+        for (size_t i = 0; i < pf->n; i++)
+                if (pf->jobs[i].state == PF_QUEUED && !lock_names(lock, pf->jobs[i].sha256))
+                        pf->jobs[i].state = PF_DROPPED; /* a version the resolver left */
+        pthread_cond_broadcast(&pf->work);
+        pthread_mutex_unlock(&pf->lock);
+        for (size_t i = 0; i < pf->n_threads; i++)
+                pthread_join(pf->tids[i], NULL);
+        for (size_t i = 0; i < pf->n; i++) {
+                free(pf->jobs[i].url);
+                free(pf->jobs[i].sha256);
+                free(pf->jobs[i].filename);
+        }
+        free(pf->jobs);
+        pthread_mutex_destroy(&pf->lock);
+        pthread_cond_destroy(&pf->work);
+        free(pf->data_dir);
+        free(pf);
+}

@@ -266,6 +266,12 @@ typedef struct PkgResolveOptions {
         PkgProgressFn progress;
         void *userdata;
         unsigned max_steps;               /* 0: 20000 candidate tries */
+        /* Called (on the resolver's thread) each time a version is decided,
+         * before the rest is resolved: the installer starts fetching its
+         * wheel then. A later backtrack may drop it; only the returned lock
+         * says what the env holds. NULL: not told. */
+        void (*pinned)(void *pin_userdata, const PkgFile *f);
+        void *pin_userdata;
 } PkgResolveOptions;
 
 /* Backtracking resolution of reqs (root requirements; markers evaluated,
