@@ -5,7 +5,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +44,78 @@ static int make_readonly_at(int dfd, const char *name) {
         return 0;
 }
 
+/* mkdir -p of <data_dir>/store, flagged FS_TOPDIR_FL (chattr +T) where the
+ * filesystem knows it (ext2/3/4; elsewhere a no-op). Why: ext4 puts a new
+ * file in its directory's block group and, on a filesystem where trees are
+ * often deleted, scans every inode freed in the last minute from the start
+ * of that group's bitmap for each file it creates (perf: ~60% of numpy's
+ * unpack in recently_deleted()/find_inode_bit). With the flag, ext4's Orlov
+ * allocator treats each staging dir made in the store as a top-level dir
+ * and places it in a group with many free inodes, so numpy's 1,000 files
+ * land away from the churn (measured: faster in 10 of 10 alternated pairs). */
+static int make_store_dir(const char *data_dir) {
+        _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
+        int r = mkdir_p(store, 0755);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open(store, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        int flags = 0;
+        if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
+                flags |= FS_TOPDIR_FL;
+                (void) ioctl(fd, FS_IOC_SETFLAGS, &flags); /* best effort: a placement hint */
+        }
+        return 0;
+}
+
+/* chmod a-w of every directory under dfd (dfd itself included), told apart
+ * by getdents' d_type: the unpacker created the files read-only already, so
+ * no stat nor chmod per file (a DT_UNKNOWN filesystem gets the full walk). */
+static int seal_dirs_fd(int dfd) {
+        int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        struct dirent *de;
+        int r = 0;
+        while (r == 0 && (de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (de->d_type == DT_UNKNOWN) {
+                        r = make_readonly_at(dirfd(d), de->d_name);
+                        continue;
+                }
+                if (de->d_type != DT_DIR)
+                        continue;
+                int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) {
+                        r = -errno;
+                        break;
+                }
+                r = seal_dirs_fd(sub);
+                close(sub);
+        }
+        closedir(d);
+        struct stat st; /* one per directory: keeps what the umask took away */
+        if (r == 0 && (fstat(dfd, &st) < 0 || fchmod(dfd, st.st_mode & 0555) < 0))
+                r = -errno;
+        return r;
+}
+
+static int seal_tree(const char *path, bool compiled) {
+        /* Byte-compiling wrote .pyc files with ordinary modes: those need
+         * the full walk. */
+        if (compiled)
+                return make_readonly_at(AT_FDCWD, path);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return seal_dirs_fd(fd);
+}
+
 char *pkg_store_dir(const char *data_dir, const char *sha256) {
         return xasprintf("%s/store/%s", data_dir, sha256);
 }
@@ -62,7 +136,7 @@ static int store_install(const char *data_dir, const char *wheel, const PkgLockE
                 return r;
         if (compile)
                 (void) compile(tmp, compile_userdata);
-        r = make_readonly_at(AT_FDCWD, tmp);
+        r = seal_tree(tmp, compile != NULL);
         if (r < 0) {
                 *ret_error = xasprintf("cannot make %s read-only: %s", tmp, strerror(-r));
                 (void) rm_rf(tmp);
@@ -287,7 +361,7 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                           char ***ret_dirs, char **ret_error) {
         _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
-        int r = mkdir_p(store, 0755);
+        int r = make_store_dir(data_dir);
         if (r >= 0)
                 r = mkdir_p(cache, 0755);
         if (r < 0) {
@@ -427,10 +501,9 @@ PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, P
          * order, not this one. */
         if (cfg && cfg->peers)
                 return NULL;
-        _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
         _cleanup_free_ char *locks = xasprintf("%s/cache/locks", data_dir);
-        if (mkdir_p(store, 0755) < 0 || mkdir_p(cache, 0755) < 0 || mkdir_p(locks, 0755) < 0)
+        if (make_store_dir(data_dir) < 0 || mkdir_p(cache, 0755) < 0 || mkdir_p(locks, 0755) < 0)
                 return NULL; /* pkg_store_materialize says why */
         PkgPrefetch *pf = xcalloc(1, sizeof(*pf));
         pf->data_dir = xstrdup(data_dir);

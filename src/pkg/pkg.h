@@ -232,7 +232,8 @@ PkgMetadata *pkg_metadata_free(PkgMetadata *m);
  * its PEP 427 file name (wheel_path's base name when NULL): the .dist-info
  * directory and METADATA must be that project's. More than
  * PKG_WHEEL_MAX_ENTRIES entries is -EFBIG before anything is written. On
- * failure dest_dir is removed. Does not make the tree read-only. */
+ * failure dest_dir is removed. Files are created read-only (0444, 0555
+ * when executable); directories stay writable (the caller seals them). */
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error);
 /* The .dist-info/METADATA of a wheel file. */
 int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_error);
