@@ -267,10 +267,12 @@ typedef struct PkgResolveOptions {
         PkgProgressFn progress;
         void *userdata;
         unsigned max_steps;               /* 0: 20000 candidate tries */
-        /* Called (on the resolver's thread) each time a version is decided,
-         * before the rest is resolved: the installer starts fetching its
-         * wheel then. A later backtrack may drop it; only the returned lock
-         * says what the env holds. NULL: not told. */
+        /* Called (on the resolver's thread) with the file of each version
+         * that is decided, and of each project's first candidate as soon
+         * as its page is read, before the rest is resolved: the installer
+         * starts fetching those wheels then. A later backtrack may drop
+         * any of them; only the returned lock says what the env holds.
+         * May be called more than once per file. NULL: not told. */
         void (*pinned)(void *pin_userdata, const PkgFile *f);
         void *pin_userdata;
 } PkgResolveOptions;
