@@ -338,6 +338,11 @@ class Index:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle on, a
+            # keep-alive client (pip, libcurl) waits ~40 ms for each
+            # response behind its own delayed ACK. Real index servers set
+            # TCP_NODELAY; so does this one.
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
