@@ -235,7 +235,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                                          .progress = o->progress, .userdata = o->userdata,
                                          .pinned = pf ? pkg_prefetch_pinned : NULL, .pin_userdata = pf };
                 r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
-                pkg_prefetch_finish(pf, r >= 0 ? l : NULL);
+                pkg_prefetch_finish(pf, r >= 0 ? l : NULL, r >= 0 ? o->progress : NULL, o->userdata);
                 if (r < 0)
                         return r;
                 if (peers && peers->lock_put) {

@@ -220,6 +220,7 @@ typedef struct Downloads {
         usec_t last_report;
         PkgProgressFn progress;
         void *userdata;
+        const bool *cancel;
 } Downloads;
 
 static Downloads *current_downloads_for(Transfer *t);
@@ -266,6 +267,10 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         sha256_update(t->hash, ptr, n);
         t->written += n;
         Downloads *ds = current_downloads_for(t);
+        if (ds && ds->cancel && __atomic_load_n(ds->cancel, __ATOMIC_ACQUIRE)) {
+                t->write_errno = ECANCELED; /* the caller no longer wants it */
+                return 0;
+        }
         if (ds) {
                 ds->done_bytes += n;
                 usec_t now = now_monotonic();
@@ -315,7 +320,7 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
         if (n == 0)
                 return 0;
         unsigned retries = o ? o->retries : PKG_DEFAULT_RETRIES;
-        Downloads ds = { .n = n, .progress = progress, .userdata = userdata };
+        Downloads ds = { .n = n, .progress = progress, .userdata = userdata, .cancel = o ? o->cancel : NULL };
         ds.t = xcalloc(n, sizeof(Transfer));
         CURLM *multi = curl_multi_init();
         int r = 0;

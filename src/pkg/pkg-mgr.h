@@ -18,6 +18,9 @@
 typedef struct PkgHttpOptions {
         long timeout_ms;
         unsigned retries;
+        const bool *cancel;     /* downloads: read atomically; once true, a
+                                 * transfer stops at its next write (NULL:
+                                 * never) */
 } PkgHttpOptions;
 
 typedef struct PkgHttpResponse {
@@ -89,5 +92,6 @@ PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, P
  * pkg_store_materialize). Matches PkgResolveOptions.pinned. */
 void pkg_prefetch_pinned(void *prefetch, const PkgFile *f);
 /* Drops the queued wheels the lock does not name (lock NULL: all), waits
- * for the ones running, frees. */
-void pkg_prefetch_finish(PkgPrefetch *pf, const PkgLock *lock);
+ * for the rest (reporting their downloads and unpacks through progress, on
+ * the caller's thread, when not NULL), frees. */
+void pkg_prefetch_finish(PkgPrefetch *pf, const PkgLock *lock, PkgProgressFn progress, void *userdata);

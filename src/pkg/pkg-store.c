@@ -476,6 +476,8 @@ typedef enum PrefetchState { PF_QUEUED, PF_RUNNING, PF_DONE, PF_DROPPED } Prefet
 typedef struct PrefetchJob {
         char *url, *sha256, *filename;
         PrefetchState state;
+        uint64_t done, total;      /* download bytes, for the caller's progress */
+        bool cancel;               /* atomic: the final lock does not name it */
 } PrefetchJob;
 
 #define PREFETCH_THREADS 4
@@ -487,7 +489,8 @@ struct PkgPrefetch {
         void *compile_userdata;
         pthread_mutex_t lock;
         pthread_cond_t work;       /* a job was queued, or finishing */
-        PrefetchJob *jobs;
+        pthread_cond_t changed;    /* a job ended */
+        PrefetchJob **jobs;        /* each allocated alone: stable while it runs */
         size_t n, alloc;
         size_t idle;               /* threads waiting for a job */
         bool finishing;
@@ -513,13 +516,32 @@ PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, P
         pf->compile_userdata = compile_userdata;
         pthread_mutex_init(&pf->lock, NULL);
         pthread_cond_init(&pf->work, NULL);
+        pthread_cond_init(&pf->changed, NULL);
         return pf;
 }
 
 /* One wheel into the store, under its flock (a concurrent installer of the
  * same wheel waits, then finds the dir). Errors are dropped: the wheel is
  * still missing and pkg_store_materialize fetches it again, reporting. */
-static void prefetch_one(PkgPrefetch *pf, const PrefetchJob *j) {
+/* On a pool thread: only noted here, reported by pkg_prefetch_finish on the
+ * caller's thread (pkg.h's promise). */
+typedef struct PrefetchProgress {
+        PkgPrefetch *pf;
+        PrefetchJob *job;
+} PrefetchProgress;
+
+static void prefetch_progress(const char *phase, const char *what, uint64_t done, uint64_t total, void *userdata) {
+        PrefetchProgress *pp = userdata;
+        (void) what;
+        if (!streq(phase, "downloading"))
+                return;
+        pthread_mutex_lock(&pp->pf->lock);
+        pp->job->done = done;
+        pp->job->total = total;
+        pthread_mutex_unlock(&pp->pf->lock);
+}
+
+static void prefetch_one(PkgPrefetch *pf, PrefetchJob *j) {
         _cleanup_free_ char *lockpath = xasprintf("%s/cache/locks/%s", pf->data_dir, j->sha256);
         _cleanup_close_ int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)
@@ -538,7 +560,11 @@ static void prefetch_one(PkgPrefetch *pf, const PrefetchJob *j) {
         PkgDownload one = { .url = j->url, .dest = mine, .sha256 = j->sha256, .what = j->filename,
                             .transient = true };
         PkgLockEntry e = { .filename = j->filename, .sha256 = j->sha256 };
-        if (pkg_http_download_many(&one, 1, &pf->http, NULL, NULL, &err) >= 0)
+        PrefetchProgress pp = { pf, j };
+        PkgHttpOptions o = pf->http;
+        o.cancel = &j->cancel;
+        if (pkg_http_download_many(&one, 1, &o, prefetch_progress, &pp, &err) >= 0 &&
+            !__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE))
                 (void) store_install(pf->data_dir, mine, &e, pf->compile, pf->compile_userdata, &err);
         (void) unlink(mine);
 }
@@ -549,17 +575,15 @@ static void *prefetch_thread(void *userdata) {
         for (;;) {
                 PrefetchJob *j = NULL;
                 for (size_t i = 0; i < pf->n && !j; i++)
-                        if (pf->jobs[i].state == PF_QUEUED)
-                                j = &pf->jobs[i];
+                        if (pf->jobs[i]->state == PF_QUEUED)
+                                j = pf->jobs[i];
                 if (j) {
                         j->state = PF_RUNNING;
-                        /* The array may grow (realloc) while we work. */
-                        PrefetchJob copy = *j;
-                        size_t idx = (size_t) (j - pf->jobs);
                         pthread_mutex_unlock(&pf->lock);
-                        prefetch_one(pf, &copy);
+                        prefetch_one(pf, j); /* reads only what nobody changes, but cancel */
                         pthread_mutex_lock(&pf->lock);
-                        pf->jobs[idx].state = PF_DONE;
+                        j->state = PF_DONE;
+                        pthread_cond_broadcast(&pf->changed);
                         continue;
                 }
                 if (pf->finishing)
@@ -579,16 +603,18 @@ void pkg_prefetch_pinned(void *prefetch, const PkgFile *f) {
                 return;
         pthread_mutex_lock(&pf->lock);
         for (size_t i = 0; i < pf->n; i++)
-                if (streq(pf->jobs[i].sha256, f->sha256)) {
+                if (streq(pf->jobs[i]->sha256, f->sha256)) {
                         pthread_mutex_unlock(&pf->lock);
                         return; /* pinned again after a backtrack */
                 }
         if (pf->n == pf->alloc) {
                 pf->alloc = pf->alloc ? pf->alloc * 2 : 16;
-                pf->jobs = xrealloc(pf->jobs, pf->alloc * sizeof(PrefetchJob));
+                pf->jobs = xrealloc(pf->jobs, pf->alloc * sizeof(PrefetchJob *));
         }
-        pf->jobs[pf->n++] = (PrefetchJob) { .url = xstrdup(f->url), .sha256 = xstrdup(f->sha256),
-                                            .filename = xstrdup(f->filename), .state = PF_QUEUED };
+        PrefetchJob *j = xcalloc(1, sizeof(PrefetchJob));
+        *j = (PrefetchJob) { .url = xstrdup(f->url), .sha256 = xstrdup(f->sha256), .filename = xstrdup(f->filename),
+                             .state = PF_QUEUED };
+        pf->jobs[pf->n++] = j;
         if (pf->idle == 0 && pf->n_threads < PREFETCH_THREADS &&
             pthread_create(&pf->tids[pf->n_threads], NULL, prefetch_thread, pf) == 0)
                 pf->n_threads++;
@@ -603,26 +629,82 @@ static bool lock_names(const PkgLock *lock, const char *sha256) {
         return false;
 }
 
-void pkg_prefetch_finish(PkgPrefetch *pf, const PkgLock *lock) {
+/* Reports, from the caller's thread, the bytes of the running downloads and
+ * the wheels done, until no job is queued or running (woken by each job's
+ * end, else every 100 ms). */
+static void prefetch_report(PkgPrefetch *pf, PkgProgressFn progress, void *userdata) {
+        pthread_mutex_lock(&pf->lock);
+        for (;;) {
+                uint64_t done = 0, total = 0;
+                size_t ended = 0, all = 0;
+                const char *what = "";
+                for (size_t i = 0; i < pf->n; i++) {
+                        PrefetchJob *j = pf->jobs[i];
+                        if (j->state == PF_DROPPED)
+                                continue;
+                        all++;
+                        if (j->state == PF_DONE)
+                                ended++;
+                        else if (j->state == PF_RUNNING && j->total > j->done) {
+                                done += j->done;
+                                total += j->total;
+                                what = j->filename;
+                        }
+                }
+                if (ended == all)
+                        break;
+                char *name = xstrdup(what);
+                pthread_mutex_unlock(&pf->lock);
+                if (total > 0)
+                        progress("downloading", name, done, total, userdata);
+                else
+                        progress("unpacking", name, ended, all, userdata);
+                free(name);
+                pthread_mutex_lock(&pf->lock);
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += 100 * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                (void) pthread_cond_timedwait(&pf->changed, &pf->lock, &until);
+        }
+        pthread_mutex_unlock(&pf->lock);
+}
+
+void pkg_prefetch_finish(PkgPrefetch *pf, const PkgLock *lock, PkgProgressFn progress, void *userdata) {
         if (!pf)
                 return;
         pthread_mutex_lock(&pf->lock);
         pf->finishing = true;
-        for (size_t i = 0; i < pf->n; i++)
-                if (pf->jobs[i].state == PF_QUEUED && !lock_names(lock, pf->jobs[i].sha256))
-                        pf->jobs[i].state = PF_DROPPED; /* a version the resolver left */
+        for (size_t i = 0; i < pf->n; i++) {
+                PrefetchJob *j = pf->jobs[i];
+                if (lock_names(lock, j->sha256))
+                        continue;
+                /* A version the resolver left: not started, or its
+                 * download stopped (its unpack, if begun, ends). */
+                if (j->state == PF_QUEUED)
+                        j->state = PF_DROPPED;
+                else if (j->state == PF_RUNNING)
+                        __atomic_store_n(&j->cancel, true, __ATOMIC_RELEASE);
+        }
         pthread_cond_broadcast(&pf->work);
         pthread_mutex_unlock(&pf->lock);
+        if (progress)
+                prefetch_report(pf, progress, userdata);
         for (size_t i = 0; i < pf->n_threads; i++)
                 pthread_join(pf->tids[i], NULL);
         for (size_t i = 0; i < pf->n; i++) {
-                free(pf->jobs[i].url);
-                free(pf->jobs[i].sha256);
-                free(pf->jobs[i].filename);
+                free(pf->jobs[i]->url);
+                free(pf->jobs[i]->sha256);
+                free(pf->jobs[i]->filename);
+                free(pf->jobs[i]);
         }
         free(pf->jobs);
         pthread_mutex_destroy(&pf->lock);
         pthread_cond_destroy(&pf->work);
+        pthread_cond_destroy(&pf->changed);
         free(pf->data_dir);
         free(pf);
 }

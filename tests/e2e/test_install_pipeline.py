@@ -103,3 +103,25 @@ def test_version_fetched_early_then_rejected_is_not_the_env(env, home, tmp_path)
     assert mid2 not in record.read_text()
     versions = {e["name"]: e["version"] for e in json.loads(record.read_text())["packages"]}
     assert versions == {"top": "1.0", "mid": "1.0", "leaf": "1.2"}, versions
+
+
+def test_conflict_after_early_fetch_publishes_no_env(env, home, tmp_path):
+    # app 3.0's wheel is fetched as soon as its page is read; then its
+    # metadata (lib<1) conflicts with the root's lib>=1 and nothing else
+    # is left: the resolver's error, no env.
+    for name, version, requires in [("app", "3.0", ["lib<1"]), ("lib", "0.9", []), ("lib", "1.5", [])]:
+        pkgindex.build_wheel(tmp_path, name, version, requires=requires)
+    ix = pkgindex.Index()
+    for w in sorted(tmp_path.glob("*.whl")):
+        ix.add(w)
+    ix.start()
+    try:
+        p = _prepare(env, ix, "app==3.0", "lib>=1")
+        out, err = p.communicate(timeout=120)
+    finally:
+        ix.stop()
+    assert p.returncode == 4, (p.returncode, out, err)
+    assert "conflicting requirements on lib" in err, err
+    envs = home / "envs"
+    assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
+    assert not list((home / "store").glob(".tmp-*"))
