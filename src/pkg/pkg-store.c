@@ -2,6 +2,7 @@
  * unpacked wheel per dir, never modified once renamed into place. */
 #include "pkg-mgr.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -11,6 +12,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A DIR over fd, which it then owns; fd is closed on failure. */
+static int dir_from_fd(int fd, DIR **ret) {
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
 /* chmod a-w over a tree we just unpacked (no symlinks in it: the unpacker
  * refuses them). */
 static int make_readonly_at(int dfd, const char *name) {
@@ -18,16 +33,11 @@ static int make_readonly_at(int dfd, const char *name) {
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
         if (S_ISDIR(st.st_mode)) {
-                int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd < 0)
-                        return -errno;
-                DIR *d = fdopendir(fd);
-                if (!d) {
-                        close(fd);
-                        return -errno;
-                }
+                DIR *d = NULL;
+                int r = dir_from_fd(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), &d);
+                if (r < 0)
+                        return r;
                 struct dirent *de;
-                int r = 0;
                 while ((de = readdir(d)))
                         if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
                                 int k = make_readonly_at(dirfd(d), de->d_name);
@@ -71,16 +81,11 @@ static int make_store_dir(const char *data_dir) {
  * by getdents' d_type: the unpacker created the files read-only already, so
  * no stat nor chmod per file (a DT_UNKNOWN filesystem gets the full walk). */
 static int seal_dirs_fd(int dfd) {
-        int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
+        DIR *d = NULL;
+        int r = dir_from_fd(fcntl(dfd, F_DUPFD_CLOEXEC, 3), &d);
+        if (r < 0)
+                return r;
         struct dirent *de;
-        int r = 0;
         while (r == 0 && (de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
@@ -500,6 +505,7 @@ struct PkgPrefetch {
 
 PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, PkgCompileFn compile,
                               void *compile_userdata) {
+        assert(data_dir);
         /* A cluster node asks its peers first: pkg_store_materialize's
          * order, not this one. */
         if (cfg && cfg->peers)
@@ -598,6 +604,7 @@ static void *prefetch_thread(void *userdata) {
 
 void pkg_prefetch_pinned(void *prefetch, const PkgFile *f) {
         PkgPrefetch *pf = prefetch;
+        assert(f && f->url && f->filename);
         if (!pf || !f->sha256 || !sha256_hex_is_valid(f->sha256) ||
             !(startswith(f->url, "http://") || startswith(f->url, "https://")))
                 return;
