@@ -289,6 +289,20 @@ static Downloads *current_downloads_for(Transfer *t) {
         return tls_downloads;
 }
 
+/* Called by libcurl about once a second even while no byte arrives (a
+ * server that stalls): a cancelled transfer stops here, not at a timeout. */
+static int transfer_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                             curl_off_t ulnow) {
+        Transfer *t = userdata;
+        (void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
+        Downloads *ds = current_downloads_for(t);
+        if (ds && ds->cancel && __atomic_load_n(ds->cancel, __ATOMIC_ACQUIRE)) {
+                t->write_errno = ECANCELED;
+                return 1;
+        }
+        return 0;
+}
+
 static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         t->easy = curl_easy_init();
         if (!t->easy)
@@ -298,6 +312,11 @@ static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
         curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
         curl_easy_setopt(t->easy, CURLOPT_FAILONERROR, 1L);
+        if (o && o->cancel) {
+                curl_easy_setopt(t->easy, CURLOPT_XFERINFOFUNCTION, transfer_xferinfo);
+                curl_easy_setopt(t->easy, CURLOPT_XFERINFODATA, t);
+                curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 0L);
+        }
         if (t->written > 0)
                 curl_easy_setopt(t->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t) t->written);
         t->first_write = true;

@@ -125,3 +125,39 @@ def test_conflict_after_early_fetch_publishes_no_env(env, home, tmp_path):
     envs = home / "envs"
     assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
     assert not list((home / "store").glob(".tmp-*"))
+
+
+def test_stalled_early_download_of_a_rejected_version_is_stopped(env, home, tmp_path):
+    # app 3.0's wheel is fetched as soon as its page is read, and the index
+    # stalls it (sends nothing); then lib's page arrives and resolution
+    # fails. The stalled download is stopped: the error comes while the
+    # index still holds the wheel, not after the transfer's low-speed
+    # timeout (30 s) and its retries.
+    for name, version, requires in [("app", "3.0", ["lib<1"]), ("lib", "0.9", []), ("lib", "1.5", [])]:
+        pkgindex.build_wheel(tmp_path, name, version, requires=requires)
+    ix = pkgindex.Index()
+    for w in sorted(tmp_path.glob("*.whl")):
+        ix.add(w)
+    app_path = "/files/app-3.0-py3-none-any.whl"
+    wheel_gate = ix.hold[app_path] = threading.Event()
+    page_gate = ix.hold["/simple/lib/"] = threading.Event()
+    ix.start()
+    try:
+        p = _prepare(env, ix, "app==3.0", "lib>=1")
+        _wait(lambda: app_path in ix.requests and "/simple/lib/" in ix.requests, p,
+              "app 3.0 fetched early while the resolver waits for lib's page")
+        page_gate.set()
+        out, err = p.communicate(timeout=60)
+        held = not wheel_gate.is_set()
+    finally:
+        wheel_gate.set()
+        page_gate.set()
+        ix.stop()
+    assert held
+    assert p.returncode == 4, (p.returncode, out, err)
+    assert "conflicting requirements on lib" in err, err
+    envs = home / "envs"
+    assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
+    assert not list((home / "store").glob(".tmp-*"))
+    wheels = home / "cache" / "wheels"
+    assert not wheels.exists() or not list(wheels.iterdir()), list(wheels.iterdir())
