@@ -330,21 +330,37 @@ def main():
 
         # (e) idle spares: PSS of each pre-forked child of the env's worker
         time.sleep(1.0)
-        kids = [p for p in descendants(d.proc.pid) if "pysprinter-worker" in cmdline(p)]
-
+        # The env's warm worker proper: in the sandbox its cmdline is
+        # /run/pysprinter/worker (the pysprinter-worker processes are its
+        # waiters, with one child each), so look at every descendant: the
+        # worker is a process with spares (children of their own address
+        # space), the env's the largest of those (the validation worker,
+        # which has spares too, has no env). A spare's cost is its whole
+        # subtree; where the worker makes each run's pid namespace itself,
+        # the spare's init is the worker's own CLONE_VM child: it shares
+        # the worker's memory and adds none, so it is not a spare.
         def children(pid):
             try:
                 return [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
             except OSError:
                 return []
-        # The env's warm worker is the process with the most children (its
-        # spares); a spare's cost is its whole subtree (in the sandbox a
-        # spare is a process, its run's init and the process that will run
-        # the user's code). Where the worker makes each run's pid namespace
-        # itself, the spare's init is the worker's own CLONE_VM child: it
-        # shares the worker's memory and adds none, so it is not a spare.
-        worker = max(kids, key=lambda p: len(children(p)), default=None)
-        spares = [p for p in children(worker) if not same_mm(p, worker)] if worker else []
+
+        def rss_kb(pid):
+            try:
+                return int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")).split()[1])
+            except (OSError, StopIteration):
+                return 0
+        with_spares = [p for p in descendants(d.proc.pid)
+                       if "worker" in cmdline(p) and any(not same_mm(k, p) for k in children(p))]
+        worker = max(with_spares, key=rss_kb, default=None)
+        def is_instance(pid):
+            # The deployed function's warm instance is a child too; its
+            # cgroup is named after the function.
+            try:
+                return "benchfn" in open(f"/proc/{pid}/cgroup").read()
+            except OSError:
+                return True
+        spares = [p for p in children(worker) if not same_mm(p, worker) and not is_instance(p)] if worker else []
         per_child = [subtree_private_kb(p, [worker]) for p in spares]
         print("(e) memory of idle pre-forked children")
         if per_child:

@@ -154,6 +154,21 @@ static int open_locked(const char *path) {
         return fd;
 }
 
+/* Puts the lock's wheels in the store through the early-fetch pool: each
+ * is unpacked as soon as its own download is verified, not after all of
+ * them (pkg_store_materialize then has nothing left, or reports). */
+static void prefetch_lock(const PkgEnvOptions *o, const PkgLock *l) {
+        PkgPrefetch *pf = pkg_prefetch_new(o->data_dir, o->index, o->compile, o->compile_userdata);
+        if (!pf)
+                return;
+        for (size_t i = 0; i < l->n_entries; i++) {
+                const PkgLockEntry *e = &l->entries[i];
+                PkgFile f = { .filename = e->filename, .url = e->url, .sha256 = e->sha256 };
+                pkg_prefetch_pinned(pf, &f);
+        }
+        pkg_prefetch_finish(pf, l, o->progress, o->userdata);
+}
+
 int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t n_reqs, PkgEnv **ret_env,
                     char **ret_error) {
         const char *python = o->python_full_version ? o->python_full_version : PKG_DEFAULT_PYTHON;
@@ -189,8 +204,10 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                                 *ret_env = TAKE_PTR(env);
                                 return 0;
                         }
-                        /* Pruned or damaged: materialise the same lock again. */
+                        /* Pruned or damaged: materialise the same lock again,
+                         * each wheel unpacked as soon as it is downloaded. */
                         env->store_dirs = strv_free(env->store_dirs);
+                        prefetch_lock(o, l);
                         r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata,
                                                   &env->store_dirs, ret_error);
                         if (r < 0)
@@ -225,9 +242,17 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                         return r;
                 PkgMarkerEnv menv;
                 pkg_marker_env_default(&menv, python);
+                /* Wheels are fetched and unpacked as the resolver pins
+                 * them (numpy's download starts while requests' deps are
+                 * still being looked up); materialize then finds them in
+                 * the store, or does what the early fetch could not. */
+                PkgPrefetch *pf = o->resolve_only ? NULL :
+                        pkg_prefetch_new(o->data_dir, o->index, o->compile, o->compile_userdata);
                 PkgResolveOptions ro = { .tags = tags, .marker_env = &menv, .python_full_version = python,
-                                         .progress = o->progress, .userdata = o->userdata };
+                                         .progress = o->progress, .userdata = o->userdata,
+                                         .pinned = pf ? pkg_prefetch_pinned : NULL, .pin_userdata = pf };
                 r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
+                pkg_prefetch_finish(pf, r >= 0 ? l : NULL, r >= 0 ? o->progress : NULL, o->userdata);
                 if (r < 0)
                         return r;
                 if (peers && peers->lock_put) {

@@ -9,9 +9,35 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* One connection cache (and DNS cache) for every pkg_http_get of the
+ * process: the resolver's ~15 GETs of pages and metadata to one index reuse
+ * one keep-alive connection instead of a TCP handshake (and, on a real
+ * index, a TLS one) each. libcurl locks it through share_lock(). */
+static CURLSH *curl_share;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *c, curl_lock_data data, curl_lock_access access, void *userdata) {
+        (void) c, (void) access, (void) userdata;
+        pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *c, curl_lock_data data, void *userdata) {
+        (void) c, (void) userdata;
+        pthread_mutex_unlock(&share_locks[data]);
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
+        for (size_t i = 0; i < ELEMENTSOF(share_locks); i++)
+                pthread_mutex_init(&share_locks[i], NULL);
+        curl_share = curl_share_init();
+        if (!curl_share)
+                return; /* no sharing: a connection per GET, as before */
+        curl_share_setopt(curl_share, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(curl_share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(curl_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+        curl_share_setopt(curl_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 }
 
 static const char *user_agent(void) {
@@ -109,6 +135,8 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                         hdrs = curl_slist_append(hdrs, h);
                 }
                 setup_common(c, url, o);
+                if (curl_share)
+                        curl_easy_setopt(c, CURLOPT_SHARE, curl_share);
                 errbuf[0] = 0;
                 curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
                 curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -192,6 +220,7 @@ typedef struct Downloads {
         usec_t last_report;
         PkgProgressFn progress;
         void *userdata;
+        const bool *cancel;
 } Downloads;
 
 static Downloads *current_downloads_for(Transfer *t);
@@ -238,6 +267,10 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         sha256_update(t->hash, ptr, n);
         t->written += n;
         Downloads *ds = current_downloads_for(t);
+        if (ds && ds->cancel && __atomic_load_n(ds->cancel, __ATOMIC_ACQUIRE)) {
+                t->write_errno = ECANCELED; /* the caller no longer wants it */
+                return 0;
+        }
         if (ds) {
                 ds->done_bytes += n;
                 usec_t now = now_monotonic();
@@ -256,6 +289,20 @@ static Downloads *current_downloads_for(Transfer *t) {
         return tls_downloads;
 }
 
+/* Called by libcurl about once a second even while no byte arrives (a
+ * server that stalls): a cancelled transfer stops here, not at a timeout. */
+static int transfer_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                             curl_off_t ulnow) {
+        Transfer *t = userdata;
+        (void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
+        Downloads *ds = current_downloads_for(t);
+        if (ds && ds->cancel && __atomic_load_n(ds->cancel, __ATOMIC_ACQUIRE)) {
+                t->write_errno = ECANCELED;
+                return 1;
+        }
+        return 0;
+}
+
 static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         t->easy = curl_easy_init();
         if (!t->easy)
@@ -265,6 +312,11 @@ static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
         curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
         curl_easy_setopt(t->easy, CURLOPT_FAILONERROR, 1L);
+        if (o && o->cancel) {
+                curl_easy_setopt(t->easy, CURLOPT_XFERINFOFUNCTION, transfer_xferinfo);
+                curl_easy_setopt(t->easy, CURLOPT_XFERINFODATA, t);
+                curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 0L);
+        }
         if (t->written > 0)
                 curl_easy_setopt(t->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t) t->written);
         t->first_write = true;
@@ -287,7 +339,7 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
         if (n == 0)
                 return 0;
         unsigned retries = o ? o->retries : PKG_DEFAULT_RETRIES;
-        Downloads ds = { .n = n, .progress = progress, .userdata = userdata };
+        Downloads ds = { .n = n, .progress = progress, .userdata = userdata, .cancel = o ? o->cancel : NULL };
         ds.t = xcalloc(n, sizeof(Transfer));
         CURLM *multi = curl_multi_init();
         int r = 0;

@@ -18,6 +18,9 @@
 typedef struct PkgHttpOptions {
         long timeout_ms;
         unsigned retries;
+        const bool *cancel;     /* downloads: read atomically; once true, a
+                                 * transfer stops at its next write (NULL:
+                                 * never) */
 } PkgHttpOptions;
 
 typedef struct PkgHttpResponse {
@@ -71,3 +74,24 @@ const char *pkg_index_cache_dir(const PkgIndex *ix);
 
 /* "<data_dir>/store/<sha256>". Caller frees. */
 char *pkg_store_dir(const char *data_dir, const char *sha256);
+
+/* Early fetch (issue 15 (e)): the installer's half of the pipeline with the
+ * resolver. Each wheel the resolver pins is downloaded, verified and
+ * unpacked into the store on a pool thread while the resolver goes on, so
+ * the critical path is max(resolve, the biggest wheel's download+unpack),
+ * not their sum. Only the store changes (content-addressed, published by
+ * rename after verification, under the wheel's flock like
+ * pkg_store_materialize): an env record is written by the caller from the
+ * final lock only, so a version fetched early then dropped by a backtrack
+ * is never part of an env (prune collects its store dir). Failures here
+ * are silent: pkg_store_materialize does the wheel again and reports. */
+typedef struct PkgPrefetch PkgPrefetch;
+PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, PkgCompileFn compile,
+                              void *compile_userdata);
+/* Queues f (http(s) with a sha256 from the index; others are left to
+ * pkg_store_materialize). Matches PkgResolveOptions.pinned. */
+void pkg_prefetch_pinned(void *prefetch, const PkgFile *f);
+/* Drops the queued wheels the lock does not name (lock NULL: all), waits
+ * for the rest (reporting their downloads and unpacks through progress, on
+ * the caller's thread, when not NULL), frees. */
+void pkg_prefetch_finish(PkgPrefetch *pf, const PkgLock *lock, PkgProgressFn progress, void *userdata);

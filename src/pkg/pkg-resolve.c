@@ -471,6 +471,9 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                 }
                 any_usable = true;
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
+                const PkgFile *f = c->file ? c->file : c->yanked;
+                if (rs->o->pinned && f)
+                        rs->o->pinned(rs->o->pin_userdata, f);
                 int r = solve(rs);
                 if (r >= 0)
                         return r;
@@ -530,6 +533,14 @@ static int solve(Resolver *rs) {
                 }
                 _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
                 size_t n = matching(&cs, p, idx);
+                /* The version this project will be tried with first: its
+                 * wheel can be fetched now, while the other projects are
+                 * looked up (numpy's page is read ~20 ms before it is
+                 * decided). */
+                const Cand *first = n > 0 ? &p->cands[idx[0]] : NULL;
+                const PkgFile *ff = first ? (first->file ? first->file : first->yanked) : NULL;
+                if (rs->o->pinned && ff)
+                        rs->o->pinned(rs->o->pin_userdata, ff);
                 if (n < best_n) {
                         best = pi;
                         best_n = n;

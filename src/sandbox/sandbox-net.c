@@ -9,14 +9,32 @@
  * cleanup_net work, batched. A pre-forked spare makes its namespace while
  * idle (sandbox_run_prepare()), so a run handed to a spare does not pay
  * for it; a run forked directly (no spare ready, the one-shot CLI) does.
- * The namespace dies with the last process in it: it is never reused.
+ *
+ * Reuse (issue 15 (c): creating a namespace and the kernel's cleanup_net
+ * of it cost ~0.8 ms of CPU per run, ~15% of a trivial run's). The worker
+ * keeps the namespaces of finished runs (a small pool) and lends one to
+ * each run child it forks; the child adopts it only if it holds nothing
+ * of any earlier run, else it makes a fresh one as before. "Nothing" is
+ * checked by the child itself, inside the namespace, before any user code
+ * runs there, and only once the earlier run is over: the worker returns a
+ * namespace to the pool after the run's pid namespace is empty (every
+ * process of the run dead, so every socket fd closed). The check
+ * (sandbox_net_counters_pristine()): no socket of any family in it
+ * (sockstat's per-namespace "sockets: used"), no TIME_WAIT, no fragment
+ * queue, and every traffic counter zero (lo's rx/tx, /proc/net/snmp,
+ * snmp6, netstat but for the constants a fresh namespace shows) -- so the
+ * next run cannot even learn how many packets the last one sent. A run
+ * cannot change anything else in it: its configuration needs CAP_NET_ADMIN,
+ * which no run has. docs/sandbox.md "Network" has the argument.
  *
  * The worker itself stays in the host's namespace: a process in our user
  * namespace cannot setns() back into a namespace the host's user
  * namespace owns, so a run that opts in with --network simply does not
  * unshare. */
+#include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -36,7 +54,213 @@ int sandbox_net_loopback_up(void) {
         return 0;
 }
 
+/* ---- the pristine check: a pure decision over the /proc/net texts ---- */
+
+/* Fields of /proc/net/snmp a fresh namespace shows non-zero (its
+ * configuration, which a run cannot change). */
+static bool snmp_constant(const char *proto, const char *field) {
+        static const char *const constants[][2] = {
+                { "Ip", "Forwarding" }, { "Ip", "DefaultTTL" }, { "Tcp", "RtoAlgorithm" },
+                { "Tcp", "RtoMin" },    { "Tcp", "RtoMax" },    { "Tcp", "MaxConn" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(constants); i++)
+                if (streq(constants[i][0], proto) && streq(constants[i][1], field))
+                        return true;
+        return false;
+}
+
+/* "Proto: name name ...\nProto: value value ...\n" pairs (snmp, netstat):
+ * every value zero but the constants. Parses text in place. */
+static bool header_value_pairs_zero(char *text) {
+        char *save = NULL, *names = strtok_r(text, "\n", &save);
+        while (names) {
+                char *values = strtok_r(NULL, "\n", &save);
+                if (!values)
+                        return false;
+                char *sn = NULL, *sv = NULL;
+                char *proto = strtok_r(names, " ", &sn), *vproto = strtok_r(values, " ", &sv);
+                if (!proto || !vproto || !streq(proto, vproto))
+                        return false;
+                proto[strlen(proto) - 1] = 0; /* the colon */
+                for (;;) {
+                        char *name = strtok_r(NULL, " ", &sn), *value = strtok_r(NULL, " ", &sv);
+                        if (!name && !value)
+                                break;
+                        if (!name || !value)
+                                return false;
+                        if (!streq(value, "0") && !snmp_constant(proto, name))
+                                return false;
+                }
+                names = strtok_r(NULL, "\n", &save);
+        }
+        return true;
+}
+
+/* "name value" lines (snmp6): every value zero. */
+static bool name_value_lines_zero(const char *text) {
+        for (const char *l = text; *l;) {
+                const char *end = strchrnul(l, '\n');
+                const char *v = end;
+                while (v > l && v[-1] == ' ')
+                        v--;
+                const char *d = v;
+                while (d > l && d[-1] != ' ' && d[-1] != '\t')
+                        d--;
+                if (d < v && !(v - d == 1 && *d == '0'))
+                        return false;
+                l = *end ? end + 1 : end;
+        }
+        return true;
+}
+
+/* The value after `key` (e.g. "sockets: used") in text; -1 if absent. */
+static long long stat_after(const char *text, const char *key) {
+        const char *k = strstr(text, key);
+        if (!k)
+                return -1;
+        return strtoll(k + strlen(key), NULL, 10);
+}
+
+enum { NET_SOCKSTAT, NET_SOCKSTAT6, NET_DEV, NET_SNMP, NET_SNMP6, NET_NETSTAT, NET_N_TEXTS };
+static const char *const net_text_names[NET_N_TEXTS] = { "sockstat", "sockstat6", "dev", "snmp", "snmp6", "netstat" };
+
+/* One text's part of the decision (text may be modified). */
+static bool net_text_pristine(int kind, char *text) {
+        switch (kind) {
+        case NET_SOCKSTAT:
+                /* No socket of any family (the count is the namespace's
+                 * own), no TIME_WAIT, no fragment being reassembled. */
+                return stat_after(text, "sockets: used ") == 0 && stat_after(text, " tw ") == 0 &&
+                       stat_after(text, "FRAG: inuse ") == 0;
+        case NET_SOCKSTAT6:
+                return stat_after(text, "FRAG6: inuse ") == 0;
+        case NET_DEV: {
+                /* lo (the only device) has carried nothing. */
+                const char *lo = strstr(text, "lo:");
+                if (!lo)
+                        return false;
+                for (const char *q = lo + 3; *q && *q != '\n'; q++)
+                        if (*q >= '1' && *q <= '9')
+                                return false;
+                return true;
+        }
+        case NET_SNMP:
+        case NET_NETSTAT:
+                return header_value_pairs_zero(text);
+        case NET_SNMP6:
+                return name_value_lines_zero(text);
+        default:
+                return false;
+        }
+}
+
+bool sandbox_net_counters_pristine(const SandboxNetTexts *t) {
+        const char *texts[NET_N_TEXTS] = { t->sockstat, t->sockstat6, t->dev, t->snmp, t->snmp6, t->netstat };
+        for (int k = 0; k < NET_N_TEXTS; k++) {
+                if (!texts[k])
+                        return false;
+                _cleanup_free_ char *copy = xstrdup(texts[k]);
+                if (!net_text_pristine(k, copy))
+                        return false;
+        }
+        return true;
+}
+
+/* In the calling process's network namespace. One buffer on the stack,
+ * no allocation: an idle spare runs this, and every page it writes is
+ * a page it no longer shares with the worker. */
+static bool net_pristine_here(void) {
+        char buf[12288];
+        for (int k = 0; k < NET_N_TEXTS; k++) {
+                char path[64];
+                snprintf(path, sizeof(path), "/proc/self/net/%s", net_text_names[k]);
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return false;
+                size_t n = 0;
+                for (;;) {
+                        ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+                        if (r < 0 && errno == EINTR)
+                                continue;
+                        if (r < 0)
+                                return false;
+                        if (r == 0)
+                                break;
+                        n += (size_t) r;
+                        if (n == sizeof(buf) - 1)
+                                return false; /* larger than any we know: not judged */
+                }
+                buf[n] = 0;
+                if (!net_text_pristine(k, buf))
+                        return false;
+        }
+        return true;
+}
+
+/* ---- the worker's pool of finished runs' namespaces ---- */
+
+#define NETNS_POOL_MAX 16
+
+static int netns_pool[NETNS_POOL_MAX];
+static size_t netns_pool_n;
+/* Set in the worker just before a fork, so inherited by the run child. */
+static int netns_lent = -EBADF;
+
+void sandbox_netns_lend(void) {
+        netns_lent = netns_pool_n > 0 ? netns_pool[--netns_pool_n] : -EBADF;
+}
+
+void sandbox_netns_lend_end(void) {
+        netns_lent = fd_close(netns_lent);
+}
+
+int sandbox_netns_of(pid_t pid) {
+        struct stat own, theirs;
+        _cleanup_free_ char *path = xasprintf("/proc/%d/ns/net", (int) pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        /* Still ours: the child has not made or adopted its own yet. */
+        if (stat("/proc/self/ns/net", &own) < 0 || fstat(fd, &theirs) < 0 || own.st_ino == theirs.st_ino) {
+                close(fd);
+                return -ENOENT;
+        }
+        return fd;
+}
+
+void sandbox_netns_return(int fd) {
+        if (fd < 0)
+                return;
+        if (netns_pool_n < NETNS_POOL_MAX)
+                netns_pool[netns_pool_n++] = fd;
+        else
+                close(fd);
+}
+
+void sandbox_netns_pool_drop(void) {
+        for (size_t i = 0; i < netns_pool_n; i++)
+                close(netns_pool[i]);
+        netns_pool_n = 0;
+}
+
+
 int sandbox_net_enter(bool network, char **ret_error) {
+        /* Only this child holds the lent namespace now: the worker's pool
+         * is its own, not a run's to keep. */
+        int lent = TAKE_FD(netns_lent);
+        sandbox_netns_pool_drop();
+        if (network) {
+                (void) fd_close(lent);
+                return 0;
+        }
+        if (lent >= 0) {
+                bool adopted = setns(lent, CLONE_NEWNET) == 0 && net_pristine_here();
+                close(lent);
+                if (adopted) {
+                        return 0;
+                }
+                /* Not pristine: it dies once we leave it, unused. */
+        }
         if (network)
                 return 0;
         if (unshare(CLONE_NEWNET) < 0) {

@@ -135,6 +135,27 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error);
  * the seccomp filter. */
 int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error);
 
+/* Reuse of finished runs' network namespaces (sandbox-net.c). In the
+ * worker: _lend() before forking a run child hands it one from the pool
+ * (the child adopts it only if pristine, else makes its own), _lend_end()
+ * after the fork closes the worker's copy. _of(pid): an fd of the run
+ * child's namespace once it has one of its own (-ENOENT before). _return()
+ * it to the pool only once the run's pid namespace is empty. _pool_drop():
+ * in every child, which must not keep the pool. */
+void sandbox_netns_lend(void);
+void sandbox_netns_lend_end(void);
+int sandbox_netns_of(pid_t pid);
+void sandbox_netns_return(int fd);
+void sandbox_netns_pool_drop(void);
+
+/* The texts of /proc/self/net/{sockstat,sockstat6,dev,snmp,snmp6,netstat}
+ * of a namespace: pristine when no socket, TIME_WAIT or fragment is in it
+ * and every counter is zero but a fresh namespace's constants. */
+typedef struct SandboxNetTexts {
+        const char *sockstat, *sockstat6, *dev, *snmp, *snmp6, *netstat;
+} SandboxNetTexts;
+bool sandbox_net_counters_pristine(const SandboxNetTexts *t);
+
 /* The run's pid namespace made by the worker itself (sandbox-pidns.c): one
  * fork of the interpreter per run instead of two. In the worker, around the
  * fork of a run child: _begin unshares a pid namespace and clones its init

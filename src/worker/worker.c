@@ -53,6 +53,10 @@ typedef struct Child {
         SandboxRunPidns ns;
         bool reaped;
         int status;
+        /* The run's own network namespace (sandbox-net.c), learnt while
+         * the run is alive (learn_netns()); back to the pool once the
+         * run's pid namespace is empty. -1: none known. */
+        int netns_fd;
 } Child;
 
 static Child children[MAX_CHILDREN];
@@ -135,6 +139,7 @@ static void child_drop_worker_fds(int keep_sock) {
                 for (size_t k = 0; k < children[i].n_cg; k++)
                         close(children[i].cg_fds[k]);
         }
+        sandbox_netns_pool_drop();
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
@@ -148,6 +153,22 @@ static void fail_child(int result_fd, int code, const char *type, const char *ms
         if (s)
                 (void) write_full(result_fd, s, strlen(s));
         _exit(code);
+}
+
+/* A run child defers Python's after-fork work (PyOS_AfterFork_Child: its
+ * at-fork hooks run Python code — random's reseed, threading's and
+ * logging's lock re-inits, any env package's own) until it enters Python
+ * for its run, inside the finished sandbox. An idle spare therefore runs C
+ * only and writes no Python object, so its pages stay shared with this
+ * worker's (PSS per idle spare), and a package's hook runs without
+ * capabilities, under seccomp. */
+static bool python_after_fork_pending;
+
+static void python_after_fork(void) {
+        if (!python_after_fork_pending)
+                return;
+        python_after_fork_pending = false;
+        PyOS_AfterFork_Child();
 }
 
 /* Becomes the run: sandbox, fds 0-2, the user's code. Never returns. */
@@ -183,6 +204,7 @@ static _noreturn_ void become_run(const char *raw, int *fds, size_t n_fds) {
         if (fds[FD_RESULT] != 3 && dup2(fds[FD_RESULT], 3) < 0)
                 _exit(122);
         (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+        python_after_fork();
         py_run_child(raw, 3);
         /* Close the run's pipes before exiting: the engine has the whole
          * result at EOF and need not wait for this (large) process's
@@ -215,6 +237,7 @@ static _noreturn_ void become_instance(const char *raw, int *fds, size_t n_fds) 
                 close(devnull);
         }
         (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+        python_after_fork();
         py_serve_instance(raw, 3);
         fflush(NULL);
         _exit(0);
@@ -252,11 +275,12 @@ static _noreturn_ void spare_main(int sock) {
         _exit(0);
 }
 
+/* The child runs C only until python_after_fork(). */
 static pid_t fork_python(void) {
         PyOS_BeforeFork();
         pid_t pid = fork();
         if (pid == 0)
-                PyOS_AfterFork_Child();
+                python_after_fork_pending = true;
         else
                 PyOS_AfterFork_Parent();
         return pid;
@@ -275,6 +299,10 @@ static pid_t fork_run_child(SandboxRunPidns *ns) {
                         errno = -r;
                         return -1;
                 }
+                /* A finished run's network namespace for this child to
+                 * adopt if it is pristine (it checks). */
+                if (!worker_network)
+                        sandbox_netns_lend();
         }
         pid_t pid = fork_python();
         if (pid == 0) {
@@ -282,6 +310,7 @@ static pid_t fork_run_child(SandboxRunPidns *ns) {
                 return 0;
         }
         int saved = errno;
+        sandbox_netns_lend_end();
         if (ns->init > 0) {
                 sandbox_run_pidns_end(ns);
                 if (pid < 0) {
@@ -336,7 +365,8 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
                 return -errno;
         }
         Child *c = &children[n_children++];
-        *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns };
+        *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns,
+                     .netns_fd = -1 };
         for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
                 c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
@@ -382,6 +412,7 @@ static void child_remove(Child *c) {
                 close(c->spare_sock);
         child_close_cg(c);
         child_drop_init(c);
+        c->netns_fd = fd_close(c->netns_fd);
         free(c->id);
         free(c->tag);
         *c = children[--n_children];
@@ -482,12 +513,44 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 return 0;
         }
         children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1,
-                                         .ns = ns };
+                                         .ns = ns, .netns_fd = -1 };
         report_started(&children[n_children++]);
         return 0;
 }
 
+/* Learns the network namespace of each running child that has one of its
+ * own by now (made or adopted), to pool it when the run ends. A run's
+ * namespace is learnt only while the run is alive: a child's /proc entry
+ * names the namespace it is in, and only the run's processes are in it. */
+static bool netns_unlearnt(const Child *c) {
+        return !worker_network && c->netns_fd < 0 && c->pid > 0 && c->ns.init > 0 && c->spare_sock < 0 && !c->tag;
+}
+
+/* Returns whether a running child's namespace is still to be learnt (a
+ * run forked directly makes or adopts it only after joining its cgroups):
+ * the loop then looks again within a millisecond, so that the namespace
+ * of a short run is learnt before the run ends. */
+static bool learn_netns(void) {
+        bool pending = false;
+        for (size_t i = 0; i < n_children; i++) {
+                Child *c = &children[i];
+                if (!netns_unlearnt(c))
+                        continue;
+                int fd = sandbox_netns_of(c->pid);
+                if (fd >= 0)
+                        c->netns_fd = fd;
+                else
+                        pending = true;
+        }
+        return pending;
+}
+
 static void child_report_end(Child *c, int status) {
+        /* Both the run child and its namespace's init are reaped: no
+         * process of the run is left, so neither is any socket fd of it.
+         * The next user of the namespace checks it holds nothing else. */
+        if (c->netns_fd >= 0 && c->ns.init <= 0)
+                sandbox_netns_return(TAKE_FD(c->netns_fd));
         if (c->status_fd >= 0) {
                 json_t *m;
                 if (WIFSIGNALED(status))
@@ -629,12 +692,13 @@ int main(int argc, char **argv) {
                  * do it only when nothing is waiting (a run's exit report,
                  * the next request), so it never delays a run. */
                 bool need_spare = count_spares() < spares_target;
+                bool netns_pending = learn_netns();
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
                 /* Wake now and then so an idle worker shrinks its spares. */
-                int k = poll(p, 2, need_spare ? 1 : 5000);
+                int k = poll(p, 2, need_spare || netns_pending ? 1 : 5000);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;

@@ -269,7 +269,7 @@ class Index:
         self.files = []
         self.requests = []          # paths requested, in order
         self.fail = {}              # path -> [status, count]
-        self.hold = {}              # path -> threading.Event: answer once set
+        self.hold = {}              # path -> threading.Event: answer once set (pages too)
         self.truncate = {}          # path -> bytes sent before closing early
         self.server = None
         self.thread = None
@@ -338,6 +338,11 @@ class Index:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle on, a
+            # keep-alive client (pip, libcurl) waits ~40 ms for each
+            # response behind its own delayed ACK. Real index servers set
+            # TCP_NODELAY; so does this one.
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
@@ -379,6 +384,9 @@ class Index:
             def do_GET(self):
                 path = urllib.parse.urlparse(self.path).path
                 index.requests.append(path)
+                gate = index.hold.get(path)     # any path: a page, a wheel
+                if gate is not None:
+                    gate.wait(120)
                 f = index.fail.get(path)
                 if f and f[1] > 0:
                     f[1] -= 1
@@ -417,9 +425,6 @@ class Index:
                                 if not f.metadata:
                                     break
                                 return self.send(200, f.core_metadata(), "application/octet-stream")
-                            gate = index.hold.get(path)
-                            if gate is not None:
-                                gate.wait(120)
                             cut = index.truncate.get(path)
                             if cut is not None:
                                 return self.send_truncated(f.path, cut)

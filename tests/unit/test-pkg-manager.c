@@ -160,6 +160,13 @@ static void test_wheel_unpack(void **state) {
         assert_int_equal(r, 0);
         _cleanup_free_ char *moved = path_join(dest, "extra.py");
         assert_int_equal(access(moved, F_OK), 0);
+        /* Files are created read-only (no chmod per file afterwards); their
+         * directory stays writable until the store seals it. */
+        struct stat st;
+        assert_int_equal(stat(moved, &st), 0);
+        assert_int_equal(st.st_mode & 0222, 0);
+        assert_int_equal(stat(dest, &st), 0);
+        assert_true(st.st_mode & 0200);
         _cleanup_free_ char *meta = NULL;
         assert_int_equal(pkg_wheel_read_metadata(gp, &meta, &err), 0);
         assert_non_null(strstr(meta, "Name: w"));

@@ -539,6 +539,68 @@ static void test_worker_level(void **state) {
         assert_int_equal(WEXITSTATUS(st), 43);
 }
 
+/* The reuse decision for a finished run's network namespace
+ * (sandbox-net.c): the texts of a fresh namespace are pristine; any
+ * socket, TIME_WAIT, packet on lo or non-constant counter is not. */
+static const char FRESH_SOCKSTAT[] = "sockets: used 0\nTCP: inuse 0 orphan 3 tw 0 alloc 48 mem 15\n"
+                                     "UDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n";
+static const char FRESH_SOCKSTAT6[] = "TCP6: inuse 0\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inuse 0\n"
+                                      "FRAG6: inuse 0 memory 0\n";
+static const char FRESH_DEV[] =
+        "Inter-|   Receive                                                |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls "
+        "carrier compressed\n"
+        "    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0"
+        "       0          0\n";
+static const char FRESH_SNMP[] = "Ip: Forwarding DefaultTTL InReceives OutNoRoutes\nIp: 2 64 0 0\n"
+                                 "Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens\nTcp: 1 200 120000 -1 0\n"
+                                 "Udp: InDatagrams NoPorts\nUdp: 0 0\n";
+static const char FRESH_SNMP6[] = "Ip6InReceives                   \t0\nUdp6InDatagrams                 \t0\n";
+static const char FRESH_NETSTAT[] = "TcpExt: SyncookiesSent EmbryonicRsts\nTcpExt: 0 0\nIpExt: InNoRoutes\nIpExt: 0\n";
+
+static void test_net_pristine(void **state) {
+        SandboxNetTexts fresh = { FRESH_SOCKSTAT, FRESH_SOCKSTAT6, FRESH_DEV, FRESH_SNMP, FRESH_SNMP6, FRESH_NETSTAT };
+        assert_true(sandbox_net_counters_pristine(&fresh));
+
+        SandboxNetTexts t = fresh;
+        /* A socket left (a listener, a unix socket awaiting the GC). */
+        t.sockstat = "sockets: used 1\nTCP: inuse 1 orphan 0 tw 0 alloc 48 mem 15\nFRAG: inuse 0 memory 0\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        /* A TIME_WAIT (no socket, but the last run's connection). */
+        t = fresh;
+        t.sockstat = "sockets: used 0\nTCP: inuse 0 orphan 0 tw 1 alloc 48 mem 15\nFRAG: inuse 0 memory 0\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        /* Fragments being reassembled. */
+        t = fresh;
+        t.sockstat6 = "FRAG6: inuse 1 memory 1024\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        /* Packets on lo. */
+        t = fresh;
+        t.dev = "    lo:     410       8    0    0    0     0          0         0      410       8    0    0    0"
+                "     0       0          0\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        /* A counter moved without traffic (a connect with no route). */
+        t = fresh;
+        t.snmp = "Ip: Forwarding DefaultTTL InReceives OutNoRoutes\nIp: 2 64 0 1\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        t = fresh;
+        t.snmp6 = "Ip6InReceives                   \t0\nIp6OutNoRoutes                  \t3\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        t = fresh;
+        t.netstat = "TcpExt: SyncookiesSent EmbryonicRsts\nTcpExt: 0 2\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        /* Unreadable or malformed texts are never judged pristine. */
+        t = fresh;
+        t.dev = NULL;
+        assert_false(sandbox_net_counters_pristine(&t));
+        t = fresh;
+        t.sockstat = "TCP: inuse 0\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+        t = fresh;
+        t.snmp = "Ip: Forwarding DefaultTTL\n";
+        assert_false(sandbox_net_counters_pristine(&t));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_classify),
@@ -550,6 +612,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_pids_and_kill),
                 cmocka_unit_test(test_cgroup_name_taken),
                 cmocka_unit_test(test_worker_level),
+                cmocka_unit_test(test_net_pristine),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

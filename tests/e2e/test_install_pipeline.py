@@ -1,0 +1,163 @@
+"""The first-install pipeline (issue 15 (e)): wheels are downloaded and
+unpacked as the resolver pins them, while it still works. What a user checks:
+a failed download still publishes no env and says which file; a version the
+resolver fetched early and then rejected is not in the env."""
+import json
+import os
+import pathlib
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import CLI
+import pkgindex
+
+pytestmark = pytest.mark.skipif(not CLI.exists(), reason="pysprinter not built")
+
+
+def _prepare(env, index, *reqs):
+    return subprocess.Popen([str(CLI), "env", "prepare", "--index-url", index.url, *reqs], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(cond, proc, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, (what, proc.communicate())
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def _big(outdir, name):
+    files = {f"{name}/__init__.py": "X = 1\n"}
+    for i in range(3):
+        files[f"{name}/blob{i}.bin"] = os.urandom(1 << 20)
+    return pkgindex.build_wheel(outdir, name, "1.0", files=files)
+
+
+def test_failed_download_while_another_is_unpacked_publishes_no_env(env, home, tmp_path):
+    ok = pkgindex.build_wheel(tmp_path, "okpkg", "1.0")
+    bad = _big(tmp_path, "badpkg")
+    ix = pkgindex.Index()
+    ix.add(ok)
+    ix.add(bad)
+    bad_path = f"/files/{bad.name}"
+    gate = ix.hold[bad_path] = threading.Event()
+    ix.start()
+    ok_dir = home / "store" / pkgindex.sha256_file(ok)
+    try:
+        p = _prepare(env, ix, "okpkg", "badpkg")
+        # okpkg is in the store (fetched, verified, unpacked, renamed)
+        # while badpkg's download is still held by the index.
+        _wait(lambda: ok_dir.is_dir() and bad_path in ix.requests, p, "okpkg unpacked, badpkg downloading")
+        ix.truncate[bad_path] = bad.stat().st_size // 3     # then it is cut, every time
+        gate.set()
+        out, err = p.communicate(timeout=120)
+    finally:
+        gate.set()
+        ix.stop()
+    assert p.returncode == 4, (p.returncode, out, err)
+    assert bad.name in err or bad_path in err, err
+    envs = home / "envs"
+    assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
+    store = sorted(x.name for x in (home / "store").iterdir())
+    assert store == [ok_dir.name], store           # nothing of badpkg, no staging dir
+    wheels = home / "cache" / "wheels"
+    assert not wheels.exists() or not list(wheels.iterdir()), list(wheels.iterdir())
+
+
+def test_version_fetched_early_then_rejected_is_not_the_env(env, home, tmp_path):
+    # top -> mid; mid 2.0 -> deep -> leaf<1 conflicts with the root's
+    # leaf>=1, found only once deep's metadata is read (deep has no PEP 658
+    # file: its wheel is fetched, and the index holds it). By then mid 2.0
+    # has been pinned and its wheel fetched early.
+    w = {}
+    for name, version, requires in [("top", "1.0", ["mid"]), ("mid", "2.0", ["deep"]), ("mid", "1.0", ["leaf>=1"]),
+                                    ("deep", "1.0", ["leaf<1"]), ("leaf", "0.5", []), ("leaf", "1.2", [])]:
+        w[(name, version)] = pkgindex.build_wheel(tmp_path, name, version, requires=requires)
+    ix = pkgindex.Index()
+    for (name, _), path in w.items():
+        ix.add(path, metadata=name != "deep")
+    deep_path = f"/files/{w[('deep', '1.0')].name}"
+    mid2_path = f"/files/{w[('mid', '2.0')].name}"
+    gate = ix.hold[deep_path] = threading.Event()
+    ix.start()
+    try:
+        p = _prepare(env, ix, "top", "leaf>=1")
+        _wait(lambda: mid2_path in ix.requests and deep_path in ix.requests, p,
+              "mid 2.0 fetched early while the resolver waits for deep")
+        gate.set()
+        out, err = p.communicate(timeout=120)
+    finally:
+        gate.set()
+        ix.stop()
+    assert p.returncode == 0, (out, err)
+    dirs = [pathlib.Path(x) for x in out.split()]
+    infos = sorted(d.name for x in dirs for d in x.iterdir() if d.name.endswith(".dist-info"))
+    assert infos == ["leaf-1.2.dist-info", "mid-1.0.dist-info", "top-1.0.dist-info"], infos
+    mid2 = pkgindex.sha256_file(w[("mid", "2.0")])
+    assert mid2 not in out
+    (record,) = (home / "envs").glob("*.json")
+    assert mid2 not in record.read_text()
+    versions = {e["name"]: e["version"] for e in json.loads(record.read_text())["packages"]}
+    assert versions == {"top": "1.0", "mid": "1.0", "leaf": "1.2"}, versions
+
+
+def test_conflict_after_early_fetch_publishes_no_env(env, home, tmp_path):
+    # app 3.0's wheel is fetched as soon as its page is read; then its
+    # metadata (lib<1) conflicts with the root's lib>=1 and nothing else
+    # is left: the resolver's error, no env.
+    for name, version, requires in [("app", "3.0", ["lib<1"]), ("lib", "0.9", []), ("lib", "1.5", [])]:
+        pkgindex.build_wheel(tmp_path, name, version, requires=requires)
+    ix = pkgindex.Index()
+    for w in sorted(tmp_path.glob("*.whl")):
+        ix.add(w)
+    ix.start()
+    try:
+        p = _prepare(env, ix, "app==3.0", "lib>=1")
+        out, err = p.communicate(timeout=120)
+    finally:
+        ix.stop()
+    assert p.returncode == 4, (p.returncode, out, err)
+    assert "conflicting requirements on lib" in err, err
+    envs = home / "envs"
+    assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
+    assert not list((home / "store").glob(".tmp-*"))
+
+
+def test_stalled_early_download_of_a_rejected_version_is_stopped(env, home, tmp_path):
+    # app 3.0's wheel is fetched as soon as its page is read, and the index
+    # stalls it (sends nothing); then lib's page arrives and resolution
+    # fails. The stalled download is stopped: the error comes while the
+    # index still holds the wheel, not after the transfer's low-speed
+    # timeout (30 s) and its retries.
+    for name, version, requires in [("app", "3.0", ["lib<1"]), ("lib", "0.9", []), ("lib", "1.5", [])]:
+        pkgindex.build_wheel(tmp_path, name, version, requires=requires)
+    ix = pkgindex.Index()
+    for w in sorted(tmp_path.glob("*.whl")):
+        ix.add(w)
+    app_path = "/files/app-3.0-py3-none-any.whl"
+    wheel_gate = ix.hold[app_path] = threading.Event()
+    page_gate = ix.hold["/simple/lib/"] = threading.Event()
+    ix.start()
+    try:
+        p = _prepare(env, ix, "app==3.0", "lib>=1")
+        _wait(lambda: app_path in ix.requests and "/simple/lib/" in ix.requests, p,
+              "app 3.0 fetched early while the resolver waits for lib's page")
+        page_gate.set()
+        out, err = p.communicate(timeout=60)
+        held = not wheel_gate.is_set()
+    finally:
+        wheel_gate.set()
+        page_gate.set()
+        ix.stop()
+    assert held
+    assert p.returncode == 4, (p.returncode, out, err)
+    assert "conflicting requirements on lib" in err, err
+    envs = home / "envs"
+    assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
+    assert not list((home / "store").glob(".tmp-*"))
+    wheels = home / "cache" / "wheels"
+    assert not wheels.exists() or not list(wheels.iterdir()), list(wheels.iterdir())
