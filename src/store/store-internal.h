@@ -29,6 +29,8 @@ struct Store {
         StoreOp *whead, *wtail;
         pthread_t writer;
         bool wstarted, wstop, wleader;
+        bool wticking;          /* the writer sleeps timed: it looks by itself */
+        usec_t wsince;          /* when the oldest queued write was queued */
         uint64_t commits;
         struct {
                 char *text;
