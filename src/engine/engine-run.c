@@ -970,7 +970,8 @@ static void instance_exit_status(Instance *i, RunWatch *w) {
         json_decref(m);
 }
 
-static char *instance_start_message(RunCtx *c) {
+static char *instance_start_message(void *userdata) {
+        RunCtx *c = userdata;
         json_t *m = base_message(c, "instance");
         json_object_set_new(m, "args", json_array());
         json_object_set_new(m, "kwargs", json_object());
@@ -1005,8 +1006,8 @@ static int phase_run(RunCtx *c) {
         bool cold = false;
         int r;
         if (c->spec->instance_key) {
-                _cleanup_free_ char *start = instance_start_message(c);
-                r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, start, c->spec->sandbox,
+                r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
+                                     c->spec->sandbox,
                                      &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
                 if (r >= 0)
                         rs = c->inst->sandbox;
@@ -1057,10 +1058,10 @@ static int phase_run(RunCtx *c) {
                 instance_release(c->e, c->inst, true);
                 c->inst = NULL;
                 rs = NULL;
-                _cleanup_free_ char *start = instance_start_message(c);
                 free(err);
                 err = NULL;
-                r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, start, c->spec->sandbox,
+                r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
+                                     c->spec->sandbox,
                                      &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
                 if (r < 0) {
                         pipes_close(&p);
@@ -1089,9 +1090,11 @@ static int phase_run(RunCtx *c) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "cannot hand the run to the worker");
                 w.worker_gone = true;
         } else {
-                fd_nonblock(p.out[0], true);
-                fd_nonblock(p.err[0], true);
-                fd_nonblock(p.result[0], true);
+                /* Fresh pipes' read ends carry no other status flag: set
+                 * it without reading it first (3 syscalls per run less). */
+                (void) fcntl(p.out[0], F_SETFL, O_NONBLOCK);
+                (void) fcntl(p.err[0], F_SETFL, O_NONBLOCK);
+                (void) fcntl(p.result[0], F_SETFL, O_NONBLOCK);
                 c->res->t_fork = now_monotonic() - t1;
                 c->res->t_start = c->res->t_acquire + c->res->t_fork;
                 emit_phase(c, "run");
