@@ -801,6 +801,64 @@ static void test_writer_not_woken_per_unwaited_write(void **state) {
         store_close(s);
 }
 
+typedef struct BlockedWriter {
+        RunQueue *q;
+        volatile bool started, done;
+        int result;
+} BlockedWriter;
+
+static void *blocked_writer(void *p) {
+        BlockedWriter *b = p;
+        b->started = true;
+        RunRecord r = { .id = (char *) "bw-1", .tenant = (char *) "a", .filename = (char *) "f.py", .created = 1,
+                        .max_attempts = 1 };
+        b->result = run_queue_submit(b->q, &r, "{\"source\":\"x\"}");
+        b->done = true;
+        return NULL;
+}
+
+/* A run's answer and a function's lookup (every invoke) read through a
+ * connection of their own: they do not wait behind a write that waits for
+ * SQLite's lock (here another process's transaction; in the daemon a
+ * group commit in progress). */
+static void test_reads_do_not_wait_for_the_writer(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit(q, "bw-0", 1, 1);
+        sqlite3 *other = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &other, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        BlockedWriter b = { .q = q };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, blocked_writer, &b), 0);
+        while (!b.started)
+                ;
+        /* Reads for a while the writer is stuck on the lock (its busy
+         * timeout is 10 s): each must answer from the last commit. */
+        usec_t t0 = now_monotonic();
+        unsigned reads = 0;
+        while (now_monotonic() - t0 < 300 * USEC_PER_MSEC) {
+                RunRecord *r = NULL;
+                assert_int_equal(store_run_get(s, NULL, "bw-0", &r), 0);
+                assert_string_equal(r->status, "queued");
+                run_record_free(r);
+                reads++;
+        }
+        bool writer_done_early = b.done;
+        assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(other);
+        pthread_join(t, NULL);
+        assert_false(writer_done_early); /* the reads did not wait for it */
+        assert_int_equal(b.result, 0);
+        assert_true(reads > 1);
+        RunRecord *r = NULL;
+        assert_int_equal(store_run_get(s, NULL, "bw-1", &r), 0);
+        run_record_free(r);
+        run_queue_free(q);
+        store_close(s);
+}
+
 static void test_lock_text_stored_once(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
@@ -861,6 +919,7 @@ int main(void) {
                 cmocka_unit_test(test_writer_flushes_unwaited_starts_on_close),
                 cmocka_unit_test(test_lock_text_stored_once),
                 cmocka_unit_test(test_writer_not_woken_per_unwaited_write),
+                cmocka_unit_test(test_reads_do_not_wait_for_the_writer),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
