@@ -1,5 +1,7 @@
-/* The SQLite job store. One connection per Store, serialised by a mutex;
- * WAL mode so readers (pysprinter ps) never block the writer (a run). */
+/* The SQLite job store. One read-write connection per Store, serialised by
+ * a mutex, and a read-only one for the reads of every invoke (store_read());
+ * WAL mode so readers (pysprinter ps, the read connection) never block the
+ * writer (a run) nor wait for it. */
 #include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
