@@ -22,8 +22,7 @@ struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits 
 }
 
 static json_t *run_json(const RunRecord *r, const char *phase) {
-        _cleanup_free_ char *text = run_record_to_json(r, phase);
-        json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
+        json_t *j = run_record_json(r, phase);
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 

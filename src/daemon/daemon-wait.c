@@ -16,7 +16,18 @@
  *
  * Lost wakeups: a caller takes daemon_wait_arm()'s generation before it
  * looks at its condition; daemon_wait_park() refuses to suspend when a kick
- * came in between, and the caller looks again. */
+ * came in between, and the caller looks again.
+ *
+ * A kick nobody can be waiting for takes no lock: a run's every phase is
+ * kicked (for its log followers) while the invoke that submitted it is
+ * parking under W.lock, and the run thread would wait for that lock (a
+ * futex wait and wake, a context switch) to find no waiter of its key.
+ * Parked waiters are counted per hash of their key (NULL: "any change",
+ * counted apart); a parker counts itself before it compares generations
+ * and a kicker bumps the generation before it reads the counts, both
+ * sequentially consistent, so either the kicker sees the parker's count
+ * (and takes the lock path) or the parker sees the new generation (and
+ * looks again). */
 #include <assert.h>
 #include <microhttpd.h>
 #include <poll.h>
@@ -31,6 +42,7 @@ static struct {
         uint64_t gen;                   /* kicks so far */
         uint64_t next_id;
         unsigned parked;
+        unsigned keyed[64];             /* parked or parking, by key_slot(); atomic */
         unsigned users;                 /* initialized, not yet done */
         bool draining;
         bool stop;
@@ -39,6 +51,16 @@ static struct {
         usec_t watcher_wakes;           /* when the watcher's poll() ends at the latest */
         pthread_t thread;
 } W = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .efd = -1 };
+
+/* Waiters of "any change" (NULL) have their own slot: every kick wakes them. */
+static unsigned *key_slot(const void *key) {
+        if (!key)
+                return &W.keyed[0];
+        uintptr_t h = (uintptr_t) key;
+        h ^= h >> 17;
+        h *= 0x9E3779B97F4A7C15ULL;
+        return &W.keyed[1 + (h >> 58) % (ELEMENTSOF(W.keyed) - 1)];
+}
 
 void daemon_waiter_init(DaemonWaiter *w) {
         *w = (DaemonWaiter) { .why = DAEMON_WAKE_EVENT, .fd = -1 };
@@ -74,6 +96,7 @@ static void wake_locked(DaemonWaiter *w, DaemonWake why) {
         w->parked = false;
         w->why = why;
         W.parked--;
+        __atomic_sub_fetch(key_slot(w->key), 1, __ATOMIC_SEQ_CST);
         MHD_resume_connection(w->conn);
 }
 
@@ -81,10 +104,12 @@ bool daemon_wait_park(DaemonWaiter *w, struct MHD_Connection *conn, const void *
                       usec_t deadline) {
         assert(w && conn);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        unsigned *slot = key_slot(key);
+        __atomic_add_fetch(slot, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_lock(&W.lock);
         if (W.draining)
                 w->why = DAEMON_WAKE_DRAIN;
-        else if (__atomic_load_n(&W.gen, __ATOMIC_ACQUIRE) != gen)
+        else if (__atomic_load_n(&W.gen, __ATOMIC_SEQ_CST) != gen)
                 w->why = DAEMON_WAKE_EVENT;
         else if (deadline > 0 && now_monotonic() >= deadline)
                 w->why = DAEMON_WAKE_TIMEOUT;
@@ -115,13 +140,17 @@ bool daemon_wait_park(DaemonWaiter *w, struct MHD_Connection *conn, const void *
                         (void) !write(W.efd, &one, sizeof(one));
                 return true;
         }
+        __atomic_sub_fetch(slot, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&W.lock);
         return false;
 }
 
 void daemon_wait_kick(const void *key) {
+        __atomic_add_fetch(&W.gen, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(key_slot(NULL), __ATOMIC_SEQ_CST) == 0 &&
+            (!key || __atomic_load_n(key_slot(key), __ATOMIC_SEQ_CST) == 0))
+                return; /* nobody parked (or parking) who could want it */
         pthread_mutex_lock(&W.lock);
-        __atomic_add_fetch(&W.gen, 1, __ATOMIC_RELEASE);
         for (DaemonWaiter *w = W.head, *next; w; w = next) {
                 next = w->next;
                 if (!w->key || (key && w->key == key))

@@ -191,7 +191,8 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         return 0;
 }
 
-int instance_acquire(Engine *e, const char *key, unsigned max_instances, const char *start_json, SandboxMode mode,
+int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message,
+                     void *userdata, SandboxMode mode,
                      const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
                      bool *ret_cold, char **ret_error) {
         if (!max_instances)
@@ -252,6 +253,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, const c
         free_retired(e, retired);
 
         Instance *fresh = NULL;
+        _cleanup_free_ char *start_json = start_message(userdata);
         int r = instance_start(e, key, start_json, mode, limits, sys_path, data, &fresh, ret_error);
 
         pthread_mutex_lock(&e->pool.lock);

@@ -267,9 +267,12 @@ ValidationCache *vcache_free(ValidationCache *c);
 char *vcache_get(ValidationCache *c, const char *key);
 void vcache_put(ValidationCache *c, const char *key, const char *reply_json);
 
-/* A warm instance for key (started from start_json, the "instance"
- * message, if none is idle and fewer than max_instances exist). */
-int instance_acquire(Engine *e, const char *key, unsigned max_instances, const char *start_json, SandboxMode mode,
+/* A warm instance for key (started from start_message(userdata), the
+ * "instance" message, if none is idle and fewer than max_instances exist:
+ * built only then, since it carries the function's whole source). */
+typedef char *(*InstanceStartFn)(void *userdata);
+int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message,
+                     void *userdata, SandboxMode mode,
                      const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
                      bool *ret_cold, char **ret_error);
 void instance_release(Engine *e, Instance *i, bool broken);

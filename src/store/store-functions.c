@@ -136,11 +136,11 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
         FunctionRecord *f = NULL;
         int rc;
 
-        pthread_mutex_lock(&s->lock);
-        st = store_stmt(s, version > 0 ? "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 AND version=?3"
+        /* Every invoke looks its function up: on the read connection. */
+        st = store_read(s, version > 0 ? "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 AND version=?3"
                                        : "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
                                          "ORDER BY version DESC LIMIT 1");
-        rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        rc = st ? SQLITE_OK : SQLITE_IOERR;
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant);
                 store_bind_text(st, 2, name);
@@ -149,9 +149,8 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW)
                         f = function_from_row(st);
-                store_stmt_done(s, st);
+                store_read_done(s, st);
         }
-        pthread_mutex_unlock(&s->lock);
         if (f) {
                 *ret = f;
                 return 0;

@@ -20,6 +20,17 @@ struct Store {
                 sqlite3_stmt *st;
         } cache[STORE_STMT_CACHE];
         size_t n_cache;
+        /* The hot reads (store_read()): a second, read-only connection
+         * under its own lock, so an invoke's function lookup and its
+         * answer never wait behind a group commit (WAL: a reader sees the
+         * last commit while the writer writes). NULL: reads use db. */
+        sqlite3 *rdb;
+        pthread_mutex_t rlock;
+        struct {
+                const char *sql;
+                sqlite3_stmt *st;
+        } rcache[8];
+        size_t n_rcache;
         char *reserve_path;     /* store_reserve_make() */
         /* The writer (store-writer.c): its queue, its leader and its
          * thread, under wlock; commits and the lock cache under lock (the
@@ -29,6 +40,8 @@ struct Store {
         StoreOp *whead, *wtail;
         pthread_t writer;
         bool wstarted, wstop, wleader;
+        bool wticking;          /* the writer sleeps timed: it looks by itself */
+        usec_t wsince;          /* when the oldest queued write was queued */
         uint64_t commits;
         struct {
                 char *text;
@@ -41,6 +54,12 @@ struct Store {
 };
 
 #define STORE_RESERVE_BYTES (2ULL << 20)
+
+/* A cached statement for a read (sql: a string literal), on the read
+ * connection when there is one, with its lock taken; NULL (lock released)
+ * when it cannot be prepared. store_read_done() resets it and unlocks. */
+sqlite3_stmt *store_read(Store *s, const char *sql);
+void store_read_done(Store *s, sqlite3_stmt *st);
 
 /* The full-disk reserve (store.c): make it when there is room; give it back
  * (true when there was one) so a write that found the disk full can be

@@ -25,7 +25,7 @@ static json_t *args_as_given(const char *text, bool keyword) {
         return out;
 }
 
-char *run_record_to_json(const RunRecord *r, const char *phase) {
+json_t *run_record_json(const RunRecord *r, const char *phase) {
         json_t *j = json_object();
         json_object_set_new(j, "id", json_string(r->id));
         json_object_set_new(j, "status", json_string(r->status ?: "queued"));
@@ -50,6 +50,11 @@ char *run_record_to_json(const RunRecord *r, const char *phase) {
         json_object_set_new(j, "created_at", time_json(r->created));
         json_object_set_new(j, "started_at", time_json(r->started));
         json_object_set_new(j, "finished_at", time_json(r->finished));
+        return j;
+}
+
+char *run_record_to_json(const RunRecord *r, const char *phase) {
+        json_t *j = run_record_json(r, phase);
         char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
         json_decref(j);
         return text;

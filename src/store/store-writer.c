@@ -18,7 +18,7 @@
  * them commits all of their writes at once.
  *
  * Writes nobody waits for (a run's start) wait a little for company: a
- * thread commits them after STORE_LINGER_USEC unless a waited write took
+ * thread commits them STORE_LINGER_USEC after the oldest was queued unless a waited write took
  * them into its transaction first, so at concurrency 1 an invoke's start
  * and finish share one transaction. No waiter is ever delayed by it. */
 #include <assert.h>
@@ -197,30 +197,58 @@ static void drain_locked(Store *s) {
         }
 }
 
-/* The writes nobody waits for: after lingering (a waited write that comes
- * meanwhile takes them into its own transaction), whatever is left is
- * committed here. */
+/* The writes nobody waits for: once the oldest pending write has lingered
+ * STORE_LINGER_USEC (a waited write that comes meanwhile takes it into its
+ * own transaction), whatever is left is committed here.
+ *
+ * While writes keep coming the thread looks at the queue on a timer (every
+ * STORE_LINGER_USEC at most) instead of being signalled for each write
+ * that finds the queue empty: at one invoke after another, each start
+ * found it empty (the finish before had taken everything) and woke this
+ * thread only for it to sleep again: two context switches per invoke for
+ * nothing. After STORE_IDLE_TICKS looks at an empty queue it sleeps until
+ * signalled (an idle daemon wakes nobody). */
+#define STORE_IDLE_TICKS 50
+
 static void *writer_main(void *p) {
         Store *s = p;
+        unsigned idle = 0;
         pthread_mutex_lock(&s->wlock);
         for (;;) {
-                while (!s->whead && !s->wstop)
-                        pthread_cond_wait(&s->wcond, &s->wlock);
                 if (s->wstop)
                         break;
-                usec_t until = now_monotonic() + STORE_LINGER_USEC;
-                for (usec_t now; s->whead && !s->wstop && (now = now_monotonic()) < until;)
-                        cond_wait_usec(&s->wcond, &s->wlock, until - now);
-                if (s->whead && !s->wleader)
+                usec_t now = now_monotonic();
+                if (s->whead && !s->wleader && now - s->wsince >= STORE_LINGER_USEC) {
                         lead_locked(s);
+                        idle = 0;
+                        continue;
+                }
+                if (!s->whead && idle >= STORE_IDLE_TICKS) {
+                        s->wticking = false;
+                        while (!s->whead && !s->wstop)
+                                pthread_cond_wait(&s->wcond, &s->wlock);
+                        idle = 0;
+                        continue;
+                }
+                idle = s->whead ? 0 : idle + 1;
+                s->wticking = true;
+                usec_t until = now + STORE_LINGER_USEC;
+                if (s->whead)
+                        /* Leading now (its followers take what it leaves,
+                         * else we do shortly), or not old enough yet. */
+                        until = s->wleader ? now + STORE_LINGER_USEC / 4 : s->wsince + STORE_LINGER_USEC;
+                cond_wait_usec(&s->wcond, &s->wlock, until - now);
         }
+        s->wticking = false;
         drain_locked(s);
         pthread_mutex_unlock(&s->wlock);
         return NULL;
 }
 
-/* With s->wlock held. */
-static void enqueue_locked(Store *s, StoreOp *op) {
+/* With s->wlock held. Returns whether the writer thread sleeps untimed
+ * and must be signalled (after the caller unlocks: a thread woken while
+ * the lock is still held only blocks on it). */
+static bool enqueue_locked(Store *s, StoreOp *op) {
         op->next = NULL;
         bool was_empty = !s->whead;
         if (s->wtail)
@@ -228,14 +256,15 @@ static void enqueue_locked(Store *s, StoreOp *op) {
         else
                 s->whead = op;
         s->wtail = op;
+        if (was_empty)
+                s->wsince = now_monotonic();
         if (!op->owned)
-                return;
+                return false;
         /* The lingering thread, for writes nobody waits for; woken only
-         * when it sleeps (an empty queue): a wake-up is a context switch. */
+         * when it sleeps untimed: a wake-up is a context switch. */
         if (!s->wstarted && !s->wstop)
                 s->wstarted = pthread_create(&s->writer, NULL, writer_main, s) == 0;
-        if (was_empty)
-                pthread_cond_signal(&s->wcond);
+        return was_empty && !s->wticking;
 }
 
 int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait) {
@@ -245,7 +274,7 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
                  * concurrency 1 a waited write costs no thread hand-off. */
                 StoreOp op = { .sql = sql, .rec = (RunRecord *) r, .arg21 = (char *) arg21 };
                 pthread_mutex_lock(&s->wlock);
-                enqueue_locked(s, &op);
+                (void) enqueue_locked(s, &op);
                 while (!op.done) {
                         if (!s->wleader)
                                 lead_locked(s);
@@ -262,12 +291,14 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
         op->arg21 = dup_or_null(arg21);
         op->owned = true;
         pthread_mutex_lock(&s->wlock);
-        enqueue_locked(s, op);
+        bool wake = enqueue_locked(s, op);
         /* No thread (it could not be made, or the store is closing): the
          * caller commits it now. */
         if (!s->wstarted || s->wstop)
                 drain_locked(s);
         pthread_mutex_unlock(&s->wlock);
+        if (wake)
+                pthread_cond_signal(&s->wcond);
         return 0;
 }
 

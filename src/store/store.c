@@ -1,5 +1,7 @@
-/* The SQLite job store. One connection per Store, serialised by a mutex;
- * WAL mode so readers (pysprinter ps) never block the writer (a run). */
+/* The SQLite job store. One read-write connection per Store, serialised by
+ * a mutex, and a read-only one for the reads of every invoke (store_read());
+ * WAL mode so readers (pysprinter ps, the read connection) never block the
+ * writer (a run) nor wait for it. */
 #include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,10 +34,64 @@ int store_open(const char *path, Store **ret_store) {
         pthread_mutex_init(&s->wlock, NULL);
         pthread_cond_init(&s->wcond, NULL);
         pthread_cond_init(&s->wdone, NULL);
+        pthread_mutex_init(&s->rlock, NULL);
+        /* After the migrations: the reader sees the final schema. Not for
+         * a private (in-memory) database, which a second connection would
+         * not share. */
+        if (!streq(path, ":memory:") && !startswith(path, "file:")) {
+                sqlite3 *rdb = NULL;
+                if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+                        sqlite3_busy_timeout(rdb, 10000);
+                        s->rdb = rdb;
+                } else
+                        sqlite3_close(rdb);
+        }
         s->reserve_path = xasprintf("%s-reserve", path);
         store_reserve_make(s);
         *ret_store = s;
         return 0;
+}
+
+sqlite3_stmt *store_read(Store *s, const char *sql) {
+        if (!s->rdb) {
+                pthread_mutex_lock(&s->lock);
+                sqlite3_stmt *st = store_stmt(s, sql);
+                if (!st)
+                        pthread_mutex_unlock(&s->lock);
+                return st;
+        }
+        pthread_mutex_lock(&s->rlock);
+        for (size_t i = 0; i < s->n_rcache; i++)
+                if (s->rcache[i].sql == sql)
+                        return s->rcache[i].st;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v3(s->rdb, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+                sqlite3_finalize(st);
+                pthread_mutex_unlock(&s->rlock);
+                return NULL;
+        }
+        if (s->n_rcache < ELEMENTSOF(s->rcache)) {
+                s->rcache[s->n_rcache].sql = sql;
+                s->rcache[s->n_rcache++].st = st;
+        }
+        return st;
+}
+
+void store_read_done(Store *s, sqlite3_stmt *st) {
+        if (!s->rdb) {
+                store_stmt_done(s, st);
+                pthread_mutex_unlock(&s->lock);
+                return;
+        }
+        bool cached = false;
+        for (size_t i = 0; i < s->n_rcache; i++)
+                cached = cached || s->rcache[i].st == st;
+        if (cached) {
+                sqlite3_reset(st);
+                sqlite3_clear_bindings(st);
+        } else
+                sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->rlock);
 }
 
 /* The reserve: a file of STORE_RESERVE_BYTES beside the database, given
@@ -114,7 +170,11 @@ Store *store_close(Store *s) {
         store_writer_stop(s);
         for (size_t i = 0; i < s->n_cache; i++)
                 sqlite3_finalize(s->cache[i].st);
+        for (size_t i = 0; i < s->n_rcache; i++)
+                sqlite3_finalize(s->rcache[i].st);
+        sqlite3_close_v2(s->rdb);
         sqlite3_close_v2(s->db);
+        pthread_mutex_destroy(&s->rlock);
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->wlock);
         pthread_cond_destroy(&s->wcond);
@@ -285,15 +345,10 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
         /* A prefix is matched with a range, not LIKE: ids are plain base32 and
          * a user's '%' or '_' must not act as a wildcard. */
         _cleanup_free_ char *hi = xasprintf("%s\x7f", id_or_prefix);
-        sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
-        st = store_stmt(s, "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
-                           "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2");
-        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
-        if (rc != SQLITE_OK) {
-                pthread_mutex_unlock(&s->lock);
-                return store_sqlite_errno(rc);
-        }
+        sqlite3_stmt *st = store_read(s, "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
+                                         "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2");
+        if (!st)
+                return -EIO;
         store_bind_text(st, 1, id_or_prefix);
         store_bind_text(st, 2, hi);
         store_bind_text(st, 3, tenant);
@@ -305,8 +360,7 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
                 if (!streq(first->id, id_or_prefix) && sqlite3_step(st) == SQLITE_ROW)
                         r = -EEXIST;
         }
-        store_stmt_done(s, st);
-        pthread_mutex_unlock(&s->lock);
+        store_read_done(s, st);
         if (r < 0) {
                 run_record_free(first);
                 return r;

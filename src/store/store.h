@@ -66,6 +66,9 @@ void run_record_freep(RunRecord **r);
  * is the live phase of a run in flight. NULL only when r holds text that
  * is not UTF-8. */
 char *run_record_to_json(const RunRecord *r, const char *phase);
+/* The same as a jansson object (a new reference): for an answer that is
+ * serialized once, not printed, parsed back and printed again. */
+struct json_t *run_record_json(const RunRecord *r, const char *phase);
 
 /* Insert a new record (id must be unique). */
 int store_run_insert(Store *s, const RunRecord *r);

@@ -7,7 +7,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
@@ -425,6 +427,100 @@ static void test_cgroup_pids_and_kill(void **state) {
         sandbox_cgroup_free(cg);
 }
 
+/* How many of our open fds are the group's freezer file. */
+static int freezer_fds_open(void) {
+        int n = 0;
+        DIR *d = opendir("/proc/self/fd");
+        assert_non_null(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char link[300], target[4096];
+                snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+                ssize_t k = readlink(link, target, sizeof(target) - 1);
+                if (k <= 0)
+                        continue;
+                target[k] = 0;
+                if (strstr(target, "unittest-frz-") && (strstr(target, "/cgroup.freeze") || strstr(target, "/freezer.state")))
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+static bool counter_moves(volatile uint64_t *c) {
+        uint64_t a = *c;
+        usec_t until = now_monotonic() + 20 * USEC_PER_MSEC;
+        while (now_monotonic() < until)
+                if (*c != a)
+                        return true;
+        return false;
+}
+
+/* A warm instance is frozen and thawed around every invocation: the
+ * freezer file is opened once for the group's life (not per call), and
+ * each write still freezes / thaws the group's processes. */
+static void test_cgroup_freeze_keeps_file_open(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .max_procs = 16 };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-frz-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                free(err);
+                skip();
+        }
+        volatile uint64_t *counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        assert_true(counter != MAP_FAILED);
+        int fds[6];
+        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (write(fds[i], "0", 1) < 0)
+                                _exit(1);
+                for (;;)
+                        (*counter)++;
+        }
+        /* Wait until it runs in the group. */
+        usec_t deadline = now_monotonic() + 5 * USEC_PER_SEC;
+        while (*counter == 0 && now_monotonic() < deadline)
+                ;
+        assert_true(*counter > 0);
+        int before = freezer_fds_open();
+        int r = sandbox_cgroup_freeze(cg, true);
+        if (r == -EOPNOTSUPP) {
+                sandbox_cgroup_free(cg);
+                (void) waitpid(pid, NULL, 0);
+                skip();
+        }
+        assert_int_equal(r, 0);
+        /* Frozen: its counter stops (the freeze completes asynchronously). */
+        bool stopped = false;
+        for (deadline = now_monotonic() + 5 * USEC_PER_SEC; !stopped && now_monotonic() < deadline;)
+                stopped = !counter_moves(counter);
+        assert_true(stopped);
+        assert_int_equal(sandbox_cgroup_freeze(cg, false), 0);
+        bool moved = false;
+        for (deadline = now_monotonic() + 5 * USEC_PER_SEC; !moved && now_monotonic() < deadline;)
+                moved = counter_moves(counter);
+        assert_true(moved);
+        for (int i = 0; i < 50; i++) {
+                assert_int_equal(sandbox_cgroup_freeze(cg, true), 0);
+                assert_int_equal(sandbox_cgroup_freeze(cg, false), 0);
+        }
+        /* One file, open for the group's life. */
+        assert_int_equal(freezer_fds_open(), before + 1);
+        sandbox_cgroup_free(cg); /* kills the child */
+        assert_int_equal(freezer_fds_open(), before);
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st));
+        munmap((void *) counter, 4096);
+}
+
 /* A cgroup is never shared: making one whose name exists is EEXIST, and
  * the failed attempt leaves the first one whole (issue 10, item 2: warm
  * instances of one function shared a group, so one's kill was all's). */
@@ -611,6 +707,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_memory),
                 cmocka_unit_test(test_cgroup_pids_and_kill),
                 cmocka_unit_test(test_cgroup_name_taken),
+                cmocka_unit_test(test_cgroup_freeze_keeps_file_open),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_net_pristine),
         };

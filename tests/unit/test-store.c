@@ -4,7 +4,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 #include "store.h"
@@ -727,6 +729,136 @@ static void test_writer_flushes_unwaited_starts_on_close(void **state) {
         sqlite3_close(db);
 }
 
+/* Voluntary context switches of every thread of this process but the
+ * calling one (here: the store's writer thread). */
+static long other_threads_switches(void) {
+        long total = 0;
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.' || atol(de->d_name) == (long) gettid())
+                        continue;
+                _cleanup_free_ char *path = xasprintf("/proc/self/task/%s/status", de->d_name);
+                _cleanup_free_ char *text = NULL;
+                if (read_file(path, 1 << 16, &text, NULL) < 0)
+                        continue;
+                const char *v = strstr(text, "\nvoluntary_ctxt_switches:");
+                if (v)
+                        total += atol(v + strlen("\nvoluntary_ctxt_switches:"));
+        }
+        closedir(d);
+        return total;
+}
+
+/* An invoke enqueues its start (nobody waits) and then commits its finish
+ * itself, taking the start along: the writer thread has nothing to do and
+ * must not be woken for each start (a wake-up is two context switches). */
+#define WAKE_RUNS 300
+static void test_writer_not_woken_per_unwaited_write(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        /* The first start makes the writer thread. */
+        submit(q, "w-first", 3, 1);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "w-first", 2, &attempt), 0);
+        assert_int_equal(store_flush(s), 0);
+        long before = other_threads_switches();
+        usec_t t0 = now_monotonic();
+        for (int i = 0; i < WAKE_RUNS; i++) {
+                char id[32];
+                snprintf(id, sizeof(id), "w%d", i);
+                submit(q, id, 3, 1);
+                assert_int_equal(run_queue_start(q, id, 2, &attempt), 0);
+                RunRecord fin = { .id = id, .status = (char *) "succeeded", .exit_code = 0, .finished = 3 };
+                assert_int_equal(run_queue_finish(q, &fin, attempt), 0);
+        }
+        usec_t elapsed = now_monotonic() - t0;
+        long wakes = other_threads_switches() - before;
+        print_message("writer: %ld context switches over %d start+finish in %.1f ms\n", wakes, WAKE_RUNS,
+                      elapsed / 1000.0);
+        /* At most a periodic look (every 2 ms) while starts keep coming,
+         * never one per start. */
+        assert_true(wakes < WAKE_RUNS / 3 && wakes <= (long) (elapsed / 1000) + 4);
+        /* A start nobody takes along is still committed by the writer. */
+        submit(q, "w-alone", 3, 1);
+        assert_int_equal(run_queue_start(q, "w-alone", 2, &attempt), 0);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 10000);
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        bool running = false;
+        while (!running && now_monotonic() < deadline) {
+                _cleanup_free_ char *st = committed_status(db, "w-alone", NULL);
+                running = st && streq(st, "running");
+                if (!running)
+                        usleep(1000);
+        }
+        sqlite3_close(db);
+        assert_true(running);
+        run_queue_free(q);
+        store_close(s);
+}
+
+typedef struct BlockedWriter {
+        RunQueue *q;
+        volatile bool started, done;
+        int result;
+} BlockedWriter;
+
+static void *blocked_writer(void *p) {
+        BlockedWriter *b = p;
+        b->started = true;
+        RunRecord r = { .id = (char *) "bw-1", .tenant = (char *) "a", .filename = (char *) "f.py", .created = 1,
+                        .max_attempts = 1 };
+        b->result = run_queue_submit(b->q, &r, "{\"source\":\"x\"}");
+        b->done = true;
+        return NULL;
+}
+
+/* A run's answer and a function's lookup (every invoke) read through a
+ * connection of their own: they do not wait behind a write that waits for
+ * SQLite's lock (here another process's transaction; in the daemon a
+ * group commit in progress). */
+static void test_reads_do_not_wait_for_the_writer(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit(q, "bw-0", 1, 1);
+        sqlite3 *other = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &other, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        BlockedWriter b = { .q = q };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, blocked_writer, &b), 0);
+        while (!b.started)
+                ;
+        /* Reads for a while the writer is stuck on the lock (its busy
+         * timeout is 10 s): each must answer from the last commit. */
+        usec_t t0 = now_monotonic();
+        unsigned reads = 0;
+        while (now_monotonic() - t0 < 300 * USEC_PER_MSEC) {
+                RunRecord *r = NULL;
+                assert_int_equal(store_run_get(s, NULL, "bw-0", &r), 0);
+                assert_string_equal(r->status, "queued");
+                run_record_free(r);
+                reads++;
+        }
+        bool writer_done_early = b.done;
+        assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(other);
+        pthread_join(t, NULL);
+        assert_false(writer_done_early); /* the reads did not wait for it */
+        assert_int_equal(b.result, 0);
+        assert_true(reads > 1);
+        RunRecord *r = NULL;
+        assert_int_equal(store_run_get(s, NULL, "bw-1", &r), 0);
+        run_record_free(r);
+        run_queue_free(q);
+        store_close(s);
+}
+
 static void test_lock_text_stored_once(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
@@ -786,6 +918,8 @@ int main(void) {
                 cmocka_unit_test(test_group_commit_batches_and_releases_after_commit),
                 cmocka_unit_test(test_writer_flushes_unwaited_starts_on_close),
                 cmocka_unit_test(test_lock_text_stored_once),
+                cmocka_unit_test(test_writer_not_woken_per_unwaited_write),
+                cmocka_unit_test(test_reads_do_not_wait_for_the_writer),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
