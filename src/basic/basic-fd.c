@@ -3,7 +3,6 @@
 
 #include <assert.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 
 int fd_close(int fd) {
@@ -146,10 +145,13 @@ static int read_pid_stat(pid_t pid, char **ret_text, const char **ret_fields) {
         return 0;
 }
 
-/* Field `field` (1-based, as proc(5) numbers them) of a stat line, from
- * fields as read_pid_stat() returns them (at " STATE", field 3). */
-static int pid_stat_field(const char *p, int field, uint64_t *ret) {
-        for (int f = 3; f < field; f++) {
+int pid_start_time(pid_t pid, uint64_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        const char *p;
+        int r = read_pid_stat(pid, &text, &p);
+        if (r < 0)
+                return r;
+        for (int field = 3; field < 22; field++) {
                 p = strchr(p + 1, ' ');
                 if (!p)
                         return -EIO;
@@ -161,30 +163,6 @@ static int pid_stat_field(const char *p, int field, uint64_t *ret) {
                 return -EIO;
         *ret = v;
         return 0;
-}
-
-int pid_start_time(pid_t pid, uint64_t *ret) {
-        _cleanup_free_ char *text = NULL;
-        const char *p;
-        int r = read_pid_stat(pid, &text, &p);
-        if (r < 0)
-                return r;
-        return pid_stat_field(p, 22, ret);
-}
-
-bool pid_is_dying(pid_t pid) {
-        _cleanup_free_ char *text = NULL;
-        const char *p;
-        uint64_t pending;
-        if (pid <= 0 || read_pid_stat(pid, &text, &p) < 0)
-                return true;
-        if (p[1] == 'Z' || p[1] == 'X')
-                return true;
-        /* Field 31, the thread's pending signals: a SIGKILL marks every
-         * thread of its process at once (the kernel's complete_signal), so
-         * it shows here until the process runs and dies -- which a frozen
-         * process does only once thawed. */
-        return pid_stat_field(p, 31, &pending) >= 0 && (pending & (1ULL << (SIGKILL - 1)));
 }
 
 bool pid_is_running(pid_t pid) {

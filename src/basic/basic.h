@@ -147,9 +147,6 @@ int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
 int pid_start_time(pid_t pid, uint64_t *ret);
 /* The process exists and is not a zombie. */
 bool pid_is_running(pid_t pid);
-/* The process is gone, a zombie, or killed (SIGKILL pending) but not yet
- * dead: e.g. frozen when the signal came. */
-bool pid_is_dying(pid_t pid);
 
 /* ---- paths -------------------------------------------------------------- */
 

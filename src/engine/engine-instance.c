@@ -211,19 +211,12 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                 if (idle) {
                         idle->busy = true;
                         pthread_mutex_unlock(&e->pool.lock);
-                        /* It was frozen when it went idle (instance_release).
-                         * A SIGKILL that came while it was frozen (v1's
-                         * freezer holds even that) kills it only now that
-                         * it is thawed: its socket still looks open, so ask
-                         * the kernel whether the kill is pending, or the
-                         * invocation would go to a process about to die. */
-                        bool killed = false;
+                        /* It was frozen when it went idle (instance_release). */
                         if (idle->frozen) {
                                 (void) engine_sandbox_run_freeze(idle->sandbox, false);
                                 idle->frozen = false;
-                                killed = idle->pid > 0 && pid_is_dying(idle->pid);
                         }
-                        if (!killed && instance_alive(idle)) {
+                        if (instance_alive(idle)) {
                                 free_retired(e, retired);
                                 *ret = idle;
                                 *ret_cold = false;

@@ -459,65 +459,6 @@ static bool counter_moves(volatile uint64_t *c) {
 /* A warm instance is frozen and thawed around every invocation: the
  * freezer file is opened once for the group's life (not per call), and
  * each write still freezes / thaws the group's processes. */
-/* A SIGKILL sent to a frozen process waits for the thaw: until then the
- * process is there and not a zombie, but pid_is_dying() says it is killed
- * (what the engine asks before it hands a thawed instance an invocation). */
-static void test_frozen_kill_is_seen_pending(void **state) {
-        if (geteuid() != 0)
-                skip();
-        SandboxLimits l = { .max_procs = 16 };
-        SandboxCgroup *cg = NULL;
-        char *err = NULL;
-        char name[64];
-        snprintf(name, sizeof(name), "unittest-kill-%d", (int) getpid());
-        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
-                free(err);
-                skip();
-        }
-        volatile uint64_t *counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        assert_true(counter != MAP_FAILED);
-        int fds[6];
-        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (write(fds[i], "0", 1) < 0)
-                                _exit(1);
-                for (;;)
-                        (*counter)++;
-        }
-        usec_t deadline = now_monotonic() + 5 * USEC_PER_SEC;
-        while (*counter == 0 && now_monotonic() < deadline)
-                ;
-        assert_true(*counter > 0);
-        assert_false(pid_is_dying(pid));
-        int r = sandbox_cgroup_freeze(cg, true);
-        if (r == -EOPNOTSUPP) {
-                (void) kill(pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
-                sandbox_cgroup_free(cg);
-                skip();
-        }
-        assert_int_equal(r, 0);
-        bool stopped = false;
-        for (deadline = now_monotonic() + 5 * USEC_PER_SEC; !stopped && now_monotonic() < deadline;)
-                stopped = !counter_moves(counter);
-        assert_true(stopped);
-        assert_false(pid_is_dying(pid));
-        assert_int_equal(kill(pid, SIGKILL), 0);
-        /* On v1 the frozen process holds on; v2's freezer lets a fatal
-         * signal through, and then it is a zombie: dying either way. */
-        assert_true(pid_is_dying(pid));
-        assert_int_equal(sandbox_cgroup_freeze(cg, false), 0);
-        int st = 0;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-        assert_true(pid_is_dying(pid));
-        sandbox_cgroup_free(cg);
-        munmap((void *) counter, 4096);
-}
-
 static void test_cgroup_freeze_keeps_file_open(void **state) {
         if (geteuid() != 0)
                 skip();
@@ -767,7 +708,6 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_pids_and_kill),
                 cmocka_unit_test(test_cgroup_name_taken),
                 cmocka_unit_test(test_cgroup_freeze_keeps_file_open),
-                cmocka_unit_test(test_frozen_kill_is_seen_pending),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_net_pristine),
         };
