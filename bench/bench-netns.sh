@@ -1,6 +1,7 @@
 #!/bin/bash
 # Cost of a network namespace per run (issue 10, item 3).
-# Usage: bench/bench-netns.sh [N]   (root, or inside `unshare -Ur`)
+# Usage: bench/bench-netns.sh [BUILD_DIR] [N]   (root, or inside `unshare -Ur`;
+# BUILD_DIR, which make bench passes every benchmark, is not needed here)
 # Measures, in the same run, N times each, from a process the size of a
 # small warm worker (MIB, default 20):
 #  1. fork + exit (the baseline);
@@ -11,6 +12,7 @@
 # teardown runs in kernel workers and does not show there: see the
 # "kworker" note printed).
 set -eu
+[ -d "${1:-}" ] && shift
 n=${1:-500}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
                         }
                         int st;
                         waitpid(p, &st, 0);
-                        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { fprintf(stderr, "child failed\n"); return 1; }
+                        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { fprintf(stderr, "child failed (mode %d, run %d): %s %d\n", mode, i, WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st)); return 1; }
                         sandbox_cgroup_free(cg);
                         (mode ? full : plain)[i] = (now_monotonic() - t0) / 1000.0;
                 }
