@@ -354,10 +354,11 @@ def main():
                        if "worker" in cmdline(p) and any(not same_mm(k, p) for k in children(p))]
         worker = max(with_spares, key=rss_kb, default=None)
         def is_instance(pid):
-            # The deployed function's warm instance is a child too; its
-            # cgroup is named after the function.
+            # The deployed functions' warm instances are children too;
+            # their cgroups are named after the functions.
             try:
-                return "benchfn" in open(f"/proc/{pid}/cgroup").read()
+                cg = open(f"/proc/{pid}/cgroup").read()
+                return "benchfn" in cg or "benchlam" in cg
             except OSError:
                 return True
         spares = [p for p in children(worker) if not same_mm(p, worker) and not is_instance(p)] if worker else []
