@@ -464,13 +464,15 @@ static void pipes_close(Pipes *p) {
                 *all[i] = fd_close(*all[i]);
 }
 
-/* status: a forked run reports on a socketpair of its own; a warm
- * instance's invocation reports on the instance's socket, so it gets none
- * (two sockets made and torn down per invoke for nothing). */
-static int pipes_open(Pipes *p, bool status) {
+/* A forked run reports on a socketpair of its own and writes its result
+ * to a pipe; a warm instance's invocation reports on the instance's socket
+ * and its result comes in the "done" message there, so it gets neither
+ * (sockets and a pipe made and torn down per invoke for nothing). */
+static int pipes_open(Pipes *p, bool forked) {
         *p = (Pipes) { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
-        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->result, O_CLOEXEC) < 0 ||
-            (status && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0)) {
+        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 ||
+            (forked && pipe2(p->result, O_CLOEXEC) < 0) ||
+            (forked && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0)) {
                 int r = -errno;
                 pipes_close(p);
                 return r;
@@ -696,7 +698,8 @@ typedef struct RunWatch {
         int code, sig;
         bool timed_out, output_limit, result_too_big, was_cancelled;
         usec_t cancel_kill_again; /* monotonic: when a cancelled run is killed again */
-        Buf result;
+        Buf result;           /* a forked run's result pipe */
+        json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
 
 static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const char *json) {
@@ -706,9 +709,16 @@ static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const 
                 engine_sandbox_run_started(rs, c->pw ? c->pw->w->pid : c->inst->parent->w->pid,
                                            (pid_t) json_integer_value(json_object_get(m, "pid")));
         else if (type && streq(type, "done")) {
-                /* An instance finished an invocation and lives on. */
+                /* An instance finished an invocation and lives on; its
+                 * result came with the message (the instance checked the
+                 * 16 MiB limit: the result is never read twice). */
                 w->exited = true;
                 w->instance_done = true;
+                json_t *res = json_object_get(m, "result");
+                if (json_is_object(res) && !w->result_v)
+                        w->result_v = json_incref(res);
+                if (json_is_true(json_object_get(m, "result_too_big")))
+                        w->result_too_big = true;
         }
         else if (type && streq(type, "exited")) {
                 const char *st = json_string_value(json_object_get(m, "status"));
@@ -849,8 +859,20 @@ static const char *signal_name(int sig) {
         return n ? n : "?";
 }
 
+/* The result object: an instance's (from "done"), or a forked run's pipe
+ * parsed once; NULL when there is none or it is not JSON. */
+static json_t *watch_result(RunWatch *w) {
+        if (!w->result_v && w->result.len > 0)
+                w->result_v = json_loads(w->result.data, 0, NULL);
+        return w->result_v;
+}
+
+static bool has_result(RunWatch *w) {
+        return w->result_v || w->result.len > 0;
+}
+
 static void outcome_from_result(RunCtx *c, RunWatch *w) {
-        json_t *v = json_loads(w->result.data, 0, NULL);
+        json_t *v = watch_result(w);
         if (!v) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "InternalError", "the run's result could not be read");
                 return;
@@ -889,14 +911,10 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
                         c->res->traceback = tb ? xstrdup(tb) : NULL;
                 }
         }
-        json_decref(v);
 }
 
-static bool result_is_success(const Buf *b) {
-        json_t *v = json_loads(b->data, 0, NULL);
-        bool ok = json_is_true(json_object_get(v, "ok"));
-        json_decref(v);
-        return ok;
+static bool result_is_success(RunWatch *w) {
+        return json_is_true(json_object_get(watch_result(w), "ok"));
 }
 
 static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
@@ -927,7 +945,7 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
         /* A function that returned a value succeeded, whatever limits it
          * brushed against on the way; otherwise a limit explains the end
          * better than the exception it caused (a refused fork raises). */
-        if (w->result.len > 0 && !w->signaled && result_is_success(&w->result)) {
+        if (has_result(w) && !w->signaled && result_is_success(w)) {
                 outcome_from_result(c, w);
                 return;
         }
@@ -935,7 +953,7 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, type, msg);
                 return;
         }
-        if (w->result.len > 0 && (!w->signaled)) {
+        if (has_result(w) && (!w->signaled)) {
                 outcome_from_result(c, w);
                 return;
         }
@@ -1002,8 +1020,8 @@ static int send_invoke(RunCtx *c, Pipes *p) {
         json_decref(m);
         if (!text)
                 return -EINVAL;
-        int fds[3] = { p->out[1], p->err[1], p->result[1] };
-        return proto_send(c->inst->sock, text, strlen(text), fds, 3);
+        int fds[2] = { p->out[1], p->err[1] };
+        return proto_send(c->inst->sock, text, strlen(text), fds, 2);
 }
 
 /* Hands the run to a warm worker's forked child (ad-hoc) or to a warm
@@ -1061,7 +1079,7 @@ static int phase_run(RunCtx *c) {
         /* A warm instance that died while idle (its worker crashed) cannot
          * take the invocation, which therefore never started: hand it to
          * another instance, a new one if need be, not fail the call. */
-        for (unsigned tries = 0; r < 0 && p.result[1] >= 0 && c->inst && !cold && tries < 8; tries++) {
+        for (unsigned tries = 0; r < 0 && p.out[1] >= 0 && c->inst && !cold && tries < 8; tries++) {
                 pthread_mutex_lock(&c->e->lock);
                 c->active.sandbox = NULL;
                 pthread_mutex_unlock(&c->e->lock);
@@ -1105,7 +1123,8 @@ static int phase_run(RunCtx *c) {
                  * it without reading it first (3 syscalls per run less). */
                 (void) fcntl(p.out[0], F_SETFL, O_NONBLOCK);
                 (void) fcntl(p.err[0], F_SETFL, O_NONBLOCK);
-                (void) fcntl(p.result[0], F_SETFL, O_NONBLOCK);
+                if (p.result[0] >= 0)
+                        (void) fcntl(p.result[0], F_SETFL, O_NONBLOCK);
                 c->res->t_fork = now_monotonic() - t1;
                 c->res->t_start = c->res->t_acquire + c->res->t_fork;
                 emit_phase(c, "run");
@@ -1118,9 +1137,11 @@ static int phase_run(RunCtx *c) {
         c->active.sandbox = NULL;
         pthread_mutex_unlock(&c->e->lock);
         if (c->inst) {
-                /* A killed or crashed instance is replaced on the next call. */
+                /* A killed or crashed instance is replaced on the next
+                 * call. One whose result was too big said so in "done" and
+                 * lives on (nothing of it was killed). */
                 bool broken = w.worker_gone || !w.instance_done || w.timed_out || w.was_cancelled ||
-                              w.output_limit || w.result_too_big;
+                              w.output_limit;
                 if (broken)
                         (void) engine_sandbox_run_kill(rs);
                 instance_release(c->e, c->inst, broken);
@@ -1134,6 +1155,7 @@ static int phase_run(RunCtx *c) {
         }
         pipes_close(&p);
         buf_free(&w.result);
+        json_decref(w.result_v);
         return 0;
 }
 
