@@ -464,15 +464,16 @@ static void pipes_close(Pipes *p) {
                 *all[i] = fd_close(*all[i]);
 }
 
-/* A forked run reports on a socketpair of its own and writes its result
- * to a pipe; a warm instance's invocation reports on the instance's socket
- * and its result comes in the "done" message there, so it gets neither
- * (sockets and a pipe made and torn down per invoke for nothing). */
+/* A forked run gets output pipes, a result pipe and a status socketpair of
+ * its own. A warm instance's invocation gets nothing here: it reports on
+ * the instance's socket, its result comes in the "done" message there, and
+ * its output on the instance's own pipes (instance_pipes()). */
 static int pipes_open(Pipes *p, bool forked) {
         *p = (Pipes) { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
-        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 ||
-            (forked && pipe2(p->result, O_CLOEXEC) < 0) ||
-            (forked && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0)) {
+        if (!forked)
+                return 0;
+        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->result, O_CLOEXEC) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0) {
                 int r = -errno;
                 pipes_close(p);
                 return r;
@@ -732,14 +733,16 @@ static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const 
         json_decref(m);
 }
 
-static void read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
+/* Returns how many bytes it read: 0 at EOF (the fd is closed), -1 when
+ * nothing was there. */
+static ssize_t read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
         char buf[65536];
         ssize_t k = read(*fd, buf, sizeof(buf));
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
-                return;
+                return -1;
         if (k <= 0) {
                 *fd = fd_close(*fd);
-                return;
+                return 0;
         }
         usec_t ts = now_realtime();
         size_t keep = (size_t) k;
@@ -753,9 +756,23 @@ static void read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int 
         }
         c->output_bytes += (size_t) k;
         if (keep == 0)
-                return; /* keep draining so the writer never blocks */
+                return k; /* keep draining so the writer never blocks */
         log_output(c, stream, buf, keep, ts);
         emit(c, (RunEvent) { .type = RUN_EVENT_OUTPUT, .stream = stream, .data = buf, .len = keep, .timestamp = ts });
+        return k;
+}
+
+/* At most this many reads drain an instance's pipe after its "done" (what
+ * a thread left running keeps writing is not the invocation's). */
+#define DRAIN_MAX_READS 64
+
+/* An instance answered "done" after flushing: all the invocation wrote is
+ * in its pipes already; read it (no EOF comes: the pipes are the
+ * instance's for its life). */
+static void drain_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
+        for (unsigned i = 0; *fd >= 0 && i < DRAIN_MAX_READS; i++)
+                if (read_output(c, rs, w, stream, fd) <= 0)
+                        break;
 }
 
 static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
@@ -780,6 +797,11 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
         usec_t deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
         usec_t exit_deadline = 0;
         for (;;) {
+                if (c->inst && w->instance_done) {
+                        drain_output(c, rs, w, 1, &p->out[0]);
+                        drain_output(c, rs, w, 2, &p->err[0]);
+                        break;
+                }
                 if (w->exited && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0)
                         break;
                 /* The child closed all its pipes after writing a result: the
@@ -1011,7 +1033,58 @@ static char *instance_start_message(void *userdata) {
         return s;
 }
 
-static int send_invoke(RunCtx *c, Pipes *p) {
+/* Throws away what sits in an idle instance's pipes (written after its
+ * last "done": by a thread left running, not by the coming invocation). */
+static void instance_pipes_discard(Instance *i) {
+        struct pollfd pf[2] = { { .fd = i->out_fd, .events = POLLIN }, { .fd = i->err_fd, .events = POLLIN } };
+        if (poll(pf, 2, 0) <= 0)
+                return;
+        int *fds[2] = { &i->out_fd, &i->err_fd };
+        for (size_t k = 0; k < 2; k++) {
+                if (!pf[k].revents)
+                        continue;
+                char buf[65536];
+                for (unsigned n = 0; n < DRAIN_MAX_READS; n++) {
+                        ssize_t r = read(*fds[k], buf, sizeof(buf));
+                        if (r == 0)
+                                *fds[k] = fd_close(*fds[k]); /* it closed fd 1 or 2: new pipes */
+                        if (r <= 0)
+                                break;
+                }
+        }
+}
+
+/* An instance's stdout/stderr are two pipes it keeps for its life (as its
+ * fds 1 and 2), made at its first invocation: a warm invoke makes no pipe.
+ * Their write ends go with the invocation that finds them missing
+ * (*ret_w[0..1], else -EBADF). */
+static int instance_pipes(Instance *i, int ret_w[2]) {
+        ret_w[0] = ret_w[1] = -EBADF;
+        if (i->out_fd >= 0 && i->err_fd >= 0)
+                instance_pipes_discard(i);
+        if (i->out_fd >= 0 && i->err_fd >= 0)
+                return 0;
+        i->out_fd = fd_close(i->out_fd);
+        i->err_fd = fd_close(i->err_fd);
+        int out[2], err[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(err, O_CLOEXEC) < 0) {
+                int r = -errno;
+                fd_close(out[0]);
+                fd_close(out[1]);
+                return r;
+        }
+        (void) fcntl(out[0], F_SETFL, O_NONBLOCK);
+        (void) fcntl(err[0], F_SETFL, O_NONBLOCK);
+        i->out_fd = out[0];
+        i->err_fd = err[0];
+        ret_w[0] = out[1];
+        ret_w[1] = err[1];
+        return 0;
+}
+
+static int send_invoke(RunCtx *c) {
         json_t *m = json_pack("{s:s, s:s, s:O, s:O}", "type", "invoke", "id", c->res->id, "args", c->args, "kwargs",
                               c->kwargs);
         if (c->spec->context_json)
@@ -1020,8 +1093,16 @@ static int send_invoke(RunCtx *c, Pipes *p) {
         json_decref(m);
         if (!text)
                 return -EINVAL;
-        int fds[2] = { p->out[1], p->err[1] };
-        return proto_send(c->inst->sock, text, strlen(text), fds, 2);
+        int fds[2];
+        int r = instance_pipes(c->inst, fds);
+        if (r < 0)
+                return r;
+        r = proto_send(c->inst->sock, text, strlen(text), fds, fds[0] >= 0 ? 2 : 0);
+        /* Our copies of the write ends must go, or EOF never comes when
+         * the instance dies. */
+        fd_close(fds[0]);
+        fd_close(fds[1]);
+        return r;
 }
 
 /* Hands the run to a warm worker's forked child (ad-hoc) or to a warm
@@ -1075,11 +1156,11 @@ static int phase_run(RunCtx *c) {
         usec_t t1 = now_monotonic();
         r = pipes_open(&p, !c->inst);
         if (r >= 0)
-                r = c->inst ? send_invoke(c, &p) : send_run(c, rs, &p, spare_tag);
+                r = c->inst ? send_invoke(c) : send_run(c, rs, &p, spare_tag);
         /* A warm instance that died while idle (its worker crashed) cannot
          * take the invocation, which therefore never started: hand it to
          * another instance, a new one if need be, not fail the call. */
-        for (unsigned tries = 0; r < 0 && p.out[1] >= 0 && c->inst && !cold && tries < 8; tries++) {
+        for (unsigned tries = 0; r < 0 && c->inst && !cold && tries < 8; tries++) {
                 pthread_mutex_lock(&c->e->lock);
                 c->active.sandbox = NULL;
                 pthread_mutex_unlock(&c->e->lock);
@@ -1105,9 +1186,14 @@ static int phase_run(RunCtx *c) {
                 pthread_mutex_lock(&c->e->lock);
                 c->active.sandbox = rs;
                 pthread_mutex_unlock(&c->e->lock);
-                r = send_invoke(c, &p);
+                r = send_invoke(c);
         }
         p.control = c->inst ? c->inst->sock : p.status[0];
+        if (c->inst) {
+                /* Borrowed for the watch; handed back below. */
+                p.out[0] = c->inst->out_fd;
+                p.err[0] = c->inst->err_fd;
+        }
         /* Our copies of the write ends must go, or EOF never comes. */
         p.out[1] = fd_close(p.out[1]);
         p.err[1] = fd_close(p.err[1]);
@@ -1120,11 +1206,13 @@ static int phase_run(RunCtx *c) {
                 w.worker_gone = true;
         } else {
                 /* Fresh pipes' read ends carry no other status flag: set
-                 * it without reading it first (3 syscalls per run less). */
-                (void) fcntl(p.out[0], F_SETFL, O_NONBLOCK);
-                (void) fcntl(p.err[0], F_SETFL, O_NONBLOCK);
-                if (p.result[0] >= 0)
+                 * it without reading it first (3 syscalls per run less).
+                 * An instance's were set when they were made. */
+                if (!c->inst) {
+                        (void) fcntl(p.out[0], F_SETFL, O_NONBLOCK);
+                        (void) fcntl(p.err[0], F_SETFL, O_NONBLOCK);
                         (void) fcntl(p.result[0], F_SETFL, O_NONBLOCK);
+                }
                 c->res->t_fork = now_monotonic() - t1;
                 c->res->t_start = c->res->t_acquire + c->res->t_fork;
                 emit_phase(c, "run");
@@ -1137,6 +1225,10 @@ static int phase_run(RunCtx *c) {
         c->active.sandbox = NULL;
         pthread_mutex_unlock(&c->e->lock);
         if (c->inst) {
+                /* The watch closes a pipe that reached EOF. */
+                c->inst->out_fd = p.out[0];
+                c->inst->err_fd = p.err[0];
+                p.out[0] = p.err[0] = -EBADF;
                 /* A killed or crashed instance is replaced on the next
                  * call. One whose result was too big said so in "done" and
                  * lives on (nothing of it was killed). */

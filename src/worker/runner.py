@@ -795,7 +795,6 @@ def serve_instance(request_json, sock_fd):
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
     sock = socket.socket(fileno=sock_fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
     except ValidationError as e:
@@ -814,30 +813,34 @@ def serve_instance(request_json, sock_fd):
         msg, fds = _recv_message(sock)
         if msg is None:
             return
-        # stdout and stderr come with the invocation; the result goes back
-        # in its "done" message (no pipe of its own).
-        out, err = (fds + [-1, -1])[:2]
+        # fds 1 and 2 are the instance's stdout/stderr pipes for its life:
+        # the invocation that finds them missing (the first) brings them.
+        # The result goes back in its "done" message (no pipe of its own).
+        if len(fds) >= 2:
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+        for fd in fds:
+            if fd not in (1, 2):  # a function that closed fd 1 gets it back as is
+                os.close(fd)
         _INVOCATION[0] += 1
         result = None
         try:
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            for fd in (out, err):
-                os.close(fd)
             if init_error is not None:
                 result = _exception_result(init_error, filename)
             else:
                 result = _invoke(fn, mod, msg, filename)
         finally:
+            # All the invocation wrote is in the pipes before "done": the
+            # engine reads them up to it.
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
             except Exception:
                 pass
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            for fd in fds[2:]:
-                os.close(fd)
+            # From here no invocation runs: what the threads it left write
+            # through sys.stdout/sys.stderr is dropped, not left in the
+            # pipes for the next invocation to find.
+            _INVOCATION[0] += 1
         _send_done(sock, msg.get("id"), result)
 
 

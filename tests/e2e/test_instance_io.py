@@ -148,3 +148,31 @@ def test_an_invocation_hands_the_instance_no_result_pipe(d):
     for _ in range(2):
         out = invoke(d, "fds")
         assert out["status"] == "succeeded" and out["result"] == [1, 2], out
+
+
+def test_output_survives_closed_fds_and_a_dead_instance(d):
+    # The instance's pipes are its own for its life: a function that closes
+    # fd 1 gets new ones at the next invocation; one that kills its instance
+    # is answered, and the next invocation (a new instance) prints.
+    src = ("import os, sys\n"
+           "def handler(what: str):\n"
+           "    print(f'before-{what}')\n"
+           "    if what == 'close':\n"
+           "        sys.stdout.flush()\n"
+           "        os.close(1)\n"
+           "    if what == 'exit':\n"
+           "        os._exit(3)\n"
+           "    if what == 'segv':\n"
+           "        import ctypes\n"
+           "        ctypes.string_at(0)\n"
+           "    return what\n")
+    deploy(d, "closer", src)
+    for what, status in (("close", "succeeded"), ("next", "succeeded"), ("exit", "failed"),
+                         ("after-exit", "succeeded"), ("segv", "killed"), ("after-segv", "succeeded")):
+        out = invoke(d, "closer", {"args": [what]})
+        assert out["status"] == status, (what, out)
+        if status == "succeeded":
+            assert out["result"] == what
+            text = logs(d, out["id"])
+            assert f"before-{what}" in text, (what, text)
+            assert text.count("before-") == 1, (what, text)
