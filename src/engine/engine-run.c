@@ -698,6 +698,7 @@ typedef struct RunWatch {
         bool early; /* finished on the result's EOF, before the exit report */
         int code, sig;
         bool timed_out, output_limit, result_too_big, was_cancelled;
+        bool more[3];         /* [stream]: the last poll's read filled the buffer */
         usec_t cancel_kill_again; /* monotonic: when a cancelled run is killed again */
         Buf result;           /* a forked run's result pipe */
         json_t *result_v;     /* the result object (an instance's "done" carries it) */
@@ -733,10 +734,13 @@ static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const 
         json_decref(m);
 }
 
+/* What one read of a run's stdout/stderr takes at most. */
+#define OUTPUT_CHUNK 65536
+
 /* Returns how many bytes it read: 0 at EOF (the fd is closed), -1 when
  * nothing was there. */
 static ssize_t read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
-        char buf[65536];
+        char buf[OUTPUT_CHUNK];
         ssize_t k = read(*fd, buf, sizeof(buf));
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
                 return -1;
@@ -767,12 +771,15 @@ static ssize_t read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, i
 #define DRAIN_MAX_READS 64
 
 /* An instance answered "done" after flushing: all the invocation wrote is
- * in its pipes already; read it (no EOF comes: the pipes are the
- * instance's for its life). */
+ * in its pipes already (no EOF comes: the pipes are the instance's for its
+ * life). poll() scans its fds in order and the instance socket comes
+ * first: the scan that saw "done" saw the pipes after all of it was
+ * written, and a read that did not fill the buffer took all there was. So
+ * only a pipe whose last read filled the buffer needs more reads; a
+ * trivial invocation costs no read at all. */
 static void drain_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
-        for (unsigned i = 0; *fd >= 0 && i < DRAIN_MAX_READS; i++)
-                if (read_output(c, rs, w, stream, fd) <= 0)
-                        break;
+        for (unsigned i = 0; w->more[stream] && *fd >= 0 && i < DRAIN_MAX_READS; i++)
+                w->more[stream] = read_output(c, rs, w, stream, fd) == OUTPUT_CHUNK;
 }
 
 static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
@@ -841,7 +848,7 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                 struct pollfd pf[4] = {
                         /* After the exit report (or an instance's "done") the
                          * worker closes the status socket: that EOF is not a
-                         * death. */
+                         * death. It comes first: drain_output() relies on it. */
                         { .fd = w->worker_gone || w->exited ? -1 : p->control, .events = POLLIN },
                         { .fd = p->out[0], .events = POLLIN },
                         { .fd = p->err[0], .events = POLLIN },
@@ -852,10 +859,8 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                         break;
                 if (k <= 0)
                         continue;
-                if (pf[1].revents)
-                        read_output(c, rs, w, 1, &p->out[0]);
-                if (pf[2].revents)
-                        read_output(c, rs, w, 2, &p->err[0]);
+                w->more[1] = pf[1].revents && read_output(c, rs, w, 1, &p->out[0]) == OUTPUT_CHUNK;
+                w->more[2] = pf[2].revents && read_output(c, rs, w, 2, &p->err[0]) == OUTPUT_CHUNK;
                 if (pf[3].revents)
                         read_result(rs, w, &p->result[0]);
                 if (pf[0].revents) {

@@ -176,3 +176,21 @@ def test_output_survives_closed_fds_and_a_dead_instance(d):
             text = logs(d, out["id"])
             assert f"before-{what}" in text, (what, text)
             assert text.count("before-") == 1, (what, text)
+
+
+def test_all_output_written_before_return_is_in_its_log(d):
+    # Output still in the pipes when "done" arrives is read up to it: big
+    # writes just before returning, on both streams, every time.
+    src = ("import os, sys\n"
+           "def handler(n: int):\n"
+           "    os.write(1, (f'{n}:' + 'o' * (3 << 20) + '|end\\n').encode())\n"
+           "    sys.stderr.write(f'{n}:' + 'e' * (200 << 10) + '|end\\n')\n"
+           "    print(f'last-{n}', end='')\n"
+           "    return n\n")
+    deploy(d, "bulk", src, limits={"max_output_bytes": 8000000})
+    for n in range(3):
+        out = invoke(d, "bulk", {"args": [n]})
+        assert out["status"] == "succeeded", out
+        text = logs(d, out["id"])
+        assert text.count("|end") == 2 and f"last-{n}" in text, (n, len(text), text[-100:])
+        assert len(text) == 2 * len(f"{n}:|end\n") + (3 << 20) + (200 << 10) + len(f"last-{n}")
