@@ -85,10 +85,15 @@ static bool instance_alive(Instance *i) {
          * worker (our child) exited, without reaping it (pool_reap does). */
         if (i->parent && pool_worker_exited(i->parent))
                 return false;
-        struct pollfd p = { .fd = i->sock, .events = POLLRDHUP };
-        if (poll(&p, 1, 0) < 0)
+        /* The same poll says whether output was left in its pipes after
+         * its last invocation (instance_pipes() throws it away). */
+        struct pollfd p[3] = { { .fd = i->sock, .events = POLLRDHUP },
+                               { .fd = i->out_fd, .events = POLLIN },
+                               { .fd = i->err_fd, .events = POLLIN } };
+        if (poll(p, 3, 0) < 0)
                 return true;
-        return !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+        i->stale_output = p[1].revents || p[2].revents;
+        return !(p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 void engine_pool_sweep(Engine *e) {

@@ -865,8 +865,8 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                         read_result(rs, w, &p->result[0]);
                 if (pf[0].revents) {
                         _cleanup_free_ char *msg = NULL;
-                        Worker ctl = { .sock = p->control };
-                        int r = worker_recv(&ctl, 0, &msg, NULL);
+                        /* poll() said it is readable: no second poll. */
+                        int r = proto_recv(p->control, WORKER_PROTO_MAX_MESSAGE, &msg, NULL, NULL, 0, NULL);
                         if (r < 0) {
                                 /* The worker (or the instance) died without
                                  * a word: the run died with it. */
@@ -1041,14 +1041,14 @@ static char *instance_start_message(void *userdata) {
 /* Throws away what sits in an idle instance's pipes (written after its
  * last "done": by a thread left running, not by the coming invocation). */
 static void instance_pipes_discard(Instance *i) {
-        struct pollfd pf[2] = { { .fd = i->out_fd, .events = POLLIN }, { .fd = i->err_fd, .events = POLLIN } };
-        if (poll(pf, 2, 0) <= 0)
+        /* instance_alive() polled them when the instance was acquired (a
+         * thread left running is frozen or dropped from then on). */
+        if (!i->stale_output)
                 return;
+        i->stale_output = false;
         int *fds[2] = { &i->out_fd, &i->err_fd };
         for (size_t k = 0; k < 2; k++) {
-                if (!pf[k].revents)
-                        continue;
-                char buf[65536];
+                char buf[OUTPUT_CHUNK];
                 for (unsigned n = 0; n < DRAIN_MAX_READS; n++) {
                         ssize_t r = read(*fds[k], buf, sizeof(buf));
                         if (r == 0)
