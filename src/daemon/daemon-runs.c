@@ -5,6 +5,7 @@
  * so a queued run that a kill -9 interrupts is marked lost at the next start
  * like a running one instead of vanishing; the engine then takes the record
  * over (it updates an existing one) and writes the log file. */
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -1259,6 +1260,34 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
                 cond_wait_usec(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
+}
+
+int daemon_run_final_record(DRun *r, RunRecord *ret) {
+        assert(r && ret);
+        const RunResult *res = r->result;
+        /* The engine's record is the stored one only when it wrote it and
+         * nobody overwrote it: a daemon-written end (cancel, internal
+         * error), a full disk (kept unwritten) and a claimed run (Redis's
+         * record) are read back instead. */
+        if (!r->done || !res || !res->recorded || r->daemon_writes_result || r->claimed || r->attempt <= 0)
+                return -ENODATA;
+        record_from_drun(r, ret, run_status_to_string(res->status));
+        /* What RunQueueOps.finish wrote (store_run_finish): the engine's
+         * started and finished, its timings text, the resolved function. */
+        ret->function = res->function ? res->function : r->function;
+        ret->exit_code = res->exit_code;
+        ret->value_json = res->value_json;
+        ret->value_repr = res->value_repr;
+        ret->error_type = res->error_type;
+        ret->error_message = res->error_message;
+        ret->traceback = res->traceback;
+        ret->outputs_json = res->outputs_json;
+        ret->timings_json = res->timings_json;
+        ret->started = res->started;
+        ret->finished = res->finished;
+        ret->attempt = r->attempt;
+        ret->max_attempts = r->max_attempts;
+        return 0;
 }
 
 bool daemon_run_done(Daemon *d, DRun *r) {

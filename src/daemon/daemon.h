@@ -371,6 +371,14 @@ void drun_unref(Daemon *d, DRun *r);
 #define DRUN_DONE_KEY(r) ((const void *) &(r)->done)
 /* Whether r has ended (what a daemon_call_wait() callback looks at). */
 bool daemon_run_done(Daemon *d, DRun *r);
+/* The stored record of r, which has ended, built from the run in memory
+ * (the engine's final record as it wrote it: the same run object a read
+ * of the store gives, without the read). *ret is shallow: its strings are
+ * r's, valid while the caller holds its reference; nothing to free.
+ * -ENODATA when memory is not the final word
+ * (the daemon wrote the end itself, the engine could not, or the run is
+ * another node's): read the store then. */
+int daemon_run_final_record(DRun *r, RunRecord *ret);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
 /* The cancel a run's node hears from another node (cluster), by id. */
