@@ -8,6 +8,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "basic.h"
 #include "engine.h"
@@ -342,6 +343,11 @@ struct Daemon {
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */
         struct DaemonGc *gc;            /* the collector (daemon-gc.c); NULL until daemon_gc_start() */
+        /* The submit's free-space check's last statvfs (daemon-gc.c):
+         * here, not in gc, because submits go on after the collector
+         * stops (drain, DAG tasks). Lock-free: a race costs a statvfs. */
+        _Atomic uint64_t disk_free_avail;
+        _Atomic uint64_t disk_free_stamp; /* monotonic usec; 0: none yet */
         uint8_t secret_key[32];         /* $DATA/secrets.key (daemon-secrets.c), loaded at start */
         struct DaemonSchedules *schedules; /* the scheduler (daemon-schedules.c) */
         struct DaemonCluster *cluster;  /* daemon-cluster.c; NULL in single-node mode */
