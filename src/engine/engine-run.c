@@ -243,6 +243,13 @@ static void record_finish(RunCtx *c) {
                          r->id, c->spec->attempt);
         else if (k < 0)
                 c->res->record_error = k;
+        else {
+                res->recorded = true;
+                res->started = r->started;
+                res->finished = r->finished;
+                free(res->timings_json);
+                res->timings_json = TAKE_PTR(t);
+        }
         r->timings_json = NULL;
         r->outputs_json = NULL;
         r->lock_json = NULL;
