@@ -6,6 +6,7 @@ Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat
   and the Lambda path; --perf-stat: the daemon's context switches and CPU
   per invoke (perf stat -p, 400 sequential invokes); --strace: syscalls per
   invoke (strace -f -c, 200 sequential invokes): futex, clone3, ...
+  BENCH_SOURCE_PAD=N: a function file N bytes larger (a comment).
 Benchmarks are not tests: figures move with the machine's load."""
 import http.client
 import json
@@ -22,6 +23,9 @@ import time
 
 TOKEN = "bench-token-0123456789abcdef"
 SANDBOX = os.environ.get("BENCH_SANDBOX", "full")
+# BENCH_SOURCE_PAD=N: the function's file carries N more bytes (a comment),
+# as a real module's would; the trivial function's body stays the same.
+SOURCE = "def handler(x=1, context=None):\n    return 2\n" + "#" * int(os.environ.get("BENCH_SOURCE_PAD", "0"))
 PATHS = {"v1": "/v1/functions/benchfn/invoke?wait=true", "lambda": "/2015-03-31/functions/benchfn/invocations"}
 
 
@@ -100,7 +104,7 @@ def main():
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c.request("POST", "/v1/functions", body=json.dumps({"name": "benchfn", "filename": "b.py",
-                                                            "source": "def handler(x=1, context=None):\n    return 2\n"}),
+                                                            "source": SOURCE}),
                   headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
         r = c.getresponse()
         assert r.status in (200, 201), r.read()

@@ -16,6 +16,10 @@
 
 /* How often the usage snapshot is refreshed between collections. */
 #define USAGE_REFRESH_USEC (30ULL * USEC_PER_SEC)
+/* How long the submit's free-space check trusts its last statvfs: one per
+ * submit was a syscall on every invoke, and the reserve is a margin of
+ * megabytes that a tenth of a second of writes does not cross. */
+#define FREE_CACHE_USEC (100ULL * USEC_PER_MSEC)
 
 struct DaemonGc {
         pthread_t thread;
@@ -48,11 +52,30 @@ static void disk_limits(Daemon *d, uint64_t *ret_reserve, uint64_t *ret_warn) {
         pthread_rwlock_unlock(&d->cfg_lock);
 }
 
+/* Free bytes in the data directory, from a statvfs at most FREE_CACHE_USEC
+ * old. A reader may pair a new stamp with the value before it, which is at
+ * most one period older. */
+static int free_bytes_cached(Daemon *d, uint64_t *ret) {
+        usec_t now = now_monotonic(), stamp = atomic_load_explicit(&d->disk_free_stamp, memory_order_acquire);
+        if (stamp != 0 && now - stamp < FREE_CACHE_USEC) {
+                *ret = atomic_load_explicit(&d->disk_free_avail, memory_order_relaxed);
+                return 0;
+        }
+        uint64_t avail = 0;
+        int r = free_bytes(d->data_dir, &avail);
+        if (r < 0)
+                return r;
+        atomic_store_explicit(&d->disk_free_avail, avail, memory_order_relaxed);
+        atomic_store_explicit(&d->disk_free_stamp, now ?: 1, memory_order_release);
+        *ret = avail;
+        return 0;
+}
+
 int daemon_gc_disk_check(Daemon *d) {
         assert(d);
         uint64_t reserve, warn, avail = 0;
         disk_limits(d, &reserve, &warn);
-        if (reserve == 0 || free_bytes(d->data_dir, &avail) < 0)
+        if (reserve == 0 || free_bytes_cached(d, &avail) < 0)
                 return 0;
         return avail < reserve ? -ENOSPC : 0;
 }

@@ -84,7 +84,13 @@ static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, Daemo
                 }
                 return NULL;
         }
-        struct MHD_Response *resp = run_response(call, w->r->id, done ? 200 : 202, ret_status);
+        /* An ended run answers from memory: the record the engine has just
+         * committed, rendered by the one run-object function, without
+         * reading it back from the store. */
+        RunRecord fin;
+        struct MHD_Response *resp = done && daemon_run_final_record(w->r, &fin) >= 0
+                                            ? daemon_call_json(call, 200, run_json(&fin, NULL), ret_status)
+                                            : run_response(call, w->r->id, done ? 200 : 202, ret_status);
         if (w->location) {
                 _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", w->r->id);
                 daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });

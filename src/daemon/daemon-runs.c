@@ -5,6 +5,7 @@
  * so a queued run that a kill -9 interrupts is marked lost at the next start
  * like a running one instead of vanishing; the engine then takes the record
  * over (it updates an existing one) and writes the log file. */
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -801,26 +802,34 @@ static void *remote_thread(void *p) {
 }
 
 /* What the queue keeps so a run can be started again by the next daemon
- * (RunQueueOps.submit): everything run_one() reads from the DRun. */
-static char *drun_request_json(const DRun *r) {
+ * (RunQueueOps.submit): everything run_one() reads from the DRun. A
+ * deployed function's source is not copied when by_ref: the request names
+ * (fn_name, fn_version), whose row is immutable and already holds it
+ * (drun_resume reads it back). A cluster's queue keeps the source: another
+ * node runs it. */
+static char *drun_request_json(const DRun *r, bool by_ref) {
+        by_ref = by_ref && r->fn_name && r->fn_version > 0;
         /* A source that is not UTF-8 still runs (to fail validation with
          * its line and column): JSON cannot hold it as text, base64 can. */
-        bool utf8 = utf8_invalid_offset(r->source, r->source_len) == r->source_len;
+        bool utf8 = by_ref || utf8_invalid_offset(r->source, r->source_len) == r->source_len;
         _cleanup_free_ char *b64 = NULL;
         if (!utf8) {
                 b64 = xmalloc(4 * ((r->source_len + 2) / 3) + 1);
                 EVP_EncodeBlock((unsigned char *) b64, (const unsigned char *) r->source, (int) r->source_len);
         }
-        json_t *j = json_pack("{s:i, s:s%, s:s, s:b, s:i, s:{s:I, s:I, s:I, s:I, s:b}}", "v", 1,
-                              utf8 ? "source" : "source_b64", utf8 ? r->source : b64,
-                              utf8 ? r->source_len : strlen(b64), "filename", r->filename, "lambda", r->lambda,
-                              "fn_version", r->fn_version,
+        json_t *j = json_pack("{s:i, s:s, s:b, s:i, s:{s:I, s:I, s:I, s:I, s:b}}", "v", 1, "filename", r->filename,
+                              "lambda", r->lambda, "fn_version", r->fn_version,
                               "limits", "timeout_ms", (json_int_t) r->limits.timeout_ms, "memory_bytes",
                               (json_int_t) r->limits.memory_bytes, "max_procs", (json_int_t) r->limits.max_procs,
                               "max_output_bytes", (json_int_t) r->limits.max_output_bytes, "network",
                               r->limits.network);
         if (!j)
                 return NULL;
+        if (by_ref)
+                json_object_set_new(j, "source_ref", json_true());
+        else
+                json_object_set_new(j, utf8 ? "source" : "source_b64",
+                                    utf8 ? json_stringn(r->source, r->source_len) : json_string(b64));
         const struct {
                 const char *key, *value;
         } opt[] = {
@@ -851,16 +860,22 @@ static char *json_strdup_or_null(json_t *o, const char *key) {
         return v ? xstrdup(v) : NULL;
 }
 
-/* The inverse of drun_request_json(). -EBADMSG when text is not one. */
+/* The inverse of drun_request_json(). -EBADMSG when text is not one. A
+ * request that names its deployed function's version instead of carrying
+ * the source leaves r->source NULL (drun_resume fills it). */
 static int drun_fill_from_request_json(DRun *r, const char *text) {
         json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
         json_t *src = json_object_get(j, "source"), *b64 = json_object_get(j, "source_b64"),
                *l = json_object_get(j, "limits");
-        if (!(json_is_string(src) || json_is_string(b64)) || !json_is_object(l)) {
+        bool by_ref = json_is_true(json_object_get(j, "source_ref"));
+        if (!(json_is_string(src) || json_is_string(b64) || by_ref) || !json_is_object(l)) {
                 json_decref(j);
                 return -EBADMSG;
         }
-        if (json_is_string(src)) {
+        if (by_ref) {
+                r->source = NULL;
+                r->source_len = 0;
+        } else if (json_is_string(src)) {
                 r->source_len = json_string_length(src);
                 r->source = xstrndup(json_string_value(src), r->source_len);
         } else {
@@ -982,7 +997,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
 
         if (!resumed) {
                 RunRecord rec;
-                _cleanup_free_ char *request = drun_request_json(r);
+                _cleanup_free_ char *request = drun_request_json(r, !d->cluster);
                 record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
                 rec.max_attempts = r->max_attempts;
                 /* Stored with the submit: the engine does not rewrite a
@@ -1090,16 +1105,49 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         return 0;
 }
 
+/* A queued request that names its deployed function's version: the
+ * version's source, as deployed (a version's row is never rewritten). When
+ * the function was deleted while the run waited, the run ends cancelled
+ * with a message that says so instead of staying queued forever. */
+static int drun_source_from_function(Daemon *d, DRun *r) {
+        FunctionRecord *f = NULL;
+        int k = function_store_get(d->functions, r->tenant, r->fn_name, r->fn_version, &f);
+        if (k == -ENOENT) {
+                _cleanup_free_ char *msg = xasprintf("function %s version %d was deleted while this run was queued; "
+                                                     "it cannot run (deploy it again and invoke it anew)",
+                                                     r->fn_name, r->fn_version);
+                log_error("run %s: %s", r->id, msg);
+                k = run_queue_cancel(d->queue, r->id, msg);
+                return k < 0 ? k : -ENOENT;
+        }
+        if (k < 0) {
+                log_error("run %s: cannot read function %s version %d: %s; it stays queued", r->id, r->fn_name,
+                          r->fn_version, strerror(-k));
+                return k;
+        }
+        r->source = TAKE_PTR(f->source);
+        r->source_len = f->source_len;
+        function_record_free(f);
+        return 0;
+}
+
 /* Runs p again (an acknowledged run: no limit turns it away). */
 static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
         DRun *r = drun_new(d, p->id, p->tenant);
         r->created = p->created;
         r->attempt = p->attempt;
         r->max_attempts = p->max_attempts;
-        if (drun_fill_from_request_json(r, p->request_json) < 0) {
+        if (drun_fill_from_request_json(r, p->request_json) < 0 || (!r->source && (!r->fn_name || r->fn_version <= 0))) {
                 log_error("run %s: its queued request cannot be read; it stays queued", r->id);
                 drun_free(r);
                 return -EBADMSG;
+        }
+        if (!r->source) {
+                int k = drun_source_from_function(d, r);
+                if (k < 0) {
+                        drun_free(r);
+                        return k;
+                }
         }
         if (daemon_limits_clamp(&d->cfg, r->tenant, &r->limits))
                 log_info("run %s: its limits are lowered to what the config grants tenant %s now", r->id,
@@ -1212,6 +1260,34 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
                 cond_wait_usec(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
+}
+
+int daemon_run_final_record(DRun *r, RunRecord *ret) {
+        assert(r && ret);
+        const RunResult *res = r->result;
+        /* The engine's record is the stored one only when it wrote it and
+         * nobody overwrote it: a daemon-written end (cancel, internal
+         * error), a full disk (kept unwritten) and a claimed run (Redis's
+         * record) are read back instead. */
+        if (!r->done || !res || !res->recorded || r->daemon_writes_result || r->claimed || r->attempt <= 0)
+                return -ENODATA;
+        record_from_drun(r, ret, run_status_to_string(res->status));
+        /* What RunQueueOps.finish wrote (store_run_finish): the engine's
+         * started and finished, its timings text, the resolved function. */
+        ret->function = res->function ? res->function : r->function;
+        ret->exit_code = res->exit_code;
+        ret->value_json = res->value_json;
+        ret->value_repr = res->value_repr;
+        ret->error_type = res->error_type;
+        ret->error_message = res->error_message;
+        ret->traceback = res->traceback;
+        ret->outputs_json = res->outputs_json;
+        ret->timings_json = res->timings_json;
+        ret->started = res->started;
+        ret->finished = res->finished;
+        ret->attempt = r->attempt;
+        ret->max_attempts = r->max_attempts;
+        return 0;
 }
 
 bool daemon_run_done(Daemon *d, DRun *r) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "basic.h"
 #include "engine.h"
@@ -342,6 +343,11 @@ struct Daemon {
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */
         struct DaemonGc *gc;            /* the collector (daemon-gc.c); NULL until daemon_gc_start() */
+        /* The submit's free-space check's last statvfs (daemon-gc.c):
+         * here, not in gc, because submits go on after the collector
+         * stops (drain, DAG tasks). Lock-free: a race costs a statvfs. */
+        _Atomic uint64_t disk_free_avail;
+        _Atomic uint64_t disk_free_stamp; /* monotonic usec; 0: none yet */
         uint8_t secret_key[32];         /* $DATA/secrets.key (daemon-secrets.c), loaded at start */
         struct DaemonSchedules *schedules; /* the scheduler (daemon-schedules.c) */
         struct DaemonCluster *cluster;  /* daemon-cluster.c; NULL in single-node mode */
@@ -371,6 +377,14 @@ void drun_unref(Daemon *d, DRun *r);
 #define DRUN_DONE_KEY(r) ((const void *) &(r)->done)
 /* Whether r has ended (what a daemon_call_wait() callback looks at). */
 bool daemon_run_done(Daemon *d, DRun *r);
+/* The stored record of r, which has ended, built from the run in memory
+ * (the engine's final record as it wrote it: the same run object a read
+ * of the store gives, without the read). *ret is shallow: its strings are
+ * r's, valid while the caller holds its reference; nothing to free.
+ * -ENODATA when memory is not the final word
+ * (the daemon wrote the end itself, the engine could not, or the run is
+ * another node's): read the store then. */
+int daemon_run_final_record(DRun *r, RunRecord *ret);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
 /* The cancel a run's node hears from another node (cluster), by id. */

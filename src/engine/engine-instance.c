@@ -26,6 +26,8 @@ Instance *instance_free(Instance *i) {
         else if (i->pid > 0)
                 (void) kill(i->pid, SIGKILL);
         i->status_fd = fd_close(i->status_fd);
+        i->out_fd = fd_close(i->out_fd);
+        i->err_fd = fd_close(i->err_fd);
         free(i->key);
         free(i);
         return NULL;
@@ -83,10 +85,15 @@ static bool instance_alive(Instance *i) {
          * worker (our child) exited, without reaping it (pool_reap does). */
         if (i->parent && pool_worker_exited(i->parent))
                 return false;
-        struct pollfd p = { .fd = i->sock, .events = POLLRDHUP };
-        if (poll(&p, 1, 0) < 0)
+        /* The same poll says whether output was left in its pipes after
+         * its last invocation (instance_pipes() throws it away). */
+        struct pollfd p[3] = { { .fd = i->sock, .events = POLLRDHUP },
+                               { .fd = i->out_fd, .events = POLLIN },
+                               { .fd = i->err_fd, .events = POLLIN } };
+        if (poll(p, 3, 0) < 0)
                 return true;
-        return !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+        i->stale_output = p[1].revents || p[2].revents;
+        return !(p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 void engine_pool_sweep(Engine *e) {
@@ -127,7 +134,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         Instance *i = xcalloc(1, sizeof(Instance));
         i->key = xstrdup(key);
         i->parent = pw;
-        i->sock = i->status_fd = -EBADF;
+        i->sock = i->status_fd = i->out_fd = i->err_fd = -EBADF;
         r = engine_sandbox_run_prepare(e, key, mode, limits, &i->sandbox, ret_error);
         int sv[2] = { -1, -1 }, st[2] = { -1, -1 };
         if (r >= 0 && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
@@ -246,7 +253,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
         Instance *slot = xcalloc(1, sizeof(Instance));
         slot->key = xstrdup(key);
         slot->busy = true;
-        slot->sock = slot->status_fd = -EBADF;
+        slot->sock = slot->status_fd = slot->out_fd = slot->err_fd = -EBADF;
         slot->next = e->pool.instances;
         e->pool.instances = slot;
         pthread_mutex_unlock(&e->pool.lock);

@@ -241,6 +241,9 @@ struct Instance {
         RunSandbox *sandbox;
         int sock;            /* invocations go here */
         int status_fd;       /* the worker reports the instance's exit here */
+        int out_fd, err_fd;  /* read ends of its stdout/stderr, kept for its life
+                              * (O_NONBLOCK; -EBADF until its first invoke) */
+        bool stale_output;   /* instance_alive() saw bytes in them (or a hang-up) */
         pid_t pid;
         bool busy, dead;
         bool frozen;         /* its cgroup is frozen (idle); only its holder changes this */

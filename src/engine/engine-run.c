@@ -243,6 +243,13 @@ static void record_finish(RunCtx *c) {
                          r->id, c->spec->attempt);
         else if (k < 0)
                 c->res->record_error = k;
+        else {
+                res->recorded = true;
+                res->started = r->started;
+                res->finished = r->finished;
+                free(res->timings_json);
+                res->timings_json = TAKE_PTR(t);
+        }
         r->timings_json = NULL;
         r->outputs_json = NULL;
         r->lock_json = NULL;
@@ -464,13 +471,16 @@ static void pipes_close(Pipes *p) {
                 *all[i] = fd_close(*all[i]);
 }
 
-/* status: a forked run reports on a socketpair of its own; a warm
- * instance's invocation reports on the instance's socket, so it gets none
- * (two sockets made and torn down per invoke for nothing). */
-static int pipes_open(Pipes *p, bool status) {
+/* A forked run gets output pipes, a result pipe and a status socketpair of
+ * its own. A warm instance's invocation gets nothing here: it reports on
+ * the instance's socket, its result comes in the "done" message there, and
+ * its output on the instance's own pipes (instance_pipes()). */
+static int pipes_open(Pipes *p, bool forked) {
         *p = (Pipes) { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
+        if (!forked)
+                return 0;
         if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->result, O_CLOEXEC) < 0 ||
-            (status && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0)) {
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->status) < 0) {
                 int r = -errno;
                 pipes_close(p);
                 return r;
@@ -695,8 +705,10 @@ typedef struct RunWatch {
         bool early; /* finished on the result's EOF, before the exit report */
         int code, sig;
         bool timed_out, output_limit, result_too_big, was_cancelled;
+        bool more[3];         /* [stream]: the last poll's read filled the buffer */
         usec_t cancel_kill_again; /* monotonic: when a cancelled run is killed again */
-        Buf result;
+        Buf result;           /* a forked run's result pipe */
+        json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
 
 static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const char *json) {
@@ -706,9 +718,16 @@ static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const 
                 engine_sandbox_run_started(rs, c->pw ? c->pw->w->pid : c->inst->parent->w->pid,
                                            (pid_t) json_integer_value(json_object_get(m, "pid")));
         else if (type && streq(type, "done")) {
-                /* An instance finished an invocation and lives on. */
+                /* An instance finished an invocation and lives on; its
+                 * result came with the message (the instance checked the
+                 * 16 MiB limit: the result is never read twice). */
                 w->exited = true;
                 w->instance_done = true;
+                json_t *res = json_object_get(m, "result");
+                if (json_is_object(res) && !w->result_v)
+                        w->result_v = json_incref(res);
+                if (json_is_true(json_object_get(m, "result_too_big")))
+                        w->result_too_big = true;
         }
         else if (type && streq(type, "exited")) {
                 const char *st = json_string_value(json_object_get(m, "status"));
@@ -722,14 +741,19 @@ static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const 
         json_decref(m);
 }
 
-static void read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
-        char buf[65536];
+/* What one read of a run's stdout/stderr takes at most. */
+#define OUTPUT_CHUNK 65536
+
+/* Returns how many bytes it read: 0 at EOF (the fd is closed), -1 when
+ * nothing was there. */
+static ssize_t read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
+        char buf[OUTPUT_CHUNK];
         ssize_t k = read(*fd, buf, sizeof(buf));
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
-                return;
+                return -1;
         if (k <= 0) {
                 *fd = fd_close(*fd);
-                return;
+                return 0;
         }
         usec_t ts = now_realtime();
         size_t keep = (size_t) k;
@@ -743,9 +767,26 @@ static void read_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int 
         }
         c->output_bytes += (size_t) k;
         if (keep == 0)
-                return; /* keep draining so the writer never blocks */
+                return k; /* keep draining so the writer never blocks */
         log_output(c, stream, buf, keep, ts);
         emit(c, (RunEvent) { .type = RUN_EVENT_OUTPUT, .stream = stream, .data = buf, .len = keep, .timestamp = ts });
+        return k;
+}
+
+/* At most this many reads drain an instance's pipe after its "done" (what
+ * a thread left running keeps writing is not the invocation's). */
+#define DRAIN_MAX_READS 64
+
+/* An instance answered "done" after flushing: all the invocation wrote is
+ * in its pipes already (no EOF comes: the pipes are the instance's for its
+ * life). poll() scans its fds in order and the instance socket comes
+ * first: the scan that saw "done" saw the pipes after all of it was
+ * written, and a read that did not fill the buffer took all there was. So
+ * only a pipe whose last read filled the buffer needs more reads; a
+ * trivial invocation costs no read at all. */
+static void drain_output(RunCtx *c, RunSandbox *rs, RunWatch *w, int stream, int *fd) {
+        for (unsigned i = 0; w->more[stream] && *fd >= 0 && i < DRAIN_MAX_READS; i++)
+                w->more[stream] = read_output(c, rs, w, stream, fd) == OUTPUT_CHUNK;
 }
 
 static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
@@ -770,6 +811,11 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
         usec_t deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
         usec_t exit_deadline = 0;
         for (;;) {
+                if (c->inst && w->instance_done) {
+                        drain_output(c, rs, w, 1, &p->out[0]);
+                        drain_output(c, rs, w, 2, &p->err[0]);
+                        break;
+                }
                 if (w->exited && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0)
                         break;
                 /* The child closed all its pipes after writing a result: the
@@ -809,7 +855,7 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                 struct pollfd pf[4] = {
                         /* After the exit report (or an instance's "done") the
                          * worker closes the status socket: that EOF is not a
-                         * death. */
+                         * death. It comes first: drain_output() relies on it. */
                         { .fd = w->worker_gone || w->exited ? -1 : p->control, .events = POLLIN },
                         { .fd = p->out[0], .events = POLLIN },
                         { .fd = p->err[0], .events = POLLIN },
@@ -820,16 +866,14 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                         break;
                 if (k <= 0)
                         continue;
-                if (pf[1].revents)
-                        read_output(c, rs, w, 1, &p->out[0]);
-                if (pf[2].revents)
-                        read_output(c, rs, w, 2, &p->err[0]);
+                w->more[1] = pf[1].revents && read_output(c, rs, w, 1, &p->out[0]) == OUTPUT_CHUNK;
+                w->more[2] = pf[2].revents && read_output(c, rs, w, 2, &p->err[0]) == OUTPUT_CHUNK;
                 if (pf[3].revents)
                         read_result(rs, w, &p->result[0]);
                 if (pf[0].revents) {
                         _cleanup_free_ char *msg = NULL;
-                        Worker ctl = { .sock = p->control };
-                        int r = worker_recv(&ctl, 0, &msg, NULL);
+                        /* poll() said it is readable: no second poll. */
+                        int r = proto_recv(p->control, WORKER_PROTO_MAX_MESSAGE, &msg, NULL, NULL, 0, NULL);
                         if (r < 0) {
                                 /* The worker (or the instance) died without
                                  * a word: the run died with it. */
@@ -849,8 +893,20 @@ static const char *signal_name(int sig) {
         return n ? n : "?";
 }
 
+/* The result object: an instance's (from "done"), or a forked run's pipe
+ * parsed once; NULL when there is none or it is not JSON. */
+static json_t *watch_result(RunWatch *w) {
+        if (!w->result_v && w->result.len > 0)
+                w->result_v = json_loads(w->result.data, 0, NULL);
+        return w->result_v;
+}
+
+static bool has_result(RunWatch *w) {
+        return w->result_v || w->result.len > 0;
+}
+
 static void outcome_from_result(RunCtx *c, RunWatch *w) {
-        json_t *v = json_loads(w->result.data, 0, NULL);
+        json_t *v = watch_result(w);
         if (!v) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "InternalError", "the run's result could not be read");
                 return;
@@ -889,14 +945,10 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
                         c->res->traceback = tb ? xstrdup(tb) : NULL;
                 }
         }
-        json_decref(v);
 }
 
-static bool result_is_success(const Buf *b) {
-        json_t *v = json_loads(b->data, 0, NULL);
-        bool ok = json_is_true(json_object_get(v, "ok"));
-        json_decref(v);
-        return ok;
+static bool result_is_success(RunWatch *w) {
+        return json_is_true(json_object_get(watch_result(w), "ok"));
 }
 
 static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
@@ -927,7 +979,7 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
         /* A function that returned a value succeeded, whatever limits it
          * brushed against on the way; otherwise a limit explains the end
          * better than the exception it caused (a refused fork raises). */
-        if (w->result.len > 0 && !w->signaled && result_is_success(&w->result)) {
+        if (has_result(w) && !w->signaled && result_is_success(w)) {
                 outcome_from_result(c, w);
                 return;
         }
@@ -935,7 +987,7 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, type, msg);
                 return;
         }
-        if (w->result.len > 0 && (!w->signaled)) {
+        if (has_result(w) && (!w->signaled)) {
                 outcome_from_result(c, w);
                 return;
         }
@@ -993,7 +1045,58 @@ static char *instance_start_message(void *userdata) {
         return s;
 }
 
-static int send_invoke(RunCtx *c, Pipes *p) {
+/* Throws away what sits in an idle instance's pipes (written after its
+ * last "done": by a thread left running, not by the coming invocation). */
+static void instance_pipes_discard(Instance *i) {
+        /* instance_alive() polled them when the instance was acquired (a
+         * thread left running is frozen or dropped from then on). */
+        if (!i->stale_output)
+                return;
+        i->stale_output = false;
+        int *fds[2] = { &i->out_fd, &i->err_fd };
+        for (size_t k = 0; k < 2; k++) {
+                char buf[OUTPUT_CHUNK];
+                for (unsigned n = 0; n < DRAIN_MAX_READS; n++) {
+                        ssize_t r = read(*fds[k], buf, sizeof(buf));
+                        if (r == 0)
+                                *fds[k] = fd_close(*fds[k]); /* it closed fd 1 or 2: new pipes */
+                        if (r <= 0)
+                                break;
+                }
+        }
+}
+
+/* An instance's stdout/stderr are two pipes it keeps for its life (as its
+ * fds 1 and 2), made at its first invocation: a warm invoke makes no pipe.
+ * Their write ends go with the invocation that finds them missing
+ * (*ret_w[0..1], else -EBADF). */
+static int instance_pipes(Instance *i, int ret_w[2]) {
+        ret_w[0] = ret_w[1] = -EBADF;
+        if (i->out_fd >= 0 && i->err_fd >= 0)
+                instance_pipes_discard(i);
+        if (i->out_fd >= 0 && i->err_fd >= 0)
+                return 0;
+        i->out_fd = fd_close(i->out_fd);
+        i->err_fd = fd_close(i->err_fd);
+        int out[2], err[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(err, O_CLOEXEC) < 0) {
+                int r = -errno;
+                fd_close(out[0]);
+                fd_close(out[1]);
+                return r;
+        }
+        (void) fcntl(out[0], F_SETFL, O_NONBLOCK);
+        (void) fcntl(err[0], F_SETFL, O_NONBLOCK);
+        i->out_fd = out[0];
+        i->err_fd = err[0];
+        ret_w[0] = out[1];
+        ret_w[1] = err[1];
+        return 0;
+}
+
+static int send_invoke(RunCtx *c) {
         json_t *m = json_pack("{s:s, s:s, s:O, s:O}", "type", "invoke", "id", c->res->id, "args", c->args, "kwargs",
                               c->kwargs);
         if (c->spec->context_json)
@@ -1002,8 +1105,16 @@ static int send_invoke(RunCtx *c, Pipes *p) {
         json_decref(m);
         if (!text)
                 return -EINVAL;
-        int fds[3] = { p->out[1], p->err[1], p->result[1] };
-        return proto_send(c->inst->sock, text, strlen(text), fds, 3);
+        int fds[2];
+        int r = instance_pipes(c->inst, fds);
+        if (r < 0)
+                return r;
+        r = proto_send(c->inst->sock, text, strlen(text), fds, fds[0] >= 0 ? 2 : 0);
+        /* Our copies of the write ends must go, or EOF never comes when
+         * the instance dies. */
+        fd_close(fds[0]);
+        fd_close(fds[1]);
+        return r;
 }
 
 /* Hands the run to a warm worker's forked child (ad-hoc) or to a warm
@@ -1057,11 +1168,11 @@ static int phase_run(RunCtx *c) {
         usec_t t1 = now_monotonic();
         r = pipes_open(&p, !c->inst);
         if (r >= 0)
-                r = c->inst ? send_invoke(c, &p) : send_run(c, rs, &p, spare_tag);
+                r = c->inst ? send_invoke(c) : send_run(c, rs, &p, spare_tag);
         /* A warm instance that died while idle (its worker crashed) cannot
          * take the invocation, which therefore never started: hand it to
          * another instance, a new one if need be, not fail the call. */
-        for (unsigned tries = 0; r < 0 && p.result[1] >= 0 && c->inst && !cold && tries < 8; tries++) {
+        for (unsigned tries = 0; r < 0 && c->inst && !cold && tries < 8; tries++) {
                 pthread_mutex_lock(&c->e->lock);
                 c->active.sandbox = NULL;
                 pthread_mutex_unlock(&c->e->lock);
@@ -1087,9 +1198,14 @@ static int phase_run(RunCtx *c) {
                 pthread_mutex_lock(&c->e->lock);
                 c->active.sandbox = rs;
                 pthread_mutex_unlock(&c->e->lock);
-                r = send_invoke(c, &p);
+                r = send_invoke(c);
         }
         p.control = c->inst ? c->inst->sock : p.status[0];
+        if (c->inst) {
+                /* Borrowed for the watch; handed back below. */
+                p.out[0] = c->inst->out_fd;
+                p.err[0] = c->inst->err_fd;
+        }
         /* Our copies of the write ends must go, or EOF never comes. */
         p.out[1] = fd_close(p.out[1]);
         p.err[1] = fd_close(p.err[1]);
@@ -1102,10 +1218,13 @@ static int phase_run(RunCtx *c) {
                 w.worker_gone = true;
         } else {
                 /* Fresh pipes' read ends carry no other status flag: set
-                 * it without reading it first (3 syscalls per run less). */
-                (void) fcntl(p.out[0], F_SETFL, O_NONBLOCK);
-                (void) fcntl(p.err[0], F_SETFL, O_NONBLOCK);
-                (void) fcntl(p.result[0], F_SETFL, O_NONBLOCK);
+                 * it without reading it first (3 syscalls per run less).
+                 * An instance's were set when they were made. */
+                if (!c->inst) {
+                        (void) fcntl(p.out[0], F_SETFL, O_NONBLOCK);
+                        (void) fcntl(p.err[0], F_SETFL, O_NONBLOCK);
+                        (void) fcntl(p.result[0], F_SETFL, O_NONBLOCK);
+                }
                 c->res->t_fork = now_monotonic() - t1;
                 c->res->t_start = c->res->t_acquire + c->res->t_fork;
                 emit_phase(c, "run");
@@ -1118,9 +1237,15 @@ static int phase_run(RunCtx *c) {
         c->active.sandbox = NULL;
         pthread_mutex_unlock(&c->e->lock);
         if (c->inst) {
-                /* A killed or crashed instance is replaced on the next call. */
+                /* The watch closes a pipe that reached EOF. */
+                c->inst->out_fd = p.out[0];
+                c->inst->err_fd = p.err[0];
+                p.out[0] = p.err[0] = -EBADF;
+                /* A killed or crashed instance is replaced on the next
+                 * call. One whose result was too big said so in "done" and
+                 * lives on (nothing of it was killed). */
                 bool broken = w.worker_gone || !w.instance_done || w.timed_out || w.was_cancelled ||
-                              w.output_limit || w.result_too_big;
+                              w.output_limit;
                 if (broken)
                         (void) engine_sandbox_run_kill(rs);
                 instance_release(c->e, c->inst, broken);
@@ -1134,6 +1259,7 @@ static int phase_run(RunCtx *c) {
         }
         pipes_close(&p);
         buf_free(&w.result);
+        json_decref(w.result_v);
         return 0;
 }
 

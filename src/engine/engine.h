@@ -184,6 +184,12 @@ typedef struct RunResult {
         /* The final record could not be written (negative errno; a full
          * disk): the caller holds the only copy of the end and writes it. */
         int record_error;
+        /* The final record as written (record_error 0, not dropped as a
+         * stale attempt): its started/finished and timings text, so a
+         * caller answers with the stored run without reading it back. */
+        bool recorded;
+        usec_t started, finished;
+        char *timings_json;
 } RunResult;
 RunResult *run_result_free(RunResult *r);
 

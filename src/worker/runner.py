@@ -520,14 +520,47 @@ def _write_result(fd, obj):
         view = view[n:]
 
 
-def _setup_streams():
+# A warm instance's invocation number, and the number each thread started
+# during an invocation carries (threads started by such a thread inherit
+# it). A thread left running by one invocation writes nothing through
+# sys.stdout/sys.stderr once another invocation runs: its text would land
+# in that invocation's log. Threads started outside any invocation (the
+# module's own) and the serving thread always write. Bytes written to fds
+# 1/2 directly cannot be told apart: see docs/workers.md.
+_INVOCATION = [0]
+
+
+def _tag_threads():
+    import threading
+    start = threading.Thread.start
+
+    def tagged_start(self):
+        if _INVOCATION[0]:
+            me = threading.current_thread()
+            self._pysprinter_invocation = getattr(me, "_pysprinter_invocation", _INVOCATION[0])
+        return start(self)
+    threading.Thread.start = tagged_start
+
+
+def _setup_streams(per_invocation=False):
     # Unbuffered text streams: output reaches the runner as it is produced,
     # including partial lines (a progress bar without newlines).
     import io
+    import threading
+    current = threading.current_thread
+
+    class InvocationStream(io.TextIOWrapper):
+        def write(self, s):
+            tag = getattr(current(), "_pysprinter_invocation", None)
+            if tag is not None and tag != _INVOCATION[0]:
+                return len(s)  # a stale invocation's thread: dropped
+            return super().write(s)
+
     def stream(fd):
         raw = io.FileIO(fd, "w", closefd=False)
-        return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace",
-                                line_buffering=True, write_through=True)
+        cls = InvocationStream if per_invocation else io.TextIOWrapper
+        return cls(raw, encoding="utf-8", errors="backslashreplace",
+                   line_buffering=True, write_through=True)
     sys.stdout = sys.__stdout__ = stream(1)
     sys.stderr = sys.__stderr__ = stream(2)
     # fd 0 is /dev/null already: wrap it rather than open another fd.
@@ -762,13 +795,13 @@ def serve_instance(request_json, sock_fd):
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
     sock = socket.socket(fileno=sock_fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
     except ValidationError as e:
         _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
         return
-    _setup_streams()
+    _setup_streams(per_invocation=True)
+    _tag_threads()
     mod = _user_module(req.get("source", ""), filename, req)
     init_error = None
     try:
@@ -780,41 +813,67 @@ def serve_instance(request_json, sock_fd):
         msg, fds = _recv_message(sock)
         if msg is None:
             return
-        out, err, result = (fds + [-1, -1, -1])[:3]
-        try:
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            for fd in (out, err):
+        # fds 1 and 2 are the instance's stdout/stderr pipes for its life:
+        # the invocation that finds them missing (the first) brings them.
+        # The result goes back in its "done" message (no pipe of its own).
+        if len(fds) >= 2:
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+        for fd in fds:
+            if fd not in (1, 2):  # a function that closed fd 1 gets it back as is
                 os.close(fd)
+        _INVOCATION[0] += 1
+        result = None
+        try:
             if init_error is not None:
-                _write_result(result, _exception_result(init_error, filename))
+                result = _exception_result(init_error, filename)
             else:
-                _invoke(fn, mod, msg, filename, result)
+                result = _invoke(fn, mod, msg, filename)
         finally:
+            # All the invocation wrote is in the pipes before "done": the
+            # engine reads them up to it.
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
             except Exception:
                 pass
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            if result >= 0:
-                os.close(result)
-            for fd in fds[3:]:
-                os.close(fd)
-        _send_message(sock, {"type": "done", "id": msg.get("id")})
+            # From here no invocation runs: what the threads it left write
+            # through sys.stdout/sys.stderr is dropped, not left in the
+            # pipes for the next invocation to find.
+            _INVOCATION[0] += 1
+        _send_done(sock, msg.get("id"), result)
 
 
-def _invoke(fn, mod, msg, filename, result_fd):
+# The largest result as JSON (engine.h RUN_MAX_RESULT_BYTES); the message
+# limit (32 MiB) leaves room for it and the rest of "done".
+_MAX_RESULT_BYTES = 16 << 20
+
+
+def _send_done(sock, invocation_id, result):
+    """"done" {id, result} (or {id, result_too_big: true}): the result is
+    spliced in as JSON text, serialised once."""
+    head = '{"type":"done","id":' + json.dumps(invocation_id)
+    data = b""
+    if result is not None:
+        data = json.dumps(result, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    if len(data) > _MAX_RESULT_BYTES:
+        body = (head + ',"result_too_big":true}').encode()
+    elif data:
+        body = head.encode() + b',"result":' + data + b"}"
+    else:
+        body = (head + "}").encode()
+    sock.sendall(len(body).to_bytes(4, "little") + body)
+
+
+def _invoke(fn, mod, msg, filename):
+    """The invocation's result object (as _write_result would write it)."""
     try:
         args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {})
     except ValidationError as e:
-        _write_result(result_fd, _error_reply(e, filename))
-        return
+        return _error_reply(e, filename)
     try:
         target = mod.__dict__.get(fn.name)
         value = _resolve_value(target(*args, **kwargs))
     except BaseException as e:
-        _write_result(result_fd, _exception_result(e, filename))
-        return
-    _write_result(result_fd, _serialise(value))
+        return _exception_result(e, filename)
+    return _serialise(value)

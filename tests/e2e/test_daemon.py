@@ -499,3 +499,36 @@ def test_per_tenant_concurrency(tmp_path):
             d.call("DELETE", f"/v1/runs/{r['id']}")
     finally:
         d.stop()
+
+
+ANSWERS = '''
+class Odd:
+    def __repr__(self):
+        return "<odd>"
+
+def answer(kind: str = "value", n: int = 1, **kw):
+    print("out", n)
+    if kind == "raise":
+        raise ValueError(f"bad {n}")
+    if kind == "repr":
+        return Odd()
+    return {"kind": kind, "n": n, "kw": kw, "f": 0.1}
+'''
+
+
+def test_synchronous_invoke_answers_the_stored_run_object_byte_for_byte(d):
+    """The ?wait=true answer is built from the finished run in memory; it is
+    the very run object GET /v1/runs/ID reads from the store afterwards
+    (timestamps, timings, error, repr and all)."""
+    st, b = d.call("POST", "/v1/functions", {"name": "answers", "source": ANSWERS, "function": "answer"})
+    assert st == 201, b
+    bodies = [{"args": ["value", 3]}, {"kwargs": {"kind": "raise", "n": 4}}, {"args": ["repr"]},
+              {"args": ["value"], "kwargs": {"x": [1, None]}}, {"raw_args": ["value", "5"]}]
+    for body in bodies:
+        st, _, answer = d.request("POST", "/v1/functions/answers/invoke?wait=true", body)
+        assert st == 200, answer
+        run = json.loads(answer)
+        assert run["status"] in ("succeeded", "failed") and run["finished_at"], run
+        st, _, stored = d.request("GET", f"/v1/runs/{run['id']}")
+        assert st == 200
+        assert answer == stored, (answer, stored)

@@ -369,3 +369,89 @@ def test_kill9_during_synchronous_invokes_no_answered_invoke_runs_again(tmp_path
         print(f"{len(answered)} answered invokes ran once each; {reran} unanswered ones ran again after the restart")
     finally:
         d.stop()
+
+
+VERSIONED = """
+def handler(event, context):
+    return {"version": %d, "n": event.get("n")}
+"""
+
+
+def _queued_requests(d):
+    """The request_json the queue keeps for each queued run (read from the
+    daemon's SQLite file while the daemon is down)."""
+    import sqlite3
+    dbs = [p for p in d.home.rglob("*.db") if p.is_file()]
+    out = {}
+    for p in dbs:
+        con = sqlite3.connect(str(p))
+        try:
+            for rid, req in con.execute("SELECT id, request_json FROM runs WHERE status='queued'"):
+                out[rid] = req
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            con.close()
+    return out
+
+
+def test_kill9_queued_invokes_of_a_deployed_function_run_their_version(tmp_path):
+    """A queued invoke names its function version instead of carrying the
+    source; after a kill -9 each runs the version it was submitted for, the
+    latest one included, although a newer version was deployed since."""
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra=ONE_SLOT).start()
+    try:
+        for v in (1, 2):
+            st, b = d.call("POST", "/v1/functions", {"name": "vf", "function": "handler", "source": VERSIONED % v})
+            assert st == 201 and b["version"] == v, b
+        st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+        blocker = b["id"]
+        d.wait_status(blocker, ["running"])
+        want = {}
+        for i, ver in enumerate([1, 0, 1]):
+            body = {"args": [{"n": i}, None], **({"version": ver} if ver else {})}
+            st, b = d.call("POST", "/v1/functions/vf/invoke", body)
+            assert st == 202 and b["status"] == "queued", b
+            want[b["id"]] = (ver or 2, i)
+        # A third version deployed after the invokes were acknowledged.
+        st, b = d.call("POST", "/v1/functions", {"name": "vf", "function": "handler", "source": VERSIONED % 3})
+        assert st == 201
+    finally:
+        d.kill9()
+    reqs = _queued_requests(d)
+    d.start()
+    try:
+        for rid in want:
+            assert rid in reqs and "return {" not in reqs[rid], reqs.get(rid)
+        cancel(d, blocker)
+        for rid, (ver, n) in want.items():
+            b = wait_terminal(d, rid)
+            assert b["status"] == "succeeded" and b["result"] == {"version": ver, "n": n}, b
+    finally:
+        d.stop()
+
+
+def test_kill9_queued_invoke_of_a_deleted_function_ends_with_a_clear_error(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra=ONE_SLOT).start()
+    try:
+        st, b = d.call("POST", "/v1/functions", {"name": "gone", "function": "handler", "source": VERSIONED % 1})
+        assert st == 201
+        st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+        blocker = b["id"]
+        d.wait_status(blocker, ["running"])
+        st, b = d.call("POST", "/v1/functions/gone/invoke", {"args": [{}, None]})
+        assert st == 202, b
+        queued = b["id"]
+        st, _ = d.call("DELETE", "/v1/functions/gone")
+        assert st == 200
+    finally:
+        d.kill9()
+    d.start()
+    try:
+        cancel(d, blocker)
+        b = wait_terminal(d, queued)
+        assert b["status"] not in ("succeeded", "lost"), b
+        assert "gone" in b["error"]["message"] and "version 1" in b["error"]["message"] \
+            and "deleted" in b["error"]["message"], b
+    finally:
+        d.stop()

@@ -181,6 +181,46 @@ def test_disk_reserve_507_healthz_and_metrics(tmp_path):
         d.stop()
 
 
+def test_submits_share_one_free_space_check_per_tenth_of_a_second(tmp_path):
+    """The 507 check does not statvfs the data directory on every submit: 60
+    invokes in a burst cost about one statvfs per 100 ms, not 60 (counted
+    with strace on the daemon; /healthz, which always looks, marks the
+    moment strace is attached)."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed")
+    d = Daemon(tmp_path / "d", config_extra="disk:\n  reserve_bytes: 1\n")
+    d.start()
+    trace = tmp_path / "statfs.trace"
+    st, b = d.call("POST", "/v1/functions", {"name": "one", "source": "def f():\n    return 1\n"})
+    assert st == 201, b
+    st, b = d.call("POST", "/v1/functions/one/invoke?wait=true", {})
+    assert st == 200, b
+    s = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=statfs", "-o", str(trace), "-p", str(d.proc.pid)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def statfs_lines():
+        return [ln for ln in (trace.read_text().splitlines() if trace.exists() else []) if "statfs(" in ln]
+    try:
+        deadline = time.time() + 30
+        while not statfs_lines():
+            assert time.time() < deadline and s.poll() is None, (s.poll(), s.stderr.read() if s.poll() else "")
+            d.call("GET", "/healthz", token=None)
+            time.sleep(0.05)
+        before = len(statfs_lines())
+        n = 60
+        t0 = time.monotonic()
+        for _ in range(n):
+            st, b = d.call("POST", "/v1/functions/one/invoke?wait=true", {})
+            assert st == 200 and b["status"] == "succeeded", b
+        elapsed = time.monotonic() - t0
+    finally:
+        s.send_signal(signal.SIGINT)
+        s.wait(timeout=30)
+        d.stop()
+    calls = len(statfs_lines()) - before
+    assert calls <= elapsed / 0.1 + 2 and calls < n, (calls, n, elapsed)
+
+
 def test_healthz_no_warning_with_room(tmp_path):
     d = Daemon(tmp_path / "d", config_extra="disk:\n  reserve_bytes: 1\n  warn_bytes: 2\n")
     d.start()
