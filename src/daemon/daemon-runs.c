@@ -410,20 +410,24 @@ static bool drun_startable(Daemon *d, DRun *r) {
 
 /* Unlinks and returns the oldest startable pending run, or NULL. A tenant at
  * its limit does not hold up the others behind it. */
+/* Unlinks r, which follows prev (NULL: r is the head). */
+static void pending_unlink(Daemon *d, DRun *prev, DRun *r) {
+        if (prev)
+                prev->next_pending = r->next_pending;
+        else
+                d->pending = r->next_pending;
+        if (d->pending_tail == r)
+                d->pending_tail = prev;
+        r->next_pending = NULL;
+}
+
 static DRun *pending_take(Daemon *d) {
         DRun *prev = NULL;
-        for (DRun *r = d->pending; r; prev = r, r = r->next_pending) {
-                if (!drun_startable(d, r))
-                        continue;
-                if (prev)
-                        prev->next_pending = r->next_pending;
-                else
-                        d->pending = r->next_pending;
-                if (d->pending_tail == r)
-                        d->pending_tail = prev;
-                r->next_pending = NULL;
-                return r;
-        }
+        for (DRun *r = d->pending; r; prev = r, r = r->next_pending)
+                if (drun_startable(d, r)) {
+                        pending_unlink(d, prev, r);
+                        return r;
+                }
         return NULL;
 }
 
@@ -431,13 +435,7 @@ static void pending_remove(Daemon *d, DRun *r) {
         DRun *prev = NULL;
         for (DRun *x = d->pending; x; prev = x, x = x->next_pending)
                 if (x == r) {
-                        if (prev)
-                                prev->next_pending = r->next_pending;
-                        else
-                                d->pending = r->next_pending;
-                        if (d->pending_tail == r)
-                                d->pending_tail = prev;
-                        r->next_pending = NULL;
+                        pending_unlink(d, prev, r);
                         return;
                 }
 }
