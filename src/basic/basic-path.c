@@ -39,6 +39,19 @@ int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
+int dir_fdopen(int fd, DIR **ret) {
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
 static int rm_rf_at(int parent_fd, const char *name, dev_t dev) {
         struct stat st;
         if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -49,15 +62,10 @@ static int rm_rf_at(int parent_fd, const char *name, dev_t dev) {
                 return -EXDEV;
         /* Read-only store dirs must become writable before their entries go. */
         (void) fchmodat(parent_fd, name, 0700, 0);
-        int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
-        int r = 0;
+        DIR *d = NULL;
+        int r = dir_fdopen(openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), &d);
+        if (r < 0)
+                return r;
         struct dirent *de;
         while ((de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
@@ -107,14 +115,9 @@ static uint64_t tree_bytes_at_depth(int dfd, const char *name, int depth) {
         uint64_t total = (uint64_t) st.st_blocks * 512;
         if (!S_ISDIR(st.st_mode) || depth > 64)
                 return total;
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
+        DIR *d = NULL;
+        if (dir_fdopen(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), &d) < 0)
                 return total;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return total;
-        }
         struct dirent *de;
         while ((de = readdir(d)))
                 if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))

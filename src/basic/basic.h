@@ -5,6 +5,7 @@
  * and are written only on success. */
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -158,6 +159,9 @@ int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
 /* Disk bytes (st_blocks) of the tree at path, or at name under dfd; no
  * symlink followed, 64 levels at most; 0 when absent. */
+/* A DIR over fd, which it then owns (fd < 0: -errno of what made it); fd
+ * is closed on failure. */
+int dir_fdopen(int fd, DIR **ret);
 uint64_t path_tree_bytes(const char *path);
 uint64_t path_tree_bytes_at(int dfd, const char *name);
 /* Directory holding the running executable (from /proc/self/exe). */

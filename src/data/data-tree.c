@@ -17,15 +17,10 @@ static int cmp_str(const void *a, const void *b) {
 /* Sorted entry names of an open directory (not . and ..). Consumes no fd:
  * dirfd is duplicated for fdopendir. */
 int tree_list_sorted(int dirfd, char ***ret, size_t *ret_n) {
-        int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                close(fd);
+        DIR *d = NULL;
+        int r = dir_fdopen(fcntl(dirfd, F_DUPFD_CLOEXEC, 3), &d);
+        if (r < 0)
                 return r;
-        }
         rewinddir(d);
         char **v = NULL;
         size_t n = 0;

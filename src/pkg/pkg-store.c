@@ -12,20 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A DIR over fd, which it then owns; fd is closed on failure. */
-static int dir_from_fd(int fd, DIR **ret) {
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        *ret = d;
-        return 0;
-}
-
 /* chmod a-w over a tree we just unpacked (no symlinks in it: the unpacker
  * refuses them). */
 static int make_readonly_at(int dfd, const char *name) {
@@ -34,7 +20,7 @@ static int make_readonly_at(int dfd, const char *name) {
                 return -errno;
         if (S_ISDIR(st.st_mode)) {
                 DIR *d = NULL;
-                int r = dir_from_fd(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), &d);
+                int r = dir_fdopen(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), &d);
                 if (r < 0)
                         return r;
                 struct dirent *de;
@@ -82,7 +68,7 @@ static int make_store_dir(const char *data_dir) {
  * no stat nor chmod per file (a DT_UNKNOWN filesystem gets the full walk). */
 static int seal_dirs_fd(int dfd) {
         DIR *d = NULL;
-        int r = dir_from_fd(fcntl(dfd, F_DUPFD_CLOEXEC, 3), &d);
+        int r = dir_fdopen(fcntl(dfd, F_DUPFD_CLOEXEC, 3), &d);
         if (r < 0)
                 return r;
         struct dirent *de;

@@ -402,6 +402,20 @@ PROBE_LEFTOVER = ("import os, socket\n"
                   "    return [found, sorted(int(p) for p in os.listdir('/proc') if p.isdigit())]\n")
 
 
+def concurrent_probes(daemon, n):
+    """PIDNS_PROBE run n times at once (each holds its run 0.5 s)."""
+    out = [None] * n
+
+    def one(i):
+        out[i] = run(daemon, PIDNS_PROBE, args=[0.5])["result"]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
 def test_each_run_has_its_own_pid_namespace_init_network_and_cgroup(daemon):
     """Issue 15: the worker makes each run's pid namespace and its init
     itself, so a spare is one process. Whatever makes them, every run sees
@@ -411,15 +425,7 @@ def test_each_run_has_its_own_pid_namespace_init_network_and_cgroup(daemon):
     if daemon.sandbox == "none":
         pytest.skip("namespaces need the sandbox")
     seen = [run(daemon, PIDNS_PROBE)["result"] for _ in range(4)]
-    out = [None] * 4
-
-    def one(i):
-        out[i] = run(daemon, PIDNS_PROBE, args=[0.5])["result"]
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = concurrent_probes(daemon, 4)
     for r in seen + out:
         assert r["pids"] == [1, 2] and r["me"] == 2 and r["ppid"] == 0, r
         assert r["init"] == "sbx-init", r
@@ -529,11 +535,11 @@ def test_an_idle_spare_writes_no_python_object(tmp_path):
         st, w = d.call("GET", "/v1/workers")
         outer = [x["pid"] for x in w["workers"] if x["kind"] == "worker" and x.get("sys_path")]
         assert len(outer) == 1, w
-        tree, todo = [], list(outer)
-        while todo:
-            kids = _children(todo.pop())
+        tree, pending = [], list(outer)
+        while pending:
+            kids = _children(pending.pop())
             tree += kids
-            todo += kids
+            pending += kids
         deadline = time.monotonic() + 20
         while True:
             worker = max(tree, key=lambda p: len(_children(p)))
@@ -607,13 +613,5 @@ def test_a_reused_network_namespace_holds_nothing_of_the_last_run(daemon):
             break
     assert len(set(cookies)) < len(cookies), f"no namespace was reused in {len(cookies)} runs"
     # Concurrent runs never share one, reused or not.
-    out = [None] * 4
-
-    def one(i):
-        out[i] = run(daemon, PIDNS_PROBE, args=[0.5])["result"]
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = concurrent_probes(daemon, 4)
     assert len({r["ns"]["net"] for r in out}) == 4, out
