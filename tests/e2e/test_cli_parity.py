@@ -103,6 +103,7 @@ CASES = {
     "complex": ["run", "f.py", "--kind", "complex"],
     "raise": ["run", "f.py", "--kind", "raise"],
     "timeout": ["run", "f.py", "--kind", "sleep", "--timeout", "1s"],
+    "no_network": ["run", "f.py", "--kind", "dict", "--no-network", "--json"],
     "validate": ["validate", "f.py", "--kind", "x"],
     "validate_bad_kwarg": ["validate", "f.py", "--nope", "x"],
     "chain": ["chain", "step.py::one", "step.py::two"],
