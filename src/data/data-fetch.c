@@ -260,6 +260,36 @@ char **data_catalog_url_allow(const DataCatalog *c) {
         return copy;
 }
 
+/* What both fetchers set the same way: the body into a Sink, http(s) only
+ * (also after a redirect: a file:// or other scheme would read the
+ * runner's own files), no signals, a deadline, an error text; then the
+ * transfer and its status. The handle and the header list are freed. */
+static CURLcode perform_into_sink(CURL *h, const char *url, struct curl_slist *hdrs, Sink *s, long connect_ms,
+                                  uint64_t timeout_ms, const char *agent, char *errbuf, long *ret_status) {
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) (timeout_ms ? timeout_ms : DATA_DEFAULT_URL_TIMEOUT_MS));
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(h, CURLOPT_USERAGENT, agent);
+        CURLcode cc = curl_easy_perform(h);
+        *ret_status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_status);
+        curl_easy_cleanup(h);
+        curl_slist_free_all(hdrs);
+        return cc;
+}
+
 int data_fetch(const DataCatalog *c, const char *url, const char *path, const char *etag, const char *last_modified,
                FetchResult *ret, char **ret_error) {
         uint64_t max_bytes = c->cfg.max_dataset_bytes, timeout_ms = c->cfg.url_timeout_ms;
@@ -288,23 +318,10 @@ int data_fetch(const DataCatalog *c, const char *url, const char *path, const ch
                 hdrs = curl_slist_append(hdrs, l);
         }
         char errbuf[CURL_ERROR_SIZE] = "";
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
-        /* Only http(s), also after redirects: a file:// or other scheme
-         * would read the runner's own files. */
-#if LIBCURL_VERSION_NUM >= 0x075500
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
         curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
         curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &s);
         if (s.restrict_addresses) {
@@ -313,16 +330,8 @@ int data_fetch(const DataCatalog *c, const char *url, const char *path, const ch
                 curl_easy_setopt(h, CURLOPT_PROXY, "");
                 curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
         }
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) (timeout_ms ? timeout_ms : DATA_DEFAULT_URL_TIMEOUT_MS));
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(h, CURLOPT_USERAGENT, "pysprinter-data/1");
-        CURLcode cc = curl_easy_perform(h);
-        long status = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(h);
-        curl_slist_free_all(hdrs);
+        long status;
+        CURLcode cc = perform_into_sink(h, url, hdrs, &s, 15000L, timeout_ms, "pysprinter-data/1", errbuf, &status);
         int r = 0;
         if (*s.refused) {
                 *ret_error = xasprintf("refused to fetch %s: %s (the operator can allow it with config 'data.url_allow')",
@@ -368,24 +377,12 @@ int data_peer_download(const char *url, const char *bearer, const char *path, ui
         _cleanup_free_ char *auth = xasprintf("Authorization: Bearer %s", bearer ? bearer : "");
         struct curl_slist *hdrs = curl_slist_append(NULL, auth);
         char errbuf[CURL_ERROR_SIZE] = "";
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
         /* The secret goes to the advertised address only. */
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(h, CURLOPT_PROXY, "");
         curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) (timeout_ms ? timeout_ms : DATA_DEFAULT_URL_TIMEOUT_MS));
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(h, CURLOPT_USERAGENT, "pysprinter-peer/1");
-        CURLcode cc = curl_easy_perform(h);
-        long status = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(h);
-        curl_slist_free_all(hdrs);
+        long status;
+        CURLcode cc = perform_into_sink(h, url, hdrs, &s, 5000L, timeout_ms, "pysprinter-peer/1", errbuf, &status);
         if (s.too_big) {
                 *ret_error = xasprintf("%s is larger than %llu bytes", url, (unsigned long long) max);
                 return -EFBIG;
