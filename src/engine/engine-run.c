@@ -662,7 +662,9 @@ static void output_dir_finish(RunCtx *c) {
                                 c->res->outputs_json = TAKE_PTR(outputs);
                 }
         }
-        int r = rm_rf(c->out_host);
+        /* Most runs write nothing there: one rmdir, not rm_rf's stat,
+         * chmod, open and listing of an empty dir (issue 15). */
+        int r = rmdir(c->out_host) == 0 ? 0 : rm_rf(c->out_host);
         if (r < 0)
                 log_warn("run %s: cannot remove its output dir %s: %s", c->res->id, c->out_host, strerror(-r));
         free(c->out_host);
