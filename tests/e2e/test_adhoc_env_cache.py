@@ -162,3 +162,49 @@ def test_a_runs_output_dir_goes_whether_empty_or_not(tmp_path):
         assert left == [], left
     finally:
         d.stop()
+
+
+OUT_PROBE = ("import os\nfrom pysprinter import output_dir\n"
+             "def f(dirty: str = ''):\n"
+             "    d = output_dir()\n"
+             "    st = os.stat(d)\n"
+             "    seen = {'ino': st.st_ino, 'mode': oct(st.st_mode & 0o7777), 'files': sorted(os.listdir(d)),\n"
+             "            'xattrs': sorted(os.listxattr(d))}\n"
+             "    if dirty == 'file':\n"
+             "        open(os.path.join(d, 'left'), 'w').write('secret')\n"
+             "    elif dirty == 'chmod':\n"
+             "        os.chmod(d, 0o777)\n"
+             "    elif dirty == 'xattr':\n"
+             "        try:\n"
+             "            os.setxattr(d, 'user.left', b'secret')\n"
+             "        except OSError:\n"
+             "            return None\n"
+             "    return seen\n")
+
+
+def test_a_kept_output_dir_is_pristine_and_the_same_tenants(tmp_path):
+    """A full-sandbox run's empty /out may be handed to the next run of the
+    same tenant; never one another run wrote to, chmod'ed or tagged, and
+    never to another tenant."""
+    mode = sandbox_mode(tmp_path)
+    d = Daemon(tmp_path / "d", sandbox=mode)
+    d.start()
+    try:
+        def probe(dirty="", token="alice"):
+            st, out = d.call("POST", "/v1/runs?wait=true", {"source": OUT_PROBE, "args": [dirty]}, token=token)
+            assert st == 200 and out["status"] == "succeeded", out
+            return out["result"]
+        first = probe()
+        again = probe()
+        for seen in (first, again):
+            assert seen["files"] == [] and seen["mode"] == "0o700" and seen["xattrs"] == [], seen
+        if mode == "full":
+            assert again["ino"] == first["ino"], "the empty dir was not kept for the same tenant"
+            other = probe(token="bob")
+            assert other["ino"] != again["ino"] and other["files"] == [], other
+        for dirty in ("file", "chmod", "xattr"):
+            probe(dirty)
+            seen = probe()
+            assert seen["files"] == [] and seen["mode"] == "0o700" and seen["xattrs"] == [], (dirty, seen)
+    finally:
+        d.stop()
