@@ -766,6 +766,10 @@ static void tree_size(int dirfd, uint64_t stop_at, uint64_t *bytes, uint64_t *fi
 static void output_dir_finish(RunCtx *c) {
         if (!c->out_host)
                 return;
+        /* An empty, untouched dir has nothing to measure or store: kept
+         * for the next run without listing it twice. */
+        if (!c->spec->store_output && out_spare_keep(c))
+                return;
         const char *u = c->out_host;
         if (c->res->status == RUN_SUCCEEDED) {
                 uint64_t bytes = 0, files = 0;
@@ -802,8 +806,6 @@ static void output_dir_finish(RunCtx *c) {
                                 c->res->outputs_json = TAKE_PTR(outputs);
                 }
         }
-        if (out_spare_keep(c))
-                return;
         /* Most runs write nothing there: one rmdir, not rm_rf's stat,
          * chmod, open and listing of an empty dir (issue 15). */
         int r = rmdir(c->out_host) == 0 ? 0 : rm_rf(c->out_host);
