@@ -208,3 +208,24 @@ def test_a_kept_output_dir_is_pristine_and_the_same_tenants(tmp_path):
             assert seen["files"] == [] and seen["mode"] == "0o700" and seen["xattrs"] == [], (dirty, seen)
     finally:
         d.stop()
+
+
+def test_a_seen_set_is_noted_for_each_tenant_that_runs_it(tmp_path):
+    """The daemon skips noting a (tenant, lock) it noted recently; another
+    tenant running the same set after it still gets the env in its list."""
+    index, d = start(tmp_path)
+    try:
+        def envs(token):
+            st, b = d.call("GET", "/v1/envs", token=token)
+            assert st == 200, b
+            return " ".join(" ".join(e["requirements"]) for e in b["envs"])
+        for _ in range(3):
+            st, out = d.call("POST", "/v1/runs?wait=true", {"source": src("{'cachepkg': '==1.0'}")}, token="alice")
+            assert st == 200 and out["result"] == "1.0", out
+        assert "cachepkg" in envs("alice") and "cachepkg" not in envs("bob")
+        st, out = d.call("POST", "/v1/runs?wait=true", {"source": src("{'cachepkg': '==1.0'}")}, token="bob")
+        assert st == 200 and out["result"] == "1.0", out
+        assert "cachepkg" in envs("bob")
+    finally:
+        d.stop()
+        index.stop()
