@@ -32,6 +32,41 @@ def cpu_s(pid):
     return (int(f[11]) + int(f[12])) / TICK
 
 
+# The daemon's work by what it is for: a sample goes to the first class
+# one of whose names appears anywhere on its stack (needs --dwarf stacks).
+CATS = [
+    ("cgroups: make (pool, spares)", ["sandbox_cgroup_new", "apply_limits", "engine_sandbox_run_prepare"]),
+    ("cgroups: kill + remove (janitor)", ["sandbox_cgroup_free", "engine_sandbox_run_finish", "janitor_main"]),
+    ("store: submit (queued record)", ["sq_submit", "run_queue_submit"]),
+    ("store: finish (terminal record)", ["record_finish", "store_run_finish"]),
+    ("store: start, writer thread", ["writer_main", "sq_start"]),
+    ("store: other", ["store_", "sqlite3"]),
+    ("resolve (env)", ["phase_resolve", "engine_resolve_env"]),
+    ("validate", ["phase_validate"]),
+    ("env note (tenant)", ["daemon_env_note"]),
+    ("output dir", ["output_dir_create", "output_dir_finish", "out_spare", "out_dir_pristine"]),
+    ("run message (send_run)", ["send_run"]),
+    ("pipes, watch, result", ["watch_run", "pipes_open", "pipes_close", "read_result", "classify"]),
+    ("HTTP, request, answer", ["on_request", "MHD_", "daemon_call", "respond", "daemon_request"]),
+    ("run thread other (engine_run)", ["engine_run", "run_one"]),
+    ("pool/instances other", ["pool_", "spare"]),
+]
+
+
+def classes(data, ms_per_run):
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "ip,sym"], capture_output=True, text=True).stdout
+    cnt, total = {}, 0
+    for block in out.split("\n\n"):
+        stack = [ln.split()[1] for ln in block.splitlines() if len(ln.split()) >= 2]
+        if not stack:
+            continue
+        total += 1
+        name = next((n for n, keys in CATS if any(k in f for f in stack for k in keys)), "other (scheduler, wake-ups)")
+        cnt[name] = cnt.get(name, 0) + 1
+    for name, n in sorted(cnt.items(), key=lambda x: -x[1]):
+        print(f"  | {name} | {n / total * 100:.1f}% | {n / total * ms_per_run * 1000:.0f} µs |")
+
+
 def main():
     build = pathlib.Path(sys.argv[1]).resolve()
     perf = sys.argv[sys.argv.index("--perf") + 1] if "--perf" in sys.argv else None
@@ -84,6 +119,8 @@ def main():
             total = w[0] * secs
             print(f"  wrk -c8: {w[0]:.0f} runs/s, p50 {w[2]:.2f} ms, daemon CPU {used / total * 1e3:.3f} ms/run"
                   f" ({w[1]} non-2xx)")
+            if perf and "--dwarf" in sys.argv:
+                classes(perf, used / total * 1e3)
         if "--strace" in sys.argv and shutil.which("strace"):
             out = tmp / "strace.txt"
             s = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(pid)],
