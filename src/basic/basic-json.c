@@ -41,6 +41,44 @@ static size_t shortest(double v, char out[static 32]) {
         return n > 0 && n < 32 ? (size_t) n : (size_t) snprintf(out, 32, "%.17g", v);
 }
 
+/* A real already spelled the way shortest() would: fixed notation, an
+ * integer part of at most 16 digits without leading zeros, at most three
+ * zeros after "0.", no trailing zero after the point but ".0", and at most
+ * 15 significant digits. Any decimal of <= 15 significant digits reads back
+ * and prints again as itself (DBL_DIG), so no shorter spelling exists.
+ * Most reals in our answers (timings in ms, exact to the µs) are such, and
+ * respelling each costs up to 17 snprintf + strtod (issue 15). */
+static bool already_shortest(const char *s, size_t len) {
+        const char *p = s, *end = s + len;
+        if (p < end && *p == '-')
+                p++;
+        const char *ip = p;
+        while (p < end && *p >= '0' && *p <= '9')
+                p++;
+        size_t int_len = (size_t) (p - ip);
+        if (int_len == 0 || int_len > 16 || (int_len > 1 && *ip == '0') || p >= end || *p != '.')
+                return false;
+        const char *fp = ++p;
+        while (p < end && *p >= '0' && *p <= '9')
+                p++;
+        size_t frac_len = (size_t) (p - fp);
+        if (p != end || frac_len == 0 || (frac_len > 1 && fp[frac_len - 1] == '0'))
+                return false;
+        size_t sig;
+        if (int_len == 1 && *ip == '0') {
+                size_t z = 0;
+                while (z < frac_len && fp[z] == '0')
+                        z++;
+                if (z == frac_len)
+                        return true; /* 0.0 */
+                if (z > 3)
+                        return false; /* below 1e-4: shortest() uses an exponent */
+                sig = frac_len - z;
+        } else
+                sig = int_len + (frac_len == 1 && *fp == '0' ? 0 : frac_len);
+        return sig <= 15;
+}
+
 char *json_shorten_reals(const char *in) {
         Buf b;
         buf_init(&b, SIZE_MAX / 4);
@@ -67,6 +105,10 @@ char *json_shorten_reals(const char *in) {
                         }
                         char tmp[64];
                         size_t len = (size_t) (p - s);
+                        if (real && already_shortest(s, len)) {
+                                buf_append(&b, s, len);
+                                continue;
+                        }
                         if (real && len < sizeof(tmp)) {
                                 memcpy(tmp, s, len);
                                 tmp[len] = 0;

@@ -114,6 +114,16 @@ char *daemon_env_requirements_key(const char *tenant, char *const *requirements)
 void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
         if (ev->type != RUN_EVENT_PROGRESS || !ev->phase || !streq(ev->phase, "resolve") || !ev->data || !ev->len)
                 return;
+        /* The same tenant and lock as a recent run: noted already, no
+         * parse, no hash (issue 15: each ad-hoc run of a seen set). */
+        _cleanup_free_ char *recent = xasprintf("%s\x1f%.*s", tenant, (int) ev->len, ev->data);
+        pthread_mutex_lock(&d->lock);
+        bool seen = false;
+        for (size_t i = 0; i < ELEMENTSOF(d->env_note_recent) && !seen; i++)
+                seen = d->env_note_recent[i] && streq(d->env_note_recent[i], recent);
+        pthread_mutex_unlock(&d->lock);
+        if (seen)
+                return;
         json_t *lock = json_loadb(ev->data, ev->len, 0, NULL);
         json_t *a = json_object_get(lock, "requirements");
         bool ok = json_is_array(a);
@@ -135,11 +145,12 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
         pthread_mutex_lock(&d->lock);
         bool noted = strv_contains(d->env_noted, key);
         pthread_mutex_unlock(&d->lock);
-        if (noted)
-                return;
-        if (store_kv_put(d->store, "tenant-env", key, "1") < 0)
+        if (!noted && store_kv_put(d->store, "tenant-env", key, "1") < 0)
                 return;
         pthread_mutex_lock(&d->lock);
+        size_t slot = d->env_note_next++ % ELEMENTSOF(d->env_note_recent);
+        free(d->env_note_recent[slot]);
+        d->env_note_recent[slot] = TAKE_PTR(recent);
         if (d->n_env_noted < ENV_NOTED_MAX && !strv_contains(d->env_noted, key)) {
                 d->env_noted = strv_append(d->env_noted, key);
                 d->n_env_noted++;

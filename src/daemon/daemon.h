@@ -339,6 +339,11 @@ struct Daemon {
          * under lock: a warm invoke writes nothing for them. */
         char **env_noted;
         size_t n_env_noted;
+        /* The last few (tenant, lock text) already noted, compared whole
+         * before the lock is parsed: every run of a seen set reports its
+         * lock (daemon_env_note). Guarded by lock. */
+        char *env_note_recent[8];
+        size_t env_note_next;
 
         struct DataCatalog *catalog;    /* datasets (daemon-data.c); NULL until daemon_dags_init() */
         struct DaemonDags *dags;        /* DAG runs (daemon-dag.c) */

@@ -614,6 +614,8 @@ int main(int argc, char **argv) {
         }
         engine_free(d->engine);
         strv_free(d->env_noted);
+        for (size_t i = 0; i < ELEMENTSOF(d->env_note_recent); i++)
+                free(d->env_note_recent[i]);
         log_info("stopped");
         return 0;
 }

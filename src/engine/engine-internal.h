@@ -60,6 +60,12 @@ struct Engine {
         Pool pool;
         ValidationCache *vcache;
         ValidationCache *envcache; /* engine-resolve.c: pinned environments */
+        /* engine-run.c: empty output dirs of finished full-sandbox runs,
+         * kept for the next run of the same tenant in the same worker. */
+        pthread_mutex_t out_spare_lock;
+        struct OutSpare *out_spares;
+        size_t n_out_spares;
+        long out_fresh_flags;      /* a fresh output dir's inode flags, -1: not known yet */
         pthread_t prewarm_thread;
         bool prewarm_started;
         SandboxMode prewarm_mode;
@@ -71,6 +77,10 @@ struct Engine {
         bool janitor_running, janitor_stop;
         struct JanitorItem *janitor_queue;
 };
+
+/* engine-run.c: forgets the kept output dirs (engine_free; the dirs go
+ * with their workers' output roots). */
+void engine_out_spares_free(Engine *e);
 
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */

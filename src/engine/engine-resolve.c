@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
@@ -39,10 +40,12 @@ static void on_progress(const char *phase, const char *what, uint64_t done, uint
 /* Environments this process has used stay marked in use (their record
  * flock'ed) for the life of the process, so `env prune` never removes the
  * dirs a worker of this process may still have on its sys.path. One fd per
- * distinct environment. */
+ * distinct environment, and when its record's mtime (the env's last use,
+ * for `env ls` / prune) was last set by this process. */
 static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
 static char **held_keys;
 static int *held_fds;
+static usec_t *held_touched;
 static size_t n_held;
 
 static void hold_env(PkgEnv *env) {
@@ -53,9 +56,32 @@ static void hold_env(PkgEnv *env) {
         if (!have) {
                 held_keys = strv_append(held_keys, env->key);
                 held_fds = xrealloc(held_fds, (n_held + 1) * sizeof(int));
-                held_fds[n_held++] = TAKE_FD(env->fd);
+                held_touched = xrealloc(held_touched, (n_held + 1) * sizeof(usec_t));
+                held_fds[n_held] = TAKE_FD(env->fd);
+                held_touched[n_held++] = now_monotonic(); /* pkg_env_prepare just set it */
         }
         pthread_mutex_unlock(&held_lock);
+}
+
+/* Marks a held environment used now: its record's mtime, at most once a
+ * second per environment (a record write per run would be a journal
+ * write per run). false when this process does not hold it. */
+#define ENV_TOUCH_EVERY_USEC USEC_PER_SEC
+static bool touch_held_env(const char *key) {
+        bool held = false;
+        usec_t now = now_monotonic();
+        pthread_mutex_lock(&held_lock);
+        for (size_t i = 0; i < n_held; i++)
+                if (streq(held_keys[i], key)) {
+                        held = true;
+                        if (now - held_touched[i] >= ENV_TOUCH_EVERY_USEC) {
+                                (void) futimens(held_fds[i], NULL);
+                                held_touched[i] = now;
+                        }
+                        break;
+                }
+        pthread_mutex_unlock(&held_lock);
+        return held;
 }
 
 /* Byte-compiles a freshly unpacked wheel with the embedded interpreter
@@ -152,25 +178,17 @@ static char *pin_key(const char *instance_key, json_t *reqs_json) {
         return xasprintf("env\x1f%s\x1f%s", instance_key, reqs ?: "{}");
 }
 
-int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path, char **ret_lock_json) {
-        assert(e);
-        assert(instance_key);
-        assert(ret_sys_path);
-        assert(ret_lock_json);
-        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
-        _cleanup_free_ char *text = vcache_get(e->envcache, key);
-        if (!text)
-                return 0;
+/* Parses "N\n<lock>\n<dir>\n<dir>\n..." (text is modified). */
+static bool env_entry_parse(char *text, size_t *ret_n, char **ret_lock, char ***ret_sys_path) {
         char *line = strchr(text, '\n');
         if (!line)
-                return 0;
+                return false;
         *line++ = 0;
         size_t n_entries = strtoul(text, NULL, 10);
         char *lock_end = strchr(line, '\n');
         if (!lock_end)
-                return 0;
-        _cleanup_free_ char *lock = lock_end > line ? xstrndup(line, (size_t) (lock_end - line)) : NULL;
+                return false;
+        char *lock = lock_end > line ? xstrndup(line, (size_t) (lock_end - line)) : NULL;
         line = lock_end + 1;
         char **sys_path = xcalloc(1, sizeof(char *));
         while (*line) {
@@ -179,6 +197,41 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
                 sys_path = strv_append(sys_path, dir);
                 line = *end ? end + 1 : end;
         }
+        *ret_n = n_entries;
+        *ret_lock = lock;
+        *ret_sys_path = sys_path;
+        return true;
+}
+
+/* The same text, or NULL when a lock or dir holds a newline. */
+static char *env_entry_format(char *const *sys_path, size_t n_entries, const char *lock_json) {
+        if (lock_json && strchr(lock_json, '\n'))
+                return NULL;
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        buf_printf(&b, "%zu\n%s\n", n_entries, lock_json ? lock_json : "");
+        for (char *const *p = sys_path; p && *p; p++) {
+                if (strchr(*p, '\n')) {
+                        buf_free(&b);
+                        return NULL;
+                }
+                buf_printf(&b, "%s\n", *p);
+        }
+        return b.data ? buf_steal(&b) : xstrdup("");
+}
+
+int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
+                      void *userdata, char ***ret_sys_path, char **ret_lock_json) {
+        assert(e);
+        assert(instance_key);
+        assert(ret_sys_path);
+        assert(ret_lock_json);
+        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        _cleanup_free_ char *text = vcache_get(e->envcache, key);
+        size_t n_entries;
+        char *lock, **sys_path;
+        if (!text || !env_entry_parse(text, &n_entries, &lock, &sys_path))
+                return 0;
         if (fn && n_entries > 0) {
                 _cleanup_free_ char *msg = xasprintf("cached lock: %zu packages", n_entries);
                 RunEvent ev = {
@@ -191,7 +244,7 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
                 fn(&ev, userdata);
         }
         *ret_sys_path = sys_path;
-        *ret_lock_json = TAKE_PTR(lock);
+        *ret_lock_json = lock;
         return 1;
 }
 
@@ -199,21 +252,93 @@ void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char
                     size_t n_entries, const char *lock_json) {
         assert(e);
         assert(instance_key);
-        if (lock_json && strchr(lock_json, '\n'))
+        _cleanup_free_ char *text = env_entry_format(sys_path, n_entries, lock_json);
+        if (!text)
                 return; /* not representable: stays unpinned */
-        Buf b;
-        buf_init(&b, SIZE_MAX);
-        buf_printf(&b, "%zu\n%s\n", n_entries, lock_json ? lock_json : "");
-        for (char *const *p = sys_path; p && *p; p++) {
-                if (strchr(*p, '\n')) {
-                        buf_free(&b);
-                        return; /* not representable: stays unpinned */
-                }
-                buf_printf(&b, "%s\n", *p);
-        }
         _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
-        vcache_put(e->envcache, key, b.data ? b.data : "");
-        buf_free(&b);
+        vcache_put(e->envcache, key, text);
+}
+
+/* ---- requirement sets seen by ad-hoc runs ----------------------------
+ * An ad-hoc run of a set resolved before used to redo the seen-set lookup
+ * each time (issue 15): the env key (the SHA-256 of the requirements and
+ * the interpreter's ~20 KB wheel-tag list), the record's open, flock, read
+ * and JSON parse, its mtime, a stat per store dir, and the lock printed
+ * back to JSON: ~0.2 ms of the daemon's CPU per run, most of an ad-hoc
+ * run's resolve phase. The answer only changes when the record or its
+ * dirs do, and neither can while this process holds the record (hold_env:
+ * `env prune` and the store GC skip a held env; the index, allow and deny
+ * lists are fixed for an Engine's life), so it is remembered per set of
+ * requirement strings (as the env key sorts them): "<env key>\n" then
+ * the pinned format above. A hit still checks that each store dir exists
+ * (a stat each: a dir removed by hand is installed again by the slow
+ * path), sets the record's mtime at most once a second, and reports the
+ * same "cached lock" event with the lock as the record's path did. */
+
+static int strcmp_ptr(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static char *seen_key(PkgRequirement **reqs, size_t n) {
+        char **v = xcalloc(n + 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+                char *s = pkg_requirement_to_string(reqs[i]);
+                v[i] = s ? s : xstrdup(reqs[i]->normalized);
+        }
+        qsort(v, n, sizeof(char *), strcmp_ptr);
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        buf_appends(&b, "seen");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(&b, "\x1f%s", v[i]);
+        strv_free(v);
+        return buf_steal(&b);
+}
+
+static bool dirs_exist(char *const *dirs) {
+        struct stat st;
+        for (char *const *d = dirs; d && *d; d++)
+                if (stat(*d, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return false;
+        return true;
+}
+
+static bool env_seen(Engine *e, const char *key, const char *run_id, RunEventFn fn, void *userdata,
+                     char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json) {
+        _cleanup_free_ char *text = vcache_get(e->envcache, key);
+        char *rest = text ? strchr(text, '\n') : NULL;
+        if (!rest)
+                return false;
+        *rest++ = 0;
+        size_t n_entries;
+        char *lock, **sys_path;
+        if (!env_entry_parse(rest, &n_entries, &lock, &sys_path))
+                return false;
+        /* text now holds the env key alone. */
+        if (!lock || !dirs_exist(sys_path) || !touch_held_env(text)) {
+                free(lock);
+                strv_free(sys_path);
+                return false;
+        }
+        if (fn)
+                emit_lock(run_id, fn, userdata, lock, n_entries, true);
+        if (ret_lock_json)
+                *ret_lock_json = lock;
+        else
+                free(lock);
+        if (ret_n_entries)
+                *ret_n_entries = n_entries;
+        *ret_sys_path = sys_path;
+        return true;
+}
+
+static void env_seen_put(Engine *e, const char *key, const char *env_key, char *const *sys_path, size_t n_entries,
+                         const char *lock_json) {
+        _cleanup_free_ char *text = env_entry_format(sys_path, n_entries, lock_json);
+        if (!text || !lock_json || strchr(env_key, '\n'))
+                return;
+        _cleanup_free_ char *entry = xasprintf("%s\n%s", env_key, text);
+        vcache_put(e->envcache, key, entry);
 }
 
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
@@ -229,6 +354,9 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                 if (k < 0)
                         return k;
         }
+        _cleanup_free_ char *seen = resolve_only ? NULL : seen_key(reqs, n_reqs);
+        if (seen && env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json))
+                return 0;
         PkgIndexConfig *cfg = NULL;
         int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
         if (r < 0)
@@ -261,12 +389,16 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
         _cleanup_free_ char *lock = pkg_lock_to_json(env->lock, false);
         if (fn)
                 emit_lock(run_id, fn, userdata, lock, env->lock->n_entries, env->cached);
+        _cleanup_free_ char *env_key = xstrdup(env->key);
         if (ret_lock_json)
                 *ret_lock_json = TAKE_PTR(lock);
         if (ret_n_entries)
                 *ret_n_entries = env->lock->n_entries;
+        size_t n_entries = env->lock->n_entries;
         *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));
         hold_env(env);
         pkg_env_free(env);
+        if (seen)
+                env_seen_put(e, seen, env_key, *ret_sys_path, n_entries, ret_lock_json ? *ret_lock_json : lock);
         return 0;
 }

@@ -183,6 +183,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->envcache = vcache_new(1024);
         e->janitor_tick = engine_tick;
         pthread_mutex_init(&e->janitor_lock, NULL);
+        pthread_mutex_init(&e->out_spare_lock, NULL);
+        e->out_fresh_flags = -1;
         pthread_cond_init(&e->janitor_wake, NULL);
 
         int r = find_worker(cfg->worker_path, &e->worker_path);
@@ -241,6 +243,8 @@ Engine *engine_free(Engine *e) {
         pool_shutdown(e);
         vcache_free(e->vcache);
         vcache_free(e->envcache);
+        engine_out_spares_free(e);
+        pthread_mutex_destroy(&e->out_spare_lock);
         pthread_mutex_destroy(&e->janitor_lock);
         pthread_cond_destroy(&e->janitor_wake);
         pthread_mutex_destroy(&e->pool.lock);

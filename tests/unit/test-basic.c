@@ -5,6 +5,8 @@
 #include <cmocka.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
+#include <math.h>
+#include <stdint.h>
 
 #include "basic.h"
 
@@ -153,6 +155,68 @@ static void test_json_shorten_reals(void **state) {
         }
 }
 
+/* The respelling without json_shorten_reals()'s pass-through of reals
+ * already spelled shortest: the oracle the pass-through must agree with. */
+static void shortest_ref(double v, char out[static 64]) {
+        char e[40];
+        int p;
+        for (p = 1; p <= 17; p++) {
+                snprintf(e, sizeof(e), "%.*e", p - 1, v);
+                if (strtod(e, NULL) == v)
+                        break;
+        }
+        int x = atoi(strchr(e, 'e') + 1);
+        if (x >= -4 && x < 16) {
+                int n = snprintf(out, 64, "%.*f", p - 1 - x > 0 ? p - 1 - x : 0, v);
+                if (!strchr(out, '.'))
+                        memcpy(out + n, ".0", 3);
+        } else
+                snprintf(out, 64, "%.*e", p - 1, v);
+}
+
+static void test_json_shorten_reals_pass_through_agrees(void **state) {
+        /* Reals as jansson prints them (%.17g, ".0" added when integral):
+         * timings in ms exact to the µs, money, small and large values,
+         * and random bit patterns. */
+        uint64_t seed = 88172645463325252ULL;
+        for (int i = 0; i < 200000; i++) {
+                double v;
+                seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+                switch (i % 5) {
+                case 0: v = (double) (seed % 100000000) / 1000.0; break;        /* 12345.678 */
+                case 1: v = (double) (seed % 1000000) / 100.0; break;           /* 9999.99 */
+                case 2: v = (double) (int64_t) (seed % 2000000000000000ULL) / 10.0 - 1e14; break;
+                case 3: v = (double) (seed % 100000) * 1e-7; break;             /* around 1e-4 */
+                default: {
+                        memcpy(&v, &seed, sizeof v);
+                        if (!isfinite(v))
+                                continue;
+                }
+                }
+                char in[64], want[64];
+                int n = snprintf(in, sizeof in, "%.17g", v);
+                if (!strpbrk(in, ".eEn"))
+                        memcpy(in + n, ".0", 3);
+                shortest_ref(v, want);
+                _cleanup_free_ char *got = json_shorten_reals(in);
+                if (!streq(got, want))
+                        fail_msg("%s -> %s, want %s", in, got, want);
+        }
+        /* Spellings jansson never makes are respelled, not passed through. */
+        const struct {
+                const char *in, *want;
+        } rows[] = {
+                { "1.50", "1.5" }, { "007.5", "7.5" }, { "0.00001", "1e-05" }, { "0.0001", "0.0001" },
+                { "1234567890123456.0", "1234567890123456.0" }, { "10000000000000000.0", "1e+16" },
+                { "0.123456789012345", "0.123456789012345" }, { "-0.0", "-0.0" }, { "0.0", "0.0" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *got = json_shorten_reals(rows[i].in);
+                if (!streq(got, rows[i].want))
+                        fail_msg("row %zu: %s -> %s, want %s", i, rows[i].in, got, rows[i].want);
+        }
+}
+
 static void test_utf8(void **state) {
         const struct {
                 const char *in;
@@ -234,6 +298,7 @@ int main(void) {
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
                 cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8),
+                cmocka_unit_test(test_json_shorten_reals_pass_through_agrees),
                 cmocka_unit_test(test_parse_int), cmocka_unit_test(test_pid_is_running),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
