@@ -229,6 +229,22 @@ typedef enum LambdaCall {
  * unreadable included) the event's keys are keyword arguments. */
 LambdaCall lambda_call_rule(const char *params_json);
 
+/* ---- deployed functions in memory (daemon-fncache.c) -------------------- */
+
+/* A FunctionStore over inner (which it owns) that keeps the records its
+ * lookups read, keyed by (tenant, name, version asked; 0 = latest). Every
+ * put and remove empties it before and after writing; a write to the
+ * functions table that bypasses it (a stack's transaction) must call
+ * function_cache_invalidate() before and after. A lookup never returns
+ * what a write that has returned replaced. Only for a store no other
+ * process writes (not the cluster's). */
+FunctionStore *function_cache_new(FunctionStore *inner);
+/* No-op when fs is not a cache. */
+void function_cache_invalidate(FunctionStore *fs);
+/* Lookups answered from memory and from the store (0, 0 when fs is not a
+ * cache). */
+void function_cache_stats(FunctionStore *fs, uint64_t *ret_hits, uint64_t *ret_misses);
+
 /* ---- the run manager (daemon-runs.c) ------------------------------------ */
 
 typedef struct Daemon Daemon;
