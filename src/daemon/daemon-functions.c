@@ -725,6 +725,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         }
 
         DRun *r;
+        req.answer_waits = !streq(itype, "Event");
         k = daemon_run_submit(d, id, call->tenant, &req, f->name, f->version, true, &r);
         if (k < 0) {
                 resp = daemon_call_errno(call, k, "invoke", ret_status);

@@ -196,6 +196,10 @@ typedef struct RunRequest {
         /* Cluster mode: the Idempotency-Key header (not owned; NULL: none),
          * docs/cluster.md. */
         const char *idempotency_key;
+        /* The caller answers once the run ended (?wait=true, a Lambda
+         * RequestResponse): a warm invoke may then run on the caller's
+         * thread while it is quick (daemon-runs.c, run_inline()). */
+        bool answer_waits;
 } RunRequest;
 
 void run_request_done(RunRequest *r);
@@ -272,6 +276,7 @@ struct DRun {
         char *requirements_json; /* a deployed function's, kept beside its source (RunSpec) */
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
+        bool answer_waits;      /* RunRequest.answer_waits */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
         char *output_data;      /* dataset the run's output_dir() becomes when it succeeds */
         char **secrets;         /* secret names, opened per tenant when the run starts */
@@ -311,6 +316,9 @@ typedef struct DaemonMetrics {
         uint64_t http_requests;
         uint64_t http_errors_4xx, http_errors_5xx;
         uint64_t rejected_429;
+        /* Warm invokes begun on their HTTP thread: ended there, handed to
+         * a run thread (daemon-runs.c run_inline()). Under d->lock. */
+        uint64_t invokes_inline, invokes_handed;
         /* phase latency histograms: validate, resolve, install, start, run, total */
         uint64_t hist[6][16];
         double hist_sum[6];
@@ -347,6 +355,9 @@ struct Daemon {
          * wakes one idle thread when a run may start. */
         pthread_cond_t run_cond;
         DRun *pending, *pending_tail;
+        /* Warm invokes begun on an HTTP thread that did not end within its
+         * budget: a run thread watches them to their end (FIFO). */
+        struct RunStep *handed, *handed_tail;
         unsigned pool_threads, pool_idle;
         bool draining;
         bool leave_queued;              /* stopping: runs not started stay queued for the next start */
