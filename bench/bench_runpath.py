@@ -132,6 +132,22 @@ def main():
                         v = float(f[0]) / 400
                         print(f"  perf stat per invoke ({name}): {f[2]} " +
                               (f"{v:.3f} ms" if "clock" in f[2] else f"{v:.2f}"))
+            # And under load (wrk -c8, 4 s): CPU per invoke when the run
+            # threads overlap.
+            for name, path in PATHS.items():
+                ps = subprocess.Popen(["perf", "stat", "-x,", "-e", "context-switches,task-clock", "-p",
+                                       str(proc.pid)], stderr=subprocess.PIPE, text=True)
+                time.sleep(0.3)
+                w = wrk(port, path, seconds=4)
+                ps.send_signal(signal.SIGINT)
+                err = ps.communicate()[1]
+                n = w[0] * 4 if w else 0
+                for line in err.splitlines():
+                    f = line.split(",")
+                    if n and len(f) > 2 and f[0].replace(".", "").isdigit():
+                        v = float(f[0]) / n
+                        print(f"  perf stat per invoke under wrk -c8 ({name}): {f[2]} " +
+                              (f"{v:.3f} ms" if "clock" in f[2] else f"{v:.2f}"))
         if "--perf-record" in sys.argv:
             # BENCH_PERF_DIR: where perf.data of each route goes (wrk -c8, 4 s).
             pdir = pathlib.Path(os.environ.get("BENCH_PERF_DIR", tmp))

@@ -326,13 +326,16 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
  * connection's handler takes d->lock first thing, and would only wait for
  * this thread to let go of it (a futex wait and wake per invoke). */
 static void drun_signal_done(Daemon *d, DRun *r) {
-        r->done = true;
+        /* Released: a reader that sees done (daemon_run_done(), without
+         * the lock) sees r->result and the rest of the end. */
+        __atomic_store_n(&r->done, true, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&r->done_cond);
         pthread_cond_broadcast(&d->change_cond);
 }
 
-static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
-        pthread_mutex_lock(&d->lock);
+/* The log's last lines (Lambda's END/REPORT, the truncation note), with
+ * d->lock held. */
+static void drun_log_close(DRun *r, const RunResult *res) {
         if (r->lambda) {
                 char line[256];
                 snprintf(line, sizeof(line), "END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\n", r->id,
@@ -344,10 +347,19 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                 r->log.max += sizeof(msg);
                 drun_log_append(r, 2, msg, sizeof(msg) - 1);
         }
-        pthread_mutex_unlock(&d->lock);
+}
+
+static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         /* The whole log is in Redis before the record ends: a gateway that
-         * sees the run ended serves all of it. */
-        if (r->claimed && d->cluster) {
+         * sees the run ended serves all of it. Otherwise the last lines go
+         * in with the end, under the one lock taken below. */
+        bool ship = r->claimed && d->cluster;
+        if (ship) {
+                pthread_mutex_lock(&d->lock);
+                drun_log_close(r, res);
+                pthread_mutex_unlock(&d->lock);
+        }
+        if (ship) {
                 int k = daemon_cluster_log_ship(d, r, true);
                 if (k < 0)
                         log_warn("cluster: run %s: cannot send its log to Redis: %s", r->id, strerror(-k));
@@ -365,6 +377,8 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         }
 
         pthread_mutex_lock(&d->lock);
+        if (!ship)
+                drun_log_close(r, res);
         if (res->status < _RUN_STATUS_MAX)
                 d->metrics.runs_by_status[res->status]++;
         usec_t t[6] = { res->t_validate, res->t_resolve, res->t_install, res->t_start, res->t_run, res->t_total };
@@ -542,6 +556,12 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
                 tc->running++;
                 r->status = RUN_RUNNING;
                 r->started = now_realtime();
+                if (r->lambda) {
+                        /* Under the lock already held: none taken for it. */
+                        char line[160];
+                        snprintf(line, sizeof(line), "START RequestId: %s Version: %d\n", r->id, r->fn_version);
+                        drun_log_append(r, 1, line, strlen(line));
+                }
         }
         RunStep *st = xcalloc(1, sizeof(RunStep));
         st->d = d;
@@ -563,14 +583,6 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
         st->sk = run_queue_start(d->queue, r->id, r->started, &r->attempt);
         if (st->sk < 0)
                 log_error("run %s: the queue cannot start it: %s", r->id, strerror(-st->sk));
-
-        if (r->lambda) {
-                char line[160];
-                snprintf(line, sizeof(line), "START RequestId: %s Version: %d\n", r->id, r->fn_version);
-                pthread_mutex_lock(&d->lock);
-                drun_log_append(r, 1, line, strlen(line));
-                pthread_mutex_unlock(&d->lock);
-        }
 
         /* A deployed function's invocations share warm instances per
          * (tenant, function, version): globals persist as on Lambda
@@ -1459,8 +1471,7 @@ int daemon_run_final_record(DRun *r, RunRecord *ret) {
 }
 
 bool daemon_run_done(Daemon *d, DRun *r) {
-        pthread_mutex_lock(&d->lock);
-        bool done = r->done;
-        pthread_mutex_unlock(&d->lock);
-        return done;
+        /* Without d->lock, which every run thread takes several times per
+         * run: done only ever goes from false to true (drun_signal_done()). */
+        return __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
 }
