@@ -1,10 +1,12 @@
 """The run path of an invoke (issue 15 b): latency and rate on both invoke
 paths, and what one invoke costs the daemon in thread hand-offs.
 
-Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat]
-  sequential p50/p99 (400 invokes) and wrk -c8 on /v1/functions/NAME/invoke
-  and the Lambda path; --perf-stat: the daemon's context switches and CPU
-  per invoke (perf stat -p, 400 sequential invokes); --strace: syscalls per
+Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat] [--perf-record]
+  sequential p50/p99 (400 invokes) and wrk -c1 and -c8 on
+  /v1/functions/NAME/invoke and the Lambda path; --perf-stat: the daemon's
+  context switches and CPU per invoke on each path (perf stat -p, 400
+  sequential invokes); --perf-record: perf record -g of the daemon during
+  wrk -c8 on each path (into BENCH_PERF_DIR); --strace: syscalls per
   invoke (strace -f -c, 200 sequential invokes): futex, clone3, ...
   BENCH_SOURCE_PAD=N: a function file N bytes larger (a comment).
 Benchmarks are not tests: figures move with the machine's load."""
@@ -78,7 +80,7 @@ def sequential(port, path, n):
     return lat[len(lat) // 2] * 1e3, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
 
 
-def wrk(port, path, seconds=5):
+def wrk(port, path, seconds=5, conns=8):
     if not shutil.which("wrk"):
         return None
     body = {"args": [1]} if "v1" in path else {"x": 1}
@@ -87,14 +89,17 @@ def wrk(port, path, seconds=5):
                       f'wrk.body = {json.dumps(json.dumps(body))}\n'
                       'wrk.headers["Content-Type"] = "application/json"\n'
                       f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n')
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script),
+    out = subprocess.run(["wrk", "-t2" if conns > 1 else "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script),
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
     script.unlink()
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 1e-3, "ms": 1, "s": 1e3}
-    return rate, int(bad.group(1)) if bad else 0, float(p99.group(1)) * scale[p99.group(2)] if p99 else None
+
+    def pct(n):
+        m = re.search(n + r"%\s+([\d.]+)(us|ms|s)", out)
+        return float(m.group(1)) * scale[m.group(2)] if m else None
+    return rate, int(bad.group(1)) if bad else 0, pct("99"), pct("50")
 
 
 def main():
@@ -113,16 +118,47 @@ def main():
             sequential(port, path, 20)
         print(f"build {build} (sandbox={SANDBOX})")
         if "--perf-stat" in sys.argv:
-            ps = subprocess.Popen(["perf", "stat", "-x,", "-e", "context-switches,task-clock", "-p", str(proc.pid)],
-                                  stderr=subprocess.PIPE, text=True)
-            time.sleep(0.3)
-            sequential(port, PATHS["v1"], 400)
-            ps.send_signal(signal.SIGINT)
-            err = ps.communicate()[1]
-            for line in err.splitlines():
-                f = line.split(",")
-                if len(f) > 2 and f[0].replace(".", "").isdigit():
-                    print(f"  perf stat per invoke: {f[2]} {float(f[0]) / 400:.2f}" + (" ms" if "clock" in f[2] else ""))
+            # Both routes: the Lambda route's own work shows as the difference.
+            for name, path in PATHS.items():
+                ps = subprocess.Popen(["perf", "stat", "-x,", "-e", "context-switches,task-clock", "-p",
+                                       str(proc.pid)], stderr=subprocess.PIPE, text=True)
+                time.sleep(0.3)
+                sequential(port, path, 400)
+                ps.send_signal(signal.SIGINT)
+                err = ps.communicate()[1]
+                for line in err.splitlines():
+                    f = line.split(",")
+                    if len(f) > 2 and f[0].replace(".", "").isdigit():
+                        v = float(f[0]) / 400
+                        print(f"  perf stat per invoke ({name}): {f[2]} " +
+                              (f"{v:.3f} ms" if "clock" in f[2] else f"{v:.2f}"))
+            # And under load (wrk -c8, 4 s): CPU per invoke when the run
+            # threads overlap.
+            for name, path in PATHS.items():
+                ps = subprocess.Popen(["perf", "stat", "-x,", "-e", "context-switches,task-clock", "-p",
+                                       str(proc.pid)], stderr=subprocess.PIPE, text=True)
+                time.sleep(0.3)
+                w = wrk(port, path, seconds=4)
+                ps.send_signal(signal.SIGINT)
+                err = ps.communicate()[1]
+                n = w[0] * 4 if w else 0
+                for line in err.splitlines():
+                    f = line.split(",")
+                    if n and len(f) > 2 and f[0].replace(".", "").isdigit():
+                        v = float(f[0]) / n
+                        print(f"  perf stat per invoke under wrk -c8 ({name}): {f[2]} " +
+                              (f"{v:.3f} ms" if "clock" in f[2] else f"{v:.2f}"))
+        if "--perf-record" in sys.argv:
+            # BENCH_PERF_DIR: where perf.data of each route goes (wrk -c8, 4 s).
+            pdir = pathlib.Path(os.environ.get("BENCH_PERF_DIR", tmp))
+            for name, path in PATHS.items():
+                pr = subprocess.Popen(["perf", "record", "-g", "-o", str(pdir / f"perf-{name}.data"), "-p",
+                                       str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.3)
+                wrk(port, path, seconds=4)
+                pr.send_signal(signal.SIGINT)
+                pr.wait()
+                print(f"  perf record ({name}): {pdir / f'perf-{name}.data'}")
         if "--strace" in sys.argv:
             out = tmp / "strace.txt"
             st = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(proc.pid)],
@@ -140,10 +176,11 @@ def main():
         for name, path in PATHS.items():
             p50, p99 = sequential(port, path, 400)
             print(f"  {name:6s} sequential p50 {p50:.3f} ms  p99 {p99:.3f} ms")
-        for name, path in PATHS.items():
-            w = wrk(port, path)
-            if w:
-                print(f"  {name:6s} wrk -c8: {w[0]:.0f} /s  p99 {w[2]} ms  ({w[1]} non-2xx)")
+        for conns in (1, 8):
+            for name, path in PATHS.items():
+                w = wrk(port, path, conns=conns)
+                if w:
+                    print(f"  {name:6s} wrk -c{conns}: {w[0]:.0f} /s  p50 {w[3]} ms  p99 {w[2]} ms  ({w[1]} non-2xx)")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

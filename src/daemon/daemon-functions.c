@@ -662,10 +662,8 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
                         size_t start = n > 4096 ? n - 4096 : 0;
                         log_tail = daemon_base64(log + start, n - start);
                 }
-                pthread_mutex_lock(&d->lock);
-                RunResult *res = r->result;
-                pthread_mutex_unlock(&d->lock);
-                resp = lambda_result(call, res, ret_status);
+                /* Set before done, which daemon_run_done() read. */
+                resp = lambda_result(call, r->result, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });
         }
         char ver[16];
@@ -725,6 +723,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         }
 
         DRun *r;
+        req.answer_waits = !streq(itype, "Event");
         k = daemon_run_submit(d, id, call->tenant, &req, f->name, f->version, true, &r);
         if (k < 0) {
                 resp = daemon_call_errno(call, k, "invoke", ret_status);

@@ -121,6 +121,22 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# TYPE pysprinter_pool_evictions_total counter\npysprinter_pool_evictions_total %" PRIu64 "\n",
                    ps.workers, ps.busy, ps.instances, ps.instances_busy, ps.pss_bytes, ps.memory_budget, ps.hits, ps.misses,
                    ps.evictions);
+        buf_printf(&b,
+                   "# HELP pysprinter_invokes_on_http_thread_total Warm invokes begun on the HTTP thread that "
+                   "received them, by where they ended.\n"
+                   "# TYPE pysprinter_invokes_on_http_thread_total counter\n"
+                   "pysprinter_invokes_on_http_thread_total{ended=\"http_thread\"} %" PRIu64 "\n"
+                   "pysprinter_invokes_on_http_thread_total{ended=\"run_thread\"} %" PRIu64 "\n",
+                   m.invokes_inline, m.invokes_handed);
+        uint64_t fh, fm;
+        function_cache_stats(d->functions, &fh, &fm);
+        buf_printf(&b,
+                   "# HELP pysprinter_function_lookups_total Deployed-function lookups (invokes, gets) by where they "
+                   "were answered.\n"
+                   "# TYPE pysprinter_function_lookups_total counter\n"
+                   "pysprinter_function_lookups_total{from=\"memory\"} %" PRIu64 "\n"
+                   "pysprinter_function_lookups_total{from=\"store\"} %" PRIu64 "\n",
+                   fh, fm);
         /* Bytes used per area and tenant, and the last collection. */
         daemon_gc_metrics(d, &b);
         size_t n = b.len;

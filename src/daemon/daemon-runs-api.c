@@ -134,10 +134,12 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         if (q.idempotency_key && (!*q.idempotency_key || strlen(q.idempotency_key) > 200))
                 return daemon_call_error(call, 400, "bad_request", ret_status,
                                          "the Idempotency-Key header takes 1..200 characters");
+        bool wait = daemon_call_query_true(call, "wait");
+        q.answer_waits = wait;
         int k = daemon_run_submit(d, NULL, call->tenant, &q, fn_name, fn_version, false, &r);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
-        if (daemon_call_query_true(call, "wait"))
+        if (wait)
                 return respond_after_wait(call, r, wait_timeout(call), true);
         struct MHD_Response *resp = run_response(call, r->id, 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);

@@ -295,10 +295,16 @@ static int plan_prune(const DaemonCall *call, char **fn_names, StackPlan *p) {
 
 /* Every write of the plan inside one transaction: deletes first (a
  * schedule, then what it fired), then functions, endpoints, schedules. */
-static int plan_apply(Store *st, const char *tenant, StackPlan *p) {
+static int plan_apply(Store *st, FunctionStore *fns, const char *tenant, StackPlan *p) {
+        /* The functions table is written behind the in-memory versions'
+         * back: emptied before (no lookup keeps what it reads meanwhile)
+         * and after (nothing read before the commit is served after). */
+        function_cache_invalidate(fns);
         int k = store_tx_begin(st);
-        if (k < 0)
+        if (k < 0) {
+                function_cache_invalidate(fns);
                 return k;
+        }
         for (int pass = 0; pass < 2 && k >= 0; pass++)
                 for (StackKind kind = STACK_FUNCTION; kind <= STACK_ENDPOINT && k >= 0; kind++)
                         for (size_t i = 0; i < p->n && k >= 0; i++) {
@@ -319,6 +325,7 @@ static int plan_apply(Store *st, const char *tenant, StackPlan *p) {
                                                                          : store_schedule_update_in_tx(st, c->s);
                         }
         int e = store_tx_end(st, k >= 0);
+        function_cache_invalidate(fns);
         return k < 0 ? k : e;
 }
 
@@ -367,7 +374,7 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                 goto out;
         }
         bool dry_run = json_is_true(json_object_get(j, "dry_run"));
-        if (!dry_run && (k = plan_apply(call->d->store, call->tenant, &p)) < 0) {
+        if (!dry_run && (k = plan_apply(call->d->store, call->d->functions, call->tenant, &p)) < 0) {
                 resp = daemon_call_errno(call, k, "stack", ret_status);
                 goto out;
         }

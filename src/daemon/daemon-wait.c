@@ -1,7 +1,9 @@
 /* Suspended connections (docs/ARCHITECTURE.md "Connections").
  *
  * libmicrohttpd runs a small pool of epoll threads (server.http_threads);
- * no handler may block one of them. A request that waits — ?wait=true, a
+ * no handler may block one of them for long (the one bounded exception: a
+ * warm invoke begun on its HTTP thread is watched there for at most 1 ms,
+ * daemon-runs.c run_inline()). A request that waits — ?wait=true, a
  * synchronous invoke, a log follower with nothing new to send — suspends
  * its connection here (MHD_suspend_connection) and is resumed
  * (MHD_resume_connection) by the first of:

@@ -196,6 +196,10 @@ typedef struct RunRequest {
         /* Cluster mode: the Idempotency-Key header (not owned; NULL: none),
          * docs/cluster.md. */
         const char *idempotency_key;
+        /* The caller answers once the run ended (?wait=true, a Lambda
+         * RequestResponse): a warm invoke may then run on the caller's
+         * thread while it is quick (daemon-runs.c, run_inline()). */
+        bool answer_waits;
 } RunRequest;
 
 void run_request_done(RunRequest *r);
@@ -229,6 +233,22 @@ typedef enum LambdaCall {
  * unreadable included) the event's keys are keyword arguments. */
 LambdaCall lambda_call_rule(const char *params_json);
 
+/* ---- deployed functions in memory (daemon-fncache.c) -------------------- */
+
+/* A FunctionStore over inner (which it owns) that keeps the records its
+ * lookups read, keyed by (tenant, name, version asked; 0 = latest). Every
+ * put and remove empties it before and after writing; a write to the
+ * functions table that bypasses it (a stack's transaction) must call
+ * function_cache_invalidate() before and after. A lookup never returns
+ * what a write that has returned replaced. Only for a store no other
+ * process writes (not the cluster's). */
+FunctionStore *function_cache_new(FunctionStore *inner);
+/* No-op when fs is not a cache. */
+void function_cache_invalidate(FunctionStore *fs);
+/* Lookups answered from memory and from the store (0, 0 when fs is not a
+ * cache). */
+void function_cache_stats(FunctionStore *fs, uint64_t *ret_hits, uint64_t *ret_misses);
+
 /* ---- the run manager (daemon-runs.c) ------------------------------------ */
 
 typedef struct Daemon Daemon;
@@ -256,6 +276,7 @@ struct DRun {
         char *requirements_json; /* a deployed function's, kept beside its source (RunSpec) */
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
+        bool answer_waits;      /* RunRequest.answer_waits */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
         char *output_data;      /* dataset the run's output_dir() becomes when it succeeds */
         char **secrets;         /* secret names, opened per tenant when the run starts */
@@ -295,6 +316,9 @@ typedef struct DaemonMetrics {
         uint64_t http_requests;
         uint64_t http_errors_4xx, http_errors_5xx;
         uint64_t rejected_429;
+        /* Warm invokes begun on their HTTP thread: ended there, handed to
+         * a run thread (daemon-runs.c run_inline()). Under d->lock. */
+        uint64_t invokes_inline, invokes_handed;
         /* phase latency histograms: validate, resolve, install, start, run, total */
         uint64_t hist[6][16];
         double hist_sum[6];
@@ -331,6 +355,9 @@ struct Daemon {
          * wakes one idle thread when a run may start. */
         pthread_cond_t run_cond;
         DRun *pending, *pending_tail;
+        /* Warm invokes begun on an HTTP thread that did not end within its
+         * budget: a run thread watches them to their end (FIFO). */
+        struct RunStep *handed, *handed_tail;
         unsigned pool_threads, pool_idle;
         bool draining;
         bool leave_queued;              /* stopping: runs not started stay queued for the next start */

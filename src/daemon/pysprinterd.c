@@ -489,7 +489,9 @@ int main(int argc, char **argv) {
         }
         d->store = engine_store(d->engine);
         d->queue = run_queue_sqlite_new(d->store);
-        d->functions = function_store_sqlite_new(d->store);
+        /* Only this daemon writes its SQLite functions: their versions are kept
+         * in memory (daemon-fncache.c). A cluster replaces the store. */
+        d->functions = function_cache_new(function_store_sqlite_new(d->store));
         if (cluster.url) {
                 char host[64] = "node";
                 (void) gethostname(host, sizeof(host) - 1);

@@ -285,6 +285,46 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
         return 0;
 }
 
+int engine_instance_take_idle(Engine *e, const char *key, Instance **ret) {
+        assert(e && key && ret);
+        pthread_mutex_lock(&e->pool.lock);
+        /* As instance_acquire(): instances idle past their TTL go first. */
+        Instance *retired = collect_retired(e);
+        Instance *idle = NULL;
+        for (Instance *i = e->pool.instances; i && !idle; i = i->next)
+                if (!i->busy && !i->dead && i->sock >= 0 && streq(i->key, key))
+                        idle = i;
+        if (idle)
+                idle->busy = true;
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+        if (!idle)
+                return -EAGAIN;
+        if (idle->frozen) {
+                (void) engine_sandbox_run_freeze(idle->sandbox, false);
+                idle->frozen = false;
+        }
+        if (!instance_alive(idle)) {
+                /* Died while idle: retired; the caller takes the usual path. */
+                instance_release(e, idle, true);
+                return -EAGAIN;
+        }
+        *ret = idle;
+        return 0;
+}
+
+void engine_instance_put_back(Engine *e, Instance *i) {
+        if (!i)
+                return;
+        /* Idle again as it was: frozen, its idle time (TTL) not restarted,
+         * no invocation counted. */
+        i->frozen = engine_sandbox_run_freeze(i->sandbox, true) >= 0;
+        pthread_mutex_lock(&e->pool.lock);
+        i->busy = false;
+        pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+}
+
 void instance_release(Engine *e, Instance *i, bool broken) {
         /* Nothing of an idle instance runs between invocations (its threads
          * and timers included), as on Lambda: freeze it while it is still

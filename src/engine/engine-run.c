@@ -1,5 +1,6 @@
 /* The run lifecycle (DESIGN §3): validate -> resolve -> start -> run ->
  * record. One function per phase; engine_run() reads as the list of them. */
+#include <assert.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
@@ -853,6 +854,8 @@ typedef struct RunWatch {
         bool timed_out, output_limit, result_too_big, was_cancelled;
         bool more[3];         /* [stream]: the last poll's read filled the buffer */
         usec_t cancel_kill_again; /* monotonic: when a cancelled run is killed again */
+        usec_t deadline;      /* monotonic: the time limit (0: not yet set), then the kill's */
+        usec_t exit_deadline; /* monotonic: the grace after the exit report (0: none) */
         Buf result;           /* a forked run's result pipe */
         json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
@@ -952,10 +955,12 @@ static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
 
 /* Poll the worker and the run's pipes until the child has exited and the
  * pipes are drained (or the grace after its exit has passed: a survivor
- * that holds them open is killed with the run's tree). */
-static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
-        usec_t deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
-        usec_t exit_deadline = 0;
+ * that holds them open is killed with the run's tree): true. False when
+ * the monotonic time `until` came first (the watch goes on at the next
+ * call; its deadlines are in w). */
+static bool watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p, usec_t until_caller) {
+        if (!w->deadline)
+                w->deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
         for (;;) {
                 if (c->inst && w->instance_done) {
                         drain_output(c, rs, w, 1, &p->out[0]);
@@ -974,17 +979,17 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                         break;
                 }
                 usec_t now = now_monotonic();
-                if (w->exited && !exit_deadline)
-                        exit_deadline = now + EXIT_GRACE_USEC;
-                if (exit_deadline && now >= exit_deadline) {
+                if (w->exited && !w->exit_deadline)
+                        w->exit_deadline = now + EXIT_GRACE_USEC;
+                if (w->exit_deadline && now >= w->exit_deadline) {
                         (void) engine_sandbox_run_kill(rs);
                         break;
                 }
-                if (!w->timed_out && now >= deadline) {
+                if (!w->timed_out && now >= w->deadline) {
                         w->timed_out = true;
                         (void) engine_sandbox_run_kill(rs);
-                        deadline = now + 5 * USEC_PER_SEC; /* the kill must land by then */
-                } else if (w->timed_out && now >= deadline) {
+                        w->deadline = now + 5 * USEC_PER_SEC; /* the kill must land by then */
+                } else if (w->timed_out && now >= w->deadline) {
                         w->worker_gone = true;
                         break;
                 }
@@ -996,8 +1001,14 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                         w->cancel_kill_again = now + 200 * USEC_PER_MSEC;
                         (void) engine_sandbox_run_kill(rs);
                 }
-                usec_t until = exit_deadline ? MIN(exit_deadline, deadline) : deadline;
-                int timeout = (int) MIN((until - now) / 1000 + 1, 100); /* wake to notice cancels */
+                if (now >= until_caller)
+                        return false;
+                usec_t until = w->exit_deadline ? MIN(w->exit_deadline, w->deadline) : w->deadline;
+                until = MIN(until, until_caller);
+                /* Rounded up to the ms: a wait due in 300 µs sleeps 1 ms,
+                 * not 0 (a spin). Woken at least every 100 ms to notice
+                 * cancels. */
+                int timeout = (int) MIN((until - now + 999) / 1000, 100);
                 struct pollfd pf[4] = {
                         /* After the exit report (or an instance's "done") the
                          * worker closes the status socket: that EOF is not a
@@ -1032,6 +1043,7 @@ static void watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p) {
                                 handle_worker_message(c, rs, w, msg);
                 }
         }
+        return true;
 }
 
 static const char *signal_name(int sig) {
@@ -1263,9 +1275,25 @@ static int send_invoke(RunCtx *c) {
         return r;
 }
 
+/* A run between engine_run_begin() and engine_run_end(). */
+struct EngineRun {
+        RunCtx c;
+        json_t *reqs;
+        bool ran;             /* phase_run_begin() was called: output_dir_finish() is owed */
+        bool in_run;          /* phase_run_end() is owed */
+        bool instance_used;   /* RunSpec.instance is the run's (released with it) */
+        bool watching;        /* the watch has not ended */
+        RunSandbox *rs;
+        Pipes p;
+        RunWatch w;
+        usec_t t2;            /* monotonic: the watch began */
+};
+
 /* Hands the run to a warm worker's forked child (ad-hoc) or to a warm
- * instance (deployed), then watches it to its end. */
-static int phase_run(RunCtx *c) {
+ * instance (deployed: RunSpec.instance when the caller took one); the
+ * watch (engine_run_wait()) and phase_run_end() follow. */
+static int phase_run_begin(EngineRun *run) {
+        RunCtx *c = &run->c;
         emit_phase(c, "start");
         usec_t t0 = now_monotonic();
         _cleanup_free_ char *err = NULL;
@@ -1273,7 +1301,12 @@ static int phase_run(RunCtx *c) {
         _cleanup_free_ char *spare_tag = NULL;
         bool cold = false;
         int r;
-        if (c->spec->instance_key) {
+        if (c->spec->instance_key && c->spec->instance) {
+                run->instance_used = true;
+                c->inst = c->spec->instance;
+                rs = c->inst->sandbox;
+                r = 0;
+        } else if (c->spec->instance_key) {
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
                                      c->spec->sandbox,
                                      &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
@@ -1357,11 +1390,13 @@ static int phase_run(RunCtx *c) {
         p.err[1] = fd_close(p.err[1]);
         p.result[1] = fd_close(p.result[1]);
         p.status[1] = fd_close(p.status[1]);
-        RunWatch w = {};
-        buf_init(&w.result, RUN_MAX_RESULT_BYTES);
+        RunWatch *wp = &run->w;
+        *wp = (RunWatch) {};
+        buf_init(&wp->result, RUN_MAX_RESULT_BYTES);
+        run->rs = rs;
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "cannot hand the run to the worker");
-                w.worker_gone = true;
+                wp->worker_gone = true;
         } else {
                 /* Fresh pipes' read ends carry no other status flag: set
                  * it without reading it first (3 syscalls per run less).
@@ -1374,9 +1409,23 @@ static int phase_run(RunCtx *c) {
                 c->res->t_fork = now_monotonic() - t1;
                 c->res->t_start = c->res->t_acquire + c->res->t_fork;
                 emit_phase(c, "run");
-                usec_t t2 = now_monotonic();
-                watch_run(c, rs, &w, &p);
-                c->res->t_run = now_monotonic() - t2;
+                run->t2 = now_monotonic();
+                run->watching = true;
+        }
+        run->p = p;
+        run->in_run = true;
+        return 0;
+}
+
+/* After the watch: the outcome, and the worker or instance handed back. */
+static void phase_run_end(EngineRun *run) {
+        RunCtx *c = &run->c;
+        RunSandbox *rs = run->rs;
+        Pipes p = run->p;
+        RunWatch w = run->w;
+        if (run->t2) {
+                /* The watch ran (the hand-off succeeded). */
+                c->res->t_run = now_monotonic() - run->t2;
                 classify(c, rs, &w);
         }
         pthread_mutex_lock(&c->e->lock);
@@ -1406,7 +1455,6 @@ static int phase_run(RunCtx *c) {
         pipes_close(&p);
         buf_free(&w.result);
         json_decref(w.result_v);
-        return 0;
 }
 
 /* ---- the lifecycle ---- */
@@ -1451,45 +1499,75 @@ static int parse_arguments(RunCtx *c) {
         return 0;
 }
 
-int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, RunResult **ret_result) {
-        RunCtx c = { .e = e, .spec = spec, .fn = fn, .userdata = userdata, .log_fd = -EBADF };
-        c.res = xcalloc(1, sizeof(RunResult));
-        c.res->id = spec->run_id ? xstrdup(spec->run_id) : id_new("r");
-        c.res->status = RUN_RUNNING;
-        c.res->t_queue = spec->queued_usec;
-        c.t_start = now_monotonic();
-        effective_limits(&c);
-        prepare_data(&c);
-        active_register(&c);
-        record_start(&c);
+EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata) {
+        assert(e && spec);
+        EngineRun *run = xcalloc(1, sizeof(EngineRun));
+        RunCtx *c = &run->c;
+        *c = (RunCtx) { .e = e, .spec = spec, .fn = fn, .userdata = userdata, .log_fd = -EBADF };
+        c->res = xcalloc(1, sizeof(RunResult));
+        c->res->id = spec->run_id ? xstrdup(spec->run_id) : id_new("r");
+        c->res->status = RUN_RUNNING;
+        c->res->t_queue = spec->queued_usec;
+        c->t_start = now_monotonic();
+        effective_limits(c);
+        prepare_data(c);
+        active_register(c);
+        record_start(c);
 
-        json_t *reqs = NULL;
-        int r = parse_arguments(&c);
+        int r = parse_arguments(c);
         if (r >= 0)
-                r = phase_validate(&c, &reqs);
+                r = phase_validate(c, &run->reqs);
         if (r >= 0)
-                r = phase_resolve(&c, reqs);
+                r = phase_resolve(c, run->reqs);
         if (r >= 0 && spec->validate_only)
-                set_outcome(&c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
+                set_outcome(c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
         else if (r >= 0) {
-                (void) phase_run(&c);
-                output_dir_finish(&c);
+                run->ran = true;
+                (void) phase_run_begin(run);
         }
+        /* An instance the caller took and no phase used goes back. */
+        if (spec->instance && !run->instance_used)
+                engine_instance_put_back(e, spec->instance);
+        return run;
+}
 
-        c.res->t_total = now_monotonic() - c.t_start;
-        finish_log_error(&c);
-        record_finish(&c);
-        emit_phase(&c, "done");
-        active_unregister(&c);
-        c.log_fd = fd_close(c.log_fd);
-        free(c.rec.log_path);
-        json_decref(reqs);
-        json_decref(c.args);
-        json_decref(c.kwargs);
-        strv_free(c.sys_path);
-        free(c.lock_json);
-        strv_free(c.data_binds);
-        strv_free(c.data_seen);
-        *ret_result = c.res;
+bool engine_run_wait(EngineRun *run, usec_t until) {
+        assert(run);
+        if (run->watching && !watch_run(&run->c, run->rs, &run->w, &run->p, until))
+                return false;
+        run->watching = false;
+        return true;
+}
+
+RunResult *engine_run_end(EngineRun *run) {
+        assert(run && !run->watching);
+        RunCtx *c = &run->c;
+        if (run->in_run)
+                phase_run_end(run);
+        if (run->ran)
+                output_dir_finish(c);
+        c->res->t_total = now_monotonic() - c->t_start;
+        finish_log_error(c);
+        record_finish(c);
+        emit_phase(c, "done");
+        active_unregister(c);
+        c->log_fd = fd_close(c->log_fd);
+        free(c->rec.log_path);
+        json_decref(run->reqs);
+        json_decref(c->args);
+        json_decref(c->kwargs);
+        strv_free(c->sys_path);
+        free(c->lock_json);
+        strv_free(c->data_binds);
+        strv_free(c->data_seen);
+        RunResult *res = c->res;
+        free(run);
+        return res;
+}
+
+int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, RunResult **ret_result) {
+        EngineRun *run = engine_run_begin(e, spec, fn, userdata);
+        (void) engine_run_wait(run, UINT64_MAX);
+        *ret_result = engine_run_end(run);
         return 0;
 }

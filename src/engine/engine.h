@@ -107,6 +107,9 @@ typedef struct RunSpec {
          * NULL for ad-hoc runs, which each get a fresh fork. */
         const char *instance_key;
         unsigned max_instances;  /* per key; 0: 4 */
+        /* With instance_key: an instance engine_instance_take_idle() took
+         * for this run (the engine releases it), or NULL: one is acquired. */
+        struct Instance *instance;
         usec_t queued_usec;      /* time already spent in a caller's queue (recorded as "queue") */
         /* The caller inserted the run record already (the daemon, as queued):
          * the engine updates it instead of inserting. */
@@ -241,6 +244,28 @@ const char *engine_data_dir(const Engine *e);
  * is in the result's status/exit_code); negative errno only when the engine
  * itself could not proceed. */
 int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, RunResult **ret_result);
+
+/* engine_run() in steps, so that a caller can run a warm invoke on its own
+ * thread while it is quick and hand it to another when it is not
+ * (docs/performance.md "Invoke path: round 4"): engine_run_begin() does
+ * everything up to the hand-off to the worker or instance (it blocks as
+ * engine_run() does until then); engine_run_wait() watches the run until
+ * it ended (true) or until the monotonic time `until` passed (false: call
+ * it again, from any thread, one at a time); engine_run_end() records the
+ * end and returns the result (the run is freed). Time limits, cancels and
+ * output limits hold across the steps as in engine_run(). */
+typedef struct EngineRun EngineRun;
+EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata);
+bool engine_run_wait(EngineRun *run, usec_t until);
+RunResult *engine_run_end(EngineRun *run);
+
+/* An idle, live warm instance of key, taken (busy, thawed) for one
+ * invocation: pass it as RunSpec.instance. -EAGAIN when none is idle now:
+ * none is started and none is waited for. engine_instance_put_back()
+ * returns one that was not used. */
+typedef struct Instance Instance;
+int engine_instance_take_idle(Engine *e, const char *key, Instance **ret);
+void engine_instance_put_back(Engine *e, Instance *i);
 
 /* Kills a run in flight (its whole process tree). -ESRCH if not running. */
 int engine_cancel(Engine *e, const char *run_id);

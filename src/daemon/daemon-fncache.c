@@ -1,0 +1,223 @@
+/* A FunctionStore that remembers the function versions it read
+ * (issue 15 b, docs/performance.md "Invoke path: round 4").
+ *
+ * Every invoke looked its function up in SQLite: the version's whole row,
+ * source included, on the read connection, whose page cache every commit
+ * invalidates. A deployed version never changes, but a name's "latest"
+ * moves with each deploy and a delete followed by a deploy starts the name
+ * again at version 1 with other code. So nothing is trusted across a
+ * write: every put or remove (and a stack's transaction, through
+ * function_cache_invalidate()) empties the cache before and after it
+ * writes, and bumps a generation. A lookup notes the generation before it
+ * reads the store and keeps what it read only if no write began or ended
+ * meanwhile, so once a write has returned no lookup can see what it
+ * replaced. Only the daemon writes functions on one node; in a cluster the
+ * functions are Redis's and other gateways write them, so the cluster's
+ * store is never wrapped (daemon-cluster.c). */
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "basic.h"
+
+#define FNCACHE_BUCKETS 256
+/* Bounds what the cache holds: past either, it starts over empty (deploys
+ * of that many distinct versions are rare next to invokes). */
+#define FNCACHE_MAX_ENTRIES 1024
+#define FNCACHE_MAX_BYTES (64u << 20)
+
+typedef struct FnEntry {
+        struct FnEntry *next;
+        int version;            /* asked for: 0 = the latest */
+        size_t bytes;
+        FunctionRecord *f;
+} FnEntry;
+
+typedef struct FunctionCache {
+        FunctionStore base;
+        FunctionStore *inner;
+        pthread_mutex_t lock;
+        uint64_t gen;           /* under lock */
+        FnEntry *bucket[FNCACHE_BUCKETS];
+        size_t n, bytes;
+        atomic_ulong hits, misses;
+} FunctionCache;
+
+static const FunctionStoreOps function_cache_ops;
+
+static size_t sz(const char *s) {
+        return s ? strlen(s) + 1 : 0;
+}
+
+static char *dup_or_null(const char *s) {
+        return s ? xstrdup(s) : NULL;
+}
+
+static FunctionRecord *record_copy(const FunctionRecord *f) {
+        FunctionRecord *c = xcalloc(1, sizeof(FunctionRecord));
+        *c = (FunctionRecord) {
+                .tenant = dup_or_null(f->tenant), .name = dup_or_null(f->name), .version = f->version,
+                .filename = dup_or_null(f->filename), .function = dup_or_null(f->function),
+                .source = f->source ? xstrndup(f->source, f->source_len) : NULL, .source_len = f->source_len,
+                .requirements_json = dup_or_null(f->requirements_json), .limits_json = dup_or_null(f->limits_json),
+                .params_json = dup_or_null(f->params_json), .description = dup_or_null(f->description),
+                .created = f->created, .env_json = dup_or_null(f->env_json),
+        };
+        return c;
+}
+
+static size_t record_bytes(const FunctionRecord *f) {
+        return sizeof(*f) + sizeof(FnEntry) + sz(f->tenant) + sz(f->name) + sz(f->filename) + sz(f->function) +
+               f->source_len + 1 + sz(f->requirements_json) + sz(f->limits_json) + sz(f->params_json) +
+               sz(f->description) + sz(f->env_json);
+}
+
+/* FNV-1a over tenant NUL name NUL version. */
+static unsigned bucket_of(const char *tenant, const char *name, int version) {
+        uint32_t h = 2166136261u;
+        for (const char *p = tenant; *p; p++)
+                h = (h ^ (unsigned char) *p) * 16777619u;
+        h = (h ^ 0xff) * 16777619u;
+        for (const char *p = name; *p; p++)
+                h = (h ^ (unsigned char) *p) * 16777619u;
+        h = (h ^ (uint32_t) version) * 16777619u;
+        return h % FNCACHE_BUCKETS;
+}
+
+static FnEntry *lookup_locked(FunctionCache *c, unsigned b, const char *tenant, const char *name, int version) {
+        for (FnEntry *e = c->bucket[b]; e; e = e->next)
+                if (e->version == version && streq(e->f->name, name) && streq(e->f->tenant, tenant))
+                        return e;
+        return NULL;
+}
+
+static void clear_locked(FunctionCache *c) {
+        for (unsigned b = 0; b < FNCACHE_BUCKETS; b++)
+                for (FnEntry *e = c->bucket[b], *next; e; e = next) {
+                        next = e->next;
+                        function_record_free(e->f);
+                        free(e);
+                }
+        memset(c->bucket, 0, sizeof(c->bucket));
+        c->n = c->bytes = 0;
+}
+
+static int cache_get(FunctionStore *fs, const char *tenant, const char *name, int version, FunctionRecord **ret) {
+        FunctionCache *c = (FunctionCache *) fs;
+        assert(tenant && name && ret);
+        unsigned b = bucket_of(tenant, name, version);
+        pthread_mutex_lock(&c->lock);
+        FnEntry *e = lookup_locked(c, b, tenant, name, version);
+        FunctionRecord *hit = e ? record_copy(e->f) : NULL;
+        uint64_t gen = c->gen;
+        pthread_mutex_unlock(&c->lock);
+        if (hit) {
+                c->hits++;
+                *ret = hit;
+                return 0;
+        }
+        c->misses++;
+        FunctionRecord *f = NULL;
+        int k = function_store_get(c->inner, tenant, name, version, &f);
+        if (k < 0)
+                return k;
+        /* Kept only when no write began or ended since gen was read. The
+         * lookup's key is the caller's (tenant, name): a record the store
+         * spelled otherwise would never be found again, so it is not kept. */
+        size_t bytes = record_bytes(f);
+        if (streq(f->tenant, tenant) && streq(f->name, name) && bytes <= FNCACHE_MAX_BYTES / 16) {
+                FnEntry *n = xcalloc(1, sizeof(FnEntry));
+                *n = (FnEntry) { .version = version, .bytes = bytes, .f = record_copy(f) };
+                pthread_mutex_lock(&c->lock);
+                if (c->gen == gen && !lookup_locked(c, b, tenant, name, version)) {
+                        if (c->n >= FNCACHE_MAX_ENTRIES || c->bytes + bytes > FNCACHE_MAX_BYTES)
+                                clear_locked(c);
+                        n->next = c->bucket[b];
+                        c->bucket[b] = n;
+                        c->n++;
+                        c->bytes += bytes;
+                        n = NULL;
+                }
+                pthread_mutex_unlock(&c->lock);
+                if (n) {
+                        function_record_free(n->f);
+                        free(n);
+                }
+        }
+        *ret = f;
+        return 0;
+}
+
+void function_cache_invalidate(FunctionStore *fs) {
+        if (!fs || fs->ops != &function_cache_ops)
+                return;
+        FunctionCache *c = (FunctionCache *) fs;
+        pthread_mutex_lock(&c->lock);
+        c->gen++;
+        clear_locked(c);
+        pthread_mutex_unlock(&c->lock);
+}
+
+static int cache_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) {
+        FunctionCache *c = (FunctionCache *) fs;
+        function_cache_invalidate(fs);
+        int k = function_store_put(c->inner, f, ret_version);
+        function_cache_invalidate(fs);
+        return k;
+}
+
+static int cache_remove(FunctionStore *fs, const char *tenant, const char *name) {
+        FunctionCache *c = (FunctionCache *) fs;
+        function_cache_invalidate(fs);
+        int k = function_store_delete(c->inner, tenant, name);
+        function_cache_invalidate(fs);
+        return k;
+}
+
+static int cache_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
+        return function_store_list(((FunctionCache *) fs)->inner, tenant, ret, ret_n);
+}
+
+static int cache_versions(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n) {
+        return function_store_versions(((FunctionCache *) fs)->inner, tenant, name, ret, ret_n);
+}
+
+static void cache_free(FunctionStore *fs) {
+        FunctionCache *c = (FunctionCache *) fs;
+        clear_locked(c);
+        function_store_free(c->inner);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+}
+
+static const FunctionStoreOps function_cache_ops = {
+        .name = "cache",
+        .put = cache_put,
+        .get = cache_get,
+        .list = cache_list,
+        .versions = cache_versions,
+        .remove = cache_remove,
+        .free = cache_free,
+};
+
+FunctionStore *function_cache_new(FunctionStore *inner) {
+        assert(inner);
+        FunctionCache *c = xcalloc(1, sizeof(FunctionCache));
+        c->base.ops = &function_cache_ops;
+        c->inner = inner;
+        pthread_mutex_init(&c->lock, NULL);
+        return &c->base;
+}
+
+void function_cache_stats(FunctionStore *fs, uint64_t *ret_hits, uint64_t *ret_misses) {
+        uint64_t h = 0, m = 0;
+        if (fs && fs->ops == &function_cache_ops) {
+                FunctionCache *c = (FunctionCache *) fs;
+                h = c->hits;
+                m = c->misses;
+        }
+        *ret_hits = h;
+        *ret_misses = m;
+}

@@ -1,0 +1,160 @@
+"""Issue 15 (b): a warm invoke whose caller waits, arriving while no other run
+is in flight, runs on the HTTP thread that received it (no hand-off to a run
+thread and back, no suspension of its connection); one still running after
+1 ms is handed to a run thread (docs/performance.md "Invoke path: round 4").
+Either way every guarantee of a run holds: its record and log, the time
+limit, cancel, the concurrency limits, Lambda's log tail."""
+import base64
+import json
+import threading
+import time
+
+import pytest
+
+from daemonlib import Daemon
+
+SLEEPY = (
+    "import os, time\n"
+    "def main(gate=None, seconds=0, context=None):\n"
+    "    print('inline-print')\n"
+    "    if gate:\n"
+    "        while not os.path.exists(gate):\n"
+    "            time.sleep(0.005)\n"
+    "    time.sleep(seconds)\n"
+    "    return 'slept'\n")
+
+
+@pytest.fixture
+def d(tmp_path):
+    with Daemon(tmp_path / "d", config_extra="""
+        server:
+          max_concurrent_runs: 4
+          max_concurrent_per_tenant: 1
+        """).serving() as daemon:
+        st, b = daemon.call("POST", "/v1/functions", {"name": "sleepy", "source": SLEEPY, "function": "main"})
+        assert st == 201, b
+        # The first invoke starts the instance (the usual path); later ones
+        # find it idle.
+        st, b = daemon.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
+        assert st == 200 and b["status"] == "succeeded", b
+        yield daemon
+
+
+def on_http_thread(d):
+    st, text = d.call("GET", "/metrics", token="admin")
+    assert st == 200
+    got = {}
+    for line in text.splitlines():
+        if line.startswith("pysprinter_invokes_on_http_thread_total{"):
+            got[line.split('"')[1]] = int(float(line.split()[1]))
+    return got
+
+
+def wait_for(cond, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_quick_invoke_is_answered_from_its_http_thread_with_record_and_log(d):
+    before = on_http_thread(d)
+    st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
+    assert st == 200 and b["status"] == "succeeded" and b["result"] == "slept", b
+    after = on_http_thread(d)
+    assert after["http_thread"] + after["run_thread"] == before["http_thread"] + before["run_thread"] + 1, (before,
+                                                                                                         after)
+    # The stored run is the answer, and its log holds what it printed.
+    st, rec = d.call("GET", f"/v1/runs/{b['id']}")
+    assert st == 200 and rec["status"] == "succeeded" and rec["result"] == "slept", rec
+    st, log = d.call("GET", f"/v1/runs/{b['id']}/logs")
+    assert st == 200 and "inline-print" in (log if isinstance(log, str) else json.dumps(log)), log
+
+
+def test_lambda_tail_on_the_http_thread(d):
+    before = on_http_thread(d)
+    st, h, body = d.request("POST", "/2015-03-31/functions/sleepy/invocations", {}, headers={"X-Amz-Log-Type": "Tail"})
+    assert st == 200 and json.loads(body) == "slept", body
+    tail = base64.b64decode(h["x-amz-log-result"]).decode()
+    assert "START RequestId" in tail and "inline-print" in tail and "END RequestId" in tail, tail
+    after = on_http_thread(d)
+    assert sum(after.values()) == sum(before.values()) + 1, (before, after)
+
+
+def test_slow_invoke_is_handed_to_a_run_thread_and_other_requests_are_served(d, tmp_path):
+    gate = tmp_path / "gate"
+    before = on_http_thread(d)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(
+        r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
+    t.start()
+    try:
+        wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
+        # Meanwhile the daemon answers (its HTTP threads are free).
+        st, _ = d.call("GET", "/healthz", token=None)
+        assert st == 200
+    finally:
+        gate.write_text("go")
+        t.join(60)
+    st, b = out["r"]
+    assert st == 200 and b["status"] == "succeeded" and b["result"] == "slept", b
+
+
+def test_time_limit_holds_on_the_http_thread_path(d):
+    before = on_http_thread(d)
+    st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true",
+                   {"kwargs": {"seconds": 30}, "limits": {"timeout_ms": 300}})
+    assert st == 200 and b["status"] == "killed" and b["error"]["type"] == "TimeLimit", b
+    after = on_http_thread(d)
+    assert after["run_thread"] == before["run_thread"] + 1, (before, after)
+    # The killed instance is replaced: the next invoke succeeds.
+    st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
+    assert st == 200 and b["status"] == "succeeded", b
+
+
+def test_cancel_holds_on_the_http_thread_path(d, tmp_path):
+    gate = tmp_path / "never"
+    before = on_http_thread(d)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(
+        r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
+    t.start()
+    wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
+    st, runs = d.call("GET", "/v1/functions/sleepy/runs?limit=1")
+    run_id = runs["runs"][0]["id"]
+    try:
+        # Its start is committed with the next group commit.
+        d.wait_status(run_id, ["running"])
+    finally:
+        d.cancel(run_id)
+        t.join(60)
+    st, b = out["r"]
+    assert st == 200 and b["status"] == "cancelled", b
+    st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
+    assert st == 200 and b["status"] == "succeeded", b
+
+
+def test_tenant_limit_holds_for_a_run_started_on_the_http_thread(d, tmp_path):
+    """max_concurrent_per_tenant is 1: while an invoke begun on its HTTP
+    thread runs, the tenant's next run waits queued."""
+    gate = tmp_path / "gate2"
+    before = on_http_thread(d)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(
+        r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
+    t.start()
+    try:
+        wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
+        st, second = d.call("POST", "/v1/functions/sleepy/invoke", {})
+        assert st == 202, second
+        st, rec = d.call("GET", f"/v1/runs/{second['id']}")
+        assert rec["status"] == "queued", rec
+    finally:
+        gate.write_text("go")
+        t.join(60)
+    assert out["r"][1]["status"] == "succeeded", out
+    rec = d.wait_status(second["id"], ["succeeded", "failed", "killed"])
+    assert rec["status"] == "succeeded", rec
