@@ -257,6 +257,35 @@ char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host) {
         return out;
 }
 
+pid_t engine_sandbox_run_host_pid(const RunSandbox *rs) {
+        if (!engine_sandbox_run_has_cgroup(rs))
+                return -EOPNOTSUPP;
+        pid_t pids[16];
+        int n = sandbox_cgroup_pids(rs->cg, pids, ELEMENTSOF(pids));
+        if (n < 0)
+                return n;
+        if (n == 0 || (size_t) n > ELEMENTSOF(pids))
+                return n == 0 ? -ESRCH : -ENOTUNIQ;
+        if (n == 1)
+                return pids[0];
+        /* Its children (a subprocess its code started) are in the group
+         * too; its own parent (its pid namespace's init) is not. */
+        pid_t found = -ESRCH;
+        for (int i = 0; i < n; i++) {
+                _cleanup_close_ int fd = proc_status_open(pids[i]);
+                pid_t ppid = fd >= 0 ? proc_status_ppid(fd) : fd;
+                bool inside = false;
+                for (int j = 0; j < n; j++)
+                        inside = inside || pids[j] == ppid;
+                if (ppid > 0 && !inside) {
+                        if (found > 0)
+                                return -ENOTUNIQ;
+                        found = pids[i];
+                }
+        }
+        return found;
+}
+
 int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen) {
         if (!engine_sandbox_run_has_cgroup(rs))
                 return -EOPNOTSUPP;
