@@ -187,7 +187,7 @@ ARCHIVE_FUNCS(ARCHIVE_X, ARCHIVE_V, SKIP_A)
 /* libcurl's options carry their argument's type in their number
  * (CURLOPTTYPE_*: curl_easy_setopt() itself reads it so), the same for
  * the multi options; a getinfo argument is always a pointer. */
-typedef enum { ARG_LONG, ARG_PTR, ARG_OFF } ArgKind;
+typedef enum { ARG_LONG, ARG_PTR, ARG_OFF, ARG_INT } ArgKind;
 
 static ArgKind opt_kind(int option) {
         if (option < CURLOPTTYPE_OBJECTPOINT)
@@ -197,56 +197,30 @@ static ArgKind opt_kind(int option) {
         return ARG_PTR; /* objects, function pointers, blobs */
 }
 
-#define CALL_ONE(ret, lib, name, t1, t2, h, o, kind, ap)                                     \
-        ((kind) == ARG_LONG  ? ((ret(*)(t1, t2, ...)) lib##_fns[I_##name])(h, o, va_arg(ap, long)) \
-         : (kind) == ARG_OFF ? ((ret(*)(t1, t2, ...)) lib##_fns[I_##name])(h, o, va_arg(ap, curl_off_t)) \
-                             : ((ret(*)(t1, t2, ...)) lib##_fns[I_##name])(h, o, va_arg(ap, void *)))
-
-CURLcode curl_easy_setopt(CURL *h, CURLoption o, ...) {
-        if (!curl_ready())
-                return CURLE_FAILED_INIT;
-        va_list ap;
-        va_start(ap, o);
-        CURLcode r = CALL_ONE(CURLcode, curl, curl_easy_setopt, CURL *, CURLoption, h, o, opt_kind((int) o), ap);
-        va_end(ap);
-        return r;
+/* CURLSHOPT_(UN)SHARE take a curl_lock_data (an int), the rest pointers. */
+static ArgKind share_kind(CURLSHoption option) {
+        return option == CURLSHOPT_SHARE || option == CURLSHOPT_UNSHARE ? ARG_INT : ARG_PTR;
 }
 
-CURLcode curl_easy_getinfo(CURL *h, CURLINFO i, ...) {
-        if (!curl_ready())
-                return CURLE_FAILED_INIT;
-        va_list ap;
-        va_start(ap, i);
-        CURLcode r = CALL_ONE(CURLcode, curl, curl_easy_getinfo, CURL *, CURLINFO, h, i, ARG_PTR, ap);
-        va_end(ap);
-        return r;
-}
-
-CURLMcode curl_multi_setopt(CURLM *m, CURLMoption o, ...) {
-        if (!curl_ready())
-                return CURLM_INTERNAL_ERROR;
-        va_list ap;
-        va_start(ap, o);
-        CURLMcode r = CALL_ONE(CURLMcode, curl, curl_multi_setopt, CURLM *, CURLMoption, m, o, opt_kind((int) o), ap);
-        va_end(ap);
-        return r;
-}
-
-CURLSHcode curl_share_setopt(CURLSH *s, CURLSHoption o, ...) {
-        if (!curl_ready())
-                return CURLSHE_NOT_BUILT_IN;
-        /* (UN)SHARE take a curl_lock_data, an int; the rest pointers. */
-        va_list ap;
-        va_start(ap, o);
-        CURLSHcode r;
-        if (o == CURLSHOPT_SHARE || o == CURLSHOPT_UNSHARE)
-                r = ((CURLSHcode(*)(CURLSH *, CURLSHoption, ...)) curl_fns[I_curl_share_setopt])(s, o, va_arg(ap, int));
-        else
-                r = ((CURLSHcode(*)(CURLSH *, CURLSHoption, ...)) curl_fns[I_curl_share_setopt])(s, o,
-                                                                                               va_arg(ap, void *));
-        va_end(ap);
-        return r;
-}
+#define DEF_ONE_ARG(ret, name, t1, t2, fail, kind)                                             \
+        ret name(t1 h, t2 o, ...) {                                                            \
+                if (!curl_ready())                                                             \
+                        return fail;                                                           \
+                ret (*real)(t1, t2, ...) = (ret(*)(t1, t2, ...)) curl_fns[I_##name];           \
+                va_list ap;                                                                    \
+                va_start(ap, o);                                                               \
+                ArgKind k = kind;                                                              \
+                ret r = k == ARG_LONG ? real(h, o, va_arg(ap, long))                           \
+                        : k == ARG_OFF ? real(h, o, va_arg(ap, curl_off_t))                    \
+                        : k == ARG_INT ? real(h, o, va_arg(ap, int))                           \
+                                       : real(h, o, va_arg(ap, void *));                       \
+                va_end(ap);                                                                    \
+                return r;                                                                      \
+        }
+DEF_ONE_ARG(CURLcode, curl_easy_setopt, CURL *, CURLoption, CURLE_FAILED_INIT, opt_kind((int) o))
+DEF_ONE_ARG(CURLcode, curl_easy_getinfo, CURL *, CURLINFO, CURLE_FAILED_INIT, ARG_PTR)
+DEF_ONE_ARG(CURLMcode, curl_multi_setopt, CURLM *, CURLMoption, CURLM_INTERNAL_ERROR, opt_kind((int) o))
+DEF_ONE_ARG(CURLSHcode, curl_share_setopt, CURLSH *, CURLSHoption, CURLSHE_NOT_BUILT_IN, share_kind(o))
 
 void archive_set_error(struct archive *a, int err, const char *fmt, ...) {
         if (!archive_ready())

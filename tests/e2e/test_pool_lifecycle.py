@@ -26,23 +26,27 @@ def handler(seconds: float = 0):
 """
 
 
+def descendants(pid):
+    out = []
+    try:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        return out
+    for k in map(int, kids):
+        out.append(k)
+        out.extend(descendants(k))
+    return out
+
+
 def descendants_named(pid, needle):
     out = []
-
-    def walk(p):
+    for k in descendants(pid):
         try:
-            kids = open(f"/proc/{p}/task/{p}/children").read().split()
+            exe = open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")[0]
         except OSError:
-            return
-        for k in map(int, kids):
-            try:
-                exe = open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")[0]
-            except OSError:
-                continue
-            if needle in exe:
-                out.append(k)
-            walk(k)
-    walk(pid)
+            continue
+        if needle in exe:
+            out.append(k)
     return out
 
 
@@ -122,18 +126,6 @@ def test_after_a_worker_crash_each_dead_instance_is_replaced_on_its_next_call(tm
         assert [o["status"] for o in outs] == ["succeeded"] * 2, outs
     finally:
         d.stop()
-
-
-def descendants(pid):
-    out = []
-    try:
-        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
-    except OSError:
-        return out
-    for k in map(int, kids):
-        out.append(k)
-        out.extend(descendants(k))
-    return out
 
 
 def host_pid_of_instance(d, name, ns_pid):
