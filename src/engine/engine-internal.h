@@ -127,6 +127,16 @@ void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json);
 /* Freezes or thaws the run's whole process tree (an idle warm instance:
  * nothing of it runs between invocations). -EOPNOTSUPP without a freezer. */
 int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen);
+/* /proc/PID/status of a host pid, opened O_CLOEXEC, or negative errno.
+ * The fd stays bound to that process: once it is reaped, reads fail
+ * (ESRCH) rather than show a process that reused the pid. */
+int proc_status_open(pid_t pid);
+/* Whether the process behind a proc_status_open() fd is gone, a zombie, or
+ * has a SIGKILL pending (ShdPnd/SigPnd): it will not serve another
+ * request. One pread. */
+bool proc_status_doomed(int fd);
+/* Its parent's pid (PPid:), or negative errno. */
+pid_t proc_status_ppid(int fd);
 /* The host pid of the run's own process (engine_sandbox_run_started()'s
  * child_pid is its worker's pid-namespace view, which names another
  * process here), read from its cgroup: the member whose parent is outside
@@ -233,16 +243,6 @@ void pool_sweep(Engine *e);
  * not reaped yet, or a SIGKILL it has not acted on: under load a killed
  * process runs its exit some time after kill() returned). Does not reap. */
 bool pool_worker_exited(const PoolWorker *pw);
-/* /proc/PID/status of a host pid, opened O_CLOEXEC, or negative errno.
- * The fd stays bound to that process: once it is reaped, reads fail
- * (ESRCH) rather than show a process that reused the pid. */
-int proc_status_open(pid_t pid);
-/* Whether the process behind a proc_status_open() fd is gone, a zombie, or
- * has a SIGKILL pending (ShdPnd/SigPnd): it will not serve another
- * request. One pread. */
-bool proc_status_doomed(int fd);
-/* Its parent's pid (PPid:), or negative errno. */
-pid_t proc_status_ppid(int fd);
 /* (janitor) Reaps workers that exited on their own (killed from outside,
  * crashed while idle): marks them dead and stops them. */
 void pool_reap(Engine *e);
