@@ -26,6 +26,7 @@ Instance *instance_free(Instance *i) {
         else if (i->pid > 0)
                 (void) kill(i->pid, SIGKILL);
         i->status_fd = fd_close(i->status_fd);
+        i->proc_fd = fd_close(i->proc_fd);
         i->out_fd = fd_close(i->out_fd);
         i->err_fd = fd_close(i->err_fd);
         free(i->key);
@@ -85,6 +86,14 @@ static bool instance_alive(Instance *i) {
          * worker (our child) exited, without reaping it (pool_reap does). */
         if (i->parent && pool_worker_exited(i->parent))
                 return false;
+        /* Nor does it, when it alone was killed: its socket hangs up only
+         * once it ran its exit, some time after the thaw, so a call that
+         * sends at once would lose its invocation with it. Its host
+         * process says so as soon as kill() returned (SIGKILL pending),
+         * on the v1 freezer (dies at the thaw) and on v2 (dies frozen, but
+         * when the scheduler gets to it) alike. */
+        if (i->proc_fd >= 0 && proc_status_doomed(i->proc_fd))
+                return false;
         /* The same poll says whether output was left in its pipes after
          * its last invocation (instance_pipes() throws it away). */
         struct pollfd p[3] = { { .fd = i->sock, .events = POLLRDHUP },
@@ -134,7 +143,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         Instance *i = xcalloc(1, sizeof(Instance));
         i->key = xstrdup(key);
         i->parent = pw;
-        i->sock = i->status_fd = i->out_fd = i->err_fd = -EBADF;
+        i->sock = i->status_fd = i->proc_fd = i->out_fd = i->err_fd = -EBADF;
         r = engine_sandbox_run_prepare(e, key, mode, limits, &i->sandbox, ret_error);
         int sv[2] = { -1, -1 }, st[2] = { -1, -1 };
         if (r >= 0 && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
@@ -193,6 +202,12 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                 pool_release(e, pw, false);
                 return r;
         }
+        /* Learnt once, from the host side: the pid the worker reported is
+         * its pid-namespace view, which names another process here. No
+         * cgroup (no freezer either): its socket is enough. */
+        pid_t host = engine_sandbox_run_host_pid(i->sandbox);
+        if (host > 0)
+                i->proc_fd = proc_status_open(host);
         i->last_used = now_monotonic();
         *ret = i;
         return 0;
@@ -253,7 +268,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
         Instance *slot = xcalloc(1, sizeof(Instance));
         slot->key = xstrdup(key);
         slot->busy = true;
-        slot->sock = slot->status_fd = slot->out_fd = slot->err_fd = -EBADF;
+        slot->sock = slot->status_fd = slot->proc_fd = slot->out_fd = slot->err_fd = -EBADF;
         slot->next = e->pool.instances;
         e->pool.instances = slot;
         pthread_mutex_unlock(&e->pool.lock);

@@ -137,6 +137,22 @@ void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json);
 /* Freezes or thaws the run's whole process tree (an idle warm instance:
  * nothing of it runs between invocations). -EOPNOTSUPP without a freezer. */
 int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen);
+/* /proc/PID/status of a host pid, opened O_CLOEXEC, or negative errno.
+ * The fd stays bound to that process: once it is reaped, reads fail
+ * (ESRCH) rather than show a process that reused the pid. */
+int proc_status_open(pid_t pid);
+/* Whether the process behind a proc_status_open() fd is gone, a zombie, or
+ * has a SIGKILL pending (ShdPnd/SigPnd): it will not serve another
+ * request. One pread. */
+bool proc_status_doomed(int fd);
+/* Its parent's pid (PPid:), or negative errno. */
+pid_t proc_status_ppid(int fd);
+/* The host pid of the run's own process (engine_sandbox_run_started()'s
+ * child_pid is its worker's pid-namespace view, which names another
+ * process here), read from its cgroup: the member whose parent is outside
+ * the group. -EOPNOTSUPP without a cgroup, -ESRCH/-ENOTUNIQ when the group
+ * does not say. */
+pid_t engine_sandbox_run_host_pid(const RunSandbox *rs);
 /* Kill the run's whole process tree now. */
 int engine_sandbox_run_kill(RunSandbox *rs);
 /* After the run child ended: did a limit end it? Fills a type ("MemoryLimit",
@@ -218,6 +234,7 @@ struct PoolWorker {
         size_t n_imported;
         char **failed_imports;
         pthread_mutex_t io_lock; /* one request/reply at a time on w->sock */
+        int proc_fd;             /* proc_status_open(w->pid) once ready, else -EBADF */
         PoolWorker *next;
 };
 
@@ -232,8 +249,9 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
-/* Whether pw's process has exited (a crash the janitor has not reaped yet).
- * Does not reap. */
+/* Whether pw's process has exited or is about to (a crash the janitor has
+ * not reaped yet, or a SIGKILL it has not acted on: under load a killed
+ * process runs its exit some time after kill() returned). Does not reap. */
 bool pool_worker_exited(const PoolWorker *pw);
 /* (janitor) Reaps workers that exited on their own (killed from outside,
  * crashed while idle): marks them dead and stops them. */
@@ -254,7 +272,8 @@ struct Instance {
         int out_fd, err_fd;  /* read ends of its stdout/stderr, kept for its life
                               * (O_NONBLOCK; -EBADF until its first invoke) */
         bool stale_output;   /* instance_alive() saw bytes in them (or a hang-up) */
-        pid_t pid;
+        pid_t pid;           /* as its worker sees it (its pid namespace) */
+        int proc_fd;         /* proc_status_open() of its host pid, -EBADF if unknown */
         bool busy, dead;
         bool frozen;         /* its cgroup is frozen (idle); only its holder changes this */
         usec_t last_used;

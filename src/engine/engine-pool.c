@@ -44,6 +44,7 @@ static void pool_worker_free(PoolWorker *pw) {
                 free(s);
         }
         pw->w = worker_stop(pw->w);
+        pw->proc_fd = fd_close(pw->proc_fd);
         free(pw->key);
         strv_free(pw->sys_path);
         strv_free(pw->data);
@@ -171,7 +172,9 @@ bool pool_worker_exited(const PoolWorker *pw) {
                 return false;
         /* WNOWAIT: look, do not reap (pool_reap and worker_stop do). */
         siginfo_t si = {};
-        return waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+        if (waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+                return true;
+        return pw->proc_fd >= 0 && proc_status_doomed(pw->proc_fd);
 }
 
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
@@ -213,6 +216,7 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
         pw->mode = mode;
         pw->network = limits->network;
         pw->busy = 1;
+        pw->proc_fd = -EBADF;
         pthread_mutex_init(&pw->io_lock, NULL);
         pw->next = e->pool.workers;
         e->pool.workers = pw;
@@ -236,6 +240,7 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                         }
         } else {
                 pw->ready = true;
+                pw->proc_fd = proc_status_open(pw->w->pid);
                 pw->last_used = now_monotonic();
                 pw->pss_bytes = pss;
                 if (pw->mode == SANDBOX_MODE_FULL && e->pool.spares)

@@ -12,6 +12,7 @@
  *
  * --sandbox=none: a plain fork+exec; a run is killed through its process
  * group. */
+#include <assert.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -255,6 +256,89 @@ char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host) {
                 out = strv_append(out, inside);
         }
         return out;
+}
+
+int proc_status_open(pid_t pid) {
+        assert(pid > 0);
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+/* The hex mask after key ("\nSigPnd:"), 0 when absent. */
+static uint64_t status_mask(const char *text, const char *key) {
+        const char *p = strstr(text, key);
+        return p ? strtoull(p + strlen(key), NULL, 16) : 0;
+}
+
+static ssize_t status_read(int fd, char *buf, size_t size) {
+        /* A seq_file: reading from offset 0 generates it afresh. */
+        ssize_t n = pread(fd, buf, size - 1, 0);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        return n;
+}
+
+bool proc_status_doomed(int fd) {
+        assert(fd >= 0);
+        char buf[4096];
+        if (status_read(fd, buf, sizeof(buf)) < 0)
+                return true; /* ESRCH: reaped */
+        const char *state = strstr(buf, "\nState:");
+        if (state) {
+                state += strlen("\nState:");
+                state += strspn(state, " \t");
+                if (*state == 'Z' || *state == 'X')
+                        return true;
+        }
+        /* A SIGKILL sent while it was frozen waits for the thaw, and even
+         * on a running process its exit comes some time after kill()
+         * returned: the pending signal says so at once. kill() of a
+         * process queues it on the shared set and, being fatal, on every
+         * thread's own set. */
+        uint64_t kill_bit = UINT64_C(1) << (SIGKILL - 1);
+        return ((status_mask(buf, "\nShdPnd:") | status_mask(buf, "\nSigPnd:")) & kill_bit) != 0;
+}
+
+pid_t proc_status_ppid(int fd) {
+        assert(fd >= 0);
+        char buf[4096];
+        ssize_t n = status_read(fd, buf, sizeof(buf));
+        if (n < 0)
+                return (pid_t) n;
+        const char *p = strstr(buf, "\nPPid:");
+        return p ? (pid_t) strtol(p + strlen("\nPPid:"), NULL, 10) : -ENOENT;
+}
+
+pid_t engine_sandbox_run_host_pid(const RunSandbox *rs) {
+        if (!engine_sandbox_run_has_cgroup(rs))
+                return -EOPNOTSUPP;
+        pid_t pids[16];
+        int n = sandbox_cgroup_pids(rs->cg, pids, ELEMENTSOF(pids));
+        if (n < 0)
+                return n;
+        if (n == 0 || (size_t) n > ELEMENTSOF(pids))
+                return n == 0 ? -ESRCH : -ENOTUNIQ;
+        if (n == 1)
+                return pids[0];
+        /* Its children (a subprocess its code started) are in the group
+         * too; its own parent (its pid namespace's init) is not. */
+        pid_t found = -ESRCH;
+        for (int i = 0; i < n; i++) {
+                _cleanup_close_ int fd = proc_status_open(pids[i]);
+                pid_t ppid = fd >= 0 ? proc_status_ppid(fd) : fd;
+                bool inside = false;
+                for (int j = 0; j < n; j++)
+                        inside = inside || pids[j] == ppid;
+                if (ppid > 0 && !inside) {
+                        if (found > 0)
+                                return -ENOTUNIQ;
+                        found = pids[i];
+                }
+        }
+        return found;
 }
 
 int engine_sandbox_run_freeze(RunSandbox *rs, bool frozen) {

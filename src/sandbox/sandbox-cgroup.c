@@ -367,6 +367,25 @@ size_t sandbox_cgroup_procs_fds(const SandboxCgroup *cg, int *fds, size_t max) {
         return n;
 }
 
+int sandbox_cgroup_pids(const SandboxCgroup *cg, pid_t *pids, size_t max) {
+        if (!cg || cg->n == 0)
+                return -ENOENT;
+        /* Every directory of the group holds the same processes. */
+        _cleanup_free_ char *p = path_join(cg->dirs[0].path, "cgroup.procs"), *s = NULL;
+        int r = read_file(p, 4 << 20, &s, NULL);
+        if (r < 0)
+                return r;
+        int n = 0;
+        char *t = s, *end;
+        /* strtol() skips the newlines between the pids. */
+        for (long pid; (pid = strtol(t, &end, 10)) > 0; t = end) {
+                if ((size_t) n < max)
+                        pids[n] = (pid_t) pid;
+                n++;
+        }
+        return n;
+}
+
 /* Reads the pids in dir/cgroup.procs, SIGKILLs them; returns how many. */
 static int kill_listed(const char *dir) {
         _cleanup_free_ char *p = path_join(dir, "cgroup.procs"), *s = NULL;

@@ -229,6 +229,12 @@ bool sandbox_cgroup_has_memory(const SandboxCgroup *cg);
  * delegation through fds). Owned by cg. Returns how many were stored. */
 size_t sandbox_cgroup_procs_fds(const SandboxCgroup *cg, int *fds, size_t max);
 
+/* The processes in the group as the host sees them (its first
+ * directory's cgroup.procs, read from our side, not through a pid
+ * namespace): up to max pids stored, how many the group holds returned,
+ * or negative errno. */
+int sandbox_cgroup_pids(const SandboxCgroup *cg, pid_t *pids, size_t max);
+
 /* SIGKILLs every process in the cgroup(s) and waits (bounded) until they
  * are empty: cgroup.kill on v2, else a kill loop over cgroup.procs.
  * Returns 0 when empty, -EBUSY if something survived the loop. */

@@ -1,6 +1,9 @@
 /* SQLite's result codes as negative errno, the store's only error
  * currency (store.h: library types and codes never leave the module). */
-#include "store-internal.h"
+#include <errno.h>
+#include <sqlite3.h>
+
+#include "store-errno.h"
 
 int store_sqlite_errno(int rc) {
         switch (rc & 0xff) {

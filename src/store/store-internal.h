@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include "store-errno.h"
 #include "store.h"
 
 #define STORE_STMT_CACHE 32
@@ -74,10 +75,6 @@ void store_stmt_done(Store *s, sqlite3_stmt *st);
 
 /* Applies every migration newer than the database's user_version. */
 int store_migrate(sqlite3 *db, char **ret_error);
-int store_sqlite_errno(int rc);
-/* Like store_sqlite_errno() but never 0: for a statement that had to be
- * SQLITE_DONE/ROW and was not. */
-int store_rc_errno(int rc);
 /* Binds s, or NULL when s is NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* A copy of column i's text, or NULL. */

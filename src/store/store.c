@@ -9,49 +9,6 @@
 
 #include "store-internal.h"
 
-int store_open(const char *path, Store **ret_store) {
-        sqlite3 *db = NULL;
-        int rc = sqlite3_open_v2(path, &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
-        if (rc != SQLITE_OK) {
-                sqlite3_close(db);
-                return store_sqlite_errno(rc);
-        }
-        sqlite3_busy_timeout(db, 10000);
-        /* WAL + synchronous=NORMAL: a crash loses at most the last
-         * transactions, never the database (DESIGN §7: kill -9 safe). */
-        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-                     NULL, NULL, NULL);
-        _cleanup_free_ char *err = NULL;
-        int r = store_migrate(db, &err);
-        if (r < 0) {
-                sqlite3_close(db);
-                return r;
-        }
-        Store *s = xcalloc(1, sizeof(Store));
-        s->db = db;
-        pthread_mutex_init(&s->lock, NULL);
-        pthread_mutex_init(&s->wlock, NULL);
-        pthread_cond_init(&s->wcond, NULL);
-        pthread_cond_init(&s->wdone, NULL);
-        pthread_mutex_init(&s->rlock, NULL);
-        /* After the migrations: the reader sees the final schema. Not for
-         * a private (in-memory) database, which a second connection would
-         * not share. */
-        if (!streq(path, ":memory:") && !startswith(path, "file:")) {
-                sqlite3 *rdb = NULL;
-                if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
-                        sqlite3_busy_timeout(rdb, 10000);
-                        s->rdb = rdb;
-                } else
-                        sqlite3_close(rdb);
-        }
-        s->reserve_path = xasprintf("%s-reserve", path);
-        store_reserve_make(s);
-        *ret_store = s;
-        return 0;
-}
-
 sqlite3_stmt *store_read(Store *s, const char *sql) {
         if (!s->rdb) {
                 pthread_mutex_lock(&s->lock);
@@ -163,27 +120,6 @@ void store_stmt_done(Store *s, sqlite3_stmt *st) {
         sqlite3_finalize(st);
 }
 
-Store *store_close(Store *s) {
-        if (!s)
-                return NULL;
-        /* Whatever is enqueued is committed before the connection goes. */
-        store_writer_stop(s);
-        for (size_t i = 0; i < s->n_cache; i++)
-                sqlite3_finalize(s->cache[i].st);
-        for (size_t i = 0; i < s->n_rcache; i++)
-                sqlite3_finalize(s->rcache[i].st);
-        sqlite3_close_v2(s->rdb);
-        sqlite3_close_v2(s->db);
-        pthread_mutex_destroy(&s->rlock);
-        pthread_mutex_destroy(&s->lock);
-        pthread_mutex_destroy(&s->wlock);
-        pthread_cond_destroy(&s->wcond);
-        pthread_cond_destroy(&s->wdone);
-        free(s->reserve_path);
-        free(s);
-        return NULL;
-}
-
 RunRecord *run_record_free(RunRecord *r) {
         if (!r)
                 return NULL;
@@ -284,28 +220,6 @@ int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *ar
         int k = store_run_exec_locked(s, sql, r, arg21, true);
         pthread_mutex_unlock(&s->lock);
         return k;
-}
-
-static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_change) {
-        /* Waited: the caller reports the record as written. */
-        int k = store_write_run(s, sql, r, NULL, true);
-        if (k < 0)
-                return k;
-        return must_change && k == 0 ? -ENOENT : 0;
-}
-
-int store_run_insert(Store *s, const RunRecord *r) {
-        return exec_record(s, "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
-                              "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
-                           r, false);
-}
-
-int store_run_update(Store *s, const RunRecord *r) {
-        return exec_record(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                              "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                              "timings_json=?14, log_path=?15, started=?17, finished=?18, outputs_json=?22, "
-                              "lock_sha256=COALESCE(?23, lock_sha256) WHERE id=?1",
-                           r, true);
 }
 
 char *store_col_text(sqlite3_stmt *st, int i) {

@@ -10,7 +10,10 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "engine-internal.h"
 #include "engine.h"
 
 static char home[] = "/tmp/engine-test-XXXXXX";
@@ -329,6 +332,30 @@ static void test_validation_cached(void **state) {
         engine_free(e);
 }
 
+/* The liveness check behind a warm instance's hand-out: a live process
+ * is not doomed; one that exited is, as a zombie and once reaped (the fd
+ * stays bound to it, so a reused pid cannot answer for it). */
+static void test_proc_status_doomed(void **state) {
+        (void) state;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                pause();
+                _exit(0);
+        }
+        int fd = proc_status_open(pid);
+        assert_true(fd >= 0);
+        assert_false(proc_status_doomed(fd));
+        assert_int_equal(proc_status_ppid(fd), getpid());
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        siginfo_t si = {};
+        assert_int_equal(waitid(P_PID, (id_t) pid, &si, WEXITED | WNOWAIT), 0);
+        assert_true(proc_status_doomed(fd)); /* a zombie */
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        assert_true(proc_status_doomed(fd)); /* reaped: ESRCH */
+        close(fd);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(home));
         const struct CMUnitTest tests[] = {
@@ -341,6 +368,7 @@ int main(void) {
                 cmocka_unit_test(test_pss_measured),
                 cmocka_unit_test(test_cancel_and_timeout),
                 cmocka_unit_test(test_validation_cached),
+                cmocka_unit_test(test_proc_status_doomed),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(home);

@@ -1,0 +1,70 @@
+/* Opening and closing a Store: the connection, its migrations, the read
+ * connection and the full-disk reserve, and on close the writer's stop. It
+ * stands above the writer (store-writer.c) and the migrations, which stand
+ * on store.c's statement helpers: calls run one way, down. */
+#include "store-internal.h"
+
+int store_open(const char *path, Store **ret_store) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open_v2(path, &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                sqlite3_close(db);
+                return store_sqlite_errno(rc);
+        }
+        sqlite3_busy_timeout(db, 10000);
+        /* WAL + synchronous=NORMAL: a crash loses at most the last
+         * transactions, never the database (DESIGN §7: kill -9 safe). */
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                     NULL, NULL, NULL);
+        _cleanup_free_ char *err = NULL;
+        int r = store_migrate(db, &err);
+        if (r < 0) {
+                sqlite3_close(db);
+                return r;
+        }
+        Store *s = xcalloc(1, sizeof(Store));
+        s->db = db;
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->wlock, NULL);
+        pthread_cond_init(&s->wcond, NULL);
+        pthread_cond_init(&s->wdone, NULL);
+        pthread_mutex_init(&s->rlock, NULL);
+        /* After the migrations: the reader sees the final schema. Not for
+         * a private (in-memory) database, which a second connection would
+         * not share. */
+        if (!streq(path, ":memory:") && !startswith(path, "file:")) {
+                sqlite3 *rdb = NULL;
+                if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+                        sqlite3_busy_timeout(rdb, 10000);
+                        s->rdb = rdb;
+                } else
+                        sqlite3_close(rdb);
+        }
+        s->reserve_path = xasprintf("%s-reserve", path);
+        store_reserve_make(s);
+        *ret_store = s;
+        return 0;
+}
+
+Store *store_close(Store *s) {
+        if (!s)
+                return NULL;
+        /* Whatever is enqueued is committed before the connection goes. */
+        store_writer_stop(s);
+        for (size_t i = 0; i < s->n_cache; i++)
+                sqlite3_finalize(s->cache[i].st);
+        for (size_t i = 0; i < s->n_rcache; i++)
+                sqlite3_finalize(s->rcache[i].st);
+        sqlite3_close_v2(s->rdb);
+        sqlite3_close_v2(s->db);
+        pthread_mutex_destroy(&s->rlock);
+        pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->wlock);
+        pthread_cond_destroy(&s->wcond);
+        pthread_cond_destroy(&s->wdone);
+        free(s->reserve_path);
+        free(s);
+        return NULL;
+}
+
