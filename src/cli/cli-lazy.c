@@ -33,6 +33,12 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+/* The sonames of the libraries the build linked against (meson.build reads
+ * them with tools/soname.sh), so the CLI loads the same flavour. */
+#ifndef LAZY_CURL_SONAME
+#error "LAZY_CURL_SONAME is set by src/cli/meson.build"
+#endif
+
 typedef struct LazyLib {
         const char *soname;
         const char *const *names;
@@ -140,8 +146,8 @@ enum { ARCHIVE_FUNCS(IDX_X, IDX_V, IDX_A) N_ARCHIVE };
 static const char *const curl_names[] = { CURL_FUNCS(NAME_X, NAME_V, NAME_A) };
 static const char *const archive_names[] = { ARCHIVE_FUNCS(NAME_X, NAME_V, NAME_A) };
 static void *curl_fns[N_CURL], *archive_fns[N_ARCHIVE];
-static LazyLib curl_lib = { "libcurl.so.4", curl_names, curl_fns, N_CURL, false };
-static LazyLib archive_lib = { "libarchive.so.13", archive_names, archive_fns, N_ARCHIVE, false };
+static LazyLib curl_lib = { LAZY_CURL_SONAME, curl_names, curl_fns, N_CURL, false };
+static LazyLib archive_lib = { LAZY_ARCHIVE_SONAME, archive_names, archive_fns, N_ARCHIVE, false };
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT, archive_once = PTHREAD_ONCE_INIT;
 
 static void curl_load(void) {
