@@ -5,6 +5,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <sqlite3.h>
@@ -901,6 +903,119 @@ static void test_lock_text_stored_once(void **state) {
         sqlite3_close(db);
 }
 
+
+/* ---- WAL checkpoints off the request path (store-checkpoint.c) ----
+ * A wrapper of SQLite's default VFS (the real one does the I/O) that counts
+ * the syncs of the database file itself, by thread: only a checkpoint
+ * syncs it in WAL mode. The wrapper patches the opened file's method table
+ * (the unix VFS's file methods never look at it) and keeps whether the file
+ * is a main database after the real file's bytes. */
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs counting_vfs;
+static _Atomic unsigned db_syncs_total;
+static _Thread_local unsigned db_syncs_here;
+static struct {
+        const sqlite3_io_methods *real;
+        sqlite3_io_methods patched;
+} patched[8];
+static pthread_mutex_t patched_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool *file_is_db(sqlite3_file *f) {
+        return (bool *) ((char *) f + real_vfs->szOsFile);
+}
+
+static int counting_sync(sqlite3_file *f, int flags) {
+        const sqlite3_io_methods *real = NULL;
+        pthread_mutex_lock(&patched_lock);
+        for (size_t i = 0; i < ELEMENTSOF(patched); i++)
+                if (f->pMethods == &patched[i].patched)
+                        real = patched[i].real;
+        pthread_mutex_unlock(&patched_lock);
+        if (*file_is_db(f)) {
+                db_syncs_total++;
+                db_syncs_here++;
+        }
+        return real->xSync(f, flags);
+}
+
+static int counting_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out) {
+        (void) v;
+        int rc = real_vfs->xOpen(real_vfs, name, f, flags, out);
+        *file_is_db(f) = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+        if (rc != SQLITE_OK || !f->pMethods)
+                return rc;
+        pthread_mutex_lock(&patched_lock);
+        size_t i = 0;
+        while (i < ELEMENTSOF(patched) && patched[i].real && patched[i].real != f->pMethods)
+                i++;
+        assert_true(i < ELEMENTSOF(patched));
+        if (!patched[i].real) {
+                patched[i].real = f->pMethods;
+                patched[i].patched = *f->pMethods;
+                patched[i].patched.xSync = counting_sync;
+        }
+        f->pMethods = &patched[i].patched;
+        pthread_mutex_unlock(&patched_lock);
+        return rc;
+}
+
+static void counting_vfs_install(void) {
+        if (real_vfs)
+                return;
+        real_vfs = sqlite3_vfs_find(NULL);
+        counting_vfs = *real_vfs;
+        counting_vfs.zName = "counting";
+        counting_vfs.szOsFile = real_vfs->szOsFile + (int) sizeof(bool);
+        counting_vfs.xOpen = counting_open;
+        assert_int_equal(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
+}
+
+static off_t file_size(const char *path) {
+        struct stat st;
+        return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+#define CKPT_INVOKES 20000
+
+static void test_wal_checkpoints_off_the_request_path_and_bounded(void **state) {
+        counting_vfs_install();
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        _cleanup_free_ char *wal = xasprintf("%s-wal", path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        db_syncs_here = 0;
+        off_t wal_max = 0;
+        for (int i = 0; i < CKPT_INVOKES; i++) {
+                char id[32];
+                snprintf(id, sizeof(id), "ck%d", i);
+                submit(q, id, 3, 1);
+                int attempt = 0;
+                assert_int_equal(run_queue_start(q, id, 2, &attempt), 0);
+                RunRecord fin = { .id = id, .status = (char *) "succeeded", .exit_code = 0, .finished = 3 };
+                assert_int_equal(run_queue_finish(q, &fin, attempt), 0);
+                if (i % 50 == 0 && file_size(wal) > wal_max)
+                        wal_max = file_size(wal);
+        }
+        uint64_t checkpoints = 0, capped = 0;
+        store_checkpoint_stats(s, &checkpoints, &capped);
+        print_message("%d invokes: %u database syncs, none by the writing thread (%u); %llu checkpoints (%llu "
+                      "capped); WAL at most %lld KiB\n",
+                      CKPT_INVOKES, (unsigned) db_syncs_total, db_syncs_here, (unsigned long long) checkpoints,
+                      (unsigned long long) capped, (long long) wal_max / 1024);
+        /* The database was checkpointed (synced) many times, never by a
+         * thread committing a run's record. */
+        assert_true(db_syncs_total >= 5);
+        assert_int_equal(db_syncs_here, 0);
+        assert_true(checkpoints >= 5);
+        /* And the WAL was reused from its start: it stays near the cap
+         * (4000 frames of 4 KiB) plus what one checkpoint pass lets in,
+         * instead of growing with the runs (~25 frames per invoke here). */
+        assert_true(wal_max > 0);
+        assert_true(wal_max <= 4 * 4000 * (4096 + 24));
+        run_queue_free(q);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -920,6 +1035,7 @@ int main(void) {
                 cmocka_unit_test(test_lock_text_stored_once),
                 cmocka_unit_test(test_writer_not_woken_per_unwaited_write),
                 cmocka_unit_test(test_reads_do_not_wait_for_the_writer),
+                cmocka_unit_test(test_wal_checkpoints_off_the_request_path_and_bounded),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

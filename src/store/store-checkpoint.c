@@ -1,0 +1,168 @@
+/* WAL checkpoints off the request path (issue 15 b, the p99).
+ *
+ * SQLite's automatic checkpoint runs inside the COMMIT that pushes the WAL
+ * past 1000 pages, in whichever thread commits: with group commit that is
+ * a caller waiting for its run's record, i.e. an invoke. A checkpoint
+ * syncs the WAL (~4 MiB of frames), copies them into the database and
+ * syncs that: 4–7 ms here, on about one invoke in 40 (each invoke writes
+ * ~25 frames), which was the sequential p99.
+ *
+ * Instead the write connection has no automatic checkpoint (its WAL hook
+ * is ours) and this thread, on its own connection, runs PASSIVE
+ * checkpoints when the hook says STORE_CKPT_PAGES frames arrived since the
+ * last one. PASSIVE takes no lock a writer waits for: writers keep
+ * appending while the frames are copied and synced.
+ *
+ * What bounds the WAL: SQLite reuses the WAL file from its start when a
+ * write begins and the last checkpoint copied every frame. Under writes
+ * that never pause, frames arrive during every checkpoint and that never
+ * happens; so once the WAL holds STORE_CKPT_CAP_PAGES frames, the thread
+ * takes the write connection's lock (s->lock: the writers of this process
+ * wait on a mutex, no SQLite busy sleep) for one checkpoint of the frames
+ * left over by a PASSIVE one just before (a short tail: a small sync), and
+ * the next write restarts the WAL. The WAL file then stays under about
+ * STORE_CKPT_CAP_PAGES + what arrives during one checkpoint. */
+#include <assert.h>
+
+#include "shared.h"
+#include "store-internal.h"
+
+/* Frames committed since the last checkpoint that call for the next one
+ * (SQLite's default automatic checkpoint is at 1000). */
+#define STORE_CKPT_PAGES 1000
+/* WAL frames after which the thread makes the next write restart it. */
+#define STORE_CKPT_CAP_PAGES 4000
+
+/* The write connection's WAL hook, called in the committing thread with
+ * s->lock held after each commit: it only signals. */
+static int wal_hook(void *p, sqlite3 *db, const char *name, int frames) {
+        (void) db;
+        (void) name;
+        Store *s = p;
+        bool wake = false;
+        pthread_mutex_lock(&s->clock);
+        s->cframes = frames;
+        if (frames < s->cdone)
+                s->cdone = 0; /* the WAL restarted */
+        if (!s->cwanted && frames - s->cdone >= STORE_CKPT_PAGES) {
+                s->cwanted = true;
+                wake = true;
+        }
+        pthread_mutex_unlock(&s->clock);
+        if (wake)
+                pthread_cond_signal(&s->ccond);
+        return SQLITE_OK;
+}
+
+static int passive(Store *s, int *ret_log, int *ret_ckpt) {
+        int log = 0, ckpt = 0;
+        int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+        *ret_log = log;
+        *ret_ckpt = ckpt;
+        return rc;
+}
+
+static void checkpoint_once(Store *s) {
+        int log = 0, ckpt = 0;
+        int rc = passive(s, &log, &ckpt);
+        bool capped = false;
+        if (rc == SQLITE_OK && log >= STORE_CKPT_CAP_PAGES) {
+                /* Catch up with the writers held off: the tail left by the
+                 * pass above is short, so is the stall. */
+                pthread_mutex_lock(&s->lock);
+                rc = passive(s, &log, &ckpt);
+                pthread_mutex_unlock(&s->lock);
+                capped = true;
+        }
+        pthread_mutex_lock(&s->clock);
+        if (rc == SQLITE_OK) {
+                s->checkpoints++;
+                s->ccapped += capped;
+                /* Frames the WAL still holds uncopied count toward the
+                 * next one; a restart since resets cframes below cdone. */
+                s->cdone = ckpt <= s->cframes ? ckpt : 0;
+        }
+        s->cwanted = false;
+        /* More arrived meanwhile: go again at once. */
+        if (s->cframes - s->cdone >= STORE_CKPT_PAGES)
+                s->cwanted = true;
+        pthread_mutex_unlock(&s->clock);
+}
+
+static void *checkpointer_main(void *p) {
+        Store *s = p;
+        pthread_mutex_lock(&s->clock);
+        for (;;) {
+                while (!s->cwanted && !s->cstop)
+                        pthread_cond_wait(&s->ccond, &s->clock);
+                if (s->cstop)
+                        break;
+                pthread_mutex_unlock(&s->clock);
+                checkpoint_once(s);
+                pthread_mutex_lock(&s->clock);
+        }
+        pthread_mutex_unlock(&s->clock);
+        return NULL;
+}
+
+void store_checkpointer_start(Store *s, const char *path) {
+        pthread_mutex_init(&s->clock, NULL);
+        pthread_cond_init(&s->ccond, NULL);
+        s->cinit = true;
+        sqlite3 *cdb = NULL;
+        if (sqlite3_open_v2(path, &cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+                /* SQLite's own automatic checkpoint stays. */
+                sqlite3_close(cdb);
+                return;
+        }
+        /* The checkpoint syncs as the writer's connection would: a
+         * checkpoint that skipped its syncs could lose the database at a
+         * power cut once the WAL is reused. */
+        sqlite3_exec(cdb, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+        s->cdb = cdb;
+        if (pthread_create(&s->checkpointer, NULL, checkpointer_main, s) != 0) {
+                sqlite3_close(cdb);
+                s->cdb = NULL;
+                return;
+        }
+        s->cstarted = true;
+        /* Replaces SQLite's automatic checkpoint on the write connection
+         * (sqlite3_wal_hook() and wal_autocheckpoint share the slot). */
+        sqlite3_wal_hook(s->db, wal_hook, s);
+}
+
+void store_checkpointer_stop(Store *s) {
+        if (!s->cinit)
+                return;
+        if (s->cstarted) {
+                pthread_mutex_lock(&s->clock);
+                s->cstop = true;
+                pthread_mutex_unlock(&s->clock);
+                pthread_cond_signal(&s->ccond);
+                pthread_join(s->checkpointer, NULL);
+                /* Back to SQLite's own: the close's checkpoint, and any
+                 * write made after this. */
+                sqlite3_wal_autocheckpoint(s->db, STORE_CKPT_PAGES);
+                sqlite3_close_v2(s->cdb);
+                s->cdb = NULL;
+                s->cstarted = false;
+        }
+        pthread_mutex_destroy(&s->clock);
+        pthread_cond_destroy(&s->ccond);
+        s->cinit = false;
+}
+
+void store_checkpoint_stats(Store *s, uint64_t *ret_checkpoints, uint64_t *ret_capped) {
+        assert(s);
+        uint64_t n = 0, c = 0;
+        if (s->cinit) {
+                pthread_mutex_lock(&s->clock);
+                n = s->checkpoints;
+                c = s->ccapped;
+                pthread_mutex_unlock(&s->clock);
+        }
+        if (ret_checkpoints)
+                *ret_checkpoints = n;
+        if (ret_capped)
+                *ret_capped = c;
+}
