@@ -732,7 +732,7 @@ static void test_writer_flushes_unwaited_starts_on_close(void **state) {
 }
 
 /* Voluntary context switches of every thread of this process but the
- * calling one (here: the store's writer thread). */
+ * calling one and the checkpointer (here: the store's writer thread). */
 static long other_threads_switches(void) {
         long total = 0;
         DIR *d = opendir("/proc/self/task");
@@ -743,7 +743,7 @@ static long other_threads_switches(void) {
                         continue;
                 _cleanup_free_ char *path = xasprintf("/proc/self/task/%s/status", de->d_name);
                 _cleanup_free_ char *text = NULL;
-                if (read_file(path, 1 << 16, &text, NULL) < 0)
+                if (read_file(path, 1 << 16, &text, NULL) < 0 || strstr(text, "Name:\tstore-ckpt\n"))
                         continue;
                 const char *v = strstr(text, "\nvoluntary_ctxt_switches:");
                 if (v)
@@ -1007,11 +1007,14 @@ static void test_wal_checkpoints_off_the_request_path_and_bounded(void **state) 
         assert_true(db_syncs_total >= 5);
         assert_int_equal(db_syncs_here, 0);
         assert_true(checkpoints >= 5);
-        /* And the WAL was reused from its start: it stays near the cap
-         * (4000 frames of 4 KiB) plus what one checkpoint pass lets in,
-         * instead of growing with the runs (~25 frames per invoke here). */
+        /* And the WAL was reused from its start again and again: it stays
+         * near the cap (4000 frames of 4 KiB) plus what the writes add
+         * during a checkpoint pass (here an unthrottled writer: tens of
+         * MiB), instead of growing with the runs (~25 frames per invoke:
+         * ~840 MiB after these 20000 when it is never reused). */
         assert_true(wal_max > 0);
-        assert_true(wal_max <= 4 * 4000 * (4096 + 24));
+        assert_true(capped >= 5);
+        assert_true(wal_max <= 24000 * (4096 + 24));
         run_queue_free(q);
         store_close(s);
 }
