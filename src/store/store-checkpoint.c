@@ -19,8 +19,10 @@
  * happens; so once the WAL holds STORE_CKPT_CAP_PAGES frames, the thread
  * takes the write connection's lock (s->lock: the writers of this process
  * wait on a mutex, no SQLite busy sleep) for one checkpoint of the frames
- * left over by a PASSIVE one just before (a short tail: a small sync), and
- * the next write restarts the WAL. The WAL file then stays under about
+ * left over by PASSIVE ones just before (a short tail: small syncs), and
+ * the next write restarts the WAL. That wait cannot go: the database must
+ * hold every frame durably, and no frame may arrive, when the WAL is reused
+ * (one WAL file; SQLite's wal2 is not released). The WAL file then stays under about
  * STORE_CKPT_CAP_PAGES + what arrives during one checkpoint. */
 #include <assert.h>
 
@@ -30,8 +32,12 @@
 /* Frames committed since the last checkpoint that call for the next one
  * (SQLite's default automatic checkpoint is at 1000). */
 #define STORE_CKPT_PAGES 1000
-/* WAL frames after which the thread makes the next write restart it. */
-#define STORE_CKPT_CAP_PAGES 4000
+/* WAL frames (4 KiB each) after which the thread makes the next write
+ * restart it: each time the writers wait for one short checkpoint, so
+ * rarely (an invoke writes ~25 frames: once per ~640 invokes). */
+#define STORE_CKPT_CAP_PAGES 16000
+/* The tail worth holding the writers off for. */
+#define STORE_CKPT_TAIL_PAGES 256
 
 /* The write connection's WAL hook, called in the committing thread with
  * s->lock held after each commit: it only signals. */
@@ -62,27 +68,40 @@ static int passive(Store *s, int *ret_log, int *ret_ckpt) {
         return rc;
 }
 
+static int wal_frames(Store *s, int log) {
+        pthread_mutex_lock(&s->clock);
+        int frames = s->cframes > log ? s->cframes : log;
+        pthread_mutex_unlock(&s->clock);
+        return frames;
+}
+
 static void checkpoint_once(Store *s) {
         int log = 0, ckpt = 0;
         int rc = passive(s, &log, &ckpt);
         /* The WAL as the last commit left it (frames came in during the
          * pass): past the cap, make the next write restart it. */
-        pthread_mutex_lock(&s->clock);
-        int frames = s->cframes > log ? s->cframes : log;
-        pthread_mutex_unlock(&s->clock);
         bool capped = false;
-        if (rc == SQLITE_OK && frames >= STORE_CKPT_CAP_PAGES) {
-                /* Catch up with the writers held off: the tail left by the
-                 * pass above is short, so is the stall. */
+        usec_t stall = 0;
+        if (rc == SQLITE_OK && wal_frames(s, log) >= STORE_CKPT_CAP_PAGES) {
+                /* The writers wait while the tail is synced, copied and
+                 * synced again: first shrink it with passes that hold
+                 * nobody off (each leaves what came in during it). */
+                for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, log) - ckpt > STORE_CKPT_TAIL_PAGES; i++)
+                        rc = passive(s, &log, &ckpt);
+                usec_t t0 = now_monotonic();
                 pthread_mutex_lock(&s->lock);
                 rc = passive(s, &log, &ckpt);
                 pthread_mutex_unlock(&s->lock);
+                stall = now_monotonic() - t0;
                 capped = true;
         }
         pthread_mutex_lock(&s->clock);
         if (rc == SQLITE_OK) {
                 s->checkpoints++;
                 s->ccapped += capped;
+                s->cstall_total += stall;
+                if (stall > s->cstall_max)
+                        s->cstall_max = stall;
                 /* Frames the WAL still holds uncopied count toward the
                  * next one; a restart since resets cframes below cdone. */
                 s->cdone = ckpt <= s->cframes ? ckpt : 0;
@@ -159,17 +178,15 @@ void store_checkpointer_stop(Store *s) {
         s->cinit = false;
 }
 
-void store_checkpoint_stats(Store *s, uint64_t *ret_checkpoints, uint64_t *ret_capped) {
-        assert(s);
-        uint64_t n = 0, c = 0;
-        if (s->cinit) {
-                pthread_mutex_lock(&s->clock);
-                n = s->checkpoints;
-                c = s->ccapped;
-                pthread_mutex_unlock(&s->clock);
-        }
-        if (ret_checkpoints)
-                *ret_checkpoints = n;
-        if (ret_capped)
-                *ret_capped = c;
+void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret) {
+        assert(s && ret);
+        *ret = (StoreCheckpointStats) {};
+        if (!s->cinit)
+                return;
+        pthread_mutex_lock(&s->clock);
+        ret->checkpoints = s->checkpoints;
+        ret->capped = s->ccapped;
+        ret->stall_total_usec = s->cstall_total;
+        ret->stall_max_usec = s->cstall_max;
+        pthread_mutex_unlock(&s->clock);
 }

@@ -61,6 +61,7 @@ struct Store {
         int cframes;            /* frames in the WAL at the last commit */
         int cdone;              /* of them, copied by the last checkpoint */
         uint64_t checkpoints, ccapped;
+        usec_t cstall_total, cstall_max;        /* the writers held off */
 };
 
 #define STORE_RESERVE_BYTES (2ULL << 20)

@@ -28,9 +28,14 @@ Store *store_close(Store *s);
 
 /* Returns once every write enqueued before the call is committed. */
 int store_flush(Store *s);
-/* WAL checkpoints done by the store's checkpoint thread, and how many of
- * them held the writers off to let the WAL restart (tests, benchmarks). */
-void store_checkpoint_stats(Store *s, uint64_t *ret_checkpoints, uint64_t *ret_capped);
+/* WAL checkpoints done by the store's checkpoint thread, how many of them
+ * held the writers off to let the WAL restart, and for how long (tests,
+ * benchmarks). */
+typedef struct StoreCheckpointStats {
+        uint64_t checkpoints, capped;
+        usec_t stall_total_usec, stall_max_usec;
+} StoreCheckpointStats;
+void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
 uint64_t store_commits(Store *s);
 

@@ -996,25 +996,27 @@ static void test_wal_checkpoints_off_the_request_path_and_bounded(void **state) 
                 if (i % 50 == 0 && file_size(wal) > wal_max)
                         wal_max = file_size(wal);
         }
-        uint64_t checkpoints = 0, capped = 0;
-        store_checkpoint_stats(s, &checkpoints, &capped);
+        StoreCheckpointStats cs;
+        store_checkpoint_stats(s, &cs);
+        uint64_t checkpoints = cs.checkpoints, capped = cs.capped;
         print_message("%d invokes: %u database syncs, none by the writing thread (%u); %llu checkpoints (%llu "
-                      "capped); WAL at most %lld KiB\n",
+                      "capped, writers held off %.1f ms in all, %.2f ms at most); WAL at most %lld KiB\n",
                       CKPT_INVOKES, (unsigned) db_syncs_total, db_syncs_here, (unsigned long long) checkpoints,
-                      (unsigned long long) capped, (long long) wal_max / 1024);
+                      (unsigned long long) capped, cs.stall_total_usec / 1e3, cs.stall_max_usec / 1e3,
+                      (long long) wal_max / 1024);
         /* The database was checkpointed (synced) many times, never by a
          * thread committing a run's record. */
         assert_true(db_syncs_total >= 5);
         assert_int_equal(db_syncs_here, 0);
         assert_true(checkpoints >= 5);
         /* And the WAL was reused from its start again and again: it stays
-         * near the cap (4000 frames of 4 KiB) plus what the writes add
+         * near the cap (16000 frames of 4 KiB) plus what the writes add
          * during a checkpoint pass (here an unthrottled writer: tens of
          * MiB), instead of growing with the runs (~25 frames per invoke:
          * ~840 MiB after these 20000 when it is never reused). */
         assert_true(wal_max > 0);
-        assert_true(capped >= 5);
-        assert_true(wal_max <= 24000 * (4096 + 24));
+        assert_true(capped >= 2);
+        assert_true(wal_max <= 40000 * (4096 + 24));
         run_queue_free(q);
         store_close(s);
 }
