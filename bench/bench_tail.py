@@ -90,6 +90,8 @@ def main():
                 rate, p50, p99 = wrk(port, path, conc, secs)
                 print(f"  {name:6s} -c{conc}: {rate:7.0f} /s  p50 {p50:.3f} ms  p99 {p99:.3f} ms", flush=True)
     finally:
+        if os.environ.get("TAIL_LOG"):
+            shutil.copy(tmp / "daemon.log", os.environ["TAIL_LOG"])
         proc.terminate()
         try:
             proc.wait(30)
