@@ -23,7 +23,9 @@
  * the next write restarts the WAL. That wait cannot go: the database must
  * hold every frame durably, and no frame may arrive, when the WAL is reused
  * (one WAL file; SQLite's wal2 is not released). The WAL file then stays under about
- * STORE_CKPT_CAP_PAGES + what arrives during one checkpoint. */
+ * STORE_CKPT_CAP_PAGES + what arrives during one checkpoint; and if the
+ * thread falls behind that much again (STORE_CKPT_HARD_PAGES), a commit
+ * checkpoints in-line first, as SQLite would have. */
 #include <assert.h>
 
 #include "shared.h"
@@ -38,6 +40,11 @@
 #define STORE_CKPT_CAP_PAGES 16000
 /* The tail worth holding the writers off for. */
 #define STORE_CKPT_TAIL_PAGES 256
+/* The backstop: a WAL this large means the thread cannot keep up (syncs
+ * slowed by other I/O, a writer faster than the disk): the next commit
+ * checkpoints first, in its own thread, as SQLite's automatic checkpoint
+ * did, so the WAL stays bounded whatever the load. */
+#define STORE_CKPT_HARD_PAGES (2 * STORE_CKPT_CAP_PAGES)
 
 /* The write connection's WAL hook, called in the committing thread with
  * s->lock held after each commit: it only signals. */
@@ -60,12 +67,21 @@ static int wal_hook(void *p, sqlite3 *db, const char *name, int frames) {
         return SQLITE_OK;
 }
 
-static int passive(Store *s, int *ret_log, int *ret_ckpt) {
+/* One checkpoint pass on db. crun is held across it: SQLite lets one
+ * checkpoint run at a time and answers another SQLITE_BUSY at once, and
+ * the backstop must not miss its turn. Lock order: s->lock, then crun. */
+static int passive_on(Store *s, sqlite3 *db, int *ret_log, int *ret_ckpt) {
         int log = 0, ckpt = 0;
-        int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+        pthread_mutex_lock(&s->crun);
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+        pthread_mutex_unlock(&s->crun);
         *ret_log = log;
         *ret_ckpt = ckpt;
         return rc;
+}
+
+static int passive(Store *s, int *ret_log, int *ret_ckpt) {
+        return passive_on(s, s->cdb, ret_log, ret_ckpt);
 }
 
 static int wal_frames(Store *s, int log) {
@@ -131,6 +147,7 @@ static void *checkpointer_main(void *p) {
 
 void store_checkpointer_start(Store *s, const char *path) {
         pthread_mutex_init(&s->clock, NULL);
+        pthread_mutex_init(&s->crun, NULL);
         pthread_cond_init(&s->ccond, NULL);
         s->cinit = true;
         sqlite3 *cdb = NULL;
@@ -157,6 +174,31 @@ void store_checkpointer_start(Store *s, const char *path) {
         sqlite3_wal_hook(s->db, wal_hook, s);
 }
 
+void store_checkpoint_backstop_locked(Store *s) {
+        if (!s->cstarted)
+                return;
+        pthread_mutex_lock(&s->clock);
+        bool over = s->cframes >= STORE_CKPT_HARD_PAGES;
+        pthread_mutex_unlock(&s->clock);
+        if (!over)
+                return;
+        int log = 0, ckpt = 0;
+        usec_t t0 = now_monotonic();
+        int rc = passive_on(s, s->db, &log, &ckpt);
+        usec_t took = now_monotonic() - t0;
+        pthread_mutex_lock(&s->clock);
+        if (rc == SQLITE_OK) {
+                s->cinline++;
+                s->cstall_total += took;
+                if (took > s->cstall_max)
+                        s->cstall_max = took;
+                /* Everything is copied (we hold the writers' lock): the
+                 * next write restarts the WAL. */
+                s->cdone = ckpt;
+        }
+        pthread_mutex_unlock(&s->clock);
+}
+
 void store_checkpointer_stop(Store *s) {
         if (!s->cinit)
                 return;
@@ -174,6 +216,7 @@ void store_checkpointer_stop(Store *s) {
                 s->cstarted = false;
         }
         pthread_mutex_destroy(&s->clock);
+        pthread_mutex_destroy(&s->crun);
         pthread_cond_destroy(&s->ccond);
         s->cinit = false;
 }
@@ -186,6 +229,7 @@ void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret) {
         pthread_mutex_lock(&s->clock);
         ret->checkpoints = s->checkpoints;
         ret->capped = s->ccapped;
+        ret->inline_checkpoints = s->cinline;
         ret->stall_total_usec = s->cstall_total;
         ret->stall_max_usec = s->cstall_max;
         pthread_mutex_unlock(&s->clock);

@@ -56,11 +56,12 @@ struct Store {
         sqlite3 *cdb;
         pthread_t checkpointer;
         pthread_mutex_t clock;
+        pthread_mutex_t crun;   /* held across a checkpoint pass */
         pthread_cond_t ccond;
         bool cinit, cstarted, cstop, cwanted;
         int cframes;            /* frames in the WAL at the last commit */
         int cdone;              /* of them, copied by the last checkpoint */
-        uint64_t checkpoints, ccapped;
+        uint64_t checkpoints, ccapped, cinline;
         usec_t cstall_total, cstall_max;        /* the writers held off */
 };
 
@@ -123,6 +124,9 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
  * write connection. */
 void store_checkpointer_start(Store *s, const char *path);
 void store_checkpointer_stop(Store *s);
+/* With s->lock held, before a commit: checkpoints in the caller when the
+ * WAL outgrew the thread (store-checkpoint.c "the backstop"). */
+void store_checkpoint_backstop_locked(Store *s);
 /* Stops the writer after it committed everything enqueued. */
 void store_writer_stop(Store *s);
 /* With s->lock held: forget the cached lock hashes (their rows may go). */
