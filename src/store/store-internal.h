@@ -52,6 +52,18 @@ struct Store {
         size_t locks_next;
         bool reserve_released;
         usec_t reserve_checked;
+        /* The checkpointer (store-checkpoint.c): its own connection and
+         * thread; what the write connection's WAL hook saw, under clock. */
+        sqlite3 *cdb;
+        pthread_t checkpointer;
+        pthread_mutex_t clock;
+        pthread_mutex_t crun;   /* held across a checkpoint pass */
+        pthread_cond_t ccond;
+        bool cinit, cstarted, cstop, cwanted;
+        int cframes;            /* frames in the WAL at the last commit */
+        int cdone;              /* of them, copied by the last checkpoint */
+        uint64_t checkpoints, ccapped, cinline;
+        usec_t cstall_total, cstall_max;        /* the writers held off */
 };
 
 #define STORE_RESERVE_BYTES (2ULL << 20)
@@ -104,6 +116,14 @@ int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const c
  * store_run_exec() returns; else r is copied, the write is enqueued behind
  * every earlier one and 0 is returned at once. */
 int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait);
+/* WAL checkpoints in a thread of their own, not in a commit
+ * (store-checkpoint.c); path: the database file. Stop before closing the
+ * write connection. */
+void store_checkpointer_start(Store *s, const char *path);
+void store_checkpointer_stop(Store *s);
+/* With s->lock held, before a commit: checkpoints in the caller when the
+ * WAL outgrew the thread (store-checkpoint.c "the backstop"). */
+void store_checkpoint_backstop_locked(Store *s);
 /* Stops the writer after it committed everything enqueued. */
 void store_writer_stop(Store *s);
 /* With s->lock held: forget the cached lock hashes (their rows may go). */

@@ -40,6 +40,7 @@ int store_open(const char *path, Store **ret_store) {
                         s->rdb = rdb;
                 } else
                         sqlite3_close(rdb);
+                store_checkpointer_start(s, path);
         }
         s->reserve_path = xasprintf("%s-reserve", path);
         store_reserve_make(s);
@@ -52,6 +53,7 @@ Store *store_close(Store *s) {
                 return NULL;
         /* Whatever is enqueued is committed before the connection goes. */
         store_writer_stop(s);
+        store_checkpointer_stop(s);
         for (size_t i = 0; i < s->n_cache; i++)
                 sqlite3_finalize(s->cache[i].st);
         for (size_t i = 0; i < s->n_rcache; i++)

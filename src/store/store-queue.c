@@ -191,11 +191,14 @@ static int exec_locked(Store *s, const char *sql, const char *text, int *ret_cha
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
+/* The recovery's queries name both pending statuses: SQLite uses the
+ * partial index runs_pending only when the query implies its WHERE, and
+ * "status='queued'" alone does not (it would scan every run). */
 static int list_queued_locked(Store *s, PendingRun **ret, size_t *ret_n) {
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
                                     "SELECT id, tenant, request_json, attempt, max_attempts, created FROM runs "
-                                    "WHERE status='queued' ORDER BY created, id",
+                                    "WHERE status IN ('queued','running') AND status='queued' ORDER BY created, id",
                                     -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return store_rc_errno(rc);
@@ -243,15 +246,20 @@ again:
                         "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
                         "error_message=?1 || ' (attempt ' || attempt || ' of ' || max_attempts || ')', "
                         "finished=?2, request_json=NULL "
-                        "WHERE status='running' AND (attempt >= max_attempts OR request_json IS NULL)",
+                        "WHERE status IN ('queued','running') AND status='running' "
+                        "AND (attempt >= max_attempts OR request_json IS NULL)",
                         lost_message, &lost1);
         if (r >= 0)
                 r = exec_locked(s,
                                 "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', error_message=?1, "
-                                "finished=?2 WHERE status='queued' AND request_json IS NULL",
+                                "finished=?2 WHERE status IN ('queued','running') AND status='queued' "
+                                "AND request_json IS NULL",
                                 lost_message, &lost2);
         if (r >= 0)
-                r = exec_locked(s, "UPDATE runs SET status='queued' WHERE status='running'", NULL, NULL);
+                r = exec_locked(s,
+                                "UPDATE runs SET status='queued' "
+                                "WHERE status IN ('queued','running') AND status='running'",
+                                NULL, NULL);
         if (r >= 0)
                 r = list_queued_locked(s, ret, ret_n);
         if (r >= 0)

@@ -136,6 +136,7 @@ static bool batch_broken(Store *s, int result) {
 
 static void batch_commit(Store *s, StoreOp *batch) {
         pthread_mutex_lock(&s->lock);
+        store_checkpoint_backstop_locked(s);
         bool ok = exec_simple(s, "BEGIN IMMEDIATE");
         for (StoreOp *op = batch; ok && op; op = op->next) {
                 op->result = op_exec_locked(s, op, false);

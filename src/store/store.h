@@ -28,6 +28,15 @@ Store *store_close(Store *s);
 
 /* Returns once every write enqueued before the call is committed. */
 int store_flush(Store *s);
+/* WAL checkpoints done by the store's checkpoint thread, how many of them
+ * held the writers off to let the WAL restart, how many a commit had to do
+ * itself because the thread fell behind, and how long writers were held
+ * off (tests, benchmarks). */
+typedef struct StoreCheckpointStats {
+        uint64_t checkpoints, capped, inline_checkpoints;
+        usec_t stall_total_usec, stall_max_usec;
+} StoreCheckpointStats;
+void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
 uint64_t store_commits(Store *s);
 

@@ -808,6 +808,8 @@ def serve_instance(request_json, sock_fd):
         exec(compile(tree, filename, "exec"), mod.__dict__)
     except BaseException as e:
         init_error = e
+    del tree
+    _freeze_module_objects()
     _send_message(sock, {"type": "ready", "ok": True})
     while True:
         msg, fds = _recv_message(sock)
@@ -842,6 +844,20 @@ def serve_instance(request_json, sock_fd):
             # pipes for the next invocation to find.
             _INVOCATION[0] += 1
         _send_done(sock, msg.get("id"), result)
+
+
+def _freeze_module_objects():
+    """What the module made at import (its globals, the packages it imported
+    that the worker had not preloaded) lives as long as the instance: move it
+    out of the collector's generations (gc.freeze, as the worker did for the
+    environment's modules before forking) after collecting what the import
+    left as garbage. A collection that an invocation's allocations trigger
+    then scans only that invocation's survivors, not every object of the
+    module: with a module of 200k objects a full collection costs ~13 ms,
+    and one comes after enough invocations leave a few objects behind."""
+    import gc
+    gc.collect()
+    gc.freeze()
 
 
 # The largest result as JSON (engine.h RUN_MAX_RESULT_BYTES); the message

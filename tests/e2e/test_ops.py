@@ -446,7 +446,7 @@ def test_fixture_database_upgrades_and_reads_back(tmp_path):
     finally:
         d.stop()
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 14  # every migration applied (src/store/store-migrate.c)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 15  # every migration applied (src/store/store-migrate.c)
     db.close()
 
 

@@ -1,0 +1,236 @@
+/* WAL checkpoints off the request path (issue 15 b, the p99).
+ *
+ * SQLite's automatic checkpoint runs inside the COMMIT that pushes the WAL
+ * past 1000 pages, in whichever thread commits: with group commit that is
+ * a caller waiting for its run's record, i.e. an invoke. A checkpoint
+ * syncs the WAL (~4 MiB of frames), copies them into the database and
+ * syncs that: 4–7 ms here, on about one invoke in 40 (each invoke writes
+ * ~25 frames), which was the sequential p99.
+ *
+ * Instead the write connection has no automatic checkpoint (its WAL hook
+ * is ours) and this thread, on its own connection, runs PASSIVE
+ * checkpoints when the hook says STORE_CKPT_PAGES frames arrived since the
+ * last one. PASSIVE takes no lock a writer waits for: writers keep
+ * appending while the frames are copied and synced.
+ *
+ * What bounds the WAL: SQLite reuses the WAL file from its start when a
+ * write begins and the last checkpoint copied every frame. Under writes
+ * that never pause, frames arrive during every checkpoint and that never
+ * happens; so once the WAL holds STORE_CKPT_CAP_PAGES frames, the thread
+ * takes the write connection's lock (s->lock: the writers of this process
+ * wait on a mutex, no SQLite busy sleep) for one checkpoint of the frames
+ * left over by PASSIVE ones just before (a short tail: small syncs), and
+ * the next write restarts the WAL. That wait cannot go: the database must
+ * hold every frame durably, and no frame may arrive, when the WAL is reused
+ * (one WAL file; SQLite's wal2 is not released). The WAL file then stays under about
+ * STORE_CKPT_CAP_PAGES + what arrives during one checkpoint; and if the
+ * thread falls behind that much again (STORE_CKPT_HARD_PAGES), a commit
+ * checkpoints in-line first, as SQLite would have. */
+#include <assert.h>
+
+#include "shared.h"
+#include "store-internal.h"
+
+/* Frames committed since the last checkpoint that call for the next one
+ * (SQLite's default automatic checkpoint is at 1000). */
+#define STORE_CKPT_PAGES 1000
+/* WAL frames (4 KiB each) after which the thread makes the next write
+ * restart it: each time the writers wait for one short checkpoint, so
+ * rarely (an invoke writes ~25 frames: once per ~640 invokes). */
+#define STORE_CKPT_CAP_PAGES 16000
+/* The tail worth holding the writers off for. */
+#define STORE_CKPT_TAIL_PAGES 256
+/* The backstop: a WAL this large means the thread cannot keep up (syncs
+ * slowed by other I/O, a writer faster than the disk): the next commit
+ * checkpoints first, in its own thread, as SQLite's automatic checkpoint
+ * did, so the WAL stays bounded whatever the load. */
+#define STORE_CKPT_HARD_PAGES (2 * STORE_CKPT_CAP_PAGES)
+
+/* The write connection's WAL hook, called in the committing thread with
+ * s->lock held after each commit: it only signals. */
+static int wal_hook(void *p, sqlite3 *db, const char *name, int frames) {
+        (void) db;
+        (void) name;
+        Store *s = p;
+        bool wake = false;
+        pthread_mutex_lock(&s->clock);
+        s->cframes = frames;
+        if (frames < s->cdone)
+                s->cdone = 0; /* the WAL restarted */
+        if (!s->cwanted && frames - s->cdone >= STORE_CKPT_PAGES) {
+                s->cwanted = true;
+                wake = true;
+        }
+        pthread_mutex_unlock(&s->clock);
+        if (wake)
+                pthread_cond_signal(&s->ccond);
+        return SQLITE_OK;
+}
+
+/* One checkpoint pass on db. crun is held across it: SQLite lets one
+ * checkpoint run at a time and answers another SQLITE_BUSY at once, and
+ * the backstop must not miss its turn. Lock order: s->lock, then crun. */
+static int passive_on(Store *s, sqlite3 *db, int *ret_log, int *ret_ckpt) {
+        int log = 0, ckpt = 0;
+        pthread_mutex_lock(&s->crun);
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+        pthread_mutex_unlock(&s->crun);
+        *ret_log = log;
+        *ret_ckpt = ckpt;
+        return rc;
+}
+
+static int passive(Store *s, int *ret_log, int *ret_ckpt) {
+        return passive_on(s, s->cdb, ret_log, ret_ckpt);
+}
+
+static int wal_frames(Store *s, int log) {
+        pthread_mutex_lock(&s->clock);
+        int frames = s->cframes > log ? s->cframes : log;
+        pthread_mutex_unlock(&s->clock);
+        return frames;
+}
+
+static void checkpoint_once(Store *s) {
+        int log = 0, ckpt = 0;
+        int rc = passive(s, &log, &ckpt);
+        /* The WAL as the last commit left it (frames came in during the
+         * pass): past the cap, make the next write restart it. */
+        bool capped = false;
+        usec_t stall = 0;
+        if (rc == SQLITE_OK && wal_frames(s, log) >= STORE_CKPT_CAP_PAGES) {
+                /* The writers wait while the tail is synced, copied and
+                 * synced again: first shrink it with passes that hold
+                 * nobody off (each leaves what came in during it). */
+                for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, log) - ckpt > STORE_CKPT_TAIL_PAGES; i++)
+                        rc = passive(s, &log, &ckpt);
+                usec_t t0 = now_monotonic();
+                pthread_mutex_lock(&s->lock);
+                rc = passive(s, &log, &ckpt);
+                pthread_mutex_unlock(&s->lock);
+                stall = now_monotonic() - t0;
+                capped = true;
+        }
+        pthread_mutex_lock(&s->clock);
+        if (rc == SQLITE_OK) {
+                s->checkpoints++;
+                s->ccapped += capped;
+                s->cstall_total += stall;
+                if (stall > s->cstall_max)
+                        s->cstall_max = stall;
+                /* Frames the WAL still holds uncopied count toward the
+                 * next one; a restart since resets cframes below cdone. */
+                s->cdone = ckpt <= s->cframes ? ckpt : 0;
+        }
+        s->cwanted = false;
+        /* More arrived meanwhile: go again at once. */
+        if (s->cframes - s->cdone >= STORE_CKPT_PAGES)
+                s->cwanted = true;
+        pthread_mutex_unlock(&s->clock);
+}
+
+static void *checkpointer_main(void *p) {
+        Store *s = p;
+        pthread_mutex_lock(&s->clock);
+        for (;;) {
+                while (!s->cwanted && !s->cstop)
+                        pthread_cond_wait(&s->ccond, &s->clock);
+                if (s->cstop)
+                        break;
+                pthread_mutex_unlock(&s->clock);
+                checkpoint_once(s);
+                pthread_mutex_lock(&s->clock);
+        }
+        pthread_mutex_unlock(&s->clock);
+        return NULL;
+}
+
+void store_checkpointer_start(Store *s, const char *path) {
+        pthread_mutex_init(&s->clock, NULL);
+        pthread_mutex_init(&s->crun, NULL);
+        pthread_cond_init(&s->ccond, NULL);
+        s->cinit = true;
+        sqlite3 *cdb = NULL;
+        if (sqlite3_open_v2(path, &cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+                /* SQLite's own automatic checkpoint stays. */
+                sqlite3_close(cdb);
+                return;
+        }
+        /* The checkpoint syncs as the writer's connection would: a
+         * checkpoint that skipped its syncs could lose the database at a
+         * power cut once the WAL is reused. */
+        sqlite3_exec(cdb, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+        s->cdb = cdb;
+        if (pthread_create(&s->checkpointer, NULL, checkpointer_main, s) != 0) {
+                sqlite3_close(cdb);
+                s->cdb = NULL;
+                return;
+        }
+        s->cstarted = true;
+        /* Named: ps, perf and the tests tell it from the writer. */
+        (void) pthread_setname_np(s->checkpointer, "store-ckpt");
+        /* Replaces SQLite's automatic checkpoint on the write connection
+         * (sqlite3_wal_hook() and wal_autocheckpoint share the slot). */
+        sqlite3_wal_hook(s->db, wal_hook, s);
+}
+
+void store_checkpoint_backstop_locked(Store *s) {
+        if (!s->cstarted)
+                return;
+        pthread_mutex_lock(&s->clock);
+        bool over = s->cframes >= STORE_CKPT_HARD_PAGES;
+        pthread_mutex_unlock(&s->clock);
+        if (!over)
+                return;
+        int log = 0, ckpt = 0;
+        usec_t t0 = now_monotonic();
+        int rc = passive_on(s, s->db, &log, &ckpt);
+        usec_t took = now_monotonic() - t0;
+        pthread_mutex_lock(&s->clock);
+        if (rc == SQLITE_OK) {
+                s->cinline++;
+                s->cstall_total += took;
+                if (took > s->cstall_max)
+                        s->cstall_max = took;
+                /* Everything is copied (we hold the writers' lock): the
+                 * next write restarts the WAL. */
+                s->cdone = ckpt;
+        }
+        pthread_mutex_unlock(&s->clock);
+}
+
+void store_checkpointer_stop(Store *s) {
+        if (!s->cinit)
+                return;
+        if (s->cstarted) {
+                pthread_mutex_lock(&s->clock);
+                s->cstop = true;
+                pthread_mutex_unlock(&s->clock);
+                pthread_cond_signal(&s->ccond);
+                pthread_join(s->checkpointer, NULL);
+                /* Back to SQLite's own: the close's checkpoint, and any
+                 * write made after this. */
+                sqlite3_wal_autocheckpoint(s->db, STORE_CKPT_PAGES);
+                sqlite3_close_v2(s->cdb);
+                s->cdb = NULL;
+                s->cstarted = false;
+        }
+        pthread_mutex_destroy(&s->clock);
+        pthread_mutex_destroy(&s->crun);
+        pthread_cond_destroy(&s->ccond);
+        s->cinit = false;
+}
+
+void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret) {
+        assert(s && ret);
+        *ret = (StoreCheckpointStats) {};
+        if (!s->cinit)
+                return;
+        pthread_mutex_lock(&s->clock);
+        ret->checkpoints = s->checkpoints;
+        ret->capped = s->ccapped;
+        ret->inline_checkpoints = s->cinline;
+        ret->stall_total_usec = s->cstall_total;
+        ret->stall_max_usec = s->cstall_max;
+        pthread_mutex_unlock(&s->clock);
+}
