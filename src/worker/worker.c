@@ -288,6 +288,7 @@ static _noreturn_ void spare_main(int sock, bool seal, const char *out) {
                         _exit(0);
                 stdio_to_devnull();
                 python_after_fork();
+                py_spare_ready();
         }
         int fds[WORKER_PROTO_MAX_FDS];
         size_t n_fds = 0;

@@ -36,5 +36,8 @@ void py_run_child(const char *run_json, int result_fd);
 const char *py_version(void);
 /* compileall.compile_dir(dir, quiet): the package store's .pyc files. */
 int py_compile_dir(const char *dir);
+/* In a sealed spare while idle: runner.spare_ready() (streams, one small
+ * run of its own: the pages every run writes are copied now). */
+void py_spare_ready(void);
 /* In a warm instance child: runner.serve_instance(json, sock_fd). */
 void py_serve_instance(const char *instance_json, int sock_fd);

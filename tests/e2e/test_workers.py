@@ -499,6 +499,46 @@ def _minflt(pid):
     return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[7])
 
 
+WARM_PROBE = """
+import linecache, os, sys
+
+def f():
+    runner = sys.modules["_pysprinter_runner"]
+    return {
+        "warmed": getattr(runner, "_warmed", [False])[0],
+        "modules": sorted(m for m in sys.modules if "warm" in m),
+        "linecache": sorted(k for k in linecache.cache if "warm" in k),
+        "env": sorted(os.environ),
+        "stdout": type(sys.stdout).__name__,
+    }
+"""
+
+
+def test_a_sealed_spare_warms_up_while_idle_and_leaves_no_trace(daemon, tmp_path):
+    """Issue 15 (a), round 5: a sealed spare, while idle, does what every
+    run does first (its streams; one small run of the runner's own: parse,
+    bind, compile, call, JSON), so the pages of the worker those write are
+    copied off the run's critical path. The run sees nothing of it: no
+    module, no linecache entry, no environment variable, its own output."""
+    if sandbox_mode(tmp_path) == "none":
+        pytest.skip("spares are sealed in the sandbox only")
+    first = run(daemon, WARM_PROBE)
+    assert first["status"] == "succeeded", first
+    for _ in range(3):
+        out = run(daemon, WARM_PROBE, args=[])
+        r = out["result"]
+        assert r["modules"] == [] and r["linecache"] == [], r
+        assert r["env"] == first["result"]["env"], r
+        assert r["stdout"] == "TextIOWrapper", r
+    # The last runs took spares made (and warmed) while idle.
+    assert r["warmed"] is True, r
+    # A run prints into its own log, not /dev/null (the streams wrap fds
+    # 1/2 by number; the run's pipes were put there).
+    out = run(daemon, "def f():\n    print('hello-from-run')\n    return 1\n")
+    st, log = daemon.call("GET", f"/v1/runs/{out['id']}/logs")
+    assert "hello-from-run" in json.dumps(log), log
+
+
 def _status(pid):
     out = {}
     for line in open(f"/proc/{pid}/status"):
