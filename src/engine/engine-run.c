@@ -557,9 +557,6 @@ static void output_dir_create(RunCtx *c, char **spare_out) {
         bool full = c->spec->sandbox == SANDBOX_MODE_FULL;
         if (full && !c->pw->w->out_root)
                 return;
-        _cleanup_free_ char *name = xasprintf("%s-%s", c->e->out_owner, c->res->id);
-        _cleanup_free_ char *dir = full ? path_join_many(c->pw->w->out_root, "root", c->res->id, NULL)
-                                        : path_join(c->e->out_dir, name);
         /* A sealed spare mounted the dir made for it while idle
          * (engine-pool.c): that dir, under the spare's name, is the run's
          * (a rename could race with the spare's mount). */
@@ -567,6 +564,9 @@ static void output_dir_create(RunCtx *c, char **spare_out) {
                 c->out_host = TAKE_PTR(*spare_out);
                 return;
         }
+        _cleanup_free_ char *name = xasprintf("%s-%s", c->e->out_owner, c->res->id);
+        _cleanup_free_ char *dir = full ? path_join_many(c->pw->w->out_root, "root", c->res->id, NULL)
+                                        : path_join(c->e->out_dir, name);
         if (mkdir(dir, 0700) < 0) {
                 int r = -errno;
                 log_warn("run %s: cannot create its output dir %s: %s", c->res->id, dir, strerror(-r));
