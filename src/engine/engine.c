@@ -109,10 +109,10 @@ static void engine_tick(Engine *e, void *unused) {
         /* What a runner killed with SIGKILL left (run and spare cgroups,
          * output dirs) is removed at start; its processes may take longer
          * than that sweep waits to die (a loaded machine), so look again
-         * in the first seconds and then now and then. Janitor thread only. */
+         * in the first seconds and then every 10 s. Janitor thread only. */
         static unsigned ticks;
         ticks++;
-        if (ticks <= 3 || ticks % 30 == 0) {
+        if (ticks <= 3 || ticks % 10 == 0) {
                 (void) engine_sandbox_sweep();
                 out_dir_sweep(e->out_dir);
         }

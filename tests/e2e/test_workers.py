@@ -757,3 +757,38 @@ def test_a_daemon_killed_after_answering_leaks_no_cgroup_or_spare_dir(tmp_path):
         assert mine == [], mine
     finally:
         d.stop()
+
+
+def test_a_dead_runners_cgroup_that_appears_after_start_is_swept(tmp_path):
+    """Issue 15 round 5: a runner killed with SIGKILL leaves run and spare
+    cgroups that its own processes may still hold when the next daemon
+    starts (they take a while to die on a loaded machine): the start-up
+    sweep then cannot remove them. The daemon looks again while it runs. A
+    cgroup named as a dead process's (…-PID) next to the daemon's run
+    cgroups, made after the daemon started, is gone within seconds."""
+    if sandbox_mode(tmp_path) == "none":
+        pytest.skip("run cgroups are the sandbox's")
+    import subprocess
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    d.start()
+    try:
+        assert run(d, "def f():\n    return 1\n")["result"] == 1
+        deadline = time.monotonic() + 20
+        while not _run_cgroups_of(d.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        parents = sorted({os.path.dirname(p) for p in _run_cgroups_of(d.proc.pid)})
+        assert parents
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        fake = [os.path.join(p, f"pysprinter-gone-{dead.pid}") for p in parents]
+        for f in fake:
+            os.mkdir(f)
+        deadline = time.monotonic() + 15
+        while any(os.path.isdir(f) for f in fake) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [f for f in fake if os.path.isdir(f)]
+        for f in left:
+            os.rmdir(f)
+        assert left == []
+    finally:
+        d.stop()
