@@ -138,7 +138,9 @@ def main():
         perf.wait()
     finally:
         d.stop()
-        index.stop() if hasattr(index, "stop") else None
+        index.stop()
+        subprocess.run(["perf", "probe", "-q", "-d", "probe_libpython3:PyOS_AfterFork_Child*"],
+                       stderr=subprocess.DEVNULL)
     (tmp / "windows.json").write_text(json.dumps({"daemon": d.proc.pid, "known": known, "windows": windows}))
     analyse(tmp, d.proc.pid, known, windows)
 
