@@ -157,11 +157,10 @@ static void fail_child(int result_fd, int code, const char *type, const char *ms
 
 /* A run child defers Python's after-fork work (PyOS_AfterFork_Child: its
  * at-fork hooks run Python code — random's reseed, threading's and
- * logging's lock re-inits, any env package's own) until it enters Python
- * for its run, inside the finished sandbox. An idle spare therefore runs C
- * only and writes no Python object, so its pages stay shared with this
- * worker's (PSS per idle spare), and a package's hook runs without
- * capabilities, under seccomp. */
+ * logging's lock re-inits, any env package's own) until its sandbox is
+ * finished: a spare the engine made seals its sandbox while idle and runs
+ * it then (spare_main), any other child when it enters Python for its run.
+ * Either way a package's hook runs without capabilities, under seccomp. */
 static bool python_after_fork_pending;
 
 static void python_after_fork(void) {
