@@ -211,6 +211,9 @@ Worker *worker_stop(Worker *w);
 typedef struct SpareSlot {
         char *tag;
         RunSandbox *rs;
+        /* The output dir made for the spare (<out root>/root/<tag>), which
+         * it mounted as /out while idle; the run renames it to its own. */
+        char *out_host;
         struct SpareSlot *next;
 } SpareSlot;
 
@@ -246,6 +249,8 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken);
 /* Takes the oldest ready spare slot of pw (NULL if none) and asks for a
  * replacement in the background. */
 SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
+/* Frees a slot taken and not used for a run (its output dir too). */
+void pool_slot_free(SpareSlot *s);
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);

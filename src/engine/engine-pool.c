@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
@@ -39,9 +40,7 @@ static void pool_worker_free(PoolWorker *pw) {
         while (pw->slots) {
                 SpareSlot *s = pw->slots;
                 pw->slots = s->next;
-                engine_sandbox_run_finish(s->rs);
-                free(s->tag);
-                free(s);
+                pool_slot_free(s);
         }
         pw->w = worker_stop(pw->w);
         pw->proc_fd = fd_close(pw->proc_fd);
@@ -398,6 +397,38 @@ int engine_pool_list(Engine *e, char **ret_json) {
 
 /* ---- spare slots: spares that joined their run's cgroup ahead of time ---- */
 
+void pool_slot_free(SpareSlot *s) {
+        if (!s)
+                return;
+        if (s->rs)
+                engine_sandbox_run_finish(s->rs);
+        if (s->out_host) {
+                int r = rm_rf(s->out_host);
+                if (r < 0 && r != -ENOENT)
+                        log_warn("cannot remove %s: %s", s->out_host, strerror(-r));
+        }
+        free(s->out_host);
+        free(s->tag);
+        free(s);
+}
+
+/* The spare's output dir, made now so that it can mount it while idle and
+ * seal its sandbox before any code of the env runs in it; the run that
+ * takes the spare renames it to its own (engine-run.c). Same owner and mode
+ * as a run's dir. NULL when the worker has no output root (no /out). */
+static int slot_out_dir(PoolWorker *pw, const char *tag, char **ret) {
+        *ret = NULL;
+        if (!pw->w->out_root)
+                return 0;
+        _cleanup_free_ char *dir = path_join_many(pw->w->out_root, "root", tag, NULL);
+        if (mkdir(dir, 0700) < 0)
+                return -errno;
+        if (geteuid() == 0)
+                (void) chown(dir, 65534, 65534);
+        *ret = TAKE_PTR(dir);
+        return 0;
+}
+
 void pool_make_slot(Engine *e, PoolWorker *pw) {
         static uint64_t counter;
         RunSandbox *rs = NULL;
@@ -405,6 +436,7 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
         char tag[48];
         snprintf(tag, sizeof(tag), "sp%llu", (unsigned long long) __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
         bool made = false;
+        _cleanup_free_ char *out_host = NULL;
         if (!pw->dead && engine_sandbox_run_prepare(e, tag, pw->mode, &e->defaults, &rs, &err) >= 0) {
                 if (!engine_sandbox_run_has_cgroup(rs)) {
                         /* No run cgroups here: nothing to join ahead; the
@@ -414,12 +446,17 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
                         pthread_mutex_lock(&pw->io_lock);
                         (void) worker_send(pw->w, msg, NULL, 0);
                         pthread_mutex_unlock(&pw->io_lock);
-                } else {
+                } else if (slot_out_dir(pw, tag, &out_host) >= 0) {
                         int fds[8];
                         size_t n = 0;
                         _cleanup_free_ char *ignored = NULL;
                         engine_sandbox_run_extra(rs, fds, &n, ELEMENTSOF(fds), &ignored);
-                        _cleanup_free_ char *msg = xasprintf("{\"type\":\"spare\",\"tag\":\"%s\"}", tag);
+                        /* "seal": the spare finishes its sandbox while idle
+                         * (docs/workers.md "Spares and cgroups"). */
+                        _cleanup_free_ char *msg =
+                                out_host ? xasprintf("{\"type\":\"spare\",\"tag\":\"%s\",\"seal\":true,\"out\":\"%s\"}",
+                                                     tag, tag)
+                                         : xasprintf("{\"type\":\"spare\",\"tag\":\"%s\",\"seal\":true}", tag);
                         pthread_mutex_lock(&pw->io_lock);
                         made = worker_send(pw->w, msg, fds, n) >= 0;
                         pthread_mutex_unlock(&pw->io_lock);
@@ -431,6 +468,7 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
                 SpareSlot *s = xcalloc(1, sizeof(SpareSlot));
                 s->tag = xstrdup(tag);
                 s->rs = TAKE_PTR(rs);
+                s->out_host = TAKE_PTR(out_host);
                 SpareSlot **p = &pw->slots;
                 while (*p)
                         p = &(*p)->next;
@@ -439,6 +477,8 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
         pthread_mutex_unlock(&e->pool.lock);
         if (rs)
                 engine_sandbox_run_finish(rs);
+        if (out_host)
+                (void) rmdir(out_host);
         pool_release(e, pw, false);
 }
 

@@ -686,12 +686,19 @@ static void out_fresh_flags_learn(Engine *e, const char *dir) {
  * the uid the sandbox's root maps to ("nobody" when we are root), 0700. A
  * failure leaves the run without /out (output_dir() then fails when written
  * to), never fails it. */
-static void output_dir_create(RunCtx *c) {
+static void output_dir_create(RunCtx *c, char **spare_out) {
         if (c->spec->instance_key || !c->pw)
                 return;
         bool full = c->spec->sandbox == SANDBOX_MODE_FULL;
         if (full && !c->pw->w->out_root)
                 return;
+        /* A sealed spare mounted the dir made for it while idle
+         * (engine-pool.c): that dir, under the spare's name, is the run's
+         * (a rename could race with the spare's mount). */
+        if (*spare_out) {
+                c->out_host = TAKE_PTR(*spare_out);
+                return;
+        }
         _cleanup_free_ char *name = xasprintf("%s-%s", c->e->out_owner, c->res->id);
         _cleanup_free_ char *dir = full ? path_join_many(c->pw->w->out_root, "root", c->res->id, NULL)
                                         : path_join(c->e->out_dir, name);
@@ -711,6 +718,14 @@ static void output_dir_create(RunCtx *c) {
         c->out_host = TAKE_PTR(dir);
 }
 
+/* A sealed spare's output dir no run took (engine-pool.c made it). */
+static void spare_out_freep(char **p) {
+        if (!*p)
+                return;
+        (void) rm_rf(*p);
+        free(*p);
+}
+
 /* "output_dir" (what pysprinter.output_dir() returns) and, in the full
  * sandbox, "sandbox": {"out": <its name under SANDBOX_OUT_ROOT>,
  * "fsize_bytes": RLIMIT_FSIZE, so no single file outgrows the cap}. */
@@ -727,7 +742,9 @@ static void add_output_dir(RunCtx *c, json_t *m) {
                 sb = json_object();
                 json_object_set_new(m, "sandbox", sb);
         }
-        json_object_set_new(sb, "out", json_string(c->res->id));
+        /* Its name under the root: the run's id, or its spare's tag. */
+        const char *slash = strrchr(c->out_host, '/');
+        json_object_set_new(sb, "out", json_string(slash ? slash + 1 : c->res->id));
         /* At least the default (the larger tmpfs + 16 MiB): /tmp's files
          * keep their bound when the cap is small. */
         uint64_t fsize = MAX(c->e->max_out_bytes, 80ULL << 20);
@@ -816,7 +833,7 @@ static void output_dir_finish(RunCtx *c) {
         c->out_host = NULL;
 }
 
-static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) {
+static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag, char **spare_out) {
         json_t *m = base_message(c, "run");
         json_t *path = json_array();
         _cleanup_strv_free_ char **seen = engine_sandbox_worker_paths(c->spec->sandbox, c->sys_path);
@@ -837,7 +854,7 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag) 
                 engine_sandbox_run_extra(rs, fds + 4, &n_extra, ELEMENTSOF(fds) - 4, &sb);
         if (sb)
                 json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
-        output_dir_create(c);
+        output_dir_create(c, spare_out);
         add_output_dir(c, m);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
@@ -1299,6 +1316,9 @@ static int phase_run_begin(EngineRun *run) {
         _cleanup_free_ char *err = NULL;
         RunSandbox *rs = NULL;
         _cleanup_free_ char *spare_tag = NULL;
+        /* The taken spare's output dir until send_run() makes it the run's
+         * (removed below if it did not). */
+        _cleanup_(spare_out_freep) char *spare_out = NULL;
         bool cold = false;
         int r;
         if (c->spec->instance_key && c->spec->instance) {
@@ -1318,9 +1338,10 @@ static int phase_run_begin(EngineRun *run) {
                 if (slot) {
                         /* Its cgroups exist and a spare sits in them: the
                          * run's limits go in before its code can run. */
-                        rs = slot->rs;
-                        spare_tag = slot->tag;
-                        free(slot);
+                        rs = TAKE_PTR(slot->rs);
+                        spare_tag = TAKE_PTR(slot->tag);
+                        spare_out = TAKE_PTR(slot->out_host);
+                        pool_slot_free(slot);
                         (void) engine_sandbox_run_set_limits(rs, &c->limits);
                 } else if (r >= 0)
                         r = engine_sandbox_run_prepare(c->e, c->res->id, c->spec->sandbox, &c->limits, &rs, &err);
@@ -1347,7 +1368,7 @@ static int phase_run_begin(EngineRun *run) {
         usec_t t1 = now_monotonic();
         r = pipes_open(&p, !c->inst);
         if (r >= 0)
-                r = c->inst ? send_invoke(c) : send_run(c, rs, &p, spare_tag);
+                r = c->inst ? send_invoke(c) : send_run(c, rs, &p, spare_tag, &spare_out);
         /* A warm instance that died while idle (its worker crashed) cannot
          * take the invocation, which therefore never started: hand it to
          * another instance, a new one if need be, not fail the call. */

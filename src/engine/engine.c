@@ -101,9 +101,21 @@ static void *prewarm_main(void *userdata) {
 
 /* Every second on the janitor thread: workers that died while idle are
  * reaped, idle timeouts and instance TTLs applied. */
+static void out_dir_sweep(const char *out_dir);
+
 static void engine_tick(Engine *e, void *unused) {
         pool_reap(e);
         engine_pool_sweep(e);
+        /* What a runner killed with SIGKILL left (run and spare cgroups,
+         * output dirs) is removed at start; its processes may take longer
+         * than that sweep waits to die (a loaded machine), so look again
+         * in the first seconds and then every 10 s. Janitor thread only. */
+        static unsigned ticks;
+        ticks++;
+        if (ticks <= 3 || ticks % 10 == 0) {
+                (void) engine_sandbox_sweep();
+                out_dir_sweep(e->out_dir);
+        }
 }
 
 /* Removes the entries of $DATA/outputs ("<pid>-<start>-…", Engine.out_owner)

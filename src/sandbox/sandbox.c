@@ -229,6 +229,28 @@ int sandbox_run_finish_enter(const SandboxRunConfig *cfg, bool have_memory_cgrou
         return 0;
 }
 
+int sandbox_run_seal(const char *out_name, const int *keep_fds, size_t n_keep_fds, char **ret_error) {
+        int r = worker_active ? sandbox_mounts_out(out_name, ret_error) : 0;
+        if (r < 0)
+                return r;
+        r = sandbox_fds_close_except(keep_fds, n_keep_fds);
+        if (r < 0)
+                return r;
+        r = sandbox_caps_drop(ret_error);
+        if (r < 0)
+                return r;
+        return sandbox_seccomp_load(ret_error);
+}
+
+int sandbox_run_finish_sealed(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error) {
+        /* Lowering a limit needs no capability and setrlimit is not in the
+         * filter: the run's limits go in now, before its code runs. */
+        int r = sandbox_rlimits_apply(cfg, have_memory_cgroup, ret_error);
+        if (r < 0)
+                return r;
+        return sandbox_fds_close_except(cfg->keep_fds, cfg->n_keep_fds);
+}
+
 int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error) {
         int r = sandbox_run_prepare(cfg, ret_error);
         if (r < 0)

@@ -187,6 +187,16 @@ bool sandbox_run_pidns_inherited(void);
 #define SANDBOX_RUN_EXTRA_PROCS 2
 #endif
 int sandbox_run_finish_enter(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error);
+/* _finish_enter in two halves, so a spare can finish its whole sandbox
+ * while idle and only then run code that is not ours (Python's at-fork
+ * hooks, the env's included): _seal mounts the output dir out_name (NULL:
+ * none; the engine made it for this spare, see docs/workers.md), hides the
+ * other runs' dirs, closes all fds but 0-2 and keep_fds, drops every
+ * capability and loads the seccomp filter. When the run comes,
+ * _finish_sealed applies its rlimits (lowering needs no capability) and
+ * closes all fds but 0-2 and cfg->keep_fds. */
+int sandbox_run_seal(const char *out_name, const int *keep_fds, size_t n_keep_fds, char **ret_error);
+int sandbox_run_finish_sealed(const SandboxRunConfig *cfg, bool have_memory_cgroup, char **ret_error);
 
 /* ---- the seccomp filter ---------------------------------------------------- */
 

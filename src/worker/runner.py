@@ -546,25 +546,61 @@ def _setup_streams(per_invocation=False):
     # Unbuffered text streams: output reaches the runner as it is produced,
     # including partial lines (a progress bar without newlines).
     import io
-    import threading
-    current = threading.current_thread
+    cls = io.TextIOWrapper
+    if per_invocation:
+        # Made only where used: a class made per run child costs it the
+        # pages its type object and MRO touch (~0.25 MiB copied per fork).
+        import threading
+        current = threading.current_thread
 
-    class InvocationStream(io.TextIOWrapper):
-        def write(self, s):
-            tag = getattr(current(), "_pysprinter_invocation", None)
-            if tag is not None and tag != _INVOCATION[0]:
-                return len(s)  # a stale invocation's thread: dropped
-            return super().write(s)
+        class InvocationStream(io.TextIOWrapper):
+            def write(self, s):
+                tag = getattr(current(), "_pysprinter_invocation", None)
+                if tag is not None and tag != _INVOCATION[0]:
+                    return len(s)  # a stale invocation's thread: dropped
+                return super().write(s)
+        cls = InvocationStream
 
     def stream(fd):
         raw = io.FileIO(fd, "w", closefd=False)
-        cls = InvocationStream if per_invocation else io.TextIOWrapper
         return cls(raw, encoding="utf-8", errors="backslashreplace",
                    line_buffering=True, write_through=True)
     sys.stdout = sys.__stdout__ = stream(1)
     sys.stderr = sys.__stderr__ = stream(2)
     # fd 0 is /dev/null already: wrap it rather than open another fd.
     sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
+    _streams_mode[0] = per_invocation
+
+
+# The per_invocation mode the streams were set up with in this process (None:
+# not yet). A sealed spare sets them up while idle: they wrap fds 0-2 by
+# number, and the run's pipes are dup2()ed onto those numbers.
+_streams_mode = [None]
+
+_WARM_SOURCE = (
+    "def warm(x: int = 1, *, name: str = 'a'):\n"
+    "    return {'x': [x, x + 1.5, name, None, True]}\n"
+)
+
+
+def spare_ready():
+    """In a spare the engine made, sealed, after Python's after-fork work,
+    while it waits for its run: what every run does first (its streams, and
+    one small run of our own: parse, bind, compile, call, JSON), so that the
+    pages of the worker those write are copied now and not on the run's
+    critical path. Leaves nothing a run could see: no module registered,
+    nothing in linecache, no output, no environment."""
+    _setup_streams()
+    req = json.loads(json.dumps({"source": _WARM_SOURCE, "filename": "<warm>", "function": "warm",
+                                 "args": [{"value": 1}], "kwargs": {"name": {"raw": "b"}}}))
+    tree, fn, _reqs, args, kwargs = _analyse(req)
+    ns = {"__name__": "_pysprinter_warm"}
+    exec(compile(tree, "<warm>", "exec"), ns)
+    json.dumps(_serialise(_resolve_value(ns[fn.name](*args, **kwargs))), ensure_ascii=False)
+    _warmed[0] = True
+
+
+_warmed = [False]  # spare_ready() ran in this process (tests look)
 
 
 def run(request_json, result_fd):
@@ -586,7 +622,8 @@ def run(request_json, result_fd):
 
 
 def _run(req, filename, result_fd):
-    _setup_streams()
+    if _streams_mode[0] is not False:
+        _setup_streams()
     source = req.get("source", "")
     try:
         tree, fn, reqs, args, kwargs = _analyse(req)

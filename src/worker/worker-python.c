@@ -110,6 +110,15 @@ void py_run_child(const char *run_json, int result_fd) {
         Py_DECREF(res);
 }
 
+void py_spare_ready(void) {
+        PyObject *res = PyObject_CallMethod(runner, "spare_ready", NULL);
+        /* Only a warm-up: a failure costs the run those page copies, no
+         * more. */
+        if (!res)
+                PyErr_Clear();
+        Py_XDECREF(res);
+}
+
 void py_serve_instance(const char *instance_json, int sock_fd) {
         PyObject *res = PyObject_CallMethod(runner, "serve_instance", "si", instance_json, sock_fd);
         if (!res) {

@@ -78,6 +78,18 @@ int worker_sandbox_spare_prepare(bool network, char **ret_error) {
         return r;
 }
 
+/* Set in a prepared spare that also sealed its sandbox while idle. */
+static bool spare_sealed;
+
+int worker_sandbox_spare_seal(const char *out_name, int sock, char **ret_error) {
+        if (!spare_prepared)
+                return -EINVAL;
+        int r = sandbox_run_seal(out_name, &sock, 1, ret_error);
+        if (r >= 0)
+                spare_sealed = true;
+        return r;
+}
+
 int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error) {
         if (!sandbox_worker_active()) {
                 if (setpgid(0, 0) < 0) {
@@ -128,6 +140,10 @@ int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_ex
                         *ret_error = xstrdup("the spare was prepared for another network setting");
                         return -EINVAL;
                 }
+                /* A sealed spare mounted the output dir the engine made
+                 * for it (renamed to the run's since: the mount follows). */
+                if (spare_sealed)
+                        return sandbox_run_finish_sealed(&cfg, memory_cgroup, ret_error);
                 return sandbox_run_finish_enter(&cfg, memory_cgroup, ret_error);
         }
         return sandbox_run_enter(&cfg, ret_error);

@@ -157,11 +157,10 @@ static void fail_child(int result_fd, int code, const char *type, const char *ms
 
 /* A run child defers Python's after-fork work (PyOS_AfterFork_Child: its
  * at-fork hooks run Python code — random's reseed, threading's and
- * logging's lock re-inits, any env package's own) until it enters Python
- * for its run, inside the finished sandbox. An idle spare therefore runs C
- * only and writes no Python object, so its pages stay shared with this
- * worker's (PSS per idle spare), and a package's hook runs without
- * capabilities, under seccomp. */
+ * logging's lock re-inits, any env package's own) until its sandbox is
+ * finished: a spare the engine made seals its sandbox while idle and runs
+ * it then (spare_main), any other child when it enters Python for its run.
+ * Either way a package's hook runs without capabilities, under seccomp. */
 static bool python_after_fork_pending;
 
 static void python_after_fork(void) {
@@ -257,14 +256,39 @@ static void become(const char *raw, bool instance, int *fds, size_t n_fds) {
         become_run(raw, fds, n_fds);
 }
 
-/* A spare waits for its run on its socket. Never returns. */
-static _noreturn_ void spare_main(int sock) {
+/* fds 0-2 of a sealed spare until its run's pipes replace them: what a
+ * hook prints goes nowhere (not into the worker's log). */
+static void stdio_to_devnull(void) {
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0)
+                return;
+        for (int fd = 0; fd < 3; fd++)
+                (void) dup2(devnull, fd);
+        if (devnull > 2)
+                close(devnull);
+}
+
+/* A spare waits for its run on its socket. Never returns. seal: the engine
+ * made this spare (and its output dir out, if any) for the full sandbox. */
+static _noreturn_ void spare_main(int sock, bool seal, const char *out) {
         _cleanup_free_ char *raw = NULL;
         _cleanup_free_ char *err = NULL;
         /* Everything of the run's isolation that does not depend on the run
          * happens now, while idle (the costly part: namespaces, a fork). */
         if (worker_sandbox_spare_prepare(worker_network, &err) < 0)
                 _exit(0); /* the worker forks the run itself */
+        if (seal) {
+                /* The whole sandbox while idle, then Python's after-fork
+                 * work (its at-fork hooks run code of the env's packages:
+                 * only now, with no capability, under seccomp, in the run's
+                 * namespaces and cgroup). The run's critical path keeps its
+                 * rlimits, its fds and the runner. */
+                if (worker_sandbox_spare_seal(out, sock, &err) < 0)
+                        _exit(0);
+                stdio_to_devnull();
+                python_after_fork();
+                py_spare_ready();
+        }
         int fds[WORKER_PROTO_MAX_FDS];
         size_t n_fds = 0;
         int r = proto_recv(sock, WORKER_PROTO_MAX_MESSAGE, &raw, NULL, fds, ELEMENTSOF(fds), &n_fds);
@@ -338,7 +362,7 @@ static void child_drop_init(Child *c) {
 /* tag/cg_fds: an engine-managed spare joins its run's cgroup now, while
  * idle: moving a process between cgroups waits for an RCU grace period
  * (milliseconds), which must not be on the run's critical path. */
-static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
+static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bool seal, const char *out) {
         if (n_children >= MAX_CHILDREN)
                 return -EAGAIN;
         int sv[2];
@@ -357,7 +381,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
                                 _exit(0); /* the engine sees the spare gone and forks the run instead */
                         close(mine[i]);
                 }
-                spare_main(sv[1]);
+                spare_main(sv[1], seal, out);
         }
         close(sv[1]);
         if (pid < 0) {
@@ -373,15 +397,19 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg) {
 }
 
 static int fork_spare(void) {
-        return fork_spare_tagged(NULL, NULL, 0);
+        return fork_spare_tagged(NULL, NULL, 0, false, NULL);
 }
 
 static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
         const char *tag = json_string_value(json_object_get(msg, "tag"));
         /* A spare that could not be made is no error: its run, which names
          * it, is then forked into the cgroup the worker keeps for it. */
+        /* "seal": finish the sandbox while idle; "out": the output dir the
+         * engine made for this spare (a name under SANDBOX_OUT_ROOT). */
+        bool seal = json_is_true(json_object_get(msg, "seal"));
+        const char *out = json_string_value(json_object_get(msg, "out"));
         if (tag && n_fds <= MAX_CG_FDS)
-                (void) fork_spare_tagged(tag, fds, n_fds);
+                (void) fork_spare_tagged(tag, fds, n_fds, seal, out);
         close_fds(fds, n_fds);
         return 0;
 }

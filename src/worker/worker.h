@@ -21,6 +21,11 @@ int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_ex
  * user process). Returns in the process that will run user code; the run
  * hook then only applies the run's own limits and locks down. */
 int worker_sandbox_spare_prepare(bool network, char **ret_error);
+/* Then, in a spare the engine made for the full sandbox: the rest of the
+ * run's sandbox, while idle (sandbox_run_seal(): its output dir out_name,
+ * or none; every fd but 0-2 and sock closed; no capability; the seccomp
+ * filter). What remains for the run hook: the run's rlimits and fds. */
+int worker_sandbox_spare_seal(const char *out_name, int sock, char **ret_error);
 
 /* Python bridge (worker-python.c). */
 int py_init(char **ret_error);
@@ -31,5 +36,8 @@ void py_run_child(const char *run_json, int result_fd);
 const char *py_version(void);
 /* compileall.compile_dir(dir, quiet): the package store's .pyc files. */
 int py_compile_dir(const char *dir);
+/* In a sealed spare while idle: runner.spare_ready() (streams, one small
+ * run of its own: the pages every run writes are copied now). */
+void py_spare_ready(void);
 /* In a warm instance child: runner.serve_instance(json, sock_fd). */
 void py_serve_instance(const char *instance_json, int sock_fd);
