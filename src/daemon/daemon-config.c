@@ -31,6 +31,7 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .max_attempts = 3,
                 .metrics_public = true,
                 .sandbox = SANDBOX_MODE_FULL,
+                .pool_spares = 2,
         };
         retention_config_init(&cfg->retention);
 }

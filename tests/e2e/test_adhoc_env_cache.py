@@ -185,9 +185,11 @@ OUT_PROBE = ("import os\nfrom pysprinter import output_dir\n"
 def test_a_kept_output_dir_is_pristine_and_the_same_tenants(tmp_path):
     """A full-sandbox run's empty /out may be handed to the next run of the
     same tenant; never one another run wrote to, chmod'ed or tagged, and
-    never to another tenant."""
+    never to another tenant. Kept dirs serve the runs that take no sealed
+    spare (a spare mounts the dir the pool made for it while idle), so this
+    daemon makes none."""
     mode = sandbox_mode(tmp_path)
-    d = Daemon(tmp_path / "d", sandbox=mode)
+    d = Daemon(tmp_path / "d", sandbox=mode, config_extra="pool:\n  spares: 0\n")
     d.start()
     try:
         def probe(dirty="", token="alice"):
