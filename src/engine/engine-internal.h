@@ -78,9 +78,18 @@ struct Engine {
         struct JanitorItem *janitor_queue;
 };
 
-/* engine-run.c: forgets the kept output dirs (engine_free; the dirs go
- * with their workers' output roots). */
+/* engine-outdir.c: kept output dirs, per tenant. Forgets them all
+ * (engine_free; the dirs go with their workers' output roots). */
 void engine_out_spares_free(Engine *e);
+/* Renames a dir kept for tenant beside dir (same parent) to dir: true when
+ * dir is ready. */
+bool engine_out_kept_take(Engine *e, const char *tenant, const char *dir);
+/* Keeps *dir for tenant's next run (takes it) when it is exactly as it was
+ * made: true when kept. */
+bool engine_out_kept_keep(Engine *e, const char *tenant, char **dir);
+/* Learns a fresh output dir's inode flags, once (out_dir_pristine's
+ * reference). */
+void engine_out_fresh_flags_learn(Engine *e, const char *dir);
 
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */

@@ -6,9 +6,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/ioctl.h>
-#include <sys/xattr.h>
-#include <linux/fs.h>
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -549,135 +546,21 @@ static void prepare_data(RunCtx *c) {
 
 /* ---- the run's output dir (docs/data.md "Outputs") ---- */
 
-/* Kept output dirs (issue 15). Making a run's dir and removing it cost
- * ~0.15 ms of the daemon's CPU per ad-hoc run on ext4 (mkdir's inode
- * allocation skips the many recently deleted inodes this churn leaves,
- * `find_inode_bit` / `recently_deleted`), on the run's critical path. A
- * full-sandbox run's dir that it left exactly as it was made — empty, 0700,
- * the sandbox's owner, no extended attributes (so no ACL), the inode
- * flags of a fresh dir — is kept and renamed to the next run's name, for a
- * run of the same tenant in the same worker only (a dir's timestamps and
- * inode are its own, never another tenant's to see). Every process of the
- * run is gone by then (its pid namespace's init was reaped), so nothing can
- * hold it open. */
-#define OUT_SPARES_MAX 16
-
-struct OutSpare {
-        char *parent, *tenant, *path;
-};
-
-void engine_out_spares_free(Engine *e) {
-        for (size_t i = 0; i < e->n_out_spares; i++) {
-                free(e->out_spares[i].parent);
-                free(e->out_spares[i].tenant);
-                free(e->out_spares[i].path);
-        }
-        free(e->out_spares);
-        e->out_spares = NULL;
-        e->n_out_spares = 0;
-}
-
-static char *path_parent(const char *path) {
-        const char *slash = strrchr(path, '/');
-        return slash && slash > path ? xstrndup(path, (size_t) (slash - path)) : xstrdup("/");
-}
-
 static const char *run_tenant(RunCtx *c) {
         return c->spec->tenant ? c->spec->tenant : "local";
 }
 
-/* A kept dir renamed to dir: true when dir is ready. */
+/* A kept dir (engine-outdir.c) renamed to dir: true when dir is ready. */
 static bool out_spare_take(RunCtx *c, const char *dir) {
-        Engine *e = c->e;
-        _cleanup_free_ char *parent = path_parent(dir), *path = NULL;
-        pthread_mutex_lock(&e->out_spare_lock);
-        for (size_t i = 0; i < e->n_out_spares; i++) {
-                struct OutSpare *sp = &e->out_spares[i];
-                if (!streq(sp->parent, parent) || !streq(sp->tenant, run_tenant(c)))
-                        continue;
-                path = sp->path;
-                free(sp->parent);
-                free(sp->tenant);
-                e->out_spares[i] = e->out_spares[--e->n_out_spares];
-                break;
-        }
-        pthread_mutex_unlock(&e->out_spare_lock);
-        if (!path)
-                return false;
-        if (rename(path, dir) == 0)
-                return true;
-        (void) rmdir(path); /* its worker's root is gone, or it was touched */
-        return false;
+        return engine_out_kept_take(c->e, run_tenant(c), dir);
 }
 
-/* The inode flags (chattr) of the dir fd, 0 where the file system has none. */
-static long dir_flags(int fd) {
-        int flags = 0;
-        if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
-                return errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -1;
-        return flags;
-}
-
-static bool out_dir_pristine(Engine *e, const char *dir) {
-        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700 ||
-            st.st_nlink != 2)
-                return false;
-        uid_t want = geteuid() == 0 ? 65534 : geteuid();
-        if (st.st_uid != want || st.st_gid != (geteuid() == 0 ? 65534 : getegid()))
-                return false;
-        long fresh = __atomic_load_n(&e->out_fresh_flags, __ATOMIC_RELAXED);
-        if (fresh < 0 || dir_flags(fd) != fresh)
-                return false;
-        if (flistxattr(fd, NULL, 0) != 0)
-                return false;
-        /* Only "." and "..": both fit in the buffer with room to spare. */
-        char buf[512];
-        ssize_t n = getdents64(fd, buf, sizeof buf);
-        if (n <= 0)
-                return false;
-        for (ssize_t off = 0; off < n;) {
-                struct dirent64 *de = (struct dirent64 *) (buf + off);
-                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-                        return false;
-                off += de->d_reclen;
-        }
-        return true;
-}
-
-/* Keeps a finished run's dir for the next run: true when kept. */
+/* Keeps a finished run's dir for the next run of its tenant: only a
+ * full-sandbox run that succeeded (--output-data never gets here). */
 static bool out_spare_keep(RunCtx *c) {
-        if (c->spec->sandbox != SANDBOX_MODE_FULL || c->res->status != RUN_SUCCEEDED ||
-            !out_dir_pristine(c->e, c->out_host))
+        if (c->spec->sandbox != SANDBOX_MODE_FULL || c->res->status != RUN_SUCCEEDED)
                 return false;
-        Engine *e = c->e;
-        struct OutSpare sp = { path_parent(c->out_host), xstrdup(run_tenant(c)), TAKE_PTR(c->out_host) };
-        struct OutSpare old = { 0 };
-        pthread_mutex_lock(&e->out_spare_lock);
-        if (e->n_out_spares == OUT_SPARES_MAX) {
-                old = e->out_spares[0];
-                e->out_spares[0] = e->out_spares[--e->n_out_spares];
-        }
-        if (!e->out_spares)
-                e->out_spares = xcalloc(OUT_SPARES_MAX, sizeof(struct OutSpare));
-        e->out_spares[e->n_out_spares++] = sp;
-        pthread_mutex_unlock(&e->out_spare_lock);
-        if (old.path)
-                (void) rmdir(old.path);
-        free(old.parent);
-        free(old.tenant);
-        free(old.path);
-        return true;
-}
-
-static void out_fresh_flags_learn(Engine *e, const char *dir) {
-        if (__atomic_load_n(&e->out_fresh_flags, __ATOMIC_RELAXED) >= 0)
-                return;
-        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        long f = fd >= 0 ? dir_flags(fd) : -1;
-        if (f >= 0)
-                __atomic_store_n(&e->out_fresh_flags, f, __ATOMIC_RELAXED);
+        return engine_out_kept_keep(c->e, run_tenant(c), &c->out_host);
 }
 
 /* The run's own dir: in the full sandbox <worker's out root>/root/<id>,
@@ -714,7 +597,7 @@ static void output_dir_create(RunCtx *c, char **spare_out) {
         if (geteuid() == 0 && full)
                 (void) chown(dir, 65534, 65534);
         if (full)
-                out_fresh_flags_learn(c->e, dir);
+                engine_out_fresh_flags_learn(c->e, dir);
         c->out_host = TAKE_PTR(dir);
 }
 
