@@ -119,6 +119,9 @@ char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host);
 /* Per-run isolation state (RunSandbox): cgroups and whatever else a run needs. */
 int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
                                RunSandbox **ret, char **ret_error);
+/* The same for a warm instance, whose groups can be frozen. */
+int engine_sandbox_instance_prepare(Engine *e, const char *key, SandboxMode mode, const RunLimits *limits,
+                                    RunSandbox **ret, char **ret_error);
 /* Extra fds to pass with the run message (after stdout/stderr/result) and
  * the JSON object text for its "sandbox" field (may be NULL). The fds stay
  * owned by rs. */

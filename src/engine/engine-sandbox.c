@@ -113,8 +113,8 @@ static char *cgroup_name(const char *run_id) {
         return s;
 }
 
-int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
-                               RunSandbox **ret, char **ret_error) {
+static int sandbox_prepare(const char *run_id, SandboxMode mode, const RunLimits *limits, bool freezable,
+                           RunSandbox **ret, char **ret_error) {
         RunSandbox *rs = xcalloc(1, sizeof(RunSandbox));
         rs->mode = mode;
         rs->limits = *limits;
@@ -123,6 +123,7 @@ int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, 
                         .memory_bytes = limits->memory_bytes,
                         .max_procs = limits->max_procs ? limits->max_procs + RUN_EXTRA_PROCS : 0,
                         .cpu_millis = RUN_CPU_MILLIS,
+                        .no_freezer = !freezable,
                 };
                 _cleanup_free_ char *name = cgroup_name(run_id), *err = NULL;
                 /* No cgroup (an unprivileged engine without delegation) is
@@ -138,6 +139,20 @@ int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, 
         }
         *ret = rs;
         return 0;
+}
+
+/* An ad-hoc run (or the spare made for one) is never frozen: its groups
+ * skip a hierarchy that would give them only the freezer (one mkdir,
+ * rmdir, cgroup.procs open and join fewer per run on a hybrid host). */
+int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
+                               RunSandbox **ret, char **ret_error) {
+        return sandbox_prepare(run_id, mode, limits, false, ret, ret_error);
+}
+
+/* A warm instance is frozen while idle. */
+int engine_sandbox_instance_prepare(Engine *e, const char *key, SandboxMode mode, const RunLimits *limits,
+                                    RunSandbox **ret, char **ret_error) {
+        return sandbox_prepare(key, mode, limits, true, ret, ret_error);
 }
 
 void engine_sandbox_run_extra(RunSandbox *rs, int *fds, size_t *n_fds, size_t max_fds, char **ret_json) {

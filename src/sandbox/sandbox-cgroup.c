@@ -46,6 +46,11 @@ typedef struct CgDir {
          * and frozen around every invocation, and an open + close of a
          * kernfs file each time was 4 syscalls per invoke. */
         int freeze_fd;
+        /* The limits in force in this group (0: the kernel's default, no
+         * limit): a limit equal to what the group has is not written
+         * again (each write is an open + write + close of a kernfs file,
+         * and a spare's group gets the run's limits on its critical path). */
+        uint64_t memory_bytes, max_procs, cpu_millis;
 } CgDir;
 
 struct SandboxCgroup {
@@ -198,40 +203,54 @@ static int find_hierarchies(Hier *out, size_t max, size_t *ret_n) {
         return 0;
 }
 
+/* Writes the limits that differ from the group's. A fresh group has no
+ * limit (memory, memsw, pids max; v1 cpu.cfs_period_us is 100000 and the
+ * quota -1): its first memory limit is a lowering, the period needs no
+ * write. v2's swap.max and oom.group are written with its first memory
+ * limit only: nothing resets them. */
 static void apply_limits(CgDir *d, const SandboxLimits *l) {
         char buf[64];
-        if (d->ctrls & CTRL_MEMORY && l->memory_bytes) {
+        if (d->ctrls & CTRL_MEMORY && l->memory_bytes && l->memory_bytes != d->memory_bytes) {
                 snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->memory_bytes);
                 if (d->v2) {
                         (void) write_str(d->path, "memory.max", buf);
-                        /* "With swap": no swap at all beyond the limit. */
-                        (void) write_str(d->path, "memory.swap.max", "0");
-                        /* One OOM kills the whole run, not a random member. */
-                        (void) write_str(d->path, "memory.oom.group", "1");
+                        if (!d->memory_bytes) {
+                                /* "With swap": no swap at all beyond the limit. */
+                                (void) write_str(d->path, "memory.swap.max", "0");
+                                /* One OOM kills the whole run, not a random member. */
+                                (void) write_str(d->path, "memory.oom.group", "1");
+                        }
                 } else {
                         /* v1 wants limit <= memsw at every step: raising
-                         * needs memsw first, lowering the limit first. */
+                         * sets memsw first, lowering the limit first. */
+                        bool raising = d->memory_bytes && l->memory_bytes > d->memory_bytes;
+                        if (raising)
+                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
                         (void) write_str(d->path, "memory.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.swappiness", "0");
+                        if (!raising)
+                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
+                        if (!d->memory_bytes)
+                                (void) write_str(d->path, "memory.swappiness", "0");
                 }
+                d->memory_bytes = l->memory_bytes;
         }
-        if (d->ctrls & CTRL_PIDS && l->max_procs) {
+        if (d->ctrls & CTRL_PIDS && l->max_procs && l->max_procs != d->max_procs) {
                 snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
                 (void) write_str(d->path, "pids.max", buf);
+                d->max_procs = l->max_procs;
         }
-        if (d->ctrls & CTRL_CPU && l->cpu_millis) {
+        if (d->ctrls & CTRL_CPU && l->cpu_millis && l->cpu_millis != d->cpu_millis) {
                 unsigned long long period = 100000, quota = period * l->cpu_millis / 1000;
                 if (d->v2) {
                         snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
                         (void) write_str(d->path, "cpu.max", buf);
                 } else {
-                        snprintf(buf, sizeof(buf), "%llu", period);
-                        (void) write_str(d->path, "cpu.cfs_period_us", buf);
+                        /* The period is the kernel's default (100 ms) in a
+                         * group we made and never changed. */
                         snprintf(buf, sizeof(buf), "%llu", quota);
                         (void) write_str(d->path, "cpu.cfs_quota_us", buf);
                 }
+                d->cpu_millis = l->cpu_millis;
         }
 }
 
@@ -286,6 +305,7 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
         }
         SandboxCgroup *cg = xcalloc(1, sizeof(SandboxCgroup));
         int first_err = 0;
+        const Hier *v2_only_freezer = NULL;
         /* v2 first. */
         for (size_t i = 0; i < nh; i++) {
                 if (!h[i].v2)
@@ -310,6 +330,13 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                                         ctrls |= 1U << c;
                         }
                 }
+                /* A v2 group without a limit controller gives only the
+                 * freezer and cgroup.kill: a group never frozen does
+                 * without it when v1 gives it a group (below). */
+                if (!ctrls && limits->no_freezer) {
+                        v2_only_freezer = &h[i];
+                        break;
+                }
                 r = add_dir(cg, h[i].dir, name, true, ctrls | CTRL_FREEZER, limits);
                 if (r == -EEXIST)
                         goto exists;
@@ -321,9 +348,20 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                 if (h[i].v2)
                         continue;
                 unsigned ctrls = ctrls_of(h[i].opts, ',') & ~cg->have;
+                if (limits->no_freezer)
+                        ctrls &= ~CTRL_FREEZER;
                 if (!ctrls)
                         continue;
                 r = add_dir(cg, h[i].dir, name, false, ctrls, limits);
+                if (r == -EEXIST)
+                        goto exists;
+                if (r < 0 && !first_err)
+                        first_err = r;
+        }
+        if (cg->n == 0 && v2_only_freezer) {
+                /* Nothing on v1: the v2 group's cgroup.kill is still the
+                 * run's one complete kill. */
+                r = add_dir(cg, v2_only_freezer->dir, name, true, CTRL_FREEZER, limits);
                 if (r == -EEXIST)
                         goto exists;
                 if (r < 0 && !first_err)
@@ -431,20 +469,33 @@ int sandbox_cgroup_kill(SandboxCgroup *cg) {
         if (!cg)
                 return 0;
         /* A task frozen by the v1 freezer does not die of SIGKILL until it
-         * is thawed (v2's cgroup.kill wakes it, but thawing costs nothing). */
-        (void) sandbox_cgroup_freeze(cg, false);
+         * is thawed (v2's cgroup.kill wakes it). A group never frozen has
+         * no freezer file open (the first freeze opens it): no thaw. */
+        for (size_t i = 0; i < cg->n; i++)
+                if (__atomic_load_n(&cg->dirs[i].freeze_fd, __ATOMIC_ACQUIRE) >= 0) {
+                        (void) sandbox_cgroup_freeze(cg, false);
+                        break;
+                }
         for (size_t i = 0; i < cg->n; i++)
                 if (cg->dirs[i].v2)
                         (void) write_str(cg->dirs[i].path, "cgroup.kill", "1");
         /* Without cgroup.kill (v1, or v2 before 5.14) a fork can race the
          * kill; pids.max bounds the race and the run's pid namespace dies
-         * with its init, so a few rounds converge. */
+         * with its init, so a few rounds converge. Every process of the
+         * run joined the groups in order, dirs[0] first, and its children
+         * are born in all of them: a process in any group is in dirs[0],
+         * so an empty dirs[0] means all are empty (the usual case: the
+         * run's init was reaped before its groups are freed), one listing
+         * instead of one per group. rmdir's EBUSY retry in
+         * sandbox_cgroup_free() kills whatever the others still hold. */
         for (int round = 0; round < 2000; round++) {
                 int alive = 0;
                 for (size_t i = 0; i < cg->n; i++) {
                         int k = kill_listed(cg->dirs[i].path);
                         if (k > 0)
                                 alive += k;
+                        else if (i == 0)
+                                break;
                 }
                 if (alive == 0)
                         return 0;

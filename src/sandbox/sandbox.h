@@ -204,6 +204,13 @@ typedef struct SandboxLimits {
         uint64_t memory_bytes;   /* 0: no memory limit */
         uint64_t max_procs;      /* 0: no pids limit */
         uint64_t cpu_millis;     /* CPU bandwidth in thousandths of a CPU; 0: none */
+        /* The group is never frozen (an ad-hoc run; warm instances are):
+         * a hierarchy that would give it nothing but the freezer (the v2
+         * mount of a hybrid host, v1's "freezer") is not used, unless no
+         * other one is. Its kill stays complete: every process of the
+         * run is in each of its other groups, and its pid namespace dies
+         * with its init. */
+        bool no_freezer;
 } SandboxLimits;
 
 typedef struct SandboxCgroup SandboxCgroup;
