@@ -64,6 +64,10 @@ struct Engine {
          * kept for the next run of the same tenant in the same worker. */
         pthread_mutex_t out_spare_lock;
         struct OutSpare *out_spares;
+        /* engine-sandbox.c: finished ad-hoc runs' cgroups, emptied, for the
+         * next spares (sandbox_cgroup_recycle()); under out_spare_lock. */
+        struct SandboxCgroup *cg_spares[16];
+        size_t n_cg_spares;
         size_t n_out_spares;
         long out_fresh_flags;      /* a fresh output dir's inode flags, -1: not known yet */
         pthread_t prewarm_thread;
@@ -81,6 +85,8 @@ struct Engine {
 /* engine-run.c: forgets the kept output dirs (engine_free; the dirs go
  * with their workers' output roots). */
 void engine_out_spares_free(Engine *e);
+/* Frees the kept cgroups (engine_free(), after the pool and instances). */
+void engine_sandbox_cgroups_free(Engine *e);
 
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */

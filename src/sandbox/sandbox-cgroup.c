@@ -14,6 +14,7 @@
  * credentials from file open to protect against inherited fd attacks"),
  * so a run that is "nobody" on the host can still join the group the
  * engine made for it, and only that group. */
+#include <assert.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -51,6 +52,14 @@ typedef struct CgDir {
          * again (each write is an open + write + close of a kernfs file,
          * and a spare's group gets the run's limits on its critical path). */
         uint64_t memory_bytes, max_procs, cpu_millis;
+        /* pids.events "max" when the group was taken again for a new run
+         * (sandbox_cgroup_renew()): the counter cannot be reset, the
+         * run's verdict is the difference. */
+        uint64_t pids_max_base;
+        /* Removed by sandbox_cgroup_recycle() (it held memory), made
+         * again, fresh, by sandbox_cgroup_renew(); path is still its old
+         * one (its parent is where the new one goes). */
+        bool gone;
 } CgDir;
 
 struct SandboxCgroup {
@@ -234,16 +243,26 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                 }
                 d->memory_bytes = l->memory_bytes;
         }
-        if (d->ctrls & CTRL_PIDS && l->max_procs && l->max_procs != d->max_procs) {
-                snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
+        /* A group used again (sandbox_cgroup_recycle()) keeps the limits
+         * of its last run: "none" for this one is written, not skipped. */
+        if (d->ctrls & CTRL_PIDS && l->max_procs != d->max_procs) {
+                if (l->max_procs)
+                        snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
+                else
+                        snprintf(buf, sizeof(buf), "max");
                 (void) write_str(d->path, "pids.max", buf);
                 d->max_procs = l->max_procs;
         }
-        if (d->ctrls & CTRL_CPU && l->cpu_millis && l->cpu_millis != d->cpu_millis) {
+        if (d->ctrls & CTRL_CPU && l->cpu_millis != d->cpu_millis) {
                 unsigned long long period = 100000, quota = period * l->cpu_millis / 1000;
                 if (d->v2) {
-                        snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
+                        if (l->cpu_millis)
+                                snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
+                        else
+                                snprintf(buf, sizeof(buf), "max %llu", period);
                         (void) write_str(d->path, "cpu.max", buf);
+                } else if (!l->cpu_millis) {
+                        (void) write_str(d->path, "cpu.cfs_quota_us", "-1");
                 } else {
                         /* The period is the kernel's default (100 ms) in a
                          * group we made and never changed. */
@@ -528,7 +547,7 @@ int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret) {
                         }
                 }
                 if (d->ctrls & CTRL_PIDS && read_key(d->path, "pids.events", "max", &v) >= 0)
-                        s.pids_max += v;
+                        s.pids_max += v >= d->pids_max_base ? v - d->pids_max_base : 0;
         }
         *ret = s;
         return 0;
@@ -543,7 +562,7 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
                 d->procs_fd = fd_close(d->procs_fd);
                 d->freeze_fd = fd_close(d->freeze_fd);
                 /* rmdir races the last exits' bookkeeping: retry briefly. */
-                for (int t = 0; t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
+                for (int t = 0; !d->gone && t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
                         (void) kill_listed(d->path);
                         struct timespec ts = { 0, 1000000 };
                         nanosleep(&ts, NULL);
@@ -609,5 +628,104 @@ int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
                 return -EINVAL;
         for (size_t i = 0; i < cg->n; i++)
                 apply_limits(&cg->dirs[i], limits);
+        return 0;
+}
+
+/* ---- a group used again ----
+ *
+ * mkdir and rmdir of a cgroup were most of its cost (each walks the
+ * kernel's cgroup and css setup/teardown, and rmdir waits for RCU). A
+ * finished ad-hoc run's groups are taken again for the next spare, except
+ * the memory controller's: memory left charged to a group (page cache of
+ * files the run read or wrote, slab of the dentries it looked up) stays
+ * charged to it after its processes are gone, and the next run would be
+ * charged and limited by it. v1's memory.force_empty does not empty it
+ * (kmem stays) and took ~4 ms here, ten times a fresh group. So a group
+ * that holds memory (v1's memory hierarchy; v2's one group, which holds
+ * every controller) is removed and made fresh; the others (v1 pids, cpu,
+ * freezer) hold no state a run can be charged by or observe: pids.current
+ * is 0 in an empty group, the limits are rewritten when they differ
+ * (also back to "none"), and pids.events' "max", which cannot be reset,
+ * is read as a baseline at renew and the run's verdict is the delta. */
+
+static bool dir_empty(const CgDir *d) {
+        _cleanup_free_ char *p = path_join(d->path, "cgroup.procs"), *s = NULL;
+        if (read_file(p, 4096, &s, NULL) < 0)
+                return false;
+        return s[0] == 0;
+}
+
+SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
+        if (!cg)
+                return NULL;
+        bool keep = false, ok = sandbox_cgroup_kill(cg) >= 0;
+        for (size_t i = 0; ok && i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (d->freeze_fd >= 0 || d->gone)
+                        ok = false; /* a frozen (instance) group is never reused */
+                else if (d->ctrls & CTRL_MEMORY || d->v2)
+                        continue;
+                else if (!dir_empty(d))
+                        ok = false;
+                else
+                        keep = true;
+        }
+        if (!ok || !keep)
+                return sandbox_cgroup_free(cg);
+        /* Remove the memory groups now (their processes are gone). */
+        for (size_t i = 0; i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (!(d->ctrls & CTRL_MEMORY || d->v2))
+                        continue;
+                d->procs_fd = fd_close(d->procs_fd);
+                int r = 0;
+                for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
+                        (void) kill_listed(d->path);
+                        struct timespec ts = { 0, 1000000 };
+                        nanosleep(&ts, NULL);
+                }
+                if (r < 0 && errno != ENOENT)
+                        return sandbox_cgroup_free(cg);
+                d->gone = true;
+                d->memory_bytes = d->max_procs = d->cpu_millis = 0;
+        }
+        return cg;
+}
+
+int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimits *limits, char **ret_error) {
+        if (!name_ok(name)) {
+                *ret_error = xasprintf("invalid cgroup name '%s'", name);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (d->gone) {
+                        /* A fresh group beside the old one's place. */
+                        char *slash = strrchr(d->path, '/');
+                        assert(slash);
+                        *slash = 0;
+                        _cleanup_free_ char *parent = d->path;
+                        _cleanup_free_ char *leaf = xasprintf("pysprinter-%s", name);
+                        d->path = path_join(parent, leaf);
+                        if (mkdir(d->path, 0755) < 0) {
+                                int r = -errno;
+                                *ret_error = xasprintf("the cgroup %s: %s", d->path, strerror(-r));
+                                return r;
+                        }
+                        d->gone = false;
+                        _cleanup_free_ char *procs = path_join(d->path, "cgroup.procs");
+                        d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                        if (d->procs_fd < 0) {
+                                int r = -errno;
+                                *ret_error = xasprintf("opening %s: %s", procs, strerror(-r));
+                                return r;
+                        }
+                } else if (d->ctrls & CTRL_PIDS) {
+                        uint64_t v = 0;
+                        if (read_key(d->path, "pids.events", "max", &v) >= 0)
+                                d->pids_max_base = v;
+                }
+                apply_limits(d, limits);
+        }
         return 0;
 }

@@ -722,6 +722,146 @@ static void test_cgroup_no_freezer_group(void **state) {
         sandbox_cgroup_free(f);
 }
 
+/* Joins the groups, forks alloc_mb children (each exits at once), reaps
+ * them: 3 if a fork was refused, 0 if none. */
+static int join_all(const RunArgs *a) {
+        for (size_t i = 0; i < a->n_cg; i++)
+                if (write(a->cg_fds[i], "0", 1) < 0)
+                        return -1;
+        return 0;
+}
+
+static int fork_n_child(void *arg) {
+        RunArgs *a = arg;
+        if (join_all(a) < 0)
+                return 99;
+        int refused = 0;
+        for (uint64_t i = 0; i < a->alloc_mb; i++) {
+                pid_t p = fork();
+                if (p == 0)
+                        _exit(0);
+                if (p < 0)
+                        refused++;
+        }
+        while (wait(NULL) > 0)
+                ;
+        return refused ? 3 : 0;
+}
+
+/* Joins the groups and touches alloc_mb MiB (killed by the OOM killer
+ * under a lower memory limit). */
+static int alloc_child(void *arg) {
+        RunArgs *a = arg;
+        if (join_all(a) < 0)
+                return 99;
+        for (uint64_t i = 0; i < a->alloc_mb; i++) {
+                char *m = malloc(1 << 20);
+                if (!m)
+                        return 4;
+                memset(m, (int) i + 1, 1 << 20);
+        }
+        return 0;
+}
+
+static int run_in(SandboxCgroup *cg, int (*fn)(void *), uint64_t n) {
+        int fds[6];
+        RunArgs a = { .cg_fds = fds, .alloc_mb = n };
+        a.n_cg = sandbox_cgroup_procs_fds(cg, fds, 6);
+        return in_child(fn, &a);
+}
+
+/* How many cgroup directories named pysprinter-<prefix>* exist. */
+static int dirs_named(const char *prefix) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "find /sys/fs/cgroup -maxdepth 4 -type d -name 'pysprinter-%s*' | wc -l", prefix);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        int n = -1;
+        assert_int_equal(fscanf(f, "%d", &n), 1);
+        pclose(f);
+        return n;
+}
+
+/* A finished run's groups taken again for the next run (issue 15 c): the
+ * next run's verdict is its own (run 1 hit pids.max and the memory limit,
+ * run 2 on the same groups did neither and is not reported so), a limit
+ * run 1 lowered is not inherited, and nothing is left behind. */
+static void test_cgroup_reused_verdicts_and_limits_are_per_run(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .memory_bytes = 32ULL << 20, .max_procs = 16, .cpu_millis = 1000, .no_freezer = true };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-reuse-a-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                free(err);
+                skip();
+        }
+        const char *missing = sandbox_cgroup_missing(cg);
+        bool pids = !missing || !strstr(missing, "pids"), mem = sandbox_cgroup_has_memory(cg);
+        /* Run 1: refused forks, then an OOM kill. */
+        if (pids)
+                assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 40)), 3);
+        int st = run_in(cg, alloc_child, 256);
+        SandboxCgroupStats s1;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s1), 0);
+        if (pids)
+                assert_true(s1.pids_max > 0);
+        if (mem) {
+                assert_true(WIFSIGNALED(st));
+                assert_true(s1.oom_kills > 0);
+        }
+        cg = sandbox_cgroup_recycle(cg);
+        if (!cg) {
+                /* Nothing kept (pure v2: one group holding memory). */
+                assert_false(v2_gives_a_limit() == false && pids);
+                assert_int_equal(dirs_named("unittest-reuse-"), 0);
+                return;
+        }
+        snprintf(name, sizeof(name), "unittest-reuse-b-%d", (int) getpid());
+        assert_int_equal(sandbox_cgroup_renew(cg, name, &l, &err), 0);
+        /* Run 2 on the same groups: within its limits. */
+        assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 8)), 0);
+        st = run_in(cg, alloc_child, 8);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        SandboxCgroupStats s2;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s2), 0);
+        assert_int_equal(s2.pids_max, 0);
+        assert_int_equal(s2.oom_kills, 0);
+        assert_int_equal(s2.memory_failcnt, 0);
+        SandboxEnd e = { .succeeded = true, .stats = &s2, .memory_bytes = l.memory_bytes, .max_procs = 16 };
+        char *type = NULL, *msg = NULL;
+        assert_int_equal(sandbox_classify(&e, &type, &msg), SANDBOX_OUTCOME_NONE);
+        free(type);
+        free(msg);
+        /* Run 2 lowers its process limit; run 3 (the defaults again) is
+         * not held to it. */
+        SandboxLimits lower = l;
+        lower.max_procs = 4;
+        assert_int_equal(sandbox_cgroup_set_limits(cg, &lower), 0);
+        if (pids)
+                assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 8)), 3);
+        cg = sandbox_cgroup_recycle(cg);
+        assert_non_null(cg);
+        snprintf(name, sizeof(name), "unittest-reuse-c-%d", (int) getpid());
+        assert_int_equal(sandbox_cgroup_renew(cg, name, &l, &err), 0);
+        assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 8)), 0);
+        SandboxCgroupStats s3;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s3), 0);
+        assert_int_equal(s3.pids_max, 0);
+        /* No limit at all for run 4: none is inherited either. */
+        cg = sandbox_cgroup_recycle(cg);
+        assert_non_null(cg);
+        SandboxLimits none = { .no_freezer = true };
+        snprintf(name, sizeof(name), "unittest-reuse-d-%d", (int) getpid());
+        assert_int_equal(sandbox_cgroup_renew(cg, name, &none, &err), 0);
+        assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 24)), 0);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(dirs_named("unittest-reuse-"), 0);
+}
+
 /* A cgroup is never shared: making one whose name exists is EEXIST, and
  * the failed attempt leaves the first one whole (issue 10, item 2: warm
  * instances of one function shared a group, so one's kill was all's). */
@@ -911,6 +1051,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_freeze_keeps_file_open),
                 cmocka_unit_test(test_cgroup_limits_written_when_they_differ),
                 cmocka_unit_test(test_cgroup_no_freezer_group),
+                cmocka_unit_test(test_cgroup_reused_verdicts_and_limits_are_per_run),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_net_pristine),
         };
