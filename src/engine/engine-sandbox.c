@@ -160,7 +160,10 @@ static int sandbox_prepare(Engine *e, const char *run_id, SandboxMode mode, cons
                         .cpu_millis = RUN_CPU_MILLIS,
                         .no_freezer = !freezable,
                 };
-                _cleanup_free_ char *name = cgroup_name(run_id), *err = NULL;
+                /* An ad-hoc run's groups may be another run's next (all
+                 * but memory): their names carry no run id, which the next
+                 * run would see in /proc/self/cgroup. */
+                _cleanup_free_ char *name = cgroup_name(freezable ? run_id : NULL), *err = NULL;
                 SandboxCgroup *reused = rs->recyclable ? cg_spare_take(e) : NULL;
                 if (reused) {
                         if (sandbox_cgroup_renew(reused, name, &l, &err) >= 0) {

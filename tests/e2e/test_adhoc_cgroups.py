@@ -80,7 +80,12 @@ def until_on(d, pids_group, source, tries=40, **body):
 
 
 def test_groups_are_used_again_but_the_memory_group_is_each_runs_own(daemon):
-    seen = [groups(run(daemon, CGROUP_PROBE)["result"]) for _ in range(12)]
+    outs = [run(daemon, CGROUP_PROBE) for _ in range(12)]
+    # A group's name never carries a run's id (a later run, maybe another
+    # tenant's, would see it in /proc/self/cgroup).
+    for o in outs:
+        assert not any(p["id"] in o["result"] for p in outs), o["result"]
+    seen = [groups(o["result"]) for o in outs]
     needs_v1_pids(seen[0])
     mem = [g["memory"] for g in seen if "pysprinter-" in g.get("memory", "")]
     assert len(mem) == len(set(mem)), mem
