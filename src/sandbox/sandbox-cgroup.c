@@ -687,7 +687,7 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
                 if (r < 0 && errno != ENOENT)
                         return sandbox_cgroup_free(cg);
                 d->gone = true;
-                d->memory_bytes = d->max_procs = d->cpu_millis = 0;
+                d->memory_bytes = d->max_procs = d->cpu_millis = d->pids_max_base = 0;
         }
         return cg;
 }
