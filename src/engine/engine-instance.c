@@ -144,7 +144,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         i->key = xstrdup(key);
         i->parent = pw;
         i->sock = i->status_fd = i->proc_fd = i->out_fd = i->err_fd = -EBADF;
-        r = engine_sandbox_run_prepare(e, key, mode, limits, &i->sandbox, ret_error);
+        r = engine_sandbox_instance_prepare(e, key, mode, limits, &i->sandbox, ret_error);
         int sv[2] = { -1, -1 }, st[2] = { -1, -1 };
         if (r >= 0 && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
                        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st) < 0)) {

@@ -64,6 +64,10 @@ struct Engine {
          * kept for the next run of the same tenant in the same worker. */
         pthread_mutex_t out_spare_lock;
         struct OutSpare *out_spares;
+        /* engine-sandbox.c: finished ad-hoc runs' cgroups, emptied, for the
+         * next spares (sandbox_cgroup_recycle()); under out_spare_lock. */
+        struct SandboxCgroup *cg_spares[16];
+        size_t n_cg_spares;
         size_t n_out_spares;
         long out_fresh_flags;      /* a fresh output dir's inode flags, -1: not known yet */
         pthread_t prewarm_thread;
@@ -90,6 +94,8 @@ bool engine_out_kept_keep(Engine *e, const char *tenant, char **dir);
 /* Learns a fresh output dir's inode flags, once (out_dir_pristine's
  * reference). */
 void engine_out_fresh_flags_learn(Engine *e, const char *dir);
+/* Frees the kept cgroups (engine_free(), after the pool and instances). */
+void engine_sandbox_cgroups_free(Engine *e);
 
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */
@@ -128,6 +134,9 @@ char **engine_sandbox_worker_paths(SandboxMode mode, char *const *host);
 /* Per-run isolation state (RunSandbox): cgroups and whatever else a run needs. */
 int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
                                RunSandbox **ret, char **ret_error);
+/* The same for a warm instance, whose groups can be frozen. */
+int engine_sandbox_instance_prepare(Engine *e, const char *key, SandboxMode mode, const RunLimits *limits,
+                                    RunSandbox **ret, char **ret_error);
 /* Extra fds to pass with the run message (after stdout/stderr/result) and
  * the JSON object text for its "sandbox" field (may be NULL). The fds stay
  * owned by rs. */

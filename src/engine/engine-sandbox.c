@@ -28,6 +28,8 @@
 #define RUN_CPU_MILLIS 1000
 
 struct RunSandbox {
+        Engine *e;
+        bool recyclable; /* an ad-hoc run's: its groups go to e->cg_spares */
         SandboxMode mode;
         pid_t worker_pid;
         pid_t child_pid;
@@ -114,9 +116,42 @@ static char *cgroup_name(const char *run_id) {
         return s;
 }
 
-int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
-                               RunSandbox **ret, char **ret_error) {
+/* A finished ad-hoc run's groups, taken again (see sandbox_cgroup_recycle()
+ * on what is kept and why no state of the last run reaches the next). */
+static SandboxCgroup *cg_spare_take(Engine *e) {
+        SandboxCgroup *cg = NULL;
+        pthread_mutex_lock(&e->out_spare_lock);
+        if (e->n_cg_spares)
+                cg = e->cg_spares[--e->n_cg_spares];
+        pthread_mutex_unlock(&e->out_spare_lock);
+        return cg;
+}
+
+static void cg_spare_put(Engine *e, SandboxCgroup *cg) {
+        cg = sandbox_cgroup_recycle(cg);
+        if (!cg)
+                return;
+        pthread_mutex_lock(&e->out_spare_lock);
+        if (e->n_cg_spares < ELEMENTSOF(e->cg_spares)) {
+                e->cg_spares[e->n_cg_spares++] = cg;
+                cg = NULL;
+        }
+        pthread_mutex_unlock(&e->out_spare_lock);
+        sandbox_cgroup_free(cg);
+}
+
+void engine_sandbox_cgroups_free(Engine *e) {
+        pthread_mutex_lock(&e->out_spare_lock);
+        while (e->n_cg_spares)
+                sandbox_cgroup_free(e->cg_spares[--e->n_cg_spares]);
+        pthread_mutex_unlock(&e->out_spare_lock);
+}
+
+static int sandbox_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits, bool freezable,
+                           RunSandbox **ret, char **ret_error) {
         RunSandbox *rs = xcalloc(1, sizeof(RunSandbox));
+        rs->e = e;
+        rs->recyclable = !freezable;
         rs->mode = mode;
         rs->limits = *limits;
         if (mode == SANDBOX_MODE_FULL) {
@@ -124,8 +159,22 @@ int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, 
                         .memory_bytes = limits->memory_bytes,
                         .max_procs = limits->max_procs ? limits->max_procs + RUN_EXTRA_PROCS : 0,
                         .cpu_millis = RUN_CPU_MILLIS,
+                        .no_freezer = !freezable,
                 };
-                _cleanup_free_ char *name = cgroup_name(run_id), *err = NULL;
+                /* An ad-hoc run's groups may be another run's next (all
+                 * but memory): their names carry no run id, which the next
+                 * run would see in /proc/self/cgroup. */
+                _cleanup_free_ char *name = cgroup_name(freezable ? run_id : NULL), *err = NULL;
+                SandboxCgroup *reused = rs->recyclable ? cg_spare_take(e) : NULL;
+                if (reused) {
+                        if (sandbox_cgroup_renew(reused, name, &l, &err) >= 0) {
+                                rs->cg = reused;
+                                *ret = rs;
+                                return 0;
+                        }
+                        sandbox_cgroup_free(reused);
+                        free(TAKE_PTR(err));
+                }
                 /* No cgroup (an unprivileged engine without delegation) is
                  * not fatal: the run's pid namespace still dies with it,
                  * and rlimits bound memory. A group that exists already is:
@@ -139,6 +188,20 @@ int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, 
         }
         *ret = rs;
         return 0;
+}
+
+/* An ad-hoc run (or the spare made for one) is never frozen: its groups
+ * skip a hierarchy that would give them only the freezer (one mkdir,
+ * rmdir, cgroup.procs open and join fewer per run on a hybrid host). */
+int engine_sandbox_run_prepare(Engine *e, const char *run_id, SandboxMode mode, const RunLimits *limits,
+                               RunSandbox **ret, char **ret_error) {
+        return sandbox_prepare(e, run_id, mode, limits, false, ret, ret_error);
+}
+
+/* A warm instance is frozen while idle. */
+int engine_sandbox_instance_prepare(Engine *e, const char *key, SandboxMode mode, const RunLimits *limits,
+                                    RunSandbox **ret, char **ret_error) {
+        return sandbox_prepare(e, key, mode, limits, true, ret, ret_error);
 }
 
 void engine_sandbox_run_extra(RunSandbox *rs, int *fds, size_t *n_fds, size_t max_fds, char **ret_json) {
@@ -206,7 +269,9 @@ int engine_sandbox_run_classify(RunSandbox *rs, bool signaled, int sig, char **r
 RunSandbox *engine_sandbox_run_finish(RunSandbox *rs) {
         if (!rs)
                 return NULL;
-        if (rs->mode == SANDBOX_MODE_FULL)
+        if (rs->mode == SANDBOX_MODE_FULL && rs->recyclable && rs->cg)
+                cg_spare_put(rs->e, TAKE_PTR(rs->cg));
+        else if (rs->mode == SANDBOX_MODE_FULL)
                 rs->cg = sandbox_cgroup_free(rs->cg);
         else if (rs->child_pid > 0)
                 (void) kill(-rs->child_pid, SIGKILL);

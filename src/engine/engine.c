@@ -256,6 +256,7 @@ Engine *engine_free(Engine *e) {
         vcache_free(e->vcache);
         vcache_free(e->envcache);
         engine_out_spares_free(e);
+        engine_sandbox_cgroups_free(e);
         pthread_mutex_destroy(&e->out_spare_lock);
         pthread_mutex_destroy(&e->janitor_lock);
         pthread_cond_destroy(&e->janitor_wake);

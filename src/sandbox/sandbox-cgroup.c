@@ -14,6 +14,7 @@
  * credentials from file open to protect against inherited fd attacks"),
  * so a run that is "nobody" on the host can still join the group the
  * engine made for it, and only that group. */
+#include <assert.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -46,6 +47,19 @@ typedef struct CgDir {
          * and frozen around every invocation, and an open + close of a
          * kernfs file each time was 4 syscalls per invoke. */
         int freeze_fd;
+        /* The limits in force in this group (0: the kernel's default, no
+         * limit): a limit equal to what the group has is not written
+         * again (each write is an open + write + close of a kernfs file,
+         * and a spare's group gets the run's limits on its critical path). */
+        uint64_t memory_bytes, max_procs, cpu_millis;
+        /* pids.events "max" when the group was taken again for a new run
+         * (sandbox_cgroup_renew()): the counter cannot be reset, the
+         * run's verdict is the difference. */
+        uint64_t pids_max_base;
+        /* Removed by sandbox_cgroup_recycle() (it held memory), made
+         * again, fresh, by sandbox_cgroup_renew(); path is still its old
+         * one (its parent is where the new one goes). */
+        bool gone;
 } CgDir;
 
 struct SandboxCgroup {
@@ -198,40 +212,64 @@ static int find_hierarchies(Hier *out, size_t max, size_t *ret_n) {
         return 0;
 }
 
+/* Writes the limits that differ from the group's. A fresh group has no
+ * limit (memory, memsw, pids max; v1 cpu.cfs_period_us is 100000 and the
+ * quota -1): its first memory limit is a lowering, the period needs no
+ * write. v2's swap.max and oom.group are written with its first memory
+ * limit only: nothing resets them. */
 static void apply_limits(CgDir *d, const SandboxLimits *l) {
         char buf[64];
-        if (d->ctrls & CTRL_MEMORY && l->memory_bytes) {
+        if (d->ctrls & CTRL_MEMORY && l->memory_bytes && l->memory_bytes != d->memory_bytes) {
                 snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->memory_bytes);
                 if (d->v2) {
                         (void) write_str(d->path, "memory.max", buf);
-                        /* "With swap": no swap at all beyond the limit. */
-                        (void) write_str(d->path, "memory.swap.max", "0");
-                        /* One OOM kills the whole run, not a random member. */
-                        (void) write_str(d->path, "memory.oom.group", "1");
+                        if (!d->memory_bytes) {
+                                /* "With swap": no swap at all beyond the limit. */
+                                (void) write_str(d->path, "memory.swap.max", "0");
+                                /* One OOM kills the whole run, not a random member. */
+                                (void) write_str(d->path, "memory.oom.group", "1");
+                        }
                 } else {
                         /* v1 wants limit <= memsw at every step: raising
-                         * needs memsw first, lowering the limit first. */
+                         * sets memsw first, lowering the limit first. */
+                        bool raising = d->memory_bytes && l->memory_bytes > d->memory_bytes;
+                        if (raising)
+                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
                         (void) write_str(d->path, "memory.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.swappiness", "0");
+                        if (!raising)
+                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
+                        if (!d->memory_bytes)
+                                (void) write_str(d->path, "memory.swappiness", "0");
                 }
+                d->memory_bytes = l->memory_bytes;
         }
-        if (d->ctrls & CTRL_PIDS && l->max_procs) {
-                snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
+        /* A group used again (sandbox_cgroup_recycle()) keeps the limits
+         * of its last run: "none" for this one is written, not skipped. */
+        if (d->ctrls & CTRL_PIDS && l->max_procs != d->max_procs) {
+                if (l->max_procs)
+                        snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
+                else
+                        snprintf(buf, sizeof(buf), "max");
                 (void) write_str(d->path, "pids.max", buf);
+                d->max_procs = l->max_procs;
         }
-        if (d->ctrls & CTRL_CPU && l->cpu_millis) {
+        if (d->ctrls & CTRL_CPU && l->cpu_millis != d->cpu_millis) {
                 unsigned long long period = 100000, quota = period * l->cpu_millis / 1000;
                 if (d->v2) {
-                        snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
+                        if (l->cpu_millis)
+                                snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
+                        else
+                                snprintf(buf, sizeof(buf), "max %llu", period);
                         (void) write_str(d->path, "cpu.max", buf);
+                } else if (!l->cpu_millis) {
+                        (void) write_str(d->path, "cpu.cfs_quota_us", "-1");
                 } else {
-                        snprintf(buf, sizeof(buf), "%llu", period);
-                        (void) write_str(d->path, "cpu.cfs_period_us", buf);
+                        /* The period is the kernel's default (100 ms) in a
+                         * group we made and never changed. */
                         snprintf(buf, sizeof(buf), "%llu", quota);
                         (void) write_str(d->path, "cpu.cfs_quota_us", buf);
                 }
+                d->cpu_millis = l->cpu_millis;
         }
 }
 
@@ -286,6 +324,7 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
         }
         SandboxCgroup *cg = xcalloc(1, sizeof(SandboxCgroup));
         int first_err = 0;
+        const Hier *v2_only_freezer = NULL;
         /* v2 first. */
         for (size_t i = 0; i < nh; i++) {
                 if (!h[i].v2)
@@ -310,6 +349,13 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                                         ctrls |= 1U << c;
                         }
                 }
+                /* A v2 group without a limit controller gives only the
+                 * freezer and cgroup.kill: a group never frozen does
+                 * without it when v1 gives it a group (below). */
+                if (!ctrls && limits->no_freezer) {
+                        v2_only_freezer = &h[i];
+                        break;
+                }
                 r = add_dir(cg, h[i].dir, name, true, ctrls | CTRL_FREEZER, limits);
                 if (r == -EEXIST)
                         goto exists;
@@ -321,9 +367,20 @@ int sandbox_cgroup_new(const char *name, const SandboxLimits *limits, SandboxCgr
                 if (h[i].v2)
                         continue;
                 unsigned ctrls = ctrls_of(h[i].opts, ',') & ~cg->have;
+                if (limits->no_freezer)
+                        ctrls &= ~CTRL_FREEZER;
                 if (!ctrls)
                         continue;
                 r = add_dir(cg, h[i].dir, name, false, ctrls, limits);
+                if (r == -EEXIST)
+                        goto exists;
+                if (r < 0 && !first_err)
+                        first_err = r;
+        }
+        if (cg->n == 0 && v2_only_freezer) {
+                /* Nothing on v1: the v2 group's cgroup.kill is still the
+                 * run's one complete kill. */
+                r = add_dir(cg, v2_only_freezer->dir, name, true, CTRL_FREEZER, limits);
                 if (r == -EEXIST)
                         goto exists;
                 if (r < 0 && !first_err)
@@ -450,20 +507,33 @@ int sandbox_cgroup_kill(SandboxCgroup *cg) {
         if (!cg)
                 return 0;
         /* A task frozen by the v1 freezer does not die of SIGKILL until it
-         * is thawed (v2's cgroup.kill wakes it, but thawing costs nothing). */
-        (void) sandbox_cgroup_freeze(cg, false);
+         * is thawed (v2's cgroup.kill wakes it). A group never frozen has
+         * no freezer file open (the first freeze opens it): no thaw. */
+        for (size_t i = 0; i < cg->n; i++)
+                if (__atomic_load_n(&cg->dirs[i].freeze_fd, __ATOMIC_ACQUIRE) >= 0) {
+                        (void) sandbox_cgroup_freeze(cg, false);
+                        break;
+                }
         for (size_t i = 0; i < cg->n; i++)
                 if (cg->dirs[i].v2)
                         (void) write_str(cg->dirs[i].path, "cgroup.kill", "1");
         /* Without cgroup.kill (v1, or v2 before 5.14) a fork can race the
          * kill; pids.max bounds the race and the run's pid namespace dies
-         * with its init, so a few rounds converge. */
+         * with its init, so a few rounds converge. Every process of the
+         * run joined the groups in order, dirs[0] first, and its children
+         * are born in all of them: a process in any group is in dirs[0],
+         * so an empty dirs[0] means all are empty (the usual case: the
+         * run's init was reaped before its groups are freed), one listing
+         * instead of one per group. rmdir's EBUSY retry in
+         * sandbox_cgroup_free() kills whatever the others still hold. */
         for (int round = 0; round < 2000; round++) {
                 int alive = 0;
                 for (size_t i = 0; i < cg->n; i++) {
                         int k = kill_listed(cg->dirs[i].path);
                         if (k > 0)
                                 alive += k;
+                        else if (i == 0)
+                                break;
                 }
                 if (alive == 0)
                         return 0;
@@ -496,7 +566,7 @@ int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret) {
                         }
                 }
                 if (d->ctrls & CTRL_PIDS && read_key(d->path, "pids.events", "max", &v) >= 0)
-                        s.pids_max += v;
+                        s.pids_max += v >= d->pids_max_base ? v - d->pids_max_base : 0;
         }
         *ret = s;
         return 0;
@@ -511,7 +581,7 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
                 d->procs_fd = fd_close(d->procs_fd);
                 d->freeze_fd = fd_close(d->freeze_fd);
                 /* rmdir races the last exits' bookkeeping: retry briefly. */
-                for (int t = 0; t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
+                for (int t = 0; !d->gone && t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
                         (void) kill_listed(d->path);
                         struct timespec ts = { 0, 1000000 };
                         nanosleep(&ts, NULL);
@@ -577,5 +647,104 @@ int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
                 return -EINVAL;
         for (size_t i = 0; i < cg->n; i++)
                 apply_limits(&cg->dirs[i], limits);
+        return 0;
+}
+
+/* ---- a group used again ----
+ *
+ * mkdir and rmdir of a cgroup were most of its cost (each walks the
+ * kernel's cgroup and css setup/teardown, and rmdir waits for RCU). A
+ * finished ad-hoc run's groups are taken again for the next spare, except
+ * the memory controller's: memory left charged to a group (page cache of
+ * files the run read or wrote, slab of the dentries it looked up) stays
+ * charged to it after its processes are gone, and the next run would be
+ * charged and limited by it. v1's memory.force_empty does not empty it
+ * (kmem stays) and took ~4 ms here, ten times a fresh group. So a group
+ * that holds memory (v1's memory hierarchy; v2's one group, which holds
+ * every controller) is removed and made fresh; the others (v1 pids, cpu,
+ * freezer) hold no state a run can be charged by or observe: pids.current
+ * is 0 in an empty group, the limits are rewritten when they differ
+ * (also back to "none"), and pids.events' "max", which cannot be reset,
+ * is read as a baseline at renew and the run's verdict is the delta. */
+
+static bool dir_empty(const CgDir *d) {
+        _cleanup_free_ char *p = path_join(d->path, "cgroup.procs"), *s = NULL;
+        if (read_file(p, 4096, &s, NULL) < 0)
+                return false;
+        return s[0] == 0;
+}
+
+SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
+        if (!cg)
+                return NULL;
+        bool keep = false, ok = sandbox_cgroup_kill(cg) >= 0;
+        for (size_t i = 0; ok && i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (d->freeze_fd >= 0 || d->gone)
+                        ok = false; /* a frozen (instance) group is never reused */
+                else if (d->ctrls & CTRL_MEMORY || d->v2)
+                        continue;
+                else if (!dir_empty(d))
+                        ok = false;
+                else
+                        keep = true;
+        }
+        if (!ok || !keep)
+                return sandbox_cgroup_free(cg);
+        /* Remove the memory groups now (their processes are gone). */
+        for (size_t i = 0; i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (!(d->ctrls & CTRL_MEMORY || d->v2))
+                        continue;
+                d->procs_fd = fd_close(d->procs_fd);
+                int r = 0;
+                for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
+                        (void) kill_listed(d->path);
+                        struct timespec ts = { 0, 1000000 };
+                        nanosleep(&ts, NULL);
+                }
+                if (r < 0 && errno != ENOENT)
+                        return sandbox_cgroup_free(cg);
+                d->gone = true;
+                d->memory_bytes = d->max_procs = d->cpu_millis = d->pids_max_base = 0;
+        }
+        return cg;
+}
+
+int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimits *limits, char **ret_error) {
+        if (!name_ok(name)) {
+                *ret_error = xasprintf("invalid cgroup name '%s'", name);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < cg->n; i++) {
+                CgDir *d = &cg->dirs[i];
+                if (d->gone) {
+                        /* A fresh group beside the old one's place. */
+                        char *slash = strrchr(d->path, '/');
+                        assert(slash);
+                        *slash = 0;
+                        _cleanup_free_ char *parent = d->path;
+                        _cleanup_free_ char *leaf = xasprintf("pysprinter-%s", name);
+                        d->path = path_join(parent, leaf);
+                        if (mkdir(d->path, 0755) < 0) {
+                                int r = -errno;
+                                *ret_error = xasprintf("the cgroup %s: %s", d->path, strerror(-r));
+                                return r;
+                        }
+                        d->gone = false;
+                        _cleanup_free_ char *procs = path_join(d->path, "cgroup.procs");
+                        d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                        if (d->procs_fd < 0) {
+                                int r = -errno;
+                                *ret_error = xasprintf("opening %s: %s", procs, strerror(-r));
+                                return r;
+                        }
+                } else if (d->ctrls & CTRL_PIDS) {
+                        uint64_t v = 0;
+                        if (read_key(d->path, "pids.events", "max", &v) >= 0)
+                                d->pids_max_base = v;
+                }
+                apply_limits(d, limits);
+        }
         return 0;
 }

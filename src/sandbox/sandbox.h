@@ -214,6 +214,13 @@ typedef struct SandboxLimits {
         uint64_t memory_bytes;   /* 0: no memory limit */
         uint64_t max_procs;      /* 0: no pids limit */
         uint64_t cpu_millis;     /* CPU bandwidth in thousandths of a CPU; 0: none */
+        /* The group is never frozen (an ad-hoc run; warm instances are):
+         * a hierarchy that would give it nothing but the freezer (the v2
+         * mount of a hybrid host, v1's "freezer") is not used, unless no
+         * other one is. Its kill stays complete: every process of the
+         * run is in each of its other groups, and its pid namespace dies
+         * with its init. */
+        bool no_freezer;
 } SandboxLimits;
 
 typedef struct SandboxCgroup SandboxCgroup;
@@ -273,6 +280,17 @@ int sandbox_cgroup_sweep_stale(void);
 /* Sets new limits on an existing run cgroup (a spare's, made ahead of its
  * run with defaults: the run's own limits go in before its code runs). */
 int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits);
+/* A finished run's groups, to be used again (the next spare's): kills
+ * what is left, removes the groups that hold memory (charge left by the
+ * run stays charged to a group) and keeps the others if they are empty.
+ * Returns cg, or NULL when nothing is worth keeping (then all is freed:
+ * a frozen instance's groups, a pure-v2 single group, a group not empty). */
+SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg);
+/* Takes a recycled cg for a new run named `name`: makes fresh memory
+ * groups, writes the limits that differ from the last run's (also back
+ * to none), reads pids.events "max" as the baseline of the new run's
+ * verdict. On failure the caller frees cg. */
+int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimits *limits, char **ret_error);
 
 /* ---- how a run ended ----------------------------------------------------------- */
 

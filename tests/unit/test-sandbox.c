@@ -521,6 +521,347 @@ static void test_cgroup_freeze_keeps_file_open(void **state) {
         munmap((void *) counter, 4096);
 }
 
+/* Opens of cgroup files of groups named "unittest-lim-*", counted by an
+ * open() that stands in for libc's (the executable's symbol wins). */
+static int lim_opens;
+static char lim_last[512];
+int open(const char *path, int flags, ...) {
+        mode_t mode = 0;
+        if (flags & (O_CREAT | O_TMPFILE)) {
+                va_list ap;
+                va_start(ap, flags);
+                mode = va_arg(ap, mode_t);
+                va_end(ap);
+        }
+        if (strstr(path, "/pysprinter-unittest-lim-") && (flags & O_ACCMODE) == O_WRONLY &&
+            !strstr(path, "cgroup.procs")) {
+                lim_opens++;
+                snprintf(lim_last, sizeof(lim_last), "%s", path);
+        }
+        return (int) syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+/* A limit file of the group's memory controller, read back. */
+static uint64_t read_limit(SandboxCgroup *cg, const char *name, const char *v1, const char *v2) {
+        char path[4096];
+        const char *roots[] = { "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup" };
+        /* The group is beneath our own cgroup of that hierarchy. */
+        FILE *f = fopen("/proc/self/cgroup", "re");
+        assert_non_null(f);
+        char line[4096], mem[4096] = "", uni[4096] = "";
+        while (fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = 0;
+                char *c2 = strchr(strchr(line, ':') + 1, ':');
+                if (strstr(line, ":memory:"))
+                        snprintf(mem, sizeof(mem), "%s", c2 + 1);
+                if (startswith(line, "0::"))
+                        snprintf(uni, sizeof(uni), "%s", c2 + 1);
+        }
+        fclose(f);
+        for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
+                const char *rel = i == 0 ? mem : uni;
+                snprintf(path, sizeof(path), "%s%s/pysprinter-%s/%s", roots[i], streq(rel, "/") ? "" : rel, name,
+                         i == 0 ? v1 : v2);
+                char *s = NULL;
+                if (read_file(path, 4096, &s, NULL) >= 0) {
+                        uint64_t v = strtoull(s, NULL, 10);
+                        free(s);
+                        return v;
+                }
+        }
+        (void) cg;
+        return 0;
+}
+
+/* Limits equal to the group's are not written again (each write is an
+ * open + write + close on the spare's critical path), and the ones that
+ * differ take effect, lowered and raised (v1 wants limit <= memsw at
+ * every step). */
+static void test_cgroup_limits_written_when_they_differ(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .memory_bytes = 64ULL << 20, .max_procs = 20, .cpu_millis = 1000, .no_freezer = true };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-lim-%d", (int) getpid());
+        lim_opens = 0;
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                free(err);
+                skip();
+        }
+        if (!sandbox_cgroup_has_memory(cg)) {
+                sandbox_cgroup_free(cg);
+                skip();
+        }
+        /* memory (limit, memsw or swap.max, swappiness or oom.group),
+         * pids, cpu: 5 files at most, where 7 were written. */
+        int made = lim_opens;
+        assert_true(made > 0);
+        assert_true(made <= 5);
+        uint64_t mem = read_limit(cg, name, "memory.limit_in_bytes", "memory.max");
+        assert_int_equal(mem, 64ULL << 20);
+        lim_opens = 0;
+        assert_int_equal(sandbox_cgroup_set_limits(cg, &l), 0);
+        assert_int_equal(lim_opens, 0);
+        /* Lowered: one limit differs, only it is written. */
+        SandboxLimits lower = l;
+        lower.memory_bytes = 32ULL << 20;
+        assert_int_equal(sandbox_cgroup_set_limits(cg, &lower), 0);
+        assert_true(lim_opens >= 1 && lim_opens <= 2);
+        assert_null(strstr(lim_last, "pids.max"));
+        assert_int_equal(read_limit(cg, name, "memory.limit_in_bytes", "memory.max"), 32ULL << 20);
+        assert_int_equal(read_limit(cg, name, "memory.memsw.limit_in_bytes", "memory.max"), 32ULL << 20);
+        /* Raised back above the first. */
+        SandboxLimits higher = l;
+        higher.memory_bytes = 96ULL << 20;
+        assert_int_equal(sandbox_cgroup_set_limits(cg, &higher), 0);
+        assert_int_equal(read_limit(cg, name, "memory.limit_in_bytes", "memory.max"), 96ULL << 20);
+        assert_int_equal(read_limit(cg, name, "memory.memsw.limit_in_bytes", "memory.max"), 96ULL << 20);
+        sandbox_cgroup_free(cg);
+}
+
+/* How many processes have a cgroup (any hierarchy) named pysprinter-NAME. */
+static int procs_in_cgroup(const char *name) {
+        char want[128];
+        snprintf(want, sizeof(want), "/pysprinter-%s\n", name);
+        int n = 0;
+        DIR *d = opendir("/proc");
+        assert_non_null(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                        continue;
+                char path[300], *s = NULL;
+                snprintf(path, sizeof(path), "/proc/%s/cgroup", de->d_name);
+                if (read_file(path, 65536, &s, NULL) < 0)
+                        continue;
+                if (strstr(s, want))
+                        n++;
+                free(s);
+        }
+        closedir(d);
+        return n;
+}
+
+/* Whether our v2 cgroup gives its children memory, pids or cpu. */
+static bool v2_gives_a_limit(void) {
+        char *cg = NULL;
+        assert_true(read_file("/proc/self/cgroup", 65536, &cg, NULL) >= 0);
+        char *v2 = strstr(cg, "0::");
+        bool yes = false;
+        if (v2 && (v2 == cg || v2[-1] == '\n')) {
+                v2 += 3;
+                v2[strcspn(v2, "\n")] = 0;
+                const char *roots[] = { "/sys/fs/cgroup/unified", "/sys/fs/cgroup" };
+                for (size_t i = 0; i < ELEMENTSOF(roots) && !yes; i++) {
+                        struct statfs sf;
+                        if (statfs(roots[i], &sf) < 0 || sf.f_type != 0x63677270 /* CGROUP2_SUPER_MAGIC */)
+                                continue;
+                        char path[4096], *c = NULL;
+                        snprintf(path, sizeof(path), "%s%s/cgroup.controllers", roots[i], streq(v2, "/") ? "" : v2);
+                        if (read_file(path, 4096, &c, NULL) >= 0) {
+                                yes = strstr(c, "memory") || strstr(c, "pids") || strstr(c, "cpu");
+                                free(c);
+                        }
+                        break;
+                }
+        }
+        free(cg);
+        return yes;
+}
+
+/* A group that is never frozen (an ad-hoc run) skips a hierarchy that
+ * gives only the freezer, limits the same controllers, and its kill is
+ * still complete: a run that forked 200 children that setsid() and
+ * pause() leaves nothing. */
+static void test_cgroup_no_freezer_group(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        SandboxLimits lf = { .max_procs = 16, .memory_bytes = 64ULL << 20, .cpu_millis = 1000 };
+        SandboxLimits ln = lf;
+        ln.no_freezer = true;
+        SandboxCgroup *f = NULL, *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-frzable-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &lf, &f, &err) < 0) {
+                free(err);
+                skip();
+        }
+        snprintf(name, sizeof(name), "unittest-nofrz-%d", (int) getpid());
+        assert_int_equal(sandbox_cgroup_new(name, &ln, &cg, &err), 0);
+        int fds[6], ffds[6];
+        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6), nf = sandbox_cgroup_procs_fds(f, ffds, 6);
+        assert_true(n >= 1);
+        const char *m1 = sandbox_cgroup_missing(f), *m2 = sandbox_cgroup_missing(cg);
+        assert_true((!m1 && !m2) || (m1 && m2 && streq(m1, m2)));
+        assert_int_equal(sandbox_cgroup_has_memory(f), sandbox_cgroup_has_memory(cg));
+        if (sandbox_cgroup_freeze(f, true) == 0) {
+                (void) sandbox_cgroup_freeze(f, false);
+                int r = sandbox_cgroup_freeze(cg, true);
+                if (!v2_gives_a_limit()) {
+                        /* The freezer came alone (the v2 mount of a hybrid
+                         * host, or v1's freezer hierarchy): one group fewer. */
+                        assert_int_equal(r, -EOPNOTSUPP);
+                        assert_int_equal(n, nf - 1);
+                } else {
+                        /* With a limit (v2 with controllers): the same groups. */
+                        assert_int_equal(r, 0);
+                        assert_int_equal(n, nf);
+                        (void) sandbox_cgroup_freeze(cg, false);
+                }
+        }
+        RunArgs a = { .cg_fds = fds, .n_cg = n };
+        int st = in_child(forkbomb_child, &a);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(sandbox_cgroup_kill(cg), 0);
+        /* No process on the machine is in any group of it. */
+        assert_int_equal(procs_in_cgroup(name), 0);
+        sandbox_cgroup_free(cg);
+        sandbox_cgroup_free(f);
+}
+
+/* Joins the groups, forks alloc_mb children (each exits at once), reaps
+ * them: 3 if a fork was refused, 0 if none. */
+static int join_all(const RunArgs *a) {
+        for (size_t i = 0; i < a->n_cg; i++)
+                if (write(a->cg_fds[i], "0", 1) < 0)
+                        return -1;
+        return 0;
+}
+
+static int fork_n_child(void *arg) {
+        RunArgs *a = arg;
+        if (join_all(a) < 0)
+                return 99;
+        int refused = 0;
+        for (uint64_t i = 0; i < a->alloc_mb; i++) {
+                pid_t p = fork();
+                if (p == 0)
+                        _exit(0);
+                if (p < 0)
+                        refused++;
+        }
+        while (wait(NULL) > 0)
+                ;
+        return refused ? 3 : 0;
+}
+
+/* Joins the groups and touches alloc_mb MiB (killed by the OOM killer
+ * under a lower memory limit). */
+static int alloc_child(void *arg) {
+        RunArgs *a = arg;
+        if (join_all(a) < 0)
+                return 99;
+        for (uint64_t i = 0; i < a->alloc_mb; i++) {
+                char *m = malloc(1 << 20);
+                if (!m)
+                        return 4;
+                memset(m, (int) i + 1, 1 << 20);
+        }
+        return 0;
+}
+
+static int run_in(SandboxCgroup *cg, int (*fn)(void *), uint64_t n) {
+        int fds[6];
+        RunArgs a = { .cg_fds = fds, .alloc_mb = n };
+        a.n_cg = sandbox_cgroup_procs_fds(cg, fds, 6);
+        return in_child(fn, &a);
+}
+
+/* How many cgroup directories named pysprinter-<prefix>* exist. */
+static int dirs_named(const char *prefix) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "find /sys/fs/cgroup -maxdepth 4 -type d -name 'pysprinter-%s*' | wc -l", prefix);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        int n = -1;
+        assert_int_equal(fscanf(f, "%d", &n), 1);
+        pclose(f);
+        return n;
+}
+
+/* A finished run's groups taken again for the next run (issue 15 c): the
+ * next run's verdict is its own (run 1 hit pids.max and the memory limit,
+ * run 2 on the same groups did neither and is not reported so), a limit
+ * run 1 lowered is not inherited, and nothing is left behind. */
+static void test_cgroup_reused_verdicts_and_limits_are_per_run(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .memory_bytes = 32ULL << 20, .max_procs = 16, .cpu_millis = 1000, .no_freezer = true };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-reuse-a-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                free(err);
+                skip();
+        }
+        const char *missing = sandbox_cgroup_missing(cg);
+        bool pids = !missing || !strstr(missing, "pids"), mem = sandbox_cgroup_has_memory(cg);
+        /* Run 1: refused forks, then an OOM kill. */
+        if (pids)
+                assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 40)), 3);
+        int st = run_in(cg, alloc_child, 256);
+        SandboxCgroupStats s1;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s1), 0);
+        if (pids)
+                assert_true(s1.pids_max > 0);
+        if (mem) {
+                assert_true(WIFSIGNALED(st));
+                assert_true(s1.oom_kills > 0);
+        }
+        cg = sandbox_cgroup_recycle(cg);
+        if (!cg) {
+                /* Nothing kept (pure v2: one group holding memory). */
+                assert_false(v2_gives_a_limit() == false && pids);
+                assert_int_equal(dirs_named("unittest-reuse-"), 0);
+                return;
+        }
+        snprintf(name, sizeof(name), "unittest-reuse-b-%d", (int) getpid());
+        assert_int_equal(sandbox_cgroup_renew(cg, name, &l, &err), 0);
+        /* Run 2 on the same groups: within its limits. */
+        assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 8)), 0);
+        st = run_in(cg, alloc_child, 8);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        SandboxCgroupStats s2;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s2), 0);
+        assert_int_equal(s2.pids_max, 0);
+        assert_int_equal(s2.oom_kills, 0);
+        assert_int_equal(s2.memory_failcnt, 0);
+        SandboxEnd e = { .succeeded = true, .stats = &s2, .memory_bytes = l.memory_bytes, .max_procs = 16 };
+        char *type = NULL, *msg = NULL;
+        assert_int_equal(sandbox_classify(&e, &type, &msg), SANDBOX_OUTCOME_NONE);
+        free(type);
+        free(msg);
+        /* Run 2 lowers its process limit; run 3 (the defaults again) is
+         * not held to it. */
+        SandboxLimits lower = l;
+        lower.max_procs = 4;
+        assert_int_equal(sandbox_cgroup_set_limits(cg, &lower), 0);
+        if (pids)
+                assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 8)), 3);
+        cg = sandbox_cgroup_recycle(cg);
+        assert_non_null(cg);
+        snprintf(name, sizeof(name), "unittest-reuse-c-%d", (int) getpid());
+        assert_int_equal(sandbox_cgroup_renew(cg, name, &l, &err), 0);
+        assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 8)), 0);
+        SandboxCgroupStats s3;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s3), 0);
+        assert_int_equal(s3.pids_max, 0);
+        /* No limit at all for run 4: none is inherited either. */
+        cg = sandbox_cgroup_recycle(cg);
+        assert_non_null(cg);
+        SandboxLimits none = { .no_freezer = true };
+        snprintf(name, sizeof(name), "unittest-reuse-d-%d", (int) getpid());
+        assert_int_equal(sandbox_cgroup_renew(cg, name, &none, &err), 0);
+        assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 24)), 0);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(dirs_named("unittest-reuse-"), 0);
+}
+
 /* A cgroup is never shared: making one whose name exists is EEXIST, and
  * the failed attempt leaves the first one whole (issue 10, item 2: warm
  * instances of one function shared a group, so one's kill was all's). */
@@ -708,6 +1049,9 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_pids_and_kill),
                 cmocka_unit_test(test_cgroup_name_taken),
                 cmocka_unit_test(test_cgroup_freeze_keeps_file_open),
+                cmocka_unit_test(test_cgroup_limits_written_when_they_differ),
+                cmocka_unit_test(test_cgroup_no_freezer_group),
+                cmocka_unit_test(test_cgroup_reused_verdicts_and_limits_are_per_run),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_net_pristine),
         };

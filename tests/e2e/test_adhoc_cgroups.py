@@ -1,0 +1,140 @@
+"""Issue 15 (c), the cgroup share of an ad-hoc run: a finished run's
+groups are used again for the next spare (all but the memory group, made
+fresh per run: memory left charged stays charged to a group). What a user
+checks: each run's verdict is its own, a limit one run lowered is not the
+next run's, the memory group is never another run's, and no group is
+left behind — after 200 runs, nor after a kill -9 of the daemon (the
+sweep at the next start)."""
+import glob
+import os
+import time
+
+import pytest
+
+from daemonlib import Daemon, sandbox_mode
+
+CGROUP_PROBE = "def f():\n    return open('/proc/self/cgroup').read()\n"
+FORKS = ("import os\ndef f(n):\n    kids, refused = [], 0\n    for _ in range(n):\n        try:\n"
+         "            p = os.fork()\n        except OSError:\n            refused += 1\n            continue\n"
+         "        if p == 0:\n            os._exit(0)\n        kids.append(p)\n"
+         "    for p in kids:\n        os.waitpid(p, 0)\n    return refused\n")
+BOMB = ("import os\ndef f():\n    for _ in range(50):\n        if os.fork() == 0:\n"
+        "            import time; time.sleep(5); os._exit(0)\n")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    if d.sandbox == "none":
+        pytest.skip("cgroups need the sandbox")
+    d.start()
+    yield d
+    d.stop()
+
+
+def run(d, source, **body):
+    st, out = d.call("POST", "/v1/runs?wait=true", {"source": source, **body})
+    assert st == 200, out
+    return out
+
+
+def groups(text):
+    """{controllers: path} of a /proc/self/cgroup text."""
+    out = {}
+    for line in text.strip().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        out[ctrls] = path
+    return out
+
+
+def ours(pid):
+    """The run cgroup directories of daemon pid (their names end in -PID)."""
+    return [p for p in glob.glob("/sys/fs/cgroup/**/pysprinter-*", recursive=True)
+            if p.endswith(f"-{pid}") and os.path.isdir(p)]
+
+
+PRINT_CGROUP = "print(open('/proc/self/cgroup').read(), flush=True)\n"
+
+
+def run_logged(d, source, **body):
+    """A run whose function prints its cgroups first: (answer, groups)."""
+    src = source.replace("def f(", "def _f(") + "def f(*a):\n    " + PRINT_CGROUP.replace("\n", "\n    ") + "return _f(*a)\n"
+    out = run(d, src, function="f", **body)
+    st, text = d.call("GET", f"/v1/runs/{out['id']}/logs")
+    assert st == 200, text
+    return out, groups(text)
+
+
+def needs_v1_pids(g):
+    if "pysprinter-" not in g.get("pids", ""):
+        pytest.skip("no v1 pids hierarchy here: one v2 group per run, made fresh (nothing reused)")
+
+
+def until_on(d, pids_group, source, tries=40, **body):
+    """Runs source until a run lands on pids_group; returns its answer."""
+    for _ in range(tries):
+        out, g = run_logged(d, source, **body)
+        if g.get("pids") == pids_group:
+            return out, g
+    pytest.fail(f"no run of {tries} was given the group {pids_group} again")
+
+
+def test_groups_are_used_again_but_the_memory_group_is_each_runs_own(daemon):
+    outs = [run(daemon, CGROUP_PROBE) for _ in range(12)]
+    # A group's name never carries a run's id (a later run, maybe another
+    # tenant's, would see it in /proc/self/cgroup).
+    for o in outs:
+        assert not any(p["id"] in o["result"] for p in outs), o["result"]
+    seen = [groups(o["result"]) for o in outs]
+    needs_v1_pids(seen[0])
+    mem = [g["memory"] for g in seen if "pysprinter-" in g.get("memory", "")]
+    assert len(mem) == len(set(mem)), mem
+    pids = [g["pids"] for g in seen]
+    assert len(set(pids)) < len(pids), pids
+
+
+def test_a_reused_groups_verdict_is_its_own_run(daemon):
+    for _ in range(3):  # warm: spares made and joined
+        run(daemon, CGROUP_PROBE)
+    bomb, g = run_logged(daemon, BOMB, limits={"max_procs": 5})
+    needs_v1_pids(g)
+    assert bomb["exit_code"] == 5 and "process limit" in bomb["error"]["message"], bomb
+    # A run given the bomb's pids group again is not reported as hitting
+    # the process limit (pids.events' "max" is not reset: a baseline).
+    ok, _ = until_on(daemon, g["pids"], FORKS, args=[3])
+    assert ok["status"] == "succeeded" and ok["result"] == 0 and not ok.get("error"), ok
+    big, g = run_logged(daemon, "def f():\n    b = bytearray(300 << 20)\n    return len(b)\n",
+                        limits={"memory_bytes": 64 << 20})
+    assert big["status"] == "killed" and "memory limit (64 MiB)" in big["error"]["message"], big
+    ok, g2 = until_on(daemon, g["pids"], "def f():\n    return len(bytearray(32 << 20))\n")
+    assert ok["status"] == "succeeded" and ok["result"] == 32 << 20 and not ok.get("error"), ok
+    assert g2["memory"] != g["memory"]
+
+
+def test_a_lowered_limit_is_not_the_next_runs(daemon):
+    for _ in range(3):
+        run(daemon, CGROUP_PROBE)
+    low, g = run_logged(daemon, FORKS, args=[12], limits={"max_procs": 4})
+    needs_v1_pids(g)
+    # It caught its refused forks: the limit visibly in force.
+    assert low["status"] == "succeeded" and low["result"] > 0, low
+    # A later run on the same pids group, with the default limit, forks 12
+    # children freely.
+    ok, _ = until_on(daemon, g["pids"], FORKS, args=[12])
+    assert ok["status"] == "succeeded" and ok["result"] == 0 and not ok.get("error"), ok
+
+
+def test_no_group_is_left_after_200_runs_and_a_kill9(daemon):
+    pid = daemon.proc.pid
+    for i in range(200):
+        assert run(daemon, "def f(i):\n    return i\n", args=[i])["result"] == i
+    # Kept for the next spares: a bounded few, not one per run.
+    assert len(ours(pid)) <= 64, len(ours(pid))
+    daemon.kill9()
+    assert ours(pid), "a kill -9 leaves the daemon's groups (the sweep's work)"
+    daemon.start()
+    deadline = time.monotonic() + 30
+    while ours(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ours(pid) == []
+    assert run(daemon, "def f():\n    return 1\n")["result"] == 1
