@@ -1029,14 +1029,17 @@ static void test_wal_checkpoints_off_the_request_path_and_bounded(void **state) 
  * runs: a query that walks a whole table or index, filtering as it goes,
  * counts a step per row it passes. Among 300 runs of one tenant, listing
  * another tenant's 3 must not walk the 300. */
-static atomic_long scan_steps;
+static atomic_long scan_steps, vm_steps;
 
 static int profile_hook(unsigned type, void *ctx, void *p, void *x) {
         sqlite3_stmt *st = p;
         const char *sql = sqlite3_sql(st);
         int n = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
-        if (sql && strstr(sql, "FROM runs") && (startswith(sql, "SELECT") || startswith(sql, "WITH")))
+        int vm = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 1);
+        if (sql && strstr(sql, "FROM runs") && (startswith(sql, "SELECT") || startswith(sql, "WITH"))) {
                 atomic_fetch_add(&scan_steps, n);
+                atomic_fetch_add(&vm_steps, vm);
+        }
         return 0;
 }
 
@@ -1046,6 +1049,7 @@ static int hook_connection(sqlite3 *db, char **err, const void *api) {
 }
 
 static long scans_of(void) {
+        atomic_store(&vm_steps, 0);
         return atomic_exchange(&scan_steps, 0);
 }
 
@@ -1058,6 +1062,7 @@ static void test_runs_queries_use_an_index(void **state) {
                 snprintf(id, sizeof(id), "big%03d", i);
                 submit_req(q, id, "big", 100 + i, "{\"fn_name\":\"f\"}");
         }
+        submit_req(q, "old-g", "big", 50, "{\"fn_name\":\"g\"}");   /* older than every f */
         submit_req(q, "small1", "small", 1, "{\"fn_name\":\"g\"}");
         submit_req(q, "small2", "small", 2, "{\"source\":\"x\"}");
         submit_req(q, "small3", "small", 500, "{\"fn_name\":\"g\"}");
@@ -1092,6 +1097,16 @@ static void test_runs_queries_use_an_index(void **state) {
         assert_string_equal(ids[1], "small1");
         assert_null(ids[2]);
         strv_free(ids);
+        /* One run of g among 300 of f, in the same tenant: a seek in
+         * runs_fn_name, not a walk of the tenant's runs (3000+ VM steps). */
+        assert_int_equal(store_function_run_ids(s, "big", "g", 10, &ids), 0);
+        long vm = atomic_load(&vm_steps);
+        print_message("runs of a function: %ld VM steps\n", vm);
+        assert_true(scans_of() < 10);
+        assert_true(vm < 200);
+        assert_string_equal(ids[0], "old-g");
+        assert_null(ids[1]);
+        strv_free(ids);
 
         /* The recovery's list of queued runs: runs_pending. */
         int attempt = 0;
@@ -1108,7 +1123,7 @@ static void test_runs_queries_use_an_index(void **state) {
         assert_int_equal(run_queue_recover(q, "lost", &pv, &pn, NULL), 0);
         steps = scans_of();
         print_message("recovery: %ld full-scan steps, %zu queued\n", steps, pn);
-        assert_int_equal(pn, 3);
+        assert_int_equal(pn, 4);
         assert_true(steps < 10);
         pending_run_list_free(pv, pn);
 
