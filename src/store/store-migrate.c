@@ -213,6 +213,20 @@ static const char *const migrations[] = {
          * for queued/running runs, which runs_pending holds; the index
          * cost each run ~2 WAL pages per status change (issue 15 b). */
         "DROP INDEX runs_status;",
+        /* 16: fewer pages per run (docs/performance.md "Run records: pages
+         * per run (round 5)"). The submit's INSERT fills fn_name and
+         * data_json itself (store-queue.c): the trigger's UPDATE of the
+         * row just inserted parsed the request and sought the row again.
+         * runs_created goes: every query by created names a tenant
+         * (runs_tenant_created), and the list of every tenant's runs walks
+         * the tenants through that index (store_run_list); it cost each
+         * submit a page. runs_fn_name gains created: the newest runs of
+         * a function are then a seek (without it SQLite walked the
+         * tenant's runs through runs_tenant_created, filtering). */
+        "DROP TRIGGER runs_request_fields;"
+        "DROP INDEX runs_created;"
+        "DROP INDEX runs_fn_name;"
+        "CREATE INDEX runs_fn_name ON runs(tenant, fn_name, created) WHERE fn_name IS NOT NULL;",
 };
 
 int store_schema_version(void) {

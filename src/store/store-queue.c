@@ -79,11 +79,17 @@ void pending_run_list_free(PendingRun *v, size_t n) {
         free(v);
 }
 
+/* What migration 8's and 13's trigger did after each insert, in the
+ * INSERT itself (migration 16): the function's name and the datasets the
+ * request mounts, kept after request_json is dropped at the run's end. */
+#define REQUEST_FIELD(path) "CASE WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
+
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         /* Waited: the client hears the id only once the run is durable. */
         int k = store_write_run(store_of(q),
-                               "INSERT INTO runs (" RUN_COLUMNS ", request_json) VALUES "
-                               "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,?20,?21)",
+                               "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json) VALUES "
+                               "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,?20,?21,"
+                               REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")",
                                r, request_json, true);
         if (k >= 0)
                 known_put((SqliteQueue *) q, r->id, 0, r->max_attempts);

@@ -17,6 +17,7 @@ from conftest import CLI, DAEMON, ROOT, WORKER
 from daemonlib import TOKENS, Daemon
 
 FIXTURE = ROOT / "tests" / "fixtures" / "schema-v5.db"
+FIXTURE_V15 = ROOT / "tests" / "fixtures" / "schema-v15.db"
 DAY = 86400
 
 
@@ -446,7 +447,37 @@ def test_fixture_database_upgrades_and_reads_back(tmp_path):
     finally:
         d.stop()
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 15  # every migration applied (src/store/store-migrate.c)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 16  # every migration applied (src/store/store-migrate.c)
+    db.close()
+
+
+def test_previous_schema_keeps_its_runs_and_function_runs(tmp_path):
+    """A database of schema 15 (the runs trigger that filled fn_name, the
+    index on created) opens, keeps its runs, and a new invocation is still
+    listed among its function's runs: the submit fills fn_name itself."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(FIXTURE_V15, home / "pysprinter.db")
+    d = Daemon(tmp_path, home=home)
+    d.start()
+    try:
+        st, runs = d.call("GET", "/v1/runs?limit=100")
+        assert st == 200, runs
+        assert sorted(r["status"] for r in runs["runs"]) == ["succeeded"] * 3, runs
+        st, out = d.call("POST", "/v1/functions/greeter/invoke?wait=true", {"kwargs": {"name": "cy"}})
+        assert st == 200 and out["result"] == "hi cy", out
+        st, fr = d.call("GET", "/v1/functions/greeter/runs")
+        assert st == 200, fr
+        assert [r["result"] for r in fr["runs"]] == ["hi cy", "hi bob", "hi ann"], fr
+        st, runs = d.call("GET", "/v1/runs?limit=2")
+        assert st == 200 and [r["id"] for r in runs["runs"]][0] == out["id"], runs
+    finally:
+        d.stop()
+    db = sqlite3.connect(home / "pysprinter.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 16
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name='runs'")}
+    assert "runs_request_fields" not in names and "runs_created" not in names, names
+    assert "runs_tenant_created" in names and "runs_pending" in names, names
     db.close()
 
 
