@@ -349,6 +349,7 @@ struct Daemon {
         TenantCount *tenants;
         size_t n_tenants;
         unsigned running, queued, threads;
+        usec_t overlap_at;              /* last time a run arrived while another was active (run_inline) */
         /* The run threads (daemon-runs.c): a persistent pool, grown on
          * demand up to max_concurrent_runs + 1 and never shrunk. A run
          * waits in pending (FIFO) until one of them takes it; run_cond

@@ -158,3 +158,35 @@ def test_tenant_limit_holds_for_a_run_started_on_the_http_thread(d, tmp_path):
     assert out["r"][1]["status"] == "succeeded", out
     rec = d.wait_status(second["id"], ["succeeded", "failed", "killed"])
     assert rec["status"] == "succeeded", rec
+
+
+def test_concurrent_callers_are_not_served_from_the_http_thread(d):
+    """A moment with no run in flight also comes up between the requests of
+    concurrent callers; an HTTP thread that took one then would hold up its
+    other connections. Callers that overlapped within the last 100 ms are
+    concurrent: their invokes all go through run threads."""
+    before = on_http_thread(d)
+    errors = []
+
+    def caller():
+        for _ in range(40):
+            st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
+            if st != 200 or b.get("status") != "succeeded":
+                errors.append((st, b))
+    ts = [threading.Thread(target=caller) for _ in range(4)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    took = time.monotonic() - t0
+    assert not errors, errors[:3]
+    # A run queued behind one that ended on an HTTP thread is started by a
+    # woken run thread, not by the next arrival (160 trivial invokes take
+    # well under a second; a missed wake made them take ~120 s).
+    assert took < 30, took
+    after = on_http_thread(d)
+    inline = after["http_thread"] - before["http_thread"]
+    # The first caller may find the daemon idle; after that they overlap.
+    assert inline <= 2, (before, after)
+
