@@ -16,7 +16,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -71,13 +70,8 @@ def main():
     build = pathlib.Path(sys.argv[1]).resolve()
     perf = sys.argv[sys.argv.index("--perf") + 1] if "--perf" in sys.argv else None
     secs = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-adhocd-"))
-    index = bw.pkgindex.Index()
-    for w in bw.pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
-        index.add(w)
-    index.start()
-    home = tmp / "home"
-    home.mkdir()
+    tmp, home = bw.temp_home("bench-adhocd-")
+    index = bw.requests_index()
     d = bw.Daemon(build, home, index.url, os.environ.get("BENCH_SANDBOX", "full")).start()
     pid = d.proc.pid
     try:

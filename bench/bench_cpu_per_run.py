@@ -13,7 +13,6 @@ kernel threads (a namespace's `cleanup_net` kworker) are not either."""
 import os
 import pathlib
 import sys
-import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
@@ -36,13 +35,8 @@ def main():
         return
     cg = parent / f"bench-cpu-{os.getpid()}"
     cg.mkdir()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-cpu-"))
-    index = bw.pkgindex.Index()
-    for w in bw.pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
-        index.add(w)
-    index.start()
-    home = tmp / "home"
-    home.mkdir()
+    tmp, home = bw.temp_home("bench-cpu-")
+    index = bw.requests_index()
     d = bw.Daemon(build, home, index.url, "full").start()
     try:
         (cg / "cgroup.procs").write_text(str(d.proc.pid))

@@ -7,7 +7,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -19,13 +18,8 @@ def main():
     build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else bw.ROOT / "build").resolve()
     n = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 500
     perf_out = sys.argv[sys.argv.index("--perf") + 1] if "--perf" in sys.argv else None
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-invoke-env-"))
-    index = bw.pkgindex.Index()
-    for w in bw.pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
-        index.add(w)
-    index.start()
-    home = tmp / "home"
-    home.mkdir()
+    tmp, home = bw.temp_home("bench-invoke-env-")
+    index = bw.requests_index()
     d = bw.Daemon(build, home, index.url, os.environ.get("BENCH_SANDBOX", "full")).start()
     try:
         c = bw.Client(d.port)

@@ -36,7 +36,6 @@ import pathlib
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -107,13 +106,8 @@ def parse(script_out):
 def main():
     build = pathlib.Path(sys.argv[1]).resolve()
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-timeline-"))
-    index = bw.pkgindex.Index()
-    for w in bw.pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
-        index.add(w)
-    index.start()
-    home = tmp / "home"
-    home.mkdir()
+    tmp, home = bw.temp_home("bench-timeline-")
+    index = bw.requests_index()
     for probe in ("PyOS_AfterFork_Child", "PyOS_AfterFork_Child%return"):
         subprocess.run(["perf", "probe", "-q", "-x", LIBPY, "-a", probe], stderr=subprocess.DEVNULL)
     d = bw.Daemon(build, home, index.url, "full").start()

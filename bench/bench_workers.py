@@ -242,18 +242,31 @@ def report(label, value, goal, ok, figure=None, baseline="-", ratio="-"):
     benchtable.row(figure or label, value, baseline, ratio, goal, ok)
 
 
+def requests_index():
+    """A local index (started) serving requests and its dependencies,
+    repacked from Debian's python3-* packages (tests/e2e/pkgindex.py)."""
+    index = pkgindex.Index()
+    for w in pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
+        index.add(w)
+    index.start()
+    return index
+
+
+def temp_home(prefix):
+    """A fresh temporary directory and the PYSPRINTER_HOME inside it."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    home = tmp / "home"
+    home.mkdir()
+    return tmp, home
+
+
 def main():
     build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build").resolve()
     quick = "--quick" in sys.argv
     sandbox = os.environ.get("BENCH_SANDBOX", "full")
     n = 40 if quick else 200
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-workers-"))
-    index = pkgindex.Index()
-    for w in pkgindex.debian_wheels(["requests", "urllib3", "idna", "certifi", "charset-normalizer"]):
-        index.add(w)
-    index.start()
-    home = tmp / "home"
-    home.mkdir()
+    tmp, home = temp_home("bench-workers-")
+    index = requests_index()
     d = Daemon(build, home, index.url, sandbox).start()
     print(f"pysprinter warm-worker benchmarks (sandbox={sandbox}, {os.cpu_count()} CPUs, n={n})")
     try:
