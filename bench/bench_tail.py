@@ -8,9 +8,7 @@ Benchmarks are not tests: figures move with the machine's load."""
 import json
 import os
 import pathlib
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,20 +20,9 @@ import bench_runpath as rp  # noqa: E402
 
 
 def wrk(port, path, conc, secs):
-    body = {"args": [1]} if "v1" in path else {"x": 1}
-    script = pathlib.Path(tempfile.mktemp(suffix=".lua"))
-    script.write_text('wrk.method = "POST"\n'
-                      f'wrk.body = {json.dumps(json.dumps(body))}\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n'
-                      f'wrk.headers["Authorization"] = "Bearer {rp.TOKEN}"\n')
-    out = subprocess.run(["wrk", f"-t{min(2, conc)}", f"-c{conc}", f"-d{secs}s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
-    script.unlink()
-    scale = {"us": 1e-3, "ms": 1, "s": 1e3}
-    pct = {m.group(1): float(m.group(2)) * scale[m.group(3)]
-           for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", out, re.M)}
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return rate, pct.get("50"), pct.get("99")
+    """(rate, p50 ms, p99 ms): bench_runpath's wrk run."""
+    rate, _, p99, p50 = rp.wrk(port, path, seconds=secs, conns=conc)
+    return rate, p50, p99
 
 
 def trace(port, n):

@@ -28,6 +28,18 @@ KEYS = {
 }
 
 
+def wait_for(cond, what, timeout=60):
+    """cond()'s first true value, polled every 20 ms; AssertionError naming
+    what after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

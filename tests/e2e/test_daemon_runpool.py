@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from daemonlib import Daemon
+from daemonlib import Daemon, wait_for
 
 MAX_RUNS = 2
 
@@ -27,16 +27,6 @@ def metric(d, name):
         if line.startswith(name + " "):
             return int(float(line.split()[1]))
     raise AssertionError(f"no {name} in /metrics")
-
-
-def wait_for(cond, what, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def gated(gate, tag):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from daemonlib import Daemon
+from daemonlib import Daemon, wait_for
 
 SLEEPY = (
     "import os, time\n"
@@ -50,14 +50,22 @@ def on_http_thread(d):
     return got
 
 
-def wait_for(cond, what, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
+def begin_gated_invoke(d, gate):
+    """Starts an invoke that waits for the file gate, on a thread of its
+    own, and returns (thread, out) once the invoke's HTTP thread handed it
+    to a run thread; out["r"] is its answer once the thread ended."""
+    before = on_http_thread(d)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(
+        r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
+    t.start()
+    try:
+        wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
+    except BaseException:
+        gate.write_text("go")
+        t.join(60)
+        raise
+    return t, out
 
 
 def test_quick_invoke_is_answered_from_its_http_thread_with_record_and_log(d):
@@ -86,13 +94,8 @@ def test_lambda_tail_on_the_http_thread(d):
 
 def test_slow_invoke_is_handed_to_a_run_thread_and_other_requests_are_served(d, tmp_path):
     gate = tmp_path / "gate"
-    before = on_http_thread(d)
-    out = {}
-    t = threading.Thread(target=lambda: out.update(
-        r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
-    t.start()
+    t, out = begin_gated_invoke(d, gate)
     try:
-        wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
         # Meanwhile the daemon answers (its HTTP threads are free).
         st, _ = d.call("GET", "/healthz", token=None)
         assert st == 200
@@ -117,12 +120,7 @@ def test_time_limit_holds_on_the_http_thread_path(d):
 
 def test_cancel_holds_on_the_http_thread_path(d, tmp_path):
     gate = tmp_path / "never"
-    before = on_http_thread(d)
-    out = {}
-    t = threading.Thread(target=lambda: out.update(
-        r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
-    t.start()
-    wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
+    t, out = begin_gated_invoke(d, gate)
     st, runs = d.call("GET", "/v1/functions/sleepy/runs?limit=1")
     run_id = runs["runs"][0]["id"]
     try:
@@ -141,13 +139,8 @@ def test_tenant_limit_holds_for_a_run_started_on_the_http_thread(d, tmp_path):
     """max_concurrent_per_tenant is 1: while an invoke begun on its HTTP
     thread runs, the tenant's next run waits queued."""
     gate = tmp_path / "gate2"
-    before = on_http_thread(d)
-    out = {}
-    t = threading.Thread(target=lambda: out.update(
-        r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
-    t.start()
+    t, out = begin_gated_invoke(d, gate)
     try:
-        wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
         st, second = d.call("POST", "/v1/functions/sleepy/invoke", {})
         assert st == 202, second
         st, rec = d.call("GET", f"/v1/runs/{second['id']}")
