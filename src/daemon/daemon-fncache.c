@@ -51,19 +51,15 @@ static size_t sz(const char *s) {
         return s ? strlen(s) + 1 : 0;
 }
 
-static char *dup_or_null(const char *s) {
-        return s ? xstrdup(s) : NULL;
-}
-
 static FunctionRecord *record_copy(const FunctionRecord *f) {
         FunctionRecord *c = xcalloc(1, sizeof(FunctionRecord));
         *c = (FunctionRecord) {
-                .tenant = dup_or_null(f->tenant), .name = dup_or_null(f->name), .version = f->version,
-                .filename = dup_or_null(f->filename), .function = dup_or_null(f->function),
+                .tenant = xstrdup_or_null(f->tenant), .name = xstrdup_or_null(f->name), .version = f->version,
+                .filename = xstrdup_or_null(f->filename), .function = xstrdup_or_null(f->function),
                 .source = f->source ? xstrndup(f->source, f->source_len) : NULL, .source_len = f->source_len,
-                .requirements_json = dup_or_null(f->requirements_json), .limits_json = dup_or_null(f->limits_json),
-                .params_json = dup_or_null(f->params_json), .description = dup_or_null(f->description),
-                .created = f->created, .env_json = dup_or_null(f->env_json),
+                .requirements_json = xstrdup_or_null(f->requirements_json), .limits_json = xstrdup_or_null(f->limits_json),
+                .params_json = xstrdup_or_null(f->params_json), .description = xstrdup_or_null(f->description),
+                .created = f->created, .env_json = xstrdup_or_null(f->env_json),
         };
         return c;
 }

@@ -121,10 +121,6 @@ static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResu
         return daemon_call_json(call, 422, out, ret_status);
 }
 
-static char *dup_or_null(const char *s) {
-        return s ? xstrdup(s) : NULL;
-}
-
 /* A copy of data[0..n) (NULs kept) with a NUL after it. */
 static char *xstrndup_bytes(const char *data, size_t n) {
         char *c = xmalloc(n + 1);
@@ -164,14 +160,14 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
                 f->tenant = xstrdup(call->tenant);
                 f->name = xstrdup(req->name);
-                f->filename = dup_or_null(req->filename);
-                f->function = dup_or_null(res->function ? res->function : req->function);
+                f->filename = xstrdup_or_null(req->filename);
+                f->function = xstrdup_or_null(res->function ? res->function : req->function);
                 f->source = xstrndup_bytes(req->source, req->source_len);
                 f->source_len = req->source_len;
-                f->requirements_json = dup_or_null(req->requirements_json);
+                f->requirements_json = xstrdup_or_null(req->requirements_json);
                 f->limits_json = deploy_limits_json(req);
-                f->params_json = dup_or_null(res->params_json);
-                f->description = dup_or_null(req->description);
+                f->params_json = xstrdup_or_null(res->params_json);
+                f->description = xstrdup_or_null(req->description);
                 f->created = now_realtime();
                 f->env_json = deploy_env_json(req);
                 *ret = f;

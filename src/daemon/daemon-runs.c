@@ -299,10 +299,6 @@ static void keep_unwritten(Daemon *d, DRun *r, int error) {
         pthread_mutex_unlock(&d->lock);
 }
 
-static char *strdup_or_null(const char *s) {
-        return s ? xstrdup(s) : NULL;
-}
-
 void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
         pthread_mutex_lock(&d->lock);
         for (DRun *r = d->unwritten; r; r = r->next_unwritten) {
@@ -313,15 +309,15 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
                 rec->status = xstrdup(run_status_to_string(res->status));
                 rec->exit_code = res->exit_code;
                 free(rec->value_json);
-                rec->value_json = strdup_or_null(res->value_json);
+                rec->value_json = xstrdup_or_null(res->value_json);
                 free(rec->value_repr);
-                rec->value_repr = strdup_or_null(res->value_repr);
+                rec->value_repr = xstrdup_or_null(res->value_repr);
                 free(rec->error_type);
-                rec->error_type = strdup_or_null(res->error_type);
+                rec->error_type = xstrdup_or_null(res->error_type);
                 free(rec->error_message);
-                rec->error_message = strdup_or_null(res->error_message);
+                rec->error_message = xstrdup_or_null(res->error_message);
                 free(rec->traceback);
-                rec->traceback = strdup_or_null(res->traceback);
+                rec->traceback = xstrdup_or_null(res->traceback);
                 rec->finished = r->finished;
                 break;
         }
@@ -818,12 +814,12 @@ static RunResult *result_from_record(const RunRecord *rec) {
         res->id = xstrdup(rec->id);
         res->status = run_status_from_string(rec->status);
         res->exit_code = rec->exit_code;
-        res->function = strdup_or_null(rec->function);
-        res->value_json = strdup_or_null(rec->value_json);
-        res->value_repr = strdup_or_null(rec->value_repr);
-        res->error_type = strdup_or_null(rec->error_type);
-        res->error_message = strdup_or_null(rec->error_message);
-        res->traceback = strdup_or_null(rec->traceback);
+        res->function = xstrdup_or_null(rec->function);
+        res->value_json = xstrdup_or_null(rec->value_json);
+        res->value_repr = xstrdup_or_null(rec->value_repr);
+        res->error_type = xstrdup_or_null(rec->error_type);
+        res->error_message = xstrdup_or_null(rec->error_message);
+        res->traceback = xstrdup_or_null(rec->traceback);
         return res;
 }
 

@@ -38,29 +38,25 @@ struct StoreOp {
         int result;
 };
 
-static char *dup_or_null(const char *s) {
-        return s ? xstrdup(s) : NULL;
-}
-
 static RunRecord *run_record_copy(const RunRecord *r) {
         RunRecord *c = xcalloc(1, sizeof(RunRecord));
         *c = *r;
-        c->id = dup_or_null(r->id);
-        c->tenant = dup_or_null(r->tenant);
-        c->filename = dup_or_null(r->filename);
-        c->function = dup_or_null(r->function);
-        c->args_json = dup_or_null(r->args_json);
-        c->kwargs_json = dup_or_null(r->kwargs_json);
-        c->status = dup_or_null(r->status);
-        c->value_json = dup_or_null(r->value_json);
-        c->value_repr = dup_or_null(r->value_repr);
-        c->error_type = dup_or_null(r->error_type);
-        c->error_message = dup_or_null(r->error_message);
-        c->traceback = dup_or_null(r->traceback);
-        c->timings_json = dup_or_null(r->timings_json);
-        c->log_path = dup_or_null(r->log_path);
-        c->outputs_json = dup_or_null(r->outputs_json);
-        c->lock_json = dup_or_null(r->lock_json);
+        c->id = xstrdup_or_null(r->id);
+        c->tenant = xstrdup_or_null(r->tenant);
+        c->filename = xstrdup_or_null(r->filename);
+        c->function = xstrdup_or_null(r->function);
+        c->args_json = xstrdup_or_null(r->args_json);
+        c->kwargs_json = xstrdup_or_null(r->kwargs_json);
+        c->status = xstrdup_or_null(r->status);
+        c->value_json = xstrdup_or_null(r->value_json);
+        c->value_repr = xstrdup_or_null(r->value_repr);
+        c->error_type = xstrdup_or_null(r->error_type);
+        c->error_message = xstrdup_or_null(r->error_message);
+        c->traceback = xstrdup_or_null(r->traceback);
+        c->timings_json = xstrdup_or_null(r->timings_json);
+        c->log_path = xstrdup_or_null(r->log_path);
+        c->outputs_json = xstrdup_or_null(r->outputs_json);
+        c->lock_json = xstrdup_or_null(r->lock_json);
         return c;
 }
 
@@ -289,7 +285,7 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
         StoreOp *op = xcalloc(1, sizeof(StoreOp));
         op->sql = sql;
         op->rec = run_record_copy(r);
-        op->arg21 = dup_or_null(arg21);
+        op->arg21 = xstrdup_or_null(arg21);
         op->owned = true;
         pthread_mutex_lock(&s->wlock);
         bool wake = enqueue_locked(s, op);
