@@ -583,20 +583,43 @@ _WARM_SOURCE = (
 )
 
 
-def spare_ready():
-    """In a spare the engine made, sealed, after Python's after-fork work,
-    while it waits for its run: what every run does first (its streams, and
-    one small run of our own: parse, bind, compile, call, JSON), so that the
-    pages of the worker those write are copied now and not on the run's
-    critical path. Leaves nothing a run could see: no module registered,
-    nothing in linecache, no output, no environment."""
-    _setup_streams()
+def _warm_run():
+    """One small run of the runner's own, as a run does it (parse, bind,
+    compile, exec, call, JSON) with no output, no module registered and
+    nothing in linecache: nothing a run could see."""
     req = json.loads(json.dumps({"source": _WARM_SOURCE, "filename": "<warm>", "function": "warm",
                                  "args": [{"value": 1}], "kwargs": {"name": {"raw": "b"}}}))
     tree, fn, _reqs, args, kwargs = _analyse(req)
     ns = {"__name__": "_pysprinter_warm"}
     exec(compile(tree, "<warm>", "exec"), ns)
     json.dumps(_serialise(_resolve_value(ns[fn.name](*args, **kwargs))), ensure_ascii=False)
+
+
+# How many small runs the worker (the zygote every run is forked from)
+# makes before its gc.freeze(): CPython 3.11 quickens a code object after 8
+# calls and then rewrites its instructions into specialised forms (and
+# backs off on misses) over the next few, and the type attribute cache and
+# the interned strings fill with what a run looks up. Done here, in the
+# zygote, every forked run only reads those pages instead of copying them.
+_ZYGOTE_WARM_RUNS = 32
+_zygote_warmed = [0]  # small runs the zygote made (tests look)
+
+
+def _warm_zygote():
+    for _ in range(_ZYGOTE_WARM_RUNS):
+        _warm_run()
+        _zygote_warmed[0] += 1
+
+
+def spare_ready():
+    """In a spare the engine made, sealed, after Python's after-fork work,
+    while it waits for its run: what every run does first (its streams, and
+    one small run of our own), so that the pages of the worker those write
+    are copied now and not on the run's critical path. Leaves nothing a run
+    could see: no module registered, nothing in linecache, no output, no
+    environment."""
+    _setup_streams()
+    _warm_run()
     _warmed[0] = True
 
 
@@ -790,6 +813,7 @@ def init(request_json):
             imported.append(name)
         except BaseException as e:
             failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+    _warm_zygote()
     gc.collect()
     gc.freeze()
     return json.dumps({"ok": True, "imported": imported, "failed": failed})

@@ -539,6 +539,48 @@ def test_a_sealed_spare_warms_up_while_idle_and_leaves_no_trace(daemon, tmp_path
     assert "hello-from-run" in json.dumps(log), log
 
 
+ZYGOTE_PROBE = """
+import dis, gc, linecache, sys
+
+def quickened(fn):
+    plain = {i.opname for i in dis.get_instructions(fn)}
+    return sorted({i.opname for i in dis.get_instructions(fn, adaptive=True)} - plain)
+
+def f():
+    runner = sys.modules["_pysprinter_runner"]
+    return {
+        "zygote_runs": getattr(runner, "_zygote_warmed", [0])[0],
+        "serialise": quickened(runner._serialise),
+        "resolve": quickened(runner._resolve_value),
+        "modules": sorted(m for m in sys.modules if "warm" in m),
+        "linecache": sorted(k for k in linecache.cache if "warm" in k),
+        "warm_fns": [o for o in gc.get_objects() if getattr(o, "__name__", None) == "warm"],
+    }
+"""
+
+
+def test_the_worker_warms_itself_before_forking_and_leaves_no_trace(daemon):
+    """Issue 15 (c), round 6: the worker (the zygote every run is forked
+    from) makes small runs of the runner's own before its gc.freeze(), so
+    CPython 3.11's quickening has already rewritten the code every run
+    executes into its specialised forms (and the type cache holds what a
+    run looks up): a forked run reads those pages instead of copying them.
+    Fails before: the runner's result path (_serialise, _resolve_value)
+    had run at most twice in a run's process (the spare's warm-up and the
+    run), too few to be quickened. The run sees nothing of it: no module,
+    no linecache entry, no function left, no output in its log."""
+    out = run(daemon, ZYGOTE_PROBE, function="f", args=[])
+    assert out["status"] == "succeeded", out
+    r = out["result"]
+    # Specialised instructions (LOAD_GLOBAL_MODULE, ...) in the run's view
+    # of the runner's code: written in the zygote, inherited by the fork.
+    assert r["serialise"] and r["resolve"], r
+    assert r["zygote_runs"] >= 8, r
+    assert r["modules"] == [] and r["linecache"] == [] and r["warm_fns"] == [], r
+    st, log = daemon.call("GET", f"/v1/runs/{out['id']}/logs")
+    assert "warm" not in json.dumps(log), log
+
+
 def _status(pid):
     out = {}
     for line in open(f"/proc/{pid}/status"):
