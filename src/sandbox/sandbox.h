@@ -207,6 +207,10 @@ int sandbox_run_finish_sealed(const SandboxRunConfig *cfg, bool have_memory_cgro
 int sandbox_seccomp_load(char **ret_error);
 /* Compiles the filter once (in the worker, before the runs fork). */
 int sandbox_seccomp_prepare(char **ret_error);
+/* The compiled classic-BPF program (prepared if need be): for tests that
+ * run it over seccomp_data, and for nothing else. */
+struct sock_filter;
+int sandbox_seccomp_program(const struct sock_filter **ret_insns, size_t *ret_len, char **ret_error);
 
 /* ---- cgroups (engine side) ---------------------------------------------- */
 
