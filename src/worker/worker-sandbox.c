@@ -53,9 +53,18 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         if (r < 0)
                 return r;
         /* The environment is scrubbed already; fd 3 (the engine's socket)
-         * is the only one without O_CLOEXEC. */
+         * is the only one without O_CLOEXEC. LD_BIND_NOW: the worker binds
+         * every symbol of libpython and of the extension modules it loads
+         * once, at load, so the runs it forks never run the dynamic linker
+         * nor copy a GOT page to bind a symbol on its first call (main()
+         * drops the variable before Python starts: runs never see it). */
         char *args[] = { (char *) SANDBOX_WORKER_PATH, (char *) "--sandbox=inside", NULL };
-        execve(SANDBOX_WORKER_PATH, args, environ);
+        size_t n_env = strv_length(environ);
+        _cleanup_free_ char **envp = xmalloc((n_env + 2) * sizeof(char *));
+        memcpy(envp, environ, n_env * sizeof(char *));
+        envp[n_env] = (char *) "LD_BIND_NOW=1";
+        envp[n_env + 1] = NULL;
+        execve(SANDBOX_WORKER_PATH, args, envp);
         r = -errno;
         *ret_error = xasprintf("executing the worker inside the sandbox (%s): %s", SANDBOX_WORKER_PATH,
                                strerror(-r));

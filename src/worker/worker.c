@@ -689,6 +689,12 @@ int main(int argc, char **argv) {
                 printf("pysprinter-worker: the engine's embedded Python; started by pysprinter, not by hand.\n");
                 return 0;
         }
+        /* The sandboxed worker is started with LD_BIND_NOW=1 (every symbol
+         * bound at load, once, not lazily in each forked run:
+         * worker-sandbox.c); modules dlopen()ed later follow the loader's
+         * copy of it, not the environment. A run's environment never has
+         * it. */
+        (void) unsetenv("LD_BIND_NOW");
         int r = worker_sandbox_setup(argc, argv, &err);
         if (r < 0) {
                 log_error("sandbox: %s", err);

@@ -581,6 +581,54 @@ def test_the_worker_warms_itself_before_forking_and_leaves_no_trace(daemon):
     assert "warm" not in json.dumps(log), log
 
 
+BIND_PROBE = """
+import ctypes, struct
+
+def f():
+    base = path = None
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        if len(parts) >= 6 and "libpython3" in parts[5] and int(parts[2], 16) == 0:
+            base, path = int(parts[0].split("-")[0], 16), parts[5]
+            break
+    data = open(path, "rb").read()
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    secs = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = secs[shstrndx][4]
+    by = {data[names + s[0]:data.index(b"\\0", names + s[0])].decode(): s for s in secs}
+    plts = [by[n] for n in (".plt", ".plt.sec") if n in by]
+    lo, hi = min(s[3] for s in plts), max(s[3] + s[5] for s in plts)
+    rela = by[".rela.plt"]
+    slots = unbound = 0
+    for i in range(rela[5] // 24):
+        off, info, _ = struct.unpack_from("<QQq", data, rela[4] + i * 24)
+        if info & 0xFFFFFFFF != 7:  # R_X86_64_JUMP_SLOT
+            continue
+        slots += 1
+        if base + lo <= ctypes.c_uint64.from_address(base + off).value < base + hi:
+            unbound += 1  # still points at its PLT stub: bound lazily, on first call
+    return {"slots": slots, "unbound": unbound, "ld_env": [k for k in __import__("os").environ if k.startswith("LD_")]}
+"""
+
+
+def test_a_run_inherits_a_worker_whose_symbols_are_all_bound(daemon, tmp_path):
+    """Issue 15 (c), round 6: the worker is started with LD_BIND_NOW, so
+    every PLT slot of libpython is resolved once in the worker; a forked
+    run never enters the dynamic linker nor copies a GOT page to bind a
+    symbol on first call. Read in the run's own memory (a fork of the
+    worker): each JUMP_SLOT of libpython's .rela.plt holds its target, not
+    its PLT stub. Fails before: hundreds still pointed at their stubs. The
+    variable is not in the run's environment."""
+    if sandbox_mode(tmp_path) == "none":
+        pytest.skip("the sandboxed worker's own exec sets it")
+    out = run(daemon, BIND_PROBE, args=[])
+    assert out["status"] == "succeeded", out
+    r = out["result"]
+    assert r["slots"] > 100 and r["unbound"] == 0, r
+    assert r["ld_env"] == [], r
+
+
 def _status(pid):
     out = {}
     for line in open(f"/proc/{pid}/status"):
