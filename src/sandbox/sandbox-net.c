@@ -171,10 +171,14 @@ bool sandbox_net_counters_pristine(const SandboxNetTexts *t) {
  * a page it no longer shares with the worker. */
 static bool net_pristine_here(void) {
         char buf[12288];
+        /* One walk of /proc/self/net (self, the pid's dir, its net dir:
+         * proc inodes made on each lookup) for the six files, not six. The
+         * dir is looked up after setns(): it is this namespace's. */
+        _cleanup_close_ int dir = open("/proc/self/net", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+                return false;
         for (int k = 0; k < NET_N_TEXTS; k++) {
-                char path[64];
-                snprintf(path, sizeof(path), "/proc/self/net/%s", net_text_names[k]);
-                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                _cleanup_close_ int fd = openat(dir, net_text_names[k], O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
                         return false;
                 size_t n = 0;
@@ -220,8 +224,12 @@ int sandbox_netns_of(pid_t pid) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        /* Still ours: the child has not made or adopted its own yet. */
-        if (stat("/proc/self/ns/net", &own) < 0 || fstat(fd, &theirs) < 0 || own.st_ino == theirs.st_ino) {
+        /* Still ours: the child has not made or adopted its own yet. The
+         * worker never leaves its namespace: its inode is looked up once. */
+        static ino_t own_ino;
+        if (!own_ino && stat("/proc/self/ns/net", &own) == 0)
+                own_ino = own.st_ino;
+        if (!own_ino || fstat(fd, &theirs) < 0 || own_ino == theirs.st_ino) {
                 close(fd);
                 return -ENOENT;
         }
