@@ -56,6 +56,11 @@ typedef struct CgDir {
          * (sandbox_cgroup_renew()): the counter cannot be reset, the
          * run's verdict is the difference. */
         uint64_t pids_max_base;
+        /* v1 memory group used again (sandbox_cgroup_recycle()): the
+         * oom_kill count when it was taken again (it cannot be reset; the
+         * run's verdict is the difference) and how many runs it served. */
+        uint64_t oom_base, residue;
+        unsigned uses;
         /* Removed by sandbox_cgroup_recycle() (it held memory), made
          * again, fresh, by sandbox_cgroup_renew(); path is still its old
          * one (its parent is where the new one goes). */
@@ -556,7 +561,7 @@ int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret) {
                                         s.memory_peak = v;
                         } else {
                                 if (read_key(d->path, "memory.oom_control", "oom_kill", &v) >= 0)
-                                        s.oom_kills += v;
+                                        s.oom_kills += v >= d->oom_base ? v - d->oom_base : 0;
                                 if (read_key(d->path, "memory.failcnt", NULL, &v) >= 0)
                                         s.memory_failcnt += v;
                                 if (read_key(d->path, "memory.memsw.failcnt", NULL, &v) >= 0)
@@ -653,25 +658,78 @@ int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
 /* ---- a group used again ----
  *
  * mkdir and rmdir of a cgroup were most of its cost (each walks the
- * kernel's cgroup and css setup/teardown, and rmdir waits for RCU). A
- * finished ad-hoc run's groups are taken again for the next spare, except
- * the memory controller's: memory left charged to a group (page cache of
- * files the run read or wrote, slab of the dentries it looked up) stays
- * charged to it after its processes are gone, and the next run would be
- * charged and limited by it. v1's memory.force_empty does not empty it
- * (kmem stays) and took ~4 ms here, ten times a fresh group. So a group
- * that holds memory (v1's memory hierarchy; v2's one group, which holds
- * every controller) is removed and made fresh; the others (v1 pids, cpu,
- * freezer) hold no state a run can be charged by or observe: pids.current
- * is 0 in an empty group, the limits are rewritten when they differ
- * (also back to "none"), and pids.events' "max", which cannot be reset,
- * is read as a baseline at renew and the run's verdict is the delta. */
+ * kernel's cgroup and css setup/teardown, rmdir waits for RCU, and the
+ * memory controller's css offline/free runs later in a kworker). A
+ * finished ad-hoc run's groups are taken again for the next spare:
+ * - v1 pids, cpu, freezer hold no state a run can be charged by or
+ *   observe: pids.current is 0 in an empty group, the limits are
+ *   rewritten when they differ (also back to "none"), and pids.events'
+ *   "max", which cannot be reset, is read as a baseline at renew and the
+ *   run's verdict is the difference.
+ * - v1 memory keeps what the last run left charged (page cache of files it
+ *   read or wrote, slab of the dentries it looked up, the per-CPU charge
+ *   stock: ~256 KiB after a trivial run). The limit is never raised for
+ *   it: the next run's limit is its own grant, so the residue can only
+ *   lower what it gets, and the kernel reclaims page cache and dentries
+ *   before it OOM-kills. The group is used again only while that residue
+ *   is at most CG_MEM_RESIDUE_MAX and 1/CG_MEM_RESIDUE_FRACTION of the next
+ *   grant (read when the group is empty: an empty group's charge only
+ *   shrinks), and for at most CG_MEM_USES_MAX runs; else it is removed and
+ *   made fresh. The run's counters are its own: failcnt and
+ *   max_usage_in_bytes are reset, oom_kill is read as a baseline.
+ * - v2's group holds every controller (and the freezer): made fresh. */
+
+#define CG_MEM_RESIDUE_MAX (1ULL << 20)
+#define CG_MEM_RESIDUE_FRACTION 32
+#define CG_MEM_USES_MAX 64
 
 static bool dir_empty(const CgDir *d) {
         _cleanup_free_ char *p = path_join(d->path, "cgroup.procs"), *s = NULL;
         if (read_file(p, 4096, &s, NULL) < 0)
                 return false;
         return s[0] == 0;
+}
+
+static bool mem_v1(const CgDir *d) {
+        return (d->ctrls & CTRL_MEMORY) && !d->v2;
+}
+
+/* Removes a group whose processes are gone; it is made again, fresh, by
+ * sandbox_cgroup_renew(). */
+static int dir_remove(CgDir *d) {
+        d->procs_fd = fd_close(d->procs_fd);
+        int r = 0;
+        for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
+                (void) kill_listed(d->path);
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        if (r < 0 && errno != ENOENT)
+                return -errno;
+        d->gone = true;
+        d->memory_bytes = d->max_procs = d->cpu_millis = d->pids_max_base = d->oom_base = d->residue = 0;
+        d->uses = 0;
+        return 0;
+}
+
+/* An empty v1 memory group, for its next run: the residue is within the
+ * bound (checked again against the next grant at renew), the counters
+ * the run's verdict and report read start from this run's start. */
+static bool mem_keep(CgDir *d) {
+        uint64_t usage = UINT64_MAX;
+        if (d->uses + 1 >= CG_MEM_USES_MAX || !dir_empty(d) ||
+            read_key(d->path, "memory.usage_in_bytes", NULL, &usage) < 0 || usage > CG_MEM_RESIDUE_MAX)
+                return false;
+        if (read_key(d->path, "memory.oom_control", "oom_kill", &d->oom_base) < 0 ||
+            write_str(d->path, "memory.failcnt", "0") < 0 || write_str(d->path, "memory.max_usage_in_bytes", "0") < 0)
+                return false;
+        /* Absent without swap accounting; nothing to reset then. */
+        int r = write_str(d->path, "memory.memsw.failcnt", "0");
+        if (r < 0 && r != -ENOENT)
+                return false;
+        d->residue = usage;
+        d->uses++;
+        return true;
 }
 
 SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
@@ -682,7 +740,7 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
                 CgDir *d = &cg->dirs[i];
                 if (d->freeze_fd >= 0 || d->gone)
                         ok = false; /* a frozen (instance) group is never reused */
-                else if (d->ctrls & CTRL_MEMORY || d->v2)
+                else if (d->v2 || mem_v1(d))
                         continue;
                 else if (!dir_empty(d))
                         ok = false;
@@ -691,22 +749,16 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
         }
         if (!ok || !keep)
                 return sandbox_cgroup_free(cg);
-        /* Remove the memory groups now (their processes are gone). */
+        /* The memory group: kept within its bounds, else removed now (its
+         * processes are gone); v2's group is removed. */
         for (size_t i = 0; i < cg->n; i++) {
                 CgDir *d = &cg->dirs[i];
-                if (!(d->ctrls & CTRL_MEMORY || d->v2))
+                if (!(d->v2 || mem_v1(d)))
                         continue;
-                d->procs_fd = fd_close(d->procs_fd);
-                int r = 0;
-                for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
-                        (void) kill_listed(d->path);
-                        struct timespec ts = { 0, 1000000 };
-                        nanosleep(&ts, NULL);
-                }
-                if (r < 0 && errno != ENOENT)
+                if (mem_v1(d) && mem_keep(d))
+                        continue;
+                if (dir_remove(d) < 0)
                         return sandbox_cgroup_free(cg);
-                d->gone = true;
-                d->memory_bytes = d->max_procs = d->cpu_millis = d->pids_max_base = 0;
         }
         return cg;
 }
@@ -718,6 +770,16 @@ int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimit
         }
         for (size_t i = 0; i < cg->n; i++) {
                 CgDir *d = &cg->dirs[i];
+                /* A residue more than a small part of this run's grant:
+                 * a fresh group instead (see above). */
+                if (mem_v1(d) && !d->gone && limits->memory_bytes &&
+                    d->residue > limits->memory_bytes / CG_MEM_RESIDUE_FRACTION) {
+                        int r = dir_remove(d);
+                        if (r < 0) {
+                                *ret_error = xasprintf("removing the cgroup %s: %s", d->path, strerror(-r));
+                                return r;
+                        }
+                }
                 if (d->gone) {
                         /* A fresh group beside the old one's place. */
                         char *slash = strrchr(d->path, '/');
