@@ -39,6 +39,11 @@ static const char *const ctrl_names[] = { "memory", "pids", "cpu", "freezer" };
 
 typedef struct CgDir {
         char *path;
+        /* The group's directory (O_PATH): its files are opened relative
+         * to it, one path component to walk instead of the ~6 of
+         * /sys/fs/cgroup/memory/…/pysprinter-…/FILE (several kernfs files
+         * per run: limits, counters, cgroup.procs). */
+        int dfd;
         bool v2;
         unsigned ctrls;
         int procs_fd;
@@ -80,21 +85,58 @@ typedef struct Hier {
         char dir[4096];   /* mount point + our path */
 } Hier;
 
-static int write_str(const char *dir, const char *file, const char *s) {
-        _cleanup_free_ char *p = path_join(dir, file);
-        _cleanup_close_ int fd = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+static int open_at(int dfd, const char *dir, const char *file, int flags) {
+        flags |= O_CLOEXEC | O_NOFOLLOW;
+        if (dfd >= 0)
+                return openat(dfd, file, flags);
+        char p[PATH_MAX];
+        if ((size_t) snprintf(p, sizeof(p), "%s/%s", dir, file) >= sizeof(p))
+                return -ENAMETOOLONG;
+        return open(p, flags);
+}
+
+static int write_at(int dfd, const char *dir, const char *file, const char *s) {
+        _cleanup_close_ int fd = open_at(dfd, dir, file, O_WRONLY);
         if (fd < 0)
-                return -errno;
+                return fd == -1 ? -errno : fd;
         if (write(fd, s, strlen(s)) < 0)
                 return -errno;
         return 0;
 }
 
-static int read_key(const char *dir, const char *file, const char *key, uint64_t *ret) {
-        _cleanup_free_ char *p = path_join(dir, file), *s = NULL;
-        int r = read_file(p, 64 << 10, &s, NULL);
-        if (r < 0)
-                return r;
+static int write_str(const char *dir, const char *file, const char *s) {
+        return write_at(-EBADF, dir, file, s);
+}
+
+static int cg_write(const CgDir *d, const char *file, const char *s) {
+        return write_at(d->dfd, d->path, file, s);
+}
+
+/* A small kernfs file read whole into buf, NUL-terminated: open, read to
+ * EOF, close (no fstat, no allocation). -EFBIG when it does not fit. */
+static ssize_t read_small(int dfd, const char *dir, const char *file, char *buf, size_t size) {
+        _cleanup_close_ int fd = open_at(dfd, dir, file, O_RDONLY);
+        if (fd < 0)
+                return fd == -1 ? -errno : fd;
+        size_t n = 0;
+        for (;;) {
+                if (n + 1 >= size)
+                        return -EFBIG;
+                ssize_t k = read(fd, buf + n, size - 1 - n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        buf[n] = 0;
+        return (ssize_t) n;
+}
+
+static int parse_key(char *s, const char *key, uint64_t *ret) {
         if (!key) {
                 *ret = strtoull(s, NULL, 10);
                 return 0;
@@ -110,6 +152,16 @@ static int read_key(const char *dir, const char *file, const char *key, uint64_t
                         line++;
         }
         return -ENOENT;
+}
+
+/* A counter of a group's file ("KEY VALUE" lines, or one value when key is
+ * NULL): memory.events, oom_control, pids.events, failcnt… all fit 4 KiB. */
+static int cg_read_key(const CgDir *d, const char *file, const char *key, uint64_t *ret) {
+        char buf[4096];
+        ssize_t n = read_small(d->dfd, d->path, file, buf, sizeof(buf));
+        if (n < 0)
+                return (int) n;
+        return parse_key(buf, key, ret);
 }
 
 static bool has_word(const char *list, const char *word, char sep) {
@@ -227,24 +279,24 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
         if (d->ctrls & CTRL_MEMORY && l->memory_bytes && l->memory_bytes != d->memory_bytes) {
                 snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->memory_bytes);
                 if (d->v2) {
-                        (void) write_str(d->path, "memory.max", buf);
+                        (void) cg_write(d, "memory.max", buf);
                         if (!d->memory_bytes) {
                                 /* "With swap": no swap at all beyond the limit. */
-                                (void) write_str(d->path, "memory.swap.max", "0");
+                                (void) cg_write(d, "memory.swap.max", "0");
                                 /* One OOM kills the whole run, not a random member. */
-                                (void) write_str(d->path, "memory.oom.group", "1");
+                                (void) cg_write(d, "memory.oom.group", "1");
                         }
                 } else {
                         /* v1 wants limit <= memsw at every step: raising
                          * sets memsw first, lowering the limit first. */
                         bool raising = d->memory_bytes && l->memory_bytes > d->memory_bytes;
                         if (raising)
-                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.limit_in_bytes", buf);
+                                (void) cg_write(d, "memory.memsw.limit_in_bytes", buf);
+                        (void) cg_write(d, "memory.limit_in_bytes", buf);
                         if (!raising)
-                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
+                                (void) cg_write(d, "memory.memsw.limit_in_bytes", buf);
                         if (!d->memory_bytes)
-                                (void) write_str(d->path, "memory.swappiness", "0");
+                                (void) cg_write(d, "memory.swappiness", "0");
                 }
                 d->memory_bytes = l->memory_bytes;
         }
@@ -255,7 +307,7 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                         snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
                 else
                         snprintf(buf, sizeof(buf), "max");
-                (void) write_str(d->path, "pids.max", buf);
+                (void) cg_write(d, "pids.max", buf);
                 d->max_procs = l->max_procs;
         }
         if (d->ctrls & CTRL_CPU && l->cpu_millis != d->cpu_millis) {
@@ -265,14 +317,14 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                                 snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
                         else
                                 snprintf(buf, sizeof(buf), "max %llu", period);
-                        (void) write_str(d->path, "cpu.max", buf);
+                        (void) cg_write(d, "cpu.max", buf);
                 } else if (!l->cpu_millis) {
-                        (void) write_str(d->path, "cpu.cfs_quota_us", "-1");
+                        (void) cg_write(d, "cpu.cfs_quota_us", "-1");
                 } else {
                         /* The period is the kernel's default (100 ms) in a
                          * group we made and never changed. */
                         snprintf(buf, sizeof(buf), "%llu", quota);
-                        (void) write_str(d->path, "cpu.cfs_quota_us", buf);
+                        (void) cg_write(d, "cpu.cfs_quota_us", buf);
                 }
                 d->cpu_millis = l->cpu_millis;
         }
@@ -287,6 +339,13 @@ static bool name_ok(const char *name) {
                       *p == '-' || *p == '_' || *p == '.'))
                         return false;
         return !streq(name, ".") && !streq(name, "..");
+}
+
+/* The group's O_PATH fd (CgDir.dfd); without it, files go by path. */
+static void dir_open(CgDir *d) {
+        d->dfd = open(d->path, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (d->dfd < 0)
+                d->dfd = -EBADF;
 }
 
 static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool v2, unsigned ctrls,
@@ -306,11 +365,11 @@ static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool
         }
         CgDir *d = &cg->dirs[cg->n++];
         *d = (CgDir) { .path = path, .v2 = v2, .ctrls = ctrls, .procs_fd = -EBADF, .freeze_fd = -EBADF };
+        dir_open(d);
         apply_limits(d, l);
-        _cleanup_free_ char *procs = path_join(path, "cgroup.procs");
-        d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        d->procs_fd = open_at(d->dfd, d->path, "cgroup.procs", O_WRONLY);
         if (d->procs_fd < 0)
-                return -errno;
+                return d->procs_fd == -1 ? -errno : d->procs_fd;
         cg->have |= ctrls;
         return 0;
 }
@@ -448,12 +507,22 @@ int sandbox_cgroup_pids(const SandboxCgroup *cg, pid_t *pids, size_t max) {
         return n;
 }
 
-/* Reads the pids in dir/cgroup.procs, SIGKILLs them; returns how many. */
-static int kill_listed(const char *dir) {
-        _cleanup_free_ char *p = path_join(dir, "cgroup.procs"), *s = NULL;
-        int r = read_file(p, 4 << 20, &s, NULL);
-        if (r < 0)
-                return r == -ENOENT ? 0 : r;
+/* Reads the pids in dir/cgroup.procs (dfd: its fd, or -EBADF), SIGKILLs
+ * them; returns how many. Usually empty (the run's init was reaped): one
+ * read into a stack buffer. */
+static int kill_listed(int dfd, const char *dir) {
+        char small[4096];
+        _cleanup_free_ char *big = NULL;
+        char *s = small;
+        ssize_t k = read_small(dfd, dir, "cgroup.procs", small, sizeof(small));
+        if (k == -EFBIG) {
+                _cleanup_free_ char *p = path_join(dir, "cgroup.procs");
+                int r = read_file(p, 4 << 20, &big, NULL);
+                if (r < 0)
+                        return r == -ENOENT ? 0 : r;
+                s = big;
+        } else if (k < 0)
+                return k == -ENOENT ? 0 : (int) k;
         int n = 0;
         for (char *t = s; *t;) {
                 char *end;
@@ -521,7 +590,7 @@ int sandbox_cgroup_kill(SandboxCgroup *cg) {
                 }
         for (size_t i = 0; i < cg->n; i++)
                 if (cg->dirs[i].v2)
-                        (void) write_str(cg->dirs[i].path, "cgroup.kill", "1");
+                        (void) cg_write(&cg->dirs[i], "cgroup.kill", "1");
         /* Without cgroup.kill (v1, or v2 before 5.14) a fork can race the
          * kill; pids.max bounds the race and the run's pid namespace dies
          * with its init, so a few rounds converge. Every process of the
@@ -534,7 +603,7 @@ int sandbox_cgroup_kill(SandboxCgroup *cg) {
         for (int round = 0; round < 2000; round++) {
                 int alive = 0;
                 for (size_t i = 0; i < cg->n; i++) {
-                        int k = kill_listed(cg->dirs[i].path);
+                        int k = kill_listed(cg->dirs[i].dfd, cg->dirs[i].path);
                         if (k > 0)
                                 alive += k;
                         else if (i == 0)
@@ -555,22 +624,22 @@ int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret) {
                 uint64_t v;
                 if (d->ctrls & CTRL_MEMORY) {
                         if (d->v2) {
-                                if (read_key(d->path, "memory.events", "oom_kill", &v) >= 0)
+                                if (cg_read_key(d, "memory.events", "oom_kill", &v) >= 0)
                                         s.oom_kills += v;
-                                if (read_key(d->path, "memory.peak", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.peak", NULL, &v) >= 0)
                                         s.memory_peak = v;
                         } else {
-                                if (read_key(d->path, "memory.oom_control", "oom_kill", &v) >= 0)
+                                if (cg_read_key(d, "memory.oom_control", "oom_kill", &v) >= 0)
                                         s.oom_kills += v >= d->oom_base ? v - d->oom_base : 0;
-                                if (read_key(d->path, "memory.failcnt", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.failcnt", NULL, &v) >= 0)
                                         s.memory_failcnt += v;
-                                if (read_key(d->path, "memory.memsw.failcnt", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.memsw.failcnt", NULL, &v) >= 0)
                                         s.memory_failcnt += v;
-                                if (read_key(d->path, "memory.max_usage_in_bytes", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.max_usage_in_bytes", NULL, &v) >= 0)
                                         s.memory_peak = v;
                         }
                 }
-                if (d->ctrls & CTRL_PIDS && read_key(d->path, "pids.events", "max", &v) >= 0)
+                if (d->ctrls & CTRL_PIDS && cg_read_key(d, "pids.events", "max", &v) >= 0)
                         s.pids_max += v >= d->pids_max_base ? v - d->pids_max_base : 0;
         }
         *ret = s;
@@ -585,9 +654,10 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
                 CgDir *d = &cg->dirs[i];
                 d->procs_fd = fd_close(d->procs_fd);
                 d->freeze_fd = fd_close(d->freeze_fd);
+                d->dfd = fd_close(d->dfd);
                 /* rmdir races the last exits' bookkeeping: retry briefly. */
                 for (int t = 0; !d->gone && t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
-                        (void) kill_listed(d->path);
+                        (void) kill_listed(d->dfd, d->path);
                         struct timespec ts = { 0, 1000000 };
                         nanosleep(&ts, NULL);
                 }
@@ -635,7 +705,7 @@ int sandbox_cgroup_sweep_stale(void) {
                                 continue;
                         _cleanup_free_ char *path = path_join(h[i].dir, de->d_name);
                         for (int t = 0; t < 50 && rmdir(path) < 0 && errno == EBUSY; t++) {
-                                (void) kill_listed(path);
+                                (void) kill_listed(-EBADF, path);
                                 struct timespec ts = { 0, 2000000 };
                                 nanosleep(&ts, NULL);
                         }
@@ -684,10 +754,8 @@ int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
 #define CG_MEM_USES_MAX 64
 
 static bool dir_empty(const CgDir *d) {
-        _cleanup_free_ char *p = path_join(d->path, "cgroup.procs"), *s = NULL;
-        if (read_file(p, 4096, &s, NULL) < 0)
-                return false;
-        return s[0] == 0;
+        char buf[64];
+        return read_small(d->dfd, d->path, "cgroup.procs", buf, sizeof(buf)) == 0;
 }
 
 static bool mem_v1(const CgDir *d) {
@@ -698,9 +766,10 @@ static bool mem_v1(const CgDir *d) {
  * sandbox_cgroup_renew(). */
 static int dir_remove(CgDir *d) {
         d->procs_fd = fd_close(d->procs_fd);
+        d->dfd = fd_close(d->dfd);
         int r = 0;
         for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
-                (void) kill_listed(d->path);
+                (void) kill_listed(d->dfd, d->path);
                 struct timespec ts = { 0, 1000000 };
                 nanosleep(&ts, NULL);
         }
@@ -718,13 +787,13 @@ static int dir_remove(CgDir *d) {
 static bool mem_keep(CgDir *d) {
         uint64_t usage = UINT64_MAX;
         if (d->uses + 1 >= CG_MEM_USES_MAX || !dir_empty(d) ||
-            read_key(d->path, "memory.usage_in_bytes", NULL, &usage) < 0 || usage > CG_MEM_RESIDUE_MAX)
+            cg_read_key(d, "memory.usage_in_bytes", NULL, &usage) < 0 || usage > CG_MEM_RESIDUE_MAX)
                 return false;
-        if (read_key(d->path, "memory.oom_control", "oom_kill", &d->oom_base) < 0 ||
-            write_str(d->path, "memory.failcnt", "0") < 0 || write_str(d->path, "memory.max_usage_in_bytes", "0") < 0)
+        if (cg_read_key(d, "memory.oom_control", "oom_kill", &d->oom_base) < 0 ||
+            cg_write(d, "memory.failcnt", "0") < 0 || cg_write(d, "memory.max_usage_in_bytes", "0") < 0)
                 return false;
         /* Absent without swap accounting; nothing to reset then. */
-        int r = write_str(d->path, "memory.memsw.failcnt", "0");
+        int r = cg_write(d, "memory.memsw.failcnt", "0");
         if (r < 0 && r != -ENOENT)
                 return false;
         d->residue = usage;
@@ -794,16 +863,17 @@ int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimit
                                 return r;
                         }
                         d->gone = false;
-                        _cleanup_free_ char *procs = path_join(d->path, "cgroup.procs");
-                        d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                        dir_open(d);
+                        d->procs_fd = open_at(d->dfd, d->path, "cgroup.procs", O_WRONLY);
                         if (d->procs_fd < 0) {
-                                int r = -errno;
-                                *ret_error = xasprintf("opening %s: %s", procs, strerror(-r));
+                                int r = d->procs_fd == -1 ? -errno : d->procs_fd;
+                                d->procs_fd = -EBADF;
+                                *ret_error = xasprintf("opening %s/cgroup.procs: %s", d->path, strerror(-r));
                                 return r;
                         }
                 } else if (d->ctrls & CTRL_PIDS) {
                         uint64_t v = 0;
-                        if (read_key(d->path, "pids.events", "max", &v) >= 0)
+                        if (cg_read_key(d, "pids.events", "max", &v) >= 0)
                                 d->pids_max_base = v;
                 }
                 apply_limits(d, limits);
