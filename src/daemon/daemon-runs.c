@@ -1171,14 +1171,23 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         }
         if (d->running + d->queued > 0)
                 d->overlap_at = now_monotonic();
+        /* An ad-hoc run with a free slot and nobody ahead starts at once:
+         * its submit records it running (one transaction fewer; a crash
+         * then is one after a start; store-queue.c sq_submit). */
+        TenantCount *tc = tenant_count(d, r->tenant);
+        bool at_once = !resumed && !d->cluster && !r->fn_name && r->max_attempts > 1 && !d->pending &&
+                       !d->leave_queued && d->running + d->queued < d->cfg.max_concurrent_runs &&
+                       tc->running + tc->queued < d->cfg.max_concurrent_per_tenant;
         d->queued++;
-        tenant_count(d, r->tenant)->queued++;
+        tc->queued++;
         pthread_mutex_unlock(&d->lock);
 
         if (!resumed) {
                 RunRecord rec;
                 _cleanup_free_ char *request = drun_request_json(r, !d->cluster);
-                record_from_drun(r, &rec, (char *) run_status_to_string(RUN_QUEUED));
+                record_from_drun(r, &rec, (char *) run_status_to_string(at_once ? RUN_RUNNING : RUN_QUEUED));
+                if (at_once)
+                        rec.started = now_realtime();
                 rec.max_attempts = r->max_attempts;
                 /* Stored with the submit: the engine does not rewrite a
                  * started record (engine_run_log_path). */
@@ -1196,6 +1205,8 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                         k = MIN(k, 0);
                 } else
                         k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
+                if (k >= 0 && at_once)
+                        r->attempt = 1; /* a cancel before it begins ends it by its finish */
                 if (k < 0) {
                         pthread_mutex_lock(&d->lock);
                         d->queued--;

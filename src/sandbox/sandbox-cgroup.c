@@ -39,6 +39,11 @@ static const char *const ctrl_names[] = { "memory", "pids", "cpu", "freezer" };
 
 typedef struct CgDir {
         char *path;
+        /* The group's directory (O_PATH): its files are opened relative
+         * to it, one path component to walk instead of the ~6 of
+         * /sys/fs/cgroup/memory/…/pysprinter-…/FILE (several kernfs files
+         * per run: limits, counters, cgroup.procs). */
+        int dfd;
         bool v2;
         unsigned ctrls;
         int procs_fd;
@@ -56,6 +61,11 @@ typedef struct CgDir {
          * (sandbox_cgroup_renew()): the counter cannot be reset, the
          * run's verdict is the difference. */
         uint64_t pids_max_base;
+        /* v1 memory group used again (sandbox_cgroup_recycle()): the
+         * oom_kill count when it was taken again (it cannot be reset; the
+         * run's verdict is the difference) and how many runs it served. */
+        uint64_t oom_base, residue;
+        unsigned uses;
         /* Removed by sandbox_cgroup_recycle() (it held memory), made
          * again, fresh, by sandbox_cgroup_renew(); path is still its old
          * one (its parent is where the new one goes). */
@@ -75,21 +85,58 @@ typedef struct Hier {
         char dir[4096];   /* mount point + our path */
 } Hier;
 
-static int write_str(const char *dir, const char *file, const char *s) {
-        _cleanup_free_ char *p = path_join(dir, file);
-        _cleanup_close_ int fd = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+static int open_at(int dfd, const char *dir, const char *file, int flags) {
+        flags |= O_CLOEXEC | O_NOFOLLOW;
+        if (dfd >= 0)
+                return openat(dfd, file, flags);
+        char p[PATH_MAX];
+        if ((size_t) snprintf(p, sizeof(p), "%s/%s", dir, file) >= sizeof(p))
+                return -ENAMETOOLONG;
+        return open(p, flags);
+}
+
+static int write_at(int dfd, const char *dir, const char *file, const char *s) {
+        _cleanup_close_ int fd = open_at(dfd, dir, file, O_WRONLY);
         if (fd < 0)
-                return -errno;
+                return fd == -1 ? -errno : fd;
         if (write(fd, s, strlen(s)) < 0)
                 return -errno;
         return 0;
 }
 
-static int read_key(const char *dir, const char *file, const char *key, uint64_t *ret) {
-        _cleanup_free_ char *p = path_join(dir, file), *s = NULL;
-        int r = read_file(p, 64 << 10, &s, NULL);
-        if (r < 0)
-                return r;
+static int write_str(const char *dir, const char *file, const char *s) {
+        return write_at(-EBADF, dir, file, s);
+}
+
+static int cg_write(const CgDir *d, const char *file, const char *s) {
+        return write_at(d->dfd, d->path, file, s);
+}
+
+/* A small kernfs file read whole into buf, NUL-terminated: open, read to
+ * EOF, close (no fstat, no allocation). -EFBIG when it does not fit. */
+static ssize_t read_small(int dfd, const char *dir, const char *file, char *buf, size_t size) {
+        _cleanup_close_ int fd = open_at(dfd, dir, file, O_RDONLY);
+        if (fd < 0)
+                return fd == -1 ? -errno : fd;
+        size_t n = 0;
+        for (;;) {
+                if (n + 1 >= size)
+                        return -EFBIG;
+                ssize_t k = read(fd, buf + n, size - 1 - n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        buf[n] = 0;
+        return (ssize_t) n;
+}
+
+static int parse_key(char *s, const char *key, uint64_t *ret) {
         if (!key) {
                 *ret = strtoull(s, NULL, 10);
                 return 0;
@@ -105,6 +152,16 @@ static int read_key(const char *dir, const char *file, const char *key, uint64_t
                         line++;
         }
         return -ENOENT;
+}
+
+/* A counter of a group's file ("KEY VALUE" lines, or one value when key is
+ * NULL): memory.events, oom_control, pids.events, failcnt… all fit 4 KiB. */
+static int cg_read_key(const CgDir *d, const char *file, const char *key, uint64_t *ret) {
+        char buf[4096];
+        ssize_t n = read_small(d->dfd, d->path, file, buf, sizeof(buf));
+        if (n < 0)
+                return (int) n;
+        return parse_key(buf, key, ret);
 }
 
 static bool has_word(const char *list, const char *word, char sep) {
@@ -222,24 +279,24 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
         if (d->ctrls & CTRL_MEMORY && l->memory_bytes && l->memory_bytes != d->memory_bytes) {
                 snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->memory_bytes);
                 if (d->v2) {
-                        (void) write_str(d->path, "memory.max", buf);
+                        (void) cg_write(d, "memory.max", buf);
                         if (!d->memory_bytes) {
                                 /* "With swap": no swap at all beyond the limit. */
-                                (void) write_str(d->path, "memory.swap.max", "0");
+                                (void) cg_write(d, "memory.swap.max", "0");
                                 /* One OOM kills the whole run, not a random member. */
-                                (void) write_str(d->path, "memory.oom.group", "1");
+                                (void) cg_write(d, "memory.oom.group", "1");
                         }
                 } else {
                         /* v1 wants limit <= memsw at every step: raising
                          * sets memsw first, lowering the limit first. */
                         bool raising = d->memory_bytes && l->memory_bytes > d->memory_bytes;
                         if (raising)
-                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
-                        (void) write_str(d->path, "memory.limit_in_bytes", buf);
+                                (void) cg_write(d, "memory.memsw.limit_in_bytes", buf);
+                        (void) cg_write(d, "memory.limit_in_bytes", buf);
                         if (!raising)
-                                (void) write_str(d->path, "memory.memsw.limit_in_bytes", buf);
+                                (void) cg_write(d, "memory.memsw.limit_in_bytes", buf);
                         if (!d->memory_bytes)
-                                (void) write_str(d->path, "memory.swappiness", "0");
+                                (void) cg_write(d, "memory.swappiness", "0");
                 }
                 d->memory_bytes = l->memory_bytes;
         }
@@ -250,7 +307,7 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                         snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->max_procs);
                 else
                         snprintf(buf, sizeof(buf), "max");
-                (void) write_str(d->path, "pids.max", buf);
+                (void) cg_write(d, "pids.max", buf);
                 d->max_procs = l->max_procs;
         }
         if (d->ctrls & CTRL_CPU && l->cpu_millis != d->cpu_millis) {
@@ -260,14 +317,14 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                                 snprintf(buf, sizeof(buf), "%llu %llu", quota, period);
                         else
                                 snprintf(buf, sizeof(buf), "max %llu", period);
-                        (void) write_str(d->path, "cpu.max", buf);
+                        (void) cg_write(d, "cpu.max", buf);
                 } else if (!l->cpu_millis) {
-                        (void) write_str(d->path, "cpu.cfs_quota_us", "-1");
+                        (void) cg_write(d, "cpu.cfs_quota_us", "-1");
                 } else {
                         /* The period is the kernel's default (100 ms) in a
                          * group we made and never changed. */
                         snprintf(buf, sizeof(buf), "%llu", quota);
-                        (void) write_str(d->path, "cpu.cfs_quota_us", buf);
+                        (void) cg_write(d, "cpu.cfs_quota_us", buf);
                 }
                 d->cpu_millis = l->cpu_millis;
         }
@@ -282,6 +339,13 @@ static bool name_ok(const char *name) {
                       *p == '-' || *p == '_' || *p == '.'))
                         return false;
         return !streq(name, ".") && !streq(name, "..");
+}
+
+/* The group's O_PATH fd (CgDir.dfd); without it, files go by path. */
+static void dir_open(CgDir *d) {
+        d->dfd = open(d->path, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (d->dfd < 0)
+                d->dfd = -EBADF;
 }
 
 static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool v2, unsigned ctrls,
@@ -301,11 +365,11 @@ static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool
         }
         CgDir *d = &cg->dirs[cg->n++];
         *d = (CgDir) { .path = path, .v2 = v2, .ctrls = ctrls, .procs_fd = -EBADF, .freeze_fd = -EBADF };
+        dir_open(d);
         apply_limits(d, l);
-        _cleanup_free_ char *procs = path_join(path, "cgroup.procs");
-        d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        d->procs_fd = open_at(d->dfd, d->path, "cgroup.procs", O_WRONLY);
         if (d->procs_fd < 0)
-                return -errno;
+                return d->procs_fd == -1 ? -errno : d->procs_fd;
         cg->have |= ctrls;
         return 0;
 }
@@ -443,12 +507,22 @@ int sandbox_cgroup_pids(const SandboxCgroup *cg, pid_t *pids, size_t max) {
         return n;
 }
 
-/* Reads the pids in dir/cgroup.procs, SIGKILLs them; returns how many. */
-static int kill_listed(const char *dir) {
-        _cleanup_free_ char *p = path_join(dir, "cgroup.procs"), *s = NULL;
-        int r = read_file(p, 4 << 20, &s, NULL);
-        if (r < 0)
-                return r == -ENOENT ? 0 : r;
+/* Reads the pids in dir/cgroup.procs (dfd: its fd, or -EBADF), SIGKILLs
+ * them; returns how many. Usually empty (the run's init was reaped): one
+ * read into a stack buffer. */
+static int kill_listed(int dfd, const char *dir) {
+        char small[4096];
+        _cleanup_free_ char *big = NULL;
+        char *s = small;
+        ssize_t k = read_small(dfd, dir, "cgroup.procs", small, sizeof(small));
+        if (k == -EFBIG) {
+                _cleanup_free_ char *p = path_join(dir, "cgroup.procs");
+                int r = read_file(p, 4 << 20, &big, NULL);
+                if (r < 0)
+                        return r == -ENOENT ? 0 : r;
+                s = big;
+        } else if (k < 0)
+                return k == -ENOENT ? 0 : (int) k;
         int n = 0;
         for (char *t = s; *t;) {
                 char *end;
@@ -516,7 +590,7 @@ int sandbox_cgroup_kill(SandboxCgroup *cg) {
                 }
         for (size_t i = 0; i < cg->n; i++)
                 if (cg->dirs[i].v2)
-                        (void) write_str(cg->dirs[i].path, "cgroup.kill", "1");
+                        (void) cg_write(&cg->dirs[i], "cgroup.kill", "1");
         /* Without cgroup.kill (v1, or v2 before 5.14) a fork can race the
          * kill; pids.max bounds the race and the run's pid namespace dies
          * with its init, so a few rounds converge. Every process of the
@@ -524,18 +598,14 @@ int sandbox_cgroup_kill(SandboxCgroup *cg) {
          * are born in all of them: a process in any group is in dirs[0],
          * so an empty dirs[0] means all are empty (the usual case: the
          * run's init was reaped before its groups are freed), one listing
-         * instead of one per group. rmdir's EBUSY retry in
-         * sandbox_cgroup_free() kills whatever the others still hold. */
+         * instead of one per group, and while it is not, killing what it
+         * lists kills all (a run that just ended is often still exiting:
+         * a few rounds; listing every group each round tripled the reads).
+         * rmdir's EBUSY retry in sandbox_cgroup_free() kills whatever the
+         * others still hold, and sandbox_cgroup_recycle() reuses a group
+         * only when its own listing is empty. */
         for (int round = 0; round < 2000; round++) {
-                int alive = 0;
-                for (size_t i = 0; i < cg->n; i++) {
-                        int k = kill_listed(cg->dirs[i].path);
-                        if (k > 0)
-                                alive += k;
-                        else if (i == 0)
-                                break;
-                }
-                if (alive == 0)
+                if (cg->n == 0 || kill_listed(cg->dirs[0].dfd, cg->dirs[0].path) <= 0)
                         return 0;
                 struct timespec ts = { 0, 1000000 };
                 nanosleep(&ts, NULL);
@@ -550,22 +620,22 @@ int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret) {
                 uint64_t v;
                 if (d->ctrls & CTRL_MEMORY) {
                         if (d->v2) {
-                                if (read_key(d->path, "memory.events", "oom_kill", &v) >= 0)
+                                if (cg_read_key(d, "memory.events", "oom_kill", &v) >= 0)
                                         s.oom_kills += v;
-                                if (read_key(d->path, "memory.peak", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.peak", NULL, &v) >= 0)
                                         s.memory_peak = v;
                         } else {
-                                if (read_key(d->path, "memory.oom_control", "oom_kill", &v) >= 0)
-                                        s.oom_kills += v;
-                                if (read_key(d->path, "memory.failcnt", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.oom_control", "oom_kill", &v) >= 0)
+                                        s.oom_kills += v >= d->oom_base ? v - d->oom_base : 0;
+                                if (cg_read_key(d, "memory.failcnt", NULL, &v) >= 0)
                                         s.memory_failcnt += v;
-                                if (read_key(d->path, "memory.memsw.failcnt", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.memsw.failcnt", NULL, &v) >= 0)
                                         s.memory_failcnt += v;
-                                if (read_key(d->path, "memory.max_usage_in_bytes", NULL, &v) >= 0)
+                                if (cg_read_key(d, "memory.max_usage_in_bytes", NULL, &v) >= 0)
                                         s.memory_peak = v;
                         }
                 }
-                if (d->ctrls & CTRL_PIDS && read_key(d->path, "pids.events", "max", &v) >= 0)
+                if (d->ctrls & CTRL_PIDS && cg_read_key(d, "pids.events", "max", &v) >= 0)
                         s.pids_max += v >= d->pids_max_base ? v - d->pids_max_base : 0;
         }
         *ret = s;
@@ -580,9 +650,10 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
                 CgDir *d = &cg->dirs[i];
                 d->procs_fd = fd_close(d->procs_fd);
                 d->freeze_fd = fd_close(d->freeze_fd);
+                d->dfd = fd_close(d->dfd);
                 /* rmdir races the last exits' bookkeeping: retry briefly. */
                 for (int t = 0; !d->gone && t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
-                        (void) kill_listed(d->path);
+                        (void) kill_listed(d->dfd, d->path);
                         struct timespec ts = { 0, 1000000 };
                         nanosleep(&ts, NULL);
                 }
@@ -630,7 +701,7 @@ int sandbox_cgroup_sweep_stale(void) {
                                 continue;
                         _cleanup_free_ char *path = path_join(h[i].dir, de->d_name);
                         for (int t = 0; t < 50 && rmdir(path) < 0 && errno == EBUSY; t++) {
-                                (void) kill_listed(path);
+                                (void) kill_listed(-EBADF, path);
                                 struct timespec ts = { 0, 2000000 };
                                 nanosleep(&ts, NULL);
                         }
@@ -653,25 +724,77 @@ int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
 /* ---- a group used again ----
  *
  * mkdir and rmdir of a cgroup were most of its cost (each walks the
- * kernel's cgroup and css setup/teardown, and rmdir waits for RCU). A
- * finished ad-hoc run's groups are taken again for the next spare, except
- * the memory controller's: memory left charged to a group (page cache of
- * files the run read or wrote, slab of the dentries it looked up) stays
- * charged to it after its processes are gone, and the next run would be
- * charged and limited by it. v1's memory.force_empty does not empty it
- * (kmem stays) and took ~4 ms here, ten times a fresh group. So a group
- * that holds memory (v1's memory hierarchy; v2's one group, which holds
- * every controller) is removed and made fresh; the others (v1 pids, cpu,
- * freezer) hold no state a run can be charged by or observe: pids.current
- * is 0 in an empty group, the limits are rewritten when they differ
- * (also back to "none"), and pids.events' "max", which cannot be reset,
- * is read as a baseline at renew and the run's verdict is the delta. */
+ * kernel's cgroup and css setup/teardown, rmdir waits for RCU, and the
+ * memory controller's css offline/free runs later in a kworker). A
+ * finished ad-hoc run's groups are taken again for the next spare:
+ * - v1 pids, cpu, freezer hold no state a run can be charged by or
+ *   observe: pids.current is 0 in an empty group, the limits are
+ *   rewritten when they differ (also back to "none"), and pids.events'
+ *   "max", which cannot be reset, is read as a baseline at renew and the
+ *   run's verdict is the difference.
+ * - v1 memory keeps what the last run left charged (page cache of files it
+ *   read or wrote, slab of the dentries it looked up, the per-CPU charge
+ *   stock: ~256 KiB after a trivial run). The limit is never raised for
+ *   it: the next run's limit is its own grant, so the residue can only
+ *   lower what it gets, and the kernel reclaims page cache and dentries
+ *   before it OOM-kills. The group is used again only while that residue
+ *   is at most CG_MEM_RESIDUE_MAX and 1/CG_MEM_RESIDUE_FRACTION of the next
+ *   grant (read when the group is empty: an empty group's charge only
+ *   shrinks), and for at most CG_MEM_USES_MAX runs; else it is removed and
+ *   made fresh. The run's counters are its own: failcnt and
+ *   max_usage_in_bytes are reset, oom_kill is read as a baseline.
+ * - v2's group holds every controller (and the freezer): made fresh. */
+
+#define CG_MEM_RESIDUE_MAX (1ULL << 20)
+#define CG_MEM_RESIDUE_FRACTION 32
+#define CG_MEM_USES_MAX 64
 
 static bool dir_empty(const CgDir *d) {
-        _cleanup_free_ char *p = path_join(d->path, "cgroup.procs"), *s = NULL;
-        if (read_file(p, 4096, &s, NULL) < 0)
+        char buf[64];
+        return read_small(d->dfd, d->path, "cgroup.procs", buf, sizeof(buf)) == 0;
+}
+
+static bool mem_v1(const CgDir *d) {
+        return (d->ctrls & CTRL_MEMORY) && !d->v2;
+}
+
+/* Removes a group whose processes are gone; it is made again, fresh, by
+ * sandbox_cgroup_renew(). */
+static int dir_remove(CgDir *d) {
+        d->procs_fd = fd_close(d->procs_fd);
+        d->dfd = fd_close(d->dfd);
+        int r = 0;
+        for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
+                (void) kill_listed(d->dfd, d->path);
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        if (r < 0 && errno != ENOENT)
+                return -errno;
+        d->gone = true;
+        d->memory_bytes = d->max_procs = d->cpu_millis = d->pids_max_base = d->oom_base = d->residue = 0;
+        d->uses = 0;
+        return 0;
+}
+
+/* An empty v1 memory group, for its next run: the residue is within the
+ * bound (checked again against the next grant at renew), the counters
+ * the run's verdict and report read start from this run's start. */
+static bool mem_keep(CgDir *d) {
+        uint64_t usage = UINT64_MAX;
+        if (d->uses + 1 >= CG_MEM_USES_MAX || !dir_empty(d) ||
+            cg_read_key(d, "memory.usage_in_bytes", NULL, &usage) < 0 || usage > CG_MEM_RESIDUE_MAX)
                 return false;
-        return s[0] == 0;
+        if (cg_read_key(d, "memory.oom_control", "oom_kill", &d->oom_base) < 0 ||
+            cg_write(d, "memory.failcnt", "0") < 0 || cg_write(d, "memory.max_usage_in_bytes", "0") < 0)
+                return false;
+        /* Absent without swap accounting; nothing to reset then. */
+        int r = cg_write(d, "memory.memsw.failcnt", "0");
+        if (r < 0 && r != -ENOENT)
+                return false;
+        d->residue = usage;
+        d->uses++;
+        return true;
 }
 
 SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
@@ -682,7 +805,7 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
                 CgDir *d = &cg->dirs[i];
                 if (d->freeze_fd >= 0 || d->gone)
                         ok = false; /* a frozen (instance) group is never reused */
-                else if (d->ctrls & CTRL_MEMORY || d->v2)
+                else if (d->v2 || mem_v1(d))
                         continue;
                 else if (!dir_empty(d))
                         ok = false;
@@ -691,22 +814,16 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
         }
         if (!ok || !keep)
                 return sandbox_cgroup_free(cg);
-        /* Remove the memory groups now (their processes are gone). */
+        /* The memory group: kept within its bounds, else removed now (its
+         * processes are gone); v2's group is removed. */
         for (size_t i = 0; i < cg->n; i++) {
                 CgDir *d = &cg->dirs[i];
-                if (!(d->ctrls & CTRL_MEMORY || d->v2))
+                if (!(d->v2 || mem_v1(d)))
                         continue;
-                d->procs_fd = fd_close(d->procs_fd);
-                int r = 0;
-                for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
-                        (void) kill_listed(d->path);
-                        struct timespec ts = { 0, 1000000 };
-                        nanosleep(&ts, NULL);
-                }
-                if (r < 0 && errno != ENOENT)
+                if (mem_v1(d) && mem_keep(d))
+                        continue;
+                if (dir_remove(d) < 0)
                         return sandbox_cgroup_free(cg);
-                d->gone = true;
-                d->memory_bytes = d->max_procs = d->cpu_millis = d->pids_max_base = 0;
         }
         return cg;
 }
@@ -718,6 +835,16 @@ int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimit
         }
         for (size_t i = 0; i < cg->n; i++) {
                 CgDir *d = &cg->dirs[i];
+                /* A residue more than a small part of this run's grant:
+                 * a fresh group instead (see above). */
+                if (mem_v1(d) && !d->gone && limits->memory_bytes &&
+                    d->residue > limits->memory_bytes / CG_MEM_RESIDUE_FRACTION) {
+                        int r = dir_remove(d);
+                        if (r < 0) {
+                                *ret_error = xasprintf("removing the cgroup %s: %s", d->path, strerror(-r));
+                                return r;
+                        }
+                }
                 if (d->gone) {
                         /* A fresh group beside the old one's place. */
                         char *slash = strrchr(d->path, '/');
@@ -732,16 +859,17 @@ int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimit
                                 return r;
                         }
                         d->gone = false;
-                        _cleanup_free_ char *procs = path_join(d->path, "cgroup.procs");
-                        d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                        dir_open(d);
+                        d->procs_fd = open_at(d->dfd, d->path, "cgroup.procs", O_WRONLY);
                         if (d->procs_fd < 0) {
-                                int r = -errno;
-                                *ret_error = xasprintf("opening %s: %s", procs, strerror(-r));
+                                int r = d->procs_fd == -1 ? -errno : d->procs_fd;
+                                d->procs_fd = -EBADF;
+                                *ret_error = xasprintf("opening %s/cgroup.procs: %s", d->path, strerror(-r));
                                 return r;
                         }
                 } else if (d->ctrls & CTRL_PIDS) {
                         uint64_t v = 0;
-                        if (read_key(d->path, "pids.events", "max", &v) >= 0)
+                        if (cg_read_key(d, "pids.events", "max", &v) >= 0)
                                 d->pids_max_base = v;
                 }
                 apply_limits(d, limits);

@@ -285,15 +285,18 @@ int sandbox_cgroup_sweep_stale(void);
  * run with defaults: the run's own limits go in before its code runs). */
 int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits);
 /* A finished run's groups, to be used again (the next spare's): kills
- * what is left, removes the groups that hold memory (charge left by the
- * run stays charged to a group) and keeps the others if they are empty.
+ * what is left, keeps the groups that are empty — a v1 memory group only
+ * while what the run left charged to it is small (at most 1 MiB) and for
+ * at most 64 runs, with its failcnt and peak reset and its oom_kill count
+ * as the next run's baseline; v2's group (it holds memory) is removed.
  * Returns cg, or NULL when nothing is worth keeping (then all is freed:
  * a frozen instance's groups, a pure-v2 single group, a group not empty). */
 SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg);
-/* Takes a recycled cg for a new run named `name`: makes fresh memory
- * groups, writes the limits that differ from the last run's (also back
- * to none), reads pids.events "max" as the baseline of the new run's
- * verdict. On failure the caller frees cg. */
+/* Takes a recycled cg for a new run named `name`: makes fresh the groups
+ * removed (and a kept v1 memory group whose residue is more than 1/32 of
+ * this run's memory limit), writes the limits that differ from the last
+ * run's (also back to none), reads pids.events "max" as the baseline of
+ * the new run's verdict. On failure the caller frees cg. */
 int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimits *limits, char **ret_error);
 
 /* ---- how a run ended ----------------------------------------------------------- */

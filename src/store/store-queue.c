@@ -18,6 +18,7 @@ typedef struct Known {
         struct Known *next;
         char *id;
         int attempt, max_attempts;
+        bool started;  /* submitted running: its start writes nothing */
 } Known;
 
 typedef struct SqliteQueue {
@@ -37,7 +38,7 @@ static Known **known_slot(SqliteQueue *q, const char *id) {
         return k;
 }
 
-static void known_put(SqliteQueue *q, const char *id, int attempt, int max_attempts) {
+static void known_put(SqliteQueue *q, const char *id, int attempt, int max_attempts, bool started) {
         pthread_mutex_lock(&q->lock);
         Known **k = known_slot(q, id);
         if (!*k) {
@@ -46,11 +47,12 @@ static void known_put(SqliteQueue *q, const char *id, int attempt, int max_attem
         }
         (*k)->attempt = attempt;
         (*k)->max_attempts = max_attempts > 0 ? max_attempts : 1;
+        (*k)->started = started;
         pthread_mutex_unlock(&q->lock);
 }
 
 /* Removes id; its attempt, or -1 when the queue did not know it. */
-static int known_take(SqliteQueue *q, const char *id, int *ret_max_attempts) {
+static int known_take(SqliteQueue *q, const char *id, int *ret_max_attempts, bool *ret_started) {
         pthread_mutex_lock(&q->lock);
         Known **k = known_slot(q, id), *x = *k;
         int a = -1;
@@ -58,6 +60,8 @@ static int known_take(SqliteQueue *q, const char *id, int *ret_max_attempts) {
                 a = x->attempt;
                 if (ret_max_attempts)
                         *ret_max_attempts = x->max_attempts;
+                if (ret_started)
+                        *ret_started = x->started;
                 *k = x->next;
                 free(x->id);
                 free(x);
@@ -84,15 +88,32 @@ void pending_run_list_free(PendingRun *v, size_t n) {
  * request mounts, kept after request_json is dropped at the run's end. */
 #define REQUEST_FIELD(path) "CASE WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
 
+/* A run that starts at once (r->status "running": a free slot at submit)
+ * is recorded started, attempt 1, in its submit's own transaction: its
+ * start is then answered from memory, one write (and at concurrency 1 one
+ * transaction) fewer per run. After a crash such a record is what a start
+ * commit leaves: queued again with that attempt counted. Only for a run
+ * with attempts left after the first (max_attempts > 1): a run that must
+ * never run twice keeps its waited start right before it runs. */
+static bool submit_started(const RunRecord *r) {
+        return r->status && streq(r->status, "running") && r->max_attempts > 1;
+}
+
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         /* Waited: the client hears the id only once the run is durable. */
-        int k = store_write_run(store_of(q),
-                               "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json) VALUES "
-                               "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,?20,?21,"
-                               REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")",
-                               r, request_json, true);
+        bool started = submit_started(r);
+        int k = started ? store_write_run(store_of(q),
+                                          "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json) VALUES "
+                                          "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,?17,0,1,"
+                                          "?20,?21," REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")",
+                                          r, request_json, true)
+                        : store_write_run(store_of(q),
+                                          "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json) VALUES "
+                                          "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,"
+                                          "?20,?21," REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")",
+                                          r, request_json, true);
         if (k >= 0)
-                known_put((SqliteQueue *) q, r->id, 0, r->max_attempts);
+                known_put((SqliteQueue *) q, r->id, started ? 1 : 0, r->max_attempts, started);
         return MIN(k, 0);
 }
 
@@ -131,7 +152,14 @@ static int sq_start_now(RunQueue *q, const char *id, usec_t started, int *ret_at
  * run twice") is waited for, and a crash during it ends the run lost. */
 static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
         int max_attempts = 1;
-        int known = known_take((SqliteQueue *) q, id, &max_attempts);
+        bool submitted_started = false;
+        int known = known_take((SqliteQueue *) q, id, &max_attempts, &submitted_started);
+        if (submitted_started) {
+                /* Recorded running by its submit (its finish writes the
+                 * start time it really had). */
+                *ret_attempt = known;
+                return 0;
+        }
         if (known < 0 || known + 1 >= max_attempts)
                 return sq_start_now(q, id, started, ret_attempt);
         RunRecord rec = { .id = (char *) id, .started = started, .attempt = known + 1 };
@@ -166,11 +194,14 @@ int store_run_finish(Store *s, const RunRecord *r, int attempt) {
 }
 
 static int sq_finish(RunQueue *q, const RunRecord *r, int attempt) {
+        /* A run submitted running and cancelled before it began never
+         * asked for its start: its entry goes with its end. */
+        (void) known_take((SqliteQueue *) q, r->id, NULL, NULL);
         return store_run_finish(store_of(q), r, attempt);
 }
 
 static int sq_cancel(RunQueue *q, const char *id, const char *message) {
-        (void) known_take((SqliteQueue *) q, id, NULL);
+        (void) known_take((SqliteQueue *) q, id, NULL, NULL);
         RunRecord rec = { .id = (char *) id, .error_message = (char *) message, .finished = now_realtime() };
         int k = store_write_run(store_of(q),
                                 "UPDATE runs SET status='cancelled', exit_code=5, error_type='Cancelled', "
@@ -292,7 +323,7 @@ out:
         if (r >= 0 && ret_lost)
                 *ret_lost = (size_t) lost1 + (size_t) lost2;
         for (size_t i = 0; r >= 0 && i < *ret_n; i++)
-                known_put((SqliteQueue *) q, (*ret)[i].id, (*ret)[i].attempt, (*ret)[i].max_attempts);
+                known_put((SqliteQueue *) q, (*ret)[i].id, (*ret)[i].attempt, (*ret)[i].max_attempts, false);
         return r;
 }
 

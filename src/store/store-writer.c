@@ -259,8 +259,12 @@ static bool enqueue_locked(Store *s, StoreOp *op) {
                 return false;
         /* The lingering thread, for writes nobody waits for; woken only
          * when it sleeps untimed: a wake-up is a context switch. */
-        if (!s->wstarted && !s->wstop)
+        if (!s->wstarted && !s->wstop) {
                 s->wstarted = pthread_create(&s->writer, NULL, writer_main, s) == 0;
+                /* Named: ps, perf and the tests tell it from run threads. */
+                if (s->wstarted)
+                        (void) pthread_setname_np(s->writer, "store-writer");
+        }
         return was_empty && !s->wticking;
 }
 

@@ -114,7 +114,9 @@ int store_runs_mark_orphaned(Store *s, const char *message);
  *
  *   submit   the record (status queued) and what is needed to run it again
  *            (request_json) are written together, before the client hears
- *            an id;
+ *            an id; a run that starts at once (r->status "running", with
+ *            attempts left after the first) is recorded running, attempt
+ *            1, and its start then writes nothing;
  *   start    queued -> running and attempt += 1; the attempt is the fencing
  *            token: only it may finish the run. The SQLite queue does not
  *            wait for this write (it is committed within one group commit:

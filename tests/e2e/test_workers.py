@@ -433,7 +433,13 @@ def test_each_run_has_its_own_pid_namespace_init_network_and_cgroup(daemon):
     # those of runs alive at the same time.
     for key in ("pid", "net", "mnt"):
         assert len({r["ns"][key] for r in out}) == len(out), [r["ns"][key] for r in out]
-    assert len({r["cgroup"] for r in seen + out}) == len(seen + out), [r["cgroup"] for r in seen + out]
+    # Runs alive at the same time never share a group of any hierarchy; a
+    # finished run's groups may be the next run's (docs/sandbox.md "Groups
+    # used again"), so sequential runs are not compared.
+    for line in range(len(out[0]["cgroup"].splitlines())):
+        live = [r["cgroup"].splitlines()[line] for r in out]
+        if "pysprinter-" in live[0]:
+            assert len(set(live)) == len(live), live
     # Consecutive runs: a survivor of the last run would be a process in
     # this run's pid namespace and a listener in its network namespace.
     for _ in range(3):

@@ -632,6 +632,29 @@ int open(const char *path, int flags, ...) {
         return (int) syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
+/* The same for files opened relative to a group's directory fd. */
+int openat(int dfd, const char *file, int flags, ...) {
+        mode_t mode = 0;
+        if (flags & (O_CREAT | O_TMPFILE)) {
+                va_list ap;
+                va_start(ap, flags);
+                mode = va_arg(ap, mode_t);
+                va_end(ap);
+        }
+        char link[64], dir[512] = "";
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", dfd);
+        ssize_t n = dfd >= 0 ? readlink(link, dir, sizeof(dir) - 1) : -1;
+        if (n > 0) {
+                dir[n] = 0;
+                if (strstr(dir, "/pysprinter-unittest-lim-") && (flags & O_ACCMODE) == O_WRONLY &&
+                    !strstr(file, "cgroup.procs")) {
+                        lim_opens++;
+                        snprintf(lim_last, sizeof(lim_last), "%s/%s", dir, file);
+                }
+        }
+        return (int) syscall(SYS_openat, dfd, file, flags, mode);
+}
+
 /* A limit file of the group's memory controller, read back. */
 static uint64_t read_limit(SandboxCgroup *cg, const char *name, const char *v1, const char *v2) {
         char path[4096];
@@ -953,6 +976,155 @@ static void test_cgroup_reused_verdicts_and_limits_are_per_run(void **state) {
         assert_int_equal(dirs_named("unittest-reuse-"), 0);
 }
 
+/* How many v1 memory groups named pysprinter-<prefix>* exist (-1: no v1
+ * memory hierarchy mounted: the memory group is v2's one, never kept). */
+static int mem_dirs_named(const char *prefix) {
+        struct statfs sf;
+        if (statfs("/sys/fs/cgroup/memory", &sf) < 0 || sf.f_type == 0x63677270)
+                return -1;
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "find /sys/fs/cgroup/memory -maxdepth 4 -type d -name 'pysprinter-%s*' | wc -l",
+                 prefix);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        int n = -1;
+        assert_int_equal(fscanf(f, "%d", &n), 1);
+        pclose(f);
+        return n;
+}
+
+static char cache_file[128];
+
+/* Joins the groups and writes alloc_mb MiB to a file on disk: page cache
+ * charged to the group that stays charged after the process is gone. */
+static int cache_child(void *arg) {
+        RunArgs *a = arg;
+        if (join_all(a) < 0)
+                return 99;
+        int fd = open(cache_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return 5;
+        static char block[1 << 20];
+        memset(block, 'x', sizeof(block));
+        for (uint64_t i = 0; i < a->alloc_mb; i++)
+                if (write(fd, block, sizeof(block)) != (ssize_t) sizeof(block))
+                        return 6;
+        close(fd);
+        return 0;
+}
+
+static SandboxCgroup *mem_group(const char *tag, const SandboxLimits *l) {
+        SandboxCgroup *cg = NULL;
+        char *err = NULL, name[64];
+        snprintf(name, sizeof(name), "unittest-mem%s-%d", tag, (int) getpid());
+        if (sandbox_cgroup_new(name, l, &cg, &err) < 0 || !sandbox_cgroup_has_memory(cg) ||
+            mem_dirs_named("unittest-mem") < 0) {
+                free(err);
+                sandbox_cgroup_free(cg);
+                return NULL;
+        }
+        return cg;
+}
+
+static void renew_as(SandboxCgroup *cg, const char *tag, const SandboxLimits *l) {
+        char *err = NULL, name[64];
+        snprintf(name, sizeof(name), "unittest-mem%s-%d", tag, (int) getpid());
+        assert_int_equal(sandbox_cgroup_renew(cg, name, l, &err), 0);
+}
+
+/* The v1 memory group used again (issue 15 c): after a run the OOM killer
+ * ended, the next run in the SAME memory group gets its whole grant and a
+ * verdict of its own (no OOM, no failcnt, a peak within its limit). */
+static void test_cgroup_memory_reused_after_oom(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .memory_bytes = 32ULL << 20, .max_procs = 16, .no_freezer = true };
+        SandboxCgroup *cg = mem_group("a", &l);
+        if (!cg)
+                skip();
+        int st = run_in(cg, alloc_child, 256);
+        assert_true(WIFSIGNALED(st));
+        SandboxCgroupStats s1;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s1), 0);
+        assert_true(s1.oom_kills > 0);
+        cg = sandbox_cgroup_recycle(cg);
+        assert_non_null(cg);
+        renew_as(cg, "b", &l);
+        /* The same memory group, not a fresh one. */
+        assert_int_equal(mem_dirs_named("unittest-mema"), 1);
+        assert_int_equal(mem_dirs_named("unittest-memb"), 0);
+        st = run_in(cg, alloc_child, 28);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        SandboxCgroupStats s2;
+        assert_int_equal(sandbox_cgroup_stats(cg, &s2), 0);
+        assert_int_equal(s2.oom_kills, 0);
+        assert_int_equal(s2.memory_failcnt, 0);
+        assert_true(s2.memory_peak >= 28ULL << 20 && s2.memory_peak <= l.memory_bytes);
+        SandboxEnd e = { .succeeded = true, .stats = &s2, .memory_bytes = l.memory_bytes, .max_procs = 16 };
+        char *type = NULL, *msg = NULL;
+        assert_int_equal(sandbox_classify(&e, &type, &msg), SANDBOX_OUTCOME_NONE);
+        free(type);
+        free(msg);
+        /* A second OOM in the reused group is seen again. */
+        st = run_in(cg, alloc_child, 256);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(sandbox_cgroup_stats(cg, &s2), 0);
+        assert_true(s2.oom_kills > 0);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(dirs_named("unittest-mem"), 0);
+}
+
+/* A run that leaves page cache charged (a file written to disk): its
+ * memory group is not used again, the next run gets a fresh one and its
+ * full limit. */
+static void test_cgroup_memory_residue_replaced(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .memory_bytes = 32ULL << 20, .max_procs = 16, .no_freezer = true };
+        SandboxCgroup *cg = mem_group("c", &l);
+        if (!cg)
+                skip();
+        snprintf(cache_file, sizeof(cache_file), "/var/tmp/pysprinter-unittest-cache-%d", (int) getpid());
+        int st = run_in(cg, cache_child, 16);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        cg = sandbox_cgroup_recycle(cg);
+        assert_non_null(cg);
+        renew_as(cg, "d", &l);
+        assert_int_equal(mem_dirs_named("unittest-memc"), 0);
+        assert_int_equal(mem_dirs_named("unittest-memd"), 1);
+        st = run_in(cg, alloc_child, 28);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        (void) unlink(cache_file);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(dirs_named("unittest-mem"), 0);
+}
+
+/* A memory group serves a bounded number of runs, then is made fresh. */
+static void test_cgroup_memory_replaced_after_uses(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .memory_bytes = 32ULL << 20, .max_procs = 16, .no_freezer = true };
+        SandboxCgroup *cg = mem_group("e", &l);
+        if (!cg)
+                skip();
+        int runs = 0;
+        while (mem_dirs_named("unittest-meme") == 1) {
+                assert_true(runs < 200);
+                assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 1)), 0);
+                cg = sandbox_cgroup_recycle(cg);
+                assert_non_null(cg);
+                renew_as(cg, "f", &l);
+                runs++;
+        }
+        /* Used again at least once, replaced within the bound. */
+        assert_true(runs > 1 && runs <= 64);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(dirs_named("unittest-mem"), 0);
+}
+
 /* A cgroup is never shared: making one whose name exists is EEXIST, and
  * the failed attempt leaves the first one whole (issue 10, item 2: warm
  * instances of one function shared a group, so one's kill was all's). */
@@ -1144,6 +1316,9 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_limits_written_when_they_differ),
                 cmocka_unit_test(test_cgroup_no_freezer_group),
                 cmocka_unit_test(test_cgroup_reused_verdicts_and_limits_are_per_run),
+                cmocka_unit_test(test_cgroup_memory_reused_after_oom),
+                cmocka_unit_test(test_cgroup_memory_residue_replaced),
+                cmocka_unit_test(test_cgroup_memory_replaced_after_uses),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_net_pristine),
         };

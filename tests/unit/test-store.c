@@ -265,6 +265,78 @@ static void test_queue_cancel_before_start(void **state) {
         store_close(s);
 }
 
+static void submit_running(RunQueue *q, const char *id, int max_attempts, usec_t created) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .status = (char *) "running", .created = created, .started = created + 1,
+                        .max_attempts = max_attempts };
+        assert_int_equal(run_queue_submit(q, &r, "{\"source\":\"x\"}"), 0);
+}
+
+/* WAL frames committed so far: each write transaction adds its pages. */
+static sqlite3_int64 wal_frames(const char *path) {
+        _cleanup_free_ char *wal = xasprintf("%s-wal", path);
+        struct stat st;
+        return stat(wal, &st) < 0 ? 0 : (st.st_size - 32) / (4096 + 24);
+}
+
+/* A run that starts at once is recorded running by its submit (issue 15
+ * c): its start writes nothing, its finish is fenced by attempt 1, a crash
+ * queues it again with that attempt counted (as after a start commit), a
+ * cancel before it began still ends it; a run that must never run twice
+ * (max_attempts 1) is recorded queued, its start waited as before. */
+static void test_queue_submit_started(void **state) {
+        _cleanup_free_ char *path = xasprintf("%s/started.sqlite", dir);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit_running(q, "rs1", 3, 10);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, "rs1");
+        assert_string_equal(r->status, "running");
+        assert_int_equal(r->attempt, 1);
+        assert_int_equal(r->started, 11);
+        assert_int_equal(store_flush(s), 0);
+        sqlite3_int64 before = wal_frames(path);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "rs1", 12, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        assert_int_equal(store_flush(s), 0);
+        assert_int_equal(wal_frames(path), before); /* nothing written */
+        RunRecord fin = { .id = (char *) "rs1", .status = (char *) "succeeded", .exit_code = 0,
+                          .value_json = (char *) "1", .started = 12, .finished = 13 };
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        _cleanup_(run_record_freep) RunRecord *done = get(s, "rs1");
+        assert_string_equal(done->status, "succeeded");
+        assert_int_equal(done->started, 12);
+        /* Cancelled before it began: ended by its finish (attempt 1). */
+        submit_running(q, "rs2", 3, 20);
+        RunRecord can = { .id = (char *) "rs2", .status = (char *) "cancelled", .exit_code = 5, .finished = 21 };
+        assert_int_equal(run_queue_finish(q, &can, 1), 0);
+        assert_int_equal(run_queue_start(q, "rs2", 22, &attempt), -ESTALE);
+        _cleanup_(run_record_freep) RunRecord *c = get(s, "rs2");
+        assert_string_equal(c->status, "cancelled");
+        /* Retries 0: recorded queued; its start is the waited one. */
+        submit_running(q, "rs-once", 1, 30);
+        _cleanup_(run_record_freep) RunRecord *once = get(s, "rs-once");
+        assert_string_equal(once->status, "queued");
+        assert_int_equal(once->attempt, 0);
+        /* A crash: rs3 (submitted running, never finished) runs again as
+         * attempt 2; rs-once never started, so it is queued, not lost. */
+        submit_running(q, "rs3", 3, 40);
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "the daemon stopped", &v, &n, &lost), 0);
+        assert_int_equal(lost, 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0].id, "rs-once");
+        assert_string_equal(v[1].id, "rs3");
+        assert_int_equal(v[1].attempt, 1);
+        pending_run_list_free(v, n);
+        assert_int_equal(run_queue_start(q, "rs3", 50, &attempt), 0);
+        assert_int_equal(attempt, 2);
+        run_queue_free(q);
+        store_close(s);
+}
+
 /* A crash leaves runs queued and running: recovery queues again what may
  * run again, in submission order, and ends the rest lost. */
 static void test_queue_recover(void **state) {
@@ -1172,6 +1244,7 @@ int main(void) {
                 cmocka_unit_test(test_mark_lost), cmocka_unit_test(test_orphaned_runs_are_marked_lost),         cmocka_unit_test(test_kv),
                 cmocka_unit_test(test_reopen_keeps_data), cmocka_unit_test(test_queue_start_is_fenced),
                 cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
+                cmocka_unit_test(test_queue_submit_started),
                 cmocka_unit_test(test_gc_by_age),         cmocka_unit_test(test_gc_tenant_policy),
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
