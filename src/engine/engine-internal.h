@@ -29,6 +29,12 @@ typedef struct Pool {
         uint64_t memory_budget;    /* bytes of PSS; 0 = unlimited */
         usec_t idle_timeout_usec;  /* stop workers idle this long; 0 = never */
         usec_t instance_ttl_usec;  /* retire idle instances after this */
+        /* The instance freezer (engine-instance.c): freezes instances idle
+         * past the grace; started with the first idle instance. */
+        pthread_t freezer;
+        pthread_cond_t freezer_wake; /* CLOCK_MONOTONIC */
+        bool freezer_started, freezer_stop;
+        bool freezer_waiting;      /* asleep with no deadline: signal it */
         uint64_t hits, misses, evictions;
 } Pool;
 
@@ -296,9 +302,15 @@ struct Instance {
                               * (O_NONBLOCK; -EBADF until its first invoke) */
         bool stale_output;   /* instance_alive() saw bytes in them (or a hang-up) */
         pid_t pid;           /* as its worker sees it (its pid namespace) */
-        int proc_fd;         /* proc_status_open() of its host pid, -EBADF if unknown */
+        int proc_fd;         /* /proc/HOSTPID/stat, -EBADF if unknown */
+        int parent_stat_fd;  /* /proc/WORKERPID/stat of its worker, -EBADF if unknown */
         bool busy, dead;
-        bool frozen;         /* its cgroup is frozen (idle); only its holder changes this */
+        /* Its cgroup is frozen. Changed by its holder while busy, by the
+         * freezer (pool lock held) while idle. */
+        bool frozen;
+        bool unfreezable;    /* no freezer for it: left running */
+        usec_t idle_since;   /* when it last went idle (the freeze grace) */
+        uint64_t freezes, thaws; /* cgroup freezer writes (GET /v1/pool) */
         usec_t last_used;
         uint64_t invocations;
         Instance *next;
