@@ -216,7 +216,7 @@ static void *freezer_main(void *arg) {
  * grace. */
 static void instance_idle(Engine *e, Instance *i) {
         i->idle_since = now_monotonic();
-        if (i->frozen || i->unfreezable || e->pool.freezer_stop)
+        if (i->frozen || i->unfreezable || !i->sandbox || e->pool.freezer_stop)
                 return;
         if (!e->pool.freezer_started) {
                 pthread_condattr_t a;
