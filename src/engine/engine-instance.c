@@ -42,6 +42,101 @@ Instance *instance_free(Instance *i) {
         return NULL;
 }
 
+#define SOURCE_MEMOS_MAX 64
+
+struct SourceMemo {
+        char *key, *source, *reply;
+        size_t len;
+        unsigned refs;       /* the list's, and each reader's; pool lock */
+        usec_t used;
+        struct SourceMemo *next;
+};
+typedef struct SourceMemo SourceMemo;
+
+/* Drops a reference (pool lock held); returns the memo to free, if last. */
+static SourceMemo *memo_unref_locked(SourceMemo *m) {
+        return --m->refs == 0 ? m : NULL;
+}
+
+static void memo_free(SourceMemo *m) {
+        if (!m)
+                return;
+        free(m->key);
+        free(m->source);
+        free(m->reply);
+        free(m);
+}
+
+char *instance_memo_get(Engine *e, const char *key, const char *source, size_t len) {
+        SourceMemo *found = NULL;
+        pthread_mutex_lock(&e->pool.lock);
+        for (SourceMemo *m = e->pool.memos; m && !found; m = m->next)
+                if (m->len == len && streq(m->key, key)) {
+                        found = m;
+                        m->refs++;
+                        m->used = now_monotonic();
+                }
+        pthread_mutex_unlock(&e->pool.lock);
+        if (!found)
+                return NULL;
+        /* Outside the lock: the memo is immutable while referenced. */
+        char *reply = memcmp(found->source, source, len) == 0 ? xstrdup(found->reply) : NULL;
+        pthread_mutex_lock(&e->pool.lock);
+        SourceMemo *dead = memo_unref_locked(found);
+        pthread_mutex_unlock(&e->pool.lock);
+        memo_free(dead);
+        return reply;
+}
+
+void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, const char *reply) {
+        SourceMemo *n = xcalloc(1, sizeof(SourceMemo));
+        *n = (SourceMemo) { .key = xstrdup(key), .source = xmalloc(len + 1), .len = len,
+                            .reply = xstrdup(reply), .refs = 1, .used = now_monotonic() };
+        memcpy(n->source, source, len);
+        n->source[len] = 0;
+        SourceMemo *drop = NULL, *dead = NULL;
+        pthread_mutex_lock(&e->pool.lock);
+        /* One per key: a redeploy of a deleted name reuses the key. */
+        SourceMemo **oldest = NULL;
+        for (SourceMemo **p = &e->pool.memos; *p; p = &(*p)->next) {
+                if (streq((*p)->key, key)) {
+                        drop = *p;
+                        break;
+                }
+                if (!oldest || (*p)->used < (*oldest)->used)
+                        oldest = p;
+        }
+        if (!drop && e->pool.n_memos >= SOURCE_MEMOS_MAX && oldest)
+                drop = *oldest;
+        if (drop) {
+                for (SourceMemo **p = &e->pool.memos; *p; p = &(*p)->next)
+                        if (*p == drop) {
+                                *p = drop->next;
+                                break;
+                        }
+                e->pool.n_memos--;
+                dead = memo_unref_locked(drop);
+        }
+        n->next = e->pool.memos;
+        e->pool.memos = n;
+        e->pool.n_memos++;
+        pthread_mutex_unlock(&e->pool.lock);
+        memo_free(dead);
+}
+
+static void memos_free(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        SourceMemo *m = e->pool.memos;
+        e->pool.memos = NULL;
+        e->pool.n_memos = 0;
+        pthread_mutex_unlock(&e->pool.lock);
+        while (m) {
+                SourceMemo *next = m->next;
+                memo_free(m); /* no reader left: the engine is going */
+                m = next;
+        }
+}
+
 static void freezer_stop(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         bool started = e->pool.freezer_started;
@@ -57,6 +152,7 @@ static void freezer_stop(Engine *e) {
 
 void instances_shutdown(Engine *e) {
         freezer_stop(e);
+        memos_free(e);
         pthread_mutex_lock(&e->pool.lock);
         Instance *inst = e->pool.instances;
         e->pool.instances = NULL;

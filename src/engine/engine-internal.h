@@ -35,6 +35,8 @@ typedef struct Pool {
         pthread_cond_t freezer_wake; /* CLOCK_MONOTONIC */
         bool freezer_started, freezer_stop;
         bool freezer_waiting;      /* asleep with no deadline: signal it */
+        struct SourceMemo *memos;  /* deployed sources validated (engine-instance.c) */
+        unsigned n_memos;
         uint64_t hits, misses, evictions;
 } Pool;
 
@@ -316,6 +318,13 @@ struct Instance {
         Instance *next;
 };
 Instance *instance_free(Instance *i);
+/* The validation reply of a deployed function's source that passed the
+ * source checks and validation, by its validation key without the source
+ * (key) and the source's exact bytes: a warm invoke checks the bytes with
+ * one memcmp instead of hashing, scanning and copying the whole source
+ * (docs/performance.md "Invoke path: round 5"). NULL when not memoized. */
+char *instance_memo_get(Engine *e, const char *key, const char *source, size_t len);
+void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, const char *reply);
 /* Frees every warm instance (engine_free, before pool_shutdown). */
 void instances_shutdown(Engine *e);
 
