@@ -43,6 +43,7 @@ Instance *instance_free(Instance *i) {
 }
 
 #define SOURCE_MEMOS_MAX 64
+#define SOURCE_MEMOS_MAX_BYTES (16u << 20) /* the sources it keeps, together */
 
 struct SourceMemo {
         char *key, *source, *reply;
@@ -88,40 +89,63 @@ char *instance_memo_get(Engine *e, const char *key, const char *source, size_t l
         return reply;
 }
 
+/* Unlinks m from the memo list (pool lock held); returns it if that was
+ * its last reference. */
+static SourceMemo *memo_unlink_locked(Engine *e, SourceMemo *m) {
+        for (SourceMemo **p = &e->pool.memos; *p; p = &(*p)->next)
+                if (*p == m) {
+                        *p = m->next;
+                        break;
+                }
+        e->pool.n_memos--;
+        e->pool.memo_bytes -= m->len;
+        m->next = NULL;
+        return memo_unref_locked(m);
+}
+
 void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, const char *reply) {
+        if (len > SOURCE_MEMOS_MAX_BYTES)
+                return;
         SourceMemo *n = xcalloc(1, sizeof(SourceMemo));
         *n = (SourceMemo) { .key = xstrdup(key), .source = xmalloc(len + 1), .len = len,
                             .reply = xstrdup(reply), .refs = 1, .used = now_monotonic() };
         memcpy(n->source, source, len);
         n->source[len] = 0;
-        SourceMemo *drop = NULL, *dead = NULL;
+        SourceMemo *dead = NULL;
         pthread_mutex_lock(&e->pool.lock);
-        /* One per key: a redeploy of a deleted name reuses the key. */
-        SourceMemo **oldest = NULL;
-        for (SourceMemo **p = &e->pool.memos; *p; p = &(*p)->next) {
-                if (streq((*p)->key, key)) {
-                        drop = *p;
+        /* One per key (a redeploy of a deleted name reuses the key), then
+         * the least recently used go until the new one fits. */
+        for (SourceMemo *m = e->pool.memos; m; m = m->next)
+                if (streq(m->key, key)) {
+                        SourceMemo *d = memo_unlink_locked(e, m);
+                        if (d) {
+                                d->next = dead;
+                                dead = d;
+                        }
                         break;
                 }
-                if (!oldest || (*p)->used < (*oldest)->used)
-                        oldest = p;
-        }
-        if (!drop && e->pool.n_memos >= SOURCE_MEMOS_MAX && oldest)
-                drop = *oldest;
-        if (drop) {
-                for (SourceMemo **p = &e->pool.memos; *p; p = &(*p)->next)
-                        if (*p == drop) {
-                                *p = drop->next;
-                                break;
-                        }
-                e->pool.n_memos--;
-                dead = memo_unref_locked(drop);
+        while (e->pool.memos && (e->pool.n_memos >= SOURCE_MEMOS_MAX ||
+                                 e->pool.memo_bytes + len > SOURCE_MEMOS_MAX_BYTES)) {
+                SourceMemo *oldest = e->pool.memos;
+                for (SourceMemo *m = e->pool.memos; m; m = m->next)
+                        if (m->used < oldest->used)
+                                oldest = m;
+                SourceMemo *d = memo_unlink_locked(e, oldest);
+                if (d) {
+                        d->next = dead;
+                        dead = d;
+                }
         }
         n->next = e->pool.memos;
         e->pool.memos = n;
         e->pool.n_memos++;
+        e->pool.memo_bytes += len;
         pthread_mutex_unlock(&e->pool.lock);
-        memo_free(dead);
+        while (dead) {
+                SourceMemo *next = dead->next;
+                memo_free(dead);
+                dead = next;
+        }
 }
 
 static void memos_free(Engine *e) {

@@ -37,6 +37,7 @@ typedef struct Pool {
         bool freezer_waiting;      /* asleep with no deadline: signal it */
         struct SourceMemo *memos;  /* deployed sources validated (engine-instance.c) */
         unsigned n_memos;
+        size_t memo_bytes;
         uint64_t hits, misses, evictions;
 } Pool;
 
