@@ -8,12 +8,19 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "engine-internal.h"
 #include "worker-proto.h"
 
 #define INSTANCE_READY_TIMEOUT_USEC (120 * USEC_PER_SEC)
+/* How long an idle instance stays thawed before the freezer freezes it
+ * (docs/workers.md "Idle instances are frozen"): an instance invoked again
+ * within it is neither frozen nor thawed (two cgroup writes, and the
+ * re-check a thaw calls for, saved per invoke); its background threads may
+ * run up to this long after a response. */
+#define INSTANCE_FREEZE_GRACE_USEC (20 * USEC_PER_MSEC)
 
 Instance *instance_free(Instance *i) {
         if (!i)
@@ -27,6 +34,7 @@ Instance *instance_free(Instance *i) {
                 (void) kill(i->pid, SIGKILL);
         i->status_fd = fd_close(i->status_fd);
         i->proc_fd = fd_close(i->proc_fd);
+        i->parent_stat_fd = fd_close(i->parent_stat_fd);
         i->out_fd = fd_close(i->out_fd);
         i->err_fd = fd_close(i->err_fd);
         free(i->key);
@@ -34,7 +42,141 @@ Instance *instance_free(Instance *i) {
         return NULL;
 }
 
+#define SOURCE_MEMOS_MAX 64
+#define SOURCE_MEMOS_MAX_BYTES (16u << 20) /* the sources it keeps, together */
+
+struct SourceMemo {
+        char *key, *source, *reply;
+        size_t len;
+        unsigned refs;       /* the list's, and each reader's; pool lock */
+        usec_t used;
+        struct SourceMemo *next;
+};
+typedef struct SourceMemo SourceMemo;
+
+/* Drops a reference (pool lock held); returns the memo to free, if last. */
+static SourceMemo *memo_unref_locked(SourceMemo *m) {
+        return --m->refs == 0 ? m : NULL;
+}
+
+static void memo_free(SourceMemo *m) {
+        if (!m)
+                return;
+        free(m->key);
+        free(m->source);
+        free(m->reply);
+        free(m);
+}
+
+char *instance_memo_get(Engine *e, const char *key, const char *source, size_t len) {
+        SourceMemo *found = NULL;
+        pthread_mutex_lock(&e->pool.lock);
+        for (SourceMemo *m = e->pool.memos; m && !found; m = m->next)
+                if (m->len == len && streq(m->key, key)) {
+                        found = m;
+                        m->refs++;
+                        m->used = now_monotonic();
+                }
+        pthread_mutex_unlock(&e->pool.lock);
+        if (!found)
+                return NULL;
+        /* Outside the lock: the memo is immutable while referenced. */
+        char *reply = memcmp(found->source, source, len) == 0 ? xstrdup(found->reply) : NULL;
+        pthread_mutex_lock(&e->pool.lock);
+        SourceMemo *dead = memo_unref_locked(found);
+        pthread_mutex_unlock(&e->pool.lock);
+        memo_free(dead);
+        return reply;
+}
+
+/* Unlinks m from the memo list (pool lock held); returns it if that was
+ * its last reference. */
+static SourceMemo *memo_unlink_locked(Engine *e, SourceMemo *m) {
+        for (SourceMemo **p = &e->pool.memos; *p; p = &(*p)->next)
+                if (*p == m) {
+                        *p = m->next;
+                        break;
+                }
+        e->pool.n_memos--;
+        e->pool.memo_bytes -= m->len;
+        m->next = NULL;
+        return memo_unref_locked(m);
+}
+
+void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, const char *reply) {
+        if (len > SOURCE_MEMOS_MAX_BYTES)
+                return;
+        SourceMemo *n = xcalloc(1, sizeof(SourceMemo));
+        *n = (SourceMemo) { .key = xstrdup(key), .source = xmalloc(len + 1), .len = len,
+                            .reply = xstrdup(reply), .refs = 1, .used = now_monotonic() };
+        memcpy(n->source, source, len);
+        n->source[len] = 0;
+        SourceMemo *dead = NULL;
+        pthread_mutex_lock(&e->pool.lock);
+        /* One per key (a redeploy of a deleted name reuses the key), then
+         * the least recently used go until the new one fits. */
+        for (SourceMemo *m = e->pool.memos; m; m = m->next)
+                if (streq(m->key, key)) {
+                        SourceMemo *d = memo_unlink_locked(e, m);
+                        if (d) {
+                                d->next = dead;
+                                dead = d;
+                        }
+                        break;
+                }
+        while (e->pool.memos && (e->pool.n_memos >= SOURCE_MEMOS_MAX ||
+                                 e->pool.memo_bytes + len > SOURCE_MEMOS_MAX_BYTES)) {
+                SourceMemo *oldest = e->pool.memos;
+                for (SourceMemo *m = e->pool.memos; m; m = m->next)
+                        if (m->used < oldest->used)
+                                oldest = m;
+                SourceMemo *d = memo_unlink_locked(e, oldest);
+                if (d) {
+                        d->next = dead;
+                        dead = d;
+                }
+        }
+        n->next = e->pool.memos;
+        e->pool.memos = n;
+        e->pool.n_memos++;
+        e->pool.memo_bytes += len;
+        pthread_mutex_unlock(&e->pool.lock);
+        while (dead) {
+                SourceMemo *next = dead->next;
+                memo_free(dead);
+                dead = next;
+        }
+}
+
+static void memos_free(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        SourceMemo *m = e->pool.memos;
+        e->pool.memos = NULL;
+        e->pool.n_memos = 0;
+        pthread_mutex_unlock(&e->pool.lock);
+        while (m) {
+                SourceMemo *next = m->next;
+                memo_free(m); /* no reader left: the engine is going */
+                m = next;
+        }
+}
+
+static void freezer_stop(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        bool started = e->pool.freezer_started;
+        e->pool.freezer_stop = true;
+        if (started)
+                pthread_cond_signal(&e->pool.freezer_wake);
+        pthread_mutex_unlock(&e->pool.lock);
+        if (started) {
+                pthread_join(e->pool.freezer, NULL);
+                pthread_cond_destroy(&e->pool.freezer_wake);
+        }
+}
+
 void instances_shutdown(Engine *e) {
+        freezer_stop(e);
+        memos_free(e);
         pthread_mutex_lock(&e->pool.lock);
         Instance *inst = e->pool.instances;
         e->pool.instances = NULL;
@@ -76,23 +218,71 @@ static void free_retired(Engine *e, Instance *list) {
         }
 }
 
+static int proc_stat_open(pid_t pid) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+#define PF_EXITING_FLAG 0x00000004u /* include/linux/sched.h */
+
+/* Whether the process behind a proc_stat_open() fd is gone, a zombie,
+ * exiting, or has a SIGKILL pending. /proc/PID/stat says all of it for
+ * half the cost of /proc/PID/status (its fields 3, 9 and 31: state,
+ * task flags, the thread's pending set; a kill() of a process with a
+ * fatal signal adds SIGKILL to every thread's own set at once), and the
+ * task flag closes the gap status left: once the signal is dequeued and
+ * until the process is a zombie, PF_EXITING is set. */
+static bool proc_stat_doomed(int fd) {
+        char buf[1024];
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+                return true; /* ESRCH: reaped */
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')'); /* after comm, which may hold ')' */
+        if (!p || p[1] != ' ')
+                return false;
+        p += 2;
+        if (*p == 'Z' || *p == 'X' || *p == 'x')
+                return true;
+        uint64_t flags = 0, pending = 0;
+        /* Fields 4..31 after the state. */
+        for (unsigned field = 4; field <= 31; field++) {
+                p = strchr(p, ' ');
+                if (!p)
+                        return false;
+                p++;
+                if (field == 9)
+                        flags = strtoull(p, NULL, 10);
+                else if (field == 31)
+                        pending = strtoull(p, NULL, 10);
+        }
+        uint64_t kill_bit = UINT64_C(1) << (SIGKILL - 1);
+        return (flags & PF_EXITING_FLAG) || (pending & kill_bit);
+}
+
 /* An idle instance's socket reads hang-up once its process is gone (its
  * worker crashed: the instance went with the worker's pid namespace). */
 static bool instance_alive(Instance *i) {
         if (i->dead || i->sock < 0 || (i->parent && i->parent->dead))
                 return false;
         /* A frozen instance killed with its worker only dies once thawed,
-         * so its socket may not say so yet: ask the kernel whether the
-         * worker (our child) exited, without reaping it (pool_reap does). */
-        if (i->parent && pool_worker_exited(i->parent))
+         * so its socket may not say so yet; nor does a running one at
+         * once: its worker's death reaches it only when the worker's exit
+         * gets to its pid namespace. The worker's /proc stat says so as
+         * soon as kill() returned (a zombie, not yet reaped by pool_reap,
+         * too). */
+        if (i->parent_stat_fd >= 0 && proc_stat_doomed(i->parent_stat_fd))
                 return false;
         /* Nor does it, when it alone was killed: its socket hangs up only
-         * once it ran its exit, some time after the thaw, so a call that
-         * sends at once would lose its invocation with it. Its host
-         * process says so as soon as kill() returned (SIGKILL pending),
-         * on the v1 freezer (dies at the thaw) and on v2 (dies frozen, but
-         * when the scheduler gets to it) alike. */
-        if (i->proc_fd >= 0 && proc_status_doomed(i->proc_fd))
+         * once it ran its exit, some time after kill() (and after the
+         * thaw, if frozen), so a call that sends at once would lose its
+         * invocation with it. Its host process says so as soon as kill()
+         * returned (SIGKILL pending, then exiting), frozen or not: on the
+         * v1 freezer it dies at the thaw, on v2 frozen, but when the
+         * scheduler gets to it. */
+        if (i->proc_fd >= 0 && proc_stat_doomed(i->proc_fd))
                 return false;
         /* The same poll says whether output was left in its pipes after
          * its last invocation (instance_pipes() throws it away). */
@@ -103,6 +293,74 @@ static bool instance_alive(Instance *i) {
                 return true;
         i->stale_output = p[1].revents || p[2].revents;
         return !(p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* The freezer thread: freezes each instance idle for the grace, under
+ * the pool lock, so that it never lands on one an acquire just took (busy
+ * is set under the same lock); the holder thaws it only if frozen. Sleeps
+ * until the earliest instance is due, or until one goes idle when none
+ * waits (instance_idle()): one wake per grace at most under load. */
+static void *freezer_main(void *arg) {
+        Engine *e = arg;
+        pthread_mutex_lock(&e->pool.lock);
+        while (!e->pool.freezer_stop) {
+                usec_t now = now_monotonic(), next = 0;
+                for (Instance *i = e->pool.instances; i; i = i->next) {
+                        if (i->busy || i->dead || i->frozen || i->unfreezable || !i->sandbox)
+                                continue;
+                        usec_t due = i->idle_since + INSTANCE_FREEZE_GRACE_USEC;
+                        if (due <= now) {
+                                if (engine_sandbox_run_freeze(i->sandbox, true) >= 0)
+                                        i->frozen = true;
+                                else
+                                        i->unfreezable = true;
+                                i->freezes++;
+                        } else if (!next || due < next)
+                                next = due;
+                }
+                if (!next) {
+                        e->pool.freezer_waiting = true;
+                        pthread_cond_wait(&e->pool.freezer_wake, &e->pool.lock);
+                        e->pool.freezer_waiting = false;
+                        continue;
+                }
+                struct timespec ts = { .tv_sec = (time_t) (next / USEC_PER_SEC),
+                                       .tv_nsec = (long) (next % USEC_PER_SEC) * 1000 };
+                (void) pthread_cond_timedwait(&e->pool.freezer_wake, &e->pool.lock, &ts);
+        }
+        pthread_mutex_unlock(&e->pool.lock);
+        return NULL;
+}
+
+/* i just went idle (pool lock held): the freezer freezes it after the
+ * grace. */
+static void instance_idle(Engine *e, Instance *i) {
+        i->idle_since = now_monotonic();
+        if (i->frozen || i->unfreezable || !i->sandbox || e->pool.freezer_stop)
+                return;
+        if (!e->pool.freezer_started) {
+                pthread_condattr_t a;
+                pthread_condattr_init(&a);
+                pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+                pthread_cond_init(&e->pool.freezer_wake, &a);
+                pthread_condattr_destroy(&a);
+                if (pthread_create(&e->pool.freezer, NULL, freezer_main, e) != 0) {
+                        pthread_cond_destroy(&e->pool.freezer_wake);
+                        return; /* left running, as without a freezer */
+                }
+                (void) pthread_setname_np(e->pool.freezer, "inst-freezer");
+                e->pool.freezer_started = true;
+        } else if (e->pool.freezer_waiting)
+                pthread_cond_signal(&e->pool.freezer_wake);
+}
+
+/* The holder of i (busy): thawed before use, only if the freezer froze it. */
+static void instance_thaw(Instance *i) {
+        if (!i->frozen)
+                return;
+        (void) engine_sandbox_run_freeze(i->sandbox, false);
+        i->frozen = false;
+        i->thaws++;
 }
 
 void engine_pool_sweep(Engine *e) {
@@ -143,7 +401,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         Instance *i = xcalloc(1, sizeof(Instance));
         i->key = xstrdup(key);
         i->parent = pw;
-        i->sock = i->status_fd = i->proc_fd = i->out_fd = i->err_fd = -EBADF;
+        i->sock = i->status_fd = i->proc_fd = i->parent_stat_fd = i->out_fd = i->err_fd = -EBADF;
         r = engine_sandbox_instance_prepare(e, key, mode, limits, &i->sandbox, ret_error);
         int sv[2] = { -1, -1 }, st[2] = { -1, -1 };
         if (r >= 0 && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
@@ -207,7 +465,9 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
          * cgroup (no freezer either): its socket is enough. */
         pid_t host = engine_sandbox_run_host_pid(i->sandbox);
         if (host > 0)
-                i->proc_fd = proc_status_open(host);
+                i->proc_fd = proc_stat_open(host);
+        if (pw->w && pw->w->pid > 0)
+                i->parent_stat_fd = proc_stat_open(pw->w->pid);
         i->last_used = now_monotonic();
         *ret = i;
         return 0;
@@ -233,11 +493,8 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                 if (idle) {
                         idle->busy = true;
                         pthread_mutex_unlock(&e->pool.lock);
-                        /* It was frozen when it went idle (instance_release). */
-                        if (idle->frozen) {
-                                (void) engine_sandbox_run_freeze(idle->sandbox, false);
-                                idle->frozen = false;
-                        }
+                        /* Frozen if it idled past the grace. */
+                        instance_thaw(idle);
                         if (instance_alive(idle)) {
                                 free_retired(e, retired);
                                 *ret = idle;
@@ -268,7 +525,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
         Instance *slot = xcalloc(1, sizeof(Instance));
         slot->key = xstrdup(key);
         slot->busy = true;
-        slot->sock = slot->status_fd = slot->proc_fd = slot->out_fd = slot->err_fd = -EBADF;
+        slot->sock = slot->status_fd = slot->proc_fd = slot->parent_stat_fd = slot->out_fd = slot->err_fd = -EBADF;
         slot->next = e->pool.instances;
         e->pool.instances = slot;
         pthread_mutex_unlock(&e->pool.lock);
@@ -315,10 +572,7 @@ int engine_instance_take_idle(Engine *e, const char *key, Instance **ret) {
         free_retired(e, retired);
         if (!idle)
                 return -EAGAIN;
-        if (idle->frozen) {
-                (void) engine_sandbox_run_freeze(idle->sandbox, false);
-                idle->frozen = false;
-        }
+        instance_thaw(idle);
         if (!instance_alive(idle)) {
                 /* Died while idle: retired; the caller takes the usual path. */
                 instance_release(e, idle, true);
@@ -331,27 +585,27 @@ int engine_instance_take_idle(Engine *e, const char *key, Instance **ret) {
 void engine_instance_put_back(Engine *e, Instance *i) {
         if (!i)
                 return;
-        /* Idle again as it was: frozen, its idle time (TTL) not restarted,
-         * no invocation counted. */
-        i->frozen = engine_sandbox_run_freeze(i->sandbox, true) >= 0;
+        /* Idle again as it was: its idle time (TTL) not restarted, no
+         * invocation counted; frozen after the grace. */
         pthread_mutex_lock(&e->pool.lock);
         i->busy = false;
+        instance_idle(e, i);
         pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);
 }
 
 void instance_release(Engine *e, Instance *i, bool broken) {
         /* Nothing of an idle instance runs between invocations (its threads
-         * and timers included), as on Lambda: freeze it while it is still
-         * ours; the next acquire thaws it. */
-        if (!broken)
-                i->frozen = engine_sandbox_run_freeze(i->sandbox, true) >= 0;
+         * and timers included), as on Lambda, past the grace: the freezer
+         * freezes it then, unless an invocation took it again. */
         pthread_mutex_lock(&e->pool.lock);
         i->busy = false;
         i->last_used = now_monotonic();
         i->invocations++;
         if (broken)
                 i->dead = true;
+        else
+                instance_idle(e, i);
         Instance *retired = collect_retired(e);
         pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);

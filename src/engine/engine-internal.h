@@ -29,6 +29,15 @@ typedef struct Pool {
         uint64_t memory_budget;    /* bytes of PSS; 0 = unlimited */
         usec_t idle_timeout_usec;  /* stop workers idle this long; 0 = never */
         usec_t instance_ttl_usec;  /* retire idle instances after this */
+        /* The instance freezer (engine-instance.c): freezes instances idle
+         * past the grace; started with the first idle instance. */
+        pthread_t freezer;
+        pthread_cond_t freezer_wake; /* CLOCK_MONOTONIC */
+        bool freezer_started, freezer_stop;
+        bool freezer_waiting;      /* asleep with no deadline: signal it */
+        struct SourceMemo *memos;  /* deployed sources validated (engine-instance.c) */
+        unsigned n_memos;
+        size_t memo_bytes;
         uint64_t hits, misses, evictions;
 } Pool;
 
@@ -296,14 +305,27 @@ struct Instance {
                               * (O_NONBLOCK; -EBADF until its first invoke) */
         bool stale_output;   /* instance_alive() saw bytes in them (or a hang-up) */
         pid_t pid;           /* as its worker sees it (its pid namespace) */
-        int proc_fd;         /* proc_status_open() of its host pid, -EBADF if unknown */
+        int proc_fd;         /* /proc/HOSTPID/stat, -EBADF if unknown */
+        int parent_stat_fd;  /* /proc/WORKERPID/stat of its worker, -EBADF if unknown */
         bool busy, dead;
-        bool frozen;         /* its cgroup is frozen (idle); only its holder changes this */
+        /* Its cgroup is frozen. Changed by its holder while busy, by the
+         * freezer (pool lock held) while idle. */
+        bool frozen;
+        bool unfreezable;    /* no freezer for it: left running */
+        usec_t idle_since;   /* when it last went idle (the freeze grace) */
+        uint64_t freezes, thaws; /* cgroup freezer writes (GET /v1/pool) */
         usec_t last_used;
         uint64_t invocations;
         Instance *next;
 };
 Instance *instance_free(Instance *i);
+/* The validation reply of a deployed function's source that passed the
+ * source checks and validation, by its validation key without the source
+ * (key) and the source's exact bytes: a warm invoke checks the bytes with
+ * one memcmp instead of hashing, scanning and copying the whole source
+ * (docs/performance.md "Invoke path: round 5"). NULL when not memoized. */
+char *instance_memo_get(Engine *e, const char *key, const char *source, size_t len);
+void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, const char *reply);
 /* Frees every warm instance (engine_free, before pool_shutdown). */
 void instances_shutdown(Engine *e);
 

@@ -382,10 +382,11 @@ int engine_pool_list(Engine *e, char **ret_json) {
                                                      paths, "imported", (int) pw->n_imported, "failed_imports", failed));
         }
         for (Instance *i = e->pool.instances; i; i = i->next)
-                json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:b, s:I, s:f}", "kind", "instance", "function",
-                                                     i->key, "pid", (int) i->pid, "busy", i->busy, "invocations",
-                                                     (json_int_t) i->invocations, "idle_s",
-                                                     i->busy ? 0.0 : (double) (now - i->last_used) / 1e6));
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:b, s:I, s:f, s:b, s:I}", "kind", "instance",
+                                                     "function", i->key, "pid", (int) i->pid, "busy", i->busy,
+                                                     "invocations", (json_int_t) i->invocations, "idle_s",
+                                                     i->busy ? 0.0 : (double) (now - i->last_used) / 1e6,
+                                                     "frozen", i->frozen, "freezes", (json_int_t) i->freezes));
         pthread_mutex_unlock(&e->pool.lock);
         char *s = json_dumps(arr, JSON_COMPACT);
         json_decref(arr);

@@ -47,6 +47,7 @@ typedef struct RunCtx {
         uint64_t output_bytes;
         usec_t t_start;
         char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
+        char *memo_reply;         /* a deployed source's memoized validation (instance_memo_get) */
 } RunCtx;
 
 typedef struct RunWatch RunWatch;
@@ -323,6 +324,13 @@ static int check_requirements(RunCtx *c, json_t *reqs, PkgRequirement ***ret, si
         return 0;
 }
 
+/* A deployed function's validation key without its source: the memo
+ * compares the source's bytes itself. */
+static char *memo_key(RunCtx *c) {
+        return xasprintf("instance\x1f%s\x1f%s\x1f%s\x1f%d", c->spec->instance_key, c->spec->filename ?: "",
+                         c->spec->function ?: "", (int) c->spec->sandbox);
+}
+
 static char *validation_key(RunCtx *c) {
         /* A deployed function's source was validated at its first call; its
          * instance binds each invocation's arguments itself (a bad one is
@@ -368,8 +376,11 @@ static int validate_in_worker(RunCtx *c, char **ret_reply) {
 static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         emit_phase(c, "validate");
         usec_t t0 = now_monotonic();
-        _cleanup_free_ char *key = validation_key(c);
-        _cleanup_free_ char *reply = vcache_get(c->e->vcache, key);
+        /* A warm invoke of source bytes seen before: the memo's reply is
+         * the one the cache holds for them, without hashing the source. */
+        bool memoized = c->memo_reply != NULL;
+        _cleanup_free_ char *key = memoized ? NULL : validation_key(c);
+        _cleanup_free_ char *reply = memoized ? TAKE_PTR(c->memo_reply) : vcache_get(c->e->vcache, key);
         bool cached = reply != NULL;
         if (!reply) {
                 int r = validate_in_worker(c, &reply);
@@ -390,6 +401,10 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         }
         if (!cached)
                 vcache_put(c->e->vcache, key, reply);
+        if (!memoized && c->spec->instance_key) {
+                _cleanup_free_ char *mk = memo_key(c);
+                instance_memo_put(c->e, mk, c->spec->source, c->spec->source_len, reply);
+        }
         c->res->function = xstrdup(json_string_value(json_object_get(v, "function")) ?: "?");
         json_t *params = json_object_get(v, "parameters");
         if (json_is_array(params))
@@ -1363,20 +1378,8 @@ static void phase_run_end(EngineRun *run) {
 
 /* ---- the lifecycle ---- */
 
-static int parse_arguments(RunCtx *c) {
-        json_error_t jerr;
-        c->args = c->spec->args_json ? json_loads(c->spec->args_json, 0, &jerr) : json_array();
-        c->kwargs = c->spec->kwargs_json ? json_loads(c->spec->kwargs_json, 0, &jerr) : json_object();
-        if (!json_is_array(c->args) || !json_is_object(c->kwargs)) {
-                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
-                            "arguments must be a JSON array and keyword arguments a JSON object");
-                return -EINVAL;
-        }
-        if (!c->spec->source || c->spec->source_len > RUN_MAX_SOURCE_BYTES) {
-                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
-                            c->spec->source ? "the file is larger than 4 MiB" : "no source given");
-                return -EINVAL;
-        }
+/* The scans over the whole source: no NUL byte, valid UTF-8. */
+static int source_checks(RunCtx *c) {
         if (memchr(c->spec->source, 0, c->spec->source_len)) {
                 set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
                             "the file contains NUL bytes; is it a Python source file?");
@@ -1393,6 +1396,34 @@ static int parse_arguments(RunCtx *c) {
                                                      c->spec->filename ?: "<input>", line, col);
                 set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError", msg);
                 return -EINVAL;
+        }
+        return 0;
+}
+
+static int parse_arguments(RunCtx *c) {
+        json_error_t jerr;
+        c->args = c->spec->args_json ? json_loads(c->spec->args_json, 0, &jerr) : json_array();
+        c->kwargs = c->spec->kwargs_json ? json_loads(c->spec->kwargs_json, 0, &jerr) : json_object();
+        if (!json_is_array(c->args) || !json_is_object(c->kwargs)) {
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
+                            "arguments must be a JSON array and keyword arguments a JSON object");
+                return -EINVAL;
+        }
+        if (!c->spec->source || c->spec->source_len > RUN_MAX_SOURCE_BYTES) {
+                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
+                            c->spec->source ? "the file is larger than 4 MiB" : "no source given");
+                return -EINVAL;
+        }
+        /* A deployed function's exact bytes that passed these checks and
+         * validation before are not scanned again on every invoke. */
+        if (c->spec->instance_key) {
+                _cleanup_free_ char *mk = memo_key(c);
+                c->memo_reply = instance_memo_get(c->e, mk, c->spec->source, c->spec->source_len);
+        }
+        if (!c->memo_reply) {
+                int r = source_checks(c);
+                if (r < 0)
+                        return r;
         }
         if ((c->spec->filename && !utf8_is_valid(c->spec->filename)) ||
             (c->spec->function && !utf8_is_valid(c->spec->function))) {
@@ -1462,6 +1493,7 @@ RunResult *engine_run_end(EngineRun *run) {
         json_decref(c->kwargs);
         strv_free(c->sys_path);
         free(c->lock_json);
+        free(c->memo_reply);
         strv_free(c->data_binds);
         strv_free(c->data_seen);
         RunResult *res = c->res;

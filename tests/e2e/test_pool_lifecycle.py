@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import Daemon, sandbox_mode, wait_for
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -158,6 +158,8 @@ def test_an_idle_frozen_instance_killed_from_outside_is_replaced_on_the_call_tha
         assert st == 201, out
         calls, pid = invoke(d, "victim")["result"]
         for n in range(30):
+            # Frozen once idle past the grace (docs/workers.md).
+            wait_for(lambda: [i["frozen"] for i in instances(d)] == [True], "the idle instance to be frozen", 10)
             os.kill(host_pid_of_instance(d, "victim", pid), signal.SIGKILL)
             out = invoke(d, "victim")
             assert out["status"] == "succeeded", (n, out)
