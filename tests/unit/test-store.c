@@ -5,6 +5,9 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
