@@ -180,17 +180,18 @@ static void checkpoint_once(Store *s) {
         bool pending = s->crestart;
         pthread_mutex_unlock(&s->clock);
         if (rc == SQLITE_OK && !pending && wal_frames(s, log) >= STORE_CKPT_CAP_PAGES) {
-                /* The next commit copies the tail while its writers wait:
-                 * first shrink it with passes that hold nobody off (each
-                 * leaves what came in during it). */
+                /* The next commit copies the tail and syncs the database
+                 * while its writers wait: first the database written back
+                 * (waited for here, so that sync finds only the tail's
+                 * pages), then the tail shrunk with passes that hold
+                 * nobody off (each leaves what came in during it). */
+                write_back_db(s, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
                 for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, log) - ckpt > STORE_CKPT_TAIL_PAGES; i++) {
                         write_back_wal(s);
                         rc = passive(s, &log, &ckpt);
                 }
-                /* And the database written back, waited for here: the
-                 * commit's pass then syncs only the tail's pages. */
                 write_back_wal(s);
-                write_back_db(s, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+                write_back_db(s, SYNC_FILE_RANGE_WRITE);
                 restart = rc == SQLITE_OK;
         }
         pthread_mutex_lock(&s->clock);
