@@ -85,15 +85,6 @@ static void write_back_range(int fd, off_t from, off_t to, unsigned flags) {
                         return;
 }
 
-/* The pages a pass copied into the database: where, SQLite does not say;
- * the database is small next to the WAL (a few MiB), clean slices cost a
- * lookup each. */
-static void write_back_db(Store *s, unsigned flags) {
-        struct stat st;
-        if (s->cfd_db >= 0 && fstat(s->cfd_db, &st) == 0)
-                write_back_range(s->cfd_db, 0, st.st_size, flags);
-}
-
 /* The WAL's frames the next pass will sync: those after the last copied
  * (32-byte header, then frames of a 24-byte header and a page). */
 static void write_back_wal(Store *s) {
@@ -115,7 +106,8 @@ static bool set_policy(pid_t tid, int policy) {
 }
 
 /* The write connection's WAL hook, called in the committing thread with
- * s->lock held after each commit: it only signals. */
+ * s->lock held after each commit: it signals, and rarely raises the
+ * thread's priority. */
 static int wal_hook(void *p, sqlite3 *db, const char *name, int frames) {
         (void) db;
         (void) name;
@@ -172,7 +164,6 @@ static void checkpoint_once(Store *s) {
         int log = 0, ckpt = 0;
         write_back_wal(s);
         int rc = passive(s, &log, &ckpt);
-        write_back_db(s, SYNC_FILE_RANGE_WRITE);
         /* The WAL as the last commit left it (frames came in during the
          * pass): past the cap, have the next write restart it. */
         bool restart = false;
@@ -180,18 +171,14 @@ static void checkpoint_once(Store *s) {
         bool pending = s->crestart;
         pthread_mutex_unlock(&s->clock);
         if (rc == SQLITE_OK && !pending && wal_frames(s, log) >= STORE_CKPT_CAP_PAGES) {
-                /* The next commit copies the tail and syncs the database
-                 * while its writers wait: first the database written back
-                 * (waited for here, so that sync finds only the tail's
-                 * pages), then the tail shrunk with passes that hold
-                 * nobody off (each leaves what came in during it). */
-                write_back_db(s, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+                /* The next commit copies the tail while its writers wait:
+                 * first shrink it with passes that hold nobody off (each
+                 * leaves what came in during it). */
                 for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, log) - ckpt > STORE_CKPT_TAIL_PAGES; i++) {
                         write_back_wal(s);
                         rc = passive(s, &log, &ckpt);
                 }
                 write_back_wal(s);
-                write_back_db(s, SYNC_FILE_RANGE_WRITE);
                 restart = rc == SQLITE_OK;
         }
         pthread_mutex_lock(&s->clock);
@@ -242,7 +229,7 @@ static void *checkpointer_main(void *p) {
 void store_checkpointer_start(Store *s, const char *path) {
         pthread_mutex_init(&s->clock, NULL);
         pthread_mutex_init(&s->crun, NULL);
-        s->cfd_db = s->cfd_wal = -1;
+        s->cfd_wal = -1;
         pthread_cond_init(&s->ccond, NULL);
         s->cinit = true;
         sqlite3 *cdb = NULL;
@@ -256,7 +243,6 @@ void store_checkpointer_start(Store *s, const char *path) {
          * power cut once the WAL is reused. */
         sqlite3_exec(cdb, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
         s->cdb = cdb;
-        s->cfd_db = open(path, O_RDONLY | O_CLOEXEC);
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(cdb, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
                 s->cpage = sqlite3_column_int(st, 0);
@@ -327,26 +313,18 @@ void store_checkpointer_stop(Store *s) {
                 s->cdb = NULL;
                 s->cstarted = false;
         }
+        /* SQLite locks the database and the -shm file, never the WAL:
+         * closing this descriptor drops none of its locks. */
+        if (s->cfd_wal >= 0)
+                close(s->cfd_wal);
+        s->cfd_wal = -1;
+        free(s->cwal_path);
+        s->cwal_path = NULL;
 
         pthread_mutex_destroy(&s->clock);
         pthread_mutex_destroy(&s->crun);
         pthread_cond_destroy(&s->ccond);
         s->cinit = false;
-}
-
-void store_checkpointer_close_files(Store *s) {
-        /* Only once SQLite's connections are closed: closing any
-         * descriptor of the database file drops every POSIX lock this
-         * process holds on it, SQLite's included. */
-        if (!s->cwal_path)
-                return; /* never opened (no checkpointer: ":memory:") */
-        if (s->cfd_db >= 0)
-                close(s->cfd_db);
-        if (s->cfd_wal >= 0)
-                close(s->cfd_wal);
-        s->cfd_db = s->cfd_wal = -1;
-        free(s->cwal_path);
-        s->cwal_path = NULL;
 }
 
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret) {

@@ -63,7 +63,7 @@ struct Store {
         bool crestart;          /* the next commit runs the WAL-restarting pass */
         bool cboosted;          /* at normal priority: it fell behind */
         pid_t ctid;             /* its thread id (its priority is per thread) */
-        int cfd_db, cfd_wal;    /* for writing back ahead of the syncs */
+        int cfd_wal;            /* for writing back ahead of the syncs */
         int cpage;              /* the database's page size */
         char *cwal_path;
         int cframes;            /* frames in the WAL at the last commit */
@@ -130,8 +130,6 @@ void store_checkpointer_stop(Store *s);
 /* With s->lock held, before a commit: checkpoints in the caller when the
  * WAL outgrew the thread (store-checkpoint.c "the backstop"). */
 void store_checkpoint_backstop_locked(Store *s);
-/* After the last connection closed (store_close). */
-void store_checkpointer_close_files(Store *s);
 /* Stops the writer after it committed everything enqueued. */
 void store_writer_stop(Store *s);
 /* With s->lock held: forget the cached lock hashes (their rows may go). */

@@ -60,7 +60,6 @@ Store *store_close(Store *s) {
                 sqlite3_finalize(s->rcache[i].st);
         sqlite3_close_v2(s->rdb);
         sqlite3_close_v2(s->db);
-        store_checkpointer_close_files(s);
         pthread_mutex_destroy(&s->rlock);
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->wlock);
