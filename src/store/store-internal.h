@@ -60,6 +60,12 @@ struct Store {
         pthread_mutex_t crun;   /* held across a checkpoint pass */
         pthread_cond_t ccond;
         bool cinit, cstarted, cstop, cwanted;
+        bool crestart;          /* the next commit runs the WAL-restarting pass */
+        bool cboosted;          /* at normal priority: it fell behind */
+        pid_t ctid;             /* its thread id (its priority is per thread) */
+        int cfd_wal;            /* for writing back ahead of the syncs */
+        int cpage;              /* the database's page size */
+        char *cwal_path;
         int cframes;            /* frames in the WAL at the last commit */
         int cdone;              /* of them, copied by the last checkpoint */
         uint64_t checkpoints, ccapped, cinline;
