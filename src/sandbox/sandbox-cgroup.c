@@ -118,22 +118,14 @@ static ssize_t read_small(int dfd, const char *dir, const char *file, char *buf,
         _cleanup_close_ int fd = open_at(dfd, dir, file, O_RDONLY);
         if (fd < 0)
                 return fd == -1 ? -errno : fd;
-        size_t n = 0;
-        for (;;) {
-                if (n + 1 >= size)
-                        return -EFBIG;
-                ssize_t k = read(fd, buf + n, size - 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
+        /* One byte more than fits tells a file that does not. */
+        ssize_t n = read_full(fd, buf, size);
+        if (n < 0)
+                return n;
+        if ((size_t) n >= size)
+                return -EFBIG;
         buf[n] = 0;
-        return (ssize_t) n;
+        return n;
 }
 
 static int parse_key(char *s, const char *key, uint64_t *ret) {
