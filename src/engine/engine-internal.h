@@ -114,6 +114,10 @@ void engine_sandbox_cgroups_free(Engine *e);
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */
 void engine_janitor_finish(Engine *e, RunSandbox *rs);
+/* The same once exit_fd (the run's status socket, taken) is readable: its
+ * worker reported the run's processes reaped (or is gone), or after a
+ * short grace. */
+void engine_janitor_finish_after_exit(Engine *e, RunSandbox *rs, int exit_fd);
 /* Queues work(e, arg) for the janitor thread, in order. Without the thread
  * (the engine is stopping) work runs here and now, unless optional: then
  * it is dropped. */

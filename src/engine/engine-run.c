@@ -1369,8 +1369,15 @@ static void phase_run_end(EngineRun *run) {
                 c->inst = NULL;
         } else {
                 /* Killing and removing the run's cgroup waits for its
-                 * processes to go: off the critical path. */
-                engine_janitor_finish(c->e, rs);
+                 * processes to go: off the critical path. A run that ended
+                 * on its result's EOF has its exit report still to come:
+                 * the janitor waits for it on the status socket. */
+                if (w.early && !w.exited && p.control >= 0 && p.control == p.status[0]) {
+                        int fd = TAKE_FD(p.status[0]);
+                        p.control = -EBADF;
+                        engine_janitor_finish_after_exit(c->e, rs, fd);
+                } else
+                        engine_janitor_finish(c->e, rs);
                 pool_release(c->e, c->pw, w.worker_gone);
                 c->pw = NULL;
         }
