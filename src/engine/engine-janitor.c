@@ -85,7 +85,15 @@ void engine_janitor_finish(Engine *e, RunSandbox *rs) {
 typedef struct FinishAfter {
         RunSandbox *rs;
         int exit_fd;
+        usec_t deadline; /* monotonic: when the janitor stops waiting */
 } FinishAfter;
+
+static bool janitor_has_work(Engine *e) {
+        pthread_mutex_lock(&e->janitor_lock);
+        bool busy = e->janitor_queue != NULL;
+        pthread_mutex_unlock(&e->janitor_lock);
+        return busy;
+}
 
 /* A run that ended on its result's EOF is usually still exiting (an
  * address space torn down); its worker reports on exit_fd once the run's
@@ -95,8 +103,19 @@ typedef struct FinishAfter {
  * until the kernel is done (~3 rounds per run under wrk -c8). */
 static void finish_sandbox_after(Engine *e, void *arg) {
         FinishAfter *f = arg;
-        struct pollfd pfd = { .fd = f->exit_fd, .events = POLLIN };
-        (void) poll(&pfd, 1, EXIT_REPORT_WAIT_MS);
+        /* Other work queued behind (a spare to make, another run to
+         * finish) is not held up: wait 1 ms, then go to the back of the
+         * queue; alone, wait until the report or the deadline. */
+        usec_t now = now_monotonic();
+        if (now < f->deadline) {
+                bool busy = janitor_has_work(e);
+                int ms = busy ? 1 : (int) ((f->deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
+                struct pollfd pfd = { .fd = f->exit_fd, .events = POLLIN };
+                if (poll(&pfd, 1, ms) == 0 && busy && now_monotonic() < f->deadline) {
+                        engine_janitor_defer(e, finish_sandbox_after, f, false);
+                        return;
+                }
+        }
         (void) fd_close(f->exit_fd);
         (void) engine_sandbox_run_finish(f->rs);
         free(f);
@@ -108,7 +127,7 @@ void engine_janitor_finish_after_exit(Engine *e, RunSandbox *rs, int exit_fd) {
                 return;
         }
         FinishAfter *f = xcalloc(1, sizeof(FinishAfter));
-        *f = (FinishAfter) { rs, exit_fd };
+        *f = (FinishAfter) { rs, exit_fd, now_monotonic() + EXIT_REPORT_WAIT_MS * USEC_PER_MSEC };
         engine_janitor_defer(e, finish_sandbox_after, f, false);
 }
 
