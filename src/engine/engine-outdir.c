@@ -137,7 +137,22 @@ static bool out_dir_pristine(Engine *e, const char *dir) {
 bool engine_out_kept_keep(Engine *e, const char *tenant, char **dir) {
         if (!*dir || !out_dir_pristine(e, *dir))
                 return false;
-        struct OutSpare sp = { path_parent(*dir), tenant ? xstrdup(tenant) : NULL, TAKE_PTR(*dir) };
+        _cleanup_free_ char *parent = path_parent(*dir);
+        if (tenant) {
+                /* Named after its run until now: a finished run's id names
+                 * no dir (docs/data.md), so it waits under a name of its
+                 * own. A spare's dir is named after the spare already. */
+                static uint64_t counter;
+                char name[32];
+                snprintf(name, sizeof(name), "k%llu",
+                         (unsigned long long) __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+                _cleanup_free_ char *to = path_join(parent, name);
+                if (rename(*dir, to) < 0)
+                        return false;
+                free(*dir);
+                *dir = TAKE_PTR(to);
+        }
+        struct OutSpare sp = { TAKE_PTR(parent), tenant ? xstrdup(tenant) : NULL, TAKE_PTR(*dir) };
         struct OutSpare old = { 0 };
         pthread_mutex_lock(&e->out_spare_lock);
         if (e->n_out_spares == OUT_SPARES_MAX) {
