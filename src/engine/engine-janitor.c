@@ -88,12 +88,6 @@ typedef struct FinishAfter {
         usec_t deadline; /* monotonic: when the janitor stops waiting */
 } FinishAfter;
 
-static bool janitor_has_work(Engine *e) {
-        pthread_mutex_lock(&e->janitor_lock);
-        bool busy = e->janitor_queue != NULL;
-        pthread_mutex_unlock(&e->janitor_lock);
-        return busy;
-}
 
 /* A run that ended on its result's EOF is usually still exiting (an
  * address space torn down); its worker reports on exit_fd once the run's
@@ -103,15 +97,12 @@ static bool janitor_has_work(Engine *e) {
  * until the kernel is done (~3 rounds per run under wrk -c8). */
 static void finish_sandbox_after(Engine *e, void *arg) {
         FinishAfter *f = arg;
-        /* Other work queued behind (a spare to make, another run to
-         * finish) is not held up: wait 1 ms, then go to the back of the
-         * queue; alone, wait until the report or the deadline. */
-        usec_t now = now_monotonic();
-        if (now < f->deadline) {
-                bool busy = janitor_has_work(e);
-                int ms = busy ? 1 : (int) ((f->deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
+        /* Work queued meanwhile (a spare to make for the next run,
+         * another run to finish) is not held up: wait 1 ms at a time and
+         * go to the back of the queue (alone, it comes straight back). */
+        if (now_monotonic() < f->deadline) {
                 struct pollfd pfd = { .fd = f->exit_fd, .events = POLLIN };
-                if (poll(&pfd, 1, ms) == 0 && busy && now_monotonic() < f->deadline) {
+                if (poll(&pfd, 1, 1) == 0 && now_monotonic() < f->deadline) {
                         engine_janitor_defer(e, finish_sandbox_after, f, false);
                         return;
                 }
