@@ -79,6 +79,7 @@ struct Engine {
         size_t n_cg_spares;
         size_t n_out_spares;
         long out_fresh_flags;      /* a fresh output dir's inode flags, -1: not known yet */
+        long out_fresh_size;       /* a fresh output dir's st_size, -1: not known yet */
         pthread_t prewarm_thread;
         bool prewarm_started;
         SandboxMode prewarm_mode;
@@ -94,11 +95,15 @@ struct Engine {
 /* engine-outdir.c: kept output dirs, per tenant. Forgets them all
  * (engine_free; the dirs go with their workers' output roots). */
 void engine_out_spares_free(Engine *e);
-/* Renames a dir kept for tenant beside dir (same parent) to dir: true when
- * dir is ready. */
-bool engine_out_kept_take(Engine *e, const char *tenant, const char *dir);
-/* Keeps *dir for tenant's next run (takes it) when it is exactly as it was
- * made: true when kept. */
+/* Renames a dir kept for tenant, or a tenant-free one, beside dir (same
+ * parent) to dir: true when dir is ready; *daemon_born when it was
+ * tenant-free (born of a spare: it stays tenant-free). */
+bool engine_out_kept_take(Engine *e, const char *tenant, const char *dir, bool *daemon_born);
+/* The same for a sealed spare's dir (engine-pool.c): tenant-free ones only. */
+bool engine_out_kept_take_free(Engine *e, const char *dir);
+/* Keeps *dir for tenant's next run (takes it), or for any next spare of its
+ * worker when tenant is NULL (a dir born of a spare), when it is exactly as
+ * it was made: true when kept. */
 bool engine_out_kept_keep(Engine *e, const char *tenant, char **dir);
 /* Learns a fresh output dir's inode flags, once (out_dir_pristine's
  * reference). */
@@ -109,6 +114,10 @@ void engine_sandbox_cgroups_free(Engine *e);
 /* Hands rs to the janitor thread, which kills what is left of the run and
  * releases its cgroups. engine_free() waits for the queue to drain. */
 void engine_janitor_finish(Engine *e, RunSandbox *rs);
+/* The same once exit_fd (the run's status socket, taken) is readable: its
+ * worker reported the run's processes reaped (or is gone), or after a
+ * short grace. */
+void engine_janitor_finish_after_exit(Engine *e, RunSandbox *rs, int exit_fd);
 /* Queues work(e, arg) for the janitor thread, in order. Without the thread
  * (the engine is stopping) work runs here and now, unless optional: then
  * it is dropped. */

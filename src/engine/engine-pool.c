@@ -415,17 +415,22 @@ void pool_slot_free(SpareSlot *s) {
 
 /* The spare's output dir, made now so that it can mount it while idle and
  * seal its sandbox before any code of the env runs in it; the run that
- * takes the spare renames it to its own (engine-run.c). Same owner and mode
- * as a run's dir. NULL when the worker has no output root (no /out). */
-static int slot_out_dir(PoolWorker *pw, const char *tag, char **ret) {
+ * takes the spare uses it as its /out (engine-run.c). Same owner and mode
+ * as a run's dir. A tenant-free kept dir of this worker (an earlier
+ * spare's, left exactly as made: engine-outdir.c) is renamed to it rather
+ * than a new one made. NULL when the worker has no output root (no /out). */
+static int slot_out_dir(Engine *e, PoolWorker *pw, const char *tag, char **ret) {
         *ret = NULL;
         if (!pw->w->out_root)
                 return 0;
         _cleanup_free_ char *dir = path_join_many(pw->w->out_root, "root", tag, NULL);
-        if (mkdir(dir, 0700) < 0)
-                return -errno;
-        if (geteuid() == 0)
-                (void) chown(dir, 65534, 65534);
+        if (!engine_out_kept_take_free(e, dir)) {
+                if (mkdir(dir, 0700) < 0)
+                        return -errno;
+                if (geteuid() == 0)
+                        (void) chown(dir, 65534, 65534);
+                engine_out_fresh_flags_learn(e, dir);
+        }
         *ret = TAKE_PTR(dir);
         return 0;
 }
@@ -447,7 +452,7 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
                         pthread_mutex_lock(&pw->io_lock);
                         (void) worker_send(pw->w, msg, NULL, 0);
                         pthread_mutex_unlock(&pw->io_lock);
-                } else if (slot_out_dir(pw, tag, &out_host) >= 0) {
+                } else if (slot_out_dir(e, pw, tag, &out_host) >= 0) {
                         int fds[8];
                         size_t n = 0;
                         _cleanup_free_ char *ignored = NULL;

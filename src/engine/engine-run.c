@@ -47,6 +47,7 @@ typedef struct RunCtx {
         uint64_t output_bytes;
         usec_t t_start;
         char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
+        bool out_daemon_born;     /* out_host was made before any tenant was known (a spare's) */
         char *memo_reply;         /* a deployed source's memoized validation (instance_memo_get) */
 } RunCtx;
 
@@ -567,7 +568,7 @@ static const char *run_tenant(RunCtx *c) {
 
 /* A kept dir (engine-outdir.c) renamed to dir: true when dir is ready. */
 static bool out_spare_take(RunCtx *c, const char *dir) {
-        return engine_out_kept_take(c->e, run_tenant(c), dir);
+        return engine_out_kept_take(c->e, run_tenant(c), dir, &c->out_daemon_born);
 }
 
 /* Keeps a finished run's dir for the next run of its tenant: only a
@@ -575,7 +576,8 @@ static bool out_spare_take(RunCtx *c, const char *dir) {
 static bool out_spare_keep(RunCtx *c) {
         if (c->spec->sandbox != SANDBOX_MODE_FULL || c->res->status != RUN_SUCCEEDED)
                 return false;
-        return engine_out_kept_keep(c->e, run_tenant(c), &c->out_host);
+        /* A dir born of a spare stays tenant-free (engine-outdir.c). */
+        return engine_out_kept_keep(c->e, c->out_daemon_born ? NULL : run_tenant(c), &c->out_host);
 }
 
 /* The run's own dir: in the full sandbox <worker's out root>/root/<id>,
@@ -595,6 +597,7 @@ static void output_dir_create(RunCtx *c, char **spare_out) {
          * (a rename could race with the spare's mount). */
         if (*spare_out) {
                 c->out_host = TAKE_PTR(*spare_out);
+                c->out_daemon_born = true;
                 return;
         }
         _cleanup_free_ char *name = xasprintf("%s-%s", c->e->out_owner, c->res->id);
@@ -1366,8 +1369,15 @@ static void phase_run_end(EngineRun *run) {
                 c->inst = NULL;
         } else {
                 /* Killing and removing the run's cgroup waits for its
-                 * processes to go: off the critical path. */
-                engine_janitor_finish(c->e, rs);
+                 * processes to go: off the critical path. A run that ended
+                 * on its result's EOF has its exit report still to come:
+                 * the janitor waits for it on the status socket. */
+                if (w.early && !w.exited && p.control >= 0 && p.control == p.status[0]) {
+                        int fd = TAKE_FD(p.status[0]);
+                        p.control = -EBADF;
+                        engine_janitor_finish_after_exit(c->e, rs, fd);
+                } else
+                        engine_janitor_finish(c->e, rs);
                 pool_release(c->e, c->pw, w.worker_gone);
                 c->pw = NULL;
         }

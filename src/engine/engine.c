@@ -197,6 +197,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         pthread_mutex_init(&e->janitor_lock, NULL);
         pthread_mutex_init(&e->out_spare_lock, NULL);
         e->out_fresh_flags = -1;
+        e->out_fresh_size = -1;
         pthread_cond_init(&e->janitor_wake, NULL);
 
         int r = find_worker(cfg->worker_path, &e->worker_path);
