@@ -617,6 +617,9 @@ int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SE
  * call's caller is an admin (call NULL: always). */
 struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, struct json_t *j, unsigned *ret_status);
 struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, unsigned *ret_status);
+/* The same for JSON text printed with 17-digit reals (taken; NULL: a 500). */
+struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact,
+                                           unsigned *ret_status);
 /* The one error body, {"error": {"code", "message"}}; on the Lambda API
  * also {"Type", "message"} and the X-Amzn-ErrorType header. */
 struct MHD_Response *daemon_call_error(const DaemonCall *call, unsigned status, const char *code,
