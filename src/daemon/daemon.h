@@ -166,8 +166,11 @@ typedef enum EndpointMode {
 } EndpointMode;
 
 typedef struct RunRequest {
-        char *source;
+        char *source;           /* owned, or fn's source when fn is set */
         size_t source_len;
+        /* The deployed version the source is borrowed from (a reference,
+         * daemon_request_from_function()), or NULL. */
+        struct FunctionRecord *fn;
         char *filename;
         char *function;
         char *args_json;        /* engine format (engine.h RunSpec) or NULL */
@@ -268,8 +271,9 @@ struct DRun {
         char *filename;
         char *function;
         char *args_json, *kwargs_json;
-        char *source;
+        char *source;           /* owned, or fn's source when fn is set */
         size_t source_len;
+        struct FunctionRecord *fn; /* the deployed version source is borrowed from (a reference), or NULL */
         RunLimits limits;
         char *fn_name;          /* deployed function name, or NULL */
         char *context_json;
