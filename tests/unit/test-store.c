@@ -190,6 +190,26 @@ static void test_run_object_splices_timings(void **state) {
                 assert_non_null(strstr(api, ",\"outputs\":{\"parts\":3},\"attempt\":1,"));
                 json_decref(a);
                 json_decref(b);
+                /* Without outputs, with and without timestamps: the same
+                 * object again. */
+                r.outputs_json = NULL;
+                for (int ts = 0; ts < 2; ts++) {
+                        r.created = ts ? 1764528723123456ULL : 0;
+                        r.started = ts ? 1764528723223456ULL : 0;
+                        r.finished = ts ? 1764528723323456ULL : 0;
+                        _cleanup_free_ char *api2 = run_record_to_json(&r, "running");
+                        a = json_loads(api2, 0, NULL);
+                        b = run_record_json(&r, "running");
+                        assert_non_null(a);
+                        assert_true(json_equal(a, b));
+                        if (ts)
+                                assert_string_equal(json_string_value(json_object_get(a, "created_at")),
+                                                    "2025-11-30T18:52:03.123Z");
+                        else
+                                assert_true(json_is_null(json_object_get(a, "created_at")));
+                        json_decref(a);
+                        json_decref(b);
+                }
         }
 }
 
