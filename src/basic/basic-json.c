@@ -124,8 +124,12 @@ char *json_shorten_reals(const char *in) {
                         buf_append(&b, s, len);
                         continue;
                 }
-                buf_append(&b, p, 1);
-                p++;
+                /* Up to the next string or number in one append (an
+                 * answer's JSON text goes through here on every invoke). */
+                const char *s = p;
+                while (*p && *p != '"' && *p != '-' && !(*p >= '0' && *p <= '9'))
+                        p++;
+                buf_append(&b, s, (size_t) (p - s));
         }
         return buf_steal(&b);
 }

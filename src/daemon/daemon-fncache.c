@@ -51,19 +51,6 @@ static size_t sz(const char *s) {
         return s ? strlen(s) + 1 : 0;
 }
 
-static FunctionRecord *record_copy(const FunctionRecord *f) {
-        FunctionRecord *c = xcalloc(1, sizeof(FunctionRecord));
-        *c = (FunctionRecord) {
-                .tenant = xstrdup_or_null(f->tenant), .name = xstrdup_or_null(f->name), .version = f->version,
-                .filename = xstrdup_or_null(f->filename), .function = xstrdup_or_null(f->function),
-                .source = f->source ? xstrndup(f->source, f->source_len) : NULL, .source_len = f->source_len,
-                .requirements_json = xstrdup_or_null(f->requirements_json), .limits_json = xstrdup_or_null(f->limits_json),
-                .params_json = xstrdup_or_null(f->params_json), .description = xstrdup_or_null(f->description),
-                .created = f->created, .env_json = xstrdup_or_null(f->env_json),
-        };
-        return c;
-}
-
 static size_t record_bytes(const FunctionRecord *f) {
         return sizeof(*f) + sizeof(FnEntry) + sz(f->tenant) + sz(f->name) + sz(f->filename) + sz(f->function) +
                f->source_len + 1 + sz(f->requirements_json) + sz(f->limits_json) + sz(f->params_json) +
@@ -106,7 +93,9 @@ static int cache_get(FunctionStore *fs, const char *tenant, const char *name, in
         unsigned b = bucket_of(tenant, name, version);
         pthread_mutex_lock(&c->lock);
         FnEntry *e = lookup_locked(c, b, tenant, name, version);
-        FunctionRecord *hit = e ? record_copy(e->f) : NULL;
+        /* A reference, not a copy: a version never changes, and its holders
+         * only read it (store.h FunctionRecord.refs). */
+        FunctionRecord *hit = e ? function_record_ref(e->f) : NULL;
         uint64_t gen = c->gen;
         pthread_mutex_unlock(&c->lock);
         if (hit) {
@@ -125,7 +114,7 @@ static int cache_get(FunctionStore *fs, const char *tenant, const char *name, in
         size_t bytes = record_bytes(f);
         if (streq(f->tenant, tenant) && streq(f->name, name) && bytes <= FNCACHE_MAX_BYTES / 16) {
                 FnEntry *n = xcalloc(1, sizeof(FnEntry));
-                *n = (FnEntry) { .version = version, .bytes = bytes, .f = record_copy(f) };
+                *n = (FnEntry) { .version = version, .bytes = bytes, .f = function_record_ref(f) };
                 pthread_mutex_lock(&c->lock);
                 if (c->gen == gen && !lookup_locked(c, b, tenant, name, version)) {
                         if (c->n >= FNCACHE_MAX_ENTRIES || c->bytes + bytes > FNCACHE_MAX_BYTES)

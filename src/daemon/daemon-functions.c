@@ -384,7 +384,11 @@ json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name) {
 /* Fills req with what runs f (source, file, function, requirements,
  * limits, secrets and env, delivery policy); the caller's own fields stay. */
 void daemon_request_from_function(RunRequest *req, const FunctionRecord *f) {
-        req->source = xstrndup(f->source, f->source_len);
+        /* Borrowed with a reference to the version: no copy of a
+         * module-sized source per invoke. */
+        assert(!req->source && !req->fn);
+        req->fn = function_record_ref((FunctionRecord *) f);
+        req->source = f->source;
         req->source_len = f->source_len;
         req->filename = f->filename ? xstrdup(f->filename) : NULL;
         req->function = f->function ? xstrdup(f->function) : NULL;

@@ -290,7 +290,10 @@ bool function_name_is_valid(const char *name) {
 }
 
 void run_request_done(RunRequest *r) {
-        free(r->source);
+        if (r->fn)
+                function_record_free(r->fn);
+        else
+                free(r->source);
         free(r->filename);
         free(r->function);
         free(r->args_json);

@@ -134,9 +134,15 @@ static const char encode_failed[] = "{\"error\":{\"code\":\"internal\",\"message
 struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, json_t *j, unsigned *ret_status) {
         /* Exact reals, shortest spelling: a result's 3.141592653589793 must
          * come back as it went in (basic-json.c). */
-        _cleanup_free_ char *exact = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
-        char *s = exact ? json_shorten_reals(exact) : NULL;
+        char *exact = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
         json_decref(j);
+        return daemon_call_json_text(call, status, exact, ret_status);
+}
+
+struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact,
+                                           unsigned *ret_status) {
+        char *s = exact ? json_shorten_reals(exact) : NULL;
+        free(exact);
         if (!s) {
                 s = xstrdup(encode_failed);
                 status = 500;

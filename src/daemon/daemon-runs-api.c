@@ -88,9 +88,9 @@ static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, Daemo
          * committed, rendered by the one run-object function, without
          * reading it back from the store. */
         RunRecord fin;
-        struct MHD_Response *resp = done && daemon_run_final_record(w->r, &fin) >= 0
-                                            ? daemon_call_json(call, 200, run_json(&fin, NULL), ret_status)
-                                            : run_response(call, w->r->id, done ? 200 : 202, ret_status);
+        char *text = done && daemon_run_final_record(w->r, &fin) >= 0 ? run_record_to_json(&fin, NULL) : NULL;
+        struct MHD_Response *resp = text ? daemon_call_json_text(call, 200, text, ret_status)
+                                         : run_response(call, w->r->id, done ? 200 : 202, ret_status);
         if (w->location) {
                 _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", w->r->id);
                 daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });

@@ -45,7 +45,10 @@ static DRun *drun_free(DRun *r) {
         free(r->function);
         free(r->args_json);
         free(r->kwargs_json);
-        free(r->source);
+        if (r->fn)
+                function_record_free(r->fn);
+        else
+                free(r->source);
         free(r->fn_name);
         free(r->context_json);
         free(r->requirements_json);
@@ -1293,7 +1296,12 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->function = req->function ? xstrdup(req->function) : NULL;
         r->args_json = req->args_json ? xstrdup(req->args_json) : NULL;
         r->kwargs_json = req->kwargs_json ? xstrdup(req->kwargs_json) : NULL;
-        r->source = xstrndup(req->source, req->source_len);
+        if (req->fn) {
+                /* The deployed version's bytes, shared (no copy). */
+                r->fn = function_record_ref(req->fn);
+                r->source = r->fn->source;
+        } else
+                r->source = xstrndup(req->source, req->source_len);
         r->source_len = req->source_len;
         r->limits = req->limits;
         r->fn_name = fn_name ? xstrdup(fn_name) : NULL;
@@ -1341,9 +1349,12 @@ static int drun_source_from_function(Daemon *d, DRun *r) {
                           r->fn_version, strerror(-k));
                 return k;
         }
-        r->source = TAKE_PTR(f->source);
+        /* Kept as the reference the lookup gave: a cached version is
+         * shared and read-only. */
+        assert(!r->fn);
+        r->fn = f;
+        r->source = f->source;
         r->source_len = f->source_len;
-        function_record_free(f);
         return 0;
 }
 

@@ -166,8 +166,11 @@ typedef enum EndpointMode {
 } EndpointMode;
 
 typedef struct RunRequest {
-        char *source;
+        char *source;           /* owned, or fn's source when fn is set */
         size_t source_len;
+        /* The deployed version the source is borrowed from (a reference,
+         * daemon_request_from_function()), or NULL. */
+        struct FunctionRecord *fn;
         char *filename;
         char *function;
         char *args_json;        /* engine format (engine.h RunSpec) or NULL */
@@ -268,8 +271,9 @@ struct DRun {
         char *filename;
         char *function;
         char *args_json, *kwargs_json;
-        char *source;
+        char *source;           /* owned, or fn's source when fn is set */
         size_t source_len;
+        struct FunctionRecord *fn; /* the deployed version source is borrowed from (a reference), or NULL */
         RunLimits limits;
         char *fn_name;          /* deployed function name, or NULL */
         char *context_json;
@@ -617,6 +621,9 @@ int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SE
  * call's caller is an admin (call NULL: always). */
 struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, struct json_t *j, unsigned *ret_status);
 struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, unsigned *ret_status);
+/* The same for JSON text printed with 17-digit reals (taken; NULL: a 500). */
+struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact,
+                                           unsigned *ret_status);
 /* The one error body, {"error": {"code", "message"}}; on the Lambda API
  * also {"Type", "message"} and the X-Amzn-ErrorType header. */
 struct MHD_Response *daemon_call_error(const DaemonCall *call, unsigned status, const char *code,

@@ -172,8 +172,17 @@ static void finish_log_error(RunCtx *c) {
  * floating-point formatting (and no JSON tree) per run, which showed in
  * the daemon's profile (__printf_fp) for a record written on every invoke. */
 static void ms_append(Buf *b, const char *key, usec_t us) {
-        (void) buf_printf(b, "%s\"%s\":%llu.%03llu", b->len > 1 ? "," : "", key, (unsigned long long) (us / 1000),
-                          (unsigned long long) (us % 1000));
+        /* Spelled as json_shorten_reals() would (0.01, 2.0, not 0.010,
+         * 2.000): an answer splices this text as stored (store-json.c),
+         * and a real already in its shortest spelling is copied there, not
+         * converted (strtod, up to 17 snprintf). */
+        char frac[8];
+        unsigned f = (unsigned) (us % 1000), n = 3;
+        snprintf(frac, sizeof(frac), "%03u", f);
+        while (n > 1 && frac[n - 1] == '0')
+                n--;
+        frac[n] = 0;
+        (void) buf_printf(b, "%s\"%s\":%llu.%s", b->len > 1 ? "," : "", key, (unsigned long long) (us / 1000), frac);
 }
 
 static char *timings_json(const RunResult *r) {

@@ -4,8 +4,18 @@
 
 #include "store-internal.h"
 
+FunctionRecord *function_record_ref(FunctionRecord *f) {
+        __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+        return f;
+}
+
 FunctionRecord *function_record_free(FunctionRecord *f) {
         if (!f)
+                return NULL;
+        /* refs counts the other holders: nonzero, this one is not the last.
+         * Two holders dropping at once both see 1; the one whose decrement
+         * finds 0 frees. */
+        if (__atomic_load_n(&f->refs, __ATOMIC_ACQUIRE) > 0 && __atomic_fetch_sub(&f->refs, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;
         free(f->tenant);
         free(f->name);

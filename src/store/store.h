@@ -261,8 +261,16 @@ typedef struct FunctionRecord {
         /* {"secrets": [NAME…], "env": {KEY: VALUE}} its runs get
          * (docs/secrets.md), or NULL. Names only: never a secret's value. */
         char *env_json;
+        /* Holders besides the first (function_record_ref()). A version the
+         * daemon's function cache hands out is shared by the cache, the
+         * request and the run, and so read-only (issue 15: no copy of the
+         * source per invoke). */
+        unsigned refs;
 } FunctionRecord;
+/* Drops one holder; the last one frees f. */
 FunctionRecord *function_record_free(FunctionRecord *f);
+/* One more holder of f (thread-safe); returns f. */
+FunctionRecord *function_record_ref(FunctionRecord *f);
 void function_record_list_free(FunctionRecord **v, size_t n);
 
 /* Stores f as the next version of (f->tenant, f->name); the version it got

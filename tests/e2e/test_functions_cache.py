@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from daemonlib import Daemon
+from daemonlib import Daemon, wait_for
 
 
 def returning(value):
@@ -141,3 +141,80 @@ def test_no_invoke_after_a_deploy_returns_sees_the_old_code(d):
         for t in ts:
             t.join()
     assert not errors, errors[:5]
+
+
+def big(value, pad=300_000):
+    """A module-sized source whose value is spelled at both ends: a run
+    whose bytes came from two versions, or from freed memory, returns two
+    different halves or fails to compile."""
+    return (f"HEAD = {value!r}\n" + "#" * pad + "\n"
+            "import os, time\n"
+            "def main(event=None, context=None, gate=None):\n"
+            "    while gate and not os.path.exists(gate):\n"
+            "        time.sleep(0.005)\n"
+            "    return [HEAD, TAIL]\n"
+            f"TAIL = {value!r}\n")
+
+
+def test_shared_source_of_a_large_module_is_never_mixed_or_freed_under_a_run(d, tmp_path):
+    """The request and the run share the cached version's bytes instead of
+    copying them (docs/performance.md "Invoke path: round 6"). Redeploys and
+    a delete empty the cache while invokes on both routes hold those bytes:
+    every answer is one version whole."""
+    st, b = d.call("POST", "/v1/functions", {"name": "bigm", "source": big(0), "function": "main"})
+    assert st == 201, b
+    errors, stop = [], threading.Event()
+    done = [0]
+    lock = threading.Lock()
+
+    def invoker(route):
+        while not stop.is_set():
+            with lock:
+                floor = done[0]
+            if route == "v1":
+                st, r = v1(d, "bigm")
+            else:
+                st, r = lam(d, "bigm")
+            if st != 200 or r[0] != r[1] or r[0] < floor:
+                errors.append((route, st, r, floor))
+
+    ts = [threading.Thread(target=invoker, args=(rt,)) for rt in ("v1", "v1", "lambda")]
+    for t in ts:
+        t.start()
+    try:
+        for i in range(1, 9):
+            st, b = d.call("POST", "/v1/functions", {"name": "bigm", "source": big(i), "function": "main"})
+            assert st == 201, b
+            with lock:
+                done[0] = i
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    assert not errors, errors[:5]
+    # A run in flight keeps its version's bytes when the function is
+    # deleted (the cache drops its reference) and deployed again.
+    res = {}
+    gate = tmp_path / "gate"
+
+    def slow():
+        res["v"] = d.call("POST", "/v1/functions/bigm/invoke?wait=true", {"kwargs": {"gate": str(gate)}})
+
+    t = threading.Thread(target=slow)
+    t.start()
+
+    def running():
+        st, b = d.call("GET", "/v1/functions/bigm/runs?limit=5")
+        return st == 200 and any(r["status"] == "running" for r in b["runs"])
+
+    wait_for(running, "the gated invoke running")
+    st, b = d.call("DELETE", "/v1/functions/bigm")
+    assert st == 200, b
+    st, b = d.call("POST", "/v1/functions", {"name": "bigm", "source": big(99, pad=300_001), "function": "main"})
+    assert st == 201, b
+    gate.write_text("go")
+    t.join()
+    st, b = res["v"]
+    assert st == 200 and b["status"] == "succeeded", b
+    assert b["result"][0] == b["result"][1], b["result"]
+    assert both(d, "bigm") == [99, 99]

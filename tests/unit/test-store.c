@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -143,6 +144,73 @@ static void test_insert_get_update(void **state) {
         RunRecord missing = { .id = (char *) "nope", .status = (char *) "x" };
         assert_int_equal(store_run_update(s, &missing), -ENOENT);
         store_close(s);
+}
+
+/* The run object's text carries the stored timings text as it is (no
+ * parse and re-print of its reals, issue 15) in the place and spelling the
+ * jansson object gives; text that is not one flat object of names and
+ * numbers/true/false/null takes the parse-and-print way. */
+static char *timings_of(const char *api) {
+        const char *p = strstr(api, ",\"timings\":"), *q = p ? strstr(p, ",\"outputs\":") : NULL;
+        assert_non_null(q);
+        return strndup(p + 11, (size_t) (q - p - 11));
+}
+
+static void test_run_object_splices_timings(void **state) {
+        (void) state;
+        static const struct {
+                const char *stored, *shown;
+        } cases[] = {
+                { "{\"run_ms\":0.01,\"total_ms\":12.5,\"cold\":false}", "{\"run_ms\":0.01,\"total_ms\":12.5,\"cold\":false}" },
+                { "{\"run_ms\":0.010,\"x\":-1e-5,\"y\":null,\"cold\":true}", "{\"run_ms\":0.010,\"x\":-1e-5,\"y\":null,\"cold\":true}" },
+                { "{}", "{}" },
+                /* Not taken as is: the jansson object's spelling. */
+                { "{\"a\": 1}", "{\"a\":1}" },
+                { "{\"a\":\"s\"}", "{\"a\":\"s\"}" },
+                { "{\"a\":01}", "\"{\\\"a\\\":01}\"" },
+                { "{\"a\":1}x", "\"{\\\"a\\\":1}x\"" },
+                { "{\"a\":1,}", "\"{\\\"a\\\":1,}\"" },
+                { "{\"a\":tru}", "\"{\\\"a\\\":tru}\"" },
+                { "{\"a\":1.}", "\"{\\\"a\\\":1.}\"" },
+                { NULL, "null" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                RunRecord r = { .id = (char *) "r1", .status = (char *) "succeeded", .exit_code = 0,
+                                .value_json = (char *) "2.5", .timings_json = (char *) cases[i].stored,
+                                .outputs_json = (char *) "{\"parts\":3}", .attempt = 1, .max_attempts = 1 };
+                _cleanup_free_ char *api = run_record_to_json(&r, NULL);
+                assert_non_null(api);
+                _cleanup_free_ char *t = timings_of(api);
+                assert_string_equal(t, cases[i].shown);
+                /* The whole text parses, to the object the jansson way gives. */
+                json_t *a = json_loads(api, 0, NULL), *b = run_record_json(&r, NULL);
+                assert_non_null(a);
+                assert_true(json_equal(a, b));
+                assert_non_null(strstr(api, "\"result\":2.5,"));
+                assert_non_null(strstr(api, ",\"outputs\":{\"parts\":3},\"attempt\":1,"));
+                json_decref(a);
+                json_decref(b);
+                /* Without outputs, with and without timestamps: the same
+                 * object again. */
+                r.outputs_json = NULL;
+                for (int ts = 0; ts < 2; ts++) {
+                        r.created = ts ? 1764528723123456ULL : 0;
+                        r.started = ts ? 1764528723223456ULL : 0;
+                        r.finished = ts ? 1764528723323456ULL : 0;
+                        _cleanup_free_ char *api2 = run_record_to_json(&r, "running");
+                        a = json_loads(api2, 0, NULL);
+                        b = run_record_json(&r, "running");
+                        assert_non_null(a);
+                        assert_true(json_equal(a, b));
+                        if (ts)
+                                assert_string_equal(json_string_value(json_object_get(a, "created_at")),
+                                                    "2025-11-30T18:52:03.123Z");
+                        else
+                                assert_true(json_is_null(json_object_get(a, "created_at")));
+                        json_decref(a);
+                        json_decref(b);
+                }
+        }
 }
 
 static void test_prefix_and_tenants(void **state) {
@@ -1371,6 +1439,7 @@ int main(void) {
                 cmocka_unit_test(test_wal_bounded_with_the_checkpointer_starved),
                 cmocka_unit_test(test_wal_pages_per_run),
                 cmocka_unit_test(test_runs_queries_use_an_index),
+                cmocka_unit_test(test_run_object_splices_timings),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
