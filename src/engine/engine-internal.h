@@ -113,6 +113,7 @@ void engine_janitor_finish(Engine *e, RunSandbox *rs);
  * (the engine is stopping) work runs here and now, unless optional: then
  * it is dropped. */
 void engine_janitor_defer(Engine *e, JanitorWork work, void *arg, bool optional);
+void engine_janitor_defer_first(Engine *e, JanitorWork work, void *arg);
 void engine_janitor_stop(Engine *e);
 /* Starts the janitor thread if it is not running (it also runs the engine's
  * tick every second: reaping workers that died while idle, timeouts). */
@@ -248,6 +249,13 @@ struct PoolWorker {
         Worker *w;
         SpareSlot *slots;        /* ready, oldest first */
         unsigned slots_pending;  /* asked for, not ready yet */
+        /* Runs that found a ready slot / none (ran the slow path: cgroups
+         * made inline, a spare forked for the run): GET /v1/workers. */
+        uint64_t slot_hits, slot_misses;
+        /* The most runs in flight at once on this worker since runs_peak_at
+         * (monotonic): the spare slots' target follows it (pool_slot_target). */
+        unsigned runs_peak;
+        usec_t runs_peak_at;
         bool no_slots;           /* this machine gives no run cgroups: the worker's own spares */
         char *key;
         char **sys_path;
