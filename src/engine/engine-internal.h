@@ -39,6 +39,11 @@ typedef struct Pool {
         unsigned n_memos;
         size_t memo_bytes;
         uint64_t hits, misses, evictions;
+        /* The spare maker (engine-pool.c): makes the spare slots asked for
+         * (PoolWorker.slots_wanted) on its own thread, so that a slot never
+         * waits behind the janitor's kill rounds; waits on `changed`. */
+        pthread_t maker;
+        bool maker_started, maker_stop;
 } Pool;
 
 /* Validation results by hash of (source, filename, function, arguments):
@@ -113,7 +118,6 @@ void engine_janitor_finish(Engine *e, RunSandbox *rs);
  * (the engine is stopping) work runs here and now, unless optional: then
  * it is dropped. */
 void engine_janitor_defer(Engine *e, JanitorWork work, void *arg, bool optional);
-void engine_janitor_defer_first(Engine *e, JanitorWork work, void *arg);
 void engine_janitor_stop(Engine *e);
 /* Starts the janitor thread if it is not running (it also runs the engine's
  * tick every second: reaping workers that died while idle, timeouts). */
@@ -249,6 +253,7 @@ struct PoolWorker {
         Worker *w;
         SpareSlot *slots;        /* ready, oldest first */
         unsigned slots_pending;  /* asked for, not ready yet */
+        unsigned slots_wanted;   /* of those, not yet begun by the spare maker */
         /* Runs that found a ready slot / none (ran the slow path: cgroups
          * made inline, a spare forked for the run): GET /v1/workers. */
         uint64_t slot_hits, slot_misses;

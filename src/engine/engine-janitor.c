@@ -12,7 +12,6 @@ typedef struct JanitorItem {
         JanitorWork work;
         void *arg;
         bool optional; /* dropped, not done inline, when there is no thread */
-        bool first;    /* ahead of the other work (FIFO among these) */
         struct JanitorItem *next;
 } JanitorItem;
 
@@ -83,14 +82,6 @@ void engine_janitor_defer(Engine *e, JanitorWork work, void *arg, bool optional)
         janitor_push(e, item);
 }
 
-/* Work a run will soon wait for (a spare slot): ahead of the sandboxes to
- * finish, whose kill rounds sleep, after earlier work of its kind. */
-void engine_janitor_defer_first(Engine *e, JanitorWork work, void *arg) {
-        JanitorItem *item = xcalloc(1, sizeof(JanitorItem));
-        *item = (JanitorItem) { .work = work, .arg = arg, .optional = true, .first = true };
-        janitor_push(e, item);
-}
-
 static void janitor_push(Engine *e, JanitorItem *item) {
         pthread_mutex_lock(&e->janitor_lock);
         if (!e->janitor_running && !e->janitor_stop) {
@@ -108,11 +99,10 @@ static void janitor_push(Engine *e, JanitorItem *item) {
                 free(item);
                 return;
         }
-        /* FIFO: append (a first item after the other first ones). */
+        /* FIFO: append. */
         JanitorItem **p = &e->janitor_queue;
-        while (*p && (!item->first || (*p)->first))
+        while (*p)
                 p = &(*p)->next;
-        item->next = *p;
         *p = item;
         pthread_cond_signal(&e->janitor_wake);
         pthread_mutex_unlock(&e->janitor_lock);

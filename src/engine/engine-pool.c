@@ -20,6 +20,8 @@
 #define INIT_TIMEOUT_USEC (120 * USEC_PER_SEC)
 
 static void request_slots(Engine *e, PoolWorker *pw);
+static void *maker_main(void *userdata);
+static void maker_stop(Engine *e);
 static unsigned slot_batch(Engine *e);
 static unsigned pool_worker_runs(Engine *e, const PoolWorker *pw, unsigned *ret_instances);
 static void note_runs(Engine *e, PoolWorker *pw, usec_t now);
@@ -328,6 +330,7 @@ void pool_sweep(Engine *e) {
 }
 
 void pool_shutdown(Engine *e) {
+        maker_stop(e);
         pthread_mutex_lock(&e->pool.lock);
         PoolWorker *all = e->pool.workers;
         e->pool.workers = NULL;
@@ -517,10 +520,6 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
  * on its critical path: the CPUs idle meanwhile). Called with the pool
  * lock, after a run rather than during one: the worker forks the batch,
  * and a run that arrives meanwhile waits for it. */
-static void make_slot_work(Engine *e, void *pw) {
-        pool_make_slot(e, pw);
-}
-
 static unsigned pool_slot_target(Engine *e, const PoolWorker *pw) {
         unsigned floor = slot_batch(e) + 1;
         return MIN((unsigned) SLOTS_MAX, MAX(floor, pw->runs_peak));
@@ -531,14 +530,65 @@ static void request_slots(Engine *e, PoolWorker *pw) {
         for (SpareSlot *s = pw->slots; s; s = s->next)
                 have++;
         unsigned target = pool_slot_target(e, pw);
-        if (have > target / 2)
+        if (have > target / 2 || e->pool.maker_stop)
                 return;
+        if (!e->pool.maker_started) {
+                if (pthread_create(&e->pool.maker, NULL, maker_main, e) != 0)
+                        return;
+                e->pool.maker_started = true;
+        }
         while (!pw->no_slots && !pw->dead && have < target) {
                 pw->slots_pending++;
-                pw->busy++; /* the janitor's reference */
+                pw->slots_wanted++;
+                pw->busy++; /* the maker's reference, dropped by pool_make_slot */
                 have++;
-                engine_janitor_defer_first(e, make_slot_work, pw);
         }
+        pthread_cond_broadcast(&e->pool.changed);
+}
+
+/* The spare maker's thread: one slot at a time, the oldest worker's first.
+ * Made on the janitor before, behind finished runs' kill rounds (which
+ * sleep), a slot took 3-28 ms of wall time at wrk -c8 and a run in 12 found
+ * every slot still asked for. */
+static void *maker_main(void *userdata) {
+        Engine *e = userdata;
+        (void) pthread_setname_np(pthread_self(), "spare-maker");
+        pthread_mutex_lock(&e->pool.lock);
+        for (;;) {
+                PoolWorker *pw = NULL;
+                for (PoolWorker *w = e->pool.workers; w; w = w->next)
+                        if (w->slots_wanted > 0)
+                                pw = w;
+                if (e->pool.maker_stop)
+                        break;
+                if (!pw) {
+                        pthread_cond_wait(&e->pool.changed, &e->pool.lock);
+                        continue;
+                }
+                pw->slots_wanted--;
+                pthread_mutex_unlock(&e->pool.lock);
+                pool_make_slot(e, pw);
+                pthread_mutex_lock(&e->pool.lock);
+        }
+        /* Stopping: what was asked for and not begun is dropped, with its
+         * references (pool_shutdown frees the workers next). */
+        for (PoolWorker *w = e->pool.workers; w; w = w->next) {
+                w->slots_pending -= w->slots_wanted;
+                w->busy -= w->slots_wanted;
+                w->slots_wanted = 0;
+        }
+        pthread_mutex_unlock(&e->pool.lock);
+        return NULL;
+}
+
+static void maker_stop(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        e->pool.maker_stop = true;
+        bool started = e->pool.maker_started;
+        pthread_cond_broadcast(&e->pool.changed);
+        pthread_mutex_unlock(&e->pool.lock);
+        if (started)
+                pthread_join(e->pool.maker, NULL);
 }
 
 static unsigned slot_batch(Engine *e) {
