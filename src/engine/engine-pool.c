@@ -390,29 +390,29 @@ int engine_pool_list(Engine *e, char **ret_json) {
                 unsigned instances, runs = pool_worker_runs(e, pw, &instances), slots = 0;
                 for (SpareSlot *s = pw->slots; s; s = s->next)
                         slots++;
-                json_t *o = json_pack("{s:s, s:i, s:b, s:b, s:i, s:i, s:I, s:f, s:o, s:i, s:o}", "kind",
-                                                     "worker", "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready,
-                                                     "network", pw->network, "busy", (int) runs, "instances",
-                                                     (int) instances, "pss_bytes", (json_int_t) pw->pss_bytes, "idle_s",
-                                                     runs ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path",
-                                                     paths, "imported", (int) pw->n_imported, "failed_imports", failed);
+                json_t *o = json_pack("{s:s, s:i, s:b, s:b, s:i, s:i, s:I, s:f, s:o, s:i, s:o}", "kind", "worker",
+                                      "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready, "network", pw->network,
+                                      "busy", (int) runs, "instances", (int) instances, "pss_bytes",
+                                      (json_int_t) pw->pss_bytes, "idle_s",
+                                      runs ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path", paths, "imported",
+                                      (int) pw->n_imported, "failed_imports", failed);
                 /* The full sandbox's spare slots: ready, asked for, and how
                  * many runs found one ready or none. */
                 json_object_update_new(o, json_pack("{s:i, s:i, s:i, s:I, s:I}", "spares", (int) slots, "spares_target",
                                                     pw->mode == SANDBOX_MODE_FULL && e->pool.spares && !pw->no_slots
                                                             ? (int) pool_slot_target(e, pw)
                                                             : 0,
-                                                    "spares_pending",
-                                                    (int) pw->slots_pending, "spare_hits", (json_int_t) pw->slot_hits,
-                                                    "spare_misses", (json_int_t) pw->slot_misses));
+                                                    "spares_pending", (int) pw->slots_pending, "spare_hits",
+                                                    (json_int_t) pw->slot_hits, "spare_misses",
+                                                    (json_int_t) pw->slot_misses));
                 json_array_append_new(arr, o);
         }
         for (Instance *i = e->pool.instances; i; i = i->next)
                 json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:b, s:I, s:f, s:b, s:I}", "kind", "instance",
                                                      "function", i->key, "pid", (int) i->pid, "busy", i->busy,
                                                      "invocations", (json_int_t) i->invocations, "idle_s",
-                                                     i->busy ? 0.0 : (double) (now - i->last_used) / 1e6,
-                                                     "frozen", i->frozen, "freezes", (json_int_t) i->freezes));
+                                                     i->busy ? 0.0 : (double) (now - i->last_used) / 1e6, "frozen",
+                                                     i->frozen, "freezes", (json_int_t) i->freezes));
         pthread_mutex_unlock(&e->pool.lock);
         char *s = json_dumps(arr, JSON_COMPACT);
         json_decref(arr);
@@ -469,7 +469,8 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
                         /* No run cgroups here: nothing to join ahead; the
                          * worker forks its own spares instead. */
                         pw->no_slots = true;
-                        _cleanup_free_ char *msg = xasprintf("{\"type\":\"spares\",\"count\":%u}", (unsigned) e->pool.spares);
+                        _cleanup_free_ char *msg = xasprintf("{\"type\":\"spares\",\"count\":%u}",
+                                                             (unsigned) e->pool.spares);
                         pthread_mutex_lock(&pw->io_lock);
                         (void) worker_send(pw->w, msg, NULL, 0);
                         pthread_mutex_unlock(&pw->io_lock);
