@@ -261,6 +261,7 @@ struct PoolWorker {
          * (monotonic): the spare slots' target follows it (pool_slot_target). */
         unsigned runs_peak;
         usec_t runs_peak_at;
+        unsigned slots_asked_target; /* the target of the last request (request_slots) */
         bool no_slots;           /* this machine gives no run cgroups: the worker's own spares */
         char *key;
         char **sys_path;

@@ -531,8 +531,12 @@ static void request_slots(Engine *e, PoolWorker *pw) {
         for (SpareSlot *s = pw->slots; s; s = s->next)
                 have++;
         unsigned target = pool_slot_target(e, pw);
-        if (have > target / 2 || e->pool.maker_stop)
+        /* Also at once when the target grew past the last request's: a
+         * burst wider than the pool must leave it at its new target, not
+         * stuck above half of it until the next runs drain it. */
+        if ((have > target / 2 && target <= pw->slots_asked_target) || e->pool.maker_stop)
                 return;
+        pw->slots_asked_target = target;
         if (!e->pool.maker_started) {
                 if (pthread_create(&e->pool.maker, NULL, maker_main, e) != 0)
                         return;
