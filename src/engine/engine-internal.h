@@ -39,11 +39,6 @@ typedef struct Pool {
         unsigned n_memos;
         size_t memo_bytes;
         uint64_t hits, misses, evictions;
-        /* The spare maker (engine-pool.c): makes the spare slots asked for
-         * (PoolWorker.slots_wanted) on its own thread, so that a slot never
-         * waits behind the janitor's kill rounds; waits on `changed`. */
-        pthread_t maker;
-        bool maker_started, maker_stop;
 } Pool;
 
 /* Validation results by hash of (source, filename, function, arguments):
@@ -262,15 +257,6 @@ struct PoolWorker {
         Worker *w;
         SpareSlot *slots;        /* ready, oldest first */
         unsigned slots_pending;  /* asked for, not ready yet */
-        unsigned slots_wanted;   /* of those, not yet begun by the spare maker */
-        /* Runs that found a ready slot / none (ran the slow path: cgroups
-         * made inline, a spare forked for the run): GET /v1/workers. */
-        uint64_t slot_hits, slot_misses;
-        /* The most runs in flight at once on this worker since runs_peak_at
-         * (monotonic): the spare slots' target follows it (pool_slot_target). */
-        unsigned runs_peak;
-        usec_t runs_peak_at;
-        unsigned slots_asked_target; /* the target of the last request (request_slots) */
         bool no_slots;           /* this machine gives no run cgroups: the worker's own spares */
         char *key;
         char **sys_path;

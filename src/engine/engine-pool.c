@@ -19,20 +19,8 @@
 
 #define INIT_TIMEOUT_USEC (120 * USEC_PER_SEC)
 
-static void request_slots(Engine *e, PoolWorker *pw);
-static void *maker_main(void *userdata);
-static void maker_stop(Engine *e);
+static void request_slots(Engine *e, PoolWorker *pw, unsigned batch);
 static unsigned slot_batch(Engine *e);
-static unsigned pool_worker_runs(Engine *e, const PoolWorker *pw, unsigned *ret_instances);
-static void note_runs(Engine *e, PoolWorker *pw, usec_t now);
-static unsigned pool_slot_target(Engine *e, const PoolWorker *pw);
-
-/* The most spare slots a worker keeps (ready + asked for): the largest
- * `pool: spares` accepted, and the worker's own cap (worker.c MAX_SPARES). */
-#define SLOTS_MAX 16
-/* How long the most runs seen in flight at once sizes the slots' target
- * after it was last reached. */
-#define RUNS_PEAK_USEC (10 * USEC_PER_SEC)
 
 static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data) {
         Buf b;
@@ -209,7 +197,6 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 if (found->ready) {
                         found->busy++;
                         found->last_used = now_monotonic();
-                        note_runs(e, found, found->last_used);
                         e->pool.hits++;
                         pthread_mutex_unlock(&e->pool.lock);
                         *ret = found;
@@ -256,7 +243,7 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 pw->last_used = now_monotonic();
                 pw->pss_bytes = pss;
                 if (pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
-                        request_slots(e, pw);
+                        request_slots(e, pw, slot_batch(e));
         }
         pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);
@@ -296,7 +283,7 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
                 pw->dead = true;
         /* Refill spare slots after a run, not during one (see request_slots). */
         if (!pw->dead && pw->ready && pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
-                request_slots(e, pw);
+                request_slots(e, pw, slot_batch(e));
         if (measured && !pw->dead)
                 pw->pss_bytes = pss;
         PoolWorker *victims = collect_evictions(e, now_monotonic());
@@ -330,7 +317,6 @@ void pool_sweep(Engine *e) {
 }
 
 void pool_shutdown(Engine *e) {
-        maker_stop(e);
         pthread_mutex_lock(&e->pool.lock);
         PoolWorker *all = e->pool.workers;
         e->pool.workers = NULL;
@@ -387,32 +373,20 @@ int engine_pool_list(Engine *e, char **ret_json) {
                 json_t *failed = json_array();
                 for (char **f = pw->failed_imports; f && *f; f++)
                         json_array_append_new(failed, json_string(*f));
-                unsigned instances, runs = pool_worker_runs(e, pw, &instances), slots = 0;
-                for (SpareSlot *s = pw->slots; s; s = s->next)
-                        slots++;
-                json_t *o = json_pack("{s:s, s:i, s:b, s:b, s:i, s:i, s:I, s:f, s:o, s:i, s:o}", "kind", "worker",
-                                      "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready, "network", pw->network,
-                                      "busy", (int) runs, "instances", (int) instances, "pss_bytes",
-                                      (json_int_t) pw->pss_bytes, "idle_s",
-                                      runs ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path", paths, "imported",
-                                      (int) pw->n_imported, "failed_imports", failed);
-                /* The full sandbox's spare slots: ready, asked for, and how
-                 * many runs found one ready or none. */
-                json_object_update_new(o, json_pack("{s:i, s:i, s:i, s:I, s:I}", "spares", (int) slots, "spares_target",
-                                                    pw->mode == SANDBOX_MODE_FULL && e->pool.spares && !pw->no_slots
-                                                            ? (int) pool_slot_target(e, pw)
-                                                            : 0,
-                                                    "spares_pending", (int) pw->slots_pending, "spare_hits",
-                                                    (json_int_t) pw->slot_hits, "spare_misses",
-                                                    (json_int_t) pw->slot_misses));
-                json_array_append_new(arr, o);
+                unsigned instances, runs = pool_worker_runs(e, pw, &instances);
+                json_array_append_new(arr, json_pack("{s:s, s:i, s:b, s:b, s:i, s:i, s:I, s:f, s:o, s:i, s:o}", "kind",
+                                                     "worker", "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready,
+                                                     "network", pw->network, "busy", (int) runs, "instances",
+                                                     (int) instances, "pss_bytes", (json_int_t) pw->pss_bytes, "idle_s",
+                                                     runs ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path",
+                                                     paths, "imported", (int) pw->n_imported, "failed_imports", failed));
         }
         for (Instance *i = e->pool.instances; i; i = i->next)
                 json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:b, s:I, s:f, s:b, s:I}", "kind", "instance",
                                                      "function", i->key, "pid", (int) i->pid, "busy", i->busy,
                                                      "invocations", (json_int_t) i->invocations, "idle_s",
-                                                     i->busy ? 0.0 : (double) (now - i->last_used) / 1e6, "frozen",
-                                                     i->frozen, "freezes", (json_int_t) i->freezes));
+                                                     i->busy ? 0.0 : (double) (now - i->last_used) / 1e6,
+                                                     "frozen", i->frozen, "freezes", (json_int_t) i->freezes));
         pthread_mutex_unlock(&e->pool.lock);
         char *s = json_dumps(arr, JSON_COMPACT);
         json_decref(arr);
@@ -474,8 +448,7 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
                         /* No run cgroups here: nothing to join ahead; the
                          * worker forks its own spares instead. */
                         pw->no_slots = true;
-                        _cleanup_free_ char *msg = xasprintf("{\"type\":\"spares\",\"count\":%u}",
-                                                             (unsigned) e->pool.spares);
+                        _cleanup_free_ char *msg = xasprintf("{\"type\":\"spares\",\"count\":%u}", (unsigned) e->pool.spares);
                         pthread_mutex_lock(&pw->io_lock);
                         (void) worker_send(pw->w, msg, NULL, 0);
                         pthread_mutex_unlock(&pw->io_lock);
@@ -517,102 +490,29 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
 
 /* Moving a process into a cgroup waits for an RCU grace period, and while
  * it waits every fork and exit on the machine stalls. Spares therefore
- * join in batches — one grace period for the whole batch — asked for when
- * the worker is down to half its target, up to the target: at least
- * slot_batch() + 1 and at most SLOTS_MAX, else the most runs seen in
- * flight at once on this worker (docs/workers.md "How many spares"). At
- * concurrency 8 half the runs found no slot with a fixed refill of 4 at 1
- * left (the run then made its cgroups and had its spare forked and sealed
- * on its critical path: the CPUs idle meanwhile). Called with the pool
- * lock, after a run rather than during one: the worker forks the batch,
- * and a run that arrives meanwhile waits for it. */
-static unsigned pool_slot_target(Engine *e, const PoolWorker *pw) {
-        unsigned floor = slot_batch(e) + 1;
-        return MIN((unsigned) SLOTS_MAX, MAX(floor, pw->runs_peak));
+ * join in batches — one grace period for the whole batch — and only when
+ * the worker has run out down to one slot. Called with the pool lock. */
+static void make_slot_work(Engine *e, void *pw) {
+        pool_make_slot(e, pw);
 }
 
-static void request_slots(Engine *e, PoolWorker *pw) {
+static void request_slots(Engine *e, PoolWorker *pw, unsigned batch) {
         unsigned have = pw->slots_pending;
         for (SpareSlot *s = pw->slots; s; s = s->next)
                 have++;
-        unsigned target = pool_slot_target(e, pw);
-        /* Also at once when the target grew past the last request's: a
-         * burst wider than the pool must leave it at its new target, not
-         * stuck above half of it until the next runs drain it. */
-        if ((have > target / 2 && target <= pw->slots_asked_target) || e->pool.maker_stop)
+        if (have > 1 || pw->slots_pending)
                 return;
-        pw->slots_asked_target = target;
-        if (!e->pool.maker_started) {
-                if (pthread_create(&e->pool.maker, NULL, maker_main, e) != 0)
-                        return;
-                e->pool.maker_started = true;
-        }
-        while (!pw->no_slots && !pw->dead && have < target) {
+        unsigned want = have + batch;
+        while (!pw->no_slots && !pw->dead && have < want) {
                 pw->slots_pending++;
-                pw->slots_wanted++;
-                pw->busy++; /* the maker's reference, dropped by pool_make_slot */
+                pw->busy++; /* the janitor's reference */
                 have++;
+                engine_janitor_defer(e, make_slot_work, pw, true);
         }
-        pthread_cond_broadcast(&e->pool.changed);
-}
-
-/* The spare maker's thread: one slot at a time, the oldest worker's first.
- * Made on the janitor before, behind finished runs' kill rounds (which
- * sleep), a slot took 3-28 ms of wall time at wrk -c8 and a run in 12 found
- * every slot still asked for. */
-static void *maker_main(void *userdata) {
-        Engine *e = userdata;
-        (void) pthread_setname_np(pthread_self(), "spare-maker");
-        pthread_mutex_lock(&e->pool.lock);
-        for (;;) {
-                PoolWorker *pw = NULL;
-                for (PoolWorker *w = e->pool.workers; w; w = w->next)
-                        if (w->slots_wanted > 0)
-                                pw = w;
-                if (e->pool.maker_stop)
-                        break;
-                if (!pw) {
-                        pthread_cond_wait(&e->pool.changed, &e->pool.lock);
-                        continue;
-                }
-                pw->slots_wanted--;
-                pthread_mutex_unlock(&e->pool.lock);
-                pool_make_slot(e, pw);
-                pthread_mutex_lock(&e->pool.lock);
-        }
-        /* Stopping: what was asked for and not begun is dropped, with its
-         * references (pool_shutdown frees the workers next). */
-        for (PoolWorker *w = e->pool.workers; w; w = w->next) {
-                w->slots_pending -= w->slots_wanted;
-                w->busy -= w->slots_wanted;
-                w->slots_wanted = 0;
-        }
-        pthread_mutex_unlock(&e->pool.lock);
-        return NULL;
-}
-
-static void maker_stop(Engine *e) {
-        pthread_mutex_lock(&e->pool.lock);
-        e->pool.maker_stop = true;
-        bool started = e->pool.maker_started;
-        pthread_cond_broadcast(&e->pool.changed);
-        pthread_mutex_unlock(&e->pool.lock);
-        if (started)
-                pthread_join(e->pool.maker, NULL);
 }
 
 static unsigned slot_batch(Engine *e) {
         return (unsigned) MAX(e->pool.spares * 2, (size_t) 4);
-}
-
-/* Runs in flight on pw now, remembered as its peak while it is the most
- * seen in the last RUNS_PEAK_USEC (pool lock held). */
-static void note_runs(Engine *e, PoolWorker *pw, usec_t now) {
-        unsigned runs = pool_worker_runs(e, pw, NULL);
-        if (runs >= pw->runs_peak || now - pw->runs_peak_at > RUNS_PEAK_USEC) {
-                pw->runs_peak = runs;
-                pw->runs_peak_at = now;
-        }
 }
 
 SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
@@ -620,11 +520,8 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
                 return NULL;
         pthread_mutex_lock(&e->pool.lock);
         SpareSlot *s = pw->slots;
-        if (s) {
+        if (s)
                 pw->slots = s->next;
-                pw->slot_hits++;
-        } else if (!pw->no_slots)
-                pw->slot_misses++;
         pthread_mutex_unlock(&e->pool.lock);
         return s;
 }
