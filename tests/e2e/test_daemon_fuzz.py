@@ -35,7 +35,7 @@ def test_fuzz_request_parsing(tmp_path):
            *map(str, sorted((src / "shared").glob("shared-*.c"))),
            str(ROOT / "fuzz" / "fuzz-request.c"), str(src / "daemon" / "daemon-request.c"),
            str(src / "daemon" / "daemon-config.c"), str(src / "daemon" / "daemon-gc-config.c"),
-           str(src / "store" / "store-retention-config.c"), *map(str, sorted((src / "basic").glob("basic-*.c"))),
+           str(src / "store" / "store-retention-config.c"), str(src / "store" / "store-function-record.c"), *map(str, sorted((src / "basic").glob("basic-*.c"))),
            "-ljansson", "-lyaml", "-lcrypto", "-lcurl", "-o", str(exe)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
