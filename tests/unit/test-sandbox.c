@@ -1113,7 +1113,7 @@ static void test_cgroup_memory_replaced_after_uses(void **state) {
         int runs = 0;
         while (mem_dirs_named("unittest-meme") == 1) {
                 assert_true(runs < 200);
-                assert_int_equal(WEXITSTATUS(run_in(cg, fork_n_child, 1)), 0);
+                assert_int_equal(WEXITSTATUS(run_in(cg, alloc_child, 1)), 0);
                 cg = sandbox_cgroup_recycle(cg);
                 assert_non_null(cg);
                 renew_as(cg, "f", &l);
