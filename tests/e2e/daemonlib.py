@@ -28,6 +28,29 @@ KEYS = {
 }
 
 
+@contextlib.contextmanager
+def strace_daemon(d, syscalls, trace):
+    """`strace -f` on daemon d for the with block, tracing syscalls into the
+    file trace; the block starts once strace is attached (/healthz's statfs
+    marks the moment). Yields lines(what): the trace's lines holding what,
+    also usable after the block."""
+    s = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=" + ",".join([*syscalls, "statfs"]), "-o", str(trace),
+                          "-p", str(d.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def lines(what):
+        return [ln for ln in (trace.read_text().splitlines() if trace.exists() else []) if what in ln]
+    try:
+        deadline = time.time() + 30
+        while not lines("statfs("):
+            assert time.time() < deadline and s.poll() is None, (s.poll(), s.stderr.read() if s.poll() else "")
+            d.call("GET", "/healthz", token=None)
+            time.sleep(0.05)
+        yield lines
+    finally:
+        s.send_signal(signal.SIGINT)
+        s.wait(timeout=30)
+
+
 def wait_for(cond, what, timeout=60):
     """cond()'s first true value, polled every 20 ms; AssertionError naming
     what after timeout seconds."""

@@ -6,14 +6,12 @@ the record cannot be read any more, never when the requirements differ or a
 store dir is gone, and the env's last use still moves."""
 import os
 import shutil
-import signal
-import subprocess
 import time
 
 import pytest
 
 import pkgindex
-from daemonlib import Daemon, sandbox_mode, wait_for
+from daemonlib import Daemon, sandbox_mode, strace_daemon, wait_for
 
 SRC = "@requirements({REQS})\ndef f():\n    import cachepkg\n    return cachepkg.VALUE\n"
 
@@ -53,26 +51,13 @@ def test_a_seen_set_is_not_looked_up_again(tmp_path):
         out = run(d, src("{'cachepkg': '==1.0'}"))
         assert out["status"] == "succeeded" and out["result"] == "1.0", out
         (record,) = list(d.home.rglob("envs/*.json"))
-        s = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=openat,statfs", "-o", str(trace),
-                              "-p", str(d.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        def lines(what):
-            return [ln for ln in (trace.read_text().splitlines() if trace.exists() else []) if what in ln]
-        try:
-            deadline = time.time() + 30
-            while not lines("statfs("):
-                assert time.time() < deadline and s.poll() is None, (s.poll(), s.stderr.read() if s.poll() else "")
-                d.call("GET", "/healthz", token=None)
-                time.sleep(0.05)
+        with strace_daemon(d, ["openat"], trace) as lines:
             for _ in range(5):
                 out = run(d, src("{'cachepkg': '==1.0'}"))
                 assert out["status"] == "succeeded" and out["result"] == "1.0", out
             # A new set is looked up (and recorded) as before.
             out = run(d, src("{'cachepkg': '==1.0', 'otherpkg': ''}"))
             assert out["status"] == "succeeded", out
-        finally:
-            s.send_signal(signal.SIGINT)
-            s.wait(timeout=30)
         assert not lines(record.name), lines(record.name)
         assert lines("/envs/"), "the new set's record was not looked up"
         assert len(list(d.home.rglob("envs/*.json"))) == 2

@@ -4,15 +4,11 @@ to a later spare's name instead of a new dir being made and the old one
 removed (docs/data.md "Outputs"). What these tests check is what docs/data.md
 promises: a run's /out is empty and shows nothing of an earlier run,
 whichever tenant it was for, and no dir outlives its daemon."""
-import os
 import shutil
-import signal
-import subprocess
-import time
 
 import pytest
 
-from daemonlib import Daemon, sandbox_mode, wait_for
+from daemonlib import Daemon, sandbox_mode, strace_daemon, wait_for
 
 # Reports what the run sees of its /out, then leaves a trace of the kind
 # asked for: each one must either be reset or keep the dir from being used
@@ -128,23 +124,10 @@ def test_a_finished_runs_groups_and_dir_are_recycled_without_kills_or_mkdir(tmp_
     try:
         for i in range(10):
             probe(d, "", "alice" if i % 2 else "bob")
-        s = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=kill,mkdir,rmdir,rename,statfs", "-o", str(trace),
-                              "-p", str(d.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        def lines(what):
-            return [ln for ln in (trace.read_text().splitlines() if trace.exists() else []) if what in ln]
         runs = 40
-        try:
-            deadline = time.time() + 30
-            while not lines("statfs("):
-                assert time.time() < deadline and s.poll() is None, (s.poll(), s.stderr.read() if s.poll() else "")
-                d.call("GET", "/healthz", token=None)
-                time.sleep(0.05)
+        with strace_daemon(d, ["kill", "mkdir", "rmdir", "rename"], trace) as lines:
             for i in range(runs):
                 probe(d, "", "alice" if i % 2 else "bob")
-        finally:
-            s.send_signal(signal.SIGINT)
-            s.wait(timeout=30)
         kills = lines("SIGKILL")
         made = [ln for ln in lines("mkdir(") + lines("rmdir(") if "/outputs/" in ln]
         renamed = [ln for ln in lines("rename(") if "/outputs/" in ln]
