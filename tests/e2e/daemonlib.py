@@ -51,6 +51,13 @@ def strace_daemon(d, syscalls, trace):
         s.wait(timeout=30)
 
 
+def run(d, source, **body):
+    """An ad-hoc run of source on daemon d, waited for; its 200 answer."""
+    st, out = d.call("POST", "/v1/runs?wait=true", {"source": source, **body})
+    assert st == 200, out
+    return out
+
+
 def wait_for(cond, what, timeout=60):
     """cond()'s first true value, polled every 20 ms; AssertionError naming
     what after timeout seconds."""

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import Daemon, run, sandbox_mode
 
 CGROUP_PROBE = "def f():\n    return open('/proc/self/cgroup').read()\n"
 FORKS = ("import os\ndef f(n):\n    kids, refused = [], 0\n    for _ in range(n):\n        try:\n"
@@ -31,12 +31,6 @@ def daemon(tmp_path):
     d.start()
     yield d
     d.stop()
-
-
-def run(d, source, **body):
-    st, out = d.call("POST", "/v1/runs?wait=true", {"source": source, **body})
-    assert st == 200, out
-    return out
 
 
 def groups(text):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from daemonlib import TOKENS, Daemon
+from daemonlib import TOKENS, Daemon, wait_for
 
 AUTH = {"Authorization": "Bearer " + TOKENS["alice"]}
 HTTP_THREADS = 2
@@ -57,16 +57,6 @@ def waiting(d):
         if line.startswith("pysprinter_http_waiting "):
             return int(line.split()[1])
     raise AssertionError("no pysprinter_http_waiting in /metrics")
-
-
-def wait_for(cond, what, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
 
 
 @pytest.fixture

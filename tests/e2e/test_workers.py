@@ -13,7 +13,7 @@ import time
 import pytest
 
 import pkgindex
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import Daemon, run, sandbox_mode
 
 
 def worker_pids(d):
@@ -44,12 +44,6 @@ def daemon(tmp_path):
     d.start()
     yield d
     d.stop()
-
-
-def run(d, source, **body):
-    st, out = d.call("POST", "/v1/runs?wait=true", {"source": source, **body})
-    assert st == 200, out
-    return out
 
 
 def test_consecutive_runs_share_a_warm_worker_but_not_state(daemon):
