@@ -46,7 +46,8 @@ Instance *instance_free(Instance *i) {
 #define SOURCE_MEMOS_MAX_BYTES (16u << 20) /* the sources it keeps, together */
 
 struct SourceMemo {
-        char *key, *source, *reply;
+        char *key, *source;
+        json_t *reply;       /* parsed once: read-only, shared (atomic refcounts) */
         size_t len;
         unsigned refs;       /* the list's, and each reader's; pool lock */
         usec_t used;
@@ -64,11 +65,11 @@ static void memo_free(SourceMemo *m) {
                 return;
         free(m->key);
         free(m->source);
-        free(m->reply);
+        json_decref(m->reply);
         free(m);
 }
 
-char *instance_memo_get(Engine *e, const char *key, const char *source, size_t len) {
+json_t *instance_memo_get(Engine *e, const char *key, const char *source, size_t len) {
         SourceMemo *found = NULL;
         pthread_mutex_lock(&e->pool.lock);
         for (SourceMemo *m = e->pool.memos; m && !found; m = m->next)
@@ -81,7 +82,7 @@ char *instance_memo_get(Engine *e, const char *key, const char *source, size_t l
         if (!found)
                 return NULL;
         /* Outside the lock: the memo is immutable while referenced. */
-        char *reply = memcmp(found->source, source, len) == 0 ? xstrdup(found->reply) : NULL;
+        json_t *reply = memcmp(found->source, source, len) == 0 ? json_incref(found->reply) : NULL;
         pthread_mutex_lock(&e->pool.lock);
         SourceMemo *dead = memo_unref_locked(found);
         pthread_mutex_unlock(&e->pool.lock);
@@ -103,12 +104,12 @@ static SourceMemo *memo_unlink_locked(Engine *e, SourceMemo *m) {
         return memo_unref_locked(m);
 }
 
-void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, const char *reply) {
-        if (len > SOURCE_MEMOS_MAX_BYTES)
+void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, json_t *reply) {
+        if (len > SOURCE_MEMOS_MAX_BYTES || !reply)
                 return;
         SourceMemo *n = xcalloc(1, sizeof(SourceMemo));
         *n = (SourceMemo) { .key = xstrdup(key), .source = xmalloc(len + 1), .len = len,
-                            .reply = xstrdup(reply), .refs = 1, .used = now_monotonic() };
+                            .reply = json_incref(reply), .refs = 1, .used = now_monotonic() };
         memcpy(n->source, source, len);
         n->source[len] = 0;
         SourceMemo *dead = NULL;

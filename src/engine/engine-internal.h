@@ -333,8 +333,11 @@ Instance *instance_free(Instance *i);
  * (key) and the source's exact bytes: a warm invoke checks the bytes with
  * one memcmp instead of hashing, scanning and copying the whole source
  * (docs/performance.md "Invoke path: round 5"). NULL when not memoized. */
-char *instance_memo_get(Engine *e, const char *key, const char *source, size_t len);
-void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, const char *reply);
+/* The reply is kept parsed (round 7: a warm invoke parsed its text again,
+ * ~40k instructions): the one returned is a reference to read, never to
+ * change (jansson's reference counts are atomic; readers share it). */
+json_t *instance_memo_get(Engine *e, const char *key, const char *source, size_t len);
+void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, json_t *reply);
 /* Frees every warm instance (engine_free, before pool_shutdown). */
 void instances_shutdown(Engine *e);
 

@@ -48,7 +48,7 @@ typedef struct RunCtx {
         usec_t t_start;
         char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
         bool out_daemon_born;     /* out_host was made before any tenant was known (a spare's) */
-        char *memo_reply;         /* a deployed source's memoized validation (instance_memo_get) */
+        json_t *memo_reply;       /* a deployed source's memoized validation, parsed, shared (instance_memo_get) */
 } RunCtx;
 
 typedef struct RunWatch RunWatch;
@@ -390,9 +390,9 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
          * the one the cache holds for them, without hashing the source. */
         bool memoized = c->memo_reply != NULL;
         _cleanup_free_ char *key = memoized ? NULL : validation_key(c);
-        _cleanup_free_ char *reply = memoized ? TAKE_PTR(c->memo_reply) : vcache_get(c->e->vcache, key);
-        bool cached = reply != NULL;
-        if (!reply) {
+        _cleanup_free_ char *reply = memoized ? NULL : vcache_get(c->e->vcache, key);
+        bool cached = memoized || reply != NULL;
+        if (!cached) {
                 int r = validate_in_worker(c, &reply);
                 if (r < 0) {
                         c->res->t_validate = now_monotonic() - t0;
@@ -400,7 +400,9 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
                 }
         }
         c->res->t_validate = now_monotonic() - t0;
-        json_t *v = json_loads(reply, 0, NULL);
+        /* The memo's reply is shared: only read below (json_incref of its
+         * requirements is atomic). */
+        json_t *v = memoized ? TAKE_PTR(c->memo_reply) : json_loads(reply, 0, NULL);
         if (!json_is_true(json_object_get(v, "ok"))) {
                 json_t *e = json_object_get(v, "error");
                 _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");
@@ -413,7 +415,7 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
                 vcache_put(c->e->vcache, key, reply);
         if (!memoized && c->spec->instance_key) {
                 _cleanup_free_ char *mk = memo_key(c);
-                instance_memo_put(c->e, mk, c->spec->source, c->spec->source_len, reply);
+                instance_memo_put(c->e, mk, c->spec->source, c->spec->source_len, v);
         }
         c->res->function = xstrdup(json_string_value(json_object_get(v, "function")) ?: "?");
         json_t *params = json_object_get(v, "parameters");
@@ -1181,20 +1183,52 @@ static int instance_pipes(Instance *i, int ret_w[2]) {
         return 0;
 }
 
+/* The invoke message, written as text: its arguments are the request's
+ * own JSON texts, which parse_arguments() has parsed (an array, an object)
+ * and the instance parses again, so they are copied, not parsed into
+ * jansson values and printed back (~17k instructions per /v1 invoke, ~100k
+ * with the Lambda route's context; docs/performance.md "Invoke path: round
+ * 7"). The context is the daemon's own JSON text (RunSpec.context_json). */
+static char *invoke_message(RunCtx *c, size_t *ret_len) {
+        const char *args = c->spec->args_json ?: "[]", *kwargs = c->spec->kwargs_json ?: "{}";
+        Buf b;
+        buf_init(&b, WORKER_PROTO_MAX_MESSAGE);
+        int r = buf_appends(&b, "{\"type\":\"invoke\",\"id\":");
+        if (r >= 0)
+                r = json_buf_append_string(&b, c->res->id);
+        if (r >= 0)
+                r = buf_appends(&b, ",\"args\":");
+        if (r >= 0)
+                r = buf_appends(&b, args);
+        if (r >= 0)
+                r = buf_appends(&b, ",\"kwargs\":");
+        if (r >= 0)
+                r = buf_appends(&b, kwargs);
+        if (r >= 0 && c->spec->context_json) {
+                r = buf_appends(&b, ",\"context\":");
+                if (r >= 0)
+                        r = buf_appends(&b, c->spec->context_json);
+        }
+        if (r >= 0)
+                r = buf_append(&b, "}", 1);
+        if (r < 0) {
+                buf_free(&b);
+                return NULL;
+        }
+        *ret_len = b.len;
+        return buf_steal(&b);
+}
+
 static int send_invoke(RunCtx *c) {
-        json_t *m = json_pack("{s:s, s:s, s:O, s:O}", "type", "invoke", "id", c->res->id, "args", c->args, "kwargs",
-                              c->kwargs);
-        if (c->spec->context_json)
-                json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
-        _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
-        json_decref(m);
+        size_t len = 0;
+        _cleanup_free_ char *text = invoke_message(c, &len);
         if (!text)
-                return -EINVAL;
+                return -EMSGSIZE;
         int fds[2];
         int r = instance_pipes(c->inst, fds);
         if (r < 0)
                 return r;
-        r = proto_send(c->inst->sock, text, strlen(text), fds, fds[0] >= 0 ? 2 : 0);
+        r = proto_send(c->inst->sock, text, len, fds, fds[0] >= 0 ? 2 : 0);
         /* Our copies of the write ends must go, or EOF never comes when
          * the instance dies. */
         fd_close(fds[0]);
@@ -1512,7 +1546,7 @@ RunResult *engine_run_end(EngineRun *run) {
         json_decref(c->kwargs);
         strv_free(c->sys_path);
         free(c->lock_json);
-        free(c->memo_reply);
+        json_decref(c->memo_reply);
         strv_free(c->data_binds);
         strv_free(c->data_seen);
         RunResult *res = c->res;

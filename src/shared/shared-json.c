@@ -123,3 +123,44 @@ int json_bytes_marker_decode(const json_t *v, uint8_t **ret, size_t *ret_len) {
         *ret = out;
         return 1;
 }
+
+int json_buf_append_string(Buf *b, const char *s) {
+        if (!s)
+                return buf_append(b, "null", 4);
+        int r = buf_append(b, "\"", 1);
+        const char *run = s;
+        for (const char *p = s; r >= 0 && *p; p++) {
+                unsigned char ch = (unsigned char) *p;
+                if (ch >= 0x20 && ch != '"' && ch != '\\')
+                        continue;
+                /* Copy the run of plain bytes before it in one append. */
+                r = buf_append(b, run, (size_t) (p - run));
+                char esc[8];
+                size_t n = 2;
+                esc[0] = '\\';
+                switch (ch) {
+                case '"': esc[1] = '"'; break;
+                case '\\': esc[1] = '\\'; break;
+                case '\b': esc[1] = 'b'; break;
+                case '\f': esc[1] = 'f'; break;
+                case '\n': esc[1] = 'n'; break;
+                case '\r': esc[1] = 'r'; break;
+                case '\t': esc[1] = 't'; break;
+                default: {
+                        static const char hex[] = "0123456789ABCDEF";
+                        memcpy(esc + 1, "u00", 3);
+                        esc[4] = hex[ch >> 4];
+                        esc[5] = hex[ch & 15];
+                        n = 6;
+                }
+                }
+                if (r >= 0)
+                        r = buf_append(b, esc, n);
+                run = p + 1;
+        }
+        if (r >= 0)
+                r = buf_append(b, run, strlen(run));
+        if (r >= 0)
+                r = buf_append(b, "\"", 1);
+        return r;
+}

@@ -171,6 +171,14 @@ int json_want_strv(const json_t *v, const char *key, char ***ret, char **ret_err
 /* A NULL-terminated string vector as a JSON array (NULL -> []). */
 json_t *json_strv_new(char *const *v);
 
+/* Appends s (valid UTF-8) as a JSON string, quotes included, escaped
+ * byte for byte as json_dumps() without JSON_ENSURE_ASCII escapes it
+ * (\" \\ \b \f \n \r \t, other controls as \u00XX): for texts whose
+ * schema is fixed and written directly, where a jansson object and its
+ * json_dumps() cost more than the text (docs/performance.md "Invoke
+ * path: round 7"). NULL appends null. Returns buf_append()'s result. */
+int json_buf_append_string(Buf *b, const char *s);
+
 /* ---- sealed values: AES-256-GCM (shared-seal.c, docs/secrets.md) ------- */
 
 #define SEAL_KEY_SIZE 32

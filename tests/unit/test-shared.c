@@ -667,6 +667,35 @@ static void test_schema_unknown_keyword_is_the_schemas_mistake(void **state) {
         }
 }
 
+/* The one escaping helper for texts written directly must give json_dumps()'s
+ * bytes for every string: each byte 1..0x7f alone and amid others, UTF-8
+ * of 2, 3 and 4 bytes (U+2028 too), and null for NULL. */
+static void test_json_buf_append_string_is_json_dumps(void **state) {
+        (void) state;
+        char one[4];
+        const char *fixed[] = { "", "plain", "a\"b\\c/d", "tab\there\nnew\r\b\f", "\x01\x1f\x7f",
+                                "h\xc3\xa9llo \xe2\x80\xa8 \xf0\x9f\x98\x80 end", "\"\"", "\\", "x\x1f" };
+        for (int c = 1; c < 0x80 + (int) ELEMENTSOF(fixed); c++) {
+                const char *s = c < 0x80 ? one : fixed[c - 0x80];
+                one[0] = 'a'; one[1] = (char) c; one[2] = 'z'; one[3] = 0;
+                json_t *v = json_string(s);
+                assert_non_null(v);
+                char *want = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                Buf b;
+                buf_init(&b, 1024);
+                assert_int_equal(json_buf_append_string(&b, s), 0);
+                assert_string_equal(b.data, want);
+                buf_free(&b);
+                free(want);
+                json_decref(v);
+        }
+        Buf b;
+        buf_init(&b, 1024);
+        assert_int_equal(json_buf_append_string(&b, NULL), 0);
+        assert_string_equal(b.data, "null");
+        buf_free(&b);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_scalar_table),       cmocka_unit_test(test_scalar_direct),
@@ -679,6 +708,7 @@ int main(void) {
                 cmocka_unit_test(test_schema_table),
                 cmocka_unit_test(test_schema_every_mistake_once),
                 cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
+                cmocka_unit_test(test_json_buf_append_string_is_json_dumps),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
