@@ -140,28 +140,29 @@ static int split_path(const char *url, char seg[][DAEMON_SEGMENT_MAX], int max) 
         return n;
 }
 
+/* Whether the pattern matches the request's segments: "*" matches any one
+ * segment; a last "**" (the dashboard's asset tree) matches one or more.
+ * The pattern is walked in place, not split into copies: every request
+ * tried the table's rows in order, and splitting each row's pattern cost
+ * ~50k instructions per request for a row near the end (the Lambda
+ * route's; docs/performance.md "Invoke path: round 7"). */
 static bool pattern_matches(const char *pattern, char seg[][DAEMON_SEGMENT_MAX], int n) {
-        char pat[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
-        int k = split_path(pattern, pat, DAEMON_MAX_SEGMENTS);
-        if (k != n)
-                return false;
-        for (int i = 0; i < n; i++)
-                if (!streq(pat[i], "*") && !streq(pat[i], seg[i]))
+        const char *p = pattern;
+        int i = 0;
+        while (*p == '/' && p[1]) {
+                p++;
+                const char *e = strchrnul(p, '/');
+                size_t len = (size_t) (e - p);
+                if (len == 2 && p[0] == '*' && p[1] == '*' && !*e)
+                        return n > i;
+                if (i >= n)
                         return false;
-        return true;
-}
-
-/* A pattern ending in "**" matches its prefix and one or more segments
- * after it (the dashboard's asset tree). */
-static bool pattern_matches_tree(const char *pattern, char seg[][DAEMON_SEGMENT_MAX], int n) {
-        char pat[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
-        int k = split_path(pattern, pat, DAEMON_MAX_SEGMENTS);
-        if (k < 1 || !streq(pat[k - 1], "**") || n < k)
-                return false;
-        for (int i = 0; i < k - 1; i++)
-                if (!streq(pat[i], "*") && !streq(pat[i], seg[i]))
+                if (!(len == 1 && *p == '*') && (strncmp(seg[i], p, len) != 0 || seg[i][len] != 0))
                         return false;
-        return true;
+                i++;
+                p = e;
+        }
+        return i == n;
 }
 
 int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SEGMENT_MAX], int *ret_n_seg,
@@ -173,7 +174,7 @@ int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SE
         if (n < 0)
                 return -ENOENT;
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                if (!pattern_matches(routes[i].pattern, seg, n) && !pattern_matches_tree(routes[i].pattern, seg, n))
+                if (!pattern_matches(routes[i].pattern, seg, n))
                         continue;
                 if (routes[i].methods & want) {
                         *ret = &routes[i];

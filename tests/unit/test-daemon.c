@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "daemon.h"
+#include "daemon-ui.h"
 #include "data.h"
 
 /* ---- URL-source address policy ---------------------------------------------- */
@@ -356,6 +357,17 @@ static const struct {
         { "GET", "v1/runs", -ENOENT, NULL, NULL },
         { "GET", "/v1/a/b/c/d/e/f/g", -ENOENT, NULL, NULL },
         { "PATCH", "/v1/runs", -EOPNOTSUPP, NULL, "GET, POST" },
+        /* "**" rows: one or more segments after the prefix, not none. */
+        { "GET", "/fn/t/f/x", 0, daemon_api_endpoint, NULL },
+        { "DELETE", "/fn/t/f/x/y/z", 0, daemon_api_endpoint, NULL },
+        { "GET", "/fn/t", -ENOENT, NULL, NULL },
+        { "GET", "/ui/", 0, daemon_ui_handle, NULL },
+        { "PATCH", "/fn/t/f/x", -EOPNOTSUPP, NULL, "GET, POST, PUT, DELETE" },
+        { "GET", "/ui/assets/app.js", 0, daemon_ui_handle, NULL },
+        { "GET", "/ui", 0, daemon_ui_handle, NULL },
+        { "GET", "/uix", -ENOENT, NULL, NULL },
+        { "GET", "/v1/run", -ENOENT, NULL, NULL },
+        { "GET", "/v1/runsx", -ENOENT, NULL, NULL },
 };
 
 static void test_routes(void **state) {
