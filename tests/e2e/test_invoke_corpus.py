@@ -67,6 +67,14 @@ def handler(event, context):
     name = context.function_name if hasattr(context, "function_name") else context["function_name"]
     return {"got": event, "function": name}
 """,
+    "ctx": """
+def handler(event, context):
+    keys = ("function_name", "function_version", "invoked_function_arn", "aws_request_id", "log_group_name",
+            "log_stream_name", "memory_limit_in_mb")
+    got = {k: getattr(context, k) for k in keys}
+    got["deadline_in_future"] = 0 < context.get_remaining_time_in_millis() <= 60000
+    return got
+""",
     "add": """
 def add(a: int, b: int, c: int = 0):
     return a + b + c
@@ -97,6 +105,7 @@ CASES = [
     ("handler", LAMBDA, {}),
     ("handler", LAMBDA, {"a": [1, 2.5, "\u00e9", 1e-5, 0.1], "b": {"c": None}, "big": 1234567890123456789}),
     ("handler", LAMBDA, [1, "two"]),
+    ("ctx", LAMBDA, {}),
     ("handler", V1, {"args": [{"x": 1}, {"function_name": "handler"}]}),
     ("add", LAMBDA, {"a": 1, "b": 2}),
     ("add", LAMBDA, {"a": 1}),
@@ -124,7 +133,7 @@ def mask(text):
 def d(tmp_path_factory):
     with Daemon(tmp_path_factory.mktemp("corpus")).serving() as daemon:
         for name, src in FUNCTIONS.items():
-            fn = "handler" if name == "handler" else ("add" if name == "add" else "main")
+            fn = "handler" if name in ("handler", "ctx") else ("add" if name == "add" else "main")
             st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src.lstrip("\n"), "function": fn})
             assert st == 201, b
         st, b = daemon.call("POST", "/v1/functions", {"name": "lvalues", "source": FUNCTIONS["values"].lstrip("\n"),
