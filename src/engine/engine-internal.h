@@ -338,6 +338,9 @@ Instance *instance_free(Instance *i);
  * change (jansson's reference counts are atomic; readers share it). */
 json_t *instance_memo_get(Engine *e, const char *key, const char *source, size_t len);
 void instance_memo_put(Engine *e, const char *key, const char *source, size_t len, json_t *reply);
+/* Appends ,"key":MS (no comma when b holds only "{"): microseconds as
+ * milliseconds in json_shorten_reals()'s spelling (1.5, 0.01, 2.0). */
+void engine_ms_append(Buf *b, const char *key, usec_t us);
 /* Frees every warm instance (engine_free, before pool_shutdown). */
 void instances_shutdown(Engine *e);
 

@@ -356,6 +356,30 @@ static void test_proc_status_doomed(void **state) {
         close(fd);
 }
 
+/* The timings' spelling is the one json_shorten_reals() keeps as is (the
+ * answer copies it): trailing zeros of the fraction go, one digit stays. */
+static void test_ms_spelling(void **state) {
+        (void) state;
+        static const struct { usec_t us; const char *want; } cases[] = {
+                { 0, "0.0" }, { 1, "0.001" }, { 10, "0.01" }, { 100, "0.1" }, { 999, "0.999" }, { 1000, "1.0" },
+                { 1010, "1.01" }, { 1234567, "1234.567" }, { 60000000, "60000.0" },
+                { 86400000000ULL, "86400000.0" }, { 86399999999ULL, "86399999.999" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Buf b;
+                buf_init(&b, 4096);
+                (void) buf_append(&b, "{", 1);
+                engine_ms_append(&b, "a_ms", cases[i].us);
+                engine_ms_append(&b, "b_ms", cases[i].us);
+                _cleanup_free_ char *want = xasprintf("{\"a_ms\":%s,\"b_ms\":%s", cases[i].want, cases[i].want);
+                assert_string_equal(b.data, want);
+                _cleanup_free_ char *closed = xasprintf("%s}", b.data);
+                _cleanup_free_ char *shortened = json_shorten_reals(closed);
+                assert_string_equal(shortened, closed);
+                buf_free(&b);
+        }
+}
+
 int main(void) {
         assert_non_null(mkdtemp(home));
         const struct CMUnitTest tests[] = {
@@ -369,6 +393,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_and_timeout),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_proc_status_doomed),
+                cmocka_unit_test(test_ms_spelling),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(home);
