@@ -148,6 +148,114 @@ static char *dump17(json_t *j) {
         return s;
 }
 
+/* An integer as JSON spells it and jansson prints it again: optional '-',
+ * no leading zero, at most 18 digits (within json_int_t). */
+static bool plain_integer(const char *t) {
+        if (!t)
+                return false;
+        const char *p = t + (*t == '-');
+        size_t n = strspn(p, "0123456789");
+        return n > 0 && n <= 18 && p[n] == 0 && (*p != '0' || (n == 1 && p == t)); /* "-0" prints as 0 */
+}
+
+static bool valid_or_null(const char *s) {
+        return !s || utf8_is_valid(s);
+}
+
+/* A value of the head as text: what dump17() of the same jansson value
+ * gives, without one when the stored text is already that (no arguments,
+ * an integer result). */
+static int append_value(Buf *b, json_t *v) {
+        _cleanup_free_ char *t = dump17(v);
+        return t ? buf_appends(b, t) : -ENOMEM;
+}
+
+/* run_record_head() written as text: its strings escaped by the helper
+ * jansson's printer agrees with (json_buf_append_string()), its JSON
+ * values printed alone. The whole head as one jansson object and one
+ * json_dumps() cost ~25k instructions per answer (loop check and a hash
+ * per container; docs/performance.md "Invoke path: round 7"). NULL when a
+ * string is not UTF-8 (jansson would drop the field): the caller takes
+ * the jansson way then. */
+static char *run_record_head_text(const RunRecord *r, const char *phase) {
+        if (!valid_or_null(r->id) || !valid_or_null(r->status) || !valid_or_null(phase) ||
+            !valid_or_null(r->filename) || !valid_or_null(r->function) || !valid_or_null(r->value_repr) ||
+            !valid_or_null(r->error_type) || !valid_or_null(r->error_message) || !valid_or_null(r->traceback) || !r->id)
+                return NULL;
+        Buf b;
+        buf_init(&b, SIZE_MAX / 4);
+        int k = buf_appends(&b, "{\"id\":");
+        if (k >= 0)
+                k = json_buf_append_string(&b, r->id);
+        if (k >= 0)
+                k = buf_appends(&b, ",\"status\":");
+        if (k >= 0)
+                k = json_buf_append_string(&b, r->status ?: "queued");
+        if (k >= 0 && phase) {
+                k = buf_appends(&b, ",\"phase\":");
+                if (k >= 0)
+                        k = json_buf_append_string(&b, phase);
+        }
+        if (k >= 0)
+                k = r->exit_code >= 0 ? buf_printf(&b, ",\"exit_code\":%d", r->exit_code)
+                                      : buf_appends(&b, ",\"exit_code\":null");
+        if (k >= 0)
+                k = buf_appends(&b, ",\"filename\":");
+        if (k >= 0)
+                k = json_buf_append_string(&b, r->filename);
+        if (k >= 0)
+                k = buf_appends(&b, ",\"function\":");
+        if (k >= 0)
+                k = json_buf_append_string(&b, r->function);
+        if (k >= 0)
+                k = buf_appends(&b, ",\"args\":");
+        if (k >= 0)
+                k = !r->args_json || streq(r->args_json, "[]") ? buf_appends(&b, "[]")
+                                                                : append_value(&b, args_as_given(r->args_json, false));
+        if (k >= 0)
+                k = buf_appends(&b, ",\"kwargs\":");
+        if (k >= 0)
+                k = !r->kwargs_json || streq(r->kwargs_json, "{}") ? buf_appends(&b, "{}")
+                                                                    : append_value(&b, args_as_given(r->kwargs_json, true));
+        if (k >= 0)
+                k = buf_appends(&b, ",\"result\":");
+        if (k >= 0)
+                k = !r->value_json ? buf_appends(&b, "null")
+                    : plain_integer(r->value_json) ? buf_appends(&b, r->value_json)
+                                                   : append_value(&b, json_parse_or_string(r->value_json));
+        if (k >= 0)
+                k = buf_appends(&b, ",\"result_repr\":");
+        if (k >= 0)
+                k = json_buf_append_string(&b, r->value_repr);
+        if (k >= 0)
+                k = buf_appends(&b, ",\"error\":");
+        if (k >= 0 && !r->error_type && !r->error_message)
+                k = buf_appends(&b, "null");
+        else if (k >= 0) {
+                /* json_pack's "s?": a NULL member is null. */
+                k = buf_appends(&b, "{\"type\":");
+                if (k >= 0)
+                        k = json_buf_append_string(&b, r->error_type);
+                if (k >= 0)
+                        k = buf_appends(&b, ",\"message\":");
+                if (k >= 0)
+                        k = json_buf_append_string(&b, r->error_message);
+                if (k >= 0)
+                        k = buf_appends(&b, ",\"traceback\":");
+                if (k >= 0)
+                        k = json_buf_append_string(&b, r->traceback);
+                if (k >= 0)
+                        k = buf_append(&b, "}", 1);
+        }
+        if (k >= 0)
+                k = buf_append(&b, "}", 1);
+        if (k < 0) {
+                buf_free(&b);
+                return NULL;
+        }
+        return buf_steal(&b);
+}
+
 char *run_record_to_json(const RunRecord *r, const char *phase) {
         /* Every invoke's answer carries the stored timings text; parsing it
          * and printing its ten reals again with 17 digits (strtod,
@@ -155,7 +263,9 @@ char *run_record_to_json(const RunRecord *r, const char *phase) {
          * in as stored, between the fields before and after it. */
         if (!timings_spliceable(r->timings_json))
                 return dump17(run_record_json(r, phase));
-        _cleanup_free_ char *head = dump17(run_record_head(r, phase));
+        _cleanup_free_ char *head = run_record_head_text(r, phase);
+        if (!head)
+                head = dump17(run_record_head(r, phase));
         _cleanup_free_ char *tail = r->outputs_json ? dump17(run_record_tail(json_object(), r)) : tail_text(r);
         if (!head || !tail)
                 return NULL;

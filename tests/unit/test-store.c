@@ -156,6 +156,48 @@ static char *timings_of(const char *api) {
         return strndup(p + 11, (size_t) (q - p - 11));
 }
 
+/* The run object's fields before "timings" are written as text (round 7):
+ * byte for byte what jansson's object and json_dumps() give, for every kind
+ * of record — errors with members missing, escapes and unicode, results of
+ * each JSON type and non-JSON text, arguments in both engine forms, and
+ * strings that are not UTF-8 (the jansson way then). */
+static void test_run_object_head_text_is_jansson(void **state) {
+        (void) state;
+        const char *values[] = { NULL, "2", "-3", "0", "-0", "123456789012345678", "1234567890123456789012",
+                                 "2.5", "0.1", "1e300", "\"h\\u00e9\\n\"", "[1,{\"a\":null}]", "{\"$bytes\":\"AA==\"}",
+                                 "true", "not json", "007", "" };
+        const char *args[] = { NULL, "[]", "[{\"value\":1},{\"raw\":\"x\"}]", "[{\"value\":{\"k\":[0.1,-0.0]}}]", "junk" };
+        const char *kwargs[] = { NULL, "{}", "{\"a\":{\"value\":\"\\u2028\"},\"b\":{\"raw\":\"2\"}}", "[1]" };
+        const char *texts[] = { NULL, "plain", "h\xc3\xa9llo \"q\" \\ \n\t\x01\x7f \xe2\x80\xa8 \xf0\x9f\x98\x80", "bad \xff utf8" };
+        size_t n = 0;
+        for (size_t v = 0; v < ELEMENTSOF(values); v++)
+                for (size_t a = 0; a < ELEMENTSOF(args); a++)
+                        for (size_t t = 0; t < ELEMENTSOF(texts); t++) {
+                                RunRecord r = { .id = (char *) "r1", .status = t == 0 ? NULL : (char *) "failed",
+                                                .exit_code = (int) t - 1, .filename = (char *) texts[(t + 1) % 4],
+                                                .function = (char *) texts[t], .args_json = (char *) args[a],
+                                                .kwargs_json = (char *) kwargs[(a + v) % 4], .value_json = (char *) values[v],
+                                                .value_repr = (char *) texts[(t + 2) % 4], .error_type = (char *) texts[(v + t) % 4],
+                                                .error_message = (char *) texts[(v + t + 1) % 4],
+                                                .traceback = (char *) texts[(v + 2 * t) % 4],
+                                                .timings_json = (char *) "{\"cold\":false}", .attempt = 1, .max_attempts = 3,
+                                                .created = 1764528723123456ULL };
+                                for (int ph = 0; ph < 2; ph++) {
+                                        const char *phase = ph ? "run" : NULL;
+                                        _cleanup_free_ char *got = run_record_to_json(&r, phase);
+                                        json_t *j = run_record_json(&r, phase);
+                                        _cleanup_free_ char *want =
+                                                json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+                                        json_decref(j);
+                                        assert_non_null(got);
+                                        if (!streq(got, want))
+                                                fail_msg("value %zu args %zu text %zu phase %d:\n%s\n%s", v, a, t, ph, got, want);
+                                        n++;
+                                }
+                        }
+        assert_true(n > 600);
+}
+
 static void test_run_object_splices_timings(void **state) {
         (void) state;
         static const struct {
@@ -1440,6 +1482,7 @@ int main(void) {
                 cmocka_unit_test(test_wal_pages_per_run),
                 cmocka_unit_test(test_runs_queries_use_an_index),
                 cmocka_unit_test(test_run_object_splices_timings),
+                cmocka_unit_test(test_run_object_head_text_is_jansson),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
