@@ -131,15 +131,27 @@ static bool timings_spliceable(const char *t) {
 /* run_record_tail() as text when it holds no outputs: integers and
  * timestamps (format_timestamp(): digits, '-', ':', '.', 'T', 'Z'), nothing
  * to escape, so no JSON tree and no json_dumps (~18k instructions). */
+static void append_time(Buf *b, const char *name, usec_t t) {
+        char buf[32];
+        (void) buf_appends(b, name);
+        if (!t) {
+                (void) buf_append(b, "null", 4);
+                return;
+        }
+        (void) buf_append(b, "\"", 1);
+        (void) buf_appends(b, format_timestamp(t, buf));
+        (void) buf_append(b, "\"", 1);
+}
+
 static char *tail_text(const RunRecord *r) {
-        char c[32], s[32], f[32];
-#define TS(t, buf) ((t) ? format_timestamp((t), (buf)) : NULL)
-        const char *ct = TS(r->created, c), *st = TS(r->started, s), *ft = TS(r->finished, f);
-#undef TS
-        return xasprintf("{\"attempt\":%d,\"max_attempts\":%d,\"created_at\":%s%s%s,\"started_at\":%s%s%s,"
-                         "\"finished_at\":%s%s%s}",
-                         r->attempt, r->max_attempts, ct ? "\"" : "", ct ?: "null", ct ? "\"" : "", st ? "\"" : "",
-                         st ?: "null", st ? "\"" : "", ft ? "\"" : "", ft ?: "null", ft ? "\"" : "");
+        Buf b;
+        buf_init(&b, SIZE_MAX / 4);
+        (void) buf_printf(&b, "{\"attempt\":%d,\"max_attempts\":%d", r->attempt, r->max_attempts);
+        append_time(&b, ",\"created_at\":", r->created);
+        append_time(&b, ",\"started_at\":", r->started);
+        append_time(&b, ",\"finished_at\":", r->finished);
+        (void) buf_append(&b, "}", 1);
+        return buf_steal(&b);
 }
 
 static char *dump17(json_t *j) {
@@ -270,9 +282,14 @@ char *run_record_to_json(const RunRecord *r, const char *phase) {
         if (!head || !tail)
                 return NULL;
         /* head is "{…}" with at least "id"; tail "{…}" with at least "attempt". */
-        size_t hn = strlen(head);
-        head[hn - 1] = 0;
-        return xasprintf("%s,\"timings\":%s,%s", head, r->timings_json, tail + 1);
+        size_t hn = strlen(head) - 1, tn = strlen(r->timings_json), rn = strlen(tail + 1);
+        char *out = xmalloc(hn + 11 + tn + 1 + rn + 1), *p = out;
+        p = mempcpy(p, head, hn);
+        p = mempcpy(p, ",\"timings\":", 11);
+        p = mempcpy(p, r->timings_json, tn);
+        *p++ = ',';
+        memcpy(p, tail + 1, rn + 1);
+        return out;
 }
 
 static json_t *ms_between(usec_t a, usec_t b) {

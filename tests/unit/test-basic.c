@@ -114,6 +114,11 @@ static void test_timestamp(void **state) {
         char buf[32];
         assert_string_equal(format_timestamp(0, buf), "1970-01-01T00:00:00.000Z");
         assert_string_equal(format_timestamp(1500 * USEC_PER_MSEC, buf), "1970-01-01T00:00:01.500Z");
+        /* The digit-by-digit path agrees with strftime's spelling. */
+        assert_string_equal(format_timestamp(1764528723123456ULL, buf), "2025-11-30T18:52:03.123Z");
+        assert_string_equal(format_timestamp(951782400999999ULL, buf), "2000-02-29T00:00:00.999Z");
+        assert_string_equal(format_timestamp(253402300799001000ULL, buf), "9999-12-31T23:59:59.001Z");
+        assert_string_equal(format_timestamp(253402300800000000ULL, buf), "10000-01-01T00:00:00.000Z");
 }
 
 static void test_data_dir(void **state) {
