@@ -151,16 +151,22 @@ static bool pattern_matches(const char *pattern, char seg[][DAEMON_SEGMENT_MAX],
         int i = 0;
         while (*p == '/' && p[1]) {
                 p++;
-                const char *e = strchrnul(p, '/');
-                size_t len = (size_t) (e - p);
-                if (len == 2 && p[0] == '*' && p[1] == '*' && !*e)
+                if (p[0] == '*' && p[1] == '*' && !p[2])
                         return n > i;
                 if (i >= n)
                         return false;
-                if (!(len == 1 && *p == '*') && (strncmp(seg[i], p, len) != 0 || seg[i][len] != 0))
+                if (p[0] == '*' && (p[1] == '/' || !p[1])) {
+                        p++;
+                        i++;
+                        continue;
+                }
+                /* The segment, compared in place up to the next '/'. */
+                const char *s = seg[i];
+                while (*p && *p != '/' && *p == *s)
+                        p++, s++;
+                if ((*p && *p != '/') || *s)
                         return false;
                 i++;
-                p = e;
         }
         return i == n;
 }
