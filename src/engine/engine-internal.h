@@ -39,6 +39,9 @@ typedef struct Pool {
         unsigned n_memos;
         size_t memo_bytes;
         uint64_t hits, misses, evictions;
+        /* Ad-hoc runs in the full sandbox that found a spare slot ready
+         * (spare_hits) or were forked directly (spare_misses). */
+        uint64_t spare_hits, spare_misses;
 } Pool;
 
 /* Validation results by hash of (source, filename, function, arguments):

@@ -356,6 +356,8 @@ int engine_pool_stats(Engine *e, EnginePoolStats *ret) {
         s.hits = e->pool.hits;
         s.misses = e->pool.misses;
         s.evictions = e->pool.evictions;
+        s.spare_hits = e->pool.spare_hits;
+        s.spare_misses = e->pool.spare_misses;
         s.memory_budget = e->pool.memory_budget;
         pthread_mutex_unlock(&e->pool.lock);
         *ret = s;
@@ -522,6 +524,10 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
         SpareSlot *s = pw->slots;
         if (s)
                 pw->slots = s->next;
+        if (s)
+                e->pool.spare_hits++;
+        else
+                e->pool.spare_misses++;
         pthread_mutex_unlock(&e->pool.lock);
         return s;
 }

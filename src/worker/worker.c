@@ -53,9 +53,9 @@ typedef struct Child {
         SandboxRunPidns ns;
         bool reaped;
         int status;
-        /* The run's own network namespace (sandbox-net.c), learnt while
-         * the run is alive (learn_netns()); back to the pool once the
-         * run's pid namespace is empty. -1: none known. */
+        /* The network namespace lent to the child at its fork (sandbox-net.c:
+         * from the pool or made then); back to the pool once the run's pid
+         * namespace is empty. -1: none (the child made its own). */
         int netns_fd;
 } Child;
 
@@ -138,6 +138,9 @@ static void child_drop_worker_fds(int keep_sock) {
                 /* Another run's cgroup is not ours to join. */
                 for (size_t k = 0; k < children[i].n_cg; k++)
                         close(children[i].cg_fds[k]);
+                /* Another run's network namespace. */
+                if (children[i].netns_fd >= 0)
+                        close(children[i].netns_fd);
         }
         sandbox_netns_pool_drop();
         sigset_t mask;
@@ -312,9 +315,12 @@ static pid_t fork_python(void) {
 
 /* Forks a run child (a spare, a run, an instance). In the sandbox it is
  * pid 2 of a fresh pid namespace whose init this worker made just before
- * (sandbox-pidns.c): one fork of this interpreter per run, not two. */
-static pid_t fork_run_child(SandboxRunPidns *ns) {
+ * (sandbox-pidns.c): one fork of this interpreter per run, not two.
+ * *ret_netns: in the parent, the worker's fd of the network namespace lent
+ * to the child (-EBADF: none), for the pool when the run ends. */
+static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
         *ns = (SandboxRunPidns) { .init = -1 };
+        *ret_netns = -EBADF;
         if (sandbox_worker_active()) {
                 _cleanup_free_ char *err = NULL;
                 int r = sandbox_run_pidns_begin(ns, &err);
@@ -323,10 +329,10 @@ static pid_t fork_run_child(SandboxRunPidns *ns) {
                         errno = -r;
                         return -1;
                 }
-                /* A finished run's network namespace for this child to
-                 * adopt if it is pristine (it checks). */
+                /* A finished run's network namespace (or a fresh one) for
+                 * this child to adopt if it is pristine (it checks). */
                 if (!worker_network)
-                        sandbox_netns_lend();
+                        (void) sandbox_netns_lend();
         }
         pid_t pid = fork_python();
         if (pid == 0) {
@@ -334,7 +340,11 @@ static pid_t fork_run_child(SandboxRunPidns *ns) {
                 return 0;
         }
         int saved = errno;
-        sandbox_netns_lend_end();
+        int netns = sandbox_netns_lend_end();
+        if (pid > 0)
+                *ret_netns = netns;
+        else
+                (void) fd_close(netns); /* no child has been in it */
         if (ns->init > 0) {
                 sandbox_run_pidns_end(ns);
                 if (pid < 0) {
@@ -369,7 +379,8 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns);
+        int netns;
+        pid_t pid = fork_run_child(&ns, &netns);
         if (pid == 0) {
                 close(sv[0]);
                 int mine[MAX_CG_FDS];
@@ -390,7 +401,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
         }
         Child *c = &children[n_children++];
         *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns,
-                     .netns_fd = -1 };
+                     .netns_fd = netns };
         for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
                 c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
@@ -526,7 +537,8 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         fds = all;
         n_fds = n_all;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns);
+        int netns;
+        pid_t pid = fork_run_child(&ns, &netns);
         if (pid == 0) {
                 child_drop_worker_fds(-1);
                 become(raw, instance, fds, n_fds);
@@ -541,43 +553,16 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 return 0;
         }
         children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1,
-                                         .ns = ns, .netns_fd = -1 };
+                                         .ns = ns, .netns_fd = netns };
         report_started(&children[n_children++]);
         return 0;
-}
-
-/* Learns the network namespace of each running child that has one of its
- * own by now (made or adopted), to pool it when the run ends. A run's
- * namespace is learnt only while the run is alive: a child's /proc entry
- * names the namespace it is in, and only the run's processes are in it. */
-static bool netns_unlearnt(const Child *c) {
-        return !worker_network && c->netns_fd < 0 && c->pid > 0 && c->ns.init > 0 && c->spare_sock < 0 && !c->tag;
-}
-
-/* Returns whether a running child's namespace is still to be learnt (a
- * run forked directly makes or adopts it only after joining its cgroups):
- * the loop then looks again within a millisecond, so that the namespace
- * of a short run is learnt before the run ends. */
-static bool learn_netns(void) {
-        bool pending = false;
-        for (size_t i = 0; i < n_children; i++) {
-                Child *c = &children[i];
-                if (!netns_unlearnt(c))
-                        continue;
-                int fd = sandbox_netns_of(c->pid);
-                if (fd >= 0)
-                        c->netns_fd = fd;
-                else
-                        pending = true;
-        }
-        return pending;
 }
 
 static void child_report_end(Child *c, int status) {
         /* Both the run child and its namespace's init are reaped: no
          * process of the run is left, so neither is any socket fd of it.
          * The next user of the namespace checks it holds nothing else. */
-        if (c->netns_fd >= 0 && c->ns.init <= 0)
+        if (c->ns.init <= 0)
                 sandbox_netns_return(TAKE_FD(c->netns_fd));
         if (c->status_fd >= 0) {
                 json_t *m;
@@ -726,13 +711,12 @@ int main(int argc, char **argv) {
                  * do it only when nothing is waiting (a run's exit report,
                  * the next request), so it never delays a run. */
                 bool need_spare = count_spares() < spares_target;
-                bool netns_pending = learn_netns();
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
                 /* Wake now and then so an idle worker shrinks its spares. */
-                int k = poll(p, 2, need_spare || netns_pending ? 1 : 5000);
+                int k = poll(p, 2, need_spare ? 1 : 5000);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
