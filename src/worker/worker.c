@@ -322,17 +322,22 @@ static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
         *ns = (SandboxRunPidns) { .init = -1 };
         *ret_netns = -EBADF;
         if (sandbox_worker_active()) {
+                /* A finished run's network namespace (or a fresh one) for
+                 * this child to adopt if it is pristine (it checks). Lent
+                 * before the pid namespace is made: making a fresh one
+                 * forks a helper, which must not be a process of the
+                 * run's pid namespace. */
+                if (!worker_network)
+                        (void) sandbox_netns_lend();
                 _cleanup_free_ char *err = NULL;
                 int r = sandbox_run_pidns_begin(ns, &err);
                 if (r < 0) {
+                        /* Nobody was in it: still pristine. */
+                        sandbox_netns_return(sandbox_netns_lend_end());
                         log_error("%s", err);
                         errno = -r;
                         return -1;
                 }
-                /* A finished run's network namespace (or a fresh one) for
-                 * this child to adopt if it is pristine (it checks). */
-                if (!worker_network)
-                        (void) sandbox_netns_lend();
         }
         pid_t pid = fork_python();
         if (pid == 0) {
@@ -344,7 +349,7 @@ static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
         if (pid > 0)
                 *ret_netns = netns;
         else
-                (void) fd_close(netns); /* no child has been in it */
+                sandbox_netns_return(netns); /* no child has been in it */
         if (ns->init > 0) {
                 sandbox_run_pidns_end(ns);
                 if (pid < 0) {
