@@ -528,6 +528,11 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
                 e->pool.spare_hits++;
         else
                 e->pool.spare_misses++;
+        /* Refill as a run takes a slot, not when it ends: a spare takes a
+         * fork and its sandbox's set-up (milliseconds) before it is
+         * ready, and at wrk -c8 the runs in flight took the rest meanwhile. */
+        if (!pw->dead && pw->ready)
+                request_slots(e, pw, slot_batch(e));
         pthread_mutex_unlock(&e->pool.lock);
         return s;
 }
