@@ -47,6 +47,12 @@ typedef struct Child {
         char *tag;
         int cg_fds[MAX_CG_FDS];
         size_t n_cg;
+        /* A tagged spare asked for but not forked yet (pid 0): forked once
+         * no message waits (fork_pending_spare()); a run naming it first is
+         * forked into its cgroup directly, as for a spare that died. */
+        bool pending;
+        bool seal;
+        char *out;
         /* The run's pid namespace's init, made by this worker (ns.init -1:
          * none, or reaped). The run's end is reported once both the run
          * child and its init are reaped: the namespace is then empty. */
@@ -424,10 +430,49 @@ static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
          * engine made for this spare (a name under SANDBOX_OUT_ROOT). */
         bool seal = json_is_true(json_object_get(msg, "seal"));
         const char *out = json_string_value(json_object_get(msg, "out"));
-        if (tag && n_fds <= MAX_CG_FDS)
-                (void) fork_spare_tagged(tag, fds, n_fds, seal, out);
+        if (tag && n_fds <= MAX_CG_FDS && n_children < MAX_CHILDREN) {
+                /* Forked later, when no message waits: a fork of this
+                 * interpreter takes milliseconds, and the engine sends
+                 * spares in batches; the runs' hand-offs queued behind them
+                 * on the control socket waited for every fork of the batch. */
+                Child *c = &children[n_children++];
+                *c = (Child) { .status_fd = -1, .spare_sock = -1, .tag = xstrdup(tag), .ns = { .init = -1 },
+                               .netns_fd = -1, .pending = true, .seal = seal, .out = out ? xstrdup(out) : NULL };
+                for (size_t i = 0; i < n_fds; i++)
+                        c->cg_fds[c->n_cg++] = TAKE_FD(fds[i]);
+        }
         close_fds(fds, n_fds);
         return 0;
+}
+
+/* Forks the oldest pending spare; returns whether there was one. */
+static bool fork_pending_spare(void) {
+        for (size_t i = 0; i < n_children; i++) {
+                Child *c = &children[i];
+                if (!c->pending)
+                        continue;
+                c->pending = false;
+                /* fork_spare_tagged() appends an entry of its own: this one,
+                 * its cgroup fds passed on, goes. */
+                _cleanup_free_ char *tag = TAKE_PTR(c->tag), *out = TAKE_PTR(c->out);
+                int fds[MAX_CG_FDS];
+                size_t n = c->n_cg;
+                memcpy(fds, c->cg_fds, n * sizeof(int));
+                c->n_cg = 0;
+                bool seal = c->seal;
+                *c = children[--n_children];
+                (void) fork_spare_tagged(tag, fds, n, seal, out);
+                close_fds(fds, n);
+                return true;
+        }
+        return false;
+}
+
+static bool spare_pending(void) {
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].pending)
+                        return true;
+        return false;
 }
 
 static void fill_spares(void) {
@@ -459,6 +504,7 @@ static void child_remove(Child *c) {
         c->netns_fd = fd_close(c->netns_fd);
         free(c->id);
         free(c->tag);
+        free(c->out);
         *c = children[--n_children];
 }
 
@@ -716,19 +762,20 @@ int main(int argc, char **argv) {
                  * do it only when nothing is waiting (a run's exit report,
                  * the next request), so it never delays a run. */
                 bool need_spare = count_spares() < spares_target;
+                bool tagged_pending = spare_pending();
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
                 /* Wake now and then so an idle worker shrinks its spares. */
-                int k = poll(p, 2, need_spare ? 1 : 5000);
+                int k = poll(p, 2, tagged_pending ? 0 : need_spare ? 1 : 5000);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
                 if (k == 0) {
-                        if (need_spare)
+                        if (!fork_pending_spare() && need_spare)
                                 fill_spares();
                         continue;
                 }
