@@ -509,7 +509,7 @@ static void request_slots(Engine *e, PoolWorker *pw, unsigned batch) {
                 pw->slots_pending++;
                 pw->busy++; /* the janitor's reference */
                 have++;
-                engine_janitor_defer(e, make_slot_work, pw, true);
+                engine_janitor_defer_first(e, make_slot_work, pw);
         }
 }
 

@@ -958,3 +958,26 @@ def test_at_concurrency_8_runs_reuse_network_namespaces_never_sharing_one(tmp_pa
     finally:
         d.stop()
         index.stop()
+
+
+def test_spare_hits_and_misses_are_counted(daemon):
+    """Issue 15 (c), round 7: GET /v1/workers counts the ad-hoc runs that
+    found a spare ready (spare_hits) and those forked without one
+    (spare_misses): one of the two per run. Sequential runs find one."""
+    if daemon.sandbox != "full":
+        pytest.skip("spare slots are the full sandbox's")
+    for _ in range(5):
+        run(daemon, "def f():\n    return 1\n")
+
+    def pool():
+        st, b = daemon.call("GET", "/v1/workers")
+        assert st == 200, b
+        return b["pool"]
+    before = pool()
+    for _ in range(20):
+        run(daemon, "def f():\n    return 1\n")
+    after = pool()
+    hits = after["spare_hits"] - before["spare_hits"]
+    misses = after["spare_misses"] - before["spare_misses"]
+    assert hits + misses == 20, (before, after)
+    assert hits >= 15, (before, after)
