@@ -323,6 +323,8 @@ int sandbox_net_enter(bool network, char **ret_error) {
         volatile uint8_t *rejected = TAKE_PTR(netns_rejected);
         if (network) {
                 (void) fd_close(lent);
+                if (rejected)
+                        (void) munmap((void *) rejected, NETNS_FLAGS);
                 return 0;
         }
         if (lent >= 0) {
