@@ -32,11 +32,12 @@ struct MHD_Response *daemon_api_workers(const DaemonCall *call, unsigned *ret_st
         EnginePoolStats st;
         json_t *mine = workers_of_tenant(call->d->engine, call->tenant);
         engine_pool_stats(call->d->engine, &st);
-        json_t *pool = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
+        json_t *pool = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
                                  (int) st.busy, "instances", (int) st.instances, "instances_busy",
                                  (int) st.instances_busy, "pss_bytes", (json_int_t) st.pss_bytes, "memory_budget",
                                  (json_int_t) st.memory_budget, "hits", (json_int_t) st.hits, "misses",
-                                 (json_int_t) st.misses, "evictions", (json_int_t) st.evictions);
+                                 (json_int_t) st.misses, "evictions", (json_int_t) st.evictions, "spare_hits",
+                                 (json_int_t) st.spare_hits, "spare_misses", (json_int_t) st.spare_misses);
         return daemon_call_json(call, 200, json_pack("{s:o, s:o}", "workers", mine, "pool", pool ?: json_null()),
                                 ret_status);
 }

@@ -39,6 +39,9 @@ typedef struct Pool {
         unsigned n_memos;
         size_t memo_bytes;
         uint64_t hits, misses, evictions;
+        /* Ad-hoc runs in the full sandbox that found a spare slot ready
+         * (spare_hits) or were forked directly (spare_misses). */
+        uint64_t spare_hits, spare_misses;
 } Pool;
 
 /* Validation results by hash of (source, filename, function, arguments):
@@ -75,7 +78,7 @@ struct Engine {
         struct OutSpare *out_spares;
         /* engine-sandbox.c: finished ad-hoc runs' cgroups, emptied, for the
          * next spares (sandbox_cgroup_recycle()); under out_spare_lock. */
-        struct SandboxCgroup *cg_spares[16];
+        struct SandboxCgroup *cg_spares[64];
         size_t n_cg_spares;
         size_t n_out_spares;
         long out_fresh_flags;      /* a fresh output dir's inode flags, -1: not known yet */
@@ -122,6 +125,9 @@ void engine_janitor_finish_after_exit(Engine *e, RunSandbox *rs, int exit_fd);
  * (the engine is stopping) work runs here and now, unless optional: then
  * it is dropped. */
 void engine_janitor_defer(Engine *e, JanitorWork work, void *arg, bool optional);
+/* The same, optional, ahead of all work queued but other first work: what
+ * a run may be waiting for (a spare to make). */
+void engine_janitor_defer_first(Engine *e, JanitorWork work, void *arg);
 void engine_janitor_stop(Engine *e);
 /* Starts the janitor thread if it is not running (it also runs the engine's
  * tick every second: reaping workers that died while idle, timeouts). */

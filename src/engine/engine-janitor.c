@@ -13,6 +13,7 @@ typedef struct JanitorItem {
         JanitorWork work;
         void *arg;
         bool optional; /* dropped, not done inline, when there is no thread */
+        bool first;    /* ahead of every item not first (a spare to make) */
         struct JanitorItem *next;
 } JanitorItem;
 
@@ -128,6 +129,12 @@ void engine_janitor_defer(Engine *e, JanitorWork work, void *arg, bool optional)
         janitor_push(e, item);
 }
 
+void engine_janitor_defer_first(Engine *e, JanitorWork work, void *arg) {
+        JanitorItem *item = xcalloc(1, sizeof(JanitorItem));
+        *item = (JanitorItem) { .work = work, .arg = arg, .optional = true, .first = true };
+        janitor_push(e, item);
+}
+
 static void janitor_push(Engine *e, JanitorItem *item) {
         pthread_mutex_lock(&e->janitor_lock);
         if (!e->janitor_running && !e->janitor_stop) {
@@ -145,10 +152,12 @@ static void janitor_push(Engine *e, JanitorItem *item) {
                 free(item);
                 return;
         }
-        /* FIFO: append. */
+        /* FIFO: append; a first item after the first items already queued,
+         * ahead of the rest. */
         JanitorItem **p = &e->janitor_queue;
-        while (*p)
+        while (*p && (!item->first || (*p)->first))
                 p = &(*p)->next;
+        item->next = *p;
         *p = item;
         pthread_cond_signal(&e->janitor_wake);
         pthread_mutex_unlock(&e->janitor_lock);

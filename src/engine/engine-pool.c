@@ -19,8 +19,9 @@
 
 #define INIT_TIMEOUT_USEC (120 * USEC_PER_SEC)
 
-static void request_slots(Engine *e, PoolWorker *pw, unsigned batch);
+static void request_slots(Engine *e, PoolWorker *pw, unsigned batch, bool first);
 static unsigned slot_batch(Engine *e);
+static unsigned pool_worker_runs(Engine *e, const PoolWorker *pw, unsigned *ret_instances);
 
 static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data) {
         Buf b;
@@ -243,7 +244,7 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 pw->last_used = now_monotonic();
                 pw->pss_bytes = pss;
                 if (pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
-                        request_slots(e, pw, slot_batch(e));
+                        request_slots(e, pw, slot_batch(e), false);
         }
         pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);
@@ -281,9 +282,11 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
         pw->last_used = now_monotonic();
         if (broken)
                 pw->dead = true;
-        /* Refill spare slots after a run, not during one (see request_slots). */
+        /* Refill spare slots after a run, not during one (see request_slots);
+         * ahead of the janitor's other work while other runs are in flight
+         * (pool_take_slot()). */
         if (!pw->dead && pw->ready && pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
-                request_slots(e, pw, slot_batch(e));
+                request_slots(e, pw, slot_batch(e), pool_worker_runs(e, pw, NULL) > 0);
         if (measured && !pw->dead)
                 pw->pss_bytes = pss;
         PoolWorker *victims = collect_evictions(e, now_monotonic());
@@ -356,6 +359,8 @@ int engine_pool_stats(Engine *e, EnginePoolStats *ret) {
         s.hits = e->pool.hits;
         s.misses = e->pool.misses;
         s.evictions = e->pool.evictions;
+        s.spare_hits = e->pool.spare_hits;
+        s.spare_misses = e->pool.spare_misses;
         s.memory_budget = e->pool.memory_budget;
         pthread_mutex_unlock(&e->pool.lock);
         *ret = s;
@@ -496,7 +501,7 @@ static void make_slot_work(Engine *e, void *pw) {
         pool_make_slot(e, pw);
 }
 
-static void request_slots(Engine *e, PoolWorker *pw, unsigned batch) {
+static void request_slots(Engine *e, PoolWorker *pw, unsigned batch, bool first) {
         unsigned have = pw->slots_pending;
         for (SpareSlot *s = pw->slots; s; s = s->next)
                 have++;
@@ -507,7 +512,10 @@ static void request_slots(Engine *e, PoolWorker *pw, unsigned batch) {
                 pw->slots_pending++;
                 pw->busy++; /* the janitor's reference */
                 have++;
-                engine_janitor_defer(e, make_slot_work, pw, true);
+                if (first)
+                        engine_janitor_defer_first(e, make_slot_work, pw);
+                else
+                        engine_janitor_defer(e, make_slot_work, pw, true);
         }
 }
 
@@ -522,6 +530,19 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
         SpareSlot *s = pw->slots;
         if (s)
                 pw->slots = s->next;
+        if (s)
+                e->pool.spare_hits++;
+        else
+                e->pool.spare_misses++;
+        /* With other runs in flight, refill as a run takes a slot, not when
+         * it ends: a spare takes a fork and its sandbox's set-up
+         * (milliseconds) before it is ready, and at wrk -c8 the runs in
+         * flight took the rest meanwhile. A run alone on the worker leaves
+         * the refill to its end (pool_release()), between its answer and
+         * the next request, so the forks do not compete with it for the
+         * CPUs (sequential p50, goal (a)). */
+        if (!pw->dead && pw->ready && pool_worker_runs(e, pw, NULL) > 1)
+                request_slots(e, pw, slot_batch(e), true);
         pthread_mutex_unlock(&e->pool.lock);
         return s;
 }

@@ -292,6 +292,7 @@ typedef struct EnginePoolStats {
         unsigned workers, busy, instances, instances_busy;
         uint64_t pss_bytes, memory_budget;
         uint64_t hits, misses, evictions;
+        uint64_t spare_hits, spare_misses; /* ad-hoc runs handed to a spare slot, or forked without one */
 } EnginePoolStats;
 int engine_pool_stats(Engine *e, EnginePoolStats *ret);
 /* JSON array describing each worker and instance (caller frees). */

@@ -14,9 +14,11 @@
  * of it cost ~0.8 ms of CPU per run, ~15% of a trivial run's). The worker
  * keeps the namespaces of finished runs (a small pool) and lends one to
  * each run child it forks; the child adopts it only if it holds nothing
- * of any earlier run, else it makes a fresh one as before. "Nothing" is
- * checked by the child itself, inside the namespace, before any user code
- * runs there, and only once the earlier run is over: the worker returns a
+ * of any earlier run, else it makes a fresh one as before. The worker keeps
+ * its own fd of what it lent (an empty pool: one it makes, netns_make()),
+ * never looking for a child's namespace in /proc. "Nothing" is checked by
+ * the child itself, inside the namespace, before any user code runs
+ * there, and only once the earlier run is over: the worker returns a
  * namespace to the pool after the run's pid namespace is empty (every
  * process of the run dead, so every socket fd closed). The check
  * (sandbox_net_counters_pristine()): no socket of any family in it
@@ -34,6 +36,8 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -203,43 +207,103 @@ static bool net_pristine_here(void) {
 
 /* ---- the worker's pool of finished runs' namespaces ---- */
 
-#define NETNS_POOL_MAX 16
+/* Enough for the runs in flight, the spares and the runs still exiting at
+ * concurrency 8 with room to spare: a namespace returned to a full pool is
+ * destroyed, and the next spare then pays for a new one. */
+#define NETNS_POOL_MAX 32
 
 static int netns_pool[NETNS_POOL_MAX];
 static size_t netns_pool_n;
 /* Set in the worker just before a fork, so inherited by the run child. */
 static int netns_lent = -EBADF;
 
-void sandbox_netns_lend(void) {
-        netns_lent = netns_pool_n > 0 ? netns_pool[--netns_pool_n] : -EBADF;
+/* One byte per fd number of a lent namespace, shared with the run
+ * children (MAP_SHARED): a child that finds its lent namespace not
+ * pristine sets its byte, so the worker destroys that namespace when the
+ * run ends instead of lending it again. Only trusted C code of the child
+ * writes it (the check runs before any code of the env or the user's); the
+ * child unmaps it right after (sandbox_netns_pool_drop()). A child that
+ * could not write it costs only a check: every adopter checks. */
+#define NETNS_FLAGS 4096
+static volatile uint8_t *netns_rejected;
+
+/* A fresh namespace for the pool, made by a helper that shares this
+ * process's memory and fd table (CLONE_VM | CLONE_FILES), so the helper's
+ * open of its own namespace lands in our table: the worker never leaves
+ * its namespace (it could not come back: the host's user namespace owns
+ * it) and never has to find a child's namespace through /proc. */
+#define NETNS_HELPER_STACK (16 << 10)
+static void *netns_helper_stack;
+static volatile int netns_helper_fd;
+
+static int netns_helper(void *arg) {
+        (void) arg;
+        /* Shares the worker's TLS (errno): the worker is blocked in
+         * waitpid() meanwhile and saves errno around it. */
+        netns_helper_fd = -1;
+        if (sandbox_net_loopback_up() < 0)
+                _exit(1);
+        netns_helper_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        _exit(netns_helper_fd >= 0 ? 0 : 1);
 }
 
-void sandbox_netns_lend_end(void) {
-        netns_lent = fd_close(netns_lent);
-}
-
-int sandbox_netns_of(pid_t pid) {
-        struct stat own, theirs;
-        _cleanup_free_ char *path = xasprintf("/proc/%d/ns/net", (int) pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        /* Still ours: the child has not made or adopted its own yet. The
-         * worker never leaves its namespace: its inode is looked up once. */
-        static ino_t own_ino;
-        if (!own_ino && stat("/proc/self/ns/net", &own) == 0)
-                own_ino = own.st_ino;
-        if (!own_ino || fstat(fd, &theirs) < 0 || own_ino == theirs.st_ino) {
-                close(fd);
-                return -ENOENT;
+static int netns_make(void) {
+        int saved = errno;
+        if (!netns_helper_stack) {
+                void *st = mmap(NULL, NETNS_HELPER_STACK, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+                if (st == MAP_FAILED)
+                        return -errno;
+                netns_helper_stack = st;
+        }
+        netns_helper_fd = -1;
+        /* No exit signal: reaped here, never seen by the worker's SIGCHLD
+         * loop. */
+        pid_t pid = clone(netns_helper, (char *) netns_helper_stack + NETNS_HELPER_STACK,
+                          CLONE_VM | CLONE_FILES | CLONE_NEWNET, NULL);
+        if (pid < 0) {
+                int r = -errno;
+                errno = saved;
+                return r;
+        }
+        int status = 0;
+        while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR)
+                ;
+        errno = saved;
+        int fd = netns_helper_fd;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || fd < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return -EIO;
         }
         return fd;
+}
+
+int sandbox_netns_lend(void) {
+        netns_lent = fd_close(netns_lent);
+        if (!netns_rejected) {
+                void *p = mmap(NULL, NETNS_FLAGS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+                if (p != MAP_FAILED)
+                        netns_rejected = p;
+        }
+        int fd = netns_pool_n > 0 ? netns_pool[--netns_pool_n] : netns_make();
+        if (fd < 0)
+                return fd; /* the child makes its own, unknown to the pool */
+        if (netns_rejected && fd < NETNS_FLAGS)
+                netns_rejected[fd] = 0;
+        netns_lent = fd;
+        return 0;
+}
+
+int sandbox_netns_lend_end(void) {
+        return TAKE_FD(netns_lent);
 }
 
 void sandbox_netns_return(int fd) {
         if (fd < 0)
                 return;
-        if (netns_pool_n < NETNS_POOL_MAX)
+        bool rejected = netns_rejected && fd < NETNS_FLAGS && netns_rejected[fd];
+        if (!rejected && netns_pool_n < NETNS_POOL_MAX)
                 netns_pool[netns_pool_n++] = fd;
         else
                 close(fd);
@@ -251,24 +315,31 @@ void sandbox_netns_pool_drop(void) {
         netns_pool_n = 0;
 }
 
-
 int sandbox_net_enter(bool network, char **ret_error) {
         /* Only this child holds the lent namespace now: the worker's pool
          * is its own, not a run's to keep. */
         int lent = TAKE_FD(netns_lent);
         sandbox_netns_pool_drop();
+        volatile uint8_t *rejected = TAKE_PTR(netns_rejected);
         if (network) {
                 (void) fd_close(lent);
+                if (rejected)
+                        (void) munmap((void *) rejected, NETNS_FLAGS);
                 return 0;
         }
         if (lent >= 0) {
                 bool adopted = setns(lent, CLONE_NEWNET) == 0 && net_pristine_here();
+                /* Not pristine: the worker destroys it when this run
+                 * ends, instead of lending it again. */
+                if (!adopted && rejected && lent < NETNS_FLAGS)
+                        rejected[lent] = 1;
                 close(lent);
-                if (adopted) {
+                if (rejected)
+                        (void) munmap((void *) rejected, NETNS_FLAGS);
+                if (adopted)
                         return 0;
-                }
-                /* Not pristine: it dies once we leave it, unused. */
-        }
+        } else if (rejected)
+                (void) munmap((void *) rejected, NETNS_FLAGS);
         if (network)
                 return 0;
         if (unshare(CLONE_NEWNET) < 0) {

@@ -136,15 +136,17 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error);
 int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error);
 
 /* Reuse of finished runs' network namespaces (sandbox-net.c). In the
- * worker: _lend() before forking a run child hands it one from the pool
- * (the child adopts it only if pristine, else makes its own), _lend_end()
- * after the fork closes the worker's copy. _of(pid): an fd of the run
- * child's namespace once it has one of its own (-ENOENT before). _return()
- * it to the pool only once the run's pid namespace is empty. _pool_drop():
- * in every child, which must not keep the pool. */
-void sandbox_netns_lend(void);
-void sandbox_netns_lend_end(void);
-int sandbox_netns_of(pid_t pid);
+ * worker: _lend() before forking a run child hands it one (from the pool,
+ * else a fresh one the worker makes: negative errno if it cannot, and the
+ * child makes its own); the child adopts it only if pristine, else makes
+ * its own and marks the lent one rejected. _lend_end() after the fork
+ * returns the worker's fd of the lent namespace (owned by the caller,
+ * -EBADF if none), which it gives to _return() once the run's pid
+ * namespace is empty: back to the pool, or destroyed if the child
+ * rejected it or the pool is full. _pool_drop(): in every child, which
+ * must not keep the pool. */
+int sandbox_netns_lend(void);
+int sandbox_netns_lend_end(void);
 void sandbox_netns_return(int fd);
 void sandbox_netns_pool_drop(void);
 

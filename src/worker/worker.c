@@ -47,15 +47,21 @@ typedef struct Child {
         char *tag;
         int cg_fds[MAX_CG_FDS];
         size_t n_cg;
+        /* A tagged spare asked for but not forked yet (pid 0): forked once
+         * no message waits (fork_pending_spare()); a run naming it first is
+         * forked into its cgroup directly, as for a spare that died. */
+        bool pending;
+        bool seal;
+        char *out;
         /* The run's pid namespace's init, made by this worker (ns.init -1:
          * none, or reaped). The run's end is reported once both the run
          * child and its init are reaped: the namespace is then empty. */
         SandboxRunPidns ns;
         bool reaped;
         int status;
-        /* The run's own network namespace (sandbox-net.c), learnt while
-         * the run is alive (learn_netns()); back to the pool once the
-         * run's pid namespace is empty. -1: none known. */
+        /* The network namespace lent to the child at its fork (sandbox-net.c:
+         * from the pool or made then); back to the pool once the run's pid
+         * namespace is empty. -1: none (the child made its own). */
         int netns_fd;
 } Child;
 
@@ -138,6 +144,9 @@ static void child_drop_worker_fds(int keep_sock) {
                 /* Another run's cgroup is not ours to join. */
                 for (size_t k = 0; k < children[i].n_cg; k++)
                         close(children[i].cg_fds[k]);
+                /* Another run's network namespace. */
+                if (children[i].netns_fd >= 0)
+                        close(children[i].netns_fd);
         }
         sandbox_netns_pool_drop();
         sigset_t mask;
@@ -312,21 +321,29 @@ static pid_t fork_python(void) {
 
 /* Forks a run child (a spare, a run, an instance). In the sandbox it is
  * pid 2 of a fresh pid namespace whose init this worker made just before
- * (sandbox-pidns.c): one fork of this interpreter per run, not two. */
-static pid_t fork_run_child(SandboxRunPidns *ns) {
+ * (sandbox-pidns.c): one fork of this interpreter per run, not two.
+ * *ret_netns: in the parent, the worker's fd of the network namespace lent
+ * to the child (-EBADF: none), for the pool when the run ends. */
+static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
         *ns = (SandboxRunPidns) { .init = -1 };
+        *ret_netns = -EBADF;
         if (sandbox_worker_active()) {
+                /* A finished run's network namespace (or a fresh one) for
+                 * this child to adopt if it is pristine (it checks). Lent
+                 * before the pid namespace is made: making a fresh one
+                 * forks a helper, which must not be a process of the
+                 * run's pid namespace. */
+                if (!worker_network)
+                        (void) sandbox_netns_lend();
                 _cleanup_free_ char *err = NULL;
                 int r = sandbox_run_pidns_begin(ns, &err);
                 if (r < 0) {
+                        /* Nobody was in it: still pristine. */
+                        sandbox_netns_return(sandbox_netns_lend_end());
                         log_error("%s", err);
                         errno = -r;
                         return -1;
                 }
-                /* A finished run's network namespace for this child to
-                 * adopt if it is pristine (it checks). */
-                if (!worker_network)
-                        sandbox_netns_lend();
         }
         pid_t pid = fork_python();
         if (pid == 0) {
@@ -334,7 +351,11 @@ static pid_t fork_run_child(SandboxRunPidns *ns) {
                 return 0;
         }
         int saved = errno;
-        sandbox_netns_lend_end();
+        int netns = sandbox_netns_lend_end();
+        if (pid > 0)
+                *ret_netns = netns;
+        else
+                sandbox_netns_return(netns); /* no child has been in it */
         if (ns->init > 0) {
                 sandbox_run_pidns_end(ns);
                 if (pid < 0) {
@@ -369,7 +390,8 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns);
+        int netns;
+        pid_t pid = fork_run_child(&ns, &netns);
         if (pid == 0) {
                 close(sv[0]);
                 int mine[MAX_CG_FDS];
@@ -390,7 +412,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
         }
         Child *c = &children[n_children++];
         *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns,
-                     .netns_fd = -1 };
+                     .netns_fd = netns };
         for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
                 c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
@@ -408,10 +430,49 @@ static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
          * engine made for this spare (a name under SANDBOX_OUT_ROOT). */
         bool seal = json_is_true(json_object_get(msg, "seal"));
         const char *out = json_string_value(json_object_get(msg, "out"));
-        if (tag && n_fds <= MAX_CG_FDS)
-                (void) fork_spare_tagged(tag, fds, n_fds, seal, out);
+        if (tag && n_fds <= MAX_CG_FDS && n_children < MAX_CHILDREN) {
+                /* Forked later, when no message waits: a fork of this
+                 * interpreter takes milliseconds, and the engine sends
+                 * spares in batches; the runs' hand-offs queued behind them
+                 * on the control socket waited for every fork of the batch. */
+                Child *c = &children[n_children++];
+                *c = (Child) { .status_fd = -1, .spare_sock = -1, .tag = xstrdup(tag), .ns = { .init = -1 },
+                               .netns_fd = -1, .pending = true, .seal = seal, .out = out ? xstrdup(out) : NULL };
+                for (size_t i = 0; i < n_fds; i++)
+                        c->cg_fds[c->n_cg++] = TAKE_FD(fds[i]);
+        }
         close_fds(fds, n_fds);
         return 0;
+}
+
+/* Forks the oldest pending spare; returns whether there was one. */
+static bool fork_pending_spare(void) {
+        for (size_t i = 0; i < n_children; i++) {
+                Child *c = &children[i];
+                if (!c->pending)
+                        continue;
+                c->pending = false;
+                /* fork_spare_tagged() appends an entry of its own: this one,
+                 * its cgroup fds passed on, goes. */
+                _cleanup_free_ char *tag = TAKE_PTR(c->tag), *out = TAKE_PTR(c->out);
+                int fds[MAX_CG_FDS];
+                size_t n = c->n_cg;
+                memcpy(fds, c->cg_fds, n * sizeof(int));
+                c->n_cg = 0;
+                bool seal = c->seal;
+                *c = children[--n_children];
+                (void) fork_spare_tagged(tag, fds, n, seal, out);
+                close_fds(fds, n);
+                return true;
+        }
+        return false;
+}
+
+static bool spare_pending(void) {
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].pending)
+                        return true;
+        return false;
 }
 
 static void fill_spares(void) {
@@ -443,6 +504,7 @@ static void child_remove(Child *c) {
         c->netns_fd = fd_close(c->netns_fd);
         free(c->id);
         free(c->tag);
+        free(c->out);
         *c = children[--n_children];
 }
 
@@ -526,7 +588,8 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         fds = all;
         n_fds = n_all;
         SandboxRunPidns ns;
-        pid_t pid = fork_run_child(&ns);
+        int netns;
+        pid_t pid = fork_run_child(&ns, &netns);
         if (pid == 0) {
                 child_drop_worker_fds(-1);
                 become(raw, instance, fds, n_fds);
@@ -541,43 +604,16 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 return 0;
         }
         children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1,
-                                         .ns = ns, .netns_fd = -1 };
+                                         .ns = ns, .netns_fd = netns };
         report_started(&children[n_children++]);
         return 0;
-}
-
-/* Learns the network namespace of each running child that has one of its
- * own by now (made or adopted), to pool it when the run ends. A run's
- * namespace is learnt only while the run is alive: a child's /proc entry
- * names the namespace it is in, and only the run's processes are in it. */
-static bool netns_unlearnt(const Child *c) {
-        return !worker_network && c->netns_fd < 0 && c->pid > 0 && c->ns.init > 0 && c->spare_sock < 0 && !c->tag;
-}
-
-/* Returns whether a running child's namespace is still to be learnt (a
- * run forked directly makes or adopts it only after joining its cgroups):
- * the loop then looks again within a millisecond, so that the namespace
- * of a short run is learnt before the run ends. */
-static bool learn_netns(void) {
-        bool pending = false;
-        for (size_t i = 0; i < n_children; i++) {
-                Child *c = &children[i];
-                if (!netns_unlearnt(c))
-                        continue;
-                int fd = sandbox_netns_of(c->pid);
-                if (fd >= 0)
-                        c->netns_fd = fd;
-                else
-                        pending = true;
-        }
-        return pending;
 }
 
 static void child_report_end(Child *c, int status) {
         /* Both the run child and its namespace's init are reaped: no
          * process of the run is left, so neither is any socket fd of it.
          * The next user of the namespace checks it holds nothing else. */
-        if (c->netns_fd >= 0 && c->ns.init <= 0)
+        if (c->ns.init <= 0)
                 sandbox_netns_return(TAKE_FD(c->netns_fd));
         if (c->status_fd >= 0) {
                 json_t *m;
@@ -726,20 +762,20 @@ int main(int argc, char **argv) {
                  * do it only when nothing is waiting (a run's exit report,
                  * the next request), so it never delays a run. */
                 bool need_spare = count_spares() < spares_target;
-                bool netns_pending = learn_netns();
+                bool tagged_pending = spare_pending();
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
                 /* Wake now and then so an idle worker shrinks its spares. */
-                int k = poll(p, 2, need_spare || netns_pending ? 1 : 5000);
+                int k = poll(p, 2, tagged_pending ? 0 : need_spare ? 1 : 5000);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
                 if (k == 0) {
-                        if (need_spare)
+                        if (!fork_pending_spare() && need_spare)
                                 fill_spares();
                         continue;
                 }

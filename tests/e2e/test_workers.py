@@ -882,3 +882,102 @@ def test_a_dead_runners_cgroup_that_appears_after_start_is_swept(tmp_path):
         assert left == []
     finally:
         d.stop()
+
+
+NETNS_EXCLUSIVE = '''
+def f():
+    import socket
+    s = socket.socket()
+    cookie = int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little")  # SO_NETNS_COOKIE
+    s.close()
+    # An abstract unix name is per network namespace: a second run in this
+    # namespace at the same time could not bind it.
+    a = socket.socket(socket.AF_UNIX)
+    try:
+        a.bind("\\0pysprinter-netns-exclusive")
+        alone = True
+    except OSError:
+        alone = False
+    a.close()
+    return [cookie, alone]
+'''
+
+
+def _runs_at_once(daemon, source, n, conc):
+    """n runs of source, conc at a time; their results in finishing order."""
+    out, lock, left = [], threading.Lock(), [n]
+
+    def loop():
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            r = run(daemon, source)["result"]
+            with lock:
+                out.append(r)
+    threads = [threading.Thread(target=loop) for _ in range(conc)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_at_concurrency_8_runs_reuse_network_namespaces_never_sharing_one(tmp_path):
+    """Issue 15 (c), round 7: a run's network namespace goes back to the
+    worker's pool when the run ends, whatever the run did in between and
+    however busy the worker was, so once the pool holds as many as the runs
+    in flight a new namespace is rare (creating one, and the kernel's
+    cleanup_net of it, costs ~1 ms of CPU). Before, the worker learnt each
+    run's namespace from /proc/PID/ns/net, on its loop's next turn after the
+    hand-off; a worker busy forking spares of a large env (requests: ~70 MB)
+    came back after short runs had ended (~1 in 5 at wrk -c8), their
+    namespaces were thrown away and the next spares made new ones. The env
+    here is a large one too. Two runs in flight never share a namespace."""
+    if sandbox_mode(tmp_path) == "none":
+        pytest.skip("network namespaces need the sandbox")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    # ~100 MB of the worker's memory written at import: each fork of it
+    # copies that many page table entries, as for a real env.
+    index.add(pkgindex.build_wheel(wheels, "bigpkg", "1.0", files={
+        "bigpkg/__init__.py": "BLOB = [bytes(range(256)) * 16 for _ in range(25000)]\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        source = "@requirements({'bigpkg': ''})\n" + NETNS_EXCLUSIVE.lstrip("\n")
+        warm = _runs_at_once(d, source, 100, 8)
+        seen = {c for c, _ in warm}
+        out = _runs_at_once(d, source, 300, 8)
+        assert all(alone for _, alone in warm + out), "two runs in flight shared a network namespace"
+        fresh = {c for c, _ in out} - seen
+        assert len(fresh) <= 3, f"{len(fresh)} new network namespaces in 300 runs after the pool was warm"
+    finally:
+        d.stop()
+        index.stop()
+
+
+def test_spare_hits_and_misses_are_counted(daemon):
+    """Issue 15 (c), round 7: GET /v1/workers counts the ad-hoc runs that
+    found a spare ready (spare_hits) and those forked without one
+    (spare_misses): one of the two per run. Sequential runs find one."""
+    if daemon.sandbox != "full":
+        pytest.skip("spare slots are the full sandbox's")
+    for _ in range(5):
+        run(daemon, "def f():\n    return 1\n")
+
+    def pool():
+        st, b = daemon.call("GET", "/v1/workers")
+        assert st == 200, b
+        return b["pool"]
+    before = pool()
+    for _ in range(20):
+        run(daemon, "def f():\n    return 1\n")
+    after = pool()
+    hits = after["spare_hits"] - before["spare_hits"]
+    misses = after["spare_misses"] - before["spare_misses"]
+    assert hits + misses == 20, (before, after)
+    assert hits >= 15, (before, after)

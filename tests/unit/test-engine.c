@@ -380,6 +380,57 @@ static void test_ms_spelling(void **state) {
         }
 }
 
+/* ---- the janitor's queue: a spare to make goes ahead of the finishes ---- */
+
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t order_changed = PTHREAD_COND_INITIALIZER;
+static char order[8];
+static size_t n_order;
+static int gate[2];
+
+static void note_work(Engine *e, void *arg) {
+        (void) e;
+        pthread_mutex_lock(&order_lock);
+        order[n_order++] = (char) (intptr_t) arg;
+        pthread_cond_broadcast(&order_changed);
+        pthread_mutex_unlock(&order_lock);
+}
+
+static void gate_work(Engine *e, void *arg) {
+        (void) e;
+        (void) arg;
+        char c;
+        assert_int_equal(read(gate[0], &c, 1), 1);
+}
+
+static void test_janitor_runs_first_work_first(void **state) {
+        (void) state;
+        Engine *e = engine_for_test(0);
+        assert_int_equal(pipe(gate), 0);
+        /* The janitor blocks on the gate while the rest is queued. */
+        engine_janitor_defer(e, gate_work, NULL, false);
+        engine_janitor_defer(e, note_work, (void *) (intptr_t) 'a', false);
+        engine_janitor_defer(e, note_work, (void *) (intptr_t) 'b', false);
+        engine_janitor_defer_first(e, note_work, (void *) (intptr_t) 'F');
+        engine_janitor_defer_first(e, note_work, (void *) (intptr_t) 'G');
+        engine_janitor_defer(e, note_work, (void *) (intptr_t) 'c', false);
+        assert_int_equal(write(gate[1], "x", 1), 1);
+        pthread_mutex_lock(&order_lock);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 30;
+        while (n_order < 5 && pthread_cond_timedwait(&order_changed, &order_lock, &deadline) == 0)
+                ;
+        order[n_order] = 0;
+        pthread_mutex_unlock(&order_lock);
+        /* First work in its own order, ahead of all the rest, which keeps
+         * its order. */
+        assert_string_equal(order, "FGabc");
+        engine_free(e);
+        close(gate[0]);
+        close(gate[1]);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(home));
         const struct CMUnitTest tests[] = {
@@ -394,6 +445,7 @@ int main(void) {
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_proc_status_doomed),
                 cmocka_unit_test(test_ms_spelling),
+                cmocka_unit_test(test_janitor_runs_first_work_first),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(home);
