@@ -43,6 +43,7 @@ struct StoreOp {
         char *arg21;
         bool owned;
         bool deferred;     /* a deferred submit (rec->id's), replaceable while queued */
+        const char *submit_sql; /* a deferred submit's own statement */
         bool done;
         int result;
 };
@@ -337,6 +338,7 @@ static int write_unwaited(Store *s, const char *sql, const RunRecord *r, const c
         op->arg21 = xstrdup_or_null(arg21);
         op->owned = true;
         op->deferred = deferred;
+        op->submit_sql = deferred ? sql : NULL;
         pthread_mutex_lock(&s->wlock);
         bool wake = enqueue_locked(s, op);
         /* No thread (it could not be made, or the store is closing): the
@@ -385,8 +387,25 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
         d->deferred = false;
         d->owned = false;
         wait_done_locked(s, d);
-        pthread_mutex_unlock(&s->wlock);
         int k = d->result;
+        if (k < 0) {
+                /* Not stored (the batch's fallback wrote each op alone,
+                 * with the full-disk reserve, and this one still failed):
+                 * the submit goes back to the queue as it was, so the
+                 * caller's retry of its finish (the daemon's unwritten
+                 * runs) finds a record or a deferred submit again, not
+                 * nothing. Unwaited: a failure of it alone is dropped. */
+                d->sql = d->submit_sql;
+                d->deferred = true;
+                d->owned = true;
+                d->done = false;
+                bool wake = enqueue_locked(s, d);
+                pthread_mutex_unlock(&s->wlock);
+                if (wake)
+                        pthread_cond_signal(&s->wcond);
+                return k;
+        }
+        pthread_mutex_unlock(&s->wlock);
         op_free(d);
         return k;
 }
