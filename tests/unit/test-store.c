@@ -1616,6 +1616,35 @@ static void test_deferred_submit_not_for_retries_0(void **state) {
         store_close(s);
 }
 
+/* A replacement that cannot be stored (here: a row of that id written by
+ * another process, gone again before the retry) fails the finish, and the
+ * submit goes back to the queue: the retried finish (the daemon's
+ * unwritten runs) still finds it and ends the run, not -ESTALE on nothing. */
+static void external_exec(const char *path, const char *sql) {
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+}
+
+static void test_deferred_submit_failed_replacement_retries(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        submit_deferred(q, "df1", 10);
+        external_exec(path, "INSERT INTO runs (id, tenant, filename, status, exit_code, created, attempt, "
+                            "max_attempts) VALUES ('df1','b','g.py','running',-1,10,1,3)");
+        RunRecord fin = ended("df1", 20);
+        assert_true(run_queue_finish(q, &fin, 1) < 0);
+        external_exec(path, "DELETE FROM runs WHERE id='df1'");
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_ended_with_everything(s, "df1", 20);
+        run_queue_free(q);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -1646,6 +1675,7 @@ int main(void) {
                 cmocka_unit_test(test_deferred_submit_committed_by_linger_then_updated),
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
                 cmocka_unit_test(test_deferred_submit_not_for_retries_0),
+                cmocka_unit_test(test_deferred_submit_failed_replacement_retries),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
