@@ -677,9 +677,12 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
                 daemon_run_cancel(d, r);
                 return NULL;
         }
-        if (!done)
+        if (!done) {
+                /* Its request id goes out with the 504: the record first. */
+                daemon_run_reveal(d, r);
                 resp = daemon_call_error(call, 504, "timeout", ret_status, "the invocation did not finish in %u s",
                                          d->cfg.max_wait_s);
+        }
         else {
                 _cleanup_free_ char *log_tail = NULL;
                 if (w->tail) {

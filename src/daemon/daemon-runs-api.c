@@ -89,6 +89,9 @@ static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, Daemo
          * reading it back from the store. */
         RunRecord fin;
         char *text = done && daemon_run_final_record(w->r, &fin) >= 0 ? run_record_to_json(&fin, NULL) : NULL;
+        if (!text)
+                /* The answer shows the id, read from the store. */
+                daemon_run_reveal(w->d, w->r);
         struct MHD_Response *resp = text ? daemon_call_json_text(call, 200, text, ret_status)
                                          : run_response(call, w->r->id, done ? 200 : 202, ret_status);
         if (w->location) {

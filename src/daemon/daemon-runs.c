@@ -1176,11 +1176,16 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 d->overlap_at = now_monotonic();
         /* An ad-hoc run with a free slot and nobody ahead starts at once:
          * its submit records it running (one transaction fewer; a crash
-         * then is one after a start; store-queue.c sq_submit). */
+         * then is one after a start; store-queue.c sq_submit). So does a
+         * synchronous one (an invoke or ?wait=true whose caller gets no id
+         * before its answer), and its submit is deferred: not waited for,
+         * replaced by its end when that comes within the writer's linger
+         * (one write per run; docs/api.md "Delivery"). */
         TenantCount *tc = tenant_count(d, r->tenant);
-        bool at_once = !resumed && !d->cluster && !r->fn_name && r->max_attempts > 1 && !d->pending &&
-                       !d->leave_queued && d->running + d->queued < d->cfg.max_concurrent_runs &&
+        bool at_once = !resumed && !d->cluster && (!r->fn_name || r->answer_waits) && r->max_attempts > 1 &&
+                       !d->pending && !d->leave_queued && d->running + d->queued < d->cfg.max_concurrent_runs &&
                        tc->running + tc->queued < d->cfg.max_concurrent_per_tenant;
+        bool deferred = at_once && r->answer_waits;
         d->queued++;
         tc->queued++;
         pthread_mutex_unlock(&d->lock);
@@ -1206,8 +1211,11 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                                 r->id = TAKE_PTR(id);
                         }
                         k = MIN(k, 0);
-                } else
-                        k = request ? run_queue_submit(d->queue, &rec, request) : -EINVAL;
+                } else if (!request)
+                        k = -EINVAL;
+                else
+                        k = deferred ? run_queue_submit_deferred(d->queue, &rec, request)
+                                     : run_queue_submit(d->queue, &rec, request);
                 if (k >= 0 && at_once)
                         r->attempt = 1; /* a cancel before it begins ends it by its finish */
                 if (k < 0) {
@@ -1487,6 +1495,16 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
                 cond_wait_usec(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);
+}
+
+void daemon_run_reveal(Daemon *d, DRun *r) {
+        /* Only a synchronous run's submit is deferred (drun_enqueue); a
+         * flush costs nothing when nothing is queued. */
+        if (r->answer_waits && !d->cluster) {
+                int k = run_queue_reveal(d->queue, r->id);
+                if (k < 0)
+                        log_error("run %s: cannot store its record before showing its id: %s", r->id, strerror(-k));
+        }
 }
 
 int daemon_run_final_record(DRun *r, RunRecord *ret) {

@@ -422,6 +422,10 @@ bool daemon_run_done(Daemon *d, DRun *r);
  * (the daemon wrote the end itself, the engine could not, or the run is
  * another node's): read the store then. */
 int daemon_run_final_record(DRun *r, RunRecord *ret);
+/* Before an answer shows r's id while r may not have ended (a ?wait
+ * timeout's 202, a Lambda 504 with its request id): a synchronous run's
+ * deferred submit is committed first (docs/api.md "Delivery"). */
+void daemon_run_reveal(Daemon *d, DRun *r);
 /* Cancels an active run (queued: never starts; running: engine_cancel). */
 int daemon_run_cancel(Daemon *d, DRun *r);
 /* The cancel a run's node hears from another node (cluster), by id. */

@@ -43,6 +43,7 @@ struct Store {
         bool wstarted, wstop, wleader;
         bool wticking;          /* the writer sleeps timed: it looks by itself */
         usec_t wsince;          /* when the oldest queued write was queued */
+        usec_t wlinger;         /* store_writer_set_linger(); 0: STORE_LINGER_USEC */
         uint64_t commits;
         struct {
                 char *text;
@@ -122,6 +123,17 @@ int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const c
  * store_run_exec() returns; else r is copied, the write is enqueued behind
  * every earlier one and 0 is returned at once. */
 int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait);
+/* Unwaited as store_write_run(), marked as r->id's deferred submit with
+ * request_json as ?21: store_write_run_or_replace() may replace it while
+ * it is still queued. */
+int store_write_run_deferred(Store *s, const char *sql, const RunRecord *r, const char *request_json);
+/* Waited as store_write_run(s, sql, r, arg21, true), except when r->id's
+ * deferred submit of this attempt is still queued (no committer took it):
+ * that write becomes replace_sql instead, ONE statement over the submit's
+ * record with r's end merged in as store_run_finish()'s UPDATE merges it
+ * (?21: the submit's request), and sql is not run. */
+int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, const char *arg21, int attempt,
+                               const char *replace_sql);
 /* WAL checkpoints in a thread of their own, not in a commit
  * (store-checkpoint.c); path: the database file. Stop before closing the
  * write connection. */

@@ -99,14 +99,15 @@ static bool submit_started(const RunRecord *r) {
         return r->status && streq(r->status, "running") && r->max_attempts > 1;
 }
 
+#define SUBMIT_STARTED_SQL                                                                       \
+        "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json) VALUES "           \
+        "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,?17,0,1,?20,?21," \
+        REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")"
+
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         /* Waited: the client hears the id only once the run is durable. */
         bool started = submit_started(r);
-        int k = started ? store_write_run(store_of(q),
-                                          "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json) VALUES "
-                                          "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,?17,0,1,"
-                                          "?20,?21," REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")",
-                                          r, request_json, true)
+        int k = started ? store_write_run(store_of(q), SUBMIT_STARTED_SQL, r, request_json, true)
                         : store_write_run(store_of(q),
                                           "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json) VALUES "
                                           "(?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,"
@@ -115,6 +116,30 @@ static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) 
         if (k >= 0)
                 known_put((SqliteQueue *) q, r->id, started ? 1 : 0, r->max_attempts, started);
         return MIN(k, 0);
+}
+
+/* A run whose caller hears its id only with its end (docs/api.md
+ * "Delivery"): the submit-started record, not waited for. It lingers in
+ * the writer's queue; a finish that finds it there replaces it by the
+ * ended record (store_run_finish), else the writer commits it as running
+ * after the linger, and the run is then what sq_submit() leaves. A run
+ * that is not started at once, or must never run twice, is submitted
+ * durably as sq_submit() does. */
+static int sq_submit_deferred(RunQueue *q, const RunRecord *r, const char *request_json) {
+        if (!submit_started(r))
+                return sq_submit(q, r, request_json);
+        RunRecord rec = *r;
+        rec.attempt = 1; /* what the row says, and what the finish's fence is */
+        int k = store_write_run_deferred(store_of(q), SUBMIT_STARTED_SQL, &rec, request_json);
+        if (k >= 0)
+                known_put((SqliteQueue *) q, r->id, 1, r->max_attempts, true);
+        return MIN(k, 0);
+}
+
+/* Before a deferred run's id is shown: its record committed. */
+static int sq_reveal(RunQueue *q, const char *id) {
+        (void) id; /* whatever is queued goes with it: a rare path */
+        return store_flush(store_of(q));
 }
 
 /* One UPDATE … RETURNING: a run another path ended (a cancel) does not
@@ -179,15 +204,22 @@ int store_run_finish(Store *s, const RunRecord *r, int attempt) {
         /* request_json goes with the run's end: the source is kept once,
          * by the log and the record, not twice. */
         /* Waited: a synchronous caller hears the result only once it is
-         * durable (else a kill -9 after the answer would run it again). */
-        int k = store_write_run(s,
-                               "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                               "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                               "timings_json=?14, log_path=COALESCE(?15, log_path), "
-                               "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
-                               "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
-                               "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
-                               r, a, true);
+         * durable (else a kill -9 after the answer would run it again).
+         * A deferred submit still queued (sq_submit_deferred) is replaced
+         * by one INSERT of the ended record: the store-writer merges the
+         * UPDATE's fields into it as this UPDATE would. */
+        int k = store_write_run_or_replace(
+                s,
+                "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+                "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+                "timings_json=?14, log_path=COALESCE(?15, log_path), "
+                "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
+                "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
+                "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
+                r, a, attempt,
+                "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
+                "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
+                REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")");
         if (k < 0)
                 return k;
         return k == 0 ? -ESTALE : 0;
@@ -342,6 +374,8 @@ static void sq_free(RunQueue *q) {
 static const RunQueueOps sqlite_queue_ops = {
         .name = "sqlite",
         .submit = sq_submit,
+        .submit_deferred = sq_submit_deferred,
+        .reveal = sq_reveal,
         .start = sq_start,
         .finish = sq_finish,
         .cancel = sq_cancel,

@@ -20,7 +20,15 @@
  * Writes nobody waits for (a run's start) wait a little for company: a
  * thread commits them STORE_LINGER_USEC after the oldest was queued unless a waited write took
  * them into its transaction first, so at concurrency 1 an invoke's start
- * and finish share one transaction. No waiter is ever delayed by it. */
+ * and finish share one transaction. No waiter is ever delayed by it.
+ *
+ * A deferred write (the submit of a run whose caller hears its id only
+ * with its end, store-queue.c) is such an unwaited write, marked with its
+ * run: when the run's finish comes while it is still queued (the run took
+ * less than the linger), the finish replaces it by one INSERT of the ended
+ * record instead of adding an UPDATE: one statement, one transaction per
+ * synchronous run. Queued means no leader has taken it: a leader takes the
+ * whole queue under wlock, so the replacement never races a commit. */
 #include <assert.h>
 
 #include "shared.h"
@@ -34,6 +42,8 @@ struct StoreOp {
         RunRecord *rec;    /* the caller's (waited) or a copy (owned) */
         char *arg21;
         bool owned;
+        bool deferred;     /* a deferred submit (rec->id's), replaceable while queued */
+        const char *submit_sql; /* a deferred submit's own statement */
         bool done;
         int result;
 };
@@ -58,6 +68,38 @@ static RunRecord *run_record_copy(const RunRecord *r) {
         c->outputs_json = xstrdup_or_null(r->outputs_json);
         c->lock_json = xstrdup_or_null(r->lock_json);
         return c;
+}
+
+static usec_t linger(const Store *s) {
+        return s->wlinger ? s->wlinger : STORE_LINGER_USEC;
+}
+
+static void set_text(char **dst, const char *src) {
+        free(*dst);
+        *dst = xstrdup_or_null(src);
+}
+
+/* The deferred submit's record rec (an owned copy) as the finish fin
+ * leaves it: what store_run_finish()'s UPDATE sets, the same way (function
+ * and the result always; log path, start and lock only when given). */
+static void record_merge_end(RunRecord *rec, const RunRecord *fin) {
+        set_text(&rec->function, fin->function);
+        set_text(&rec->status, fin->status);
+        rec->exit_code = fin->exit_code;
+        set_text(&rec->value_json, fin->value_json);
+        set_text(&rec->value_repr, fin->value_repr);
+        set_text(&rec->error_type, fin->error_type);
+        set_text(&rec->error_message, fin->error_message);
+        set_text(&rec->traceback, fin->traceback);
+        set_text(&rec->timings_json, fin->timings_json);
+        set_text(&rec->outputs_json, fin->outputs_json);
+        if (fin->log_path)
+                set_text(&rec->log_path, fin->log_path);
+        if (fin->started > 0)
+                rec->started = fin->started;
+        rec->finished = fin->finished;
+        if (fin->lock_json)
+                set_text(&rec->lock_json, fin->lock_json);
 }
 
 static void op_free(StoreOp *op) {
@@ -215,7 +257,7 @@ static void *writer_main(void *p) {
                 if (s->wstop)
                         break;
                 usec_t now = now_monotonic();
-                if (s->whead && !s->wleader && now - s->wsince >= STORE_LINGER_USEC) {
+                if (s->whead && !s->wleader && now - s->wsince >= linger(s)) {
                         lead_locked(s);
                         idle = 0;
                         continue;
@@ -229,11 +271,11 @@ static void *writer_main(void *p) {
                 }
                 idle = s->whead ? 0 : idle + 1;
                 s->wticking = true;
-                usec_t until = now + STORE_LINGER_USEC;
+                usec_t until = now + linger(s);
                 if (s->whead)
                         /* Leading now (its followers take what it leaves,
                          * else we do shortly), or not old enough yet. */
-                        until = s->wleader ? now + STORE_LINGER_USEC / 4 : s->wsince + STORE_LINGER_USEC;
+                        until = s->wleader ? now + linger(s) / 4 : s->wsince + linger(s);
                 cond_wait_usec(&s->wcond, &s->wlock, until - now);
         }
         s->wticking = false;
@@ -268,29 +310,35 @@ static bool enqueue_locked(Store *s, StoreOp *op) {
         return was_empty && !s->wticking;
 }
 
-int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait) {
-        assert(s);
-        if (wait) {
-                /* Led by the caller itself when nobody commits right now: at
-                 * concurrency 1 a waited write costs no thread hand-off. */
-                StoreOp op = { .sql = sql, .rec = (RunRecord *) r, .arg21 = (char *) arg21 };
-                pthread_mutex_lock(&s->wlock);
-                (void) enqueue_locked(s, &op);
-                while (!op.done) {
-                        if (!s->wleader)
-                                lead_locked(s);
-                        else
-                                pthread_cond_wait(&s->wdone, &s->wlock);
-                }
-                pthread_mutex_unlock(&s->wlock);
-                return op.result;
+/* With s->wlock held: until op (queued, not owned) is committed. Led by
+ * the caller itself when nobody commits right now: at concurrency 1 a
+ * waited write costs no thread hand-off. */
+static void wait_done_locked(Store *s, StoreOp *op) {
+        while (!op->done) {
+                if (!s->wleader)
+                        lead_locked(s);
+                else
+                        pthread_cond_wait(&s->wdone, &s->wlock);
         }
+}
+
+/* With s->wlock held: the queued (not yet taken) deferred submit of id. */
+static StoreOp *deferred_find_locked(Store *s, const char *id) {
+        for (StoreOp *op = s->whead; op; op = op->next)
+                if (op->deferred && streq(op->rec->id, id))
+                        return op;
+        return NULL;
+}
+
+static int write_unwaited(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool deferred) {
         assert(sql && r);
         StoreOp *op = xcalloc(1, sizeof(StoreOp));
         op->sql = sql;
         op->rec = run_record_copy(r);
         op->arg21 = xstrdup_or_null(arg21);
         op->owned = true;
+        op->deferred = deferred;
+        op->submit_sql = deferred ? sql : NULL;
         pthread_mutex_lock(&s->wlock);
         bool wake = enqueue_locked(s, op);
         /* No thread (it could not be made, or the store is closing): the
@@ -301,6 +349,72 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
         if (wake)
                 pthread_cond_signal(&s->wcond);
         return 0;
+}
+
+int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait) {
+        assert(s);
+        if (!wait)
+                return write_unwaited(s, sql, r, arg21, false);
+        StoreOp op = { .sql = sql, .rec = (RunRecord *) r, .arg21 = (char *) arg21 };
+        pthread_mutex_lock(&s->wlock);
+        (void) enqueue_locked(s, &op);
+        wait_done_locked(s, &op);
+        pthread_mutex_unlock(&s->wlock);
+        return op.result;
+}
+
+int store_write_run_deferred(Store *s, const char *sql, const RunRecord *r, const char *request_json) {
+        assert(s && r && r->id);
+        return write_unwaited(s, sql, r, request_json, true);
+}
+
+int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, const char *arg21, int attempt,
+                               const char *replace_sql) {
+        assert(s && r && r->id && replace_sql);
+        pthread_mutex_lock(&s->wlock);
+        StoreOp *d = deferred_find_locked(s, r->id);
+        if (!d || d->rec->attempt != attempt) {
+                StoreOp op = { .sql = sql, .rec = (RunRecord *) r, .arg21 = (char *) arg21 };
+                (void) enqueue_locked(s, &op);
+                wait_done_locked(s, &op);
+                pthread_mutex_unlock(&s->wlock);
+                return op.result;
+        }
+        /* Keeps its place in the FIFO (every later write of the run is
+         * behind it); now waited: the leader marks it done, we free it. */
+        record_merge_end(d->rec, r);
+        d->sql = replace_sql;
+        d->deferred = false;
+        d->owned = false;
+        wait_done_locked(s, d);
+        int k = d->result;
+        if (k < 0) {
+                /* Not stored (the batch's fallback wrote each op alone,
+                 * with the full-disk reserve, and this one still failed):
+                 * the submit goes back to the queue as it was, so the
+                 * caller's retry of its finish (the daemon's unwritten
+                 * runs) finds a record or a deferred submit again, not
+                 * nothing. Unwaited: a failure of it alone is dropped. */
+                d->sql = d->submit_sql;
+                d->deferred = true;
+                d->owned = true;
+                d->done = false;
+                bool wake = enqueue_locked(s, d);
+                pthread_mutex_unlock(&s->wlock);
+                if (wake)
+                        pthread_cond_signal(&s->wcond);
+                return k;
+        }
+        pthread_mutex_unlock(&s->wlock);
+        op_free(d);
+        return k;
+}
+
+void store_writer_set_linger(Store *s, usec_t usec) {
+        pthread_mutex_lock(&s->wlock);
+        s->wlinger = usec;
+        pthread_mutex_unlock(&s->wlock);
+        pthread_cond_signal(&s->wcond);
 }
 
 int store_flush(Store *s) {

@@ -28,6 +28,10 @@ Store *store_close(Store *s);
 
 /* Returns once every write enqueued before the call is committed. */
 int store_flush(Store *s);
+/* How long a write nobody waits for may wait for company before the
+ * writer's thread commits it (0: the default, 2 ms). Tests hold it long to
+ * see what a finish does to a still queued deferred submit. */
+void store_writer_set_linger(Store *s, usec_t usec);
 /* WAL checkpoints done by the store's checkpoint thread, how many of them
  * held the writers off to let the WAL restart, how many a commit had to do
  * itself because the thread fell behind, and how long writers were held
@@ -117,6 +121,14 @@ int store_runs_mark_orphaned(Store *s, const char *message);
  *            an id; a run that starts at once (r->status "running", with
  *            attempts left after the first) is recorded running, attempt
  *            1, and its start then writes nothing;
+ *   submit_deferred  the same for a run whose caller hears its id only
+ *            with its end (a synchronous invoke): not waited for. Its
+ *            finish, while the write is still queued, replaces it by one
+ *            INSERT of the ended record; else the write commits as
+ *            submit's after the writer's linger (docs/api.md "Delivery":
+ *            a crash before either loses a run nobody has an id of);
+ *   reveal   before anything shows a deferred run's id (a 202, a 504 with
+ *            its request id): its record is made durable;
  *   start    queued -> running and attempt += 1; the attempt is the fencing
  *            token: only it may finish the run. The SQLite queue does not
  *            wait for this write (it is committed within one group commit:
@@ -144,6 +156,10 @@ typedef struct RunQueue RunQueue;
 typedef struct RunQueueOps {
         const char *name;
         int (*submit)(RunQueue *q, const RunRecord *r, const char *request_json);
+        /* Optional (NULL: submit): see "submit_deferred" above. */
+        int (*submit_deferred)(RunQueue *q, const RunRecord *r, const char *request_json);
+        /* Optional (NULL: every submit is durable already). */
+        int (*reveal)(RunQueue *q, const char *id);
         int (*start)(RunQueue *q, const char *id, usec_t started, int *ret_attempt);
         int (*finish)(RunQueue *q, const RunRecord *r, int attempt);
         int (*cancel)(RunQueue *q, const char *id, const char *message);
@@ -158,6 +174,12 @@ struct RunQueue {
 RunQueue *run_queue_sqlite_new(Store *s);
 static inline int run_queue_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         return q->ops->submit(q, r, request_json);
+}
+static inline int run_queue_submit_deferred(RunQueue *q, const RunRecord *r, const char *request_json) {
+        return q->ops->submit_deferred ? q->ops->submit_deferred(q, r, request_json) : q->ops->submit(q, r, request_json);
+}
+static inline int run_queue_reveal(RunQueue *q, const char *id) {
+        return q->ops->reveal ? q->ops->reveal(q, id) : 0;
 }
 static inline int run_queue_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
         return q->ops->start(q, id, started, ret_attempt);

@@ -1456,6 +1456,237 @@ static void test_wal_pages_per_run(void **state) {
         store_close(s);
 }
 
+/* ---- one write per synchronous run (issue 15 b, round 7) ----
+ * A run whose caller hears its id only with its end is submitted without
+ * waiting (run_queue_submit_deferred); its finish replaces the submit when
+ * that is still queued. */
+
+static void submit_deferred(RunQueue *q, const char *id, usec_t created) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .args_json = (char *) "[1]", .status = (char *) "running", .created = created,
+                        .started = created + 1, .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
+        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+}
+
+static RunRecord ended(const char *id, int finished) {
+        return (RunRecord) { .id = (char *) id, .function = (char *) "main", .status = (char *) "succeeded",
+                             .exit_code = 0, .value_json = (char *) "42", .value_repr = (char *) "42",
+                             .timings_json = (char *) "{\"run_ms\":1.0}", .started = 15, .finished = finished,
+                             .outputs_json = (char *) "{\"o\":1}", .lock_json = (char *) "{\"packages\":[]}" };
+}
+
+static void assert_ended_with_everything(Store *s, const char *id, int finished) {
+        _cleanup_(run_record_freep) RunRecord *r = get(s, id);
+        assert_string_equal(r->status, "succeeded");
+        assert_int_equal(r->exit_code, 0);
+        assert_string_equal(r->function, "main");
+        assert_string_equal(r->value_json, "42");
+        assert_string_equal(r->value_repr, "42");
+        assert_string_equal(r->timings_json, "{\"run_ms\":1.0}");
+        assert_string_equal(r->outputs_json, "{\"o\":1}");
+        assert_string_equal(r->filename, "f.py");
+        assert_string_equal(r->args_json, "[1]");
+        assert_string_equal(r->log_path, "/logs/x.log");
+        assert_int_equal(r->created, 10);
+        assert_int_equal(r->started, 15);
+        assert_int_equal(r->finished, finished);
+        assert_int_equal(r->attempt, 1);
+        assert_int_equal(r->max_attempts, 3);
+        _cleanup_free_ char *lock = NULL;
+        assert_int_equal(store_run_get_lock(s, "a", id, &lock), 0);
+        assert_string_equal(lock, "{\"packages\":[]}");
+        /* The function's runs list it (fn_name from the request). */
+        char **ids = NULL;
+        assert_int_equal(store_function_run_ids(s, "a", "fx", 100, &ids), 0);
+        bool found = false;
+        for (char **i = ids; i && *i; i++)
+                found = found || streq(*i, id);
+        strv_free(ids);
+        assert_true(found);
+}
+
+/* Not pending any more: the request went with the end. */
+static void assert_not_pending(RunQueue *q, const char *id) {
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
+        for (size_t i = 0; i < n; i++)
+                assert_string_not_equal(v[i].id, id);
+        pending_run_list_free(v, n);
+}
+
+static void test_deferred_submit_finished_within_linger_is_one_write(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit(q, "dw-warm", 3, 1);
+        assert_int_equal(store_flush(s), 0);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC); /* the finish comes "within" it */
+        uint64_t commits = store_commits(s);
+        sqlite3_int64 frames = wal_frames(path);
+        submit_deferred(q, "dw1", 10);
+        /* Not durable yet: nobody has its id. */
+        RunRecord *none = NULL;
+        assert_int_equal(store_run_get(s, NULL, "dw1", &none), -ENOENT);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "dw1", 14, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        RunRecord fin = ended("dw1", 20);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        /* One statement in one transaction; the ended row's pages only. */
+        assert_int_equal(store_commits(s) - commits, 1);
+        sqlite3_int64 one = wal_frames(path) - frames;
+        assert_ended_with_everything(s, "dw1", 20);
+        /* Against a submit that commits before its finish: fewer pages. */
+        store_writer_set_linger(s, 0);
+        frames = wal_frames(path);
+        commits = store_commits(s);
+        submit_running(q, "dw-two", 3, 10);
+        RunRecord fin2 = ended("dw-two", 21);
+        assert_int_equal(run_queue_finish(q, &fin2, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 2);
+        sqlite3_int64 two = wal_frames(path) - frames;
+        print_message("WAL frames per run: deferred submit + finish %lld, waited submit then finish %lld\n",
+                      (long long) one, (long long) two);
+        assert_true(one >= 1 && one < two);
+        /* Ended: a second finish and a cancel are refused. */
+        assert_int_equal(run_queue_finish(q, &fin, 1), -ESTALE);
+        assert_int_equal(run_queue_cancel(q, "dw1", "late"), -ESTALE);
+        assert_not_pending(q, "dw1");
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void test_deferred_submit_committed_by_linger_then_updated(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 1000); /* 1 ms */
+        uint64_t commits = store_commits(s);
+        submit_deferred(q, "dl1", 10);
+        /* The writer's thread commits it as running by itself. */
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        RunRecord *r = NULL;
+        while (store_run_get(s, NULL, "dl1", &r) < 0) {
+                assert_true(now_monotonic() < deadline);
+                usleep(1000);
+        }
+        assert_string_equal(r->status, "running");
+        assert_int_equal(r->attempt, 1);
+        run_record_free(r);
+        assert_int_equal(store_commits(s) - commits, 1);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "dl1", 14, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        RunRecord fin = ended("dl1", 22);
+        /* An older attempt's end is refused, the current one's written. */
+        assert_int_equal(run_queue_finish(q, &fin, 0), -ESTALE);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 3); /* INSERT, refused UPDATE, UPDATE */
+        assert_ended_with_everything(s, "dl1", 22);
+        assert_not_pending(q, "dl1");
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* Before its id is shown, a deferred run is committed (reveal); a finish
+ * of an attempt that is not the queued submit's does not replace it; a
+ * crash then finds it running and runs it again as attempt 2. */
+static void test_deferred_submit_reveal_fence_and_recovery(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        submit_deferred(q, "dr1", 10);
+        assert_int_equal(run_queue_reveal(q, "dr1"), 0);
+        /* What another process (a restart) sees. */
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        int attempt = 0;
+        _cleanup_free_ char *st = committed_status(db, "dr1", &attempt);
+        assert_string_equal(st, "running");
+        assert_int_equal(attempt, 1);
+        sqlite3_close(db);
+        /* A late end of attempt 2 (never started) is refused, queued or not. */
+        submit_deferred(q, "dr2", 10);
+        RunRecord fin = ended("dr2", 30);
+        assert_int_equal(run_queue_finish(q, &fin, 2), -ESTALE);
+        _cleanup_(run_record_freep) RunRecord *r2 = get(s, "dr2");
+        assert_string_equal(r2->status, "running");
+        /* A running run is not cancelled as a queued one. */
+        assert_int_equal(run_queue_cancel(q, "dr2", "cancel"), -ESTALE);
+        /* Crash: close (nothing queued is lost on a clean close) and
+         * recover in a new store: both run again as attempt 2. */
+        run_queue_free(q);
+        store_close(s);
+        assert_int_equal(store_open(path, &s), 0);
+        q = run_queue_sqlite_new(s);
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "the daemon stopped", &v, &n, &lost), 0);
+        assert_int_equal(lost, 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0].id, "dr1");
+        assert_int_equal(v[0].attempt, 1);
+        assert_string_equal(v[0].request_json, "{\"fn_name\":\"fx\",\"fn_version\":1}");
+        pending_run_list_free(v, n);
+        assert_int_equal(run_queue_start(q, "dr1", 40, &attempt), 0);
+        assert_int_equal(attempt, 2);
+        /* The first attempt's late end is dropped; the second's written. */
+        RunRecord fin1 = ended("dr1", 41);
+        assert_int_equal(run_queue_finish(q, &fin1, 1), -ESTALE);
+        assert_int_equal(run_queue_finish(q, &fin1, 2), 0);
+        _cleanup_(run_record_freep) RunRecord *r1 = get(s, "dr1");
+        assert_string_equal(r1->status, "succeeded");
+        assert_int_equal(r1->attempt, 2);
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* A run that must never run twice (max_attempts 1) is not deferred. */
+static void test_deferred_submit_not_for_retries_0(void **state) {
+        Store *s = open_fresh();
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        RunRecord r = { .id = (char *) "do1", .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .status = (char *) "running", .created = 1, .max_attempts = 1 };
+        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"source\":\"x\"}"), 0);
+        _cleanup_(run_record_freep) RunRecord *got = get(s, "do1"); /* durable at once */
+        assert_string_equal(got->status, "queued");
+        assert_int_equal(got->attempt, 0);
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* A replacement that cannot be stored (here: a row of that id written by
+ * another process, gone again before the retry) fails the finish, and the
+ * submit goes back to the queue: the retried finish (the daemon's
+ * unwritten runs) still finds it and ends the run, not -ESTALE on nothing. */
+static void external_exec(const char *path, const char *sql) {
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+}
+
+static void test_deferred_submit_failed_replacement_retries(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        submit_deferred(q, "df1", 10);
+        external_exec(path, "INSERT INTO runs (id, tenant, filename, status, exit_code, created, attempt, "
+                            "max_attempts) VALUES ('df1','b','g.py','running',-1,10,1,3)");
+        RunRecord fin = ended("df1", 20);
+        assert_true(run_queue_finish(q, &fin, 1) < 0);
+        external_exec(path, "DELETE FROM runs WHERE id='df1'");
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_ended_with_everything(s, "df1", 20);
+        run_queue_free(q);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         const struct CMUnitTest tests[] = {
@@ -1483,6 +1714,11 @@ int main(void) {
                 cmocka_unit_test(test_runs_queries_use_an_index),
                 cmocka_unit_test(test_run_object_splices_timings),
                 cmocka_unit_test(test_run_object_head_text_is_jansson),
+                cmocka_unit_test(test_deferred_submit_finished_within_linger_is_one_write),
+                cmocka_unit_test(test_deferred_submit_committed_by_linger_then_updated),
+                cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
+                cmocka_unit_test(test_deferred_submit_not_for_retries_0),
+                cmocka_unit_test(test_deferred_submit_failed_replacement_retries),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
