@@ -916,7 +916,7 @@ static void *remote_thread(void *p) {
  * (fn_name, fn_version), whose row is immutable and already holds it
  * (drun_resume reads it back). A cluster's queue keeps the source: another
  * node runs it. */
-static char *drun_request_json(const DRun *r, bool by_ref) {
+char *drun_request_json_jansson(const DRun *r, bool by_ref) {
         by_ref = by_ref && r->fn_name && r->fn_version > 0;
         /* A source that is not UTF-8 still runs (to fail validation with
          * its line and column): JSON cannot hold it as text, base64 can. */
@@ -962,6 +962,95 @@ static char *drun_request_json(const DRun *r, bool by_ref) {
         char *text = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         return text;
+}
+
+static bool utf8_text(const char *s) {
+        return !s || utf8_invalid_offset(s, strlen(s)) == strlen(s);
+}
+
+static bool utf8_texts(char *const *v) {
+        for (; v && *v; v++)
+                if (!utf8_text(*v))
+                        return false;
+        return true;
+}
+
+/* ,"key": (key is one of ours: nothing to escape) */
+static void append_key(Buf *b, const char *key) {
+        (void) buf_append(b, ",\"", 2);
+        (void) buf_appends(b, key);
+        (void) buf_append(b, "\":", 2);
+}
+
+static void append_key_string(Buf *b, const char *key, const char *value) {
+        append_key(b, key);
+        (void) json_buf_append_string(b, value);
+}
+
+static void append_key_strv(Buf *b, const char *key, char *const *v) {
+        append_key(b, key);
+        (void) buf_append(b, "[", 1);
+        for (char *const *p = v; p && *p; p++) {
+                if (p != v)
+                        (void) buf_append(b, ",", 1);
+                (void) json_buf_append_string(b, *p);
+        }
+        (void) buf_append(b, "]", 1);
+}
+
+/* The queued request as text, byte for byte what drun_request_json_jansson()
+ * dumps (keys in its order, JSON_COMPACT): its jansson objects and their
+ * json_dumps() cost ~34k instructions per /v1 invoke and ~63k per Lambda
+ * invoke (docs/performance.md "Invoke path: round 7"). What the text way
+ * does not write the same — a string that is not UTF-8 (json_pack refuses
+ * it), a source holding NUL or needing base64 — takes jansson's way. */
+char *drun_request_json(const DRun *r, bool by_ref) {
+        by_ref = by_ref && r->fn_name && r->fn_version > 0;
+        bool plain_source = by_ref || (r->source && !memchr(r->source, 0, r->source_len) &&
+                                       utf8_invalid_offset(r->source, r->source_len) == r->source_len);
+        if (!plain_source || !r->filename || !utf8_text(r->filename) || !utf8_text(r->function) ||
+            !utf8_text(r->args_json) || !utf8_text(r->kwargs_json) || !utf8_text(r->fn_name) ||
+            !utf8_text(r->context_json) || !utf8_text(r->requirements_json) || !utf8_text(r->output_data) ||
+            !utf8_texts(r->data) || !utf8_texts(r->secrets) || !utf8_texts(r->env))
+                return drun_request_json_jansson(r, by_ref);
+
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        (void) buf_appends(&b, "{\"v\":1,\"filename\":");
+        (void) json_buf_append_string(&b, r->filename);
+        (void) buf_printf(&b,
+                          ",\"lambda\":%s,\"fn_version\":%d,\"limits\":{\"timeout_ms\":%" PRId64
+                          ",\"memory_bytes\":%" PRId64 ",\"max_procs\":%" PRId64 ",\"max_output_bytes\":%" PRId64
+                          ",\"network\":%s}",
+                          r->lambda ? "true" : "false", r->fn_version, (int64_t) r->limits.timeout_ms,
+                          (int64_t) r->limits.memory_bytes, (int64_t) r->limits.max_procs,
+                          (int64_t) r->limits.max_output_bytes, r->limits.network ? "true" : "false");
+        if (by_ref)
+                (void) buf_appends(&b, ",\"source_ref\":true");
+        else {
+                (void) buf_appends(&b, ",\"source\":");
+                (void) json_buf_append_string(&b, r->source);
+        }
+        const struct {
+                const char *key, *value;
+        } opt[] = {
+                { "function", r->function },   { "args_json", r->args_json },  { "kwargs_json", r->kwargs_json },
+                { "fn_name", r->fn_name },     { "context_json", r->context_json },
+                { "requirements_json", r->requirements_json },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(opt); i++)
+                if (opt[i].value)
+                        append_key_string(&b, opt[i].key, opt[i].value);
+        if (r->data)
+                append_key_strv(&b, "data", r->data);
+        if (r->output_data)
+                append_key_string(&b, "output_data", r->output_data);
+        if (r->secrets)
+                append_key_strv(&b, "secrets", r->secrets);
+        if (r->env)
+                append_key_strv(&b, "env", r->env);
+        (void) buf_append(&b, "}", 1);
+        return buf_steal(&b);
 }
 
 static char *json_strdup_or_null(json_t *o, const char *key) {

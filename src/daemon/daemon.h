@@ -315,6 +315,14 @@ struct DRun {
         DRun *next_pending;     /* Daemon.pending: waiting for a run thread (guarded by lock) */
 };
 
+/* The request a queued run is stored with (runs.request_json; by_ref:
+ * a deployed version's source named, not copied), written as text
+ * (daemon-runs.c); drun_request_json_jansson() is the same through jansson
+ * objects, which the text way falls back to for what it does not write
+ * the same (kept for that, and so a test can compare the two). */
+char *drun_request_json(const DRun *r, bool by_ref);
+char *drun_request_json_jansson(const DRun *r, bool by_ref);
+
 typedef struct DaemonMetrics {
         uint64_t runs_by_status[_RUN_STATUS_MAX];
         uint64_t http_requests;

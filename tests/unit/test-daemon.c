@@ -620,6 +620,56 @@ static void test_config_values_land(void **state) {
         daemon_config_done(&cfg);
 }
 
+/* The queued request written as text is byte for byte jansson's dump,
+ * for every field combination and string the text way takes, and what it
+ * does not take (not UTF-8, NUL in the source, base64) goes jansson's way. */
+static void test_request_json_text_is_jansson(void **state) {
+        (void) state;
+        static char *strv[] = { "a", "b\"c", "\xc3\xa9\xe2\x80\xa8/\x7f", NULL };
+        static char *empty[] = { NULL };
+        static const char *strings[] = {
+                "plain", "", "quote \" back \\ slash /", "ctl \x01\x1f\b\f\n\r\t end",
+                "unicode \xc3\xa9 \xf0\x9f\x98\x80 \xe2\x80\xa8", "\xff not utf-8",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+                for (unsigned mask = 0; mask < 64; mask++) {
+                        const char *v = strings[i];
+                        char source[64];
+                        size_t n = (size_t) snprintf(source, sizeof(source), "def f():\n    return %s\n", v);
+                        if (mask & 32)
+                                source[3] = 0; /* NUL inside: jansson's way */
+                        DRun r = {
+                                .filename = (char *) ((mask & 1) ? v : "f.py"),
+                                .function = (mask & 2) ? (char *) v : NULL,
+                                .args_json = (mask & 4) ? (char *) "[1,\"x\"]" : NULL,
+                                .kwargs_json = (mask & 4) ? (char *) v : NULL,
+                                .fn_name = (mask & 8) ? (char *) "fn" : NULL,
+                                .fn_version = (mask & 8) ? 3 : 0,
+                                .context_json = (mask & 16) ? (char *) v : NULL,
+                                .requirements_json = (mask & 16) ? (char *) "{\"requests\":\"*\"}" : NULL,
+                                .source = source,
+                                .source_len = n,
+                                .lambda = mask & 1,
+                                .limits = { .timeout_ms = 30000, .memory_bytes = 1ULL << 40, .max_procs = 7,
+                                            .max_output_bytes = 0, .network = mask & 2 },
+                                .data = (mask & 4) ? strv : NULL,
+                                .output_data = (mask & 2) ? (char *) v : NULL,
+                                .secrets = (mask & 8) ? empty : NULL,
+                                .env = (mask & 16) ? strv : NULL,
+                        };
+                        for (int by_ref = 0; by_ref <= 1; by_ref++) {
+                                _cleanup_free_ char *text = drun_request_json(&r, by_ref);
+                                _cleanup_free_ char *want = drun_request_json_jansson(&r, by_ref);
+                                if (!want) {
+                                        assert_null(text);
+                                        continue;
+                                }
+                                assert_non_null(text);
+                                assert_string_equal(text, want);
+                        }
+                }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_address_policy),
@@ -637,6 +687,7 @@ int main(void) {
                 cmocka_unit_test(test_request_retries_become_attempts),
                 cmocka_unit_test(test_config_table),
                 cmocka_unit_test(test_config_values_land),
+                cmocka_unit_test(test_request_json_text_is_jansson),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
