@@ -1,5 +1,6 @@
 #!/bin/bash
-# system-wide sched+block+jbd2 during TAILS_ONLY=burst: tail-rec3.sh BUILD OUTDIR
+# Records bench_tail.py --tails (TAILS_ONLY=burst) under perf for bench/tail_attr.py:
+# bench/tail-rec.sh BUILD /abs/OUTDIR   (perf record -a: run as root)
 B=$1; O=$2; mkdir -p $O
 cd "$(dirname "$0")/.."
 TAILS_REQS=$O/reqs TAILS_MARK=1 TAILS_ONLY=${TAILS_ONLY:-burst} TRACE_WAIT=1.5 /usr/bin/python3 bench/bench_tail.py $B --secs ${SECS:-3} --tails > $O/bench.txt 2>&1 &
