@@ -106,8 +106,10 @@ static void write_back_wal(Store *s) {
  * frame, i.e. the WAL-restarting one, which runs with the writers held off
  * (store_checkpoint_backstop_locked); under steady writes every other pass
  * leaves its pages dirty, so that sync used to write back all the pages of
- * the ~16 passes since the last restart (1–6 MiB: 5–35 ms measured in an
- * invoke's thread, round 7). A pass dirties 15–100 pages: one call. */
+ * the ~16 passes since the last restart (95 pages in the unit test; the
+ * restart's syncs took 1–35 ms in an invoke's thread, round 7: the device
+ * flush is most of it on a quiet disk). A pass dirties 15–100 pages: one
+ * call. */
 static void write_back_db(Store *s, bool wait) {
         if (s->cfd_db < 0)
                 return;
