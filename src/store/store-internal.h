@@ -65,12 +65,16 @@ struct Store {
         bool cboosted;          /* at normal priority: it fell behind */
         pid_t ctid;             /* its thread id (its priority is per thread) */
         int cfd_wal;            /* for writing back ahead of the syncs */
+        int cfd_db;             /* the same for the database file; closed only
+                                 * after every connection (store_close): a
+                                 * close drops the process's POSIX locks */
         int cpage;              /* the database's page size */
         char *cwal_path;
         int cframes;            /* frames in the WAL at the last commit */
         int cdone;              /* of them, copied by the last checkpoint */
         uint64_t checkpoints, ccapped, cinline;
         usec_t cstall_total, cstall_max;        /* the writers held off */
+        uint64_t cdirty_max;    /* database pages not on disk when a restart began */
 };
 
 #define STORE_RESERVE_BYTES (2ULL << 20)
@@ -139,6 +143,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
  * write connection. */
 void store_checkpointer_start(Store *s, const char *path);
 void store_checkpointer_stop(Store *s);
+void store_checkpointer_release(Store *s);
 /* With s->lock held, before a commit: checkpoints in the caller when the
  * WAL outgrew the thread (store-checkpoint.c "the backstop"). */
 void store_checkpoint_backstop_locked(Store *s);

@@ -25,6 +25,7 @@ int store_open(const char *path, Store **ret_store) {
         }
         Store *s = xcalloc(1, sizeof(Store));
         s->db = db;
+        s->cfd_db = -1;
         pthread_mutex_init(&s->lock, NULL);
         pthread_mutex_init(&s->wlock, NULL);
         pthread_cond_init(&s->wcond, NULL);
@@ -60,6 +61,9 @@ Store *store_close(Store *s) {
                 sqlite3_finalize(s->rcache[i].st);
         sqlite3_close_v2(s->rdb);
         sqlite3_close_v2(s->db);
+        /* After the connections: closing a descriptor of the database
+         * drops every POSIX lock this process holds on it. */
+        store_checkpointer_release(s);
         pthread_mutex_destroy(&s->rlock);
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->wlock);

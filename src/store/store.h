@@ -39,6 +39,10 @@ void store_writer_set_linger(Store *s, usec_t usec);
 typedef struct StoreCheckpointStats {
         uint64_t checkpoints, capped, inline_checkpoints;
         usec_t stall_total_usec, stall_max_usec;
+        /* The most database pages dirty or under write-back when a
+         * WAL-restarting pass began (its sync waits for them with the
+         * writers held off); UINT64_MAX where cachestat(2) is missing. */
+        uint64_t restart_dirty_max;
 } StoreCheckpointStats;
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
