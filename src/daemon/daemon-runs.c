@@ -916,6 +916,22 @@ static void *remote_thread(void *p) {
  * (fn_name, fn_version), whose row is immutable and already holds it
  * (drun_resume reads it back). A cluster's queue keeps the source: another
  * node runs it. */
+/* The request's optional strings, in the order both writers below put
+ * them (a reader looks them up by key). */
+typedef struct RequestField {
+        const char *key, *value;
+} RequestField;
+#define REQUEST_FIELDS 6
+
+static void request_fields(const DRun *r, RequestField ret[static REQUEST_FIELDS]) {
+        ret[0] = (RequestField) { "function", r->function };
+        ret[1] = (RequestField) { "args_json", r->args_json };
+        ret[2] = (RequestField) { "kwargs_json", r->kwargs_json };
+        ret[3] = (RequestField) { "fn_name", r->fn_name };
+        ret[4] = (RequestField) { "context_json", r->context_json };
+        ret[5] = (RequestField) { "requirements_json", r->requirements_json };
+}
+
 char *drun_request_json_jansson(const DRun *r, bool by_ref) {
         by_ref = by_ref && r->fn_name && r->fn_version > 0;
         /* A source that is not UTF-8 still runs (to fail validation with
@@ -939,13 +955,8 @@ char *drun_request_json_jansson(const DRun *r, bool by_ref) {
         else
                 json_object_set_new(j, utf8 ? "source" : "source_b64",
                                     utf8 ? json_stringn(r->source, r->source_len) : json_string(b64));
-        const struct {
-                const char *key, *value;
-        } opt[] = {
-                { "function", r->function },   { "args_json", r->args_json },  { "kwargs_json", r->kwargs_json },
-                { "fn_name", r->fn_name },     { "context_json", r->context_json },
-                { "requirements_json", r->requirements_json },
-        };
+        RequestField opt[REQUEST_FIELDS];
+        request_fields(r, opt);
         for (size_t i = 0; i < ELEMENTSOF(opt); i++)
                 if (opt[i].value)
                         json_object_set_new(j, opt[i].key, json_string(opt[i].value));
@@ -1031,13 +1042,8 @@ char *drun_request_json(const DRun *r, bool by_ref) {
                 (void) buf_appends(&b, ",\"source\":");
                 (void) json_buf_append_string(&b, r->source);
         }
-        const struct {
-                const char *key, *value;
-        } opt[] = {
-                { "function", r->function },   { "args_json", r->args_json },  { "kwargs_json", r->kwargs_json },
-                { "fn_name", r->fn_name },     { "context_json", r->context_json },
-                { "requirements_json", r->requirements_json },
-        };
+        RequestField opt[REQUEST_FIELDS];
+        request_fields(r, opt);
         for (size_t i = 0; i < ELEMENTSOF(opt); i++)
                 if (opt[i].value)
                         append_key_string(&b, opt[i].key, opt[i].value);
