@@ -551,25 +551,17 @@ static char *lambda_context_json(const FunctionRecord *f, const char *request_id
         uint64_t mem = l->memory_bytes ? l->memory_bytes : RUN_DEFAULT_MEMORY_BYTES;
         Buf b;
         buf_init(&b, SIZE_MAX);
-        int r = buf_appends(&b, "{\"function_name\":");
-        if (r >= 0)
-                r = json_buf_append_string(&b, f->name);
+        int r = json_buf_append_member(&b, "{\"function_name\":", f->name);
         if (r >= 0)
                 r = buf_printf(&b, ",\"function_version\":\"%d\",\"invoked_function_arn\":", f->version);
         if (r >= 0)
                 r = json_buf_append_string(&b, arn);
         if (r >= 0)
-                r = buf_appends(&b, ",\"aws_request_id\":");
+                r = json_buf_append_member(&b, ",\"aws_request_id\":", request_id);
         if (r >= 0)
-                r = json_buf_append_string(&b, request_id);
+                r = json_buf_append_member(&b, ",\"log_group_name\":", group);
         if (r >= 0)
-                r = buf_appends(&b, ",\"log_group_name\":");
-        if (r >= 0)
-                r = json_buf_append_string(&b, group);
-        if (r >= 0)
-                r = buf_appends(&b, ",\"log_stream_name\":");
-        if (r >= 0)
-                r = json_buf_append_string(&b, request_id);
+                r = json_buf_append_member(&b, ",\"log_stream_name\":", request_id);
         if (r >= 0)
                 r = buf_printf(&b, ",\"memory_limit_in_mb\":%" PRIu64 ",\"deadline_ms\":%" PRIu64 "}", mem >> 20,
                                now_realtime() / 1000 + timeout);

@@ -1210,9 +1210,7 @@ static char *invoke_message(RunCtx *c, size_t *ret_len) {
         const char *args = c->spec->args_json ?: "[]", *kwargs = c->spec->kwargs_json ?: "{}";
         Buf b;
         buf_init(&b, WORKER_PROTO_MAX_MESSAGE);
-        int r = buf_appends(&b, "{\"type\":\"invoke\",\"id\":");
-        if (r >= 0)
-                r = json_buf_append_string(&b, c->res->id);
+        int r = json_buf_append_member(&b, "{\"type\":\"invoke\",\"id\":", c->res->id);
         if (r >= 0)
                 r = buf_appends(&b, ",\"args\":");
         if (r >= 0)

@@ -164,3 +164,8 @@ int json_buf_append_string(Buf *b, const char *s) {
                 r = buf_append(b, "\"", 1);
         return r;
 }
+
+int json_buf_append_member(Buf *b, const char *member, const char *s) {
+        int r = buf_appends(b, member);
+        return r < 0 ? r : json_buf_append_string(b, s);
+}

@@ -178,6 +178,10 @@ json_t *json_strv_new(char *const *v);
  * json_dumps() cost more than the text (docs/performance.md "Invoke
  * path: round 7"). NULL appends null. Returns buf_append()'s result. */
 int json_buf_append_string(Buf *b, const char *s);
+/* Appends member (an object member's name with its punctuation, e.g.
+ * ",\"filename\":", text of ours: nothing to escape), then s as
+ * json_buf_append_string() does. */
+int json_buf_append_member(Buf *b, const char *member, const char *s);
 
 /* ---- sealed values: AES-256-GCM (shared-seal.c, docs/secrets.md) ------- */
 

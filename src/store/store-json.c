@@ -196,29 +196,18 @@ static char *run_record_head_text(const RunRecord *r, const char *phase) {
                 return NULL;
         Buf b;
         buf_init(&b, SIZE_MAX / 4);
-        int k = buf_appends(&b, "{\"id\":");
+        int k = json_buf_append_member(&b, "{\"id\":", r->id);
         if (k >= 0)
-                k = json_buf_append_string(&b, r->id);
-        if (k >= 0)
-                k = buf_appends(&b, ",\"status\":");
-        if (k >= 0)
-                k = json_buf_append_string(&b, r->status ?: "queued");
-        if (k >= 0 && phase) {
-                k = buf_appends(&b, ",\"phase\":");
-                if (k >= 0)
-                        k = json_buf_append_string(&b, phase);
-        }
+                k = json_buf_append_member(&b, ",\"status\":", r->status ?: "queued");
+        if (k >= 0 && phase)
+                k = json_buf_append_member(&b, ",\"phase\":", phase);
         if (k >= 0)
                 k = r->exit_code >= 0 ? buf_printf(&b, ",\"exit_code\":%d", r->exit_code)
                                       : buf_appends(&b, ",\"exit_code\":null");
         if (k >= 0)
-                k = buf_appends(&b, ",\"filename\":");
+                k = json_buf_append_member(&b, ",\"filename\":", r->filename);
         if (k >= 0)
-                k = json_buf_append_string(&b, r->filename);
-        if (k >= 0)
-                k = buf_appends(&b, ",\"function\":");
-        if (k >= 0)
-                k = json_buf_append_string(&b, r->function);
+                k = json_buf_append_member(&b, ",\"function\":", r->function);
         if (k >= 0)
                 k = buf_appends(&b, ",\"args\":");
         if (k >= 0)
@@ -236,26 +225,18 @@ static char *run_record_head_text(const RunRecord *r, const char *phase) {
                     : plain_integer(r->value_json) ? buf_appends(&b, r->value_json)
                                                    : append_value(&b, json_parse_or_string(r->value_json));
         if (k >= 0)
-                k = buf_appends(&b, ",\"result_repr\":");
-        if (k >= 0)
-                k = json_buf_append_string(&b, r->value_repr);
+                k = json_buf_append_member(&b, ",\"result_repr\":", r->value_repr);
         if (k >= 0)
                 k = buf_appends(&b, ",\"error\":");
         if (k >= 0 && !r->error_type && !r->error_message)
                 k = buf_appends(&b, "null");
         else if (k >= 0) {
                 /* json_pack's "s?": a NULL member is null. */
-                k = buf_appends(&b, "{\"type\":");
+                k = json_buf_append_member(&b, "{\"type\":", r->error_type);
                 if (k >= 0)
-                        k = json_buf_append_string(&b, r->error_type);
+                        k = json_buf_append_member(&b, ",\"message\":", r->error_message);
                 if (k >= 0)
-                        k = buf_appends(&b, ",\"message\":");
-                if (k >= 0)
-                        k = json_buf_append_string(&b, r->error_message);
-                if (k >= 0)
-                        k = buf_appends(&b, ",\"traceback\":");
-                if (k >= 0)
-                        k = json_buf_append_string(&b, r->traceback);
+                        k = json_buf_append_member(&b, ",\"traceback\":", r->traceback);
                 if (k >= 0)
                         k = buf_append(&b, "}", 1);
         }
