@@ -340,16 +340,45 @@ def _convert(param, conv, item):
     return _check_typed(param, conv, value)
 
 
-def _bind(fn, args, kwargs):
-    """Bind encoded args/kwargs to fn's signature (from the AST); returns
-    (positional values, keyword values) after conversion."""
-    a = fn.args
-    posonly = [p.arg for p in a.posonlyargs]
-    positional = a.posonlyargs + a.args
-    n_defaults = len(a.defaults)
-    required_pos = {p.arg for p in positional[:len(positional) - n_defaults]}
-    kwonly_required = {p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None}
-    annotations = {p.arg: p.annotation for p in positional + a.kwonlyargs}
+class _BindPlan:
+    """What _bind reads of a signature, worked out once: a warm instance
+    binds every invocation to the same function, and deriving the parameter
+    sets and converters from the AST each time was ~40% of its Python time
+    per invoke (docs/performance.md, round 7). Converters are never mutated
+    once made, so one per parameter serves every call; each is made when a
+    call first binds its parameter, as before (an annotation no call uses
+    is never looked at)."""
+
+    def __init__(self, fn):
+        a = fn.args
+        self.posonly = {p.arg for p in a.posonlyargs}
+        self.positional = [p.arg for p in a.posonlyargs + a.args]
+        n_defaults = len(a.defaults)
+        self.required_pos = {p.arg for p in (a.posonlyargs + a.args)[:len(self.positional) - n_defaults]}
+        self.kwonly = [p.arg for p in a.kwonlyargs]
+        self.kwonly_required = {p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None}
+        self.annotations = {p.arg: p.annotation for p in a.posonlyargs + a.args + a.kwonlyargs}
+        self.convs = {}
+        self.names = {p.arg for p in a.args + a.kwonlyargs}
+        self.known = [p.arg for p in a.args + a.kwonlyargs]
+        self.vararg = a.vararg
+        self.kwarg = a.kwarg
+
+    def conv(self, name, node):
+        c = self.convs.get(name)
+        if c is None:
+            c = self.convs[name] = _conv_from_annotation(node)
+        return c
+
+
+def _bind(fn, args, kwargs, plan=None):
+    """Bind encoded args/kwargs to fn's signature (from the AST, or plan:
+    fn's _BindPlan when the caller keeps one); returns (positional values,
+    keyword values) after conversion."""
+    if plan is None:
+        plan = _BindPlan(fn)
+    positional = plan.positional
+    annotations = plan.annotations
     out_args, out_kwargs, bound = [], {}, set()
 
     if not isinstance(args, list):
@@ -359,35 +388,35 @@ def _bind(fn, args, kwargs):
 
     for i, item in enumerate(args):
         if i < len(positional):
-            name = positional[i].arg
-            out_args.append(_convert(name, _conv_from_annotation(annotations[name]), item))
+            name = positional[i]
+            out_args.append(_convert(name, plan.conv(name, annotations[name]), item))
             bound.add(name)
-        elif a.vararg is not None:
-            out_args.append(_convert(f"*{a.vararg.arg}", _conv_from_annotation(a.vararg.annotation), item))
+        elif plan.vararg:
+            name = f"*{plan.vararg.arg}"
+            out_args.append(_convert(name, plan.conv(name, plan.vararg.annotation), item))
         else:
             raise ValidationError(
                 f"{fn.name}() takes {len(positional)} positional argument"
                 f"{'' if len(positional) == 1 else 's'} but {len(args)} "
                 f"{'was' if len(args) == 1 else 'were'} given")
 
-    names = {p.arg for p in a.args + a.kwonlyargs}
     for name, item in kwargs.items():
         if name in bound:
             raise ValidationError(f"{fn.name}() got multiple values for argument '{name}'")
-        if name in names:
-            out_kwargs[name] = _convert(name, _conv_from_annotation(annotations[name]), item)
-        elif a.kwarg is not None and name not in posonly:
-            out_kwargs[name] = _convert(name, _conv_from_annotation(a.kwarg.annotation), item)
+        if name in plan.names:
+            out_kwargs[name] = _convert(name, plan.conv(name, annotations[name]), item)
+        elif plan.kwarg and name not in plan.posonly:
+            out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
         else:
-            known = [p.arg for p in a.args + a.kwonlyargs]
+            known = plan.known
             hint = f" (parameters: {', '.join(known)})" if known else " (it takes no named parameters)"
             raise ValidationError(f"{fn.name}() got an unexpected keyword argument '{name}'{hint}")
         bound.add(name)
 
-    missing = [p for p in positional if p.arg in required_pos and p.arg not in bound]
-    missing += [p for p in a.kwonlyargs if p.arg in kwonly_required and p.arg not in bound]
+    missing = [p for p in positional if p in plan.required_pos and p not in bound]
+    missing += [p for p in plan.kwonly if p in plan.kwonly_required and p not in bound]
     if missing:
-        which = ", ".join(f"'{p.arg}'" for p in missing)
+        which = ", ".join(f"'{p}'" for p in missing)
         raise ValidationError(
             f"{fn.name}() missing {len(missing)} required argument{'s' if len(missing) > 1 else ''}: {which}"
             f" (give positional values with -a VALUE, named ones with --NAME VALUE)")
@@ -493,13 +522,22 @@ def _user_traceback(exc, filename):
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+# json.dumps() with any keyword argument builds a JSONEncoder per call; these
+# are made once (encode() writes exactly what dumps() with the same options
+# writes). Each was ~1 µs of a warm invoke's ~20 µs of Python.
+_VALUE_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_RESULT_JSON = json.JSONEncoder(ensure_ascii=False)
+_MESSAGE_JSON = json.JSONDecoder()
+# A JSON string's text as JSONEncoder(ensure_ascii=False).encode(str) writes it.
+_json_string = json.encoder.encode_basestring
+
+
 def _serialise(value):
     """The result's JSON view by the table in docs/python.md (runtime.py's
     to_jsonable), converted here in the sandbox so the daemon only ever sees
     JSON; repr() with a warning for anything the table does not cover."""
     try:
-        text = json.dumps(_rt.to_jsonable(value), ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":"))
+        text = _VALUE_JSON.encode(_rt.to_jsonable(value))
         return {"ok": True, "json": text}
     except Exception:
         # Not only ConversionError: the table calls the value's own code
@@ -513,7 +551,7 @@ def _serialise(value):
 
 
 def _write_result(fd, obj):
-    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    data = _RESULT_JSON.encode(obj).encode("utf-8", "surrogatepass")
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -819,28 +857,49 @@ def init(request_json):
     return json.dumps({"ok": True, "imported": imported, "failed": failed})
 
 
-def _recv_message(sock):
-    """One length-prefixed JSON message and its fds (worker-proto.h framing)."""
+# One recvmsg() takes a whole invoke message (its header, body and fds) when
+# it fits here: reading the 4-byte header first and the body with a second
+# call was one syscall more per invoke. Bytes past the message (the engine
+# sends one message at a time, but the framing does not rely on it) stay in
+# the caller's pending buffer for the next call.
+_RECV_CHUNK = 64 << 10
+_FDS_SPACE = None  # CMSG_LEN for 8 fds, computed on first use
+
+
+def _recv_message(sock, pending):
+    """One length-prefixed JSON message and its fds (worker-proto.h framing);
+    pending: a bytearray kept between calls on the same socket."""
+    global _FDS_SPACE
     import socket
-    header, fds = b"", []
-    while len(header) < 4:
-        data, got, _, _ = socket.recv_fds(sock, 4 - len(header), 8)
+    import array
+    if _FDS_SPACE is None:
+        _FDS_SPACE = socket.CMSG_LEN(8 * array.array("i").itemsize)
+    fds = []
+    while len(pending) < 4:
+        data, anc, _, _ = sock.recvmsg(_RECV_CHUNK, _FDS_SPACE)
+        for level, kind, cdata in anc:  # as socket.recv_fds() reads them
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                a = array.array("i")
+                a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
+                fds += a
         if not data:
-            for fd in got:
+            for fd in fds:
                 os.close(fd)
             return None, []
-        header += data
-        fds += got
-    n = int.from_bytes(header, "little")
+        pending += data
+    n = int.from_bytes(pending[:4], "little")
     if n > 32 << 20:
         raise ValueError("message too large")
-    body = bytearray()
-    while len(body) < n:
-        chunk = sock.recv(min(1 << 20, n - len(body)))
+    while len(pending) < 4 + n:
+        chunk = sock.recv(min(1 << 20, 4 + n - len(pending)))
         if not chunk:
             return None, fds
-        body += chunk
-    return json.loads(bytes(body)), fds
+        pending += chunk
+    # The engine writes UTF-8 JSON: decoded as json.loads(bytes) would
+    # (surrogatepass), without its per-call encoding detection.
+    body = pending[4:4 + n].decode("utf-8", "surrogatepass")
+    del pending[:4 + n]
+    return _MESSAGE_JSON.decode(body), fds
 
 
 def _send_message(sock, obj):
@@ -870,10 +929,12 @@ def serve_instance(request_json, sock_fd):
     except BaseException as e:
         init_error = e
     del tree
+    plan = _BindPlan(fn)
+    pending = bytearray()
     _freeze_module_objects()
     _send_message(sock, {"type": "ready", "ok": True})
     while True:
-        msg, fds = _recv_message(sock)
+        msg, fds = _recv_message(sock, pending)
         if msg is None:
             return
         # fds 1 and 2 are the instance's stdout/stderr pipes for its life:
@@ -891,7 +952,7 @@ def serve_instance(request_json, sock_fd):
             if init_error is not None:
                 result = _exception_result(init_error, filename)
             else:
-                result = _invoke(fn, mod, msg, filename)
+                result = _invoke(fn, mod, msg, filename, plan)
         finally:
             # All the invocation wrote is in the pipes before "done": the
             # engine reads them up to it.
@@ -926,13 +987,24 @@ def _freeze_module_objects():
 _MAX_RESULT_BYTES = 16 << 20
 
 
+def _result_text(result):
+    """_RESULT_JSON.encode(result), spelled out for the common answer
+    {"ok": true, "json": TEXT} (what _serialise returns for a value the table
+    covers): the same bytes without walking a dict through the encoder."""
+    if type(result) is dict and len(result) == 2 and result.get("ok") is True:
+        text = result.get("json")
+        if type(text) is str and next(iter(result)) == "ok":
+            return '{"ok": true, "json": ' + _json_string(text) + '}'
+    return _RESULT_JSON.encode(result)
+
+
 def _send_done(sock, invocation_id, result):
     """"done" {id, result} (or {id, result_too_big: true}): the result is
     spliced in as JSON text, serialised once."""
     head = '{"type":"done","id":' + json.dumps(invocation_id)
     data = b""
     if result is not None:
-        data = json.dumps(result, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        data = _result_text(result).encode("utf-8", "surrogatepass")
     if len(data) > _MAX_RESULT_BYTES:
         body = (head + ',"result_too_big":true}').encode()
     elif data:
@@ -942,10 +1014,11 @@ def _send_done(sock, invocation_id, result):
     sock.sendall(len(body).to_bytes(4, "little") + body)
 
 
-def _invoke(fn, mod, msg, filename):
-    """The invocation's result object (as _write_result would write it)."""
+def _invoke(fn, mod, msg, filename, plan=None):
+    """The invocation's result object (as _write_result would write it);
+    plan: fn's _BindPlan, kept by the instance."""
     try:
-        args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {})
+        args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
     except ValidationError as e:
         return _error_reply(e, filename)
     try:
