@@ -226,8 +226,10 @@ def test_submit_wait_client_gone_cancels_the_run(daemon, tmp_path):
     w = Waiter(d, None, "POST", "/v1/runs?wait=true", {"source": gated_source(gate), "function": "main"})
     w.start()
     wait_for(lambda: waiting(d) == 1 and w.sock is not None, "the waiting submit")
-    rid = wait_for(lambda: (d.call("GET", "/v1/runs?limit=1")[1]["runs"] or [{}])[0].get("id"), "the run")
-    d.wait_status(rid, {"running"})
+    # Listed once its deferred submit is committed (≤ 2 ms; the newest
+    # listed before that is an older run).
+    rid = wait_for(lambda: next((r["id"] for r in d.call("GET", "/v1/runs?limit=1")[1]["runs"]
+                                 if r["status"] == "running"), None), "the run listed running")
     w.sock.shutdown(socket.SHUT_RDWR)
     w.sock.close()
     assert d.wait_status(rid, {"cancelled"})["status"] == "cancelled"
