@@ -56,6 +56,10 @@ bool utf8_is_valid(const char *s) {
         return utf8_invalid_offset(s, n) == n;
 }
 
+bool utf8_is_valid_or_null(const char *s) {
+        return !s || utf8_is_valid(s);
+}
+
 void utf8_line_col(const char *s, size_t offset, size_t *ret_line, size_t *ret_col) {
         assert(s || offset == 0);
         assert(ret_line && ret_col);

@@ -102,6 +102,8 @@ bool strv_contains(char *const *v, const char *s);
  * for CPython and jansson); n when all of s is valid. */
 size_t utf8_invalid_offset(const char *s, size_t n);
 bool utf8_is_valid(const char *s);
+/* NULL (an absent field) or valid UTF-8: a string JSON can hold. */
+bool utf8_is_valid_or_null(const char *s);
 /* 1-based line and column (in characters) of byte offset `offset` in s:
  * where an editor shows it, for "file:line:col:" messages. */
 void utf8_line_col(const char *s, size_t offset, size_t *ret_line, size_t *ret_col);

@@ -975,15 +975,21 @@ char *drun_request_json_jansson(const DRun *r, bool by_ref) {
         return text;
 }
 
-static bool utf8_text(const char *s) {
-        return !s || utf8_invalid_offset(s, strlen(s)) == strlen(s);
-}
-
 static bool utf8_texts(char *const *v) {
         for (; v && *v; v++)
-                if (!utf8_text(*v))
+                if (!utf8_is_valid(*v))
                         return false;
         return true;
+}
+
+/* Whether every string of the request is one JSON can hold (json_pack
+ * refuses the rest). */
+static bool request_texts_valid(const DRun *r, const RequestField opt[static REQUEST_FIELDS]) {
+        for (size_t i = 0; i < REQUEST_FIELDS; i++)
+                if (!utf8_is_valid_or_null(opt[i].value))
+                        return false;
+        return r->filename && utf8_is_valid(r->filename) && utf8_is_valid_or_null(r->output_data) &&
+               utf8_texts(r->data) && utf8_texts(r->secrets) && utf8_texts(r->env);
 }
 
 /* ,"key": (key is one of ours: nothing to escape) */
@@ -1019,10 +1025,9 @@ char *drun_request_json(const DRun *r, bool by_ref) {
         by_ref = by_ref && r->fn_name && r->fn_version > 0;
         bool plain_source = by_ref || (r->source && !memchr(r->source, 0, r->source_len) &&
                                        utf8_invalid_offset(r->source, r->source_len) == r->source_len);
-        if (!plain_source || !r->filename || !utf8_text(r->filename) || !utf8_text(r->function) ||
-            !utf8_text(r->args_json) || !utf8_text(r->kwargs_json) || !utf8_text(r->fn_name) ||
-            !utf8_text(r->context_json) || !utf8_text(r->requirements_json) || !utf8_text(r->output_data) ||
-            !utf8_texts(r->data) || !utf8_texts(r->secrets) || !utf8_texts(r->env))
+        RequestField opt[REQUEST_FIELDS];
+        request_fields(r, opt);
+        if (!plain_source || !request_texts_valid(r, opt))
                 return drun_request_json_jansson(r, by_ref);
 
         Buf b;
@@ -1042,8 +1047,6 @@ char *drun_request_json(const DRun *r, bool by_ref) {
                 (void) buf_appends(&b, ",\"source\":");
                 (void) json_buf_append_string(&b, r->source);
         }
-        RequestField opt[REQUEST_FIELDS];
-        request_fields(r, opt);
         for (size_t i = 0; i < ELEMENTSOF(opt); i++)
                 if (opt[i].value)
                         append_key_string(&b, opt[i].key, opt[i].value);

@@ -321,26 +321,19 @@ int sandbox_net_enter(bool network, char **ret_error) {
         int lent = TAKE_FD(netns_lent);
         sandbox_netns_pool_drop();
         volatile uint8_t *rejected = TAKE_PTR(netns_rejected);
-        if (network) {
-                (void) fd_close(lent);
-                if (rejected)
-                        (void) munmap((void *) rejected, NETNS_FLAGS);
-                return 0;
-        }
-        if (lent >= 0) {
-                bool adopted = setns(lent, CLONE_NEWNET) == 0 && net_pristine_here();
+        bool adopted = network; /* a run with network stays in the worker's */
+        if (!network && lent >= 0) {
+                adopted = setns(lent, CLONE_NEWNET) == 0 && net_pristine_here();
                 /* Not pristine: the worker destroys it when this run
                  * ends, instead of lending it again. */
                 if (!adopted && rejected && lent < NETNS_FLAGS)
                         rejected[lent] = 1;
-                close(lent);
-                if (rejected)
-                        (void) munmap((void *) rejected, NETNS_FLAGS);
-                if (adopted)
-                        return 0;
-        } else if (rejected)
+        }
+        (void) fd_close(lent);
+        /* Gone before any code of the env or the user's runs. */
+        if (rejected)
                 (void) munmap((void *) rejected, NETNS_FLAGS);
-        if (network)
+        if (adopted)
                 return 0;
         if (unshare(CLONE_NEWNET) < 0) {
                 int r = -errno;

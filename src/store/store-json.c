@@ -170,10 +170,6 @@ static bool plain_integer(const char *t) {
         return n > 0 && n <= 18 && p[n] == 0 && (*p != '0' || (n == 1 && p == t)); /* "-0" prints as 0 */
 }
 
-static bool valid_or_null(const char *s) {
-        return !s || utf8_is_valid(s);
-}
-
 /* A value of the head as text: what dump17() of the same jansson value
  * gives, without one when the stored text is already that (no arguments,
  * an integer result). */
@@ -190,10 +186,13 @@ static int append_value(Buf *b, json_t *v) {
  * string is not UTF-8 (jansson would drop the field): the caller takes
  * the jansson way then. */
 static char *run_record_head_text(const RunRecord *r, const char *phase) {
-        if (!valid_or_null(r->id) || !valid_or_null(r->status) || !valid_or_null(phase) ||
-            !valid_or_null(r->filename) || !valid_or_null(r->function) || !valid_or_null(r->value_repr) ||
-            !valid_or_null(r->error_type) || !valid_or_null(r->error_message) || !valid_or_null(r->traceback) || !r->id)
+        const char *texts[] = { r->status,     phase,         r->filename, r->function,
+                                r->value_repr, r->error_type, r->error_message, r->traceback };
+        if (!r->id || !utf8_is_valid(r->id))
                 return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                if (!utf8_is_valid_or_null(texts[i]))
+                        return NULL;
         Buf b;
         buf_init(&b, SIZE_MAX / 4);
         int k = json_buf_append_member(&b, "{\"id\":", r->id);
