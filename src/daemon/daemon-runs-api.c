@@ -102,10 +102,12 @@ static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, Daemo
 }
 
 /* Waits (without a thread) for a run the request holds a reference on,
- * which the wait takes over. */
-static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, usec_t timeout, bool submit) {
+ * which the wait takes over. cancel_if_gone: the request started the run
+ * (a ?wait=true submit); location: the answer names the run's URL. */
+static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, usec_t timeout, bool cancel_if_gone,
+                                               bool location) {
         RunWait *w = xcalloc(1, sizeof(RunWait));
-        *w = (RunWait) { .d = call->d, .r = r, .cancel_if_gone = submit, .location = submit };
+        *w = (RunWait) { .d = call->d, .r = r, .cancel_if_gone = cancel_if_gone, .location = location };
         return daemon_call_wait(call, DRUN_DONE_KEY(r), timeout, run_wait_then, w, run_wait_free);
 }
 
@@ -120,6 +122,31 @@ static usec_t wait_timeout(const DaemonCall *call) {
                         timeout = s * USEC_PER_SEC;
         }
         return timeout;
+}
+
+/* How long an Idempotency-Key names its first run, as in a cluster
+ * (docs/api.md "Idempotency"). */
+#define IDEMPOTENCY_USEC (24 * 3600 * USEC_PER_SEC)
+
+static int idempotent_first(Daemon *d, const char *tenant, const char *key, char **ret_id) {
+        usec_t now = now_realtime();
+        return store_run_find_idempotent(d->store, tenant, key, now > IDEMPOTENCY_USEC ? now - IDEMPOTENCY_USEC : 0,
+                                         ret_id);
+}
+
+/* A resubmission answers with the first run, as its own submit would
+ * have: 202 and its Location, or with ?wait=true the first run's end (200)
+ * or 202 at the timeout. Its hang-up cancels nothing: this request did
+ * not start the run. */
+static struct MHD_Response *resubmit_response(const DaemonCall *call, const char *id, bool wait,
+                                              unsigned *ret_status) {
+        DRun *r;
+        if (wait && daemon_run_find(call->d, call->tenant, id, &r) >= 0)
+                return respond_after_wait(call, r, wait_timeout(call), false, true);
+        struct MHD_Response *resp = run_response(call, id, wait ? 200 : 202, ret_status);
+        _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", id);
+        daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
+        return resp;
 }
 
 struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
@@ -139,11 +166,27 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
                                          "the Idempotency-Key header takes 1..200 characters");
         bool wait = daemon_call_query_true(call, "wait");
         q.answer_waits = wait;
+        /* A single node finds a key's first run in its store; a cluster
+         * in Redis, with the submit (daemon_cluster_submit()). The lock
+         * holds from the look-up to the new run's commit, so two submits
+         * with one key cannot both miss: such submits are rare and take a
+         * millisecond each. */
+        bool keyed = q.idempotency_key && !d->cluster;
+        if (keyed) {
+                pthread_mutex_lock(&d->idem_lock);
+                _cleanup_free_ char *first = NULL;
+                if (idempotent_first(d, call->tenant, q.idempotency_key, &first) >= 0) {
+                        pthread_mutex_unlock(&d->idem_lock);
+                        return resubmit_response(call, first, wait, ret_status);
+                }
+        }
         int k = daemon_run_submit(d, NULL, call->tenant, &q, fn_name, fn_version, false, &r);
+        if (keyed)
+                pthread_mutex_unlock(&d->idem_lock);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         if (wait)
-                return respond_after_wait(call, r, wait_timeout(call), true);
+                return respond_after_wait(call, r, wait_timeout(call), true, true);
         struct MHD_Response *resp = run_response(call, r->id, 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
@@ -200,7 +243,7 @@ struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_st
                 if (k < 0)
                         return daemon_call_errno(call, k, "run", ret_status);
                 if (daemon_run_find(call->d, call->tenant, rec->id, &r) >= 0)
-                        return respond_after_wait(call, r, wait_timeout(call), false);
+                        return respond_after_wait(call, r, wait_timeout(call), false, false);
         }
         return run_response(call, call->seg[2], 200, ret_status);
 }
@@ -245,7 +288,7 @@ struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret
         daemon_run_cancel(d, r);
         /* 200 with the ended run; 202 when it has not ended within 10 s
          * (the cancel stands: the client may poll the run). */
-        return respond_after_wait(call, r, 10 * USEC_PER_SEC, false);
+        return respond_after_wait(call, r, 10 * USEC_PER_SEC, false, false);
 }
 
 /* ---- logs ---------------------------------------------------------------------- */

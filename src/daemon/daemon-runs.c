@@ -20,6 +20,7 @@ static const double hist_bounds[15] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->lock, NULL);
+        pthread_mutex_init(&d->idem_lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
         pthread_cond_init(&d->run_cond, NULL);
@@ -921,7 +922,7 @@ static void *remote_thread(void *p) {
 typedef struct RequestField {
         const char *key, *value;
 } RequestField;
-#define REQUEST_FIELDS 6
+#define REQUEST_FIELDS 7
 
 static void request_fields(const DRun *r, RequestField ret[static REQUEST_FIELDS]) {
         ret[0] = (RequestField) { "function", r->function };
@@ -930,6 +931,8 @@ static void request_fields(const DRun *r, RequestField ret[static REQUEST_FIELDS
         ret[3] = (RequestField) { "fn_name", r->fn_name };
         ret[4] = (RequestField) { "context_json", r->context_json };
         ret[5] = (RequestField) { "requirements_json", r->requirements_json };
+        /* Kept with the run by the submit's INSERT (store-queue.c). */
+        ret[6] = (RequestField) { "idem_key", r->idem_key };
 }
 
 char *drun_request_json_jansson(const DRun *r, bool by_ref) {
@@ -1283,7 +1286,9 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         bool at_once = !resumed && !d->cluster && (!r->fn_name || r->answer_waits) && r->max_attempts > 1 &&
                        !d->pending && !d->leave_queued && d->running + d->queued < d->cfg.max_concurrent_runs &&
                        tc->running + tc->queued < d->cfg.max_concurrent_per_tenant;
-        bool deferred = at_once && r->answer_waits;
+        /* With an Idempotency-Key the record is committed before the submit
+         * returns: a resubmission must find it (daemon_call_submit()). */
+        bool deferred = at_once && r->answer_waits && !r->idem_key;
         d->queued++;
         tc->queued++;
         pthread_mutex_unlock(&d->lock);
@@ -1333,7 +1338,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
          * spares taking an instance that would go back at once; the lock
          * decides (run_inline_startable()). */
         if (!resumed && r->answer_waits && r->fn_name && !d->cluster && !r->data && !r->secrets && !r->env &&
-            !r->output_data && __atomic_load_n(&d->running, __ATOMIC_RELAXED) == 0 &&
+            !r->output_data && !r->idem_key && __atomic_load_n(&d->running, __ATOMIC_RELAXED) == 0 &&
             __atomic_load_n(&d->queued, __ATOMIC_RELAXED) == 1) {
                 _cleanup_free_ char *key = xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version);
                 if (engine_instance_take_idle(d->engine, key, &inst) < 0)

@@ -196,8 +196,8 @@ typedef struct RunRequest {
         int max_attempts;
         int version;            /* 0: latest */
         char *context_json;     /* Lambda context (RunSpec.context_json) */
-        /* Cluster mode: the Idempotency-Key header (not owned; NULL: none),
-         * docs/cluster.md. */
+        /* The Idempotency-Key header (not owned; NULL: none), docs/api.md
+         * "Idempotency". */
         const char *idempotency_key;
         /* The caller answers once the run ended (?wait=true, a Lambda
          * RequestResponse): a warm invoke may then run on the caller's
@@ -310,7 +310,7 @@ struct DRun {
         /* cluster: how much of log/chunks is in the run's Redis log
          * (written under Daemon.lock, by the holder of the ship lock) */
         size_t log_sent_chunk, log_sent_off;
-        char *idem_key;         /* cluster: the submit's idempotency key, or NULL */
+        char *idem_key;         /* the submit's Idempotency-Key, or NULL */
         DRun *next;
         DRun *next_pending;     /* Daemon.pending: waiting for a run thread (guarded by lock) */
 };
@@ -353,6 +353,9 @@ struct Daemon {
         bool no_auth;
 
         pthread_mutex_t lock;
+        /* Single node: one submit with an Idempotency-Key at a time, from
+         * the look-up of its key to its record's commit (daemon-runs-api.c). */
+        pthread_mutex_t idem_lock;
         pthread_cond_t sched_cond;      /* a slot freed or a run was cancelled */
         pthread_cond_t change_cond;     /* any run changed (log, status) */
         DRun *runs;                     /* active (queued or running) runs */

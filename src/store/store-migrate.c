@@ -227,6 +227,12 @@ static const char *const migrations[] = {
         "DROP INDEX runs_created;"
         "DROP INDEX runs_fn_name;"
         "CREATE INDEX runs_fn_name ON runs(tenant, fn_name, created) WHERE fn_name IS NOT NULL;",
+        /* 17: a single node honours Idempotency-Key (docs/api.md
+         * "Idempotency"): the submit's INSERT keeps the key from the
+         * request (store-queue.c). The index is partial, so a run without
+         * a key writes no page of it. */
+        "ALTER TABLE runs ADD COLUMN idem_key TEXT;"
+        "CREATE INDEX runs_idem_key ON runs(tenant, idem_key, created) WHERE idem_key IS NOT NULL;",
 };
 
 int store_schema_version(void) {

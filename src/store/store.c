@@ -283,6 +283,24 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
         return 0;
 }
 
+int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id) {
+        assert(s && tenant && key && ret_id);
+        sqlite3_stmt *st = store_read(s, "SELECT id FROM runs WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 "
+                                         "ORDER BY created, id LIMIT 1");
+        if (!st)
+                return -EIO;
+        store_bind_text(st, 1, tenant);
+        store_bind_text(st, 2, key);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) since);
+        int r = -ENOENT;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                *ret_id = xstrdup((const char *) sqlite3_column_text(st, 0));
+                r = 0;
+        }
+        store_read_done(s, st);
+        return r;
+}
+
 int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);

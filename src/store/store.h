@@ -94,6 +94,9 @@ int store_run_update(Store *s, const RunRecord *r);
 /* Look a run up by full id or unique prefix, within tenant (NULL: any).
  * -ENOENT none, -EEXIST prefix ambiguous. */
 int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRecord **ret);
+/* The oldest run of tenant submitted with Idempotency-Key key at or after
+ * since (realtime µs): its id in *ret_id (free it). 0 found, -ENOENT none. */
+int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id);
 /* Most recent first. */
 int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n);
 void run_record_list_free(RunRecord **v, size_t n);

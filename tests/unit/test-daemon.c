@@ -646,6 +646,7 @@ static void test_request_json_text_is_jansson(void **state) {
                                 .fn_name = (mask & 8) ? (char *) "fn" : NULL,
                                 .fn_version = (mask & 8) ? 3 : 0,
                                 .context_json = (mask & 16) ? (char *) v : NULL,
+                                .idem_key = (mask & 2) ? (char *) v : NULL,
                                 .requirements_json = (mask & 16) ? (char *) "{\"requests\":\"*\"}" : NULL,
                                 .source = source,
                                 .source_len = n,

@@ -451,6 +451,61 @@ static void test_queue_submit_started(void **state) {
         store_close(s);
 }
 
+static void submit_keyed(RunQueue *q, const char *id, const char *tenant, const char *request, bool running,
+                         usec_t created) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) tenant, .filename = (char *) "f.py",
+                        .status = (char *) (running ? "running" : "queued"), .created = created,
+                        .started = running ? created + 1 : 0, .max_attempts = 3 };
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+}
+
+/* Idempotency-Key on a single node (migration 17): the submit keeps the
+ * request's key with the run, through both submit statements; the oldest
+ * run with the key since the cut-off is found, per tenant; a run without
+ * one (or a request that is no JSON object with the key) has none; the
+ * key outlives the request (dropped at the run's end) and a reopen. */
+static void test_run_find_idempotent(void **state) {
+        _cleanup_free_ char *path = xasprintf("%s/idem.sqlite", dir);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit_keyed(q, "ik1", "a", "{\"source\":\"x\",\"idem_key\":\"order-42\"}", false, 100);
+        submit_keyed(q, "ik2", "a", "{\"source\":\"x\",\"idem_key\":\"order-42\"}", true, 200);
+        submit_keyed(q, "ik3", "b", "{\"idem_key\":\"order-42\",\"source\":\"x\"}", true, 300);
+        submit_keyed(q, "ik4", "a", "{\"source\":\"\\\"idem_key\\\"\"}", true, 400);
+        submit_keyed(q, "ik5", "a", "not json \"idem_key\"", true, 500);
+        char *id = NULL;
+        assert_int_equal(store_run_find_idempotent(s, "a", "order-42", 0, &id), 0);
+        assert_string_equal(id, "ik1");
+        free(id);
+        id = NULL;
+        assert_int_equal(store_run_find_idempotent(s, "a", "order-42", 150, &id), 0);
+        assert_string_equal(id, "ik2");
+        free(id);
+        id = NULL;
+        assert_int_equal(store_run_find_idempotent(s, "b", "order-42", 0, &id), 0);
+        assert_string_equal(id, "ik3");
+        free(id);
+        id = NULL;
+        assert_int_equal(store_run_find_idempotent(s, "a", "order-42", 201, &id), -ENOENT);
+        assert_int_equal(store_run_find_idempotent(s, "c", "order-42", 0, &id), -ENOENT);
+        assert_int_equal(store_run_find_idempotent(s, "a", "order-4", 0, &id), -ENOENT);
+        assert_null(id);
+        /* The key stays after the run ended (its request is dropped then). */
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "ik1", 110, &attempt), 0);
+        RunRecord fin = { .id = (char *) "ik1", .status = (char *) "succeeded", .started = 110, .finished = 120 };
+        assert_int_equal(run_queue_finish(q, &fin, attempt), 0);
+        run_queue_free(q);
+        store_close(s);
+        s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_run_find_idempotent(s, "a", "order-42", 0, &id), 0);
+        assert_string_equal(id, "ik1");
+        free(id);
+        store_close(s);
+}
+
 /* A crash leaves runs queued and running: recovery queues again what may
  * run again, in submission order, and ends the rest lost. */
 static void test_queue_recover(void **state) {
@@ -1734,6 +1789,7 @@ int main(void) {
                 cmocka_unit_test(test_reopen_keeps_data), cmocka_unit_test(test_queue_start_is_fenced),
                 cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
                 cmocka_unit_test(test_queue_submit_started),
+                cmocka_unit_test(test_run_find_idempotent),
                 cmocka_unit_test(test_gc_by_age),         cmocka_unit_test(test_gc_tenant_policy),
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
