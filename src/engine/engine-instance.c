@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -23,50 +24,84 @@
 #define INSTANCE_FREEZE_GRACE_USEC (20 * USEC_PER_MSEC)
 
 /* A thread waiting for an instance of key (all of key's at the maximum,
- * busy): each waits on its own condition, so that a release wakes one
+ * busy). Each waits on its own semaphore, so that a release wakes one
  * waiter that can use what was released instead of every thread waiting
  * for any instance or worker (round 8: at wrk -c8, 4 instances a function,
- * each release woke every waiter). */
+ * each release woke every waiter), and the instance released is handed
+ * to it, still busy: the waiter neither takes the pool lock again (the
+ * releaser holds it when it posts: a condition variable's waiter would
+ * wake only to block on it) nor loses the instance to a thread that came
+ * later. sem_post() may touch the semaphore after the waiter returned
+ * from sem_wait() and left (glibc: at most a futex wake of a dead
+ * address, harmless), as a mutex's unlock may. */
 typedef struct InstanceWaiter {
         const char *key;
-        pthread_cond_t cond;
-        bool woken;
+        sem_t sem;
+        Instance *handed;    /* given to us (busy), or NULL: look again */
         struct InstanceWaiter *next;
 } InstanceWaiter;
 
-/* Wakes the first waiter of key (pool lock held), or every waiter of
- * every key (key NULL: instances were retired by name). Each woken waiter
- * leaves the list, so two releases wake two waiters. */
-static void waiters_wake_locked(Engine *e, const char *key) {
-        for (InstanceWaiter **p = &e->pool.instance_waiters; *p;) {
-                InstanceWaiter *w = *p;
-                if (key && !streq(w->key, key)) {
-                        p = &w->next;
-                        continue;
+/* Unlinks the first waiter of key (pool lock held), or NULL. */
+static InstanceWaiter *waiter_take_locked(Engine *e, const char *key) {
+        for (InstanceWaiter **p = &e->pool.instance_waiters; *p; p = &(*p)->next)
+                if (streq((*p)->key, key)) {
+                        InstanceWaiter *w = *p;
+                        *p = w->next;
+                        return w;
                 }
-                *p = w->next;
-                w->woken = true;
-                pthread_cond_signal(&w->cond);
+        return NULL;
+}
+
+/* Wakes the first waiter of key to look again (pool lock held), or every
+ * waiter of every key (key NULL: instances were retired by name): room to
+ * start an instance, not one handed over. Each woken waiter leaves the
+ * list, so two wakes wake two waiters. */
+static void waiters_wake_locked(Engine *e, const char *key) {
+        for (;;) {
+                InstanceWaiter *w = key ? waiter_take_locked(e, key) : e->pool.instance_waiters;
+                if (!w)
+                        return;
+                if (!key)
+                        e->pool.instance_waiters = w->next;
+                w->handed = NULL;
+                (void) sem_post(&w->sem);
                 if (key)
                         return;
         }
 }
 
-/* Waits (pool lock held) until a release of key, a retirement or a
- * failed start wakes us. again: we were woken before and found nothing
- * (another thread took it first): back at the head, not the tail. */
-static void waiter_wait_locked(Engine *e, const char *key, bool again) {
+/* Hands i (busy, released by its holder) to the first waiter of its key
+ * (pool lock held); false if none waits. */
+static bool instance_hand_locked(Engine *e, Instance *i) {
+        InstanceWaiter *w = waiter_take_locked(e, i->key);
+        if (!w)
+                return false;
+        w->handed = i;
+        (void) sem_post(&w->sem);
+        return true;
+}
+
+/* Waits, pool lock held on entry, until a release hands us an instance of
+ * key (returned busy, the pool lock NOT held) or a retirement or failed
+ * start makes room (NULL, the lock held again: look again). again: we
+ * were woken before and found nothing (another thread took the room
+ * first): back at the head, not the tail. */
+static Instance *waiter_wait_locked(Engine *e, const char *key, bool again) {
         InstanceWaiter w = { .key = key };
-        pthread_cond_init(&w.cond, NULL);
+        (void) sem_init(&w.sem, 0, 0);
         InstanceWaiter **p = &e->pool.instance_waiters;
         if (!again)
                 while (*p)
                         p = &(*p)->next;
         w.next = *p;
         *p = &w;
-        while (!w.woken)
-                pthread_cond_wait(&w.cond, &e->pool.lock);
-        pthread_cond_destroy(&w.cond);
+        pthread_mutex_unlock(&e->pool.lock);
+        while (sem_wait(&w.sem) < 0 && errno == EINTR)
+                ;
+        (void) sem_destroy(&w.sem);
+        if (!w.handed)
+                pthread_mutex_lock(&e->pool.lock);
+        return w.handed;
 }
 
 Instance *instance_free(Instance *i) {
@@ -618,8 +653,16 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
         for (;;) {
                 unsigned count = 0;
                 Instance *idle = instance_take_locked(e, key, &count);
-                if (idle) {
+                if (!idle && count >= max_instances) {
+                        /* At the maximum: wait for one of key's to be
+                         * handed to us, or for room to start one. */
+                        idle = waiter_wait_locked(e, key, waited);
+                        waited = true;
+                        if (!idle)
+                                continue;
+                } else if (idle)
                         pthread_mutex_unlock(&e->pool.lock);
+                if (idle) {
                         /* Frozen if it idled past the grace. */
                         instance_thaw(idle);
                         if (instance_alive(idle)) {
@@ -643,12 +686,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                         }
                         continue;
                 }
-                if (count < max_instances)
-                        break;
-                /* At the maximum: wait for one of key's to come free (or
-                 * go). */
-                waiter_wait_locked(e, key, waited);
-                waited = true;
+                break; /* room to start one */
         }
         /* Reserve the slot with a placeholder so concurrent callers count it. */
         Instance *slot = xcalloc(1, sizeof(Instance));
@@ -712,9 +750,10 @@ void engine_instance_put_back(Engine *e, Instance *i) {
         /* Idle again as it was: its idle time (TTL) not restarted, no
          * invocation counted; frozen after the grace. */
         pthread_mutex_lock(&e->pool.lock);
-        i->busy = false;
-        instance_idle(e, i);
-        waiters_wake_locked(e, i->key);
+        if (!instance_hand_locked(e, i)) {
+                i->busy = false;
+                instance_idle(e, i);
+        }
         pthread_mutex_unlock(&e->pool.lock);
 }
 
@@ -723,16 +762,16 @@ void instance_release(Engine *e, Instance *i, bool broken) {
          * and timers included), as on Lambda, past the grace: the freezer
          * freezes it then, unless an invocation took it again. */
         pthread_mutex_lock(&e->pool.lock);
-        i->busy = false;
         i->last_used = now_monotonic();
         i->invocations++;
-        /* One waiter of its key can use it (idle), or start another in
-         * its place (dead: collect_retired() wakes that one). */
-        if (broken || i->dead)
+        /* To the first waiter of its key, still busy; else idle. Dead, one
+         * waiter starts another in its place (collect_retired() wakes it). */
+        if (broken || i->dead) {
                 i->dead = true;
-        else {
+                i->busy = false;
+        } else if (!instance_hand_locked(e, i)) {
+                i->busy = false;
                 instance_idle(e, i);
-                waiters_wake_locked(e, i->key);
         }
         Instance *retired = collect_retired(e);
         pthread_mutex_unlock(&e->pool.lock);
