@@ -1,8 +1,8 @@
 """Waiting for a warm instance (docs/workers.md "Idle instances are frozen",
 "Deployed functions"), round 8: the freezer writes the freezer file without
 the pool lock (an instance being frozen is marked freezing; a call that
-takes it waits for the write and thaws it), and a released instance wakes
-one waiter of its function, not every thread. No invocation lands on a
+takes it waits for the write and thaws it), and a released instance is
+handed to one waiter of its function instead of waking every thread. No invocation lands on a
 frozen or freezing instance (it would hang: the test's deadline catches it),
 and no waiter starves. Real daemon, real sandbox, real freezer."""
 import random
