@@ -320,8 +320,8 @@ int instance_stat_open(pid_t pid) {
 
 #define PF_EXITING_FLAG 0x00000004u /* include/linux/sched.h */
 
-/* Whether the process behind a instance_stat_open() fd is gone, a zombie,
- * exiting, or has a SIGKILL pending. /proc/PID/stat says all of it for
+/* Whether the process behind an instance_stat_open() fd is gone, a zombie,
+ * exiting, or has a SIGKILL pending. Its main thread's stat says all of it for
  * half the cost of /proc/PID/status (its fields 3, 9 and 31: state,
  * task flags, the thread's pending set; a kill() of a process with a
  * fatal signal adds SIGKILL to every thread's own set at once), and the
