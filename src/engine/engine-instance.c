@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -21,6 +22,87 @@
  * re-check a thaw calls for, saved per invoke); its background threads may
  * run up to this long after a response. */
 #define INSTANCE_FREEZE_GRACE_USEC (20 * USEC_PER_MSEC)
+
+/* A thread waiting for an instance of key (all of key's at the maximum,
+ * busy). Each waits on its own semaphore, so that a release wakes one
+ * waiter that can use what was released instead of every thread waiting
+ * for any instance or worker (round 8: at wrk -c8, 4 instances a function,
+ * each release woke every waiter), and the instance released is handed
+ * to it, still busy: the waiter neither takes the pool lock again (the
+ * releaser holds it when it posts: a condition variable's waiter would
+ * wake only to block on it) nor loses the instance to a thread that came
+ * later. sem_post() may touch the semaphore after the waiter returned
+ * from sem_wait() and left (glibc: at most a futex wake of a dead
+ * address, harmless), as a mutex's unlock may. */
+typedef struct InstanceWaiter {
+        const char *key;
+        sem_t sem;
+        Instance *handed;    /* given to us (busy), or NULL: look again */
+        struct InstanceWaiter *next;
+} InstanceWaiter;
+
+/* Unlinks the first waiter of key (pool lock held), or NULL. */
+static InstanceWaiter *waiter_take_locked(Engine *e, const char *key) {
+        for (InstanceWaiter **p = &e->pool.instance_waiters; *p; p = &(*p)->next)
+                if (streq((*p)->key, key)) {
+                        InstanceWaiter *w = *p;
+                        *p = w->next;
+                        return w;
+                }
+        return NULL;
+}
+
+/* Wakes the first waiter of key to look again (pool lock held), or every
+ * waiter of every key (key NULL: instances were retired by name): room to
+ * start an instance, not one handed over. Each woken waiter leaves the
+ * list, so two wakes wake two waiters. */
+static void waiters_wake_locked(Engine *e, const char *key) {
+        for (;;) {
+                InstanceWaiter *w = key ? waiter_take_locked(e, key) : e->pool.instance_waiters;
+                if (!w)
+                        return;
+                if (!key)
+                        e->pool.instance_waiters = w->next;
+                w->handed = NULL;
+                (void) sem_post(&w->sem);
+                if (key)
+                        return;
+        }
+}
+
+/* Hands i (busy, released by its holder) to the first waiter of its key
+ * (pool lock held); false if none waits. */
+static bool instance_hand_locked(Engine *e, Instance *i) {
+        InstanceWaiter *w = waiter_take_locked(e, i->key);
+        if (!w)
+                return false;
+        w->handed = i;
+        (void) sem_post(&w->sem);
+        return true;
+}
+
+/* Waits, pool lock held on entry, until a release hands us an instance of
+ * key (returned busy, the pool lock NOT held) or a retirement or failed
+ * start makes room (NULL, the lock held again: look again). again: we
+ * were woken before and found nothing (another thread took the room
+ * first): back at the head, not the tail. */
+static Instance *waiter_wait_locked(Engine *e, const char *key, bool again) {
+        InstanceWaiter w = { .key = key };
+        (void) sem_init(&w.sem, 0, 0);
+        InstanceWaiter **p = &e->pool.instance_waiters;
+        if (!again)
+                while (*p)
+                        p = &(*p)->next;
+        w.next = *p;
+        *p = &w;
+        pthread_mutex_unlock(&e->pool.lock);
+        while (sem_wait(&w.sem) < 0 && errno == EINTR)
+                ;
+        (void) sem_destroy(&w.sem);
+        if (!w.handed)
+                pthread_mutex_lock(&e->pool.lock);
+        return w.handed;
+}
 
 Instance *instance_free(Instance *i) {
         if (!i)
@@ -172,6 +254,7 @@ static void freezer_stop(Engine *e) {
         if (started) {
                 pthread_join(e->pool.freezer, NULL);
                 pthread_cond_destroy(&e->pool.freezer_wake);
+                pthread_cond_destroy(&e->pool.freeze_done);
         }
 }
 
@@ -190,18 +273,22 @@ void instances_shutdown(Engine *e) {
 }
 
 /* Retire idle instances past their TTL and dead ones (pool lock held);
- * returns them unlinked, with their parents to release. */
+ * returns them unlinked, with their parents to release. Each one retired
+ * leaves room for a waiter of its key to start a new one: it is woken. */
 static Instance *collect_retired(Engine *e) {
         Instance *out = NULL;
         usec_t now = now_monotonic();
         for (Instance **p = &e->pool.instances; *p;) {
                 Instance *i = *p;
-                bool retire = !i->busy && (i->dead || (e->pool.instance_ttl_usec &&
-                                                       now - i->last_used > e->pool.instance_ttl_usec));
+                /* Not while the freezer writes its file (freezing). */
+                bool retire = !i->busy && !i->freezing &&
+                              (i->dead || (e->pool.instance_ttl_usec &&
+                                           now - i->last_used > e->pool.instance_ttl_usec));
                 if (retire) {
                         *p = i->next;
                         i->next = out;
                         out = i;
+                        waiters_wake_locked(e, i->key);
                         continue;
                 }
                 p = &i->next;
@@ -219,23 +306,28 @@ static void free_retired(Engine *e, Instance *list) {
         }
 }
 
-static int proc_stat_open(pid_t pid) {
+/* The main thread's stat, not the process's: the three fields read are
+ * the same task's (state, flags, the thread's own pending set: field 31
+ * is task->pending in both), and it skips the sums over the thread group
+ * (times, faults) that /proc/PID/stat adds (round 8: 4% less per read,
+ * docs/performance.md). */
+int instance_stat_open(pid_t pid) {
         char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int) pid, (int) pid);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         return fd < 0 ? -errno : fd;
 }
 
 #define PF_EXITING_FLAG 0x00000004u /* include/linux/sched.h */
 
-/* Whether the process behind a proc_stat_open() fd is gone, a zombie,
- * exiting, or has a SIGKILL pending. /proc/PID/stat says all of it for
+/* Whether the process behind an instance_stat_open() fd is gone, a zombie,
+ * exiting, or has a SIGKILL pending. Its main thread's stat says all of it for
  * half the cost of /proc/PID/status (its fields 3, 9 and 31: state,
  * task flags, the thread's pending set; a kill() of a process with a
  * fatal signal adds SIGKILL to every thread's own set at once), and the
  * task flag closes the gap status left: once the signal is dequeued and
  * until the process is a zombie, PF_EXITING is set. */
-static bool proc_stat_doomed(int fd) {
+bool instance_stat_doomed(int fd) {
         char buf[1024];
         ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
         if (n <= 0)
@@ -274,7 +366,7 @@ static bool instance_alive(Instance *i) {
          * gets to its pid namespace. The worker's /proc stat says so as
          * soon as kill() returned (a zombie, not yet reaped by pool_reap,
          * too). */
-        if (i->parent_stat_fd >= 0 && proc_stat_doomed(i->parent_stat_fd))
+        if (i->parent_stat_fd >= 0 && instance_stat_doomed(i->parent_stat_fd))
                 return false;
         /* Nor does it, when it alone was killed: its socket hangs up only
          * once it ran its exit, some time after kill() (and after the
@@ -283,7 +375,7 @@ static bool instance_alive(Instance *i) {
          * returned (SIGKILL pending, then exiting), frozen or not: on the
          * v1 freezer it dies at the thaw, on v2 frozen, but when the
          * scheduler gets to it. */
-        if (i->proc_fd >= 0 && proc_stat_doomed(i->proc_fd))
+        if (i->proc_fd >= 0 && instance_stat_doomed(i->proc_fd))
                 return false;
         /* The same poll says whether output was left in its pipes after
          * its last invocation (instance_pipes() throws it away). */
@@ -296,28 +388,59 @@ static bool instance_alive(Instance *i) {
         return !(p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
-/* The freezer thread: freezes each instance idle for the grace, under
- * the pool lock, so that it never lands on one an acquire just took (busy
- * is set under the same lock); the holder thaws it only if frozen. Sleeps
- * until the earliest instance is due, or until one goes idle when none
- * waits (instance_idle()): one wake per grace at most under load. */
+/* Freezes i, which the freezer marked freezing (pool lock held on entry
+ * and on return, dropped for the write): a kernfs write may take
+ * milliseconds under load (round 7 saw 7.3 ms), and every acquire and
+ * release waits on the pool lock. An acquire that takes i meanwhile waits
+ * for the end of the write (freeze_done) and thaws it: no invocation is
+ * sent to a frozen or freezing instance. */
+static void freeze_one_locked(Engine *e, Instance *i) {
+        i->freezing = true;
+        pthread_mutex_unlock(&e->pool.lock);
+        int r = engine_sandbox_run_freeze(i->sandbox, true);
+        pthread_mutex_lock(&e->pool.lock);
+        i->freezing = false;
+        if (r >= 0)
+                i->frozen = true;
+        else
+                i->unfreezable = true;
+        i->freezes++;
+        if (i->busy)
+                pthread_cond_broadcast(&e->pool.freeze_done);
+        else if (i->dead) {
+                /* Retired by name while frozen: collect_retired() left it
+                 * to us. */
+                Instance *retired = collect_retired(e);
+                pthread_mutex_unlock(&e->pool.lock);
+                free_retired(e, retired);
+                pthread_mutex_lock(&e->pool.lock);
+        }
+}
+
+/* The freezer thread: freezes each instance idle for the grace, one at a
+ * time, the write outside the pool lock (freeze_one_locked()); busy and
+ * freezing are set under the lock, so it never picks one an acquire just
+ * took. Sleeps until the earliest instance is due, or until one goes idle
+ * when none waits (instance_idle()): one wake per grace at most under
+ * load. */
 static void *freezer_main(void *arg) {
         Engine *e = arg;
         pthread_mutex_lock(&e->pool.lock);
         while (!e->pool.freezer_stop) {
                 usec_t now = now_monotonic(), next = 0;
-                for (Instance *i = e->pool.instances; i; i = i->next) {
+                Instance *due_one = NULL;
+                for (Instance *i = e->pool.instances; i && !due_one; i = i->next) {
                         if (i->busy || i->dead || i->frozen || i->unfreezable || !i->sandbox)
                                 continue;
-                        usec_t due = i->idle_since + INSTANCE_FREEZE_GRACE_USEC;
-                        if (due <= now) {
-                                if (engine_sandbox_run_freeze(i->sandbox, true) >= 0)
-                                        i->frozen = true;
-                                else
-                                        i->unfreezable = true;
-                                i->freezes++;
-                        } else if (!next || due < next)
+                        usec_t due = i->idle_since + e->pool.freeze_grace_usec;
+                        if (due <= now)
+                                due_one = i;
+                        else if (!next || due < next)
                                 next = due;
+                }
+                if (due_one) {
+                        freeze_one_locked(e, due_one);
+                        continue; /* the list may have changed meanwhile */
                 }
                 if (!next) {
                         e->pool.freezer_waiting = true;
@@ -333,6 +456,20 @@ static void *freezer_main(void *arg) {
         return NULL;
 }
 
+/* The freeze grace: $PYSPRINTER_INSTANCE_FREEZE_GRACE_MS (0..60000), for
+ * tests that race invocations against the freezer, else 20 ms. */
+static usec_t freeze_grace(void) {
+        const char *s = getenv("PYSPRINTER_INSTANCE_FREEZE_GRACE_MS");
+        if (s && *s) {
+                char *end = NULL;
+                errno = 0;
+                unsigned long ms = strtoul(s, &end, 10);
+                if (errno == 0 && end && *end == 0 && ms <= 60000)
+                        return (usec_t) ms * USEC_PER_MSEC;
+        }
+        return INSTANCE_FREEZE_GRACE_USEC;
+}
+
 /* i just went idle (pool lock held): the freezer freezes it after the
  * grace. */
 static void instance_idle(Engine *e, Instance *i) {
@@ -345,8 +482,11 @@ static void instance_idle(Engine *e, Instance *i) {
                 pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
                 pthread_cond_init(&e->pool.freezer_wake, &a);
                 pthread_condattr_destroy(&a);
+                pthread_cond_init(&e->pool.freeze_done, NULL);
+                e->pool.freeze_grace_usec = freeze_grace();
                 if (pthread_create(&e->pool.freezer, NULL, freezer_main, e) != 0) {
                         pthread_cond_destroy(&e->pool.freezer_wake);
+                        pthread_cond_destroy(&e->pool.freeze_done);
                         return; /* left running, as without a freezer */
                 }
                 (void) pthread_setname_np(e->pool.freezer, "inst-freezer");
@@ -362,6 +502,33 @@ static void instance_thaw(Instance *i) {
         (void) engine_sandbox_run_freeze(i->sandbox, false);
         i->frozen = false;
         i->thaws++;
+}
+
+/* The first idle instance of key, taken (busy), with the pool lock held;
+ * NULL if none. One the freezer is not freezing comes first; else one it
+ * is freezing, once the write ended (the caller thaws it). */
+static Instance *instance_take_locked(Engine *e, const char *key, unsigned *ret_count) {
+        unsigned count = 0;
+        Instance *idle = NULL, *freezing = NULL;
+        for (Instance *i = e->pool.instances; i; i = i->next)
+                if (streq(i->key, key) && !i->dead) {
+                        count++;
+                        if (i->busy || i->sock < 0)
+                                continue;
+                        if (!i->freezing && !idle)
+                                idle = i;
+                        else if (i->freezing && !freezing)
+                                freezing = i;
+                }
+        if (ret_count)
+                *ret_count = count;
+        idle = idle ?: freezing;
+        if (!idle)
+                return NULL;
+        idle->busy = true;
+        while (idle->freezing)
+                pthread_cond_wait(&e->pool.freeze_done, &e->pool.lock);
+        return idle;
 }
 
 void engine_pool_sweep(Engine *e) {
@@ -385,7 +552,7 @@ unsigned engine_pool_retire(Engine *e, const char *key_prefix) {
                         n++;
                 }
         Instance *retired = collect_retired(e);
-        pthread_cond_broadcast(&e->pool.changed);
+        waiters_wake_locked(e, NULL);
         pthread_mutex_unlock(&e->pool.lock);
         free_retired(e, retired);
         return n;
@@ -466,9 +633,9 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
          * cgroup (no freezer either): its socket is enough. */
         pid_t host = engine_sandbox_run_host_pid(i->sandbox);
         if (host > 0)
-                i->proc_fd = proc_stat_open(host);
+                i->proc_fd = instance_stat_open(host);
         if (pw->w && pw->w->pid > 0)
-                i->parent_stat_fd = proc_stat_open(pw->w->pid);
+                i->parent_stat_fd = instance_stat_open(pw->w->pid);
         i->last_used = now_monotonic();
         *ret = i;
         return 0;
@@ -482,18 +649,20 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                 max_instances = 4;
         pthread_mutex_lock(&e->pool.lock);
         Instance *retired = collect_retired(e);
+        bool waited = false;
         for (;;) {
                 unsigned count = 0;
-                Instance *idle = NULL;
-                for (Instance *i = e->pool.instances; i; i = i->next)
-                        if (streq(i->key, key) && !i->dead) {
-                                count++;
-                                if (!i->busy && !idle)
-                                        idle = i;
-                        }
-                if (idle) {
-                        idle->busy = true;
+                Instance *idle = instance_take_locked(e, key, &count);
+                if (!idle && count >= max_instances) {
+                        /* At the maximum: wait for one of key's to be
+                         * handed to us, or for room to start one. */
+                        idle = waiter_wait_locked(e, key, waited);
+                        waited = true;
+                        if (!idle)
+                                continue;
+                } else if (idle)
                         pthread_mutex_unlock(&e->pool.lock);
+                if (idle) {
                         /* Frozen if it idled past the grace. */
                         instance_thaw(idle);
                         if (instance_alive(idle)) {
@@ -517,10 +686,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                         }
                         continue;
                 }
-                if (count < max_instances)
-                        break;
-                /* At the maximum: wait for one to come free. */
-                pthread_cond_wait(&e->pool.changed, &e->pool.lock);
+                break; /* room to start one */
         }
         /* Reserve the slot with a placeholder so concurrent callers count it. */
         Instance *slot = xcalloc(1, sizeof(Instance));
@@ -547,8 +713,8 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                 fresh->dead = slot->dead; /* retired while it started (engine_pool_retire) */
                 fresh->next = e->pool.instances;
                 e->pool.instances = fresh;
-        }
-        pthread_cond_broadcast(&e->pool.changed);
+        } else
+                waiters_wake_locked(e, key); /* its slot is free again */
         pthread_mutex_unlock(&e->pool.lock);
         instance_free(slot);
         if (r < 0)
@@ -563,12 +729,7 @@ int engine_instance_take_idle(Engine *e, const char *key, Instance **ret) {
         pthread_mutex_lock(&e->pool.lock);
         /* As instance_acquire(): instances idle past their TTL go first. */
         Instance *retired = collect_retired(e);
-        Instance *idle = NULL;
-        for (Instance *i = e->pool.instances; i && !idle; i = i->next)
-                if (!i->busy && !i->dead && i->sock >= 0 && streq(i->key, key))
-                        idle = i;
-        if (idle)
-                idle->busy = true;
+        Instance *idle = instance_take_locked(e, key, NULL);
         pthread_mutex_unlock(&e->pool.lock);
         free_retired(e, retired);
         if (!idle)
@@ -589,9 +750,10 @@ void engine_instance_put_back(Engine *e, Instance *i) {
         /* Idle again as it was: its idle time (TTL) not restarted, no
          * invocation counted; frozen after the grace. */
         pthread_mutex_lock(&e->pool.lock);
-        i->busy = false;
-        instance_idle(e, i);
-        pthread_cond_broadcast(&e->pool.changed);
+        if (!instance_hand_locked(e, i)) {
+                i->busy = false;
+                instance_idle(e, i);
+        }
         pthread_mutex_unlock(&e->pool.lock);
 }
 
@@ -600,15 +762,18 @@ void instance_release(Engine *e, Instance *i, bool broken) {
          * and timers included), as on Lambda, past the grace: the freezer
          * freezes it then, unless an invocation took it again. */
         pthread_mutex_lock(&e->pool.lock);
-        i->busy = false;
         i->last_used = now_monotonic();
         i->invocations++;
-        if (broken)
+        /* To the first waiter of its key, still busy; else idle. Dead, one
+         * waiter starts another in its place (collect_retired() wakes it). */
+        if (broken || i->dead) {
                 i->dead = true;
-        else
+                i->busy = false;
+        } else if (!instance_hand_locked(e, i)) {
+                i->busy = false;
                 instance_idle(e, i);
+        }
         Instance *retired = collect_retired(e);
-        pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);
         free_retired(e, retired);
 }

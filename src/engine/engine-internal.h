@@ -22,7 +22,12 @@ typedef void (*JanitorWork)(Engine *e, void *arg);
 
 typedef struct Pool {
         pthread_mutex_t lock;
+        /* Waited on by pool_acquire() for a worker another thread starts;
+         * broadcast when one is ready (or failed). Instance waiters do not
+         * use it: each waits on its own (InstanceWaiter, engine-instance.c),
+         * and a release wakes one waiter of its key, not every thread. */
         pthread_cond_t changed;
+        struct InstanceWaiter *instance_waiters; /* FIFO, pool lock */
         PoolWorker *workers;
         Instance *instances;
         size_t spares;             /* pre-forked children per worker */
@@ -35,6 +40,11 @@ typedef struct Pool {
         pthread_cond_t freezer_wake; /* CLOCK_MONOTONIC */
         bool freezer_started, freezer_stop;
         bool freezer_waiting;      /* asleep with no deadline: signal it */
+        /* An acquire that took an instance the freezer is freezing waits
+         * here for the write to end (then thaws it). Initialised with
+         * freezer_wake. */
+        pthread_cond_t freeze_done;
+        usec_t freeze_grace_usec;  /* $PYSPRINTER_INSTANCE_FREEZE_GRACE_MS, else 20 ms */
         struct SourceMemo *memos;  /* deployed sources validated (engine-instance.c) */
         unsigned n_memos;
         size_t memo_bytes;
@@ -320,12 +330,16 @@ struct Instance {
                               * (O_NONBLOCK; -EBADF until its first invoke) */
         bool stale_output;   /* instance_alive() saw bytes in them (or a hang-up) */
         pid_t pid;           /* as its worker sees it (its pid namespace) */
-        int proc_fd;         /* /proc/HOSTPID/stat, -EBADF if unknown */
-        int parent_stat_fd;  /* /proc/WORKERPID/stat of its worker, -EBADF if unknown */
+        int proc_fd;         /* /proc/HOSTPID/task/HOSTPID/stat, -EBADF if unknown */
+        int parent_stat_fd;  /* the same of its worker, -EBADF if unknown */
         bool busy, dead;
         /* Its cgroup is frozen. Changed by its holder while busy, by the
-         * freezer (pool lock held) while idle. */
+         * freezer while freezing (see below). */
         bool frozen;
+        /* The freezer is writing its freezer file, without the pool lock:
+         * never retired meanwhile; an acquire may take it (busy) but waits
+         * for the write to end (pool.freeze_done) and thaws it before use. */
+        bool freezing;
         bool unfreezable;    /* no freezer for it: left running */
         usec_t idle_since;   /* when it last went idle (the freeze grace) */
         uint64_t freezes, thaws; /* cgroup freezer writes (GET /v1/pool) */
@@ -374,3 +388,11 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                      const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
                      bool *ret_cold, char **ret_error);
 void instance_release(Engine *e, Instance *i, bool broken);
+/* The doom check of an idle instance before it gets an invocation
+ * (docs/workers.md "A killed idle instance loses no invocation"):
+ * instance_stat_open() opens /proc/PID/task/PID/stat of a host pid (fd or
+ * negative errno); instance_stat_doomed() says whether that process is
+ * gone (reaped: the read fails), a zombie, exiting (PF_EXITING) or has a
+ * SIGKILL pending. One pread. */
+int instance_stat_open(pid_t pid);
+bool instance_stat_doomed(int fd);

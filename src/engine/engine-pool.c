@@ -290,7 +290,9 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
         if (measured && !pw->dead)
                 pw->pss_bytes = pss;
         PoolWorker *victims = collect_evictions(e, now_monotonic());
-        pthread_cond_broadcast(&e->pool.changed);
+        /* No broadcast of changed: its waiters wait for a worker being
+         * started to be ready (pool_acquire() wakes them), which a release
+         * never changes; instance waiters have their own (round 8). */
         pthread_mutex_unlock(&e->pool.lock);
         stop_list(victims);
 }

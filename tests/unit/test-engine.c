@@ -356,6 +356,42 @@ static void test_proc_status_doomed(void **state) {
         close(fd);
 }
 
+/* The instance's doom check (engine-instance.c), on its own fd: a live
+ * process with threads is not doomed; a zombie is, and so is a reaped
+ * one (the fd names the process, not the pid number: the read fails).
+ * The SIGKILL-pending case needs a frozen cgroup: tests/e2e
+ * test_instance_freeze.py and test_pool_lifecycle.py kill idle ones. */
+static void *sleeper(void *arg) {
+        (void) arg;
+        for (;;)
+                pause();
+        return NULL;
+}
+
+static void test_instance_stat_doomed(void **state) {
+        (void) state;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                pthread_t t;
+                if (pthread_create(&t, NULL, sleeper, NULL) != 0)
+                        _exit(1);
+                pause();
+                _exit(0);
+        }
+        int fd = instance_stat_open(pid);
+        assert_true(fd >= 0);
+        assert_false(instance_stat_doomed(fd));
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        siginfo_t si = {};
+        assert_int_equal(waitid(P_PID, (id_t) pid, &si, WEXITED | WNOWAIT), 0);
+        assert_true(instance_stat_doomed(fd)); /* a zombie */
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        assert_true(instance_stat_doomed(fd)); /* reaped: ESRCH */
+        close(fd);
+        assert_int_equal(instance_stat_open(pid), -ENOENT);
+}
+
 /* The timings' spelling is the one json_shorten_reals() keeps as is (the
  * answer copies it): trailing zeros of the fraction go, one digit stays. */
 static void test_ms_spelling(void **state) {
@@ -444,6 +480,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_and_timeout),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_proc_status_doomed),
+                cmocka_unit_test(test_instance_stat_doomed),
                 cmocka_unit_test(test_ms_spelling),
                 cmocka_unit_test(test_janitor_runs_first_work_first),
         };
