@@ -548,6 +548,14 @@ static inline DatasetStore *dataset_store_free(DatasetStore *ds) {
  * -EPROTONOSUPPORT: an older binary must not write a schema it does not
  * know (docs/operations.md "Upgrades"). */
 int store_schema_version(void);
+/* The SQLite VFS every connection of a Store uses (store-vfs.c): "unix",
+ * with each WAL frame's header and page written in one system call; the
+ * files and locks are the unix VFS's, so any other process may open them.
+ * Registered at the first call; NULL (SQLite's default) if it cannot be. */
+#define STORE_VFS_NAME "pysprinter"
+const char *store_vfs(void);
+/* WAL frames written as one write so far, by every Store of the process. */
+uint64_t store_vfs_joined_writes(void);
 /* The user_version of the database file at path, without migrating it. */
 int store_file_schema_version(const char *path, int *ret_version);
 
