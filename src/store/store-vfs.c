@@ -22,9 +22,9 @@
  *    fails that frame's commit the same way, as the header and its page
  *    are written back to back in one function and checked together.
  * Everything else, the database file, the -shm and its locks, is the
- * "unix" VFS's own: another process (pysprinterd token, the embedded CLI,
- * sqlite3) opening the same files with any VFS sees the same bytes and
- * takes the same locks. */
+ * "unix" VFS's own: another process (pysprinterd token|backup|gc, the
+ * embedded CLI, sqlite3) opening the same files with any VFS sees the
+ * same bytes and takes the same locks. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
