@@ -47,6 +47,13 @@ typedef struct StoreCheckpointStats {
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
 uint64_t store_commits(Store *s);
+/* Times a caller waiting for its write woke while its write was still
+ * pending behind another caller's commit, and slept again: a context
+ * switch for nothing (tests, benchmarks). */
+uint64_t store_writer_idle_wakeups(Store *s);
+/* Whether a commit of the group is under way, and how many callers wait
+ * for theirs (tests). */
+void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
 
 typedef struct RunRecord {
         char *id;

@@ -1917,6 +1917,77 @@ static void test_vfs_held_header_written_by_the_next_call(void **state) {
         assert_memory_equal(got, want, end);
 }
 
+/* ---- group commit: a waiting caller is woken when its write is done or
+ * when it is first in line to lead the next commit, not by every commit ---- */
+
+struct wake_writer {
+        Store *s;
+        const char *id;
+        size_t value_size;
+};
+
+static void *wake_writer_main(void *p) {
+        struct wake_writer *w = p;
+        _cleanup_free_ char *value = NULL;
+        if (w->value_size > 0) {
+                value = xmalloc(w->value_size + 1);
+                memset(value, '7', w->value_size);
+                value[w->value_size] = 0;
+        }
+        RunRecord r = { .id = (char *) w->id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .status = (char *) "succeeded", .exit_code = 0, .created = 1, .value_json = value };
+        assert_int_equal(store_run_insert(w->s, &r), 0);
+        return NULL;
+}
+
+static void wait_writer_state(Store *s, bool leading, unsigned waiting) {
+        usec_t deadline = now_monotonic() + 20 * USEC_PER_SEC;
+        for (;;) {
+                bool l = false;
+                unsigned w = 0;
+                store_writer_state(s, &l, &w);
+                if (l == leading && w == waiting)
+                        return;
+                assert_true(now_monotonic() < deadline);
+                (void) sched_yield();
+        }
+}
+
+static void test_group_commit_wakes_only_whom_it_concerns(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        /* Another connection holds the write lock: the first caller leads
+         * and waits in BEGIN; three more queue behind it, the first of
+         * them with a large record (its commit takes a while). */
+        uint64_t idle0 = store_writer_idle_wakeups(s), commits0 = store_commits(s);
+        sqlite3 *blk = vfs_db(path, "unix");
+        vfs_exec(blk, "BEGIN IMMEDIATE");
+        struct wake_writer w[4] = {
+                { s, "rwake0", 0 }, { s, "rwake1", 32 << 20 }, { s, "rwake2", 0 }, { s, "rwake3", 0 },
+        };
+        pthread_t t[4];
+        assert_int_equal(pthread_create(&t[0], NULL, wake_writer_main, &w[0]), 0);
+        wait_writer_state(s, true, 0);
+        for (int i = 1; i < 4; i++) {
+                assert_int_equal(pthread_create(&t[i], NULL, wake_writer_main, &w[i]), 0);
+                wait_writer_state(s, true, (unsigned) i);
+        }
+        vfs_exec(blk, "COMMIT");
+        for (int i = 0; i < 4; i++)
+                pthread_join(t[i], NULL);
+        uint64_t idle = store_writer_idle_wakeups(s) - idle0, commits = store_commits(s) - commits0;
+        print_message("%llu commits, %llu idle wake-ups\n", (unsigned long long) commits, (unsigned long long) idle);
+        /* The first commit ended: its caller and the first in line woke,
+         * the two behind slept on until the large commit took theirs (woken
+         * by every commit, they woke into it and slept again). */
+        assert_int_equal(commits, 2);
+        assert_int_equal(idle, 0);
+        assert_int_equal(vfs_int(blk, "SELECT count(*) FROM runs WHERE id LIKE 'rwake%'"), 4);
+        sqlite3_close(blk);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         /* Before any Store: the store's VFS wraps the default one, this. */
@@ -1952,6 +2023,7 @@ int main(void) {
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
                 cmocka_unit_test(test_deferred_submit_not_for_retries_0),
                 cmocka_unit_test(test_deferred_submit_failed_replacement_retries),
+                cmocka_unit_test(test_group_commit_wakes_only_whom_it_concerns),
                 cmocka_unit_test(test_vfs_joins_frames_plain_unix_reads_them),
                 cmocka_unit_test(test_vfs_restart_then_crash_recovers),
                 cmocka_unit_test(test_vfs_held_header_written_by_the_next_call),
