@@ -289,7 +289,7 @@ void store_checkpointer_start(Store *s, const char *path) {
         pthread_cond_init(&s->ccond, NULL);
         s->cinit = true;
         sqlite3 *cdb = NULL;
-        if (sqlite3_open_v2(path, &cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        if (sqlite3_open_v2(path, &cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, store_vfs()) != SQLITE_OK) {
                 /* SQLite's own automatic checkpoint stays. */
                 sqlite3_close(cdb);
                 return;

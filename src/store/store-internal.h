@@ -45,6 +45,9 @@ struct Store {
         usec_t wsince;          /* when the oldest queued write was queued */
         usec_t wlinger;         /* store_writer_set_linger(); 0: STORE_LINGER_USEC */
         uint64_t commits;
+        uint64_t widle_wakeups; /* store_writer_idle_wakeups() */
+        unsigned wdrainers;     /* threads in drain_locked(), on wdone */
+        unsigned wwaiting;      /* callers asleep in wait_done_locked() */
         struct {
                 char *text;
                 size_t len;

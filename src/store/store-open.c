@@ -7,7 +7,7 @@
 int store_open(const char *path, Store **ret_store) {
         sqlite3 *db = NULL;
         int rc = sqlite3_open_v2(path, &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, store_vfs());
         if (rc != SQLITE_OK) {
                 sqlite3_close(db);
                 return store_sqlite_errno(rc);
@@ -36,7 +36,7 @@ int store_open(const char *path, Store **ret_store) {
          * not share. */
         if (!streq(path, ":memory:") && !startswith(path, "file:")) {
                 sqlite3 *rdb = NULL;
-                if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+                if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, store_vfs()) == SQLITE_OK) {
                         sqlite3_busy_timeout(rdb, 10000);
                         s->rdb = rdb;
                 } else

@@ -47,6 +47,13 @@ typedef struct StoreCheckpointStats {
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
 uint64_t store_commits(Store *s);
+/* Times a caller waiting for its write woke while its write was still
+ * pending behind another caller's commit, and slept again: a context
+ * switch for nothing (tests, benchmarks). */
+uint64_t store_writer_idle_wakeups(Store *s);
+/* Whether a commit of the group is under way, and how many callers wait
+ * for theirs (tests). */
+void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
 
 typedef struct RunRecord {
         char *id;
@@ -551,6 +558,14 @@ static inline DatasetStore *dataset_store_free(DatasetStore *ds) {
  * -EPROTONOSUPPORT: an older binary must not write a schema it does not
  * know (docs/operations.md "Upgrades"). */
 int store_schema_version(void);
+/* The SQLite VFS every connection of a Store uses (store-vfs.c): "unix",
+ * with each WAL frame's header and page written in one system call; the
+ * files and locks are the unix VFS's, so any other process may open them.
+ * Registered at the first call; NULL (SQLite's default) if it cannot be. */
+#define STORE_VFS_NAME "pysprinter"
+const char *store_vfs(void);
+/* WAL frames written as one write so far, by every Store of the process. */
+uint64_t store_vfs_joined_writes(void);
 /* The user_version of the database file at path, without migrating it. */
 int store_file_schema_version(const char *path, int *ret_version);
 

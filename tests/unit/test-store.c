@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <pthread.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sqlite3.h>
 
 #include "store.h"
@@ -1781,8 +1783,270 @@ static void test_deferred_submit_failed_replacement_retries(void **state) {
         store_close(s);
 }
 
+
+/* ---- the store's VFS (store-vfs.c): a WAL frame in one write ---------- */
+
+static void vfs_exec(sqlite3 *db, const char *sql) {
+        char *err = NULL;
+        int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+        if (rc != SQLITE_OK)
+                fail_msg("%s: %s", sql, err ? err : sqlite3_errstr(rc));
+}
+
+static long long vfs_int(sqlite3 *db, const char *sql) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        long long v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return v;
+}
+
+static char *vfs_text(sqlite3 *db, const char *sql) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        char *v = xstrdup((const char *) sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return v;
+}
+
+static sqlite3 *vfs_db(const char *path, const char *vfs) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs), SQLITE_OK);
+        sqlite3_busy_timeout(db, 10000);
+        vfs_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0");
+        return db;
+}
+
+/* Transactions [from, to) of one row each, over several pages (a 3000-byte
+ * blob: the index and the table both change). */
+static void vfs_insert(sqlite3 *db, int from, int to) {
+        for (int i = from; i < to; i++) {
+                _cleanup_free_ char *sql =
+                        xasprintf("INSERT INTO t (k, v) VALUES (%d, zeroblob(3000) || randomblob(%d))", i, i % 50 + 1);
+                vfs_exec(db, sql);
+        }
+}
+
+/* What SQLite reads back through the plain unix VFS is what it wrote
+ * through ours; the frames went out joined. */
+static void test_vfs_joins_frames_plain_unix_reads_them(void **state) {
+        (void) state;
+        assert_string_equal(store_vfs(), STORE_VFS_NAME);
+        _cleanup_free_ char *path = xasprintf("%s/vfs-plain.sqlite", dir);
+        sqlite3 *db = vfs_db(path, store_vfs());
+        vfs_exec(db, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t(v)");
+        uint64_t before = store_vfs_joined_writes();
+        vfs_insert(db, 0, 300);
+        /* At least a table page and an index page per transaction. */
+        assert_true(store_vfs_joined_writes() - before >= 600);
+        /* Another connection, plain "unix", reads the WAL as it is. */
+        sqlite3 *plain = vfs_db(path, "unix");
+        assert_int_equal(vfs_int(plain, "SELECT count(*) FROM t"), 300);
+        assert_int_equal(vfs_int(plain, "SELECT sum(length(v)) FROM t"), vfs_int(db, "SELECT sum(length(v)) FROM t"));
+        _cleanup_free_ char *ok = vfs_text(plain, "PRAGMA integrity_check");
+        assert_string_equal(ok, "ok");
+        sqlite3_close(plain);
+        sqlite3_close(db);
+}
+
+/* A checkpoint, a WAL restarted from its start (frames overwrite older
+ * ones), then a kill -9 of the writer with nothing closed: a plain
+ * connection recovers every committed row from the WAL, integrity ok. */
+static void test_vfs_restart_then_crash_recovers(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = xasprintf("%s/vfs-crash.sqlite", dir);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                sqlite3 *db = vfs_db(path, store_vfs());
+                vfs_exec(db, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t(v)");
+                vfs_insert(db, 0, 200);
+                int log = 0, ckpt = 0;
+                if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &ckpt) != SQLITE_OK ||
+                    log != ckpt)
+                        _exit(3);
+                vfs_insert(db, 200, 260); /* these restart the WAL */
+                /* A passive checkpoint of part of the new WAL, then more. */
+                if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt) != SQLITE_OK)
+                        _exit(4);
+                vfs_insert(db, 260, 300);
+                vfs_exec(db, "DELETE FROM t WHERE k % 7 = 0");
+                raise(SIGKILL);
+                _exit(5);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        /* The WAL is there, bigger than its header: recovery has work. */
+        _cleanup_free_ char *wal = xasprintf("%s-wal", path);
+        struct stat stw;
+        assert_int_equal(stat(wal, &stw), 0);
+        assert_true(stw.st_size > 32);
+        sqlite3 *plain = vfs_db(path, "unix");
+        assert_int_equal(vfs_int(plain, "SELECT count(*) FROM t"), 300 - 43);
+        assert_int_equal(vfs_int(plain, "SELECT count(*) FROM t WHERE length(CAST(v AS BLOB)) = 3001 + k % 50"), 300 - 43);
+        _cleanup_free_ char *ok = vfs_text(plain, "PRAGMA integrity_check");
+        assert_string_equal(ok, "ok");
+        /* And through ours after a full checkpoint into the database. */
+        vfs_exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+        sqlite3_close(plain);
+        sqlite3 *db = vfs_db(path, store_vfs());
+        assert_int_equal(vfs_int(db, "SELECT max(k) FROM t"), 299);
+        _cleanup_free_ char *ok2 = vfs_text(db, "PRAGMA integrity_check");
+        assert_string_equal(ok2, "ok");
+        sqlite3_close(db);
+}
+
+/* The held header: written by whatever call comes next on the file, so
+ * the file is always as without the shim when anyone looks. */
+static void test_vfs_held_header_written_by_the_next_call(void **state) {
+        (void) state;
+        sqlite3_vfs *vfs = sqlite3_vfs_find(store_vfs());
+        assert_non_null(vfs);
+        _cleanup_free_ char *db = xasprintf("%s/vfs-file.sqlite", dir);
+        _cleanup_free_ char *path = xasprintf("%s-wal", db);
+        int fd = open(db, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        sqlite3_file *f = calloc(1, (size_t) vfs->szOsFile);
+        int out = 0;
+        assert_int_equal(vfs->xOpen(vfs, path, f, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_WAL, &out),
+                         SQLITE_OK);
+        unsigned char want[2048] = {}, hdr[24], page[100];
+        size_t end = 0;
+#define PUT(buf, n, off)                                                                        \
+        do {                                                                                    \
+                assert_int_equal(f->pMethods->xWrite(f, buf, n, off), SQLITE_OK);               \
+                memcpy(want + (off), buf, n);                                                   \
+                end = MAX(end, (size_t) (off) + (n));                                           \
+        } while (0)
+        memset(hdr, 'h', sizeof(hdr));
+        memset(page, 'p', sizeof(page));
+        unsigned char wh[32];
+        memset(wh, 'W', sizeof(wh));
+        PUT(wh, 32, 0);
+        /* Held, then seen by xFileSize. */
+        PUT(hdr, 24, 32);
+        sqlite3_int64 size = 0;
+        assert_int_equal(f->pMethods->xFileSize(f, &size), SQLITE_OK);
+        assert_int_equal(size, 56);
+        /* Held, then joined with the page right after it. */
+        uint64_t before = store_vfs_joined_writes();
+        hdr[0] = '1';
+        PUT(hdr, 24, 56);
+        PUT(page, 100, 80);
+        assert_int_equal(store_vfs_joined_writes() - before, 1);
+        /* Held, then read back. */
+        hdr[0] = '2';
+        PUT(hdr, 24, 180);
+        unsigned char got[2048];
+        assert_int_equal(f->pMethods->xRead(f, got, 24, 180), SQLITE_OK);
+        assert_memory_equal(got, hdr, 24);
+        /* Held, then a write elsewhere: written first, not joined. */
+        hdr[0] = '3';
+        PUT(hdr, 24, 300);
+        page[0] = 'q';
+        PUT(page, 100, 1000);
+        assert_int_equal(store_vfs_joined_writes() - before, 1);
+        /* Held, then synced; held, then truncated past it; held, then closed. */
+        hdr[0] = '4';
+        PUT(hdr, 24, 400);
+        assert_int_equal(f->pMethods->xSync(f, SQLITE_SYNC_NORMAL), SQLITE_OK);
+        hdr[0] = '5';
+        PUT(hdr, 24, 1200);
+        assert_int_equal(f->pMethods->xTruncate(f, 1210), SQLITE_OK);
+        end = 1210;
+        memset(want + 1210, 0, sizeof(want) - 1210);
+        hdr[0] = '6';
+        PUT(hdr, 24, 1300);
+        assert_int_equal(f->pMethods->xClose(f), SQLITE_OK);
+#undef PUT
+        free(f);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        ssize_t n = read(fd, got, sizeof(got));
+        close(fd);
+        assert_int_equal(n, (ssize_t) end);
+        assert_memory_equal(got, want, end);
+}
+
+/* ---- group commit: a waiting caller is woken when its write is done or
+ * when it is first in line to lead the next commit, not by every commit ---- */
+
+struct wake_writer {
+        Store *s;
+        const char *id;
+        size_t value_size;
+};
+
+static void *wake_writer_main(void *p) {
+        struct wake_writer *w = p;
+        _cleanup_free_ char *value = NULL;
+        if (w->value_size > 0) {
+                value = xmalloc(w->value_size + 1);
+                memset(value, '7', w->value_size);
+                value[w->value_size] = 0;
+        }
+        RunRecord r = { .id = (char *) w->id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .status = (char *) "succeeded", .exit_code = 0, .created = 1, .value_json = value };
+        assert_int_equal(store_run_insert(w->s, &r), 0);
+        return NULL;
+}
+
+static void wait_writer_state(Store *s, bool leading, unsigned waiting) {
+        usec_t deadline = now_monotonic() + 20 * USEC_PER_SEC;
+        for (;;) {
+                bool l = false;
+                unsigned w = 0;
+                store_writer_state(s, &l, &w);
+                if (l == leading && w == waiting)
+                        return;
+                assert_true(now_monotonic() < deadline);
+                (void) sched_yield();
+        }
+}
+
+static void test_group_commit_wakes_only_whom_it_concerns(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        /* Another connection holds the write lock: the first caller leads
+         * and waits in BEGIN; three more queue behind it, the first of
+         * them with a large record (its commit takes a while). */
+        uint64_t idle0 = store_writer_idle_wakeups(s), commits0 = store_commits(s);
+        sqlite3 *blk = vfs_db(path, "unix");
+        vfs_exec(blk, "BEGIN IMMEDIATE");
+        struct wake_writer w[4] = {
+                { s, "rwake0", 0 }, { s, "rwake1", 32 << 20 }, { s, "rwake2", 0 }, { s, "rwake3", 0 },
+        };
+        pthread_t t[4];
+        assert_int_equal(pthread_create(&t[0], NULL, wake_writer_main, &w[0]), 0);
+        wait_writer_state(s, true, 0);
+        for (int i = 1; i < 4; i++) {
+                assert_int_equal(pthread_create(&t[i], NULL, wake_writer_main, &w[i]), 0);
+                wait_writer_state(s, true, (unsigned) i);
+        }
+        vfs_exec(blk, "COMMIT");
+        for (int i = 0; i < 4; i++)
+                pthread_join(t[i], NULL);
+        uint64_t idle = store_writer_idle_wakeups(s) - idle0, commits = store_commits(s) - commits0;
+        print_message("%llu commits, %llu idle wake-ups\n", (unsigned long long) commits, (unsigned long long) idle);
+        /* The first commit ended: its caller and the first in line woke,
+         * the two behind slept on until the large commit took theirs (woken
+         * by every commit, they woke into it and slept again). */
+        assert_int_equal(commits, 2);
+        assert_int_equal(idle, 0);
+        assert_int_equal(vfs_int(blk, "SELECT count(*) FROM runs WHERE id LIKE 'rwake%'"), 4);
+        sqlite3_close(blk);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
+        /* Before any Store: the store's VFS wraps the default one, this. */
+        counting_vfs_install();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_update), cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_mark_lost), cmocka_unit_test(test_orphaned_runs_are_marked_lost),         cmocka_unit_test(test_kv),
@@ -1815,6 +2079,10 @@ int main(void) {
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
                 cmocka_unit_test(test_deferred_submit_not_for_retries_0),
                 cmocka_unit_test(test_deferred_submit_failed_replacement_retries),
+                cmocka_unit_test(test_group_commit_wakes_only_whom_it_concerns),
+                cmocka_unit_test(test_vfs_joins_frames_plain_unix_reads_them),
+                cmocka_unit_test(test_vfs_restart_then_crash_recovers),
+                cmocka_unit_test(test_vfs_held_header_written_by_the_next_call),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
