@@ -93,6 +93,13 @@ struct Engine {
         pthread_t janitor;
         bool janitor_running, janitor_stop;
         struct JanitorItem *janitor_queue;
+        /* Finished runs waiting for their exit report: one poll() over all
+         * of them; the janitor sleeps in it (janitor_polling) and is woken
+         * by janitor_wake_fd (an eventfd, open while janitor_running). */
+        struct FinishAfter *janitor_waits;
+        bool janitor_polling;
+        int janitor_wake_fd;
+        usec_t exit_report_wait_usec; /* 0: EXIT_REPORT_WAIT_MS (tests set it) */
 };
 
 /* engine-outdir.c: kept output dirs, per tenant. Forgets them all
