@@ -440,6 +440,9 @@ static int slot_out_dir(Engine *e, PoolWorker *pw, const char *tag, char **ret) 
         return 0;
 }
 
+/* Runs in flight on a worker from which its new spares are made cold. */
+#define SLOTS_COLD_RUNS 2
+
 void pool_make_slot(Engine *e, PoolWorker *pw) {
         static uint64_t counter;
         RunSandbox *rs = NULL;
@@ -462,12 +465,21 @@ void pool_make_slot(Engine *e, PoolWorker *pw) {
                         size_t n = 0;
                         _cleanup_free_ char *ignored = NULL;
                         engine_sandbox_run_extra(rs, fds, &n, ELEMENTSOF(fds), &ignored);
+                        /* "warm": false while other runs are in flight: the
+                         * spare skips its warm-up run (~0.2 ms of CPU per
+                         * run in all) until its worker is idle; a busy
+                         * machine has no CPU to spare for it (issue 15 (c),
+                         * round 8). A run alone keeps warm spares (goal (a)). */
+                        pthread_mutex_lock(&e->pool.lock);
+                        bool busy = pool_worker_runs(e, pw, NULL) >= SLOTS_COLD_RUNS;
+                        pthread_mutex_unlock(&e->pool.lock);
                         /* "seal": the spare finishes its sandbox while idle
                          * (docs/workers.md "Spares and cgroups"). */
                         _cleanup_free_ char *msg =
-                                out_host ? xasprintf("{\"type\":\"spare\",\"tag\":\"%s\",\"seal\":true,\"out\":\"%s\"}",
-                                                     tag, tag)
-                                         : xasprintf("{\"type\":\"spare\",\"tag\":\"%s\",\"seal\":true}", tag);
+                                out_host ? xasprintf("{\"type\":\"spare\",\"tag\":\"%s\",\"seal\":true,\"warm\":%s,\"out\":\"%s\"}",
+                                                     tag, busy ? "false" : "true", tag)
+                                         : xasprintf("{\"type\":\"spare\",\"tag\":\"%s\",\"seal\":true,\"warm\":%s}", tag,
+                                                     busy ? "false" : "true");
                         pthread_mutex_lock(&pw->io_lock);
                         made = worker_send(pw->w, msg, fds, n) >= 0;
                         pthread_mutex_unlock(&pw->io_lock);
