@@ -300,6 +300,11 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken);
 SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
 /* Frees a slot taken and not used for a run (its output dir too). */
 void pool_slot_free(SpareSlot *s);
+/* How many spare slots to ask for, given the worker's ready and pending
+ * slots and its runs in flight: a run alone (concurrent false) asks for a
+ * batch once down to one slot with none pending; with runs in flight the
+ * slots are topped up to batch + runs (runs counted up to 8). */
+unsigned pool_slots_to_ask(unsigned ready, unsigned pending, unsigned runs, unsigned batch, bool concurrent);
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);

@@ -522,21 +522,23 @@ static void make_slot_work(Engine *e, void *pw) {
         pool_make_slot(e, pw);
 }
 
+unsigned pool_slots_to_ask(unsigned ready, unsigned pending, unsigned runs, unsigned batch, bool concurrent) {
+        unsigned have = ready + pending;
+        if (concurrent) {
+                unsigned want = batch + MIN(runs, (unsigned) SLOTS_MAX_IN_FLIGHT);
+                return have < want ? want - have : 0;
+        }
+        return have > 1 || pending ? 0 : batch;
+}
+
 static void request_slots(Engine *e, PoolWorker *pw, unsigned batch, bool concurrent) {
-        unsigned have = pw->slots_pending;
+        unsigned ready = 0;
         for (SpareSlot *s = pw->slots; s; s = s->next)
-                have++;
-        unsigned want;
-        if (concurrent)
-                want = batch + MIN(pool_worker_runs(e, pw, NULL), (unsigned) SLOTS_MAX_IN_FLIGHT);
-        else if (have > 1 || pw->slots_pending)
-                return;
-        else
-                want = have + batch;
-        while (!pw->no_slots && !pw->dead && have < want) {
+                ready++;
+        unsigned ask = pool_slots_to_ask(ready, pw->slots_pending, pool_worker_runs(e, pw, NULL), batch, concurrent);
+        for (unsigned i = 0; i < ask && !pw->no_slots && !pw->dead; i++) {
                 pw->slots_pending++;
                 pw->busy++; /* the janitor's reference */
-                have++;
                 if (concurrent)
                         engine_janitor_defer_first(e, make_slot_work, pw);
                 else
