@@ -103,6 +103,13 @@ struct Engine {
         pthread_t janitor;
         bool janitor_running, janitor_stop;
         struct JanitorItem *janitor_queue;
+        /* Finished runs waiting for their exit report: one poll() over all
+         * of them; the janitor sleeps in it (janitor_polling) and is woken
+         * by janitor_wake_fd (an eventfd, open while janitor_running). */
+        struct FinishAfter *janitor_waits;
+        bool janitor_polling;
+        int janitor_wake_fd;
+        usec_t exit_report_wait_usec; /* 0: EXIT_REPORT_WAIT_MS (tests set it) */
 };
 
 /* engine-outdir.c: kept output dirs, per tenant. Forgets them all
@@ -303,6 +310,11 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken);
 SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);
 /* Frees a slot taken and not used for a run (its output dir too). */
 void pool_slot_free(SpareSlot *s);
+/* How many spare slots to ask for, given the worker's ready and pending
+ * slots and its runs in flight: a run alone (concurrent false) asks for a
+ * batch once down to one slot with none pending; with runs in flight the
+ * slots are topped up to batch + runs (runs counted up to 8). */
+unsigned pool_slots_to_ask(unsigned ready, unsigned pending, unsigned runs, unsigned batch, bool concurrent);
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);

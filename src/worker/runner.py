@@ -649,19 +649,32 @@ def _warm_zygote():
         _zygote_warmed[0] += 1
 
 
-def spare_ready():
+def spare_ready(warm=True):
     """In a spare the engine made, sealed, after Python's after-fork work,
     while it waits for its run: what every run does first (its streams, and
     one small run of our own), so that the pages of the worker those write
     are copied now and not on the run's critical path. Leaves nothing a run
     could see: no module registered, nothing in linecache, no output, no
-    environment."""
+    environment. warm False (a spare made while other runs are in flight,
+    issue 15 (c)): the streams only; the small run costs a run ~0.2 ms of
+    CPU more in all (its own work besides the pages), which the machine
+    has none to spare for when it is busy, and spare_warm() does it later
+    if the worker falls idle before the run comes."""
     _setup_streams()
+    _spare_readied[0] = True
+    if warm:
+        spare_warm()
+
+
+def spare_warm():
+    """The small run spare_ready(False) left out (the worker asks an idle
+    cold spare for it)."""
     _warm_run()
     _warmed[0] = True
 
 
-_warmed = [False]  # spare_ready() ran in this process (tests look)
+_warmed = [False]  # the small run ran in this process (tests look)
+_spare_readied = [False]  # this process was a sealed spare (tests look)
 
 
 def run(request_json, result_fd):

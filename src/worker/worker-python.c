@@ -110,10 +110,17 @@ void py_run_child(const char *run_json, int result_fd) {
         Py_DECREF(res);
 }
 
-void py_spare_ready(void) {
-        PyObject *res = PyObject_CallMethod(runner, "spare_ready", NULL);
+void py_spare_ready(bool warm) {
+        PyObject *res = PyObject_CallMethod(runner, "spare_ready", "O", warm ? Py_True : Py_False);
         /* Only a warm-up: a failure costs the run those page copies, no
          * more. */
+        if (!res)
+                PyErr_Clear();
+        Py_XDECREF(res);
+}
+
+void py_spare_warm(void) {
+        PyObject *res = PyObject_CallMethod(runner, "spare_warm", NULL);
         if (!res)
                 PyErr_Clear();
         Py_XDECREF(res);

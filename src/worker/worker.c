@@ -52,6 +52,9 @@ typedef struct Child {
          * forked into its cgroup directly, as for a spare that died. */
         bool pending;
         bool seal;
+        /* Made without its small warm-up run (the engine's "warm": false,
+         * runs were in flight): the worker asks for it once idle. */
+        bool cold;
         char *out;
         /* The run's pid namespace's init, made by this worker (ns.init -1:
          * none, or reaped). The run's end is reported once both the run
@@ -277,9 +280,14 @@ static void stdio_to_devnull(void) {
                 close(devnull);
 }
 
+/* What the worker sends an idle cold spare: do the warm-up run now. No fd
+ * comes with it (a run's message always has some). */
+static const char spare_warm_message[] = "{\"type\":\"warm\"}";
+
 /* A spare waits for its run on its socket. Never returns. seal: the engine
- * made this spare (and its output dir out, if any) for the full sandbox. */
-static _noreturn_ void spare_main(int sock, bool seal, const char *out) {
+ * made this spare (and its output dir out, if any) for the full sandbox;
+ * warm: with its small warm-up run now (else on the worker's "warm"). */
+static _noreturn_ void spare_main(int sock, bool seal, bool warm, const char *out) {
         _cleanup_free_ char *raw = NULL;
         _cleanup_free_ char *err = NULL;
         /* Everything of the run's isolation that does not depend on the run
@@ -296,13 +304,24 @@ static _noreturn_ void spare_main(int sock, bool seal, const char *out) {
                         _exit(0);
                 stdio_to_devnull();
                 python_after_fork();
-                py_spare_ready();
+                py_spare_ready(warm);
         }
         int fds[WORKER_PROTO_MAX_FDS];
         size_t n_fds = 0;
-        int r = proto_recv(sock, WORKER_PROTO_MAX_MESSAGE, &raw, NULL, fds, ELEMENTSOF(fds), &n_fds);
-        if (r < 0 || n_fds < 2)
-                _exit(0); /* retired, or the worker went away */
+        for (;;) {
+                int r = proto_recv(sock, WORKER_PROTO_MAX_MESSAGE, &raw, NULL, fds, ELEMENTSOF(fds), &n_fds);
+                if (r < 0)
+                        _exit(0); /* retired, or the worker went away */
+                if (n_fds == 0 && seal && streq(raw, spare_warm_message)) {
+                        py_spare_warm();
+                        free(raw);
+                        raw = NULL;
+                        continue;
+                }
+                if (n_fds < 2)
+                        _exit(0);
+                break;
+        }
         close(sock);
         become(raw, message_is_instance(raw), fds, n_fds);
         _exit(0);
@@ -383,7 +402,8 @@ static void child_drop_init(Child *c) {
 /* tag/cg_fds: an engine-managed spare joins its run's cgroup now, while
  * idle: moving a process between cgroups waits for an RCU grace period
  * (milliseconds), which must not be on the run's critical path. */
-static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bool seal, const char *out) {
+static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bool seal, bool warm,
+                             const char *out) {
         if (n_children >= MAX_CHILDREN)
                 return -EAGAIN;
         int sv[2];
@@ -403,7 +423,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
                                 _exit(0); /* the engine sees the spare gone and forks the run instead */
                         close(mine[i]);
                 }
-                spare_main(sv[1], seal, out);
+                spare_main(sv[1], seal, warm, out);
         }
         close(sv[1]);
         if (pid < 0) {
@@ -412,14 +432,14 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
         }
         Child *c = &children[n_children++];
         *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns,
-                     .netns_fd = netns };
+                     .netns_fd = netns, .cold = seal && !warm };
         for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
                 c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
 }
 
 static int fork_spare(void) {
-        return fork_spare_tagged(NULL, NULL, 0, false, NULL);
+        return fork_spare_tagged(NULL, NULL, 0, false, true, NULL);
 }
 
 static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
@@ -429,6 +449,9 @@ static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
         /* "seal": finish the sandbox while idle; "out": the output dir the
          * engine made for this spare (a name under SANDBOX_OUT_ROOT). */
         bool seal = json_is_true(json_object_get(msg, "seal"));
+        /* "warm": false: without its warm-up run until the worker is idle
+         * (the engine makes it so while runs are in flight). */
+        bool cold = json_is_false(json_object_get(msg, "warm"));
         const char *out = json_string_value(json_object_get(msg, "out"));
         if (tag && n_fds <= MAX_CG_FDS && n_children < MAX_CHILDREN) {
                 /* Forked later, when no message waits: a fork of this
@@ -437,7 +460,7 @@ static int handle_spare(json_t *msg, int *fds, size_t n_fds) {
                  * on the control socket waited for every fork of the batch. */
                 Child *c = &children[n_children++];
                 *c = (Child) { .status_fd = -1, .spare_sock = -1, .tag = xstrdup(tag), .ns = { .init = -1 },
-                               .netns_fd = -1, .pending = true, .seal = seal, .out = out ? xstrdup(out) : NULL };
+                               .netns_fd = -1, .pending = true, .seal = seal, .cold = cold, .out = out ? xstrdup(out) : NULL };
                 for (size_t i = 0; i < n_fds; i++)
                         c->cg_fds[c->n_cg++] = TAKE_FD(fds[i]);
         }
@@ -459,9 +482,9 @@ static bool fork_pending_spare(void) {
                 size_t n = c->n_cg;
                 memcpy(fds, c->cg_fds, n * sizeof(int));
                 c->n_cg = 0;
-                bool seal = c->seal;
+                bool seal = c->seal, warm = !c->cold;
                 *c = children[--n_children];
-                (void) fork_spare_tagged(tag, fds, n, seal, out);
+                (void) fork_spare_tagged(tag, fds, n, seal, warm, out);
                 close_fds(fds, n);
                 return true;
         }
@@ -483,6 +506,28 @@ static void fill_spares(void) {
         while (count_spares() < target)
                 if (fork_spare() < 0)
                         break;
+}
+
+/* How long the worker must have had nothing to do before it asks a cold
+ * spare for its warm-up run: at wrk -c8 a message comes every ~2 ms, and
+ * the warm-up is what a busy machine saves by making spares cold. */
+#define SPARE_WARM_IDLE_MS 5
+
+static Child *cold_spare(void) {
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].cold && children[i].pid > 0 && children[i].spare_sock >= 0)
+                        return &children[i];
+        return NULL;
+}
+
+/* One cold spare does its warm-up run now (the worker is idle): the runs
+ * that come after a burst find warm spares, as sequential runs do. */
+static void warm_cold_spare(void) {
+        Child *c = cold_spare();
+        if (!c)
+                return;
+        c->cold = false;
+        (void) proto_send(c->spare_sock, spare_warm_message, sizeof(spare_warm_message) - 1, NULL, 0);
 }
 
 static Child *take_spare(const char *tag) {
@@ -763,20 +808,25 @@ int main(int argc, char **argv) {
                  * the next request), so it never delays a run. */
                 bool need_spare = count_spares() < spares_target;
                 bool tagged_pending = spare_pending();
+                bool cold = cold_spare() != NULL;
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
                 /* Wake now and then so an idle worker shrinks its spares. */
-                int k = poll(p, 2, tagged_pending ? 0 : need_spare ? 1 : 5000);
+                int k = poll(p, 2, tagged_pending ? 0 : need_spare ? 1 : cold ? SPARE_WARM_IDLE_MS : 5000);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
                 if (k == 0) {
-                        if (!fork_pending_spare() && need_spare)
+                        if (fork_pending_spare())
+                                continue;
+                        if (need_spare)
                                 fill_spares();
+                        else
+                                warm_cold_spare();
                         continue;
                 }
                 if (p[1].revents & POLLIN) {

@@ -36,8 +36,12 @@ void py_run_child(const char *run_json, int result_fd);
 const char *py_version(void);
 /* compileall.compile_dir(dir, quiet): the package store's .pyc files. */
 int py_compile_dir(const char *dir);
-/* In a sealed spare while idle: runner.spare_ready() (streams, one small
- * run of its own: the pages every run writes are copied now). */
-void py_spare_ready(void);
+/* In a sealed spare while idle: runner.spare_ready(warm) (streams; when
+ * warm, one small run of its own: the pages every run writes are copied
+ * now, off the run's critical path). */
+void py_spare_ready(bool warm);
+/* In a sealed spare made cold, while idle: runner.spare_warm() (the small
+ * run spare_ready(false) skipped). */
+void py_spare_warm(void);
 /* In a warm instance child: runner.serve_instance(json, sock_fd). */
 void py_serve_instance(const char *instance_json, int sock_fd);

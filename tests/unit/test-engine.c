@@ -9,7 +9,10 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -467,6 +470,91 @@ static void test_janitor_runs_first_work_first(void **state) {
         close(gate[1]);
 }
 
+/* ---- the janitor's wait for exit reports: one poll over all runs ---- */
+
+/* A run whose exit report came is finished (its status socket closed: the
+ * peer sees the hang-up) while the runs handed over before it still wait
+ * for theirs: the janitor watches them all at once, not each in turn with
+ * a 1 ms poll (round 7's way, which took ~1 ms per run ahead of it, here
+ * ~1 s). The bound is 10x under that and far over one poll's time. */
+static void test_janitor_acts_on_a_report_without_waiting_for_the_others(void **state) {
+        (void) state;
+        enum { N = 1000 };
+        struct rlimit rl;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (rl.rlim_cur < 2 * N + 64) {
+                rl.rlim_cur = MIN(rl.rlim_max, (rlim_t) (2 * N + 64));
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur < 2 * N + 64)
+                skip();
+        Engine *e = engine_for_test(0);
+        e->exit_report_wait_usec = 60 * USEC_PER_SEC; /* the others never report */
+        engine_janitor_start(e);
+        static int peer[N + 1];
+        for (int i = 0; i <= N; i++) {
+                int sv[2];
+                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+                peer[i] = sv[1];
+                if (i == N) /* the last one handed over has reported */
+                        assert_int_equal(write(sv[1], "x", 1), 1);
+                engine_janitor_finish_after_exit(e, NULL, sv[0]);
+        }
+        usec_t t0 = now_monotonic();
+        struct pollfd p = { .fd = peer[N], .events = POLLIN };
+        assert_int_equal(poll(&p, 1, 30000), 1);
+        assert_true(p.revents & POLLHUP);
+        usec_t took = now_monotonic() - t0;
+        assert_true(took < 100 * USEC_PER_MSEC);
+        /* The others are still waited for: nothing closed their sockets. */
+        for (int i = 0; i < N; i++) {
+                struct pollfd q = { .fd = peer[i], .events = POLLIN };
+                assert_int_equal(poll(&q, 1, 0), 0);
+        }
+        /* Stopping finishes them without their report. */
+        engine_free(e);
+        for (int i = 0; i < N; i++) {
+                struct pollfd q = { .fd = peer[i], .events = POLLIN };
+                assert_int_equal(poll(&q, 1, 0), 1);
+                assert_true(q.revents & POLLHUP);
+                close(peer[i]);
+        }
+        close(peer[N]);
+}
+
+/* ---- spare slots asked for: the refill policy ---- */
+
+static void test_spare_slots_are_topped_up_while_runs_are_in_flight(void **state) {
+        (void) state;
+        static const struct {
+                unsigned ready, pending, runs, batch;
+                bool concurrent;
+                unsigned want;
+        } rows[] = {
+                /* A run alone: a batch once down to one, none while one is
+                 * being made (goal (a): no forks during a sequential run). */
+                { 0, 0, 0, 4, false, 4 },
+                { 1, 0, 0, 4, false, 4 },
+                { 2, 0, 0, 4, false, 0 },
+                { 0, 1, 0, 4, false, 0 },
+                { 1, 3, 1, 4, false, 0 },
+                /* Runs in flight: topped up to batch + runs while earlier
+                 * slots are still being made (round 7 asked for nothing
+                 * while any was pending: 8-15% of runs at -c8 found none). */
+                { 0, 4, 8, 4, true, 8 },
+                { 1, 3, 8, 4, true, 8 },
+                { 0, 0, 2, 4, true, 6 },
+                { 5, 1, 2, 4, true, 0 },
+                { 3, 3, 2, 4, true, 0 },
+                { 0, 0, 50, 4, true, 12 }, /* runs counted up to 8 */
+                { 12, 0, 8, 4, true, 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                assert_int_equal(pool_slots_to_ask(rows[i].ready, rows[i].pending, rows[i].runs, rows[i].batch,
+                                                   rows[i].concurrent),
+                                 rows[i].want);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(home));
         const struct CMUnitTest tests[] = {
@@ -483,6 +571,8 @@ int main(void) {
                 cmocka_unit_test(test_instance_stat_doomed),
                 cmocka_unit_test(test_ms_spelling),
                 cmocka_unit_test(test_janitor_runs_first_work_first),
+                cmocka_unit_test(test_janitor_acts_on_a_report_without_waiting_for_the_others),
+                cmocka_unit_test(test_spare_slots_are_topped_up_while_runs_are_in_flight),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(home);
