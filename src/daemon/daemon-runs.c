@@ -35,6 +35,70 @@ static TenantCount *tenant_count(Daemon *d, const char *tenant) {
         return &d->tenants[d->n_tenants++];
 }
 
+/* Invokes of a function beyond its warm instances wait here, in the
+ * pending list, not in the engine: a run thread that took one would block
+ * in instance_acquire() until an instance came free, and each release
+ * wakes every such thread (a broadcast) for one to win it — at wrk -c8
+ * over 4 instances, ~1.4 futex wakes and ~0.9 contended-lock wakes per
+ * invoke (docs/performance.md "Invoke path: hand-offs under concurrency").
+ * Held here, the invoke starts when its function's count drops, on the
+ * run thread that ended the run before it (pool_thread takes the next
+ * pending run itself): no thread waits for an instance and none is woken
+ * for one. With d->lock held. */
+static FnCount *fn_count_find(Daemon *d, const DRun *r) {
+        for (FnCount *f = d->fn_counts; f; f = f->next)
+                if (f->fn_version == r->fn_version && streq(f->fn_name, r->fn_name) && streq(f->tenant, r->tenant))
+                        return f;
+        return NULL;
+}
+
+/* With d->lock held: whether r, if a function's invoke, has an instance
+ * of its function to run on (one running fewer than the engine keeps). */
+static bool fn_instance_free(Daemon *d, const DRun *r) {
+        if (!r->fn_name)
+                return true;
+        FnCount *f = fn_count_find(d, r);
+        return !f || f->running < DAEMON_FN_INSTANCES;
+}
+
+/* With d->lock held: r, a function's invoke, runs from now (r->fnc). */
+static void fn_count_enter(Daemon *d, DRun *r) {
+        assert(!r->fnc);
+        if (!r->fn_name)
+                return;
+        FnCount *f = fn_count_find(d, r);
+        if (!f) {
+                f = xcalloc(1, sizeof(FnCount));
+                f->tenant = xstrdup(r->tenant);
+                f->fn_name = xstrdup(r->fn_name);
+                f->fn_version = r->fn_version;
+                f->next = d->fn_counts;
+                d->fn_counts = f;
+        }
+        f->running++;
+        r->fnc = f;
+}
+
+/* With d->lock held: r no longer runs; its function's count goes when it
+ * reaches zero (the list holds only functions running now). */
+static void fn_count_leave(Daemon *d, DRun *r) {
+        FnCount *f = r->fnc;
+        if (!f)
+                return;
+        r->fnc = NULL;
+        assert(f->running > 0);
+        if (--f->running > 0)
+                return;
+        for (FnCount **p = &d->fn_counts; *p; p = &(*p)->next)
+                if (*p == f) {
+                        *p = f->next;
+                        break;
+                }
+        free(f->tenant);
+        free(f->fn_name);
+        free(f);
+}
+
 static DRun *drun_free(DRun *r) {
         if (!r)
                 return NULL;
@@ -424,12 +488,13 @@ static void run_leave(Daemon *d, DRun *r) {
 
 /* Whether r may leave the pending list now (d->lock held): a cancelled run
  * and any run of a stopping daemon at once (they end or stay queued without
- * running), the others when a global and a tenant slot are free. */
+ * running), the others when a global and a tenant slot are free and, for a
+ * function's invoke, one of its instances (fn_instance_free()). */
 static bool drun_startable(Daemon *d, DRun *r) {
         if (r->cancel_requested || d->leave_queued)
                 return true;
         return d->running < d->cfg.max_concurrent_runs &&
-               tenant_count(d, r->tenant)->running < d->cfg.max_concurrent_per_tenant;
+               tenant_count(d, r->tenant)->running < d->cfg.max_concurrent_per_tenant && fn_instance_free(d, r);
 }
 
 /* Unlinks and returns the oldest startable pending run, or NULL. A tenant at
@@ -564,6 +629,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
         if (!cancelled) {
                 d->running++;
                 tc->running++;
+                fn_count_enter(d, r);
                 r->status = RUN_RUNNING;
                 r->started = now_realtime();
                 if (r->lambda) {
@@ -643,6 +709,8 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
                 .instance_key = st->instance_key,
                 /* Taken for this key only (run_inline(): no secrets, no env). */
                 .instance = inst,
+                /* The bound the run threads keep (fn_instance_free()). */
+                .max_instances = DAEMON_FN_INSTANCES,
                 .queued_usec = r->started > r->created ? r->started - r->created : 0,
                 .record_exists = true,
                 /* A claimed run's record is Redis's (the daemon writes its
@@ -723,6 +791,7 @@ static void run_complete(RunStep *st) {
                 TenantCount *tc = tenant_count(d, r->tenant);
                 d->running--;
                 tc->running--;
+                fn_count_leave(d, r);
                 pthread_cond_broadcast(&d->sched_cond);
                 bool cancelled = r->cancel_requested;
                 pthread_mutex_unlock(&d->lock);

@@ -289,6 +289,7 @@ struct DRun {
         /* guarded by Daemon.lock */
         RunStatus status;
         char *phase;
+        struct FnCount *fnc;          /* its function's count while it runs, or NULL */
         bool cancel_requested;
         bool done;
         /* Broadcast once, when done is set: a ?wait=true request waits on
@@ -342,6 +343,18 @@ typedef struct TenantCount {
         unsigned running, queued;
 } TenantCount;
 
+/* The runs of one deployed function version running now (daemon-runs.c
+ * fn_count_enter()): at most DAEMON_FN_INSTANCES, the engine's warm
+ * instances per function (RunSpec.max_instances). Listed only while one
+ * runs; under Daemon.lock. */
+typedef struct FnCount {
+        struct FnCount *next;
+        char *tenant, *fn_name;
+        int fn_version;
+        unsigned running;
+} FnCount;
+#define DAEMON_FN_INSTANCES 4u
+
 struct Daemon {
         DaemonConfig cfg;               /* replaced on SIGHUP under lock */
         pthread_rwlock_t cfg_lock;
@@ -360,6 +373,7 @@ struct Daemon {
         bool unwritten_writer;
         TenantCount *tenants;
         size_t n_tenants;
+        FnCount *fn_counts;             /* functions with a run running */
         unsigned running, queued, threads;
         usec_t overlap_at;              /* last time a run arrived while another was active (run_inline) */
         /* The run threads (daemon-runs.c): a persistent pool, grown on
