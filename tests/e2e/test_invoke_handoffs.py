@@ -108,3 +108,33 @@ def test_cancel_reaches_an_invoke_waiting_for_an_instance(d, tmp_path):
         rec = wait_for(lambda: (lambda r: r if r["status"] not in ("queued", "running") else None)(
             d.call("GET", f"/v1/runs/{rid}")[1]), "the runs to end")
         assert rec["status"] == "succeeded", rec
+
+
+PID = "import os\ndef main(context=None):\n    return os.getpid()\n"
+
+
+def voluntary_switches(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches")
+
+
+def test_an_idle_instance_sleeps_once_per_invoke(d):
+    """An instance waiting for its next invocation is woken by that
+    invocation only: not also when the engine reads its "done" (a reader
+    asleep in recvmsg() on a unix socket is woken by the peer's read of
+    what it sent; the instance waits in poll() for POLLIN)."""
+    st, b = d.call("POST", "/v1/functions", {"name": "pid", "source": PID, "function": "main"})
+    assert st == 201, b
+    st, b = d.call("POST", "/v1/functions/pid/invoke?wait=true", {})
+    assert st == 200, b
+    pid = b["result"]
+    n = 200
+    before = voluntary_switches(pid)
+    for _ in range(n):
+        st, b = d.call("POST", "/v1/functions/pid/invoke?wait=true", {})
+        assert st == 200 and b["result"] == pid, b
+    per_invoke = (voluntary_switches(pid) - before) / n
+    # One sleep per invoke (waiting for it); two when the read woke it.
+    assert per_invoke < 1.5, per_invoke
