@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/stat.h>
 
 #include "daemon.h"
@@ -846,6 +847,19 @@ static void run_one(Daemon *d, DRun *r, bool wake) {
  * at most. */
 static void *pool_thread(void *p) {
         Daemon *d = p;
+        /* SCHED_BATCH: a run thread woken for a run does not preempt the
+         * HTTP thread that queued it (the scheduler's wake-up preemption
+         * skips batch tasks), which parks that request and serves its
+         * other connections first; the run thread then takes a free CPU
+         * or the HTTP thread's when it sleeps in epoll_wait. Its own
+         * wakes (the instance, the resumed connection) are unchanged.
+         * Lowering a thread's policy needs no privilege; failing is
+         * harmless. */
+        struct sched_param sp = { .sched_priority = 0 };
+        (void) sched_setscheduler(0, SCHED_BATCH, &sp);
+        /* Told apart from the HTTP threads that start it (whose name it
+         * would inherit) in perf, top and /proc. */
+        (void) pthread_setname_np(pthread_self(), "run-thread");
         pthread_mutex_lock(&d->lock);
         for (;;) {
                 d->pool_idle--; /* counted idle while starting or waiting */

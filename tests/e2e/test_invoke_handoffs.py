@@ -138,3 +138,32 @@ def test_an_idle_instance_sleeps_once_per_invoke(d):
     per_invoke = (voluntary_switches(pid) - before) / n
     # One sleep per invoke (waiting for it); two when the read woke it.
     assert per_invoke < 1.5, per_invoke
+
+
+def daemon_threads(d):
+    import os
+    out = []
+    for tid in os.listdir(f"/proc/{d.proc.pid}/task"):
+        try:
+            comm = open(f"/proc/{d.proc.pid}/task/{tid}/comm").read().strip()
+            out.append((comm, os.sched_getscheduler(int(tid))))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return out
+
+
+def test_run_threads_do_not_preempt_the_http_threads(d):
+    """The run threads are SCHED_BATCH (a woken one does not preempt the
+    HTTP thread that queued its run) and named apart; the HTTP threads keep
+    the usual policy."""
+    import os
+    st, b = d.call("POST", "/v1/functions", {"name": "pid", "source": PID, "function": "main"})
+    assert st == 201, b
+    # The first invoke starts the instance: on a run thread.
+    st, b = d.call("POST", "/v1/functions/pid/invoke?wait=true", {})
+    assert st == 200 and b["status"] == "succeeded", b
+    threads = daemon_threads(d)
+    run = [p for comm, p in threads if comm == "run-thread"]
+    assert run and all(p == os.SCHED_BATCH for p in run), threads
+    http = [p for comm, p in threads if comm == "MHD-worker"]
+    assert http and all(p == os.SCHED_OTHER for p in http), threads
