@@ -146,7 +146,7 @@ def daemon_threads(d):
     for tid in os.listdir(f"/proc/{d.proc.pid}/task"):
         try:
             comm = open(f"/proc/{d.proc.pid}/task/{tid}/comm").read().strip()
-            out.append((comm, os.sched_getscheduler(int(tid))))
+            out.append((comm, os.sched_getscheduler(int(tid)) & ~os.SCHED_RESET_ON_FORK))
         except (FileNotFoundError, ProcessLookupError):
             pass  # a thread that ended meanwhile
     return out
@@ -167,3 +167,9 @@ def test_run_threads_do_not_preempt_the_http_threads(d):
     assert run and all(p == os.SCHED_BATCH for p in run), threads
     http = [p for comm, p in threads if comm == "MHD-worker"]
     assert http and all(p == os.SCHED_OTHER for p in http), threads
+    # Nor what a run thread starts: the instance (and its worker) run the
+    # user's code at the usual policy.
+    instance = b["result"]
+    worker = int(open(f"/proc/{instance}/stat").read().rsplit(")", 1)[1].split()[1])
+    assert os.sched_getscheduler(instance) == os.SCHED_OTHER
+    assert os.sched_getscheduler(worker) == os.SCHED_OTHER
