@@ -75,26 +75,32 @@ static void fn_count_enter(Daemon *d, DRun *r) {
                 f->fn_version = r->fn_version;
                 f->next = d->fn_counts;
                 d->fn_counts = f;
+                d->n_fn_counts++;
         }
         f->running++;
         r->fnc = f;
 }
 
+/* Idle functions' counts kept for their next invoke: a sequential caller
+ * would otherwise allocate and free one per invoke. */
+#define FN_COUNTS_KEPT 32u
+
 /* With d->lock held: r no longer runs; its function's count goes when it
- * reaches zero (the list holds only functions running now). */
+ * reaches zero and more than FN_COUNTS_KEPT are listed. */
 static void fn_count_leave(Daemon *d, DRun *r) {
         FnCount *f = r->fnc;
         if (!f)
                 return;
         r->fnc = NULL;
         assert(f->running > 0);
-        if (--f->running > 0)
+        if (--f->running > 0 || d->n_fn_counts <= FN_COUNTS_KEPT)
                 return;
         for (FnCount **p = &d->fn_counts; *p; p = &(*p)->next)
                 if (*p == f) {
                         *p = f->next;
                         break;
                 }
+        d->n_fn_counts--;
         free(f->tenant);
         free(f->fn_name);
         free(f);

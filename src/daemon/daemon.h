@@ -345,8 +345,8 @@ typedef struct TenantCount {
 
 /* The runs of one deployed function version running now (daemon-runs.c
  * fn_count_enter()): at most DAEMON_FN_INSTANCES, the engine's warm
- * instances per function (RunSpec.max_instances). Listed only while one
- * runs; under Daemon.lock. */
+ * instances per function (RunSpec.max_instances). Listed while one runs
+ * and kept at zero while the list is short; under Daemon.lock. */
 typedef struct FnCount {
         struct FnCount *next;
         char *tenant, *fn_name;
@@ -373,7 +373,8 @@ struct Daemon {
         bool unwritten_writer;
         TenantCount *tenants;
         size_t n_tenants;
-        FnCount *fn_counts;             /* functions with a run running */
+        FnCount *fn_counts;             /* functions with a run running, and a few idle ones */
+        unsigned n_fn_counts;
         unsigned running, queued, threads;
         usec_t overlap_at;              /* last time a run arrived while another was active (run_inline) */
         /* The run threads (daemon-runs.c): a persistent pool, grown on
