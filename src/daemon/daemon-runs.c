@@ -10,7 +10,9 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 
 #include "daemon.h"
@@ -23,7 +25,6 @@ int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
-        pthread_cond_init(&d->run_cond, NULL);
         return 0;
 }
 
@@ -545,46 +546,72 @@ static bool pending_startable(Daemon *d) {
 
 static void *pool_thread(void *p);
 
-/* With d->lock held: true when an idle run thread should be woken for a
- * pending run, which the caller does (pthread_cond_signal(&d->run_cond))
- * after it unlocked: signalled under the lock, the woken thread's first act
- * would be to wait for that lock (a futex wait and wake more per run). A
- * thread counted idle is in pthread_cond_wait as soon as the lock is free,
- * so the signal cannot be lost. Starts a thread when none is idle. */
-static bool pool_kick(Daemon *d) {
+/* An idle run thread (on d->pool_idle_list, most recently idle first): it
+ * sleeps on its own futex word until a kick takes it off the list and sets
+ * the word (pool_wake()). One waiter per word: a shared condition variable
+ * made the signaller itself wait under concurrent invokes (glibc's condvar
+ * lock and its group switch, ~0.24 context switches per invoke at wrk -c8;
+ * docs/performance.md "Invoke path: hand-offs under concurrency"). */
+typedef struct RunThread {
+        struct RunThread *next;
+        uint32_t wake; /* 1: taken off the list, look at the queue */
+} RunThread;
+
+/* With d->lock held: the idle run thread to wake for a pending run or a
+ * handed invoke (taken off the idle list), or NULL. The caller wakes it
+ * with pool_wake() after it unlocked — always, or the thread sleeps for
+ * good: woken under the lock, its first act would be to wait for that lock
+ * (a futex wait and wake more per run). Starts a thread when none is idle;
+ * one starting looks at the queue before it sleeps, so none is woken
+ * then. */
+static RunThread *pool_kick(Daemon *d) {
         if (!d->handed && !pending_startable(d))
-                return false;
-        if (d->pool_idle > 0)
+                return NULL;
+        if (d->pool_starting > 0)
+                return NULL;
+        RunThread *t = d->pool_idle_list;
+        if (t) {
                 /* One wake: the thread that takes a run passes it on if
                  * another can start (pool_thread). */
-                return true;
+                d->pool_idle_list = t->next;
+                t->next = NULL;
+                return t;
+        }
         /* Every thread is busy: one more, up to a slot per concurrent run
          * plus one, so that a cancelled or left-queued run never waits
          * behind the running ones. */
         unsigned cap = MAX(d->cfg.max_concurrent_runs, 1u) + 1;
         if (d->pool_threads >= cap)
-                return false;
+                return NULL;
         pthread_attr_t attr;
-        pthread_t t;
+        pthread_t tid;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        /* Counted idle from now: a second kick before it runs signals it
-         * instead of making another. */
+        /* Starting from now: a second kick before it looks at the queue
+         * leaves the run to it instead of making another. */
         d->pool_threads++;
-        d->pool_idle++;
-        int k = pthread_create(&t, &attr, pool_thread, d);
+        d->pool_starting++;
+        int k = pthread_create(&tid, &attr, pool_thread, d);
         pthread_attr_destroy(&attr);
         if (k != 0) {
                 d->pool_threads--;
-                d->pool_idle--;
+                d->pool_starting--;
                 log_error("cannot start a run thread: %s", strerror(k));
         }
-        return false;
+        return NULL;
+}
+
+/* Wakes t, a thread pool_kick() took off the idle list (NULL: none), with
+ * d->lock not held. */
+static void pool_wake(RunThread *t) {
+        if (!t)
+                return;
+        __atomic_store_n(&t->wake, 1, __ATOMIC_RELEASE);
+        (void) syscall(SYS_futex, &t->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 void daemon_runs_kick(Daemon *d) {
-        if (pool_kick(d))
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(pool_kick(d));
 }
 
 /* A run between its engine's begin and end: run_one() in steps, so that a
@@ -612,7 +639,7 @@ typedef struct RunStep {
  * cancelled or could not start. wake: wake an idle run thread once the
  * lock is released (pool_kick). inst: a warm instance taken for r
  * (RunSpec.instance), or NULL. */
-static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
+static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         TenantCount *tc = tenant_count(d, r->tenant);
         bool cancelled = r->cancel_requested;
 
@@ -626,8 +653,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
                                 *q = r->next;
                                 break;
                         }
-                if (wake)
-                        pthread_cond_signal(&d->run_cond);
+                pool_wake(wake); /* with the lock held: rare (a stop) */
                 run_leave(d, r);
                 if (inst)
                         engine_instance_put_back(d->engine, inst);
@@ -653,8 +679,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
         st->ctx[1] = r;
         st->started = !cancelled;
         pthread_mutex_unlock(&d->lock);
-        if (wake)
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(wake);
         if (cancelled) {
                 if (inst)
                         engine_instance_put_back(d->engine, inst);
@@ -836,9 +861,9 @@ static void run_complete(RunStep *st) {
 }
 
 /* Runs r on this thread to its end, with d->lock held (released while the
- * run goes on; held again on return). wake: wake an idle run thread once
- * the lock is released (pool_kick). */
-static void run_one(Daemon *d, DRun *r, bool wake) {
+ * run goes on; held again on return). wake: an idle run thread to wake once
+ * the lock is released (pool_kick), or NULL. */
+static void run_one(Daemon *d, DRun *r, RunThread *wake) {
         RunStep *st = run_begin(d, r, wake, NULL);
         if (!st)
                 return;
@@ -847,10 +872,10 @@ static void run_one(Daemon *d, DRun *r, bool wake) {
 }
 
 /* A run thread: takes the oldest run that may start, runs it, and takes
- * the next; waits on run_cond when none may. It never ends: the pool stays
- * as large as the most runs that were in flight at once (at most
- * max_concurrent_runs + 1), so a run costs no thread creation and one wake
- * at most. */
+ * the next; sleeps on its own futex word (the idle list) when none may. It
+ * never ends: the pool stays as large as the most runs that were in flight
+ * at once (at most max_concurrent_runs + 1), so a run costs no thread
+ * creation and one wake at most. */
 static void *pool_thread(void *p) {
         Daemon *d = p;
         /* SCHED_BATCH: a run thread woken for a run does not preempt the
@@ -867,9 +892,10 @@ static void *pool_thread(void *p) {
         /* Told apart from the HTTP threads that start it (whose name it
          * would inherit) in perf, top and /proc. */
         (void) pthread_setname_np(pthread_self(), "run-thread");
+        RunThread self = {};
         pthread_mutex_lock(&d->lock);
+        d->pool_starting--;
         for (;;) {
-                d->pool_idle--; /* counted idle while starting or waiting */
                 for (;;) {
                         /* A handed-over invoke first: it holds a slot and
                          * its caller is waiting. */
@@ -878,10 +904,9 @@ static void *pool_thread(void *p) {
                                 d->handed = st->next;
                                 if (!d->handed)
                                         d->handed_tail = NULL;
-                                bool wake = pool_kick(d);
+                                RunThread *wake = pool_kick(d);
                                 pthread_mutex_unlock(&d->lock);
-                                if (wake)
-                                        pthread_cond_signal(&d->run_cond);
+                                pool_wake(wake);
                                 (void) run_wait(st, UINT64_MAX);
                                 run_complete(st);
                                 continue;
@@ -891,8 +916,16 @@ static void *pool_thread(void *p) {
                                 break;
                         run_one(d, r, pool_kick(d));
                 }
-                d->pool_idle++;
-                pthread_cond_wait(&d->run_cond, &d->lock);
+                /* Idle: only a kick takes it off the list and sets the
+                 * word, so nothing is lost between the unlock and the
+                 * wait (FUTEX_WAIT returns at once once it is set). */
+                self.wake = 0;
+                self.next = d->pool_idle_list;
+                d->pool_idle_list = &self;
+                pthread_mutex_unlock(&d->lock);
+                while (!__atomic_load_n(&self.wake, __ATOMIC_ACQUIRE))
+                        (void) syscall(SYS_futex, &self.wake, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+                pthread_mutex_lock(&d->lock);
         }
         return NULL;
 }
@@ -1317,10 +1350,9 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
                  * queued behind this one (its tenant's limit, a full
                  * daemon) needs a run thread woken, or it waits for the
                  * next arrival. */
-                bool wake = pool_kick(d);
+                RunThread *wake = pool_kick(d);
                 pthread_mutex_unlock(&d->lock);
-                if (wake)
-                        pthread_cond_signal(&d->run_cond);
+                pool_wake(wake);
                 return;
         }
         pthread_mutex_lock(&d->lock);
@@ -1331,10 +1363,9 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
         else
                 d->handed = st;
         d->handed_tail = st;
-        bool wake = pool_kick(d);
+        RunThread *wake = pool_kick(d);
         pthread_mutex_unlock(&d->lock);
-        if (wake)
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(wake);
 }
 /* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
  * draining: -ESHUTDOWN) and starts its thread. A resumed run was
@@ -1465,17 +1496,16 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         else
                 d->pending = r;
         d->pending_tail = r;
-        bool wake = pool_kick(d);
+        RunThread *wake = pool_kick(d);
         if (d->pool_threads == 0) {
                 /* Not a single run thread: unwind as a cancelled run so
                  * the record is final. */
                 r->cancel_requested = true;
                 pending_remove(d, r);
-                run_one(d, r, false);
+                run_one(d, r, NULL);
         }
         pthread_mutex_unlock(&d->lock);
-        if (wake)
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(wake);
         if (inst)
                 engine_instance_put_back(d->engine, inst);
         return 0;

@@ -379,14 +379,14 @@ struct Daemon {
         usec_t overlap_at;              /* last time a run arrived while another was active (run_inline) */
         /* The run threads (daemon-runs.c): a persistent pool, grown on
          * demand up to max_concurrent_runs + 1 and never shrunk. A run
-         * waits in pending (FIFO) until one of them takes it; run_cond
-         * wakes one idle thread when a run may start. */
-        pthread_cond_t run_cond;
+         * waits in pending (FIFO) until one of them takes it; a kick
+         * wakes one idle thread (its own futex word) when a run may start. */
         DRun *pending, *pending_tail;
         /* Warm invokes begun on an HTTP thread that did not end within its
          * budget: a run thread watches them to their end (FIFO). */
         struct RunStep *handed, *handed_tail;
-        unsigned pool_threads, pool_idle;
+        struct RunThread *pool_idle_list; /* idle run threads, most recent first */
+        unsigned pool_threads, pool_starting;
         bool draining;
         bool leave_queued;              /* stopping: runs not started stay queued for the next start */
         DaemonMetrics metrics;
