@@ -10,6 +10,9 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 
 #include "daemon.h"
@@ -23,7 +26,6 @@ int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->idem_lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
-        pthread_cond_init(&d->run_cond, NULL);
         return 0;
 }
 
@@ -34,6 +36,76 @@ static TenantCount *tenant_count(Daemon *d, const char *tenant) {
         d->tenants = xrealloc(d->tenants, (d->n_tenants + 1) * sizeof(TenantCount));
         d->tenants[d->n_tenants] = (TenantCount) { .tenant = xstrdup(tenant) };
         return &d->tenants[d->n_tenants++];
+}
+
+/* Invokes of a function beyond its warm instances wait here, in the
+ * pending list, not in the engine: a run thread that took one would block
+ * in instance_acquire() until an instance came free, and each release
+ * wakes every such thread (a broadcast) for one to win it — at wrk -c8
+ * over 4 instances, ~1.4 futex wakes and ~0.9 contended-lock wakes per
+ * invoke (docs/performance.md "Invoke path: hand-offs under concurrency").
+ * Held here, the invoke starts when its function's count drops, on the
+ * run thread that ended the run before it (pool_thread takes the next
+ * pending run itself): no thread waits for an instance and none is woken
+ * for one. With d->lock held. */
+static FnCount *fn_count_find(Daemon *d, const DRun *r) {
+        for (FnCount *f = d->fn_counts; f; f = f->next)
+                if (f->fn_version == r->fn_version && streq(f->fn_name, r->fn_name) && streq(f->tenant, r->tenant))
+                        return f;
+        return NULL;
+}
+
+/* With d->lock held: whether r, if a function's invoke, has an instance
+ * of its function to run on (one running fewer than the engine keeps). */
+static bool fn_instance_free(Daemon *d, const DRun *r) {
+        if (!r->fn_name)
+                return true;
+        FnCount *f = fn_count_find(d, r);
+        return !f || f->running < DAEMON_FN_INSTANCES;
+}
+
+/* With d->lock held: r, a function's invoke, runs from now (r->fnc). */
+static void fn_count_enter(Daemon *d, DRun *r) {
+        assert(!r->fnc);
+        if (!r->fn_name)
+                return;
+        FnCount *f = fn_count_find(d, r);
+        if (!f) {
+                f = xcalloc(1, sizeof(FnCount));
+                f->tenant = xstrdup(r->tenant);
+                f->fn_name = xstrdup(r->fn_name);
+                f->fn_version = r->fn_version;
+                f->next = d->fn_counts;
+                d->fn_counts = f;
+                d->n_fn_counts++;
+        }
+        f->running++;
+        r->fnc = f;
+}
+
+/* Idle functions' counts kept for their next invoke: a sequential caller
+ * would otherwise allocate and free one per invoke. */
+#define FN_COUNTS_KEPT 32u
+
+/* With d->lock held: r no longer runs; its function's count goes when it
+ * reaches zero and more than FN_COUNTS_KEPT are listed. */
+static void fn_count_leave(Daemon *d, DRun *r) {
+        FnCount *f = r->fnc;
+        if (!f)
+                return;
+        r->fnc = NULL;
+        assert(f->running > 0);
+        if (--f->running > 0 || d->n_fn_counts <= FN_COUNTS_KEPT)
+                return;
+        for (FnCount **p = &d->fn_counts; *p; p = &(*p)->next)
+                if (*p == f) {
+                        *p = f->next;
+                        break;
+                }
+        d->n_fn_counts--;
+        free(f->tenant);
+        free(f->fn_name);
+        free(f);
 }
 
 static DRun *drun_free(DRun *r) {
@@ -425,12 +497,13 @@ static void run_leave(Daemon *d, DRun *r) {
 
 /* Whether r may leave the pending list now (d->lock held): a cancelled run
  * and any run of a stopping daemon at once (they end or stay queued without
- * running), the others when a global and a tenant slot are free. */
+ * running), the others when a global and a tenant slot are free and, for a
+ * function's invoke, one of its instances (fn_instance_free()). */
 static bool drun_startable(Daemon *d, DRun *r) {
         if (r->cancel_requested || d->leave_queued)
                 return true;
         return d->running < d->cfg.max_concurrent_runs &&
-               tenant_count(d, r->tenant)->running < d->cfg.max_concurrent_per_tenant;
+               tenant_count(d, r->tenant)->running < d->cfg.max_concurrent_per_tenant && fn_instance_free(d, r);
 }
 
 /* Unlinks and returns the oldest startable pending run, or NULL. A tenant at
@@ -474,46 +547,72 @@ static bool pending_startable(Daemon *d) {
 
 static void *pool_thread(void *p);
 
-/* With d->lock held: true when an idle run thread should be woken for a
- * pending run, which the caller does (pthread_cond_signal(&d->run_cond))
- * after it unlocked: signalled under the lock, the woken thread's first act
- * would be to wait for that lock (a futex wait and wake more per run). A
- * thread counted idle is in pthread_cond_wait as soon as the lock is free,
- * so the signal cannot be lost. Starts a thread when none is idle. */
-static bool pool_kick(Daemon *d) {
+/* An idle run thread (on d->pool_idle_list, most recently idle first): it
+ * sleeps on its own futex word until a kick takes it off the list and sets
+ * the word (pool_wake()). One waiter per word: a shared condition variable
+ * made the signaller itself wait under concurrent invokes (glibc's condvar
+ * lock and its group switch, ~0.24 context switches per invoke at wrk -c8;
+ * docs/performance.md "Invoke path: hand-offs under concurrency"). */
+typedef struct RunThread {
+        struct RunThread *next;
+        uint32_t wake; /* 1: taken off the list, look at the queue */
+} RunThread;
+
+/* With d->lock held: the idle run thread to wake for a pending run or a
+ * handed invoke (taken off the idle list), or NULL. The caller wakes it
+ * with pool_wake() after it unlocked — always, or the thread sleeps for
+ * good: woken under the lock, its first act would be to wait for that lock
+ * (a futex wait and wake more per run). Starts a thread when none is idle;
+ * one starting looks at the queue before it sleeps, so none is woken
+ * then. */
+static RunThread *pool_kick(Daemon *d) {
         if (!d->handed && !pending_startable(d))
-                return false;
-        if (d->pool_idle > 0)
+                return NULL;
+        if (d->pool_starting > 0)
+                return NULL;
+        RunThread *t = d->pool_idle_list;
+        if (t) {
                 /* One wake: the thread that takes a run passes it on if
                  * another can start (pool_thread). */
-                return true;
+                d->pool_idle_list = t->next;
+                t->next = NULL;
+                return t;
+        }
         /* Every thread is busy: one more, up to a slot per concurrent run
          * plus one, so that a cancelled or left-queued run never waits
          * behind the running ones. */
         unsigned cap = MAX(d->cfg.max_concurrent_runs, 1u) + 1;
         if (d->pool_threads >= cap)
-                return false;
+                return NULL;
         pthread_attr_t attr;
-        pthread_t t;
+        pthread_t tid;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        /* Counted idle from now: a second kick before it runs signals it
-         * instead of making another. */
+        /* Starting from now: a second kick before it looks at the queue
+         * leaves the run to it instead of making another. */
         d->pool_threads++;
-        d->pool_idle++;
-        int k = pthread_create(&t, &attr, pool_thread, d);
+        d->pool_starting++;
+        int k = pthread_create(&tid, &attr, pool_thread, d);
         pthread_attr_destroy(&attr);
         if (k != 0) {
                 d->pool_threads--;
-                d->pool_idle--;
+                d->pool_starting--;
                 log_error("cannot start a run thread: %s", strerror(k));
         }
-        return false;
+        return NULL;
+}
+
+/* Wakes t, a thread pool_kick() took off the idle list (NULL: none), with
+ * d->lock not held. */
+static void pool_wake(RunThread *t) {
+        if (!t)
+                return;
+        __atomic_store_n(&t->wake, 1, __ATOMIC_RELEASE);
+        (void) syscall(SYS_futex, &t->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 void daemon_runs_kick(Daemon *d) {
-        if (pool_kick(d))
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(pool_kick(d));
 }
 
 /* A run between its engine's begin and end: run_one() in steps, so that a
@@ -541,7 +640,7 @@ typedef struct RunStep {
  * cancelled or could not start. wake: wake an idle run thread once the
  * lock is released (pool_kick). inst: a warm instance taken for r
  * (RunSpec.instance), or NULL. */
-static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
+static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         TenantCount *tc = tenant_count(d, r->tenant);
         bool cancelled = r->cancel_requested;
 
@@ -555,8 +654,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
                                 *q = r->next;
                                 break;
                         }
-                if (wake)
-                        pthread_cond_signal(&d->run_cond);
+                pool_wake(wake); /* with the lock held: rare (a stop) */
                 run_leave(d, r);
                 if (inst)
                         engine_instance_put_back(d->engine, inst);
@@ -565,6 +663,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
         if (!cancelled) {
                 d->running++;
                 tc->running++;
+                fn_count_enter(d, r);
                 r->status = RUN_RUNNING;
                 r->started = now_realtime();
                 if (r->lambda) {
@@ -581,8 +680,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
         st->ctx[1] = r;
         st->started = !cancelled;
         pthread_mutex_unlock(&d->lock);
-        if (wake)
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(wake);
         if (cancelled) {
                 if (inst)
                         engine_instance_put_back(d->engine, inst);
@@ -644,6 +742,8 @@ static RunStep *run_begin(Daemon *d, DRun *r, bool wake, Instance *inst) {
                 .instance_key = st->instance_key,
                 /* Taken for this key only (run_inline(): no secrets, no env). */
                 .instance = inst,
+                /* The bound the run threads keep (fn_instance_free()). */
+                .max_instances = DAEMON_FN_INSTANCES,
                 .queued_usec = r->started > r->created ? r->started - r->created : 0,
                 .record_exists = true,
                 /* A claimed run's record is Redis's (the daemon writes its
@@ -724,6 +824,7 @@ static void run_complete(RunStep *st) {
                 TenantCount *tc = tenant_count(d, r->tenant);
                 d->running--;
                 tc->running--;
+                fn_count_leave(d, r);
                 pthread_cond_broadcast(&d->sched_cond);
                 bool cancelled = r->cancel_requested;
                 pthread_mutex_unlock(&d->lock);
@@ -761,9 +862,9 @@ static void run_complete(RunStep *st) {
 }
 
 /* Runs r on this thread to its end, with d->lock held (released while the
- * run goes on; held again on return). wake: wake an idle run thread once
- * the lock is released (pool_kick). */
-static void run_one(Daemon *d, DRun *r, bool wake) {
+ * run goes on; held again on return). wake: an idle run thread to wake once
+ * the lock is released (pool_kick), or NULL. */
+static void run_one(Daemon *d, DRun *r, RunThread *wake) {
         RunStep *st = run_begin(d, r, wake, NULL);
         if (!st)
                 return;
@@ -772,15 +873,30 @@ static void run_one(Daemon *d, DRun *r, bool wake) {
 }
 
 /* A run thread: takes the oldest run that may start, runs it, and takes
- * the next; waits on run_cond when none may. It never ends: the pool stays
- * as large as the most runs that were in flight at once (at most
- * max_concurrent_runs + 1), so a run costs no thread creation and one wake
- * at most. */
+ * the next; sleeps on its own futex word (the idle list) when none may. It
+ * never ends: the pool stays as large as the most runs that were in flight
+ * at once (at most max_concurrent_runs + 1), so a run costs no thread
+ * creation and one wake at most. */
 static void *pool_thread(void *p) {
         Daemon *d = p;
+        /* SCHED_BATCH: a run thread woken for a run does not preempt the
+         * HTTP thread that queued it (the scheduler's wake-up preemption
+         * skips batch tasks), which parks that request and serves its
+         * other connections first; the run thread then takes a free CPU
+         * or the HTTP thread's when it sleeps in epoll_wait. Its own
+         * wakes (the instance, the resumed connection) are unchanged.
+         * SCHED_RESET_ON_FORK: a process it starts (a worker) runs at the
+         * usual policy. Lowering a thread's policy needs no privilege;
+         * failing is harmless. */
+        struct sched_param sp = { .sched_priority = 0 };
+        (void) sched_setscheduler(0, SCHED_BATCH | SCHED_RESET_ON_FORK, &sp);
+        /* Told apart from the HTTP threads that start it (whose name it
+         * would inherit) in perf, top and /proc. */
+        (void) pthread_setname_np(pthread_self(), "run-thread");
+        RunThread self = {};
         pthread_mutex_lock(&d->lock);
+        d->pool_starting--;
         for (;;) {
-                d->pool_idle--; /* counted idle while starting or waiting */
                 for (;;) {
                         /* A handed-over invoke first: it holds a slot and
                          * its caller is waiting. */
@@ -789,10 +905,9 @@ static void *pool_thread(void *p) {
                                 d->handed = st->next;
                                 if (!d->handed)
                                         d->handed_tail = NULL;
-                                bool wake = pool_kick(d);
+                                RunThread *wake = pool_kick(d);
                                 pthread_mutex_unlock(&d->lock);
-                                if (wake)
-                                        pthread_cond_signal(&d->run_cond);
+                                pool_wake(wake);
                                 (void) run_wait(st, UINT64_MAX);
                                 run_complete(st);
                                 continue;
@@ -802,8 +917,16 @@ static void *pool_thread(void *p) {
                                 break;
                         run_one(d, r, pool_kick(d));
                 }
-                d->pool_idle++;
-                pthread_cond_wait(&d->run_cond, &d->lock);
+                /* Idle: only a kick takes it off the list and sets the
+                 * word, so nothing is lost between the unlock and the
+                 * wait (FUTEX_WAIT returns at once once it is set). */
+                self.wake = 0;
+                self.next = d->pool_idle_list;
+                d->pool_idle_list = &self;
+                pthread_mutex_unlock(&d->lock);
+                while (!__atomic_load_n(&self.wake, __ATOMIC_ACQUIRE))
+                        (void) syscall(SYS_futex, &self.wake, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+                pthread_mutex_lock(&d->lock);
         }
         return NULL;
 }
@@ -1230,10 +1353,9 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
                  * queued behind this one (its tenant's limit, a full
                  * daemon) needs a run thread woken, or it waits for the
                  * next arrival. */
-                bool wake = pool_kick(d);
+                RunThread *wake = pool_kick(d);
                 pthread_mutex_unlock(&d->lock);
-                if (wake)
-                        pthread_cond_signal(&d->run_cond);
+                pool_wake(wake);
                 return;
         }
         pthread_mutex_lock(&d->lock);
@@ -1244,10 +1366,9 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
         else
                 d->handed = st;
         d->handed_tail = st;
-        bool wake = pool_kick(d);
+        RunThread *wake = pool_kick(d);
         pthread_mutex_unlock(&d->lock);
-        if (wake)
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(wake);
 }
 /* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
  * draining: -ESHUTDOWN) and starts its thread. A resumed run was
@@ -1380,17 +1501,16 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         else
                 d->pending = r;
         d->pending_tail = r;
-        bool wake = pool_kick(d);
+        RunThread *wake = pool_kick(d);
         if (d->pool_threads == 0) {
                 /* Not a single run thread: unwind as a cancelled run so
                  * the record is final. */
                 r->cancel_requested = true;
                 pending_remove(d, r);
-                run_one(d, r, false);
+                run_one(d, r, NULL);
         }
         pthread_mutex_unlock(&d->lock);
-        if (wake)
-                pthread_cond_signal(&d->run_cond);
+        pool_wake(wake);
         if (inst)
                 engine_instance_put_back(d->engine, inst);
         return 0;

@@ -289,6 +289,7 @@ struct DRun {
         /* guarded by Daemon.lock */
         RunStatus status;
         char *phase;
+        struct FnCount *fnc;          /* its function's count while it runs, or NULL */
         bool cancel_requested;
         bool done;
         /* Broadcast once, when done is set: a ?wait=true request waits on
@@ -342,6 +343,18 @@ typedef struct TenantCount {
         unsigned running, queued;
 } TenantCount;
 
+/* The runs of one deployed function version running now (daemon-runs.c
+ * fn_count_enter()): at most DAEMON_FN_INSTANCES, the engine's warm
+ * instances per function (RunSpec.max_instances). Listed while one runs
+ * and kept at zero while the list is short; under Daemon.lock. */
+typedef struct FnCount {
+        struct FnCount *next;
+        char *tenant, *fn_name;
+        int fn_version;
+        unsigned running;
+} FnCount;
+#define DAEMON_FN_INSTANCES 4u
+
 struct Daemon {
         DaemonConfig cfg;               /* replaced on SIGHUP under lock */
         pthread_rwlock_t cfg_lock;
@@ -363,18 +376,20 @@ struct Daemon {
         bool unwritten_writer;
         TenantCount *tenants;
         size_t n_tenants;
+        FnCount *fn_counts;             /* functions with a run running, and a few idle ones */
+        unsigned n_fn_counts;
         unsigned running, queued, threads;
         usec_t overlap_at;              /* last time a run arrived while another was active (run_inline) */
         /* The run threads (daemon-runs.c): a persistent pool, grown on
          * demand up to max_concurrent_runs + 1 and never shrunk. A run
-         * waits in pending (FIFO) until one of them takes it; run_cond
-         * wakes one idle thread when a run may start. */
-        pthread_cond_t run_cond;
+         * waits in pending (FIFO) until one of them takes it; a kick
+         * wakes one idle thread (its own futex word) when a run may start. */
         DRun *pending, *pending_tail;
         /* Warm invokes begun on an HTTP thread that did not end within its
          * budget: a run thread watches them to their end (FIFO). */
         struct RunStep *handed, *handed_tail;
-        unsigned pool_threads, pool_idle;
+        struct RunThread *pool_idle_list; /* idle run threads, most recent first */
+        unsigned pool_threads, pool_starting;
         bool draining;
         bool leave_queued;              /* stopping: runs not started stay queued for the next start */
         DaemonMetrics metrics;

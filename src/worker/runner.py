@@ -879,9 +879,15 @@ _RECV_CHUNK = 64 << 10
 _FDS_SPACE = None  # CMSG_LEN for 8 fds, computed on first use
 
 
-def _recv_message(sock, pending):
+def _recv_message(sock, pending, readable=None):
     """One length-prefixed JSON message and its fds (worker-proto.h framing);
-    pending: a bytearray kept between calls on the same socket."""
+    pending: a bytearray kept between calls on the same socket. readable: a
+    select.poll() holding sock for POLLIN, waited on before a recvmsg() that
+    would block: a reader asleep in recvmsg() on a unix socket is woken each
+    time the peer reads what this side sent (the freed buffer's write-space
+    wake does not look at what a reader waits for), so the engine's read of
+    each "done" woke the idle instance for nothing, once per invoke; poll()
+    sleeps for POLLIN only (docs/performance.md, round 8 hand-offs)."""
     global _FDS_SPACE
     import socket
     import array
@@ -889,6 +895,8 @@ def _recv_message(sock, pending):
         _FDS_SPACE = socket.CMSG_LEN(8 * array.array("i").itemsize)
     fds = []
     while len(pending) < 4:
+        if readable is not None:
+            readable.poll()
         data, anc, _, _ = sock.recvmsg(_RECV_CHUNK, _FDS_SPACE)
         for level, kind, cdata in anc:  # as socket.recv_fds() reads them
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -925,6 +933,7 @@ def serve_instance(request_json, sock_fd):
     invocations until the engine closes the socket. Globals persist between
     invocations, as on Lambda."""
     import socket
+    import select
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
     sock = socket.socket(fileno=sock_fd)
@@ -944,10 +953,12 @@ def serve_instance(request_json, sock_fd):
     del tree
     plan = _BindPlan(fn)
     pending = bytearray()
+    readable = select.poll()
+    readable.register(sock, select.POLLIN)
     _freeze_module_objects()
     _send_message(sock, {"type": "ready", "ok": True})
     while True:
-        msg, fds = _recv_message(sock, pending)
+        msg, fds = _recv_message(sock, pending, readable)
         if msg is None:
             return
         # fds 1 and 2 are the instance's stdout/stderr pipes for its life:
