@@ -13,10 +13,7 @@ route = sys.argv[3] if len(sys.argv) > 3 else "v1"
 tmp = pathlib.Path(tempfile.mkdtemp(prefix="doom-futex-"))
 proc, port = b.start(build, tmp)
 try:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("POST", "/v1/functions", body=json.dumps({"name": "benchfn", "filename": "b.py", "source": b.SOURCE}),
-              headers={"Authorization": "Bearer " + b.TOKEN, "Content-Type": "application/json"})
-    r = c.getresponse(); r.read()
+    b.deploy(port)
     path = b.PATHS[route]
     b.wrk(port, path, seconds=2)
     for _ in range(int(sys.argv[2]) if len(sys.argv) > 2 else 1):

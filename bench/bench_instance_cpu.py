@@ -45,10 +45,7 @@ build = pathlib.Path(sys.argv[1]).resolve(); n = int(sys.argv[2]); mode = sys.ar
 tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-inst-"))
 proc, port = b.start(build, tmp)
 try:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("POST", "/v1/functions", body=json.dumps({"name": "benchfn", "filename": "b.py", "source": b.SOURCE}),
-              headers={"Authorization": "Bearer " + b.TOKEN, "Content-Type": "application/json"})
-    r = c.getresponse(); r.read()
+    b.deploy(port)
     res = {}
     for name, path in b.PATHS.items():
         b.sequential(port, path, 50)

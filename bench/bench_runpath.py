@@ -68,6 +68,14 @@ def call(c, path, body):
     return r.status, r.read()
 
 
+def deploy(port):
+    """Deploys the trivial function `benchfn` every invoke benchmark calls."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    st, body = call(c, "/v1/functions", {"name": "benchfn", "filename": "b.py", "source": SOURCE})
+    assert st in (200, 201), body
+    c.close()
+
+
 def sequential(port, path, n):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     lat = []
@@ -107,13 +115,7 @@ def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-runpath-"))
     proc, port = start(build, tmp)
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        c.request("POST", "/v1/functions", body=json.dumps({"name": "benchfn", "filename": "b.py",
-                                                            "source": SOURCE}),
-                  headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
-        r = c.getresponse()
-        assert r.status in (200, 201), r.read()
-        r.read()
+        deploy(port)
         for path in PATHS.values():
             sequential(port, path, 20)
         print(f"build {build} (sandbox={SANDBOX})")

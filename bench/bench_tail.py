@@ -165,12 +165,7 @@ def main():
     proc, port = rp.start(build, tmp)
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        c.request("POST", "/v1/functions", body=json.dumps({"name": "benchfn", "filename": "b.py",
-                                                            "source": rp.SOURCE}),
-                  headers={"Authorization": "Bearer " + rp.TOKEN, "Content-Type": "application/json"})
-        r = c.getresponse()
-        assert r.status in (200, 201), r.read()
-        r.read()
+        rp.deploy(port)
         for path in rp.PATHS.values():
             rp.sequential(port, path, 50)
         print(f"build {build} pid {proc.pid} port {port}", flush=True)
