@@ -139,7 +139,15 @@ int cluster_dag_list_ids(RunQueue *q, const char *tenant, size_t limit, char ***
         return 0;
 }
 
-int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_taken) {
+static char **strv_of_reply(const redisReply *rep) {
+        char **v = NULL;
+        for (size_t i = 0; rep && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING)
+                        v = strv_append(v, rep->element[i]->str);
+        return v;
+}
+
+int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_taken, char ***ret_cancel) {
         int k = 0;
         _cleanup_args_ Args a = { 0 };
         args_script(&a, cluster_script_dagleases, 1);
@@ -153,11 +161,26 @@ int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_t
         _cleanup_reply_ redisReply *rep = cluster_cmd(cq(q), &cq(q)->conn, &a, &k);
         if (!rep)
                 return k;
-        char **taken = NULL;
-        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
-                taken = strv_append(taken, rep->element[i]->str);
-        *ret_taken = taken;
+        /* {taken ids, ids whose cancel was asked} (dagleases.lua) */
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+                return -EIO;
+        *ret_taken = strv_of_reply(rep->element[0]);
+        *ret_cancel = strv_of_reply(rep->element[1]);
         return 0;
+}
+
+int cluster_dag_cancel(RunQueue *q, const char *id) {
+        _cleanup_args_ Args a = { 0 };
+        args_script(&a, cluster_script_dagcancel, 2);
+        args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
+        args_add(&a, K_DAGS_RUNNING);
+        args_add(&a, id);
+        args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
+        long long v = 0;
+        int k = run_int(q, &a, &v);
+        if (k < 0)
+                return k;
+        return v == 1 ? 1 : v == 0 ? 0 : -ENOENT;
 }
 
 int cluster_dag_release(RunQueue *q, const char *id) {

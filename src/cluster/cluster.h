@@ -180,8 +180,13 @@ int cluster_dag_list_ids(RunQueue *q, const char *tenant, size_t limit, char ***
 /* Refreshes this node's lease of each DAG run in owned (the ones it
  * drives); with take, also takes every running DAG run whose owner lease
  * expired and returns those ids in *ret_taken (a strv; this node must
- * resume them). */
-int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_taken);
+ * resume them). *ret_cancel (a strv): the ids of owned and taken whose
+ * cancel was recorded (cluster_dag_cancel): this node cancels them. */
+int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_taken, char ***ret_cancel);
+/* Records a cancel of DAG run id, asked on any node: its owner (or the
+ * node that takes it over) cancels it at its next lease tick. 1 recorded,
+ * 0 the run has ended, -ENOENT no such run. */
+int cluster_dag_cancel(RunQueue *q, const char *id);
 /* Removes id from tenant's listing index (its record expired). */
 int cluster_dag_forget(RunQueue *q, const char *tenant, const char *id);
 /* Drops this node's lease of id (it stops driving it: another node may

@@ -1,7 +1,9 @@
 -- A gateway's DAG leases, about once a second: it refreshes the owner
 -- lease of every DAG run it drives (re-taking one that lapsed while nobody
 -- took it), then, with take = 1, takes every running DAG run that has no
--- live owner (SET NX: one node wins) and returns those ids to resume.
+-- live owner (SET NX: one node wins). Returns {the ids taken (to resume),
+-- the ids it drives or took whose cancel was asked on some gateway
+-- (dagcancel.lua): the node cancels those as a local cancel would}.
 -- KEYS: dags:running
 -- ARGV: node, lease ttl ms, key prefix, take (1/0), then the ids it drives
 local mine = {}
@@ -28,4 +30,11 @@ if ARGV[4] == '1' then
     end
   end
 end
-return taken
+local cancel = {}
+for id, _ in pairs(mine) do
+  if redis.call('HEXISTS', ARGV[3] .. 'dag:' .. id, 'cancel') == 1 then table.insert(cancel, id) end
+end
+for _, id in ipairs(taken) do
+  if redis.call('HEXISTS', ARGV[3] .. 'dag:' .. id, 'cancel') == 1 then table.insert(cancel, id) end
+end
+return {taken, cancel}

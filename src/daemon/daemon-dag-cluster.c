@@ -285,8 +285,14 @@ int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunR
         return 0;
 }
 
-int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken) {
+int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken, char ***ret_cancel) {
         if (!d->cluster)
                 return 0;
-        return cluster_dag_leases(queue(d), owned, take, ret_taken);
+        return cluster_dag_leases(queue(d), owned, take, ret_taken, ret_cancel);
+}
+
+int daemon_dag_cluster_cancel(Daemon *d, const char *id) {
+        if (!d->cluster)
+                return -ENOENT;
+        return cluster_dag_cancel(queue(d), id);
 }

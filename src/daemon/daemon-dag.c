@@ -53,6 +53,8 @@ struct DaemonDags {
         pthread_cond_t cond;    /* a DAG run ended */
         DDag *list;             /* active DAG runs */
         unsigned active;
+        unsigned pollers;       /* remote_poll threads (cluster: waits for a DAG run another node drives) */
+        bool stopping;          /* the drain began: the pollers stop */
 };
 
 typedef struct DagThreadArgs {
@@ -555,7 +557,10 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout) {
                 return 0;
         usec_t until = now_monotonic() + timeout;
         pthread_mutex_lock(&d->dags->lock);
-        while (d->dags->active > 0 && now_monotonic() < until) {
+        d->dags->stopping = true;
+        /* The pollers stop within their backoff (250 ms): none may read
+         * Redis once the cluster connection goes. */
+        while ((d->dags->active > 0 || d->dags->pollers > 0) && now_monotonic() < until) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += 200 * 1000000L;
@@ -711,6 +716,7 @@ typedef struct DagWait {
         DDag *g;        /* a reference */
         char *id;
         bool cancel;    /* a DELETE: 200 either way, a hang-up cancels nothing more */
+        bool get;       /* a GET ?wait=true: 202 at the timeout, a hang-up cancels nothing */
 } DagWait;
 
 static void dag_wait_free(void *p) {
@@ -730,7 +736,7 @@ static struct MHD_Response *dag_wait_then(const DaemonCall *call, void *p, Daemo
         pthread_mutex_unlock(&d->dags->lock);
         if (!done && why == DAEMON_WAKE_EVENT)
                 return DAEMON_SUSPENDED;
-        if (!done && why == DAEMON_WAKE_GONE && w->cancel)
+        if (!done && why == DAEMON_WAKE_GONE && (w->cancel || w->get))
                 return NULL;
         if (!done && why == DAEMON_WAKE_GONE) {
                 log_info("DAG run %s: client went away; cancelling", w->id);
@@ -738,6 +744,133 @@ static struct MHD_Response *dag_wait_then(const DaemonCall *call, void *p, Daemo
                 return NULL;
         }
         return dag_response(d, call->tenant, w->id, done || w->cancel ? 200 : 202, ret_status);
+}
+
+/* ---- cluster: waiting for a DAG run another node drives ---------------------
+ * A ?wait=true or a cancel on a gateway that does not drive the DAG run
+ * has no local DDag to wait on: a poller thread reads the run's record in
+ * Redis (backoff from 10 ms up to 250 ms, as the CLI does for runs) until
+ * it ended or the wait's deadline, and wakes the suspended request. */
+
+typedef struct RemoteDagWait {
+        unsigned refs;          /* atomic: the request and the poller */
+        Daemon *d;
+        char *id;               /* the full id */
+        usec_t until;           /* monotonic: the poller gives up */
+        bool ended;             /* atomic: the record says it ended */
+        bool gone;              /* atomic: the request was answered */
+} RemoteDagWait;
+
+static bool dag_status_ended(const char *st) {
+        return st && !streq(st, "running") && !streq(st, "validating");
+}
+
+static void remote_wait_unref(RemoteDagWait *w) {
+        if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) > 0)
+                return;
+        free(w->id);
+        free(w);
+}
+
+static void remote_wait_free(void *p) {
+        RemoteDagWait *w = p;
+        __atomic_store_n(&w->gone, true, __ATOMIC_RELEASE);
+        remote_wait_unref(w);
+}
+
+static bool dag_ended_in_redis(Daemon *d, const char *id) {
+        DagRunRecord *rec = NULL;
+        if (daemon_dag_get(d, NULL, id, &rec) < 0)
+                return false;
+        bool ended = dag_status_ended(rec->status);
+        dag_run_record_free(rec);
+        return ended;
+}
+
+static void *remote_poll(void *p) {
+        RemoteDagWait *w = p;
+        Daemon *d = w->d;
+        usec_t pause = 10 * USEC_PER_MSEC;
+        for (;;) {
+                pthread_mutex_lock(&d->dags->lock);
+                bool stop = d->dags->stopping;
+                pthread_mutex_unlock(&d->dags->lock);
+                if (stop || __atomic_load_n(&w->gone, __ATOMIC_ACQUIRE) || now_monotonic() >= w->until)
+                        break;
+                if (dag_ended_in_redis(d, w->id)) {
+                        __atomic_store_n(&w->ended, true, __ATOMIC_RELEASE);
+                        daemon_wait_kick(w);
+                        break;
+                }
+                usleep(pause);
+                pause = MIN(pause * 2, 250 * USEC_PER_MSEC);
+        }
+        pthread_mutex_lock(&d->dags->lock);
+        d->dags->pollers--;
+        pthread_cond_broadcast(&d->dags->cond);
+        pthread_mutex_unlock(&d->dags->lock);
+        remote_wait_unref(w);
+        return NULL;
+}
+
+/* 200 once the record says it ended, 202 at the timeout or the drain;
+ * NULL when the client hung up (nothing more: the run is not this
+ * node's to cancel on a hang-up). */
+static struct MHD_Response *remote_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+        RemoteDagWait *w = p;
+        bool ended = __atomic_load_n(&w->ended, __ATOMIC_ACQUIRE);
+        if (!ended && why == DAEMON_WAKE_EVENT)
+                return DAEMON_SUSPENDED;
+        if (!ended && why == DAEMON_WAKE_GONE)
+                return NULL;
+        return dag_response(w->d, call->tenant, w->id, ended ? 200 : 202, ret_status);
+}
+
+/* Waits up to timeout for DAG run id (full id) driven by another node. */
+static struct MHD_Response *remote_wait(const DaemonCall *call, const char *id, usec_t timeout,
+                                        unsigned *ret_status) {
+        Daemon *d = call->d;
+        RemoteDagWait *w = xcalloc(1, sizeof(RemoteDagWait));
+        *w = (RemoteDagWait) { .refs = 2, .d = d, .id = xstrdup(id), .until = now_monotonic() + timeout };
+        pthread_mutex_lock(&d->dags->lock);
+        bool stopping = d->dags->stopping;
+        if (!stopping)
+                d->dags->pollers++;
+        pthread_mutex_unlock(&d->dags->lock);
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int k = stopping ? EAGAIN : pthread_create(&t, &attr, remote_poll, w);
+        pthread_attr_destroy(&attr);
+        if (k != 0) {
+                if (!stopping) {
+                        pthread_mutex_lock(&d->dags->lock);
+                        d->dags->pollers--;
+                        pthread_mutex_unlock(&d->dags->lock);
+                }
+                remote_wait_unref(w);
+                remote_wait_unref(w);
+                return dag_response(d, call->tenant, id, 202, ret_status);
+        }
+        return daemon_call_wait(call, w, timeout, remote_wait_then, w, remote_wait_free);
+}
+
+/* ?wait=true (and its timeout=S, capped by server.max_wait_s): 0 when not asked. */
+static usec_t wait_timeout(const DaemonCall *call) {
+        Daemon *d = call->d;
+        const char *w = daemon_call_query(call, "wait");
+        if (!w || !(streq(w, "") || streq(w, "1") || streq(w, "true") || streq(w, "yes")))
+                return 0;
+        usec_t timeout = (usec_t) d->cfg.max_wait_s * USEC_PER_SEC;
+        const char *t = daemon_call_query(call, "timeout");
+        if (t) {
+                char *end;
+                unsigned long long s = strtoull(t, &end, 10);
+                if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
+                        timeout = s * USEC_PER_SEC;
+        }
+        return timeout;
 }
 
 static const char *const dag_fields[] = { "pipeline", "filename", "params", "files", "concurrency", "keep_going",
@@ -963,16 +1096,8 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                 resp = daemon_error_response(status, code, ret_status, "%s", err);
                 goto out;
         }
-        const char *w = daemon_call_query(call, "wait");
-        if (w && (streq(w, "") || streq(w, "1") || streq(w, "true") || streq(w, "yes"))) {
-                usec_t timeout = (usec_t) d->cfg.max_wait_s * USEC_PER_SEC;
-                const char *t = daemon_call_query(call, "timeout");
-                if (t) {
-                        char *end;
-                        unsigned long long s = strtoull(t, &end, 10);
-                        if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
-                                timeout = s * USEC_PER_SEC;
-                }
+        usec_t timeout = wait_timeout(call);
+        if (timeout > 0) {
                 DagWait *dw = xcalloc(1, sizeof(DagWait));
                 *dw = (DagWait) { .d = d, .g = g, .id = xstrdup(id) };
                 resp = daemon_call_wait(call, g, timeout, dag_wait_then, dw, dag_wait_free);
@@ -1019,6 +1144,22 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
         _cleanup_free_ char *full = xstrdup(rec->id), *status = xstrdup(rec->status ? rec->status : "?");
         dag_run_record_free(rec);
         DDag *g = ddag_find(d, call->tenant, full);
+        if (d->cluster && (g || !dag_status_ended(status))) {
+                /* In Redis too, whoever drives it: the owner (this node or
+                 * another) cancels it at its next lease tick, and so does a
+                 * node that takes it over if the owner dies first. */
+                int k = daemon_dag_cluster_cancel(d, full);
+                if (k < 0 && !g)
+                        return dag_errno(k, ret_status);
+                if (k == 0 && !g)
+                        return daemon_error_response(409, "conflict", ret_status,
+                                                     "DAG run %s has already finished", full);
+                if (!g) {
+                        log_info("DAG run %s: cancel recorded for the node that drives it", full);
+                        /* 200 once it ended, 202 after 30 s (the cancel stands). */
+                        return remote_wait(call, full, 30 * USEC_PER_SEC, ret_status);
+                }
+        }
         if (!g)
                 return daemon_error_response(409, "conflict", ret_status, "DAG run %s has already finished (%s)", full,
                                              status);
@@ -1027,6 +1168,32 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
         DagWait *w = xcalloc(1, sizeof(DagWait));
         *w = (DagWait) { .d = d, .g = g, .id = xstrdup(full), .cancel = true };
         return daemon_call_wait(call, g, 30 * USEC_PER_SEC, dag_wait_then, w, dag_wait_free);
+}
+
+/* GET /v1/dags/ID[?wait=true[&timeout=S]]: with wait, 200 once the DAG run
+ * ended, 202 at the timeout; this node's own DAG runs are waited on by
+ * their DDag, in a cluster the others by their record in Redis. */
+static struct MHD_Response *handle_get(const DaemonCall *call, const char *id, unsigned *ret_status) {
+        Daemon *d = call->d;
+        usec_t timeout = wait_timeout(call);
+        if (timeout == 0)
+                return dag_response(d, call->tenant, id, 200, ret_status);
+        DagRunRecord *rec = NULL;
+        int r = daemon_dag_get(d, call->tenant, id, &rec);
+        if (r < 0)
+                return dag_errno(r, ret_status);
+        _cleanup_free_ char *full = xstrdup(rec->id);
+        bool ended = dag_status_ended(rec->status);
+        dag_run_record_free(rec);
+        DDag *g = ended ? NULL : ddag_find(d, call->tenant, full);
+        if (g) {
+                DagWait *w = xcalloc(1, sizeof(DagWait));
+                *w = (DagWait) { .d = d, .g = g, .id = xstrdup(full), .get = true };
+                return daemon_call_wait(call, g, timeout, dag_wait_then, w, dag_wait_free);
+        }
+        if (!ended && d->cluster)
+                return remote_wait(call, full, timeout, ret_status);
+        return dag_response(d, call->tenant, full, 200, ret_status);
 }
 
 static void log_collect(const RunEvent *ev, void *userdata) {
@@ -1103,7 +1270,7 @@ struct MHD_Response *daemon_dag_handle(const DaemonCall *call, unsigned *ret_sta
         if (call->n_seg == 3) {
                 if (streq(m, "DELETE"))
                         return handle_delete(call, call->seg[2], ret_status);
-                return dag_response(call->d, call->tenant, call->seg[2], 200, ret_status);
+                return handle_get(call, call->seg[2], ret_status);
         }
         return handle_logs(call, call->seg[2], call->seg[4], ret_status);
 }
@@ -1134,11 +1301,48 @@ static int dag_take_over(Daemon *d, const char *id) {
         return k;
 }
 
+/* A cancel recorded in Redis (asked on any node) of a DAG run this node
+ * drives: as a local DELETE does. */
+static void dag_cancel_by_id(Daemon *d, const char *id) {
+        DDag *found = NULL;
+        pthread_mutex_lock(&d->dags->lock);
+        for (DDag *g = d->dags->list; g; g = g->next)
+                if (streq(g->id, id) && !g->done) {
+                        g->refs++;
+                        found = g;
+                        break;
+                }
+        pthread_mutex_unlock(&d->dags->lock);
+        if (!found)
+                return;
+        if (!dag_cancelled(found->dag)) {
+                log_info("DAG run %s: cancelled (asked through the cluster)", id);
+                dag_cancel(found->dag);
+                /* A run taken over resumes its tasks recorded running by
+                 * adopting their runs; cancelled before a task was adopted,
+                 * dag_run() marks it cancelled without waiting for its run:
+                 * the runs the record names are cancelled here too (a run
+                 * that ended already is left as it is). */
+                DagTaskRecord **t = NULL;
+                size_t n = 0;
+                if (daemon_dag_tasks(d, id, &t, &n) >= 0)
+                        for (size_t i = 0; i < n; i++)
+                                if (t[i]->run_id && t[i]->state && streq(t[i]->state, "running"))
+                                        (void) daemon_cluster_cancel(d, t[i]->run_id);
+                dag_task_record_list_free(t, n);
+                /* the task waiters look at once, not at their next 250 ms */
+                pthread_mutex_lock(&d->lock);
+                pthread_cond_broadcast(&d->change_cond);
+                pthread_mutex_unlock(&d->lock);
+        }
+        ddag_unref(d, found);
+}
+
 void daemon_dags_cluster_tick(Daemon *d, bool take) {
         if (!d->cluster || !__atomic_load_n(&d->dags, __ATOMIC_ACQUIRE))
                 return;
-        _cleanup_strv_free_ char **owned = daemon_dags_active_ids(d), **taken = NULL;
-        int k = daemon_dag_cluster_leases(d, owned, take, &taken);
+        _cleanup_strv_free_ char **owned = daemon_dags_active_ids(d), **taken = NULL, **cancel = NULL;
+        int k = daemon_dag_cluster_leases(d, owned, take, &taken, &cancel);
         if (k < 0) {
                 log_warn("cluster: cannot refresh the DAG leases: %s", strerror(-k));
                 return;
@@ -1146,4 +1350,8 @@ void daemon_dags_cluster_tick(Daemon *d, bool take) {
         for (size_t i = 0; taken && taken[i]; i++)
                 if (dag_take_over(d, taken[i]) < 0)
                         daemon_dag_cluster_release(d, taken[i]);
+        /* After the takeovers: a cancel asked while the owner was dead
+         * holds for the node that resumes the run. */
+        for (size_t i = 0; cancel && cancel[i]; i++)
+                dag_cancel_by_id(d, cancel[i]);
 }

@@ -947,7 +947,11 @@ void daemon_dag_cluster_release(Daemon *d, const char *id);
  * without a live owner (*ret_taken). daemon-dag.c resumes them. */
 int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunRecord **ret_rec,
                              struct json_t **ret_files);
-int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken);
+int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken, char ***ret_cancel);
+/* Cluster mode: records a cancel of DAG run id asked on this node (any
+ * node): its owner, or whoever takes it over, cancels it at its next lease
+ * tick (*ret_cancel above). 1 recorded, 0 it has ended, -ENOENT. */
+int daemon_dag_cluster_cancel(Daemon *d, const char *id);
 /* daemon-dag.c, from the cluster's lease thread (its lease_tick hook):
  * refreshes the leases of the DAG runs this node drives and (take: a
  * gateway) takes over and resumes those without a live owner. */

@@ -593,6 +593,113 @@ def test_dag_owner_stopped_past_its_lease_is_fenced(nodes, redis):
     assert {n: x["state"] for n, x in again.items()} == {n: "succeeded" for n in DAG_RESULTS}
 
 
+DAG_ENDS = ("succeeded", "failed", "cancelled", "invalid", "deps_failed")
+# one task long enough to be cancelled while its run runs on a worker
+DAG_LONG = """
+tasks:
+  a:    {file: t.py, function: f, args: ["a"], kwargs: {seconds: 0.2}}
+  long: {file: t.py, function: f, args: ["long"], kwargs: {seconds: 60}, depends: [a]}
+"""
+
+
+def dag_state(gw, dag_id):
+    st, cur = gw.call("GET", f"/v1/dags/{dag_id}")
+    assert st == 200, cur
+    return cur, {t["name"]: t for t in cur["tasks"]}
+
+
+def long_task_running(gw, redis, dag_id):
+    """Waits (read through gw) until task `long` has a run running on a
+    worker; its run id."""
+    def running():
+        _, t = dag_state(gw, dag_id)
+        x = t.get("long", {})
+        rid = x.get("run_id")
+        return rid if x.get("state") == "running" and rid and \
+            redis.cli("HGET", f"ps:run:{rid}", "status") == "running" else None
+    return wait_until(running, 60, "task long running on a worker")
+
+
+def test_dag_cancel_through_another_gateway(nodes, redis):
+    """DELETE /v1/dags/ID on a gateway that does not drive the DAG run: the
+    cancel is recorded in Redis, the owner sees it at its lease tick and
+    cancels as a local cancel would: the running task's run ends cancelled
+    and the DAG ends cancelled, read the same on both gateways."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_LONG, "files": {"t.py": DAG_TASKS}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    run_id = long_task_running(gw2, redis, dag_id)
+    assert redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw1"
+    t0 = time.time()
+    st, b = gw2.call("DELETE", f"/v1/dags/{dag_id}")
+    assert st in (200, 202), (st, b)
+    print(f"DELETE through gw2 answered {st} after {time.time() - t0:.2f}s")
+    if st == 200:
+        assert b["status"] == "cancelled", b
+    for gw in (gw1, gw2):
+        cur = wait_until(lambda: (lambda c: c if c["status"] in DAG_ENDS else None)(dag_state(gw, dag_id)[0]),
+                         60, "the DAG run to end")
+        assert cur["status"] == "cancelled", cur
+        assert {t["name"]: t["state"] for t in cur["tasks"]}["long"] == "cancelled", cur
+    assert gw2.wait_status(run_id, TERMINAL, timeout=30)["status"] == "cancelled"
+    assert redis.cli("SISMEMBER", "ps:dags:running", dag_id) == "0"
+    # an ended DAG run is not cancelled again: 409 on any gateway
+    st, b = gw2.call("DELETE", f"/v1/dags/{dag_id}")
+    assert st == 409, (st, b)
+
+
+def test_dag_wait_on_another_gateway(nodes, redis):
+    """GET /v1/dags/ID?wait=true on a gateway that does not drive the DAG
+    run waits for it (reading Redis) and answers 200 with the ended run;
+    with a timeout shorter than the run, 202 with it still running."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    pipeline = """
+tasks:
+  a: {file: t.py, function: f, args: ["a"], kwargs: {seconds: 3}}
+  b: {file: t.py, function: f, args: ["${a}-b"], kwargs: {seconds: 0.1}, depends: [a]}
+"""
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": DAG_TASKS}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    st, b = gw2.call("GET", f"/v1/dags/{dag_id}?wait=true&timeout=1")
+    assert st == 202, (st, b)
+    assert b["status"] == "running", b
+    st, b = gw2.call("GET", f"/v1/dags/{dag_id}?wait=true")
+    assert st == 200, (st, b)
+    assert b["status"] == "succeeded", b
+    assert {t["name"]: t.get("result") for t in b["tasks"]} == {"a": "a", "b": "a-b"}, b
+    assert redis.cli("EXISTS", f"ps:dagowner:{dag_id}") == "0"
+
+
+def test_dag_cancel_while_its_gateway_is_dead(nodes, redis):
+    """kill -9 the gateway driving a DAG run, then cancel it through the
+    other gateway before the owner lease expires: the cancel stays in
+    Redis, the gateway that takes the DAG run over honours it, and the DAG
+    ends cancelled with its running task's run cancelled."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_LONG, "files": {"t.py": DAG_TASKS}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    run_id = long_task_running(gw2, redis, dag_id)
+    gw1.kill9()
+    st, b = gw2.call("DELETE", f"/v1/dags/{dag_id}")
+    assert st in (200, 202), (st, b)
+    cur = wait_until(lambda: (lambda c: c if c["status"] in DAG_ENDS else None)(dag_state(gw2, dag_id)[0]),
+                     60, "the DAG run to end")
+    assert cur["status"] == "cancelled", cur
+    assert {t["name"]: t["state"] for t in cur["tasks"]} == {"a": "succeeded", "long": "cancelled"}, cur
+    assert gw2.wait_status(run_id, TERMINAL, timeout=30)["status"] == "cancelled"
+    assert f"DAG run {dag_id}: its gateway is gone; this node resumes it" in gw2.log.read_text()
+    assert redis.cli("SISMEMBER", "ps:dags:running", dag_id) == "0"
+
+
 def test_dag_resumes_across_network_namespaces(tmp_path):
     """The DAG takeover with every node in its own network namespace
     (clusterlib's NsCluster: veth to the host namespace, where Redis
