@@ -660,19 +660,23 @@ def test_dag_wait_on_another_gateway(nodes, redis):
     nodes("w1", "worker")
     pipeline = """
 tasks:
-  a: {file: t.py, function: f, args: ["a"], kwargs: {seconds: 3}}
+  a: {file: t.py, function: f, args: ["a"], kwargs: {seconds: 5}}
   b: {file: t.py, function: f, args: ["${a}-b"], kwargs: {seconds: 0.1}, depends: [a]}
 """
     st, b = gw1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": DAG_TASKS}, "no_cache": True})
     assert st == 202, b
     dag_id = b["id"]
-    st, b = gw2.call("GET", f"/v1/dags/{dag_id}?wait=true&timeout=1")
-    assert st == 202, (st, b)
-    assert b["status"] == "running", b
+    # gw2 waits on the Redis record, gw1 (the owner) on its DAG thread
+    for gw in (gw2, gw1):
+        st, b = gw.call("GET", f"/v1/dags/{dag_id}?wait=true&timeout=1")
+        assert st == 202, (st, b)
+        assert b["status"] == "running", b
     st, b = gw2.call("GET", f"/v1/dags/{dag_id}?wait=true")
     assert st == 200, (st, b)
     assert b["status"] == "succeeded", b
     assert {t["name"]: t.get("result") for t in b["tasks"]} == {"a": "a", "b": "a-b"}, b
+    st, again = gw1.call("GET", f"/v1/dags/{dag_id}?wait=true")
+    assert st == 200 and again["status"] == "succeeded", (st, again)
     assert redis.cli("EXISTS", f"ps:dagowner:{dag_id}") == "0"
 
 
