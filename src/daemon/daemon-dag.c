@@ -858,19 +858,7 @@ static struct MHD_Response *remote_wait(const DaemonCall *call, const char *id, 
 
 /* ?wait=true (and its timeout=S, capped by server.max_wait_s): 0 when not asked. */
 static usec_t wait_timeout(const DaemonCall *call) {
-        Daemon *d = call->d;
-        const char *w = daemon_call_query(call, "wait");
-        if (!w || !(streq(w, "") || streq(w, "1") || streq(w, "true") || streq(w, "yes")))
-                return 0;
-        usec_t timeout = (usec_t) d->cfg.max_wait_s * USEC_PER_SEC;
-        const char *t = daemon_call_query(call, "timeout");
-        if (t) {
-                char *end;
-                unsigned long long s = strtoull(t, &end, 10);
-                if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
-                        timeout = s * USEC_PER_SEC;
-        }
-        return timeout;
+        return daemon_call_query_true(call, "wait") ? daemon_call_wait_timeout(call) : 0;
 }
 
 static const char *const dag_fields[] = { "pipeline", "filename", "params", "files", "concurrency", "keep_going",

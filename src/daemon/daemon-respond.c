@@ -295,6 +295,18 @@ bool daemon_call_query_true(const DaemonCall *call, const char *key) {
         return v && (streq(v, "") || streq(v, "1") || streq(v, "true") || streq(v, "yes"));
 }
 
+usec_t daemon_call_wait_timeout(const DaemonCall *call) {
+        usec_t timeout = (usec_t) call->d->cfg.max_wait_s * USEC_PER_SEC;
+        const char *t = daemon_call_query(call, "timeout");
+        if (t) {
+                char *end;
+                unsigned long long s = strtoull(t, &end, 10);
+                if (*end == 0 && s > 0 && s < call->d->cfg.max_wait_s)
+                        timeout = s * USEC_PER_SEC;
+        }
+        return timeout;
+}
+
 const char *daemon_call_header(const DaemonCall *call, const char *name) {
         return MHD_lookup_connection_value(call->conn, MHD_HEADER_KIND, name);
 }

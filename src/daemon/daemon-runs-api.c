@@ -111,19 +111,6 @@ static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, 
         return daemon_call_wait(call, DRUN_DONE_KEY(r), timeout, run_wait_then, w, run_wait_free);
 }
 
-static usec_t wait_timeout(const DaemonCall *call) {
-        Daemon *d = call->d;
-        const char *t = daemon_call_query(call, "timeout");
-        usec_t timeout = (usec_t) d->cfg.max_wait_s * USEC_PER_SEC;
-        if (t) {
-                char *end;
-                unsigned long long s = strtoull(t, &end, 10);
-                if (*end == 0 && s > 0 && s < d->cfg.max_wait_s)
-                        timeout = s * USEC_PER_SEC;
-        }
-        return timeout;
-}
-
 /* How long an Idempotency-Key names its first run, as in a cluster
  * (docs/api.md "Idempotency"). */
 #define IDEMPOTENCY_USEC (24 * 3600 * USEC_PER_SEC)
@@ -142,7 +129,7 @@ static struct MHD_Response *resubmit_response(const DaemonCall *call, const char
                                               unsigned *ret_status) {
         DRun *r;
         if (wait && daemon_run_find(call->d, call->tenant, id, &r) >= 0)
-                return respond_after_wait(call, r, wait_timeout(call), false, true);
+                return respond_after_wait(call, r, daemon_call_wait_timeout(call), false, true);
         struct MHD_Response *resp = run_response(call, id, wait ? 200 : 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", id);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
@@ -186,7 +173,7 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         if (wait)
-                return respond_after_wait(call, r, wait_timeout(call), true, true);
+                return respond_after_wait(call, r, daemon_call_wait_timeout(call), true, true);
         struct MHD_Response *resp = run_response(call, r->id, 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
@@ -243,7 +230,7 @@ struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_st
                 if (k < 0)
                         return daemon_call_errno(call, k, "run", ret_status);
                 if (daemon_run_find(call->d, call->tenant, rec->id, &r) >= 0)
-                        return respond_after_wait(call, r, wait_timeout(call), false, false);
+                        return respond_after_wait(call, r, daemon_call_wait_timeout(call), false, false);
         }
         return run_response(call, call->seg[2], 200, ret_status);
 }

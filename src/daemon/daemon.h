@@ -780,6 +780,9 @@ char *daemon_scrub(char *s);
 /* A query-string value / header of the call's request, or NULL. */
 const char *daemon_call_query(const DaemonCall *call, const char *key);
 bool daemon_call_query_true(const DaemonCall *call, const char *key);
+/* How long a ?wait=true waits: the query's timeout=S when it is below
+ * server.max_wait_s, else max_wait_s. */
+usec_t daemon_call_wait_timeout(const DaemonCall *call);
 const char *daemon_call_header(const DaemonCall *call, const char *name);
 RequestCaps daemon_call_caps(const DaemonCall *call);
 /* JSON text as a value (NULL: null; not JSON: the string). */
