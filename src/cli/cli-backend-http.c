@@ -466,10 +466,6 @@ static int collect_files(Dag *d, const char *base, json_t *files, char **ret_err
         return 0;
 }
 
-static bool dag_final(const char *st) {
-        return st && !streq(st, "running") && !streq(st, "validating");
-}
-
 static int http_dag_get(Backend *b, const char *id, json_t **ret) {
         return http_object(b, "GET", true, id, ret);
 }
@@ -535,7 +531,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         usec_t wait = 20 * USEC_PER_MSEC;
         int failures = 0;
         bool cancelled = false;
-        while (!dag_final(json_string_value(json_object_get(dag, "status")))) {
+        while (!dag_status_ended(json_string_value(json_object_get(dag, "status")))) {
                 if (cli_interrupted && !cancelled) {
                         cancelled = true;
                         cli_interrupted = 2; /* handled: further requests must not stop at once */

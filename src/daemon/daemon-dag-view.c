@@ -56,7 +56,7 @@ static void dag_stream_check(DagStream *s) {
                 return;
         }
         const char *status = json_string_value(json_object_get(j, "status"));
-        bool over = !status || !(streq(status, "running") || streq(status, "validating"));
+        bool over = !status || dag_status_ended(status);
         char *text = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         if (!text)

@@ -320,7 +320,7 @@ static void dag_changed(const Dag *dag, const DagEvent *ev, void *userdata) {
         /* Once ended, dag_thread wrote the final state (and gave up the
          * lease): the wake-up after it has nothing to mirror. */
         const char *st = dag_status(dag);
-        if (d->cluster && dag_id(dag) && st && (streq(st, "running") || streq(st, "validating")))
+        if (d->cluster && dag_id(dag) && st && !dag_status_ended(st))
                 (void) daemon_dag_cluster_sync(d, dag_id(dag), false);
         pthread_mutex_lock(&d->lock);
         pthread_cond_broadcast(&d->change_cond);
@@ -760,10 +760,6 @@ typedef struct RemoteDagWait {
         bool ended;             /* atomic: the record says it ended */
         bool gone;              /* atomic: the request was answered */
 } RemoteDagWait;
-
-static bool dag_status_ended(const char *st) {
-        return st && !streq(st, "running") && !streq(st, "validating");
-}
 
 static void remote_wait_unref(RemoteDagWait *w) {
         if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) > 0)

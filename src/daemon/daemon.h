@@ -353,7 +353,7 @@ typedef struct FnCount {
         int fn_version;
         unsigned running;
 } FnCount;
-#define DAEMON_FN_INSTANCES 4u
+#define DAEMON_FN_INSTANCES ENGINE_INSTANCES_DEFAULT
 
 struct Daemon {
         DaemonConfig cfg;               /* replaced on SIGHUP under lock */

@@ -1066,6 +1066,10 @@ const char *dag_status(const Dag *d) {
         return d->status;
 }
 
+bool dag_status_ended(const char *status) {
+        return status && !streq(status, "running") && !streq(status, "validating");
+}
+
 int dag_exit_code(const Dag *d) {
         const Task *first = NULL;
         bool cancelled = false;

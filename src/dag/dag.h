@@ -222,6 +222,10 @@ void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits);
 
 /* "succeeded", "failed", "cancelled" (or "running" during the run). */
 const char *dag_status(const Dag *d);
+/* Whether a DAG run with this status (as dag_status() or a stored record
+ * says it) has ended: any status but "running" and "validating" (before
+ * its first task). NULL (not known): false. */
+bool dag_status_ended(const char *status);
 /* 0 when every task succeeded; else the first failed task's exit code
  * (130 when cancelled). */
 int dag_exit_code(const Dag *d);

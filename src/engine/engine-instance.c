@@ -646,7 +646,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                      const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
                      bool *ret_cold, char **ret_error) {
         if (!max_instances)
-                max_instances = 4;
+                max_instances = ENGINE_INSTANCES_DEFAULT;
         pthread_mutex_lock(&e->pool.lock);
         Instance *retired = collect_retired(e);
         bool waited = false;

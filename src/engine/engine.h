@@ -69,6 +69,9 @@ typedef struct RunLimits {
 /* What a run may write to its output dir (/out, pysprinter.output_dir()). */
 #define RUN_DEFAULT_MAX_OUT_BYTES (1ULL << 30)
 
+/* Warm instances kept per instance key when RunSpec.max_instances is 0. */
+#define ENGINE_INSTANCES_DEFAULT 4u
+
 typedef struct RunSpec {
         const char *run_id;      /* NULL: the engine makes one */
         const char *tenant;      /* NULL: "local" */
@@ -106,7 +109,7 @@ typedef struct RunSpec {
          * instances (module imported once, globals persist, as on Lambda).
          * NULL for ad-hoc runs, which each get a fresh fork. */
         const char *instance_key;
-        unsigned max_instances;  /* per key; 0: 4 */
+        unsigned max_instances;  /* per key; 0: ENGINE_INSTANCES_DEFAULT */
         /* With instance_key: an instance engine_instance_take_idle() took
          * for this run (the engine releases it), or NULL: one is acquired. */
         struct Instance *instance;

@@ -620,18 +620,24 @@ def long_task_running(gw, redis, dag_id):
     return wait_until(running, 60, "task long running on a worker")
 
 
-def test_dag_cancel_through_another_gateway(nodes, redis):
-    """DELETE /v1/dags/ID on a gateway that does not drive the DAG run: the
-    cancel is recorded in Redis, the owner sees it at its lease tick and
-    cancels as a local cancel would: the running task's run ends cancelled
-    and the DAG ends cancelled, read the same on both gateways."""
+def long_dag_on_gw1(nodes, redis):
+    """Two gateways and a worker; a DAG run submitted on gw1 (its owner)
+    whose long task runs: (gw1, gw2, the DAG's id, the task's run id)."""
     gw1 = nodes("gw1", "gateway")
     gw2 = nodes("gw2", "gateway")
     nodes("w1", "worker")
     st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_LONG, "files": {"t.py": DAG_TASKS}, "no_cache": True})
     assert st == 202, b
     dag_id = b["id"]
-    run_id = long_task_running(gw2, redis, dag_id)
+    return gw1, gw2, dag_id, long_task_running(gw2, redis, dag_id)
+
+
+def test_dag_cancel_through_another_gateway(nodes, redis):
+    """DELETE /v1/dags/ID on a gateway that does not drive the DAG run: the
+    cancel is recorded in Redis, the owner sees it at its lease tick and
+    cancels as a local cancel would: the running task's run ends cancelled
+    and the DAG ends cancelled, read the same on both gateways."""
+    gw1, gw2, dag_id, run_id = long_dag_on_gw1(nodes, redis)
     assert redis.cli("GET", f"ps:dagowner:{dag_id}") == "gw1"
     t0 = time.time()
     st, b = gw2.call("DELETE", f"/v1/dags/{dag_id}")
@@ -685,13 +691,7 @@ def test_dag_cancel_while_its_gateway_is_dead(nodes, redis):
     other gateway before the owner lease expires: the cancel stays in
     Redis, the gateway that takes the DAG run over honours it, and the DAG
     ends cancelled with its running task's run cancelled."""
-    gw1 = nodes("gw1", "gateway")
-    gw2 = nodes("gw2", "gateway")
-    nodes("w1", "worker")
-    st, b = gw1.call("POST", "/v1/dags", {"pipeline": DAG_LONG, "files": {"t.py": DAG_TASKS}, "no_cache": True})
-    assert st == 202, b
-    dag_id = b["id"]
-    run_id = long_task_running(gw2, redis, dag_id)
+    gw1, gw2, dag_id, run_id = long_dag_on_gw1(nodes, redis)
     gw1.kill9()
     st, b = gw2.call("DELETE", f"/v1/dags/{dag_id}")
     assert st in (200, 202), (st, b)
