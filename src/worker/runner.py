@@ -580,10 +580,28 @@ def _tag_threads():
     threading.Thread.start = tagged_start
 
 
+def _text_stream(fd, cls):
+    import io
+    raw = io.FileIO(fd, "w", closefd=False)
+    return cls(raw, encoding="utf-8", errors="backslashreplace",
+               line_buffering=True, write_through=True)
+
+
 def _setup_streams(per_invocation=False):
     # Unbuffered text streams: output reaches the runner as it is produced,
     # including partial lines (a progress bar without newlines).
     import io
+    premade = _premade_streams[0]
+    if premade and not per_invocation:
+        # Made once in the worker (zygote) before its gc.freeze(): a run
+        # only binds them, instead of building three stream objects whose
+        # making writes ~100 of the worker's pages into this process.
+        _premade_streams[0] = None
+        sys.stdout = sys.__stdout__ = premade[0]
+        sys.stderr = sys.__stderr__ = premade[1]
+        sys.stdin = sys.__stdin__ = premade[2]
+        _streams_mode[0] = False
+        return
     cls = io.TextIOWrapper
     if per_invocation:
         # Made only where used: a class made per run child costs it the
@@ -599,15 +617,51 @@ def _setup_streams(per_invocation=False):
                 return super().write(s)
         cls = InvocationStream
 
-    def stream(fd):
-        raw = io.FileIO(fd, "w", closefd=False)
-        return cls(raw, encoding="utf-8", errors="backslashreplace",
-                   line_buffering=True, write_through=True)
-    sys.stdout = sys.__stdout__ = stream(1)
-    sys.stderr = sys.__stderr__ = stream(2)
+    sys.stdout = sys.__stdout__ = _text_stream(1, cls)
+    sys.stderr = sys.__stderr__ = _text_stream(2, cls)
     # fd 0 is /dev/null already: wrap it rather than open another fd.
     sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
     _streams_mode[0] = per_invocation
+
+
+# A run's three streams, made by the worker before its gc.freeze() and
+# inherited by every process it forks (None once bound, or never made).
+_premade_streams = [None]
+
+
+def _premake_streams():
+    """In the worker, before it forks: the stream objects each run binds
+    as sys.stdout, sys.stderr and sys.stdin, made as a run makes its own.
+    They wrap fds 1, 2 and 0 by number; a stream asks its fd once, when
+    made, whether it can seek, so they are made while those numbers hold
+    what a run has there (a pipe, a pipe, /dev/null), then the worker's
+    own fds come back. Never written or read in the worker: each run gets
+    them as fresh as if it had made them. (A sealed spare used to make
+    them over /dev/null, so a run's sys.stdout.seekable() said True.)"""
+    import io
+    saved = (os.dup(0), os.dup(1), os.dup(2))
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.dup2(null, 0)
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        made = (_text_stream(1, io.TextIOWrapper), _text_stream(2, io.TextIOWrapper),
+                open(0, "r", closefd=False))
+    finally:
+        for fd, s in enumerate(saved):
+            os.dup2(s, fd)
+        for fd in saved + (r, w, null):
+            os.close(fd)
+    _premade_streams[0] = made
+    # The worker's own streams stay referenced here, so a run that rebinds
+    # sys.stdout does not finalize them: their finalizer (flush and close,
+    # Python code) would write pages of the worker, and flush into the
+    # run's fd 1 whatever the worker's stdout still buffered.
+    _worker_streams[0] = (sys.stdout, sys.stderr, sys.stdin, sys.__stdout__, sys.__stderr__, sys.__stdin__)
+
+
+_worker_streams = [None]
 
 
 # The per_invocation mode the streams were set up with in this process (None:
@@ -865,6 +919,10 @@ def init(request_json):
         except BaseException as e:
             failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
     _warm_zygote()
+    try:
+        _premake_streams()
+    except OSError:
+        pass  # no fd to spare: each run makes its own streams, as before
     gc.collect()
     gc.freeze()
     return json.dumps({"ok": True, "imported": imported, "failed": failed})

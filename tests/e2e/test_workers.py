@@ -1010,3 +1010,48 @@ def test_spare_hits_and_misses_are_counted(daemon):
     assert hits + misses == 20, (before, after)
     assert hits >= 15, (before, after)
 
+
+STREAMS_PROBE = """
+import gc, sys
+
+def f():
+    print("out-line")
+    print("err-line", file=sys.stderr)
+    ours = (sys.stdout, sys.stderr, sys.stdin)
+    worker_own = sys.modules["_pysprinter_runner"]._worker_streams[0]
+    made_here = sum(1 for o in gc.get_objects() if any(o is s for s in ours))
+    return {"seekable": [sys.stdout.seekable(), sys.stderr.seekable()],
+            "made_here": made_here,
+            "bound": [sys.stdout is sys.__stdout__, sys.stderr is sys.__stderr__, sys.stdin is sys.__stdin__],
+            "stdin": sys.stdin.read(),
+            "worker_own_open": [not s.closed for s in worker_own]}
+"""
+
+
+def test_a_run_binds_stream_objects_the_worker_made_before_forking(daemon):
+    """Issue 15 (c), round 9: a run's sys.stdout, sys.stderr and sys.stdin
+    are made once by the worker before its gc.freeze() (frozen, so absent
+    from gc.get_objects() in the run) and only bound by each run: making
+    three stream objects in every run child wrote ~100 of the worker's
+    pages (copy-on-write) into it. They are made over what a run has on
+    fds 1, 2, 0 (pipes, /dev/null), so they say what a run's own would:
+    stdout is a pipe, not seekable (a sealed spare used to make them over
+    /dev/null: seekable() said True). The first run (forked directly, the
+    worker has no spare yet), sequential runs (sealed spares) and
+    concurrent ones alike; output still reaches the run's log. The
+    worker's own streams stay referenced, so binding the run's does not
+    run their finalizers (Python code: flush, close) in every run."""
+    outs = [run(daemon, STREAMS_PROBE)]
+    outs += [run(daemon, STREAMS_PROBE) for _ in range(3)]
+    results = [o["result"] for o in outs] + _runs_at_once(daemon, STREAMS_PROBE, 16, 8)
+    for r in results:
+        assert r["seekable"] == [False, False], r
+        assert r["made_here"] == 0, r
+        assert r["bound"] == [True, True, True] and r["stdin"] == "", r
+        # Not finalized by the binding: its finalizer is Python code that
+        # wrote the worker's pages into every run.
+        assert all(r["worker_own_open"]), r
+    for o in outs:
+        st, log = daemon.call("GET", f"/v1/runs/{o['id']}/logs")
+        assert "out-line" in json.dumps(log) and "err-line" in json.dumps(log), log
+
