@@ -13,7 +13,7 @@ import time
 import pytest
 
 import pkgindex
-from daemonlib import Daemon, run, sandbox_mode
+from daemonlib import Daemon, run, sandbox_mode, wait_for
 
 
 def worker_pids(d):
@@ -597,7 +597,12 @@ def test_the_worker_warms_itself_before_forking_and_leaves_no_trace(daemon):
     had run at most twice in a run's process (the spare's warm-up and the
     run), too few to be quickened. The run sees nothing of it: no module,
     no linecache entry, no function left, no output in its log."""
-    out = run(daemon, ZYGOTE_PROBE, function="f", args=[])
+    # The zygote settles (warm-up, gc.freeze) after its first run was
+    # forked (test_the_first_run_of_a_cold_env_does_not_wait_for_the_zygote):
+    # the runs after it see it settled.
+    run(daemon, "def f():\n    return 0\n")
+    out = wait_for(lambda: (lambda o: o if o["result"]["zygote_runs"] else None)(
+        run(daemon, ZYGOTE_PROBE, function="f", args=[])), "a run forked from the settled zygote")
     assert out["status"] == "succeeded", out
     r = out["result"]
     # Specialised instructions (LOAD_GLOBAL_MODULE, ...) in the run's view
@@ -1010,3 +1015,48 @@ def test_spare_hits_and_misses_are_counted(daemon):
     assert hits + misses == 20, (before, after)
     assert hits >= 15, (before, after)
 
+
+
+COLD_PROBE = """
+import gc, sys
+
+@requirements({'coldpkg': ''})
+def f():
+    import coldpkg
+    runner = sys.modules["_pysprinter_runner"]
+    return {"value": coldpkg.VALUE, "settled": getattr(runner, "_settled", [True])[0], "zygote_runs": runner._zygote_warmed[0],
+            "frozen": gc.get_freeze_count(), "spare": runner._spare_readied[0]}
+"""
+
+
+def test_the_first_run_of_a_cold_env_does_not_wait_for_the_zygote(tmp_path):
+    """Issue 15, cold env first run (round 9): the worker started for an
+    environment answers "ready" once the env's modules are imported, and
+    the run that waited for it is forked then, before the zygote's own
+    warm-up runs, collection and gc.freeze() (runner.settle()), which come
+    at the worker's first idle moment after, before any spare is forked.
+    Fails before: the zygote made its 32 warm-up runs and froze before
+    "ready", so the first run saw them. The runs after it come from
+    spares of the settled zygote (frozen heap: PSS per spare unchanged)."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "coldpkg", "1.0", files={"coldpkg/__init__.py": "VALUE = 7\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        first = run(d, COLD_PROBE)
+        assert first["status"] == "succeeded", first
+        r = first["result"]
+        assert r["value"] == 7
+        assert (r["settled"], r["zygote_runs"], r["frozen"], r["spare"]) == (False, 0, 0, False), r
+
+        def settled_spare():
+            o = run(d, COLD_PROBE)["result"]
+            return o if o["spare"] else None
+        later = wait_for(settled_spare, "a run from a spare of the settled zygote")
+        assert later["settled"] and later["zygote_runs"] == 32 and later["frozen"] > 0, later
+    finally:
+        d.stop()
+        index.stop()

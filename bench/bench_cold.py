@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""Cold env first run (issue 15's kept figure: <= import + 20 ms), on N
+fresh daemons.
+
+Usage: /usr/bin/python3 bench/bench_cold.py BUILD [N] [BUILD2]
+
+Installs requests once into a home (one daemon, one run), then N times:
+starts a FRESH daemon on that home (packages in the store, no worker),
+times one `POST /v1/runs?wait=true` of a function with
+`@requirements({'requests': ''})`, stops the daemon. Each sample is
+paired with its own baseline measured right after it: `python3 -c
+'import requests'` minus `python3 -c 'pass'` (median of 3 each), so a
+loaded minute moves both. With BUILD2, the two builds alternate (A, B, A,
+B, ...) on the same home. Prints each sample and the median and spread
+of first-run minus import. Not a test: it always exits 0 unless a daemon
+cannot be started."""
+import pathlib
+import shutil
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench_workers as bw  # noqa: E402
+
+BODY = {"source": "@requirements({'requests': ''})\ndef g():\n    return 2\n", "filename": "cold.py"}
+
+
+def one_cold(build, home, index, sandbox):
+    d = bw.Daemon(build, home, index.url, sandbox).start()
+    try:
+        c = bw.Client(d.port)
+        t0 = time.perf_counter()
+        st, out = c.call("POST", "/v1/runs?wait=true", BODY)
+        cold = time.perf_counter() - t0
+        if st != 200 or out.get("status") != "succeeded":
+            raise RuntimeError(f"cold run failed: {st} {out}")
+    finally:
+        d.stop()
+    imp = statistics.median(bw.spawn_baseline(3, "import requests")) - statistics.median(bw.spawn_baseline(3, "pass"))
+    return cold, imp
+
+
+def main():
+    builds = [pathlib.Path(a).resolve() for a in sys.argv[1:] if not a.isdigit()]
+    n = next((int(a) for a in sys.argv[1:] if a.isdigit()), 5)
+    sandbox = "full"
+    tmp, home = bw.temp_home("bench-cold-")
+    index = bw.requests_index()
+    try:
+        d = bw.Daemon(builds[0], home, index.url, sandbox).start()
+        try:
+            st, out = bw.Client(d.port).call("POST", "/v1/runs?wait=true", BODY)
+            assert st == 200, out
+        finally:
+            d.stop()
+        res = {b: [] for b in builds}
+        for i in range(n):
+            for b in builds:
+                cold, imp = one_cold(b, home, index, sandbox)
+                res[b].append((cold, imp))
+                print(f"  {b}: first run {cold * 1e3:6.1f} ms  import {imp * 1e3:5.1f} ms"
+                      f"  over {1e3 * (cold - imp):+6.1f} ms", flush=True)
+        for b in builds:
+            over = [1e3 * (c - i) for c, i in res[b]]
+            cold = [1e3 * c for c, _ in res[b]]
+            print(f"{b}: n={n} first run median {statistics.median(cold):.1f} ms; over import: median "
+                  f"{statistics.median(over):+.1f} ms, min {min(over):+.1f}, max {max(over):+.1f} "
+                  f"(goal <= +20 ms; met in {sum(o <= 20 for o in over)} of {n})")
+    finally:
+        index.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
