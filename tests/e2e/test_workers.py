@@ -6,6 +6,7 @@ from a worker killed mid-run, eviction under a small memory budget, and
 pre-import failures that do not break the env."""
 import json
 import os
+import pathlib
 import signal
 import threading
 import time
@@ -1076,3 +1077,57 @@ def test_the_worker_loads_its_runner_compiled_at_build_time(daemon):
                       "            sys.modules['pysprinter'].requirements.__code__.co_filename]\n")
     assert out["status"] == "succeeded", out
     assert out["result"] == [True, "<pysprinter-runner>", "<pysprinter>"], out
+
+
+def _env_worker_out_root(d):
+    """--out-root of the daemon's worker started for an environment (the
+    one given store dirs, --ro=...), or None. Any of the daemon's threads
+    may have forked it: its children are found by their parent pid."""
+    for p in os.listdir("/proc"):
+        try:
+            if not p.isdigit() or int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) != d.proc.pid:
+                continue
+            args = open(f"/proc/{p}/cmdline", "rb").read().decode().split("\0")
+        except OSError:
+            continue
+        if any(a.startswith("--ro=") for a in args):
+            return next((a.split("=", 1)[1] for a in args if a.startswith("--out-root=")), None)
+    return None
+
+
+def test_no_spare_slot_is_made_while_the_first_run_of_a_cold_env_runs(tmp_path):
+    """Issue 15, cold env first run (round 9): the engine asks a new
+    worker for spare slots (a cgroup set, an output dir, a fork each) at
+    the release of the run it was started for, not when it becomes ready:
+    made then, they raced that run's own cgroups and fork on the kernel's
+    cgroup mutex and the CPU. Fails before: the slots' output dirs
+    (OUT_ROOT/root/spN) existed while the first run was still running."""
+    if sandbox_mode(tmp_path) != "full":
+        pytest.skip("spare slots are made in the full sandbox only")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "slotpkg", "1.0", files={"slotpkg/__init__.py": "VALUE = 3\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox="full", config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        # The run's length is the test's input: long enough to look while
+        # it runs, checked below.
+        st, out = d.call("POST", "/v1/runs", {"source": "@requirements({'slotpkg': ''})\ndef f():\n"
+                                                        "    import time\n    print('in', flush=True)\n"
+                                                        "    time.sleep(3)\n    return 1\n"})
+        assert st in (200, 201, 202), out
+        rid = out["id"]
+        wait_for(lambda: "in" in json.dumps(d.call("GET", f"/v1/runs/{rid}/logs")[1]), "the run's code to start")
+        root = _env_worker_out_root(d)
+        assert root
+        during = sorted(p.name for p in pathlib.Path(root, "root").glob("sp*"))
+        st, now = d.call("GET", f"/v1/runs/{rid}")
+        assert now["status"] == "running", now  # looked while it ran
+        assert during == [], during
+        assert d.wait_status(rid, ["succeeded"])["result"] == 1
+        wait_for(lambda: list(pathlib.Path(root, "root").glob("sp*")), "spare slots after the first run")
+    finally:
+        d.stop()
+        index.stop()
