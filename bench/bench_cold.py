@@ -2,7 +2,7 @@
 """Cold env first run (issue 15's kept figure: <= import + 20 ms), on N
 fresh daemons.
 
-Usage: /usr/bin/python3 bench/bench_cold.py BUILD [N] [BUILD2]
+Usage: /usr/bin/python3 bench/bench_cold.py BUILD [N] [BUILD2] [--six]
 
 Installs requests once into a home (one daemon, one run), then N times:
 starts a FRESH daemon on that home (packages in the store, no worker),
@@ -12,7 +12,12 @@ paired with its own baseline measured right after it: `python3 -c
 'import requests'` minus `python3 -c 'pass'` (median of 3 each), so a
 loaded minute moves both. With BUILD2, the two builds alternate (A, B, A,
 B, ...) on the same home. Prints each sample and the median and spread
-of first-run minus import. Not a test: it always exits 0 unless a daemon
+of first-run minus import. --six: the env also holds six, which
+Debian's urllib3 (repacked by tests/e2e/pkgindex.py) imports but does not
+declare: without it the worker's preload of requests and urllib3 fails
+(ModuleNotFoundError, noted in /v1/workers) where `python3 -c 'import
+requests'` succeeds, so the plain figure imports less than its baseline.
+Not a test: it always exits 0 unless a daemon
 cannot be started."""
 import pathlib
 import shutil
@@ -24,6 +29,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
 
 BODY = {"source": "@requirements({'requests': ''})\ndef g():\n    return 2\n", "filename": "cold.py"}
+if "--six" in sys.argv:
+    BODY = {"source": "@requirements({'requests': '', 'six': ''})\ndef g():\n    return 2\n", "filename": "cold.py"}
 
 
 def one_cold(build, home, index, sandbox):
@@ -42,11 +49,14 @@ def one_cold(build, home, index, sandbox):
 
 
 def main():
-    builds = [pathlib.Path(a).resolve() for a in sys.argv[1:] if not a.isdigit()]
+    builds = [pathlib.Path(a).resolve() for a in sys.argv[1:] if not a.isdigit() and not a.startswith("--")]
     n = next((int(a) for a in sys.argv[1:] if a.isdigit()), 5)
     sandbox = "full"
     tmp, home = bw.temp_home("bench-cold-")
     index = bw.requests_index()
+    if "--six" in sys.argv:
+        for w in bw.pkgindex.debian_wheels(["six"]):
+            index.add(w)
     try:
         d = bw.Daemon(builds[0], home, index.url, sandbox).start()
         try:

@@ -83,14 +83,36 @@ static bool worker_network; /* the env's network setting (init) */
  * interpreter (PSS per spare, CPU per run). Not before its first use: the
  * engine starts a worker for a run (or a validation) that waits for its
  * "ready", and that first run of a cold environment is forked as soon as
- * the imports are done; the worker settles at its first idle moment after
- * it. A worker nobody uses settles after ZYGOTE_UNUSED_SETTLE_MS idle
- * (the engine's prewarmed base worker). */
+ * the imports are done. Nor while that run's child lives, if it ends soon:
+ * the collection writes to every object of the heap the child shares, so
+ * each page would be copied (a copy-on-write fault in the zygote) while
+ * the first run competes for the CPU. So the worker settles at its first
+ * idle moment once no run is in flight, or ZYGOTE_SETTLE_MAX_WAIT_MS after
+ * its first run at the latest (a long first run). A worker no run came to
+ * settles ZYGOTE_UNUSED_SETTLE_MS after its "ready" (the engine's
+ * prewarmed base worker, one that only validated). */
 #define ZYGOTE_UNUSED_SETTLE_MS 250
+#define ZYGOTE_SETTLE_MAX_WAIT_MS 200
 static bool zygote_initialised;
 static bool zygote_settled;
 static bool zygote_used;
 static usec_t zygote_ready_at;
+static usec_t zygote_used_at;
+
+/* Run children alive (a spare's status_fd is -1 until it takes a run). */
+static size_t runs_in_flight(void) {
+        size_t n = 0;
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].status_fd >= 0)
+                        n++;
+        return n;
+}
+
+static void zygote_mark_used(void) {
+        if (!zygote_used)
+                zygote_used_at = now_monotonic();
+        zygote_used = true;
+}
 
 static void zygote_settle(void) {
         if (!zygote_initialised || zygote_settled)
@@ -107,11 +129,11 @@ static void zygote_settle(void) {
 static bool zygote_settle_due(int *ret_ms) {
         if (!zygote_initialised || zygote_settled)
                 return false;
-        if (zygote_used) {
-                *ret_ms = 0;
-                return true;
-        }
-        usec_t due = zygote_ready_at + ZYGOTE_UNUSED_SETTLE_MS * USEC_PER_MSEC, now = now_monotonic();
+        usec_t due = zygote_used ? zygote_used_at + ZYGOTE_SETTLE_MAX_WAIT_MS * USEC_PER_MSEC
+                                 : zygote_ready_at + ZYGOTE_UNUSED_SETTLE_MS * USEC_PER_MSEC;
+        if (zygote_used && runs_in_flight() == 0)
+                due = 0;
+        usec_t now = now_monotonic();
         *ret_ms = now >= due ? 0 : (int) ((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
         return true;
 }
@@ -629,7 +651,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
          * that collection would walk, and copy, every page of it. */
         if (instance)
                 zygote_settle();
-        zygote_used = true;
+        zygote_mark_used();
 
         const char *tag = json_string_value(json_object_get(msg, "spare"));
         Child *spare = take_spare(tag);
@@ -781,8 +803,12 @@ static int handle_message(void) {
         else if (takes_fds)
                 r = handle_run(msg, raw, fds, n_fds);
         else if (streq(type, "validate")) {
+                /* Not a use that settles the zygote: a validation is
+                 * followed by the start of the env's own worker (a cold
+                 * env), whose sandbox and imports this worker's settling
+                 * and spares would compete with for the CPU and the
+                 * kernel's namespace locks. */
                 r = reply_from_python("validate", "validated", msg, raw);
-                zygote_used = true;
         }
         else if (streq(type, "init"))
                 r = handle_init(msg, raw);
