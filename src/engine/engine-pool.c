@@ -243,8 +243,13 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 pw->proc_fd = proc_status_open(pw->w->pid);
                 pw->last_used = now_monotonic();
                 pw->pss_bytes = pss;
-                if (pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
-                        request_slots(e, pw, slot_batch(e), false);
+                /* Issue 15, cold env: no spare slots asked for here. Every
+                 * cold acquire has a run (or a validation) waiting for this
+                 * worker, and a slot's cgroups, output dir and fork raced
+                 * that run's own (the kernel's cgroup mutex, the CPU): they
+                 * are asked for at its release ("after a run, not during
+                 * one", pool_release), as the zygote forks no spare before
+                 * that run anyway (worker.c, zygote_settle). */
         }
         pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);

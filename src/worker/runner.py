@@ -897,8 +897,9 @@ def _top_level_modules(site_dir):
 def init(request_json):
     """Make this worker warm for an environment: its store dirs on sys.path,
     its top-level modules imported (a module that fails is skipped and
-    noted), then gc.freeze() so forked children share the pages."""
-    import gc
+    noted). The worker answers "ready" then, and settle() comes after its
+    first run was forked (worker.c): the first run of a cold environment
+    does not wait for the zygote's warm-up."""
     import importlib
     req = json.loads(request_json)
     paths = req.get("sys_path") or []
@@ -918,6 +919,17 @@ def init(request_json):
             imported.append(name)
         except BaseException as e:
             failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+    return json.dumps({"ok": True, "imported": imported, "failed": failed})
+
+
+def settle(_request_json=None):
+    """The zygote's last start-up step, before it forks any spare or warm
+    instance: its small warm-up runs (_warm_zygote), a full collection, then
+    gc.freeze() so forked children share the pages (a child's collections
+    never walk, and so never copy, the frozen objects). Off the first run's
+    path (issue 15, cold env): the worker calls it once idle after that run
+    was forked."""
+    import gc
     _warm_zygote()
     try:
         _premake_streams()
@@ -925,7 +937,10 @@ def init(request_json):
         pass  # no fd to spare: each run makes its own streams, as before
     gc.collect()
     gc.freeze()
-    return json.dumps({"ok": True, "imported": imported, "failed": failed})
+    _settled[0] = True
+
+
+_settled = [False]  # settle() ran in this process or the zygote it was forked from (tests look)
 
 
 # One recvmsg() takes a whole invoke message (its header, body and fds) when

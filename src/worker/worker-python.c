@@ -5,8 +5,18 @@
 
 #include "worker.h"
 
+#include <marshal.h>
+
+/* embed-source.py: each module's source, and its code object compiled and
+ * marshalled at build time with the bytecode magic of that Python. */
 extern const char pysprinter_runner_source[];
+extern const unsigned char pysprinter_runner_source_code[];
+extern const size_t pysprinter_runner_source_code_size;
+extern const long pysprinter_runner_source_magic;
 extern const char pysprinter_runtime_source[];
+extern const unsigned char pysprinter_runtime_source_code[];
+extern const size_t pysprinter_runtime_source_code_size;
+extern const long pysprinter_runtime_source_magic;
 
 static PyObject *runner;
 
@@ -28,6 +38,35 @@ static char *py_exception_text(void) {
         return msg ? msg : xstrdup("unknown Python error");
 }
 
+/* Whether the modules were loaded from their build-time code objects
+ * (tests look: _pysprinter_runner._precompiled). */
+static bool loaded_precompiled = true;
+
+/* The module `name` executed from its code object: the build's marshalled
+ * one when this interpreter reads that bytecode (same magic), else compiled
+ * from source now. Returns a new reference, NULL with a Python error set. */
+static PyObject *py_exec_embedded(const char *name, const char *filename, const char *source,
+                                  const unsigned char *code_bytes, size_t code_size, long magic) {
+        assert(name && filename && source);
+        PyObject *code = NULL;
+        if (magic == PyImport_GetMagicNumber()) {
+                code = PyMarshal_ReadObjectFromString((const char *) code_bytes, (Py_ssize_t) code_size);
+                if (code && !PyCode_Check(code))
+                        Py_CLEAR(code);
+                /* A blob this interpreter cannot read: compile instead. */
+                PyErr_Clear();
+        }
+        if (!code) {
+                loaded_precompiled = false;
+                code = Py_CompileString(source, filename, Py_file_input);
+                if (!code)
+                        return NULL;
+        }
+        PyObject *mod = PyImport_ExecCodeModule(name, code);
+        Py_DECREF(code);
+        return mod;
+}
+
 int py_init(char **ret_error) {
         PyConfig config;
         PyConfig_InitIsolatedConfig(&config);
@@ -45,26 +84,22 @@ int py_init(char **ret_error) {
         }
         /* The `pysprinter` module first: the runner imports it, and user code
          * imports it by that name (python/pysprinter/runtime.py). */
-        PyObject *code = Py_CompileString(pysprinter_runtime_source, "<pysprinter>", Py_file_input);
-        if (!code) {
-                *ret_error = py_exception_text();
-                return -EIO;
-        }
-        PyObject *rt = PyImport_ExecCodeModule("pysprinter", code);
-        Py_DECREF(code);
+        PyObject *rt = py_exec_embedded("pysprinter", "<pysprinter>", pysprinter_runtime_source,
+                                        pysprinter_runtime_source_code, pysprinter_runtime_source_code_size,
+                                        pysprinter_runtime_source_magic);
         if (!rt) {
                 *ret_error = py_exception_text();
                 return -EIO;
         }
         Py_DECREF(rt);
-        code = Py_CompileString(pysprinter_runner_source, "<pysprinter-runner>", Py_file_input);
-        if (!code) {
+        runner = py_exec_embedded("_pysprinter_runner", "<pysprinter-runner>", pysprinter_runner_source,
+                                  pysprinter_runner_source_code, pysprinter_runner_source_code_size,
+                                  pysprinter_runner_source_magic);
+        if (!runner) {
                 *ret_error = py_exception_text();
                 return -EIO;
         }
-        runner = PyImport_ExecCodeModule("_pysprinter_runner", code);
-        Py_DECREF(code);
-        if (!runner) {
+        if (PyObject_SetAttrString(runner, "_precompiled", loaded_precompiled ? Py_True : Py_False) < 0) {
                 *ret_error = py_exception_text();
                 return -EIO;
         }

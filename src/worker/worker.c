@@ -77,6 +77,67 @@ static usec_t last_run_at;
 static uint64_t runs_served;
 static bool worker_network; /* the env's network setting (init) */
 
+/* The zygote settles (runner.settle(): its small warm-up runs, a full
+ * collection, gc.freeze()) once, after "init", and before it forks any
+ * spare or warm instance: those must be forked from the frozen, warmed
+ * interpreter (PSS per spare, CPU per run). Not before its first use: the
+ * engine starts a worker for a run (or a validation) that waits for its
+ * "ready", and that first run of a cold environment is forked as soon as
+ * the imports are done. Nor while that run's child lives, if it ends soon:
+ * the collection writes to every object of the heap the child shares, so
+ * each page would be copied (a copy-on-write fault in the zygote) while
+ * the first run competes for the CPU. So the worker settles at its first
+ * idle moment once no run is in flight, or ZYGOTE_SETTLE_MAX_WAIT_MS after
+ * its first run at the latest (a long first run). A worker no run came to
+ * settles ZYGOTE_UNUSED_SETTLE_MS after its "ready" (the engine's
+ * prewarmed base worker, one that only validated). */
+#define ZYGOTE_UNUSED_SETTLE_MS 250
+#define ZYGOTE_SETTLE_MAX_WAIT_MS 200
+static bool zygote_initialised;
+static bool zygote_settled;
+static bool zygote_used;
+static usec_t zygote_ready_at;
+static usec_t zygote_used_at;
+
+/* Run children alive (a spare's status_fd is -1 until it takes a run). */
+static size_t runs_in_flight(void) {
+        size_t n = 0;
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].status_fd >= 0)
+                        n++;
+        return n;
+}
+
+static void zygote_mark_used(void) {
+        if (!zygote_used)
+                zygote_used_at = now_monotonic();
+        zygote_used = true;
+}
+
+static void zygote_settle(void) {
+        if (!zygote_initialised || zygote_settled)
+                return;
+        zygote_settled = true;
+        _cleanup_free_ char *reply = NULL, *err = NULL;
+        /* A failure leaves the zygote unfrozen: slower forks, not wrong ones. */
+        if (py_call_str("settle", "{}", &reply, &err) < 0)
+                log_error("settle: %s", err);
+}
+
+/* Whether the zygote still has to settle, and in how many ms at the most
+ * (0: at the first idle moment). */
+static bool zygote_settle_due(int *ret_ms) {
+        if (!zygote_initialised || zygote_settled)
+                return false;
+        usec_t due = zygote_used ? zygote_used_at + ZYGOTE_SETTLE_MAX_WAIT_MS * USEC_PER_MSEC
+                                 : zygote_ready_at + ZYGOTE_UNUSED_SETTLE_MS * USEC_PER_MSEC;
+        if (zygote_used && runs_in_flight() == 0)
+                due = 0;
+        usec_t now = now_monotonic();
+        *ret_ms = now >= due ? 0 : (int) ((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
+        return true;
+}
+
 static int send_json_to(int fd, json_t *msg) {
         _cleanup_free_ char *s = json_dumps(msg, JSON_COMPACT);
         json_decref(msg);
@@ -129,7 +190,10 @@ static int handle_init(json_t *msg, const char *raw) {
         json_t *sp = json_object_get(msg, "spares");
         if (json_is_integer(sp))
                 spares_target = (size_t) MIN((json_int_t) MAX_SPARES, MAX(json_integer_value(sp), 0));
-        return reply_from_python("init", "ready", msg, raw);
+        int r = reply_from_python("init", "ready", msg, raw);
+        zygote_initialised = true;
+        zygote_ready_at = now_monotonic();
+        return r;
 }
 
 /* ---- children ---- */
@@ -582,6 +646,12 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         int status_fd = fds[status_index];
         last_run_at = now_monotonic();
         runs_served++;
+        /* A warm instance lives on, and collects its own heap at its start
+         * (runner._freeze_module_objects): forked from an unfrozen zygote,
+         * that collection would walk, and copy, every page of it. */
+        if (instance)
+                zygote_settle();
+        zygote_mark_used();
 
         const char *tag = json_string_value(json_object_get(msg, "spare"));
         Child *spare = take_spare(tag);
@@ -732,8 +802,14 @@ static int handle_message(void) {
                 r = handle_spare(msg, fds, n_fds);
         else if (takes_fds)
                 r = handle_run(msg, raw, fds, n_fds);
-        else if (streq(type, "validate"))
+        else if (streq(type, "validate")) {
+                /* Not a use that settles the zygote: a validation is
+                 * followed by the start of the env's own worker (a cold
+                 * env), whose sandbox and imports this worker's settling
+                 * and spares would compete with for the CPU and the
+                 * kernel's namespace locks. */
                 r = reply_from_python("validate", "validated", msg, raw);
+        }
         else if (streq(type, "init"))
                 r = handle_init(msg, raw);
         else if (streq(type, "spares")) {
@@ -809,16 +885,26 @@ int main(int argc, char **argv) {
                 bool need_spare = count_spares() < spares_target;
                 bool tagged_pending = spare_pending();
                 bool cold = cold_spare() != NULL;
+                int settle_ms = 0;
+                bool settle = zygote_settle_due(&settle_ms);
                 struct pollfd p[2] = {
                         { .fd = ctrl, .events = POLLIN },
                         { .fd = sigchld_fd, .events = POLLIN },
                 };
-                /* Wake now and then so an idle worker shrinks its spares. */
-                int k = poll(p, 2, tagged_pending ? 0 : need_spare ? 1 : cold ? SPARE_WARM_IDLE_MS : 5000);
+                /* Wake now and then so an idle worker shrinks its spares.
+                 * No spare before the zygote settled (zygote_settle()). */
+                int timeout = settle ? settle_ms
+                                     : tagged_pending ? 0 : need_spare ? 1 : cold ? SPARE_WARM_IDLE_MS : 5000;
+                int k = poll(p, 2, timeout);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
+                }
+                if (k == 0 && settle) {
+                        if (zygote_settle_due(&settle_ms) && settle_ms == 0)
+                                zygote_settle();
+                        continue;
                 }
                 if (k == 0) {
                         if (fork_pending_spare())

@@ -6,6 +6,7 @@ from a worker killed mid-run, eviction under a small memory budget, and
 pre-import failures that do not break the env."""
 import json
 import os
+import pathlib
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 
 import pkgindex
-from daemonlib import Daemon, run, sandbox_mode
+from daemonlib import Daemon, run, sandbox_mode, wait_for
 
 
 def worker_pids(d):
@@ -597,7 +598,12 @@ def test_the_worker_warms_itself_before_forking_and_leaves_no_trace(daemon):
     had run at most twice in a run's process (the spare's warm-up and the
     run), too few to be quickened. The run sees nothing of it: no module,
     no linecache entry, no function left, no output in its log."""
-    out = run(daemon, ZYGOTE_PROBE, function="f", args=[])
+    # The zygote settles (warm-up, gc.freeze) after its first run was
+    # forked (test_the_first_run_of_a_cold_env_does_not_wait_for_the_zygote):
+    # the runs after it see it settled.
+    run(daemon, "def f():\n    return 0\n")
+    out = wait_for(lambda: (lambda o: o if o["result"]["zygote_runs"] else None)(
+        run(daemon, ZYGOTE_PROBE, function="f", args=[])), "a run forked from the settled zygote")
     assert out["status"] == "succeeded", out
     r = out["result"]
     # Specialised instructions (LOAD_GLOBAL_MODULE, ...) in the run's view
@@ -1055,3 +1061,119 @@ def test_a_run_binds_stream_objects_the_worker_made_before_forking(daemon):
         st, log = daemon.call("GET", f"/v1/runs/{o['id']}/logs")
         assert "out-line" in json.dumps(log) and "err-line" in json.dumps(log), log
 
+
+
+
+COLD_PROBE = """
+import gc, sys
+
+@requirements({'coldpkg': ''})
+def f():
+    import coldpkg
+    runner = sys.modules["_pysprinter_runner"]
+    return {"value": coldpkg.VALUE, "settled": getattr(runner, "_settled", [True])[0], "zygote_runs": runner._zygote_warmed[0],
+            "frozen": gc.get_freeze_count(), "spare": runner._spare_readied[0]}
+"""
+
+
+def test_the_first_run_of_a_cold_env_does_not_wait_for_the_zygote(tmp_path):
+    """Issue 15, cold env first run (round 9): the worker started for an
+    environment answers "ready" once the env's modules are imported, and
+    the run that waited for it is forked then, before the zygote's own
+    warm-up runs, collection and gc.freeze() (runner.settle()), which come
+    at the worker's first idle moment after, before any spare is forked.
+    Fails before: the zygote made its 32 warm-up runs and froze before
+    "ready", so the first run saw them. The runs after it come from
+    spares of the settled zygote (frozen heap: PSS per spare unchanged)."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "coldpkg", "1.0", files={"coldpkg/__init__.py": "VALUE = 7\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        first = run(d, COLD_PROBE)
+        assert first["status"] == "succeeded", first
+        r = first["result"]
+        assert r["value"] == 7
+        assert (r["settled"], r["zygote_runs"], r["frozen"], r["spare"]) == (False, 0, 0, False), r
+
+        def settled_spare():
+            o = run(d, COLD_PROBE)["result"]
+            return o if o["spare"] else None
+        later = wait_for(settled_spare, "a run from a spare of the settled zygote")
+        assert later["settled"] and later["zygote_runs"] == 32 and later["frozen"] > 0, later
+    finally:
+        d.stop()
+        index.stop()
+
+
+def test_the_worker_loads_its_runner_compiled_at_build_time(daemon):
+    """Issue 15, cold env first run (round 9): the worker executes the
+    runner's and the `pysprinter` module's code objects that the build
+    compiled and marshalled (embed-source.py), not their source compiled
+    at every start (~6.7 ms of each worker's start-up, twice on a fresh
+    daemon's first run: the base worker that validates, then the env's).
+    Fails before: compiled from source, no _precompiled mark. The code is
+    the same: a traceback through the runner still names it."""
+    out = run(daemon, "import sys\ndef f():\n"
+                      "    r = sys.modules['_pysprinter_runner']\n"
+                      "    return [getattr(r, '_precompiled', False), r.run.__code__.co_filename,\n"
+                      "            sys.modules['pysprinter'].requirements.__code__.co_filename]\n")
+    assert out["status"] == "succeeded", out
+    assert out["result"] == [True, "<pysprinter-runner>", "<pysprinter>"], out
+
+
+def _env_worker_out_root(d):
+    """--out-root of the daemon's worker started for an environment (the
+    one given store dirs, --ro=...), or None. Any of the daemon's threads
+    may have forked it: its children are found by their parent pid."""
+    for p in os.listdir("/proc"):
+        try:
+            if not p.isdigit() or int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) != d.proc.pid:
+                continue
+            args = open(f"/proc/{p}/cmdline", "rb").read().decode().split("\0")
+        except OSError:
+            continue
+        if any(a.startswith("--ro=") for a in args):
+            return next((a.split("=", 1)[1] for a in args if a.startswith("--out-root=")), None)
+    return None
+
+
+def test_no_spare_slot_is_made_while_the_first_run_of_a_cold_env_runs(tmp_path):
+    """Issue 15, cold env first run (round 9): the engine asks a new
+    worker for spare slots (a cgroup set, an output dir, a fork each) at
+    the release of the run it was started for, not when it becomes ready:
+    made then, they raced that run's own cgroups and fork on the kernel's
+    cgroup mutex and the CPU. Fails before: the slots' output dirs
+    (OUT_ROOT/root/spN) existed while the first run was still running."""
+    if sandbox_mode(tmp_path) != "full":
+        pytest.skip("spare slots are made in the full sandbox only")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "slotpkg", "1.0", files={"slotpkg/__init__.py": "VALUE = 3\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox="full", config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        # The run's length is the test's input: long enough to look while
+        # it runs, checked below.
+        st, out = d.call("POST", "/v1/runs", {"source": "@requirements({'slotpkg': ''})\ndef f():\n"
+                                                        "    import time\n    print('in', flush=True)\n"
+                                                        "    time.sleep(3)\n    return 1\n"})
+        assert st in (200, 201, 202), out
+        rid = out["id"]
+        wait_for(lambda: "in" in json.dumps(d.call("GET", f"/v1/runs/{rid}/logs")[1]), "the run's code to start")
+        root = _env_worker_out_root(d)
+        assert root
+        during = sorted(p.name for p in pathlib.Path(root, "root").glob("sp*"))
+        st, now = d.call("GET", f"/v1/runs/{rid}")
+        assert now["status"] == "running", now  # looked while it ran
+        assert during == [], during
+        assert d.wait_status(rid, ["succeeded"])["result"] == 1
+        wait_for(lambda: list(pathlib.Path(root, "root").glob("sp*")), "spare slots after the first run")
+    finally:
+        d.stop()
+        index.stop()
