@@ -76,7 +76,7 @@ def main():
     pid = d.proc.pid
     try:
         c = bw.Client(d.port)
-        src = "@requirements({'requests': ''})\ndef f(x: int = 1):\n    return x + 1\n"
+        src = bw.REQUESTS_ENV + "def f(x: int = 1):\n    return x + 1\n"
         body = {"source": src, "filename": "bench.py", "args": [1]}
         st, out = c.call("POST", "/v1/runs?wait=true", body)
         assert st == 200 and out.get("status") == "succeeded", (st, out)

@@ -2,21 +2,18 @@
 """Cold env first run (issue 15's kept figure: <= import + 20 ms), on N
 fresh daemons.
 
-Usage: /usr/bin/python3 bench/bench_cold.py BUILD [N] [BUILD2] [--six] [--cpu]
+Usage: /usr/bin/python3 bench/bench_cold.py BUILD [N] [BUILD2] [--cpu]
 
 Installs requests once into a home (one daemon, one run), then N times:
 starts a FRESH daemon on that home (packages in the store, no worker),
-times one `POST /v1/runs?wait=true` of a function with
-`@requirements({'requests': ''})`, stops the daemon. Each sample is
-paired with its own baseline measured right after it: `python3 -c
-'import requests'` minus `python3 -c 'pass'` (median of 3 each), so a
-loaded minute moves both. With BUILD2, the two builds alternate (A, B, A,
-B, ...) on the same home. Prints each sample and the median and spread
-of first-run minus import. --six: the env also holds six, which
-Debian's urllib3 (repacked by tests/e2e/pkgindex.py) imports but does not
-declare: without it the worker's preload of requests and urllib3 fails
-(ModuleNotFoundError, noted in /v1/workers) where `python3 -c 'import
-requests'` succeeds, so the plain figure imports less than its baseline.
+times one `POST /v1/runs?wait=true` of a function in the benchmarks'
+env with requests (bench_workers.REQUESTS_ENV: requests and six, which
+Debian's urllib3 imports without declaring it), stops the daemon. Each
+sample is paired with its own baseline measured right after it:
+`python3 -c 'import requests'` minus `python3 -c 'pass'` (median of 3
+each), so a loaded minute moves both. With BUILD2, the two builds
+alternate (A, B, A, B, ...) on the same home. Prints each sample and the
+median and spread of first-run minus import.
 --cpu (root, v1 cpuacct): each daemon starts in a cpuacct cgroup of its
 own (beneath this script's), and the CPU its whole tree used from the
 request to the answer is printed too: a figure the machine's load moves
@@ -34,9 +31,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
 
-BODY = {"source": "@requirements({'requests': ''})\ndef g():\n    return 2\n", "filename": "cold.py"}
-if "--six" in sys.argv:
-    BODY = {"source": "@requirements({'requests': '', 'six': ''})\ndef g():\n    return 2\n", "filename": "cold.py"}
+BODY = {"source": bw.REQUESTS_ENV + "def g():\n    return 2\n", "filename": "cold.py"}
 
 
 def cpuacct_dir():
@@ -103,9 +98,6 @@ def main():
         cpu = False
     tmp, home = bw.temp_home("bench-cold-")
     index = bw.requests_index()
-    if "--six" in sys.argv:
-        for w in bw.pkgindex.debian_wheels(["six"]):
-            index.add(w)
     try:
         d = bw.Daemon(builds[0], home, index.url, sandbox).start()
         try:

@@ -41,7 +41,7 @@ def main():
     try:
         (cg / "cgroup.procs").write_text(str(d.proc.pid))
         c = bw.Client(d.port)
-        src = "@requirements({'requests': ''})\ndef f(x: int = 1):\n    return x + 1\n"
+        src = bw.REQUESTS_ENV + "def f(x: int = 1):\n    return x + 1\n"
         body = {"source": src, "filename": "bench.py", "args": [1]}
         bw.timed_runs(c, 30, body)
         bw.wrk_throughput(d.port, 2, 8, body, "/v1/runs?wait=true")  # spares grown

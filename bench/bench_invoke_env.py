@@ -24,7 +24,7 @@ def main():
     try:
         c = bw.Client(d.port)
         res, paths = {}, {}
-        for name, req in (("empty", ""), ("requests", "@requirements({'requests': ''})\n")):
+        for name, req in (("empty", ""), ("requests", bw.REQUESTS_ENV)):
             src = req + "def f(x: int = 1):\n    return x + 1\n"
             st, out = c.call("POST", "/v1/functions", {"name": "fn" + name, "source": src, "filename": "b.py"})
             if st not in (200, 201):

@@ -114,7 +114,7 @@ def main():
     data = tmp / "perf.data"
     try:
         c = bw.Client(d.port)
-        src = "@requirements({'requests': ''})\ndef f(x: int = 1):\n    return x + 1\n"
+        src = bw.REQUESTS_ENV + "def f(x: int = 1):\n    return x + 1\n"
         body = {"source": src, "filename": "bench.py", "args": [1]}
         bw.timed_runs(c, 30, body)
         perf = subprocess.Popen(["perf", "record", "-q", "-a", "-k", "CLOCK_MONOTONIC", "-o", str(data)]
