@@ -117,7 +117,10 @@ static void write_back_wal(Store *s) {
  * (ext4_block_write_begin), in the committing thread: an invoke's, 0.3–3
  * ms per commit, measured. Read here, asynchronously (WILLNEED starts the
  * reads and returns), the commit finds them cached. Past the file's end
- * (a WAL that has not wrapped yet) it reads nothing. */
+ * (a WAL that has not wrapped yet) it reads nothing. The whole span each
+ * pass, not only its new part: a page read ahead and evicted again is read
+ * again; 8000 cached frames cost ~0.11 ms of this thread (measured: 113
+ * µs for 33 MiB cached, 57 µs for 4 MiB). */
 static void read_ahead_wal(Store *s, int from) {
         if (s->cfd_wal < 0 && s->cwal_path)
                 s->cfd_wal = open(s->cwal_path, O_RDONLY | O_CLOEXEC);
