@@ -219,15 +219,22 @@ static int passive_on(Store *s, sqlite3 *db, int *ret_log, int *ret_ckpt) {
         return rc;
 }
 
-static int passive(Store *s, int *ret_log, int *ret_ckpt) {
-        return passive_on(s, s->cdb, ret_log, ret_ckpt);
-}
-
 static int wal_frames(Store *s, int log) {
         pthread_mutex_lock(&s->clock);
         int frames = s->cframes > log ? s->cframes : log;
         pthread_mutex_unlock(&s->clock);
         return frames;
+}
+
+/* A pass of this thread, the WAL read ahead of the writes before and
+ * after it: a pass (its syncs) is this thread's long part, slow under
+ * another process's I/O or starved at SCHED_IDLE, and commits go on
+ * meanwhile; after it, up to the next pass. */
+static int passive(Store *s, int *ret_log, int *ret_ckpt) {
+        read_ahead_wal(s, wal_frames(s, 0));
+        int rc = passive_on(s, s->cdb, ret_log, ret_ckpt);
+        read_ahead_wal(s, wal_frames(s, 0));
+        return rc;
 }
 
 static void checkpoint_once(Store *s) {
@@ -269,9 +276,6 @@ static void checkpoint_once(Store *s) {
                 if (restart)
                         read_ahead_wal(s, 0);
         }
-        /* Until the restart, the commits write on past the cap. */
-        if (rc == SQLITE_OK)
-                read_ahead_wal(s, wal_frames(s, log));
         pthread_mutex_lock(&s->clock);
         /* Caught up (little left uncopied, and the WAL restarted or will
          * at the next write): back to idle. */
