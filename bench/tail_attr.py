@@ -88,6 +88,14 @@ def breakdown(tid, a, b):
     t0 = a
     for x in L[i:] + [(b, "END", "", 0)]:
         if x[0] > b: x = (b, "END", "", 0)
+        # A wake-up ends a sleep: from it to the next switch-in the
+        # thread is runnable (its wake-up latency), not asleep (round 9:
+        # before, that time counted as the sleep and vanished from the
+        # table, and the request's largest part came out as "req on cpu").
+        if state is not None and x[1] == "W" and state[1] == "S":
+            c[f"S:{state[2]}"] += x[0] - t0
+            state = (x[0], "R", "woken (wake-up latency)", x[3]); t0 = x[0]
+            continue
         if state is not None and x[1] != "W":
             k = state[1] if state[1] == "run" else f"{state[1]}:{state[2]}"
             c[k] += x[0] - t0
