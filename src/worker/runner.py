@@ -297,6 +297,17 @@ def _check_typed(param, conv, v):
     return v
 
 
+_validating = [False]  # validate() is binding: never unpickle (_convert)
+
+
+def _holds_pickle(v):
+    if isinstance(v, dict):
+        return _rt._is_pickle_marker(v) or any(_holds_pickle(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_holds_pickle(x) for x in v)
+    return False
+
+
 class LambdaContext:
     """What AWS Lambda passes as `context`: the invocation's metadata and
     get_remaining_time_in_millis()."""
@@ -335,6 +346,12 @@ def _convert(param, conv, item):
     # {"$bytes": BASE64} (an upstream task's or the client's bytes) arrives
     # as bytes, {"$pickle": …} (an upstream pysprinter.pickled) as its
     # value: unpickled here, in this tenant's sandbox, never in the daemon.
+    # Nor in the validator: it runs in the worker every tenant's runs fork
+    # from, and unpickling runs code (a pickle's exec() there was seen by
+    # the next tenant's runs). Its type is checked by the run's own child,
+    # which binds such a run itself (_compiled makes nothing for it).
+    if _validating[0] and _holds_pickle(item["value"]):
+        return None
     try:
         value = _rt.from_jsonable(item["value"], unpickle=True)
     except Exception as e:
@@ -482,12 +499,15 @@ def validate(request_json):
     """Check a file and its arguments without executing any of it."""
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
+    _validating[0] = True
     try:
         tree, fn, reqs, args, kwargs = _analyse(req)
     except ValidationError as e:
         return json.dumps(_error_reply(e, filename))
     except RecursionError:
         return json.dumps(_error_reply(ValidationError(f"{filename} is nested too deeply to parse"), filename))
+    finally:
+        _validating[0] = False
     params = [p.arg for p in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
     imports = sorted(_top_level_imports(tree))
     reply = {
@@ -500,7 +520,7 @@ def validate(request_json):
         "requirements": reqs,
         "imports": imports,
     }
-    compiled = _compiled(req, request_json, tree, fn, args, kwargs, filename)
+    compiled = _compiled(req, tree, fn, args, kwargs, filename)
     if compiled is not None:
         reply["compiled"] = compiled
     return json.dumps(reply)
@@ -511,7 +531,7 @@ def validate(request_json):
 _COMPILED_MAX = 256 << 10
 
 
-def _compiled(req, request_json, tree, fn, args, kwargs, filename):
+def _compiled(req, tree, fn, args, kwargs, filename):
     """What a run child would otherwise work out itself from the source:
     the module's code object and the bound, converted arguments, marshalled
     (issue 15 (c): ast.parse, binding and compile were ~265 µs and ~33
@@ -523,7 +543,7 @@ def _compiled(req, request_json, tree, fn, args, kwargs, filename):
     none when compile() refuses what ast.parse accepted (the child then
     raises that SyntaxError as the run's error, as before) or a value does
     not marshal. The child loads what it gets and never compiles."""
-    if req.get("context") is not None or '"$pickle"' in request_json:
+    if req.get("context") is not None or _holds_pickle(req.get("args")) or _holds_pickle(req.get("kwargs")):
         return None
     try:
         code = marshal.dumps(compile(tree, filename, "exec"))

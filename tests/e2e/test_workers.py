@@ -1138,3 +1138,45 @@ def test_what_the_validator_refuses_never_runs_and_what_it_cannot_prepare_is_ana
     st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": COMPILED_PROBE, "args": [5, marker]})
     assert st == 200 and b["status"] == "succeeded", b
     assert b["result"]["analysed"] == 1 and b["result"]["pair"] == [3, 4] and b["result"]["pair_is_tuple"], b
+
+
+class _MarksTheUnpickler:
+    """Unpickling it sets a mark in the builtins of whichever process
+    unpickles it: the run's own child, or (before) the validating worker
+    every tenant's runs fork from."""
+
+    def __reduce__(self):
+        return (exec, ("import builtins, os; builtins.PICKLE_MARK = os.getpid()",))
+
+
+MARK_PROBE = """
+import builtins
+
+def f(x=None):
+    return {"mark": getattr(builtins, "PICKLE_MARK", None), "x": x}
+"""
+
+
+def test_a_pickled_argument_is_unpickled_only_in_its_own_runs_child(daemon):
+    """Unpickling runs code. The validator bound a run's arguments in the
+    worker that every tenant's runs fork from, and unpickled a pickled
+    argument there: alice's pickle ran in that worker and bob's later runs
+    saw what it did (found while making validation hand its bound
+    arguments to the run). The validator now leaves a pickled value to the
+    run's own child, which unpickles (and type-checks) it in its sandbox:
+    alice's run sees its effect, bob's runs and alice's next runs do not,
+    and a pickled value of the wrong type is still refused (exit 3)."""
+    import base64
+    import pickle
+    marker = {"$pickle": base64.b64encode(pickle.dumps([_MarksTheUnpickler()])).decode(),
+              "type": "list", "view": []}
+    st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": MARK_PROBE, "args": [marker]})
+    assert st == 200 and b["status"] == "succeeded", b
+    assert b["result"]["mark"] is not None  # unpickled in alice's own run
+    for token in ("bob", "alice", "bob"):
+        st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": MARK_PROBE}, token=token)
+        assert st == 200 and b["status"] == "succeeded", b
+        assert b["result"]["mark"] is None, (token, b)
+    wrong = {"$pickle": base64.b64encode(pickle.dumps("seven")).decode(), "type": "str", "view": "seven"}
+    st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": "def f(n: int):\n    return n\n", "args": [wrong]})
+    assert st == 200 and b["exit_code"] == 3 and "expected an integer" in b["error"]["message"], b
