@@ -49,6 +49,7 @@ typedef struct RunCtx {
         char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
         bool out_daemon_born;     /* out_host was made before any tenant was known (a spare's) */
         json_t *memo_reply;       /* a deployed source's memoized validation, parsed, shared (instance_memo_get) */
+        json_t *compiled;         /* validation's code and bound arguments for the run child (runner.py _compiled) */
 } RunCtx;
 
 typedef struct RunWatch RunWatch;
@@ -434,6 +435,11 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
                 _cleanup_free_ char *mk = memo_key(c);
                 instance_memo_put(c->e, mk, c->spec->source, c->spec->source_len, v);
         }
+        /* An ad-hoc run's child loads these instead of parsing, binding
+         * and compiling the source again (its validation key covers the
+         * arguments; a deployed function's does not). */
+        if (!c->spec->instance_key)
+                c->compiled = json_incref(json_object_get(v, "compiled"));
         c->res->function = xstrdup(json_string_value(json_object_get(v, "function")) ?: "?");
         json_t *params = json_object_get(v, "parameters");
         if (json_is_array(params))
@@ -772,6 +778,8 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag, 
         add_limits_and_data(c, m);
         if (c->spec->context_json)
                 json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
+        if (c->compiled)
+                json_object_set(m, "compiled", c->compiled);
         int fds[8] = { p->out[1], p->err[1], p->result[1], p->status[1] };
         size_t n_extra = 0;
         _cleanup_free_ char *sb = NULL;
@@ -1562,6 +1570,7 @@ RunResult *engine_run_end(EngineRun *run) {
         strv_free(c->sys_path);
         free(c->lock_json);
         json_decref(c->memo_reply);
+        json_decref(c->compiled);
         strv_free(c->data_binds);
         strv_free(c->data_seen);
         RunResult *res = c->res;

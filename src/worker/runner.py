@@ -10,8 +10,10 @@ Entry points called from C (each takes and returns JSON text):
   run(request_json, result_fd) -> None   (in the forked run child)
 """
 import ast
+import binascii
 import json
 import linecache
+import marshal
 import os
 import sys
 import traceback
@@ -295,6 +297,17 @@ def _check_typed(param, conv, v):
     return v
 
 
+_validating = [False]  # validate() is binding: never unpickle (_convert)
+
+
+def _holds_pickle(v):
+    if isinstance(v, dict):
+        return _rt._is_pickle_marker(v) or any(_holds_pickle(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_holds_pickle(x) for x in v)
+    return False
+
+
 class LambdaContext:
     """What AWS Lambda passes as `context`: the invocation's metadata and
     get_remaining_time_in_millis()."""
@@ -333,6 +346,12 @@ def _convert(param, conv, item):
     # {"$bytes": BASE64} (an upstream task's or the client's bytes) arrives
     # as bytes, {"$pickle": …} (an upstream pysprinter.pickled) as its
     # value: unpickled here, in this tenant's sandbox, never in the daemon.
+    # Nor in the validator: it runs in the worker every tenant's runs fork
+    # from, and unpickling runs code (a pickle's exec() there was seen by
+    # the next tenant's runs). Its type is checked by the run's own child,
+    # which binds such a run itself (_compiled makes nothing for it).
+    if _validating[0] and _holds_pickle(item["value"]):
+        return None
     try:
         value = _rt.from_jsonable(item["value"], unpickle=True)
     except Exception as e:
@@ -480,15 +499,18 @@ def validate(request_json):
     """Check a file and its arguments without executing any of it."""
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
+    _validating[0] = True
     try:
         tree, fn, reqs, args, kwargs = _analyse(req)
     except ValidationError as e:
         return json.dumps(_error_reply(e, filename))
     except RecursionError:
         return json.dumps(_error_reply(ValidationError(f"{filename} is nested too deeply to parse"), filename))
+    finally:
+        _validating[0] = False
     params = [p.arg for p in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
     imports = sorted(_top_level_imports(tree))
-    return json.dumps({
+    reply = {
         "ok": True,
         "function": fn.name,
         "signature": _signature_text(fn),
@@ -497,7 +519,42 @@ def validate(request_json):
         "is_async": isinstance(fn, ast.AsyncFunctionDef),
         "requirements": reqs,
         "imports": imports,
-    })
+    }
+    compiled = _compiled(req, tree, fn, args, kwargs, filename)
+    if compiled is not None:
+        reply["compiled"] = compiled
+    return json.dumps(reply)
+
+
+# The largest code object and bound arguments (marshalled) a validation
+# reply carries; a bigger file's run compiles in its own child as before.
+_COMPILED_MAX = 256 << 10
+
+
+def _compiled(req, tree, fn, args, kwargs, filename):
+    """What a run child would otherwise work out itself from the source:
+    the module's code object and the bound, converted arguments, marshalled
+    (issue 15 (c): ast.parse, binding and compile were ~265 µs and ~33
+    copy-on-write faults of every run child). Made here, where the file is
+    validated anyway, and only for what is a pure function of the request
+    (the validation cache's key): none when the call carries a Lambda
+    context (its values are per call, not in the key) or a pickled value
+    (unpickled in the run's own sandbox, never here: unpickling runs code),
+    none when compile() refuses what ast.parse accepted (the child then
+    raises that SyntaxError as the run's error, as before) or a value does
+    not marshal. The child loads what it gets and never compiles."""
+    if req.get("context") is not None or _holds_pickle(req.get("args")) or _holds_pickle(req.get("kwargs")):
+        return None
+    try:
+        code = marshal.dumps(compile(tree, filename, "exec"))
+        bound = marshal.dumps((tuple(args), kwargs))
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return None
+    if len(code) + len(bound) > _COMPILED_MAX:
+        return None
+    return {"function": fn.name,
+            "code": binascii.b2a_base64(code, newline=False).decode("ascii"),
+            "bound": binascii.b2a_base64(bound, newline=False).decode("ascii")}
 
 
 def _top_level_imports(tree):
@@ -728,6 +785,7 @@ def spare_warm():
 
 
 _warmed = [False]  # the small run ran in this process (tests look)
+_analysed = [0]  # runs of this process that parsed and compiled their source (tests look)
 _spare_readied = [False]  # this process was a sealed spare (tests look)
 
 
@@ -753,23 +811,48 @@ def _run(req, filename, result_fd):
     if _streams_mode[0] is not False:
         _setup_streams()
     source = req.get("source", "")
-    try:
-        tree, fn, reqs, args, kwargs = _analyse(req)
-    except ValidationError as e:
-        _write_result(result_fd, _error_reply(e, filename))
-        return
+    loaded = _load_compiled(req.get("compiled"))
+    if loaded is None:
+        # Not validated with its code (see _compiled): analysed here,
+        # refused here as the validator would.
+        _analysed[0] += 1
+        try:
+            tree, fn, reqs, args, kwargs = _analyse(req)
+        except ValidationError as e:
+            _write_result(result_fd, _error_reply(e, filename))
+            return
+        name = fn.name
     mod = _user_module(source, filename, req)
     try:
-        code = compile(tree, filename, "exec")
+        if loaded is None:
+            code = compile(tree, filename, "exec")
+        else:
+            name, code, args, kwargs = loaded
         exec(code, mod.__dict__)
-        target = mod.__dict__.get(fn.name)
+        target = mod.__dict__.get(name)
         if not callable(target):
-            raise TypeError(f"'{fn.name}' is not callable after the module ran")
+            raise TypeError(f"'{name}' is not callable after the module ran")
         value = _resolve_value(target(*args, **kwargs))
     except BaseException as e:
         _write_result(result_fd, _exception_result(e, filename))
         return
     _write_result(result_fd, _serialise(value))
+
+
+def _load_compiled(c):
+    """(function name, code, args, kwargs) from what validation made for
+    this run (_compiled), or None when it made nothing usable."""
+    if not isinstance(c, dict):
+        return None
+    try:
+        code = marshal.loads(binascii.a2b_base64(c["code"]))
+        args, kwargs = marshal.loads(binascii.a2b_base64(c["bound"]))
+    except (KeyError, TypeError, ValueError, EOFError, binascii.Error):
+        return None
+    name = c.get("function")
+    if not isinstance(name, str) or not isinstance(kwargs, dict) or type(code) is not types.CodeType:
+        return None
+    return name, code, args, kwargs
 
 
 def _user_module(source, filename, req):
