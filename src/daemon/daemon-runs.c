@@ -945,11 +945,25 @@ static bool drun_warm_eligible(const Daemon *d, const DRun *r) {
                !r->idem_key;
 }
 
-/* An idle instance of r's function taken for it, or NULL. d->lock not held. */
+/* An idle instance of r's function taken for it, or NULL. d->lock not held.
+ * The caller counts itself a taker first (d->takers, atomically) and
+ * calls taker_done() once the run counts as running or the instance is
+ * back. */
 static Instance *drun_take_instance(Daemon *d, const DRun *r) {
         _cleanup_free_ char *key = xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version);
         Instance *inst = NULL;
         return engine_instance_take_idle(d->engine, key, &inst) < 0 ? NULL : inst;
+}
+
+/* With d->lock held: a taker is done (its run is counted, or its instance
+ * back); true when a queued invoke found no idle instance meanwhile and
+ * must be looked at again (watch_start_queued()). */
+static bool taker_done(Daemon *d) {
+        assert(d->takers > 0);
+        __atomic_sub_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
+        bool again = d->take_missed;
+        d->take_missed = false;
+        return again;
 }
 
 static void *watch_thread(void *p);
@@ -1016,16 +1030,26 @@ static void watch_start_queued(Daemon *d) {
                 if (!r || r->cancel_requested || d->leave_queued || !drun_warm_eligible(d, r))
                         break;
                 pending_unlink(d, prev, r);
+                __atomic_add_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
                 pthread_mutex_unlock(&d->lock);
                 Instance *inst = drun_take_instance(d, r);
                 pthread_mutex_lock(&d->lock);
+                (void) taker_done(d); /* this loop looks again anyway */
                 if (!inst) {
                         /* Back at the head (the runs before it could not
-                         * start): a run thread starts an instance for it. */
+                         * start). Another thread holds an instance it took
+                         * and has not counted yet: it looks again once it
+                         * has (its run's end hands the instance on). Else
+                         * a run thread starts an instance for it. */
                         r->next_pending = d->pending;
                         d->pending = r;
                         if (!d->pending_tail)
                                 d->pending_tail = r;
+                        if (__atomic_load_n(&d->takers, __ATOMIC_SEQ_CST) > 0) {
+                                d->take_missed = true;
+                                pthread_mutex_unlock(&d->lock);
+                                return;
+                        }
                         break;
                 }
                 d->metrics.watcher_begun++;
@@ -1045,8 +1069,9 @@ static void watch_end(Daemon *d, RunStep *ended) {
         while (ended) {
                 RunStep *st = ended;
                 ended = st->next;
+                /* Counted before the end reaches the caller. */
+                __atomic_add_fetch(&d->metrics.watcher_ends, 1, __ATOMIC_RELAXED);
                 run_complete(st);
-                d->metrics.watcher_ends++;
                 watch_start_queued(d);
         }
 }
@@ -1641,22 +1666,34 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
          * watcher watches it (run_watched()). The lock decides; the
          * instance is taken before it (the engine's lock comes after
          * d->lock, never under it here). */
-        Instance *inst = !resumed && drun_warm_eligible(d, r) ? drun_take_instance(d, r) : NULL;
+        bool warm = !resumed && drun_warm_eligible(d, r);
+        Instance *inst = NULL;
+        if (warm) {
+                __atomic_add_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
+                inst = drun_take_instance(d, r);
+        }
 
         pthread_mutex_lock(&d->lock);
         r->next = d->runs;
         d->runs = r;
         d->threads++;
         if (inst) {
-                if (run_inline_startable(d, r)) {
-                        run_inline(d, r, inst);
-                        return 0;
-                }
+                bool inline_ = run_inline_startable(d, r);
                 /* Nobody who may start is queued before it, and it may
                  * start (a global, a tenant and a function slot). */
-                if (!pending_startable(d) && drun_startable(d, r)) {
-                        __atomic_add_fetch(&d->metrics.invokes_watched, 1, __ATOMIC_RELAXED);
-                        run_watched(d, r, inst);
+                if (inline_ || (!pending_startable(d) && drun_startable(d, r))) {
+                        /* Counted running (run_begin()) under this lock. */
+                        bool again = taker_done(d);
+                        if (inline_)
+                                run_inline(d, r, inst);
+                        else {
+                                __atomic_add_fetch(&d->metrics.invokes_watched, 1, __ATOMIC_RELAXED);
+                                run_watched(d, r, inst);
+                        }
+                        if (again) {
+                                pthread_mutex_lock(&d->lock);
+                                watch_start_queued(d);
+                        }
                         return 0;
                 }
                 /* Not now: the usual path (the instance goes back once the
@@ -1695,6 +1732,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 if (inst)
                         engine_instance_put_back(d->engine, inst);
                 pthread_mutex_lock(&d->lock);
+                (void) taker_done(d); /* looks again just below */
                 watch_start_queued(d);
                 return 0;
         }
@@ -1710,6 +1748,14 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         pool_wake(wake);
         if (inst)
                 engine_instance_put_back(d->engine, inst);
+        if (warm) {
+                pthread_mutex_lock(&d->lock);
+                bool again = taker_done(d);
+                if (again)
+                        watch_start_queued(d);
+                else
+                        pthread_mutex_unlock(&d->lock);
+        }
         return 0;
 }
 

@@ -396,6 +396,13 @@ struct Daemon {
          * hand-over then writes watch_efd); whether its thread started. */
         struct RunStep *watch_new;
         bool watch_sleeping, watch_running;
+        /* Threads between taking an idle instance for a warm invoke and
+         * counting its run (fn_count_enter()) or putting the instance
+         * back: raised atomically before the take, lowered under lock.
+         * A queued invoke that found no idle instance meanwhile waits for
+         * them (take_missed) instead of a run thread. */
+        unsigned takers;
+        bool take_missed;
         int watch_efd;
         struct RunThread *pool_idle_list; /* idle run threads, most recent first */
         unsigned pool_threads, pool_starting;
