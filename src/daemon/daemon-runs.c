@@ -236,6 +236,8 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
         pthread_mutex_unlock(&d->lock);
 }
 
+static void drun_kick(const void *key);
+
 static void on_event(const RunEvent *ev, void *userdata) {
         void **ctx = userdata;
         Daemon *d = ctx[0];
@@ -269,8 +271,10 @@ static void on_event(const RunEvent *ev, void *userdata) {
         cancel = r->cancel_requested;
         pthread_cond_broadcast(&d->change_cond);
         pthread_mutex_unlock(&d->lock);
-        /* After the unlock: a resumed follower takes d->lock at once. */
-        daemon_wait_kick(r);
+        /* After the unlock: a resumed follower takes d->lock at once.
+         * (The run's "done" phase comes while the watcher ends a batch:
+         * kept for the batch's end, as its other kicks.) */
+        drun_kick(r);
 
         /* A cancel that raced with the run's start (engine_cancel said
          * -ESRCH) is retried on each event until the engine knows the run. */

@@ -1583,13 +1583,6 @@ void engine_run_watch_events(EngineRun *run, const struct pollfd *pf) {
                 watch_handle(&run->c, run->rs, &run->w, &run->p, pf);
 }
 
-bool engine_run_ended_clean(const EngineRun *run) {
-        assert(run && !run->watching);
-        const RunWatch *w = &run->w;
-        return run->c.inst && w->instance_done && !w->worker_gone && !w->timed_out && !w->was_cancelled &&
-               !w->output_limit;
-}
-
 RunResult *engine_run_end(EngineRun *run) {
         assert(run && !run->watching);
         RunCtx *c = &run->c;

@@ -276,10 +276,6 @@ RunResult *engine_run_end(EngineRun *run);
 struct pollfd;
 bool engine_run_watch_fds(EngineRun *run, struct pollfd *pf, usec_t *ret_until);
 void engine_run_watch_events(EngineRun *run, const struct pollfd *pf);
-/* After the watch: whether the run ended on a warm instance's answer with
- * nothing to kill or replace (engine_run_end() then blocks on nothing but
- * the record's commit). */
-bool engine_run_ended_clean(const EngineRun *run);
 
 /* An idle, live warm instance of key, taken (busy, thawed) for one
  * invocation: pass it as RunSpec.instance. -EAGAIN when none is idle now:
