@@ -22,13 +22,25 @@
 static const double hist_bounds[15] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                         2.5,   5,    10,    30,   60,  120, 300 };
 
+static void *watch_thread(void *p);
+
 int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->lock, NULL);
         pthread_mutex_init(&d->idem_lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
         d->watch_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        return d->watch_efd < 0 ? -errno : 0;
+        if (d->watch_efd < 0)
+                return -errno;
+        /* The run watcher, made once (the daemon's threads stay as many
+         * whatever the load); watch_add() tries again if this fails. */
+        pthread_attr_t attr;
+        pthread_t tid;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        d->watch_running = pthread_create(&tid, &attr, watch_thread, d) == 0;
+        pthread_attr_destroy(&attr);
+        return 0;
 }
 
 static TenantCount *tenant_count(Daemon *d, const char *tenant) {
@@ -1123,9 +1135,10 @@ static void watch_end(Daemon *d, RunStep *ended) {
 static void *watch_thread(void *p) {
         Daemon *d = p;
         (void) pthread_setname_np(pthread_self(), "run-watcher");
-        RunStep **set = NULL;      /* the runs watched */
-        struct pollfd *pf = NULL;  /* [0] the eventfd, then ENGINE_RUN_POLLFDS per run of set */
-        size_t n = 0, alloc = 0;
+        size_t n = 0, alloc = 16;
+        RunStep **set = xcalloc(alloc, sizeof(RunStep *)); /* the runs watched */
+        /* [0] the eventfd, then ENGINE_RUN_POLLFDS per run of set */
+        struct pollfd *pf = xcalloc(1 + alloc * ENGINE_RUN_POLLFDS, sizeof(struct pollfd));
         for (;;) {
                 pthread_mutex_lock(&d->lock);
                 d->watch_sleeping = false;
@@ -1134,7 +1147,7 @@ static void *watch_thread(void *p) {
                 pthread_mutex_unlock(&d->lock);
                 for (; add; add = add->next) {
                         if (n == alloc) {
-                                alloc = MAX(16u, alloc * 2);
+                                alloc *= 2;
                                 set = xrealloc(set, alloc * sizeof(RunStep *));
                                 pf = xrealloc(pf, (1 + alloc * ENGINE_RUN_POLLFDS) * sizeof(struct pollfd));
                         }
