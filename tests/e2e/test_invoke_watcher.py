@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from daemonlib import Daemon, wait_for
+from daemonlib import TOKENS, Daemon, wait_for
 
 SRC = (
     "import os, sys, time\n"
@@ -67,6 +67,18 @@ def callers(d, n_callers, n_each, body_of, errors, results=None):
     for t in ts:
         t.start()
     return ts
+
+
+def gated_run(d):
+    """The running run whose live log shows what a gated invoke (n 999999)
+    printed, or None."""
+    runs = d.call("GET", "/v1/functions/fn/runs?limit=50")[1]["runs"]
+    for r in runs:
+        if r["status"] == "running":
+            st, log = d.call("GET", f"/v1/runs/{r['id']}/logs")
+            if st == 200 and "out-999999" in (log if isinstance(log, str) else json.dumps(log)):
+                return r["id"]
+    return None
 
 
 def join(ts):
@@ -155,17 +167,8 @@ def test_cancel_of_a_watched_invoke_among_concurrent_ones(d, tmp_path):
         "POST", INVOKE, {"kwargs": {"n": 999999, "gate": str(gate)}})))
     gated.start()
 
-    def gated_run():
-        # The running run whose live log shows what the gated one printed.
-        runs = d.call("GET", "/v1/functions/fn/runs?limit=50")[1]["runs"]
-        for r in runs:
-            if r["status"] == "running":
-                st, log = d.call("GET", f"/v1/runs/{r['id']}/logs")
-                if st == 200 and "out-999999" in (log if isinstance(log, str) else json.dumps(log)):
-                    return r["id"]
-        return None
     try:
-        run_id = wait_for(gated_run, "the gated invoke running")
+        run_id = wait_for(lambda: gated_run(d), "the gated invoke running")
         before = metrics(d)
         # Four callers on four warm instances: it began without a run thread.
         assert before["pysprinter_run_thread_runs_total"] == m0["pysprinter_run_thread_runs_total"], (
@@ -205,3 +208,53 @@ def test_instance_dying_mid_invoke_among_concurrent_ones(d, what, status):
     # The dead instance is replaced: invokes go on succeeding, concurrently.
     join(callers(d, 4, 10, lambda n: {"kwargs": {"n": n}}, errors))
     assert not errors, errors[:3]
+
+
+def test_a_watched_invoke_streams_its_output_to_a_follower(d, tmp_path):
+    """What a watched invoke prints reaches a log follower while it runs;
+    its end reaches the follower and its caller."""
+    gate = tmp_path / "gate"
+    stop = threading.Event()
+    errors = []
+
+    def busy():
+        n = 0
+        while not stop.is_set():
+            st, b = d.call("POST", INVOKE, {"kwargs": {"n": n}})
+            if st != 200 or b.get("status") != "succeeded":
+                errors.append((st, b))
+            n += 1
+    ts = [threading.Thread(target=busy) for _ in range(3)]
+    for t in ts:
+        t.start()
+    out = {}
+    gated = threading.Thread(target=lambda: out.update(r=d.call(
+        "POST", INVOKE, {"kwargs": {"n": 999999, "gate": str(gate)}})))
+    gated.start()
+    try:
+        run_id = wait_for(lambda: gated_run(d), "the gated invoke running")
+        c = d.conn()
+        c.request("GET", f"/v1/runs/{run_id}/logs?follow=1", headers={"Authorization": "Bearer " + TOKENS["alice"]})
+        r = c.getresponse()
+        assert r.status == 200
+        seen, end = "", None
+        for line in iter(r.fp.readline, b""):
+            line = line.decode().rstrip("\n")
+            if line.startswith("data: ") and '"text"' in line:
+                seen += json.loads(line[6:])["text"]
+                if "out-999999" in seen and not gate.exists():
+                    gate.write_text("go")  # seen while it ran: now let it end
+            elif line.startswith("event: end"):
+                end = line
+                break
+        c.close()
+        assert "out-999999" in seen and end, (seen, end)
+        gated.join(60)
+    finally:
+        gate.write_text("go")
+        stop.set()
+        join(ts)
+        gated.join(60)
+    assert not errors, errors[:3]
+    st, b = out["r"]
+    assert st == 200 and b["status"] == "succeeded" and b["result"] == 999999 and b["id"] == run_id, b
