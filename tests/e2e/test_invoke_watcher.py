@@ -72,7 +72,9 @@ def callers(d, n_callers, n_each, body_of, errors, results=None):
 def gated_run(d):
     """The running run whose live log shows what a gated invoke (n 999999)
     printed, or None."""
-    runs = d.call("GET", "/v1/functions/fn/runs?limit=50")[1]["runs"]
+    # Only the running ones: the busy callers' ended runs would push it
+    # out of a list of the latest.
+    runs = d.call("GET", "/v1/runs?status=running&limit=50")[1]["runs"]
     for r in runs:
         if r["status"] == "running":
             st, log = d.call("GET", f"/v1/runs/{r['id']}/logs")
