@@ -9,6 +9,10 @@ does not see cache misses, page faults or lock waits.
 
 Usage: /usr/bin/python3 bench/bench_invoke_ir.py BUILD_DIR [v1|lambda] [N1 N2]
   BENCH_SOURCE_PAD=N: the function's file N bytes larger (a comment).
+  BENCH_CONCURRENCY=C: the N invokes come from C callers at once (each its
+  own connection), after a warm-up of 8*C concurrent ones that starts the
+  function's instances: the path of concurrent invokes (the run watcher's,
+  round 9) rather than the sequential one.
 Benchmarks are not tests."""
 import http.client
 import os
@@ -19,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -55,9 +60,28 @@ def instructions(build, route, n):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         st, b = br.call(c, "/v1/functions", {"name": "benchfn", "filename": "b.py", "source": br.SOURCE})
         assert st in (200, 201), b
-        for _ in range(20 + n):
-            st, b = br.call(c, br.PATHS[route], {})
-            assert st == 200, b
+        conc = int(os.environ.get("BENCH_CONCURRENCY", "1"))
+        if conc <= 1:
+            for _ in range(20 + n):
+                st, b = br.call(c, br.PATHS[route], {})
+                assert st == 200, b
+        else:
+            def callers(total):
+                def one(k):
+                    cc = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                    for _ in range(total // conc + (k < total % conc)):
+                        st, b = br.call(cc, br.PATHS[route], {})
+                        assert st == 200, b
+                ts = [threading.Thread(target=one, args=(k,)) for k in range(conc)]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+            for _ in range(20):
+                st, b = br.call(c, br.PATHS[route], {})
+                assert st == 200, b
+            callers(8 * conc)
+            callers(n)
         p.send_signal(signal.SIGTERM)
         p.wait()
         m = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
@@ -71,7 +95,8 @@ def main():
     route = sys.argv[2] if len(sys.argv) > 2 else "v1"
     n1, n2 = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (50, 250)
     i1, i2 = instructions(build, route, n1), instructions(build, route, n2)
-    print(f"build {build} route {route} pad {os.environ.get('BENCH_SOURCE_PAD', '0')}: "
+    print(f"build {build} route {route} pad {os.environ.get('BENCH_SOURCE_PAD', '0')} "
+          f"concurrency {os.environ.get('BENCH_CONCURRENCY', '1')}: "
           f"{(i2 - i1) / (n2 - n1):.0f} instructions per invoke ({i1} after {n1}, {i2} after {n2})")
 
 

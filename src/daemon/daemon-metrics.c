@@ -126,8 +126,23 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "received them, by where they ended.\n"
                    "# TYPE pysprinter_invokes_on_http_thread_total counter\n"
                    "pysprinter_invokes_on_http_thread_total{ended=\"http_thread\"} %" PRIu64 "\n"
-                   "pysprinter_invokes_on_http_thread_total{ended=\"run_thread\"} %" PRIu64 "\n",
-                   m.invokes_inline, m.invokes_handed);
+                   "pysprinter_invokes_on_http_thread_total{ended=\"watcher\"} %" PRIu64 "\n"
+                   "# HELP pysprinter_invokes_begun_by_watcher_total Queued warm invokes the run watcher began "
+                   "when an instance came free.\n"
+                   "# TYPE pysprinter_invokes_begun_by_watcher_total counter\n"
+                   "pysprinter_invokes_begun_by_watcher_total %" PRIu64 "\n"
+                   "# HELP pysprinter_run_thread_runs_total Runs a run thread took (ad-hoc runs, cold or queued "
+                   "invokes).\n"
+                   "# TYPE pysprinter_run_thread_runs_total counter\n"
+                   "pysprinter_run_thread_runs_total %" PRIu64 "\n"
+                   "# HELP pysprinter_run_watcher_wakes_total Wake-ups of the run watcher's poll().\n"
+                   "# TYPE pysprinter_run_watcher_wakes_total counter\n"
+                   "pysprinter_run_watcher_wakes_total %" PRIu64 "\n"
+                   "# HELP pysprinter_run_watcher_ends_total Runs whose watch the run watcher ended.\n"
+                   "# TYPE pysprinter_run_watcher_ends_total counter\n"
+                   "pysprinter_run_watcher_ends_total %" PRIu64 "\n",
+                   m.invokes_inline, m.invokes_watched, m.watcher_begun, m.run_thread_runs, m.watcher_wakes,
+                   m.watcher_ends);
         uint64_t fh, fm;
         function_cache_stats(d->functions, &fh, &fm);
         buf_printf(&b,

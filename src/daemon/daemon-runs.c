@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 
@@ -21,11 +22,24 @@
 static const double hist_bounds[15] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                         2.5,   5,    10,    30,   60,  120, 300 };
 
+static void *watch_thread(void *p);
+
 int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->lock, NULL);
         pthread_mutex_init(&d->idem_lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
+        d->watch_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (d->watch_efd < 0)
+                return -errno;
+        /* The run watcher, made once (the daemon's threads stay as many
+         * whatever the load); watch_add() tries again if this fails. */
+        pthread_attr_t attr;
+        pthread_t tid;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        d->watch_running = pthread_create(&tid, &attr, watch_thread, d) == 0;
+        pthread_attr_destroy(&attr);
         return 0;
 }
 
@@ -234,6 +248,8 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
         pthread_mutex_unlock(&d->lock);
 }
 
+static void drun_kick(const void *key);
+
 static void on_event(const RunEvent *ev, void *userdata) {
         void **ctx = userdata;
         Daemon *d = ctx[0];
@@ -267,8 +283,10 @@ static void on_event(const RunEvent *ev, void *userdata) {
         cancel = r->cancel_requested;
         pthread_cond_broadcast(&d->change_cond);
         pthread_mutex_unlock(&d->lock);
-        /* After the unlock: a resumed follower takes d->lock at once. */
-        daemon_wait_kick(r);
+        /* After the unlock: a resumed follower takes d->lock at once.
+         * (The run's "done" phase comes while the watcher ends a batch:
+         * kept for the batch's end, as its other kicks.) */
+        drun_kick(r);
 
         /* A cancel that raced with the run's start (engine_cancel said
          * -ESRCH) is retried on each event until the engine knows the run. */
@@ -400,6 +418,38 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
         pthread_mutex_unlock(&d->lock);
 }
 
+/* The run watcher ends a batch of runs before it resumes their callers
+ * (watch_end()): an HTTP thread woken by a resume preempts the thread that
+ * woke it, which would hold up the other ends of the batch (measured: ~0.3
+ * preemptions of the watcher per invoke at wrk -c8, in the write() that
+ * resumes a connection). On that thread the ends' kicks are kept here
+ * (once per key) and sent together; elsewhere they go at once. */
+static __thread struct {
+        bool on;
+        size_t n;
+        const void *keys[64];
+} kick_defer;
+
+static void drun_kick(const void *key) {
+        if (kick_defer.on) {
+                for (size_t i = 0; i < kick_defer.n; i++)
+                        if (kick_defer.keys[i] == key)
+                                return;
+                if (kick_defer.n < ELEMENTSOF(kick_defer.keys)) {
+                        kick_defer.keys[kick_defer.n++] = key;
+                        return;
+                }
+        }
+        daemon_wait_kick(key);
+}
+
+static void drun_kicks_flush(void) {
+        kick_defer.on = false;
+        for (size_t i = 0; i < kick_defer.n; i++)
+                daemon_wait_kick(kick_defer.keys[i]);
+        kick_defer.n = 0;
+}
+
 /* The one place a run's end reaches whoever waits for it (?wait=true,
  * sync and Lambda invokes, DAG tasks, SSE followers), whether this node ran
  * it (drun_finish) or another node did (remote_thread, woken by the
@@ -477,8 +527,8 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                 }
         pthread_cond_broadcast(&d->change_cond);
         pthread_mutex_unlock(&d->lock);
-        daemon_wait_kick(DRUN_DONE_KEY(r));
-        daemon_wait_kick(r);
+        drun_kick(DRUN_DONE_KEY(r));
+        drun_kick(r);
 }
 
 /* A run leaves the run threads' hands, with d->lock held: it no longer
@@ -490,7 +540,7 @@ static void run_leave(Daemon *d, DRun *r) {
                 d->cluster_claimed--;
         pthread_cond_broadcast(&d->change_cond);
         pthread_mutex_unlock(&d->lock);
-        daemon_wait_kick(r);
+        drun_kick(r);
         drun_unref(d, r);
         pthread_mutex_lock(&d->lock);
 }
@@ -558,15 +608,15 @@ typedef struct RunThread {
         uint32_t wake; /* 1: taken off the list, look at the queue */
 } RunThread;
 
-/* With d->lock held: the idle run thread to wake for a pending run or a
- * handed invoke (taken off the idle list), or NULL. The caller wakes it
+/* With d->lock held: the idle run thread to wake for a pending run (taken
+ * off the idle list), or NULL. The caller wakes it
  * with pool_wake() after it unlocked — always, or the thread sleeps for
  * good: woken under the lock, its first act would be to wait for that lock
  * (a futex wait and wake more per run). Starts a thread when none is idle;
  * one starting looks at the queue before it sleeps, so none is woken
  * then. */
 static RunThread *pool_kick(Daemon *d) {
-        if (!d->handed && !pending_startable(d))
+        if (!pending_startable(d))
                 return NULL;
         if (d->pool_starting > 0)
                 return NULL;
@@ -631,7 +681,7 @@ typedef struct RunStep {
         int sk, dk;
         bool started;           /* counted running (not cancelled before it started) */
         EngineRun *er;          /* NULL: the engine was not started */
-        struct RunStep *next;   /* d->handed */
+        struct RunStep *next;   /* d->watch_new */
 } RunStep;
 
 /* Starts r, with d->lock held; NULL when r left without running (the
@@ -898,23 +948,10 @@ static void *pool_thread(void *p) {
         d->pool_starting--;
         for (;;) {
                 for (;;) {
-                        /* A handed-over invoke first: it holds a slot and
-                         * its caller is waiting. */
-                        RunStep *st = d->handed;
-                        if (st) {
-                                d->handed = st->next;
-                                if (!d->handed)
-                                        d->handed_tail = NULL;
-                                RunThread *wake = pool_kick(d);
-                                pthread_mutex_unlock(&d->lock);
-                                pool_wake(wake);
-                                (void) run_wait(st, UINT64_MAX);
-                                run_complete(st);
-                                continue;
-                        }
                         DRun *r = pending_take(d);
                         if (!r)
                                 break;
+                        d->metrics.run_thread_runs++;
                         run_one(d, r, pool_kick(d));
                 }
                 /* Idle: only a kick takes it off the list and sets the
@@ -927,6 +964,243 @@ static void *pool_thread(void *p) {
                 while (!__atomic_load_n(&self.wake, __ATOMIC_ACQUIRE))
                         (void) syscall(SYS_futex, &self.wake, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
                 pthread_mutex_lock(&d->lock);
+        }
+        return NULL;
+}
+
+/* ---- The run watcher ------------------------------------------------------
+ *
+ * Warm invokes are watched here, not on run threads: the HTTP thread that
+ * received one takes an idle instance of its function and sends it the
+ * invocation itself (run_begin()), then hands the run over and suspends the
+ * request; one thread polls every handed run's instance socket and pipes
+ * at once (engine_run_watch_fds()) and ends each run that answered
+ * (run_complete(): the record through the group-commit writer, the waiters
+ * woken, the connection resumed), several per wake-up under load. It then
+ * begins the function's next queued invoke on the instance that came free.
+ * No run thread is woken for such an invoke and none sleeps on its answer
+ * (docs/performance.md "Invoke path: an event loop for warm invokes (round
+ * 9)"). Time limits, cancels and output limits act inside the engine's
+ * watch as on a run thread; the watcher looks at every run at least every
+ * 100 ms (the deadline engine_run_watch_fds() gives). */
+
+/* Whether r may begin on an instance engine_instance_take_idle() takes
+ * under its function's plain key: a caller waits for its answer, and it
+ * has no secrets or env (which key instances apart), datasets, output
+ * dataset or idempotency key (set-ups left to the run threads). */
+static bool drun_warm_eligible(const Daemon *d, const DRun *r) {
+        return r->answer_waits && r->fn_name && !d->cluster && !r->data && !r->secrets && !r->env && !r->output_data &&
+               !r->idem_key;
+}
+
+/* An idle instance of r's function taken for it, or NULL. d->lock not held.
+ * The caller counts itself a taker first (d->takers, atomically) and
+ * calls taker_done() once the run counts as running or the instance is
+ * back. */
+static Instance *drun_take_instance(Daemon *d, const DRun *r) {
+        _cleanup_free_ char *key = xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version);
+        Instance *inst = NULL;
+        return engine_instance_take_idle(d->engine, key, &inst) < 0 ? NULL : inst;
+}
+
+/* With d->lock held: a taker is done (its run is counted, or its instance
+ * back); true when a queued invoke found no idle instance meanwhile and
+ * must be looked at again (watch_start_queued()). */
+static bool taker_done(Daemon *d) {
+        assert(d->takers > 0);
+        __atomic_sub_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
+        bool again = d->take_missed;
+        d->take_missed = false;
+        return again;
+}
+
+static void *watch_thread(void *p);
+
+/* Hands st, a begun run, to the watcher; d->lock not held. The watcher is
+ * woken (its eventfd written) only when it sleeps in poll(): while it
+ * works it takes the new runs at its next look. */
+static void watch_add(Daemon *d, RunStep *st) {
+        bool wake = false;
+        pthread_mutex_lock(&d->lock);
+        st->next = d->watch_new;
+        d->watch_new = st;
+        if (!d->watch_running) {
+                pthread_attr_t attr;
+                pthread_t tid;
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                int k = pthread_create(&tid, &attr, watch_thread, d);
+                pthread_attr_destroy(&attr);
+                if (k != 0) {
+                        /* Not a watcher: this thread watches the run. */
+                        log_error("cannot start the run watcher: %s", strerror(k));
+                        d->watch_new = st->next;
+                        pthread_mutex_unlock(&d->lock);
+                        (void) run_wait(st, UINT64_MAX);
+                        run_complete(st);
+                        pthread_mutex_unlock(&d->lock);
+                        return;
+                }
+                d->watch_running = true;
+        } else if (d->watch_sleeping) {
+                d->watch_sleeping = false;
+                wake = true;
+        }
+        pthread_mutex_unlock(&d->lock);
+        if (wake) {
+                uint64_t one = 1;
+                (void) !write(d->watch_efd, &one, sizeof(one));
+        }
+}
+
+/* Begins r on inst on this thread and hands it to the watcher, with
+ * d->lock held (released on return). */
+static void run_watched(Daemon *d, DRun *r, Instance *inst) {
+        RunStep *st = run_begin(d, r, NULL, inst);
+        if (!st) {
+                pthread_mutex_unlock(&d->lock);
+                return;
+        }
+        watch_add(d, st);
+}
+
+/* With d->lock held (released on return): begins the queued warm invokes
+ * that may start now on instances that are idle now (the one a run just
+ * handed back), oldest first; a run that may start but finds no idle
+ * instance, or is not a warm invoke, is left to a run thread. */
+static void watch_start_queued(Daemon *d) {
+        for (;;) {
+                DRun *prev = NULL, *r = d->pending;
+                while (r && !drun_startable(d, r)) {
+                        prev = r;
+                        r = r->next_pending;
+                }
+                if (!r || r->cancel_requested || d->leave_queued || !drun_warm_eligible(d, r))
+                        break;
+                pending_unlink(d, prev, r);
+                __atomic_add_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
+                pthread_mutex_unlock(&d->lock);
+                Instance *inst = drun_take_instance(d, r);
+                pthread_mutex_lock(&d->lock);
+                (void) taker_done(d); /* this loop looks again anyway */
+                if (!inst) {
+                        /* Back at the head (the runs before it could not
+                         * start). Another thread holds an instance it took
+                         * and has not counted yet: it looks again once it
+                         * has (its run's end hands the instance on). Else
+                         * a run thread starts an instance for it. */
+                        r->next_pending = d->pending;
+                        d->pending = r;
+                        if (!d->pending_tail)
+                                d->pending_tail = r;
+                        if (__atomic_load_n(&d->takers, __ATOMIC_SEQ_CST) > 0) {
+                                d->take_missed = true;
+                                pthread_mutex_unlock(&d->lock);
+                                return;
+                        }
+                        break;
+                }
+                d->metrics.watcher_begun++;
+                RunStep *st = run_begin(d, r, NULL, inst);
+                if (!st)
+                        continue; /* left queued: the daemon stops (the lock is held) */
+                watch_add(d, st);
+                pthread_mutex_lock(&d->lock);
+        }
+        RunThread *wake = pool_kick(d);
+        pthread_mutex_unlock(&d->lock);
+        pool_wake(wake);
+}
+
+/* Ends the runs whose watch is over (a list through next), in order. */
+/* Ends the runs whose watch is over (a list through next), in order, then
+ * begins what queued behind them on the instances they handed back, then
+ * resumes their callers (drun_kick()): the next invocations are under way
+ * before an HTTP thread woken by a resume takes this CPU. */
+static void watch_end(Daemon *d, RunStep *ended) {
+        kick_defer.on = true;
+        while (ended) {
+                RunStep *st = ended;
+                ended = st->next;
+                /* Counted before the end reaches the caller. */
+                __atomic_add_fetch(&d->metrics.watcher_ends, 1, __ATOMIC_RELAXED);
+                run_complete(st);
+                if (ended)
+                        pthread_mutex_unlock(&d->lock);
+        }
+        watch_start_queued(d);
+        drun_kicks_flush();
+}
+
+static void *watch_thread(void *p) {
+        Daemon *d = p;
+        (void) pthread_setname_np(pthread_self(), "run-watcher");
+        size_t n = 0, alloc = 16;
+        RunStep **set = xcalloc(alloc, sizeof(RunStep *)); /* the runs watched */
+        /* [0] the eventfd, then ENGINE_RUN_POLLFDS per run of set */
+        struct pollfd *pf = xcalloc(1 + alloc * ENGINE_RUN_POLLFDS, sizeof(struct pollfd));
+        for (;;) {
+                pthread_mutex_lock(&d->lock);
+                d->watch_sleeping = false;
+                RunStep *add = d->watch_new;
+                d->watch_new = NULL;
+                pthread_mutex_unlock(&d->lock);
+                for (; add; add = add->next) {
+                        if (n == alloc) {
+                                alloc *= 2;
+                                set = xrealloc(set, alloc * sizeof(RunStep *));
+                                pf = xrealloc(pf, (1 + alloc * ENGINE_RUN_POLLFDS) * sizeof(struct pollfd));
+                        }
+                        set[n++] = add;
+                }
+                /* One look at each run: those whose watch is over end
+                 * (in the order they were watched), the others are polled. */
+                usec_t until = UINT64_MAX;
+                RunStep *ended = NULL, **tail = &ended;
+                size_t kept = 0;
+                for (size_t i = 0; i < n; i++) {
+                        RunStep *st = set[i];
+                        usec_t u = UINT64_MAX;
+                        if (!st->er || engine_run_watch_fds(st->er, pf + 1 + kept * ENGINE_RUN_POLLFDS, &u)) {
+                                st->next = NULL;
+                                *tail = st;
+                                tail = &st->next;
+                                continue;
+                        }
+                        set[kept++] = st;
+                        until = MIN(until, u);
+                }
+                n = kept;
+                if (ended) {
+                        watch_end(d, ended);
+                        continue; /* runs handed meanwhile, and a fresh look */
+                }
+                pthread_mutex_lock(&d->lock);
+                bool sleep = !d->watch_new;
+                d->watch_sleeping = sleep;
+                pthread_mutex_unlock(&d->lock);
+                if (!sleep)
+                        continue;
+                pf[0] = (struct pollfd) { .fd = d->watch_efd, .events = POLLIN };
+                usec_t now = now_monotonic();
+                /* Rounded up to the ms: a look due in 300 µs sleeps 1 ms, not 0. */
+                int timeout = until == UINT64_MAX ? -1 : until > now ? (int) ((until - now + 999) / 1000) : 0;
+                int k = poll(pf, 1 + n * ENGINE_RUN_POLLFDS, timeout);
+                __atomic_add_fetch(&d->metrics.watcher_wakes, 1, __ATOMIC_RELAXED);
+                if (k <= 0)
+                        continue;
+                if (pf[0].revents) {
+                        uint64_t v;
+                        (void) !read(d->watch_efd, &v, sizeof(v));
+                }
+                for (size_t i = 0; i < n; i++) {
+                        const struct pollfd *q = pf + 1 + i * ENGINE_RUN_POLLFDS;
+                        bool any = false;
+                        for (size_t j = 0; j < ENGINE_RUN_POLLFDS; j++)
+                                any = any || q[j].revents;
+                        if (any)
+                                engine_run_watch_events(set[i]->er, q);
+                }
         }
         return NULL;
 }
@@ -1324,7 +1598,7 @@ static char *drun_env_key(const DRun *r) {
  * r starts as a run thread would start it: nothing waits before it, a slot
  * is free, the daemon is not stopping. */
 static bool run_inline_startable(Daemon *d, DRun *r) {
-        return d->running == 0 && d->queued == 1 && now_monotonic() - d->overlap_at > INLINE_QUIET_USEC && !d->pending && !d->handed && !d->draining &&
+        return d->running == 0 && d->queued == 1 && now_monotonic() - d->overlap_at > INLINE_QUIET_USEC && !d->pending && !d->draining &&
                !d->leave_queued && !r->cancel_requested && d->cfg.max_concurrent_runs > 0 &&
                d->cfg.max_concurrent_per_tenant > 0;
 }
@@ -1333,7 +1607,7 @@ static bool run_inline_startable(Daemon *d, DRun *r) {
  * taken for it, with d->lock held (released on return). The run is counted,
  * recorded and limited exactly as on a run thread (run_begin() and
  * run_complete() are theirs); only the thread differs. When it has not
- * ended within INLINE_WATCH_USEC a run thread watches it on (d->handed) and
+ * ended within INLINE_WATCH_USEC the run watcher watches it on and
  * the caller's request suspends as usual; a cancel, the time limit and the
  * output limit act on the engine's watch wherever it is. This saves an
  * invoke the hand-off to a run thread and back and the suspension of its
@@ -1358,17 +1632,8 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
                 pool_wake(wake);
                 return;
         }
-        pthread_mutex_lock(&d->lock);
-        d->metrics.invokes_handed++;
-        st->next = NULL;
-        if (d->handed_tail)
-                d->handed_tail->next = st;
-        else
-                d->handed = st;
-        d->handed_tail = st;
-        RunThread *wake = pool_kick(d);
-        pthread_mutex_unlock(&d->lock);
-        pool_wake(wake);
+        __atomic_add_fetch(&d->metrics.invokes_watched, 1, __ATOMIC_RELAXED);
+        watch_add(d, st);
 }
 /* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
  * draining: -ESHUTDOWN) and starts its thread. A resumed run was
@@ -1452,18 +1717,17 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 }
         }
 
-        /* A warm invoke whose caller waits for it may run on this thread
-         * (run_inline()) when an idle instance of its function is free. */
+        /* A warm invoke whose caller waits for it begins on this thread
+         * when an idle instance of its function is free: it runs here
+         * when no other run is in flight (run_inline()), else the run
+         * watcher watches it (run_watched()). The lock decides; the
+         * instance is taken before it (the engine's lock comes after
+         * d->lock, never under it here). */
+        bool warm = !resumed && drun_warm_eligible(d, r);
         Instance *inst = NULL;
-        /* d->running and d->queued read without the lock: a hint that
-         * spares taking an instance that would go back at once; the lock
-         * decides (run_inline_startable()). */
-        if (!resumed && r->answer_waits && r->fn_name && !d->cluster && !r->data && !r->secrets && !r->env &&
-            !r->output_data && !r->idem_key && __atomic_load_n(&d->running, __ATOMIC_RELAXED) == 0 &&
-            __atomic_load_n(&d->queued, __ATOMIC_RELAXED) == 1) {
-                _cleanup_free_ char *key = xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version);
-                if (engine_instance_take_idle(d->engine, key, &inst) < 0)
-                        inst = NULL;
+        if (warm) {
+                __atomic_add_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
+                inst = drun_take_instance(d, r);
         }
 
         pthread_mutex_lock(&d->lock);
@@ -1471,8 +1735,22 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         d->runs = r;
         d->threads++;
         if (inst) {
-                if (run_inline_startable(d, r)) {
-                        run_inline(d, r, inst);
+                bool inline_ = run_inline_startable(d, r);
+                /* Nobody who may start is queued before it, and it may
+                 * start (a global, a tenant and a function slot). */
+                if (inline_ || (!pending_startable(d) && drun_startable(d, r))) {
+                        /* Counted running (run_begin()) under this lock. */
+                        bool again = taker_done(d);
+                        if (inline_)
+                                run_inline(d, r, inst);
+                        else {
+                                __atomic_add_fetch(&d->metrics.invokes_watched, 1, __ATOMIC_RELAXED);
+                                run_watched(d, r, inst);
+                        }
+                        if (again) {
+                                pthread_mutex_lock(&d->lock);
+                                watch_start_queued(d);
+                        }
                         return 0;
                 }
                 /* Not now: the usual path (the instance goes back once the
@@ -1501,6 +1779,20 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         else
                 d->pending = r;
         d->pending_tail = r;
+        if (!resumed && drun_warm_eligible(d, r) && d->pool_threads > 0) {
+                /* A warm invoke queued behind its function's busy
+                 * instances: one of them may have come free since its
+                 * instance was looked for (its run ended meanwhile, and
+                 * found nothing queued). The watcher's way starts it
+                 * without a run thread; those are woken for what it leaves. */
+                pthread_mutex_unlock(&d->lock);
+                if (inst)
+                        engine_instance_put_back(d->engine, inst);
+                pthread_mutex_lock(&d->lock);
+                (void) taker_done(d); /* looks again just below */
+                watch_start_queued(d);
+                return 0;
+        }
         RunThread *wake = pool_kick(d);
         if (d->pool_threads == 0) {
                 /* Not a single run thread: unwind as a cancelled run so
@@ -1513,6 +1805,14 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         pool_wake(wake);
         if (inst)
                 engine_instance_put_back(d->engine, inst);
+        if (warm) {
+                pthread_mutex_lock(&d->lock);
+                bool again = taker_done(d);
+                if (again)
+                        watch_start_queued(d);
+                else
+                        pthread_mutex_unlock(&d->lock);
+        }
         return 0;
 }
 

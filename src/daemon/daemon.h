@@ -329,9 +329,15 @@ typedef struct DaemonMetrics {
         uint64_t http_requests;
         uint64_t http_errors_4xx, http_errors_5xx;
         uint64_t rejected_429;
-        /* Warm invokes begun on their HTTP thread: ended there, handed to
-         * a run thread (daemon-runs.c run_inline()). Under d->lock. */
-        uint64_t invokes_inline, invokes_handed;
+        /* Warm invokes begun on their HTTP thread: ended there
+         * (run_inline()), or watched to their end by the run watcher
+         * (daemon-runs.c "The run watcher"). Under d->lock. */
+        uint64_t invokes_inline, invokes_watched;
+        /* Warm invokes the run watcher began itself (the next queued one
+         * of a function, when an instance came free), runs a run thread
+         * took (begun or ended there), and the watcher's wake-ups and the
+         * watches it ended (several per wake-up under load). Under d->lock. */
+        uint64_t watcher_begun, run_thread_runs, watcher_wakes, watcher_ends;
         /* phase latency histograms: validate, resolve, install, start, run, total */
         uint64_t hist[6][16];
         double hist_sum[6];
@@ -385,9 +391,19 @@ struct Daemon {
          * waits in pending (FIFO) until one of them takes it; a kick
          * wakes one idle thread (its own futex word) when a run may start. */
         DRun *pending, *pending_tail;
-        /* Warm invokes begun on an HTTP thread that did not end within its
-         * budget: a run thread watches them to their end (FIFO). */
-        struct RunStep *handed, *handed_tail;
+        /* The run watcher (daemon-runs.c): begun warm invokes handed to
+         * it and not yet in its poll set; whether it sleeps in poll() (a
+         * hand-over then writes watch_efd); whether its thread started. */
+        struct RunStep *watch_new;
+        bool watch_sleeping, watch_running;
+        /* Threads between taking an idle instance for a warm invoke and
+         * counting its run (fn_count_enter()) or putting the instance
+         * back: raised atomically before the take, lowered under lock.
+         * A queued invoke that found no idle instance meanwhile waits for
+         * them (take_missed) instead of a run thread. */
+        unsigned takers;
+        bool take_missed;
+        int watch_efd;
         struct RunThread *pool_idle_list; /* idle run threads, most recent first */
         unsigned pool_threads, pool_starting;
         bool draining;

@@ -907,95 +907,120 @@ static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
         }
 }
 
+/* One look at the watch before a poll: 1 when it is over (the child exited
+ * and the pipes are drained, an instance answered, or a deadline ended
+ * it); else 0 with *ret_until the monotonic time by which it must be
+ * looked at again without I/O (a limit, the exit grace, a cancel to
+ * notice: at most 100 ms). Kills what a passed deadline or a cancel asks. */
+static int watch_check(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p, usec_t *ret_until) {
+        if (!w->deadline)
+                w->deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
+        if (c->inst && w->instance_done) {
+                drain_output(c, rs, w, 1, &p->out[0]);
+                drain_output(c, rs, w, 2, &p->err[0]);
+                return 1;
+        }
+        if (w->exited && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0)
+                return 1;
+        /* The child closed all its pipes after writing a result: the
+         * run is over even if its exit is still being reported (an
+         * ad-hoc child tears down a large address space; the
+         * janitor reaps it). */
+        if (!c->inst && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0 && w->result.len > 0 && !w->timed_out &&
+            !w->was_cancelled && !w->output_limit && !w->result_too_big) {
+                w->early = true;
+                return 1;
+        }
+        usec_t now = now_monotonic();
+        if (w->exited && !w->exit_deadline)
+                w->exit_deadline = now + EXIT_GRACE_USEC;
+        if (w->exit_deadline && now >= w->exit_deadline) {
+                (void) engine_sandbox_run_kill(rs);
+                return 1;
+        }
+        if (!w->timed_out && now >= w->deadline) {
+                w->timed_out = true;
+                (void) engine_sandbox_run_kill(rs);
+                w->deadline = now + 5 * USEC_PER_SEC; /* the kill must land by then */
+        } else if (w->timed_out && now >= w->deadline) {
+                w->worker_gone = true;
+                return 1;
+        }
+        /* A cancel is sent again until the run is gone: one that
+         * lands while the run's processes are still being placed in
+         * its cgroup kills nothing. */
+        if ((!w->was_cancelled || (!w->exited && now >= w->cancel_kill_again)) && cancelled(c)) {
+                w->was_cancelled = true;
+                w->cancel_kill_again = now + 200 * USEC_PER_MSEC;
+                (void) engine_sandbox_run_kill(rs);
+        }
+        usec_t until = w->exit_deadline ? MIN(w->exit_deadline, w->deadline) : w->deadline;
+        /* Woken at least every 100 ms to notice cancels. */
+        *ret_until = MIN(until, now + 100 * USEC_PER_MSEC);
+        return 0;
+}
+
+/* What the watch polls now (ENGINE_RUN_POLLFDS entries; -1: none). */
+static void watch_fds(RunWatch *w, Pipes *p, struct pollfd pf[static ENGINE_RUN_POLLFDS]) {
+        /* After the exit report (or an instance's "done") the worker
+         * closes the status socket: that EOF is not a death. It comes
+         * first: drain_output() relies on it. */
+        pf[0] = (struct pollfd) { .fd = w->worker_gone || w->exited ? -1 : p->control, .events = POLLIN };
+        pf[1] = (struct pollfd) { .fd = p->out[0], .events = POLLIN };
+        pf[2] = (struct pollfd) { .fd = p->err[0], .events = POLLIN };
+        pf[3] = (struct pollfd) { .fd = p->result[0], .events = POLLIN };
+}
+
+/* Acts on what a poll of watch_fds() returned: reads output, the result,
+ * the worker's or instance's message. */
+static void watch_handle(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p,
+                         const struct pollfd pf[static ENGINE_RUN_POLLFDS]) {
+        w->more[1] = pf[1].revents && read_output(c, rs, w, 1, &p->out[0]) == OUTPUT_CHUNK;
+        w->more[2] = pf[2].revents && read_output(c, rs, w, 2, &p->err[0]) == OUTPUT_CHUNK;
+        if (pf[3].revents)
+                read_result(rs, w, &p->result[0]);
+        if (pf[0].revents) {
+                _cleanup_free_ char *msg = NULL;
+                /* poll() said it is readable: no second poll. */
+                int r = proto_recv(p->control, WORKER_PROTO_MAX_MESSAGE, &msg, NULL, NULL, 0, NULL);
+                if (r < 0) {
+                        /* The worker (or the instance) died without
+                         * a word: the run died with it. */
+                        w->worker_gone = true;
+                        w->exited = true;
+                        if (c->inst)
+                                instance_exit_status(c->inst, w);
+                        (void) engine_sandbox_run_kill(rs);
+                } else
+                        handle_worker_message(c, rs, w, msg);
+        }
+}
+
 /* Poll the worker and the run's pipes until the child has exited and the
  * pipes are drained (or the grace after its exit has passed: a survivor
  * that holds them open is killed with the run's tree): true. False when
  * the monotonic time `until` came first (the watch goes on at the next
  * call; its deadlines are in w). */
 static bool watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p, usec_t until_caller) {
-        if (!w->deadline)
-                w->deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
         for (;;) {
-                if (c->inst && w->instance_done) {
-                        drain_output(c, rs, w, 1, &p->out[0]);
-                        drain_output(c, rs, w, 2, &p->err[0]);
+                usec_t until;
+                if (watch_check(c, rs, w, p, &until))
                         break;
-                }
-                if (w->exited && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0)
-                        break;
-                /* The child closed all its pipes after writing a result: the
-                 * run is over even if its exit is still being reported (an
-                 * ad-hoc child tears down a large address space; the
-                 * janitor reaps it). */
-                if (!c->inst && p->out[0] < 0 && p->err[0] < 0 && p->result[0] < 0 && w->result.len > 0 &&
-                    !w->timed_out && !w->was_cancelled && !w->output_limit && !w->result_too_big) {
-                        w->early = true;
-                        break;
-                }
                 usec_t now = now_monotonic();
-                if (w->exited && !w->exit_deadline)
-                        w->exit_deadline = now + EXIT_GRACE_USEC;
-                if (w->exit_deadline && now >= w->exit_deadline) {
-                        (void) engine_sandbox_run_kill(rs);
-                        break;
-                }
-                if (!w->timed_out && now >= w->deadline) {
-                        w->timed_out = true;
-                        (void) engine_sandbox_run_kill(rs);
-                        w->deadline = now + 5 * USEC_PER_SEC; /* the kill must land by then */
-                } else if (w->timed_out && now >= w->deadline) {
-                        w->worker_gone = true;
-                        break;
-                }
-                /* A cancel is sent again until the run is gone: one that
-                 * lands while the run's processes are still being placed in
-                 * its cgroup kills nothing. */
-                if ((!w->was_cancelled || (!w->exited && now >= w->cancel_kill_again)) && cancelled(c)) {
-                        w->was_cancelled = true;
-                        w->cancel_kill_again = now + 200 * USEC_PER_MSEC;
-                        (void) engine_sandbox_run_kill(rs);
-                }
                 if (now >= until_caller)
                         return false;
-                usec_t until = w->exit_deadline ? MIN(w->exit_deadline, w->deadline) : w->deadline;
                 until = MIN(until, until_caller);
                 /* Rounded up to the ms: a wait due in 300 µs sleeps 1 ms,
-                 * not 0 (a spin). Woken at least every 100 ms to notice
-                 * cancels. */
-                int timeout = (int) MIN((until - now + 999) / 1000, 100);
-                struct pollfd pf[4] = {
-                        /* After the exit report (or an instance's "done") the
-                         * worker closes the status socket: that EOF is not a
-                         * death. It comes first: drain_output() relies on it. */
-                        { .fd = w->worker_gone || w->exited ? -1 : p->control, .events = POLLIN },
-                        { .fd = p->out[0], .events = POLLIN },
-                        { .fd = p->err[0], .events = POLLIN },
-                        { .fd = p->result[0], .events = POLLIN },
-                };
-                int k = poll(pf, 4, timeout);
+                 * not 0 (a spin). */
+                int timeout = until > now ? (int) ((until - now + 999) / 1000) : 0;
+                struct pollfd pf[ENGINE_RUN_POLLFDS];
+                watch_fds(w, p, pf);
+                int k = poll(pf, ENGINE_RUN_POLLFDS, timeout);
                 if (k < 0 && errno != EINTR)
                         break;
                 if (k <= 0)
                         continue;
-                w->more[1] = pf[1].revents && read_output(c, rs, w, 1, &p->out[0]) == OUTPUT_CHUNK;
-                w->more[2] = pf[2].revents && read_output(c, rs, w, 2, &p->err[0]) == OUTPUT_CHUNK;
-                if (pf[3].revents)
-                        read_result(rs, w, &p->result[0]);
-                if (pf[0].revents) {
-                        _cleanup_free_ char *msg = NULL;
-                        /* poll() said it is readable: no second poll. */
-                        int r = proto_recv(p->control, WORKER_PROTO_MAX_MESSAGE, &msg, NULL, NULL, 0, NULL);
-                        if (r < 0) {
-                                /* The worker (or the instance) died without
-                                 * a word: the run died with it. */
-                                w->worker_gone = true;
-                                w->exited = true;
-                                if (c->inst)
-                                        instance_exit_status(c->inst, w);
-                                (void) engine_sandbox_run_kill(rs);
-                        } else
-                                handle_worker_message(c, rs, w, msg);
-                }
+                watch_handle(c, rs, w, p, pf);
         }
         return true;
 }
@@ -1548,6 +1573,22 @@ bool engine_run_wait(EngineRun *run, usec_t until) {
                 return false;
         run->watching = false;
         return true;
+}
+
+bool engine_run_watch_fds(EngineRun *run, struct pollfd *pf, usec_t *ret_until) {
+        assert(run && pf && ret_until);
+        if (run->watching && !watch_check(&run->c, run->rs, &run->w, &run->p, ret_until)) {
+                watch_fds(&run->w, &run->p, pf);
+                return false;
+        }
+        run->watching = false;
+        return true;
+}
+
+void engine_run_watch_events(EngineRun *run, const struct pollfd *pf) {
+        assert(run);
+        if (run->watching)
+                watch_handle(&run->c, run->rs, &run->w, &run->p, pf);
 }
 
 RunResult *engine_run_end(EngineRun *run) {

@@ -262,6 +262,21 @@ EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void 
 bool engine_run_wait(EngineRun *run, usec_t until);
 RunResult *engine_run_end(EngineRun *run);
 
+/* engine_run_wait() as an event loop's (docs/performance.md "Invoke path:
+ * an event loop for warm invokes"): one thread watches many runs with one
+ * poll(). engine_run_watch_fds() looks at the run first (deadlines and
+ * cancels act as in engine_run_wait()): true when its watch is over (call
+ * engine_run_end()); else it fills pf with what to poll (fd -1: nothing)
+ * and *ret_until with the monotonic time by which to look again even when
+ * nothing is ready. engine_run_watch_events() takes that poll's revents
+ * (none may block: the fds are non-blocking or were reported readable).
+ * pf has ENGINE_RUN_POLLFDS entries. One thread at a time per run, as
+ * engine_run_wait(). */
+#define ENGINE_RUN_POLLFDS 4
+struct pollfd;
+bool engine_run_watch_fds(EngineRun *run, struct pollfd *pf, usec_t *ret_until);
+void engine_run_watch_events(EngineRun *run, const struct pollfd *pf);
+
 /* An idle, live warm instance of key, taken (busy, thawed) for one
  * invocation: pass it as RunSpec.instance. -EAGAIN when none is idle now:
  * none is started and none is waited for. engine_instance_put_back()

@@ -1,7 +1,8 @@
 """Issue 15 (b): a warm invoke whose caller waits, arriving while no other run
 is in flight, runs on the HTTP thread that received it (no hand-off to a run
 thread and back, no suspension of its connection); one still running after
-1 ms is handed to a run thread (docs/performance.md "Invoke path: round 4").
+1 ms is handed to the run watcher (docs/performance.md "Invoke path: round 4",
+"an event loop for warm invokes (round 9)").
 Either way every guarantee of a run holds: its record and log, the time
 limit, cancel, the concurrency limits, Lambda's log tail."""
 import base64
@@ -53,14 +54,14 @@ def on_http_thread(d):
 def begin_gated_invoke(d, gate):
     """Starts an invoke that waits for the file gate, on a thread of its
     own, and returns (thread, out) once the invoke's HTTP thread handed it
-    to a run thread; out["r"] is its answer once the thread ended."""
+    to the run watcher; out["r"] is its answer once the thread ended."""
     before = on_http_thread(d)
     out = {}
     t = threading.Thread(target=lambda: out.update(
         r=d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {"kwargs": {"gate": str(gate)}})))
     t.start()
     try:
-        wait_for(lambda: on_http_thread(d)["run_thread"] > before["run_thread"], "the hand-over")
+        wait_for(lambda: on_http_thread(d)["watcher"] > before["watcher"], "the hand-over")
     except BaseException:
         gate.write_text("go")
         t.join(60)
@@ -73,7 +74,7 @@ def test_quick_invoke_is_answered_from_its_http_thread_with_record_and_log(d):
     st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
     assert st == 200 and b["status"] == "succeeded" and b["result"] == "slept", b
     after = on_http_thread(d)
-    assert after["http_thread"] + after["run_thread"] == before["http_thread"] + before["run_thread"] + 1, (before,
+    assert after["http_thread"] + after["watcher"] == before["http_thread"] + before["watcher"] + 1, (before,
                                                                                                          after)
     # The stored run is the answer, and its log holds what it printed.
     st, rec = d.call("GET", f"/v1/runs/{b['id']}")
@@ -92,7 +93,7 @@ def test_lambda_tail_on_the_http_thread(d):
     assert sum(after.values()) == sum(before.values()) + 1, (before, after)
 
 
-def test_slow_invoke_is_handed_to_a_run_thread_and_other_requests_are_served(d, tmp_path):
+def test_slow_invoke_is_handed_to_the_watcher_and_other_requests_are_served(d, tmp_path):
     gate = tmp_path / "gate"
     t, out = begin_gated_invoke(d, gate)
     try:
@@ -112,7 +113,7 @@ def test_time_limit_holds_on_the_http_thread_path(d):
                    {"kwargs": {"seconds": 30}, "limits": {"timeout_ms": 300}})
     assert st == 200 and b["status"] == "killed" and b["error"]["type"] == "TimeLimit", b
     after = on_http_thread(d)
-    assert after["run_thread"] == before["run_thread"] + 1, (before, after)
+    assert after["watcher"] == before["watcher"] + 1, (before, after)
     # The killed instance is replaced: the next invoke succeeds.
     st, b = d.call("POST", "/v1/functions/sleepy/invoke?wait=true", {})
     assert st == 200 and b["status"] == "succeeded", b
@@ -164,7 +165,7 @@ def test_concurrent_callers_are_not_served_from_the_http_thread(d):
     """A moment with no run in flight also comes up between the requests of
     concurrent callers; an HTTP thread that took one then would hold up its
     other connections. Callers that overlapped within the last 100 ms are
-    concurrent: their invokes all go through run threads."""
+    concurrent: their invokes are watched by the run watcher."""
     before = on_http_thread(d)
     errors = []
 
@@ -183,7 +184,7 @@ def test_concurrent_callers_are_not_served_from_the_http_thread(d):
         t.join()
     took = time.monotonic() - t0
     assert not errors, errors[:3]
-    # A run queued behind one that ended on an HTTP thread is started by a
+    # A run queued behind one that ended is started by the watcher or a
     # woken run thread, not by the next arrival (160 trivial invokes take
     # well under a second; a missed wake made them take ~120 s).
     assert took < 30, took
