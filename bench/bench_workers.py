@@ -218,15 +218,27 @@ def subtree_private_kb(pid, shared_with=()):
     return total
 
 
-def descendants(pid):
+def child_pids(pid):
+    """pid's children, started by any of its threads (a worker a daemon's
+    run thread started is a child of that thread's task)."""
     out = []
     try:
-        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return out
-    for k in kids:
-        out.append(int(k))
-        out += descendants(int(k))
+    for t in tasks:
+        try:
+            out += [int(k) for k in open(f"/proc/{pid}/task/{t}/children").read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid):
+    out = []
+    for k in child_pids(pid):
+        out.append(k)
+        out += descendants(k)
     return out
 
 
@@ -371,11 +383,7 @@ def main():
         # subtree; where the worker makes each run's pid namespace itself,
         # the spare's init is the worker's own CLONE_VM child: it shares
         # the worker's memory and adds none, so it is not a spare.
-        def children(pid):
-            try:
-                return [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-            except OSError:
-                return []
+        children = child_pids
 
         def rss_kb(pid):
             try:

@@ -476,6 +476,7 @@ int main(int argc, char **argv) {
                 .deny_packages = d->cfg.deny_packages,
                 .spares = d->cfg.pool_spares,
                 .no_spares = d->cfg.pool_spares == 0, /* `pool: spares: 0`: every run forks */
+                .validator_apart = true,
                 .prewarm = true,
                 .prewarm_mode = d->cfg.sandbox,
                 .pool_memory_budget = d->cfg.pool_memory_budget,

@@ -95,6 +95,7 @@ struct Engine {
         long out_fresh_size;       /* a fresh output dir's st_size, -1: not known yet */
         pthread_t prewarm_thread;
         bool prewarm_started;
+        bool validator_apart; /* EngineConfig's */
         SandboxMode prewarm_mode;
         /* engine-janitor.c: work off the runs' critical path. */
         JanitorWork janitor_tick; /* every second, on the janitor thread */
@@ -286,6 +287,7 @@ struct PoolWorker {
         char **data;
         SandboxMode mode;
         bool network;
+        bool validator; /* validates only (pool_acquire) */
         bool ready;   /* started and initialised */
         bool dead;    /* broken: never handed out again */
         unsigned busy;
@@ -301,9 +303,13 @@ struct PoolWorker {
 };
 
 /* A warm worker for this environment (started and initialised if there is
- * none: *ret_cold tells). Must be released. */
+ * none: *ret_cold tells). Must be released. A validator (validator true,
+ * no env) is a worker of its own that validates files and never forks a
+ * run, spare or instance: what it parses of one tenant's file stays in its
+ * heap, and every run forked from a worker inherits that worker's heap
+ * (docs/workers.md "Validation"). */
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
-                 PoolWorker **ret, bool *ret_cold, char **ret_error);
+                 bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
 /* Takes the oldest ready spare slot of pw (NULL if none) and asks for a
  * replacement in the background. */

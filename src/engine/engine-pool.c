@@ -23,10 +23,10 @@ static void request_slots(Engine *e, PoolWorker *pw, unsigned batch, bool concur
 static unsigned slot_batch(Engine *e);
 static unsigned pool_worker_runs(Engine *e, const PoolWorker *pw, unsigned *ret_instances);
 
-static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data) {
+static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data, bool validator) {
         Buf b;
         buf_init(&b, 1 << 20);
-        buf_printf(&b, "%d|%d", (int) mode, network ? 1 : 0);
+        buf_printf(&b, "%d|%d%s", (int) mode, network ? 1 : 0, validator ? "|validator" : "");
         for (char *const *p = sys_path; p && *p; p++)
                 buf_printf(&b, "|p:%s", *p);
         for (char *const *d = data; d && *d; d++)
@@ -139,7 +139,7 @@ static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
                 json_array_append_new(path, json_string(*p));
         /* In the full sandbox the engine asks for spares itself, each
          * joined to its run's cgroup ahead of time (pool_make_slot). */
-        int own_spares = pw->mode == SANDBOX_MODE_FULL ? 0 : (int) e->pool.spares;
+        int own_spares = pw->mode == SANDBOX_MODE_FULL || pw->validator ? 0 : (int) e->pool.spares;
         json_t *m = json_pack("{s:s, s:o, s:b, s:i, s:b}", "type", "init", "sys_path", path, "preload", 1, "spares",
                               own_spares, "network", pw->network);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
@@ -178,8 +178,8 @@ bool pool_worker_exited(const PoolWorker *pw) {
 }
 
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
-                 PoolWorker **ret, bool *ret_cold, char **ret_error) {
-        _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data);
+                 bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error) {
+        _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data, validator);
         pthread_mutex_lock(&e->pool.lock);
         for (;;) {
                 PoolWorker *found = NULL;
@@ -215,6 +215,7 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 pw->data = strv_append(pw->data, *d);
         pw->mode = mode;
         pw->network = limits->network;
+        pw->validator = validator;
         pw->busy = 1;
         pw->proc_fd = -EBADF;
         pthread_mutex_init(&pw->io_lock, NULL);
@@ -290,7 +291,7 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
         /* Refill spare slots after a run, not during one (see request_slots);
          * ahead of the janitor's other work while other runs are in flight
          * (pool_take_slot()). */
-        if (!pw->dead && pw->ready && pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
+        if (!pw->dead && pw->ready && !pw->validator && pw->mode == SANDBOX_MODE_FULL && e->pool.spares)
                 request_slots(e, pw, slot_batch(e), pool_worker_runs(e, pw, NULL) > 0);
         if (measured && !pw->dead)
                 pw->pss_bytes = pss;
@@ -387,7 +388,7 @@ int engine_pool_list(Engine *e, char **ret_json) {
                         json_array_append_new(failed, json_string(*f));
                 unsigned instances, runs = pool_worker_runs(e, pw, &instances);
                 json_array_append_new(arr, json_pack("{s:s, s:i, s:b, s:b, s:i, s:i, s:I, s:f, s:o, s:i, s:o}", "kind",
-                                                     "worker", "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready,
+                                                     pw->validator ? "validator" : "worker", "pid", pw->w ? (int) pw->w->pid : 0, "ready", pw->ready,
                                                      "network", pw->network, "busy", (int) runs, "instances",
                                                      (int) instances, "pss_bytes", (json_int_t) pw->pss_bytes, "idle_s",
                                                      runs ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path",
@@ -558,7 +559,7 @@ static unsigned slot_batch(Engine *e) {
 }
 
 SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
-        if (pw->mode != SANDBOX_MODE_FULL || !e->pool.spares)
+        if (pw->mode != SANDBOX_MODE_FULL || pw->validator || !e->pool.spares)
                 return NULL;
         pthread_mutex_lock(&e->pool.lock);
         SpareSlot *s = pw->slots;

@@ -373,15 +373,16 @@ static char *validation_key(RunCtx *c) {
                          (int) c->spec->sandbox, (int) c->spec->source_len, c->spec->source);
 }
 
-/* Validation runs in the base worker (no env) of the run's sandbox mode;
- * its answers are cached, since they depend on nothing but the inputs. */
+/* Validation runs in the validator of the run's sandbox mode, a worker no
+ * run is forked from (pool_acquire()); its answers are cached, since they
+ * depend on nothing but the inputs. */
 static int validate_in_worker(RunCtx *c, char **ret_reply) {
         _cleanup_free_ char *err = NULL;
         PoolWorker *base = NULL;
         bool cold;
         RunLimits base_limits = c->limits;
         base_limits.network = false;
-        int r = pool_acquire(c->e, c->spec->sandbox, &base_limits, NULL, NULL, &base, &cold, &err);
+        int r = pool_acquire(c->e, c->spec->sandbox, &base_limits, NULL, NULL, c->e->validator_apart, &base, &cold, &err);
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err);
                 return r;
@@ -1325,7 +1326,7 @@ static int phase_run_begin(EngineRun *run) {
                 if (r >= 0)
                         rs = c->inst->sandbox;
         } else {
-                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, &c->pw, &cold, &err);
+                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, false, &c->pw, &cold, &err);
                 SpareSlot *slot = r >= 0 ? pool_take_slot(c->e, c->pw) : NULL;
                 if (slot) {
                         /* Its cgroups exist and a spare sits in them: the

@@ -94,7 +94,12 @@ static void *prewarm_main(void *userdata) {
         PoolWorker *pw = NULL;
         bool cold;
         _cleanup_free_ char *err = NULL;
-        if (pool_acquire(e, e->prewarm_mode, &e->defaults, NULL, NULL, &pw, &cold, &err) >= 0)
+        /* The validator: every run's first step, whatever its env
+         * (validate_in_worker()). The base worker of runs without an env
+         * starts at its first run, as every env's does. */
+        RunLimits limits = e->defaults;
+        limits.network = false;
+        if (pool_acquire(e, e->prewarm_mode, &limits, NULL, NULL, e->validator_apart, &pw, &cold, &err) >= 0)
                 pool_release(e, pw, false);
         return NULL;
 }
@@ -238,6 +243,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         (void) engine_sandbox_sweep();
         /* … and its output dirs. */
         out_dir_sweep(e->out_dir);
+        e->validator_apart = cfg->validator_apart;
         if (cfg->prewarm) {
                 e->prewarm_mode = cfg->prewarm_mode;
                 e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;

@@ -217,7 +217,12 @@ typedef struct EngineConfig {
         /* Cap of a run's /out in bytes; 0: $PYSPRINTER_MAX_OUT_BYTES, else
          * RUN_DEFAULT_MAX_OUT_BYTES. */
         uint64_t max_out_bytes;
-        /* Start the base (validation) worker of this sandbox mode in the
+        /* Validation in a worker of its own, no run forked from it
+         * (pool_acquire(): a worker's heap, what it validated included,
+         * is every run's it forks): the daemon, whose tenants share
+         * workers. The CLI (one user) validates in its runs' worker. */
+        bool validator_apart;
+        /* Start the validation worker of this sandbox mode in the
          * background now, so a long-lived engine's first run finds it warm. */
         bool prewarm;
         SandboxMode prewarm_mode;

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <linux/close_range.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -623,6 +624,23 @@ static void report_started(Child *c) {
         (void) send_json_to(c->status_fd, m);
 }
 
+/* A run's or an instance's message carries its tenant's source, arguments
+ * and opened secrets, and passes through this process, from which every
+ * later run is forked, whoever its tenant: a run can read its whole
+ * address space, freed heap included. So what held a message is zeroed
+ * when freed: the text (message_forget) and jansson's copies of its
+ * strings (zeroing_free, jansson's free in this process). */
+static void zeroing_free(void *p) {
+        if (!p)
+                return;
+        explicit_bzero(p, malloc_usable_size(p));
+        free(p);
+}
+
+static void message_forget(char **p) {
+        zeroing_free(*p);
+}
+
 static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         const char *id = json_string_value(json_object_get(msg, "id"));
         if (!id || n_fds < 2 || n_children >= MAX_CHILDREN) {
@@ -679,7 +697,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         int all[WORKER_PROTO_MAX_FDS + MAX_CG_FDS];
         size_t n_all = n_fds;
         memcpy(all, fds, n_fds * sizeof(int));
-        _cleanup_free_ char *rewritten = NULL;
+        _cleanup_(message_forget) char *rewritten = NULL;
         if (tag && spare && spare->n_cg > 0 && n_fds == FD_EXTRA) {
                 for (size_t i = 0; i < spare->n_cg; i++)
                         all[n_all++] = TAKE_FD(spare->cg_fds[i]);
@@ -785,7 +803,7 @@ static void reap_children(void) {
 }
 
 static int handle_message(void) {
-        _cleanup_free_ char *raw = NULL;
+        _cleanup_(message_forget) char *raw = NULL;
         int fds[WORKER_PROTO_MAX_FDS];
         size_t n_fds = 0;
         int r = proto_recv(ctrl, WORKER_PROTO_MAX_MESSAGE, &raw, NULL, fds, ELEMENTSOF(fds), &n_fds);
@@ -852,6 +870,7 @@ int main(int argc, char **argv) {
          * copy of it, not the environment. A run's environment never has
          * it. */
         (void) unsetenv("LD_BIND_NOW");
+        json_set_alloc_funcs(malloc, zeroing_free);
         int r = worker_sandbox_setup(argc, argv, &err);
         if (r < 0) {
                 log_error("sandbox: %s", err);

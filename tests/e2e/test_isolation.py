@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import CLI
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import Daemon, child_pids, sandbox_mode
 
 
 def need_sandbox(d):
@@ -297,10 +297,7 @@ def test_runs_cannot_reach_each_other_embedded(cli):
 # ---- item 8: the worker's tree dies with its root waiter, and with the daemon ----
 
 def children(pid):
-    try:
-        return [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-    except OSError:
-        return []
+    return child_pids(pid)
 
 
 def descendants(pid):
@@ -474,3 +471,61 @@ def test_an_idle_instance_does_not_run_between_invocations(daemon):
     # Thawed, it ticks again.
     third = invoke(daemon, "ticker", args=[])
     assert third["status"] == "succeeded"
+
+
+# A run reads its heap and anonymous memory (ctypes) for two halves of a token
+# that sit side by side only where another tenant's text was: the halves
+# come as separate arguments and are never joined in this process.
+HEAP_SCAN = '''
+def scan(h1: str, h2: str):
+    import ctypes
+    a, b = h1.encode(), h2.encode()
+    buf = bytearray(1 << 20)
+    at = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+    hits = []
+    for line in open("/proc/self/maps").read().splitlines():
+        f = line.split()
+        # The heap and anonymous memory: where freed chunks are (a file's
+        # mapping past its end would raise SIGBUS).
+        if not f[1].startswith("rw") or (len(f) > 5 and f[5] not in ("[heap]", "[stack]")):
+            continue
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        for start in range(lo, hi, len(buf)):
+            n = min(len(buf), hi - start)
+            ctypes.memmove(at, start, n)
+            i = buf.find(a, 0, n)
+            while i >= 0:
+                if not at <= start + i < at + len(buf) and buf[i + len(a):i + len(a) + len(b)] == b:
+                    hits.append(f[5] if len(f) > 5 else "anonymous")
+                i = buf.find(a, i + 1, n)
+    return hits
+'''
+
+
+def test_a_run_cannot_read_another_tenants_text_left_in_the_worker_it_was_forked_from(daemon):
+    """Every run forks from a worker that every tenant's runs fork from, and
+    inherits its heap, freed chunks included, which a run can read. alice's
+    source (validated only, and run), the env value of her run and her
+    deployed function's source passed through those workers; bob's runs,
+    with no env like alice's first ones, read their whole address space for
+    each and find none: validation has a worker of its own that no run is
+    forked from, and the worker zeroes what held a run's message (round 9:
+    on the build before, bob's run found alice's source 4 times)."""
+    need_sandbox(daemon)
+    import secrets
+    toks = {what: secrets.token_hex(16) for what in ("validated", "ran", "env", "deployed")}
+    src = 'SECRET = "{}"\n\ndef g(x: int):\n    return len(SECRET) + x\n'
+    st, out = daemon.run(src.format(toks["validated"]), args=["not-an-int"])
+    assert out["status"] == "invalid", out
+    st, out = daemon.run(src.format(toks["ran"]), args=[1], env={"ALICE_TOKEN": toks["env"]})
+    assert out["status"] == "succeeded", out
+    deploy(daemon, "alicefn", src.format(toks["deployed"]).replace("x: int", "x: int = 1"))
+    invoke(daemon, "alicefn")
+    found = {}
+    for _ in range(3):  # a direct fork, then spares made after alice's runs
+        for what, tok in toks.items():
+            st, out = daemon.run(HEAP_SCAN, token="bob", args=[tok[:16], tok[16:]])
+            assert out["status"] == "succeeded", out
+            if out["result"]:
+                found[what] = out["result"]
+    assert found == {}, f"bob's runs read alice's text: {found}"

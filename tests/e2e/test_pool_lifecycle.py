@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode, wait_for
+from daemonlib import Daemon, child_pids, sandbox_mode, wait_for
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -28,11 +28,7 @@ def handler(seconds: float = 0):
 
 def descendants(pid):
     out = []
-    try:
-        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
-    except OSError:
-        return out
-    for k in map(int, kids):
+    for k in child_pids(pid):
         out.append(k)
         out.extend(descendants(k))
     return out

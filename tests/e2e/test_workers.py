@@ -14,7 +14,7 @@ import time
 import pytest
 
 import pkgindex
-from daemonlib import Daemon, run, sandbox_mode, wait_for
+from daemonlib import Daemon, child_pids, run, sandbox_mode, wait_for
 
 
 def worker_pids(d):
@@ -22,11 +22,7 @@ def worker_pids(d):
     out = []
 
     def walk(pid):
-        try:
-            kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
-        except OSError:
-            return
-        for k in map(int, kids):
+        for k in child_pids(pid):
             try:
                 exe = open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")[0]
             except OSError:
@@ -449,10 +445,7 @@ def _same_mm(a, b):
 
 
 def _children(pid):
-    try:
-        return [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-    except OSError:
-        return []
+    return child_pids(pid)
 
 
 def test_an_idle_spare_is_one_process(daemon):

@@ -21,15 +21,19 @@
 
 static char home[] = "/tmp/engine-test-XXXXXX";
 
-static Engine *engine_for_test(uint64_t budget) {
+static Engine *engine_for_test_as(uint64_t budget, bool validator_apart) {
         static int n;
         _cleanup_free_ char *dir = xasprintf("%s/h%d", home, n++);
-        EngineConfig cfg = { .data_dir = dir, .pool_memory_budget = budget, .spares = 1 };
+        EngineConfig cfg = { .data_dir = dir, .pool_memory_budget = budget, .spares = 1, .validator_apart = validator_apart };
         Engine *e = NULL;
         _cleanup_free_ char *err = NULL;
         if (engine_new(&cfg, &e, &err) < 0)
                 fail_msg("engine_new: %s", err);
         return e;
+}
+
+static Engine *engine_for_test(uint64_t budget) {
+        return engine_for_test_as(budget, false);
 }
 
 static RunResult *run_source(Engine *e, const char *src, const char *args_json, const char *instance_key,
@@ -81,6 +85,7 @@ static void test_warm_reuse_and_isolation(void **state) {
         assert_string_not_equal(a->value_json, c->value_json); /* a fresh child each time */
         EnginePoolStats s;
         engine_pool_stats(e, &s);
+        /* One worker validated and ran them all (the CLI's engine). */
         assert_int_equal(s.workers, 1);
         assert_true(s.hits >= 2);
         run_result_free(a);
@@ -111,7 +116,8 @@ static void *job_main(void *p) {
 }
 
 static void test_concurrent_runs(void **state) {
-        Engine *e = engine_for_test(0);
+        /* As the daemon's engine: validation in a worker of its own. */
+        Engine *e = engine_for_test_as(0, true);
         const char *src = "import os, time\ndef f():\n    time.sleep(0.3)\n    return os.getpid()\n";
         Job jobs[8];
         pthread_t t[8];
@@ -132,7 +138,7 @@ static void test_concurrent_runs(void **state) {
         assert_true(took < 8 * 300 * USEC_PER_MSEC);
         EnginePoolStats s;
         engine_pool_stats(e, &s);
-        assert_int_equal(s.workers, 1);
+        assert_int_equal(s.workers, 2); /* the validator and the runs' worker */
         for (int i = 0; i < 8; i++)
                 run_result_free(jobs[i].res);
         engine_free(e);
