@@ -149,6 +149,11 @@ int sandbox_netns_lend(void);
 int sandbox_netns_lend_end(void);
 void sandbox_netns_return(int fd);
 void sandbox_netns_pool_drop(void);
+/* How many pristine checks this process made when adopting a lent
+ * namespace (a run child makes one at most): none for a namespace the
+ * worker made for that lend, one for a namespace from the pool. For the
+ * tests. */
+unsigned sandbox_net_pristine_checks(void);
 
 /* The texts of /proc/self/net/{sockstat,sockstat6,dev,snmp,snmp6,netstat}
  * of a namespace: pristine when no socket, TIME_WAIT or fragment is in it

@@ -1258,6 +1258,62 @@ static const char FRESH_SNMP[] = "Ip: Forwarding DefaultTTL InReceives OutNoRout
 static const char FRESH_SNMP6[] = "Ip6InReceives                   \t0\nUdp6InDatagrams                 \t0\n";
 static const char FRESH_NETSTAT[] = "TcpExt: SyncookiesSent EmbryonicRsts\nTcpExt: 0 0\nIpExt: InNoRoutes\nIpExt: 0\n";
 
+/* A run child given a namespace the worker made for it adopts it without
+ * the pristine check; one from the pool (a finished run's) is checked. */
+static int net_lend_run(int report) {
+        if (sandbox_netns_lend() < 0)
+                return 0;
+        pid_t p = fork();
+        if (p == 0) {
+                char *err = NULL;
+                SandboxRunConfig cfg = { .keep_fds = &report, .n_keep_fds = 1 };
+                if (sandbox_run_enter(&cfg, &err) < 0)
+                        _exit(99);
+                struct stat st;
+                unsigned long long rep[2] = { sandbox_net_pristine_checks(), 0 };
+                if (stat("/proc/self/ns/net", &st) == 0)
+                        rep[1] = (unsigned long long) st.st_ino;
+                _exit(write(report, rep, sizeof(rep)) == sizeof(rep) ? 0 : 98);
+        }
+        int netns = sandbox_netns_lend_end();
+        if (p < 0)
+                return 0;
+        int st;
+        if (waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                return 0;
+        struct stat ns;
+        unsigned long long ino = fstat(netns, &ns) == 0 ? (unsigned long long) ns.st_ino : 1;
+        sandbox_netns_return(netns); /* the run is over: back to the pool */
+        return (int) (ino & 0x7fffffff) | 1;
+}
+
+static int net_lend_child(void *arg) {
+        (void) arg;
+        int rep[2];
+        CHECK(pipe2(rep, O_CLOEXEC) == 0);
+        unsigned long long got[2][2];
+        int ino[2];
+        for (int i = 0; i < 2; i++) {
+                ino[i] = net_lend_run(rep[1]);
+                CHECK(ino[i] != 0);
+                CHECK(read(rep[0], got[i], sizeof(got[i])) == sizeof(got[i]));
+                /* The run was in the namespace the worker lent. */
+                CHECK(((int) (got[i][1] & 0x7fffffff) | 1) == ino[i]);
+        }
+        CHECK(got[0][0] == 0); /* made for this lend: no walk of /proc/net */
+        CHECK(got[1][0] == 1); /* a finished run's, from the pool: checked */
+        CHECK(ino[0] == ino[1]); /* and reused: it was pristine */
+        return 0;
+}
+
+static void test_net_fresh_namespace_not_checked(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        int st = in_child(net_lend_child, NULL);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_net_pristine(void **state) {
         SandboxNetTexts fresh = { FRESH_SOCKSTAT, FRESH_SOCKSTAT6, FRESH_DEV, FRESH_SNMP, FRESH_SNMP6, FRESH_NETSTAT };
         assert_true(sandbox_net_counters_pristine(&fresh));
@@ -1321,6 +1377,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_memory_replaced_after_uses),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_net_pristine),
+                cmocka_unit_test(test_net_fresh_namespace_not_checked),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
