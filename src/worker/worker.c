@@ -428,6 +428,8 @@ static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
                         return -1;
                 }
         }
+        /* A warm-up helper (handle_run()) is gone before the run exists. */
+        sandbox_cgroup_warm_end();
         pid_t pid = fork_python();
         if (pid == 0) {
                 sandbox_run_pidns_child();
@@ -702,6 +704,13 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         }
         fds = all;
         n_fds = n_all;
+        /* No spare joined this run's cgroup ahead: start the grace period
+         * its first move waits for now, while the run's namespaces are
+         * made (sandbox-cgroup.c); fork_run_child() reaps the helper
+         * before its fork. */
+        size_t first_cg = instance ? 2 : FD_EXTRA;
+        if (sandbox_worker_active() && n_fds > first_cg)
+                (void) sandbox_cgroup_warm_begin(fds[first_cg]);
         SandboxRunPidns ns;
         int netns;
         pid_t pid = fork_run_child(&ns, &netns);

@@ -490,6 +490,69 @@ static int forkbomb_child(void *arg) {
         return refused > 0 ? 3 : 4;
 }
 
+/* The warm-up of a directly forked run's first cgroup move
+ * (sandbox-cgroup.c): a helper writes "0" to the fd given (a pipe here:
+ * we read what it wrote) and is reaped by _end; the caller never moves,
+ * and in a real cgroup nothing is left after _end. */
+static int cgroup_warm_child(void *arg) {
+        const int *cg_fd = arg;
+        int p[2];
+        CHECK(pipe2(p, O_CLOEXEC) == 0);
+        int r = sandbox_cgroup_warm_begin(p[1]);
+        if (r == -EOPNOTSUPP)
+                return 0;
+        CHECK(r == 0);
+        CHECK(sandbox_cgroup_warm_begin(p[1]) == -EBUSY); /* one at a time */
+        sandbox_cgroup_warm_end();
+        char buf[4] = { 0 };
+        CHECK(read(p[0], buf, sizeof(buf)) == 1 && buf[0] == '0');
+        /* Reaped: no child of ours is left. */
+        CHECK(waitpid(-1, NULL, WNOHANG | __WALL) < 0 && errno == ECHILD);
+        sandbox_cgroup_warm_end(); /* none: a no-op */
+        if (*cg_fd < 0)
+                return 0;
+        char before[4096] = { 0 }, after[4096] = { 0 };
+        int f = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        CHECK(f >= 0 && read(f, before, sizeof(before) - 1) > 0);
+        close(f);
+        CHECK(sandbox_cgroup_warm_begin(*cg_fd) == 0);
+        sandbox_cgroup_warm_end();
+        f = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        CHECK(f >= 0 && read(f, after, sizeof(after) - 1) > 0);
+        close(f);
+        CHECK(streq(before, after)); /* the caller stayed where it was */
+        return 0;
+}
+
+static void test_cgroup_warm_helper(void **state) {
+        int none = -1;
+        int st = in_child(cgroup_warm_child, &none);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        if (geteuid() != 0)
+                return;
+        SandboxLimits l = { .max_procs = 16 };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-warm-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                free(err);
+                return;
+        }
+        int fds[6];
+        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
+        if (n > 0) {
+                st = in_child(cgroup_warm_child, &fds[0]);
+                assert_true(WIFEXITED(st));
+                assert_int_equal(WEXITSTATUS(st), 0);
+                /* The helper that moved itself in is gone. */
+                pid_t pids[8];
+                assert_int_equal(sandbox_cgroup_pids(cg, pids, 8), 0);
+        }
+        sandbox_cgroup_free(cg);
+}
+
 static void test_cgroup_pids_and_kill(void **state) {
         if (geteuid() != 0 || !can_namespaces())
                 skip();
@@ -1314,6 +1377,53 @@ static void test_net_fresh_namespace_not_checked(void **state) {
         assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* The run's init made by the worker (sandbox-pidns.c) holds no fd: the
+ * run's pipes, open in the worker when it forks a run directly, must reach
+ * EOF when the run ends, not when its init is killed. */
+static int pidns_init_fds_child(void *arg) {
+        (void) arg;
+        int p[2];
+        CHECK(pipe2(p, O_CLOEXEC) == 0);
+        char *err = NULL;
+        SandboxRunPidns ns;
+        CHECK(sandbox_run_pidns_begin(&ns, &err) == 0);
+        sandbox_run_pidns_end(&ns);
+        if (ns.init <= 0)
+                return 0; /* not made here (another architecture) */
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int) ns.init);
+        int n = -1;
+        for (int t = 0; t < 2000 && n != 0; t++) { /* until it has run its first steps */
+                DIR *d = opendir(path);
+                CHECK(d);
+                n = 0;
+                struct dirent *de;
+                while ((de = readdir(d)))
+                        if (de->d_name[0] != '.')
+                                n++;
+                closedir(d);
+                if (n != 0)
+                        usleep(1000);
+        }
+        CHECK(n == 0);
+        /* So the pipe's write end is ours alone: closing it is EOF. */
+        close(p[1]);
+        struct pollfd pf = { .fd = p[0], .events = POLLIN };
+        CHECK(poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP));
+        kill(ns.init, SIGKILL);
+        waitpid(ns.init, NULL, __WALL);
+        sandbox_run_pidns_release(&ns);
+        return 0;
+}
+
+static void test_pidns_init_holds_no_fd(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        int st = in_child(pidns_init_fds_child, NULL);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_net_pristine(void **state) {
         SandboxNetTexts fresh = { FRESH_SOCKSTAT, FRESH_SOCKSTAT6, FRESH_DEV, FRESH_SNMP, FRESH_SNMP6, FRESH_NETSTAT };
         assert_true(sandbox_net_counters_pristine(&fresh));
@@ -1376,6 +1486,8 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_memory_residue_replaced),
                 cmocka_unit_test(test_cgroup_memory_replaced_after_uses),
                 cmocka_unit_test(test_worker_level),
+                cmocka_unit_test(test_cgroup_warm_helper),
+                cmocka_unit_test(test_pidns_init_holds_no_fd),
                 cmocka_unit_test(test_net_pristine),
                 cmocka_unit_test(test_net_fresh_namespace_not_checked),
         };
