@@ -63,13 +63,6 @@ struct kernel_sigaction {
 
 static int run_init_raw(void *arg) {
         (void) arg;
-        /* Its fd table is a copy of the worker's at the clone: the run's
-         * stdout, stderr and result pipes among them when the run was
-         * forked directly (the first run of a cold env). Held here, they
-         * reached EOF for the engine only when this init died, after the
-         * run (measured: the answer of a cold env's first run 8 ms after
-         * the run's exit, at this init's death). It needs none. */
-        (void) raw_syscall4(SYS_close_range, 0, ~0U, 0, 0);
         struct kernel_sigaction dfl;
         dfl.handler = (unsigned long) SIG_DFL;
         dfl.flags = 0;

@@ -1377,53 +1377,6 @@ static void test_net_fresh_namespace_not_checked(void **state) {
         assert_int_equal(WEXITSTATUS(st), 0);
 }
 
-/* The run's init made by the worker (sandbox-pidns.c) holds no fd: the
- * run's pipes, open in the worker when it forks a run directly, must reach
- * EOF when the run ends, not when its init is killed. */
-static int pidns_init_fds_child(void *arg) {
-        (void) arg;
-        int p[2];
-        CHECK(pipe2(p, O_CLOEXEC) == 0);
-        char *err = NULL;
-        SandboxRunPidns ns;
-        CHECK(sandbox_run_pidns_begin(&ns, &err) == 0);
-        sandbox_run_pidns_end(&ns);
-        if (ns.init <= 0)
-                return 0; /* not made here (another architecture) */
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int) ns.init);
-        int n = -1;
-        for (int t = 0; t < 2000 && n != 0; t++) { /* until it has run its first steps */
-                DIR *d = opendir(path);
-                CHECK(d);
-                n = 0;
-                struct dirent *de;
-                while ((de = readdir(d)))
-                        if (de->d_name[0] != '.')
-                                n++;
-                closedir(d);
-                if (n != 0)
-                        usleep(1000);
-        }
-        CHECK(n == 0);
-        /* So the pipe's write end is ours alone: closing it is EOF. */
-        close(p[1]);
-        struct pollfd pf = { .fd = p[0], .events = POLLIN };
-        CHECK(poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP));
-        kill(ns.init, SIGKILL);
-        waitpid(ns.init, NULL, __WALL);
-        sandbox_run_pidns_release(&ns);
-        return 0;
-}
-
-static void test_pidns_init_holds_no_fd(void **state) {
-        if (geteuid() != 0 || !can_namespaces())
-                skip();
-        int st = in_child(pidns_init_fds_child, NULL);
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
-}
-
 static void test_net_pristine(void **state) {
         SandboxNetTexts fresh = { FRESH_SOCKSTAT, FRESH_SOCKSTAT6, FRESH_DEV, FRESH_SNMP, FRESH_SNMP6, FRESH_NETSTAT };
         assert_true(sandbox_net_counters_pristine(&fresh));
@@ -1487,7 +1440,6 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_memory_replaced_after_uses),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_cgroup_warm_helper),
-                cmocka_unit_test(test_pidns_init_holds_no_fd),
                 cmocka_unit_test(test_net_pristine),
                 cmocka_unit_test(test_net_fresh_namespace_not_checked),
         };
