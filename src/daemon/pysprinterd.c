@@ -550,6 +550,9 @@ int main(int argc, char **argv) {
 
         free(err);
         err = NULL;
+        /* Heard once the validating worker is ready, or 2 s (a hook of
+         * round 9's cold env work: engine_prewarm_wait()). */
+        (void) engine_prewarm_wait(d->engine, 2 * USEC_PER_SEC);
         r = daemon_http_start(d, d->cfg.listen, &mhd, &err);
         if (r < 0) {
                 log_error("%s", err);

@@ -104,6 +104,20 @@ static void *prewarm_main(void *userdata) {
         return NULL;
 }
 
+bool engine_prewarm_wait(Engine *e, usec_t timeout) {
+        if (!e || !e->prewarm_started)
+                return true;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t) ts.tv_nsec + (timeout % USEC_PER_SEC) * 1000;
+        ts.tv_sec += (time_t) (timeout / USEC_PER_SEC + ns / 1000000000);
+        ts.tv_nsec = (long) (ns % 1000000000);
+        if (pthread_timedjoin_np(e->prewarm_thread, NULL, &ts) != 0)
+                return false; /* still booting: engine_free() joins it */
+        e->prewarm_started = false;
+        return true;
+}
+
 /* Every second on the janitor thread: workers that died while idle are
  * reaped, idle timeouts and instance TTLs applied. */
 static void out_dir_sweep(const char *out_dir);

@@ -241,6 +241,12 @@ typedef struct EngineConfig {
 typedef struct Engine Engine;
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error);
 Engine *engine_free(Engine *e);
+/* Waits up to timeout for the prewarmed worker (EngineConfig.prewarm) to
+ * be ready in the pool (or to have failed); true once it is. The daemon
+ * calls it before it listens: a request sent the moment /healthz answers
+ * would otherwise wait for that worker's start (docs/performance.md,
+ * "Cold env: the sandbox on the first run's path"). */
+bool engine_prewarm_wait(Engine *e, usec_t timeout);
 struct PkgPeers;
 /* A cluster's peers for wheels and locks (pkg.h PkgPeers; not owned, must
  * outlive e). Call before the first run. */

@@ -19,6 +19,11 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -654,6 +659,76 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
         free(cg->missing);
         free(cg);
         return NULL;
+}
+
+/* ---- the warm-up of the first move: cgroup v1's grace period ---- */
+
+/* Moving a process between cgroups takes cgroup_threadgroup_rwsem for
+ * writing; on cgroup v1 (no favordynmods) that per-cpu rwsem leaves its
+ * readers' fast path first, an rcu_sync_enter() that waits for a full RCU
+ * grace period when no other move happened within the last one (measured
+ * here: the first cgroup.procs write 6-15 ms, the next ones ~0.05 ms). A
+ * spare joins while idle; a run forked directly (the first run of a cold
+ * env, no spare yet) paid it after its fork. So the worker starts that
+ * wait when the run's message arrives, in a helper, while it makes the
+ * run's network and pid namespaces, and forks the run once the helper is
+ * reaped: the run's own joins then find the rcu_sync still past its grace
+ * period (it returns to idle one grace period after the last move) and do
+ * not wait.
+ *
+ * The helper moves itself ("0") into the run's cgroup (the only cgroup
+ * fd the worker has) and exits at once; the worker reaps it before it
+ * forks the run, so no process but the run's is ever in the run's cgroup
+ * with it. It runs only our C code: two raw system calls (no errno, no
+ * TLS: it shares the worker's memory and TLS, CLONE_VM, and its fd table,
+ * CLONE_FILES, while the worker goes on). Its memory is the worker's (a
+ * v1 memory cgroup charges an mm's pages to its owner, the worker), its
+ * CPU microseconds. */
+#define WARM_STACK_SIZE (16 << 10)
+static void *warm_stack;
+static pid_t warm_pid;
+
+#if HAVE_RAW_SYSCALL
+static int warm_helper(void *arg) {
+        (void) raw_syscall4(SYS_write, (long) (intptr_t) arg, (long) "0", 1, 0);
+        /* glibc's clone() makes the exit system call with this value. */
+        return 0;
+}
+#endif
+
+int sandbox_cgroup_warm_begin(int procs_fd) {
+#if HAVE_RAW_SYSCALL
+        if (warm_pid > 0 || procs_fd < 0)
+                return -EBUSY;
+        if (!warm_stack) {
+                void *st = mmap(NULL, WARM_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                                -1, 0);
+                if (st == MAP_FAILED)
+                        return -errno;
+                warm_stack = st;
+        }
+        /* No exit signal: reaped by sandbox_cgroup_warm_end(), never seen
+         * by the worker's SIGCHLD loop. */
+        pid_t pid = clone(warm_helper, (char *) warm_stack + WARM_STACK_SIZE, CLONE_VM | CLONE_FILES,
+                          (void *) (intptr_t) procs_fd);
+        if (pid < 0)
+                return -errno;
+        warm_pid = pid;
+        return 0;
+#else
+        (void) procs_fd;
+        return -EOPNOTSUPP;
+#endif
+}
+
+void sandbox_cgroup_warm_end(void) {
+        if (warm_pid <= 0)
+                return;
+        int saved = errno;
+        while (waitpid(warm_pid, NULL, __WALL) < 0 && errno == EINTR)
+                ;
+        errno = saved;
+        warm_pid = 0;
 }
 
 int sandbox_cgroup_join(const int *fds, size_t n, char **ret_error) {

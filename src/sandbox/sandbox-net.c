@@ -216,6 +216,11 @@ static int netns_pool[NETNS_POOL_MAX];
 static size_t netns_pool_n;
 /* Set in the worker just before a fork, so inherited by the run child. */
 static int netns_lent = -EBADF;
+/* The lent namespace was made by netns_make() for this lend, not taken
+ * from the pool: see sandbox_net_enter() for why it needs no check. */
+static bool netns_lent_fresh;
+/* Pristine checks this process made (sandbox_net_pristine_checks()). */
+static unsigned net_checks;
 
 /* One byte per fd number of a lent namespace, shared with the run
  * children (MAP_SHARED): a child that finds its lent namespace not
@@ -286,9 +291,12 @@ int sandbox_netns_lend(void) {
                 if (p != MAP_FAILED)
                         netns_rejected = p;
         }
-        int fd = netns_pool_n > 0 ? netns_pool[--netns_pool_n] : netns_make();
+        bool fresh = netns_pool_n == 0;
+        int fd = fresh ? netns_make() : netns_pool[--netns_pool_n];
+        netns_lent_fresh = false;
         if (fd < 0)
                 return fd; /* the child makes its own, unknown to the pool */
+        netns_lent_fresh = fresh;
         if (netns_rejected && fd < NETNS_FLAGS)
                 netns_rejected[fd] = 0;
         netns_lent = fd;
@@ -296,6 +304,7 @@ int sandbox_netns_lend(void) {
 }
 
 int sandbox_netns_lend_end(void) {
+        netns_lent_fresh = false;
         return TAKE_FD(netns_lent);
 }
 
@@ -309,6 +318,10 @@ void sandbox_netns_return(int fd) {
                 close(fd);
 }
 
+unsigned sandbox_net_pristine_checks(void) {
+        return net_checks;
+}
+
 void sandbox_netns_pool_drop(void) {
         for (size_t i = 0; i < netns_pool_n; i++)
                 close(netns_pool[i]);
@@ -319,11 +332,27 @@ int sandbox_net_enter(bool network, char **ret_error) {
         /* Only this child holds the lent namespace now: the worker's pool
          * is its own, not a run's to keep. */
         int lent = TAKE_FD(netns_lent);
+        bool fresh = netns_lent_fresh;
+        netns_lent_fresh = false;
         sandbox_netns_pool_drop();
         volatile uint8_t *rejected = TAKE_PTR(netns_rejected);
         bool adopted = network; /* a run with network stays in the worker's */
         if (!network && lent >= 0) {
-                adopted = setns(lent, CLONE_NEWNET) == 0 && net_pristine_here();
+                /* A namespace the worker made for this very lend (not one
+                 * from the pool) needs no check (it cost ~4 ms on a cold
+                 * env's first run, the first walk of a new namespace's
+                 * /proc/net): no process but netns_make()'s helper was
+                 * ever in it, and that helper only brought lo up and
+                 * opened it before exiting (reaped before the lend
+                 * returned); no run is in it or was; the only fd of it is
+                 * the worker's, which trusted C code holds (lent to this
+                 * child alone: the worker is single-threaded and clears
+                 * the lend right after this fork), and without
+                 * CAP_NET_ADMIN over it no code could have changed it
+                 * from outside. So it holds exactly what a namespace
+                 * made here by unshare() would. One from the pool was a
+                 * run's: checked, as before. */
+                adopted = setns(lent, CLONE_NEWNET) == 0 && (fresh || (net_checks++, net_pristine_here()));
                 /* Not pristine: the worker destroys it when this run
                  * ends, instead of lending it again. */
                 if (!adopted && rejected && lent < NETNS_FLAGS)

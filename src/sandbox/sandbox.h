@@ -135,6 +135,16 @@ int sandbox_run_enter(const SandboxRunConfig *cfg, char **ret_error);
  * the seccomp filter. */
 int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error);
 
+/* In the worker, for a run forked directly (no spare joined its cgroup
+ * ahead): _begin(), as soon as the run's cgroup.procs fds are known,
+ * starts the RCU grace period a first cgroup v1 move waits for, in a
+ * helper that moves itself into that cgroup and exits; _end(), right
+ * before the fork, reaps it (no-op if none). The run's own join then does
+ * not wait. -EOPNOTSUPP where raw system calls are not available. See
+ * sandbox-cgroup.c. */
+int sandbox_cgroup_warm_begin(int procs_fd);
+void sandbox_cgroup_warm_end(void);
+
 /* Reuse of finished runs' network namespaces (sandbox-net.c). In the
  * worker: _lend() before forking a run child hands it one (from the pool,
  * else a fresh one the worker makes: negative errno if it cannot, and the
@@ -149,6 +159,11 @@ int sandbox_netns_lend(void);
 int sandbox_netns_lend_end(void);
 void sandbox_netns_return(int fd);
 void sandbox_netns_pool_drop(void);
+/* How many pristine checks this process made when adopting a lent
+ * namespace (a run child makes one at most): none for a namespace the
+ * worker made for that lend, one for a namespace from the pool. For the
+ * tests. */
+unsigned sandbox_net_pristine_checks(void);
 
 /* The texts of /proc/self/net/{sockstat,sockstat6,dev,snmp,snmp6,netstat}
  * of a namespace: pristine when no socket, TIME_WAIT or fragment is in it

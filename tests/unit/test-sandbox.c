@@ -490,6 +490,69 @@ static int forkbomb_child(void *arg) {
         return refused > 0 ? 3 : 4;
 }
 
+/* The warm-up of a directly forked run's first cgroup move
+ * (sandbox-cgroup.c): a helper writes "0" to the fd given (a pipe here:
+ * we read what it wrote) and is reaped by _end; the caller never moves,
+ * and in a real cgroup nothing is left after _end. */
+static int cgroup_warm_child(void *arg) {
+        const int *cg_fd = arg;
+        int p[2];
+        CHECK(pipe2(p, O_CLOEXEC) == 0);
+        int r = sandbox_cgroup_warm_begin(p[1]);
+        if (r == -EOPNOTSUPP)
+                return 0;
+        CHECK(r == 0);
+        CHECK(sandbox_cgroup_warm_begin(p[1]) == -EBUSY); /* one at a time */
+        sandbox_cgroup_warm_end();
+        char buf[4] = { 0 };
+        CHECK(read(p[0], buf, sizeof(buf)) == 1 && buf[0] == '0');
+        /* Reaped: no child of ours is left. */
+        CHECK(waitpid(-1, NULL, WNOHANG | __WALL) < 0 && errno == ECHILD);
+        sandbox_cgroup_warm_end(); /* none: a no-op */
+        if (*cg_fd < 0)
+                return 0;
+        char before[4096] = { 0 }, after[4096] = { 0 };
+        int f = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        CHECK(f >= 0 && read(f, before, sizeof(before) - 1) > 0);
+        close(f);
+        CHECK(sandbox_cgroup_warm_begin(*cg_fd) == 0);
+        sandbox_cgroup_warm_end();
+        f = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        CHECK(f >= 0 && read(f, after, sizeof(after) - 1) > 0);
+        close(f);
+        CHECK(streq(before, after)); /* the caller stayed where it was */
+        return 0;
+}
+
+static void test_cgroup_warm_helper(void **state) {
+        int none = -1;
+        int st = in_child(cgroup_warm_child, &none);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        if (geteuid() != 0)
+                return;
+        SandboxLimits l = { .max_procs = 16 };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-warm-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                free(err);
+                return;
+        }
+        int fds[6];
+        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
+        if (n > 0) {
+                st = in_child(cgroup_warm_child, &fds[0]);
+                assert_true(WIFEXITED(st));
+                assert_int_equal(WEXITSTATUS(st), 0);
+                /* The helper that moved itself in is gone. */
+                pid_t pids[8];
+                assert_int_equal(sandbox_cgroup_pids(cg, pids, 8), 0);
+        }
+        sandbox_cgroup_free(cg);
+}
+
 static void test_cgroup_pids_and_kill(void **state) {
         if (geteuid() != 0 || !can_namespaces())
                 skip();
@@ -1258,6 +1321,62 @@ static const char FRESH_SNMP[] = "Ip: Forwarding DefaultTTL InReceives OutNoRout
 static const char FRESH_SNMP6[] = "Ip6InReceives                   \t0\nUdp6InDatagrams                 \t0\n";
 static const char FRESH_NETSTAT[] = "TcpExt: SyncookiesSent EmbryonicRsts\nTcpExt: 0 0\nIpExt: InNoRoutes\nIpExt: 0\n";
 
+/* A run child given a namespace the worker made for it adopts it without
+ * the pristine check; one from the pool (a finished run's) is checked. */
+static int net_lend_run(int report) {
+        if (sandbox_netns_lend() < 0)
+                return 0;
+        pid_t p = fork();
+        if (p == 0) {
+                char *err = NULL;
+                SandboxRunConfig cfg = { .keep_fds = &report, .n_keep_fds = 1 };
+                if (sandbox_run_enter(&cfg, &err) < 0)
+                        _exit(99);
+                struct stat st;
+                unsigned long long rep[2] = { sandbox_net_pristine_checks(), 0 };
+                if (stat("/proc/self/ns/net", &st) == 0)
+                        rep[1] = (unsigned long long) st.st_ino;
+                _exit(write(report, rep, sizeof(rep)) == sizeof(rep) ? 0 : 98);
+        }
+        int netns = sandbox_netns_lend_end();
+        if (p < 0)
+                return 0;
+        int st;
+        if (waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                return 0;
+        struct stat ns;
+        unsigned long long ino = fstat(netns, &ns) == 0 ? (unsigned long long) ns.st_ino : 1;
+        sandbox_netns_return(netns); /* the run is over: back to the pool */
+        return (int) (ino & 0x7fffffff) | 1;
+}
+
+static int net_lend_child(void *arg) {
+        (void) arg;
+        int rep[2];
+        CHECK(pipe2(rep, O_CLOEXEC) == 0);
+        unsigned long long got[2][2];
+        int ino[2];
+        for (int i = 0; i < 2; i++) {
+                ino[i] = net_lend_run(rep[1]);
+                CHECK(ino[i] != 0);
+                CHECK(read(rep[0], got[i], sizeof(got[i])) == sizeof(got[i]));
+                /* The run was in the namespace the worker lent. */
+                CHECK(((int) (got[i][1] & 0x7fffffff) | 1) == ino[i]);
+        }
+        CHECK(got[0][0] == 0); /* made for this lend: no walk of /proc/net */
+        CHECK(got[1][0] == 1); /* a finished run's, from the pool: checked */
+        CHECK(ino[0] == ino[1]); /* and reused: it was pristine */
+        return 0;
+}
+
+static void test_net_fresh_namespace_not_checked(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        int st = in_child(net_lend_child, NULL);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_net_pristine(void **state) {
         SandboxNetTexts fresh = { FRESH_SOCKSTAT, FRESH_SOCKSTAT6, FRESH_DEV, FRESH_SNMP, FRESH_SNMP6, FRESH_NETSTAT };
         assert_true(sandbox_net_counters_pristine(&fresh));
@@ -1320,7 +1439,9 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_memory_residue_replaced),
                 cmocka_unit_test(test_cgroup_memory_replaced_after_uses),
                 cmocka_unit_test(test_worker_level),
+                cmocka_unit_test(test_cgroup_warm_helper),
                 cmocka_unit_test(test_net_pristine),
+                cmocka_unit_test(test_net_fresh_namespace_not_checked),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
