@@ -30,16 +30,9 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
+from bench_cpu_per_run import cpuacct_dir  # noqa: E402
 
 BODY = {"source": bw.REQUESTS_ENV + "def g():\n    return 2\n", "filename": "cold.py"}
-
-
-def cpuacct_dir():
-    for line in open("/proc/self/cgroup"):
-        _, ctrls, path = line.rstrip("\n").split(":", 2)
-        if "cpuacct" in ctrls.split(","):
-            return pathlib.Path("/sys/fs/cgroup") / ctrls / path.lstrip("/")
-    return None
 
 
 def start_daemon(build, home, index, sandbox, cg):

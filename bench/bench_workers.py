@@ -33,6 +33,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 import pkgindex  # noqa: E402
+from proctree import child_pids  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import benchtable  # noqa: E402
@@ -216,22 +217,6 @@ def subtree_private_kb(pid, shared_with=()):
         seen.append(p)
         total += private_kb(p)
     return total
-
-
-def child_pids(pid):
-    """pid's children, started by any of its threads (a worker a daemon's
-    run thread started is a child of that thread's task)."""
-    out = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for t in tasks:
-        try:
-            out += [int(k) for k in open(f"/proc/{pid}/task/{t}/children").read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def descendants(pid):

@@ -12,24 +12,8 @@ import subprocess
 import textwrap
 import time
 
-
-def child_pids(pid):
-    """pid's children, started by any of its threads: a worker started by
-    one of the daemon's run threads is a child of that thread's task, not
-    of the main thread's (/proc/PID/task/PID/children lists only those)."""
-    out = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for t in tasks:
-        try:
-            out += [int(k) for k in open(f"/proc/{pid}/task/{t}/children").read().split()]
-        except OSError:
-            pass
-    return out
-
 from conftest import DAEMON, KERNEL_LACKS, UNSANDBOXED, WORKER
+from proctree import child_pids  # noqa: F401 (tests import it from here)
 
 TOKENS = {
     "alice": "alice-token-0123456789abcdef",

@@ -150,11 +150,9 @@ def test_time_limit_of_a_watched_invoke_among_concurrent_ones(d):
         assert st == 200 and b["status"] == "succeeded" and b["result"] == n, b
 
 
-def test_cancel_of_a_watched_invoke_among_concurrent_ones(d, tmp_path):
-    gate = tmp_path / "never"
-    stop = threading.Event()
-    errors = []
-
+def busy_callers(d, k, stop, errors):
+    """k callers invoking until stop is set; what did not succeed goes to
+    errors."""
     def busy():
         n = 0
         while not stop.is_set():
@@ -162,9 +160,17 @@ def test_cancel_of_a_watched_invoke_among_concurrent_ones(d, tmp_path):
             if st != 200 or b.get("status") != "succeeded":
                 errors.append((st, b))
             n += 1
-    ts = [threading.Thread(target=busy) for _ in range(3)]
+    ts = [threading.Thread(target=busy) for _ in range(k)]
     for t in ts:
         t.start()
+    return ts
+
+
+def test_cancel_of_a_watched_invoke_among_concurrent_ones(d, tmp_path):
+    gate = tmp_path / "never"
+    stop = threading.Event()
+    errors = []
+    ts = busy_callers(d, 3, stop, errors)
     m0 = metrics(d)
     try:
         run_id = begin_gated(d, gate)
@@ -212,17 +218,7 @@ def test_a_watched_invoke_streams_its_output_to_a_follower(d, tmp_path):
     gate = tmp_path / "gate"
     stop = threading.Event()
     errors = []
-
-    def busy():
-        n = 0
-        while not stop.is_set():
-            st, b = d.call("POST", INVOKE, {"kwargs": {"n": n}})
-            if st != 200 or b.get("status") != "succeeded":
-                errors.append((st, b))
-            n += 1
-    ts = [threading.Thread(target=busy) for _ in range(3)]
-    for t in ts:
-        t.start()
+    ts = busy_callers(d, 3, stop, errors)
     try:
         run_id = begin_gated(d, gate)
         c = d.conn()
