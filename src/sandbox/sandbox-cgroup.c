@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "sandbox-internal.h"
+#include "sandbox-syscall.h"
 
 enum {
         CTRL_MEMORY = 1 << 0,

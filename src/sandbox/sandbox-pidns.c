@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 
 #include "sandbox-internal.h"
+#include "sandbox-syscall.h"
 
 #define INIT_STACK_SIZE (64 << 10)
 
