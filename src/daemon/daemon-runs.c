@@ -935,11 +935,11 @@ static void *pool_thread(void *p) {
          * other connections first; the run thread then takes a free CPU
          * or the HTTP thread's when it sleeps in epoll_wait. Its own
          * wakes (the instance, the resumed connection) are unchanged.
-         * SCHED_RESET_ON_FORK: a process it starts (a worker) runs at the
-         * usual policy. Lowering a thread's policy needs no privilege;
-         * failing is harmless. */
+         * A worker it starts is set back to the usual policy
+         * (engine_sandbox_spawn_worker()). Lowering a thread's policy needs
+         * no privilege; failing is harmless. */
         struct sched_param sp = { .sched_priority = 0 };
-        (void) sched_setscheduler(0, SCHED_BATCH | SCHED_RESET_ON_FORK, &sp);
+        (void) sched_setscheduler(0, SCHED_BATCH, &sp);
         /* Told apart from the HTTP threads that start it (whose name it
          * would inherit) in perf, top and /proc. */
         (void) pthread_setname_np(pthread_self(), "run-thread");

@@ -14,6 +14,7 @@
  * group. */
 #include <assert.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -89,6 +90,12 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
                 sigset_t all;
                 sigemptyset(&all);
                 sigprocmask(SIG_SETMASK, &all, NULL);
+                /* The usual policy for the worker, its runs and instances,
+                 * whatever the starting thread's: a daemon's run thread is
+                 * SCHED_BATCH, which SCHED_RESET_ON_FORK would not reset
+                 * (it resets real-time policies and negative nice only). */
+                struct sched_param sp = { .sched_priority = 0 };
+                (void) sched_setscheduler(0, SCHED_OTHER, &sp);
                 execve(ws->worker_path, argv, envp);
                 _exit(127);
         }
