@@ -545,6 +545,12 @@ static void run_leave(Daemon *d, DRun *r) {
         pthread_mutex_lock(&d->lock);
 }
 
+/* The key a deployed function's warm instances share: (tenant, function,
+ * version), so globals persist as on Lambda (docs/workers.md). */
+static char *drun_instance_key(const DRun *r) {
+        return xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version);
+}
+
 /* Whether r may leave the pending list now (d->lock held): a cancelled run
  * and any run of a stopping daemon at once (they end or stay queued without
  * running), the others when a global and a tenant slot are free and, for a
@@ -743,10 +749,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         if (st->sk < 0)
                 log_error("run %s: the queue cannot start it: %s", r->id, strerror(-st->sk));
 
-        /* A deployed function's invocations share warm instances per
-         * (tenant, function, version): globals persist as on Lambda
-         * (docs/workers.md). */
-        st->instance_key = r->fn_name ? xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version) : NULL;
+        st->instance_key = r->fn_name ? drun_instance_key(r) : NULL;
         /* Datasets resolve per tenant now, not at submit: a URL dataset is
          * revalidated as close to its use as can be. */
         _cleanup_free_ char *data_warning = NULL;
@@ -998,7 +1001,7 @@ static bool drun_warm_eligible(const Daemon *d, const DRun *r) {
  * calls taker_done() once the run counts as running or the instance is
  * back. */
 static Instance *drun_take_instance(Daemon *d, const DRun *r) {
-        _cleanup_free_ char *key = xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version);
+        _cleanup_free_ char *key = drun_instance_key(r);
         Instance *inst = NULL;
         return engine_instance_take_idle(d->engine, key, &inst) < 0 ? NULL : inst;
 }
@@ -1112,7 +1115,6 @@ static void watch_start_queued(Daemon *d) {
         pool_wake(wake);
 }
 
-/* Ends the runs whose watch is over (a list through next), in order. */
 /* Ends the runs whose watch is over (a list through next), in order, then
  * begins what queued behind them on the instances they handed back, then
  * resumes their callers (drun_kick()): the next invocations are under way
@@ -1779,7 +1781,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         else
                 d->pending = r;
         d->pending_tail = r;
-        if (!resumed && drun_warm_eligible(d, r) && d->pool_threads > 0) {
+        if (warm && d->pool_threads > 0) {
                 /* A warm invoke queued behind its function's busy
                  * instances: one of them may have come free since its
                  * instance was looked for (its run ended meanwhile, and
