@@ -318,22 +318,37 @@ int instance_stat_open(pid_t pid) {
         return fd < 0 ? -errno : fd;
 }
 
-#define PF_EXITING_FLAG 0x00000004u /* include/linux/sched.h */
+/* Task flags (include/linux/sched.h) a process has from the moment it
+ * takes a fatal signal until it is a zombie, in order: PF_SIGNALED as
+ * get_signal() turns to the fatal path, PF_POSTCOREDUMP (0x8 was
+ * PF_EXITPIDONE before 5.17, also set only on the way out) early in
+ * do_exit(), then PF_EXITING. The signal is no longer pending by then:
+ * testing PF_EXITING alone left a window of do_exit() where a killed
+ * instance looked alive (seen: state D, flags PF_SIGNALED|PF_POSTCOREDUMP,
+ * nothing pending) and got the next invocation. */
+#define PF_EXITING_FLAG 0x00000004u
+#define PF_POSTCOREDUMP_FLAG 0x00000008u
+#define PF_SIGNALED_FLAG 0x00000400u
+#define PF_DYING_FLAGS (PF_SIGNALED_FLAG | PF_POSTCOREDUMP_FLAG | PF_EXITING_FLAG)
 
 /* Whether the process behind an instance_stat_open() fd is gone, a zombie,
- * exiting, or has a SIGKILL pending. Its main thread's stat says all of it for
- * half the cost of /proc/PID/status (its fields 3, 9 and 31: state,
- * task flags, the thread's pending set; a kill() of a process with a
- * fatal signal adds SIGKILL to every thread's own set at once), and the
- * task flag closes the gap status left: once the signal is dequeued and
- * until the process is a zombie, PF_EXITING is set. */
+ * on its way out, or has a SIGKILL pending. Its main thread's stat says
+ * all of it for half the cost of /proc/PID/status (its fields 3, 9 and
+ * 31: state, task flags, the thread's pending set; a kill() of a process
+ * with a fatal signal adds SIGKILL to every thread's own set at once),
+ * and the task flags close the gap the pending set leaves once the signal
+ * is dequeued (PF_DYING_FLAGS). */
 bool instance_stat_doomed(int fd) {
         char buf[1024];
         ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
         if (n <= 0)
                 return true; /* ESRCH: reaped */
         buf[n] = 0;
-        const char *p = strrchr(buf, ')'); /* after comm, which may hold ')' */
+        return instance_stat_text_doomed(buf);
+}
+
+bool instance_stat_text_doomed(const char *stat) {
+        const char *p = strrchr(stat, ')'); /* after comm, which may hold ')' */
         if (!p || p[1] != ' ')
                 return false;
         p += 2;
@@ -352,7 +367,7 @@ bool instance_stat_doomed(int fd) {
                         pending = strtoull(p, NULL, 10);
         }
         uint64_t kill_bit = UINT64_C(1) << (SIGKILL - 1);
-        return (flags & PF_EXITING_FLAG) || (pending & kill_bit);
+        return (flags & PF_DYING_FLAGS) || (pending & kill_bit);
 }
 
 /* An idle instance's socket reads hang-up once its process is gone (its

@@ -410,7 +410,10 @@ void instance_release(Engine *e, Instance *i, bool broken);
  * (docs/workers.md "A killed idle instance loses no invocation"):
  * instance_stat_open() opens /proc/PID/task/PID/stat of a host pid (fd or
  * negative errno); instance_stat_doomed() says whether that process is
- * gone (reaped: the read fails), a zombie, exiting (PF_EXITING) or has a
- * SIGKILL pending. One pread. */
+ * gone (reaped: the read fails), a zombie, on its way out (a fatal signal
+ * taken, exiting) or has a SIGKILL pending. One pread.
+ * instance_stat_text_doomed() is the same decision over the stat line's
+ * text (the unit tests give it lines read off dying processes). */
 int instance_stat_open(pid_t pid);
 bool instance_stat_doomed(int fd);
+bool instance_stat_text_doomed(const char *stat);

@@ -377,6 +377,49 @@ static void *sleeper(void *arg) {
         return NULL;
 }
 
+/* Stat lines as a dying instance shows them at each step (fields 3, 9
+ * and 31 from lines read off instances killed by
+ * test_instance_freeze.py; the rest as the kernel writes them). */
+static char *stat_line(const char *comm, char state, unsigned long flags, unsigned long pending) {
+        /* Fields 4..8, then 9 (flags), 10..30, 31 (pending), 32..52. */
+        return xasprintf("17270 (%s) %c 16725 17270 17270 0 -1 %lu 932 0 0 0 0 0 0 0 20 0 1 0 8224185 "
+                         "17874944 2609 18446744073709551615 94891281289216 94891281343801 "
+                         "140722433268416 0 0 %lu 0 4096 0 1 0 0 17 0 0 0 0 0 0 94891281524464 "
+                         "94891281528120 94892056956928 140722433269570 140722433269610 "
+                         "140722433269610 140722433269729 0\n",
+                         comm, state, flags, pending);
+}
+
+static void test_instance_stat_text_doomed(void **state) {
+        (void) state;
+        const unsigned long live = 4194624;           /* PF_RANDOMIZE|PF_SUPERPRIV|PF_FORKNOEXEC */
+        const unsigned long kill_pending = 1ul << 8;  /* SIGKILL's bit */
+        struct {
+                const char *comm;
+                char state;
+                unsigned long flags, pending;
+                bool doomed;
+        } cases[] = {
+                { "worker", 'S', live, 0, false },                     /* idle, waiting */
+                { "worker", 'R', live, 0, false },                     /* running */
+                { "worker", 'S', live, 1ul << 16, false },             /* SIGTERM pending: may be handled */
+                { "worker", 'S', live, kill_pending, true },           /* kill() returned */
+                { "worker", 'D', live | 0x400 | 0x8, 0, true },        /* dequeued, in do_exit (seen) */
+                { "worker", 'R', live | 0x400, 0, true },              /* fatal path taken */
+                { "worker", 'R', live | 0x400 | 0x8 | 0x4, 0, true },  /* PF_EXITING */
+                { "worker", 'Z', live | 0x400 | 0x8 | 0x4, 0, true },  /* zombie */
+                { "a) S 1 (b", 'S', live, 0, false },                  /* comm holding ") " */
+                { "a) S 1 (b", 'S', live, kill_pending, true },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *line = stat_line(cases[i].comm, cases[i].state, cases[i].flags,
+                                                      cases[i].pending);
+                if (instance_stat_text_doomed(line) != cases[i].doomed)
+                        fail_msg("case %zu: %s", i, line);
+        }
+        assert_false(instance_stat_text_doomed("17270 (worker"));  /* cut short: not decided here */
+}
+
 static void test_instance_stat_doomed(void **state) {
         (void) state;
         pid_t pid = fork();
@@ -575,6 +618,7 @@ int main(void) {
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_proc_status_doomed),
                 cmocka_unit_test(test_instance_stat_doomed),
+                cmocka_unit_test(test_instance_stat_text_doomed),
                 cmocka_unit_test(test_ms_spelling),
                 cmocka_unit_test(test_janitor_runs_first_work_first),
                 cmocka_unit_test(test_janitor_acts_on_a_report_without_waiting_for_the_others),
