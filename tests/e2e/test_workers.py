@@ -1300,3 +1300,80 @@ def test_a_pickled_argument_is_unpickled_only_in_its_own_runs_child(daemon):
     wrong = {"$pickle": base64.b64encode(pickle.dumps("seven")).decode(), "type": "str", "view": "seven"}
     st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": "def f(n: int):\n    return n\n", "args": [wrong]})
     assert st == 200 and b["exit_code"] == 3 and "expected an integer" in b["error"]["message"], b
+
+
+
+FORK_HOOKS_PROBE = """
+import json, logging, os, sys, threading
+
+@requirements({'logsthreads': ''})
+def f():
+    runner = sys.modules["_pysprinter_runner"]
+    seen = {"settled": runner._settled[0], "snapshot": [list(x) for x in runner._snapshot_weaksets],
+            "types": [type(threading._dangling).__name__, type(logging._at_fork_reinit_lock_weakset).__name__]}
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    seen["dangling_has_main"] = threading.main_thread() in set(threading._dangling)
+    log = logging.getLogger("probe")
+    handler = logging.StreamHandler(sys.stderr)
+    log.addHandler(handler)
+    seen["handler_registered"] = handler in set(logging._at_fork_reinit_lock_weakset)
+    # A fork inside the run: Python's after-fork hooks iterate the two
+    # sets; the grandchild must get a working threading and logging (its
+    # handler's lock re-made, so not held).
+    r, w = os.pipe()
+    handler.acquire()
+    pid = os.fork()
+    if pid:
+        handler.release()
+    else:
+        ok = {}
+        try:
+            ok["main"] = threading.current_thread() is threading.main_thread()
+            th = threading.Thread(target=lambda: None)
+            th.start()
+            th.join(5)
+            ok["thread"] = not th.is_alive()
+            ok["handler_lock_free"] = handler.lock.acquire(timeout=5)
+            ok["active"] = threading.active_count()
+        finally:
+            os.write(w, json.dumps(ok).encode())
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    seen["grandchild"] = json.loads(os.read(r, 4096) or b"{}")
+    return seen
+"""
+
+
+def test_the_after_fork_hooks_iterate_weak_sets_from_a_snapshot(tmp_path):
+    """Issue 15 (c), round 10: Python's after-fork hooks iterate threading's
+    _dangling and logging's handler WeakSet in every forked child, through
+    WeakSet.__iter__'s guard machinery (~40 of the ~180 pages the hooks
+    copy). The settled zygote of an env that imported both makes them
+    iterate a snapshot (runner._snapshot_fork_weaksets()). A run sees that;
+    a fork inside a run still gets a working threading and logging (the
+    hooks did their job: one thread, a handler lock held at the fork is
+    free in the child). Fails before: plain WeakSets, nothing snapshotted."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "logsthreads", "1.0", files={
+        "logsthreads/__init__.py": "import logging, threading\nlogging.getLogger(__name__).addHandler(logging.NullHandler())\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        def settled_run():
+            out = run(d, FORK_HOOKS_PROBE, args=[])
+            assert out["status"] == "succeeded", out
+            return out["result"] if out["result"]["settled"] else None
+        r = wait_for(settled_run, "a run forked from the settled zygote")
+        assert sorted(r["snapshot"]) == [["logging", "_at_fork_reinit_lock_weakset"], ["threading", "_dangling"]], r
+        assert r["types"] == ["SnapshotWeakSet", "SnapshotWeakSet"], r
+        assert r["dangling_has_main"] and r["handler_registered"], r
+        assert r["grandchild"] == {"main": True, "thread": True, "handler_lock_free": True, "active": 1}, r
+    finally:
+        d.stop()
+        index.stop()
