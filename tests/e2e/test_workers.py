@@ -1377,3 +1377,47 @@ def test_the_after_fork_hooks_iterate_weak_sets_from_a_snapshot(tmp_path):
     finally:
         d.stop()
         index.stop()
+
+
+ARENA_PROBE = """
+import json, sys
+
+def f():
+    def mapping_of(addr):
+        cur = None
+        for line in open("/proc/self/smaps"):
+            parts = line.split()
+            if "-" in parts[0] and not parts[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                cur = {"lo": lo, "hi": hi} if lo <= addr < hi else None
+            elif cur is not None and parts[0] == "VmFlags:":
+                cur["flags"] = parts[1:]
+                return cur
+        return None
+    # An object the zygote made (pymalloc), and one made by this run in an
+    # arena of its own (so many that the zygote's arenas cannot hold them).
+    old = mapping_of(id(json.loads))
+    fresh = [object() for _ in range(300000)]
+    new = mapping_of(id(fresh[-1]))
+    return {"settled": sys.modules["_pysprinter_runner"]._settled[0],
+            "old_hg": "hg" in old["flags"], "old_aligned": old["lo"] % (2 << 20) == 0,
+            "new_hg": "hg" in new["flags"]}
+"""
+
+
+def test_the_zygotes_python_objects_live_in_huge_page_chunks_and_a_runs_new_ones_do_not(daemon):
+    """Issue 15 (c), round 10: pymalloc's arenas of the worker (the zygote
+    every run is forked from) are carved from 2 MiB-aligned chunks advised
+    MADV_HUGEPAGE (worker-python.c arena_alloc()), so the kernel copies and
+    tears down their page-table entries a large folio at a time in every
+    fork and exit. A run sees the mapping that holds an object the zygote
+    made flagged 'hg' and 2 MiB-aligned; arenas the run maps itself are
+    plain (its memory charged page by page, as before). Fails before: no
+    'hg' mapping."""
+    def settled_run():
+        out = run(daemon, ARENA_PROBE, args=[])
+        assert out["status"] == "succeeded", out
+        return out["result"] if out["result"]["settled"] else None
+    r = wait_for(settled_run, "a run forked from the settled zygote")
+    assert r["old_hg"] and r["old_aligned"], r
+    assert not r["new_hg"], r
