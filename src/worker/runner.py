@@ -594,7 +594,19 @@ def _serialise(value):
     to_jsonable), converted here in the sandbox so the daemon only ever sees
     JSON; repr() with a warning for anything the table does not cover."""
     try:
-        text = _VALUE_JSON.encode(_rt.to_jsonable(value))
+        t = type(value)
+        # The scalars' JSON text spelled out (what the table and the
+        # encoder make of them): a run returning one skips the table's
+        # Python and the encoder's, whose objects it would copy (issue 15
+        # (c), round 10). An int too long for str() raises as there.
+        if t is int:
+            text = int.__repr__(value)
+        elif t is str:
+            text = _json_string(value)
+        elif value is None or t is bool:
+            text = "null" if value is None else "true" if value else "false"
+        else:
+            text = _VALUE_JSON.encode(_rt.to_jsonable(value))
         return {"ok": True, "json": text}
     except Exception:
         # Not only ConversionError: the table calls the value's own code
@@ -608,7 +620,7 @@ def _serialise(value):
 
 
 def _write_result(fd, obj):
-    data = _RESULT_JSON.encode(obj).encode("utf-8", "surrogatepass")
+    data = _result_text(obj).encode("utf-8", "surrogatepass")
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -798,7 +810,7 @@ _spare_readied = [False]  # this process was a sealed spare (tests look)
 def run(request_json, result_fd):
     """In the forked run child: execute the module, call the function, write
     the outcome as JSON to result_fd."""
-    req = json.loads(request_json)
+    req = _run_message(request_json)
     filename = req.get("filename") or "<input>"
     try:
         _run(req, filename, result_fd)
@@ -811,6 +823,25 @@ def run(request_json, result_fd):
             sys.stderr.flush()
         except Exception:
             pass
+
+
+def _run_message(text):
+    """json.loads(text) for the run message the engine wrote (one JSON
+    object, no surrounding whitespace): the decoder's C scanner directly.
+    json.loads' Python layers (decode, raw_decode, two regex matches) are
+    objects every run child touched only for this, each a page it copied
+    (issue 15 (c), round 10). Anything else goes through json.loads."""
+    try:
+        value, end = _MESSAGE_JSON.scan_once(text, 0)
+    except StopIteration:
+        value, end = None, -1
+    if end != len(text) or type(value) is not dict:
+        return json.loads(text)
+    _message_scanned[0] += 1
+    return value
+
+
+_message_scanned = [0]  # run messages read by the scanner directly (tests look)
 
 
 def _run(req, filename, result_fd):
@@ -861,12 +892,22 @@ def _load_compiled(c):
     return name, code, args, kwargs
 
 
+def _module_name(filename):
+    """os.path.splitext(os.path.basename(filename))[0], with str methods:
+    posixpath's and genericpath's functions were pages of the worker every
+    run child copied for this one name (issue 15 (c), round 10)."""
+    base = filename.rpartition("/")[2]
+    # splitext: the last dot, unless only dots come before it.
+    dot = base.rfind(".")
+    return base[:dot] if dot > 0 and base[:dot].strip(".") else base
+
+
 def _user_module(source, filename, req):
     """The module the user's file runs in, registered under its file's name,
     with `requirements` defined, its source known to linecache (for
     tracebacks) and the run's datasets known to data_path()."""
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    modname = os.path.splitext(os.path.basename(filename))[0] or "main"
+    modname = _module_name(filename) or "main"
     if not modname.isidentifier():
         modname = "main"
     mod = types.ModuleType(modname)

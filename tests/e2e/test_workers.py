@@ -1421,3 +1421,44 @@ def test_the_zygotes_python_objects_live_in_huge_page_chunks_and_a_runs_new_ones
     r = wait_for(settled_run, "a run forked from the settled zygote")
     assert r["old_hg"] and r["old_aligned"], r
     assert not r["new_hg"], r
+
+
+NAME_PROBE = """
+import sys
+
+def f(kind: str = "int"):
+    runner = sys.modules["_pysprinter_runner"]
+    if kind == "probe":
+        return {"name": __name__, "scanned": runner._message_scanned[0], "loads": runner.json.loads is __import__("json").loads}
+    return {"int": 123456789, "bigint": 12345678901234567890, "neg": -7, "bool": True, "none": None, "str": 'a "q" \\\\ é \\u2028 \\n',
+            "huge": 10 ** 5000}[kind]
+"""
+
+
+def test_a_run_reads_its_message_with_the_scanner_and_scalar_results_read_as_before(daemon):
+    """Issue 15 (c), round 10: less of the worker's Python per run child (each
+    object it touches is a page it copies): the run message is read by the
+    JSON decoder's C scanner directly (runner._run_message), the module's
+    name made with str methods (not posixpath's), a scalar result's JSON
+    text spelled out (not through the table and the encoder). Every scalar
+    reads back as before (an int past 2**53 as its repr, one too long for
+    str() as the value that cannot be shown), module names are
+    splitext(basename()) as before, and the run says its message was
+    scanned (fails before: no such counter)."""
+    for kind, want in (("int", 123456789), ("neg", -7), ("bool", True), ("none", None),
+                       ("str", 'a "q" \\ é \u2028 \n')):
+        out = run(daemon, NAME_PROBE, args=[kind])
+        assert out["status"] == "succeeded", out
+        assert out["result"] == want and type(out["result"]) is type(want), (kind, out)
+    out = run(daemon, NAME_PROBE, args=["bigint"])
+    assert out["result"] is None and out["result_repr"] == "12345678901234567890", out
+    out = run(daemon, NAME_PROBE, args=["huge"])
+    assert out["status"] == "succeeded", out
+    assert out["result"] is None and out["result_repr"] == "<unrepresentable int: ValueError>", \
+        {k: str(v)[:200] for k, v in out.items()}
+    for filename, name in (("bench.py", "bench"), ("dir/sub/job.py", "job"), ("noext", "noext"),
+                           ("dir.d/run", "run"), (".hidden", "main"), ("x.y.py", "main")):
+        out = run(daemon, NAME_PROBE, filename=filename, args=["probe"])
+        assert out["status"] == "succeeded", out
+        assert out["result"]["name"] == name, (filename, out["result"])
+        assert out["result"]["scanned"] == 1, out["result"]
