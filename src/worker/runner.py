@@ -594,7 +594,19 @@ def _serialise(value):
     to_jsonable), converted here in the sandbox so the daemon only ever sees
     JSON; repr() with a warning for anything the table does not cover."""
     try:
-        text = _VALUE_JSON.encode(_rt.to_jsonable(value))
+        t = type(value)
+        # The scalars' JSON text spelled out (what the table and the
+        # encoder make of them): a run returning one skips the table's
+        # Python and the encoder's, whose objects it would copy (issue 15
+        # (c), round 10). An int too long for str() raises as there.
+        if t is int:
+            text = int.__repr__(value)
+        elif t is str:
+            text = _json_string(value)
+        elif value is None or t is bool:
+            text = "null" if value is None else "true" if value else "false"
+        else:
+            text = _VALUE_JSON.encode(_rt.to_jsonable(value))
         return {"ok": True, "json": text}
     except Exception:
         # Not only ConversionError: the table calls the value's own code
@@ -608,7 +620,7 @@ def _serialise(value):
 
 
 def _write_result(fd, obj):
-    data = _RESULT_JSON.encode(obj).encode("utf-8", "surrogatepass")
+    data = _result_text(obj).encode("utf-8", "surrogatepass")
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -798,7 +810,7 @@ _spare_readied = [False]  # this process was a sealed spare (tests look)
 def run(request_json, result_fd):
     """In the forked run child: execute the module, call the function, write
     the outcome as JSON to result_fd."""
-    req = json.loads(request_json)
+    req = _run_message(request_json)
     filename = req.get("filename") or "<input>"
     try:
         _run(req, filename, result_fd)
@@ -811,6 +823,25 @@ def run(request_json, result_fd):
             sys.stderr.flush()
         except Exception:
             pass
+
+
+def _run_message(text):
+    """json.loads(text) for the run message the engine wrote (one JSON
+    object, no surrounding whitespace): the decoder's C scanner directly.
+    json.loads' Python layers (decode, raw_decode, two regex matches) are
+    objects every run child touched only for this, each a page it copied
+    (issue 15 (c), round 10). Anything else goes through json.loads."""
+    try:
+        value, end = _MESSAGE_JSON.scan_once(text, 0)
+    except StopIteration:
+        value, end = None, -1
+    if end != len(text) or type(value) is not dict:
+        return json.loads(text)
+    _message_scanned[0] += 1
+    return value
+
+
+_message_scanned = [0]  # run messages read by the scanner directly (tests look)
 
 
 def _run(req, filename, result_fd):
@@ -861,12 +892,22 @@ def _load_compiled(c):
     return name, code, args, kwargs
 
 
+def _module_name(filename):
+    """os.path.splitext(os.path.basename(filename))[0], with str methods:
+    posixpath's and genericpath's functions were pages of the worker every
+    run child copied for this one name (issue 15 (c), round 10)."""
+    base = filename.rpartition("/")[2]
+    # splitext: the last dot, unless only dots come before it.
+    dot = base.rfind(".")
+    return base[:dot] if dot > 0 and base[:dot].strip(".") else base
+
+
 def _user_module(source, filename, req):
     """The module the user's file runs in, registered under its file's name,
     with `requirements` defined, its source known to linecache (for
     tracebacks) and the run's datasets known to data_path()."""
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    modname = os.path.splitext(os.path.basename(filename))[0] or "main"
+    modname = _module_name(filename) or "main"
     if not modname.isidentifier():
         modname = "main"
     mod = types.ModuleType(modname)
@@ -1024,12 +1065,53 @@ def settle(_request_json=None):
         _premake_streams()
     except OSError:
         pass  # no fd to spare: each run makes its own streams, as before
+    _snapshot_fork_weaksets()
     gc.collect()
     gc.freeze()
     _settled[0] = True
 
 
 _settled = [False]  # settle() ran in this process or the zygote it was forked from (tests look)
+
+
+def _snapshot_iter(self):
+    # The items alive now, from a snapshot of the weak references: no
+    # _IterationGuard (a weak reference to the set, an entry in its
+    # _iterating set, and on leaving _commit_removals(), which ends by
+    # catching an IndexError). A removal during the iteration cannot
+    # disturb a snapshot, so it need not be deferred either.
+    for ref in list(self.data):
+        item = ref()
+        if item is not None:
+            yield item
+
+
+_snapshot_weaksets = []  # (module, name) whose WeakSet iterates from a snapshot (tests look)
+
+
+def _snapshot_fork_weaksets():
+    """In the zygote, before its gc.freeze(): the two WeakSets that
+    Python's after-fork hooks iterate in every forked child (threading's
+    _dangling in threading._after_fork, logging's handlers in
+    _after_at_fork_child_reinit_locks) become a WeakSet subclass that
+    iterates a snapshot. Same items, same weak references, same order; but
+    WeakSet.__iter__'s guard machinery is Python code whose objects (its
+    functions, code objects, the guard class, an exception) are spread over
+    pages a child otherwise copies just for that: ~40 of the ~180 pages
+    the hooks write in every run child (measured: plain python3.11 with
+    requests imported, 186 -> 146 minor faults). Modules the env did not
+    import are left alone."""
+    import weakref
+
+    class SnapshotWeakSet(weakref.WeakSet):
+        __iter__ = _snapshot_iter
+
+    for modname, attr in (("threading", "_dangling"), ("logging", "_at_fork_reinit_lock_weakset")):
+        mod = sys.modules.get(modname)
+        old = getattr(mod, attr, None)
+        if type(old) is weakref.WeakSet:
+            setattr(mod, attr, SnapshotWeakSet(old))
+            _snapshot_weaksets.append((modname, attr))
 
 
 # One recvmsg() takes a whole invoke message (its header, body and fds) when

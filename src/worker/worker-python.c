@@ -6,6 +6,7 @@
 #include "worker.h"
 
 #include <marshal.h>
+#include <sys/mman.h>
 
 /* embed-source.py: each module's source, and its code object compiled and
  * marshalled at build time with the bytecode magic of that Python. */
@@ -67,7 +68,96 @@ static PyObject *py_exec_embedded(const char *name, const char *filename, const 
         return mod;
 }
 
+/* pymalloc's arenas (1 MiB each, where CPython keeps its objects) come,
+ * in the zygote, from 2 MiB-aligned chunks marked MADV_HUGEPAGE, so each
+ * chunk is one transparent huge page (a large folio): the kernel copies
+ * and tears down the page-table entries of a large folio as a batch (one
+ * reference and mapcount update for all of its pages), not one page at a
+ * time. Every run is a fork of the zygote and ends with the teardown of
+ * its copy, so both get cheaper (issue 15 (c); measured in
+ * docs/performance.md, round 10: fork -30%, a child's writes and exit
+ * -12% on an 8 MiB region). The first write after a fork splits the huge
+ * mapping into page-table entries (copy-on-write stays per 4 KiB page);
+ * the folio stays large. Cost: up to one chunk's unused half is resident
+ * zeroes in each zygote. Children (runs, spares, instances) map new arenas
+ * as CPython does (mmap/munmap): a run's memory is charged page by page. */
+#define ARENA_CHUNK ((size_t) 2 << 20)
+#define ARENA_MAX_CHUNKS 64
+
+static bool arena_chunks_active = true;
+static char *arena_chunk[ARENA_MAX_CHUNKS];
+static size_t arena_n_chunks;
+static size_t arena_chunk_used; /* in the last chunk */
+static void *arena_free_list[2 * ARENA_MAX_CHUNKS];
+static size_t arena_n_free;
+
+static bool arena_in_chunk(const char *p) {
+        for (size_t i = 0; i < arena_n_chunks; i++)
+                if (p >= arena_chunk[i] && p < arena_chunk[i] + ARENA_CHUNK)
+                        return true;
+        return false;
+}
+
+static void *arena_mmap(size_t size) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? NULL : p;
+}
+
+static char *arena_new_chunk(void) {
+        /* Twice the size, then the aligned middle kept. */
+        char *p = arena_mmap(2 * ARENA_CHUNK);
+        if (!p)
+                return NULL;
+        char *a = (char *) (((uintptr_t) p + ARENA_CHUNK - 1) & ~(uintptr_t) (ARENA_CHUNK - 1));
+        if (a > p)
+                (void) munmap(p, (size_t) (a - p));
+        if (a + ARENA_CHUNK < p + 2 * ARENA_CHUNK)
+                (void) munmap(a + ARENA_CHUNK, (size_t) (p + 2 * ARENA_CHUNK - (a + ARENA_CHUNK)));
+        /* Advice only: without it (THP off) the chunk is plain memory. */
+        (void) madvise(a, ARENA_CHUNK, MADV_HUGEPAGE);
+        return a;
+}
+
+static void *arena_alloc(void *ctx, size_t size) {
+        (void) ctx;
+        if (!arena_chunks_active || size > ARENA_CHUNK / 2)
+                return arena_mmap(size);
+        if (arena_n_free > 0)
+                return arena_free_list[--arena_n_free];
+        if (arena_n_chunks == 0 || arena_chunk_used + size > ARENA_CHUNK) {
+                if (arena_n_chunks == ARENA_MAX_CHUNKS)
+                        return arena_mmap(size);
+                char *c = arena_new_chunk();
+                if (!c)
+                        return NULL;
+                arena_chunk[arena_n_chunks++] = c;
+                arena_chunk_used = 0;
+        }
+        void *r = arena_chunk[arena_n_chunks - 1] + arena_chunk_used;
+        arena_chunk_used += size;
+        return r;
+}
+
+static void arena_free(void *ctx, void *ptr, size_t size) {
+        (void) ctx;
+        if (!arena_in_chunk(ptr)) {
+                (void) munmap(ptr, size);
+                return;
+        }
+        /* Its pages go back to the kernel; the zygote reuses the range. */
+        (void) madvise(ptr, size, MADV_DONTNEED);
+        if (arena_chunks_active && arena_n_free < ELEMENTSOF(arena_free_list))
+                arena_free_list[arena_n_free++] = ptr;
+}
+
+void py_arenas_child(void) {
+        arena_chunks_active = false;
+}
+
 int py_init(char **ret_error) {
+        /* Before Python allocates anything. */
+        PyObjectArenaAllocator arenas = { NULL, arena_alloc, arena_free };
+        PyObject_SetArenaAllocator(&arenas);
         PyConfig config;
         PyConfig_InitIsolatedConfig(&config);
         /* site is imported lazily by runner.add_site_dirs(): the worker's

@@ -396,8 +396,10 @@ static _noreturn_ void spare_main(int sock, bool seal, bool warm, const char *ou
 static pid_t fork_python(void) {
         PyOS_BeforeFork();
         pid_t pid = fork();
-        if (pid == 0)
+        if (pid == 0) {
+                py_arenas_child();
                 python_after_fork_pending = true;
+        }
         else
                 PyOS_AfterFork_Parent();
         return pid;

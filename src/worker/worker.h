@@ -29,6 +29,8 @@ int worker_sandbox_spare_seal(const char *out_name, int sock, char **ret_error);
 
 /* Python bridge (worker-python.c). */
 int py_init(char **ret_error);
+/* In a forked child: pymalloc's new arenas are plain mappings again. */
+void py_arenas_child(void);
 /* Calls runner.<func>(arg) returning a string; *ret is malloc'd. */
 int py_call_str(const char *func, const char *arg, char **ret, char **ret_error);
 /* In the run child: runner.run(json, result_fd). */

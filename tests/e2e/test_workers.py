@@ -1300,3 +1300,165 @@ def test_a_pickled_argument_is_unpickled_only_in_its_own_runs_child(daemon):
     wrong = {"$pickle": base64.b64encode(pickle.dumps("seven")).decode(), "type": "str", "view": "seven"}
     st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": "def f(n: int):\n    return n\n", "args": [wrong]})
     assert st == 200 and b["exit_code"] == 3 and "expected an integer" in b["error"]["message"], b
+
+
+
+FORK_HOOKS_PROBE = """
+import json, logging, os, sys, threading
+
+@requirements({'logsthreads': ''})
+def f():
+    runner = sys.modules["_pysprinter_runner"]
+    seen = {"settled": runner._settled[0], "snapshot": [list(x) for x in runner._snapshot_weaksets],
+            "types": [type(threading._dangling).__name__, type(logging._at_fork_reinit_lock_weakset).__name__]}
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    seen["dangling_has_main"] = threading.main_thread() in set(threading._dangling)
+    log = logging.getLogger("probe")
+    handler = logging.StreamHandler(sys.stderr)
+    log.addHandler(handler)
+    seen["handler_registered"] = handler in set(logging._at_fork_reinit_lock_weakset)
+    # A fork inside the run: Python's after-fork hooks iterate the two
+    # sets; the grandchild must get a working threading and logging (its
+    # handler's lock re-made, so not held).
+    r, w = os.pipe()
+    handler.acquire()
+    pid = os.fork()
+    if pid:
+        handler.release()
+    else:
+        ok = {}
+        try:
+            ok["main"] = threading.current_thread() is threading.main_thread()
+            th = threading.Thread(target=lambda: None)
+            th.start()
+            th.join(5)
+            ok["thread"] = not th.is_alive()
+            ok["handler_lock_free"] = handler.lock.acquire(timeout=5)
+            ok["active"] = threading.active_count()
+        finally:
+            os.write(w, json.dumps(ok).encode())
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    seen["grandchild"] = json.loads(os.read(r, 4096) or b"{}")
+    return seen
+"""
+
+
+def test_the_after_fork_hooks_iterate_weak_sets_from_a_snapshot(tmp_path):
+    """Issue 15 (c), round 10: Python's after-fork hooks iterate threading's
+    _dangling and logging's handler WeakSet in every forked child, through
+    WeakSet.__iter__'s guard machinery (~40 of the ~180 pages the hooks
+    copy). The settled zygote of an env that imported both makes them
+    iterate a snapshot (runner._snapshot_fork_weaksets()). A run sees that;
+    a fork inside a run still gets a working threading and logging (the
+    hooks did their job: one thread, a handler lock held at the fork is
+    free in the child). Fails before: plain WeakSets, nothing snapshotted."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "logsthreads", "1.0", files={
+        "logsthreads/__init__.py": "import logging, threading\nlogging.getLogger(__name__).addHandler(logging.NullHandler())\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        def settled_run():
+            out = run(d, FORK_HOOKS_PROBE, args=[])
+            assert out["status"] == "succeeded", out
+            return out["result"] if out["result"]["settled"] else None
+        r = wait_for(settled_run, "a run forked from the settled zygote")
+        assert sorted(r["snapshot"]) == [["logging", "_at_fork_reinit_lock_weakset"], ["threading", "_dangling"]], r
+        assert r["types"] == ["SnapshotWeakSet", "SnapshotWeakSet"], r
+        assert r["dangling_has_main"] and r["handler_registered"], r
+        assert r["grandchild"] == {"main": True, "thread": True, "handler_lock_free": True, "active": 1}, r
+    finally:
+        d.stop()
+        index.stop()
+
+
+ARENA_PROBE = """
+import json, sys
+
+def f():
+    def mapping_of(addr):
+        cur = None
+        for line in open("/proc/self/smaps"):
+            parts = line.split()
+            if "-" in parts[0] and not parts[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                cur = {"lo": lo, "hi": hi} if lo <= addr < hi else None
+            elif cur is not None and parts[0] == "VmFlags:":
+                cur["flags"] = parts[1:]
+                return cur
+        return None
+    # An object the zygote made (pymalloc), and one made by this run in an
+    # arena of its own (so many that the zygote's arenas cannot hold them).
+    old = mapping_of(id(json.loads))
+    fresh = [object() for _ in range(300000)]
+    new = mapping_of(id(fresh[-1]))
+    return {"settled": sys.modules["_pysprinter_runner"]._settled[0],
+            "old_hg": "hg" in old["flags"], "old_aligned": old["lo"] % (2 << 20) == 0,
+            "new_hg": "hg" in new["flags"]}
+"""
+
+
+def test_the_zygotes_python_objects_live_in_huge_page_chunks_and_a_runs_new_ones_do_not(daemon):
+    """Issue 15 (c), round 10: pymalloc's arenas of the worker (the zygote
+    every run is forked from) are carved from 2 MiB-aligned chunks advised
+    MADV_HUGEPAGE (worker-python.c arena_alloc()), so the kernel copies and
+    tears down their page-table entries a large folio at a time in every
+    fork and exit. A run sees the mapping that holds an object the zygote
+    made flagged 'hg' and 2 MiB-aligned; arenas the run maps itself are
+    plain (its memory charged page by page, as before). Fails before: no
+    'hg' mapping."""
+    def settled_run():
+        out = run(daemon, ARENA_PROBE, args=[])
+        assert out["status"] == "succeeded", out
+        return out["result"] if out["result"]["settled"] else None
+    r = wait_for(settled_run, "a run forked from the settled zygote")
+    assert r["old_hg"] and r["old_aligned"], r
+    assert not r["new_hg"], r
+
+
+NAME_PROBE = """
+import sys
+
+def f(kind: str = "int"):
+    runner = sys.modules["_pysprinter_runner"]
+    if kind == "probe":
+        return {"name": __name__, "scanned": runner._message_scanned[0], "loads": runner.json.loads is __import__("json").loads}
+    return {"int": 123456789, "bigint": 12345678901234567890, "neg": -7, "bool": True, "none": None, "str": 'a "q" \\\\ é \\u2028 \\n',
+            "huge": 10 ** 5000}[kind]
+"""
+
+
+def test_a_run_reads_its_message_with_the_scanner_and_scalar_results_read_as_before(daemon):
+    """Issue 15 (c), round 10: less of the worker's Python per run child (each
+    object it touches is a page it copies): the run message is read by the
+    JSON decoder's C scanner directly (runner._run_message), the module's
+    name made with str methods (not posixpath's), a scalar result's JSON
+    text spelled out (not through the table and the encoder). Every scalar
+    reads back as before (an int past 2**53 as its repr, one too long for
+    str() as the value that cannot be shown), module names are
+    splitext(basename()) as before, and the run says its message was
+    scanned (fails before: no such counter)."""
+    for kind, want in (("int", 123456789), ("neg", -7), ("bool", True), ("none", None),
+                       ("str", 'a "q" \\ é \u2028 \n')):
+        out = run(daemon, NAME_PROBE, args=[kind])
+        assert out["status"] == "succeeded", out
+        assert out["result"] == want and type(out["result"]) is type(want), (kind, out)
+    out = run(daemon, NAME_PROBE, args=["bigint"])
+    assert out["result"] is None and out["result_repr"] == "12345678901234567890", out
+    out = run(daemon, NAME_PROBE, args=["huge"])
+    assert out["status"] == "succeeded", out
+    assert out["result"] is None and out["result_repr"] == "<unrepresentable int: ValueError>", \
+        {k: str(v)[:200] for k, v in out.items()}
+    for filename, name in (("bench.py", "bench"), ("dir/sub/job.py", "job"), ("noext", "noext"),
+                           ("dir.d/run", "run"), (".hidden", "main"), ("x.y.py", "main")):
+        out = run(daemon, NAME_PROBE, filename=filename, args=["probe"])
+        assert out["status"] == "succeeded", out
+        assert out["result"]["name"] == name, (filename, out["result"])
+        assert out["result"]["scanned"] == 1, out["result"]
