@@ -391,11 +391,18 @@ typedef struct InvokeOutcome {
 } InvokeOutcome;
 
 /* ---- engine-vcache.c ---- */
-ValidationCache *vcache_new(size_t max_entries);
+/* At most max_entries replies and max_bytes of reply text (each counted
+ * as strlen + 1); the least recently used go first. */
+ValidationCache *vcache_new(size_t max_entries, size_t max_bytes);
 ValidationCache *vcache_free(ValidationCache *c);
 /* Returns the cached reply JSON text (caller frees) or NULL. */
 char *vcache_get(ValidationCache *c, const char *key);
+/* Keeps reply_json under key (replacing what key held), evicting the
+ * least recently used entries until both bounds hold; a reply larger than
+ * max_bytes by itself is not kept. */
 void vcache_put(ValidationCache *c, const char *key, const char *reply_json);
+/* How many entries and bytes the cache holds now. */
+void vcache_usage(ValidationCache *c, size_t *ret_entries, size_t *ret_bytes);
 
 /* A warm instance for key (started from start_message(userdata), the
  * "instance" message, if none is idle and fewer than max_instances exist:

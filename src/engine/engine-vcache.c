@@ -1,7 +1,11 @@
 /* A small cache of validation replies. Validation is a pure function of
  * (source, filename, function, arguments), so a repeated run of the same
  * file with the same arguments skips the worker round trip. Entries are
- * keyed by SHA-256; the oldest entry is replaced when full. */
+ * keyed by SHA-256 and bounded twice: by count and by the bytes of the
+ * replies they hold (a reply carries the marshalled code object in base64,
+ * up to ~350 KB for a large file, so 1024 entries alone could pin
+ * hundreds of MB). The least recently used entries go first. */
+#include <assert.h>
 #include <pthread.h>
 
 #include "engine-internal.h"
@@ -10,6 +14,7 @@
 typedef struct Entry {
         unsigned char digest[32];
         char *reply;
+        size_t size; /* strlen(reply) + 1: what the byte bound counts */
         uint64_t stamp;
 } Entry;
 
@@ -17,13 +22,16 @@ struct ValidationCache {
         pthread_mutex_t lock;
         Entry *entries;
         size_t n, max;
+        size_t bytes, max_bytes;
         uint64_t clock;
 };
 
-ValidationCache *vcache_new(size_t max_entries) {
+ValidationCache *vcache_new(size_t max_entries, size_t max_bytes) {
+        assert(max_entries > 0);
         ValidationCache *c = xcalloc(1, sizeof(ValidationCache));
         pthread_mutex_init(&c->lock, NULL);
         c->max = max_entries;
+        c->max_bytes = max_bytes;
         c->entries = xcalloc(max_entries, sizeof(Entry));
         return c;
 }
@@ -58,25 +66,50 @@ char *vcache_get(ValidationCache *c, const char *key) {
         return r;
 }
 
+/* With c->lock held: removes entry i (the last one takes its place). */
+static void drop(ValidationCache *c, size_t i) {
+        assert(i < c->n);
+        c->bytes -= c->entries[i].size;
+        free(c->entries[i].reply);
+        c->entries[i] = c->entries[--c->n];
+        c->entries[c->n] = (Entry) {};
+}
+
+/* With c->lock held: the least recently used entry's index (c->n > 0). */
+static size_t oldest(const ValidationCache *c) {
+        size_t o = 0;
+        for (size_t i = 1; i < c->n; i++)
+                if (c->entries[i].stamp < c->entries[o].stamp)
+                        o = i;
+        return o;
+}
+
 void vcache_put(ValidationCache *c, const char *key, const char *reply_json) {
         unsigned char d[32];
         digest(key, d);
+        size_t size = strlen(reply_json) + 1;
         pthread_mutex_lock(&c->lock);
-        Entry *slot = NULL;
-        for (size_t i = 0; i < c->n && !slot; i++)
-                if (memcmp(c->entries[i].digest, d, 32) == 0)
-                        slot = &c->entries[i];
-        if (!slot && c->n < c->max)
-                slot = &c->entries[c->n++];
-        if (!slot) {
-                slot = &c->entries[0];
-                for (size_t i = 1; i < c->n; i++)
-                        if (c->entries[i].stamp < slot->stamp)
-                                slot = &c->entries[i];
+        for (size_t i = 0; i < c->n; i++)
+                if (memcmp(c->entries[i].digest, d, 32) == 0) {
+                        drop(c, i);
+                        break;
+                }
+        /* A reply larger than the whole bound is not kept: it would evict
+         * everything and still not fit. */
+        if (size <= c->max_bytes) {
+                while (c->n > 0 && (c->n == c->max || c->bytes + size > c->max_bytes))
+                        drop(c, oldest(c));
+                c->entries[c->n++] = (Entry) {
+                        .reply = xstrdup(reply_json), .size = size, .stamp = ++c->clock };
+                memcpy(c->entries[c->n - 1].digest, d, 32);
+                c->bytes += size;
         }
-        free(slot->reply);
-        memcpy(slot->digest, d, 32);
-        slot->reply = xstrdup(reply_json);
-        slot->stamp = ++c->clock;
+        pthread_mutex_unlock(&c->lock);
+}
+
+void vcache_usage(ValidationCache *c, size_t *ret_entries, size_t *ret_bytes) {
+        pthread_mutex_lock(&c->lock);
+        *ret_entries = c->n;
+        *ret_bytes = c->bytes;
         pthread_mutex_unlock(&c->lock);
 }

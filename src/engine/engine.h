@@ -199,6 +199,8 @@ typedef struct RunResult {
 } RunResult;
 RunResult *run_result_free(RunResult *r);
 
+#define ENGINE_VALIDATION_CACHE_BYTES_DEFAULT (64ULL << 20)
+
 typedef struct EngineConfig {
         const char *data_dir;     /* NULL: data_dir_default() */
         const char *worker_path;  /* NULL: $PYSPRINTER_WORKER or beside the exe */
@@ -210,6 +212,9 @@ typedef struct EngineConfig {
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
         bool no_spares;                /* the CLI: one run per process */
+        /* Bytes of validation replies the engine keeps (each holds the
+         * file's marshalled code); 0: ENGINE_VALIDATION_CACHE_BYTES_DEFAULT. */
+        uint64_t validation_cache_bytes;
         /* The CLI: each run records this process as its owner, and runs of
          * owners that are gone are marked lost when the engine starts
          * (a daemon's queue recovers its own runs instead). */
