@@ -82,6 +82,10 @@ struct Engine {
         Pool pool;
         ValidationCache *vcache;
         ValidationCache *envcache; /* engine-resolve.c: pinned environments */
+        /* Ad-hoc runs known to begin without waiting (engine_run_ready()):
+         * network flag + validation key -> the pool key of the ready
+         * worker a run of them took. */
+        ValidationCache *readycache;
         /* engine-run.c: empty output dirs of finished full-sandbox runs,
          * kept for the next run of the same tenant in the same worker. */
         pthread_mutex_t out_spare_lock;
@@ -389,6 +393,10 @@ typedef struct InvokeOutcome {
         bool signaled;
         int sig, code;
 } InvokeOutcome;
+
+/* Whether the pool holds a ready, live, non-validator worker under key
+ * (engine_run_ready()). */
+bool pool_has_ready(Engine *e, const char *key);
 
 /* ---- engine-vcache.c ---- */
 /* At most max_entries replies and max_bytes of reply text (each counted

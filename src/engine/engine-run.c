@@ -359,18 +359,66 @@ static char *memo_key(RunCtx *c) {
                          c->spec->function ?: "", (int) c->spec->sandbox);
 }
 
-static char *validation_key(RunCtx *c) {
+static char *validation_key_of(const RunSpec *spec) {
         /* A deployed function's source was validated at its first call; its
          * instance binds each invocation's arguments itself (a bad one is
          * still exit 3), so per-call arguments stay out of the key. */
-        if (c->spec->instance_key)
-                return xasprintf("instance\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", c->spec->instance_key,
-                                 c->spec->filename ?: "", c->spec->function ?: "", (int) c->spec->sandbox,
-                                 (int) c->spec->source_len, c->spec->source);
-        return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s%s\x1f%d\x1f%.*s", c->spec->filename ?: "",
-                         c->spec->function ?: "", c->spec->args_json ?: "[]", c->spec->kwargs_json ?: "{}",
-                         c->spec->context_json ? "ctx" : "", c->spec->skip_argument_check ? "nobind" : "",
-                         (int) c->spec->sandbox, (int) c->spec->source_len, c->spec->source);
+        if (spec->instance_key)
+                return xasprintf("instance\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", spec->instance_key,
+                                 spec->filename ?: "", spec->function ?: "", (int) spec->sandbox,
+                                 (int) spec->source_len, spec->source);
+        return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s%s\x1f%d\x1f%.*s", spec->filename ?: "",
+                         spec->function ?: "", spec->args_json ?: "[]", spec->kwargs_json ?: "{}",
+                         spec->context_json ? "ctx" : "", spec->skip_argument_check ? "nobind" : "",
+                         (int) spec->sandbox, (int) spec->source_len, spec->source);
+}
+
+static char *validation_key(RunCtx *c) {
+        return validation_key_of(c->spec);
+}
+
+/* The readiness key of an ad-hoc run (e->readycache): what picks its
+ * environment (the file's requirements) and its worker (the sandbox mode,
+ * the network setting: pool_key()), not its arguments, so that a new
+ * argument of a known file needs only its validation cached. */
+static char *ready_key(const RunSpec *spec) {
+        return xasprintf("%d\x1f%d\x1f%s\x1f%s\x1f%s\x1f%.*s", (int) spec->limits.network, (int) spec->sandbox,
+                         spec->filename ?: "", spec->function ?: "", spec->requirements_json ?: "",
+                         (int) spec->source_len, spec->source);
+}
+
+/* Larger sources are not looked at on the caller's thread: the look hashes
+ * the whole key twice. */
+#define READY_MAX_SOURCE_BYTES (64U << 10)
+
+bool engine_run_ready(Engine *e, const RunSpec *spec) {
+        assert(e && spec);
+        if (spec->instance_key || spec->data || spec->validate_only || !spec->source ||
+            spec->source_len > READY_MAX_SOURCE_BYTES)
+                return false;
+        _cleanup_free_ char *rkey = ready_key(spec);
+        _cleanup_free_ char *pool_key = vcache_get(e->readycache, rkey);
+        if (!pool_key || !pool_has_ready(e, pool_key))
+                return false;
+        /* These arguments not validated yet, or evicted since (the byte
+         * bound): validation would wait on a worker. */
+        _cleanup_free_ char *vkey = validation_key_of(spec);
+        _cleanup_free_ char *reply = vcache_get(e->vcache, vkey);
+        return reply != NULL;
+}
+
+/* After an ad-hoc run took pw, a ready worker (started for it or not),
+ * with its validation and environment done: a run of the same file and
+ * network setting (whose arguments' validation is cached) may begin on a
+ * thread that must not wait (engine_run_ready()). Taught by the runs begun
+ * where waiting is fine; one begun on the strength of it does not write it
+ * again (a hash and a copy per run less). */
+static void ready_learn(RunCtx *c, const PoolWorker *pw) {
+        if (c->spec->ready_checked || c->spec->data || !c->spec->source ||
+            c->spec->source_len > READY_MAX_SOURCE_BYTES)
+                return;
+        _cleanup_free_ char *rkey = ready_key(c->spec);
+        vcache_put(c->e->readycache, rkey, pw->key);
 }
 
 /* Validation runs in the validator of the run's sandbox mode, a worker no
@@ -1327,6 +1375,9 @@ static int phase_run_begin(EngineRun *run) {
                         rs = c->inst->sandbox;
         } else {
                 r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, false, &c->pw, &cold, &err);
+                /* A worker started for this run (cold) is ready too now. */
+                if (r >= 0)
+                        ready_learn(c, c->pw);
                 SpareSlot *slot = r >= 0 ? pool_take_slot(c->e, c->pw) : NULL;
                 if (slot) {
                         /* Its cgroups exist and a spare sits in them: the

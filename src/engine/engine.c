@@ -216,6 +216,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                                                                  : ENGINE_VALIDATION_CACHE_BYTES_DEFAULT);
         /* Pinned environments: a lock's text, a few KB each. */
         e->envcache = vcache_new(1024, 64ULL << 20);
+        e->readycache = vcache_new(1024, 4ULL << 20);
         e->janitor_tick = engine_tick;
         pthread_mutex_init(&e->janitor_lock, NULL);
         pthread_mutex_init(&e->out_spare_lock, NULL);
@@ -280,6 +281,7 @@ Engine *engine_free(Engine *e) {
         pool_shutdown(e);
         vcache_free(e->vcache);
         vcache_free(e->envcache);
+        vcache_free(e->readycache);
         engine_out_spares_free(e);
         engine_sandbox_cgroups_free(e);
         pthread_mutex_destroy(&e->out_spare_lock);
