@@ -1345,6 +1345,12 @@ struct EngineRun {
         Pipes p;
         RunWatch w;
         usec_t t2;            /* monotonic: the watch began */
+        /* An ad-hoc run's sandbox and worker, handed back (janitor, pool)
+         * once its record is written: hand_back(). */
+        RunSandbox *back_rs;
+        int back_exit_fd;     /* >= 0: the janitor waits for the exit report on it */
+        PoolWorker *back_pw;
+        bool back_broken;
 };
 
 /* Hands the run to a warm worker's forked child (ad-hoc) or to a warm
@@ -1516,17 +1522,34 @@ static void phase_run_end(EngineRun *run) {
                  * on its result's EOF has its exit report still to come:
                  * the janitor waits for it on the status socket. */
                 if (w.early && !w.exited && p.control >= 0 && p.control == p.status[0]) {
-                        int fd = TAKE_FD(p.status[0]);
+                        run->back_exit_fd = TAKE_FD(p.status[0]);
                         p.control = -EBADF;
-                        engine_janitor_finish_after_exit(c->e, rs, fd);
-                } else
-                        engine_janitor_finish(c->e, rs);
-                pool_release(c->e, c->pw, w.worker_gone);
-                c->pw = NULL;
+                }
+                /* Handed back after the record (hand_back()): the
+                 * janitor's wake-up and the pool's spare request then do
+                 * not take a CPU from the thread writing the record and
+                 * the answer (2 vCPUs: the run's teardown and the next
+                 * spare's fork compete for them too). */
+                run->back_rs = rs;
+                run->back_pw = TAKE_PTR(c->pw);
+                run->back_broken = w.worker_gone;
         }
         pipes_close(&p);
         buf_free(&w.result);
         json_decref(w.result_v);
+}
+
+/* An ad-hoc run's sandbox to the janitor (killed, its groups recycled:
+ * after its exit report when one is awaited) and its worker back to the
+ * pool (which asks for a spare to replace the one the run took). */
+static void hand_back(EngineRun *run) {
+        Engine *e = run->c.e;
+        if (run->back_exit_fd >= 0)
+                engine_janitor_finish_after_exit(e, run->back_rs, TAKE_FD(run->back_exit_fd));
+        else if (run->back_rs)
+                engine_janitor_finish(e, run->back_rs);
+        run->back_rs = NULL;
+        pool_release(e, TAKE_PTR(run->back_pw), run->back_broken);
 }
 
 /* ---- the lifecycle ---- */
@@ -1590,6 +1613,7 @@ static int parse_arguments(RunCtx *c) {
 EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata) {
         assert(e && spec);
         EngineRun *run = xcalloc(1, sizeof(EngineRun));
+        run->back_exit_fd = -EBADF;
         RunCtx *c = &run->c;
         *c = (RunCtx) { .e = e, .spec = spec, .fn = fn, .userdata = userdata, .log_fd = -EBADF };
         c->res = xcalloc(1, sizeof(RunResult));
@@ -1653,6 +1677,7 @@ RunResult *engine_run_end(EngineRun *run) {
         c->res->t_total = now_monotonic() - c->t_start;
         finish_log_error(c);
         record_finish(c);
+        hand_back(run);
         emit_phase(c, "done");
         active_unregister(c);
         c->log_fd = fd_close(c->log_fd);
