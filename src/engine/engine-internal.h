@@ -409,6 +409,17 @@ char *vcache_get(ValidationCache *c, const char *key);
  * least recently used entries until both bounds hold; a reply larger than
  * max_bytes by itself is not kept. */
 void vcache_put(ValidationCache *c, const char *key, const char *reply_json);
+/* The same for a reply kept parsed: value (a reference is taken) is
+ * shared by every reader, who must only read it (jansson's reference
+ * counts are atomic); text_size is its text's length, which the byte bound
+ * counts. A validation hit then costs no copy and no parse of a reply that
+ * holds the file's marshalled code. */
+void vcache_put_json(ValidationCache *c, const char *key, json_t *value, size_t text_size);
+/* A new reference to the parsed reply kept under key, or NULL (also for
+ * one kept as text). */
+json_t *vcache_get_json(ValidationCache *c, const char *key);
+/* Whether key is held (marked used), without copying anything. */
+bool vcache_has(ValidationCache *c, const char *key);
 /* How many entries and bytes the cache holds now. */
 void vcache_usage(ValidationCache *c, size_t *ret_entries, size_t *ret_bytes);
 

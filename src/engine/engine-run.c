@@ -403,8 +403,7 @@ bool engine_run_ready(Engine *e, const RunSpec *spec) {
         /* These arguments not validated yet, or evicted since (the byte
          * bound): validation would wait on a worker. */
         _cleanup_free_ char *vkey = validation_key_of(spec);
-        _cleanup_free_ char *reply = vcache_get(e->vcache, vkey);
-        return reply != NULL;
+        return vcache_has(e->vcache, vkey);
 }
 
 /* After an ad-hoc run took pw, a ready worker (started for it or not),
@@ -457,8 +456,10 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
          * the one the cache holds for them, without hashing the source. */
         bool memoized = c->memo_reply != NULL;
         _cleanup_free_ char *key = memoized ? NULL : validation_key(c);
-        _cleanup_free_ char *reply = memoized ? NULL : vcache_get(c->e->vcache, key);
-        bool cached = memoized || reply != NULL;
+        /* Kept parsed and shared (read only below): no copy, no parse. */
+        json_t *hit = memoized ? NULL : vcache_get_json(c->e->vcache, key);
+        _cleanup_free_ char *reply = NULL;
+        bool cached = memoized || hit != NULL;
         if (!cached) {
                 int r = validate_in_worker(c, &reply);
                 if (r < 0) {
@@ -469,7 +470,7 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         c->res->t_validate = now_monotonic() - t0;
         /* The memo's reply is shared: only read below (json_incref of its
          * requirements is atomic). */
-        json_t *v = memoized ? TAKE_PTR(c->memo_reply) : json_loads(reply, 0, NULL);
+        json_t *v = memoized ? TAKE_PTR(c->memo_reply) : hit ? hit : json_loads(reply, 0, NULL);
         if (!json_is_true(json_object_get(v, "ok"))) {
                 json_t *e = json_object_get(v, "error");
                 _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");
@@ -479,7 +480,7 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
                 return -EINVAL;
         }
         if (!cached)
-                vcache_put(c->e->vcache, key, reply);
+                vcache_put_json(c->e->vcache, key, v, strlen(reply));
         if (!memoized && c->spec->instance_key) {
                 _cleanup_free_ char *mk = memo_key(c);
                 instance_memo_put(c->e, mk, c->spec->source, c->spec->source_len, v);

@@ -398,6 +398,37 @@ static void test_vcache_bounded_by_bytes(void **state) {
         vcache_free(c);
 }
 
+/* A reply kept parsed is handed out shared (the same object, a reference
+ * each: no copy, no parse per hit), counted by its text's size, and let go
+ * when evicted. */
+static void test_vcache_keeps_replies_parsed(void **state) {
+        (void) state;
+        ValidationCache *c = vcache_new(1024, 100);
+        json_t *v = json_pack("{s:b, s:s}", "ok", 1, "compiled", "AAAA");
+        vcache_put_json(c, "k", v, 59);
+        assert_true(vcache_has(c, "k"));
+        assert_false(vcache_has(c, "other"));
+        json_t *a = vcache_get_json(c, "k"), *b = vcache_get_json(c, "k");
+        assert_ptr_equal(a, v);
+        assert_ptr_equal(b, v);
+        assert_int_equal(v->refcount, 4); /* ours, the cache's, a, b */
+        json_decref(a);
+        json_decref(b);
+        size_t n, bytes;
+        vcache_usage(c, &n, &bytes);
+        assert_int_equal(n, 1);
+        assert_int_equal(bytes, 60);
+        /* A second one does not fit beside it: the first goes, and the
+         * cache's reference with it. */
+        json_t *w = json_pack("{s:b}", "ok", 1);
+        vcache_put_json(c, "k2", w, 59);
+        assert_false(vcache_has(c, "k"));
+        assert_int_equal(v->refcount, 1);
+        json_decref(v);
+        json_decref(w);
+        vcache_free(c);
+}
+
 /* An engine's validation replies (each with the file's marshalled code)
  * stay within EngineConfig.validation_cache_bytes however many distinct
  * large files run, and a file whose reply was kept runs from the cache. */
@@ -663,6 +694,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_and_timeout),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_vcache_bounded_by_bytes),
+                cmocka_unit_test(test_vcache_keeps_replies_parsed),
                 cmocka_unit_test(test_engine_validation_cache_stays_within_its_bytes),
                 cmocka_unit_test(test_proc_status_doomed),
                 cmocka_unit_test(test_instance_stat_doomed),
