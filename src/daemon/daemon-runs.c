@@ -1639,7 +1639,7 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
         watch_add(d, st);
 }
 /* Whether r, an ad-hoc run whose caller waits for its answer, may begin on
- * the HTTP thread that received it (as a warm invoke does): nothing in its
+ * the HTTP thread that received it (as a warm invoke may): nothing in its
  * begin waits on a worker (its validation is cached, its environment
  * resolved and its worker ready: engine_run_ready()), and it has none of
  * the set-ups left to run threads (datasets, secrets, env, an output
@@ -1671,9 +1671,10 @@ static bool drun_adhoc_eligible(Daemon *d, const DRun *r) {
  * runs came one at a time (run_inline_startable()), as for invokes. */
 #define ADHOC_INLINE_WATCH_USEC (3 * USEC_PER_MSEC)
 
-/* Runs r, an ad-hoc run, on this (HTTP) thread, with d->lock held (released
- * on return): begun here, ended here when it ends within
- * ADHOC_INLINE_WATCH_USEC, else watched on by the run watcher. The run is
+/* Runs r, an ad-hoc run, on this (HTTP) thread of a quiet daemon
+ * (run_inline_startable()), with d->lock held (released on return): begun
+ * here, ended here when it ends within ADHOC_INLINE_WATCH_USEC, else
+ * watched on by the run watcher. The run is
  * counted, recorded and limited as on a run thread (run_begin() and
  * run_complete()); the caller finds it ended and answers without a
  * hand-off to a run thread and back. */
@@ -1721,6 +1722,11 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 drun_free(r);
                 return -EBUSY;
         }
+        /* Whether an ad-hoc run may begin on this thread below
+         * (run_inline_startable() decides, under the lock again): looked at
+         * here so that the engine's look is skipped under concurrency. */
+        bool quiet = d->running + d->queued == 0 && !d->pending &&
+                     now_monotonic() - d->overlap_at > INLINE_QUIET_USEC;
         if (d->running + d->queued > 0)
                 d->overlap_at = now_monotonic();
         /* An ad-hoc run with a free slot and nobody ahead starts at once:
@@ -1786,10 +1792,14 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
          * instance is taken before it (the engine's lock comes after
          * d->lock, never under it here). */
         bool warm = !resumed && drun_warm_eligible(d, r);
-        /* An ad-hoc run does the same when it would begin without waiting
-         * on a worker: here when the daemon is quiet, else watched by the
-         * run watcher; no run thread in its path. */
-        r->begun_here = !resumed && !warm && drun_adhoc_eligible(d, r);
+        /* An ad-hoc run does the same on a quiet daemon when it would
+         * begin without waiting on a worker (run_adhoc_inline()). Under
+         * concurrency it stays a run thread's: the run watcher ends its
+         * runs one after another, each record its own transaction, where
+         * run threads share one (group commit: at wrk -c8 1.2 pwrite64
+         * and 2.2 fcntl more per run on the watcher, docs/performance.md
+         * "Ad-hoc runs: the daemon's share, round 10"). */
+        r->begun_here = quiet && !resumed && !warm && drun_adhoc_eligible(d, r);
         Instance *inst = NULL;
         if (warm) {
                 __atomic_add_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
@@ -1827,13 +1837,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                         run_adhoc_inline(d, r);
                         return 0;
                 }
-                if (!pending_startable(d) && drun_startable(d, r)) {
-                        __atomic_add_fetch(&d->metrics.adhoc_watched, 1, __ATOMIC_RELAXED);
-                        run_watched(d, r, NULL);
-                        return 0;
-                }
-                /* Others are queued before it, or no slot: a run thread's,
-                 * which begins it as any (it may learn readiness again). */
+                /* Another run came meanwhile: a run thread's. */
                 r->begun_here = false;
         }
         /* In a cluster a gateway's run is any worker's: this node waits

@@ -417,7 +417,11 @@ static void ready_learn(RunCtx *c, const PoolWorker *pw) {
             c->spec->source_len > READY_MAX_SOURCE_BYTES)
                 return;
         _cleanup_free_ char *rkey = ready_key(c->spec);
-        vcache_put(c->e->readycache, rkey, pw->key);
+        /* Known already (most runs): no copy, no eviction scan. The pool
+         * key of a ready key does not change (sandbox and network are in
+         * both). */
+        if (!vcache_has(c->e->readycache, rkey))
+                vcache_put(c->e->readycache, rkey, pw->key);
 }
 
 /* Validation runs in the validator of the run's sandbox mode, a worker no

@@ -1,12 +1,13 @@
-"""Issue 15 (a), (c): an ad-hoc run whose caller waits for it and whose
-begin would not wait on a worker (its arguments' validation cached, its
-environment resolved, its worker ready: engine_run_ready()) is begun on the
-HTTP thread that received it and ended there (a daemon with no other run in
-flight) or by the run watcher, as warm invokes are: no run thread in its
-path (docs/performance.md "Ad-hoc runs: the daemon's share, round 10").
-Every guarantee of a run holds on that path: its answer is its record and
-log, the time limit, cancel. A run that is not ready yet (its first, a new
-argument) goes to a run thread as before."""
+"""Issue 15 (a): on a quiet daemon (no runs overlapped for 100 ms), an
+ad-hoc run whose caller waits for it and whose begin would not wait on a
+worker (its arguments' validation cached, its environment resolved, its
+worker ready: engine_run_ready()) is begun on the HTTP thread that received
+it and ended there, or, past 3 ms, by the run watcher, as warm invokes are:
+no run thread hand-off in its path (docs/performance.md "Ad-hoc runs: the
+daemon's share, round 10"). Every guarantee of a run holds on that path: its
+answer is its record and log, the time limit, cancel. A run that is not
+ready yet (its first, a new argument) and concurrent runs go to run threads
+as before (their records then share transactions)."""
 import json
 import threading
 
@@ -105,7 +106,7 @@ def test_first_run_takes_a_run_thread_then_repeated_runs_none(d):
         pick(m3), pick(m4))
 
 
-def test_concurrent_repeated_adhoc_runs_take_no_run_thread(d):
+def test_concurrent_adhoc_runs_stay_on_run_threads(d):
     st, b = d.call("POST", RUNS, body(n=7))
     assert st == 200 and b["result"] == 7, b
     before = metrics(d)
@@ -126,12 +127,11 @@ def test_concurrent_repeated_adhoc_runs_take_no_run_thread(d):
     join(ts)
     assert not errors, errors[:3]
     after = metrics(d)
-    # All 160 began on their HTTP thread; with 8 callers most ended on the
-    # run watcher. A run thread takes one only when others were queued
-    # before it (none are here: 64 slots).
-    assert delta(before, after, RUN_THREAD) == 0, (pick(before), pick(after))
-    assert delta(before, after, HTTP) + delta(before, after, WATCHED) == 160, (pick(before), pick(after))
-    assert delta(before, after, WATCHED) > 0, (pick(before), pick(after))
+    # Overlapping callers: run threads' (group commit), but for the first
+    # ones while the daemon still counted as quiet.
+    on_http = delta(before, after, HTTP) + delta(before, after, WATCHED)
+    assert delta(before, after, RUN_THREAD) + on_http == 160, (pick(before), pick(after))
+    assert on_http <= 8, (pick(before), pick(after))
     ids = {b["id"] for b in results}
     assert len(ids) == 160
     for b in results[::32]:
