@@ -1638,10 +1638,11 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
         __atomic_add_fetch(&d->metrics.invokes_watched, 1, __ATOMIC_RELAXED);
         watch_add(d, st);
 }
+
 /* Whether r, an ad-hoc run whose caller waits for its answer, may begin on
  * the HTTP thread that received it (as a warm invoke may): nothing in its
- * begin waits on a worker (its validation is cached, its environment
- * resolved and its worker ready: engine_run_ready()), and it has none of
+ * begin waits on a worker (its arguments' validation is cached, its
+ * environment resolved, its worker ready: engine_run_ready()), and it has none of
  * the set-ups left to run threads (datasets, secrets, env, an output
  * dataset, an idempotency key) and is not a cluster's. A run that is not
  * goes to a run thread as before (its first run, for instance). */
@@ -1674,10 +1675,9 @@ static bool drun_adhoc_eligible(Daemon *d, const DRun *r) {
 /* Runs r, an ad-hoc run, on this (HTTP) thread of a quiet daemon
  * (run_inline_startable()), with d->lock held (released on return): begun
  * here, ended here when it ends within ADHOC_INLINE_WATCH_USEC, else
- * watched on by the run watcher. The run is
- * counted, recorded and limited as on a run thread (run_begin() and
- * run_complete()); the caller finds it ended and answers without a
- * hand-off to a run thread and back. */
+ * watched on by the run watcher. The run is counted, recorded and limited
+ * as on a run thread (run_begin() and run_complete()); the caller finds it
+ * ended and answers without a hand-off to a run thread and back. */
 static void run_adhoc_inline(Daemon *d, DRun *r) {
         RunStep *st = run_begin(d, r, NULL, NULL);
         if (!st) {
