@@ -127,6 +127,11 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# TYPE pysprinter_invokes_on_http_thread_total counter\n"
                    "pysprinter_invokes_on_http_thread_total{ended=\"http_thread\"} %" PRIu64 "\n"
                    "pysprinter_invokes_on_http_thread_total{ended=\"watcher\"} %" PRIu64 "\n"
+                   "# HELP pysprinter_adhoc_runs_on_http_thread_total Ad-hoc runs begun on the HTTP thread "
+                   "that received them (no run thread), by where they ended.\n"
+                   "# TYPE pysprinter_adhoc_runs_on_http_thread_total counter\n"
+                   "pysprinter_adhoc_runs_on_http_thread_total{ended=\"http_thread\"} %" PRIu64 "\n"
+                   "pysprinter_adhoc_runs_on_http_thread_total{ended=\"watcher\"} %" PRIu64 "\n"
                    "# HELP pysprinter_invokes_begun_by_watcher_total Queued warm invokes the run watcher began "
                    "when an instance came free.\n"
                    "# TYPE pysprinter_invokes_begun_by_watcher_total counter\n"
@@ -141,7 +146,7 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# HELP pysprinter_run_watcher_ends_total Runs whose watch the run watcher ended.\n"
                    "# TYPE pysprinter_run_watcher_ends_total counter\n"
                    "pysprinter_run_watcher_ends_total %" PRIu64 "\n",
-                   m.invokes_inline, m.invokes_watched, m.watcher_begun, m.run_thread_runs, m.watcher_wakes,
+                   m.invokes_inline, m.invokes_watched, m.adhoc_inline, m.adhoc_watched, m.watcher_begun, m.run_thread_runs, m.watcher_wakes,
                    m.watcher_ends);
         uint64_t fh, fm;
         function_cache_stats(d->functions, &fh, &fm);

@@ -816,6 +816,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                 .context_json = r->context_json,
                 .requirements_json = r->requirements_json,
                 .data = st->mounts,
+                .ready_checked = r->begun_here,
         };
         /* output_data: the engine hands the run's /out to the catalog, in
          * the run's tenant (its caps apply), before it writes the run's
@@ -1637,6 +1638,66 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
         __atomic_add_fetch(&d->metrics.invokes_watched, 1, __ATOMIC_RELAXED);
         watch_add(d, st);
 }
+
+/* Whether r, an ad-hoc run whose caller waits for its answer, may begin on
+ * the HTTP thread that received it (as a warm invoke may): nothing in its
+ * begin waits on a worker (its arguments' validation is cached, its
+ * environment resolved, its worker ready: engine_run_ready()), and it has none of
+ * the set-ups left to run threads (datasets, secrets, env, an output
+ * dataset, an idempotency key) and is not a cluster's. A run that is not
+ * goes to a run thread as before (its first run, for instance). */
+static bool drun_adhoc_eligible(Daemon *d, const DRun *r) {
+        if (!r->answer_waits || r->fn_name || d->cluster || r->claimed || r->data || r->secrets || r->env ||
+            r->output_data || r->idem_key)
+                return false;
+        /* The fields of run_begin()'s spec that the engine's look reads. */
+        RunSpec spec = {
+                .source = r->source,
+                .source_len = r->source_len,
+                .filename = r->filename,
+                .function = r->function,
+                .args_json = r->args_json,
+                .kwargs_json = r->kwargs_json,
+                .limits = r->limits,
+                .sandbox = d->cfg.sandbox,
+                .context_json = r->context_json,
+                .requirements_json = r->requirements_json,
+        };
+        return engine_run_ready(d->engine, &spec);
+}
+
+/* How long an HTTP thread watches an ad-hoc run it began before the run
+ * watcher takes it on: a trivial run ends in ~0.7 ms after its message is
+ * sent (bench_timeline.py), beyond an invoke's INLINE_WATCH_USEC. Only when
+ * runs came one at a time (run_inline_startable()), as for invokes. */
+#define ADHOC_INLINE_WATCH_USEC (3 * USEC_PER_MSEC)
+
+/* Runs r, an ad-hoc run, on this (HTTP) thread of a quiet daemon
+ * (run_inline_startable()), with d->lock held (released on return): begun
+ * here, ended here when it ends within ADHOC_INLINE_WATCH_USEC, else
+ * watched on by the run watcher. The run is counted, recorded and limited
+ * as on a run thread (run_begin() and run_complete()); the caller finds it
+ * ended and answers without a hand-off to a run thread and back. */
+static void run_adhoc_inline(Daemon *d, DRun *r) {
+        RunStep *st = run_begin(d, r, NULL, NULL);
+        if (!st) {
+                pthread_mutex_unlock(&d->lock);
+                return;
+        }
+        if (run_wait(st, now_monotonic() + ADHOC_INLINE_WATCH_USEC)) {
+                run_complete(st);
+                d->metrics.adhoc_inline++;
+                /* As run_inline(): a run queued behind this one needs a
+                 * run thread woken. */
+                RunThread *wake = pool_kick(d);
+                pthread_mutex_unlock(&d->lock);
+                pool_wake(wake);
+                return;
+        }
+        __atomic_add_fetch(&d->metrics.adhoc_watched, 1, __ATOMIC_RELAXED);
+        watch_add(d, st);
+}
+
 /* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
  * draining: -ESHUTDOWN) and starts its thread. A resumed run was
  * acknowledged before the restart, so no limit turns it away. On failure r
@@ -1661,6 +1722,11 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 drun_free(r);
                 return -EBUSY;
         }
+        /* Whether an ad-hoc run may begin on this thread below
+         * (run_inline_startable() decides, under the lock again): looked at
+         * here so that the engine's look is skipped under concurrency. */
+        bool quiet = d->running + d->queued == 0 && !d->pending &&
+                     now_monotonic() - d->overlap_at > INLINE_QUIET_USEC;
         if (d->running + d->queued > 0)
                 d->overlap_at = now_monotonic();
         /* An ad-hoc run with a free slot and nobody ahead starts at once:
@@ -1726,6 +1792,14 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
          * instance is taken before it (the engine's lock comes after
          * d->lock, never under it here). */
         bool warm = !resumed && drun_warm_eligible(d, r);
+        /* An ad-hoc run does the same on a quiet daemon when it would
+         * begin without waiting on a worker (run_adhoc_inline()). Under
+         * concurrency it stays a run thread's: the run watcher ends its
+         * runs one after another, each record its own transaction, where
+         * run threads share one (group commit: at wrk -c8 1.2 pwrite64
+         * and 2.2 fcntl more per run on the watcher, docs/performance.md
+         * "Ad-hoc runs: the daemon's share, round 10"). */
+        r->begun_here = quiet && !resumed && !warm && drun_adhoc_eligible(d, r);
         Instance *inst = NULL;
         if (warm) {
                 __atomic_add_fetch(&d->takers, 1, __ATOMIC_SEQ_CST);
@@ -1757,6 +1831,14 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 }
                 /* Not now: the usual path (the instance goes back once the
                  * lock is released). */
+        }
+        if (r->begun_here) {
+                if (run_inline_startable(d, r)) {
+                        run_adhoc_inline(d, r);
+                        return 0;
+                }
+                /* Another run came meanwhile: a run thread's. */
+                r->begun_here = false;
         }
         /* In a cluster a gateway's run is any worker's: this node waits
          * for its record to end (a thread each) instead of running it. */

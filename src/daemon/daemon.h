@@ -77,6 +77,7 @@ typedef struct DaemonConfig {
         uint64_t pool_memory_budget;
         uint64_t pool_worker_idle_s;
         uint64_t pool_instance_ttl_s;
+        uint64_t pool_validation_cache_bytes; /* pool.validation_cache_mb */
         /* data: URL sources may reach these CIDRs even when they are
          * loopback/private/link-local (data.url_allow). */
         char **data_url_allow;
@@ -281,6 +282,7 @@ struct DRun {
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         bool answer_waits;      /* RunRequest.answer_waits */
+        bool begun_here;        /* an ad-hoc run begun on its HTTP thread (drun_adhoc_eligible()) */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
         char *output_data;      /* dataset the run's output_dir() becomes when it succeeds */
         char **secrets;         /* secret names, opened per tenant when the run starts */
@@ -333,6 +335,9 @@ typedef struct DaemonMetrics {
          * (run_inline()), or watched to their end by the run watcher
          * (daemon-runs.c "The run watcher"). Under d->lock. */
         uint64_t invokes_inline, invokes_watched;
+        /* Ad-hoc runs begun on their HTTP thread, the same way: ended
+         * there (run_adhoc_inline()) or by the run watcher. */
+        uint64_t adhoc_inline, adhoc_watched;
         /* Warm invokes the run watcher began itself (the next queued one
          * of a function, when an instance came free), runs a run thread
          * took (begun or ended there), and the watcher's wake-ups and the

@@ -482,6 +482,7 @@ int main(int argc, char **argv) {
                 .pool_memory_budget = d->cfg.pool_memory_budget,
                 .worker_idle_timeout_ms = d->cfg.pool_worker_idle_s * 1000,
                 .instance_ttl_ms = d->cfg.pool_instance_ttl_s * 1000,
+                .validation_cache_bytes = d->cfg.pool_validation_cache_bytes,
                 .max_out_bytes = d->cfg.max_out_bytes,
         };
         r = engine_new(&ec, &d->engine, &err);

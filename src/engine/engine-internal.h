@@ -82,6 +82,10 @@ struct Engine {
         Pool pool;
         ValidationCache *vcache;
         ValidationCache *envcache; /* engine-resolve.c: pinned environments */
+        /* Ad-hoc runs known to begin without waiting (engine_run_ready()):
+         * network flag + validation key -> the pool key of the ready
+         * worker a run of them took. */
+        ValidationCache *readycache;
         /* engine-run.c: empty output dirs of finished full-sandbox runs,
          * kept for the next run of the same tenant in the same worker. */
         pthread_mutex_t out_spare_lock;
@@ -390,12 +394,34 @@ typedef struct InvokeOutcome {
         int sig, code;
 } InvokeOutcome;
 
+/* Whether the pool holds a ready, live, non-validator worker under key
+ * (engine_run_ready()). */
+bool pool_has_ready(Engine *e, const char *key);
+
 /* ---- engine-vcache.c ---- */
-ValidationCache *vcache_new(size_t max_entries);
+/* At most max_entries replies and max_bytes of reply text (each counted
+ * as strlen + 1); the least recently used go first. */
+ValidationCache *vcache_new(size_t max_entries, size_t max_bytes);
 ValidationCache *vcache_free(ValidationCache *c);
 /* Returns the cached reply JSON text (caller frees) or NULL. */
 char *vcache_get(ValidationCache *c, const char *key);
+/* Keeps reply_json under key (replacing what key held), evicting the
+ * least recently used entries until both bounds hold; a reply larger than
+ * max_bytes by itself is not kept. */
 void vcache_put(ValidationCache *c, const char *key, const char *reply_json);
+/* The same for a reply kept parsed: value (a reference is taken) is
+ * shared by every reader, who must only read it (jansson's reference
+ * counts are atomic); text_size is its text's length, which the byte bound
+ * counts. A validation hit then costs no copy and no parse of a reply that
+ * holds the file's marshalled code. */
+void vcache_put_json(ValidationCache *c, const char *key, json_t *value, size_t text_size);
+/* A new reference to the parsed reply kept under key, or NULL (also for
+ * one kept as text). */
+json_t *vcache_get_json(ValidationCache *c, const char *key);
+/* Whether key is held (marked used), without copying anything. */
+bool vcache_has(ValidationCache *c, const char *key);
+/* How many entries and bytes the cache holds now. */
+void vcache_usage(ValidationCache *c, size_t *ret_entries, size_t *ret_bytes);
 
 /* A warm instance for key (started from start_message(userdata), the
  * "instance" message, if none is idle and fewer than max_instances exist:

@@ -112,8 +112,9 @@ static bool out_dir_pristine(Engine *e, const char *dir) {
         long fresh_size = __atomic_load_n(&e->out_fresh_size, __ATOMIC_RELAXED);
         if (fresh_size < 0 || st.st_size != fresh_size)
                 return false;
-        uid_t want = geteuid() == 0 ? 65534 : geteuid();
-        if (st.st_uid != want || st.st_gid != (geteuid() == 0 ? 65534 : getegid()))
+        /* One geteuid() per run, not two (syscalls per run, issue 15). */
+        uid_t euid = geteuid();
+        if (st.st_uid != (euid == 0 ? 65534 : euid) || st.st_gid != (euid == 0 ? 65534 : getegid()))
                 return false;
         long fresh = __atomic_load_n(&e->out_fresh_flags, __ATOMIC_RELAXED);
         if (fresh < 0 || dir_flags(fd) != fresh)

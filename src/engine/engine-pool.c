@@ -581,3 +581,13 @@ SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw) {
         pthread_mutex_unlock(&e->pool.lock);
         return s;
 }
+
+bool pool_has_ready(Engine *e, const char *key) {
+        assert(e && key);
+        bool found = false;
+        pthread_mutex_lock(&e->pool.lock);
+        for (PoolWorker *pw = e->pool.workers; pw && !found; pw = pw->next)
+                found = !pw->dead && pw->ready && !pw->validator && streq(pw->key, key);
+        pthread_mutex_unlock(&e->pool.lock);
+        return found;
+}

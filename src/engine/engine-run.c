@@ -359,18 +359,69 @@ static char *memo_key(RunCtx *c) {
                          c->spec->function ?: "", (int) c->spec->sandbox);
 }
 
-static char *validation_key(RunCtx *c) {
+static char *validation_key_of(const RunSpec *spec) {
         /* A deployed function's source was validated at its first call; its
          * instance binds each invocation's arguments itself (a bad one is
          * still exit 3), so per-call arguments stay out of the key. */
-        if (c->spec->instance_key)
-                return xasprintf("instance\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", c->spec->instance_key,
-                                 c->spec->filename ?: "", c->spec->function ?: "", (int) c->spec->sandbox,
-                                 (int) c->spec->source_len, c->spec->source);
-        return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s%s\x1f%d\x1f%.*s", c->spec->filename ?: "",
-                         c->spec->function ?: "", c->spec->args_json ?: "[]", c->spec->kwargs_json ?: "{}",
-                         c->spec->context_json ? "ctx" : "", c->spec->skip_argument_check ? "nobind" : "",
-                         (int) c->spec->sandbox, (int) c->spec->source_len, c->spec->source);
+        if (spec->instance_key)
+                return xasprintf("instance\x1f%s\x1f%s\x1f%s\x1f%d\x1f%.*s", spec->instance_key,
+                                 spec->filename ?: "", spec->function ?: "", (int) spec->sandbox,
+                                 (int) spec->source_len, spec->source);
+        return xasprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s%s\x1f%d\x1f%.*s", spec->filename ?: "",
+                         spec->function ?: "", spec->args_json ?: "[]", spec->kwargs_json ?: "{}",
+                         spec->context_json ? "ctx" : "", spec->skip_argument_check ? "nobind" : "",
+                         (int) spec->sandbox, (int) spec->source_len, spec->source);
+}
+
+static char *validation_key(RunCtx *c) {
+        return validation_key_of(c->spec);
+}
+
+/* The readiness key of an ad-hoc run (e->readycache): what picks its
+ * environment (the file's requirements) and its worker (the sandbox mode,
+ * the network setting: pool_key()), not its arguments, so that a new
+ * argument of a known file needs only its validation cached. */
+static char *ready_key(const RunSpec *spec) {
+        return xasprintf("%d\x1f%d\x1f%s\x1f%s\x1f%s\x1f%.*s", (int) spec->limits.network, (int) spec->sandbox,
+                         spec->filename ?: "", spec->function ?: "", spec->requirements_json ?: "",
+                         (int) spec->source_len, spec->source);
+}
+
+/* Larger sources are not looked at on the caller's thread: the look hashes
+ * the whole key twice. */
+#define READY_MAX_SOURCE_BYTES (64U << 10)
+
+bool engine_run_ready(Engine *e, const RunSpec *spec) {
+        assert(e && spec);
+        if (spec->instance_key || spec->data || spec->validate_only || !spec->source ||
+            spec->source_len > READY_MAX_SOURCE_BYTES)
+                return false;
+        _cleanup_free_ char *rkey = ready_key(spec);
+        _cleanup_free_ char *pool_key = vcache_get(e->readycache, rkey);
+        if (!pool_key || !pool_has_ready(e, pool_key))
+                return false;
+        /* These arguments not validated yet, or evicted since (the byte
+         * bound): validation would wait on a worker. */
+        _cleanup_free_ char *vkey = validation_key_of(spec);
+        return vcache_has(e->vcache, vkey);
+}
+
+/* After an ad-hoc run took pw, a ready worker (started for it or not),
+ * with its validation and environment done: a run of the same file and
+ * network setting (whose arguments' validation is cached) may begin on a
+ * thread that must not wait (engine_run_ready()). Taught by the runs begun
+ * where waiting is fine; one begun on the strength of it does not write it
+ * again (a hash and a copy per run less). */
+static void ready_learn(RunCtx *c, const PoolWorker *pw) {
+        if (c->spec->ready_checked || c->spec->data || !c->spec->source ||
+            c->spec->source_len > READY_MAX_SOURCE_BYTES)
+                return;
+        _cleanup_free_ char *rkey = ready_key(c->spec);
+        /* Known already (most runs): no copy, no eviction scan. The pool
+         * key of a ready key does not change (sandbox and network are in
+         * both). */
+        if (!vcache_has(c->e->readycache, rkey))
+                vcache_put(c->e->readycache, rkey, pw->key);
 }
 
 /* Validation runs in the validator of the run's sandbox mode, a worker no
@@ -409,8 +460,10 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
          * the one the cache holds for them, without hashing the source. */
         bool memoized = c->memo_reply != NULL;
         _cleanup_free_ char *key = memoized ? NULL : validation_key(c);
-        _cleanup_free_ char *reply = memoized ? NULL : vcache_get(c->e->vcache, key);
-        bool cached = memoized || reply != NULL;
+        /* Kept parsed and shared (read only below): no copy, no parse. */
+        json_t *hit = memoized ? NULL : vcache_get_json(c->e->vcache, key);
+        _cleanup_free_ char *reply = NULL;
+        bool cached = memoized || hit != NULL;
         if (!cached) {
                 int r = validate_in_worker(c, &reply);
                 if (r < 0) {
@@ -421,7 +474,7 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         c->res->t_validate = now_monotonic() - t0;
         /* The memo's reply is shared: only read below (json_incref of its
          * requirements is atomic). */
-        json_t *v = memoized ? TAKE_PTR(c->memo_reply) : json_loads(reply, 0, NULL);
+        json_t *v = memoized ? TAKE_PTR(c->memo_reply) : hit ? hit : json_loads(reply, 0, NULL);
         if (!json_is_true(json_object_get(v, "ok"))) {
                 json_t *e = json_object_get(v, "error");
                 _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");
@@ -431,7 +484,7 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
                 return -EINVAL;
         }
         if (!cached)
-                vcache_put(c->e->vcache, key, reply);
+                vcache_put_json(c->e->vcache, key, v, strlen(reply));
         if (!memoized && c->spec->instance_key) {
                 _cleanup_free_ char *mk = memo_key(c);
                 instance_memo_put(c->e, mk, c->spec->source, c->spec->source_len, v);
@@ -1297,6 +1350,12 @@ struct EngineRun {
         Pipes p;
         RunWatch w;
         usec_t t2;            /* monotonic: the watch began */
+        /* An ad-hoc run's sandbox and worker, handed back (janitor, pool)
+         * once its record is written: hand_back(). */
+        RunSandbox *back_rs;
+        int back_exit_fd;     /* >= 0: the janitor waits for the exit report on it */
+        PoolWorker *back_pw;
+        bool back_broken;
 };
 
 /* Hands the run to a warm worker's forked child (ad-hoc) or to a warm
@@ -1327,6 +1386,9 @@ static int phase_run_begin(EngineRun *run) {
                         rs = c->inst->sandbox;
         } else {
                 r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, false, &c->pw, &cold, &err);
+                /* A worker started for this run (cold) is ready too now. */
+                if (r >= 0)
+                        ready_learn(c, c->pw);
                 SpareSlot *slot = r >= 0 ? pool_take_slot(c->e, c->pw) : NULL;
                 if (slot) {
                         /* Its cgroups exist and a spare sits in them: the
@@ -1465,17 +1527,34 @@ static void phase_run_end(EngineRun *run) {
                  * on its result's EOF has its exit report still to come:
                  * the janitor waits for it on the status socket. */
                 if (w.early && !w.exited && p.control >= 0 && p.control == p.status[0]) {
-                        int fd = TAKE_FD(p.status[0]);
+                        run->back_exit_fd = TAKE_FD(p.status[0]);
                         p.control = -EBADF;
-                        engine_janitor_finish_after_exit(c->e, rs, fd);
-                } else
-                        engine_janitor_finish(c->e, rs);
-                pool_release(c->e, c->pw, w.worker_gone);
-                c->pw = NULL;
+                }
+                /* Handed back after the record (hand_back()): the
+                 * janitor's wake-up and the pool's spare request then do
+                 * not take a CPU from the thread writing the record and
+                 * the answer (2 vCPUs: the run's teardown and the next
+                 * spare's fork compete for them too). */
+                run->back_rs = rs;
+                run->back_pw = TAKE_PTR(c->pw);
+                run->back_broken = w.worker_gone;
         }
         pipes_close(&p);
         buf_free(&w.result);
         json_decref(w.result_v);
+}
+
+/* An ad-hoc run's sandbox to the janitor (killed, its groups recycled:
+ * after its exit report when one is awaited) and its worker back to the
+ * pool (which asks for a spare to replace the one the run took). */
+static void hand_back(EngineRun *run) {
+        Engine *e = run->c.e;
+        if (run->back_exit_fd >= 0)
+                engine_janitor_finish_after_exit(e, run->back_rs, TAKE_FD(run->back_exit_fd));
+        else if (run->back_rs)
+                engine_janitor_finish(e, run->back_rs);
+        run->back_rs = NULL;
+        pool_release(e, TAKE_PTR(run->back_pw), run->back_broken);
 }
 
 /* ---- the lifecycle ---- */
@@ -1539,6 +1618,7 @@ static int parse_arguments(RunCtx *c) {
 EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata) {
         assert(e && spec);
         EngineRun *run = xcalloc(1, sizeof(EngineRun));
+        run->back_exit_fd = -EBADF;
         RunCtx *c = &run->c;
         *c = (RunCtx) { .e = e, .spec = spec, .fn = fn, .userdata = userdata, .log_fd = -EBADF };
         c->res = xcalloc(1, sizeof(RunResult));
@@ -1602,6 +1682,7 @@ RunResult *engine_run_end(EngineRun *run) {
         c->res->t_total = now_monotonic() - c->t_start;
         finish_log_error(c);
         record_finish(c);
+        hand_back(run);
         emit_phase(c, "done");
         active_unregister(c);
         c->log_fd = fd_close(c->log_fd);

@@ -210,8 +210,13 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->pool.idle_timeout_usec = (cfg->worker_idle_timeout_ms ? cfg->worker_idle_timeout_ms : 10 * 60 * 1000) *
                                     USEC_PER_MSEC;
         e->pool.instance_ttl_usec = (cfg->instance_ttl_ms ? cfg->instance_ttl_ms : 10 * 60 * 1000) * USEC_PER_MSEC;
-        e->vcache = vcache_new(1024);
-        e->envcache = vcache_new(1024);
+        /* Validation replies hold the marshalled code (up to ~350 KB
+         * each): bounded by bytes too (docs/api.md, pool.validation_cache_mb). */
+        e->vcache = vcache_new(1024, cfg->validation_cache_bytes ? cfg->validation_cache_bytes
+                                                                 : ENGINE_VALIDATION_CACHE_BYTES_DEFAULT);
+        /* Pinned environments: a lock's text, a few KB each. */
+        e->envcache = vcache_new(1024, 64ULL << 20);
+        e->readycache = vcache_new(1024, 4ULL << 20);
         e->janitor_tick = engine_tick;
         pthread_mutex_init(&e->janitor_lock, NULL);
         pthread_mutex_init(&e->out_spare_lock, NULL);
@@ -276,6 +281,7 @@ Engine *engine_free(Engine *e) {
         pool_shutdown(e);
         vcache_free(e->vcache);
         vcache_free(e->envcache);
+        vcache_free(e->readycache);
         engine_out_spares_free(e);
         engine_sandbox_cgroups_free(e);
         pthread_mutex_destroy(&e->out_spare_lock);

@@ -129,6 +129,10 @@ typedef struct RunSpec {
          * deploy: the calls bring their own). */
         bool skip_argument_check;
         bool no_record;          /* do not write a run record */
+        /* The caller begins this ad-hoc run on a thread that must not wait
+         * (an HTTP thread) because engine_run_ready() said it may: the run
+         * does not teach that readiness again (engine-run.c). */
+        bool ready_checked;
         /* Outputs (docs/data.md "Outputs"): every ad-hoc run gets a fresh
          * writable /out (a dir of its own under $DATA/outputs, removed after
          * the run). When the run succeeded and store_output is set, the
@@ -199,6 +203,8 @@ typedef struct RunResult {
 } RunResult;
 RunResult *run_result_free(RunResult *r);
 
+#define ENGINE_VALIDATION_CACHE_BYTES_DEFAULT (64ULL << 20)
+
 typedef struct EngineConfig {
         const char *data_dir;     /* NULL: data_dir_default() */
         const char *worker_path;  /* NULL: $PYSPRINTER_WORKER or beside the exe */
@@ -210,6 +216,9 @@ typedef struct EngineConfig {
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
         bool no_spares;                /* the CLI: one run per process */
+        /* Bytes of validation replies the engine keeps (each holds the
+         * file's marshalled code); 0: ENGINE_VALIDATION_CACHE_BYTES_DEFAULT. */
+        uint64_t validation_cache_bytes;
         /* The CLI: each run records this process as its owner, and runs of
          * owners that are gone are marked lost when the engine starts
          * (a daemon's queue recovers its own runs instead). */
@@ -269,6 +278,13 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
  * end and returns the result (the run is freed). Time limits, cancels and
  * output limits hold across the steps as in engine_run(). */
 typedef struct EngineRun EngineRun;
+/* Whether engine_run_begin() of spec, an ad-hoc run (no instance_key, no
+ * datasets), would begin without waiting on a worker: its validation reply
+ * is cached and an earlier run of the same validation key and network
+ * setting found its environment resolved and a ready worker, which is
+ * still ready. A cheap look (two hashes of the key, the pool's list); false
+ * when unsure (the caller then begins it where waiting is fine). */
+bool engine_run_ready(Engine *e, const RunSpec *spec);
 EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata);
 bool engine_run_wait(EngineRun *run, usec_t until);
 RunResult *engine_run_end(EngineRun *run);

@@ -584,6 +584,9 @@ static void test_config_table(void **state) {
                 { "listen: [1]\n", "listen" },
                 { "tokens: {}\n", "tokens" },
                 { ": :\n  - [\n", "t.yaml" },
+                { "pool:\n  validation_cache_mb: 16\n", NULL },
+                { "pool:\n  validation_cache_mb: 0\n", "pool.validation_cache_mb" },
+                { "pool:\n  validation_cache_mb: lots\n", "pool.validation_cache_mb" },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 DaemonConfig cfg;
@@ -617,6 +620,13 @@ static void test_config_values_land(void **state) {
         assert_string_equal(t->tenant, "alice");
         assert_int_equal(t->role, TOKEN_ROLE_READONLY);
         assert_null(daemon_config_find_token(&cfg, "0123456789abcdef1"));
+        daemon_config_done(&cfg);
+        /* The validation cache's byte bound (0 when unset: the engine's default). */
+        assert_int_equal(parse_config("pool:\n  spares: 2\n", &cfg, &err), 0);
+        assert_int_equal(cfg.pool_validation_cache_bytes, 0);
+        daemon_config_done(&cfg);
+        assert_int_equal(parse_config("pool:\n  validation_cache_mb: 16\n", &cfg, &err), 0);
+        assert_int_equal(cfg.pool_validation_cache_bytes, 16ULL << 20);
         daemon_config_done(&cfg);
 }
 

@@ -341,6 +341,126 @@ static void test_validation_cached(void **state) {
         engine_free(e);
 }
 
+/* The validation cache is bounded by the bytes of the replies it holds,
+ * not only by their count: least recently used out first, a reply larger
+ * than the whole bound not kept, a replaced key not counted twice. */
+static void test_vcache_bounded_by_bytes(void **state) {
+        (void) state;
+        ValidationCache *c = vcache_new(1024, 1000);
+        char reply[300];
+        memset(reply, 'r', sizeof(reply) - 1);
+        reply[sizeof(reply) - 1] = 0; /* 300 bytes counted */
+        char key[16];
+        for (int i = 0; i < 3; i++) {
+                snprintf(key, sizeof(key), "k%d", i);
+                vcache_put(c, key, reply);
+        }
+        size_t n, bytes;
+        vcache_usage(c, &n, &bytes);
+        assert_int_equal(n, 3);
+        assert_int_equal(bytes, 900);
+        /* k0 used last: k1 is the oldest and goes for k3. */
+        free(vcache_get(c, "k0"));
+        vcache_put(c, "k3", reply);
+        vcache_usage(c, &n, &bytes);
+        assert_int_equal(n, 3);
+        assert_true(bytes <= 1000);
+        char *got = vcache_get(c, "k1");
+        assert_null(got);
+        got = vcache_get(c, "k0");
+        assert_non_null(got);
+        assert_string_equal(got, reply);
+        free(got);
+        /* The same key again replaces its entry. */
+        vcache_put(c, "k3", "{}");
+        vcache_usage(c, &n, &bytes);
+        assert_int_equal(n, 3);
+        assert_int_equal(bytes, 603);
+        /* Larger than the bound: not kept, nothing evicted for it. */
+        char *big = xmalloc(2000);
+        memset(big, 'b', 1999);
+        big[1999] = 0;
+        vcache_put(c, "big", big);
+        assert_null(vcache_get(c, "big"));
+        vcache_usage(c, &n, &bytes);
+        assert_int_equal(n, 3);
+        /* Many small ones: the count bound still holds. */
+        ValidationCache *few = vcache_new(4, 1 << 20);
+        for (int i = 0; i < 10; i++) {
+                snprintf(key, sizeof(key), "s%d", i);
+                vcache_put(few, key, "{}");
+        }
+        vcache_usage(few, &n, &bytes);
+        assert_int_equal(n, 4);
+        assert_int_equal(bytes, 12);
+        free(big);
+        vcache_free(few);
+        vcache_free(c);
+}
+
+/* A reply kept parsed is handed out shared (the same object, a reference
+ * each: no copy, no parse per hit), counted by its text's size, and let go
+ * when evicted. */
+static void test_vcache_keeps_replies_parsed(void **state) {
+        (void) state;
+        ValidationCache *c = vcache_new(1024, 100);
+        json_t *v = json_pack("{s:b, s:s}", "ok", 1, "compiled", "AAAA");
+        vcache_put_json(c, "k", v, 59);
+        assert_true(vcache_has(c, "k"));
+        assert_false(vcache_has(c, "other"));
+        json_t *a = vcache_get_json(c, "k"), *b = vcache_get_json(c, "k");
+        assert_ptr_equal(a, v);
+        assert_ptr_equal(b, v);
+        assert_int_equal(v->refcount, 4); /* ours, the cache's, a, b */
+        json_decref(a);
+        json_decref(b);
+        size_t n, bytes;
+        vcache_usage(c, &n, &bytes);
+        assert_int_equal(n, 1);
+        assert_int_equal(bytes, 60);
+        /* A second one does not fit beside it: the first goes, and the
+         * cache's reference with it. */
+        json_t *w = json_pack("{s:b}", "ok", 1);
+        vcache_put_json(c, "k2", w, 59);
+        assert_false(vcache_has(c, "k"));
+        assert_int_equal(v->refcount, 1);
+        json_decref(v);
+        json_decref(w);
+        vcache_free(c);
+}
+
+/* An engine's validation replies (each with the file's marshalled code)
+ * stay within EngineConfig.validation_cache_bytes however many distinct
+ * large files run, and a file whose reply was kept runs from the cache. */
+static void test_engine_validation_cache_stays_within_its_bytes(void **state) {
+        (void) state;
+        _cleanup_free_ char *dir = xasprintf("%s/vcache", home);
+        EngineConfig cfg = { .data_dir = dir, .spares = 1, .validation_cache_bytes = 256 << 10 };
+        Engine *e = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (engine_new(&cfg, &e, &err) < 0)
+                fail_msg("engine_new: %s", err);
+        /* ~60 KB of constants: each reply holds them marshalled, in base64. */
+        Buf body;
+        buf_init(&body, 1 << 20);
+        for (int i = 0; i < 3000; i++)
+                assert_true(buf_printf(&body, "    x%d = 'v%08d'\n", i, i) >= 0);
+        size_t n = 0, bytes = 0;
+        for (int k = 0; k < 8; k++) {
+                _cleanup_free_ char *src = xasprintf("def f(x: int):\n%s    return x + %d\n", body.data, k);
+                RunResult *r = run_source(e, src, "[{\"raw\":\"1\"}]", NULL, NULL);
+                _cleanup_free_ char *want = xasprintf("%d", 1 + k);
+                assert_ok(r, want);
+                run_result_free(r);
+                vcache_usage(e->vcache, &n, &bytes);
+                assert_true(bytes <= 256 << 10);
+        }
+        /* The replies were big: the byte bound, not the 1024 entries, held them. */
+        assert_true(n >= 1 && n < 8);
+        buf_free(&body);
+        engine_free(e);
+}
+
 /* The liveness check behind a warm instance's hand-out: a live process
  * is not doomed; one that exited is, as a zombie and once reaped (the fd
  * stays bound to it, so a reused pid cannot answer for it). */
@@ -616,6 +736,9 @@ int main(void) {
                 cmocka_unit_test(test_pss_measured),
                 cmocka_unit_test(test_cancel_and_timeout),
                 cmocka_unit_test(test_validation_cached),
+                cmocka_unit_test(test_vcache_bounded_by_bytes),
+                cmocka_unit_test(test_vcache_keeps_replies_parsed),
+                cmocka_unit_test(test_engine_validation_cache_stays_within_its_bytes),
                 cmocka_unit_test(test_proc_status_doomed),
                 cmocka_unit_test(test_instance_stat_doomed),
                 cmocka_unit_test(test_instance_stat_text_doomed),
