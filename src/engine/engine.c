@@ -101,6 +101,9 @@ static void *prewarm_main(void *userdata) {
         limits.network = false;
         if (pool_acquire(e, e->prewarm_mode, &limits, NULL, NULL, e->validator_apart, &pw, &cold, &err) >= 0)
                 pool_release(e, pw, false);
+        /* Then the blank worker a cold env adopts (engine-pool.c), once the
+         * validator is up: they do not compete for the CPUs. */
+        pool_blank_spawn(e);
         return NULL;
 }
 
@@ -260,6 +263,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->validator_apart = cfg->validator_apart;
         if (cfg->prewarm) {
                 e->prewarm_mode = cfg->prewarm_mode;
+                const char *b = getenv("PYSPRINTER_BLANK_WORKER");
+                e->pool.blank_enabled = cfg->prewarm_mode == SANDBOX_MODE_FULL && !(b && streq(b, "0"));
                 e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
         }
         *ret_engine = e;

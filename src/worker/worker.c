@@ -186,7 +186,42 @@ static int reply_from_python(const char *func, const char *type, json_t *msg, co
         return send_json(out);
 }
 
+/* "attach" (a blank worker adopting an env, engine-pool.c): the env's
+ * store dirs as mount fds, one per name. No reply: a failure ends the
+ * worker, and the engine, seeing it gone at "init", starts one by exec. */
+static int handle_attach(json_t *msg, int *fds, size_t n_fds) {
+        json_t *names = json_object_get(msg, "names");
+        size_t n = json_array_size(names);
+        _cleanup_free_ char *err = NULL;
+        int r = n == n_fds && !zygote_initialised ? 0 : -EPROTO;
+        _cleanup_strv_free_ char **v = NULL;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const char *s = json_string_value(json_array_get(names, i));
+                if (!s)
+                        r = -EPROTO;
+                else
+                        v = strv_append(v, s);
+        }
+        if (r < 0) {
+                close_fds(fds, n_fds);
+                log_error("attach: a malformed message, or after init");
+                return r;
+        }
+        r = worker_sandbox_attach(v, fds, n_fds, &err);
+        if (r < 0)
+                log_error("attach: %s", err ? err : strerror(-r));
+        return r;
+}
+
 static int handle_init(json_t *msg, const char *raw) {
+        /* The env's dirs are set for good before any of its code runs: a
+         * worker adopts one environment, once. */
+        _cleanup_free_ char *err = NULL;
+        int s = worker_sandbox_seal(&err);
+        if (s < 0) {
+                log_error("init: %s", err ? err : strerror(-s));
+                return s;
+        }
         worker_network = json_is_true(json_object_get(msg, "network"));
         json_t *sp = json_object_get(msg, "spares");
         if (json_is_integer(sp))
@@ -825,13 +860,16 @@ static int handle_message(void) {
                 return r;
         json_t *msg = json_loads(raw, 0, NULL);
         const char *type = json_string_value(json_object_get(msg, "type"));
-        bool takes_fds = type && (streq(type, "run") || streq(type, "instance") || streq(type, "spare"));
+        bool takes_fds = type && (streq(type, "run") || streq(type, "instance") || streq(type, "spare") ||
+                                  streq(type, "attach"));
         if (!takes_fds)
                 close_fds(fds, n_fds);
         if (!type)
                 r = -EPROTO;
         else if (streq(type, "spare"))
                 r = handle_spare(msg, fds, n_fds);
+        else if (streq(type, "attach"))
+                r = handle_attach(msg, fds, n_fds);
         else if (takes_fds)
                 r = handle_run(msg, raw, fds, n_fds);
         else if (streq(type, "validate")) {
