@@ -330,9 +330,13 @@ struct PoolWorker {
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
-/* Spawns the blank worker if the engine keeps one and has none (in the
- * caller's thread: a fork+exec, no wait). The prewarm and the janitor. */
-void pool_blank_spawn(Engine *e);
+/* The blank worker (Pool.blank): pool_blank_start() spawns one if the
+ * engine keeps one and has none (a fork+exec, no wait; NULL otherwise);
+ * pool_blank_publish() makes it the one to adopt, once its hello came
+ * when wait_ready (the daemon's prewarm: it listens once the blank worker
+ * is up, as the validator), at once otherwise (the janitor's refill). */
+struct Worker *pool_blank_start(Engine *e);
+void pool_blank_publish(Engine *e, struct Worker *w, bool wait_ready);
 /* Takes the oldest ready spare slot of pw (NULL if none) and asks for a
  * replacement in the background. */
 SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);

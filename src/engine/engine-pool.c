@@ -230,20 +230,36 @@ static int worker_adopt(Engine *e, Worker *w, char *const *sys_path, char **ret_
 
 static void blank_work(Engine *e, void *unused) {
         (void) unused;
-        pool_blank_spawn(e);
+        /* On the janitor: the fork+exec only; its hello is read when an
+         * env adopts it (worker_adopt()). */
+        pool_blank_publish(e, pool_blank_start(e), false);
 }
 
-void pool_blank_spawn(Engine *e) {
+static void blank_work(Engine *e, void *unused);
+
+Worker *pool_blank_start(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         bool want = e->pool.blank_enabled && !e->pool.blank;
         e->pool.blank_pending = false;
         pthread_mutex_unlock(&e->pool.lock);
         if (!want)
-                return;
+                return NULL;
         Worker *w = NULL;
         _cleanup_free_ char *err = NULL;
         if (worker_spawn(e, SANDBOX_MODE_FULL, NULL, NULL, &w, &err) < 0) {
                 log_warn("cannot start the blank worker: %s", err ? err : "?");
+                return NULL;
+        }
+        return w;
+}
+
+void pool_blank_publish(Engine *e, Worker *w, bool wait_ready) {
+        if (!w)
+                return;
+        _cleanup_free_ char *err = NULL;
+        if (wait_ready && worker_hello(e, w, &err) < 0) {
+                log_warn("the blank worker did not start: %s", err ? err : "?");
+                worker_stop(w);
                 return;
         }
         pthread_mutex_lock(&e->pool.lock);

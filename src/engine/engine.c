@@ -99,11 +99,13 @@ static void *prewarm_main(void *userdata) {
          * starts at its first run, as every env's does. */
         RunLimits limits = e->defaults;
         limits.network = false;
+        /* The blank worker a cold env adopts (engine-pool.c) boots beside
+         * the validator (two CPUs' worth of start-up at once); the daemon
+         * listens once both are up (engine_prewarm_wait()). */
+        struct Worker *blank = pool_blank_start(e);
         if (pool_acquire(e, e->prewarm_mode, &limits, NULL, NULL, e->validator_apart, &pw, &cold, &err) >= 0)
                 pool_release(e, pw, false);
-        /* Then the blank worker a cold env adopts (engine-pool.c), once the
-         * validator is up: they do not compete for the CPUs. */
-        pool_blank_spawn(e);
+        pool_blank_publish(e, blank, true);
         return NULL;
 }
 
