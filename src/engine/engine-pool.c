@@ -442,9 +442,21 @@ void pool_reap(Engine *e) {
                         pw->dead = true;
                 }
         }
+        /* The blank worker is no pool worker: a dead one is reaped here
+         * too (no zombie waiter left), and replaced. */
+        Worker *dead_blank = NULL;
+        if (e->pool.blank && e->pool.blank->pid > 0 &&
+            waitpid(e->pool.blank->pid, NULL, WNOHANG) == e->pool.blank->pid) {
+                e->pool.blank->pid = 0;
+                dead_blank = TAKE_PTR(e->pool.blank);
+        }
         PoolWorker *victims = collect_evictions(e, now_monotonic());
         pthread_mutex_unlock(&e->pool.lock);
         stop_list(victims);
+        if (dead_blank) {
+                worker_stop(dead_blank);
+                pool_blank_publish(e, pool_blank_start(e), false);
+        }
 }
 
 void pool_sweep(Engine *e) {

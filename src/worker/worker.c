@@ -109,6 +109,17 @@ static size_t runs_in_flight(void) {
         return n;
 }
 
+/* Run children whose own process still lives: a run whose child is
+ * reaped and only its pid namespace's init is left to die is over for
+ * the zygote (its answer went out at the child's exit). */
+static size_t runs_alive(void) {
+        size_t n = 0;
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].status_fd >= 0 && !children[i].reaped)
+                        n++;
+        return n;
+}
+
 static void zygote_mark_used(void) {
         if (!zygote_used)
                 zygote_used_at = now_monotonic();
@@ -132,7 +143,7 @@ static bool zygote_settle_due(int *ret_ms) {
                 return false;
         usec_t due = zygote_used ? zygote_used_at + ZYGOTE_SETTLE_MAX_WAIT_MS * USEC_PER_MSEC
                                  : zygote_ready_at + ZYGOTE_UNUSED_SETTLE_MS * USEC_PER_MSEC;
-        if (zygote_used && runs_in_flight() == 0)
+        if (zygote_used && runs_alive() == 0)
                 due = 0;
         usec_t now = now_monotonic();
         *ret_ms = now >= due ? 0 : (int) ((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
@@ -705,6 +716,13 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
          * (runner._freeze_module_objects): forked from an unfrozen zygote,
          * that collection would walk, and copy, every page of it. */
         if (instance)
+                zygote_settle();
+        /* The first run is over but the worker has not settled yet: the
+         * answer goes out at the run child's exit (its init holds none of
+         * its pipes, sandbox-pidns.c), so the next run can come before
+         * the worker's first idle moment. Settle now rather than fork it
+         * from the unsettled zygote. */
+        if (zygote_used && runs_alive() == 0)
                 zygote_settle();
         zygote_mark_used();
 
