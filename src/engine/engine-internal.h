@@ -59,7 +59,7 @@ typedef struct Pool {
          * full sandbox, unless $PYSPRINTER_BLANK_WORKER=0). */
         struct Worker *blank;
         bool blank_enabled;
-        bool blank_pending; /* one asked of the janitor */
+        usec_t blank_due_at; /* replace it then (pool_reap); 0: not due */
         uint64_t blank_adoptions;
 } Pool;
 
@@ -334,7 +334,8 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken);
  * engine keeps one and has none (a fork+exec, no wait; NULL otherwise);
  * pool_blank_publish() makes it the one to adopt, once its hello came
  * when wait_ready (the daemon's prewarm: it listens once the blank worker
- * is up, as the validator), at once otherwise (the janitor's refill). */
+ * is up, as the validator), at once otherwise (the janitor's tick,
+ * pool_reap(): a dead blank worker, or one taken, replaced). */
 struct Worker *pool_blank_start(Engine *e);
 void pool_blank_publish(Engine *e, struct Worker *w, bool wait_ready);
 /* Takes the oldest ready spare slot of pw (NULL if none) and asks for a

@@ -19,6 +19,9 @@
 #include "worker-proto.h"
 
 #define INIT_TIMEOUT_USEC (120 * USEC_PER_SEC)
+/* How long after the first release of the worker that adopted it the
+ * blank worker is replaced (at the janitor's next tick after that). */
+#define BLANK_REFILL_DELAY_USEC (500 * USEC_PER_MSEC)
 
 static void request_slots(Engine *e, PoolWorker *pw, unsigned batch, bool concurrent);
 static unsigned slot_batch(Engine *e);
@@ -228,19 +231,10 @@ static int worker_adopt(Engine *e, Worker *w, char *const *sys_path, char **ret_
         return 0;
 }
 
-static void blank_work(Engine *e, void *unused) {
-        (void) unused;
-        /* On the janitor: the fork+exec only; its hello is read when an
-         * env adopts it (worker_adopt()). */
-        pool_blank_publish(e, pool_blank_start(e), false);
-}
-
-static void blank_work(Engine *e, void *unused);
 
 Worker *pool_blank_start(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         bool want = e->pool.blank_enabled && !e->pool.blank;
-        e->pool.blank_pending = false;
         pthread_mutex_unlock(&e->pool.lock);
         if (!want)
                 return NULL;
@@ -413,21 +407,20 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
         if (measured && !pw->dead)
                 pw->pss_bytes = pss;
         /* The blank worker this one's start took is replaced after its
-         * first run, not during it (its start-up would compete with that
-         * run for the CPUs, as spares would). */
-        bool blank_due = pw->blank_taken && e->pool.blank_enabled && !e->pool.blank && !e->pool.blank_pending;
-        if (pw->blank_taken)
+         * first run, not during it, and not right after it either: its
+         * start-up (~30 ms of CPU) would compete with that run and with
+         * the spares the worker makes next. The janitor's tick
+         * (pool_reap) starts it once BLANK_REFILL_DELAY has passed. */
+        if (pw->blank_taken) {
                 pw->blank_taken = false;
-        if (blank_due)
-                e->pool.blank_pending = true;
+                e->pool.blank_due_at = now_monotonic() + BLANK_REFILL_DELAY_USEC;
+        }
         PoolWorker *victims = collect_evictions(e, now_monotonic());
         /* No broadcast of changed: its waiters wait for a worker being
          * started to be ready (pool_acquire() wakes them), which a release
          * never changes; instance waiters have their own (round 8). */
         pthread_mutex_unlock(&e->pool.lock);
         stop_list(victims);
-        if (blank_due)
-                engine_janitor_defer(e, blank_work, NULL, true);
 }
 
 void pool_reap(Engine *e) {
@@ -450,13 +443,15 @@ void pool_reap(Engine *e) {
                 e->pool.blank->pid = 0;
                 dead_blank = TAKE_PTR(e->pool.blank);
         }
+        bool refill = e->pool.blank_due_at && now_monotonic() >= e->pool.blank_due_at;
+        if (refill)
+                e->pool.blank_due_at = 0;
         PoolWorker *victims = collect_evictions(e, now_monotonic());
         pthread_mutex_unlock(&e->pool.lock);
         stop_list(victims);
-        if (dead_blank) {
-                worker_stop(dead_blank);
+        worker_stop(dead_blank);
+        if (dead_blank || refill)
                 pool_blank_publish(e, pool_blank_start(e), false);
-        }
 }
 
 void pool_sweep(Engine *e) {

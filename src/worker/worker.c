@@ -120,6 +120,36 @@ static size_t runs_alive(void) {
         return n;
 }
 
+/* Whether run child pid is past the point of no return: PF_EXITING in
+ * /proc/PID/stat's flags. Its mm is gone by then (exit_mm() comes before
+ * exit_files(), which closes the run's pipes and so lets the engine
+ * answer), but its SIGCHLD may still be to come. */
+static bool child_exiting(pid_t pid) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (n <= 0)
+                return true; /* gone already */
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')');
+        unsigned long flags = 0;
+        /* ") S ppid pgrp session tty_nr tpgid flags" */
+        if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+                return false;
+        return (flags & 0x4 /* PF_EXITING */) != 0;
+}
+
+/* No run child lives, or each one left is exiting: the first run is over
+ * for the zygote (the next run may arrive before that child's SIGCHLD). */
+static bool runs_over(void) {
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].status_fd >= 0 && !children[i].reaped && children[i].pid > 0 &&
+                    !child_exiting(children[i].pid))
+                        return false;
+        return true;
+}
+
 static void zygote_mark_used(void) {
         if (!zygote_used)
                 zygote_used_at = now_monotonic();
@@ -720,9 +750,10 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         /* The first run is over but the worker has not settled yet: the
          * answer goes out at the run child's exit (its init holds none of
          * its pipes, sandbox-pidns.c), so the next run can come before
-         * the worker's first idle moment. Settle now rather than fork it
-         * from the unsettled zygote. */
-        if (zygote_used && runs_alive() == 0)
+         * the worker's first idle moment, or even before the run child's
+         * SIGCHLD (runs_over()). Settle now rather than fork it from the
+         * unsettled zygote. */
+        if (zygote_used && !zygote_settled && zygote_initialised && runs_over())
                 zygote_settle();
         zygote_mark_used();
 
