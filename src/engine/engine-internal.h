@@ -52,6 +52,15 @@ typedef struct Pool {
         /* Ad-hoc runs in the full sandbox that found a spare slot ready
          * (spare_hits) or were forked directly (spare_misses). */
         uint64_t spare_hits, spare_misses;
+        /* The blank worker (issue 15, cold env, round 10): sandboxed,
+         * CPython up, no env, never sent anything but "attach" and "init"
+         * by the env that adopts it. NULL when none is ready to take;
+         * blank_enabled: the daemon keeps one (EngineConfig.prewarm in the
+         * full sandbox, unless $PYSPRINTER_BLANK_WORKER=0). */
+        struct Worker *blank;
+        bool blank_enabled;
+        usec_t blank_due_at; /* replace it then (pool_reap); 0: not due */
+        uint64_t blank_adoptions;
 } Pool;
 
 /* Validation results by hash of (source, filename, function, arguments):
@@ -256,12 +265,21 @@ typedef struct Worker {
          * output dirs, seen by the worker at SANDBOX_OUT_ROOT) and work/
          * (the overlay's work dir); removed when the worker stops. */
         char *out_root;
+        usec_t started;  /* when it was spawned (monotonic) */
+        bool adopted;    /* a blank worker that took an env (engine-pool.c) */
 } Worker;
 
 /* Starts a worker whose sandbox can see sys_path's store dirs and the
  * datasets ("NAME=/host/dir") read-only. */
-int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
-                 Worker **ret, char **ret_error);
+int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
+                 char **ret_error);
+/* worker_start()'s two halves: the fork+exec (returns at once), and the
+ * wait for its "hello" (CPython up, runner loaded; a no-op once read). A
+ * blank worker (engine-pool.c) is spawned ahead and its hello read when an
+ * env adopts it. */
+int worker_spawn(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
+                 char **ret_error);
+int worker_hello(Engine *e, Worker *w, char **ret_error);
 /* Receives one message, waiting at most until deadline (monotonic µs; 0 =
  * forever). -ETIMEDOUT, -ECONNRESET when the worker died. */
 int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len);
@@ -301,6 +319,7 @@ struct PoolWorker {
         usec_t pss_measured; /* when pss_bytes was last read (atomic) */
         size_t n_imported;
         char **failed_imports;
+        bool blank_taken; /* its start took the blank worker: replace it at the first release */
         pthread_mutex_t io_lock; /* one request/reply at a time on w->sock */
         int proc_fd;             /* proc_status_open(w->pid) once ready, else -EBADF */
         PoolWorker *next;
@@ -315,6 +334,14 @@ struct PoolWorker {
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
+/* The blank worker (Pool.blank): pool_blank_start() spawns one if the
+ * engine keeps one and has none (a fork+exec, no wait; NULL otherwise);
+ * pool_blank_publish() makes it the one to adopt, once its hello came
+ * when wait_ready (the daemon's prewarm: it listens once the blank worker
+ * is up, as the validator), at once otherwise (the janitor's tick,
+ * pool_reap(): a dead blank worker, or one taken, replaced). */
+struct Worker *pool_blank_start(Engine *e);
+void pool_blank_publish(Engine *e, struct Worker *w, bool wait_ready);
 /* Takes the oldest ready spare slot of pw (NULL if none) and asks for a
  * replacement in the background. */
 SpareSlot *pool_take_slot(Engine *e, PoolWorker *pw);

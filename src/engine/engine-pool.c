@@ -15,9 +15,13 @@
 #include <sys/wait.h>
 
 #include "engine-internal.h"
+#include "sandbox.h"
 #include "worker-proto.h"
 
 #define INIT_TIMEOUT_USEC (120 * USEC_PER_SEC)
+/* How long after the first release of the worker that adopted it the
+ * blank worker is replaced (at the janitor's next tick after that). */
+#define BLANK_REFILL_DELAY_USEC (500 * USEC_PER_MSEC)
 
 static void request_slots(Engine *e, PoolWorker *pw, unsigned batch, bool concurrent);
 static unsigned slot_batch(Engine *e);
@@ -177,6 +181,88 @@ bool pool_worker_exited(const PoolWorker *pw) {
         return pw->proc_fd >= 0 && proc_status_doomed(pw->proc_fd);
 }
 
+/* The blank worker, if this start may take it (pool lock held): only an
+ * env's worker of the full sandbox without datasets, whose dirs are what
+ * adoption passes. */
+static Worker *blank_take(Engine *e, const PoolWorker *pw) {
+        if (!e->pool.blank || pw->mode != SANDBOX_MODE_FULL || pw->validator || (pw->data && pw->data[0]))
+                return NULL;
+        return TAKE_PTR(e->pool.blank);
+}
+
+/* Hands the env's store dirs to the blank worker w: one read-only mount
+ * per dir, made here (sandbox_store_mount_open()), passed in "attach"
+ * messages of at most WORKER_PROTO_MAX_FDS fds; the worker attaches them
+ * at the paths an exec'd env worker has them bound at, and seals them at
+ * "init" (worker_init(), sent next). */
+static int worker_adopt(Engine *e, Worker *w, char *const *sys_path, char **ret_error) {
+        int r = worker_hello(e, w, ret_error);
+        if (r < 0)
+                return r;
+        size_t n = strv_length((char **) sys_path);
+        for (size_t i = 0; i < n; i += WORKER_PROTO_MAX_FDS) {
+                size_t k = MIN(n - i, (size_t) WORKER_PROTO_MAX_FDS);
+                int fds[WORKER_PROTO_MAX_FDS];
+                size_t got = 0;
+                json_t *names = json_array();
+                for (; r >= 0 && got < k; got++) {
+                        _cleanup_free_ char *inside = sandbox_inside_path(sys_path[i + got]);
+                        fds[got] = sandbox_store_mount_open(sys_path[i + got], ret_error);
+                        if (fds[got] < 0) {
+                                r = fds[got];
+                                break;
+                        }
+                        json_array_append_new(names, json_string(strrchr(inside, '/') + 1));
+                }
+                json_t *m = json_pack("{s:s, s:o}", "type", "attach", "names", names);
+                _cleanup_free_ char *text = r >= 0 ? json_dumps(m, JSON_COMPACT) : NULL;
+                json_decref(m);
+                if (r >= 0) {
+                        r = worker_send(w, text, fds, got);
+                        if (r < 0)
+                                *ret_error = xasprintf("passing the env's dirs to the worker: %s", strerror(-r));
+                }
+                for (size_t j = 0; j < got; j++)
+                        close(fds[j]);
+                if (r < 0)
+                        return r;
+        }
+        w->adopted = true;
+        return 0;
+}
+
+
+Worker *pool_blank_start(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        bool want = e->pool.blank_enabled && !e->pool.blank;
+        pthread_mutex_unlock(&e->pool.lock);
+        if (!want)
+                return NULL;
+        Worker *w = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (worker_spawn(e, SANDBOX_MODE_FULL, NULL, NULL, &w, &err) < 0) {
+                log_warn("cannot start the blank worker: %s", err ? err : "?");
+                return NULL;
+        }
+        return w;
+}
+
+void pool_blank_publish(Engine *e, Worker *w, bool wait_ready) {
+        if (!w)
+                return;
+        _cleanup_free_ char *err = NULL;
+        if (wait_ready && worker_hello(e, w, &err) < 0) {
+                log_warn("the blank worker did not start: %s", err ? err : "?");
+                worker_stop(w);
+                return;
+        }
+        pthread_mutex_lock(&e->pool.lock);
+        if (!e->pool.blank && e->pool.blank_enabled)
+                e->pool.blank = TAKE_PTR(w);
+        pthread_mutex_unlock(&e->pool.lock);
+        worker_stop(w);
+}
+
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error) {
         _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data, validator);
@@ -222,11 +308,36 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
         pw->next = e->pool.workers;
         e->pool.workers = pw;
         e->pool.misses++;
+        Worker *blank = blank_take(e, pw);
+        if (blank) {
+                e->pool.blank_adoptions++;
+                pw->blank_taken = true;
+        }
         pthread_mutex_unlock(&e->pool.lock);
 
-        int r = worker_start(e, mode, limits, pw->sys_path, pw->data, &pw->w, ret_error);
-        if (r >= 0)
-                r = worker_init(e, pw, ret_error);
+        /* A blank worker, started ahead, adopts the env (issue 15, cold
+         * env, round 10): its sandbox and CPython are up already. If it
+         * cannot (it died, the kernel refuses a mount), a worker is
+         * exec'd for the env as always. */
+        int r = -ENOENT;
+        if (blank) {
+                _cleanup_free_ char *err = NULL;
+                r = worker_adopt(e, blank, pw->sys_path, &err);
+                if (r >= 0) {
+                        pw->w = TAKE_PTR(blank);
+                        r = worker_init(e, pw, &err);
+                        if (r < 0)
+                                pw->w = worker_stop(pw->w);
+                }
+                if (r < 0)
+                        log_warn("the blank worker could not adopt the env (%s): starting one", err ? err : "?");
+                blank = worker_stop(blank);
+        }
+        if (r < 0) {
+                r = worker_start(e, mode, pw->sys_path, pw->data, &pw->w, ret_error);
+                if (r >= 0)
+                        r = worker_init(e, pw, ret_error);
+        }
         /* Measured outside the pool lock (see pool_release). */
         uint64_t pss = r >= 0 ? engine_process_tree_pss(pw->w->pid) : 0;
         if (r >= 0)
@@ -295,6 +406,15 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
                 request_slots(e, pw, slot_batch(e), pool_worker_runs(e, pw, NULL) > 0);
         if (measured && !pw->dead)
                 pw->pss_bytes = pss;
+        /* The blank worker this one's start took is replaced after its
+         * first run, not during it, and not right after it either: its
+         * start-up (~30 ms of CPU) would compete with that run and with
+         * the spares the worker makes next. The janitor's tick
+         * (pool_reap) starts it once BLANK_REFILL_DELAY has passed. */
+        if (pw->blank_taken) {
+                pw->blank_taken = false;
+                e->pool.blank_due_at = now_monotonic() + BLANK_REFILL_DELAY_USEC;
+        }
         PoolWorker *victims = collect_evictions(e, now_monotonic());
         /* No broadcast of changed: its waiters wait for a worker being
          * started to be ready (pool_acquire() wakes them), which a release
@@ -315,9 +435,23 @@ void pool_reap(Engine *e) {
                         pw->dead = true;
                 }
         }
+        /* The blank worker is no pool worker: a dead one is reaped here
+         * too (no zombie waiter left), and replaced. */
+        Worker *dead_blank = NULL;
+        if (e->pool.blank && e->pool.blank->pid > 0 &&
+            waitpid(e->pool.blank->pid, NULL, WNOHANG) == e->pool.blank->pid) {
+                e->pool.blank->pid = 0;
+                dead_blank = TAKE_PTR(e->pool.blank);
+        }
+        bool refill = e->pool.blank_due_at && now_monotonic() >= e->pool.blank_due_at;
+        if (refill)
+                e->pool.blank_due_at = 0;
         PoolWorker *victims = collect_evictions(e, now_monotonic());
         pthread_mutex_unlock(&e->pool.lock);
         stop_list(victims);
+        worker_stop(dead_blank);
+        if (dead_blank || refill)
+                pool_blank_publish(e, pool_blank_start(e), false);
 }
 
 void pool_sweep(Engine *e) {
@@ -331,8 +465,11 @@ void pool_shutdown(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         PoolWorker *all = e->pool.workers;
         e->pool.workers = NULL;
+        e->pool.blank_enabled = false;
+        Worker *blank = TAKE_PTR(e->pool.blank);
         assert(!e->pool.instances);
         pthread_mutex_unlock(&e->pool.lock);
+        worker_stop(blank);
         stop_list(all);
 }
 
@@ -393,7 +530,17 @@ int engine_pool_list(Engine *e, char **ret_json) {
                                                      (int) instances, "pss_bytes", (json_int_t) pw->pss_bytes, "idle_s",
                                                      runs ? 0.0 : (double) (now - pw->last_used) / 1e6, "sys_path",
                                                      paths, "imported", (int) pw->n_imported, "failed_imports", failed));
+                /* Issue 15, cold env (round 10): a worker that was the
+                 * blank one, and how long before its env came it started. */
+                json_t *last = json_array_get(arr, json_array_size(arr) - 1);
+                json_object_set_new(last, "adopted", json_boolean(pw->w && pw->w->adopted));
+                json_object_set_new(last, "age_s", json_real(pw->w ? (double) (now - pw->w->started) / 1e6 : 0.0));
         }
+        if (e->pool.blank)
+                json_array_append_new(arr, json_pack("{s:s, s:i, s:f, s:I}", "kind", "blank", "pid",
+                                                     (int) e->pool.blank->pid, "age_s",
+                                                     (double) (now - e->pool.blank->started) / 1e6, "adoptions",
+                                                     (json_int_t) e->pool.blank_adoptions));
         for (Instance *i = e->pool.instances; i; i = i->next)
                 json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:b, s:I, s:f, s:b, s:I}", "kind", "instance",
                                                      "function", i->key, "pid", (int) i->pid, "busy", i->busy,

@@ -1,4 +1,5 @@
 /* One worker process: start it, talk to it, stop it. */
+#include <assert.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
@@ -94,8 +95,8 @@ static char *worker_out_root(Engine *e) {
         return TAKE_PTR(dir);
 }
 
-int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
-                 Worker **ret, char **ret_error) {
+int worker_spawn(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
+                 char **ret_error) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                 int r = -errno;
@@ -110,7 +111,6 @@ int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 .worker_path = e->worker_path,
                 .ctrl_fd = sv[1],
                 .mode = mode,
-                .limits = limits,
                 .ro_paths = ro,
                 .data_dir = e->data_dir,
         };
@@ -119,6 +119,7 @@ int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 w->out_root = worker_out_root(e);
         ws.out_root = w->out_root;
         w->sock = sv[0];
+        w->started = now_monotonic();
         int r = engine_sandbox_spawn_worker(&ws, &w->pid, ret_error);
         close(sv[1]);
         if (r < 0) {
@@ -126,18 +127,39 @@ int worker_start(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 worker_stop(w);
                 return r;
         }
+        *ret = w;
+        return 0;
+}
+
+int worker_hello(Engine *e, Worker *w, char **ret_error) {
+        assert(w);
+        if (w->python_version)
+                return 0;
         _cleanup_free_ char *hello = NULL;
-        r = worker_recv(w, now_monotonic() + WORKER_BOOT_TIMEOUT_USEC, &hello, NULL);
+        int r = worker_recv(w, now_monotonic() + WORKER_BOOT_TIMEOUT_USEC, &hello, NULL);
         if (r < 0) {
                 *ret_error = xasprintf("the worker (%s) did not start: %s", e->worker_path,
                                        r == -ECONNRESET ? "it exited during start-up" : strerror(-r));
-                worker_stop(w);
                 return r;
         }
         json_t *m = json_loads(hello, 0, NULL);
         const char *v = json_string_value(json_object_get(m, "python"));
         w->python_version = xstrdup(v ? v : "?");
         json_decref(m);
+        return 0;
+}
+
+int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
+                 char **ret_error) {
+        Worker *w = NULL;
+        int r = worker_spawn(e, mode, sys_path, data, &w, ret_error);
+        if (r < 0)
+                return r;
+        r = worker_hello(e, w, ret_error);
+        if (r < 0) {
+                worker_stop(w);
+                return r;
+        }
         *ret = w;
         return 0;
 }

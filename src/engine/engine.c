@@ -99,8 +99,13 @@ static void *prewarm_main(void *userdata) {
          * starts at its first run, as every env's does. */
         RunLimits limits = e->defaults;
         limits.network = false;
+        /* The blank worker a cold env adopts (engine-pool.c) boots beside
+         * the validator (two CPUs' worth of start-up at once); the daemon
+         * listens once both are up (engine_prewarm_wait()). */
+        struct Worker *blank = pool_blank_start(e);
         if (pool_acquire(e, e->prewarm_mode, &limits, NULL, NULL, e->validator_apart, &pw, &cold, &err) >= 0)
                 pool_release(e, pw, false);
+        pool_blank_publish(e, blank, true);
         return NULL;
 }
 
@@ -265,6 +270,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->validator_apart = cfg->validator_apart;
         if (cfg->prewarm) {
                 e->prewarm_mode = cfg->prewarm_mode;
+                const char *b = getenv("PYSPRINTER_BLANK_WORKER");
+                e->pool.blank_enabled = cfg->prewarm_mode == SANDBOX_MODE_FULL && !(b && streq(b, "0"));
                 e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
         }
         *ret_engine = e;

@@ -507,8 +507,11 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
         for (size_t i = 0; i < ELEMENTSOF(devlinks); i++)
                 if (symlink(devlinks[i][0], devlinks[i][1]) < 0 && errno != EEXIST)
                         FAIL_ERRNO("symlink %s: %s", devlinks[i][1]);
+        /* SANDBOX_STORE_DIR always exists: a blank worker (no store dir
+         * bound) mounts its own tmpfs there when it adopts an env
+         * (sandbox_worker_store_attach()). */
         static const char *const dirs[] = { NEWROOT "/dev/shm", NEWROOT "/proc", NEWROOT "/tmp", NEWROOT "/etc",
-                                            NEWROOT SANDBOX_OUT_DIR };
+                                            NEWROOT SANDBOX_OUT_DIR, NEWROOT SANDBOX_STORE_DIR };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
                 if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
                         FAIL_ERRNO("mkdir %s: %s", dirs[i]);
@@ -609,5 +612,111 @@ int sandbox_mounts_out(const char *out_name, char **ret_error) {
         if (mount("tmpfs", SANDBOX_OUT_ROOT, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                   "size=4k,nr_inodes=2,mode=0555") < 0)
                 FAIL_ERRNO("hiding %s: %s", SANDBOX_OUT_ROOT);
+        return 0;
+}
+
+/* ---- adoption: an env's store dirs handed to a blank worker ---- */
+
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#ifndef FSCONFIG_SET_STRING
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#endif
+
+/* A detached mount of a new file system: fsopen, the options, create,
+ * fsmount with attr. */
+static int detached_fs(const char *type, const char *const *opts, size_t n_opts, unsigned attr) {
+        _cleanup_close_ int fs = (int) syscall(SYS_fsopen, type, FSOPEN_CLOEXEC);
+        if (fs < 0)
+                return -errno;
+        for (size_t i = 0; i + 1 < n_opts; i += 2)
+                if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[i], opts[i + 1], 0) < 0)
+                        return -errno;
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return -errno;
+        int m = (int) syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, attr);
+        return m < 0 ? -errno : m;
+}
+
+int sandbox_store_mount_open(const char *host, char **ret_error) {
+        assert(host);
+        if (host[0] != '/')
+                FAIL(-EINVAL, "sandbox path %s is not absolute", host);
+        const unsigned ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        /* Overlayfs without an upper dir wants two lower layers: the second
+         * is an empty tmpfs of its own, detached, never seen by anyone. */
+        static const char *const empty_opts[] = { "size", "4k", "nr_inodes", "2", "mode", "0555" };
+        _cleanup_close_ int empty = detached_fs("tmpfs", empty_opts, ELEMENTSOF(empty_opts), ro);
+        if (empty < 0)
+                FAIL(empty, "an empty layer for %s: %s", host, strerror(-empty));
+        _cleanup_close_ int dir = open(host, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dir < 0)
+                FAIL_ERRNO("cannot bind %s into the sandbox: %s", host);
+        /* The layers named through /proc/self/fd: the overlay's options in
+         * mountinfo then show these fd paths, never the host path (as
+         * mount_hidden()'s show the sandbox's own .lower and .empty). */
+        char lower[64];
+        snprintf(lower, sizeof(lower), "/proc/self/fd/%d:/proc/self/fd/%d", dir, empty);
+        const char *const opts[] = { "source", "overlay", "lowerdir", lower };
+        int m = detached_fs("overlay", opts, ELEMENTSOF(opts), ro);
+        if (m < 0)
+                FAIL(m, "mounting %s for the sandbox: %s", host, strerror(-m));
+        return m;
+}
+
+/* The tmpfs at SANDBOX_STORE_DIR holds the mount points of the adopted
+ * env's dirs; attached once, sealed (read-only) once. */
+static bool store_attached, store_sealed;
+
+int sandbox_worker_store_attach(const char *name, int mount_fd, char **ret_error) {
+        assert(name);
+        assert(mount_fd >= 0);
+        if (!sandbox_worker_active())
+                FAIL(-EPERM, "not a sandboxed worker");
+        if (store_sealed)
+                FAIL(-EPERM, "this worker's environment is set already (a worker adopts one environment, once)");
+        if (!*name || strchr(name, '/') || name[0] == '.')
+                FAIL(-EINVAL, "invalid store dir name '%s'", name);
+        if (!store_attached) {
+                /* A worker exec'd with store dirs has them locked on the
+                 * root's SANDBOX_STORE_DIR; only a blank one (none bound:
+                 * the dir is empty) may adopt. */
+                DIR *dd = opendir(SANDBOX_STORE_DIR);
+                if (!dd)
+                        FAIL_ERRNO("opening %s: %s", SANDBOX_STORE_DIR);
+                bool empty = true;
+                for (struct dirent *de; (de = readdir(dd));)
+                        empty = empty && (streq(de->d_name, ".") || streq(de->d_name, ".."));
+                closedir(dd);
+                if (!empty)
+                        FAIL(-EEXIST, "this worker has store dirs already");
+                if (mount("tmpfs", SANDBOX_STORE_DIR, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          "mode=0755,size=64k,nr_inodes=1024") < 0)
+                        FAIL_ERRNO("mounting %s: %s", SANDBOX_STORE_DIR);
+                store_attached = true;
+        }
+        _cleanup_free_ char *dst = path_join(SANDBOX_STORE_DIR, name);
+        if (mkdir(dst, 0755) < 0)
+                FAIL_ERRNO("mkdir %s: %s", dst);
+        if (syscall(SYS_move_mount, mount_fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                FAIL_ERRNO("attaching %s: %s", dst);
+        return 0;
+}
+
+int sandbox_worker_store_seal(char **ret_error) {
+        if (store_sealed || !store_attached) {
+                store_sealed = true;
+                return 0;
+        }
+        struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                               MOUNT_ATTR_NOEXEC };
+        if (syscall(SYS_mount_setattr, AT_FDCWD, SANDBOX_STORE_DIR, 0, &attr, sizeof(attr)) < 0)
+                FAIL_ERRNO("making %s read-only: %s", SANDBOX_STORE_DIR);
+        store_sealed = true;
         return 0;
 }

@@ -7,8 +7,10 @@
  * does, just before it forks the run child:
  *
  *   unshare(CLONE_NEWPID)     W's next children go into a fresh namespace
- *   clone(CLONE_VM) -> G      pid 1 there: shares W's memory, so no page
- *                             tables are copied; own small stack
+ *   clone(CLONE_VM|CLONE_FILES) -> G
+ *                             pid 1 there: shares W's memory, so no page
+ *                             tables are copied, and W's fd table, so it
+ *                             holds no fd of a run; own small stack
  *   fork() -> H               pid 2 there: the run child itself
  *   setns(W's own pid ns)     W's later children are W's again
  *
@@ -113,7 +115,16 @@ int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error) {
                 *ret_error = xasprintf("mmap: %s", strerror(-r));
                 return r;
         }
-        pid_t init = clone(run_init_raw, (char *) stack + INIT_STACK_SIZE, CLONE_VM | SIGCHLD, NULL);
+        /* CLONE_FILES: G shares W's fd table instead of a copy of it.
+         * With a copy, G held every fd W had open at the clone: for a run
+         * forked directly (no spare: a cold env's first run), that is the
+         * run's stdout, stderr and result pipes, so the engine saw their
+         * EOF, and answered, only once W had reaped H, killed G and G had
+         * died (~7 ms, cold9b). Shared, W's close after the fork closes
+         * them for G too: the answer comes at H's exit, as for a spare's
+         * run. G opens, closes and reads no fd; H, without capabilities
+         * and with G non-dumpable, cannot reach G's table (/proc/1/fd). */
+        pid_t init = clone(run_init_raw, (char *) stack + INIT_STACK_SIZE, CLONE_VM | CLONE_FILES | SIGCHLD, NULL);
         if (init < 0) {
                 r = -errno;
                 (void) munmap(stack, INIT_STACK_SIZE);

@@ -95,6 +95,27 @@ bool sandbox_worker_active(void);
  * compiles the seccomp filter. */
 int sandbox_worker_resume(char **ret_error);
 
+/* ---- adoption: a blank worker takes an environment (docs/sandbox.md) ---- */
+
+/* In the engine (root): a detached read-only mount (MOUNT_ATTR_RDONLY,
+ * NOSUID, NODEV) of the host store dir `host`, as an overlay whose options
+ * name only /proc/self/fd paths (mountinfo inside shows no host path, as
+ * for the dirs sandbox_worker_enter() binds). Returns the mount's fd
+ * (O_CLOEXEC), to be passed to the worker with SCM_RIGHTS. */
+int sandbox_store_mount_open(const char *host, char **ret_error);
+
+/* In a sandboxed worker started with no store dir (a blank worker): mounts
+ * a tmpfs of its own on SANDBOX_STORE_DIR (first call) and attaches
+ * mount_fd at SANDBOX_STORE_DIR/name with move_mount(). -EEXIST when the
+ * worker was exec'd with store dirs, -EPERM once sealed: a worker adopts
+ * one environment, once. */
+int sandbox_worker_store_attach(const char *name, int mount_fd, char **ret_error);
+
+/* Ends adoption for good: the tmpfs on SANDBOX_STORE_DIR (if any) becomes
+ * read-only, and no later attach is accepted. Called before the env's
+ * modules are imported. */
+int sandbox_worker_store_seal(char **ret_error);
+
 /* ---- run level ---------------------------------------------------------------- */
 
 typedef struct SandboxRunConfig {

@@ -71,6 +71,22 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         return r;
 }
 
+int worker_sandbox_attach(char *const *names, int *fds, size_t n, char **ret_error) {
+        int r = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (r >= 0)
+                        r = sandbox_worker_store_attach(names[i], fds[i], ret_error);
+                fds[i] = fd_close(fds[i]);
+        }
+        return r;
+}
+
+int worker_sandbox_seal(char **ret_error) {
+        if (!sandbox_worker_active())
+                return 0;
+        return sandbox_worker_store_seal(ret_error);
+}
+
 /* Set in a spare that ran sandbox_run_prepare() ahead of its run. */
 static bool spare_prepared;
 static bool spare_network;

@@ -109,6 +109,47 @@ static size_t runs_in_flight(void) {
         return n;
 }
 
+/* Run children whose own process still lives: a run whose child is
+ * reaped and only its pid namespace's init is left to die is over for
+ * the zygote (its answer went out at the child's exit). */
+static size_t runs_alive(void) {
+        size_t n = 0;
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].status_fd >= 0 && !children[i].reaped)
+                        n++;
+        return n;
+}
+
+/* Whether run child pid is past the point of no return: PF_EXITING in
+ * /proc/PID/stat's flags. Its mm is gone by then (exit_mm() comes before
+ * exit_files(), which closes the run's pipes and so lets the engine
+ * answer), but its SIGCHLD may still be to come. */
+static bool child_exiting(pid_t pid) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (n <= 0)
+                return true; /* gone already */
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')');
+        unsigned long flags = 0;
+        /* ") S ppid pgrp session tty_nr tpgid flags" */
+        if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+                return false;
+        return (flags & 0x4 /* PF_EXITING */) != 0;
+}
+
+/* No run child lives, or each one left is exiting: the first run is over
+ * for the zygote (the next run may arrive before that child's SIGCHLD). */
+static bool runs_over(void) {
+        for (size_t i = 0; i < n_children; i++)
+                if (children[i].status_fd >= 0 && !children[i].reaped && children[i].pid > 0 &&
+                    !child_exiting(children[i].pid))
+                        return false;
+        return true;
+}
+
 static void zygote_mark_used(void) {
         if (!zygote_used)
                 zygote_used_at = now_monotonic();
@@ -132,7 +173,7 @@ static bool zygote_settle_due(int *ret_ms) {
                 return false;
         usec_t due = zygote_used ? zygote_used_at + ZYGOTE_SETTLE_MAX_WAIT_MS * USEC_PER_MSEC
                                  : zygote_ready_at + ZYGOTE_UNUSED_SETTLE_MS * USEC_PER_MSEC;
-        if (zygote_used && runs_in_flight() == 0)
+        if (zygote_used && runs_alive() == 0)
                 due = 0;
         usec_t now = now_monotonic();
         *ret_ms = now >= due ? 0 : (int) ((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
@@ -186,7 +227,42 @@ static int reply_from_python(const char *func, const char *type, json_t *msg, co
         return send_json(out);
 }
 
+/* "attach" (a blank worker adopting an env, engine-pool.c): the env's
+ * store dirs as mount fds, one per name. No reply: a failure ends the
+ * worker, and the engine, seeing it gone at "init", starts one by exec. */
+static int handle_attach(json_t *msg, int *fds, size_t n_fds) {
+        json_t *names = json_object_get(msg, "names");
+        size_t n = json_array_size(names);
+        _cleanup_free_ char *err = NULL;
+        int r = n == n_fds && !zygote_initialised ? 0 : -EPROTO;
+        _cleanup_strv_free_ char **v = NULL;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const char *s = json_string_value(json_array_get(names, i));
+                if (!s)
+                        r = -EPROTO;
+                else
+                        v = strv_append(v, s);
+        }
+        if (r < 0) {
+                close_fds(fds, n_fds);
+                log_error("attach: a malformed message, or after init");
+                return r;
+        }
+        r = worker_sandbox_attach(v, fds, n_fds, &err);
+        if (r < 0)
+                log_error("attach: %s", err ? err : strerror(-r));
+        return r;
+}
+
 static int handle_init(json_t *msg, const char *raw) {
+        /* The env's dirs are set for good before any of its code runs: a
+         * worker adopts one environment, once. */
+        _cleanup_free_ char *err = NULL;
+        int s = worker_sandbox_seal(&err);
+        if (s < 0) {
+                log_error("init: %s", err ? err : strerror(-s));
+                return s;
+        }
         worker_network = json_is_true(json_object_get(msg, "network"));
         json_t *sp = json_object_get(msg, "spares");
         if (json_is_integer(sp))
@@ -673,6 +749,14 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
          * that collection would walk, and copy, every page of it. */
         if (instance)
                 zygote_settle();
+        /* The first run is over but the worker has not settled yet: the
+         * answer goes out at the run child's exit (its init holds none of
+         * its pipes, sandbox-pidns.c), so the next run can come before
+         * the worker's first idle moment, or even before the run child's
+         * SIGCHLD (runs_over()). Settle now rather than fork it from the
+         * unsettled zygote. */
+        if (zygote_used && !zygote_settled && zygote_initialised && runs_over())
+                zygote_settle();
         zygote_mark_used();
 
         const char *tag = json_string_value(json_object_get(msg, "spare"));
@@ -827,13 +911,16 @@ static int handle_message(void) {
                 return r;
         json_t *msg = json_loads(raw, 0, NULL);
         const char *type = json_string_value(json_object_get(msg, "type"));
-        bool takes_fds = type && (streq(type, "run") || streq(type, "instance") || streq(type, "spare"));
+        bool takes_fds = type && (streq(type, "run") || streq(type, "instance") || streq(type, "spare") ||
+                                  streq(type, "attach"));
         if (!takes_fds)
                 close_fds(fds, n_fds);
         if (!type)
                 r = -EPROTO;
         else if (streq(type, "spare"))
                 r = handle_spare(msg, fds, n_fds);
+        else if (streq(type, "attach"))
+                r = handle_attach(msg, fds, n_fds);
         else if (takes_fds)
                 r = handle_run(msg, raw, fds, n_fds);
         else if (streq(type, "validate")) {

@@ -14,6 +14,12 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error);
  * the whole run message (its "limits"/"sandbox" fields are for this hook);
  * extra_fds are the fds that followed stdout/stderr/result in it. Must
  * leave the child in its own process group (the engine kills -pgid). */
+/* A blank worker adopting an environment (engine-pool.c): attaches the
+ * store mounts fds (one per name, taken) at SANDBOX_STORE_DIR/name.
+ * -EPERM outside the sandbox or once the env is set (worker_sandbox_seal). */
+int worker_sandbox_attach(char *const *names, int *fds, size_t n, char **ret_error);
+/* No env dir can be attached any more (the worker's "init"). */
+int worker_sandbox_seal(char **ret_error);
 int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error);
 
 /* Called in a pre-forked spare while it idles: the run-level isolation

@@ -42,3 +42,93 @@ def test_the_validating_worker_is_ready_when_healthz_first_answers(tmp_path):
         assert st == 200 and body["status"] == "succeeded" and body["result"] == 7, body
     finally:
         d.stop()
+
+
+STORE_PROBE = (
+    "@requirements({'%s': ''})\n"
+    "def f():\n"
+    "    import os, %s\n"
+    "    mi = open('/proc/self/mountinfo').read()\n"
+    "    return {'value': %s.VALUE, 'store': sorted(os.listdir('/run/pysprinter/store')), 'mountinfo': mi}\n")
+
+
+def _workers(d):
+    st, w = d.call("GET", "/v1/workers")
+    assert st == 200, w
+    return w["workers"]
+
+
+def _blank(d):
+    b = [x for x in _workers(d) if x["kind"] == "blank"]
+    return b[0] if b else None
+
+
+def test_a_cold_env_is_adopted_by_a_worker_started_before_its_request(tmp_path):
+    """Issue 15, cold env (round 10): the daemon keeps one blank worker
+    (sandboxed, CPython up, no env); the first run of a cold env runs in
+    it: the env's worker is the process that was the blank one before the
+    request, its store dirs passed as mounts. It sees only its env's dirs
+    (and no host path in its mountinfo), a second env never lands in it,
+    and the blank worker is replaced after the adoption. Fails before: no
+    blank worker, the env's worker is exec'd for the request."""
+    sb = sandbox_mode(tmp_path)
+    if sb != "full":
+        import pytest
+        pytest.skip("the blank worker is a full-sandbox mechanism")
+    import pkgindex
+    from daemonlib import wait_for
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    for name, v in (("adopta", 1), ("adoptb", 2)):
+        index.add(pkgindex.build_wheel(wheels, name, "1.0", files={f"{name}/__init__.py": f"VALUE = {v}\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sb, config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        blank = wait_for(lambda: _blank(d), "the blank worker")
+        st, out = d.run(STORE_PROBE % ("adopta", "adopta", "adopta"))
+        assert st == 200 and out["status"] == "succeeded", out
+        r = out["result"]
+        assert r["value"] == 1
+        env_a = [x for x in _workers(d) if x["kind"] == "worker" and x.get("sys_path")]
+        assert len(env_a) == 1, env_a
+        env_a = env_a[0]
+        # The env's worker is the blank worker of before the request.
+        assert env_a["pid"] == blank["pid"] and env_a["adopted"] is True, (env_a, blank)
+        # It sees exactly its env's dirs, under their sandbox names.
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in env_a["sys_path"])
+        assert r["store"] == names and r["store"], (r["store"], names)
+        assert str(d.home) not in r["mountinfo"] and str(tmp_path) not in r["mountinfo"], r["mountinfo"]
+        # A new blank worker replaces the one taken.
+        blank2 = wait_for(lambda: (_blank(d) or {}).get("pid") not in (None, blank["pid"]) and _blank(d),
+                          "a new blank worker")
+        assert blank2["pid"] != env_a["pid"]
+        # The store dirs are read-only in the run, as in an exec'd worker.
+        st, out = d.run("@requirements({'adopta': ''})\n"
+                        "def f():\n"
+                        "    import os\n"
+                        "    d = '/run/pysprinter/store/' + os.listdir('/run/pysprinter/store')[0]\n"
+                        "    res = []\n"
+                        "    for p in ('/run/pysprinter/store/x', d + '/x'):\n"
+                        "        try:\n"
+                        "            open(p, 'w')\n"
+                        "            res.append('written')\n"
+                        "        except OSError as e:\n"
+                        "            res.append(e.errno)\n"
+                        "    return res\n")
+        assert st == 200 and out["status"] == "succeeded", out
+        assert "written" not in out["result"], out["result"]
+        # A second env lands in another worker, which sees only its dirs.
+        st, out = d.run(STORE_PROBE % ("adoptb", "adoptb", "adoptb"))
+        assert st == 200 and out["status"] == "succeeded", out
+        rb = out["result"]
+        envs = [x for x in _workers(d) if x["kind"] == "worker" and x.get("sys_path")]
+        env_b = [x for x in envs if x["pid"] != env_a["pid"]]
+        assert len(envs) == 2 and len(env_b) == 1, envs
+        names_b = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in env_b[0]["sys_path"])
+        assert rb["store"] == names_b and not set(rb["store"]) & set(names), (rb["store"], names)
+        assert env_b[0]["adopted"] is True and env_b[0]["pid"] == blank2["pid"], (env_b, blank2)
+    finally:
+        d.stop()
+        index.stop()

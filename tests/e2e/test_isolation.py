@@ -331,9 +331,13 @@ def worker_roots(d):
 def test_killing_the_root_waiter_takes_the_worker_down(daemon):
     need_sandbox(daemon)
     assert daemon.run("def f():\n    return 1\n")[1]["status"] == "succeeded"
-    roots = wait_for(lambda: worker_roots(daemon), "a warm worker")
-    tree = {r: descendants(r) for r in roots}
-    assert all(len(t) >= 2 for t in tree.values()), tree  # X and W1 at least
+    # X and W1 at least below each root (a worker the daemon starts in the
+    # background, the blank one, may be a moment from having them).
+    def trees():
+        t = {r: descendants(r) for r in worker_roots(daemon)}
+        return t if t and all(len(x) >= 2 for x in t.values()) else None
+    tree = wait_for(trees, "warm workers with their namespaces' processes")
+    roots = list(tree)
     for r in roots:
         os.kill(r, signal.SIGKILL)
     everything = [p for t in tree.values() for p in t]

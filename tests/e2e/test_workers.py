@@ -1125,8 +1125,17 @@ def test_the_worker_loads_its_runner_compiled_at_build_time(daemon):
 
 def _env_worker_out_root(d):
     """--out-root of the daemon's worker started for an environment (the
-    one given store dirs, --ro=...), or None. Any of the daemon's threads
+    one given store dirs, --ro=..., or the blank worker that adopted it:
+    the env's worker in /v1/workers), or None. Any of the daemon's threads
     may have forked it: its children are found by their parent pid."""
+    st, w = d.call("GET", "/v1/workers")
+    env = [x["pid"] for x in w["workers"] if x["kind"] == "worker" and x.get("sys_path")]
+    for p in env:
+        try:
+            args = open(f"/proc/{p}/cmdline", "rb").read().decode().split("\0")
+        except OSError:
+            continue
+        return next((a.split("=", 1)[1] for a in args if a.startswith("--out-root=")), None)
     for p in os.listdir("/proc"):
         try:
             if not p.isdigit() or int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) != d.proc.pid:

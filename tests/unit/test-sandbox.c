@@ -524,6 +524,44 @@ static int cgroup_warm_child(void *arg) {
         return 0;
 }
 
+/* The run's pid-namespace init (sandbox-pidns.c) holds no fd of the run:
+ * a pipe whose write end the worker closes after making the init reads
+ * EOF while that init still lives (before: the init had a copy of the fd
+ * table, so the engine saw a directly forked run's pipes end only once
+ * the init died). */
+static int pidns_init_child(void *arg) {
+        (void) arg;
+        int p[2];
+        CHECK(pipe2(p, O_CLOEXEC) == 0);
+        SandboxRunPidns ns;
+        char *err = NULL;
+        int r = sandbox_run_pidns_begin(&ns, &err);
+        if (r == -EPERM || r == -EINVAL)
+                return 0; /* no pid namespaces for us here */
+        CHECK(r == 0);
+        sandbox_run_pidns_end(&ns);
+        if (ns.init <= 0)
+                return 0; /* this architecture: the run child makes it */
+        close(p[1]);
+        struct pollfd pf = { .fd = p[0], .events = POLLIN };
+        int k = poll(&pf, 1, 0);
+        bool alive = kill(ns.init, 0) == 0;
+        (void) kill(ns.init, SIGKILL);
+        CHECK(waitpid(ns.init, NULL, __WALL) == ns.init);
+        sandbox_run_pidns_release(&ns);
+        CHECK(alive);
+        CHECK(k == 1 && (pf.revents & POLLHUP));
+        return 0;
+}
+
+static void test_pidns_init_holds_no_fd(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        int st = in_child(pidns_init_child, NULL);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_cgroup_warm_helper(void **state) {
         int none = -1;
         int st = in_child(cgroup_warm_child, &none);
@@ -1440,6 +1478,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_memory_replaced_after_uses),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_cgroup_warm_helper),
+                cmocka_unit_test(test_pidns_init_holds_no_fd),
                 cmocka_unit_test(test_net_pristine),
                 cmocka_unit_test(test_net_fresh_namespace_not_checked),
         };
