@@ -981,7 +981,11 @@ def test_at_concurrency_8_runs_reuse_network_namespaces_never_sharing_one(tmp_pa
         out = _runs_at_once(d, source, 300, 8)
         assert all(alone for _, alone in warm + out), "two runs in flight shared a network namespace"
         fresh = {c for c, _ in out} - seen
-        assert len(fresh) <= 3, f"{len(fresh)} new network namespaces in 300 runs after the pool was warm"
+        # Before round 7 about 1 run in 5 made one (~60 here); under a
+        # loaded machine a few still do (a spare forked while a run's
+        # namespace is on its way back to the pool: 0-5 seen), so the bound
+        # is 1 in 30, far under the defect it guards against.
+        assert len(fresh) <= 10, f"{len(fresh)} new network namespaces in 300 runs after the pool was warm"
     finally:
         d.stop()
         index.stop()
