@@ -400,6 +400,21 @@ int store_write_run_deferred(Store *s, const char *sql, const RunRecord *r, cons
         return write_unwaited(s, sql, r, request_json, true);
 }
 
+int store_write_deferred_start(Store *s, const char *id, const char *started_sql, usec_t started) {
+        assert(s && id && started_sql);
+        pthread_mutex_lock(&s->wlock);
+        StoreOp *d = deferred_find_locked(s, id);
+        bool changed = d && d->rec->attempt == 0;
+        if (changed) {
+                d->sql = d->submit_sql = started_sql;
+                d->rec->attempt = 1;
+                d->rec->started = started;
+                set_text(&d->rec->status, "running");
+        }
+        pthread_mutex_unlock(&s->wlock);
+        return changed;
+}
+
 /* The finishes the calling thread holds (store_finish_hold()). */
 static __thread struct {
         Store *s;
