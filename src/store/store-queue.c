@@ -206,11 +206,21 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
                 *ret_attempt = 1;
                 return 0;
         }
+        /* Replaceable while queued: a run that ends within the writer's
+         * linger (a synchronous invoke that waited for an instance longer
+         * than it, then ran briefly) writes its start and end as ONE
+         * UPDATE instead of two. */
         RunRecord rec = { .id = (char *) id, .started = started, .attempt = known + 1 };
-        int k = store_write_run(store_of(q),
-                                "UPDATE runs SET status='running', attempt=?19, started=?17 "
-                                "WHERE id=?1 AND status='queued' AND attempt=?19-1",
-                                &rec, NULL, false);
+        int k = store_write_start_deferred(store_of(q),
+                                           "UPDATE runs SET status='running', attempt=?19, started=?17 "
+                                           "WHERE id=?1 AND status='queued' AND attempt=?19-1",
+                                           &rec,
+                                           "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+                                           "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+                                           "timings_json=?14, log_path=COALESCE(?15, log_path), started=?17, "
+                                           "finished=?18, attempt=?19, request_json=NULL, outputs_json=?22, "
+                                           "lock_sha256=COALESCE(?23, lock_sha256) "
+                                           "WHERE id=?1 AND status='queued' AND attempt=?19-1");
         if (k < 0)
                 return k;
         *ret_attempt = known + 1;

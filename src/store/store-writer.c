@@ -49,6 +49,7 @@ struct StoreOp {
         bool held;         /* a held finish (store_finish_hold()): its caller looks at it later */
         StoreOp *hnext;    /* the holding thread's list */
         const char *submit_sql; /* a deferred submit's own statement */
+        const char *replace_sql; /* a deferred write's replacement by its run's finish (NULL: the finish's) */
         bool done;
         int result;
         pthread_cond_t cond;    /* a waited op's caller sleeps on it */
@@ -359,7 +360,8 @@ static StoreOp *deferred_find_locked(Store *s, const char *id) {
         return NULL;
 }
 
-static int write_unwaited(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool deferred) {
+static int write_unwaited(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool deferred,
+                          const char *replace_sql) {
         assert(sql && r);
         StoreOp *op = xcalloc(1, sizeof(StoreOp));
         pthread_cond_init(&op->cond, NULL);
@@ -369,6 +371,7 @@ static int write_unwaited(Store *s, const char *sql, const RunRecord *r, const c
         op->owned = true;
         op->deferred = deferred;
         op->submit_sql = deferred ? sql : NULL;
+        op->replace_sql = replace_sql;
         pthread_mutex_lock(&s->wlock);
         bool wake = enqueue_locked(s, op);
         /* No thread (it could not be made, or the store is closing): the
@@ -384,7 +387,7 @@ static int write_unwaited(Store *s, const char *sql, const RunRecord *r, const c
 int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool wait) {
         assert(s);
         if (!wait)
-                return write_unwaited(s, sql, r, arg21, false);
+                return write_unwaited(s, sql, r, arg21, false, NULL);
         StoreOp op = { .sql = sql, .rec = (RunRecord *) r, .arg21 = (char *) arg21 };
         pthread_cond_init(&op.cond, NULL);
         pthread_mutex_lock(&s->wlock);
@@ -397,7 +400,12 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
 
 int store_write_run_deferred(Store *s, const char *sql, const RunRecord *r, const char *request_json) {
         assert(s && r && r->id);
-        return write_unwaited(s, sql, r, request_json, true);
+        return write_unwaited(s, sql, r, request_json, true, NULL);
+}
+
+int store_write_start_deferred(Store *s, const char *sql, const RunRecord *r, const char *replace_sql) {
+        assert(s && r && r->id && replace_sql);
+        return write_unwaited(s, sql, r, NULL, true, replace_sql);
 }
 
 int store_write_deferred_start(Store *s, const char *id, const char *started_sql, usec_t started) {
@@ -441,7 +449,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
                  * thread's held finishes at once (one transaction). */
                 if (d && d->rec->attempt == attempt) {
                         record_merge_end(d->rec, r);
-                        d->sql = replace_sql;
+                        d->sql = d->replace_sql ? d->replace_sql : replace_sql;
                         d->deferred = false;
                         d->owned = false;
                 } else {
@@ -468,7 +476,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
         /* Keeps its place in the FIFO (every later write of the run is
          * behind it); now waited: the leader marks it done, we free it. */
         record_merge_end(d->rec, r);
-        d->sql = replace_sql;
+        d->sql = d->replace_sql ? d->replace_sql : replace_sql;
         d->deferred = false;
         d->owned = false;
         wait_done_locked(s, d);

@@ -1808,6 +1808,51 @@ static void test_held_finishes_commit_as_one_transaction(void **state) {
         store_close(s);
 }
 
+/* A synchronous run that waits for an instance (round 10): its deferred
+ * submit says queued; its start turns the still queued submit into the
+ * started one, and its end replaces that: one commit. Committed queued
+ * already (it waited longer than the linger), its start is a deferred
+ * UPDATE its end replaces: one more commit, not two. */
+static void test_queued_synchronous_run_start_and_end_are_one_write(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        RunRecord r = { .id = (char *) "qs1", .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .args_json = (char *) "[1]", .status = (char *) "queued", .created = 10,
+                        .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
+        uint64_t commits = store_commits(s);
+        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+        assert_int_equal(store_commits(s) - commits, 0); /* deferred, as a started one */
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "qs1", 15, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        RunRecord fin = ended("qs1", 20);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_ended_with_everything(s, "qs1", 20);
+
+        /* Committed queued first (the linger passed while it waited). */
+        r.id = (char *) "qs2";
+        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+        assert_int_equal(run_queue_reveal(q, "qs2"), 0);
+        _cleanup_(run_record_freep) RunRecord *queued = get(s, "qs2");
+        assert_string_equal(queued->status, "queued");
+        assert_int_equal(queued->attempt, 0);
+        commits = store_commits(s);
+        assert_int_equal(run_queue_start(q, "qs2", 15, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        RunRecord fin2 = ended("qs2", 21);
+        assert_int_equal(run_queue_finish(q, &fin2, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_ended_with_everything(s, "qs2", 21);
+        assert_not_pending(q, "qs2");
+        /* Ended: a second finish is refused. */
+        assert_int_equal(run_queue_finish(q, &fin2, 1), -ESTALE);
+        run_queue_free(q);
+        store_close(s);
+}
+
 static void test_deferred_submit_committed_by_linger_then_updated(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
@@ -2232,6 +2277,7 @@ int main(void) {
                 cmocka_unit_test(test_run_object_head_text_is_jansson),
                 cmocka_unit_test(test_deferred_submit_finished_within_linger_is_one_write),
                 cmocka_unit_test(test_held_finishes_commit_as_one_transaction),
+                cmocka_unit_test(test_queued_synchronous_run_start_and_end_are_one_write),
                 cmocka_unit_test(test_deferred_submit_committed_by_linger_then_updated),
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
                 cmocka_unit_test(test_deferred_submit_not_for_retries_0),
