@@ -517,10 +517,27 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         hold.list = NULL;
         hold.tail = NULL;
         pthread_mutex_lock(&s->wlock);
-        /* The first wait leads the commit of everything queued (unless a
-         * commit is under way: then the next one takes them all). */
-        for (StoreOp *op = list; op; op = op->hnext)
-                wait_done_locked(s, op);
+        /* Until every held op is committed: led here when nobody commits
+         * (the first lead takes them all, with everything else queued),
+         * else woken by each commit's end (wdone) to look again. Not on
+         * an op's own condition: a commit's end signals the first waited
+         * op queued behind it, and a held op has nobody waiting on it
+         * (a replaced deferred submit keeps its earlier place in the
+         * queue, so the ops' order there is not the list's). */
+        for (;;) {
+                bool all = true;
+                for (StoreOp *op = list; op && all; op = op->hnext)
+                        all = op->done;
+                if (all)
+                        break;
+                if (!s->wleader) {
+                        lead_locked(s);
+                        continue;
+                }
+                s->wdrainers++;
+                pthread_cond_wait(&s->wdone, &s->wlock);
+                s->wdrainers--;
+        }
         bool wake = false;
         for (StoreOp *op = list, *next; op; op = next) {
                 next = op->hnext;
