@@ -87,19 +87,11 @@ static void write_back_range(int fd, off_t from, off_t to, unsigned flags) {
                         return;
 }
 
-/* This thread's own descriptor of the WAL (s->cfd_wal), opened once and
- * kept: read-write for the allocation ahead (allocate_ahead_wal()). Never
- * closed before the store: closing a descriptor of a file drops every
- * POSIX lock the process holds on it. */
-static void wal_fd_open(Store *s) {
-        if (s->cfd_wal < 0 && s->cwal_path)
-                s->cfd_wal = open(s->cwal_path, O_RDWR | O_CLOEXEC);
-}
-
 /* The WAL's frames the next pass will sync: those after the last copied
  * (32-byte header, then frames of a 24-byte header and a page). */
 static void write_back_wal(Store *s) {
-        wal_fd_open(s);
+        if (s->cfd_wal < 0 && s->cwal_path)
+                s->cfd_wal = open(s->cwal_path, O_RDONLY | O_CLOEXEC);
         if (s->cfd_wal < 0 || s->cpage <= 0)
                 return;
         pthread_mutex_lock(&s->clock);
@@ -129,34 +121,13 @@ static void write_back_wal(Store *s) {
  * pass, not only its new part: a page read ahead and evicted again is read
  * again; 8000 cached frames cost ~0.11 ms of this thread (measured: 113
  * µs for 33 MiB cached, 57 µs for 4 MiB). */
-/* The WAL's blocks from off for len bytes allocated ahead of the commits
- * (round 10). A commit that writes past the blocks the WAL has takes the
- * inode's i_data_sem for writing to reserve them (ext4's delayed
- * allocation, ext4_da_get_block_prep()), and waits there while the
- * write-back of earlier frames holds it (ext4_map_blocks()): 5 waits of
- * request threads and the run watcher in a 3 s recording at wrk -c8, up to
- * 60 ms each ("Invoke path: the tail, round 10"). Blocks allocated here
- * (unwritten extents, past the file's size: KEEP_SIZE, SQLite sees the
- * same size) are found in the extent cache, with no lock taken for
- * writing. Only when the span reaches past the allocated blocks (st_blocks:
- * fallocate takes the inode's lock, which a commit's write also takes).
- * The blocks count against the disk like the WAL's: at most
- * STORE_CKPT_AHEAD_PAGES frames (32 MiB) past its end, freed when SQLite
- * truncates it. */
-static void allocate_ahead_wal(Store *s, off_t off, off_t len) {
-        struct stat st;
-        if (fstat(s->cfd_wal, &st) < 0 || (off_t) st.st_blocks * 512 >= off + len)
-                return;
-        (void) fallocate(s->cfd_wal, FALLOC_FL_KEEP_SIZE, off, len);
-}
-
 static void read_ahead_wal(Store *s, int from) {
-        wal_fd_open(s);
+        if (s->cfd_wal < 0 && s->cwal_path)
+                s->cfd_wal = open(s->cwal_path, O_RDONLY | O_CLOEXEC);
         if (s->cfd_wal < 0 || s->cpage <= 0)
                 return;
         off_t frame = 24 + (off_t) s->cpage;
         (void) posix_fadvise(s->cfd_wal, 32 + from * frame, STORE_CKPT_AHEAD_PAGES * frame, POSIX_FADV_WILLNEED);
-        allocate_ahead_wal(s, 32 + from * frame, STORE_CKPT_AHEAD_PAGES * frame);
 }
 
 /* The database file's pages a pass copied in, written back at once, in

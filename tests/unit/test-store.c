@@ -1396,41 +1396,6 @@ static void test_wal_reuse_reads_nothing_in_the_committing_thread(void **state) 
         store_close(s);
 }
 
-/* Round 10 (the tail): a commit that writes past the WAL's allocated
- * blocks takes the inode's i_data_sem for writing (ext4's delayed
- * allocation) and waits there behind the write-back of earlier frames;
- * the checkpointer allocates the WAL ahead of the writes (KEEP_SIZE: the
- * size SQLite sees is unchanged). While the WAL grows, after the
- * checkpointer's first passes, its blocks reach well past its end. */
-static void test_wal_allocated_ahead_of_the_writes(void **state) {
-        _cleanup_free_ char *path = NULL;
-        Store *s = open_at(&path);
-        _cleanup_free_ char *wal = xasprintf("%s-wal", path);
-        RunQueue *q = run_queue_sqlite_new(s);
-        StoreCheckpointStats cs = {};
-        struct stat st = {};
-        off_t ahead = 0;
-        usec_t deadline = now_monotonic() + 60 * USEC_PER_SEC;
-        for (int i = 0; now_monotonic() < deadline && cs.capped == 0; i++) {
-                char id[32];
-                snprintf(id, sizeof(id), "wa%d", i);
-                submit(q, id, 3, 1);
-                if (i % 50)
-                        continue;
-                store_checkpoint_stats(s, &cs);
-                assert_int_equal(stat(wal, &st), 0);
-                ahead = MAX(ahead, (off_t) st.st_blocks * 512 - st.st_size);
-                if (cs.checkpoints >= 2 && ahead >= 8 << 20)
-                        break;
-        }
-        print_message("WAL %lld KiB, allocated past its end at most %lld KiB (%llu passes)\n",
-                      (long long) st.st_size >> 10, (long long) ahead >> 10, (unsigned long long) cs.checkpoints);
-        /* Before: at most a block's rounding (< 4 KiB). */
-        assert_true(ahead >= 8 << 20);
-        run_queue_free(q);
-        store_close(s);
-}
-
 /* ---- the checkpointer is a background thread (round 6: the tail) ----
  * The scheduling policy of the thread named name in this process, as
  * /proc/self/task/TID/stat shows it (field 41), or -1 without one. */
@@ -2312,7 +2277,6 @@ int main(void) {
                 cmocka_unit_test(test_run_object_head_text_is_jansson),
                 cmocka_unit_test(test_deferred_submit_finished_within_linger_is_one_write),
                 cmocka_unit_test(test_held_finishes_commit_as_one_transaction),
-                cmocka_unit_test(test_wal_allocated_ahead_of_the_writes),
                 cmocka_unit_test(test_queued_synchronous_run_start_and_end_are_one_write),
                 cmocka_unit_test(test_deferred_submit_committed_by_linger_then_updated),
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
