@@ -206,8 +206,9 @@ static int record_newer_first(const void *a, const void *b) {
  * in this daemon's hands: a stored run still queued or running shows the
  * daemon's status (its record may lag: a start is not waited for), one not
  * stored yet (a synchronous invoke's deferred submit, docs/api.md
- * "Delivery") is added. No store write: what is in flight is read from
- * memory. Returns the merged list (v's records moved into it). */
+ * "Delivery") is added, its record committed before it is shown (no
+ * write added: the flush commits what the writer would commit within its
+ * linger). Returns the merged list (v's records moved into it). */
 static RunRecord **runs_merge_in_flight(Daemon *d, const char *tenant, RunRecord **v, size_t *n, size_t limit) {
         RunRecord **f = NULL;
         size_t nf = 0;
@@ -217,6 +218,7 @@ static RunRecord **runs_merge_in_flight(Daemon *d, const char *tenant, RunRecord
         }
         RunRecord **m = xcalloc(*n + nf + 1, sizeof(RunRecord *));
         size_t k = 0;
+        bool revealed = false;
         for (size_t i = 0; i < *n; i++)
                 m[k++] = v[i];
         free(v);
@@ -226,6 +228,13 @@ static RunRecord **runs_merge_in_flight(Daemon *d, const char *tenant, RunRecord
                         if (streq(m[i]->id, f[j]->id))
                                 stored = m[i];
                 if (!stored) {
+                        /* Its id is shown now: committed first, as the
+                         * 202 of a timed-out wait does (Delivery: a run
+                         * whose id was shown ends in a terminal state
+                         * after a crash). One flush for all of them: what
+                         * is queued goes with it. */
+                        if (!revealed)
+                                revealed = run_queue_reveal(d->queue, f[j]->id) >= 0;
                         m[k++] = TAKE_PTR(f[j]);
                         continue;
                 }
