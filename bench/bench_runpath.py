@@ -8,6 +8,11 @@ Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat
   sequential invokes); --perf-record: perf record -g of the daemon during
   wrk -c8 on each path (into BENCH_PERF_DIR); --strace: syscalls per
   invoke (strace -f -c, 200 sequential invokes): futex, clone3, ...
+  --c8-mech: under wrk -c8 (4 s each route), the daemon's write syscalls
+  (/proc/PID/io syscw) and store commits (/metrics, where the build has
+  pysprinter_store_commits_total) per invoke, and with --strace also its
+  syscalls per invoke under wrk -c8 (strace slows the daemon: fewer
+  invokes overlap than without it).
   BENCH_SOURCE_PAD=N: a function file N bytes larger (a comment).
 Benchmarks are not tests: figures move with the machine's load."""
 import http.client
@@ -110,6 +115,19 @@ def wrk(port, path, seconds=5, conns=8):
     return rate, int(bad.group(1)) if bad else 0, pct("99"), pct("50")
 
 
+def proc_io(pid):
+    return {k: int(v) for k, v in (line.split(": ") for line in pathlib.Path(f"/proc/{pid}/io").read_text().splitlines())}
+
+
+def metric(port, name):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
+    text = c.getresponse().read().decode()
+    c.close()
+    m = re.search(r"^" + name + r" (\d+)", text, re.M)
+    return int(m.group(1)) if m else None
+
+
 def main():
     build = pathlib.Path(sys.argv[1]).resolve()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-runpath-"))
@@ -150,6 +168,30 @@ def main():
                         v = float(f[0]) / n
                         print(f"  perf stat per invoke under wrk -c8 ({name}): {f[2]} " +
                               (f"{v:.3f} ms" if "clock" in f[2] else f"{v:.2f}"))
+        if "--c8-mech" in sys.argv:
+            for name, path in PATHS.items():
+                io0, m0 = proc_io(proc.pid), metric(port, "pysprinter_store_commits_total")
+                w = wrk(port, path, seconds=4)
+                io1, m1 = proc_io(proc.pid), metric(port, "pysprinter_store_commits_total")
+                n = w[0] * 4 if w else 0
+                if n:
+                    commits = f"{(m1 - m0) / n:.3f}" if m0 is not None else "n/a"
+                    print(f"  wrk -c8 ({name}): {w[0]:.0f} /s p99 {w[2]} ms; per invoke: write syscalls "
+                          f"{(io1['syscw'] - io0['syscw']) / n:.2f}, store commits {commits}")
+            if "--strace" in sys.argv:
+                for name, path in PATHS.items():
+                    out = tmp / f"strace-c8-{name}.txt"
+                    st = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(proc.pid)],
+                                          stderr=subprocess.DEVNULL)
+                    time.sleep(0.5)
+                    w = wrk(port, path, seconds=4)
+                    st.send_signal(signal.SIGINT)
+                    st.wait()
+                    n = w[0] * 4 if w else 0
+                    for line in out.read_text().splitlines():
+                        f = line.split()
+                        if n and len(f) >= 5 and f[3].isdigit() and (int(f[3]) >= n / 20 or f[-1] == "total"):
+                            print(f"  strace per invoke under wrk -c8 ({name}): {f[-1]:16s} {int(f[3]) / n:.2f}")
         if "--perf-record" in sys.argv:
             # BENCH_PERF_DIR: where perf.data of each route goes (wrk -c8, 4 s).
             pdir = pathlib.Path(os.environ.get("BENCH_PERF_DIR", tmp))

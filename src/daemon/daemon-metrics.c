@@ -83,6 +83,12 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# HELP pysprinter_store_bytes Size of the job store (database and WAL).\n"
                    "# TYPE pysprinter_store_bytes gauge\npysprinter_store_bytes %" PRIu64 "\n",
                    file_size(d->data_dir, "pysprinter.db") + file_size(d->data_dir, "pysprinter.db-wal"));
+        if (d->store)
+                buf_printf(&b,
+                           "# HELP pysprinter_store_commits_total Transactions the run records' writer committed "
+                           "(group commit: several runs' records per transaction under load).\n"
+                           "# TYPE pysprinter_store_commits_total counter\npysprinter_store_commits_total %" PRIu64 "\n",
+                           store_commits(d->store));
         buf_printf(&b,
                    "# HELP pysprinter_http_requests_total HTTP responses sent.\n"
                    "# TYPE pysprinter_http_requests_total counter\npysprinter_http_requests_total %" PRIu64 "\n"

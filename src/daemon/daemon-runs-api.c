@@ -195,6 +195,64 @@ struct MHD_Response *daemon_api_runs_submit(const DaemonCall *call, unsigned *re
         return resp;
 }
 
+static int record_newer_first(const void *a, const void *b) {
+        const RunRecord *x = *(RunRecord *const *) a, *y = *(RunRecord *const *) b;
+        if (x->created != y->created)
+                return x->created > y->created ? -1 : 1;
+        return strcmp(y->id, x->id);
+}
+
+/* The stored runs v (n, newest first, at most limit) merged with the runs
+ * in this daemon's hands: a stored run still queued or running shows the
+ * daemon's status (its record may lag: a start is not waited for), one not
+ * stored yet (a synchronous invoke's deferred submit, docs/api.md
+ * "Delivery") is added, its record committed before it is shown (no
+ * write added: the flush commits what the writer would commit within its
+ * linger). Returns the merged list (v's records moved into it). */
+static RunRecord **runs_merge_in_flight(Daemon *d, const char *tenant, RunRecord **v, size_t *n, size_t limit) {
+        RunRecord **f = NULL;
+        size_t nf = 0;
+        if (d->cluster || daemon_run_list_in_flight(d, tenant, &f, &nf) < 0 || nf == 0) {
+                run_record_list_free(f, nf);
+                return v;
+        }
+        RunRecord **m = xcalloc(*n + nf + 1, sizeof(RunRecord *));
+        size_t k = 0;
+        bool revealed = false;
+        for (size_t i = 0; i < *n; i++)
+                m[k++] = v[i];
+        free(v);
+        for (size_t j = 0; j < nf; j++) {
+                RunRecord *stored = NULL;
+                for (size_t i = 0; i < k && !stored; i++)
+                        if (streq(m[i]->id, f[j]->id))
+                                stored = m[i];
+                if (!stored) {
+                        /* Its id is shown now: committed first, as the
+                         * 202 of a timed-out wait does (Delivery: a run
+                         * whose id was shown ends in a terminal state
+                         * after a crash). One flush for all of them: what
+                         * is queued goes with it. */
+                        if (!revealed)
+                                revealed = run_queue_reveal(d->queue, f[j]->id) >= 0;
+                        m[k++] = TAKE_PTR(f[j]);
+                        continue;
+                }
+                /* An ended record is final; the daemon's view only
+                 * replaces a status that is not. */
+                if (streq(stored->status, "queued") || streq(stored->status, "running")) {
+                        free(stored->status);
+                        stored->status = xstrdup(f[j]->status);
+                }
+        }
+        run_record_list_free(f, nf);
+        qsort(m, k, sizeof(RunRecord *), record_newer_first);
+        while (k > limit)
+                run_record_free(m[--k]);
+        *n = k;
+        return m;
+}
+
 struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
         RunRecord **v = NULL;
         size_t n = 0, limit = 100;
@@ -211,6 +269,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         int k = daemon_run_record_list(call->d, call->tenant, limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
+        v = runs_merge_in_flight(call->d, call->tenant, v, &n, limit);
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
                 if (!status || (v[i]->status && streq(v[i]->status, status)))

@@ -292,6 +292,7 @@ struct DRun {
         RunStatus status;
         char *phase;
         struct FnCount *fnc;          /* its function's count while it runs, or NULL */
+        struct FnCount *fnr;          /* the count it holds a reservation of (fn_reserve()), or NULL */
         bool cancel_requested;
         bool done;
         /* Broadcast once, when done is set: a ?wait=true request waits on
@@ -363,6 +364,11 @@ typedef struct FnCount {
         char *tenant, *fn_name;
         int fn_version;
         unsigned running;
+        /* Invokes recorded running by their submit (started at once,
+         * drun_enqueue()) that have not begun yet: each holds one of the
+         * function's instances, so no more are recorded running than can
+         * run (fn_reserve()). */
+        unsigned reserved;
 } FnCount;
 #define DAEMON_FN_INSTANCES ENGINE_INSTANCES_DEFAULT
 
@@ -477,6 +483,12 @@ void daemon_run_reveal(Daemon *d, DRun *r);
 int daemon_run_cancel(Daemon *d, DRun *r);
 /* The cancel a run's node hears from another node (cluster), by id. */
 void daemon_run_cancel_id(Daemon *d, const char *id);
+/* The runs in this daemon's hands now (queued or running, tenant's only
+ * unless NULL), as records with the daemon's status: a synchronous
+ * invoke's record may not be committed yet (its submit is deferred,
+ * docs/api.md "Delivery"), the listing merges these
+ * (daemon_api_runs_list()). Free with run_record_list_free(). */
+int daemon_run_list_in_flight(Daemon *d, const char *tenant, RunRecord ***ret, size_t *ret_n);
 /* Number of runs executing or queued. */
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */

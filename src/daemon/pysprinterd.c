@@ -491,6 +491,11 @@ int main(int argc, char **argv) {
                 return EXIT_INTERNAL;
         }
         d->store = engine_store(d->engine);
+        /* Tests only: a long linger keeps a synchronous invoke's deferred
+         * submit uncommitted while it runs (docs/api.md "Delivery"). */
+        const char *linger = getenv("PYSPRINTER_TEST_STORE_LINGER_MS");
+        if (linger)
+                store_writer_set_linger(d->store, (usec_t) strtoull(linger, NULL, 10) * USEC_PER_MSEC);
         d->queue = run_queue_sqlite_new(d->store);
         /* Only this daemon writes its SQLite functions: their versions are kept
          * in memory (daemon-fncache.c). A cluster replaces the store. */

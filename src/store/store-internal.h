@@ -134,6 +134,15 @@ int store_write_run(Store *s, const char *sql, const RunRecord *r, const char *a
  * request_json as ?21: store_write_run_or_replace() may replace it while
  * it is still queued. */
 int store_write_run_deferred(Store *s, const char *sql, const RunRecord *r, const char *request_json);
+/* Unwaited as store_write_run(), marked as r->id's deferred write of
+ * attempt r->attempt (a run's start): while it is still queued, the run's
+ * finish (store_write_run_or_replace()) replaces it by replace_sql, ONE
+ * statement over both with the finish's fields merged in. */
+int store_write_start_deferred(Store *s, const char *sql, const RunRecord *r, const char *replace_sql);
+/* id's deferred submit of attempt 0 (recorded queued), when still queued,
+ * becomes started_sql with attempt 1 and that start time: 1; else nothing
+ * changes: 0 (it was committed: the caller writes the start). */
+int store_write_deferred_start(Store *s, const char *id, const char *started_sql, usec_t started);
 /* Waited as store_write_run(s, sql, r, arg21, true), except when r->id's
  * deferred submit of this attempt is still queued (no committer took it):
  * that write becomes replace_sql instead, ONE statement over the submit's

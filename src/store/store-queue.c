@@ -110,35 +110,42 @@ static bool submit_started(const RunRecord *r) {
         "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,?17,0,1,?20,?21," \
         REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") "," IDEM_FIELD ")"
 
+#define SUBMIT_QUEUED_SQL                                                                        \
+        "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key) "          \
+        "VALUES (?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,"      \
+        "?20,?21," REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") "," IDEM_FIELD ")"
+
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         /* Waited: the client hears the id only once the run is durable. */
         bool started = submit_started(r);
-        int k = started ? store_write_run(store_of(q), SUBMIT_STARTED_SQL, r, request_json, true)
-                        : store_write_run(store_of(q),
-                                          "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key) "
-                                          "VALUES (?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,"
-                                          "?20,?21," REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") "," IDEM_FIELD ")",
-                                          r, request_json, true);
+        int k = store_write_run(store_of(q), started ? SUBMIT_STARTED_SQL : SUBMIT_QUEUED_SQL, r, request_json, true);
         if (k >= 0)
                 known_put((SqliteQueue *) q, r->id, started ? 1 : 0, r->max_attempts, started);
         return MIN(k, 0);
 }
 
 /* A run whose caller hears its id only with its end (docs/api.md
- * "Delivery"): the submit-started record, not waited for. It lingers in
- * the writer's queue; a finish that finds it there replaces it by the
- * ended record (store_run_finish), else the writer commits it as running
- * after the linger, and the run is then what sq_submit() leaves. A run
- * that is not started at once, or must never run twice, is submitted
- * durably as sq_submit() does. */
+ * "Delivery"): the submit's record, not waited for. It lingers in the
+ * writer's queue; a finish that finds it there replaces it by the ended
+ * record (store_run_finish), else the writer commits it after the linger,
+ * and the run is then what sq_submit() leaves. Recorded running when it
+ * starts at once; queued (r->status "queued") when it waits for a slot or
+ * an instance first: its start then turns the still queued submit into
+ * the started one (sq_start()), so a run that queued briefly still costs
+ * one write. A run that must never run twice is submitted durably as
+ * sq_submit() does. */
 static int sq_submit_deferred(RunQueue *q, const RunRecord *r, const char *request_json) {
-        if (!submit_started(r))
+        bool started = submit_started(r);
+        bool queued = !started && r->status && streq(r->status, "queued") && r->max_attempts > 1;
+        if (!started && !queued)
                 return sq_submit(q, r, request_json);
         RunRecord rec = *r;
-        rec.attempt = 1; /* what the row says, and what the finish's fence is */
-        int k = store_write_run_deferred(store_of(q), SUBMIT_STARTED_SQL, &rec, request_json);
+        /* What the row says, and what the finish's fence is. */
+        rec.attempt = started ? 1 : 0;
+        int k = store_write_run_deferred(store_of(q), started ? SUBMIT_STARTED_SQL : SUBMIT_QUEUED_SQL, &rec,
+                                         request_json);
         if (k >= 0)
-                known_put((SqliteQueue *) q, r->id, 1, r->max_attempts, true);
+                known_put((SqliteQueue *) q, r->id, rec.attempt, r->max_attempts, started);
         return MIN(k, 0);
 }
 
@@ -193,11 +200,27 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         }
         if (known < 0 || known + 1 >= max_attempts)
                 return sq_start_now(q, id, started, ret_attempt);
+        /* Its deferred queued submit still uncommitted: it becomes the
+         * started one (sq_submit_deferred()), no write added. */
+        if (known == 0 && store_write_deferred_start(store_of(q), id, SUBMIT_STARTED_SQL, started) > 0) {
+                *ret_attempt = 1;
+                return 0;
+        }
+        /* Replaceable while queued: a run that ends within the writer's
+         * linger (a synchronous invoke that waited for an instance longer
+         * than it, then ran briefly) writes its start and end as ONE
+         * UPDATE instead of two. */
         RunRecord rec = { .id = (char *) id, .started = started, .attempt = known + 1 };
-        int k = store_write_run(store_of(q),
-                                "UPDATE runs SET status='running', attempt=?19, started=?17 "
-                                "WHERE id=?1 AND status='queued' AND attempt=?19-1",
-                                &rec, NULL, false);
+        int k = store_write_start_deferred(store_of(q),
+                                           "UPDATE runs SET status='running', attempt=?19, started=?17 "
+                                           "WHERE id=?1 AND status='queued' AND attempt=?19-1",
+                                           &rec,
+                                           "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+                                           "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+                                           "timings_json=?14, log_path=COALESCE(?15, log_path), started=?17, "
+                                           "finished=?18, attempt=?19, request_json=NULL, outputs_json=?22, "
+                                           "lock_sha256=COALESCE(?23, lock_sha256) "
+                                           "WHERE id=?1 AND status='queued' AND attempt=?19-1");
         if (k < 0)
                 return k;
         *ret_attempt = known + 1;

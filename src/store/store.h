@@ -216,6 +216,20 @@ static inline RunQueue *run_queue_free(RunQueue *q) {
 /* The engine's final write of a queued run: store_run_update() fenced by
  * attempt, as RunQueueOps.finish (-ESTALE when the attempt is not current). */
 int store_run_finish(Store *s, const RunRecord *r, int attempt);
+/* Group commit of a batch of finishes (the run watcher's: several runs end
+ * per wake-up). From store_finish_hold() until store_finish_release() on
+ * the same thread, store_run_finish() on s queues its write and returns 0
+ * at once (the record is NOT durable yet); store_finish_release() commits
+ * every held finish (with whatever else is queued) in one transaction,
+ * waits for that commit, and calls fn(id, result) for each held finish in
+ * order, result as store_run_finish() would have returned it (0, -ESTALE,
+ * -errno), with the writer's lock held: fn must not call into the store.
+ * Whoever answers a caller must do so only after the release (Delivery,
+ * docs/api.md). Other writes of the thread are unchanged; one hold per
+ * thread at a time. */
+typedef void (*StoreHeldFn)(const char *id, int result, void *userdata);
+void store_finish_hold(Store *s);
+void store_finish_release(Store *s, StoreHeldFn fn, void *userdata);
 
 /* Generic key/value cache table (lock cache, metadata). value NULL deletes. */
 int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value);

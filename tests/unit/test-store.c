@@ -1742,6 +1742,117 @@ static void test_deferred_submit_finished_within_linger_is_one_write(void **stat
         store_close(s);
 }
 
+/* The run watcher's batch (store_finish_hold()): its finishes are queued,
+ * not waited for, nothing is durable before the release, and the release
+ * commits them all in ONE transaction and tells each one's result as
+ * store_run_finish() would have. */
+typedef struct HeldResults {
+        char ids[8][16];
+        int results[8];
+        size_t n;
+} HeldResults;
+
+static void held_result(const char *id, int result, void *userdata) {
+        HeldResults *h = userdata;
+        assert_true(h->n < ELEMENTSOF(h->ids));
+        snprintf(h->ids[h->n], sizeof(h->ids[h->n]), "%s", id);
+        h->results[h->n++] = result;
+}
+
+static void test_held_finishes_commit_as_one_transaction(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC); /* the writer's thread commits nothing */
+        /* Three runs recorded running (their submits committed), one whose
+         * deferred submit is still queued. */
+        const char *ids[] = { "hf1", "hf2", "hf3", "hf4" };
+        for (size_t i = 0; i < 3; i++) {
+                submit_deferred(q, ids[i], 10);
+                assert_int_equal(run_queue_reveal(q, ids[i]), 0);
+        }
+        submit_deferred(q, "hf4", 10);
+        uint64_t commits = store_commits(s);
+
+        store_finish_hold(s);
+        for (size_t i = 0; i < 4; i++) {
+                RunRecord fin = ended(ids[i], 20);
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        }
+        /* An attempt that is not current: refused, but only the release
+         * can tell. */
+        RunRecord stale = ended("hf2", 21);
+        assert_int_equal(run_queue_finish(q, &stale, 2), 0);
+        /* Nothing durable yet. */
+        assert_int_equal(store_commits(s) - commits, 0);
+        _cleanup_(run_record_freep) RunRecord *r1 = get(s, "hf1");
+        assert_string_equal(r1->status, "running");
+        RunRecord *none = NULL;
+        assert_int_equal(store_run_get(s, NULL, "hf4", &none), -ENOENT);
+
+        HeldResults h = {};
+        store_finish_release(s, held_result, &h);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_int_equal(h.n, 5);
+        for (size_t i = 0; i < 4; i++) {
+                assert_string_equal(h.ids[i], ids[i]);
+                assert_int_equal(h.results[i], 0);
+                assert_ended_with_everything(s, ids[i], 20);
+        }
+        assert_string_equal(h.ids[4], "hf2");
+        assert_int_equal(h.results[4], -ESTALE);
+        /* Held no more: a finish is waited for again. */
+        RunRecord again = ended("hf1", 22);
+        assert_int_equal(run_queue_finish(q, &again, 1), -ESTALE);
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* A synchronous run that waits for an instance (round 10): its deferred
+ * submit says queued; its start turns the still queued submit into the
+ * started one, and its end replaces that: one commit. Committed queued
+ * already (it waited longer than the linger), its start is a deferred
+ * UPDATE its end replaces: one more commit, not two. */
+static void test_queued_synchronous_run_start_and_end_are_one_write(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        RunRecord r = { .id = (char *) "qs1", .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .args_json = (char *) "[1]", .status = (char *) "queued", .created = 10,
+                        .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
+        uint64_t commits = store_commits(s);
+        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+        assert_int_equal(store_commits(s) - commits, 0); /* deferred, as a started one */
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, "qs1", 15, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        RunRecord fin = ended("qs1", 20);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_ended_with_everything(s, "qs1", 20);
+
+        /* Committed queued first (the linger passed while it waited). */
+        r.id = (char *) "qs2";
+        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+        assert_int_equal(run_queue_reveal(q, "qs2"), 0);
+        _cleanup_(run_record_freep) RunRecord *queued = get(s, "qs2");
+        assert_string_equal(queued->status, "queued");
+        assert_int_equal(queued->attempt, 0);
+        commits = store_commits(s);
+        assert_int_equal(run_queue_start(q, "qs2", 15, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        RunRecord fin2 = ended("qs2", 21);
+        assert_int_equal(run_queue_finish(q, &fin2, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_ended_with_everything(s, "qs2", 21);
+        assert_not_pending(q, "qs2");
+        /* Ended: a second finish is refused. */
+        assert_int_equal(run_queue_finish(q, &fin2, 1), -ESTALE);
+        run_queue_free(q);
+        store_close(s);
+}
+
 static void test_deferred_submit_committed_by_linger_then_updated(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
@@ -2165,6 +2276,8 @@ int main(void) {
                 cmocka_unit_test(test_run_object_splices_timings),
                 cmocka_unit_test(test_run_object_head_text_is_jansson),
                 cmocka_unit_test(test_deferred_submit_finished_within_linger_is_one_write),
+                cmocka_unit_test(test_held_finishes_commit_as_one_transaction),
+                cmocka_unit_test(test_queued_synchronous_run_start_and_end_are_one_write),
                 cmocka_unit_test(test_deferred_submit_committed_by_linger_then_updated),
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
                 cmocka_unit_test(test_deferred_submit_not_for_retries_0),

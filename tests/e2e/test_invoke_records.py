@@ -1,0 +1,150 @@
+"""What the run records and the runs listing say about invokes in flight
+(issue 15 b, round 10): a synchronous invoke's submit is deferred (its
+record is written once, at its end, docs/api.md "Delivery"), so while it
+runs the daemon, not the store, knows it:
+
+- an invoke that has to wait for one of its function's instances is
+  recorded queued, not running (drun_enqueue() "starts at once" only with
+  a free instance);
+- a running invoke is listed by /v1/runs?status=running even while its
+  record is not committed; the listing commits it before showing its id
+  (Delivery), adding no write."""
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from daemonlib import Daemon, wait_for
+
+SRC = (
+    "import os, time\n"
+    "def main(n=0, gate=None, context=None):\n"
+    "    while gate and not os.path.exists(gate):\n"
+    "        time.sleep(0.005)\n"
+    "    return n\n")
+
+INVOKE = "/v1/functions/fn/invoke?wait=true"
+
+
+def metric(d, name):
+    st, text = d.call("GET", "/metrics", token="admin")
+    assert st == 200
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def start_daemon(tmp_path, linger_ms=None):
+    d = Daemon(tmp_path / "d", config_extra="""
+        server:
+          max_concurrent_runs: 64
+          max_concurrent_per_tenant: 64
+        """)
+    if linger_ms is not None:
+        base_env = d.env
+        d.env = lambda: {**base_env(), "PYSPRINTER_TEST_STORE_LINGER_MS": str(linger_ms)}
+    return d
+
+
+def deploy(d):
+    st, b = d.call("POST", "/v1/functions", {"name": "fn", "source": SRC, "function": "main"})
+    assert st == 201, b
+
+
+def four_warm_instances(d):
+    """Bursts of overlapping invokes until the function's four instances
+    are warm: the invokes after that begin without a cold start."""
+    def burst():
+        ts = invokers(d, range(100, 108), None, [])
+        for t in ts:
+            t.join(120)
+        return metric(d, "pysprinter_pool_instances") >= 4
+    wait_for(burst, "four warm instances")
+
+
+def invokers(d, ns, gate, answers):
+    def one(n):
+        kwargs = {"n": n, "gate": str(gate)} if gate else {"n": n}
+        answers.append(d.call("POST", INVOKE, {"kwargs": kwargs}, timeout=120))
+    ts = [threading.Thread(target=one, args=(n,)) for n in ns]
+    for t in ts:
+        t.start()
+    return ts
+
+
+def listed(d, status):
+    st, b = d.call("GET", f"/v1/runs?status={status}&limit=100")
+    assert st == 200, b
+    return [r for r in b["runs"] if r.get("fn_name", "fn") == "fn"]
+
+
+def stored_statuses(home):
+    """The statuses of the gated invokes' records (n < 100; the warm-up's
+    are n >= 100), as committed."""
+    db = sqlite3.connect(f"file:{home / 'pysprinter.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT status, kwargs_json FROM runs WHERE fn_name = 'fn'").fetchall()
+    finally:
+        db.close()
+    # kwargs as stored: {"n": {"value": N}}
+    return [st for st, kw in rows if json.loads(kw)["n"]["value"] < 100]
+
+
+def test_invokes_beyond_the_functions_instances_are_recorded_queued(tmp_path):
+    gate = tmp_path / "gate"
+    with start_daemon(tmp_path).serving() as d:
+        deploy(d)
+        four_warm_instances(d)
+        answers = []
+        # Six callers, four instances (DAEMON_FN_INSTANCES): two wait.
+        ts = invokers(d, range(6), gate, answers)
+        try:
+            # The daemon's view: four running, two queued.
+            wait_for(lambda: len(listed(d, "running")) == 4 and len(listed(d, "queued")) == 2,
+                     "four invokes running and two queued")
+            # The records, once committed (the writer's 2 ms linger), say
+            # the same: no more running than the function has instances.
+            def committed():
+                s = stored_statuses(d.home)
+                return len(s) == 6 and s
+            s = wait_for(committed, "six records committed")
+            assert s.count("running") == 4 and s.count("queued") == 2, s
+        finally:
+            gate.write_text("go")
+            for t in ts:
+                t.join(120)
+        assert sorted(b["result"] for st, b in answers if st == 200) == list(range(6)), answers
+        assert sorted(stored_statuses(d.home)) == ["succeeded"] * 6
+
+
+def test_running_invoke_is_listed_before_its_record_is_committed(tmp_path):
+    gate = tmp_path / "gate"
+    # A linger longer than the test: the invoke's deferred submit stays
+    # uncommitted while it runs, as it may under load.
+    with start_daemon(tmp_path, linger_ms=600000).serving() as d:
+        deploy(d)
+        answers = []
+        commits = metric(d, "pysprinter_store_commits_total")
+        ts = invokers(d, [41], gate, answers)
+        try:
+            runs = wait_for(lambda: listed(d, "running"), "the running invoke listed")
+            assert len(runs) == 1 and runs[0]["status"] == "running", runs
+            run_id = runs[0]["id"]
+            # Shown, so durable (Delivery: a run whose id was shown ends
+            # in a terminal state after a crash): the listing committed
+            # its deferred submit, one commit, no write added.
+            assert stored_statuses(d.home) == ["running"]
+            assert metric(d, "pysprinter_store_commits_total") == commits + 1
+            assert [r["id"] for r in listed(d, "succeeded")] == []
+        finally:
+            gate.write_text("go")
+            for t in ts:
+                t.join(120)
+        st, b = answers[0]
+        assert st == 200 and b["status"] == "succeeded" and b["result"] == 41 and b["id"] == run_id, b
+        # Its end; listed as ended, no longer running.
+        assert metric(d, "pysprinter_store_commits_total") == commits + 2
+        assert listed(d, "running") == []
+        assert [r["id"] for r in listed(d, "succeeded")] == [run_id]
