@@ -32,6 +32,10 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
  * mounts SANDBOX_OUT_ROOT/out_name at SANDBOX_OUT_DIR (out_name may be NULL)
  * and detaches SANDBOX_OUT_ROOT. */
 int sandbox_mounts_out(const char *out_name, char **ret_error);
+/* In a sandboxed blank worker: sandbox_worker_store_attach() and
+ * sandbox_worker_store_seal() once sandbox.c checked the worker is one. */
+int sandbox_mounts_store_attach(const char *name, int mount_fd, char **ret_error);
+int sandbox_mounts_store_seal(char **ret_error);
 
 /* sandbox-net.c */
 /* Unless network: moves the caller into a new network namespace of its

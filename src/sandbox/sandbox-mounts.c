@@ -673,11 +673,9 @@ int sandbox_store_mount_open(const char *host, char **ret_error) {
  * env's dirs; attached once, sealed (read-only) once. */
 static bool store_attached, store_sealed;
 
-int sandbox_worker_store_attach(const char *name, int mount_fd, char **ret_error) {
+int sandbox_mounts_store_attach(const char *name, int mount_fd, char **ret_error) {
         assert(name);
         assert(mount_fd >= 0);
-        if (!sandbox_worker_active())
-                FAIL(-EPERM, "not a sandboxed worker");
         if (store_sealed)
                 FAIL(-EPERM, "this worker's environment is set already (a worker adopts one environment, once)");
         if (!*name || strchr(name, '/') || name[0] == '.')
@@ -708,7 +706,7 @@ int sandbox_worker_store_attach(const char *name, int mount_fd, char **ret_error
         return 0;
 }
 
-int sandbox_worker_store_seal(char **ret_error) {
+int sandbox_mounts_store_seal(char **ret_error) {
         if (store_sealed || !store_attached) {
                 store_sealed = true;
                 return 0;

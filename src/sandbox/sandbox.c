@@ -19,6 +19,18 @@ bool sandbox_worker_active(void) {
         return worker_active;
 }
 
+int sandbox_worker_store_attach(const char *name, int mount_fd, char **ret_error) {
+        if (!worker_active) {
+                *ret_error = xstrdup("not a sandboxed worker");
+                return -EPERM;
+        }
+        return sandbox_mounts_store_attach(name, mount_fd, ret_error);
+}
+
+int sandbox_worker_store_seal(char **ret_error) {
+        return sandbox_mounts_store_seal(ret_error);
+}
+
 int sandbox_worker_enter(const SandboxWorkerConfig *cfg, char **ret_error) {
         SandboxMounts *m = NULL;
         int r;
