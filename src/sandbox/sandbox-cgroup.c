@@ -1072,9 +1072,9 @@ static int dir_remove(CgDir *d) {
 /* An empty v1 memory group, for its next run: the residue is within the
  * bound (checked again against the next grant at renew), the counters
  * the run's verdict and report read start from this run's start. */
-static bool mem_keep(CgDir *d) {
+static bool mem_keep(CgDir *d, bool listed_empty) {
         uint64_t usage = UINT64_MAX;
-        if (d->uses + 1 >= CG_MEM_USES_MAX || !dir_empty(d) ||
+        if (d->uses + 1 >= CG_MEM_USES_MAX || (!listed_empty && !dir_empty(d)) ||
             cg_read_key(d, "memory.usage_in_bytes", NULL, &usage) < 0 || usage > CG_MEM_RESIDUE_MAX)
                 return false;
         if (cg_read_key(d, "memory.oom_control", "oom_kill", &d->oom_base) < 0 ||
@@ -1099,7 +1099,10 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
                         ok = false; /* a frozen (instance) group is never reused */
                 else if (d->v2 || mem_v1(d))
                         continue;
-                else if (!dir_empty(d))
+                /* dirs[0]'s listing was sandbox_cgroup_kill()'s last one,
+                 * just now, and empty: not read again (a v1 listing is
+                 * an open, as the kept fds cannot list: see kept_files). */
+                else if (i > 0 && !dir_empty(d))
                         ok = false;
                 else
                         keep = true;
@@ -1112,7 +1115,7 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
                 CgDir *d = &cg->dirs[i];
                 if (!(d->v2 || mem_v1(d)))
                         continue;
-                if (mem_v1(d) && mem_keep(d))
+                if (mem_v1(d) && mem_keep(d, i == 0))
                         continue;
                 if (dir_remove(d) < 0)
                         return sandbox_cgroup_free(cg);
