@@ -22,6 +22,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <poll.h>
@@ -148,20 +149,49 @@ static int kept_index(const CgDir *d, const char *file) {
         return -1;
 }
 
-/* The kept fd of kept_files[i] in d, opened at first use. Thread-safe as
- * freeze_fd() (a run's stats and a cancel's kill may meet): the loser of
- * a race to open closes its copy. */
+/* The fd budget of the kept files, process-wide: a quarter of
+ * RLIMIT_NOFILE (256 under systemd's default soft 1024: ~25 groups of a
+ * hybrid host, 10 kept files each; the engine keeps up to 64 recycled
+ * groups besides the ones in use). Past it a file is opened per use, as
+ * before. */
+static long kept_open;
+
+/* Read at each file's first open (once per file of a group, not per use):
+ * a test, or an operator's prlimit, lowers it while we run. */
+static long kept_budget(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return 256;
+        return (long) (rl.rlim_cur / 4);
+}
+
+long sandbox_cgroup_kept_fds(void) {
+        return __atomic_load_n(&kept_open, __ATOMIC_RELAXED);
+}
+
+/* The kept fd of kept_files[i] in d, opened at first use; -EDQUOT when
+ * the budget is spent (the caller opens the file for this use). Thread-
+ * safe as freeze_fd() (a run's stats and a cancel's kill may meet): the
+ * loser of a race to open closes its copy. */
 static int kept_fd(CgDir *d, int i) {
         int v = __atomic_load_n(&d->kept[i], __ATOMIC_ACQUIRE);
         if (v > 0)
                 return v - 1;
+        if (__atomic_add_fetch(&kept_open, 1, __ATOMIC_RELAXED) > kept_budget()) {
+                __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
+                return -EDQUOT;
+        }
         int fd = open_at(d->dfd, d->path, kept_files[i].name, kept_files[i].flags);
-        if (fd < 0)
-                return fd == -1 ? -errno : fd;
+        if (fd < 0) {
+                int r = fd == -1 ? -errno : fd;
+                __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
+                return r;
+        }
         int expected = 0;
         if (__atomic_compare_exchange_n(&d->kept[i], &expected, fd + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 return fd;
         (void) close(fd);
+        __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
         return expected - 1;
 }
 
@@ -170,6 +200,7 @@ static void kept_close(CgDir *d) {
                 if (d->kept[i] > 0) {
                         (void) close(d->kept[i] - 1);
                         d->kept[i] = 0;
+                        __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
                 }
 }
 
@@ -210,6 +241,8 @@ static int cg_write(CgDir *d, const char *file, const char *s) {
         if (i < 0)
                 return write_at(d->dfd, d->path, file, s);
         int fd = kept_fd(d, i);
+        if (fd == -EDQUOT)
+                return write_at(d->dfd, d->path, file, s);
         if (fd < 0)
                 return fd;
         return pwrite(fd, s, strlen(s), 0) < 0 ? -errno : 0;
@@ -223,6 +256,8 @@ static ssize_t cg_read_small(CgDir *d, const char *file, char *buf, size_t size)
         if (i < 0)
                 return read_small(d->dfd, d->path, file, buf, size);
         int fd = kept_fd(d, i);
+        if (fd == -EDQUOT)
+                return read_small(d->dfd, d->path, file, buf, size);
         return fd < 0 ? fd : pread_small(fd, buf, size);
 }
 

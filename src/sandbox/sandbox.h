@@ -305,6 +305,11 @@ int sandbox_cgroup_kill(SandboxCgroup *cg);
  * again. */
 uint64_t sandbox_cgroup_kills_sent(void);
 
+/* How many cgroup files this process keeps open (a group's per-run files,
+ * kept for its life): at most a quarter of RLIMIT_NOFILE, past which a
+ * file is opened per use. */
+long sandbox_cgroup_kept_fds(void);
+
 /* Freezes (frozen) or thaws every process in the group: v2
  * cgroup.freeze, else the v1 freezer hierarchy's freezer.state. Returns
  * without waiting for a freeze to complete (a thawed task runs at once).

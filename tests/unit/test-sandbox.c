@@ -19,6 +19,7 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -563,6 +564,58 @@ static void test_cgroup_recycled_files_kept_open(void **state) {
         assert_true(most <= 6 * 18);
         sandbox_cgroup_free(cg);
         assert_int_equal(count_fds(), before);
+}
+
+/* The kept files are bounded by a quarter of RLIMIT_NOFILE: past it a
+ * file is opened per use, and what it reads is still right (a child
+ * process with a soft limit of 64: a budget of 16 fds, where three groups
+ * would keep ~30). */
+static void test_cgroup_kept_files_within_budget(void **state) {
+        if (geteuid() != 0)
+                skip();
+        assert_int_equal(sandbox_cgroup_kept_fds(), 0); /* every group before was freed */
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct rlimit rl = { 64, 64 };
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(2);
+                SandboxLimits l = { .memory_bytes = 256ULL << 20, .max_procs = 32, .cpu_millis = 500,
+                                    .no_freezer = true };
+                SandboxCgroup *cg[3];
+                for (int i = 0; i < 3; i++) {
+                        char name[64], *err = NULL;
+                        snprintf(name, sizeof(name), "unittest-budget-%d-%d", (int) getpid(), i);
+                        if (sandbox_cgroup_new(name, &l, &cg[i], &err) < 0)
+                                _exit(3);
+                }
+                for (int round = 0; round < 2; round++)
+                        for (int i = 0; i < 3; i++) {
+                                run_in_group(cg[i], round ? 0 : 16);
+                                SandboxCgroupStats st;
+                                if (sandbox_cgroup_stats(cg[i], &st) < 0)
+                                        _exit(4);
+                                if (sandbox_cgroup_has_memory(cg[i]) &&
+                                    (round ? st.memory_peak >= 8ULL << 20 : st.memory_peak < 16ULL << 20))
+                                        _exit(5);
+                                if (sandbox_cgroup_kept_fds() > 16)
+                                        _exit(6);
+                                cg[i] = sandbox_cgroup_recycle(cg[i]);
+                                char name[64], *err = NULL;
+                                snprintf(name, sizeof(name), "unittest-budget-%d-%d-%d", (int) getpid(), i, round);
+                                if (!cg[i] || sandbox_cgroup_renew(cg[i], name, &l, &err) < 0)
+                                        _exit(7);
+                        }
+                if (sandbox_cgroup_kept_fds() == 0)
+                        _exit(8); /* some were kept */
+                for (int i = 0; i < 3; i++)
+                        sandbox_cgroup_free(cg[i]);
+                _exit(sandbox_cgroup_kept_fds() == 0 ? 0 : 9);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 /* A killed process can stay in its group for seconds while it exits
@@ -1642,6 +1695,7 @@ int main(void) {
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_cgroup_warm_helper),
                 cmocka_unit_test(test_cgroup_recycled_files_kept_open),
+                cmocka_unit_test(test_cgroup_kept_files_within_budget),
                 cmocka_unit_test(test_cgroup_kill_sends_one_sigkill_per_process),
                 cmocka_unit_test(test_pidns_init_holds_no_fd),
                 cmocka_unit_test(test_net_pristine),
