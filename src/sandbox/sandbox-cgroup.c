@@ -22,8 +22,10 @@
 #include <sched.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -72,6 +74,12 @@ typedef struct CgDir {
          * run's verdict is the difference) and how many runs it served. */
         uint64_t oom_base, residue;
         unsigned uses;
+        /* The files read or written per run (kept_files[]), opened at
+         * first use and kept for the group's life, stored as fd + 1 (0:
+         * not open): a group serves up to CG_MEM_USES_MAX runs and an
+         * open + close of a kernfs file each time was ~10 opens per run
+         * in the janitor alone. */
+        int kept[16];
         /* Removed by sandbox_cgroup_recycle() (it held memory), made
          * again, fresh, by sandbox_cgroup_renew(); path is still its old
          * one (its parent is where the new one goes). */
@@ -101,6 +109,120 @@ static int open_at(int dfd, const char *dir, const char *file, int flags) {
         return open(p, flags);
 }
 
+/* The files a group has read or written for each run, kept open (see
+ * CgDir.kept): counters (kernfs re-runs a seq_file's show at each read
+ * from offset 0, so pread(fd, 0) is a fresh value), limits and resets
+ * (kernfs takes each write whole, whatever the offset). v1's cgroup.procs
+ * is not one of them: a v1 listing is a pidlist the kernel caches per
+ * cgroup and reuses for an fd that read it before (cgroup_pidlist_start()),
+ * so re-reading a kept fd could list processes that are gone, or miss new
+ * ones; only a fresh open loads it again. v2's cgroup.procs restarts its
+ * task iteration at offset 0. At most 15 per directory, fewer in practice
+ * (each directory has only its controllers' files: v1 memory 7, v1 pids 2,
+ * v1 cpu 1, v2 6). */
+static const struct {
+        const char *name;
+        int flags;
+        bool v2_only;
+} kept_files[] = {
+        { "memory.usage_in_bytes", O_RDONLY, false },
+        { "memory.oom_control", O_RDONLY, false },
+        { "memory.failcnt", O_RDWR, false },
+        { "memory.max_usage_in_bytes", O_RDWR, false },
+        { "memory.memsw.failcnt", O_RDWR, false },
+        { "memory.limit_in_bytes", O_WRONLY, false },
+        { "memory.memsw.limit_in_bytes", O_WRONLY, false },
+        { "memory.events", O_RDONLY, false },
+        { "memory.peak", O_RDONLY, false },
+        { "memory.max", O_WRONLY, false },
+        { "pids.events", O_RDONLY, false },
+        { "pids.max", O_WRONLY, false },
+        { "cpu.cfs_quota_us", O_WRONLY, false },
+        { "cpu.max", O_WRONLY, false },
+        { "cgroup.procs", O_RDONLY, true },
+};
+
+static int kept_index(const CgDir *d, const char *file) {
+        for (size_t i = 0; i < ELEMENTSOF(kept_files); i++)
+                if (streq(kept_files[i].name, file))
+                        return kept_files[i].v2_only && !d->v2 ? -1 : (int) i;
+        return -1;
+}
+
+/* The fd budget of the kept files, process-wide: a quarter of
+ * RLIMIT_NOFILE (256 under systemd's default soft 1024: ~25 groups of a
+ * hybrid host, 10 kept files each; the engine keeps up to 64 recycled
+ * groups besides the ones in use). Past it a file is opened per use, as
+ * before. */
+static long kept_open;
+
+/* Read at each file's first open (once per file of a group, not per use):
+ * a test, or an operator's prlimit, lowers it while we run. */
+static long kept_budget(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return 256;
+        return (long) (rl.rlim_cur / 4);
+}
+
+long sandbox_cgroup_kept_fds(void) {
+        return __atomic_load_n(&kept_open, __ATOMIC_RELAXED);
+}
+
+/* The kept fd of kept_files[i] in d, opened at first use; -EDQUOT when
+ * the budget is spent (the caller opens the file for this use). Thread-
+ * safe as freeze_fd() (a run's stats and a cancel's kill may meet): the
+ * loser of a race to open closes its copy. */
+static int kept_fd(CgDir *d, int i) {
+        int v = __atomic_load_n(&d->kept[i], __ATOMIC_ACQUIRE);
+        if (v > 0)
+                return v - 1;
+        if (__atomic_add_fetch(&kept_open, 1, __ATOMIC_RELAXED) > kept_budget()) {
+                __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
+                return -EDQUOT;
+        }
+        int fd = open_at(d->dfd, d->path, kept_files[i].name, kept_files[i].flags);
+        if (fd < 0) {
+                int r = fd == -1 ? -errno : fd;
+                __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
+                return r;
+        }
+        int expected = 0;
+        if (__atomic_compare_exchange_n(&d->kept[i], &expected, fd + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                return fd;
+        (void) close(fd);
+        __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
+        return expected - 1;
+}
+
+static void kept_close(CgDir *d) {
+        for (size_t i = 0; i < ELEMENTSOF(d->kept); i++)
+                if (d->kept[i] > 0) {
+                        (void) close(d->kept[i] - 1);
+                        d->kept[i] = 0;
+                        __atomic_sub_fetch(&kept_open, 1, __ATOMIC_RELAXED);
+                }
+}
+
+/* read_small() of a kept fd: from offset 0 to EOF. */
+static ssize_t pread_small(int fd, char *buf, size_t size) {
+        size_t n = 0;
+        while (n < size) {
+                ssize_t k = pread(fd, buf + n, size - n, (off_t) n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        if (n >= size)
+                return -EFBIG;
+        buf[n] = 0;
+        return (ssize_t) n;
+}
+
 static int write_at(int dfd, const char *dir, const char *file, const char *s) {
         _cleanup_close_ int fd = open_at(dfd, dir, file, O_WRONLY);
         if (fd < 0)
@@ -114,8 +236,29 @@ static int write_str(const char *dir, const char *file, const char *s) {
         return write_at(-EBADF, dir, file, s);
 }
 
-static int cg_write(const CgDir *d, const char *file, const char *s) {
-        return write_at(d->dfd, d->path, file, s);
+static int cg_write(CgDir *d, const char *file, const char *s) {
+        int i = kept_index(d, file);
+        if (i < 0)
+                return write_at(d->dfd, d->path, file, s);
+        int fd = kept_fd(d, i);
+        if (fd == -EDQUOT)
+                return write_at(d->dfd, d->path, file, s);
+        if (fd < 0)
+                return fd;
+        return pwrite(fd, s, strlen(s), 0) < 0 ? -errno : 0;
+}
+
+static ssize_t read_small(int dfd, const char *dir, const char *file, char *buf, size_t size);
+
+/* read_small() of a group's file, by its kept fd when it has one. */
+static ssize_t cg_read_small(CgDir *d, const char *file, char *buf, size_t size) {
+        int i = kept_index(d, file);
+        if (i < 0)
+                return read_small(d->dfd, d->path, file, buf, size);
+        int fd = kept_fd(d, i);
+        if (fd == -EDQUOT)
+                return read_small(d->dfd, d->path, file, buf, size);
+        return fd < 0 ? fd : pread_small(fd, buf, size);
 }
 
 /* A small kernfs file read whole into buf, NUL-terminated: open, read to
@@ -154,9 +297,9 @@ static int parse_key(char *s, const char *key, uint64_t *ret) {
 
 /* A counter of a group's file ("KEY VALUE" lines, or one value when key is
  * NULL): memory.events, oom_control, pids.events, failcnt… all fit 4 KiB. */
-static int cg_read_key(const CgDir *d, const char *file, const char *key, uint64_t *ret) {
+static int cg_read_key(CgDir *d, const char *file, const char *key, uint64_t *ret) {
         char buf[4096];
-        ssize_t n = read_small(d->dfd, d->path, file, buf, sizeof(buf));
+        ssize_t n = cg_read_small(d, file, buf, sizeof(buf));
         if (n < 0)
                 return (int) n;
         return parse_key(buf, key, ret);
@@ -505,14 +648,83 @@ int sandbox_cgroup_pids(const SandboxCgroup *cg, pid_t *pids, size_t max) {
         return n;
 }
 
-/* Reads the pids in dir/cgroup.procs (dfd: its fd, or -EBADF), SIGKILLs
- * them; returns how many. Usually empty (the run's init was reaped): one
+/* The processes sandbox_cgroup_kill() has sent SIGKILL, each with a pidfd
+ * that tells when it has exited: a killed process can stay listed for a
+ * long while (its do_exit() tears its namespaces down before it leaves
+ * the cgroup: free_nsproxy()'s synchronize_rcu_expedited() took 50 ms-3 s
+ * under load) and is not killed again meanwhile (it was sent thousands of
+ * SIGKILLs, one per 1 ms round). A pid listed again after its pidfd said
+ * it exited is another process (the number was reused): killed. */
+#define KILL_TRACK_MAX 64
+typedef struct KillSet {
+        size_t n;
+        struct {
+                pid_t pid;
+                int pidfd; /* -1: no pidfd (pidfd_open() unsupported) */
+                bool exited;
+        } k[KILL_TRACK_MAX];
+        /* Killed this round without a pidfd to wait on: the old 1 ms
+         * rounds for them. */
+        bool untracked;
+} KillSet;
+
+static void kill_set_done(KillSet *ks) {
+        for (size_t i = 0; i < ks->n; i++)
+                if (ks->k[i].pidfd >= 0)
+                        (void) close(ks->k[i].pidfd);
+        ks->n = 0;
+}
+
+static uint64_t kills_sent;
+
+uint64_t sandbox_cgroup_kills_sent(void) {
+        return __atomic_load_n(&kills_sent, __ATOMIC_RELAXED);
+}
+
+/* SIGKILLs pid unless ks knows it killed this very process already. */
+static void kill_once(KillSet *ks, pid_t pid) {
+        if (!ks) {
+                (void) kill(pid, SIGKILL);
+                return;
+        }
+        for (size_t i = 0; i < ks->n; i++) {
+                if (ks->k[i].pid != pid)
+                        continue;
+                if (!ks->k[i].exited)
+                        return; /* killed, still exiting: wait */
+                /* Exited: a new process with that number. */
+                if (ks->k[i].pidfd >= 0)
+                        (void) close(ks->k[i].pidfd);
+                ks->k[i] = ks->k[--ks->n];
+                break;
+        }
+        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0 && errno == ESRCH)
+                return; /* gone (reaped) since the listing */
+        (void) kill(pid, SIGKILL);
+        __atomic_add_fetch(&kills_sent, 1, __ATOMIC_RELAXED);
+        if (pidfd >= 0 && ks->n < KILL_TRACK_MAX) {
+                ks->k[ks->n].pid = pid;
+                ks->k[ks->n].pidfd = pidfd;
+                ks->k[ks->n].exited = false;
+                ks->n++;
+                return;
+        }
+        if (pidfd >= 0)
+                (void) close(pidfd);
+        ks->untracked = true;
+}
+
+/* Reads the pids in dir/cgroup.procs (d: the group, by its dfd, or NULL
+ * and dir: by path), SIGKILLs them (each once when ks is given); returns
+ * how many are listed. Usually empty (the run's init was reaped): one
  * read into a stack buffer. */
-static int kill_listed(int dfd, const char *dir) {
+static int kill_listed(CgDir *d, const char *dir, KillSet *ks) {
         char small[4096];
         _cleanup_free_ char *big = NULL;
         char *s = small;
-        ssize_t k = read_small(dfd, dir, "cgroup.procs", small, sizeof(small));
+        ssize_t k = d ? cg_read_small(d, "cgroup.procs", small, sizeof(small))
+                      : read_small(-EBADF, dir, "cgroup.procs", small, sizeof(small));
         if (k == -EFBIG) {
                 _cleanup_free_ char *p = path_join(dir, "cgroup.procs");
                 int r = read_file(p, 4 << 20, &big, NULL);
@@ -528,7 +740,7 @@ static int kill_listed(int dfd, const char *dir) {
                 if (end == t)
                         break;
                 if (pid > 0) {
-                        (void) kill((pid_t) pid, SIGKILL);
+                        kill_once(ks, (pid_t) pid);
                         n++;
                 }
                 t = end;
@@ -536,6 +748,32 @@ static int kill_listed(int dfd, const char *dir) {
                         t++;
         }
         return n;
+}
+
+/* Waits, at most timeout_ms, for one of the killed processes to exit
+ * (its pidfd turns readable), or 1 ms when one was killed without a
+ * pidfd or none is left to wait on (the old rounds). */
+static void kill_set_wait(KillSet *ks, int timeout_ms) {
+        struct pollfd pfd[KILL_TRACK_MAX];
+        size_t idx[KILL_TRACK_MAX], n = 0;
+        for (size_t i = 0; i < ks->n; i++)
+                if (!ks->k[i].exited && ks->k[i].pidfd >= 0) {
+                        pfd[n] = (struct pollfd) { .fd = ks->k[i].pidfd, .events = POLLIN };
+                        idx[n++] = i;
+                }
+        if (n == 0 || ks->untracked) {
+                ks->untracked = false;
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+                if (n == 0)
+                        return;
+                timeout_ms = 0;
+        }
+        if (poll(pfd, n, timeout_ms) <= 0)
+                return;
+        for (size_t j = 0; j < n; j++)
+                if (pfd[j].revents)
+                        ks->k[idx[j]].exited = true;
 }
 
 /* The group's freezer file, opened once. Thread-safe: a cancel (another
@@ -575,6 +813,9 @@ int sandbox_cgroup_freeze(SandboxCgroup *cg, bool frozen) {
         return -EOPNOTSUPP;
 }
 
+#define KILL_WAIT_MS 2000
+#define KILL_RELIST_MS 10
+
 int sandbox_cgroup_kill(SandboxCgroup *cg) {
         if (!cg)
                 return 0;
@@ -602,19 +843,35 @@ int sandbox_cgroup_kill(SandboxCgroup *cg) {
          * rmdir's EBUSY retry in sandbox_cgroup_free() kills whatever the
          * others still hold, and sandbox_cgroup_recycle() reuses a group
          * only when its own listing is empty. */
-        for (int round = 0; round < 2000; round++) {
-                if (cg->n == 0 || kill_listed(cg->dirs[0].dfd, cg->dirs[0].path) <= 0)
-                        return 0;
-                struct timespec ts = { 0, 1000000 };
-                nanosleep(&ts, NULL);
+        if (cg->n == 0)
+                return 0;
+        /* Each listed process is killed once, then waited for (its
+         * pidfd) while it is still listed; a new one (a fork that raced
+         * the kill) is found by listing again at least every
+         * KILL_RELIST_MS. Gives up after KILL_WAIT_MS (the caller then
+         * does not reuse the group: sandbox_cgroup_recycle()). */
+        KillSet ks = { 0 };
+        int r = -EBUSY;
+        usec_t deadline = now_monotonic() + KILL_WAIT_MS * USEC_PER_MSEC;
+        for (;;) {
+                if (kill_listed(&cg->dirs[0], cg->dirs[0].path, &ks) <= 0) {
+                        r = 0;
+                        break;
+                }
+                usec_t now = now_monotonic();
+                if (now >= deadline)
+                        break;
+                kill_set_wait(&ks, (int) MIN((deadline - now + 999) / 1000, (usec_t) KILL_RELIST_MS));
         }
-        return -EBUSY;
+        kill_set_done(&ks);
+        return r;
 }
 
 int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret) {
         SandboxCgroupStats s = { 0 };
         for (size_t i = 0; cg && i < cg->n; i++) {
-                const CgDir *d = &cg->dirs[i];
+                /* Not const: the files read are kept open (CgDir.kept). */
+                CgDir *d = (CgDir *) &cg->dirs[i];
                 uint64_t v;
                 if (d->ctrls & CTRL_MEMORY) {
                         if (d->v2) {
@@ -648,10 +905,11 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg) {
                 CgDir *d = &cg->dirs[i];
                 d->procs_fd = fd_close(d->procs_fd);
                 d->freeze_fd = fd_close(d->freeze_fd);
+                kept_close(d);
                 d->dfd = fd_close(d->dfd);
                 /* rmdir races the last exits' bookkeeping: retry briefly. */
                 for (int t = 0; !d->gone && t < 200 && rmdir(d->path) < 0 && errno == EBUSY; t++) {
-                        (void) kill_listed(d->dfd, d->path);
+                        (void) kill_listed(NULL, d->path, NULL);
                         struct timespec ts = { 0, 1000000 };
                         nanosleep(&ts, NULL);
                 }
@@ -769,7 +1027,7 @@ int sandbox_cgroup_sweep_stale(void) {
                                 continue;
                         _cleanup_free_ char *path = path_join(h[i].dir, de->d_name);
                         for (int t = 0; t < 50 && rmdir(path) < 0 && errno == EBUSY; t++) {
-                                (void) kill_listed(-EBADF, path);
+                                (void) kill_listed(NULL, path, NULL);
                                 struct timespec ts = { 0, 2000000 };
                                 nanosleep(&ts, NULL);
                         }
@@ -817,9 +1075,9 @@ int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
 #define CG_MEM_RESIDUE_FRACTION 32
 #define CG_MEM_USES_MAX 64
 
-static bool dir_empty(const CgDir *d) {
+static bool dir_empty(CgDir *d) {
         char buf[64];
-        return read_small(d->dfd, d->path, "cgroup.procs", buf, sizeof(buf)) == 0;
+        return cg_read_small(d, "cgroup.procs", buf, sizeof(buf)) == 0;
 }
 
 static bool mem_v1(const CgDir *d) {
@@ -830,10 +1088,11 @@ static bool mem_v1(const CgDir *d) {
  * sandbox_cgroup_renew(). */
 static int dir_remove(CgDir *d) {
         d->procs_fd = fd_close(d->procs_fd);
+        kept_close(d);
         d->dfd = fd_close(d->dfd);
         int r = 0;
         for (int t = 0; t < 200 && (r = rmdir(d->path)) < 0 && errno == EBUSY; t++) {
-                (void) kill_listed(d->dfd, d->path);
+                (void) kill_listed(NULL, d->path, NULL);
                 struct timespec ts = { 0, 1000000 };
                 nanosleep(&ts, NULL);
         }
@@ -848,9 +1107,9 @@ static int dir_remove(CgDir *d) {
 /* An empty v1 memory group, for its next run: the residue is within the
  * bound (checked again against the next grant at renew), the counters
  * the run's verdict and report read start from this run's start. */
-static bool mem_keep(CgDir *d) {
+static bool mem_keep(CgDir *d, bool listed_empty) {
         uint64_t usage = UINT64_MAX;
-        if (d->uses + 1 >= CG_MEM_USES_MAX || !dir_empty(d) ||
+        if (d->uses + 1 >= CG_MEM_USES_MAX || (!listed_empty && !dir_empty(d)) ||
             cg_read_key(d, "memory.usage_in_bytes", NULL, &usage) < 0 || usage > CG_MEM_RESIDUE_MAX)
                 return false;
         if (cg_read_key(d, "memory.oom_control", "oom_kill", &d->oom_base) < 0 ||
@@ -875,7 +1134,10 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
                         ok = false; /* a frozen (instance) group is never reused */
                 else if (d->v2 || mem_v1(d))
                         continue;
-                else if (!dir_empty(d))
+                /* dirs[0]'s listing was sandbox_cgroup_kill()'s last one,
+                 * just now, and empty: not read again (a v1 listing is
+                 * an open, as the kept fds cannot list: see kept_files). */
+                else if (i > 0 && !dir_empty(d))
                         ok = false;
                 else
                         keep = true;
@@ -888,7 +1150,7 @@ SandboxCgroup *sandbox_cgroup_recycle(SandboxCgroup *cg) {
                 CgDir *d = &cg->dirs[i];
                 if (!(d->v2 || mem_v1(d)))
                         continue;
-                if (mem_v1(d) && mem_keep(d))
+                if (mem_v1(d) && mem_keep(d, i == 0))
                         continue;
                 if (dir_remove(d) < 0)
                         return sandbox_cgroup_free(cg);

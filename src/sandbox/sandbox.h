@@ -299,6 +299,17 @@ int sandbox_cgroup_pids(const SandboxCgroup *cg, pid_t *pids, size_t max);
  * Returns 0 when empty, -EBUSY if something survived the loop. */
 int sandbox_cgroup_kill(SandboxCgroup *cg);
 
+/* How many SIGKILLs sandbox_cgroup_kill() has sent in this process: each
+ * process it finds in a group is killed once, then waited for (a killed
+ * process can stay listed for seconds while it exits), never killed
+ * again. */
+uint64_t sandbox_cgroup_kills_sent(void);
+
+/* How many cgroup files this process keeps open (a group's per-run files,
+ * kept for its life): at most a quarter of RLIMIT_NOFILE, past which a
+ * file is opened per use. */
+long sandbox_cgroup_kept_fds(void);
+
 /* Freezes (frozen) or thaws every process in the group: v2
  * cgroup.freeze, else the v1 freezer hierarchy's freezer.state. Returns
  * without waiting for a freeze to complete (a thawed task runs at once).

@@ -19,6 +19,7 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -470,6 +471,232 @@ static void test_cgroup_memory(void **state) {
         close(rep[0]);
 }
 
+static int write_string_file(const char *path, const char *s) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = write(fd, s, strlen(s)) < 0 ? -errno : 0;
+        close(fd);
+        return r;
+}
+
+/* Open fds of this process. */
+static int count_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        assert_non_null(d);
+        int n = 0;
+        for (struct dirent *de; (de = readdir(d));)
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n - 1; /* the directory's own */
+}
+
+/* A child that joins the group and ends; touches alloc_mb MiB first. */
+static void run_in_group(SandboxCgroup *cg, size_t alloc_mb) {
+        int fds[6];
+        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (write(fds[i], "0", 1) < 0)
+                                _exit(99);
+                if (alloc_mb) {
+                        /* volatile: the stores are not optimised away. */
+                        volatile char *m = malloc(alloc_mb << 20);
+                        if (!m)
+                                _exit(98);
+                        for (size_t o = 0; o < alloc_mb << 20; o += 4096)
+                                m[o] = 1;
+                }
+                _exit(0);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* A group used again keeps the files it reads and writes per run open
+ * (sandbox-cgroup.c, CgDir.kept): what they read is fresh each time (the
+ * peak of a run that touched 16 MiB, then, after the recycle resets it
+ * through the same fd, the next run's small one), the fds stay bounded
+ * across runs, and the group's end closes every one. */
+static void test_cgroup_recycled_files_kept_open(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .memory_bytes = 256ULL << 20, .max_procs = 32, .no_freezer = true };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        int before = count_fds();
+        snprintf(name, sizeof(name), "unittest-kept-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                fprintf(stderr, "skipping: %s\n", err);
+                free(err);
+                skip();
+        }
+        int most = 0;
+        for (int i = 0; i < 6; i++) {
+                run_in_group(cg, i % 2 ? 0 : 16);
+                SandboxCgroupStats s;
+                assert_int_equal(sandbox_cgroup_stats(cg, &s), 0);
+                if (sandbox_cgroup_has_memory(cg)) {
+                        if (i % 2 == 0)
+                                assert_true(s.memory_peak >= 16ULL << 20);
+                        else
+                                assert_true(s.memory_peak < 8ULL << 20);
+                }
+                cg = sandbox_cgroup_recycle(cg);
+                if (!cg)
+                        skip(); /* not reusable here (v2 only, no v1 group kept) */
+                snprintf(name, sizeof(name), "unittest-kept-%d-%d", (int) getpid(), i);
+                assert_int_equal(sandbox_cgroup_renew(cg, name, &l, &err), 0);
+                int open_now = count_fds() - before;
+                if (i == 1)
+                        most = open_now;
+                /* Opened once, at the first run: no more after that. */
+                if (i > 1)
+                        assert_int_equal(open_now, most);
+        }
+        /* 16 per directory at most (and 6 directories). */
+        assert_true(most <= 6 * 18);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(count_fds(), before);
+}
+
+/* The kept files are bounded by a quarter of RLIMIT_NOFILE: past it a
+ * file is opened per use, and what it reads is still right (a child
+ * process with a soft limit of 64: a budget of 16 fds, where three groups
+ * would keep ~30). */
+static void test_cgroup_kept_files_within_budget(void **state) {
+        if (geteuid() != 0)
+                skip();
+        assert_int_equal(sandbox_cgroup_kept_fds(), 0); /* every group before was freed */
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct rlimit rl = { 64, 64 };
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(2);
+                SandboxLimits l = { .memory_bytes = 256ULL << 20, .max_procs = 32, .cpu_millis = 500,
+                                    .no_freezer = true };
+                SandboxCgroup *cg[3];
+                for (int i = 0; i < 3; i++) {
+                        char name[64], *err = NULL;
+                        snprintf(name, sizeof(name), "unittest-budget-%d-%d", (int) getpid(), i);
+                        if (sandbox_cgroup_new(name, &l, &cg[i], &err) < 0)
+                                _exit(3);
+                }
+                for (int round = 0; round < 2; round++)
+                        for (int i = 0; i < 3; i++) {
+                                run_in_group(cg[i], round ? 0 : 16);
+                                SandboxCgroupStats st;
+                                if (sandbox_cgroup_stats(cg[i], &st) < 0)
+                                        _exit(4);
+                                if (sandbox_cgroup_has_memory(cg[i]) &&
+                                    (round ? st.memory_peak >= 8ULL << 20 : st.memory_peak < 16ULL << 20))
+                                        _exit(5);
+                                if (sandbox_cgroup_kept_fds() > 16)
+                                        _exit(6);
+                                cg[i] = sandbox_cgroup_recycle(cg[i]);
+                                char name[64], *err = NULL;
+                                snprintf(name, sizeof(name), "unittest-budget-%d-%d-%d", (int) getpid(), i, round);
+                                if (!cg[i] || sandbox_cgroup_renew(cg[i], name, &l, &err) < 0)
+                                        _exit(7);
+                        }
+                if (sandbox_cgroup_kept_fds() == 0)
+                        _exit(8); /* some were kept */
+                for (int i = 0; i < 3; i++)
+                        sandbox_cgroup_free(cg[i]);
+                _exit(sandbox_cgroup_kept_fds() == 0 ? 0 : 9);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* A killed process can stay in its group for seconds while it exits
+ * (under load: do_exit()'s namespace teardown). sandbox_cgroup_kill()
+ * kills it once and waits; it used to send it a SIGKILL every 1 ms. A v1
+ * frozen task is one that stays (SIGKILL does not thaw it): the kill gives
+ * up after its bound with one SIGKILL sent, and the task dies of it when
+ * thawed. */
+static void test_cgroup_kill_sends_one_sigkill_per_process(void **state) {
+        if (geteuid() != 0)
+                skip();
+        /* Our own v1 freezer cgroup's directory. */
+        _cleanup_free_ char *self = NULL;
+        assert_true(read_file("/proc/self/cgroup", 64 << 10, &self, NULL) >= 0);
+        char *f = strstr(self, ":freezer:");
+        if (!f)
+                skip();
+        f += strlen(":freezer:");
+        f[strcspn(f, "\n")] = 0;
+        char fz[PATH_MAX];
+        snprintf(fz, sizeof(fz), "/sys/fs/cgroup/freezer%s/unittest-freeze-%d", streq(f, "/") ? "" : f,
+                 (int) getpid());
+        if (mkdir(fz, 0755) < 0)
+                skip();
+        SandboxLimits l = { .max_procs = 32, .no_freezer = true };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        char name[64];
+        snprintf(name, sizeof(name), "unittest-kill1-%d", (int) getpid());
+        if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
+                fprintf(stderr, "skipping: %s\n", err);
+                free(err);
+                (void) rmdir(fz);
+                skip();
+        }
+        int fds[6], sync[2];
+        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
+        assert_int_equal(pipe2(sync, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (write(fds[i], "0", 1) < 0)
+                                _exit(99);
+                (void) write(sync[1], "j", 1);
+                for (;;)
+                        pause();
+        }
+        close(sync[1]);
+        char c;
+        assert_int_equal(read(sync[0], &c, 1), 1);
+        close(sync[0]);
+        char p[PATH_MAX + 32], pidbuf[32];
+        snprintf(p, sizeof(p), "%s/cgroup.procs", fz);
+        snprintf(pidbuf, sizeof(pidbuf), "%d", (int) pid);
+        assert_int_equal(write_string_file(p, pidbuf), 0);
+        snprintf(p, sizeof(p), "%s/freezer.state", fz);
+        assert_int_equal(write_string_file(p, "FROZEN"), 0);
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        for (;;) {
+                _cleanup_free_ char *fstate = NULL;
+                assert_true(read_file(p, 4096, &fstate, NULL) >= 0);
+                if (startswith(fstate, "FROZEN"))
+                        break;
+                assert_true(now_monotonic() < deadline);
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        uint64_t sent = sandbox_cgroup_kills_sent();
+        assert_int_equal(sandbox_cgroup_kill(cg), -EBUSY);
+        assert_int_equal(sandbox_cgroup_kills_sent() - sent, 1);
+        assert_int_equal(write_string_file(p, "THAWED"), 0);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(WTERMSIG(st), SIGKILL);
+        assert_int_equal(sandbox_cgroup_kill(cg), 0);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(rmdir(fz), 0);
+}
+
 static int forkbomb_child(void *arg) {
         const int *fds = ((RunArgs *) arg)->cg_fds;
         char *err = NULL;
@@ -713,47 +940,36 @@ static void test_cgroup_freeze_keeps_file_open(void **state) {
         munmap((void *) counter, 4096);
 }
 
-/* Opens of cgroup files of groups named "unittest-lim-*", counted by an
- * open() that stands in for libc's (the executable's symbol wins). */
-static int lim_opens;
+/* Writes to cgroup files of groups named "unittest-lim-*", counted by a
+ * write() and pwrite() that stand in for libc's (the executable's symbols
+ * win). */
+static int lim_writes;
 static char lim_last[512];
-int open(const char *path, int flags, ...) {
-        mode_t mode = 0;
-        if (flags & (O_CREAT | O_TMPFILE)) {
-                va_list ap;
-                va_start(ap, flags);
-                mode = va_arg(ap, mode_t);
-                va_end(ap);
+
+/* Counts the writes to a limit group's files (not its cgroup.procs):
+ * by a file opened per write (write_at()) or one kept open (pwrite at 0,
+ * CgDir.kept). */
+static void lim_count(int fd) {
+        char link[64], target[512];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+                return;
+        target[n] = 0;
+        if (strstr(target, "/pysprinter-unittest-lim-") && !strstr(target, "cgroup.procs")) {
+                lim_writes++;
+                snprintf(lim_last, sizeof(lim_last), "%s", target);
         }
-        if (strstr(path, "/pysprinter-unittest-lim-") && (flags & O_ACCMODE) == O_WRONLY &&
-            !strstr(path, "cgroup.procs")) {
-                lim_opens++;
-                snprintf(lim_last, sizeof(lim_last), "%s", path);
-        }
-        return (int) syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
-/* The same for files opened relative to a group's directory fd. */
-int openat(int dfd, const char *file, int flags, ...) {
-        mode_t mode = 0;
-        if (flags & (O_CREAT | O_TMPFILE)) {
-                va_list ap;
-                va_start(ap, flags);
-                mode = va_arg(ap, mode_t);
-                va_end(ap);
-        }
-        char link[64], dir[512] = "";
-        snprintf(link, sizeof(link), "/proc/self/fd/%d", dfd);
-        ssize_t n = dfd >= 0 ? readlink(link, dir, sizeof(dir) - 1) : -1;
-        if (n > 0) {
-                dir[n] = 0;
-                if (strstr(dir, "/pysprinter-unittest-lim-") && (flags & O_ACCMODE) == O_WRONLY &&
-                    !strstr(file, "cgroup.procs")) {
-                        lim_opens++;
-                        snprintf(lim_last, sizeof(lim_last), "%s/%s", dir, file);
-                }
-        }
-        return (int) syscall(SYS_openat, dfd, file, flags, mode);
+ssize_t write(int fd, const void *buf, size_t n) {
+        lim_count(fd);
+        return syscall(SYS_write, fd, buf, n);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
+        lim_count(fd);
+        return syscall(SYS_pwrite64, fd, buf, n, off);
 }
 
 /* A limit file of the group's memory controller, read back. */
@@ -800,7 +1016,7 @@ static void test_cgroup_limits_written_when_they_differ(void **state) {
         char *err = NULL;
         char name[64];
         snprintf(name, sizeof(name), "unittest-lim-%d", (int) getpid());
-        lim_opens = 0;
+        lim_writes = 0;
         if (sandbox_cgroup_new(name, &l, &cg, &err) < 0) {
                 free(err);
                 skip();
@@ -811,19 +1027,19 @@ static void test_cgroup_limits_written_when_they_differ(void **state) {
         }
         /* memory (limit, memsw or swap.max, swappiness or oom.group),
          * pids, cpu: 5 files at most, where 7 were written. */
-        int made = lim_opens;
+        int made = lim_writes;
         assert_true(made > 0);
         assert_true(made <= 5);
         uint64_t mem = read_limit(cg, name, "memory.limit_in_bytes", "memory.max");
         assert_int_equal(mem, 64ULL << 20);
-        lim_opens = 0;
+        lim_writes = 0;
         assert_int_equal(sandbox_cgroup_set_limits(cg, &l), 0);
-        assert_int_equal(lim_opens, 0);
+        assert_int_equal(lim_writes, 0);
         /* Lowered: one limit differs, only it is written. */
         SandboxLimits lower = l;
         lower.memory_bytes = 32ULL << 20;
         assert_int_equal(sandbox_cgroup_set_limits(cg, &lower), 0);
-        assert_true(lim_opens >= 1 && lim_opens <= 2);
+        assert_true(lim_writes >= 1 && lim_writes <= 2);
         assert_null(strstr(lim_last, "pids.max"));
         assert_int_equal(read_limit(cg, name, "memory.limit_in_bytes", "memory.max"), 32ULL << 20);
         assert_int_equal(read_limit(cg, name, "memory.memsw.limit_in_bytes", "memory.max"), 32ULL << 20);
@@ -1478,6 +1694,9 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_memory_replaced_after_uses),
                 cmocka_unit_test(test_worker_level),
                 cmocka_unit_test(test_cgroup_warm_helper),
+                cmocka_unit_test(test_cgroup_recycled_files_kept_open),
+                cmocka_unit_test(test_cgroup_kept_files_within_budget),
+                cmocka_unit_test(test_cgroup_kill_sends_one_sigkill_per_process),
                 cmocka_unit_test(test_pidns_init_holds_no_fd),
                 cmocka_unit_test(test_net_pristine),
                 cmocka_unit_test(test_net_fresh_namespace_not_checked),
