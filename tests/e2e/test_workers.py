@@ -1475,3 +1475,60 @@ def test_a_run_reads_its_message_with_the_scanner_and_scalar_results_read_as_bef
         assert out["status"] == "succeeded", out
         assert out["result"]["name"] == name, (filename, out["result"])
         assert out["result"]["scanned"] == 1, out["result"]
+
+
+SCHED_PROBE = """
+import os
+
+def f():
+    slice_ns = None
+    try:
+        for line in open("/proc/self/sched"):
+            if line.startswith("se.slice"):
+                slice_ns = int(line.split(":")[1])
+    except OSError:
+        pass
+    return {"policy": os.sched_getscheduler(0), "slice": slice_ns}
+"""
+
+
+def _sched_of(pid):
+    """(policy, slice in ns or None) of a process, None when it is gone."""
+    try:
+        policy = os.sched_getscheduler(pid)
+        slice_ns = None
+        for line in open(f"/proc/{pid}/sched"):
+            if line.startswith("se.slice"):
+                slice_ns = int(line.split(":")[1])
+        return policy, slice_ns
+    except OSError:
+        return None
+
+
+def test_idle_spares_wait_as_batch_tasks_and_their_runs_start_as_usual(daemon):
+    """Issue 15 (a), round 10b: a sealed spare sets itself up and waits as
+    SCHED_BATCH with a 100 ms slice (worker.c spare_sched()): it never
+    preempts the threads a sequential run's answer and the next request
+    wake, and they preempt it, with the same share of the CPU as before
+    (never starved). The run it becomes starts as every process does:
+    SCHED_OTHER, the default slice. Fails before: spares are SCHED_OTHER."""
+    if daemon.sandbox == "none":
+        pytest.skip("sealed spares need the sandbox")
+    for _ in range(4):
+        out = run(daemon, SCHED_PROBE, args=[])
+        assert out["status"] == "succeeded", out
+        assert out["result"]["policy"] == os.SCHED_OTHER, out["result"]
+        assert out["result"]["slice"] != 100_000_000, out["result"]
+
+    def batch_spares():
+        inner = [k for w in worker_pids(daemon) for k in _children(w)]
+        if not inner:
+            return None
+        worker = max(inner, key=lambda p: len(_children(p)))
+        spares = [k for k in _children(worker) if not _same_mm(k, worker)]
+        scheds = [s for s in (_sched_of(k) for k in spares) if s]
+        batch = [s for s in scheds if s[0] == os.SCHED_BATCH]
+        return batch or None
+    batch = wait_for(batch_spares, "an idle spare waiting as SCHED_BATCH")
+    for policy, slice_ns in batch:
+        assert slice_ns in (None, 100_000_000), batch
