@@ -19,7 +19,6 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
-#include <sched.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -426,38 +425,6 @@ static void stdio_to_devnull(void) {
  * comes with it (a run's message always has some). */
 static const char spare_warm_message[] = "{\"type\":\"warm\"}";
 
-/* An idle sealed spare sets itself up (the after-fork hooks, its warm-up
- * run: ~1 ms of CPU) and waits as SCHED_BATCH with the longest slice the
- * kernel takes: same weight, same share of a busy machine (a spare is
- * never starved), but it never preempts a task that wakes, and a task that
- * wakes (shorter slice, earlier deadline) preempts it. Sequential runs
- * leave no idle moment: the spare replacing the one a run took is made
- * while that run, its answer and the client's next request go on, and on
- * two CPUs it took the CPU a woken step of theirs wanted (bench_timeline.py,
- * 100 runs back to back: the 46 with no spare's fork inside took 1.68 ms
- * at the median, the others 2.3-7 ms). Its run gets the usual policy back
- * before it is woken (the worker) and before its code (itself). No
- * privilege either way; on a kernel without custom slices (< 6.12) the
- * slice is ignored. */
-#define SPARE_SLICE_NSEC (100ULL * 1000 * 1000)
-
-/* The kernel's struct sched_attr (linux/sched/types.h clashes with glibc's
- * sched.h): its first 48 bytes, SCHED_ATTR_SIZE_VER0. */
-struct spare_sched_attr {
-        uint32_t size, sched_policy;
-        uint64_t sched_flags;
-        int32_t sched_nice;
-        uint32_t sched_priority;
-        uint64_t sched_runtime, sched_deadline, sched_period;
-};
-
-static void spare_sched(pid_t pid, bool idle) {
-        struct spare_sched_attr a = { .size = sizeof(a),
-                                .sched_policy = idle ? SCHED_BATCH : SCHED_OTHER,
-                                .sched_runtime = idle ? SPARE_SLICE_NSEC : 0 };
-        (void) syscall(SYS_sched_setattr, pid, &a, 0);
-}
-
 /* A spare waits for its run on its socket. Never returns. seal: the engine
  * made this spare (and its output dir out, if any) for the full sandbox;
  * warm: with its small warm-up run now (else on the worker's "warm"). */
@@ -477,8 +444,6 @@ static _noreturn_ void spare_main(int sock, bool seal, bool warm, const char *ou
                 if (worker_sandbox_spare_seal(out, sock, &err) < 0)
                         _exit(0);
                 stdio_to_devnull();
-                /* After the namespaces and mounts: only Python's work. */
-                spare_sched(0, true);
                 python_after_fork();
                 py_spare_ready(warm);
         }
@@ -499,9 +464,6 @@ static _noreturn_ void spare_main(int sock, bool seal, bool warm, const char *ou
                 break;
         }
         close(sock);
-        /* The worker reset it before waking it; again here, so that no
-         * run's code ever starts as a spare. */
-        spare_sched(0, false);
         become(raw, message_is_instance(raw), fds, n_fds);
         _exit(0);
 }
@@ -800,8 +762,6 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         const char *tag = json_string_value(json_object_get(msg, "spare"));
         Child *spare = take_spare(tag);
         if (spare && spare->pid > 0 && spare->spare_sock >= 0) {
-                /* Woken with its run's policy (spare_sched()). */
-                spare_sched(spare->pid, false);
                 int r = proto_send(spare->spare_sock, raw, strlen(raw), fds, n_fds);
                 if (r >= 0) {
                         spare->spare_sock = fd_close(spare->spare_sock);
