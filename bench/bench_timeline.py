@@ -41,6 +41,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
 
+GAP = float(os.environ.get("TIMELINE_GAP_MS", "2")) / 1e3
 LIBPY = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
 SYSCALLS = [("exit", "recvfrom"), ("enter", "sendmsg"), ("exit", "recvmsg"), ("exit", "seccomp"),
             ("enter", "exit_group"), ("exit", "wait4"), ("enter", "pwrite64"), ("enter", "sendto"),
@@ -127,7 +128,8 @@ def main():
             t0 = mono()
             bw.timed_runs(c, 1, body)
             windows.append((t0, mono()))
-            time.sleep(0.002)  # let the spare be replaced, as between a user's runs
+            # TIMELINE_GAP_MS=0: back to back, as bench-workers' (a) runs.
+            time.sleep(GAP)  # let the spare be replaced, as between a user's runs
         perf.send_signal(2)
         perf.wait()
     finally:
