@@ -1699,25 +1699,28 @@ static bool run_inline_startable(Daemon *d, DRun *r) {
                d->cfg.max_concurrent_per_tenant > 0;
 }
 
-/* Runs r, a warm invoke, on this (HTTP) thread with inst, the idle instance
- * taken for it, with d->lock held (released on return). The run is counted,
- * recorded and limited exactly as on a run thread (run_begin() and
- * run_complete() are theirs); only the thread differs. When it has not
- * ended within INLINE_WATCH_USEC the run watcher watches it on and
- * the caller's request suspends as usual; a cancel, the time limit and the
- * output limit act on the engine's watch wherever it is. This saves an
- * invoke the hand-off to a run thread and back and the suspension of its
- * connection: the caller finds the run ended and answers at once. */
-static void run_inline(Daemon *d, DRun *r, Instance *inst) {
-        RunStep *st = run_begin(d, r, false, inst);
+/* Runs r on this (HTTP) thread, with d->lock held (released on return):
+ * begun here (on inst, the idle instance taken for a warm invoke; NULL
+ * for an ad-hoc run), ended here when it ends within watch_usec, else
+ * watched on by the run watcher while the caller's request suspends as
+ * usual. The run is counted, recorded and limited exactly as on a run
+ * thread (run_begin() and run_complete() are theirs); only the thread
+ * differs, and a cancel, the time limit and the output limit act on the
+ * engine's watch wherever it is. This saves the hand-off to a run thread
+ * and back and the suspension of the connection: the caller finds the
+ * run ended and answers at once. Counted in *ended_here or *watched. */
+static void run_on_http_thread(Daemon *d, DRun *r, Instance *inst, usec_t watch_usec, uint64_t *ended_here,
+                               uint64_t *watched) {
+        RunStep *st = run_begin(d, r, NULL, inst);
         if (!st) {
-                /* Not reached (run_inline_startable() saw no stop), kept safe. */
+                /* Not reached for an invoke (run_inline_startable() saw no
+                 * stop), kept safe. */
                 pthread_mutex_unlock(&d->lock);
                 return;
         }
-        if (run_wait(st, now_monotonic() + INLINE_WATCH_USEC)) {
+        if (run_wait(st, now_monotonic() + watch_usec)) {
                 run_complete(st);
-                d->metrics.invokes_inline++;
+                (*ended_here)++;
                 /* A run thread passes its slot on by taking the next run
                  * itself (pool_thread); this thread does not, so a run that
                  * queued behind this one (its tenant's limit, a full
@@ -1728,8 +1731,13 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
                 pool_wake(wake);
                 return;
         }
-        __atomic_add_fetch(&d->metrics.invokes_watched, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(watched, 1, __ATOMIC_RELAXED);
         watch_add(d, st);
+}
+
+/* A warm invoke r on this thread with inst, the idle instance taken for it. */
+static void run_inline(Daemon *d, DRun *r, Instance *inst) {
+        run_on_http_thread(d, r, inst, INLINE_WATCH_USEC, &d->metrics.invokes_inline, &d->metrics.invokes_watched);
 }
 
 /* Whether r, an ad-hoc run whose caller waits for its answer, may begin on
@@ -1765,30 +1773,10 @@ static bool drun_adhoc_eligible(Daemon *d, const DRun *r) {
  * runs came one at a time (run_inline_startable()), as for invokes. */
 #define ADHOC_INLINE_WATCH_USEC (3 * USEC_PER_MSEC)
 
-/* Runs r, an ad-hoc run, on this (HTTP) thread of a quiet daemon
- * (run_inline_startable()), with d->lock held (released on return): begun
- * here, ended here when it ends within ADHOC_INLINE_WATCH_USEC, else
- * watched on by the run watcher. The run is counted, recorded and limited
- * as on a run thread (run_begin() and run_complete()); the caller finds it
- * ended and answers without a hand-off to a run thread and back. */
+/* An ad-hoc run r on this thread of a quiet daemon (run_inline_startable()). */
 static void run_adhoc_inline(Daemon *d, DRun *r) {
-        RunStep *st = run_begin(d, r, NULL, NULL);
-        if (!st) {
-                pthread_mutex_unlock(&d->lock);
-                return;
-        }
-        if (run_wait(st, now_monotonic() + ADHOC_INLINE_WATCH_USEC)) {
-                run_complete(st);
-                d->metrics.adhoc_inline++;
-                /* As run_inline(): a run queued behind this one needs a
-                 * run thread woken. */
-                RunThread *wake = pool_kick(d);
-                pthread_mutex_unlock(&d->lock);
-                pool_wake(wake);
-                return;
-        }
-        __atomic_add_fetch(&d->metrics.adhoc_watched, 1, __ATOMIC_RELAXED);
-        watch_add(d, st);
+        run_on_http_thread(d, r, NULL, ADHOC_INLINE_WATCH_USEC, &d->metrics.adhoc_inline,
+                           &d->metrics.adhoc_watched);
 }
 
 /* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is

@@ -52,6 +52,19 @@ def strace_daemon(d, syscalls, trace):
         s.wait(timeout=30)
 
 
+def metrics(d):
+    """Daemon d's /metrics as {series (name with labels): value}."""
+    st, text = d.call("GET", "/metrics", token="admin")
+    assert st == 200
+    got = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        got[name] = float(value)
+    return got
+
+
 def run(d, source, **body):
     """An ad-hoc run of source on daemon d, waited for; its 200 answer."""
     st, out = d.call("POST", "/v1/runs?wait=true", {"source": source, **body})

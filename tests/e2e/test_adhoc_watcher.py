@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from daemonlib import Daemon, wait_for
+from daemonlib import Daemon, metrics, wait_for
 
 SRC = (
     "import os, sys, time\n"
@@ -27,18 +27,6 @@ SRC = (
     "    return n\n")
 
 RUNS = "/v1/runs?wait=true"
-
-
-def metrics(d):
-    st, text = d.call("GET", "/metrics", token="admin")
-    assert st == 200
-    got = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, value = line.rsplit(" ", 1)
-        got[name] = float(value)
-    return got
 
 
 def pick(m):

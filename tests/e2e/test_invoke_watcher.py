@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from daemonlib import TOKENS, Daemon, wait_for
+from daemonlib import TOKENS, Daemon, metrics, wait_for
 
 SRC = (
     "import os, sys, time\n"
@@ -30,18 +30,6 @@ SRC = (
     "    return n\n")
 
 INVOKE = "/v1/functions/fn/invoke?wait=true"
-
-
-def metrics(d):
-    st, text = d.call("GET", "/metrics", token="admin")
-    assert st == 200
-    got = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, value = line.rsplit(" ", 1)
-        got[name] = float(value)
-    return got
 
 
 def pick(m):
