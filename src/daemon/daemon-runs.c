@@ -720,6 +720,24 @@ typedef struct RunStep {
         struct RunStep *next;   /* d->watch_new */
 } RunStep;
 
+/* The part of a run's spec that says what runs (its code, arguments,
+ * limits, requirements): run_begin() adds how and where;
+ * drun_adhoc_eligible() asks the engine whether it could begin at once. */
+static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
+        return (RunSpec) {
+                .source = r->source,
+                .source_len = r->source_len,
+                .filename = r->filename,
+                .function = r->function,
+                .args_json = r->args_json,
+                .kwargs_json = r->kwargs_json,
+                .limits = r->limits,
+                .sandbox = d->cfg.sandbox,
+                .context_json = r->context_json,
+                .requirements_json = r->requirements_json,
+        };
+}
+
 /* Starts r, with d->lock held; NULL when r left without running (the
  * daemon stops and keeps it queued; the lock is still held). Otherwise the
  * lock is released and the step returned: the engine began unless r was
@@ -823,34 +841,23 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                 st->instance_key = k;
         }
         st->dk = dk;
-        st->spec = (RunSpec) {
-                .env = st->env,
-                .instance_key = st->instance_key,
-                /* Taken for this key only (run_inline(): no secrets, no env). */
-                .instance = inst,
-                /* The bound the run threads keep (fn_instance_free()). */
-                .max_instances = DAEMON_FN_INSTANCES,
-                .queued_usec = r->started > r->created ? r->started - r->created : 0,
-                .record_exists = true,
-                /* A claimed run's record is Redis's (the daemon writes its
-                 * end through the queue), not this node's database. */
-                .no_record = r->claimed,
-                .attempt = r->attempt,
-                .run_id = r->id,
-                .tenant = r->tenant,
-                .source = r->source,
-                .source_len = r->source_len,
-                .filename = r->filename,
-                .function = r->function,
-                .args_json = r->args_json,
-                .kwargs_json = r->kwargs_json,
-                .limits = r->limits,
-                .sandbox = d->cfg.sandbox,
-                .context_json = r->context_json,
-                .requirements_json = r->requirements_json,
-                .data = st->mounts,
-                .ready_checked = r->begun_here,
-        };
+        st->spec = drun_code_spec(d, r);
+        st->spec.env = st->env;
+        st->spec.instance_key = st->instance_key;
+        /* Taken for this key only (run_inline(): no secrets, no env). */
+        st->spec.instance = inst;
+        /* The bound the run threads keep (fn_instance_free()). */
+        st->spec.max_instances = DAEMON_FN_INSTANCES;
+        st->spec.queued_usec = r->started > r->created ? r->started - r->created : 0;
+        st->spec.record_exists = true;
+        /* A claimed run's record is Redis's (the daemon writes its
+         * end through the queue), not this node's database. */
+        st->spec.no_record = r->claimed;
+        st->spec.attempt = r->attempt;
+        st->spec.run_id = r->id;
+        st->spec.tenant = r->tenant;
+        st->spec.data = st->mounts;
+        st->spec.ready_checked = r->begun_here;
         /* output_data: the engine hands the run's /out to the catalog, in
          * the run's tenant (its caps apply), before it writes the run's
          * end. */
@@ -1752,18 +1759,7 @@ static bool drun_adhoc_eligible(Daemon *d, const DRun *r) {
             r->output_data || r->idem_key)
                 return false;
         /* The fields of run_begin()'s spec that the engine's look reads. */
-        RunSpec spec = {
-                .source = r->source,
-                .source_len = r->source_len,
-                .filename = r->filename,
-                .function = r->function,
-                .args_json = r->args_json,
-                .kwargs_json = r->kwargs_json,
-                .limits = r->limits,
-                .sandbox = d->cfg.sandbox,
-                .context_json = r->context_json,
-                .requirements_json = r->requirements_json,
-        };
+        RunSpec spec = drun_code_spec(d, r);
         return engine_run_ready(d->engine, &spec);
 }
 
