@@ -1133,20 +1133,26 @@ def _recv_message(sock, pending, readable=None):
     each "done" woke the idle instance for nothing, once per invoke; poll()
     sleeps for POLLIN only (docs/performance.md, round 8 hand-offs)."""
     global _FDS_SPACE
-    import socket
-    import array
     if _FDS_SPACE is None:
+        import socket
+        import array
         _FDS_SPACE = socket.CMSG_LEN(8 * array.array("i").itemsize)
     fds = []
     while len(pending) < 4:
         if readable is not None:
             readable.poll()
         data, anc, _, _ = sock.recvmsg(_RECV_CHUNK, _FDS_SPACE)
-        for level, kind, cdata in anc:  # as socket.recv_fds() reads them
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                a = array.array("i")
-                a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
-                fds += a
+        if anc:
+            # Imported only here: an import statement per invoke (a
+            # sys.modules look-up through the import machinery) showed in
+            # the instance's profile; fds come with the first invoke only.
+            import socket
+            import array
+            for level, kind, cdata in anc:  # as socket.recv_fds() reads them
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    a = array.array("i")
+                    a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
+                    fds += a
         if not data:
             for fd in fds:
                 os.close(fd)
@@ -1269,7 +1275,10 @@ def _result_text(result):
 def _send_done(sock, invocation_id, result):
     """"done" {id, result} (or {id, result_too_big: true}): the result is
     spliced in as JSON text, serialised once."""
-    head = '{"type":"done","id":' + json.dumps(invocation_id)
+    # The engine's ids are strings: json.dumps()'s bytes for them without
+    # its per-call encoder set-up.
+    head = '{"type":"done","id":' + (json.encoder.encode_basestring_ascii(invocation_id)
+                                     if type(invocation_id) is str else json.dumps(invocation_id))
     data = b""
     if result is not None:
         data = _result_text(result).encode("utf-8", "surrogatepass")
