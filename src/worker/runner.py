@@ -337,7 +337,7 @@ class LambdaContext:
 def _convert(param, conv, item):
     if isinstance(item, dict) and len(item) == 1 and "context" in item:
         return LambdaContext(item["context"] if isinstance(item["context"], dict) else {})
-    if not isinstance(item, dict) or len(item) != 1 or not ({"raw", "value"} & item.keys()):
+    if not isinstance(item, dict) or len(item) != 1 or not ("value" in item or "raw" in item):
         raise ValidationError(f"argument '{param}': malformed argument encoding")
     if "raw" in item:
         if not isinstance(item["raw"], str):
@@ -376,6 +376,9 @@ class _BindPlan:
         self.required_pos = {p.arg for p in (a.posonlyargs + a.args)[:len(self.positional) - n_defaults]}
         self.kwonly = [p.arg for p in a.kwonlyargs]
         self.kwonly_required = {p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None}
+        # Every parameter a call must bind: one subset test per call, the
+        # missing ones listed (in signature order) only when it fails.
+        self.required = frozenset(self.required_pos | self.kwonly_required)
         self.annotations = {p.arg: p.annotation for p in a.posonlyargs + a.args + a.kwonlyargs}
         self.convs = {}
         self.names = {p.arg for p in a.args + a.kwonlyargs}
@@ -432,6 +435,8 @@ def _bind(fn, args, kwargs, plan=None):
             raise ValidationError(f"{fn.name}() got an unexpected keyword argument '{name}'{hint}")
         bound.add(name)
 
+    if plan.required <= bound:
+        return out_args, out_kwargs
     missing = [p for p in positional if p in plan.required_pos and p not in bound]
     missing += [p for p in plan.kwonly if p in plan.kwonly_required and p not in bound]
     if missing:
