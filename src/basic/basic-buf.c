@@ -1,4 +1,6 @@
 /* Capped growable buffer: every user-controlled growth has a ceiling. */
+#include <assert.h>
+
 #include "basic.h"
 
 void buf_init(Buf *b, size_t max) {
@@ -17,7 +19,8 @@ void buf_reset(Buf *b) {
                 b->data[0] = 0;
 }
 
-int buf_append(Buf *b, const void *data, size_t n) {
+int buf_extend(Buf *b, size_t n, char **ret_tail) {
+        assert(ret_tail);
         if (n > b->max || b->len > b->max - n)
                 return -ENOBUFS;
         if (b->len + n + 1 > b->alloc) {
@@ -27,10 +30,19 @@ int buf_append(Buf *b, const void *data, size_t n) {
                 b->data = xrealloc(b->data, a);
                 b->alloc = a;
         }
-        if (n)
-                memcpy(b->data + b->len, data, n);
+        *ret_tail = b->data + b->len;
         b->len += n;
         b->data[b->len] = 0;
+        return 0;
+}
+
+int buf_append(Buf *b, const void *data, size_t n) {
+        char *tail;
+        int r = buf_extend(b, n, &tail);
+        if (r < 0)
+                return r;
+        if (n)
+                memcpy(tail, data, n);
         return 0;
 }
 

@@ -122,6 +122,11 @@ typedef struct Buf {
 void buf_init(Buf *b, size_t max);
 void buf_free(Buf *b);
 int buf_append(Buf *b, const void *data, size_t n);
+/* Grows b by n bytes for the caller to fill in place (*ret_tail: the first;
+ * a NUL follows them): one capacity check and at most one realloc where a
+ * writer knows its length ahead (an escaped JSON string). -ENOBUFS past the
+ * cap, b unchanged. */
+int buf_extend(Buf *b, size_t n, char **ret_tail);
 int buf_appends(Buf *b, const char *s);
 int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
 void buf_reset(Buf *b);

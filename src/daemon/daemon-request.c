@@ -651,16 +651,58 @@ fail:
 
 /* ---- what the Lambda API reads from a request -------------------------------- */
 
+/* params_json as the worker writes it, ["name", …] of ASCII names without
+ * escapes: its item count and plain (unstarred, non-empty) names without
+ * parsing it into jansson values (a json_loads() per Lambda invoke was
+ * ~4k instructions; docs/performance.md, round 10b). -EINVAL for anything
+ * else, which jansson then reads. */
+static int params_scan(const char *s, size_t *ret_n, size_t *ret_plain) {
+        static const char ws[] = " \t\r\n";
+        size_t n = 0, plain = 0;
+        s += strspn(s, ws);
+        if (*s++ != '[')
+                return -EINVAL;
+        s += strspn(s, ws);
+        if (*s != ']')
+                for (;;) {
+                        if (*s++ != '"')
+                                return -EINVAL;
+                        const char *e = s;
+                        for (; *e != '"'; e++)
+                                if ((unsigned char) *e < 0x20 || (unsigned char) *e >= 0x80 || *e == '\\')
+                                        return -EINVAL; /* NUL (the end) included */
+                        n++;
+                        plain += e > s && *s != '*';
+                        s = e + 1;
+                        s += strspn(s, ws);
+                        if (*s == ']')
+                                break;
+                        if (*s++ != ',')
+                                return -EINVAL;
+                        s += strspn(s, ws);
+                }
+        s++;
+        s += strspn(s, ws);
+        if (*s)
+                return -EINVAL;
+        *ret_n = n;
+        *ret_plain = plain;
+        return 0;
+}
+
 LambdaCall lambda_call_rule(const char *params_json) {
-        json_t *a = params_json ? json_loads(params_json, 0, NULL) : NULL;
-        size_t n = json_array_size(a), plain = 0, i;
-        json_t *v;
-        json_array_foreach(a, i, v) {
-                const char *p = json_string_value(v);
-                if (p && *p && *p != '*')
-                        plain++;
+        size_t n = 0, plain = 0, i;
+        if (params_json && params_scan(params_json, &n, &plain) < 0) {
+                json_t *a = json_loads(params_json, 0, NULL), *v;
+                n = json_array_size(a);
+                plain = 0;
+                json_array_foreach(a, i, v) {
+                        const char *p = json_string_value(v);
+                        if (p && *p && *p != '*')
+                                plain++;
+                }
+                json_decref(a);
         }
-        json_decref(a);
         if (plain == 2 && n == 2)
                 return LAMBDA_CALL_EVENT_CONTEXT;
         if (plain == 1 && n == 1)

@@ -124,45 +124,61 @@ int json_bytes_marker_decode(const json_t *v, uint8_t **ret, size_t *ret_len) {
         return 1;
 }
 
+/* The bytes each input byte becomes inside a JSON string, as json_dumps()
+ * writes it: 1 as is (UTF-8 continuation and lead bytes included), 2 for
+ * the short escapes, 6 for the other control characters (\u00XX). */
+static const unsigned char json_escape_len[256] = {
+        [0x00 ... 0x07] = 6, ['\b'] = 2, ['\t'] = 2, ['\n'] = 2, [0x0b] = 6, ['\f'] = 2, ['\r'] = 2,
+        [0x0e ... 0x1f] = 6, [0x20 ... 0x21] = 1, ['"'] = 2, [0x23 ... 0x5b] = 1, ['\\'] = 2, [0x5d ... 0xff] = 1,
+};
+
+/* Two passes: the escaped length first, then the bytes written in place
+ * into one buf_extend(). A JSON text held as a string (a queued request's
+ * args and Lambda context) has a quote every few bytes, and an append per
+ * escape cost ~4k instructions per such string (docs/performance.md,
+ * round 10b). */
 int json_buf_append_string(Buf *b, const char *s) {
         if (!s)
                 return buf_append(b, "null", 4);
-        int r = buf_append(b, "\"", 1);
-        const char *run = s;
-        for (const char *p = s; r >= 0 && *p; p++) {
-                unsigned char ch = (unsigned char) *p;
-                if (ch >= 0x20 && ch != '"' && ch != '\\')
-                        continue;
-                /* Copy the run of plain bytes before it in one append. */
-                r = buf_append(b, run, (size_t) (p - run));
-                char esc[8];
-                size_t n = 2;
-                esc[0] = '\\';
-                switch (ch) {
-                case '"': esc[1] = '"'; break;
-                case '\\': esc[1] = '\\'; break;
-                case '\b': esc[1] = 'b'; break;
-                case '\f': esc[1] = 'f'; break;
-                case '\n': esc[1] = 'n'; break;
-                case '\r': esc[1] = 'r'; break;
-                case '\t': esc[1] = 't'; break;
-                default: {
-                        static const char hex[] = "0123456789ABCDEF";
-                        memcpy(esc + 1, "u00", 3);
-                        esc[4] = hex[ch >> 4];
-                        esc[5] = hex[ch & 15];
-                        n = 6;
-                }
-                }
-                if (r >= 0)
-                        r = buf_append(b, esc, n);
-                run = p + 1;
+        size_t n = 2, len = 0;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++, len++)
+                n += json_escape_len[*p];
+        char *o;
+        int r = buf_extend(b, n, &o);
+        if (r < 0)
+                return r;
+        *o++ = '"';
+        if (n == len + 2) {
+                memcpy(o, s, len);
+                o += len;
         }
-        if (r >= 0)
-                r = buf_append(b, run, strlen(run));
-        if (r >= 0)
-                r = buf_append(b, "\"", 1);
-        return r;
+        else
+                for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                        unsigned char ch = *p;
+                        if (json_escape_len[ch] == 1) {
+                                *o++ = (char) ch;
+                                continue;
+                        }
+                        *o++ = '\\';
+                        switch (ch) {
+                        case '"': *o++ = '"'; break;
+                        case '\\': *o++ = '\\'; break;
+                        case '\b': *o++ = 'b'; break;
+                        case '\f': *o++ = 'f'; break;
+                        case '\n': *o++ = 'n'; break;
+                        case '\r': *o++ = 'r'; break;
+                        case '\t': *o++ = 't'; break;
+                        default: {
+                                static const char hex[] = "0123456789ABCDEF";
+                                memcpy(o, "u00", 3);
+                                o[3] = hex[ch >> 4];
+                                o[4] = hex[ch & 15];
+                                o += 5;
+                        }
+                        }
+                }
+        *o = '"';
+        return 0;
 }
 
 int json_buf_append_member(Buf *b, const char *member, const char *s) {

@@ -337,7 +337,7 @@ class LambdaContext:
 def _convert(param, conv, item):
     if isinstance(item, dict) and len(item) == 1 and "context" in item:
         return LambdaContext(item["context"] if isinstance(item["context"], dict) else {})
-    if not isinstance(item, dict) or len(item) != 1 or not ({"raw", "value"} & item.keys()):
+    if not isinstance(item, dict) or len(item) != 1 or not ("value" in item or "raw" in item):
         raise ValidationError(f"argument '{param}': malformed argument encoding")
     if "raw" in item:
         if not isinstance(item["raw"], str):
@@ -376,6 +376,9 @@ class _BindPlan:
         self.required_pos = {p.arg for p in (a.posonlyargs + a.args)[:len(self.positional) - n_defaults]}
         self.kwonly = [p.arg for p in a.kwonlyargs]
         self.kwonly_required = {p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None}
+        # Every parameter a call must bind: one subset test per call, the
+        # missing ones listed (in signature order) only when it fails.
+        self.required = frozenset(self.required_pos | self.kwonly_required)
         self.annotations = {p.arg: p.annotation for p in a.posonlyargs + a.args + a.kwonlyargs}
         self.convs = {}
         self.names = {p.arg for p in a.args + a.kwonlyargs}
@@ -432,6 +435,8 @@ def _bind(fn, args, kwargs, plan=None):
             raise ValidationError(f"{fn.name}() got an unexpected keyword argument '{name}'{hint}")
         bound.add(name)
 
+    if plan.required <= bound:
+        return out_args, out_kwargs
     missing = [p for p in positional if p in plan.required_pos and p not in bound]
     missing += [p for p in plan.kwonly if p in plan.kwonly_required and p not in bound]
     if missing:
@@ -1133,20 +1138,26 @@ def _recv_message(sock, pending, readable=None):
     each "done" woke the idle instance for nothing, once per invoke; poll()
     sleeps for POLLIN only (docs/performance.md, round 8 hand-offs)."""
     global _FDS_SPACE
-    import socket
-    import array
     if _FDS_SPACE is None:
+        import socket
+        import array
         _FDS_SPACE = socket.CMSG_LEN(8 * array.array("i").itemsize)
     fds = []
     while len(pending) < 4:
         if readable is not None:
             readable.poll()
         data, anc, _, _ = sock.recvmsg(_RECV_CHUNK, _FDS_SPACE)
-        for level, kind, cdata in anc:  # as socket.recv_fds() reads them
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                a = array.array("i")
-                a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
-                fds += a
+        if anc:
+            # Imported only here: an import statement per invoke (a
+            # sys.modules look-up through the import machinery) showed in
+            # the instance's profile; fds come with the first invoke only.
+            import socket
+            import array
+            for level, kind, cdata in anc:  # as socket.recv_fds() reads them
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    a = array.array("i")
+                    a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
+                    fds += a
         if not data:
             for fd in fds:
                 os.close(fd)
@@ -1269,7 +1280,10 @@ def _result_text(result):
 def _send_done(sock, invocation_id, result):
     """"done" {id, result} (or {id, result_too_big: true}): the result is
     spliced in as JSON text, serialised once."""
-    head = '{"type":"done","id":' + json.dumps(invocation_id)
+    # The engine's ids are strings: json.dumps()'s bytes for them without
+    # its per-call encoder set-up.
+    head = '{"type":"done","id":' + (json.encoder.encode_basestring_ascii(invocation_id)
+                                     if type(invocation_id) is str else json.dumps(invocation_id))
     data = b""
     if result is not None:
         data = _result_text(result).encode("utf-8", "surrogatepass")

@@ -67,6 +67,7 @@ CALLS = [
     ({"args": ["one"], "kwargs": {"k": "x"}}, None),  # not an int
     ({"args": [1], "kwargs": {"k": "x", "w": "many"}}, None),  # **kw: int
     ({"args": [1, 2], "kwargs": {"k": "x", "b": 3}}, None),  # b bound twice
+    ({"args": [], "kwargs": {"opt": 1}}, None),              # a and k missing
 ]
 
 
@@ -83,13 +84,16 @@ def test_binding_answers_and_errors_stay_the_same_across_invocations(d):
             assert got == expect, (body, ans)
             pids.add(ans["result"][-1])
         first.append(got)
-    assert [g[0] for g in first] == ["ok"] * 3 + ["invalid"] * 6, first
+    assert [g[0] for g in first] == ["ok"] * 3 + ["invalid"] * 7, first
     assert "h() missing 1 required argument: 'k'" in first[3][2]
     assert "h() missing 1 required argument: 'a'" in first[4][2]
     assert first[5][2] == "h() got multiple values for argument 'a'"
     assert first[6][2] == 'argument \'a\': expected an integer, got "one"'
     assert first[7][2] == 'argument \'w\': expected an integer, got "many"'
     assert first[8][2] == "h() got multiple values for argument 'b'"
+    # Listed in signature order, positional before keyword-only (the
+    # instance tests the required set first and lists only on a miss).
+    assert "h() missing 2 required arguments: 'a', 'k'" in first[9][2]
     for _ in range(10):
         for (body, _), want in zip(CALLS, first):
             ans = invoke(d, "bind", body)

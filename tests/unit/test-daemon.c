@@ -491,6 +491,21 @@ static void test_lambda_call_rule(void **state) {
                 { NULL, LAMBDA_CALL_KWARGS },
                 { "not json", LAMBDA_CALL_KWARGS },
                 { "{\"event\":1}", LAMBDA_CALL_KWARGS },
+                /* The text scan and jansson agree at every edge. */
+                { " [ \"e\" ,\t\"c\" ]\n", LAMBDA_CALL_EVENT_CONTEXT },
+                { "[\"\\u0065\",\"c\"]", LAMBDA_CALL_EVENT_CONTEXT },
+                { "[\"\\u002a\",\"c\"]", LAMBDA_CALL_KWARGS },
+                { "[\"\xc3\xa9v\",\"c\"]", LAMBDA_CALL_EVENT_CONTEXT },
+                { "[\"\xc3v\",\"c\"]", LAMBDA_CALL_KWARGS },
+                { "[\"e\x01\",\"c\"]", LAMBDA_CALL_KWARGS },
+                { "[\"e\",\"c\"] x", LAMBDA_CALL_KWARGS },
+                { "[\"e\",\"c\",]", LAMBDA_CALL_KWARGS },
+                { "[\"e\" \"c\"]", LAMBDA_CALL_KWARGS },
+                { "[\"e\",1]", LAMBDA_CALL_KWARGS },
+                { "[\"\",\"c\"]", LAMBDA_CALL_KWARGS },
+                { "[\"e\"", LAMBDA_CALL_KWARGS },
+                { "[\"e", LAMBDA_CALL_KWARGS },
+                { "", LAMBDA_CALL_KWARGS },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
                 if (lambda_call_rule(cases[i].params) != cases[i].call)

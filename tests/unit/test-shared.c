@@ -696,6 +696,31 @@ static void test_json_buf_append_string_is_json_dumps(void **state) {
         buf_free(&b);
 }
 
+/* The escaped length is counted before anything is written: a string
+ * whose escaped form passes the cap is -ENOBUFS with the buffer as it was,
+ * one that just fits is written whole; a JSON text held as a string (the
+ * Lambda context in a queued request) is json_dumps()'s bytes. */
+static void test_json_buf_append_string_cap(void **state) {
+        (void) state;
+        const char *ctx = "{\"function_name\":\"f\",\"aws_request_id\":\"r-1\",\"memory_limit_in_mb\":128,\"x\":\"a\\\\b\\n\"}";
+        json_t *v = json_string(ctx);
+        char *want = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        size_t n = strlen(want);
+        Buf b;
+        buf_init(&b, 3 + n - 1);
+        assert_int_equal(buf_append(&b, "ab:", 3), 0);
+        assert_int_equal(json_buf_append_string(&b, ctx), -ENOBUFS);
+        assert_string_equal(b.data, "ab:");
+        assert_int_equal(b.len, 3);
+        b.max++;
+        assert_int_equal(json_buf_append_string(&b, ctx), 0);
+        assert_int_equal(b.len, 3 + n);
+        assert_string_equal(b.data + 3, want);
+        buf_free(&b);
+        free(want);
+        json_decref(v);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_scalar_table),       cmocka_unit_test(test_scalar_direct),
@@ -709,6 +734,7 @@ int main(void) {
                 cmocka_unit_test(test_schema_every_mistake_once),
                 cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
                 cmocka_unit_test(test_json_buf_append_string_is_json_dumps),
+                cmocka_unit_test(test_json_buf_append_string_cap),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
