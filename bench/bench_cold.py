@@ -24,31 +24,14 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
-from bench_cpu_per_run import cpuacct_dir  # noqa: E402
+from bench_cpu_per_run import cpuacct_dir, start_daemon  # noqa: E402
 
 BODY = {"source": bw.REQUESTS_ENV + "def g():\n    return 2\n", "filename": "cold.py"}
-
-
-def start_daemon(build, home, index, sandbox, cg):
-    """bw.Daemon started with its process in cgroup cg (None: where we are)."""
-    if cg is None:
-        return bw.Daemon(build, home, index.url, sandbox).start()
-    real = subprocess.Popen
-
-    def popen(args, **kw):
-        kw["preexec_fn"] = lambda: (cg / "cgroup.procs").write_text(str(os.getpid()))
-        return real(args, **kw)
-    subprocess.Popen = popen
-    try:
-        return bw.Daemon(build, home, index.url, sandbox).start()
-    finally:
-        subprocess.Popen = real
 
 
 def one_cold(build, home, index, sandbox, cpu=False):

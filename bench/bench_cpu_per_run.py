@@ -12,6 +12,7 @@ divided by the runs wrk completed. The load generator is not counted;
 kernel threads (a namespace's `cleanup_net` kworker) are not either."""
 import os
 import pathlib
+import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -24,6 +25,22 @@ def cpuacct_dir():
         if "cpuacct" in ctrls.split(","):
             return pathlib.Path("/sys/fs/cgroup") / ctrls / path.lstrip("/")
     return None
+
+
+def start_daemon(build, home, index, sandbox, cg):
+    """bw.Daemon started with its process in cgroup cg (None: where we are)."""
+    if cg is None:
+        return bw.Daemon(build, home, index.url, sandbox).start()
+    real = subprocess.Popen
+
+    def popen(args, **kw):
+        kw["preexec_fn"] = lambda: (cg / "cgroup.procs").write_text(str(os.getpid()))
+        return real(args, **kw)
+    subprocess.Popen = popen
+    try:
+        return bw.Daemon(build, home, index.url, sandbox).start()
+    finally:
+        subprocess.Popen = real
 
 
 def main():
@@ -41,17 +58,7 @@ def main():
     # starts before its first request (the validator, the blank worker a
     # cold env adopts, round 10) and every process forked from it are
     # counted too.
-    import subprocess
-    real = subprocess.Popen
-
-    def popen(args, **kw):
-        kw["preexec_fn"] = lambda: (cg / "cgroup.procs").write_text(str(os.getpid()))
-        return real(args, **kw)
-    subprocess.Popen = popen
-    try:
-        d = bw.Daemon(build, home, index.url, "full").start()
-    finally:
-        subprocess.Popen = real
+    d = start_daemon(build, home, index, "full", cg)
     try:
         c = bw.Client(d.port)
         src = bw.REQUESTS_ENV + "def f(x: int = 1):\n    return x + 1\n"
