@@ -170,7 +170,6 @@ typedef struct WorkerSpawn {
         const char *worker_path;
         int ctrl_fd;             /* the worker's end of the socketpair -> fd 3 */
         SandboxMode mode;
-        const RunLimits *limits; /* the run's effective limits */
         char **ro_paths;         /* host paths the worker needs read-only, bound at the same path */
         char **data;             /* "NAME=/host/dir": bind read-only at /data/NAME */
         const char *data_dir;
