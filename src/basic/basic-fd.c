@@ -174,3 +174,13 @@ bool pid_is_running(pid_t pid) {
          * what it owned is an orphan's. */
         return p[1] != 'Z' && p[1] != 'X';
 }
+
+int thread_start_detached(void *(*fn)(void *), void *arg) {
+        pthread_attr_t attr;
+        pthread_t tid;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int k = pthread_create(&tid, &attr, fn, arg);
+        pthread_attr_destroy(&attr);
+        return k;
+}

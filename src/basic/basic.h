@@ -157,6 +157,9 @@ int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
 int pid_start_time(pid_t pid, uint64_t *ret);
 /* The process exists and is not a zombie. */
 bool pid_is_running(pid_t pid);
+/* Starts fn(arg) on a detached thread (nobody joins it). Returns 0 or
+ * pthread_create()'s error number. */
+int thread_start_detached(void *(*fn)(void *), void *arg);
 
 /* ---- paths -------------------------------------------------------------- */
 

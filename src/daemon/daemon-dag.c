@@ -374,9 +374,6 @@ static void *dag_thread(void *p) {
 
 /* Takes dag. *ret (may be NULL) gets a reference. */
 static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, const DagOptions *o, DDag **ret) {
-        pthread_attr_t attr;
-        pthread_t t;
-
         pthread_mutex_lock(&d->dags->lock);
         if (d->dags->active >= DAEMON_MAX_ACTIVE_DAGS) {
                 pthread_mutex_unlock(&d->dags->lock);
@@ -404,10 +401,7 @@ static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, c
         DagThreadArgs *a = xcalloc(1, sizeof(DagThreadArgs));
         a->d = d;
         a->g = g;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int k = pthread_create(&t, &attr, dag_thread, a);
-        pthread_attr_destroy(&attr);
+        int k = thread_start_detached(dag_thread, a);
         if (k != 0) {
                 free(a);
                 pthread_mutex_lock(&d->dags->lock);
@@ -833,12 +827,7 @@ static struct MHD_Response *remote_wait(const DaemonCall *call, const char *id, 
         if (!stopping)
                 d->dags->pollers++;
         pthread_mutex_unlock(&d->dags->lock);
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int k = stopping ? EAGAIN : pthread_create(&t, &attr, remote_poll, w);
-        pthread_attr_destroy(&attr);
+        int k = stopping ? EAGAIN : thread_start_detached(remote_poll, w);
         if (k != 0) {
                 if (!stopping) {
                         pthread_mutex_lock(&d->dags->lock);

@@ -34,12 +34,7 @@ int daemon_runs_init(Daemon *d) {
                 return -errno;
         /* The run watcher, made once (the daemon's threads stay as many
          * whatever the load); watch_add() tries again if this fails. */
-        pthread_attr_t attr;
-        pthread_t tid;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        d->watch_running = pthread_create(&tid, &attr, watch_thread, d) == 0;
-        pthread_attr_destroy(&attr);
+        d->watch_running = thread_start_detached(watch_thread, d) == 0;
         return 0;
 }
 
@@ -412,14 +407,8 @@ static void keep_unwritten(Daemon *d, DRun *r, int error) {
         r->refs++;
         r->next_unwritten = d->unwritten;
         d->unwritten = r;
-        if (!d->unwritten_writer) {
-                pthread_t t;
-                pthread_attr_t attr;
-                pthread_attr_init(&attr);
-                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-                d->unwritten_writer = pthread_create(&t, &attr, unwritten_writer, d) == 0;
-                pthread_attr_destroy(&attr);
-        }
+        if (!d->unwritten_writer)
+                d->unwritten_writer = thread_start_detached(unwritten_writer, d) == 0;
         pthread_mutex_unlock(&d->lock);
 }
 
@@ -670,16 +659,11 @@ static RunThread *pool_kick(Daemon *d) {
         unsigned cap = MAX(d->cfg.max_concurrent_runs, 1u) + 1;
         if (d->pool_threads >= cap)
                 return NULL;
-        pthread_attr_t attr;
-        pthread_t tid;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         /* Starting from now: a second kick before it looks at the queue
          * leaves the run to it instead of making another. */
         d->pool_threads++;
         d->pool_starting++;
-        int k = pthread_create(&tid, &attr, pool_thread, d);
-        pthread_attr_destroy(&attr);
+        int k = thread_start_detached(pool_thread, d);
         if (k != 0) {
                 d->pool_threads--;
                 d->pool_starting--;
@@ -1078,12 +1062,7 @@ static void watch_add(Daemon *d, RunStep *st) {
         st->next = d->watch_new;
         d->watch_new = st;
         if (!d->watch_running) {
-                pthread_attr_t attr;
-                pthread_t tid;
-                pthread_attr_init(&attr);
-                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-                int k = pthread_create(&tid, &attr, watch_thread, d);
-                pthread_attr_destroy(&attr);
+                int k = thread_start_detached(watch_thread, d);
                 if (k != 0) {
                         /* Not a watcher: this thread watches the run. */
                         log_error("cannot start the run watcher: %s", strerror(k));
@@ -1780,8 +1759,6 @@ static void run_adhoc_inline(Daemon *d, DRun *r) {
  * acknowledged before the restart, so no limit turns it away. On failure r
  * is gone. */
 static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
-        pthread_attr_t attr;
-        pthread_t t;
         int k;
 
         pthread_mutex_lock(&d->lock);
@@ -1931,10 +1908,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 void **ctx = xcalloc(2, sizeof(void *));
                 ctx[0] = d;
                 ctx[1] = r;
-                pthread_attr_init(&attr);
-                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-                k = pthread_create(&t, &attr, remote_thread, ctx);
-                pthread_attr_destroy(&attr);
+                k = thread_start_detached(remote_thread, ctx);
                 if (k == 0)
                         return 0;
                 free(ctx);
