@@ -65,6 +65,13 @@ def metrics(d):
     return got
 
 
+def join(threads):
+    """Waits for the test's client threads, each within 120 s."""
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive()
+
+
 def run(d, source, **body):
     """An ad-hoc run of source on daemon d, waited for; its 200 answer."""
     st, out = d.call("POST", "/v1/runs?wait=true", {"source": source, **body})

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from daemonlib import Daemon, metrics, wait_for
+from daemonlib import Daemon, join, metrics, wait_for
 
 SRC = (
     "import os, sys, time\n"
@@ -44,12 +44,6 @@ def delta(a, b, k):
 
 def body(**kwargs):
     return {"source": SRC, "function": "main", "kwargs": kwargs}
-
-
-def join(ts):
-    for t in ts:
-        t.join(120)
-        assert not t.is_alive()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from daemonlib import TOKENS, Daemon, metrics, wait_for
+from daemonlib import TOKENS, Daemon, join, metrics, wait_for
 
 SRC = (
     "import os, sys, time\n"
@@ -67,12 +67,6 @@ def begin_gated(d, gate):
     st, b = d.call("POST", INVOKE + "&timeout=1", {"kwargs": {"n": 999999, "gate": str(gate)}})
     assert st == 202 and b["status"] == "running", (st, b)
     return b["id"]
-
-
-def join(ts):
-    for t in ts:
-        t.join(120)
-        assert not t.is_alive()
 
 
 @pytest.fixture

@@ -426,6 +426,15 @@ static void test_run_crash_mirrored(void **state) {
         assert_int_equal(WTERMSIG(st), SIGSEGV);
 }
 
+/* Reaps child pid (tests whose checks run in a child: a failure there
+ * is its exit code) and asserts it exited 0. */
+static void assert_child_exited_ok(pid_t pid) {
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* ---- cgroups -------------------------------------------------------------------- */
 
 static void test_cgroup_memory(void **state) {
@@ -512,10 +521,7 @@ static void run_in_group(SandboxCgroup *cg, size_t alloc_mb) {
                 }
                 _exit(0);
         }
-        int st;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
+        assert_child_exited_ok(pid);
 }
 
 /* A group used again keeps the files it reads and writes per run open
@@ -612,10 +618,7 @@ static void test_cgroup_kept_files_within_budget(void **state) {
                         sandbox_cgroup_free(cg[i]);
                 _exit(sandbox_cgroup_kept_fds() == 0 ? 0 : 9);
         }
-        int st;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
+        assert_child_exited_ok(pid);
 }
 
 /* A killed process can stay in its group for seconds while it exits
