@@ -3,6 +3,8 @@
 
 #include <assert.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 int fd_close(int fd) {
@@ -36,6 +38,19 @@ int fd_cloexec(int fd, bool cloexec) {
         if (nflags != flags && fcntl(fd, F_SETFD, nflags) < 0)
                 return -errno;
         return 0;
+}
+
+long fd_limit_raise(unsigned long cap) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        rlim_t want = MIN(rl.rlim_max, (rlim_t) cap);
+        if (rl.rlim_cur >= want)
+                return (long) MIN(rl.rlim_cur, (rlim_t) LONG_MAX);
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        return (long) want;
 }
 
 ssize_t read_full(int fd, void *buf, size_t n) {

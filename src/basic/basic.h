@@ -138,6 +138,11 @@ char *buf_steal(Buf *b);
 int fd_close(int fd); /* returns -EBADF, for `fd = fd_close(fd);` */
 int fd_nonblock(int fd, bool nonblock);
 int fd_cloexec(int fd, bool cloexec);
+/* Raises RLIMIT_NOFILE's soft limit to its hard limit, at most cap (a
+ * daemon's fds grow with connections, runs and kept cgroup files; systemd
+ * starts services at soft 1024, hard 524288). Returns the soft limit now
+ * in force, or -errno. Only for processes that never call select(). */
+long fd_limit_raise(unsigned long cap);
 /* Read/write all n bytes, retrying on EINTR. read_full returns bytes read
  * (less than n only at EOF). */
 ssize_t read_full(int fd, void *buf, size_t n);

@@ -372,6 +372,10 @@ typedef struct FnCount {
 } FnCount;
 #define DAEMON_FN_INSTANCES ENGINE_INSTANCES_DEFAULT
 
+/* The open-file limit the daemon raises its soft limit to, when its hard
+ * limit allows (systemd's default hard limit). */
+#define DAEMON_NOFILE_CAP 524288UL
+
 struct Daemon {
         DaemonConfig cfg;               /* replaced on SIGHUP under lock */
         pthread_rwlock_t cfg_lock;

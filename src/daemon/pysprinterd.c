@@ -455,6 +455,14 @@ int main(int argc, char **argv) {
                 return EXIT_INTERNAL;
         }
 
+        /* Connections, waiting requests, runs' pipes and the cgroup files
+         * kept open (a quarter of the limit) all take fds: systemd starts
+         * a service at soft 1024. Nothing here calls select(); a run's
+         * own limit is set in its sandbox (1024, sandbox-rlimit.c). */
+        long nofile = fd_limit_raise(DAEMON_NOFILE_CAP);
+        if (nofile < 0)
+                log_warn("cannot read or raise RLIMIT_NOFILE: %s", strerror((int) -nofile));
+
         /* Signals go to the main thread's sigwait(); block them before any
          * thread exists so every thread inherits the mask. */
         sigset_t set;

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -495,3 +496,32 @@ def test_newer_schema_is_refused(tmp_path):
     assert p.returncode == 7 and "newer than this pysprinter knows" in p.stderr, p.stderr
     p = pysprinterd("restore", home / "pysprinter.db", "--data-dir", tmp_path / "other", home=home)
     assert p.returncode == 2 and "newer" in p.stderr, p.stderr
+
+
+def test_daemon_raises_its_open_file_limit_and_runs_keep_their_own(tmp_path):
+    """Under systemd a service starts at soft 1024 fds: the daemon raises its
+    soft limit to the hard one (connections, runs' pipes and kept cgroup
+    files all take fds), while a sandboxed run keeps its own limit
+    (limits.nofile, default 1024)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard} leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        daemon = Daemon(tmp_path / "d", sandbox="full")
+        daemon.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = Path(f"/proc/{daemon.proc.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert line.split()[3:5] == [str(min(hard, 524288)), str(hard)], line
+        st, b = daemon.run("""
+            import resource
+            def main():
+                return list(resource.getrlimit(resource.RLIMIT_NOFILE))
+            """)
+        assert st == 200 and b["status"] == "succeeded" and b["result"] == [1024, 1024], b
+    finally:
+        daemon.stop()

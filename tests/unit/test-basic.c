@@ -4,7 +4,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -296,9 +298,31 @@ static void test_pid_is_running(void **state) {
         assert_false(pid_is_running(child));
 }
 
+/* A daemon started at systemd's soft 1024 raises itself to the hard limit
+ * (or the cap), and never lowers a limit already above the cap. */
+static void test_fd_limit_raise(void **state) {
+        struct rlimit saved, rl;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+        if (saved.rlim_max < 256) {
+                skip();
+                return;
+        }
+        rl = (struct rlimit) { .rlim_cur = 64, .rlim_max = saved.rlim_max };
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+        assert_int_equal(fd_limit_raise(100), 100);
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        assert_int_equal(rl.rlim_cur, 100);
+        assert_int_equal(rl.rlim_max, saved.rlim_max);
+        /* Above the cap already: left as it is. */
+        assert_int_equal(fd_limit_raise(80), 100);
+        /* Up to the hard limit, never past it. */
+        assert_int_equal(fd_limit_raise(ULONG_MAX), (long) saved.rlim_max);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_buf_printf_and_reset),
+                cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_fd_limit_raise),         cmocka_unit_test(test_buf_printf_and_reset),
                 cmocka_unit_test(test_strings),         cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
