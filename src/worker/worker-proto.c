@@ -55,6 +55,20 @@ int proto_send(int sock, const char *json, size_t len, const int *fds, size_t n_
         return 0;
 }
 
+/* One recvmsg() that got at least a byte, EINTR retried: its count,
+ * -ECONNRESET at EOF, or -errno. */
+static ssize_t recvmsg_some(int sock, struct msghdr *mh, int flags) {
+        for (;;) {
+                ssize_t k = recvmsg(sock, mh, flags);
+                if (k > 0)
+                        return k;
+                if (k == 0)
+                        return -ECONNRESET;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
 static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_t *ret_n) {
         union {
                 char buf[CMSG_SPACE(sizeof(int) * WORKER_PROTO_MAX_FDS)];
@@ -66,14 +80,9 @@ static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_
                 struct iovec iov = { .iov_base = hdr + got, .iov_len = 4 - got };
                 struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
                                      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
-                ssize_t k = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -ECONNRESET;
+                ssize_t k = recvmsg_some(sock, &mh, MSG_CMSG_CLOEXEC);
+                if (k < 0)
+                        return (int) k;
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
                         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
                                 continue;
@@ -138,14 +147,11 @@ int proto_recv_reply(int sock, size_t max, char **ret_json, size_t *ret_len) {
         /* The header and what came of the body with it, in one call; no
          * control buffer: fds sent with it are dropped by the kernel. */
         while (got < 4) {
-                ssize_t k = recv(sock, first + got, sizeof(first) - got, 0);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -ECONNRESET;
+                struct iovec iov = { .iov_base = first + got, .iov_len = sizeof(first) - got };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+                ssize_t k = recvmsg_some(sock, &mh, 0);
+                if (k < 0)
+                        return (int) k;
                 got += (size_t) k;
         }
         size_t len = header_length(first);
