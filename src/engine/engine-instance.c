@@ -381,6 +381,9 @@ bool instance_stat_text_doomed(const char *stat) {
  * "Invoke path: the kernel's share per invoke (round 11)"). Usable where
  * the call exists and is allowed (a seccomp filter may deny it): probed
  * once on ourselves (alive: EINVAL); elsewhere the stat file is read. */
+#ifndef SYS_process_mrelease
+#define SYS_process_mrelease 448 /* Linux 5.15; the unified number (all but alpha) */
+#endif
 static bool mrelease_usable;
 static pthread_once_t mrelease_probe_once = PTHREAD_ONCE_INIT;
 
