@@ -1,7 +1,7 @@
 """The run path of an invoke (issue 15 b): latency and rate on both invoke
 paths, and what one invoke costs the daemon in thread hand-offs.
 
-Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat] [--perf-record]
+Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat] [--perf-record] [--syscalls]
   sequential p50/p99 (400 invokes) and wrk -c1 and -c8 on
   /v1/functions/NAME/invoke and the Lambda path; --perf-stat: the daemon's
   context switches and CPU per invoke on each path (perf stat -p, 400
@@ -13,6 +13,9 @@ Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat
   pysprinter_store_commits_total) per invoke, and with --strace also its
   syscalls per invoke under wrk -c8 (strace slows the daemon: fewer
   invokes overlap than without it).
+  --syscalls: the daemon's system calls, context switches and CPU per
+  invoke without strace (perf stat -e raw_syscalls:sys_enter,...: 3000
+  sequential invokes, then 4 s of wrk -c8, each route).
   BENCH_SOURCE_PAD=N: a function file N bytes larger (a comment).
 Benchmarks are not tests: figures move with the machine's load."""
 import http.client
@@ -168,6 +171,30 @@ def main():
                         v = float(f[0]) / n
                         print(f"  perf stat per invoke under wrk -c8 ({name}): {f[2]} " +
                               (f"{v:.3f} ms" if "clock" in f[2] else f"{v:.2f}"))
+        if "--syscalls" in sys.argv:
+            for name, path in PATHS.items():
+                for what in ("sequential", "wrk -c8"):
+                    ps = subprocess.Popen(["perf", "stat", "-x,", "-e",
+                                           "raw_syscalls:sys_enter,context-switches,task-clock", "-p",
+                                           str(proc.pid)], stderr=subprocess.PIPE, text=True)
+                    time.sleep(0.3)
+                    w = None
+                    if what == "sequential":
+                        sequential(port, path, 3000)
+                        n = 3000
+                    else:
+                        w = wrk(port, path, seconds=4)
+                        n = w[0] * 4 if w else 0
+                    ps.send_signal(signal.SIGINT)
+                    got = {}
+                    for line in ps.communicate()[1].splitlines():
+                        f = line.split(",")
+                        if n and len(f) > 2 and f[0].replace(".", "").isdigit():
+                            got[f[2].split(":")[-1]] = float(f[0]) / n
+                    if got:
+                        print(f"  {name:6s} {what:10s} per invoke: syscalls {got.get('sys_enter', 0):.2f}, context "
+                              f"switches {got.get('context-switches', 0):.2f}, task-clock {got.get('task-clock', 0):.3f} ms" +
+                              (f" ({w[0]:.0f}/s, p99 {w[2]} ms)" if w else ""))
         if "--c8-mech" in sys.argv:
             for name, path in PATHS.items():
                 io0, m0 = proc_io(proc.pid), metric(port, "pysprinter_store_commits_total")

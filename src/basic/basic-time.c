@@ -67,13 +67,49 @@ static int fill_random(void *p, size_t n) {
         return 0;
 }
 
+/* An id's random bits come from a per-thread pool filled by one
+ * getrandom() for ID_POOL_IDS ids: a getrandom() per id was a system call
+ * per invoke on the daemon's request path (docs/performance.md "Invoke
+ * path: the kernel's share per invoke (round 11)"). The bytes are the
+ * kernel's CSPRNG output either way. A fork()ed child (the forking thread
+ * is its only thread) forgets its copy of the pool, so parent and child
+ * never hand out the same bytes. */
+#define ID_POOL_IDS 32
+static _Thread_local struct {
+        uint64_t rnd[ID_POOL_IDS];
+        unsigned left;
+} id_pool;
+static pthread_once_t id_pool_once = PTHREAD_ONCE_INIT;
+
+static void id_pool_forget(void) {
+        id_pool.left = 0;
+}
+
+static void id_pool_register(void) {
+        (void) pthread_atfork(NULL, NULL, id_pool_forget);
+}
+
+static uint64_t id_random(void) {
+        (void) pthread_once(&id_pool_once, id_pool_register);
+        if (id_pool.left == 0) {
+                if (fill_random(id_pool.rnd, sizeof(id_pool.rnd)) < 0) {
+                        uint64_t rnd = 0;
+                        (void) fill_random(&rnd, sizeof(rnd));
+                        return rnd;
+                }
+                id_pool.left = ID_POOL_IDS;
+        }
+        uint64_t rnd = id_pool.rnd[--id_pool.left];
+        id_pool.rnd[id_pool.left] = 0; /* handed out once */
+        return rnd;
+}
+
 char *id_new(const char *prefix) {
         /* 40 bits of milliseconds (sortable for ~35 years) + 40 random bits,
          * in Crockford-style base32 so ids sort as strings. */
         static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
         uint64_t ms = now_realtime() / USEC_PER_MSEC;
-        uint64_t rnd = 0;
-        (void) fill_random(&rnd, sizeof(rnd));
+        uint64_t rnd = id_random();
         char out[17];
         for (int i = 7; i >= 0; i--) {
                 out[i] = alphabet[ms & 31];

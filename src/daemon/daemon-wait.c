@@ -85,9 +85,11 @@ uint64_t daemon_wait_arm(void) {
         return __atomic_load_n(&W.gen, __ATOMIC_ACQUIRE);
 }
 
-/* W.lock held. The last touch of w: its owner may free it as soon as its
- * connection runs again. */
-static void wake_locked(DaemonWaiter *w, DaemonWake why) {
+/* W.lock held: w leaves the parked list, woken for why. Returns its
+ * connection for the caller to resume; w is not touched again (its owner
+ * may free it as soon as its connection runs again). No one else resumes
+ * it: it is no longer in the list. */
+static struct MHD_Connection *unpark_locked(DaemonWaiter *w, DaemonWake why) {
         if (w->prev)
                 w->prev->next = w->next;
         else
@@ -99,7 +101,13 @@ static void wake_locked(DaemonWaiter *w, DaemonWake why) {
         w->why = why;
         W.parked--;
         __atomic_sub_fetch(key_slot(w->key), 1, __ATOMIC_SEQ_CST);
-        MHD_resume_connection(w->conn);
+        return w->conn;
+}
+
+/* W.lock held: unpark_locked() and the resume (the watcher's deadlines and
+ * hang-ups, a few per second). */
+static void wake_locked(DaemonWaiter *w, DaemonWake why) {
+        MHD_resume_connection(unpark_locked(w, why));
 }
 
 bool daemon_wait_park(DaemonWaiter *w, struct MHD_Connection *conn, const void *key, uint64_t gen,
@@ -152,13 +160,28 @@ void daemon_wait_kick(const void *key) {
         if (__atomic_load_n(key_slot(NULL), __ATOMIC_SEQ_CST) == 0 &&
             (!key || __atomic_load_n(key_slot(key), __ATOMIC_SEQ_CST) == 0))
                 return; /* nobody parked (or parking) who could want it */
-        pthread_mutex_lock(&W.lock);
-        for (DaemonWaiter *w = W.head, *next; w; w = next) {
-                next = w->next;
-                if (!w->key || (key && w->key == key))
-                        wake_locked(w, DAEMON_WAKE_EVENT);
-        }
-        pthread_mutex_unlock(&W.lock);
+        /* The resumes after W.lock is dropped: a resumed connection's MHD
+         * thread wakes at once and takes W.lock itself (its waiter's end,
+         * or its next park); resumed under the lock, it found it held and
+         * slept on it until we let go: a futex wait and wake and a context
+         * switch per resumed invoke (docs/performance.md "Invoke path: the
+         * kernel's share per invoke (round 11)"). In passes of KICK_BATCH
+         * waiters. */
+        enum { KICK_BATCH = 32 };
+        struct MHD_Connection *resume[KICK_BATCH];
+        size_t n;
+        do {
+                n = 0;
+                pthread_mutex_lock(&W.lock);
+                for (DaemonWaiter *w = W.head, *next; w && n < KICK_BATCH; w = next) {
+                        next = w->next;
+                        if (!w->key || (key && w->key == key))
+                                resume[n++] = unpark_locked(w, DAEMON_WAKE_EVENT);
+                }
+                pthread_mutex_unlock(&W.lock);
+                for (size_t i = 0; i < n; i++)
+                        MHD_resume_connection(resume[i]);
+        } while (n == KICK_BATCH);
 }
 
 unsigned daemon_wait_count(void) {

@@ -378,8 +378,8 @@ struct Instance {
                               * (O_NONBLOCK; -EBADF until its first invoke) */
         bool stale_output;   /* instance_alive() saw bytes in them (or a hang-up) */
         pid_t pid;           /* as its worker sees it (its pid namespace) */
-        int proc_fd;         /* /proc/HOSTPID/task/HOSTPID/stat, -EBADF if unknown */
-        int parent_stat_fd;  /* the same of its worker, -EBADF if unknown */
+        int doom_fd;         /* instance_doom_open(HOSTPID), -EBADF if unknown */
+        int parent_doom_fd;  /* the same of its worker, -EBADF if unknown */
         bool busy, dead;
         /* Its cgroup is frozen. Changed by its holder while busy, by the
          * freezer while freezing (see below). */
@@ -465,7 +465,15 @@ void instance_release(Engine *e, Instance *i, bool broken);
  * gone (reaped: the read fails), a zombie, on its way out (a fatal signal
  * taken, exiting) or has a SIGKILL pending. One pread.
  * instance_stat_text_doomed() is the same decision over the stat line's
- * text (the unit tests give it lines read off dying processes). */
+ * text (the unit tests give it lines read off dying processes).
+ * instance_doom_open() / instance_doomed() are what the pool uses: the
+ * same decision by process_mrelease(2) on a pidfd (one cheap syscall, no
+ * text) where instance_doom_by_mrelease() says this kernel allows it, else
+ * by the stat fd above. A doomed process's memory is released by the call
+ * (it is exiting anyway). */
 int instance_stat_open(pid_t pid);
 bool instance_stat_doomed(int fd);
 bool instance_stat_text_doomed(const char *stat);
+bool instance_doom_by_mrelease(void);
+int instance_doom_open(pid_t pid);
+bool instance_doomed(int fd);

@@ -1035,8 +1035,11 @@ static void watch_handle(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p,
                 read_result(rs, w, &p->result[0]);
         if (pf[0].revents) {
                 _cleanup_free_ char *msg = NULL;
-                /* poll() said it is readable: no second poll. */
-                int r = proto_recv(p->control, WORKER_PROTO_MAX_MESSAGE, &msg, NULL, NULL, 0, NULL);
+                /* poll() said it is readable: no second poll. A warm
+                 * instance answers each invocation with one message and
+                 * sends nothing else: read in one call. */
+                int r = c->inst ? proto_recv_reply(p->control, WORKER_PROTO_MAX_MESSAGE, &msg, NULL)
+                                : proto_recv(p->control, WORKER_PROTO_MAX_MESSAGE, &msg, NULL, NULL, 0, NULL);
                 if (r < 0) {
                         /* The worker (or the instance) died without
                          * a word: the run died with it. */

@@ -55,6 +55,20 @@ int proto_send(int sock, const char *json, size_t len, const int *fds, size_t n_
         return 0;
 }
 
+/* One recvmsg() that got at least a byte, EINTR retried: its count,
+ * -ECONNRESET at EOF, or -errno. */
+static ssize_t recvmsg_some(int sock, struct msghdr *mh, int flags) {
+        for (;;) {
+                ssize_t k = recvmsg(sock, mh, flags);
+                if (k > 0)
+                        return k;
+                if (k == 0)
+                        return -ECONNRESET;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
 static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_t *ret_n) {
         union {
                 char buf[CMSG_SPACE(sizeof(int) * WORKER_PROTO_MAX_FDS)];
@@ -66,14 +80,9 @@ static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_
                 struct iovec iov = { .iov_base = hdr + got, .iov_len = 4 - got };
                 struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
                                      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
-                ssize_t k = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -ECONNRESET;
+                ssize_t k = recvmsg_some(sock, &mh, MSG_CMSG_CLOEXEC);
+                if (k < 0)
+                        return (int) k;
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
                         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
                                 continue;
@@ -91,6 +100,10 @@ static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_
         return 0;
 }
 
+static size_t header_length(const uint8_t hdr[4]) {
+        return (size_t) hdr[0] | (size_t) hdr[1] << 8 | (size_t) hdr[2] << 16 | (size_t) hdr[3] << 24;
+}
+
 int proto_recv(int sock, size_t max, char **ret_json, size_t *ret_len,
                int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
         uint8_t hdr[4];
@@ -99,7 +112,7 @@ int proto_recv(int sock, size_t max, char **ret_json, size_t *ret_len,
         int r = recv_header(sock, hdr, fds, MIN(max_fds, (size_t) WORKER_PROTO_MAX_FDS), &n_fds);
         if (r < 0)
                 return r;
-        size_t len = (size_t) hdr[0] | (size_t) hdr[1] << 8 | (size_t) hdr[2] << 16 | (size_t) hdr[3] << 24;
+        size_t len = header_length(hdr);
         if (len > max || len > WORKER_PROTO_MAX_MESSAGE) {
                 for (size_t i = 0; i < n_fds; i++)
                         close(fds[i]);
@@ -121,5 +134,44 @@ int proto_recv(int sock, size_t max, char **ret_json, size_t *ret_len,
                 memcpy(ret_fds, fds, n_fds * sizeof(int));
         if (ret_n_fds)
                 *ret_n_fds = n_fds;
+        return 0;
+}
+
+/* The first read's room for the body: a trivial function's "done" is ~80
+ * bytes, a result of a few KiB still comes whole. */
+#define PROTO_REPLY_CHUNK 4096
+
+int proto_recv_reply(int sock, size_t max, char **ret_json, size_t *ret_len) {
+        uint8_t first[4 + PROTO_REPLY_CHUNK];
+        size_t got = 0;
+        /* The header and what came of the body with it, in one call; no
+         * control buffer: fds sent with it are dropped by the kernel. */
+        while (got < 4) {
+                struct iovec iov = { .iov_base = first + got, .iov_len = sizeof(first) - got };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+                ssize_t k = recvmsg_some(sock, &mh, 0);
+                if (k < 0)
+                        return (int) k;
+                got += (size_t) k;
+        }
+        size_t len = header_length(first);
+        if (len > max || len > WORKER_PROTO_MAX_MESSAGE)
+                return -EMSGSIZE;
+        if (got > 4 + len)
+                return -EPROTO; /* a second message before ours: not a reply */
+        char *buf = xmalloc(len + 1);
+        memcpy(buf, first + 4, got - 4);
+        size_t have = got - 4;
+        if (have < len) {
+                ssize_t k = read_full(sock, buf + have, len - have);
+                if (k < 0 || (size_t) k != len - have) {
+                        free(buf);
+                        return k < 0 ? (int) k : -ECONNRESET;
+                }
+        }
+        buf[len] = 0;
+        *ret_json = buf;
+        if (ret_len)
+                *ret_len = len;
         return 0;
 }

@@ -23,3 +23,11 @@ int proto_send(int sock, const char *json, size_t len, const int *fds, size_t n_
  * -ECONNRESET at EOF, -EMSGSIZE when the peer announces more than max. */
 int proto_recv(int sock, size_t max, char **ret_json, size_t *ret_len,
                int *ret_fds, size_t max_fds, size_t *ret_n_fds);
+/* Receives the one message a peer sends in answer to ours (a warm
+ * instance's "done"), as proto_recv() without fds, but the header and a
+ * body of up to 4 KiB come in ONE recvmsg() instead of a recvmsg() of the
+ * header and a read() of the body: one system call less per invoke. Only
+ * for a peer that sends nothing more until it hears from us again: bytes
+ * past the message mean it broke the framing: -EPROTO (nothing is kept
+ * for a next call). -ECONNRESET at EOF, -EMSGSIZE above max. */
+int proto_recv_reply(int sock, size_t max, char **ret_json, size_t *ret_len);

@@ -112,6 +112,50 @@ static void test_ids_sort_by_time(void **state) {
         assert_int_equal(strlen(h), 32);
 }
 
+/* Ids made in one millisecond differ in their random half (many per
+ * getrandom() call, handed out once each), in every thread, and a fork()ed
+ * child never hands out the ids its parent will. */
+static void test_ids_unique(void **state) {
+        (void) state;
+        enum { N = 2000 };
+        char **ids = xcalloc(N, sizeof(char *));
+        for (int i = 0; i < N; i++)
+                ids[i] = id_new("r");
+        for (int i = 0; i < N; i++)
+                for (int j = i + 1; j < N; j++)
+                        assert_true(strcmp(ids[i] + 9, ids[j] + 9) != 0);
+        for (int i = 0; i < N; i++)
+                free(ids[i]);
+        free(ids);
+        int pfd[2];
+        assert_int_equal(pipe(pfd), 0);
+        _cleanup_free_ char *first = id_new("r"); /* the pool is filled */
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *mine[4];
+                for (int i = 0; i < 4; i++) {
+                        mine[i] = id_new("r");
+                        if (write(pfd[1], mine[i] + 9, 8) != 8)
+                                _exit(1);
+                }
+                _exit(0);
+        }
+        close(pfd[1]);
+        char theirs[4][9] = {};
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(read(pfd[0], theirs[i], 8), 8);
+        close(pfd[0]);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        for (int i = 0; i < 4; i++) {
+                _cleanup_free_ char *ours = id_new("r");
+                for (int j = 0; j < 4; j++)
+                        assert_true(memcmp(ours + 9, theirs[j], 8) != 0);
+        }
+}
+
 static void test_timestamp(void **state) {
         char buf[32];
         assert_string_equal(format_timestamp(0, buf), "1970-01-01T00:00:00.000Z");
@@ -325,6 +369,7 @@ int main(void) {
                 cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_fd_limit_raise),         cmocka_unit_test(test_buf_printf_and_reset),
                 cmocka_unit_test(test_strings),         cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
+                cmocka_unit_test(test_ids_unique),
                 cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
                 cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8),
                 cmocka_unit_test(test_json_shorten_reals_pass_through_agrees),

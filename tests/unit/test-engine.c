@@ -564,6 +564,61 @@ static void test_instance_stat_doomed(void **state) {
         assert_int_equal(instance_stat_open(pid), -ENOENT);
 }
 
+/* The pool's doom check (instance_doomed): a live process, however often
+ * it is asked about, is not doomed and keeps running; one killed while
+ * stopped (it cannot run its exit yet) is doomed as soon as kill()
+ * returned; a zombie and a reaped one too. On kernels with
+ * process_mrelease(2) (5.15+) the check is that call, not the stat text. */
+static void test_instance_doomed(void **state) {
+        (void) state;
+        int pipefd[2];
+        assert_int_equal(pipe(pipefd), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                close(pipefd[0]);
+                char c;
+                /* Alive and well: answers on the pipe after the checks. */
+                (void) raise(SIGSTOP);
+                c = 'a';
+                (void) write(pipefd[1], &c, 1);
+                (void) raise(SIGSTOP);
+                _exit(0);
+        }
+        close(pipefd[1]);
+        int fd = instance_doom_open(pid);
+        assert_true(fd >= 0);
+        siginfo_t si = {};
+        assert_int_equal(waitid(P_PID, (id_t) pid, &si, WSTOPPED | WNOWAIT), 0);
+        for (int i = 0; i < 1000; i++)
+                assert_false(instance_doomed(fd));
+        assert_int_equal(kill(pid, SIGCONT), 0);
+        char c = 0;
+        assert_int_equal(read(pipefd[0], &c, 1), 1);
+        assert_int_equal(c, 'a');
+        close(pipefd[0]);
+        /* Stopped again: killed, it is doomed before it can exit. */
+        do {
+                si = (siginfo_t) {};
+                assert_int_equal(waitid(P_PID, (id_t) pid, &si, WSTOPPED | WNOWAIT), 0);
+        } while (si.si_status != SIGSTOP);
+        assert_false(instance_doomed(fd));
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        assert_true(instance_doomed(fd));
+        assert_int_equal(waitid(P_PID, (id_t) pid, &si, WEXITED | WNOWAIT), 0);
+        assert_true(instance_doomed(fd)); /* a zombie */
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        assert_true(instance_doomed(fd)); /* reaped */
+        close(fd);
+        if (instance_doom_by_mrelease()) {
+                /* A pidfd: it says whether its process is in /proc. */
+                fd = instance_doom_open(getpid());
+                assert_true(fd >= 0);
+                assert_false(instance_doomed(fd));
+                close(fd);
+        }
+}
+
 /* The timings' spelling is the one json_shorten_reals() keeps as is (the
  * answer copies it): trailing zeros of the fraction go, one digit stays. */
 static void test_ms_spelling(void **state) {
@@ -741,6 +796,7 @@ int main(void) {
                 cmocka_unit_test(test_engine_validation_cache_stays_within_its_bytes),
                 cmocka_unit_test(test_proc_status_doomed),
                 cmocka_unit_test(test_instance_stat_doomed),
+                cmocka_unit_test(test_instance_doomed),
                 cmocka_unit_test(test_instance_stat_text_doomed),
                 cmocka_unit_test(test_ms_spelling),
                 cmocka_unit_test(test_janitor_runs_first_work_first),

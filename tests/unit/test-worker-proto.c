@@ -5,6 +5,7 @@
 #include <cmocka.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "worker-proto.h"
 
@@ -87,12 +88,81 @@ static void test_extra_fds_closed_not_leaked(void **state) {
         close(sv[1]);
 }
 
+/* proto_recv_reply(): an answer of any size comes whole (in one recv()
+ * when it fits 4 KiB), a header split across writes too; EOF, a length
+ * above max, and a second message queued behind the first are errors. */
+static void test_reply(void **state) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        const char *done = "{\"type\":\"done\",\"id\":\"r1\",\"result\":{\"ok\": true, \"json\": \"2\"}}";
+        assert_int_equal(proto_send(sv[0], done, strlen(done), NULL, 0), 0);
+        char *got = NULL;
+        size_t len = 0;
+        assert_int_equal(proto_recv_reply(sv[1], 1 << 20, &got, &len), 0);
+        assert_string_equal(got, done);
+        assert_int_equal(len, strlen(done));
+        free(got);
+        got = NULL;
+        /* Exactly the first read's room, then one byte more. */
+        for (size_t n = 4096; n <= 4097; n++) {
+                char *body = xmalloc(n + 1);
+                memset(body, 'b', n);
+                body[n] = 0;
+                assert_int_equal(proto_send(sv[0], body, n, NULL, 0), 0);
+                assert_int_equal(proto_recv_reply(sv[1], 1 << 20, &got, &len), 0);
+                assert_int_equal(len, n);
+                assert_string_equal(got, body);
+                free(got);
+                got = NULL;
+                free(body);
+        }
+        /* A header in two writes. */
+        assert_int_equal(write(sv[0], "\x02\x00", 2), 2);
+        assert_int_equal(write(sv[0], "\x00\x00{}", 4), 4);
+        assert_int_equal(proto_recv_reply(sv[1], 100, &got, &len), 0);
+        assert_string_equal(got, "{}");
+        free(got);
+        got = NULL;
+        /* A big answer from a writer that blocks until it is read. */
+        size_t n = 3 << 20;
+        char *big = xmalloc(n + 1);
+        memset(big, 'a', n);
+        big[n] = 0;
+        pid_t pid = fork();
+        if (pid == 0)
+                _exit(proto_send(sv[0], big, n, NULL, 0) < 0);
+        assert_int_equal(proto_recv_reply(sv[1], n, &got, &len), 0);
+        assert_int_equal(len, n);
+        assert_memory_equal(got, big, n);
+        free(got);
+        got = NULL;
+        free(big);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        /* Two messages at once: not one reply. */
+        assert_int_equal(proto_send(sv[0], "{}", 2, NULL, 0), 0);
+        assert_int_equal(proto_send(sv[0], "{}", 2, NULL, 0), 0);
+        assert_int_equal(proto_recv_reply(sv[1], 100, &got, &len), -EPROTO);
+        assert_null(got);
+        /* Above max. */
+        int sv2[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv2), 0);
+        assert_int_equal(proto_send(sv2[0], "0123456789", 10, NULL, 0), 0);
+        assert_int_equal(proto_recv_reply(sv2[1], 5, &got, &len), -EMSGSIZE);
+        close(sv2[0]);
+        close(sv2[1]);
+        /* EOF. */
+        close(sv[0]);
+        assert_int_equal(proto_recv_reply(sv[1], 100, &got, &len), -ECONNRESET);
+        close(sv[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_roundtrip_with_fds),
                 cmocka_unit_test(test_large_message_and_eof),
                 cmocka_unit_test(test_oversized_rejected),
                 cmocka_unit_test(test_extra_fds_closed_not_leaked),
+                cmocka_unit_test(test_reply),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
