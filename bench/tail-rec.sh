@@ -25,5 +25,8 @@ print(\" \".join(map(str,set(out))))
 " $PID > $O/tree
 perf record -m 16M -a -g -k mono -e sched:sched_switch -e sched:sched_wakeup/call-graph=no/ -e sched:sched_process_fork/call-graph=no/ -e syscalls:sys_enter_fdatasync -e syscalls:sys_exit_fdatasync -e syscalls:sys_enter_fsync -e syscalls:sys_exit_fsync -e jbd2:jbd2_start_commit -e jbd2:jbd2_end_commit -o $O/perf.data 2>$O/perf.err &
 PP=$!
+# Every vCPU's 1 ms tick: a gap on both is the host pausing the VM (tail_attr.py)
+perf record -q -a -e cpu-clock -c 1000000 -k mono -o $O/tick.data 2>$O/tick.err &
+TP=$!
 wait $BP
-kill -INT $PP; wait $PP
+kill -INT $PP $TP; wait $PP $TP

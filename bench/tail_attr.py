@@ -12,7 +12,13 @@ for a p99 <= LIMIT). Not a test; perf's lost events show as "nothing of
 this tree".
 usage: tail_attr.py DIR PHASE_INDEX [LIMIT [REQS_GLOB]]
   (PHASE_INDEX: the n-th "mark" line of DIR/bench.txt; QUIET=1: only the
-  table; SHOWBIG=MS: each request over MS ms with its parts)"""
+  table; SHOWBIG=MS: each request over MS ms with its parts)
+Round 11: where DIR/tick.data exists (tail-rec.sh records every vCPU's 1 ms
+cpu-clock tick), a window in which neither vCPU ticked for over 2 ms is a
+pause of the whole VM by its host (this Firecracker VM is throttled in a
+fixed phase of a 100 ms grid); a thread "on cpu" or "runnable" in it did
+not run. A slow request whose pauses make at least half its excess is
+counted as "host: VM paused", whatever state its threads were in."""
 import re, sys, subprocess, collections, bisect
 d = sys.argv[1]; phase = int(sys.argv[2]); limit = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
 REQS = sys.argv[4] if len(sys.argv) > 4 else f"{d}/reqs.*"
@@ -69,7 +75,16 @@ def holders(a, b):
         if e > a: c[k] += min(e, b) - max(s, a)
         i += 1
     return c
-import glob
+import glob, os
+def vm_pauses(f):
+    """[(start, end)] of the windows > 2 ms in which no vCPU ticked."""
+    if not os.path.exists(f): return []
+    o = subprocess.run(["perf", "script", "-F", "time", "-i", f, "--time", f"{A - 0.05:.6f},{B + 0.05:.6f}"],
+                       capture_output=True, text=True).stdout
+    ts = sorted(float(x.strip().rstrip(":")) for x in o.splitlines() if x.strip())
+    return [(x, y) for x, y in zip(ts, ts[1:]) if y - x > 0.002]
+PAUSES = vm_pauses(f"{d}/tick.data")
+def paused(a, b): return sum(max(0.0, min(b, y) - max(a, x)) for x, y in PAUSES)
 wins = []
 for f in glob.glob(REQS):
     for line in open(f):
@@ -142,6 +157,8 @@ for w, a, b, tid in wins:
         elif k.startswith("inst D"): comp["inst D: " + k[7:60]] += v
     for k, v in cli.items(): comp[k] += v
     cause, v = comp.most_common(1)[0] if comp else ("nothing of this tree (lost events?)", 0)
+    if PAUSES and paused(a, b) * 1e3 >= 0.5 * (w * 1e3 - limit):
+        cause = "host: VM paused (no vCPU ticked)"
     if "runnable" in cause:
         hh = [(k, x) for k, x in h.most_common() if k not in ("idle",) and not k.startswith("d:MHD") and not k.startswith("inst:")]
         cause += " (cpu: " + (hh[0][0] if hh else "?") + ")"
@@ -157,6 +174,9 @@ for w, a, b, tid in wins:
     print("   cpus: " + ", ".join(f"{k} {v*1e3:.2f}" for k, v in h.most_common(6)))
 
 print("\n== slow windows by cause ==")
+if PAUSES:
+    print(f"  VM paused by its host (tick.data): {len(PAUSES)} times, {sum(y - x for x, y in PAUSES) * 1e3:.1f} ms"
+          f" = {100 * sum(y - x for x, y in PAUSES) / (B - A):.2f}% of the phase")
 tot = sum(agg.values())
 etot = sum(excess.values())
 print(f"  excess over {limit} ms in all: {etot:.1f} ms = {100 * etot / ((B - A) * 1e3):.2f}% of the phase (wrk's p99 <= {limit} ms needs < ~1%)")
