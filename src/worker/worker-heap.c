@@ -1,12 +1,12 @@
 /* The zygote's malloc heap, plugged before it forks (issue 15 (c)).
  *
  * By the time the zygote settles, importing the env and its warm-up runs
- * have left glibc's heap (the brk heap, ~2 MiB) full of free chunks,
+ * have left glibc's heap (the brk heap, 3.6 MiB with requests) full of free chunks,
  * scattered across its pages: in tcache, the fast bins and the sorted
  * bins. Every child inherits those lists, and malloc() serves a child
  * from them first: each chunk it takes writes that chunk's header (and
  * the next chunk's in-use bit), and a page shared with the zygote is
- * copied on that write. Measured on a run child (perf record -e
+ * copied on that write. Measured per run (perf record -e
  * page-faults -d, wrk -c8, env with requests): ~167 of its ~540 page
  * faults were the brk heap, ~130 of them inside malloc itself (tcache_get,
  * unlink_chunk, malloc_consolidate walking the fast bins): a fault per
