@@ -160,10 +160,16 @@ static void zygote_settle(void) {
         if (!zygote_initialised || zygote_settled)
                 return;
         zygote_settled = true;
-        _cleanup_free_ char *reply = NULL, *err = NULL;
+        char *reply = NULL, *err = NULL;
         /* A failure leaves the zygote unfrozen: slower forks, not wrong ones. */
         if (py_call_str("settle", "{}", &reply, &err) < 0)
                 log_error("settle: %s", err);
+        free(reply);
+        free(err);
+        /* Last: what settling freed (the reply too) is taken as well. */
+        size_t bytes = 0;
+        size_t n = worker_heap_plug(&bytes);
+        log_debug("malloc's free chunks taken: %zu, %zu bytes", n, bytes);
 }
 
 /* Whether the zygote still has to settle, and in how many ms at the most

@@ -33,6 +33,13 @@ int worker_sandbox_spare_prepare(bool network, char **ret_error);
  * filter). What remains for the run hook: the run's rlimits and fds. */
 int worker_sandbox_spare_seal(const char *out_name, int sock, char **ret_error);
 
+/* In the zygote, once settled (worker-heap.c): takes every chunk on
+ * malloc's free lists and keeps it, so the children it forks allocate
+ * from the heap's top, packed, instead of writing a shared page per
+ * allocation. Returns the number of chunks taken; *ret_bytes (may be
+ * NULL) their bytes. */
+size_t worker_heap_plug(size_t *ret_bytes);
+
 /* Python bridge (worker-python.c). */
 int py_init(char **ret_error);
 /* In a forked child: pymalloc's new arenas are plain mappings again. */
