@@ -21,12 +21,14 @@
  * in the zygote (the plugs' pages it had anyway; nothing new is touched
  * but a header per plug).
  *
- * Only glibc's allocator is known here; elsewhere this does nothing. */
+ * Only glibc's allocator is known here; elsewhere this does nothing, and
+ * where another one is interposed at run time it stops at a budget. */
 #include <malloc.h>
 
 #include "worker.h"
 
-#if defined(__GLIBC__)
+/* Under ASan malloc is ASan's own: no glibc heap to plug. */
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
 
 /* Whether malloc(size) just took p from the top chunk (not a free chunk):
  * the top chunk (mallinfo2's keepcost) shrank. A mapping of its own
@@ -36,10 +38,11 @@ static bool from_top(const struct mallinfo2 *before) {
         return now.keepcost < before->keepcost || now.hblks != before->hblks;
 }
 
-/* Takes every chunk malloc(size) would serve from its free lists. */
-static size_t plug_size(size_t size, size_t *ret_bytes) {
+/* Takes every chunk malloc(size) would serve from its free lists, and
+ * stops once *ret_bytes reaches budget. */
+static size_t plug_size(size_t size, size_t budget, size_t *ret_bytes) {
         size_t n = 0;
-        for (;;) {
+        while (*ret_bytes < budget) {
                 struct mallinfo2 before = mallinfo2();
                 void *p = malloc(size);
                 if (!p)
@@ -62,12 +65,24 @@ static size_t plug_size(size_t size, size_t *ret_bytes) {
 #define PLUG_LARGEST (64 << 10) /* below the mmap threshold (128 KiB) */
 #define PLUG_TCACHE_MAX 1032
 
+/* What tcache can hold on top of what mallinfo2() counts free (its chunks
+ * count as in use): 7 chunks of each of its 64 classes, at most 1040 bytes
+ * each. */
+#define PLUG_TCACHE_BYTES (7 * 64 * 1040)
+
 size_t worker_heap_plug(size_t *ret_bytes) {
         size_t n = 0, bytes = 0;
+        /* Never more than the free lists can hold: where another allocator
+         * serves malloc (jemalloc by LD_PRELOAD; ASan's, before it was
+         * left out above), glibc's figures never move and from_top() never
+         * says so; the budget ends the loops there (ASan's unit suite ran
+         * the zygote out of memory without it). */
+        struct mallinfo2 mi = mallinfo2();
+        size_t budget = (mi.fordblks > mi.keepcost ? mi.fordblks - mi.keepcost : 0) + PLUG_TCACHE_BYTES;
         for (size_t size = PLUG_LARGEST; size > PLUG_TCACHE_MAX; size /= 2)
-                n += plug_size(size, &bytes);
+                n += plug_size(size, budget, &bytes);
         for (size_t size = PLUG_TCACHE_MAX; size >= 24; size -= 16)
-                n += plug_size(size, &bytes);
+                n += plug_size(size, budget, &bytes);
         if (ret_bytes)
                 *ret_bytes = bytes;
         return n;
