@@ -723,7 +723,7 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
                 *ret_error = xasprintf("cannot start the waiter thread: %s", strerror(-k));
                 return k;
         }
-        unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
         if (ss.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         struct MHD_Daemon *mhd = MHD_start_daemon(

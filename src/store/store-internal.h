@@ -43,6 +43,7 @@ struct Store {
         bool wstarted, wstop, wleader;
         bool wticking;          /* the writer sleeps timed: it looks by itself */
         usec_t wsince;          /* when the oldest queued write was queued */
+        uint64_t wabsorbed;     /* unwaited writes callers committed or replaced (writer_main()) */
         usec_t wlinger;         /* store_writer_set_linger(); 0: STORE_LINGER_USEC */
         uint64_t commits;
         uint64_t widle_wakeups; /* store_writer_idle_wakeups() */

@@ -1918,6 +1918,83 @@ static void test_deferred_submit_committed_by_linger_then_updated(void **state) 
         store_close(s);
 }
 
+/* The voluntary context switches of this process's store writer threads:
+ * how often they slept and were woken (by their timer or a signal). */
+static uint64_t writer_thread_wakeups(void) {
+        uint64_t n = 0;
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        for (struct dirent *e; (e = readdir(d));) {
+                if (e->d_name[0] == '.')
+                        continue;
+                char path[300], comm[32] = "";
+                snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+                FILE *f = fopen(path, "re");
+                if (!f)
+                        continue;
+                bool writer = fgets(comm, sizeof(comm), f) && streq(comm, "store-writer\n");
+                fclose(f);
+                snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+                f = writer ? fopen(path, "re") : NULL;
+                char line[256];
+                unsigned long long v;
+                while (f && fgets(line, sizeof(line), f))
+                        if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1)
+                                n += v;
+                if (f)
+                        fclose(f);
+        }
+        closedir(d);
+        return n;
+}
+
+/* Short runs one after another: each finish takes its deferred submit
+ * along, the writer thread has nothing to commit and looks less and less
+ * often (a look every 2 ms was ~450 wake-ups a second for nothing); a run
+ * that then outlasts the linger is still committed by the writer alone. */
+static void test_writer_sleeps_while_finishes_take_the_starts(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        char id[32];
+        int n = 0;
+        uint64_t wakes0 = 0;
+        usec_t t0 = now_monotonic(), end = t0 + 300 * USEC_PER_MSEC;
+        for (usec_t now = t0; now < end; now = now_monotonic(), n++) {
+                snprintf(id, sizeof(id), "wk%d", n);
+                submit_deferred(q, id, 10);
+                if (n == 0)
+                        wakes0 = writer_thread_wakeups(); /* its thread started */
+                int attempt = 0;
+                assert_int_equal(run_queue_start(q, id, 14, &attempt), 0);
+                RunRecord fin = ended(id, 20);
+                assert_int_equal(run_queue_finish(q, &fin, attempt), 0);
+                usleep(200);
+        }
+        uint64_t wakes = writer_thread_wakeups() - wakes0;
+        print_message("%d short runs in 300 ms: the writer thread woke %llu times\n", n,
+                      (unsigned long long) wakes);
+        assert_true(n > 100);
+        assert_true(wakes < 40); /* a look every 2 ms: ~150 */
+
+        submit_deferred(q, "wk-long", 10);
+        usec_t queued = now_monotonic(), deadline = queued + 10 * USEC_PER_SEC;
+        RunRecord *r = NULL;
+        while (store_run_get(s, NULL, "wk-long", &r) < 0) {
+                assert_true(now_monotonic() < deadline);
+                usleep(500);
+        }
+        usec_t waited = now_monotonic() - queued;
+        print_message("a lingering start was committed after %.1f ms\n", (double) waited / USEC_PER_MSEC);
+        assert_string_equal(r->status, "running");
+        run_record_free(r);
+        assert_true(waited >= 2 * USEC_PER_MSEC);
+        assert_true(waited < USEC_PER_SEC); /* at most 32 ms, quiet */
+        run_queue_free(q);
+        store_close(s);
+}
+
 /* Before its id is shown, a deferred run is committed (reveal); a finish
  * of an attempt that is not the queued submit's does not replace it; a
  * crash then finds it running and runs it again as attempt 2. */
@@ -2313,6 +2390,7 @@ int main(void) {
                 cmocka_unit_test(test_held_finishes_commit_as_one_transaction),
                 cmocka_unit_test(test_queued_synchronous_run_start_and_end_are_one_write),
                 cmocka_unit_test(test_deferred_submit_committed_by_linger_then_updated),
+                cmocka_unit_test(test_writer_sleeps_while_finishes_take_the_starts),
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
                 cmocka_unit_test(test_deferred_submit_not_for_retries_0),
                 cmocka_unit_test(test_deferred_submit_failed_replacement_retries),
