@@ -168,3 +168,15 @@ void sandbox_run_pidns_release(SandboxRunPidns *ns) {
         ns->stack = NULL;
         ns->init = -1;
 }
+
+int sandbox_run_pidns_drop(SandboxRunPidns *ns, pid_t *child, int timeout_ms) {
+        (void) child;
+        (void) timeout_ms;
+        if (ns->init <= 0)
+                return 0;
+        (void) kill(ns->init, SIGKILL);
+        while (waitpid(ns->init, NULL, __WALL) < 0 && errno == EINTR)
+                ;
+        sandbox_run_pidns_release(ns);
+        return 0;
+}
