@@ -534,20 +534,22 @@ static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
                 sandbox_run_pidns_end(ns);
                 pid_t none = 0; /* nobody but the init is in it */
                 if (pid < 0 && sandbox_run_pidns_drop(ns, &none, RUN_DROP_TIMEOUT_MS) < 0)
-                        log_error("a pid namespace's init did not die");
+                        log_error("a pid namespace's init did not die in %d ms", RUN_DROP_TIMEOUT_MS);
         }
         errno = saved;
         return pid;
 }
 
 /* A child leaving the table with its namespace's init still there (a
- * spare that died before its run): nothing but the init is left in that
- * namespace, so it goes at once. */
+ * spare that died before its run, or whose socket closed before its
+ * SIGCHLD came): the namespace goes at once, the child with it if not
+ * reaped yet (c->pid > 0: reap_children() zeroes it). Reaped here, not in
+ * reap_children(): the entry that would take its status is going. */
 static void child_drop_init(Child *c) {
         if (c->ns.init <= 0)
                 return;
         if (sandbox_run_pidns_drop(&c->ns, &c->pid, RUN_DROP_TIMEOUT_MS) < 0)
-                log_error("run child %d or its pid namespace's init did not die", (int) c->pid);
+                log_error("a run child or its pid namespace's init did not die in %d ms", RUN_DROP_TIMEOUT_MS);
 }
 
 /* tag/cg_fds: an engine-managed spare joins its run's cgroup now, while
