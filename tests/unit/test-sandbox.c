@@ -754,6 +754,15 @@ static int cgroup_warm_child(void *arg) {
         return 0;
 }
 
+/* sandbox_run_pidns_begin() as the worker calls it: 0, 1 when pid
+ * namespaces are not ours to make here (skip), or its error. */
+static int pidns_begin_or_skip(SandboxRunPidns *ns) {
+        char *err = NULL;
+        int r = sandbox_run_pidns_begin(ns, &err);
+        free(err);
+        return r == -EPERM || r == -EINVAL ? 1 : r;
+}
+
 /* The run's pid-namespace init (sandbox-pidns.c) holds no fd of the run:
  * a pipe whose write end the worker closes after making the init reads
  * EOF while that init still lives (before: the init had a copy of the fd
@@ -764,10 +773,9 @@ static int pidns_init_child(void *arg) {
         int p[2];
         CHECK(pipe2(p, O_CLOEXEC) == 0);
         SandboxRunPidns ns;
-        char *err = NULL;
-        int r = sandbox_run_pidns_begin(&ns, &err);
-        if (r == -EPERM || r == -EINVAL)
-                return 0; /* no pid namespaces for us here */
+        int r = pidns_begin_or_skip(&ns);
+        if (r > 0)
+                return 0;
         CHECK(r == 0);
         sandbox_run_pidns_end(&ns);
         if (ns.init <= 0)
@@ -802,10 +810,9 @@ static int pidns_drop_child(void *arg) {
         bool zombie = *(const bool *) arg;
         alarm(20);
         SandboxRunPidns ns;
-        char *err = NULL;
-        int r = sandbox_run_pidns_begin(&ns, &err);
-        if (r == -EPERM || r == -EINVAL)
-                return 0; /* no pid namespaces for us here */
+        int r = pidns_begin_or_skip(&ns);
+        if (r > 0)
+                return 0;
         CHECK(r == 0);
         pid_t run = fork();
         if (run == 0) {
