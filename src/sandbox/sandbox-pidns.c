@@ -168,3 +168,51 @@ void sandbox_run_pidns_release(SandboxRunPidns *ns) {
         ns->stack = NULL;
         ns->init = -1;
 }
+
+/* Reaps pid by deadline at the most: 0, -ETIMEDOUT or -errno. Polled
+ * (WNOHANG), not a blocking wait: a wait the kernel cannot end is what
+ * left a worker stuck for good; a killed process is gone in milliseconds. */
+static int reap_by(pid_t pid, usec_t deadline) {
+        useconds_t nap = 50;
+        for (;;) {
+                pid_t r = waitpid(pid, NULL, WNOHANG | __WALL);
+                if (r == pid)
+                        return 0;
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (now_monotonic() >= deadline)
+                        return -ETIMEDOUT;
+                if (r == 0) {
+                        (void) usleep(nap);
+                        nap = MIN(nap * 2, (useconds_t) 10000);
+                }
+        }
+}
+
+int sandbox_run_pidns_drop(SandboxRunPidns *ns, pid_t *child, int timeout_ms) {
+        if (ns->init <= 0)
+                return 0;
+        usec_t deadline = now_monotonic() + (usec_t) timeout_ms * USEC_PER_MSEC;
+        int r = 0;
+        /* The run child first: the killed init waits in the kernel
+         * (zap_pid_ns_processes) until every process of its namespace is
+         * reaped, and the run child's parent is W, not the init; waiting
+         * for the init before this reap never ended. */
+        if (*child > 0) {
+                (void) kill(*child, SIGKILL);
+                r = reap_by(*child, deadline);
+                if (r == 0 || r == -ECHILD)
+                        *child = 0;
+        }
+        (void) kill(ns->init, SIGKILL);
+        if (*child <= 0)
+                r = reap_by(ns->init, deadline);
+        if (r == 0 || r == -ECHILD) {
+                sandbox_run_pidns_release(ns);
+                return 0;
+        }
+        /* Left to W's SIGCHLD reaping, which matches them to no run. The
+         * stack stays mapped: the init may not be gone. */
+        *ns = (SandboxRunPidns) { .init = -1 };
+        return r;
+}

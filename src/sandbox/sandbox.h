@@ -214,6 +214,12 @@ int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error);
 void sandbox_run_pidns_end(SandboxRunPidns *ns);
 void sandbox_run_pidns_child(void);
 void sandbox_run_pidns_release(SandboxRunPidns *ns);
+/* Ends a run's namespace from the worker at once, whatever its state (a
+ * spare that died before its run, a failed fork): kills and reaps its run
+ * child *child if not reaped yet (> 0; 0 once reaped here) and its init,
+ * then releases. Waits timeout_ms at the most: -ETIMEDOUT then, the rest
+ * left to the worker's SIGCHLD reaping and ns forgotten. */
+int sandbox_run_pidns_drop(SandboxRunPidns *ns, pid_t *child, int timeout_ms);
 /* True in a run child forked between _begin and _end. */
 bool sandbox_run_pidns_inherited(void);
 /* Processes of a sandboxed run in its cgroup besides the user code's:

@@ -35,6 +35,10 @@
 enum { FD_STDOUT, FD_STDERR, FD_RESULT, FD_STATUS, FD_EXTRA };
 
 #define MAX_CG_FDS 6
+/* How long the worker waits for a run child and its pid namespace's init
+ * it kills outside the usual order (child_drop_init()): a killed process
+ * is gone in milliseconds; a wait with no end stalls every run after it. */
+#define RUN_DROP_TIMEOUT_MS 10000
 
 typedef struct Child {
         pid_t pid;      /* 0: a tagged spare that died before its run came */
@@ -528,26 +532,24 @@ static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
                 sandbox_netns_return(netns); /* no child has been in it */
         if (ns->init > 0) {
                 sandbox_run_pidns_end(ns);
-                if (pid < 0) {
-                        (void) kill(ns->init, SIGKILL);
-                        (void) waitpid(ns->init, NULL, __WALL);
-                        sandbox_run_pidns_release(ns);
-                }
+                pid_t none = 0; /* nobody but the init is in it */
+                if (pid < 0 && sandbox_run_pidns_drop(ns, &none, RUN_DROP_TIMEOUT_MS) < 0)
+                        log_error("a pid namespace's init did not die in %d ms", RUN_DROP_TIMEOUT_MS);
         }
         errno = saved;
         return pid;
 }
 
 /* A child leaving the table with its namespace's init still there (a
- * spare that died before its run): nothing but the init is left in that
- * namespace, so it goes at once. */
+ * spare that died before its run, or whose socket closed before its
+ * SIGCHLD came): the namespace goes at once, the child with it if not
+ * reaped yet (c->pid > 0: reap_children() zeroes it). Reaped here, not in
+ * reap_children(): the entry that would take its status is going. */
 static void child_drop_init(Child *c) {
         if (c->ns.init <= 0)
                 return;
-        (void) kill(c->ns.init, SIGKILL);
-        while (waitpid(c->ns.init, NULL, __WALL) < 0 && errno == EINTR)
-                ;
-        sandbox_run_pidns_release(&c->ns);
+        if (sandbox_run_pidns_drop(&c->ns, &c->pid, RUN_DROP_TIMEOUT_MS) < 0)
+                log_error("a run child or its pid namespace's init did not die in %d ms", RUN_DROP_TIMEOUT_MS);
 }
 
 /* tag/cg_fds: an engine-managed spare joins its run's cgroup now, while

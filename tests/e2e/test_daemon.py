@@ -2,6 +2,7 @@
 robustness against bad requests, concurrency, restarts (DESIGN §7)."""
 import concurrent.futures
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -532,3 +533,159 @@ def test_synchronous_invoke_answers_the_stored_run_object_byte_for_byte(d):
         st, _, stored = d.request("GET", f"/v1/runs/{run['id']}")
         assert st == 200
         assert answer == stored, (answer, stored)
+
+
+def _tree(pid):
+    """pid's descendants, each with its start time (a reused pid is not it)."""
+    from proctree import child_pids
+    out, todo = {}, [pid]
+    while todo:
+        for c in child_pids(todo.pop()):
+            try:
+                out[c] = open(f"/proc/{c}/stat").read().rsplit(")", 1)[1].split()[19]
+            except (OSError, IndexError):
+                continue
+            todo.append(c)
+    return out
+
+
+def _alive(pid, started):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
+
+
+def test_stop_with_runs_in_flight_leaves_no_process_behind(tmp_path):
+    """Round 11: a daemon stopped with runs in flight (one of them a client
+    that went away) returns from its stop, and no worker, spare, run or
+    run's pid-namespace init of its tree is left. A worker once stayed for
+    good in waitpid() on a run's init that waited, in the kernel, for a run
+    child only that worker could reap (tests/unit/test-sandbox.c has the
+    forced order)."""
+    # One second of drain: then the runs still going are cancelled.
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), args=["--drain-timeout", "1"]).start()
+    stopped = False
+    try:
+        for _ in range(2):
+            st, b = d.run(SLOW, wait=False, kwargs={"seconds": 60})
+            assert st == 202
+            d.wait_status(b["id"], ["running"])
+        # A waiting client that goes away: its run is cancelled.
+        c = d.conn(timeout=0.5)
+        c.request("POST", "/v1/runs?wait=true", json.dumps({"source": SLOW.lstrip("\n"), "kwargs": {"seconds": 60}}),
+                  {"Authorization": "Bearer " + TOKENS["alice"], "Content-Type": "application/json"})
+        time.sleep(0.3)
+        c.close()
+        tree = _tree(d.proc.pid)
+        assert tree, "the daemon has no worker"
+        t0 = time.monotonic()
+        code = d.stop(timeout=60)
+        stopped = True
+        assert code == 0 and time.monotonic() - t0 < 30, d.log.read_text()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(p, s) for p, s in tree.items()):
+            time.sleep(0.1)
+        left = [p for p, s in tree.items() if _alive(p, s)]
+        assert not left, left
+    finally:
+        if not stopped:
+            d.stop()
+
+
+def _comm(pid):
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return ""
+
+
+def _fds(pid):
+    out = {}
+    try:
+        for f in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                out[int(f)] = os.readlink(f"/proc/{pid}/fd/{f}")
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def _spares(daemon_pid):
+    """{worker pid: [its spares]}: a spare is a child of an env's worker
+    (the one holding a signalfd) that is not a run's init."""
+    from proctree import child_pids
+    out, todo = {}, [daemon_pid]
+    while todo:
+        p = todo.pop()
+        kids = child_pids(p)
+        todo += kids
+        if _comm(p) == "worker" and any("signalfd" in t for t in _fds(p).values()):
+            out[p] = [k for k in kids if _comm(k) == "worker"]
+    return out
+
+
+def _hang_up(pid):
+    """Stops spare pid and shuts its end of every socket it holds down: to
+    its worker it is a spare gone whose SIGCHLD has not come (its socket
+    says EPIPE, its process is still there), the order a spare's exit can
+    take on a busy machine, forced."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+        time.sleep(0.01)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for n, target in _fds(pid).items():
+            if not target.startswith("socket:"):
+                continue
+            fd = libc.syscall(438, pidfd, n, 0)  # pidfd_getfd
+            assert fd >= 0, os.strerror(ctypes.get_errno())
+            s = socket.socket(fileno=fd)
+            s.shutdown(socket.SHUT_RDWR)
+            s.close()
+    finally:
+        os.close(pidfd)
+
+
+def test_run_on_a_spare_gone_before_its_sigchld_is_answered(tmp_path):
+    """Round 11: the run named a spare whose socket was closed but whose
+    SIGCHLD the worker had not handled; the worker dropped the spare's pid
+    namespace and waited for its init, which waited, in the kernel, for the
+    spare to be reaped by that worker: the worker hung for good and the run
+    never got its answer. Now the spare is killed and reaped first and the
+    run is forked directly."""
+    if sandbox_mode(tmp_path) == "none":
+        pytest.skip("no run pid namespace without the sandbox")
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), args=["--drain-timeout", "1"]).start()
+    stopped = []
+    try:
+        st, b = d.run(HELLO, raw_args=["one"])
+        assert st == 200 and b["result"]["hello"] == "one", b
+        # Every spare the worker made after the run (the set stable for 1 s):
+        # the next run takes one of them.
+        deadline, spares, seen = time.monotonic() + 30, [], None
+        while time.monotonic() < deadline and (not spares or spares != seen):
+            seen = spares
+            time.sleep(1)
+            spares = sorted(s for ss in _spares(d.proc.pid).values() for s in ss)
+        assert spares and spares == seen, "the env's worker has no steady spares"
+        for s in spares:
+            _hang_up(s)
+            stopped.append(s)
+        for name in ("two", "three"):
+            st, b = d.call("POST", "/v1/runs?wait=true", {"source": HELLO.lstrip("\n"), "raw_args": [name]},
+                           timeout=60)
+            assert st == 200 and b["result"]["hello"] == name, b
+    finally:
+        for s in stopped:
+            try:
+                os.kill(s, signal.SIGCONT)
+            except OSError:
+                pass
+        d.stop(timeout=60)

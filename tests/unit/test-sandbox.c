@@ -754,6 +754,15 @@ static int cgroup_warm_child(void *arg) {
         return 0;
 }
 
+/* sandbox_run_pidns_begin() as the worker calls it: 0, 1 when pid
+ * namespaces are not ours to make here (skip), or its error. */
+static int pidns_begin_or_skip(SandboxRunPidns *ns) {
+        char *err = NULL;
+        int r = sandbox_run_pidns_begin(ns, &err);
+        free(err);
+        return r == -EPERM || r == -EINVAL ? 1 : r;
+}
+
 /* The run's pid-namespace init (sandbox-pidns.c) holds no fd of the run:
  * a pipe whose write end the worker closes after making the init reads
  * EOF while that init still lives (before: the init had a copy of the fd
@@ -764,10 +773,9 @@ static int pidns_init_child(void *arg) {
         int p[2];
         CHECK(pipe2(p, O_CLOEXEC) == 0);
         SandboxRunPidns ns;
-        char *err = NULL;
-        int r = sandbox_run_pidns_begin(&ns, &err);
-        if (r == -EPERM || r == -EINVAL)
-                return 0; /* no pid namespaces for us here */
+        int r = pidns_begin_or_skip(&ns);
+        if (r > 0)
+                return 0;
         CHECK(r == 0);
         sandbox_run_pidns_end(&ns);
         if (ns.init <= 0)
@@ -790,6 +798,58 @@ static void test_pidns_init_holds_no_fd(void **state) {
         int st = in_child(pidns_init_child, NULL);
         assert_true(WIFEXITED(st));
         assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* The worker drops a run's namespace while its run child is not reaped
+ * yet (a named spare whose socket closed before its SIGCHLD was handled,
+ * dead or still exiting): the killed init waits in the kernel
+ * (zap_pid_ns_processes) until every process of its namespace is reaped,
+ * and the run child's parent is the worker, so a worker that waited for
+ * the init first waited for good. A hang ends this child by SIGALRM. */
+static int pidns_drop_child(void *arg) {
+        bool zombie = *(const bool *) arg;
+        alarm(20);
+        SandboxRunPidns ns;
+        int r = pidns_begin_or_skip(&ns);
+        if (r > 0)
+                return 0;
+        CHECK(r == 0);
+        pid_t run = fork();
+        if (run == 0) {
+                sandbox_run_pidns_child();
+                if (!zombie)
+                        pause();
+                _exit(0);
+        }
+        sandbox_run_pidns_end(&ns);
+        CHECK(run > 0);
+        if (ns.init <= 0) {
+                (void) kill(run, SIGKILL);
+                (void) waitpid(run, NULL, 0);
+                return 0; /* this architecture: the run child makes it */
+        }
+        siginfo_t si;
+        if (zombie) /* dead, not reaped */
+                CHECK(waitid(P_PID, (id_t) run, &si, WEXITED | WNOWAIT) == 0);
+        pid_t init = ns.init, child = run;
+        CHECK(sandbox_run_pidns_drop(&ns, &child, 10000) == 0);
+        CHECK(child == 0);
+        CHECK(ns.init == -1 && ns.stack == NULL);
+        CHECK(kill(run, 0) < 0 && errno == ESRCH);
+        CHECK(kill(init, 0) < 0 && errno == ESRCH);
+        CHECK(waitpid(-1, NULL, WNOHANG | __WALL) < 0 && errno == ECHILD);
+        return 0;
+}
+
+static void test_pidns_drop_unreaped_run(void **state) {
+        if (geteuid() != 0 || !can_namespaces())
+                skip();
+        for (int i = 0; i < 2; i++) {
+                bool zombie = i == 0;
+                int st = in_child(pidns_drop_child, &zombie);
+                assert_true(WIFEXITED(st));
+                assert_int_equal(WEXITSTATUS(st), 0);
+        }
 }
 
 static void test_cgroup_warm_helper(void **state) {
@@ -1701,6 +1761,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_kept_files_within_budget),
                 cmocka_unit_test(test_cgroup_kill_sends_one_sigkill_per_process),
                 cmocka_unit_test(test_pidns_init_holds_no_fd),
+                cmocka_unit_test(test_pidns_drop_unreaped_run),
                 cmocka_unit_test(test_net_pristine),
                 cmocka_unit_test(test_net_fresh_namespace_not_checked),
         };
