@@ -355,6 +355,11 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 pw->proc_fd = proc_status_open(pw->w->pid);
                 pw->last_used = now_monotonic();
                 pw->pss_bytes = pss;
+                /* Counts as this second's reading (pool_release()): the
+                 * first release, a cold env's first run's or the
+                 * validator's first validation's, walked the same page
+                 * tables again before its answer (issue 15, round 11b). */
+                __atomic_store_n(&pw->pss_measured, now_monotonic(), __ATOMIC_RELAXED);
                 /* Issue 15, cold env: no spare slots asked for here. Every
                  * cold acquire has a run (or a validation) waiting for this
                  * worker, and a slot's cgroups, output dir and fork raced
