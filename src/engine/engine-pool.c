@@ -256,9 +256,6 @@ void pool_blank_publish(Engine *e, Worker *w, bool wait_ready) {
                 worker_stop(w);
                 return;
         }
-        /* Its first run's network namespace, made while it idles (a
-         * message it answers nothing to: the next it reads is attach). */
-        (void) worker_send(w, "{\"type\":\"netns\"}", NULL, 0);
         pthread_mutex_lock(&e->pool.lock);
         if (!e->pool.blank && e->pool.blank_enabled)
                 e->pool.blank = TAKE_PTR(w);

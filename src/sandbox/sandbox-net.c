@@ -318,16 +318,6 @@ void sandbox_netns_return(int fd) {
                 close(fd);
 }
 
-int sandbox_netns_prefill(void) {
-        if (netns_pool_n > 0)
-                return 0;
-        int fd = netns_make();
-        if (fd < 0)
-                return fd;
-        netns_pool[netns_pool_n++] = fd;
-        return 0;
-}
-
 unsigned sandbox_net_pristine_checks(void) {
         return net_checks;
 }

@@ -180,10 +180,6 @@ int sandbox_netns_lend(void);
 int sandbox_netns_lend_end(void);
 void sandbox_netns_return(int fd);
 void sandbox_netns_pool_drop(void);
-/* One namespace made ahead into the pool if it is empty (the blank
- * worker while it idles: a new worker's first run otherwise waits for
- * one, 5-22 ms on a costly kernel). */
-int sandbox_netns_prefill(void);
 /* How many pristine checks this process made when adopting a lent
  * namespace (a run child makes one at most): none for a namespace the
  * worker made for that lend, one for a namespace from the pool. For the

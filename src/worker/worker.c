@@ -944,12 +944,6 @@ static int handle_message(void) {
                 json_int_t n = json_integer_value(json_object_get(msg, "count"));
                 spares_target = (size_t) MIN(MAX(n, (json_int_t) 0), (json_int_t) MAX_SPARES);
         }
-        else if (streq(type, "netns"))
-                /* No reply: the engine's fire-and-forget to the blank
-                 * worker, which idles until a cold env adopts it; the
-                 * env's first run then takes this namespace instead of
-                 * waiting for its making (issue 15, cold env, 11b). */
-                (void) sandbox_netns_prefill();
         else if (streq(type, "stats"))
                 r = send_json(json_pack("{s:s, s:i, s:i, s:I}", "type", "stats", "children", (int) n_children,
                                         "spares", (int) count_spares(), "runs", (json_int_t) runs_served));
