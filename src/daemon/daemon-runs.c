@@ -273,6 +273,27 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
         pthread_mutex_unlock(&d->lock);
 }
 
+/* The keys an earlier daemon on this home noted, so that a restarted
+ * daemon's first run of an environment writes nothing on its way to the
+ * worker (issue 15, cold env, round 11b): the note's write waited for the
+ * store's lock, which the record writer holds through its first commit,
+ * the one that creates the WAL and syncs it and its directory (2-100 ms
+ * on a shared disk). A key beyond these is written as before. */
+void daemon_env_noted_load(Daemon *d) {
+        char **keys = NULL;
+        if (store_kv_keys(d->store, "tenant-env", ENV_NOTED_MAX, &keys) < 0)
+                return;
+        /* Before the first request: nothing noted yet, and the table's
+         * keys are unique. */
+        pthread_mutex_lock(&d->lock);
+        if (!d->env_noted) {
+                d->env_noted = TAKE_PTR(keys);
+                d->n_env_noted = strv_length(d->env_noted);
+        }
+        pthread_mutex_unlock(&d->lock);
+        strv_free(keys);
+}
+
 static void drun_kick(const void *key);
 
 static void on_event(const RunEvent *ev, void *userdata) {

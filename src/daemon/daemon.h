@@ -504,6 +504,8 @@ void daemon_runs_kick(Daemon *d);
 /* Records that tenant used the environment a run event's lock names (the
  * engine's "resolve" progress event), so /v1/envs shows it that tenant. */
 void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev);
+/* Reads the keys noted by earlier daemons on this home (at start). */
+void daemon_env_noted_load(Daemon *d);
 /* "TENANT:sha256(requirements)" — the record's key. */
 char *daemon_env_requirements_key(const char *tenant, char *const *requirements);
 /* Copies the log text so far (stdout and stderr interleaved). */

@@ -555,6 +555,7 @@ int main(int argc, char **argv) {
                 return EXIT_INTERNAL;
         }
 
+        daemon_env_noted_load(d);
         r = daemon_schedules_start(d);
         if (r < 0)
                 log_warn("cannot start the scheduler: %s", strerror(-r));

@@ -333,6 +333,8 @@ struct PoolWorker {
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
+/* The PSS of a worker never measured yet, read now (after its first run was sent). */
+void pool_worker_measure_new(Engine *e, PoolWorker *pw);
 /* The blank worker (Pool.blank): pool_blank_start() spawns one if the
  * engine keeps one and has none (a fork+exec, no wait; NULL otherwise);
  * pool_blank_publish() makes it the one to adopt, once its hello came

@@ -338,8 +338,8 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 if (r >= 0)
                         r = worker_init(e, pw, ret_error);
         }
-        /* Measured outside the pool lock (see pool_release). */
-        uint64_t pss = r >= 0 ? engine_process_tree_pss(pw->w->pid) : 0;
+        /* Its PSS is read later, off the path of the run waiting for it
+         * (pool_worker_measure_new()), or at its first release. */
         if (r >= 0)
                 engine_janitor_start(e);
 
@@ -354,7 +354,6 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 pw->ready = true;
                 pw->proc_fd = proc_status_open(pw->w->pid);
                 pw->last_used = now_monotonic();
-                pw->pss_bytes = pss;
                 /* Issue 15, cold env: no spare slots asked for here. Every
                  * cold acquire has a run (or a validation) waiting for this
                  * worker, and a slot's cgroups, output dir and fork raced
@@ -372,6 +371,26 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
         *ret = pw;
         *ret_cold = true;
         return 0;
+}
+
+/* A worker never measured yet: its tree's PSS now, counted as this
+ * second's reading (pool_release()). Issue 15, cold env (round 11b):
+ * pool_acquire() walked a new worker's page tables (smaps_rollup of the
+ * worker, its zygote, its init: ~1 ms here) between its "ready" and the
+ * run it was started for, and its first release walked them again before
+ * that run's answer. The run thread calls this once the run is sent,
+ * while it would only wait for the run's result. */
+void pool_worker_measure_new(Engine *e, PoolWorker *pw) {
+        usec_t never = 0;
+        if (!pw || !pw->w ||
+            !__atomic_compare_exchange_n(&pw->pss_measured, &never, now_monotonic(), false, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+                return;
+        uint64_t pss = engine_process_tree_pss(pw->w->pid);
+        pthread_mutex_lock(&e->pool.lock);
+        if (!pw->dead)
+                pw->pss_bytes = pss;
+        pthread_mutex_unlock(&e->pool.lock);
 }
 
 void pool_release(Engine *e, PoolWorker *pw, bool broken) {

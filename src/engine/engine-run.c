@@ -1469,6 +1469,9 @@ static int phase_run_begin(EngineRun *run) {
         p.err[1] = fd_close(p.err[1]);
         p.result[1] = fd_close(p.result[1]);
         p.status[1] = fd_close(p.status[1]);
+        /* A worker started for this run: measured while the run runs. */
+        if (r >= 0 && cold && c->pw)
+                pool_worker_measure_new(c->e, c->pw);
         RunWatch *wp = &run->w;
         *wp = (RunWatch) {};
         buf_init(&wp->result, RUN_MAX_RESULT_BYTES);

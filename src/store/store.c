@@ -514,6 +514,12 @@ int store_kv_put(Store *s, const char *ns, const char *key, const char *value) {
         return rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
 }
 
+int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys) {
+        /* ?2 is store_list_ids()'s name, which this listing has none of. */
+        return store_list_ids(s, "SELECT key FROM kv WHERE ns=?1 AND ?2 IS NULL ORDER BY updated DESC LIMIT ?3", ns,
+                              NULL, limit, ret_keys);
+}
+
 int store_list_ids(Store *s, const char *sql, const char *tenant, const char *name, size_t limit, char ***ret) {
         char **v = NULL;
         pthread_mutex_lock(&s->lock);

@@ -234,6 +234,8 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata);
 /* Generic key/value cache table (lock cache, metadata). value NULL deletes. */
 int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value);
 int store_kv_put(Store *s, const char *ns, const char *key, const char *value);
+/* The keys of namespace ns, the most recently updated first, at most limit. */
+int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys);
 
 /* ---- secrets (store-secrets.c, docs/secrets.md) -------------------------- */
 

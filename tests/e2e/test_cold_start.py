@@ -132,3 +132,47 @@ def test_a_cold_env_is_adopted_by_a_worker_started_before_its_request(tmp_path):
     finally:
         d.stop()
         index.stop()
+
+
+def _env_note_updated(d):
+    import sqlite3
+    db = sqlite3.connect(d.home / "pysprinter.db")
+    try:
+        return db.execute("SELECT key, updated FROM kv WHERE ns='tenant-env'").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_restarted_daemon_writes_nothing_for_an_env_its_tenant_used_before(tmp_path):
+    """Issue 15, cold env (round 11b): which envs a tenant used is noted in
+    the store once; a restarted daemon reads those notes at start, so the
+    first run of a known env writes nothing on its way to the worker (that
+    write waited for the store's first commit, which creates and syncs the
+    WAL: 2-100 ms on a shared disk). The env is still the tenant's. Fails
+    before: the restarted daemon wrote the note again (its time changed)."""
+    import pkgindex
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "notedenv", "1.0", files={"notedenv/__init__.py": "VALUE = 3\n"}))
+    index.start()
+    src = "@requirements({'notedenv': ''})\ndef f():\n    import notedenv\n    return notedenv.VALUE\n"
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    try:
+        d.start()
+        st, out = d.run(src)
+        assert st == 200 and out["result"] == 3, out
+        d.stop()
+        noted = _env_note_updated(d)
+        assert len(noted) == 1, noted
+        time.sleep(0.01)
+        d.start()
+        st, out = d.run(src)
+        assert st == 200 and out["result"] == 3, out
+        st, envs = d.call("GET", "/v1/envs")
+        assert st == 200 and any(e["requirements"] == ["notedenv"] for e in envs["envs"]), envs
+        d.stop()
+        assert _env_note_updated(d) == noted
+    finally:
+        d.stop()
+        index.stop()

@@ -316,6 +316,25 @@ static void test_kv(void **state) {
         store_close(s);
 }
 
+static void test_kv_keys(void **state) {
+        Store *s = open_fresh();
+        char **keys = NULL;
+        assert_int_equal(store_kv_keys(s, "tenant-env", 10, &keys), 0);
+        assert_null(keys);
+        assert_int_equal(store_kv_put(s, "tenant-env", "a:1", "1"), 0);
+        assert_int_equal(store_kv_put(s, "tenant-env", "b:2", "1"), 0);
+        assert_int_equal(store_kv_put(s, "lock", "c:3", "1"), 0);
+        assert_int_equal(store_kv_keys(s, "tenant-env", 10, &keys), 0);
+        assert_int_equal(strv_length(keys), 2);
+        assert_true(strv_contains(keys, "a:1") && strv_contains(keys, "b:2"));
+        strv_free(keys);
+        /* Bounded: at most limit keys. */
+        assert_int_equal(store_kv_keys(s, "tenant-env", 1, &keys), 0);
+        assert_int_equal(strv_length(keys), 1);
+        strv_free(keys);
+        store_close(s);
+}
+
 static void test_reopen_keeps_data(void **state) {
         _cleanup_free_ char *path = xasprintf("%s/reopen.sqlite", dir);
         Store *s = NULL;
@@ -2359,7 +2378,7 @@ int main(void) {
         counting_vfs_install();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_update), cmocka_unit_test(test_prefix_and_tenants),
-                cmocka_unit_test(test_mark_lost), cmocka_unit_test(test_orphaned_runs_are_marked_lost),         cmocka_unit_test(test_kv),
+                cmocka_unit_test(test_mark_lost), cmocka_unit_test(test_orphaned_runs_are_marked_lost),         cmocka_unit_test(test_kv), cmocka_unit_test(test_kv_keys),
                 cmocka_unit_test(test_reopen_keeps_data), cmocka_unit_test(test_queue_start_is_fenced),
                 cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
                 cmocka_unit_test(test_queue_submit_started),
