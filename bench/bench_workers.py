@@ -33,7 +33,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 import pkgindex  # noqa: E402
-from proctree import child_pids  # noqa: E402
+from proctree import child_pids, descendants  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import benchtable  # noqa: E402
@@ -217,14 +217,6 @@ def subtree_private_kb(pid, shared_with=()):
         seen.append(p)
         total += private_kb(p)
     return total
-
-
-def descendants(pid):
-    out = []
-    for k in child_pids(pid):
-        out.append(k)
-        out += descendants(k)
-    return out
 
 
 def cmdline(pid):

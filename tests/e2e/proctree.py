@@ -17,3 +17,13 @@ def child_pids(pid):
         except OSError:
             pass
     return out
+
+
+def descendants(pid):
+    """Every process under pid (children first, then theirs), as child_pids
+    finds them."""
+    out = []
+    for k in child_pids(pid):
+        out.append(k)
+        out += descendants(k)
+    return out

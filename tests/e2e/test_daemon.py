@@ -13,6 +13,7 @@ import pytest
 
 from conftest import DAEMON
 from daemonlib import Daemon, TOKENS, free_port, sandbox_mode
+from proctree import child_pids, descendants
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -537,15 +538,12 @@ def test_synchronous_invoke_answers_the_stored_run_object_byte_for_byte(d):
 
 def _tree(pid):
     """pid's descendants, each with its start time (a reused pid is not it)."""
-    from proctree import child_pids
-    out, todo = {}, [pid]
-    while todo:
-        for c in child_pids(todo.pop()):
-            try:
-                out[c] = open(f"/proc/{c}/stat").read().rsplit(")", 1)[1].split()[19]
-            except (OSError, IndexError):
-                continue
-            todo.append(c)
+    out = {}
+    for c in descendants(pid):
+        try:
+            out[c] = open(f"/proc/{c}/stat").read().rsplit(")", 1)[1].split()[19]
+        except (OSError, IndexError):
+            continue
     return out
 
 
@@ -617,14 +615,10 @@ def _fds(pid):
 def _spares(daemon_pid):
     """{worker pid: [its spares]}: a spare is a child of an env's worker
     (the one holding a signalfd) that is not a run's init."""
-    from proctree import child_pids
-    out, todo = {}, [daemon_pid]
-    while todo:
-        p = todo.pop()
-        kids = child_pids(p)
-        todo += kids
+    out = {}
+    for p in descendants(daemon_pid):
         if _comm(p) == "worker" and any("signalfd" in t for t in _fds(p).values()):
-            out[p] = [k for k in kids if _comm(k) == "worker"]
+            out[p] = [k for k in child_pids(p) if _comm(k) == "worker"]
     return out
 
 

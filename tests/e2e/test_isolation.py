@@ -15,6 +15,7 @@ import pytest
 
 from conftest import CLI
 from daemonlib import Daemon, child_pids, sandbox_mode
+from proctree import descendants
 
 
 def need_sandbox(d):
@@ -296,18 +297,6 @@ def test_runs_cannot_reach_each_other_embedded(cli):
 
 # ---- item 8: the worker's tree dies with its root waiter, and with the daemon ----
 
-def children(pid):
-    return child_pids(pid)
-
-
-def descendants(pid):
-    out = []
-    for k in children(pid):
-        out.append(k)
-        out.extend(descendants(k))
-    return out
-
-
 def alive(pid):
     """Running or sleeping: a zombie is dead (whoever must reap it)."""
     try:
@@ -319,7 +308,7 @@ def alive(pid):
 def worker_roots(d):
     """The daemon's direct children that are workers (the root waiters W0)."""
     out = []
-    for k in children(d.proc.pid):
+    for k in child_pids(d.proc.pid):
         try:
             if b"pysprinter-worker" in open(f"/proc/{k}/cmdline", "rb").read():
                 out.append(k)

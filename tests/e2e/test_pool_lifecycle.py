@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, child_pids, sandbox_mode, wait_for
+from daemonlib import Daemon, sandbox_mode, wait_for
+from proctree import descendants
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -24,14 +25,6 @@ def handler(seconds: float = 0):
     time.sleep(seconds)
     return [CALLS, os.getpid()]
 """
-
-
-def descendants(pid):
-    out = []
-    for k in child_pids(pid):
-        out.append(k)
-        out.extend(descendants(k))
-    return out
 
 
 def descendants_named(pid, needle):

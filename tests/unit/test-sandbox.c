@@ -501,16 +501,24 @@ static int count_fds(void) {
         return n - 1; /* the directory's own */
 }
 
-/* A child that joins the group and ends; touches alloc_mb MiB first. */
-static void run_in_group(SandboxCgroup *cg, size_t alloc_mb) {
+/* fork(), the child in cg's groups (it exits 99 where it cannot join):
+ * the child's pid to the parent, 0 to the child. */
+static pid_t fork_into_group(SandboxCgroup *cg) {
         int fds[6];
         size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
         pid_t pid = fork();
         assert_true(pid >= 0);
-        if (pid == 0) {
+        if (pid == 0)
                 for (size_t i = 0; i < n; i++)
                         if (write(fds[i], "0", 1) < 0)
                                 _exit(99);
+        return pid;
+}
+
+/* A child that joins the group and ends; touches alloc_mb MiB first. */
+static void run_in_group(SandboxCgroup *cg, size_t alloc_mb) {
+        pid_t pid = fork_into_group(cg);
+        if (pid == 0) {
                 if (alloc_mb) {
                         /* volatile: the stores are not optimised away. */
                         volatile char *m = malloc(alloc_mb << 20);
@@ -654,15 +662,10 @@ static void test_cgroup_kill_sends_one_sigkill_per_process(void **state) {
                 (void) rmdir(fz);
                 skip();
         }
-        int fds[6], sync[2];
-        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
+        int sync[2];
         assert_int_equal(pipe2(sync, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
+        pid_t pid = fork_into_group(cg);
         if (pid == 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (write(fds[i], "0", 1) < 0)
-                                _exit(99);
                 (void) write(sync[1], "j", 1);
                 for (;;)
                         pause();
@@ -955,17 +958,10 @@ static void test_cgroup_freeze_keeps_file_open(void **state) {
         }
         volatile uint64_t *counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         assert_true(counter != MAP_FAILED);
-        int fds[6];
-        size_t n = sandbox_cgroup_procs_fds(cg, fds, 6);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (write(fds[i], "0", 1) < 0)
-                                _exit(1);
+        pid_t pid = fork_into_group(cg);
+        if (pid == 0)
                 for (;;)
                         (*counter)++;
-        }
         /* Wait until it runs in the group. */
         usec_t deadline = now_monotonic() + 5 * USEC_PER_SEC;
         while (*counter == 0 && now_monotonic() < deadline)
