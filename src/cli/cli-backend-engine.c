@@ -37,6 +37,8 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
         EngineConfig cfg = {
                 /* One run per CLI process: a spare child would be wasted. */
                 .no_spares = true,
+                /* A few writes, then exit: no WAL allocated ahead. */
+                .short_lived = true,
                 /* A run whose CLI dies (terminal closed, kill -9) is marked
                  * lost by the next CLI instead of staying running. */
                 .record_owner = true,

@@ -249,7 +249,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 }
         }
         _cleanup_free_ char *db = path_join(e->data_dir, "pysprinter.db");
-        r = store_open(db, &e->store);
+        r = cfg->short_lived ? store_open_short_lived(db, &e->store) : store_open(db, &e->store);
         if (r < 0) {
                 *ret_error = r == -EPROTONOSUPPORT
                                      ? xasprintf("cannot open the run database %s: its schema is newer than this "

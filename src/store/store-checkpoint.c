@@ -324,8 +324,9 @@ static void *checkpointer_main(void *p) {
         return NULL;
 }
 
-/* The WAL's blocks, allocated once when the store opens, up to where the
- * thread restarts it late (STORE_CKPT_LATE_PAGES frames) (round 11). A
+/* The WAL's blocks, allocated once when the store opens (not for
+ * store_open_short_lived()), up to where the thread restarts it late
+ * (STORE_CKPT_LATE_PAGES frames) (round 11). A
  * commit that appends past the blocks ext4 has allocated reserves one
  * (delayed allocation: ext4_da_get_block_prep takes the inode's i_data_sem
  * for writing), and the write-back of earlier frames holds that semaphore
@@ -352,7 +353,7 @@ static void allocate_wal(Store *s) {
         (void) fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes);
 }
 
-void store_checkpointer_start(Store *s, const char *path) {
+void store_checkpointer_start(Store *s, const char *path, bool allocate_wal_ahead) {
         pthread_mutex_init(&s->clock, NULL);
         pthread_mutex_init(&s->crun, NULL);
         s->cfd_wal = -1;
@@ -375,7 +376,8 @@ void store_checkpointer_start(Store *s, const char *path) {
                 s->cpage = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
         s->cwal_path = xasprintf("%s-wal", path);
-        allocate_wal(s);
+        if (allocate_wal_ahead)
+                allocate_wal(s);
         int k = pthread_create(&s->checkpointer, NULL, checkpointer_main, s);
         if (k != 0) {
                 sqlite3_close(cdb);

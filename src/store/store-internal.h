@@ -154,7 +154,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
 /* WAL checkpoints in a thread of their own, not in a commit
  * (store-checkpoint.c); path: the database file. Stop before closing the
  * write connection. */
-void store_checkpointer_start(Store *s, const char *path);
+void store_checkpointer_start(Store *s, const char *path, bool allocate_wal_ahead);
 void store_checkpointer_stop(Store *s);
 void store_checkpointer_release(Store *s);
 /* With s->lock held, before a commit: checkpoints in the caller when the

@@ -4,7 +4,7 @@
  * on store.c's statement helpers: calls run one way, down. */
 #include "store-internal.h"
 
-int store_open(const char *path, Store **ret_store) {
+static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         sqlite3 *db = NULL;
         int rc = sqlite3_open_v2(path, &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, store_vfs());
@@ -41,12 +41,20 @@ int store_open(const char *path, Store **ret_store) {
                         s->rdb = rdb;
                 } else
                         sqlite3_close(rdb);
-                store_checkpointer_start(s, path);
+                store_checkpointer_start(s, path, allocate_wal);
         }
         s->reserve_path = xasprintf("%s-reserve", path);
         store_reserve_make(s);
         *ret_store = s;
         return 0;
+}
+
+int store_open(const char *path, Store **ret_store) {
+        return open_store(path, true, ret_store);
+}
+
+int store_open_short_lived(const char *path, Store **ret_store) {
+        return open_store(path, false, ret_store);
 }
 
 Store *store_close(Store *s) {

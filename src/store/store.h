@@ -13,6 +13,11 @@ typedef struct Store Store;
 
 /* Opens (creating and migrating) the database at path. */
 int store_open(const char *path, Store **ret_store);
+/* The same for a process that writes a few records and exits (a CLI
+ * command): the WAL's blocks are not allocated ahead of the commits (a
+ * daemon's ~80 MB, store-checkpoint.c), which such a process would
+ * allocate and, closing the WAL's last connection, free each time. */
+int store_open_short_lived(const char *path, Store **ret_store);
 /* Commits whatever the writer holds (store_flush), then closes. */
 Store *store_close(Store *s);
 
