@@ -1076,6 +1076,15 @@ def settle(_request_json=None):
     _settled[0] = True
 
 
+def freeze_again():
+    """In the zygote, after settle() and the C side's rehearsal of the
+    after-fork hooks (worker.c zygote_settle()): what the hooks made
+    (threading's new locks, logging's) is frozen with the rest, so no
+    child's collection walks, and copies, the pages it lies on."""
+    import gc
+    gc.freeze()
+
+
 _settled = [False]  # settle() ran in this process or the zygote it was forked from (tests look)
 
 
