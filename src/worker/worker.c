@@ -196,8 +196,24 @@ static bool zygote_settle_due(int *ret_ms) {
         return true;
 }
 
+/* A run's or an instance's message carries its tenant's source, arguments
+ * and opened secrets, and passes through this process, from which every
+ * later run is forked, whoever its tenant: a run can read its whole
+ * address space, freed heap included. So what held a message is zeroed
+ * when freed: the text (message_forget) and jansson's copies of its
+ * strings (zeroing_free, jansson's free in this process). */
+static void zeroing_free(void *p) {
+        worker_pack_free_zeroed(p);
+}
+
+/* Also what json_dumps() returns: jansson's allocator here is
+ * worker_pack_alloc(), whose blocks free() must never see. */
+static void message_forget(char **p) {
+        zeroing_free(*p);
+}
+
 static int send_json_to(int fd, json_t *msg) {
-        _cleanup_free_ char *s = json_dumps(msg, JSON_COMPACT);
+        _cleanup_(message_forget) char *s = json_dumps(msg, JSON_COMPACT);
         json_decref(msg);
         if (!s)
                 return -ENOMEM;
@@ -317,7 +333,7 @@ static void child_drop_worker_fds(int keep_sock) {
 
 static void fail_child(int result_fd, int code, const char *type, const char *msg) {
         json_t *o = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "type", type, "message", msg);
-        _cleanup_free_ char *s = json_dumps(o, JSON_COMPACT);
+        _cleanup_(message_forget) char *s = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         if (s)
                 (void) write_full(result_fd, s, strlen(s));
@@ -718,23 +734,6 @@ static void report_started(Child *c) {
         (void) send_json_to(c->status_fd, m);
 }
 
-/* A run's or an instance's message carries its tenant's source, arguments
- * and opened secrets, and passes through this process, from which every
- * later run is forked, whoever its tenant: a run can read its whole
- * address space, freed heap included. So what held a message is zeroed
- * when freed: the text (message_forget) and jansson's copies of its
- * strings (zeroing_free, jansson's free in this process). */
-static void zeroing_free(void *p) {
-        if (!p)
-                return;
-        explicit_bzero(p, malloc_usable_size(p));
-        free(p);
-}
-
-static void message_forget(char **p) {
-        zeroing_free(*p);
-}
-
 static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         const char *id = json_string_value(json_object_get(msg, "id"));
         if (!id || n_fds < 2 || n_children >= MAX_CHILDREN) {
@@ -987,7 +986,7 @@ int main(int argc, char **argv) {
          * copy of it, not the environment. A run's environment never has
          * it. */
         (void) unsetenv("LD_BIND_NOW");
-        json_set_alloc_funcs(malloc, zeroing_free);
+        json_set_alloc_funcs(worker_pack_alloc, zeroing_free);
         int r = worker_sandbox_setup(argc, argv, &err);
         if (r < 0) {
                 log_error("sandbox: %s", err);

@@ -39,6 +39,14 @@ int worker_sandbox_spare_seal(const char *out_name, int sock, char **ret_error);
  * allocation. Returns the number of chunks taken; *ret_bytes (may be
  * NULL) their bytes. */
 size_t worker_heap_plug(size_t *ret_bytes);
+/* jansson's allocator in the worker: blocks up to 1 KiB from one small
+ * region by size class (last freed, first reused), so the zygote's
+ * per-message allocations reuse a few pages, not one scattered heap page
+ * each (each written page a copy-on-write fault after every fork); larger
+ * ones from malloc. Free zeroes the block first (a message's strings are
+ * a tenant's). Not thread-safe: the worker has one thread. */
+void *worker_pack_alloc(size_t size);
+void worker_pack_free_zeroed(void *p);
 
 /* Python bridge (worker-python.c). */
 int py_init(char **ret_error);

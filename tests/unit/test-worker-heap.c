@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <malloc.h>
+#include <string.h>
 
 #include "worker.h"
 
@@ -97,11 +98,76 @@ static void test_plug_ends_under_another_allocator(void **state) {
         assert_true(bytes <= free_bytes + 7 * 64 * 1040 + (64 << 10));
 }
 
+/* A message's life in the zygote, 50 times over a heap full of holes:
+ * 40 blocks of a message's sizes (jansson's objects, pairs, strings)
+ * allocated, then freed. The pack serves them all from a few pages,
+ * reused message after message (malloc spread them over ~40 of its
+ * scattered free chunks' pages: each one a copy-on-write fault after a
+ * fork). */
+static void test_pack_reuses_a_few_pages_message_after_message(void **state) {
+        (void) state;
+        make_holes();
+        uintptr_t pages[256];
+        size_t n_pages = 0;
+        for (int msg = 0; msg < 50; msg++) {
+                void *b[40];
+                for (size_t i = 0; i < 40; i++) {
+                        b[i] = worker_pack_alloc(block_size(i * 7));
+                        assert_non_null(b[i]);
+                        memset(b[i], 'x', block_size(i * 7));
+                        uintptr_t page = (uintptr_t) b[i] >> 12;
+                        bool seen = false;
+                        for (size_t k = 0; k < n_pages; k++)
+                                seen = seen || pages[k] == page;
+                        if (!seen && n_pages < 256)
+                                pages[n_pages++] = page;
+                }
+                for (size_t i = 0; i < 40; i++)
+                        worker_pack_free_zeroed(b[i]);
+        }
+        /* 40 blocks, ~17 KiB with their headers: 5 pages, 6 if unaligned. */
+        assert_true(n_pages <= 6);
+}
+
+/* A freed block holds nothing of what it held (the message's secrets):
+ * only the free list's link, in its first bytes. */
+static void test_pack_free_zeroes_the_block(void **state) {
+        (void) state;
+        unsigned char *p = worker_pack_alloc(200);
+        assert_non_null(p);
+        memset(p, 0xAA, 200);
+        worker_pack_free_zeroed(p);
+        for (size_t i = sizeof(void *); i < 200; i++)
+                assert_int_equal(p[i], 0);
+        /* And the next block of its class is that one. */
+        assert_ptr_equal(worker_pack_alloc(199), p);
+        worker_pack_free_zeroed(p);
+}
+
+/* Larger blocks, and any once the region is full, come from malloc, and
+ * free through the same call. */
+static void test_pack_falls_back_to_malloc(void **state) {
+        (void) state;
+        enum { N = 400 };
+        void *b[N];
+        for (size_t i = 0; i < N; i++) {
+                b[i] = worker_pack_alloc(i % 50 == 0 ? 8192 : 1000);
+                assert_non_null(b[i]);
+                memset(b[i], 'y', i % 50 == 0 ? 8192 : 1000);
+        }
+        for (size_t i = 0; i < N; i++)
+                worker_pack_free_zeroed(b[i]);
+        worker_pack_free_zeroed(NULL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plug_takes_every_hole),
                 cmocka_unit_test(test_after_a_plug_small_blocks_are_packed),
                 cmocka_unit_test(test_plug_ends_under_another_allocator),
+                cmocka_unit_test(test_pack_reuses_a_few_pages_message_after_message),
+                cmocka_unit_test(test_pack_free_zeroes_the_block),
+                cmocka_unit_test(test_pack_falls_back_to_malloc),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
