@@ -1071,18 +1071,10 @@ def settle(_request_json=None):
     except OSError:
         pass  # no fd to spare: each run makes its own streams, as before
     _snapshot_fork_weaksets()
+    _rehearse_stdlib_fork_hooks()
     gc.collect()
     gc.freeze()
     _settled[0] = True
-
-
-def freeze_again():
-    """In the zygote, after settle() and the C side's rehearsal of the
-    after-fork hooks (worker.c zygote_settle()): what the hooks made
-    (threading's new locks, logging's) is frozen with the rest, so no
-    child's collection walks, and copies, the pages it lies on."""
-    import gc
-    gc.freeze()
 
 
 _settled = [False]  # settle() ran in this process or the zygote it was forked from (tests look)
@@ -1098,6 +1090,62 @@ def _snapshot_iter(self):
         item = ref()
         if item is not None:
             yield item
+
+
+def _rehearse_threading():
+    import threading
+    threading._after_fork()
+
+
+def _rehearse_random():
+    import random
+    random._inst.seed()
+
+
+def _rehearse_logging():
+    import logging
+    logging._acquireLock()  # its before-hook, which the child-hook undoes
+    logging._after_at_fork_child_reinit_locks()
+
+
+def _rehearse_futures():
+    import concurrent.futures.thread as cft
+    cft._global_shutdown_lock._at_fork_reinit()
+
+
+# The stdlib's after_in_child hooks (CPython 3.11), by the module that
+# registers them; each run only if that module was imported (so its hook
+# is registered) and has the names.
+_STDLIB_FORK_HOOKS = (("threading", _rehearse_threading), ("random", _rehearse_random),
+                      ("logging", _rehearse_logging), ("concurrent.futures.thread", _rehearse_futures))
+
+_rehearsed_fork_hooks = []  # modules whose after-fork hook the zygote ran once itself (tests look)
+
+
+def _rehearse_stdlib_fork_hooks():
+    """In the zygote, before its gc.freeze(): the stdlib's after-fork hooks
+    (threading's _after_fork, random's reseed, logging's lock re-inits,
+    concurrent.futures' lock), called once here as a forked child calls
+    them. Every child runs them, and each attribute lookup they make that
+    the zygote never made wrote an entry of CPython's type attribute cache
+    in the child: a copied page of libpython's .bss apiece, and the cached
+    name's incref a copied arena page (round 11: ~29 faults per run in
+    _PyType_Lookup, about half of them under the hooks). Made here, the
+    entries are only read in a child. The env's own hooks are not run: a
+    package's hook runs sealed, in a child, never with the worker's
+    privileges. Only while the zygote has no other Python thread
+    (threading's hook marks every other thread stopped, as in a child)."""
+    import threading
+    if threading.active_count() != 1:
+        return
+    for modname, rehearse in _STDLIB_FORK_HOOKS:
+        if modname not in sys.modules:
+            continue
+        try:
+            rehearse()
+        except (AttributeError, RuntimeError):
+            continue  # another Python's names: that hook stays cold, nothing more
+        _rehearsed_fork_hooks.append(modname)
 
 
 _snapshot_weaksets = []  # (module, name) whose WeakSet iterates from a snapshot (tests look)

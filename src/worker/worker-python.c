@@ -5,7 +5,6 @@
 
 #include "worker.h"
 
-#include <dirent.h>
 #include <marshal.h>
 #include <sys/mman.h>
 
@@ -195,41 +194,6 @@ int py_init(char **ret_error) {
                 return -EIO;
         }
         return 0;
-}
-
-/* Whether this process has one thread: /proc/self/task lists one entry
- * besides "." and "..". Unknown (no /proc) counts as not. */
-static bool single_threaded(void) {
-        DIR *d = opendir("/proc/self/task");
-        if (!d)
-                return false;
-        size_t n = 0;
-        for (struct dirent *de; (de = readdir(d));)
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n == 1;
-}
-
-bool py_rehearse_after_fork(void) {
-        /* PyOS_AfterFork_Child() re-initialises the interpreter's locks and
-         * marks every other Python thread dead: true only in a process that
-         * has no other thread. An env whose import started one is left
-         * alone (its children pay the cold lookups, as before). */
-        if (!single_threaded())
-                return false;
-        /* As fork_python() does around fork(): the before-hooks take the
-         * locks (logging's) that the child-hooks then release. */
-        PyOS_BeforeFork();
-        PyOS_AfterFork_Child();
-        return true;
-}
-
-void py_freeze_again(void) {
-        PyObject *res = PyObject_CallMethod(runner, "freeze_again", NULL);
-        if (!res)
-                PyErr_Clear();
-        Py_XDECREF(res);
 }
 
 const char *py_version(void) {

@@ -170,12 +170,6 @@ static void zygote_settle(void) {
                 log_error("settle: %s", err);
         free(reply);
         free(err);
-        /* After settle() (its weak sets iterate their snapshot then, as in
-         * every child), and frozen with the rest. */
-        if (py_rehearse_after_fork())
-                py_freeze_again();
-        else
-                log_debug("the after-fork hooks not rehearsed: the zygote has threads");
         /* Last: what settling freed (the reply too) is taken as well. */
         size_t bytes = 0;
         size_t n = worker_heap_plug(&bytes);

@@ -52,18 +52,6 @@ void worker_pack_free_zeroed(void *p);
 int py_init(char **ret_error);
 /* In a forked child: pymalloc's new arenas are plain mappings again. */
 void py_arenas_child(void);
-/* In the zygote, once, before it settles: Python's at-fork work as a
- * forked child does it (PyOS_BeforeFork(), then PyOS_AfterFork_Child():
- * the env's and the stdlib's after_in_child hooks included), run in the
- * zygote itself, so that the type attribute cache entries and the names
- * those hooks look up are written here once and only read in every child
- * (each entry a child writes is a copied page of libpython's .bss, and
- * the name's incref a copied arena page). Only in a single-threaded
- * process; returns whether it ran. After settle(). */
-bool py_rehearse_after_fork(void);
-/* runner.freeze_again(): what the zygote made since settle()'s freeze
- * joins the frozen objects. */
-void py_freeze_again(void);
 /* Calls runner.<func>(arg) returning a string; *ret is malloc'd. */
 int py_call_str(const char *func, const char *arg, char **ret, char **ret_error);
 /* In the run child: runner.run(json, result_fd). */
