@@ -170,9 +170,11 @@ static void zygote_settle(void) {
                 log_error("settle: %s", err);
         free(reply);
         free(err);
-        /* Last: what settling freed (the reply too) is taken as well. */
         size_t bytes = 0;
-        size_t n = worker_heap_plug(&bytes);
+        size_t n = py_pools_plug(&bytes);
+        log_debug("pymalloc's free blocks taken: %zu, %zu bytes", n, bytes);
+        /* Last: what settling freed (the reply too) is taken as well. */
+        n = worker_heap_plug(&bytes);
         log_debug("malloc's free chunks taken: %zu, %zu bytes", n, bytes);
 }
 

@@ -52,6 +52,12 @@ void worker_pack_free_zeroed(void *p);
 int py_init(char **ret_error);
 /* In a forked child: pymalloc's new arenas are plain mappings again. */
 void py_arenas_child(void);
+/* In the zygote, when it settles: takes every free block of pymalloc's
+ * partly used pools, class by class, until each class has a fresh pool
+ * (CPython 3.11's layout; a no-op elsewhere): a child's small objects
+ * then come packed from fresh pools, not a shared page or two per few
+ * blocks. Returns the blocks taken; *ret_bytes (if not NULL) their bytes. */
+size_t py_pools_plug(size_t *ret_bytes);
 /* Calls runner.<func>(arg) returning a string; *ret is malloc'd. */
 int py_call_str(const char *func, const char *arg, char **ret, char **ret_error);
 /* In the run child: runner.run(json, result_fd). */

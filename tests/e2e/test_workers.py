@@ -1440,6 +1440,60 @@ def test_the_zygote_runs_the_stdlibs_after_fork_hooks_once_itself_and_no_package
         index.stop()
 
 
+POOL_PROBE = """
+import sys
+
+@requirements({'poolholes': ''})
+def f():
+    import poolholes
+    # 30 new objects of each of pymalloc's size classes from 48 to 512
+    # bytes (bytes objects: 33 bytes and their text; no free list), made
+    # one after another, as a run's code makes them; the pages they lie on,
+    # by class.
+    pages = {}
+    keep = []
+    for size in range(48, 513, 16):
+        objs = [bytes([i % 250 + 1]) * (size - 33) for i in range(30)]
+        keep.append(objs)
+        pages[size] = len({id(o) >> 12 for o in objs})
+    return {"settled": sys.modules["_pysprinter_runner"]._settled[0], "pages": pages,
+            "python": list(sys.version_info[:2])}
+"""
+
+
+def test_a_runs_small_objects_are_packed_not_spread_over_the_zygotes_partly_used_pools(tmp_path):
+    """Issue 15 (c), round 12: pymalloc serves a size class from the
+    zygote's partly used pools first, a few free blocks each (what importing
+    an env leaves), so a run's new objects were spread over many pages
+    shared with the zygote (each a copy-on-write fault, and each pool's
+    header another). The zygote takes those free blocks when it settles
+    (worker-python.c py_pools_plug()). An env whose import leaves holes in
+    the pools of every class from 48 to 512 bytes: a run's 30 new objects
+    of each class lie on about as many pages as their bytes need (82–86
+    for the 30 classes, at most 100 allowed). Fails before: on ~130."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, "poolholes", "1.0", files={
+        "poolholes/__init__.py": "KEEP = [bytes([i % 250 + 1]) * ((i % 30) * 16 + 15) for i in range(12000)]\n"
+                                 "del KEEP[::4]\n"}))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        def settled_run():
+            out = run(d, POOL_PROBE, args=[])
+            assert out["status"] == "succeeded", out
+            return out["result"] if out["result"]["settled"] else None
+        r = wait_for(settled_run, "a run forked from the settled zygote")
+        if r["python"] != [3, 11]:
+            pytest.skip("the plug knows CPython 3.11's pool layout only")
+        assert sum(r["pages"].values()) <= 100, r
+    finally:
+        d.stop()
+        index.stop()
+
+
 ARENA_PROBE = """
 import json, sys
 
