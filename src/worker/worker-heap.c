@@ -106,9 +106,10 @@ size_t worker_heap_plug(size_t *ret_bytes) {
  * zeroing_free(): a message carries a tenant's source and secrets). Every
  * page it writes is shared with the children forked since, so each one
  * is a copy-on-write fault in the zygote, once per fork. From malloc
- * those blocks came from tcache's per-size lists, scattered over the
- * 3.6 MiB heap: ~50 of the zygote's ~75 faults per run at -c8 were the
- * heap (perf record -e page-faults -d), one page per block. Served from
+ * those blocks came from tcache's per-size lists, wherever the heap had
+ * free chunks: in one measured sitting of three, ~40 scattered pages,
+ * ~50 of the zygote's ~84 faults per run at -c8 (perf record -e
+ * page-faults -d), one page per block; ~33 in the other two. Served from
  * one small region instead, by size class, last freed first out, the
  * same few pages are reused message after message. Blocks larger than
  * PACK_MAX, and any once the region is full, come from malloc. */
