@@ -217,6 +217,10 @@ int py_init(char **ret_error) {
  * debug allocator) costs only the budget's bytes, never correctness: the
  * blocks are the zygote's, never freed, never read. */
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && SIZEOF_VOID_P == 8
+#define PYMALLOC_KNOWN 1
+#else
+#define PYMALLOC_KNOWN 0
+#endif
 #define PYMALLOC_POOL (16u << 10)
 #define PYMALLOC_POOL_HEADER 48u
 #define PYMALLOC_CLASSES 32u
@@ -225,7 +229,7 @@ int py_init(char **ret_error) {
 
 size_t py_pools_plug(size_t *ret_bytes) {
         size_t n = 0, bytes = 0;
-        for (size_t k = 0; k < PYMALLOC_CLASSES; k++) {
+        for (size_t k = 0; PYMALLOC_KNOWN && k < PYMALLOC_CLASSES; k++) {
                 size_t size = (k + 1) * PYMALLOC_STEP;
                 while (bytes < PYMALLOC_PLUG_BUDGET) {
                         char *p = PyObject_Malloc(size);
@@ -248,13 +252,6 @@ size_t py_pools_plug(size_t *ret_bytes) {
                 *ret_bytes = bytes;
         return n;
 }
-#else
-size_t py_pools_plug(size_t *ret_bytes) {
-        if (ret_bytes)
-                *ret_bytes = 0;
-        return 0;
-}
-#endif
 
 const char *py_version(void) {
         return Py_GetVersion();

@@ -4,6 +4,7 @@ Isolation between consecutive and concurrent ad-hoc runs of one worker,
 globals that persist across invocations of a deployed function, recovery
 from a worker killed mid-run, eviction under a small memory budget, and
 pre-import failures that do not break the env."""
+import contextlib
 import json
 import os
 import pathlib
@@ -1316,6 +1317,32 @@ def test_a_pickled_argument_is_unpickled_only_in_its_own_runs_child(daemon):
 
 
 
+@contextlib.contextmanager
+def env_daemon(tmp_path, name, files):
+    """A daemon whose package index serves one wheel: name 1.0 of files."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, name, "1.0", files=files))
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        index.stop()
+
+
+def settled_result(d, probe, what="a run forked from the settled zygote"):
+    """The result of the first run of probe forked from the settled zygote."""
+    def settled_run():
+        out = run(d, probe, args=[])
+        assert out["status"] == "succeeded", out
+        return out["result"] if out["result"]["settled"] else None
+    return wait_for(settled_run, what)
+
+
 FORK_HOOKS_PROBE = """
 import json, logging, os, sys, threading
 
@@ -1369,27 +1396,14 @@ def test_the_after_fork_hooks_iterate_weak_sets_from_a_snapshot(tmp_path):
     a fork inside a run still gets a working threading and logging (the
     hooks did their job: one thread, a handler lock held at the fork is
     free in the child). Fails before: plain WeakSets, nothing snapshotted."""
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    index = pkgindex.Index()
-    index.add(pkgindex.build_wheel(wheels, "logsthreads", "1.0", files={
-        "logsthreads/__init__.py": "import logging, threading\nlogging.getLogger(__name__).addHandler(logging.NullHandler())\n"}))
-    index.start()
-    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
-    d.start()
-    try:
-        def settled_run():
-            out = run(d, FORK_HOOKS_PROBE, args=[])
-            assert out["status"] == "succeeded", out
-            return out["result"] if out["result"]["settled"] else None
-        r = wait_for(settled_run, "a run forked from the settled zygote")
+    files = {"logsthreads/__init__.py":
+             "import logging, threading\nlogging.getLogger(__name__).addHandler(logging.NullHandler())\n"}
+    with env_daemon(tmp_path, "logsthreads", files) as d:
+        r = settled_result(d, FORK_HOOKS_PROBE)
         assert sorted(r["snapshot"]) == [["logging", "_at_fork_reinit_lock_weakset"], ["threading", "_dangling"]], r
         assert r["types"] == ["SnapshotWeakSet", "SnapshotWeakSet"], r
         assert r["dangling_has_main"] and r["handler_registered"], r
         assert r["grandchild"] == {"main": True, "thread": True, "handler_lock_free": True, "active": 1}, r
-    finally:
-        d.stop()
-        index.stop()
 
 
 FORK_REHEARSAL_PROBE = """
@@ -1416,28 +1430,14 @@ def test_the_zygote_runs_the_stdlibs_after_fork_hooks_once_itself_and_no_package
     with the worker's privileges); the hooks still did their job in each
     child (random reseeded: two runs draw different numbers). Fails
     before: nothing rehearsed."""
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    index = pkgindex.Index()
-    index.add(pkgindex.build_wheel(wheels, "forkhook", "1.0", files={
-        "forkhook/__init__.py": "import logging, os, random, threading\nseen = []\n"
-                                "os.register_at_fork(after_in_child=lambda: seen.append(os.getpid()))\n"}))
-    index.start()
-    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
-    d.start()
-    try:
-        def settled_run():
-            out = run(d, FORK_REHEARSAL_PROBE, args=[])
-            assert out["status"] == "succeeded", out
-            return out["result"] if out["result"]["settled"] else None
-        r = wait_for(settled_run, "a run forked from the settled zygote")
+    files = {"forkhook/__init__.py": "import logging, os, random, threading\nseen = []\n"
+                                     "os.register_at_fork(after_in_child=lambda: seen.append(os.getpid()))\n"}
+    with env_daemon(tmp_path, "forkhook", files) as d:
+        r = settled_result(d, FORK_REHEARSAL_PROBE)
         assert {"threading", "random", "logging"} <= set(r.get("rehearsed", [])), r
         assert r["seen"] == [r["me"]], r
-        r2 = wait_for(settled_run, "another run forked from the settled zygote")
+        r2 = settled_result(d, FORK_REHEARSAL_PROBE, "another run forked from the settled zygote")
         assert r2["seen"] == [r2["me"]] and r2["random"] != r["random"], (r, r2)
-    finally:
-        d.stop()
-        index.stop()
 
 
 POOL_PROBE = """
@@ -1471,27 +1471,13 @@ def test_a_runs_small_objects_are_packed_not_spread_over_the_zygotes_partly_used
     the pools of every class from 48 to 512 bytes: a run's 30 new objects
     of each class lie on about as many pages as their bytes need (82–86
     for the 30 classes, at most 100 allowed). Fails before: on ~130."""
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    index = pkgindex.Index()
-    index.add(pkgindex.build_wheel(wheels, "poolholes", "1.0", files={
-        "poolholes/__init__.py": "KEEP = [bytes([i % 250 + 1]) * ((i % 30) * 16 + 15) for i in range(12000)]\n"
-                                 "del KEEP[::4]\n"}))
-    index.start()
-    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
-    d.start()
-    try:
-        def settled_run():
-            out = run(d, POOL_PROBE, args=[])
-            assert out["status"] == "succeeded", out
-            return out["result"] if out["result"]["settled"] else None
-        r = wait_for(settled_run, "a run forked from the settled zygote")
+    files = {"poolholes/__init__.py":
+             "KEEP = [bytes([i % 250 + 1]) * ((i % 30) * 16 + 15) for i in range(12000)]\ndel KEEP[::4]\n"}
+    with env_daemon(tmp_path, "poolholes", files) as d:
+        r = settled_result(d, POOL_PROBE)
         if r["python"] != [3, 11]:
             pytest.skip("the plug knows CPython 3.11's pool layout only")
         assert sum(r["pages"].values()) <= 100, r
-    finally:
-        d.stop()
-        index.stop()
 
 
 ARENA_PROBE = """
