@@ -92,6 +92,19 @@ def stored_statuses(home):
     return [st for st, kw in rows if json.loads(kw)["n"]["value"] < 100]
 
 
+def release(gate, ts):
+    gate.write_text("go")
+    for t in ts:
+        t.join(120)
+
+
+def all_answered(d, answers, n):
+    """Each of the n callers got its own result, and each record ended
+    succeeded, as the store has it."""
+    assert sorted(b["result"] for st, b in answers if st == 200) == list(range(n)), answers
+    assert sorted(stored_statuses(d.home)) == ["succeeded"] * n
+
+
 def test_invokes_beyond_the_functions_instances_are_recorded_queued(tmp_path):
     gate = tmp_path / "gate"
     with start_daemon(tmp_path).serving() as d:
@@ -112,11 +125,8 @@ def test_invokes_beyond_the_functions_instances_are_recorded_queued(tmp_path):
             s = wait_for(committed, "six records committed")
             assert s.count("running") == 4 and s.count("queued") == 2, s
         finally:
-            gate.write_text("go")
-            for t in ts:
-                t.join(120)
-        assert sorted(b["result"] for st, b in answers if st == 200) == list(range(6)), answers
-        assert sorted(stored_statuses(d.home)) == ["succeeded"] * 6
+            release(gate, ts)
+        all_answered(d, answers, 6)
 
 
 def test_running_invoke_is_listed_before_its_record_is_committed(tmp_path):
@@ -139,9 +149,7 @@ def test_running_invoke_is_listed_before_its_record_is_committed(tmp_path):
             assert metric(d, "pysprinter_store_commits_total") == commits + 1
             assert [r["id"] for r in listed(d, "succeeded")] == []
         finally:
-            gate.write_text("go")
-            for t in ts:
-                t.join(120)
+            release(gate, ts)
         st, b = answers[0]
         assert st == 200 and b["status"] == "succeeded" and b["result"] == 41 and b["id"] == run_id, b
         # Its end; listed as ended, no longer running.
@@ -174,9 +182,5 @@ def test_invokes_queued_behind_queued_ones_are_not_committed_before_they_run(tmp
                      metric(d, "pysprinter_queue_depth") >= 4, "four invokes running and four queued")
             assert metric(d, "pysprinter_store_commits_total") == commits
         finally:
-            gate.write_text("go")
-            for t in ts:
-                t.join(120)
-        assert sorted(b["result"] for st, b in answers if st == 200) == list(range(8)), answers
-        # Each record written: ended, succeeded, as the store has it.
-        assert sorted(stored_statuses(d.home)) == ["succeeded"] * 8
+            release(gate, ts)
+        all_answered(d, answers, 8)
