@@ -14,8 +14,11 @@
  * thousand threads (docs/performance.md). */
 #include <arpa/inet.h>
 #include <assert.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <openssl/crypto.h>
 #include <unistd.h>
 
@@ -417,6 +420,133 @@ static struct {
         pthread_t thread;
 } track = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
+/* ---- the acceptor ----------------------------------------------------------------
+ *
+ * With a pool of threads, libmicrohttpd puts the listening socket in
+ * every thread's epoll set and the thread that wakes first accepts up to
+ * ten connections in a row: a client that opens its connections together
+ * (wrk -c8, a connection pool) finds most or all of them on ONE thread
+ * (round 12: 9/0, 8/1, 5/4 of wrk's connections over two threads, in turn;
+ * the other CPU then takes no HTTP work). So this thread accepts, and
+ * hands each connection to the pool thread that holds the fewest
+ * (MHD_add_connection()). MHD gives an added connection to thread
+ * fd % threads (the first with room from there, as its per-IP and total
+ * limits stay the daemon's); the descriptor's number is steered to the
+ * thread wanted. One thread hop per new connection, none per request. */
+
+#define ACCEPT_MAX_THREADS 256  /* server.http_threads' cap */
+
+static struct {
+        int listen_fd;
+        int stop_efd;
+        unsigned threads;
+        unsigned conns[ACCEPT_MAX_THREADS]; /* open connections per pool thread (atomic) */
+        struct MHD_Daemon *mhd;
+        pthread_t thread;
+        bool running;
+} acc = { .listen_fd = -1, .stop_efd = -1 };
+
+static unsigned acceptor_least_loaded(void) {
+        unsigned best = 0, best_n = UINT_MAX;
+        for (unsigned i = 0; i < acc.threads; i++) {
+                unsigned n = __atomic_load_n(&acc.conns[i], __ATOMIC_RELAXED);
+                if (n < best_n) {
+                        best = i;
+                        best_n = n;
+                }
+        }
+        return best;
+}
+
+/* fd, or a duplicate of it whose number % threads is want (fd closed):
+ * F_DUPFD takes the lowest free number above fd, so a few steps reach
+ * any residue. Where that fails, fd as it is (a thread less even). */
+static int acceptor_steer(int fd, unsigned want) {
+        for (unsigned tries = 0; (unsigned) fd % acc.threads != want && tries < 2 * acc.threads; tries++) {
+                int nfd = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
+                if (nfd < 0)
+                        break;
+                (void) close(fd);
+                fd = nfd;
+        }
+        return fd;
+}
+
+static void *acceptor(void *arg) {
+        (void) arg;
+        (void) pthread_setname_np(pthread_self(), "http-accept");
+        for (;;) {
+                struct pollfd pf[2] = { { .fd = acc.listen_fd, .events = POLLIN }, { .fd = acc.stop_efd, .events = POLLIN } };
+                if (poll(pf, 2, -1) < 0 && errno != EINTR)
+                        break;
+                if (pf[1].revents)
+                        break;
+                for (;;) {
+                        struct sockaddr_storage ss;
+                        socklen_t len = sizeof(ss);
+                        int fd = accept4(acc.listen_fd, (struct sockaddr *) &ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                        if (fd < 0) {
+                                if (errno == EMFILE || errno == ENFILE)
+                                        (void) poll(NULL, 0, 10); /* as MHD would: later */
+                                break; /* EAGAIN: all taken; a client that left meanwhile */
+                        }
+                        fd = acceptor_steer(fd, acceptor_least_loaded());
+                        unsigned slot = (unsigned) fd % acc.threads;
+                        /* Counted before MHD's thread can see it close. */
+                        __atomic_add_fetch(&acc.conns[slot], 1, __ATOMIC_RELAXED);
+                        if (MHD_add_connection(acc.mhd, fd, (struct sockaddr *) &ss, len) != MHD_YES)
+                                __atomic_sub_fetch(&acc.conns[slot], 1, __ATOMIC_RELAXED); /* MHD closed it */
+                }
+        }
+        return NULL;
+}
+
+/* A connection the acceptor counted closes (its fd still open). */
+static void acceptor_closed(struct MHD_Connection *conn) {
+        if (acc.threads == 0)
+                return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && ci->connect_fd >= 0)
+                __atomic_sub_fetch(&acc.conns[(unsigned) ci->connect_fd % acc.threads], 1, __ATOMIC_RELAXED);
+}
+
+static void acceptor_stop(void) {
+        if (!acc.running)
+                return;
+        uint64_t one = 1;
+        (void) !write(acc.stop_efd, &one, sizeof(one));
+        pthread_join(acc.thread, NULL);
+        acc.running = false;
+        acc.stop_efd = fd_close(acc.stop_efd);
+        acc.listen_fd = fd_close(acc.listen_fd);
+}
+
+/* Takes listen_fd (closed by acceptor_stop(); not on failure). */
+static int acceptor_start(struct MHD_Daemon *mhd, int listen_fd, unsigned threads) {
+        memset(acc.conns, 0, sizeof(acc.conns));
+        acc.mhd = mhd;
+        acc.threads = threads;
+        acc.stop_efd = eventfd(0, EFD_CLOEXEC);
+        if (acc.stop_efd < 0)
+                return -errno;
+        acc.listen_fd = listen_fd;
+        int k = pthread_create(&acc.thread, NULL, acceptor, NULL);
+        if (k != 0) {
+                acc.stop_efd = fd_close(acc.stop_efd);
+                acc.listen_fd = -1;
+                return -k;
+        }
+        acc.running = true;
+        return 0;
+}
+
+unsigned daemon_http_thread_connections(unsigned *ret, unsigned max) {
+        unsigned n = MIN(acc.threads, max);
+        for (unsigned i = 0; i < n; i++)
+                ret[i] = __atomic_load_n(&acc.conns[i], __ATOMIC_RELAXED);
+        return n;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
         if (code == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -435,6 +565,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                 ConnTrack *t = *socket_context;
                 if (!t)
                         return;
+                acceptor_closed(conn);
                 /* Unlinked before MHD closes the fd: the reaper never shuts
                  * down a descriptor number that was reused. */
                 pthread_mutex_lock(&track.lock);
@@ -726,8 +857,19 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
         if (ss.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
+        /* More than one thread: connections come through the acceptor
+         * (above), MHD listens on nothing. */
+        bool accepting = threads > 1;
+        if (accepting)
+                flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+        if (accepting && threads > ACCEPT_MAX_THREADS) {
+                *ret_error = xasprintf("server.http_threads: at most %d", ACCEPT_MAX_THREADS);
+                return -EINVAL;
+        }
+        struct MHD_OptionItem listen_opt[] = { { accepting ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, fd, NULL },
+                                               { MHD_OPTION_END, 0, NULL } };
         struct MHD_Daemon *mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_THREAD_POOL_SIZE,
                 threads,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) d->cfg.read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
                 (unsigned) d->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -739,15 +881,28 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
                 *ret_error = xasprintf("cannot start the HTTP server on %s: %s", address, strerror(-r));
                 return r;
         }
-        TAKE_FD(fd); /* MHD closes it when it stops */
+        struct sockaddr_storage bound;
+        socklen_t bound_len = sizeof(bound);
+        unsigned port = getsockname(fd, (struct sockaddr *) &bound, &bound_len) == 0
+                                ? ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &bound)->sin6_port
+                                                                    : ((struct sockaddr_in *) &bound)->sin_port)
+                                : 0;
+        if (accepting) {
+                k = acceptor_start(mhd, fd, threads);
+                if (k < 0) {
+                        MHD_stop_daemon(mhd);
+                        *ret_error = xasprintf("cannot start the HTTP acceptor: %s", strerror(-k));
+                        return k;
+                }
+        }
+        TAKE_FD(fd); /* the acceptor's, or MHD's: closed when it stops */
         pthread_mutex_lock(&track.lock);
         track.deadline = (usec_t) d->cfg.request_deadline_s * USEC_PER_SEC;
         track.stop = false;
         pthread_mutex_unlock(&track.lock);
         if (!track.running && pthread_create(&track.thread, NULL, reaper, NULL) == 0)
                 track.running = true;
-        const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
-        log_info("listening on %s (port %u, %u HTTP threads)%s", address, info ? info->port : 0, threads,
+        log_info("listening on %s (port %u, %u HTTP threads)%s", address, port, threads,
                  d->no_auth ? ", no authentication (local user only)" : "");
         *ret_mhd = mhd;
         return 0;
@@ -757,6 +912,7 @@ void daemon_http_stop(void *mhd) {
         /* Waiting requests are answered first: MHD must not be stopped
          * with a suspended connection. */
         daemon_wait_drain(5 * USEC_PER_SEC);
+        acceptor_stop(); /* no connection added to a stopping MHD */
         MHD_stop_daemon(mhd);
         daemon_wait_stop();
         if (track.running) {

@@ -104,6 +104,14 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    __atomic_load_n(&d->metrics.http_errors_4xx, __ATOMIC_RELAXED),
                    __atomic_load_n(&d->metrics.http_errors_5xx, __ATOMIC_RELAXED), daemon_wait_count(),
                    m.rejected_429);
+        unsigned per_thread[256];
+        unsigned nthreads = daemon_http_thread_connections(per_thread, 256);
+        if (nthreads > 0)
+                buf_printf(&b, "# HELP pysprinter_http_thread_connections Open connections per HTTP thread (the "
+                               "acceptor gives each new one to the thread with the fewest).\n"
+                               "# TYPE pysprinter_http_thread_connections gauge\n");
+        for (unsigned i = 0; i < nthreads; i++)
+                buf_printf(&b, "pysprinter_http_thread_connections{thread=\"%u\"} %u\n", i, per_thread[i]);
         EnginePoolStats ps;
         engine_pool_stats(d->engine, &ps);
         buf_printf(&b,

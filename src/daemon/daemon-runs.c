@@ -1820,10 +1820,15 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         bool at_once = slot && (!r->fn_name || fn_reserve(d, r));
         /* With an Idempotency-Key the record is committed before the submit
          * returns: a resubmission must find it (daemon_call_submit()). A
-         * synchronous invoke that waits for an instance is deferred too,
-         * recorded queued: its start turns it into the started record
-         * while it is still uncommitted (store-queue.c). */
-        bool deferred = slot && r->answer_waits && !r->idem_key;
+         * synchronous run that waits for an instance or behind other queued
+         * runs is deferred too, recorded queued: its start turns it into
+         * the started record while it is still uncommitted (store-queue.c).
+         * Queued or not, nobody has its id before its end. (Round 12: at
+         * wrk -c8 half the invokes queue behind their function's 4
+         * instances, and each one that found another queued ahead was
+         * committed on its HTTP thread before it could start.) */
+        bool deferred = !resumed && !d->cluster && r->answer_waits && !r->idem_key && r->max_attempts > 1 &&
+                        !d->leave_queued;
         d->queued++;
         tc->queued++;
         pthread_mutex_unlock(&d->lock);

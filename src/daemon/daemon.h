@@ -589,6 +589,10 @@ int daemon_cluster_secret_ok(Daemon *d, const char *authorization);
 
 int daemon_http_start(Daemon *d, const char *listen, void **ret_mhd, char **ret_error);
 void daemon_http_stop(void *mhd);
+/* The open connections of each HTTP pool thread, as the acceptor handed
+ * them out (into ret, at most max); the number of threads written, 0 with
+ * a single thread (MHD accepts itself then). */
+unsigned daemon_http_thread_connections(unsigned *ret, unsigned max);
 
 /* Checks a raw (undecoded) request target: -EINVAL with *ret_error when its
  * path or query holds a control character, literal or %-encoded (NUL

@@ -274,3 +274,64 @@ def test_sigterm_answers_suspended_waiters(tmp_path):
         assert elapsed < 20
     finally:
         d.stop()
+
+
+def http_thread_runtimes(d):
+    """{tid: ns on a CPU} of the daemon's HTTP (libmicrohttpd) threads."""
+    out = {}
+    for tid in os.listdir(f"/proc/{d.proc.pid}/task"):
+        try:
+            if open(f"/proc/{d.proc.pid}/task/{tid}/comm").read().strip() == "MHD-worker":
+                out[tid] = int(open(f"/proc/{d.proc.pid}/task/{tid}/schedstat").read().split()[0])
+        except OSError:
+            pass
+    return out
+
+
+def test_connections_opened_together_are_spread_over_the_http_threads(daemon):
+    """Round 12: libmicrohttpd's pool thread that woke first accepted up to
+    ten connections in a row, so a client opening its connections together
+    (wrk -c8, a connection pool) had most or all of them served by one
+    thread while the other CPU took no HTTP work. The daemon's acceptor
+    gives each new connection to the thread with the fewest."""
+    conns = [socket.create_connection(("127.0.0.1", daemon.port)) for _ in range(8)]
+    try:
+        request = (f"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n").encode()
+
+        def ask_all():
+            for s in conns:
+                s.sendall(request)
+            for s in conns:
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    chunk = s.recv(4096)
+                    assert chunk, "connection closed"
+                    got += chunk
+                head, _, body = got.partition(b"\r\n\r\n")
+                length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:"))
+                while len(body) < length:
+                    chunk = s.recv(4096)
+                    assert chunk, "connection closed"
+                    body += chunk
+                assert got.startswith(b"HTTP/1.1 200"), got
+        ask_all()
+        st, text = daemon.call("GET", "/metrics", token="admin")
+        assert st == 200
+        per_thread = [int(l.split()[-1]) for l in text.splitlines()
+                      if l.startswith("pysprinter_http_thread_connections{")]
+        # The eight kept-alive connections, four on each thread (and the
+        # /metrics call's own on one of them, or closed already).
+        assert len(per_thread) == HTTP_THREADS and sum(per_thread) in (8, 9), text
+        assert min(per_thread) >= 4, per_thread
+        # Both threads do the work: each takes a fair part of 8 x 200
+        # requests on those connections.
+        before = http_thread_runtimes(daemon)
+        for _ in range(200):
+            ask_all()
+        after = http_thread_runtimes(daemon)
+        used = [after[t] - before.get(t, 0) for t in after]
+        assert len(used) == HTTP_THREADS and min(used) > 0.25 * sum(used), used
+    finally:
+        for s in conns:
+            s.close()
