@@ -227,6 +227,11 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         return 0;
 }
 
+const char store_run_ended_insert_sql[] =
+        "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
+        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
+        REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")";
+
 int store_run_finish(Store *s, const RunRecord *r, int attempt) {
         char a[16];
         snprintf(a, sizeof(a), "%d", attempt);
@@ -245,10 +250,7 @@ int store_run_finish(Store *s, const RunRecord *r, int attempt) {
                 "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
                 "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
                 "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
-                r, a, attempt,
-                "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
-                "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
-                REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")");
+                r, a, attempt, store_run_ended_insert_sql);
         if (k < 0)
                 return k;
         return k == 0 ? -ESTALE : 0;
@@ -331,6 +333,15 @@ static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, s
 
         *ret = NULL;
         *ret_n = 0;
+        /* First the runs that ended in the journal (a crash after their
+         * answers): in the database before anything looks for runs left
+         * in flight, and journaling on from here (store.h). */
+        size_t replayed = 0;
+        r = store_journal_start(s, &replayed);
+        if (r < 0)
+                log_warn("the ended-runs journal could not be replayed (%s): kept, and not used", strerror(-r));
+        else if (replayed > 0)
+                log_info("%zu ended run(s) replayed from the ended-runs journal", replayed);
         (void) store_flush(s);
         pthread_mutex_lock(&s->lock);
 again:

@@ -53,7 +53,13 @@ struct StoreOp {
         bool done;
         int result;
         pthread_cond_t cond;    /* a waited op's caller sleeps on it */
+        usec_t queued_at;       /* monotonic: when it was enqueued */
+        bool journaled;         /* durable in the journal's file jfile (owned) */
+        unsigned jfile;
 };
+
+static bool enqueue_locked(Store *s, StoreOp *op);
+static void journal_requeue_locked(Store *s, StoreOp *op);
 
 static RunRecord *run_record_copy(const RunRecord *r) {
         RunRecord *c = xcalloc(1, sizeof(RunRecord));
@@ -79,6 +85,10 @@ static RunRecord *run_record_copy(const RunRecord *r) {
 
 static usec_t linger(const Store *s) {
         return s->wlinger ? s->wlinger : STORE_LINGER_USEC;
+}
+
+static usec_t journal_linger(const Store *s) {
+        return s->jlinger ? s->jlinger : STORE_JOURNAL_LINGER_USEC;
 }
 
 static void set_text(char **dst, const char *src) {
@@ -207,16 +217,72 @@ static void batch_commit(Store *s, StoreOp *batch) {
         pthread_mutex_unlock(&s->lock);
 }
 
-/* With s->wlock held and no leader: commits everything queued, in the
- * calling thread (the "leader"), then releases the waiters of the batch.
- * Writes that come in meanwhile queue up behind: the next leader (one of
- * their waiters) takes them all as one batch. */
-static void lead_locked(Store *s) {
+/* With s->wlock held: whether a later queued op than op is of its run. */
+static bool run_has_later_write_locked(const StoreOp *op) {
+        for (const StoreOp *o = op->next; o; o = o->next)
+                if (streq(o->rec->id, op->rec->id))
+                        return true;
+        return false;
+}
+
+/* With s->wlock held: takes the queue as a batch. keep_young (the writer
+ * thread's timed commits): a deferred write younger than the linger stays
+ * queued (its run may end within it, and its finish replace it: a batch
+ * of the journal's every ~50 ms would otherwise catch the runs in flight
+ * and make each write its submit and wait for an UPDATE), unless a later
+ * write of its run is queued behind it. The journal's later records go to
+ * its other file from now on. */
+static StoreOp *take_batch_locked(Store *s, bool keep_young) {
+        StoreOp *batch = s->whead, **bt = &batch, *kept = NULL, **kt = &kept;
+        s->whead = s->wtail = NULL;
+        usec_t now = keep_young ? now_monotonic() : 0;
+        for (StoreOp *op = batch, *next; keep_young && op; op = next) {
+                next = op->next;
+                if (op->deferred && now - op->queued_at < linger(s) && !run_has_later_write_locked(op)) {
+                        *kt = op;
+                        kt = &op->next;
+                } else {
+                        *bt = op;
+                        bt = &op->next;
+                }
+        }
+        if (keep_young) {
+                *bt = NULL;
+                *kt = NULL;
+                s->whead = kept;
+                for (StoreOp *op = kept; op; op = op->next)
+                        s->wtail = op;
+        }
+        if (s->jqueued > 0) {
+                s->jqueued = 0;
+                (void) store_journal_switch_locked(s);
+        }
+        return batch;
+}
+
+/* With s->wlock held: a journaled op after its batch's commit: its record
+ * counted in (the file is emptied once all of its records are), or queued
+ * again when its commit failed. */
+static void journaled_committed_locked(Store *s, StoreOp *op) {
+        if (op->result < 0 && op->result != -EEXIST) {
+                journal_requeue_locked(s, op);
+                return;
+        }
+        store_journal_committed_locked(s, op->jfile);
+        __atomic_sub_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
+        op_free(op);
+}
+
+/* With s->wlock held and no leader: commits everything queued (keep_young:
+ * take_batch_locked()), in the calling thread (the "leader"), then
+ * releases the waiters of the batch. Writes that come in meanwhile queue
+ * up behind: the next leader (one of their waiters) takes them all as one
+ * batch. */
+static void lead_locked(Store *s, bool keep_young) {
         assert(!s->wleader);
         bool by_writer = s->wstarted && pthread_equal(pthread_self(), s->writer);
         s->wleader = true;
-        StoreOp *batch = s->whead;
-        s->whead = s->wtail = NULL;
+        StoreOp *batch = take_batch_locked(s, keep_young);
         pthread_mutex_unlock(&s->wlock);
 
         batch_commit(s, batch);
@@ -227,7 +293,9 @@ static void lead_locked(Store *s) {
                  * before the caller may return (it cannot before we
                  * release wlock, so the signal is safe). */
                 next = op->next;
-                if (op->owned) {
+                if (op->journaled)
+                        journaled_committed_locked(s, op);
+                else if (op->owned) {
                         if (!by_writer)
                                 s->wabsorbed++;
                         op_free(op);
@@ -237,6 +305,7 @@ static void lead_locked(Store *s) {
                         pthread_cond_signal(&op->cond);
                 }
         }
+        store_journal_trim_locked(s);
         s->wleader = false;
         /* Woken: the callers of this batch, and the first caller queued
          * meanwhile, who leads the next commit. The others stay asleep
@@ -256,7 +325,7 @@ static void lead_locked(Store *s) {
 static void drain_locked(Store *s) {
         while (s->whead || s->wleader) {
                 if (!s->wleader)
-                        lead_locked(s);
+                        lead_locked(s, false);
                 else {
                         s->wdrainers++;
                         pthread_cond_wait(&s->wdone, &s->wlock);
@@ -295,21 +364,43 @@ typedef struct {
         uint64_t absorbed;      /* s->wabsorbed at the last look */
 } WriterLook;
 
+/* With s->wlock held: the oldest queued write that is not journaled (a
+ * journaled one waits for the journal's batch, not for the linger). */
+static const StoreOp *oldest_plain_locked(const Store *s) {
+        for (const StoreOp *op = s->whead; op; op = op->next)
+                if (!op->journaled)
+                        return op;
+        return NULL;
+}
+
+/* With s->wlock held: whether the writer thread commits now: a write
+ * lingered, or the journal's batch is due (its oldest record is
+ * STORE_JOURNAL_LINGER_USEC old, or it holds STORE_JOURNAL_MAX_RECORDS). */
+static bool commit_due_locked(const Store *s, usec_t now) {
+        const StoreOp *plain = oldest_plain_locked(s);
+        if (plain && now - plain->queued_at >= linger(s))
+                return true;
+        return s->jqueued > 0 && (now - s->jsince >= journal_linger(s) || s->jqueued >= STORE_JOURNAL_MAX_RECORDS);
+}
+
 /* With s->wlock held: when the writer looks next, having committed nothing
  * at now. */
 static usec_t next_look(Store *s, WriterLook *l, usec_t now) {
         if (s->wabsorbed != l->absorbed && l->period < STORE_LOOK_MAX_LINGERS * linger(s))
                 l->period *= 2;
         l->absorbed = s->wabsorbed;
-        if (s->whead && now - s->wsince >= linger(s))
+        if (commit_due_locked(s, now))
                 /* Lingered while a commit is under way: its followers take
                  * them, else we do shortly. (A young write behind a commit
                  * waits for its own time: a look every linger / 4 while
                  * callers committed was most of the looks for nothing.) */
                 return now + linger(s) / 4;
         usec_t until = now + l->period;
-        if (s->whead && s->wsince + linger(s) > until)
-                until = s->wsince + linger(s);
+        const StoreOp *plain = oldest_plain_locked(s);
+        if (plain && plain->queued_at + linger(s) > until)
+                until = plain->queued_at + linger(s);
+        if (s->jqueued > 0)
+                until = MIN(until, s->jsince + journal_linger(s));
         return until;
 }
 
@@ -321,8 +412,8 @@ static void *writer_main(void *p) {
                 if (s->wstop)
                         break;
                 usec_t now = now_monotonic();
-                if (s->whead && !s->wleader && now - s->wsince >= linger(s)) {
-                        lead_locked(s);
+                if (s->whead && !s->wleader && commit_due_locked(s, now)) {
+                        lead_locked(s, true);
                         look = (WriterLook) { .period = linger(s), .absorbed = s->wabsorbed };
                         continue;
                 }
@@ -348,6 +439,7 @@ static void *writer_main(void *p) {
  * the lock is still held only blocks on it). */
 static bool enqueue_locked(Store *s, StoreOp *op) {
         op->next = NULL;
+        op->queued_at = now_monotonic();
         bool was_empty = !s->whead;
         if (s->wtail)
                 s->wtail->next = op;
@@ -375,7 +467,7 @@ static bool enqueue_locked(Store *s, StoreOp *op) {
 static void wait_done_locked(Store *s, StoreOp *op) {
         while (!op->done) {
                 if (!s->wleader) {
-                        lead_locked(s);
+                        lead_locked(s, false);
                         continue;
                 }
                 s->wwaiting++;
@@ -461,6 +553,8 @@ int store_write_deferred_start(Store *s, const char *id, const char *started_sql
 static __thread struct {
         Store *s;
         StoreOp *list, **tail;
+        char **jids;    /* held finishes the journal made durable */
+        size_t njids;
 } hold;
 
 /* With s->wlock held: op (queued, not owned) joins the calling thread's
@@ -483,18 +577,66 @@ static void deferred_absorb_locked(Store *s, StoreOp *d, const RunRecord *r, con
         s->wabsorbed++;
 }
 
+/* With s->wlock held: the absorbed deferred write d, now its run's ended
+ * INSERT, made durable by one append to the journal instead of a commit
+ * (store.h "the ended-runs journal"): it stays queued, owned, for the
+ * writer's thread to commit with the next batch. false: not journaled (no
+ * journal, another statement, the append failed): it is waited for as
+ * before. *ret_wake: the writer thread must be signalled (after unlock). */
+static bool journal_locked(Store *s, StoreOp *d, bool *ret_wake) {
+        *ret_wake = false;
+        if (!s->jon || d->sql != store_run_ended_insert_sql || !s->wstarted || s->wstop)
+                return false;
+        int f = store_journal_append_locked(s, d->rec, d->arg21);
+        if (f < 0)
+                return false;
+        d->journaled = true;
+        d->jfile = (unsigned) f;
+        d->owned = true;
+        if (s->jqueued++ == 0)
+                s->jsince = now_monotonic();
+        __atomic_add_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
+        /* Asleep untimed, or a batch big enough to commit now. */
+        *ret_wake = !s->wticking || s->jqueued == STORE_JOURNAL_MAX_RECORDS;
+        return true;
+}
+
+/* With s->wlock held: a journaled op whose commit failed (a full disk)
+ * queued again, tried with the next batch; its record stays in its file. */
+static void journal_requeue_locked(Store *s, StoreOp *op) {
+        op->done = false;
+        op->result = 0;
+        (void) enqueue_locked(s, op);
+        if (s->jqueued++ == 0)
+                s->jsince = now_monotonic();
+}
+
+void store_runs_settle(Store *s) {
+        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0)
+                (void) store_flush(s);
+}
+
 int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, const char *arg21, int attempt,
                                const char *replace_sql) {
         assert(s && r && r->id && replace_sql);
-        bool held = hold.s == s;
+        bool held = hold.s == s, wake;
         pthread_mutex_lock(&s->wlock);
         StoreOp *d = deferred_find_locked(s, r->id);
         if (held) {
                 /* Queued, not waited: the release waits for all of the
                  * thread's held finishes at once (one transaction). */
-                if (d && d->rec->attempt == attempt)
+                if (d && d->rec->attempt == attempt) {
                         deferred_absorb_locked(s, d, r, replace_sql);
-                else {
+                        if (journal_locked(s, d, &wake)) {
+                                /* Durable already: the release only tells. */
+                                hold.jids = xrealloc(hold.jids, (hold.njids + 1) * sizeof(char *));
+                                hold.jids[hold.njids++] = xstrdup(r->id);
+                                pthread_mutex_unlock(&s->wlock);
+                                if (wake)
+                                        pthread_cond_signal(&s->wcond);
+                                return 1;
+                        }
+                } else {
                         d = xcalloc(1, sizeof(StoreOp));
                         pthread_cond_init(&d->cond, NULL);
                         d->sql = sql;
@@ -518,6 +660,12 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
         /* Keeps its place in the FIFO (every later write of the run is
          * behind it); now waited: the leader marks it done, we free it. */
         deferred_absorb_locked(s, d, r, replace_sql);
+        if (journal_locked(s, d, &wake)) {
+                pthread_mutex_unlock(&s->wlock);
+                if (wake)
+                        pthread_cond_signal(&s->wcond);
+                return 1;
+        }
         wait_done_locked(s, d);
         int k = d->result;
         if (k < 0) {
@@ -531,7 +679,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
                 d->deferred = true;
                 d->owned = true;
                 d->done = false;
-                bool wake = enqueue_locked(s, d);
+                wake = enqueue_locked(s, d);
                 pthread_mutex_unlock(&s->wlock);
                 if (wake)
                         pthread_cond_signal(&s->wcond);
@@ -552,9 +700,13 @@ void store_finish_hold(Store *s) {
 void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         assert(s && hold.s == s);
         StoreOp *list = hold.list;
+        char **jids = hold.jids;
+        size_t njids = hold.njids;
         hold.s = NULL;
         hold.list = NULL;
         hold.tail = NULL;
+        hold.jids = NULL;
+        hold.njids = 0;
         pthread_mutex_lock(&s->wlock);
         /* Until every held op is committed: led here when nobody commits
          * (the first lead takes them all, with everything else queued),
@@ -570,7 +722,7 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
                 if (all)
                         break;
                 if (!s->wleader) {
-                        lead_locked(s);
+                        lead_locked(s, false);
                         continue;
                 }
                 s->wdrainers++;
@@ -578,6 +730,12 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
                 s->wdrainers--;
         }
         bool wake = false;
+        for (size_t i = 0; i < njids; i++) {
+                if (fn)
+                        fn(jids[i], 0, userdata);
+                free(jids[i]);
+        }
+        free(jids);
         for (StoreOp *op = list, *next; op; op = next) {
                 next = op->hnext;
                 /* What store_run_finish() makes of a row count. */
@@ -600,6 +758,13 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         pthread_mutex_unlock(&s->wlock);
         if (wake)
                 pthread_cond_signal(&s->wcond);
+}
+
+void store_journal_set_linger(Store *s, usec_t usec) {
+        pthread_mutex_lock(&s->wlock);
+        s->jlinger = usec;
+        pthread_mutex_unlock(&s->wlock);
+        pthread_cond_signal(&s->wcond);
 }
 
 void store_writer_set_linger(Store *s, usec_t usec) {

@@ -254,6 +254,7 @@ RunRecord *store_run_from_row(sqlite3_stmt *st) {
 }
 
 int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRecord **ret) {
+        store_runs_settle(s);
         if (!id_or_prefix || !*id_or_prefix)
                 return -EINVAL;
         /* A prefix is matched with a range, not LIKE: ids are plain base32 and
@@ -284,6 +285,7 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
 }
 
 int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id) {
+        store_runs_settle(s);
         assert(s && tenant && key && ret_id);
         sqlite3_stmt *st = store_read(s, "SELECT id FROM runs WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 "
                                          "ORDER BY created, id LIMIT 1");
@@ -302,6 +304,7 @@ int store_run_find_idempotent(Store *s, const char *tenant, const char *key, use
 }
 
 int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
+        store_runs_settle(s);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
         /* Both walk runs_tenant_created (there is no index on created
@@ -344,6 +347,7 @@ int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_
 }
 
 int store_runs_mark_lost(Store *s, const char *message) {
+        store_runs_settle(s);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
         int rc = sqlite3_prepare_v2(s->db,
@@ -362,6 +366,7 @@ int store_runs_mark_lost(Store *s, const char *message) {
 }
 
 int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time) {
+        store_runs_settle(s);
         assert(s && id);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
@@ -381,6 +386,7 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
 }
 
 int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret) {
+        store_runs_settle(s);
         assert(s && id && ret);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
@@ -424,6 +430,7 @@ static bool owner_alive(pid_t pid, uint64_t start) {
 }
 
 int store_runs_mark_orphaned(Store *s, const char *message) {
+        store_runs_settle(s);
         assert(s && message);
         sqlite3_stmt *st;
         Owned *v = NULL;
@@ -521,6 +528,7 @@ int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys) {
 }
 
 int store_list_ids(Store *s, const char *sql, const char *tenant, const char *name, size_t limit, char ***ret) {
+        store_runs_settle(s);
         char **v = NULL;
         pthread_mutex_lock(&s->lock);
         sqlite3_stmt *st = store_stmt(s, sql);
