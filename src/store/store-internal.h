@@ -175,6 +175,13 @@ int store_journal_append_locked(Store *s, const RunRecord *r, const char *arg21)
 unsigned store_journal_switch_locked(Store *s);
 void store_journal_committed_locked(Store *s, unsigned file);
 void store_journal_trim_locked(Store *s);
+/* open: opens the journal's files (-EOPNOTSUPP: a private database has
+ * none) and hands each whole record they hold to fn, in order, a file's
+ * torn last record left out. begin: empties both and turns journaling on
+ * (store-queue.c's replay, once fn's records are committed). */
+typedef void (*StoreJournalFn)(Store *s, const RunRecord *r, const char *request, void *userdata);
+int store_journal_open(Store *s, StoreJournalFn fn, void *userdata);
+int store_journal_begin(Store *s);
 void store_journal_close(Store *s);
 /* The INSERT of a run's ended record (store_run_finish()'s replacement of
  * a deferred submit): what a journal record is replayed with. */

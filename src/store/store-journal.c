@@ -151,10 +151,7 @@ static bool record_parse(uint8_t *p, size_t n, RunRecord *r, char **ret_request)
         return off == n && r->id && r->tenant && r->status;
 }
 
-/* What is done with each record replayed. */
-typedef void (*RecordFn)(Store *s, const RunRecord *r, const char *request, void *userdata);
-
-static size_t replay_buffer(Store *s, uint8_t *p, size_t n, RecordFn fn, void *userdata) {
+static size_t replay_buffer(Store *s, uint8_t *p, size_t n, StoreJournalFn fn, void *userdata) {
         size_t count = 0;
         for (size_t off = 0; off + JOURNAL_HEADER <= n;) {
                 uint32_t len;
@@ -201,83 +198,39 @@ static int read_whole(int fd, uint8_t **ret, size_t *ret_n) {
         return 0;
 }
 
-typedef struct {
-        char **ids;
-        size_t n;
-} Replayed;
-
-static void replay_one(Store *s, const RunRecord *r, const char *request, void *userdata) {
-        Replayed *rp = userdata;
-        /* Unwaited: the whole journal is one batch (store_flush below);
-         * a record already in the database fails its INSERT only. */
-        (void) store_write_run(s, store_run_ended_insert_sql, r, request, false);
-        rp->ids = xrealloc(rp->ids, (rp->n + 1) * sizeof(char *));
-        rp->ids[rp->n++] = xstrdup(r->id);
-}
-
-static bool run_exists(Store *s, const char *id) {
-        pthread_mutex_lock(&s->lock);
-        sqlite3_stmt *st = store_stmt(s, "SELECT 1 FROM runs WHERE id=?1");
-        bool found = false;
-        if (st) {
-                store_bind_text(st, 1, id);
-                found = sqlite3_step(st) == SQLITE_ROW;
-                store_stmt_done(s, st);
-        }
-        pthread_mutex_unlock(&s->lock);
-        return found;
-}
-
-int store_journal_start(Store *s, size_t *ret_replayed) {
-        if (!s->jpath || s->jon)
-                return 0;
-        Replayed rp = {};
-        int r = 0;
-        for (unsigned i = 0; i < 2 && r >= 0; i++) {
-                _cleanup_free_ char *path = xasprintf("%s.%u", s->jpath, i);
-                s->jfd[i] = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+int store_journal_open(Store *s, StoreJournalFn fn, void *userdata) {
+        if (!s->jpath)
+                return -EOPNOTSUPP;
+        for (unsigned i = 0; i < 2; i++) {
                 if (s->jfd[i] < 0) {
-                        r = -errno;
-                        break;
+                        _cleanup_free_ char *path = xasprintf("%s.%u", s->jpath, i);
+                        s->jfd[i] = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                        if (s->jfd[i] < 0)
+                                return -errno;
                 }
                 uint8_t *p = NULL;
                 size_t n = 0;
-                r = read_whole(s->jfd[i], &p, &n);
-                if (r >= 0)
-                        (void) replay_buffer(s, p, n, replay_one, &rp);
+                int r = read_whole(s->jfd[i], &p, &n);
+                if (r < 0)
+                        return r;
+                (void) replay_buffer(s, p, n, fn, userdata);
                 free(p);
         }
-        if (r >= 0)
-                (void) store_flush(s);
-        /* Emptied only when every record it held is in the database: a
-         * record that could not be written (a full disk) stays for the
-         * next start, and the journal stays off. */
-        for (size_t i = 0; r >= 0 && i < rp.n; i++)
-                if (!run_exists(s, rp.ids[i]))
-                        r = -EIO;
-        for (size_t i = 0; i < rp.n; i++)
-                free(rp.ids[i]);
-        free(rp.ids);
-        if (r < 0) {
-                store_journal_close(s);
-                return r;
-        }
+        return 0;
+}
+
+int store_journal_begin(Store *s) {
+        int r = 0;
         pthread_mutex_lock(&s->wlock);
         for (unsigned i = 0; i < 2; i++) {
-                if (ftruncate(s->jfd[i], 0) < 0)
-                        r = -errno;
+                if (s->jfd[i] < 0 || ftruncate(s->jfd[i], 0) < 0)
+                        r = s->jfd[i] < 0 ? -EBADF : -errno;
                 s->jsize[i] = 0;
                 s->jpending[i] = 0;
         }
         s->jon = r >= 0;
         pthread_mutex_unlock(&s->wlock);
-        if (r < 0) {
-                store_journal_close(s);
-                return r;
-        }
-        if (ret_replayed)
-                *ret_replayed = rp.n;
-        return 0;
+        return r;
 }
 
 void store_journal_close(Store *s) {

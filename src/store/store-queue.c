@@ -291,6 +291,64 @@ static int exec_locked(Store *s, const char *sql, const char *text, int *ret_cha
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
+/* ---- the ended-runs journal's replay (store.h) ---------------------------- */
+
+typedef struct {
+        char **ids;
+        size_t n;
+} Replayed;
+
+static void replay_one(Store *s, const RunRecord *r, const char *request, void *userdata) {
+        Replayed *rp = userdata;
+        /* Unwaited: the whole journal is one batch (store_flush); a run
+         * already in the database (its batch committed before the crash)
+         * fails its INSERT only. */
+        (void) store_write_run(s, store_run_ended_insert_sql, r, request, false);
+        rp->ids = xrealloc(rp->ids, (rp->n + 1) * sizeof(char *));
+        rp->ids[rp->n++] = xstrdup(r->id);
+}
+
+static bool run_exists(Store *s, const char *id) {
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, "SELECT 1 FROM runs WHERE id=?1");
+        bool found = false;
+        if (st) {
+                store_bind_text(st, 1, id);
+                found = sqlite3_step(st) == SQLITE_ROW;
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return found;
+}
+
+int store_journal_start(Store *s, size_t *ret_replayed) {
+        if (s->jon)
+                return 0;
+        Replayed rp = {};
+        int r = store_journal_open(s, replay_one, &rp);
+        if (r == -EOPNOTSUPP)
+                return 0;
+        (void) store_flush(s);
+        /* Emptied only when every record it held is in the database: a
+         * record that could not be written (a full disk) stays for the
+         * next start, and the journal stays off. */
+        for (size_t i = 0; r >= 0 && i < rp.n; i++)
+                if (!run_exists(s, rp.ids[i]))
+                        r = -EIO;
+        for (size_t i = 0; i < rp.n; i++)
+                free(rp.ids[i]);
+        free(rp.ids);
+        if (r >= 0)
+                r = store_journal_begin(s);
+        if (r < 0) {
+                store_journal_close(s);
+                return r;
+        }
+        if (ret_replayed)
+                *ret_replayed = rp.n;
+        return 0;
+}
+
 /* The recovery's queries name both pending statuses: SQLite uses the
  * partial index runs_pending only when the query implies its WHERE, and
  * "status='queued'" alone does not (it would scan every run). */
