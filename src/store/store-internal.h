@@ -171,7 +171,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
  * later records go to the other file; returns the one of the records so
  * far. committed: one record of file is in the database now. trim: empties
  * each file not appended to whose records are all committed. */
-int store_journal_append_locked(Store *s, const RunRecord *r, const char *arg21);
+int store_journal_append_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21);
 unsigned store_journal_switch_locked(Store *s);
 void store_journal_committed_locked(Store *s, unsigned file);
 void store_journal_trim_locked(Store *s);
@@ -179,13 +179,17 @@ void store_journal_trim_locked(Store *s);
  * none) and hands each whole record they hold to fn, in order, a file's
  * torn last record left out. begin: empties both and turns journaling on
  * (store-queue.c's replay, once fn's records are committed). */
-typedef void (*StoreJournalFn)(Store *s, const RunRecord *r, const char *request, void *userdata);
+typedef void (*StoreJournalFn)(Store *s, const char *sql, const RunRecord *r, const char *arg21, void *userdata);
 int store_journal_open(Store *s, StoreJournalFn fn, void *userdata);
 int store_journal_begin(Store *s);
 void store_journal_close(Store *s);
-/* The INSERT of a run's ended record (store_run_finish()'s replacement of
- * a deferred submit): what a journal record is replayed with. */
+/* The statements that end a run (store-queue.c), the ones a journal
+ * record may hold: the INSERT of the ended record (store_run_finish()'s
+ * replacement of a deferred submit), the finish's fenced UPDATE, and a
+ * deferred start's replacement by its run's end. */
 extern const char store_run_ended_insert_sql[];
+extern const char store_run_finish_update_sql[];
+extern const char store_run_start_end_update_sql[];
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);

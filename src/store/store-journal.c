@@ -51,13 +51,27 @@ static int put_text(Buf *b, const char *text) {
         return k < 0 || !text ? k : buf_append(b, text, len);
 }
 
-static int put_ints(Buf *b, const RunRecord *r) {
-        int64_t v[] = { r->exit_code, (int64_t) r->created, (int64_t) r->started, (int64_t) r->finished,
-                        r->attempt,   r->max_attempts };
+/* A record's statement, by its number (0: none). */
+static const char *const journal_sql[] = { NULL, store_run_ended_insert_sql, store_run_finish_update_sql,
+                                           store_run_start_end_update_sql };
+
+static int64_t sql_kind(const char *sql) {
+        for (size_t i = 1; i < ELEMENTSOF(journal_sql); i++)
+                if (journal_sql[i] == sql)
+                        return (int64_t) i;
+        return 0;
+}
+
+static int put_ints(Buf *b, int64_t kind, const RunRecord *r) {
+        int64_t v[] = { kind, r->exit_code, (int64_t) r->created, (int64_t) r->started, (int64_t) r->finished,
+                        r->attempt, r->max_attempts };
         return buf_append(b, v, sizeof(v));
 }
 
-int store_journal_append_locked(Store *s, const RunRecord *r, const char *arg21) {
+int store_journal_append_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
+        int64_t kind = sql_kind(sql);
+        if (!kind)
+                return -EOPNOTSUPP;
         if (s->jfd[s->jactive] < 0)
                 return -EBADF;
         RunRecord copy = *r;
@@ -68,7 +82,7 @@ int store_journal_append_locked(Store *s, const RunRecord *r, const char *arg21)
         uint8_t header[JOURNAL_HEADER] = {};
         int k = buf_append(&b, header, sizeof(header));
         if (k >= 0)
-                k = put_ints(&b, r);
+                k = put_ints(&b, kind, r);
         for (size_t i = 0; k >= 0 && i < ELEMENTSOF(texts); i++)
                 k = put_text(&b, *texts[i]);
         if (k < 0) {
@@ -116,17 +130,20 @@ void store_journal_trim_locked(Store *s) {
                         s->jsize[i] = 0;
 }
 
-/* Parses one record's payload into r and *ret_request (borrowed from the
- * payload, NUL-terminated in place: every text is followed by the next
- * field's length, whose first byte is overwritten after it is read).
- * Returns false when it does not parse. */
-static bool record_parse(uint8_t *p, size_t n, RunRecord *r, char **ret_request) {
-        int64_t v[6];
+/* Parses one record's payload into its statement, r and *ret_request
+ * (borrowed from the payload, NUL-terminated in place: every text is
+ * followed by the next field's length, whose first byte is overwritten
+ * after it is read). Returns false when it does not parse. */
+static bool record_parse(uint8_t *p, size_t n, const char **ret_sql, RunRecord *r, char **ret_request) {
+        int64_t v[7];
         if (n < sizeof(v))
                 return false;
         memcpy(v, p, sizeof(v));
-        *r = (RunRecord) { .exit_code = (int) v[0], .created = (usec_t) v[1], .started = (usec_t) v[2],
-                           .finished = (usec_t) v[3], .attempt = (int) v[4], .max_attempts = (int) v[5] };
+        if (v[0] <= 0 || v[0] >= (int64_t) ELEMENTSOF(journal_sql))
+                return false;
+        *ret_sql = journal_sql[v[0]];
+        *r = (RunRecord) { .exit_code = (int) v[1], .created = (usec_t) v[2], .started = (usec_t) v[3],
+                           .finished = (usec_t) v[4], .attempt = (int) v[5], .max_attempts = (int) v[6] };
         *ret_request = NULL;
         char **texts[] = JOURNAL_TEXTS(r, ret_request);
         size_t off = sizeof(v);
@@ -148,7 +165,7 @@ static bool record_parse(uint8_t *p, size_t n, RunRecord *r, char **ret_request)
                 *texts[i] = (char *) p + off;
                 off += len;
         }
-        return off == n && r->id && r->tenant && r->status;
+        return off == n && r->id;
 }
 
 static size_t replay_buffer(Store *s, uint8_t *p, size_t n, StoreJournalFn fn, void *userdata) {
@@ -169,9 +186,10 @@ static size_t replay_buffer(Store *s, uint8_t *p, size_t n, StoreJournalFn fn, v
                 copy[len] = 0;
                 RunRecord r;
                 char *request;
-                bool ok = record_parse(copy, len, &r, &request);
+                const char *sql;
+                bool ok = record_parse(copy, len, &sql, &r, &request);
                 if (ok)
-                        fn(s, &r, request, userdata);
+                        fn(s, sql, &r, request, userdata);
                 free(copy);
                 if (!ok)
                         break;
@@ -240,6 +258,10 @@ void store_journal_close(Store *s) {
                         close(s->jfd[i]);
                 s->jfd[i] = -1;
         }
+}
+
+unsigned store_journal_pending(Store *s) {
+        return __atomic_load_n(&s->jlive, __ATOMIC_RELAXED);
 }
 
 uint64_t store_journal_bytes(Store *s) {

@@ -214,18 +214,28 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         int k = store_write_start_deferred(store_of(q),
                                            "UPDATE runs SET status='running', attempt=?19, started=?17 "
                                            "WHERE id=?1 AND status='queued' AND attempt=?19-1",
-                                           &rec,
-                                           "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                                           "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                                           "timings_json=?14, log_path=COALESCE(?15, log_path), started=?17, "
-                                           "finished=?18, attempt=?19, request_json=NULL, outputs_json=?22, "
-                                           "lock_sha256=COALESCE(?23, lock_sha256) "
-                                           "WHERE id=?1 AND status='queued' AND attempt=?19-1");
+                                           &rec, store_run_start_end_update_sql);
         if (k < 0)
                 return k;
         *ret_attempt = known + 1;
         return 0;
 }
+
+const char store_run_start_end_update_sql[] =
+        "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+        "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+        "timings_json=?14, log_path=COALESCE(?15, log_path), started=?17, "
+        "finished=?18, attempt=?19, request_json=NULL, outputs_json=?22, "
+        "lock_sha256=COALESCE(?23, lock_sha256) "
+        "WHERE id=?1 AND status='queued' AND attempt=?19-1";
+
+const char store_run_finish_update_sql[] =
+        "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+        "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+        "timings_json=?14, log_path=COALESCE(?15, log_path), "
+        "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
+        "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
+        "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')";
 
 const char store_run_ended_insert_sql[] =
         "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
@@ -242,15 +252,7 @@ int store_run_finish(Store *s, const RunRecord *r, int attempt) {
          * A deferred submit still queued (sq_submit_deferred) is replaced
          * by one INSERT of the ended record: the store-writer merges the
          * UPDATE's fields into it as this UPDATE would. */
-        int k = store_write_run_or_replace(
-                s,
-                "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                "timings_json=?14, log_path=COALESCE(?15, log_path), "
-                "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
-                "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
-                "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
-                r, a, attempt, store_run_ended_insert_sql);
+        int k = store_write_run_or_replace(s, store_run_finish_update_sql, r, a, attempt, store_run_ended_insert_sql);
         if (k < 0)
                 return k;
         return k == 0 ? -ESTALE : 0;
@@ -298,12 +300,13 @@ typedef struct {
         size_t n;
 } Replayed;
 
-static void replay_one(Store *s, const RunRecord *r, const char *request, void *userdata) {
+static void replay_one(Store *s, const char *sql, const RunRecord *r, const char *arg21, void *userdata) {
         Replayed *rp = userdata;
-        /* Unwaited: the whole journal is one batch (store_flush); a run
-         * already in the database (its batch committed before the crash)
-         * fails its INSERT only. */
-        (void) store_write_run(s, store_run_ended_insert_sql, r, request, false);
+        /* Unwaited: the whole journal is one batch (store_flush), in the
+         * order it was written. A run already ended in the database (its
+         * batch committed before the crash) fails its INSERT or matches
+         * no row of its fenced UPDATE: nothing changes. */
+        (void) store_write_run(s, sql, r, arg21, false);
         rp->ids = xrealloc(rp->ids, (rp->n + 1) * sizeof(char *));
         rp->ids[rp->n++] = xstrdup(r->id);
 }

@@ -91,6 +91,18 @@ static usec_t journal_linger(const Store *s) {
         return s->jlinger ? s->jlinger : STORE_JOURNAL_LINGER_USEC;
 }
 
+/* How long op may wait for company: the deferred submit of a synchronous
+ * run queued for a slot or an instance waits as the journal's records
+ * (round 12: at wrk -c8 the invokes that waited for one of a function's 4
+ * instances longer than 2 ms were committed queued, a transaction of ~5
+ * pages each 6 invokes); every other write one linger, and a queued
+ * submit that starts one linger from its start (store_write_deferred_start()):
+ * a running run is listed 2 ms after it starts, as before. */
+static usec_t op_linger(const Store *s, const StoreOp *op) {
+        bool queued_submit = op->deferred && !op->replace_sql && op->rec->attempt == 0;
+        return queued_submit && s->jon ? journal_linger(s) : linger(s);
+}
+
 static void set_text(char **dst, const char *src) {
         free(*dst);
         *dst = xstrdup_or_null(src);
@@ -225,20 +237,21 @@ static bool run_has_later_write_locked(const StoreOp *op) {
         return false;
 }
 
-/* With s->wlock held: takes the queue as a batch. keep_young (the writer
- * thread's timed commits): a deferred write younger than the linger stays
- * queued (its run may end within it, and its finish replace it: a batch
- * of the journal's every ~50 ms would otherwise catch the runs in flight
- * and make each write its submit and wait for an UPDATE), unless a later
- * write of its run is queued behind it. The journal's later records go to
- * its other file from now on. */
+/* With s->wlock held: takes the queue as a batch. keep_young (every
+ * commit but a drain's): a deferred write younger than the linger stays
+ * queued (its run may end within it, and its finish replace it), unless a
+ * later write of its run is queued behind it. Taken along, the runs in
+ * flight at each commit wrote their submit and then waited for an UPDATE:
+ * at wrk -c8 one such waited commit took the next ones' submits along,
+ * and no run's end reached the journal (20 KB per invoke). The journal's
+ * later records go to its other file from now on. */
 static StoreOp *take_batch_locked(Store *s, bool keep_young) {
         StoreOp *batch = s->whead, **bt = &batch, *kept = NULL, **kt = &kept;
         s->whead = s->wtail = NULL;
         usec_t now = keep_young ? now_monotonic() : 0;
         for (StoreOp *op = batch, *next; keep_young && op; op = next) {
                 next = op->next;
-                if (op->deferred && now - op->queued_at < linger(s) && !run_has_later_write_locked(op)) {
+                if (op->deferred && now - op->queued_at < op_linger(s, op) && !run_has_later_write_locked(op)) {
                         *kt = op;
                         kt = &op->next;
                 } else {
@@ -364,21 +377,22 @@ typedef struct {
         uint64_t absorbed;      /* s->wabsorbed at the last look */
 } WriterLook;
 
-/* With s->wlock held: the oldest queued write that is not journaled (a
- * journaled one waits for the journal's batch, not for the linger). */
-static const StoreOp *oldest_plain_locked(const Store *s) {
+/* With s->wlock held: when the first queued write that is not journaled
+ * has lingered (op_linger()), or UINT64_MAX (a journaled one waits for
+ * the journal's batch, not for the linger). */
+static usec_t first_lingered_locked(const Store *s) {
+        usec_t due = UINT64_MAX;
         for (const StoreOp *op = s->whead; op; op = op->next)
                 if (!op->journaled)
-                        return op;
-        return NULL;
+                        due = MIN(due, op->queued_at + op_linger(s, op));
+        return due;
 }
 
 /* With s->wlock held: whether the writer thread commits now: a write
  * lingered, or the journal's batch is due (its oldest record is
  * STORE_JOURNAL_LINGER_USEC old, or it holds STORE_JOURNAL_MAX_RECORDS). */
 static bool commit_due_locked(const Store *s, usec_t now) {
-        const StoreOp *plain = oldest_plain_locked(s);
-        if (plain && now - plain->queued_at >= linger(s))
+        if (first_lingered_locked(s) <= now)
                 return true;
         return s->jqueued > 0 && (now - s->jsince >= journal_linger(s) || s->jqueued >= STORE_JOURNAL_MAX_RECORDS);
 }
@@ -395,10 +409,9 @@ static usec_t next_look(Store *s, WriterLook *l, usec_t now) {
                  * waits for its own time: a look every linger / 4 while
                  * callers committed was most of the looks for nothing.) */
                 return now + linger(s) / 4;
-        usec_t until = now + l->period;
-        const StoreOp *plain = oldest_plain_locked(s);
-        if (plain && plain->queued_at + linger(s) > until)
-                until = plain->queued_at + linger(s);
+        usec_t until = now + l->period, due = first_lingered_locked(s);
+        if (due != UINT64_MAX && due > until)
+                until = due;
         if (s->jqueued > 0)
                 until = MIN(until, s->jsince + journal_linger(s));
         return until;
@@ -467,7 +480,7 @@ static bool enqueue_locked(Store *s, StoreOp *op) {
 static void wait_done_locked(Store *s, StoreOp *op) {
         while (!op->done) {
                 if (!s->wleader) {
-                        lead_locked(s, false);
+                        lead_locked(s, true);
                         continue;
                 }
                 s->wwaiting++;
@@ -543,6 +556,7 @@ int store_write_deferred_start(Store *s, const char *id, const char *started_sql
                 d->sql = d->submit_sql = started_sql;
                 d->rec->attempt = 1;
                 d->rec->started = started;
+                d->queued_at = now_monotonic(); /* op_linger() */
                 set_text(&d->rec->status, "running");
         }
         pthread_mutex_unlock(&s->wlock);
@@ -553,7 +567,10 @@ int store_write_deferred_start(Store *s, const char *id, const char *started_sql
 static __thread struct {
         Store *s;
         StoreOp *list, **tail;
-        char **jids;    /* held finishes the journal made durable */
+        struct {
+                char *id;
+                int result;
+        } *jids;        /* held finishes the journal made durable (hold_add_journaled()) */
         size_t njids;
 } hold;
 
@@ -577,17 +594,18 @@ static void deferred_absorb_locked(Store *s, StoreOp *d, const RunRecord *r, con
         s->wabsorbed++;
 }
 
-/* With s->wlock held: the absorbed deferred write d, now its run's ended
- * INSERT, made durable by one append to the journal instead of a commit
- * (store.h "the ended-runs journal"): it stays queued, owned, for the
- * writer's thread to commit with the next batch. false: not journaled (no
- * journal, another statement, the append failed): it is waited for as
- * before. *ret_wake: the writer thread must be signalled (after unlock). */
+/* With s->wlock held: d, a run's end (the absorbed deferred write, or a
+ * new op of the finish's UPDATE), made durable by one append to the
+ * journal instead of a commit (store.h "the ended-runs journal"): it is
+ * queued, owned, for the writer's thread to commit with the next batch.
+ * false: not journaled (no journal, a statement it does not hold, the
+ * append failed): the caller waits for its commit as before. *ret_wake:
+ * the writer thread must be signalled (after unlock). */
 static bool journal_locked(Store *s, StoreOp *d, bool *ret_wake) {
         *ret_wake = false;
-        if (!s->jon || d->sql != store_run_ended_insert_sql || !s->wstarted || s->wstop)
+        if (!s->jon || !s->wstarted || s->wstop)
                 return false;
-        int f = store_journal_append_locked(s, d->rec, d->arg21);
+        int f = store_journal_append_locked(s, d->sql, d->rec, d->arg21);
         if (f < 0)
                 return false;
         d->journaled = true;
@@ -616,21 +634,110 @@ void store_runs_settle(Store *s) {
                 (void) store_flush(s);
 }
 
+/* With s->wlock held: until no commit is under way (what was taken
+ * before is committed). */
+static void wait_no_leader_locked(Store *s) {
+        while (s->wleader) {
+                s->wdrainers++;
+                pthread_cond_wait(&s->wdone, &s->wlock);
+                s->wdrainers--;
+        }
+}
+
+/* With s->wlock held: whether a write of run id is queued. */
+static bool run_queued_locked(Store *s, const char *id) {
+        for (StoreOp *op = s->whead; op; op = op->next)
+                if (streq(op->rec->id, id))
+                        return true;
+        return false;
+}
+
+/* Whether the finish's fence (store_run_finish_update_sql's WHERE)
+ * passes on the committed row: 1 yes, 0 no (-ESTALE), <0 not known. */
+static int finish_fence(Store *s, const char *id, const char *attempt) {
+        sqlite3_stmt *st = store_read(s, "SELECT 1 FROM runs WHERE id=?1 AND attempt=CAST(?2 AS INTEGER) "
+                                         "AND status IN ('queued','running')");
+        if (!st)
+                return -EIO;
+        store_bind_text(st, 1, id);
+        store_bind_text(st, 2, attempt);
+        int rc = sqlite3_step(st);
+        store_read_done(s, st);
+        return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* With s->wlock held and no commit under way (wait_no_leader_locked()):
+ * r's end by the finish's fenced UPDATE of its committed row, journaled
+ * as a new owned op. 1: journaled; 0: its fence does not pass (-ESTALE,
+ * nothing written, as the UPDATE would change no row); -1: not journaled
+ * (the caller queues it as before: no journal, another statement, a write
+ * of the run queued that must go first, the append failed). The row must
+ * be committed before the record is written, else a crash between the
+ * two would replay an UPDATE of nothing: hence no commit under way (one
+ * may hold the run's submit; the end waited for a commit before). With
+ * nothing of the run queued, the committed row is its state, and the
+ * fence is looked at there. */
+static int journal_update_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21,
+                                 bool *ret_wake) {
+        *ret_wake = false;
+        if (!s->jon || sql != store_run_finish_update_sql || run_queued_locked(s, r->id))
+                return -1;
+        int fence = finish_fence(s, r->id, arg21);
+        if (fence <= 0)
+                return fence == 0 ? 0 : -1;
+        StoreOp *op = xcalloc(1, sizeof(StoreOp));
+        pthread_cond_init(&op->cond, NULL);
+        op->sql = sql;
+        op->rec = run_record_copy(r);
+        op->arg21 = xstrdup_or_null(arg21);
+        if (!journal_locked(s, op, ret_wake)) {
+                op_free(op);
+                return -1;
+        }
+        (void) enqueue_locked(s, op);
+        return 1;
+}
+
+/* The calling thread's held finishes the journal made durable, or whose
+ * fence did not pass: the release tells them (result: 0 or -ESTALE), no
+ * commit to wait for. */
+static void hold_add_journaled(const char *id, int result) {
+        hold.jids = xrealloc(hold.jids, (hold.njids + 1) * sizeof(hold.jids[0]));
+        hold.jids[hold.njids].id = xstrdup(id);
+        hold.jids[hold.njids++].result = result;
+}
+
 int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, const char *arg21, int attempt,
                                const char *replace_sql) {
         assert(s && r && r->id && replace_sql);
         bool held = hold.s == s, wake;
         pthread_mutex_lock(&s->wlock);
         StoreOp *d = deferred_find_locked(s, r->id);
+        if (s->jon && (!d || d->rec->attempt != attempt || d->replace_sql)) {
+                /* An end by UPDATE: journaled only once its row is
+                 * committed (journal_update_locked()); d may be taken
+                 * meanwhile. */
+                wait_no_leader_locked(s);
+                d = deferred_find_locked(s, r->id);
+        }
+        if (!d || d->rec->attempt != attempt) {
+                int k = journal_update_locked(s, sql, r, arg21, &wake);
+                if (k >= 0) {
+                        if (held)
+                                hold_add_journaled(r->id, k ? 0 : -ESTALE);
+                        pthread_mutex_unlock(&s->wlock);
+                        if (wake)
+                                pthread_cond_signal(&s->wcond);
+                        return held ? 1 : k;
+                }
+        }
         if (held) {
                 /* Queued, not waited: the release waits for all of the
                  * thread's held finishes at once (one transaction). */
                 if (d && d->rec->attempt == attempt) {
                         deferred_absorb_locked(s, d, r, replace_sql);
                         if (journal_locked(s, d, &wake)) {
-                                /* Durable already: the release only tells. */
-                                hold.jids = xrealloc(hold.jids, (hold.njids + 1) * sizeof(char *));
-                                hold.jids[hold.njids++] = xstrdup(r->id);
+                                hold_add_journaled(r->id, 0);
                                 pthread_mutex_unlock(&s->wlock);
                                 if (wake)
                                         pthread_cond_signal(&s->wcond);
@@ -700,7 +807,7 @@ void store_finish_hold(Store *s) {
 void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         assert(s && hold.s == s);
         StoreOp *list = hold.list;
-        char **jids = hold.jids;
+        __typeof__(hold.jids) jids = hold.jids;
         size_t njids = hold.njids;
         hold.s = NULL;
         hold.list = NULL;
@@ -722,7 +829,7 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
                 if (all)
                         break;
                 if (!s->wleader) {
-                        lead_locked(s, false);
+                        lead_locked(s, true);
                         continue;
                 }
                 s->wdrainers++;
@@ -732,8 +839,8 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         bool wake = false;
         for (size_t i = 0; i < njids; i++) {
                 if (fn)
-                        fn(jids[i], 0, userdata);
-                free(jids[i]);
+                        fn(jids[i].id, jids[i].result, userdata);
+                free(jids[i].id);
         }
         free(jids);
         for (StoreOp *op = list, *next; op; op = next) {

@@ -85,8 +85,10 @@ int store_journal_start(Store *s, size_t *ret_replayed);
 /* How long the journal's records wait for their batch (0: the default);
  * tests hold it long to kill a process before its batch. */
 void store_journal_set_linger(Store *s, usec_t usec);
-/* Bytes appended to the journal so far (tests, benchmarks). */
+/* Bytes appended to the journal so far, and its records not committed
+ * yet (tests, benchmarks). */
 uint64_t store_journal_bytes(Store *s);
+unsigned store_journal_pending(Store *s);
 
 typedef struct RunRecord {
         char *id;

@@ -1698,11 +1698,17 @@ static void test_wal_pages_per_run(void **state) {
  * waiting (run_queue_submit_deferred); its finish replaces the submit when
  * that is still queued. */
 
-static void submit_deferred(RunQueue *q, const char *id, usec_t created) {
+/* deferred: run_queue_submit_deferred(), else the waited submit. */
+static void submit_sync(RunQueue *q, const char *id, usec_t created, bool deferred) {
         RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
                         .args_json = (char *) "[1]", .status = (char *) "running", .created = created,
                         .started = created + 1, .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
-        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+        const char *request = "{\"fn_name\":\"fx\",\"fn_version\":1}";
+        assert_int_equal(deferred ? run_queue_submit_deferred(q, &r, request) : run_queue_submit(q, &r, request), 0);
+}
+
+static void submit_deferred(RunQueue *q, const char *id, usec_t created) {
+        submit_sync(q, id, created, true);
 }
 
 static RunRecord ended(const char *id, int finished) {
@@ -2402,11 +2408,19 @@ static RunQueue *journaling_queue(Store *s) {
 }
 
 /* n synchronous runs ended through the journal: submitted deferred and
- * finished, every other one through the run watcher's held finishes. */
+ * finished, every other one through the run watcher's held finishes;
+ * every third one's submit committed first (a run that outlived the
+ * linger: its end is journaled as the finish's fenced UPDATE). */
 static void end_journaled(Store *s, RunQueue *q, const char *prefix, int n) {
+        /* First: their commits take whatever is queued along. */
+        for (int i = 2; i < n; i += 3) {
+                _cleanup_free_ char *id = xasprintf("%s%d", prefix, i);
+                submit_sync(q, id, 10, false);
+        }
         for (int i = 0; i < n; i++) {
                 _cleanup_free_ char *id = xasprintf("%s%d", prefix, i);
-                submit_deferred(q, id, 10);
+                if (i % 3 != 2)
+                        submit_deferred(q, id, 10);
                 RunRecord fin = ended(id, 20);
                 if (i % 2 == 0) {
                         assert_int_equal(run_queue_finish(q, &fin, 1), 0);
@@ -2428,10 +2442,10 @@ static void crash_after_journaled_ends(const char *path, const char *prefix, int
                 if (store_open(path, &s) < 0)
                         _exit(1);
                 RunQueue *q = journaling_queue(s);
-                uint64_t commits = store_commits(s);
                 end_journaled(s, q, prefix, n);
-                /* Answered with no commit: the journal holds them. */
-                if (store_commits(s) != commits || store_journal_bytes(s) == 0)
+                /* Answered with no commit of their ends: the journal
+                 * holds them all. */
+                if (store_journal_bytes(s) == 0 || store_journal_pending(s) != (unsigned) n)
                         _exit(2);
                 if (commit_first) {
                         /* The batch committed, the journal not emptied
@@ -2543,13 +2557,22 @@ static void test_journaled_run_read_before_its_batch(void **state) {
         assert_true(store_commits(s) > commits);
         /* Committed and emptied: the files' pages never reach the disk. */
         assert_int_equal(journal_size(path), 0);
-        /* A finish replacing nothing (its submit was committed) is waited
-         * for as before, not journaled. */
+        /* A finish of a committed row (a run that outlived the linger)
+         * is journaled too, as its fenced UPDATE; a second one is refused
+         * by the fence as before, without a write. */
         submit_running(q, "jr-two", 3, 10);
         uint64_t bytes = store_journal_bytes(s);
+        commits = store_commits(s);
         RunRecord fin = ended("jr-two", 21);
         assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_true(store_journal_bytes(s) > bytes);
+        assert_int_equal(store_commits(s), commits);
+        bytes = store_journal_bytes(s);
+        assert_int_equal(run_queue_finish(q, &fin, 1), -ESTALE);
         assert_int_equal(store_journal_bytes(s), bytes);
+        _cleanup_(run_record_freep) RunRecord *two = get(s, "jr-two");
+        assert_string_equal(two->status, "succeeded");
+        assert_int_equal(two->finished, 21);
         run_queue_free(q);
         store_close(s);
         assert_int_equal(journal_size(path), 0);
@@ -2562,7 +2585,12 @@ static void test_journal_batches_many_runs_in_one_commit(void **state) {
         store_journal_set_linger(s, 20 * USEC_PER_MSEC);
         store_writer_set_linger(s, 0);
         uint64_t commits = store_commits(s);
-        end_journaled(s, q, "jb", 40);
+        for (int i = 0; i < 40; i++) {
+                _cleanup_free_ char *id = xasprintf("jb%d", i);
+                submit_deferred(q, id, 10);
+                RunRecord fin = ended(id, 20);
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        }
         /* The writer's thread commits them by itself, in few batches. */
         for (int i = 0; i < 500 && journal_size(path) > 0; i++)
                 usleep(10 * 1000);
