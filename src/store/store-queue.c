@@ -324,7 +324,7 @@ static bool run_exists(Store *s, const char *id) {
         return found;
 }
 
-int store_journal_start(Store *s, size_t *ret_replayed) {
+int store_journal_start(Store *s, bool journal, size_t *ret_replayed) {
         if (s->jon)
                 return 0;
         Replayed rp = {};
@@ -343,9 +343,12 @@ int store_journal_start(Store *s, size_t *ret_replayed) {
         free(rp.ids);
         if (r >= 0)
                 r = store_journal_begin(s);
-        if (r < 0) {
+        if (r < 0 || !journal) {
+                /* Emptied, off: its records went to the database. */
+                s->jon = false;
                 store_journal_close(s);
-                return r;
+                if (r < 0)
+                        return r;
         }
         if (ret_replayed)
                 *ret_replayed = rp.n;
@@ -394,15 +397,6 @@ static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, s
 
         *ret = NULL;
         *ret_n = 0;
-        /* First the runs that ended in the journal (a crash after their
-         * answers): in the database before anything looks for runs left
-         * in flight, and journaling on from here (store.h). */
-        size_t replayed = 0;
-        r = store_journal_start(s, &replayed);
-        if (r < 0)
-                log_warn("the ended-runs journal could not be replayed (%s): kept, and not used", strerror(-r));
-        else if (replayed > 0)
-                log_info("%zu ended run(s) replayed from the ended-runs journal", replayed);
         (void) store_flush(s);
         pthread_mutex_lock(&s->lock);
 again:

@@ -2394,14 +2394,11 @@ static off_t journal_size(const char *path) {
         return n;
 }
 
-/* A queue over s with the journal on (recover turns it on), its batches
- * held off for an hour. */
+/* A queue over s with the journal on (the daemon's start turns it on),
+ * its batches held off for an hour. */
 static RunQueue *journaling_queue(Store *s) {
         RunQueue *q = run_queue_sqlite_new(s);
-        PendingRun *v = NULL;
-        size_t n = 0, lost = 0;
-        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
-        pending_run_list_free(v, n);
+        assert_int_equal(store_journal_start(s, true, NULL), 0);
         store_journal_set_linger(s, 3600 * USEC_PER_SEC);
         store_writer_set_linger(s, 3600 * USEC_PER_SEC);
         return q;
@@ -2478,7 +2475,7 @@ static void replay_finds_all_ended(const char *path, const char *prefix, int n, 
         Store *s = NULL;
         assert_int_equal(store_open(path, &s), 0);
         size_t replayed = 0;
-        assert_int_equal(store_journal_start(s, &replayed), 0);
+        assert_int_equal(store_journal_start(s, true, &replayed), 0);
         assert_int_equal(replayed, expect_replayed);
         for (int i = 0; i < n; i++) {
                 _cleanup_free_ char *id = xasprintf("%s%d", prefix, i);
@@ -2495,9 +2492,10 @@ static void test_journaled_ends_survive_a_crash_before_their_batch(void **state)
         assert_true(journal_size(path) > 0);
         Store *s = NULL;
         assert_int_equal(store_open(path, &s), 0);
-        /* Opening replays nothing: only the queue's owner does (recover). */
+        /* Opening replays nothing: only the runs' owner does (the daemon). */
         RunRecord *none = NULL;
         assert_int_equal(store_run_get(s, NULL, "jc0", &none), -ENOENT);
+        assert_int_equal(store_journal_start(s, true, NULL), 0);
         RunQueue *q = run_queue_sqlite_new(s);
         PendingRun *v = NULL;
         size_t n = 0, lost = 0;
