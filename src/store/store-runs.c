@@ -37,8 +37,8 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
 }
 
 int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id) {
-        store_runs_settle(s);
         assert(s && tenant && key && ret_id);
+        store_runs_settle(s);
         sqlite3_stmt *st = store_read(s, "SELECT id FROM runs WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 "
                                          "ORDER BY created, id LIMIT 1");
         if (!st)
@@ -118,8 +118,8 @@ int store_runs_mark_lost(Store *s, const char *message) {
 }
 
 int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time) {
-        store_runs_settle(s);
         assert(s && id);
+        store_runs_settle(s);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
         int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3 WHERE id=?1", -1, &st, NULL);
@@ -138,8 +138,8 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
 }
 
 int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret) {
-        store_runs_settle(s);
         assert(s && id && ret);
+        store_runs_settle(s);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
         /* lock_json: a run recorded before the locks table (migration 14). */
@@ -182,8 +182,8 @@ static bool owner_alive(pid_t pid, uint64_t start) {
 }
 
 int store_runs_mark_orphaned(Store *s, const char *message) {
-        store_runs_settle(s);
         assert(s && message);
+        store_runs_settle(s);
         sqlite3_stmt *st;
         Owned *v = NULL;
         size_t n = 0;
