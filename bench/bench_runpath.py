@@ -17,6 +17,16 @@ Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat
   invoke without strace (perf stat -e raw_syscalls:sys_enter,...: 3000
   sequential invokes, then 4 s of wrk -c8, each route).
   BENCH_SOURCE_PAD=N: a function file N bytes larger (a comment).
+  Each wrk phase also prints the bytes written to the disk per invoke (the
+  data directory's block device in /proc/diskstats: every writer of that
+  disk; and the daemon's /proc/PID/io: write_bytes less
+  cancelled_write_bytes, what it dirtied and did not truncate before
+  write-back; wchar, every write(2), its HTTP answers included) and the
+  share of the phase the host paused the VM (bench/vm_pauses.py; needs
+  root for perf record -a): on this VM the p99 of a disk home is those
+  pauses (docs/performance.md, round 12). BENCH_DIR: where the daemon's
+  home is made (default: the system's temporary directory; /dev/shm for
+  a home on tmpfs).
 Benchmarks are not tests: figures move with the machine's load."""
 import http.client
 import json
@@ -122,6 +132,41 @@ def proc_io(pid):
     return {k: int(v) for k, v in (line.split(": ") for line in pathlib.Path(f"/proc/{pid}/io").read_text().splitlines())}
 
 
+def disk_sectors_written(path):
+    """Sectors written so far to the block device holding path (its
+    partition's line of /proc/diskstats), or None (tmpfs, no such line)."""
+    dev = os.stat(path).st_dev
+    for line in pathlib.Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if int(f[0]) == os.major(dev) and int(f[1]) == os.minor(dev):
+            return int(f[9])
+    return None
+
+
+def wrk_phase(port, path, conns, pid, home, seconds=5):
+    """wrk with the disk bytes per invoke and the VM's paused share over
+    it: (wrk's tuple or None, a text of the figures)."""
+    vp = None
+    if shutil.which("perf") and os.geteuid() == 0:
+        vp = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).with_name("vm_pauses.py")),
+                               str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.3)
+    io0, d0 = proc_io(pid), disk_sectors_written(home)
+    w = wrk(port, path, seconds=seconds, conns=conns)
+    io1, d1 = proc_io(pid), disk_sectors_written(home)
+    paused = "n/a"
+    if vp:
+        m = re.search(r"= ([\d.]+)% of the time", vp.communicate()[0])
+        paused = f"{m.group(1)}%" if m else "n/a"
+    n = w[0] * seconds if w else 0
+    if not n:
+        return w, ""
+    dirtied = (io1["write_bytes"] - io1["cancelled_write_bytes"]) - (io0["write_bytes"] - io0["cancelled_write_bytes"])
+    disk = f"{(d1 - d0) * 512 / n:.0f} B" if d0 is not None else "n/a (not a block device)"
+    return w, (f"disk bytes per invoke {disk} (daemon: dirtied {dirtied / n:.0f} B, wchar "
+               f"{(io1['wchar'] - io0['wchar']) / n:.0f} B); VM paused {paused}")
+
+
 def metric(port, name):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     c.request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
@@ -133,7 +178,7 @@ def metric(port, name):
 
 def main():
     build = pathlib.Path(sys.argv[1]).resolve()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-runpath-"))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-runpath-", dir=os.environ.get("BENCH_DIR")))
     proc, port = start(build, tmp)
     try:
         deploy(port)
@@ -249,9 +294,10 @@ def main():
             print(f"  {name:6s} sequential p50 {p50:.3f} ms  p99 {p99:.3f} ms")
         for conns in (1, 8):
             for name, path in PATHS.items():
-                w = wrk(port, path, conns=conns)
+                w, io = wrk_phase(port, path, conns, proc.pid, tmp / "home")
                 if w:
-                    print(f"  {name:6s} wrk -c{conns}: {w[0]:.0f} /s  p50 {w[3]} ms  p99 {w[2]} ms  ({w[1]} non-2xx)")
+                    print(f"  {name:6s} wrk -c{conns}: {w[0]:.0f} /s  p50 {w[3]} ms  p99 {w[2]} ms  ({w[1]} non-2xx)"
+                          f"; {io}")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -399,6 +399,7 @@ void dataset_run_use_list_free(DatasetRunUse *v, size_t n) {
 int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t limit, DatasetRunUse **ret,
                        size_t *ret_n) {
         assert(s && tenant && name && ret && ret_n);
+        store_runs_settle(s);
         sqlite3_stmt *st;
         pthread_mutex_lock(&s->lock);
         /* runs_data (tenant, created) holds only runs that mounted something:

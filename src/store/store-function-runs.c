@@ -4,6 +4,7 @@
 #include "store-internal.h"
 
 int store_function_run_ids(Store *s, const char *tenant, const char *name, size_t limit, char ***ret) {
+        store_runs_settle(s);
         return store_list_ids(s,
                               "SELECT id FROM runs WHERE tenant=?1 AND fn_name=?2 "
                               "ORDER BY created DESC, id DESC LIMIT ?3",

@@ -79,6 +79,20 @@ struct Store {
         uint64_t checkpoints, ccapped, cinline;
         usec_t cstall_total, cstall_max;        /* the writers held off */
         uint64_t cdirty_max;    /* database pages not on disk when a restart began */
+        /* The ended-runs journal (store-journal.c), under wlock: its two
+         * files (DB-ended.0/.1, -1: closed), the one appended to, their
+         * sizes and records not committed yet; the writer's journaled
+         * ops queued (taken by no batch yet) and when the oldest came. */
+        char *jpath;            /* "DB-ended"; NULL: no journal (a private database) */
+        bool jon;
+        int jfd[2];
+        unsigned jactive;
+        uint64_t jsize[2], jpending[2];
+        uint64_t jbytes;        /* appended so far (tests, benchmarks) */
+        unsigned jqueued;
+        usec_t jsince;
+        usec_t jlinger;         /* store_journal_set_linger(); 0: STORE_JOURNAL_LINGER_USEC */
+        unsigned jlive;         /* journaled, not committed (atomic: reads look without wlock) */
 };
 
 #define STORE_RESERVE_BYTES (2ULL << 20)
@@ -151,6 +165,34 @@ int store_write_deferred_start(Store *s, const char *id, const char *started_sql
  * (?21: the submit's request), and sql is not run. */
 int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, const char *arg21, int attempt,
                                const char *replace_sql);
+/* The ended-runs journal (store-journal.c), every call but start and
+ * close with s->wlock held. append: r and its request (?21) as one record
+ * in the file appended to; returns that file (0 or 1) or -errno. switch:
+ * later records go to the other file; returns the one of the records so
+ * far. committed: one record of file is in the database now. trim: empties
+ * each file not appended to whose records are all committed. */
+int store_journal_append_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21);
+unsigned store_journal_switch_locked(Store *s);
+void store_journal_committed_locked(Store *s, unsigned file);
+void store_journal_trim_locked(Store *s);
+/* open: opens the journal's files (-EOPNOTSUPP: a private database has
+ * none) and hands each whole record they hold to fn, in order, a file's
+ * torn last record left out. begin: empties both and turns journaling on
+ * (store-queue.c's replay, once fn's records are committed). */
+typedef void (*StoreJournalFn)(Store *s, const char *sql, const RunRecord *r, const char *arg21, void *userdata);
+int store_journal_open(Store *s, StoreJournalFn fn, void *userdata);
+int store_journal_begin(Store *s);
+void store_journal_close(Store *s);
+/* The statements that end a run (store-queue.c), the ones a journal
+ * record may hold: the INSERT of the ended record (store_run_finish()'s
+ * replacement of a deferred submit), the finish's fenced UPDATE, and a
+ * deferred start's replacement by its run's end. */
+extern const char store_run_ended_insert_sql[];
+extern const char store_run_finish_update_sql[];
+extern const char store_run_start_end_update_sql[];
+/* Before a read of the runs table: the journaled runs committed, so that
+ * the read sees them (store.h "the ended-runs journal"). */
+void store_runs_settle(Store *s);
 /* WAL checkpoints in a thread of their own, not in a commit
  * (store-checkpoint.c); path: the database file. Stop before closing the
  * write connection. */

@@ -26,6 +26,7 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         Store *s = xcalloc(1, sizeof(Store));
         s->db = db;
         s->cfd_db = -1;
+        s->jfd[0] = s->jfd[1] = -1;
         pthread_mutex_init(&s->lock, NULL);
         pthread_mutex_init(&s->wlock, NULL);
         pthread_cond_init(&s->wcond, NULL);
@@ -42,6 +43,7 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
                 } else
                         sqlite3_close(rdb);
                 store_checkpointer_start(s, path, allocate_wal);
+                s->jpath = xasprintf("%s-ended", path);
         }
         s->reserve_path = xasprintf("%s-reserve", path);
         store_reserve_make(s);
@@ -62,6 +64,8 @@ Store *store_close(Store *s) {
                 return NULL;
         /* Whatever is enqueued is committed before the connection goes. */
         store_writer_stop(s);
+        /* Every journaled run is committed now: its files are empty. */
+        store_journal_close(s);
         store_checkpointer_stop(s);
         for (size_t i = 0; i < s->n_cache; i++)
                 sqlite3_finalize(s->cache[i].st);
@@ -78,6 +82,7 @@ Store *store_close(Store *s) {
         pthread_cond_destroy(&s->wcond);
         pthread_cond_destroy(&s->wdone);
         free(s->reserve_path);
+        free(s->jpath);
         free(s);
         return NULL;
 }

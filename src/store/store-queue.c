@@ -214,18 +214,33 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         int k = store_write_start_deferred(store_of(q),
                                            "UPDATE runs SET status='running', attempt=?19, started=?17 "
                                            "WHERE id=?1 AND status='queued' AND attempt=?19-1",
-                                           &rec,
-                                           "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                                           "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                                           "timings_json=?14, log_path=COALESCE(?15, log_path), started=?17, "
-                                           "finished=?18, attempt=?19, request_json=NULL, outputs_json=?22, "
-                                           "lock_sha256=COALESCE(?23, lock_sha256) "
-                                           "WHERE id=?1 AND status='queued' AND attempt=?19-1");
+                                           &rec, store_run_start_end_update_sql);
         if (k < 0)
                 return k;
         *ret_attempt = known + 1;
         return 0;
 }
+
+const char store_run_start_end_update_sql[] =
+        "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+        "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+        "timings_json=?14, log_path=COALESCE(?15, log_path), started=?17, "
+        "finished=?18, attempt=?19, request_json=NULL, outputs_json=?22, "
+        "lock_sha256=COALESCE(?23, lock_sha256) "
+        "WHERE id=?1 AND status='queued' AND attempt=?19-1";
+
+const char store_run_finish_update_sql[] =
+        "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+        "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+        "timings_json=?14, log_path=COALESCE(?15, log_path), "
+        "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
+        "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
+        "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')";
+
+const char store_run_ended_insert_sql[] =
+        "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
+        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
+        REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")";
 
 int store_run_finish(Store *s, const RunRecord *r, int attempt) {
         char a[16];
@@ -237,18 +252,7 @@ int store_run_finish(Store *s, const RunRecord *r, int attempt) {
          * A deferred submit still queued (sq_submit_deferred) is replaced
          * by one INSERT of the ended record: the store-writer merges the
          * UPDATE's fields into it as this UPDATE would. */
-        int k = store_write_run_or_replace(
-                s,
-                "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                "timings_json=?14, log_path=COALESCE(?15, log_path), "
-                "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
-                "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
-                "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')",
-                r, a, attempt,
-                "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
-                "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
-                REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")");
+        int k = store_write_run_or_replace(s, store_run_finish_update_sql, r, a, attempt, store_run_ended_insert_sql);
         if (k < 0)
                 return k;
         return k == 0 ? -ESTALE : 0;
@@ -287,6 +291,68 @@ static int exec_locked(Store *s, const char *sql, const char *text, int *ret_cha
         if (ret_changes)
                 *ret_changes = sqlite3_changes(s->db);
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
+}
+
+/* ---- the ended-runs journal's replay (store.h) ---------------------------- */
+
+typedef struct {
+        char **ids;
+        size_t n;
+} Replayed;
+
+static void replay_one(Store *s, const char *sql, const RunRecord *r, const char *arg21, void *userdata) {
+        Replayed *rp = userdata;
+        /* Unwaited: the whole journal is one batch (store_flush), in the
+         * order it was written. A run already ended in the database (its
+         * batch committed before the crash) fails its INSERT or matches
+         * no row of its fenced UPDATE: nothing changes. */
+        (void) store_write_run(s, sql, r, arg21, false);
+        rp->ids = xrealloc(rp->ids, (rp->n + 1) * sizeof(char *));
+        rp->ids[rp->n++] = xstrdup(r->id);
+}
+
+static bool run_exists(Store *s, const char *id) {
+        pthread_mutex_lock(&s->lock);
+        sqlite3_stmt *st = store_stmt(s, "SELECT 1 FROM runs WHERE id=?1");
+        bool found = false;
+        if (st) {
+                store_bind_text(st, 1, id);
+                found = sqlite3_step(st) == SQLITE_ROW;
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return found;
+}
+
+int store_journal_start(Store *s, bool journal, size_t *ret_replayed) {
+        if (s->jon)
+                return 0;
+        Replayed rp = {};
+        int r = store_journal_open(s, replay_one, &rp);
+        if (r == -EOPNOTSUPP)
+                return 0;
+        (void) store_flush(s);
+        /* Emptied only when every record it held is in the database: a
+         * record that could not be written (a full disk) stays for the
+         * next start, and the journal stays off. */
+        for (size_t i = 0; r >= 0 && i < rp.n; i++)
+                if (!run_exists(s, rp.ids[i]))
+                        r = -EIO;
+        for (size_t i = 0; i < rp.n; i++)
+                free(rp.ids[i]);
+        free(rp.ids);
+        if (r >= 0)
+                r = store_journal_begin(s);
+        if (r < 0 || !journal) {
+                /* Emptied, off: its records went to the database. */
+                s->jon = false;
+                store_journal_close(s);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_replayed)
+                *ret_replayed = rp.n;
+        return 0;
 }
 
 /* The recovery's queries name both pending statuses: SQLite uses the

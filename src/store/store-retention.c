@@ -480,6 +480,7 @@ static int store_snapshot(Store *s, Store **ret) {
 int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t now, bool dry_run,
              const volatile bool *stop, GcStats *ret) {
         assert(s && cfg && data_dir && ret);
+        store_runs_settle(s);
         Store *scratch = NULL;
         if (dry_run) {
                 int k = store_snapshot(s, &scratch);
@@ -531,6 +532,7 @@ static UsageTenant *usage_tenant(StoreUsage *u, const char *tenant) {
 
 int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
         assert(s && data_dir && ret);
+        store_runs_settle(s);
         StoreUsage u = {};
         _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db");
         _cleanup_free_ char *wal = path_join(data_dir, "pysprinter.db-wal");

@@ -53,7 +53,13 @@ struct StoreOp {
         bool done;
         int result;
         pthread_cond_t cond;    /* a waited op's caller sleeps on it */
+        usec_t queued_at;       /* monotonic: when it was enqueued */
+        bool journaled;         /* durable in the journal's file jfile (owned) */
+        unsigned jfile;
 };
+
+static bool enqueue_locked(Store *s, StoreOp *op);
+static void journal_requeue_locked(Store *s, StoreOp *op);
 
 static RunRecord *run_record_copy(const RunRecord *r) {
         RunRecord *c = xcalloc(1, sizeof(RunRecord));
@@ -79,6 +85,22 @@ static RunRecord *run_record_copy(const RunRecord *r) {
 
 static usec_t linger(const Store *s) {
         return s->wlinger ? s->wlinger : STORE_LINGER_USEC;
+}
+
+static usec_t journal_linger(const Store *s) {
+        return s->jlinger ? s->jlinger : STORE_JOURNAL_LINGER_USEC;
+}
+
+/* How long op may wait for company: the deferred submit of a synchronous
+ * run queued for a slot or an instance waits as the journal's records
+ * (round 12: at wrk -c8 the invokes that waited for one of a function's 4
+ * instances longer than 2 ms were committed queued, a transaction of ~5
+ * pages each 6 invokes); every other write one linger, and a queued
+ * submit that starts one linger from its start (store_write_deferred_start()):
+ * a running run is listed 2 ms after it starts, as before. */
+static usec_t op_linger(const Store *s, const StoreOp *op) {
+        bool queued_submit = op->deferred && !op->replace_sql && op->rec->attempt == 0;
+        return queued_submit && s->jon ? journal_linger(s) : linger(s);
 }
 
 static void set_text(char **dst, const char *src) {
@@ -207,16 +229,73 @@ static void batch_commit(Store *s, StoreOp *batch) {
         pthread_mutex_unlock(&s->lock);
 }
 
-/* With s->wlock held and no leader: commits everything queued, in the
- * calling thread (the "leader"), then releases the waiters of the batch.
- * Writes that come in meanwhile queue up behind: the next leader (one of
- * their waiters) takes them all as one batch. */
-static void lead_locked(Store *s) {
+/* With s->wlock held: whether a later queued op than op is of its run. */
+static bool run_has_later_write_locked(const StoreOp *op) {
+        for (const StoreOp *o = op->next; o; o = o->next)
+                if (streq(o->rec->id, op->rec->id))
+                        return true;
+        return false;
+}
+
+/* With s->wlock held: takes the queue as a batch. keep_young (every
+ * commit but a drain's): a deferred write younger than the linger stays
+ * queued (its run may end within it, and its finish replace it), unless a
+ * later write of its run is queued behind it. Taken along, the runs in
+ * flight at each commit wrote their submit and then waited for an UPDATE:
+ * at wrk -c8 one such waited commit took the next ones' submits along,
+ * and no run's end reached the journal (20 KB per invoke). The journal's
+ * later records go to its other file from now on. */
+static StoreOp *take_batch_locked(Store *s, bool keep_young) {
+        StoreOp *batch = s->whead, **bt = &batch, *kept = NULL, **kt = &kept;
+        s->whead = s->wtail = NULL;
+        usec_t now = keep_young ? now_monotonic() : 0;
+        for (StoreOp *op = batch, *next; keep_young && op; op = next) {
+                next = op->next;
+                if (op->deferred && now - op->queued_at < op_linger(s, op) && !run_has_later_write_locked(op)) {
+                        *kt = op;
+                        kt = &op->next;
+                } else {
+                        *bt = op;
+                        bt = &op->next;
+                }
+        }
+        if (keep_young) {
+                *bt = NULL;
+                *kt = NULL;
+                s->whead = kept;
+                for (StoreOp *op = kept; op; op = op->next)
+                        s->wtail = op;
+        }
+        if (s->jqueued > 0) {
+                s->jqueued = 0;
+                (void) store_journal_switch_locked(s);
+        }
+        return batch;
+}
+
+/* With s->wlock held: a journaled op after its batch's commit: its record
+ * counted in (the file is emptied once all of its records are), or queued
+ * again when its commit failed. */
+static void journaled_committed_locked(Store *s, StoreOp *op) {
+        if (op->result < 0 && op->result != -EEXIST) {
+                journal_requeue_locked(s, op);
+                return;
+        }
+        store_journal_committed_locked(s, op->jfile);
+        __atomic_sub_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
+        op_free(op);
+}
+
+/* With s->wlock held and no leader: commits everything queued (keep_young:
+ * take_batch_locked()), in the calling thread (the "leader"), then
+ * releases the waiters of the batch. Writes that come in meanwhile queue
+ * up behind: the next leader (one of their waiters) takes them all as one
+ * batch. */
+static void lead_locked(Store *s, bool keep_young) {
         assert(!s->wleader);
         bool by_writer = s->wstarted && pthread_equal(pthread_self(), s->writer);
         s->wleader = true;
-        StoreOp *batch = s->whead;
-        s->whead = s->wtail = NULL;
+        StoreOp *batch = take_batch_locked(s, keep_young);
         pthread_mutex_unlock(&s->wlock);
 
         batch_commit(s, batch);
@@ -227,7 +306,9 @@ static void lead_locked(Store *s) {
                  * before the caller may return (it cannot before we
                  * release wlock, so the signal is safe). */
                 next = op->next;
-                if (op->owned) {
+                if (op->journaled)
+                        journaled_committed_locked(s, op);
+                else if (op->owned) {
                         if (!by_writer)
                                 s->wabsorbed++;
                         op_free(op);
@@ -237,6 +318,7 @@ static void lead_locked(Store *s) {
                         pthread_cond_signal(&op->cond);
                 }
         }
+        store_journal_trim_locked(s);
         s->wleader = false;
         /* Woken: the callers of this batch, and the first caller queued
          * meanwhile, who leads the next commit. The others stay asleep
@@ -256,7 +338,7 @@ static void lead_locked(Store *s) {
 static void drain_locked(Store *s) {
         while (s->whead || s->wleader) {
                 if (!s->wleader)
-                        lead_locked(s);
+                        lead_locked(s, false);
                 else {
                         s->wdrainers++;
                         pthread_cond_wait(&s->wdone, &s->wlock);
@@ -295,21 +377,43 @@ typedef struct {
         uint64_t absorbed;      /* s->wabsorbed at the last look */
 } WriterLook;
 
+/* With s->wlock held: when the first queued write that is not journaled
+ * has lingered (op_linger()), or UINT64_MAX (a journaled one waits for
+ * the journal's batch, not for the linger). */
+static usec_t first_lingered_locked(const Store *s) {
+        usec_t due = UINT64_MAX;
+        for (const StoreOp *op = s->whead; op; op = op->next)
+                if (!op->journaled)
+                        due = MIN(due, op->queued_at + op_linger(s, op));
+        return due;
+}
+
+/* With s->wlock held: whether the writer thread commits now: a write
+ * lingered, or the journal's batch is due (its oldest record is
+ * STORE_JOURNAL_LINGER_USEC old, or it holds STORE_JOURNAL_MAX_RECORDS). */
+static bool commit_due_locked(const Store *s, usec_t now) {
+        if (first_lingered_locked(s) <= now)
+                return true;
+        return s->jqueued > 0 && (now - s->jsince >= journal_linger(s) || s->jqueued >= STORE_JOURNAL_MAX_RECORDS);
+}
+
 /* With s->wlock held: when the writer looks next, having committed nothing
  * at now. */
 static usec_t next_look(Store *s, WriterLook *l, usec_t now) {
         if (s->wabsorbed != l->absorbed && l->period < STORE_LOOK_MAX_LINGERS * linger(s))
                 l->period *= 2;
         l->absorbed = s->wabsorbed;
-        if (s->whead && now - s->wsince >= linger(s))
+        if (commit_due_locked(s, now))
                 /* Lingered while a commit is under way: its followers take
                  * them, else we do shortly. (A young write behind a commit
                  * waits for its own time: a look every linger / 4 while
                  * callers committed was most of the looks for nothing.) */
                 return now + linger(s) / 4;
-        usec_t until = now + l->period;
-        if (s->whead && s->wsince + linger(s) > until)
-                until = s->wsince + linger(s);
+        usec_t until = now + l->period, due = first_lingered_locked(s);
+        if (due != UINT64_MAX && due > until)
+                until = due;
+        if (s->jqueued > 0)
+                until = MIN(until, s->jsince + journal_linger(s));
         return until;
 }
 
@@ -321,8 +425,8 @@ static void *writer_main(void *p) {
                 if (s->wstop)
                         break;
                 usec_t now = now_monotonic();
-                if (s->whead && !s->wleader && now - s->wsince >= linger(s)) {
-                        lead_locked(s);
+                if (s->whead && !s->wleader && commit_due_locked(s, now)) {
+                        lead_locked(s, true);
                         look = (WriterLook) { .period = linger(s), .absorbed = s->wabsorbed };
                         continue;
                 }
@@ -348,6 +452,7 @@ static void *writer_main(void *p) {
  * the lock is still held only blocks on it). */
 static bool enqueue_locked(Store *s, StoreOp *op) {
         op->next = NULL;
+        op->queued_at = now_monotonic();
         bool was_empty = !s->whead;
         if (s->wtail)
                 s->wtail->next = op;
@@ -375,7 +480,7 @@ static bool enqueue_locked(Store *s, StoreOp *op) {
 static void wait_done_locked(Store *s, StoreOp *op) {
         while (!op->done) {
                 if (!s->wleader) {
-                        lead_locked(s);
+                        lead_locked(s, true);
                         continue;
                 }
                 s->wwaiting++;
@@ -451,6 +556,7 @@ int store_write_deferred_start(Store *s, const char *id, const char *started_sql
                 d->sql = d->submit_sql = started_sql;
                 d->rec->attempt = 1;
                 d->rec->started = started;
+                d->queued_at = now_monotonic(); /* op_linger() */
                 set_text(&d->rec->status, "running");
         }
         pthread_mutex_unlock(&s->wlock);
@@ -461,6 +567,11 @@ int store_write_deferred_start(Store *s, const char *id, const char *started_sql
 static __thread struct {
         Store *s;
         StoreOp *list, **tail;
+        struct {
+                char *id;
+                int result;
+        } *jids;        /* held finishes the journal made durable (hold_add_journaled()) */
+        size_t njids;
 } hold;
 
 /* With s->wlock held: op (queued, not owned) joins the calling thread's
@@ -483,18 +594,156 @@ static void deferred_absorb_locked(Store *s, StoreOp *d, const RunRecord *r, con
         s->wabsorbed++;
 }
 
+/* With s->wlock held: d, a run's end (the absorbed deferred write, or a
+ * new op of the finish's UPDATE), made durable by one append to the
+ * journal instead of a commit (store.h "the ended-runs journal"): it is
+ * queued, owned, for the writer's thread to commit with the next batch.
+ * false: not journaled (no journal, a statement it does not hold, the
+ * append failed): the caller waits for its commit as before. *ret_wake:
+ * the writer thread must be signalled (after unlock). */
+static bool journal_locked(Store *s, StoreOp *d, bool *ret_wake) {
+        *ret_wake = false;
+        if (!s->jon || !s->wstarted || s->wstop)
+                return false;
+        int f = store_journal_append_locked(s, d->sql, d->rec, d->arg21);
+        if (f < 0)
+                return false;
+        d->journaled = true;
+        d->jfile = (unsigned) f;
+        d->owned = true;
+        if (s->jqueued++ == 0)
+                s->jsince = now_monotonic();
+        __atomic_add_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
+        /* Asleep untimed, or a batch big enough to commit now. */
+        *ret_wake = !s->wticking || s->jqueued == STORE_JOURNAL_MAX_RECORDS;
+        return true;
+}
+
+/* With s->wlock held: a journaled op whose commit failed (a full disk)
+ * queued again, tried with the next batch; its record stays in its file. */
+static void journal_requeue_locked(Store *s, StoreOp *op) {
+        op->done = false;
+        op->result = 0;
+        (void) enqueue_locked(s, op);
+        if (s->jqueued++ == 0)
+                s->jsince = now_monotonic();
+}
+
+void store_runs_settle(Store *s) {
+        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0)
+                (void) store_flush(s);
+}
+
+/* With s->wlock held: until no commit is under way (what was taken
+ * before is committed). */
+static void wait_no_leader_locked(Store *s) {
+        while (s->wleader) {
+                s->wdrainers++;
+                pthread_cond_wait(&s->wdone, &s->wlock);
+                s->wdrainers--;
+        }
+}
+
+/* With s->wlock held: whether a write of run id is queued. */
+static bool run_queued_locked(Store *s, const char *id) {
+        for (StoreOp *op = s->whead; op; op = op->next)
+                if (streq(op->rec->id, id))
+                        return true;
+        return false;
+}
+
+/* Whether the finish's fence (store_run_finish_update_sql's WHERE)
+ * passes on the committed row: 1 yes, 0 no (-ESTALE), <0 not known. */
+static int finish_fence(Store *s, const char *id, const char *attempt) {
+        sqlite3_stmt *st = store_read(s, "SELECT 1 FROM runs WHERE id=?1 AND attempt=CAST(?2 AS INTEGER) "
+                                         "AND status IN ('queued','running')");
+        if (!st)
+                return -EIO;
+        store_bind_text(st, 1, id);
+        store_bind_text(st, 2, attempt);
+        int rc = sqlite3_step(st);
+        store_read_done(s, st);
+        return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* With s->wlock held and no commit under way (wait_no_leader_locked()):
+ * r's end by the finish's fenced UPDATE of its committed row, journaled
+ * as a new owned op. 1: journaled; 0: its fence does not pass (-ESTALE,
+ * nothing written, as the UPDATE would change no row); -1: not journaled
+ * (the caller queues it as before: no journal, another statement, a write
+ * of the run queued that must go first, the append failed). The row must
+ * be committed before the record is written, else a crash between the
+ * two would replay an UPDATE of nothing: hence no commit under way (one
+ * may hold the run's submit; the end waited for a commit before). With
+ * nothing of the run queued, the committed row is its state, and the
+ * fence is looked at there. */
+static int journal_update_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21,
+                                 bool *ret_wake) {
+        *ret_wake = false;
+        if (!s->jon || sql != store_run_finish_update_sql || run_queued_locked(s, r->id))
+                return -1;
+        int fence = finish_fence(s, r->id, arg21);
+        if (fence <= 0)
+                return fence == 0 ? 0 : -1;
+        StoreOp *op = xcalloc(1, sizeof(StoreOp));
+        pthread_cond_init(&op->cond, NULL);
+        op->sql = sql;
+        op->rec = run_record_copy(r);
+        op->arg21 = xstrdup_or_null(arg21);
+        if (!journal_locked(s, op, ret_wake)) {
+                op_free(op);
+                return -1;
+        }
+        (void) enqueue_locked(s, op);
+        return 1;
+}
+
+/* The calling thread's held finishes the journal made durable, or whose
+ * fence did not pass: the release tells them (result: 0 or -ESTALE), no
+ * commit to wait for. */
+static void hold_add_journaled(const char *id, int result) {
+        hold.jids = xrealloc(hold.jids, (hold.njids + 1) * sizeof(hold.jids[0]));
+        hold.jids[hold.njids].id = xstrdup(id);
+        hold.jids[hold.njids++].result = result;
+}
+
 int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, const char *arg21, int attempt,
                                const char *replace_sql) {
         assert(s && r && r->id && replace_sql);
-        bool held = hold.s == s;
+        bool held = hold.s == s, wake;
         pthread_mutex_lock(&s->wlock);
         StoreOp *d = deferred_find_locked(s, r->id);
+        if (s->jon && (!d || d->rec->attempt != attempt || d->replace_sql)) {
+                /* An end by UPDATE: journaled only once its row is
+                 * committed (journal_update_locked()); d may be taken
+                 * meanwhile. */
+                wait_no_leader_locked(s);
+                d = deferred_find_locked(s, r->id);
+        }
+        if (!d || d->rec->attempt != attempt) {
+                int k = journal_update_locked(s, sql, r, arg21, &wake);
+                if (k >= 0) {
+                        if (held)
+                                hold_add_journaled(r->id, k ? 0 : -ESTALE);
+                        pthread_mutex_unlock(&s->wlock);
+                        if (wake)
+                                pthread_cond_signal(&s->wcond);
+                        return held ? 1 : k;
+                }
+        }
         if (held) {
                 /* Queued, not waited: the release waits for all of the
                  * thread's held finishes at once (one transaction). */
-                if (d && d->rec->attempt == attempt)
+                if (d && d->rec->attempt == attempt) {
                         deferred_absorb_locked(s, d, r, replace_sql);
-                else {
+                        if (journal_locked(s, d, &wake)) {
+                                hold_add_journaled(r->id, 0);
+                                pthread_mutex_unlock(&s->wlock);
+                                if (wake)
+                                        pthread_cond_signal(&s->wcond);
+                                return 1;
+                        }
+                } else {
                         d = xcalloc(1, sizeof(StoreOp));
                         pthread_cond_init(&d->cond, NULL);
                         d->sql = sql;
@@ -518,6 +767,12 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
         /* Keeps its place in the FIFO (every later write of the run is
          * behind it); now waited: the leader marks it done, we free it. */
         deferred_absorb_locked(s, d, r, replace_sql);
+        if (journal_locked(s, d, &wake)) {
+                pthread_mutex_unlock(&s->wlock);
+                if (wake)
+                        pthread_cond_signal(&s->wcond);
+                return 1;
+        }
         wait_done_locked(s, d);
         int k = d->result;
         if (k < 0) {
@@ -531,7 +786,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
                 d->deferred = true;
                 d->owned = true;
                 d->done = false;
-                bool wake = enqueue_locked(s, d);
+                wake = enqueue_locked(s, d);
                 pthread_mutex_unlock(&s->wlock);
                 if (wake)
                         pthread_cond_signal(&s->wcond);
@@ -552,9 +807,13 @@ void store_finish_hold(Store *s) {
 void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         assert(s && hold.s == s);
         StoreOp *list = hold.list;
+        __typeof__(hold.jids) jids = hold.jids;
+        size_t njids = hold.njids;
         hold.s = NULL;
         hold.list = NULL;
         hold.tail = NULL;
+        hold.jids = NULL;
+        hold.njids = 0;
         pthread_mutex_lock(&s->wlock);
         /* Until every held op is committed: led here when nobody commits
          * (the first lead takes them all, with everything else queued),
@@ -570,7 +829,7 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
                 if (all)
                         break;
                 if (!s->wleader) {
-                        lead_locked(s);
+                        lead_locked(s, true);
                         continue;
                 }
                 s->wdrainers++;
@@ -578,6 +837,12 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
                 s->wdrainers--;
         }
         bool wake = false;
+        for (size_t i = 0; i < njids; i++) {
+                if (fn)
+                        fn(jids[i].id, jids[i].result, userdata);
+                free(jids[i].id);
+        }
+        free(jids);
         for (StoreOp *op = list, *next; op; op = next) {
                 next = op->hnext;
                 /* What store_run_finish() makes of a row count. */
@@ -600,6 +865,13 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         pthread_mutex_unlock(&s->wlock);
         if (wake)
                 pthread_cond_signal(&s->wcond);
+}
+
+void store_journal_set_linger(Store *s, usec_t usec) {
+        pthread_mutex_lock(&s->wlock);
+        s->jlinger = usec;
+        pthread_mutex_unlock(&s->wlock);
+        pthread_cond_signal(&s->wcond);
 }
 
 void store_writer_set_linger(Store *s, usec_t usec) {

@@ -60,6 +60,38 @@ uint64_t store_writer_idle_wakeups(Store *s);
  * for theirs (tests). */
 void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
 
+/* ---- the ended-runs journal (store-journal.c, store-queue.c's replay,
+ * docs/api.md "Delivery") ----
+ *
+ * A synchronous run that ends while its deferred submit is still queued
+ * (submit_deferred below) is made durable by ONE append of its ended
+ * record to a journal file beside the database (DB-ended.0, .1; no fsync:
+ * the durability of the WAL with synchronous=NORMAL), not by a commit;
+ * the writer's thread commits the journaled records in batches (every
+ * STORE_JOURNAL_LINGER_USEC or STORE_JOURNAL_MAX_RECORDS) and empties the
+ * journal. This process's reads of runs (store_run_get, lists, ...) see a
+ * journaled run at once (they commit the pending batch first); another
+ * process sees it once its batch is committed (~50 ms).
+ *
+ * Only the process that owns the home's runs journals and replays: the
+ * daemon at start-up, before it recovers its queue and serves, calls
+ * start, which replays what the journal holds (a crash left it: a record
+ * whose batch committed changes nothing), empties it and, journal true,
+ * turns journaling on (the daemon of a cluster does not: its path stays
+ * as it was). A store without it (the CLI, embedded runs) commits each end
+ * as before. -errno when a record could not be replayed (the journal is
+ * kept and stays off); *ret_replayed (may be NULL): the records replayed. */
+#define STORE_JOURNAL_LINGER_USEC (50 * USEC_PER_MSEC)
+#define STORE_JOURNAL_MAX_RECORDS 512
+int store_journal_start(Store *s, bool journal, size_t *ret_replayed);
+/* How long the journal's records wait for their batch (0: the default);
+ * tests hold it long to kill a process before its batch. */
+void store_journal_set_linger(Store *s, usec_t usec);
+/* Bytes appended to the journal so far, and its records not committed
+ * yet (tests, benchmarks). */
+uint64_t store_journal_bytes(Store *s);
+unsigned store_journal_pending(Store *s);
+
 typedef struct RunRecord {
         char *id;
         char *tenant;

@@ -1698,11 +1698,17 @@ static void test_wal_pages_per_run(void **state) {
  * waiting (run_queue_submit_deferred); its finish replaces the submit when
  * that is still queued. */
 
-static void submit_deferred(RunQueue *q, const char *id, usec_t created) {
+/* deferred: run_queue_submit_deferred(), else the waited submit. */
+static void submit_sync(RunQueue *q, const char *id, usec_t created, bool deferred) {
         RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
                         .args_json = (char *) "[1]", .status = (char *) "running", .created = created,
                         .started = created + 1, .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
-        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+        const char *request = "{\"fn_name\":\"fx\",\"fn_version\":1}";
+        assert_int_equal(deferred ? run_queue_submit_deferred(q, &r, request) : run_queue_submit(q, &r, request), 0);
+}
+
+static void submit_deferred(RunQueue *q, const char *id, usec_t created) {
+        submit_sync(q, id, created, true);
 }
 
 static RunRecord ended(const char *id, int finished) {
@@ -2372,6 +2378,230 @@ static void test_group_commit_wakes_only_whom_it_concerns(void **state) {
         store_close(s);
 }
 
+/* ---- the ended-runs journal (round 12, store.h) ----
+ * A synchronous run's end is one append to the journal, committed later
+ * in a batch; recover (the daemon's start) replays what a crash left. */
+
+/* The journal's files' total size. */
+static off_t journal_size(const char *path) {
+        off_t n = 0;
+        for (int i = 0; i < 2; i++) {
+                _cleanup_free_ char *j = xasprintf("%s-ended.%d", path, i);
+                struct stat st;
+                if (stat(j, &st) == 0)
+                        n += st.st_size;
+        }
+        return n;
+}
+
+/* A queue over s with the journal on (the daemon's start turns it on),
+ * its batches held off for an hour. */
+static RunQueue *journaling_queue(Store *s) {
+        RunQueue *q = run_queue_sqlite_new(s);
+        assert_int_equal(store_journal_start(s, true, NULL), 0);
+        store_journal_set_linger(s, 3600 * USEC_PER_SEC);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        return q;
+}
+
+/* n synchronous runs ended through the journal: submitted deferred and
+ * finished, every other one through the run watcher's held finishes;
+ * every third one's submit committed first (a run that outlived the
+ * linger: its end is journaled as the finish's fenced UPDATE). */
+static void end_journaled(Store *s, RunQueue *q, const char *prefix, int n) {
+        /* First: their commits take whatever is queued along. */
+        for (int i = 2; i < n; i += 3) {
+                _cleanup_free_ char *id = xasprintf("%s%d", prefix, i);
+                submit_sync(q, id, 10, false);
+        }
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *id = xasprintf("%s%d", prefix, i);
+                if (i % 3 != 2)
+                        submit_deferred(q, id, 10);
+                RunRecord fin = ended(id, 20);
+                if (i % 2 == 0) {
+                        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+                        continue;
+                }
+                store_finish_hold(s);
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+                store_finish_release(s, NULL, NULL);
+        }
+}
+
+/* In a child killed -9 right after its runs ended through the journal,
+ * no batch committed: what a restart must find. */
+static void crash_after_journaled_ends(const char *path, const char *prefix, int n, bool commit_first) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                Store *s = NULL;
+                if (store_open(path, &s) < 0)
+                        _exit(1);
+                RunQueue *q = journaling_queue(s);
+                end_journaled(s, q, prefix, n);
+                /* Answered with no commit of their ends: the journal
+                 * holds them all. */
+                if (store_journal_bytes(s) == 0 || store_journal_pending(s) != (unsigned) n)
+                        _exit(2);
+                if (commit_first) {
+                        /* The batch committed, the journal not emptied
+                         * yet: its files kept aside and put back. */
+                        for (int i = 0; i < 2; i++) {
+                                _cleanup_free_ char *cmd =
+                                        xasprintf("cp %s-ended.%d %s-ended.%d.keep", path, i, path, i);
+                                if (system(cmd) != 0)
+                                        _exit(3);
+                        }
+                        (void) store_flush(s);
+                        for (int i = 0; i < 2; i++) {
+                                _cleanup_free_ char *cmd =
+                                        xasprintf("mv %s-ended.%d.keep %s-ended.%d", path, i, path, i);
+                                if (system(cmd) != 0)
+                                        _exit(4);
+                        }
+                }
+                kill(getpid(), SIGKILL);
+                _exit(5);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* Opens path, replays its journal (store_journal_start(), as recover
+ * does) and finds prefix0..n-1 ended, the journal emptied. */
+static void replay_finds_all_ended(const char *path, const char *prefix, int n, size_t expect_replayed) {
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        size_t replayed = 0;
+        assert_int_equal(store_journal_start(s, true, &replayed), 0);
+        assert_int_equal(replayed, expect_replayed);
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *id = xasprintf("%s%d", prefix, i);
+                assert_ended_with_everything(s, id, 20);
+        }
+        assert_int_equal(journal_size(path), 0);
+        store_close(s);
+}
+
+static void test_journaled_ends_survive_a_crash_before_their_batch(void **state) {
+        _cleanup_free_ char *path = NULL;
+        store_close(open_at(&path));
+        crash_after_journaled_ends(path, "jc", 6, false);
+        assert_true(journal_size(path) > 0);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        /* Opening replays nothing: only the runs' owner does (the daemon). */
+        RunRecord *none = NULL;
+        assert_int_equal(store_run_get(s, NULL, "jc0", &none), -ENOENT);
+        assert_int_equal(store_journal_start(s, true, NULL), 0);
+        RunQueue *q = run_queue_sqlite_new(s);
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
+        /* Ended, not pending: nothing runs again, nothing is lost. */
+        assert_int_equal(n, 0);
+        assert_int_equal(lost, 0);
+        pending_run_list_free(v, n);
+        for (int i = 0; i < 6; i++) {
+                _cleanup_free_ char *id = xasprintf("jc%d", i);
+                assert_ended_with_everything(s, id, 20);
+        }
+        assert_int_equal(journal_size(path), 0);
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void test_journal_replay_after_its_batch_committed_is_idempotent(void **state) {
+        _cleanup_free_ char *path = NULL;
+        store_close(open_at(&path));
+        crash_after_journaled_ends(path, "ji", 4, true);
+        assert_true(journal_size(path) > 0);
+        /* Each one's INSERT finds its row: skipped, nothing fails. */
+        replay_finds_all_ended(path, "ji", 4, 4);
+}
+
+static void test_journal_torn_last_record_is_skipped(void **state) {
+        _cleanup_free_ char *path = NULL;
+        store_close(open_at(&path));
+        crash_after_journaled_ends(path, "jt", 3, false);
+        /* A crash in the middle of a fourth record's write: its length
+         * says more than is there, or its bytes fail the checksum. */
+        _cleanup_free_ char *j0 = xasprintf("%s-ended.0", path);
+        struct stat st;
+        assert_int_equal(stat(j0, &st), 0);
+        assert_true(st.st_size > 12);
+        int fd = open(j0, O_RDWR | O_APPEND);
+        assert_true(fd >= 0);
+        uint8_t buf[4096];
+        assert_int_equal(pread(fd, buf, 64, 0), 64);
+        assert_int_equal(write(fd, buf, 64), 64); /* a record's first 64 bytes */
+        close(fd);
+        replay_finds_all_ended(path, "jt", 3, 3);
+}
+
+static void test_journaled_run_read_before_its_batch(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        uint64_t commits = store_commits(s);
+        end_journaled(s, q, "jr", 2);
+        assert_int_equal(store_commits(s), commits);
+        /* This process's reads see them at once (the batch is committed
+         * first); a list too. */
+        assert_ended_with_everything(s, "jr0", 20);
+        assert_ended_with_everything(s, "jr1", 20);
+        assert_true(store_commits(s) > commits);
+        /* Committed and emptied: the files' pages never reach the disk. */
+        assert_int_equal(journal_size(path), 0);
+        /* A finish of a committed row (a run that outlived the linger)
+         * is journaled too, as its fenced UPDATE; a second one is refused
+         * by the fence as before, without a write. */
+        submit_running(q, "jr-two", 3, 10);
+        uint64_t bytes = store_journal_bytes(s);
+        commits = store_commits(s);
+        RunRecord fin = ended("jr-two", 21);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_true(store_journal_bytes(s) > bytes);
+        assert_int_equal(store_commits(s), commits);
+        bytes = store_journal_bytes(s);
+        assert_int_equal(run_queue_finish(q, &fin, 1), -ESTALE);
+        assert_int_equal(store_journal_bytes(s), bytes);
+        _cleanup_(run_record_freep) RunRecord *two = get(s, "jr-two");
+        assert_string_equal(two->status, "succeeded");
+        assert_int_equal(two->finished, 21);
+        run_queue_free(q);
+        store_close(s);
+        assert_int_equal(journal_size(path), 0);
+}
+
+static void test_journal_batches_many_runs_in_one_commit(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        store_journal_set_linger(s, 20 * USEC_PER_MSEC);
+        store_writer_set_linger(s, 0);
+        uint64_t commits = store_commits(s);
+        for (int i = 0; i < 40; i++) {
+                _cleanup_free_ char *id = xasprintf("jb%d", i);
+                submit_deferred(q, id, 10);
+                RunRecord fin = ended(id, 20);
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        }
+        /* The writer's thread commits them by itself, in few batches. */
+        for (int i = 0; i < 500 && journal_size(path) > 0; i++)
+                usleep(10 * 1000);
+        assert_int_equal(journal_size(path), 0);
+        uint64_t batches = store_commits(s) - commits;
+        print_message("40 journaled ends: %llu commits\n", (unsigned long long) batches);
+        assert_true(batches >= 1 && batches <= 5);
+        assert_ended_with_everything(s, "jb39", 20);
+        run_queue_free(q);
+        store_close(s);
+}
+
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         /* Before any Store: the store's VFS wraps the default one, this. */
@@ -2417,6 +2647,11 @@ int main(void) {
                 cmocka_unit_test(test_vfs_joins_frames_plain_unix_reads_them),
                 cmocka_unit_test(test_vfs_restart_then_crash_recovers),
                 cmocka_unit_test(test_vfs_held_header_written_by_the_next_call),
+                cmocka_unit_test(test_journaled_ends_survive_a_crash_before_their_batch),
+                cmocka_unit_test(test_journal_replay_after_its_batch_committed_is_idempotent),
+                cmocka_unit_test(test_journal_torn_last_record_is_skipped),
+                cmocka_unit_test(test_journaled_run_read_before_its_batch),
+                cmocka_unit_test(test_journal_batches_many_runs_in_one_commit),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);

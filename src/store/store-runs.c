@@ -1,0 +1,233 @@
+/* The reads of run records and the runs' owner marks (store.h): above the
+ * writer (store-writer.c), whose journaled runs each read commits first
+ * (store_runs_settle()), so that it sees them. */
+#include <assert.h>
+
+#include "store-internal.h"
+
+int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRecord **ret) {
+        store_runs_settle(s);
+        if (!id_or_prefix || !*id_or_prefix)
+                return -EINVAL;
+        /* A prefix is matched with a range, not LIKE: ids are plain base32 and
+         * a user's '%' or '_' must not act as a wildcard. */
+        _cleanup_free_ char *hi = xasprintf("%s\x7f", id_or_prefix);
+        sqlite3_stmt *st = store_read(s, "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE id >= ?1 AND id < ?2 "
+                                         "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2");
+        if (!st)
+                return -EIO;
+        store_bind_text(st, 1, id_or_prefix);
+        store_bind_text(st, 2, hi);
+        store_bind_text(st, 3, tenant);
+        RunRecord *first = NULL;
+        int r = -ENOENT;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                first = store_run_from_row(st);
+                r = 0;
+                if (!streq(first->id, id_or_prefix) && sqlite3_step(st) == SQLITE_ROW)
+                        r = -EEXIST;
+        }
+        store_read_done(s, st);
+        if (r < 0) {
+                run_record_free(first);
+                return r;
+        }
+        *ret = first;
+        return 0;
+}
+
+int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id) {
+        assert(s && tenant && key && ret_id);
+        store_runs_settle(s);
+        sqlite3_stmt *st = store_read(s, "SELECT id FROM runs WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 "
+                                         "ORDER BY created, id LIMIT 1");
+        if (!st)
+                return -EIO;
+        store_bind_text(st, 1, tenant);
+        store_bind_text(st, 2, key);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) since);
+        int r = -ENOENT;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                *ret_id = xstrdup((const char *) sqlite3_column_text(st, 0));
+                r = 0;
+        }
+        store_read_done(s, st);
+        return r;
+}
+
+int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
+        store_runs_settle(s);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        /* Both walk runs_tenant_created (there is no index on created
+         * alone: migration 16). Every tenant's runs: the tenants one by one
+         * (each a seek in that index), each one's newest LIMIT, merged. One
+         * statement with "?1 IS NULL OR tenant = ?1" would use no index on
+         * tenant at all. */
+        int rc = sqlite3_prepare_v2(s->db,
+                                    tenant ? "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 "
+                                             "ORDER BY created DESC, id DESC LIMIT ?2"
+                                           : "WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
+                                             "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
+                                             "FROM t WHERE t.x IS NOT NULL) "
+                                             "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
+                                             "(SELECT rowid FROM runs WHERE tenant = t.x "
+                                             "ORDER BY created DESC, id DESC LIMIT ?2) "
+                                             "WHERE ?1 IS NULL ORDER BY created DESC, id DESC LIMIT ?2",
+                                    -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc);
+        }
+        store_bind_text(st, 1, tenant);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 20));
+        RunRecord **v = NULL;
+        size_t n = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
+                v[n++] = store_run_from_row(st);
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                run_record_list_free(v, n);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret_records = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_runs_mark_lost(Store *s, const char *message) {
+        store_runs_settle(s);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
+                                    "error_message=?1, finished=?2 WHERE status IN ('queued','running')",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, message);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) now_realtime());
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        int n = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE ? n : (store_sqlite_errno(rc) ?: -EIO);
+}
+
+int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time) {
+        assert(s && id);
+        store_runs_settle(s);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3 WHERE id=?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, id);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) pid);
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) start_time);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        int n = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return n ? 0 : -ENOENT;
+}
+
+int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret) {
+        assert(s && id && ret);
+        store_runs_settle(s);
+        sqlite3_stmt *st;
+        pthread_mutex_lock(&s->lock);
+        /* lock_json: a run recorded before the locks table (migration 14). */
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT COALESCE(l.text, r.lock_json) FROM runs r "
+                                    "LEFT JOIN locks l ON l.sha256 = r.lock_sha256 "
+                                    "WHERE r.id=?1 AND (?2 IS NULL OR r.tenant=?2)",
+                                    -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc);
+        }
+        store_bind_text(st, 1, id);
+        store_bind_text(st, 2, tenant);
+        int r = -ENOENT;
+        char *lock = NULL;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                lock = store_col_text(st, 0);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = store_sqlite_errno(rc) ?: -EIO;
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0)
+                return r;
+        *ret = lock;
+        return 0;
+}
+
+typedef struct Owned {
+        char *id;
+        pid_t pid;
+        uint64_t start;
+} Owned;
+
+static bool owner_alive(pid_t pid, uint64_t start) {
+        uint64_t now_start;
+        return pid_start_time(pid, &now_start) >= 0 && now_start == start;
+}
+
+int store_runs_mark_orphaned(Store *s, const char *message) {
+        assert(s && message);
+        store_runs_settle(s);
+        sqlite3_stmt *st;
+        Owned *v = NULL;
+        size_t n = 0;
+        /* Read first, check the processes without the lock, then mark each
+         * one only if it is still in flight. */
+        pthread_mutex_lock(&s->lock);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT id, owner_pid, owner_start FROM runs "
+                                           "WHERE status IN ('queued','running') AND owner_pid > 0",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        v = xrealloc(v, (n + 1) * sizeof(Owned));
+                        v[n++] = (Owned) { .id = store_col_text(st, 0),
+                                           .pid = (pid_t) sqlite3_column_int64(st, 1),
+                                           .start = (uint64_t) sqlite3_column_int64(st, 2) };
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        int r = rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
+        int marked = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (r >= 0 && !owner_alive(v[i].pid, v[i].start)) {
+                        _cleanup_free_ char *m = xasprintf("%s (pid %d)", message, (int) v[i].pid);
+                        pthread_mutex_lock(&s->lock);
+                        rc = sqlite3_prepare_v2(s->db,
+                                                "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
+                                                "error_message=?2, finished=?3 WHERE id=?1 AND "
+                                                "status IN ('queued','running')",
+                                                -1, &st, NULL);
+                        if (rc == SQLITE_OK) {
+                                store_bind_text(st, 1, v[i].id);
+                                store_bind_text(st, 2, m);
+                                sqlite3_bind_int64(st, 3, (sqlite3_int64) now_realtime());
+                                rc = sqlite3_step(st);
+                                sqlite3_finalize(st);
+                                marked += sqlite3_changes(s->db);
+                        }
+                        pthread_mutex_unlock(&s->lock);
+                        if (rc != SQLITE_DONE)
+                                r = store_sqlite_errno(rc) ?: -EIO;
+                }
+                free(v[i].id);
+        }
+        free(v);
+        return r < 0 ? r : marked;
+}
