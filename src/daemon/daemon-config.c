@@ -409,7 +409,7 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         { "max_queued_runs", &cfg->max_queued_runs, NULL, 0, 1000000 },
                         { "max_connections", &cfg->max_connections, NULL, 4, 100000 },
                         { "max_connections_per_ip", &cfg->max_connections_per_ip, NULL, 1, 100000 },
-                        { "http_threads", &cfg->http_threads, NULL, 0, 256 },
+                        { "http_threads", &cfg->http_threads, NULL, 0, DAEMON_HTTP_THREADS_MAX },
                         { "read_timeout_s", &cfg->read_timeout_s, NULL, 1, 86400 },
                         { "request_deadline_s", &cfg->request_deadline_s, NULL, 1, 86400 },
                         { "max_wait_s", &cfg->max_wait_s, NULL, 1, 86400 * 7 },

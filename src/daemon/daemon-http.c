@@ -434,13 +434,11 @@ static struct {
  * limits stay the daemon's); the descriptor's number is steered to the
  * thread wanted. One thread hop per new connection, none per request. */
 
-#define ACCEPT_MAX_THREADS 256  /* server.http_threads' cap */
-
 static struct {
         int listen_fd;
         int stop_efd;
         unsigned threads;
-        unsigned conns[ACCEPT_MAX_THREADS]; /* open connections per pool thread (atomic) */
+        unsigned conns[DAEMON_HTTP_THREADS_MAX]; /* open connections per pool thread (atomic) */
         struct MHD_Daemon *mhd;
         pthread_t thread;
         bool running;
@@ -862,10 +860,7 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         bool accepting = threads > 1;
         if (accepting)
                 flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
-        if (accepting && threads > ACCEPT_MAX_THREADS) {
-                *ret_error = xasprintf("server.http_threads: at most %d", ACCEPT_MAX_THREADS);
-                return -EINVAL;
-        }
+        assert(threads <= DAEMON_HTTP_THREADS_MAX); /* the config's cap, or the CPUs' at most 16 */
         struct MHD_OptionItem listen_opt[] = { { accepting ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, fd, NULL },
                                                { MHD_OPTION_END, 0, NULL } };
         struct MHD_Daemon *mhd = MHD_start_daemon(

@@ -104,8 +104,8 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    __atomic_load_n(&d->metrics.http_errors_4xx, __ATOMIC_RELAXED),
                    __atomic_load_n(&d->metrics.http_errors_5xx, __ATOMIC_RELAXED), daemon_wait_count(),
                    m.rejected_429);
-        unsigned per_thread[256];
-        unsigned nthreads = daemon_http_thread_connections(per_thread, 256);
+        unsigned per_thread[DAEMON_HTTP_THREADS_MAX];
+        unsigned nthreads = daemon_http_thread_connections(per_thread, ELEMENTSOF(per_thread));
         if (nthreads > 0)
                 buf_printf(&b, "# HELP pysprinter_http_thread_connections Open connections per HTTP thread (the "
                                "acceptor gives each new one to the thread with the fewest).\n"

@@ -42,6 +42,10 @@ typedef struct DaemonTenant {
         int network;            /* 1/0; -1: limits.maxima.network */
 } DaemonTenant;
 
+/* server.http_threads' cap (the config refuses more; the acceptor counts
+ * each thread's connections, daemon-http.c). */
+#define DAEMON_HTTP_THREADS_MAX 256
+
 typedef struct DaemonConfig {
         char *listen;                   /* "127.0.0.1:8080" */
         char *data_dir;                 /* NULL: data_dir_default() */
@@ -63,7 +67,7 @@ typedef struct DaemonConfig {
         unsigned max_queued_runs;       /* waiting for a slot; 429 beyond */
         unsigned max_connections;
         unsigned max_connections_per_ip; /* MHD_OPTION_PER_IP_CONNECTION_LIMIT */
-        unsigned http_threads;          /* MHD's epoll pool; 0: the number of CPUs */
+        unsigned http_threads;          /* MHD's epoll pool, at most DAEMON_HTTP_THREADS_MAX; 0: the CPUs (at most 16) */
         unsigned read_timeout_s;        /* MHD_OPTION_CONNECTION_TIMEOUT */
         unsigned request_deadline_s;    /* headers + body must arrive within this */
         unsigned max_wait_s;            /* cap on ?wait=true */

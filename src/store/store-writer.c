@@ -229,10 +229,11 @@ static void batch_commit(Store *s, StoreOp *batch) {
         pthread_mutex_unlock(&s->lock);
 }
 
-/* With s->wlock held: whether a later queued op than op is of its run. */
-static bool run_has_later_write_locked(const StoreOp *op) {
-        for (const StoreOp *o = op->next; o; o = o->next)
-                if (streq(o->rec->id, op->rec->id))
+/* With s->wlock held: whether a write of run id is queued at from or
+ * after it (from: the queue's head, or the op after one of the run's). */
+static bool run_write_queued_locked(const StoreOp *from, const char *id) {
+        for (const StoreOp *o = from; o; o = o->next)
+                if (streq(o->rec->id, id))
                         return true;
         return false;
 }
@@ -251,7 +252,7 @@ static StoreOp *take_batch_locked(Store *s, bool keep_young) {
         usec_t now = keep_young ? now_monotonic() : 0;
         for (StoreOp *op = batch, *next; keep_young && op; op = next) {
                 next = op->next;
-                if (op->deferred && now - op->queued_at < op_linger(s, op) && !run_has_later_write_locked(op)) {
+                if (op->deferred && now - op->queued_at < op_linger(s, op) && !run_write_queued_locked(op->next, op->rec->id)) {
                         *kt = op;
                         kt = &op->next;
                 } else {
@@ -334,16 +335,23 @@ static void lead_locked(Store *s, bool keep_young) {
                 pthread_cond_broadcast(&s->wdone);
 }
 
+/* With s->wlock held: until no commit is under way (what was taken
+ * before is committed). */
+static void wait_no_leader_locked(Store *s) {
+        while (s->wleader) {
+                s->wdrainers++;
+                pthread_cond_wait(&s->wdone, &s->wlock);
+                s->wdrainers--;
+        }
+}
+
 /* With s->wlock held: until everything queued is committed. */
 static void drain_locked(Store *s) {
         while (s->whead || s->wleader) {
                 if (!s->wleader)
                         lead_locked(s, false);
-                else {
-                        s->wdrainers++;
-                        pthread_cond_wait(&s->wdone, &s->wlock);
-                        s->wdrainers--;
-                }
+                else
+                        wait_no_leader_locked(s);
         }
 }
 
@@ -594,6 +602,13 @@ static void deferred_absorb_locked(Store *s, StoreOp *d, const RunRecord *r, con
         s->wabsorbed++;
 }
 
+/* With s->wlock held: one more journaled op for the next batch, whose
+ * age counts from its first (commit_due_locked()). */
+static void journal_batch_add_locked(Store *s) {
+        if (s->jqueued++ == 0)
+                s->jsince = now_monotonic();
+}
+
 /* With s->wlock held: d, a run's end (the absorbed deferred write, or a
  * new op of the finish's UPDATE), made durable by one append to the
  * journal instead of a commit (store.h "the ended-runs journal"): it is
@@ -611,8 +626,7 @@ static bool journal_locked(Store *s, StoreOp *d, bool *ret_wake) {
         d->journaled = true;
         d->jfile = (unsigned) f;
         d->owned = true;
-        if (s->jqueued++ == 0)
-                s->jsince = now_monotonic();
+        journal_batch_add_locked(s);
         __atomic_add_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
         /* Asleep untimed, or a batch big enough to commit now. */
         *ret_wake = !s->wticking || s->jqueued == STORE_JOURNAL_MAX_RECORDS;
@@ -625,31 +639,12 @@ static void journal_requeue_locked(Store *s, StoreOp *op) {
         op->done = false;
         op->result = 0;
         (void) enqueue_locked(s, op);
-        if (s->jqueued++ == 0)
-                s->jsince = now_monotonic();
+        journal_batch_add_locked(s);
 }
 
 void store_runs_settle(Store *s) {
         if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0)
                 (void) store_flush(s);
-}
-
-/* With s->wlock held: until no commit is under way (what was taken
- * before is committed). */
-static void wait_no_leader_locked(Store *s) {
-        while (s->wleader) {
-                s->wdrainers++;
-                pthread_cond_wait(&s->wdone, &s->wlock);
-                s->wdrainers--;
-        }
-}
-
-/* With s->wlock held: whether a write of run id is queued. */
-static bool run_queued_locked(Store *s, const char *id) {
-        for (StoreOp *op = s->whead; op; op = op->next)
-                if (streq(op->rec->id, id))
-                        return true;
-        return false;
 }
 
 /* Whether the finish's fence (store_run_finish_update_sql's WHERE)
@@ -680,7 +675,7 @@ static int finish_fence(Store *s, const char *id, const char *attempt) {
 static int journal_update_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21,
                                  bool *ret_wake) {
         *ret_wake = false;
-        if (!s->jon || sql != store_run_finish_update_sql || run_queued_locked(s, r->id))
+        if (!s->jon || sql != store_run_finish_update_sql || run_write_queued_locked(s->whead, r->id))
                 return -1;
         int fence = finish_fence(s, r->id, arg21);
         if (fence <= 0)
