@@ -202,17 +202,18 @@ static int record_newer_first(const void *a, const void *b) {
         return strcmp(y->id, x->id);
 }
 
-/* The stored runs v (n, newest first, at most limit) merged with the runs
- * in this daemon's hands: a stored run still queued or running shows the
- * daemon's status (its record may lag: a start is not waited for), one not
- * stored yet (a synchronous invoke's deferred submit, docs/api.md
- * "Delivery") is added, its record committed before it is shown (no
- * write added: the flush commits what the writer would commit within its
- * linger). Returns the merged list (v's records moved into it). */
-static RunRecord **runs_merge_in_flight(Daemon *d, const char *tenant, RunRecord **v, size_t *n, size_t limit) {
-        RunRecord **f = NULL;
-        size_t nf = 0;
-        if (d->cluster || daemon_run_list_in_flight(d, tenant, &f, &nf) < 0 || nf == 0) {
+/* The runs in this daemon's hands (f, nf: taken BEFORE v was read, so
+ * that a run that ended in between shows its stored end, not a stale
+ * "running" beside the runs that took its slot) merged with the stored
+ * runs v (n, newest first, at most limit): a stored run still queued or
+ * running shows the daemon's status (its record may lag: a start is not
+ * waited for), one not stored yet (a synchronous run's deferred submit,
+ * docs/api.md "Delivery") is added, its record committed before it is
+ * shown (no write added: the flush commits what the writer would commit
+ * within its linger). Returns the merged list (v's records and f's moved
+ * into it, f freed). */
+static RunRecord **runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, RunRecord **v, size_t *n, size_t limit) {
+        if (nf == 0) {
                 run_record_list_free(f, nf);
                 return v;
         }
@@ -266,10 +267,16 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
                 limit = x;
         }
         const char *status = daemon_call_query(call, "status");
+        RunRecord **f = NULL;
+        size_t nf = 0;
+        if (!call->d->cluster && daemon_run_list_in_flight(call->d, call->tenant, &f, &nf) < 0)
+                nf = 0;
         int k = daemon_run_record_list(call->d, call->tenant, limit, &v, &n);
-        if (k < 0)
+        if (k < 0) {
+                run_record_list_free(f, nf);
                 return daemon_call_errno(call, k, "runs", ret_status);
-        v = runs_merge_in_flight(call->d, call->tenant, v, &n, limit);
+        }
+        v = runs_merge_in_flight(call->d, f, nf, v, &n, limit);
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
                 if (!status || (v[i]->status && streq(v[i]->status, status)))
