@@ -60,6 +60,9 @@ int sandbox_rlimits_apply(const SandboxRunConfig *cfg, bool have_memory_cgroup, 
 /* securebits locked, bounding set and ambient set emptied, capabilities
  * cleared, no_new_privs, non-dumpable. */
 int sandbox_caps_drop(char **ret_error);
+/* The worker's bounding set emptied, after its last exec: its spares and
+ * runs inherit it (its own effective capabilities stay). */
+int sandbox_caps_bounding_drop(char **ret_error);
 
 /* sandbox-cgroup.c (run side) */
 int sandbox_cgroup_join(const int *fds, size_t n, char **ret_error);

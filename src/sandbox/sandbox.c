@@ -82,6 +82,11 @@ int sandbox_worker_resume(char **ret_error) {
                 *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(-r));
                 return r;
         }
+        /* Never execs again: every spare and run it forks inherits the
+         * empty bounding set instead of emptying its own. */
+        r = sandbox_caps_bounding_drop(ret_error);
+        if (r < 0)
+                return r;
         r = sandbox_seccomp_prepare(ret_error);
         if (r < 0)
                 return r;

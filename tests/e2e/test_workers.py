@@ -665,6 +665,50 @@ def _status(pid):
     return out
 
 
+def test_the_worker_empties_its_bounding_set_once_and_its_runs_inherit_it(daemon):
+    """Issue 15 (c): a run's bounding set is empty, as before, but the
+    worker empties its own once, after its last exec (it keeps its effective
+    capabilities: the bounding set only limits what an exec grants, and it
+    never execs again), so a spare inherits the empty set instead of making
+    ~41 credential copies per run to empty it. Every process of the worker's
+    tree (the worker, its spares, a run) shows an empty bounding set; the
+    worker still holds its capabilities; a run holds none and cannot add
+    one back (fails on base: the worker's bounding set was full)."""
+    if daemon.sandbox == "none":
+        pytest.skip("capabilities are dropped in the sandbox only")
+    probe = ("import ctypes\ndef f():\n"
+             "    st = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+             "    libc = ctypes.CDLL(None, use_errno=True)\n"
+             "    # PR_CAPBSET_READ (23) of CAP_SYS_ADMIN (21); prctl(PR_CAP_AMBIENT (47), RAISE (2), 21)\n"
+             "    return [st['CapBnd'].strip(), st['CapEff'].strip(), libc.prctl(23, 21, 0, 0, 0),\n"
+             "            libc.prctl(47, 2, 21, 0, 0), ctypes.get_errno()]\n")
+    for _ in range(3):
+        bnd, eff, read, raised, errno_ = run(daemon, probe)["result"]
+        assert bnd == eff == "0000000000000000" and read == 0, (bnd, eff, read)
+        assert raised == -1 and errno_ == 1, (raised, errno_)  # EPERM
+    inner = [k for w in worker_pids(daemon) for k in _children(w)]
+    tree, pending = [], list(inner)
+    while pending:
+        kids = _children(pending.pop())
+        tree += kids
+        pending += kids
+    statuses = {}
+    for pid in inner + tree:
+        try:
+            statuses[pid] = _status(pid)
+        except OSError:
+            pass  # a run that just ended
+    # The waiter outside each sandbox (sbx-waiter, which runs no code of
+    # an env's or a user's) is not the worker's: only the worker's tree.
+    statuses = {p: st for p, st in statuses.items() if st["Name"] != "sbx-waiter"}
+    workers = [statuses[p] for p in inner if p in statuses]
+    assert workers, inner
+    for st in statuses.values():
+        assert st["CapBnd"] == "0000000000000000", st
+    # The workers keep what they need for their spares' namespaces and mounts.
+    assert all(st["CapEff"] != "0000000000000000" for st in workers), workers
+
+
 def test_an_idle_spare_seals_its_sandbox_then_runs_the_at_fork_hooks(tmp_path):
     """Issue 15 (a), round 5: Python's after-fork work (os.register_at_fork
     hooks: random's reseed, threading's and logging's re-inits, a package's
