@@ -781,6 +781,66 @@ def _warm_zygote():
     for _ in range(_ZYGOTE_WARM_RUNS):
         _warm_run()
         _zygote_warmed[0] += 1
+    try:
+        _rehearse_compiled_runs()
+    except OSError:
+        pass  # no fd for /dev/null: the runs warm their own path, as before
+
+
+# The module name and file of the zygote's rehearsal runs (never a run's:
+# restored to whatever they held when the rehearsal ends).
+_REHEARSAL_FILE = "_pysprinter_rehearsal.py"
+_REHEARSAL_MODULE = "_pysprinter_rehearsal"
+
+
+def _rehearse_compiled_runs():
+    """A run's own path, rehearsed in the zygote (issue 15 (c), round 13):
+    _warm_run() compiles its source, but a run loads the code validation
+    compiled for it (_load_compiled), reads its message with the scanner
+    (_run_message), registers its module (_user_module) and writes its
+    result to a pipe (_write_result), all called from run(), which the C
+    side looks up on this module as `run` (and `spare_ready`/`spare_warm`
+    in a spare). Code the zygote never ran was unquickened in every run
+    child (each call writes the code object's warm-up counter) and the
+    type cache lacked the lookups it makes (each fills an entry of
+    libpython's .bss): pages every run copied. So the zygote runs run()
+    itself, as many times as its small runs, on a validated message of its
+    own, with the result written to /dev/null and the streams left alone
+    (the run's own are bound only in a run), then takes back what a run
+    leaves: the module registered under its name, its linecache entry, the
+    scanner's count. The cycle between the module's function and its
+    globals is freed by settle()'s collection, before the freeze."""
+    req = {"source": _WARM_SOURCE, "filename": _REHEARSAL_FILE, "function": "warm",
+           "args": [{"value": 1}], "kwargs": {"name": {"raw": "b"}}}
+    tree, fn, _reqs, args, kwargs = _analyse(req)
+    compiled = _compiled(req, tree, fn, args, kwargs, _REHEARSAL_FILE)
+    if compiled is None:
+        return
+    message = json.dumps({"source": _WARM_SOURCE, "filename": _REHEARSAL_FILE, "compiled": compiled})
+    this = sys.modules[__name__]
+    had_module = sys.modules.get(_REHEARSAL_MODULE)
+    had_lines = linecache.cache.get(_REHEARSAL_FILE)
+    scanned = _message_scanned[0]
+    mode = _streams_mode[0]
+    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        _streams_mode[0] = False  # the zygote's own streams stay bound
+        for _ in range(_ZYGOTE_WARM_RUNS):
+            for name in ("run", "spare_ready", "spare_warm"):
+                getattr(this, name)  # the C side's look-ups (PyObject_CallMethod)
+            run(message, null)
+    finally:
+        os.close(null)
+        _streams_mode[0] = mode
+        _message_scanned[0] = scanned
+        if had_module is None:
+            sys.modules.pop(_REHEARSAL_MODULE, None)
+        else:
+            sys.modules[_REHEARSAL_MODULE] = had_module
+        if had_lines is None:
+            linecache.cache.pop(_REHEARSAL_FILE, None)
+        else:
+            linecache.cache[_REHEARSAL_FILE] = had_lines
 
 
 def spare_ready(warm=True):

@@ -562,13 +562,16 @@ def test_spares_made_while_runs_are_in_flight_warm_up_only_once_idle(daemon, tmp
     assert after == [[True, True]] * 4, after
 
 
-ZYGOTE_PROBE = """
+# What specialised forms CPython 3.11's quickening wrote into fn's code.
+QUICKENED_PROBE = """
 import dis, gc, linecache, sys
 
 def quickened(fn):
     plain = {i.opname for i in dis.get_instructions(fn)}
     return sorted({i.opname for i in dis.get_instructions(fn, adaptive=True)} - plain)
+"""
 
+ZYGOTE_PROBE = QUICKENED_PROBE + """
 def f():
     runner = sys.modules["_pysprinter_runner"]
     return {
@@ -607,6 +610,46 @@ def test_the_worker_warms_itself_before_forking_and_leaves_no_trace(daemon):
     assert r["modules"] == [] and r["linecache"] == [] and r["warm_fns"] == [], r
     st, log = daemon.call("GET", f"/v1/runs/{out['id']}/logs")
     assert "warm" not in json.dumps(log), log
+
+
+REHEARSAL_PROBE = QUICKENED_PROBE + """
+def f():
+    runner = sys.modules["_pysprinter_runner"]
+    names = ("run", "_run", "_run_message", "_load_compiled", "_user_module", "_write_result")
+    return {
+        "settled": runner._settled[0],
+        "quickened": {n: quickened(getattr(runner, n)) for n in names},
+        "scanned": runner._message_scanned[0],
+        "modules": sorted(m for m in sys.modules if "rehears" in m or "warm" in m),
+        "linecache": sorted(k for k in linecache.cache if "rehears" in k or "warm" in k),
+        "warm_fns": [o for o in gc.get_objects() if getattr(o, "__name__", None) == "warm"],
+    }
+"""
+
+
+def test_the_zygote_rehearses_a_runs_own_path_and_leaves_no_trace(daemon):
+    """Issue 15 (c), round 13: the zygote's small runs compile their
+    source, but a run loads the code its validation compiled, through
+    run(), _run(), _run_message(), _load_compiled(), _user_module() and
+    _write_result(), which the zygote never called: every run child wrote
+    their code objects' warm-up counters and the type cache's entries for
+    their look-ups (pages copied per run). The zygote now runs run() itself
+    on a validated message of its own before its freeze, so a run finds
+    that code already quickened. Fails on base (none of it quickened). The
+    run sees nothing of the rehearsal: no module, no linecache entry, no
+    function, its scanner count its own message's only, nothing in its
+    log."""
+    run(daemon, "def f():\n    return 0\n")
+    out = wait_for(lambda: (lambda o: o if o["result"]["settled"] else None)(
+        run(daemon, REHEARSAL_PROBE, function="f", args=[])), "a run forked from the settled zygote")
+    assert out["status"] == "succeeded", out
+    r = out["result"]
+    for name, specialised in r["quickened"].items():
+        assert specialised, (name, r)
+    assert r["scanned"] == 1, r
+    assert r["modules"] == [] and r["linecache"] == [] and r["warm_fns"] == [], r
+    st, log = daemon.call("GET", f"/v1/runs/{out['id']}/logs")
+    assert "rehears" not in json.dumps(log) and "warm" not in json.dumps(log), log
 
 
 BIND_PROBE = """
