@@ -1,0 +1,127 @@
+"""Where a -c8 invoke waits, per thread (issue 15 b, round 13).
+
+A daemon from bench_runpath.start() (home in BENCH_DIR), the trivial
+function deployed and warmed, then per route `perf sched record -a` over
+wrk -t2 -c8 (3 s) and, from `perf sched timehist`, for each group of
+threads: CPU and sched-ins per invoke, the run-queue delay of a wake-up
+(p50 / p90 / p99: how long a woken thread waited for a CPU) and how long
+it ran once in (p99 / max). Groups: the daemon's threads by name, its
+warm instances (the tasks of its cpu cgroups, named ...-DAEMONPID), wrk,
+and everything else on the machine ("others": other users' load, which
+is as much of a -c8 p99 on two vCPUs as the daemon's own threads).
+
+At -c8 both vCPUs are busy: a thread that holds one for milliseconds
+(the store writer's batch, another process) leaves the invoke chain
+(wrk -> HTTP thread -> instance -> run watcher -> HTTP thread -> wrk) one
+vCPU for that long; the "run p99 / max" column shows who does.
+
+usage: /usr/bin/python3 bench/c8_threads.py BUILD_DIR [v1|lambda]...
+       (root: perf sched record -a)
+Benchmarks are not tests: the figures move with the machine's load."""
+import collections
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import bench_runpath as rp  # noqa: E402
+
+CGROUP_CPU = pathlib.Path("/sys/fs/cgroup/cpu")
+
+
+def instance_pids(daemon_pid):
+    """The tasks of the daemon's warm instances: its cgroup-v1 cpu groups
+    end in -DAEMONPID (sandbox-cgroup.c); none on cgroup v2."""
+    pids = set()
+    for d in CGROUP_CPU.glob(f"pysprinter-*-{daemon_pid}") if CGROUP_CPU.is_dir() else ():
+        try:
+            pids.update((d / "tasks").read_text().split())
+        except OSError:
+            pass  # gone meanwhile
+    return pids
+
+
+def timehist(data):
+    """[(group key inputs: comm, tid, pid), delay ms, run ms] of a recording."""
+    out = subprocess.run(["perf", "sched", "timehist", "-i", data], capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) < 6 or not p[1].startswith("["):
+            continue
+        try:
+            delay, run = float(p[-2]), float(p[-1])
+        except ValueError:
+            continue
+        m = re.match(r"(.*)\[(\d+)(?:/(\d+))?\]$", " ".join(p[2:-3]))
+        if m:
+            rows.append((re.sub(r"\d+$", "", m.group(1)), m.group(2), m.group(3) or m.group(2), delay, run))
+    return rows
+
+
+def q(v, f):
+    return v[min(len(v) - 1, int(len(v) * f))]
+
+
+def table(rows, daemon_pid, instances, invokes):
+    groups = collections.defaultdict(lambda: ([], []))
+    for comm, tid, pid, delay, run in rows:
+        if pid == str(daemon_pid):
+            key = comm
+        elif pid in instances or tid in instances:
+            key = "instances"
+        elif comm == "wrk":
+            key = "wrk"
+        else:
+            key = "others"
+        groups[key][0].append(delay)
+        groups[key][1].append(run)
+    print(f"  {'threads':14s} {'CPU/invoke':>10s} {'ins/invoke':>10s} {'delay p50':>9s} {'p90':>6s} {'p99 ms':>6s}"
+          f" {'run p99':>7s} {'max ms':>6s}")
+    for key, (d, r) in sorted(groups.items(), key=lambda kv: -sum(kv[1][1])):
+        if sum(r) < 5:
+            continue
+        d, r = sorted(d), sorted(r)
+        print(f"  {key[:14]:14s} {sum(r) / invokes * 1e3:8.1f}us {len(r) / invokes:10.2f} {q(d, .5):9.3f} "
+              f"{q(d, .9):6.3f} {q(d, .99):6.3f} {q(r, .99):7.3f} {r[-1]:6.2f}")
+
+
+def route(port, pid, name, tmp):
+    data = str(tmp / f"sched-{name}.data")
+    rec = subprocess.Popen(["perf", "sched", "record", "-a", "-o", data, "--", "sleep", "3.6"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)  # perf's buffers up before the load
+    rate, _, p99, p50 = rp.wrk(port, rp.PATHS[name], seconds=3)
+    rec.wait()
+    print(f"{name}: wrk -c8 {rate:.0f}/s p50 {p50:.2f} p99 {p99:.2f} ms; load {os.getloadavg()[0]:.2f}")
+    table(timehist(data), pid, instance_pids(pid), rate * 3)
+
+
+def main():
+    if len(sys.argv) < 2 or os.geteuid() != 0 or not shutil.which("perf"):
+        sys.exit(__doc__)
+    build = pathlib.Path(sys.argv[1]).resolve()
+    names = sys.argv[2:] or list(rp.PATHS)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-c8threads-", dir=os.environ.get("BENCH_DIR")))
+    proc, port = rp.start(build, tmp)
+    try:
+        rp.deploy(port)
+        for name in names:
+            rp.sequential(port, rp.PATHS[name], 20)
+            rp.wrk(port, rp.PATHS[name], seconds=1)
+        for name in names:
+            route(port, proc.pid, name, tmp)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
