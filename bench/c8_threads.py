@@ -5,7 +5,8 @@ function deployed and warmed, then per route `perf sched record -a` over
 wrk -t2 -c8 (3 s) and, from `perf sched timehist`, for each group of
 threads: CPU and sched-ins per invoke, the run-queue delay of a wake-up
 (p50 / p90 / p99: how long a woken thread waited for a CPU) and how long
-it ran once in (p99 / max). Groups: the daemon's threads by name, its
+it ran once in (p99 / max), and the share of a vCPU's time it held one
+in runs over 0.5 ms ("long runs"). Groups: the daemon's threads by name, its
 warm instances (the tasks of its cpu cgroups, named ...-DAEMONPID), wrk,
 and everything else on the machine ("others": other users' load, which
 is as much of a -c8 p99 on two vCPUs as the daemon's own threads).
@@ -69,7 +70,13 @@ def q(v, f):
     return v[min(len(v) - 1, int(len(v) * f))]
 
 
-def table(rows, daemon_pid, instances, invokes):
+def long_share(runs, seconds):
+    """The share of one vCPU's time spent in runs over 0.5 ms: while such a
+    run holds a vCPU, the invoke chain has the other one only."""
+    return sum(x for x in runs if x > 0.5) / (seconds * 1e3) * 100
+
+
+def table(rows, daemon_pid, instances, invokes, seconds):
     groups = collections.defaultdict(lambda: ([], []))
     for comm, tid, pid, delay, run in rows:
         if pid == str(daemon_pid):
@@ -83,13 +90,13 @@ def table(rows, daemon_pid, instances, invokes):
         groups[key][0].append(delay)
         groups[key][1].append(run)
     print(f"  {'threads':14s} {'CPU/invoke':>10s} {'ins/invoke':>10s} {'delay p50':>9s} {'p90':>6s} {'p99 ms':>6s}"
-          f" {'run p99':>7s} {'max ms':>6s}")
+          f" {'run p99':>7s} {'max ms':>6s} {'long runs':>9s}")
     for key, (d, r) in sorted(groups.items(), key=lambda kv: -sum(kv[1][1])):
         if sum(r) < 5:
             continue
         d, r = sorted(d), sorted(r)
         print(f"  {key[:14]:14s} {sum(r) / invokes * 1e3:8.1f}us {len(r) / invokes:10.2f} {q(d, .5):9.3f} "
-              f"{q(d, .9):6.3f} {q(d, .99):6.3f} {q(r, .99):7.3f} {r[-1]:6.2f}")
+              f"{q(d, .9):6.3f} {q(d, .99):6.3f} {q(r, .99):7.3f} {r[-1]:6.2f} {long_share(r, seconds):8.1f}%")
 
 
 def route(port, pid, name, tmp):
@@ -100,7 +107,7 @@ def route(port, pid, name, tmp):
     rate, _, p99, p50 = rp.wrk(port, rp.PATHS[name], seconds=3)
     rec.wait()
     print(f"{name}: wrk -c8 {rate:.0f}/s p50 {p50:.2f} p99 {p99:.2f} ms; load {os.getloadavg()[0]:.2f}")
-    table(timehist(data), pid, instance_pids(pid), rate * 3)
+    table(timehist(data), pid, instance_pids(pid), rate * 3, 3.6)
 
 
 def main():
