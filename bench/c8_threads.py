@@ -16,8 +16,14 @@ At -c8 both vCPUs are busy: a thread that holds one for milliseconds
 (wrk -> HTTP thread -> instance -> run watcher -> HTTP thread -> wrk) one
 vCPU for that long; the "run p99 / max" column shows who does.
 
-usage: /usr/bin/python3 bench/c8_threads.py BUILD_DIR [v1|lambda]...
-       (root: perf sched record -a)
+--store-waits: instead, per route, `perf record -e sched:sched_switch
+--call-graph dwarf -p DAEMON` over wrk -c8 (3 s): the daemon's threads'
+sleeps on the store (a stack through src/store: its locks, a wait for the
+writer's commit), per 1000 invokes, their share of the time and the
+longest; a watcher asleep there stalls every warm invoke's end.
+
+usage: /usr/bin/python3 bench/c8_threads.py BUILD_DIR [--store-waits] [v1|lambda]...
+       (root: perf sched record -a, perf record)
 Benchmarks are not tests: the figures move with the machine's load."""
 import collections
 import os
@@ -110,11 +116,52 @@ def route(port, pid, name, tmp):
     table(timehist(data), pid, instance_pids(pid), rate * 3, 3.6)
 
 
+def store_waits(data, invokes, seconds):
+    """Prints the daemon's sleeps whose user stack runs through the store."""
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,time,trace,ip,sym,dso"],
+                         capture_output=True, text=True).stdout
+    out_at, waits = {}, collections.defaultdict(list)
+    for block in out.split("\n\n"):
+        lines = block.strip().splitlines()
+        m = re.match(r"\s*(.+?)\s+(\d+)\s+([\d.]+):\s+(.*)", lines[0]) if lines else None
+        sw = m and re.search(r"prev_pid=(\d+) .*prev_state=(\S+) ==> .* next_pid=(\d+)", m.group(4))
+        if not sw:
+            continue
+        t = float(m.group(3))
+        # user-space frames only, and not libc's lock and wait wrappers
+        frames = [f.split(None, 1)[1] for f in lines[1:] if len(f.split(None, 1)) > 1 and "kernel" not in f]
+        frames = [re.sub(r"(\+0x\S*)? \(.*\)$", "", f) for f in frames]
+        ours = [f for f in frames if not re.match(r"(__|futex|syscall|pthread_|lll_|\[unknown\])", f)]
+        if sw.group(2) != "R" and any(re.search(r"^(store_|sq_|write_unwaited|wait_no_leader|journal_)", f) for f in ours):
+            out_at[sw.group(1)] = (t, (m.group(1), " < ".join(ours[:3])))
+        else:
+            out_at.pop(sw.group(1), None)
+        if sw.group(3) in out_at:
+            t0, key = out_at.pop(sw.group(3))
+            waits[key].append(t - t0)
+    for (comm, where), v in sorted(waits.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {comm:12s} {len(v) / invokes * 1000:6.2f} per 1000 invokes, {sum(v) / seconds * 100:5.2f}% of the "
+              f"time, max {max(v) * 1e3:6.2f} ms: {where}")
+
+
+def route_store_waits(port, pid, name, tmp):
+    data = str(tmp / f"switch-{name}.data")
+    rec = subprocess.Popen(["perf", "record", "-e", "sched:sched_switch", "--call-graph", "dwarf,8192", "-o", data,
+                            "-p", str(pid), "--", "sleep", "3.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.1)
+    rate, _, p99, p50 = rp.wrk(port, rp.PATHS[name], seconds=3)
+    rec.wait()
+    print(f"{name}: wrk -c8 {rate:.0f}/s p50 {p50:.2f} p99 {p99:.2f} ms; load {os.getloadavg()[0]:.2f}; "
+          "sleeps on the store:")
+    store_waits(data, rate * 3, 3)
+
+
 def main():
     if len(sys.argv) < 2 or os.geteuid() != 0 or not shutil.which("perf"):
         sys.exit(__doc__)
     build = pathlib.Path(sys.argv[1]).resolve()
-    names = sys.argv[2:] or list(rp.PATHS)
+    waits = "--store-waits" in sys.argv
+    names = [a for a in sys.argv[2:] if a in rp.PATHS] or list(rp.PATHS)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-c8threads-", dir=os.environ.get("BENCH_DIR")))
     proc, port = rp.start(build, tmp)
     try:
@@ -123,7 +170,7 @@ def main():
             rp.sequential(port, rp.PATHS[name], 20)
             rp.wrk(port, rp.PATHS[name], seconds=1)
         for name in names:
-            route(port, proc.pid, name, tmp)
+            (route_store_waits if waits else route)(port, proc.pid, name, tmp)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
