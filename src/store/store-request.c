@@ -26,6 +26,14 @@ static void skip_space(Scan *c) {
                 c->p++;
 }
 
+/* Steps over ch when it is next (never over the text's end). */
+static bool take_char(Scan *c, char ch) {
+        if (*c->p != ch)
+                return false;
+        c->p++;
+        return true;
+}
+
 static bool is_digit(char ch) {
         return ch >= '0' && ch <= '9';
 }
@@ -148,7 +156,7 @@ static bool scan_container(Scan *c) {
                         if (!scan_string(c, &key, &len, &escaped))
                                 return false;
                         skip_space(c);
-                        if (*c->p++ != ':')
+                        if (!take_char(c, ':'))
                                 return false;
                 }
                 if (!scan_value(c))
@@ -156,7 +164,7 @@ static bool scan_container(Scan *c) {
                 skip_space(c);
                 if (*c->p == close)
                         break;
-                if (*c->p++ != ',')
+                if (!take_char(c, ','))
                         return false;
                 skip_space(c);
         }
@@ -191,7 +199,8 @@ static bool scan_value(Scan *c) {
         default:
                 ok = scan_number(c);
         }
-        skip_space(c);
+        if (ok)
+                skip_space(c);
         return ok;
 }
 
@@ -227,7 +236,7 @@ bool store_request_fields(const char *request, StoreRequestFields *ret) {
                 return false;
         Scan c = { .p = request, .depth = 1 };
         skip_space(&c);
-        if (*c.p++ != '{')
+        if (!take_char(&c, '{'))
                 return false;
         skip_space(&c);
         if (*c.p == '}')
@@ -240,13 +249,13 @@ bool store_request_fields(const char *request, StoreRequestFields *ret) {
                         if (!scan_string(&c, &key, &len, &escaped) || escaped)
                                 return false;
                         skip_space(&c);
-                        if (*c.p++ != ':' || !take_member(&c, key, len, &f))
+                        if (!take_char(&c, ':') || !take_member(&c, key, len, &f))
                                 return false;
                         if (*c.p == '}') {
                                 c.p++;
                                 break;
                         }
-                        if (*c.p++ != ',')
+                        if (!take_char(&c, ','))
                                 return false;
                         skip_space(&c);
                 }

@@ -2635,6 +2635,10 @@ static void test_request_fields_read_in_c(void **state) {
                 { "{\"fn_name\":\"a\",\"s\":\"\x01\"}", false, NULL, NULL },
                 { "{\"fn_name\":\"a\",\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", false, NULL,
                   NULL },
+                /* ends after a nested key (found by fuzz-store-request:
+                 * the reader stepped over the text's end) */
+                { "{\"fn_name\":\"a\",\"l\":{\"t\":2,\"n\"", false, NULL, NULL },
+                { "{\"fn_name\":\"a\",\"l\":[1,", false, NULL, NULL },
                 { "", false, NULL, NULL },
                 { NULL, false, NULL, NULL },
         };
@@ -2703,6 +2707,7 @@ static const char *const request_texts[] = {
         "{\"fn_name\":\"a\",\"t\":tru}",
         "{\"fn_name\":\"a\",\"v\":[1,]}",
         "{\"fn_name\":\"a\"\x0b}",
+        "{\"fn_name\":\"a\",\"l\":{\"t\":2,\"n\"",
         NULL, /* a run with no request */
 };
 
