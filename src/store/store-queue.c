@@ -85,13 +85,20 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 
 /* What migration 8's and 13's trigger did after each insert, in the
  * INSERT itself (migration 16): the function's name and the datasets the
- * request mounts, kept after request_json is dropped at the run's end. */
-#define REQUEST_FIELD(path) "CASE WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
+ * request mounts, kept after request_json is dropped at the run's end.
+ * Read in C when the request's text gives them for certain (?24 = 1:
+ * fn_name ?25, idem_key ?26, no data; store_request_fields()), else by
+ * SQLite's JSON functions. */
+#define REQUEST_FIELD(path, known) \
+        "CASE WHEN ?24 THEN " known " WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
+#define FN_NAME_FIELD REQUEST_FIELD("$.fn_name", "?25")
+#define DATA_FIELD REQUEST_FIELD("$.data", "NULL")
 /* The request's Idempotency-Key (migration 17), kept with the run for
  * store_run_find_idempotent(). Looked for as text first: nearly no request
  * has one, and those skip a third parse of the request. */
 #define IDEM_FIELD                                                                     \
-        "CASE WHEN instr(?21, '\"idem_key\"') > 0 AND json_valid(?21) "                  \
+        "CASE WHEN ?24 THEN ?26 "                                                      \
+        "WHEN instr(?21, '\"idem_key\"') > 0 AND json_valid(?21) "                      \
         "THEN json_extract(?21, '$.idem_key') END"
 
 /* A run that starts at once (r->status "running": a free slot at submit)
@@ -108,12 +115,12 @@ static bool submit_started(const RunRecord *r) {
 #define SUBMIT_STARTED_SQL                                                                       \
         "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key) VALUES " \
         "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,?17,0,1,?20,?21," \
-        REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") "," IDEM_FIELD ")"
+        FN_NAME_FIELD "," DATA_FIELD "," IDEM_FIELD ")"
 
 #define SUBMIT_QUEUED_SQL                                                                        \
         "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key) "          \
         "VALUES (?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,"      \
-        "?20,?21," REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") "," IDEM_FIELD ")"
+        "?20,?21," FN_NAME_FIELD "," DATA_FIELD "," IDEM_FIELD ")"
 
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         /* Waited: the client hears the id only once the run is durable. */
@@ -240,7 +247,7 @@ const char store_run_finish_update_sql[] =
 const char store_run_ended_insert_sql[] =
         "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
         "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
-        REQUEST_FIELD("$.fn_name") "," REQUEST_FIELD("$.data") ")";
+        FN_NAME_FIELD "," DATA_FIELD ")";
 
 int store_run_finish(Store *s, const RunRecord *r, int attempt) {
         char a[16];

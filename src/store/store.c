@@ -160,22 +160,33 @@ void store_bind_text(sqlite3_stmt *st, int i, const char *s) {
                 sqlite3_bind_null(st, i);
 }
 
+/* Without a copy (SQLITE_STATIC): the text must stay as it is until the
+ * statement's bindings are cleared. The writer's batch binds ~20 texts per
+ * run, and a copy and its free each were ~13% of a batch's instructions
+ * (docs/performance.md "Invoke path: the -c1 tail (round 13)"). */
+static void bind_text_uncopied(sqlite3_stmt *st, int i, const char *s) {
+        if (s)
+                sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, i);
+}
+
 void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
-        store_bind_text(st, 1, r->id);
-        store_bind_text(st, 2, r->tenant ? r->tenant : "local");
-        store_bind_text(st, 3, r->filename);
-        store_bind_text(st, 4, r->function);
-        store_bind_text(st, 5, r->args_json);
-        store_bind_text(st, 6, r->kwargs_json);
-        store_bind_text(st, 7, r->status ? r->status : "queued");
+        bind_text_uncopied(st, 1, r->id);
+        bind_text_uncopied(st, 2, r->tenant ? r->tenant : "local");
+        bind_text_uncopied(st, 3, r->filename);
+        bind_text_uncopied(st, 4, r->function);
+        bind_text_uncopied(st, 5, r->args_json);
+        bind_text_uncopied(st, 6, r->kwargs_json);
+        bind_text_uncopied(st, 7, r->status ? r->status : "queued");
         sqlite3_bind_int(st, 8, r->exit_code);
-        store_bind_text(st, 9, r->value_json);
-        store_bind_text(st, 10, r->value_repr);
-        store_bind_text(st, 11, r->error_type);
-        store_bind_text(st, 12, r->error_message);
-        store_bind_text(st, 13, r->traceback);
-        store_bind_text(st, 14, r->timings_json);
-        store_bind_text(st, 15, r->log_path);
+        bind_text_uncopied(st, 9, r->value_json);
+        bind_text_uncopied(st, 10, r->value_repr);
+        bind_text_uncopied(st, 11, r->error_type);
+        bind_text_uncopied(st, 12, r->error_message);
+        bind_text_uncopied(st, 13, r->traceback);
+        bind_text_uncopied(st, 14, r->timings_json);
+        bind_text_uncopied(st, 15, r->log_path);
         sqlite3_bind_int64(st, 16, (sqlite3_int64) r->created);
         sqlite3_bind_int64(st, 17, (sqlite3_int64) r->started);
         sqlite3_bind_int64(st, 18, (sqlite3_int64) r->finished);
@@ -184,9 +195,24 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
         /* ?21 is the caller's (store_run_exec); ?22 and ?23 only the final
          * updates use. */
         if (sqlite3_bind_parameter_count(st) >= 22)
-                store_bind_text(st, 22, r->outputs_json);
+                bind_text_uncopied(st, 22, r->outputs_json);
         if (sqlite3_bind_parameter_count(st) >= 23)
-                store_bind_text(st, 23, r->lock_json);
+                bind_text_uncopied(st, 23, r->lock_json);
+}
+
+/* ?24..?26 of the INSERTs that keep the request's fields (store-queue.c
+ * REQUEST_FIELD): 1 and fn_name, idem_key when the request gives them for
+ * certain; else NULL, and the SQL reads them from ?21 with SQLite's JSON
+ * functions. */
+static void bind_request_fields(sqlite3_stmt *st, const char *request) {
+        StoreRequestFields f;
+        if (!store_request_fields(request, &f))
+                return;
+        sqlite3_bind_int(st, 24, 1);
+        if (f.fn_name)
+                sqlite3_bind_text(st, 25, f.fn_name, (int) f.fn_name_len, SQLITE_STATIC);
+        if (f.idem_key && sqlite3_bind_parameter_count(st) >= 26)
+                sqlite3_bind_text(st, 26, f.idem_key, (int) f.idem_key_len, SQLITE_STATIC);
 }
 
 int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool retry_full) {
@@ -195,7 +221,9 @@ int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const c
         if (st) {
                 store_run_bind(st, r);
                 if (arg21)
-                        store_bind_text(st, 21, arg21);
+                        bind_text_uncopied(st, 21, arg21);
+                if (arg21 && sqlite3_bind_parameter_count(st) >= 25)
+                        bind_request_fields(st, arg21);
                 rc = sqlite3_step(st);
                 if (retry_full && (rc & 0xff) == SQLITE_FULL && store_reserve_release(s)) {
                         sqlite3_reset(st);

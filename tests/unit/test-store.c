@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "store-internal.h" /* store_request_fields() */
 
 static char dir[] = "/tmp/store-test-XXXXXX";
 
@@ -2602,6 +2603,200 @@ static void test_journal_batches_many_runs_in_one_commit(void **state) {
 }
 
 
+/* Which requests the store reads in C (the rest the SQL's JSON functions
+ * read, as before): the daemon's own (compact, no escape in the fields it
+ * keeps) must be among them, or the writer's batch parses each twice. */
+static void test_request_fields_read_in_c(void **state) {
+        (void) state;
+        static const struct {
+                const char *request;
+                bool read;
+                const char *fn_name, *idem_key;
+        } rows[] = {
+                { "{\"fn_name\":\"fx\",\"fn_version\":1}", true, "fx", NULL },
+                { "{\"v\":1,\"filename\":\"b.py\",\"lambda\":true,\"fn_version\":3,\"limits\":{\"timeout_ms\":1000,"
+                  "\"network\":false},\"source_ref\":true,\"function\":\"handler\",\"kwargs_json\":\"{\\\"x\\\":1}\","
+                  "\"fn_name\":\"benchfn\",\"context_json\":\"{\\\"a\\\":[1,2.5e-3,null]}\",\"idem_key\":\"k-1\"}",
+                  true, "benchfn", "k-1" },
+                { " {} ", true, NULL, NULL },
+                { "{ \"fn_name\" : \"a b\" , \"x\" : [ ] }", true, "a b", NULL },
+                { "{\"fn_name\":\"h\xc3\xa9llo\"}", true, "h\xc3\xa9llo", NULL },
+                /* left to the SQL */
+                { "{\"fn_name\":\"f\",\"data\":[\"ds\"]}", false, NULL, NULL },
+                { "{\"fn_name\":\"f\\n\"}", false, NULL, NULL },
+                { "{\"fn\\u005fname\":\"x\"}", false, NULL, NULL },
+                { "{\"fn_name\":\"a\",\"fn_name\":\"b\"}", false, NULL, NULL },
+                { "{\"fn_name\":12}", false, NULL, NULL },
+                { "{\"idem_key\":null}", false, NULL, NULL },
+                { "[\"fn_name\"]", false, NULL, NULL },
+                { "{\"fn_name\":\"a\"", false, NULL, NULL },
+                { "{\"fn_name\":\"a\"} x", false, NULL, NULL },
+                { "{\"fn_name\":\"a\",\"n\":01}", false, NULL, NULL },
+                { "{\"fn_name\":\"a\",\"s\":\"\x01\"}", false, NULL, NULL },
+                { "{\"fn_name\":\"a\",\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", false, NULL,
+                  NULL },
+                /* ends after a nested key (found by fuzz-store-request:
+                 * the reader stepped over the text's end) */
+                { "{\"fn_name\":\"a\",\"l\":{\"t\":2,\"n\"", false, NULL, NULL },
+                { "{\"fn_name\":\"a\",\"l\":[1,", false, NULL, NULL },
+                { "", false, NULL, NULL },
+                { NULL, false, NULL, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                StoreRequestFields f = { .fn_name = "untouched" };
+                bool read = store_request_fields(rows[i].request, &f);
+                if (read != rows[i].read)
+                        fail_msg("[%s]: read %d, want %d", rows[i].request ? rows[i].request : "(null)", read,
+                                 rows[i].read);
+                if (!read) {
+                        assert_string_equal(f.fn_name, "untouched");
+                        continue;
+                }
+                _cleanup_free_ char *fn = f.fn_name ? xstrndup(f.fn_name, f.fn_name_len) : NULL;
+                _cleanup_free_ char *idem = f.idem_key ? xstrndup(f.idem_key, f.idem_key_len) : NULL;
+                assert_true(fn ? rows[i].fn_name && streq(fn, rows[i].fn_name) : !rows[i].fn_name);
+                assert_true(idem ? rows[i].idem_key && streq(idem, rows[i].idem_key) : !rows[i].idem_key);
+        }
+}
+
+/* ---- the request's fields a run keeps (round 13) ----
+ * fn_name, data_json and idem_key come from the request's text: what the
+ * SQL's json_valid()/json_extract() made of it before, for every request,
+ * including texts that are not JSON. */
+
+static const char *const request_texts[] = {
+        "{\"fn_name\":\"fx\",\"fn_version\":1}",
+        "{\"v\":1,\"filename\":\"b.py\",\"lambda\":false,\"fn_version\":3,\"limits\":{\"timeout_ms\":1000,"
+        "\"memory_bytes\":0,\"max_procs\":0,\"max_output_bytes\":0,\"network\":false},\"source_ref\":true,"
+        "\"function\":\"handler\",\"args_json\":\"[{\\\"value\\\":1}]\",\"fn_name\":\"benchfn\","
+        "\"context_json\":\"{\\\"a\\\":[1,2.5e3,-0.5,1E-2,null,true]}\"}",
+        "{\"fn_name\":\"f\",\"idem_key\":\"k-1\"}",
+        "{\"idem_key\":\"k-2\"}",
+        "{\"fn_name\":\"f\",\"data\":[\"ds1\",\"ds2@3\"]}",
+        "{ \"fn_name\" : \"f\" ,\n \"data\" : [ \"a\" , \"b\" ] , \"idem_key\" : \"k 3\" }",
+        "\n\t{\"fn_name\":\"a\"}\r ",
+        "{\"fn_name\":\"f\\u00e9\\n\\\"\"}",
+        "{\"fn\\u005fname\":\"x\"}",
+        "{\"idem\\u005fkey\":\"x\",\"fn_name\":\"y\"}",
+        "{\"fn_name\":\"a\",\"fn_name\":\"b\"}",
+        "{\"x\":{\"fn_name\":\"a\",\"idem_key\":\"k\"}}",
+        "{\"fn_name\":12}",
+        "{\"fn_name\":null,\"idem_key\":true}",
+        "{\"fn_name\":{\"a\":[1]},\"data\":\"one\"}",
+        "{\"fn_name\":\"a\",\"x\":\"\\\"idem_key\\\"\"}",
+        "{\"fn_name\":\"h\xc3\xa9llo\"}",
+        "{\"fn_name\":\"a\",\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{}",
+        "[\"fn_name\",\"a\"]",
+        "\"fn_name\"",
+        "42",
+        "",
+        "not json",
+        "{\"fn_name\":\"a\"",
+        "{\"fn_name\":\"a\",}",
+        "{\"fn_name\":\"a\"} x",
+        "{\"fn_name\":\"a\x01\"}",
+        "{\"fn_name\":\"a\",\"n\":01}",
+        "{\"fn_name\":\"a\",\"n\":1.}",
+        "{\"fn_name\":\"a\",\"n\":.5}",
+        "{\"fn_name\":\"a\",\"n\":+1}",
+        "{\"fn_name\":\"a\\x\"}",
+        "{\"fn_name\":\"a\\u12\"}",
+        "{\"fn_name\":'a'}",
+        "{fn_name:\"a\"}",
+        "{\"fn_name\":\"a\",\"t\":tru}",
+        "{\"fn_name\":\"a\",\"v\":[1,]}",
+        "{\"fn_name\":\"a\"\x0b}",
+        "{\"fn_name\":\"a\",\"l\":{\"t\":2,\"n\"",
+        NULL, /* a run with no request */
+};
+
+/* What the SQL before round 13 stored from request, as quote()d text
+ * (NULL or 'text': the columns are TEXT, which turns a number into its
+ * text as CAST does). */
+static char *old_request_field(sqlite3 *db, const char *request, const char *path, bool idem) {
+        _cleanup_free_ char *sql =
+                xasprintf("SELECT quote(CAST(CASE WHEN %s json_valid(?1) THEN json_extract(?1, '%s') END AS TEXT))",
+                          idem ? "instr(?1, '\"idem_key\"') > 0 AND" : "", path);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        if (request)
+                sqlite3_bind_text(st, 1, request, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        char *v = xstrdup((const char *) sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return v;
+}
+
+static char *stored_field(sqlite3 *db, const char *id, const char *column) {
+        _cleanup_free_ char *sql = xasprintf("SELECT quote(%s) FROM runs WHERE id=?1", column);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        char *v = xstrdup((const char *) sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return v;
+}
+
+static void assert_field_as_before(sqlite3 *db, const char *id, const char *request, const char *column,
+                                   const char *path, bool idem) {
+        _cleanup_free_ char *want = old_request_field(db, request, path, idem);
+        _cleanup_free_ char *got = stored_field(db, id, column);
+        if (!streq(want, got))
+                fail_msg("%s of %s from request [%s]: stored %s, the old SQL %s", column, id,
+                         request ? request : "(null)", got, want);
+}
+
+static void test_request_fields_stored_as_the_old_sql_did(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        for (size_t i = 0; i < ELEMENTSOF(request_texts); i++) {
+                const char *request = request_texts[i];
+                /* The three INSERTs that read the request: a queued
+                 * submit, a submit started at once, and a run's ended
+                 * record replacing its deferred submit. */
+                _cleanup_free_ char *queued = xasprintf("rq%zu", i), *started = xasprintf("rs%zu", i),
+                                    *ended_id = xasprintf("re%zu", i);
+                RunRecord r = { .id = queued, .tenant = (char *) "a", .filename = (char *) "f.py",
+                                .status = (char *) "queued", .created = 10, .max_attempts = 1 };
+                assert_int_equal(run_queue_submit(q, &r, request), 0);
+                r.id = started;
+                r.status = (char *) "running";
+                r.max_attempts = 3;
+                assert_int_equal(run_queue_submit(q, &r, request), 0);
+                r.id = ended_id;
+                assert_int_equal(run_queue_submit_deferred(q, &r, request), 0);
+                RunRecord fin = ended(ended_id, 20);
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        }
+        assert_int_equal(store_flush(s), 0);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        for (size_t i = 0; i < ELEMENTSOF(request_texts); i++) {
+                const char *request = request_texts[i];
+                _cleanup_free_ char *queued = xasprintf("rq%zu", i), *started = xasprintf("rs%zu", i),
+                                    *ended_id = xasprintf("re%zu", i);
+                const char *ids[] = { queued, started, ended_id };
+                for (size_t k = 0; k < ELEMENTSOF(ids); k++) {
+                        assert_field_as_before(db, ids[k], request, "fn_name", "$.fn_name", false);
+                        assert_field_as_before(db, ids[k], request, "data_json", "$.data", false);
+                }
+                assert_field_as_before(db, queued, request, "idem_key", "$.idem_key", true);
+                assert_field_as_before(db, started, request, "idem_key", "$.idem_key", true);
+                /* The ended record never kept the key (as before). */
+                _cleanup_free_ char *idem = stored_field(db, ended_id, "idem_key");
+                assert_string_equal(idem, "NULL");
+        }
+        sqlite3_close(db);
+        run_queue_free(q);
+        store_close(s);
+}
+
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         /* Before any Store: the store's VFS wraps the default one, this. */
@@ -2652,6 +2847,8 @@ int main(void) {
                 cmocka_unit_test(test_journal_torn_last_record_is_skipped),
                 cmocka_unit_test(test_journaled_run_read_before_its_batch),
                 cmocka_unit_test(test_journal_batches_many_runs_in_one_commit),
+                cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
+                cmocka_unit_test(test_request_fields_read_in_c),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
