@@ -130,18 +130,6 @@ char *store_col_text(sqlite3_stmt *st, int i);
 /* What store_run_from_row() reads: RUN_COLUMNS, then the columns no
  * insert binds (outputs_json, written with the run's end as ?22). */
 #define RUN_SELECT_COLUMNS RUN_COLUMNS ", outputs_json"
-/* The fields of a request the runs table keeps (store-request.c), when
- * the request's text gives them for certain: fn_name and idem_key (NULL:
- * absent; not NUL-terminated: their lengths), and no "data". */
-typedef struct StoreRequestFields {
-        const char *fn_name, *idem_key;
-        size_t fn_name_len, idem_key_len;
-} StoreRequestFields;
-/* Reads request's fields into *ret (pointers into request). False, *ret
- * untouched, when only SQLite's JSON functions can say what they are:
- * not strictly valid JSON, not an object, an escape in a top-level key or
- * in one of the values, a key twice, a non-string value, a "data" key. */
-bool store_request_fields(const char *request, StoreRequestFields *ret);
 
 /* Binds r's texts without copying them: r must outlive the statement's
  * step, and its bindings be cleared before r goes (store_run_exec_locked()

@@ -86,19 +86,18 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 /* What migration 8's and 13's trigger did after each insert, in the
  * INSERT itself (migration 16): the function's name and the datasets the
  * request mounts, kept after request_json is dropped at the run's end.
- * Read in C when the request's text gives them for certain (?24 = 1:
- * fn_name ?25, idem_key ?26, no data; store_request_fields()), else by
- * SQLite's JSON functions. */
-#define REQUEST_FIELD(path, known) \
-        "CASE WHEN ?24 THEN " known " WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
-#define FN_NAME_FIELD REQUEST_FIELD("$.fn_name", "?25")
-#define DATA_FIELD REQUEST_FIELD("$.data", "NULL")
+ * SQLite parses ?21 once for the statement's JSON functions (its parse
+ * cache), so the two fields cost one parse; looking for the keys as text
+ * first (instr) costs more than it saves (docs/performance.md "Invoke
+ * path: the -c1 tail (round 13)"). */
+#define REQUEST_FIELD(path) "CASE WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
+#define FN_NAME_FIELD REQUEST_FIELD("$.fn_name")
+#define DATA_FIELD REQUEST_FIELD("$.data")
 /* The request's Idempotency-Key (migration 17), kept with the run for
  * store_run_find_idempotent(). Looked for as text first: nearly no request
- * has one, and those skip a third parse of the request. */
+ * has one, and those skip the JSON look-up. */
 #define IDEM_FIELD                                                                     \
-        "CASE WHEN ?24 THEN ?26 "                                                      \
-        "WHEN instr(?21, '\"idem_key\"') > 0 AND json_valid(?21) "                      \
+        "CASE WHEN instr(?21, '\"idem_key\"') > 0 AND json_valid(?21) "                  \
         "THEN json_extract(?21, '$.idem_key') END"
 
 /* A run that starts at once (r->status "running": a free slot at submit)

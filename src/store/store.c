@@ -200,21 +200,6 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
                 bind_text_uncopied(st, 23, r->lock_json);
 }
 
-/* ?24..?26 of the INSERTs that keep the request's fields (store-queue.c
- * REQUEST_FIELD): 1 and fn_name, idem_key when the request gives them for
- * certain; else NULL, and the SQL reads them from ?21 with SQLite's JSON
- * functions. */
-static void bind_request_fields(sqlite3_stmt *st, const char *request) {
-        StoreRequestFields f;
-        if (!store_request_fields(request, &f))
-                return;
-        sqlite3_bind_int(st, 24, 1);
-        if (f.fn_name)
-                sqlite3_bind_text(st, 25, f.fn_name, (int) f.fn_name_len, SQLITE_STATIC);
-        if (f.idem_key && sqlite3_bind_parameter_count(st) >= 26)
-                sqlite3_bind_text(st, 26, f.idem_key, (int) f.idem_key_len, SQLITE_STATIC);
-}
-
 int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool retry_full) {
         sqlite3_stmt *st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
@@ -222,8 +207,6 @@ int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const c
                 store_run_bind(st, r);
                 if (arg21)
                         bind_text_uncopied(st, 21, arg21);
-                if (arg21 && sqlite3_bind_parameter_count(st) >= 25)
-                        bind_request_fields(st, arg21);
                 rc = sqlite3_step(st);
                 if (retry_full && (rc & 0xff) == SQLITE_FULL && store_reserve_release(s)) {
                         sqlite3_reset(st);

@@ -21,7 +21,6 @@
 #include <sqlite3.h>
 
 #include "store.h"
-#include "store-internal.h" /* store_request_fields() */
 
 static char dir[] = "/tmp/store-test-XXXXXX";
 
@@ -2603,62 +2602,6 @@ static void test_journal_batches_many_runs_in_one_commit(void **state) {
 }
 
 
-/* Which requests the store reads in C (the rest the SQL's JSON functions
- * read, as before): the daemon's own (compact, no escape in the fields it
- * keeps) must be among them, or the writer's batch parses each twice. */
-static void test_request_fields_read_in_c(void **state) {
-        (void) state;
-        static const struct {
-                const char *request;
-                bool read;
-                const char *fn_name, *idem_key;
-        } rows[] = {
-                { "{\"fn_name\":\"fx\",\"fn_version\":1}", true, "fx", NULL },
-                { "{\"v\":1,\"filename\":\"b.py\",\"lambda\":true,\"fn_version\":3,\"limits\":{\"timeout_ms\":1000,"
-                  "\"network\":false},\"source_ref\":true,\"function\":\"handler\",\"kwargs_json\":\"{\\\"x\\\":1}\","
-                  "\"fn_name\":\"benchfn\",\"context_json\":\"{\\\"a\\\":[1,2.5e-3,null]}\",\"idem_key\":\"k-1\"}",
-                  true, "benchfn", "k-1" },
-                { " {} ", true, NULL, NULL },
-                { "{ \"fn_name\" : \"a b\" , \"x\" : [ ] }", true, "a b", NULL },
-                { "{\"fn_name\":\"h\xc3\xa9llo\"}", true, "h\xc3\xa9llo", NULL },
-                /* left to the SQL */
-                { "{\"fn_name\":\"f\",\"data\":[\"ds\"]}", false, NULL, NULL },
-                { "{\"fn_name\":\"f\\n\"}", false, NULL, NULL },
-                { "{\"fn\\u005fname\":\"x\"}", false, NULL, NULL },
-                { "{\"fn_name\":\"a\",\"fn_name\":\"b\"}", false, NULL, NULL },
-                { "{\"fn_name\":12}", false, NULL, NULL },
-                { "{\"idem_key\":null}", false, NULL, NULL },
-                { "[\"fn_name\"]", false, NULL, NULL },
-                { "{\"fn_name\":\"a\"", false, NULL, NULL },
-                { "{\"fn_name\":\"a\"} x", false, NULL, NULL },
-                { "{\"fn_name\":\"a\",\"n\":01}", false, NULL, NULL },
-                { "{\"fn_name\":\"a\",\"s\":\"\x01\"}", false, NULL, NULL },
-                { "{\"fn_name\":\"a\",\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", false, NULL,
-                  NULL },
-                /* ends after a nested key (found by fuzz-store-request:
-                 * the reader stepped over the text's end) */
-                { "{\"fn_name\":\"a\",\"l\":{\"t\":2,\"n\"", false, NULL, NULL },
-                { "{\"fn_name\":\"a\",\"l\":[1,", false, NULL, NULL },
-                { "", false, NULL, NULL },
-                { NULL, false, NULL, NULL },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
-                StoreRequestFields f = { .fn_name = "untouched" };
-                bool read = store_request_fields(rows[i].request, &f);
-                if (read != rows[i].read)
-                        fail_msg("[%s]: read %d, want %d", rows[i].request ? rows[i].request : "(null)", read,
-                                 rows[i].read);
-                if (!read) {
-                        assert_string_equal(f.fn_name, "untouched");
-                        continue;
-                }
-                _cleanup_free_ char *fn = f.fn_name ? xstrndup(f.fn_name, f.fn_name_len) : NULL;
-                _cleanup_free_ char *idem = f.idem_key ? xstrndup(f.idem_key, f.idem_key_len) : NULL;
-                assert_true(fn ? rows[i].fn_name && streq(fn, rows[i].fn_name) : !rows[i].fn_name);
-                assert_true(idem ? rows[i].idem_key && streq(idem, rows[i].idem_key) : !rows[i].idem_key);
-        }
-}
-
 /* ---- the request's fields a run keeps (round 13) ----
  * fn_name, data_json and idem_key come from the request's text: what the
  * SQL's json_valid()/json_extract() made of it before, for every request,
@@ -2848,7 +2791,6 @@ int main(void) {
                 cmocka_unit_test(test_journaled_run_read_before_its_batch),
                 cmocka_unit_test(test_journal_batches_many_runs_in_one_commit),
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
-                cmocka_unit_test(test_request_fields_read_in_c),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
