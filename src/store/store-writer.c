@@ -211,6 +211,8 @@ static void batch_commit(Store *s, StoreOp *batch) {
                 if (batch_broken(s, op->result))
                         ok = false;
         }
+        if (ok && s->wcommit_hook)
+                s->wcommit_hook(s->wcommit_hook_data);
         if (ok)
                 ok = exec_simple(s, "COMMIT");
         if (ok)
@@ -275,16 +277,37 @@ static StoreOp *take_batch_locked(Store *s, bool keep_young) {
 }
 
 /* With s->wlock held: a journaled op after its batch's commit: its record
- * counted in (the file is emptied once all of its records are), or queued
- * again when its commit failed. */
-static void journaled_committed_locked(Store *s, StoreOp *op) {
+ * counted in (the file is emptied once all of its records are) and op
+ * put on *dead (freed after wlock is released), or queued again when its
+ * commit failed. */
+static void journaled_committed_locked(Store *s, StoreOp *op, StoreOp **dead) {
         if (op->result < 0 && op->result != -EEXIST) {
                 journal_requeue_locked(s, op);
                 return;
         }
         store_journal_committed_locked(s, op->jfile);
         __atomic_sub_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
-        op_free(op);
+        op->next = *dead;
+        *dead = op;
+}
+
+/* With s->wlock held, still the leader: the batch's owned ops freed and
+ * the journal's committed file emptied without wlock (a batch is ~500
+ * ops and an ftruncate: up to milliseconds in which the run watcher's
+ * appends and the HTTP threads' deferred submits waited, round 13). No
+ * other leader can switch the journal's files meanwhile, and appends go
+ * to the active one, not to the one emptied. */
+static void batch_release_unlocked(Store *s, StoreOp *dead) {
+        int trim = store_journal_trimmable_locked(s);
+        pthread_mutex_unlock(&s->wlock);
+        for (StoreOp *op = dead, *next; op; op = next) {
+                next = op->next;
+                op_free(op);
+        }
+        bool trimmed = trim >= 0 && store_journal_trim(s, (unsigned) trim);
+        pthread_mutex_lock(&s->wlock);
+        if (trimmed)
+                store_journal_trimmed_locked(s, (unsigned) trim);
 }
 
 /* With s->wlock held and no leader: commits everything queued (keep_young:
@@ -297,29 +320,33 @@ static void lead_locked(Store *s, bool keep_young) {
         bool by_writer = s->wstarted && pthread_equal(pthread_self(), s->writer);
         s->wleader = true;
         StoreOp *batch = take_batch_locked(s, keep_young);
+        s->wbatch = batch;
         pthread_mutex_unlock(&s->wlock);
 
         batch_commit(s, batch);
 
         pthread_mutex_lock(&s->wlock);
+        s->wbatch = NULL;
+        StoreOp *dead = NULL;
         for (StoreOp *op = batch, *next; op; op = next) {
                 /* A waited op lives on its caller's stack: read next
                  * before the caller may return (it cannot before we
                  * release wlock, so the signal is safe). */
                 next = op->next;
                 if (op->journaled)
-                        journaled_committed_locked(s, op);
+                        journaled_committed_locked(s, op, &dead);
                 else if (op->owned) {
                         if (!by_writer)
                                 s->wabsorbed++;
-                        op_free(op);
+                        op->next = dead;
+                        dead = op;
                 }
                 else {
                         op->done = true;
                         pthread_cond_signal(&op->cond);
                 }
         }
-        store_journal_trim_locked(s);
+        batch_release_unlocked(s, dead);
         s->wleader = false;
         /* Woken: the callers of this batch, and the first caller queued
          * meanwhile, who leads the next commit. The others stay asleep
@@ -693,6 +720,106 @@ static int journal_update_locked(Store *s, const char *sql, const RunRecord *r, 
         return 1;
 }
 
+/* With s->wlock held: how the batch under way holds run id's writes: its
+ * deferred submit (the whole record, *ret_submit) and its deferred start
+ * (the fenced UPDATE of a committed queued row, *ret_start). false: some
+ * other write of the run (a waited one, an end): its end waits for the
+ * commit as before. */
+static bool batch_writes_of_run_locked(const Store *s, const char *id, const StoreOp **ret_submit,
+                                       const StoreOp **ret_start) {
+        *ret_submit = *ret_start = NULL;
+        for (const StoreOp *o = s->wbatch; o; o = o->next) {
+                if (!streq(o->rec->id, id))
+                        continue;
+                if (!o->owned || o->journaled || !o->submit_sql || o->sql != o->submit_sql)
+                        return false;
+                if (o->replace_sql)
+                        *ret_start = o;
+                else
+                        *ret_submit = o;
+        }
+        return true;
+}
+
+/* Whether the committed row passes store_run_end_update_sql's fence for
+ * attempt: 1 yes, 0 no, <0 not known. */
+static int end_fence(Store *s, const char *id, int attempt) {
+        sqlite3_stmt *st = store_read(s, "SELECT 1 FROM runs WHERE id=?1 AND ((attempt=?2 AND status IN "
+                                         "('queued','running')) OR (attempt=?2-1 AND status='queued'))");
+        if (!st)
+                return -EIO;
+        store_bind_text(st, 1, id);
+        sqlite3_bind_int(st, 2, attempt);
+        int rc = sqlite3_step(st);
+        store_read_done(s, st);
+        return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* With s->wlock held: removes op, queued, from the queue. */
+static void queue_unlink_locked(Store *s, StoreOp *op) {
+        StoreOp **p = &s->whead, *prev = NULL;
+        while (*p != op) {
+                prev = *p;
+                p = &(*p)->next;
+        }
+        *p = op->next;
+        if (s->wtail == op)
+                s->wtail = prev;
+}
+
+/* With s->wlock held, the journal on: r's end (attempt; d: its run's
+ * deferred start still queued, or NULL) journaled while a commit is under
+ * way, without waiting for it (round 13: the run watcher slept up to
+ * 15 ms here, its runs' ends and resumes with it). An UPDATE of a row the
+ * batch is inserting would replay as an UPDATE of nothing after a crash
+ * before that commit, so what is journaled needs nothing of the batch:
+ * - the batch holds the run's deferred submit: the whole ended record
+ *   (the submit's with the end merged in, d dropped), which the replay
+ *   and the next batch insert when the row is missing and apply as the
+ *   fenced end when it is there (store_run_ended_upsert_sql);
+ * - it holds the run's deferred start: the row is committed queued, the
+ *   end is its start and finish in one (store_run_end_update_sql), whose
+ *   fence passes before and after the start.
+ * 1: journaled; -1: a write of the run in the batch that is neither (the
+ * caller waits for the commit as before); -2: no commit under way, or
+ * nothing of the run in it: the committed row is the run's state. */
+static int journal_beside_batch_locked(Store *s, const RunRecord *r, int attempt, StoreOp *d, bool *ret_wake) {
+        *ret_wake = false;
+        const StoreOp *submit, *start;
+        if (!s->wleader)
+                return -2;
+        if (!batch_writes_of_run_locked(s, r->id, &submit, &start))
+                return -1;
+        if (!submit && !start)
+                return -2;
+        if ((d && (d->rec->attempt != attempt || start)) || (start && end_fence(s, r->id, attempt) != 1))
+                return -1;
+        StoreOp *op = xcalloc(1, sizeof(StoreOp));
+        pthread_cond_init(&op->cond, NULL);
+        const StoreOp *base = submit ? submit : start;
+        op->rec = run_record_copy(submit ? submit->rec : r);
+        if (submit) {
+                record_merge_end(op->rec, r);
+                op->arg21 = xstrdup_or_null(submit->arg21);
+        }
+        if (r->started <= 0)
+                op->rec->started = d ? d->rec->started : base->rec->started;
+        op->rec->attempt = attempt;
+        op->sql = submit ? store_run_ended_upsert_sql : store_run_end_update_sql;
+        if (!journal_locked(s, op, ret_wake)) {
+                op_free(op);
+                return -1;
+        }
+        (void) enqueue_locked(s, op);
+        if (d) {
+                /* Its start is in the ended record. */
+                queue_unlink_locked(s, d);
+                op_free(d);
+                s->wabsorbed++;
+        }
+        return 1;
+}
+
 /* The calling thread's held finishes the journal made durable, or whose
  * fence did not pass: the release tells them (result: 0 or -ESTALE), no
  * commit to wait for. */
@@ -708,23 +835,27 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
         bool held = hold.s == s, wake;
         pthread_mutex_lock(&s->wlock);
         StoreOp *d = deferred_find_locked(s, r->id);
+        int k = -2;
         if (s->jon && (!d || d->rec->attempt != attempt || d->replace_sql)) {
                 /* An end by UPDATE: journaled only once its row is
-                 * committed (journal_update_locked()); d may be taken
+                 * committed (journal_update_locked()), or as a record
+                 * that needs no commit under way; else d may be taken
                  * meanwhile. */
-                wait_no_leader_locked(s);
-                d = deferred_find_locked(s, r->id);
-        }
-        if (!d || d->rec->attempt != attempt) {
-                int k = journal_update_locked(s, sql, r, arg21, &wake);
-                if (k >= 0) {
-                        if (held)
-                                hold_add_journaled(r->id, k ? 0 : -ESTALE);
-                        pthread_mutex_unlock(&s->wlock);
-                        if (wake)
-                                pthread_cond_signal(&s->wcond);
-                        return held ? 1 : k;
+                k = journal_beside_batch_locked(s, r, attempt, d, &wake);
+                if (k == -1) {
+                        wait_no_leader_locked(s);
+                        d = deferred_find_locked(s, r->id);
                 }
+        }
+        if (k < 0 && (!d || d->rec->attempt != attempt))
+                k = journal_update_locked(s, sql, r, arg21, &wake);
+        if (k >= 0) {
+                if (held)
+                        hold_add_journaled(r->id, k ? 0 : -ESTALE);
+                pthread_mutex_unlock(&s->wlock);
+                if (wake)
+                        pthread_cond_signal(&s->wcond);
+                return held ? 1 : k;
         }
         if (held) {
                 /* Queued, not waited: the release waits for all of the
@@ -769,7 +900,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
                 return 1;
         }
         wait_done_locked(s, d);
-        int k = d->result;
+        k = d->result;
         if (k < 0) {
                 /* Not stored (the batch's fallback wrote each op alone,
                  * with the full-disk reserve, and this one still failed):
@@ -860,6 +991,13 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         pthread_mutex_unlock(&s->wlock);
         if (wake)
                 pthread_cond_signal(&s->wcond);
+}
+
+void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *userdata) {
+        pthread_mutex_lock(&s->lock);
+        s->wcommit_hook = fn;
+        s->wcommit_hook_data = userdata;
+        pthread_mutex_unlock(&s->lock);
 }
 
 void store_journal_set_linger(Store *s, usec_t usec) {
