@@ -755,6 +755,15 @@ static int end_fence(Store *s, const char *id, int attempt) {
         return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+/* With s->wlock held: whether a write of run id other than d is queued
+ * (the end must then be queued behind it, not journaled beside). */
+static bool queued_besides_locked(const Store *s, const char *id, const StoreOp *d) {
+        for (const StoreOp *o = s->whead; o; o = o->next)
+                if (o != d && streq(o->rec->id, id))
+                        return true;
+        return false;
+}
+
 /* With s->wlock held: removes op, queued, from the queue. */
 static void queue_unlink_locked(Store *s, StoreOp *op) {
         StoreOp **p = &s->whead, *prev = NULL;
@@ -792,7 +801,8 @@ static int journal_beside_batch_locked(Store *s, const RunRecord *r, int attempt
                 return -1;
         if (!submit && !start)
                 return -2;
-        if ((d && (d->rec->attempt != attempt || start)) || (start && end_fence(s, r->id, attempt) != 1))
+        if ((d && (d->rec->attempt != attempt || start)) || queued_besides_locked(s, r->id, d) ||
+            (start && end_fence(s, r->id, attempt) != 1))
                 return -1;
         StoreOp *op = xcalloc(1, sizeof(StoreOp));
         pthread_cond_init(&op->cond, NULL);
