@@ -674,11 +674,10 @@ void store_runs_settle(Store *s) {
                 (void) store_flush(s);
 }
 
-/* Whether the finish's fence (store_run_finish_update_sql's WHERE)
- * passes on the committed row: 1 yes, 0 no (-ESTALE), <0 not known. */
-static int finish_fence(Store *s, const char *id, const char *attempt) {
-        sqlite3_stmt *st = store_read(s, "SELECT 1 FROM runs WHERE id=?1 AND attempt=CAST(?2 AS INTEGER) "
-                                         "AND status IN ('queued','running')");
+/* Whether a fence (fence_sql: a SELECT of the row id with attempt as ?2,
+ * text) passes on the committed row: 1 yes, 0 no (-ESTALE), <0 not known. */
+static int fence_passes(Store *s, const char *fence_sql, const char *id, const char *attempt) {
+        sqlite3_stmt *st = store_read(s, fence_sql);
         if (!st)
                 return -EIO;
         store_bind_text(st, 1, id);
@@ -686,6 +685,20 @@ static int finish_fence(Store *s, const char *id, const char *attempt) {
         int rc = sqlite3_step(st);
         store_read_done(s, st);
         return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* store_run_finish_update_sql's WHERE. */
+static int finish_fence(Store *s, const char *id, const char *attempt) {
+        return fence_passes(s, "SELECT 1 FROM runs WHERE id=?1 AND attempt=CAST(?2 AS INTEGER) "
+                               "AND status IN ('queued','running')", id, attempt);
+}
+
+/* store_run_end_update_sql's WHERE, for attempt. */
+static int end_fence(Store *s, const char *id, int attempt) {
+        char a[16];
+        snprintf(a, sizeof(a), "%d", attempt);
+        return fence_passes(s, "SELECT 1 FROM runs WHERE id=?1 AND ((attempt=CAST(?2 AS INTEGER) AND status IN "
+                               "('queued','running')) OR (attempt=CAST(?2 AS INTEGER)-1 AND status='queued'))", id, a);
 }
 
 /* With s->wlock held and no commit under way (wait_no_leader_locked()):
@@ -739,20 +752,6 @@ static bool batch_writes_of_run_locked(const Store *s, const char *id, const Sto
                         *ret_submit = o;
         }
         return true;
-}
-
-/* Whether the committed row passes store_run_end_update_sql's fence for
- * attempt: 1 yes, 0 no, <0 not known. */
-static int end_fence(Store *s, const char *id, int attempt) {
-        sqlite3_stmt *st = store_read(s, "SELECT 1 FROM runs WHERE id=?1 AND ((attempt=?2 AND status IN "
-                                         "('queued','running')) OR (attempt=?2-1 AND status='queued'))");
-        if (!st)
-                return -EIO;
-        store_bind_text(st, 1, id);
-        sqlite3_bind_int(st, 2, attempt);
-        int rc = sqlite3_step(st);
-        store_read_done(s, st);
-        return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 /* With s->wlock held: whether a write of run id other than d is queued

@@ -2431,44 +2431,68 @@ static void end_journaled(Store *s, RunQueue *q, const char *prefix, int n) {
         }
 }
 
-/* In a child killed -9 right after its runs ended through the journal,
- * no batch committed: what a restart must find. */
-static void crash_after_journaled_ends(const char *path, const char *prefix, int n, bool commit_first) {
+/* Runs child(path, arg) in a child process that kills itself -9 at the
+ * end (it _exit()s non-zero when something fails). */
+static void in_child_killed(void (*child)(const char *path, void *arg), const char *path, void *arg) {
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                Store *s = NULL;
-                if (store_open(path, &s) < 0)
-                        _exit(1);
-                RunQueue *q = journaling_queue(s);
-                end_journaled(s, q, prefix, n);
-                /* Answered with no commit of their ends: the journal
-                 * holds them all. */
-                if (store_journal_bytes(s) == 0 || store_journal_pending(s) != (unsigned) n)
-                        _exit(2);
-                if (commit_first) {
-                        /* The batch committed, the journal not emptied
-                         * yet: its files kept aside and put back. */
-                        for (int i = 0; i < 2; i++) {
-                                _cleanup_free_ char *cmd =
-                                        xasprintf("cp %s-ended.%d %s-ended.%d.keep", path, i, path, i);
-                                if (system(cmd) != 0)
-                                        _exit(3);
-                        }
-                        (void) store_flush(s);
-                        for (int i = 0; i < 2; i++) {
-                                _cleanup_free_ char *cmd =
-                                        xasprintf("mv %s-ended.%d.keep %s-ended.%d", path, i, path, i);
-                                if (system(cmd) != 0)
-                                        _exit(4);
-                        }
-                }
+                child(path, arg);
                 kill(getpid(), SIGKILL);
                 _exit(5);
         }
         int status = 0;
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* What a child killed -9 does before (in_child_killed()'s arg). */
+typedef struct {
+        const char *prefix; /* its runs' ids: prefix0.., or the one id */
+        int n;
+        bool commit_first;
+        int holds;          /* BatchHolds */
+        unsigned commits_passed;
+} CrashCase;
+
+static void journaled_ends_child(const char *path, void *arg) {
+        const CrashCase *a = arg;
+        const char *prefix = a->prefix;
+        int n = a->n;
+        bool commit_first = a->commit_first;
+        Store *s = NULL;
+        if (store_open(path, &s) < 0)
+                _exit(1);
+        RunQueue *q = journaling_queue(s);
+        end_journaled(s, q, prefix, n);
+        /* Answered with no commit of their ends: the journal
+         * holds them all. */
+        if (store_journal_bytes(s) == 0 || store_journal_pending(s) != (unsigned) n)
+                _exit(2);
+        if (commit_first) {
+                /* The batch committed, the journal not emptied
+                 * yet: its files kept aside and put back. */
+                for (int i = 0; i < 2; i++) {
+                        _cleanup_free_ char *cmd =
+                                xasprintf("cp %s-ended.%d %s-ended.%d.keep", path, i, path, i);
+                        if (system(cmd) != 0)
+                                _exit(3);
+                }
+                (void) store_flush(s);
+                for (int i = 0; i < 2; i++) {
+                        _cleanup_free_ char *cmd =
+                                xasprintf("mv %s-ended.%d.keep %s-ended.%d", path, i, path, i);
+                        if (system(cmd) != 0)
+                                _exit(4);
+                }
+        }
+}
+
+/* In a child killed -9 right after its runs ended through the journal,
+ * no batch committed: what a restart must find. */
+static void crash_after_journaled_ends(const char *path, const char *prefix, int n, bool commit_first) {
+        CrashCase a = { .prefix = prefix, .n = n, .commit_first = commit_first };
+        in_child_killed(journaled_ends_child, path, &a);
 }
 
 /* Opens path, replays its journal (store_journal_start(), as recover
@@ -2487,6 +2511,17 @@ static void replay_finds_all_ended(const char *path, const char *prefix, int n, 
         store_close(s);
 }
 
+/* The recovery after a restart: the runs ended, not pending, so nothing
+ * runs again and nothing is lost. */
+static void assert_recovers_nothing_pending(RunQueue *q) {
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(lost, 0);
+        pending_run_list_free(v, n);
+}
+
 static void test_journaled_ends_survive_a_crash_before_their_batch(void **state) {
         _cleanup_free_ char *path = NULL;
         store_close(open_at(&path));
@@ -2499,13 +2534,7 @@ static void test_journaled_ends_survive_a_crash_before_their_batch(void **state)
         assert_int_equal(store_run_get(s, NULL, "jc0", &none), -ENOENT);
         assert_int_equal(store_journal_start(s, true, NULL), 0);
         RunQueue *q = run_queue_sqlite_new(s);
-        PendingRun *v = NULL;
-        size_t n = 0, lost = 0;
-        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
-        /* Ended, not pending: nothing runs again, nothing is lost. */
-        assert_int_equal(n, 0);
-        assert_int_equal(lost, 0);
-        pending_run_list_free(v, n);
+        assert_recovers_nothing_pending(q);
         for (int i = 0; i < 6; i++) {
                 _cleanup_free_ char *id = xasprintf("jc%d", i);
                 assert_ended_with_everything(s, id, 20);
@@ -2749,28 +2778,25 @@ static void test_end_does_not_wait_for_the_batch_holding_its_run(void **state) {
         }
 }
 
+static void end_beside_batch_child(const char *path, void *arg) {
+        const CrashCase *a = arg;
+        Store *s = NULL;
+        if (store_open(path, &s) < 0)
+                _exit(1);
+        RunQueue *q = journaling_queue(s);
+        CommitGate g;
+        pthread_t flusher;
+        run_in_held_batch(s, q, &g, a->prefix, (BatchHolds) a->holds, &flusher);
+        finish_beside_held_batch(q, &g, a->prefix);
+        gate_pass(&g, a->commits_passed);
+        gate_wait_calls(&g, a->commits_passed + 1);
+}
+
 /* killed -9 with the batch holding the run uncommitted (commits_passed
  * 0), or committed with the end's own batch held (1). */
 static void crash_with_end_beside_batch(const char *path, const char *id, BatchHolds holds, unsigned commits_passed) {
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                Store *s = NULL;
-                if (store_open(path, &s) < 0)
-                        _exit(1);
-                RunQueue *q = journaling_queue(s);
-                CommitGate g;
-                pthread_t flusher;
-                run_in_held_batch(s, q, &g, id, holds, &flusher);
-                finish_beside_held_batch(q, &g, id);
-                gate_pass(&g, commits_passed);
-                gate_wait_calls(&g, commits_passed + 1);
-                kill(getpid(), SIGKILL);
-                _exit(5);
-        }
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        CrashCase a = { .prefix = id, .holds = (int) holds, .commits_passed = commits_passed };
+        in_child_killed(end_beside_batch_child, path, &a);
 }
 
 static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state) {
@@ -2786,13 +2812,7 @@ static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state)
                         assert_int_equal(store_journal_start(s, true, &replayed), 0);
                         assert_int_equal(replayed, 1);
                         RunQueue *q = run_queue_sqlite_new(s);
-                        PendingRun *v = NULL;
-                        size_t n = 0, lost = 0;
-                        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
-                        /* Ended with its value: nothing runs again. */
-                        assert_int_equal(n, 0);
-                        assert_int_equal(lost, 0);
-                        pending_run_list_free(v, n);
+                        assert_recovers_nothing_pending(q);
                         assert_ended_with_everything(s, id, 20);
                         assert_int_equal(journal_size(path), 0);
                         run_queue_free(q);
