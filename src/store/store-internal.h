@@ -39,6 +39,7 @@ struct Store {
         pthread_mutex_t wlock;
         pthread_cond_t wcond, wdone;
         StoreOp *whead, *wtail;
+        StoreOp *wdeferred;     /* the queued deferred ops, in queue order (their dnext) */
         pthread_t writer;
         bool wstarted, wstop, wleader;
         bool wticking;          /* the writer sleeps timed: it looks by itself */
