@@ -39,6 +39,7 @@ struct Store {
         pthread_mutex_t wlock;
         pthread_cond_t wcond, wdone;
         StoreOp *whead, *wtail;
+        StoreOp *wdeferred;     /* the queued deferred ops, in queue order (their dnext) */
         pthread_t writer;
         bool wstarted, wstop, wleader;
         bool wticking;          /* the writer sleeps timed: it looks by itself */
@@ -49,6 +50,9 @@ struct Store {
         uint64_t widle_wakeups; /* store_writer_idle_wakeups() */
         unsigned wdrainers;     /* threads in drain_locked(), on wdone */
         unsigned wwaiting;      /* callers asleep in wait_done_locked() */
+        StoreOp *wbatch;        /* the batch under way (its leader's), NULL between commits */
+        void (*wcommit_hook)(void *userdata); /* tests: called before a batch's COMMIT */
+        void *wcommit_hook_data;
         struct {
                 char *text;
                 size_t len;
@@ -173,12 +177,18 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
  * close with s->wlock held. append: r and its request (?21) as one record
  * in the file appended to; returns that file (0 or 1) or -errno. switch:
  * later records go to the other file; returns the one of the records so
- * far. committed: one record of file is in the database now. trim: empties
- * each file not appended to whose records are all committed. */
+ * far. committed: one record of file is in the database now. */
 int store_journal_append_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21);
 unsigned store_journal_switch_locked(Store *s);
 void store_journal_committed_locked(Store *s, unsigned file);
-void store_journal_trim_locked(Store *s);
+/* Emptying a file whose records are all committed, in three steps so
+ * that the ftruncate runs without wlock (only a leader may, between them:
+ * no switch can make the file the active one): trimmable: the file not
+ * appended to whose records are all committed, or -1; trim: empties it
+ * (no lock); trimmed: counts it empty. */
+int store_journal_trimmable_locked(Store *s);
+bool store_journal_trim(Store *s, unsigned file);
+void store_journal_trimmed_locked(Store *s, unsigned file);
 /* open: opens the journal's files (-EOPNOTSUPP: a private database has
  * none) and hands each whole record they hold to fn, in order, a file's
  * torn last record left out. begin: empties both and turns journaling on
@@ -194,6 +204,18 @@ void store_journal_close(Store *s);
 extern const char store_run_ended_insert_sql[];
 extern const char store_run_finish_update_sql[];
 extern const char store_run_start_end_update_sql[];
+/* A run's end journaled while a write of its run is in the batch under
+ * way (store-writer.c), so that it needs that batch's commit neither to
+ * be written nor to be replayed. ended_upsert: the whole ended record
+ * (the in-flight submit's with the end merged in), inserted when the row
+ * is missing, else applied as the fenced end; end_update: the end of a
+ * committed row whose start may be in flight, fenced like the start and
+ * the finish together (attempt ?19 pending, or ?19-1 queued). */
+extern const char store_run_ended_upsert_sql[];
+extern const char store_run_end_update_sql[];
+/* Tests: fn runs in the leader of every batch right before its COMMIT
+ * (the batch's statements done, nothing committed), without wlock. */
+void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *userdata);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);

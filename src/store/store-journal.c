@@ -53,7 +53,8 @@ static int put_text(Buf *b, const char *text) {
 
 /* A record's statement, by its number (0: none). */
 static const char *const journal_sql[] = { NULL, store_run_ended_insert_sql, store_run_finish_update_sql,
-                                           store_run_start_end_update_sql };
+                                           store_run_start_end_update_sql, store_run_ended_upsert_sql,
+                                           store_run_end_update_sql };
 
 static int64_t sql_kind(const char *sql) {
         for (size_t i = 1; i < ELEMENTSOF(journal_sql); i++)
@@ -121,13 +122,21 @@ void store_journal_committed_locked(Store *s, unsigned file) {
                 s->jpending[file]--;
 }
 
-void store_journal_trim_locked(Store *s) {
+int store_journal_trimmable_locked(Store *s) {
         for (unsigned i = 0; i < 2; i++)
                 /* Not the file being appended to: a record may be on its
                  * way into it while its batch has not been taken yet. */
-                if (i != s->jactive && s->jfd[i] >= 0 && s->jpending[i] == 0 && s->jsize[i] > 0 &&
-                    ftruncate(s->jfd[i], 0) == 0)
-                        s->jsize[i] = 0;
+                if (i != s->jactive && s->jfd[i] >= 0 && s->jpending[i] == 0 && s->jsize[i] > 0)
+                        return (int) i;
+        return -1;
+}
+
+bool store_journal_trim(Store *s, unsigned file) {
+        return ftruncate(s->jfd[file], 0) == 0;
+}
+
+void store_journal_trimmed_locked(Store *s, unsigned file) {
+        s->jsize[file] = 0;
 }
 
 /* Parses one record's payload into its statement, r and *ret_request

@@ -248,6 +248,24 @@ const char store_run_ended_insert_sql[] =
         "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
         FN_NAME_FIELD "," DATA_FIELD ")";
 
+/* Both fenced as a start and a finish of attempt ?19 together: the row
+ * queued at the attempt before (its start not committed yet) or pending
+ * at this one. */
+#define END_FENCE "((attempt=?19 AND status IN ('queued','running')) OR (attempt=?19-1 AND status='queued'))"
+const char store_run_ended_upsert_sql[] =
+        "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
+        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
+        FN_NAME_FIELD "," DATA_FIELD ") ON CONFLICT(id) DO UPDATE SET function=?4, status=?7, exit_code=?8, "
+        "value_json=?9, value_repr=?10, error_type=?11, error_message=?12, traceback=?13, timings_json=?14, "
+        "log_path=COALESCE(?15, log_path), started=?17, finished=?18, attempt=?19, request_json=NULL, "
+        "outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) WHERE " END_FENCE;
+
+const char store_run_end_update_sql[] =
+        "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, value_repr=?10, error_type=?11, "
+        "error_message=?12, traceback=?13, timings_json=?14, log_path=COALESCE(?15, log_path), "
+        "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, attempt=?19, request_json=NULL, "
+        "outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) WHERE id=?1 AND " END_FENCE;
+
 int store_run_finish(Store *s, const RunRecord *r, int attempt) {
         char a[16];
         snprintf(a, sizeof(a), "%d", attempt);

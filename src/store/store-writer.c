@@ -48,6 +48,7 @@ struct StoreOp {
         bool deferred;     /* a deferred submit (rec->id's), replaceable while queued */
         bool held;         /* a held finish (store_finish_hold()): its caller looks at it later */
         StoreOp *hnext;    /* the holding thread's list */
+        StoreOp *dnext;    /* s->wdeferred's next, while deferred and queued */
         const char *submit_sql; /* a deferred submit's own statement */
         const char *replace_sql; /* a deferred write's replacement by its run's finish (NULL: the finish's) */
         bool done;
@@ -211,6 +212,8 @@ static void batch_commit(Store *s, StoreOp *batch) {
                 if (batch_broken(s, op->result))
                         ok = false;
         }
+        if (ok && s->wcommit_hook)
+                s->wcommit_hook(s->wcommit_hook_data);
         if (ok)
                 ok = exec_simple(s, "COMMIT");
         if (ok)
@@ -238,6 +241,30 @@ static bool run_write_queued_locked(const StoreOp *from, const char *id) {
         return false;
 }
 
+/* ---- the queued deferred ops, by themselves ----
+ * A finish and a deferred start look for their run's deferred op: a walk
+ * of the whole queue was ~500 journaled records at wrk -c8, under wlock,
+ * on every invoke (2.5% of the daemon's CPU, round 13). They are also
+ * chained by themselves (a few: the runs in flight). */
+
+/* With s->wlock held: op (deferred, being queued) joins the chain. */
+static void deferred_chain_add_locked(Store *s, StoreOp *op) {
+        StoreOp **p = &s->wdeferred;
+        while (*p)
+                p = &(*p)->dnext;
+        op->dnext = NULL;
+        *p = op;
+}
+
+/* With s->wlock held: op leaves the chain (absorbed, dropped). */
+static void deferred_chain_remove_locked(Store *s, StoreOp *op) {
+        for (StoreOp **p = &s->wdeferred; *p; p = &(*p)->dnext)
+                if (*p == op) {
+                        *p = op->dnext;
+                        return;
+                }
+}
+
 /* With s->wlock held: takes the queue as a batch. keep_young (every
  * commit but a drain's): a deferred write younger than the linger stays
  * queued (its run may end within it, and its finish replace it), unless a
@@ -260,12 +287,17 @@ static StoreOp *take_batch_locked(Store *s, bool keep_young) {
                         bt = &op->next;
                 }
         }
+        /* What stays queued is deferred ops only. */
+        s->wdeferred = NULL;
         if (keep_young) {
                 *bt = NULL;
                 *kt = NULL;
                 s->whead = kept;
-                for (StoreOp *op = kept; op; op = op->next)
+                for (StoreOp *op = kept; op; op = op->next) {
                         s->wtail = op;
+                        op->dnext = op->next;
+                }
+                s->wdeferred = kept;
         }
         if (s->jqueued > 0) {
                 s->jqueued = 0;
@@ -275,16 +307,37 @@ static StoreOp *take_batch_locked(Store *s, bool keep_young) {
 }
 
 /* With s->wlock held: a journaled op after its batch's commit: its record
- * counted in (the file is emptied once all of its records are), or queued
- * again when its commit failed. */
-static void journaled_committed_locked(Store *s, StoreOp *op) {
+ * counted in (the file is emptied once all of its records are) and op
+ * put on *dead (freed after wlock is released), or queued again when its
+ * commit failed. */
+static void journaled_committed_locked(Store *s, StoreOp *op, StoreOp **dead) {
         if (op->result < 0 && op->result != -EEXIST) {
                 journal_requeue_locked(s, op);
                 return;
         }
         store_journal_committed_locked(s, op->jfile);
         __atomic_sub_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
-        op_free(op);
+        op->next = *dead;
+        *dead = op;
+}
+
+/* With s->wlock held, still the leader: the batch's owned ops freed and
+ * the journal's committed file emptied without wlock (a batch is ~500
+ * ops and an ftruncate: up to milliseconds in which the run watcher's
+ * appends and the HTTP threads' deferred submits waited, round 13). No
+ * other leader can switch the journal's files meanwhile, and appends go
+ * to the active one, not to the one emptied. */
+static void batch_release_unlocked(Store *s, StoreOp *dead) {
+        int trim = store_journal_trimmable_locked(s);
+        pthread_mutex_unlock(&s->wlock);
+        for (StoreOp *op = dead, *next; op; op = next) {
+                next = op->next;
+                op_free(op);
+        }
+        bool trimmed = trim >= 0 && store_journal_trim(s, (unsigned) trim);
+        pthread_mutex_lock(&s->wlock);
+        if (trimmed)
+                store_journal_trimmed_locked(s, (unsigned) trim);
 }
 
 /* With s->wlock held and no leader: commits everything queued (keep_young:
@@ -297,29 +350,33 @@ static void lead_locked(Store *s, bool keep_young) {
         bool by_writer = s->wstarted && pthread_equal(pthread_self(), s->writer);
         s->wleader = true;
         StoreOp *batch = take_batch_locked(s, keep_young);
+        s->wbatch = batch;
         pthread_mutex_unlock(&s->wlock);
 
         batch_commit(s, batch);
 
         pthread_mutex_lock(&s->wlock);
+        s->wbatch = NULL;
+        StoreOp *dead = NULL;
         for (StoreOp *op = batch, *next; op; op = next) {
                 /* A waited op lives on its caller's stack: read next
                  * before the caller may return (it cannot before we
                  * release wlock, so the signal is safe). */
                 next = op->next;
                 if (op->journaled)
-                        journaled_committed_locked(s, op);
+                        journaled_committed_locked(s, op, &dead);
                 else if (op->owned) {
                         if (!by_writer)
                                 s->wabsorbed++;
-                        op_free(op);
+                        op->next = dead;
+                        dead = op;
                 }
                 else {
                         op->done = true;
                         pthread_cond_signal(&op->cond);
                 }
         }
-        store_journal_trim_locked(s);
+        batch_release_unlocked(s, dead);
         s->wleader = false;
         /* Woken: the callers of this batch, and the first caller queued
          * meanwhile, who leads the next commit. The others stay asleep
@@ -469,6 +526,8 @@ static bool enqueue_locked(Store *s, StoreOp *op) {
         s->wtail = op;
         if (was_empty)
                 s->wsince = now_monotonic();
+        if (op->deferred)
+                deferred_chain_add_locked(s, op);
         if (!op->owned)
                 return false;
         /* The lingering thread, for writes nobody waits for; woken only
@@ -501,8 +560,8 @@ static void wait_done_locked(Store *s, StoreOp *op) {
 
 /* With s->wlock held: the queued (not yet taken) deferred submit of id. */
 static StoreOp *deferred_find_locked(Store *s, const char *id) {
-        for (StoreOp *op = s->whead; op; op = op->next)
-                if (op->deferred && streq(op->rec->id, id))
+        for (StoreOp *op = s->wdeferred; op; op = op->dnext)
+                if (streq(op->rec->id, id))
                         return op;
         return NULL;
 }
@@ -597,6 +656,7 @@ static void hold_add_locked(StoreOp *op) {
 static void deferred_absorb_locked(Store *s, StoreOp *d, const RunRecord *r, const char *replace_sql) {
         record_merge_end(d->rec, r);
         d->sql = d->replace_sql ? d->replace_sql : replace_sql;
+        deferred_chain_remove_locked(s, d);
         d->deferred = false;
         d->owned = false;
         s->wabsorbed++;
@@ -647,11 +707,10 @@ void store_runs_settle(Store *s) {
                 (void) store_flush(s);
 }
 
-/* Whether the finish's fence (store_run_finish_update_sql's WHERE)
- * passes on the committed row: 1 yes, 0 no (-ESTALE), <0 not known. */
-static int finish_fence(Store *s, const char *id, const char *attempt) {
-        sqlite3_stmt *st = store_read(s, "SELECT 1 FROM runs WHERE id=?1 AND attempt=CAST(?2 AS INTEGER) "
-                                         "AND status IN ('queued','running')");
+/* Whether a fence (fence_sql: a SELECT of the row id with attempt as ?2,
+ * text) passes on the committed row: 1 yes, 0 no (-ESTALE), <0 not known. */
+static int fence_passes(Store *s, const char *fence_sql, const char *id, const char *attempt) {
+        sqlite3_stmt *st = store_read(s, fence_sql);
         if (!st)
                 return -EIO;
         store_bind_text(st, 1, id);
@@ -659,6 +718,20 @@ static int finish_fence(Store *s, const char *id, const char *attempt) {
         int rc = sqlite3_step(st);
         store_read_done(s, st);
         return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* store_run_finish_update_sql's WHERE. */
+static int finish_fence(Store *s, const char *id, const char *attempt) {
+        return fence_passes(s, "SELECT 1 FROM runs WHERE id=?1 AND attempt=CAST(?2 AS INTEGER) "
+                               "AND status IN ('queued','running')", id, attempt);
+}
+
+/* store_run_end_update_sql's WHERE, for attempt. */
+static int end_fence(Store *s, const char *id, int attempt) {
+        char a[16];
+        snprintf(a, sizeof(a), "%d", attempt);
+        return fence_passes(s, "SELECT 1 FROM runs WHERE id=?1 AND ((attempt=CAST(?2 AS INTEGER) AND status IN "
+                               "('queued','running')) OR (attempt=CAST(?2 AS INTEGER)-1 AND status='queued'))", id, a);
 }
 
 /* With s->wlock held and no commit under way (wait_no_leader_locked()):
@@ -693,6 +766,104 @@ static int journal_update_locked(Store *s, const char *sql, const RunRecord *r, 
         return 1;
 }
 
+/* With s->wlock held: how the batch under way holds run id's writes: its
+ * deferred submit (the whole record, *ret_submit) and its deferred start
+ * (the fenced UPDATE of a committed queued row, *ret_start). false: some
+ * other write of the run (a waited one, an end): its end waits for the
+ * commit as before. */
+static bool batch_writes_of_run_locked(const Store *s, const char *id, const StoreOp **ret_submit,
+                                       const StoreOp **ret_start) {
+        *ret_submit = *ret_start = NULL;
+        for (const StoreOp *o = s->wbatch; o; o = o->next) {
+                if (!streq(o->rec->id, id))
+                        continue;
+                if (!o->owned || o->journaled || !o->submit_sql || o->sql != o->submit_sql)
+                        return false;
+                if (o->replace_sql)
+                        *ret_start = o;
+                else
+                        *ret_submit = o;
+        }
+        return true;
+}
+
+/* With s->wlock held: whether a write of run id other than d is queued
+ * (the end must then be queued behind it, not journaled beside). */
+static bool queued_besides_locked(const Store *s, const char *id, const StoreOp *d) {
+        for (const StoreOp *o = s->whead; o; o = o->next)
+                if (o != d && streq(o->rec->id, id))
+                        return true;
+        return false;
+}
+
+/* With s->wlock held: removes op, queued, from the queue. */
+static void queue_unlink_locked(Store *s, StoreOp *op) {
+        if (op->deferred)
+                deferred_chain_remove_locked(s, op);
+        StoreOp **p = &s->whead, *prev = NULL;
+        while (*p != op) {
+                prev = *p;
+                p = &(*p)->next;
+        }
+        *p = op->next;
+        if (s->wtail == op)
+                s->wtail = prev;
+}
+
+/* With s->wlock held, the journal on: r's end (attempt; d: its run's
+ * deferred start still queued, or NULL) journaled while a commit is under
+ * way, without waiting for it (round 13: the run watcher slept up to
+ * 15 ms here, its runs' ends and resumes with it). An UPDATE of a row the
+ * batch is inserting would replay as an UPDATE of nothing after a crash
+ * before that commit, so what is journaled needs nothing of the batch:
+ * - the batch holds the run's deferred submit: the whole ended record
+ *   (the submit's with the end merged in, d dropped), which the replay
+ *   and the next batch insert when the row is missing and apply as the
+ *   fenced end when it is there (store_run_ended_upsert_sql);
+ * - it holds the run's deferred start: the row is committed queued, the
+ *   end is its start and finish in one (store_run_end_update_sql), whose
+ *   fence passes before and after the start.
+ * 1: journaled; -1: a write of the run in the batch that is neither (the
+ * caller waits for the commit as before); -2: no commit under way, or
+ * nothing of the run in it: the committed row is the run's state. */
+static int journal_beside_batch_locked(Store *s, const RunRecord *r, int attempt, StoreOp *d, bool *ret_wake) {
+        *ret_wake = false;
+        const StoreOp *submit, *start;
+        if (!s->wleader)
+                return -2;
+        if (!batch_writes_of_run_locked(s, r->id, &submit, &start))
+                return -1;
+        if (!submit && !start)
+                return -2;
+        if ((d && (d->rec->attempt != attempt || start)) || queued_besides_locked(s, r->id, d) ||
+            (start && end_fence(s, r->id, attempt) != 1))
+                return -1;
+        StoreOp *op = xcalloc(1, sizeof(StoreOp));
+        pthread_cond_init(&op->cond, NULL);
+        const StoreOp *base = submit ? submit : start;
+        op->rec = run_record_copy(submit ? submit->rec : r);
+        if (submit) {
+                record_merge_end(op->rec, r);
+                op->arg21 = xstrdup_or_null(submit->arg21);
+        }
+        if (r->started <= 0)
+                op->rec->started = d ? d->rec->started : base->rec->started;
+        op->rec->attempt = attempt;
+        op->sql = submit ? store_run_ended_upsert_sql : store_run_end_update_sql;
+        if (!journal_locked(s, op, ret_wake)) {
+                op_free(op);
+                return -1;
+        }
+        (void) enqueue_locked(s, op);
+        if (d) {
+                /* Its start is in the ended record. */
+                queue_unlink_locked(s, d);
+                op_free(d);
+                s->wabsorbed++;
+        }
+        return 1;
+}
+
 /* The calling thread's held finishes the journal made durable, or whose
  * fence did not pass: the release tells them (result: 0 or -ESTALE), no
  * commit to wait for. */
@@ -708,23 +879,27 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
         bool held = hold.s == s, wake;
         pthread_mutex_lock(&s->wlock);
         StoreOp *d = deferred_find_locked(s, r->id);
+        int k = -2;
         if (s->jon && (!d || d->rec->attempt != attempt || d->replace_sql)) {
                 /* An end by UPDATE: journaled only once its row is
-                 * committed (journal_update_locked()); d may be taken
+                 * committed (journal_update_locked()), or as a record
+                 * that needs no commit under way; else d may be taken
                  * meanwhile. */
-                wait_no_leader_locked(s);
-                d = deferred_find_locked(s, r->id);
-        }
-        if (!d || d->rec->attempt != attempt) {
-                int k = journal_update_locked(s, sql, r, arg21, &wake);
-                if (k >= 0) {
-                        if (held)
-                                hold_add_journaled(r->id, k ? 0 : -ESTALE);
-                        pthread_mutex_unlock(&s->wlock);
-                        if (wake)
-                                pthread_cond_signal(&s->wcond);
-                        return held ? 1 : k;
+                k = journal_beside_batch_locked(s, r, attempt, d, &wake);
+                if (k == -1) {
+                        wait_no_leader_locked(s);
+                        d = deferred_find_locked(s, r->id);
                 }
+        }
+        if (k < 0 && (!d || d->rec->attempt != attempt))
+                k = journal_update_locked(s, sql, r, arg21, &wake);
+        if (k >= 0) {
+                if (held)
+                        hold_add_journaled(r->id, k ? 0 : -ESTALE);
+                pthread_mutex_unlock(&s->wlock);
+                if (wake)
+                        pthread_cond_signal(&s->wcond);
+                return held ? 1 : k;
         }
         if (held) {
                 /* Queued, not waited: the release waits for all of the
@@ -769,7 +944,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
                 return 1;
         }
         wait_done_locked(s, d);
-        int k = d->result;
+        k = d->result;
         if (k < 0) {
                 /* Not stored (the batch's fallback wrote each op alone,
                  * with the full-disk reserve, and this one still failed):
@@ -860,6 +1035,13 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
         pthread_mutex_unlock(&s->wlock);
         if (wake)
                 pthread_cond_signal(&s->wcond);
+}
+
+void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *userdata) {
+        pthread_mutex_lock(&s->lock);
+        s->wcommit_hook = fn;
+        s->wcommit_hook_data = userdata;
+        pthread_mutex_unlock(&s->lock);
 }
 
 void store_journal_set_linger(Store *s, usec_t usec) {

@@ -69,7 +69,11 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * the durability of the WAL with synchronous=NORMAL), not by a commit;
  * the writer's thread commits the journaled records in batches (every
  * STORE_JOURNAL_LINGER_USEC or STORE_JOURNAL_MAX_RECORDS) and empties the
- * journal. This process's reads of runs (store_run_get, lists, ...) see a
+ * journal. An end whose run's submit or start is in the batch being
+ * committed is journaled at once too, as a record that needs nothing of
+ * that batch (the whole ended row, or its start and end in one fenced
+ * UPDATE): no finish sleeps for a commit under way (round 13).
+ * This process's reads of runs (store_run_get, lists, ...) see a
  * journaled run at once (they commit the pending batch first); another
  * process sees it once its batch is committed (~50 ms).
  *

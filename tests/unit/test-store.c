@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
+#include <limits.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "store-internal.h" /* store_writer_set_commit_hook() */
 
 static char dir[] = "/tmp/store-test-XXXXXX";
 
@@ -2429,44 +2431,68 @@ static void end_journaled(Store *s, RunQueue *q, const char *prefix, int n) {
         }
 }
 
-/* In a child killed -9 right after its runs ended through the journal,
- * no batch committed: what a restart must find. */
-static void crash_after_journaled_ends(const char *path, const char *prefix, int n, bool commit_first) {
+/* Runs child(path, arg) in a child process that kills itself -9 at the
+ * end (it _exit()s non-zero when something fails). */
+static void in_child_killed(void (*child)(const char *path, void *arg), const char *path, void *arg) {
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                Store *s = NULL;
-                if (store_open(path, &s) < 0)
-                        _exit(1);
-                RunQueue *q = journaling_queue(s);
-                end_journaled(s, q, prefix, n);
-                /* Answered with no commit of their ends: the journal
-                 * holds them all. */
-                if (store_journal_bytes(s) == 0 || store_journal_pending(s) != (unsigned) n)
-                        _exit(2);
-                if (commit_first) {
-                        /* The batch committed, the journal not emptied
-                         * yet: its files kept aside and put back. */
-                        for (int i = 0; i < 2; i++) {
-                                _cleanup_free_ char *cmd =
-                                        xasprintf("cp %s-ended.%d %s-ended.%d.keep", path, i, path, i);
-                                if (system(cmd) != 0)
-                                        _exit(3);
-                        }
-                        (void) store_flush(s);
-                        for (int i = 0; i < 2; i++) {
-                                _cleanup_free_ char *cmd =
-                                        xasprintf("mv %s-ended.%d.keep %s-ended.%d", path, i, path, i);
-                                if (system(cmd) != 0)
-                                        _exit(4);
-                        }
-                }
+                child(path, arg);
                 kill(getpid(), SIGKILL);
                 _exit(5);
         }
         int status = 0;
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* What a child killed -9 does before (in_child_killed()'s arg). */
+typedef struct {
+        const char *prefix; /* its runs' ids: prefix0.., or the one id */
+        int n;
+        bool commit_first;
+        int holds;          /* BatchHolds */
+        unsigned commits_passed;
+} CrashCase;
+
+static void journaled_ends_child(const char *path, void *arg) {
+        const CrashCase *a = arg;
+        const char *prefix = a->prefix;
+        int n = a->n;
+        bool commit_first = a->commit_first;
+        Store *s = NULL;
+        if (store_open(path, &s) < 0)
+                _exit(1);
+        RunQueue *q = journaling_queue(s);
+        end_journaled(s, q, prefix, n);
+        /* Answered with no commit of their ends: the journal
+         * holds them all. */
+        if (store_journal_bytes(s) == 0 || store_journal_pending(s) != (unsigned) n)
+                _exit(2);
+        if (commit_first) {
+                /* The batch committed, the journal not emptied
+                 * yet: its files kept aside and put back. */
+                for (int i = 0; i < 2; i++) {
+                        _cleanup_free_ char *cmd =
+                                xasprintf("cp %s-ended.%d %s-ended.%d.keep", path, i, path, i);
+                        if (system(cmd) != 0)
+                                _exit(3);
+                }
+                (void) store_flush(s);
+                for (int i = 0; i < 2; i++) {
+                        _cleanup_free_ char *cmd =
+                                xasprintf("mv %s-ended.%d.keep %s-ended.%d", path, i, path, i);
+                        if (system(cmd) != 0)
+                                _exit(4);
+                }
+        }
+}
+
+/* In a child killed -9 right after its runs ended through the journal,
+ * no batch committed: what a restart must find. */
+static void crash_after_journaled_ends(const char *path, const char *prefix, int n, bool commit_first) {
+        CrashCase a = { .prefix = prefix, .n = n, .commit_first = commit_first };
+        in_child_killed(journaled_ends_child, path, &a);
 }
 
 /* Opens path, replays its journal (store_journal_start(), as recover
@@ -2485,6 +2511,17 @@ static void replay_finds_all_ended(const char *path, const char *prefix, int n, 
         store_close(s);
 }
 
+/* The recovery after a restart: the runs ended, not pending, so nothing
+ * runs again and nothing is lost. */
+static void assert_recovers_nothing_pending(RunQueue *q) {
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(lost, 0);
+        pending_run_list_free(v, n);
+}
+
 static void test_journaled_ends_survive_a_crash_before_their_batch(void **state) {
         _cleanup_free_ char *path = NULL;
         store_close(open_at(&path));
@@ -2497,13 +2534,7 @@ static void test_journaled_ends_survive_a_crash_before_their_batch(void **state)
         assert_int_equal(store_run_get(s, NULL, "jc0", &none), -ENOENT);
         assert_int_equal(store_journal_start(s, true, NULL), 0);
         RunQueue *q = run_queue_sqlite_new(s);
-        PendingRun *v = NULL;
-        size_t n = 0, lost = 0;
-        assert_int_equal(run_queue_recover(q, "stopped", &v, &n, &lost), 0);
-        /* Ended, not pending: nothing runs again, nothing is lost. */
-        assert_int_equal(n, 0);
-        assert_int_equal(lost, 0);
-        pending_run_list_free(v, n);
+        assert_recovers_nothing_pending(q);
         for (int i = 0; i < 6; i++) {
                 _cleanup_free_ char *id = xasprintf("jc%d", i);
                 assert_ended_with_everything(s, id, 20);
@@ -2601,6 +2632,193 @@ static void test_journal_batches_many_runs_in_one_commit(void **state) {
         store_close(s);
 }
 
+
+/* ---- a run's end does not wait for the writer's batch (round 13) ----
+ * The run watcher ends every warm invoke; at wrk -c8 it slept up to 15 ms
+ * in the finish until the batch under way committed, when that batch held
+ * a write of the run (its submit, its start). Now such an end is
+ * journaled at once as a record that needs nothing of that batch, and a
+ * crash at any point replays it. */
+
+/* A batch's COMMIT held back (store_writer_set_commit_hook()): the
+ * commits numbered above pass wait until the gate lets them. */
+typedef struct {
+        pthread_mutex_t m;
+        pthread_cond_t c;
+        unsigned calls, pass;
+} CommitGate;
+
+static void gate_hook(void *p) {
+        CommitGate *g = p;
+        pthread_mutex_lock(&g->m);
+        g->calls++;
+        pthread_cond_broadcast(&g->c);
+        while (g->calls > g->pass)
+                pthread_cond_wait(&g->c, &g->m);
+        pthread_mutex_unlock(&g->m);
+}
+
+static void gate_init(CommitGate *g, Store *s) {
+        *g = (CommitGate) {};
+        pthread_mutex_init(&g->m, NULL);
+        pthread_cond_init(&g->c, NULL);
+        store_writer_set_commit_hook(s, gate_hook, g);
+}
+
+/* Until n commits reached the gate. */
+static void gate_wait_calls(CommitGate *g, unsigned n) {
+        pthread_mutex_lock(&g->m);
+        while (g->calls < n)
+                pthread_cond_wait(&g->c, &g->m);
+        pthread_mutex_unlock(&g->m);
+}
+
+static void gate_pass(CommitGate *g, unsigned n) {
+        pthread_mutex_lock(&g->m);
+        g->pass = n;
+        pthread_cond_broadcast(&g->c);
+        pthread_mutex_unlock(&g->m);
+}
+
+static void *flush_thread(void *p) {
+        (void) store_flush(p);
+        return NULL;
+}
+
+typedef struct {
+        RunQueue *q;
+        const char *id;
+        int result;
+        atomic_bool done;
+} FinishCall;
+
+static void *finish_thread(void *p) {
+        FinishCall *f = p;
+        RunRecord fin = ended(f->id, 20);
+        f->result = run_queue_finish(f->q, &fin, 1);
+        atomic_store(&f->done, true);
+        return NULL;
+}
+
+/* How the batch under way holds the run when its end comes. */
+typedef enum {
+        BATCH_HOLDS_SUBMIT,             /* its deferred submit (started at once) */
+        BATCH_HOLDS_QUEUED_SUBMIT,      /* its deferred queued submit; its start queued behind */
+        BATCH_HOLDS_START,              /* its start; the queued submit committed before */
+} BatchHolds;
+
+/* Run id brought to the point where the batch under way (a store_flush()
+ * in *ret_flusher, held at its COMMIT by g) holds what `holds` says. */
+static void run_in_held_batch(Store *s, RunQueue *q, CommitGate *g, const char *id, BatchHolds holds,
+                              pthread_t *ret_flusher) {
+        RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .args_json = (char *) "[1]", .status = (char *) "running", .created = 10,
+                        .started = 11, .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
+        if (holds != BATCH_HOLDS_SUBMIT)
+                r.status = (char *) "queued";
+        assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
+        int attempt = 0;
+        if (holds == BATCH_HOLDS_START) {
+                assert_int_equal(store_flush(s), 0);
+                assert_int_equal(run_queue_start(q, id, 14, &attempt), 0);
+        }
+        gate_init(g, s);
+        assert_int_equal(pthread_create(ret_flusher, NULL, flush_thread, s), 0);
+        gate_wait_calls(g, 1);
+        if (holds == BATCH_HOLDS_QUEUED_SUBMIT)
+                assert_int_equal(run_queue_start(q, id, 14, &attempt), 0);
+        if (holds != BATCH_HOLDS_SUBMIT)
+                assert_int_equal(attempt, 1);
+}
+
+/* The run's finish while the batch is held: it must return at once (on
+ * base it slept until that commit: the gate is opened after 2 s so that
+ * the test fails instead of hanging). */
+static void finish_beside_held_batch(RunQueue *q, CommitGate *g, const char *id) {
+        FinishCall f = { .q = q, .id = id };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, finish_thread, &f), 0);
+        for (int i = 0; i < 2000 && !atomic_load(&f.done); i++)
+                usleep(1000);
+        bool returned = atomic_load(&f.done);
+        if (!returned)
+                gate_pass(g, UINT_MAX);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_true(returned);
+        assert_int_equal(f.result, 0);
+}
+
+static const char *const batch_holds_name[] = { "submit", "queued-submit", "start" };
+
+static void test_end_does_not_wait_for_the_batch_holding_its_run(void **state) {
+        for (BatchHolds holds = 0; holds < ELEMENTSOF(batch_holds_name); holds++) {
+                _cleanup_free_ char *path = NULL;
+                Store *s = open_at(&path);
+                RunQueue *q = journaling_queue(s);
+                CommitGate g;
+                pthread_t flusher;
+                _cleanup_free_ char *id = xasprintf("bw-%s", batch_holds_name[holds]);
+                run_in_held_batch(s, q, &g, id, holds, &flusher);
+                uint64_t bytes = store_journal_bytes(s);
+                finish_beside_held_batch(q, &g, id);
+                /* Durable by the journal, not by a commit. */
+                assert_true(store_journal_bytes(s) > bytes);
+                assert_int_equal(store_journal_pending(s), 1);
+                gate_pass(&g, UINT_MAX);
+                assert_int_equal(pthread_join(flusher, NULL), 0);
+                assert_ended_with_everything(s, id, 20);
+                assert_not_pending(q, id);
+                /* A second end of it is refused by the fence. */
+                RunRecord fin = ended(id, 30);
+                assert_int_equal(run_queue_finish(q, &fin, 1), -ESTALE);
+                store_writer_set_commit_hook(s, NULL, NULL);
+                run_queue_free(q);
+                store_close(s);
+                assert_int_equal(journal_size(path), 0);
+        }
+}
+
+static void end_beside_batch_child(const char *path, void *arg) {
+        const CrashCase *a = arg;
+        Store *s = NULL;
+        if (store_open(path, &s) < 0)
+                _exit(1);
+        RunQueue *q = journaling_queue(s);
+        CommitGate g;
+        pthread_t flusher;
+        run_in_held_batch(s, q, &g, a->prefix, (BatchHolds) a->holds, &flusher);
+        finish_beside_held_batch(q, &g, a->prefix);
+        gate_pass(&g, a->commits_passed);
+        gate_wait_calls(&g, a->commits_passed + 1);
+}
+
+/* killed -9 with the batch holding the run uncommitted (commits_passed
+ * 0), or committed with the end's own batch held (1). */
+static void crash_with_end_beside_batch(const char *path, const char *id, BatchHolds holds, unsigned commits_passed) {
+        CrashCase a = { .prefix = id, .holds = (int) holds, .commits_passed = commits_passed };
+        in_child_killed(end_beside_batch_child, path, &a);
+}
+
+static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state) {
+        for (BatchHolds holds = 0; holds < ELEMENTSOF(batch_holds_name); holds++)
+                for (unsigned passed = 0; passed < 2; passed++) {
+                        _cleanup_free_ char *path = NULL;
+                        store_close(open_at(&path));
+                        _cleanup_free_ char *id = xasprintf("bc-%s-%u", batch_holds_name[holds], passed);
+                        crash_with_end_beside_batch(path, id, holds, passed);
+                        Store *s = NULL;
+                        assert_int_equal(store_open(path, &s), 0);
+                        size_t replayed = 0;
+                        assert_int_equal(store_journal_start(s, true, &replayed), 0);
+                        assert_int_equal(replayed, 1);
+                        RunQueue *q = run_queue_sqlite_new(s);
+                        assert_recovers_nothing_pending(q);
+                        assert_ended_with_everything(s, id, 20);
+                        assert_int_equal(journal_size(path), 0);
+                        run_queue_free(q);
+                        store_close(s);
+                }
+}
 
 /* ---- the request's fields a run keeps (round 13) ----
  * fn_name, data_json and idem_key come from the request's text: what the
@@ -2790,6 +3008,8 @@ int main(void) {
                 cmocka_unit_test(test_journal_torn_last_record_is_skipped),
                 cmocka_unit_test(test_journaled_run_read_before_its_batch),
                 cmocka_unit_test(test_journal_batches_many_runs_in_one_commit),
+                cmocka_unit_test(test_end_does_not_wait_for_the_batch_holding_its_run),
+                cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
