@@ -214,13 +214,11 @@ __attribute__((no_sanitize_address)) static bool page_is_zero(const char *p) {
         return true;
 }
 
-size_t worker_drop_zero_pages(void *start, size_t len) {
-        assert(start && (uintptr_t) start % ZERO_PAGE_SIZE == 0);
-        if ((size_t) sysconf(_SC_PAGESIZE) != ZERO_PAGE_SIZE)
-                return 0;
-        char *base = start;
-        size_t n = len / ZERO_PAGE_SIZE, dropped = 0, from = SIZE_MAX;
-        /* Absent pages are not read (a read would map the zero page). */
+/* Walks the resident pages of [base, base + n pages) in mincore()
+ * windows; drops the runs of zero pages if drop, else only counts them.
+ * Absent pages are not read (a read would map the zero page). */
+static size_t zero_pages(char *base, size_t n, bool drop) {
+        size_t dropped = 0, from = SIZE_MAX;
         unsigned char resident[512];
         for (size_t done = 0; done < n;) {
                 size_t k = MIN(n - done, ELEMENTSOF(resident));
@@ -234,8 +232,8 @@ size_t worker_drop_zero_pages(void *start, size_t len) {
                         /* A range ends at a page that is not dropped, or
                          * at the end of this mincore() window. */
                         if ((!zero || i == k) && from != SIZE_MAX) {
-                                if (madvise(base + from * ZERO_PAGE_SIZE, (page - from) * ZERO_PAGE_SIZE,
-                                            MADV_DONTNEED) == 0)
+                                if (!drop || madvise(base + from * ZERO_PAGE_SIZE, (page - from) * ZERO_PAGE_SIZE,
+                                                     MADV_DONTNEED) == 0)
                                         dropped += page - from;
                                 from = SIZE_MAX;
                         }
@@ -243,6 +241,16 @@ size_t worker_drop_zero_pages(void *start, size_t len) {
                 done += k;
         }
         return dropped;
+}
+
+size_t worker_drop_zero_pages(void *start, size_t len, size_t min_pages) {
+        assert(start && (uintptr_t) start % ZERO_PAGE_SIZE == 0);
+        if ((size_t) sysconf(_SC_PAGESIZE) != ZERO_PAGE_SIZE)
+                return 0;
+        size_t n = len / ZERO_PAGE_SIZE;
+        if (min_pages > 1 && zero_pages(start, n, false) < min_pages)
+                return 0;
+        return zero_pages(start, n, true);
 }
 
 size_t worker_heap_drop_zero_pages(void) {
@@ -267,7 +275,7 @@ size_t worker_heap_drop_zero_pages(void) {
                 *end = 0;
                 unsigned long lo, hi;
                 if (strstr(line, " [heap]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
-                        return worker_drop_zero_pages((void *) lo, hi - lo);
+                        return worker_drop_zero_pages((void *) lo, hi - lo, 1);
                 line = end + 1;
         }
         return 0;

@@ -40,12 +40,12 @@ int worker_sandbox_spare_seal(const char *out_name, int sock, char **ret_error);
  * NULL) their bytes. */
 size_t worker_heap_plug(size_t *ret_bytes);
 /* In the zygote, once settled (worker-heap.c): drops (MADV_DONTNEED) the
- * resident pages of [start, start + len) that hold only zeroes, so a fork
- * copies no page-table entry for them; they still read as zeroes. Only
- * for memory no other thread or process writes meanwhile. Returns the
- * pages dropped. worker_heap_drop_zero_pages(): the same over the brk
- * heap. */
-size_t worker_drop_zero_pages(void *start, size_t len);
+ * resident pages of [start, start + len) that hold only zeroes, if there
+ * are min_pages of them at least, so a fork copies no page-table entry
+ * for them; they still read as zeroes. Only for memory no other thread or
+ * process writes meanwhile. Returns the pages dropped.
+ * worker_heap_drop_zero_pages(): the same over the brk heap. */
+size_t worker_drop_zero_pages(void *start, size_t len, size_t min_pages);
 size_t worker_heap_drop_zero_pages(void);
 /* jansson's allocator in the worker: blocks up to 1 KiB from one small
  * region by size class (last freed, first reused), so the zygote's
