@@ -183,7 +183,7 @@ void worker_pack_free_zeroed(void *p) {
  *
  * fork() copies a page-table entry for every resident page of the
  * zygote's private anonymous memory, and every run's exit tears its copy
- * down: ~35 ns a page of a large folio, ~180 ns a small one, fork and
+ * down: ~37 ns a page of a large folio, ~150 ns a small one, fork and
  * exit together (docs/performance.md, round 13). Some of those pages hold
  * nothing but zeroes: pymalloc's huge-page chunks are resident whole
  * (round 10: the unused half of the last chunk, pools never carved), the
@@ -193,9 +193,11 @@ void worker_pack_free_zeroed(void *p) {
  * what it was, and a fork copies no entry for it.
  *
  * Only memory that no other thread or process can write while it is
- * checked: the worker has one thread, and its CLONE_VM helpers (the pid
- * namespace's init, the cgroup and netns helpers) write only their own
- * stacks, never the heap or pymalloc's chunks. */
+ * checked: the worker has one thread (worker_one_thread(); an env whose
+ * import started a thread keeps its pages: that thread might be reading
+ * into a buffer there, with the GIL released), and its CLONE_VM helpers
+ * (the pid namespace's init, the cgroup and netns helpers) write only
+ * their own stacks, never the heap or pymalloc's chunks. */
 #include <assert.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -253,11 +255,29 @@ size_t worker_drop_zero_pages(void *start, size_t len, size_t min_pages) {
         return zero_pages(start, n, true);
 }
 
+bool worker_one_thread(void) {
+        /* /proc/self/stat: ") S ppid pgrp session tty_nr tpgid flags minflt
+         * cminflt majflt cmajflt utime stime cutime cstime priority nice
+         * num_threads" */
+        _cleanup_close_ int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+        char buf[512];
+        ssize_t got = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (got <= 0)
+                return false;
+        buf[got] = 0;
+        const char *p = strrchr(buf, ')');
+        long threads = 0;
+        if (!p || sscanf(p + 1, " %*c" " %*d %*d %*d %*d %*d %*u" " %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %ld",
+                         &threads) != 1)
+                return false;
+        return threads == 1;
+}
+
 size_t worker_heap_drop_zero_pages(void) {
 #if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__)
         /* Not glibc's heap (as worker_heap_plug()). */
         return 0;
-#endif
+#else
         /* Where the brk heap is: /proc/self/maps, read without malloc (a
          * stack buffer: the heap's line comes early, after the binary's). */
         _cleanup_close_ int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -279,4 +299,5 @@ size_t worker_heap_drop_zero_pages(void) {
                 line = end + 1;
         }
         return 0;
+#endif
 }

@@ -47,6 +47,8 @@ size_t worker_heap_plug(size_t *ret_bytes);
  * worker_heap_drop_zero_pages(): the same over the brk heap. */
 size_t worker_drop_zero_pages(void *start, size_t len, size_t min_pages);
 size_t worker_heap_drop_zero_pages(void);
+/* Whether this process has one thread (/proc/self/stat); false if unsure. */
+bool worker_one_thread(void);
 /* jansson's allocator in the worker: blocks up to 1 KiB from one small
  * region by size class (last freed, first reused), so the zygote's
  * per-message allocations reuse a few pages, not one scattered heap page

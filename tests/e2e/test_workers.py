@@ -1674,6 +1674,54 @@ def test_the_zygote_keeps_no_page_of_zeroes_in_its_pymalloc_chunks(daemon):
     assert max(r["zeroes"]) < 128, r
 
 
+def test_the_zygote_keeps_its_pages_of_zeroes_while_another_thread_lives(tmp_path):
+    """Issue 15 (c), round 13: the settled zygote drops its pages of zeroes
+    only while it has one thread. A thread an env's package started at
+    import might be reading into a buffer there with the GIL released
+    (the kernel writing into a page the zygote just found all zeroes), so
+    with one alive nothing is dropped: a run of that env still inherits a
+    chunk with its pages of zeroes, and the package's thread still runs in
+    the zygote. Fails with the drop unguarded (no chunk keeps 128)."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    pkg = pkgindex.build_wheel(wheels, "threadatimport", "1.0", files={"threadatimport/__init__.py": (
+        "import threading, time\n"
+        "BEATS = [0]\n"
+        "def _beat():\n"
+        "    while True:\n"
+        "        BEATS[0] += 1\n"
+        "        time.sleep(0.01)\n"
+        "threading.Thread(target=_beat, daemon=True).start()\n")})
+    index = pkgindex.Index()
+    index.add(pkg)
+    index.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        src = ZERO_PAGE_PROBE.replace("def f():", "@requirements({'threadatimport': ''})\ndef f():\n    import threadatimport", 1)
+
+        def settled_run():
+            out = run(d, src, args=[])
+            assert out["status"] == "succeeded", out
+            return out["result"] if out["result"]["settled"] else None
+        r = wait_for(settled_run, "a run forked from the settled zygote")
+        assert r["chunks"] >= 1 and max(r["zeroes"]) >= 128, r
+        def threads(pid):
+            try:
+                return int(open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0])
+            except OSError:
+                return 0
+        tree, todo = [], [d.proc.pid]
+        while todo:
+            kids = child_pids(todo.pop())
+            tree += kids
+            todo += kids
+        assert any(threads(p) > 1 for p in tree), "the package's thread lives in the zygote"
+    finally:
+        d.stop()
+        index.stop()
+
+
 NAME_PROBE = """
 import sys
 
