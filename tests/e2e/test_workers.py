@@ -1665,11 +1665,7 @@ def test_the_zygote_keeps_no_page_of_zeroes_in_its_pymalloc_chunks(daemon):
     worth splitting a chunk's huge mapping), so a run inherits no chunk
     with that many. Fails before: 482 and 257 zero pages in two of the
     three chunks (an env without requirements)."""
-    def settled_run():
-        out = run(daemon, ZERO_PAGE_PROBE, args=[])
-        assert out["status"] == "succeeded", out
-        return out["result"] if out["result"]["settled"] else None
-    r = wait_for(settled_run, "a run forked from the settled zygote")
+    r = settled_result(daemon, ZERO_PAGE_PROBE)
     assert r["chunks"] >= 1 and r["present"] > 0, r
     assert max(r["zeroes"]) < 128, r
 
@@ -1682,30 +1678,19 @@ def test_the_zygote_keeps_its_pages_of_zeroes_while_another_thread_lives(tmp_pat
     with one alive nothing is dropped: a run of that env still inherits a
     chunk with its pages of zeroes, and the package's thread still runs in
     the zygote. Fails with the drop unguarded (no chunk keeps 128)."""
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    pkg = pkgindex.build_wheel(wheels, "threadatimport", "1.0", files={"threadatimport/__init__.py": (
+    files = {"threadatimport/__init__.py": (
         "import threading, time\n"
         "BEATS = [0]\n"
         "def _beat():\n"
         "    while True:\n"
         "        BEATS[0] += 1\n"
         "        time.sleep(0.01)\n"
-        "threading.Thread(target=_beat, daemon=True).start()\n")})
-    index = pkgindex.Index()
-    index.add(pkg)
-    index.start()
-    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {index.url}\n")
-    d.start()
-    try:
+        "threading.Thread(target=_beat, daemon=True).start()\n")}
+    with env_daemon(tmp_path, "threadatimport", files) as d:
         src = ZERO_PAGE_PROBE.replace("def f():", "@requirements({'threadatimport': ''})\ndef f():\n    import threadatimport", 1)
-
-        def settled_run():
-            out = run(d, src, args=[])
-            assert out["status"] == "succeeded", out
-            return out["result"] if out["result"]["settled"] else None
-        r = wait_for(settled_run, "a run forked from the settled zygote")
+        r = settled_result(d, src)
         assert r["chunks"] >= 1 and max(r["zeroes"]) >= 128, r
+
         def threads(pid):
             try:
                 return int(open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0])
@@ -1717,9 +1702,6 @@ def test_the_zygote_keeps_its_pages_of_zeroes_while_another_thread_lives(tmp_pat
             tree += kids
             todo += kids
         assert any(threads(p) > 1 for p in tree), "the package's thread lives in the zygote"
-    finally:
-        d.stop()
-        index.stop()
 
 
 NAME_PROBE = """
