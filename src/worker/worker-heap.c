@@ -178,3 +178,126 @@ void worker_pack_free_zeroed(void *p) {
         memcpy(p, &pack_free_list[klass], sizeof(void *));
         pack_free_list[klass] = p;
 }
+
+/* ---- pages of zeroes, dropped when the zygote settles (round 13) ----
+ *
+ * fork() copies a page-table entry for every resident page of the
+ * zygote's private anonymous memory, and every run's exit tears its copy
+ * down: ~37 ns a page of a large folio, ~150 ns a small one, fork and
+ * exit together (docs/performance.md, round 13). Some of those pages hold
+ * nothing but zeroes: pymalloc's huge-page chunks are resident whole
+ * (round 10: the unused half of the last chunk, pools never carved), the
+ * heap has a few. Dropped (MADV_DONTNEED), such a page still reads as
+ * zeroes, and the first write to it faults in a fresh zeroed page where
+ * the copy of a shared one was a fault too: the content of every page is
+ * what it was, and a fork copies no entry for it.
+ *
+ * Only memory that no other thread or process can write while it is
+ * checked: the worker has one thread (worker_one_thread(); an env whose
+ * import started a thread keeps its pages: that thread might be reading
+ * into a buffer there, with the GIL released), and its CLONE_VM helpers
+ * (the pid namespace's init, the cgroup and netns helpers) write only
+ * their own stacks, never the heap or pymalloc's chunks. */
+#include <assert.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define ZERO_PAGE_SIZE 4096u
+
+/* Not instrumented: under ASan a page may hold a poisoned redzone, which
+ * is read here only to be compared, never used. */
+__attribute__((no_sanitize_address)) static bool page_is_zero(const char *p) {
+        const uint64_t *w = (const uint64_t *) (const void *) p;
+        for (size_t i = 0; i < ZERO_PAGE_SIZE / sizeof(*w); i++)
+                if (w[i])
+                        return false;
+        return true;
+}
+
+/* Walks the resident pages of [base, base + n pages) in mincore()
+ * windows; drops the runs of zero pages if drop, else only counts them.
+ * Absent pages are not read (a read would map the zero page). */
+static size_t zero_pages(char *base, size_t n, bool drop) {
+        size_t dropped = 0, from = SIZE_MAX;
+        unsigned char resident[512];
+        for (size_t done = 0; done < n;) {
+                size_t k = MIN(n - done, ELEMENTSOF(resident));
+                if (mincore(base + done * ZERO_PAGE_SIZE, k * ZERO_PAGE_SIZE, resident) < 0)
+                        return dropped;
+                for (size_t i = 0; i <= k; i++) {
+                        size_t page = done + i;
+                        bool zero = i < k && (resident[i] & 1) && page_is_zero(base + page * ZERO_PAGE_SIZE);
+                        if (zero && from == SIZE_MAX)
+                                from = page;
+                        /* A range ends at a page that is not dropped, or
+                         * at the end of this mincore() window. */
+                        if ((!zero || i == k) && from != SIZE_MAX) {
+                                if (!drop || madvise(base + from * ZERO_PAGE_SIZE, (page - from) * ZERO_PAGE_SIZE,
+                                                     MADV_DONTNEED) == 0)
+                                        dropped += page - from;
+                                from = SIZE_MAX;
+                        }
+                }
+                done += k;
+        }
+        return dropped;
+}
+
+size_t worker_drop_zero_pages(void *start, size_t len, size_t min_pages) {
+        assert(start && (uintptr_t) start % ZERO_PAGE_SIZE == 0);
+        if ((size_t) sysconf(_SC_PAGESIZE) != ZERO_PAGE_SIZE)
+                return 0;
+        size_t n = len / ZERO_PAGE_SIZE;
+        if (min_pages > 1 && zero_pages(start, n, false) < min_pages)
+                return 0;
+        return zero_pages(start, n, true);
+}
+
+bool worker_one_thread(void) {
+        /* /proc/self/stat: ") S ppid pgrp session tty_nr tpgid flags minflt
+         * cminflt majflt cmajflt utime stime cutime cstime priority nice
+         * num_threads" */
+        _cleanup_close_ int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+        char buf[512];
+        ssize_t got = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (got <= 0)
+                return false;
+        buf[got] = 0;
+        const char *p = strrchr(buf, ')');
+        long threads = 0;
+        if (!p || sscanf(p + 1, " %*c" " %*d %*d %*d %*d %*d %*u" " %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %ld",
+                         &threads) != 1)
+                return false;
+        return threads == 1;
+}
+
+size_t worker_heap_drop_zero_pages(void) {
+#if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__)
+        /* Not glibc's heap (as worker_heap_plug()). */
+        return 0;
+#else
+        /* Where the brk heap is: /proc/self/maps, read without malloc (a
+         * stack buffer: the heap's line comes early, after the binary's). */
+        _cleanup_close_ int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        char buf[4096];
+        ssize_t got = read(fd, buf, sizeof(buf) - 1);
+        if (got <= 0)
+                return 0;
+        buf[got] = 0;
+        for (char *line = buf; line && *line;) {
+                char *end = strchr(line, '\n');
+                if (!end)
+                        break; /* cut off: not found in the first page */
+                *end = 0;
+                unsigned long lo, hi;
+                if (strstr(line, " [heap]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+                        return worker_drop_zero_pages((void *) lo, hi - lo, 1);
+                line = end + 1;
+        }
+        return 0;
+#endif
+}

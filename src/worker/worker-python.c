@@ -150,6 +150,33 @@ static void arena_free(void *ctx, void *ptr, size_t size) {
                 arena_free_list[arena_n_free++] = ptr;
 }
 
+/* A chunk is one huge page mapped by one entry until a write after a
+ * fork splits it into 512 (the zygote's own writes split some; others
+ * stay whole, copied by fork as one entry). Dropping pages splits it
+ * too, so only a chunk with this many pages of zeroes is worth it (the
+ * unused half of the last chunk, a run of never-carved pools), not one
+ * with a few. */
+#define ARENA_DROP_MIN_PAGES 128
+
+size_t py_arenas_drop_zero_pages(void) {
+        size_t dropped = 0;
+        for (size_t i = 0; i < arena_n_chunks; i++) {
+                /* Never the whole chunk: its first page holds the first
+                 * arena's first pool (arena_alloc() fills a chunk from its
+                 * start). Were the whole range dropped, its huge mapping
+                 * would go with it, and the next fault there would fill a
+                 * 2 MiB page. */
+                size_t n = worker_drop_zero_pages(arena_chunk[i] + 4096, ARENA_CHUNK - 4096, ARENA_DROP_MIN_PAGES);
+                /* Else khugepaged may fill the chunk back into a whole
+                 * huge page, zeroes and all (it does while fewer than half
+                 * of its pages are shared with the children). */
+                if (n > 0)
+                        (void) madvise(arena_chunk[i], ARENA_CHUNK, MADV_NOHUGEPAGE);
+                dropped += n;
+        }
+        return dropped;
+}
+
 void py_arenas_child(void) {
         arena_chunks_active = false;
 }

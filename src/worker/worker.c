@@ -176,6 +176,14 @@ static void zygote_settle(void) {
         /* Last: what settling freed (the reply too) is taken as well. */
         n = worker_heap_plug(&bytes);
         log_debug("malloc's free chunks taken: %zu, %zu bytes", n, bytes);
+        /* After the plugs (they wrote what they took): fewer page-table
+         * entries for every fork to copy and every run's exit to tear
+         * down. Not while another thread might write there (worker-heap.c). */
+        if (worker_one_thread()) {
+                n = py_arenas_drop_zero_pages();
+                n += worker_heap_drop_zero_pages();
+                log_debug("pages of zeroes dropped: %zu", n);
+        }
 }
 
 /* Whether the zygote still has to settle, and in how many ms at the most

@@ -39,6 +39,16 @@ int worker_sandbox_spare_seal(const char *out_name, int sock, char **ret_error);
  * allocation. Returns the number of chunks taken; *ret_bytes (may be
  * NULL) their bytes. */
 size_t worker_heap_plug(size_t *ret_bytes);
+/* In the zygote, once settled (worker-heap.c): drops (MADV_DONTNEED) the
+ * resident pages of [start, start + len) that hold only zeroes, if there
+ * are min_pages of them at least, so a fork copies no page-table entry
+ * for them; they still read as zeroes. Only for memory no other thread or
+ * process writes meanwhile. Returns the pages dropped.
+ * worker_heap_drop_zero_pages(): the same over the brk heap. */
+size_t worker_drop_zero_pages(void *start, size_t len, size_t min_pages);
+size_t worker_heap_drop_zero_pages(void);
+/* Whether this process has one thread (/proc/self/stat); false if unsure. */
+bool worker_one_thread(void);
 /* jansson's allocator in the worker: blocks up to 1 KiB from one small
  * region by size class (last freed, first reused), so the zygote's
  * per-message allocations reuse a few pages, not one scattered heap page
@@ -58,6 +68,10 @@ void py_arenas_child(void);
  * then come packed from fresh pools, not a shared page or two per few
  * blocks. Returns the blocks taken; *ret_bytes (if not NULL) their bytes. */
 size_t py_pools_plug(size_t *ret_bytes);
+/* In the zygote, when it settles, after the plugs: drops the pages of
+ * pymalloc's chunks that hold only zeroes (worker_drop_zero_pages()).
+ * Returns the pages dropped. */
+size_t py_arenas_drop_zero_pages(void);
 /* Calls runner.<func>(arg) returning a string; *ret is malloc'd. */
 int py_call_str(const char *func, const char *arg, char **ret, char **ret_error);
 /* In the run child: runner.run(json, result_fd). */

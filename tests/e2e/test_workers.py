@@ -1588,7 +1588,8 @@ def f():
     fresh = [object() for _ in range(300000)]
     new = mapping_of(id(fresh[-1]))
     return {"settled": sys.modules["_pysprinter_runner"]._settled[0],
-            "old_hg": "hg" in old["flags"], "old_aligned": old["lo"] % (2 << 20) == 0,
+            "old_hg": "hg" in old["flags"] or "nh" in old["flags"],
+            "old_aligned": old["lo"] % (2 << 20) == 0,
             "new_hg": "hg" in new["flags"]}
 """
 
@@ -1601,7 +1602,9 @@ def test_the_zygotes_python_objects_live_in_huge_page_chunks_and_a_runs_new_ones
     fork and exit. A run sees the mapping that holds an object the zygote
     made flagged 'hg' and 2 MiB-aligned; arenas the run maps itself are
     plain (its memory charged page by page, as before). Fails before: no
-    'hg' mapping."""
+    'hg' mapping. Since round 13 a chunk the settled zygote dropped pages
+    of is flagged 'nh' instead (khugepaged must not fill it back); its
+    pages are still the huge page's."""
     def settled_run():
         out = run(daemon, ARENA_PROBE, args=[])
         assert out["status"] == "succeeded", out
@@ -1609,6 +1612,96 @@ def test_the_zygotes_python_objects_live_in_huge_page_chunks_and_a_runs_new_ones
     r = wait_for(settled_run, "a run forked from the settled zygote")
     assert r["old_hg"] and r["old_aligned"], r
     assert not r["new_hg"], r
+
+
+ZERO_PAGE_PROBE = """
+import ctypes, struct, sys
+
+def f():
+    # The zygote's pymalloc chunks as this run inherited them: the 2 MiB,
+    # 2 MiB-aligned mappings flagged 'hg' (or 'nh' once the zygote dropped
+    # some of their pages, which keeps khugepaged from filling them back).
+    # Of their resident pages, how
+    # many hold nothing but zeroes (only present pages are read: reading
+    # an absent one would map the zero page).
+    chunks = []
+    cur = None
+    for line in open("/proc/self/smaps"):
+        parts = line.split()
+        if "-" in parts[0] and not parts[0].endswith(":"):
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            cur = (lo, hi)
+        elif parts[0] == "VmFlags:" and ("hg" in parts[1:] or "nh" in parts[1:]):
+            # A chunk flagged 'nh' may have merged with a neighbour of the
+            # same flags: every aligned 2 MiB inside counts.
+            lo = (cur[0] + (2 << 20) - 1) // (2 << 20) * (2 << 20)
+            chunks += [(a, a + (2 << 20)) for a in range(lo, cur[1] - (2 << 20) + 1, 2 << 20)]
+    zero = bytes(4096)
+    present = 0
+    zeroes = []
+    with open("/proc/self/pagemap", "rb", buffering=0) as pm:
+        for lo, hi in chunks:
+            pm.seek(lo // 4096 * 8)
+            entries = struct.unpack("512Q", pm.read(512 * 8))
+            zeroes.append(0)
+            for i, e in enumerate(entries):
+                if e >> 63:
+                    present += 1
+                    zeroes[-1] += ctypes.string_at(lo + i * 4096, 4096) == zero
+    return {"settled": sys.modules["_pysprinter_runner"]._settled[0],
+            "chunks": len(chunks), "present": present, "zeroes": zeroes}
+"""
+
+
+def test_the_zygote_keeps_no_page_of_zeroes_in_its_pymalloc_chunks(daemon):
+    """Issue 15 (c), round 13: every run is a fork of the zygote, and fork
+    copies (and the run's exit tears down) one page-table entry per
+    resident page of the zygote's private memory. Its pymalloc chunks
+    (2 MiB transparent huge pages, round 10) were resident whole: the
+    unused half of the last chunk, pools never carved, ~2.3 MiB of zeroes
+    in an env with requests, copied into every run. The zygote drops the
+    pages that hold only zeroes when it settles (they read as zeroes
+    still), in each chunk that has 128 of them at least (fewer are not
+    worth splitting a chunk's huge mapping), so a run inherits no chunk
+    with that many. Fails before: 482 and 257 zero pages in two of the
+    three chunks (an env without requirements)."""
+    r = settled_result(daemon, ZERO_PAGE_PROBE)
+    assert r["chunks"] >= 1 and r["present"] > 0, r
+    assert max(r["zeroes"]) < 128, r
+
+
+def test_the_zygote_keeps_its_pages_of_zeroes_while_another_thread_lives(tmp_path):
+    """Issue 15 (c), round 13: the settled zygote drops its pages of zeroes
+    only while it has one thread. A thread an env's package started at
+    import might be reading into a buffer there with the GIL released
+    (the kernel writing into a page the zygote just found all zeroes), so
+    with one alive nothing is dropped: a run of that env still inherits a
+    chunk with its pages of zeroes, and the package's thread still runs in
+    the zygote. Fails with the drop unguarded (no chunk keeps 128)."""
+    files = {"threadatimport/__init__.py": (
+        "import threading, time\n"
+        "BEATS = [0]\n"
+        "def _beat():\n"
+        "    while True:\n"
+        "        BEATS[0] += 1\n"
+        "        time.sleep(0.01)\n"
+        "threading.Thread(target=_beat, daemon=True).start()\n")}
+    with env_daemon(tmp_path, "threadatimport", files) as d:
+        src = ZERO_PAGE_PROBE.replace("def f():", "@requirements({'threadatimport': ''})\ndef f():\n    import threadatimport", 1)
+        r = settled_result(d, src)
+        assert r["chunks"] >= 1 and max(r["zeroes"]) >= 128, r
+
+        def threads(pid):
+            try:
+                return int(open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0])
+            except OSError:
+                return 0
+        tree, todo = [], [d.proc.pid]
+        while todo:
+            kids = child_pids(todo.pop())
+            tree += kids
+            todo += kids
+        assert any(threads(p) > 1 for p in tree), "the package's thread lives in the zygote"
 
 
 NAME_PROBE = """
