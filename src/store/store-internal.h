@@ -211,6 +211,12 @@ extern const char store_run_start_end_update_sql[];
  * is missing, else applied as the fenced end; end_update: the end of a
  * committed row whose start may be in flight, fenced like the start and
  * the finish together (attempt ?19 pending, or ?19-1 queued). */
+/* Their fence, for attempt a (an SQL expression), also read on the
+ * committed row before such an end is journaled: fenced as a start and a
+ * finish of attempt a together, the row queued at the attempt before (its
+ * start not committed yet) or pending at this one. */
+#define STORE_END_FENCE(a) \
+        "((attempt=" a " AND status IN ('queued','running')) OR (attempt=" a "-1 AND status='queued'))"
 extern const char store_run_ended_upsert_sql[];
 extern const char store_run_end_update_sql[];
 /* Tests: fn runs in the leader of every batch right before its COMMIT

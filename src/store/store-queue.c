@@ -248,10 +248,7 @@ const char store_run_ended_insert_sql[] =
         "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
         FN_NAME_FIELD "," DATA_FIELD ")";
 
-/* Both fenced as a start and a finish of attempt ?19 together: the row
- * queued at the attempt before (its start not committed yet) or pending
- * at this one. */
-#define END_FENCE "((attempt=?19 AND status IN ('queued','running')) OR (attempt=?19-1 AND status='queued'))"
+#define END_FENCE STORE_END_FENCE("?19")
 const char store_run_ended_upsert_sql[] =
         "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
         "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"

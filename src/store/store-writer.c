@@ -232,11 +232,12 @@ static void batch_commit(Store *s, StoreOp *batch) {
         pthread_mutex_unlock(&s->lock);
 }
 
-/* With s->wlock held: whether a write of run id is queued at from or
- * after it (from: the queue's head, or the op after one of the run's). */
-static bool run_write_queued_locked(const StoreOp *from, const char *id) {
+/* With s->wlock held: whether a write of run id other than except (NULL:
+ * none) is queued at from or after it (from: the queue's head, or the op
+ * after one of the run's). */
+static bool run_write_queued_locked(const StoreOp *from, const char *id, const StoreOp *except) {
         for (const StoreOp *o = from; o; o = o->next)
-                if (streq(o->rec->id, id))
+                if (o != except && streq(o->rec->id, id))
                         return true;
         return false;
 }
@@ -279,7 +280,7 @@ static StoreOp *take_batch_locked(Store *s, bool keep_young) {
         usec_t now = keep_young ? now_monotonic() : 0;
         for (StoreOp *op = batch, *next; keep_young && op; op = next) {
                 next = op->next;
-                if (op->deferred && now - op->queued_at < op_linger(s, op) && !run_write_queued_locked(op->next, op->rec->id)) {
+                if (op->deferred && now - op->queued_at < op_linger(s, op) && !run_write_queued_locked(op->next, op->rec->id, NULL)) {
                         *kt = op;
                         kt = &op->next;
                 } else {
@@ -730,8 +731,7 @@ static int finish_fence(Store *s, const char *id, const char *attempt) {
 static int end_fence(Store *s, const char *id, int attempt) {
         char a[16];
         snprintf(a, sizeof(a), "%d", attempt);
-        return fence_passes(s, "SELECT 1 FROM runs WHERE id=?1 AND ((attempt=CAST(?2 AS INTEGER) AND status IN "
-                               "('queued','running')) OR (attempt=CAST(?2 AS INTEGER)-1 AND status='queued'))", id, a);
+        return fence_passes(s, "SELECT 1 FROM runs WHERE id=?1 AND " STORE_END_FENCE("CAST(?2 AS INTEGER)"), id, a);
 }
 
 /* With s->wlock held and no commit under way (wait_no_leader_locked()):
@@ -748,7 +748,7 @@ static int end_fence(Store *s, const char *id, int attempt) {
 static int journal_update_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21,
                                  bool *ret_wake) {
         *ret_wake = false;
-        if (!s->jon || sql != store_run_finish_update_sql || run_write_queued_locked(s->whead, r->id))
+        if (!s->jon || sql != store_run_finish_update_sql || run_write_queued_locked(s->whead, r->id, NULL))
                 return -1;
         int fence = finish_fence(s, r->id, arg21);
         if (fence <= 0)
@@ -785,15 +785,6 @@ static bool batch_writes_of_run_locked(const Store *s, const char *id, const Sto
                         *ret_submit = o;
         }
         return true;
-}
-
-/* With s->wlock held: whether a write of run id other than d is queued
- * (the end must then be queued behind it, not journaled beside). */
-static bool queued_besides_locked(const Store *s, const char *id, const StoreOp *d) {
-        for (const StoreOp *o = s->whead; o; o = o->next)
-                if (o != d && streq(o->rec->id, id))
-                        return true;
-        return false;
 }
 
 /* With s->wlock held: removes op, queued, from the queue. */
@@ -835,7 +826,7 @@ static int journal_beside_batch_locked(Store *s, const RunRecord *r, int attempt
                 return -1;
         if (!submit && !start)
                 return -2;
-        if ((d && (d->rec->attempt != attempt || start)) || queued_besides_locked(s, r->id, d) ||
+        if ((d && (d->rec->attempt != attempt || start)) || run_write_queued_locked(s->whead, r->id, d) ||
             (start && end_fence(s, r->id, attempt) != 1))
                 return -1;
         StoreOp *op = xcalloc(1, sizeof(StoreOp));

@@ -16,6 +16,7 @@ import pytest
 
 import pkgindex
 from daemonlib import Daemon, child_pids, run, sandbox_mode, wait_for
+from proctree import descendants
 
 
 def worker_pids(d):
@@ -1696,12 +1697,7 @@ def test_the_zygote_keeps_its_pages_of_zeroes_while_another_thread_lives(tmp_pat
                 return int(open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0])
             except OSError:
                 return 0
-        tree, todo = [], [d.proc.pid]
-        while todo:
-            kids = child_pids(todo.pop())
-            tree += kids
-            todo += kids
-        assert any(threads(p) > 1 for p in tree), "the package's thread lives in the zygote"
+        assert any(threads(p) > 1 for p in descendants(d.proc.pid)), "the package's thread lives in the zygote"
 
 
 NAME_PROBE = """
