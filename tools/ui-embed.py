@@ -38,10 +38,10 @@ def c_string(s):
 
 
 def main():
-    out, ui_dir, files = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3:]
+    out, ui_dir, files = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3:]
     assets = []
     for f in files:
-        rel = os.path.relpath(os.path.realpath(f), ui_dir)
+        rel = os.path.relpath(os.path.abspath(f), ui_dir)
         name = VENDOR.get(rel, rel)
         if name.startswith("node_modules/") or name.startswith(".."):
             sys.exit(f"ui-embed: {f}: not a dashboard file and not a known vendor module")
