@@ -504,6 +504,11 @@ int main(int argc, char **argv) {
         const char *linger = getenv("PYSPRINTER_TEST_STORE_LINGER_MS");
         if (linger)
                 store_writer_set_linger(d->store, (usec_t) strtoull(linger, NULL, 10) * USEC_PER_MSEC);
+        /* Tests only: the journal's batches held back, so that answered
+         * runs' ends stay in the journal only (docs/operations.md "Backup"). */
+        const char *jlinger = getenv("PYSPRINTER_TEST_JOURNAL_LINGER_MS");
+        if (jlinger)
+                store_journal_set_linger(d->store, (usec_t) strtoull(jlinger, NULL, 10) * USEC_PER_MSEC);
         d->queue = run_queue_sqlite_new(d->store);
         /* Only this daemon writes its SQLite functions: their versions are kept
          * in memory (daemon-fncache.c). A cluster replaces the store. */

@@ -5,10 +5,21 @@
  * committed state while the daemon keeps writing (writers never wait for a
  * WAL reader), so the copy is consistent without stopping anything.
  *
+ * The runs the daemon answered whose ends are still only in its journal
+ * (store.h "the ended-runs journal": committed in batches, ~50 ms later
+ * or, with its writer held back, later still) are in the backup too: the
+ * journal's files are read BEFORE the snapshot, then replayed into the
+ * copy as the daemon's start replays them. A record the read missed was
+ * either appended after the backup began or emptied from its file, which
+ * happens only after its commit, so before the snapshot: in the copy.
+ * A record read whose batch committed meanwhile changes nothing (its
+ * INSERT finds the row, its fenced UPDATE no pending row).
+ *
  * Restore: the backup is checked (a database, integrity_check "ok", a
  * schema this binary can migrate), copied next to the live file with the
- * same API, and renamed over it; the old WAL and shared-memory files go
- * first so SQLite cannot replay them onto the restored content. */
+ * same API, and renamed over it; the old WAL and shared-memory files and
+ * the old journal go first so nothing replays them onto the restored
+ * content. */
 #include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -51,6 +62,69 @@ static int open_db(const char *path, int flags, sqlite3 **ret, char **ret_error)
         return 0;
 }
 
+/* The copy at path as one file: a plain rollback-journal database. */
+static int as_one_file(const char *path, char **ret_error) {
+        sqlite3 *db = NULL;
+        int r = open_db(path, SQLITE_OPEN_READWRITE, &db, ret_error);
+        if (r >= 0 && sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
+                *ret_error = xasprintf("%s: %s", path, sqlite3_errmsg(db));
+                r = -EIO;
+        }
+        sqlite3_close(db);
+        return r;
+}
+
+/* from's database copied to the new file at path. */
+static int copy_to(sqlite3 *from, const char *path, char **ret_error) {
+        sqlite3 *to = NULL;
+        (void) unlink(path);
+        int r = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &to, ret_error);
+        if (r >= 0)
+                r = copy_db(from, to, ret_error);
+        sqlite3_close(to);
+        return r;
+}
+
+/* The journal's records replayed into the copy at path, with the replay
+ * of the daemon's start (store_journal_replay_copy()). */
+static int replay_into(const char *path, const StoreJournalCopy *j, char **ret_error) {
+        Store *t = NULL;
+        int r = store_open_short_lived(path, &t);
+        if (r < 0) {
+                *ret_error = xasprintf("%s: %s", path, strerror(-r));
+                return r;
+        }
+        /* The full-disk reserve store_open() made is no part of a copy. */
+        (void) unlink(t->reserve_path);
+        r = store_journal_replay_copy(t, j, NULL);
+        store_close(t);
+        if (r < 0)
+                *ret_error = xasprintf("cannot replay the journal's runs into %s: %s", path, strerror(-r));
+        return r;
+}
+
+/* db_path copied to tmp: the journal read first (see the top), then the
+ * snapshot, then the journal's records replayed into it. */
+static int backup_to(const char *db_path, const char *tmp, char **ret_error) {
+        StoreJournalCopy j;
+        int r = store_journal_copy(db_path, &j);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read the journal of %s: %s", db_path, strerror(-r));
+                return r;
+        }
+        sqlite3 *from = NULL;
+        /* Read-write open of the source: a reader of a WAL database needs
+         * the -shm file, which a read-only open cannot create. */
+        r = open_db(db_path, SQLITE_OPEN_READWRITE, &from, ret_error);
+        if (r >= 0)
+                r = copy_to(from, tmp, ret_error);
+        sqlite3_close(from);
+        if (r >= 0 && j.size[0] + j.size[1] > 0)
+                r = replay_into(tmp, &j, ret_error);
+        store_journal_copy_free(&j);
+        return r < 0 ? r : as_one_file(tmp, ret_error);
+}
+
 int store_backup(const char *db_path, const char *dest, char **ret_error) {
         assert(db_path && dest && ret_error);
         if (access(db_path, F_OK) < 0) {
@@ -62,24 +136,8 @@ int store_backup(const char *db_path, const char *dest, char **ret_error) {
                 *ret_error = xasprintf("%s exists; a backup never overwrites a file", dest);
                 return -EEXIST;
         }
-        sqlite3 *from = NULL, *to = NULL;
-        /* Read-write open of the source: a reader of a WAL database needs
-         * the -shm file, which a read-only open cannot create. */
-        int r = open_db(db_path, SQLITE_OPEN_READWRITE, &from, ret_error);
-        if (r < 0)
-                return r;
         _cleanup_free_ char *tmp = xasprintf("%s.partial", dest);
-        (void) unlink(tmp);
-        r = open_db(tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &to, ret_error);
-        if (r >= 0)
-                r = copy_db(from, to, ret_error);
-        /* The copy is a plain rollback-journal file: one file to carry. */
-        if (r >= 0 && sqlite3_exec(to, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
-                *ret_error = xasprintf("%s: %s", tmp, sqlite3_errmsg(to));
-                r = -EIO;
-        }
-        sqlite3_close(from);
-        sqlite3_close(to);
+        int r = backup_to(db_path, tmp, ret_error);
         if (r >= 0 && (chmod(tmp, 0600) < 0 || rename(tmp, dest) < 0)) {
                 r = -errno;
                 *ret_error = xasprintf("cannot write %s: %s", dest, strerror(-r));
@@ -129,24 +187,20 @@ int store_restore(const char *src, const char *db_path, char **ret_error) {
         if (r < 0)
                 return r;
         _cleanup_free_ char *tmp = xasprintf("%s.restore", db_path);
-        (void) unlink(tmp);
-        sqlite3 *from = NULL, *to = NULL;
+        sqlite3 *from = NULL;
         r = open_db(src, SQLITE_OPEN_READONLY, &from, ret_error);
         if (r >= 0)
-                r = open_db(tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &to, ret_error);
-        if (r >= 0)
-                r = copy_db(from, to, ret_error);
-        if (r >= 0 && sqlite3_exec(to, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
-                *ret_error = xasprintf("%s: %s", tmp, sqlite3_errmsg(to));
-                r = -EIO;
-        }
+                r = copy_to(from, tmp, ret_error);
         sqlite3_close(from);
-        sqlite3_close(to);
+        if (r >= 0)
+                r = as_one_file(tmp, ret_error);
         if (r < 0) {
                 (void) unlink(tmp);
                 return r;
         }
-        const char *suffixes[] = { "-wal", "-shm" };
+        /* The journal's records belong to the database replaced: the next
+         * start would replay them onto the restored one. */
+        const char *suffixes[] = { "-wal", "-shm", "-ended.0", "-ended.1" };
         for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
                 _cleanup_free_ char *p = xasprintf("%s%s", db_path, suffixes[i]);
                 if (unlink(p) < 0 && errno != ENOENT) {

@@ -197,6 +197,29 @@ typedef void (*StoreJournalFn)(Store *s, const char *sql, const RunRecord *r, co
 int store_journal_open(Store *s, StoreJournalFn fn, void *userdata);
 int store_journal_begin(Store *s);
 void store_journal_close(Store *s);
+/* The journal's path of the database at db_path ("DB-ended"; its files
+ * are that and ".0", ".1"). */
+char *store_journal_path(const char *db_path);
+/* A copy of the journal of another process's database (store_backup()):
+ * copy reads both files as they are (missing: empty), without taking
+ * anything of the daemon, which appends and empties on meanwhile: a
+ * record it holds is either in the copy or was committed before the
+ * copy's read of its file (a file is emptied only after its records'
+ * commit). replay hands the copy's whole records to fn as open() does
+ * (a torn last record left out); the copy is not changed, it can be
+ * replayed again. Returns the records handed to fn. */
+typedef struct StoreJournalCopy {
+        uint8_t *data[2];
+        size_t size[2];
+} StoreJournalCopy;
+int store_journal_copy(const char *db_path, StoreJournalCopy *ret);
+size_t store_journal_copy_replay(Store *s, const StoreJournalCopy *c, StoreJournalFn fn, void *userdata);
+void store_journal_copy_free(StoreJournalCopy *c);
+/* The copy's records replayed into s and committed, as store_journal_start()
+ * replays a journal (store-queue.c): a run already ended in s changes
+ * nothing, so replaying twice is harmless. -EIO when a record's run is
+ * not in s afterwards; *ret_replayed (may be NULL): the records replayed. */
+int store_journal_replay_copy(Store *s, const StoreJournalCopy *c, size_t *ret_replayed);
 /* The statements that end a run (store-queue.c), the ones a journal
  * record may hold: the INSERT of the ended record (store_run_finish()'s
  * replacement of a deferred submit), the finish's fenced UPDATE, and a

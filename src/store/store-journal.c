@@ -225,6 +225,46 @@ static int read_whole(int fd, uint8_t **ret, size_t *ret_n) {
         return 0;
 }
 
+char *store_journal_path(const char *db_path) {
+        return xasprintf("%s-ended", db_path);
+}
+
+void store_journal_copy_free(StoreJournalCopy *c) {
+        for (unsigned i = 0; i < 2; i++) {
+                free(c->data[i]);
+                c->data[i] = NULL;
+                c->size[i] = 0;
+        }
+}
+
+int store_journal_copy(const char *db_path, StoreJournalCopy *ret) {
+        _cleanup_free_ char *jpath = store_journal_path(db_path);
+        *ret = (StoreJournalCopy) {};
+        for (unsigned i = 0; i < 2; i++) {
+                _cleanup_free_ char *path = xasprintf("%s.%u", jpath, i);
+                /* Read-only, no lock: the daemon appends and empties on. */
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 && errno == ENOENT)
+                        continue;
+                int r = fd < 0 ? -errno : read_whole(fd, &ret->data[i], &ret->size[i]);
+                if (fd >= 0)
+                        close(fd);
+                if (r < 0) {
+                        store_journal_copy_free(ret);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+size_t store_journal_copy_replay(Store *s, const StoreJournalCopy *c, StoreJournalFn fn, void *userdata) {
+        size_t n = 0;
+        for (unsigned i = 0; i < 2; i++)
+                if (c->data[i])
+                        n += replay_buffer(s, c->data[i], c->size[i], fn, userdata);
+        return n;
+}
+
 int store_journal_open(Store *s, StoreJournalFn fn, void *userdata) {
         if (!s->jpath)
                 return -EOPNOTSUPP;

@@ -43,7 +43,7 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
                 } else
                         sqlite3_close(rdb);
                 store_checkpointer_start(s, path, allocate_wal);
-                s->jpath = xasprintf("%s-ended", path);
+                s->jpath = store_journal_path(path);
         }
         s->reserve_path = xasprintf("%s-reserve", path);
         store_reserve_make(s);

@@ -345,6 +345,31 @@ static bool run_exists(Store *s, const char *id) {
         return found;
 }
 
+/* The replayed records committed: -EIO when a record's run is not in the
+ * database (it could not be written: a full disk). Frees rp's ids. */
+static int replayed_committed(Store *s, Replayed *rp) {
+        (void) store_flush(s);
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < rp->n; i++)
+                if (!run_exists(s, rp->ids[i]))
+                        r = -EIO;
+        for (size_t i = 0; i < rp->n; i++)
+                free(rp->ids[i]);
+        free(rp->ids);
+        rp->ids = NULL;
+        return r;
+}
+
+int store_journal_replay_copy(Store *s, const StoreJournalCopy *c, size_t *ret_replayed) {
+        Replayed rp = {};
+        (void) store_journal_copy_replay(s, c, replay_one, &rp);
+        size_t n = rp.n;
+        int r = replayed_committed(s, &rp);
+        if (r >= 0 && ret_replayed)
+                *ret_replayed = n;
+        return r;
+}
+
 int store_journal_start(Store *s, bool journal, size_t *ret_replayed) {
         if (s->jon)
                 return 0;
@@ -352,16 +377,12 @@ int store_journal_start(Store *s, bool journal, size_t *ret_replayed) {
         int r = store_journal_open(s, replay_one, &rp);
         if (r == -EOPNOTSUPP)
                 return 0;
-        (void) store_flush(s);
         /* Emptied only when every record it held is in the database: a
          * record that could not be written (a full disk) stays for the
          * next start, and the journal stays off. */
-        for (size_t i = 0; r >= 0 && i < rp.n; i++)
-                if (!run_exists(s, rp.ids[i]))
-                        r = -EIO;
-        for (size_t i = 0; i < rp.n; i++)
-                free(rp.ids[i]);
-        free(rp.ids);
+        int k = replayed_committed(s, &rp);
+        if (r >= 0)
+                r = k;
         if (r >= 0)
                 r = store_journal_begin(s);
         if (r < 0 || !journal) {

@@ -2799,25 +2799,123 @@ static void crash_with_end_beside_batch(const char *path, const char *id, BatchH
         in_child_killed(end_beside_batch_child, path, &a);
 }
 
-static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state) {
+/* For each point of a crash beside a batch: a new database at path whose
+ * process was killed -9 there with run id's end journaled, then check. */
+static void at_each_crash_beside_a_batch(const char *prefix, void (*check)(const char *path, const char *id)) {
         for (BatchHolds holds = 0; holds < ELEMENTSOF(batch_holds_name); holds++)
                 for (unsigned passed = 0; passed < 2; passed++) {
                         _cleanup_free_ char *path = NULL;
                         store_close(open_at(&path));
-                        _cleanup_free_ char *id = xasprintf("bc-%s-%u", batch_holds_name[holds], passed);
+                        _cleanup_free_ char *id = xasprintf("%s-%s-%u", prefix, batch_holds_name[holds], passed);
                         crash_with_end_beside_batch(path, id, holds, passed);
-                        Store *s = NULL;
-                        assert_int_equal(store_open(path, &s), 0);
-                        size_t replayed = 0;
-                        assert_int_equal(store_journal_start(s, true, &replayed), 0);
-                        assert_int_equal(replayed, 1);
-                        RunQueue *q = run_queue_sqlite_new(s);
-                        assert_recovers_nothing_pending(q);
-                        assert_ended_with_everything(s, id, 20);
-                        assert_int_equal(journal_size(path), 0);
-                        run_queue_free(q);
-                        store_close(s);
+                        check(path, id);
                 }
+}
+
+static void restart_finds_it_ended(const char *path, const char *id) {
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        size_t replayed = 0;
+        assert_int_equal(store_journal_start(s, true, &replayed), 0);
+        assert_int_equal(replayed, 1);
+        RunQueue *q = run_queue_sqlite_new(s);
+        assert_recovers_nothing_pending(q);
+        assert_ended_with_everything(s, id, 20);
+        assert_int_equal(journal_size(path), 0);
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state) {
+        at_each_crash_beside_a_batch("bc", restart_finds_it_ended);
+}
+
+/* ---- the backup holds the journal's runs (round 14, store-backup.c) ----
+ * pysprinterd backup runs as another process: the ends still only in
+ * the daemon's journal are replayed into its copy. */
+
+/* The backup of path (a database whose journal holds runs a crashed
+ * process answered) at path.bak, checked: path and its journal as they
+ * were, no file of the copy's own store beside it. */
+static char *backup_of_journaled(const char *path) {
+        off_t held = journal_size(path);
+        assert_true(held > 0);
+        char *dest = xasprintf("%s.bak", path);
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(store_backup(path, dest, &err), 0);
+        assert_int_equal(journal_size(path), held);
+        assert_int_equal(journal_size(dest), 0);
+        _cleanup_free_ char *reserve = xasprintf("%s.partial-reserve", dest);
+        assert_int_equal(access(reserve, F_OK), -1);
+        return dest;
+}
+
+/* The backup at dest, opened as a restore's daemon would: every run
+ * ended with everything, nothing pending, no replay of its own. */
+static void backup_has_all_ended(const char *dest, const char *prefix, int n) {
+        Store *s = NULL;
+        assert_int_equal(store_open(dest, &s), 0);
+        RunQueue *q = run_queue_sqlite_new(s);
+        assert_recovers_nothing_pending(q);
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *id = n > 1 ? xasprintf("%s%d", prefix, i) : xstrdup(prefix);
+                assert_ended_with_everything(s, id, 20);
+        }
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* A database whose process, killed -9, left prefix0..n-1 in its journal
+ * (commit_first: their batch committed too), backed up: every one of
+ * them in the backup. Returns the backup's path. */
+static char *backup_after_journaled_crash(char **ret_path, const char *prefix, int n, bool commit_first) {
+        store_close(open_at(ret_path));
+        crash_after_journaled_ends(*ret_path, prefix, n, commit_first);
+        char *dest = backup_of_journaled(*ret_path);
+        backup_has_all_ended(dest, prefix, n);
+        return dest;
+}
+
+static void test_backup_holds_the_runs_only_in_the_journal(void **state) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *dest = backup_after_journaled_crash(&path, "bj", 6, false);
+        /* Not replayed into the database backed up: only its daemon does. */
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        RunRecord *none = NULL;
+        assert_int_equal(store_run_get(s, NULL, "bj0", &none), -ENOENT);
+        store_close(s);
+}
+
+static void test_backup_replays_a_committed_journal_harmlessly(void **state) {
+        _cleanup_free_ char *path = NULL;
+        /* The batch committed, its files not emptied yet. */
+        _cleanup_free_ char *dest = backup_after_journaled_crash(&path, "bq", 4, true);
+        /* The same copy replayed twice more into the backup: nothing
+         * fails, nothing changes. */
+        StoreJournalCopy j;
+        assert_int_equal(store_journal_copy(path, &j), 0);
+        Store *s = NULL;
+        assert_int_equal(store_open(dest, &s), 0);
+        for (int i = 0; i < 2; i++) {
+                size_t replayed = 0;
+                assert_int_equal(store_journal_replay_copy(s, &j, &replayed), 0);
+                assert_int_equal(replayed, 4);
+        }
+        store_close(s);
+        store_journal_copy_free(&j);
+        backup_has_all_ended(dest, "bq", 4);
+}
+
+static void backup_holds_it_ended(const char *path, const char *id) {
+        _cleanup_free_ char *dest = backup_of_journaled(path);
+        backup_has_all_ended(dest, id, 1);
+}
+
+static void test_backup_holds_ends_journaled_beside_a_batch(void **state) {
+        /* The records of kinds 4 and 5 (round 13): the whole ended record,
+         * or the start and end of a row whose start was in flight. */
+        at_each_crash_beside_a_batch("bb", backup_holds_it_ended);
 }
 
 /* ---- the request's fields a run keeps (round 13) ----
@@ -3010,6 +3108,9 @@ int main(void) {
                 cmocka_unit_test(test_journal_batches_many_runs_in_one_commit),
                 cmocka_unit_test(test_end_does_not_wait_for_the_batch_holding_its_run),
                 cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
+                cmocka_unit_test(test_backup_holds_the_runs_only_in_the_journal),
+                cmocka_unit_test(test_backup_replays_a_committed_journal_harmlessly),
+                cmocka_unit_test(test_backup_holds_ends_journaled_beside_a_batch),
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
