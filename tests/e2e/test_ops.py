@@ -421,14 +421,18 @@ def test_backup_holds_runs_whose_ends_are_only_in_the_journal(tmp_path, daemon):
             d.kill9()
         ids = [rid for rid, _ in answered]
         held = journal_bytes(d.home)
-        # Their ends are in the journal only: not in the database file.
+        # Their ends are in the journal only, not in the database file. Not
+        # every one for certain: an end that finds its run's submit still
+        # queued (under load, before the writer's group commit) replaces it
+        # in SQLite instead (docs/performance.md, round 13 "wait13").
         assert held > 0
-        assert succeeded_in_file(d.home, ids) == set()
+        in_file = succeeded_in_file(d.home, ids)
+        assert len(in_file) < len(ids)
         backup = tmp_path / "backup.db"
         p = pysprinterd("backup", backup, "--data-dir", d.home, home=d.home)
         assert p.returncode == 0, p.stderr
         assert journal_bytes(d.home) == held
-        assert succeeded_in_file(d.home, ids) == set()
+        assert succeeded_in_file(d.home, ids) == in_file
     finally:
         if daemon == "stopped":
             d.proc.send_signal(signal.SIGCONT)
