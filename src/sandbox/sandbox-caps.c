@@ -49,8 +49,9 @@ static int last_cap(void) {
         return cap_last;
 }
 
-/* This process's bounding set was read empty, capability by capability:
- * true for it and for every process it forks from then on. */
+/* This process's bounding set is known empty (every capability read
+ * absent or dropped): true for it and every process it forks from then
+ * on. */
 static bool bounding_empty;
 
 /* Drops every capability still in the calling process's bounding set
