@@ -23,14 +23,20 @@
  *
  * G shares W's memory, so it must write none of it: it runs on its own
  * stack and makes its system calls without libc, whose wrappers store
- * errno in W's thread-local storage (G has W's TLS pointer). Its signal
- * handlers are reset to the default first, so that nothing a run sends
- * to its pid 1 runs a W (Python) handler in W's memory; pid 1 ignores
- * default-action signals from inside its namespace. G is non-dumpable
+ * errno in W's thread-local storage (G has W's TLS pointer). It starts
+ * with no signal handler of W's, so that nothing a run sends to its pid 1
+ * runs a W (Python) handler in W's memory; pid 1 ignores default-action
+ * signals from inside its namespace. The kernel clears them as it clones
+ * G (clone3's CLONE_CLEAR_SIGHAND: every handled signal back to SIG_DFL;
+ * what W ignores stays ignored); where that is not available (another
+ * architecture, a kernel before 5.5, clone3 denied), G resets all 62
+ * itself, one rt_sigaction each, as before (~40 µs per run here). G is
+ * non-dumpable
  * like W (the flag belongs to the shared memory), so H, without
  * capabilities and under seccomp, can neither ptrace it nor read its
  * /proc/1/mem. */
 #include <fcntl.h>
+#include <linux/sched.h> /* struct clone_args, CLONE_CLEAR_SIGHAND */
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -64,15 +70,18 @@ struct kernel_sigaction {
         unsigned long mask;
 };
 
-static int run_init_raw(void *arg) {
-        (void) arg;
+/* handlers_cleared: non-NULL when the kernel cleared W's handlers at the
+ * clone (CLONE_CLEAR_SIGHAND). */
+static int run_init_raw(void *handlers_cleared) {
         struct kernel_sigaction dfl;
         dfl.handler = (unsigned long) SIG_DFL;
         dfl.flags = 0;
         dfl.restorer = 0;
         dfl.mask = 0;
+        /* SIGCHLD in any case: a SIGCHLD W ignored would stay ignored,
+         * and the reaping below waits for it. */
         for (long s = 1; s <= 64; s++)
-                if (s != SIGKILL && s != SIGSTOP)
+                if (s != SIGKILL && s != SIGSTOP && (!handlers_cleared || s == SIGCHLD))
                         (void) raw_syscall4(SYS_rt_sigaction, s, (long) &dfl, 0, 8);
         unsigned long chld = 1UL << (SIGCHLD - 1);
         (void) raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long) &chld, 0, 8);
@@ -85,6 +94,29 @@ static int run_init_raw(void *arg) {
                         ;
         }
         return 0;
+}
+
+/* Clones G on stack: with W's handlers cleared by the kernel where it can,
+ * else by G itself. The pid, or -1 with errno set. */
+static pid_t clone_init(void *stack) {
+#if HAVE_RAW_CLONE3
+        struct clone_args args = {
+                .flags = CLONE_VM | CLONE_FILES | CLONE_CLEAR_SIGHAND,
+                .exit_signal = SIGCHLD,
+                .stack = (uintptr_t) stack,
+                .stack_size = INIT_STACK_SIZE,
+        };
+        long pid = raw_clone3_call(&args, sizeof args, run_init_raw, (void *) 1);
+        if (pid > 0)
+                return (pid_t) pid;
+        /* ENOSYS: no clone3 (before 5.3) or a filter denying it (a
+         * container's); EINVAL: no CLONE_CLEAR_SIGHAND (before 5.5). */
+        if (pid != -ENOSYS && pid != -EINVAL && pid != -EPERM) {
+                errno = (int) -pid;
+                return -1;
+        }
+#endif
+        return clone(run_init_raw, (char *) stack + INIT_STACK_SIZE, CLONE_VM | CLONE_FILES | SIGCHLD, NULL);
 }
 #endif
 
@@ -124,7 +156,7 @@ int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error) {
          * them for G too: the answer comes at H's exit, as for a spare's
          * run. G opens, closes and reads no fd; H, without capabilities
          * and with G non-dumpable, cannot reach G's table (/proc/1/fd). */
-        pid_t init = clone(run_init_raw, (char *) stack + INIT_STACK_SIZE, CLONE_VM | CLONE_FILES | SIGCHLD, NULL);
+        pid_t init = clone_init(stack);
         if (init < 0) {
                 r = -errno;
                 (void) munmap(stack, INIT_STACK_SIZE);

@@ -766,6 +766,20 @@ static int pidns_begin_or_skip(SandboxRunPidns *ns) {
         return r == -EPERM || r == -EINVAL ? 1 : r;
 }
 
+/* The run's namespace and its init, made as the worker makes them: the
+ * init's pid; 0 when there is nothing to test here (namespaces not ours
+ * to make, or this architecture leaves them to the run child); -1 when
+ * making them failed. */
+static pid_t pidns_init_made(SandboxRunPidns *ns) {
+        int r = pidns_begin_or_skip(ns);
+        if (r < 0)
+                fprintf(stderr, "sandbox_run_pidns_begin: %s\n", strerror(-r));
+        if (r != 0)
+                return r < 0 ? -1 : 0;
+        sandbox_run_pidns_end(ns);
+        return ns->init > 0 ? ns->init : 0;
+}
+
 /* The run's pid-namespace init (sandbox-pidns.c) holds no fd of the run:
  * a pipe whose write end the worker closes after making the init reads
  * EOF while that init still lives (before: the init had a copy of the fd
@@ -776,13 +790,9 @@ static int pidns_init_child(void *arg) {
         int p[2];
         CHECK(pipe2(p, O_CLOEXEC) == 0);
         SandboxRunPidns ns;
-        int r = pidns_begin_or_skip(&ns);
-        if (r > 0)
-                return 0;
-        CHECK(r == 0);
-        sandbox_run_pidns_end(&ns);
-        if (ns.init <= 0)
-                return 0; /* this architecture: the run child makes it */
+        pid_t made = pidns_init_made(&ns);
+        if (made <= 0)
+                return made < 0;
         close(p[1]);
         struct pollfd pf = { .fd = p[0], .events = POLLIN };
         int k = poll(&pf, 1, 0);
@@ -795,12 +805,77 @@ static int pidns_init_child(void *arg) {
         return 0;
 }
 
-static void test_pidns_init_holds_no_fd(void **state) {
+/* fn in a child of its own, as root with namespaces: it exits 0. */
+static void pidns_check_in_child(int (*fn)(void *)) {
         if (geteuid() != 0 || !can_namespaces())
                 skip();
-        int st = in_child(pidns_init_child, NULL);
+        int st = in_child(fn, NULL);
         assert_true(WIFEXITED(st));
         assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_pidns_init_holds_no_fd(void **state) {
+        pidns_check_in_child(pidns_init_child);
+}
+
+/* The init keeps no handler of the worker's (they would run in the
+ * worker's memory on a signal from the run) and still reaps what is
+ * reparented to it: the worker here has a handler for SIGUSR1 and
+ * ignores SIGCHLD, as no worker does, which the init must not inherit. */
+static void note_signal(int sig) {
+        (void) sig;
+}
+
+static int read_status_hex(pid_t pid, const char *key, unsigned long long *ret) {
+        char path[64], line[256];
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        int r = -ENOENT;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, key, strlen(key)) == 0) {
+                        *ret = strtoull(line + strlen(key), NULL, 16);
+                        r = 0;
+                        break;
+                }
+        fclose(f);
+        return r;
+}
+
+static int pidns_init_signals_child(void *arg) {
+        (void) arg;
+        CHECK(signal(SIGUSR1, note_signal) != SIG_ERR);
+        CHECK(signal(SIGCHLD, SIG_IGN) != SIG_ERR);
+        SandboxRunPidns ns;
+        pid_t made = pidns_init_made(&ns);
+        if (made <= 0)
+                return made < 0;
+        unsigned long long caught = ~0ULL, ignored = ~0ULL, wanted = 1ULL << (SIGCHLD - 1);
+        /* Read once the init has named itself: its set-up is done then. */
+        for (int i = 0; i < 2000; i++) {
+                char path[64], comm[32] = { 0 };
+                snprintf(path, sizeof(path), "/proc/%d/comm", (int) ns.init);
+                int f = open(path, O_RDONLY | O_CLOEXEC);
+                CHECK(f >= 0 && read(f, comm, sizeof(comm) - 1) > 0);
+                close(f);
+                if (strncmp(comm, "sbx-init", 8) == 0)
+                        break;
+                usleep(1000);
+        }
+        CHECK(read_status_hex(ns.init, "SigCgt:", &caught) == 0);
+        CHECK(read_status_hex(ns.init, "SigIgn:", &ignored) == 0);
+        CHECK(signal(SIGCHLD, SIG_DFL) != SIG_ERR); /* ours, to reap the init */
+        (void) kill(ns.init, SIGKILL);
+        CHECK(waitpid(ns.init, NULL, __WALL) == ns.init);
+        sandbox_run_pidns_release(&ns);
+        CHECK(caught == 0);
+        CHECK((ignored & wanted) == 0);
+        return 0;
+}
+
+static void test_pidns_init_has_no_handler_of_the_worker(void **state) {
+        pidns_check_in_child(pidns_init_signals_child);
 }
 
 /* The worker drops a run's namespace while its run child is not reaped
@@ -1757,6 +1832,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_kept_files_within_budget),
                 cmocka_unit_test(test_cgroup_kill_sends_one_sigkill_per_process),
                 cmocka_unit_test(test_pidns_init_holds_no_fd),
+                cmocka_unit_test(test_pidns_init_has_no_handler_of_the_worker),
                 cmocka_unit_test(test_pidns_drop_unreaped_run),
                 cmocka_unit_test(test_net_pristine),
                 cmocka_unit_test(test_net_fresh_namespace_not_checked),
