@@ -52,6 +52,13 @@ struct Store {
         unsigned wwaiting;      /* callers asleep in wait_done_locked() */
         StoreOp *wbatch;        /* the batch under way (its leader's), NULL between commits */
         void (*wcommit_hook)(void *userdata); /* tests: called before a batch's COMMIT */
+        /* The writer thread's own batches run at SCHED_IDLE (store-writer.c
+         * "Priority"): its thread id, whether it is lowered now, and the
+         * threads waiting for it (atomic), under wprio (a leaf lock). */
+        pthread_mutex_t wprio;
+        pid_t wtid;
+        bool wlowered;
+        unsigned wprio_waiters;
         void *wcommit_hook_data;
         struct {
                 char *text;
@@ -222,6 +229,14 @@ extern const char store_run_end_update_sql[];
 /* Tests: fn runs in the leader of every batch right before its COMMIT
  * (the batch's statements done, nothing committed), without wlock. */
 void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *userdata);
+/* Takes s->lock (the write connection's). When it is held, the writer
+ * thread is first given normal priority back if its batch runs lowered,
+ * so the caller never waits for a thread at SCHED_IDLE. */
+void store_lock(Store *s);
+/* The writer thread's id while it runs (tests: its policy), or 0. */
+pid_t store_writer_tid(Store *s);
+/* A thread's scheduling policy (tid 0: the calling thread). */
+bool store_thread_set_policy(pid_t tid, int policy);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);

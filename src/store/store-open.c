@@ -29,6 +29,7 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         s->jfd[0] = s->jfd[1] = -1;
         pthread_mutex_init(&s->lock, NULL);
         pthread_mutex_init(&s->wlock, NULL);
+        pthread_mutex_init(&s->wprio, NULL);
         pthread_cond_init(&s->wcond, NULL);
         pthread_cond_init(&s->wdone, NULL);
         pthread_mutex_init(&s->rlock, NULL);
@@ -79,6 +80,7 @@ Store *store_close(Store *s) {
         pthread_mutex_destroy(&s->rlock);
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->wlock);
+        pthread_mutex_destroy(&s->wprio);
         pthread_cond_destroy(&s->wcond);
         pthread_cond_destroy(&s->wdone);
         free(s->reserve_path);

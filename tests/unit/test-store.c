@@ -2820,6 +2820,109 @@ static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state)
                 }
 }
 
+/* ---- the writer's own batches at SCHED_IDLE (round 13) ----
+ * A journal batch nobody waits for runs at SCHED_IDLE, so a woken
+ * instance takes the CPU from it at once; whoever waits for it (for the
+ * connection's lock, for the commit under way) gives it normal priority
+ * back first, so nobody waits for a thread that may get no CPU. */
+
+typedef struct {
+        CommitGate g;
+        atomic_int policy, tid;
+} PolicyGate;
+
+static void policy_gate_hook(void *p) {
+        PolicyGate *pg = p;
+        atomic_store(&pg->policy, sched_getscheduler(0));
+        atomic_store(&pg->tid, (int) gettid());
+        gate_hook(&pg->g);
+}
+
+static void *lowering_probe(void *p) {
+        struct sched_param sp = {};
+        *(bool *) p = sched_setscheduler(0, SCHED_IDLE, &sp) == 0 && sched_setscheduler(0, SCHED_OTHER, &sp) == 0;
+        return NULL;
+}
+
+/* Whether this process may lower a thread and raise it again (root, or
+ * RLIMIT_NICE): else the writer keeps its priority. */
+static bool lowering_allowed_here(void) {
+        bool ok = false;
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, lowering_probe, &ok), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        return ok;
+}
+
+/* Until tid's policy is want (2 s at most). */
+static bool policy_becomes(pid_t tid, int want) {
+        for (int i = 0; i < 2000; i++) {
+                if (sched_getscheduler(tid) == want)
+                        return true;
+                usleep(1000);
+        }
+        return false;
+}
+
+static void *kv_get_thread(void *p) {
+        _cleanup_free_ char *v = NULL;
+        (void) store_kv_get(p, "ns", "k", &v);
+        return NULL;
+}
+
+/* One journaled end, committed by the writer thread itself (its journal
+ * linger short), held at the gate inside the batch. */
+static void writer_batch_held(Store *s, RunQueue *q, PolicyGate *pg, const char *id) {
+        store_writer_set_commit_hook(s, NULL, NULL); /* no batch under way */
+        *pg = (PolicyGate) {};
+        pthread_mutex_init(&pg->g.m, NULL);
+        pthread_cond_init(&pg->g.c, NULL);
+        store_writer_set_commit_hook(s, policy_gate_hook, pg);
+        submit_deferred(q, id, 10);
+        RunRecord fin = ended(id, 20);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        store_journal_set_linger(s, 20 * USEC_PER_MSEC);
+        gate_wait_calls(&pg->g, 1);
+        assert_int_equal(atomic_load(&pg->tid), store_writer_tid(s));
+}
+
+static void test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters(void **state) {
+        (void) state;
+        bool lowering = lowering_allowed_here();
+        int lowered = lowering ? SCHED_IDLE : SCHED_OTHER;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+
+        /* A thread that wants the connection while the batch holds it. */
+        PolicyGate pg;
+        writer_batch_held(s, q, &pg, "prio1");
+        pid_t writer = store_writer_tid(s);
+        assert_int_equal(atomic_load(&pg.policy), lowered);
+        assert_int_equal(sched_getscheduler(writer), lowered);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, kv_get_thread, s), 0);
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+        gate_pass(&pg.g, UINT_MAX);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_ended_with_everything(s, "prio1", 20);
+
+        /* A thread that waits for the commit under way. */
+        writer_batch_held(s, q, &pg, "prio2");
+        assert_int_equal(atomic_load(&pg.policy), lowered);
+        assert_int_equal(pthread_create(&t, NULL, flush_thread, s), 0);
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+        gate_pass(&pg.g, UINT_MAX);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_ended_with_everything(s, "prio2", 20);
+        /* Between batches: normal priority. */
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+
+        store_writer_set_commit_hook(s, NULL, NULL);
+        run_queue_free(q);
+        store_close(s);
+}
+
 /* ---- the request's fields a run keeps (round 13) ----
  * fn_name, data_json and idem_key come from the request's text: what the
  * SQL's json_valid()/json_extract() made of it before, for every request,
@@ -3011,6 +3114,7 @@ int main(void) {
                 cmocka_unit_test(test_end_does_not_wait_for_the_batch_holding_its_run),
                 cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
+                cmocka_unit_test(test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
