@@ -172,11 +172,6 @@ static uint64_t db_unwritten_pages(Store *s) {
         return cs.nr_dirty + cs.nr_writeback;
 }
 
-bool store_thread_set_policy(pid_t tid, int policy) {
-        struct sched_param sp = {};
-        return sched_setscheduler(tid, policy, &sp) == 0;
-}
-
 /* The write connection's WAL hook, called in the committing thread with
  * s->lock held after each commit: it signals, and rarely raises the
  * thread's priority. */

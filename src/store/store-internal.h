@@ -229,6 +229,7 @@ extern const char store_run_end_update_sql[];
 /* Tests: fn runs in the leader of every batch right before its COMMIT
  * (the batch's statements done, nothing committed), without wlock. */
 void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *userdata);
+/* store-prio.c: the writer thread's priority. */
 /* Takes s->lock (the write connection's). When it is held, the writer
  * thread is first given normal priority back if its batch runs lowered,
  * so the caller never waits for a thread at SCHED_IDLE. */
@@ -237,6 +238,16 @@ void store_lock(Store *s);
 pid_t store_writer_tid(Store *s);
 /* A thread's scheduling policy (tid 0: the calling thread). */
 bool store_thread_set_policy(pid_t tid, int policy);
+/* The writer thread in its own batch, s->lock held: lowered to SCHED_IDLE
+ * unless someone waits for it. */
+void store_writer_lower(Store *s);
+/* The writer thread back at normal priority if it is lowered (any
+ * thread). */
+void store_writer_raise(Store *s);
+/* Around any wait for the writer thread (its commit, s->lock): counted,
+ * then the writer raised. */
+void store_writer_wait_begin(Store *s);
+void store_writer_wait_end(Store *s);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);
