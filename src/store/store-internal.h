@@ -59,6 +59,16 @@ struct Store {
         pid_t wtid;
         bool wlowered;
         unsigned wprio_waiters;
+        /* The starvation bound (store-prio.c): when the batch was lowered,
+         * how long it may stay lowered, and the guard thread at normal
+         * priority that raises it then (asleep untimed while nothing is
+         * lowered: an idle store does not tick); under wprio. */
+        usec_t wlowered_at;
+        usec_t wstarve_bound;
+        pthread_t wguard;
+        pthread_cond_t wguard_cond;
+        bool wguard_started, wguard_timed, wguard_stop;
+        uint64_t wbound_raises;
         void *wcommit_hook_data;
         struct {
                 char *text;
@@ -248,6 +258,13 @@ void store_writer_raise(Store *s);
  * then the writer raised. */
 void store_writer_wait_begin(Store *s);
 void store_writer_wait_end(Store *s);
+/* The guard that bounds the lowered batch's starvation: stopped and
+ * joined (store_close(), after the writer). */
+void store_writer_guard_stop(Store *s);
+/* Tests: how long a batch may run lowered before the guard raises it
+ * (0: the default, STORE_STARVE_BOUND_USEC), and how often it did. */
+void store_writer_set_starve_bound(Store *s, usec_t bound);
+uint64_t store_writer_bound_raises(Store *s);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);

@@ -30,6 +30,7 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         pthread_mutex_init(&s->lock, NULL);
         pthread_mutex_init(&s->wlock, NULL);
         pthread_mutex_init(&s->wprio, NULL);
+        pthread_cond_init(&s->wguard_cond, NULL);
         pthread_cond_init(&s->wcond, NULL);
         pthread_cond_init(&s->wdone, NULL);
         pthread_mutex_init(&s->rlock, NULL);
@@ -65,6 +66,7 @@ Store *store_close(Store *s) {
                 return NULL;
         /* Whatever is enqueued is committed before the connection goes. */
         store_writer_stop(s);
+        store_writer_guard_stop(s);
         /* Every journaled run is committed now: its files are empty. */
         store_journal_close(s);
         store_checkpointer_stop(s);
@@ -81,6 +83,7 @@ Store *store_close(Store *s) {
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->wlock);
         pthread_mutex_destroy(&s->wprio);
+        pthread_cond_destroy(&s->wguard_cond);
         pthread_cond_destroy(&s->wcond);
         pthread_cond_destroy(&s->wdone);
         free(s->reserve_path);

@@ -2893,6 +2893,8 @@ static void test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters(vo
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
         RunQueue *q = journaling_queue(s);
+        /* Only the waiters raise it here, not the starvation bound. */
+        store_writer_set_starve_bound(s, 3600 * USEC_PER_SEC);
 
         /* A thread that wants the connection while the batch holds it. */
         PolicyGate pg;
@@ -2917,6 +2919,42 @@ static void test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters(vo
         assert_ended_with_everything(s, "prio2", 20);
         /* Between batches: normal priority. */
         assert_true(policy_becomes(writer, SCHED_OTHER));
+
+        store_writer_set_commit_hook(s, NULL, NULL);
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* Round 14: with the CPUs full of other work and nobody in the process
+ * waiting, a lowered batch would get no CPU for as long as that lasts, and
+ * another process would see answered runs `running`. A batch lowered for
+ * longer than the bound gets normal priority back with no store call at
+ * all: here the batch is held inside its commit and nothing else touches
+ * the store. */
+static void test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_other_call(void **state) {
+        (void) state;
+        bool lowering = lowering_allowed_here();
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        store_writer_set_starve_bound(s, 1 * USEC_PER_MSEC);
+
+        PolicyGate pg;
+        writer_batch_held(s, q, &pg, "bound1");
+        pid_t writer = store_writer_tid(s);
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+        assert_int_equal(store_writer_bound_raises(s), lowering ? 1 : 0);
+        gate_pass(&pg.g, UINT_MAX);
+        assert_int_equal(store_flush(s), 0);
+        assert_ended_with_everything(s, "bound1", 20);
+
+        /* The next batch is lowered again, and raised again by the bound. */
+        writer_batch_held(s, q, &pg, "bound2");
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+        assert_int_equal(store_writer_bound_raises(s), lowering ? 2 : 0);
+        gate_pass(&pg.g, UINT_MAX);
+        assert_int_equal(store_flush(s), 0);
+        assert_ended_with_everything(s, "bound2", 20);
 
         store_writer_set_commit_hook(s, NULL, NULL);
         run_queue_free(q);
@@ -3115,6 +3153,7 @@ int main(void) {
                 cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
                 cmocka_unit_test(test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters),
+                cmocka_unit_test(test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_other_call),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
