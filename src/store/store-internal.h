@@ -61,13 +61,14 @@ struct Store {
         unsigned wprio_waiters;
         /* The starvation bound (store-prio.c): when the batch was lowered,
          * how long it may stay lowered, and the guard thread at normal
-         * priority that raises it then (asleep untimed while nothing is
-         * lowered: an idle store does not tick); under wprio. */
+         * priority that raises it then, asleep on its timerfd (armed only
+         * while a batch is lowered: an idle store does not tick); under
+         * wprio. */
         usec_t wlowered_at;
         usec_t wstarve_bound;
         pthread_t wguard;
-        pthread_cond_t wguard_cond;
-        bool wguard_started, wguard_timed, wguard_stop;
+        int wguard_fd;
+        bool wguard_started, wguard_stop;
         uint64_t wbound_raises;
         void *wcommit_hook_data;
         struct {

@@ -30,12 +30,18 @@
  * STORE_STARVE_BOUND_USEC gets normal priority back whatever happens: a
  * guard thread at normal priority (it gets CPU under full load; the
  * writer, the starved one, cannot raise itself, and journal appends do not
- * come with ad-hoc load) sleeps until the lowered batch's deadline. It
- * sleeps untimed while nothing is lowered, so an idle store does not tick,
- * and it is woken only by a lowering that finds it asleep untimed: under
- * load, about two wake-ups per batch (the lowering, the deadline). */
+ * come with ad-hoc load) sleeps in read(2) on a timerfd that the writer
+ * arms when it lowers itself and that a raise disarms: two timerfd_settime
+ * calls per lowered batch, and the guard wakes only when a batch was
+ * lowered for the whole bound (~1 per 1000 invokes under wrk -c1 and -c8).
+ * An idle store never arms it. A guard woken by a condition variable at
+ * each lowering and at each deadline cost ~190 wake-ups a second under
+ * load (docs/performance.md, round 14). */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "shared.h"
 #include "store-internal.h"
@@ -73,61 +79,79 @@ static bool may_lower(void) {
         return lowering_allowed;
 }
 
+/* With wprio held: the guard's timer due in usec (0: disarmed). */
+static void guard_arm_locked(Store *s, usec_t usec) {
+        struct itimerspec it = {
+                .it_value = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_nsec = (long) (usec % USEC_PER_SEC) * 1000 },
+        };
+        (void) timerfd_settime(s->wguard_fd, 0, &it, NULL);
+}
+
 static void raise_locked(Store *s) {
-        if (s->wlowered && s->wtid > 0 && store_thread_set_policy(s->wtid, SCHED_OTHER))
+        if (s->wlowered && s->wtid > 0 && store_thread_set_policy(s->wtid, SCHED_OTHER)) {
                 s->wlowered = false;
+                guard_arm_locked(s, 0);
+        }
 }
 
 static usec_t starve_bound(Store *s) {
         return s->wstarve_bound ?: STORE_STARVE_BOUND_USEC;
 }
 
-/* The guard: raises a batch lowered for longer than the bound. */
+/* The guard: asleep in read(2) on its timer, armed only while a batch
+ * runs lowered; raises the batch when it fires. */
 static void *guard_main(void *p) {
         Store *s = p;
-        pthread_mutex_lock(&s->wprio);
-        while (!s->wguard_stop) {
-                if (!s->wlowered) {
-                        s->wguard_timed = false;
-                        pthread_cond_wait(&s->wguard_cond, &s->wprio);
-                        continue;
-                }
+        for (;;) {
+                uint64_t expirations;
+                if (read(s->wguard_fd, &expirations, sizeof expirations) < 0 && errno != EINTR)
+                        break;
+                pthread_mutex_lock(&s->wprio);
+                bool stop = s->wguard_stop;
                 usec_t now = now_monotonic(), due = s->wlowered_at + starve_bound(s);
-                if (now >= due) {
-                        raise_locked(s);
-                        s->wbound_raises++;
-                        /* Refused (it should not be: may_lower()): not a
-                         * busy loop, another bound later. */
+                if (!stop && s->wlowered) {
+                        if (now >= due) {
+                                raise_locked(s);
+                                s->wbound_raises++;
+                        }
+                        /* Not due yet (a batch lowered since the timer was
+                         * armed), or refused (it should not be:
+                         * may_lower()): looked at again later. */
                         if (s->wlowered)
-                                s->wlowered_at = now;
-                        continue;
+                                guard_arm_locked(s, now >= due ? starve_bound(s) : due - now);
                 }
-                s->wguard_timed = true;
-                cond_wait_usec(&s->wguard_cond, &s->wprio, due - now);
+                pthread_mutex_unlock(&s->wprio);
+                if (stop)
+                        break;
         }
-        pthread_mutex_unlock(&s->wprio);
         return NULL;
 }
 
 /* With wprio held, from the writer before its first lowering: the guard
- * at normal priority whatever the creating thread's (explicit, not
- * inherited). */
+ * and its timer, the guard at normal priority whatever the creating
+ * thread's (explicit, not inherited). */
 static bool guard_start_locked(Store *s) {
         if (s->wguard_started)
                 return true;
+        s->wguard_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+        if (s->wguard_fd < 0)
+                return false;
         pthread_attr_t a;
         struct sched_param sp = {};
-        if (pthread_attr_init(&a) != 0)
+        if (pthread_attr_init(&a) == 0) {
+                (void) pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
+                (void) pthread_attr_setschedpolicy(&a, SCHED_OTHER);
+                (void) pthread_attr_setschedparam(&a, &sp);
+                s->wguard_started = pthread_create(&s->wguard, &a, guard_main, s) == 0;
+                (void) pthread_attr_destroy(&a);
+        }
+        if (!s->wguard_started) {
+                s->wguard_fd = fd_close(s->wguard_fd);
                 return false;
-        (void) pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
-        (void) pthread_attr_setschedpolicy(&a, SCHED_OTHER);
-        (void) pthread_attr_setschedparam(&a, &sp);
-        s->wguard_started = pthread_create(&s->wguard, &a, guard_main, s) == 0;
-        (void) pthread_attr_destroy(&a);
+        }
         /* Named: ps, perf and strace tell it from the writer. */
-        if (s->wguard_started)
-                (void) pthread_setname_np(s->wguard, "store-prio");
-        return s->wguard_started;
+        (void) pthread_setname_np(s->wguard, "store-prio");
+        return true;
 }
 
 /* The writer thread, in its batch, s->lock held: lowered unless someone
@@ -138,11 +162,10 @@ void store_writer_lower(Store *s) {
         pthread_mutex_lock(&s->wprio);
         if (__atomic_load_n(&s->wprio_waiters, __ATOMIC_SEQ_CST) == 0 && !s->wlowered && !s->wguard_stop &&
             guard_start_locked(s)) {
-                s->wlowered = store_thread_set_policy(0, SCHED_IDLE);
                 s->wlowered_at = now_monotonic();
-                /* A guard asleep on a deadline wakes by it and looks again. */
-                if (s->wlowered && !s->wguard_timed)
-                        pthread_cond_signal(&s->wguard_cond);
+                s->wlowered = store_thread_set_policy(0, SCHED_IDLE);
+                if (s->wlowered)
+                        guard_arm_locked(s, starve_bound(s));
         }
         pthread_mutex_unlock(&s->wprio);
 }
@@ -159,10 +182,13 @@ void store_writer_guard_stop(Store *s) {
         pthread_mutex_lock(&s->wprio);
         bool started = s->wguard_started;
         s->wguard_stop = true;
-        pthread_cond_signal(&s->wguard_cond);
-        pthread_mutex_unlock(&s->wprio);
         if (started)
+                guard_arm_locked(s, 1); /* wakes it */
+        pthread_mutex_unlock(&s->wprio);
+        if (started) {
                 pthread_join(s->wguard, NULL);
+                s->wguard_fd = fd_close(s->wguard_fd);
+        }
 }
 
 void store_writer_set_starve_bound(Store *s, usec_t bound) {
