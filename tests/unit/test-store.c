@@ -2886,15 +2886,22 @@ static void writer_batch_held(Store *s, RunQueue *q, PolicyGate *pg, const char 
         assert_int_equal(atomic_load(&pg->tid), store_writer_tid(s));
 }
 
+/* A store journaling through q whose writer's lowered batch is raised
+ * after bound. */
+static Store *open_with_starve_bound(char **path, RunQueue **q, usec_t bound) {
+        Store *s = open_at(path);
+        *q = journaling_queue(s);
+        store_writer_set_starve_bound(s, bound);
+        return s;
+}
+
 static void test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters(void **state) {
         (void) state;
-        bool lowering = lowering_allowed_here();
-        int lowered = lowering ? SCHED_IDLE : SCHED_OTHER;
+        int lowered = lowering_allowed_here() ? SCHED_IDLE : SCHED_OTHER;
         _cleanup_free_ char *path = NULL;
-        Store *s = open_at(&path);
-        RunQueue *q = journaling_queue(s);
+        RunQueue *q = NULL;
         /* Only the waiters raise it here, not the starvation bound. */
-        store_writer_set_starve_bound(s, 3600 * USEC_PER_SEC);
+        Store *s = open_with_starve_bound(&path, &q, 3600 * USEC_PER_SEC);
 
         /* A thread that wants the connection while the batch holds it. */
         PolicyGate pg;
@@ -2935,26 +2942,20 @@ static void test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_oth
         (void) state;
         bool lowering = lowering_allowed_here();
         _cleanup_free_ char *path = NULL;
-        Store *s = open_at(&path);
-        RunQueue *q = journaling_queue(s);
-        store_writer_set_starve_bound(s, 1 * USEC_PER_MSEC);
+        RunQueue *q = NULL;
+        Store *s = open_with_starve_bound(&path, &q, 1 * USEC_PER_MSEC);
 
-        PolicyGate pg;
-        writer_batch_held(s, q, &pg, "bound1");
-        pid_t writer = store_writer_tid(s);
-        assert_true(policy_becomes(writer, SCHED_OTHER));
-        assert_int_equal(store_writer_bound_raises(s), lowering ? 1 : 0);
-        gate_pass(&pg.g, UINT_MAX);
-        assert_int_equal(store_flush(s), 0);
-        assert_ended_with_everything(s, "bound1", 20);
-
-        /* The next batch is lowered again, and raised again by the bound. */
-        writer_batch_held(s, q, &pg, "bound2");
-        assert_true(policy_becomes(writer, SCHED_OTHER));
-        assert_int_equal(store_writer_bound_raises(s), lowering ? 2 : 0);
-        gate_pass(&pg.g, UINT_MAX);
-        assert_int_equal(store_flush(s), 0);
-        assert_ended_with_everything(s, "bound2", 20);
+        /* Each batch is lowered again, and raised again by the bound. */
+        static const char *const ids[] = { "bound1", "bound2" };
+        for (unsigned i = 0; i < ELEMENTSOF(ids); i++) {
+                PolicyGate pg;
+                writer_batch_held(s, q, &pg, ids[i]);
+                assert_true(policy_becomes(store_writer_tid(s), SCHED_OTHER));
+                assert_int_equal(store_writer_bound_raises(s), lowering ? i + 1 : 0);
+                gate_pass(&pg.g, UINT_MAX);
+                assert_int_equal(store_flush(s), 0);
+                assert_ended_with_everything(s, ids[i], 20);
+        }
 
         store_writer_set_commit_hook(s, NULL, NULL);
         run_queue_free(q);
