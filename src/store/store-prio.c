@@ -36,7 +36,11 @@
  * lowered for the whole bound (~1 per 1000 invokes under wrk -c1 and -c8).
  * An idle store never arms it. A guard woken by a condition variable at
  * each lowering and at each deadline cost ~190 wake-ups a second under
- * load (docs/performance.md, round 14). */
+ * load (docs/performance.md, round 14). The writer changes its own policy
+ * only without wprio held (lowered after it, raised before it): a thread
+ * at SCHED_IDLE holding wprio would hold up the guard and every waiter.
+ * wlowered is cleared before a raise's policy change and read after the
+ * lowering's, so a raise that comes in between is never lost. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -87,11 +91,21 @@ static void guard_arm_locked(Store *s, usec_t usec) {
         (void) timerfd_settime(s->wguard_fd, 0, &it, NULL);
 }
 
+/* The writer thread: whether it lowered itself and has not raised itself
+ * since. */
+static __thread bool lowered_self;
+
+/* With wprio held: wlowered cleared before the policy is set, so that a
+ * writer that lowers itself after this call sees it and raises itself
+ * back (store_writer_lower()). */
 static void raise_locked(Store *s) {
-        if (s->wlowered && s->wtid > 0 && store_thread_set_policy(s->wtid, SCHED_OTHER)) {
-                s->wlowered = false;
+        if (!s->wlowered || s->wtid <= 0)
+                return;
+        __atomic_store_n(&s->wlowered, false, __ATOMIC_SEQ_CST);
+        if (store_thread_set_policy(s->wtid, SCHED_OTHER))
                 guard_arm_locked(s, 0);
-        }
+        else
+                __atomic_store_n(&s->wlowered, true, __ATOMIC_SEQ_CST);
 }
 
 static usec_t starve_bound(Store *s) {
@@ -160,19 +174,46 @@ void store_writer_lower(Store *s) {
         if (!may_lower())
                 return;
         pthread_mutex_lock(&s->wprio);
-        if (__atomic_load_n(&s->wprio_waiters, __ATOMIC_SEQ_CST) == 0 && !s->wlowered && !s->wguard_stop &&
-            guard_start_locked(s)) {
+        bool lower = __atomic_load_n(&s->wprio_waiters, __ATOMIC_SEQ_CST) == 0 && !s->wlowered &&
+                     !s->wguard_stop && guard_start_locked(s);
+        if (lower) {
                 s->wlowered_at = now_monotonic();
-                s->wlowered = store_thread_set_policy(0, SCHED_IDLE);
-                if (s->wlowered)
-                        guard_arm_locked(s, starve_bound(s));
+                __atomic_store_n(&s->wlowered, true, __ATOMIC_SEQ_CST);
+                guard_arm_locked(s, starve_bound(s));
         }
         pthread_mutex_unlock(&s->wprio);
+        if (!lower)
+                return;
+        /* After wprio is released: a thread at SCHED_IDLE must hold no
+         * lock that the guard or a waiter takes to raise it. */
+        lowered_self = store_thread_set_policy(0, SCHED_IDLE);
+        if (!lowered_self) {
+                pthread_mutex_lock(&s->wprio);
+                __atomic_store_n(&s->wlowered, false, __ATOMIC_SEQ_CST);
+                guard_arm_locked(s, 0);
+                pthread_mutex_unlock(&s->wprio);
+        } else if (!__atomic_load_n(&s->wlowered, __ATOMIC_SEQ_CST)) {
+                /* Raised in between (before the lowering took effect). */
+                (void) store_thread_set_policy(0, SCHED_OTHER);
+                lowered_self = false;
+        }
 }
 
 /* Normal priority back for the writer thread, if it is lowered: from any
- * thread. */
+ * thread. The writer raises itself before it takes wprio, for the same
+ * reason it lowers itself after. */
 void store_writer_raise(Store *s) {
+        if (lowered_self) {
+                (void) store_thread_set_policy(0, SCHED_OTHER);
+                lowered_self = false;
+                pthread_mutex_lock(&s->wprio);
+                if (s->wlowered) {
+                        __atomic_store_n(&s->wlowered, false, __ATOMIC_SEQ_CST);
+                        guard_arm_locked(s, 0);
+                }
+                pthread_mutex_unlock(&s->wprio);
+                return;
+        }
         pthread_mutex_lock(&s->wprio);
         raise_locked(s);
         pthread_mutex_unlock(&s->wprio);
