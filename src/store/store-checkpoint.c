@@ -172,12 +172,6 @@ static uint64_t db_unwritten_pages(Store *s) {
         return cs.nr_dirty + cs.nr_writeback;
 }
 
-/* A thread's policy (tid 0: the calling thread, not the process). */
-static bool set_policy(pid_t tid, int policy) {
-        struct sched_param sp = {};
-        return sched_setscheduler(tid, policy, &sp) == 0;
-}
-
 /* The write connection's WAL hook, called in the committing thread with
  * s->lock held after each commit: it signals, and rarely raises the
  * thread's priority. */
@@ -199,7 +193,7 @@ static int wal_hook(void *p, sqlite3 *db, const char *name, int frames) {
          * process may not raise it again, the backstop bounds the WAL. */
         if (!s->cboosted && s->ctid > 0 &&
             (frames - s->cdone >= STORE_CKPT_BEHIND_PAGES || frames >= STORE_CKPT_LATE_PAGES)) {
-                s->cboosted = set_policy(s->ctid, SCHED_OTHER);
+                s->cboosted = store_thread_set_policy(s->ctid, SCHED_OTHER);
                 if (!s->cboosted)
                         s->ctid = -1; /* not allowed: do not ask again */
         }
@@ -284,7 +278,7 @@ static void checkpoint_once(Store *s) {
          * at the next write): back to idle. */
         if (s->cboosted && rc == SQLITE_OK && s->cframes - ckpt < STORE_CKPT_PAGES &&
             (s->cframes < STORE_CKPT_CAP_PAGES || restart || s->crestart)) {
-                (void) set_policy(0, SCHED_IDLE);
+                (void) store_thread_set_policy(0, SCHED_IDLE);
                 s->cboosted = false;
         }
         if (rc == SQLITE_OK) {
@@ -305,7 +299,7 @@ static void *checkpointer_main(void *p) {
         Store *s = p;
         /* Best effort: at normal priority it works as before. (glibc's
          * thread attributes take no SCHED_IDLE.) */
-        (void) set_policy(0, SCHED_IDLE);
+        (void) store_thread_set_policy(0, SCHED_IDLE);
         pthread_mutex_lock(&s->clock);
         s->ctid = gettid();
         pthread_cond_broadcast(&s->ccond);

@@ -94,7 +94,7 @@ static DagRunRecord *dag_from_row(sqlite3_stmt *st) {
 
 static int exec_dag(Store *s, const char *sql, const DagRunRecord *r, bool must_change) {
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 bind_dag(st, r);
@@ -131,7 +131,7 @@ int store_dag_get(Store *s, const char *tenant, const char *id_or_prefix, DagRun
         sqlite3_stmt *st;
         DagRunRecord *found = NULL;
         int n = 0, rc;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         rc = sqlite3_prepare_v2(s->db,
                                 "SELECT " DAG_COLUMNS " FROM dag_runs WHERE id >= ?1 AND id < ?2 "
                                 "AND (?3 IS NULL OR tenant = ?3) ORDER BY id = ?1 DESC LIMIT 2",
@@ -162,7 +162,7 @@ int store_dag_list(Store *s, const char *tenant, size_t limit, DagRunRecord ***r
         sqlite3_stmt *st;
         DagRunRecord **v = NULL;
         size_t n = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "SELECT " DAG_COLUMNS " FROM dag_runs WHERE (?1 IS NULL OR tenant = ?1) "
                                     "ORDER BY created DESC, id DESC LIMIT ?2",
@@ -194,7 +194,7 @@ int store_dag_task_put(Store *s, const DagTaskRecord *t) {
         if (!t->dag_id || !t->name)
                 return -EINVAL;
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "INSERT OR REPLACE INTO dag_tasks (" TASK_COLUMNS ") VALUES "
                                     "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
@@ -224,7 +224,7 @@ int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *
         sqlite3_stmt *st;
         DagTaskRecord **v = NULL;
         size_t n = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT " TASK_COLUMNS " FROM dag_tasks WHERE dag_id=?1 ORDER BY position",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
@@ -262,7 +262,7 @@ int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *
 int store_dag_memo_get(Store *s, const char *tenant, const char *key, char **ret_value_json, char **ret_run_id) {
         sqlite3_stmt *st;
         char *value = NULL, *run_id = NULL;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT value_json, run_id FROM dag_memo WHERE tenant=?1 AND key=?2", -1,
                                     &st, NULL);
         if (rc == SQLITE_OK) {
@@ -292,7 +292,7 @@ int store_dag_memo_put(Store *s, const char *tenant, const char *key, const char
         if (!key || !value_json)
                 return -EINVAL;
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "INSERT OR REPLACE INTO dag_memo (tenant, key, value_json, run_id, created) "
                                     "VALUES (?1,?2,?3,?4,?5)",

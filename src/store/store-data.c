@@ -59,7 +59,7 @@ static DatasetRecord *dataset_from_row(sqlite3_stmt *st) {
 int store_dataset_get(Store *s, const char *tenant, const char *name, DatasetRecord **ret) {
         sqlite3_stmt *st;
         DatasetRecord *d = NULL;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, DS_SELECT "WHERE d.tenant=?1 AND d.name=?2", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant ? tenant : "local");
@@ -80,7 +80,7 @@ int store_dataset_list(Store *s, const char *tenant, DatasetRecord ***ret, size_
         sqlite3_stmt *st;
         DatasetRecord **v = NULL;
         size_t n = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, DS_SELECT "WHERE d.tenant=?1 ORDER BY d.name", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant ? tenant : "local");
@@ -104,7 +104,7 @@ int store_dataset_put(Store *s, const DatasetRecord *d) {
         if (!d->name || !d->kind || !d->source)
                 return -EINVAL;
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "INSERT INTO datasets (tenant, name, kind, source, etag, last_modified, checked, created) "
                                     "VALUES (?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT (tenant, name) DO UPDATE SET "
@@ -158,7 +158,7 @@ int store_dataset_add_version(Store *s, const char *tenant, const char *name, co
         const char *t = tenant ? tenant : "local";
         int64_t version = 0;
         bool row = false, is_new = false;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         /* IMMEDIATE: two concurrent puts of one name must not take the same
          * number. */
         int r = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EBUSY;
@@ -225,7 +225,7 @@ int store_dataset_versions(Store *s, const char *tenant, const char *name, Datas
         sqlite3_stmt *st;
         DatasetVersion *v = NULL;
         size_t n = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "SELECT version, hash, size, files, created FROM dataset_versions WHERE tenant=?1 "
                                     "AND name=?2 ORDER BY version",
@@ -260,7 +260,7 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
         sqlite3_stmt *st;
         DatasetVersion v = {};
         bool found = false;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     version > 0 ? "SELECT version, hash, size, files, created FROM dataset_versions "
                                                   "WHERE tenant=?1 AND name=?2 AND version=?3"
@@ -296,7 +296,7 @@ int store_dataset_version_get(Store *s, const char *tenant, const char *name, in
 int store_dataset_delete(Store *s, const char *tenant, const char *name, int version) {
         const char *t = tenant ? tenant : "local";
         bool row = false;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int r = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EBUSY;
         if (r < 0)
                 goto out;
@@ -347,7 +347,7 @@ out:
 
 int store_dataset_hash_refs(Store *s, const char *hash, uint64_t *ret_count) {
         int64_t n = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int r = step_one(s, "SELECT COUNT(*) FROM dataset_versions WHERE hash=?1", hash, NULL, NULL, 0, &n,
                          NULL);
         pthread_mutex_unlock(&s->lock);
@@ -362,7 +362,7 @@ int store_dataset_tenant_bytes(Store *s, const char *tenant, const char *extra_h
         int64_t total = 0;
         bool row = false;
         const char *t = tenant ? tenant : "local";
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int r = step_one(s, "SELECT COALESCE(SUM(size), 0) FROM (SELECT hash, MAX(size) AS size FROM dataset_versions "
                             "WHERE tenant=?1 GROUP BY hash)",
                          t, NULL, NULL, 0, &total, NULL);
@@ -401,7 +401,7 @@ int store_dataset_runs(Store *s, const char *tenant, const char *name, size_t li
         assert(s && tenant && name && ret && ret_n);
         store_runs_settle(s);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         /* runs_data (tenant, created) holds only runs that mounted something:
          * the scan walks those newest first and stops at the limit. */
         int rc = sqlite3_prepare_v2(s->db,

@@ -21,7 +21,7 @@ int store_endpoint_put_in_tx(Store *s, const char *tenant, const char *name, int
 }
 
 int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int k = store_endpoint_put_in_tx(s, tenant, name, mode);
         pthread_mutex_unlock(&s->lock);
         return k;
@@ -29,7 +29,7 @@ int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode)
 
 int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_mode) {
         int mode = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         sqlite3_stmt *st = store_stmt(s, "SELECT mode FROM endpoints WHERE tenant=?1 AND name=?2");
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {

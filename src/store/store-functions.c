@@ -26,7 +26,7 @@ static FunctionRecord *function_from_row(sqlite3_stmt *st) {
 
 int store_tx_begin(Store *s) {
         assert(s);
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         /* IMMEDIATE: the write lock is taken now, so two writers (two
          * deploys of one name) never both read the same next version. */
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -141,7 +141,7 @@ int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, siz
         size_t n = 0;
         int rc;
 
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         rc = sqlite3_prepare_v2(s->db,
                                 "SELECT " FN_COLUMNS " FROM functions f WHERE tenant=?1 AND version = "
                                 "(SELECT MAX(version) FROM functions g WHERE g.tenant=f.tenant AND g.name=f.name) "
@@ -171,7 +171,7 @@ int store_function_versions(Store *s, const char *tenant, const char *name, int 
         size_t n = 0;
         int rc;
 
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         rc = sqlite3_prepare_v2(s->db, "SELECT version FROM functions WHERE tenant=?1 AND name=?2 ORDER BY version",
                                 -1, &st, NULL);
         if (rc == SQLITE_OK) {
@@ -213,7 +213,7 @@ int store_function_delete_in_tx(Store *s, const char *tenant, const char *name) 
 }
 
 int store_function_delete(Store *s, const char *tenant, const char *name) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int k = store_function_delete_in_tx(s, tenant, name);
         pthread_mutex_unlock(&s->lock);
         return k;

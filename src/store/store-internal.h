@@ -52,6 +52,24 @@ struct Store {
         unsigned wwaiting;      /* callers asleep in wait_done_locked() */
         StoreOp *wbatch;        /* the batch under way (its leader's), NULL between commits */
         void (*wcommit_hook)(void *userdata); /* tests: called before a batch's COMMIT */
+        /* The writer thread's own batches run at SCHED_IDLE (store-writer.c
+         * "Priority"): its thread id, whether it is lowered now, and the
+         * threads waiting for it (atomic), under wprio (a leaf lock). */
+        pthread_mutex_t wprio;
+        pid_t wtid;
+        bool wlowered;
+        unsigned wprio_waiters;
+        /* The starvation bound (store-prio.c): when the batch was lowered,
+         * how long it may stay lowered, and the guard thread at normal
+         * priority that raises it then, asleep on its timerfd (armed only
+         * while a batch is lowered: an idle store does not tick); under
+         * wprio. */
+        usec_t wlowered_at;
+        usec_t wstarve_bound;
+        pthread_t wguard;
+        int wguard_fd;
+        bool wguard_started, wguard_stop;
+        uint64_t wbound_raises;
         void *wcommit_hook_data;
         struct {
                 char *text;
@@ -245,6 +263,32 @@ extern const char store_run_end_update_sql[];
 /* Tests: fn runs in the leader of every batch right before its COMMIT
  * (the batch's statements done, nothing committed), without wlock. */
 void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *userdata);
+/* store-prio.c: the writer thread's priority. */
+/* Takes s->lock (the write connection's). When it is held, the writer
+ * thread is first given normal priority back if its batch runs lowered,
+ * so the caller never waits for a thread at SCHED_IDLE. */
+void store_lock(Store *s);
+/* The writer thread's id while it runs (tests: its policy), or 0. */
+pid_t store_writer_tid(Store *s);
+/* A thread's scheduling policy (tid 0: the calling thread). */
+bool store_thread_set_policy(pid_t tid, int policy);
+/* The writer thread in its own batch, s->lock held: lowered to SCHED_IDLE
+ * unless someone waits for it. */
+void store_writer_lower(Store *s);
+/* The writer thread back at normal priority if it is lowered (any
+ * thread). */
+void store_writer_raise(Store *s);
+/* Around any wait for the writer thread (its commit, s->lock): counted,
+ * then the writer raised. */
+void store_writer_wait_begin(Store *s);
+void store_writer_wait_end(Store *s);
+/* The guard that bounds the lowered batch's starvation: stopped and
+ * joined (store_close(), after the writer). */
+void store_writer_guard_stop(Store *s);
+/* Tests: how long a batch may run lowered before the guard raises it
+ * (0: the default, STORE_STARVE_BOUND_USEC), and how often it did. */
+void store_writer_set_starve_bound(Store *s, usec_t bound);
+uint64_t store_writer_bound_raises(Store *s);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);

@@ -27,8 +27,10 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         s->db = db;
         s->cfd_db = -1;
         s->jfd[0] = s->jfd[1] = -1;
+        s->wguard_fd = -1;
         pthread_mutex_init(&s->lock, NULL);
         pthread_mutex_init(&s->wlock, NULL);
+        pthread_mutex_init(&s->wprio, NULL);
         pthread_cond_init(&s->wcond, NULL);
         pthread_cond_init(&s->wdone, NULL);
         pthread_mutex_init(&s->rlock, NULL);
@@ -64,6 +66,7 @@ Store *store_close(Store *s) {
                 return NULL;
         /* Whatever is enqueued is committed before the connection goes. */
         store_writer_stop(s);
+        store_writer_guard_stop(s);
         /* Every journaled run is committed now: its files are empty. */
         store_journal_close(s);
         store_checkpointer_stop(s);
@@ -79,6 +82,7 @@ Store *store_close(Store *s) {
         pthread_mutex_destroy(&s->rlock);
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->wlock);
+        pthread_mutex_destroy(&s->wprio);
         pthread_cond_destroy(&s->wcond);
         pthread_cond_destroy(&s->wdone);
         free(s->reserve_path);

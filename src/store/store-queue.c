@@ -167,7 +167,7 @@ static int sq_start_now(RunQueue *q, const char *id, usec_t started, int *ret_at
         Store *s = store_of(q);
         /* Behind every enqueued write of this run. */
         (void) store_flush(s);
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='running', attempt=attempt+1, started=?2 "
                                          "WHERE id=?1 AND status='queued' RETURNING attempt");
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db), r = -ESTALE;
@@ -333,7 +333,7 @@ static void replay_one(Store *s, const char *sql, const RunRecord *r, const char
 }
 
 static bool run_exists(Store *s, const char *id) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         sqlite3_stmt *st = store_stmt(s, "SELECT 1 FROM runs WHERE id=?1");
         bool found = false;
         if (st) {
@@ -440,7 +440,7 @@ static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, s
         *ret = NULL;
         *ret_n = 0;
         (void) store_flush(s);
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
 again:
         r = exec_locked(s, "BEGIN IMMEDIATE", NULL, NULL);
         if (r < 0)

@@ -125,7 +125,7 @@ static void victims_done(Victims *v) {
 static int select_victims(Store *s, const char *sql, const char *a, int64_t b, unsigned limit, uint64_t offset,
                           Victims *v) {
         sqlite3_stmt *st = NULL;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc != SQLITE_OK) {
                 pthread_mutex_unlock(&s->lock);
@@ -148,7 +148,7 @@ static int select_victims(Store *s, const char *sql, const char *a, int64_t b, u
 /* Deletes rows `DELETE ... WHERE key=?1` for every id of v[from..to) in one
  * transaction. */
 static int delete_ids(Store *s, const char *sql, char **ids, size_t n) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         sqlite3_stmt *st = NULL;
         if (rc == SQLITE_OK)
@@ -230,7 +230,7 @@ static int gc_runs_query(Gc *g, const char *sql, const char *a, int64_t b) {
 static int distinct_tenants(Store *s, const char *sql, char ***ret) {
         sqlite3_stmt *st = NULL;
         char **v = NULL;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc == SQLITE_OK)
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -332,7 +332,7 @@ static int gc_locks(Gc *g) {
         if (g->dry_run)
                 return 0;
         Store *s = g->s;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_exec(s->db,
                               "DELETE FROM locks WHERE sha256 NOT IN "
                               "(SELECT lock_sha256 FROM runs WHERE lock_sha256 IS NOT NULL)",
@@ -459,7 +459,7 @@ static int store_snapshot(Store *s, Store **ret) {
                 sqlite3_close(db);
                 return store_rc_errno(rc);
         }
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         sqlite3_backup *b = sqlite3_backup_init(db, "main", s->db, "main");
         rc = b ? sqlite3_backup_step(b, -1) : sqlite3_errcode(db);
         if (b)
@@ -543,7 +543,7 @@ int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
         int64_t last = 0;
         for (;;) {
                 sqlite3_stmt *st = NULL;
-                pthread_mutex_lock(&s->lock);
+                store_lock(s);
                 int rc = sqlite3_prepare_v2(s->db,
                                             "SELECT rowid, tenant, log_path FROM runs WHERE rowid > ?1 ORDER BY rowid "
                                             "LIMIT 2000",
@@ -576,7 +576,7 @@ int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
         }
 
         sqlite3_stmt *st = NULL;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "SELECT tenant, sum(size) FROM (SELECT DISTINCT tenant, hash, size FROM "
                                     "dataset_versions) GROUP BY tenant",

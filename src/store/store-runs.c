@@ -58,7 +58,7 @@ int store_run_find_idempotent(Store *s, const char *tenant, const char *key, use
 int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
         store_runs_settle(s);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         /* Both walk runs_tenant_created (there is no index on created
          * alone: migration 16). Every tenant's runs: the tenants one by one
          * (each a seek in that index), each one's newest LIMIT, merged. One
@@ -101,7 +101,7 @@ int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_
 int store_runs_mark_lost(Store *s, const char *message) {
         store_runs_settle(s);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
                                     "error_message=?1, finished=?2 WHERE status IN ('queued','running')",
@@ -121,7 +121,7 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
         assert(s && id);
         store_runs_settle(s);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3 WHERE id=?1", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, id);
@@ -141,7 +141,7 @@ int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret)
         assert(s && id && ret);
         store_runs_settle(s);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         /* lock_json: a run recorded before the locks table (migration 14). */
         int rc = sqlite3_prepare_v2(s->db,
                                     "SELECT COALESCE(l.text, r.lock_json) FROM runs r "
@@ -189,7 +189,7 @@ int store_runs_mark_orphaned(Store *s, const char *message) {
         size_t n = 0;
         /* Read first, check the processes without the lock, then mark each
          * one only if it is still in flight. */
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT id, owner_pid, owner_start FROM runs "
                                            "WHERE status IN ('queued','running') AND owner_pid > 0",
                                     -1, &st, NULL);
@@ -208,7 +208,7 @@ int store_runs_mark_orphaned(Store *s, const char *message) {
         for (size_t i = 0; i < n; i++) {
                 if (r >= 0 && !owner_alive(v[i].pid, v[i].start)) {
                         _cleanup_free_ char *m = xasprintf("%s (pid %d)", message, (int) v[i].pid);
-                        pthread_mutex_lock(&s->lock);
+                        store_lock(s);
                         rc = sqlite3_prepare_v2(s->db,
                                                 "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
                                                 "error_message=?2, finished=?3 WHERE id=?1 AND "

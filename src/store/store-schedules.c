@@ -88,7 +88,7 @@ static int schedule_exec_locked(Store *s, const char *sql, const ScheduleRecord 
 }
 
 static int schedule_exec_expect(Store *s, const char *sql, const ScheduleRecord *r, int64_t expected) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int k = schedule_exec_locked(s, sql, r, expected);
         pthread_mutex_unlock(&s->lock);
         return k;
@@ -158,7 +158,7 @@ int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_n
 static int schedule_record_run(Store *s, const ScheduleRecord *r) {
         if (r->last_run_id && r->last_fire) {
                 /* The tag: which runs this schedule started. */
-                pthread_mutex_lock(&s->lock);
+                store_lock(s);
                 sqlite3_stmt *st = store_stmt(s, "INSERT OR IGNORE INTO schedule_runs (tenant, schedule, run_id, fired) "
                                                  "VALUES (?1, ?2, ?3, ?4)");
                 int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
@@ -181,7 +181,7 @@ static int schedule_select(Store *s, const char *sql, const char *tenant, const 
                            size_t *ret_n) {
         ScheduleRecord **v = NULL;
         size_t n = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         sqlite3_stmt *st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {

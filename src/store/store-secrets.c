@@ -55,7 +55,7 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
                 return r;
         usec_t now = now_realtime();
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES (?1,?2,?3,?4,?4) "
                                     "ON CONFLICT(tenant, name) DO UPDATE SET sealed=?3, updated=?4",
@@ -82,7 +82,7 @@ int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const cha
         _cleanup_free_ uint8_t *box = NULL;
         size_t box_len = 0;
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT sealed FROM secrets WHERE tenant=?1 AND name=?2", -1, &st, NULL);
         int r = -ENOENT;
         if (rc == SQLITE_OK) {
@@ -114,7 +114,7 @@ int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *re
         SecretInfo *v = NULL;
         size_t n = 0;
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT name, created, updated FROM secrets WHERE tenant=?1 ORDER BY name",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
@@ -142,7 +142,7 @@ int store_secret_delete(Store *s, const char *tenant, const char *name) {
         assert(s);
         assert(tenant);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "DELETE FROM secrets WHERE tenant=?1 AND name=?2", -1, &st, NULL);
         int changed = 0;
         if (rc == SQLITE_OK) {

@@ -38,7 +38,7 @@ int store_token_insert(Store *s, const TokenRecord *t) {
         assert(s);
         assert(t && t->id && t->sha256 && t->tenant && t->role);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,0)", -1,
                                     &st, NULL);
         if (rc == SQLITE_OK) {
@@ -59,7 +59,7 @@ int store_token_find(Store *s, const char *hash, TokenRecord *ret) {
         assert(s);
         assert(hash);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT " TOKEN_COLUMNS " FROM tokens WHERE sha256=?1", -1, &st, NULL);
         int r = -ENOENT;
         if (rc == SQLITE_OK) {
@@ -82,7 +82,7 @@ int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n) {
         TokenRecord *v = NULL;
         size_t n = 0;
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY created, id", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -108,7 +108,7 @@ int store_token_revoke(Store *s, const char *id) {
                 return -ENOENT;
         _cleanup_free_ char *like = xasprintf("%s%%", id);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int r = 0, n = 0;
         int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM tokens WHERE id LIKE ?1", -1, &st, NULL);
         if (rc == SQLITE_OK) {
@@ -140,7 +140,7 @@ int store_token_touch(Store *s, const char *id, usec_t now) {
         assert(s);
         assert(id);
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         /* Once a minute at most: a busy client must not turn every request
          * into a database write. */
         int rc = sqlite3_prepare_v2(s->db, "UPDATE tokens SET last_used=?2 WHERE id=?1 AND last_used < ?2 - 60000000",

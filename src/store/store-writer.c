@@ -33,11 +33,15 @@
  * synchronous run. Queued means no leader has taken it: a leader takes the
  * whole queue under wlock, so the replacement never races a commit. */
 #include <assert.h>
+#include <unistd.h>
 
 #include "shared.h"
 #include "store-internal.h"
 
 #define STORE_LINGER_USEC (2 * USEC_PER_MSEC)
+/* Journaled records waiting past which the writer's starved batch is
+ * raised to normal priority (store-prio.c). */
+#define STORE_JOURNAL_BEHIND_RECORDS (4 * STORE_JOURNAL_MAX_RECORDS)
 
 struct StoreOp {
         StoreOp *next;
@@ -203,8 +207,10 @@ static bool batch_broken(Store *s, int result) {
         return result < 0 && (result != -EEXIST || sqlite3_get_autocommit(s->db));
 }
 
-static void batch_commit(Store *s, StoreOp *batch) {
-        pthread_mutex_lock(&s->lock);
+static void batch_commit(Store *s, StoreOp *batch, bool lowered) {
+        store_lock(s);
+        if (lowered)
+                store_writer_lower(s);
         store_checkpoint_backstop_locked(s);
         bool ok = exec_simple(s, "BEGIN IMMEDIATE");
         for (StoreOp *op = batch; ok && op; op = op->next) {
@@ -229,6 +235,8 @@ static void batch_commit(Store *s, StoreOp *batch) {
                         s->commits++;
                 }
         }
+        if (lowered)
+                store_writer_raise(s);
         pthread_mutex_unlock(&s->lock);
 }
 
@@ -354,7 +362,8 @@ static void lead_locked(Store *s, bool keep_young) {
         s->wbatch = batch;
         pthread_mutex_unlock(&s->wlock);
 
-        batch_commit(s, batch);
+        /* Not the drain at close: the store's closer waits for it. */
+        batch_commit(s, batch, by_writer && keep_young);
 
         pthread_mutex_lock(&s->wlock);
         s->wbatch = NULL;
@@ -398,7 +407,9 @@ static void lead_locked(Store *s, bool keep_young) {
 static void wait_no_leader_locked(Store *s) {
         while (s->wleader) {
                 s->wdrainers++;
+                store_writer_wait_begin(s);
                 pthread_cond_wait(&s->wdone, &s->wlock);
+                store_writer_wait_end(s);
                 s->wdrainers--;
         }
 }
@@ -485,6 +496,9 @@ static usec_t next_look(Store *s, WriterLook *l, usec_t now) {
 
 static void *writer_main(void *p) {
         Store *s = p;
+        pthread_mutex_lock(&s->wprio);
+        s->wtid = gettid();
+        pthread_mutex_unlock(&s->wprio);
         WriterLook look = { .period = linger(s), .absorbed = s->wabsorbed };
         pthread_mutex_lock(&s->wlock);
         for (;;) {
@@ -510,6 +524,9 @@ static void *writer_main(void *p) {
         s->wticking = false;
         drain_locked(s);
         pthread_mutex_unlock(&s->wlock);
+        pthread_mutex_lock(&s->wprio);
+        s->wtid = 0;
+        pthread_mutex_unlock(&s->wprio);
         return NULL;
 }
 
@@ -552,7 +569,9 @@ static void wait_done_locked(Store *s, StoreOp *op) {
                         continue;
                 }
                 s->wwaiting++;
+                store_writer_wait_begin(s);
                 pthread_cond_wait(&op->cond, &s->wlock);
+                store_writer_wait_end(s);
                 s->wwaiting--;
                 if (!op->done && s->wleader)
                         s->widle_wakeups++;
@@ -668,6 +687,9 @@ static void deferred_absorb_locked(Store *s, StoreOp *d, const RunRecord *r, con
 static void journal_batch_add_locked(Store *s) {
         if (s->jqueued++ == 0)
                 s->jsince = now_monotonic();
+        /* The batch under way starved at SCHED_IDLE: the next one grows. */
+        if (s->jqueued >= STORE_JOURNAL_BEHIND_RECORDS)
+                store_writer_raise(s);
 }
 
 /* With s->wlock held: d, a run's end (the absorbed deferred write, or a
@@ -994,7 +1016,9 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
                         continue;
                 }
                 s->wdrainers++;
+                store_writer_wait_begin(s);
                 pthread_cond_wait(&s->wdone, &s->wlock);
+                store_writer_wait_end(s);
                 s->wdrainers--;
         }
         bool wake = false;
@@ -1029,7 +1053,7 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
 }
 
 void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *userdata) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         s->wcommit_hook = fn;
         s->wcommit_hook_data = userdata;
         pthread_mutex_unlock(&s->lock);
@@ -1071,7 +1095,7 @@ void store_writer_stop(Store *s) {
 }
 
 uint64_t store_commits(Store *s) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         uint64_t n = s->commits;
         pthread_mutex_unlock(&s->lock);
         return n;

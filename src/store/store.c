@@ -11,7 +11,7 @@
 
 sqlite3_stmt *store_read(Store *s, const char *sql) {
         if (!s->rdb) {
-                pthread_mutex_lock(&s->lock);
+                store_lock(s);
                 sqlite3_stmt *st = store_stmt(s, sql);
                 if (!st)
                         pthread_mutex_unlock(&s->lock);
@@ -227,7 +227,7 @@ int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const c
 }
 
 int store_run_exec(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int k = store_run_exec_locked(s, sql, r, arg21, true);
         pthread_mutex_unlock(&s->lock);
         return k;
@@ -266,7 +266,7 @@ RunRecord *store_run_from_row(sqlite3_stmt *st) {
 
 int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value) {
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM kv WHERE ns=?1 AND key=?2", -1, &st, NULL);
         int r = -ENOENT;
         if (rc == SQLITE_OK) {
@@ -285,7 +285,7 @@ int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value) {
 
 int store_kv_put(Store *s, const char *ns, const char *key, const char *value) {
         sqlite3_stmt *st;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     value ? "INSERT INTO kv (ns, key, value, updated) VALUES (?1,?2,?3,?4) "
                                             "ON CONFLICT(ns, key) DO UPDATE SET value=?3, updated=?4"
@@ -313,7 +313,7 @@ int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys) {
 
 int store_list_ids(Store *s, const char *sql, const char *tenant, const char *name, size_t limit, char ***ret) {
         char **v = NULL;
-        pthread_mutex_lock(&s->lock);
+        store_lock(s);
         sqlite3_stmt *st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {

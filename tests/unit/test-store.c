@@ -2826,6 +2826,118 @@ static void restart_finds_it_ended(const char *path, const char *id) {
         store_close(s);
 }
 
+/* ---- the writer's own batches at SCHED_IDLE (round 13) ----
+ * A journal batch nobody waits for runs at SCHED_IDLE, so a woken
+ * instance takes the CPU from it at once; whoever waits for it (for the
+ * connection's lock, for the commit under way) gives it normal priority
+ * back first, so nobody waits for a thread that may get no CPU. */
+
+typedef struct {
+        CommitGate g;
+        atomic_int policy, tid;
+} PolicyGate;
+
+static void policy_gate_hook(void *p) {
+        PolicyGate *pg = p;
+        atomic_store(&pg->policy, sched_getscheduler(0));
+        atomic_store(&pg->tid, (int) gettid());
+        gate_hook(&pg->g);
+}
+
+static void *lowering_probe(void *p) {
+        struct sched_param sp = {};
+        *(bool *) p = sched_setscheduler(0, SCHED_IDLE, &sp) == 0 && sched_setscheduler(0, SCHED_OTHER, &sp) == 0;
+        return NULL;
+}
+
+/* Whether this process may lower a thread and raise it again (root, or
+ * RLIMIT_NICE): else the writer keeps its priority. */
+static bool lowering_allowed_here(void) {
+        bool ok = false;
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, lowering_probe, &ok), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        return ok;
+}
+
+/* Until tid's policy is want (2 s at most). */
+static bool policy_becomes(pid_t tid, int want) {
+        for (int i = 0; i < 2000; i++) {
+                if (sched_getscheduler(tid) == want)
+                        return true;
+                usleep(1000);
+        }
+        return false;
+}
+
+static void *kv_get_thread(void *p) {
+        _cleanup_free_ char *v = NULL;
+        (void) store_kv_get(p, "ns", "k", &v);
+        return NULL;
+}
+
+/* One journaled end, committed by the writer thread itself (its journal
+ * linger short), held at the gate inside the batch. */
+static void writer_batch_held(Store *s, RunQueue *q, PolicyGate *pg, const char *id) {
+        store_writer_set_commit_hook(s, NULL, NULL); /* no batch under way */
+        *pg = (PolicyGate) {};
+        pthread_mutex_init(&pg->g.m, NULL);
+        pthread_cond_init(&pg->g.c, NULL);
+        store_writer_set_commit_hook(s, policy_gate_hook, pg);
+        submit_deferred(q, id, 10);
+        RunRecord fin = ended(id, 20);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        store_journal_set_linger(s, 20 * USEC_PER_MSEC);
+        gate_wait_calls(&pg->g, 1);
+        assert_int_equal(atomic_load(&pg->tid), store_writer_tid(s));
+}
+
+/* A store journaling through q whose writer's lowered batch is raised
+ * after bound. */
+static Store *open_with_starve_bound(char **path, RunQueue **q, usec_t bound) {
+        Store *s = open_at(path);
+        *q = journaling_queue(s);
+        store_writer_set_starve_bound(s, bound);
+        return s;
+}
+
+static void test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters(void **state) {
+        (void) state;
+        int lowered = lowering_allowed_here() ? SCHED_IDLE : SCHED_OTHER;
+        _cleanup_free_ char *path = NULL;
+        RunQueue *q = NULL;
+        /* Only the waiters raise it here, not the starvation bound. */
+        Store *s = open_with_starve_bound(&path, &q, 3600 * USEC_PER_SEC);
+
+        /* A thread that wants the connection while the batch holds it. */
+        PolicyGate pg;
+        writer_batch_held(s, q, &pg, "prio1");
+        pid_t writer = store_writer_tid(s);
+        assert_int_equal(atomic_load(&pg.policy), lowered);
+        assert_int_equal(sched_getscheduler(writer), lowered);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, kv_get_thread, s), 0);
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+        gate_pass(&pg.g, UINT_MAX);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_ended_with_everything(s, "prio1", 20);
+
+        /* A thread that waits for the commit under way. */
+        writer_batch_held(s, q, &pg, "prio2");
+        assert_int_equal(atomic_load(&pg.policy), lowered);
+        assert_int_equal(pthread_create(&t, NULL, flush_thread, s), 0);
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+        gate_pass(&pg.g, UINT_MAX);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_ended_with_everything(s, "prio2", 20);
+        /* Between batches: normal priority. */
+        assert_true(policy_becomes(writer, SCHED_OTHER));
+
+        store_writer_set_commit_hook(s, NULL, NULL);
+        run_queue_free(q);
+        store_close(s);
+}
+
 static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state) {
         at_each_crash_beside_a_batch("bc", restart_finds_it_ended);
 }
@@ -2861,6 +2973,36 @@ static void backup_has_all_ended(const char *dest, const char *prefix, int n) {
                 _cleanup_free_ char *id = n > 1 ? xasprintf("%s%d", prefix, i) : xstrdup(prefix);
                 assert_ended_with_everything(s, id, 20);
         }
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* Round 14: with the CPUs full of other work and nobody in the process
+ * waiting, a lowered batch would get no CPU for as long as that lasts, and
+ * another process would see answered runs `running`. A batch lowered for
+ * longer than the bound gets normal priority back with no store call at
+ * all: here the batch is held inside its commit and nothing else touches
+ * the store. */
+static void test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_other_call(void **state) {
+        (void) state;
+        bool lowering = lowering_allowed_here();
+        _cleanup_free_ char *path = NULL;
+        RunQueue *q = NULL;
+        Store *s = open_with_starve_bound(&path, &q, 1 * USEC_PER_MSEC);
+
+        /* Each batch is lowered again, and raised again by the bound. */
+        static const char *const ids[] = { "bound1", "bound2" };
+        for (unsigned i = 0; i < ELEMENTSOF(ids); i++) {
+                PolicyGate pg;
+                writer_batch_held(s, q, &pg, ids[i]);
+                assert_true(policy_becomes(store_writer_tid(s), SCHED_OTHER));
+                assert_int_equal(store_writer_bound_raises(s), lowering ? i + 1 : 0);
+                gate_pass(&pg.g, UINT_MAX);
+                assert_int_equal(store_flush(s), 0);
+                assert_ended_with_everything(s, ids[i], 20);
+        }
+
+        store_writer_set_commit_hook(s, NULL, NULL);
         run_queue_free(q);
         store_close(s);
 }
@@ -3112,6 +3254,8 @@ int main(void) {
                 cmocka_unit_test(test_backup_replays_a_committed_journal_harmlessly),
                 cmocka_unit_test(test_backup_holds_ends_journaled_beside_a_batch),
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
+                cmocka_unit_test(test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters),
+                cmocka_unit_test(test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_other_call),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
