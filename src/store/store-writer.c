@@ -81,6 +81,8 @@ static RunRecord *run_record_copy(const RunRecord *r) {
         c->log_path = xstrdup_or_null(r->log_path);
         c->outputs_json = xstrdup_or_null(r->outputs_json);
         c->lock_json = xstrdup_or_null(r->lock_json);
+        c->request_fn_name = xstrdup_or_null(r->request_fn_name);
+        c->request_idem_key = xstrdup_or_null(r->request_idem_key);
         return c;
 }
 
