@@ -3153,6 +3153,74 @@ static void test_request_fields_given_replay_the_same_row(void **state) {
         store_close(s);
 }
 
+/* Finishes merge their end into their run's queued submit and encode its
+ * journal record without the queue lock (round 14), while other threads
+ * drain the queue, commit batches and look at it: every run ends, once,
+ * with everything, and the journal empties. */
+typedef struct {
+        Store *s;
+        RunQueue *q;
+        char prefix[16];
+        int n;
+        atomic_bool *done;
+} ClaimWorker;
+
+static void *claim_worker(void *p) {
+        ClaimWorker *w = p;
+        end_journaled(w->s, w->q, w->prefix, w->n);
+        return NULL;
+}
+
+/* Drains the queue (as a reveal, a read of the runs and a close do)
+ * until the finishers are done. */
+static void *claim_drainer(void *p) {
+        ClaimWorker *w = p;
+        while (!atomic_load(w->done))
+                (void) store_flush(w->s);
+        return NULL;
+}
+
+static void test_finishes_journal_beside_drains(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        /* Batches and looks at the pace of a busy daemon. */
+        store_journal_set_linger(s, 1 * USEC_PER_MSEC);
+        store_writer_set_linger(s, 200);
+        enum { THREADS = 4, RUNS = 150 };
+        pthread_t th[THREADS], drainer;
+        ClaimWorker w[THREADS];
+        atomic_bool done = false;
+        for (int t = 0; t < THREADS; t++) {
+                w[t] = (ClaimWorker) { .s = s, .q = q, .n = RUNS, .done = &done };
+                snprintf(w[t].prefix, sizeof(w[t].prefix), "cw%d-", t);
+                assert_int_equal(pthread_create(&th[t], NULL, claim_worker, &w[t]), 0);
+        }
+        assert_int_equal(pthread_create(&drainer, NULL, claim_drainer, &w[0]), 0);
+        for (int t = 0; t < THREADS; t++)
+                pthread_join(th[t], NULL);
+        atomic_store(&done, true);
+        pthread_join(drainer, NULL);
+        assert_true(store_journal_bytes(s) > 0);
+        assert_int_equal(store_flush(s), 0);
+        for (int t = 0; t < THREADS; t++)
+                for (int i = 0; i < RUNS; i++) {
+                        _cleanup_free_ char *id = xasprintf("cw%d-%d", t, i);
+                        _cleanup_(run_record_freep) RunRecord *r = get(s, id);
+                        assert_string_equal(r->status, "succeeded");
+                        assert_string_equal(r->value_json, "42");
+                        assert_string_equal(r->args_json, "[1]");
+                        assert_string_equal(r->log_path, "/logs/x.log");
+                        assert_int_equal(r->started, 15);
+                        assert_int_equal(r->finished, 20);
+                        assert_int_equal(r->attempt, 1);
+                }
+        run_queue_free(q);
+        store_close(s);
+        assert_int_equal(journal_size(path), 0);
+}
+
 /* ---- a journal as base14 (main at f9de9be) left it ----
  * Built here byte by byte from the format store-journal.c documents, not
  * by its code: u32 payload length, u64 FNV-1a of the payload; the payload
@@ -3299,6 +3367,7 @@ int main(void) {
                 cmocka_unit_test(test_request_fields_given_store_the_same_row),
                 cmocka_unit_test(test_request_fields_given_replay_the_same_row),
                 cmocka_unit_test(test_journal_of_base14_replays),
+                cmocka_unit_test(test_finishes_journal_beside_drains),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
