@@ -514,8 +514,9 @@ static usec_t next_look(Store *s, WriterLook *l, usec_t now) {
 
 static void *writer_main(void *p) {
         Store *s = p;
-        WriterLook look = { .period = linger(s), .absorbed = s->wabsorbed };
         pthread_mutex_lock(&s->wlock);
+        /* Read under wlock: the callers count it (ThreadSanitizer). */
+        WriterLook look = { .period = linger(s), .absorbed = s->wabsorbed };
         for (;;) {
                 if (s->wstop)
                         break;
