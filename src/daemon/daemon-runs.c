@@ -1565,6 +1565,22 @@ char *drun_request_json(const DRun *r, bool by_ref) {
         return buf_steal(&b);
 }
 
+/* What the runs table keeps of the request (RunRecord.request_given):
+ * its fn_name and idem_key strings and whether it has data, as
+ * drun_request_json() writes them, so that the store binds them instead
+ * of reading them back out of the text. Both of its ways write each of
+ * them exactly when it is set and JSON can hold it (jansson's leaves a
+ * text that is not UTF-8 out): with such a text the store reads the
+ * request as before. */
+static void record_request_fields(const DRun *r, RunRecord *rec) {
+        if (!utf8_is_valid_or_null(r->fn_name) || !utf8_is_valid_or_null(r->idem_key) || !utf8_texts(r->data))
+                return;
+        rec->request_given = true;
+        rec->request_fn_name = r->fn_name;
+        rec->request_idem_key = r->idem_key;
+        rec->request_has_data = r->data != NULL;
+}
+
 static char *json_strdup_or_null(json_t *o, const char *key) {
         const char *v = json_string_value(json_object_get(o, key));
         return v ? xstrdup(v) : NULL;
@@ -1838,6 +1854,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 RunRecord rec;
                 _cleanup_free_ char *request = drun_request_json(r, !d->cluster);
                 record_from_drun(r, &rec, (char *) run_status_to_string(at_once ? RUN_RUNNING : RUN_QUEUED));
+                record_request_fields(r, &rec);
                 if (at_once)
                         rec.started = now_realtime();
                 rec.max_attempts = r->max_attempts;

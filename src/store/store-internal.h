@@ -50,6 +50,7 @@ struct Store {
         uint64_t widle_wakeups; /* store_writer_idle_wakeups() */
         unsigned wdrainers;     /* threads in drain_locked(), on wdone */
         unsigned wwaiting;      /* callers asleep in wait_done_locked() */
+        unsigned wclaimed;      /* queued ops their finish journals without wlock (absorb_journaled_locked()) */
         StoreOp *wbatch;        /* the batch under way (its leader's), NULL between commits */
         void (*wcommit_hook)(void *userdata); /* tests: called before a batch's COMMIT */
         /* The writer thread's own batches run at SCHED_IDLE (store-writer.c
@@ -191,12 +192,22 @@ int store_write_deferred_start(Store *s, const char *id, const char *started_sql
  * (?21: the submit's request), and sql is not run. */
 int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, const char *arg21, int attempt,
                                const char *replace_sql);
-/* The ended-runs journal (store-journal.c), every call but start and
- * close with s->wlock held. append: r and its request (?21) as one record
- * in the file appended to; returns that file (0 or 1) or -errno. switch:
+/* The ended-runs journal (store-journal.c), every call but start, close
+ * and the record's encoding with s->wlock held. switch:
  * later records go to the other file; returns the one of the records so
  * far. committed: one record of file is in the database now. */
-int store_journal_append_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21);
+/* A record encoded, and written: encode (no lock needed): r and its
+ * request (?21) as one record of sql's kind (-EOPNOTSUPP: a statement the
+ * journal does not hold; -ENOBUFS: too big); write: appends it to the file
+ * appended to, returns that file (0 or 1) or -errno; done frees it. The
+ * queue lock covers only the write (docs/performance.md round 14). */
+typedef struct StoreJournalRecord {
+        uint8_t *data;
+        size_t len;
+} StoreJournalRecord;
+int store_journal_encode(const char *sql, const RunRecord *r, const char *arg21, StoreJournalRecord *ret);
+int store_journal_write_locked(Store *s, const StoreJournalRecord *rec);
+void store_journal_record_done(StoreJournalRecord *rec);
 unsigned store_journal_switch_locked(Store *s);
 void store_journal_committed_locked(Store *s, unsigned file);
 /* Emptying a file whose records are all committed, in three steps so

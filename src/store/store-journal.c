@@ -45,10 +45,20 @@ static uint64_t fnv1a(const uint8_t *p, size_t n) {
         return h;
 }
 
-static int put_text(Buf *b, const char *text) {
+/* The bytes of a text (its length first). */
+static size_t text_size(const char *text) {
+        return sizeof(uint32_t) + (text ? strlen(text) : 0);
+}
+
+static uint8_t *put_text(uint8_t *p, const char *text) {
         uint32_t len = text ? (uint32_t) strlen(text) : JOURNAL_NULL;
-        int k = buf_append(b, &len, sizeof(len));
-        return k < 0 || !text ? k : buf_append(b, text, len);
+        memcpy(p, &len, sizeof(len));
+        p += sizeof(len);
+        if (text) {
+                memcpy(p, text, len);
+                p += len;
+        }
+        return p;
 }
 
 /* A record's statement, by its number (0: none). */
@@ -63,51 +73,61 @@ static int64_t sql_kind(const char *sql) {
         return 0;
 }
 
-static int put_ints(Buf *b, int64_t kind, const RunRecord *r) {
-        int64_t v[] = { kind, r->exit_code, (int64_t) r->created, (int64_t) r->started, (int64_t) r->finished,
-                        r->attempt, r->max_attempts };
-        return buf_append(b, v, sizeof(v));
-}
-
-int store_journal_append_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21) {
-        int64_t kind = sql_kind(sql);
-        if (!kind)
-                return -EOPNOTSUPP;
-        if (s->jfd[s->jactive] < 0)
-                return -EBADF;
+/* r and its request (?21) as one record, header and all, in one
+ * allocation of its size (the texts measured first): built before the
+ * queue lock is taken, which then covers only the write(2). */
+static int record_encode(int64_t kind, const RunRecord *r, const char *arg21, uint8_t **ret, size_t *ret_n) {
         RunRecord copy = *r;
         char *request = (char *) arg21;
         char **texts[] = JOURNAL_TEXTS(&copy, &request);
-        Buf b;
-        buf_init(&b, JOURNAL_MAX_RECORD);
-        uint8_t header[JOURNAL_HEADER] = {};
-        int k = buf_append(&b, header, sizeof(header));
-        if (k >= 0)
-                k = put_ints(&b, kind, r);
-        for (size_t i = 0; k >= 0 && i < ELEMENTSOF(texts); i++)
-                k = put_text(&b, *texts[i]);
-        if (k < 0) {
+        int64_t v[] = { kind, r->exit_code, (int64_t) r->created, (int64_t) r->started, (int64_t) r->finished,
+                        r->attempt, r->max_attempts };
+        size_t n = JOURNAL_HEADER + sizeof(v);
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                n += text_size(*texts[i]);
+        if (n - JOURNAL_HEADER > JOURNAL_MAX_RECORD)
                 /* Too big for a record: committed as before. */
-                buf_free(&b);
-                return k;
-        }
-        uint8_t *p = (uint8_t *) b.data;
-        uint32_t len = (uint32_t) (b.len - JOURNAL_HEADER);
-        uint64_t sum = fnv1a(p + JOURNAL_HEADER, len);
-        memcpy(p, &len, sizeof(len));
-        memcpy(p + sizeof(len), &sum, sizeof(sum));
-        ssize_t w = write(s->jfd[s->jactive], p, b.len);
-        k = w == (ssize_t) b.len ? (int) s->jactive : w < 0 ? -errno : -EIO;
-        if (w > 0 && w != (ssize_t) b.len)
+                return -ENOBUFS;
+        uint8_t *buf = xmalloc(n), *p = buf + JOURNAL_HEADER;
+        memcpy(p, v, sizeof(v));
+        p += sizeof(v);
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                p = put_text(p, *texts[i]);
+        uint32_t len = (uint32_t) (n - JOURNAL_HEADER);
+        uint64_t sum = fnv1a(buf + JOURNAL_HEADER, len);
+        memcpy(buf, &len, sizeof(len));
+        memcpy(buf + sizeof(len), &sum, sizeof(sum));
+        *ret = buf;
+        *ret_n = n;
+        return 0;
+}
+
+int store_journal_encode(const char *sql, const RunRecord *r, const char *arg21, StoreJournalRecord *ret) {
+        int64_t kind = sql_kind(sql);
+        if (!kind)
+                return -EOPNOTSUPP;
+        return record_encode(kind, r, arg21, &ret->data, &ret->len);
+}
+
+void store_journal_record_done(StoreJournalRecord *rec) {
+        free(rec->data);
+        *rec = (StoreJournalRecord) {};
+}
+
+int store_journal_write_locked(Store *s, const StoreJournalRecord *rec) {
+        if (s->jfd[s->jactive] < 0)
+                return -EBADF;
+        ssize_t w = write(s->jfd[s->jactive], rec->data, rec->len);
+        int k = w == (ssize_t) rec->len ? (int) s->jactive : w < 0 ? -errno : -EIO;
+        if (w > 0 && w != (ssize_t) rec->len)
                 /* A short write (a full disk): the torn record is cut off,
                  * else the replay would stop at it and skip the later ones. */
                 (void) ftruncate(s->jfd[s->jactive], (off_t) s->jsize[s->jactive]);
         if (k >= 0) {
-                s->jsize[s->jactive] += b.len;
+                s->jsize[s->jactive] += rec->len;
                 s->jpending[s->jactive]++;
-                s->jbytes += b.len;
+                s->jbytes += rec->len;
         }
-        buf_free(&b);
         return k;
 }
 

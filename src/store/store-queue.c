@@ -85,19 +85,26 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 
 /* What migration 8's and 13's trigger did after each insert, in the
  * INSERT itself (migration 16): the function's name and the datasets the
- * request mounts, kept after request_json is dropped at the run's end.
- * SQLite parses ?21 once for the statement's JSON functions (its parse
- * cache), so the two fields cost one parse; looking for the keys as text
- * first (instr) costs more than it saves (docs/performance.md "Invoke
- * path: the -c1 tail (round 13)"). */
+ * request mounts, kept after request_json is dropped at the run's end,
+ * and its Idempotency-Key (migration 17), kept for
+ * store_run_find_idempotent().
+ *
+ * Bound as the caller gave them (RunRecord.request_given: ?24, fn_name
+ * ?25, idem_key ?26, whether the request has "data" ?27): the daemon wrote
+ * the request from these values, and reading them back out of it was ~8.6k
+ * of a journal batch's ~41k instructions per record on /v1 (docs/
+ * performance.md "Invoke path: the -c1 tail (round 13)"). data_json is
+ * still read from the request, only when it has one (a CASE evaluates
+ * only the branch it takes): its text is SQLite's rendering of the value.
+ * Not given (?24 NULL): read from ?21 as before. SQLite parses ?21 once
+ * for the statement's JSON functions (its parse cache); looking for the
+ * keys as text first (instr) costs more than it saves, except for
+ * idem_key, which nearly no request has. */
 #define REQUEST_FIELD(path) "CASE WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
-#define FN_NAME_FIELD REQUEST_FIELD("$.fn_name")
-#define DATA_FIELD REQUEST_FIELD("$.data")
-/* The request's Idempotency-Key (migration 17), kept with the run for
- * store_run_find_idempotent(). Looked for as text first: nearly no request
- * has one, and those skip the JSON look-up. */
+#define FN_NAME_FIELD "CASE WHEN ?24 THEN ?25 ELSE " REQUEST_FIELD("$.fn_name") " END"
+#define DATA_FIELD "CASE WHEN ?24 AND NOT ?27 THEN NULL ELSE " REQUEST_FIELD("$.data") " END"
 #define IDEM_FIELD                                                                     \
-        "CASE WHEN instr(?21, '\"idem_key\"') > 0 AND json_valid(?21) "                  \
+        "CASE WHEN ?24 THEN ?26 WHEN instr(?21, '\"idem_key\"') > 0 AND json_valid(?21) " \
         "THEN json_extract(?21, '$.idem_key') END"
 
 /* A run that starts at once (r->status "running": a free slot at submit)

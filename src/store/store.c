@@ -139,6 +139,8 @@ RunRecord *run_record_free(RunRecord *r) {
         free(r->log_path);
         free(r->outputs_json);
         free(r->lock_json);
+        free(r->request_fn_name);
+        free(r->request_idem_key);
         free(r);
         return NULL;
 }
@@ -193,11 +195,19 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
         sqlite3_bind_int(st, 19, r->attempt);
         sqlite3_bind_int(st, 20, r->max_attempts > 0 ? r->max_attempts : 1);
         /* ?21 is the caller's (store_run_exec); ?22 and ?23 only the final
-         * updates use. */
-        if (sqlite3_bind_parameter_count(st) >= 22)
+         * updates use; ?24..?27 the INSERTs that keep the request's fields
+         * (store-queue.c RUN_REQUEST_FIELDS). */
+        int n = sqlite3_bind_parameter_count(st);
+        if (n >= 22)
                 bind_text_uncopied(st, 22, r->outputs_json);
-        if (sqlite3_bind_parameter_count(st) >= 23)
+        if (n >= 23)
                 bind_text_uncopied(st, 23, r->lock_json);
+        if (n >= 27 && r->request_given) {
+                sqlite3_bind_int(st, 24, 1);
+                bind_text_uncopied(st, 25, r->request_fn_name);
+                bind_text_uncopied(st, 26, r->request_idem_key);
+                sqlite3_bind_int(st, 27, r->request_has_data);
+        }
 }
 
 int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool retry_full) {

@@ -123,6 +123,22 @@ typedef struct RunRecord {
          * per distinct text (the locks table, keyed by its sha256); not
          * read back with the record (store_run_get_lock reads it). */
         char *lock_json;
+        /* What the runs table keeps of the submit's request (the store's
+         * ?21) beside it: fn_name, idem_key and data_json. Given by the
+         * caller that wrote the request (request_given), the submit's
+         * INSERT binds them as they are instead of reading them back out
+         * of the text with SQLite's JSON functions (~a sixth of a journal
+         * batch's instructions per record, docs/performance.md round 14).
+         * When given they must be the request's own: its top-level
+         * "fn_name" and "idem_key" strings (NULL: no such key) and
+         * whether it has a "data" key (data_json is still read from the
+         * text, only when there is one). Not given (a record read back, a
+         * journal's replay, any other caller): read from the request as
+         * before, which stores the same. */
+        bool request_given;
+        bool request_has_data;
+        char *request_fn_name;
+        char *request_idem_key;
 } RunRecord;
 RunRecord *run_record_free(RunRecord *r);
 void run_record_freep(RunRecord **r);

@@ -3198,6 +3198,359 @@ static void test_request_fields_stored_as_the_old_sql_did(void **state) {
 }
 
 
+/* ---- the request's fields given by the caller (round 14) ----
+ * The daemon wrote the request from its fn_name, idem_key and data, and
+ * gives them with the record (RunRecord.request_given): the INSERTs bind
+ * them instead of reading them back out of the text. The stored row must
+ * be what reading them gives, byte for byte. */
+
+typedef struct {
+        const char *fn_name, *idem_key;
+        const char *const *data; /* NULL-terminated; NULL: no "data" key */
+} RequestCase;
+
+static const char *const data_none[] = { NULL };
+static const char *const data_two[] = { "ds1", "ds2@3", NULL };
+static const char *const data_odd[] = { "a\"b", "c\\d", "\x01\t\n", "h\xc3\xa9llo", "\xe2\x80\xa8", "/", NULL };
+
+static const RequestCase request_cases[] = {
+        { NULL, NULL, NULL },
+        { "f", NULL, NULL },
+        { NULL, "k-1", NULL },
+        { "f", "order-42", data_two },
+        { "", "", data_none },
+        { "a\"b\\c\n\t\x01\x1f/", "k\"\\\x7f", data_odd },
+        { "h\xc3\xa9llo \xe2\x80\xa8 \xf0\x9f\x98\x80", "\xf0\x9f\x98\x80", NULL },
+        { "{\"fn_name\":1}", "null", NULL },
+        { "12", "true", data_two },
+        { "null", NULL, data_odd },
+};
+
+/* The request as the daemon writes it (drun_request_json_jansson(): keys
+ * in its order, JSON_COMPACT). */
+static char *case_request(const RequestCase *c) {
+        json_t *j = json_pack("{s:i, s:s, s:b, s:i, s:{s:I}}", "v", 1, "filename", "f.py", "lambda", 0,
+                              "fn_version", 1, "limits", "timeout_ms", (json_int_t) 1000);
+        assert_non_null(j);
+        json_object_set_new(j, "source", json_string("print(1)"));
+        if (c->fn_name)
+                json_object_set_new(j, "fn_name", json_string(c->fn_name));
+        if (c->idem_key)
+                json_object_set_new(j, "idem_key", json_string(c->idem_key));
+        if (c->data) {
+                json_t *a = json_array();
+                for (const char *const *d = c->data; *d; d++)
+                        json_array_append_new(a, json_string(*d));
+                json_object_set_new(j, "data", a);
+        }
+        char *text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        assert_non_null(text);
+        return text;
+}
+
+static void case_give(RunRecord *r, const RequestCase *c) {
+        r->request_given = true;
+        r->request_fn_name = (char *) c->fn_name;
+        r->request_idem_key = (char *) c->idem_key;
+        r->request_has_data = c->data != NULL;
+}
+
+/* Every column of id's row but id, each as its type and its bytes. */
+static char *row_but_id(sqlite3 *db, const char *id) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT * FROM runs WHERE id=?1", -1, &st, NULL), SQLITE_OK);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_ROW)
+                fail_msg("no row %s", id);
+        char *row = xstrdup("");
+        for (int i = 0; i < sqlite3_column_count(st); i++) {
+                if (streq(sqlite3_column_name(st, i), "id"))
+                        continue;
+                int type = sqlite3_column_type(st, i);
+                const char *text = (const char *) sqlite3_column_text(st, i);
+                int n = sqlite3_column_bytes(st, i);
+                char *next = xasprintf("%s|%s:%d:%.*s", row, sqlite3_column_name(st, i), type, n, text ? text : "");
+                free(row);
+                row = next;
+        }
+        sqlite3_finalize(st);
+        return row;
+}
+
+static void assert_rows_equal(sqlite3 *db, const char *given, const char *read) {
+        _cleanup_free_ char *a = row_but_id(db, given), *b = row_but_id(db, read);
+        if (!streq(a, b))
+                fail_msg("row %s (fields given) differs from %s (read from the request):\n%s\n%s", given, read,
+                         a, b);
+}
+
+/* The three INSERTs that keep the fields (a queued submit, one started at
+ * once, a run's ended record replacing its deferred submit, journaled),
+ * each case written twice: "g" with its fields given, "r" without. */
+static void write_case(Store *s, RunQueue *q, const char *kind, size_t i, bool give) {
+        RequestCase c = request_cases[i];
+        _cleanup_free_ char *request = case_request(&c);
+        _cleanup_free_ char *queued = xasprintf("%sq%s%zu", kind, give ? "g" : "r", i),
+                            *started = xasprintf("%ss%s%zu", kind, give ? "g" : "r", i),
+                            *ended_id = xasprintf("%se%s%zu", kind, give ? "g" : "r", i);
+        RunRecord r = { .id = queued, .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .status = (char *) "queued", .created = 10, .max_attempts = 1 };
+        if (give)
+                case_give(&r, &c);
+        if (q) {
+                assert_int_equal(run_queue_submit(q, &r, request), 0);
+                r.id = started;
+                r.status = (char *) "running";
+                r.max_attempts = 3;
+                assert_int_equal(run_queue_submit(q, &r, request), 0);
+        }
+        r.id = ended_id;
+        r.status = (char *) "running";
+        r.max_attempts = 3;
+        RunQueue *eq = q ? q : run_queue_sqlite_new(s);
+        assert_int_equal(run_queue_submit_deferred(eq, &r, request), 0);
+        RunRecord fin = ended(ended_id, 20);
+        assert_int_equal(run_queue_finish(eq, &fin, 1), 0);
+        if (!q)
+                run_queue_free(eq);
+}
+
+static void test_request_fields_given_store_the_same_row(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        for (size_t i = 0; i < ELEMENTSOF(request_cases); i++) {
+                write_case(s, q, "x", i, true);
+                write_case(s, q, "x", i, false);
+        }
+        assert_true(store_journal_bytes(s) > 0);
+        assert_int_equal(store_flush(s), 0);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        for (size_t i = 0; i < ELEMENTSOF(request_cases); i++) {
+                const RequestCase *c = &request_cases[i];
+                for (const char *k = "qse"; *k; k++) {
+                        _cleanup_free_ char *g = xasprintf("x%cg%zu", *k, i), *r = xasprintf("x%cr%zu", *k, i);
+                        assert_rows_equal(db, g, r);
+                        /* And what the caller gave is what is kept. */
+                        _cleanup_free_ char *fn = stored_field(db, g, "fn_name");
+                        _cleanup_free_ char *want = c->fn_name ? xasprintf("'%s'", c->fn_name) : xstrdup("NULL");
+                        if (!strchr(c->fn_name ? c->fn_name : "", '\''))
+                                assert_string_equal(fn, want);
+                        _cleanup_free_ char *data = stored_field(db, g, "data_json");
+                        assert_true(streq(data, "NULL") == !c->data);
+                }
+                _cleanup_free_ char *g = xasprintf("xqg%zu", i), *idem = stored_field(db, g, "idem_key");
+                _cleanup_free_ char *want = c->idem_key ? xasprintf("'%s'", c->idem_key) : xstrdup("NULL");
+                assert_string_equal(idem, want);
+        }
+        sqlite3_close(db);
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void given_ends_child(const char *path, void *arg) {
+        (void) arg;
+        Store *s = NULL;
+        if (store_open(path, &s) < 0)
+                _exit(1);
+        RunQueue *q = journaling_queue(s);
+        /* Only the ended records (a waited submit's commit would take
+         * the journaled ones queued before it along). */
+        for (size_t i = 0; i < ELEMENTSOF(request_cases); i++)
+                write_case(s, NULL, "j", i, true);
+        run_queue_free(q);
+        /* The ends journaled, nothing committed: the replay writes them. */
+        if (store_journal_pending(s) != ELEMENTSOF(request_cases))
+                _exit(2);
+}
+
+/* A crash after ends whose submits gave their fields: the journal's
+ * records carry the request (not the fields: its format is unchanged) and
+ * the replay reads them from it, which stores the same row. */
+static void test_request_fields_given_replay_the_same_row(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        store_close(open_at(&path));
+        in_child_killed(given_ends_child, path, NULL);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        size_t replayed = 0;
+        assert_int_equal(store_journal_start(s, true, &replayed), 0);
+        assert_int_equal(replayed, ELEMENTSOF(request_cases));
+        for (size_t i = 0; i < ELEMENTSOF(request_cases); i++)
+                write_case(s, NULL, "j", i, false);
+        assert_int_equal(store_flush(s), 0);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        for (size_t i = 0; i < ELEMENTSOF(request_cases); i++) {
+                _cleanup_free_ char *g = xasprintf("jeg%zu", i), *r = xasprintf("jer%zu", i);
+                assert_rows_equal(db, g, r);
+        }
+        sqlite3_close(db);
+        store_close(s);
+}
+
+/* Finishes merge their end into their run's queued submit and encode its
+ * journal record without the queue lock (round 14), while other threads
+ * drain the queue, commit batches and look at it: every run ends, once,
+ * with everything, and the journal empties. */
+typedef struct {
+        Store *s;
+        RunQueue *q;
+        char prefix[16];
+        int n;
+        atomic_bool *done;
+} ClaimWorker;
+
+static void *claim_worker(void *p) {
+        ClaimWorker *w = p;
+        end_journaled(w->s, w->q, w->prefix, w->n);
+        return NULL;
+}
+
+/* Drains the queue (as a reveal, a read of the runs and a close do)
+ * until the finishers are done. */
+static void *claim_drainer(void *p) {
+        ClaimWorker *w = p;
+        while (!atomic_load(w->done))
+                (void) store_flush(w->s);
+        return NULL;
+}
+
+static void test_finishes_journal_beside_drains(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        /* Batches and looks at the pace of a busy daemon. */
+        store_journal_set_linger(s, 1 * USEC_PER_MSEC);
+        store_writer_set_linger(s, 200);
+        enum { THREADS = 4, RUNS = 150 };
+        pthread_t th[THREADS], drainer;
+        ClaimWorker w[THREADS];
+        atomic_bool done = false;
+        for (int t = 0; t < THREADS; t++) {
+                w[t] = (ClaimWorker) { .s = s, .q = q, .n = RUNS, .done = &done };
+                snprintf(w[t].prefix, sizeof(w[t].prefix), "cw%d-", t);
+                assert_int_equal(pthread_create(&th[t], NULL, claim_worker, &w[t]), 0);
+        }
+        assert_int_equal(pthread_create(&drainer, NULL, claim_drainer, &w[0]), 0);
+        for (int t = 0; t < THREADS; t++)
+                pthread_join(th[t], NULL);
+        atomic_store(&done, true);
+        pthread_join(drainer, NULL);
+        assert_true(store_journal_bytes(s) > 0);
+        assert_int_equal(store_flush(s), 0);
+        for (int t = 0; t < THREADS; t++)
+                for (int i = 0; i < RUNS; i++) {
+                        _cleanup_free_ char *id = xasprintf("cw%d-%d", t, i);
+                        _cleanup_(run_record_freep) RunRecord *r = get(s, id);
+                        assert_string_equal(r->status, "succeeded");
+                        assert_string_equal(r->value_json, "42");
+                        assert_string_equal(r->args_json, "[1]");
+                        assert_string_equal(r->log_path, "/logs/x.log");
+                        assert_int_equal(r->started, 15);
+                        assert_int_equal(r->finished, 20);
+                        assert_int_equal(r->attempt, 1);
+                }
+        run_queue_free(q);
+        store_close(s);
+        assert_int_equal(journal_size(path), 0);
+}
+
+/* ---- a journal as base14 (main at f9de9be) left it ----
+ * Built here byte by byte from the format store-journal.c documents, not
+ * by its code: u32 payload length, u64 FNV-1a of the payload; the payload
+ * is int64 kind, exit_code, created, started, finished, attempt,
+ * max_attempts, then 17 texts (u32 length, UINT32_MAX: NULL; the bytes):
+ * id, tenant, filename, function, args_json, kwargs_json, status,
+ * value_json, value_repr, error_type, error_message, traceback,
+ * timings_json, log_path, outputs_json, lock_json, the request. Kinds: 1
+ * the ended INSERT, 4 the ended upsert (the two that read the request). */
+static void old_put(uint8_t **p, size_t *n, const void *v, size_t len) {
+        *p = xrealloc(*p, *n + len);
+        memcpy(*p + *n, v, len);
+        *n += len;
+}
+
+static void old_put_text(uint8_t **p, size_t *n, const char *t) {
+        uint32_t len = t ? (uint32_t) strlen(t) : UINT32_MAX;
+        old_put(p, n, &len, sizeof(len));
+        if (t)
+                old_put(p, n, t, len);
+}
+
+static void old_record(int fd, int64_t kind, const char *id, const char *request) {
+        uint8_t *p = NULL;
+        size_t n = 0;
+        int64_t ints[] = { kind, 0, 10, 15, 20, 1, 3 };
+        old_put(&p, &n, ints, sizeof(ints));
+        const char *texts[] = { id, "a", "f.py", "main", "[1]", NULL, "succeeded", "42", "42", NULL, NULL, NULL,
+                                "{\"run_ms\":1.0}", "/logs/x.log", "{\"o\":1}", "{\"packages\":[]}", request };
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                old_put_text(&p, &n, texts[i]);
+        uint32_t len = (uint32_t) n;
+        uint64_t h = 14695981039346656037ULL;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ p[i]) * 1099511628211ULL;
+        assert_int_equal(write(fd, &len, sizeof(len)), sizeof(len));
+        assert_int_equal(write(fd, &h, sizeof(h)), sizeof(h));
+        assert_int_equal(write(fd, p, n), (ssize_t) n);
+        free(p);
+}
+
+static void test_journal_of_base14_replays(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        store_close(open_at(&path));
+        _cleanup_free_ char *j0 = xasprintf("%s-ended.0", path), *j1 = xasprintf("%s-ended.1", path);
+        int fd = open(j0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        const char *request = "{\"v\":1,\"fn_name\":\"fx\",\"idem_key\":\"k\",\"data\":[\"d1\",\"d\\\"2\"]}";
+        old_record(fd, 1, "old1", request);
+        old_record(fd, 4, "old4", request);
+        old_record(fd, 1, "old5", "not json");
+        close(fd);
+        fd = open(j1, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        old_record(fd, 4, "old6", NULL);
+        close(fd);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        size_t replayed = 0;
+        assert_int_equal(store_journal_start(s, true, &replayed), 0);
+        assert_int_equal(replayed, 4);
+        assert_int_equal(journal_size(path), 0);
+        for (const char *const *id = (const char *const[]) { "old1", "old4", "old5", "old6", NULL }; *id; id++) {
+                _cleanup_(run_record_freep) RunRecord *r = get(s, *id);
+                assert_string_equal(r->status, "succeeded");
+                assert_string_equal(r->value_json, "42");
+                assert_string_equal(r->log_path, "/logs/x.log");
+                assert_int_equal(r->attempt, 1);
+        }
+        store_close(s);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        const char *want[][4] = {
+                { "old1", "'fx'", "'[\"d1\",\"d\\\"2\"]'", "NULL" },
+                { "old4", "'fx'", "'[\"d1\",\"d\\\"2\"]'", "NULL" },
+                { "old5", "NULL", "NULL", "NULL" },
+                { "old6", "NULL", "NULL", "NULL" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                _cleanup_free_ char *fn = stored_field(db, want[i][0], "fn_name"),
+                                    *data = stored_field(db, want[i][0], "data_json"),
+                                    *idem = stored_field(db, want[i][0], "idem_key");
+                assert_string_equal(fn, want[i][1]);
+                assert_string_equal(data, want[i][2]);
+                assert_string_equal(idem, want[i][3]);
+        }
+        sqlite3_close(db);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         /* Before any Store: the store's VFS wraps the default one, this. */
@@ -3256,6 +3609,10 @@ int main(void) {
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
                 cmocka_unit_test(test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters),
                 cmocka_unit_test(test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_other_call),
+                cmocka_unit_test(test_request_fields_given_store_the_same_row),
+                cmocka_unit_test(test_request_fields_given_replay_the_same_row),
+                cmocka_unit_test(test_journal_of_base14_replays),
+                cmocka_unit_test(test_finishes_journal_beside_drains),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         rm_rf(dir);
