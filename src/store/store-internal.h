@@ -71,6 +71,7 @@ struct Store {
         int wguard_fd;
         bool wguard_started, wguard_stop;
         uint64_t wbound_raises;
+        uint64_t wyields;
         void *wcommit_hook_data;
         struct {
                 char *text;
@@ -300,6 +301,11 @@ void store_writer_guard_stop(Store *s);
  * (0: the default, STORE_STARVE_BOUND_USEC), and how often it did. */
 void store_writer_set_starve_bound(Store *s, usec_t bound);
 uint64_t store_writer_bound_raises(Store *s);
+/* The writer thread in its own batch, between two of its records: the CPU
+ * offered to whoever woke on it meanwhile (sched_yield(2)), if the batch
+ * runs lowered; and how often it did (tests). */
+void store_writer_yield(Store *s);
+uint64_t store_writer_yields(Store *s);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);

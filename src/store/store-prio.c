@@ -40,7 +40,16 @@
  * only without wprio held (lowered after it, raised before it): a thread
  * at SCHED_IDLE holding wprio would hold up the guard and every waiter.
  * wlowered is cleared before a raise's policy change and read after the
- * lowering's, so a raise that comes in between is never lost. */
+ * lowering's, so a raise that comes in between is never lost.
+ *
+ * The offer (round 14, tail14): a thread woken onto the lowered batch's
+ * CPU was not always switched to at its wake-up (the instance's group
+ * entity not eligible then, by the figures), and then waited until the
+ * batch's next reschedule: its policy raise at the end, or the tick, ~1 ms
+ * each, the largest part of the -c1 p99. So the lowered batch calls
+ * sched_yield(2) every few records (store_writer_yield()): a reschedule
+ * point that costs one syscall when nobody waits (docs/performance.md
+ * "Invoke path: the slowest 1% (round 14)"). */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -217,6 +226,18 @@ void store_writer_raise(Store *s) {
         pthread_mutex_lock(&s->wprio);
         raise_locked(s);
         pthread_mutex_unlock(&s->wprio);
+}
+
+/* The writer thread, in its lowered batch, between two records. */
+void store_writer_yield(Store *s) {
+        if (!lowered_self)
+                return;
+        (void) sched_yield();
+        __atomic_add_fetch(&s->wyields, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t store_writer_yields(Store *s) {
+        return __atomic_load_n(&s->wyields, __ATOMIC_RELAXED);
 }
 
 void store_writer_guard_stop(Store *s) {

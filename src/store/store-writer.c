@@ -42,6 +42,8 @@
 /* Journaled records waiting past which the writer's starved batch is
  * raised to normal priority (store-prio.c). */
 #define STORE_JOURNAL_BEHIND_RECORDS (4 * STORE_JOURNAL_MAX_RECORDS)
+/* A lowered batch offers its CPU every this many records (~8 us each). */
+#define STORE_BATCH_YIELD_RECORDS 8
 
 struct StoreOp {
         StoreOp *next;
@@ -219,7 +221,10 @@ static void batch_commit(Store *s, StoreOp *batch, bool lowered) {
                 store_writer_lower(s);
         store_checkpoint_backstop_locked(s);
         bool ok = exec_simple(s, "BEGIN IMMEDIATE");
+        unsigned n = 0;
         for (StoreOp *op = batch; ok && op; op = op->next) {
+                if (lowered && ++n % STORE_BATCH_YIELD_RECORDS == 0)
+                        store_writer_yield(s);
                 op->result = op_exec_locked(s, op, false);
                 if (batch_broken(s, op->result))
                         ok = false;

@@ -3007,6 +3007,51 @@ static void test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_oth
         store_close(s);
 }
 
+/* Until the writer's lowered batches offered their CPU n times (2 s at
+ * most). */
+static bool writer_yields_reach(Store *s, uint64_t n) {
+        for (int i = 0; i < 2000; i++) {
+                if (store_writer_yields(s) >= n)
+                        return true;
+                usleep(1000);
+        }
+        return false;
+}
+
+/* Round 14 (tail14): a thread woken onto the CPU of the lowered batch
+ * waited for the whole batch (~1 ms, up to its slice) — the kernel did not
+ * switch to it at its wake-up — so the batch offers its CPU between
+ * records. 64 ends journaled, then committed by the writer thread in its
+ * own batch: it offered the CPU at least every 8 records, and every run
+ * ended with everything. */
+static void test_the_writers_lowered_batch_offers_its_cpu_between_records(void **state) {
+        (void) state;
+        bool lowering = lowering_allowed_here();
+        _cleanup_free_ char *path = NULL;
+        RunQueue *q = NULL;
+        Store *s = open_with_starve_bound(&path, &q, 3600 * USEC_PER_SEC);
+        enum { N = 64 };
+        for (int i = 0; i < N; i++) {
+                _cleanup_free_ char *id = xasprintf("yield%d", i);
+                submit_deferred(q, id, 10);
+                RunRecord fin = ended(id, 20);
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        }
+        assert_int_equal(store_writer_yields(s), 0);
+        store_journal_set_linger(s, 1 * USEC_PER_MSEC);
+        if (lowering)
+                assert_true(writer_yields_reach(s, N / 8 - 1));
+        assert_int_equal(store_flush(s), 0);
+        if (!lowering)
+                assert_int_equal(store_writer_yields(s), 0);
+        for (int i = 0; i < N; i++) {
+                _cleanup_free_ char *id = xasprintf("yield%d", i);
+                assert_ended_with_everything(s, id, 20);
+        }
+        run_queue_free(q);
+        store_close(s);
+}
+
 /* A database whose process, killed -9, left prefix0..n-1 in its journal
  * (commit_first: their batch committed too), backed up: every one of
  * them in the backup. Returns the backup's path. */
@@ -3609,6 +3654,7 @@ int main(void) {
                 cmocka_unit_test(test_request_fields_stored_as_the_old_sql_did),
                 cmocka_unit_test(test_the_writers_batch_runs_lowered_and_is_raised_for_its_waiters),
                 cmocka_unit_test(test_the_writers_lowered_batch_is_raised_after_the_bound_with_no_other_call),
+                cmocka_unit_test(test_the_writers_lowered_batch_offers_its_cpu_between_records),
                 cmocka_unit_test(test_request_fields_given_store_the_same_row),
                 cmocka_unit_test(test_request_fields_given_replay_the_same_row),
                 cmocka_unit_test(test_journal_of_base14_replays),
