@@ -228,9 +228,10 @@ void store_writer_raise(Store *s) {
         pthread_mutex_unlock(&s->wprio);
 }
 
-/* The writer thread, in its lowered batch, between two records. */
+/* The writer thread, in its batch, between two records: only while it is
+ * lowered (a batch raised by a waiter or the guard finishes unhindered). */
 void store_writer_yield(Store *s) {
-        if (!lowered_self)
+        if (!lowered_self || !__atomic_load_n(&s->wlowered, __ATOMIC_SEQ_CST))
                 return;
         (void) sched_yield();
         __atomic_add_fetch(&s->wyields, 1, __ATOMIC_RELAXED);
