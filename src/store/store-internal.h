@@ -303,7 +303,7 @@ void store_writer_set_starve_bound(Store *s, usec_t bound);
 uint64_t store_writer_bound_raises(Store *s);
 /* The writer thread in its own batch, between two of its records: the CPU
  * offered to whoever woke on it meanwhile (sched_yield(2)), if the batch
- * runs lowered; and how often it did (tests). */
+ * was lowered (raised since or not); and how often it did (tests). */
 void store_writer_yield(Store *s);
 uint64_t store_writer_yields(Store *s);
 /* Before a read of the runs table: the journaled runs committed, so that

@@ -228,10 +228,16 @@ void store_writer_raise(Store *s) {
         pthread_mutex_unlock(&s->wprio);
 }
 
-/* The writer thread, in its batch, between two records: only while it is
- * lowered (a batch raised by a waiter or the guard finishes unhindered). */
+/* The writer thread, in its batch, between two records: from the moment
+ * it lowered itself to the batch's end, also once the guard or a waiter
+ * has raised it. At normal priority a yield does not give up the batch's
+ * fair share (EEVDF moves its deadline, not its vruntime); it only lets a
+ * thread woken on its CPU run first. Under wrk -c8 the CPUs are full and
+ * most lowered batches reach the bound: yielding only while still lowered
+ * left their raised rest in one stretch (p99 -c8 /v1 2.69-2.70 ms against
+ * 1.68-1.78, docs/performance.md, round 14). */
 void store_writer_yield(Store *s) {
-        if (!lowered_self || !__atomic_load_n(&s->wlowered, __ATOMIC_SEQ_CST))
+        if (!lowered_self)
                 return;
         (void) sched_yield();
         __atomic_add_fetch(&s->wyields, 1, __ATOMIC_RELAXED);
