@@ -94,33 +94,44 @@ def analyse(text, mine, writer_tids):
               f"longest {long[-1]:.2f} ms, sum {sum(long):.0f} ms")
 
 
-def main():
+def recorded_wrk(prefix, events, analyse_pid):
+    """argv BUILD [ROUTE] [CONNS]: a daemon (home in BENCH_DIR), wrk for 5 s
+    with `perf record -a -e EVENTS` beside it (None: wrk alone), then
+    analyse_pid(perf script's text, the daemon's pid) while it still runs."""
     build = pathlib.Path(sys.argv[1]).resolve()
     route = sys.argv[2] if len(sys.argv) > 2 else "v1"
     conns = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    probe = os.environ.get("PROBE", "1") == "1"
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-c1-", dir=os.environ.get("BENCH_DIR", "/dev/shm")))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("BENCH_DIR", "/dev/shm")))
     proc, port = B.start(build, tmp)
     try:
         B.deploy(port)
         B.sequential(port, B.PATHS[route], 300)
-        if probe:
-            rec = subprocess.Popen(["perf", "record", "-q", "-a", "-e", "sched:sched_switch,sched:sched_wakeup",
+        if events:
+            rec = subprocess.Popen(["perf", "record", "-q", "-a", "-m", "8M", "-e", events,
                                     "-o", str(tmp / "perf.data")], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         w, extra = B.wrk_phase(port, B.PATHS[route], conns, proc.pid, tmp / "home", seconds=5)
         print(f"{build} {route} -c{conns}: {w[0]:.0f}/s p50 {w[3]:.3f} p99 {w[2]:.2f} ms; {extra}")
-        if probe:
+        if events:
             rec.send_signal(2)
             rec.wait()
-            mine = descendants(proc.pid)
             text = subprocess.run(["perf", "script", "-i", str(tmp / "perf.data")], capture_output=True,
                                   text=True).stdout
-            analyse(text, mine, threads_named(mine | {proc.pid}, "store-writer"))
+            analyse_pid(text, proc.pid)
     finally:
         proc.terminate()
         proc.wait()
         subprocess.run(["rm", "-rf", str(tmp)])
+
+
+def analyse_pid(text, pid):
+    mine = descendants(pid)
+    analyse(text, mine, threads_named(mine | {pid}, "store-writer"))
+
+
+def main():
+    probe = os.environ.get("PROBE", "1") == "1"
+    recorded_wrk("bench-c1-", "sched:sched_switch,sched:sched_wakeup" if probe else None, analyse_pid)
 
 
 if __name__ == "__main__":

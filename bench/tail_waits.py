@@ -17,12 +17,9 @@ import collections
 import os
 import pathlib
 import re
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import bench_runpath as B  # noqa: E402
 import bench_c1_probe as P  # noqa: E402
 
 POLICY = {0: "OTHER", 3: "BATCH", 5: "IDLE"}
@@ -102,31 +99,14 @@ def analyse(text, names, writers):
               f" longest {xs[-1]:.2f}, sum {sum(xs):.0f} ms")
 
 
+def analyse_pid(text, pid):
+    names = tree_names(pid)
+    analyse(text, names, {t for t, n in names.items() if n == "d:store-writer"})
+
+
 def main():
-    build = pathlib.Path(sys.argv[1]).resolve()
-    route = sys.argv[2] if len(sys.argv) > 2 else "v1"
-    conns = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tail-waits-", dir=os.environ.get("BENCH_DIR", "/dev/shm")))
-    proc, port = B.start(build, tmp)
-    try:
-        B.deploy(port)
-        B.sequential(port, B.PATHS[route], 300)
-        rec = subprocess.Popen(["perf", "record", "-q", "-a", "-m", "8M", "-e",
-                                "sched:sched_switch,sched:sched_wakeup,syscalls:sys_enter_sched_setscheduler",
-                                "-o", str(tmp / "perf.data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        w, extra = B.wrk_phase(port, B.PATHS[route], conns, proc.pid, tmp / "home", seconds=5)
-        print(f"{build} {route} -c{conns}: {w[0]:.0f}/s p50 {w[3]:.3f} p99 {w[2]:.2f} ms; {extra}")
-        rec.send_signal(2)
-        rec.wait()
-        names = tree_names(proc.pid)
-        writers = {t for t, n in names.items() if n == "d:store-writer"}
-        text = subprocess.run(["perf", "script", "-i", str(tmp / "perf.data")], capture_output=True,
-                              text=True).stdout
-        analyse(text, names, writers)
-    finally:
-        proc.terminate()
-        proc.wait()
-        subprocess.run(["rm", "-rf", str(tmp)])
+    P.recorded_wrk("tail-waits-", "sched:sched_switch,sched:sched_wakeup,syscalls:sys_enter_sched_setscheduler",
+                   analyse_pid)
 
 
 if __name__ == "__main__":
