@@ -176,6 +176,31 @@ def test_cancel(d):
     assert st == 409
 
 
+def test_logs_of_tasks_cancelled_at_once_are_empty_or_not_run(d):
+    """A wide DAG run cancelled right after its submit: a task whose run
+    was made but never began has no output yet, and its logs answer an
+    empty body (as GET /v1/runs/{id}/logs does), not a 404 a dashboard
+    would show as an error; a task that never got a run answers 409."""
+    tasks = "\n".join(f"  t{i:02d}: {{file: lib/steps.py, function: slow, kwargs: {{delay: 0}}}}" for i in range(60))
+    st, b = submit(d, f"name: wide\ntasks:\n{tasks}\n", {"lib/steps.py": STEPS}, no_cache=True)
+    assert st == 202, b
+    # Cancelled once runs are being made: some began, some were queued.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        _, cur = d.call("GET", f"/v1/dags/{b['id']}")
+        if any(t.get("run_id") for t in cur["tasks"]):
+            break
+        time.sleep(0.005)
+    d.call("DELETE", f"/v1/dags/{b['id']}")
+    _, cur = d.call("GET", f"/v1/dags/{b['id']}")
+    for name, t in tasks_by_name(cur).items():
+        st, hdrs, log = d.request("GET", f"/v1/dags/{b['id']}/tasks/{name}/logs")
+        if t.get("run_id"):
+            assert st == 200 and hdrs["x-pysprinter-run-id"] == t["run_id"], (name, t, st, log)
+        else:
+            assert st == 409, (name, t, st, log)
+
+
 def test_tenant_isolation(d):
     st, b = submit(d, DIAMOND, {"steps.py": STEPS}, wait=True, params={"n": 2})
     assert st == 200
