@@ -200,9 +200,12 @@ int store_restore(const char *src, const char *db_path, char **ret_error) {
         }
         /* The journal's records belong to the database replaced: the next
          * start would replay them onto the restored one. */
-        const char *suffixes[] = { "-wal", "-shm", "-ended.0", "-ended.1" };
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                _cleanup_free_ char *p = xasprintf("%s%s", db_path, suffixes[i]);
+        _cleanup_free_ char *wal = xasprintf("%s-wal", db_path), *shm = xasprintf("%s-shm", db_path),
+                            *jpath = store_journal_path(db_path), *j0 = store_journal_file(jpath, 0),
+                            *j1 = store_journal_file(jpath, 1);
+        const char *old[] = { wal, shm, j0, j1 };
+        for (size_t i = 0; i < ELEMENTSOF(old); i++) {
+                const char *p = old[i];
                 if (unlink(p) < 0 && errno != ENOENT) {
                         r = -errno;
                         *ret_error = xasprintf("cannot remove %s: %s", p, strerror(-r));

@@ -230,6 +230,8 @@ void store_journal_close(Store *s);
 /* The journal's path of the database at db_path ("DB-ended"; its files
  * are that and ".0", ".1"). */
 char *store_journal_path(const char *db_path);
+/* The journal's file number file (0 or 1) of jpath (store_journal_path()). */
+char *store_journal_file(const char *jpath, unsigned file);
 /* A copy of the journal of another process's database (store_backup()):
  * copy reads both files as they are (missing: empty), without taking
  * anything of the daemon, which appends and empties on meanwhile: a

@@ -249,6 +249,10 @@ char *store_journal_path(const char *db_path) {
         return xasprintf("%s-ended", db_path);
 }
 
+char *store_journal_file(const char *jpath, unsigned file) {
+        return xasprintf("%s.%u", jpath, file);
+}
+
 void store_journal_copy_free(StoreJournalCopy *c) {
         for (unsigned i = 0; i < 2; i++) {
                 free(c->data[i]);
@@ -261,7 +265,7 @@ int store_journal_copy(const char *db_path, StoreJournalCopy *ret) {
         _cleanup_free_ char *jpath = store_journal_path(db_path);
         *ret = (StoreJournalCopy) {};
         for (unsigned i = 0; i < 2; i++) {
-                _cleanup_free_ char *path = xasprintf("%s.%u", jpath, i);
+                _cleanup_free_ char *path = store_journal_file(jpath, i);
                 /* Read-only, no lock: the daemon appends and empties on. */
                 int fd = open(path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0 && errno == ENOENT)
@@ -290,7 +294,7 @@ int store_journal_open(Store *s, StoreJournalFn fn, void *userdata) {
                 return -EOPNOTSUPP;
         for (unsigned i = 0; i < 2; i++) {
                 if (s->jfd[i] < 0) {
-                        _cleanup_free_ char *path = xasprintf("%s.%u", s->jpath, i);
+                        _cleanup_free_ char *path = store_journal_file(s->jpath, i);
                         s->jfd[i] = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
                         if (s->jfd[i] < 0)
                                 return -errno;

@@ -424,14 +424,19 @@ static void lead_locked(Store *s, bool keep_young) {
 
 /* With s->wlock held: until no commit is under way (what was taken
  * before is committed). */
+/* With s->wlock held: one wait for wdone (a commit ended, a claimed op
+ * let go), the writer raised first if its batch runs lowered. */
+static void wait_wdone_locked(Store *s) {
+        s->wdrainers++;
+        store_writer_wait_begin(s);
+        pthread_cond_wait(&s->wdone, &s->wlock);
+        store_writer_wait_end(s);
+        s->wdrainers--;
+}
+
 static void wait_no_leader_locked(Store *s) {
-        while (s->wleader) {
-                s->wdrainers++;
-                store_writer_wait_begin(s);
-                pthread_cond_wait(&s->wdone, &s->wlock);
-                store_writer_wait_end(s);
-                s->wdrainers--;
-        }
+        while (s->wleader)
+                wait_wdone_locked(s);
 }
 
 /* With s->wlock held: whether every queued op is claimed (its finish
@@ -449,11 +454,9 @@ static void drain_locked(Store *s) {
         while (s->whead || s->wleader) {
                 if (s->wleader)
                         wait_no_leader_locked(s);
-                else if (s->wclaimed > 0 && only_claimed_queued_locked(s)) {
-                        s->wdrainers++;
-                        pthread_cond_wait(&s->wdone, &s->wlock);
-                        s->wdrainers--;
-                } else
+                else if (s->wclaimed > 0 && only_claimed_queued_locked(s))
+                        wait_wdone_locked(s);
+                else
                         lead_locked(s, false);
         }
 }
@@ -1107,11 +1110,7 @@ void store_finish_release(Store *s, StoreHeldFn fn, void *userdata) {
                         lead_locked(s, true);
                         continue;
                 }
-                s->wdrainers++;
-                store_writer_wait_begin(s);
-                pthread_cond_wait(&s->wdone, &s->wlock);
-                store_writer_wait_end(s);
-                s->wdrainers--;
+                wait_wdone_locked(s);
         }
         bool wake = false;
         for (size_t i = 0; i < njids; i++) {
