@@ -296,8 +296,11 @@ void store_writer_raise(Store *s);
  * then the writer raised. */
 void store_writer_wait_begin(Store *s);
 void store_writer_wait_end(Store *s);
-/* The guard that bounds the lowered batch's starvation: stopped and
+/* The guard that bounds the lowered batch's starvation: started with
+ * the writer thread where it may lower itself (so the daemon's threads
+ * and fds do not grow later, at its first lowered batch), stopped and
  * joined (store_close(), after the writer). */
+void store_writer_guard_start(Store *s);
 void store_writer_guard_stop(Store *s);
 /* Tests: how long a batch may run lowered before the guard raises it
  * (0: the default, STORE_STARVE_BOUND_USEC), and how often it did. */

@@ -177,6 +177,14 @@ static bool guard_start_locked(Store *s) {
         return true;
 }
 
+void store_writer_guard_start(Store *s) {
+        if (!may_lower())
+                return;
+        pthread_mutex_lock(&s->wprio);
+        (void) guard_start_locked(s);
+        pthread_mutex_unlock(&s->wprio);
+}
+
 /* The writer thread, in its batch, s->lock held: lowered unless someone
  * waits for it, and never without the guard that bounds it. */
 void store_writer_lower(Store *s) {

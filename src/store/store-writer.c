@@ -536,6 +536,7 @@ static void *writer_main(void *p) {
         pthread_mutex_lock(&s->wprio);
         s->wtid = gettid();
         pthread_mutex_unlock(&s->wprio);
+        store_writer_guard_start(s);
         pthread_mutex_lock(&s->wlock);
         /* Read under wlock: the callers count it (ThreadSanitizer). */
         WriterLook look = { .period = linger(s), .absorbed = s->wabsorbed };
