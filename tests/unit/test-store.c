@@ -1071,7 +1071,7 @@ static void test_writer_not_woken_per_unwaited_write(void **state) {
 
 typedef struct BlockedWriter {
         RunQueue *q;
-        volatile bool started, done;
+        atomic_bool started, done; /* read by the test while the writer sets them */
         int result;
 } BlockedWriter;
 
