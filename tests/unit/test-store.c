@@ -1726,6 +1726,57 @@ static void test_run_row_keeps_timings_values_only(void **state) {
         store_close(s);
 }
 
+/* The engine's log path of a run (DATA_DIR/logs/ID.log, DATA_DIR the
+ * database's directory) is kept as '' and read back whole: by a get, by
+ * the usage walk and by retention, which removes the file. NULL stays "no
+ * log", another path stays as it is. */
+static void test_run_row_keeps_default_log_path_empty(void **state) {
+        _cleanup_free_ char *home = xasprintf("%s/lphome", dir);
+        _cleanup_free_ char *logs = xasprintf("%s/logs", home);
+        _cleanup_free_ char *path = xasprintf("%s/pysprinter.db", home);
+        _cleanup_free_ char *log1 = xasprintf("%s/lp1.log", logs);
+        assert_int_equal(mkdir_p(logs, 0700), 0);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        usec_t now = 1000 * 86400 * USEC_PER_SEC, old = now - 40 * 86400 * USEC_PER_SEC;
+        const char *paths[] = { log1, "/elsewhere/lp2.log", NULL };
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "lp%zu", i + 1);
+                RunRecord r = { .id = id, .tenant = (char *) "t", .filename = (char *) "f.py",
+                                .status = (char *) "succeeded", .exit_code = 0, .log_path = (char *) paths[i],
+                                .created = old + i, .started = old + i, .finished = old + i, .max_attempts = 1 };
+                assert_int_equal(store_run_insert(s, &r), 0);
+        }
+        assert_int_equal(write_file_atomic(log1, "0123456789", 10, 0600), 0);
+        assert_int_equal(store_flush(s), 0);
+        assert_int_equal(stored_length(path, "log_path", "lp1"), 0);
+        assert_int_equal(stored_length(path, "log_path", "lp2"), (long) strlen(paths[1]));
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "lp%zu", i + 1);
+                _cleanup_(run_record_freep) RunRecord *got = get(s, id);
+                if (paths[i])
+                        assert_string_equal(got->log_path, paths[i]);
+                else
+                        assert_null(got->log_path);
+        }
+        StoreUsage u = {};
+        assert_int_equal(store_usage(s, home, &u), 0);
+        assert_int_equal(u.log_bytes, 10);
+        store_usage_done(&u);
+        RetentionConfig rc;
+        retention_config_init(&rc);
+        rc.batch_pause_usec = 0;
+        GcStats st = {};
+        assert_int_equal(store_gc(s, &rc, home, now, false, NULL, &st), 0);
+        assert_int_equal(st.runs, 3);
+        assert_int_equal(st.logs, 1);
+        assert_int_equal(access(log1, F_OK), -1);
+        retention_config_done(&rc);
+        store_close(s);
+}
+
 /* runs_tenant_created is written by every run: appended in created order,
  * its pages must end up full (a descending index got every entry at the
  * left end of the tenant's range, where SQLite splits a full page in
@@ -3784,6 +3835,7 @@ int main(void) {
                 cmocka_unit_test(test_request_fields_given_replay_the_same_row),
                 cmocka_unit_test(test_journal_of_base14_replays),
                 cmocka_unit_test(test_run_row_keeps_timings_values_only),
+                cmocka_unit_test(test_run_row_keeps_default_log_path_empty),
                 cmocka_unit_test(test_tenant_index_pages_stay_full),
                 cmocka_unit_test(test_finishes_journal_beside_drains),
         };
