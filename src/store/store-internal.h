@@ -159,6 +159,22 @@ char *store_col_text(sqlite3_stmt *st, int i);
  * step, and its bindings be cleared before r goes (store_run_exec_locked()
  * does both). */
 void store_run_bind(sqlite3_stmt *st, const RunRecord *r);
+/* store-timings.c: a run's timings as the runs table keeps them. Packs the
+ * engine's timings object t into buf (the JSON array of its values) and
+ * returns true, or false when t is any other text (kept as it is). */
+#define STORE_TIMINGS_PACKED_MAX 256
+bool store_timings_pack(const char *t, char *buf, size_t size);
+/* The timings text a run's stored column gave back as it was written. */
+char *store_timings_unpack(const char *stored);
+/* store-log-path.c: a run's log path as the runs table keeps it. What to
+ * bind for log_path of run id in the statement st ('' for the engine's
+ * default path beside st's database, else log_path itself). */
+const char *store_log_path_packed(sqlite3_stmt *st, const char *id, const char *log_path);
+/* Column col of st's row as the log path of run id, whole (a copy, or NULL). */
+char *store_log_path_col(sqlite3_stmt *st, int col, const char *id);
+/* Steps *pp past one JSON number, true, false or null at *pp: false when
+ * none is there. */
+bool store_json_scalar_at(const char **pp);
 /* Runs sql (a string literal: its statement is cached) with r bound as
  * ?1..?20, arg21, when not NULL, as ?21 and r->outputs_json as ?22 when
  * the statement has it. Returns the rows changed. */

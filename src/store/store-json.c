@@ -71,36 +71,6 @@ json_t *run_record_json(const RunRecord *r, const char *phase) {
  * jansson would have parsed; its reals are then respelled by
  * json_shorten_reals() in the answer, as the re-printed ones were. Any
  * other text (none is written today) takes the parse-and-print way. */
-static bool json_number_at(const char **pp) {
-        const char *p = *pp;
-        if (*p == '-')
-                p++;
-        if (*p == '0')
-                p++;
-        else if (*p >= '1' && *p <= '9')
-                while (*p >= '0' && *p <= '9')
-                        p++;
-        else
-                return false;
-        if (*p == '.') {
-                if (!(*++p >= '0' && *p <= '9'))
-                        return false;
-                while (*p >= '0' && *p <= '9')
-                        p++;
-        }
-        if (*p == 'e' || *p == 'E') {
-                p++;
-                if (*p == '+' || *p == '-')
-                        p++;
-                if (!(*p >= '0' && *p <= '9'))
-                        return false;
-                while (*p >= '0' && *p <= '9')
-                        p++;
-        }
-        *pp = p;
-        return true;
-}
-
 static bool timings_spliceable(const char *t) {
         if (!t || *t++ != '{')
                 return false;
@@ -113,13 +83,7 @@ static bool timings_spliceable(const char *t) {
                         t++;
                 if (*t++ != '"' || *t++ != ':')
                         return false;
-                if (startswith(t, "true"))
-                        t += 4;
-                else if (startswith(t, "false"))
-                        t += 5;
-                else if (startswith(t, "null"))
-                        t += 4;
-                else if (!json_number_at(&t))
+                if (!store_json_scalar_at(&t))
                         return false;
                 if (*t == '}')
                         return t[1] == 0;

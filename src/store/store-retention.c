@@ -137,7 +137,7 @@ static int select_victims(Store *s, const char *sql, const char *a, int64_t b, u
         sqlite3_bind_int64(st, 4, (int64_t) offset);
         int n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                victims_add(v, store_col_text(st, 0), store_col_text(st, 1));
+                victims_add(v, store_col_text(st, 0), store_log_path_col(st, 1, (const char *) sqlite3_column_text(st, 0)));
                 n++;
         }
         sqlite3_finalize(st);
@@ -545,7 +545,7 @@ int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
                 sqlite3_stmt *st = NULL;
                 store_lock(s);
                 int rc = sqlite3_prepare_v2(s->db,
-                                            "SELECT rowid, tenant, log_path FROM runs WHERE rowid > ?1 ORDER BY rowid "
+                                            "SELECT rowid, tenant, log_path, id FROM runs WHERE rowid > ?1 ORDER BY rowid "
                                             "LIMIT 2000",
                                             -1, &st, NULL);
                 Victims v = {};
@@ -553,7 +553,8 @@ int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
                         sqlite3_bind_int64(st, 1, last);
                         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                                 last = sqlite3_column_int64(st, 0);
-                                victims_add(&v, store_col_text(st, 1), store_col_text(st, 2));
+                                victims_add(&v, store_col_text(st, 1),
+                                            store_log_path_col(st, 2, (const char *) sqlite3_column_text(st, 3)));
                         }
                 }
                 sqlite3_finalize(st);

@@ -1662,6 +1662,182 @@ static void test_runs_queries_use_an_index(void **state) {
         sqlite3_cancel_auto_extension((void (*)(void)) hook_connection);
 }
 
+/* ---- a run's row: its bytes, and what reads give back (round 15) ----
+ * Every page of a run's row reaches the disk twice (the WAL, then the
+ * checkpoint). The engine's timings object is ~181 bytes of a trivial
+ * run's ~355: the row keeps its values only, and every read gives the
+ * text back as the engine wrote it; any other timings text is kept as it
+ * is. */
+#define ENGINE_TIMINGS "{\"validate_ms\":0.0,\"resolve_ms\":0.003,\"install_ms\":0.0,\"start_ms\":0.098," \
+                       "\"run_ms\":0.031,\"total_ms\":0.14,\"queue_ms\":0.017,\"acquire_ms\":0.0,"        \
+                       "\"fork_ms\":0.098,\"reply_ms\":1.5e-05,\"cold\":false}"
+
+static long stored_length(const char *path, const char *col, const char *id) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        _cleanup_free_ char *sql = xasprintf("SELECT length(CAST(%s AS BLOB)) FROM runs WHERE id=?1", col);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        long n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static void test_run_row_keeps_timings_values_only(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        const char *texts[] = {
+                ENGINE_TIMINGS,
+                "{\"validate_ms\":0.0,\"run_ms\":0.5}",                   /* other names: kept */
+                "{\"resolve_ms\":0.003,\"validate_ms\":0.0,\"install_ms\":0.0,\"start_ms\":0.098,\"run_ms\":0.031,"
+                "\"total_ms\":0.14,\"queue_ms\":0.017,\"acquire_ms\":0.0,\"fork_ms\":0.098,\"reply_ms\":0.0,"
+                "\"cold\":true}",                                           /* another order: kept */
+                "[1,2]",                                                    /* an array: kept */
+                "{\"validate_ms\":\"x\"}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "tm%zu", i);
+                RunRecord r = { .id = id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                                .status = (char *) "succeeded", .exit_code = 0, .timings_json = (char *) texts[i],
+                                .created = 1 + i, .started = 2, .finished = 3, .max_attempts = 1 };
+                assert_int_equal(store_run_insert(s, &r), 0);
+        }
+        assert_int_equal(store_flush(s), 0);
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "tm%zu", i);
+                _cleanup_(run_record_freep) RunRecord *got = get(s, id);
+                assert_string_equal(got->timings_json, texts[i]);
+        }
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, "a", 10, &v, &n), 0);
+        assert_int_equal(n, ELEMENTSOF(texts));
+        assert_string_equal(v[n - 1]->timings_json, ENGINE_TIMINGS);
+        run_record_list_free(v, n);
+        long packed = stored_length(path, "timings_json", "tm0");
+        print_message("the engine's timings: %zu bytes of text, %ld stored\n", strlen(ENGINE_TIMINGS), packed);
+        assert_true(packed <= 70);
+        assert_int_equal(stored_length(path, "timings_json", "tm1"), (long) strlen(texts[1]));
+        store_close(s);
+}
+
+/* The engine's log path of a run (DATA_DIR/logs/ID.log, DATA_DIR the
+ * database's directory) is kept as '' and read back whole: by a get, by
+ * the usage walk and by retention, which removes the file. NULL stays "no
+ * log", another path stays as it is. */
+static void test_run_row_keeps_default_log_path_empty(void **state) {
+        _cleanup_free_ char *home = xasprintf("%s/lphome", dir);
+        _cleanup_free_ char *logs = xasprintf("%s/logs", home);
+        _cleanup_free_ char *path = xasprintf("%s/pysprinter.db", home);
+        _cleanup_free_ char *log1 = xasprintf("%s/lp1.log", logs);
+        assert_int_equal(mkdir_p(logs, 0700), 0);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        usec_t now = 1000 * 86400 * USEC_PER_SEC, old = now - 40 * 86400 * USEC_PER_SEC;
+        const char *paths[] = { log1, "/elsewhere/lp2.log", NULL };
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "lp%zu", i + 1);
+                RunRecord r = { .id = id, .tenant = (char *) "t", .filename = (char *) "f.py",
+                                .status = (char *) "succeeded", .exit_code = 0, .log_path = (char *) paths[i],
+                                .created = old + i, .started = old + i, .finished = old + i, .max_attempts = 1 };
+                assert_int_equal(store_run_insert(s, &r), 0);
+        }
+        assert_int_equal(write_file_atomic(log1, "0123456789", 10, 0600), 0);
+        assert_int_equal(store_flush(s), 0);
+        assert_int_equal(stored_length(path, "log_path", "lp1"), 0);
+        assert_int_equal(stored_length(path, "log_path", "lp2"), (long) strlen(paths[1]));
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "lp%zu", i + 1);
+                _cleanup_(run_record_freep) RunRecord *got = get(s, id);
+                if (paths[i])
+                        assert_string_equal(got->log_path, paths[i]);
+                else
+                        assert_null(got->log_path);
+        }
+        StoreUsage u = {};
+        assert_int_equal(store_usage(s, home, &u), 0);
+        assert_int_equal(u.log_bytes, 10);
+        store_usage_done(&u);
+        RetentionConfig rc;
+        retention_config_init(&rc);
+        rc.batch_pause_usec = 0;
+        GcStats st = {};
+        assert_int_equal(store_gc(s, &rc, home, now, false, NULL, &st), 0);
+        assert_int_equal(st.runs, 3);
+        assert_int_equal(st.logs, 1);
+        assert_int_equal(access(log1, F_OK), -1);
+        retention_config_done(&rc);
+        store_close(s);
+}
+
+/* runs_tenant_created is written by every run: appended in created order,
+ * its pages must end up full (a descending index got every entry at the
+ * left end of the tenant's range, where SQLite splits a full page in
+ * halves: half of its bytes were empty). A database made before keeps its
+ * runs and lists them the same. */
+static void index_fill(const char *path, const char *name, long *ret_pages, long *ret_unused) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), sum(unused) FROM dbstat WHERE name=?1", -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        *ret_pages = sqlite3_column_int64(st, 0);
+        *ret_unused = sqlite3_column_int64(st, 1);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+}
+
+static void exec_on(const char *path, const char *sql) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+}
+
+#define FILL_RUNS 4000
+static void test_tenant_index_pages_stay_full(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        for (int i = 0; i < FILL_RUNS; i++) {
+                char id[32];
+                snprintf(id, sizeof(id), "fill%05d", i);
+                submit(q, id, 1, 1000 + (usec_t) i);
+        }
+        assert_int_equal(store_flush(s), 0);
+        run_queue_free(q);
+        store_close(s);
+        long pages, unused;
+        index_fill(path, "runs_tenant_created", &pages, &unused);
+        print_message("runs_tenant_created: %ld pages for %d runs, %ld%% of their bytes unused\n", pages, FILL_RUNS,
+                      unused * 100 / (pages * 4096));
+        assert_true(unused * 4 < pages * 4096);
+
+        /* The same database as schema 17 left it: migrated, the same list. */
+        exec_on(path, "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
+                      "PRAGMA user_version=17;");
+        assert_int_equal(store_open(path, &s), 0);
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, "a", 3, &v, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(v[0]->id, "fill03999");
+        assert_string_equal(v[2]->id, "fill03997");
+        run_record_list_free(v, n);
+        store_close(s);
+        index_fill(path, "runs_tenant_created", &pages, &unused);
+        assert_true(unused * 4 < pages * 4096);
+}
+
 /* What one run writes to the WAL: its submit, start and finish, counted as
  * WAL frames (pages) before any checkpoint. Every page written is synced,
  * copied and synced again by a checkpoint later: an index no query needs
@@ -3658,6 +3834,9 @@ int main(void) {
                 cmocka_unit_test(test_request_fields_given_store_the_same_row),
                 cmocka_unit_test(test_request_fields_given_replay_the_same_row),
                 cmocka_unit_test(test_journal_of_base14_replays),
+                cmocka_unit_test(test_run_row_keeps_timings_values_only),
+                cmocka_unit_test(test_run_row_keeps_default_log_path_empty),
+                cmocka_unit_test(test_tenant_index_pages_stay_full),
                 cmocka_unit_test(test_finishes_journal_beside_drains),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
