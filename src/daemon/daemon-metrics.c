@@ -159,15 +159,9 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "pysprinter_run_watcher_wakes_total %" PRIu64 "\n"
                    "# HELP pysprinter_run_watcher_ends_total Runs whose watch the run watcher ended.\n"
                    "# TYPE pysprinter_run_watcher_ends_total counter\n"
-                   "pysprinter_run_watcher_ends_total %" PRIu64 "\n"
-                   "# HELP pysprinter_run_watcher_handoffs_total Runs handed to the run watcher while it slept, "
-                   "by how: woken at once (\"wake\"), or its doorbell rung: it wakes when the run's instance "
-                   "answers (\"doorbell\").\n"
-                   "# TYPE pysprinter_run_watcher_handoffs_total counter\n"
-                   "pysprinter_run_watcher_handoffs_total{how=\"wake\"} %" PRIu64 "\n"
-                   "pysprinter_run_watcher_handoffs_total{how=\"doorbell\"} %" PRIu64 "\n",
+                   "pysprinter_run_watcher_ends_total %" PRIu64 "\n",
                    m.invokes_inline, m.invokes_watched, m.adhoc_inline, m.adhoc_watched, m.watcher_begun, m.run_thread_runs, m.watcher_wakes,
-                   m.watcher_ends, m.watcher_handoff_wakes, m.watcher_doorbells);
+                   m.watcher_ends);
         uint64_t fh, fm;
         function_cache_stats(d->functions, &fh, &fm);
         buf_printf(&b,

@@ -12,9 +12,7 @@
 #include <poll.h>
 #include <linux/futex.h>
 #include <sched.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/timerfd.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 
@@ -34,11 +32,6 @@ int daemon_runs_init(Daemon *d) {
         d->watch_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (d->watch_efd < 0)
                 return -errno;
-        /* Without them every hand-over to a sleeping watcher wakes it. */
-        d->watch_epfd = epoll_create1(EPOLL_CLOEXEC);
-        d->watch_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-        if (d->watch_epfd >= 0 && d->watch_tfd < 0)
-                d->watch_epfd = fd_close(d->watch_epfd);
         /* The run watcher, made once (the daemon's threads stay as many
          * whatever the load); watch_add() tries again if this fails. */
         d->watch_running = thread_start_detached(watch_thread, d) == 0;
@@ -730,10 +723,6 @@ typedef struct RunStep {
         bool started;           /* counted running (not cancelled before it started) */
         EngineRun *er;          /* NULL: the engine was not started */
         struct RunStep *next;   /* d->watch_new */
-        /* The fds watch_add() put in the watcher's doorbell, taken out
-         * when the watcher takes the run. */
-        int doorbell[ENGINE_RUN_POLLFDS];
-        unsigned n_doorbell;
 } RunStep;
 
 /* The part of a run's spec that says what runs (its code, arguments,
@@ -1085,73 +1074,11 @@ static bool taker_done(Daemon *d) {
 
 static void *watch_thread(void *p);
 
-/* With d->lock held: puts the fds st's run polls now (pf) in the
- * watcher's doorbell, so that the watcher, asleep, wakes when the run's
- * instance answers (or writes output) instead of now; true when all went
- * in (else none is left there). */
-static bool doorbell_ring_on(Daemon *d, RunStep *st, const struct pollfd pf[static ENGINE_RUN_POLLFDS]) {
-        for (size_t i = 0; i < ENGINE_RUN_POLLFDS; i++) {
-                if (pf[i].fd < 0)
-                        continue;
-                struct epoll_event ev = { .events = EPOLLIN, .data.ptr = st };
-                if (epoll_ctl(d->watch_epfd, EPOLL_CTL_ADD, pf[i].fd, &ev) < 0)
-                        break;
-                st->doorbell[st->n_doorbell++] = pf[i].fd;
-        }
-        size_t wanted = 0;
-        for (size_t i = 0; i < ENGINE_RUN_POLLFDS; i++)
-                wanted += pf[i].fd >= 0;
-        if (st->n_doorbell == wanted && wanted > 0)
-                return true;
-        for (; st->n_doorbell > 0; st->n_doorbell--)
-                (void) epoll_ctl(d->watch_epfd, EPOLL_CTL_DEL, st->doorbell[st->n_doorbell - 1], NULL);
-        return false;
-}
-
-/* The watcher takes st (d->lock not held): its fds leave the doorbell,
- * it polls them itself from now on. Before the run can end and its fds
- * close or serve the instance's next run. */
-static void doorbell_off(Daemon *d, RunStep *st) {
-        for (unsigned i = 0; i < st->n_doorbell; i++)
-                (void) epoll_ctl(d->watch_epfd, EPOLL_CTL_DEL, st->doorbell[i], NULL);
-        st->n_doorbell = 0;
-}
-
-/* With d->lock held, the watcher asleep: it wakes by until at the latest
- * (its timer armed for it when it would sleep longer); false when the
- * timer cannot be set. */
-static bool watch_timer_by(Daemon *d, usec_t until) {
-        if (until >= d->watch_sleep_until)
-                return true;
-        struct itimerspec it = { .it_value = { .tv_sec = (time_t) (until / USEC_PER_SEC),
-                                                .tv_nsec = (long) (until % USEC_PER_SEC) * 1000 } };
-        if (it.it_value.tv_sec == 0 && it.it_value.tv_nsec == 0)
-                it.it_value.tv_nsec = 1; /* 0 would disarm it */
-        if (timerfd_settime(d->watch_tfd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
-                return false;
-        d->watch_sleep_until = until;
-        d->watch_timer_armed = true;
-        return true;
-}
-
-/* Hands st, a begun run, to the watcher; d->lock not held. While the
- * watcher works it takes the new runs at its next look. While it sleeps
- * in poll(), the run's fds go in its doorbell (one epoll set in its
- * poll): it wakes when the instance answers (or writes output), once per
- * invoke, instead of now and again then (a context switch and a wake-up
- * per invoke, which wait for a CPU at wrk -c8: docs/performance.md
- * "Invoke path: the -c8 chain (round 15)"); its timer wakes it by the
- * time this run must be looked at (a time limit, a cancel to notice) if
- * it would sleep longer. Else (this run's watch is already over, or the
- * doorbell cannot be rung) its eventfd is written. */
+/* Hands st, a begun run, to the watcher; d->lock not held. The watcher is
+ * woken (its eventfd written) only when it sleeps in poll(): while it
+ * works it takes the new runs at its next look. */
 static void watch_add(Daemon *d, RunStep *st) {
         bool wake = false;
-        /* Looked at here first (this thread still owns the run): what it
-         * polls and by when it must be looked at again. */
-        struct pollfd pf[ENGINE_RUN_POLLFDS];
-        usec_t until = 0;
-        bool doorbell = d->watch_epfd >= 0 && __atomic_load_n(&d->watch_sleeping, __ATOMIC_RELAXED) && st->er &&
-                        !engine_run_watch_fds(st->er, pf, &until);
         pthread_mutex_lock(&d->lock);
         st->next = d->watch_new;
         d->watch_new = st;
@@ -1169,15 +1096,8 @@ static void watch_add(Daemon *d, RunStep *st) {
                 }
                 d->watch_running = true;
         } else if (d->watch_sleeping) {
-                /* Rung under the lock: the watcher cannot take st before
-                 * its fds are in (nor leave one behind). */
-                if (!(doorbell && doorbell_ring_on(d, st, pf) && watch_timer_by(d, until))) {
-                        doorbell_off(d, st);
-                        d->watch_sleeping = false;
-                        wake = true;
-                        __atomic_add_fetch(&d->metrics.watcher_handoff_wakes, 1, __ATOMIC_RELAXED);
-                } else
-                        __atomic_add_fetch(&d->metrics.watcher_doorbells, 1, __ATOMIC_RELAXED);
+                d->watch_sleeping = false;
+                wake = true;
         }
         pthread_mutex_unlock(&d->lock);
         if (wake) {
@@ -1315,35 +1235,24 @@ static void watch_end(Daemon *d, RunStep *ended) {
         drun_kicks_flush();
 }
 
-/* The watcher's own fds at the head of its poll set (watch_thread()). */
-#define WATCH_FIXED_FDS 3
-
 static void *watch_thread(void *p) {
         Daemon *d = p;
         (void) pthread_setname_np(pthread_self(), "run-watcher");
         size_t n = 0, alloc = 16;
         RunStep **set = xcalloc(alloc, sizeof(RunStep *)); /* the runs watched */
-        /* [0] the eventfd, [1] the doorbell, [2] its timer, then
-         * ENGINE_RUN_POLLFDS per run of set */
-        struct pollfd *pf = xcalloc(WATCH_FIXED_FDS + alloc * ENGINE_RUN_POLLFDS, sizeof(struct pollfd));
+        /* [0] the eventfd, then ENGINE_RUN_POLLFDS per run of set */
+        struct pollfd *pf = xcalloc(1 + alloc * ENGINE_RUN_POLLFDS, sizeof(struct pollfd));
         for (;;) {
                 pthread_mutex_lock(&d->lock);
                 d->watch_sleeping = false;
                 RunStep *add = d->watch_new;
                 d->watch_new = NULL;
-                /* Set only while it sleeps: nobody arms it again before
-                 * the next sleep, so it is disarmed here once. */
-                bool armed = d->watch_timer_armed;
-                d->watch_timer_armed = false;
                 pthread_mutex_unlock(&d->lock);
-                if (armed)
-                        (void) timerfd_settime(d->watch_tfd, 0, &(struct itimerspec) {}, NULL);
                 for (; add; add = add->next) {
-                        doorbell_off(d, add);
                         if (n == alloc) {
                                 alloc *= 2;
                                 set = xrealloc(set, alloc * sizeof(RunStep *));
-                                pf = xrealloc(pf, (WATCH_FIXED_FDS + alloc * ENGINE_RUN_POLLFDS) * sizeof(struct pollfd));
+                                pf = xrealloc(pf, (1 + alloc * ENGINE_RUN_POLLFDS) * sizeof(struct pollfd));
                         }
                         set[n++] = add;
                 }
@@ -1355,7 +1264,7 @@ static void *watch_thread(void *p) {
                 for (size_t i = 0; i < n; i++) {
                         RunStep *st = set[i];
                         usec_t u = UINT64_MAX;
-                        if (!st->er || engine_run_watch_fds(st->er, pf + WATCH_FIXED_FDS + kept * ENGINE_RUN_POLLFDS, &u)) {
+                        if (!st->er || engine_run_watch_fds(st->er, pf + 1 + kept * ENGINE_RUN_POLLFDS, &u)) {
                                 st->next = NULL;
                                 *tail = st;
                                 tail = &st->next;
@@ -1372,19 +1281,14 @@ static void *watch_thread(void *p) {
                 pthread_mutex_lock(&d->lock);
                 bool sleep = !d->watch_new;
                 d->watch_sleeping = sleep;
-                d->watch_sleep_until = until;
                 pthread_mutex_unlock(&d->lock);
                 if (!sleep)
                         continue;
                 pf[0] = (struct pollfd) { .fd = d->watch_efd, .events = POLLIN };
-                /* Readable when a run handed meanwhile has something to
-                 * read: it is taken (and leaves the set) at the next look. */
-                pf[1] = (struct pollfd) { .fd = d->watch_epfd, .events = POLLIN };
-                pf[2] = (struct pollfd) { .fd = d->watch_epfd >= 0 ? d->watch_tfd : -1, .events = POLLIN };
                 usec_t now = now_monotonic();
                 /* Rounded up to the ms: a look due in 300 µs sleeps 1 ms, not 0. */
                 int timeout = until == UINT64_MAX ? -1 : until > now ? (int) ((until - now + 999) / 1000) : 0;
-                int k = poll(pf, WATCH_FIXED_FDS + n * ENGINE_RUN_POLLFDS, timeout);
+                int k = poll(pf, 1 + n * ENGINE_RUN_POLLFDS, timeout);
                 __atomic_add_fetch(&d->metrics.watcher_wakes, 1, __ATOMIC_RELAXED);
                 if (k <= 0)
                         continue;
@@ -1393,7 +1297,7 @@ static void *watch_thread(void *p) {
                         (void) !read(d->watch_efd, &v, sizeof(v));
                 }
                 for (size_t i = 0; i < n; i++) {
-                        const struct pollfd *q = pf + WATCH_FIXED_FDS + i * ENGINE_RUN_POLLFDS;
+                        const struct pollfd *q = pf + 1 + i * ENGINE_RUN_POLLFDS;
                         bool any = false;
                         for (size_t j = 0; j < ENGINE_RUN_POLLFDS; j++)
                                 any = any || q[j].revents;

@@ -348,10 +348,6 @@ typedef struct DaemonMetrics {
          * took (begun or ended there), and the watcher's wake-ups and the
          * watches it ended (several per wake-up under load). Under d->lock. */
         uint64_t watcher_begun, run_thread_runs, watcher_wakes, watcher_ends;
-        /* Runs handed to the watcher while it slept, by how: its eventfd
-         * written (a wake-up) or its doorbell rung (none: it wakes for
-         * the run's answer, watch_add()). Atomically. */
-        uint64_t watcher_handoff_wakes, watcher_doorbells;
         /* phase latency histograms: validate, resolve, install, start, run, total */
         uint64_t hist[6][16];
         double hist_sum[6];
@@ -416,12 +412,9 @@ struct Daemon {
         DRun *pending, *pending_tail;
         /* The run watcher (daemon-runs.c): begun warm invokes handed to
          * it and not yet in its poll set; whether it sleeps in poll() (a
-         * hand-over then rings its doorbell, watch_epfd, or writes
-         * watch_efd) and the monotonic time it sleeps until at most;
-         * whether its thread started. */
+         * hand-over then writes watch_efd); whether its thread started. */
         struct RunStep *watch_new;
         bool watch_sleeping, watch_running;
-        usec_t watch_sleep_until;
         /* Threads between taking an idle instance for a warm invoke and
          * counting its run (fn_count_enter()) or putting the instance
          * back: raised atomically before the take, lowered under lock.
@@ -430,12 +423,6 @@ struct Daemon {
         unsigned takers;
         bool take_missed;
         int watch_efd;
-        /* The watcher's doorbell: an epoll set of the fds of runs handed
-         * to it while it slept (watch_add()), and a timer armed for the
-         * first look such a run needs before watch_sleep_until (whether
-         * it is armed), both in its poll set; -1: none. */
-        int watch_epfd, watch_tfd;
-        bool watch_timer_armed;
         struct RunThread *pool_idle_list; /* idle run threads, most recent first */
         unsigned pool_threads, pool_starting;
         bool draining;

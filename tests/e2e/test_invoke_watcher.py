@@ -6,8 +6,6 @@ watcher, one poll() over every run in flight: no run thread takes them
 9)"). Every guarantee of a run holds on that path: its answer, record and
 log, the time limit, cancel, an instance that dies mid-invoke."""
 import json
-import pathlib
-import time
 import threading
 
 import pytest
@@ -232,60 +230,3 @@ def test_a_watched_invoke_streams_its_output_to_a_follower(d, tmp_path):
     assert not errors, errors[:3]
     rec = d.wait_status(run_id, ["succeeded", "failed", "killed", "cancelled"])
     assert rec["status"] == "succeeded" and rec["result"] == 999999, rec
-
-
-def watcher_sleeps(d):
-    """How many times the run watcher's thread went to sleep so far (its
-    voluntary context switches, /proc)."""
-    for t in pathlib.Path(f"/proc/{d.proc.pid}/task").iterdir():
-        if (t / "comm").read_text().strip() == "run-watcher":
-            for line in (t / "status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches"):
-                    return int(line.split()[1])
-    raise AssertionError("no run-watcher thread")
-
-
-def test_an_invoke_handed_to_the_sleeping_watcher_wakes_it_once(d, tmp_path):
-    """An invoke begun on its HTTP thread while another run is in flight is
-    handed to the run watcher, asleep in poll(): the watcher wakes when the
-    invoke's instance answers, not also when it is handed over (round 15:
-    its fds go in the watcher's doorbell instead of a write to its
-    eventfd; docs/performance.md "Invoke path: the -c8 chain (round 15)")."""
-    gate = tmp_path / "gate"
-    run_id = begin_gated(d, gate)
-    try:
-        n = 200
-        before, m0 = watcher_sleeps(d), metrics(d)
-        t0 = time.monotonic()
-        for i in range(n):
-            st, b = d.call("POST", INVOKE, {"kwargs": {"n": i}})
-            assert st == 200 and b["status"] == "succeeded" and b["result"] == i, b
-        seconds = time.monotonic() - t0
-        sleeps, m1 = watcher_sleeps(d) - before, metrics(d)
-    finally:
-        gate.write_text("")
-    handed = m1["pysprinter_invokes_on_http_thread_total{ended=\"watcher\"}"] - \
-        m0["pysprinter_invokes_on_http_thread_total{ended=\"watcher\"}"]
-    assert handed >= n * 0.9, (pick(m0), pick(m1))
-    # Handed over while it slept: its doorbell rung, not its eventfd
-    # written. (Its thread's sleeps per invoke, 1.6-1.85 here against
-    # 1.98-2.54 on base14 in three runs each, count its lock waits too.)
-    how = {k: m1.get(f'pysprinter_run_watcher_handoffs_total{{how="{k}"}}', 0) -
-           m0.get(f'pysprinter_run_watcher_handoffs_total{{how="{k}"}}', 0) for k in ("wake", "doorbell")}
-    assert how["doorbell"] >= handed * 0.5, (how, handed, sleeps / n, seconds)
-    assert how["wake"] <= handed * 0.05, (how, handed, sleeps / n, seconds)
-    assert sleeps <= n * 2.5 + seconds * 10 + 10, (sleeps / n, seconds)
-    st, b = d.call("GET", f"/v1/runs/{run_id}?wait=true&timeout=10")
-    assert st == 200 and b["status"] == "succeeded", b
-
-
-def test_time_limit_of_an_invoke_handed_to_a_watcher_with_nothing_else(d):
-    """A lone invoke on a quiet daemon outlives its HTTP thread's watch and
-    is handed to the watcher, which watches nothing else (it slept with no
-    deadline): its time limit still ends it (the watcher's timer)."""
-    t0 = time.monotonic()
-    st, b = d.call("POST", INVOKE, {"kwargs": {"seconds": 30}, "limits": {"timeout_ms": 300}})
-    assert st == 200 and b["status"] == "killed" and b["error"]["type"] == "TimeLimit", b
-    assert time.monotonic() - t0 < 5
-    st, b = d.call("POST", INVOKE, {"kwargs": {"n": 7}})
-    assert st == 200 and b["status"] == "succeeded" and b["result"] == 7, b
