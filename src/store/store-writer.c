@@ -422,8 +422,6 @@ static void lead_locked(Store *s, bool keep_young) {
                 pthread_cond_broadcast(&s->wdone);
 }
 
-/* With s->wlock held: until no commit is under way (what was taken
- * before is committed). */
 /* With s->wlock held: one wait for wdone (a commit ended, a claimed op
  * let go), the writer raised first if its batch runs lowered. */
 static void wait_wdone_locked(Store *s) {
@@ -434,6 +432,8 @@ static void wait_wdone_locked(Store *s) {
         s->wdrainers--;
 }
 
+/* With s->wlock held: until no commit is under way (what was taken
+ * before is committed). */
 static void wait_no_leader_locked(Store *s) {
         while (s->wleader)
                 wait_wdone_locked(s);
@@ -735,13 +735,7 @@ static void journal_batch_add_locked(Store *s) {
                 store_writer_raise(s);
 }
 
-/* With s->wlock held: d, a run's end (the absorbed deferred write, or a
- * new op of the finish's UPDATE), made durable by one append to the
- * journal instead of a commit (store.h "the ended-runs journal"): it is
- * queued, owned, for the writer's thread to commit with the next batch.
- * false: not journaled (no journal, a statement it does not hold, the
- * append failed): the caller waits for its commit as before. *ret_wake:
- * the writer thread must be signalled (after unlock). */
+/* With s->wlock held: whether a run's end may be journaled now. */
 static bool journal_on_locked(const Store *s) {
         return s->jon && s->wstarted && !s->wstop;
 }
@@ -764,6 +758,13 @@ static bool journal_write_locked(Store *s, StoreOp *d, const StoreJournalRecord 
         return true;
 }
 
+/* With s->wlock held: d, a run's end (the absorbed deferred write, or a
+ * new op of the finish's UPDATE), made durable by one append to the
+ * journal instead of a commit (store.h "the ended-runs journal"): it is
+ * queued, owned, for the writer's thread to commit with the next batch.
+ * false: not journaled (no journal, a statement it does not hold, the
+ * append failed): the caller waits for its commit as before. *ret_wake:
+ * the writer thread must be signalled (after unlock). */
 static bool journal_locked(Store *s, StoreOp *d, bool *ret_wake) {
         *ret_wake = false;
         if (!journal_on_locked(s))
