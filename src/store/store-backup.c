@@ -87,7 +87,7 @@ static int copy_to(sqlite3 *from, const char *path, char **ret_error) {
 
 /* The journal's records replayed into the copy at path, with the replay
  * of the daemon's start (store_journal_replay_copy()). */
-static int replay_into(const char *path, const StoreJournalCopy *j, char **ret_error) {
+static int replay_into(const char *path, const StoreJournalCopy *j, size_t *ret_replayed, char **ret_error) {
         Store *t = NULL;
         int r = store_open_short_lived(path, &t);
         if (r < 0) {
@@ -96,7 +96,7 @@ static int replay_into(const char *path, const StoreJournalCopy *j, char **ret_e
         }
         /* The full-disk reserve store_open() made is no part of a copy. */
         (void) unlink(t->reserve_path);
-        r = store_journal_replay_copy(t, j, NULL);
+        r = store_journal_replay_copy(t, j, ret_replayed);
         store_close(t);
         if (r < 0)
                 *ret_error = xasprintf("cannot replay the journal's runs into %s: %s", path, strerror(-r));
@@ -104,8 +104,8 @@ static int replay_into(const char *path, const StoreJournalCopy *j, char **ret_e
 }
 
 /* db_path copied to tmp: the journal read first (see the top), then the
- * snapshot, then the journal's records replayed into it. */
-static int backup_to(const char *db_path, const char *tmp, char **ret_error) {
+ * snapshot, then the journal's records replayed into it (*ret_replayed). */
+static int backup_to(const char *db_path, const char *tmp, size_t *ret_replayed, char **ret_error) {
         StoreJournalCopy j;
         int r = store_journal_copy(db_path, &j);
         if (r < 0) {
@@ -120,13 +120,14 @@ static int backup_to(const char *db_path, const char *tmp, char **ret_error) {
                 r = copy_to(from, tmp, ret_error);
         sqlite3_close(from);
         if (r >= 0 && j.size[0] + j.size[1] > 0)
-                r = replay_into(tmp, &j, ret_error);
+                r = replay_into(tmp, &j, ret_replayed, ret_error);
         store_journal_copy_free(&j);
         return r < 0 ? r : as_one_file(tmp, ret_error);
 }
 
-int store_backup(const char *db_path, const char *dest, char **ret_error) {
+int store_backup(const char *db_path, const char *dest, size_t *ret_replayed, char **ret_error) {
         assert(db_path && dest && ret_error);
+        size_t replayed = 0;
         if (access(db_path, F_OK) < 0) {
                 int r = -errno;
                 *ret_error = xasprintf("%s: %s (is the data directory right?)", db_path, strerror(-r));
@@ -137,13 +138,15 @@ int store_backup(const char *db_path, const char *dest, char **ret_error) {
                 return -EEXIST;
         }
         _cleanup_free_ char *tmp = xasprintf("%s.partial", dest);
-        int r = backup_to(db_path, tmp, ret_error);
+        int r = backup_to(db_path, tmp, &replayed, ret_error);
         if (r >= 0 && (chmod(tmp, 0600) < 0 || rename(tmp, dest) < 0)) {
                 r = -errno;
                 *ret_error = xasprintf("cannot write %s: %s", dest, strerror(-r));
         }
         if (r < 0)
                 (void) unlink(tmp);
+        if (r >= 0 && ret_replayed)
+                *ret_replayed = replayed;
         return r;
 }
 

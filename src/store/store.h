@@ -738,8 +738,10 @@ int store_usage(Store *s, const char *data_dir, StoreUsage *ret);
 /* A consistent copy of the database at db_path into dest (created; must not
  * exist), with SQLite's online backup API: readers and writers of db_path
  * go on meanwhile (WAL: the copy is one read transaction's snapshot).
- * *ret_error says what failed. */
-int store_backup(const char *db_path, const char *dest, char **ret_error);
+ * The ends still only in db_path's ended-runs journal are replayed into
+ * the copy: *ret_replayed (if not NULL) is how many records that was, as
+ * a daemon's start counts its replay. *ret_error says what failed. */
+int store_backup(const char *db_path, const char *dest, size_t *ret_replayed, char **ret_error);
 /* Replaces the database at db_path with the backup at src after checking
  * it (a SQLite file, integrity_check ok, schema not newer than this
  * binary). The caller makes sure no process has db_path open (the daemon's

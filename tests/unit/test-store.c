@@ -687,8 +687,11 @@ static void test_backup_restore(void **state) {
         Store *s = NULL;
         assert_int_equal(store_open(path, &s), 0);
         assert_int_equal(store_kv_put(s, "x", "y", "z"), 0);
-        /* Online: the store stays open while it is copied. */
-        assert_int_equal(store_backup(path, backup, &err), 0);
+        /* Online: the store stays open while it is copied. Its journal
+         * holds nothing to replay. */
+        size_t replayed = 1;
+        assert_int_equal(store_backup(path, backup, &replayed, &err), 0);
+        assert_int_equal(replayed, 0);
         store_close(s);
         int v = 0;
         assert_int_equal(store_file_schema_version(backup, &v), 0);
@@ -696,7 +699,7 @@ static void test_backup_restore(void **state) {
         /* A backup never overwrites a file. */
         free(err);
         err = NULL;
-        assert_int_equal(store_backup(path, backup, &err), -EEXIST);
+        assert_int_equal(store_backup(path, backup, NULL, &err), -EEXIST);
         free(err);
         err = NULL;
         assert_int_equal(store_restore(backup, other, &err), 0);
@@ -3124,13 +3127,15 @@ static void test_end_beside_a_batch_survives_a_crash_at_each_point(void **state)
 
 /* The backup of path (a database whose journal holds runs a crashed
  * process answered) at path.bak, checked: path and its journal as they
- * were, no file of the copy's own store beside it. */
-static char *backup_of_journaled(const char *path) {
+ * were, no file of the copy's own store beside it, n records replayed. */
+static char *backup_of_journaled(const char *path, size_t n) {
         off_t held = journal_size(path);
         assert_true(held > 0);
         char *dest = xasprintf("%s.bak", path);
         _cleanup_free_ char *err = NULL;
-        assert_int_equal(store_backup(path, dest, &err), 0);
+        size_t replayed = 0;
+        assert_int_equal(store_backup(path, dest, &replayed, &err), 0);
+        assert_int_equal(replayed, n);
         assert_int_equal(journal_size(path), held);
         assert_int_equal(journal_size(dest), 0);
         _cleanup_free_ char *reserve = xasprintf("%s.partial-reserve", dest);
@@ -3234,7 +3239,7 @@ static void test_the_writers_lowered_batch_offers_its_cpu_between_records(void *
 static char *backup_after_journaled_crash(char **ret_path, const char *prefix, int n, bool commit_first) {
         store_close(open_at(ret_path));
         crash_after_journaled_ends(*ret_path, prefix, n, commit_first);
-        char *dest = backup_of_journaled(*ret_path);
+        char *dest = backup_of_journaled(*ret_path, (size_t) n);
         backup_has_all_ended(dest, prefix, n);
         return dest;
 }
@@ -3271,7 +3276,7 @@ static void test_backup_replays_a_committed_journal_harmlessly(void **state) {
 }
 
 static void backup_holds_it_ended(const char *path, const char *id) {
-        _cleanup_free_ char *dest = backup_of_journaled(path);
+        _cleanup_free_ char *dest = backup_of_journaled(path, 1);
         backup_has_all_ended(dest, id, 1);
 }
 
