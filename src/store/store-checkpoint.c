@@ -60,7 +60,7 @@
  * flush, and the database's hot pages (each b-tree's right-most leaves
  * and interior pages, page 1), a small write each however many commits
  * rewrote them. At 4000 frames a pass they are paid once per ~4 times as
- * many runs (flushes at wrk -c8: 1.6-1.95 -> 0.45-0.55 a second). The
+ * many runs (flushes at wrk -c8: 0.7-1.95 -> 0.2-0.6 a second). The
  * WAL then holds up to 16 MiB of frames between passes (readers find
  * theirs through the wal-index whatever its length; the cap below still
  * bounds the file), written back as they arrive
