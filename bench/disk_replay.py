@@ -168,6 +168,7 @@ def record(build, route, out, seconds):
         p.wait()
     reqs, syncs = parse_perf(data, vda_devt(), p.pid)
     mine = daemon_only(reqs, ranges, syncs)
+    subprocess.run(["rm", "-rf", str(tmp)])
     pathlib.Path(out).write_text(json.dumps(dict(seconds=seconds, rate=rate, reqs=mine, every=reqs)))
     print("every request to the disk (all tasks):")
     summary(reqs, seconds)
@@ -325,6 +326,7 @@ def replay(build, route, trace, parts):
         p.terminate()
         p.wait()
         rp.cleanup()
+        disk.rmdir()
         subprocess.run(["rm", "-rf", str(tmp)])
 
 
