@@ -75,10 +75,8 @@ def main():
     route = args[2] if len(args) > 2 else "v1"
     frames = "--frames" in sys.argv
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="diskbytes"))
-    p, port = B.start(build, tmp)
+    p, port = B.warm(build, tmp, route)
     try:
-        B.deploy(port)
-        B.sequential(port, B.PATHS[route], 200)
         time.sleep(0.2)
         tracer = None
         if frames:

@@ -94,6 +94,20 @@ def deploy(port):
     c.close()
 
 
+def warm(build, tmp, route, n=200):
+    """A daemon in tmp with benchfn deployed and n sequential invokes of
+    route behind it: (process, port)."""
+    p, port = start(build, tmp)
+    try:
+        deploy(port)
+        sequential(port, PATHS[route], n)
+    except BaseException:
+        p.terminate()
+        p.wait()
+        raise
+    return p, port
+
+
 def sequential(port, path, n):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     lat = []

@@ -100,6 +100,8 @@ struct Store {
         char *cwal_path;
         int cframes;            /* frames in the WAL at the last commit */
         int cdone;              /* of them, copied by the last checkpoint */
+        int ctrickled;          /* of them, whose write-back the thread started */
+        bool ctrickle;          /* the thread is asked to start the next span's */
         uint64_t checkpoints, ccapped, cinline;
         usec_t cstall_total, cstall_max;        /* the writers held off */
         uint64_t cdirty_max;    /* database pages not on disk when a restart began */
