@@ -432,17 +432,35 @@ static struct {
  * (MHD_add_connection()). MHD gives an added connection to thread
  * fd % threads (the first with room from there, as its per-IP and total
  * limits stay the daemon's); the descriptor's number is steered to the
- * thread wanted. One thread hop per new connection, none per request. */
+ * thread wanted. One thread hop per new connection, none per request.
+ *
+ * server.max_connections is held here, over all the threads together:
+ * libmicrohttpd splits its connection limit between its pool's threads
+ * (5 over 4 threads: 2, 1, 1, 1) and refuses by a thread's share, not by
+ * the whole: with http_threads 4 and max_connections 5 it served 2 of 8
+ * idle connections (round 16, hand16). A
+ * connection past the limit is closed at once, as libmicrohttpd closes
+ * one; each thread's own limit is set to the whole (the acceptor never
+ * hands out more). The per-IP limit stays libmicrohttpd's: its table is
+ * the whole daemon's. */
 
 static struct {
         int listen_fd;
         int stop_efd;
         unsigned threads;
+        unsigned max_conns;                      /* server.max_connections, over all threads */
         unsigned conns[DAEMON_HTTP_THREADS_MAX]; /* open connections per pool thread (atomic) */
         struct MHD_Daemon *mhd;
         pthread_t thread;
         bool running;
 } acc = { .listen_fd = -1, .stop_efd = -1 };
+
+static unsigned acceptor_open(void) {
+        unsigned n = 0;
+        for (unsigned i = 0; i < acc.threads; i++)
+                n += __atomic_load_n(&acc.conns[i], __ATOMIC_RELAXED);
+        return n;
+}
 
 static unsigned acceptor_least_loaded(void) {
         unsigned best = 0, best_n = UINT_MAX;
@@ -488,6 +506,12 @@ static void *acceptor(void *arg) {
                                         (void) poll(NULL, 0, 10); /* as MHD would: later */
                                 break; /* EAGAIN: all taken; a client that left meanwhile */
                         }
+                        /* Only this thread adds: a count it reads can only
+                         * have fallen since. */
+                        if (acceptor_open() >= acc.max_conns) {
+                                (void) close(fd);
+                                continue;
+                        }
                         fd = acceptor_steer(fd, acceptor_least_loaded());
                         unsigned slot = (unsigned) fd % acc.threads;
                         /* Counted before MHD's thread can see it close. */
@@ -520,10 +544,11 @@ static void acceptor_stop(void) {
 }
 
 /* Takes listen_fd (closed by acceptor_stop(); not on failure). */
-static int acceptor_start(struct MHD_Daemon *mhd, int listen_fd, unsigned threads) {
+static int acceptor_start(struct MHD_Daemon *mhd, int listen_fd, unsigned threads, unsigned max_conns) {
         memset(acc.conns, 0, sizeof(acc.conns));
         acc.mhd = mhd;
         acc.threads = threads;
+        acc.max_conns = max_conns;
         acc.stop_efd = eventfd(0, EFD_CLOEXEC);
         if (acc.stop_efd < 0)
                 return -errno;
@@ -861,13 +886,16 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         if (accepting)
                 flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
         assert(threads <= DAEMON_HTTP_THREADS_MAX); /* the config's cap, or the CPUs' at most 16 */
+        /* Through the acceptor, each thread may hold them all (it
+         * holds the total). */
+        unsigned mhd_connection_limit = d->cfg.max_connections * (accepting ? threads : 1);
         struct MHD_OptionItem listen_opt[] = { { accepting ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, fd, NULL },
                                                { MHD_OPTION_END, 0, NULL } };
         struct MHD_Daemon *mhd = MHD_start_daemon(
                 flags, 0, NULL, NULL, on_request, d, MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_THREAD_POOL_SIZE,
                 threads,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) d->cfg.read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) d->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                mhd_connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                 (unsigned) d->cfg.max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, d,
                 MHD_OPTION_END);
@@ -883,7 +911,7 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
                                                                     : ((struct sockaddr_in *) &bound)->sin_port)
                                 : 0;
         if (accepting) {
-                k = acceptor_start(mhd, fd, threads);
+                k = acceptor_start(mhd, fd, threads, d->cfg.max_connections);
                 if (k < 0) {
                         MHD_stop_daemon(mhd);
                         *ret_error = xasprintf("cannot start the HTTP acceptor: %s", strerror(-k));

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from daemonlib import TOKENS, Daemon, wait_for
+from daemonlib import TOKENS, Daemon, metrics, wait_for
 
 AUTH = {"Authorization": "Bearer " + TOKENS["alice"]}
 HTTP_THREADS = 2
@@ -335,3 +335,49 @@ def test_connections_opened_together_are_spread_over_the_http_threads(daemon):
     finally:
         for s in conns:
             s.close()
+
+
+def open_connections(d):
+    """The daemon's open connections, the one asking included."""
+    return sum(v for k, v in metrics(d).items() if k.startswith("pysprinter_http_thread_connections"))
+
+
+def open_idle(port, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        socks.append(s)
+    return socks
+
+
+def served(s):
+    """Whether the connection still answers a request."""
+    try:
+        s.settimeout(5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("limit", ["max_connections_per_ip: 5\n          max_connections: 64",
+                                   "max_connections_per_ip: 64\n          max_connections: 5"])
+def test_connection_limits_hold_over_all_http_threads(tmp_path, limit):
+    with Daemon(tmp_path / "d", config_extra=f"""
+        server:
+          http_threads: 4
+          {limit}
+        """).serving() as d:
+        # Only the asking connection is open (the start's has closed).
+        wait_for(lambda: open_connections(d) == 1, "the start's connections closed")
+        socks = open_idle(d.port, 8)
+        try:
+            time.sleep(0.3)
+            ok = [served(s) for s in socks]
+            assert sum(ok) == 5, ok
+        finally:
+            for s in socks:
+                s.close()
+        # Closed connections give their places back.
+        wait_for(lambda: open_connections(d) == 1, "the connections closed")
+        assert d.call("GET", "/healthz", token=None)[0] == 200

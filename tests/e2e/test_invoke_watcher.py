@@ -6,7 +6,9 @@ watcher, one poll() over every run in flight: no run thread takes them
 9)"). Every guarantee of a run holds on that path: its answer, record and
 log, the time limit, cancel, an instance that dies mid-invoke."""
 import json
+import socket
 import threading
+import time
 
 import pytest
 
@@ -230,3 +232,42 @@ def test_a_watched_invoke_streams_its_output_to_a_follower(d, tmp_path):
     assert not errors, errors[:3]
     rec = d.wait_status(run_id, ["succeeded", "failed", "killed", "cancelled"])
     assert rec["status"] == "succeeded" and rec["result"] == 999999, rec
+
+
+def hang_up_during(d, body):
+    """Sends an invoke and closes the socket while it runs."""
+    s = socket.create_connection(("127.0.0.1", d.port))
+    data = json.dumps(body).encode()
+    s.sendall(f"POST {INVOKE} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    time.sleep(0.05)  # it runs
+    s.close()
+
+
+def test_hang_ups_cancels_and_timeouts_among_concurrent_invokes(d):
+    errors = []
+    ts = callers(d, 6, 30, lambda n: {"kwargs": {"n": n}}, errors)
+    # Hang-ups mid-invoke, invokes past their 300 ms time limit, and
+    # cancels through the API, while the callers above keep going.
+    for i in range(5):
+        hang_up_during(d, {"kwargs": {"n": 900 + i, "seconds": 0.3}})
+    killed = []
+
+    def time_limited(n):
+        killed.append(d.call("POST", INVOKE, {"kwargs": {"n": n, "seconds": 5}, "limits": {"timeout_ms": 300}}))
+    slow = [threading.Thread(target=time_limited, args=(800 + i,)) for i in range(3)]
+    for t in slow:
+        t.start()
+    # Its caller's wait ends after 1 s (202), the run goes on: cancelled.
+    st, b = d.call("POST", INVOKE + "&timeout=1", {"kwargs": {"n": 700, "seconds": 5}})
+    assert st == 202, (st, b)
+    cancelled = b["id"]
+    d.cancel(cancelled)
+    join(ts + slow)
+    assert not errors, errors[:3]
+    assert d.wait_status(cancelled, ["cancelled", "succeeded", "failed", "killed"])["status"] == "cancelled"
+    for st, b in killed:
+        assert st == 200 and b["status"] == "killed" and b["error"]["type"] == "TimeLimit", b
+    # Still answering, on the same path.
+    st, b = d.call("POST", INVOKE, {"kwargs": {"n": 5}})
+    assert st == 200 and b["result"] == 5, b
