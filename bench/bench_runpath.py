@@ -28,6 +28,7 @@ Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat
   home is made (default: the system's temporary directory; /dev/shm for
   a home on tmpfs).
 Benchmarks are not tests: figures move with the machine's load."""
+import contextlib
 import http.client
 import json
 import os
@@ -77,6 +78,25 @@ def start(build, tmp):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("pysprinterd did not start")
+
+
+@contextlib.contextmanager
+def serving(build, prefix):
+    """A daemon of build in a new home (under BENCH_DIR), the benchmark's
+    function deployed: (proc, port, tmp); stopped and its home removed
+    after."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("BENCH_DIR")))
+    proc, port = start(build, tmp)
+    try:
+        deploy(port)
+        yield proc, port, tmp
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def call(c, path, body):
@@ -192,10 +212,7 @@ def metric(port, name):
 
 def main():
     build = pathlib.Path(sys.argv[1]).resolve()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-runpath-", dir=os.environ.get("BENCH_DIR")))
-    proc, port = start(build, tmp)
-    try:
-        deploy(port)
+    with serving(build, "bench-runpath-") as (proc, port, tmp):
         for path in PATHS.values():
             sequential(port, path, 20)
         print(f"build {build} (sandbox={SANDBOX})")
@@ -312,13 +329,6 @@ def main():
                 if w:
                     print(f"  {name:6s} wrk -c{conns}: {w[0]:.0f} /s  p50 {w[3]} ms  p99 {w[2]} ms  ({w[1]} non-2xx)"
                           f"; {io}")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,8 @@ function's pool growing to the concurrency. BENCH_DIR: where the daemon's
 home is made (/dev/shm for tmpfs). Alternate builds in pairs to compare
 them: the figures move with the machine's load.
 Benchmarks are not tests."""
-import os
 import pathlib
-import shutil
-import signal
 import sys
-import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_runpath as runpath  # noqa: E402
@@ -23,20 +19,13 @@ import bench_runpath as runpath  # noqa: E402
 def main():
     build = pathlib.Path(sys.argv[1]).resolve()
     routes = sys.argv[2:] or ["v1", "lambda"]
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="c8-phases-", dir=os.environ.get("BENCH_DIR")))
-    proc, port = runpath.start(build, tmp)
-    try:
-        runpath.deploy(port)
+    with runpath.serving(build, "c8-phases-") as (proc, port, tmp):
         for path in runpath.PATHS.values():
             runpath.sequential(port, path, 20)
         for i, name in enumerate(routes):
             w, io = runpath.wrk_phase(port, runpath.PATHS[name], 8, proc.pid, tmp / "home")
             if w:
                 print(f"  {i} {name:6s} wrk -c8: {w[0]:.0f} /s  p99 {w[2]} ms  ({w[1]} non-2xx); {io}", flush=True)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,8 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -162,19 +160,12 @@ def main():
     build = pathlib.Path(sys.argv[1]).resolve()
     waits = "--store-waits" in sys.argv
     names = [a for a in sys.argv[2:] if a in rp.PATHS] or list(rp.PATHS)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-c8threads-", dir=os.environ.get("BENCH_DIR")))
-    proc, port = rp.start(build, tmp)
-    try:
-        rp.deploy(port)
+    with rp.serving(build, "bench-c8threads-") as (proc, port, tmp):
         for name in names:
             rp.sequential(port, rp.PATHS[name], 20)
             rp.wrk(port, rp.PATHS[name], seconds=1)
         for name in names:
             (route_store_waits if waits else route)(port, proc.pid, name, tmp)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
