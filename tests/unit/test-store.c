@@ -1507,7 +1507,8 @@ static void test_checkpoint_waits_for_4000_frames(void **state) {
                 }
                 past = frames >= 4200;
         }
-        for (int t = 0; t < 500; t++) {
+        /* At SCHED_IDLE the pass may wait for a loaded machine's CPUs. */
+        for (int t = 0; t < 2000; t++) {
                 store_checkpoint_stats(s, &cs);
                 if (cs.checkpoints > 0)
                         break;
@@ -1553,10 +1554,19 @@ static void test_wal_written_back_as_frames_arrive(void **state) {
         for (int i = 0; wal_frames_on_disk(wal) < 1800; i++) {
                 run_through(q, "wb", i);
         }
-        usleep(300 * 1000);
+        /* The checkpointer runs at SCHED_IDLE: under a loaded machine (the
+         * suite's other tests) its next span may wait. Base16 left ~800
+         * frames dirty for the kernel's 30 s expiry, so a wait of
+         * seconds still tells them apart. */
+        uint64_t dirty = UINT64_MAX;
+        for (int t = 0; t < 100; t++) {
+                usleep(100 * 1000);
+                dirty = dirty_pages_of(wal);
+                if (dirty == UINT64_MAX || dirty <= 2 * 256 + 16)
+                        break;
+        }
         StoreCheckpointStats cs;
         store_checkpoint_stats(s, &cs);
-        uint64_t dirty = dirty_pages_of(wal);
         print_message("%d WAL frames, %llu checkpoints, %llu of its pages dirty\n", wal_frames_on_disk(wal),
                       (unsigned long long) cs.checkpoints, (unsigned long long) dirty);
         if (dirty == UINT64_MAX) {
