@@ -438,10 +438,9 @@ static struct {
  * libmicrohttpd splits its connection limit between its pool's threads
  * (5 over 4 threads: 2, 1, 1, 1) and refuses by a thread's share, not by
  * the whole: with http_threads 4 and max_connections 5 it served 2 of 8
- * idle connections (round 16, hand16). A
- * connection past the limit is closed at once, as libmicrohttpd closes
- * one; each thread's own limit is set to the whole (the acceptor never
- * hands out more). The per-IP limit stays libmicrohttpd's: its table is
+ * idle connections (round 16, hand16). A connection past the limit is
+ * closed at once, as libmicrohttpd closes one; each thread's own limit is
+ * set to the whole (the acceptor never hands out more). The per-IP limit stays libmicrohttpd's: its table is
  * the whole daemon's. */
 
 static struct {

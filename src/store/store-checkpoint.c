@@ -116,48 +116,6 @@ static off_t wal_frame_offset(const Store *s, int n) {
         return 32 + (off_t) n * (24 + (off_t) s->cpage);
 }
 
-/* The WAL's write-back as its frames arrive (round 16), a span of this
- * many frames (1 MiB) at a time. What the host charges this VM for its
- * disk is bursts of bytes: the daemon's own requests at wrk -c8, replayed
- * beside a daemon that writes nothing, paused the VM 0.23-0.34% of the
- * time as recorded, 0.05% with the same requests spread evenly over the
- * same seconds, ~0.00-0.04% with its small writes or its flushes alone
- * (bench/disk_replay.py, docs/performance.md "what the host charges for
- * the disk"). A pass used to start the write-back of every frame since
- * the last one at once (4 MiB and more at 1000 frames a pass), its WAL
- * sync's flush right behind them. Started a span at a time as the
- * commits append, the bytes leave evenly and the pass's sync finds the
- * WAL written. Asynchronous (SYNC_FILE_RANGE_WRITE): no commit waits for
- * it, and durability is what it was (the sync still comes before the
- * copy). */
-#define STORE_CKPT_TRICKLE_PAGES 256
-
-/* Between passes the WAL's old frames are also read ahead of the writes
- * every this many frames, as each pass did when passes came every 1000
- * frames: with a pass per 4000 (16 MiB), commits after a restart reached
- * frames evicted since the pass's read-ahead before the next pass
- * (test_wal_reuse_reads_nothing_in_the_committing_thread: up to 12 MiB
- * read back by the commits, ~0.1 MiB with this). */
-#define STORE_CKPT_READ_AHEAD_EVERY 1000
-
-static void read_ahead_wal(Store *s, int from);
-
-/* Starts the write-back of the frames committed since the last span's,
- * and reads ahead each STORE_CKPT_READ_AHEAD_EVERY frames. */
-static void trickle_wal(Store *s) {
-        int fd = wal_fd(s);
-        pthread_mutex_lock(&s->clock);
-        int from = s->ctrickled <= s->cframes ? s->ctrickled : 0, to = s->cframes;
-        s->ctrickled = to;
-        s->ctrickle = false;
-        pthread_mutex_unlock(&s->clock);
-        if (fd < 0 || to <= from)
-                return;
-        write_back_range(fd, wal_frame_offset(s, from), wal_frame_offset(s, to), SYNC_FILE_RANGE_WRITE);
-        if (from / STORE_CKPT_READ_AHEAD_EVERY != to / STORE_CKPT_READ_AHEAD_EVERY)
-                read_ahead_wal(s, to);
-}
-
 /* The WAL's frames the next pass will sync: those after the last copied. */
 static void write_back_wal(Store *s) {
         int fd = wal_fd(s);
@@ -202,6 +160,46 @@ static void read_ahead_wal(Store *s, int from) {
                                      POSIX_FADV_WILLNEED);
 }
 
+/* The WAL's write-back as its frames arrive (round 16), a span of this
+ * many frames (1 MiB) at a time. What the host charges this VM for its
+ * disk is bursts of bytes: the daemon's own requests at wrk -c8, replayed
+ * beside a daemon that writes nothing, paused the VM 0.23-0.34% of the
+ * time as recorded, 0.05% with the same requests spread evenly over the
+ * same seconds, ~0.00-0.04% with its small writes or its flushes alone
+ * (bench/disk_replay.py, docs/performance.md "what the host charges for
+ * the disk"). A pass used to start the write-back of every frame since
+ * the last one at once (4 MiB and more at 1000 frames a pass), its WAL
+ * sync's flush right behind them. Started a span at a time as the
+ * commits append, the bytes leave evenly and the pass's sync finds the
+ * WAL written. Asynchronous (SYNC_FILE_RANGE_WRITE): no commit waits for
+ * it, and durability is what it was (the sync still comes before the
+ * copy). */
+#define STORE_CKPT_TRICKLE_PAGES 256
+
+/* Between passes the WAL's old frames are also read ahead of the writes
+ * every this many frames, as each pass did when passes came every 1000
+ * frames: with a pass per 4000 (16 MiB), commits after a restart reached
+ * frames evicted since the pass's read-ahead before the next pass
+ * (test_wal_reuse_reads_nothing_in_the_committing_thread: up to 12 MiB
+ * read back by the commits, ~0.1 MiB with this). */
+#define STORE_CKPT_READ_AHEAD_EVERY 1000
+
+/* Starts the write-back of the frames committed since the last span's,
+ * and reads ahead each STORE_CKPT_READ_AHEAD_EVERY frames. */
+static void trickle_wal(Store *s) {
+        int fd = wal_fd(s);
+        pthread_mutex_lock(&s->clock);
+        int from = s->ctrickled <= s->cframes ? s->ctrickled : 0, to = s->cframes;
+        s->ctrickled = to;
+        s->ctrickle = false;
+        pthread_mutex_unlock(&s->clock);
+        if (fd < 0 || to <= from)
+                return;
+        write_back_range(fd, wal_frame_offset(s, from), wal_frame_offset(s, to), SYNC_FILE_RANGE_WRITE);
+        if (from / STORE_CKPT_READ_AHEAD_EVERY != to / STORE_CKPT_READ_AHEAD_EVERY)
+                read_ahead_wal(s, to);
+}
+
 /* The database file's pages a pass copied in, written back at once, in
  * this thread. SQLite syncs the database only in a pass that copies every
  * frame, i.e. the WAL-restarting one, which runs with the writers held off
@@ -220,6 +218,45 @@ static void write_back_db(Store *s, bool wait) {
         (void) sync_file_range(s->cfd_db, 0, 0, flags);
 }
 
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+struct ckpt_cachestat_range {
+        uint64_t off, len;
+};
+struct ckpt_cachestat {
+        uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+/* The page cache's figures for fd's [off, off + len) (cachestat(2), Linux
+ * 6.5; len 0: to the end); false if unknown. */
+static bool page_cache_of(int fd, off_t off, off_t len, struct ckpt_cachestat *ret) {
+        struct ckpt_cachestat_range r = { (uint64_t) off, (uint64_t) len };
+        *ret = (struct ckpt_cachestat) {};
+        return fd >= 0 && syscall(__NR_cachestat, fd, &r, ret, 0) == 0;
+}
+
+/* Dirty pages of fd's [off, off + len); UINT64_MAX if unknown. */
+static uint64_t dirty_pages_in(int fd, off_t off, off_t len) {
+        struct ckpt_cachestat cs;
+        return page_cache_of(fd, off, len, &cs) ? cs.nr_dirty : UINT64_MAX;
+}
+
+/* Pages of the database file dirty or under write-back; UINT64_MAX if
+ * unknown. For the stats: one syscall per restart. */
+static uint64_t db_unwritten_pages(Store *s) {
+        struct ckpt_cachestat cs;
+        return page_cache_of(s->cfd_db, 0, 0, &cs) ? cs.nr_dirty + cs.nr_writeback : UINT64_MAX;
+}
+
+/* Frames in the WAL: at the last commit, or log (a pass's count) when more. */
+static int wal_frames(Store *s, int log) {
+        pthread_mutex_lock(&s->clock);
+        int frames = s->cframes > log ? s->cframes : log;
+        pthread_mutex_unlock(&s->clock);
+        return frames;
+}
+
 /* The database pages a pass copied in, written back a MiB at a time with
  * a pause after each dirty MiB (round 16): a pass leaves ~3 MiB of them
  * at 1000 frames (more at 4000), which one sync_file_range() sent to the
@@ -235,9 +272,6 @@ static void write_back_db(Store *s, bool wait) {
  * page. */
 #define STORE_CKPT_DB_PACE_USEC (50 * USEC_PER_MSEC)
 #define STORE_CKPT_DB_STEP (1024 * 1024)
-
-static uint64_t dirty_pages_in(int fd, off_t off, off_t len);
-static int wal_frames(Store *s, int log);
 
 static void write_back_db_paced(Store *s, int ckpt) {
         struct stat st;
@@ -265,36 +299,6 @@ static void write_back_db_paced(Store *s, int ckpt) {
                 if (dirty >= 32)
                         (void) usleep(STORE_CKPT_DB_PACE_USEC);
         }
-}
-
-#ifndef __NR_cachestat
-#define __NR_cachestat 451
-#endif
-struct ckpt_cachestat_range {
-        uint64_t off, len;
-};
-struct ckpt_cachestat {
-        uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
-};
-
-/* Dirty pages of fd's [off, off + len) (cachestat(2), Linux 6.5; len 0:
- * to the end); UINT64_MAX if unknown. */
-static uint64_t dirty_pages_in(int fd, off_t off, off_t len) {
-        struct ckpt_cachestat_range r = { (uint64_t) off, (uint64_t) len };
-        struct ckpt_cachestat cs = {};
-        if (fd < 0 || syscall(__NR_cachestat, fd, &r, &cs, 0) < 0)
-                return UINT64_MAX;
-        return cs.nr_dirty;
-}
-
-/* Pages of the database file dirty or under write-back; UINT64_MAX if
- * unknown. For the stats: one syscall per restart. */
-static uint64_t db_unwritten_pages(Store *s) {
-        struct ckpt_cachestat_range r = { 0, 0 };
-        struct ckpt_cachestat cs = {};
-        if (s->cfd_db < 0 || syscall(__NR_cachestat, s->cfd_db, &r, &cs, 0) < 0)
-                return UINT64_MAX;
-        return cs.nr_dirty + cs.nr_writeback;
 }
 
 /* The write connection's WAL hook, called in the committing thread with
@@ -345,13 +349,6 @@ static int passive_on(Store *s, sqlite3 *db, int *ret_log, int *ret_ckpt) {
         *ret_log = log;
         *ret_ckpt = ckpt;
         return rc;
-}
-
-static int wal_frames(Store *s, int log) {
-        pthread_mutex_lock(&s->clock);
-        int frames = s->cframes > log ? s->cframes : log;
-        pthread_mutex_unlock(&s->clock);
-        return frames;
 }
 
 /* A pass of this thread, the WAL read ahead of the writes before and
