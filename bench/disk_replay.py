@@ -15,8 +15,14 @@
         each discard as fallocate(PUNCH_HOLE) of the same size.
         PART selects: all (default), none, small (writes < 64 KiB), big
         (writes >= 64 KiB), writes, flushes, discards, and merge=N (the same
-        bytes of writes in N times fewer requests).
+        bytes of writes in N times fewer requests), burst=N (round 17: the
+        requests spread evenly, then each moved to the start of its N-ms
+        slot: the same bytes in one burst every N ms).
     disk_replay.py summary TRACE.json
+    disk_replay.py bins TRACE.json [MS]
+        the daemon's bytes per MS-ms bin (default 10) and per 100 ms: p50,
+        p95, max, and the bins above the even rate named by what wrote
+        them (the file: WAL or database; sync writes; the issuing task).
 
 Benchmarks are not tests: the pauses and p99 depend on the load; the counts
 of requests by kind do not."""
@@ -50,14 +56,15 @@ def vda_devt():
 
 
 def extents(home):
-    """[(first sector, last sector)] of every file under home (filefrag)."""
+    """[(first sector, last sector, file name)] of every file under home
+    (filefrag)."""
     out = []
     for f in pathlib.Path(home).rglob("*"):
         if not f.is_file():
             continue
         r = subprocess.run(["filefrag", "-e", "-b4096", str(f)], capture_output=True, text=True).stdout
         for m in re.finditer(r"^\s*\d+:\s+\d+\.\.\s*\d+:\s+(\d+)\.\.\s*(\d+):", r, re.M):
-            out.append((int(m.group(1)) * 8, int(m.group(2)) * 8 + 7))
+            out.append((int(m.group(1)) * 8, int(m.group(2)) * 8 + 7, f.name))
     return out
 
 
@@ -65,13 +72,13 @@ def daemon_only(reqs, ranges, syncs):
     """The daemon's own requests: writes and discards inside its files'
     extents, and one flush per fdatasync/fsync a daemon thread entered."""
     ranges = sorted(ranges)
-    starts = [a for a, _ in ranges]
+    starts = [x[0] for x in ranges]
     import bisect
 
     def mine(sector):
         i = bisect.bisect_right(starts, sector) - 1
-        return i >= 0 and sector <= ranges[i][1]
-    out = [r for r in reqs if kind(r) in ("write", "discard") and mine(r["sector"])]
+        return ranges[i][2] if i >= 0 and sector <= ranges[i][1] else None
+    out = [dict(r, file=mine(r["sector"])) for r in reqs if kind(r) in ("write", "discard") and mine(r["sector"])]
     out += [dict(t=t, sector=0, bytes=0, rwbs="FF", comm=comm) for t, comm in syncs]
     return sorted(out, key=lambda r: r["t"])
 
@@ -187,7 +194,10 @@ def select(reqs, parts):
     for part in parts:
         if part.startswith("merge="):
             merge = int(part[6:])
-    names = {p for p in parts if not p.startswith("merge=")} or {"all"}
+    burst = next((float(p[6:]) / 1000 for p in parts if p.startswith("burst=")), None)
+    names = {p for p in parts if "=" not in p} or {"all"}
+    if burst:
+        names.add("spread")
     for r in reqs:
         k = kind(r)
         if k == "write":
@@ -205,6 +215,9 @@ def select(reqs, parts):
         # the same requests at even intervals over the trace's span
         span = reqs[-1]["t"] if reqs else 1
         keep = [dict(r, t=span * i / max(len(keep), 1)) for i, r in enumerate(keep)]
+    if burst:
+        # then each at the start of its slot: one burst every `burst` s
+        keep = [dict(r, t=burst * int(r["t"] / burst)) for r in keep]
     if merge > 1:
         out, acc = [], None
         for r in keep:
@@ -330,6 +343,52 @@ def replay(build, route, trace, parts):
         subprocess.run(["rm", "-rf", str(tmp)])
 
 
+def pctl(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0
+
+
+def bins(tr, ms):
+    """The daemon's write bytes per ms-ms bin; the bins above 4x the even
+    rate listed with what wrote them."""
+    seconds = tr["seconds"]
+    w = [r for r in tr["reqs"] if kind(r) == "write"]
+    for width in (ms / 1000, 0.1):
+        n = int(seconds / width) + 1
+        b = [0] * n
+        for r in w:
+            if r["t"] < seconds:
+                b[int(r["t"] / width)] += r["bytes"]
+        b = b[:n - 1]
+        print(f"bins of {width * 1000:.0f} ms: p50 {pctl(b, .5) / 1024:.0f} KiB, p95 {pctl(b, .95) / 1024:.0f} KiB, "
+              f"p99 {pctl(b, .99) / 1024:.0f} KiB, max {max(b or [0]) / 1024:.0f} KiB; even rate "
+              f"{sum(b) / max(len(b), 1) / 1024:.0f} KiB a bin")
+    width = ms / 1000
+    even = sum(r["bytes"] for r in w) / (seconds / width)
+    by = collections.defaultdict(list)
+    for r in w:
+        by[int(r["t"] / width)].append(r)
+    flushes = [r["t"] for r in tr["reqs"] if kind(r) == "flush"]
+    over = collections.Counter()
+    total = collections.Counter()
+    for i, rs in sorted(by.items()):
+        nb = sum(r["bytes"] for r in rs)
+        src = collections.Counter()
+        for r in rs:
+            f = (r.get("file") or "?").replace("pysprinter.", "")
+            sync = "sync" if "S" in r["rwbs"][1:] else "async"
+            src[f"{f} {sync} {r['comm']}"] += r["bytes"]
+        top = src.most_common(1)[0][0]
+        total[top] += nb
+        if nb > 4 * even:
+            over[top] += nb
+            fl = any(i * width - 0.05 <= t < (i + 1) * width + 0.05 for t in flushes)
+            print(f"  {i * width:7.3f} s {nb / 1024:6.0f} KiB ({nb / even:4.1f}x even){' flush near' if fl else ''}: "
+                  + ", ".join(f"{k} {v / 1024:.0f}" for k, v in src.most_common(3)))
+    print("bytes in bins above 4x even, by the bin's main source (KiB):",
+          ", ".join(f"{k}: {v / 1024:.0f} of {total[k] / 1024:.0f}" for k, v in over.most_common()))
+
+
 def main():
     a = sys.argv[1:]
     if a[0] == "record":
@@ -339,6 +398,8 @@ def main():
     elif a[0] == "summary":
         tr = json.loads(pathlib.Path(a[1]).read_text())
         summary(tr["reqs"], tr["seconds"])
+    elif a[0] == "bins":
+        bins(json.loads(pathlib.Path(a[1]).read_text()), float(a[2]) if len(a) > 2 else 10)
 
 
 if __name__ == "__main__":

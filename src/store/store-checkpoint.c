@@ -257,48 +257,75 @@ static int wal_frames(Store *s, int log) {
         return frames;
 }
 
-/* The database pages a pass copied in, written back a MiB at a time with
- * a pause after each dirty MiB (round 16): a pass leaves ~3 MiB of them
- * at 1000 frames (more at 4000), which one sync_file_range() sent to the
- * disk within ~2 ms: a burst, which the host charges the VM for (see
- * STORE_CKPT_TRICKLE_PAGES). At a MiB per 50 ms the next pass (seconds
- * later) finds them written. Only this thread waits; no commit does, and
- * a restart still waits for every page (write_back_db(s, true)). Once
- * the next pass is due (STORE_CKPT_PAGES more frames since this one's
- * copy) the rest goes at once: pacing then would let the WAL outgrow the
- * thread until a commit checkpoints in-line (the backstop, which
- * test_wal_reuse_reads_nothing_in_the_committing_thread's fast writes
- * reached in every run). The walk ends when it has found every dirty
- * page. */
-#define STORE_CKPT_DB_PACE_USEC (50 * USEC_PER_MSEC)
-#define STORE_CKPT_DB_STEP (1024 * 1024)
+/* The database pages a pass copied in, written back on a steady tick as
+ * the commits append (round 17). A pass at 4000 frames leaves ~11 MiB of
+ * them at wrk -c8; round 16 wrote them a MiB per 50 ms, i.e. at ~20 MiB/s
+ * for half a second against the daemon's ~7 MiB/s mean, and its sleeps
+ * held up the WAL's trickle (this one thread), which then went out 4-5
+ * MiB at once: 100 ms bins of 2-5 MiB against a mean of 0.74
+ * (bench/disk_replay.py bins). The host pauses this VM for such bursts
+ * at a granularity of ~100 ms (docs/performance.md "an even write
+ * stream"). Now each tick (STORE_CKPT_TICK_USEC) writes back the WAL's
+ * new frames and a share of the database pages that follows the append
+ * rate: the pass's pages spread over the next STORE_CKPT_DB_SPREAD
+ * frames, so that the walk ends before the next pass is due, and at least
+ * STORE_CKPT_DB_MIN_PAGES a tick so that it ends when the commits stop.
+ * The thread ticks only while such pages are left: none at idle. Only
+ * this thread writes them: no commit waits, and the WAL-restarting pass
+ * still finds them on disk (restart_when_written()). */
+#define STORE_CKPT_TICK_USEC (50 * USEC_PER_MSEC)
+#define STORE_CKPT_DB_SPREAD (STORE_CKPT_PAGES * 3 / 4)
+#define STORE_CKPT_DB_MIN_PAGES 16
+/* The walk's step, and the clean span it skips in one look. */
+#define STORE_CKPT_DB_STEP (64 * 1024)
+#define STORE_CKPT_DB_SKIP (16 * STORE_CKPT_DB_STEP)
 
-static void write_back_db_paced(Store *s, int ckpt) {
-        struct stat st;
-        if (s->cfd_db < 0 || fstat(s->cfd_db, &st) < 0)
-                return;
-        /* Few pages (or no cachestat): one call, no walk of the file. */
+/* A new walk over the database's dirty pages, after a pass: under 32 of
+ * them (a pass's hot pages alone) or no cachestat(2), one call instead. */
+static void pace_db_begin(Store *s) {
         uint64_t all = dirty_pages_in(s->cfd_db, 0, 0);
+        s->cdb_cursor = 0;
+        s->cdb_left = s->cdb_total = 0;
+        s->cdb_frames = wal_frames(s, 0);
         if (all == UINT64_MAX || all < 32) {
                 write_back_db(s, false);
                 return;
         }
-        uint64_t found = 0;
-        for (off_t off = 0; off < st.st_size && found < all; off += STORE_CKPT_DB_STEP) {
-                if (wal_frames(s, 0) - ckpt >= STORE_CKPT_PAGES) {
-                        write_back_range(s->cfd_db, off, st.st_size, SYNC_FILE_RANGE_WRITE);
-                        return;
+        s->cdb_left = s->cdb_total = all;
+}
+
+/* One tick's share of the walk: the pass's pages in proportion to the
+ * frames appended since the last tick, at least `floor` pages. */
+static void pace_db(Store *s, uint64_t floor) {
+        struct stat st;
+        if (s->cdb_left == 0)
+                return;
+        if (fstat(s->cfd_db, &st) < 0) {
+                write_back_db(s, false);
+                s->cdb_left = 0;
+                return;
+        }
+        int frames = wal_frames(s, 0);
+        int appended = frames >= s->cdb_frames ? frames - s->cdb_frames : frames;
+        s->cdb_frames = frames;
+        uint64_t budget = MAX(floor, (s->cdb_total * (uint64_t) appended + STORE_CKPT_DB_SPREAD - 1) / STORE_CKPT_DB_SPREAD);
+        while (budget > 0 && s->cdb_left > 0 && s->cdb_cursor < st.st_size) {
+                off_t off = s->cdb_cursor;
+                if (off % STORE_CKPT_DB_SKIP == 0 && dirty_pages_in(s->cfd_db, off, STORE_CKPT_DB_SKIP) == 0) {
+                        s->cdb_cursor += STORE_CKPT_DB_SKIP;
+                        continue;
                 }
                 uint64_t dirty = dirty_pages_in(s->cfd_db, off, STORE_CKPT_DB_STEP);
+                s->cdb_cursor += STORE_CKPT_DB_STEP;
                 if (dirty == 0)
                         continue;
                 write_back_range(s->cfd_db, off, MIN(off + STORE_CKPT_DB_STEP, st.st_size), SYNC_FILE_RANGE_WRITE);
-                if (dirty == UINT64_MAX)
-                        continue;
-                found += dirty;
-                if (dirty >= 32)
-                        (void) usleep(STORE_CKPT_DB_PACE_USEC);
+                dirty = MIN(dirty, s->cdb_left);
+                budget -= MIN(budget, dirty);
+                s->cdb_left -= dirty;
         }
+        if (s->cdb_cursor >= st.st_size)
+                s->cdb_left = 0;
 }
 
 /* The write connection's WAL hook, called in the committing thread with
@@ -362,6 +389,44 @@ static int passive(Store *s, int *ret_log, int *ret_ckpt) {
         return rc;
 }
 
+/* Before the WAL's restart: the walk's pages written back on the tick
+ * (the WAL's trickle with them), the restart's wait then finds them on
+ * disk. Round 16 wrote them in one call and waited: up to ~10 MiB sent in
+ * one go, the flush behind it. Here at least an eighth of them a tick:
+ * the restart comes within ~0.4 s, the WAL meanwhile far from its
+ * STORE_CKPT_LATE_PAGES. */
+static void drain_db(Store *s) {
+        pace_db_begin(s);
+        uint64_t floor = s->cdb_total / 8 + 1;
+        while (s->cdb_left > 0) {
+                (void) usleep(STORE_CKPT_TICK_USEC);
+                trickle_wal(s);
+                pace_db(s, floor);
+        }
+}
+
+/* The WAL past its cap: its next write restarts it, with the writers held
+ * off for the pass that copies what is left (the backstop). First shrink
+ * that tail with passes that hold nobody off (each leaves what came in
+ * during it), their database pages paced before and written and waited
+ * for here: the restarting pass's sync of the database then has only its
+ * own few pages to write. */
+static int restart_when_written(Store *s, int *log, int *ckpt) {
+        int rc = SQLITE_OK;
+        drain_db(s);
+        for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, *log) - *ckpt > STORE_CKPT_TAIL_PAGES; i++) {
+                write_back_wal(s);
+                rc = passive(s, log, ckpt);
+        }
+        drain_db(s);
+        write_back_wal(s);
+        write_back_db(s, true);
+        /* The commits after the restart write from the WAL's start. */
+        if (rc == SQLITE_OK)
+                read_ahead_wal(s, 0);
+        return rc;
+}
+
 static void checkpoint_once(Store *s) {
         int log = 0, ckpt = 0;
         pthread_mutex_lock(&s->clock);
@@ -377,29 +442,13 @@ static void checkpoint_once(Store *s) {
                 return;
         write_back_wal(s);
         int rc = passive(s, &log, &ckpt);
-        write_back_db_paced(s, ckpt);
+        pace_db_begin(s);
         /* The WAL as the last commit left it (frames came in during the
          * pass): past the cap, have the next write restart it. */
         bool restart = false;
         if (rc == SQLITE_OK && wal_frames(s, log) >= STORE_CKPT_CAP_PAGES) {
-                /* The next commit copies the tail while its writers wait:
-                 * first shrink it with passes that hold nobody off (each
-                 * leaves what came in during it). */
-                for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, log) - ckpt > STORE_CKPT_TAIL_PAGES; i++) {
-                        write_back_wal(s);
-                        rc = passive(s, &log, &ckpt);
-                        write_back_db(s, false);
-                }
-                write_back_wal(s);
-                /* And the database on disk, waited for here: the
-                 * restarting pass's sync of it then has only its own
-                 * few pages to write. */
-                write_back_db(s, true);
+                rc = restart_when_written(s, &log, &ckpt);
                 restart = rc == SQLITE_OK;
-                /* The commits after the restart write from the WAL's
-                 * start. */
-                if (restart)
-                        read_ahead_wal(s, 0);
         }
         pthread_mutex_lock(&s->clock);
         /* Caught up (little left uncopied, and the WAL restarted or will
@@ -433,17 +482,35 @@ static void *checkpointer_main(void *p) {
         pthread_cond_broadcast(&s->ccond);
         pthread_mutex_unlock(&s->clock);
         pthread_mutex_lock(&s->clock);
+        usec_t next_tick = 0;
         for (;;) {
-                while (!s->cwanted && !s->ctrickle && !s->cstop)
-                        pthread_cond_wait(&s->ccond, &s->clock);
+                /* Asleep until asked, or while a walk of the database's
+                 * pages is under way, until its next tick. */
+                bool tick = false;
+                while (!s->cwanted && !s->ctrickle && !s->cstop && !tick) {
+                        if (s->cdb_left == 0) {
+                                pthread_cond_wait(&s->ccond, &s->clock);
+                                continue;
+                        }
+                        usec_t now = now_monotonic();
+                        tick = now >= next_tick;
+                        if (!tick)
+                                cond_wait_usec(&s->ccond, &s->clock, next_tick - now);
+                }
                 if (s->cstop)
                         break;
-                bool trickle = s->ctrickle, pass = s->cwanted;
+                bool trickle = s->ctrickle || tick, pass = s->cwanted;
                 pthread_mutex_unlock(&s->clock);
                 if (trickle)
                         trickle_wal(s);
-                if (pass)
+                if (tick) {
+                        pace_db(s, STORE_CKPT_DB_MIN_PAGES);
+                        next_tick = now_monotonic() + STORE_CKPT_TICK_USEC;
+                }
+                if (pass) {
                         checkpoint_once(s);
+                        next_tick = now_monotonic() + STORE_CKPT_TICK_USEC;
+                }
                 pthread_mutex_lock(&s->clock);
         }
         pthread_mutex_unlock(&s->clock);

@@ -102,6 +102,12 @@ struct Store {
         int cdone;              /* of them, copied by the last checkpoint */
         int ctrickled;          /* of them, whose write-back the thread started */
         bool ctrickle;          /* the thread is asked to start the next span's */
+        /* The database pages a pass copied in, written back on a steady
+         * tick as the WAL grows (round 17); the thread's alone. */
+        off_t cdb_cursor;       /* where the walk of the file is */
+        uint64_t cdb_left;      /* dirty pages still ahead of it; 0: none */
+        uint64_t cdb_total;     /* dirty pages when the walk began */
+        int cdb_frames;         /* WAL frames at its last tick */
         uint64_t checkpoints, ccapped, cinline;
         usec_t cstall_total, cstall_max;        /* the writers held off */
         uint64_t cdirty_max;    /* database pages not on disk when a restart began */
