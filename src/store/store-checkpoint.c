@@ -295,8 +295,13 @@ static void pace_db_begin(Store *s) {
 }
 
 /* One tick's share of the walk: the pass's pages in proportion to the
- * frames appended since the last tick, at least `floor` pages. */
-static void pace_db(Store *s, uint64_t floor) {
+ * frames appended since the last tick, at least `floor` pages. Before a
+ * restart (restarting), also at least two pages per frame appended, so
+ * that each tail pass copies fewer frames than the last; and all at once
+ * once the WAL is late (STORE_CKPT_LATE_PAGES: writers faster than the
+ * pacing, as in the unit tests; the backstop would otherwise make a
+ * commit wait). */
+static void pace_db(Store *s, uint64_t floor, bool restarting) {
         struct stat st;
         if (s->cdb_left == 0)
                 return;
@@ -309,6 +314,8 @@ static void pace_db(Store *s, uint64_t floor) {
         int appended = frames >= s->cdb_frames ? frames - s->cdb_frames : frames;
         s->cdb_frames = frames;
         uint64_t budget = MAX(floor, (s->cdb_total * (uint64_t) appended + STORE_CKPT_DB_SPREAD - 1) / STORE_CKPT_DB_SPREAD);
+        if (restarting)
+                budget = frames >= STORE_CKPT_LATE_PAGES ? UINT64_MAX : MAX(budget, 2 * (uint64_t) appended);
         while (budget > 0 && s->cdb_left > 0 && s->cdb_cursor < st.st_size) {
                 off_t off = s->cdb_cursor;
                 if (off % STORE_CKPT_DB_SKIP == 0 && dirty_pages_in(s->cfd_db, off, STORE_CKPT_DB_SKIP) == 0) {
@@ -391,34 +398,31 @@ static int passive(Store *s, int *ret_log, int *ret_ckpt) {
 
 /* Before the WAL's restart: the walk's pages written back on the tick
  * (the WAL's trickle with them), the restart's wait then finds them on
- * disk. Round 16 wrote them in one call and waited: up to ~10 MiB sent in
- * one go, the flush behind it. Here at least an eighth of them a tick:
- * the restart comes within ~0.4 s, the WAL meanwhile far from its
- * STORE_CKPT_LATE_PAGES. */
+ * disk. Round 16 wrote them in one call and waited: ~10 MiB sent in one
+ * go at wrk -c8, the database's flush behind it. */
 static void drain_db(Store *s) {
         pace_db_begin(s);
-        uint64_t floor = s->cdb_total / 8 + 1;
         while (s->cdb_left > 0) {
                 (void) usleep(STORE_CKPT_TICK_USEC);
                 trickle_wal(s);
-                pace_db(s, floor);
+                pace_db(s, STORE_CKPT_DB_MIN_PAGES, true);
         }
 }
 
 /* The WAL past its cap: its next write restarts it, with the writers held
  * off for the pass that copies what is left (the backstop). First shrink
  * that tail with passes that hold nobody off (each leaves what came in
- * during it), their database pages paced before and written and waited
- * for here: the restarting pass's sync of the database then has only its
- * own few pages to write. */
+ * during it), each one's database pages paced out before the next: the
+ * restart's wait, and the restarting pass's sync of the database, then
+ * have only the last few pages to write. */
 static int restart_when_written(Store *s, int *log, int *ckpt) {
         int rc = SQLITE_OK;
         drain_db(s);
         for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, *log) - *ckpt > STORE_CKPT_TAIL_PAGES; i++) {
                 write_back_wal(s);
                 rc = passive(s, log, ckpt);
+                drain_db(s);
         }
-        drain_db(s);
         write_back_wal(s);
         write_back_db(s, true);
         /* The commits after the restart write from the WAL's start. */
@@ -504,7 +508,7 @@ static void *checkpointer_main(void *p) {
                 if (trickle)
                         trickle_wal(s);
                 if (tick) {
-                        pace_db(s, STORE_CKPT_DB_MIN_PAGES);
+                        pace_db(s, STORE_CKPT_DB_MIN_PAGES, false);
                         next_tick = now_monotonic() + STORE_CKPT_TICK_USEC;
                 }
                 if (pass) {
