@@ -56,7 +56,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(build, tmp):
+def start(build, tmp, extra_env=None):
     port = free_port()
     cfg = tmp / "bench.yaml"
     cfg.write_text(f"tokens:\n  - tenant: bench\n    token: {TOKEN}\n"
@@ -66,6 +66,7 @@ def start(build, tmp):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
     env.update(PYSPRINTER_HOME=str(home), PYSPRINTER_WORKER=str(build / "src/worker/pysprinter-worker"))
+    env.update(extra_env or {})
     log = open(tmp / "daemon.log", "ab")
     p = subprocess.Popen([str(build / "src/daemon/pysprinterd"), "--listen", f"127.0.0.1:{port}", "--config",
                           str(cfg), f"--sandbox={SANDBOX}"], env=env, stdout=log, stderr=log)
@@ -114,10 +115,11 @@ def deploy(port):
     c.close()
 
 
-def warm(build, tmp, route, n=200):
+def warm(build, tmp, route, n=200, extra_env=None):
     """A daemon in tmp with benchfn deployed and n sequential invokes of
-    route behind it: (process, port)."""
-    p, port = start(build, tmp)
+    route behind it: (process, port). extra_env: the daemon's own
+    variables (PYSPRINTER_TEST_*)."""
+    p, port = start(build, tmp, extra_env)
     try:
         deploy(port)
         sequential(port, PATHS[route], n)

@@ -118,6 +118,7 @@ struct Store {
         unsigned jqueued;
         usec_t jsince;
         usec_t jlinger;         /* store_journal_set_linger(); 0: STORE_JOURNAL_LINGER_USEC */
+        unsigned jmax;          /* store_journal_set_max_records(); 0: STORE_JOURNAL_MAX_RECORDS */
         unsigned jlive;         /* journaled, not committed (atomic: reads look without wlock) */
 };
 

@@ -91,6 +91,9 @@ int store_journal_start(Store *s, bool journal, size_t *ret_replayed);
 /* How long the journal's records wait for their batch (0: the default);
  * tests hold it long to kill a process before its batch. */
 void store_journal_set_linger(Store *s, usec_t usec);
+/* How many records a batch holds at most (0: the default; benchmarks
+ * compare batch sizes). */
+void store_journal_set_max_records(Store *s, unsigned records);
 /* Bytes appended to the journal so far, and its records not committed
  * yet (tests, benchmarks). */
 uint64_t store_journal_bytes(Store *s);
