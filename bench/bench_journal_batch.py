@@ -145,21 +145,8 @@ def phase_replay(build, p, port, route, tmp, env):
     log = tmp / "daemon.log"
     before = log.read_bytes().count(b"\n")
     t = time.perf_counter()
-    home = tmp / "home"
-    renv = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
-    renv.update(PYSPRINTER_HOME=str(home), PYSPRINTER_WORKER=str(build / "src/worker/pysprinter-worker"), **env)
-    with open(log, "ab") as lf:
-        q = subprocess.Popen([str(build / "src/daemon/pysprinterd"), "--listen", f"127.0.0.1:{port}", "--config",
-                              str(tmp / "bench.yaml"), f"--sandbox={B.SANDBOX}"], env=renv, stdout=lf, stderr=lf)
+    q, _ = B.start(build, tmp, env, port)
     try:
-        for _ in range(600):
-            try:
-                h = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                h.request("GET", "/healthz")
-                if h.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.01)
         ready = (time.perf_counter() - t) * 1e3
         lines = log.read_text(errors="replace").splitlines()[before:]
         rep = next((m.group(1) for ln in lines for m in [re.search(r"(\d+) ended run\(s\) replayed", ln)] if m), "0")
