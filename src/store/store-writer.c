@@ -834,6 +834,28 @@ void store_runs_settle(Store *s) {
                 (void) store_flush(s);
 }
 
+/* With s->wlock held: whether a write of a run whose id starts with
+ * prefix is queued or in the commit under way. */
+static bool run_prefix_write_pending_locked(const Store *s, const char *prefix) {
+        size_t n = strlen(prefix);
+        for (const StoreOp *l[] = { s->whead, s->wbatch }, **i = l; i < l + 2; i++)
+                for (const StoreOp *o = *i; o; o = o->next)
+                        if (o->rec && o->rec->id && strncmp(o->rec->id, prefix, n) == 0)
+                                return true;
+        return false;
+}
+
+void store_run_settle(Store *s, const char *id_prefix) {
+        assert(id_prefix);
+        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) == 0)
+                return;
+        pthread_mutex_lock(&s->wlock);
+        bool pending = run_prefix_write_pending_locked(s, id_prefix);
+        pthread_mutex_unlock(&s->wlock);
+        if (pending)
+                (void) store_flush(s);
+}
+
 /* Whether a fence (fence_sql: a SELECT of the row id with attempt as ?2,
  * text) passes on the committed row: 1 yes, 0 no (-ESTALE), <0 not known. */
 static int fence_passes(Store *s, const char *fence_sql, const char *id, const char *attempt) {

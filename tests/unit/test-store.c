@@ -2971,7 +2971,10 @@ static void test_journal_batch_waits_100_ms(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
         RunQueue *q = journaling_queue(s);
-        store_journal_set_linger(s, 0); /* the default */
+        /* The defaults: the writer looks every few ms (an hour's linger
+         * would leave it asleep past the journal's time). */
+        store_journal_set_linger(s, 0);
+        store_writer_set_linger(s, 0);
         uint64_t commits = store_commits(s);
         usec_t t0 = now_monotonic();
         end_deferred(q, "jw", 0, 5);
@@ -2982,6 +2985,32 @@ static void test_journal_batch_waits_100_ms(void **state) {
         print_message("5 journaled ends committed after %llu ms\n", (unsigned long long) (waited / USEC_PER_MSEC));
         assert_true(waited >= 100 * USEC_PER_MSEC);
         assert_int_equal(store_commits(s), commits + 1);
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void test_get_of_another_run_leaves_the_batch_pending(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        submit_sync(q, "jg-old", 5, false); /* committed */
+        end_deferred(q, "jgp", 0, 3);
+        uint64_t commits = store_commits(s);
+        /* A run with nothing pending reads as committed, without a commit:
+         * the journal's batch stays whole. */
+        _cleanup_(run_record_freep) RunRecord *old = get(s, "jg-old");
+        assert_int_equal(store_commits(s), commits);
+        assert_int_equal(store_journal_pending(s), 3);
+        /* A journaled one (by its id, or a prefix of it) is committed
+         * first and read ended, as before. */
+        _cleanup_(run_record_freep) RunRecord *r = get(s, "jgp1");
+        assert_string_equal(r->status, "succeeded");
+        assert_true(store_commits(s) > commits);
+        assert_int_equal(store_journal_pending(s), 0);
+        end_deferred(q, "jgq", 0, 1);
+        _cleanup_(run_record_freep) RunRecord *p = NULL;
+        assert_int_equal(store_run_get(s, NULL, "jgq", &p), 0);
+        assert_string_equal(p->status, "succeeded");
         run_queue_free(q);
         store_close(s);
 }
@@ -4005,6 +4034,7 @@ int main(void) {
                 cmocka_unit_test(test_journal_batches_many_runs_in_one_commit),
                 cmocka_unit_test(test_journal_batch_holds_1024_ends),
                 cmocka_unit_test(test_journal_batch_waits_100_ms),
+                cmocka_unit_test(test_get_of_another_run_leaves_the_batch_pending),
                 cmocka_unit_test(test_end_does_not_wait_for_the_batch_holding_its_run),
                 cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
                 cmocka_unit_test(test_backup_holds_the_runs_only_in_the_journal),
