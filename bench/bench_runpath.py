@@ -56,27 +56,30 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(build, tmp):
-    port = free_port()
+def start(build, tmp, extra_env=None, port=None):
+    """pysprinterd of build on tmp/home (made when missing: port given, a
+    restart on the same home and port): (process, port)."""
+    port = port or free_port()
     cfg = tmp / "bench.yaml"
     cfg.write_text(f"tokens:\n  - tenant: bench\n    token: {TOKEN}\n"
                    "server:\n  max_concurrent_runs: 64\n  max_concurrent_per_tenant: 64\n"
                    "  max_queued_runs: 4096\n  max_connections: 256\n")
     home = tmp / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
     env.update(PYSPRINTER_HOME=str(home), PYSPRINTER_WORKER=str(build / "src/worker/pysprinter-worker"))
+    env.update(extra_env or {})
     log = open(tmp / "daemon.log", "ab")
     p = subprocess.Popen([str(build / "src/daemon/pysprinterd"), "--listen", f"127.0.0.1:{port}", "--config",
                           str(cfg), f"--sandbox={SANDBOX}"], env=env, stdout=log, stderr=log)
-    for _ in range(300):
+    for _ in range(1500):
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             c.request("GET", "/healthz")
             if c.getresponse().status == 200:
                 return p, port
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.01)
     raise RuntimeError("pysprinterd did not start")
 
 
@@ -114,10 +117,11 @@ def deploy(port):
     c.close()
 
 
-def warm(build, tmp, route, n=200):
+def warm(build, tmp, route, n=200, extra_env=None):
     """A daemon in tmp with benchfn deployed and n sequential invokes of
-    route behind it: (process, port)."""
-    p, port = start(build, tmp)
+    route behind it: (process, port). extra_env: the daemon's own
+    variables (PYSPRINTER_TEST_*)."""
+    p, port = start(build, tmp, extra_env)
     try:
         deploy(port)
         sequential(port, PATHS[route], n)

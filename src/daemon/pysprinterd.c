@@ -514,6 +514,10 @@ int main(int argc, char **argv) {
         const char *jlinger = getenv("PYSPRINTER_TEST_JOURNAL_LINGER_MS");
         if (jlinger)
                 store_journal_set_linger(d->store, (usec_t) strtoull(jlinger, NULL, 10) * USEC_PER_MSEC);
+        /* Benchmarks only: the batch's size (bench/bench_journal_batch.py). */
+        const char *jmax = getenv("PYSPRINTER_TEST_JOURNAL_MAX_RECORDS");
+        if (jmax)
+                store_journal_set_max_records(d->store, (unsigned) strtoul(jmax, NULL, 10));
         d->queue = run_queue_sqlite_new(d->store);
         /* Only this daemon writes its SQLite functions: their versions are kept
          * in memory (daemon-fncache.c). A cluster replaces the store. */

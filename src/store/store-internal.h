@@ -124,6 +124,7 @@ struct Store {
         unsigned jqueued;
         usec_t jsince;
         usec_t jlinger;         /* store_journal_set_linger(); 0: STORE_JOURNAL_LINGER_USEC */
+        unsigned jmax;          /* store_journal_set_max_records(); 0: STORE_JOURNAL_MAX_RECORDS */
         unsigned jlive;         /* journaled, not committed (atomic: reads look without wlock) */
 };
 
@@ -338,6 +339,10 @@ uint64_t store_writer_yields(Store *s);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);
+/* store_runs_settle() for the reads of one run (id_prefix: its id or a
+ * prefix): commits only when a write of such a run is pending, so that a
+ * read of another run does not pay for the journal's batch (round 17). */
+void store_run_settle(Store *s, const char *id_prefix);
 /* WAL checkpoints in a thread of their own, not in a commit
  * (store-checkpoint.c); path: the database file. Stop before closing the
  * write connection. */

@@ -18,7 +18,7 @@
  * (store_writer_raise()), and it rises again after the batch. wprio_waiters
  * counts those threads before they look: either the writer sees them before it
  * lowers itself, or they see it lowered (wprio orders the two). A journal
- * that grows past STORE_JOURNAL_BEHIND_RECORDS (store-writer.c) while the
+ * that grows past STORE_JOURNAL_BEHIND_BATCHES batches (store-writer.c) while the
  * batch is starved raises it too. Only where the process may raise a
  * thread's priority back (CAP_SYS_NICE or RLIMIT_NICE: may_lower());
  * else it runs as before.

@@ -6,9 +6,9 @@
 #include "store-internal.h"
 
 int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRecord **ret) {
-        store_runs_settle(s);
         if (!id_or_prefix || !*id_or_prefix)
                 return -EINVAL;
+        store_run_settle(s, id_or_prefix);
         /* A prefix is matched with a range, not LIKE: ids are plain base32 and
          * a user's '%' or '_' must not act as a wildcard. */
         _cleanup_free_ char *hi = xasprintf("%s\x7f", id_or_prefix);

@@ -39,9 +39,10 @@
 #include "store-internal.h"
 
 #define STORE_LINGER_USEC (2 * USEC_PER_MSEC)
-/* Journaled records waiting past which the writer's starved batch is
- * raised to normal priority (store-prio.c). */
-#define STORE_JOURNAL_BEHIND_RECORDS (4 * STORE_JOURNAL_MAX_RECORDS)
+/* Journaled batches waiting past which the writer's starved batch is
+ * raised to normal priority (store-prio.c): 2048 records, as when a batch
+ * was 512 records (round 14's bound, docs/operations.md). */
+#define STORE_JOURNAL_BEHIND_BATCHES 2
 /* A lowered batch offers its CPU every this many records (~8 us each). */
 #define STORE_BATCH_YIELD_RECORDS 8
 
@@ -102,6 +103,10 @@ static usec_t linger(const Store *s) {
 
 static usec_t journal_linger(const Store *s) {
         return s->jlinger ? s->jlinger : STORE_JOURNAL_LINGER_USEC;
+}
+
+static unsigned journal_max_records(const Store *s) {
+        return s->jmax ? s->jmax : STORE_JOURNAL_MAX_RECORDS;
 }
 
 /* How long op may wait for company: the deferred submit of a synchronous
@@ -508,7 +513,7 @@ static usec_t first_lingered_locked(const Store *s) {
 static bool commit_due_locked(const Store *s, usec_t now) {
         if (first_lingered_locked(s) <= now)
                 return true;
-        return s->jqueued > 0 && (now - s->jsince >= journal_linger(s) || s->jqueued >= STORE_JOURNAL_MAX_RECORDS);
+        return s->jqueued > 0 && (now - s->jsince >= journal_linger(s) || s->jqueued >= journal_max_records(s));
 }
 
 /* With s->wlock held: when the writer looks next, having committed nothing
@@ -731,7 +736,7 @@ static void journal_batch_add_locked(Store *s) {
         if (s->jqueued++ == 0)
                 s->jsince = now_monotonic();
         /* The batch under way starved at SCHED_IDLE: the next one grows. */
-        if (s->jqueued >= STORE_JOURNAL_BEHIND_RECORDS)
+        if (s->jqueued >= STORE_JOURNAL_BEHIND_BATCHES * journal_max_records(s))
                 store_writer_raise(s);
 }
 
@@ -754,7 +759,7 @@ static bool journal_write_locked(Store *s, StoreOp *d, const StoreJournalRecord 
         journal_batch_add_locked(s);
         __atomic_add_fetch(&s->jlive, 1, __ATOMIC_RELAXED);
         /* Asleep untimed, or a batch big enough to commit now. */
-        *ret_wake = !s->wticking || s->jqueued == STORE_JOURNAL_MAX_RECORDS;
+        *ret_wake = !s->wticking || s->jqueued == journal_max_records(s);
         return true;
 }
 
@@ -826,6 +831,28 @@ static void journal_requeue_locked(Store *s, StoreOp *op) {
 
 void store_runs_settle(Store *s) {
         if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0)
+                (void) store_flush(s);
+}
+
+/* With s->wlock held: whether a write of a run whose id starts with
+ * prefix is queued or in the commit under way. */
+static bool run_prefix_write_pending_locked(const Store *s, const char *prefix) {
+        size_t n = strlen(prefix);
+        for (const StoreOp *l[] = { s->whead, s->wbatch }, **i = l; i < l + 2; i++)
+                for (const StoreOp *o = *i; o; o = o->next)
+                        if (o->rec && o->rec->id && strncmp(o->rec->id, prefix, n) == 0)
+                                return true;
+        return false;
+}
+
+void store_run_settle(Store *s, const char *id_prefix) {
+        assert(id_prefix);
+        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) == 0)
+                return;
+        pthread_mutex_lock(&s->wlock);
+        bool pending = run_prefix_write_pending_locked(s, id_prefix);
+        pthread_mutex_unlock(&s->wlock);
+        if (pending)
                 (void) store_flush(s);
 }
 
@@ -1155,6 +1182,13 @@ void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *us
 void store_journal_set_linger(Store *s, usec_t usec) {
         pthread_mutex_lock(&s->wlock);
         s->jlinger = usec;
+        pthread_mutex_unlock(&s->wlock);
+        pthread_cond_signal(&s->wcond);
+}
+
+void store_journal_set_max_records(Store *s, unsigned records) {
+        pthread_mutex_lock(&s->wlock);
+        s->jmax = records;
         pthread_mutex_unlock(&s->wlock);
         pthread_cond_signal(&s->wcond);
 }
