@@ -70,17 +70,18 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * the writer's thread commits the journaled records in batches (every
  * STORE_JOURNAL_LINGER_USEC or STORE_JOURNAL_MAX_RECORDS) and empties the
  * journal. Each commit rewrites whole pages besides the rows (each
- * b-tree's last leaves, interior pages, page 1): round 17's 1024 records
- * or 100 ms (512 or 50 ms before) halve the commits at wrk -c8 and cut
- * the WAL's bytes per invoke by ~15%; 2048 or 200 ms cut little more and
- * made a read that commits the batch during the load 2-4x slower
- * (docs/performance.md "fewer bytes per invoke (round 17)"). An end whose run's submit or start is in the batch being
+ * b-tree's last leaves, interior pages, page 1): 1024 records or 100 ms
+ * would halve the commits at wrk -c8 and cut the WAL's bytes per invoke by
+ * ~10%, but a list, which commits the batch first, took 14-18 ms instead
+ * of ~3 during the load, and the load's p99 rose while lists came
+ * (docs/performance.md "fewer bytes per invoke (round 17)"): kept at 512
+ * records or 50 ms. An end whose run's submit or start is in the batch being
  * committed is journaled at once too, as a record that needs nothing of
  * that batch (the whole ended row, or its start and end in one fenced
  * UPDATE): no finish sleeps for a commit under way (round 13).
  * This process's reads of runs (store_run_get, lists, ...) see a
  * journaled run at once (they commit the pending batch first); another
- * process sees it once its batch is committed (within ~100 ms).
+ * process sees it once its batch is committed (~50 ms).
  *
  * Only the process that owns the home's runs journals and replays: the
  * daemon at start-up, before it recovers its queue and serves, calls
@@ -90,8 +91,8 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * as it was). A store without it (the CLI, embedded runs) commits each end
  * as before. -errno when a record could not be replayed (the journal is
  * kept and stays off); *ret_replayed (may be NULL): the records replayed. */
-#define STORE_JOURNAL_LINGER_USEC (100 * USEC_PER_MSEC)
-#define STORE_JOURNAL_MAX_RECORDS 1024
+#define STORE_JOURNAL_LINGER_USEC (50 * USEC_PER_MSEC)
+#define STORE_JOURNAL_MAX_RECORDS 512
 int store_journal_start(Store *s, bool journal, size_t *ret_replayed);
 /* How long the journal's records wait for their batch (0: the default);
  * tests hold it long to kill a process before its batch. */

@@ -3026,10 +3026,8 @@ static void test_journal_batches_many_runs_in_one_commit(void **state) {
 
 
 /* ---- the journal's batch (round 17) ----
- * Every commit rewrites whole pages besides its rows (each b-tree's last
- * leaves, interior pages, page 1): at wrk -c8 a batch of 1024 ends or
- * 100 ms, not 512 or 50 ms, halves the commits (~15% fewer WAL bytes per
- * invoke). */
+ * A batch is STORE_JOURNAL_MAX_RECORDS ends or STORE_JOURNAL_LINGER_USEC:
+ * one commit for all of them, none before it is full or due. */
 
 /* n synchronous runs prefix0..n-1 ended through the journal (submitted
  * deferred, finished while their submit is still queued). */
@@ -3049,21 +3047,23 @@ static void wait_journal_committed(Store *s) {
         assert_int_equal(store_journal_pending(s), 0);
 }
 
-static void test_journal_batch_holds_1024_ends(void **state) {
+static void test_journal_batch_holds_its_records_until_full(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
         RunQueue *q = journaling_queue(s); /* the batch's time held off */
         uint64_t commits = store_commits(s);
-        end_deferred(q, "jn", 0, 1023);
+        end_deferred(q, "jn", 0, STORE_JOURNAL_MAX_RECORDS - 1);
         usleep(50 * 1000);
         /* Not full yet: all of them still in the journal, nothing committed. */
-        assert_int_equal(store_journal_pending(s), 1023);
+        assert_int_equal(store_journal_pending(s), STORE_JOURNAL_MAX_RECORDS - 1);
         assert_int_equal(store_commits(s), commits);
-        /* The 1024th fills it: the writer's thread commits it, in one go. */
-        end_deferred(q, "jn", 1023, 1024);
+        /* The last one fills it: the writer's thread commits it, in one go. */
+        end_deferred(q, "jn", STORE_JOURNAL_MAX_RECORDS - 1, STORE_JOURNAL_MAX_RECORDS);
         wait_journal_committed(s);
         assert_int_equal(store_commits(s), commits + 1);
-        _cleanup_(run_record_freep) RunRecord *first = get(s, "jn0"), *last = get(s, "jn1023");
+        _cleanup_(run_record_freep) RunRecord *first = get(s, "jn0"), *last = NULL;
+        _cleanup_free_ char *last_id = xasprintf("jn%d", STORE_JOURNAL_MAX_RECORDS - 1);
+        last = get(s, last_id);
         assert_string_equal(first->status, "succeeded");
         assert_string_equal(last->status, "succeeded");
         assert_string_equal(last->value_json, "42");
@@ -3071,7 +3071,7 @@ static void test_journal_batch_holds_1024_ends(void **state) {
         store_close(s);
 }
 
-static void test_journal_batch_waits_100_ms(void **state) {
+static void test_journal_batch_waits_its_linger(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
         RunQueue *q = journaling_queue(s);
@@ -3083,11 +3083,11 @@ static void test_journal_batch_waits_100_ms(void **state) {
         usec_t t0 = now_monotonic();
         end_deferred(q, "jw", 0, 5);
         wait_journal_committed(s);
-        /* One batch, committed no sooner than 100 ms after its first end
+        /* One batch, committed no sooner than the linger after its first end
          * (the writer may commit later, never earlier). */
         usec_t waited = now_monotonic() - t0;
         print_message("5 journaled ends committed after %llu ms\n", (unsigned long long) (waited / USEC_PER_MSEC));
-        assert_true(waited >= 100 * USEC_PER_MSEC);
+        assert_true(waited >= STORE_JOURNAL_LINGER_USEC);
         assert_int_equal(store_commits(s), commits + 1);
         run_queue_free(q);
         store_close(s);
@@ -4137,8 +4137,8 @@ int main(void) {
                 cmocka_unit_test(test_journal_torn_last_record_is_skipped),
                 cmocka_unit_test(test_journaled_run_read_before_its_batch),
                 cmocka_unit_test(test_journal_batches_many_runs_in_one_commit),
-                cmocka_unit_test(test_journal_batch_holds_1024_ends),
-                cmocka_unit_test(test_journal_batch_waits_100_ms),
+                cmocka_unit_test(test_journal_batch_holds_its_records_until_full),
+                cmocka_unit_test(test_journal_batch_waits_its_linger),
                 cmocka_unit_test(test_get_of_another_run_leaves_the_batch_pending),
                 cmocka_unit_test(test_end_does_not_wait_for_the_batch_holding_its_run),
                 cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
