@@ -111,6 +111,7 @@ struct Store {
         uint64_t checkpoints, ccapped, cinline;
         usec_t cstall_total, cstall_max;        /* the writers held off */
         uint64_t cdirty_max;    /* database pages not on disk when a restart began */
+        uint64_t cdb_syncs, cdb_copied_max, cdb_found_max; /* at the pass's database sync */
         /* The ended-runs journal (store-journal.c), under wlock: its two
          * files (DB-ended.0/.1, -1: closed), the one appended to, their
          * sizes and records not committed yet; the writer's journaled
@@ -346,6 +347,18 @@ void store_run_settle(Store *s, const char *id_prefix);
 /* WAL checkpoints in a thread of their own, not in a commit
  * (store-checkpoint.c); path: the database file. Stop before closing the
  * write connection. */
+/* The store VFS's file control (store-vfs.c) that makes a connection's
+ * main database file call pace(arg) in the thread about to sync it, right
+ * before SQLite's sync of the database at the end of a checkpoint that
+ * copied every frame (after SQLITE_FCNTL_CKPT_DONE), and only then: the
+ * checkpointer's own connection writes the pages back on its tick first
+ * (round 17). Arg: a StoreSyncPacer, copied; pace NULL: none. Outside
+ * SQLite's opcodes (all under 100). */
+#define STORE_FCNTL_SYNC_PACER 0x70730001
+typedef struct StoreSyncPacer {
+        void (*pace)(void *arg);
+        void *arg;
+} StoreSyncPacer;
 void store_checkpointer_start(Store *s, const char *path, bool allocate_wal_ahead);
 void store_checkpointer_stop(Store *s);
 void store_checkpointer_release(Store *s);

@@ -21,10 +21,14 @@
  *    wrote it (the joined write, or the call that flushed it): SQLite
  *    fails that frame's commit the same way, as the header and its page
  *    are written back to back in one function and checked together.
- * Everything else, the database file, the -shm and its locks, is the
- * "unix" VFS's own: another process (pysprinterd token|backup|gc, the
- * embedded CLI, sqlite3) opening the same files with any VFS sees the
- * same bytes and takes the same locks. */
+ * The main database file passes every call to the unix VFS's file,
+ * except that one marked with STORE_FCNTL_SYNC_PACER (the checkpointer's
+ * own connection) lets its pacer write the pages back before SQLite's
+ * sync at the end of a checkpoint (round 17; the sync itself still
+ * comes, before SQLite publishes what it copied). Everything else, the
+ * -shm and its locks, the bytes, is the "unix" VFS's own: another process
+ * (pysprinterd token|backup|gc, the embedded CLI, sqlite3) opening the
+ * same files with any VFS sees the same bytes and takes the same locks. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -183,14 +187,176 @@ static const sqlite3_io_methods wal_methods = {
         .xDeviceCharacteristics = wal_device_characteristics,
 };
 
+/* ---- the main database file ------------------------------------------------
+ *
+ * SQLite syncs the database in a checkpoint that copied every frame (wal.c
+ * walCheckpoint: xFileControl(SQLITE_FCNTL_CKPT_DONE), then xTruncate and
+ * xSync), and that sync sends every page the pass copied in at once: ~10
+ * MiB in one 100 ms at wrk -c8, the largest burst the host paused the VM
+ * for (docs/performance.md "the database's sync paced"). A file marked by
+ * its connection calls its pacer before that sync; every other call, and
+ * every unmarked file, is the unix file's own. */
+typedef struct DbFile {
+        sqlite3_file base;
+        sqlite3_file *real;
+        StoreSyncPacer pacer;
+        bool ckpt_done; /* a checkpoint's copy ended, no write or sync since */
+} DbFile;
+
+#define DB_FILE_SIZE ((sizeof(DbFile) + 7) & ~(size_t) 7)
+#define SHIM_FILE_SIZE MAX(WAL_FILE_SIZE, DB_FILE_SIZE)
+
+static int db_close(sqlite3_file *f) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xClose(d->real);
+}
+
+static int db_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xRead(d->real, buf, amt, off);
+}
+
+/* A write is a new transaction's or checkpoint's: the last copy's sync is past. */
+static int db_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off) {
+        DbFile *d = (DbFile *) f;
+        d->ckpt_done = false;
+        return d->real->pMethods->xWrite(d->real, buf, amt, off);
+}
+
+static int db_truncate(sqlite3_file *f, sqlite3_int64 size) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xTruncate(d->real, size);
+}
+
+static int db_sync(sqlite3_file *f, int flags) {
+        DbFile *d = (DbFile *) f;
+        if (d->ckpt_done && d->pacer.pace)
+                d->pacer.pace(d->pacer.arg);
+        d->ckpt_done = false;
+        return d->real->pMethods->xSync(d->real, flags);
+}
+
+static int db_file_size(sqlite3_file *f, sqlite3_int64 *ret) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xFileSize(d->real, ret);
+}
+
+static int db_lock(sqlite3_file *f, int level) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xLock(d->real, level);
+}
+
+static int db_unlock(sqlite3_file *f, int level) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xUnlock(d->real, level);
+}
+
+static int db_check_reserved(sqlite3_file *f, int *ret) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xCheckReservedLock(d->real, ret);
+}
+
+static int db_file_control(sqlite3_file *f, int op, void *arg) {
+        DbFile *d = (DbFile *) f;
+        if (op == STORE_FCNTL_SYNC_PACER) {
+                d->pacer = *(const StoreSyncPacer *) arg;
+                return SQLITE_OK;
+        }
+        if (op == SQLITE_FCNTL_CKPT_DONE)
+                d->ckpt_done = true;
+        return d->real->pMethods->xFileControl(d->real, op, arg);
+}
+
+static int db_sector_size(sqlite3_file *f) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xSectorSize(d->real);
+}
+
+static int db_device_characteristics(sqlite3_file *f) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xDeviceCharacteristics(d->real);
+}
+
+static int db_shm_map(sqlite3_file *f, int region, int size, int extend, void volatile **ret) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xShmMap(d->real, region, size, extend, ret);
+}
+
+static int db_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xShmLock(d->real, offset, n, flags);
+}
+
+static void db_shm_barrier(sqlite3_file *f) {
+        DbFile *d = (DbFile *) f;
+        d->real->pMethods->xShmBarrier(d->real);
+}
+
+static int db_shm_unmap(sqlite3_file *f, int delete_flag) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xShmUnmap(d->real, delete_flag);
+}
+
+static int db_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **ret) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xFetch(d->real, off, amt, ret);
+}
+
+static int db_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p) {
+        DbFile *d = (DbFile *) f;
+        return d->real->pMethods->xUnfetch(d->real, off, p);
+}
+
+/* By the unix file's version (3 on Linux; a test's wrapping VFS may
+ * offer less): SQLite calls the shared-memory and fetch methods only
+ * where the version has them. */
+#define DB_METHODS(version)                                       \
+        {                                                         \
+                .iVersion = (version),                            \
+                .xClose = db_close,                               \
+                .xRead = db_read,                                 \
+                .xWrite = db_write,                               \
+                .xTruncate = db_truncate,                         \
+                .xSync = db_sync,                                 \
+                .xFileSize = db_file_size,                        \
+                .xLock = db_lock,                                 \
+                .xUnlock = db_unlock,                             \
+                .xCheckReservedLock = db_check_reserved,          \
+                .xFileControl = db_file_control,                  \
+                .xSectorSize = db_sector_size,                    \
+                .xDeviceCharacteristics = db_device_characteristics, \
+                .xShmMap = db_shm_map,                            \
+                .xShmLock = db_shm_lock,                          \
+                .xShmBarrier = db_shm_barrier,                    \
+                .xShmUnmap = db_shm_unmap,                        \
+                .xFetch = db_fetch,                               \
+                .xUnfetch = db_unfetch,                           \
+        }
+static const sqlite3_io_methods db_methods[] = { DB_METHODS(1), DB_METHODS(1), DB_METHODS(2), DB_METHODS(3) };
+
+static int db_open(const char *name, DbFile *d, int flags, int *ret_flags) {
+        memset(d, 0, sizeof(*d));
+        d->real = (sqlite3_file *) ((char *) d + SHIM_FILE_SIZE);
+        int rc = unix_vfs->xOpen(unix_vfs, name, d->real, flags, ret_flags);
+        if (rc != SQLITE_OK || !d->real->pMethods) {
+                /* SQLite calls no xClose on a file whose open failed. */
+                d->base.pMethods = NULL;
+                return rc;
+        }
+        d->base.pMethods = &db_methods[MIN(MAX(d->real->pMethods->iVersion, 1), 3)];
+        return SQLITE_OK;
+}
+
 static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *ret_flags) {
         (void) vfs;
+        if (flags & SQLITE_OPEN_MAIN_DB)
+                return db_open(name, (DbFile *) f, flags, ret_flags);
         if (!(flags & SQLITE_OPEN_WAL))
-                /* Not a WAL file: the unix VFS's file, in our slot. */
+                /* Neither: the unix VFS's file, in our slot. */
                 return unix_vfs->xOpen(unix_vfs, name, f, flags, ret_flags);
         WalFile *w = (WalFile *) f;
         memset(w, 0, sizeof(*w));
-        w->real = (sqlite3_file *) ((char *) w + WAL_FILE_SIZE);
+        w->real = (sqlite3_file *) ((char *) w + SHIM_FILE_SIZE);
         w->held_off = -1;
         int rc = unix_vfs->xOpen(unix_vfs, name, w->real, flags, ret_flags);
         if (rc != SQLITE_OK) {
@@ -211,7 +377,7 @@ static void vfs_register(void) {
         store_vfs_def = *unix_vfs;
         store_vfs_def.zName = STORE_VFS_NAME;
         store_vfs_def.pNext = NULL;
-        store_vfs_def.szOsFile = (int) WAL_FILE_SIZE + unix_vfs->szOsFile;
+        store_vfs_def.szOsFile = (int) SHIM_FILE_SIZE + unix_vfs->szOsFile;
         store_vfs_def.xOpen = vfs_open;
         vfs_registered = sqlite3_vfs_register(&store_vfs_def, 0);
 }

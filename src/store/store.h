@@ -48,6 +48,12 @@ typedef struct StoreCheckpointStats {
          * WAL-restarting pass began (its sync waits for them with the
          * writers held off); UINT64_MAX where cachestat(2) is missing. */
         uint64_t restart_dirty_max;
+        /* The thread's passes that ended in SQLite's sync of the database
+         * (they copied every frame), and the most database pages dirty
+         * when such a pass's copy ended and when its sync began (written
+         * back on the tick between the two, round 17); UINT64_MAX where
+         * cachestat(2) is missing. */
+        uint64_t db_syncs, db_sync_copied_max, db_sync_found_max;
 } StoreCheckpointStats;
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */

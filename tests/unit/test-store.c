@@ -1589,7 +1589,7 @@ static void test_wal_written_back_as_frames_arrive(void **state) {
  * them at once; a sampler reads the database file's dirty
  * pages every 2 ms, and what left them within 100 ms is the write-back
  * started then). */
-#define EVEN_SAMPLES 4000
+#define EVEN_SAMPLES 8000
 typedef struct EvenSampler {
         const char *path;
         atomic_bool stop;
@@ -1622,17 +1622,42 @@ static void run_sized(RunQueue *q, int i) {
         assert_int_equal(run_queue_finish(q, &fin, attempt), 0);
 }
 
-static void test_database_written_back_at_the_append_rate(void **state) {
+/* The most of the sampled file's pages that left the dirty ones within
+ * any 100 ms (50 samples), and the most dirty at once. */
+static uint64_t most_written_back_in_100ms(const EvenSampler *e, uint64_t *ret_most) {
+        uint64_t most = 0, left = 0;
+        for (int k = 0; k < e->n; k++) {
+                if (e->dirty[k] != UINT64_MAX && e->dirty[k] > most)
+                        most = e->dirty[k];
+                uint64_t gone = 0;
+                for (int j = k + 1; j < e->n && j <= k + 50; j++)
+                        if (e->dirty[j] < e->dirty[j - 1])
+                                gone += e->dirty[j - 1] - e->dirty[j];
+                if (gone > left)
+                        left = gone;
+        }
+        *ret_most = most;
+        return left;
+}
+
+/* A store where pages are written back and cachestat(2) tells which
+ * are dirty; the test skipped otherwise. */
+static Store *open_written_back(char **ret_path, char **ret_wal) {
         struct statfs fs;
         if (statfs(dir, &fs) == 0 && fs.f_type == TMPFS_MAGIC)
                 skip(); /* tmpfs: nothing is ever written back */
-        _cleanup_free_ char *path = NULL;
-        Store *s = open_at(&path);
-        _cleanup_free_ char *wal = xasprintf("%s-wal", path);
-        if (dirty_pages_of(path) == UINT64_MAX) {
+        Store *s = open_at(ret_path);
+        *ret_wal = xasprintf("%s-wal", *ret_path);
+        if (dirty_pages_of(*ret_path) == UINT64_MAX) {
                 store_close(s);
                 skip(); /* no cachestat(2): Linux < 6.5 */
         }
+        return s;
+}
+
+static void test_database_written_back_at_the_append_rate(void **state) {
+        _cleanup_free_ char *path = NULL, *wal = NULL;
+        Store *s = open_written_back(&path, &wal);
         RunQueue *q = run_queue_sqlite_new(s);
         static EvenSampler e;
         e = (EvenSampler) { .path = path };
@@ -1661,17 +1686,7 @@ static void test_database_written_back_at_the_append_rate(void **state) {
         atomic_store(&e.stop, true);
         pthread_join(t, NULL);
         store_checkpoint_stats(s, &cs);
-        uint64_t most = 0, left = 0;
-        for (int k = 0; k < e.n; k++) {
-                if (e.dirty[k] != UINT64_MAX && e.dirty[k] > most)
-                        most = e.dirty[k];
-                uint64_t gone = 0;
-                for (int j = k + 1; j < e.n && j <= k + 50; j++)
-                        if (e.dirty[j] < e.dirty[j - 1])
-                                gone += e.dirty[j - 1] - e.dirty[j];
-                if (gone > left)
-                        left = gone;
-        }
+        uint64_t most = 0, left = most_written_back_in_100ms(&e, &most);
         print_message("%llu checkpoints; the database's dirty pages at most %llu, at most %llu written back "
                       "within 100 ms (%d samples)\n",
                       (unsigned long long) cs.checkpoints, (unsigned long long) most, (unsigned long long) left, e.n);
@@ -1680,6 +1695,103 @@ static void test_database_written_back_at_the_append_rate(void **state) {
         /* 512 KiB: the daemon's whole stream is ~740 KiB per 100 ms at
          * wrk -c8; base17 wrote a MiB per 50 ms, or all at once. */
         assert_true(left <= 128);
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* Round 17: SQLite syncs the database at the end of a pass that copied
+ * every frame (no commit came during it), and that sync sent every page
+ * the pass had copied in at once: ~10 MiB in one 100 ms at wrk -c8,
+ * every ~15 s, the largest burst left. The checkpointer's own database
+ * file now has it write them back on its tick first; the sync finds few.
+ * Commits at ~2000 frames a second; near each pass due (3850 frames
+ * after the last) one run per 100 ms, and once it is surely due (4000)
+ * none until it is done, so that it copies every frame and syncs: the
+ * sync finds at most 16 of the database's pages dirty (main at e1c2c3f:
+ * every page the pass copied in, 120-400 here), and within any 100 ms at
+ * most 128 of them are written back; the WAL still restarts after. */
+static void commit_paced(RunQueue *q, const char *wal, int *i, int f0, usec_t t0) {
+        run_sized(q, (*i)++);
+        while ((now_monotonic() - t0) * 2000 / USEC_PER_SEC < (usec_t) (wal_frames_on_disk(wal) - f0))
+                usleep(1000);
+}
+
+/* Commits paused until the pass due is done (at most 10 s). */
+static void quiet_until_a_pass(Store *s, uint64_t passes) {
+        StoreCheckpointStats cs;
+        for (int t = 0; t < 200; t++) {
+                store_checkpoint_stats(s, &cs);
+                if (cs.checkpoints != passes)
+                        return;
+                usleep(50 * 1000);
+        }
+}
+
+static void test_database_sync_paced(void **state) {
+        _cleanup_free_ char *path = NULL, *wal = NULL;
+        Store *s = open_written_back(&path, &wal);
+        RunQueue *q = run_queue_sqlite_new(s);
+        static EvenSampler e;
+        e = (EvenSampler) { .path = path };
+        StoreCheckpointStats cs = {};
+        int i = 0;
+        /* One pass's worth as fast as it goes, its pages written back. */
+        for (; wal_frames_on_disk(wal) < 4200; i++)
+                run_sized(q, i);
+        for (int t = 0; t < 100 && dirty_pages_of(path) > 16; t++)
+                usleep(100 * 1000);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, even_sampler, &e), 0);
+        usec_t t0 = now_monotonic();
+        int f0 = wal_frames_on_disk(wal), last_pass = f0, quiet = 0;
+        store_checkpoint_stats(s, &cs);
+        uint64_t passes = cs.checkpoints;
+        while (wal_frames_on_disk(wal) < 15000 && e.n < EVEN_SAMPLES && cs.db_syncs < 2) {
+                int since = wal_frames_on_disk(wal) - last_pass;
+                if (since < 3850) {
+                        commit_paced(q, wal, &i, f0, t0);
+                } else {
+                        /* One run (~5 frames), then quiet while the pass
+                         * it may have called for runs. */
+                        if (since < 4000)
+                                run_sized(q, i++);
+                        if (wal_frames_on_disk(wal) - last_pass >= 4000)
+                                quiet_until_a_pass(s, passes);
+                        else
+                                usleep(100 * 1000);
+                        quiet++;
+                        t0 = now_monotonic();
+                        f0 = wal_frames_on_disk(wal);
+                }
+                store_checkpoint_stats(s, &cs);
+                if (cs.checkpoints != passes) {
+                        passes = cs.checkpoints;
+                        last_pass = wal_frames_on_disk(wal);
+                }
+        }
+        atomic_store(&e.stop, true);
+        pthread_join(t, NULL);
+        uint64_t most = 0, left = most_written_back_in_100ms(&e, &most);
+        store_checkpoint_stats(s, &cs);
+        print_message("%llu checkpoints, %llu ended in the database's sync (dirty pages at its copy's end at most "
+                      "%llu, at the sync %llu), %d quiet steps; the database's dirty pages at most %llu, at most "
+                      "%llu written back within 100 ms (%d samples)\n",
+                      (unsigned long long) cs.checkpoints, (unsigned long long) cs.db_syncs,
+                      (unsigned long long) cs.db_sync_copied_max, (unsigned long long) cs.db_sync_found_max, quiet,
+                      (unsigned long long) most, (unsigned long long) left, e.n);
+        assert_true(most >= 128);
+        assert_true(left <= 128);
+        assert_true(cs.db_syncs >= 1);
+        assert_true(cs.db_sync_found_max <= 16);
+        /* And the WAL still restarts, at the same pace (at most 20 s). */
+        t0 = now_monotonic();
+        f0 = wal_frames_on_disk(wal);
+        for (int k = 0; cs.capped + cs.inline_checkpoints == 0 && k < 40000; k++) {
+                commit_paced(q, wal, &i, f0, t0);
+                store_checkpoint_stats(s, &cs);
+        }
+        assert_true(cs.capped >= 1);
+        assert_int_equal(cs.inline_checkpoints, 0);
         run_queue_free(q);
         store_close(s);
 }
@@ -4112,6 +4224,7 @@ int main(void) {
                 cmocka_unit_test(test_checkpoint_waits_for_4000_frames),
                 cmocka_unit_test(test_wal_written_back_as_frames_arrive),
                 cmocka_unit_test(test_database_written_back_at_the_append_rate),
+                cmocka_unit_test(test_database_sync_paced),
                 cmocka_unit_test(test_wal_blocks_allocated_before_the_commits),
                 cmocka_unit_test(test_wal_restart_finds_database_written_back),
                 cmocka_unit_test(test_wal_reuse_reads_nothing_in_the_committing_thread),
