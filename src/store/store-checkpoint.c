@@ -281,17 +281,19 @@ static int wal_frames(Store *s, int log) {
 #define STORE_CKPT_DB_SKIP (16 * STORE_CKPT_DB_STEP)
 
 /* A new walk over the database's dirty pages, after a pass: under 32 of
- * them (a pass's hot pages alone) or no cachestat(2), one call instead. */
-static void pace_db_begin(Store *s) {
+ * them (a pass's hot pages alone) or no cachestat(2), one call instead.
+ * The pages found (UINT64_MAX: no cachestat). */
+static uint64_t pace_db_begin(Store *s) {
         uint64_t all = dirty_pages_in(s->cfd_db, 0, 0);
         s->cdb_cursor = 0;
         s->cdb_left = s->cdb_total = 0;
         s->cdb_frames = wal_frames(s, 0);
         if (all == UINT64_MAX || all < 32) {
                 write_back_db(s, false);
-                return;
+                return all;
         }
         s->cdb_left = s->cdb_total = all;
+        return all;
 }
 
 /* One tick's share of the walk: the pass's pages in proportion to the
@@ -406,9 +408,9 @@ static bool stopping(Store *s) {
 /* The database's dirty pages written back on the tick, the WAL's trickle
  * with them, until none is left; as before the WAL's restart (pace_db())
  * when restarting or once the WAL has reached its cap. When the store closes, the rest in one go (the close
- * waits for this thread). */
-static void drain_db(Store *s, bool restarting) {
-        pace_db_begin(s);
+ * waits for this thread). The pages dirty when it began (pace_db_begin()). */
+static uint64_t drain_db(Store *s, bool restarting) {
+        uint64_t found = pace_db_begin(s);
         while (s->cdb_left > 0 && !stopping(s)) {
                 (void) usleep(STORE_CKPT_TICK_USEC);
                 trickle_wal(s);
@@ -417,6 +419,7 @@ static void drain_db(Store *s, bool restarting) {
         if (s->cdb_left > 0)
                 write_back_db(s, false);
         s->cdb_left = 0;
+        return found;
 }
 
 /* SQLite's own sync of the database, in a pass of this thread that copied
@@ -434,8 +437,7 @@ static void drain_db(Store *s, bool restarting) {
  * once. */
 static void pace_db_sync(void *p) {
         Store *s = p;
-        uint64_t copied = dirty_pages_in(s->cfd_db, 0, 0);
-        drain_db(s, false);
+        uint64_t copied = drain_db(s, false);
         uint64_t found = dirty_pages_in(s->cfd_db, 0, 0);
         pthread_mutex_lock(&s->clock);
         s->cdb_syncs++;
@@ -481,13 +483,15 @@ static void checkpoint_once(Store *s) {
                 return;
         write_back_wal(s);
         int rc = passive(s, &log, &ckpt);
-        pace_db_begin(s);
         /* The WAL as the last commit left it (frames came in during the
-         * pass): past the cap, have the next write restart it. */
+         * pass): past the cap, have the next write restart it (which
+         * drains the pass's pages itself); else walk them on the tick. */
         bool restart = false;
         if (rc == SQLITE_OK && wal_frames(s, log) >= STORE_CKPT_CAP_PAGES) {
                 rc = restart_when_written(s, &log, &ckpt);
                 restart = rc == SQLITE_OK;
+        } else {
+                (void) pace_db_begin(s);
         }
         pthread_mutex_lock(&s->clock);
         /* Caught up (little left uncopied, and the WAL restarted or will

@@ -334,17 +334,23 @@ static int db_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p) {
         }
 static const sqlite3_io_methods db_methods[] = { DB_METHODS(1), DB_METHODS(1), DB_METHODS(2), DB_METHODS(3) };
 
+/* The unix VFS's file opened in the slot after the shim's struct
+ * (*ret_real): true when the shim may take methods; else the shim has
+ * none, as SQLite calls no xClose on a file whose open failed. */
+static bool open_real(sqlite3_file *shim, sqlite3_file **ret_real, const char *name, int flags, int *ret_flags,
+                      int *ret_rc) {
+        *ret_real = (sqlite3_file *) ((char *) shim + SHIM_FILE_SIZE);
+        *ret_rc = unix_vfs->xOpen(unix_vfs, name, *ret_real, flags, ret_flags);
+        shim->pMethods = NULL;
+        return *ret_rc == SQLITE_OK && (*ret_real)->pMethods;
+}
+
 static int db_open(const char *name, DbFile *d, int flags, int *ret_flags) {
+        int rc;
         memset(d, 0, sizeof(*d));
-        d->real = (sqlite3_file *) ((char *) d + SHIM_FILE_SIZE);
-        int rc = unix_vfs->xOpen(unix_vfs, name, d->real, flags, ret_flags);
-        if (rc != SQLITE_OK || !d->real->pMethods) {
-                /* SQLite calls no xClose on a file whose open failed. */
-                d->base.pMethods = NULL;
-                return rc;
-        }
-        d->base.pMethods = &db_methods[MIN(MAX(d->real->pMethods->iVersion, 1), 3)];
-        return SQLITE_OK;
+        if (open_real(&d->base, &d->real, name, flags, ret_flags, &rc))
+                d->base.pMethods = &db_methods[MIN(MAX(d->real->pMethods->iVersion, 1), 3)];
+        return rc;
 }
 
 static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *ret_flags) {
@@ -355,17 +361,12 @@ static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int fla
                 /* Neither: the unix VFS's file, in our slot. */
                 return unix_vfs->xOpen(unix_vfs, name, f, flags, ret_flags);
         WalFile *w = (WalFile *) f;
+        int rc;
         memset(w, 0, sizeof(*w));
-        w->real = (sqlite3_file *) ((char *) w + SHIM_FILE_SIZE);
         w->held_off = -1;
-        int rc = unix_vfs->xOpen(unix_vfs, name, w->real, flags, ret_flags);
-        if (rc != SQLITE_OK) {
-                /* SQLite calls no xClose on a file whose open failed. */
-                w->base.pMethods = NULL;
-                return rc;
-        }
-        w->base.pMethods = &wal_methods;
-        return SQLITE_OK;
+        if (open_real(&w->base, &w->real, name, flags, ret_flags, &rc))
+                w->base.pMethods = &wal_methods;
+        return rc;
 }
 
 static void vfs_register(void) {
