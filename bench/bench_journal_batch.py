@@ -56,15 +56,23 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
 
 
+KINDS = ("journal", "lingered", "other")
+
+
+def commit_kinds(port):
+    """pysprinter_store_commits_by_total{by=...} (round 18; None before)."""
+    return [B.metric(port, r'pysprinter_store_commits_by_total\{by="' + k + r'"\}') for k in KINDS]
+
+
 def phase_bytes(p, port, route, tmp):
-    c0 = B.metric(port, "pysprinter_store_commits_total")
+    c0, k0 = B.metric(port, "pysprinter_store_commits_total"), commit_kinds(port)
     t0, io0, d0, w0 = D.threads(p.pid), B.proc_io(p.pid), B.disk_sectors_written(tmp), cpu_ns(p.pid, "store-writer")
     vp = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).with_name("vm_pauses.py")), str(SECONDS)],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(0.3)
     rate, bad, p99, p50 = B.wrk(port, B.PATHS[route], SECONDS, 8)
     t1, io1, d1, w1 = D.threads(p.pid), B.proc_io(p.pid), B.disk_sectors_written(tmp), cpu_ns(p.pid, "store-writer")
-    commits = B.metric(port, "pysprinter_store_commits_total") - c0
+    commits, k1 = B.metric(port, "pysprinter_store_commits_total") - c0, commit_kinds(port)
     paused = re.search(r"= ([\d.]+)% of the time", vp.communicate()[0])
     n = rate * SECONDS
     net = (io1["write_bytes"] - io0["write_bytes"]) - (io1["cancelled_write_bytes"] - io0["cancelled_write_bytes"])
@@ -74,6 +82,8 @@ def phase_bytes(p, port, route, tmp):
           f"(WAL {per.get('store-writer', 0):.0f}, checkpoint {per.get('store-ckpt', 0):.0f}), "
           f"device {((d1 or 0) - (d0 or 0)) * 512 / n:.0f} B, store-writer CPU {(w1 - w0) / n / 1e3:.2f} us; "
           f"{commits / SECONDS:.1f} commits/s, {n / max(commits, 1):.0f} invokes a commit")
+    if None not in k0 + k1:
+        print("  commits/s by why: " + ", ".join(f"{k} {(b - a) / SECONDS:.1f}" for k, a, b in zip(KINDS, k0, k1)))
 
 
 def reader(port, stop, run_id, out):

@@ -83,12 +83,23 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "# HELP pysprinter_store_bytes Size of the job store (database and WAL).\n"
                    "# TYPE pysprinter_store_bytes gauge\npysprinter_store_bytes %" PRIu64 "\n",
                    file_size(d->data_dir, "pysprinter.db") + file_size(d->data_dir, "pysprinter.db-wal"));
-        if (d->store)
+        if (d->store) {
                 buf_printf(&b,
                            "# HELP pysprinter_store_commits_total Transactions the run records' writer committed "
                            "(group commit: several runs' records per transaction under load).\n"
                            "# TYPE pysprinter_store_commits_total counter\npysprinter_store_commits_total %" PRIu64 "\n",
                            store_commits(d->store));
+                StoreCommitKinds k;
+                store_commit_kinds(d->store, &k);
+                buf_printf(&b,
+                           "# HELP pysprinter_store_commits_by_total The same transactions by why: the journal's "
+                           "batch, a write that lingered in the writer, a caller's (a waited write, a read).\n"
+                           "# TYPE pysprinter_store_commits_by_total counter\n"
+                           "pysprinter_store_commits_by_total{by=\"journal\"} %" PRIu64 "\n"
+                           "pysprinter_store_commits_by_total{by=\"lingered\"} %" PRIu64 "\n"
+                           "pysprinter_store_commits_by_total{by=\"other\"} %" PRIu64 "\n",
+                           k.journal, k.lingered, k.other);
+        }
         buf_printf(&b,
                    "# HELP pysprinter_http_requests_total HTTP responses sent.\n"
                    "# TYPE pysprinter_http_requests_total counter\npysprinter_http_requests_total %" PRIu64 "\n"

@@ -47,6 +47,7 @@ struct Store {
         uint64_t wabsorbed;     /* unwaited writes callers committed or replaced (writer_main()) */
         usec_t wlinger;         /* store_writer_set_linger(); 0: STORE_LINGER_USEC */
         uint64_t commits;
+        uint64_t wcommits_journal, wcommits_lingered; /* store_commit_kinds(), under wlock */
         uint64_t widle_wakeups; /* store_writer_idle_wakeups() */
         unsigned wdrainers;     /* threads in drain_locked(), on wdone */
         unsigned wwaiting;      /* callers asleep in wait_done_locked() */

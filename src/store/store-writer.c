@@ -507,13 +507,17 @@ static usec_t first_lingered_locked(const Store *s) {
         return due;
 }
 
-/* With s->wlock held: whether the writer thread commits now: a write
- * lingered, or the journal's batch is due (its oldest record is
- * STORE_JOURNAL_LINGER_USEC old, or it holds STORE_JOURNAL_MAX_RECORDS). */
-static bool commit_due_locked(const Store *s, usec_t now) {
-        if (first_lingered_locked(s) <= now)
-                return true;
+/* With s->wlock held: whether the journal's batch is due (its oldest
+ * record is STORE_JOURNAL_LINGER_USEC old, or it holds
+ * STORE_JOURNAL_MAX_RECORDS). */
+static bool journal_due_locked(const Store *s, usec_t now) {
         return s->jqueued > 0 && (now - s->jsince >= journal_linger(s) || s->jqueued >= journal_max_records(s));
+}
+
+/* With s->wlock held: whether the writer thread commits now: a write
+ * lingered, or the journal's batch is due. */
+static bool commit_due_locked(const Store *s, usec_t now) {
+        return first_lingered_locked(s) <= now || journal_due_locked(s, now);
 }
 
 /* With s->wlock held: when the writer looks next, having committed nothing
@@ -550,7 +554,11 @@ static void *writer_main(void *p) {
                         break;
                 usec_t now = now_monotonic();
                 if (s->whead && !s->wleader && commit_due_locked(s, now)) {
+                        /* Counted by why (store_commit_kinds()): the
+                         * journal's batch, else a write that lingered. */
+                        uint64_t *kind = journal_due_locked(s, now) ? &s->wcommits_journal : &s->wcommits_lingered;
                         lead_locked(s, true);
+                        (*kind)++;
                         look = (WriterLook) { .period = linger(s), .absorbed = s->wabsorbed };
                         continue;
                 }
@@ -1226,6 +1234,15 @@ uint64_t store_commits(Store *s) {
         uint64_t n = s->commits;
         pthread_mutex_unlock(&s->lock);
         return n;
+}
+
+void store_commit_kinds(Store *s, StoreCommitKinds *ret) {
+        uint64_t all = store_commits(s);
+        pthread_mutex_lock(&s->wlock);
+        ret->journal = s->wcommits_journal;
+        ret->lingered = s->wcommits_lingered;
+        pthread_mutex_unlock(&s->wlock);
+        ret->other = all > ret->journal + ret->lingered ? all - ret->journal - ret->lingered : 0;
 }
 
 uint64_t store_writer_idle_wakeups(Store *s) {

@@ -58,6 +58,14 @@ typedef struct StoreCheckpointStats {
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
 uint64_t store_commits(Store *s);
+/* Of them, by why: the writer's thread for the journal's batch, the
+ * writer's thread for a write that lingered (a deferred submit, a start),
+ * and the rest (callers: waited writes, reads that commit what is
+ * pending, flushes). */
+typedef struct StoreCommitKinds {
+        uint64_t journal, lingered, other;
+} StoreCommitKinds;
+void store_commit_kinds(Store *s, StoreCommitKinds *ret);
 /* Times a caller waiting for its write woke while its write was still
  * pending behind another caller's commit, and slept again: a context
  * switch for nothing (tests, benchmarks). */
