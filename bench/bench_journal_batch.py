@@ -56,12 +56,12 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
 
 
-KINDS = ("journal", "lingered", "other")
+KINDS = ("journal", "lingered", "list", "other")
 
 
 def commit_kinds(port):
-    """pysprinter_store_commits_by_total{by=...} (round 18; None before)."""
-    return [B.metric(port, r'pysprinter_store_commits_by_total\{by="' + k + r'"\}') for k in KINDS]
+    """pysprinter_store_commits_by_total{by=...} (round 18; 0 before)."""
+    return [B.metric(port, r'pysprinter_store_commits_by_total\{by="' + k + r'"\}') or 0 for k in KINDS]
 
 
 def phase_bytes(p, port, route, tmp):
@@ -82,7 +82,7 @@ def phase_bytes(p, port, route, tmp):
           f"(WAL {per.get('store-writer', 0):.0f}, checkpoint {per.get('store-ckpt', 0):.0f}), "
           f"device {((d1 or 0) - (d0 or 0)) * 512 / n:.0f} B, store-writer CPU {(w1 - w0) / n / 1e3:.2f} us; "
           f"{commits / SECONDS:.1f} commits/s, {n / max(commits, 1):.0f} invokes a commit")
-    if None not in k0 + k1:
+    if any(k1):
         print("  commits/s by why: " + ", ".join(f"{k} {(b - a) / SECONDS:.1f}" for k, a, b in zip(KINDS, k0, k1)))
 
 
@@ -127,14 +127,18 @@ def phase_price(p, port, route, tmp):
     rid = run_id_of(body)
     out, stop = {"get": [], "list": []}, threading.Event()
     t = threading.Thread(target=reader, args=(port, stop, rid, out))
+    k0 = commit_kinds(port)
     t.start()
     rate, bad, p99, p50 = B.wrk(port, B.PATHS[route], SECONDS, 8)
     stop.set()
     t.join()
+    k1 = commit_kinds(port)
     hwm = re.search(r"VmHWM:\s+(\d+)", pathlib.Path(f"/proc/{p.pid}/status").read_text()).group(1)
     f = " ".join(f"{k} p50 {pct(v, .5):.2f} p99 {pct(v, .99):.2f} max {max(v, default=0):.2f} ms (n {len(v)});"
                  for k, v in out.items())
     print(f"price: {route} -c8 {rate:.0f}/s p99 {p99:.2f} ms; {f} daemon VmHWM {int(hwm) // 1024} MiB")
+    if any(k1):
+        print("  commits/s by why: " + ", ".join(f"{k} {(b - a) / SECONDS:.1f}" for k, a, b in zip(KINDS, k0, k1)))
 
 
 def phase_replay(build, p, port, route, tmp, env):

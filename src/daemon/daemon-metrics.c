@@ -93,12 +93,14 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                 store_commit_kinds(d->store, &k);
                 buf_printf(&b,
                            "# HELP pysprinter_store_commits_by_total The same transactions by why: the journal's "
-                           "batch, a write that lingered in the writer, a caller's (a waited write, a read).\n"
+                           "batch, a write that lingered in the writer, a list's (committed by the writer for "
+                           "it), a caller's (a waited write, a read).\n"
                            "# TYPE pysprinter_store_commits_by_total counter\n"
                            "pysprinter_store_commits_by_total{by=\"journal\"} %" PRIu64 "\n"
                            "pysprinter_store_commits_by_total{by=\"lingered\"} %" PRIu64 "\n"
+                           "pysprinter_store_commits_by_total{by=\"list\"} %" PRIu64 "\n"
                            "pysprinter_store_commits_by_total{by=\"other\"} %" PRIu64 "\n",
-                           k.journal, k.lingered, k.other);
+                           k.journal, k.lingered, k.settle, k.other);
         }
         buf_printf(&b,
                    "# HELP pysprinter_http_requests_total HTTP responses sent.\n"

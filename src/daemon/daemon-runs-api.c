@@ -254,9 +254,66 @@ static RunRecord **runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
         return m;
 }
 
-struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
+/* The answer of a list: v (taken), only the runs of status (NULL: all). */
+static struct MHD_Response *runs_list_json(const DaemonCall *call, RunRecord **v, size_t n, const char *status,
+                                           unsigned *ret_status) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                if (!status || (v[i]->status && streq(v[i]->status, status)))
+                        json_array_append_new(a, run_json(v[i], NULL));
+        run_record_list_free(v, n);
+        return daemon_call_json(call, 200, json_pack("{so}", "runs", a), ret_status);
+}
+
+/* A list waits for the journal's batch without its HTTP thread (round
+ * 18): the runs answered before it came are committed by the store's
+ * writer (store_runs_settle_ask()), which then kicks this key. */
+static char runs_settled_key;
+
+void daemon_runs_settled_kick(void *userdata) {
+        (void) userdata;
+        daemon_wait_kick(&runs_settled_key);
+}
+
+/* A list of runs (GET /v1/runs) as it stood when its request came: the
+ * runs in the daemon's hands then, and the ticket of the store's commit
+ * that holds every run answered before. */
+typedef struct RunsList {
+        size_t limit;
+        char *status;
+        RunRecord **f;
+        size_t nf;
+        uint64_t ticket;
+} RunsList;
+
+static void runs_list_free(void *p) {
+        RunsList *l = p;
+        run_record_list_free(l->f, l->nf);
+        free(l->status);
+        free(l);
+}
+
+static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+        RunsList *l = p;
+        Daemon *d = call->d;
+        if (why == DAEMON_WAKE_GONE)
+                return NULL;
+        if (why == DAEMON_WAKE_EVENT && !store_runs_settled(d->store, l->ticket))
+                return DAEMON_SUSPENDED;
         RunRecord **v = NULL;
-        size_t n = 0, limit = 100;
+        size_t n = 0;
+        /* Past the ticket (or given up waiting: it commits itself). */
+        int k = store_run_list_settled(d->store, l->ticket, call->tenant, l->limit, &v, &n);
+        if (k < 0)
+                return daemon_call_errno(call, k, "runs", ret_status);
+        v = runs_merge_in_flight(d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
+        l->nf = 0;
+        return runs_list_json(call, v, n, l->status, ret_status);
+}
+
+struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
+        Daemon *d = call->d;
+        size_t limit = 100;
         const char *l = daemon_call_query(call, "limit");
         if (l) {
                 char *end;
@@ -267,22 +324,20 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
                 limit = x;
         }
         const char *status = daemon_call_query(call, "status");
-        RunRecord **f = NULL;
-        size_t nf = 0;
-        if (!call->d->cluster && daemon_run_list_in_flight(call->d, call->tenant, &f, &nf) < 0)
-                nf = 0;
-        int k = daemon_run_record_list(call->d, call->tenant, limit, &v, &n);
-        if (k < 0) {
-                run_record_list_free(f, nf);
-                return daemon_call_errno(call, k, "runs", ret_status);
+        RunRecord **v = NULL, **f = NULL;
+        size_t n = 0, nf = 0;
+        if (d->cluster) {
+                int k = daemon_run_record_list(d, call->tenant, limit, &v, &n);
+                if (k < 0)
+                        return daemon_call_errno(call, k, "runs", ret_status);
+                return runs_list_json(call, v, n, status, ret_status);
         }
-        v = runs_merge_in_flight(call->d, f, nf, v, &n, limit);
-        json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-                if (!status || (v[i]->status && streq(v[i]->status, status)))
-                        json_array_append_new(a, run_json(v[i], NULL));
-        run_record_list_free(v, n);
-        return daemon_call_json(call, 200, json_pack("{so}", "runs", a), ret_status);
+        if (daemon_run_list_in_flight(d, call->tenant, &f, &nf) < 0)
+                nf = 0;
+        RunsList *w = xcalloc(1, sizeof(RunsList));
+        *w = (RunsList) { .limit = limit, .status = xstrdup_or_null(status), .f = f, .nf = nf,
+                          .ticket = store_runs_settle_ask(d->store) };
+        return daemon_call_wait(call, &runs_settled_key, 10 * USEC_PER_SEC, runs_list_then, w, runs_list_free);
 }
 
 struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_status) {

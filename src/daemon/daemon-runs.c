@@ -2131,6 +2131,8 @@ int daemon_runs_recover(Daemon *d) {
                 log_warn("the ended-runs journal could not be replayed (%s): kept for the next start, not used", strerror(-k));
         else if (replayed > 0)
                 log_info("%zu ended run(s) replayed from the ended-runs journal", replayed);
+        if (!d->cluster)
+                store_set_settled_hook(d->store, daemon_runs_settled_kick, NULL);
         k = run_queue_recover(d->queue, "the daemon stopped while this run was in flight", &v, &n, &lost);
         if (k < 0)
                 return k;

@@ -497,6 +497,9 @@ void daemon_run_cancel_id(Daemon *d, const char *id);
  * docs/api.md "Delivery"), the listing merges these
  * (daemon_api_runs_list()). Free with run_record_list_free(). */
 int daemon_run_list_in_flight(Daemon *d, const char *tenant, RunRecord ***ret, size_t *ret_n);
+/* The store's settled hook (store_set_settled_hook()): wakes the lists
+ * that wait for the journal's batch (daemon_api_runs_list()). */
+void daemon_runs_settled_kick(void *userdata);
 /* Number of runs executing or queued. */
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
 /* Waits for all runs to finish (SIGTERM drain), at most timeout. */

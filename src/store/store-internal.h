@@ -47,7 +47,11 @@ struct Store {
         uint64_t wabsorbed;     /* unwaited writes callers committed or replaced (writer_main()) */
         usec_t wlinger;         /* store_writer_set_linger(); 0: STORE_LINGER_USEC */
         uint64_t commits;
-        uint64_t wcommits_journal, wcommits_lingered; /* store_commit_kinds(), under wlock */
+        uint64_t wcommits_journal, wcommits_lingered, wcommits_settle; /* store_commit_kinds(), under wlock */
+        uint64_t wseq;          /* ops enqueued so far (their seq) */
+        uint64_t wsettle_want;  /* store_runs_settle_ask()'s ticket for the writer's thread; 0: none */
+        void (*wsettled_hook)(void *userdata); /* store_set_settled_hook() */
+        void *wsettled_data;
         uint64_t widle_wakeups; /* store_writer_idle_wakeups() */
         unsigned wdrainers;     /* threads in drain_locked(), on wdone */
         unsigned wwaiting;      /* callers asleep in wait_done_locked() */
@@ -341,6 +345,9 @@ uint64_t store_writer_yields(Store *s);
 /* Before a read of the runs table: the journaled runs committed, so that
  * the read sees them (store.h "the ended-runs journal"). */
 void store_runs_settle(Store *s);
+/* store_runs_settle() when ticket (store_runs_settle_ask()'s) is not
+ * settled yet (0: it is). */
+void store_runs_settle_through(Store *s, uint64_t ticket);
 /* store_runs_settle() for the reads of one run (id_prefix: its id or a
  * prefix): commits only when a write of such a run is pending, so that a
  * read of another run does not pay for the journal's batch (round 17). */

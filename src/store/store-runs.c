@@ -55,8 +55,8 @@ int store_run_find_idempotent(Store *s, const char *tenant, const char *key, use
         return r;
 }
 
-int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
-        store_runs_settle(s);
+/* The list, read as it is committed. */
+static int run_list_read(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
         sqlite3_stmt *st;
         store_lock(s);
         /* Both walk runs_tenant_created (there is no index on created
@@ -96,6 +96,17 @@ int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_
         *ret_records = v;
         *ret_n = n;
         return 0;
+}
+
+int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n) {
+        store_runs_settle(s);
+        return run_list_read(s, tenant, limit, ret_records, ret_n);
+}
+
+int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, size_t limit, RunRecord ***ret_records,
+                           size_t *ret_n) {
+        store_runs_settle_through(s, ticket);
+        return run_list_read(s, tenant, limit, ret_records, ret_n);
 }
 
 int store_runs_mark_lost(Store *s, const char *message) {

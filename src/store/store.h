@@ -63,7 +63,7 @@ uint64_t store_commits(Store *s);
  * and the rest (callers: waited writes, reads that commit what is
  * pending, flushes). */
 typedef struct StoreCommitKinds {
-        uint64_t journal, lingered, other;
+        uint64_t journal, lingered, settle, other; /* settle: store_runs_settle_ask()'s */
 } StoreCommitKinds;
 void store_commit_kinds(Store *s, StoreCommitKinds *ret);
 /* Times a caller waiting for its write woke while its write was still
@@ -108,6 +108,21 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
 #define STORE_JOURNAL_LINGER_USEC (50 * USEC_PER_MSEC)
 #define STORE_JOURNAL_MAX_RECORDS 512
 int store_journal_start(Store *s, bool journal, size_t *ret_replayed);
+/* A read of runs (a list) that can wait without its thread (an HTTP
+ * request): instead of committing the pending batch in that thread, ask
+ * the writer's thread to commit what is queued now, at normal priority
+ * (docs/performance.md round 18). ask returns a ticket, or 0: nothing to
+ * wait for (nothing journaled is pending; a store without a writer's
+ * thread has settled in the call); settled: whether everything queued up
+ * to ticket is committed (0: yes); the hook (set once, before
+ * serving) is called from the writer's thread after it committed for an
+ * ask. A read then passes the ticket to its *_settled() variant, which
+ * commits nothing more (it commits itself only when the ticket is not
+ * settled yet: a reader that gave up waiting). */
+uint64_t store_runs_settle_ask(Store *s);
+bool store_runs_settled(Store *s, uint64_t ticket);
+void store_set_settled_hook(Store *s, void (*fn)(void *userdata), void *userdata);
+
 /* How long the journal's records wait for their batch (0: the default);
  * tests hold it long to kill a process before its batch. */
 void store_journal_set_linger(Store *s, usec_t usec);
@@ -186,6 +201,9 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
 int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id);
 /* Most recent first. */
 int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n);
+/* The same after store_runs_settle_ask() (ticket: its answer). */
+int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, size_t limit, RunRecord ***ret_records,
+                           size_t *ret_n);
 void run_record_list_free(RunRecord **v, size_t n);
 /* Mark every queued/running run as lost (called at startup by the one
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */

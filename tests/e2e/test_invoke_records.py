@@ -187,3 +187,36 @@ def test_invokes_queued_behind_queued_ones_are_not_committed_before_they_run(tmp
         finally:
             release(gate, ts)
         all_answered(d, answers, 8)
+
+
+def test_a_list_during_load_shows_every_answered_invoke(tmp_path):
+    """Round 18: a list no longer commits the journal's batch in its HTTP
+    thread; it waits (without the thread) for the store's writer to commit
+    it (pysprinter_store_commits_by_total{by="list"}). Still, every invoke
+    answered before a list came is listed ended (read-your-writes), while
+    other invokes keep coming."""
+    with start_daemon(tmp_path).serving() as d:
+        deploy(d)
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                st, _ = d.call("POST", INVOKE, {"kwargs": {"n": 1}}, timeout=120)
+                assert st == 200
+
+        ts = [threading.Thread(target=load) for _ in range(4)]
+        for t in ts:
+            t.start()
+        try:
+            for i in range(30):
+                st, b = d.call("POST", INVOKE, {"kwargs": {"n": 1000 + i}})
+                assert st == 200 and b["result"] == 1000 + i, b
+                st, lst = d.call("GET", "/v1/runs?limit=10000")
+                assert st == 200, lst
+                status = {r["id"]: r["status"] for r in lst["runs"]}
+                assert status.get(b["id"]) == "succeeded", (i, status.get(b["id"]))
+        finally:
+            stop.set()
+            for t in ts:
+                t.join(120)
+        assert metric(d, 'pysprinter_store_commits_by_total{by="list"}') > 0

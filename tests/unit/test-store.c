@@ -3231,6 +3231,134 @@ static void test_get_of_another_run_leaves_the_batch_pending(void **state) {
         store_close(s);
 }
 
+/* ---- a synchronous run's submit rides with the journal's batch (round 18) ----
+ * Its caller has no id before its answer: a run that outlasts the
+ * writer's 2 ms linger no longer has its submit committed alone; it
+ * waits for the next commit (the journal's, under load), and at most the
+ * journal's linger. */
+
+static void test_outlasting_synchronous_runs_add_no_commits(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        store_journal_set_linger(s, 0);
+        store_writer_set_linger(s, 0);
+        uint64_t commits = store_commits(s);
+        usec_t t0 = now_monotonic();
+        int n = 0;
+        for (; now_monotonic() - t0 < 200 * USEC_PER_MSEC; n++) {
+                _cleanup_free_ char *id = xasprintf("jo%d", n);
+                submit_deferred(q, id, 10);
+                usleep(5 * 1000); /* outlasts the writer's linger */
+                RunRecord fin = ended(id, 20);
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        }
+        uint64_t during = store_commits(s) - commits;
+        print_message("%d runs of 5 ms in %llu ms: %llu commits\n", n,
+                      (unsigned long long) ((now_monotonic() - t0) / USEC_PER_MSEC), (unsigned long long) during);
+        assert_true(n >= 10);
+        /* The journal's batches only (one each 50 ms): base18 committed
+         * each run's submit alone, 2 ms after it. */
+        assert_true(during <= (now_monotonic() - t0) / STORE_JOURNAL_LINGER_USEC + 2);
+        assert_int_equal(store_flush(s), 0);
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *id = xasprintf("jo%d", i);
+                assert_ended_with_everything(s, id, 20);
+        }
+        run_queue_free(q);
+        store_close(s);
+}
+
+static void test_lone_synchronous_submit_waits_the_journals_linger(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        store_journal_set_linger(s, 0);
+        store_writer_set_linger(s, 0);
+        uint64_t commits = store_commits(s);
+        submit_deferred(q, "jl", 10);
+        usec_t queued = now_monotonic();
+        /* No read here: a read commits what is pending. */
+        while (store_commits(s) == commits) {
+                assert_true(now_monotonic() - queued < 10 * USEC_PER_SEC);
+                usleep(500);
+        }
+        usec_t waited = now_monotonic() - queued;
+        print_message("a lone synchronous run's submit committed after %.1f ms\n", (double) waited / USEC_PER_MSEC);
+        assert_true(waited >= STORE_JOURNAL_LINGER_USEC); /* base18: 2 ms */
+        assert_true(waited < USEC_PER_SEC);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, "jl");
+        assert_string_equal(r->status, "running");
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* ---- a list asks the writer's thread for the journal's batch (round 18) ----
+ * A list from an HTTP request commits nothing in its own thread: it asks,
+ * the writer's thread commits what was queued then (not lowered), calls
+ * the settled hook, and the list reads every run ended before it asked. */
+
+typedef struct {
+        pthread_t thread;
+        int policy;
+        atomic_uint commits, settled;
+} SettleSeen;
+
+static void settle_commit_seen(void *p) {
+        SettleSeen *w = p;
+        w->thread = pthread_self();
+        w->policy = sched_getscheduler(0);
+        w->commits++;
+}
+
+static void settle_hook_seen(void *p) {
+        SettleSeen *w = p;
+        w->settled++;
+}
+
+static void test_list_asks_the_writers_thread_for_the_batch(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s); /* nothing commits by itself */
+        SettleSeen seen = {};
+        store_set_settled_hook(s, settle_hook_seen, &seen);
+        end_deferred(q, "js", 0, 3);
+        store_writer_set_commit_hook(s, settle_commit_seen, &seen);
+        uint64_t ticket = store_runs_settle_ask(s);
+        assert_true(ticket > 0);
+        for (int i = 0; i < 5000 && !store_runs_settled(s, ticket); i++)
+                usleep(1000);
+        assert_true(store_runs_settled(s, ticket));
+        /* One commit, by another thread (the writer's), not lowered to
+         * SCHED_IDLE as the writer's own batches are; then the hook. */
+        assert_int_equal(seen.commits, 1);
+        assert_false(pthread_equal(seen.thread, pthread_self()));
+        assert_int_not_equal(seen.policy, SCHED_IDLE);
+        for (int i = 0; i < 5000 && seen.settled == 0; i++)
+                usleep(1000);
+        assert_int_equal(seen.settled, 1);
+        assert_int_equal(store_journal_pending(s), 0);
+        /* Ends journaled after the ask: the list reads what it asked for
+         * and commits nothing more (they wait for their own batch). */
+        end_deferred(q, "jt", 0, 2);
+        uint64_t commits = store_commits(s);
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list_settled(s, ticket, NULL, 100, &v, &n), 0);
+        assert_int_equal(store_commits(s), commits);
+        assert_int_equal(store_journal_pending(s), 2);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < n; i++)
+                assert_string_equal(v[i]->status, "succeeded");
+        run_record_list_free(v, n);
+        /* Nothing journaled pending: nothing to wait for. */
+        assert_int_equal(store_flush(s), 0);
+        assert_int_equal(store_runs_settle_ask(s), 0);
+        store_writer_set_commit_hook(s, NULL, NULL);
+        run_queue_free(q);
+        store_close(s);
+}
+
 /* ---- a run's end does not wait for the writer's batch (round 13) ----
  * The run watcher ends every warm invoke; at wrk -c8 it slept up to 15 ms
  * in the finish until the batch under way committed, when that batch held
@@ -4253,6 +4381,9 @@ int main(void) {
                 cmocka_unit_test(test_journal_batch_holds_its_records_until_full),
                 cmocka_unit_test(test_journal_batch_waits_its_linger),
                 cmocka_unit_test(test_get_of_another_run_leaves_the_batch_pending),
+                cmocka_unit_test(test_outlasting_synchronous_runs_add_no_commits),
+                cmocka_unit_test(test_lone_synchronous_submit_waits_the_journals_linger),
+                cmocka_unit_test(test_list_asks_the_writers_thread_for_the_batch),
                 cmocka_unit_test(test_end_does_not_wait_for_the_batch_holding_its_run),
                 cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
                 cmocka_unit_test(test_backup_holds_the_runs_only_in_the_journal),
