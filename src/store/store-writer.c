@@ -468,17 +468,37 @@ static bool only_claimed_queued_locked(const Store *s) {
         return true;
 }
 
-/* With s->wlock held: until everything queued is committed (a claimed
- * op once its finish let it go). */
-static void drain_locked(Store *s) {
-        while (s->whead || s->wleader) {
+/* With s->wlock held: whether every op enqueued up to ticket (its seq) is
+ * committed: none of them queued or in the commit under way. */
+static bool settled_locked(const Store *s, uint64_t ticket) {
+        for (const StoreOp *l[] = { s->whead, s->wbatch }, **i = l; i < l + 2; i++)
+                for (const StoreOp *o = *i; o; o = o->next)
+                        if (o->seq <= ticket)
+                                return false;
+        return true;
+}
+
+/* With s->wlock held: until every op enqueued up to ticket is committed
+ * (a claimed op once its finish let it go), taking along whatever else
+ * is queued. Returns the commits it led. */
+static unsigned commit_through_locked(Store *s, uint64_t ticket) {
+        unsigned led = 0;
+        while (s->wleader || !settled_locked(s, ticket)) {
                 if (s->wleader)
                         wait_no_leader_locked(s);
                 else if (s->wclaimed > 0 && only_claimed_queued_locked(s))
                         wait_wdone_locked(s);
-                else
+                else {
                         lead_locked(s, false);
+                        led++;
+                }
         }
+        return led;
+}
+
+/* With s->wlock held: until everything queued is committed. */
+static void drain_locked(Store *s) {
+        (void) commit_through_locked(s, UINT64_MAX);
 }
 
 /* The writes nobody waits for: once the oldest pending write has lingered
@@ -562,32 +582,13 @@ static usec_t next_look(Store *s, WriterLook *l, usec_t now) {
  * waits without its thread, and the writer's thread commits what was
  * queued at the ask, at normal priority, then calls the settled hook. */
 
-/* With s->wlock held: whether every op enqueued up to ticket is
- * committed (none of them queued or in the commit under way). */
-static bool settled_locked(const Store *s, uint64_t ticket) {
-        for (const StoreOp *l[] = { s->whead, s->wbatch }, **i = l; i < l + 2; i++)
-                for (const StoreOp *o = *i; o; o = o->next)
-                        if (o->seq <= ticket)
-                                return false;
-        return true;
-}
-
 /* With s->wlock held, in the writer's thread: commits what was queued up
- * to the asked ticket (as drain_locked(), but not what comes after: a
- * load keeps queueing), at normal priority (lead_locked(s, false) is not
- * lowered), then tells the readers. */
+ * to the asked ticket (not what comes after: a load keeps queueing), at
+ * normal priority (lead_locked(s, false) is not lowered), then tells the
+ * readers. */
 static void settle_locked(Store *s) {
         uint64_t ticket = s->wsettle_want;
-        while (!settled_locked(s, ticket) && !s->wstop) {
-                if (s->wleader)
-                        wait_no_leader_locked(s);
-                else if (s->wclaimed > 0 && only_claimed_queued_locked(s))
-                        wait_wdone_locked(s);
-                else {
-                        lead_locked(s, false);
-                        s->wcommits_settle++;
-                }
-        }
+        s->wcommits_settle += commit_through_locked(s, ticket);
         if (s->wsettle_want == ticket)
                 s->wsettle_want = 0;
         void (*hook)(void *) = s->wsettled_hook;
@@ -608,9 +609,12 @@ uint64_t store_runs_settle_ask(Store *s) {
         if (writer && __atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0 && !settled_locked(s, s->wseq))
                 ticket = s->wsettle_want = s->wseq;
         pthread_mutex_unlock(&s->wlock);
-        if (ticket)
+        if (ticket) {
                 pthread_cond_signal(&s->wcond);
-        else if (!writer)
+                /* Its lowered batch under way holds what the reader waits
+                 * for, as a waiting caller would raise it. */
+                store_writer_raise(s);
+        } else if (!writer)
                 /* No writer's thread to ask (none yet, or closing). */
                 store_runs_settle(s);
         return ticket;
