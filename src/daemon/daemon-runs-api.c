@@ -219,7 +219,6 @@ static RunRecord **runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
         }
         RunRecord **m = xcalloc(*n + nf + 1, sizeof(RunRecord *));
         size_t k = 0;
-        bool revealed = false;
         for (size_t i = 0; i < *n; i++)
                 m[k++] = v[i];
         free(v);
@@ -232,10 +231,11 @@ static RunRecord **runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
                         /* Its id is shown now: committed first, as the
                          * 202 of a timed-out wait does (Delivery: a run
                          * whose id was shown ends in a terminal state
-                         * after a crash). One flush for all of them: what
-                         * is queued goes with it. */
-                        if (!revealed)
-                                revealed = run_queue_reveal(d->queue, f[j]->id) >= 0;
+                         * after a crash). A commit only when its write is
+                         * still queued (it may be committed and beyond the
+                         * limit): the first such commit takes the others'
+                         * along. */
+                        (void) run_queue_reveal(d->queue, f[j]->id);
                         m[k++] = TAKE_PTR(f[j]);
                         continue;
                 }

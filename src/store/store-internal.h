@@ -352,6 +352,11 @@ void store_runs_settle_through(Store *s, uint64_t ticket);
  * prefix): commits only when a write of such a run is pending, so that a
  * read of another run does not pay for the journal's batch (round 17). */
 void store_run_settle(Store *s, const char *id_prefix);
+/* Before a deferred run's id is shown: commits what is queued when a
+ * write of run id is pending (its deferred submit), else nothing (its
+ * record is committed: a list during a load found most of the runs it
+ * shows so, and committed the journal's batch for each, round 18). */
+int store_run_reveal(Store *s, const char *id);
 /* WAL checkpoints in a thread of their own, not in a commit
  * (store-checkpoint.c); path: the database file. Stop before closing the
  * write connection. */

@@ -164,8 +164,7 @@ static int sq_submit_deferred(RunQueue *q, const RunRecord *r, const char *reque
 
 /* Before a deferred run's id is shown: its record committed. */
 static int sq_reveal(RunQueue *q, const char *id) {
-        (void) id; /* whatever is queued goes with it: a rare path */
-        return store_flush(store_of(q));
+        return store_run_reveal(store_of(q), id);
 }
 
 /* One UPDATE … RETURNING: a run another path ended (a cancel) does not

@@ -962,15 +962,22 @@ static bool run_prefix_write_pending_locked(const Store *s, const char *prefix) 
         return false;
 }
 
+static bool run_prefix_write_pending(Store *s, const char *prefix) {
+        pthread_mutex_lock(&s->wlock);
+        bool pending = run_prefix_write_pending_locked(s, prefix);
+        pthread_mutex_unlock(&s->wlock);
+        return pending;
+}
+
 void store_run_settle(Store *s, const char *id_prefix) {
         assert(id_prefix);
-        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) == 0)
-                return;
-        pthread_mutex_lock(&s->wlock);
-        bool pending = run_prefix_write_pending_locked(s, id_prefix);
-        pthread_mutex_unlock(&s->wlock);
-        if (pending)
+        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0 && run_prefix_write_pending(s, id_prefix))
                 (void) store_flush(s);
+}
+
+int store_run_reveal(Store *s, const char *id) {
+        assert(id);
+        return run_prefix_write_pending(s, id) ? store_flush(s) : 0;
 }
 
 /* Whether a fence (fence_sql: a SELECT of the row id with attempt as ?2,

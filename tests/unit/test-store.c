@@ -3359,6 +3359,28 @@ static void test_list_asks_the_writers_thread_for_the_batch(void **state) {
         store_close(s);
 }
 
+/* A reveal commits only when the run's write is still queued: a list
+ * during a load shows runs whose records are committed (beyond its limit,
+ * or committed for its ask) and committed the journal's batch for each. */
+static void test_reveal_of_a_committed_run_commits_nothing(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = journaling_queue(s);
+        submit_sync(q, "rv-old", 5, false); /* committed */
+        end_deferred(q, "rvj", 0, 3);
+        uint64_t commits = store_commits(s);
+        assert_int_equal(run_queue_reveal(q, "rv-old"), 0);
+        assert_int_equal(store_commits(s), commits);
+        assert_int_equal(store_journal_pending(s), 3);
+        submit_deferred(q, "rv-new", 10);
+        assert_int_equal(run_queue_reveal(q, "rv-new"), 0);
+        assert_true(store_commits(s) > commits);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, "rv-new");
+        assert_string_equal(r->status, "running");
+        run_queue_free(q);
+        store_close(s);
+}
+
 /* ---- a run's end does not wait for the writer's batch (round 13) ----
  * The run watcher ends every warm invoke; at wrk -c8 it slept up to 15 ms
  * in the finish until the batch under way committed, when that batch held
@@ -4384,6 +4406,7 @@ int main(void) {
                 cmocka_unit_test(test_outlasting_synchronous_runs_add_no_commits),
                 cmocka_unit_test(test_lone_synchronous_submit_waits_the_journals_linger),
                 cmocka_unit_test(test_list_asks_the_writers_thread_for_the_batch),
+                cmocka_unit_test(test_reveal_of_a_committed_run_commits_nothing),
                 cmocka_unit_test(test_end_does_not_wait_for_the_batch_holding_its_run),
                 cmocka_unit_test(test_end_beside_a_batch_survives_a_crash_at_each_point),
                 cmocka_unit_test(test_backup_holds_the_runs_only_in_the_journal),
