@@ -94,7 +94,8 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * that batch (the whole ended row, or its start and end in one fenced
  * UPDATE): no finish sleeps for a commit under way (round 13).
  * This process's reads of runs (store_run_get, lists, ...) see a
- * journaled run at once (they commit the pending batch first); another
+ * journaled run at once (they commit the pending batch first, or a list
+ * asks the writer's thread to: store_runs_settle_ask() below); another
  * process sees it once its batch is committed (~50 ms).
  *
  * Only the process that owns the home's runs journals and replays: the
@@ -237,7 +238,9 @@ int store_runs_mark_orphaned(Store *s, const char *message);
  *            with its end (a synchronous invoke): not waited for. Its
  *            finish, while the write is still queued, replaces it by one
  *            INSERT of the ended record; else the write commits as
- *            submit's after the writer's linger (docs/api.md "Delivery":
+ *            submit's with the next commit after the writer's linger, at
+ *            the latest the journal's linger after it (store-writer.c
+ *            op_commit_after(); docs/api.md "Delivery":
  *            a crash before either loses a run nobody has an id of);
  *   reveal   before anything shows a deferred run's id (a 202, a 504 with
  *            its request id): its record is made durable;
