@@ -3237,6 +3237,14 @@ static void test_get_of_another_run_leaves_the_batch_pending(void **state) {
  * waits for the next commit (the journal's, under load), and at most the
  * journal's linger. */
 
+/* Run id is committed running; then q and s closed. */
+static void assert_running_then_close(Store *s, RunQueue *q, const char *id) {
+        _cleanup_(run_record_freep) RunRecord *r = get(s, id);
+        assert_string_equal(r->status, "running");
+        run_queue_free(q);
+        store_close(s);
+}
+
 static void test_outlasting_synchronous_runs_add_no_commits(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
@@ -3287,10 +3295,7 @@ static void test_lone_synchronous_submit_waits_the_journals_linger(void **state)
         print_message("a lone synchronous run's submit committed after %.1f ms\n", (double) waited / USEC_PER_MSEC);
         assert_true(waited >= STORE_JOURNAL_LINGER_USEC); /* base18: 2 ms */
         assert_true(waited < USEC_PER_SEC);
-        _cleanup_(run_record_freep) RunRecord *r = get(s, "jl");
-        assert_string_equal(r->status, "running");
-        run_queue_free(q);
-        store_close(s);
+        assert_running_then_close(s, q, "jl");
 }
 
 /* ---- a list asks the writer's thread for the journal's batch (round 18) ----
@@ -3375,10 +3380,7 @@ static void test_reveal_of_a_committed_run_commits_nothing(void **state) {
         submit_deferred(q, "rv-new", 10);
         assert_int_equal(run_queue_reveal(q, "rv-new"), 0);
         assert_true(store_commits(s) > commits);
-        _cleanup_(run_record_freep) RunRecord *r = get(s, "rv-new");
-        assert_string_equal(r->status, "running");
-        run_queue_free(q);
-        store_close(s);
+        assert_running_then_close(s, q, "rv-new");
 }
 
 /* ---- a run's end does not wait for the writer's batch (round 13) ----
