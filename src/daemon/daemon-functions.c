@@ -290,20 +290,22 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
 
 /* GET /v1/functions/{name}/runs[?limit=N]: its runs, newest first (the
  * function need not exist any more: its runs do). */
-struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *ret_status) {
-        const char *name = call->seg[2], *l = daemon_call_query(call, "limit");
-        unsigned long long limit = 20;
-        if (l) {
-                char *end;
-                limit = strtoull(l, &end, 10);
-                if (*end || limit == 0 || limit > 1000)
-                        return daemon_call_error(call, 400, "bad_request", ret_status,
-                                                 "query 'limit' must be an integer in 1..1000");
-        }
-        if (!function_name_is_valid(name))
-                return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+typedef struct FunctionRuns {
+        char *name;
+        size_t limit;
+} FunctionRuns;
+
+static void function_runs_free(void *p) {
+        FunctionRuns *f = p;
+        free(f->name);
+        free(f);
+}
+
+static struct MHD_Response *function_runs_then(const DaemonCall *call, void *p, uint64_t ticket,
+                                               unsigned *ret_status) {
+        FunctionRuns *f = p;
         char **ids = NULL;
-        int k = store_function_run_ids(call->d->store, call->tenant, name, limit, &ids);
+        int k = store_function_run_ids_settled(call->d->store, ticket, call->tenant, f->name, f->limit, &ids);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
         json_t *a = json_array();
@@ -321,6 +323,23 @@ struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *
         }
         strv_free(ids);
         return daemon_call_json(call, 200, json_pack("{s:o}", "runs", a), ret_status);
+}
+
+struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2], *l = daemon_call_query(call, "limit");
+        unsigned long long limit = 20;
+        if (l) {
+                char *end;
+                limit = strtoull(l, &end, 10);
+                if (*end || limit == 0 || limit > 1000)
+                        return daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "query 'limit' must be an integer in 1..1000");
+        }
+        if (!function_name_is_valid(name))
+                return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+        FunctionRuns *f = xcalloc(1, sizeof(FunctionRuns));
+        *f = (FunctionRuns) { .name = xstrdup(name), .limit = limit };
+        return daemon_call_after_settle(call, function_runs_then, f, function_runs_free);
 }
 
 /* The function's deploy-time limits, overridden field by field by the

@@ -265,9 +265,9 @@ static struct MHD_Response *runs_list_json(const DaemonCall *call, RunRecord **v
         return daemon_call_json(call, 200, json_pack("{so}", "runs", a), ret_status);
 }
 
-/* A list waits for the journal's batch without its HTTP thread (round
- * 18): the runs answered before it came are committed by the store's
- * writer (store_runs_settle_ask()), which then kicks this key. */
+/* A read of runs waits for the journal's batch without its HTTP thread
+ * (round 18): the runs answered before it came are committed by the
+ * store's writer (store_runs_settle_ask()), which then kicks this key. */
 static char runs_settled_key;
 
 void daemon_runs_settled_kick(void *userdata) {
@@ -275,15 +275,47 @@ void daemon_runs_settled_kick(void *userdata) {
         daemon_wait_kick(&runs_settled_key);
 }
 
+typedef struct SettledRead {
+        uint64_t ticket;
+        DaemonSettledThen *then;
+        void *state;
+        void (*state_free)(void *);
+} SettledRead;
+
+static void settled_read_free(void *p) {
+        SettledRead *r = p;
+        if (r->state_free)
+                r->state_free(r->state);
+        free(r);
+}
+
+static struct MHD_Response *settled_read_then(const DaemonCall *call, void *p, DaemonWake why,
+                                              unsigned *ret_status) {
+        SettledRead *r = p;
+        if (why == DAEMON_WAKE_GONE)
+                return NULL;
+        if (why == DAEMON_WAKE_EVENT && !store_runs_settled(call->d->store, r->ticket))
+                return DAEMON_SUSPENDED;
+        /* Past the ticket (or given up waiting: the read commits itself). */
+        return r->then(call, r->state, r->ticket, ret_status);
+}
+
+struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSettledThen *then, void *state,
+                                              void (*state_free)(void *)) {
+        SettledRead *r = xcalloc(1, sizeof(SettledRead));
+        *r = (SettledRead) { .ticket = store_runs_settle_ask(call->d->store), .then = then, .state = state,
+                             .state_free = state_free };
+        return daemon_call_wait(call, &runs_settled_key, 10 * USEC_PER_SEC, settled_read_then, r, settled_read_free);
+}
+
 /* A list of runs (GET /v1/runs) as it stood when its request came: the
- * runs in the daemon's hands then, and the ticket of the store's commit
- * that holds every run answered before. */
+ * runs in the daemon's hands then (the store's read follows the ticket
+ * that holds every run answered before). */
 typedef struct RunsList {
         size_t limit;
         char *status;
         RunRecord **f;
         size_t nf;
-        uint64_t ticket;
 } RunsList;
 
 static void runs_list_free(void *p) {
@@ -293,20 +325,14 @@ static void runs_list_free(void *p) {
         free(l);
 }
 
-static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint64_t ticket, unsigned *ret_status) {
         RunsList *l = p;
-        Daemon *d = call->d;
-        if (why == DAEMON_WAKE_GONE)
-                return NULL;
-        if (why == DAEMON_WAKE_EVENT && !store_runs_settled(d->store, l->ticket))
-                return DAEMON_SUSPENDED;
         RunRecord **v = NULL;
         size_t n = 0;
-        /* Past the ticket (or given up waiting: it commits itself). */
-        int k = store_run_list_settled(d->store, l->ticket, call->tenant, l->limit, &v, &n);
+        int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
-        v = runs_merge_in_flight(d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
+        v = runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
         l->nf = 0;
         return runs_list_json(call, v, n, l->status, ret_status);
 }
@@ -335,9 +361,8 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         if (daemon_run_list_in_flight(d, call->tenant, &f, &nf) < 0)
                 nf = 0;
         RunsList *w = xcalloc(1, sizeof(RunsList));
-        *w = (RunsList) { .limit = limit, .status = xstrdup_or_null(status), .f = f, .nf = nf,
-                          .ticket = store_runs_settle_ask(d->store) };
-        return daemon_call_wait(call, &runs_settled_key, 10 * USEC_PER_SEC, runs_list_then, w, runs_list_free);
+        *w = (RunsList) { .limit = limit, .status = xstrdup_or_null(status), .f = f, .nf = nf };
+        return daemon_call_after_settle(call, runs_list_then, w, runs_list_free);
 }
 
 struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_status) {

@@ -497,8 +497,8 @@ void daemon_run_cancel_id(Daemon *d, const char *id);
  * docs/api.md "Delivery"), the listing merges these
  * (daemon_api_runs_list()). Free with run_record_list_free(). */
 int daemon_run_list_in_flight(Daemon *d, const char *tenant, RunRecord ***ret, size_t *ret_n);
-/* The store's settled hook (store_set_settled_hook()): wakes the lists
- * that wait for the journal's batch (daemon_api_runs_list()). */
+/* The store's settled hook (store_set_settled_hook()): wakes the reads
+ * that wait for the journal's batch (daemon_call_after_settle()). */
 void daemon_runs_settled_kick(void *userdata);
 /* Number of runs executing or queued. */
 void daemon_run_counts(Daemon *d, unsigned *ret_running, unsigned *ret_queued);
@@ -789,6 +789,17 @@ extern char daemon_suspended_tag;
 #define DAEMON_SUSPENDED ((struct MHD_Response *) (void *) &daemon_suspended_tag)
 struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, usec_t timeout, DaemonWaitThen *then,
                                       void *state, void (*state_free)(void *));
+/* A handler's read of runs after the store's writer committed what was
+ * pending when the request came (store_runs_settle_ask()), waited for
+ * without the HTTP thread: then(call, state, ticket, ret_status) answers,
+ * reading with the store's *_settled() calls and that ticket (docs/api.md
+ * "Delivery": every run answered before the request is read ended).
+ * state_free(state) when the request ends (a cluster's daemon, which
+ * journals nothing, reads at once). */
+typedef struct MHD_Response *DaemonSettledThen(const DaemonCall *call, void *state, uint64_t ticket,
+                                               unsigned *ret_status);
+struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSettledThen *then, void *state,
+                                              void (*state_free)(void *));
 
 /* Adds NULL-terminated name/value pairs (a NULL value is skipped). */
 void daemon_response_headers(struct MHD_Response *resp, const char *const *headers);

@@ -845,3 +845,6 @@ int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_
 /* The ids of the runs of tenant's deployed function name, newest first, at
  * most limit (a NULL-terminated strv, NULL when none). */
 int store_function_run_ids(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);
+/* The same after store_runs_settle_ask() (ticket: its answer). */
+int store_function_run_ids_settled(Store *s, uint64_t ticket, const char *tenant, const char *name, size_t limit,
+                                   char ***ret);

@@ -190,9 +190,10 @@ def test_invokes_queued_behind_queued_ones_are_not_committed_before_they_run(tmp
 
 
 def test_a_list_during_load_shows_every_answered_invoke(tmp_path):
-    """Round 18: a list no longer commits the journal's batch in its HTTP
-    thread; it waits (without the thread) for the store's writer to commit
-    it (pysprinter_store_commits_by_total{by="list"}). Still, every invoke
+    """Round 18: a list (GET /v1/runs, a function's runs) no longer commits
+    the journal's batch in its HTTP thread; it waits (without the thread)
+    for the store's writer to commit it
+    (pysprinter_store_commits_by_total{by="list"}). Still, every invoke
     answered before a list came is listed ended (read-your-writes), while
     other invokes keep coming."""
     with start_daemon(tmp_path).serving() as d:
@@ -214,6 +215,11 @@ def test_a_list_during_load_shows_every_answered_invoke(tmp_path):
                 st, lst = d.call("GET", "/v1/runs?limit=10000")
                 assert st == 200, lst
                 status = {r["id"]: r["status"] for r in lst["runs"]}
+                assert status.get(b["id"]) == "succeeded", (i, status.get(b["id"]))
+                # The function's runs wait the same way.
+                st, fr = d.call("GET", "/v1/functions/fn/runs?limit=1000")
+                assert st == 200, fr
+                status = {r["id"]: r["status"] for r in fr["runs"]}
                 assert status.get(b["id"]) == "succeeded", (i, status.get(b["id"]))
         finally:
             stop.set()
