@@ -2910,6 +2910,15 @@ static RunQueue *journaling_queue(Store *s) {
         return q;
 }
 
+/* The same with the default lingers (the writer's 2 ms, the journal's
+ * 50 ms): the writer's thread commits by itself. */
+static RunQueue *journaling_queue_default_lingers(Store *s) {
+        RunQueue *q = journaling_queue(s);
+        store_journal_set_linger(s, 0);
+        store_writer_set_linger(s, 0);
+        return q;
+}
+
 /* n synchronous runs ended through the journal: submitted deferred and
  * finished, every other one through the run watcher's held finishes;
  * every third one's submit committed first (a run that outlived the
@@ -3186,11 +3195,9 @@ static void test_journal_batch_holds_its_records_until_full(void **state) {
 static void test_journal_batch_waits_its_linger(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
-        RunQueue *q = journaling_queue(s);
         /* The defaults: the writer looks every few ms (an hour's linger
          * would leave it asleep past the journal's time). */
-        store_journal_set_linger(s, 0);
-        store_writer_set_linger(s, 0);
+        RunQueue *q = journaling_queue_default_lingers(s);
         uint64_t commits = store_commits(s);
         usec_t t0 = now_monotonic();
         end_deferred(q, "jw", 0, 5);
@@ -3248,9 +3255,7 @@ static void assert_running_then_close(Store *s, RunQueue *q, const char *id) {
 static void test_outlasting_synchronous_runs_add_no_commits(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
-        RunQueue *q = journaling_queue(s);
-        store_journal_set_linger(s, 0);
-        store_writer_set_linger(s, 0);
+        RunQueue *q = journaling_queue_default_lingers(s);
         uint64_t commits = store_commits(s);
         usec_t t0 = now_monotonic();
         int n = 0;
@@ -3280,9 +3285,7 @@ static void test_outlasting_synchronous_runs_add_no_commits(void **state) {
 static void test_lone_synchronous_submit_waits_the_journals_linger(void **state) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
-        RunQueue *q = journaling_queue(s);
-        store_journal_set_linger(s, 0);
-        store_writer_set_linger(s, 0);
+        RunQueue *q = journaling_queue_default_lingers(s);
         uint64_t commits = store_commits(s);
         submit_deferred(q, "jl", 10);
         usec_t queued = now_monotonic();
