@@ -293,8 +293,8 @@ static int wal_frames(Store *s, int log) {
  * at a granularity of ~100 ms (docs/performance.md "an even write
  * stream"). Now each tick (STORE_CKPT_TICK_USEC) writes back the WAL's
  * new frames and a share of the database pages that follows the append
- * rate: the pass's pages spread over three quarters of the frames until
- * the next pass is due (pass_due()), so that the walk ends before it, and at least
+ * rate: the pass's pages spread over three quarters of the frames it
+ * copied, so that the walk ends before the next pass is due, and at least
  * STORE_CKPT_DB_MIN_PAGES a tick so that it ends when the commits stop.
  * The thread ticks only while such pages are left: none at idle. Only
  * this thread writes them: no commit waits, and the WAL-restarting pass
@@ -340,7 +340,7 @@ static void pace_db(Store *s, uint64_t floor, bool restarting) {
         int frames = wal_frames(s, 0);
         int appended = frames >= s->cdb_frames ? frames - s->cdb_frames : frames;
         s->cdb_frames = frames;
-        uint64_t spread = (uint64_t) pass_due(frames) * 3 / 4;
+        uint64_t spread = s->cdb_spread > 0 ? (uint64_t) s->cdb_spread : STORE_CKPT_PAGES * 3 / 4;
         uint64_t budget = MAX(floor, (s->cdb_total * (uint64_t) appended + spread - 1) / spread);
         if (restarting)
                 budget = frames >= STORE_CKPT_LATE_PAGES ? UINT64_MAX : MAX(budget, 2 * (uint64_t) appended);
@@ -516,6 +516,10 @@ static void checkpoint_once(Store *s) {
         write_back_wal(s);
         pthread_mutex_lock(&s->clock);
         int done = s->cdone;
+        /* Its pages written back over three quarters of as many frames
+         * as it copies: at the rate the commits made them, whether the
+         * pass copies 4000 frames or, near the cap, 1000. */
+        s->cdb_spread = MAX(s->cframes - (done <= s->cframes ? done : 0), STORE_CKPT_NEAR_PAGES) * 3 / 4;
         pthread_mutex_unlock(&s->clock);
         int rc = passive(s, &log, &ckpt);
         /* The WAL as the last commit left it (frames came in during the
