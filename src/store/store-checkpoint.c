@@ -72,13 +72,39 @@
  * restart it: each time the writers wait for one short checkpoint, so
  * rarely (an invoke writes ~25 frames: once per ~640 invokes). */
 #define STORE_CKPT_CAP_PAGES 16000
-/* The tail worth holding the writers off for. */
+/* The tail worth holding the writers off for, and the most passes the
+ * restart runs to shrink the tail to it. Not larger (round 18): a
+ * backstop that copied ~900 frames held the writers off long enough to
+ * put the p99 of 20 s at wrk -c8 at 12-25 ms. */
 #define STORE_CKPT_TAIL_PAGES 256
+#define STORE_CKPT_TAIL_PASSES 4
 /* The backstop: a WAL this large means the thread cannot keep up (syncs
  * slowed by other I/O, a writer faster than the disk): the next commit
  * checkpoints first, in its own thread, as SQLite's automatic checkpoint
  * did, so the WAL stays bounded whatever the load. */
 #define STORE_CKPT_HARD_PAGES (2 * STORE_CKPT_CAP_PAGES)
+/* Near the cap (its last STORE_CKPT_PAGES frames) a pass every this
+ * many frames instead (round 18). The restart writes back the pages of
+ * the pass that reached the cap at two per appended frame, so that its
+ * tail passes copy fewer frames each, then has the backstop copy the
+ * rest: after a pass of 4000 frames (~11 MiB of pages at wrk -c8) that
+ * was ~2 s at twice the daemon's mean write rate and up to four tail
+ * passes back to back, ~30 MiB and ~7 flushes in the 3 s around each
+ * restart, the burst the host paused the VM for (docs/performance.md
+ * "the WAL's restart without a burst"). A pass per 1000 frames near the
+ * cap leaves ~1000 frames' pages, written back at the append rate like
+ * any pass's, and the tail after the restart's short drain is near the
+ * backstop's already. The WAL's bound is unchanged (the same cap); the
+ * cost, three more passes per restart, each a WAL sync and often a
+ * database sync, spread ~1 s apart at wrk -c8. */
+#define STORE_CKPT_NEAR_PAGES 1000
+
+/* Frames committed since the last pass that call for the next one, with
+ * the WAL at `frames`. */
+static int pass_due(int frames) {
+        return frames >= STORE_CKPT_CAP_PAGES - STORE_CKPT_PAGES ? STORE_CKPT_NEAR_PAGES : STORE_CKPT_PAGES;
+}
+
 /* Behind: the idle-priority passes leave this many frames uncopied (no
  * idle CPU to run them), or the WAL outgrew the cap by a quarter (its
  * restart is late). Then normal priority until it has caught up: the
@@ -267,14 +293,13 @@ static int wal_frames(Store *s, int log) {
  * at a granularity of ~100 ms (docs/performance.md "an even write
  * stream"). Now each tick (STORE_CKPT_TICK_USEC) writes back the WAL's
  * new frames and a share of the database pages that follows the append
- * rate: the pass's pages spread over the next STORE_CKPT_DB_SPREAD
- * frames, so that the walk ends before the next pass is due, and at least
+ * rate: the pass's pages spread over three quarters of the frames it
+ * copied, so that the walk ends before the next pass is due, and at least
  * STORE_CKPT_DB_MIN_PAGES a tick so that it ends when the commits stop.
  * The thread ticks only while such pages are left: none at idle. Only
  * this thread writes them: no commit waits, and the WAL-restarting pass
  * still finds them on disk (restart_when_written()). */
 #define STORE_CKPT_TICK_USEC (50 * USEC_PER_MSEC)
-#define STORE_CKPT_DB_SPREAD (STORE_CKPT_PAGES * 3 / 4)
 #define STORE_CKPT_DB_MIN_PAGES 16
 /* The walk's step, and the clean span it skips in one look. */
 #define STORE_CKPT_DB_STEP (64 * 1024)
@@ -315,7 +340,8 @@ static void pace_db(Store *s, uint64_t floor, bool restarting) {
         int frames = wal_frames(s, 0);
         int appended = frames >= s->cdb_frames ? frames - s->cdb_frames : frames;
         s->cdb_frames = frames;
-        uint64_t budget = MAX(floor, (s->cdb_total * (uint64_t) appended + STORE_CKPT_DB_SPREAD - 1) / STORE_CKPT_DB_SPREAD);
+        uint64_t spread = s->cdb_spread > 0 ? (uint64_t) s->cdb_spread : STORE_CKPT_PAGES * 3 / 4;
+        uint64_t budget = MAX(floor, (s->cdb_total * (uint64_t) appended + spread - 1) / spread);
         if (restarting)
                 budget = frames >= STORE_CKPT_LATE_PAGES ? UINT64_MAX : MAX(budget, 2 * (uint64_t) appended);
         while (budget > 0 && s->cdb_left > 0 && s->cdb_cursor < st.st_size) {
@@ -355,7 +381,7 @@ static int wal_hook(void *p, sqlite3 *db, const char *name, int frames) {
                 s->ctrickle = true;
                 wake = true;
         }
-        if (!s->cwanted && frames - s->cdone >= STORE_CKPT_PAGES) {
+        if (!s->cwanted && frames - s->cdone >= pass_due(frames)) {
                 s->cwanted = true;
                 wake = true;
         }
@@ -454,12 +480,18 @@ static void pace_db_sync(void *p) {
  * have only the last few pages to write. */
 static int restart_when_written(Store *s, int *log, int *ckpt) {
         int rc = SQLITE_OK;
+        uint64_t syncs0 = store_vfs_syncs(), tail = 0;
         drain_db(s, true);
-        for (int i = 0; i < 4 && rc == SQLITE_OK && wal_frames(s, *log) - *ckpt > STORE_CKPT_TAIL_PAGES; i++) {
+        for (; tail < STORE_CKPT_TAIL_PASSES && rc == SQLITE_OK && wal_frames(s, *log) - *ckpt > STORE_CKPT_TAIL_PAGES;
+             tail++) {
                 write_back_wal(s);
                 rc = passive(s, log, ckpt);
                 drain_db(s, true);
         }
+        pthread_mutex_lock(&s->clock);
+        s->crestart_syncs0 = syncs0;
+        s->ctail_max = MAX(s->ctail_max, tail);
+        pthread_mutex_unlock(&s->clock);
         write_back_wal(s);
         write_back_db(s, true);
         /* The commits after the restart write from the WAL's start. */
@@ -482,12 +514,22 @@ static void checkpoint_once(Store *s) {
         if (pending)
                 return;
         write_back_wal(s);
+        pthread_mutex_lock(&s->clock);
+        int done = s->cdone;
+        /* Its pages written back over three quarters of as many frames
+         * as it copies: at the rate the commits made them, whether the
+         * pass copies 4000 frames or, near the cap, 1000. */
+        s->cdb_spread = MAX(s->cframes - (done <= s->cframes ? done : 0), STORE_CKPT_NEAR_PAGES) * 3 / 4;
+        pthread_mutex_unlock(&s->clock);
         int rc = passive(s, &log, &ckpt);
         /* The WAL as the last commit left it (frames came in during the
          * pass): past the cap, have the next write restart it (which
          * drains the pass's pages itself); else walk them on the tick. */
         bool restart = false;
         if (rc == SQLITE_OK && wal_frames(s, log) >= STORE_CKPT_CAP_PAGES) {
+                pthread_mutex_lock(&s->clock);
+                s->crestart_frames_max = MAX(s->crestart_frames_max, (uint64_t) (ckpt > done ? ckpt - done : ckpt));
+                pthread_mutex_unlock(&s->clock);
                 rc = restart_when_written(s, &log, &ckpt);
                 restart = rc == SQLITE_OK;
         } else {
@@ -510,7 +552,7 @@ static void checkpoint_once(Store *s) {
         }
         s->cwanted = false;
         /* More arrived meanwhile: go again at once. */
-        if (s->cframes - s->cdone >= STORE_CKPT_PAGES)
+        if (s->cframes - s->cdone >= pass_due(s->cframes))
                 s->cwanted = true;
         pthread_mutex_unlock(&s->clock);
 }
@@ -661,6 +703,8 @@ void store_checkpoint_backstop_locked(Store *s) {
                         s->cstall_max = took;
                 if (restart && (dirty > s->cdirty_max || dirty == UINT64_MAX))
                         s->cdirty_max = dirty;
+                if (restart)
+                        s->crestart_syncs_max = MAX(s->crestart_syncs_max, store_vfs_syncs() - s->crestart_syncs0);
                 /* Everything is copied (we hold the writers' lock): the
                  * next write restarts the WAL. */
                 s->cdone = ckpt;
@@ -720,5 +764,8 @@ void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret) {
         ret->db_syncs = s->cdb_syncs;
         ret->db_sync_copied_max = s->cdb_copied_max;
         ret->db_sync_found_max = s->cdb_found_max;
+        ret->restart_tail_passes_max = s->ctail_max;
+        ret->restart_syncs_max = s->crestart_syncs_max;
+        ret->restart_pass_frames_max = s->crestart_frames_max;
         pthread_mutex_unlock(&s->clock);
 }

@@ -117,6 +117,9 @@ struct Store {
         usec_t cstall_total, cstall_max;        /* the writers held off */
         uint64_t cdirty_max;    /* database pages not on disk when a restart began */
         uint64_t cdb_syncs, cdb_copied_max, cdb_found_max; /* at the pass's database sync */
+        uint64_t crestart_syncs0; /* store_vfs_syncs() when the pass that reached the cap ended */
+        uint64_t crestart_frames_max, ctail_max, crestart_syncs_max; /* StoreCheckpointStats.restart_* */
+        int cdb_spread;           /* frames over which the last pass's pages are written back */
         /* The ended-runs journal (store-journal.c), under wlock: its two
          * files (DB-ended.0/.1, -1: closed), the one appended to, their
          * sizes and records not committed yet; the writer's journaled

@@ -56,6 +56,9 @@ static sqlite3_vfs store_vfs_def;
 static pthread_once_t vfs_once = PTHREAD_ONCE_INIT;
 static int vfs_registered = SQLITE_ERROR;
 static atomic_uint_fast64_t joined_writes;
+/* xSync calls on WAL and main database files: each a device flush on a
+ * disk (the checkpointer's restart counts its own, round 18). */
+static atomic_uint_fast64_t syncs;
 
 static int held_flush(WalFile *w) {
         if (w->held_off < 0)
@@ -125,6 +128,7 @@ static int wal_truncate(sqlite3_file *f, sqlite3_int64 size) {
 static int wal_sync(sqlite3_file *f, int flags) {
         WalFile *w = (WalFile *) f;
         FLUSH_OR_RETURN(w);
+        atomic_fetch_add_explicit(&syncs, 1, memory_order_relaxed);
         return w->real->pMethods->xSync(w->real, flags);
 }
 
@@ -233,6 +237,7 @@ static int db_sync(sqlite3_file *f, int flags) {
         if (d->ckpt_done && d->pacer.pace)
                 d->pacer.pace(d->pacer.arg);
         d->ckpt_done = false;
+        atomic_fetch_add_explicit(&syncs, 1, memory_order_relaxed);
         return d->real->pMethods->xSync(d->real, flags);
 }
 
@@ -391,4 +396,8 @@ const char *store_vfs(void) {
 
 uint64_t store_vfs_joined_writes(void) {
         return atomic_load_explicit(&joined_writes, memory_order_relaxed);
+}
+
+uint64_t store_vfs_syncs(void) {
+        return atomic_load_explicit(&syncs, memory_order_relaxed);
 }

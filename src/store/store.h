@@ -54,6 +54,14 @@ typedef struct StoreCheckpointStats {
          * back on the tick between the two, round 17); UINT64_MAX where
          * cachestat(2) is missing. */
         uint64_t db_syncs, db_sync_copied_max, db_sync_found_max;
+        /* A WAL restart's work (round 18): the most frames the pass that
+         * reached the cap copied (its database pages are what the restart
+         * writes back first, at two per appended frame), the most passes
+         * the thread then ran to shrink the tail, and the most syncs
+         * (store_vfs_syncs(), any connection's) from the end of the pass
+         * that reached the cap to the end of the pass that let the WAL
+         * restart. */
+        uint64_t restart_pass_frames_max, restart_tail_passes_max, restart_syncs_max;
 } StoreCheckpointStats;
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
@@ -683,6 +691,9 @@ int store_schema_version(void);
 const char *store_vfs(void);
 /* WAL frames written as one write so far, by every Store of the process. */
 uint64_t store_vfs_joined_writes(void);
+/* Syncs of WAL and database files so far (each a device flush on a disk),
+ * by every Store of the process. */
+uint64_t store_vfs_syncs(void);
 /* The user_version of the database file at path, without migrating it. */
 int store_file_schema_version(const char *path, int *ret_version);
 
