@@ -468,14 +468,24 @@ static bool only_claimed_queued_locked(const Store *s) {
         return true;
 }
 
-/* With s->wlock held: whether every op enqueued up to ticket (its seq) is
- * committed: none of them queued or in the commit under way. */
-static bool settled_locked(const Store *s, uint64_t ticket) {
+/* With s->wlock held: whether an op not committed yet (queued, or in the
+ * commit under way) matches. */
+static bool uncommitted_op_locked(const Store *s, bool (*match)(const StoreOp *o, const void *arg), const void *arg) {
         for (const StoreOp *l[] = { s->whead, s->wbatch }, **i = l; i < l + 2; i++)
                 for (const StoreOp *o = *i; o; o = o->next)
-                        if (o->seq <= ticket)
-                                return false;
-        return true;
+                        if (match(o, arg))
+                                return true;
+        return false;
+}
+
+static bool op_up_to_ticket(const StoreOp *o, const void *ticket) {
+        return o->seq <= *(const uint64_t *) ticket;
+}
+
+/* With s->wlock held: whether every op enqueued up to ticket (its seq) is
+ * committed. */
+static bool settled_locked(const Store *s, uint64_t ticket) {
+        return !uncommitted_op_locked(s, op_up_to_ticket, &ticket);
 }
 
 /* With s->wlock held: until every op enqueued up to ticket is committed
@@ -951,33 +961,23 @@ void store_runs_settle(Store *s) {
                 (void) store_flush(s);
 }
 
-/* With s->wlock held: whether a write of a run whose id starts with
- * prefix is queued or in the commit under way. */
-static bool run_prefix_write_pending_locked(const Store *s, const char *prefix) {
-        size_t n = strlen(prefix);
-        for (const StoreOp *l[] = { s->whead, s->wbatch }, **i = l; i < l + 2; i++)
-                for (const StoreOp *o = *i; o; o = o->next)
-                        if (o->rec && o->rec->id && strncmp(o->rec->id, prefix, n) == 0)
-                                return true;
-        return false;
-}
-
-static bool run_prefix_write_pending(Store *s, const char *prefix) {
-        pthread_mutex_lock(&s->wlock);
-        bool pending = run_prefix_write_pending_locked(s, prefix);
-        pthread_mutex_unlock(&s->wlock);
-        return pending;
-}
-
-void store_run_settle(Store *s, const char *id_prefix) {
-        assert(id_prefix);
-        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0 && run_prefix_write_pending(s, id_prefix))
-                (void) store_flush(s);
+static bool op_of_run_prefix(const StoreOp *o, const void *prefix) {
+        return o->rec && o->rec->id && startswith(o->rec->id, prefix);
 }
 
 int store_run_reveal(Store *s, const char *id) {
         assert(id);
-        return run_prefix_write_pending(s, id) ? store_flush(s) : 0;
+        pthread_mutex_lock(&s->wlock);
+        bool pending = uncommitted_op_locked(s, op_of_run_prefix, id);
+        pthread_mutex_unlock(&s->wlock);
+        return pending ? store_flush(s) : 0;
+}
+
+/* A run's id or a prefix of it: the same look as a reveal's. */
+void store_run_settle(Store *s, const char *id_prefix) {
+        assert(id_prefix);
+        if (__atomic_load_n(&s->jlive, __ATOMIC_RELAXED) > 0)
+                (void) store_run_reveal(s, id_prefix);
 }
 
 /* Whether a fence (fence_sql: a SELECT of the row id with attempt as ?2,
