@@ -7,7 +7,7 @@ set -eu
 PKGS="meson ninja-build pkg-config gcc python3 python3-dev
 libjansson-dev libcurl4-openssl-dev libsqlite3-dev libseccomp-dev
 libarchive-dev libmicrohttpd-dev libyaml-dev libhiredis-dev libssl-dev
-libcmocka-dev python3-pytest python3-packaging python3-venv python3-pip
+libcmocka-dev libmimalloc-dev libjemalloc-dev python3-pytest python3-packaging python3-venv python3-pip
 python3-requests python3-urllib3 python3-idna python3-certifi
 python3-charset-normalizer python3-six python3-numpy python3-yaml
 python3-boto3 redis-server clang libclang-rt-14-dev iproute2 procps wrk
