@@ -1,6 +1,7 @@
 """The daemon's malloc (docs/performance.md "The daemon's CPU per invoke
 (round 19)"): pysprinterd runs on the allocator the build chose
-(`-Dallocator=`, mimalloc by default), and only pysprinterd does: the
+(`-Dallocator=`, mimalloc by default; glibc's with `system` or under a
+sanitizer), and only pysprinterd does: the
 worker and its warm instances keep glibc's malloc (and worker-heap.c),
 whatever the daemon links."""
 import json
@@ -15,9 +16,11 @@ LIBS = {"mimalloc": "libmimalloc.so", "jemalloc": "libjemalloc.so"}
 
 def allocator():
     opts = json.loads((BUILD / "meson-info" / "intro-buildoptions.json").read_text())
-    chosen = {o["name"]: o["value"] for o in opts}.get("allocator")
+    values = {o["name"]: o["value"] for o in opts}
+    chosen = values.get("allocator")
     assert chosen, "the build has no allocator option (meson_options.txt)"
-    return chosen
+    # A sanitizer's build keeps the sanitizer's malloc (src/daemon/meson.build).
+    return chosen if values.get("b_sanitize", "none") == "none" else "system"
 
 
 def mapped(pid, lib):
