@@ -1084,16 +1084,10 @@ out:
 }
 
 static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_status) {
-        size_t limit = 100;
-        const char *l = daemon_call_query(call, "limit");
-        if (l) {
-                char *end;
-                unsigned long long x = strtoull(l, &end, 10);
-                if (*end || x == 0 || x > 10000)
-                        return daemon_error_response(400, "bad_request", ret_status,
-                                                     "query 'limit' must be an integer in 1..10000");
-                limit = x;
-        }
+        size_t limit;
+        struct MHD_Response *bad = daemon_call_query_limit(call, 100, 10000, &limit, ret_status);
+        if (bad)
+                return bad;
         const char *status = daemon_call_query(call, "status");
         DagRunRecord **v = NULL;
         size_t n = 0;

@@ -394,13 +394,13 @@ struct MHD_Response *daemon_data_usage(const DaemonCall *call, unsigned *ret_sta
         if (k < 0)
                 return daemon_call_errno(call, k, "dataset", ret_status);
         dataset_record_free(rec);
-        int limit = 20;
-        const char *q = daemon_call_query(call, "limit");
-        if (q && (parse_int(q, &limit) < 0 || limit <= 0 || limit > 200))
-                return daemon_error_response(400, "bad_request", ret_status, "limit must be 1..200");
+        size_t limit;
+        struct MHD_Response *bad = daemon_call_query_limit(call, 20, 200, &limit, ret_status);
+        if (bad)
+                return bad;
         DatasetRunUse *runs = NULL;
         size_t n_runs = 0;
-        k = store_dataset_runs(d->store, call->tenant, name, (size_t) limit, &runs, &n_runs);
+        k = store_dataset_runs(d->store, call->tenant, name, limit, &runs, &n_runs);
         if (k < 0)
                 return daemon_call_errno(call, k, "dataset", ret_status);
         json_t *jr = json_array(), *jf = json_array();

@@ -326,15 +326,11 @@ static struct MHD_Response *function_runs_then(const DaemonCall *call, void *p, 
 }
 
 struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *ret_status) {
-        const char *name = call->seg[2], *l = daemon_call_query(call, "limit");
-        unsigned long long limit = 20;
-        if (l) {
-                char *end;
-                limit = strtoull(l, &end, 10);
-                if (*end || limit == 0 || limit > 1000)
-                        return daemon_call_error(call, 400, "bad_request", ret_status,
-                                                 "query 'limit' must be an integer in 1..1000");
-        }
+        const char *name = call->seg[2];
+        size_t limit;
+        struct MHD_Response *bad = daemon_call_query_limit(call, 20, 1000, &limit, ret_status);
+        if (bad)
+                return bad;
         if (!function_name_is_valid(name))
                 return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
         FunctionRuns *f = xcalloc(1, sizeof(FunctionRuns));

@@ -7,6 +7,8 @@
  * on the Lambda API, so AWS SDKs raise the right exception — and the one
  * errno -> HTTP status map. */
 #include <assert.h>
+#include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 
@@ -293,6 +295,24 @@ const char *daemon_call_query(const DaemonCall *call, const char *key) {
 bool daemon_call_query_true(const DaemonCall *call, const char *key) {
         const char *v = daemon_call_query(call, key);
         return v && (streq(v, "") || streq(v, "1") || streq(v, "true") || streq(v, "yes"));
+}
+
+struct MHD_Response *daemon_call_query_limit(const DaemonCall *call, size_t dflt, size_t max, size_t *ret,
+                                             unsigned *ret_status) {
+        const char *l = daemon_call_query(call, "limit");
+        *ret = dflt;
+        if (!l)
+                return NULL;
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(l, &end, 10);
+        /* strtoull() takes "-1" (as a huge number) and leading blanks:
+         * only plain digits are a limit. */
+        if (!isdigit((unsigned char) *l) || *end || errno || x == 0 || x > max)
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "query 'limit' must be an integer in 1..%zu", max);
+        *ret = x;
+        return NULL;
 }
 
 usec_t daemon_call_wait_timeout(const DaemonCall *call) {

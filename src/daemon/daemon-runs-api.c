@@ -339,16 +339,10 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
 
 struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
-        size_t limit = 100;
-        const char *l = daemon_call_query(call, "limit");
-        if (l) {
-                char *end;
-                unsigned long long x = strtoull(l, &end, 10);
-                if (*end || x == 0 || x > 10000)
-                        return daemon_call_error(call, 400, "bad_request", ret_status,
-                                                 "query 'limit' must be an integer in 1..10000");
-                limit = x;
-        }
+        size_t limit;
+        struct MHD_Response *bad = daemon_call_query_limit(call, 100, 10000, &limit, ret_status);
+        if (bad)
+                return bad;
         const char *status = daemon_call_query(call, "status");
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;

@@ -841,6 +841,11 @@ char *daemon_scrub(char *s);
 /* A query-string value / header of the call's request, or NULL. */
 const char *daemon_call_query(const DaemonCall *call, const char *key);
 bool daemon_call_query_true(const DaemonCall *call, const char *key);
+/* The query's "limit" into *ret (dflt when it is absent): NULL, or the 400
+ * answer when it is not an integer in 1..max. Every list route reads its
+ * limit through it, so they all accept and refuse alike. */
+struct MHD_Response *daemon_call_query_limit(const DaemonCall *call, size_t dflt, size_t max, size_t *ret,
+                                             unsigned *ret_status);
 /* How long a ?wait=true waits: the query's timeout=S when it is below
  * server.max_wait_s, else max_wait_s. */
 usec_t daemon_call_wait_timeout(const DaemonCall *call);

@@ -259,6 +259,20 @@ def test_auth_errors_are_json(d):
     assert st == 403 and b["error"]["code"] == "forbidden"
 
 
+@pytest.mark.parametrize("path,most", [("/v1/runs", 10000), ("/v1/functions/hello/runs", 1000),
+                                       ("/v1/dags", 10000)])
+def test_every_lists_limit_is_read_alike(d, path, most):
+    """A list's ?limit= takes plain digits in 1..most, and nothing else."""
+    for bad in ("0", "-1", "+5", "%205", "abc", "5x", "", str(most + 1), "99999999999999999999999"):
+        st, b = d.call("GET", f"{path}?limit={bad}")
+        assert st == 400, (path, bad, b)
+        assert b["error"]["code"] == "bad_request", b
+        assert f"1..{most}" in b["error"]["message"], b
+    for good in ("1", "007", str(most)):
+        st, b = d.call("GET", f"{path}?limit={good}")
+        assert st == 200, (path, good, b)
+
+
 @pytest.mark.parametrize("raw,code,needle", [
     (b"{not json", 400, "invalid JSON"),
     (b"", 400, "empty"),
