@@ -1236,112 +1236,49 @@ def _snapshot_fork_weaksets():
             _snapshot_weaksets.append((modname, attr))
 
 
-# One recvmsg() takes a whole invoke message (its header, body and fds) when
-# it fits here: reading the 4-byte header first and the body with a second
-# call was one syscall more per invoke. Bytes past the message (the engine
-# sends one message at a time, but the framing does not rely on it) stay in
-# the caller's pending buffer for the next call.
-_RECV_CHUNK = 64 << 10
-_FDS_SPACE = None  # CMSG_LEN for 8 fds, computed on first use
-
-
-def _recv_message(sock, pending, readable=None):
-    """One length-prefixed JSON message and its fds (worker-proto.h framing);
-    pending: a bytearray kept between calls on the same socket. readable: a
-    select.poll() holding sock for POLLIN, waited on before a recvmsg() that
-    would block: a reader asleep in recvmsg() on a unix socket is woken each
-    time the peer reads what this side sent (the freed buffer's write-space
-    wake does not look at what a reader waits for), so the engine's read of
-    each "done" woke the idle instance for nothing, once per invoke; poll()
-    sleeps for POLLIN only (docs/performance.md, round 8 hand-offs)."""
-    global _FDS_SPACE
-    if _FDS_SPACE is None:
-        import socket
-        import array
-        _FDS_SPACE = socket.CMSG_LEN(8 * array.array("i").itemsize)
-    fds = []
-    while len(pending) < 4:
-        if readable is not None:
-            readable.poll()
-        data, anc, _, _ = sock.recvmsg(_RECV_CHUNK, _FDS_SPACE)
-        if anc:
-            # Imported only here: an import statement per invoke (a
-            # sys.modules look-up through the import machinery) showed in
-            # the instance's profile; fds come with the first invoke only.
-            import socket
-            import array
-            for level, kind, cdata in anc:  # as socket.recv_fds() reads them
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    a = array.array("i")
-                    a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
-                    fds += a
-        if not data:
-            for fd in fds:
-                os.close(fd)
-            return None, []
-        pending += data
-    n = int.from_bytes(pending[:4], "little")
-    if n > 32 << 20:
-        raise ValueError("message too large")
-    while len(pending) < 4 + n:
-        chunk = sock.recv(min(1 << 20, 4 + n - len(pending)))
-        if not chunk:
-            return None, fds
-        pending += chunk
-    # The engine writes UTF-8 JSON: decoded as json.loads(bytes) would
-    # (surrogatepass), without its per-call encoding detection.
-    body = pending[4:4 + n].decode("utf-8", "surrogatepass")
-    del pending[:4 + n]
-    return _MESSAGE_JSON.decode(body), fds
-
-
 def _send_message(sock, obj):
     data = json.dumps(obj).encode()
     sock.sendall(len(data).to_bytes(4, "little") + data)
 
 
 def serve_instance(request_json, sock_fd):
-    """A deployed function's warm instance: run the module once, then serve
-    invocations until the engine closes the socket. Globals persist between
+    """A deployed function's warm instance: run the module once, answer
+    "ready", and return the function that serves one invocation (None when
+    the module's function could not be found: "ready" said so). The loop
+    around it is C (worker-python.c py_serve_instance()): it receives each
+    invoke on sock_fd, decodes it with _MESSAGE_JSON's scanner, adopts the
+    fds it brings and sends back the bytes the function returns as "done",
+    until the engine closes the socket. Globals persist between
     invocations, as on Lambda."""
     import socket
-    import select
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
     sock = socket.socket(fileno=sock_fd)
     try:
-        tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
-    except ValidationError as e:
-        _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
-        return
-    _setup_streams(per_invocation=True)
-    _tag_threads()
-    mod = _user_module(req.get("source", ""), filename, req)
-    init_error = None
-    try:
-        exec(compile(tree, filename, "exec"), mod.__dict__)
-    except BaseException as e:
-        init_error = e
-    del tree
-    plan = _BindPlan(fn)
-    pending = bytearray()
-    readable = select.poll()
-    readable.register(sock, select.POLLIN)
-    _freeze_module_objects()
-    _send_message(sock, {"type": "ready", "ok": True})
-    while True:
-        msg, fds = _recv_message(sock, pending, readable)
-        if msg is None:
-            return
-        # fds 1 and 2 are the instance's stdout/stderr pipes for its life:
-        # the invocation that finds them missing (the first) brings them.
-        # The result goes back in its "done" message (no pipe of its own).
-        if len(fds) >= 2:
-            os.dup2(fds[0], 1)
-            os.dup2(fds[1], 2)
-        for fd in fds:
-            if fd not in (1, 2):  # a function that closed fd 1 gets it back as is
-                os.close(fd)
+        try:
+            tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
+        except ValidationError as e:
+            _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
+            return None
+        _setup_streams(per_invocation=True)
+        _tag_threads()
+        mod = _user_module(req.get("source", ""), filename, req)
+        init_error = None
+        try:
+            exec(compile(tree, filename, "exec"), mod.__dict__)
+        except BaseException as e:
+            init_error = e
+        del tree
+        plan = _BindPlan(fn)
+        _freeze_module_objects()
+        _send_message(sock, {"type": "ready", "ok": True})
+    finally:
+        sock.detach()  # the socket stays open for the C loop
+
+    def serve_one(msg):
+        """One invocation: its "done" message's bytes. fds 1 and 2 (the
+        instance's stdout/stderr pipes for its life) are in place: the
+        first invocation brings them."""
         _INVOCATION[0] += 1
         result = None
         try:
@@ -1361,7 +1298,8 @@ def serve_instance(request_json, sock_fd):
             # through sys.stdout/sys.stderr is dropped, not left in the
             # pipes for the next invocation to find.
             _INVOCATION[0] += 1
-        _send_done(sock, msg.get("id"), result)
+        return _done_body(msg.get("id"), result)
+    return serve_one
 
 
 def _freeze_module_objects():
@@ -1394,9 +1332,10 @@ def _result_text(result):
     return _RESULT_JSON.encode(result)
 
 
-def _send_done(sock, invocation_id, result):
-    """"done" {id, result} (or {id, result_too_big: true}): the result is
-    spliced in as JSON text, serialised once."""
+def _done_body(invocation_id, result):
+    """"done" {id, result} (or {id, result_too_big: true}) as the bytes the
+    C loop frames and sends: the result is spliced in as JSON text,
+    serialised once."""
     # The engine's ids are strings: json.dumps()'s bytes for them without
     # its per-call encoder set-up.
     head = '{"type":"done","id":' + (json.encoder.encode_basestring_ascii(invocation_id)
@@ -1410,7 +1349,7 @@ def _send_done(sock, invocation_id, result):
         body = head.encode() + b',"result":' + data + b"}"
     else:
         body = (head + "}").encode()
-    sock.sendall(len(body).to_bytes(4, "little") + body)
+    return body
 
 
 def _invoke(fn, mod, msg, filename, plan=None):

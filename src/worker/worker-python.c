@@ -4,8 +4,10 @@
 #include <Python.h>
 
 #include "worker.h"
+#include "worker-proto.h"
 
 #include <marshal.h>
+#include <poll.h>
 #include <sys/mman.h>
 
 /* embed-source.py: each module's source, and its code object compiled and
@@ -335,13 +337,117 @@ void py_spare_warm(void) {
         Py_XDECREF(res);
 }
 
+/* Before the instance's recvmsg(): poll() sleeps for POLLIN only, where a
+ * reader asleep in recvmsg() is also woken by the engine's read of each
+ * "done" (docs/performance.md, round 8 hand-offs). */
+static int instance_wait(int sock, void *userdata) {
+        (void) userdata;
+        struct pollfd p = { .fd = sock, .events = POLLIN };
+        return poll(&p, 1, -1) < 0 ? -errno : 0;
+}
+
+/* The next invoke message (GIL released while waiting); its fds in fds.
+ * -EINTR never comes back: Python's signal handlers run, as they would in
+ * select.poll(), and the wait goes on unless one raised. */
+static int instance_receive(int sock, ProtoInbuf *in, const char **json, size_t *len,
+                            int *fds, size_t *n_fds) {
+        *n_fds = 0;
+        for (;;) {
+                int r;
+                Py_BEGIN_ALLOW_THREADS
+                r = proto_recv_buffered(sock, in, instance_wait, NULL, json, len,
+                                        fds, WORKER_PROTO_MAX_FDS, n_fds);
+                Py_END_ALLOW_THREADS
+                if (r != -EINTR)
+                        return r;
+                if (PyErr_CheckSignals() < 0)
+                        return -EINTR;
+        }
+}
+
+/* fds 1 and 2 are the instance's stdout/stderr pipes for its life: the
+ * invocation that finds them missing (the first) brings them. A function
+ * that closed fd 1 gets it back as is. */
+static void instance_adopt_fds(const int *fds, size_t n_fds) {
+        if (n_fds >= 2) {
+                (void) dup2(fds[0], STDOUT_FILENO);
+                (void) dup2(fds[1], STDERR_FILENO);
+        }
+        for (size_t i = 0; i < n_fds; i++)
+                if (fds[i] != STDOUT_FILENO && fds[i] != STDERR_FILENO)
+                        close(fds[i]);
+}
+
+/* The message as a dict: the decoder's C scanner over the text (no
+ * json.loads layers per invoke); anything it does not read whole goes to
+ * runner._run_message(), which reads it as json.loads() would. */
+static PyObject *instance_decode(PyObject *scan, const char *json, size_t len) {
+        PyObject *text = PyUnicode_DecodeUTF8(json, (Py_ssize_t) len, "surrogatepass");
+        if (!text)
+                return NULL;
+        PyObject *msg = NULL;
+        PyObject *got = PyObject_CallFunction(scan, "On", text, (Py_ssize_t) 0);
+        if (got && PyTuple_Check(got) && PyTuple_GET_SIZE(got) == 2 &&
+            PyDict_CheckExact(PyTuple_GET_ITEM(got, 0)) &&
+            PyLong_AsSsize_t(PyTuple_GET_ITEM(got, 1)) == PyUnicode_GET_LENGTH(text)) {
+                msg = Py_NewRef(PyTuple_GET_ITEM(got, 0));
+        } else {
+                PyErr_Clear();
+                msg = PyObject_CallMethod(runner, "_run_message", "O", text);
+        }
+        Py_XDECREF(got);
+        Py_DECREF(text);
+        return msg;
+}
+
+/* Serves invocations until the engine closes the socket (or a send fails):
+ * receive, decode, serve_one(msg) -> "done"'s bytes, send. */
+static void instance_loop(PyObject *serve_one, int sock) {
+        PyObject *decoder = PyObject_GetAttrString(runner, "_MESSAGE_JSON");
+        PyObject *scan = decoder ? PyObject_GetAttrString(decoder, "scan_once") : NULL;
+        Py_XDECREF(decoder);
+        ProtoInbuf in = {};
+        while (scan) {
+                const char *json;
+                size_t len, n_fds;
+                int fds[WORKER_PROTO_MAX_FDS];
+                int r = instance_receive(sock, &in, &json, &len, fds, &n_fds);
+                if (r < 0) {
+                        for (size_t i = 0; i < n_fds; i++)
+                                close(fds[i]);
+                        break;
+                }
+                instance_adopt_fds(fds, n_fds);
+                PyObject *msg = instance_decode(scan, json, len);
+                PyObject *body = msg ? PyObject_CallOneArg(serve_one, msg) : NULL;
+                Py_XDECREF(msg);
+                char *data;
+                Py_ssize_t size;
+                if (!body || PyBytes_AsStringAndSize(body, &data, &size) < 0) {
+                        Py_XDECREF(body);
+                        break;
+                }
+                Py_BEGIN_ALLOW_THREADS
+                r = proto_send(sock, data, (size_t) size, NULL, 0);
+                Py_END_ALLOW_THREADS
+                Py_DECREF(body);
+                if (r < 0)
+                        break;
+        }
+        PyErr_Clear();
+        Py_XDECREF(scan);
+        proto_inbuf_done(&in);
+}
+
 void py_serve_instance(const char *instance_json, int sock_fd) {
-        PyObject *res = PyObject_CallMethod(runner, "serve_instance", "si", instance_json, sock_fd);
-        if (!res) {
+        PyObject *serve_one = PyObject_CallMethod(runner, "serve_instance", "si", instance_json, sock_fd);
+        if (!serve_one) {
                 PyErr_Clear();
                 return;
         }
-        Py_DECREF(res);
+        if (serve_one != Py_None)
+                instance_loop(serve_one, sock_fd);
+        Py_DECREF(serve_one);
 }
 
 int py_compile_dir(const char *dir) {
