@@ -262,38 +262,45 @@ def _convert_raw(param, conv, raw):
     return raw
 
 
+def _typed_mismatch(param, expected, v):
+    """_check_typed's error; module-level, not a closure made on every
+    call (a function object per argument per invoke showed in the warm
+    instance's profile, docs/performance.md round 19)."""
+    raise ValidationError(f"argument '{param}': expected {expected}, got {json.dumps(v)[:80]}")
+
+
 def _check_typed(param, conv, v):
     """Check (and lightly coerce) an already-typed JSON value."""
     if v is None and conv.optional:
         return None
     k = conv.kind
-    def bad(expected):
-        raise ValidationError(f"argument '{param}': expected {expected}, got {json.dumps(v)[:80]}")
+    if k == "any":  # unannotated: the value as it is
+        return v
     if k == "int":
         if isinstance(v, bool) or not isinstance(v, int):
             if isinstance(v, float) and v.is_integer():
                 return int(v)
-            bad("an integer")
+            _typed_mismatch(param, "an integer", v)
     elif k == "float":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            bad("a number")
+            _typed_mismatch(param, "a number", v)
         return float(v)
     elif k == "bool":
         if not isinstance(v, bool):
-            bad("a boolean")
+            _typed_mismatch(param, "a boolean", v)
     elif k == "list":
         if not isinstance(v, list):
-            bad(f"a JSON array for {conv.label}")
+            _typed_mismatch(param, f"a JSON array for {conv.label}", v)
     elif k == "tuple":
         if not isinstance(v, list):
-            bad(f"a JSON array for {conv.label}")
+            _typed_mismatch(param, f"a JSON array for {conv.label}", v)
         return tuple(v)
     elif k == "dict":
         if not isinstance(v, dict):
-            bad(f"a JSON object for {conv.label}")
+            _typed_mismatch(param, f"a JSON object for {conv.label}", v)
     elif k == "str":
         if not isinstance(v, str) and conv.label == "str":
-            bad("a string")
+            _typed_mismatch(param, "a string", v)
     return v
 
 
@@ -334,7 +341,18 @@ class LambdaContext:
         return f"LambdaContext(aws_request_id={self.aws_request_id!r}, function_name={self.function_name!r})"
 
 
+# JSON's scalars: from_jsonable() returns them as they are, and none holds
+# a pickle.
+_JSON_SCALARS = _rt._JSON_SCALARS
+
+
 def _convert(param, conv, item):
+    if type(item) is dict and len(item) == 1 and "value" in item:
+        # The common encoding first: a scalar {"value": V} is V, checked
+        # (what the general path below makes of it, without its tests).
+        v = item["value"]
+        if type(v) in _JSON_SCALARS:
+            return _check_typed(param, conv, v)
     if isinstance(item, dict) and len(item) == 1 and "context" in item:
         return LambdaContext(item["context"] if isinstance(item["context"], dict) else {})
     if not isinstance(item, dict) or len(item) != 1 or not ("value" in item or "raw" in item):
@@ -1012,6 +1030,8 @@ def _resolve_value(value):
     collected)."""
     # types, not inspect: importing inspect in every run child costs
     # milliseconds (the worker imported types before forking).
+    if type(value) in _JSON_SCALARS:  # the common answer: nothing to resolve
+        return value
     if isinstance(value, types.CoroutineType):
         import asyncio
         value = asyncio.run(value)
