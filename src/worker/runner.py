@@ -1267,7 +1267,8 @@ def serve_instance(request_json, sock_fd):
     the module's function could not be found: "ready" said so). The loop
     around it is C (worker-python.c py_serve_instance()): it receives each
     invoke on sock_fd, decodes it with _MESSAGE_JSON's scanner, adopts the
-    fds it brings and sends back the bytes the function returns as "done",
+    fds it brings, and sends "done" for the (id, result) the function
+    returns (_done_body()'s bytes, the common result's text made in C),
     until the engine closes the socket. Globals persist between
     invocations, as on Lambda."""
     import socket
@@ -1296,7 +1297,7 @@ def serve_instance(request_json, sock_fd):
         sock.detach()  # the socket stays open for the C loop
 
     def serve_one(msg):
-        """One invocation: its "done" message's bytes. fds 1 and 2 (the
+        """One invocation: (its id, its result object). fds 1 and 2 (the
         instance's stdout/stderr pipes for its life) are in place: the
         first invocation brings them."""
         _INVOCATION[0] += 1
@@ -1305,7 +1306,21 @@ def serve_instance(request_json, sock_fd):
             if init_error is not None:
                 result = _exception_result(init_error, filename)
             else:
-                result = _invoke(fn, mod, msg, filename, plan)
+                # The function's binding, call and result, one frame (a
+                # call less per invoke than a helper of its own).
+                try:
+                    args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
+                    bound = True
+                except ValidationError as e:
+                    result = _error_reply(e, filename)
+                    bound = False
+                if bound:
+                    try:
+                        value = _resolve_value(mod.__dict__.get(fn.name)(*args, **kwargs))
+                    except BaseException as e:
+                        result = _exception_result(e, filename)
+                    else:
+                        result = _serialise(value)
         finally:
             # All the invocation wrote is in the pipes before "done": the
             # engine reads them up to it.
@@ -1318,7 +1333,7 @@ def serve_instance(request_json, sock_fd):
             # through sys.stdout/sys.stderr is dropped, not left in the
             # pipes for the next invocation to find.
             _INVOCATION[0] += 1
-        return _done_body(msg.get("id"), result)
+        return msg.get("id"), result
     return serve_one
 
 
@@ -1335,6 +1350,8 @@ def _freeze_module_objects():
     gc.collect()
     gc.freeze()
 
+
+_json_ascii_string = json.encoder.encode_basestring_ascii  # json.dumps(str)'s bytes
 
 # The largest result as JSON (engine.h RUN_MAX_RESULT_BYTES); the message
 # limit (32 MiB) leaves room for it and the rest of "done".
@@ -1353,12 +1370,14 @@ def _result_text(result):
 
 
 def _done_body(invocation_id, result):
-    """"done" {id, result} (or {id, result_too_big: true}) as the bytes the
-    C loop frames and sends: the result is spliced in as JSON text,
-    serialised once."""
+    """"done" {id, result} (or {id, result_too_big: true}): the result is
+    spliced in as JSON text, serialised once. The instance's C loop
+    (worker-python.c instance_done()) makes these bytes itself for a
+    string id and a result _result_text() spells out, and calls this for
+    anything else."""
     # The engine's ids are strings: json.dumps()'s bytes for them without
     # its per-call encoder set-up.
-    head = '{"type":"done","id":' + (json.encoder.encode_basestring_ascii(invocation_id)
+    head = '{"type":"done","id":' + (_json_ascii_string(invocation_id)
                                      if type(invocation_id) is str else json.dumps(invocation_id))
     data = b""
     if result is not None:
@@ -1370,18 +1389,3 @@ def _done_body(invocation_id, result):
     else:
         body = (head + "}").encode()
     return body
-
-
-def _invoke(fn, mod, msg, filename, plan=None):
-    """The invocation's result object (as _write_result would write it);
-    plan: fn's _BindPlan, kept by the instance."""
-    try:
-        args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
-    except ValidationError as e:
-        return _error_reply(e, filename)
-    try:
-        target = mod.__dict__.get(fn.name)
-        value = _resolve_value(target(*args, **kwargs))
-    except BaseException as e:
-        return _exception_result(e, filename)
-    return _serialise(value)

@@ -400,14 +400,96 @@ static PyObject *instance_decode(PyObject *scan, const char *json, size_t len) {
         return msg;
 }
 
-/* Serves invocations until the engine closes the socket (or a send fails):
- * receive, decode, serve_one(msg) -> "done"'s bytes, send. */
-static void instance_loop(PyObject *serve_one, int sock) {
+/* What the loop looks up in runner once: the message decoder's C scanner,
+ * json's two C string encoders, the largest result. */
+typedef struct InstanceTools {
+        PyObject *scan;        /* _MESSAGE_JSON.scan_once */
+        PyObject *ascii_text;  /* _json_ascii_string: json.dumps(str)'s text */
+        PyObject *text;        /* _json_string: ensure_ascii=False's */
+        Py_ssize_t max_result; /* _MAX_RESULT_BYTES */
+} InstanceTools;
+
+static bool instance_tools_get(InstanceTools *t) {
         PyObject *decoder = PyObject_GetAttrString(runner, "_MESSAGE_JSON");
-        PyObject *scan = decoder ? PyObject_GetAttrString(decoder, "scan_once") : NULL;
+        t->scan = decoder ? PyObject_GetAttrString(decoder, "scan_once") : NULL;
         Py_XDECREF(decoder);
+        t->ascii_text = PyObject_GetAttrString(runner, "_json_ascii_string");
+        t->text = PyObject_GetAttrString(runner, "_json_string");
+        PyObject *max = PyObject_GetAttrString(runner, "_MAX_RESULT_BYTES");
+        t->max_result = max ? PyLong_AsSsize_t(max) : -1;
+        Py_XDECREF(max);
+        return t->scan && t->ascii_text && t->text && t->max_result > 0;
+}
+
+static void instance_tools_done(InstanceTools *t) {
+        Py_XDECREF(t->scan);
+        Py_XDECREF(t->ascii_text);
+        Py_XDECREF(t->text);
+}
+
+/* The common result's JSON text, TEXT of {"ok": true, "json": TEXT} (what
+ * runner._result_text() spells out), or NULL (no error) for any other. */
+static PyObject *instance_common_text(PyObject *result) {
+        if (!PyDict_CheckExact(result) || PyDict_GET_SIZE(result) != 2)
+                return NULL;
+        Py_ssize_t pos = 0;
+        PyObject *key, *ok;
+        if (!PyDict_Next(result, &pos, &key, &ok) || !PyUnicode_CheckExact(key) ||
+            PyUnicode_CompareWithASCIIString(key, "ok") != 0 || ok != Py_True)
+                return NULL;
+        PyObject *text = PyDict_GetItemString(result, "json");
+        return text && PyUnicode_CheckExact(text) ? text : NULL;
+}
+
+/* Appends n bytes at *p. */
+static void put(char **p, const char *s, size_t n) {
+        memcpy(*p, s, n);
+        *p += n;
+}
+
+/* "done"'s bytes: runner._done_body(id, result)'s, made here for a string
+ * id and the common result (their text by json's C encoders, one bytes
+ * object: ~8k instructions of Python per invoke less), by _done_body()
+ * for anything else (no result, an error, a result too big). */
+static PyObject *instance_done(const InstanceTools *t, PyObject *id, PyObject *result) {
+        PyObject *text = PyUnicode_CheckExact(id) ? instance_common_text(result) : NULL;
+        PyObject *id_json = text ? PyObject_CallOneArg(t->ascii_text, id) : NULL;
+        PyObject *text_json = id_json ? PyObject_CallOneArg(t->text, text) : NULL;
+        PyObject *data = text_json ? PyUnicode_AsEncodedString(text_json, "utf-8", "surrogatepass") : NULL;
+        Py_XDECREF(text_json);
+        const char *idj = id_json ? PyUnicode_AsUTF8(id_json) : NULL; /* ASCII */
+        static const char head[] = "{\"type\":\"done\",\"id\":", mid[] = ",\"result\":",
+                          ok[] = "{\"ok\": true, \"json\": ", end[] = "}}";
+        PyObject *body = NULL;
+        if (idj && data && PyBytes_GET_SIZE(data) + (Py_ssize_t) sizeof(ok) <= t->max_result) {
+                size_t n_id = strlen(idj), n_data = (size_t) PyBytes_GET_SIZE(data);
+                body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t) (sizeof(head) - 1 + n_id + sizeof(mid) - 1 +
+                                                                     sizeof(ok) - 1 + n_data + sizeof(end) - 1));
+                if (body) {
+                        char *p = PyBytes_AS_STRING(body);
+                        put(&p, head, sizeof(head) - 1);
+                        put(&p, idj, n_id);
+                        put(&p, mid, sizeof(mid) - 1);
+                        put(&p, ok, sizeof(ok) - 1);
+                        put(&p, PyBytes_AS_STRING(data), n_data);
+                        put(&p, end, sizeof(end) - 1);
+                }
+        }
+        Py_XDECREF(id_json);
+        Py_XDECREF(data);
+        if (body)
+                return body;
+        PyErr_Clear();
+        return PyObject_CallMethod(runner, "_done_body", "OO", id, result);
+}
+
+/* Serves invocations until the engine closes the socket (or a send fails):
+ * receive, decode, serve_one(msg) -> (id, result), "done", send. */
+static void instance_loop(PyObject *serve_one, int sock) {
+        InstanceTools tools = {};
+        bool ready = instance_tools_get(&tools);
         ProtoInbuf in = {};
-        while (scan) {
+        while (ready) {
                 const char *json;
                 size_t len, n_fds;
                 int fds[WORKER_PROTO_MAX_FDS];
@@ -418,9 +500,12 @@ static void instance_loop(PyObject *serve_one, int sock) {
                         break;
                 }
                 instance_adopt_fds(fds, n_fds);
-                PyObject *msg = instance_decode(scan, json, len);
-                PyObject *body = msg ? PyObject_CallOneArg(serve_one, msg) : NULL;
+                PyObject *msg = instance_decode(tools.scan, json, len);
+                PyObject *served = msg ? PyObject_CallOneArg(serve_one, msg) : NULL;
                 Py_XDECREF(msg);
+                PyObject *body = served && PyTuple_Check(served) && PyTuple_GET_SIZE(served) == 2 ?
+                        instance_done(&tools, PyTuple_GET_ITEM(served, 0), PyTuple_GET_ITEM(served, 1)) : NULL;
+                Py_XDECREF(served);
                 char *data;
                 Py_ssize_t size;
                 if (!body || PyBytes_AsStringAndSize(body, &data, &size) < 0) {
@@ -435,7 +520,7 @@ static void instance_loop(PyObject *serve_one, int sock) {
                         break;
         }
         PyErr_Clear();
-        Py_XDECREF(scan);
+        instance_tools_done(&tools);
         proto_inbuf_done(&in);
 }
 
