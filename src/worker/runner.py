@@ -262,38 +262,45 @@ def _convert_raw(param, conv, raw):
     return raw
 
 
+def _typed_mismatch(param, expected, v):
+    """_check_typed's error; module-level, not a closure made on every
+    call (a function object per argument per invoke showed in the warm
+    instance's profile, docs/performance.md round 19)."""
+    raise ValidationError(f"argument '{param}': expected {expected}, got {json.dumps(v)[:80]}")
+
+
 def _check_typed(param, conv, v):
     """Check (and lightly coerce) an already-typed JSON value."""
     if v is None and conv.optional:
         return None
     k = conv.kind
-    def bad(expected):
-        raise ValidationError(f"argument '{param}': expected {expected}, got {json.dumps(v)[:80]}")
+    if k == "any":  # unannotated: the value as it is
+        return v
     if k == "int":
         if isinstance(v, bool) or not isinstance(v, int):
             if isinstance(v, float) and v.is_integer():
                 return int(v)
-            bad("an integer")
+            _typed_mismatch(param, "an integer", v)
     elif k == "float":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            bad("a number")
+            _typed_mismatch(param, "a number", v)
         return float(v)
     elif k == "bool":
         if not isinstance(v, bool):
-            bad("a boolean")
+            _typed_mismatch(param, "a boolean", v)
     elif k == "list":
         if not isinstance(v, list):
-            bad(f"a JSON array for {conv.label}")
+            _typed_mismatch(param, f"a JSON array for {conv.label}", v)
     elif k == "tuple":
         if not isinstance(v, list):
-            bad(f"a JSON array for {conv.label}")
+            _typed_mismatch(param, f"a JSON array for {conv.label}", v)
         return tuple(v)
     elif k == "dict":
         if not isinstance(v, dict):
-            bad(f"a JSON object for {conv.label}")
+            _typed_mismatch(param, f"a JSON object for {conv.label}", v)
     elif k == "str":
         if not isinstance(v, str) and conv.label == "str":
-            bad("a string")
+            _typed_mismatch(param, "a string", v)
     return v
 
 
@@ -334,7 +341,18 @@ class LambdaContext:
         return f"LambdaContext(aws_request_id={self.aws_request_id!r}, function_name={self.function_name!r})"
 
 
+# JSON's scalars: from_jsonable() returns them as they are, and none holds
+# a pickle.
+_JSON_SCALARS = _rt._JSON_SCALARS
+
+
 def _convert(param, conv, item):
+    if type(item) is dict and len(item) == 1 and "value" in item:
+        # The common encoding first: a scalar {"value": V} is V, checked
+        # (what the general path below makes of it, without its tests).
+        v = item["value"]
+        if type(v) in _JSON_SCALARS:
+            return _check_typed(param, conv, v)
     if isinstance(item, dict) and len(item) == 1 and "context" in item:
         return LambdaContext(item["context"] if isinstance(item["context"], dict) else {})
     if not isinstance(item, dict) or len(item) != 1 or not ("value" in item or "raw" in item):
@@ -1012,6 +1030,8 @@ def _resolve_value(value):
     collected)."""
     # types, not inspect: importing inspect in every run child costs
     # milliseconds (the worker imported types before forking).
+    if type(value) in _JSON_SCALARS:  # the common answer: nothing to resolve
+        return value
     if isinstance(value, types.CoroutineType):
         import asyncio
         value = asyncio.run(value)
@@ -1236,119 +1256,71 @@ def _snapshot_fork_weaksets():
             _snapshot_weaksets.append((modname, attr))
 
 
-# One recvmsg() takes a whole invoke message (its header, body and fds) when
-# it fits here: reading the 4-byte header first and the body with a second
-# call was one syscall more per invoke. Bytes past the message (the engine
-# sends one message at a time, but the framing does not rely on it) stay in
-# the caller's pending buffer for the next call.
-_RECV_CHUNK = 64 << 10
-_FDS_SPACE = None  # CMSG_LEN for 8 fds, computed on first use
-
-
-def _recv_message(sock, pending, readable=None):
-    """One length-prefixed JSON message and its fds (worker-proto.h framing);
-    pending: a bytearray kept between calls on the same socket. readable: a
-    select.poll() holding sock for POLLIN, waited on before a recvmsg() that
-    would block: a reader asleep in recvmsg() on a unix socket is woken each
-    time the peer reads what this side sent (the freed buffer's write-space
-    wake does not look at what a reader waits for), so the engine's read of
-    each "done" woke the idle instance for nothing, once per invoke; poll()
-    sleeps for POLLIN only (docs/performance.md, round 8 hand-offs)."""
-    global _FDS_SPACE
-    if _FDS_SPACE is None:
-        import socket
-        import array
-        _FDS_SPACE = socket.CMSG_LEN(8 * array.array("i").itemsize)
-    fds = []
-    while len(pending) < 4:
-        if readable is not None:
-            readable.poll()
-        data, anc, _, _ = sock.recvmsg(_RECV_CHUNK, _FDS_SPACE)
-        if anc:
-            # Imported only here: an import statement per invoke (a
-            # sys.modules look-up through the import machinery) showed in
-            # the instance's profile; fds come with the first invoke only.
-            import socket
-            import array
-            for level, kind, cdata in anc:  # as socket.recv_fds() reads them
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    a = array.array("i")
-                    a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
-                    fds += a
-        if not data:
-            for fd in fds:
-                os.close(fd)
-            return None, []
-        pending += data
-    n = int.from_bytes(pending[:4], "little")
-    if n > 32 << 20:
-        raise ValueError("message too large")
-    while len(pending) < 4 + n:
-        chunk = sock.recv(min(1 << 20, 4 + n - len(pending)))
-        if not chunk:
-            return None, fds
-        pending += chunk
-    # The engine writes UTF-8 JSON: decoded as json.loads(bytes) would
-    # (surrogatepass), without its per-call encoding detection.
-    body = pending[4:4 + n].decode("utf-8", "surrogatepass")
-    del pending[:4 + n]
-    return _MESSAGE_JSON.decode(body), fds
-
-
 def _send_message(sock, obj):
     data = json.dumps(obj).encode()
     sock.sendall(len(data).to_bytes(4, "little") + data)
 
 
 def serve_instance(request_json, sock_fd):
-    """A deployed function's warm instance: run the module once, then serve
-    invocations until the engine closes the socket. Globals persist between
+    """A deployed function's warm instance: run the module once, answer
+    "ready", and return the function that serves one invocation (None when
+    the module's function could not be found: "ready" said so). The loop
+    around it is C (worker-python.c py_serve_instance()): it receives each
+    invoke on sock_fd, decodes it with _MESSAGE_JSON's scanner, adopts the
+    fds it brings, and sends "done" for the (id, result) the function
+    returns (_done_body()'s bytes, the common result's text made in C),
+    until the engine closes the socket. Globals persist between
     invocations, as on Lambda."""
     import socket
-    import select
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
     sock = socket.socket(fileno=sock_fd)
     try:
-        tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
-    except ValidationError as e:
-        _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
-        return
-    _setup_streams(per_invocation=True)
-    _tag_threads()
-    mod = _user_module(req.get("source", ""), filename, req)
-    init_error = None
-    try:
-        exec(compile(tree, filename, "exec"), mod.__dict__)
-    except BaseException as e:
-        init_error = e
-    del tree
-    plan = _BindPlan(fn)
-    pending = bytearray()
-    readable = select.poll()
-    readable.register(sock, select.POLLIN)
-    _freeze_module_objects()
-    _send_message(sock, {"type": "ready", "ok": True})
-    while True:
-        msg, fds = _recv_message(sock, pending, readable)
-        if msg is None:
-            return
-        # fds 1 and 2 are the instance's stdout/stderr pipes for its life:
-        # the invocation that finds them missing (the first) brings them.
-        # The result goes back in its "done" message (no pipe of its own).
-        if len(fds) >= 2:
-            os.dup2(fds[0], 1)
-            os.dup2(fds[1], 2)
-        for fd in fds:
-            if fd not in (1, 2):  # a function that closed fd 1 gets it back as is
-                os.close(fd)
+        try:
+            tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
+        except ValidationError as e:
+            _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
+            return None
+        _setup_streams(per_invocation=True)
+        _tag_threads()
+        mod = _user_module(req.get("source", ""), filename, req)
+        init_error = None
+        try:
+            exec(compile(tree, filename, "exec"), mod.__dict__)
+        except BaseException as e:
+            init_error = e
+        del tree
+        plan = _BindPlan(fn)
+        _freeze_module_objects()
+        _send_message(sock, {"type": "ready", "ok": True})
+    finally:
+        sock.detach()  # the socket stays open for the C loop
+
+    def serve_one(msg):
+        """One invocation: (its id, its result object). fds 1 and 2 (the
+        instance's stdout/stderr pipes for its life) are in place: the
+        first invocation brings them."""
         _INVOCATION[0] += 1
         result = None
         try:
             if init_error is not None:
                 result = _exception_result(init_error, filename)
             else:
-                result = _invoke(fn, mod, msg, filename, plan)
+                # The function's binding, call and result, one frame (a
+                # call less per invoke than a helper of its own).
+                try:
+                    args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
+                    bound = True
+                except ValidationError as e:
+                    result = _error_reply(e, filename)
+                    bound = False
+                if bound:
+                    try:
+                        value = _resolve_value(mod.__dict__.get(fn.name)(*args, **kwargs))
+                    except BaseException as e:
+                        result = _exception_result(e, filename)
+                    else:
+                        result = _serialise(value)
         finally:
             # All the invocation wrote is in the pipes before "done": the
             # engine reads them up to it.
@@ -1361,7 +1333,8 @@ def serve_instance(request_json, sock_fd):
             # through sys.stdout/sys.stderr is dropped, not left in the
             # pipes for the next invocation to find.
             _INVOCATION[0] += 1
-        _send_done(sock, msg.get("id"), result)
+        return msg.get("id"), result
+    return serve_one
 
 
 def _freeze_module_objects():
@@ -1377,6 +1350,8 @@ def _freeze_module_objects():
     gc.collect()
     gc.freeze()
 
+
+_json_ascii_string = json.encoder.encode_basestring_ascii  # json.dumps(str)'s bytes
 
 # The largest result as JSON (engine.h RUN_MAX_RESULT_BYTES); the message
 # limit (32 MiB) leaves room for it and the rest of "done".
@@ -1394,12 +1369,15 @@ def _result_text(result):
     return _RESULT_JSON.encode(result)
 
 
-def _send_done(sock, invocation_id, result):
+def _done_body(invocation_id, result):
     """"done" {id, result} (or {id, result_too_big: true}): the result is
-    spliced in as JSON text, serialised once."""
+    spliced in as JSON text, serialised once. The instance's C loop
+    (worker-python.c instance_done()) makes these bytes itself for a
+    string id and a result _result_text() spells out, and calls this for
+    anything else."""
     # The engine's ids are strings: json.dumps()'s bytes for them without
     # its per-call encoder set-up.
-    head = '{"type":"done","id":' + (json.encoder.encode_basestring_ascii(invocation_id)
+    head = '{"type":"done","id":' + (_json_ascii_string(invocation_id)
                                      if type(invocation_id) is str else json.dumps(invocation_id))
     data = b""
     if result is not None:
@@ -1410,19 +1388,4 @@ def _send_done(sock, invocation_id, result):
         body = head.encode() + b',"result":' + data + b"}"
     else:
         body = (head + "}").encode()
-    sock.sendall(len(body).to_bytes(4, "little") + body)
-
-
-def _invoke(fn, mod, msg, filename, plan=None):
-    """The invocation's result object (as _write_result would write it);
-    plan: fn's _BindPlan, kept by the instance."""
-    try:
-        args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
-    except ValidationError as e:
-        return _error_reply(e, filename)
-    try:
-        target = mod.__dict__.get(fn.name)
-        value = _resolve_value(target(*args, **kwargs))
-    except BaseException as e:
-        return _exception_result(e, filename)
-    return _serialise(value)
+    return body

@@ -69,6 +69,23 @@ static ssize_t recvmsg_some(int sock, struct msghdr *mh, int flags) {
         }
 }
 
+/* The SCM_RIGHTS fds a recvmsg() brought, appended to fds (up to max;
+ * the rest closed: more than asked for is never leaked). */
+static void take_fds(struct msghdr *mh, int *fds, size_t max_fds, size_t *n_fds) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int *in = (int *) CMSG_DATA(c);
+                for (size_t i = 0; i < n; i++) {
+                        if (*n_fds < max_fds)
+                                fds[(*n_fds)++] = in[i];
+                        else
+                                close(in[i]);
+                }
+        }
+}
+
 static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_t *ret_n) {
         union {
                 char buf[CMSG_SPACE(sizeof(int) * WORKER_PROTO_MAX_FDS)];
@@ -83,18 +100,7 @@ static int recv_header(int sock, uint8_t hdr[4], int *fds, size_t max_fds, size_
                 ssize_t k = recvmsg_some(sock, &mh, MSG_CMSG_CLOEXEC);
                 if (k < 0)
                         return (int) k;
-                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                                continue;
-                        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                        int *in = (int *) CMSG_DATA(c);
-                        for (size_t i = 0; i < n; i++) {
-                                if (*ret_n < max_fds)
-                                        fds[(*ret_n)++] = in[i];
-                                else
-                                        close(in[i]); /* more than asked for: never leak */
-                        }
-                }
+                take_fds(&mh, fds, max_fds, ret_n);
                 got += (size_t) k;
         }
         return 0;
@@ -173,5 +179,81 @@ int proto_recv_reply(int sock, size_t max, char **ret_json, size_t *ret_len) {
         *ret_json = buf;
         if (ret_len)
                 *ret_len = len;
+        return 0;
+}
+
+/* The first read's room in proto_recv_buffered(): an invoke's message of
+ * up to 64 KiB (its header, body and fds) comes in one recvmsg(). */
+#define PROTO_INBUF_CHUNK (64U << 10)
+
+void proto_inbuf_done(ProtoInbuf *in) {
+        free(in->buf);
+        in->buf = NULL;
+        in->len = in->cap = in->taken = 0;
+}
+
+/* One recvmsg() appending to in's bytes (room for at least want more),
+ * wait() first; fds taken as take_fds() does. */
+static int inbuf_fill(int sock, ProtoInbuf *in, size_t want, ProtoWait wait, void *userdata,
+                      int *fds, size_t max_fds, size_t *n_fds) {
+        if (in->cap - in->len < want) {
+                in->cap = in->len + want;
+                in->buf = xrealloc(in->buf, in->cap);
+        }
+        if (wait) {
+                int r = wait(sock, userdata);
+                if (r < 0)
+                        return r;
+        }
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * WORKER_PROTO_MAX_FDS)];
+                struct cmsghdr align;
+        } control;
+        struct iovec iov = { .iov_base = in->buf + in->len, .iov_len = in->cap - in->len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (fds) {
+                mh.msg_control = control.buf;
+                mh.msg_controllen = sizeof(control.buf);
+        }
+        ssize_t k = recvmsg(sock, &mh, 0);
+        if (k == 0)
+                return -ECONNRESET;
+        if (k < 0)
+                return -errno;
+        if (fds)
+                take_fds(&mh, fds, max_fds, n_fds);
+        in->len += (size_t) k;
+        return 0;
+}
+
+int proto_recv_buffered(int sock, ProtoInbuf *in, ProtoWait wait, void *userdata,
+                        const char **ret_json, size_t *ret_len,
+                        int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
+        /* The message returned last time is done with: its bytes go. */
+        if (in->taken > 0) {
+                memmove(in->buf, in->buf + in->taken, in->len - in->taken);
+                in->len -= in->taken;
+                in->taken = 0;
+        }
+        max_fds = MIN(max_fds, (size_t) WORKER_PROTO_MAX_FDS);
+        while (in->len < 4) {
+                /* The fds ride on the message's first byte. */
+                int r = inbuf_fill(sock, in, PROTO_INBUF_CHUNK, wait, userdata, ret_fds, max_fds, ret_n_fds);
+                if (r < 0)
+                        return r;
+        }
+        size_t len = header_length(in->buf);
+        if (len > WORKER_PROTO_MAX_MESSAGE)
+                return -EMSGSIZE;
+        while (in->len < 4 + len) {
+                int r = inbuf_fill(sock, in, 4 + len - in->len, NULL, NULL, NULL, 0, NULL);
+                if (r == -EINTR)
+                        continue;
+                if (r < 0)
+                        return r;
+        }
+        in->taken = 4 + len;
+        *ret_json = (const char *) in->buf + 4;
+        *ret_len = len;
         return 0;
 }

@@ -31,3 +31,31 @@ int proto_recv(int sock, size_t max, char **ret_json, size_t *ret_len,
  * past the message mean it broke the framing: -EPROTO (nothing is kept
  * for a next call). -ECONNRESET at EOF, -EMSGSIZE above max. */
 int proto_recv_reply(int sock, size_t max, char **ret_json, size_t *ret_len);
+
+/* A reader's buffer for proto_recv_buffered(): bytes received past the
+ * message it returned last stay for the next call. Zero-initialised. */
+typedef struct ProtoInbuf {
+        uint8_t *buf;
+        size_t len, cap;
+        size_t taken; /* the last returned message's bytes, dropped next call */
+} ProtoInbuf;
+
+/* Called before a recvmsg() that may block (a poll() for POLLIN: a reader
+ * asleep in recvmsg() on a unix socket is also woken each time its peer
+ * reads what it sent). 0 to go on, or -errno (-EINTR: the caller's
+ * signals to see to) which proto_recv_buffered() returns, keeping what it
+ * has read in the buffer. */
+typedef int (*ProtoWait)(int sock, void *userdata);
+
+/* Receives one whole message: its header, body and fds come in ONE
+ * recvmsg() of up to 64 KiB, no header-then-body split (a warm instance's
+ * invoke: one system call besides the wait). *ret_json points into in
+ * (not NUL-terminated), valid until the next call; fds (not O_CLOEXEC:
+ * the instance keeps them as the Python runner did) appended to ret_fds,
+ * their count in *ret_n_fds, which the caller zeroes before the first
+ * call for a message. -ECONNRESET at EOF, -EMSGSIZE above the protocol's
+ * maximum. */
+int proto_recv_buffered(int sock, ProtoInbuf *in, ProtoWait wait, void *userdata,
+                        const char **ret_json, size_t *ret_len,
+                        int *ret_fds, size_t max_fds, size_t *ret_n_fds);
+void proto_inbuf_done(ProtoInbuf *in);

@@ -4,8 +4,10 @@
 #include <Python.h>
 
 #include "worker.h"
+#include "worker-proto.h"
 
 #include <marshal.h>
+#include <poll.h>
 #include <sys/mman.h>
 
 /* embed-source.py: each module's source, and its code object compiled and
@@ -335,13 +337,202 @@ void py_spare_warm(void) {
         Py_XDECREF(res);
 }
 
+/* Before the instance's recvmsg(): poll() sleeps for POLLIN only, where a
+ * reader asleep in recvmsg() is also woken by the engine's read of each
+ * "done" (docs/performance.md, round 8 hand-offs). */
+static int instance_wait(int sock, void *userdata) {
+        (void) userdata;
+        struct pollfd p = { .fd = sock, .events = POLLIN };
+        return poll(&p, 1, -1) < 0 ? -errno : 0;
+}
+
+/* The next invoke message (GIL released while waiting); its fds in fds.
+ * -EINTR never comes back: Python's signal handlers run, as they would in
+ * select.poll(), and the wait goes on unless one raised. */
+static int instance_receive(int sock, ProtoInbuf *in, const char **json, size_t *len,
+                            int *fds, size_t *n_fds) {
+        *n_fds = 0;
+        for (;;) {
+                int r;
+                Py_BEGIN_ALLOW_THREADS
+                r = proto_recv_buffered(sock, in, instance_wait, NULL, json, len,
+                                        fds, WORKER_PROTO_MAX_FDS, n_fds);
+                Py_END_ALLOW_THREADS
+                if (r != -EINTR)
+                        return r;
+                if (PyErr_CheckSignals() < 0)
+                        return -EINTR;
+        }
+}
+
+/* fds 1 and 2 are the instance's stdout/stderr pipes for its life: the
+ * invocation that finds them missing (the first) brings them. A function
+ * that closed fd 1 gets it back as is. */
+static void instance_adopt_fds(const int *fds, size_t n_fds) {
+        if (n_fds >= 2) {
+                (void) dup2(fds[0], STDOUT_FILENO);
+                (void) dup2(fds[1], STDERR_FILENO);
+        }
+        for (size_t i = 0; i < n_fds; i++)
+                if (fds[i] != STDOUT_FILENO && fds[i] != STDERR_FILENO)
+                        close(fds[i]);
+}
+
+/* The message as a dict: the decoder's C scanner over the text (no
+ * json.loads layers per invoke); anything it does not read whole goes to
+ * runner._run_message(), which reads it as json.loads() would. */
+static PyObject *instance_decode(PyObject *scan, const char *json, size_t len) {
+        PyObject *text = PyUnicode_DecodeUTF8(json, (Py_ssize_t) len, "surrogatepass");
+        if (!text)
+                return NULL;
+        PyObject *msg = NULL;
+        PyObject *got = PyObject_CallFunction(scan, "On", text, (Py_ssize_t) 0);
+        if (got && PyTuple_Check(got) && PyTuple_GET_SIZE(got) == 2 &&
+            PyDict_CheckExact(PyTuple_GET_ITEM(got, 0)) &&
+            PyLong_AsSsize_t(PyTuple_GET_ITEM(got, 1)) == PyUnicode_GET_LENGTH(text)) {
+                msg = Py_NewRef(PyTuple_GET_ITEM(got, 0));
+        } else {
+                PyErr_Clear();
+                msg = PyObject_CallMethod(runner, "_run_message", "O", text);
+        }
+        Py_XDECREF(got);
+        Py_DECREF(text);
+        return msg;
+}
+
+/* What the loop looks up in runner once: the message decoder's C scanner,
+ * json's two C string encoders, the largest result. */
+typedef struct InstanceTools {
+        PyObject *scan;        /* _MESSAGE_JSON.scan_once */
+        PyObject *ascii_text;  /* _json_ascii_string: json.dumps(str)'s text */
+        PyObject *text;        /* _json_string: ensure_ascii=False's */
+        Py_ssize_t max_result; /* _MAX_RESULT_BYTES */
+} InstanceTools;
+
+static bool instance_tools_get(InstanceTools *t) {
+        PyObject *decoder = PyObject_GetAttrString(runner, "_MESSAGE_JSON");
+        t->scan = decoder ? PyObject_GetAttrString(decoder, "scan_once") : NULL;
+        Py_XDECREF(decoder);
+        t->ascii_text = PyObject_GetAttrString(runner, "_json_ascii_string");
+        t->text = PyObject_GetAttrString(runner, "_json_string");
+        PyObject *max = PyObject_GetAttrString(runner, "_MAX_RESULT_BYTES");
+        t->max_result = max ? PyLong_AsSsize_t(max) : -1;
+        Py_XDECREF(max);
+        return t->scan && t->ascii_text && t->text && t->max_result > 0;
+}
+
+static void instance_tools_done(InstanceTools *t) {
+        Py_XDECREF(t->scan);
+        Py_XDECREF(t->ascii_text);
+        Py_XDECREF(t->text);
+}
+
+/* The common result's JSON text, TEXT of {"ok": true, "json": TEXT} (what
+ * runner._result_text() spells out), or NULL (no error) for any other. */
+static PyObject *instance_common_text(PyObject *result) {
+        if (!PyDict_CheckExact(result) || PyDict_GET_SIZE(result) != 2)
+                return NULL;
+        Py_ssize_t pos = 0;
+        PyObject *key, *ok;
+        if (!PyDict_Next(result, &pos, &key, &ok) || !PyUnicode_CheckExact(key) ||
+            PyUnicode_CompareWithASCIIString(key, "ok") != 0 || ok != Py_True)
+                return NULL;
+        PyObject *text = PyDict_GetItemString(result, "json");
+        return text && PyUnicode_CheckExact(text) ? text : NULL;
+}
+
+/* Appends n bytes at *p. */
+static void put(char **p, const char *s, size_t n) {
+        memcpy(*p, s, n);
+        *p += n;
+}
+
+/* "done"'s bytes: runner._done_body(id, result)'s, made here for a string
+ * id and the common result (their text by json's C encoders, one bytes
+ * object: ~8k instructions of Python per invoke less), by _done_body()
+ * for anything else (no result, an error, a result too big). */
+static PyObject *instance_done(const InstanceTools *t, PyObject *id, PyObject *result) {
+        PyObject *text = PyUnicode_CheckExact(id) ? instance_common_text(result) : NULL;
+        PyObject *id_json = text ? PyObject_CallOneArg(t->ascii_text, id) : NULL;
+        PyObject *text_json = id_json ? PyObject_CallOneArg(t->text, text) : NULL;
+        PyObject *data = text_json ? PyUnicode_AsEncodedString(text_json, "utf-8", "surrogatepass") : NULL;
+        Py_XDECREF(text_json);
+        const char *idj = id_json ? PyUnicode_AsUTF8(id_json) : NULL; /* ASCII */
+        static const char head[] = "{\"type\":\"done\",\"id\":", mid[] = ",\"result\":",
+                          ok[] = "{\"ok\": true, \"json\": ", end[] = "}}";
+        PyObject *body = NULL;
+        if (idj && data && PyBytes_GET_SIZE(data) + (Py_ssize_t) sizeof(ok) <= t->max_result) {
+                size_t n_id = strlen(idj), n_data = (size_t) PyBytes_GET_SIZE(data);
+                body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t) (sizeof(head) - 1 + n_id + sizeof(mid) - 1 +
+                                                                     sizeof(ok) - 1 + n_data + sizeof(end) - 1));
+                if (body) {
+                        char *p = PyBytes_AS_STRING(body);
+                        put(&p, head, sizeof(head) - 1);
+                        put(&p, idj, n_id);
+                        put(&p, mid, sizeof(mid) - 1);
+                        put(&p, ok, sizeof(ok) - 1);
+                        put(&p, PyBytes_AS_STRING(data), n_data);
+                        put(&p, end, sizeof(end) - 1);
+                }
+        }
+        Py_XDECREF(id_json);
+        Py_XDECREF(data);
+        if (body)
+                return body;
+        PyErr_Clear();
+        return PyObject_CallMethod(runner, "_done_body", "OO", id, result);
+}
+
+/* Serves invocations until the engine closes the socket (or a send fails):
+ * receive, decode, serve_one(msg) -> (id, result), "done", send. */
+static void instance_loop(PyObject *serve_one, int sock) {
+        InstanceTools tools = {};
+        bool ready = instance_tools_get(&tools);
+        ProtoInbuf in = {};
+        while (ready) {
+                const char *json;
+                size_t len, n_fds;
+                int fds[WORKER_PROTO_MAX_FDS];
+                int r = instance_receive(sock, &in, &json, &len, fds, &n_fds);
+                if (r < 0) {
+                        for (size_t i = 0; i < n_fds; i++)
+                                close(fds[i]);
+                        break;
+                }
+                instance_adopt_fds(fds, n_fds);
+                PyObject *msg = instance_decode(tools.scan, json, len);
+                PyObject *served = msg ? PyObject_CallOneArg(serve_one, msg) : NULL;
+                Py_XDECREF(msg);
+                PyObject *body = served && PyTuple_Check(served) && PyTuple_GET_SIZE(served) == 2 ?
+                        instance_done(&tools, PyTuple_GET_ITEM(served, 0), PyTuple_GET_ITEM(served, 1)) : NULL;
+                Py_XDECREF(served);
+                char *data;
+                Py_ssize_t size;
+                if (!body || PyBytes_AsStringAndSize(body, &data, &size) < 0) {
+                        Py_XDECREF(body);
+                        break;
+                }
+                Py_BEGIN_ALLOW_THREADS
+                r = proto_send(sock, data, (size_t) size, NULL, 0);
+                Py_END_ALLOW_THREADS
+                Py_DECREF(body);
+                if (r < 0)
+                        break;
+        }
+        PyErr_Clear();
+        instance_tools_done(&tools);
+        proto_inbuf_done(&in);
+}
+
 void py_serve_instance(const char *instance_json, int sock_fd) {
-        PyObject *res = PyObject_CallMethod(runner, "serve_instance", "si", instance_json, sock_fd);
-        if (!res) {
+        PyObject *serve_one = PyObject_CallMethod(runner, "serve_instance", "si", instance_json, sock_fd);
+        if (!serve_one) {
                 PyErr_Clear();
                 return;
         }
-        Py_DECREF(res);
+        if (serve_one != Py_None)
+                instance_loop(serve_one, sock_fd);
+        Py_DECREF(serve_one);
 }
 
 int py_compile_dir(const char *dir) {

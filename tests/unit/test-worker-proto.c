@@ -156,6 +156,75 @@ static void test_reply(void **state) {
         close(sv[1]);
 }
 
+/* proto_recv_buffered() (a warm instance's invokes): a message, its fds
+ * and the start of the next come in one recvmsg(); the next is returned
+ * whole from what is kept plus what follows; the wait runs only before a
+ * read, and its -EINTR comes back with nothing lost. */
+static int waits;
+static int count_wait(int sock, void *userdata) {
+        (void) sock;
+        waits++;
+        return userdata && waits == 1 ? -EINTR : 0;
+}
+
+static void test_buffered(void **state) {
+        int sv[2], p[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        /* A message with an fd, two more that one read takes together (the
+         * kernel ends a read at a message carrying fds); then one of 200 KB
+         * (more than the first read's 64 KiB). */
+        const char *m1 = "{\"id\":\"a\"}", *m2 = "{\"id\":\"bb\"}";
+        assert_int_equal(proto_send(sv[0], m1, strlen(m1), &p[1], 1), 0);
+        assert_int_equal(proto_send(sv[0], m2, strlen(m2), NULL, 0), 0);
+        assert_int_equal(proto_send(sv[0], m1, strlen(m1), NULL, 0), 0);
+        size_t big = 200000;
+        _cleanup_free_ char *m3 = xmalloc(big);
+        memset(m3, 'x', big);
+        ProtoInbuf in = {};
+        const char *json;
+        size_t len, n_fds = 0;
+        int fds[4];
+        waits = 0;
+        /* The first wait says EINTR: nothing read, the call comes again. */
+        assert_int_equal(proto_recv_buffered(sv[1], &in, count_wait, (void *) 1, &json, &len, fds, 4, &n_fds), -EINTR);
+        assert_int_equal(proto_recv_buffered(sv[1], &in, count_wait, (void *) 1, &json, &len, fds, 4, &n_fds), 0);
+        assert_int_equal(waits, 2);
+        assert_int_equal(len, strlen(m1));
+        assert_memory_equal(json, m1, len);
+        assert_int_equal(n_fds, 1);
+        assert_int_equal(write(fds[0], "x", 1), 1);
+        close(fds[0]);
+        n_fds = 0;
+        assert_int_equal(proto_recv_buffered(sv[1], &in, count_wait, NULL, &json, &len, fds, 4, &n_fds), 0);
+        assert_int_equal(waits, 3);
+        assert_int_equal(len, strlen(m2));
+        assert_memory_equal(json, m2, len);
+        assert_int_equal(n_fds, 0);
+        /* The third was read with the second: no wait, no read. */
+        assert_int_equal(proto_recv_buffered(sv[1], &in, count_wait, NULL, &json, &len, fds, 4, &n_fds), 0);
+        assert_int_equal(waits, 3);
+        assert_int_equal(len, strlen(m1));
+        assert_memory_equal(json, m1, len);
+        pid_t pid = fork();
+        if (pid == 0) {
+                _exit(proto_send(sv[0], m3, big, NULL, 0) == 0 ? 0 : 1);
+        }
+        assert_int_equal(proto_recv_buffered(sv[1], &in, count_wait, NULL, &json, &len, fds, 4, &n_fds), 0);
+        assert_int_equal(len, big);
+        assert_memory_equal(json, m3, big);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_int_equal(status, 0);
+        /* EOF. */
+        close(sv[0]);
+        assert_int_equal(proto_recv_buffered(sv[1], &in, count_wait, NULL, &json, &len, fds, 4, &n_fds), -ECONNRESET);
+        proto_inbuf_done(&in);
+        close(sv[1]);
+        close(p[0]);
+        close(p[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_roundtrip_with_fds),
@@ -163,6 +232,7 @@ int main(void) {
                 cmocka_unit_test(test_oversized_rejected),
                 cmocka_unit_test(test_extra_fds_closed_not_leaked),
                 cmocka_unit_test(test_reply),
+                cmocka_unit_test(test_buffered),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
