@@ -13,7 +13,9 @@
 #include "data.h"
 
 void daemon_config_init(DaemonConfig *cfg) {
+        static uint64_t generations;
         *cfg = (DaemonConfig) {
+                .generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED),
                 .listen = xstrdup("127.0.0.1:8080"),
                 .max_body_bytes = 12U << 20,
                 .max_json_depth = 64,
@@ -605,6 +607,25 @@ const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char 
                 if (CRYPTO_memcmp(md, cfg->tokens[i].sha256, 32) == 0 && cfg->tokens[i].has_token)
                         found = &cfg->tokens[i];
         return found;
+}
+
+const DaemonToken *daemon_config_find_token_memo(const DaemonConfig *cfg, const char *token, TokenMemo *memo) {
+        TokenMemo seen = { .generation = cfg->generation, .len = strlen(token) };
+        if (seen.len <= sizeof(seen.bytes)) {
+                memcpy(seen.bytes, token, seen.len);
+                /* Whole (bytes, length, generation) in one constant-time
+                 * compare: no early exit on the first differing byte. */
+                seen.index = memo->index;
+                if (CRYPTO_memcmp(&seen, memo, sizeof(seen)) == 0 && memo->index < cfg->n_tokens)
+                        return &cfg->tokens[memo->index];
+        }
+        const DaemonToken *t = daemon_config_find_token(cfg, token);
+        if (t && seen.len <= sizeof(seen.bytes)) {
+                seen.index = (size_t) (t - cfg->tokens);
+                *memo = seen;
+        }
+        OPENSSL_cleanse(&seen, sizeof(seen));
+        return t;
 }
 
 const DaemonToken *daemon_config_find_access_key(const DaemonConfig *cfg, const char *access_key_id) {

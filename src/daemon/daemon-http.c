@@ -159,8 +159,11 @@ static int authenticate_bearer(Ctx *c, TokenRole *ret_role) {
         _cleanup_free_ char *tok = bearer_token(c);
         if (!tok || !*tok)
                 return -ENOKEY;
+        /* Per HTTP thread: its connections' requests mostly carry one
+         * token (daemon_config_find_token_memo). */
+        static __thread TokenMemo memo;
         pthread_rwlock_rdlock(&c->d->cfg_lock);
-        const DaemonToken *t = daemon_config_find_token(&c->d->cfg, tok);
+        const DaemonToken *t = daemon_config_find_token_memo(&c->d->cfg, tok, &memo);
         if (t) {
                 *ret_role = t->role;
                 snprintf(c->tenant_buf, sizeof(c->tenant_buf), "%s", t->tenant);

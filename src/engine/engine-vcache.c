@@ -51,8 +51,40 @@ ValidationCache *vcache_free(ValidationCache *c) {
         return NULL;
 }
 
+/* The last short keys this thread hashed and their digests: a warm
+ * invoke looks its deployed version's pinned environment up with the same
+ * key each time (engine_env_pinned(): ~4.5k instructions of SHA-256 per
+ * invoke). The digest is a function of the key alone, so the memo is
+ * per thread and needs no lock, whichever cache asks. Long keys (a
+ * source's validation key) are not kept: comparing them costs as much. */
+#define DIGEST_MEMO_KEYS 4
+#define DIGEST_MEMO_KEY_MAX 256
+
+typedef struct DigestMemo {
+        size_t len; /* 0: empty */
+        char key[DIGEST_MEMO_KEY_MAX];
+        unsigned char digest[32];
+} DigestMemo;
+
+static __thread DigestMemo digest_memo[DIGEST_MEMO_KEYS];
+static __thread unsigned digest_memo_next;
+
 static void digest(const char *key, unsigned char out[32]) {
-        sha256_digest(key, strlen(key), out);
+        size_t len = strlen(key);
+        bool short_key = len > 0 && len <= DIGEST_MEMO_KEY_MAX;
+        if (short_key)
+                for (size_t i = 0; i < DIGEST_MEMO_KEYS; i++)
+                        if (digest_memo[i].len == len && memcmp(digest_memo[i].key, key, len) == 0) {
+                                memcpy(out, digest_memo[i].digest, 32);
+                                return;
+                        }
+        sha256_digest(key, len, out);
+        if (short_key) {
+                DigestMemo *m = &digest_memo[digest_memo_next++ % DIGEST_MEMO_KEYS];
+                m->len = len;
+                memcpy(m->key, key, len);
+                memcpy(m->digest, out, 32);
+        }
 }
 
 /* With c->lock held: the entry of digest d, marked used, or NULL. */

@@ -49,8 +49,10 @@ static bool json_number_at(const char **pp) {
 
 bool store_json_scalar_at(const char **pp) {
         static const char *const words[] = { "true", "false", "null" };
+        /* Most values are numbers: a word is tried from its first letter
+         * only (each run's timings pass here ~20 times per invoke). */
         for (size_t i = 0; i < ELEMENTSOF(words); i++)
-                if (startswith(*pp, words[i])) {
+                if (**pp == words[i][0] && startswith(*pp, words[i])) {
                         *pp += strlen(words[i]);
                         return true;
                 }

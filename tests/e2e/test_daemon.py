@@ -1,6 +1,7 @@
 """pysprinterd over HTTP: the API v1, auth and tenancy, live logs, cancel,
 robustness against bad requests, concurrency, restarts (DESIGN §7)."""
 import concurrent.futures
+import hashlib
 import json
 import os
 import signal
@@ -447,6 +448,42 @@ def test_sighup_reloads_tokens(tmp_path):
         st, _ = d.call("GET", "/v1/runs", token=new)
         assert st == 200
         waiter.join()
+    finally:
+        d.stop()
+
+
+def test_sighup_revoked_token_stops_at_once_on_a_kept_connection(tmp_path):
+    """An HTTP thread remembers the last token it matched (no digest per
+    request): a reload that drops the token must still refuse its very next
+    request, on the same keep-alive connection, while the others go on."""
+    import http.client
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+
+        def status(token):
+            conn.request("GET", "/v1/runs", headers={"Authorization": f"Bearer {token}"})
+            r = conn.getresponse()
+            r.read()
+            return r.status
+
+        for _ in range(5):
+            assert status(TOKENS["bob"]) == 200
+        lines = d.config.read_text().splitlines()
+        bob_hash = hashlib.sha256(TOKENS["bob"].encode()).hexdigest()
+        i = next(i for i, l in enumerate(lines) if bob_hash in l)
+        assert "tenant: bob" in lines[i - 1]
+        del lines[i - 1:i + 1]
+        d.config.write_text("\n".join(lines) + "\n")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while d.log.read_text().count("configuration reloaded") < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        assert "configuration reloaded" in d.log.read_text(), d.log.read_text()
+        assert status(TOKENS["bob"]) == 401
+        assert status(TOKENS["alice"]) == 200
+        assert status(TOKENS["bob"]) == 401
+        conn.close()
     finally:
         d.stop()
 

@@ -620,6 +620,53 @@ static void test_config_table(void **state) {
         }
 }
 
+/* The memo of the last matched token: the same bytes match without the
+ * digest, other bytes and another config (a reload) look it up again, so
+ * a token the new config dropped matches nothing. */
+static void test_config_token_memo(void **state) {
+        DaemonConfig cfg, reloaded;
+        _cleanup_free_ char *err = NULL;
+        TokenMemo memo = {};
+        assert_int_equal(parse_config("tokens:\n  - tenant: alice\n    token: 0123456789abcdef0\n"
+                                      "  - tenant: bob\n    token: 0123456789abcdef1\n    role: readonly\n",
+                                      &cfg, &err),
+                         0);
+        for (int i = 0; i < 3; i++) {
+                const DaemonToken *t = daemon_config_find_token_memo(&cfg, "0123456789abcdef1", &memo);
+                assert_non_null(t);
+                assert_string_equal(t->tenant, "bob");
+                assert_int_equal(memo.generation, cfg.generation);
+        }
+        /* One byte off, shorter, longer: not the memo's. */
+        assert_null(daemon_config_find_token_memo(&cfg, "0123456789abcdef2", &memo));
+        assert_null(daemon_config_find_token_memo(&cfg, "0123456789abcdef", &memo));
+        assert_null(daemon_config_find_token_memo(&cfg, "0123456789abcdef10", &memo));
+        assert_string_equal(daemon_config_find_token_memo(&cfg, "0123456789abcdef0", &memo)->tenant, "alice");
+        assert_string_equal(daemon_config_find_token_memo(&cfg, "0123456789abcdef1", &memo)->tenant, "bob");
+
+        /* The reload drops bob; alice's entry takes bob's index. */
+        assert_int_equal(parse_config("tokens:\n  - tenant: carol\n    token: 0123456789abcdef9\n"
+                                      "  - tenant: alice\n    token: 0123456789abcdef0\n",
+                                      &reloaded, &err),
+                         0);
+        assert_int_not_equal(reloaded.generation, cfg.generation);
+        assert_null(daemon_config_find_token_memo(&reloaded, "0123456789abcdef1", &memo));
+        assert_string_equal(daemon_config_find_token_memo(&reloaded, "0123456789abcdef0", &memo)->tenant, "alice");
+        assert_null(daemon_config_find_token_memo(&reloaded, "0123456789abcdef1", &memo));
+
+        /* Longer than the memo holds: looked up each time, still found. */
+        daemon_config_done(&reloaded);
+        char long_token[200];
+        memset(long_token, 'x', sizeof(long_token) - 1);
+        long_token[sizeof(long_token) - 1] = 0;
+        _cleanup_free_ char *text = xasprintf("tokens:\n  - tenant: dave\n    token: %s\n", long_token);
+        assert_int_equal(parse_config(text, &reloaded, &err), 0);
+        assert_string_equal(daemon_config_find_token_memo(&reloaded, long_token, &memo)->tenant, "dave");
+        assert_string_equal(daemon_config_find_token_memo(&reloaded, long_token, &memo)->tenant, "dave");
+        daemon_config_done(&reloaded);
+        daemon_config_done(&cfg);
+}
+
 static void test_config_values_land(void **state) {
         DaemonConfig cfg;
         _cleanup_free_ char *err = NULL;
@@ -713,6 +760,7 @@ int main(void) {
                 cmocka_unit_test(test_request_retries_become_attempts),
                 cmocka_unit_test(test_config_table),
                 cmocka_unit_test(test_config_values_land),
+                cmocka_unit_test(test_config_token_memo),
                 cmocka_unit_test(test_request_json_text_is_jansson),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -344,6 +344,41 @@ static void test_validation_cached(void **state) {
 /* The validation cache is bounded by the bytes of the replies it holds,
  * not only by their count: least recently used out first, a reply larger
  * than the whole bound not kept, a replaced key not counted twice. */
+/* Keys are looked up by their digest, which each thread memoizes for
+ * short keys: keys one byte apart, more of them than the memo holds, in
+ * turns, each still finds its own reply and no other's. */
+static void test_vcache_short_keys_in_turns(void **state) {
+        (void) state;
+        ValidationCache *c = vcache_new(64, 1 << 20);
+        char key[32], reply[32];
+        for (int i = 0; i < 9; i++) {
+                snprintf(key, sizeof(key), "env\x1f" "deployed-%d", i);
+                snprintf(reply, sizeof(reply), "reply %d", i);
+                vcache_put(c, key, reply);
+        }
+        for (int round = 0; round < 3; round++)
+                for (int i = 0; i < 10; i++) {
+                        snprintf(key, sizeof(key), "env\x1f" "deployed-%d", i);
+                        _cleanup_free_ char *got = vcache_get(c, key);
+                        if (i == 9) {
+                                assert_null(got);
+                                continue;
+                        }
+                        snprintf(reply, sizeof(reply), "reply %d", i);
+                        assert_non_null(got);
+                        assert_string_equal(got, reply);
+                }
+        /* A key longer than the memo keeps and one that is a prefix of another. */
+        char long_key[600];
+        memset(long_key, 'k', sizeof(long_key) - 1);
+        long_key[sizeof(long_key) - 1] = 0;
+        vcache_put(c, long_key, "long");
+        assert_false(vcache_has(c, "env\x1f" "deployed-"));
+        _cleanup_free_ char *got = vcache_get(c, long_key);
+        assert_string_equal(got, "long");
+        vcache_free(c);
+}
+
 static void test_vcache_bounded_by_bytes(void **state) {
         (void) state;
         ValidationCache *c = vcache_new(1024, 1000);
@@ -792,6 +827,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_and_timeout),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_vcache_bounded_by_bytes),
+                cmocka_unit_test(test_vcache_short_keys_in_turns),
                 cmocka_unit_test(test_vcache_keeps_replies_parsed),
                 cmocka_unit_test(test_engine_validation_cache_stays_within_its_bytes),
                 cmocka_unit_test(test_proc_status_doomed),
