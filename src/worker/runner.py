@@ -315,11 +315,34 @@ def _holds_pickle(v):
     return False
 
 
+# The daemon's context (daemon-functions.c lambda_context_json()): an array
+# of these inputs, in LambdaContext's attribute order. An array, not an
+# object: the instance's JSON scanner read an object's keys at ~15k
+# instructions per invoke, these values at ~7k (docs/performance.md "The
+# Lambda route's context (round 19)"). The log stream is the request id.
+_CONTEXT_FIELDS = ("function_name", "function_version", "invoked_function_arn", "memory_limit_in_mb",
+                   "aws_request_id", "log_group_name", "_deadline_ms")
+
+
 class LambdaContext:
     """What AWS Lambda passes as `context`: the invocation's metadata and
-    get_remaining_time_in_millis()."""
+    get_remaining_time_in_millis(). Made from the daemon's array
+    (_CONTEXT_FIELDS) or from an object with the attributes' names (a run
+    queued by an older daemon, a client's {"context": {...}} argument)."""
 
     def __init__(self, d):
+        if type(d) is list and len(d) == len(_CONTEXT_FIELDS) and type(d[3]) is int:
+            # The daemon's array: one unpacking, the attributes in the
+            # order the object form gives them.
+            (self.function_name, self.function_version, self.invoked_function_arn, self.memory_limit_in_mb,
+             self.aws_request_id, self.log_group_name, deadline_ms) = d
+            self.log_stream_name = self.aws_request_id
+            self.identity = None
+            self.client_context = None
+            self._deadline_ms = deadline_ms
+            return
+        if not isinstance(d, dict):
+            d = {}
         self.function_name = d.get("function_name", "")
         self.function_version = d.get("function_version", "$LATEST")
         self.invoked_function_arn = d.get("invoked_function_arn", "")
@@ -354,7 +377,7 @@ def _convert(param, conv, item):
         if type(v) in _JSON_SCALARS:
             return _check_typed(param, conv, v)
     if isinstance(item, dict) and len(item) == 1 and "context" in item:
-        return LambdaContext(item["context"] if isinstance(item["context"], dict) else {})
+        return LambdaContext(item["context"])
     if not isinstance(item, dict) or len(item) != 1 or not ("value" in item or "raw" in item):
         raise ValidationError(f"argument '{param}': malformed argument encoding")
     if "raw" in item:

@@ -42,13 +42,22 @@ def handler(event, context):
     return "ok"
 """
 
+CONTEXT = """
+def handler(event, context):
+    left = context.get_remaining_time_in_millis()
+    return {"attrs": {k: [type(v).__name__, v] for k, v in vars(context).items() if k != "_deadline_ms"},
+            "deadline_type": type(context._deadline_ms).__name__,
+            "repr": repr(context), "type": type(context).__name__, "left": left}
+"""
+
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("lambda")
     daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
     try:
-        for name, src in (("echo", HANDLER), ("add", KWARGS), ("fails", FAILS), ("chatty", CHATTY)):
+        for name, src in (("echo", HANDLER), ("add", KWARGS), ("fails", FAILS), ("chatty", CHATTY),
+                          ("ctx", CONTEXT)):
             st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
             assert st == 201, b
         yield daemon
@@ -186,3 +195,31 @@ def test_not_found_errors_are_lambdas(d):
         err = e.value.response["Error"]
         assert err["Code"] == "ResourceNotFoundException"
         assert err["Message"].startswith("Function not found: arn:aws:lambda:"), err
+
+
+def test_context_as_the_function_reads_it(d):
+    """Every attribute of the context, its order, types and repr, as a
+    function sees them, on a warm instance (the second call) too."""
+    for _ in range(2):
+        r = client(d).invoke(FunctionName="ctx", Payload=b"{}")
+        rid = r["ResponseMetadata"]["RequestId"]
+        got = json.loads(r["Payload"].read())
+        assert got["attrs"] == {
+            "function_name": ["str", "ctx"],
+            "function_version": ["str", "1"],
+            "invoked_function_arn": ["str", "arn:aws:lambda:local:000000000000:function:ctx"],
+            "memory_limit_in_mb": ["int", got["attrs"]["memory_limit_in_mb"][1]],
+            "aws_request_id": ["str", rid],
+            "log_group_name": ["str", "/aws/lambda/ctx"],
+            "log_stream_name": ["str", rid],
+            "identity": ["NoneType", None],
+            "client_context": ["NoneType", None],
+        }
+        assert list(got["attrs"]) == ["function_name", "function_version", "invoked_function_arn",
+                                      "memory_limit_in_mb", "aws_request_id", "log_group_name",
+                                      "log_stream_name", "identity", "client_context"]
+        assert got["attrs"]["memory_limit_in_mb"][1] > 0
+        assert got["deadline_type"] == "int"
+        assert got["repr"] == f"LambdaContext(aws_request_id={rid!r}, function_name='ctx')"
+        assert got["type"] == "LambdaContext"
+        assert 0 < got["left"] <= 900_000
