@@ -311,6 +311,7 @@ static int wal_frames(Store *s, int log) {
 static uint64_t pace_db_begin(Store *s) {
         uint64_t all = dirty_pages_in(s->cfd_db, 0, 0);
         s->cdb_cursor = 0;
+        s->cdb_tick_at = 0;
         s->cdb_left = s->cdb_total = 0;
         s->cdb_frames = wal_frames(s, 0);
         if (all == UINT64_MAX || all < 32) {
@@ -328,6 +329,18 @@ static uint64_t pace_db_begin(Store *s) {
  * once the WAL is late (STORE_CKPT_LATE_PAGES: writers faster than the
  * pacing, as in the unit tests; the backstop would otherwise make a
  * commit wait). */
+/* The time since the walk's last tick, kept when it is the longest yet
+ * (StoreCheckpointStats.db_tick_gap_max_usec). */
+static void note_tick(Store *s) {
+        usec_t now = now_monotonic();
+        if (s->cdb_tick_at > 0 && now - s->cdb_tick_at > s->cdb_tick_gap_max) {
+                pthread_mutex_lock(&s->clock);
+                s->cdb_tick_gap_max = now - s->cdb_tick_at;
+                pthread_mutex_unlock(&s->clock);
+        }
+        s->cdb_tick_at = now;
+}
+
 static void pace_db(Store *s, uint64_t floor, bool restarting) {
         struct stat st;
         if (s->cdb_left == 0)
@@ -337,6 +350,7 @@ static void pace_db(Store *s, uint64_t floor, bool restarting) {
                 s->cdb_left = 0;
                 return;
         }
+        note_tick(s);
         int frames = wal_frames(s, 0);
         int appended = frames >= s->cdb_frames ? frames - s->cdb_frames : frames;
         s->cdb_frames = frames;
@@ -767,5 +781,6 @@ void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret) {
         ret->restart_tail_passes_max = s->ctail_max;
         ret->restart_syncs_max = s->crestart_syncs_max;
         ret->restart_pass_frames_max = s->crestart_frames_max;
+        ret->db_tick_gap_max_usec = s->cdb_tick_gap_max;
         pthread_mutex_unlock(&s->clock);
 }

@@ -62,6 +62,11 @@ typedef struct StoreCheckpointStats {
          * that reached the cap to the end of the pass that let the WAL
          * restart. */
         uint64_t restart_pass_frames_max, restart_tail_passes_max, restart_syncs_max;
+        /* The longest time between two ticks of one walk of the database's
+         * dirty pages (STORE_CKPT_TICK_USEC when on time): the thread runs
+         * at SCHED_IDLE, and a tick that comes late writes the share of
+         * every frame appended meanwhile at once. */
+        usec_t db_tick_gap_max_usec;
 } StoreCheckpointStats;
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
