@@ -1333,11 +1333,9 @@ def serve_instance(request_json, sock_fd):
                 # call less per invoke than a helper of its own).
                 try:
                     args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
-                    bound = True
                 except ValidationError as e:
                     result = _error_reply(e, filename)
-                    bound = False
-                if bound:
+                else:
                     try:
                         value = _resolve_value(mod.__dict__.get(fn.name)(*args, **kwargs))
                     except BaseException as e:
