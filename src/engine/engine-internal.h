@@ -100,8 +100,10 @@ struct Engine {
         pthread_mutex_t out_spare_lock;
         struct OutSpare *out_spares;
         /* engine-sandbox.c: finished ad-hoc runs' cgroups, emptied, for the
-         * next spares (sandbox_cgroup_recycle()); under out_spare_lock. */
+         * next spares (sandbox_cgroup_recycle()); under out_spare_lock. A
+         * ring, taken oldest first: every kept group comes back in turn. */
         struct SandboxCgroup *cg_spares[64];
+        size_t cg_spares_head;
         size_t n_cg_spares;
         size_t n_out_spares;
         long out_fresh_flags;      /* a fresh output dir's inode flags, -1: not known yet */

@@ -124,12 +124,18 @@ static char *cgroup_name(const char *run_id) {
 }
 
 /* A finished ad-hoc run's groups, taken again (see sandbox_cgroup_recycle()
- * on what is kept and why no state of the last run reaches the next). */
+ * on what is kept and why no state of the last run reaches the next).
+ * Oldest first: taken newest first, a group put back while others lay on
+ * top of it stayed unused for good whenever the runs came one at a time
+ * (each run's group went back on top and was the next spare's). */
 static SandboxCgroup *cg_spare_take(Engine *e) {
         SandboxCgroup *cg = NULL;
         pthread_mutex_lock(&e->out_spare_lock);
-        if (e->n_cg_spares)
-                cg = e->cg_spares[--e->n_cg_spares];
+        if (e->n_cg_spares) {
+                cg = e->cg_spares[e->cg_spares_head];
+                e->cg_spares_head = (e->cg_spares_head + 1) % ELEMENTSOF(e->cg_spares);
+                e->n_cg_spares--;
+        }
         pthread_mutex_unlock(&e->out_spare_lock);
         return cg;
 }
@@ -140,7 +146,7 @@ static void cg_spare_put(Engine *e, SandboxCgroup *cg) {
                 return;
         pthread_mutex_lock(&e->out_spare_lock);
         if (e->n_cg_spares < ELEMENTSOF(e->cg_spares)) {
-                e->cg_spares[e->n_cg_spares++] = cg;
+                e->cg_spares[(e->cg_spares_head + e->n_cg_spares++) % ELEMENTSOF(e->cg_spares)] = cg;
                 cg = NULL;
         }
         pthread_mutex_unlock(&e->out_spare_lock);
@@ -149,8 +155,10 @@ static void cg_spare_put(Engine *e, SandboxCgroup *cg) {
 
 void engine_sandbox_cgroups_free(Engine *e) {
         pthread_mutex_lock(&e->out_spare_lock);
-        while (e->n_cg_spares)
-                sandbox_cgroup_free(e->cg_spares[--e->n_cg_spares]);
+        for (; e->n_cg_spares; e->n_cg_spares--) {
+                sandbox_cgroup_free(e->cg_spares[e->cg_spares_head]);
+                e->cg_spares_head = (e->cg_spares_head + 1) % ELEMENTSOF(e->cg_spares);
+        }
         pthread_mutex_unlock(&e->out_spare_lock);
 }
 

@@ -173,3 +173,25 @@ def test_no_group_is_left_after_200_runs_and_a_kill9(daemon):
         time.sleep(0.1)
     assert ours(pid) == []
     assert run(daemon, "def f():\n    return 1\n")["result"] == 1
+
+
+def test_every_kept_group_comes_back_in_turn(daemon):
+    # Eight runs at once leave eight groups kept; runs one at a time then
+    # take each of them again, not only the last one put back (taken
+    # newest first, the ones below it stayed unused for good).
+    import concurrent.futures
+    slow = "import time\ndef f():\n    time.sleep(0.5)\n    return 1\n"
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        burst = list(pool.map(lambda _: run_logged(daemon, slow), range(8)))
+    kept = {g["pids"] for _, g in burst}
+    needs_v1_pids(burst[0][1])
+    assert len(kept) >= 4, kept  # they overlapped: a group each
+    seen = set()
+    for _ in range(len(kept) + 24):
+        out, g = run_logged(daemon, "def f():\n    return 2\n")
+        assert out["result"] == 2, out
+        seen.add(g["pids"])
+        if kept <= seen | {k for k in kept if gone(k, "pids", daemon)}:
+            return
+    missing = kept - seen - {k for k in kept if gone(k, "pids", daemon)}
+    assert not missing, f"kept groups never taken again: {sorted(missing)}"
