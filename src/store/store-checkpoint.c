@@ -118,13 +118,22 @@ static int pass_due(int frames) {
  * nothing else run on that CPU meanwhile, SCHED_IDLE or not. Starting the
  * write-back a slice per call gives the scheduler a point between slices
  * to run a thread that woke; the sync then finds the pages written or in
- * flight and waits for them off the CPU. */
-#define STORE_CKPT_SLICE (128 * 1024)
+ * flight and waits for them off the CPU. A MiB a slice (round 20; 128 KiB
+ * before): the host charges this VM per write request as well as per
+ * byte (its steal time at 10 MB/s of writes beside two spinners: 0.94% in
+ * 16 KiB requests, 0.67-0.80% in 128 KiB, 0.53% in 1 MiB), and each
+ * slice became one or more requests of at most its size. One slice is one
+ * trickle span (STORE_CKPT_TRICKLE_PAGES), ~0.15 ms of submission. */
+#define STORE_CKPT_SLICE (1024 * 1024)
 
 static void write_back_range(int fd, off_t from, off_t to, unsigned flags) {
-        for (off_t off = from; off < to; off += STORE_CKPT_SLICE)
-                if (sync_file_range(fd, off, MIN(STORE_CKPT_SLICE, to - off), flags) < 0)
+        for (off_t off = from, n; off < to; off += n) {
+                /* A short rest rides with the last slice (a trickle span
+                 * of 256 frames is a MiB and 6 KiB). */
+                n = to - off <= STORE_CKPT_SLICE + STORE_CKPT_SLICE / 4 ? to - off : STORE_CKPT_SLICE;
+                if (sync_file_range(fd, off, n, flags) < 0)
                         return;
+        }
 }
 
 /* The WAL's descriptor for this thread's write-back and read-ahead,
@@ -301,7 +310,11 @@ static int wal_frames(Store *s, int log) {
  * still finds them on disk (restart_when_written()). */
 #define STORE_CKPT_TICK_USEC (50 * USEC_PER_MSEC)
 #define STORE_CKPT_DB_MIN_PAGES 16
-/* The walk's step, and the clean span it skips in one look. */
+/* The walk's step, and the clean span it skips in one look. Steps dirty
+ * one after another are written back as one range, up to a slice
+ * (STORE_CKPT_SLICE): a pass's new pages are the file's last ones, side
+ * by side, and one request of a MiB costs the host less than sixteen of
+ * 64 KiB (round 20). The budget is still counted a step at a time. */
 #define STORE_CKPT_DB_STEP (64 * 1024)
 #define STORE_CKPT_DB_SKIP (16 * STORE_CKPT_DB_STEP)
 
@@ -341,6 +354,17 @@ static void note_tick(Store *s) {
         s->cdb_tick_at = now;
 }
 
+/* One range of the walk written back (none when empty), and counted. */
+static void db_range_write_back(Store *s, off_t from, off_t to) {
+        if (to <= from)
+                return;
+        write_back_range(s->cfd_db, from, to, SYNC_FILE_RANGE_WRITE);
+        pthread_mutex_lock(&s->clock);
+        s->cdb_ranges++;
+        s->cdb_range_bytes += (uint64_t) (to - from);
+        pthread_mutex_unlock(&s->clock);
+}
+
 static void pace_db(Store *s, uint64_t floor, bool restarting) {
         struct stat st;
         if (s->cdb_left == 0)
@@ -358,6 +382,8 @@ static void pace_db(Store *s, uint64_t floor, bool restarting) {
         uint64_t budget = MAX(floor, (s->cdb_total * (uint64_t) appended + spread - 1) / spread);
         if (restarting)
                 budget = frames >= STORE_CKPT_LATE_PAGES ? UINT64_MAX : MAX(budget, 2 * (uint64_t) appended);
+        /* The dirty steps found and not yet sent: [run_from, run_to). */
+        off_t run_from = 0, run_to = 0;
         while (budget > 0 && s->cdb_left > 0 && s->cdb_cursor < st.st_size) {
                 off_t off = s->cdb_cursor;
                 if (off % STORE_CKPT_DB_SKIP == 0 && dirty_pages_in(s->cfd_db, off, STORE_CKPT_DB_SKIP) == 0) {
@@ -368,11 +394,17 @@ static void pace_db(Store *s, uint64_t floor, bool restarting) {
                 s->cdb_cursor += STORE_CKPT_DB_STEP;
                 if (dirty == 0)
                         continue;
-                write_back_range(s->cfd_db, off, MIN(off + STORE_CKPT_DB_STEP, st.st_size), SYNC_FILE_RANGE_WRITE);
+                off_t end = MIN(off + STORE_CKPT_DB_STEP, st.st_size);
+                if (run_to != off || end - run_from > STORE_CKPT_SLICE) {
+                        db_range_write_back(s, run_from, run_to);
+                        run_from = off;
+                }
+                run_to = end;
                 dirty = MIN(dirty, s->cdb_left);
                 budget -= MIN(budget, dirty);
                 s->cdb_left -= dirty;
         }
+        db_range_write_back(s, run_from, run_to);
         if (s->cdb_cursor >= st.st_size)
                 s->cdb_left = 0;
 }
@@ -782,5 +814,7 @@ void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret) {
         ret->restart_syncs_max = s->crestart_syncs_max;
         ret->restart_pass_frames_max = s->crestart_frames_max;
         ret->db_tick_gap_max_usec = s->cdb_tick_gap_max;
+        ret->db_writeback_ranges = s->cdb_ranges;
+        ret->db_writeback_bytes = s->cdb_range_bytes;
         pthread_mutex_unlock(&s->clock);
 }

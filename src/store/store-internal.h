@@ -115,6 +115,7 @@ struct Store {
         int cdb_frames;         /* WAL frames at its last tick */
         usec_t cdb_tick_at;     /* when its last tick wrote (0: a new walk) */
         usec_t cdb_tick_gap_max; /* the longest between two, under clock */
+        uint64_t cdb_ranges, cdb_range_bytes; /* the walk's write-back calls, their bytes; under clock */
         uint64_t checkpoints, ccapped, cinline;
         usec_t cstall_total, cstall_max;        /* the writers held off */
         uint64_t cdirty_max;    /* database pages not on disk when a restart began */

@@ -67,6 +67,10 @@ typedef struct StoreCheckpointStats {
          * at SCHED_IDLE, and a tick that comes late writes the share of
          * every frame appended meanwhile at once. */
         usec_t db_tick_gap_max_usec;
+        /* The ranges the walk has written back so far and their bytes
+         * (round 20: steps of dirty pages side by side go as one range,
+         * up to a MiB). */
+        uint64_t db_writeback_ranges, db_writeback_bytes;
 } StoreCheckpointStats;
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
 /* Transactions the writer has committed so far (tests, benchmarks). */
