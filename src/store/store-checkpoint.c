@@ -311,10 +311,11 @@ static int wal_frames(Store *s, int log) {
 #define STORE_CKPT_TICK_USEC (50 * USEC_PER_MSEC)
 #define STORE_CKPT_DB_MIN_PAGES 16
 /* The walk's step, and the clean span it skips in one look. Steps dirty
- * one after another are written back as one range, up to a slice
- * (STORE_CKPT_SLICE): a pass's new pages are the file's last ones, side
- * by side, and one request of a MiB costs the host less than sixteen of
- * 64 KiB (round 20). The budget is still counted a step at a time. */
+ * one after another are written back as one range (write_back_range()
+ * sends it a slice at a time): a pass's new pages are the file's last
+ * ones, side by side, and one request of a MiB costs the host less than
+ * sixteen of 64 KiB (round 20). The budget is still counted a step at a
+ * time. */
 #define STORE_CKPT_DB_STEP (64 * 1024)
 #define STORE_CKPT_DB_SKIP (16 * STORE_CKPT_DB_STEP)
 
@@ -395,7 +396,7 @@ static void pace_db(Store *s, uint64_t floor, bool restarting) {
                 if (dirty == 0)
                         continue;
                 off_t end = MIN(off + STORE_CKPT_DB_STEP, st.st_size);
-                if (run_to != off || end - run_from > STORE_CKPT_SLICE) {
+                if (run_to != off) {
                         db_range_write_back(s, run_from, run_to);
                         run_from = off;
                 }

@@ -69,7 +69,7 @@ typedef struct StoreCheckpointStats {
         usec_t db_tick_gap_max_usec;
         /* The ranges the walk has written back so far and their bytes
          * (round 20: steps of dirty pages side by side go as one range,
-         * up to a MiB). */
+         * a MiB per request). */
         uint64_t db_writeback_ranges, db_writeback_bytes;
 } StoreCheckpointStats;
 void store_checkpoint_stats(Store *s, StoreCheckpointStats *ret);
