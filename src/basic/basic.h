@@ -199,6 +199,13 @@ usec_t now_realtime(void);
 void cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);
 /* ISO 8601 UTC with milliseconds into buf (at least 32 bytes). */
 char *format_timestamp(usec_t realtime, char buf[static 32]);
+/* us as milliseconds exact to the microsecond, in the shortest spelling
+ * (0.0, 0.01, 2.0, 1234.567: the fraction's trailing zeros dropped, one
+ * digit kept), NUL-terminated in buf; returns the length. The runs'
+ * timings are written so (engine-run.c) and the store gives them back so
+ * from their binary form (store-timings.c). */
+#define FORMAT_MS_MAX 26
+size_t format_ms(usec_t us, char buf[static FORMAT_MS_MAX]);
 /* A new run/object id: sortable by creation time, 16 lowercase base32
  * characters after prefix (e.g. "r" -> "r0k3…"). */
 char *id_new(const char *prefix);

@@ -176,31 +176,15 @@ void engine_ms_append(Buf *b, const char *key, usec_t us) {
         /* Spelled as json_shorten_reals() would (0.01, 2.0, not 0.010,
          * 2.000): an answer splices this text as stored (store-json.c),
          * and a real already in its shortest spelling is copied there, not
-         * converted (strtod, up to 17 snprintf). Written digit by digit:
-         * two printf calls per field cost ~27k instructions per run
-         * (docs/performance.md "Invoke path: round 7"). */
-        char t[64], *e = t + sizeof(t), *p = e;
-        unsigned f = (unsigned) (us % 1000);
-        unsigned long long whole = us / 1000;
-        /* The fraction: three digits less trailing zeros, at least one. */
-        char fd[3] = { (char) ('0' + f / 100), (char) ('0' + f / 10 % 10), (char) ('0' + f % 10) };
-        int n = 3;
-        while (n > 1 && fd[n - 1] == '0')
-                n--;
-        while (n > 0)
-                *--p = fd[--n];
-        *--p = '.';
-        do
-                *--p = (char) ('0' + whole % 10);
-        while ((whole /= 10) > 0);
-        *--p = ':';
-        *--p = '"';
-        if (b->len > 1)
-                (void) buf_append(b, ",\"", 2);
-        else
-                (void) buf_append(b, "\"", 1);
+         * converted (strtod, up to 17 snprintf). The store keeps such a
+         * value as its microseconds and spells it back with the same
+         * format_ms() (store-timings.c). */
+        char ms[FORMAT_MS_MAX];
+        size_t n = format_ms(us, ms);
+        (void) buf_append(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
         (void) buf_appends(b, key);
-        (void) buf_append(b, p, (size_t) (e - p));
+        (void) buf_append(b, "\":", 2);
+        (void) buf_append(b, ms, n);
 }
 
 static char *timings_json(const RunResult *r) {

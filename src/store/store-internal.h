@@ -181,12 +181,16 @@ char *store_col_text(sqlite3_stmt *st, int i);
  * does both). */
 void store_run_bind(sqlite3_stmt *st, const RunRecord *r);
 /* store-timings.c: a run's timings as the runs table keeps them. Packs the
- * engine's timings object t into buf (the JSON array of its values) and
- * returns true, or false when t is any other text (kept as it is). */
+ * engine's timings object t into buf: STORE_TIMINGS_BINARY (the values as
+ * microseconds, *ret_len bytes: bind as a BLOB) when each value is
+ * spelled as format_ms() spells it, STORE_TIMINGS_VALUES (the JSON array of
+ * its values' texts, NUL-terminated) for the same names with other
+ * spellings, else STORE_TIMINGS_AS_IS (t kept as it is). */
 #define STORE_TIMINGS_PACKED_MAX 256
-bool store_timings_pack(const char *t, char *buf, size_t size);
-/* The timings text a run's stored column gave back as it was written. */
-char *store_timings_unpack(const char *stored);
+typedef enum StoreTimingsForm { STORE_TIMINGS_AS_IS, STORE_TIMINGS_VALUES, STORE_TIMINGS_BINARY } StoreTimingsForm;
+StoreTimingsForm store_timings_pack(const char *t, char *buf, size_t size, size_t *ret_len);
+/* The timings text column col of st's row gave back as it was written. */
+char *store_timings_col(sqlite3_stmt *st, int col);
 /* store-log-path.c: a run's log path as the runs table keeps it. What to
  * bind for log_path of run id in the statement st ('' for the engine's
  * default path beside st's database, else log_path itself). */

@@ -188,10 +188,19 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
         bind_text_uncopied(st, 12, r->error_message);
         bind_text_uncopied(st, 13, r->traceback);
         char packed[STORE_TIMINGS_PACKED_MAX];
-        if (store_timings_pack(r->timings_json, packed, sizeof(packed)))
+        size_t packed_len = 0;
+        switch (store_timings_pack(r->timings_json, packed, sizeof(packed), &packed_len)) {
+        case STORE_TIMINGS_BINARY:
+                sqlite3_bind_blob(st, 14, packed, (int) packed_len, SQLITE_TRANSIENT);
+                break;
+        case STORE_TIMINGS_VALUES:
                 sqlite3_bind_text(st, 14, packed, -1, SQLITE_TRANSIENT);
-        else
+                break;
+        case STORE_TIMINGS_AS_IS:
+        default:
                 bind_text_uncopied(st, 14, r->timings_json);
+                break;
+        }
         bind_text_uncopied(st, 15, store_log_path_packed(st, r->id, r->log_path));
         sqlite3_bind_int64(st, 16, (sqlite3_int64) r->created);
         sqlite3_bind_int64(st, 17, (sqlite3_int64) r->started);
@@ -267,7 +276,7 @@ RunRecord *store_run_from_row(sqlite3_stmt *st) {
         r->error_type = store_col_text(st, 10);
         r->error_message = store_col_text(st, 11);
         r->traceback = store_col_text(st, 12);
-        r->timings_json = store_timings_unpack((const char *) sqlite3_column_text(st, 13));
+        r->timings_json = store_timings_col(st, 13);
         r->log_path = store_log_path_col(st, 14, r->id);
         r->created = (usec_t) sqlite3_column_int64(st, 15);
         r->started = (usec_t) sqlite3_column_int64(st, 16);

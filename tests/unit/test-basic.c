@@ -167,6 +167,26 @@ static void test_timestamp(void **state) {
         assert_string_equal(format_timestamp(253402300800000000ULL, buf), "10000-01-01T00:00:00.000Z");
 }
 
+/* Milliseconds exact to the microsecond, shortest spelling: the runs'
+ * timings (engine-run.c) and the store's binary form of them both spell
+ * with it, so the store gives the engine's text back byte for byte. */
+static void test_format_ms(void **state) {
+        static const struct {
+                usec_t us;
+                const char *text;
+        } cases[] = {
+                { 0, "0.0" },          { 1, "0.001" },       { 10, "0.01" },        { 100, "0.1" },
+                { 120, "0.12" },       { 1000, "1.0" },      { 1001, "1.001" },     { 44000, "44.0" },
+                { 1234567, "1234.567" }, { 10000000, "10000.0" },
+                { UINT64_MAX, "18446744073709551.615" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char buf[FORMAT_MS_MAX];
+                assert_int_equal(format_ms(cases[i].us, buf), strlen(cases[i].text));
+                assert_string_equal(buf, cases[i].text);
+        }
+}
+
 static void test_data_dir(void **state) {
         setenv("PYSPRINTER_HOME", "/x/home", 1);
         _cleanup_free_ char *a = data_dir_default();
@@ -370,7 +390,7 @@ int main(void) {
                 cmocka_unit_test(test_strings),         cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_ids_unique),
-                cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_data_dir),
+                cmocka_unit_test(test_timestamp), cmocka_unit_test(test_format_ms),       cmocka_unit_test(test_data_dir),
                 cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8),
                 cmocka_unit_test(test_json_shorten_reals_pass_through_agrees),
                 cmocka_unit_test(test_parse_int), cmocka_unit_test(test_pid_is_running),

@@ -2216,6 +2216,114 @@ static void test_run_row_keeps_timings_values_only(void **state) {
         store_close(s);
 }
 
+/* Round 21: the engine's timings, each value spelled as format_ms() spells
+ * it, are kept as a BLOB of their microseconds (~11 bytes against ~58 of
+ * the values' text) and read back byte for byte; any other spelling keeps
+ * round 15's array of texts, any other object its text; rows written in
+ * those forms before read back as they were. */
+static const char *stored_type(const char *path, const char *id) {
+        static char type[16];
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT typeof(timings_json) FROM runs WHERE id=?1", -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        snprintf(type, sizeof(type), "%s", (const char *) sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return type;
+}
+
+static void set_stored_timings(const char *path, const char *id, const char *sql_value) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        _cleanup_free_ char *sql = xasprintf("UPDATE runs SET timings_json=%s WHERE id='%s'", sql_value, id);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+}
+
+#define T_HEAD "{\"validate_ms\":"
+#define T_MID(v) ",\"resolve_ms\":0.001,\"install_ms\":0.0,\"start_ms\":0.044,\"run_ms\":" v \
+                 ",\"total_ms\":0.056,\"queue_ms\":0.006,\"acquire_ms\":0.0,\"fork_ms\":0.044,\"reply_ms\":0.0,\"cold\":"
+
+static void test_run_row_keeps_engine_timings_as_microseconds(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        static const struct {
+                const char *text, *type;
+                long max_len;
+        } cases[] = {
+                /* As a trivial invoke's: 11 bytes. */
+                { T_HEAD "0.0" T_MID("0.007") "false}", "blob", 11 },
+                { T_HEAD "0.0" T_MID("0.007") "true}", "blob", 11 },
+                /* Long runs, 2 h, more digits than a double holds exactly. */
+                { T_HEAD "12.5" T_MID("7200000.001") "false}", "blob", 20 },
+                /* Each varint's byte boundaries (2^7, 2^14 us). */
+                { T_HEAD "0.128" T_MID("16.384") "false}", "blob", 16 },
+                { T_HEAD "0.127" T_MID("16.383") "false}", "blob", 16 },
+                { T_HEAD "1.0" T_MID("99999999999999.999") "false}", "blob", 24 },
+                /* Spelled otherwise: round 15's array of the texts. */
+                { T_HEAD "0.010" T_MID("0.007") "false}", "text", 70 },
+                { T_HEAD "0.0" T_MID("1.5e-05") "false}", "text", 70 },
+                { T_HEAD "0.0" T_MID("007.0") "false}", "text", 200 }, /* not JSON: as it is */
+                { T_HEAD "0.0" T_MID("-1.0") "false}", "text", 70 },
+                { T_HEAD "0.0" T_MID("1") "false}", "text", 70 },
+                { T_HEAD "0.0" T_MID("1.") "false}", "text", 200 },
+                { T_HEAD "0.0" T_MID("1234567890123456.0") "false}", "text", 80 },
+                { T_HEAD "0.0" T_MID("0.007") "null}", "text", 70 },
+                { T_HEAD "0.0" T_MID("null") "false}", "text", 70 },
+                /* Another object: as it is. */
+                { "{\"run_ms\":0.007,\"cold\":false}", "text", 40 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "tb%zu", i);
+                RunRecord r = { .id = id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                                .status = (char *) "succeeded", .exit_code = 0, .timings_json = (char *) cases[i].text,
+                                .created = 1 + i, .started = 2, .finished = 3, .max_attempts = 1 };
+                assert_int_equal(store_run_insert(s, &r), 0);
+        }
+        assert_int_equal(store_flush(s), 0);
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, "a", 100, &v, &n), 0);
+        assert_int_equal(n, ELEMENTSOF(cases));
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "tb%zu", i);
+                _cleanup_(run_record_freep) RunRecord *got = get(s, id);
+                assert_string_equal(got->timings_json, cases[i].text);
+                /* Lists read rows the same way (newest first). */
+                assert_string_equal(v[n - 1 - i]->timings_json, cases[i].text);
+                long len = stored_length(path, "timings_json", id);
+                if (i == 0)
+                        print_message("the engine's timings: %zu bytes of text, %ld stored\n", strlen(cases[i].text),
+                                      len);
+                assert_string_equal(stored_type(path, id), cases[i].type);
+                if (len > cases[i].max_len)
+                        fail_msg("case %zu: %ld bytes stored", i, len);
+        }
+        run_record_list_free(v, n);
+        /* Rows an older pysprinter wrote: the array of texts, the object
+         * itself; and a blob this store did not write reads as no timings. */
+        set_stored_timings(path, "tb0", "'[0.0,0.001,0.0,0.044,0.007,0.056,0.006,0.0,0.044,0.0,false]'");
+        set_stored_timings(path, "tb1", "'" T_HEAD "0.0" T_MID("0.007") "true}'");
+        set_stored_timings(path, "tb2", "x'0401'");
+        set_stored_timings(path, "tb3", "x'02000000000000000000'");
+        set_stored_timings(path, "tb4", "x'0200000000000000000000ff'");
+        _cleanup_(run_record_freep) RunRecord *old0 = get(s, "tb0");
+        assert_string_equal(old0->timings_json, cases[0].text);
+        _cleanup_(run_record_freep) RunRecord *old1 = get(s, "tb1");
+        assert_string_equal(old1->timings_json, cases[1].text);
+        for (const char *const *id = (const char *const[]) { "tb2", "tb3", "tb4", NULL }; *id; id++) {
+                _cleanup_(run_record_freep) RunRecord *bad = get(s, *id);
+                assert_null(bad->timings_json);
+        }
+        store_close(s);
+}
+
 /* The engine's log path of a run (DATA_DIR/logs/ID.log, DATA_DIR the
  * database's directory) is kept as '' and read back whole: by a get, by
  * the usage walk and by retention, which removes the file. NULL stays "no
@@ -4589,6 +4697,7 @@ int main(void) {
                 cmocka_unit_test(test_request_fields_given_replay_the_same_row),
                 cmocka_unit_test(test_journal_of_base14_replays),
                 cmocka_unit_test(test_run_row_keeps_timings_values_only),
+                cmocka_unit_test(test_run_row_keeps_engine_timings_as_microseconds),
                 cmocka_unit_test(test_run_row_keeps_default_log_path_empty),
                 cmocka_unit_test(test_tenant_index_pages_stay_full),
                 cmocka_unit_test(test_finishes_journal_beside_drains),
