@@ -176,6 +176,30 @@ char *store_col_text(sqlite3_stmt *st, int i);
  * insert binds (outputs_json, written with the run's end as ?22). */
 #define RUN_SELECT_COLUMNS RUN_COLUMNS ", outputs_json"
 
+/* A run's started or finished time t as its row keeps it, created the
+ * row's created (both SQL expressions: in an INSERT the bound ?16, in an
+ * UPDATE the column created, since a start's or a finish's record carries
+ * none): created - t - 1 when t > 0 and t >= created, else t. Why: every
+ * invoke writes its row, and each of its bytes reaches the disk twice (the
+ * WAL, the checkpoint), ~1 ms of p99 per KiB per invoke on the disk home
+ * (docs/performance.md, "Run rows: started and finished relative to
+ * created (round 21)"); absolute µs (~1.8e15) take 8 bytes each, the few
+ * µs after created an invoke starts and ends 1 (a 10 s run 4). Negative,
+ * so that rows written before (absolute, >= 0) read as they did with no
+ * migration; 0 (not started, not ended) and a t before created (the clock
+ * stepped back) stay as they are. The one encoder: every statement that
+ * writes runs.started or runs.finished goes through it, and
+ * store_time_decode() is its inverse. No SQL compares or orders by the
+ * stored values (lists and retention go by created and status). */
+#define STORE_TIME_ENC(t, created) \
+        "(CASE WHEN " t " > 0 AND " t " >= " created " THEN " created " - " t " - 1 ELSE " t " END)"
+
+/* STORE_TIME_ENC()'s inverse: the time a stored started or finished v of
+ * a row created at created stands for. */
+static inline usec_t store_time_decode(int64_t v, usec_t created) {
+        return v < 0 ? created + (usec_t) (-1 - v) : (usec_t) v;
+}
+
 /* Binds r's texts without copying them: r must outlive the statement's
  * step, and its bindings be cleared before r goes (store_run_exec_locked()
  * does both). */

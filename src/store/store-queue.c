@@ -120,7 +120,8 @@ static bool submit_started(const RunRecord *r) {
 
 #define SUBMIT_STARTED_SQL                                                                       \
         "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key) VALUES " \
-        "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,?17,0,1,?20,?21," \
+        "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,"                 \
+        STORE_TIME_ENC("?17", "?16") ",0,1,?20,?21,"                                             \
         FN_NAME_FIELD "," DATA_FIELD "," IDEM_FIELD ")"
 
 #define SUBMIT_QUEUED_SQL                                                                        \
@@ -174,7 +175,8 @@ static int sq_start_now(RunQueue *q, const char *id, usec_t started, int *ret_at
         /* Behind every enqueued write of this run. */
         (void) store_flush(s);
         store_lock(s);
-        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='running', attempt=attempt+1, started=?2 "
+        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='running', attempt=attempt+1, "
+                                         "started=" STORE_TIME_ENC("?2", "created") " "
                                          "WHERE id=?1 AND status='queued' RETURNING attempt");
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db), r = -ESTALE;
         if (st) {
@@ -224,7 +226,8 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
          * UPDATE instead of two. */
         RunRecord rec = { .id = (char *) id, .started = started, .attempt = known + 1 };
         int k = store_write_start_deferred(store_of(q),
-                                           "UPDATE runs SET status='running', attempt=?19, started=?17 "
+                                           "UPDATE runs SET status='running', attempt=?19, "
+                                           "started=" STORE_TIME_ENC("?17", "created") " "
                                            "WHERE id=?1 AND status='queued' AND attempt=?19-1",
                                            &rec, store_run_start_end_update_sql);
         if (k < 0)
@@ -236,8 +239,8 @@ static int sq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
 const char store_run_start_end_update_sql[] =
         "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
         "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-        "timings_json=?14, log_path=COALESCE(?15, log_path), started=?17, "
-        "finished=?18, attempt=?19, request_json=NULL, outputs_json=?22, "
+        "timings_json=?14, log_path=COALESCE(?15, log_path), started=" STORE_TIME_ENC("?17", "created") ", "
+        "finished=" STORE_TIME_ENC("?18", "created") ", attempt=?19, request_json=NULL, outputs_json=?22, "
         "lock_sha256=COALESCE(?23, lock_sha256) "
         "WHERE id=?1 AND status='queued' AND attempt=?19-1";
 
@@ -245,28 +248,33 @@ const char store_run_finish_update_sql[] =
         "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
         "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
         "timings_json=?14, log_path=COALESCE(?15, log_path), "
-        "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, "
-        "request_json=NULL, outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) "
+        "started=CASE WHEN ?17 > 0 THEN " STORE_TIME_ENC("?17", "created") " ELSE started END, "
+        "finished=" STORE_TIME_ENC("?18", "created") ", request_json=NULL, outputs_json=?22, "
+        "lock_sha256=COALESCE(?23, lock_sha256) "
         "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')";
 
 const char store_run_ended_insert_sql[] =
         "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
-        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
+        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16," STORE_TIME_ENC("?17", "?16") ","
+        STORE_TIME_ENC("?18", "?16") ",?19,?20,?22,?23,"
         FN_NAME_FIELD "," DATA_FIELD ")";
 
 #define END_FENCE STORE_END_FENCE("?19")
 const char store_run_ended_upsert_sql[] =
         "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
-        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?22,?23,"
+        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16," STORE_TIME_ENC("?17", "?16") ","
+        STORE_TIME_ENC("?18", "?16") ",?19,?20,?22,?23,"
         FN_NAME_FIELD "," DATA_FIELD ") ON CONFLICT(id) DO UPDATE SET function=?4, status=?7, exit_code=?8, "
         "value_json=?9, value_repr=?10, error_type=?11, error_message=?12, traceback=?13, timings_json=?14, "
-        "log_path=COALESCE(?15, log_path), started=?17, finished=?18, attempt=?19, request_json=NULL, "
+        "log_path=COALESCE(?15, log_path), started=" STORE_TIME_ENC("?17", "created") ", "
+        "finished=" STORE_TIME_ENC("?18", "created") ", attempt=?19, request_json=NULL, "
         "outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) WHERE " END_FENCE;
 
 const char store_run_end_update_sql[] =
         "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, value_repr=?10, error_type=?11, "
         "error_message=?12, traceback=?13, timings_json=?14, log_path=COALESCE(?15, log_path), "
-        "started=CASE WHEN ?17 > 0 THEN ?17 ELSE started END, finished=?18, attempt=?19, request_json=NULL, "
+        "started=CASE WHEN ?17 > 0 THEN " STORE_TIME_ENC("?17", "created") " ELSE started END, "
+        "finished=" STORE_TIME_ENC("?18", "created") ", attempt=?19, request_json=NULL, "
         "outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) WHERE id=?1 AND " END_FENCE;
 
 int store_run_finish(Store *s, const RunRecord *r, int attempt) {
@@ -297,7 +305,7 @@ static int sq_cancel(RunQueue *q, const char *id, const char *message) {
         RunRecord rec = { .id = (char *) id, .error_message = (char *) message, .finished = now_realtime() };
         int k = store_write_run(store_of(q),
                                 "UPDATE runs SET status='cancelled', exit_code=5, error_type='Cancelled', "
-                                "error_message=?12, finished=?18, request_json=NULL "
+                                "error_message=?12, finished=" STORE_TIME_ENC("?18", "created") ", request_json=NULL "
                                 "WHERE id=?1 AND status='queued'",
                                 &rec, NULL, true);
         if (k < 0)
@@ -457,14 +465,15 @@ again:
         r = exec_locked(s,
                         "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
                         "error_message=?1 || ' (attempt ' || attempt || ' of ' || max_attempts || ')', "
-                        "finished=?2, request_json=NULL "
+                        "finished=" STORE_TIME_ENC("?2", "created") ", request_json=NULL "
                         "WHERE status IN ('queued','running') AND status='running' "
                         "AND (attempt >= max_attempts OR request_json IS NULL)",
                         lost_message, &lost1);
         if (r >= 0)
                 r = exec_locked(s,
                                 "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', error_message=?1, "
-                                "finished=?2 WHERE status IN ('queued','running') AND status='queued' "
+                                "finished=" STORE_TIME_ENC("?2", "created") " "
+                                "WHERE status IN ('queued','running') AND status='queued' "
                                 "AND request_json IS NULL",
                                 lost_message, &lost2);
         if (r >= 0)

@@ -115,7 +115,8 @@ int store_runs_mark_lost(Store *s, const char *message) {
         store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
-                                    "error_message=?1, finished=?2 WHERE status IN ('queued','running')",
+                                    "error_message=?1, finished=" STORE_TIME_ENC("?2", "created") " "
+                                    "WHERE status IN ('queued','running')",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, message);
@@ -222,7 +223,8 @@ int store_runs_mark_orphaned(Store *s, const char *message) {
                         store_lock(s);
                         rc = sqlite3_prepare_v2(s->db,
                                                 "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
-                                                "error_message=?2, finished=?3 WHERE id=?1 AND "
+                                                "error_message=?2, finished=" STORE_TIME_ENC("?3", "created") " "
+                                                "WHERE id=?1 AND "
                                                 "status IN ('queued','running')",
                                                 -1, &st, NULL);
                         if (rc == SQLITE_OK) {

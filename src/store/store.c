@@ -279,8 +279,8 @@ RunRecord *store_run_from_row(sqlite3_stmt *st) {
         r->timings_json = store_timings_col(st, 13);
         r->log_path = store_log_path_col(st, 14, r->id);
         r->created = (usec_t) sqlite3_column_int64(st, 15);
-        r->started = (usec_t) sqlite3_column_int64(st, 16);
-        r->finished = (usec_t) sqlite3_column_int64(st, 17);
+        r->started = store_time_decode(sqlite3_column_int64(st, 16), r->created);
+        r->finished = store_time_decode(sqlite3_column_int64(st, 17), r->created);
         r->attempt = sqlite3_column_int(st, 18);
         r->max_attempts = sqlite3_column_int(st, 19);
         r->outputs_json = store_col_text(st, 20);

@@ -2894,6 +2894,314 @@ static void test_deferred_submit_failed_replacement_retries(void **state) {
         store_close(s);
 }
 
+/* ---- a run's start and end kept relative to its created (round 21) ----
+ * started and finished are stored as created - t - 1 (negative: a few µs
+ * in 1 byte instead of 8) when t >= created, 0 and a t before created as
+ * they are; rows written before (absolute, >= 0) read as they did. The
+ * times as a daemon writes them: a deployed function's invoke starts ~7 µs
+ * after its created and ends ~63 µs after. */
+
+#define TC ((usec_t) 1796207470224231ULL)
+
+/* Column col of id's committed row: an integer (asserted), its value. */
+static sqlite3_int64 stored_time(const char *path, const char *col, const char *id) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        _cleanup_free_ char *sql = xasprintf("SELECT typeof(%s), %s FROM runs WHERE id=?1", col, col);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_string_equal((const char *) sqlite3_column_text(st, 0), "integer");
+        sqlite3_int64 v = sqlite3_column_int64(st, 1);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return v;
+}
+
+static void assert_stored(const char *path, const char *col, const char *id, sqlite3_int64 want) {
+        sqlite3_int64 v = stored_time(path, col, id);
+        if (v != want)
+                fail_msg("%s of %s stored as %lld, not %lld", col, id, (long long) v, (long long) want);
+}
+
+/* id read back through the store with exactly these times, its row
+ * holding started_stored and finished_stored. */
+static void assert_times(Store *s, const char *path, const char *id, usec_t created, usec_t started, usec_t finished,
+                         sqlite3_int64 started_stored, sqlite3_int64 finished_stored) {
+        assert_int_equal(store_flush(s), 0);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, id);
+        assert_int_equal(r->created, created);
+        assert_int_equal(r->started, started);
+        assert_int_equal(r->finished, finished);
+        assert_stored(path, "started", id, started_stored);
+        assert_stored(path, "finished", id, finished_stored);
+}
+
+/* id ended now (a cancel, a lost run: the store's clock) after t0, its
+ * end stored relative to created, small, and read back as stored. */
+static void assert_ended_now(Store *s, const char *path, const char *id, usec_t created, usec_t t0) {
+        assert_int_equal(store_flush(s), 0);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, id);
+        assert_int_equal(r->created, created);
+        assert_true(r->finished >= t0 && r->finished <= now_realtime());
+        sqlite3_int64 v = stored_time(path, "finished", id);
+        assert_true(v < 0 && v > -(sqlite3_int64) (60 * USEC_PER_SEC));
+        assert_int_equal(created + (usec_t) -v - 1, r->finished);
+}
+
+static void test_run_times_stored_relative_to_created(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunRecord r = { .id = (char *) "tr1", .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .function = (char *) "handler", .status = (char *) "succeeded", .exit_code = 0,
+                        .value_json = (char *) "2", .created = TC, .started = TC + 7, .finished = TC + 63,
+                        .attempt = 1, .max_attempts = 1 };
+        assert_int_equal(store_run_insert(s, &r), 0);
+        /* 1 byte each in the record, not 8. */
+        assert_times(s, path, "tr1", TC, TC + 7, TC + 63, -8, -64);
+        /* The API's run object as before: started_at, finished_at to the µs. */
+        _cleanup_(run_record_freep) RunRecord *got = get(s, "tr1");
+        _cleanup_free_ char *want = run_record_to_json(&r, NULL), *have = run_record_to_json(got, NULL);
+        assert_string_equal(have, want);
+        assert_non_null(strstr(have, "\"finished_at\":\"2026-12-02T"));
+        /* A 10 s run: its end in 4 bytes. */
+        r.id = (char *) "tr2";
+        r.finished = TC + 10 * USEC_PER_SEC;
+        assert_int_equal(store_run_insert(s, &r), 0);
+        assert_times(s, path, "tr2", TC, TC + 7, TC + 10 * USEC_PER_SEC, -8, -(sqlite3_int64) (10 * USEC_PER_SEC) - 1);
+        /* A list reads them the same way. */
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, "a", 10, &v, &n), 0);
+        assert_int_equal(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(v[i]->started, TC + 7);
+                assert_int_equal(v[i]->finished, streq(v[i]->id, "tr1") ? TC + 63 : TC + 10 * USEC_PER_SEC);
+        }
+        run_record_list_free(v, n);
+        store_close(s);
+}
+
+/* Rows an older pysprinter wrote (absolute times) read exactly as before,
+ * and a new end of such a row (relative) beside its absolute start too. */
+static void test_run_times_of_old_rows_read_as_before(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        unsigned long long c = TC;
+        _cleanup_free_ char *sql = xasprintf(
+                "INSERT INTO runs (id, tenant, filename, status, exit_code, created, started, finished, attempt, "
+                "max_attempts) VALUES ('to1','a','f.py','succeeded',0,%llu,%llu,%llu,1,1),"
+                "('to2','a','f.py','queued',-1,%llu,0,0,0,3),('to3','a','f.py','running',-1,%llu,%llu,0,1,3)",
+                c, c + 7, c + 63, c, c, c + 7);
+        external_exec(path, sql);
+        assert_times(s, path, "to1", TC, TC + 7, TC + 63, TC + 7, TC + 63);
+        assert_times(s, path, "to2", TC, 0, 0, 0, 0);
+        assert_times(s, path, "to3", TC, TC + 7, 0, TC + 7, 0);
+        _cleanup_(run_record_freep) RunRecord *old = get(s, "to1");
+        _cleanup_free_ char *api = run_record_to_json(old, NULL);
+        assert_non_null(strstr(api, "\"started_at\":\"2026-12-02T"));
+        RunQueue *q = run_queue_sqlite_new(s);
+        RunRecord fin = { .id = (char *) "to3", .status = (char *) "succeeded", .exit_code = 0, .finished = TC + 63 };
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_times(s, path, "to3", TC, TC + 7, TC + 63, TC + 7, -64);
+        run_queue_free(q);
+        store_close(s);
+}
+
+/* A time at created is relative (-1); one before it (the clock stepped
+ * back) and 0 (not started, not ended) stay as they are. */
+static void test_run_times_at_and_before_created(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        static const struct {
+                const char *id;
+                usec_t created, started, finished;
+                sqlite3_int64 started_stored, finished_stored;
+        } c[] = {
+                { "te-at", TC, TC, TC, -1, -1 },
+                { "te-back", TC, TC - 5, TC - 1, (sqlite3_int64) TC - 5, (sqlite3_int64) TC - 1 },
+                { "te-back-start", TC, TC - 5, TC + 63, (sqlite3_int64) TC - 5, -64 },
+                { "te-unstarted", TC, 0, TC + 63, 0, -64 }, /* cancelled before it began */
+                { "te-running", TC, TC + 7, 0, -8, 0 },
+                { "te-no-created", 0, 5, 9, -6, -10 }, /* the other tests' tiny times */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(c); i++) {
+                RunRecord r = { .id = (char *) c[i].id, .tenant = (char *) "a", .filename = (char *) "f.py",
+                                .status = (char *) "succeeded", .exit_code = 0, .created = c[i].created,
+                                .started = c[i].started, .finished = c[i].finished, .max_attempts = 1 };
+                assert_int_equal(store_run_insert(s, &r), 0);
+                assert_times(s, path, c[i].id, c[i].created, c[i].started, c[i].finished, c[i].started_stored,
+                             c[i].finished_stored);
+        }
+        store_close(s);
+}
+
+/* Every statement that writes started or finished stores them relative:
+ * the INSERTs (created: the record's) and the UPDATEs (created: the
+ * row's; a finish's or a start's record has none). */
+static void test_run_times_relative_on_every_write_path(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        RunQueue *q = run_queue_sqlite_new(s);
+        const char *request = "{\"fn_name\":\"fx\",\"fn_version\":1}";
+        int attempt = 0;
+        RunRecord r = { .tenant = (char *) "a", .filename = (char *) "f.py", .created = TC, .max_attempts = 3 };
+        RunRecord fin = { .status = (char *) "succeeded", .exit_code = 0, .value_json = (char *) "2",
+                          .finished = TC + 63 };
+
+        /* The deferred submit (started at once) replaced by the ended
+         * INSERT: one commit. */
+        store_writer_set_linger(s, 3600 * USEC_PER_SEC);
+        r.id = fin.id = (char *) "tw-ended-insert";
+        r.status = (char *) "running";
+        r.started = fin.started = TC + 7;
+        uint64_t commits = store_commits(s);
+        assert_int_equal(run_queue_submit_deferred(q, &r, request), 0);
+        assert_int_equal(run_queue_start(q, r.id, TC + 7, &attempt), 0);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_times(s, path, r.id, TC, TC + 7, TC + 63, -8, -64);
+
+        /* Its queued deferred submit turned into the started one by its
+         * start, then replaced by its end (which gives no start). */
+        r.id = fin.id = (char *) "tw-queued-insert";
+        r.status = (char *) "queued";
+        r.started = fin.started = 0;
+        commits = store_commits(s);
+        assert_int_equal(run_queue_submit_deferred(q, &r, request), 0);
+        assert_int_equal(run_queue_start(q, r.id, TC + 7, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_times(s, path, r.id, TC, TC + 7, TC + 63, -8, -64);
+
+        /* Committed queued, its deferred start and its end as one UPDATE. */
+        r.id = fin.id = (char *) "tw-start-end";
+        assert_int_equal(run_queue_submit_deferred(q, &r, request), 0);
+        assert_int_equal(run_queue_reveal(q, r.id), 0);
+        assert_times(s, path, r.id, TC, 0, 0, 0, 0);
+        commits = store_commits(s);
+        assert_int_equal(run_queue_start(q, r.id, TC + 7, &attempt), 0);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_int_equal(store_commits(s) - commits, 1);
+        assert_times(s, path, r.id, TC, TC + 7, TC + 63, -8, -64);
+
+        /* Its start committed, then the finish's UPDATE: keeping that
+         * start (none given) or writing the one given. */
+        store_writer_set_linger(s, 0);
+        for (int given = 0; given < 2; given++) {
+                r.id = fin.id = (char *) (given ? "tw-finish-given" : "tw-finish");
+                assert_int_equal(run_queue_submit(q, &r, request), 0);
+                assert_int_equal(run_queue_start(q, r.id, TC + 7, &attempt), 0);
+                assert_times(s, path, r.id, TC, TC + 7, 0, -8, 0);
+                fin.started = given ? TC + 9 : 0;
+                assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+                assert_times(s, path, r.id, TC, given ? TC + 9 : TC + 7, TC + 63, given ? -10 : -8, -64);
+        }
+        fin.started = 0;
+
+        /* Submitted running (waited), its start answered from memory. */
+        r.id = fin.id = (char *) "tw-submit-started";
+        r.status = (char *) "running";
+        r.started = TC + 7;
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+        assert_times(s, path, r.id, TC, TC + 7, 0, -8, 0);
+        assert_int_equal(run_queue_start(q, r.id, TC + 8, &attempt), 0);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_times(s, path, r.id, TC, TC + 7, TC + 63, -8, -64);
+
+        /* Retries 0: the waited start (UPDATE … RETURNING). */
+        r.id = fin.id = (char *) "tw-once";
+        r.status = (char *) "queued";
+        r.started = 0;
+        r.max_attempts = 1;
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+        assert_int_equal(run_queue_start(q, r.id, TC + 7, &attempt), 0);
+        assert_times(s, path, r.id, TC, TC + 7, 0, -8, 0);
+        assert_int_equal(run_queue_finish(q, &fin, 1), 0);
+        assert_times(s, path, r.id, TC, TC + 7, TC + 63, -8, -64);
+        r.max_attempts = 3;
+
+        /* The embedded engine's INSERT and UPDATE (which leaves created). */
+        RunRecord e = { .id = (char *) "tw-update", .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .status = (char *) "running", .exit_code = -1, .created = TC, .started = TC + 7,
+                        .max_attempts = 1 };
+        assert_int_equal(store_run_insert(s, &e), 0);
+        assert_times(s, path, e.id, TC, TC + 7, 0, -8, 0);
+        e.status = (char *) "succeeded";
+        e.exit_code = 0;
+        e.finished = TC + 63;
+        e.created = 0;
+        assert_int_equal(store_run_update(s, &e), 0);
+        assert_times(s, path, e.id, TC, TC + 7, TC + 63, -8, -64);
+
+        /* The journal's two statements (an end written beside the batch
+         * holding its run's submit or start, and their replay): the
+         * ended upsert with no row, over the queued row, and the fenced
+         * end over the started row. */
+        assert_int_equal(store_flush(s), 0);
+        RunRecord j = { .id = (char *) "tw-upsert", .tenant = (char *) "a", .filename = (char *) "f.py",
+                        .function = (char *) "handler", .status = (char *) "succeeded", .exit_code = 0,
+                        .value_json = (char *) "2", .created = TC, .started = TC + 7, .finished = TC + 63,
+                        .attempt = 1, .max_attempts = 3 };
+        assert_int_equal(store_run_exec(s, store_run_ended_upsert_sql, &j, NULL), 1);
+        assert_times(s, path, j.id, TC, TC + 7, TC + 63, -8, -64);
+        r.id = j.id = (char *) "tw-upsert-row";
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+        assert_int_equal(store_flush(s), 0);
+        assert_int_equal(store_run_exec(s, store_run_ended_upsert_sql, &j, NULL), 1);
+        assert_times(s, path, j.id, TC, TC + 7, TC + 63, -8, -64);
+        r.id = j.id = (char *) "tw-end-update";
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+        assert_int_equal(run_queue_start(q, r.id, TC + 7, &attempt), 0);
+        assert_int_equal(store_flush(s), 0);
+        j.created = j.started = 0;
+        assert_int_equal(store_run_exec(s, store_run_end_update_sql, &j, NULL), 1);
+        assert_times(s, path, j.id, TC, TC + 7, TC + 63, -8, -64);
+
+        /* Ended by the store's clock: a cancel, the recovery's two lost
+         * runs (attempts used up; queued with no request), a run of a
+         * dead owner, and store_runs_mark_lost(). Created a moment ago. */
+        usec_t t0 = now_realtime(), c = t0 - 1000;
+        r.created = c;
+        r.id = (char *) "tw-cancel";
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+        assert_int_equal(run_queue_cancel(q, r.id, "cancelled"), 0);
+        assert_ended_now(s, path, r.id, c, t0);
+        r.id = (char *) "tw-lost-running";
+        r.max_attempts = 1;
+        assert_int_equal(run_queue_submit(q, &r, request), 0);
+        assert_int_equal(run_queue_start(q, r.id, c + 7, &attempt), 0);
+        RunRecord orphan = { .tenant = (char *) "a", .filename = (char *) "f.py", .status = (char *) "queued",
+                             .exit_code = -1, .created = c, .max_attempts = 1 };
+        orphan.id = (char *) "tw-lost-queued";
+        assert_int_equal(store_run_insert(s, &orphan), 0); /* no request kept */
+        PendingRun *pv = NULL;
+        size_t pn = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "the daemon stopped", &pv, &pn, &lost), 0);
+        pending_run_list_free(pv, pn);
+        assert_int_equal(lost, 2);
+        assert_ended_now(s, path, "tw-lost-running", c, t0);
+        assert_stored(path, "started", "tw-lost-running", -8);
+        assert_ended_now(s, path, "tw-lost-queued", c, t0);
+        orphan.id = (char *) "tw-orphan";
+        orphan.status = (char *) "running";
+        orphan.started = c + 7;
+        assert_int_equal(store_run_insert(s, &orphan), 0);
+        assert_int_equal(store_run_set_owner(s, orphan.id, 1 << 23, 1), 0); /* no such pid */
+        assert_int_equal(store_runs_mark_orphaned(s, "gone"), 1);
+        assert_ended_now(s, path, orphan.id, c, t0);
+        assert_stored(path, "started", orphan.id, -8);
+        orphan.id = (char *) "tw-mark-lost";
+        assert_int_equal(store_run_insert(s, &orphan), 0);
+        assert_int_equal(store_runs_mark_lost(s, "the daemon restarted"), 1);
+        assert_ended_now(s, path, orphan.id, c, t0);
+        assert_stored(path, "started", orphan.id, -8);
+        run_queue_free(q);
+        store_close(s);
+}
+
 
 /* ---- the store's VFS (store-vfs.c): a WAL frame in one write ---------- */
 
@@ -4668,6 +4976,10 @@ int main(void) {
                 cmocka_unit_test(test_deferred_submit_reveal_fence_and_recovery),
                 cmocka_unit_test(test_deferred_submit_not_for_retries_0),
                 cmocka_unit_test(test_deferred_submit_failed_replacement_retries),
+                cmocka_unit_test(test_run_times_stored_relative_to_created),
+                cmocka_unit_test(test_run_times_of_old_rows_read_as_before),
+                cmocka_unit_test(test_run_times_at_and_before_created),
+                cmocka_unit_test(test_run_times_relative_on_every_write_path),
                 cmocka_unit_test(test_group_commit_wakes_only_whom_it_concerns),
                 cmocka_unit_test(test_vfs_joins_frames_plain_unix_reads_them),
                 cmocka_unit_test(test_vfs_restart_then_crash_recovers),
