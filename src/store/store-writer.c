@@ -40,9 +40,9 @@
 
 #define STORE_LINGER_USEC (2 * USEC_PER_MSEC)
 /* Journaled batches waiting past which the writer's starved batch is
- * raised to normal priority (store-prio.c): 2048 records at 512 a batch
+ * raised to normal priority (store-prio.c): 2048 records at 1024 a batch
  * (round 14's bound, docs/operations.md). */
-#define STORE_JOURNAL_BEHIND_BATCHES 4
+#define STORE_JOURNAL_BEHIND_BATCHES 2
 /* A lowered batch offers its CPU every this many records (~8 us each). */
 #define STORE_BATCH_YIELD_RECORDS 8
 

@@ -101,19 +101,23 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * the writer's thread commits the journaled records in batches (every
  * STORE_JOURNAL_LINGER_USEC or STORE_JOURNAL_MAX_RECORDS) and empties the
  * journal. Each commit rewrites whole pages besides the rows (each
- * b-tree's last leaves, interior pages, page 1): 1024 records or 100 ms
- * would halve the commits at wrk -c8 and cut the WAL's bytes per invoke by
- * ~10%, but a list, which commits the batch first, took 14-18 ms instead
- * of ~3 during the load, and the load's p99 rose while lists came
- * (docs/performance.md "fewer bytes per invoke (round 17)"): kept at 512
- * records or 50 ms. An end whose run's submit or start is in the batch being
+ * b-tree's last leaves, and each index's two leaves left of its edge,
+ * which an index's split spreads its cells over; interior pages, page 1):
+ * ~40% of the WAL at 512 records a commit once the rows shrank (round
+ * 21). 1024 records or 100 ms: the WAL per invoke at wrk -c8 361 -> ~295
+ * B, a list under that load (it waits for the writer to commit what was
+ * pending: store_runs_settle_ask()) p50 unchanged (23-24 against 23-28
+ * ms), its slowest ~120 against ~50 ms; another process sees an ended run
+ * ~120 ms after its answer instead of ~50 (docs/performance.md "Where
+ * issue 15 stands (end of round 21)"; rounds 17-18 measured the same
+ * batch when a list committed it in its own thread and kept 512 / 50 ms). An end whose run's submit or start is in the batch being
  * committed is journaled at once too, as a record that needs nothing of
  * that batch (the whole ended row, or its start and end in one fenced
  * UPDATE): no finish sleeps for a commit under way (round 13).
  * This process's reads of runs (store_run_get, lists, ...) see a
  * journaled run at once (they commit the pending batch first, or a list
  * asks the writer's thread to: store_runs_settle_ask() below); another
- * process sees it once its batch is committed (~50 ms).
+ * process sees it once its batch is committed (~100 ms).
  *
  * Only the process that owns the home's runs journals and replays: the
  * daemon at start-up, before it recovers its queue and serves, calls
@@ -123,8 +127,8 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * as it was). A store without it (the CLI, embedded runs) commits each end
  * as before. -errno when a record could not be replayed (the journal is
  * kept and stays off); *ret_replayed (may be NULL): the records replayed. */
-#define STORE_JOURNAL_LINGER_USEC (50 * USEC_PER_MSEC)
-#define STORE_JOURNAL_MAX_RECORDS 512
+#define STORE_JOURNAL_LINGER_USEC (100 * USEC_PER_MSEC)
+#define STORE_JOURNAL_MAX_RECORDS 1024
 int store_journal_start(Store *s, bool journal, size_t *ret_replayed);
 /* A read of runs (a list) that can wait without its thread (an HTTP
  * request): instead of committing the pending batch in that thread, ask
