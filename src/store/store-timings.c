@@ -77,11 +77,18 @@ static bool skip(const char **pp, const char *s) {
 #define TIMINGS_BINARY_FORMAT 1
 #define TIMINGS_MS_VALUES (ELEMENTSOF(timings_keys) - 1) /* the last is "cold" */
 
-/* The microseconds of v (n bytes) when format_ms() spells them so. */
+/* The microseconds of v (n bytes) when format_ms() spells them so: the
+ * whole part's digits without a leading zero (but "0"), a dot, one to
+ * three digits of fraction, the last not a zero unless it is the only
+ * one. Checked by its form, not by spelling the value again: the writer
+ * packs ten values per run. */
 static bool canonical_ms(const char *v, size_t n, usec_t *ret_us) {
         const char *dot = memchr(v, '.', n);
         /* Whole part: at most 15 digits, so that the microseconds fit. */
-        if (!dot || dot == v || dot - v > 15)
+        if (!dot || dot == v || dot - v > 15 || (dot - v > 1 && v[0] == '0'))
+                return false;
+        size_t frac = n - (size_t) (dot - v) - 1;
+        if (frac < 1 || frac > 3 || (frac > 1 && v[n - 1] == '0'))
                 return false;
         usec_t us = 0;
         for (const char *p = v; p < v + n; p++)
@@ -91,14 +98,8 @@ static bool canonical_ms(const char *v, size_t n, usec_t *ret_us) {
                         us = us * 10 + (usec_t) (*p - '0');
                 else
                         return false;
-        size_t frac = n - (size_t) (dot - v) - 1;
-        if (frac < 1 || frac > 3)
-                return false;
         for (size_t i = frac; i < 3; i++)
                 us *= 10;
-        char again[FORMAT_MS_MAX];
-        if (format_ms(us, again) != n || memcmp(again, v, n) != 0)
-                return false;
         *ret_us = us;
         return true;
 }

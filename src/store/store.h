@@ -110,8 +110,9 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * ms), its slowest ~120 against ~50 ms; another process sees an ended run
  * ~120 ms after its answer instead of ~50 (docs/performance.md "Where
  * issue 15 stands (end of round 21)"; rounds 17-18 measured the same
- * batch when a list committed it in its own thread and kept 512 / 50 ms). An end whose run's submit or start is in the batch being
- * committed is journaled at once too, as a record that needs nothing of
+ * batch when a list committed it in its own thread and kept 512 / 50 ms).
+ * An end whose run's submit or start is in the batch being committed is
+ * journaled at once too, as a record that needs nothing of
  * that batch (the whole ended row, or its start and end in one fenced
  * UPDATE): no finish sleeps for a commit under way (round 13).
  * This process's reads of runs (store_run_get, lists, ...) see a

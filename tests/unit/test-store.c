@@ -2162,18 +2162,28 @@ static void test_runs_queries_use_an_index(void **state) {
                        "\"run_ms\":0.031,\"total_ms\":0.14,\"queue_ms\":0.017,\"acquire_ms\":0.0,"        \
                        "\"fork_ms\":0.098,\"reply_ms\":1.5e-05,\"cold\":false}"
 
-static long stored_length(const char *path, const char *col, const char *id) {
+/* SQL expression expr over run id's row as the database file holds it
+ * (another connection: what the store wrote, not what it reads back), as
+ * an integer and as text (ret_text may be NULL; the caller frees it). */
+static sqlite3_int64 stored_value(const char *path, const char *expr, const char *id, char **ret_text) {
         sqlite3 *db = NULL;
         assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        _cleanup_free_ char *sql = xasprintf("SELECT length(CAST(%s AS BLOB)) FROM runs WHERE id=?1", col);
+        _cleanup_free_ char *sql = xasprintf("SELECT %s FROM runs WHERE id=?1", expr);
         sqlite3_stmt *st = NULL;
         assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        long n = sqlite3_column_int64(st, 0);
+        sqlite3_int64 v = sqlite3_column_int64(st, 0);
+        if (ret_text)
+                *ret_text = xstrdup((const char *) sqlite3_column_text(st, 0));
         sqlite3_finalize(st);
         sqlite3_close(db);
-        return n;
+        return v;
+}
+
+static long stored_length(const char *path, const char *col, const char *id) {
+        _cleanup_free_ char *expr = xasprintf("length(CAST(%s AS BLOB))", col);
+        return (long) stored_value(path, expr, id, NULL);
 }
 
 static void test_run_row_keeps_timings_values_only(void **state) {
@@ -2221,27 +2231,11 @@ static void test_run_row_keeps_timings_values_only(void **state) {
  * the values' text) and read back byte for byte; any other spelling keeps
  * round 15's array of texts, any other object its text; rows written in
  * those forms before read back as they were. */
-static const char *stored_type(const char *path, const char *id) {
-        static char type[16];
-        sqlite3 *db = NULL;
-        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        sqlite3_stmt *st = NULL;
-        assert_int_equal(sqlite3_prepare_v2(db, "SELECT typeof(timings_json) FROM runs WHERE id=?1", -1, &st, NULL),
-                         SQLITE_OK);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        snprintf(type, sizeof(type), "%s", (const char *) sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        return type;
-}
+static void exec_on(const char *path, const char *sql);
 
 static void set_stored_timings(const char *path, const char *id, const char *sql_value) {
-        sqlite3 *db = NULL;
-        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
         _cleanup_free_ char *sql = xasprintf("UPDATE runs SET timings_json=%s WHERE id='%s'", sql_value, id);
-        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-        sqlite3_close(db);
+        exec_on(path, sql);
 }
 
 #define T_HEAD "{\"validate_ms\":"
@@ -2267,6 +2261,7 @@ static void test_run_row_keeps_engine_timings_as_microseconds(void **state) {
                 /* Spelled otherwise: round 15's array of the texts. */
                 { T_HEAD "0.010" T_MID("0.007") "false}", "text", 70 },
                 { T_HEAD "0.0" T_MID("1.5e-05") "false}", "text", 70 },
+                { T_HEAD "0.0" T_MID("0.0001") "false}", "text", 70 },
                 { T_HEAD "0.0" T_MID("007.0") "false}", "text", 200 }, /* not JSON: as it is */
                 { T_HEAD "0.0" T_MID("-1.0") "false}", "text", 70 },
                 { T_HEAD "0.0" T_MID("1") "false}", "text", 70 },
@@ -2301,7 +2296,9 @@ static void test_run_row_keeps_engine_timings_as_microseconds(void **state) {
                 if (i == 0)
                         print_message("the engine's timings: %zu bytes of text, %ld stored\n", strlen(cases[i].text),
                                       len);
-                assert_string_equal(stored_type(path, id), cases[i].type);
+                _cleanup_free_ char *type = NULL;
+                (void) stored_value(path, "typeof(timings_json)", id, &type);
+                assert_string_equal(type, cases[i].type);
                 if (len > cases[i].max_len)
                         fail_msg("case %zu: %ld bytes stored", i, len);
         }
@@ -2905,18 +2902,10 @@ static void test_deferred_submit_failed_replacement_retries(void **state) {
 
 /* Column col of id's committed row: an integer (asserted), its value. */
 static sqlite3_int64 stored_time(const char *path, const char *col, const char *id) {
-        sqlite3 *db = NULL;
-        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        _cleanup_free_ char *sql = xasprintf("SELECT typeof(%s), %s FROM runs WHERE id=?1", col, col);
-        sqlite3_stmt *st = NULL;
-        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_string_equal((const char *) sqlite3_column_text(st, 0), "integer");
-        sqlite3_int64 v = sqlite3_column_int64(st, 1);
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        return v;
+        _cleanup_free_ char *type = NULL, *expr = xasprintf("typeof(%s)", col);
+        (void) stored_value(path, expr, id, &type);
+        assert_string_equal(type, "integer");
+        return stored_value(path, col, id, NULL);
 }
 
 static void assert_stored(const char *path, const char *col, const char *id, sqlite3_int64 want) {
