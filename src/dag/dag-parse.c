@@ -476,10 +476,13 @@ static int parse_env(Yaml *y, const YamlNode *n, Task *t) {
                                             : (json_is_number(x) || json_is_boolean(x)) ? json_dumps(x, JSON_ENCODE_ANY)
                                                                                        : NULL;
                 if (!secret_name_is_valid(k) || !text) {
+                        /* The message names k, which v owns: v goes after
+                         * it (found by fuzz/fuzz-dag.c). */
+                        int r = yerr(y, n, "task '%s': env maps names ([A-Za-z_][A-Za-z0-9_]*) to scalar values; "
+                                           "'%s' is not one", t->name, k);
                         json_decref(v);
                         strv_free(env);
-                        return yerr(y, n, "task '%s': env maps names ([A-Za-z_][A-Za-z0-9_]*) to scalar values; "
-                                          "'%s' is not one", t->name, k);
+                        return r;
                 }
                 _cleanup_free_ char *kv = xasprintf("%s=%s", k, text);
                 env = strv_append(env, kv);

@@ -61,6 +61,10 @@ static const struct {
         { "tasks:\n  a: {file: f.py, args: ['${a}']}\n", "its own result" },
         { "tasks:\n  a: {file: nope.py}\n", "cannot read nope.py" },
         { "tasks:\n  a: {file: f.py, wat: 1}\n", "unknown key 'wat'" },
+        /* The message names the bad key after the env's JSON is freed: it
+         * read freed memory (found by fuzz/fuzz-dag.c; the ASan unit build
+         * sees it). */
+        { "tasks:\n  a: {file: f.py, env: {x@: \"1\"}}\n", "'x@' is not one" },
         { "tasks:\n  a: {file: f.py}\n  a: {file: f.py}\n", "defined twice" },
         { "tasks:\n  a: {file: f.py, args: ['${a b}']}\n", "not a reference" },
         { "tasks:\n  a: {file: f.py, args: ['${x']}\n", "unterminated" },
