@@ -385,7 +385,7 @@ static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char 
                 return;
         }
         if (k < 0)
-                return; /* stays pending: reclaimed later */
+                return; /* stays pending: claimed again once idle (reclaim.lua) */
         *v = xrealloc(*v, (*n + 1) * sizeof(PendingRun));
         (*v)[(*n)++] = p;
 }
@@ -406,7 +406,7 @@ static void requeue(ClusterQueue *c, const char *stream, const char *eid, const 
                 freeReplyObject(r);
 }
 
-static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
+static int reclaim(ClusterQueue *c, size_t max, char *const *held, PendingRun **v, size_t *n) {
         _cleanup_args_ Args a = { 0 };
         args_eval(&a, cluster_script_reclaim, 3);
         args_add(&a, K_STREAM);
@@ -421,6 +421,8 @@ static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         args_add(&a, CLUSTER_PREFIX);
         args_addf(&a, "%u", c->affinity_delay_ms);
         args_addf(&a, "%" PRIu64, now_ms());
+        for (char *const *h = held; h && *h; h++)
+                args_add(&a, *h);
         int k = 0;
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->claim_conn, &a, &k);
         if (!rep)
@@ -431,7 +433,7 @@ static int reclaim(ClusterQueue *c, size_t max, PendingRun **v, size_t *n) {
         return 0;
 }
 
-int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, size_t *ret_n) {
+int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held, PendingRun **ret, size_t *ret_n) {
         ClusterQueue *c = cq(q);
         PendingRun *v = NULL;
         size_t n = 0;
@@ -439,7 +441,7 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
         *ret_n = 0;
         if (max == 0)
                 return 0;
-        int k = reclaim(c, max, &v, &n);
+        int k = reclaim(c, max, held, &v, &n);
         if (k < 0 && k != -ENOENT)
                 return k;
         if (n < max) {
@@ -502,7 +504,7 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, 
         return 0;
 }
 
-int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draining) {
+int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
         args_eval(&a, cluster_script_lease, 6);
@@ -518,6 +520,8 @@ int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draini
         args_add(&a, c->node_id);
         args_add(&a, CLUSTER_PREFIX);
         args_add(&a, "500");
+        for (char *const *h = held; h && *h; h++)
+                args_add(&a, *h);
         int k = 0;
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)

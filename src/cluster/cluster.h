@@ -48,18 +48,23 @@ int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, co
 int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key,
                        const char *env, char **ret_id);
 
-/* Claims at most max entries for this node: first entries of nodes whose
- * lease expired and that sat idle past the claim timeout (moved to the
- * dead-letter stream and ended lost once attempts are used up), then new
- * entries (XREADGROUP COUNT max, blocking up to block_ms). Returns the runs
- * to start (each one queued, ready for RunQueueOps.start). Uses its own
- * connection: call it from one thread. */
-int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, PendingRun **ret, size_t *ret_n);
+/* Claims at most max entries for this node: first entries that sat idle
+ * past the claim timeout, of nodes whose lease expired or this node's own
+ * for runs not in held (moved to the dead-letter stream and ended lost once
+ * attempts are used up), then new entries (XREADGROUP COUNT max, blocking
+ * up to block_ms). held: the ids of the runs this node holds (claimed and
+ * not ended in Redis yet), NULL-terminated, or NULL for none. Returns the
+ * runs to start (each one queued, ready for RunQueueOps.start). Uses its
+ * own connection: call it from one thread. */
+int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held, PendingRun **ret, size_t *ret_n);
 
 /* Refreshes this node's lease (status_json: what `cluster status` shows of
- * it) and re-touches its pending entries so they do not look idle. Sets
- * *ret_draining when someone asked this node to drain. */
-int cluster_lease_refresh(RunQueue *q, const char *status_json, bool *ret_draining);
+ * it) and re-touches the entries of the runs in held (as cluster_claim())
+ * so they do not look idle: an entry pending on this node for a run it
+ * does not hold (its delivery's reply lost, or the run dropped) goes idle
+ * and is claimed again. Sets *ret_draining when someone asked this node to
+ * drain. */
+int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining);
 
 /* The record of run id (exact id), within tenant (NULL: any). -ENOENT. */
 int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret);

@@ -1,6 +1,9 @@
 -- lease: this node is alive (a TTL'd key holding its status) and still
--- works on its pending entries (re-claimed to itself, which resets their
--- idle time, so only a dead or stopped node's entries ever look idle).
+-- works on the runs it holds: their entries are re-claimed to itself,
+-- which resets their idle time. So only a dead or stopped node's entries,
+-- or an entry this node holds without knowing it (delivered with a reply
+-- that was lost, or a run it dropped), ever look idle: reclaim.lua hands
+-- those on once idle past the claim timeout.
 -- Then the trimming every node does about once a second:
 --  * the shared stream and this node's own: XTRIM MINID below its oldest pending entry (or, with none
 --    pending, just past the last delivered one). Entries below it are
@@ -10,20 +13,23 @@
 --  * the listing index idx:<tenant>: ids whose record expired are removed
 --    (at most ARGV[6] of the oldest per tenant per call).
 -- KEYS: node:<id>, runs, nodes, drain:<id>, tenants, runs:<id> (this node's own stream)
--- ARGV: ttl_ms, status_json, group, node_id, prefix, idx_batch
+-- ARGV: ttl_ms, status_json, group, node_id, prefix, idx_batch, then the ids of the runs this node holds
 -- Returns 1 when the node was asked to drain.
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[4])
+for i = 7, #ARGV do
+  local rk = ARGV[5] .. 'run:' .. ARGV[i]
+  local e = redis.call('HGET', rk, 'entry')
+  if e then
+    local s = redis.call('HGET', rk, 'stream') or KEYS[2]
+    local p = redis.call('EXISTS', s) == 1 and redis.call('XPENDING', s, ARGV[3], e, e, 1) or {}
+    -- only while it is this node's: never taken back from a node that
+    -- reclaimed it
+    if #p == 1 and p[1][2] == ARGV[4] then redis.call('XCLAIM', s, ARGV[3], ARGV[4], 0, e, 'JUSTID') end
+  end
+end
 for _, s in ipairs({ KEYS[2], KEYS[6] }) do
   if redis.call('EXISTS', s) == 1 then
-    local p = redis.call('XPENDING', s, ARGV[3], '-', '+', 1000, ARGV[4])
-    if #p > 0 then
-      local args = {}
-      for i, e in ipairs(p) do args[i] = e[1] end
-      args[#args + 1] = 'JUSTID'
-      redis.call('XCLAIM', s, ARGV[3], ARGV[4], 0, unpack(args))
-    end
-
     local minid = nil
     local sum = redis.call('XPENDING', s, ARGV[3])
     if sum[1] > 0 then

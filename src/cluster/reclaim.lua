@@ -1,16 +1,22 @@
 -- reclaim: on the shared stream and on every node's own stream, entries
 -- idle past the claim timeout whose node's lease has expired move to this
--- node. A run that ended meanwhile is acknowledged; one whose cancel was
--- asked ends cancelled; one that was running with its attempts used up
--- ends lost and goes to the dead-letter stream; any other is queued again
--- for this node to start.
+-- node, and so do this node's own idle entries for runs it does not hold
+-- (the lease keeps those it holds fresh: an idle one was delivered with a
+-- reply that was lost, or dropped). A run that ended meanwhile is
+-- acknowledged; one whose cancel was asked ends cancelled; one that was
+-- running with its attempts used up ends lost and goes to the dead-letter
+-- stream; any other is queued again for this node to start.
 -- Then the affinity fallback: an entry still undelivered on another node's
 -- stream after the affinity delay (its node busy, stopped or gone) is moved
 -- to the shared stream, where any node takes it.
 -- KEYS: runs, dead, nodes
--- ARGV: group, me, min_idle_ms, count, now_us, ttl_s, prefix, affinity_delay_ms, now_ms
+-- ARGV: group, me, min_idle_ms, count, now_us, ttl_s, prefix, affinity_delay_ms, now_ms, then the
+-- ids of the runs this node holds (one it holds stays as it is: its lease
+-- may not have touched it yet after a Redis restart)
 -- Returns the ids this node should start.
 local out = {}
+local held = {}
+for i = 10, #ARGV do held[ARGV[i]] = true end
 local streams = { KEYS[1] }
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[3])) do streams[#streams + 1] = ARGV[7] .. 'runs:' .. n end
 
@@ -24,7 +30,8 @@ for _, s in ipairs(streams) do
     local pend = redis.call('XPENDING', s, ARGV[1], 'IDLE', ARGV[3], '-', '+', ARGV[4])
     for _, p in ipairs(pend) do
       local eid, owner = p[1], p[2]
-      if owner ~= ARGV[2] and redis.call('EXISTS', ARGV[7] .. 'node:' .. owner) == 0 then
+      local mine = owner == ARGV[2]
+      if mine or redis.call('EXISTS', ARGV[7] .. 'node:' .. owner) == 0 then
         local got = redis.call('XCLAIM', s, ARGV[1], ARGV[2], ARGV[3], eid)
         local id = nil
         if got[1] and got[1][2] then
@@ -33,7 +40,9 @@ for _, s in ipairs(streams) do
         end
         local rk = id and (ARGV[7] .. 'run:' .. id)
         local st = rk and redis.call('HGET', rk, 'status')
-        if st ~= 'queued' and st ~= 'running' then
+        if mine and id and held[id] then
+          -- still running here
+        elseif st ~= 'queued' and st ~= 'running' then
           done_with(s, eid)
         else
           local a = tonumber(redis.call('HGET', rk, 'attempt') or '0')
@@ -49,8 +58,9 @@ for _, s in ipairs(streams) do
             if gw then redis.call('PUBLISH', ARGV[7] .. 'ev:' .. gw, 'd:' .. id) end
           elseif st == 'running' and a >= m then
             redis.call('HSET', rk, 'status', 'lost', 'exit_code', 7, 'error_type', 'Lost',
-                       'error_message', 'node ' .. owner .. ' stopped while this run was in flight (attempt ' ..
-                       a .. ' of ' .. m .. ')', 'finished', ARGV[5])
+                       'error_message', 'node ' .. owner ..
+                       (mine and ' lost track of this run' or ' stopped while this run was') ..
+                       ' in flight (attempt ' .. a .. ' of ' .. m .. ')', 'finished', ARGV[5])
             redis.call('HDEL', rk, 'request_json')
             redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'id', id, 'node', owner, 'attempts', a)
             done_with(s, eid)

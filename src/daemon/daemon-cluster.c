@@ -46,8 +46,9 @@ static void *lease_thread(void *p) {
         Daemon *d = p;
         for (;;) {
                 _cleanup_free_ char *s = node_status_json(d);
+                _cleanup_strv_free_ char **held = daemon_runs_claimed_ids(d);
                 bool draining = false;
-                int k = cluster_lease_refresh(d->cluster->queue, s, &draining);
+                int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining);
                 if (k < 0)
                         log_warn("cluster: cannot refresh this node's lease: %s", strerror(-k));
                 else if (draining) {
@@ -89,7 +90,10 @@ static void *claim_thread(void *p) {
 
                 PendingRun *v = NULL;
                 size_t n = 0;
-                int k = cluster_claim(c->queue, slots - busy, 500, &v, &n);
+                /* Taken after the last claim's runs were adopted: an entry
+                 * this node delivered is one it holds, or one it dropped. */
+                _cleanup_strv_free_ char **held = daemon_runs_claimed_ids(d);
+                int k = cluster_claim(c->queue, slots - busy, 500, held, &v, &n);
                 if (k < 0) {
                         log_warn("cluster: cannot claim runs: %s", strerror(-k));
                         usleep(200 * 1000);

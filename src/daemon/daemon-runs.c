@@ -441,6 +441,21 @@ static void keep_unwritten(Daemon *d, DRun *r, int error) {
         pthread_mutex_unlock(&d->lock);
 }
 
+char **daemon_runs_claimed_ids(Daemon *d) {
+        char **ids = NULL;
+        pthread_mutex_lock(&d->lock);
+        /* A claimed run leaves d->runs only after its end is written, or
+         * once it is on the unwritten list (drun_finish()). */
+        for (DRun *r = d->runs; r; r = r->next)
+                if (r->claimed)
+                        ids = strv_append(ids, r->id);
+        for (DRun *r = d->unwritten; r; r = r->next_unwritten)
+                if (r->claimed)
+                        ids = strv_append(ids, r->id);
+        pthread_mutex_unlock(&d->lock);
+        return ids;
+}
+
 void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
         pthread_mutex_lock(&d->lock);
         for (DRun *r = d->unwritten; r; r = r->next_unwritten) {
@@ -751,6 +766,31 @@ static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
         };
 }
 
+/* queued -> running and attempt += 1, in the queue (d->lock not held). A
+ * claimed run's start that got no answer (Redis down or restarting, the
+ * connection lost with the reply) is asked again until Redis answers:
+ * start.lua knows the same start (node and time) again. Ending the run
+ * with the error instead would leave a start that did land "running" in
+ * Redis, held by this live node that no longer runs it. Given up only when
+ * the run is cancelled or the daemon stops: then its entry waits for
+ * reclaim.lua. */
+static int drun_queue_start(Daemon *d, DRun *r) {
+        usec_t pause = 50 * USEC_PER_MSEC;
+        for (;;) {
+                int k = run_queue_start(d->queue, r->id, r->started, &r->attempt);
+                if (k >= 0 || k == -ESTALE || !r->claimed)
+                        return k;
+                pthread_mutex_lock(&d->lock);
+                bool give_up = r->cancel_requested || d->leave_queued;
+                pthread_mutex_unlock(&d->lock);
+                if (give_up)
+                        return k;
+                log_warn("run %s: the queue did not answer its start (%s); asking again", r->id, strerror(-k));
+                (void) usleep(pause);
+                pause = MIN(pause * 2, USEC_PER_SEC);
+        }
+}
+
 /* Starts r, with d->lock held; NULL when r left without running (the
  * daemon stops and keeps it queued; the lock is still held). Otherwise the
  * lock is released and the step returned: the engine began unless r was
@@ -809,7 +849,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
 
         /* queued -> running and attempt += 1, in the queue; the engine
          * then fills in the rest of the record. */
-        st->sk = run_queue_start(d->queue, r->id, r->started, &r->attempt);
+        st->sk = drun_queue_start(d, r);
         if (st->sk < 0)
                 log_error("run %s: the queue cannot start it: %s", r->id, strerror(-st->sk));
 

@@ -39,14 +39,14 @@ def nodes(tmp_path, redis):
     started = []
     mode = sandbox_mode(tmp_path)
 
-    def start(name, role, slots=2, extra=(), http_threads=None):
+    def start(name, role, slots=2, extra=(), http_threads=None, redis_url=None):
         threads = f"http_threads: {http_threads}" if http_threads else ""
         d = Daemon(tmp_path / name, sandbox=mode, config_extra=f"""
             server:
               max_concurrent_runs: {slots}
               max_concurrent_per_tenant: {slots}
               {threads}
-            """, args=["--redis", redis.url, "--role", role, "--node-id", name,
+            """, args=["--redis", redis_url or redis.url, "--role", role, "--node-id", name,
                        "--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10", *extra])
         d.start()
         started.append(d)
@@ -107,6 +107,141 @@ def test_gateway_and_worker_share_runs(nodes, redis):
     assert by_id["w1"]["alive"] and by_id["w1"]["role"] == "worker" and by_id["w1"]["slots"] == 2
     assert by_id["gw1"]["role"] == "gateway"
     assert s["pending"] == 0 and s["dead_letters"] == 0
+
+
+class _Pipe:
+    """One connection through ReplyDropper: the node's side, Redis's, and
+    whether the node's last command holds the armed marker."""
+
+    def __init__(self, c, r):
+        self.c, self.r, self.marked = c, r, False
+
+
+class ReplyDropper:
+    """A unix-socket proxy in front of Redis for one node. Armed with a
+    marker, it forwards the node's next command holding that marker, drops
+    Redis's answer to it (when the answer is not empty) and then acts as a
+    Redis that died: every connection through it is closed and new ones are
+    refused for `outage` seconds. The command itself ran: what a node sees
+    when Redis is killed after writing a command and before answering it,
+    or when its connection is lost with the reply."""
+
+    def __init__(self, redis, path):
+        self.target, self.path = redis.sock, str(path)
+        self.marker, self.outage, self.dropped = None, 0.0, []
+        self.lock = threading.Lock()
+        self.conns = set()
+        self.listener = None
+        self._listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "unix:" + self.path
+
+    def arm(self, marker, outage=0.0):
+        with self.lock:
+            self.marker, self.outage = marker, outage
+
+    def _listen(self):
+        import socket
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self.path)
+        s.listen(64)
+        s.settimeout(0.05)  # the accept loop moves to a new listener
+        self.listener = s
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:  # a timeout, or the outage closed the listener
+                time.sleep(0.01)
+                continue
+            r = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            r.connect(self.target)
+            pair = _Pipe(c, r)
+            with self.lock:
+                self.conns.add(pair)
+            threading.Thread(target=self._upstream, args=(pair,), daemon=True).start()
+            threading.Thread(target=self._downstream, args=(pair,), daemon=True).start()
+
+    def _upstream(self, pair):
+        try:
+            while data := pair.c.recv(65536):
+                with self.lock:
+                    if self.marker and self.marker.encode() in data:
+                        pair.marked = True
+                pair.r.sendall(data)
+        except OSError:
+            pass
+        self._close(pair)
+
+    def _downstream(self, pair):
+        try:
+            while data := pair.r.recv(65536):
+                with self.lock:
+                    drop = pair.marked and not data.startswith((b"*-1", b"$-1", b"_"))
+                    pair.marked = False
+                    if drop:
+                        self.dropped.append(self.marker)
+                        self.marker = None
+                if drop:
+                    self._die()
+                    return
+                pair.c.sendall(data)
+        except OSError:
+            pass
+        self._close(pair)
+
+    def _close(self, pair):
+        for s in (pair.c, pair.r):
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass
+            s.close()
+        with self.lock:
+            self.conns.discard(pair)
+
+    def _die(self):
+        with self.lock:
+            outage, conns = self.outage, list(self.conns)
+        if outage:
+            self.listener.close()
+            os.unlink(self.path)
+        for pair in conns:
+            self._close(pair)
+        if outage:
+            time.sleep(outage)
+            self._listen()
+
+
+def test_a_worker_that_misses_redis_answers_loses_no_run(nodes, redis, tmp_path):
+    """A worker that sends a command Redis runs but whose answer it never
+    hears (Redis killed between its AOF write and the reply, a connection
+    lost with it) still runs the run: its start (asked again through a Redis
+    that is down for a second: the same start gets its attempt again), and
+    its claim (the entry pending on a live node that does not know it holds
+    it: claimed again once idle)."""
+    proxy = ReplyDropper(redis, tmp_path / "proxy.sock")
+    gw = nodes("gw1", "gateway")
+    nodes("w1", "worker", redis_url=proxy.url)
+    st, b = gw.run(SLEEPER, kwargs={"tag": "warm"})
+    assert st == 200 and b["status"] == "succeeded", b
+
+    for marker, outage, tag in (("-- start: queued -> running", 1.5, "start"), ("XREADGROUP", 0, "claim")):
+        proxy.arm(marker, outage)
+        time.sleep(0.7)  # the claim that blocks (500 ms) when armed is sent again, marked
+        rid = submit(gw, 0, tag)
+        ends = check_all_terminal(gw, [(rid, tag)], timeout=60)
+        assert proxy.dropped[-1:] == [marker], (proxy.dropped, marker)
+        # one attempt: the start that landed is the run's only one
+        assert ends[rid]["attempt"] == 1, ends[rid]
+        assert node_of(redis, rid) == "w1"
 
 
 def test_refuses_redis_that_can_lose_runs(tmp_path):

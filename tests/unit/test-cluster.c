@@ -94,7 +94,7 @@ static size_t claim_until(RunQueue *q, size_t max, size_t want, PendingRun **ret
         while (n < want && now_monotonic() < deadline) {
                 PendingRun *w = NULL;
                 size_t m = 0;
-                assert_int_equal(cluster_claim(q, max - n, 50, &w, &m), 0);
+                assert_int_equal(cluster_claim(q, max - n, 50, NULL, &w, &m), 0);
                 v = xrealloc(v, (n + m + 1) * sizeof(PendingRun));
                 if (m > 0) /* an empty claim may hand back no array at all */
                         memcpy(v + n, w, m * sizeof(PendingRun));
@@ -170,14 +170,14 @@ static void test_claim_counts_free_slots_only(void **state) {
         submit(a, "r-slot-3", 1);
         PendingRun *v = NULL;
         size_t n = 0;
-        assert_int_equal(cluster_claim(a, 2, 0, &v, &n), 0);
+        assert_int_equal(cluster_claim(a, 2, 0, NULL, &v, &n), 0);
         assert_int_equal(n, 2);
         pending_run_list_free(v, n);
-        assert_int_equal(cluster_claim(a, 0, 0, &v, &n), 0);
+        assert_int_equal(cluster_claim(a, 0, 0, NULL, &v, &n), 0);
         assert_int_equal(n, 0);
         /* a cancelled run is never handed out */
         assert_int_equal(run_queue_cancel(a, "r-slot-3", "cancelled"), 0);
-        assert_int_equal(cluster_claim(a, 5, 0, &v, &n), 0);
+        assert_int_equal(cluster_claim(a, 5, 0, NULL, &v, &n), 0);
         assert_int_equal(n, 0);
         _cleanup_free_ char *s = status_of(a, "r-slot-3");
         assert_string_equal(s, "cancelled");
@@ -219,21 +219,141 @@ static void test_live_lease_keeps_entries(void **state) {
         PendingRun *v = NULL;
         assert_int_equal(claim_until(a, 1, 1, &v), 1);
         pending_run_list_free(v, 1);
+        char *held[] = { (char *) "r-kept", NULL };
         usec_t until = now_monotonic() + 800 * USEC_PER_MSEC;
         while (now_monotonic() < until) {
                 bool draining = true;
-                assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", &draining), 0);
+                assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", held, &draining), 0);
                 assert_false(draining);
                 size_t n = 0;
-                assert_int_equal(cluster_claim(b, 1, 50, &v, &n), 0);
+                assert_int_equal(cluster_claim(b, 1, 50, NULL, &v, &n), 0);
                 assert_int_equal(n, 0);
         }
         assert_int_equal(cluster_drain(b, "live-a"), 0);
         bool draining = false;
-        assert_int_equal(cluster_lease_refresh(a, NULL, &draining), 0);
+        assert_int_equal(cluster_lease_refresh(a, NULL, NULL, &draining), 0);
         assert_true(draining);
         assert_int_equal(cluster_drain(b, "no-such-node"), -ENOENT);
         assert_int_equal(run_queue_cancel(a, "r-kept", "x"), 0);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+/* The lease keeps the entries of the runs its node holds fresh: once the
+ * node dies, another takes its entry a claim timeout after the node's last
+ * lease, not as soon as the lease expires. */
+static void test_dead_nodes_entry_waits_the_claim_timeout(void **state) {
+        RunQueue *a = queue("fresh-a", 1000), *b = queue("fresh-b", 1000);
+        submit(a, "r-fresh", 3);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        char *held[] = { (char *) "r-fresh", NULL };
+        usec_t until = now_monotonic() + 1200 * USEC_PER_MSEC, last = 0;
+        while (now_monotonic() < until) {
+                assert_int_equal(cluster_lease_refresh(a, "{}", held, NULL), 0);
+                last = now_monotonic();
+                (void) usleep(50 * 1000);
+        }
+        /* a dies: its lease (300 ms) expires long before its entry is idle */
+        assert_int_equal(claim_until(b, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-fresh");
+        pending_run_list_free(v, 1);
+        assert_true(now_monotonic() - last >= 900 * USEC_PER_MSEC);
+        assert_int_equal(run_queue_cancel(b, "r-fresh", "x"), 0); /* nothing left for the next tests */
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+/* A start whose answer was lost (the connection dropped with the reply,
+ * or Redis died after writing it) is asked again by its node: the same
+ * start (node and time) gets its attempt again; any other start is still
+ * refused. */
+static void test_start_asked_again_gets_its_attempt(void **state) {
+        RunQueue *a = queue("again-a", 5000), *b = queue("again-b", 5000);
+        submit(a, "r-again", 3);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        usec_t t = now_realtime();
+        int attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-again", t, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-again", t, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        assert_int_equal(run_queue_start(a, "r-again", t + 1, &attempt), -ESTALE);
+        assert_int_equal(run_queue_start(b, "r-again", t, &attempt), -ESTALE);
+        RunRecord f;
+        finish_rec(&f, "r-again", "succeeded");
+        assert_int_equal(run_queue_finish(a, &f, 1), 0);
+        /* ended: the same start is refused too */
+        assert_int_equal(run_queue_start(a, "r-again", t, &attempt), -ESTALE);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+/* Claims on q with held until it is handed a run or the deadline passes;
+ * refreshes q's lease meanwhile, as a node does. */
+static size_t claim_holding(RunQueue *q, char **held, usec_t for_usec, PendingRun **ret) {
+        usec_t until = now_monotonic() + for_usec;
+        size_t n = 0;
+        *ret = NULL;
+        while (n == 0 && now_monotonic() < until) {
+                assert_int_equal(cluster_lease_refresh(q, "{}", held, NULL), 0);
+                assert_int_equal(cluster_claim(q, 1, 50, held, ret, &n), 0);
+        }
+        return n;
+}
+
+/* An entry a live node holds without running it (its delivery's reply was
+ * lost, its start failed, the run was dropped) goes idle, since the lease
+ * keeps only the runs the node holds fresh: that node claims it again,
+ * queued again when it was running, lost once its attempts are used up.
+ * No other node takes it (its lease is alive), and a run the node holds
+ * stays its own however long it runs. */
+static void test_live_node_claims_again_what_it_dropped(void **state) {
+        RunQueue *a = queue("drop-a", 200), *b = queue("drop-b", 200);
+        submit(a, "r-dropped", 2);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        pending_run_list_free(v, 1);
+        char *held[] = { (char *) "r-dropped", NULL };
+        /* held: never handed out again, to a or to b */
+        assert_int_equal(claim_holding(a, held, 700 * USEC_PER_MSEC, &v), 0);
+        size_t n = 0;
+        assert_int_equal(cluster_claim(b, 1, 0, NULL, &v, &n), 0);
+        assert_int_equal(n, 0);
+        /* held but idle, its lease not refreshed yet (as after a Redis
+         * restart): still a's, left as it is */
+        (void) usleep(250 * 1000);
+        assert_int_equal(cluster_claim(a, 1, 0, held, &v, &n), 0);
+        assert_int_equal(n, 0);
+
+        /* dropped while queued (a delivery whose reply was lost) */
+        assert_int_equal(claim_holding(a, NULL, 5 * USEC_PER_SEC, &v), 1);
+        assert_string_equal(v[0].id, "r-dropped");
+        assert_int_equal(v[0].attempt, 0);
+        pending_run_list_free(v, 1);
+
+        /* dropped while running: queued again, attempt 2 of 2 */
+        int attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-dropped", now_realtime(), &attempt), 0);
+        assert_int_equal(attempt, 1);
+        assert_int_equal(claim_holding(a, NULL, 5 * USEC_PER_SEC, &v), 1);
+        assert_string_equal(v[0].id, "r-dropped");
+        assert_int_equal(v[0].attempt, 1);
+        pending_run_list_free(v, 1);
+        assert_int_equal(run_queue_start(a, "r-dropped", now_realtime(), &attempt), 0);
+        assert_int_equal(attempt, 2);
+
+        /* dropped again with its attempts used up: lost, said why */
+        assert_int_equal(claim_holding(a, NULL, 700 * USEC_PER_MSEC, &v), 0);
+        RunRecord *got = NULL;
+        assert_int_equal(cluster_run_get(a, "t1", "r-dropped", &got), 0);
+        assert_string_equal(got->status, "lost");
+        assert_non_null(strstr(got->error_message, "node drop-a lost track of this run in flight (attempt 2 of 2)"));
+        run_record_free(got);
         run_queue_free(a);
         run_queue_free(b);
 }
@@ -250,7 +370,7 @@ static void test_dead_letter_after_max_attempts(void **state) {
         usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
         for (;;) {
                 size_t n = 0;
-                assert_int_equal(cluster_claim(b, 1, 50, &v, &n), 0);
+                assert_int_equal(cluster_claim(b, 1, 50, NULL, &v, &n), 0);
                 assert_int_equal(n, 0); /* never handed out again */
                 _cleanup_free_ char *s = status_of(b, "r-once");
                 if (streq(s, "lost"))
@@ -336,7 +456,7 @@ static void test_placement_warm_node_then_fallback(void **state) {
                 ClusterOptions o = { .url = url, .node_id = names[i], .claim_timeout_ms = 5000, .lease_ttl_ms = 5000,
                                      .affinity_delay_ms = 300 };
                 assert_int_equal(cluster_queue_new(&o, &q[i], NULL), 0);
-                assert_int_equal(cluster_lease_refresh(q[i], "{\"slots\":2}", NULL), 0);
+                assert_int_equal(cluster_lease_refresh(q[i], "{\"slots\":2}", NULL, NULL), 0);
         }
         PendingRun *v = NULL;
         submit_env(q[0], "r-place-1", "envA");
@@ -349,7 +469,7 @@ static void test_placement_warm_node_then_fallback(void **state) {
         _cleanup_free_ char *st = hget("ps:run:r-place-2", "stream");
         assert_string_equal(st, "ps:runs:place-a");
         size_t n = 0;
-        assert_int_equal(cluster_claim(q[1], 2, 0, &v, &n), 0); /* not yet place-b's */
+        assert_int_equal(cluster_claim(q[1], 2, 0, NULL, &v, &n), 0); /* not yet place-b's */
         assert_int_equal(n, 0);
         assert_int_equal(claim_until(q[0], 1, 1, &v), 1);
         assert_string_equal(v[0].id, "r-place-2");
@@ -384,7 +504,7 @@ static void test_claim_over_two_streams_keeps_to_free_slots(void **state) {
         ClusterOptions o = { .url = url, .node_id = "two-a", .claim_timeout_ms = 5000, .lease_ttl_ms = 5000 };
         RunQueue *a = NULL, *b = queue("two-b", 5000);
         assert_int_equal(cluster_queue_new(&o, &a, NULL), 0);
-        assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", NULL), 0);
+        assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", NULL, NULL), 0);
         PendingRun *v = NULL;
         submit_env(a, "r-two-1", "envC");
         assert_int_equal(claim_until(a, 1, 1, &v), 1);
@@ -393,7 +513,7 @@ static void test_claim_over_two_streams_keeps_to_free_slots(void **state) {
         submit_env(a, "r-two-2", "envC"); /* two-a's own stream */
         submit(a, "r-two-3", 1);          /* the shared stream */
         size_t n = 0;
-        assert_int_equal(cluster_claim(a, 1, 0, &v, &n), 0);
+        assert_int_equal(cluster_claim(a, 1, 0, NULL, &v, &n), 0);
         assert_int_equal(n, 1);
         assert_string_equal(v[0].id, "r-two-2");
         pending_run_list_free(v, n);
@@ -585,6 +705,9 @@ int main(void) {
                 cmocka_unit_test(test_reclaim_from_dead_node),
                 cmocka_unit_test(test_live_lease_keeps_entries),
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
+                cmocka_unit_test(test_dead_nodes_entry_waits_the_claim_timeout),
+                cmocka_unit_test(test_start_asked_again_gets_its_attempt),
+                cmocka_unit_test(test_live_node_claims_again_what_it_dropped),
                 cmocka_unit_test(test_redis_restart_keeps_queue),
                 cmocka_unit_test(test_placement_warm_node_then_fallback),
                 cmocka_unit_test(test_claim_over_two_streams_keeps_to_free_slots),

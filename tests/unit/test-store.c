@@ -1757,10 +1757,11 @@ static bool written_back_at_the_append_rate(void) {
         return within;
 }
 
-/* Over the bound, the measure is taken once more before the test fails:
- * on a loaded machine (the other suites beside it) the whole file was seen
- * written back in one window now and then with the checkpointer's tick on
- * time; a write-back all at once by the store fails both. */
+/* Over the bound (or the case it bounds not met), the measure is taken
+ * once more before the test fails: on a loaded machine (the other suites
+ * beside it) the whole file was seen written back in one window now and
+ * then with the checkpointer's tick on time; a write-back all at once by
+ * the store fails both. */
 static void within_bound_once_of_twice(bool (*measure)(void)) {
         if (!measure()) {
                 print_message("over the bound: measured once more\n");
@@ -1858,7 +1859,13 @@ static bool database_sync_paced(void) {
                       (unsigned long long) most, (unsigned long long) left, e.n);
         assert_true(most >= 64);
         bool within = !ticks_kept(&cs) || left <= LEFT_IN_100MS_MAX(most);
-        assert_true(cs.db_syncs >= 1);
+        /* No pass that copied every frame (a commit came during each, on
+         * a loaded machine: this loop's quiet steps came late) is measured
+         * once more as well; twice none fails. */
+        if (cs.db_syncs == 0) {
+                print_message("no pass ended in the database's sync\n");
+                within = false;
+        }
         assert_true(cs.db_sync_found_max <= 16);
         /* And the WAL still restarts, at the same pace (at most 20 s). */
         t0 = now_monotonic();
