@@ -26,6 +26,22 @@ static json_t *run_json(const RunRecord *r, const char *phase) {
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 
+/* A run this daemon started shows running at once. Its start is a write
+ * nobody waits for, which lingers in the store's writer for company (a few
+ * ms; longer while the writer is behind a journal batch on a loaded
+ * machine), and a get commits only journaled writes (store_run_settle()):
+ * the record may still say queued while the run prints. A claimed run's
+ * record is Redis's, whose start is answered before the run begins. With
+ * d->lock held. */
+static void overlay_started(const DRun *r, RunRecord *rec) {
+        if (!streq(rec->status, "queued") || r->status != RUN_RUNNING || r->claimed)
+                return;
+        free(rec->status);
+        rec->status = xstrdup("running");
+        rec->started = r->started;
+        rec->attempt++; /* what the start adds */
+}
+
 /* The run as the API shows it: the record, plus the live phase while it is
  * in flight. */
 static int run_lookup_json(Daemon *d, const char *tenant, const char *id, json_t **ret) {
@@ -40,6 +56,7 @@ static int run_lookup_json(Daemon *d, const char *tenant, const char *id, json_t
         if (daemon_run_find(d, tenant, rec->id, &r) >= 0) {
                 pthread_mutex_lock(&d->lock);
                 phase = r->phase ? xstrdup(r->phase) : NULL;
+                overlay_started(r, rec);
                 pthread_mutex_unlock(&d->lock);
                 drun_unref(d, r);
         }

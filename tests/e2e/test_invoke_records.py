@@ -161,6 +161,29 @@ def test_running_invoke_is_listed_before_its_record_is_committed(tmp_path):
         assert metric(d, "pysprinter_store_commits_total") == commits + 2
 
 
+def test_a_started_run_reads_running_while_its_start_lingers(tmp_path):
+    """An acknowledged asynchronous invoke (its submit committed before the
+    202) starts; its start is a write nobody waits for, lingering in the
+    store's writer (here longer than the test). Its GET shows it running,
+    attempt 1, as the daemon knows it, not the committed `queued`."""
+    gate = tmp_path / "gate"
+    with start_daemon(tmp_path, linger_ms=600000).serving() as d:
+        deploy(d)
+        st, b = d.call("POST", "/v1/functions/fn/invoke", {"kwargs": {"n": 7, "gate": str(gate)}})
+        assert st == 202, b
+        rid = b["id"]
+        try:
+            wait_for(lambda: metric(d, "pysprinter_runs_running") >= 1, "the invoke running")
+            assert stored_statuses(d.home) == ["queued"]  # the start lingers
+            st, run = d.call("GET", f"/v1/runs/{rid}")
+            assert st == 200 and run["status"] == "running" and run["attempt"] == 1, run
+            assert run["started_at"] and run["started_at"] >= run["created_at"], run
+        finally:
+            gate.write_text("go")
+        st, run = d.call("GET", f"/v1/runs/{rid}?wait=true")
+        assert st == 200 and run["status"] == "succeeded" and run["result"] == 7 and run["attempt"] == 1, run
+
+
 def test_invokes_queued_behind_queued_ones_are_not_committed_before_they_run(tmp_path):
     """Round 12: at wrk -c8 half the invokes queue behind their function's
     four instances, and each one that found another invoke queued ahead of
