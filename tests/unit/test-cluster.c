@@ -105,6 +105,15 @@ static size_t claim_until(RunQueue *q, size_t max, size_t want, PendingRun **ret
         return n;
 }
 
+/* A run submitted with max_attempts and claimed by q, not started. */
+static void submit_claimed(RunQueue *q, const char *id, int max_attempts) {
+        submit(q, id, max_attempts);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(q, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, id);
+        pending_run_list_free(v, 1);
+}
+
 static void test_submit_start_finish_fenced(void **state) {
         RunQueue *a = queue("a1", 5000);
         submit(a, "r-basic", 3);
@@ -192,10 +201,8 @@ static void test_claim_counts_free_slots_only(void **state) {
  * claim timeout; its late result is STALE; the new node's lands. */
 static void test_reclaim_from_dead_node(void **state) {
         RunQueue *a = queue("dead-a", 200), *b = queue("live-b", 200);
-        submit(a, "r-reclaim", 3);
         PendingRun *v = NULL;
-        assert_int_equal(claim_until(a, 1, 1, &v), 1);
-        pending_run_list_free(v, 1);
+        submit_claimed(a, "r-reclaim", 3);
         int att_a = 0, att_b = 0;
         assert_int_equal(run_queue_start(a, "r-reclaim", now_realtime(), &att_a), 0);
         /* a's lease expires (300 ms) and the entry goes idle (200 ms) */
@@ -215,10 +222,8 @@ static void test_reclaim_from_dead_node(void **state) {
 /* A live node keeps its entries however long it runs. */
 static void test_live_lease_keeps_entries(void **state) {
         RunQueue *a = queue("live-a", 200), *b = queue("other-b", 200);
-        submit(a, "r-kept", 3);
         PendingRun *v = NULL;
-        assert_int_equal(claim_until(a, 1, 1, &v), 1);
-        pending_run_list_free(v, 1);
+        submit_claimed(a, "r-kept", 3);
         char *held[] = { (char *) "r-kept", NULL };
         usec_t until = now_monotonic() + 800 * USEC_PER_MSEC;
         while (now_monotonic() < until) {
@@ -244,10 +249,8 @@ static void test_live_lease_keeps_entries(void **state) {
  * lease, not as soon as the lease expires. */
 static void test_dead_nodes_entry_waits_the_claim_timeout(void **state) {
         RunQueue *a = queue("fresh-a", 1000), *b = queue("fresh-b", 1000);
-        submit(a, "r-fresh", 3);
         PendingRun *v = NULL;
-        assert_int_equal(claim_until(a, 1, 1, &v), 1);
-        pending_run_list_free(v, 1);
+        submit_claimed(a, "r-fresh", 3);
         char *held[] = { (char *) "r-fresh", NULL };
         usec_t until = now_monotonic() + 1200 * USEC_PER_MSEC, last = 0;
         while (now_monotonic() < until) {
@@ -271,10 +274,7 @@ static void test_dead_nodes_entry_waits_the_claim_timeout(void **state) {
  * refused. */
 static void test_start_asked_again_gets_its_attempt(void **state) {
         RunQueue *a = queue("again-a", 5000), *b = queue("again-b", 5000);
-        submit(a, "r-again", 3);
-        PendingRun *v = NULL;
-        assert_int_equal(claim_until(a, 1, 1, &v), 1);
-        pending_run_list_free(v, 1);
+        submit_claimed(a, "r-again", 3);
         usec_t t = now_realtime();
         int attempt = 0;
         assert_int_equal(run_queue_start(a, "r-again", t, &attempt), 0);
@@ -314,10 +314,8 @@ static size_t claim_holding(RunQueue *q, char **held, usec_t for_usec, PendingRu
  * stays its own however long it runs. */
 static void test_live_node_claims_again_what_it_dropped(void **state) {
         RunQueue *a = queue("drop-a", 200), *b = queue("drop-b", 200);
-        submit(a, "r-dropped", 2);
         PendingRun *v = NULL;
-        assert_int_equal(claim_until(a, 1, 1, &v), 1);
-        pending_run_list_free(v, 1);
+        submit_claimed(a, "r-dropped", 2);
         char *held[] = { (char *) "r-dropped", NULL };
         /* held: never handed out again, to a or to b */
         assert_int_equal(claim_holding(a, held, 700 * USEC_PER_MSEC, &v), 0);
@@ -361,10 +359,8 @@ static void test_live_node_claims_again_what_it_dropped(void **state) {
 /* Attempts used up: the run ends lost and goes to the dead letters. */
 static void test_dead_letter_after_max_attempts(void **state) {
         RunQueue *a = queue("dl-a", 200), *b = queue("dl-b", 200);
-        submit(a, "r-once", 1);
         PendingRun *v = NULL;
-        assert_int_equal(claim_until(a, 1, 1, &v), 1);
-        pending_run_list_free(v, 1);
+        submit_claimed(a, "r-once", 1);
         int att = 0;
         assert_int_equal(run_queue_start(a, "r-once", now_realtime(), &att), 0);
         usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
@@ -530,10 +526,7 @@ static void test_claim_over_two_streams_keeps_to_free_slots(void **state) {
  * ends at once (0); an ended one is -ESTALE. */
 static void test_cancel_running_marks_it(void **state) {
         RunQueue *a = queue("cancel-a", 5000);
-        submit(a, "r-cancel-1", 1);
-        PendingRun *v = NULL;
-        assert_int_equal(claim_until(a, 1, 1, &v), 1);
-        pending_run_list_free(v, 1);
+        submit_claimed(a, "r-cancel-1", 1);
         int attempt = 0;
         assert_int_equal(run_queue_start(a, "r-cancel-1", now_realtime(), &attempt), 0);
         /* the queue's own cancel never touches a running run */
