@@ -40,13 +40,31 @@ static char *node_status_json(Daemon *d) {
         return s;
 }
 
+/* The ids of the runs this node claimed and has not ended in Redis yet
+ * (running, or their end still unwritten), NULL-terminated: what its lease
+ * keeps fresh and its reclaim leaves alone (cluster_claim()). A claimed
+ * run leaves d->runs only after its end is written, or once it is on the
+ * unwritten list (drun_finish()). Takes d->lock. */
+static char **claimed_run_ids(Daemon *d) {
+        char **ids = NULL;
+        pthread_mutex_lock(&d->lock);
+        for (DRun *r = d->runs; r; r = r->next)
+                if (r->claimed)
+                        ids = strv_append(ids, r->id);
+        for (DRun *r = d->unwritten; r; r = r->next_unwritten)
+                if (r->claimed)
+                        ids = strv_append(ids, r->id);
+        pthread_mutex_unlock(&d->lock);
+        return ids;
+}
+
 /* Every ~second: the lease (a node that stops refreshing it, or stops
  * altogether under SIGSTOP, loses its entries after the claim timeout). */
 static void *lease_thread(void *p) {
         Daemon *d = p;
         for (;;) {
                 _cleanup_free_ char *s = node_status_json(d);
-                _cleanup_strv_free_ char **held = daemon_runs_claimed_ids(d);
+                _cleanup_strv_free_ char **held = claimed_run_ids(d);
                 bool draining = false;
                 int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining);
                 if (k < 0)
@@ -92,7 +110,7 @@ static void *claim_thread(void *p) {
                 size_t n = 0;
                 /* Taken after the last claim's runs were adopted: an entry
                  * this node delivered is one it holds, or one it dropped. */
-                _cleanup_strv_free_ char **held = daemon_runs_claimed_ids(d);
+                _cleanup_strv_free_ char **held = claimed_run_ids(d);
                 int k = cluster_claim(c->queue, slots - busy, 500, held, &v, &n);
                 if (k < 0) {
                         log_warn("cluster: cannot claim runs: %s", strerror(-k));

@@ -441,21 +441,6 @@ static void keep_unwritten(Daemon *d, DRun *r, int error) {
         pthread_mutex_unlock(&d->lock);
 }
 
-char **daemon_runs_claimed_ids(Daemon *d) {
-        char **ids = NULL;
-        pthread_mutex_lock(&d->lock);
-        /* A claimed run leaves d->runs only after its end is written, or
-         * once it is on the unwritten list (drun_finish()). */
-        for (DRun *r = d->runs; r; r = r->next)
-                if (r->claimed)
-                        ids = strv_append(ids, r->id);
-        for (DRun *r = d->unwritten; r; r = r->next_unwritten)
-                if (r->claimed)
-                        ids = strv_append(ids, r->id);
-        pthread_mutex_unlock(&d->lock);
-        return ids;
-}
-
 void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
         pthread_mutex_lock(&d->lock);
         for (DRun *r = d->unwritten; r; r = r->next_unwritten) {

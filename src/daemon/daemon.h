@@ -482,10 +482,6 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
 /* rec is a stored record still in flight: when the daemon holds its end
  * but could not store it yet (a full disk), fills rec with that end. */
 void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec);
-/* The ids of the runs this node claimed from the cluster and has not ended
- * in Redis yet (running, or their end still unwritten), NULL-terminated:
- * what its lease keeps fresh (cluster_lease_refresh()). Takes d->lock. */
-char **daemon_runs_claimed_ids(Daemon *d);
 /* Runs again what the queue holds after a restart (queued, or running
  * when the daemon died with attempts left); returns how many were resumed.
  * Call once, before HTTP starts. */
