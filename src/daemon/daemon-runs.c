@@ -551,7 +551,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         /* The engine recorded the run and its log file; the daemon writes
          * only when its view (cancel, internal errors) is the final one, or
          * the engine could not write: two writes less per run. */
-        if (r->daemon_writes_result || res->record_error < 0) {
+        if ((r->daemon_writes_result || res->record_error < 0) && !r->start_unanswered) {
                 int k = drun_write_final(d, r);
                 if (k < 0)
                         keep_unwritten(d, r, k);
@@ -758,7 +758,7 @@ static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
  * with the error instead would leave a start that did land "running" in
  * Redis, held by this live node that no longer runs it. Given up only when
  * the run is cancelled or the daemon stops: then its entry waits for
- * reclaim.lua. */
+ * reclaim.lua (start_unanswered). */
 static int drun_queue_start(Daemon *d, DRun *r) {
         usec_t pause = 50 * USEC_PER_MSEC;
         for (;;) {
@@ -837,6 +837,12 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         st->sk = drun_queue_start(d, r);
         if (st->sk < 0)
                 log_error("run %s: the queue cannot start it: %s", r->id, strerror(-st->sk));
+        /* Given up unanswered (cancelled, or the daemon stops): whether
+         * the start landed is unknown, so no end is written (a cancel of a
+         * run still queued would end a run nobody asked to end). Its entry
+         * stays pending: this node claims it again once it no longer holds
+         * the run, or another node once this one stopped (reclaim.lua). */
+        r->start_unanswered = r->claimed && st->sk < 0 && st->sk != -ESTALE;
 
         st->instance_key = r->fn_name ? drun_instance_key(r) : NULL;
         /* Datasets resolve per tenant now, not at submit: a URL dataset is

@@ -334,6 +334,7 @@ struct DRun {
         DRun *next_unwritten;   /* Daemon.unwritten */
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
+        bool start_unanswered;  /* claimed, and the queue never answered its start: nothing is written */
         bool remote_wake;       /* cluster: a gateway's waiter should re-read the record (under lock) */
         /* cluster: how much of log/chunks is in the run's Redis log
          * (written under Daemon.lock, by the holder of the ship lock) */

@@ -53,16 +53,25 @@ def nodes(tmp_path, redis):
         return d
 
     yield start
+    failed = None
     for d in started:
-        if d.proc.poll() is None:
-            d.proc.send_signal(signal.SIGCONT)
-        else:
-            # A node killed with -9 left its pool's cgroups behind: its next
-            # start (same home) clears them, as after a real crash.
-            if redis.proc.poll() is not None:
-                redis.start()
-            d.start()
+        # every node is stopped, also when another's restart failed: one
+        # left running would outlive the test, join the next test's Redis
+        # at the same path and hold cgroups
+        try:
+            if d.proc.poll() is None:
+                d.proc.send_signal(signal.SIGCONT)
+            else:
+                # A node killed with -9 left its pool's cgroups behind: its
+                # next start (same home) clears them, as after a real crash.
+                if redis.proc.poll() is not None:
+                    redis.start()
+                d.start()
+        except Exception as e:
+            failed = failed or e
         d.stop(timeout=30)
+    if failed:
+        raise failed
 
 
 def submit(gw, seconds, tag):
@@ -120,15 +129,16 @@ class _Pipe:
 class ReplyDropper:
     """A unix-socket proxy in front of Redis for one node. Armed with a
     marker, it forwards the node's next command holding that marker, drops
-    Redis's answer to it (when the answer is not empty) and then acts as a
-    Redis that died: every connection through it is closed and new ones are
-    refused for `outage` seconds. The command itself ran: what a node sees
-    when Redis is killed after writing a command and before answering it,
-    or when its connection is lost with the reply."""
+    Redis's answer to it (when the answer is not empty; with drop=False it
+    passes the answer on) and then acts as a Redis that died: every
+    connection through it is closed and new ones are refused for `outage`
+    seconds. The command itself ran: what a node sees when Redis is killed
+    after writing a command and before answering it, or when its connection
+    is lost with the reply."""
 
     def __init__(self, redis, path):
         self.target, self.path = redis.sock, str(path)
-        self.marker, self.outage, self.dropped = None, 0.0, []
+        self.marker, self.outage, self.drop, self.dropped = None, 0.0, True, []
         self.lock = threading.Lock()
         self.conns = set()
         self.listener = None
@@ -139,9 +149,9 @@ class ReplyDropper:
     def url(self):
         return "unix:" + self.path
 
-    def arm(self, marker, outage=0.0):
+    def arm(self, marker, outage=0.0, drop=True):
         with self.lock:
-            self.marker, self.outage = marker, outage
+            self.marker, self.outage, self.drop = marker, outage, drop
 
     def _listen(self):
         import socket
@@ -173,6 +183,8 @@ class ReplyDropper:
         try:
             while data := pair.c.recv(65536):
                 with self.lock:
+                    if os.environ.get("DBG_PROXY") and self.marker:
+                        print("UP", self.marker, data[:80], flush=True)
                     if self.marker and self.marker.encode() in data:
                         pair.marked = True
                 pair.r.sendall(data)
@@ -184,13 +196,13 @@ class ReplyDropper:
         try:
             while data := pair.r.recv(65536):
                 with self.lock:
-                    drop = pair.marked and not data.startswith((b"*-1", b"$-1", b"_"))
+                    die = pair.marked and not data.startswith((b"*-1", b"$-1", b"_"))
                     pair.marked = False
-                    if drop:
+                    if die:
                         self.dropped.append(self.marker)
                         self.marker = None
-                if drop:
-                    self._die()
+                if die:
+                    self._die(pair, None if self.drop else data)
                     return
                 pair.c.sendall(data)
         except OSError:
@@ -207,14 +219,20 @@ class ReplyDropper:
         with self.lock:
             self.conns.discard(pair)
 
-    def _die(self):
+    def _die(self, last, answer):
+        """Every other connection closed and the listener gone first, so
+        that nothing else reaches Redis once the answer (if passed on) is
+        out; then the outage."""
         with self.lock:
-            outage, conns = self.outage, list(self.conns)
+            outage, conns = self.outage, [p for p in self.conns if p is not last]
         if outage:
             self.listener.close()
             os.unlink(self.path)
         for pair in conns:
             self._close(pair)
+        if answer is not None:
+            last.c.sendall(answer)
+        self._close(last)
         if outage:
             time.sleep(outage)
             self._listen()
@@ -242,6 +260,33 @@ def test_a_worker_that_misses_redis_answers_loses_no_run(nodes, redis, tmp_path)
         # one attempt: the start that landed is the run's only one
         assert ends[rid]["attempt"] == 1, ends[rid]
         assert node_of(redis, rid) == "w1"
+
+
+def test_a_worker_stopped_while_redis_is_down_leaves_its_run_to_the_others(nodes, redis, tmp_path):
+    """A worker gets a run (its claim and the run's read answered), then
+    Redis is gone for it: its start is asked again and again. Stopped
+    meanwhile (SIGTERM, a 1 s drain), it gives the start up and writes
+    nothing (whether the start landed is unknown): the run is not ended for
+    it. Once its lease expired, another worker takes the entry and runs
+    it, attempt 1."""
+    proxy = ReplyDropper(redis, tmp_path / "proxy.sock")
+    gw = nodes("gw1", "gateway")
+    w1 = nodes("w1", "worker", redis_url=proxy.url, extra=("--drain-timeout", "1"))
+    st, b = gw.run(SLEEPER, kwargs={"tag": "warm"})
+    assert st == 200 and b["status"] == "succeeded", b
+    # Redis dies for w1 right after answering its read of the claimed run
+    proxy.arm("HMGET", outage=8, drop=False)
+    rid = submit(gw, 0, "left")
+    wait_until(lambda: f"run {rid}: the queue did not answer its start" in w1.log.read_text(), 30,
+               f"w1 asking Redis again for the start (the proxy died after {proxy.dropped})")
+    t0 = time.time()
+    assert w1.stop() == 0
+    assert time.time() - t0 < 8, "w1 did not give the start up when it stopped"
+    nodes("w2", "worker")
+    ends = check_all_terminal(gw, [(rid, "left")], timeout=60)
+    assert ends[rid]["attempt"] == 1 and node_of(redis, rid) == "w2", ends[rid]
+    # Redis back for w1 before the fixture starts it again to clean up
+    wait_until(lambda: os.path.exists(proxy.path), 15, "the outage over")
 
 
 def test_refuses_redis_that_can_lose_runs(tmp_path):
