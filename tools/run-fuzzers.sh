@@ -11,8 +11,9 @@ build=$(cd "${1:?usage: run-fuzzers.sh BUILD_DIR [SECONDS]}" && pwd)
 seconds=${2:-30}
 # A third argument, RUNS, makes the run reproducible: libFuzzer's seed is
 # fixed and each target stops after RUNS inputs (or SECONDS, whichever comes
-# first), so a machine runs the same inputs as the one that checked them —
-# CI never fails on an input nobody has seen. Without it, the inputs differ
+# first: give SECONDS as a backstop past the slowest target's RUNS), so a
+# machine runs the same inputs as the one that checked them — CI never
+# fails on an input nobody has seen. Without it, the inputs differ
 # each time (the way to look for new bugs).
 runs=${3:-}
 targets=$(find "$build/fuzz" -maxdepth 1 -type f -executable -name 'fuzz-*' -printf '%f\n' 2>/dev/null | sort)

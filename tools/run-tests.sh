@@ -98,8 +98,9 @@ if [ "$e_rc" -ne 0 ] && [ "$e_rc" -ne 5 ] && [ "$e_fail" -eq 0 ]; then
     e_fail=1
 fi
 
-# The libFuzzer targets, each for PYSPRINTER_FUZZ_SECONDS (CI sets 30; unset:
-# not run, `make fuzz` is the developer's way). Each target counts as a case.
+# The libFuzzer targets, each for PYSPRINTER_FUZZ_SECONDS at most (CI sets
+# 600 with PYSPRINTER_FUZZ_RUNS=400000, which ends them first; unset: not
+# run, `make fuzz` is the developer's way). Each target counts as a case.
 f_ok=0; f_fail=0
 if [ -n "${PYSPRINTER_FUZZ_SECONDS:-}" ]; then
     FUZZ_BUILD=${FUZZ_BUILD:-$BUILD-fuzz}
