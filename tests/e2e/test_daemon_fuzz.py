@@ -1,6 +1,9 @@
 """libFuzzer over pysprinterd's request parsing (fuzz/fuzz-request.c), built
 with clang and run for a bounded time (PYSPRINTER_FUZZ_SECONDS, default 30).
-Skips when clang or its libFuzzer runtime is missing."""
+With PYSPRINTER_FUZZ_RUNS (CI: 400,000) the seed is fixed and the run stops
+after that many inputs, the time only a backstop: the same inputs on every
+host, as tools/run-fuzzers.sh does. Skips when clang or its libFuzzer
+runtime is missing."""
 import os
 import pathlib
 import shutil
@@ -47,7 +50,9 @@ def test_fuzz_request_parsing(tmp_path):
     for i, s in enumerate(SEEDS):
         (corpus / f"seed{i}").write_bytes(s)
     seconds = int(os.environ.get("PYSPRINTER_FUZZ_SECONDS", "30"))
-    p = subprocess.run([str(exe), f"-max_total_time={seconds}", "-rss_limit_mb=1024", "-max_len=65536",
+    runs = os.environ.get("PYSPRINTER_FUZZ_RUNS")
+    fixed = ["-seed=1", f"-runs={int(runs)}"] if runs else []
+    p = subprocess.run([str(exe), f"-max_total_time={seconds}", *fixed, "-rss_limit_mb=1024", "-max_len=65536",
                         "-print_final_stats=1", str(corpus)], capture_output=True, text=True, cwd=tmp_path,
                        timeout=seconds + 120)
     assert p.returncode == 0, p.stderr[-4000:]
