@@ -18,10 +18,10 @@
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[4])
 for i = 7, #ARGV do
-  local rk = ARGV[5] .. 'run:' .. ARGV[i]
-  local e = redis.call('HGET', rk, 'entry')
+  local f = redis.call('HMGET', ARGV[5] .. 'run:' .. ARGV[i], 'entry', 'stream')
+  local e = f[1]
   if e then
-    local s = redis.call('HGET', rk, 'stream') or KEYS[2]
+    local s = f[2] or KEYS[2]
     local p = redis.call('EXISTS', s) == 1 and redis.call('XPENDING', s, ARGV[3], e, e, 1) or {}
     -- only while it is this node's: never taken back from a node that
     -- reclaimed it
