@@ -340,17 +340,19 @@ static int pending_read(ClusterQueue *c, Conn *conn, const char *id, PendingRun 
                 return -ENOENT;
         if (!streq(e[0]->str, "queued"))
                 return -ESTALE;
-        if (e[1]->type != REDIS_REPLY_STRING || e[2]->type != REDIS_REPLY_STRING)
-                return -EBADMSG;
         int attempt = 0, max_attempts = 1;
         if (e[3]->type == REDIS_REPLY_STRING)
                 (void) parse_int(e[3]->str, &attempt);
         if (e[4]->type == REDIS_REPLY_STRING)
                 (void) parse_int(e[4]->str, &max_attempts);
+        /* A queued record without its tenant or request is damaged: it is
+         * delivered as it is (request_json NULL), and the run manager ends
+         * it as an error (daemon-runs.c drun_end_unreadable()) instead of
+         * leaving it to come back at every claim timeout. */
         *ret = (PendingRun) {
                 .id = xstrdup(id),
-                .tenant = xstrdup(e[1]->str),
-                .request_json = xstrdup(e[2]->str),
+                .tenant = xstrdup(e[1]->type == REDIS_REPLY_STRING ? e[1]->str : ""),
+                .request_json = e[2]->type == REDIS_REPLY_STRING ? xstrdup(e[2]->str) : NULL,
                 .attempt = attempt,
                 .max_attempts = max_attempts,
                 .created = e[5]->type == REDIS_REPLY_STRING ? strtoull(e[5]->str, NULL, 10) : 0,
@@ -385,7 +387,7 @@ static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char 
                 return;
         }
         if (k < 0)
-                return; /* stays pending: claimed again once idle (reclaim.lua) */
+                return; /* Redis unreachable: stays pending, claimed again once idle (reclaim.lua) */
         *v = xrealloc(*v, (*n + 1) * sizeof(PendingRun));
         (*v)[(*n)++] = p;
 }

@@ -2114,6 +2114,34 @@ static int drun_source_from_function(Daemon *d, DRun *r) {
         return 0;
 }
 
+/* Ends p, a queued run whose stored request cannot be read (a damaged
+ * record: the request is JSON this daemon wrote, and fields it does not
+ * know are ignored, so another node or a later start reads it no better):
+ * `error`, through the fenced finish of its current attempt, instead of
+ * staying queued forever (single node: each start found it again; cluster:
+ * its entry went back to the stream at every claim timeout). A failed
+ * write (Redis down) leaves it queued, to be ended at its next reading. */
+static void drun_end_unreadable(Daemon *d, const PendingRun *p) {
+        RunRecord rec = {
+                .id = p->id,
+                .tenant = p->tenant,
+                .status = (char *) run_status_to_string(RUN_ERROR),
+                .exit_code = EXIT_INTERNAL,
+                .error_type = (char *) "InternalError",
+                .error_message = (char *) "its queued request cannot be read (a damaged record); "
+                                          "it cannot run: submit it again",
+                .created = p->created,
+                .finished = now_realtime(),
+        };
+        int k = run_queue_finish(d->queue, &rec, p->attempt);
+        if (k >= 0)
+                log_error("run %s: its queued request cannot be read; ended as an error", p->id);
+        else if (k != -ESTALE)
+                log_error("run %s: its queued request cannot be read, and its end cannot be written (%s); "
+                          "it stays queued",
+                          p->id, strerror(-k));
+}
+
 /* Runs p again (an acknowledged run: no limit turns it away). */
 static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
         DRun *r = drun_new(d, p->id, p->tenant);
@@ -2121,8 +2149,8 @@ static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
         r->attempt = p->attempt;
         r->max_attempts = p->max_attempts;
         if (drun_fill_from_request_json(r, p->request_json) < 0 || (!r->source && (!r->fn_name || r->fn_version <= 0))) {
-                log_error("run %s: its queued request cannot be read; it stays queued", r->id);
                 drun_free(r);
+                drun_end_unreadable(d, p);
                 return -EBADMSG;
         }
         if (!r->source) {

@@ -262,6 +262,34 @@ def test_a_worker_that_misses_redis_answers_loses_no_run(nodes, redis, tmp_path)
         assert node_of(redis, rid) == "w1"
 
 
+def ended(gw, rid):
+    """Run rid's record once it is terminal, else None."""
+    st, b = gw.call("GET", f"/v1/runs/{rid}")
+    assert st == 200, (rid, st, b)
+    return b if b["status"] in TERMINAL else None
+
+
+def test_a_queued_run_whose_request_is_damaged_ends_as_an_error(nodes, redis):
+    """A queued run whose record in Redis lost its request (or holds one no
+    node can read) ends `error` on the node that claims it, its stream entry
+    acknowledged, instead of going back to the stream at every claim
+    timeout; the runs beside it run as usual."""
+    gw = nodes("gw1", "gateway")
+    damaged = {submit(gw, 0, "bad-text"): ("HSET", "request_json", "{\"source\": \"def f("),
+               submit(gw, 0, "no-request"): ("HDEL", "request_json")}
+    fine = submit(gw, 0, "fine")
+    for rid, (op, *args) in damaged.items():
+        redis.cli(op, f"ps:run:{rid}", *args)
+    nodes("w1", "worker")
+    check_all_terminal(gw, [(fine, "fine")], timeout=60)
+    for rid in damaged:
+        b = wait_until(lambda: ended(gw, rid), 30, f"run {rid} ends")
+        assert b["status"] == "error" and b["exit_code"] == 7, b
+        assert b["error"]["type"] == "InternalError" and "cannot be read" in b["error"]["message"], b
+    st, s = gw.call("GET", "/v1/cluster")
+    assert st == 200 and s["pending"] == 0 and s["dead_letters"] == 0, s
+
+
 def test_a_worker_stopped_while_redis_is_down_leaves_its_run_to_the_others(nodes, redis, tmp_path):
     """A worker gets a run (its claim and the run's read answered), then
     Redis is gone for it: its start is asked again and again. Stopped

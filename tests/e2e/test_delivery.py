@@ -467,6 +467,59 @@ def test_kill9_queued_invoke_of_a_deleted_function_ends_with_a_clear_error(tmp_p
         d.stop()
 
 
+def _damage_queued_request(d, rid, text):
+    """Overwrites the stored request of queued run rid (the daemon down)."""
+    import sqlite3
+    for p in (p for p in d.home.rglob("*.db") if p.is_file()):
+        con = sqlite3.connect(str(p))
+        try:
+            with con:
+                if con.execute("UPDATE runs SET request_json=? WHERE id=? AND status='queued'", (text, rid)).rowcount:
+                    return
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            con.close()
+    raise AssertionError(f"run {rid} is not queued in any database of {d.home}")
+
+
+@pytest.mark.parametrize("damage", ["{\"source\": \"def f(", "{}"])
+def test_a_queued_run_whose_request_is_damaged_ends_as_an_error(tmp_path, damage):
+    """A queued run whose stored request cannot be read ends `error` at the
+    next start, without waiting for a slot, instead of staying queued for
+    ever; the runs queued beside it run as usual, and it stays ended."""
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra=ONE_SLOT).start()
+    try:
+        st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30})
+        blocker = b["id"]
+        d.wait_status(blocker, ["running"])
+        ids = []
+        for tag in ("damaged", "fine"):
+            st, b = d.run(SLOW, wait=False, kwargs={"seconds": 0.1, "tag": tag})
+            assert st == 202 and b["status"] == "queued", b
+            ids.append(b["id"])
+    finally:
+        d.kill9()
+    damaged, fine = ids
+    _damage_queued_request(d, damaged, damage)
+    d.start()
+    try:
+        # Ended while the interrupted run holds the only slot again.
+        b = wait_terminal(d, damaged, timeout=30)
+        assert b["status"] == "error" and b["exit_code"] == 7, b
+        assert b["error"]["type"] == "InternalError" and "cannot be read" in b["error"]["message"], b
+        assert d.wait_status(blocker, ["running"])["attempt"] == 2
+        cancel(d, blocker)
+        b = wait_terminal(d, fine)
+        assert b["status"] == "succeeded" and b["result"] == "fine", b
+        d.stop()
+        d.start()
+        st, b = d.call("GET", f"/v1/runs/{damaged}")
+        assert st == 200 and b["status"] == "error", b
+    finally:
+        d.stop()
+
+
 # ---- one write per synchronous run (docs/api.md "Delivery", round 7) ----
 
 SLEEPER = """

@@ -445,6 +445,35 @@ static void submit_env(RunQueue *q, const char *id, const char *env) {
 /* Placement: after a node ran an environment, the next run of it goes to
  * that node's own stream; left there unclaimed past the affinity delay,
  * another node takes it. */
+/* A queued record that lost its tenant and request is delivered all the
+ * same, with no request (the run manager ends it: daemon-runs.c
+ * drun_end_unreadable()), not left pending to come back at every claim
+ * timeout; its end at the attempt it has (0) acknowledges its entry. */
+static void test_damaged_record_is_delivered_to_be_ended(void **state) {
+        RunQueue *a = queue("a-dmg", 300);
+        submit(a, "r-damaged", 3);
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock HDEL ps:run:r-damaged "
+                                           "request_json tenant >/dev/null",
+                                           dir);
+        assert_int_equal(system(c), 0);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-damaged");
+        assert_null(v[0].request_json);
+        assert_string_equal(v[0].tenant, "");
+        assert_int_equal(v[0].attempt, 0);
+        RunRecord f;
+        finish_rec(&f, "r-damaged", "error");
+        assert_int_equal(run_queue_finish(a, &f, v[0].attempt), 0);
+        pending_run_list_free(v, 1);
+        _cleanup_free_ char *st = hget("ps:run:r-damaged", "status");
+        assert_string_equal(st, "error");
+        _cleanup_free_ char *json = NULL;
+        assert_int_equal(cluster_status_json(a, &json), 0);
+        assert_non_null(strstr(json, "\"pending\":0"));
+        run_queue_free(a);
+}
+
 static void test_placement_warm_node_then_fallback(void **state) {
         RunQueue *q[2];
         const char *names[] = { "place-a", "place-b" };
@@ -698,6 +727,7 @@ int main(void) {
                 cmocka_unit_test(test_reclaim_from_dead_node),
                 cmocka_unit_test(test_live_lease_keeps_entries),
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
+                cmocka_unit_test(test_damaged_record_is_delivered_to_be_ended),
                 cmocka_unit_test(test_dead_nodes_entry_waits_the_claim_timeout),
                 cmocka_unit_test(test_start_asked_again_gets_its_attempt),
                 cmocka_unit_test(test_live_node_claims_again_what_it_dropped),
