@@ -289,14 +289,19 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
 }
 
 /* GET /v1/functions/{name}/runs[?limit=N]: its runs, newest first (the
- * function need not exist any more: its runs do). */
+ * function need not exist any more: its runs do), each as GET /v1/runs/ID
+ * shows it, those in this daemon's hands (f, taken when the request came)
+ * merged in as GET /v1/runs merges them. */
 typedef struct FunctionRuns {
         char *name;
         size_t limit;
+        RunRecord **f;
+        size_t nf;
 } FunctionRuns;
 
 static void function_runs_free(void *p) {
         FunctionRuns *f = p;
+        run_record_list_free(f->f, f->nf);
         free(f->name);
         free(f);
 }
@@ -308,20 +313,22 @@ static struct MHD_Response *function_runs_then(const DaemonCall *call, void *p, 
         int k = store_function_run_ids_settled(call->d->store, ticket, call->tenant, f->name, f->limit, &ids);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
+        RunRecord **v = xcalloc(strv_length(ids) + 1, sizeof(RunRecord *));
+        size_t n = 0;
+        for (char **i = ids; i && *i; i++)
+                if (store_run_get(call->d->store, call->tenant, *i, &v[n]) >= 0)
+                        n++;
+        strv_free(ids);
+        v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(f->f), f->nf, v, &n, f->limit);
+        f->nf = 0;
         json_t *a = json_array();
-        for (char **i = ids; i && *i; i++) {
-                RunRecord *rec = NULL;
-                if (store_run_get(call->d->store, call->tenant, *i, &rec) < 0)
-                        continue;
-                if (streq(rec->status, "queued") || streq(rec->status, "running"))
-                        daemon_run_overlay_unwritten(call->d, rec);
-                _cleanup_free_ char *text = run_record_to_json(rec, NULL);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *text = run_record_to_json(v[i], NULL);
                 json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
                 if (j)
                         json_array_append_new(a, j);
-                run_record_free(rec);
         }
-        strv_free(ids);
+        run_record_list_free(v, n);
         return daemon_call_json(call, 200, json_pack("{s:o}", "runs", a), ret_status);
 }
 
@@ -335,6 +342,8 @@ struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *
                 return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
         FunctionRuns *f = xcalloc(1, sizeof(FunctionRuns));
         *f = (FunctionRuns) { .name = xstrdup(name), .limit = limit };
+        if (!call->d->cluster && daemon_run_list_in_flight(call->d, call->tenant, name, &f->f, &f->nf) < 0)
+                f->nf = 0;
         return daemon_call_after_settle(call, function_runs_then, f, function_runs_free);
 }
 

@@ -26,20 +26,30 @@ static json_t *run_json(const RunRecord *r, const char *phase) {
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 
-/* A run this daemon started shows running at once. Its start is a write
- * nobody waits for, which lingers in the store's writer for company (a few
- * ms; longer while the writer is behind a journal batch on a loaded
- * machine), and a get commits only journaled writes (store_run_settle()):
- * the record may still say queued while the run prints. A claimed run's
- * record is Redis's, whose start is answered before the run begins. With
- * d->lock held. */
-static void overlay_started(const DRun *r, RunRecord *rec) {
-        if (!streq(rec->status, "queued") || r->status != RUN_RUNNING || r->claimed)
+/* A stored record not ended yet shows the start this daemon made of its
+ * run (running, at attempt, since started) when the store has not: a
+ * start is a write nobody waits for, which lingers in the store's writer
+ * for company (a few ms; longer while the writer is behind a journal batch
+ * on a loaded machine), and a read commits only journaled writes
+ * (store_run_settle()), so the record may still say queued while the run
+ * prints. Only forward: what the daemon has not started shows as stored.
+ * The one rule of GET /v1/runs/ID and both listings. */
+static void record_show_start(RunRecord *rec, bool running, int attempt, usec_t started) {
+        if (!running || !rec->status || (!streq(rec->status, "queued") && !streq(rec->status, "running")))
                 return;
         free(rec->status);
         rec->status = xstrdup("running");
-        rec->started = r->started;
-        rec->attempt++; /* what the start adds */
+        if (attempt > rec->attempt) {
+                rec->attempt = attempt;
+                rec->started = started;
+        }
+}
+
+/* record_show_start() for r, with d->lock held. A claimed run's record is
+ * Redis's, whose start is answered before the run begins. */
+static void overlay_started(const DRun *r, RunRecord *rec) {
+        if (!r->claimed)
+                record_show_start(rec, r->status == RUN_RUNNING, r->attempt, r->started);
 }
 
 /* The run as the API shows it: the record, plus the live phase while it is
@@ -219,17 +229,11 @@ static int record_newer_first(const void *a, const void *b) {
         return strcmp(y->id, x->id);
 }
 
-/* The runs in this daemon's hands (f, nf: taken BEFORE v was read, so
- * that a run that ended in between shows its stored end, not a stale
- * "running" beside the runs that took its slot) merged with the stored
- * runs v (n, newest first, at most limit): a stored run still queued or
- * running shows the daemon's status (its record may lag: a start is not
- * waited for), one not stored yet (a synchronous run's deferred submit,
- * docs/api.md "Delivery") is added, its record committed before it is
- * shown (no write added: the flush commits what the writer would commit
- * within its linger). Returns the merged list (v's records and f's moved
- * into it, f freed). */
-static RunRecord **runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, RunRecord **v, size_t *n, size_t limit) {
+/* daemon.h. */
+RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, RunRecord **v, size_t *n, size_t limit) {
+        for (size_t i = 0; i < *n; i++)
+                if (streq(v[i]->status, "queued") || streq(v[i]->status, "running"))
+                        daemon_run_overlay_unwritten(d, v[i]);
         if (nf == 0) {
                 run_record_list_free(f, nf);
                 return v;
@@ -257,11 +261,8 @@ static RunRecord **runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
                         continue;
                 }
                 /* An ended record is final; the daemon's view only
-                 * replaces a status that is not. */
-                if (streq(stored->status, "queued") || streq(stored->status, "running")) {
-                        free(stored->status);
-                        stored->status = xstrdup(f[j]->status);
-                }
+                 * shows a start the store has not committed. */
+                record_show_start(stored, streq(f[j]->status, "running"), f[j]->attempt, f[j]->started);
         }
         run_record_list_free(f, nf);
         qsort(m, k, sizeof(RunRecord *), record_newer_first);
@@ -349,7 +350,7 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
         int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
-        v = runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
+        v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
         l->nf = 0;
         return runs_list_json(call, v, n, l->status, ret_status);
 }
@@ -369,7 +370,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
                         return daemon_call_errno(call, k, "runs", ret_status);
                 return runs_list_json(call, v, n, status, ret_status);
         }
-        if (daemon_run_list_in_flight(d, call->tenant, &f, &nf) < 0)
+        if (daemon_run_list_in_flight(d, call->tenant, NULL, &f, &nf) < 0)
                 nf = 0;
         RunsList *w = xcalloc(1, sizeof(RunsList));
         *w = (RunsList) { .limit = limit, .status = xstrdup_or_null(status), .f = f, .nf = nf };

@@ -2285,16 +2285,20 @@ static RunRecord *drun_record_now(const DRun *r) {
         return c;
 }
 
-int daemon_run_list_in_flight(Daemon *d, const char *tenant, RunRecord ***ret, size_t *ret_n) {
+static bool drun_listed(const DRun *r, const char *tenant, const char *fn_name) {
+        return !r->done && (!tenant || streq(r->tenant, tenant)) && (!fn_name || (r->fn_name && streq(r->fn_name, fn_name)));
+}
+
+int daemon_run_list_in_flight(Daemon *d, const char *tenant, const char *fn_name, RunRecord ***ret, size_t *ret_n) {
         assert(d && ret && ret_n);
         pthread_mutex_lock(&d->lock);
         size_t n = 0;
         for (DRun *r = d->runs; r; r = r->next)
-                n += !r->done && (!tenant || streq(r->tenant, tenant));
+                n += drun_listed(r, tenant, fn_name);
         RunRecord **v = xcalloc(n + 1, sizeof(RunRecord *));
         size_t i = 0;
         for (DRun *r = d->runs; r && i < n; r = r->next)
-                if (!r->done && (!tenant || streq(r->tenant, tenant)))
+                if (drun_listed(r, tenant, fn_name))
                         v[i++] = drun_record_now(r);
         pthread_mutex_unlock(&d->lock);
         *ret = v;

@@ -513,11 +513,25 @@ int daemon_run_cancel(Daemon *d, DRun *r);
 /* The cancel a run's node hears from another node (cluster), by id. */
 void daemon_run_cancel_id(Daemon *d, const char *id);
 /* The runs in this daemon's hands now (queued or running, tenant's only
- * unless NULL), as records with the daemon's status: a synchronous
- * invoke's record may not be committed yet (its submit is deferred,
- * docs/api.md "Delivery"), the listing merges these
- * (daemon_api_runs_list()). Free with run_record_list_free(). */
-int daemon_run_list_in_flight(Daemon *d, const char *tenant, RunRecord ***ret, size_t *ret_n);
+ * unless NULL, deployed function fn_name's only unless NULL), as records
+ * with the daemon's status: a synchronous invoke's record may not be
+ * committed yet (its submit is deferred, docs/api.md "Delivery"), the
+ * listings merge these (daemon_runs_merge_in_flight()). Free with
+ * run_record_list_free(). */
+int daemon_run_list_in_flight(Daemon *d, const char *tenant, const char *fn_name, RunRecord ***ret, size_t *ret_n);
+/* The runs in this daemon's hands (f, nf: taken BEFORE v was read, so
+ * that a run that ended in between shows its stored end, not a stale
+ * "running" beside the runs that took its slot) merged with the stored
+ * runs v (n, newest first, at most limit), as GET /v1/runs/ID shows each:
+ * a stored run not ended shows a start the store has not committed yet
+ * (a start is not waited for) and an end it could not write
+ * (daemon_run_overlay_unwritten()); one not stored yet (a synchronous
+ * run's deferred submit, docs/api.md "Delivery") is added, its record
+ * committed before it is shown (no write added: the flush commits what
+ * the writer would commit within its linger). Returns the merged list
+ * (v's records and f's moved into it, f freed). Both listings use it:
+ * GET /v1/runs and GET /v1/functions/NAME/runs. */
+RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, RunRecord **v, size_t *n, size_t limit);
 /* The store's settled hook (store_set_settled_hook()): wakes the reads
  * that wait for the journal's batch (daemon_call_after_settle()). */
 void daemon_runs_settled_kick(void *userdata);

@@ -590,6 +590,10 @@ def test_long_synchronous_invoke_is_listed_running_while_it_runs(tmp_path, route
         th = _invoke_in_background(d, path, body, out)
         listed = wait_for(lambda: _running(d), "the invoke listed running", timeout=30)
         assert len(listed) == 1 and listed[0]["attempt"] == 1, listed
+        # the function's own listing shows it as well
+        st, b = d.call("GET", "/v1/functions/sync/runs")
+        assert st == 200 and [(r["id"], r["status"], r["attempt"]) for r in b["runs"]] == \
+            [(listed[0]["id"], "running", 1)], b
         th.join(60)
         st, hdrs, raw = out[0]
         assert st == 200, raw

@@ -178,10 +178,43 @@ def test_a_started_run_reads_running_while_its_start_lingers(tmp_path):
             st, run = d.call("GET", f"/v1/runs/{rid}")
             assert st == 200 and run["status"] == "running" and run["attempt"] == 1, run
             assert run["started_at"] and run["started_at"] >= run["created_at"], run
+            # Both listings show it as the GET does.
+            for path in ("/v1/runs", "/v1/functions/fn/runs"):
+                st, b = d.call("GET", path)
+                assert st == 200, b
+                listed = [r for r in b["runs"] if r["id"] == rid]
+                assert len(listed) == 1, (path, b)
+                assert {k: listed[0][k] for k in ("status", "attempt", "started_at")} == \
+                    {k: run[k] for k in ("status", "attempt", "started_at")}, (path, listed, run)
         finally:
             gate.write_text("go")
         st, run = d.call("GET", f"/v1/runs/{rid}?wait=true")
         assert st == 200 and run["status"] == "succeeded" and run["result"] == 7 and run["attempt"] == 1, run
+
+
+def test_a_synchronous_invoke_not_committed_yet_is_in_its_functions_listing(tmp_path):
+    """A synchronous invoke's submit is deferred (its caller has no id
+    before its answer); the function's listing shows it running, attempt
+    1, as GET /v1/runs does, and commits it before showing its id."""
+    gate = tmp_path / "gate"
+    with start_daemon(tmp_path, linger_ms=600000).serving() as d:
+        deploy(d)
+        answers = []
+        ts = invokers(d, [5], gate, answers)
+        try:
+            wait_for(lambda: metric(d, "pysprinter_runs_running") >= 1, "the invoke running")
+            assert stored_statuses(d.home) == []  # nothing committed yet
+            st, b = d.call("GET", "/v1/functions/fn/runs")
+            assert st == 200, b
+            mine = [r for r in b["runs"] if r["kwargs"] == {"n": 5, "gate": str(gate)}]
+            assert [(r["status"], r["attempt"]) for r in mine] == [("running", 1)], b
+            assert stored_statuses(d.home) == ["running"]  # its id was shown: committed
+        finally:
+            gate.write_text("go")
+            for t in ts:
+                t.join(60)
+        st, ans = answers[0]
+        assert st == 200 and ans["status"] == "succeeded" and ans["id"] == mine[0]["id"], ans
 
 
 def test_invokes_queued_behind_queued_ones_are_not_committed_before_they_run(tmp_path):
