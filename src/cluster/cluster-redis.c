@@ -97,12 +97,16 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         ClusterQueue *c = cq(q);
         assert(r && r->id && r->tenant);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_submit, 5);
+        /* A deployed function's run is indexed for its function's listing
+         * too (cluster_function_run_list()). */
+        const char *fn = r->request_given ? r->request_fn_name : NULL;
+        args_eval(&a, cluster_script_submit, 6);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_addf(&a, CLUSTER_PREFIX "idem:%s:%s", r->tenant, idem_key ? idem_key : "");
         args_addf(&a, CLUSTER_PREFIX "idx:%s", r->tenant);
         args_add(&a, K_TENANTS);
+        args_addf(&a, CLUSTER_PREFIX "fidx:%s:%s", r->tenant, fn ? fn : "");
         args_add(&a, r->id);
         args_add(&a, idem_key ? "1" : "0");
         args_add(&a, "86400");
@@ -110,6 +114,7 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         args_add(&a, env ? env : "");
         args_add(&a, CLUSTER_PREFIX);
         args_addf(&a, "%" PRIu64, now_ms());
+        args_add(&a, fn ? "1" : "0");
         add_field(&a, "id", r->id);
         add_field(&a, "tenant", r->tenant);
         add_field(&a, "filename", r->filename);
@@ -608,12 +613,14 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
         return 0;
 }
 
-int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n) {
+/* The runs of tenant whose ids the listing index key holds, newest first,
+ * at most limit. */
+static int index_list(RunQueue *q, const char *tenant, const char *key, size_t limit, RunRecord ***ret,
+                      size_t *ret_n) {
         ClusterQueue *c = cq(q);
-        assert(tenant);
         _cleanup_args_ Args a = { 0 };
         args_add(&a, "ZREVRANGE");
-        args_addf(&a, CLUSTER_PREFIX "idx:%s", tenant);
+        args_add(&a, key);
         args_add(&a, "0");
         args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
         int k = 0;
@@ -629,7 +636,7 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
                         /* The record expired: its index entry goes too. */
                         _cleanup_args_ Args z = { 0 };
                         args_add(&z, "ZREM");
-                        args_addf(&z, CLUSTER_PREFIX "idx:%s", tenant);
+                        args_add(&z, key);
                         args_add(&z, rep->element[i]->str);
                         redisReply *zr = cluster_cmd(c, &c->conn, &z, &k);
                         if (zr)
@@ -646,6 +653,19 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
         *ret = v;
         *ret_n = n;
         return 0;
+}
+
+int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n) {
+        assert(tenant);
+        _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "idx:%s", tenant);
+        return index_list(q, tenant, key, limit, ret, ret_n);
+}
+
+int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name, size_t limit, RunRecord ***ret,
+                              size_t *ret_n) {
+        assert(tenant && name);
+        _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "fidx:%s:%s", tenant, name);
+        return index_list(q, tenant, key, limit, ret, ret_n);
 }
 
 static long long int_of(ClusterQueue *c, const char *c0, const char *c1, const char *c2, int *ret_error) {

@@ -70,6 +70,10 @@ int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *hel
 int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret);
 /* tenant's runs, most recent first. */
 int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+/* The runs of tenant's deployed function name, most recent first (those
+ * submitted with RunRecord.request_fn_name given). */
+int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name, size_t limit, RunRecord ***ret,
+                              size_t *ret_n);
 
 /* The cluster as JSON: {"nodes":[{"id","alive","lease_age_ms",
  * "drain_requested", ...the status_json its lease holds}],

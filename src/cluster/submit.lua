@@ -7,8 +7,9 @@
 -- undelivered on a node's stream past the affinity delay is moved to the
 -- shared stream by any other node (reclaim.lua): the bounded fallback.
 -- KEYS: run:<id>, runs, idem:<tenant>:<key> (or unused), idx:<tenant>, tenants
--- (the set of tenants whose idx the lease script trims)
--- ARGV: id, has_idem ('1'/'0'), idem_ttl_s, created, env, prefix, now_ms, field, value, ...
+-- (the set of listing indexes the lease script trims), fidx:<tenant>:<fn>
+-- (the deployed function's own listing index, or unused)
+-- ARGV: id, has_idem ('1'/'0'), idem_ttl_s, created, env, prefix, now_ms, has_fn ('1'/'0'), field, value, ...
 -- Returns {0, id} for a new run, {1, id} for one that exists already (an
 -- idempotent resubmission, or a retried submit whose first try landed).
 if ARGV[2] == '1' then
@@ -17,7 +18,7 @@ if ARGV[2] == '1' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {1, ARGV[1]} end
 local fv = {}
-for i = 8, #ARGV do fv[#fv + 1] = ARGV[i] end
+for i = 9, #ARGV do fv[#fv + 1] = ARGV[i] end
 local stream = KEYS[2]
 if ARGV[5] ~= '' then
   local wk = ARGV[6] .. 'warm:' .. ARGV[5]
@@ -46,4 +47,8 @@ redis.call('HSET', KEYS[1], 'entry', e, 'stream', stream)
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[5], KEYS[4])
+if ARGV[8] == '1' then
+  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
+  redis.call('SADD', KEYS[5], KEYS[6])
+end
 return {0, ARGV[1]}

@@ -383,6 +383,12 @@ int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecor
         return store_run_list(d->store, tenant, limit, ret, ret_n);
 }
 
+int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,
+                                     size_t *ret_n) {
+        assert(d->cluster);
+        return cluster_function_run_list(d->cluster->queue, tenant, name, limit, ret, ret_n);
+}
+
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
                           const char *env, char **ret_id) {
         assert(d->cluster);

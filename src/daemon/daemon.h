@@ -597,6 +597,10 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
 /* A run's record: Redis's in cluster mode, else the local store's. */
 int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret);
 int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+/* Cluster mode: the runs of tenant's deployed function name, newest first
+ * (Redis's index of them). */
+int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,
+                                     size_t *ret_n);
 /* Submits r to Redis with an idempotency key (NULL: none): 1 with
  * *ret_id (the first run's id) when that key was used before, 0 new. env
  * names the run's environment for placement (NULL: none). */

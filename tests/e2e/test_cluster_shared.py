@@ -202,6 +202,11 @@ def test_functions_deployed_through_one_gateway_are_everyones(nodes, redis):
     st, b = g2.call("POST", "/v1/functions/greet/invoke?wait=true", {"args": ["z"], "version": 1})
     assert st == 200 and b["result"] == {"hello": "z", "n": 1}, b
     assert node_of(redis, b["id"]) == "w1"
+    # Its runs, listed by either gateway, newest first.
+    for gw in (g1, g2):
+        st, lst = gw.call("GET", "/v1/functions/greet/runs")
+        assert st == 200 and [(r["id"], r["status"]) for r in lst["runs"]][:1] == [(b["id"], "succeeded")], lst
+        assert len(lst["runs"]) == 2, lst
     # Another tenant sees none of it.
     st, b = g2.call("GET", "/v1/functions/greet", token="bob")
     assert st == 404

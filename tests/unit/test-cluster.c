@@ -474,6 +474,41 @@ static void test_damaged_record_is_delivered_to_be_ended(void **state) {
         run_queue_free(a);
 }
 
+/* A deployed function's runs are listed by its own index, newest first;
+ * an ad-hoc run and another function's are not. */
+static void test_function_run_list(void **state) {
+        RunQueue *a = queue("a-fnl", 5000);
+        const char *ids[] = { "r-fn-1", "r-adhoc", "r-fn-2", "r-other" };
+        const char *fns[] = { "fx", NULL, "fx", "fy" };
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                RunRecord r = { .id = (char *) ids[i], .tenant = (char *) "t-fnl", .filename = (char *) "main.py",
+                                .status = (char *) "queued", .created = now_realtime() + i, .max_attempts = 3,
+                                .request_given = true, .request_fn_name = (char *) fns[i] };
+                assert_int_equal(run_queue_submit(a, &r, "{\"source\":\"x\"}"), 0);
+        }
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_function_run_list(a, "t-fnl", "fx", 10, &v, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0]->id, "r-fn-2");
+        assert_string_equal(v[1]->id, "r-fn-1");
+        run_record_list_free(v, n);
+        assert_int_equal(cluster_function_run_list(a, "t-fnl", "fx", 1, &v, &n), 0);
+        assert_int_equal(n, 1);
+        run_record_list_free(v, n);
+        /* another tenant's function of that name has none */
+        assert_int_equal(cluster_function_run_list(a, "t-other", "fx", 10, &v, &n), 0);
+        assert_int_equal(n, 0);
+        run_record_list_free(v, n);
+        assert_int_equal(cluster_run_list(a, "t-fnl", 10, &v, &n), 0);
+        assert_int_equal(n, 4);
+        run_record_list_free(v, n);
+        /* out of the stream the next tests claim from */
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
+        run_queue_free(a);
+}
+
 static void test_placement_warm_node_then_fallback(void **state) {
         RunQueue *q[2];
         const char *names[] = { "place-a", "place-b" };
@@ -728,6 +763,7 @@ int main(void) {
                 cmocka_unit_test(test_live_lease_keeps_entries),
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
                 cmocka_unit_test(test_damaged_record_is_delivered_to_be_ended),
+                cmocka_unit_test(test_function_run_list),
                 cmocka_unit_test(test_dead_nodes_entry_waits_the_claim_timeout),
                 cmocka_unit_test(test_start_asked_again_gets_its_attempt),
                 cmocka_unit_test(test_live_node_claims_again_what_it_dropped),
