@@ -479,3 +479,43 @@ def test_a_schedule_sees_its_run_on_a_worker(nodes, redis, tmp_path):
         assert st in (200, 202)
     finally:
         g1.stop(timeout=30)
+
+
+LOUD_TASK = """
+import sys
+def f(tag: str):
+    print("out of", tag, flush=True)
+    print("err of", tag, file=sys.stderr, flush=True)
+    return tag
+"""
+
+
+def test_a_dag_tasks_log_is_read_from_redis_by_any_gateway(nodes, redis):
+    """GET /v1/dags/ID/tasks/T/logs in a cluster is the task's run's log in
+    Redis, as GET /v1/runs/ID/logs (whichever node ran it); before, the
+    gateway read its own SQLite, which holds no run: every log was empty."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    pipeline = """
+tasks:
+  a: {file: t.py, function: f, args: ["a"]}
+  b: {file: t.py, function: f, args: ["${a}-b"], depends: [a]}
+"""
+    st, b = g1.call("POST", "/v1/dags?wait=true", {"pipeline": pipeline, "files": {"t.py": LOUD_TASK},
+                                                    "no_cache": True})
+    assert st == 200 and b["status"] == "succeeded", b
+    dag_id = b["id"]
+    runs = {t["name"]: t["run_id"] for t in b["tasks"]}
+    assert node_of(redis, runs["b"]) == "w1"
+    for gw in (g1, g2):
+        for task, tag in (("a", "a"), ("b", "a-b")):
+            st, hdrs, log = gw.request("GET", f"/v1/dags/{dag_id}/tasks/{task}/logs")
+            assert st == 200, (st, log)
+            log = log.decode()
+            assert f"out of {tag}\n" in log and f"err of {tag}\n" in log, (gw, task, log)
+            assert hdrs["x-pysprinter-run-id"] == runs[task]
+            st, text = gw.call("GET", f"/v1/runs/{runs[task]}/logs")
+            assert st == 200 and text == log
+    st, _ = g2.call("GET", f"/v1/dags/{dag_id}/tasks/a/logs", token="bob")
+    assert st == 404
