@@ -1196,18 +1196,28 @@ static struct MHD_Response *handle_logs(const DaemonCall *call, const char *id, 
         if (!run_id)
                 return daemon_error_response(409, "conflict", ret_status, "task '%s' has not run (%s)", task, state);
         RunRecord *run = NULL;
-        r = store_run_get(d->store, NULL, run_id, &run);
-        if (r < 0 && r != -ENOENT)
-                return daemon_error_response(500, "internal", ret_status, "cannot read run %s: %s", run_id,
-                                             strerror(-r));
         Buf b;
         buf_init(&b, 64U << 20);
-        /* No run record (cancelled before it was recorded), no log file
-         * named or made (cancelled before it began, or not written yet):
-         * the task's output so far is empty, as GET /v1/runs/{id}/logs
-         * answers, not an error a dashboard would show. */
-        r = run && run->log_path ? engine_log_replay(run->log_path, log_collect, &b) : 0;
-        run_record_free(run);
+        if (d->cluster)
+                /* Any node may have run it: its log is in Redis (the
+                 * node's SQLite holds no run in a cluster, so this
+                 * answered every task's log empty). */
+                r = daemon_cluster_log_text(d, run_id, &b);
+        else {
+                r = store_run_get(d->store, NULL, run_id, &run);
+                if (r < 0 && r != -ENOENT) {
+                        buf_free(&b);
+                        return daemon_error_response(500, "internal", ret_status, "cannot read run %s: %s", run_id,
+                                                     strerror(-r));
+                }
+                /* No run record (cancelled before it was recorded), no
+                 * log file named or made (cancelled before it began, or
+                 * not written yet): the task's output so far is empty,
+                 * as GET /v1/runs/{id}/logs answers, not an error a
+                 * dashboard would show. */
+                r = run && run->log_path ? engine_log_replay(run->log_path, log_collect, &b) : 0;
+                run_record_free(run);
+        }
         if (r < 0 && r != -ENOENT && b.len == 0) {
                 buf_free(&b);
                 return daemon_error_response(500, "internal", ret_status, "cannot read the log of run %s: %s", run_id,

@@ -721,43 +721,54 @@ static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) 
         return daemon_sse_take(&s->out, buf, max);
 }
 
+/* daemon.h. */
+int daemon_cluster_log_text(Daemon *d, const char *id, Buf *out) {
+        assert(d->cluster);
+        ClusterLogReader *rd = NULL;
+        int k = cluster_log_reader_new(d->queue, id, &rd);
+        if (k < 0)
+                return k;
+        bool end;
+        k = cluster_log_drain(rd, out, false, &end);
+        cluster_log_reader_free(rd);
+        return k;
+}
+
 static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord *rec, bool follow,
                                         unsigned *ret_status) {
         Daemon *d = call->d;
+        if (!follow) {
+                Buf b;
+                buf_init(&b, 256U << 20);
+                int k = daemon_cluster_log_text(d, rec->id, &b);
+                if (k < 0) {
+                        buf_free(&b);
+                        return daemon_call_errno(call, k, "run log", ret_status);
+                }
+                size_t n = b.len;
+                return daemon_text_response(200, "text/plain; charset=utf-8", buf_steal(&b), n, ret_status);
+        }
         ClusterLogReader *rd = NULL;
         int k = cluster_log_reader_new(d->queue, rec->id, &rd);
         if (k < 0)
                 return daemon_call_errno(call, k, "run log", ret_status);
-        if (follow) {
-                ClusterSse *s = xcalloc(1, sizeof(ClusterSse));
-                daemon_waiter_init(&s->w);
-                s->d = d;
-                s->conn = call->conn;
-                s->last_sent = now_monotonic();
-                s->tenant = xstrdup(call->tenant);
-                s->id = xstrdup(rec->id);
-                s->rd = rd;
-                buf_init(&s->out.buf, SIZE_MAX);
-                struct MHD_Response *resp =
-                        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, cluster_sse_read, s, cluster_sse_free);
-                if (!resp) {
-                        cluster_sse_free(s);
-                        return NULL;
-                }
-                *ret_status = 200;
-                return daemon_sse_response(resp);
+        ClusterSse *s = xcalloc(1, sizeof(ClusterSse));
+        daemon_waiter_init(&s->w);
+        s->d = d;
+        s->conn = call->conn;
+        s->last_sent = now_monotonic();
+        s->tenant = xstrdup(call->tenant);
+        s->id = xstrdup(rec->id);
+        s->rd = rd;
+        buf_init(&s->out.buf, SIZE_MAX);
+        struct MHD_Response *resp =
+                MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, cluster_sse_read, s, cluster_sse_free);
+        if (!resp) {
+                cluster_sse_free(s);
+                return NULL;
         }
-        Buf b;
-        buf_init(&b, 256U << 20);
-        bool end;
-        k = cluster_log_drain(rd, &b, false, &end);
-        cluster_log_reader_free(rd);
-        if (k < 0) {
-                buf_free(&b);
-                return daemon_call_errno(call, k, "run log", ret_status);
-        }
-        size_t n = b.len;
-        return daemon_text_response(200, "text/plain; charset=utf-8", buf_steal(&b), n, ret_status);
+        *ret_status = 200;
+        return daemon_sse_response(resp);
 }
 
 struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_status) {

@@ -92,8 +92,11 @@ static char *last_run_status(Daemon *d, const char *tenant, const char *id) {
                 dag_run_record_free(g);
                 return st;
         }
+        /* A cluster's runs are Redis's records (the scheduling node's
+         * SQLite holds none): read there, the run was never found, so
+         * the schedule showed no status and overlapped its own run. */
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
-        if (store_run_get(d->store, tenant, id, &rec) < 0)
+        if (daemon_run_record_get(d, tenant, id, &rec) < 0)
                 return NULL;
         return xstrdup(rec->status);
 }

@@ -621,6 +621,11 @@ void daemon_runs_remote_resync(Daemon *d);
  * before the final record is written, so a reader that sees the run ended
  * has its whole log). A failed append is retried by the next call. */
 int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
+/* Appends run id's whole log so far in a cluster (its Redis stream,
+ * written by whichever node ran it: stdout and stderr interleaved, as
+ * GET /v1/runs/ID/logs answers) to out. 0, or a negative errno (Redis
+ * unreachable, out full). */
+int daemon_cluster_log_text(Daemon *d, const char *id, Buf *out);
 /* Makes the data catalog the cluster's (Redis's catalogue; missing
  * objects fetched from the peers that hold them). */
 void daemon_cluster_data_attach(Daemon *d);

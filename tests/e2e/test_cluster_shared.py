@@ -437,3 +437,85 @@ def test_a_directory_streamed_as_tar_is_in_the_shared_catalogue(cnodes, redis):
     assert st == 200 and r["status"] == "succeeded", r
     assert node_of(redis, r["id"]) == "w2"
     assert r["result"] == [["a.txt", "alpha"], ["sub/b.txt", "beta"]]
+
+
+SLOW = """
+import time
+def slow(seconds: float = 60):
+    time.sleep(seconds)
+    return "done"
+"""
+
+
+def test_a_schedule_sees_its_run_on_a_worker(nodes, redis, tmp_path):
+    """A schedule's last run is read from Redis, where a cluster's runs are
+    (the scheduling gateway's SQLite holds none): GET shows its status, and
+    a fire time while it still runs on a worker is skipped (no overlap).
+    Before, the run was never found: no status, and every fire time
+    started another run."""
+    from test_schedules import ClockDaemon, iso
+    g1 = ClockDaemon(tmp_path / "g1", sandbox=sandbox_mode(tmp_path),
+                     args=["--redis", redis.url, "--role", "gateway", "--node-id", "g1", "--drain-timeout", "10"])
+    g1.start()
+    try:
+        nodes("w1", "worker")
+        st, b = g1.call("POST", "/v1/functions", {"name": "slow", "source": SLOW})
+        assert st == 201, b
+        st, b = g1.call("POST", "/v1/schedules", {"name": "one", "function": "slow", "every": "1m"})
+        assert st == 201, b
+        g1.set_time("2026-03-01 10:01:00")
+        s = g1.wait_schedule("one", lambda s: s["last_run"] is not None)
+        first = s["last_run"]["id"]
+        wait_until(lambda: g1.call("GET", f"/v1/runs/{first}")[1]["status"] == "running", 60, "the run running")
+        assert node_of(redis, first) == "w1"
+        s = g1.wait_schedule("one", lambda s: s["last_run"]["status"] == "running")
+        g1.set_time("2026-03-01 10:02:00")
+        s = g1.wait_schedule("one", lambda s: s["next_fire_at"] == iso("2026-03-01 10:03:00"))
+        assert s["runs"] == [first], s
+        assert first in s["note"] and "still running" in s["note"], s
+        st, lst = g1.call("GET", "/v1/functions/slow/runs")
+        assert [r["id"] for r in lst["runs"]] == [first], lst
+        st, _ = g1.call("DELETE", f"/v1/runs/{first}")
+        assert st in (200, 202)
+    finally:
+        g1.stop(timeout=30)
+
+
+LOUD_TASK = """
+import sys
+def f(tag: str):
+    print("out of", tag, flush=True)
+    print("err of", tag, file=sys.stderr, flush=True)
+    return tag
+"""
+
+
+def test_a_dag_tasks_log_is_read_from_redis_by_any_gateway(nodes, redis):
+    """GET /v1/dags/ID/tasks/T/logs in a cluster is the task's run's log in
+    Redis, as GET /v1/runs/ID/logs (whichever node ran it); before, the
+    gateway read its own SQLite, which holds no run: every log was empty."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    pipeline = """
+tasks:
+  a: {file: t.py, function: f, args: ["a"]}
+  b: {file: t.py, function: f, args: ["${a}-b"], depends: [a]}
+"""
+    st, b = g1.call("POST", "/v1/dags?wait=true", {"pipeline": pipeline, "files": {"t.py": LOUD_TASK},
+                                                    "no_cache": True})
+    assert st == 200 and b["status"] == "succeeded", b
+    dag_id = b["id"]
+    runs = {t["name"]: t["run_id"] for t in b["tasks"]}
+    assert node_of(redis, runs["b"]) == "w1"
+    for gw in (g1, g2):
+        for task, tag in (("a", "a"), ("b", "a-b")):
+            st, hdrs, log = gw.request("GET", f"/v1/dags/{dag_id}/tasks/{task}/logs")
+            assert st == 200, (st, log)
+            log = log.decode()
+            assert f"out of {tag}\n" in log and f"err of {tag}\n" in log, (gw, task, log)
+            assert hdrs["x-pysprinter-run-id"] == runs[task]
+            st, text = gw.call("GET", f"/v1/runs/{runs[task]}/logs")
+            assert st == 200 and text == log
+    st, _ = g2.call("GET", f"/v1/dags/{dag_id}/tasks/a/logs", token="bob")
+    assert st == 404
