@@ -306,20 +306,6 @@ static void function_runs_free(void *p) {
         free(f);
 }
 
-/* The answer: the runs v (n, taken). */
-static struct MHD_Response *function_runs_json(const DaemonCall *call, RunRecord **v, size_t n,
-                                               unsigned *ret_status) {
-        json_t *a = json_array();
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *text = run_record_to_json(v[i], NULL);
-                json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
-                if (j)
-                        json_array_append_new(a, j);
-        }
-        run_record_list_free(v, n);
-        return daemon_call_json(call, 200, json_pack("{s:o}", "runs", a), ret_status);
-}
-
 static struct MHD_Response *function_runs_then(const DaemonCall *call, void *p, uint64_t ticket,
                                                unsigned *ret_status) {
         FunctionRuns *f = p;
@@ -335,7 +321,7 @@ static struct MHD_Response *function_runs_then(const DaemonCall *call, void *p, 
         strv_free(ids);
         v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(f->f), f->nf, v, &n, f->limit);
         f->nf = 0;
-        return function_runs_json(call, v, n, ret_status);
+        return daemon_runs_list_answer(call, v, n, NULL, ret_status);
 }
 
 struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *ret_status) {
@@ -355,7 +341,7 @@ struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *
                 int k = daemon_cluster_function_run_list(call->d, call->tenant, name, limit, &v, &n);
                 if (k < 0)
                         return daemon_call_errno(call, k, "runs", ret_status);
-                return function_runs_json(call, v, n, ret_status);
+                return daemon_runs_list_answer(call, v, n, NULL, ret_status);
         }
         FunctionRuns *f = xcalloc(1, sizeof(FunctionRuns));
         *f = (FunctionRuns) { .name = xstrdup(name), .limit = limit };

@@ -272,9 +272,9 @@ RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
         return m;
 }
 
-/* The answer of a list: v (taken), only the runs of status (NULL: all). */
-static struct MHD_Response *runs_list_json(const DaemonCall *call, RunRecord **v, size_t n, const char *status,
-                                           unsigned *ret_status) {
+/* daemon.h. */
+struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, const char *status,
+                                             unsigned *ret_status) {
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
                 if (!status || (v[i]->status && streq(v[i]->status, status)))
@@ -352,7 +352,7 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
                 return daemon_call_errno(call, k, "runs", ret_status);
         v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
         l->nf = 0;
-        return runs_list_json(call, v, n, l->status, ret_status);
+        return daemon_runs_list_answer(call, v, n, l->status, ret_status);
 }
 
 struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
@@ -368,7 +368,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
                 int k = daemon_run_record_list(d, call->tenant, limit, &v, &n);
                 if (k < 0)
                         return daemon_call_errno(call, k, "runs", ret_status);
-                return runs_list_json(call, v, n, status, ret_status);
+                return daemon_runs_list_answer(call, v, n, status, ret_status);
         }
         if (daemon_run_list_in_flight(d, call->tenant, NULL, &f, &nf) < 0)
                 nf = 0;

@@ -844,6 +844,10 @@ typedef struct MHD_Response *DaemonSettledThen(const DaemonCall *call, void *sta
                                                unsigned *ret_status);
 struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSettledThen *then, void *state,
                                               void (*state_free)(void *));
+/* The answer of a listing ({"runs": [run objects]}): v (n records,
+ * taken), only the runs of status (NULL: all). */
+struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, const char *status,
+                                             unsigned *ret_status);
 
 /* Adds NULL-terminated name/value pairs (a NULL value is skipped). */
 void daemon_response_headers(struct MHD_Response *resp, const char *const *headers);
