@@ -130,51 +130,56 @@ int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name) 
         return k < 0 ? k : k > 0 ? 0 : -ENOENT;
 }
 
-static int schedule_record_run(Store *s, const ScheduleRecord *r);
+static int schedule_record_run_locked(Store *s, const ScheduleRecord *r);
 
-int store_schedule_update(Store *s, const ScheduleRecord *r) {
-        int k = schedule_exec(s, SCHED_UPDATE, r);
+/* One transaction: the schedule's row and the tag of the run it names, so
+ * no reader sees a last_run that its runs list lacks (a GET between two
+ * separate writes did, now and then). */
+static int schedule_write_with_run(Store *s, const char *sql, const ScheduleRecord *r, int64_t expected,
+                                   int none) {
+        int k = store_tx_begin(s);
         if (k < 0)
                 return k;
+        k = schedule_exec_locked(s, sql, r, expected);
         if (k == 0)
-                return -ENOENT;
-        return schedule_record_run(s, r);
+                k = none;
+        else if (k > 0)
+                k = schedule_record_run_locked(s, r);
+        int e = store_tx_end(s, k >= 0);
+        return k < 0 ? k : e;
+}
+
+int store_schedule_update(Store *s, const ScheduleRecord *r) {
+        return schedule_write_with_run(s, SCHED_UPDATE, r, 0, -ENOENT);
 }
 
 int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_next_fire) {
         /* Only the fire state moves, and only from the state the scheduler
          * read: a pause, an edit or another scheduler in between wins. */
-        int k = schedule_exec_expect(s, "UPDATE schedules SET paused=?9, next_fire=?10, last_fire=?11, "
-                                        "last_run_id=?12, last_note=?13 "
-                                        "WHERE tenant=?1 AND name=?2 AND paused=0 AND next_fire=?15",
-                                     r, expected_next_fire);
-        if (k < 0)
-                return k;
-        if (k == 0)
-                return -ESTALE;
-        return schedule_record_run(s, r);
+        return schedule_write_with_run(s,
+                                       "UPDATE schedules SET paused=?9, next_fire=?10, last_fire=?11, "
+                                       "last_run_id=?12, last_note=?13 "
+                                       "WHERE tenant=?1 AND name=?2 AND paused=0 AND next_fire=?15",
+                                       r, expected_next_fire, -ESTALE);
 }
 
-static int schedule_record_run(Store *s, const ScheduleRecord *r) {
-        if (r->last_run_id && r->last_fire) {
-                /* The tag: which runs this schedule started. */
-                store_lock(s);
-                sqlite3_stmt *st = store_stmt(s, "INSERT OR IGNORE INTO schedule_runs (tenant, schedule, run_id, fired) "
-                                                 "VALUES (?1, ?2, ?3, ?4)");
-                int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
-                if (st) {
-                        store_bind_text(st, 1, r->tenant);
-                        store_bind_text(st, 2, r->name);
-                        store_bind_text(st, 3, r->last_run_id);
-                        sqlite3_bind_int64(st, 4, r->last_fire);
-                        rc = sqlite3_step(st);
-                        store_stmt_done(s, st);
-                }
-                pthread_mutex_unlock(&s->lock);
-                if (rc != SQLITE_DONE)
-                        return store_sqlite_errno(rc) ?: -EIO;
+/* With s->lock held. */
+static int schedule_record_run_locked(Store *s, const ScheduleRecord *r) {
+        if (!r->last_run_id || !r->last_fire)
+                return 0;
+        /* The tag: which runs this schedule started. */
+        sqlite3_stmt *st = store_stmt(s, "INSERT OR IGNORE INTO schedule_runs (tenant, schedule, run_id, fired) "
+                                         "VALUES (?1, ?2, ?3, ?4)");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_bind_text(st, 1, r->tenant);
+                store_bind_text(st, 2, r->name);
+                store_bind_text(st, 3, r->last_run_id);
+                sqlite3_bind_int64(st, 4, r->last_fire);
+                rc = sqlite3_step(st);
+                store_stmt_done(s, st);
         }
-        return 0;
+        return rc == SQLITE_DONE ? 0 : store_sqlite_errno(rc) ?: -EIO;
 }
 
 static int schedule_select(Store *s, const char *sql, const char *tenant, const char *name, ScheduleRecord ***ret,

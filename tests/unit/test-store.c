@@ -755,6 +755,52 @@ static void test_schedule_advance_is_fenced(void **state) {
         store_close(s);
 }
 
+/* A fire's state and its run's tag are one write: while a scheduler
+ * fires, a reader that sees a schedule's last run finds it in the
+ * schedule's runs (two separate writes let a GET fall between them). */
+#define FIRES 400
+static void *schedule_firer(void *arg) {
+        Store *s = arg;
+        for (int i = 1; i <= FIRES; i++) {
+                char id[16];
+                snprintf(id, sizeof id, "r%d", i);
+                ScheduleRecord fire = { .tenant = (char *) "t", .name = (char *) "n", .function = (char *) "f",
+                                        .spec = (char *) "@hourly", .tz = (char *) "UTC", .next_fire = (i + 1) * 3600,
+                                        .last_fire = i * 3600, .last_run_id = id };
+                assert_int_equal(store_schedule_advance(s, &fire, i * 3600), 0);
+        }
+        return NULL;
+}
+
+static void test_schedule_last_run_is_in_its_runs(void **state) {
+        Store *s = open_fresh();
+        ScheduleRecord r = { .tenant = (char *) "t", .name = (char *) "n", .function = (char *) "f",
+                             .spec = (char *) "@hourly", .tz = (char *) "UTC", .next_fire = 3600 };
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, schedule_firer, s), 0);
+        char last[16];
+        snprintf(last, sizeof last, "r%d", FIRES);
+        bool done = false;
+        while (!done) {
+                ScheduleRecord *got = NULL;
+                assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+                done = got->last_run_id && streq(got->last_run_id, last);
+                if (got->last_run_id) {
+                        char **ids = NULL;
+                        assert_int_equal(store_schedule_runs(s, "t", "n", 1, &ids), 0);
+                        assert_non_null(ids);
+                        assert_non_null(ids[0]);
+                        /* Newest first: the last run, or one fired since. */
+                        assert_true(atoi(ids[0] + 1) >= atoi(got->last_run_id + 1));
+                        strv_free(ids);
+                }
+                schedule_record_free(got);
+        }
+        pthread_join(t, NULL);
+        store_close(s);
+}
+
 /* A stack's writes share one transaction: a failure anywhere in it leaves
  * nothing of it; a commit keeps all of it (docs/stack.md). */
 static void test_tx_all_or_nothing(void **state) {
@@ -4941,6 +4987,7 @@ int main(void) {
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
+                cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_run_lock_and_dataset_usage),
                 cmocka_unit_test(test_group_commit_batches_and_releases_after_commit),
