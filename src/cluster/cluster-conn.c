@@ -123,6 +123,14 @@ void args_addf(Args *a, const char *fmt, ...) {
         a->v[a->n] = NULL;
 }
 
+void args_eval(Args *a, const char *script, const char *sha1, int nkeys) {
+        assert(a->n == 0);
+        args_add(a, "EVALSHA");
+        args_add(a, sha1);
+        args_addf(a, "%d", nkeys);
+        a->script = script;
+}
+
 void args_done(Args *a) {
         for (size_t i = 0; i < a->n; i++)
                 free(a->v[i]);

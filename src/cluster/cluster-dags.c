@@ -19,11 +19,6 @@ static void args_donep(Args *a) {
 }
 #define _cleanup_args_ _cleanup_(args_donep)
 
-static void args_script(Args *a, const char *script, int nkeys) {
-        args_add(a, "EVAL");
-        args_add(a, script);
-        args_addf(a, "%d", nkeys);
-}
 
 /* An integer reply's value, or -EIO. */
 static int run_int(RunQueue *q, const Args *a, long long *ret) {
@@ -41,7 +36,7 @@ int cluster_dag_create(RunQueue *q, const char *id, const char *tenant, usec_t c
                        const char *files_json) {
         assert(id && tenant && rec_json);
         _cleanup_args_ Args a = { 0 };
-        args_script(&a, cluster_script_dagcreate, 4);
+        ARGS_EVAL(&a, dagcreate, 4);
         args_addf(&a, CLUSTER_PREFIX "dagowner:%s", id);
         args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
         args_add(&a, K_DAGS_RUNNING);
@@ -63,7 +58,7 @@ int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *con
                     size_t n, bool final) {
         assert(id && rec_json);
         _cleanup_args_ Args a = { 0 };
-        args_script(&a, cluster_script_dagput, 4);
+        ARGS_EVAL(&a, dagput, 4);
         args_addf(&a, CLUSTER_PREFIX "dagowner:%s", id);
         args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
         args_addf(&a, CLUSTER_PREFIX "dagtasks:%s", id);
@@ -150,7 +145,7 @@ static char **strv_of_reply(const redisReply *rep) {
 int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_taken, char ***ret_cancel) {
         int k = 0;
         _cleanup_args_ Args a = { 0 };
-        args_script(&a, cluster_script_dagleases, 1);
+        ARGS_EVAL(&a, dagleases, 1);
         args_add(&a, K_DAGS_RUNNING);
         args_add(&a, cq(q)->node_id);
         args_addf(&a, "%u", cq(q)->lease_ttl_ms);
@@ -171,7 +166,7 @@ int cluster_dag_leases(RunQueue *q, char *const *owned, bool take, char ***ret_t
 
 int cluster_dag_cancel(RunQueue *q, const char *id) {
         _cleanup_args_ Args a = { 0 };
-        args_script(&a, cluster_script_dagcancel, 2);
+        ARGS_EVAL(&a, dagcancel, 2);
         args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
         args_add(&a, K_DAGS_RUNNING);
         args_add(&a, id);
@@ -188,7 +183,9 @@ int cluster_dag_release(RunQueue *q, const char *id) {
         static const char script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                      "return redis.call('DEL', KEYS[1]) end return 0";
         _cleanup_args_ Args a = { 0 };
-        args_script(&a, script, 1);
+        args_add(&a, "EVAL"); /* rare and short: the text each time */
+        args_add(&a, script);
+        args_add(&a, "1");
         args_addf(&a, CLUSTER_PREFIX "dagowner:%s", id);
         args_add(&a, cq(q)->node_id);
         long long v = 0;

@@ -186,9 +186,7 @@ static int cd_put(DatasetStore *ds, const DatasetRecord *d) {
         assert(d && d->name);
         const char *tenant = tenant_or_local(d->tenant);
         Args a = { 0 };
-        args_add(&a, "EVAL");
-        args_add(&a, cluster_script_ds_put);
-        args_add(&a, "2");
+        ARGS_EVAL(&a, ds_put, 2);
         args_addf(&a, CLUSTER_PREFIX "ds:%s:%s", tenant, d->name);
         args_addf(&a, CLUSTER_PREFIX "dss:%s", tenant);
         args_add(&a, d->name);
@@ -216,9 +214,7 @@ static int cd_add_version(DatasetStore *ds, const char *tenant, const char *name
         assert(name && hash);
         tenant = tenant_or_local(tenant);
         Args a = { 0 };
-        args_add(&a, "EVAL");
-        args_add(&a, cluster_script_ds_add_version);
-        args_add(&a, "2");
+        ARGS_EVAL(&a, ds_add_version, 2);
         args_addf(&a, CLUSTER_PREFIX "ds:%s:%s", tenant, name);
         args_add(&a, K_DSREFS);
         args_add(&a, hash);
@@ -276,9 +272,7 @@ static int cd_remove(DatasetStore *ds, const char *tenant, const char *name, int
         ClusterQueue *c = dq(ds);
         tenant = tenant_or_local(tenant);
         Args a = { 0 };
-        args_add(&a, "EVAL");
-        args_add(&a, cluster_script_ds_delete);
-        args_add(&a, "3");
+        ARGS_EVAL(&a, ds_delete, 3);
         args_addf(&a, CLUSTER_PREFIX "ds:%s:%s", tenant, name);
         args_addf(&a, CLUSTER_PREFIX "dss:%s", tenant);
         args_add(&a, K_DSREFS);

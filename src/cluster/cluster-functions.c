@@ -50,9 +50,7 @@ static int cf_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) 
         if (!meta)
                 return -ENOMEM;
         Args a = { 0 };
-        args_add(&a, "EVAL");
-        args_add(&a, cluster_script_fn_put);
-        args_add(&a, "2");
+        ARGS_EVAL(&a, fn_put, 2);
         add_keys(&a, f->tenant, f->name);
         args_add(&a, f->name);
         args_add(&a, meta);
@@ -222,9 +220,7 @@ static int cf_versions(FunctionStore *fs, const char *tenant, const char *name, 
 static int cf_remove(FunctionStore *fs, const char *tenant, const char *name) {
         ClusterQueue *c = fq(fs);
         Args a = { 0 };
-        args_add(&a, "EVAL");
-        args_add(&a, cluster_script_fn_delete);
-        args_add(&a, "2");
+        ARGS_EVAL(&a, fn_delete, 2);
         add_keys(&a, tenant, name);
         args_add(&a, name);
         int k = 0;

@@ -36,12 +36,20 @@ typedef struct Args {
         char **v;
         size_t *len;    /* each argument's length: an argument may hold NUL bytes (log output) */
         size_t n;
+        const char *script; /* an EVALSHA's script text (args_eval()), sent once Redis lacks it */
 } Args;
 void args_add(Args *a, const char *s);
 /* Adds len bytes of s (binary-safe). */
 void args_addb(Args *a, const char *s, size_t len);
 void args_addf(Args *a, const char *fmt, ...) _printf_(2, 3);
 void args_done(Args *a);
+/* Starts a with EVALSHA of one embedded script (cluster-scripts.h: its
+ * text and SHA-1) and its number of keys; keys then argv follow.
+ * cluster_cmd() sends the text (EVAL) only when Redis answers NOSCRIPT (a
+ * fresh or restarted Redis): the scripts are 1-5 KB, sent and hashed by
+ * Redis on every call before. ARGS_EVAL(a, submit, 6) names both. */
+void args_eval(Args *a, const char *script, const char *sha1, int nkeys);
+#define ARGS_EVAL(a, name, nkeys) args_eval((a), cluster_script_##name, cluster_script_##name##_sha1, (nkeys))
 
 /* The Redis run queue's state (cluster-redis.c); cluster-logs.c uses its
  * connection and options too. */

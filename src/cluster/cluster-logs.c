@@ -22,9 +22,7 @@ int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, si
         ClusterQueue *c = cq(q);
         assert(id && (v || n == 0));
         Args a = { 0 };
-        args_add(&a, "EVAL");
-        args_add(&a, cluster_script_log_append);
-        args_add(&a, "1");
+        ARGS_EVAL(&a, log_append, 1);
         args_addf(&a, CLUSTER_PREFIX "log:%s", id);
         args_addf(&a, "%d", CLUSTER_LOG_MAX_ENTRIES);
         args_addf(&a, "%u", c->record_ttl_s);

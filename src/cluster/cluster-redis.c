@@ -23,12 +23,36 @@ static void args_donep(Args *a) {
 }
 #define _cleanup_args_ _cleanup_(args_donep)
 
+/* a as EVAL with the script's text in place of its SHA-1. */
+static redisReply *eval_text(Conn *conn, const Args *a, int *ret_error) {
+        const char **v = xmalloc(a->n * sizeof(char *));
+        size_t *len = xmalloc(a->n * sizeof(size_t));
+        for (size_t i = 0; i < a->n; i++) {
+                v[i] = a->v[i];
+                len[i] = a->len[i];
+        }
+        v[0] = "EVAL";
+        len[0] = 4;
+        v[1] = a->script;
+        len[1] = strlen(a->script);
+        redisReply *r = conn_command_len(conn, a->n, v, len, ret_error);
+        free(v);
+        free(len);
+        return r;
+}
+
 redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
         bool shared = conn == &c->conn;
         if (shared)
                 pthread_mutex_lock(&c->lock);
         int k = 0;
         redisReply *r = conn_command_len(conn, a->n, (const char *const *) a->v, a->len, &k);
+        if (r && a->script && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+                /* Redis lacks the script (new, restarted, flushed): EVAL
+                 * loads it, and runs it; later calls find it by SHA-1. */
+                freeReplyObject(r);
+                r = eval_text(conn, a, &k);
+        }
         if (shared)
                 pthread_mutex_unlock(&c->lock);
         if (!r) {
@@ -42,14 +66,6 @@ redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_err
                 return NULL;
         }
         return r;
-}
-
-/* EVAL of one embedded script: keys then argv are already in a after the
- * placeholders args_eval() put first. */
-static void args_eval(Args *a, const char *script, int nkeys) {
-        args_add(a, "EVAL");
-        args_add(a, script);
-        args_addf(a, "%d", nkeys);
 }
 
 static void add_field(Args *a, const char *name, const char *value) {
@@ -100,7 +116,7 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         /* A deployed function's run is indexed for its function's listing
          * too (cluster_function_run_list()). */
         const char *fn = r->request_given ? r->request_fn_name : NULL;
-        args_eval(&a, cluster_script_submit, 6);
+        ARGS_EVAL(&a, submit, 6);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_addf(&a, CLUSTER_PREFIX "idem:%s:%s", r->tenant, idem_key ? idem_key : "");
@@ -145,7 +161,7 @@ static int cq_submit(RunQueue *q, const RunRecord *r, const char *request_json) 
 static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attempt) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_start, 1);
+        ARGS_EVAL(&a, start, 1);
         args_addf(&a, CLUSTER_PREFIX "run:%s", id);
         args_addf(&a, "%" PRIu64, (uint64_t) started);
         args_add(&a, c->node_id);
@@ -164,7 +180,7 @@ static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
 static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_finish, 3);
+        ARGS_EVAL(&a, finish, 3);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_add(&a, K_STALE);
@@ -201,7 +217,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
 static int cancel(RunQueue *q, const char *id, const char *message, bool running_too) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_cancel, 2);
+        ARGS_EVAL(&a, cancel, 2);
         args_addf(&a, CLUSTER_PREFIX "run:%s", id);
         args_add(&a, K_STREAM);
         args_add(&a, CLUSTER_GROUP);
@@ -400,7 +416,7 @@ static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char 
 /* An entry read without a free slot for it goes back to the shared stream. */
 static void requeue(ClusterQueue *c, const char *stream, const char *eid, const char *id) {
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_requeue, 3);
+        ARGS_EVAL(&a, requeue, 3);
         args_add(&a, stream);
         args_add(&a, K_STREAM);
         args_addf(&a, CLUSTER_PREFIX "run:%s", id);
@@ -415,7 +431,7 @@ static void requeue(ClusterQueue *c, const char *stream, const char *eid, const 
 
 static int reclaim(ClusterQueue *c, size_t max, char *const *held, PendingRun **v, size_t *n) {
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_reclaim, 3);
+        ARGS_EVAL(&a, reclaim, 3);
         args_add(&a, K_STREAM);
         args_add(&a, K_DEAD);
         args_add(&a, K_NODES);
@@ -514,7 +530,7 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
 int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
-        args_eval(&a, cluster_script_lease, 6);
+        ARGS_EVAL(&a, lease, 6);
         args_addf(&a, CLUSTER_PREFIX "node:%s", c->node_id);
         args_add(&a, K_STREAM);
         args_add(&a, K_NODES);

@@ -20,7 +20,7 @@ import json
 from clusterlib import (CLAIM_TIMEOUT_MS, REDIS, SLEEPER, TERMINAL, Load, NetnsUnavailable, NsCluster, Redis, check,
                         netns_unavailable, node_of, summary, wait_until)
 from clusterlib import cluster  # noqa: F401 (the fixture)
-from conftest import CLI, DAEMON
+from conftest import CLI, DAEMON, ROOT
 from daemonlib import TOKENS, Daemon, sandbox_mode
 
 pytestmark = [pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built"),
@@ -124,6 +124,13 @@ class _Pipe:
 
     def __init__(self, c, r):
         self.c, self.r, self.marked = c, r, False
+
+
+def script_sha1(name):
+    """The SHA-1 a node names src/cluster/NAME.lua by (EVALSHA), in hex."""
+    import hashlib
+    lines = (ROOT / "src" / "cluster" / f"{name}.lua").read_text().splitlines()
+    return hashlib.sha1("".join(line + "\n" for line in lines).encode()).hexdigest()
 
 
 class ReplyDropper:
@@ -251,7 +258,8 @@ def test_a_worker_that_misses_redis_answers_loses_no_run(nodes, redis, tmp_path)
     st, b = gw.run(SLEEPER, kwargs={"tag": "warm"})
     assert st == 200 and b["status"] == "succeeded", b
 
-    for marker, outage, tag in (("-- start: queued -> running", 1.5, "start"), ("XREADGROUP", 0, "claim")):
+    # The start goes as EVALSHA: the script's SHA-1 is on the wire, not its text.
+    for marker, outage, tag in ((script_sha1("start"), 1.5, "start"), ("XREADGROUP", 0, "claim")):
         proxy.arm(marker, outage)
         time.sleep(0.7)  # the claim that blocks (500 ms) when armed is sent again, marked
         rid = submit(gw, 0, tag)

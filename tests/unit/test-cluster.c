@@ -60,6 +60,12 @@ static void redis_config(const char *name, const char *value) {
         assert_int_equal(system(c), 0);
 }
 
+/* One redis-cli command whose answer does not matter. */
+static void redis_cli(const char *command) {
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock %s >/dev/null", dir, command);
+        assert_int_equal(system(c), 0);
+}
+
 static RunQueue *queue(const char *node, unsigned claim_timeout_ms) {
         RunQueue *q = NULL;
         ClusterOptions o = { .url = url, .node_id = node, .claim_timeout_ms = claim_timeout_ms, .lease_ttl_ms = 300 };
@@ -412,6 +418,47 @@ static void test_redis_restart_keeps_queue(void **state) {
         assert_int_equal(claim_until(a, 1, 1, &v), 1);
         assert_string_equal(v[0].id, "r-survives");
         pending_run_list_free(v, 1);
+        run_queue_free(a);
+}
+
+/* One counter of INFO commandstats ("evalsha", "eval"): its calls. */
+static long command_calls(const char *cmd) {
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock INFO commandstats", dir);
+        FILE *f = popen(c, "r");
+        assert_non_null(f);
+        _cleanup_free_ char *want = xasprintf("cmdstat_%s:calls=", cmd);
+        char line[512];
+        long calls = 0;
+        while (fgets(line, sizeof line, f))
+                if (strncmp(line, want, strlen(want)) == 0)
+                        calls = atol(line + strlen(want));
+        pclose(f);
+        return calls;
+}
+
+/* The scripts go by their SHA-1 (EVALSHA); their text only when Redis
+ * lacks them: a fresh or flushed script cache costs one EVAL, and the
+ * call still does its work. */
+static void test_scripts_sent_by_sha1(void **state) {
+        RunQueue *a = queue("sha-a", 5000);
+        redis_cli("SCRIPT FLUSH");
+        redis_cli("CONFIG RESETSTAT");
+        submit(a, "r-sha-1", 3);
+        assert_int_equal(command_calls("eval"), 1); /* NOSCRIPT, then the text */
+        submit(a, "r-sha-2", 3);
+        submit(a, "r-sha-3", 3);
+        assert_int_equal(command_calls("eval"), 1);
+        assert_int_equal(command_calls("evalsha"), 3);
+        redis_cli("SCRIPT FLUSH");
+        submit(a, "r-sha-4", 3);
+        assert_int_equal(command_calls("eval"), 2);
+        for (int i = 1; i <= 4; i++) {
+                _cleanup_free_ char *id = xasprintf("r-sha-%d", i);
+                _cleanup_free_ char *st = status_of(a, id);
+                assert_string_equal(st, "queued");
+                /* out of the stream the next tests claim from */
+                assert_int_equal(run_queue_cancel(a, id, NULL), 0);
+        }
         run_queue_free(a);
 }
 
@@ -768,6 +815,7 @@ int main(void) {
                 cmocka_unit_test(test_start_asked_again_gets_its_attempt),
                 cmocka_unit_test(test_live_node_claims_again_what_it_dropped),
                 cmocka_unit_test(test_redis_restart_keeps_queue),
+                cmocka_unit_test(test_scripts_sent_by_sha1),
                 cmocka_unit_test(test_placement_warm_node_then_fallback),
                 cmocka_unit_test(test_claim_over_two_streams_keeps_to_free_slots),
                 cmocka_unit_test(test_cancel_running_marks_it),
