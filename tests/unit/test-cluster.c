@@ -655,6 +655,46 @@ static void test_function_store(void **state) {
         run_queue_free(q);
 }
 
+/* A function's URL lives in its hash: kept by a new version, refused for
+ * a function that is not there, removed by mode 0 and by the delete. */
+static void test_function_store_url(void **state) {
+        RunQueue *q = queue("fsurl", 0);
+        FunctionStore *fs = cluster_function_store_new(q);
+        FunctionRecord f = { .tenant = (char *) "t1", .name = (char *) "fn", .source = (char *) "def f(): pass\n" };
+        int v = 0, mode = -1;
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 2), -ENOENT);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 2), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), 0);
+        assert_int_equal(mode, 2);
+        assert_int_equal(function_store_url_get(fs, "t2", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 2);
+        mode = -1;
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), 0);
+        assert_int_equal(mode, 2);
+        /* The URL field is no version. */
+        int *vs = NULL;
+        size_t n = 0;
+        assert_int_equal(function_store_versions(fs, "t1", "fn", &vs, &n), 0);
+        assert_int_equal(n, 2);
+        free(vs);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 1), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), 0);
+        assert_int_equal(mode, 1);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 0), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 2), 0);
+        assert_int_equal(function_store_delete(fs, "t1", "fn"), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        /* Removing the URL of a function that is gone is no error. */
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 0), 0);
+        function_store_free(fs);
+        run_queue_free(q);
+}
+
 /* The Redis DatasetStore keeps the SQLite one's contract: a hash seen
  * before is its old version again; removing the current version makes the
  * newest remaining one current; references count versions. */
@@ -772,6 +812,7 @@ int main(void) {
                 cmocka_unit_test(test_claim_over_two_streams_keeps_to_free_slots),
                 cmocka_unit_test(test_cancel_running_marks_it),
                 cmocka_unit_test(test_function_store),
+                cmocka_unit_test(test_function_store_url),
                 cmocka_unit_test(test_dataset_store),
                 cmocka_unit_test(test_log_stream),
                 /* last: switching AOF off and on leaves it rewriting */
