@@ -3,6 +3,7 @@ the runs event stream and a dataset's usage, through gateways other than
 the one that made them. A real redis-server with AOF on (test_cluster's
 fixtures), 2-3 pysprinterd nodes on loopback."""
 import json
+import threading
 import time
 
 from daemonlib import TOKENS
@@ -52,3 +53,73 @@ def test_a_function_url_made_through_one_gateway_is_served_by_every_gateway(node
     assert redis.cli("EXISTS", "ps:fn:alice:echo") == "0"
     st, _, _ = g1.request("GET", "/fn/alice/echo/x", token=None)
     assert st == 404
+
+
+class EventReader:
+    """GET /v1/events on a node, read on a thread: its `run` events."""
+
+    def __init__(self, gw, token="alice"):
+        self.events, self.c = [], gw.conn(timeout=90)
+        self.c.request("GET", "/v1/events", headers={"Authorization": "Bearer " + TOKENS[token]})
+        r = self.c.getresponse()
+        assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream", r.status
+        self.t = threading.Thread(target=self._read, args=(r,), daemon=True)
+        self.t.start()
+
+    def _read(self, r):
+        event, data = None, []
+        try:
+            for line in iter(r.readline, b""):
+                line = line.decode().rstrip("\n")
+                if line == "":
+                    if event == "run":
+                        self.events.append(json.loads("\n".join(data)))
+                    event, data = None, []
+                elif line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data.append(line[6:])
+        except (OSError, ValueError, AttributeError):  # closed under it
+            pass
+
+    def statuses(self, rid):
+        return [e["status"] for e in self.events if e["id"] == rid]
+
+    def close(self):
+        self.c.close()
+
+
+SLEEPY = """
+import time
+def f(s: float = 1):
+    time.sleep(s)
+    return s
+"""
+
+
+def test_events_show_the_tenants_runs_whichever_node_accepted_and_ran_them(nodes, redis):
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    on_g1, on_g2 = EventReader(g1), EventReader(g2)
+    bob = EventReader(g2, token="bob")
+    try:
+        time.sleep(0.5)
+        st, b = g1.run(SLEEPY, wait=False, kwargs={"s": 1.5})
+        assert st == 202, b
+        rid = b["id"]
+        ended = g2.wait_status(rid, ["succeeded", "failed", "error", "lost"], timeout=60)
+        assert ended["status"] == "succeeded" and node_of(redis, rid) == "w1", ended
+        # Both gateways' streams, the accepting one's and the other's, show
+        # the run running on w1 and then its end, with its result.
+        for ev in (on_g1, on_g2):
+            wait_until(lambda: "succeeded" in ev.statuses(rid), 10, f"the end of {rid} on the stream")
+            seen = ev.statuses(rid)
+            assert "running" in seen and seen[-1] == "succeeded", seen
+            last = [e for e in ev.events if e["id"] == rid][-1]
+            assert last["result"] == 1.5, last
+        # Another tenant's stream shows none of it.
+        assert bob.statuses(rid) == []
+    finally:
+        for ev in (on_g1, on_g2, bob):
+            ev.close()

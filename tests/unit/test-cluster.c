@@ -509,6 +509,34 @@ static void test_function_run_list(void **state) {
         run_queue_free(a);
 }
 
+/* The ids of a tenant's newest runs: the index alone, newest first, at
+ * most limit, another tenant's not among them. */
+static void test_run_ids(void **state) {
+        RunQueue *a = queue("a-ids", 5000);
+        const char *ids[] = { "r-ids-1", "r-ids-2", "r-ids-3" };
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                RunRecord r = { .id = (char *) ids[i], .tenant = (char *) (i == 1 ? "t-ids-b" : "t-ids"),
+                                .filename = (char *) "main.py", .status = (char *) "queued",
+                                .created = now_realtime() + i, .max_attempts = 3 };
+                assert_int_equal(run_queue_submit(a, &r, "{\"source\":\"x\"}"), 0);
+        }
+        char **v = NULL;
+        assert_int_equal(cluster_run_ids(a, "t-ids", 10, &v), 0);
+        assert_int_equal(strv_length(v), 2);
+        assert_string_equal(v[0], "r-ids-3");
+        assert_string_equal(v[1], "r-ids-1");
+        v = strv_free(v);
+        assert_int_equal(cluster_run_ids(a, "t-ids", 1, &v), 0);
+        assert_int_equal(strv_length(v), 1);
+        assert_string_equal(v[0], "r-ids-3");
+        v = strv_free(v);
+        assert_int_equal(cluster_run_ids(a, "t-none", 10, &v), 0);
+        assert_null(v);
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
+        run_queue_free(a);
+}
+
 static void test_placement_warm_node_then_fallback(void **state) {
         RunQueue *q[2];
         const char *names[] = { "place-a", "place-b" };
@@ -804,6 +832,7 @@ int main(void) {
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
                 cmocka_unit_test(test_damaged_record_is_delivered_to_be_ended),
                 cmocka_unit_test(test_function_run_list),
+                cmocka_unit_test(test_run_ids),
                 cmocka_unit_test(test_dead_nodes_entry_waits_the_claim_timeout),
                 cmocka_unit_test(test_start_asked_again_gets_its_attempt),
                 cmocka_unit_test(test_live_node_claims_again_what_it_dropped),
