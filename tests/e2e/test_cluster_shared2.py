@@ -123,3 +123,23 @@ def test_events_show_the_tenants_runs_whichever_node_accepted_and_ran_them(nodes
     finally:
         for ev in (on_g1, on_g2, bob):
             ev.close()
+
+
+def test_dataset_usage_is_refused_clearly_in_cluster_mode(nodes, redis):
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    st, b = g1.call("PUT", "/v1/data/x?filename=x.txt", raw=b"hello",
+                    headers={"Content-Type": "application/octet-stream"})
+    assert st == 201, b
+    # The dataset is the cluster's (g2 lists it); its usage is not
+    # recorded in cluster mode: a clear 501 on every gateway, never an
+    # empty 200 nor a 404 for a dataset that exists.
+    for gw in (g1, g2):
+        st, lst = gw.call("GET", "/v1/data")
+        assert st == 200 and [d["name"] for d in lst["datasets"]] == ["x"], lst
+        st, b = gw.call("GET", "/v1/data/x/usage")
+        assert st == 501 and b["error"]["code"] == "not_implemented", (gw, st, b)
+        assert "cluster mode" in b["error"]["message"], b
+    # An unknown dataset is still a 404.
+    st, b = g2.call("GET", "/v1/data/nope/usage")
+    assert st == 404, b
