@@ -233,6 +233,47 @@ static int cf_remove(FunctionStore *fs, const char *tenant, const char *name) {
         return k;
 }
 
+/* In the function's own hash: every gateway reads it where it reads the
+ * function, and fn_delete's DEL takes it with the versions. */
+static int cf_url_put(FunctionStore *fs, const char *tenant, const char *name, int mode) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && mode >= 0 && mode <= 2);
+        Args a = { 0 };
+        args_add(&a, "EVAL");
+        args_add(&a, cluster_script_fn_url);
+        args_add(&a, "1");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(&a, "%d", mode);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type == REDIS_REPLY_INTEGER ? (rep->integer == 1 ? 0 : -ENOENT) : -EBADMSG;
+        freeReplyObject(rep);
+        return k;
+}
+
+static int cf_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && ret_mode);
+        Args a = { 0 };
+        args_add(&a, "HGET");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_add(&a, "url");
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        int mode = 0;
+        k = rep->type == REDIS_REPLY_STRING && parse_int(rep->str, &mode) >= 0 && mode > 0 ? 0 : -ENOENT;
+        freeReplyObject(rep);
+        if (k >= 0)
+                *ret_mode = mode;
+        return k;
+}
+
 static void cf_free(FunctionStore *fs) {
         free(fs);
 }
@@ -244,6 +285,8 @@ static const FunctionStoreOps cluster_function_ops = {
         .list = cf_list,
         .versions = cf_versions,
         .remove = cf_remove,
+        .url_put = cf_url_put,
+        .url_get = cf_url_get,
         .free = cf_free,
 };
 

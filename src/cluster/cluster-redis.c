@@ -684,6 +684,26 @@ int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name,
         return index_list(q, tenant, key, limit, ret, ret_n);
 }
 
+int cluster_run_ids(RunQueue *q, const char *tenant, size_t limit, char ***ret) {
+        assert(tenant && ret);
+        ClusterQueue *c = cq(q);
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "ZREVRANGE");
+        args_addf(&a, CLUSTER_PREFIX "idx:%s", tenant);
+        args_add(&a, "0");
+        args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        char **ids = NULL;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING)
+                        ids = strv_append(ids, rep->element[i]->str);
+        *ret = ids;
+        return 0;
+}
+
 static long long int_of(ClusterQueue *c, const char *c0, const char *c1, const char *c2, int *ret_error) {
         _cleanup_args_ Args a = { 0 };
         args_add(&a, c0);

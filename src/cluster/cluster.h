@@ -74,6 +74,10 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
  * submitted with RunRecord.request_fn_name given). */
 int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name, size_t limit, RunRecord ***ret,
                               size_t *ret_n);
+/* The ids of tenant's newest runs (at most limit), most recent first, a
+ * NULL-terminated strv (NULL when none): one read of the index, no record
+ * (an id whose record expired may be among them: its read says -ENOENT). */
+int cluster_run_ids(RunQueue *q, const char *tenant, size_t limit, char ***ret);
 
 /* The cluster as JSON: {"nodes":[{"id","alive","lease_age_ms",
  * "drain_requested", ...the status_json its lease holds}],

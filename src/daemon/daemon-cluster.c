@@ -389,6 +389,11 @@ int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *
         return cluster_function_run_list(d->cluster->queue, tenant, name, limit, ret, ret_n);
 }
 
+int daemon_cluster_run_ids(Daemon *d, const char *tenant, size_t limit, char ***ret) {
+        assert(d->cluster);
+        return cluster_run_ids(d->cluster->queue, tenant, limit, ret);
+}
+
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
                           const char *env, char **ret_id) {
         assert(d->cluster);

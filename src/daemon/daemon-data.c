@@ -387,13 +387,25 @@ struct MHD_Response *daemon_data_usage(const DaemonCall *call, unsigned *ret_sta
         const char *name = call->seg[2];
         if (!data_name_valid(name))
                 return daemon_error_response(400, "bad_request", ret_status, "'%s' is not a dataset name", name);
+        if (!d->catalog)
+                return daemon_error_response(503, "unavailable", ret_status, "the data catalog is not open");
+        /* The catalogue, not the node's SQLite: in a cluster the datasets
+         * are Redis's (a gateway's SQLite knows none). */
         DatasetRecord *rec = NULL;
-        int k = store_dataset_get(d->store, call->tenant, name, &rec);
+        int k = data_dataset_get(d->catalog, call->tenant, name, &rec);
         if (k == -ENOENT)
                 return daemon_error_response(404, "not_found", ret_status, "no dataset '%s'", name);
         if (k < 0)
                 return daemon_call_errno(call, k, "dataset", ret_status);
         dataset_record_free(rec);
+        /* Usage is the runs table's (each run's request names its
+         * datasets). A cluster's runs are Redis records, which keep their
+         * request only until they end, and no index of runs by dataset is
+         * kept: an empty list would be a wrong answer, so it is refused. */
+        if (d->cluster)
+                return daemon_error_response(501, "not_implemented", ret_status,
+                                             "dataset usage is not recorded in cluster mode: a run's datasets are "
+                                             "not kept once it ends (docs/cluster.md)");
         size_t limit;
         struct MHD_Response *bad = daemon_call_query_limit(call, 20, 200, &limit, ret_status);
         if (bad)

@@ -312,7 +312,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         _cleanup_free_ char *id = id_new("r"), *raw_path = NULL, *raw_query = NULL;
         int mode = 0;
         FunctionRecord *f = NULL;
-        if (!function_name_is_valid(name) || store_endpoint_get(d->store, tenant, name, &mode) < 0 ||
+        if (!function_name_is_valid(name) || function_store_url_get(d->functions, tenant, name, &mode) < 0 ||
             function_store_get(d->functions, tenant, name, 0, &f) < 0)
                 return endpoint_error(404, "Not Found", id, ret_status);
         char addr[INET6_ADDRSTRLEN];

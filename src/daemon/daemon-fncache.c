@@ -169,6 +169,16 @@ static int cache_versions(FunctionStore *fs, const char *tenant, const char *nam
         return function_store_versions(((FunctionCache *) fs)->inner, tenant, name, ret, ret_n);
 }
 
+/* URLs are not kept: a function's URL is one small row, read per request
+ * of its endpoint, and may change without a new version. */
+static int cache_url_put(FunctionStore *fs, const char *tenant, const char *name, int mode) {
+        return function_store_url_put(((FunctionCache *) fs)->inner, tenant, name, mode);
+}
+
+static int cache_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
+        return function_store_url_get(((FunctionCache *) fs)->inner, tenant, name, ret_mode);
+}
+
 static void cache_free(FunctionStore *fs) {
         FunctionCache *c = (FunctionCache *) fs;
         clear_locked(c);
@@ -184,6 +194,8 @@ static const FunctionStoreOps function_cache_ops = {
         .list = cache_list,
         .versions = cache_versions,
         .remove = cache_remove,
+        .url_put = cache_url_put,
+        .url_get = cache_url_get,
         .free = cache_free,
 };
 

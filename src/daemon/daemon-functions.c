@@ -394,15 +394,17 @@ static void env_from_function(RunRequest *req, const FunctionRecord *f) {
         json_decref(e);
 }
 
-/* A function's URL (deploy --url): its mode in the store; the endpoint's
- * requests are daemon-endpoints.c's. */
+/* A function's URL (deploy --url): its mode in the function store, beside
+ * the function (Redis's in a cluster, so every gateway serves it); the
+ * endpoint's requests are daemon-endpoints.c's. */
 int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode) {
-        return store_endpoint_put(d->store, tenant, name, mode == ENDPOINT_PUBLIC ? 2 : mode == ENDPOINT_TOKEN ? 1 : 0);
+        return function_store_url_put(d->functions, tenant, name,
+                                      mode == ENDPOINT_PUBLIC ? 2 : mode == ENDPOINT_TOKEN ? 1 : 0);
 }
 
 json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name) {
         int mode;
-        if (!tenant || store_endpoint_get(d->store, tenant, name, &mode) < 0)
+        if (!tenant || function_store_url_get(d->functions, tenant, name, &mode) < 0)
                 return json_null();
         _cleanup_free_ char *path = xasprintf("/fn/%s/%s", tenant, name);
         return json_pack("{s:s, s:b}", "path", path, "public", mode == 2);

@@ -409,6 +409,7 @@ typedef struct EventStream {
         SseOut out;
         usec_t last_write;      /* monotonic */
         bool greeted;
+        bool looked;            /* cluster mode: the first look is done */
 } EventStream;
 
 static void events_free(void *cls) {
@@ -478,25 +479,88 @@ static char **events_diff_locked(EventStream *s) {
         return changed;
 }
 
-static void events_emit(EventStream *s, const char *id) {
-        Daemon *d = s->d;
-        RunRecord *rec = NULL;
-        if (store_run_get(d->store, s->tenant, id, &rec) < 0)
-                return;
-        /* The live phase is the run manager's, not the record's. */
-        char phase[16] = "";
+/* Into phase: the live phase of run id when this node runs it (the run
+ * manager's, not the record's), else "". */
+static void live_phase(Daemon *d, const char *id, char phase[static 16]) {
+        *phase = 0;
         pthread_mutex_lock(&d->lock);
         for (DRun *r = d->runs; r; r = r->next)
                 if (streq(r->id, id) && r->phase)
-                        snprintf(phase, sizeof(phase), "%s", r->phase);
+                        snprintf(phase, 16, "%s", r->phase);
         pthread_mutex_unlock(&d->lock);
-        char *json = run_record_to_json(rec, *phase ? phase : NULL);
-        run_record_free(rec);
+}
+
+static void events_emit_record(EventStream *s, const RunRecord *rec, const char *phase) {
+        char *json = run_record_to_json(rec, phase && *phase ? phase : NULL);
         if (!json)
                 return;
         daemon_scrub(json);
         daemon_sse_event(&s->out.buf, "run", json);
         free(json);
+}
+
+static void events_emit(EventStream *s, const char *id) {
+        RunRecord *rec = NULL;
+        if (store_run_get(s->d->store, s->tenant, id, &rec) < 0)
+                return;
+        char phase[16];
+        live_phase(s->d, id, phase);
+        events_emit_record(s, rec, phase);
+        run_record_free(rec);
+}
+
+/* In a cluster the tenant's runs are Redis's, accepted by any gateway and
+ * run on any worker: d->runs holds only the few this node waits for or
+ * runs, and its SQLite none (the stream stayed empty on a gateway). So
+ * the stream looks at the tenant's newest EVENTS_CLUSTER_WINDOW runs in
+ * Redis every EVENTS_CLUSTER_POLL: one read of the index, and a record
+ * read only for a run not seen ended (an ended run never changes again).
+ * Pub/sub would be sooner, but the cluster PUBLISHes a run's end only to
+ * the gateway that accepted it, and its start to nobody. */
+#define EVENTS_CLUSTER_WINDOW 50
+#define EVENTS_CLUSTER_POLL (500 * USEC_PER_MSEC)
+
+static const SeenRun *seen_find(const EventStream *s, const char *id) {
+        for (size_t i = 0; i < s->n_seen; i++)
+                if (streq(s->seen[i].id, id))
+                        return &s->seen[i];
+        return NULL;
+}
+
+/* Sends the runs of the window that are new or changed since the last
+ * look (the first look: those not ended), and keeps the window as seen.
+ * false when Redis did not answer (the next look tries again). */
+static bool events_look_cluster(EventStream *s, bool first) {
+        Daemon *d = s->d;
+        _cleanup_strv_free_ char **ids = NULL;
+        if (daemon_cluster_run_ids(d, s->tenant, EVENTS_CLUSTER_WINDOW, &ids) < 0)
+                return false;
+        SeenRun *next = xcalloc(strv_length(ids) + 1, sizeof(SeenRun));
+        size_t n = 0;
+        for (char **id = ids; id && *id; id++) {
+                const SeenRun *old = seen_find(s, *id);
+                if (old && run_status_is_final(old->status)) {
+                        next[n++] = (SeenRun) { .id = xstrdup(*id), .status = old->status };
+                        continue;
+                }
+                RunRecord *rec = NULL;
+                if (daemon_run_record_get(d, s->tenant, *id, &rec) < 0)
+                        continue;
+                SeenRun now = { .id = xstrdup(*id), .status = run_status_from_string(rec->status) };
+                live_phase(d, *id, now.phase);
+                bool send = first ? !run_status_is_final(now.status)
+                                  : !old || old->status != now.status || !streq(old->phase, now.phase);
+                if (send)
+                        events_emit_record(s, rec, now.phase);
+                run_record_free(rec);
+                next[n++] = now;
+        }
+        for (size_t i = 0; i < s->n_seen; i++)
+                free(s->seen[i].id);
+        free(s->seen);
+        s->seen = next;
+        s->n_seen = n;
+        return true;
 }
 
 static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -513,6 +577,20 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
                         buf_appends(&s->out.buf, "retry: 2000\n");
                         daemon_sse_event(&s->out.buf, "hello", "{}");
                         s->greeted = true;
+                }
+                if (d->cluster) {
+                        if (events_look_cluster(s, !s->looked))
+                                s->looked = true;
+                        usec_t now = now_monotonic();
+                        /* Parked on its own key, which nobody kicks: woken
+                         * by the poll's deadline, not by every local run
+                         * change (a worker's are many). Armed again after
+                         * the look: a kick during the look (of another key)
+                         * is no reason to look again at once. */
+                        if (!daemon_sse_ready(&s->out, &s->last_write, now, 15 * USEC_PER_SEC) &&
+                            daemon_wait_park(&s->w, s->conn, s, daemon_wait_arm(), now + EVENTS_CLUSTER_POLL))
+                                return 0;
+                        continue;
                 }
                 uint64_t gen = daemon_wait_arm(); /* before looking: no lost change */
                 pthread_mutex_lock(&d->lock);

@@ -601,6 +601,8 @@ int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecor
  * (Redis's index of them). */
 int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,
                                      size_t *ret_n);
+/* Cluster mode: the ids of tenant's newest runs (cluster_run_ids()). */
+int daemon_cluster_run_ids(Daemon *d, const char *tenant, size_t limit, char ***ret);
 /* Submits r to Redis with an idempotency key (NULL: none): 1 with
  * *ret_id (the first run's id) when that key was used before, 0 new. env
  * names the run's environment for placement (NULL: none). */

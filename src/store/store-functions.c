@@ -244,6 +244,12 @@ static int sf_versions(FunctionStore *fs, const char *tenant, const char *name, 
 static int sf_remove(FunctionStore *fs, const char *tenant, const char *name) {
         return store_function_delete(fs_store(fs), tenant, name);
 }
+static int sf_url_put(FunctionStore *fs, const char *tenant, const char *name, int mode) {
+        return store_endpoint_put(fs_store(fs), tenant, name, mode);
+}
+static int sf_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
+        return store_endpoint_get(fs_store(fs), tenant, name, ret_mode);
+}
 static void sf_free(FunctionStore *fs) {
         free(fs);
 }
@@ -255,6 +261,8 @@ static const FunctionStoreOps sqlite_function_ops = {
         .list = sf_list,
         .versions = sf_versions,
         .remove = sf_remove,
+        .url_put = sf_url_put,
+        .url_get = sf_url_get,
         .free = sf_free,
 };
 

@@ -491,6 +491,15 @@ typedef struct FunctionStoreOps {
         int (*list)(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
         int (*versions)(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n);
         int (*remove)(FunctionStore *fs, const char *tenant, const char *name);
+        /* The function's URL (docs/endpoints.md), kept beside its versions
+         * so that every node that invokes it serves it: mode as
+         * store_endpoint_put()'s (1 token, 2 public, 0 removes); a new
+         * version keeps it; who deletes the function removes it (mode 0).
+         * Redis's refuses (-ENOENT) to give a function that is not there
+         * a URL. */
+        int (*url_put)(FunctionStore *fs, const char *tenant, const char *name, int mode);
+        /* -ENOENT when the function has no URL. */
+        int (*url_get)(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode);
         void (*free)(FunctionStore *fs);
 } FunctionStoreOps;
 struct FunctionStore {
@@ -515,6 +524,12 @@ static inline int function_store_versions(FunctionStore *fs, const char *tenant,
 }
 static inline int function_store_delete(FunctionStore *fs, const char *tenant, const char *name) {
         return fs->ops->remove(fs, tenant, name);
+}
+static inline int function_store_url_put(FunctionStore *fs, const char *tenant, const char *name, int mode) {
+        return fs->ops->url_put(fs, tenant, name, mode);
+}
+static inline int function_store_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
+        return fs->ops->url_get(fs, tenant, name, ret_mode);
 }
 static inline FunctionStore *function_store_free(FunctionStore *fs) {
         if (fs)

@@ -556,6 +556,34 @@ static void test_function_run_list(void **state) {
         run_queue_free(a);
 }
 
+/* The ids of a tenant's newest runs: the index alone, newest first, at
+ * most limit, another tenant's not among them. */
+static void test_run_ids(void **state) {
+        RunQueue *a = queue("a-ids", 5000);
+        const char *ids[] = { "r-ids-1", "r-ids-2", "r-ids-3" };
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                RunRecord r = { .id = (char *) ids[i], .tenant = (char *) (i == 1 ? "t-ids-b" : "t-ids"),
+                                .filename = (char *) "main.py", .status = (char *) "queued",
+                                .created = now_realtime() + i, .max_attempts = 3 };
+                assert_int_equal(run_queue_submit(a, &r, "{\"source\":\"x\"}"), 0);
+        }
+        char **v = NULL;
+        assert_int_equal(cluster_run_ids(a, "t-ids", 10, &v), 0);
+        assert_int_equal(strv_length(v), 2);
+        assert_string_equal(v[0], "r-ids-3");
+        assert_string_equal(v[1], "r-ids-1");
+        v = strv_free(v);
+        assert_int_equal(cluster_run_ids(a, "t-ids", 1, &v), 0);
+        assert_int_equal(strv_length(v), 1);
+        assert_string_equal(v[0], "r-ids-3");
+        v = strv_free(v);
+        assert_int_equal(cluster_run_ids(a, "t-none", 10, &v), 0);
+        assert_null(v);
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
+        run_queue_free(a);
+}
+
 static void test_placement_warm_node_then_fallback(void **state) {
         RunQueue *q[2];
         const char *names[] = { "place-a", "place-b" };
@@ -702,6 +730,46 @@ static void test_function_store(void **state) {
         run_queue_free(q);
 }
 
+/* A function's URL lives in its hash: kept by a new version, refused for
+ * a function that is not there, removed by mode 0 and by the delete. */
+static void test_function_store_url(void **state) {
+        RunQueue *q = queue("fsurl", 0);
+        FunctionStore *fs = cluster_function_store_new(q);
+        FunctionRecord f = { .tenant = (char *) "t1", .name = (char *) "fn", .source = (char *) "def f(): pass\n" };
+        int v = 0, mode = -1;
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 2), -ENOENT);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 2), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), 0);
+        assert_int_equal(mode, 2);
+        assert_int_equal(function_store_url_get(fs, "t2", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 2);
+        mode = -1;
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), 0);
+        assert_int_equal(mode, 2);
+        /* The URL field is no version. */
+        int *vs = NULL;
+        size_t n = 0;
+        assert_int_equal(function_store_versions(fs, "t1", "fn", &vs, &n), 0);
+        assert_int_equal(n, 2);
+        free(vs);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 1), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), 0);
+        assert_int_equal(mode, 1);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 0), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 2), 0);
+        assert_int_equal(function_store_delete(fs, "t1", "fn"), 0);
+        assert_int_equal(function_store_url_get(fs, "t1", "fn", &mode), -ENOENT);
+        /* Removing the URL of a function that is gone is no error. */
+        assert_int_equal(function_store_url_put(fs, "t1", "fn", 0), 0);
+        function_store_free(fs);
+        run_queue_free(q);
+}
+
 /* The Redis DatasetStore keeps the SQLite one's contract: a hash seen
  * before is its old version again; removing the current version makes the
  * newest remaining one current; references count versions. */
@@ -811,6 +879,7 @@ int main(void) {
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
                 cmocka_unit_test(test_damaged_record_is_delivered_to_be_ended),
                 cmocka_unit_test(test_function_run_list),
+                cmocka_unit_test(test_run_ids),
                 cmocka_unit_test(test_dead_nodes_entry_waits_the_claim_timeout),
                 cmocka_unit_test(test_start_asked_again_gets_its_attempt),
                 cmocka_unit_test(test_live_node_claims_again_what_it_dropped),
@@ -820,6 +889,7 @@ int main(void) {
                 cmocka_unit_test(test_claim_over_two_streams_keeps_to_free_slots),
                 cmocka_unit_test(test_cancel_running_marks_it),
                 cmocka_unit_test(test_function_store),
+                cmocka_unit_test(test_function_store_url),
                 cmocka_unit_test(test_dataset_store),
                 cmocka_unit_test(test_log_stream),
                 /* last: switching AOF off and on leaves it rewriting */

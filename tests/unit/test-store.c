@@ -801,6 +801,31 @@ static void test_schedule_last_run_is_in_its_runs(void **state) {
         store_close(s);
 }
 
+/* The SQLite FunctionStore's URL calls are the endpoints table's: a new
+ * version keeps the URL, mode 0 removes it (the daemon removes it with
+ * the function, which the table does not follow by itself). */
+static void test_function_store_url(void **state) {
+        Store *s = open_fresh();
+        FunctionStore *fs = function_store_sqlite_new(s);
+        FunctionRecord f = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        int v = 0, mode = -1;
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_url_get(fs, "t", "a", &mode), -ENOENT);
+        assert_int_equal(function_store_url_put(fs, "t", "a", 2), 0);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_url_get(fs, "t", "a", &mode), 0);
+        assert_int_equal(mode, 2);
+        assert_int_equal(function_store_url_get(fs, "u", "a", &mode), -ENOENT);
+        assert_int_equal(store_endpoint_get(s, "t", "a", &mode), 0);
+        assert_int_equal(function_store_url_put(fs, "t", "a", 1), 0);
+        assert_int_equal(function_store_url_get(fs, "t", "a", &mode), 0);
+        assert_int_equal(mode, 1);
+        assert_int_equal(function_store_url_put(fs, "t", "a", 0), 0);
+        assert_int_equal(function_store_url_get(fs, "t", "a", &mode), -ENOENT);
+        function_store_free(fs);
+        store_close(s);
+}
+
 /* A stack's writes share one transaction: a failure anywhere in it leaves
  * nothing of it; a commit keeps all of it (docs/stack.md). */
 static void test_tx_all_or_nothing(void **state) {
@@ -4989,6 +5014,7 @@ int main(void) {
                 cmocka_unit_test(test_schedule_advance_is_fenced),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_tx_all_or_nothing),
+                cmocka_unit_test(test_function_store_url),
                 cmocka_unit_test(test_run_lock_and_dataset_usage),
                 cmocka_unit_test(test_group_commit_batches_and_releases_after_commit),
                 cmocka_unit_test(test_writer_flushes_unwaited_starts_on_close),
