@@ -239,9 +239,7 @@ static int cf_url_put(FunctionStore *fs, const char *tenant, const char *name, i
         ClusterQueue *c = fq(fs);
         assert(tenant && name && mode >= 0 && mode <= 2);
         Args a = { 0 };
-        args_add(&a, "EVAL");
-        args_add(&a, cluster_script_fn_url);
-        args_add(&a, "1");
+        ARGS_EVAL(&a, fn_url, 1);
         args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
         args_addf(&a, "%d", mode);
         int k = 0;
