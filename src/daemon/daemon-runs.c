@@ -393,6 +393,9 @@ static int drun_write_final(Daemon *d, DRun *r) {
         rec.error_message = res->error_message;
         rec.traceback = res->traceback;
         rec.outputs_json = res->outputs_json;
+        /* The engine did not write it (a claimed run's record is Redis's,
+         * or its own write failed): the lock goes with the end. */
+        rec.lock_json = res->lock_json;
         rec.timings_json = timings;
         rec.finished = r->finished;
         int k = r->attempt > 0 ? run_queue_finish(d->queue, &rec, r->attempt)
@@ -1363,6 +1366,8 @@ static RunResult *result_from_record(const RunRecord *rec) {
         res->error_type = xstrdup_or_null(rec->error_type);
         res->error_message = xstrdup_or_null(rec->error_message);
         res->traceback = xstrdup_or_null(rec->traceback);
+        /* A DAG task's output version is read from its run's result. */
+        res->outputs_json = xstrdup_or_null(rec->outputs_json);
         return res;
 }
 
