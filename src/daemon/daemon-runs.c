@@ -942,6 +942,10 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
                 res = st->er ? engine_run_end(st->er) : NULL;
                 daemon_env_free(st->env);
                 st->env = NULL;
+                /* In a cluster the run's output stays on this node, as a
+                 * put's does (daemon-data.c): its peers fetch it by hash,
+                 * so it is recorded before the run's end is written. */
+                daemon_cluster_object_held(d, st->out.hash);
                 free(st->out.hash);
                 int k = st->sk < 0 ? st->sk : 0;
                 if (st->dk < 0 && k >= 0) {

@@ -4,6 +4,9 @@ record (docs/cluster.md "The run record"): the datasets it wrote
 the packages it ran with (`GET /v1/runs/ID/lock`). A run that ran on a
 worker shows them through every gateway as the same run shows them on a
 single node. A real redis-server, a local package index, real daemons."""
+import io
+import tarfile
+
 import pytest
 
 from daemonlib import Daemon, sandbox_mode
@@ -82,6 +85,15 @@ def test_a_workers_run_shows_its_outputs_and_lock_on_every_gateway(cnodes, redis
         assert lock == dict(want_lock, run=rid), (node.root, lock)
     st, listing = g2.call("GET", "/v1/runs")
     assert st == 200 and next(r for r in listing["runs"] if r["id"] == rid).get("outputs") == {"parts": 1}
+    # The dataset it names is the one the run wrote, its content on the
+    # worker: another node fetches it from there (obj:<hash>).
+    st, ds = g2.call("GET", "/v1/data/parts")
+    assert st == 200 and ds["version"] == 1 and ds["files"] == 3, ds
+    st, _, body = g2.request("GET", "/v1/data/parts/content?format=tar")
+    assert st == 200, body
+    with tarfile.open(fileobj=io.BytesIO(body)) as tf:
+        got = {m.name.lstrip("./"): tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+    assert got == {f"part-{i}.txt": f"v {i}\n".encode() for i in range(3)}, got
 
     # A run without outputs or requirements shows neither, as on one node.
     st, p = g2.run(PLAIN)
