@@ -109,3 +109,38 @@ def test_a_workers_run_shows_its_outputs_and_lock_on_every_gateway(cnodes, redis
     assert st == 200 and b2["status"] == "succeeded" and b2["outputs"] == {"parts": 1}, b2
     assert sorted(redis.cli("KEYS", "ps:runlock:*").split()) == keys
     assert shown(g2, b2["id"])[1] == dict(want_lock, run=b2["id"])
+
+
+DAG_FILES = {"t.py": """
+import os
+from pysprinter import data_path, output_dir
+
+def make():
+    for i in range(2):
+        with open(os.path.join(output_dir(), f"p{i}.txt"), "w") as f:
+            f.write(str(i))
+    return "made"
+
+def use(name: str):
+    root = data_path(name)
+    return sorted(open(os.path.join(root, f)).read() for f in os.listdir(root))
+"""}
+DAG_PIPELINE = """
+tasks:
+  make: {file: t.py, function: make, outputs: handoff}
+  use:  {file: t.py, function: use, args: ["handoff"], data: [handoff]}
+"""
+
+
+def test_a_dag_task_hands_its_output_to_the_next_through_a_gateway(cnodes, redis):
+    """A DAG task's `outputs:` version is read from its run's end in Redis
+    (the gateway's waiter): the next task mounts that version."""
+    g1 = cnodes("g1", "gateway")
+    cnodes("w1", "worker")
+    st, b = g1.call("POST", "/v1/dags?wait=true", {"pipeline": DAG_PIPELINE, "files": DAG_FILES,
+                                                   "no_cache": True})
+    assert st == 200 and b["status"] == "succeeded", b
+    tasks = {t["name"]: t for t in b["tasks"]}
+    assert tasks["use"]["result"] == ["0", "1"], tasks
+    st, run = g1.call("GET", f"/v1/runs/{tasks['make']['run_id']}")
+    assert st == 200 and run["outputs"] == {"handoff": 1}, run
