@@ -415,9 +415,9 @@ static void test_redis_restart_keeps_queue(void **state) {
         run_queue_free(a);
 }
 
-/* One field of a record, read as an operator would (redis-cli). */
-static char *hget(const char *key, const char *field) {
-        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock HGET %s %s", dir, key, field);
+/* The first line redis-cli prints for args, as an operator would read it. */
+static char *cli_line(const char *args) {
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock %s", dir, args);
         FILE *f = popen(c, "r");
         assert_non_null(f);
         char line[256] = "";
@@ -426,6 +426,12 @@ static char *hget(const char *key, const char *field) {
         pclose(f);
         line[strcspn(line, "\n")] = 0;
         return xstrdup(line);
+}
+
+/* One field of a record, read as an operator would (redis-cli). */
+static char *hget(const char *key, const char *field) {
+        _cleanup_free_ char *args = xasprintf("HGET %s %s", key, field);
+        return cli_line(args);
 }
 
 static void run_to_end(RunQueue *q, const char *id) {
@@ -735,19 +741,6 @@ static void test_log_stream(void **state) {
         cluster_log_entries_free(v, n);
         cluster_log_reader_free(rd);
         run_queue_free(q);
-}
-
-/* The first line redis-cli prints for args, as an operator would read it. */
-static char *cli_line(const char *args) {
-        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock %s", dir, args);
-        FILE *f = popen(c, "r");
-        assert_non_null(f);
-        char line[256] = "";
-        if (!fgets(line, sizeof line, f))
-                line[0] = 0;
-        pclose(f);
-        line[strcspn(line, "\n")] = 0;
-        return xstrdup(line);
 }
 
 /* A run claimed, started and ended by q with outputs and lock (NULL: none)
