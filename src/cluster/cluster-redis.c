@@ -191,6 +191,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         args_add(&a, c->node_id);
         args_addf(&a, "%" PRIu64, now_ms());
         args_addf(&a, "%u", c->warm_ms);
+        args_add(&a, r->lock_json ? r->lock_json : "");
         add_field(&a, "function", r->function);
         add_field(&a, "status", r->status);
         args_add(&a, "exit_code");
@@ -201,6 +202,7 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         add_field(&a, "error_message", r->error_message);
         add_field(&a, "traceback", r->traceback);
         add_field(&a, "timings_json", r->timings_json);
+        add_field(&a, "outputs_json", r->outputs_json);
         add_field(&a, "log_path", r->log_path);
         if (r->started > 0)
                 add_field_u(&a, "started", r->started);
@@ -577,6 +579,7 @@ static RunRecord *record_from_hash(const redisReply *rep) {
                 { "traceback", &r->traceback },
                 { "timings_json", &r->timings_json },
                 { "log_path", &r->log_path },
+                { "outputs_json", &r->outputs_json },
         };
         for (size_t i = 0; i + 1 < rep->elements; i += 2) {
                 const char *name = rep->element[i]->str, *value = rep->element[i + 1]->str;
@@ -626,6 +629,38 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
                 return -ENOENT;
         }
         *ret = r;
+        return 0;
+}
+
+int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char **ret) {
+        ClusterQueue *c = cq(q);
+        assert(id && ret);
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "HMGET");
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, "tenant");
+        args_add(&a, "lock_sha1");
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+                return -EBADMSG;
+        redisReply **e = rep->element;
+        if (e[0]->type != REDIS_REPLY_STRING || (tenant && !streq(e[0]->str, tenant)))
+                return -ENOENT;
+        if (e[1]->type != REDIS_REPLY_STRING) {
+                *ret = NULL;
+                return 0;
+        }
+        _cleanup_args_ Args g = { 0 };
+        args_add(&g, "GET");
+        args_addf(&g, CLUSTER_PREFIX "runlock:%s", e[1]->str);
+        _cleanup_reply_ redisReply *text = cluster_cmd(c, &c->conn, &g, &k);
+        if (!text)
+                return k;
+        /* Found: it outlives each record naming it (finish.lua). */
+        *ret = text->type == REDIS_REPLY_STRING ? xstrdup(text->str) : NULL;
         return 0;
 }
 

@@ -7,7 +7,8 @@
  * created), node:<id> (the lease: TTL'd, value = the node's JSON status),
  * nodes (set of node ids ever seen), dead (dead-letter stream),
  * drain:<id> (set: stop claiming), stale (counter of dropped results),
- * log:<id> (a run's log stream, cluster-logs.c).
+ * log:<id> (a run's log stream, cluster-logs.c), runlock:<sha1> (a run's
+ * lock text, once per distinct text: finish.lua).
  * Every state change is one Lua script (cluster-scripts.h), so a crash of a
  * node or of Redis between two steps loses nothing.
  *
@@ -68,6 +69,10 @@ int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *hel
 
 /* The record of run id (exact id), within tenant (NULL: any). -ENOENT. */
 int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret);
+/* The lock run id ran with (pkg_lock_to_json() text; *ret NULL: none), as
+ * store_run_get_lock() reads a single node's: kept beside the record, not
+ * read with it (cluster_run_get()). -ENOENT: no such run within tenant. */
+int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char **ret);
 /* tenant's runs, most recent first. */
 int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
 /* The runs of tenant's deployed function name, most recent first (those

@@ -4,8 +4,20 @@
 -- hears it on its channel (PUBLISH <prefix>ev:<gateway> "d:<id>"), and
 -- this node is noted warm for the run's environment (placement hint,
 -- submit.lua). Else the late result is counted.
+-- The run's lock (ARGV[8]: the packages it ran with, pkg_lock_to_json()
+-- text; '' none) is kept once per distinct text, as a single node's locks
+-- table does (a deployed function's invokes all carry its version's lock):
+-- the record names it by its SHA-1 (field lock_sha1), the text is
+-- <prefix>runlock:<sha1>, whose expiry each finish that names it pushes to
+-- its own record's, so it outlives every record naming it (all expire
+-- ttl_s after their end). An existing text is not written again (its AOF
+-- entry is an EXPIRE).
 -- KEYS: run:<id>, runs, stale
--- ARGV: attempt, group, ttl_s, prefix, node, now_ms, warm_ms, field, value, ...
+-- ARGV: attempt, group, ttl_s, prefix, node, now_ms, warm_ms, lock, field, value, ...
+-- The fields (cluster-redis.c cq_finish): function, status, exit_code,
+-- value_json, value_repr, error_type, error_message, traceback,
+-- timings_json, outputs_json ({"NAME": VERSION}, the datasets the run
+-- wrote), log_path, started, finished; an absent one is not sent.
 -- Returns 1 written, 0 stale.
 local st = redis.call('HGET', KEYS[1], 'status')
 local a = redis.call('HGET', KEYS[1], 'attempt')
@@ -14,7 +26,14 @@ if (st ~= 'queued' and st ~= 'running') or a ~= ARGV[1] then
   return 0
 end
 local fv = {}
-for i = 8, #ARGV do fv[#fv + 1] = ARGV[i] end
+for i = 9, #ARGV do fv[#fv + 1] = ARGV[i] end
+if ARGV[8] ~= '' then
+  local h = redis.sha1hex(ARGV[8])
+  local lk = ARGV[4] .. 'runlock:' .. h
+  if redis.call('EXPIRE', lk, ARGV[3]) == 0 then redis.call('SET', lk, ARGV[8], 'EX', ARGV[3]) end
+  fv[#fv + 1] = 'lock_sha1'
+  fv[#fv + 1] = h
+end
 redis.call('HSET', KEYS[1], unpack(fv))
 redis.call('HDEL', KEYS[1], 'request_json')
 local e = redis.call('HGET', KEYS[1], 'entry')

@@ -377,6 +377,12 @@ int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunReco
         return store_run_get(d->store, tenant, id, ret);
 }
 
+int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **ret) {
+        if (d->cluster)
+                return cluster_run_get_lock(d->cluster->queue, tenant, id, ret);
+        return store_run_get_lock(d->store, tenant, id, ret);
+}
+
 int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n) {
         if (d->cluster)
                 return cluster_run_list(d->cluster->queue, tenant, limit, ret, ret_n);

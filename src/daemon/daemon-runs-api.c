@@ -815,7 +815,7 @@ struct MHD_Response *daemon_api_run_lock(const DaemonCall *call, unsigned *ret_s
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         _cleanup_free_ char *text = NULL;
-        k = store_run_get_lock(d->store, call->tenant, rec->id, &text);
+        k = daemon_run_lock_get(d, call->tenant, rec->id, &text);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
         json_t *lock = daemon_json_or_null(text);

@@ -393,6 +393,9 @@ static int drun_write_final(Daemon *d, DRun *r) {
         rec.error_message = res->error_message;
         rec.traceback = res->traceback;
         rec.outputs_json = res->outputs_json;
+        /* The engine did not write it (a claimed run's record is Redis's,
+         * or its own write failed): the lock goes with the end. */
+        rec.lock_json = res->lock_json;
         rec.timings_json = timings;
         rec.finished = r->finished;
         int k = r->attempt > 0 ? run_queue_finish(d->queue, &rec, r->attempt)
@@ -939,6 +942,10 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
                 res = st->er ? engine_run_end(st->er) : NULL;
                 daemon_env_free(st->env);
                 st->env = NULL;
+                /* In a cluster the run's output stays on this node, as a
+                 * put's does (daemon-data.c): its peers fetch it by hash,
+                 * so it is recorded before the run's end is written. */
+                daemon_cluster_object_held(d, st->out.hash);
                 free(st->out.hash);
                 int k = st->sk < 0 ? st->sk : 0;
                 if (st->dk < 0 && k >= 0) {
@@ -1363,6 +1370,8 @@ static RunResult *result_from_record(const RunRecord *rec) {
         res->error_type = xstrdup_or_null(rec->error_type);
         res->error_message = xstrdup_or_null(rec->error_message);
         res->traceback = xstrdup_or_null(rec->traceback);
+        /* A DAG task's output version is read from its run's result. */
+        res->outputs_json = xstrdup_or_null(rec->outputs_json);
         return res;
 }
 

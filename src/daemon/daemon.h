@@ -596,6 +596,8 @@ int daemon_cluster_role_from_string(const char *s, DaemonClusterRole *ret);
 int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_error);
 /* A run's record: Redis's in cluster mode, else the local store's. */
 int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret);
+/* The lock run id ran with (*ret NULL: none), from the same place; exact id. */
+int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **ret);
 int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
 /* Cluster mode: the runs of tenant's deployed function name, newest first
  * (Redis's index of them). */

@@ -1681,7 +1681,7 @@ RunResult *engine_run_end(EngineRun *run) {
         json_decref(c->args);
         json_decref(c->kwargs);
         strv_free(c->sys_path);
-        free(c->lock_json);
+        c->res->lock_json = TAKE_PTR(c->lock_json);
         json_decref(c->memo_reply);
         json_decref(c->compiled);
         strv_free(c->data_binds);

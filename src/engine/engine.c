@@ -41,6 +41,7 @@ RunResult *run_result_free(RunResult *r) {
         free(r->error_message);
         free(r->traceback);
         free(r->outputs_json);
+        free(r->lock_json);
         free(r->timings_json);
         free(r);
         return NULL;

@@ -184,6 +184,11 @@ typedef struct RunResult {
         char *traceback;      /* user frames only, when the function raised */
         bool output_truncated;
         char *outputs_json;   /* {"NAME": VERSION}: datasets the run's /out became */
+        /* The environment's lock the run ran in (pkg_lock_to_json() text;
+         * NULL: none resolved): the record's RunRecord.lock_json, for a
+         * caller that writes the end itself (RunSpec.no_record: a cluster
+         * node's claimed run, whose record is Redis's). */
+        char *lock_json;
         /* Phase durations in microseconds: queue (set by the daemon),
          * validate, resolve (incl. install), acquire (a warm worker or
          * instance; large when cold), fork (hand-off to a forked child),

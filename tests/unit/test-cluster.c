@@ -462,9 +462,9 @@ static void test_scripts_sent_by_sha1(void **state) {
         run_queue_free(a);
 }
 
-/* One field of a record, read as an operator would (redis-cli). */
-static char *hget(const char *key, const char *field) {
-        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock HGET %s %s", dir, key, field);
+/* The first line redis-cli prints for args, as an operator would read it. */
+static char *cli_line(const char *args) {
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock %s", dir, args);
         FILE *f = popen(c, "r");
         assert_non_null(f);
         char line[256] = "";
@@ -473,6 +473,12 @@ static char *hget(const char *key, const char *field) {
         pclose(f);
         line[strcspn(line, "\n")] = 0;
         return xstrdup(line);
+}
+
+/* One field of a record, read as an operator would (redis-cli). */
+static char *hget(const char *key, const char *field) {
+        _cleanup_free_ char *args = xasprintf("HGET %s %s", key, field);
+        return cli_line(args);
 }
 
 static void run_to_end(RunQueue *q, const char *id) {
@@ -852,6 +858,69 @@ static void test_log_stream(void **state) {
         run_queue_free(q);
 }
 
+/* A run claimed, started and ended by q with outputs and lock (NULL: none)
+ * at its attempt; a late finish of attempt 2 with another lock is refused
+ * and keeps no text. */
+static void run_with(RunQueue *q, const char *id, const char *outputs, const char *lock) {
+        submit_claimed(q, id, 1);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(q, id, now_realtime(), &attempt), 0);
+        RunRecord f;
+        finish_rec(&f, id, "succeeded");
+        f.outputs_json = (char *) outputs;
+        f.lock_json = (char *) lock;
+        assert_int_equal(run_queue_finish(q, &f, attempt), 0);
+        f.lock_json = (char *) "{\"stale\":true}";
+        assert_int_equal(run_queue_finish(q, &f, attempt + 1), -ESTALE);
+}
+
+/* What a worker's engine produced besides the value (the datasets it
+ * wrote, the lock it ran with) is in the record any gateway reads, and
+ * the one renderer of a run shows the outputs as a single node's record
+ * does. Each distinct lock text is kept once, as long as its records. */
+static void test_outputs_and_lock_round_trip(void **state) {
+        RunQueue *q = queue("ol1", 5000);
+        const char *lock = "{\"version\":1,\"requirements\":[\"a==1\"],\"packages\":[{\"name\":\"a\"}]}";
+        run_with(q, "r-ol-1", "{\"parts\":2}", lock);
+        run_with(q, "r-ol-2", "{\"parts\":3}", lock);
+        run_with(q, "r-ol-3", NULL, NULL);
+
+        RunRecord *got = NULL;
+        assert_int_equal(cluster_run_get(q, "t1", "r-ol-1", &got), 0);
+        assert_string_equal(got->outputs_json, "{\"parts\":2}");
+        json_t *j = run_record_json(got, NULL);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "outputs"), "parts")), 2);
+        json_decref(j);
+        run_record_free(got);
+        assert_int_equal(cluster_run_get(q, "t1", "r-ol-3", &got), 0);
+        assert_null(got->outputs_json);
+        run_record_free(got);
+
+        char *text = NULL;
+        assert_int_equal(cluster_run_get_lock(q, "t1", "r-ol-1", &text), 0);
+        assert_string_equal(text, lock);
+        free(text);
+        assert_int_equal(cluster_run_get_lock(q, NULL, "r-ol-2", &text), 0);
+        assert_string_equal(text, lock);
+        free(text);
+        text = (char *) "unset";
+        assert_int_equal(cluster_run_get_lock(q, "t1", "r-ol-3", &text), 0);
+        assert_null(text);
+        assert_int_equal(cluster_run_get_lock(q, "other-tenant", "r-ol-1", &text), -ENOENT);
+        assert_int_equal(cluster_run_get_lock(q, "t1", "r-ol-none", &text), -ENOENT);
+
+        /* One text for both records, living as long as the newest. */
+        _cleanup_free_ char *h1 = hget("ps:run:r-ol-1", "lock_sha1"), *h2 = hget("ps:run:r-ol-2", "lock_sha1");
+        assert_int_equal(strlen(h1), 40);
+        assert_string_equal(h1, h2);
+        _cleanup_free_ char *n = cli_line("EVAL \"return #redis.call('KEYS', 'ps:runlock:*')\" 0");
+        assert_string_equal(n, "1");
+        _cleanup_free_ char *k = xasprintf("TTL ps:runlock:%s", h1);
+        _cleanup_free_ char *ttl = cli_line(k), *rttl = cli_line("TTL ps:run:r-ol-2");
+        assert_true(atoll(ttl) > 0 && atoll(ttl) >= atoll(rttl));
+        run_queue_free(q);
+}
+
 static void test_bad_url(void **state) {
         RunQueue *q = NULL;
         _cleanup_free_ char *err = NULL;
@@ -892,6 +961,7 @@ int main(void) {
                 cmocka_unit_test(test_function_store_url),
                 cmocka_unit_test(test_dataset_store),
                 cmocka_unit_test(test_log_stream),
+                cmocka_unit_test(test_outputs_and_lock_round_trip),
                 /* last: switching AOF off and on leaves it rewriting */
                 cmocka_unit_test(test_durability_check),
                 cmocka_unit_test(test_bad_url),
