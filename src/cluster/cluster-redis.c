@@ -664,11 +664,9 @@ int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char *
         return 0;
 }
 
-/* The runs of tenant whose ids the listing index key holds, newest first,
- * at most limit. */
-static int index_list(RunQueue *q, const char *tenant, const char *key, size_t limit, RunRecord ***ret,
-                      size_t *ret_n) {
-        ClusterQueue *c = cq(q);
+/* The ids a listing index key holds, newest first, at most limit: a
+ * NULL-terminated strv (NULL when none). */
+static int index_ids(ClusterQueue *c, const char *key, size_t limit, char ***ret) {
         _cleanup_args_ Args a = { 0 };
         args_add(&a, "ZREVRANGE");
         args_add(&a, key);
@@ -678,17 +676,34 @@ static int index_list(RunQueue *q, const char *tenant, const char *key, size_t l
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
+        char **ids = NULL;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING)
+                        ids = strv_append(ids, rep->element[i]->str);
+        *ret = ids;
+        return 0;
+}
+
+/* The runs of tenant whose ids the listing index key holds, newest first,
+ * at most limit. */
+static int index_list(RunQueue *q, const char *tenant, const char *key, size_t limit, RunRecord ***ret,
+                      size_t *ret_n) {
+        ClusterQueue *c = cq(q);
+        _cleanup_strv_free_ char **ids = NULL;
+        int k = index_ids(c, key, limit, &ids);
+        if (k < 0)
+                return k;
         RunRecord **v = NULL;
         size_t n = 0;
-        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        for (char **id = ids; id && *id; id++) {
                 RunRecord *r = NULL;
-                k = cluster_run_get(q, tenant, rep->element[i]->str, &r);
+                k = cluster_run_get(q, tenant, *id, &r);
                 if (k == -ENOENT) {
                         /* The record expired: its index entry goes too. */
                         _cleanup_args_ Args z = { 0 };
                         args_add(&z, "ZREM");
                         args_add(&z, key);
-                        args_add(&z, rep->element[i]->str);
+                        args_add(&z, *id);
                         redisReply *zr = cluster_cmd(c, &c->conn, &z, &k);
                         if (zr)
                                 freeReplyObject(zr);
@@ -721,22 +736,8 @@ int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name,
 
 int cluster_run_ids(RunQueue *q, const char *tenant, size_t limit, char ***ret) {
         assert(tenant && ret);
-        ClusterQueue *c = cq(q);
-        _cleanup_args_ Args a = { 0 };
-        args_add(&a, "ZREVRANGE");
-        args_addf(&a, CLUSTER_PREFIX "idx:%s", tenant);
-        args_add(&a, "0");
-        args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
-        int k = 0;
-        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
-        if (!rep)
-                return k;
-        char **ids = NULL;
-        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
-                if (rep->element[i]->type == REDIS_REPLY_STRING)
-                        ids = strv_append(ids, rep->element[i]->str);
-        *ret = ids;
-        return 0;
+        _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "idx:%s", tenant);
+        return index_ids(cq(q), key, limit, ret);
 }
 
 static long long int_of(ClusterQueue *c, const char *c0, const char *c1, const char *c2, int *ret_error) {
