@@ -1,0 +1,94 @@
+"""Cluster mode: any gateway answers like a single node (docs/cluster.md),
+also for the routes that used to work only on the gateway that accepted
+the run or drives the DAG run: GET /v1/runs/ID?wait=true, a run given by a
+unique prefix of its id, and a DAG run's graph. A real redis-server (AOF
+on, test_cluster's fixtures), 2 gateways and a worker on loopback."""
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+from clusterlib import SLEEPER
+from conftest import CLI
+from daemonlib import TOKENS, Daemon, sandbox_mode
+from test_cluster import DAG_TASKS, nodes, pytestmark, redis, wait_until  # noqa: F401 (fixtures)
+from test_daemon_connections import waiting
+
+
+def cli(gw, *args, token="alice"):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
+    env["PYSPRINTER_HOME"] = str(gw.root / "cli-home")
+    return subprocess.run([str(CLI), "--server", gw.url, "--token", TOKENS[token], *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def submit(gw, seconds, tag):
+    st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": seconds, "tag": tag})
+    assert st == 202, (st, b)
+    return b["id"]
+
+
+def test_run_wait_on_a_gateway_that_did_not_accept_the_run(nodes, redis):
+    """GET /v1/runs/ID?wait=true on gw2 for a run gw1 accepted: 202 with the
+    run in flight at the timeout, 200 with its result once it ended, the
+    same answer as gw1's. Waiters are parked, not threads: 6 of them on a
+    gateway with 2 HTTP threads leave it answering."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway", http_threads=2)
+    nodes("w1", "worker")
+    rid = submit(gw1, 4, "late")
+
+    t0 = time.time()
+    st, b = gw2.call("GET", f"/v1/runs/{rid}?wait=true&timeout=1")
+    took = time.time() - t0
+    assert st == 202 and b["status"] in ("queued", "running"), (st, b)
+    assert 0.9 <= took < 3, took
+
+    answers = [None] * 6
+
+    def wait(i):
+        answers[i] = gw2.call("GET", f"/v1/runs/{rid}?wait=true")
+
+    waiters = [threading.Thread(target=wait, args=(i,), daemon=True) for i in range(6)]
+    for t in waiters:
+        t.start()
+    wait_until(lambda: waiting(gw2) >= 6, 30, "6 waiters held without a thread")
+    for _ in range(5):
+        t0 = time.time()
+        st, cur = gw2.call("GET", f"/v1/runs/{rid}")
+        assert st == 200 and cur["status"] in ("queued", "running"), cur
+        assert time.time() - t0 < 1.0, time.time() - t0
+    for t in waiters:
+        t.join(60)
+        assert not t.is_alive()
+    st, ref = gw1.call("GET", f"/v1/runs/{rid}?wait=true")
+    assert st == 200 and ref["status"] == "succeeded" and ref["result"] == "late", (st, ref)
+    for st, b in answers:
+        assert (st, b) == (200, ref)
+    wait_until(lambda: waiting(gw2) == 0, 30, "the waiters gone")
+    # An ended run answers at once, on both gateways.
+    for gw in (gw1, gw2):
+        t0 = time.time()
+        assert gw.call("GET", f"/v1/runs/{rid}?wait=true&timeout=30") == (200, ref)
+        assert time.time() - t0 < 1.0
+
+
+def test_run_wait_elsewhere_ends_with_a_cancel_asked_anywhere(nodes, redis):
+    """A waiter on gw2 of a run gw1 accepted sees the cancel asked through
+    gw1 (the run ends cancelled): 200 with the cancelled run."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    rid = submit(gw1, 120, "never")
+    gw2.wait_status(rid, {"running"}, timeout=60)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(a=gw2.call("GET", f"/v1/runs/{rid}?wait=true")), daemon=True)
+    t.start()
+    wait_until(lambda: waiting(gw2) >= 1, 30, "the waiter parked")
+    st, _ = gw1.call("DELETE", f"/v1/runs/{rid}")
+    assert st in (200, 202), st
+    t.join(60)
+    assert not t.is_alive()
+    st, b = out["a"]
+    assert st == 200 and b["status"] == "cancelled", (st, b)
