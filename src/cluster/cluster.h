@@ -87,6 +87,13 @@ int cluster_drain(RunQueue *q, const char *node_id);
  * through the fenced finish); -ESTALE when it has ended already. */
 int cluster_cancel(RunQueue *q, const char *id, const char *message);
 
+/* The record of tenant's run by full id or unique prefix, as
+ * store_run_get() on one node: a full id first (within tenant, NULL: any),
+ * then, with tenant, a prefix through ridx:<tenant> (runs submitted before
+ * that index existed are found by full id only). -ENOENT none, -EEXIST the
+ * prefix is ambiguous, -EINVAL an empty one. */
+int cluster_run_find(RunQueue *q, const char *tenant, const char *id_or_prefix, RunRecord **ret);
+
 typedef enum ClusterEventKind {
         CLUSTER_EVENT_DONE,   /* a run this node submitted ended */
         CLUSTER_EVENT_CANCEL, /* cancel a run this node runs */

@@ -92,3 +92,71 @@ def test_run_wait_elsewhere_ends_with_a_cancel_asked_anywhere(nodes, redis):
     assert not t.is_alive()
     st, b = out["a"]
     assert st == 200 and b["status"] == "cancelled", (st, b)
+
+
+def common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def test_a_run_id_prefix_resolves_on_every_gateway(nodes, redis, tmp_path):
+    """A unique prefix of a run id names the run through any gateway, as on
+    a single node: GET /v1/runs/PREFIX (and its logs, ?wait=true), `pysprinter
+    show|logs PREFIX`; an ambiguous one is 400, another tenant's 404."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    st, a = gw1.run("def f():\n    print('hi from a')\n    return 'a'\n")
+    assert st == 200 and a["status"] == "succeeded", a
+    st, b = gw1.run("def f():\n    return 'b'\n")
+    assert st == 200 and b["status"] == "succeeded", b
+    both = common_prefix(a["id"], b["id"])
+    assert len(both) >= 2, (a["id"], b["id"])  # "r" and at least the time's first digit
+    pa = a["id"][:len(both) + 1]
+
+    st, ref = gw1.call("GET", f"/v1/runs/{a['id']}")
+    assert st == 200
+    for gw in (gw1, gw2):
+        assert gw.call("GET", f"/v1/runs/{pa}") == (200, ref), gw
+        assert gw.call("GET", f"/v1/runs/{pa}?wait=true") == (200, ref), gw
+        assert gw.call("GET", f"/v1/runs/{pa}/logs") == (200, "hi from a\n"), gw
+        st, err = gw.call("GET", f"/v1/runs/{both}")
+        assert st == 400 and err["error"]["code"] == "ambiguous", (st, err)
+        st, _ = gw.call("GET", f"/v1/runs/{pa}", token="bob")
+        assert st == 404
+        st, _ = gw.call("GET", f"/v1/runs/{pa}zz")
+        assert st == 404
+
+    # The CLI through either gateway prints the same bytes.
+    outs = []
+    for gw in (gw1, gw2):
+        show, logs = cli(gw, "show", pa), cli(gw, "logs", pa)
+        assert show.returncode == 0 and logs.returncode == 0, (show.stderr, logs.stderr)
+        assert a["id"] in show.stdout and logs.stdout == "hi from a\n"
+        amb = cli(gw, "show", both)
+        outs.append((show.stdout, logs.stdout, amb.returncode, amb.stdout, amb.stderr))
+    assert outs[0] == outs[1], outs
+    assert outs[0][2] != 0
+
+    # As on a single node: the same codes and errors for the same shapes.
+    single = Daemon(tmp_path / "single", sandbox=sandbox_mode(tmp_path))
+    single.start()
+    try:
+        st, s1 = single.run("def f():\n    return 1\n")
+        st, s2 = single.run("def f():\n    return 2\n")
+        sboth = common_prefix(s1["id"], s2["id"])
+        st, serr = single.call("GET", f"/v1/runs/{sboth}")
+        st2, cerr = gw2.call("GET", f"/v1/runs/{both}")
+        assert (st, serr["error"]["code"]) == (st2, cerr["error"]["code"]), (serr, cerr)
+        assert single.call("GET", f"/v1/runs/{s1['id'][:len(sboth) + 1]}")[0] == 200
+    finally:
+        single.stop()
+
+    # Cancel by prefix through the gateway that did not accept it.
+    rid = submit(gw1, 120, "long")
+    gw2.wait_status(rid, {"running"}, timeout=60)
+    st, c = gw2.call("DELETE", f"/v1/runs/{rid[:-3]}")
+    assert st in (200, 202), (st, c)
+    assert gw1.wait_status(rid, {"cancelled"}, timeout=30)["id"] == rid
