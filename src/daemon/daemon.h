@@ -1082,6 +1082,10 @@ void daemon_dag_cluster_release(Daemon *d, const char *id);
 int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunRecord **ret_rec,
                              struct json_t **ret_files);
 int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken, char ***ret_cancel);
+/* Cluster mode: the task files DAG run id was posted with (JSON name ->
+ * text; NULL when none were), from Redis: what any gateway reads the
+ * pipeline's tasks from (the owner's copy is in its own DATA_DIR/dags). */
+int daemon_dag_cluster_files(Daemon *d, const char *id, struct json_t **ret_files);
 /* Cluster mode: records a cancel of DAG run id asked on this node (any
  * node): its owner, or whoever takes it over, cancels it at its next lease
  * tick (*ret_cancel above). 1 recorded, 0 it has ended, -ENOENT. */

@@ -160,3 +160,56 @@ def test_a_run_id_prefix_resolves_on_every_gateway(nodes, redis, tmp_path):
     st, c = gw2.call("DELETE", f"/v1/runs/{rid[:-3]}")
     assert st in (200, 202), (st, c)
     assert gw1.wait_status(rid, {"cancelled"}, timeout=30)["id"] == rid
+
+
+GRAPH_PIPELINE = """
+tasks:
+  a: {file: t.py, function: f, args: ["a"], kwargs: {seconds: 0.1}}
+  b: {file: lib/t2.py, function: f, args: ["${a}-b"], kwargs: {seconds: 0.1}, depends: [a]}
+  c: {file: t.py, function: f, args: ["${a}-c"], kwargs: {seconds: 0.1}, depends: [a]}
+"""
+
+
+def test_dag_graph_and_show_on_every_gateway(nodes, redis, tmp_path):
+    """GET /v1/dags/ID/graph and `pysprinter dag show ID` answer the same on
+    the gateway that drives the DAG run and on another, from Redis, and as
+    a single node does: also once the driving gateway's copy of the task
+    files is gone (a gateway on another machine never had them)."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    nodes("w1", "worker")
+    st, b = gw1.call("POST", "/v1/dags", {"pipeline": GRAPH_PIPELINE, "no_cache": True,
+                                          "files": {"t.py": DAG_TASKS, "lib/t2.py": DAG_TASKS}})
+    assert st == 202, b
+    dag_id = b["id"]
+    st, ref = gw1.call("GET", f"/v1/dags/{dag_id}/graph")
+    assert st == 200, ref
+    assert [(t["name"], t["deps"]) for t in ref["tasks"]] == [("a", []), ("b", ["a"]), ("c", ["a"])], ref
+    assert gw2.call("GET", f"/v1/dags/{dag_id}/graph") == (200, ref)
+    assert gw2.call("GET", f"/v1/dags/{dag_id[:-4]}/graph") == (200, ref)
+    st, _ = gw2.call("GET", f"/v1/dags/{dag_id}/graph", token="bob")
+    assert st == 404
+    single = Daemon(tmp_path / "single", sandbox=sandbox_mode(tmp_path))
+    single.start()
+    try:
+        st, sb = single.call("POST", "/v1/dags", {"pipeline": GRAPH_PIPELINE, "no_cache": True,
+                                                  "files": {"t.py": DAG_TASKS, "lib/t2.py": DAG_TASKS}})
+        assert st == 202, sb
+        assert single.call("GET", f"/v1/dags/{sb['id']}/graph") == (200, ref)
+    finally:
+        single.stop()
+
+    st, done = gw2.call("GET", f"/v1/dags/{dag_id}?wait=true")
+    assert st == 200 and done["status"] == "succeeded", done
+    shows = [cli(gw, "dag", "show", dag_id) for gw in (gw1, gw2)]
+    for r in shows:
+        assert r.returncode == 0, r.stderr
+    assert (shows[0].stdout, shows[0].stderr) == (shows[1].stdout, shows[1].stderr)
+
+    # The owner's directory of the DAG run's files, removed: the graph is
+    # still answered, from the files in Redis, by both gateways.
+    dirs = [p for p in gw1.root.rglob(dag_id) if p.is_dir() and p.parent.name == "dags"]
+    assert len(dirs) == 1, dirs
+    shutil.rmtree(dirs[0])
+    for gw in (gw1, gw2):
+        assert gw.call("GET", f"/v1/dags/{dag_id}/graph") == (200, ref), gw
