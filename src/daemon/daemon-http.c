@@ -296,7 +296,15 @@ static enum MHD_Result wait_step(Ctx *c, Req *req) {
                         k->answered = true;
                         return MHD_NO;
                 }
-                usec_t until = k->look > 0 ? MIN(k->deadline, now_monotonic() + k->look) : k->deadline;
+                usec_t until = k->deadline;
+                if (k->look > 0) {
+                        until = MIN(until, now_monotonic() + k->look);
+                        /* Nobody kicks a poll's key: no wakeup to lose. Armed
+                         * after its look (a read of Redis), the kicks of
+                         * every other run meanwhile do not make it look
+                         * again at once, over and over on a busy node. */
+                        gen = daemon_wait_arm();
+                }
                 if (daemon_wait_park(&k->w, c->conn, k->key, gen, until))
                         return MHD_YES; /* suspended; MHD calls on_request again once resumed */
         }
