@@ -116,13 +116,14 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         /* A deployed function's run is indexed for its function's listing
          * too (cluster_function_run_list()). */
         const char *fn = r->request_given ? r->request_fn_name : NULL;
-        ARGS_EVAL(&a, submit, 6);
+        ARGS_EVAL(&a, submit, 7);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_addf(&a, CLUSTER_PREFIX "idem:%s:%s", r->tenant, idem_key ? idem_key : "");
         args_addf(&a, CLUSTER_PREFIX "idx:%s", r->tenant);
         args_add(&a, K_TENANTS);
         args_addf(&a, CLUSTER_PREFIX "fidx:%s:%s", r->tenant, fn ? fn : "");
+        args_addf(&a, CLUSTER_PREFIX "ridx:%s", r->tenant);
         args_add(&a, r->id);
         args_add(&a, idem_key ? "1" : "0");
         args_add(&a, "86400");
@@ -719,6 +720,83 @@ static int index_list(RunQueue *q, const char *tenant, const char *key, size_t l
         *ret = v;
         *ret_n = n;
         return 0;
+}
+
+/* Up to two of tenant's run ids that begin with prefix, in id order, from
+ * ridx:<tenant> (submit.lua). */
+static int ids_by_prefix(ClusterQueue *c, const char *tenant, const char *prefix, char ***ret) {
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "ZRANGEBYLEX");
+        args_addf(&a, CLUSTER_PREFIX "ridx:%s", tenant);
+        args_addf(&a, "[%s", prefix);
+        /* Ids are [0-9a-z]: every id that extends prefix sorts below this. */
+        args_addf(&a, "(%s\x7f", prefix);
+        args_add(&a, "LIMIT");
+        args_add(&a, "0");
+        args_add(&a, "2");
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        char **ids = NULL;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING)
+                        ids = strv_append(ids, rep->element[i]->str);
+        *ret = ids;
+        return 0;
+}
+
+/* The run whose id begins with prefix among tenant's live records: an id
+ * whose record expired leaves the index here (the lease script's trimming
+ * may not have met it yet) and the look is made again. */
+static int run_get_by_prefix(RunQueue *q, const char *tenant, const char *prefix, RunRecord **ret) {
+        ClusterQueue *c = cq(q);
+        for (;;) {
+                _cleanup_strv_free_ char **ids = NULL;
+                int k = ids_by_prefix(c, tenant, prefix, &ids);
+                if (k < 0)
+                        return k;
+                RunRecord *live[2] = {};
+                size_t n = 0, gone = 0;
+                for (size_t i = 0; ids && ids[i] && i < 2 && k >= 0; i++) {
+                        k = cluster_run_get(q, tenant, ids[i], &live[n]);
+                        if (k >= 0)
+                                n++;
+                        else if (k == -ENOENT) {
+                                _cleanup_args_ Args z = { 0 };
+                                args_add(&z, "ZREM");
+                                args_addf(&z, CLUSTER_PREFIX "ridx:%s", tenant);
+                                args_add(&z, ids[i]);
+                                k = 0;
+                                redisReply *zr = cluster_cmd(c, &c->conn, &z, &k);
+                                if (zr)
+                                        freeReplyObject(zr);
+                                gone++;
+                        }
+                }
+                if (k >= 0 && n == 1 && gone == 0) {
+                        *ret = live[0];
+                        return 0;
+                }
+                run_record_free(live[0]);
+                run_record_free(live[1]);
+                if (k < 0)
+                        return k;
+                if (n == 2)
+                        return -EEXIST;
+                if (gone == 0)
+                        return -ENOENT;
+        }
+}
+
+int cluster_run_find(RunQueue *q, const char *tenant, const char *id_or_prefix, RunRecord **ret) {
+        assert(q && ret);
+        if (!id_or_prefix || !*id_or_prefix)
+                return -EINVAL;
+        int k = cluster_run_get(q, tenant, id_or_prefix, ret);
+        if (k != -ENOENT || !tenant)
+                return k;
+        return run_get_by_prefix(q, tenant, id_or_prefix, ret);
 }
 
 int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n) {

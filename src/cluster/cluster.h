@@ -8,7 +8,8 @@
  * nodes (set of node ids ever seen), dead (dead-letter stream),
  * drain:<id> (set: stop claiming), stale (counter of dropped results),
  * log:<id> (a run's log stream, cluster-logs.c), runlock:<sha1> (a run's
- * lock text, once per distinct text: finish.lua).
+ * lock text, once per distinct text: finish.lua), ridx:<tenant> (a zset of
+ * the tenant's run ids in id order: prefixes, cluster_run_find()).
  * Every state change is one Lua script (cluster-scripts.h), so a crash of a
  * node or of Redis between two steps loses nothing.
  *
@@ -95,6 +96,13 @@ int cluster_drain(RunQueue *q, const char *node_id);
  * running one is marked and its node told (1: that node ends it cancelled
  * through the fenced finish); -ESTALE when it has ended already. */
 int cluster_cancel(RunQueue *q, const char *id, const char *message);
+
+/* The record of tenant's run by full id or unique prefix, as
+ * store_run_get() on one node: a full id first (within tenant, NULL: any),
+ * then, with tenant, a prefix through ridx:<tenant> (runs submitted before
+ * that index existed are found by full id only). -ENOENT none, -EEXIST the
+ * prefix is ambiguous, -EINVAL an empty one. */
+int cluster_run_find(RunQueue *q, const char *tenant, const char *id_or_prefix, RunRecord **ret);
 
 typedef enum ClusterEventKind {
         CLUSTER_EVENT_DONE,   /* a run this node submitted ended */

@@ -10,8 +10,9 @@
 --    delivered and acknowledged: done with. finish/cancel also XDEL their
 --    entry so XLEN counts only work in flight; XDEL leaves tombstones in
 --    the stream's nodes, XTRIM frees whole nodes.
---  * the listing indexes (idx:<tenant>, fidx:<tenant>:<fn>: the set "tenants"): ids whose record expired are removed
---    (at most ARGV[6] of the oldest per index per call).
+--  * the listing indexes (idx:<tenant>, fidx:<tenant>:<fn>, ridx:<tenant>: the set "tenants"): ids whose record
+--    expired are removed (at most ARGV[6] of the oldest per index per call; ridx's first members by rank are
+--    its oldest too: its ids begin with their creation time).
 -- KEYS: node:<id>, runs, nodes, drain:<id>, tenants, runs:<id> (this node's own stream)
 -- ARGV: ttl_ms, status_json, group, node_id, prefix, idx_batch, then the ids of the runs this node holds
 -- Returns 1 when the node was asked to drain.

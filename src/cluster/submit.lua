@@ -8,7 +8,10 @@
 -- shared stream by any other node (reclaim.lua): the bounded fallback.
 -- KEYS: run:<id>, runs, idem:<tenant>:<key> (or unused), idx:<tenant>, tenants
 -- (the set of listing indexes the lease script trims), fidx:<tenant>:<fn>
--- (the deployed function's own listing index, or unused)
+-- (the deployed function's own listing index, or unused), ridx:<tenant> (the
+-- tenant's ids in id order, all scored 0: a prefix of an id is a ZRANGEBYLEX;
+-- ids begin with their creation time, so its first members are its oldest and
+-- the lease script trims it as it trims idx)
 -- ARGV: id, has_idem ('1'/'0'), idem_ttl_s, created, env, prefix, now_ms, has_fn ('1'/'0'), field, value, ...
 -- Returns {0, id} for a new run, {1, id} for one that exists already (an
 -- idempotent resubmission, or a retried submit whose first try landed).
@@ -47,6 +50,8 @@ redis.call('HSET', KEYS[1], 'entry', e, 'stream', stream)
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[5], KEYS[4])
+redis.call('ZADD', KEYS[7], 0, ARGV[1])
+redis.call('SADD', KEYS[5], KEYS[7])
 if ARGV[8] == '1' then
   redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
   redis.call('SADD', KEYS[5], KEYS[6])

@@ -373,7 +373,7 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
 
 int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret) {
         if (d->cluster)
-                return cluster_run_get(d->cluster->queue, tenant, id, ret);
+                return cluster_run_find(d->cluster->queue, tenant, id, ret);
         return store_run_get(d->store, tenant, id, ret);
 }
 

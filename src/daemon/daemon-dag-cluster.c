@@ -285,6 +285,16 @@ int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunR
         return 0;
 }
 
+int daemon_dag_cluster_files(Daemon *d, const char *id, json_t **ret_files) {
+        assert(d->cluster && id && ret_files);
+        _cleanup_free_ char *text = NULL, *files_text = NULL;
+        int k = cluster_dag_get(queue(d), id, &text, &files_text, NULL);
+        if (k < 0)
+                return k;
+        *ret_files = files_text ? json_loads(files_text, 0, NULL) : NULL;
+        return 0;
+}
+
 int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken, char ***ret_cancel) {
         if (!d->cluster)
                 return 0;

@@ -148,20 +148,53 @@ static char **params_overrides(const char *params_json) {
         return v;
 }
 
+/* A task file from those the DAG run was posted with (files: JSON name ->
+ * text, NULL: none), under the rule of a daemon's pipelines. */
+static int load_posted(const char *base_dir, const char *file, void *userdata, char **ret_text, size_t *ret_len,
+                       char **ret_error) {
+        json_t *t = json_object_get(userdata, file);
+        int r = dag_file_check(NULL, file, ret_error);
+        if (r < 0)
+                return r;
+        if (!json_is_string(t)) {
+                *ret_error = xasprintf("cannot read %s: not among the DAG run's files", file);
+                return -ENOENT;
+        }
+        *ret_len = json_string_length(t);
+        *ret_text = xstrndup(json_string_value(t), *ret_len);
+        return 0;
+}
+
+/* The pipeline rec recorded, parsed as it ran: its task files from the
+ * run's directory on a single node; in a cluster from posted (the files
+ * the POST sent, from Redis), so that every gateway reads the same: the
+ * owner's directory is no other gateway's. */
+static int graph_parse(Daemon *d, const DagRunRecord *rec, json_t *posted, Dag **ret, char **ret_error) {
+        _cleanup_strv_free_ char **params = params_overrides(rec->params_json);
+        return dag_parse_with(rec->spec_text ? rec->spec_text : "", rec->spec_text ? strlen(rec->spec_text) : 0,
+                              rec->file ? rec->file : "pipeline.yaml", rec->base_dir ? rec->base_dir : ".", params,
+                              d->cluster ? load_posted : dag_load_any, posted, ret, ret_error);
+}
+
 struct MHD_Response *daemon_dag_graph_handle(const DaemonCall *call, unsigned *ret_status) {
         assert(call && call->tenant && ret_status);
         DagRunRecord *rec = NULL;
-        int r = store_dag_get(call->d->store, call->tenant, call->seg[2], &rec);
+        int r = daemon_dag_get(call->d, call->tenant, call->seg[2], &rec);
         if (r == -ENOENT)
                 return daemon_error_response(404, "not_found", ret_status, "DAG run not found");
         if (r < 0)
                 return daemon_error_response(r == -EEXIST ? 400 : 500, "bad_request", ret_status, "DAG run: %s",
                                              strerror(-r));
-        _cleanup_strv_free_ char **params = params_overrides(rec->params_json);
+        json_t *posted = NULL;
+        r = call->d->cluster ? daemon_dag_cluster_files(call->d, rec->id, &posted) : 0;
+        if (r < 0) {
+                dag_run_record_free(rec);
+                return daemon_call_errno(call, r, "DAG run", ret_status);
+        }
         Dag *g = NULL;
         _cleanup_free_ char *err = NULL;
-        r = dag_parse(rec->spec_text ? rec->spec_text : "", rec->spec_text ? strlen(rec->spec_text) : 0,
-                      rec->file ? rec->file : "pipeline.yaml", rec->base_dir ? rec->base_dir : ".", params, &g, &err);
+        r = graph_parse(call->d, rec, posted, &g, &err);
+        json_decref(posted);
         dag_run_record_free(rec);
         if (r < 0)
                 return daemon_error_response(409, "conflict", ret_status, "the pipeline does not parse any more: %s",

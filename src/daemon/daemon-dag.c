@@ -53,8 +53,6 @@ struct DaemonDags {
         pthread_cond_t cond;    /* a DAG run ended */
         DDag *list;             /* active DAG runs */
         unsigned active;
-        unsigned pollers;       /* remote_poll threads (cluster: waits for a DAG run another node drives) */
-        bool stopping;          /* the drain began: the pollers stop */
 };
 
 typedef struct DagThreadArgs {
@@ -551,10 +549,7 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout) {
                 return 0;
         usec_t until = now_monotonic() + timeout;
         pthread_mutex_lock(&d->dags->lock);
-        d->dags->stopping = true;
-        /* The pollers stop within their backoff (250 ms): none may read
-         * Redis once the cluster connection goes. */
-        while ((d->dags->active > 0 || d->dags->pollers > 0) && now_monotonic() < until) {
+        while (d->dags->active > 0 && now_monotonic() < until) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += 200 * 1000000L;
@@ -742,33 +737,10 @@ static struct MHD_Response *dag_wait_then(const DaemonCall *call, void *p, Daemo
 
 /* ---- cluster: waiting for a DAG run another node drives ---------------------
  * A ?wait=true or a cancel on a gateway that does not drive the DAG run
- * has no local DDag to wait on: a poller thread reads the run's record in
- * Redis (backoff from 10 ms up to 250 ms, as the CLI does for runs) until
- * it ended or the wait's deadline, and wakes the suspended request. */
+ * has no local DDag to wait on: it reads the run's record in Redis
+ * (daemon_call_poll()) until it ended or the wait's deadline. */
 
-typedef struct RemoteDagWait {
-        unsigned refs;          /* atomic: the request and the poller */
-        Daemon *d;
-        char *id;               /* the full id */
-        usec_t until;           /* monotonic: the poller gives up */
-        bool ended;             /* atomic: the record says it ended */
-        bool gone;              /* atomic: the request was answered */
-} RemoteDagWait;
-
-static void remote_wait_unref(RemoteDagWait *w) {
-        if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) > 0)
-                return;
-        free(w->id);
-        free(w);
-}
-
-static void remote_wait_free(void *p) {
-        RemoteDagWait *w = p;
-        __atomic_store_n(&w->gone, true, __ATOMIC_RELEASE);
-        remote_wait_unref(w);
-}
-
-static bool dag_ended_in_redis(Daemon *d, const char *id) {
+static bool dag_ended_in_redis(Daemon *d, void *id) {
         DagRunRecord *rec = NULL;
         if (daemon_dag_get(d, NULL, id, &rec) < 0)
                 return false;
@@ -777,68 +749,14 @@ static bool dag_ended_in_redis(Daemon *d, const char *id) {
         return ended;
 }
 
-static void *remote_poll(void *p) {
-        RemoteDagWait *w = p;
-        Daemon *d = w->d;
-        usec_t pause = 10 * USEC_PER_MSEC;
-        for (;;) {
-                pthread_mutex_lock(&d->dags->lock);
-                bool stop = d->dags->stopping;
-                pthread_mutex_unlock(&d->dags->lock);
-                if (stop || __atomic_load_n(&w->gone, __ATOMIC_ACQUIRE) || now_monotonic() >= w->until)
-                        break;
-                if (dag_ended_in_redis(d, w->id)) {
-                        __atomic_store_n(&w->ended, true, __ATOMIC_RELEASE);
-                        daemon_wait_kick(w);
-                        break;
-                }
-                usleep(pause);
-                pause = MIN(pause * 2, 250 * USEC_PER_MSEC);
-        }
-        pthread_mutex_lock(&d->dags->lock);
-        d->dags->pollers--;
-        pthread_cond_broadcast(&d->dags->cond);
-        pthread_mutex_unlock(&d->dags->lock);
-        remote_wait_unref(w);
-        return NULL;
-}
-
-/* 200 once the record says it ended, 202 at the timeout or the drain;
- * NULL when the client hung up (nothing more: the run is not this
- * node's to cancel on a hang-up). */
-static struct MHD_Response *remote_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
-        RemoteDagWait *w = p;
-        bool ended = __atomic_load_n(&w->ended, __ATOMIC_ACQUIRE);
-        if (!ended && why == DAEMON_WAKE_EVENT)
-                return DAEMON_SUSPENDED;
-        if (!ended && why == DAEMON_WAKE_GONE)
-                return NULL;
-        return dag_response(w->d, call->tenant, w->id, ended ? 200 : 202, ret_status);
+/* 200 once the record says it ended, 202 at the timeout or the drain. */
+static struct MHD_Response *remote_wait_answer(const DaemonCall *call, void *id, bool ended, unsigned *ret_status) {
+        return dag_response(call->d, call->tenant, id, ended ? 200 : 202, ret_status);
 }
 
 /* Waits up to timeout for DAG run id (full id) driven by another node. */
-static struct MHD_Response *remote_wait(const DaemonCall *call, const char *id, usec_t timeout,
-                                        unsigned *ret_status) {
-        Daemon *d = call->d;
-        RemoteDagWait *w = xcalloc(1, sizeof(RemoteDagWait));
-        *w = (RemoteDagWait) { .refs = 2, .d = d, .id = xstrdup(id), .until = now_monotonic() + timeout };
-        pthread_mutex_lock(&d->dags->lock);
-        bool stopping = d->dags->stopping;
-        if (!stopping)
-                d->dags->pollers++;
-        pthread_mutex_unlock(&d->dags->lock);
-        int k = stopping ? EAGAIN : thread_start_detached(remote_poll, w);
-        if (k != 0) {
-                if (!stopping) {
-                        pthread_mutex_lock(&d->dags->lock);
-                        d->dags->pollers--;
-                        pthread_mutex_unlock(&d->dags->lock);
-                }
-                remote_wait_unref(w);
-                remote_wait_unref(w);
-                return dag_response(d, call->tenant, id, 202, ret_status);
-        }
-        return daemon_call_wait(call, w, timeout, remote_wait_then, w, remote_wait_free);
+static struct MHD_Response *remote_wait(const DaemonCall *call, const char *id, usec_t timeout) {
+        return daemon_call_poll(call, timeout, dag_ended_in_redis, remote_wait_answer, xstrdup(id), free);
 }
 
 /* ?wait=true (and its timeout=S, capped by server.max_wait_s): 0 when not asked. */
@@ -1124,7 +1042,7 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
                 if (!g) {
                         log_info("DAG run %s: cancel recorded for the node that drives it", full);
                         /* 200 once it ended, 202 after 30 s (the cancel stands). */
-                        return remote_wait(call, full, 30 * USEC_PER_SEC, ret_status);
+                        return remote_wait(call, full, 30 * USEC_PER_SEC);
                 }
         }
         if (!g)
@@ -1159,7 +1077,7 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *id, u
                 return daemon_call_wait(call, g, timeout, dag_wait_then, w, dag_wait_free);
         }
         if (!ended && d->cluster)
-                return remote_wait(call, full, timeout, ret_status);
+                return remote_wait(call, full, timeout);
         return dag_response(d, call->tenant, full, 200, ret_status);
 }
 

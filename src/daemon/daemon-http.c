@@ -30,6 +30,7 @@ typedef struct WaitCont {
         DaemonWaiter w;
         const void *key;
         usec_t deadline;
+        usec_t look;            /* a poll (daemon_call_poll()): the pause before its next look; 0: none */
         DaemonWaitThen *then;
         void *state;
         void (*state_free)(void *);
@@ -264,12 +265,24 @@ static void wait_cont_free(WaitCont *k) {
         free(k);
 }
 
+/* A poll's pauses between looks: the first short (a wait for what is
+ * about to end answers quickly), doubling up to the longest (a long wait
+ * costs 4 reads a second). */
+#define POLL_FIRST_USEC (10 * USEC_PER_MSEC)
+#define POLL_MAX_USEC (250 * USEC_PER_MSEC)
+
 /* Runs the continuation until it answers or parks; on the connection's
  * MHD thread (first from dispatch(), then each time it is resumed). */
 static enum MHD_Result wait_step(Ctx *c, Req *req) {
         WaitCont *k = req->wait;
         for (;;) {
                 DaemonWake why = k->w.why;
+                /* A poll parks until its next look, not its deadline: woken
+                 * before the deadline, it is time to look again. */
+                if (why == DAEMON_WAKE_TIMEOUT && k->look > 0 && now_monotonic() < k->deadline) {
+                        why = DAEMON_WAKE_EVENT;
+                        k->look = MIN(k->look * 2, POLL_MAX_USEC);
+                }
                 uint64_t gen = daemon_wait_arm();
                 unsigned status = 500;
                 struct MHD_Response *resp = k->then(&k->call, k->state, why, &status);
@@ -283,9 +296,55 @@ static enum MHD_Result wait_step(Ctx *c, Req *req) {
                         k->answered = true;
                         return MHD_NO;
                 }
-                if (daemon_wait_park(&k->w, c->conn, k->key, gen, k->deadline))
+                usec_t until = k->deadline;
+                if (k->look > 0) {
+                        until = MIN(until, now_monotonic() + k->look);
+                        /* Nobody kicks a poll's key: no wakeup to lose. Armed
+                         * after its look (a read of Redis), the kicks of
+                         * every other run meanwhile do not make it look
+                         * again at once, over and over on a busy node. */
+                        gen = daemon_wait_arm();
+                }
+                if (daemon_wait_park(&k->w, c->conn, k->key, gen, until))
                         return MHD_YES; /* suspended; MHD calls on_request again once resumed */
         }
+}
+
+typedef struct Poll {
+        DaemonPollDone *done;
+        DaemonPollAnswer *answer;
+        void *state;
+        void (*state_free)(void *);
+} Poll;
+
+static void poll_free(void *p) {
+        Poll *x = p;
+        if (x->state_free)
+                x->state_free(x->state);
+        free(x);
+}
+
+static struct MHD_Response *poll_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+        Poll *x = p;
+        if (why == DAEMON_WAKE_GONE)
+                return NULL;
+        bool done = x->done(call->d, x->state);
+        if (!done && why == DAEMON_WAKE_EVENT)
+                return DAEMON_SUSPENDED;
+        return x->answer(call, x->state, done, ret_status);
+}
+
+/* daemon.h. The continuation of daemon_call_wait() with a look timer: its
+ * key is its own (nobody kicks it), so only the timer, the deadline, a
+ * hang-up and the drain wake it. */
+struct MHD_Response *daemon_call_poll(const DaemonCall *call, usec_t timeout, DaemonPollDone *done,
+                                      DaemonPollAnswer *answer, void *state, void (*state_free)(void *)) {
+        assert(call && call->http_req && done && answer);
+        Poll *x = xcalloc(1, sizeof(Poll));
+        *x = (Poll) { .done = done, .answer = answer, .state = state, .state_free = state_free };
+        struct MHD_Response *resp = daemon_call_wait(call, x, timeout, poll_then, x, poll_free);
+        ((Req *) call->http_req)->wait->look = POLL_FIRST_USEC;
+        return resp;
 }
 
 /* ---- routing ---------------------------------------------------------------- */

@@ -83,6 +83,32 @@ static struct MHD_Response *run_response(const DaemonCall *call, const char *id,
         return daemon_call_json(call, status, j, ret_status);
 }
 
+static bool status_ended(const char *status) {
+        return !streq(status, "queued") && !streq(status, "running");
+}
+
+static bool record_ended(Daemon *d, const char *tenant, const char *id) {
+        _cleanup_(run_record_freep) RunRecord *rec = NULL;
+        return daemon_run_record_get(d, tenant, id, &rec) >= 0 && status_ended(rec->status);
+}
+
+/* ---- cluster: waiting for a run another gateway accepted --------------------
+ * Its end is published to that gateway alone: this one reads the record
+ * in Redis (daemon_call_poll()) until it ended or the wait's timeout. */
+
+static bool remote_run_ended(Daemon *d, void *id) {
+        return record_ended(d, NULL, id);
+}
+
+/* 200 with the ended run, 202 with it still in flight. */
+static struct MHD_Response *remote_run_answer(const DaemonCall *call, void *id, bool ended, unsigned *ret_status) {
+        return run_response(call, id, ended ? 200 : 202, ret_status);
+}
+
+static struct MHD_Response *remote_run_wait(const DaemonCall *call, const char *id, usec_t timeout) {
+        return daemon_call_poll(call, timeout, remote_run_ended, remote_run_answer, xstrdup(id), free);
+}
+
 /* A request waiting for its run (daemon_call_wait()). */
 typedef struct RunWait {
         Daemon *d;
@@ -389,6 +415,9 @@ struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_st
                         return daemon_call_errno(call, k, "run", ret_status);
                 if (daemon_run_find(call->d, call->tenant, rec->id, &r) >= 0)
                         return respond_after_wait(call, r, daemon_call_wait_timeout(call), false, false);
+                /* Accepted by another gateway (or by one that died). */
+                if (call->d->cluster && !status_ended(rec->status))
+                        return remote_run_wait(call, rec->id, daemon_call_wait_timeout(call));
         }
         return run_response(call, call->seg[2], 200, ret_status);
 }
@@ -398,24 +427,13 @@ struct MHD_Response *daemon_api_run_get(const DaemonCall *call, unsigned *ret_st
  * through the fenced finish. Answers as the local cancel does: 200 once it
  * ended (read from the record), 202 after 10 s. */
 static struct MHD_Response *cancel_elsewhere(const DaemonCall *call, const RunRecord *rec, unsigned *ret_status) {
-        Daemon *d = call->d;
-        int k = daemon_cluster_cancel(d, rec->id);
+        int k = daemon_cluster_cancel(call->d, rec->id);
         if (k == -ESTALE)
                 return daemon_call_error(call, 409, "conflict", ret_status, "run %s has already finished (%s)",
                                          rec->id, rec->status);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
-        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
-        bool ended = false;
-        while (!ended && now_monotonic() < deadline) {
-                RunRecord *now = NULL;
-                ended = daemon_run_record_get(d, NULL, rec->id, &now) >= 0 && !streq(now->status, "queued") &&
-                        !streq(now->status, "running");
-                run_record_free(now);
-                if (!ended)
-                        usleep(20 * 1000);
-        }
-        return run_response(call, rec->id, ended ? 200 : 202, ret_status);
+        return remote_run_wait(call, rec->id, 10 * USEC_PER_SEC);
 }
 
 struct MHD_Response *daemon_api_run_cancel(const DaemonCall *call, unsigned *ret_status) {
@@ -659,12 +677,6 @@ static void cluster_sse_free(void *cls) {
         free(s->tenant);
         free(s->id);
         free(s);
-}
-
-static bool record_ended(Daemon *d, const char *tenant, const char *id) {
-        _cleanup_(run_record_freep) RunRecord *rec = NULL;
-        return daemon_run_record_get(d, tenant, id, &rec) >= 0 && !streq(rec->status, "queued") &&
-               !streq(rec->status, "running");
 }
 
 /* One look at the log: appends what is new to s->out; sets s->ended (with

@@ -837,6 +837,23 @@ extern char daemon_suspended_tag;
 #define DAEMON_SUSPENDED ((struct MHD_Response *) (void *) &daemon_suspended_tag)
 struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, usec_t timeout, DaemonWaitThen *then,
                                       void *state, void (*state_free)(void *));
+/* daemon_call_wait() for an end no local event announces: a run another
+ * gateway accepted, a DAG run another gateway drives (their ends are
+ * published to that gateway only; the record in Redis is the truth).
+ * done(d, state) is read at once, then 10 ms later, the pause doubling up
+ * to 250 ms, until it says true or timeout passed; each read runs on an
+ * HTTP thread (keep it one short read, such as a record in Redis), and
+ * between reads the connection is suspended: no thread waits. Then
+ * answer(call, state, done, ret_status) answers: done false at the
+ * timeout or the drain (done is read once more first: an end just then
+ * answers as an end). The client hanging up drops the connection and does
+ * nothing else. state_free(state) when the request ends. Example:
+ *
+ *     return daemon_call_poll(call, timeout, run_ended, run_answer, xstrdup(id), free); */
+typedef bool DaemonPollDone(Daemon *d, void *state);
+typedef struct MHD_Response *DaemonPollAnswer(const DaemonCall *call, void *state, bool done, unsigned *ret_status);
+struct MHD_Response *daemon_call_poll(const DaemonCall *call, usec_t timeout, DaemonPollDone *done,
+                                      DaemonPollAnswer *answer, void *state, void (*state_free)(void *));
 /* A handler's read of runs after the store's writer committed what was
  * pending when the request came (store_runs_settle_ask()), waited for
  * without the HTTP thread: then(call, state, ticket, ret_status) answers,
@@ -1069,6 +1086,10 @@ void daemon_dag_cluster_release(Daemon *d, const char *id);
 int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunRecord **ret_rec,
                              struct json_t **ret_files);
 int daemon_dag_cluster_leases(Daemon *d, char **owned, bool take, char ***ret_taken, char ***ret_cancel);
+/* Cluster mode: the task files DAG run id was posted with (JSON name ->
+ * text; NULL when none were), from Redis: what any gateway reads the
+ * pipeline's tasks from (the owner's copy is in its own DATA_DIR/dags). */
+int daemon_dag_cluster_files(Daemon *d, const char *id, struct json_t **ret_files);
 /* Cluster mode: records a cancel of DAG run id asked on this node (any
  * node): its owner, or whoever takes it over, cancels it at its next lease
  * tick (*ret_cancel above). 1 recorded, 0 it has ended, -ENOENT. */

@@ -178,6 +178,61 @@ static void test_idempotency_key(void **state) {
         run_queue_free(a);
 }
 
+/* A run by full id or unique prefix within its tenant (cluster_run_find()),
+ * as store_run_get() finds one on a single node. */
+static void test_run_find_by_prefix(void **state) {
+        RunQueue *a = queue("a-find", 5000);
+        const char *ids[] = { "rfind0aa", "rfind0ab", "rfind0ac", "rfind1xx" };
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                RunRecord r = { .id = (char *) ids[i], .tenant = (char *) "tp", .status = (char *) "queued",
+                                .created = i + 1, .max_attempts = 1 };
+                assert_int_equal(cluster_submit(a, &r, "{}", NULL, NULL), 0);
+                /* Ended records are found as well; nothing is left queued for the other tests. */
+                assert_int_equal(run_queue_cancel(a, ids[i], "no"), 0);
+        }
+        static const struct {
+                const char *tenant, *id;
+                int want;
+                const char *found;
+        } rows[] = {
+                { "tp", "rfind0aa", 0, "rfind0aa" },    /* a full id */
+                { NULL, "rfind0ab", 0, "rfind0ab" },    /* a full id, any tenant */
+                { "tp", "rfind1", 0, "rfind1xx" },      /* a unique prefix */
+                { "tp", "r", -EEXIST, NULL },
+                { "tp", "rfind0", -EEXIST, NULL },
+                { "tp", "rfind0a", -EEXIST, NULL },
+                { "tp", "rfind2", -ENOENT, NULL },
+                { "tp", "rfind1xxx", -ENOENT, NULL },
+                { "tq", "rfind1", -ENOENT, NULL },      /* another tenant's */
+                { "tq", "rfind1xx", -ENOENT, NULL },
+                { NULL, "rfind1", -ENOENT, NULL },      /* a prefix needs a tenant */
+                { "tp", "", -EINVAL, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                RunRecord *got = NULL;
+                int k = cluster_run_find(a, rows[i].tenant, rows[i].id, &got);
+                if (k != rows[i].want)
+                        fail_msg("row %zu (%s): %d, want %d", i, rows[i].id, k, rows[i].want);
+                if (rows[i].found)
+                        assert_string_equal(got->id, rows[i].found);
+                run_record_free(got);
+        }
+        /* An expired record leaves the index when a look meets it, and
+         * the look is made again: it hides no third run (rfind0ac); once
+         * that one expired too, the prefix names rfind0ab alone. */
+        _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock DEL ps:run:rfind0aa >/dev/null", dir);
+        assert_int_equal(system(c), 0);
+        RunRecord *got = NULL;
+        assert_int_equal(cluster_run_find(a, "tp", "rfind0a", &got), -EEXIST);
+        _cleanup_free_ char *c2 = xasprintf("redis-cli -s %s/redis.sock DEL ps:run:rfind0ac >/dev/null", dir);
+        assert_int_equal(system(c2), 0);
+        assert_int_equal(cluster_run_find(a, "tp", "rfind0a", &got), 0);
+        assert_string_equal(got->id, "rfind0ab");
+        run_record_free(got);
+        assert_int_equal(cluster_run_find(a, "tp", "rfind0aa", &got), -ENOENT);
+        run_queue_free(a);
+}
+
 static void test_claim_counts_free_slots_only(void **state) {
         RunQueue *a = queue("a3", 5000);
         submit(a, "r-slot-1", 1);
@@ -942,6 +997,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_submit_start_finish_fenced),
                 cmocka_unit_test(test_idempotency_key),
+                cmocka_unit_test(test_run_find_by_prefix),
                 cmocka_unit_test(test_claim_counts_free_slots_only),
                 cmocka_unit_test(test_reclaim_from_dead_node),
                 cmocka_unit_test(test_live_lease_keeps_entries),
