@@ -665,16 +665,11 @@ int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char *
         return 0;
 }
 
-/* The ids a listing index key holds, newest first, at most limit: a
- * NULL-terminated strv (NULL when none). */
-static int index_ids(ClusterQueue *c, const char *key, size_t limit, char ***ret) {
-        _cleanup_args_ Args a = { 0 };
-        args_add(&a, "ZREVRANGE");
-        args_add(&a, key);
-        args_add(&a, "0");
-        args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
+/* Runs a (a command answering an array of ids, as ZRANGE does) into
+ * *ret, a NULL-terminated strv (NULL when none). */
+static int ids_of(ClusterQueue *c, const Args *a, char ***ret) {
         int k = 0;
-        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, a, &k);
         if (!rep)
                 return k;
         char **ids = NULL;
@@ -683,6 +678,17 @@ static int index_ids(ClusterQueue *c, const char *key, size_t limit, char ***ret
                         ids = strv_append(ids, rep->element[i]->str);
         *ret = ids;
         return 0;
+}
+
+/* The ids a listing index key holds, newest first, at most limit: a
+ * NULL-terminated strv (NULL when none). */
+static int index_ids(ClusterQueue *c, const char *key, size_t limit, char ***ret) {
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "ZREVRANGE");
+        args_add(&a, key);
+        args_add(&a, "0");
+        args_addf(&a, "%zu", limit > 0 ? limit - 1 : 0);
+        return ids_of(c, &a, ret);
 }
 
 /* The runs of tenant whose ids the listing index key holds, newest first,
@@ -734,16 +740,7 @@ static int ids_by_prefix(ClusterQueue *c, const char *tenant, const char *prefix
         args_add(&a, "LIMIT");
         args_add(&a, "0");
         args_add(&a, "2");
-        int k = 0;
-        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
-        if (!rep)
-                return k;
-        char **ids = NULL;
-        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
-                if (rep->element[i]->type == REDIS_REPLY_STRING)
-                        ids = strv_append(ids, rep->element[i]->str);
-        *ret = ids;
-        return 0;
+        return ids_of(c, &a, ret);
 }
 
 /* The run whose id begins with prefix among tenant's live records: an id
