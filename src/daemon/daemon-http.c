@@ -231,8 +231,9 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
 
 char daemon_suspended_tag;
 
-struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, usec_t timeout, DaemonWaitThen *then,
-                                      void *state, void (*state_free)(void *)) {
+/* daemon_call_wait() with look: a poll's first pause (daemon_call_poll()), 0 for a wait on its key. */
+static struct MHD_Response *call_wait(const DaemonCall *call, const void *key, usec_t timeout, usec_t look,
+                                      DaemonWaitThen *then, void *state, void (*state_free)(void *)) {
         assert(call && call->http_req && then);
         Req *req = call->http_req;
         assert(!req->wait);
@@ -240,6 +241,7 @@ struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, u
         daemon_waiter_init(&k->w);
         k->key = key;
         k->deadline = now_monotonic() + timeout;
+        k->look = look;
         k->then = then;
         k->state = state;
         k->state_free = state_free;
@@ -254,6 +256,11 @@ struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, u
         }
         req->wait = k;
         return DAEMON_SUSPENDED;
+}
+
+struct MHD_Response *daemon_call_wait(const DaemonCall *call, const void *key, usec_t timeout, DaemonWaitThen *then,
+                                      void *state, void (*state_free)(void *)) {
+        return call_wait(call, key, timeout, 0, then, state, state_free);
 }
 
 static void wait_cont_free(WaitCont *k) {
@@ -342,9 +349,7 @@ struct MHD_Response *daemon_call_poll(const DaemonCall *call, usec_t timeout, Da
         assert(call && call->http_req && done && answer);
         Poll *x = xcalloc(1, sizeof(Poll));
         *x = (Poll) { .done = done, .answer = answer, .state = state, .state_free = state_free };
-        struct MHD_Response *resp = daemon_call_wait(call, x, timeout, poll_then, x, poll_free);
-        ((Req *) call->http_req)->wait->look = POLL_FIRST_USEC;
-        return resp;
+        return call_wait(call, x, timeout, POLL_FIRST_USEC, poll_then, x, poll_free);
 }
 
 /* ---- routing ---------------------------------------------------------------- */

@@ -84,7 +84,7 @@ static struct MHD_Response *run_response(const DaemonCall *call, const char *id,
 }
 
 static bool status_ended(const char *status) {
-        return !streq(status, "queued") && !streq(status, "running");
+        return run_status_is_final(run_status_from_string(status));
 }
 
 static bool record_ended(Daemon *d, const char *tenant, const char *id) {
