@@ -13,6 +13,9 @@ trap 'rm -f "$BENCH_TABLE"' EXIT
 failed=()
 for b in "$root"/bench/bench-*.sh; do
         echo "==== $(basename "$b")"
+        # The previous benchmark's writes (the install benchmark writes its
+        # 1.1 GB wheel twice) are flushed first, not in this one's tail.
+        sync
         "$b" "$build" || failed+=("$(basename "$b")")
 done
 echo
