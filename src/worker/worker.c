@@ -160,21 +160,10 @@ static void zygote_mark_used(void) {
         zygote_used = true;
 }
 
-/* The code every run executes (worker-text.c), each object named by a
- * function of its: this binary, the interpreter, the C library, jansson. */
-static const void *const text_anchors[] = { (const void *) worker_one_thread, (const void *) Py_Initialize,
-                                            (const void *) malloc, (const void *) json_loads };
-
 static void zygote_settle(void) {
         if (!zygote_initialised || zygote_settled)
                 return;
         zygote_settled = true;
-        /* Their entries mapped in by start-up and imports go; settle's
-         * warm-up runs map back what a run executes, and only that is
-         * what each fork copies (worker_text_copy_at_fork() below). */
-        size_t pages = 0;
-        size_t n = worker_text_forget(text_anchors, ELEMENTSOF(text_anchors), &pages);
-        log_debug("read-only segments forgotten before the warm-up: %zu, %zu pages", n, pages);
         char *reply = NULL, *err = NULL;
         /* A failure leaves the zygote unfrozen: slower forks, not wrong ones. */
         if (py_call_str("settle", "{}", &reply, &err) < 0)
@@ -182,7 +171,7 @@ static void zygote_settle(void) {
         free(reply);
         free(err);
         size_t bytes = 0;
-        n = py_pools_plug(&bytes);
+        size_t n = py_pools_plug(&bytes);
         log_debug("pymalloc's free blocks taken: %zu, %zu bytes", n, bytes);
         /* Last: what settling freed (the reply too) is taken as well. */
         n = worker_heap_plug(&bytes);
@@ -195,8 +184,6 @@ static void zygote_settle(void) {
                 n += worker_heap_drop_zero_pages();
                 log_debug("pages of zeroes dropped: %zu", n);
         }
-        n = worker_text_copy_at_fork(text_anchors, ELEMENTSOF(text_anchors), &bytes);
-        log_debug("read-only segments copied at each fork: %zu, %zu pages", n, bytes);
 }
 
 /* Whether the zygote still has to settle, and in how many ms at the most

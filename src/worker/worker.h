@@ -47,16 +47,6 @@ size_t worker_heap_plug(size_t *ret_bytes);
  * worker_heap_drop_zero_pages(): the same over the brk heap. */
 size_t worker_drop_zero_pages(void *start, size_t len, size_t min_pages);
 size_t worker_heap_drop_zero_pages(void);
-/* In the zygote, once settled (worker-text.c): gives each read-only
- * segment of the objects holding one of anchors (addresses of their code)
- * a private page, so that every later fork copies the page-table entries
- * of their resident pages instead of each child faulting them in again.
- * Returns the segments changed; *ret_pages (may be NULL) their pages. */
-size_t worker_text_copy_at_fork(const void *const *anchors, size_t n_anchors, size_t *ret_pages);
-/* Before that, ahead of the warm-up (worker-text.c): drops this process's
- * page-table entries of the same segments (the pages stay cached), so
- * that what it maps back is what it executes next. Same returns. */
-size_t worker_text_forget(const void *const *anchors, size_t n_anchors, size_t *ret_pages);
 /* Whether this process has one thread (/proc/self/stat); false if unsure. */
 bool worker_one_thread(void);
 /* jansson's allocator in the worker: blocks up to 1 KiB from one small
