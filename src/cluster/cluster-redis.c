@@ -290,6 +290,13 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
         c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
         c->affinity_delay_ms = o->affinity_delay_ms ? o->affinity_delay_ms : 200;
         c->warm_ms = o->warm_ms ? o->warm_ms : 5 * 60 * 1000;
+        /* The scan's cost grows with the nodes and the pending entries, and
+         * ran before every claim: at a few hundred runs a second it was a
+         * fifth of Redis's time. Its deadlines are the claim timeout (5 s)
+         * and the affinity delay (200 ms): once per delay keeps the
+         * fallback's bound (delay + one claim round) as it was. */
+        c->reclaim_interval_ms = o->reclaim_interval_ms ? o->reclaim_interval_ms
+                                                        : MAX(MIN(c->claim_timeout_ms / 4, c->affinity_delay_ms), 10u);
         c->k_own = xasprintf(CLUSTER_PREFIX "runs:%s", o->node_id);
         pthread_mutex_init(&c->lock, NULL);
         if (conn_parse_url(o->url, &c->conn) < 0 || conn_parse_url(o->url, &c->claim_conn) < 0) {
@@ -467,9 +474,15 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
         *ret_n = 0;
         if (max == 0)
                 return 0;
-        int k = reclaim(c, max, held, &v, &n);
-        if (k < 0 && k != -ENOENT)
-                return k;
+        int k = 0;
+        usec_t now = now_monotonic();
+        if (now >= c->reclaim_due) {
+                k = reclaim(c, max, held, &v, &n);
+                if (k < 0 && k != -ENOENT)
+                        return k; /* still due: the next claim scans again */
+                /* Every slot filled: more may wait, scan again next time. */
+                c->reclaim_due = n >= max ? now : now + (usec_t) c->reclaim_interval_ms * USEC_PER_MSEC;
+        }
         if (n < max) {
                 /* This node's own stream (runs placed here for a warm
                  * environment) and the shared one, in one blocking read;
@@ -524,6 +537,10 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
                 }
                 if (!rep && n == 0)
                         return k;
+                /* Nothing new (the read waited its block_ms): idle, so the
+                 * next claim scans at once. */
+                if (n == 0 && block_ms > 0)
+                        c->reclaim_due = 0;
         }
         *ret = v;
         *ret_n = n;

@@ -417,6 +417,61 @@ static void test_live_node_claims_again_what_it_dropped(void **state) {
         run_queue_free(b);
 }
 
+/* The reclaim scan runs on a timer, not before every claim: a dead node's
+ * entry, idle past the claim timeout, waits for the next scan, which is
+ * due a reclaim interval after the last, or at once after a claim that
+ * found nothing new. */
+static void test_reclaim_runs_when_due(void **state) {
+        RunQueue *a = queue("timer-dead", 200), *b = NULL;
+        ClusterOptions o = { .url = url, .node_id = "timer-b", .claim_timeout_ms = 200, .lease_ttl_ms = 300,
+                             .reclaim_interval_ms = 900 };
+        assert_int_equal(cluster_queue_new(&o, &b, NULL), 0);
+        PendingRun *v = NULL;
+        size_t n = 0;
+        usec_t t0 = now_monotonic();
+        assert_int_equal(cluster_claim(b, 1, 0, NULL, &v, &n), 0); /* the first claim scans */
+        assert_int_equal(n, 0);
+        submit_claimed(a, "r-timer-1", 3);
+        int att = 0;
+        assert_int_equal(run_queue_start(a, "r-timer-1", now_realtime(), &att), 0);
+        /* timer-dead has no lease and its entry is idle past 200 ms: the
+         * scan would take it, but none is due before t0 + 900 ms */
+        (void) usleep(450 * 1000);
+        assert_int_equal(cluster_claim(b, 1, 0, NULL, &v, &n), 0);
+        assert_int_equal(n, 0);
+        assert_true(now_monotonic() - t0 < 900 * USEC_PER_MSEC);
+        _cleanup_free_ char *s1 = status_of(b, "r-timer-1");
+        assert_string_equal(s1, "running");
+        /* due by the timer */
+        while (now_monotonic() - t0 < 950 * USEC_PER_MSEC)
+                (void) usleep(20 * 1000);
+        assert_int_equal(cluster_claim(b, 2, 0, NULL, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0].id, "r-timer-1");
+        assert_int_equal(v[0].attempt, 1);
+        pending_run_list_free(v, n);
+        usec_t t1 = now_monotonic();
+        assert_int_equal(run_queue_cancel(b, "r-timer-1", "x"), 0);
+
+        /* due at once after a claim that waited and found nothing */
+        char **held = NULL;
+        submit_claimed(a, "r-timer-2", 3);
+        assert_int_equal(run_queue_start(a, "r-timer-2", now_realtime(), &att), 0);
+        (void) usleep(300 * 1000);
+        assert_int_equal(cluster_claim(b, 1, 0, held, &v, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(cluster_claim(b, 1, 50, held, &v, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(cluster_claim(b, 1, 0, held, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0].id, "r-timer-2");
+        assert_true(now_monotonic() - t1 < 900 * USEC_PER_MSEC);
+        pending_run_list_free(v, n);
+        assert_int_equal(run_queue_cancel(b, "r-timer-2", "x"), 0);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
 /* Attempts used up: the run ends lost and goes to the dead letters. */
 static void test_dead_letter_after_max_attempts(void **state) {
         RunQueue *a = queue("dl-a", 200), *b = queue("dl-b", 200);
@@ -1002,6 +1057,7 @@ int main(void) {
                 cmocka_unit_test(test_reclaim_from_dead_node),
                 cmocka_unit_test(test_live_lease_keeps_entries),
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
+                cmocka_unit_test(test_reclaim_runs_when_due),
                 cmocka_unit_test(test_damaged_record_is_delivered_to_be_ended),
                 cmocka_unit_test(test_function_run_list),
                 cmocka_unit_test(test_run_ids),
