@@ -123,7 +123,8 @@ typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, void *user
  * (re)subscription. Never returns: run it on its own thread. */
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata);
 /* ---- run logs (cluster-logs.c) -------------------------------------------
- * A run's output lives in the stream ps:log:<id> (MAXLEN ~ CLUSTER_LOG_MAX_ENTRIES,
+ * A run's output lives in the stream ps:log:<id>, one stream entry per
+ * flush holding its log entries in order (MAXLEN ~ CLUSTER_LOG_MAX_ENTRIES flushes,
  * EXPIRE like the ended record), written in batches by the node that runs
  * it, read by any gateway. */
 #define CLUSTER_LOG_MAX_ENTRIES 20000

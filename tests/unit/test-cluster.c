@@ -965,6 +965,34 @@ static void test_log_stream(void **state) {
         assert_int_equal(v[1].kind, CLUSTER_LOG_END);
         cluster_log_entries_free(v, n);
         cluster_log_reader_free(rd);
+        /* A flush is one stream entry (its pairs in order), not one per
+         * log entry. */
+        _cleanup_free_ char *len = cli_line("XLEN ps:log:r1");
+        assert_string_equal(len, "2");
+
+        /* A large batch is split in Redis and read back whole, in order. */
+        size_t big = 2500;
+        ClusterLogEntry *w = xcalloc(big, sizeof(ClusterLogEntry));
+        for (size_t i = 0; i < big; i++) {
+                w[i].kind = i % 2 ? CLUSTER_LOG_STDERR : CLUSTER_LOG_STDOUT;
+                w[i].data = xasprintf("line %zu\n", i);
+                w[i].len = strlen(w[i].data);
+        }
+        assert_int_equal(cluster_log_append(q, "r2", w, big, true), 0);
+        _cleanup_free_ char *len2 = cli_line("XLEN ps:log:r2");
+        assert_string_equal(len2, "3");
+        assert_int_equal(cluster_log_reader_new(q, "r2", &rd), 0);
+        assert_int_equal(cluster_log_read(rd, 0, &v, &n), 0);
+        assert_int_equal(n, big + 1);
+        for (size_t i = 0; i < big; i++) {
+                assert_int_equal(v[i].kind, w[i].kind);
+                assert_int_equal(v[i].len, w[i].len);
+                assert_memory_equal(v[i].data, w[i].data, w[i].len);
+        }
+        assert_int_equal(v[big].kind, CLUSTER_LOG_END);
+        cluster_log_entries_free(v, n);
+        cluster_log_entries_free(w, big);
+        cluster_log_reader_free(rd);
         run_queue_free(q);
 }
 
