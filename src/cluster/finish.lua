@@ -19,8 +19,9 @@
 -- timings_json, outputs_json ({"NAME": VERSION}, the datasets the run
 -- wrote), log_path, started, finished; an absent one is not sent.
 -- Returns 1 written, 0 stale.
-local st = redis.call('HGET', KEYS[1], 'status')
-local a = redis.call('HGET', KEYS[1], 'attempt')
+-- One read of what the script needs (the HSET below writes none of these).
+local h = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'entry', 'stream', 'env', 'gateway', 'id')
+local st, a = h[1], h[2]
 if (st ~= 'queued' and st ~= 'running') or a ~= ARGV[1] then
   redis.call('INCR', KEYS[3])
   return 0
@@ -36,19 +37,19 @@ if ARGV[8] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(fv))
 redis.call('HDEL', KEYS[1], 'request_json')
-local e = redis.call('HGET', KEYS[1], 'entry')
+local e = h[3]
 if e then
-  local s = redis.call('HGET', KEYS[1], 'stream') or KEYS[2]
+  local s = h[4] or KEYS[2]
   redis.call('XACK', s, ARGV[2], e)
   redis.call('XDEL', s, e)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-local env = redis.call('HGET', KEYS[1], 'env')
+local env = h[5]
 if env then
   local wk = ARGV[4] .. 'warm:' .. env
   redis.call('ZADD', wk, tonumber(ARGV[6]) + tonumber(ARGV[7]), ARGV[5])
   redis.call('PEXPIRE', wk, ARGV[7])
 end
-local gw = redis.call('HGET', KEYS[1], 'gateway')
-if gw then redis.call('PUBLISH', ARGV[4] .. 'ev:' .. gw, 'd:' .. redis.call('HGET', KEYS[1], 'id')) end
+local gw = h[6]
+if gw then redis.call('PUBLISH', ARGV[4] .. 'ev:' .. gw, 'd:' .. h[7]) end
 return 1
