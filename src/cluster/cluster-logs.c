@@ -18,6 +18,19 @@ void cluster_log_entries_free(ClusterLogEntry *v, size_t n) {
         free(v);
 }
 
+void cluster_log_args(Args *a, const ClusterLogEntry *v, size_t n, bool end) {
+        assert(a && (v || n == 0));
+        for (size_t i = 0; i < n; i++) {
+                assert(v[i].kind <= CLUSTER_LOG_END);
+                args_add(a, kind_names[v[i].kind]);
+                args_addb(a, v[i].data ? v[i].data : "", v[i].len);
+        }
+        if (end) {
+                args_add(a, kind_names[CLUSTER_LOG_END]);
+                args_add(a, "");
+        }
+}
+
 int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, size_t n, bool end) {
         ClusterQueue *c = cq(q);
         assert(id && (v || n == 0));
@@ -26,15 +39,7 @@ int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, si
         args_addf(&a, CLUSTER_PREFIX "log:%s", id);
         args_addf(&a, "%d", CLUSTER_LOG_MAX_ENTRIES);
         args_addf(&a, "%u", c->record_ttl_s);
-        for (size_t i = 0; i < n; i++) {
-                assert(v[i].kind <= CLUSTER_LOG_END);
-                args_add(&a, kind_names[v[i].kind]);
-                args_addb(&a, v[i].data ? v[i].data : "", v[i].len);
-        }
-        if (end) {
-                args_add(&a, kind_names[CLUSTER_LOG_END]);
-                args_add(&a, "");
-        }
+        cluster_log_args(&a, v, n, end);
         int k = 0;
         redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         args_done(&a);

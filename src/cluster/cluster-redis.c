@@ -178,13 +178,16 @@ static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         return 0;
 }
 
-static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
+int cluster_finish_with_log(RunQueue *q, const RunRecord *r, int attempt, const ClusterLogEntry *v, size_t n,
+                            bool end) {
         ClusterQueue *c = cq(q);
+        assert(r && r->id && (v || n == 0));
         _cleanup_args_ Args a = { 0 };
-        ARGS_EVAL(&a, finish, 3);
+        ARGS_EVAL(&a, finish, 4);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_add(&a, K_STALE);
+        args_addf(&a, CLUSTER_PREFIX "log:%s", r->id);
         args_addf(&a, "%d", attempt);
         args_add(&a, CLUSTER_GROUP);
         args_addf(&a, "%u", c->record_ttl_s);
@@ -193,6 +196,9 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         args_addf(&a, "%" PRIu64, now_ms());
         args_addf(&a, "%u", c->warm_ms);
         args_add(&a, r->lock_json ? r->lock_json : "");
+        args_addf(&a, "%d", CLUSTER_LOG_MAX_ENTRIES);
+        args_addf(&a, "%zu", 2 * (n + (end ? 1 : 0)));
+        cluster_log_args(&a, v, n, end);
         add_field(&a, "function", r->function);
         add_field(&a, "status", r->status);
         args_add(&a, "exit_code");
@@ -215,6 +221,10 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         if (rep->type != REDIS_REPLY_INTEGER)
                 return -EBADMSG;
         return rep->integer == 1 ? 0 : -ESTALE;
+}
+
+static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
+        return cluster_finish_with_log(q, r, attempt, NULL, 0, false);
 }
 
 static int cancel(RunQueue *q, const char *id, const char *message, bool running_too) {

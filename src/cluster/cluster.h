@@ -149,6 +149,13 @@ void cluster_log_entries_free(ClusterLogEntry *v, size_t n);
 /* Appends v (in order), and the end marker when end, to run id's log in one
  * round trip, and renews the log's expiry. -EIO/-ECONNREFUSED. */
 int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, size_t n, bool end);
+/* RunQueueOps.finish of r's attempt with the last of its log: v (in order)
+ * and the end marker when end are appended first, in the same script call
+ * (finish.lua), also when the result is stale. 0 written, -ESTALE stale
+ * (the log was appended), -EIO/-ECONNREFUSED (either may have landed: the
+ * caller sends both again, as it would each). */
+int cluster_finish_with_log(RunQueue *q, const RunRecord *r, int attempt, const ClusterLogEntry *v, size_t n,
+                            bool end);
 
 /* A reader of one run's log on its own connection (a follower's XREAD
  * BLOCK must not hold the shared one). */

@@ -625,6 +625,11 @@ void daemon_runs_remote_resync(Daemon *d);
  * before the final record is written, so a reader that sees the run ended
  * has its whole log). A failed append is retried by the next call. */
 int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
+/* The end of r's attempt (rec, RunQueueOps.finish) with the rest of its log
+ * and its end marker, in one script call: the log goes in first, also when
+ * the end is refused (-ESTALE). On another error nothing counts as sent:
+ * the next call sends the log again. */
+int daemon_cluster_finish(Daemon *d, DRun *r, const RunRecord *rec, int attempt);
 /* Appends run id's whole log so far in a cluster (its Redis stream,
  * written by whichever node ran it: stdout and stderr interleaved, as
  * GET /v1/runs/ID/logs answers) to out. 0, or a negative errno (Redis

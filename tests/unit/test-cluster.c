@@ -1016,6 +1016,40 @@ static void run_with(RunQueue *q, const char *id, const char *outputs, const cha
  * wrote, the lock it ran with) is in the record any gateway reads, and
  * the one renderer of a run shows the outputs as a single node's record
  * does. Each distinct lock text is kept once, as long as its records. */
+/* A run's end carries the last of its log (one script call): the log goes
+ * in first, also for a stale end; the same end asked again (its answer
+ * lost) does not append it twice. */
+static void test_finish_with_log(void **state) {
+        RunQueue *a = queue("fl-a", 5000);
+        submit_claimed(a, "r-fl", 3);
+        int att = 0;
+        assert_int_equal(run_queue_start(a, "r-fl", now_realtime(), &att), 0);
+        ClusterLogEntry out[] = { { .kind = CLUSTER_LOG_PHASE, .data = (char *) "run", .len = 3 },
+                                  { .kind = CLUSTER_LOG_STDOUT, .data = (char *) "hi\n", .len = 3 } };
+        RunRecord f;
+        finish_rec(&f, "r-fl", "succeeded");
+        assert_int_equal(cluster_finish_with_log(a, &f, att, out, 2, true), 0);
+        assert_int_equal(cluster_finish_with_log(a, &f, att, out, 2, true), -ESTALE); /* asked again */
+        assert_int_equal(cluster_finish_with_log(a, &f, att + 1, out + 1, 1, false), -ESTALE); /* another attempt */
+        _cleanup_free_ char *s = status_of(a, "r-fl");
+        assert_string_equal(s, "succeeded");
+        ClusterLogReader *rd = NULL;
+        assert_int_equal(cluster_log_reader_new(a, "r-fl", &rd), 0);
+        ClusterLogEntry *v = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_log_read(rd, 0, &v, &n), 0);
+        assert_int_equal(n, 4);
+        assert_int_equal(v[0].kind, CLUSTER_LOG_PHASE);
+        assert_int_equal(v[1].kind, CLUSTER_LOG_STDOUT);
+        assert_int_equal(v[2].kind, CLUSTER_LOG_END);
+        assert_int_equal(v[3].kind, CLUSTER_LOG_STDOUT); /* the stale attempt's, after */
+        cluster_log_entries_free(v, n);
+        cluster_log_reader_free(rd);
+        _cleanup_free_ char *ttl = cli_line("TTL ps:log:r-fl");
+        assert_true(strtol(ttl, NULL, 10) > 86400);
+        run_queue_free(a);
+}
+
 static void test_outputs_and_lock_round_trip(void **state) {
         RunQueue *q = queue("ol1", 5000);
         const char *lock = "{\"version\":1,\"requirements\":[\"a==1\"],\"packages\":[{\"name\":\"a\"}]}";
@@ -1102,6 +1136,7 @@ int main(void) {
                 cmocka_unit_test(test_dataset_store),
                 cmocka_unit_test(test_log_stream),
                 cmocka_unit_test(test_outputs_and_lock_round_trip),
+                cmocka_unit_test(test_finish_with_log),
                 /* last: switching AOF off and on leaves it rewriting */
                 cmocka_unit_test(test_durability_check),
                 cmocka_unit_test(test_bad_url),
