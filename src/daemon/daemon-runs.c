@@ -173,6 +173,7 @@ static DRun *drun_free(DRun *r) {
         buf_free(&r->log);
         free(r->chunks);
         run_result_free(r->result);
+        run_record_free(r->remote_end);
         free(r);
         return NULL;
 }
@@ -1412,6 +1413,7 @@ static void *remote_thread(void *p) {
         Daemon *d = ctx[0];
         DRun *r = ctx[1];
         RunResult *res = NULL;
+        RunRecord *ended = NULL;
         bool cancel_sent = false;
         /* The phase is the running node's to tell: none from here. */
         pthread_mutex_lock(&d->lock);
@@ -1430,8 +1432,12 @@ static void *remote_thread(void *p) {
                         cancel_sent = true;
                 }
                 RunRecord *rec = NULL;
-                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status))
+                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status)) {
                         res = result_from_record(rec);
+                        /* The answer's record (daemon_run_final_record()):
+                         * not read from Redis again. */
+                        ended = TAKE_PTR(rec);
+                }
                 run_record_free(rec);
                 if (res)
                         break;
@@ -1446,6 +1452,7 @@ static void *remote_thread(void *p) {
         tc->queued--;
         if (res) {
                 r->result = res;
+                r->remote_end = ended;
                 r->status = res->status;
                 r->finished = now_realtime();
                 drun_signal_done(d, r);
@@ -2351,6 +2358,10 @@ void daemon_run_reveal(Daemon *d, DRun *r) {
 
 int daemon_run_final_record(DRun *r, RunRecord *ret) {
         assert(r && ret);
+        if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && r->remote_end) {
+                *ret = *r->remote_end;
+                return 0;
+        }
         const RunResult *res = r->result;
         /* The engine's record is the stored one only when it wrote it and
          * nobody overwrote it: a daemon-written end (cancel, internal

@@ -336,6 +336,7 @@ struct DRun {
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
         bool start_unanswered;  /* claimed, and the queue never answered its start: nothing is written */
         bool remote_wake;       /* cluster: a gateway's waiter should re-read the record (under lock) */
+        RunRecord *remote_end;  /* cluster: the ended record the gateway's waiter read (set before done) */
         /* cluster: how much of log/chunks is in the run's Redis log
          * (written under Daemon.lock, by the holder of the ship lock) */
         size_t log_sent_chunk, log_sent_off;
@@ -502,7 +503,9 @@ bool daemon_run_done(Daemon *d, DRun *r);
  * r's, valid while the caller holds its reference; nothing to free.
  * -ENODATA when memory is not the final word
  * (the daemon wrote the end itself, the engine could not, or the run is
- * another node's): read the store then. */
+ * another node's): read the store then. A run this gateway submitted to
+ * the cluster answers from the ended record its waiter read from Redis
+ * (remote_end): the same record a second read would give. */
 int daemon_run_final_record(DRun *r, RunRecord *ret);
 /* Before an answer shows r's id while r may not have ended (a ?wait
  * timeout's 202, a Lambda 504 with its request id): a synchronous run's

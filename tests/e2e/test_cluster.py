@@ -105,6 +105,10 @@ def test_gateway_and_worker_share_runs(nodes, redis):
     st, b = gw.run(SLEEPER, kwargs={"tag": "hello"})
     assert st == 200 and b["status"] == "succeeded" and b["result"] == "hello", b
     assert node_of(redis, b["id"]) == "w1"
+    # the wait's answer (from the ended record the gateway's waiter read)
+    # is the run as any read of it shows it
+    st, again = gw.call("GET", f"/v1/runs/{b['id']}")
+    assert st == 200 and again == b, (again, b)
     st, lst = gw.call("GET", "/v1/runs")
     assert st == 200 and b["id"] in [r["id"] for r in lst["runs"]]
     # another tenant does not see it
