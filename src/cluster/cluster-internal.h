@@ -67,7 +67,7 @@ typedef struct ClusterQueue {
         Conn conn;
         Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
         unsigned reclaim_interval_ms;
-        usec_t reclaim_due;   /* monotonic: the claim's next reclaim scan (claiming thread only) */
+        usec_t reclaim_due; /* monotonic: the claim's next reclaim scan (claiming thread only) */
 } ClusterQueue;
 
 static inline ClusterQueue *cq(RunQueue *q) {

@@ -100,8 +100,9 @@ static void entries_from_reply(const redisReply *f, ClusterLogEntry *v, size_t *
                                 char *copy = xmalloc(value->len + 1);
                                 memcpy(copy, value->str, value->len);
                                 copy[value->len] = 0;
-                                v[(*n)++] = (ClusterLogEntry) { .kind = (ClusterLogKind) i, .data = copy,
-                                                                .len = value->len };
+                                v[(*n)++] = (ClusterLogEntry) { .kind = (ClusterLogKind) i,
+                                                               .data = copy,
+                                                               .len = value->len };
                                 break;
                         }
                 kind = NULL;

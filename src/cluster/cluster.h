@@ -154,8 +154,7 @@ int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, si
  * (finish.lua), also when the result is stale. 0 written, -ESTALE stale
  * (the log was appended), -EIO/-ECONNREFUSED (either may have landed: the
  * caller sends both again, as it would each). */
-int cluster_finish_with_log(RunQueue *q, const RunRecord *r, int attempt, const ClusterLogEntry *v, size_t n,
-                            bool end);
+int cluster_finish_with_log(RunQueue *q, const RunRecord *r, int attempt, const ClusterLogEntry *v, size_t n, bool end);
 
 /* A reader of one run's log on its own connection (a follower's XREAD
  * BLOCK must not hold the shared one). */

@@ -209,7 +209,7 @@ static int log_ship(Daemon *d, DRun *r, bool end, const RunRecord *rec, int atte
         size_t chunk0 = r->log_sent_chunk, off0 = r->log_sent_off;
         log_collect_new(r, &v, &n);
         pthread_mutex_unlock(&d->lock);
-        int k = rec               ? cluster_finish_with_log(c->queue, rec, attempt, v, n, end)
+        int k = rec            ? cluster_finish_with_log(c->queue, rec, attempt, v, n, end)
                 : n > 0 || end ? cluster_log_append(c->queue, r->id, v, n, end)
                                : 0;
         /* -ESTALE: the end was refused, the log went in. */

@@ -401,8 +401,8 @@ static int drun_write_final(Daemon *d, DRun *r) {
         rec.finished = r->finished;
         /* A claimed run's last log goes in with its end (drun_finish()). */
         int k = r->attempt > 0 && r->claimed && d->cluster ? daemon_cluster_finish(d, r, &rec, r->attempt)
-                : r->attempt > 0                          ? run_queue_finish(d->queue, &rec, r->attempt)
-                                                          : run_queue_cancel(d->queue, r->id, rec.error_message);
+                : r->attempt > 0                           ? run_queue_finish(d->queue, &rec, r->attempt)
+                                                           : run_queue_cancel(d->queue, r->id, rec.error_message);
         /* -ESTALE: the record has ended already (a newer attempt, or the
          * engine's write landed after all); nothing is left to write. */
         return k == -ESTALE ? 0 : k;

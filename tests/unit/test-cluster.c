@@ -423,7 +423,10 @@ static void test_live_node_claims_again_what_it_dropped(void **state) {
  * found nothing new. */
 static void test_reclaim_runs_when_due(void **state) {
         RunQueue *a = queue("timer-dead", 200), *b = NULL;
-        ClusterOptions o = { .url = url, .node_id = "timer-b", .claim_timeout_ms = 200, .lease_ttl_ms = 300,
+        ClusterOptions o = { .url = url,
+                             .node_id = "timer-b",
+                             .claim_timeout_ms = 200,
+                             .lease_ttl_ms = 300,
                              .reclaim_interval_ms = 900 };
         assert_int_equal(cluster_queue_new(&o, &b, NULL), 0);
         PendingRun *v = NULL;
@@ -936,6 +939,16 @@ static void test_dataset_store(void **state) {
 }
 
 /* A run's log comes back in order, NUL bytes and all, then its end. */
+/* What run id's log holds now, read by a new reader (its count). */
+static size_t log_read_all(RunQueue *q, const char *id, ClusterLogEntry **ret) {
+        ClusterLogReader *rd = NULL;
+        assert_int_equal(cluster_log_reader_new(q, id, &rd), 0);
+        size_t n = 0;
+        assert_int_equal(cluster_log_read(rd, 0, ret, &n), 0);
+        cluster_log_reader_free(rd);
+        return n;
+}
+
 static void test_log_stream(void **state) {
         RunQueue *q = queue("logs", 0);
         ClusterLogEntry a[] = {
@@ -981,8 +994,7 @@ static void test_log_stream(void **state) {
         assert_int_equal(cluster_log_append(q, "r2", w, big, true), 0);
         _cleanup_free_ char *len2 = cli_line("XLEN ps:log:r2");
         assert_string_equal(len2, "3");
-        assert_int_equal(cluster_log_reader_new(q, "r2", &rd), 0);
-        assert_int_equal(cluster_log_read(rd, 0, &v, &n), 0);
+        n = log_read_all(q, "r2", &v);
         assert_int_equal(n, big + 1);
         for (size_t i = 0; i < big; i++) {
                 assert_int_equal(v[i].kind, w[i].kind);
@@ -992,7 +1004,6 @@ static void test_log_stream(void **state) {
         assert_int_equal(v[big].kind, CLUSTER_LOG_END);
         cluster_log_entries_free(v, n);
         cluster_log_entries_free(w, big);
-        cluster_log_reader_free(rd);
         run_queue_free(q);
 }
 
@@ -1029,22 +1040,18 @@ static void test_finish_with_log(void **state) {
         RunRecord f;
         finish_rec(&f, "r-fl", "succeeded");
         assert_int_equal(cluster_finish_with_log(a, &f, att, out, 2, true), 0);
-        assert_int_equal(cluster_finish_with_log(a, &f, att, out, 2, true), -ESTALE); /* asked again */
+        assert_int_equal(cluster_finish_with_log(a, &f, att, out, 2, true), -ESTALE);          /* asked again */
         assert_int_equal(cluster_finish_with_log(a, &f, att + 1, out + 1, 1, false), -ESTALE); /* another attempt */
         _cleanup_free_ char *s = status_of(a, "r-fl");
         assert_string_equal(s, "succeeded");
-        ClusterLogReader *rd = NULL;
-        assert_int_equal(cluster_log_reader_new(a, "r-fl", &rd), 0);
         ClusterLogEntry *v = NULL;
-        size_t n = 0;
-        assert_int_equal(cluster_log_read(rd, 0, &v, &n), 0);
+        size_t n = log_read_all(a, "r-fl", &v);
         assert_int_equal(n, 4);
         assert_int_equal(v[0].kind, CLUSTER_LOG_PHASE);
         assert_int_equal(v[1].kind, CLUSTER_LOG_STDOUT);
         assert_int_equal(v[2].kind, CLUSTER_LOG_END);
         assert_int_equal(v[3].kind, CLUSTER_LOG_STDOUT); /* the stale attempt's, after */
         cluster_log_entries_free(v, n);
-        cluster_log_reader_free(rd);
         _cleanup_free_ char *ttl = cli_line("TTL ps:log:r-fl");
         assert_true(strtol(ttl, NULL, 10) > 86400);
         run_queue_free(a);
