@@ -51,6 +51,10 @@ void args_done(Args *a);
 void args_eval(Args *a, const char *script, const char *sha1, int nkeys);
 #define ARGS_EVAL(a, name, nkeys) args_eval((a), cluster_script_##name, cluster_script_##name##_sha1, (nkeys))
 
+/* Adds the (kind, data) pairs of v, then the end marker when end, to a
+ * (log_append.lua's and finish.lua's log arguments). */
+void cluster_log_args(Args *a, const ClusterLogEntry *v, size_t n, bool end);
+
 /* The Redis run queue's state (cluster-redis.c); cluster-logs.c uses its
  * connection and options too. */
 typedef struct ClusterQueue {
@@ -62,6 +66,8 @@ typedef struct ClusterQueue {
         pthread_mutex_t lock; /* guards conn */
         Conn conn;
         Conn claim_conn;      /* the claiming thread's own (XREADGROUP blocks) */
+        unsigned reclaim_interval_ms;
+        usec_t reclaim_due; /* monotonic: the claim's next reclaim scan (claiming thread only) */
 } ClusterQueue;
 
 static inline ClusterQueue *cq(RunQueue *q) {

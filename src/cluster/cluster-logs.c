@@ -18,6 +18,19 @@ void cluster_log_entries_free(ClusterLogEntry *v, size_t n) {
         free(v);
 }
 
+void cluster_log_args(Args *a, const ClusterLogEntry *v, size_t n, bool end) {
+        assert(a && (v || n == 0));
+        for (size_t i = 0; i < n; i++) {
+                assert(v[i].kind <= CLUSTER_LOG_END);
+                args_add(a, kind_names[v[i].kind]);
+                args_addb(a, v[i].data ? v[i].data : "", v[i].len);
+        }
+        if (end) {
+                args_add(a, kind_names[CLUSTER_LOG_END]);
+                args_add(a, "");
+        }
+}
+
 int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, size_t n, bool end) {
         ClusterQueue *c = cq(q);
         assert(id && (v || n == 0));
@@ -26,15 +39,7 @@ int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, si
         args_addf(&a, CLUSTER_PREFIX "log:%s", id);
         args_addf(&a, "%d", CLUSTER_LOG_MAX_ENTRIES);
         args_addf(&a, "%u", c->record_ttl_s);
-        for (size_t i = 0; i < n; i++) {
-                assert(v[i].kind <= CLUSTER_LOG_END);
-                args_add(&a, kind_names[v[i].kind]);
-                args_addb(&a, v[i].data ? v[i].data : "", v[i].len);
-        }
-        if (end) {
-                args_add(&a, kind_names[CLUSTER_LOG_END]);
-                args_add(&a, "");
-        }
+        cluster_log_args(&a, v, n, end);
         int k = 0;
         redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         args_done(&a);
@@ -75,28 +80,33 @@ ClusterLogReader *cluster_log_reader_free(ClusterLogReader *r) {
         return NULL;
 }
 
-static int entry_from_reply(const redisReply *f, ClusterLogEntry *ret) {
-        const redisReply *kind = NULL, *data = NULL;
+/* The log entries a stream entry holds (f: its fields): each (k, d) pair in
+ * order, appended to v (room for f->elements / 4 more). A batch written by
+ * log_append.lua holds several; one written before batching held one. */
+static void entries_from_reply(const redisReply *f, ClusterLogEntry *v, size_t *n) {
+        const redisReply *kind = NULL;
         for (size_t j = 0; j + 1 < f->elements; j += 2) {
-                const redisReply *name = f->element[j];
-                if (name->type != REDIS_REPLY_STRING)
+                const redisReply *name = f->element[j], *value = f->element[j + 1];
+                if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
                         continue;
-                if (streq(name->str, "k"))
-                        kind = f->element[j + 1];
-                else if (streq(name->str, "d"))
-                        data = f->element[j + 1];
-        }
-        if (!kind || !data || kind->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING)
-                return -EBADMSG;
-        for (size_t i = 0; i < ELEMENTSOF(kind_names); i++)
-                if (streq(kind->str, kind_names[i])) {
-                        char *copy = xmalloc(data->len + 1);
-                        memcpy(copy, data->str, data->len);
-                        copy[data->len] = 0;
-                        *ret = (ClusterLogEntry) { .kind = (ClusterLogKind) i, .data = copy, .len = data->len };
-                        return 0;
+                if (streq(name->str, "k")) {
+                        kind = value;
+                        continue;
                 }
-        return -EBADMSG;
+                if (!streq(name->str, "d") || !kind)
+                        continue;
+                for (size_t i = 0; i < ELEMENTSOF(kind_names); i++)
+                        if (streq(kind->str, kind_names[i])) {
+                                char *copy = xmalloc(value->len + 1);
+                                memcpy(copy, value->str, value->len);
+                                copy[value->len] = 0;
+                                v[(*n)++] = (ClusterLogEntry) { .kind = (ClusterLogKind) i,
+                                                               .data = copy,
+                                                               .len = value->len };
+                                break;
+                        }
+                kind = NULL;
+        }
 }
 
 int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **ret, size_t *ret_n) {
@@ -123,15 +133,21 @@ int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **r
         if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 && rep->element[0]->type == REDIS_REPLY_ARRAY &&
             rep->element[0]->elements == 2 && rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
                 const redisReply *entries = rep->element[0]->element[1];
-                v = xcalloc(MAX(entries->elements, (size_t) 1), sizeof(ClusterLogEntry));
+                size_t room = 1;
+                for (size_t i = 0; i < entries->elements; i++) {
+                        const redisReply *e = entries->element[i];
+                        if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+                            e->element[1]->type == REDIS_REPLY_ARRAY)
+                                room += e->element[1]->elements / 4;
+                }
+                v = xcalloc(room, sizeof(ClusterLogEntry));
                 for (size_t i = 0; i < entries->elements; i++) {
                         const redisReply *e = entries->element[i];
                         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
                             e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
                                 continue;
                         snprintf(r->last, sizeof(r->last), "%s", e->element[0]->str);
-                        if (entry_from_reply(e->element[1], &v[n]) >= 0)
-                                n++;
+                        entries_from_reply(e->element[1], v, &n);
                 }
         }
         freeReplyObject(rep);

@@ -178,13 +178,16 @@ static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         return 0;
 }
 
-static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
+int cluster_finish_with_log(RunQueue *q, const RunRecord *r, int attempt, const ClusterLogEntry *v, size_t n,
+                            bool end) {
         ClusterQueue *c = cq(q);
+        assert(r && r->id && (v || n == 0));
         _cleanup_args_ Args a = { 0 };
-        ARGS_EVAL(&a, finish, 3);
+        ARGS_EVAL(&a, finish, 4);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_add(&a, K_STALE);
+        args_addf(&a, CLUSTER_PREFIX "log:%s", r->id);
         args_addf(&a, "%d", attempt);
         args_add(&a, CLUSTER_GROUP);
         args_addf(&a, "%u", c->record_ttl_s);
@@ -193,6 +196,9 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         args_addf(&a, "%" PRIu64, now_ms());
         args_addf(&a, "%u", c->warm_ms);
         args_add(&a, r->lock_json ? r->lock_json : "");
+        args_addf(&a, "%d", CLUSTER_LOG_MAX_ENTRIES);
+        args_addf(&a, "%zu", 2 * (n + (end ? 1 : 0)));
+        cluster_log_args(&a, v, n, end);
         add_field(&a, "function", r->function);
         add_field(&a, "status", r->status);
         args_add(&a, "exit_code");
@@ -215,6 +221,10 @@ static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
         if (rep->type != REDIS_REPLY_INTEGER)
                 return -EBADMSG;
         return rep->integer == 1 ? 0 : -ESTALE;
+}
+
+static int cq_finish(RunQueue *q, const RunRecord *r, int attempt) {
+        return cluster_finish_with_log(q, r, attempt, NULL, 0, false);
 }
 
 static int cancel(RunQueue *q, const char *id, const char *message, bool running_too) {
@@ -290,6 +300,13 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
         c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
         c->affinity_delay_ms = o->affinity_delay_ms ? o->affinity_delay_ms : 200;
         c->warm_ms = o->warm_ms ? o->warm_ms : 5 * 60 * 1000;
+        /* The scan's cost grows with the nodes and the pending entries, and
+         * ran before every claim: at a few hundred runs a second it was a
+         * fifth of Redis's time. Its deadlines are the claim timeout (5 s)
+         * and the affinity delay (200 ms): once per delay keeps the
+         * fallback's bound (delay + one claim round) as it was. */
+        c->reclaim_interval_ms = o->reclaim_interval_ms ? o->reclaim_interval_ms
+                                                        : MAX(MIN(c->claim_timeout_ms / 4, c->affinity_delay_ms), 10u);
         c->k_own = xasprintf(CLUSTER_PREFIX "runs:%s", o->node_id);
         pthread_mutex_init(&c->lock, NULL);
         if (conn_parse_url(o->url, &c->conn) < 0 || conn_parse_url(o->url, &c->claim_conn) < 0) {
@@ -467,9 +484,15 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
         *ret_n = 0;
         if (max == 0)
                 return 0;
-        int k = reclaim(c, max, held, &v, &n);
-        if (k < 0 && k != -ENOENT)
-                return k;
+        int k = 0;
+        usec_t now = now_monotonic();
+        if (now >= c->reclaim_due) {
+                k = reclaim(c, max, held, &v, &n);
+                if (k < 0 && k != -ENOENT)
+                        return k; /* still due: the next claim scans again */
+                /* Every slot filled: more may wait, scan again next time. */
+                c->reclaim_due = n >= max ? now : now + (usec_t) c->reclaim_interval_ms * USEC_PER_MSEC;
+        }
         if (n < max) {
                 /* This node's own stream (runs placed here for a warm
                  * environment) and the shared one, in one blocking read;
@@ -524,6 +547,10 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
                 }
                 if (!rep && n == 0)
                         return k;
+                /* Nothing new (the read waited its block_ms): idle, so the
+                 * next claim scans at once. */
+                if (n == 0 && block_ms > 0)
+                        c->reclaim_due = 0;
         }
         *ret = v;
         *ret_n = n;

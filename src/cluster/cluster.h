@@ -29,6 +29,8 @@ typedef struct ClusterOptions {
         unsigned record_ttl_s;     /* ended run records expire after this (default 7 days) */
         unsigned affinity_delay_ms; /* a run waits this long for its warm node before any takes it (default 200) */
         unsigned warm_ms;          /* a node counts as warm for an environment this long after a run of it (default 5 min) */
+        unsigned reclaim_interval_ms; /* the reclaim scan runs at most this often (default: the affinity delay,
+                                       * at most a quarter of the claim timeout; cluster_claim()) */
 } ClusterOptions;
 
 /* Connects and creates the stream's consumer group. -ECONNREFUSED/-EIO
@@ -54,7 +56,12 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
  * past the claim timeout, of nodes whose lease expired or this node's own
  * for runs not in held (moved to the dead-letter stream and ended lost once
  * attempts are used up), then new entries (XREADGROUP COUNT max, blocking
- * up to block_ms). held: the ids of the runs this node holds (claimed and
+ * up to block_ms). The first part (the reclaim scan, reclaim.lua, which
+ * also moves entries past the affinity delay to the shared stream) runs
+ * only when due: on the first claim, then at most once per reclaim
+ * interval, and again at once after a claim that found nothing new or
+ * whose scan filled every slot. An entry waits past its claim timeout (or
+ * affinity delay) at most one interval more. held: the ids of the runs this node holds (claimed and
  * not ended in Redis yet), NULL-terminated, or NULL for none. Returns the
  * runs to start (each one queued, ready for RunQueueOps.start). Uses its
  * own connection: call it from one thread. */
@@ -116,7 +123,8 @@ typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, void *user
  * (re)subscription. Never returns: run it on its own thread. */
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata);
 /* ---- run logs (cluster-logs.c) -------------------------------------------
- * A run's output lives in the stream ps:log:<id> (MAXLEN ~ CLUSTER_LOG_MAX_ENTRIES,
+ * A run's output lives in the stream ps:log:<id>, one stream entry per
+ * flush holding its log entries in order (MAXLEN ~ CLUSTER_LOG_MAX_ENTRIES flushes,
  * EXPIRE like the ended record), written in batches by the node that runs
  * it, read by any gateway. */
 #define CLUSTER_LOG_MAX_ENTRIES 20000
@@ -141,6 +149,12 @@ void cluster_log_entries_free(ClusterLogEntry *v, size_t n);
 /* Appends v (in order), and the end marker when end, to run id's log in one
  * round trip, and renews the log's expiry. -EIO/-ECONNREFUSED. */
 int cluster_log_append(RunQueue *q, const char *id, const ClusterLogEntry *v, size_t n, bool end);
+/* RunQueueOps.finish of r's attempt with the last of its log: v (in order)
+ * and the end marker when end are appended first, in the same script call
+ * (finish.lua), also when the result is stale. 0 written, -ESTALE stale
+ * (the log was appended), -EIO/-ECONNREFUSED (either may have landed: the
+ * caller sends both again, as it would each). */
+int cluster_finish_with_log(RunQueue *q, const RunRecord *r, int attempt, const ClusterLogEntry *v, size_t n, bool end);
 
 /* A reader of one run's log on its own connection (a follower's XREAD
  * BLOCK must not hold the shared one). */

@@ -12,21 +12,35 @@
 -- its own record's, so it outlives every record naming it (all expire
 -- ttl_s after their end). An existing text is not written again (its AOF
 -- entry is an EXPIRE).
--- KEYS: run:<id>, runs, stale
--- ARGV: attempt, group, ttl_s, prefix, node, now_ms, warm_ms, lock, field, value, ...
+-- The last of the run's log comes with it (ARGV[11 .. 10 + ARGV[10]], (kind,
+-- data) pairs as log_append.lua's, the end marker last) and goes in first,
+-- also when the result is stale (a log holds what every attempt printed):
+-- a reader that sees the run ended has its whole log, and a run's end is
+-- one script call, not two.
+-- KEYS: run:<id>, runs, stale, log:<id>
+-- ARGV: attempt, group, ttl_s, prefix, node, now_ms, warm_ms, lock, log_maxlen, nlog, nlog log
+-- arguments, then field, value, ...
 -- The fields (cluster-redis.c cq_finish): function, status, exit_code,
 -- value_json, value_repr, error_type, error_message, traceback,
 -- timings_json, outputs_json ({"NAME": VERSION}, the datasets the run
 -- wrote), log_path, started, finished; an absent one is not sent.
 -- Returns 1 written, 0 stale.
-local st = redis.call('HGET', KEYS[1], 'status')
-local a = redis.call('HGET', KEYS[1], 'attempt')
+-- include log_add.lua
+-- One read of what the script needs (the HSET below writes none of these).
+local h = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'entry', 'stream', 'env', 'gateway', 'id', 'ended_by')
+local st, a = h[1], h[2]
+local nlog = tonumber(ARGV[10])
+-- ended_by: the attempt whose finish wrote the end. The same finish asked
+-- again (its answer was lost) finds its own end: its log is in already.
+if h[8] ~= ARGV[1] then log_add(KEYS[4], ARGV[9], ARGV[3], 11, 10 + nlog) end
 if (st ~= 'queued' and st ~= 'running') or a ~= ARGV[1] then
   redis.call('INCR', KEYS[3])
   return 0
 end
 local fv = {}
-for i = 9, #ARGV do fv[#fv + 1] = ARGV[i] end
+for i = 11 + nlog, #ARGV do fv[#fv + 1] = ARGV[i] end
+fv[#fv + 1] = 'ended_by'
+fv[#fv + 1] = ARGV[1]
 if ARGV[8] ~= '' then
   local h = redis.sha1hex(ARGV[8])
   local lk = ARGV[4] .. 'runlock:' .. h
@@ -36,19 +50,19 @@ if ARGV[8] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(fv))
 redis.call('HDEL', KEYS[1], 'request_json')
-local e = redis.call('HGET', KEYS[1], 'entry')
+local e = h[3]
 if e then
-  local s = redis.call('HGET', KEYS[1], 'stream') or KEYS[2]
+  local s = h[4] or KEYS[2]
   redis.call('XACK', s, ARGV[2], e)
   redis.call('XDEL', s, e)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-local env = redis.call('HGET', KEYS[1], 'env')
+local env = h[5]
 if env then
   local wk = ARGV[4] .. 'warm:' .. env
   redis.call('ZADD', wk, tonumber(ARGV[6]) + tonumber(ARGV[7]), ARGV[5])
   redis.call('PEXPIRE', wk, ARGV[7])
 end
-local gw = redis.call('HGET', KEYS[1], 'gateway')
-if gw then redis.call('PUBLISH', ARGV[4] .. 'ev:' .. gw, 'd:' .. redis.call('HGET', KEYS[1], 'id')) end
+local gw = h[6]
+if gw then redis.call('PUBLISH', ARGV[4] .. 'ev:' .. gw, 'd:' .. h[7]) end
 return 1

@@ -44,16 +44,17 @@ if ARGV[5] ~= '' then
   fv[#fv + 1] = 'env'
   fv[#fv + 1] = ARGV[5]
 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, unpack(fv))
+-- The entry first, so the record is one HSET (a script is atomic: no reader
+-- sees the entry before its record).
 local e = redis.call('XADD', stream, '*', 'id', ARGV[1])
-redis.call('HSET', KEYS[1], 'entry', e, 'stream', stream)
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'entry', e, 'stream', stream, unpack(fv))
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-redis.call('SADD', KEYS[5], KEYS[4])
 redis.call('ZADD', KEYS[7], 0, ARGV[1])
-redis.call('SADD', KEYS[5], KEYS[7])
 if ARGV[8] == '1' then
   redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
-  redis.call('SADD', KEYS[5], KEYS[6])
+  redis.call('SADD', KEYS[5], KEYS[4], KEYS[7], KEYS[6])
+else
+  redis.call('SADD', KEYS[5], KEYS[4], KEYS[7])
 end
 return {0, ARGV[1]}

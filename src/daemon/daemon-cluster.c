@@ -196,7 +196,10 @@ static bool log_has_new(const DRun *r) {
         return r->log_sent_chunk + 1 < r->n_chunks || ch->stream == 0 || r->log_sent_off < ch->len;
 }
 
-int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
+/* Sends r's log since what was shipped (and the end marker when end): on
+ * its own, or with rec (not NULL) as the end of attempt, in one script call
+ * (cluster_finish_with_log()). */
+static int log_ship(Daemon *d, DRun *r, bool end, const RunRecord *rec, int attempt) {
         DaemonCluster *c = d->cluster;
         assert(c && r && r->claimed);
         pthread_mutex_lock(&c->ship_lock);
@@ -206,8 +209,11 @@ int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
         size_t chunk0 = r->log_sent_chunk, off0 = r->log_sent_off;
         log_collect_new(r, &v, &n);
         pthread_mutex_unlock(&d->lock);
-        int k = n > 0 || end ? cluster_log_append(c->queue, r->id, v, n, end) : 0;
-        if (k < 0) {
+        int k = rec            ? cluster_finish_with_log(c->queue, rec, attempt, v, n, end)
+                : n > 0 || end ? cluster_log_append(c->queue, r->id, v, n, end)
+                               : 0;
+        /* -ESTALE: the end was refused, the log went in. */
+        if (k < 0 && k != -ESTALE) {
                 /* Not in Redis: the next call sends it again. */
                 pthread_mutex_lock(&d->lock);
                 r->log_sent_chunk = chunk0;
@@ -217,6 +223,15 @@ int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
         pthread_mutex_unlock(&c->ship_lock);
         cluster_log_entries_free(v, n);
         return k;
+}
+
+int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
+        return log_ship(d, r, end, NULL, 0);
+}
+
+int daemon_cluster_finish(Daemon *d, DRun *r, const RunRecord *rec, int attempt) {
+        assert(rec && attempt > 0);
+        return log_ship(d, r, true, rec, attempt);
 }
 
 /* Ships the claimed runs' new output every LOG_FLUSH_MS: one round trip per

@@ -173,6 +173,7 @@ static DRun *drun_free(DRun *r) {
         buf_free(&r->log);
         free(r->chunks);
         run_result_free(r->result);
+        run_record_free(r->remote_end);
         free(r);
         return NULL;
 }
@@ -398,8 +399,10 @@ static int drun_write_final(Daemon *d, DRun *r) {
         rec.lock_json = res->lock_json;
         rec.timings_json = timings;
         rec.finished = r->finished;
-        int k = r->attempt > 0 ? run_queue_finish(d->queue, &rec, r->attempt)
-                               : run_queue_cancel(d->queue, r->id, rec.error_message);
+        /* A claimed run's last log goes in with its end (drun_finish()). */
+        int k = r->attempt > 0 && r->claimed && d->cluster ? daemon_cluster_finish(d, r, &rec, r->attempt)
+                : r->attempt > 0                           ? run_queue_finish(d->queue, &rec, r->attempt)
+                                                           : run_queue_cancel(d->queue, r->id, rec.error_message);
         /* -ESTALE: the record has ended already (a newer attempt, or the
          * engine's write landed after all); nothing is left to write. */
         return k == -ESTALE ? 0 : k;
@@ -538,12 +541,16 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
          * sees the run ended serves all of it. Otherwise the last lines go
          * in with the end, under the one lock taken below. */
         bool ship = r->claimed && d->cluster;
+        bool write = (r->daemon_writes_result || res->record_error < 0) && !r->start_unanswered;
         if (ship) {
                 pthread_mutex_lock(&d->lock);
                 drun_log_close(r, res);
                 pthread_mutex_unlock(&d->lock);
         }
-        if (ship) {
+        /* A claimed run that started ends with its log in one script call
+         * (drun_write_final(), daemon_cluster_finish()): one round trip
+         * less per run. */
+        if (ship && !(write && r->attempt > 0)) {
                 int k = daemon_cluster_log_ship(d, r, true);
                 if (k < 0)
                         log_warn("cluster: run %s: cannot send its log to Redis: %s", r->id, strerror(-k));
@@ -554,7 +561,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         /* The engine recorded the run and its log file; the daemon writes
          * only when its view (cancel, internal errors) is the final one, or
          * the engine could not write: two writes less per run. */
-        if ((r->daemon_writes_result || res->record_error < 0) && !r->start_unanswered) {
+        if (write) {
                 int k = drun_write_final(d, r);
                 if (k < 0)
                         keep_unwritten(d, r, k);
@@ -1406,6 +1413,7 @@ static void *remote_thread(void *p) {
         Daemon *d = ctx[0];
         DRun *r = ctx[1];
         RunResult *res = NULL;
+        RunRecord *ended = NULL;
         bool cancel_sent = false;
         /* The phase is the running node's to tell: none from here. */
         pthread_mutex_lock(&d->lock);
@@ -1424,8 +1432,12 @@ static void *remote_thread(void *p) {
                         cancel_sent = true;
                 }
                 RunRecord *rec = NULL;
-                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status))
+                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status)) {
                         res = result_from_record(rec);
+                        /* The answer's record (daemon_run_final_record()):
+                         * not read from Redis again. */
+                        ended = TAKE_PTR(rec);
+                }
                 run_record_free(rec);
                 if (res)
                         break;
@@ -1440,6 +1452,7 @@ static void *remote_thread(void *p) {
         tc->queued--;
         if (res) {
                 r->result = res;
+                r->remote_end = ended;
                 r->status = res->status;
                 r->finished = now_realtime();
                 drun_signal_done(d, r);
@@ -2345,6 +2358,10 @@ void daemon_run_reveal(Daemon *d, DRun *r) {
 
 int daemon_run_final_record(DRun *r, RunRecord *ret) {
         assert(r && ret);
+        if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && r->remote_end) {
+                *ret = *r->remote_end;
+                return 0;
+        }
         const RunResult *res = r->result;
         /* The engine's record is the stored one only when it wrote it and
          * nobody overwrote it: a daemon-written end (cancel, internal

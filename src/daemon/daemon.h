@@ -336,6 +336,7 @@ struct DRun {
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
         bool start_unanswered;  /* claimed, and the queue never answered its start: nothing is written */
         bool remote_wake;       /* cluster: a gateway's waiter should re-read the record (under lock) */
+        RunRecord *remote_end;  /* cluster: the ended record the gateway's waiter read (set before done) */
         /* cluster: how much of log/chunks is in the run's Redis log
          * (written under Daemon.lock, by the holder of the ship lock) */
         size_t log_sent_chunk, log_sent_off;
@@ -502,7 +503,9 @@ bool daemon_run_done(Daemon *d, DRun *r);
  * r's, valid while the caller holds its reference; nothing to free.
  * -ENODATA when memory is not the final word
  * (the daemon wrote the end itself, the engine could not, or the run is
- * another node's): read the store then. */
+ * another node's): read the store then. A run this gateway submitted to
+ * the cluster answers from the ended record its waiter read from Redis
+ * (remote_end): the same record a second read would give. */
 int daemon_run_final_record(DRun *r, RunRecord *ret);
 /* Before an answer shows r's id while r may not have ended (a ?wait
  * timeout's 202, a Lambda 504 with its request id): a synchronous run's
@@ -625,6 +628,11 @@ void daemon_runs_remote_resync(Daemon *d);
  * before the final record is written, so a reader that sees the run ended
  * has its whole log). A failed append is retried by the next call. */
 int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
+/* The end of r's attempt (rec, RunQueueOps.finish) with the rest of its log
+ * and its end marker, in one script call: the log goes in first, also when
+ * the end is refused (-ESTALE). On another error nothing counts as sent:
+ * the next call sends the log again. */
+int daemon_cluster_finish(Daemon *d, DRun *r, const RunRecord *rec, int attempt);
 /* Appends run id's whole log so far in a cluster (its Redis stream,
  * written by whichever node ran it: stdout and stderr interleaved, as
  * GET /v1/runs/ID/logs answers) to out. 0, or a negative errno (Redis

@@ -105,6 +105,10 @@ def test_gateway_and_worker_share_runs(nodes, redis):
     st, b = gw.run(SLEEPER, kwargs={"tag": "hello"})
     assert st == 200 and b["status"] == "succeeded" and b["result"] == "hello", b
     assert node_of(redis, b["id"]) == "w1"
+    # the wait's answer (from the ended record the gateway's waiter read)
+    # is the run as any read of it shows it
+    st, again = gw.call("GET", f"/v1/runs/{b['id']}")
+    assert st == 200 and again == b, (again, b)
     st, lst = gw.call("GET", "/v1/runs")
     assert st == 200 and b["id"] in [r["id"] for r in lst["runs"]]
     # another tenant does not see it
@@ -550,6 +554,50 @@ def test_affinity_runs_land_on_a_warm_node(nodes, redis):
     for name, v in landed.items():
         top = max(sum(1 for x, _ in v if x == node) for node in ("w1", "w2", "w3"))
         assert top >= 0.9 * len(v), (name, v)
+
+
+def test_kill9_worker_its_run_is_reclaimed_by_a_busy_worker(nodes, redis):
+    """The reclaim scan runs on a timer, not before every claim
+    (docs/cluster.md "Reclaim"): a worker kept busy with runs, whose claims
+    never wait idle, still takes over the run of a worker killed with -9
+    once that node's lease expired and its entry sat idle past the claim
+    timeout, and runs it again to its end."""
+    gw = nodes("gw1", "gateway")
+    w1 = nodes("w1", "worker", slots=1)
+    rid = submit(gw, 2, "long")
+    wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "status") == "running", 60, "the run to start on w1")
+    assert node_of(redis, rid) == "w1"
+    nodes("w2", "worker", slots=2)
+    stop, errors, done = threading.Event(), [], [0]
+
+    def client():
+        # one run after another: w2's blocking read always finds the next
+        while not stop.is_set():
+            st, b = gw.run(SLEEPER, kwargs={"tag": "short"})
+            if st != 200 or b.get("status") != "succeeded":
+                errors.append((st, b))
+            done[0] += 1
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        wait_until(lambda: done[0] >= 5, 60, "w2 to run the short runs")
+        w1.kill9()
+        t0 = time.time()
+        wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "status") in TERMINAL, 60,
+                   "w1's run to end on w2")
+        took = time.time() - t0
+        ran_meanwhile = done[0]
+    finally:
+        stop.set()
+        t.join()
+    st, b = gw.call("GET", f"/v1/runs/{rid}")
+    assert b["status"] == "succeeded" and b["result"] == "long" and b["attempt"] == 2, b
+    assert node_of(redis, rid) == "w2"
+    print(f"w1's run ended on w2 {took:.1f}s after the kill; {ran_meanwhile} runs meanwhile")
+    assert not errors, errors[:3]
+    assert ran_meanwhile >= 10, ran_meanwhile  # w2 was busy throughout
+    # the lease (3 s), the claim timeout, the run (2 s), and slack
+    assert took < 3 + CLAIM_TIMEOUT_MS / 1000 + 2 + 10, took
 
 
 # The nemesis tests (issue 13): three nodes, each pysprinterd in its own

@@ -417,6 +417,64 @@ static void test_live_node_claims_again_what_it_dropped(void **state) {
         run_queue_free(b);
 }
 
+/* The reclaim scan runs on a timer, not before every claim: a dead node's
+ * entry, idle past the claim timeout, waits for the next scan, which is
+ * due a reclaim interval after the last, or at once after a claim that
+ * found nothing new. */
+static void test_reclaim_runs_when_due(void **state) {
+        RunQueue *a = queue("timer-dead", 200), *b = NULL;
+        ClusterOptions o = { .url = url,
+                             .node_id = "timer-b",
+                             .claim_timeout_ms = 200,
+                             .lease_ttl_ms = 300,
+                             .reclaim_interval_ms = 900 };
+        assert_int_equal(cluster_queue_new(&o, &b, NULL), 0);
+        PendingRun *v = NULL;
+        size_t n = 0;
+        usec_t t0 = now_monotonic();
+        assert_int_equal(cluster_claim(b, 1, 0, NULL, &v, &n), 0); /* the first claim scans */
+        assert_int_equal(n, 0);
+        submit_claimed(a, "r-timer-1", 3);
+        int att = 0;
+        assert_int_equal(run_queue_start(a, "r-timer-1", now_realtime(), &att), 0);
+        /* timer-dead has no lease and its entry is idle past 200 ms: the
+         * scan would take it, but none is due before t0 + 900 ms */
+        (void) usleep(450 * 1000);
+        assert_int_equal(cluster_claim(b, 1, 0, NULL, &v, &n), 0);
+        assert_int_equal(n, 0);
+        assert_true(now_monotonic() - t0 < 900 * USEC_PER_MSEC);
+        _cleanup_free_ char *s1 = status_of(b, "r-timer-1");
+        assert_string_equal(s1, "running");
+        /* due by the timer */
+        while (now_monotonic() - t0 < 950 * USEC_PER_MSEC)
+                (void) usleep(20 * 1000);
+        assert_int_equal(cluster_claim(b, 2, 0, NULL, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0].id, "r-timer-1");
+        assert_int_equal(v[0].attempt, 1);
+        pending_run_list_free(v, n);
+        usec_t t1 = now_monotonic();
+        assert_int_equal(run_queue_cancel(b, "r-timer-1", "x"), 0);
+
+        /* due at once after a claim that waited and found nothing */
+        char **held = NULL;
+        submit_claimed(a, "r-timer-2", 3);
+        assert_int_equal(run_queue_start(a, "r-timer-2", now_realtime(), &att), 0);
+        (void) usleep(300 * 1000);
+        assert_int_equal(cluster_claim(b, 1, 0, held, &v, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(cluster_claim(b, 1, 50, held, &v, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(cluster_claim(b, 1, 0, held, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0].id, "r-timer-2");
+        assert_true(now_monotonic() - t1 < 900 * USEC_PER_MSEC);
+        pending_run_list_free(v, n);
+        assert_int_equal(run_queue_cancel(b, "r-timer-2", "x"), 0);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
 /* Attempts used up: the run ends lost and goes to the dead letters. */
 static void test_dead_letter_after_max_attempts(void **state) {
         RunQueue *a = queue("dl-a", 200), *b = queue("dl-b", 200);
@@ -881,6 +939,16 @@ static void test_dataset_store(void **state) {
 }
 
 /* A run's log comes back in order, NUL bytes and all, then its end. */
+/* What run id's log holds now, read by a new reader (its count). */
+static size_t log_read_all(RunQueue *q, const char *id, ClusterLogEntry **ret) {
+        ClusterLogReader *rd = NULL;
+        assert_int_equal(cluster_log_reader_new(q, id, &rd), 0);
+        size_t n = 0;
+        assert_int_equal(cluster_log_read(rd, 0, ret, &n), 0);
+        cluster_log_reader_free(rd);
+        return n;
+}
+
 static void test_log_stream(void **state) {
         RunQueue *q = queue("logs", 0);
         ClusterLogEntry a[] = {
@@ -910,6 +978,32 @@ static void test_log_stream(void **state) {
         assert_int_equal(v[1].kind, CLUSTER_LOG_END);
         cluster_log_entries_free(v, n);
         cluster_log_reader_free(rd);
+        /* A flush is one stream entry (its pairs in order), not one per
+         * log entry. */
+        _cleanup_free_ char *len = cli_line("XLEN ps:log:r1");
+        assert_string_equal(len, "2");
+
+        /* A large batch is split in Redis and read back whole, in order. */
+        size_t big = 2500;
+        ClusterLogEntry *w = xcalloc(big, sizeof(ClusterLogEntry));
+        for (size_t i = 0; i < big; i++) {
+                w[i].kind = i % 2 ? CLUSTER_LOG_STDERR : CLUSTER_LOG_STDOUT;
+                w[i].data = xasprintf("line %zu\n", i);
+                w[i].len = strlen(w[i].data);
+        }
+        assert_int_equal(cluster_log_append(q, "r2", w, big, true), 0);
+        _cleanup_free_ char *len2 = cli_line("XLEN ps:log:r2");
+        assert_string_equal(len2, "3");
+        n = log_read_all(q, "r2", &v);
+        assert_int_equal(n, big + 1);
+        for (size_t i = 0; i < big; i++) {
+                assert_int_equal(v[i].kind, w[i].kind);
+                assert_int_equal(v[i].len, w[i].len);
+                assert_memory_equal(v[i].data, w[i].data, w[i].len);
+        }
+        assert_int_equal(v[big].kind, CLUSTER_LOG_END);
+        cluster_log_entries_free(v, n);
+        cluster_log_entries_free(w, big);
         run_queue_free(q);
 }
 
@@ -933,6 +1027,36 @@ static void run_with(RunQueue *q, const char *id, const char *outputs, const cha
  * wrote, the lock it ran with) is in the record any gateway reads, and
  * the one renderer of a run shows the outputs as a single node's record
  * does. Each distinct lock text is kept once, as long as its records. */
+/* A run's end carries the last of its log (one script call): the log goes
+ * in first, also for a stale end; the same end asked again (its answer
+ * lost) does not append it twice. */
+static void test_finish_with_log(void **state) {
+        RunQueue *a = queue("fl-a", 5000);
+        submit_claimed(a, "r-fl", 3);
+        int att = 0;
+        assert_int_equal(run_queue_start(a, "r-fl", now_realtime(), &att), 0);
+        ClusterLogEntry out[] = { { .kind = CLUSTER_LOG_PHASE, .data = (char *) "run", .len = 3 },
+                                  { .kind = CLUSTER_LOG_STDOUT, .data = (char *) "hi\n", .len = 3 } };
+        RunRecord f;
+        finish_rec(&f, "r-fl", "succeeded");
+        assert_int_equal(cluster_finish_with_log(a, &f, att, out, 2, true), 0);
+        assert_int_equal(cluster_finish_with_log(a, &f, att, out, 2, true), -ESTALE);          /* asked again */
+        assert_int_equal(cluster_finish_with_log(a, &f, att + 1, out + 1, 1, false), -ESTALE); /* another attempt */
+        _cleanup_free_ char *s = status_of(a, "r-fl");
+        assert_string_equal(s, "succeeded");
+        ClusterLogEntry *v = NULL;
+        size_t n = log_read_all(a, "r-fl", &v);
+        assert_int_equal(n, 4);
+        assert_int_equal(v[0].kind, CLUSTER_LOG_PHASE);
+        assert_int_equal(v[1].kind, CLUSTER_LOG_STDOUT);
+        assert_int_equal(v[2].kind, CLUSTER_LOG_END);
+        assert_int_equal(v[3].kind, CLUSTER_LOG_STDOUT); /* the stale attempt's, after */
+        cluster_log_entries_free(v, n);
+        _cleanup_free_ char *ttl = cli_line("TTL ps:log:r-fl");
+        assert_true(strtol(ttl, NULL, 10) > 86400);
+        run_queue_free(a);
+}
+
 static void test_outputs_and_lock_round_trip(void **state) {
         RunQueue *q = queue("ol1", 5000);
         const char *lock = "{\"version\":1,\"requirements\":[\"a==1\"],\"packages\":[{\"name\":\"a\"}]}";
@@ -1002,6 +1126,7 @@ int main(void) {
                 cmocka_unit_test(test_reclaim_from_dead_node),
                 cmocka_unit_test(test_live_lease_keeps_entries),
                 cmocka_unit_test(test_dead_letter_after_max_attempts),
+                cmocka_unit_test(test_reclaim_runs_when_due),
                 cmocka_unit_test(test_damaged_record_is_delivered_to_be_ended),
                 cmocka_unit_test(test_function_run_list),
                 cmocka_unit_test(test_run_ids),
@@ -1018,6 +1143,7 @@ int main(void) {
                 cmocka_unit_test(test_dataset_store),
                 cmocka_unit_test(test_log_stream),
                 cmocka_unit_test(test_outputs_and_lock_round_trip),
+                cmocka_unit_test(test_finish_with_log),
                 /* last: switching AOF off and on leaves it rewriting */
                 cmocka_unit_test(test_durability_check),
                 cmocka_unit_test(test_bad_url),
