@@ -17,7 +17,6 @@ import os
 import pathlib
 import sys
 import threading
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_cpu_per_run as cpr  # noqa: E402
@@ -79,12 +78,7 @@ def main():
         for d in daemons:
             d.stop()
         for cg in cgroups:
-            for _ in range(100):  # the trees' last processes may still be exiting
-                try:
-                    cg.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            cpr.remove_cgroup(cg)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_workers as bw  # noqa: E402
@@ -41,6 +42,17 @@ def start_daemon(build, home, index, sandbox, cg):
         return bw.Daemon(build, home, index.url, sandbox).start()
     finally:
         subprocess.Popen = real
+
+
+def remove_cgroup(cg):
+    """Once the daemon's tree has left it (its last processes may still be
+    exiting when the daemon has stopped)."""
+    for _ in range(100):
+        try:
+            cg.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def main():
@@ -73,13 +85,7 @@ def main():
               f"(daemon tree, cpuacct, {seconds} s of wrk -c8)")
     finally:
         d.stop()
-        import time
-        for _ in range(100):  # the tree's last processes may still be exiting
-            try:
-                cg.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        remove_cgroup(cg)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ static inline ClusterQueue *cq(RunQueue *q) {
         return (ClusterQueue *) q;
 }
 
-/* A command on conn (the shared one is locked). NULL with *ret_error on I/O
+/* A command on conn (the shared one is locked; cluster-conn.c). NULL with *ret_error on I/O
  * errors; an error reply becomes NULL with -EIO (-ENOENT for NOGROUP), logged. */
 redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error);
 

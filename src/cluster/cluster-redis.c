@@ -23,51 +23,6 @@ static void args_donep(Args *a) {
 }
 #define _cleanup_args_ _cleanup_(args_donep)
 
-/* a as EVAL with the script's text in place of its SHA-1. */
-static redisReply *eval_text(Conn *conn, const Args *a, int *ret_error) {
-        const char **v = xmalloc(a->n * sizeof(char *));
-        size_t *len = xmalloc(a->n * sizeof(size_t));
-        for (size_t i = 0; i < a->n; i++) {
-                v[i] = a->v[i];
-                len[i] = a->len[i];
-        }
-        v[0] = "EVAL";
-        len[0] = 4;
-        v[1] = a->script;
-        len[1] = strlen(a->script);
-        redisReply *r = conn_command_len(conn, a->n, v, len, ret_error);
-        free(v);
-        free(len);
-        return r;
-}
-
-redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
-        bool shared = conn == &c->conn;
-        if (shared)
-                pthread_mutex_lock(&c->lock);
-        int k = 0;
-        redisReply *r = conn_command_len(conn, a->n, (const char *const *) a->v, a->len, &k);
-        if (r && a->script && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-                /* Redis lacks the script (new, restarted, flushed): EVAL
-                 * loads it, and runs it; later calls find it by SHA-1. */
-                freeReplyObject(r);
-                r = eval_text(conn, a, &k);
-        }
-        if (shared)
-                pthread_mutex_unlock(&c->lock);
-        if (!r) {
-                *ret_error = k;
-                return NULL;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-                log_warn("redis: %s: %s", a->v[0], r->str);
-                *ret_error = strstr(r->str, "NOGROUP") ? -ENOENT : -EIO;
-                freeReplyObject(r);
-                return NULL;
-        }
-        return r;
-}
-
 static void add_field(Args *a, const char *name, const char *value) {
         if (!value)
                 return;
