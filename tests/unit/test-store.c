@@ -1818,11 +1818,16 @@ static bool written_back_at_the_append_rate(void) {
         print_message("%llu checkpoints; the database's dirty pages at most %llu, at most %llu written back "
                       "within 100 ms (%d samples)\n",
                       (unsigned long long) cs.checkpoints, (unsigned long long) most, (unsigned long long) left, e.n);
-        assert_true(cs.checkpoints >= 2);
-        assert_true(most >= 64);
+        /* The case the bound is about: passes that copied pages in, seen
+         * dirty. Beside other suites' writes the kernel's own flusher now
+         * and then wrote the file back first (at most 2 pages seen dirty,
+         * once): that measure judges nothing, and is taken again. */
+        bool the_case = cs.checkpoints >= 2 && most >= 64;
+        if (!the_case)
+                print_message("the case is not met (2 checkpoints, 64 dirty pages): not judged\n");
         /* The daemon's whole stream is ~740 KiB per 100 ms at wrk -c8;
          * base17 wrote a MiB per 50 ms, or all at once. */
-        bool within = !ticks_kept(&cs) || left <= LEFT_IN_100MS_MAX(most);
+        bool within = the_case && (!ticks_kept(&cs) || left <= LEFT_IN_100MS_MAX(most));
         run_queue_free(q);
         store_close(s);
         return within;
@@ -3601,7 +3606,10 @@ static void in_child_killed(void (*child)(const char *path, void *arg), const ch
         }
         int status = 0;
         assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+                /* The child's own failure went to its output above. */
+                fail_msg("the child was to kill itself -9; it %s %d", WIFSIGNALED(status) ? "died of signal" : "exited",
+                         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 }
 
 /* What a child killed -9 does before (in_child_killed()'s arg). */
@@ -4130,13 +4138,14 @@ static void run_in_held_batch(Store *s, RunQueue *q, CommitGate *g, const char *
 }
 
 /* The run's finish while the batch is held: it must return at once (on
- * base it slept until that commit: the gate is opened after 2 s so that
- * the test fails instead of hanging). */
+ * base it slept until that commit, which never comes: the gate is opened
+ * after 10 s so that the test fails instead of hanging; a bound that
+ * short only a stalled machine reaches is no test of "at once"). */
 static void finish_beside_held_batch(RunQueue *q, CommitGate *g, const char *id) {
         FinishCall f = { .q = q, .id = id };
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, finish_thread, &f), 0);
-        for (int i = 0; i < 2000 && !atomic_load(&f.done); i++)
+        for (int i = 0; i < 10000 && !atomic_load(&f.done); i++)
                 usleep(1000);
         bool returned = atomic_load(&f.done);
         if (!returned)
@@ -4182,7 +4191,13 @@ static void end_beside_batch_child(const char *path, void *arg) {
         if (store_open(path, &s) < 0)
                 _exit(1);
         RunQueue *q = journaling_queue(s);
-        CommitGate g;
+        /* Not on the stack: the held commit's thread waits on it until the
+         * process dies, after this function returned and the kill's call
+         * wrote over its frame. The suspected cause of a journal seen
+         * emptied after the kill (1 in ~10 runs of the suite, once in CI):
+         * the child saw it hold the end and the held batch at its gate
+         * just before returning; only that batch's commit empties it. */
+        static CommitGate g;
         pthread_t flusher;
         run_in_held_batch(s, q, &g, a->prefix, (BatchHolds) a->holds, &flusher);
         finish_beside_held_batch(q, &g, a->prefix);
