@@ -208,13 +208,15 @@ static struct curl_slist *headers_for(const Http *h, const HttpRequest *q) {
         }
         if (q->header)
                 l = curl_slist_append(l, q->header);
-        /* A streamed body (a file, a tar) waits for "100 Continue", so the
-         * daemon refuses it (401, 413 over data.max_bytes) before a byte is
-         * sent: a refusal that arrives mid-send is raced by the reset of
-         * the socket the daemon closes unread, and curl reports "Connection
-         * reset by peer" instead of the answer. An in-memory body (JSON of
-         * a few KiB) goes at once: no round trip for it. */
-        return curl_slist_append(l, q->read || q->upload ? "Expect: 100-continue" : "Expect:");
+        /* A streamed body (a file, a tar) or a big one waits for "100
+         * Continue", so the daemon refuses it (401, 413 over data.max_bytes
+         * or max_body_bytes) before a byte is sent: a refusal that arrives
+         * mid-send is raced by the reset of the socket the daemon closes
+         * unread, and curl reports "Connection reset by peer" instead of
+         * the answer. A small body (JSON of a few KiB) goes at once: no
+         * round trip for it. 1 MiB is curl 8's own threshold. */
+        bool wait_for_continue = q->read || q->upload || q->body_len > (1U << 20);
+        return curl_slist_append(l, wait_for_continue ? "Expect: 100-continue" : "Expect:");
 }
 
 int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error) {

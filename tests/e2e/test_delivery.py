@@ -106,18 +106,30 @@ def test_a_queued_source_that_is_not_utf8_survives_a_restart(tmp_path):
         d.stop()
 
 
+PRINTS_THEN_SLEEPS = """
+import time
+def slow(seconds: float = 30):
+    print("began", flush=True)
+    time.sleep(seconds)
+    return "done"
+"""
+
+
 def test_retries_zero_ends_lost_instead_of_running_again(tmp_path):
     d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
-    st, b = d.run(SLOW, wait=False, kwargs={"seconds": 30}, retries=0)
+    st, b = d.run(PRINTS_THEN_SLEEPS, wait=False, kwargs={"seconds": 30}, retries=0)
     assert st == 202 and b["max_attempts"] == 1
     once = b["id"]
-    st, fn = d.call("POST", "/v1/functions", {"name": "once", "source": SLOW, "retries": 0})
+    st, fn = d.call("POST", "/v1/functions", {"name": "once", "source": PRINTS_THEN_SLEEPS, "retries": 0})
     assert st == 201
     st, b = d.call("POST", "/v1/functions/once/invoke", {"kwargs": {"seconds": 30}})
     assert st == 202
     invoked = b["id"]
-    d.wait_status(once, ["running"])
-    d.wait_status(invoked, ["running"])
+    # Killed once both have begun: "running" alone is shown a moment
+    # before the start is committed, and a run killed in that moment never
+    # ran, so it runs (its one attempt) after the restart, rightly.
+    for rid in (once, invoked):
+        wait_for(lambda: d.call("GET", f"/v1/runs/{rid}/logs")[1] == "began\n", f"run {rid} to begin")
     d.kill9()
     d.start()
     try:
