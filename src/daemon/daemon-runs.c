@@ -150,7 +150,6 @@ static void fn_count_leave(Daemon *d, DRun *r) {
 static DRun *drun_free(DRun *r) {
         if (!r)
                 return NULL;
-        pthread_cond_destroy(&r->done_cond);
         free(r->id);
         free(r->tenant);
         free(r->filename);
@@ -506,8 +505,8 @@ static void drun_kicks_flush(void) {
 
 /* The one place a run's end reaches whoever waits for it (?wait=true,
  * sync and Lambda invokes, DAG tasks, SSE followers), whether this node ran
- * it (drun_finish) or another node did (remote_thread, woken by the
- * cluster's channel). With d->lock held; r->result is set. The caller
+ * it (drun_finish) or another node did (remote_look(), mostly on the
+ * cluster's events thread). With d->lock held; r->result is set. The caller
  * resumes the suspended connections waiting for this end
  * (daemon_wait_kick(DRUN_DONE_KEY(r))) once it has unlocked: a resumed
  * connection's handler takes d->lock first thing, and would only wait for
@@ -516,7 +515,6 @@ static void drun_signal_done(Daemon *d, DRun *r) {
         /* Released: a reader that sees done (daemon_run_done(), without
          * the lock) sees r->result and the rest of the end. */
         __atomic_store_n(&r->done, true, __ATOMIC_RELEASE);
-        pthread_cond_broadcast(&r->done_cond);
         pthread_cond_broadcast(&d->change_cond);
 }
 
@@ -1382,74 +1380,29 @@ static RunResult *result_from_record(const RunRecord *rec) {
         return res;
 }
 
-void daemon_run_remote_ended(Daemon *d, const char *id) {
-        pthread_mutex_lock(&d->lock);
-        for (DRun *r = d->runs; r; r = r->next)
-                if (streq(r->id, id)) {
-                        r->remote_wake = true;
-                        pthread_cond_broadcast(&r->done_cond);
-                }
-        pthread_mutex_unlock(&d->lock);
-}
+/* Remote runs. Cluster mode, a run this gateway submitted: waited for
+ * here until some node ends it, so ?wait=true, Lambda invoke and DAG tasks
+ * work as on one node. No thread waits for each: the finishing script
+ * publishes on this gateway's channel and the events thread looks at the
+ * run's record itself (daemon_run_remote_ended()); one waiter thread
+ * (remote_waiter()) makes the other looks: a cancel asked here, which it
+ * sends on (cluster_cancel), a resync after the events connection came
+ * back (daemon_runs_remote_resync()), the drain, and a look once a second
+ * per run as the last fallback. A thread per run cost the gateway a clone,
+ * a stack and an exit per run (~12% of its CPU at -c8, docs/cluster.md),
+ * and a thread each for every run queued in the cluster. */
+#define REMOTE_LOOK_USEC USEC_PER_SEC
 
-void daemon_runs_remote_resync(Daemon *d) {
-        pthread_mutex_lock(&d->lock);
-        for (DRun *r = d->runs; r; r = r->next) {
-                r->remote_wake = true;
-                pthread_cond_broadcast(&r->done_cond);
-        }
-        pthread_mutex_unlock(&d->lock);
-}
-
-/* Cluster mode, a run this gateway submitted: waits until some node ends
- * it, so ?wait=true, Lambda invoke and DAG tasks work as on one node. The
- * finishing script publishes on this gateway's channel; the events thread
- * wakes this waiter (daemon_run_remote_ended), which reads the record once.
- * The record is read too at start, after the events connection came back
- * (daemon_runs_remote_resync), and once a second as a last fallback. A
- * cancel asked here reaches the run wherever it is (cluster_cancel). */
-static void *remote_thread(void *p) {
-        void **ctx = p;
-        Daemon *d = ctx[0];
-        DRun *r = ctx[1];
-        RunResult *res = NULL;
-        RunRecord *ended = NULL;
-        bool cancel_sent = false;
-        /* The phase is the running node's to tell: none from here. */
-        pthread_mutex_lock(&d->lock);
-        free(r->phase);
-        r->phase = NULL;
-        pthread_mutex_unlock(&d->lock);
-        for (;;) {
-                pthread_mutex_lock(&d->lock);
-                bool cancel = r->cancel_requested, stop = d->draining;
-                r->remote_wake = false; /* a message from now on is seen below */
-                pthread_mutex_unlock(&d->lock);
-                if (stop)
-                        break; /* the run is safe in Redis; a client re-asks any gateway */
-                if (cancel && !cancel_sent) {
-                        (void) daemon_cluster_cancel(d, r->id);
-                        cancel_sent = true;
-                }
-                RunRecord *rec = NULL;
-                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status)) {
-                        res = result_from_record(rec);
-                        /* The answer's record (daemon_run_final_record()):
-                         * not read from Redis again. */
-                        ended = TAKE_PTR(rec);
-                }
-                run_record_free(rec);
-                if (res)
-                        break;
-                pthread_mutex_lock(&d->lock);
-                if (!r->remote_wake && !(r->cancel_requested && !cancel_sent) && !d->draining)
-                        cond_wait_usec(&r->done_cond, &d->lock, USEC_PER_SEC);
-                pthread_mutex_unlock(&d->lock);
-        }
-        pthread_mutex_lock(&d->lock);
+/* The end of a remote run, with d->lock held: answered with res (NULL
+ * when the gateway stops first: the run is safe in Redis and a client
+ * re-asks any gateway), then out of d->runs. The lock is released and
+ * taken again (run_leave()). */
+static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         TenantCount *tc = tenant_count(d, r->tenant);
         d->queued--;
         tc->queued--;
+        r->remote = false;
+        r->remote_busy = false;
         if (res) {
                 r->result = res;
                 r->remote_end = ended;
@@ -1467,9 +1420,159 @@ static void *remote_thread(void *p) {
         daemon_wait_kick(DRUN_DONE_KEY(r));
         pthread_mutex_lock(&d->lock);
         run_leave(d, r);
+}
+
+/* Looks at r's record until no look is due, as the thread that set
+ * r->remote_busy (the only one that may), without d->lock: sends a cancel
+ * asked here, ends r once its record has ended. */
+static void remote_look(Daemon *d, DRun *r) {
+        pthread_mutex_lock(&d->lock);
+        for (;;) {
+                bool cancel = r->cancel_requested && !r->remote_cancel_sent;
+                r->remote_wake = false; /* a message from now on is seen below */
+                if (d->draining) {
+                        remote_end(d, r, NULL, NULL);
+                        break;
+                }
+                pthread_mutex_unlock(&d->lock);
+                if (cancel)
+                        (void) daemon_cluster_cancel(d, r->id);
+                RunRecord *rec = NULL, *ended = NULL;
+                RunResult *res = NULL;
+                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status)) {
+                        res = result_from_record(rec);
+                        /* The answer's record (daemon_run_final_record()):
+                         * not read from Redis again. */
+                        ended = TAKE_PTR(rec);
+                }
+                run_record_free(rec);
+                pthread_mutex_lock(&d->lock);
+                r->remote_cancel_sent |= cancel;
+                if (res) {
+                        remote_end(d, r, res, ended);
+                        break;
+                }
+                if (!r->remote_wake && !(r->cancel_requested && !r->remote_cancel_sent) && !d->draining) {
+                        r->remote_busy = false;
+                        r->remote_due = now_monotonic() + REMOTE_LOOK_USEC;
+                        break;
+                }
+        }
         pthread_mutex_unlock(&d->lock);
-        free(ctx);
+}
+
+/* Whether a look at r is due now (d->lock held). */
+static bool remote_look_due(const Daemon *d, const DRun *r, usec_t now) {
+        return r->remote && !r->remote_busy &&
+               (r->remote_wake || (r->cancel_requested && !r->remote_cancel_sent) || d->draining ||
+                r->remote_due <= now);
+}
+
+static void *remote_waiter(void *p) {
+        Daemon *d = p;
+        pthread_mutex_lock(&d->lock);
+        for (;;) {
+                usec_t now = now_monotonic(), next = now + REMOTE_LOOK_USEC;
+                DRun **due = NULL;
+                size_t n = 0;
+                for (DRun *r = d->runs; r; r = r->next) {
+                        if (remote_look_due(d, r, now)) {
+                                r->remote_busy = true;
+                                due = xrealloc(due, (n + 1) * sizeof(DRun *));
+                                due[n++] = r;
+                        } else if (r->remote && !r->remote_busy)
+                                next = MIN(next, r->remote_due);
+                }
+                if (n == 0) {
+                        cond_wait_usec(&d->remote_cond, &d->lock, next - now);
+                        continue;
+                }
+                pthread_mutex_unlock(&d->lock);
+                for (size_t i = 0; i < n; i++)
+                        remote_look(d, due[i]);
+                free(due);
+                pthread_mutex_lock(&d->lock);
+        }
         return NULL;
+}
+
+/* Whether id's end message came before its run was registered (d->lock
+ * held); forgets it. */
+static bool remote_early_take(Daemon *d, const char *id) {
+        for (size_t i = 0; i < ELEMENTSOF(d->remote_early); i++)
+                if (d->remote_early[i] && streq(d->remote_early[i], id)) {
+                        free(d->remote_early[i]);
+                        d->remote_early[i] = NULL;
+                        return true;
+                }
+        return false;
+}
+
+/* r is waited for here from now on (d->lock held), by the waiter thread,
+ * made at the first remote run. A look is due at once only when its end
+ * message already came or its submit found an earlier run (an
+ * Idempotency-Key); else the message or the fallback brings it. */
+static int remote_wait_begin(Daemon *d, DRun *r) {
+        if (!d->remote_running) {
+                pthread_cond_init(&d->remote_cond, NULL);
+                int k = -thread_start_detached(remote_waiter, d);
+                if (k < 0) {
+                        pthread_cond_destroy(&d->remote_cond);
+                        return k;
+                }
+                d->remote_running = true;
+        }
+        /* The phase is the running node's to tell: none from here. */
+        free(r->phase);
+        r->phase = NULL;
+        r->remote = true;
+        r->remote_due = now_monotonic() + REMOTE_LOOK_USEC;
+        if (remote_early_take(d, r->id))
+                r->remote_wake = true;
+        if (r->remote_wake)
+                pthread_cond_signal(&d->remote_cond);
+        return 0;
+}
+
+void daemon_run_remote_ended(Daemon *d, const char *id) {
+        DRun **mine = NULL;
+        size_t n = 0;
+        bool found = false;
+        pthread_mutex_lock(&d->lock);
+        /* Two runs may wait for one id: a resubmission with a used
+         * Idempotency-Key waits for the first run. */
+        for (DRun *r = d->runs; r; r = r->next) {
+                if (!r->remote || !streq(r->id, id))
+                        continue;
+                found = true;
+                r->remote_wake = true; /* seen by a look under way */
+                if (!r->remote_busy) {
+                        r->remote_busy = true;
+                        mine = xrealloc(mine, (n + 1) * sizeof(DRun *));
+                        mine[n++] = r;
+                }
+        }
+        if (!found) {
+                unsigned i = d->remote_early_next++ % ELEMENTSOF(d->remote_early);
+                free(d->remote_early[i]);
+                d->remote_early[i] = xstrdup(id);
+        }
+        pthread_mutex_unlock(&d->lock);
+        /* Looked at here, on the events thread: one hand-off fewer on the
+         * way to the answer. */
+        for (size_t i = 0; i < n; i++)
+                remote_look(d, mine[i]);
+        free(mine);
+}
+
+void daemon_runs_remote_resync(Daemon *d) {
+        pthread_mutex_lock(&d->lock);
+        for (DRun *r = d->runs; r; r = r->next)
+                if (r->remote)
+                        r->remote_wake = true;
+        if (d->remote_running)
+                pthread_cond_signal(&d->remote_cond);
+        pthread_mutex_unlock(&d->lock);
 }
 
 /* What the queue keeps so a run can be started again by the next daemon
@@ -1722,7 +1825,6 @@ static DRun *drun_new(Daemon *d, const char *id, const char *tenant) {
         r->phase = xstrdup("queued");
         r->created = now_realtime();
         r->max_attempts = (int) d->cfg.max_attempts;
-        pthread_cond_init(&r->done_cond, NULL);
         return r;
 }
 
@@ -1932,6 +2034,10 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                                 free(r->id);
                                 r->id = TAKE_PTR(id);
                         }
+                        /* That run may have ended long ago: no message
+                         * will say so, its record does (remote_wait_begin()). */
+                        if (k == 1)
+                                r->remote_wake = true;
                         k = MIN(k, 0);
                 } else if (!request)
                         k = -EINVAL;
@@ -2009,14 +2115,10 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         /* In a cluster a gateway's run is any worker's: this node waits
          * for its record to end (a thread each) instead of running it. */
         if (d->cluster && !resumed) {
+                k = remote_wait_begin(d, r);
                 pthread_mutex_unlock(&d->lock);
-                void **ctx = xcalloc(2, sizeof(void *));
-                ctx[0] = d;
-                ctx[1] = r;
-                k = thread_start_detached(remote_thread, ctx);
                 if (k == 0)
                         return 0;
-                free(ctx);
                 pthread_mutex_lock(&d->lock);
                 r->cancel_requested = true;
         }
@@ -2272,8 +2374,9 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         running = r->status == RUN_RUNNING;
         pthread_cond_broadcast(&d->sched_cond);
         daemon_runs_kick(d); /* a pending run ends at once */
-        /* A gateway's waiter of a remote run (remote_thread) sends it on. */
-        pthread_cond_broadcast(&r->done_cond);
+        /* A remote run's look sends it on (remote_look()). */
+        if (r->remote)
+                pthread_cond_signal(&d->remote_cond);
         pthread_mutex_unlock(&d->lock);
         if (running)
                 (void) engine_cancel(d->engine, r->id);
@@ -2340,6 +2443,9 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
 
         pthread_mutex_lock(&d->lock);
         d->draining = true;
+        /* The remote runs let go at once (remote_look()). */
+        if (d->remote_running)
+                pthread_cond_signal(&d->remote_cond);
         while (d->threads > 0 && now_monotonic() < deadline) {
                 cond_wait_usec(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }

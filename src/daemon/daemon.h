@@ -319,10 +319,6 @@ struct DRun {
         struct FnCount *fnr;          /* the count it holds a reservation of (fn_reserve()), or NULL */
         bool cancel_requested;
         bool done;
-        /* Broadcast once, when done is set: a ?wait=true request waits on
-         * its own run's, so a run's events do not wake every waiter of
-         * every run (Daemon.change_cond is for the followers of all). */
-        pthread_cond_t done_cond;
         Buf log;
         LogChunk *chunks;
         size_t n_chunks, alloc_chunks;
@@ -335,8 +331,16 @@ struct DRun {
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
         bool start_unanswered;  /* claimed, and the queue never answered its start: nothing is written */
-        bool remote_wake;       /* cluster: a gateway's waiter should re-read the record (under lock) */
-        RunRecord *remote_end;  /* cluster: the ended record the gateway's waiter read (set before done) */
+        /* Cluster, a run this gateway submitted and another node runs
+         * (daemon-runs.c "remote runs"; all under Daemon.lock): waited
+         * for here until its record ends; a look at its record is due
+         * (a message said it ended, a cancel to send, the events
+         * connection came back); a thread is looking at it now (no other
+         * may); its cancel went to Redis; the monotonic time of the next
+         * look (the fallback when no message comes). */
+        bool remote, remote_wake, remote_busy, remote_cancel_sent;
+        usec_t remote_due;
+        RunRecord *remote_end;  /* cluster: the ended record the gateway's look read (set before done) */
         /* cluster: how much of log/chunks is in the run's Redis log
          * (written under Daemon.lock, by the holder of the ship lock) */
         size_t log_sent_chunk, log_sent_off;
@@ -437,6 +441,16 @@ struct Daemon {
          * hand-over then writes watch_efd); whether its thread started. */
         struct RunStep *watch_new;
         bool watch_sleeping, watch_running;
+        /* Cluster: the remote-run waiter (daemon-runs.c "remote runs"):
+         * one thread for every run this gateway waits for; woken when a
+         * look is due; whether it started; the ids of this gateway's runs
+         * whose end message came before the run was in d->runs (a ring:
+         * the run's registration finds it there instead of reading its
+         * record once, just in case). */
+        pthread_cond_t remote_cond;
+        bool remote_running;
+        char *remote_early[64];
+        unsigned remote_early_next;
         /* Threads between taking an idle instance for a warm invoke and
          * counting its run (fn_count_enter()) or putting the instance
          * back: raised atomically before the take, lowered under lock.

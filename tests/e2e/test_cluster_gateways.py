@@ -213,3 +213,32 @@ def test_dag_graph_and_show_on_every_gateway(nodes, redis, tmp_path):
     shutil.rmtree(dirs[0])
     for gw in (gw1, gw2):
         assert gw.call("GET", f"/v1/dags/{dag_id}/graph") == (200, ref), gw
+
+
+def test_a_gateway_waits_for_its_queued_runs_without_a_thread_each(nodes, redis):
+    """200 runs queued through a gateway while no worker is up: the
+    gateway's thread count stays what it was (one waiter thread watches
+    them all; a thread per run made 200), and cancelling one of them still
+    reaches Redis. Once a worker comes, every run ends succeeded, and a
+    ?wait=true run is answered by the end message, not by the once-a-second
+    fallback look."""
+    gw = nodes("gw", "gateway")
+    tasks = f"/proc/{gw.proc.pid}/task"
+    st, _ = gw.run(SLEEPER, wait=False)  # the waiter thread exists from here
+    assert st == 202
+    before = len(os.listdir(tasks))
+    ids = [submit(gw, 0, f"q{i}") for i in range(200)]
+    assert len(os.listdir(tasks)) <= before + 4, (before, len(os.listdir(tasks)))
+    assert gw.cancel(ids[0])["status"] == "cancelled"
+
+    nodes("w1", "worker", slots=4)
+    for i, rid in enumerate(ids[1:], 1):
+        st, b = gw.call("GET", f"/v1/runs/{rid}?wait=true&timeout=30")
+        assert st == 200 and b["status"] == "succeeded" and b["result"] == f"q{i}", (st, b)
+    took = []
+    for _ in range(9):
+        t0 = time.monotonic()
+        st, b = gw.run(SLEEPER, kwargs={"tag": "now"})
+        took.append(time.monotonic() - t0)
+        assert st == 200 and b["result"] == "now", (st, b)
+    assert sorted(took)[4] < 0.6, took
