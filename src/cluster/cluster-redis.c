@@ -539,11 +539,8 @@ int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *hel
         return 0;
 }
 
-static RunRecord *record_from_hash(const redisReply *rep) {
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0)
-                return NULL;
-        RunRecord *r = xcalloc(1, sizeof(RunRecord));
-        r->exit_code = -1;
+/* One field of a record hash into r (an unknown name is skipped). */
+static void record_set(RunRecord *r, const char *name, const char *value) {
         struct {
                 const char *name;
                 char **field;
@@ -564,35 +561,83 @@ static RunRecord *record_from_hash(const redisReply *rep) {
                 { "log_path", &r->log_path },
                 { "outputs_json", &r->outputs_json },
         };
-        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-                const char *name = rep->element[i]->str, *value = rep->element[i + 1]->str;
-                if (!name || !value)
-                        continue;
-                bool done = false;
-                for (size_t j = 0; j < ELEMENTSOF(text) && !done; j++)
-                        if (streq(name, text[j].name)) {
-                                free(*text[j].field);
-                                *text[j].field = xstrdup(value);
-                                done = true;
-                        }
-                if (done)
-                        continue;
-                if (streq(name, "exit_code"))
-                        (void) parse_int(value, &r->exit_code);
-                else if (streq(name, "attempt"))
-                        (void) parse_int(value, &r->attempt);
-                else if (streq(name, "max_attempts"))
-                        (void) parse_int(value, &r->max_attempts);
-                else if (streq(name, "created"))
-                        r->created = strtoull(value, NULL, 10);
-                else if (streq(name, "started"))
-                        r->started = strtoull(value, NULL, 10);
-                else if (streq(name, "finished"))
-                        r->finished = strtoull(value, NULL, 10);
-        }
+        for (size_t j = 0; j < ELEMENTSOF(text); j++)
+                if (streq(name, text[j].name)) {
+                        free(*text[j].field);
+                        *text[j].field = xstrdup(value);
+                        return;
+                }
+        if (streq(name, "exit_code"))
+                (void) parse_int(value, &r->exit_code);
+        else if (streq(name, "attempt"))
+                (void) parse_int(value, &r->attempt);
+        else if (streq(name, "max_attempts"))
+                (void) parse_int(value, &r->max_attempts);
+        else if (streq(name, "created"))
+                r->created = strtoull(value, NULL, 10);
+        else if (streq(name, "started"))
+                r->started = strtoull(value, NULL, 10);
+        else if (streq(name, "finished"))
+                r->finished = strtoull(value, NULL, 10);
+}
+
+static RunRecord *record_new(void) {
+        RunRecord *r = xcalloc(1, sizeof(RunRecord));
+        r->exit_code = -1;
+        return r;
+}
+
+/* r, or NULL (freed) when it lacks what every record has. */
+static RunRecord *record_checked(RunRecord *r) {
         if (!r->id || !r->status || !r->tenant)
                 return run_record_free(r);
         return r;
+}
+
+static RunRecord *record_from_hash(const redisReply *rep) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0)
+                return NULL;
+        RunRecord *r = record_new();
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+                const char *name = rep->element[i]->str, *value = rep->element[i + 1]->str;
+                if (name && value)
+                        record_set(r, name, value);
+        }
+        return record_checked(r);
+}
+
+/* The next "<len>:<bytes>" of [*p, end) as a NUL-terminated copy, *p moved
+ * past it; NULL when malformed. */
+static char *netstring_next(const char **p, const char *end) {
+        const char *colon = memchr(*p, ':', (size_t) (end - *p));
+        if (!colon || colon == *p || colon - *p > 9)
+                return NULL;
+        size_t len = 0;
+        for (const char *d = *p; d < colon; d++) {
+                if (*d < '0' || *d > '9')
+                        return NULL;
+                len = len * 10 + (size_t) (*d - '0');
+        }
+        if (len > (size_t) (end - colon - 1))
+                return NULL;
+        char *v = xmalloc(len + 1);
+        memcpy(v, colon + 1, len);
+        v[len] = 0;
+        *p = colon + 1 + len;
+        return v;
+}
+
+RunRecord *cluster_record_from_netstrings(const char *p, size_t len) {
+        const char *end = p + len;
+        RunRecord *r = record_new();
+        while (p < end) {
+                _cleanup_free_ char *name = netstring_next(&p, end);
+                _cleanup_free_ char *value = name ? netstring_next(&p, end) : NULL;
+                if (!value)
+                        return run_record_free(r);
+                record_set(r, name, value);
+        }
+        return record_checked(r);
 }
 
 int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret) {
@@ -885,16 +930,27 @@ int cluster_drain(RunQueue *q, const char *node_id) {
 }
 
 /* One message on this node's channel: "d:<id>" (a run this gateway waits
- * for ended) or "c:<id>" (cancel a run this node runs). */
+ * for ended), "r:<id>\n" and the ended record's fields and values as
+ * netstrings (the same, with the record: finish.lua), or "c:<id>" (cancel
+ * a run this node runs). */
 static void event_dispatch(const redisReply *m, ClusterEventFn fn, void *userdata) {
         if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || m->element[0]->type != REDIS_REPLY_STRING ||
             !streq(m->element[0]->str, "message") || m->element[2]->type != REDIS_REPLY_STRING)
                 return;
         const char *p = m->element[2]->str;
-        if (startswith(p, "d:"))
-                fn(CLUSTER_EVENT_DONE, p + 2, userdata);
+        size_t len = m->element[2]->len;
+        const char *nl = startswith(p, "r:") ? memchr(p, '\n', len) : NULL;
+        if (nl) {
+                _cleanup_free_ char *id = xstrndup(p + 2, (size_t) (nl - p - 2));
+                /* Unreadable: the record is read from Redis instead. */
+                RunRecord *rec = cluster_record_from_netstrings(nl + 1, len - (size_t) (nl + 1 - p));
+                if (rec && !streq(rec->id, id))
+                        rec = run_record_free(rec);
+                fn(CLUSTER_EVENT_DONE, id, rec, userdata);
+        } else if (startswith(p, "d:"))
+                fn(CLUSTER_EVENT_DONE, p + 2, NULL, userdata);
         else if (startswith(p, "c:"))
-                fn(CLUSTER_EVENT_CANCEL, p + 2, userdata);
+                fn(CLUSTER_EVENT_CANCEL, p + 2, NULL, userdata);
 }
 
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {
@@ -917,7 +973,7 @@ void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {
                         continue;
                 /* Subscribed: whatever ended while we were not is read from
                  * the records. */
-                fn(CLUSTER_EVENT_RESYNC, NULL, userdata);
+                fn(CLUSTER_EVENT_RESYNC, NULL, NULL, userdata);
                 for (;;) {
                         void *m = NULL;
                         if (redisGetReply(conn.ctx, &m) != REDIS_OK || !m)

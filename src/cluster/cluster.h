@@ -116,12 +116,18 @@ typedef enum ClusterEventKind {
         CLUSTER_EVENT_CANCEL, /* cancel a run this node runs */
         CLUSTER_EVENT_RESYNC, /* (re)subscribed: messages may have been missed */
 } ClusterEventKind;
-typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, void *userdata);
+/* rec: for DONE, the ended record when the message carried it (the
+ * callee's to free), else NULL (read it). */
+typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, RunRecord *rec, void *userdata);
 
 /* Listens on this node's channel (<prefix>ev:<node>, one connection of its
  * own) forever, calling fn for each message, and RESYNC after each
  * (re)subscription. Never returns: run it on its own thread. */
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata);
+/* A record from its hash's fields and values as back-to-back netstrings
+ * ("<len>:<bytes>", name then value), as finish.lua publishes it; NULL
+ * when malformed or lacking id, tenant or status. */
+RunRecord *cluster_record_from_netstrings(const char *p, size_t len);
 /* ---- run logs (cluster-logs.c) -------------------------------------------
  * A run's output lives in the stream ps:log:<id>, one stream entry per
  * flush holding its log entries in order (MAXLEN ~ CLUSTER_LOG_MAX_ENTRIES flushes,

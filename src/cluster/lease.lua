@@ -11,8 +11,12 @@
 --    entry so XLEN counts only work in flight; XDEL leaves tombstones in
 --    the stream's nodes, XTRIM frees whole nodes.
 --  * the listing indexes (idx:<tenant>, fidx:<tenant>:<fn>, ridx:<tenant>: the set "tenants"): ids whose record
---    expired are removed (at most ARGV[6] of the oldest per index per call; ridx's first members by rank are
---    its oldest too: its ids begin with their creation time).
+--    expired are removed from the oldest, up to the first whose record is still there (at most ARGV[6] per
+--    index per call; ridx's first members by rank are its oldest too: its ids begin with their creation
+--    time). Records expire in about the order they were made, so that is a few reads a second; an expired
+--    id behind a record that lives longer (a long run's) waits for it, and a listing skips and removes it
+--    meanwhile (cluster-redis.c index_list()). Reading the ARGV[6] oldest of every index each second cost
+--    Redis ~2.5 ms a call with a few thousand runs kept.
 -- KEYS: node:<id>, runs, nodes, drain:<id>, tenants, runs:<id> (this node's own stream)
 -- ARGV: ttl_ms, status_json, group, node_id, prefix, idx_batch, then the ids of the runs this node holds
 -- Returns 1 when the node was asked to drain.
@@ -49,13 +53,22 @@ for _, s in ipairs({ KEYS[2], KEYS[6] }) do
   end
 end
 
+local most = tonumber(ARGV[6])
 for _, idx in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  local ids = redis.call('ZRANGE', idx, 0, tonumber(ARGV[6]) - 1)
-  if #ids == 0 then
-    redis.call('SREM', KEYS[5], idx)
-  else
+  local gone, live = 0, false
+  while not live and gone < most do
+    local ids = redis.call('ZRANGE', idx, 0, 15)
+    if #ids == 0 then
+      redis.call('SREM', KEYS[5], idx)
+      break
+    end
     for _, id in ipairs(ids) do
-      if redis.call('EXISTS', ARGV[5] .. 'run:' .. id) == 0 then redis.call('ZREM', idx, id) end
+      if redis.call('EXISTS', ARGV[5] .. 'run:' .. id) == 1 then
+        live = true
+        break
+      end
+      redis.call('ZREM', idx, id)
+      gone = gone + 1
     end
   end
 end

@@ -126,12 +126,12 @@ static void *claim_thread(void *p) {
 
 /* This node's channel: a run it waits for ended, or a run it runs is to be
  * cancelled (cancel.lua told the node the record names). */
-static void on_cluster_event(ClusterEventKind kind, const char *id, void *userdata) {
+static void on_cluster_event(ClusterEventKind kind, const char *id, RunRecord *rec, void *userdata) {
         Daemon *d = userdata;
         const struct DaemonClusterHooks *h = &d->cluster->opt.hooks;
         switch (kind) {
         case CLUSTER_EVENT_DONE:
-                h->ended_elsewhere(d, id);
+                h->ended_elsewhere(d, id, rec);
                 break;
         case CLUSTER_EVENT_CANCEL:
                 h->cancel_here(d, id);

@@ -1424,8 +1424,10 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
 
 /* Looks at r's record until no look is due, as the thread that set
  * r->remote_busy (the only one that may), without d->lock: sends a cancel
- * asked here, ends r once its record has ended. */
-static void remote_look(Daemon *d, DRun *r) {
+ * asked here, ends r once its record has ended. given (taken; NULL: none)
+ * is the record its end message carried, used for the first look instead
+ * of reading it. */
+static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
         pthread_mutex_lock(&d->lock);
         for (;;) {
                 bool cancel = r->cancel_requested && !r->remote_cancel_sent;
@@ -1435,11 +1437,13 @@ static void remote_look(Daemon *d, DRun *r) {
                         break;
                 }
                 pthread_mutex_unlock(&d->lock);
+                RunRecord *rec = TAKE_PTR(given), *ended = NULL;
+                RunResult *res = NULL;
+                if (rec && status_ended(rec->status))
+                        cancel = false; /* nothing left to cancel */
                 if (cancel)
                         (void) daemon_cluster_cancel(d, r->id);
-                RunRecord *rec = NULL, *ended = NULL;
-                RunResult *res = NULL;
-                if (daemon_run_record_get(d, NULL, r->id, &rec) >= 0 && status_ended(rec->status)) {
+                if ((rec || daemon_run_record_get(d, NULL, r->id, &rec) >= 0) && status_ended(rec->status)) {
                         res = result_from_record(rec);
                         /* The answer's record (daemon_run_final_record()):
                          * not read from Redis again. */
@@ -1459,6 +1463,7 @@ static void remote_look(Daemon *d, DRun *r) {
                 }
         }
         pthread_mutex_unlock(&d->lock);
+        run_record_free(given);
 }
 
 /* Whether a look at r is due now (d->lock held). */
@@ -1489,7 +1494,7 @@ static void *remote_waiter(void *p) {
                 }
                 pthread_mutex_unlock(&d->lock);
                 for (size_t i = 0; i < n; i++)
-                        remote_look(d, due[i]);
+                        remote_look(d, due[i], NULL);
                 free(due);
                 pthread_mutex_lock(&d->lock);
         }
@@ -1534,7 +1539,7 @@ static int remote_wait_begin(Daemon *d, DRun *r) {
         return 0;
 }
 
-void daemon_run_remote_ended(Daemon *d, const char *id) {
+void daemon_run_remote_ended(Daemon *d, const char *id, RunRecord *rec) {
         DRun **mine = NULL;
         size_t n = 0;
         bool found = false;
@@ -1559,10 +1564,11 @@ void daemon_run_remote_ended(Daemon *d, const char *id) {
         }
         pthread_mutex_unlock(&d->lock);
         /* Looked at here, on the events thread: one hand-off fewer on the
-         * way to the answer. */
+         * way to the answer. The message's record answers the first. */
         for (size_t i = 0; i < n; i++)
-                remote_look(d, mine[i]);
+                remote_look(d, mine[i], i == 0 ? TAKE_PTR(rec) : NULL);
         free(mine);
+        run_record_free(rec);
 }
 
 void daemon_runs_remote_resync(Daemon *d) {

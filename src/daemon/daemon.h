@@ -597,7 +597,7 @@ typedef struct DaemonClusterOptions {
          * they call for submits, cancels and log shipping. */
         struct DaemonClusterHooks {
                 int (*adopt)(Daemon *d, const PendingRun *p);       /* a claimed run: daemon_run_adopt */
-                void (*ended_elsewhere)(Daemon *d, const char *id); /* daemon_run_remote_ended */
+                void (*ended_elsewhere)(Daemon *d, const char *id, RunRecord *rec); /* daemon_run_remote_ended */
                 void (*cancel_here)(Daemon *d, const char *id);     /* daemon_run_cancel_id */
                 void (*resync)(Daemon *d);                          /* daemon_runs_remote_resync */
                 void (*run_unref)(Daemon *d, DRun *r);              /* drun_unref */
@@ -632,7 +632,7 @@ int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_jso
 int daemon_cluster_cancel(Daemon *d, const char *id);
 /* A run this gateway waits for ended on some node (its channel said so):
  * its waiter reads the record now (daemon-runs.c). */
-void daemon_run_remote_ended(Daemon *d, const char *id);
+void daemon_run_remote_ended(Daemon *d, const char *id, RunRecord *rec);
 /* Every waiter of a remote run re-reads its record (after the events
  * connection was lost, messages may have been missed). */
 void daemon_runs_remote_resync(Daemon *d);

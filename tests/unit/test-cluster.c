@@ -1116,6 +1116,147 @@ static void test_outputs_and_lock_round_trip(void **state) {
         run_queue_free(q);
 }
 
+/* A lease refresh drops the listing indexes' expired ids from the oldest
+ * and stops at the first whose record is still there: it reads a handful
+ * of records a second, not the 500 oldest of every index (2.5 ms of Redis
+ * a second per node with a few thousand runs kept, docs/cluster.md). An
+ * expired id behind a live one waits for it; a listing skips it. */
+static void test_lease_trims_indexes_from_the_oldest(void **state) {
+        RunQueue *a = queue("a-trim", 5000);
+        enum { N = 200 };
+        usec_t t0 = now_realtime();
+        for (int i = 0; i < N; i++) {
+                _cleanup_free_ char *id = xasprintf("r-trim-%03d", i);
+                RunRecord r = { .id = id, .tenant = (char *) "t-trim", .filename = (char *) "main.py",
+                                .status = (char *) "queued", .created = t0 + (usec_t) i, .max_attempts = 1 };
+                assert_int_equal(run_queue_submit(a, &r, "{\"source\":\"x\"}"), 0);
+        }
+        /* Expired: the 10 oldest, and one behind a live record. */
+        for (int i = 0; i < 10; i++) {
+                _cleanup_free_ char *c = xasprintf("DEL " "ps:run:r-trim-%03d", i);
+                redis_cli(c);
+        }
+        redis_cli("DEL ps:run:r-trim-100");
+        redis_cli("CONFIG RESETSTAT");
+        assert_int_equal(cluster_lease_refresh(a, "{}", NULL, NULL), 0);
+        /* idx and ridx: 11 looks each, not 200; the script's own EXISTS
+         * (the streams, the drain key) besides. */
+        assert_in_range(command_calls("exists"), 22, 40);
+        _cleanup_free_ char *n_idx = cli_line("ZCARD ps:idx:t-trim");
+        _cleanup_free_ char *n_ridx = cli_line("ZCARD ps:ridx:t-trim");
+        assert_string_equal(n_idx, "190");
+        assert_string_equal(n_ridx, "190");
+        _cleanup_free_ char *first = cli_line("ZRANGE ps:idx:t-trim 0 0");
+        assert_string_equal(first, "r-trim-010");
+        /* The one behind a live record is skipped by a listing. */
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_run_list(a, "t-trim", N, &v, &n), 0);
+        assert_int_equal(n, N - 11);
+        for (size_t i = 0; i < n; i++)
+                assert_string_not_equal(v[i]->id, "r-trim-100");
+        run_record_list_free(v, n);
+        run_queue_free(a);
+}
+
+static void test_record_from_netstrings(void **state) {
+        static const char good[] = "2:id5:r-net6:tenant2:t16:status9:succeeded10:value_json2:427:attempt1:1"
+                                   "9:exit_code1:07:unknown0:";
+        RunRecord *r = cluster_record_from_netstrings(good, strlen(good));
+        assert_non_null(r);
+        assert_string_equal(r->id, "r-net");
+        assert_string_equal(r->tenant, "t1");
+        assert_string_equal(r->status, "succeeded");
+        assert_string_equal(r->value_json, "42");
+        assert_int_equal(r->attempt, 1);
+        assert_int_equal(r->exit_code, 0);
+        run_record_free(r);
+        /* A value holding the separators is taken by its length. */
+        static const char colons[] = "2:id5:r-net6:tenant2:t16:status6:failed13:error_message5:a:1:b";
+        r = cluster_record_from_netstrings(colons, strlen(colons));
+        assert_non_null(r);
+        assert_string_equal(r->error_message, "a:1:b");
+        run_record_free(r);
+        static const char *const bad[] = {
+                "2:id5:r-net6:tenant2:t16:status",          /* a name without its value */
+                "2:id5:r-net6:tenant2:t16:status99:x",      /* longer than what is left */
+                "2:id5:r-net6:tenant2:t16:statusx:failed",  /* not a length */
+                "2:id5:r-net6:tenant2:t16:status:failed",   /* no length */
+                "2:id5:r-net6:tenant2:t1",                  /* no status */
+                "2id5:r-net",                               /* no colon */
+                "9999999999:x",                             /* a length past any message */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_null(cluster_record_from_netstrings(bad[i], strlen(bad[i])));
+        assert_null(cluster_record_from_netstrings("", 0));
+}
+
+/* The next message on a SUBSCRIBE connection, its payload copied. */
+static char *next_message(redisContext *sub, size_t *ret_len) {
+        redisReply *m = NULL;
+        assert_int_equal(redisGetReply(sub, (void **) &m), REDIS_OK);
+        assert_int_equal(m->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(m->elements, 3);
+        char *s = xmalloc(m->element[2]->len + 1);
+        memcpy(s, m->element[2]->str, m->element[2]->len);
+        s[m->element[2]->len] = 0;
+        *ret_len = m->element[2]->len;
+        freeReplyObject(m);
+        return s;
+}
+
+/* A run's finish tells the gateway that submitted it with its ended
+ * record in the message, as the record reads in Redis; a record too big
+ * for the message is named only ("d:<id>"), to be read. */
+static void test_finish_publishes_its_record(void **state) {
+        char sock[200];
+        snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
+        redisContext *sub = redisConnectUnix(sock);
+        assert_true(sub && !sub->err);
+        redisReply *ok = redisCommand(sub, "SUBSCRIBE ps:ev:gw-pub");
+        assert_non_null(ok);
+        freeReplyObject(ok);
+
+        RunQueue *gw = queue("gw-pub", 5000), *w = queue("w-pub", 5000);
+        submit(gw, "r-pub-1", 1);
+        submit(gw, "r-pub-2", 1);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(w, 2, 2, &v), 2);
+        pending_run_list_free(v, 2);
+        run_to_end(w, "r-pub-1");
+
+        size_t len = 0;
+        _cleanup_free_ char *m = next_message(sub, &len);
+        assert_true(startswith(m, "r:r-pub-1\n"));
+        RunRecord *sent = cluster_record_from_netstrings(m + strlen("r:r-pub-1\n"), len - strlen("r:r-pub-1\n"));
+        assert_non_null(sent);
+        RunRecord *read = NULL;
+        assert_int_equal(cluster_run_get(gw, "t1", "r-pub-1", &read), 0);
+        assert_string_equal(sent->status, "succeeded");
+        assert_string_equal(sent->value_json, read->value_json);
+        assert_string_equal(sent->tenant, read->tenant);
+        assert_int_equal(sent->attempt, read->attempt);
+        assert_int_equal(sent->finished, read->finished);
+        run_record_free(sent);
+        run_record_free(read);
+
+        /* 70 KB of result: named only. */
+        _cleanup_free_ char *big = xmalloc(70001);
+        memset(big, '7', 70000);
+        big[70000] = 0;
+        int attempt = 0;
+        assert_int_equal(run_queue_start(w, "r-pub-2", now_realtime(), &attempt), 0);
+        RunRecord f;
+        finish_rec(&f, "r-pub-2", "succeeded");
+        f.value_json = big;
+        assert_int_equal(run_queue_finish(w, &f, attempt), 0);
+        _cleanup_free_ char *m2 = next_message(sub, &len);
+        assert_string_equal(m2, "d:r-pub-2");
+        redisFree(sub);
+        run_queue_free(gw);
+        run_queue_free(w);
+}
+
 static void test_bad_url(void **state) {
         RunQueue *q = NULL;
         _cleanup_free_ char *err = NULL;
@@ -1179,6 +1320,9 @@ int main(void) {
                 TEST(test_dataset_store),
                 TEST(test_log_stream),
                 TEST(test_outputs_and_lock_round_trip),
+                TEST(test_lease_trims_indexes_from_the_oldest),
+                TEST(test_record_from_netstrings),
+                TEST(test_finish_publishes_its_record),
                 TEST(test_finish_with_log),
                 /* last: switching AOF off and on leaves it rewriting */
                 TEST(test_durability_check),
