@@ -388,6 +388,44 @@ static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char 
         (*v)[(*n)++] = p;
 }
 
+/* The run a fresh entry (submit.lua) names, from the entry's own fields,
+ * into *v: true. False when the entry holds the id alone (requeued or
+ * reclaimed: the record is read, pending_add()). Its status is not looked
+ * at: a run cancelled since is refused by its start (start.lua), as one
+ * cancelled between a read of its record and its start always was. */
+static bool entry_pending(const redisReply *f, PendingRun **v, size_t *n) {
+        const char *id = NULL, *tenant = NULL, *request = NULL, *max_attempts = NULL, *created = NULL;
+        for (size_t j = 0; j + 1 < f->elements; j += 2) {
+                const char *name = f->element[j]->str, *value = f->element[j + 1]->str;
+                if (!name || !value)
+                        continue;
+                if (streq(name, "id"))
+                        id = value;
+                else if (streq(name, "tenant"))
+                        tenant = value;
+                else if (streq(name, "request_json"))
+                        request = value;
+                else if (streq(name, "max_attempts"))
+                        max_attempts = value;
+                else if (streq(name, "created"))
+                        created = value;
+        }
+        if (!id || !tenant || !request || !max_attempts || !created)
+                return false;
+        PendingRun p = {
+                .id = xstrdup(id),
+                .tenant = xstrdup(tenant),
+                .request_json = xstrdup(request),
+                .attempt = 0,
+                .max_attempts = 1,
+                .created = strtoull(created, NULL, 10),
+        };
+        (void) parse_int(max_attempts, &p.max_attempts);
+        *v = xrealloc(*v, (*n + 1) * sizeof(PendingRun));
+        (*v)[(*n)++] = p;
+        return true;
+}
+
 /* An entry read without a free slot for it goes back to the shared stream. */
 static void requeue(ClusterQueue *c, const char *stream, const char *eid, const char *id) {
         _cleanup_args_ Args a = { 0 };
@@ -493,10 +531,11 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
                                         if (!streq(f->element[j]->str, "id"))
                                                 continue;
                                         const char *id = f->element[j + 1]->str, *eid = e->element[0]->str;
-                                        if (n < max)
-                                                pending_add(c, &c->claim_conn, id, stream, eid, &v, &n);
-                                        else
+                                        if (n >= max)
                                                 requeue(c, stream, eid, id);
+                                        else if (!entry_pending(f, &v, &n))
+                                                pending_add(c, &c->claim_conn, id, stream, eid, &v, &n);
+                                        break;
                                 }
                         }
                 }

@@ -45,8 +45,19 @@ if ARGV[5] ~= '' then
   fv[#fv + 1] = ARGV[5]
 end
 -- The entry first, so the record is one HSET (a script is atomic: no reader
--- sees the entry before its record).
-local e = redis.call('XADD', stream, '*', 'id', ARGV[1])
+-- sees the entry before its record). It also carries what a claim starts a
+-- run from (cluster-redis.c entry_pending()), so the claiming node need not
+-- read the record back: one round trip fewer per run. An entry written
+-- again (requeue, reclaim) holds the id alone and its claim reads the record.
+local ef = { 'id', ARGV[1] }
+for i = 1, #fv - 1, 2 do
+  local f = fv[i]
+  if f == 'tenant' or f == 'request_json' or f == 'max_attempts' or f == 'created' then
+    ef[#ef + 1] = f
+    ef[#ef + 1] = fv[i + 1]
+  end
+end
+local e = redis.call('XADD', stream, '*', unpack(ef))
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'entry', e, 'stream', stream, unpack(fv))
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])

@@ -281,17 +281,35 @@ def ended(gw, rid):
     return b if b["status"] in TERMINAL else None
 
 
+def entry_replaced(redis, rid, *fields):
+    """Run rid's stream entry replaced by one holding fields after its id
+    (none: the id alone, as a requeued or reclaimed entry has, whose claim
+    reads the record), as Redis would hold a damaged one."""
+    key = f"ps:run:{rid}"
+    stream = redis.cli("HGET", key, "stream").strip()
+    redis.cli("XDEL", stream, redis.cli("HGET", key, "entry").strip())
+    eid = redis.cli("XADD", stream, "*", "id", rid, *fields).strip()
+    redis.cli("HSET", key, "entry", eid)
+
+
 def test_a_queued_run_whose_request_is_damaged_ends_as_an_error(nodes, redis):
-    """A queued run whose record in Redis lost its request (or holds one no
-    node can read) ends `error` on the node that claims it, its stream entry
+    """A queued run whose request in Redis is gone (or is one no node can
+    read) ends `error` on the node that claims it, its stream entry
     acknowledged, instead of going back to the stream at every claim
-    timeout; the runs beside it run as usual."""
+    timeout; the runs beside it run as usual. The request is read from the
+    entry (submit.lua puts it there) or, for an entry holding its id alone,
+    from the record."""
     gw = nodes("gw1", "gateway")
-    damaged = {submit(gw, 0, "bad-text"): ("HSET", "request_json", "{\"source\": \"def f("),
-               submit(gw, 0, "no-request"): ("HDEL", "request_json")}
+    bad_entry, bad_text, no_request = (submit(gw, 0, t) for t in ("bad-entry", "bad-text", "no-request"))
     fine = submit(gw, 0, "fine")
-    for rid, (op, *args) in damaged.items():
-        redis.cli(op, f"ps:run:{rid}", *args)
+    created, tenant = (redis.cli("HGET", f"ps:run:{bad_entry}", f) for f in ("created", "tenant"))
+    entry_replaced(redis, bad_entry, "tenant", tenant, "request_json", "{\"source\": \"def f(",
+                   "max_attempts", "1", "created", created)
+    entry_replaced(redis, bad_text)
+    redis.cli("HSET", f"ps:run:{bad_text}", "request_json", "{\"source\": \"def f(")
+    entry_replaced(redis, no_request)
+    redis.cli("HDEL", f"ps:run:{no_request}", "request_json")
+    damaged = (bad_entry, bad_text, no_request)
     nodes("w1", "worker")
     check_all_terminal(gw, [(fine, "fine")], timeout=60)
     for rid in damaged:
@@ -314,8 +332,10 @@ def test_a_worker_stopped_while_redis_is_down_leaves_its_run_to_the_others(nodes
     w1 = nodes("w1", "worker", redis_url=proxy.url, extra=("--drain-timeout", "1"))
     st, b = gw.run(SLEEPER, kwargs={"tag": "warm"})
     assert st == 200 and b["status"] == "succeeded", b
-    # Redis dies for w1 right after answering its read of the claimed run
-    proxy.arm("HMGET", outage=8, drop=False)
+    # Redis dies for w1 right after answering its claim of the run (the
+    # entry carries the request: the claim's read is the XREADGROUP)
+    proxy.arm("XREADGROUP", outage=8, drop=False)
+    time.sleep(0.7)  # the claim that blocks (500 ms) when armed is sent again, marked
     rid = submit(gw, 0, "left")
     wait_until(lambda: f"run {rid}: the queue did not answer its start" in w1.log.read_text(), 30,
                f"w1 asking Redis again for the start (the proxy died after {proxy.dropped})")

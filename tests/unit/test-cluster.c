@@ -632,13 +632,21 @@ static void submit_env(RunQueue *q, const char *id, const char *env) {
  * drun_end_unreadable()), not left pending to come back at every claim
  * timeout; its end at the attempt it has (0) acknowledges its entry. */
 static void test_damaged_record_is_delivered_to_be_ended(void **state) {
-        RunQueue *a = queue("a-dmg", 300);
+        RunQueue *a = queue("a-dmg", 300), *dead = queue("dead-dmg", 300);
         submit(a, "r-damaged", 3);
         _cleanup_free_ char *c = xasprintf("redis-cli -s %s/redis.sock HDEL ps:run:r-damaged "
                                            "request_json tenant >/dev/null",
                                            dir);
         assert_int_equal(system(c), 0);
+        /* A fresh entry carries what its run starts from (submit.lua): the
+         * first claim does not read the record. */
         PendingRun *v = NULL;
+        assert_int_equal(claim_until(dead, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-damaged");
+        assert_string_equal(v[0].tenant, "t1");
+        assert_string_equal(v[0].request_json, "{\"v\":1,\"source\":\"x\"}");
+        pending_run_list_free(v, 1);
+        /* That node dies; the reclaimed entry is read from the record. */
         assert_int_equal(claim_until(a, 1, 1, &v), 1);
         assert_string_equal(v[0].id, "r-damaged");
         assert_null(v[0].request_json);
@@ -654,6 +662,7 @@ static void test_damaged_record_is_delivered_to_be_ended(void **state) {
         assert_int_equal(cluster_status_json(a, &json), 0);
         assert_non_null(strstr(json, "\"pending\":0"));
         run_queue_free(a);
+        run_queue_free(dead);
 }
 
 /* A deployed function's runs are listed by its own index, newest first;
@@ -1257,6 +1266,35 @@ static void test_finish_publishes_its_record(void **state) {
         run_queue_free(w);
 }
 
+/* A claim of fresh entries reads no record: each entry carries what its
+ * run starts from (one round trip fewer per run). A run cancelled after
+ * its entry was delivered is refused by its start. */
+static void test_claim_reads_no_record_of_a_fresh_entry(void **state) {
+        RunQueue *a = queue("a-fresh", 5000);
+        submit(a, "r-fresh-1", 3);
+        submit(a, "r-fresh-2", 2);
+        redis_cli("CONFIG RESETSTAT");
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 2, 2, &v), 2);
+        assert_int_equal(command_calls("hmget"), 0);
+        assert_int_equal(command_calls("hgetall"), 0);
+        assert_string_equal(v[0].id, "r-fresh-1");
+        assert_string_equal(v[0].tenant, "t1");
+        assert_string_equal(v[0].request_json, "{\"v\":1,\"source\":\"x\"}");
+        assert_int_equal(v[0].max_attempts, 3);
+        assert_int_equal(v[1].max_attempts, 2);
+        assert_int_equal(v[0].attempt, 0);
+        assert_true(v[0].created > 0);
+        pending_run_list_free(v, 2);
+        assert_int_equal(run_queue_cancel(a, "r-fresh-2", NULL), 0);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-fresh-2", now_realtime(), &attempt), -ESTALE);
+        run_to_end(a, "r-fresh-1");
+        _cleanup_free_ char *st = status_of(a, "r-fresh-1");
+        assert_string_equal(st, "succeeded");
+        run_queue_free(a);
+}
+
 static void test_bad_url(void **state) {
         RunQueue *q = NULL;
         _cleanup_free_ char *err = NULL;
@@ -1322,6 +1360,7 @@ int main(void) {
                 TEST(test_outputs_and_lock_round_trip),
                 TEST(test_lease_trims_indexes_from_the_oldest),
                 TEST(test_record_from_netstrings),
+                TEST(test_claim_reads_no_record_of_a_fresh_entry),
                 TEST(test_finish_publishes_its_record),
                 TEST(test_finish_with_log),
                 /* last: switching AOF off and on leaves it rewriting */
