@@ -1388,10 +1388,22 @@ static RunResult *result_from_record(const RunRecord *rec) {
  * (remote_waiter()) makes the other looks: a cancel asked here, which it
  * sends on (cluster_cancel), a resync after the events connection came
  * back (daemon_runs_remote_resync()), the drain, and a look once a second
- * per run as the last fallback. A thread per run cost the gateway a clone,
+ * per run (less often when thousands wait) as the last fallback. A thread per run cost the gateway a clone,
  * a stack and an exit per run (~12% of its CPU at -c8, docs/cluster.md),
  * and a thread each for every run queued in the cluster. */
 #define REMOTE_LOOK_USEC USEC_PER_SEC
+/* The fallback looks are at most about a thousand a second, however many
+ * runs wait (10,000 runs queued through a gateway: each looked at every
+ * 10 s, not 10,000 reads a second), and made in batches at most every
+ * 100 ms: the waiter does not wake for each. */
+#define REMOTE_LOOK_PER_RUN_USEC USEC_PER_MSEC
+#define REMOTE_BATCH_USEC (100 * USEC_PER_MSEC)
+
+/* When a remote run looked at now is due its next fallback look (d->lock
+ * held). */
+static usec_t remote_next_due(const Daemon *d) {
+        return now_monotonic() + MAX(REMOTE_LOOK_USEC, (usec_t) d->remote_count * REMOTE_LOOK_PER_RUN_USEC);
+}
 
 /* The end of a remote run, with d->lock held: answered with res (NULL
  * when the gateway stops first: the run is safe in Redis and a client
@@ -1401,6 +1413,7 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         TenantCount *tc = tenant_count(d, r->tenant);
         d->queued--;
         tc->queued--;
+        d->remote_count--;
         r->remote = false;
         r->remote_busy = false;
         if (res) {
@@ -1458,7 +1471,7 @@ static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
                 }
                 if (!r->remote_wake && !(r->cancel_requested && !r->remote_cancel_sent) && !d->draining) {
                         r->remote_busy = false;
-                        r->remote_due = now_monotonic() + REMOTE_LOOK_USEC;
+                        r->remote_due = remote_next_due(d);
                         break;
                 }
         }
@@ -1489,7 +1502,8 @@ static void *remote_waiter(void *p) {
                                 next = MIN(next, r->remote_due);
                 }
                 if (n == 0) {
-                        cond_wait_usec(&d->remote_cond, &d->lock, next - now);
+                        /* A look asked for signals the condition at once. */
+                        cond_wait_usec(&d->remote_cond, &d->lock, MAX(next - now, REMOTE_BATCH_USEC));
                         continue;
                 }
                 pthread_mutex_unlock(&d->lock);
@@ -1531,7 +1545,8 @@ static int remote_wait_begin(Daemon *d, DRun *r) {
         free(r->phase);
         r->phase = NULL;
         r->remote = true;
-        r->remote_due = now_monotonic() + REMOTE_LOOK_USEC;
+        d->remote_count++;
+        r->remote_due = remote_next_due(d);
         if (remote_early_take(d, r->id))
                 r->remote_wake = true;
         if (r->remote_wake)

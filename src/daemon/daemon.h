@@ -449,6 +449,7 @@ struct Daemon {
          * record once, just in case). */
         pthread_cond_t remote_cond;
         bool remote_running;
+        unsigned remote_count;          /* runs waited for (DRun.remote) */
         char *remote_early[64];
         unsigned remote_early_next;
         /* Threads between taking an idle instance for a warm invoke and
