@@ -388,39 +388,49 @@ static void pending_add(ClusterQueue *c, Conn *conn, const char *id, const char 
         (*v)[(*n)++] = p;
 }
 
-/* The run a fresh entry (submit.lua) names, from the entry's own fields,
- * into *v: true. False when the entry holds the id alone (requeued or
- * reclaimed: the record is read, pending_add()). Its status is not looked
- * at: a run cancelled since is refused by its start (start.lua), as one
- * cancelled between a read of its record and its start always was. */
-static bool entry_pending(const redisReply *f, PendingRun **v, size_t *n) {
-        const char *id = NULL, *tenant = NULL, *request = NULL, *max_attempts = NULL, *created = NULL;
+/* The fields of a stream entry a claim reads: the run's id, and what a
+ * fresh entry (submit.lua) also carries to start it from. */
+typedef struct EntryFields {
+        const char *id, *tenant, *request, *max_attempts, *created;
+} EntryFields;
+
+static EntryFields entry_fields(const redisReply *f) {
+        EntryFields e = { 0 };
         for (size_t j = 0; j + 1 < f->elements; j += 2) {
                 const char *name = f->element[j]->str, *value = f->element[j + 1]->str;
                 if (!name || !value)
                         continue;
                 if (streq(name, "id"))
-                        id = value;
+                        e.id = value;
                 else if (streq(name, "tenant"))
-                        tenant = value;
+                        e.tenant = value;
                 else if (streq(name, "request_json"))
-                        request = value;
+                        e.request = value;
                 else if (streq(name, "max_attempts"))
-                        max_attempts = value;
+                        e.max_attempts = value;
                 else if (streq(name, "created"))
-                        created = value;
+                        e.created = value;
         }
-        if (!id || !tenant || !request || !max_attempts || !created)
+        return e;
+}
+
+/* The run a fresh entry names, from the entry's own fields, into *v: true.
+ * False when the entry holds the id alone (requeued or reclaimed: the
+ * record is read, pending_add()). Its status is not looked at: a run
+ * cancelled since is refused by its start (start.lua), as one cancelled
+ * between a read of its record and its start always was. */
+static bool entry_pending(const EntryFields *e, PendingRun **v, size_t *n) {
+        if (!e->tenant || !e->request || !e->max_attempts || !e->created)
                 return false;
         PendingRun p = {
-                .id = xstrdup(id),
-                .tenant = xstrdup(tenant),
-                .request_json = xstrdup(request),
+                .id = xstrdup(e->id),
+                .tenant = xstrdup(e->tenant),
+                .request_json = xstrdup(e->request),
                 .attempt = 0,
                 .max_attempts = 1,
-                .created = strtoull(created, NULL, 10),
+                .created = strtoull(e->created, NULL, 10),
         };
-        (void) parse_int(max_attempts, &p.max_attempts);
+        (void) parse_int(e->max_attempts, &p.max_attempts);
         *v = xrealloc(*v, (*n + 1) * sizeof(PendingRun));
         (*v)[(*n)++] = p;
         return true;
@@ -526,17 +536,14 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
                                 redisReply *e = entries->element[i];
                                 if (e->elements != 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
                                         continue;
-                                redisReply *f = e->element[1];
-                                for (size_t j = 0; j + 1 < f->elements; j += 2) {
-                                        if (!streq(f->element[j]->str, "id"))
-                                                continue;
-                                        const char *id = f->element[j + 1]->str, *eid = e->element[0]->str;
-                                        if (n >= max)
-                                                requeue(c, stream, eid, id);
-                                        else if (!entry_pending(f, &v, &n))
-                                                pending_add(c, &c->claim_conn, id, stream, eid, &v, &n);
-                                        break;
-                                }
+                                EntryFields ef = entry_fields(e->element[1]);
+                                const char *eid = e->element[0]->str;
+                                if (!ef.id)
+                                        continue;
+                                if (n >= max)
+                                        requeue(c, stream, eid, ef.id);
+                                else if (!entry_pending(&ef, &v, &n))
+                                        pending_add(c, &c->claim_conn, ef.id, stream, eid, &v, &n);
                         }
                 }
                 if (!rep && n == 0)

@@ -1388,9 +1388,10 @@ static RunResult *result_from_record(const RunRecord *rec) {
  * (remote_waiter()) makes the other looks: a cancel asked here, which it
  * sends on (cluster_cancel), a resync after the events connection came
  * back (daemon_runs_remote_resync()), the drain, and a look once a second
- * per run (less often when thousands wait) as the last fallback. A thread per run cost the gateway a clone,
- * a stack and an exit per run (~12% of its CPU at -c8, docs/cluster.md),
- * and a thread each for every run queued in the cluster. */
+ * per run (less often when thousands wait) as the last fallback. A thread
+ * per run cost the gateway a clone, a stack and an exit per run (~12% of
+ * its CPU at -c8, docs/cluster.md), and a thread each for every run queued
+ * in the cluster. */
 #define REMOTE_LOOK_USEC USEC_PER_SEC
 /* The fallback looks are at most about a thousand a second, however many
  * runs wait (10,000 runs queued through a gateway: each looked at every
@@ -1435,6 +1436,12 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         run_leave(d, r);
 }
 
+/* Whether a look at r is asked for now, its fallback aside (d->lock
+ * held): its end message came, a cancel to send, the gateway stops. */
+static bool remote_look_asked(const Daemon *d, const DRun *r) {
+        return r->remote_wake || (r->cancel_requested && !r->remote_cancel_sent) || d->draining;
+}
+
 /* Looks at r's record until no look is due, as the thread that set
  * r->remote_busy (the only one that may), without d->lock: sends a cancel
  * asked here, ends r once its record has ended. given (taken; NULL: none)
@@ -1469,7 +1476,7 @@ static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
                         remote_end(d, r, res, ended);
                         break;
                 }
-                if (!r->remote_wake && !(r->cancel_requested && !r->remote_cancel_sent) && !d->draining) {
+                if (!remote_look_asked(d, r)) {
                         r->remote_busy = false;
                         r->remote_due = remote_next_due(d);
                         break;
@@ -1481,9 +1488,7 @@ static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
 
 /* Whether a look at r is due now (d->lock held). */
 static bool remote_look_due(const Daemon *d, const DRun *r, usec_t now) {
-        return r->remote && !r->remote_busy &&
-               (r->remote_wake || (r->cancel_requested && !r->remote_cancel_sent) || d->draining ||
-                r->remote_due <= now);
+        return r->remote && !r->remote_busy && (remote_look_asked(d, r) || r->remote_due <= now);
 }
 
 static void *remote_waiter(void *p) {
