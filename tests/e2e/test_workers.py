@@ -466,6 +466,11 @@ def test_an_idle_spare_is_one_process(daemon):
             return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
         except OSError:
             return "gone"
+    def comm(pid):
+        try:
+            return open(f"/proc/{pid}/comm").read().strip()
+        except OSError:
+            return "gone"
     deadline = time.monotonic() + 20
     while True:
         # Each worker_pids() entry waits outside its sandbox; the worker
@@ -480,7 +485,10 @@ def test_an_idle_spare_is_one_process(daemon):
         inits = [k for k in kids if _same_mm(k, worker)]
         # An init being killed as its run ends no longer compares equal
         # (kcmp fails on an exiting process): wait for the worker to settle.
-        if (spares and settled and len(inits) >= len(spares)) or time.monotonic() > deadline:
+        # An init cloned a moment ago still bears the worker's name until, a
+        # few system calls in, it names itself (sandbox-pidns.c clone_init()).
+        named = all(comm(i) == "sbx-init" for i in inits)
+        if (spares and settled and named and len(inits) >= len(spares)) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert spares, kids
