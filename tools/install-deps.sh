@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages pysprinter needs to build and test; a no-op
-# when they are all present. nodejs provides npm (for ui/); chromium,
+# when they are all present. nodejs provides npm (for ui/); strace lets the
+# e2e tests count system calls; chromium,
 # chromium-driver and python3-selenium drive the dashboard's browser tests
 # (tests/e2e/test_ui.py): nothing downloads a browser of its own. Runs as root (or through sudo when available).
 set -eu
@@ -11,7 +12,7 @@ libcmocka-dev libmimalloc-dev libjemalloc-dev python3-pytest python3-packaging p
 python3-requests python3-urllib3 python3-idna python3-certifi
 python3-charset-normalizer python3-six python3-numpy python3-yaml
 python3-boto3 redis-server clang libclang-rt-14-dev iproute2 procps wrk
-zsh fish
+zsh fish strace
 chromium chromium-driver python3-selenium nodejs"
 
 missing=""

@@ -1,6 +1,7 @@
 /* Clocks, timestamps and ids. */
 #include "basic.h"
 
+#include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -177,4 +178,17 @@ void cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout)
         ts.tv_sec += (time_t) (timeout / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
         ts.tv_nsec %= 1000000000;
         (void) pthread_cond_timedwait(cond, lock, &ts);
+}
+
+/* glibc's mktime() and localtime() call tzset(), which with TZ unset
+ * stat()s /etc/localtime on every call to see whether it changed (with TZ
+ * set it compares the string with the last one and returns). libarchive's
+ * zip reader calls mktime() for every entry's DOS time: a first install of
+ * requests + numpy + six made 5,623 of those stats, its unpacking threads
+ * taking glibc's time-zone lock in turn, ~10% of the install's wall time
+ * (113 -> 99 ms, docs/performance.md round 27). The zone is the same file,
+ * read once; a change of the machine's zone is seen at the next start. */
+void tz_local_pin(void) {
+        if (!getenv("TZ"))
+                (void) setenv("TZ", ":/etc/localtime", 0);
 }

@@ -194,6 +194,11 @@ typedef uint64_t usec_t;
 #define USEC_PER_MSEC 1000ULL
 usec_t now_monotonic(void);
 usec_t now_realtime(void);
+/* Makes libc read the local time zone once: with TZ unset, sets TZ to
+ * ":/etc/localtime" (the same zone). Call first in main(), before any
+ * thread (setenv() is not thread-safe). Workers never see it: they are
+ * exec'd with an environment of their own. */
+void tz_local_pin(void);
 /* pthread_cond_timedwait for at most timeout (the lock held); CLOCK_REALTIME
  * as pthread_cond_t's default clock. */
 void cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);

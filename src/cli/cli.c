@@ -159,6 +159,7 @@ Backend *backend_free(Backend *b) {
 }
 
 int main(int argc, char **argv) {
+        tz_local_pin();
         log_set_prefix("pysprinter");
         _cleanup_free_ char *err = NULL;
         /* Global options anywhere: `pysprinter --server URL run f.py` and

@@ -309,6 +309,7 @@ int main(int argc, char **argv) {
         void *mhd = NULL;
         int c, r;
 
+        tz_local_pin();
         log_set_prefix("pysprinterd");
         if (argc > 1 && (streq(argv[1], "gc") || streq(argv[1], "backup") || streq(argv[1], "restore")))
                 return ops_main(argc - 1, argv + 1);
