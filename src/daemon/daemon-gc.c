@@ -139,6 +139,7 @@ static void collect(Daemon *d, const RetentionConfig *rc) {
 
 static void *gc_main(void *userdata) {
         Daemon *d = userdata;
+        (void) pthread_setname_np(pthread_self(), "collector");
         usec_t next_collect = 0, interval = 0;
         for (;;) {
                 refresh_usage(d);

@@ -686,6 +686,7 @@ static void conn_set_handling(struct MHD_Connection *conn, bool handling) {
 }
 
 static void *reaper(void *arg) {
+        (void) pthread_setname_np(pthread_self(), "http-reaper");
         pthread_mutex_lock(&track.lock);
         while (!track.stop) {
                 usec_t now = now_monotonic();

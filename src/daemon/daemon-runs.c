@@ -409,6 +409,7 @@ static int drun_write_final(Daemon *d, DRun *r) {
 
 static void *unwritten_writer(void *p) {
         Daemon *d = p;
+        (void) pthread_setname_np(pthread_self(), "unwritten");
         for (;;) {
                 sleep(1);
                 pthread_mutex_lock(&d->lock);

@@ -218,6 +218,7 @@ static void scheduler_tick(Daemon *d) {
 
 static void *scheduler_main(void *userdata) {
         Daemon *d = userdata;
+        (void) pthread_setname_np(pthread_self(), "scheduler");
         DaemonSchedules *S = d->schedules;
         /* Fire times are whole minutes (or seconds for @every): a tick a
          * second is precise enough; a test clock is looked at more often

@@ -194,6 +194,7 @@ unsigned daemon_wait_count(void) {
 /* The watcher: deadlines and hang-ups of parked waiters. One poll() over
  * every parked socket plus the eventfd a new waiter writes to. */
 static void *watcher(void *arg) {
+        (void) pthread_setname_np(pthread_self(), "wait-deadlines");
         struct pollfd *p = NULL;
         uint64_t *ids = NULL;
         size_t alloc = 0;

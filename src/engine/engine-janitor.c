@@ -123,6 +123,7 @@ static void janitor_poll_waits(Engine *e, int timeout_ms) {
 
 static void *janitor_main(void *userdata) {
         Engine *e = userdata;
+        (void) pthread_setname_np(pthread_self(), "janitor");
         usec_t next_reap = now_monotonic() + REAP_INTERVAL_USEC, last_check = 0;
         pthread_mutex_lock(&e->janitor_lock);
         for (;;) {

@@ -92,6 +92,7 @@ static int find_worker(const char *configured, char **ret) {
 
 static void *prewarm_main(void *userdata) {
         Engine *e = userdata;
+        (void) pthread_setname_np(pthread_self(), "prewarm");
         PoolWorker *pw = NULL;
         bool cold;
         _cleanup_free_ char *err = NULL;

@@ -2455,6 +2455,80 @@ static void test_run_row_keeps_default_log_path_empty(void **state) {
         store_close(s);
 }
 
+/* The usage walk of /metrics (every 30 s in the daemon, over a store of
+ * perhaps millions of runs) reads on a connection of its own: it finishes
+ * while another thread holds the write connection's lock, as a group
+ * commit does (it took that lock for each batch of 2,000 rows, and every
+ * answered invoke waited behind it). Its figures: runs and log bytes per
+ * tenant over more than one batch, a default-path log found by listing the
+ * logs directory, a log elsewhere by its path, an orphan log not counted. */
+typedef struct UsageWalk {
+        Store *s;
+        const char *home;
+        StoreUsage u;
+        int r;
+        atomic_bool done;
+} UsageWalk;
+
+static void *usage_walker(void *p) {
+        UsageWalk *w = p;
+        w->r = store_usage(w->s, w->home, &w->u);
+        atomic_store(&w->done, true);
+        return NULL;
+}
+
+#define USAGE_RUNS 2500
+static void test_usage_walk_needs_no_write_lock(void **state) {
+        _cleanup_free_ char *home = xasprintf("%s/usagehome", dir);
+        _cleanup_free_ char *logs = xasprintf("%s/logs", home);
+        _cleanup_free_ char *path = xasprintf("%s/pysprinter.db", home);
+        _cleanup_free_ char *elsewhere = xasprintf("%s/elsewhere.log", home);
+        assert_int_equal(mkdir_p(logs, 0700), 0);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        for (int i = 0; i < USAGE_RUNS; i++) {
+                char id[32];
+                snprintf(id, sizeof(id), "uw%05d", i);
+                _cleanup_free_ char *log = xasprintf("%s/%s.log", logs, id);
+                /* Every 100th run of tenant b printed 7 bytes; run 1 of
+                 * tenant a logged elsewhere (5 bytes); run 3 has no log. */
+                const char *tenant = i % 2 ? "a" : "b";
+                const char *lp = i == 1 ? elsewhere : i == 3 ? NULL : log;
+                RunRecord r = { .id = id, .tenant = (char *) tenant, .filename = (char *) "f.py",
+                                .status = (char *) "succeeded", .log_path = (char *) lp, .created = 1000 + i,
+                                .started = 1000 + i, .finished = 1000 + i, .max_attempts = 1 };
+                assert_int_equal(store_run_insert(s, &r), 0);
+                if (i % 100 == 0)
+                        assert_int_equal(write_file_atomic(log, "printed", 7, 0600), 0);
+        }
+        assert_int_equal(write_file_atomic(elsewhere, "12345", 5, 0600), 0);
+        _cleanup_free_ char *orphan = xasprintf("%s/nosuchrun.log", logs);
+        assert_int_equal(write_file_atomic(orphan, "orphan", 6, 0600), 0);
+        assert_int_equal(store_flush(s), 0);
+
+        UsageWalk w = { .s = s, .home = home };
+        pthread_t t;
+        store_lock(s);
+        assert_int_equal(pthread_create(&t, NULL, usage_walker, &w), 0);
+        for (int i = 0; i < 1000 && !atomic_load(&w.done); i++)
+                usleep(10 * 1000);
+        bool done = atomic_load(&w.done);
+        pthread_mutex_unlock(&s->lock);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_true(done); /* not behind the lock */
+        assert_int_equal(w.r, 0);
+
+        assert_int_equal(w.u.n_tenants, 2);
+        for (size_t i = 0; i < w.u.n_tenants; i++) {
+                const UsageTenant *ut = &w.u.tenants[i];
+                assert_int_equal(ut->runs, USAGE_RUNS / 2);
+                assert_int_equal(ut->log_bytes, streq(ut->tenant, "a") ? 5 : (USAGE_RUNS / 100) * 7);
+        }
+        assert_int_equal(w.u.log_bytes, 5 + (USAGE_RUNS / 100) * 7);
+        store_usage_done(&w.u);
+        store_close(s);
+}
+
 /* runs_tenant_created is written by every run: appended in created order,
  * its pages must end up full (a descending index got every entry at the
  * left end of the tenant's range, where SQLite splits a full page in
@@ -5095,6 +5169,7 @@ int main(void) {
                 cmocka_unit_test(test_run_row_keeps_timings_values_only),
                 cmocka_unit_test(test_run_row_keeps_engine_timings_as_microseconds),
                 cmocka_unit_test(test_run_row_keeps_default_log_path_empty),
+                cmocka_unit_test(test_usage_walk_needs_no_write_lock),
                 cmocka_unit_test(test_tenant_index_pages_stay_full),
                 cmocka_unit_test(test_finishes_journal_beside_drains),
         };
