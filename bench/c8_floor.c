@@ -21,7 +21,14 @@
  *               (blocking its other connections meanwhile); a request
  *               that finds no instance free goes the watcher's way.
  * MODE direct:  no instance: the HTTP thread answers at once after
- *               HTTP_US (MHD's own floor). */
+ *               HTTP_US (MHD's own floor).
+ * MODE loop:    no watcher: each HTTP thread runs an MHD daemon of its own
+ *               (external epoll, all on one listening socket) from its own
+ *               epoll loop, which also holds the sockets of the instances
+ *               its requests were sent to: the thread that sent a request
+ *               reads its reply, ends it and resumes it, with no other
+ *               thread woken (an instance handed to a request of another
+ *               thread moves to that thread's epoll). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <microhttpd.h>
@@ -33,7 +40,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,12 +51,13 @@
 #define INSTANCES 4
 #define MSG 80
 
-enum { MODE_WATCHER, MODE_INLINE, MODE_DIRECT };
+enum { MODE_WATCHER, MODE_INLINE, MODE_DIRECT, MODE_LOOP };
 
 typedef struct Req {
         struct MHD_Connection *conn;
         int state; /* 0 new, 1 waiting, 2 done */
         int inst;
+        int loop; /* MODE_LOOP: the thread whose MHD daemon holds conn */
         struct Req *next;
 } Req;
 
@@ -61,6 +71,22 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int wake_fd;
 static uint64_t answered;
 static char body[512];
+/* MODE_LOOP: each loop's epoll fd; which loop's epoll holds each instance's
+ * socket (-1: none); the loop this thread runs. */
+static int loop_ep[64];
+static int inst_ep_loop[INSTANCES];
+static __thread int my_loop = -1;
+
+/* MODE_LOOP: instance i's socket in loop l's epoll (lock held). */
+static void inst_watch_from(int i, int l) {
+        if (mode != MODE_LOOP || inst_ep_loop[i] == l)
+                return;
+        if (inst_ep_loop[i] >= 0)
+                (void) epoll_ctl(loop_ep[inst_ep_loop[i]], EPOLL_CTL_DEL, inst_fd[i], NULL);
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t) i + 1 };
+        (void) epoll_ctl(loop_ep[l], EPOLL_CTL_ADD, inst_fd[i], &ev);
+        inst_ep_loop[i] = l;
+}
 
 static void spin(unsigned us) {
         struct timespec t0, t;
@@ -94,6 +120,7 @@ static int take_or_queue(Req *r) {
                         inst_busy[i] = true;
                         inst_req[i] = r;
                         r->inst = i;
+                        inst_watch_from(i, r->loop);
                         return i;
                 }
         r->next = NULL;
@@ -119,6 +146,7 @@ static void release(int i) {
         inst_req[i] = r;
         r->inst = i;
         r->state = 1;
+        inst_watch_from(i, r->loop);
         send_to(i);
 }
 
@@ -189,6 +217,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r) {
                 *ctx = r = calloc(1, sizeof(Req));
                 r->conn = c;
+                r->loop = my_loop;
                 return MHD_YES;
         }
         if (*data_size) {
@@ -220,7 +249,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 r->state = 1;
         MHD_suspend_connection(c);
         pthread_mutex_unlock(&lock);
-        if (i >= 0) {
+        if (i >= 0 && mode == MODE_LOOP)
+                send_to(i);
+        else if (i >= 0) {
                 send_to(i);
                 uint64_t one = 1;
                 (void) !write(wake_fd, &one, sizeof(one));
@@ -234,12 +265,77 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx, enum M
         *ctx = NULL;
 }
 
+typedef struct Loop {
+        int index;
+        int listen_fd;
+} Loop;
+
+static void *loop_run(void *p) {
+        Loop *lp = p;
+        my_loop = lp->index;
+        int ep = loop_ep[lp->index];
+        struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ITC, 0,
+                                                NULL, NULL, on_request, NULL, MHD_OPTION_LISTEN_SOCKET, lp->listen_fd,
+                                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        if (!d)
+                exit(1);
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 0 };
+        (void) epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev);
+        struct epoll_event evs[16];
+        for (;;) {
+                (void) MHD_run(d);
+                MHD_UNSIGNED_LONG_LONG to;
+                int timeout = MHD_get_timeout(d, &to) == MHD_YES ? (int) to : -1;
+                int n = epoll_wait(ep, evs, 16, timeout);
+                for (int k = 0; k < n; k++) {
+                        if (evs[k].data.u32 == 0)
+                                continue; /* MHD's: MHD_run() at the top */
+                        int i = (int) evs[k].data.u32 - 1;
+                        char m[MSG];
+                        if (recv(inst_fd[i], m, sizeof(m), MSG_DONTWAIT) <= 0)
+                                continue;
+                        spin(watch_us);
+                        pthread_mutex_lock(&lock);
+                        Req *r = inst_req[i];
+                        r->state = 2;
+                        release(i);
+                        pthread_mutex_unlock(&lock);
+                        MHD_resume_connection(r->conn);
+                }
+        }
+        return NULL;
+}
+
+static int loops_start(uint16_t port, int nloops) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        if (bind(fd, (struct sockaddr *) &a, sizeof(a)) < 0 || listen(fd, 128) < 0)
+                return -1;
+        for (int l = 0; l < nloops; l++) {
+                loop_ep[l] = epoll_create1(EPOLL_CLOEXEC);
+                Loop *lp = calloc(1, sizeof(Loop));
+                lp->index = l;
+                lp->listen_fd = fd;
+                pthread_t t;
+                pthread_create(&t, NULL, loop_run, lp);
+        }
+        return 0;
+}
+
 int main(int argc, char **argv) {
         if (argc != 7) {
-                fprintf(stderr, "usage: %s watcher|inline|direct PORT HTTP_US INST_US WATCH_US WRITER_US\n", argv[0]);
+                fprintf(stderr, "usage: %s watcher|inline|direct|loop PORT HTTP_US INST_US WATCH_US WRITER_US\n", argv[0]);
                 return 2;
         }
-        mode = !strcmp(argv[1], "inline") ? MODE_INLINE : !strcmp(argv[1], "direct") ? MODE_DIRECT : MODE_WATCHER;
+        mode = !strcmp(argv[1], "inline")   ? MODE_INLINE
+               : !strcmp(argv[1], "direct") ? MODE_DIRECT
+               : !strcmp(argv[1], "loop")   ? MODE_LOOP
+                                            : MODE_WATCHER;
+        for (int i = 0; i < INSTANCES; i++)
+                inst_ep_loop[i] = -1;
         http_us = (unsigned) atoi(argv[3]);
         inst_us = (unsigned) atoi(argv[4]);
         watch_us = (unsigned) atoi(argv[5]);
@@ -263,10 +359,19 @@ int main(int argc, char **argv) {
         }
         wake_fd = eventfd(0, EFD_CLOEXEC);
         pthread_t t;
-        pthread_create(&t, NULL, watcher, NULL);
+        if (mode != MODE_LOOP)
+                pthread_create(&t, NULL, watcher, NULL);
         if (writer_us)
                 pthread_create(&t, NULL, writer, NULL);
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if (mode == MODE_LOOP) {
+                if (loops_start((uint16_t) atoi(argv[2]), (int) (ncpu > 0 ? ncpu : 2)) < 0)
+                        return 1;
+                printf("ready\n");
+                fflush(stdout);
+                pause();
+                return 0;
+        }
         struct MHD_Daemon *d = MHD_start_daemon(
                 MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ITC,
                 (uint16_t) atoi(argv[2]), NULL, NULL, on_request, NULL, MHD_OPTION_THREAD_POOL_SIZE,

@@ -36,6 +36,9 @@ CASES_ALL = [
     ("watcher, zero work (the hops alone)", "watcher", 0, 0, 0, 0),
     ("watcher, 40% less, writer every 100 ms", "watcher", 60, 27, 22, 13, 100000),
     ("watcher, 25% less, writer every 100 ms", "watcher", 75, 34, 28, 16, 100000),
+    ("loop: the sender's epoll reads the reply", "loop", 100, 45, 37, 22),
+    ("loop, zero work (the hops alone)", "loop", 0, 0, 0, 0),
+    ("loop, 25% less CPU everywhere", "loop", 75, 34, 28, 16),
 ]
 # CASES=i,j,...: only those (by index)
 CASES = [CASES_ALL[int(i)] for i in os.environ["CASES"].split(",")] if os.environ.get("CASES") else CASES_ALL
