@@ -14,8 +14,14 @@
 
 #include "daemon.h"
 
-/* How often the usage snapshot is refreshed between collections. */
+/* How often the usage snapshot is refreshed between collections: every
+ * USAGE_REFRESH_USEC, or less often when a walk takes more than
+ * 1/USAGE_SHARE of that. The walk reads every run record (~0.25 µs each,
+ * docs/operations.md "Watching the disk"): a store of tens of millions of
+ * runs is refreshed every few minutes, and the walk never takes more than
+ * ~5% of one CPU from the runs. */
 #define USAGE_REFRESH_USEC (30ULL * USEC_PER_SEC)
+#define USAGE_SHARE 20
 /* How long the submit's free-space check trusts its last statvfs: one per
  * submit was a syscall on every invoke, and the reserve is a margin of
  * megabytes that a tenth of a second of writes does not cross. */
@@ -108,15 +114,19 @@ void daemon_gc_healthz(Daemon *d, struct json_t *j) {
 
 /* ---- the collector --------------------------------------------------------- */
 
-static void refresh_usage(Daemon *d) {
+/* Refreshes the usage snapshot; returns how long until the next refresh
+ * (USAGE_REFRESH_USEC, or USAGE_SHARE times what this one took). */
+static usec_t refresh_usage(Daemon *d) {
+        usec_t t0 = now_monotonic();
         StoreUsage u = {};
-        if (store_usage(d->store, d->data_dir, &u) < 0)
-                return;
-        pthread_mutex_lock(&d->gc->lock);
-        store_usage_done(&d->gc->usage);
-        d->gc->usage = u;
-        d->gc->have_usage = true;
-        pthread_mutex_unlock(&d->gc->lock);
+        if (store_usage(d->store, d->data_dir, &u) >= 0) {
+                pthread_mutex_lock(&d->gc->lock);
+                store_usage_done(&d->gc->usage);
+                d->gc->usage = u;
+                d->gc->have_usage = true;
+                pthread_mutex_unlock(&d->gc->lock);
+        }
+        return MAX(USAGE_REFRESH_USEC, (now_monotonic() - t0) * USAGE_SHARE);
 }
 
 static void collect(Daemon *d, const RetentionConfig *rc) {
@@ -142,7 +152,7 @@ static void *gc_main(void *userdata) {
         (void) pthread_setname_np(pthread_self(), "collector");
         usec_t next_collect = 0, interval = 0;
         for (;;) {
-                refresh_usage(d);
+                usec_t period = refresh_usage(d);
                 RetentionConfig rc;
                 pthread_rwlock_rdlock(&d->cfg_lock);
                 retention_config_copy(&rc, &d->cfg.retention);
@@ -158,10 +168,10 @@ static void *gc_main(void *userdata) {
                 interval = rc.interval_usec;
                 if (rc.interval_usec && now >= next_collect && !d->gc->stop) {
                         collect(d, &rc);
-                        refresh_usage(d);
+                        period = refresh_usage(d);
                         next_collect = now_monotonic() + rc.interval_usec;
                 }
-                usec_t wait = USAGE_REFRESH_USEC;
+                usec_t wait = period;
                 if (rc.interval_usec)
                         wait = MIN(wait, next_collect > now_monotonic() ? next_collect - now_monotonic() : 0);
                 retention_config_done(&rc);
