@@ -35,6 +35,11 @@ def wrk(port, path, conc, secs):
 
 # TAILS_REQS=PREFIX: every request's CLOCK_MONOTONIC start and end (LuaJIT's
 # ffi), one file per wrk run, for lining the slow ones up with perf -k mono.
+# A wrk thread's Lua state is shared by its connections, and wrk tells a
+# script no connection apart: t0 is right only with one connection per
+# thread, so with TAILS_REQS wrk runs one thread per connection (round 28:
+# at -t2 -c8, each response was timed from the last request any of its
+# thread's four connections sent, and the slow ones looked 2-6x faster).
 PER_REQUEST_LUA = """local ffi = require("ffi")
 ffi.cdef[[typedef struct { long tv_sec; long tv_nsec; } ts_t; int clock_gettime(int, ts_t *);]]
 local ts = ffi.new("ts_t")
@@ -93,7 +98,8 @@ def wrk_tail_run(port, path, conc, secs):
                       ' latency:percentile(99.9), latency.max, summary.errors.status))\n'
                       'end\n')
     m0 = time.monotonic()
-    out = subprocess.run(["wrk", "-t2" if conc > 1 else "-t1", f"-c{conc}", f"-d{secs}s", "-s", str(script),
+    threads = conc if os.environ.get("TAILS_REQS") else 2 if conc > 1 else 1
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conc}", f"-d{secs}s", "-s", str(script),
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
     script.unlink()
     if os.environ.get("TAILS_MARK"):  # CLOCK_MONOTONIC span, for lining up with perf -k mono
