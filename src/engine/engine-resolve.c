@@ -6,6 +6,7 @@
  * site-packages). */
 #include <assert.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -90,23 +91,21 @@ static bool touch_held_env(const char *key) {
  * .pyc files imports need. Bounded in time; a failure only costs speed. */
 static int compile_dir(const char *dir, void *userdata) {
         Engine *e = userdata;
-        pid_t pid = fork();
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                /* Async-signal-safe calls only until exec: the daemon is
-                 * multithreaded. */
-                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (devnull >= 0) {
-                        dup2(devnull, STDIN_FILENO);
-                        dup2(devnull, STDOUT_FILENO);
-                        dup2(devnull, STDERR_FILENO);
-                }
-                char *argv[] = { e->worker_path, (char *) "--sandbox=none", (char *) "--compile", (char *) dir, NULL };
-                char *envp[] = { (char *) "PATH=/usr/bin:/bin", (char *) "LANG=C.UTF-8", NULL };
-                execve(e->worker_path, argv, envp);
-                _exit(127);
-        }
+        /* posix_spawn(), not fork(), for the reason engine-sandbox.c's
+         * worker start gives: a fork() of the multithreaded daemon stalls
+         * every thread of it. */
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDWR, 0);
+        posix_spawn_file_actions_adddup2(&fa, STDIN_FILENO, STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, STDIN_FILENO, STDERR_FILENO);
+        char *argv[] = { e->worker_path, (char *) "--sandbox=none", (char *) "--compile", (char *) dir, NULL };
+        char *envp[] = { (char *) "PATH=/usr/bin:/bin", (char *) "LANG=C.UTF-8", NULL };
+        pid_t pid;
+        int err = posix_spawn(&pid, e->worker_path, &fa, NULL, argv, envp);
+        posix_spawn_file_actions_destroy(&fa);
+        if (err != 0)
+                return -err;
         usec_t deadline = now_monotonic() + 120 * USEC_PER_SEC;
         for (;;) {
                 int status;

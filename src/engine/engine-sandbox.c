@@ -10,12 +10,13 @@
  * a limit or cancel, reads its OOM/pids counters to say which limit ended
  * the run, and removes it.
  *
- * --sandbox=none: a plain fork+exec; a run is killed through its process
- * group. */
+ * --sandbox=none: a plain spawn of the worker; a run is killed through its
+ * process group. */
 #include <assert.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
@@ -37,6 +38,51 @@ struct RunSandbox {
         SandboxCgroup *cg;
         RunLimits limits;
 };
+
+/* Starts the worker program: argv and envp, WORKER_CTRL_FD its control
+ * socket, stdin and stdout /dev/null, no signal blocked, the usual
+ * scheduling policy whatever the calling thread's (a daemon's run thread
+ * is SCHED_BATCH, which SCHED_RESET_ON_FORK would not reset: it resets
+ * real-time policies and negative nice only).
+ *
+ * posix_spawn(), not fork(): glibc's shares the daemon's memory with the
+ * child until it execs (CLONE_VM | CLONE_VFORK), where a fork() copied
+ * the page tables of the whole multithreaded daemon and write-protected
+ * its memory, so that every thread of the daemon took a page fault (and
+ * the machine a TLB shoot-down) at its next write to each page until the
+ * child exec'd: a stall of every running invoke (docs/performance.md,
+ * round 28). */
+static int spawn_worker_process(const WorkerSpawn *ws, char **argv, char **envp, pid_t *ret_pid) {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawnattr_init(&attr);
+        /* dup2 onto itself clears FD_CLOEXEC (POSIX, glibc >= 2.29). */
+        posix_spawn_file_actions_adddup2(&fa, ws->ctrl_fd, WORKER_CTRL_FD);
+        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDWR, 0);
+        posix_spawn_file_actions_adddup2(&fa, STDIN_FILENO, STDOUT_FILENO);
+        sigset_t none;
+        sigemptyset(&none);
+        posix_spawnattr_setsigmask(&attr, &none);
+        short flags = POSIX_SPAWN_SETSIGMASK;
+        if (sched_getscheduler(0) != SCHED_OTHER) {
+                struct sched_param sp = { .sched_priority = 0 };
+                posix_spawnattr_setschedpolicy(&attr, SCHED_OTHER);
+                posix_spawnattr_setschedparam(&attr, &sp);
+                flags |= POSIX_SPAWN_SETSCHEDULER;
+        }
+        posix_spawnattr_setflags(&attr, flags);
+        int k = posix_spawn(ret_pid, argv[0], &fa, &attr, argv, envp);
+        if (k == EPERM && (flags & POSIX_SPAWN_SETSCHEDULER)) {
+                /* A policy this thread may not leave: the worker keeps it,
+                 * as the fork() did when its sched_setscheduler() failed. */
+                posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+                k = posix_spawn(ret_pid, argv[0], &fa, &attr, argv, envp);
+        }
+        posix_spawnattr_destroy(&attr);
+        posix_spawn_file_actions_destroy(&fa);
+        return -k;
+}
 
 int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **ret_error) {
         char **argv = NULL;
@@ -67,39 +113,13 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
          * (the sandboxed worker scrubs again, and wipes the strings). */
         char *envp[] = { (char *) "PATH=/usr/local/bin:/usr/bin:/bin", (char *) "LANG=C.UTF-8",
                          (char *) "PYTHONDONTWRITEBYTECODE=1", NULL };
-        pid_t pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-                *ret_error = xasprintf("fork: %s", strerror(-r));
-                strv_free(argv);
+        pid_t pid;
+        int r = spawn_worker_process(ws, argv, envp, &pid);
+        strv_free(argv);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot start %s: %s", ws->worker_path, strerror(-r));
                 return r;
         }
-        if (pid == 0) {
-                /* Only async-signal-safe calls between fork and exec: the
-                 * daemon that calls us is multithreaded. */
-                if (ws->ctrl_fd == WORKER_CTRL_FD) {
-                        int fl = fcntl(ws->ctrl_fd, F_GETFD);
-                        fcntl(ws->ctrl_fd, F_SETFD, fl & ~FD_CLOEXEC);
-                } else if (dup2(ws->ctrl_fd, WORKER_CTRL_FD) < 0)
-                        _exit(127);
-                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (devnull >= 0) {
-                        dup2(devnull, STDIN_FILENO);
-                        dup2(devnull, STDOUT_FILENO);
-                }
-                sigset_t all;
-                sigemptyset(&all);
-                sigprocmask(SIG_SETMASK, &all, NULL);
-                /* The usual policy for the worker, its runs and instances,
-                 * whatever the starting thread's: a daemon's run thread is
-                 * SCHED_BATCH, which SCHED_RESET_ON_FORK would not reset
-                 * (it resets real-time policies and negative nice only). */
-                struct sched_param sp = { .sched_priority = 0 };
-                (void) sched_setscheduler(0, SCHED_OTHER, &sp);
-                execve(ws->worker_path, argv, envp);
-                _exit(127);
-        }
-        strv_free(argv);
         *ret_pid = pid;
         return 0;
 }

@@ -202,3 +202,66 @@ def test_a_first_install_reads_the_time_zone_once_and_runs_see_no_tz(env, tmp_pa
         ix.stop()
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"TZ": None, "X": 299}
+
+
+def _process_clones(trace_text):
+    """[(flags, pid)] of every clone that made a process (not a thread) in
+    the traced program's own process: its first pid and the threads it
+    made (strace -f lines, a call split into "unfinished" and "resumed")."""
+    own, pending, made = set(), {}, []
+    for line in trace_text.splitlines():
+        pid, _, rest = line.partition(" ")
+        rest = rest.strip()
+        if not own:
+            own.add(pid)
+        if pid not in own:
+            continue
+        if rest.startswith(("clone", "fork", "vfork")) and "<unfinished" in rest:
+            pending[pid] = rest
+            continue
+        if rest.startswith("<... clone") or rest.startswith("<... fork") or rest.startswith("<... vfork"):
+            rest = pending.pop(pid, "") + rest
+        elif not rest.startswith(("clone", "fork", "vfork")):
+            continue
+        result = rest.rsplit("=", 1)[-1].strip().split()[0]
+        if not result.isdigit():
+            continue
+        if "CLONE_THREAD" in rest:
+            own.add(result)
+        else:
+            made.append((rest, result))
+    return made
+
+
+def test_the_engine_starts_its_processes_without_copying_itself(env, tmp_path):
+    """The engine starts workers and the byte-compiler with posix_spawn()
+    (CLONE_VM | CLONE_VFORK), not fork(): a fork() of the multithreaded
+    daemon copied its page tables and write-protected its memory, and every
+    one of its threads then faulted (with TLB shoot-downs) on its next
+    writes, a stall of every invoke in flight (docs/performance.md, round
+    28). Here the CLI's embedded engine (the same code) installs a package
+    (its byte-compile) and runs a function (its worker)."""
+    strace = shutil.which("strace")
+    if not strace:
+        pytest.skip("strace is not installed")
+    wheel = pkgindex.build_wheel(tmp_path / "wheels", "spawnpkg", "1.0", files={"spawnpkg/__init__.py": "X = 7\n"})
+    ix = pkgindex.Index()
+    ix.add(wheel)
+    ix.start()
+    (tmp_path / "sp.py").write_text("@requirements({'spawnpkg': ''})\n"
+                                    "def main():\n"
+                                    "    import spawnpkg\n"
+                                    "    return spawnpkg.X\n")
+    trace = tmp_path / "trace"
+    try:
+        r = subprocess.run([strace, "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o", str(trace), str(CLI),
+                            "run", "--index-url", ix.url, "--json", str(tmp_path / "sp.py")],
+                           env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        ix.stop()
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == 7
+    made = _process_clones(trace.read_text())
+    assert len(made) >= 2, f"expected the byte-compiler and a worker: {made}"
+    copied = [call for call, _ in made if "CLONE_VFORK" not in call or "CLONE_VM" not in call]
+    assert not copied, f"processes started by copying the engine: {copied}"
