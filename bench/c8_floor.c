@@ -150,6 +150,21 @@ static void release(int i) {
         send_to(i);
 }
 
+/* Instance i answered: its reply read, WATCH_US spent, its request ended
+ * and resumed, the instance handed on (the watcher's or a loop's work). */
+static void end_reply(int i, int recv_flags) {
+        char m[MSG];
+        if (recv(inst_fd[i], m, sizeof(m), recv_flags) <= 0)
+                return;
+        spin(watch_us);
+        pthread_mutex_lock(&lock);
+        Req *r = inst_req[i];
+        r->state = 2;
+        release(i);
+        pthread_mutex_unlock(&lock);
+        MHD_resume_connection(r->conn);
+}
+
 static void *watcher(void *p) {
         (void) p;
         struct pollfd pf[INSTANCES + 1];
@@ -169,16 +184,7 @@ static void *watcher(void *p) {
                 for (int i = 0; i < INSTANCES; i++) {
                         if (pf[i + 1].fd < 0 || !pf[i + 1].revents)
                                 continue;
-                        char m[MSG];
-                        if (recv(inst_fd[i], m, sizeof(m), 0) <= 0)
-                                continue;
-                        spin(watch_us);
-                        pthread_mutex_lock(&lock);
-                        Req *r = inst_req[i];
-                        r->state = 2;
-                        release(i);
-                        pthread_mutex_unlock(&lock);
-                        MHD_resume_connection(r->conn);
+                        end_reply(i, 0);
                 }
         }
         return NULL;
@@ -292,16 +298,7 @@ static void *loop_run(void *p) {
                         if (evs[k].data.u32 == 0)
                                 continue; /* MHD's: MHD_run() at the top */
                         int i = (int) evs[k].data.u32 - 1;
-                        char m[MSG];
-                        if (recv(inst_fd[i], m, sizeof(m), MSG_DONTWAIT) <= 0)
-                                continue;
-                        spin(watch_us);
-                        pthread_mutex_lock(&lock);
-                        Req *r = inst_req[i];
-                        r->state = 2;
-                        release(i);
-                        pthread_mutex_unlock(&lock);
-                        MHD_resume_connection(r->conn);
+                        end_reply(i, MSG_DONTWAIT);
                 }
         }
         return NULL;
