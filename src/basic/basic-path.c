@@ -133,3 +133,8 @@ uint64_t path_tree_bytes_at(int dfd, const char *name) {
 uint64_t path_tree_bytes(const char *path) {
         return tree_bytes_at_depth(AT_FDCWD, path, 0);
 }
+
+uint64_t path_file_bytes(const char *path) {
+        struct stat st;
+        return path && stat(path, &st) == 0 ? (uint64_t) st.st_size : 0;
+}

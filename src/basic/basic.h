@@ -180,6 +180,8 @@ int rm_rf(const char *path);
  * is closed on failure. */
 int dir_fdopen(int fd, DIR **ret);
 uint64_t path_tree_bytes(const char *path);
+/* Bytes of the file at path (stat, following links); 0 when there is none. */
+uint64_t path_file_bytes(const char *path);
 uint64_t path_tree_bytes_at(int dfd, const char *name);
 /* Directory holding the running executable (from /proc/self/exe). */
 int exe_dir(char **ret);

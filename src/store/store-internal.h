@@ -221,6 +221,9 @@ char *store_timings_col(sqlite3_stmt *st, int col);
 const char *store_log_path_packed(sqlite3_stmt *st, const char *id, const char *log_path);
 /* Column col of st's row as the log path of run id, whole (a copy, or NULL). */
 char *store_log_path_col(sqlite3_stmt *st, int col, const char *id);
+/* The directory the default log paths of db's runs name (DATA_DIR/logs,
+ * beside its file; a copy), or NULL when the database has no file. */
+char *store_log_dir(sqlite3 *db);
 /* Steps *pp past one JSON number, true, false or null at *pp: false when
  * none is there. */
 bool store_json_scalar_at(const char **pp);
@@ -347,6 +350,9 @@ void store_writer_set_commit_hook(Store *s, void (*fn)(void *userdata), void *us
  * thread is first given normal priority back if its batch runs lowered,
  * so the caller never waits for a thread at SCHED_IDLE. */
 void store_lock(Store *s);
+/* store-open.c: a read-only connection to the database at path (WAL: it
+ * reads the last commit while the writer writes), or NULL. */
+sqlite3 *store_reader_open(const char *path);
 /* The writer thread's id while it runs (tests: its policy), or 0. */
 pid_t store_writer_tid(Store *s);
 /* A thread's scheduling policy (tid 0: the calling thread). */

@@ -13,15 +13,32 @@
 
 #include <string.h>
 
+/* The directory of db's file (*ret_len bytes of the returned name), or
+ * NULL when the database has no file. */
+static const char *db_dir(sqlite3 *db, int *ret_len) {
+        const char *name = sqlite3_db_filename(db, "main");
+        const char *slash = name ? strrchr(name, '/') : NULL;
+        if (!slash)
+                return NULL;
+        *ret_len = (int) (slash - name);
+        return name;
+}
+
 /* The default log path of id beside the database st reads, into buf: its
  * length, or 0 when it does not fit or the database has no file. */
 static size_t default_log_path(sqlite3_stmt *st, const char *id, char *buf, size_t size) {
-        const char *db = sqlite3_db_filename(sqlite3_db_handle(st), "main");
-        const char *slash = db ? strrchr(db, '/') : NULL;
-        if (!slash || !id)
+        int len;
+        const char *dir = db_dir(sqlite3_db_handle(st), &len);
+        if (!dir || !id)
                 return 0;
-        int n = snprintf(buf, size, "%.*s/logs/%s.log", (int) (slash - db), db, id);
+        int n = snprintf(buf, size, "%.*s/logs/%s.log", len, dir, id);
         return n > 0 && (size_t) n < size ? (size_t) n : 0;
+}
+
+char *store_log_dir(sqlite3 *db) {
+        int len;
+        const char *dir = db_dir(db, &len);
+        return dir ? xasprintf("%.*s/logs", len, dir) : NULL;
 }
 
 const char *store_log_path_packed(sqlite3_stmt *st, const char *id, const char *log_path) {

@@ -4,6 +4,17 @@
  * on store.c's statement helpers: calls run one way, down. */
 #include "store-internal.h"
 
+sqlite3 *store_reader_open(const char *path) {
+        sqlite3 *db = NULL;
+        if (!path || !*path ||
+            sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, store_vfs()) != SQLITE_OK) {
+                sqlite3_close(db);
+                return NULL;
+        }
+        sqlite3_busy_timeout(db, 10000);
+        return db;
+}
+
 static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         sqlite3 *db = NULL;
         int rc = sqlite3_open_v2(path, &db,
@@ -38,12 +49,7 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
          * a private (in-memory) database, which a second connection would
          * not share. */
         if (!streq(path, ":memory:") && !startswith(path, "file:")) {
-                sqlite3 *rdb = NULL;
-                if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, store_vfs()) == SQLITE_OK) {
-                        sqlite3_busy_timeout(rdb, 10000);
-                        s->rdb = rdb;
-                } else
-                        sqlite3_close(rdb);
+                s->rdb = store_reader_open(path);
                 store_checkpointer_start(s, path, allocate_wal);
                 s->jpath = store_journal_path(path);
         }

@@ -81,12 +81,6 @@ usec_t retention_now(void) {
         return now_realtime();
 }
 
-
-static uint64_t file_bytes(const char *path) {
-        struct stat st;
-        return path && stat(path, &st) == 0 ? (uint64_t) st.st_size : 0;
-}
-
 /* ---- victims: (id, log path) pairs --------------------------------------- */
 
 typedef struct Victims {
@@ -196,7 +190,7 @@ static int gc_take_runs(Gc *g, Victims *v) {
                 return r;
         g->st->runs += v->n;
         for (size_t i = 0; i < v->n; i++) {
-                uint64_t size = file_bytes(v->logs[i]);
+                uint64_t size = path_file_bytes(v->logs[i]);
                 if (!v->logs[i] || (size == 0 && access(v->logs[i], F_OK) < 0))
                         continue;
                 if (!g->dry_run && unlink(v->logs[i]) < 0 && errno != ENOENT)
@@ -281,7 +275,7 @@ static int gc_runs_by_log_bytes(Gc *g) {
                                    *t, 0, UINT32_MAX, 0, &all);
                 uint64_t total = 0;
                 for (size_t i = 0; r >= 0 && i < all.n; i++) {
-                        total += file_bytes(all.logs[i]);
+                        total += path_file_bytes(all.logs[i]);
                         if (total > p.max_log_bytes)
                                 victims_add(&v, TAKE_PTR(all.ids[i]), TAKE_PTR(all.logs[i]));
                 }

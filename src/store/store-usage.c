@@ -24,11 +24,6 @@
 /* Rows per batch, each its own read transaction. */
 #define USAGE_BATCH 2000
 
-static uint64_t file_bytes(const char *path) {
-        struct stat st;
-        return path && stat(path, &st) == 0 ? (uint64_t) st.st_size : 0;
-}
-
 void store_usage_done(StoreUsage *u) {
         if (!u)
                 return;
@@ -114,17 +109,8 @@ static void log_index_done(LogIndex *x) {
  * file (":memory:", which a second connection would not share): then the
  * walk reads s->db under s->lock, a batch at a time. */
 static sqlite3 *walk_db_open(Store *s) {
-        if (!s->rdb) /* made exactly for stores with a file (store-open.c) */
-                return NULL;
-        const char *path = sqlite3_db_filename(s->rdb, "main");
-        sqlite3 *db = NULL;
-        if (!path || !*path ||
-            sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, store_vfs()) != SQLITE_OK) {
-                sqlite3_close(db);
-                return NULL;
-        }
-        sqlite3_busy_timeout(db, 10000);
-        return db;
+        /* s->rdb is made exactly for stores with a file (store-open.c). */
+        return s->rdb ? store_reader_open(sqlite3_db_filename(s->rdb, "main")) : NULL;
 }
 
 static void walk_lock(Store *s, sqlite3 *db) {
@@ -158,7 +144,7 @@ static int usage_runs_batch(Store *s, sqlite3 *db, const LogIndex *logs, StoreUs
                         const char *id = (const char *) sqlite3_column_text(st, 3);
                         /* '': the engine's own path, DATA_DIR/logs/ID.log
                          * (store-log-path.c); NULL: no log. */
-                        uint64_t b = !log_path ? 0 : !*log_path ? log_index_bytes(logs, id) : file_bytes(log_path);
+                        uint64_t b = !log_path ? 0 : !*log_path ? log_index_bytes(logs, id) : path_file_bytes(log_path);
                         t = usage_tenant(u, tenant ?: "", t);
                         u->tenants[t].runs++;
                         u->tenants[t].log_bytes += b;
@@ -191,25 +177,17 @@ static int usage_datasets(Store *s, sqlite3 *db, StoreUsage *u) {
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
-/* DATA_DIR/logs, DATA_DIR being the database's directory: where the
- * engine's default log paths point. NULL for a store with no file. */
-static char *default_logs_dir(Store *s) {
-        const char *db = sqlite3_db_filename(s->rdb ?: s->db, "main");
-        const char *slash = db ? strrchr(db, '/') : NULL;
-        return slash ? xasprintf("%.*s/logs", (int) (slash - db), db) : NULL;
-}
-
 int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
         assert(s && data_dir && ret);
         store_runs_settle(s);
         StoreUsage u = {};
         _cleanup_free_ char *dbpath = path_join(data_dir, "pysprinter.db");
         _cleanup_free_ char *wal = path_join(data_dir, "pysprinter.db-wal");
-        u.db_bytes = file_bytes(dbpath) + file_bytes(wal);
+        u.db_bytes = path_file_bytes(dbpath) + path_file_bytes(wal);
 
         sqlite3 *own = walk_db_open(s);
         sqlite3 *db = own ?: s->db;
-        _cleanup_free_ char *logs_dir = default_logs_dir(s);
+        _cleanup_free_ char *logs_dir = store_log_dir(db);
         LogIndex logs = log_index_read(logs_dir);
         int r = 0;
         int64_t last = 0;
