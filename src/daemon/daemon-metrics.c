@@ -4,7 +4,6 @@
  * pool; docs/api.md "Metrics"). */
 #include <inttypes.h>
 #include <jansson.h>
-#include <sys/stat.h>
 
 #include "config.h"
 #include "daemon.h"
@@ -29,8 +28,7 @@ struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_st
 
 static uint64_t file_size(const char *dir, const char *name) {
         _cleanup_free_ char *p = path_join(dir, name);
-        struct stat st;
-        return stat(p, &st) == 0 ? (uint64_t) st.st_size : 0;
+        return path_file_bytes(p);
 }
 
 struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_status) {
