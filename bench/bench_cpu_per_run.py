@@ -2,7 +2,11 @@
 """CPU per sandboxed ad-hoc run, every process of the daemon's tree and
 their kernel work included (goal (c): 500 runs/s on 2 vCPUs is <= 4 ms).
 
-Usage: /usr/bin/python3 bench/bench_cpu_per_run.py BUILD [SECONDS]   (root)
+Usage: /usr/bin/python3 bench/bench_cpu_per_run.py BUILD [SECONDS] [SANDBOX...]   (root)
+
+SANDBOX: `full` (the default) and/or `none`, each a daemon of its own,
+measured one after the other: `full none full none` says what the
+sandbox costs per run as the daemon pays it (its pools included).
 
 The daemon starts in a v1 cpuacct cgroup of its own, made beneath the
 one this script runs in (its workers, spares and runs, those started
@@ -62,15 +66,19 @@ def main():
     if parent is None or not parent.is_dir():
         print("no v1 cpuacct hierarchy here")
         return
-    cg = parent / f"bench-cpu-{os.getpid()}"
+    index = bw.requests_index()
+    for i, sandbox in enumerate(sys.argv[3:] or ["full"]):
+        measure(build, seconds, parent / f"bench-cpu-{os.getpid()}-{i}", index, sandbox)
+
+
+def measure(build, seconds, cg, index, sandbox):
     cg.mkdir()
     tmp, home = bw.temp_home("bench-cpu-")
-    index = bw.requests_index()
     # Started in the cgroup (not moved after its start): a worker the daemon
     # starts before its first request (the validator, the blank worker a
     # cold env adopts, round 10) and every process forked from it are
     # counted too.
-    d = start_daemon(build, home, index, "full", cg)
+    d = start_daemon(build, home, index, sandbox, cg)
     try:
         c = bw.Client(d.port)
         src = bw.REQUESTS_ENV + "def f(x: int = 1):\n    return x + 1\n"
@@ -81,7 +89,7 @@ def main():
         rate, bad = bw.wrk_throughput(d.port, seconds, 8, body, "/v1/runs?wait=true")
         used = int((cg / "cpuacct.usage").read_text()) - before
         runs = rate * seconds
-        print(f"runs/s {rate:.0f} (non-2xx {bad}), CPU per run {used / 1e6 / runs:.2f} ms "
+        print(f"sandbox={sandbox}: runs/s {rate:.0f} (non-2xx {bad}), CPU per run {used / 1e6 / runs:.2f} ms "
               f"(daemon tree, cpuacct, {seconds} s of wrk -c8)")
     finally:
         d.stop()
