@@ -44,6 +44,7 @@ typedef struct Req {
         Buf body;
         size_t discarded;
         uint64_t body_due;      /* body bytes still announced (Content-Length); UINT64_MAX: unknown (chunked) */
+        bool body_in_pieces;    /* a hang-up was looked for while the body came (client_gone_check()) */
         bool too_big;
         bool responded;
         bool started;           /* the first access-handler call happened */
@@ -703,18 +704,21 @@ static void *reaper(void *arg) {
         return NULL;
 }
 
-/* Called while more of a request's body is due. libmicrohttpd 0.9.75's
- * epoll mode is edge-triggered and takes a short read for "drained": it
- * waits for the socket's next event. When the client's FIN came with the
- * last bytes of a body it cut short, that event was already spent, and
- * the connection sat in CLOSE-WAIT until read_timeout_s, holding its slot
- * and an upload's staging file (9 hang-ups in 10 of a 2 MiB body cut
- * short). A peek that reads EOF means the client will send nothing more:
- * shutting down our read side wakes the connection's epoll again (the
- * socket's state change), so MHD reads the EOF and ends the request
- * (on_completed() drops the staging file). Nothing the client sent is
- * lost: EOF is only seen once everything before it was read. */
-static void body_client_gone_check(struct MHD_Connection *conn) {
+/* libmicrohttpd 0.9.75's epoll mode is edge-triggered and takes a short
+ * read for "drained": it waits for the socket's next event. When a
+ * client's FIN came while MHD was still reading a body in pieces, that
+ * event was spent before the short read, and the connection sat in
+ * CLOSE-WAIT until read_timeout_s: a body cut short held its slot and an
+ * upload's staging file (9 hang-ups in 10 of a 2 MiB body cut short); a
+ * client that sent its whole body and half-closed got its answer but no
+ * EOF for 30 s. A peek that reads EOF means the client will send nothing
+ * more: shutting down our read side wakes the connection's epoll again
+ * (the socket's state change), so MHD reads the EOF and ends the
+ * connection (on_completed() drops a staging file). Nothing the client
+ * sent is lost: EOF is only seen once everything before it was read, and
+ * what MHD holds already is handled first. Called while more of a body is
+ * due, and once more when a request whose body came in pieces ends. */
+static void client_gone_check(struct MHD_Connection *conn) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         char byte;
         if (ci && recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
@@ -736,8 +740,10 @@ static uint64_t body_announced(struct MHD_Connection *conn) {
 static void body_taken(struct MHD_Connection *conn, Req *req, size_t n) {
         if (req->body_due != UINT64_MAX)
                 req->body_due = req->body_due > n ? req->body_due - n : 0;
-        if (req->body_due > 0)
-                body_client_gone_check(conn);
+        if (req->body_due > 0) {
+                req->body_in_pieces = true;
+                client_gone_check(conn);
+        }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -830,6 +836,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         conn_set_handling(conn, false); /* the next request's clock starts */
         if (!req)
                 return;
+        if (req->body_in_pieces && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                client_gone_check(conn);
         /* A secret's value (PUT /v1/secrets/NAME) and a login's token do
          * not outlive their request in the heap (docs/secrets.md). */
         if (req->body.data && req->target &&
