@@ -227,7 +227,9 @@ def cmdline(pid):
 
 
 def report(label, value, goal, ok, figure=None, baseline="-", ratio="-"):
-    print(f"  {label:<58} {value:<26} goal {goal:<22} {'MET' if ok else 'NOT MET'}")
+    """ok None: informational (no verdict)."""
+    verdict = "-" if ok is None else ("MET" if ok else "NOT MET")
+    print(f"  {label:<58} {value:<26} goal {goal:<22} {verdict}")
     benchtable.row(figure or label, value, baseline, ratio, goal, ok)
 
 
@@ -303,8 +305,12 @@ def main():
         print("(b) invoke of a deployed trivial function")
         report("p50 / p99", f"{pct(lat, 50) * 1e3:.2f} / {pct(lat, 99) * 1e3:.2f} ms", "p50 <= 0.3 ms, p99 <= 2 ms",
                pct(lat, 50) <= 0.0003 and pct(lat, 99) <= 0.002, figure="(b) invoke p50 / p99 (Python client)")
-        report(f"throughput at concurrency 8, Python client ({errs} errors)", f"{thr:.0f} /s", ">= 5000 /s",
-               thr >= 5000, figure="(b) invokes/s, concurrency 8, Python client")
+        # Informational: (b)'s rate is set "at concurrency 8 with wrk" (the
+        # next row). Eight Python threads on http.client spend more of the
+        # two CPUs than the daemon does per invoke, so this row measures the
+        # client: 4.4-7.0k/s on 2026-12-04 where wrk read 11.9-15.8k/s.
+        report(f"throughput at concurrency 8, Python client ({errs} errors)", f"{thr:.0f} /s",
+               "- (wrk's row below)", None, figure="(b) invokes/s, concurrency 8, Python client")
         if w:
             report(f"throughput at concurrency 8, wrk ({w[1]} non-2xx)", f"{w[0]:.0f} /s", ">= 5000 /s",
                    w[0] >= 5000 and w[1] == 0, figure="(b) invokes/s, concurrency 8, wrk")
