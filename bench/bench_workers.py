@@ -413,7 +413,7 @@ def main():
         imp = statistics.median(spawn_baseline(5, "import requests")) - statistics.median(spawn_baseline(5, "pass"))
         print("(d) first run of an env in the store, no warm worker")
         report(f"first run (requests import alone: {imp * 1e3:.0f} ms)", f"{cold * 1e3:.0f} ms",
-               f"<= import + 20 ms", cold <= imp + 0.020, figure="cold env first run (packages in the store)",
+               "<= import + 20 ms", cold <= imp + 0.020, figure="cold env first run (packages in the store)",
                baseline=f"import {imp * 1e3:.0f} ms")
     finally:
         d.stop()
