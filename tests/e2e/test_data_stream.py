@@ -182,7 +182,7 @@ def test_client_gone_mid_upload_leaves_nothing(d):
     # Several times: the hang-up used to be noticed only after
     # server.read_timeout_s (30 s) in 9 cases of 10 -- libmicrohttpd's
     # epoll mode had spent the FIN's event before its last short read
-    # (daemon-http.c body_client_gone_check()).
+    # (daemon-http.c client_gone_check()).
     for i in range(3):
         s = cut_short(d.port, f"/v1/data/halfway{i}?filename=h.bin", "application/octet-stream", 20 << 20, 2 << 20)
         wait_for(lambda: any(n.endswith(".upload") for n in staging(d)), "the upload to be staged")
