@@ -49,6 +49,50 @@ def fds(d):
     return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
 
 
+def fd_targets(d):
+    """What each of the daemon's fds points at ("socket:[INODE]", a path…)."""
+    out = {}
+    for fd in os.listdir(f"/proc/{d.proc.pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{d.proc.pid}/fd/{fd}")
+        except FileNotFoundError:
+            pass  # closed while listed
+    return out
+
+
+TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+              "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING", "04": "FIN_WAIT1",
+              "05": "FIN_WAIT2"}
+
+
+def socket_states():
+    """TCP socket inode -> state name, from /proc/net/tcp and tcp6."""
+    states = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            f = line.split()
+            states[f[9]] = TCP_STATES.get(f[3], f[3])
+    return states
+
+
+def wait_fds_back(d, base, timeout=60):
+    """Wait until the daemon holds no more fds than `base` (its
+    fd_targets() before the test). On timeout the error names each fd
+    left over, with its TCP state for a socket, so a failure says what
+    lingered rather than only how many."""
+    try:
+        wait_for(lambda: fds(d) <= len(base), f"fds back to {len(base)}", timeout=timeout)
+    except AssertionError as e:
+        now, states = fd_targets(d), socket_states()
+        extra = []
+        for fd, target in sorted(now.items()):
+            if base.get(fd) == target:
+                continue
+            inode = target[len("socket:["):-1] if target.startswith("socket:[") else None
+            extra.append(f"{fd} -> {target}" + (f" ({states.get(inode, 'not TCP')})" if inode else ""))
+        raise AssertionError(f"{e}; {len(now)} open, new or changed: {extra}") from None
+
+
 def waiting(d):
     """The daemon's own count of requests held without a thread."""
     st, text = d.call("GET", "/metrics", token="admin")
@@ -158,7 +202,7 @@ def test_50_followers_and_50_waiters_hold_no_thread(daemon, tmp_path):
     d = daemon
     gate = tmp_path / "gate"
     ids = start_runs(d, 10, gate)
-    base_threads, base_fds = threads(d), fds(d)
+    base_threads, base_fds = threads(d), fd_targets(d)
 
     followers = [Follower(d, ids[i % len(ids)]) for i in range(50)]
     waiters = [Waiter(d, ids[i % len(ids)]) for i in range(50)]
@@ -190,7 +234,7 @@ def test_50_followers_and_50_waiters_hold_no_thread(daemon, tmp_path):
         assert w.status == 200 and w.result["status"] == "succeeded", (w.status, w.result)
     # Everything they held is released.
     wait_for(lambda: waiting(d) == 0, "no waiting request")
-    wait_for(lambda: fds(d) <= base_fds, f"fds back to {base_fds}")
+    wait_fds_back(d, base_fds)
     assert threads(d) <= base_threads
 
 
@@ -198,7 +242,7 @@ def test_clients_leaving_while_suspended_leave_nothing(daemon, tmp_path):
     d = daemon
     gate = tmp_path / "gate"
     (rid,) = start_runs(d, 1, gate)
-    base_threads, base_fds = threads(d), fds(d)
+    base_threads, base_fds = threads(d), fd_targets(d)
     clients = [Follower(d, rid) for _ in range(20)] + [Waiter(d, rid) for _ in range(20)]
     for c in clients:
         c.start()
@@ -210,7 +254,7 @@ def test_clients_leaving_while_suspended_leave_nothing(daemon, tmp_path):
         c.sock.close()
     # The daemon notices the hang-ups of suspended connections by itself.
     wait_for(lambda: waiting(d) == 0, "no waiting request", timeout=15)
-    wait_for(lambda: fds(d) <= base_fds, f"fds back to {base_fds}", timeout=15)
+    wait_fds_back(d, base_fds, timeout=15)
     assert threads(d) <= base_threads
     # A GET ?wait=true hang-up cancels nothing: the run goes on.
     assert d.call("GET", f"/v1/runs/{rid}")[1]["status"] == "running"
