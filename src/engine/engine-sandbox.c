@@ -126,13 +126,13 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
 
 /* A cgroup name from a run id or an instance key: [A-Za-z0-9_.-] only,
  * unique in this process (a counter: an instance key names a function,
- * not one of its instances, and a retried run keeps its id), ending in
- * "-PID" so that sandbox_cgroup_sweep_stale() knows whose it is. */
+ * not one of its instances, and a retried run keeps its id). The sandbox
+ * adds "-PID" (sandbox_cgroup_new()): how its sweep knows whose it is. */
 static char *cgroup_name(const char *run_id) {
         static uint64_t counter;
         uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-        char suffix[48];
-        snprintf(suffix, sizeof(suffix), "-%llu-%d", (unsigned long long) n, (int) getpid());
+        char suffix[32];
+        snprintf(suffix, sizeof(suffix), "-%llu", (unsigned long long) n);
         /* 64 bytes at most, and the suffix always whole. */
         size_t room = 64 - strlen(suffix);
         char *s = xasprintf("%.*s%s", (int) room, run_id ? run_id : "run", suffix);

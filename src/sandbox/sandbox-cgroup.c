@@ -489,11 +489,21 @@ static void dir_open(CgDir *d) {
                 d->dfd = -EBADF;
 }
 
+/* A group's directory name: "pysprinter-NAME-PID", PID this process's.
+ * sandbox_cgroup_sweep_stale() takes the last number of a name for its
+ * owner, so the owner is added here, never left to each caller: names that
+ * ended in a counter of their own ("bench-PID-155") were read as owned by
+ * pid 155, and any engine's sweep killed the processes of such a live
+ * group and removed it. */
+static char *group_leaf(const char *name) {
+        return xasprintf("pysprinter-%s-%d", name, (int) getpid());
+}
+
 static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool v2, unsigned ctrls,
                    const SandboxLimits *l) {
         if (cg->n >= ELEMENTSOF(cg->dirs))
                 return -E2BIG;
-        _cleanup_free_ char *leaf = xasprintf("pysprinter-%s", name);
+        _cleanup_free_ char *leaf = group_leaf(name);
         char *path = path_join(parent, leaf);
         /* A group that exists already belongs to someone else: joining it
          * would share its limits and its kill with another run (warm
@@ -1181,7 +1191,7 @@ int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimit
                         assert(slash);
                         *slash = 0;
                         _cleanup_free_ char *parent = d->path;
-                        _cleanup_free_ char *leaf = xasprintf("pysprinter-%s", name);
+                        _cleanup_free_ char *leaf = group_leaf(name);
                         d->path = path_join(parent, leaf);
                         if (mkdir(d->path, 0755) < 0) {
                                 int r = -errno;

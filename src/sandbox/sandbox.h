@@ -273,7 +273,8 @@ typedef struct SandboxLimits {
 
 typedef struct SandboxCgroup SandboxCgroup;
 
-/* Creates the run's cgroup(s) named "pysprinter-<name>" beneath the
+/* Creates the run's cgroup(s) named "pysprinter-<name>-<pid>" (pid: the
+ * calling process's, the owner sandbox_cgroup_sweep_stale() reads) beneath the
  * cgroup the calling process is in (never elsewhere), on cgroup v2 where
  * the controller is available there, else on the v1 hierarchy of that
  * controller; applies limits. A controller that cannot be used is
@@ -334,7 +335,8 @@ int sandbox_cgroup_stats(const SandboxCgroup *cg, SandboxCgroupStats *ret);
 SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
 /* Removes run cgroups beneath ours left by a runner that died (killed
  * with SIGKILL: it could not clean up): those whose name ends in the pid
- * of a process that no longer exists. Returns how many went. */
+ * of a process that no longer exists (the "-<pid>" sandbox_cgroup_new()
+ * and sandbox_cgroup_renew() add). Returns how many went. */
 int sandbox_cgroup_sweep_stale(void);
 /* Sets new limits on an existing run cgroup (a spare's, made ahead of its
  * run with defaults: the run's own limits go in before its code runs). */

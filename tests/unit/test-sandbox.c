@@ -1125,8 +1125,8 @@ static uint64_t read_limit(SandboxCgroup *cg, const char *name, const char *v1, 
         fclose(f);
         for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
                 const char *rel = i == 0 ? mem : uni;
-                snprintf(path, sizeof(path), "%s%s/pysprinter-%s/%s", roots[i], streq(rel, "/") ? "" : rel, name,
-                         i == 0 ? v1 : v2);
+                snprintf(path, sizeof(path), "%s%s/pysprinter-%s-%d/%s", roots[i], streq(rel, "/") ? "" : rel, name,
+                         (int) getpid(), i == 0 ? v1 : v2);
                 char *s = NULL;
                 if (read_file(path, 4096, &s, NULL) >= 0) {
                         uint64_t v = strtoull(s, NULL, 10);
@@ -1345,6 +1345,67 @@ static int dirs_named(const char *prefix) {
         assert_int_equal(fscanf(f, "%d", &n), 1);
         pclose(f);
         return n;
+}
+
+/* The path of the first directory found named exactly `leaf` under
+ * /sys/fs/cgroup, or NULL. */
+static char *cgroup_dir_named(const char *leaf) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "find /sys/fs/cgroup -maxdepth 4 -type d -name '%s' | head -1", leaf);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        char line[512] = "";
+        char *got = fgets(line, sizeof(line), f);
+        pclose(f);
+        if (!got || !*line)
+                return NULL;
+        line[strcspn(line, "\n")] = 0;
+        return strdup(line);
+}
+
+/* The sweep removes what a dead runner left, and nothing of a live one's:
+ * a caller's name that ends in a number of its own (here 4194305, above
+ * any pid the kernel gives out, so never a running process) is not read
+ * as the group's owner. It was, before the sandbox added the owner's pid
+ * to every group's name: a benchmark's "bench-PID-155" groups were killed
+ * and removed under it by a daemon's sweep (make bench, 2026-12-04). */
+static void test_cgroup_sweep_spares_a_live_owners_group(void **state) {
+        if (geteuid() != 0)
+                skip();
+        SandboxLimits l = { .max_procs = 16, .cpu_millis = 1000 };
+        SandboxCgroup *cg = NULL;
+        char *err = NULL;
+        if (sandbox_cgroup_new("unittest-sweep-4194305", &l, &cg, &err) < 0) {
+                free(err);
+                skip();
+        }
+        char leaf[96];
+        snprintf(leaf, sizeof(leaf), "pysprinter-unittest-sweep-4194305-%d", (int) getpid());
+        _cleanup_free_ char *live = cgroup_dir_named(leaf);
+        assert_non_null(live);
+        /* What a runner killed with SIGKILL leaves: an empty group whose
+         * owner (the last number) is no process. */
+        _cleanup_free_ char *orphan = strdup(live);
+        strcpy(strrchr(orphan, '/') + 1, "pysprinter-unittest-orphan-4194305");
+        assert_true(mkdir(orphan, 0755) == 0 || errno == EEXIST);
+        int hold[2];
+        assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
+        pid_t member = fork_into_group(cg);
+        if (member == 0) {
+                char c;
+                close(hold[1]);
+                _exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
+        }
+        close(hold[0]);
+        assert_true(sandbox_cgroup_sweep_stale() >= 1);
+        assert_int_equal(access(orphan, F_OK), -1);
+        assert_int_equal(access(live, F_OK), 0);
+        /* The live group's process was not killed: it ends as it chose. */
+        assert_int_equal(waitpid(member, NULL, WNOHANG), 0);
+        close(hold[1]);
+        assert_child_exited_ok(member);
+        sandbox_cgroup_free(cg);
+        assert_int_equal(access(live, F_OK), -1);
 }
 
 /* A finished run's groups taken again for the next run (issue 15 c): the
@@ -1822,6 +1883,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_freeze_keeps_file_open),
                 cmocka_unit_test(test_cgroup_limits_written_when_they_differ),
                 cmocka_unit_test(test_cgroup_no_freezer_group),
+                cmocka_unit_test(test_cgroup_sweep_spares_a_live_owners_group),
                 cmocka_unit_test(test_cgroup_reused_verdicts_and_limits_are_per_run),
                 cmocka_unit_test(test_cgroup_memory_reused_after_oom),
                 cmocka_unit_test(test_cgroup_memory_residue_replaced),
