@@ -711,7 +711,13 @@ static void kill_once(KillSet *ks, pid_t pid) {
         int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
         if (pidfd < 0 && errno == ESRCH)
                 return; /* gone (reaped) since the listing */
-        (void) kill(pid, SIGKILL);
+        /* Through the pidfd: the signal reaches the process it was opened
+         * on (or none, ESRCH, once it is gone), never one that took its
+         * number after it was reaped. By number only without pidfds. */
+        bool through_pidfd = pidfd >= 0 &&
+                             (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0 || errno != ENOSYS);
+        if (!through_pidfd)
+                (void) kill(pid, SIGKILL);
         __atomic_add_fetch(&kills_sent, 1, __ATOMIC_RELAXED);
         if (pidfd >= 0 && ks->n < KILL_TRACK_MAX) {
                 ks->k[ks->n].pid = pid;
