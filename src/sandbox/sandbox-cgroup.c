@@ -691,10 +691,28 @@ uint64_t sandbox_cgroup_kills_sent(void) {
         return __atomic_load_n(&kills_sent, __ATOMIC_RELAXED);
 }
 
+/* SIGKILLs pid through a pidfd: the signal reaches the process the pidfd
+ * was opened on (or none once it is gone), never one that took its number
+ * after it was reaped; by number only where the kernel has no pidfds.
+ * Returns the pidfd (the caller's to close), -1 without one, or -ESRCH when
+ * pid was gone already (nothing sent). */
+static int kill_through_pidfd(pid_t pid) {
+        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0 && errno == ESRCH)
+                return -ESRCH; /* gone (reaped) since the listing */
+        bool sent = pidfd >= 0 &&
+                    (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0 || errno != ENOSYS);
+        if (!sent)
+                (void) kill(pid, SIGKILL);
+        return pidfd >= 0 ? pidfd : -1;
+}
+
 /* SIGKILLs pid unless ks knows it killed this very process already. */
 static void kill_once(KillSet *ks, pid_t pid) {
         if (!ks) {
-                (void) kill(pid, SIGKILL);
+                int pidfd = kill_through_pidfd(pid);
+                if (pidfd >= 0)
+                        (void) close(pidfd);
                 return;
         }
         for (size_t i = 0; i < ks->n; i++) {
@@ -708,16 +726,9 @@ static void kill_once(KillSet *ks, pid_t pid) {
                 ks->k[i] = ks->k[--ks->n];
                 break;
         }
-        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd < 0 && errno == ESRCH)
-                return; /* gone (reaped) since the listing */
-        /* Through the pidfd: the signal reaches the process it was opened
-         * on (or none, ESRCH, once it is gone), never one that took its
-         * number after it was reaped. By number only without pidfds. */
-        bool through_pidfd = pidfd >= 0 &&
-                             (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0 || errno != ENOSYS);
-        if (!through_pidfd)
-                (void) kill(pid, SIGKILL);
+        int pidfd = kill_through_pidfd(pid);
+        if (pidfd == -ESRCH)
+                return;
         __atomic_add_fetch(&kills_sent, 1, __ATOMIC_RELAXED);
         if (pidfd >= 0 && ks->n < KILL_TRACK_MAX) {
                 ks->k[ks->n].pid = pid;
