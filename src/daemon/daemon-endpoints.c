@@ -13,7 +13,6 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <microhttpd.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 
 #include "daemon.h"
@@ -123,7 +122,7 @@ static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, cons
         json_object_del(headers, "cookie");
         const char *ctype = json_string_value(json_object_get(headers, "content-type"));
         bool text = body_is_text(ctype, call->body, call->body_len);
-        _cleanup_free_ char *b64 = text ? NULL : daemon_base64(call->body, call->body_len);
+        _cleanup_free_ char *b64 = text ? NULL : base64_encode(call->body, call->body_len);
         char when[32];
         usec_t now = now_realtime();
         format_timestamp(now, when);
@@ -194,17 +193,10 @@ static struct MHD_Response *endpoint_response(const RunResult *res, const char *
                 out = xstrdup("");
                 len = 0;
         } else if (json_is_string(body) && b64) {
-                const char *s = json_string_value(body);
-                size_t n = strlen(s);
-                out = xmalloc(n / 4 * 3 + 3);
-                int k = n % 4 ? -1 : EVP_DecodeBlock((unsigned char *) out, (const unsigned char *) s, (int) n);
-                if (k < 0) {
-                        free(out);
+                if (base64_decode(json_string_value(body), json_string_length(body), &out, &len) < 0) {
                         json_decref(v);
                         return bad_gateway(request_id, ret_status);
                 }
-                /* EVP_DecodeBlock counts the '=' padding as zero bytes. */
-                len = (size_t) k - (n >= 1 && s[n - 1] == '=') - (n >= 2 && s[n - 2] == '=');
         } else if (json_is_string(body)) {
                 out = xstrndup(json_string_value(body), json_string_length(body));
                 len = json_string_length(body);

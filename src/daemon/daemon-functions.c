@@ -509,19 +509,13 @@ static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f
         return l;
 }
 
-char *daemon_base64(const void *data, size_t n) {
-        char *out = xmalloc(4 * ((n + 2) / 3) + 1);
-        EVP_EncodeBlock((unsigned char *) out, data, (int) n);
-        return out;
-}
-
 /* Lambda's FunctionConfiguration for f (the fields AWS SDKs read). */
 static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
         _cleanup_free_ char *arn = lambda_arn(f->name), *sha = NULL, *handler = NULL;
         unsigned char digest[32];
         unsigned dlen = 0;
         EVP_Digest(f->source, f->source_len, digest, &dlen, EVP_sha256(), NULL);
-        sha = daemon_base64(digest, dlen);
+        sha = base64_encode(digest, dlen);
         const char *file = f->filename ? f->filename : "main.py";
         size_t stem = endswith(file, ".py") ? strlen(file) - 3 : strlen(file);
         handler = xasprintf("%.*s.%s", (int) stem, file, f->function ? f->function : "handler");
@@ -743,7 +737,7 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
                         size_t n;
                         _cleanup_free_ char *log = drun_log_text(d, r, &n);
                         size_t start = n > 4096 ? n - 4096 : 0;
-                        log_tail = daemon_base64(log + start, n - start);
+                        log_tail = base64_encode(log + start, n - start);
                 }
                 /* Set before done, which daemon_run_done() read. */
                 resp = lambda_result(call, r->result, ret_status);

@@ -8,7 +8,6 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -1631,11 +1630,7 @@ char *drun_request_json_jansson(const DRun *r, bool by_ref) {
         /* A source that is not UTF-8 still runs (to fail validation with
          * its line and column): JSON cannot hold it as text, base64 can. */
         bool utf8 = by_ref || utf8_invalid_offset(r->source, r->source_len) == r->source_len;
-        _cleanup_free_ char *b64 = NULL;
-        if (!utf8) {
-                b64 = xmalloc(4 * ((r->source_len + 2) / 3) + 1);
-                EVP_EncodeBlock((unsigned char *) b64, (const unsigned char *) r->source, (int) r->source_len);
-        }
+        _cleanup_free_ char *b64 = utf8 ? NULL : base64_encode(r->source, r->source_len);
         json_t *j = json_pack("{s:i, s:s, s:b, s:i, s:{s:I, s:I, s:I, s:I, s:b}}", "v", 1, "filename", r->filename,
                               "lambda", r->lambda, "fn_version", r->fn_version,
                               "limits", "timeout_ms", (json_int_t) r->limits.timeout_ms, "memory_bytes",
@@ -1796,20 +1791,10 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
                 r->source_len = json_string_length(src);
                 r->source = xstrndup(json_string_value(src), r->source_len);
         } else {
-                size_t n = json_string_length(b64);
-                r->source = xmalloc(n / 4 * 3 + 1);
-                int k = EVP_DecodeBlock((unsigned char *) r->source, (const unsigned char *) json_string_value(b64),
-                                        (int) n);
-                if (k < 0) {
+                if (base64_decode(json_string_value(b64), json_string_length(b64), &r->source, &r->source_len) < 0) {
                         json_decref(j);
                         return -EBADMSG;
                 }
-                /* DecodeBlock counts the padding as zero bytes. */
-                size_t len = (size_t) k;
-                for (size_t i = n; i > 0 && json_string_value(b64)[i - 1] == '='; i--)
-                        len--;
-                r->source_len = len;
-                r->source[len] = 0;
         }
         r->filename = json_strdup_or_null(j, "filename") ?: xstrdup("main.py");
         r->function = json_strdup_or_null(j, "function");

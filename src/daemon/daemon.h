@@ -995,8 +995,6 @@ void daemon_request_from_function(RunRequest *req, const FunctionRecord *f);
  * context from request_id and req's limits) into req's arguments. -EINVAL
  * when f takes named parameters and the event is not an object. */
 int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id);
-/* data[0..n) in base64 (caller frees). */
-char *daemon_base64(const void *data, size_t n);
 
 /* ---- HTTP endpoints (daemon-endpoints.c, docs/endpoints.md) ------------- */
 

@@ -3,8 +3,6 @@
  * the user wrote. */
 #include <assert.h>
 #include <errno.h>
-#include <limits.h>
-#include <openssl/evp.h>
 #include <string.h>
 
 #include "shared.h"
@@ -105,22 +103,11 @@ int json_bytes_marker_decode(const json_t *v, uint8_t **ret, size_t *ret_len) {
         const char *b64 = json_get_string(v, "$bytes");
         if (!b64)
                 return 0;
-        size_t n = strlen(b64);
-        if (n % 4 != 0 || n > INT_MAX)
-                return -EINVAL;
-        uint8_t *out = malloc(n / 4 * 3 + 1);
-        if (!out)
-                return -ENOMEM;
-        /* EVP_DecodeBlock counts the padding as zero bytes: take them off. */
-        int len = n ? EVP_DecodeBlock(out, (const unsigned char *) b64, (int) n) : 0;
-        if (len < 0) {
-                free(out);
-                return -EINVAL;
-        }
-        size_t pad = (n >= 1 && b64[n - 1] == '=') + (n >= 2 && b64[n - 2] == '=');
-        *ret_len = (size_t) len - pad;
-        out[*ret_len] = 0;
-        *ret = out;
+        char *out;
+        int r = base64_decode(b64, strlen(b64), &out, ret_len);
+        if (r < 0)
+                return r;
+        *ret = (uint8_t *) out;
         return 1;
 }
 

@@ -50,6 +50,15 @@ int sha256_file_hex(const char *path, char ret[static SHA256_HEX_SIZE]);
 /* True if s is 64 lowercase hex digits (what sha256_hex writes). */
 bool sha256_hex_is_valid(const char *s);
 
+/* ---- base64 (shared-base64.c) ------------------------------------------ */
+
+/* data[0..n) in base64 (RFC 4648, standard alphabet, padded), NUL-terminated
+ * (caller frees). Example: base64_encode("hi", 2) -> "aGk=". */
+char *base64_encode(const void *data, size_t n);
+/* Padded base64 s[0..n) decoded into *ret (malloc'd, NUL-terminated for
+ * convenience) and *ret_len; -EINVAL when s is not padded base64. */
+int base64_decode(const char *s, size_t n, char **ret, size_t *ret_len);
+
 /* ---- YAML -> JSON ---------------------------------------------------------
  *
  * One scalar rule for every YAML file we read (config, DAG files, --param

@@ -417,6 +417,38 @@ static void test_seal_key_file(void **state) {
 
 /* The bytes marker: a table of JSON texts, what they decode to (NULL: not a
  * marker, 0) or -EINVAL. */
+/* RFC 4648 §10's vectors both ways, bytes that are not text round-trip,
+ * and what is not padded base64 is refused. */
+static void test_base64(void **state) {
+        const char *vec[][2] = {
+                { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+                { "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(vec); i++) {
+                _cleanup_free_ char *enc = base64_encode(vec[i][0], strlen(vec[i][0])), *dec = NULL;
+                assert_string_equal(enc, vec[i][1]);
+                size_t n = 99;
+                assert_int_equal(base64_decode(vec[i][1], strlen(vec[i][1]), &dec, &n), 0);
+                assert_int_equal(n, strlen(vec[i][0]));
+                assert_memory_equal(dec, vec[i][0], n);
+        }
+        const char raw[] = "\xff\x00\xc3\n\x80";
+        _cleanup_free_ char *enc = base64_encode(raw, sizeof raw - 1), *dec = NULL;
+        size_t n = 0;
+        assert_int_equal(base64_decode(enc, strlen(enc), &dec, &n), 0);
+        assert_int_equal(n, sizeof raw - 1);
+        assert_memory_equal(dec, raw, n);
+        assert_int_equal(dec[n], 0);
+
+        const char *bad[] = { "Zg=", "Zm9", "Z!==", "@@@@" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *out = NULL;
+                if (base64_decode(bad[i], strlen(bad[i]), &out, &n) != -EINVAL)
+                        fail_msg("'%s' decoded", bad[i]);
+                assert_null(out);
+        }
+}
+
 static void test_json_bytes_marker(void **state) {
         static const struct {
                 const char *json;
@@ -729,7 +761,7 @@ int main(void) {
                 cmocka_unit_test(test_sha256_file),        cmocka_unit_test(test_json_parse_or_string),
                 cmocka_unit_test(test_json_getters),       cmocka_unit_test(test_seal_vector_and_tamper),
                 cmocka_unit_test(test_seal_key_file),
-                cmocka_unit_test(test_json_bytes_marker),
+                cmocka_unit_test(test_json_bytes_marker),  cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_schema_table),
                 cmocka_unit_test(test_schema_every_mistake_once),
                 cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
