@@ -80,7 +80,17 @@ export function runPage(main, [id]) {
     setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
 
+  // Output that is not UTF-8 comes with its exact bytes in base64 (docs/api.md):
+  // one streaming decoder per stream joins a character split between two pieces.
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  function outputText(d) {
+    const dec = decoders[d.stream === 'stderr' ? 'stderr' : 'stdout'];
+    if (typeof d.base64 !== 'string') return dec.decode() + d.text; // flushes a cut-short character as U+FFFD
+    return dec.decode(Uint8Array.from(atob(d.base64), (c) => c.charCodeAt(0)), { stream: true });
+  }
+
   function output(streamName, text) {
+    if (!text) return;
     logText += text;
     const frag = document.createDocumentFragment();
     const now = Date.now();
@@ -133,7 +143,7 @@ export function runPage(main, [id]) {
   function openLogs() {
     logState.textContent = 'streaming…';
     es = stream(`/v1/runs/${encodeURIComponent(id)}/logs?follow=1`, {
-      output: (d) => output(d.stream, d.text),
+      output: (d) => output(d.stream, outputText(d)),
       phase: (d) => {
         if (run && ACTIVE.has(run.status)) { run.phase = d.phase; renderRun(run); }
         // Resolved: the lock is known from here on.

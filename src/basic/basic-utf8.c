@@ -50,6 +50,55 @@ size_t utf8_invalid_offset(const char *s, size_t n) {
         return n;
 }
 
+/* The sequence length a lead byte announces; 0 for a continuation byte
+ * or one that never begins a sequence. */
+static size_t utf8_announced_length(unsigned char c) {
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xC2 && c <= 0xDF)
+                return 2;
+        if (c >= 0xE0 && c <= 0xEF)
+                return 3;
+        if (c >= 0xF0 && c <= 0xF4)
+                return 4;
+        return 0;
+}
+
+size_t utf8_complete_prefix(const char *s, size_t n) {
+        assert(s || n == 0);
+        const unsigned char *u = (const unsigned char *) s;
+        /* The last lead byte is at most 3 bytes from the end when its
+         * sequence is cut short (a sequence is at most 4 bytes). */
+        for (size_t back = 1; back <= 3 && back <= n; back++) {
+                unsigned char c = u[n - back];
+                if ((c & 0xC0) == 0x80)
+                        continue;
+                size_t want = utf8_announced_length(c);
+                return want > back ? n - back : n;
+        }
+        return n;
+}
+
+char *utf8_replace_invalid(const char *s, size_t n) {
+        assert(s || n == 0);
+        /* At worst every byte becomes the 3 bytes of U+FFFD. */
+        char *out = xmalloc(3 * n + 1), *p = out;
+        size_t i = 0;
+        while (i < n) {
+                size_t ok = utf8_invalid_offset(s + i, n - i);
+                memcpy(p, s + i, ok);
+                p += ok;
+                i += ok;
+                if (i < n) {
+                        memcpy(p, "\xef\xbf\xbd", 3);
+                        p += 3;
+                        i++;
+                }
+        }
+        *p = 0;
+        return out;
+}
+
 bool utf8_is_valid(const char *s) {
         assert(s);
         size_t n = strlen(s);

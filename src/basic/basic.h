@@ -102,6 +102,15 @@ bool strv_contains(char *const *v, const char *s);
  * for CPython and jansson); n when all of s is valid. */
 size_t utf8_invalid_offset(const char *s, size_t n);
 bool utf8_is_valid(const char *s);
+/* s[0..n) without a multi-byte sequence cut short at its end: the length
+ * up to that sequence's lead byte when the bytes after it are fewer than
+ * the lead byte announces, n otherwise. Where to cut text that is still
+ * being written so that no character is split between two pieces.
+ * Example: ("a\xc3", 2) -> 1; ("a\xc3\xa9", 3) -> 3; ("a\xff", 2) -> 2. */
+size_t utf8_complete_prefix(const char *s, size_t n);
+/* s[0..n) as valid UTF-8 (caller frees): each byte that does not begin a
+ * valid sequence becomes U+FFFD, as a lossy decoder shows it. */
+char *utf8_replace_invalid(const char *s, size_t n);
 /* NULL (an absent field) or valid UTF-8: a string JSON can hold. */
 bool utf8_is_valid_or_null(const char *s);
 /* 1-based line and column (in characters) of byte offset `offset` in s:

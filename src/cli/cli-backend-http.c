@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "cli-backend.h"
+#include "shared.h"
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -78,13 +79,20 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
         if (!j)
                 return;
         if (streq(event, "output")) {
-                json_t *text = json_object_get(j, "text");
+                /* "base64", when there, holds the exact bytes of output that
+                 * is not UTF-8; "text" is then only a lossy view of it. */
+                json_t *text = json_object_get(j, "text"), *b64 = json_object_get(j, "base64");
                 const char *stream = json_string_value(json_object_get(j, "stream"));
-                if (json_is_string(text)) {
+                _cleanup_free_ char *bytes = NULL;
+                size_t n = 0;
+                if (json_is_string(b64) &&
+                    base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n) < 0)
+                        bytes = NULL;
+                if (bytes || json_is_string(text)) {
                         RunEvent ev = { .type = RUN_EVENT_OUTPUT,
                                         .stream = stream && streq(stream, "stderr") ? 2 : 1,
-                                        .data = json_string_value(text),
-                                        .len = json_string_length(text),
+                                        .data = bytes ?: json_string_value(text),
+                                        .len = bytes ? n : json_string_length(text),
                                         .timestamp = now_realtime() };
                         renderer_event(&ev, f->rd);
                 }

@@ -462,11 +462,20 @@ static void log_collect(const RunEvent *ev, void *userdata) {
                 (void) buf_append(b, ev->data, ev->len);
 }
 
+/* One output event. A JSON string holds only UTF-8, and a run may write
+ * any bytes: a piece that is not UTF-8 also carries its exact bytes in
+ * "base64", beside a "text" with U+FFFD for each byte that is not, so that
+ * a client that shows text still can and one that prints bytes (the CLI)
+ * prints what the run wrote, as it does embedded. */
 static void sse_output(Buf *out, int stream, const char *data, size_t len) {
         const char *name = stream == 2 ? "stderr" : "stdout";
-        json_t *j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
-        if (!j) /* not UTF-8: send it lossy rather than drop it */
-                j = json_pack("{s:s, s:s}", "stream", name, "text", "\xef\xbf\xbd");
+        json_t *j;
+        if (utf8_invalid_offset(data, len) == len)
+                j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
+        else {
+                _cleanup_free_ char *lossy = utf8_replace_invalid(data, len), *b64 = base64_encode(data, len);
+                j = json_pack("{s:s, s:s, s:s}", "stream", name, "text", lossy, "base64", b64);
+        }
         _cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s)
@@ -517,7 +526,13 @@ static bool sse_copy_new(SseStream *s) {
                         s->next_chunk++;
                         continue;
                 }
-                size_t n = MIN(ch->len - s->chunk_off, (size_t) 64 * 1024);
+                size_t left = ch->len - s->chunk_off, n = MIN(left, (size_t) 64 * 1024);
+                bool last_piece = n == left && (s->next_chunk + 1 < r->n_chunks || r->done);
+                /* A piece the chunk goes on after (the cap, or a run still
+                 * writing) ends before a character its end would split:
+                 * the rest of it comes with the next piece. */
+                if (!last_piece)
+                        n = utf8_complete_prefix(r->log.data + ch->offset + s->chunk_off, n);
                 /* Chunks grow while the run writes; this one may get
                  * longer, so remember how far we got. */
                 if (n > 0)

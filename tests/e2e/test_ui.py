@@ -240,6 +240,32 @@ def xss():
 """
 
 
+BYTES = r"""
+import sys, time
+def f():
+    out = sys.stdout.buffer
+    out.write(b"caf\xc3"); out.flush()
+    # stderr in between ends stdout's piece with its character cut short
+    print("between", file=sys.stderr, flush=True)
+    time.sleep(0.3)
+    out.write(b"\xa9 ok\n\xff raw\n"); out.flush()
+    return 1
+"""
+
+
+def test_output_that_is_not_utf8_shows_its_characters_and_a_mark_for_the_rest(alice, d):
+    """Pieces with bytes that are not UTF-8 come in base64 (docs/api.md):
+    the page decodes each stream's bytes in order, so a character cut
+    between two of its pieces shows whole and a stray byte as U+FFFD."""
+    st, run = d.run(BYTES, wait=False)
+    assert st == 202, run
+    go(alice, d, f"#/runs/{run['id']}")
+    wait_for(lambda: "ended" in by_css(alice, "#log-state")[0].text, timeout=30, what="the log")
+    log = by_css(alice, "#log")[0].text
+    assert "é ok" in log and "\ufffd raw" in log and "\ufffd ok" not in log, log
+    assert console_errors(alice) == []
+
+
 def test_xss_in_output_and_errors_stays_inert(alice, d):
     from selenium.common.exceptions import NoAlertPresentException
     st, run = d.run(XSS, wait=True)

@@ -328,6 +328,50 @@ static void test_utf8(void **state) {
         assert_int_equal(col, 5);
 }
 
+/* Output written in pieces: a cut never splits a character, and what a
+ * lossy reader shows keeps every valid character. */
+static void test_utf8_pieces(void **state) {
+        const struct {
+                const char *in;
+                size_t len, keep;
+        } cuts[] = {
+                { "", 0, 0 },
+                { "abc", 3, 3 },
+                { "a\xc3", 2, 1 },                       /* é cut after its lead byte */
+                { "a\xc3\xa9", 3, 3 },
+                { "\xe2\x82", 2, 0 },                    /* € cut after 2 of 3 */
+                { "x\xe2\x82\xac", 4, 4 },
+                { "x\xf0\x9f\x98", 4, 1 },               /* U+1F600 cut after 3 of 4 */
+                { "x\xf0\x9f\x98\x80", 5, 5 },
+                { "a\xff", 2, 2 },                       /* never a lead byte: nothing to wait for */
+                { "a\x80\x80\x80", 4, 4 },               /* continuations with no lead in reach */
+                { "\xc3\xa9\xc3", 3, 2 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cuts); i++) {
+                size_t got = utf8_complete_prefix(cuts[i].in, cuts[i].len);
+                if (got != cuts[i].keep)
+                        fail_msg("cut %zu: %zu, want %zu", i, got, cuts[i].keep);
+        }
+
+        const struct {
+                const char *in;
+                size_t len;
+                const char *want;
+        } lossy[] = {
+                { "", 0, "" },
+                { "caf\xc3\xa9", 5, "caf\xc3\xa9" },
+                { "\xff\xfe bad\n", 7, "\xef\xbf\xbd\xef\xbf\xbd bad\n" },
+                { "ok\xe2\x82", 4, "ok\xef\xbf\xbd\xef\xbf\xbd" },
+                { "a\0b", 3, "a" },                          /* NUL is valid: kept, compared up to it */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(lossy); i++) {
+                _cleanup_free_ char *got = utf8_replace_invalid(lossy[i].in, lossy[i].len);
+                if (!streq(got, lossy[i].want))
+                        fail_msg("lossy %zu: '%s', want '%s'", i, got, lossy[i].want);
+                assert_true(utf8_is_valid(got));
+        }
+}
+
 static void test_parse_int(void **state) {
         int x = 7;
         assert_int_equal(parse_int("42", &x), 0);
@@ -391,7 +435,7 @@ int main(void) {
                 cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_ids_unique),
                 cmocka_unit_test(test_timestamp), cmocka_unit_test(test_format_ms),       cmocka_unit_test(test_data_dir),
-                cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8),
+                cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8), cmocka_unit_test(test_utf8_pieces),
                 cmocka_unit_test(test_json_shorten_reals_pass_through_agrees),
                 cmocka_unit_test(test_parse_int), cmocka_unit_test(test_pid_is_running),
         };
