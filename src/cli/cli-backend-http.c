@@ -75,7 +75,7 @@ typedef struct Follow {
 
 static void on_sse(const char *event, const char *data, size_t len, void *userdata) {
         Follow *f = userdata;
-        json_t *j = json_loadb(data, len, JSON_DECODE_ANY, NULL);
+        json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         if (!j)
                 return;
         if (streq(event, "output")) {
@@ -358,7 +358,7 @@ static int http_post_deploy(Backend *b, const char *path, json_t *req, json_t **
         HttpRequest q = { .method = "POST", .path = path, .content_type = "application/json", .body = text,
                           .body_len = strlen(text) };
         int r = http_request(&b->http, &q, NULL, &body, &err);
-        json_t *ans = body.len ? json_loadb(body.data, body.len, 0, NULL) : NULL;
+        json_t *ans = body.len ? json_loadb(body.data, body.len, JSON_ALLOW_NUL, NULL) : NULL;
         buf_free(&body);
         if (r == -EBADMSG) {
                 /* 422: the validation's own message (file:line:col…). */
@@ -660,7 +660,7 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
         Buf ans;
         int r = http_request(&b->http, &q, NULL, &ans, &err);
         data_tar_stream_free(tar);
-        *ret = r >= 0 && ans.len ? json_loadb(ans.data, ans.len, 0, NULL) : NULL;
+        *ret = r >= 0 && ans.len ? json_loadb(ans.data, ans.len, JSON_ALLOW_NUL, NULL) : NULL;
         buf_free(&ans);
         if (r < 0)
                 return fail(b, r, xasprintf("data put: %s", err ?: strerror(-r)));

@@ -170,7 +170,7 @@ static int status_errno(long status) {
 
 /* What to tell the user about a refused request. */
 static char *status_message(const Http *h, long status, const Buf *body) {
-        json_t *j = body->len ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+        json_t *j = body->len ? json_loadb(body->data, body->len, JSON_ALLOW_NUL, NULL) : NULL;
         const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
         char *r;
         if (status == 401)
@@ -322,7 +322,7 @@ int http_json(Http *h, const char *method, const char *path, json_t *body, json_
         }
         int r = http_request(h, &q, NULL, &b, ret_error);
         if (r >= 0 && ret)
-                *ret = b.len ? json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL) : json_object();
+                *ret = b.len ? json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : json_object();
         if (r >= 0 && ret && !*ret) {
                 *ret_error = xstrdup("the server's answer is not JSON");
                 r = -EPROTO;

@@ -11,6 +11,7 @@ Entry points called from C (each takes and returns JSON text):
 """
 import ast
 import binascii
+import codecs
 import json
 import linecache
 import marshal
@@ -635,6 +636,19 @@ _MESSAGE_JSON = json.JSONDecoder()
 _json_string = json.encoder.encode_basestring
 
 
+def _escape_unencodable(err):
+    """A lone surrogate (\\udcff, from os.fsdecode() or surrogateescape) is not
+    UTF-8, and the engine reads only UTF-8 (jansson): inside a JSON string,
+    where it can only be, it becomes the six characters a repr() shows
+    (backslash-u and four hex digits), backslash escaped so that JSON reads
+    them back as text. An exception's message or a repr() that holds one
+    reaches the user instead of an unreadable result."""
+    return "".join("\\\\u%04x" % ord(ch) for ch in err.object[err.start:err.end]), err.end
+
+
+codecs.register_error("pysprinter-json", _escape_unencodable)
+
+
 def _serialise(value):
     """The result's JSON view by the table in docs/python.md (runtime.py's
     to_jsonable), converted here in the sandbox so the daemon only ever sees
@@ -653,6 +667,10 @@ def _serialise(value):
             text = "null" if value is None else "true" if value else "false"
         else:
             text = _VALUE_JSON.encode(_rt.to_jsonable(value))
+        if not text.isascii():  # O(1): CPython's str knows
+            # A lone surrogate is not UTF-8 and has no JSON view: raises
+            # UnicodeEncodeError, and the value takes the repr() path.
+            text.encode()
         return {"ok": True, "json": text}
     except Exception:
         # Not only ConversionError: the table calls the value's own code
@@ -666,7 +684,7 @@ def _serialise(value):
 
 
 def _write_result(fd, obj):
-    data = _result_text(obj).encode("utf-8", "surrogatepass")
+    data = _result_text(obj).encode("utf-8", "pysprinter-json")
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -1402,7 +1420,7 @@ def _done_body(invocation_id, result):
                                      if type(invocation_id) is str else json.dumps(invocation_id))
     data = b""
     if result is not None:
-        data = _result_text(result).encode("utf-8", "surrogatepass")
+        data = _result_text(result).encode("utf-8", "pysprinter-json")
     if len(data) > _MAX_RESULT_BYTES:
         body = (head + ',"result_too_big":true}').encode()
     elif data:

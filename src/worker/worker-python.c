@@ -455,7 +455,9 @@ static PyObject *instance_done(const InstanceTools *t, PyObject *id, PyObject *r
         PyObject *text = PyUnicode_CheckExact(id) ? instance_common_text(result) : NULL;
         PyObject *id_json = text ? PyObject_CallOneArg(t->ascii_text, id) : NULL;
         PyObject *text_json = id_json ? PyObject_CallOneArg(t->text, text) : NULL;
-        PyObject *data = text_json ? PyUnicode_AsEncodedString(text_json, "utf-8", "surrogatepass") : NULL;
+        /* Strict: text with a lone surrogate goes to _done_body(), which
+         * escapes it (runner._escape_unencodable). */
+        PyObject *data = text_json ? PyUnicode_AsUTF8String(text_json) : NULL;
         Py_XDECREF(text_json);
         const char *idj = id_json ? PyUnicode_AsUTF8(id_json) : NULL; /* ASCII */
         static const char head[] = "{\"type\":\"done\",\"id\":", mid[] = ",\"result\":",

@@ -470,3 +470,52 @@ def test_logs_has_no_json_and_says_where_the_record_is(workdir):
     r = run_cli(workdir, ["logs", "rwhatever", "--json"])
     assert r.returncode == 2 and "show RUN --json" in r.stderr
     assert "--json" not in run_cli(workdir, ["logs", "--help"]).stdout.splitlines()[0]
+
+
+ODD = r'''
+def f(kind: str):
+    if kind == "surrogate":        # what os.fsdecode() makes of a byte that is not UTF-8
+        return "a\udcffb"
+    if kind == "surrogate_key":
+        return {"k\udcff": 1}
+    if kind == "surrogate_raise":
+        raise ValueError("bad \udcff")
+    if kind == "surrogate_repr":
+        class R:
+            def __repr__(self):
+                return "R\udcff"
+        return R()
+    if kind == "nul":
+        print("a\0b")
+        return "x\0y"
+'''
+
+# kind -> (exit code, stdout, a line stderr holds or None for empty stderr)
+ODD_EXPECT = {
+    "surrogate": (0, "'a\\udcffb'\n", "warning: the result cannot be represented as JSON; showing its repr()"),
+    "surrogate_key": (0, "{'k\\udcff': 1}\n", "warning: the result cannot be represented as JSON"),
+    "surrogate_raise": (1, "", "ValueError: bad \\udcff"),
+    "surrogate_repr": (0, "R\\udcff\n", "warning: the result cannot be represented as JSON"),
+    "nul": (0, "a\0b\nx\0y\n", None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_EXPECT))
+def test_text_json_cannot_hold_reaches_the_user_on_every_path(daemon, workdir, kind):
+    """A lone surrogate (no UTF-8 for it) used to make the result unreadable
+    (exit 7, "the run's result could not be read", the exception lost), and
+    a NUL in a result or in output made the CLI refuse the daemon's answer
+    (exit 6) while the embedded run printed it."""
+    (workdir / "odd.py").write_text(ODD)
+    code, out, err = ODD_EXPECT[kind]
+    deployed = run_cli(workdir, ["deploy", "odd.py", "--name", "odd"], server=daemon.url)
+    assert deployed.returncode == 0, deployed.stderr
+    for how, args, server in (("embedded", ["run", "odd.py", *SB], None), ("daemon", ["run", "odd.py", *SB], daemon.url),
+                              ("invoke", ["invoke", "odd"], daemon.url)):
+        r = run_cli(workdir, [*args, "--kind", kind], server=server)
+        assert (r.returncode, r.stdout) == (code, out), (how, r.returncode, r.stdout, r.stderr)
+        lines = [l for l in r.stderr.splitlines() if "--sandbox" not in l]
+        if err is None:
+            assert lines == [], (how, r.stderr)
+        else:
+            assert any(err in l for l in lines), (how, r.stderr)
