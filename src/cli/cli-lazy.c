@@ -131,6 +131,8 @@ static void lazy_load(LazyLib *l) {
            archive_close_callback *c),                                                                      \
           (a, d, o, w, c), ARCHIVE_FATAL)                                                                   \
         X(int, archive_write_set_bytes_per_block, (struct archive * a, int n), (a, n), ARCHIVE_FATAL)       \
+        X(int, archive_write_set_format_option, (struct archive * a, const char *m, const char *o, const char *v), \
+          (a, m, o, v), ARCHIVE_FATAL)                                                                      \
         X(int, archive_write_set_format_pax_restricted, (struct archive * a), (a), ARCHIVE_FATAL)           \
         A(void, archive_set_error, struct archive *, int, )
 

@@ -86,7 +86,12 @@ int data_tar_stream_new(const char *dir, DataTarStream **ret, char **ret_path) {
                 return r;
         }
         s->a = archive_write_new();
+        /* hdrcharset=BINARY: names go as the bytes the file system holds.
+         * Otherwise pax converts them from the locale's charset to UTF-8,
+         * and a name that is not in it (b"a\xffb") failed the whole put
+         * that embedded stores as it is. */
         if (!s->a || archive_write_set_format_pax_restricted(s->a) != ARCHIVE_OK ||
+            archive_write_set_format_option(s->a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
             archive_write_set_bytes_per_block(s->a, 0) != ARCHIVE_OK ||
             archive_write_open(s->a, s, NULL, tar_out, NULL) != ARCHIVE_OK) {
                 data_tar_stream_free(s);

@@ -289,6 +289,21 @@ int data_put(DataCatalog *c, const char *tenant, const char *name, const char *s
         return data_put_as(c, tenant, name, source, NULL, ret, ret_error);
 }
 
+/* A single-file dataset's file name: a plain name, in UTF-8 because a
+ * run's data paths reach it as JSON text (which holds nothing else; such
+ * a name used to leave the dataset silently unattached). NULL when it is
+ * one, else the message. */
+static char *file_name_error(const char *filename) {
+        if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, ".."))
+                return xasprintf("'%s' is not a plain file name", filename);
+        if (!utf8_is_valid(filename)) {
+                _cleanup_free_ char *shown = utf8_replace_invalid(filename, strlen(filename));
+                return xasprintf("the file name '%s' is not UTF-8: store the file under another (--as FILENAME)",
+                                 shown);
+        }
+        return NULL;
+}
+
 int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char *source, const char *filename,
                 DataInfo **ret, char **ret_error) {
         tenant = tenant ?: "local";
@@ -336,6 +351,8 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
                 TreeBudget b = { .max_bytes = c->cfg.max_dataset_bytes, .max_files = c->cfg.max_files };
                 _cleanup_free_ char *bad = NULL;
                 const char *as = filename && d.kind[0] == 'f' ? filename : slash ? slash + 1 : d.source;
+                if (d.kind[0] == 'f' && (*ret_error = file_name_error(as)))
+                        return -EINVAL;
                 r = tree_copy_in(source, staged, as, &b, &bad);
                 if (r < 0) {
                         if (r == -EFBIG)
@@ -449,10 +466,8 @@ int data_upload_commit(DataUpload *u, const char *tenant, const char *name, cons
                                        name ?: "", DATA_NAME_MAX);
                 return -EINVAL;
         }
-        if (filename && (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, ".."))) {
-                *ret_error = xasprintf("'%s' is not a plain file name", filename);
+        if (filename && (*ret_error = file_name_error(filename)))
                 return -EINVAL;
-        }
         if (u->error == -EFBIG) {
                 *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", filename ?: "the archive",
                                        (unsigned long long) u->c->cfg.max_dataset_bytes);

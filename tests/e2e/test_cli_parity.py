@@ -519,3 +519,50 @@ def test_text_json_cannot_hold_reaches_the_user_on_every_path(daemon, workdir, k
             assert lines == [], (how, r.stderr)
         else:
             assert any(err in l for l in lines), (how, r.stderr)
+
+
+NAMES_READER = '''
+import os
+import pysprinter
+
+def f(name: str):
+    p = pysprinter.data_path(name)
+    if os.path.isdir(p):
+        return sorted(os.fsencode(n).hex() for n in os.listdir(p))
+    return [os.path.basename(p), open(p).read()]
+'''
+
+
+def test_file_names_that_are_not_utf8_on_both_paths(daemon, workdir, tmp_path):
+    """A single file's name is what a run's data path holds, and that path
+    reaches the run as JSON text: a name that is not UTF-8 is refused with
+    the way out (--as), where it used to be stored and then silently not
+    attached to runs. Inside a directory any name is kept as its bytes:
+    through a daemon the upload's tar failed on it (exit 6) while the
+    embedded put stored it."""
+    (workdir / "names.py").write_text(NAMES_READER)
+    odd = tmp_path / os.fsdecode(b"n\xffame.txt")
+    odd.write_text("hello\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / os.fsdecode(b"a\xffb")).write_text("x\n")
+    (tree / "ok").write_text("y\n")
+    hashes = []
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["data", "put", "oddfile", str(odd)], server=server)
+        assert r.returncode == 2, (server, r.returncode, r.stderr)
+        assert "is not UTF-8: store the file under another (--as FILENAME)" in r.stderr, (server, r.stderr)
+        r = run_cli(workdir, ["data", "put", "oddfile", str(odd), "--as", "fine.txt"], server=server)
+        assert r.returncode == 0, (server, r.stderr)
+        r = run_cli(workdir, ["run", "names.py", "--name", "oddfile", "--data", "oddfile", "--json", *SB], server=server)
+        assert (r.returncode, json.loads(r.stdout)) == (0, ["fine.txt", "hello\n"]), (server, r.stdout, r.stderr)
+
+        r = run_cli(workdir, ["data", "put", "oddtree", str(tree), "--json"], server=server)
+        assert r.returncode == 0, (server, r.stderr)
+        hashes.append(json.loads(r.stdout)["hash"])
+        r = run_cli(workdir, ["run", "names.py", "--name", "oddtree", "--data", "oddtree", "--json", *SB], server=server)
+        assert (r.returncode, json.loads(r.stdout)) == (0, ["61ff62", "6f6b"]), (server, r.stdout, r.stderr)
+        out = tmp_path / f"got-{bool(server)}"
+        assert run_cli(workdir, ["data", "get", "oddtree", "-o", str(out)], server=server).returncode == 0
+        assert sorted(os.listdir(os.fsencode(out))) == [b"a\xffb", b"ok"]
+    assert hashes[0] == hashes[1]
