@@ -56,6 +56,8 @@ static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
                 json_decref(value);
                 return usage(c, "'%s' is not a valid parameter name", key);
         }
+        if (!value) /* raw() of a value that is not UTF-8 */
+                return usage(c, "argument '%s': the value is not UTF-8", key);
         if (json_object_get(c->kwargs, key)) {
                 json_decref(value);
                 return usage(c, "keyword argument '%s' given twice", key);
@@ -68,11 +70,19 @@ static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
         return 0;
 }
 
+/* {"raw": v}; NULL when v is not UTF-8, which arguments travel in (JSON
+ * text): add_positional() and add_kwarg() refuse it, where it used to
+ * vanish and the run said the argument was missing. */
 static json_t *raw(const char *v) {
         return json_pack("{s:s}", "raw", v);
 }
 
 static int add_positional(Ctx *c, json_t *item) {
+        if (!item) {
+                char nth[24];
+                snprintf(nth, sizeof nth, "%zu", json_array_size(c->args) + 1);
+                return usage(c, "positional argument %s: the value is not UTF-8", nth);
+        }
         if (json_array_size(c->args) >= MAX_ARGS) {
                 json_decref(item);
                 return usage(c, "too many positional arguments%s", "");
@@ -267,6 +277,10 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 _cleanup_free_ char *key = sep ? xstrndup(val, (size_t) (sep - val)) : NULL;
                 if (!key || !secret_name_is_valid(key))
                         return usage(c, "--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
+                /* A run's environment travels as JSON text (UTF-8 only):
+                 * another value used to vanish from the run unsaid. */
+                if (!utf8_is_valid(sep + 1))
+                        return usage(c, "--env %s: the value is not UTF-8", key);
                 a->env = strv_append(a->env, val);
         }
         else if (streq(name, "--server")) {

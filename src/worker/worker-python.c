@@ -187,6 +187,21 @@ int py_init(char **ret_error) {
         /* Before Python allocates anything. */
         PyObjectArenaAllocator arenas = { NULL, arena_alloc, arena_free };
         PyObject_SetArenaAllocator(&arenas);
+        /* UTF-8 mode (PEP 540, `python3 -X utf8`): open()'s default
+         * encoding, the file system's and os.environ's are UTF-8 whatever
+         * the locale. The worker never calls setlocale(), so its locale is
+         * "C", and an isolated config's Python then took ASCII for all of
+         * them: open("f", "w").write("café") raised UnicodeEncodeError in
+         * a run where `python3` writes it (and Lambda's runtime, whose
+         * locale is UTF-8). PEP 686 makes this Python 3.15's default. */
+        PyPreConfig preconfig;
+        PyPreConfig_InitIsolatedConfig(&preconfig);
+        preconfig.utf8_mode = 1;
+        PyStatus pre = Py_PreInitialize(&preconfig);
+        if (PyStatus_Exception(pre)) {
+                *ret_error = xasprintf("cannot start Python: %s", pre.err_msg ? pre.err_msg : "?");
+                return -EIO;
+        }
         PyConfig config;
         PyConfig_InitIsolatedConfig(&config);
         /* site is imported lazily by runner.add_site_dirs(): the worker's

@@ -566,3 +566,37 @@ def test_file_names_that_are_not_utf8_on_both_paths(daemon, workdir, tmp_path):
         assert run_cli(workdir, ["data", "get", "oddtree", "-o", str(out)], server=server).returncode == 0
         assert sorted(os.listdir(os.fsencode(out))) == [b"a\xffb", b"ok"]
     assert hashes[0] == hashes[1]
+
+
+TEXT_FILES = '''
+import locale, os, sys
+
+def f(word: str):
+    with open("/tmp/word.txt", "w") as fh:     # the default encoding
+        fh.write(word)
+    return [open("/tmp/word.txt").read(), os.environ.get("MODE"), sys.getfilesystemencoding(),
+            locale.getpreferredencoding(False)]
+'''
+
+
+def test_a_run_reads_and_writes_text_as_utf8_like_python3(daemon, workdir):
+    """The worker's Python never saw a UTF-8 locale and took ASCII for
+    open(), the file system and os.environ: writing "café" to a file raised
+    UnicodeEncodeError and --env MODE=é failed the run (exit 7). It runs in
+    UTF-8 mode (PEP 540), as `python3` does under a UTF-8 locale."""
+    (workdir / "text.py").write_text(TEXT_FILES)
+    want = ["café ✓", "é", "utf-8", "utf-8"]
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "text.py", "-a", "café ✓", "--env", "MODE=é", "--json", *SB], server=server)
+        assert (r.returncode, json.loads(r.stdout or "null")) == (0, want), (server, r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("args", [["-a", "\udcff"], ["--kind", "a\udcffb"], ["-k", "kind=\udcff"],
+                                  ["--env", "MODE=\udcff"]], ids=["positional", "named", "k", "env"])
+def test_an_argument_that_is_not_utf8_is_refused_on_both_paths(daemon, workdir, args):
+    """It used to vanish: the run said the argument was missing, or ran
+    without the variable. ("\\udcff" is how Python passes the byte 0xff.)"""
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "f.py", *args, *SB], server=server)
+        assert r.returncode == 2, (server, r.returncode, r.stdout, r.stderr)
+        assert "is not UTF-8" in first_line(r.stderr), (server, r.stderr)
