@@ -785,8 +785,8 @@ static int http_secret_set(Backend *b, const char *name, const char *value, size
         _cleanup_free_ char *ename = http_escape(name), *err = NULL;
         _cleanup_free_ char *path = xasprintf("/v1/secrets/%s", ename);
         json_t *v = json_stringn(value, len);
-        if (!v)
-                return fail(b, -EINVAL, xstrdup("a secret's value must be UTF-8 text without NUL bytes"));
+        if (!v) /* secret_set_verb() checked it is UTF-8 */
+                return fail(b, -EINVAL, xstrdup("secret set: the value cannot be sent as JSON"));
         json_t *req = json_pack("{s:o}", "value", v);
         int r = http_json(&b->http, "PUT", path, req, ret, &err);
         json_decref(req);

@@ -94,6 +94,15 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
         /* `echo value | pysprinter secret set` means "value". */
         if (!file && len > 0 && value[len - 1] == '\n')
                 value[--len] = 0;
+        /* It becomes an environment variable (no NUL) and travels as JSON
+         * text (UTF-8): refused here for both paths, where embedded used
+         * to store it and then leave the run without the variable. */
+        if (memchr(value, 0, len) || utf8_invalid_offset(value, len) != len) {
+                explicit_bzero(value, len);
+                free(value);
+                cli_error("secret set: a secret's value must be UTF-8 text without NUL bytes");
+                return EXIT_USAGE;
+        }
         json_t *ans = NULL;
         r = b->ops->secret_set(b, name, value, len, &ans);
         explicit_bzero(value, len);

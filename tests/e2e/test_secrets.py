@@ -101,6 +101,21 @@ def test_embedded_value_never_from_argv_and_missing_secret(cli, home):
     assert cli("run", f, "--env", "NOEQUALS").returncode == 2
 
 
+def refuses_values_no_environment_can_hold(cli):
+    for name, value in (("bin", b"a\xffb"), ("nul", b"a\0b")):
+        path = pathlib.Path(cli.cwd) / name
+        path.write_bytes(value)
+        p = cli("secret", "set", "ODD", "--from-file", path)
+        assert p.returncode == 2, (name, p.returncode, p.stderr)
+        assert "a secret's value must be UTF-8 text without NUL bytes" in p.stderr, (name, p.stderr)
+    assert "ODD" not in cli("secret", "ls", check=0).stdout
+
+
+def test_embedded_refuses_a_value_that_is_not_utf8_as_a_daemon_does(cli, home):
+    """Embedded used to store it, and the run then had no such variable."""
+    refuses_values_no_environment_can_hold(cli)
+
+
 # ---- against a daemon ------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -149,6 +164,10 @@ def test_daemon_secret_reaches_the_run_and_no_answer_log_or_file(rcli, d):
     rows = sealed_rows(d.home / "pysprinter.db")
     assert ("alice", "API_KEY") in [(t, n) for t, n, _ in rows]
     assert all(VALUE.encode() not in s for _, _, s in rows)
+
+
+def test_daemon_refuses_a_value_that_is_not_utf8(rcli):
+    refuses_values_no_environment_can_hold(rcli)
 
 
 def test_daemon_other_tenant_can_neither_read_nor_use(d):
