@@ -8,6 +8,8 @@
     c.map("square.py", range(200), concurrency=8)  # results in input order
     for text in c.logs(run_id, follow=True): print(text, end="")
 """
+import base64
+import codecs
 import concurrent.futures
 import inspect
 import json
@@ -226,6 +228,17 @@ class Client:
             r = self._open("GET", f"/v1/runs/{rid}/logs?follow=1")
         except urllib.error.HTTPError as e:
             raise APIError(e.code, "http", e.read().decode(errors="replace")[:500]) from None
+        # A piece that is not UTF-8 carries its bytes in "base64" (docs/api.md):
+        # one incremental decoder per stream joins a character cut between
+        # two pieces; other bytes show as U+FFFD, as with follow=False.
+        decoders = {}
+
+        def piece(d):
+            dec = decoders.setdefault(d.get("stream"), codecs.getincrementaldecoder("utf-8")("replace"))
+            if isinstance(d.get("base64"), str):
+                return dec.decode(base64.b64decode(d["base64"]))
+            return dec.decode(b"", final=True) + d.get("text", "")
+
         with r:
             event, data = None, []
             for raw in r:
@@ -239,7 +252,9 @@ class Client:
                     data.append(value[1:] if value.startswith(" ") else value)  # one space, per SSE
                 elif line == "":
                     if event == "output" and data:
-                        yield json.loads("\n".join(data)).get("text", "")
+                        text = piece(json.loads("\n".join(data)))
+                        if text:
+                            yield text
                     elif event == "end":
                         return
                     event, data = None, []

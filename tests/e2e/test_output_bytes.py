@@ -155,3 +155,35 @@ def test_a_cluster_gateway_relays_the_same_bytes(tmp_path, workdir):
         for d in started:
             d.stop()
         redis.stop()
+
+
+CUT = r"""
+import sys, time
+def f():
+    out = sys.stdout.buffer
+    out.write(b"caf\xc3"); out.flush()
+    # stderr in between ends stdout's piece with its character cut short
+    print("between", file=sys.stderr, flush=True)
+    time.sleep(0.3)
+    out.write(b"\xa9 ok\n\xff raw\n"); out.flush()
+    return 1
+"""
+
+
+def test_the_python_client_joins_each_streams_bytes(daemon):
+    """Client.logs(follow=True) decodes base64 pieces with one incremental
+    decoder per stream: a character cut between two of a stream's pieces
+    comes whole, and U+FFFD stands only for bytes that are not UTF-8."""
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "python"))
+    import pysprinter.client
+    c = pysprinter.client.Client(daemon.url, token=TOKENS["alice"])
+    for src, want in ((SRC, (STDOUT + STDERR).decode("utf-8", "replace")), (CUT, None)):
+        st, b = daemon.run(src, wait=False)
+        assert st == 202, b
+        followed = "".join(c.logs(b["id"], follow=True))
+        if want is not None:
+            assert followed == want
+        else:
+            assert followed.replace("between\n", "") == "café ok\n\ufffd raw\n", followed
