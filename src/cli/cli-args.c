@@ -27,6 +27,18 @@ static _printf_(2, 0) int usage(Ctx *c, const char *fmt, const char *word) {
         return -EINVAL;
 }
 
+char *cli_env_assignment_error(const char *word) {
+        const char *sep = strchr(word, '=');
+        _cleanup_free_ char *key = sep ? xstrndup(word, (size_t) (sep - word)) : NULL;
+        if (!key || !secret_name_is_valid(key))
+                return xasprintf("--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*), got '%s'",
+                                 utf8_is_valid(word) ? word : "?");
+        /* Another value used to vanish from the run unsaid. */
+        if (!utf8_is_valid(sep + 1))
+                return xasprintf("--env %s: the value is not UTF-8", key);
+        return NULL;
+}
+
 int cli_parse_duration_ms(const char *s, uint64_t *ret) {
         return parse_duration_ms(s, false, ret);
 }
@@ -273,14 +285,11 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                         return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
                 a->secrets = strv_append(a->secrets, val);
         } else if (streq(name, "--env")) {
-                const char *sep = strchr(val, '=');
-                _cleanup_free_ char *key = sep ? xstrndup(val, (size_t) (sep - val)) : NULL;
-                if (!key || !secret_name_is_valid(key))
-                        return usage(c, "--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
-                /* A run's environment travels as JSON text (UTF-8 only):
-                 * another value used to vanish from the run unsaid. */
-                if (!utf8_is_valid(sep + 1))
-                        return usage(c, "--env %s: the value is not UTF-8", key);
+                char *e = cli_env_assignment_error(val);
+                if (e) {
+                        *c->error = e;
+                        return -EINVAL;
+                }
                 a->env = strv_append(a->env, val);
         }
         else if (streq(name, "--server")) {

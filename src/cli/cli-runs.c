@@ -682,16 +682,17 @@ int verb_deploy(int argc, char **argv) {
                         /* Checked as run's are (cli-args.c); sent as the
                          * request's "secrets" and "env" (docs/secrets.md). */
                         bool secret = streq(argv[i], "--secret");
-                        const char *v = argv[++i], *eq = strchr(v, '=');
-                        _cleanup_free_ char *k = secret ? xstrdup(v) : eq ? xstrndup(v, (size_t) (eq - v)) : NULL;
-                        if (!k || !secret_name_is_valid(k)) {
+                        const char *v = argv[++i];
+                        _cleanup_free_ char *bad = secret ? (secret_name_is_valid(v) ? NULL
+                                                             : xstrdup("--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*)"))
+                                                          : cli_env_assignment_error(v);
+                        if (bad) {
                                 json_decref(limits);
                                 json_decref(url);
-                                return usage_error("deploy", secret ? "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*)"
-                                                                    : "--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*)");
+                                return usage_error("deploy", bad);
                         }
                         if (secret)
-                                secrets = strv_append(secrets, k);
+                                secrets = strv_append(secrets, v);
                         else
                                 env = strv_append(env, v);
                 } else if (streq(argv[i], "--name") && i + 1 < argc)

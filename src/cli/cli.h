@@ -60,6 +60,10 @@ int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool 
 int cli_parse_duration_ms(const char *s, uint64_t *ret);
 /* "256" (MiB) "256M" "1G" "512KiB" "100B" -> bytes. */
 int cli_parse_size(const char *s, uint64_t *ret);
+/* A --env word (run and deploy): NULL when it is KEY=VALUE with KEY a
+ * variable's name and VALUE UTF-8 (a run's environment travels as JSON
+ * text), else what is wrong with it (caller frees). */
+char *cli_env_assignment_error(const char *word);
 
 /* Global options, accepted before or after the verb: --server URL,
  * --token T, --json, --no-color, -q/--quiet, -v/--verbose. */

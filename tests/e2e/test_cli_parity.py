@@ -600,3 +600,12 @@ def test_an_argument_that_is_not_utf8_is_refused_on_both_paths(daemon, workdir, 
         r = run_cli(workdir, ["run", "f.py", *args, *SB], server=server)
         assert r.returncode == 2, (server, r.returncode, r.stdout, r.stderr)
         assert "is not UTF-8" in first_line(r.stderr), (server, r.stderr)
+
+
+def test_deploy_refuses_an_env_value_that_is_not_utf8(daemon, workdir):
+    """deploy parses its own options: its --env went through unchecked, and
+    the function was deployed without the variable."""
+    r = run_cli(workdir, ["deploy", "f.py", "--name", "envodd", "--env", "MODE=\udcff"], server=daemon.url)
+    assert r.returncode == 2 and "--env MODE: the value is not UTF-8" in r.stderr, (r.returncode, r.stderr)
+    r = run_cli(workdir, ["functions", "--json"], server=daemon.url)
+    assert "envodd" not in r.stdout
