@@ -240,17 +240,8 @@ def xss():
 """
 
 
-BYTES = r"""
-import sys, time
-def f():
-    out = sys.stdout.buffer
-    out.write(b"caf\xc3"); out.flush()
-    # stderr in between ends stdout's piece with its character cut short
-    print("between", file=sys.stderr, flush=True)
-    time.sleep(0.3)
-    out.write(b"\xa9 ok\n\xff raw\n"); out.flush()
-    return 1
-"""
+# stdout "caf\xc3", stderr between, then "\xa9 ok\n\xff raw\n" (test_output_bytes.py)
+from test_output_bytes import CUT as BYTES  # noqa: E402
 
 
 def test_output_that_is_not_utf8_shows_its_characters_and_a_mark_for_the_rest(alice, d):
