@@ -99,7 +99,7 @@ static int read_inputs(const char *path, MapJob *job) {
                         }
                         json_t *v = json_loadb(p, n, JSON_DECODE_ANY, &jerr);
                         if (!v) {
-                                cli_error("%s:%zu: not JSON: %s", path, lineno, jerr.text);
+                                cli_error("%s:%zu: not JSON: %s", path, lineno, json_error_text(&jerr));
                                 return EXIT_USAGE;
                         }
                         job->args_json = xrealloc(job->args_json, (job->n + 1) * sizeof(char *));

@@ -273,7 +273,7 @@ static int take_payload(int *argc, char **argv, json_t **ret) {
                 json_decref(*ret);
                 *ret = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
                 if (!*ret) {
-                        _cleanup_free_ char *m = xasprintf("the payload is not JSON: %s (line %d)", e.text, e.line);
+                        _cleanup_free_ char *m = xasprintf("the payload is not JSON: %s (line %d)", json_error_text(&e), e.line);
                         return usage_error("invoke", m);
                 }
         }

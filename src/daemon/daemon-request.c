@@ -69,7 +69,8 @@ int request_json_parse(const char *body, size_t len, const RequestCaps *caps, vo
                 return r;
         json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!j) {
-                *ret_error = xasprintf("invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+                *ret_error = xasprintf("invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                                       json_error_text(&jerr));
                 return -EINVAL;
         }
         *ret_json = j;

@@ -95,6 +95,13 @@ json_t *json_strv_new(char *const *v) {
         return a;
 }
 
+const char *json_error_text(const json_error_t *e) {
+        assert(e);
+        if (json_error_code(e) == json_error_null_character)
+                return "a string holds \\u0000 (NUL), which is not accepted here";
+        return e->text;
+}
+
 int json_bytes_marker_decode(const json_t *v, uint8_t **ret, size_t *ret_len) {
         assert(ret);
         assert(ret_len);

@@ -156,6 +156,10 @@ int schema_check_yaml(const json_t *schema, YamlDoc *doc, const YamlNode *n, cha
  * reference. */
 json_t *json_parse_or_string(const char *text);
 
+/* A parse error's text for the user: jansson's own, except where it names
+ * one of its flags ("\\u0000 is not allowed without JSON_ALLOW_NUL").
+ * Borrowed from e or static. */
+const char *json_error_text(const json_error_t *e);
 /* o[key] when o is an object and the member a string, else NULL. Borrowed. */
 const char *json_get_string(const json_t *o, const char *key);
 /* The result table's bytes marker (docs/python.md): when v is exactly

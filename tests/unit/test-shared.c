@@ -449,6 +449,15 @@ static void test_base64(void **state) {
         }
 }
 
+static void test_json_error_text(void **state) {
+        json_error_t e;
+        assert_null(json_loads("[\"a\\u0000b\"]", 0, &e));
+        assert_string_equal(json_error_text(&e), "a string holds \\u0000 (NUL), which is not accepted here");
+        assert_null(strstr(json_error_text(&e), "JSON_"));
+        assert_null(json_loads("[1,", 0, &e));
+        assert_ptr_equal(json_error_text(&e), e.text); /* jansson's words where they are plain */
+}
+
 static void test_json_bytes_marker(void **state) {
         static const struct {
                 const char *json;
@@ -761,7 +770,7 @@ int main(void) {
                 cmocka_unit_test(test_sha256_file),        cmocka_unit_test(test_json_parse_or_string),
                 cmocka_unit_test(test_json_getters),       cmocka_unit_test(test_seal_vector_and_tamper),
                 cmocka_unit_test(test_seal_key_file),
-                cmocka_unit_test(test_json_bytes_marker),  cmocka_unit_test(test_base64),
+                cmocka_unit_test(test_json_bytes_marker),  cmocka_unit_test(test_base64), cmocka_unit_test(test_json_error_text),
                 cmocka_unit_test(test_schema_table),
                 cmocka_unit_test(test_schema_every_mistake_once),
                 cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
