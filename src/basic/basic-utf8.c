@@ -79,7 +79,7 @@ size_t utf8_complete_prefix(const char *s, size_t n) {
         return n;
 }
 
-char *utf8_replace_invalid(const char *s, size_t n) {
+char *utf8_replace_invalid(const char *s, size_t n, size_t *ret_len) {
         assert(s || n == 0);
         /* At worst every byte becomes the 3 bytes of U+FFFD. */
         char *out = xmalloc(3 * n + 1), *p = out;
@@ -96,6 +96,8 @@ char *utf8_replace_invalid(const char *s, size_t n) {
                 }
         }
         *p = 0;
+        if (ret_len)
+                *ret_len = (size_t) (p - out);
         return out;
 }
 

@@ -108,9 +108,10 @@ bool utf8_is_valid(const char *s);
  * being written so that no character is split between two pieces.
  * Example: ("a\xc3", 2) -> 1; ("a\xc3\xa9", 3) -> 3; ("a\xff", 2) -> 2. */
 size_t utf8_complete_prefix(const char *s, size_t n);
-/* s[0..n) as valid UTF-8 (caller frees): each byte that does not begin a
- * valid sequence becomes U+FFFD, as a lossy decoder shows it. */
-char *utf8_replace_invalid(const char *s, size_t n);
+/* s[0..n) as valid UTF-8 (caller frees; NUL-terminated, and its length in
+ * *ret_len unless NULL, as s may hold NULs): each byte that does not begin
+ * a valid sequence becomes U+FFFD, as a lossy decoder shows it. */
+char *utf8_replace_invalid(const char *s, size_t n, size_t *ret_len);
 /* NULL (an absent field) or valid UTF-8: a string JSON can hold. */
 bool utf8_is_valid_or_null(const char *s);
 /* 1-based line and column (in characters) of byte offset `offset` in s:

@@ -473,8 +473,9 @@ static void sse_output(Buf *out, int stream, const char *data, size_t len) {
         if (utf8_invalid_offset(data, len) == len)
                 j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
         else {
-                _cleanup_free_ char *lossy = utf8_replace_invalid(data, len), *b64 = base64_encode(data, len);
-                j = json_pack("{s:s, s:s, s:s}", "stream", name, "text", lossy, "base64", b64);
+                size_t n;
+                _cleanup_free_ char *lossy = utf8_replace_invalid(data, len, &n), *b64 = base64_encode(data, len);
+                j = json_pack("{s:s, s:s#, s:s}", "stream", name, "text", lossy, (int) n, "base64", b64);
         }
         _cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);

@@ -297,7 +297,7 @@ static char *file_name_error(const char *filename) {
         if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, ".."))
                 return xasprintf("'%s' is not a plain file name", filename);
         if (!utf8_is_valid(filename)) {
-                _cleanup_free_ char *shown = utf8_replace_invalid(filename, strlen(filename));
+                _cleanup_free_ char *shown = utf8_replace_invalid(filename, strlen(filename), NULL);
                 return xasprintf("the file name '%s' is not UTF-8: store the file under another (--as FILENAME)",
                                  shown);
         }
