@@ -83,11 +83,10 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
                  * is not UTF-8; "text" is then only a lossy view of it. */
                 json_t *text = json_object_get(j, "text"), *b64 = json_object_get(j, "base64");
                 const char *stream = json_string_value(json_object_get(j, "stream"));
-                _cleanup_free_ char *bytes = NULL;
+                _cleanup_free_ char *bytes = NULL; /* stays NULL unless decoded */
                 size_t n = 0;
-                if (json_is_string(b64) &&
-                    base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n) < 0)
-                        bytes = NULL;
+                if (json_is_string(b64))
+                        (void) base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n);
                 if (bytes || json_is_string(text)) {
                         RunEvent ev = { .type = RUN_EVENT_OUTPUT,
                                         .stream = stream && streq(stream, "stderr") ? 2 : 1,

@@ -469,10 +469,9 @@ static void log_collect(const RunEvent *ev, void *userdata) {
  * prints what the run wrote, as it does embedded. */
 static void sse_output(Buf *out, int stream, const char *data, size_t len) {
         const char *name = stream == 2 ? "stderr" : "stdout";
-        json_t *j;
-        if (utf8_invalid_offset(data, len) == len)
-                j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
-        else {
+        /* jansson checks the UTF-8 itself: one walk over valid output. */
+        json_t *j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
+        if (!j) {
                 size_t n;
                 _cleanup_free_ char *lossy = utf8_replace_invalid(data, len, &n), *b64 = base64_encode(data, len);
                 j = json_pack("{s:s, s:s#, s:s}", "stream", name, "text", lossy, (int) n, "base64", b64);
@@ -528,18 +527,20 @@ static bool sse_copy_new(SseStream *s) {
                         continue;
                 }
                 size_t left = ch->len - s->chunk_off, n = MIN(left, (size_t) 64 * 1024);
-                bool last_piece = n == left && (s->next_chunk + 1 < r->n_chunks || r->done);
+                /* Another chunk follows, or the run is over: this one
+                 * will not grow. */
+                bool chunk_final = s->next_chunk + 1 < r->n_chunks || r->done;
                 /* A piece the chunk goes on after (the cap, or a run still
                  * writing) ends before a character its end would split:
                  * the rest of it comes with the next piece. */
-                if (!last_piece)
+                if (!(chunk_final && n == left))
                         n = utf8_complete_prefix(r->log.data + ch->offset + s->chunk_off, n);
                 /* Chunks grow while the run writes; this one may get
                  * longer, so remember how far we got. */
                 if (n > 0)
                         sse_output(&s->out.buf, ch->stream, r->log.data + ch->offset + s->chunk_off, n);
                 s->chunk_off += n;
-                if (s->next_chunk + 1 < r->n_chunks || r->done) {
+                if (chunk_final) {
                         if (s->chunk_off >= ch->len) {
                                 s->next_chunk++;
                                 s->chunk_off = 0;
