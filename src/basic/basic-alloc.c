@@ -48,6 +48,14 @@ char *xstrndup(const char *s, size_t n) {
         return p;
 }
 
+char *xmemdupz(const void *data, size_t n) {
+        char *p = xmalloc(n + 1);
+        if (n > 0)
+                memcpy(p, data, n);
+        p[n] = 0;
+        return p;
+}
+
 char *xasprintf(const char *fmt, ...) {
         va_list ap;
         char *p;

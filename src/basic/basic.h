@@ -81,6 +81,9 @@ char *xstrdup(const char *s);
 /* xstrdup(s), or NULL for NULL (an optional field copied). */
 char *xstrdup_or_null(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* A copy of data[0..n), NUL bytes kept, with a NUL after it (xstrndup()
+ * stops at the first NUL: a source or a value may hold one). */
+char *xmemdupz(const void *data, size_t n);
 char *xasprintf(const char *fmt, ...) _printf_(1, 2);
 
 bool startswith(const char *s, const char *prefix);

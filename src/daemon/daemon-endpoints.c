@@ -198,7 +198,7 @@ static struct MHD_Response *endpoint_response(const RunResult *res, const char *
                         return bad_gateway(request_id, ret_status);
                 }
         } else if (json_is_string(body)) {
-                out = xstrndup(json_string_value(body), json_string_length(body));
+                out = xmemdupz(json_string_value(body), json_string_length(body));
                 len = json_string_length(body);
         } else {
                 out = json_dumps(body, JSON_ENCODE_ANY | JSON_COMPACT);

@@ -121,14 +121,6 @@ static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResu
         return daemon_call_json(call, 422, out, ret_status);
 }
 
-/* A copy of data[0..n) (NULs kept) with a NUL after it. */
-static char *xstrndup_bytes(const char *data, size_t n) {
-        char *c = xmalloc(n + 1);
-        memcpy(c, data, n);
-        c[n] = 0;
-        return c;
-}
-
 struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRequest *req, bool in_stack,
                                              FunctionRecord **ret, unsigned *ret_status) {
         Daemon *d = call->d;
@@ -162,7 +154,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 f->name = xstrdup(req->name);
                 f->filename = xstrdup_or_null(req->filename);
                 f->function = xstrdup_or_null(res->function ? res->function : req->function);
-                f->source = xstrndup_bytes(req->source, req->source_len);
+                f->source = xmemdupz(req->source, req->source_len);
                 f->source_len = req->source_len;
                 f->requirements_json = xstrdup_or_null(req->requirements_json);
                 f->limits_json = deploy_limits_json(req);

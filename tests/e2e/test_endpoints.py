@@ -36,6 +36,8 @@ def handler(event):
         return [1, "two", None]
     if path == "/created":
         return {"statusCode": 201, "body": {"ok": True}}
+    if path == "/nul":
+        return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "x\\0" + "y" * 3000}
     return "plain string"
 """
 
@@ -128,6 +130,15 @@ def test_response_objects_and_plain_values(d):
     assert st == 201 and json.loads(body) == {"ok": True}
     st, h, body = d.request("GET", "/fn/alice/pub/", token=None)
     assert st == 200 and json.loads(body) == "plain string"
+
+
+def test_a_text_body_holding_nul_is_sent_as_its_bytes(d):
+    """The body was copied with strndup(), which stops at the NUL, and then
+    sent at its full length: the response carried 3000 bytes of the
+    daemon's heap after "x\\0" (pointers, other requests' data)."""
+    for _ in range(3):
+        st, h, body = d.request("GET", "/fn/alice/pub/nul", token=None)
+        assert (st, body) == (200, b"x\0" + b"y" * 3000), body[:64]
 
 
 def test_set_cookie_headers(d):

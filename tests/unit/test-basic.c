@@ -54,6 +54,10 @@ static void test_strings(void **state) {
         assert_true(strv_contains(v, "b"));
         assert_false(strv_contains(v, "c"));
         strv_free(v);
+        /* xmemdupz keeps what follows a NUL (xstrndup stops there). */
+        _cleanup_free_ char *m = xmemdupz("a\0b", 3), *e = xmemdupz(NULL, 0);
+        assert_memory_equal(m, "a\0b", 4);
+        assert_string_equal(e, "");
 }
 
 static void test_path_join(void **state) {
