@@ -46,10 +46,10 @@ static const Row rows[] = {
         { { "f.py", "--json=1" }, 0 },
         /* a value that is not UTF-8 is refused, not dropped (JSON text) */
         { { "f.py", "-a", "\xff" }, 0 },
-        { { "f.py", "--x", "a\xffb" }, 0 },
+        { { "f.py", "--x", "a\xff" "b" }, 0 },
         { { "f.py", "-k", "x=\xff" }, 0 },
         { { "f.py", "--x=\xff" }, 0 },
-        { { "f.py", "--env", "MODE=a\xffb" }, 0 },
+        { { "f.py", "--env", "MODE=a\xff" "b" }, 0 },
         { { "f.py", "-a", "caf\xc3\xa9", "--env", "MODE=\xc3\xa9" }, 1, "f.py", NULL,
           "[{\"raw\":\"caf\xc3\xa9\"}]", "{}" },
 };
