@@ -47,19 +47,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         if (!err)
                                 __builtin_trap();
                 } else {
-                        /* Whatever was accepted is valid JSON for the engine. */
+                        /* Whatever was accepted is valid JSON for the engine
+                         * (which reads arguments with their NULs, as here). */
                         if (req.args_json) {
-                                json_t *j = json_loads(req.args_json, 0, NULL);
+                                json_t *j = json_loads(req.args_json, JSON_ALLOW_NUL, NULL);
                                 if (!json_is_array(j))
                                         __builtin_trap();
                                 json_decref(j);
                         }
                         if (req.kwargs_json) {
-                                json_t *j = json_loads(req.kwargs_json, 0, NULL);
+                                json_t *j = json_loads(req.kwargs_json, JSON_ALLOW_NUL, NULL);
                                 if (!json_is_object(j))
                                         __builtin_trap();
                                 json_decref(j);
                         }
+                        if (req.source && req.source_len > RUN_MAX_SOURCE_BYTES)
+                                __builtin_trap();
                         /* Whatever was asked, a granted run stays under the maxima. */
                         DaemonConfig gc;
                         daemon_config_init(&gc);

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "shared.h"
 #include "store.h"
 
 #define MAX_ARGS 4096
@@ -105,8 +106,14 @@ static int add_positional(Ctx *c, json_t *item) {
 
 static int parse_json_args(Ctx *c, const char *text, bool keyword) {
         json_error_t e;
-        json_t *v = json_loads(text, JSON_DECODE_ANY, &e);
-        if (!v || (keyword ? !json_is_object(v) : !json_is_array(v))) {
+        /* A value may hold "\u0000": Python's str does. */
+        json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        if (!v) {
+                *c->error = xasprintf("%s is not JSON: %s", keyword ? "--json-kwargs" : "--json-args",
+                                      json_error_text(&e));
+                return -EINVAL;
+        }
+        if (keyword ? !json_is_object(v) : !json_is_array(v)) {
                 json_decref(v);
                 return usage(c, keyword ? "--json-kwargs needs a JSON object, got: %s"
                                         : "--json-args needs a JSON array, got: %s", text);

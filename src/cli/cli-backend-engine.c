@@ -585,7 +585,7 @@ static int engine_dag_list(Backend *b, long limit, json_t **ret) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *text = dag_record_to_json(v[i], NULL, 0, false);
-                json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+                json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
                 if (j)
                         json_array_append_new(arr, j);
         }

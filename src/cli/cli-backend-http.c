@@ -10,8 +10,8 @@
 /* ---- requests ----------------------------------------------------------- */
 
 int cli_args_to_api(json_t *req, const RunArgs *a) {
-        json_t *args = a->args_json ? json_loads(a->args_json, 0, NULL) : NULL;
-        json_t *kwargs = a->kwargs_json ? json_loads(a->kwargs_json, 0, NULL) : NULL;
+        json_t *args = a->args_json ? json_loads(a->args_json, JSON_ALLOW_NUL, NULL) : NULL;
+        json_t *kwargs = a->kwargs_json ? json_loads(a->kwargs_json, JSON_ALLOW_NUL, NULL) : NULL;
         json_t *raw_a = json_array(), *val_a = json_array(), *raw_k = json_object(), *val_k = json_object(), *v;
         size_t i;
         const char *k;

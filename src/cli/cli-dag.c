@@ -724,8 +724,9 @@ static char *chain_pipeline(char **files, int n_files, const RunArgs *a) {
                 if (i > 0)
                         json_array_append_new(args, json_string(prev));
                 else {
-                        json_t *given = a->args_json ? json_loads(a->args_json, 0, NULL) : NULL, *kw = json_object();
-                        json_t *kwgiven = a->kwargs_json ? json_loads(a->kwargs_json, 0, NULL) : NULL;
+                        json_t *given = a->args_json ? json_loads(a->args_json, JSON_ALLOW_NUL, NULL) : NULL,
+                               *kw = json_object();
+                        json_t *kwgiven = a->kwargs_json ? json_loads(a->kwargs_json, JSON_ALLOW_NUL, NULL) : NULL;
                         size_t k;
                         const char *key;
                         json_array_foreach(given, k, v) json_array_append_new(args, pipeline_value(v));

@@ -97,7 +97,7 @@ static int read_inputs(const char *path, MapJob *job) {
                                 cli_error("%s: more than %u inputs", path, MAP_MAX_INPUTS);
                                 return EXIT_USAGE;
                         }
-                        json_t *v = json_loadb(p, n, JSON_DECODE_ANY, &jerr);
+                        json_t *v = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
                         if (!v) {
                                 cli_error("%s:%zu: not JSON: %s", path, lineno, json_error_text(&jerr));
                                 return EXIT_USAGE;

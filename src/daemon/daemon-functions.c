@@ -765,6 +765,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         if (!f)
                 return resp;
 
+        caps.nul_anywhere = true; /* the event reaches the handler as it is */
         if (call->body_len == 0)
                 event = json_object();
         else if (request_json_parse(call->body, call->body_len, &caps, (void **) &event, &err) < 0) {

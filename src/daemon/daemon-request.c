@@ -56,6 +56,53 @@ static int json_prescan(const char *s, size_t len, const RequestCaps *caps, char
         return 0;
 }
 
+static bool json_holds_nul(json_t *v) {
+        size_t i;
+        const char *k;
+        json_t *x;
+        if (json_is_string(v))
+                return memchr(json_string_value(v), 0, json_string_length(v)) != NULL;
+        json_array_foreach(v, i, x)
+                if (json_holds_nul(x))
+                        return true;
+        json_object_foreach(v, k, x)
+                if (json_holds_nul(x))
+                        return true;
+        return false;
+}
+
+static bool member_may_hold_nul(const RequestCaps *caps, const char *member) {
+        for (const char *const *m = caps->nul_members; m && *m; m++)
+                if (streq(*m, member))
+                        return true;
+        return false;
+}
+
+/* jansson keeps "\u0000" in a string only with JSON_ALLOW_NUL, and C that
+ * reads a name with json_string_value() would see it cut at the NUL: so it
+ * is let in where caps say and refused elsewhere, naming the field. (The
+ * prescan bounds the depth of this walk.) */
+static int nul_outside_members(json_t *j, const RequestCaps *caps, char **ret_error) {
+        const char *k;
+        json_t *v;
+        if (caps->nul_anywhere)
+                return 0;
+        if (!json_is_object(j)) {
+                if (!json_holds_nul(j))
+                        return 0;
+                *ret_error = xstrdup(
+                        "the body holds a NUL character (\\u0000) in a string, which is not accepted here");
+                return -EINVAL;
+        }
+        json_object_foreach(j, k, v)
+                if (!member_may_hold_nul(caps, k) && json_holds_nul(v)) {
+                        *ret_error = xasprintf("field '%s' holds a NUL character (\\u0000), which is not accepted here",
+                                               k);
+                        return -EINVAL;
+                }
+        return 0;
+}
+
 int request_json_parse(const char *body, size_t len, const RequestCaps *caps, void **ret_json, char **ret_error) {
         json_error_t jerr;
         int r;
@@ -67,11 +114,20 @@ int request_json_parse(const char *body, size_t len, const RequestCaps *caps, vo
         r = json_prescan(body, len, caps, ret_error);
         if (r < 0)
                 return r;
-        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!j) {
                 *ret_error = xasprintf("invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
                                        json_error_text(&jerr));
                 return -EINVAL;
+        }
+        /* The walk only when the text can hold a NUL (a few bytes of
+         * memmem() on every invoke). */
+        if (memmem(body, len, "\\u0000", 6)) {
+                r = nul_outside_members(j, caps, ret_error);
+                if (r < 0) {
+                        json_decref(j);
+                        return r;
+                }
         }
         *ret_json = j;
         return 0;
@@ -477,11 +533,13 @@ static char *body_escape_invalid_utf8(const char *body, size_t len, size_t *ret_
         return buf_steal(&b);
 }
 
-/* Puts the escaped bytes back in s, in place; returns how many. */
-static size_t source_unescape_invalid_utf8(char *s) {
+/* Puts the escaped bytes back in s[0..*len), in place (NULs kept); returns
+ * how many and shortens *len. The NUL after s stops a cut escape. */
+static size_t source_unescape_invalid_utf8(char *s, size_t *len) {
         size_t n = 0;
         char *w = s;
-        for (const unsigned char *r = (const unsigned char *) s; *r;) {
+        const unsigned char *r = (const unsigned char *) s, *end = r + *len;
+        while (r < end) {
                 if (r[0] == 0xF4 && r[1] == 0x8F && (r[2] & 0xFE) == 0xBE && (r[3] & 0xC0) == 0x80) {
                         *w++ = (char) (0x80 | (r[2] & 1) << 6 | (r[3] & 0x3F));
                         r += 4;
@@ -490,7 +548,25 @@ static size_t source_unescape_invalid_utf8(char *s) {
                         *w++ = (char) *r++;
         }
         *w = 0;
+        *len = (size_t) (w - s);
         return n;
+}
+
+/* "source" with its length: it may hold NUL bytes, which the engine's
+ * check then names (as it does for the CLI's own file). */
+static int dup_source(json_t *obj, char **ret, size_t *ret_len, char **ret_error) {
+        json_t *v = json_object_get(obj, "source");
+        if (!v)
+                return 0;
+        size_t n = json_string_length(v);
+        if (n > RUN_MAX_SOURCE_BYTES) {
+                *ret_error = xasprintf("field 'source' is longer than %llu bytes",
+                                       (unsigned long long) RUN_MAX_SOURCE_BYTES);
+                return -EINVAL;
+        }
+        *ret = xmemdupz(json_string_value(v), n);
+        *ret_len = n;
+        return 0;
 }
 
 int request_parse(RequestKind kind, const char *body, size_t len, const RequestCaps *caps, RunRequest *ret,
@@ -501,7 +577,12 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         _cleanup_free_ char *escaped = body_escape_invalid_utf8(body, len, &escaped_len, &n_escaped);
         int r;
 
-        r = request_json_parse(escaped ?: body, escaped ? escaped_len : len, caps, (void **) &j, ret_error);
+        /* Python's str holds NUL: an argument may. A source with one is
+         * refused by the engine's check, in the words the CLI prints. */
+        static const char *const nul_members[] = { "source", "args", "kwargs", "raw_args", "raw_kwargs", NULL };
+        RequestCaps c = *caps;
+        c.nul_members = nul_members;
+        r = request_json_parse(escaped ?: body, escaped ? escaped_len : len, &c, (void **) &j, ret_error);
         if (r < 0)
                 return r;
 
@@ -519,17 +600,15 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         if (r < 0)
                 goto fail;
 
-        r = dup_string(j, "source", RUN_MAX_SOURCE_BYTES, &req.source, ret_error);
+        r = dup_source(j, &req.source, &req.source_len, ret_error);
         if (r < 0)
                 goto fail;
         /* Invalid bytes anywhere but in the source are a bad request. */
-        if (n_escaped > 0 && (!req.source || source_unescape_invalid_utf8(req.source) != n_escaped)) {
+        if (n_escaped > 0 && (!req.source || source_unescape_invalid_utf8(req.source, &req.source_len) != n_escaped)) {
                 *ret_error = xstrdup("the request body is not valid UTF-8");
                 r = -EINVAL;
                 goto fail;
         }
-        if (req.source)
-                req.source_len = strlen(req.source);
         r = dup_string(j, "filename", 4096, &req.filename, ret_error);
         if (r < 0)
                 goto fail;

@@ -2186,7 +2186,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
                 r->fn = function_record_ref(req->fn);
                 r->source = r->fn->source;
         } else
-                r->source = xstrndup(req->source, req->source_len);
+                r->source = xmemdupz(req->source, req->source_len);
         r->source_len = req->source_len;
         r->limits = req->limits;
         r->fn_name = fn_name ? xstrdup(fn_name) : NULL;

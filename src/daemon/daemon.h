@@ -178,6 +178,13 @@ int daemon_hexval(char ch);
 typedef struct RequestCaps {
         size_t max_depth;
         size_t max_values;
+        /* The top-level members whose strings may hold NUL ("\u0000"):
+         * values that reach Python as they are (a run's arguments) or that
+         * a later check refuses in words (a source). NULL-terminated; NULL
+         * for none. nul_anywhere: the whole body is such a value (a Lambda
+         * event). Everywhere else C reads names, which a NUL would cut. */
+        const char *const *nul_members;
+        bool nul_anywhere;
 } RequestCaps;
 
 #define RUN_MAX_RETRIES 10

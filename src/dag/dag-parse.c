@@ -35,7 +35,7 @@ json_t *dag_scalar_value(const char *s) {
         /* JSON first for --param x='[1, 2]' (a plain YAML scalar cannot
          * start with '[' or '{', so the rule never sees these). */
         if (*s == '[' || *s == '{') {
-                json_t *v = json_loads(s, JSON_DECODE_ANY, NULL);
+                json_t *v = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
                 if (v)
                         return v;
         }

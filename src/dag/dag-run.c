@@ -488,7 +488,7 @@ static void run_task(Dag *d, Task *t) {
         if (!d->opts.no_cache) {
                 _cleanup_free_ char *value = NULL, *run_id = NULL;
                 if (store_dag_memo_get(engine_store(d->engine), d->tenant, key, &value, &run_id) >= 0) {
-                        json_t *v = json_loads(value, JSON_DECODE_ANY, NULL);
+                        json_t *v = json_loads(value, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
                         int out_version = v && t->outputs ? memo_output_version(d, t, run_id) : 0;
                         if (v && t->outputs && out_version <= 0) {
                                 json_decref(v);
@@ -581,7 +581,9 @@ static void run_task(Dag *d, Task *t) {
                         pthread_mutex_unlock(&d->lock);
                 }
                 if (res->status == RUN_SUCCEEDED) {
-                        json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY, NULL) : NULL;
+                        json_t *v = res->value_json
+                                            ? json_loads(res->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)
+                                            : NULL;
                         pthread_mutex_lock(&d->lock);
                         if (t->outputs)
                                 t->out_version = outputs_version(res->outputs_json, t->outputs);
@@ -830,7 +832,7 @@ static int restore_tasks(Dag *d, Store *s, char **ret_error) {
                         Task *t = &d->tasks[k];
                         if (!streq(t->name, recs[i]->name))
                                 continue;
-                        json_t *v = json_loads(recs[i]->value_json, JSON_DECODE_ANY, NULL);
+                        json_t *v = json_loads(recs[i]->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
                         if (!v)
                                 break;
                         t->value = v;

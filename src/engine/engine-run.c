@@ -458,7 +458,7 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         c->res->t_validate = now_monotonic() - t0;
         /* The memo's reply is shared: only read below (json_incref of its
          * requirements is atomic). */
-        json_t *v = memoized ? TAKE_PTR(c->memo_reply) : hit ? hit : json_loads(reply, 0, NULL);
+        json_t *v = memoized ? TAKE_PTR(c->memo_reply) : hit ? hit : json_loads(reply, JSON_ALLOW_NUL, NULL);
         if (!json_is_true(json_object_get(v, "ok"))) {
                 json_t *e = json_object_get(v, "error");
                 _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");
@@ -1075,7 +1075,7 @@ static const char *signal_name(int sig) {
  * parsed once; NULL when there is none or it is not JSON. */
 static json_t *watch_result(RunWatch *w) {
         if (!w->result_v && w->result.len > 0)
-                w->result_v = json_loads(w->result.data, 0, NULL);
+                w->result_v = json_loads(w->result.data, JSON_ALLOW_NUL, NULL);
         return w->result_v;
 }
 
@@ -1573,8 +1573,8 @@ static int source_checks(RunCtx *c) {
 
 static int parse_arguments(RunCtx *c) {
         json_error_t jerr;
-        c->args = c->spec->args_json ? json_loads(c->spec->args_json, 0, &jerr) : json_array();
-        c->kwargs = c->spec->kwargs_json ? json_loads(c->spec->kwargs_json, 0, &jerr) : json_object();
+        c->args = c->spec->args_json ? json_loads(c->spec->args_json, JSON_ALLOW_NUL, &jerr) : json_array();
+        c->kwargs = c->spec->kwargs_json ? json_loads(c->spec->kwargs_json, JSON_ALLOW_NUL, &jerr) : json_object();
         if (!json_is_array(c->args) || !json_is_object(c->kwargs)) {
                 set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
                             "arguments must be a JSON array and keyword arguments a JSON object");

@@ -680,7 +680,7 @@ def _serialise(value):
             r = repr(value)
         except Exception as e:  # a hostile __repr__
             r = f"<unrepresentable {type(value).__name__}: {type(e).__name__}>"
-        return {"ok": True, "json": None, "repr": r, "type": type(value).__name__}
+        return {"ok": True, "json": None, "repr": _shown(r), "type": _shown(type(value).__name__)}
 
 
 def _write_result(fd, obj):
@@ -1059,9 +1059,9 @@ def _user_module(source, filename, req):
 def _exception_result(e, filename):
     _hint(e)
     return {"ok": False, "error": {
-        "type": type(e).__name__,
-        "message": _safe_str(e),
-        "traceback": _user_traceback(e, filename),
+        "type": _shown(type(e).__name__),
+        "message": _shown(_safe_str(e)),
+        "traceback": _shown(_user_traceback(e, filename)),
     }}
 
 
@@ -1094,6 +1094,14 @@ def _hint(e):
         if top not in sys.stdlib_module_names:
             e.add_note(f"pysprinter: to install it, declare it: @requirements({{'{top}': ''}}) "
                        "(the package name may differ from the module name)")
+
+
+def _shown(text):
+    """Text that is shown, not handed on (a message, a traceback, a repr):
+    the engine keeps it as a C string, which a NUL would cut short, so a NUL
+    becomes the four characters a repr() shows (backslash, x, 0, 0). A
+    result's value keeps its NUL (JSON "\\u0000")."""
+    return text.replace("\0", "\\x00") if text and "\0" in text else text
 
 
 def _safe_str(e):

@@ -253,7 +253,7 @@ static int reply_from_python(const char *func, const char *type, json_t *msg, co
         const char *id = json_string_value(json_object_get(msg, "id"));
         _cleanup_free_ char *reply = NULL, *err = NULL;
         int r = py_call_str(func, raw, &reply, &err);
-        json_t *out = r >= 0 && reply ? json_loads(reply, 0, NULL) : NULL;
+        json_t *out = r >= 0 && reply ? json_loads(reply, JSON_ALLOW_NUL, NULL) : NULL;
         if (!out)
                 out = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "type", "InternalError", "message",
                                 err ? err : "the runner failed");
@@ -432,7 +432,7 @@ static _noreturn_ void become_instance(const char *raw, int *fds, size_t n_fds) 
 }
 
 static bool message_is_instance(const char *raw) {
-        json_t *m = json_loads(raw, 0, NULL);
+        json_t *m = json_loads(raw, JSON_ALLOW_NUL, NULL);
         const char *type = json_string_value(json_object_get(m, "type"));
         bool instance = type && streq(type, "instance");
         json_decref(m);
@@ -926,7 +926,7 @@ static int handle_message(void) {
         int r = proto_recv(ctrl, WORKER_PROTO_MAX_MESSAGE, &raw, NULL, fds, ELEMENTSOF(fds), &n_fds);
         if (r < 0)
                 return r;
-        json_t *msg = json_loads(raw, 0, NULL);
+        json_t *msg = json_loads(raw, JSON_ALLOW_NUL, NULL);
         const char *type = json_string_value(json_object_get(msg, "type"));
         bool takes_fds = type && (streq(type, "run") || streq(type, "instance") || streq(type, "spare") ||
                                   streq(type, "attach"));

@@ -488,6 +488,13 @@ def f(kind: str):
     if kind == "nul":
         print("a\0b")
         return "x\0y"
+    if kind == "nul_raise":
+        raise ValueError("a\0b")
+    if kind == "nul_repr":
+        class N:
+            def __repr__(self):
+                return "N\0M"
+        return N()
 '''
 
 # kind -> (exit code, stdout, a line stderr holds or None for empty stderr)
@@ -497,6 +504,9 @@ ODD_EXPECT = {
     "surrogate_raise": (1, "", "ValueError: bad \\udcff"),
     "surrogate_repr": (0, "R\\udcff\n", "warning: the result cannot be represented as JSON"),
     "nul": (0, "a\0b\nx\0y\n", None),
+    # Shown text is kept as a C string: its NUL is shown as repr() shows it.
+    "nul_raise": (1, "", "ValueError: a\\x00b"),
+    "nul_repr": (0, "N\\x00M\n", "warning: the result cannot be represented as JSON"),
 }
 
 
@@ -505,7 +515,8 @@ def test_text_json_cannot_hold_reaches_the_user_on_every_path(daemon, workdir, k
     """A lone surrogate (no UTF-8 for it) used to make the result unreadable
     (exit 7, "the run's result could not be read", the exception lost), and
     a NUL in a result or in output made the CLI refuse the daemon's answer
-    (exit 6) while the embedded run printed it."""
+    (exit 6) while the embedded run printed it. A NUL in an exception's
+    message or a repr() made the result unreadable (exit 7) on every path."""
     (workdir / "odd.py").write_text(ODD)
     code, out, err = ODD_EXPECT[kind]
     deployed = run_cli(workdir, ["deploy", "odd.py", "--name", "odd"], server=daemon.url)
@@ -609,3 +620,74 @@ def test_deploy_refuses_an_env_value_that_is_not_utf8(daemon, workdir):
     assert r.returncode == 2 and "--env MODE: the value is not UTF-8" in r.stderr, (r.returncode, r.stderr)
     r = run_cli(workdir, ["functions", "--json"], server=daemon.url)
     assert "envodd" not in r.stdout
+
+
+NUL_STEPS = '''
+def one():
+    return "a\\0b"
+
+def two(x, y: dict = None):
+    return [len(x), repr(x), y]
+'''
+
+NUL_PIPE = '''
+tasks:
+  one: {file: nul_steps.py, function: one}
+  two: {file: nul_steps.py, function: two, args: ["${one}"], kwargs: {y: {k: "${one}"}}}
+'''
+
+
+def test_a_nul_in_a_result_or_an_argument_reaches_python_on_both_paths(daemon, workdir):
+    """Python's str holds NUL and so does JSON ("\\u0000"); C read it only
+    with jansson's JSON_ALLOW_NUL. A task's result "a\\0b" handed on by chain
+    or a DAG arrived as None (the next task ran on it, no error); an
+    argument given as JSON (--json-args, --json-kwargs, a map input) was
+    refused as "needs a JSON array" on both paths."""
+    (workdir / "nul_steps.py").write_text(NUL_STEPS)
+    (workdir / "nul_pipe.yaml").write_text(NUL_PIPE)
+    (workdir / "nul_inputs.jsonl").write_text('"p\\u0000q"\n["r\\u0000", {"k": "\\u0000"}]\n')
+    cases = {
+        "chain": (["chain", "nul_steps.py::one", "nul_steps.py::two", "--json", "--no-cache"],
+                  [3, "'a\\x00b'", None]),
+        "dag": (["dag", "run", "nul_pipe.yaml", "--json", "--no-cache"], None),
+        "json-args": (["run", "nul_steps.py::two", "--json-args", '["x\\u0000y"]', "--json"],
+                      [3, "'x\\x00y'", None]),
+        "json-kwargs": (["run", "nul_steps.py::two", "-a", "x", "--json-kwargs", '{"y": {"k": "\\u0000"}}',
+                         "--json"], [1, "'x'", {"k": "\0"}]),
+        "map": (["map", "nul_steps.py::two", "--over", "nul_inputs.jsonl"], None),
+    }
+    for name, (args, want) in cases.items():
+        got = []
+        for server in (None, daemon.url):
+            r = run_cli(workdir, [*args, *SB], server=server)
+            assert r.returncode == 0, (name, server, r.returncode, r.stdout, r.stderr)
+            if name == "dag":
+                tasks = json.loads(r.stdout)["tasks"]
+                assert tasks["two"]["result"] == [3, "'a\\x00b'", {"k": "a\0b"}], (server, r.stdout)
+            elif name == "map":
+                lines = [json.loads(l) for l in r.stdout.splitlines()]
+                assert [l["result"] for l in lines] == [[3, "'p\\x00q'", None], [2, "'r\\x00'", {"k": "\0"}]], \
+                    (server, r.stdout)
+            else:
+                assert json.loads(r.stdout) == want, (name, server, r.stdout, r.stderr)
+            got.append(re.sub(r'"(run_id|id|dag_id)":\s*"[^"]*"', "", r.stdout))
+        if name not in ("dag",):
+            assert got[0] == got[1], (name, got)
+
+
+def test_a_source_holding_nul_is_exit_3_in_the_same_words_on_both_paths(daemon, workdir):
+    """The daemon refused the request as JSON it would not read (exit 2,
+    "a string holds \\u0000"); the embedded run named the problem (exit 3)."""
+    (workdir / "srcnul.py").write_bytes(b'def f():\n    return "a\0b"\n')
+    for verb in ("run", "validate"):
+        seen = []
+        for server in (None, daemon.url):
+            r = run_cli(workdir, [verb, "srcnul.py", *SB], server=server)
+            assert r.returncode == 3, (verb, server, r.returncode, r.stderr)
+            seen.append((r.stdout, [l for l in r.stderr.splitlines() if "--sandbox" not in l]))
+        assert seen[0] == seen[1] and "the file contains NUL bytes" in seen[0][1][0], (verb, seen)
+
+
+def test_json_args_that_are_not_json_say_why(workdir):
+    r = run_cli(workdir, ["run", "f.py", "--json-args", "[1,", *SB])
+    assert r.returncode == 2 and "--json-args is not JSON: " in r.stderr, r.stderr

@@ -19,6 +19,8 @@ SEEDS = [
     b'\x01{"source": "def f():\\n    pass\\n", "function": "f"}',
     b'\x02{"name": "fn-1", "source": "def f(): pass", "requirements": {"requests": ">=2"}, "description": "d"}',
     b'\x03{"args": [1, 2.5, "x", [true]], "version": 3, "raw_kwargs": {"a": "b"}}',
+    # NUL: kept in arguments and a source, refused (by name) elsewhere.
+    b'\x00{"source": "a\\u0000\xe9", "args": ["\\u0000"], "kwargs": {"k": "\\u0000"}, "filename": "b\\u0000"}',
     b'\x04tokens:\n  - tenant: a\n    token: aaaaaaaaaaaaaaaaaaaa\n    role: admin\nserver:\n  max_body_bytes: 4096\n'
     b'limits:\n  maxima: {timeout_ms: 10}\npackages: {allow: [x], deny: [y]}\nindex: {url: "http://x", extra_urls: []}\n',
     b'\x05arn:aws:lambda:us-east-1:123456789012:function:my-fn:7',

@@ -149,6 +149,19 @@ def test_bad_payload(d):
     assert st == 400 and "JSON object" in b["error"]["message"]
 
 
+def test_an_event_holding_nul_reaches_the_handler_as_lambda_passes_it(d):
+    """Lambda hands the event to Python as JSON; "\\u0000" is a str's NUL.
+    The daemon refused it as unreadable JSON (400). A name field holding
+    one is still refused, by name: C would read it cut at the NUL."""
+    event = {"k": "a\0b", "list": ["\0"]}
+    r = client(d).invoke(FunctionName="echo", Payload=json.dumps(event))
+    assert r["StatusCode"] == 200 and json.loads(r["Payload"].read())["got"] == event
+    st, b = d.call("POST", "/v1/functions/echo/invoke?wait=true", {"args": [{"k": "x\0y"}, {"function_name": "f"}]})
+    assert st == 200 and b["result"]["got"] == {"k": "x\0y"}, b
+    st, b = d.call("POST", "/v1/functions", {"name": "bad\0name", "source": HANDLER})
+    assert st == 400 and "field 'name' holds a NUL character" in b["error"]["message"], b
+
+
 def test_list_functions(d):
     fns = {f["FunctionName"]: f for f in client(d).list_functions()["Functions"]}
     assert {"echo", "add", "fails", "chatty"} <= set(fns)

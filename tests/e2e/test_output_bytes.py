@@ -16,6 +16,7 @@ import pytest
 from clusterlib import REDIS, Redis
 from conftest import CLI, DAEMON, WORKER, sandbox_args
 from daemonlib import TOKENS, Daemon, sandbox_mode
+from test_cli_parity import NUL_STEPS
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -151,6 +152,12 @@ def test_a_cluster_gateway_relays_the_same_bytes(tmp_path, workdir):
         assert sandbox_notes_removed(r.stderr) == STDERR
         r = cli(workdir, "logs", last_run_id(workdir, gw.url, TOKENS["alice"]), server=gw.url, token=TOKENS["alice"])
         assert (r.returncode, r.stdout, r.stderr) == (0, STDOUT, STDERR), (r.returncode, len(r.stdout), r.stderr[-300:])
+        # A NUL in an argument and in a result handed on crosses Redis too.
+        (workdir / "nul_steps.py").write_text(NUL_STEPS)
+        for args in (["chain", "nul_steps.py::one", "nul_steps.py::two"],
+                     ["run", "nul_steps.py::two", "--json-args", '["a\\u0000b"]']):
+            r = cli(workdir, *args, "--json", server=gw.url, token=TOKENS["alice"])
+            assert (r.returncode, json.loads(r.stdout or "null")) == (0, [3, "'a\\x00b'", None]), (args, r.stderr)
     finally:
         for d in started:
             d.stop()

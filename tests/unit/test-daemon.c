@@ -531,7 +531,21 @@ static void test_request_parse_table(void **state) {
                 { REQUEST_RUN, "{\"source\":\"x\",\"retries\":-1}", false, "retries" },
                 { REQUEST_RUN, "{\"source\":\"x\",\"limits\":{\"timeout\":1}}", false, "timeout" },
                 { REQUEST_RUN, "{\"source\":\"x\",\"args\":{}}", false, "args" },
-                { REQUEST_RUN, "{\"source\":\"x\",\"filename\":\"a\\u0000b\"}", false, "NUL" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"filename\":\"a\\u0000b\"}", false, "'filename' holds a NUL" },
+                /* Python's str holds NUL: arguments and a source (which the
+                 * engine refuses in words) may; names and options may not. */
+                { REQUEST_RUN, "{\"source\":\"x\\u0000\",\"args\":[\"a\\u0000\"],\"kwargs\":{\"k\":[\"\\u0000\"]}}", true, NULL },
+                { REQUEST_RUN, "{\"source\":\"x\",\"raw_args\":[\"\\u0000\"],\"raw_kwargs\":{\"k\":\"\\u0000\"}}", true, NULL },
+                { REQUEST_RUN, "{\"source\":\"x\",\"function\":\"f\\u0000g\"}", false, "'function' holds a NUL" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"env\":{\"A\":\"\\u0000\"}}", false, "'env' holds a NUL" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"secrets\":[\"A\\u0000\"]}", false, "'secrets' holds a NUL" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"data\":[\"d\\u0000\"]}", false, "'data' holds a NUL" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"kwargs\":{\"k\\u0000\":1}}", false, "NUL byte in object key" },
+                { REQUEST_RUN, "{\"source\":\"x\",\"filename\":\"a\\\\u0000b\"}", true, NULL }, /* "\\u0000": no NUL */
+                { REQUEST_DEPLOY, "{\"name\":\"f\\u0000\",\"source\":\"x\"}", false, "'name' holds a NUL" },
+                { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\",\"description\":\"\\u0000\"}", false, "'description' holds" },
+                { REQUEST_INVOKE, "{\"args\":[{\"\\u0000\":1}]}", false, "NUL byte in object key" },
+                { REQUEST_INVOKE, "{\"args\":[{\"a\":\"\\u0000\"}]}", true, NULL },
                 { REQUEST_RUN, "{\"source\":\"x\",\"source\":\"y\"}", false, "source" },
                 { REQUEST_RUN, "[1,2]", false, "" },
                 { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\"}", true, NULL },
@@ -557,6 +571,44 @@ static void test_request_parse_table(void **state) {
                 }
                 run_request_done(&req);
         }
+}
+
+/* What a NUL-holding request keeps: the source's every byte (the engine's
+ * check names it), the argument's NUL (as \u0000 in args_json); a Lambda
+ * event may hold one anywhere, another body only where caps say. */
+static void test_request_keeps_nul_where_allowed(void **state) {
+        RequestCaps caps = { .max_depth = 16, .max_values = 1000 };
+        static const char body[] = "{\"source\":\"a\\u0000b\\u00e9\",\"args\":[\"x\\u0000y\"]}";
+        RunRequest req = {};
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(request_parse(REQUEST_RUN, body, strlen(body), &caps, &req, &err), 0);
+        assert_int_equal(req.source_len, 5);
+        assert_memory_equal(req.source, "a\0b\xc3\xa9", 6);
+        assert_non_null(strstr(req.args_json, "x\\u0000y"));
+        run_request_done(&req);
+
+        /* Bytes that are not UTF-8 still come back into a source holding NUL. */
+        static const char latin[] = "{\"source\":\"\\u0000\xe9\"}";
+        assert_int_equal(request_parse(REQUEST_RUN, latin, strlen(latin), &caps, &req, &err), 0);
+        assert_int_equal(req.source_len, 2);
+        assert_memory_equal(req.source, "\0\xe9", 3);
+        run_request_done(&req);
+
+        static const char event[] = "{\"a\":[\"\\u0000\"]}";
+        void *j = NULL;
+        assert_int_equal(request_json_parse(event, strlen(event), &caps, &j, &err), -EINVAL);
+        assert_non_null(strstr(err, "field 'a' holds a NUL"));
+        caps.nul_anywhere = true;
+        assert_int_equal(request_json_parse(event, strlen(event), &caps, &j, &err), 0);
+        assert_int_equal(json_string_length(json_array_get(json_object_get(j, "a"), 0)), 1);
+        json_decref(j);
+        caps.nul_anywhere = false;
+        static const char *const members[] = { "a", NULL };
+        caps.nul_members = members;
+        assert_int_equal(request_json_parse(event, strlen(event), &caps, &j, &err), 0);
+        json_decref(j);
+        static const char top[] = "[\"\\u0000\"]";
+        assert_int_equal(request_json_parse(top, strlen(top), &caps, &j, &err), -EINVAL);
 }
 
 static void test_request_retries_become_attempts(void **state) {
@@ -757,6 +809,7 @@ int main(void) {
                 cmocka_unit_test(test_lambda_function_ref),
                 cmocka_unit_test(test_lambda_call_rule),
                 cmocka_unit_test(test_request_parse_table),
+                cmocka_unit_test(test_request_keeps_nul_where_allowed),
                 cmocka_unit_test(test_request_retries_become_attempts),
                 cmocka_unit_test(test_config_table),
                 cmocka_unit_test(test_config_values_land),
