@@ -598,6 +598,8 @@ static void test_request_keeps_nul_where_allowed(void **state) {
         void *j = NULL;
         assert_int_equal(request_json_parse(event, strlen(event), &caps, &j, &err), -EINVAL);
         assert_non_null(strstr(err, "field 'a' holds a NUL"));
+        free(err);
+        err = NULL;
         caps.nul_anywhere = true;
         assert_int_equal(request_json_parse(event, strlen(event), &caps, &j, &err), 0);
         assert_int_equal(json_string_length(json_array_get(json_object_get(j, "a"), 0)), 1);
