@@ -104,9 +104,7 @@ void args_add(Args *a, const char *s) {
 void args_addb(Args *a, const char *s, size_t len) {
         a->v = xrealloc(a->v, (a->n + 2) * sizeof(char *));
         a->len = xrealloc(a->len, (a->n + 1) * sizeof(size_t));
-        char *copy = xmalloc(len + 1);
-        memcpy(copy, s, len);
-        copy[len] = 0;
+        char *copy = xmemdupz(s, len);
         a->len[a->n] = len;
         a->v[a->n++] = copy;
         a->v[a->n] = NULL;

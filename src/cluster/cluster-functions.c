@@ -117,9 +117,7 @@ static int cf_get(FunctionStore *fs, const char *tenant, const char *name, int v
         f->tenant = xstrdup(tenant);
         f->name = xstrdup(name);
         f->version = version;
-        f->source = xmalloc(src->len + 1);
-        memcpy(f->source, src->str, src->len);
-        f->source[src->len] = 0;
+        f->source = xmemdupz(src->str, src->len);
         f->source_len = src->len;
         f->filename = dup_or_null(meta_get(m, "filename"));
         f->function = dup_or_null(meta_get(m, "function"));

@@ -97,9 +97,7 @@ static void entries_from_reply(const redisReply *f, ClusterLogEntry *v, size_t *
                         continue;
                 for (size_t i = 0; i < ELEMENTSOF(kind_names); i++)
                         if (streq(kind->str, kind_names[i])) {
-                                char *copy = xmalloc(value->len + 1);
-                                memcpy(copy, value->str, value->len);
-                                copy[value->len] = 0;
+                                char *copy = xmemdupz(value->str, value->len);
                                 v[(*n)++] = (ClusterLogEntry) { .kind = (ClusterLogKind) i,
                                                                .data = copy,
                                                                .len = value->len };

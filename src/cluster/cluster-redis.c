@@ -666,9 +666,7 @@ static char *netstring_next(const char **p, const char *end) {
         }
         if (len > (size_t) (end - colon - 1))
                 return NULL;
-        char *v = xmalloc(len + 1);
-        memcpy(v, colon + 1, len);
-        v[len] = 0;
+        char *v = xmemdupz(colon + 1, len);
         *p = colon + 1 + len;
         return v;
 }

@@ -149,14 +149,6 @@ static void *events_thread(void *p) {
         return NULL;
 }
 
-/* len bytes of p, NUL-terminated (output may hold NULs: not strndup). */
-static char *memdup0(const char *p, size_t len) {
-        char *s = xmalloc(len + 1);
-        memcpy(s, p, len);
-        s[len] = 0;
-        return s;
-}
-
 /* Copies r's log since what was shipped into *v (d->lock held), moving the
  * shipped mark; output is split into entries of at most
  * CLUSTER_LOG_ENTRY_BYTES. The last chunk may still grow: its offset is
@@ -177,7 +169,7 @@ static void log_collect_new(DRun *r, ClusterLogEntry **v, size_t *n) {
                         *v = xrealloc(*v, (*n + 1) * sizeof(ClusterLogEntry));
                         (*v)[(*n)++] = (ClusterLogEntry) {
                                 .kind = ch->stream == 2 ? CLUSTER_LOG_STDERR : CLUSTER_LOG_STDOUT,
-                                .data = memdup0(r->log.data + ch->offset + r->log_sent_off, m),
+                                .data = xmemdupz(r->log.data + ch->offset + r->log_sent_off, m),
                                 .len = m,
                         };
                         r->log_sent_off += m;

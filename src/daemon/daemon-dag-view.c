@@ -161,7 +161,7 @@ static int load_posted(const char *base_dir, const char *file, void *userdata, c
                 return -ENOENT;
         }
         *ret_len = json_string_length(t);
-        *ret_text = xstrndup(json_string_value(t), *ret_len);
+        *ret_text = xmemdupz(json_string_value(t), *ret_len);
         return 0;
 }
 

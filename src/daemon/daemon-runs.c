@@ -1789,7 +1789,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
                 r->source_len = 0;
         } else if (json_is_string(src)) {
                 r->source_len = json_string_length(src);
-                r->source = xstrndup(json_string_value(src), r->source_len);
+                r->source = xmemdupz(json_string_value(src), r->source_len);
         } else {
                 if (base64_decode(json_string_value(b64), json_string_length(b64), &r->source, &r->source_len) < 0) {
                         json_decref(j);
@@ -2348,7 +2348,7 @@ int daemon_runs_recover(Daemon *d) {
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len) {
         char *t;
         pthread_mutex_lock(&d->lock);
-        t = xstrndup(r->log.data ? r->log.data : "", r->log.len);
+        t = xmemdupz(r->log.data, r->log.len);
         *ret_len = r->log.len;
         pthread_mutex_unlock(&d->lock);
         return t;

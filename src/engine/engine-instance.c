@@ -191,10 +191,8 @@ void instance_memo_put(Engine *e, const char *key, const char *source, size_t le
         if (len > SOURCE_MEMOS_MAX_BYTES || !reply)
                 return;
         SourceMemo *n = xcalloc(1, sizeof(SourceMemo));
-        *n = (SourceMemo) { .key = xstrdup(key), .source = xmalloc(len + 1), .len = len,
+        *n = (SourceMemo) { .key = xstrdup(key), .source = xmemdupz(source, len), .len = len,
                             .reply = json_incref(reply), .refs = 1, .used = now_monotonic() };
-        memcpy(n->source, source, len);
-        n->source[len] = 0;
         SourceMemo *dead = NULL;
         pthread_mutex_lock(&e->pool.lock);
         /* One per key (a redeploy of a deleted name reuses the key), then

@@ -210,9 +210,7 @@ static size_t replay_buffer(Store *s, uint8_t *p, size_t n, StoreJournalFn fn, v
                 if (fnv1a(payload, len) != sum)
                         break;
                 /* The texts are ended in place: one byte more for the last. */
-                uint8_t *copy = xmalloc((size_t) len + 1);
-                memcpy(copy, payload, len);
-                copy[len] = 0;
+                uint8_t *copy = (uint8_t *) xmemdupz(payload, len);
                 RunRecord r;
                 char *request;
                 const char *sql;

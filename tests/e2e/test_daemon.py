@@ -159,6 +159,35 @@ def sse_events(resp):
             data.append(line[6:])
 
 
+NUL_OUTPUT = """
+import sys, time
+def f():
+    sys.stdout.write("a\\0" + "x" * 3000)
+    sys.stdout.flush()
+    time.sleep(30)
+"""
+
+
+def test_an_active_runs_log_holding_nul_is_sent_as_its_bytes(d):
+    """The log so far was copied with strndup() (cut at the NUL) and sent
+    at its full length: 3000 bytes of the daemon's heap after "a\\0"."""
+    st, b = d.run(NUL_OUTPUT, wait=False)
+    assert st == 202, b
+    rid = b["id"]
+    try:
+        want = b"a\0" + b"x" * 3000
+        deadline = time.time() + 30
+        while True:
+            st, hdrs, raw = d.request("GET", f"/v1/runs/{rid}/logs")
+            assert st == 200 and raw == want[:len(raw)], raw[:64]
+            if raw == want or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert raw == want
+    finally:
+        d.call("DELETE", f"/v1/runs/{rid}")
+
+
 def test_sse_logs_arrive_while_running(d):
     st, b = d.run(SLOW, wait=False, kwargs={"seconds": 3, "lines": 3})
     assert st == 202

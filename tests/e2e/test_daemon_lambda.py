@@ -42,6 +42,12 @@ def handler(event, context):
     return "ok"
 """
 
+NUL_CHATTY = """
+def handler(event, context):
+    print("a\\0" + "y" * 5000)
+    return "ok"
+"""
+
 CONTEXT = """
 def handler(event, context):
     left = context.get_remaining_time_in_millis()
@@ -57,7 +63,7 @@ def d(tmp_path_factory):
     daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
     try:
         for name, src in (("echo", HANDLER), ("add", KWARGS), ("fails", FAILS), ("chatty", CHATTY),
-                          ("ctx", CONTEXT)):
+                          ("ctx", CONTEXT), ("nulchatty", NUL_CHATTY)):
             st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
             assert st == 201, b
         yield daemon
@@ -105,6 +111,17 @@ def test_log_tail_is_last_4k(d):
     log = base64.b64decode(r["LogResult"])
     assert len(log) <= 4096 and len(log) > 3000
     assert b"line 01999" in log and b"line 00000" not in log
+
+
+def test_log_tail_of_output_holding_nul_is_its_last_4k(d):
+    """The tail was cut from a copy of the log made with strndup(), which
+    stopped at the NUL, while its length was the log's: the header carried
+    the daemon's heap, base64-encoded."""
+    r = client(d).invoke(FunctionName="nulchatty", LogType="Tail")
+    assert json.loads(r["Payload"].read()) == "ok"
+    log = base64.b64decode(r["LogResult"])
+    printed, _, report = log.partition(b"\nEND RequestId: ")
+    assert len(log) == 4096 and set(printed) == {ord("y")} and b"REPORT RequestId" in report, log[:64]
 
 
 def test_async_event_invocation(d):
