@@ -56,7 +56,6 @@ export function runPage(main, [id]) {
   const logBox = h('pre', { id: 'log', class: 'log', tabindex: '0', 'aria-label': 'Output', 'aria-live': 'off' });
   const follow = h('input', { type: 'checkbox', id: 'follow', checked: true });
   const logState = h('span', { class: 'dim', id: 'log-state' });
-  let logText = '';
   let atLineStart = true;
   let es = null;
   let run = null;
@@ -71,13 +70,13 @@ export function runPage(main, [id]) {
       logState),
     logBox);
 
+  // The log's bytes as the API keeps them (GET /v1/runs/{id}/logs): what the
+  // page shows is decoded text, lossy for output that is not UTF-8.
   function download() {
-    const url = URL.createObjectURL(new Blob([logText], { type: 'text/plain' }));
-    const a = h('a', { href: url, download: `${run ? run.id : id}.log` });
+    const a = h('a', { href: `/v1/runs/${encodeURIComponent(id)}/logs`, download: `${run ? run.id : id}.log` });
     document.body.appendChild(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
 
   // Output that is not UTF-8 comes with its exact bytes in base64 (docs/api.md):
@@ -91,7 +90,6 @@ export function runPage(main, [id]) {
 
   function output(streamName, text) {
     if (!text) return;
-    logText += text;
     const frag = document.createDocumentFragment();
     const now = Date.now();
     for (const part of text.split(/(?<=\n)/)) {

@@ -257,6 +257,22 @@ def test_output_that_is_not_utf8_shows_its_characters_and_a_mark_for_the_rest(al
     assert console_errors(alice) == []
 
 
+def test_download_saves_the_logs_bytes(alice, d, tmp_path):
+    """Download saved the page's decoded text: a byte that is not UTF-8
+    came out as U+FFFD. It now saves what GET /v1/runs/{id}/logs holds."""
+    st, run = d.run(BYTES, wait=True)
+    assert st == 200 and run["status"] == "succeeded", run
+    st, _, want = d.request("GET", f"/v1/runs/{run['id']}/logs")
+    assert st == 200 and b"\xff raw" in want, want
+    alice.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    go(alice, d, f"#/runs/{run['id']}")
+    wait_for(lambda: "ended" in by_css(alice, "#log-state")[0].text, timeout=30, what="the log")
+    by_css(alice, "#download")[0].click()
+    saved = tmp_path / f"{run['id']}.log"
+    wait_for(lambda: saved.exists() and saved.read_bytes() == want, what="the downloaded log")
+    assert console_errors(alice) == []
+
+
 def test_xss_in_output_and_errors_stays_inert(alice, d):
     from selenium.common.exceptions import NoAlertPresentException
     st, run = d.run(XSS, wait=True)
