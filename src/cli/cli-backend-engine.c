@@ -133,13 +133,13 @@ static void interrupt_watch_stop(InterruptWatch *w) {
 /* --data NAME[@VERSION] -> read-only content dirs. */
 static int catalog(Backend *b, DataCatalog **ret);
 
-static int resolve_data(Backend *b, char *const *refs, char ***ret_mounts) {
+static int resolve_data(Backend *b, char *const *refs, char ***ret_mounts, DataHolds **ret_holds) {
         DataCatalog *dc = NULL;
         _cleanup_free_ char *err = NULL, *warn = NULL;
         int r = catalog(b, &dc);
         if (r < 0)
                 return r;
-        r = data_resolve_mounts(dc, NULL, refs, ret_mounts, NULL, &warn, &err);
+        r = data_resolve_mounts(dc, NULL, refs, ret_mounts, ret_holds, NULL, &warn, &err);
         if (warn)
                 cli_warning("%s", warn);
         if (r < 0) {
@@ -257,8 +257,10 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 return -EOPNOTSUPP;
         }
         _cleanup_strv_free_ char **mounts = NULL;
+        /* Held until the run ended (engine_run() returns then). */
+        _cleanup_(data_holds_releasep) DataHolds *holds = NULL;
         if (a->data && !q->validate_only) {
-                int r = resolve_data(b, a->data, &mounts);
+                int r = resolve_data(b, a->data, &mounts, &holds);
                 if (r < 0)
                         return r;
         }

@@ -732,6 +732,7 @@ typedef struct RunStep {
         RunSpec spec;
         char *instance_key;
         char **mounts;
+        DataHolds *holds; /* on the content of mounts until the run ended */
         char **env;
         char *data_error, *secret_error;
         DataOutput out;
@@ -858,8 +859,8 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         _cleanup_free_ char *data_warning = NULL;
         int dk = 0;
         if (r->data) {
-                dk = d->catalog ? data_resolve_mounts(d->catalog, r->tenant, r->data, &st->mounts, NULL, &data_warning,
-                                                      &st->data_error)
+                dk = d->catalog ? data_resolve_mounts(d->catalog, r->tenant, r->data, &st->mounts, &st->holds, NULL,
+                                                      &data_warning, &st->data_error)
                                 : -EOPNOTSUPP;
                 if (data_warning) {
                         _cleanup_free_ char *line = xasprintf("pysprinterd: warning: %s\n", data_warning);
@@ -1001,6 +1002,7 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
         }
         free(st->instance_key);
         strv_free(st->mounts);
+        data_holds_release(st->holds); /* the run ended: its content may go */
         daemon_env_free(st->env);
         free(st->data_error);
         free(st->secret_error);

@@ -457,6 +457,8 @@ static int pinned_data_refs(Dag *d, Task *t, char ***ret, char **ret_error) {
 static void run_task(Dag *d, Task *t) {
         _cleanup_free_ char *args = NULL, *kwargs = NULL, *err = NULL, *fp = NULL, *warn = NULL;
         _cleanup_strv_free_ char **mounts = NULL;
+        /* Held until the task's run ended (d->opts.run returns then). */
+        _cleanup_(data_holds_releasep) DataHolds *holds = NULL;
         pthread_mutex_lock(&d->lock);
         int r = build_args(d, t, NULL, &args, &kwargs, &err);
         pthread_mutex_unlock(&d->lock);
@@ -467,7 +469,7 @@ static void run_task(Dag *d, Task *t) {
         _cleanup_strv_free_ char **refs = NULL;
         r = pinned_data_refs(d, t, &refs, &err);
         if (r >= 0)
-                r = data_resolve_mounts(d->catalog, d->tenant, refs, &mounts, &fp, &warn, &err);
+                r = data_resolve_mounts(d->catalog, d->tenant, refs, &mounts, &holds, &fp, &warn, &err);
         if (r < 0) {
                 finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
                 return;

@@ -2,6 +2,7 @@
  * it to root/objects/<hash> with one rename (same file system), so a
  * half-written object is never visible; the catalog rows follow. */
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <assert.h>
@@ -649,12 +650,54 @@ static void gc_object(DataCatalog *c, const char *hash) {
         if (c->ds->ops->hash_refs(c->ds, hash, &refs) < 0 || refs > 0)
                 return;
         _cleanup_free_ char *dir = path_join(c->objects, hash);
+        /* A run's hold (a shared lock) keeps it: the release of the last
+         * one, or the retention gc, comes back for it. */
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return;
         /* Move it aside first so a concurrent put of the same content
          * either sees it whole or not at all. */
         _cleanup_free_ char *aside = data_staging_dir(c);
         if (rename(dir, aside) < 0)
                 return;
         data_staging_remove(aside);
+}
+
+struct DataHolds {
+        DataCatalog *catalog;
+        char **hashes;
+        int *fds;
+        size_t n;
+};
+
+/* A shared lock on the object's directory. A gc holding the exclusive one
+ * is moving it away (-ENOENT), and one that moved it between the open and
+ * the lock leaves this fd on a directory no longer at its path. */
+static int hold_object(DataCatalog *c, const char *hash, DataHolds *h) {
+        _cleanup_free_ char *dir = path_join(c->objects, hash);
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        struct stat held, now;
+        if (flock(fd, LOCK_SH | LOCK_NB) < 0 || fstat(fd, &held) < 0 || stat(dir, &now) < 0 ||
+            held.st_ino != now.st_ino || held.st_dev != now.st_dev)
+                return -ENOENT;
+        h->hashes = strv_append(h->hashes, hash);
+        h->fds = xrealloc(h->fds, (h->n + 1) * sizeof(int));
+        h->fds[h->n++] = TAKE_FD(fd);
+        return 0;
+}
+
+void data_holds_release(DataHolds *h) {
+        if (!h)
+                return;
+        for (size_t i = 0; i < h->n; i++) {
+                (void) fd_close(h->fds[i]);
+                gc_object(h->catalog, h->hashes[i]);
+        }
+        strv_free(h->hashes);
+        free(h->fds);
+        free(h);
 }
 
 int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_error) {
@@ -692,8 +735,13 @@ int data_versions(DataCatalog *c, const char *tenant, const char *name, DatasetV
 }
 
 int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, char ***ret_mounts,
-                        char **ret_fingerprint, char **ret_warning, char **ret_error) {
+                        DataHolds **ret_holds, char **ret_fingerprint, char **ret_warning, char **ret_error) {
         char **mounts = NULL;
+        DataHolds *holds = NULL;
+        if (ret_holds) {
+                holds = xcalloc(1, sizeof(DataHolds));
+                holds->catalog = c;
+        }
         Buf fp, warn;
         buf_init(&fp, 1 << 20);
         buf_init(&warn, 1 << 20);
@@ -709,6 +757,11 @@ int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, c
                                 *ret_error = xasprintf("dataset '%s' is asked for twice", i->name);
                                 r = -EINVAL;
                         }
+                if (r >= 0 && holds && !strv_contains(holds->hashes, i->hash)) {
+                        r = hold_object(c, i->hash, holds);
+                        if (r < 0)
+                                *ret_error = xasprintf("dataset '%s' was removed while the run started", i->name);
+                }
                 if (r < 0) {
                         data_info_free(i);
                         break;
@@ -724,11 +777,14 @@ int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, c
         }
         if (r < 0) {
                 strv_free(mounts);
+                data_holds_release(holds);
                 buf_free(&fp);
                 buf_free(&warn);
                 return r;
         }
         *ret_mounts = mounts ?: xcalloc(1, sizeof(char *));
+        if (ret_holds)
+                *ret_holds = holds;
         if (ret_fingerprint)
                 *ret_fingerprint = buf_steal(&fp);
         else

@@ -195,13 +195,28 @@ int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_
 int data_list(DataCatalog *c, const char *tenant, DatasetRecord ***ret, size_t *ret_n);
 int data_versions(DataCatalog *c, const char *tenant, const char *name, DatasetVersion **ret, size_t *ret_n);
 
+/* A run's hold on the content its datasets name: a shared flock(2) on each
+ * object's directory from when the mounts resolve until the run ended.
+ * Content that data_remove() or the retention gc would delete stays while a
+ * hold is on it (they try an exclusive lock first), so a dataset removed
+ * while a run reads it stays whole for that run; releasing the last hold
+ * deletes content no version references any more. */
+typedef struct DataHolds DataHolds;
+/* Releases (the fds close: a process that dies releases too) and frees. */
+void data_holds_release(DataHolds *h);
+static inline void data_holds_releasep(DataHolds **h) {
+        data_holds_release(*h);
+}
+
 /* "NAME=/host/path" for each ref (RunSpec.data), in order, NULL-terminated:
  * the content directory, or for a single-file dataset (a file or a URL put)
  * the file itself, which pysprinter.data_path(NAME) then returns.
  * *ret_fingerprint (may be NULL): "NAME@hash,…" naming the exact content,
- * for memo keys. Warnings of URL revalidation are joined into *ret_warning. */
+ * for memo keys. *ret_holds (may be NULL: nothing runs on the mounts):
+ * the run's hold, which the caller releases once the run ended. Warnings of
+ * URL revalidation are joined into *ret_warning. */
 int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, char ***ret_mounts,
-                        char **ret_fingerprint, char **ret_warning, char **ret_error);
+                        DataHolds **ret_holds, char **ret_fingerprint, char **ret_warning, char **ret_error);
 
 /* ---- across a cluster's nodes (data-object.c, docs/cluster.md) ---------- */
 

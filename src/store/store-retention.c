@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "store-internal.h"
@@ -422,6 +423,11 @@ static int gc_data_objects(Gc *g) {
                 uint64_t refs = 1;
                 if (mtime + RETENTION_OBJECT_GRACE_USEC > g->now ||
                     store_dataset_hash_refs(g->s, de->d_name, &refs) < 0 || refs > 0)
+                        continue;
+                /* A run's hold (data.h DataHolds) keeps content a removed
+                 * dataset named while that run reads it. */
+                _cleanup_close_ int held = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (held < 0 || flock(held, LOCK_EX | LOCK_NB) < 0)
                         continue;
                 uint64_t bytes = path_tree_bytes_at(dirfd(d), de->d_name);
                 if (!g->dry_run) {

@@ -691,3 +691,46 @@ def test_a_source_holding_nul_is_exit_3_in_the_same_words_on_both_paths(daemon, 
 def test_json_args_that_are_not_json_say_why(workdir):
     r = run_cli(workdir, ["run", "f.py", "--json-args", "[1,", *SB])
     assert r.returncode == 2 and "--json-args is not JSON: " in r.stderr, r.stderr
+
+
+HOLD_READER = '''
+import time, pysprinter
+
+def f():
+    p = pysprinter.data_path("held")
+    print("ready", flush=True)
+    time.sleep(1.5)
+    return open(p).read()
+'''
+
+
+def test_a_dataset_removed_while_a_run_reads_it_stays_whole_for_that_run(daemon, workdir, tmp_path):
+    """`data rm` deleted the content at once: a run given --data saw its
+    file vanish mid-run (FileNotFoundError). The run holds the content
+    (a shared flock on the object) until it ended; the name goes at once,
+    and the content with the last run reading it."""
+    (workdir / "held.py").write_text(HOLD_READER)
+    src = tmp_path / "held.txt"
+    src.write_text("kept\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(workdir / "home"), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+    for server, objects in ((None, workdir / "home" / "data" / "objects"),
+                            (daemon.url, daemon.home / "data" / "objects")):
+        before = set(os.listdir(objects)) if objects.exists() else set()
+        assert run_cli(workdir, ["data", "put", "held", str(src)], server=server).returncode == 0
+        assert len(set(os.listdir(objects)) - before) == 1
+        pre = ["--server", server] if server else []
+        p = subprocess.Popen([str(CLI), *pre, "run", "held.py", "--data", "held", "--json", *SB], env=env,
+                             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for line in p.stderr:  # --json: the function's own stdout comes on stderr
+                if line.strip() == "ready":
+                    break
+            r = run_cli(workdir, ["data", "rm", "held"], server=server)
+            assert r.returncode == 0, r.stderr
+            out, err = p.communicate(timeout=60)
+        finally:
+            p.kill()
+        assert (p.returncode, out) == (0, '"kept\\n"\n'), (server, p.returncode, out, err)
+        assert run_cli(workdir, ["data", "get", "held"], server=server).returncode != 0
+        assert set(os.listdir(objects)) == before, (server, os.listdir(objects))
