@@ -360,9 +360,9 @@ static int http_post_deploy(Backend *b, const char *path, json_t *req, json_t **
         json_t *ans = body.len ? json_loadb(body.data, body.len, JSON_ALLOW_NUL, NULL) : NULL;
         buf_free(&body);
         if (r == -EBADMSG) {
-                /* 422: the validation's own message (file:line:col…). */
-                const char *m = json_string_value(
-                        json_object_get(json_object_get(json_object_get(ans, "validation"), "error"), "message"));
+                /* 422: the validation's error, as `run` prints it. */
+                json_t *verr = json_object_get(json_object_get(ans, "validation"), "error");
+                _cleanup_free_ char *m = json_get_string(verr, "message") ? renderer_error_text(verr) : NULL;
                 if (m) {
                         /* A stack's error names the function first. */
                         const char *top = json_string_value(

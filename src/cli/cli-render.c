@@ -246,15 +246,33 @@ void render_value(json_t *v, bool json, bool tty) {
 }
 
 /* "ValueError: nope", never "ValueError: ValueError: nope". */
+/* msg begins with "TYPE:" or names it after a location ("f.py:1:7: TYPE:"). */
+static bool message_names_type(const char *msg, const char *type) {
+        size_t tl = strlen(type);
+        for (const char *p = msg;; p += 2) {
+                if (strneq(p, type, tl) && p[tl] == ':')
+                        return true;
+                p = strstr(p, ": ");
+                if (!p)
+                        return false;
+        }
+}
+
+char *renderer_error_text(const json_t *err) {
+        const char *type = json_get_string(err, "type"), *msg = json_get_string(err, "message");
+        if (!msg)
+                return xstrdup("the run failed");
+        if (!type || message_names_type(msg, type))
+                return xstrdup(msg);
+        return xasprintf("%s: %s", type, msg);
+}
+
 static void print_error_line(Renderer *r, json_t *err, const char *prefix) {
         bool c = r->tty_err && r->color;
-        const char *type = json_get_string(err, "type"), *msg = json_get_string(err, "message");
-        size_t tl = type ? strlen(type) : 0;
-        bool typed = type && msg && strneq(msg, type, tl) && msg[tl] == ':';
-        fprintf(stderr, "%s%s", c ? C_RED : "", prefix);
-        if (type && msg && !typed && !streq(prefix, "pysprinter: "))
-                fprintf(stderr, "%s: ", type);
-        fprintf(stderr, "%s%s\n", msg ?: "the run failed", c ? C_RESET : "");
+        bool typed = !streq(prefix, "pysprinter: ");
+        _cleanup_free_ char *text = typed ? renderer_error_text(err) : NULL;
+        fprintf(stderr, "%s%s%s%s\n", c ? C_RED : "", prefix,
+                typed ? text : json_get_string(err, "message") ?: "the run failed", c ? C_RESET : "");
 }
 
 int renderer_run_outcome(Renderer *r, json_t *run) {

@@ -98,6 +98,10 @@ void renderer_event(const RunEvent *ev, void *userdata);
 /* Prints the outcome of a finished run (the API's run object): its value,
  * warning, traceback or error. Returns its exit code. */
 int renderer_run_outcome(Renderer *r, json_t *run);
+/* A run's error object as one line: "Type: message", or the message alone
+ * when it names its type already ("f.py:1:7: SyntaxError: …" stays
+ * "file:line:col" first, as a compiler's). */
+char *renderer_error_text(const json_t *err);
 /* Prints a value as `run` does: a string as itself, anything else as JSON
  * (pretty on a TTY, Python's separators otherwise; compact with --json). */
 void render_value(json_t *v, bool json, bool tty);

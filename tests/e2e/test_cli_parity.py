@@ -688,6 +688,23 @@ def test_a_source_holding_nul_is_exit_3_in_the_same_words_on_both_paths(daemon, 
         assert seen[0] == seen[1] and "the file contains NUL bytes" in seen[0][1][0], (verb, seen)
 
 
+def test_deploy_prints_an_invalid_file_as_run_does(daemon, workdir):
+    """deploy printed a 422's message alone ("the file contains NUL bytes…"),
+    run printed "ValidationError: …"; and run printed a syntax error's type
+    twice, before its location ("SyntaxError: s.py:1:7: SyntaxError: …")."""
+    (workdir / "srcnul.py").write_bytes(b'def f():\n    return "a\0b"\n')
+    (workdir / "syntax.py").write_text("def f(:\n    return 1\n")
+    for name, first in (("srcnul.py", "ValidationError: the file contains NUL bytes"),
+                        ("syntax.py", "syntax.py:1:7: SyntaxError: invalid syntax")):
+        lines = []
+        for args, server in ((["run", name, *SB], None), (["run", name, *SB], daemon.url),
+                             (["deploy", name, "--name", "bad"], daemon.url)):
+            r = run_cli(workdir, args, server=server)
+            assert r.returncode == 3, (args, server, r.stderr)
+            lines.append([l for l in r.stderr.splitlines() if "--sandbox" not in l][0])
+        assert lines == [lines[0]] * 3 and lines[0].startswith(first), (name, lines)
+
+
 def test_json_args_that_are_not_json_say_why(workdir):
     r = run_cli(workdir, ["run", "f.py", "--json-args", "[1,", *SB])
     assert r.returncode == 2 and "--json-args is not JSON: " in r.stderr, r.stderr

@@ -386,7 +386,9 @@ def test_syntax_error_with_caret(cli, run):
     cli.write("s.py", "def f(:\n    return 1\n")
     p = run("s.py")
     assert p.returncode == 3
-    assert re.search(r"s\.py:1:\d+: SyntaxError", p.stderr)
+    # Like a compiler's, so editors jump: the location first, the type once.
+    assert re.search(r"^s\.py:1:\d+: SyntaxError", p.stderr, re.M), p.stderr
+    assert "SyntaxError: s.py" not in p.stderr, p.stderr
     assert "^" in p.stderr
 
 
