@@ -245,8 +245,8 @@ void render_value(json_t *v, bool json, bool tty) {
         fflush(stdout);
 }
 
-/* "ValueError: nope", never "ValueError: ValueError: nope". */
-/* msg begins with "TYPE:" or names it after a location ("f.py:1:7: TYPE:"). */
+/* msg begins with "TYPE:" or names it after a location ("f.py:1:7: TYPE:"):
+ * "ValueError: nope", never "ValueError: ValueError: nope". */
 static bool message_names_type(const char *msg, const char *type) {
         size_t tl = strlen(type);
         for (const char *p = msg;; p += 2) {
@@ -267,12 +267,14 @@ char *renderer_error_text(const json_t *err) {
         return xasprintf("%s: %s", type, msg);
 }
 
+/* After "pysprinter: " (the run could not run: a limit, an internal error)
+ * the message alone; the run's own error with its type. */
 static void print_error_line(Renderer *r, json_t *err, const char *prefix) {
         bool c = r->tty_err && r->color;
-        bool typed = !streq(prefix, "pysprinter: ");
-        _cleanup_free_ char *text = typed ? renderer_error_text(err) : NULL;
-        fprintf(stderr, "%s%s%s%s\n", c ? C_RED : "", prefix,
-                typed ? text : json_get_string(err, "message") ?: "the run failed", c ? C_RESET : "");
+        _cleanup_free_ char *text = streq(prefix, "pysprinter: ")
+                                            ? xstrdup(json_get_string(err, "message") ?: "the run failed")
+                                            : renderer_error_text(err);
+        fprintf(stderr, "%s%s%s%s\n", c ? C_RED : "", prefix, text, c ? C_RESET : "");
 }
 
 int renderer_run_outcome(Renderer *r, json_t *run) {
