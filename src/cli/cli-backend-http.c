@@ -513,6 +513,17 @@ int dag_request_body(const DagRequest *q, json_t **ret, char **ret_error) {
         return 0;
 }
 
+/* The view sees the run as the embedded path shows it: no DAG while its
+ * tasks are validated (an embedded run has no id then), and none that the
+ * validation refused (the caller prints the error, as embedded). */
+static void show_dag(const DagRequest *q, json_t *dag, DagViewFn view, void *userdata) {
+        const char *status = json_string_value(json_object_get(dag, "status")) ?: "";
+        if (streq(status, "validating"))
+                view(q->dag, NULL, userdata);
+        else if (!streq(status, "invalid") && !streq(status, "deps_failed"))
+                view(q->dag, dag, userdata);
+}
+
 /* The pipeline and its task files go up; the DAG run is then polled
  * (short pipelines end in milliseconds: fast at first) until it ends.
  * Ctrl-C cancels it on the server. */
@@ -534,7 +545,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         if (r < 0)
                 return err ? fail(b, r, TAKE_PTR(err)) : r;
         id = xstrdup(json_string_value(json_object_get(dag, "id")) ?: "");
-        view(q->dag, dag, userdata);
+        show_dag(q, dag, view, userdata);
         usec_t wait = 20 * USEC_PER_MSEC;
         int failures = 0;
         bool cancelled = false;
@@ -568,7 +579,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
                 failures = 0;
                 json_decref(dag);
                 dag = next;
-                view(q->dag, dag, userdata);
+                show_dag(q, dag, view, userdata);
         }
         const char *status = json_string_value(json_object_get(dag, "status"));
         if (streq(status, "invalid") || streq(status, "deps_failed")) {

@@ -281,7 +281,7 @@ int daemon_dag_cluster_fetch(Daemon *d, const char *id, const char *dir, DagRunR
                 return k;
         }
         *ret_rec = rec;
-        *ret_files = files_text ? json_loads(files_text, 0, NULL) : NULL;
+        *ret_files = files_text ? json_loads(files_text, JSON_ALLOW_NUL, NULL) : NULL;
         return 0;
 }
 
@@ -291,7 +291,7 @@ int daemon_dag_cluster_files(Daemon *d, const char *id, json_t **ret_files) {
         int k = cluster_dag_get(queue(d), id, &text, &files_text, NULL);
         if (k < 0)
                 return k;
-        *ret_files = files_text ? json_loads(files_text, 0, NULL) : NULL;
+        *ret_files = files_text ? json_loads(files_text, JSON_ALLOW_NUL, NULL) : NULL;
         return 0;
 }
 

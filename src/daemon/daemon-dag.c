@@ -638,7 +638,10 @@ static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tas
         if (!j)
                 j = json_pack("{s:s, s:s}", "id", rec->id, "status", rec->status ? rec->status : "running");
         const char *status = rec->status ? rec->status : "running";
-        if (g && streq(status, "running") && dag_status(g->dag) && streq(dag_status(g->dag), "validating"))
+        /* Pending (its thread has not reached dag_run() yet) is shown as
+         * validating too: its tasks are checked first thing. */
+        const char *live = g ? dag_status(g->dag) : NULL;
+        if (live && streq(status, "running") && (streq(live, "pending") || streq(live, "validating")))
                 json_object_set_new(j, "status", json_string("validating"));
         /* Before validation ends no task is recorded yet: show the
          * pipeline's tasks as pending. */
@@ -764,6 +767,10 @@ static usec_t wait_timeout(const DaemonCall *call) {
         return daemon_call_query_true(call, "wait") ? daemon_call_wait_timeout(call) : 0;
 }
 
+/* A task file holding NUL is refused by its check, in the words an
+ * embedded `dag run` prints; the pipeline by its own check below. */
+static const char *const dag_nul_members[] = { "pipeline", "files", NULL };
+
 static const char *const dag_fields[] = { "pipeline", "filename", "params", "files", "concurrency", "keep_going",
                                           "no_cache", NULL };
 
@@ -801,6 +808,9 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                                        DAG_MAX_CONCURRENCY);
                 return -EINVAL;
         }
+        RequestCaps nul_caps = { .nul_members = dag_nul_members };
+        if (request_json_nul_check(j, &nul_caps, ret_error) < 0)
+                return -EINVAL;
         const char *text = json_string_value(pipeline);
         size_t text_len = json_string_length(pipeline);
         if (memchr(text, 0, text_len)) {
@@ -950,7 +960,9 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
         Daemon *d = call->d;
         _cleanup_free_ char *err = NULL, *id = NULL;
         json_t *j = NULL;
-        RequestCaps caps = { .max_depth = d->cfg.max_json_depth, .max_values = d->cfg.max_json_values };
+        RequestCaps caps = { .max_depth = d->cfg.max_json_depth,
+                             .max_values = d->cfg.max_json_values,
+                             .nul_members = dag_nul_members };
         struct MHD_Response *resp = NULL;
         int r;
 

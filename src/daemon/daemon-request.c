@@ -82,7 +82,7 @@ static bool member_may_hold_nul(const RequestCaps *caps, const char *member) {
  * reads a name with json_string_value() would see it cut at the NUL: so it
  * is let in where caps say and refused elsewhere, naming the field. (The
  * prescan bounds the depth of this walk.) */
-static int nul_outside_members(json_t *j, const RequestCaps *caps, char **ret_error) {
+int request_json_nul_check(json_t *j, const RequestCaps *caps, char **ret_error) {
         const char *k;
         json_t *v;
         if (caps->nul_anywhere)
@@ -123,7 +123,7 @@ int request_json_parse(const char *body, size_t len, const RequestCaps *caps, vo
         /* The walk only when the text can hold a NUL (a few bytes of
          * memmem() on every invoke). */
         if (memmem(body, len, "\\u0000", 6)) {
-                r = nul_outside_members(j, caps, ret_error);
+                r = request_json_nul_check(j, caps, ret_error);
                 if (r < 0) {
                         json_decref(j);
                         return r;

@@ -155,7 +155,7 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         char *note = NULL;
         if (s->dag_json) {
                 /* The DAG file and its task files as captured at add time. */
-                dag = json_loads(s->dag_json, 0, NULL);
+                dag = json_loads(s->dag_json, JSON_ALLOW_NUL, NULL);
                 if (!json_is_object(dag)) {
                         json_decref(dag);
                         (void) schedule_skip(d, s, now, xstrdup("the stored DAG cannot be read"));
@@ -305,7 +305,7 @@ static json_t *schedule_json(Daemon *d, const ScheduleRecord *s) {
                 json_object_set_new(j, "next_fire_local", json_null());
         if (s->dag_json) {
                 /* What it fires: the DAG file's name (its text stays inside). */
-                json_t *g = json_loads(s->dag_json, 0, NULL);
+                json_t *g = json_loads(s->dag_json, JSON_ALLOW_NUL, NULL);
                 json_object_set_new(j, "dag", json_pack("{s:s?}", "file", json_string_value(json_object_get(g, "filename"))));
                 json_decref(g);
         }
@@ -425,6 +425,10 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
         _cleanup_free_ char *err = NULL;
         void *parsed = NULL;
         RequestCaps caps = daemon_call_caps(call);
+        /* An invoke's arguments may hold NUL, as POST .../invoke takes
+         * them; a DAG's body is checked by the DAG's own rule. */
+        static const char *const nul_members[] = { "dag", "args", "kwargs", "raw_args", "raw_kwargs", NULL };
+        caps.nul_members = nul_members;
         int k = request_json_parse(call->body ?: "", call->body_len, &caps, &parsed, &err);
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
@@ -438,7 +442,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
         if (k >= 0 && s->dag_json) {
                 /* Checked now as POST /v1/dags would check it (files, parse,
                  * limits, secrets), so a bad DAG is refused at add time. */
-                json_t *dag = json_loads(s->dag_json, 0, NULL);
+                json_t *dag = json_loads(s->dag_json, JSON_ALLOW_NUL, NULL);
                 k = daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, true, &dag_status, &err);
                 json_decref(dag);
         }

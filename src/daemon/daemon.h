@@ -249,6 +249,10 @@ typedef enum RequestKind {
 /* Parses body as JSON within caps (depth, number of values, no duplicate
  * keys). -EINVAL with a message on failure. */
 int request_json_parse(const char *body, size_t len, const RequestCaps *caps, void **ret_json, char **ret_error);
+/* The check request_json_parse() makes, for a member's object checked on
+ * its own (a DAG body inside a schedule): -EINVAL, naming the field, when a
+ * string outside caps' nul_members holds a NUL. */
+int request_json_nul_check(struct json_t *j, const RequestCaps *caps, char **ret_error);
 /* Parses and type-checks a request body of the given kind: unknown fields
  * are rejected, every message names the field. */
 int request_parse(RequestKind kind, const char *body, size_t len, const RequestCaps *caps, RunRequest *ret,

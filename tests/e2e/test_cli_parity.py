@@ -751,3 +751,29 @@ def test_a_dataset_removed_while_a_run_reads_it_stays_whole_for_that_run(daemon,
         assert (p.returncode, out) == (0, '"kept\\n"\n'), (server, p.returncode, out, err)
         assert run_cli(workdir, ["data", "get", "held"], server=server).returncode != 0
         assert set(os.listdir(objects)) == before, (server, os.listdir(objects))
+
+
+REFUSED_TASKS = {
+    "syntax": (b"@requirements({})\ndef f(:\n    return 1\n", "refused_syntax.py:2:7: SyntaxError: invalid syntax"),
+    "nul": (b'@requirements({})\ndef f():\n    return "x\0y"\n', "the file contains NUL bytes"),
+    "arity": (b"@requirements({})\ndef f(a, b):\n    return 1\n", "missing"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED_TASKS))
+def test_a_pipeline_whose_task_is_refused_prints_the_same_bytes_on_both_paths(daemon, workdir, kind):
+    """A daemon answered the DAG run's id before its tasks were validated,
+    so `dag run --server` printed "dag ID (p.yaml)" above the error where
+    the embedded run (which refuses before any id) printed only the error;
+    and a task file holding NUL was a 400 "field 'files' holds a NUL
+    character" instead of the file's own check."""
+    source, want = REFUSED_TASKS[kind]
+    (workdir / f"refused_{kind}.py").write_bytes(source)
+    (workdir / f"refused_{kind}.yaml").write_text(f"tasks:\n  a:\n    file: refused_{kind}.py\n")
+    seen = {}
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["dag", "run", f"refused_{kind}.yaml", *([] if server else SB)], server=server)
+        seen[server] = (r.returncode, r.stdout, [l for l in r.stderr.splitlines() if "--sandbox" not in l])
+        assert r.returncode == 3, (server, r)
+        assert want in r.stderr and "dag " not in r.stderr.split("pysprinter: ")[0], (server, r.stderr)
+    assert seen[None] == seen[daemon.url]

@@ -374,6 +374,10 @@ def test_dag_schedule_does_not_overlap_itself(d, tmp_path):
     ({"pipeline": "tasks: [", "files": {}}, 400, "pipeline.yaml"),
     ({"pipeline": PIPELINE, "files": {"lib/steps.py": STEPS}, "bogus": 1}, 400, "bogus"),
     ("text", 400, "'dag'"),
+    # A NUL where C reads a string (a task file's may hold one: it fails
+    # its validation when the DAG runs, as a syntax error does).
+    ({"pipeline": PIPELINE, "files": {"lib/steps.py": STEPS}, "params": {"p": "a\0b"}}, 400,
+     "field 'params' holds a NUL character"),
 ])
 def test_bad_dag_schedules_are_refused_at_add(d, dag, status, words):
     st, b = d.call("POST", "/v1/schedules", {"name": "x", "cron": "* * * * *", "dag": dag})
@@ -397,3 +401,16 @@ def test_dag_schedule_cli_errors(d, rcli, tmp_path):
     p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(pipeline))
     assert p.returncode != 0 and "steps.py" in p.stderr
     assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
+
+
+def test_a_schedule_passes_arguments_holding_nul_as_an_invoke_would(d):
+    """POST .../invoke takes "a\\u0000b" as an argument (a Python str holds
+    NUL); the schedule route refused it as "field 'args' holds a NUL"."""
+    deploy(d, "tick", TICK)
+    st, b = d.call("POST", "/v1/schedules", {"name": "nul", "function": "tick", "cron": "*/5 * * * *",
+                                             "args": ["a\0b"], "kwargs": {"n": 1}})
+    assert st == 201, b
+    d.set_time("2026-03-01 10:05:00")
+    s = d.wait_schedule("nul", lambda s: s["last_run"] is not None)
+    run = d.wait_status(s["last_run"]["id"], TERMINAL)
+    assert (run["status"], run["result"]) == ("succeeded", {"tag": "a\0b", "n": 1}), run
