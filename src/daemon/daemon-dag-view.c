@@ -28,6 +28,7 @@ typedef struct DagStream {
         struct MHD_Connection *conn;
         char *tenant;
         char *id;
+        bool show_paths;        /* the caller is an admin */
         char *last;             /* the DAG object as last sent */
         SseOut out;
         usec_t last_check, last_write; /* monotonic */
@@ -57,14 +58,14 @@ static void dag_stream_check(DagStream *s) {
         }
         const char *status = json_string_value(json_object_get(j, "status"));
         bool over = !status || dag_status_ended(status);
-        char *text = json_dumps(j, JSON_COMPACT);
+        char *text = daemon_json_text(j, s->show_paths);
         json_decref(j);
         if (!text)
                 return;
         if (!s->last || !streq(s->last, text)) {
                 free(s->last);
                 s->last = xstrdup(text);
-                daemon_sse_event(&s->out.buf, "dag", daemon_scrub(text));
+                daemon_sse_event(&s->out.buf, "dag", text);
         }
         free(text);
         if (over) {
@@ -113,6 +114,7 @@ struct MHD_Response *daemon_dag_events_handle(const DaemonCall *call, unsigned *
         s->conn = call->conn;
         s->d = call->d;
         s->tenant = xstrdup(call->tenant);
+        s->show_paths = daemon_call_shows_paths(call);
         /* The full id: the client may have given a prefix. */
         s->id = xstrdup(json_string_value(json_object_get(j, "id")) ?: call->seg[2]);
         json_decref(j);

@@ -141,18 +141,31 @@ struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, j
         return daemon_call_json_text(call, status, exact, ret_status);
 }
 
-struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact,
-                                           unsigned *ret_status) {
+bool daemon_call_shows_paths(const DaemonCall *call) {
+        /* An admin (the operator, or the local user of --no-auth) may see
+         * the server's paths; nobody else does. */
+        return call && call->role == TOKEN_ROLE_ADMIN;
+}
+
+/* exact (taken) with its reals shortened and, unless show_paths, the
+ * server's paths scrubbed; NULL when exact is. */
+static char *json_text_for_client(char *exact, bool show_paths) {
         char *s = exact ? json_shorten_reals(exact) : NULL;
         free(exact);
+        return show_paths ? s : daemon_scrub(s);
+}
+
+char *daemon_json_text(json_t *j, bool show_paths) {
+        return json_text_for_client(j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL,
+                                    show_paths);
+}
+
+struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact, unsigned *ret_status) {
+        char *s = json_text_for_client(exact, daemon_call_shows_paths(call));
         if (!s) {
                 s = xstrdup(encode_failed);
                 status = 500;
         }
-        /* An admin (the operator, or the local user of --no-auth) may see
-         * the server's paths; nobody else does. */
-        if (!call || call->role != TOKEN_ROLE_ADMIN)
-                daemon_scrub(s);
         size_t n = strlen(s);
         /* A trailing newline is friendlier to curl users; JSON allows it. */
         s = xrealloc(s, n + 2);

@@ -487,8 +487,10 @@ static void log_collect_sse(const RunEvent *ev, void *userdata) {
                 sse_output(userdata, ev->stream, ev->data, ev->len);
 }
 
-static void sse_end(Buf *out, json_t *run) {
-        _cleanup_free_ char *s = json_dumps(run, JSON_COMPACT);
+/* The run as its GET spells it: an error naming a server path (storing
+ * output_dir(), …) is scrubbed as there. */
+static void sse_end(Buf *out, json_t *run, bool show_paths) {
+        _cleanup_free_ char *s = daemon_json_text(run, show_paths);
         daemon_sse_event(out, "end", s ? s : "{}");
 }
 
@@ -498,6 +500,7 @@ typedef struct SseStream {
         Daemon *d;
         DRun *r;
         char *tenant;
+        bool show_paths; /* the caller is an admin */
         size_t next_chunk;
         size_t chunk_off;       /* bytes of next_chunk already sent */
         SseOut out;
@@ -574,7 +577,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 if (done) {
                         json_t *j = NULL;
                         if (run_lookup_json(d, s->tenant, r->id, &j) >= 0) {
-                                sse_end(&s->out.buf, j);
+                                sse_end(&s->out.buf, j, s->show_paths);
                                 json_decref(j);
                         }
                         s->ended = true;
@@ -607,6 +610,7 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
         s->d = d;
         s->r = r;
         s->tenant = xstrdup(call->tenant);
+        s->show_paths = daemon_call_shows_paths(call);
         buf_init(&s->out.buf, SIZE_MAX);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, s, sse_free);
         if (!resp) {
@@ -679,6 +683,7 @@ typedef struct ClusterSse {
         struct MHD_Connection *conn;
         DaemonWaiter w;
         char *tenant, *id;
+        bool show_paths; /* the caller is an admin */
         ClusterLogReader *rd;
         SseOut out;
         usec_t end_deadline;    /* monotonic: the end marker was read; 0: not yet */
@@ -721,7 +726,7 @@ static int cluster_sse_look(ClusterSse *s) {
             (record_ended(s->d, s->tenant, s->id) || now_monotonic() >= s->end_deadline)) {
                 json_t *j = NULL;
                 if (run_lookup_json(s->d, s->tenant, s->id, &j) >= 0) {
-                        sse_end(&s->out.buf, j);
+                        sse_end(&s->out.buf, j, s->show_paths);
                         json_decref(j);
                 }
                 s->ended = true;
@@ -787,6 +792,7 @@ static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord 
         s->conn = call->conn;
         s->last_sent = now_monotonic();
         s->tenant = xstrdup(call->tenant);
+        s->show_paths = daemon_call_shows_paths(call);
         s->id = xstrdup(rec->id);
         s->rd = rd;
         buf_init(&s->out.buf, SIZE_MAX);
@@ -821,7 +827,7 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
                 if (rec->log_path)
                         (void) engine_log_replay(rec->log_path, log_collect_sse, &b);
                 json_t *j = run_json(rec, NULL);
-                sse_end(&b, j);
+                sse_end(&b, j, daemon_call_shows_paths(call));
                 json_decref(j);
         } else if (rec->log_path)
                 (void) engine_log_replay(rec->log_path, log_collect, &b);

@@ -786,6 +786,12 @@ struct MHD_Response *daemon_json_response(unsigned status, struct json_t *j, uns
 /* The same for JSON text printed with 17-digit reals (taken; NULL: a 500). */
 struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact,
                                            unsigned *ret_status);
+/* Whether call's caller may see the server's paths (an admin). */
+bool daemon_call_shows_paths(const DaemonCall *call);
+/* j as a response body spells it (17-digit reals, shortest form; the
+ * server's paths scrubbed unless show_paths), for bodies sent piecemeal
+ * (an SSE event). NULL when j cannot be encoded. */
+char *daemon_json_text(struct json_t *j, bool show_paths);
 /* The one error body, {"error": {"code", "message"}}; on the Lambda API
  * also {"Type", "message"} and the X-Amzn-ErrorType header. */
 struct MHD_Response *daemon_call_error(const DaemonCall *call, unsigned status, const char *code,

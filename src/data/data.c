@@ -796,13 +796,30 @@ int data_resolve_mounts(DataCatalog *c, const char *tenant, char *const *refs, c
         return 0;
 }
 
+/* data_put()'s message names the directory it stored: for a run's output
+ * that is a host path the run never saw (a daemon's data dir). The run
+ * knows it as output_dir(). */
+static char *output_error(const char *dir, char *error) {
+        if (!error)
+                return NULL;
+        size_t n = strlen(dir);
+        if (strncmp(error, dir, n) != 0)
+                return error;
+        const char *rest = error + n;
+        char *m = startswith(rest, ": ") ? xstrdup(rest + 2) : xasprintf("output_dir()%s", rest);
+        free(error);
+        return m;
+}
+
 int data_store_output(const char *dir, void *userdata, char **ret_outputs_json, char **ret_error) {
         DataOutput *o = userdata;
         assert(dir && o && o->catalog && o->name);
         DataInfo *i = NULL;
         int r = data_put(o->catalog, o->tenant, o->name, dir, &i, ret_error);
-        if (r < 0)
+        if (r < 0) {
+                *ret_error = output_error(dir, *ret_error);
                 return r;
+        }
         o->version = i->version;
         free(o->hash);
         o->hash = xstrdup(i->hash);

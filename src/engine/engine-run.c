@@ -789,8 +789,12 @@ static void output_dir_finish(RunCtx *c) {
                                 _cleanup_free_ char *m = xasprintf("storing output_dir(): %s", err ?: strerror(-r));
                                 free(c->res->value_json);
                                 c->res->value_json = NULL;
-                                if (r == -EFBIG || r == -EDQUOT)
+                                if (r == -EFBIG || r == -EDQUOT || r == -EMFILE)
                                         set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
+                                else if (r == -ELOOP || r == -EPERM)
+                                        /* A symlink or a special file: what the
+                                         * function left there, not our fault. */
+                                        set_outcome(c, RUN_FAILED, EXIT_RAISED, "OutputError", m);
                                 else
                                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "OutputError", m);
                         } else

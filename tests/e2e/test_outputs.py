@@ -136,6 +136,53 @@ def test_the_output_cap_is_enforced(pcli):
     assert p.returncode in (1, 5), p.stderr
 
 
+LEFT = """
+import os
+from pysprinter import output_dir
+
+def leave(kind: str):
+    d = output_dir()
+    os.makedirs(os.path.join(d, "sub"))
+    open(os.path.join(d, "ok.txt"), "w").write("x")
+    if kind == "link":
+        os.symlink("/etc/hostname", os.path.join(d, "sub", "l"))
+    else:
+        os.mkfifo(os.path.join(d, "sub", "p"))
+    return 1
+"""
+
+
+@pytest.mark.parametrize("kind,words", [
+    ("link", "symbolic links are not supported in datasets (sub/l)"),
+    ("fifo", "only regular files and directories can be stored (sub/p)"),
+])
+def test_a_symlink_left_in_out_fails_the_run_and_names_no_host_path(pcli, d, kind, words):
+    """It ended exit 7 (an internal error) with a message naming the
+    directory's host path ($DATA/outputs/… of a daemon, which the live
+    log's end event sent unscrubbed to the tenant)."""
+    pcli.write("left.py", LEFT)
+    p = pcli("run", *pcli.sandbox, "left.py", "--output-data", "left", "--kind", kind)
+    assert (p.returncode, p.stdout) == (1, ""), p
+    assert p.stderr.endswith(f"OutputError: storing output_dir(): {words}\n"), p.stderr
+    assert "outputs/" not in p.stderr and str(d.root) not in p.stderr
+    assert versions(pcli, "left") == []
+    rec = last_run(pcli)
+    assert (rec["status"], rec["error"]["type"]) == ("failed", "OutputError")
+
+
+def test_the_live_log_end_event_hides_the_servers_paths_from_a_tenant(d):
+    """GET /v1/runs/{id} scrubbed a server path from a run's error; the
+    follow stream's end event sent it as it was (and spelled reals
+    another way)."""
+    st, b = d.call("POST", "/v1/runs?wait=true", {
+        "source": "def f():\n    raise OSError(2, 'gone', %r)\n" % str(d.home / "secret.txt")})
+    assert st == 200 and b["status"] == "failed", b
+    st, _, raw = d.request("GET", f"/v1/runs/{b['id']}/logs?follow=1")
+    end = raw.decode().split("event: end\ndata: ")[1].split("\n")[0]
+    assert str(d.home) not in end and "$DATA/secret.txt" in end, end
+    assert json.loads(end)["error"] == b["error"]
+
+
 def test_out_is_private_and_discarded_without_output_data(pcli):
     pcli.write("s.py", SNOOP)
     for _ in range(2):

@@ -158,6 +158,30 @@ static int upload_tar_of(const char *src, DataUpload *u) {
         return r;
 }
 
+/* A run's output dir is a host path the run never saw: a refusal names
+ * what the run left there, relative to output_dir(). */
+static void test_store_output_refusal_names_no_host_dir(void **state) {
+        _cleanup_free_ char *db = path_join(dir, "out.sqlite");
+        _cleanup_free_ char *root = path_join(dir, "out-data");
+        _cleanup_free_ char *out = path_join(dir, "run-out");
+        _cleanup_free_ char *sub = path_join(out, "sub");
+        _cleanup_free_ char *link = path_join(sub, "l");
+        assert_int_equal(mkdir_p(sub, 0755), 0);
+        assert_int_equal(symlink("/etc/hostname", link), 0);
+        Store *s = NULL;
+        assert_int_equal(store_open(db, &s), 0);
+        DataConfig cfg = { .root = root };
+        DataCatalog *c = NULL;
+        _cleanup_free_ char *err = NULL, *json = NULL;
+        assert_int_equal(data_catalog_new(s, &cfg, &c, &err), 0);
+        DataOutput o = { .catalog = c, .name = "res" };
+        assert_int_equal(data_store_output(out, &o, &json, &err), -ELOOP);
+        assert_string_equal(err, "symbolic links are not supported in datasets (sub/l)");
+        assert_null(json);
+        data_catalog_free(c);
+        store_close(s);
+}
+
 static void test_tar_upload(void **state) {
         _cleanup_free_ char *base = path_join(dir, "tar");
         _cleanup_free_ char *db = path_join(base, "db.sqlite"), *root = path_join(base, "data");
@@ -341,6 +365,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_tar_upload),
+                cmocka_unit_test(test_store_output_refusal_names_no_host_dir),
                 cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_object_wire),
         };
