@@ -6,6 +6,11 @@
 #include <libgen.h>
 #include <sys/stat.h>
 
+const char *path_base_name(const char *path) {
+        const char *slash = strrchr(path, '/');
+        return slash ? slash + 1 : path;
+}
+
 char *path_join_many(const char *first, ...) {
         Buf b;
         buf_init(&b, SIZE_MAX / 2);

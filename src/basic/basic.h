@@ -181,6 +181,9 @@ int thread_start_detached(void *(*fn)(void *), void *arg);
 
 /* ---- paths -------------------------------------------------------------- */
 
+/* The last component of path: what follows its last '/' (all of it when
+ * there is none; "" after a trailing '/'). Points into path. */
+const char *path_base_name(const char *path);
 /* Joins with exactly one '/' between parts; NULL-terminated argument list. */
 char *path_join_many(const char *first, ...) __attribute__((sentinel));
 #define path_join(...) path_join_many(__VA_ARGS__, NULL)

@@ -287,7 +287,10 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 .env = env,
                 .source = q->source,
                 .source_len = q->source_len,
-                .filename = q->filename,
+                /* The name a daemon gets (cli-backend-http.c): tracebacks,
+                 * __file__ and locations read the same on both paths and
+                 * name no directory of the host (docs/sandbox.md). */
+                .filename = path_base_name(q->filename),
                 .function = a->function,
                 .args_json = args ?: a->args_json,
                 .kwargs_json = args ? NULL : a->kwargs_json,
@@ -656,12 +659,11 @@ static json_t *url_or_null(const char *source) {
 }
 
 static json_t *info_json(const DataInfo *i) {
-        const char *slash = i->file ? strrchr(i->file, '/') : NULL;
         json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:I, s:s, s:o}", "name", i->name, "version", i->version, "hash",
                               i->hash ?: "", "size", (json_int_t) i->size, "files", (json_int_t) i->files, "kind",
                               i->kind ?: "file", "source", url_or_null(i->source));
         if (j && i->file)
-                json_object_set_new(j, "filename", json_string(slash ? slash + 1 : i->file));
+                json_object_set_new(j, "filename", json_string(path_base_name(i->file)));
         return j ?: json_object();
 }
 

@@ -55,11 +55,6 @@ int cli_args_to_api(json_t *req, const RunArgs *a) {
         return r;
 }
 
-static const char *base_name(const char *path) {
-        const char *s = strrchr(path, '/');
-        return s ? s + 1 : path;
-}
-
 static int fail(Backend *b, int r, char *err) {
         free(b->error);
         b->error = err;
@@ -207,10 +202,9 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         _cleanup_free_ char *err = NULL, *path = NULL;
         json_t *req = json_object(), *ans = NULL;
         int r;
-        if (!q->deployed &&
-            (json_object_set_new(req, "source", json_stringn(q->source, q->source_len)) < 0 ||
-             json_object_set_new(req, "filename", json_string(base_name(q->filename))) < 0 ||
-             (a->function && json_object_set_new(req, "function", json_string(a->function)) < 0))) {
+        if (!q->deployed && (json_object_set_new(req, "source", json_stringn(q->source, q->source_len)) < 0 ||
+                             json_object_set_new(req, "filename", json_string(path_base_name(q->filename))) < 0 ||
+                             (a->function && json_object_set_new(req, "function", json_string(a->function)) < 0))) {
                 /* The source was checked (check_utf8): a name is not UTF-8. */
                 json_decref(req);
                 return fail(b, -EBADMSG, xasprintf("%s: the file or function name is not valid UTF-8", q->filename));
@@ -483,7 +477,6 @@ static int http_dag_cancel(Backend *b, const char *id, json_t **ret) {
 
 int dag_request_body(const DagRequest *q, json_t **ret, char **ret_error) {
         assert(q && q->dag && ret && ret_error);
-        const char *slash = strrchr(q->filename, '/');
         json_t *files = json_object(), *params = json_object();
         json_t *pipeline = json_stringn(q->text, q->len);
         if (!pipeline) {
@@ -493,7 +486,7 @@ int dag_request_body(const DagRequest *q, json_t **ret, char **ret_error) {
                 return -EBADMSG;
         }
         json_t *req = json_pack("{s:o, s:s, s:o, s:o, s:b, s:b}", "pipeline", pipeline, "filename",
-                                slash ? slash + 1 : q->filename, "files", files, "params", params, "keep_going",
+                                path_base_name(q->filename), "files", files, "params", params, "keep_going",
                                 q->keep_going, "no_cache", q->no_cache);
         if (q->concurrency)
                 json_object_set_new(req, "concurrency", json_integer(q->concurrency));
@@ -658,12 +651,11 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
                         q.read = tar_read;
                         q.read_userdata = tar;
                 } else {
-                const char *slash = strrchr(source, '/');
-                _cleanup_free_ char *fname = http_escape(filename ?: slash ? slash + 1 : source);
-                path = xasprintf("/v1/data/%s?filename=%s", ename, fname);
-                q.content_type = "application/octet-stream";
-                q.upload = f;
-                q.upload_size = (int64_t) st.st_size;
+                        _cleanup_free_ char *fname = http_escape(filename ?: path_base_name(source));
+                        path = xasprintf("/v1/data/%s?filename=%s", ename, fname);
+                        q.content_type = "application/octet-stream";
+                        q.upload = f;
+                        q.upload_size = (int64_t) st.st_size;
                 }
         }
         q.path = path;

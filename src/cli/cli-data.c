@@ -53,8 +53,7 @@ static const char *put_file_name(Backend *b, const char *name, const char *sourc
         if (b->ops->data_info(b, name, &info) >= 0 && json_get_string(info, "filename"))
                 *keep = xstrdup(json_get_string(info, "filename"));
         json_decref(info);
-        const char *slash = strrchr(source, '/');
-        if (*keep && !streq(*keep, slash ? slash + 1 : source) && !cli_globals.quiet)
+        if (*keep && !streq(*keep, path_base_name(source)) && !cli_globals.quiet)
                 cli_warning("keeping the file name '%s' of %s (--as FILENAME to change it)", *keep, name);
         return *keep;
 }

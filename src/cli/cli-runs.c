@@ -745,7 +745,7 @@ int verb_deploy(int argc, char **argv) {
         size_t len;
         if (cli_read_source(file, &source, &len) < 0)
                 return EXIT_USAGE;
-        const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+        const char *base = path_base_name(file);
         if (!name) {
                 stem = xstrdup(base);
                 char *dot = strrchr(stem, '.');

@@ -66,7 +66,7 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                                        r == -EFBIG ? "larger than the 4 MiB source limit" : strerror(-r));
         if (utf8_invalid_offset(source, len) < len)
                 return yaml_node_error(doc, node_get(doc, fnode, "file"), ret_error, "%s is not valid UTF-8", file);
-        const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+        const char *base = path_base_name(file);
         json_t *b = json_pack("{s:s, s:s%, s:s}", "name", name, "source", source, len, "filename", base);
         json_t *v, *limits = json_object();
         if ((v = json_object_get(fn, "function")))

@@ -51,8 +51,7 @@ static json_t *info_json(const DataInfo *i) {
         json_object_set_new(j, "source",
                             i->source && data_source_is_url(i->source) ? json_string(i->source) : json_null());
         if (i->file) {
-                const char *slash = strrchr(i->file, '/');
-                json_object_set_new(j, "filename", json_string(slash ? slash + 1 : i->file));
+                json_object_set_new(j, "filename", json_string(path_base_name(i->file)));
         }
         return j;
 }
@@ -359,8 +358,7 @@ static struct MHD_Response *handle_content(const DaemonCall *call, const char *n
                 data_info_free(info);
                 return NULL;
         }
-        const char *slash = strrchr(info->file, '/');
-        content_headers(resp, info, "application/octet-stream", slash ? slash + 1 : info->file, warning);
+        content_headers(resp, info, "application/octet-stream", path_base_name(info->file), warning);
         data_info_free(info);
         *ret_status = 200;
         return resp;

@@ -770,8 +770,7 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
         if (r < 0)
                 goto out;
         if (!d->name) {
-                const char *slash = strrchr(d->filename, '/');
-                d->name = xstrdup(slash ? slash + 1 : d->filename);
+                d->name = xstrdup(path_base_name(d->filename));
         }
         if (!yis(tasks_node, YAML_KIND_MAPPING) && !yis(tasks_node, YAML_KIND_SEQUENCE)) {
                 r = yerr(&y, tasks_node ?: root, "the pipeline needs 'tasks:', a mapping of task name: definition");

@@ -777,3 +777,37 @@ def test_a_pipeline_whose_task_is_refused_prints_the_same_bytes_on_both_paths(da
         assert r.returncode == 3, (server, r)
         assert want in r.stderr and "dag " not in r.stderr.split("pysprinter: ")[0], (server, r.stderr)
     assert seen[None] == seen[daemon.url]
+
+
+WHERE = '''
+@requirements({})
+def f(kind: str = "raise"):
+    if kind == "file":
+        return __file__
+    raise ValueError("from " + __name__)
+'''
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+def test_a_file_in_another_directory_is_named_by_its_base_name_on_both_paths(daemon, workdir, how):
+    """Embedded passed the path as typed to the engine: a traceback read
+    File "sub/where.py" (or the host's absolute path) and __file__ named the
+    host directory, where a daemon (which gets the base name) said
+    "where.py"; so did a validation error's location."""
+    (workdir / "sub").mkdir(exist_ok=True)
+    (workdir / "sub" / "where.py").write_text(WHERE)
+    (workdir / "sub" / "where_bad.py").write_text("@requirements({})\ndef f(:\n    pass\n")
+    path = "sub/where.py" if how == "relative" else str(workdir / "sub" / "where.py")
+    bad = path.replace("where.py", "where_bad.py")
+    seen = {}
+    for server in (None, daemon.url):
+        raised = run_cli(workdir, ["run", path, *([] if server else SB)], server=server)
+        assert raised.returncode == 1 and 'File "where.py", line 6, in f' in raised.stderr, (server, raised.stderr)
+        file = run_cli(workdir, ["run", path, "--kind", "file", *([] if server else SB)], server=server)
+        assert file.returncode == 0 and file.stdout.strip().endswith("where.py"), (server, file)
+        assert str(workdir) not in file.stdout and "sub/" not in file.stdout, (server, file.stdout)
+        invalid = run_cli(workdir, ["validate", bad], server=server)
+        assert invalid.returncode == 3 and invalid.stderr.startswith("where_bad.py:2:7: SyntaxError"), invalid
+        seen[server] = [(p.returncode, p.stdout, [l for l in p.stderr.splitlines() if "--sandbox" not in l])
+                        for p in (raised, file, invalid)]
+    assert seen[None] == seen[daemon.url]

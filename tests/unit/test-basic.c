@@ -73,6 +73,16 @@ static void test_path_join(void **state) {
         }
 }
 
+static void test_path_base_name(void **state) {
+        const struct {
+                const char *path, *want;
+        } rows[] = {
+                { "f.py", "f.py" }, { "t/f.py", "f.py" }, { "/tmp/t/f.py", "f.py" }, { "d/", "" }, { "", "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                assert_string_equal(path_base_name(rows[i].path), rows[i].want);
+}
+
 static void test_mkdir_rm_rf_and_files(void **state) {
         char tmpl[] = "/tmp/basic-test-XXXXXX";
         assert_non_null(mkdtemp(tmpl));
@@ -437,14 +447,24 @@ static void test_fd_limit_raise(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_fd_limit_raise),         cmocka_unit_test(test_buf_printf_and_reset),
-                cmocka_unit_test(test_strings),         cmocka_unit_test(test_path_join),
-                cmocka_unit_test(test_mkdir_rm_rf_and_files), cmocka_unit_test(test_ids_sort_by_time),
+                cmocka_unit_test(test_buf_cap),
+                cmocka_unit_test(test_fd_limit_raise),
+                cmocka_unit_test(test_buf_printf_and_reset),
+                cmocka_unit_test(test_strings),
+                cmocka_unit_test(test_path_join),
+                cmocka_unit_test(test_path_base_name),
+                cmocka_unit_test(test_mkdir_rm_rf_and_files),
+                cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_ids_unique),
-                cmocka_unit_test(test_timestamp), cmocka_unit_test(test_format_ms),       cmocka_unit_test(test_data_dir),
-                cmocka_unit_test(test_json_shorten_reals), cmocka_unit_test(test_utf8), cmocka_unit_test(test_utf8_pieces),
+                cmocka_unit_test(test_timestamp),
+                cmocka_unit_test(test_format_ms),
+                cmocka_unit_test(test_data_dir),
+                cmocka_unit_test(test_json_shorten_reals),
+                cmocka_unit_test(test_utf8),
+                cmocka_unit_test(test_utf8_pieces),
                 cmocka_unit_test(test_json_shorten_reals_pass_through_agrees),
-                cmocka_unit_test(test_parse_int), cmocka_unit_test(test_pid_is_running),
+                cmocka_unit_test(test_parse_int),
+                cmocka_unit_test(test_pid_is_running),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
