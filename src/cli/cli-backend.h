@@ -175,6 +175,11 @@ struct Backend {
  * settings; a may be NULL). Returns 0 or the exit code after telling the
  * user. */
 int backend_open(const RunArgs *a, Backend **ret);
+/* Says what a run's local options come to on b, before it starts (what:
+ * "this code", "these tasks"): --sandbox=none is loud embedded; with a
+ * server, the options that are the server's settings (sandbox, package
+ * index) are said to be ignored. */
+void backend_note_options(const Backend *b, const RunArgs *a, SandboxMode sandbox, const char *what);
 Backend *backend_free(Backend *b);
 /* Says b->error (or strerror) on stderr and returns the exit code for r. */
 int backend_fail(Backend *b, int r);

@@ -429,15 +429,6 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
         return -EINVAL;
 }
 
-static void sandbox_note(Backend *b, SandboxMode sandbox) {
-        if (sandbox != SANDBOX_MODE_NONE)
-                return;
-        if (b->remote)
-                cli_warning("--sandbox is the server's setting; ignored with --server");
-        else
-                cli_warning("--sandbox=none: these tasks run WITHOUT isolation, with your user's access to files "
-                            "and network");
-}
 
 /* Runs q on b, draws it, prints its outcome; returns the exit code. json:
  * the DAG run as JSON, or with results_only (chain) its result as JSON. */
@@ -493,7 +484,7 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
         code = backend_open(&a.ra, &b);
         if (code)
                 goto out;
-        sandbox_note(b, a.sandbox);
+        backend_note_options(b, &a.ra, a.sandbox, "these tasks");
         DagRequest q = { .dag = d, .text = text, .len = len, .filename = a.file, .base_dir = base, .params = a.params,
                          .concurrency = a.concurrency, .keep_going = a.keep_going, .no_cache = a.no_cache,
                          .sandbox = a.sandbox, .resume_id = a.resume };
@@ -797,7 +788,7 @@ int verb_chain(int argc, char **argv) {
         code = backend_open(&a, &b);
         if (code)
                 goto out;
-        sandbox_note(b, a.sandbox);
+        backend_note_options(b, &a, a.sandbox, "these tasks");
         DagRequest q = { .dag = d, .text = text, .len = strlen(text), .filename = "chain.yaml", .base_dir = ".",
                          .sandbox = a.sandbox };
         code = run_dag(b, &q, a.json_output || cli_globals.json, true);

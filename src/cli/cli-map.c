@@ -369,9 +369,7 @@ int verb_map(int argc, char **argv) {
         if (!code)
                 code = backend_open(&a, &b);
         if (!code) {
-                if (a.sandbox == SANDBOX_MODE_NONE && !b->remote)
-                        cli_warning("--sandbox=none: this code runs WITHOUT isolation, with your user's access to "
-                                    "files and network");
+                backend_note_options(b, &a, a.sandbox, "this code");
                 job.source = source;
                 job.source_len = len;
                 code = run_map(b, &job, conc);

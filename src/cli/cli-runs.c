@@ -204,11 +204,7 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
         if (!code && b->remote)
                 code = check_utf8(a.file, source, len);
         if (!code) {
-                if (a.sandbox == SANDBOX_MODE_NONE && !b->remote)
-                        cli_warning("--sandbox=none: this code runs WITHOUT isolation, with your user's access to "
-                                    "files and network");
-                else if (a.sandbox == SANDBOX_MODE_NONE)
-                        cli_warning("--sandbox is the server's setting; ignored with --server");
+                backend_note_options(b, &a, a.sandbox, "this code");
                 RunRequest q = { .a = &a, .source = source, .source_len = len, .filename = a.file,
                                  .validate_only = validate_only };
                 code = run_and_render(b, &q);

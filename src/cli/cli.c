@@ -149,6 +149,23 @@ int backend_open(const RunArgs *a, Backend **ret) {
         return backend_engine_new(e, ret);
 }
 
+void backend_note_options(const Backend *b, const RunArgs *a, SandboxMode sandbox, const char *what) {
+        if (!b->remote) {
+                if (sandbox == SANDBOX_MODE_NONE)
+                        cli_warning("--sandbox=none: %s runs WITHOUT isolation, with your user's access to files "
+                                    "and network",
+                                    what);
+                return;
+        }
+        if (sandbox == SANDBOX_MODE_NONE)
+                cli_warning("--sandbox is the server's setting; ignored with --server");
+        if (a->index_url || a->find_links)
+                cli_warning("%s the server's setting (its config's index:); ignored with --server",
+                            a->index_url && a->find_links ? "--index-url and --find-links are"
+                            : a->index_url                ? "--index-url is"
+                                                          : "--find-links is");
+}
+
 Backend *backend_free(Backend *b) {
         if (b) {
                 b->ops->free(b);

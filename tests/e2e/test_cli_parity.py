@@ -811,3 +811,19 @@ def test_a_file_in_another_directory_is_named_by_its_base_name_on_both_paths(dae
         seen[server] = [(p.returncode, p.stdout, [l for l in p.stderr.splitlines() if "--sandbox" not in l])
                         for p in (raised, file, invalid)]
     assert seen[None] == seen[daemon.url]
+
+
+@pytest.mark.parametrize("opts,words", [
+    (["--index-url", "http://127.0.0.1:9/simple/"], "--index-url is the server's setting"),
+    (["--find-links", "wheels"], "--find-links is the server's setting"),
+    (["--index-url", "http://127.0.0.1:9/simple/", "--find-links", "wheels"],
+     "--index-url and --find-links are the server's setting"),
+])
+def test_package_index_options_say_they_are_ignored_with_a_server(daemon, workdir, opts, words):
+    """The daemon resolves against its own config's index: --index-url and
+    --find-links were dropped without a word, so a user saw another
+    version of a package than the same command printed embedded."""
+    for verb in (["run", "f.py", "--kind", "int"], ["dag", "run", "pipe.yaml", "--no-cache"]):
+        r = run_cli(workdir, [*verb, *opts], server=daemon.url)
+        assert r.returncode == 0, r
+        assert f"pysprinter: warning: {words} (its config's index:); ignored with --server" in r.stderr, r.stderr
