@@ -42,6 +42,17 @@ static void lock_event(const RunEvent *ev, void *userdata) {
         renderer_event(ev, lc->rd);
 }
 
+/* These verbs have no server form yet: they act on this machine's package
+ * store and index settings. Said aloud with a server configured, where
+ * every other verb acts on the server. */
+static void note_local(const char *verb) {
+        _cleanup_free_ char *server = cli_server();
+        if (server)
+                cli_warning("%s acts on this machine's package store and index, not on the server (it has no "
+                            "server form yet)",
+                            verb);
+}
+
 int verb_lock(int argc, char **argv) {
         RunArgs a;
         _cleanup_free_ char *err = NULL;
@@ -62,6 +73,7 @@ int verb_lock(int argc, char **argv) {
                 return EXIT_USAGE;
         }
         a.json_output = a.json_output || cli_globals.json;
+        note_local("lock");
         Engine *e = NULL;
         r = cli_engine_open(&a, &e);
         if (r) {
@@ -271,6 +283,10 @@ int verb_env(int argc, char **argv) {
         if (argc < 1 || streq(argv[0], "--help") || streq(argv[0], "-h")) {
                 fputs(env_help, argc < 1 ? stderr : stdout);
                 return argc < 1 ? EXIT_USAGE : 0;
+        }
+        if (streq(argv[0], "ls") || streq(argv[0], "list") || streq(argv[0], "prune") || streq(argv[0], "prepare")) {
+                _cleanup_free_ char *verb = xasprintf("env %s", argv[0]);
+                note_local(verb);
         }
         if (streq(argv[0], "ls") || streq(argv[0], "list"))
                 return env_ls(argc - 1, argv + 1);
