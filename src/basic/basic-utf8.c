@@ -126,3 +126,14 @@ void utf8_line_col(const char *s, size_t offset, size_t *ret_line, size_t *ret_c
         *ret_line = line;
         *ret_col = col;
 }
+
+bool identifier_is_valid(const char *s) {
+        if (!*s || (*s >= '0' && *s <= '9') || !utf8_is_valid(s))
+                return false;
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char) *s;
+                if (!(ch == '_' || ch >= 0x80 || ((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9')))
+                        return false;
+        }
+        return true;
+}

@@ -105,6 +105,10 @@ bool strv_contains(char *const *v, const char *s);
  * for CPython and jansson); n when all of s is valid. */
 size_t utf8_invalid_offset(const char *s, size_t n);
 bool utf8_is_valid(const char *s);
+/* Shaped like a Python identifier: ASCII letters, digits and '_', no digit
+ * first, and any non-ASCII character taken as a letter (PEP 3131 allows
+ * `def f(é)`; the function's own parameter list then decides). */
+bool identifier_is_valid(const char *s);
 /* s[0..n) without a multi-byte sequence cut short at its end: the length
  * up to that sequence's lead byte when the bytes after it are fewer than
  * the lead byte announces, n otherwise. Where to cut text that is still

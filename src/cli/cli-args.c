@@ -48,24 +48,13 @@ int cli_parse_size(const char *s, uint64_t *ret) {
         return parse_size(s, ret);
 }
 
-static bool valid_param_name(const char *s, size_t n) {
-        if (n == 0 || !(s[0] == '_' || ((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z')))
-                return false;
-        for (size_t i = 1; i < n; i++) {
-                char ch = s[i];
-                if (!(ch == '_' || ((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9')))
-                        return false;
-        }
-        return true;
-}
-
 static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
         _cleanup_free_ char *key = xstrndup(name, n);
         /* --arg-name is accepted for arg_name, as most CLIs do. */
         for (char *p = key; *p; p++)
                 if (*p == '-')
                         *p = '_';
-        if (!valid_param_name(key, strlen(key))) {
+        if (!identifier_is_valid(key)) {
                 json_decref(value);
                 return usage(c, "'%s' is not a valid parameter name", key);
         }
@@ -326,7 +315,7 @@ static int set_target(Ctx *c, const char *w) {
         if (sep) {
                 a->file = xstrndup(w, (size_t) (sep - w));
                 a->function = xstrdup(sep + 2);
-                if (!valid_param_name(a->function, strlen(a->function)))
+                if (!identifier_is_valid(a->function))
                         return usage(c, "'%s' is not a valid function name after '::'", a->function);
         } else
                 a->file = xstrdup(w);

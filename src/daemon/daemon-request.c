@@ -293,15 +293,6 @@ static int build_args(json_t *args, json_t *raw_args, char **ret_json, char **re
         return dump_nonempty(out, "args", ret_json, ret_error);
 }
 
-static bool identifier_is_valid(const char *s) {
-        if (!*s || !(isalpha((unsigned char) *s) || *s == '_'))
-                return false;
-        for (; *s; s++)
-                if (!(isalnum((unsigned char) *s) || *s == '_'))
-                        return false;
-        return true;
-}
-
 static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, char **ret_error) {
         json_t *out = json_object();
         const char *key;

@@ -839,3 +839,18 @@ def test_package_verbs_without_a_server_form_say_they_act_here(daemon, workdir, 
     assert (f"pysprinter: warning: {' '.join(verb[:1] if verb[0] == 'lock' else verb)} acts on this machine's "
             "package store and index, not on the server") in r.stderr, r.stderr
     assert "acts on this machine" not in run_cli(workdir, verb).stderr
+
+
+def test_a_non_ascii_parameter_name_is_passed_by_every_form_on_both_paths(daemon, workdir):
+    """Python names may be non-ASCII (PEP 3131); the CLI refused `--é v`,
+    `-k é=v` and `--json-kwargs '{"é": …}'` as "not a valid parameter name"
+    while the validation error listed é among the parameters."""
+    (workdir / "uni.py").write_text('@requirements({})\ndef f(é: str = "u", naïve: int = 0):\n    return [é, naïve]\n')
+    for server in (None, daemon.url):
+        sb = [] if server else SB
+        for args, want in ((["--é", "v"], ["v", 0]), (["-k", "é=v", "--naïve", "3"], ["v", 3]),
+                           (["--json-kwargs", '{"é": "w"}'], ["w", 0])):
+            r = run_cli(workdir, ["run", "uni.py", *args, "--json", *sb], server=server)
+            assert (r.returncode, json.loads(r.stdout or "null")) == (0, want), (server, args, r.stderr)
+        r = run_cli(workdir, ["run", "uni.py", "--ü", "1", *sb], server=server)
+        assert r.returncode == 3 and "unexpected keyword argument 'ü' (parameters: é, naïve)" in r.stderr, r

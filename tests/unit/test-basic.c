@@ -83,6 +83,15 @@ static void test_path_base_name(void **state) {
                 assert_string_equal(path_base_name(rows[i].path), rows[i].want);
 }
 
+static void test_identifier_is_valid(void **state) {
+        const char *good[] = { "a", "_", "a1", "A_b", "\xc3\xa9", "na\xc3\xafve", "_\xe5\x90\x8d" };
+        const char *bad[] = { "", "1a", "a-b", "a b", "a.b", "\xff", "a\xc3", "\xed\xa0\x80" };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                assert_true(identifier_is_valid(good[i]));
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_false(identifier_is_valid(bad[i]));
+}
+
 static void test_mkdir_rm_rf_and_files(void **state) {
         char tmpl[] = "/tmp/basic-test-XXXXXX";
         assert_non_null(mkdtemp(tmpl));
@@ -453,6 +462,7 @@ int main(void) {
                 cmocka_unit_test(test_strings),
                 cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_path_base_name),
+                cmocka_unit_test(test_identifier_is_valid),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files),
                 cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_ids_unique),
