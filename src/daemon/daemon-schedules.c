@@ -401,14 +401,14 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
                 return -EINVAL;
         ret->name = xstrdup(name);
         ret->function = xstrdup(fn ?: "");
-        if (dag) {
-                ret->dag_json = json_dumps(dag, JSON_COMPACT);
-                return 0;
-        }
         ret->tz = xstrdup(json_string_value(tz) ?: "UTC");
         ret->catch_up = cu && streq(json_string_value(cu), "none") ? 0 : 1;
         ret->allow_overlap = json_is_true(json_object_get(j, "allow_overlap"));
         ret->paused = json_is_true(json_object_get(j, "paused"));
+        if (dag) {
+                ret->dag_json = json_dumps(dag, JSON_COMPACT);
+                return 0;
+        }
         json_t *inv = json_object();
         json_object_foreach(j, key, v) if (field_known(key, invoke_fields)) json_object_set(inv, key, v);
         ret->invoke_json = json_dumps(inv, JSON_COMPACT);

@@ -351,6 +351,25 @@ def test_dag_schedule_fires_the_captured_dag_file(d, rcli, tmp_path):
     assert "dag:pipeline.yaml" in out and f"{dag_id} succeeded" in out
 
 
+def test_a_dag_schedule_keeps_its_zone_pause_overlap_and_catch_up(d, rcli, tmp_path):
+    """A DAG schedule dropped --tz, --paused, --allow-overlap and
+    --catch-up (its body returned before reading them): asked paused at
+    02:00 Paris, it was active at 02:00 UTC with catch_up none."""
+    pipeline = write_pipeline(tmp_path)
+    for name, opts in (("fn", ["tick"]), ("dg", ["--dag", str(pipeline)])):
+        if name == "fn":
+            deploy(d, "tick", TICK)
+        p = rcli("schedule", "add", name, "--cron", "0 2 * * *", "--tz", "Europe/Paris", "--paused",
+                 "--allow-overlap", "--catch-up", "one", *opts, check=0)
+        assert p.returncode == 0, p.stderr
+        s = d.schedule(name)
+        assert (s["tz"], s["paused"], s["allow_overlap"], s["catch_up"]) == ("Europe/Paris", True, True, "one"), s
+    plain = rcli("schedule", "add", "dg2", "--cron", "0 2 * * *", "--dag", str(pipeline), check=0)
+    assert plain.returncode == 0, plain.stderr
+    s = d.schedule("dg2")
+    assert (s["tz"], s["paused"], s["allow_overlap"], s["catch_up"]) == ("UTC", False, False, "one"), s
+
+
 def test_dag_schedule_does_not_overlap_itself(d, tmp_path):
     files = {"lib/steps.py": STEPS}
     body = {"name": "slow", "cron": "* * * * *",
