@@ -189,9 +189,8 @@ static int run_env(Backend *b, const RunArgs *a, char ***ret) {
                         if (r < 0) {
                                 explicit_bzero(key, sizeof key);
                                 env_wipe_free(env);
-                                backend_set_error(b, r == -ENOENT ? "no secret named '%s' (pysprinter secret set %s)"
-                                                                  : "secret '%s' cannot be opened (a different "
-                                                                    "secrets.key?)", *n, *n);
+                                _cleanup_free_ char *why = store_secret_error(*n, r);
+                                backend_set_error(b, "%s", why);
                                 return r == -ENOENT ? -ENOENT : r;
                         }
                         char *kv = xasprintf("%s=%s", *n, v);
@@ -533,6 +532,27 @@ static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret,
         return r;
 }
 
+/* A task naming a secret this machine does not have is refused before
+ * anything runs, as a daemon refuses it (404: exit 2, the same words). */
+static int check_task_secrets(Backend *b, Dag *d, const uint8_t *key) {
+        for (size_t i = 0; i < dag_n_tasks(d); i++) {
+                DagTaskInfo ti;
+                dag_task_info(d, i, &ti);
+                for (char *const *n = ti.secrets; n && *n; n++) {
+                        _cleanup_free_ char *v = NULL;
+                        size_t len;
+                        int r = store_secret_get(engine_store(b->engine), key, "local", *n, &v, &len);
+                        if (r < 0) {
+                                _cleanup_free_ char *why = store_secret_error(*n, r);
+                                backend_set_error(b, "task '%s': %s", ti.name, why);
+                                return r == -ENOENT ? -ENOENT : r;
+                        }
+                        explicit_bzero(v, len);
+                }
+        }
+        return 0;
+}
+
 static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret) {
         DataCatalog *dc = NULL;
         int r = catalog(b, &dc);
@@ -554,6 +574,13 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
         }
         Dag *d = loaded ?: q->dag;
         assert(d);
+        /* (A resumed run's finished tasks need theirs no more.) */
+        r = q->resume_id ? 0 : check_task_secrets(b, d, key);
+        if (r < 0) {
+                explicit_bzero(key, sizeof key);
+                dag_free(loaded);
+                return r;
+        }
         DagFollow f = { .b = b, .view = view, .userdata = userdata };
         struct sigaction sa = { .sa_handler = on_dag_interrupt }, old_int, old_term;
         running_dag = d;

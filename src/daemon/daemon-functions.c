@@ -139,8 +139,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
         /* Its secrets must be the tenant's now (404), and are opened again
          * at each invocation. */
         if (req->secrets && daemon_secrets_check(d, call->tenant, req->secrets, &err) < 0)
-                return daemon_call_error(call, 404, "not_found", ret_status, "%s%s (pysprinter secret set NAME)",
-                                         prefix, err);
+                return daemon_call_error(call, 404, "not_found", ret_status, "%s%s", prefix, err);
         /* A deploy has no arguments yet: check the file and resolve its
          * requirements (kept beside it, not spliced into it), not a call. */
         k = daemon_validate(d, call->tenant, req, false, &res);

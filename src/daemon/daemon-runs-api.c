@@ -197,8 +197,7 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
          * anything is queued. */
         _cleanup_free_ char *serr = NULL;
         if (req->secrets && daemon_secrets_check(d, call->tenant, req->secrets, &serr) < 0)
-                return daemon_call_error(call, 404, "not_found", ret_status, "%s (pysprinter secret set NAME)",
-                                         serr ?: "secret not found");
+                return daemon_call_error(call, 404, "not_found", ret_status, "%s", serr ?: "secret not found");
         RunRequest q = *req;
         q.idempotency_key = daemon_call_header(call, "Idempotency-Key");
         if (q.idempotency_key && (!*q.idempotency_key || strlen(q.idempotency_key) > 200))

@@ -875,7 +875,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                 dk = daemon_secrets_env(d, r->tenant, r->secrets, r->env, &st->env, &st->secret_error);
         if (st->secret_error) {
                 free(st->data_error);
-                st->data_error = xasprintf("%s (pysprinter secret set NAME)", st->secret_error);
+                st->data_error = xstrdup(st->secret_error);
         }
         if (st->instance_key && st->env) {
                 /* A warm instance holds the environment it started with: a

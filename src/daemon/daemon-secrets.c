@@ -102,10 +102,7 @@ int daemon_secrets_env(Daemon *d, const char *tenant, char *const *names, char *
                 int r = store_secret_get(d->store, d->secret_key, tenant, *n, &v, &len);
                 if (r < 0) {
                         daemon_env_free(out);
-                        *ret_error = r == -ENOENT ? xasprintf("no secret named '%s'", *n)
-                                                  : xasprintf("secret '%s' cannot be opened: %s", *n,
-                                                              r == -EBADMSG ? "it was sealed with another key"
-                                                                            : strerror(-r));
+                        *ret_error = store_secret_error(*n, r);
                         return r;
                 }
                 char *kv = xasprintf("%s=%s", *n, v);

@@ -386,8 +386,7 @@ static int task_env(Dag *d, Task *t, char ***ret, char **ret_error) {
                 if (r < 0) {
                         env_wipe_free(env);
                         free(*ret_error);
-                        *ret_error = r == -ENOENT ? xasprintf("no secret named '%s' (pysprinter secret set %s)", *n, *n)
-                                                  : xasprintf("secret '%s' cannot be opened: %s", *n, strerror(-r));
+                        *ret_error = store_secret_error(*n, r);
                         return r;
                 }
                 char *kv = xasprintf("%s=%s", *n, v);

@@ -157,3 +157,13 @@ int store_secret_delete(Store *s, const char *tenant, const char *name) {
                 return store_rc_errno(rc);
         return changed > 0 ? 0 : -ENOENT;
 }
+
+char *store_secret_error(const char *name, int r) {
+        if (r == -ENOENT)
+                return xasprintf("no secret named '%s' (pysprinter secret set %s)", name, name);
+        if (r == -EBADMSG)
+                return xasprintf("secret '%s' cannot be opened: it was sealed with another key (a different "
+                                 "secrets.key?)",
+                                 name);
+        return xasprintf("secret '%s' cannot be opened: %s", name, strerror(-r));
+}

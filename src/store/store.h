@@ -383,6 +383,10 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
  * secret, -EBADMSG when it does not open under key. */
 int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const char *name, char **ret_value,
                      size_t *ret_len);
+/* What store_secret_get()'s failure r for name says to a user, in the
+ * one wording of every path (embedded, daemon, DAG task): what to do
+ * included. */
+char *store_secret_error(const char *name, int r);
 /* Names and dates of tenant's secrets, by name. */
 int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *ret_n);
 /* -ENOENT when absent. */

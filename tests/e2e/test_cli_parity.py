@@ -854,3 +854,21 @@ def test_a_non_ascii_parameter_name_is_passed_by_every_form_on_both_paths(daemon
             assert (r.returncode, json.loads(r.stdout or "null")) == (0, want), (server, args, r.stderr)
         r = run_cli(workdir, ["run", "uni.py", "--ü", "1", *sb], server=server)
         assert r.returncode == 3 and "unexpected keyword argument 'ü' (parameters: é, naïve)" in r.stderr, r
+
+
+def test_an_unknown_secret_is_refused_before_anything_runs_in_the_same_words_on_both_paths(daemon, workdir):
+    """A DAG task naming a secret nobody set: a daemon refused the pipeline
+    (404, exit 2, `task 't': no secret named 'API_KEY'`) while an embedded
+    dag run started it, failed the task and exited 3; `run --secret` said
+    `(pysprinter secret set NAME)` through a daemon and the name embedded."""
+    (workdir / "sec.py").write_text('import os\n@requirements({})\ndef s():\n    return os.environ.get("NOPE_KEY")\n')
+    (workdir / "sec.yaml").write_text("tasks:\n  t:\n    file: sec.py\n    secrets: [NOPE_KEY]\n")
+    seen = {}
+    for server in (None, daemon.url):
+        run = run_cli(workdir, ["run", "sec.py", "--secret", "NOPE_KEY", *([] if server else SB)], server=server)
+        dag = run_cli(workdir, ["dag", "run", "sec.yaml", *([] if server else SB)], server=server)
+        seen[server] = [(p.returncode, p.stdout, [l for l in p.stderr.splitlines() if "--sandbox" not in l])
+                        for p in (run, dag)]
+    hint = "no secret named 'NOPE_KEY' (pysprinter secret set NOPE_KEY)"
+    assert seen[None] == [(2, "", [f"pysprinter: {hint}"]), (2, "", [f"pysprinter: task 't': {hint}"])], seen
+    assert seen[daemon.url] == seen[None]

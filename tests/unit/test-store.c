@@ -68,6 +68,13 @@ static void test_secrets_per_tenant_and_bound_to_row(void **state) {
         /* Another key does not open it. */
         uint8_t other[32] = { 8 };
         assert_int_equal(store_secret_get(s, other, "alice", "API_KEY", &v, &len), -EBADMSG);
+        /* Each failure says what to do, in the one wording of every path. */
+        char *why = store_secret_error("API_KEY", -EBADMSG);
+        assert_non_null(strstr(why, "sealed with another key"));
+        free(why);
+        why = store_secret_error("API_KEY", -ENOENT);
+        assert_string_equal(why, "no secret named 'API_KEY' (pysprinter secret set API_KEY)");
+        free(why);
         /* A row moved to another tenant (someone with write access to the
          * database file) does not open there: the tenant is authenticated. */
         sqlite3 *db = NULL;
