@@ -670,14 +670,16 @@ int daemon_dag_json(Daemon *d, const char *tenant, const char *id, json_t **ret)
         return 0;
 }
 
-static struct MHD_Response *dag_errno(int r, unsigned *ret_status) {
+/* id: the id or prefix asked for (NULL for a list). */
+static struct MHD_Response *dag_errno(int r, const char *id, unsigned *ret_status) {
         const char *code;
         unsigned status = daemon_errno_status(r, &code);
         switch (r) {
         case -ENOENT:
                 return daemon_error_response(status, code, ret_status, "DAG run not found");
         case -EEXIST:
-                return daemon_error_response(status, code, ret_status, "the id prefix matches several DAG runs");
+                return daemon_error_response(status, code, ret_status,
+                                             "'%s' matches several DAG runs; give more of the id", id ?: "");
         case -EBUSY:
                 return daemon_error_response(status, code, ret_status,
                                              "too many DAG runs in flight (%d); retry later", DAEMON_MAX_ACTIVE_DAGS);
@@ -691,7 +693,7 @@ static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const ch
         DagRunRecord *rec = NULL;
         int r = daemon_dag_get(d, tenant, id, &rec);
         if (r < 0)
-                return dag_errno(r, ret_status);
+                return dag_errno(r, id, ret_status);
         json_t *j = dag_record_json(d, rec, true);
         dag_run_record_free(rec);
         struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
@@ -1023,7 +1025,7 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
         size_t n = 0;
         int r = daemon_dag_list(call->d, call->tenant, limit, &v, &n);
         if (r < 0)
-                return dag_errno(r, ret_status);
+                return dag_errno(r, NULL, ret_status);
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
                 if (!status || (v[i]->status && streq(v[i]->status, status)))
@@ -1037,7 +1039,7 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
         DagRunRecord *rec = NULL;
         int r = daemon_dag_get(d, call->tenant, id, &rec);
         if (r < 0)
-                return dag_errno(r, ret_status);
+                return dag_errno(r, id, ret_status);
         _cleanup_free_ char *full = xstrdup(rec->id), *status = xstrdup(rec->status ? rec->status : "?");
         dag_run_record_free(rec);
         DDag *g = ddag_find(d, call->tenant, full);
@@ -1047,7 +1049,7 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
                  * node that takes it over if the owner dies first. */
                 int k = daemon_dag_cluster_cancel(d, full);
                 if (k < 0 && !g)
-                        return dag_errno(k, ret_status);
+                        return dag_errno(k, full, ret_status);
                 if (k == 0 && !g)
                         return daemon_error_response(409, "conflict", ret_status,
                                                      "DAG run %s has already finished", full);
@@ -1078,7 +1080,7 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *id, u
         DagRunRecord *rec = NULL;
         int r = daemon_dag_get(d, call->tenant, id, &rec);
         if (r < 0)
-                return dag_errno(r, ret_status);
+                return dag_errno(r, id, ret_status);
         _cleanup_free_ char *full = xstrdup(rec->id);
         bool ended = dag_status_ended(rec->status);
         dag_run_record_free(rec);
@@ -1105,7 +1107,7 @@ static struct MHD_Response *handle_logs(const DaemonCall *call, const char *id, 
         DagRunRecord *rec = NULL;
         int r = daemon_dag_get(d, call->tenant, id, &rec);
         if (r < 0)
-                return dag_errno(r, ret_status);
+                return dag_errno(r, id, ret_status);
         DagTaskRecord **t = NULL;
         size_t n = 0;
         (void) daemon_dag_tasks(d, rec->id, &t, &n);

@@ -252,7 +252,7 @@ unsigned daemon_errno_status(int r, const char **ret_code) {
                 unsigned status;
                 const char *code;
         } map[] = {
-                { -EINVAL, 400, "bad_request" },      { -EEXIST, 400, "ambiguous" },
+                { -EINVAL, 400, "bad_request" },      { -EEXIST, 400, "bad_request" },
                 { -EPERM, 403, "forbidden" },         { -EACCES, 403, "forbidden" },
                 { -ENOENT, 404, "not_found" },        { -EALREADY, 409, "conflict" },
                 { -EFBIG, 413, "payload_too_large" }, { -EDQUOT, 413, "payload_too_large" },
@@ -278,6 +278,11 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
         case -ENOENT:
                 return daemon_call_error(call, status, code, ret_status, "%s not found", what);
         case -EEXIST:
+                /* An id prefix (/v1/runs/{id}…) that several match: the
+                 * words an embedded `show PREFIX` prints. */
+                if (call && call->n_seg >= 3)
+                        return daemon_call_error(call, status, code, ret_status,
+                                                 "'%s' matches several %ss; give more of the id", call->seg[2], what);
                 return daemon_call_error(call, status, code, ret_status, "%s: the id prefix matches several", what);
         case -EBUSY:
                 resp = daemon_call_error(call, status, code, ret_status, "%s: the queue is full; retry later", what);

@@ -107,7 +107,8 @@ unsigned daemon_route_method(const char *method) {
 }
 
 char *daemon_route_allow(unsigned methods, char buf[static 32]) {
-        static const char *const names[] = { "GET", "POST", "PUT", "DELETE" };
+        /* HEAD is served wherever GET is (daemon_route_method()). */
+        static const char *const names[] = { "GET, HEAD", "POST", "PUT", "DELETE" };
         size_t n = 0;
         buf[0] = 0;
         for (size_t i = 0; i < ELEMENTSOF(names); i++)

@@ -872,3 +872,20 @@ def test_an_unknown_secret_is_refused_before_anything_runs_in_the_same_words_on_
     hint = "no secret named 'NOPE_KEY' (pysprinter secret set NOPE_KEY)"
     assert seen[None] == [(2, "", [f"pysprinter: {hint}"]), (2, "", [f"pysprinter: task 't': {hint}"])], seen
     assert seen[daemon.url] == seen[None]
+
+
+def test_an_ambiguous_id_prefix_is_worded_as_embedded(daemon, workdir):
+    """`show r` through a daemon printed "run: the id prefix matches
+    several" (code "ambiguous", which docs/api.md does not list) where the
+    embedded path says which prefix and what to do."""
+    for server in (None, daemon.url):
+        for _ in range(2):
+            assert run_cli(workdir, ["run", "f.py", "--kind", "int", *([] if server else SB)],
+                           server=server).returncode == 0
+        for verb, what in ((["show", "r"], "runs"), (["dag", "status", "d"], "DAG runs")):
+            if verb[0] == "dag":
+                for _ in range(2):
+                    run_cli(workdir, ["dag", "run", "pipe.yaml", *([] if server else SB)], server=server)
+            r = run_cli(workdir, verb, server=server)
+            assert (r.returncode, r.stderr) == (2, f"pysprinter: '{verb[-1]}' matches several {what}; "
+                                                   "give more of the id\n"), (server, r)

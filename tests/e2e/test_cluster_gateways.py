@@ -123,7 +123,8 @@ def test_a_run_id_prefix_resolves_on_every_gateway(nodes, redis, tmp_path):
         assert gw.call("GET", f"/v1/runs/{pa}?wait=true") == (200, ref), gw
         assert gw.call("GET", f"/v1/runs/{pa}/logs") == (200, "hi from a\n"), gw
         st, err = gw.call("GET", f"/v1/runs/{both}")
-        assert st == 400 and err["error"]["code"] == "ambiguous", (st, err)
+        assert (st, err["error"]) == (400, {"code": "bad_request",
+                                            "message": f"'{both}' matches several runs; give more of the id"}), err
         st, _ = gw.call("GET", f"/v1/runs/{pa}", token="bob")
         assert st == 404
         st, _ = gw.call("GET", f"/v1/runs/{pa}zz")

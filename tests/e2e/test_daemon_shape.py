@@ -130,9 +130,9 @@ def test_lambda_rule_uses_the_parameters_validation_read(d):
 
 def test_routes_404_405(d):
     st, hdrs, body = d.request("PUT", "/v1/runs")
-    assert st == 405 and hdrs["allow"] == "GET, POST"
+    assert st == 405 and hdrs["allow"] == "GET, HEAD, POST"
     st, hdrs, body = d.request("POST", "/v1/workers", token=None)
-    assert st == 405 and hdrs["allow"] == "GET"  # before auth
+    assert st == 405 and hdrs["allow"] == "GET, HEAD"  # before auth
     st, b = d.call("GET", "/v1/nope")
     assert st == 404 and b["error"]["code"] == "not_found"
     st, hdrs, body = d.request("DELETE", "/2015-03-31/functions/x/invocations", token=None)
