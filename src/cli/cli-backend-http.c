@@ -625,6 +625,11 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
         _cleanup_fclose_ FILE *f = NULL;
         DataTarStream *tar = NULL;
         HttpRequest q = { .method = "PUT" };
+        /* Checked here as embedded: a name with a '/' would otherwise be
+         * another path of the API ("no such endpoint"). */
+        _cleanup_free_ char *bad_name = data_name_error(name);
+        if (bad_name)
+                return fail(b, -EINVAL, xasprintf("data put: %s", bad_name));
         if (data_source_is_url(source)) {
                 /* The daemon fetches, caches and revalidates the URL. */
                 json_t *o = json_pack("{s:s}", "url", source);
@@ -805,7 +810,7 @@ static int http_secret_rm(Backend *b, const char *name) {
         json_t *ans = NULL;
         int r = http_json(&b->http, "DELETE", path, NULL, &ans, &err);
         json_decref(ans);
-        return r < 0 ? fail(b, r, xasprintf("secret rm: %s", err ?: strerror(-r))) : 0;
+        return r < 0 ? fail(b, r, err ? TAKE_PTR(err) : xstrdup(strerror(-r))) : 0;
 }
 
 static void http_backend_free(Backend *b) {

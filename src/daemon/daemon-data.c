@@ -127,11 +127,8 @@ static int upload_begin(const DaemonCall *call, void **ret_sink, char **ret_erro
         if (!streq(call->method, "PUT") || call->n_seg != 3 || !call->d->catalog ||
             content_type_is(call, "application/json"))
                 return 0;
-        if (!data_name_valid(call->seg[2])) {
-                *ret_error = xasprintf("'%s' is not a dataset name ([A-Za-z0-9][A-Za-z0-9._-]*, at most %d bytes)",
-                                       call->seg[2], DATA_NAME_MAX);
+        if ((*ret_error = data_name_error(call->seg[2])))
                 return -EINVAL;
-        }
         const char *fname = daemon_call_query(call, "filename");
         if (fname && !upload_name_valid(fname)) {
                 /* Said before the body is stored, not after. */
@@ -383,8 +380,9 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *na
 struct MHD_Response *daemon_data_usage(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         const char *name = call->seg[2];
-        if (!data_name_valid(name))
-                return daemon_error_response(400, "bad_request", ret_status, "'%s' is not a dataset name", name);
+        _cleanup_free_ char *bad_name = data_name_error(name);
+        if (bad_name)
+                return daemon_error_response(400, "bad_request", ret_status, "%s", bad_name);
         if (!d->catalog)
                 return daemon_error_response(503, "unavailable", ret_status, "the data catalog is not open");
         /* The catalogue, not the node's SQLite: in a cluster the datasets
@@ -441,10 +439,9 @@ struct MHD_Response *daemon_data_handle(const DaemonCall *call, unsigned *ret_st
         if (call->n_seg == 2)
                 return handle_list(call, ret_status);
         const char *name = call->seg[2];
-        if (!data_name_valid(name))
-                return daemon_error_response(400, "bad_request", ret_status,
-                                             "'%s' is not a dataset name ([A-Za-z0-9][A-Za-z0-9._-]*, at most %d bytes)",
-                                             name, DATA_NAME_MAX);
+        _cleanup_free_ char *bad = data_name_error(name);
+        if (bad)
+                return daemon_error_response(400, "bad_request", ret_status, "%s", bad);
         if (call->n_seg == 4)
                 return handle_content(call, name, ret_status);
         if (get)

@@ -91,6 +91,14 @@ bool data_name_valid(const char *name) {
         return true;
 }
 
+char *data_name_error(const char *name) {
+        if (data_name_valid(name))
+                return NULL;
+        return xasprintf("'%s' is not a valid dataset name (letters, digits, '.', '_', '-'; at most %d characters, "
+                         "starting with a letter or digit)",
+                         name ?: "", DATA_NAME_MAX);
+}
+
 int data_parse_ref(const char *ref, char **ret_name, int *ret_version) {
         if (!ref)
                 return -EINVAL;
@@ -308,12 +316,8 @@ static char *file_name_error(const char *filename) {
 int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char *source, const char *filename,
                 DataInfo **ret, char **ret_error) {
         tenant = tenant ?: "local";
-        if (!data_name_valid(name)) {
-                *ret_error = xasprintf("'%s' is not a valid dataset name (letters, digits, '.', '_', '-'; "
-                                       "at most %d characters, starting with a letter or digit)",
-                                       name ?: "", DATA_NAME_MAX);
+        if ((*ret_error = data_name_error(name)))
                 return -EINVAL;
-        }
         if (!source || !*source) {
                 *ret_error = xstrdup("no source given (a file, a directory or an http(s) URL)");
                 return -EINVAL;
@@ -461,12 +465,8 @@ int data_upload_commit(DataUpload *u, const char *tenant, const char *name, cons
                        char **ret_error) {
         assert(u && ret && ret_error);
         tenant = tenant ?: "local";
-        if (!data_name_valid(name)) {
-                *ret_error = xasprintf("'%s' is not a valid dataset name (letters, digits, '.', '_', '-'; "
-                                       "at most %d characters, starting with a letter or digit)",
-                                       name ?: "", DATA_NAME_MAX);
+        if ((*ret_error = data_name_error(name)))
                 return -EINVAL;
-        }
         if (filename && (*ret_error = file_name_error(filename)))
                 return -EINVAL;
         if (u->error == -EFBIG) {

@@ -63,6 +63,9 @@ void data_catalog_set_url_allow(DataCatalog *c, char *const *url_allow);
 
 /* NAME: [A-Za-z0-9][A-Za-z0-9._-]*, at most DATA_NAME_MAX bytes. */
 bool data_name_valid(const char *name);
+/* NULL when name is a dataset name, else what to say (caller frees): the
+ * one wording of the CLI, the daemon and the API. */
+char *data_name_error(const char *name);
 /* "NAME" or "NAME@VERSION" -> name and version (0: current). -EINVAL. */
 int data_parse_ref(const char *ref, char **ret_name, int *ret_version);
 /* True for http:// and https:// sources. */

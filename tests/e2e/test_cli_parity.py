@@ -111,6 +111,9 @@ CASES = {
     "dag": ["dag", "run", "pipe.yaml"],
     "dag_invalid": ["dag", "run", "bad.yaml"],
     "dag_failed_task": ["dag", "run", "fail.yaml"],
+    # A name with a '/' reached the API as another path ("no such endpoint").
+    "data0_put_bad_name": ["data", "put", "bad/name", "words.txt"],
+    "secret_rm_missing": ["secret", "rm", "NOPE_SECRET"],
     # In order (sorted names): a put, the same content again, then get.
     "data1_put": ["data", "put", "words", "words.txt"],
     "data2_put_again": ["data", "put", "words", "words.txt", "--json"],

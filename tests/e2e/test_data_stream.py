@@ -228,7 +228,7 @@ def test_a_client_that_half_closes_after_its_body_gets_its_answer_and_the_end(d)
 
 def test_bad_names_are_refused_before_the_body(d):
     # A 10 MiB announced body, of which the daemon reads none.
-    for path, why in [("/v1/data/x?filename=..", b"plain file name"), ("/v1/data/-bad", b"not a dataset name")]:
+    for path, why in [("/v1/data/x?filename=..", b"plain file name"), ("/v1/data/-bad", b"is not a valid dataset name")]:
         s = socket.create_connection(("127.0.0.1", d.port))
         s.sendall((f"PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
                    f"Content-Type: application/octet-stream\r\nContent-Length: {10 << 20}\r\n\r\n").encode())
