@@ -56,7 +56,8 @@ static const char chain_help[] =
         "argument. Prints the last result (--json: as compact JSON); stops at the first failure with that step's\n"
         "exit code. Runs as a DAG run: `pysprinter dag logs ID stepN` shows a step's\n"
         "output. Run options: --timeout, --memory, --max-procs, --max-output,\n"
-        "--network, --data (every step), --sandbox, --json, -q.\n";
+        "--network, --data, --secret, --env (every step), --output-data (the last\n"
+        "step's output_dir()), --no-cache (run every step again), --sandbox, --json, -q.\n";
 
 /* ---- the view ---------------------------------------------------------------- */
 
@@ -731,12 +732,23 @@ static char *chain_pipeline(char **files, int n_files, const RunArgs *a) {
                 if (json_object_size(limits))
                         json_object_set(t, "limits", limits);
                 json_decref(limits);
-                if (a->data) {
-                        json_t *data = json_array();
-                        for (char **d = a->data; *d; d++)
-                                json_array_append_new(data, json_string(*d));
-                        json_object_set_new(t, "data", data);
+                if (a->data)
+                        json_object_set_new(t, "data", json_strv_new(a->data));
+                /* run's --secret and --env apply to every step, as --data
+                 * does; --output-data to the last (the chain's result). */
+                if (a->secrets)
+                        json_object_set_new(t, "secrets", json_strv_new(a->secrets));
+                if (a->env) {
+                        json_t *env = json_object();
+                        for (char **e = a->env; *e; e++) {
+                                const char *eq = strchr(*e, '=');
+                                _cleanup_free_ char *k = eq ? xstrndup(*e, (size_t) (eq - *e)) : xstrdup(*e);
+                                json_object_set_new(env, k, json_string(eq ? eq + 1 : ""));
+                        }
+                        json_object_set_new(t, "env", env);
                 }
+                if (a->output_data && i == n_files - 1)
+                        json_object_set_new(t, "outputs", json_string(a->output_data));
                 json_object_set_new(tasks, name, t);
         }
         json_t *p = json_pack("{s:s, s:o}", "name", "chain", "tasks", tasks);
@@ -773,6 +785,13 @@ int verb_chain(int argc, char **argv) {
         Dag *d = NULL;
         Backend *b = NULL;
         int code = 0;
+        if (a.output_file) {
+                /* A chain prints its last result; its steps' output is
+                 * `dag logs ID stepN`, not a stream to send to a file. */
+                cli_error("chain: --output-file is run's option (see `pysprinter dag logs ID stepN`)");
+                run_args_done(&a);
+                return EXIT_USAGE;
+        }
         text = chain_pipeline(argv, n_files, &a);
         if (!text) {
                 cli_error("chain: a file name or argument is not valid UTF-8");
@@ -790,7 +809,7 @@ int verb_chain(int argc, char **argv) {
                 goto out;
         backend_note_options(b, &a, a.sandbox, "these tasks");
         DagRequest q = { .dag = d, .text = text, .len = strlen(text), .filename = "chain.yaml", .base_dir = ".",
-                         .sandbox = a.sandbox };
+                         .sandbox = a.sandbox, .no_cache = a.no_cache };
         code = run_dag(b, &q, a.json_output || cli_globals.json, true);
 out:
         backend_free(b);

@@ -892,3 +892,34 @@ def test_an_ambiguous_id_prefix_is_worded_as_embedded(daemon, workdir):
             r = run_cli(workdir, verb, server=server)
             assert (r.returncode, r.stderr) == (2, f"pysprinter: '{verb[-1]}' matches several {what}; "
                                                    "give more of the id\n"), (server, r)
+
+
+CHAIN_ENV = '''
+import os
+from pysprinter import output_dir
+
+def g(x=None):
+    with open(output_dir() + "/seen.txt", "w") as f:
+        f.write(os.environ.get("CHAIN_X", "unset"))
+    return [x, os.environ.get("CHAIN_X", "unset")]
+'''
+
+
+def test_chain_applies_env_secret_output_data_and_no_cache_on_both_paths(daemon, workdir):
+    """chain parsed run's --env, --secret, --output-data and --no-cache
+    and dropped them: the steps saw no variable, an unknown secret ran,
+    nothing was stored, the steps were served from the memo; exit 0."""
+    (workdir / "chain_env.py").write_text(CHAIN_ENV)
+    for server in (None, daemon.url):
+        sb = [] if server else SB
+        r = run_cli(workdir, ["chain", "chain_env.py", "chain_env.py", "--env", "CHAIN_X=1", "-q", *sb], server=server)
+        assert (r.returncode, r.stdout) == (0, '[[null, "1"], "1"]\n'), (server, r)
+        r = run_cli(workdir, ["chain", "chain_env.py", "--secret", "NOPE_CHAIN", *sb], server=server)
+        assert r.returncode == 2 and "no secret named 'NOPE_CHAIN'" in r.stderr, (server, r)
+        r = run_cli(workdir, ["chain", "chain_env.py", "chain_env.py", "--output-data", "chained", "--no-cache", *sb],
+                    server=server)
+        assert r.returncode == 0 and "2 succeeded" in r.stderr and "cached" not in r.stderr, (server, r.stderr)
+        listed = json.loads(run_cli(workdir, ["data", "ls", "chained", "--json"], server=server).stdout)
+        assert [v["version"] for v in listed] == [1], (server, listed)
+        r = run_cli(workdir, ["chain", "chain_env.py", "--output-file", "o.txt", *sb], server=server)
+        assert r.returncode == 2 and "--output-file is run's option" in r.stderr, (server, r)
