@@ -176,7 +176,7 @@ struct Backend {
  * user. */
 int backend_open(const RunArgs *a, Backend **ret);
 /* Says what a run's local options come to on b, before it starts (what:
- * "this code", "these tasks"): --sandbox=none is loud embedded; with a
+ * "this code runs", "these tasks run"): --sandbox=none is loud embedded; with a
  * server, the options that are the server's settings (sandbox, package
  * index) are said to be ignored. */
 void backend_note_options(const Backend *b, const RunArgs *a, SandboxMode sandbox, const char *what);

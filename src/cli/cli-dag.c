@@ -190,6 +190,12 @@ static void report_changes(View *v, json_t *dag) {
                 const char *prev = name ? json_get_string(v->seen, name) : NULL;
                 if (!name || streq(st, "pending") || (prev && streq(prev, st)))
                         continue;
+                /* A server is polled: a task that ran between two looks is
+                 * seen done, never running. Its line comes first anyway, as
+                 * the embedded path (which sees every change) prints it. */
+                bool ran = streq(st, "succeeded") || streq(st, "failed") || streq(st, "cached");
+                if (ran && !(prev && streq(prev, "running")))
+                        fprintf(stderr, "%s: running\n", name);
                 json_object_set_new(v->seen, name, json_string(st));
                 char dur[32] = "";
                 if (state_done(t))
@@ -485,7 +491,7 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
         code = backend_open(&a.ra, &b);
         if (code)
                 goto out;
-        backend_note_options(b, &a.ra, a.sandbox, "these tasks");
+        backend_note_options(b, &a.ra, a.sandbox, "these tasks run");
         DagRequest q = { .dag = d, .text = text, .len = len, .filename = a.file, .base_dir = base, .params = a.params,
                          .concurrency = a.concurrency, .keep_going = a.keep_going, .no_cache = a.no_cache,
                          .sandbox = a.sandbox, .resume_id = a.resume };
@@ -807,7 +813,7 @@ int verb_chain(int argc, char **argv) {
         code = backend_open(&a, &b);
         if (code)
                 goto out;
-        backend_note_options(b, &a, a.sandbox, "these tasks");
+        backend_note_options(b, &a, a.sandbox, "these tasks run");
         DagRequest q = { .dag = d, .text = text, .len = strlen(text), .filename = "chain.yaml", .base_dir = ".",
                          .sandbox = a.sandbox, .no_cache = a.no_cache };
         code = run_dag(b, &q, a.json_output || cli_globals.json, true);

@@ -369,7 +369,7 @@ int verb_map(int argc, char **argv) {
         if (!code)
                 code = backend_open(&a, &b);
         if (!code) {
-                backend_note_options(b, &a, a.sandbox, "this code");
+                backend_note_options(b, &a, a.sandbox, "this code runs");
                 job.source = source;
                 job.source_len = len;
                 code = run_map(b, &job, conc);

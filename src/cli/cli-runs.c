@@ -204,7 +204,7 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
         if (!code && b->remote)
                 code = check_utf8(a.file, source, len);
         if (!code) {
-                backend_note_options(b, &a, a.sandbox, "this code");
+                backend_note_options(b, &a, a.sandbox, "this code runs");
                 RunRequest q = { .a = &a, .source = source, .source_len = len, .filename = a.file,
                                  .validate_only = validate_only };
                 code = run_and_render(b, &q);

@@ -152,8 +152,8 @@ int backend_open(const RunArgs *a, Backend **ret) {
 void backend_note_options(const Backend *b, const RunArgs *a, SandboxMode sandbox, const char *what) {
         if (!b->remote) {
                 if (sandbox == SANDBOX_MODE_NONE)
-                        cli_warning("--sandbox=none: %s runs WITHOUT isolation, with your user's access to files "
-                                    "and network",
+                        cli_warning("--sandbox=none: %s WITHOUT isolation, with your user's access to files and "
+                                    "network",
                                     what);
                 return;
         }
