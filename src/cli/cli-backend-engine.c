@@ -523,8 +523,8 @@ static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret,
         const char *sb = json_string_value(json_object_get(opts, "sandbox"));
         if (sb && streq(sb, "none"))
                 o->sandbox = SANDBOX_MODE_NONE;
-        o->keep_going = o->keep_going || json_is_true(json_object_get(opts, "keep_going"));
         json_decref(opts);
+        dag_options_restore(rec->options_json, o);
         *ret_id = xstrdup(rec->id);
         dag_run_record_free(rec);
         if (r < 0)

@@ -67,6 +67,7 @@ typedef struct View {
         bool progress;      /* "validating…" on the line */
         size_t drawn;       /* lines of the tree on screen */
         json_t *seen;       /* task name -> the state last reported (line mode) */
+        json_t *leaves;     /* the names of the tasks nothing depends on */
 } View;
 
 static usec_t jusec(json_t *o, const char *k) {
@@ -206,8 +207,24 @@ static void report_changes(View *v, json_t *dag) {
         fflush(stderr);
 }
 
+/* The names of the tasks nothing depends on: whose results a run prints. */
+static json_t *leaf_names(Dag *shape) {
+        json_t *names = json_array();
+        for (size_t i = 0; i < dag_n_tasks(shape); i++) {
+                DagTaskInfo ti;
+                dag_task_info(shape, i, &ti);
+                if (ti.n_dependents == 0)
+                        json_array_append_new(names, json_string(ti.name));
+        }
+        return names;
+}
+
 static void on_view(Dag *shape, json_t *dag, void *userdata) {
         View *v = userdata;
+        /* Kept for the results: a resumed run's shape is the backend's,
+         * loaded from the store and gone when it returns. */
+        if (!v->leaves && shape)
+                v->leaves = leaf_names(shape);
         if (v->quiet)
                 return;
         if (!dag) {
@@ -245,6 +262,7 @@ static void view_done(View *v) {
         if (v->progress)
                 fputs("\r\033[K", stderr);
         json_decref(v->seen);
+        json_decref(v->leaves);
 }
 
 /* ---- outcome ------------------------------------------------------------------ */
@@ -339,15 +357,12 @@ static void print_dag_json(json_t *dag, Dag *shape) {
 
 /* The leaves' results: one leaf prints like `run` (compact JSON with
  * json), several as an object. */
-static void print_leaf_results(json_t *dag, Dag *shape, bool json) {
-        json_t *leaves = json_object(), *only = NULL;
-        for (size_t i = 0; i < dag_n_tasks(shape); i++) {
-                DagTaskInfo ti;
-                dag_task_info(shape, i, &ti);
-                if (ti.n_dependents != 0)
-                        continue;
-                json_t *r = json_object_get(task_of(dag, ti.name), "result") ?: json_null();
-                json_object_set(leaves, ti.name, r);
+static void print_leaf_results(json_t *dag, json_t *names, bool json) {
+        json_t *leaves = json_object(), *only = NULL, *n;
+        size_t i;
+        json_array_foreach(names, i, n) {
+                json_t *r = json_object_get(task_of(dag, json_string_value(n)), "result") ?: json_null();
+                json_object_set(leaves, json_string_value(n), r);
                 only = r;
         }
         render_value(json_object_size(leaves) == 1 ? only : leaves, json, isatty(STDOUT_FILENO));
@@ -447,15 +462,17 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
         cli_interrupted = 0;
         cli_catch_interrupt();
         int r = b->ops->dag_run(b, q, on_view, &v, &dag);
-        view_done(&v);
-        if (r < 0)
+        if (r < 0) {
+                view_done(&v);
                 return backend_fail(b, r);
+        }
         int code = cli_dag_exit_code(dag);
         print_summary(dag, code, t0, v.color);
         if (json && !results_only)
                 print_dag_json(dag, q->dag);
-        else if (code == 0 && q->dag)
-                print_leaf_results(dag, q->dag, json);
+        else if (code == 0 && v.leaves)
+                print_leaf_results(dag, v.leaves, json);
+        view_done(&v);
         json_decref(dag);
         return code;
 }

@@ -519,15 +519,7 @@ int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec) {
                         return r;
                 }
                 DagOptions o = { .sandbox = d->cfg.sandbox };
-                json_t *opts = rec->options_json ? json_loads(rec->options_json, 0, NULL) : NULL;
-                if (opts) {
-                        o.keep_going = json_is_true(json_object_get(opts, "keep_going"));
-                        o.no_cache = json_is_true(json_object_get(opts, "no_cache"));
-                        json_int_t c = json_integer_value(json_object_get(opts, "concurrency"));
-                        if (c > 0 && c <= DAG_MAX_CONCURRENCY)
-                                o.concurrency = (unsigned) c;
-                        json_decref(opts);
-                }
+                dag_options_restore(rec->options_json, &o);
                 r = ddag_start(d, rec->id, rec->tenant ? rec->tenant : "local", dag, &o, NULL);
                 if (r < 0)
                         log_warn("DAG run %s cannot be resumed: %s", rec->id, strerror(-r));

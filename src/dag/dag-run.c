@@ -807,6 +807,18 @@ static char *options_json(Dag *d, unsigned concurrency) {
         return s;
 }
 
+void dag_options_restore(const char *options_json, DagOptions *o) {
+        json_t *opts = options_json ? json_loads(options_json, 0, NULL) : NULL;
+        if (!opts)
+                return;
+        o->keep_going = o->keep_going || json_is_true(json_object_get(opts, "keep_going"));
+        o->no_cache = o->no_cache || json_is_true(json_object_get(opts, "no_cache"));
+        json_int_t c = json_integer_value(json_object_get(opts, "concurrency"));
+        if (!o->concurrency && c > 0 && c <= DAG_MAX_CONCURRENCY)
+                o->concurrency = (unsigned) c;
+        json_decref(opts);
+}
+
 /* Resuming: tasks that finished well keep their results; the rest run. */
 static int restore_tasks(Dag *d, Store *s, char **ret_error) {
         DagTaskRecord **recs = NULL;

@@ -235,6 +235,11 @@ int dag_exit_code(const Dag *d);
  * dag_load_any). */
 int dag_load(Store *s, const char *tenant, const char *id_or_prefix, Dag **ret, DagRunRecord **ret_record,
              char **ret_error);
+/* The options a DAG run was started with (its record's options_json) into
+ * o, for a resume to go on as it began: keep_going and no_cache (either
+ * set stays set), concurrency unless o has one. Never the sandbox: the
+ * caller's own setting decides that. */
+void dag_options_restore(const char *options_json, DagOptions *o);
 /* dag_load() with a loader for task files (NULL: dag_load_any). */
 int dag_load_with(Store *s, const char *tenant, const char *id_or_prefix, DagLoadFn load, void *load_userdata,
                   Dag **ret, DagRunRecord **ret_record, char **ret_error);

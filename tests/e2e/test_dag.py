@@ -289,6 +289,44 @@ def test_resume_after_interruption(steps, env, tmp_path):
     assert out["tasks"]["after"]["result"] == 1
 
 
+def test_resume_keeps_the_runs_no_cache_and_prints_its_result(steps, env, tmp_path):
+    """A resumed `--no-cache` run served its remaining tasks from the memo
+    (its recorded options were not read back: only keep_going was), and
+    `dag resume` printed no result on stdout where `dag run` prints it."""
+    steps.write("nap.py", "import time\ndef nap(x, s: float = 0):\n    time.sleep(s)\n    return x + 1\n")
+    steps.write("nc.yaml", """
+        tasks:
+          a: {file: nap.py, function: nap, args: [0]}
+          b: {file: nap.py, function: nap, args: ["${a}", 30]}
+          c: {file: nap.py, function: nap, args: ["${b}"]}
+        """)
+    # Fill the memo with the same tasks (b without its nap, via the file).
+    steps.write("nap.py", "import time\ndef nap(x, s: float = 0):\n    return x + 1\n")
+    assert steps("dag", "run", *sandbox_args(), "nc.yaml").stdout == "3\n"
+    steps.write("nap.py", "import time\ndef nap(x, s: float = 0):\n    time.sleep(s)\n    return x + 1\n")
+    proc = subprocess.Popen([str(CLI), "dag", "run", *sandbox_args(), "nc.yaml", "--no-cache"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    did = None
+    for _ in range(300):
+        time.sleep(0.1)
+        ls = json.loads(steps("dag", "ls", "--json", check=0).stdout)
+        if ls and ls[0]["status"] == "running":
+            st = json.loads(steps("dag", "status", ls[0]["id"], "--json", check=0).stdout)
+            if st["tasks"]["b"]["state"] == "running":
+                did = ls[0]["id"]
+                break
+    assert did
+    proc.kill()
+    proc.wait()
+    steps.write("nap.py", "import time\ndef nap(x, s: float = 0):\n    return x + 1\n")
+    p = steps("dag", "resume", *sandbox_args(), did)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "3\n"
+    assert "b: cached" not in p.stderr and "c: cached" not in p.stderr, p.stderr
+    out = json.loads(steps("dag", "status", did, "--json").stdout)
+    assert [out["tasks"][t]["cached"] for t in "abc"] == [False, False, False], out
+
+
 def test_tasks_with_different_packages(cli, tmp_path):
     wheels = tmp_path / "wheels"
     ix = pkgindex.Index()
