@@ -579,6 +579,8 @@ static void run_task(Dag *d, Task *t) {
                         pthread_mutex_lock(&d->lock);
                         free(t->run_id);
                         t->run_id = xstrdup(res->id);
+                        if (res->started)
+                                t->started = res->started;
                         pthread_mutex_unlock(&d->lock);
                 }
                 if (res->status == RUN_SUCCEEDED) {
@@ -838,6 +840,9 @@ static int restore_tasks(Dag *d, Store *s, char **ret_error) {
                                         free(d->tasks[k].run_id);
                                         d->tasks[k].run_id = xstrdup(recs[i]->run_id);
                                         d->tasks[k].attempts = recs[i]->attempts;
+                                        /* Adopted, it has been running since
+                                         * then, not since the resume. */
+                                        d->tasks[k].started = recs[i]->started;
                                 }
                 if ((st != DAG_TASK_SUCCEEDED && st != DAG_TASK_CACHED) || !recs[i]->value_json)
                         continue;

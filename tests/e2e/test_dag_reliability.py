@@ -133,6 +133,7 @@ tasks:
                     break
             time.sleep(0.05)
         b_run = tasks_by_name(cur)["b"]["run_id"]
+        b_started = tasks_by_name(cur)["b"]["started_at"]
         old = d.proc
         os.kill(old.pid, signal.SIGKILL)  # not reaped: the pid stays taken
         d.logf.close()
@@ -144,6 +145,9 @@ tasks:
         assert "still driven" not in d.log.read_text()
         # b's run was re-run by the queue (attempt 2) and adopted: one run id.
         assert t["b"]["run_id"] == b_run, (t["b"], b_run)
+        # Adopted, it ran from its first start, not from the resume (a
+        # takeover showed a 4 s task as 208 ms).
+        assert t["b"]["started_at"] == b_started, (t["b"], b_started)
         st, r = d.call("GET", f"/v1/runs/{b_run}")
         assert r["status"] == "succeeded" and r["attempt"] == 2, r
     finally:
