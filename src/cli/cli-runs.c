@@ -26,7 +26,7 @@ static const char run_help[] =
         "  -q, --quiet           no progress, no notes: the result and errors only\n"
         "  --timeout DURATION    wall-clock limit (default 60s; 500ms, 2m…)\n"
         "  --memory SIZE         memory limit (default 512M)\n"
-        "  --max-procs N         process limit (default 64)\n"
+        "  --max-procs N         process and thread limit (default 64)\n"
         "  --max-output SIZE     stdout+stderr limit (default 10M)\n"
         "  --network             allow outbound network access\n"
         "  --no-network          no network even where the server's default grants it\n"
