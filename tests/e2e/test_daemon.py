@@ -369,11 +369,11 @@ def test_huge_body_is_413(d):
 
 
 @pytest.mark.parametrize("method,path,allow", [
-    ("PUT", "/v1/runs", "GET, POST"),
-    ("POST", "/v1/runs/rabc", "GET, DELETE"),
+    ("PUT", "/v1/runs", "GET, HEAD, POST"),
+    ("POST", "/v1/runs/rabc", "GET, HEAD, DELETE"),
     ("GET", "/v1/validate", "POST"),
-    ("PATCH", "/v1/functions/x", "GET, DELETE"),
-    ("DELETE", "/healthz", "GET"),
+    ("PATCH", "/v1/functions/x", "GET, HEAD, DELETE"),
+    ("DELETE", "/healthz", "GET, HEAD"),
     ("GET", "/2015-03-31/functions/x/invocations", "POST"),
 ])
 def test_wrong_methods_are_405(d, method, path, allow):
