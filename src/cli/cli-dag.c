@@ -451,7 +451,6 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
         return -EINVAL;
 }
 
-
 /* Runs q on b, draws it, prints its outcome; returns the exit code. json:
  * the DAG run as JSON, or with results_only (chain) its result as JSON. */
 static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {

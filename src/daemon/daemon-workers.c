@@ -74,7 +74,10 @@ struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_statu
                 json_object_set_new(j, "package_store", json_string(store_dir));
         }
         pthread_rwlock_rdlock(&d->cfg_lock);
-        json_object_set_new(j, "index_url", d->cfg.index_url ? json_string(d->cfg.index_url) : json_null());
+        /* Shown as pip shows it: the operator's index password is not
+         * every tenant's to read (an admin has the config). */
+        _cleanup_free_ char *index_url = pkg_url_redact(d->cfg.index_url);
+        json_object_set_new(j, "index_url", index_url ? json_string(index_url) : json_null());
         pthread_rwlock_unlock(&d->cfg_lock);
         json_t *envs = json_array();
         PkgEnvInfo *infos = NULL;

@@ -343,7 +343,7 @@ static void env_seen_put(Engine *e, const char *key, const char *env_key, char *
         vcache_put(e->envcache, key, entry);
 }
 
-int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
+static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
                        RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
                        char **ret_lock_json, char **ret_error) {
         if (n_reqs == 0) {
@@ -403,4 +403,19 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
         if (seen)
                 env_seen_put(e, seen, env_key, *ret_sys_path, n_entries, ret_lock_json ? *ret_lock_json : lock);
         return 0;
+}
+
+int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
+                       RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
+                       char **ret_lock_json, char **ret_error) {
+        int r = resolve_env(e, reqs, n_reqs, resolve_only, run_id, fn, userdata, ret_sys_path, ret_n_entries,
+                            ret_lock_json, ret_error);
+        /* Its messages name index URLs: a run's error reaches its tenant,
+         * and the operator's index password must not. */
+        if (r < 0 && *ret_error) {
+                char *shown = pkg_url_redact(*ret_error);
+                free(*ret_error);
+                *ret_error = shown;
+        }
+        return r;
 }

@@ -2,6 +2,37 @@
 #include "pkg-mgr.h"
 
 
+/* The end of a URL's authority (after "scheme://"): where its path,
+ * query or fragment begins, or where the text around it goes on. */
+static size_t authority_length(const char *a) {
+        size_t n = strcspn(a, "/?#\"' \t\r\n<>()[]{}`,;");
+        return n;
+}
+
+char *pkg_url_redact(const char *text) {
+        if (!text)
+                return NULL;
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        const char *p = text;
+        for (const char *at; (at = strstr(p, "://"));) {
+                const char *auth = at + 3;
+                size_t n = authority_length(auth);
+                const char *userinfo_end = memrchr(auth, '@', n);
+                buf_append(&b, p, (size_t) (auth - p));
+                if (userinfo_end) {
+                        const char *colon = memchr(auth, ':', (size_t) (userinfo_end - auth));
+                        if (colon)
+                                buf_append(&b, auth, (size_t) (colon - auth) + 1);
+                        buf_appends(&b, "****");
+                        p = userinfo_end;
+                } else
+                        p = auth;
+        }
+        buf_appends(&b, p);
+        return buf_steal(&b) ?: xstrdup("");
+}
+
 char *pkg_record_hash(const uint8_t digest[32]) {
         static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         char out[64] = "sha256=";

@@ -165,6 +165,12 @@ int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, c
 PkgIndexConfig *pkg_index_config_free(PkgIndexConfig *c);
 /* Stable text form (sources in order), part of the lock cache key. */
 char *pkg_index_config_fingerprint(const PkgIndexConfig *c);
+/* text with the credentials of every URL in it hidden, as pip shows them:
+ * the password as "****" after its user, and a user alone (a token) as
+ * "****". What leaves the package manager for a person (a run's
+ * error, /v1/envs) goes through it: an index URL may carry an operator's
+ * password, which another tenant must not read. NULL for NULL. */
+char *pkg_url_redact(const char *text);
 
 /* One file of a project as an index lists it. */
 typedef struct PkgFile {

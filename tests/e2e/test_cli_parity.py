@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import CLI, WORKER, sandbox_args
-from daemonlib import Daemon
+from daemonlib import TOKENS, Daemon, free_port
 
 FUNCS = '''
 def f(kind: str = "float"):
@@ -924,3 +924,31 @@ def test_chain_applies_env_secret_output_data_and_no_cache_on_both_paths(daemon,
         assert [v["version"] for v in listed] == [1], (server, listed)
         r = run_cli(workdir, ["chain", "chain_env.py", "--output-file", "o.txt", *sb], server=server)
         assert r.returncode == 2 and "--output-file is run's option" in r.stderr, (server, r)
+
+
+def test_an_index_password_never_reaches_a_tenant_or_the_cli(tmp_path, workdir, empty_index):
+    """A daemon whose index URL carries credentials showed them to every
+    tenant: in GET /v1/envs and in a run's error ("GET http://deploy:
+    S3CRET@…/simple/x/: …", "no project named … (index http://deploy:
+    S3CRET@…)"). pip shows such a URL as http://deploy:****@host/."""
+    host = empty_index.url.split("://", 1)[1]
+    secret_url = f"http://deploy:S3CRETTOKEN@{host}"
+    closed = f"http://TOKENONLY@127.0.0.1:{free_port()}/simple/"
+    for url, shown in ((secret_url, f"http://deploy:****@{host}"), (closed, "http://****@127.0.0.1:")):
+        d = Daemon(tmp_path / f"cred{len(shown)}", sandbox="none" if sandbox_args() else None,
+                   config_extra=f"index:\n  url: {url}\n")
+        d.start()
+        try:
+            st, envs = d.call("GET", "/v1/envs")
+            assert st == 200 and envs["index_url"].startswith(shown), envs
+            (workdir / "needs.py").write_text(UNKNOWN)
+            outs = [run_cli(workdir, ["run", "needs.py", *SB], extra_env={"PYSPRINTER_INDEX_URL": url})]
+            outs.append(run_cli(workdir, ["run", "needs.py"], server=d.url,
+                                extra_env={"PYSPRINTER_TOKEN": TOKENS["alice"]}))
+            st, run = d.call("POST", "/v1/runs?wait=true", {"source": UNKNOWN})
+            for p in outs:
+                assert p.returncode == 4 and shown in p.stderr, p
+            texts = [p.stdout + p.stderr for p in outs] + [json.dumps(envs), json.dumps(run)]
+            assert not [t for t in texts if "S3CRETTOKEN" in t or "TOKENONLY" in t], texts
+        finally:
+            d.stop()

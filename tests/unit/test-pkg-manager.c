@@ -15,6 +15,27 @@
 #include "pkg-mgr.h"
 #include "pkg.h"
 
+static void test_url_redact(void **state) {
+        const struct {
+                const char *text, *want;
+        } rows[] = {
+                { "https://pypi.org/simple/", "https://pypi.org/simple/" },
+                { "GET http://deploy:S3CRET@127.0.0.1:9/simple/x/: HTTP 500",
+                  "GET http://deploy:****@127.0.0.1:9/simple/x/: HTTP 500" },
+                { "(index https://TOKEN@host/simple/)", "(index https://****@host/simple/)" },
+                { "a http://u:p@h b https://v:q@i/x", "a http://u:****@h b https://v:****@i/x" },
+                { "http://h/path@not-userinfo", "http://h/path@not-userinfo" },
+                { "http://u:p@a@h/", "http://u:****@h/" },
+                { "file:///tmp/wheels", "file:///tmp/wheels" },
+                { "", "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *got = pkg_url_redact(rows[i].text);
+                assert_string_equal(got, rows[i].want);
+        }
+        assert_null(pkg_url_redact(NULL));
+}
+
 static void test_url_join(void **state) {
         static const struct {
                 const char *base, *href, *want;
@@ -251,7 +272,7 @@ static void test_wheel_entry_cap_from_central_directory(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_url_join),     cmocka_unit_test(test_close_names),
+                cmocka_unit_test(test_url_join), cmocka_unit_test(test_url_redact),     cmocka_unit_test(test_close_names),
                 cmocka_unit_test(test_metadata),     cmocka_unit_test(test_record_hash),
                 cmocka_unit_test(test_lock_roundtrip), cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
