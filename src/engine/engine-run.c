@@ -1116,10 +1116,14 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
                 const char *type = json_string_value(json_object_get(e, "type"));
                 const char *msg = json_string_value(json_object_get(e, "message"));
                 const char *tb = json_string_value(json_object_get(e, "traceback"));
-                if (type && (streq(type, "ValidationError") || endswith(type, "SyntaxError"))) {
+                /* What the function raised is its failure whatever its
+                 * class is named; only the runner's own errors (no
+                 * "raised") are a validation or an internal error. */
+                bool raised = json_is_true(json_object_get(e, "raised"));
+                if (!raised && type && (streq(type, "ValidationError") || endswith(type, "SyntaxError"))) {
                         _cleanup_free_ char *m = format_validation_error(e, c->spec->filename ?: "<input>");
                         set_outcome(c, RUN_INVALID, EXIT_VALIDATION, type, m);
-                } else if (type && (streq(type, "InternalError") || streq(type, "SandboxError"))) {
+                } else if (!raised && type && (streq(type, "InternalError") || streq(type, "SandboxError"))) {
                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, type, msg);
                 } else {
                         _cleanup_free_ char *m = xasprintf("%s: %s", type ?: "Exception", msg ?: "");

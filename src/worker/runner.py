@@ -1057,11 +1057,17 @@ def _user_module(source, filename, req):
 
 
 def _exception_result(e, filename):
+    # "raised": the function's (or its module's) own exception, whatever
+    # its class is called: a user's ValidationError (pydantic, jsonschema)
+    # or InternalError (psycopg2) is a failed run with its traceback, not
+    # pysprinter's validation or internal error, which _error_reply and
+    # run()'s last resort write without it.
     _hint(e)
     return {"ok": False, "error": {
         "type": _shown(type(e).__name__),
         "message": _shown(_safe_str(e)),
         "traceback": _shown(_user_traceback(e, filename)),
+        "raised": True,
     }}
 
 

@@ -952,3 +952,96 @@ def test_an_index_password_never_reaches_a_tenant_or_the_cli(tmp_path, workdir, 
             assert not [t for t in texts if "S3CRETTOKEN" in t or "TOKENONLY" in t], texts
         finally:
             d.stop()
+
+
+NAMED_LIKE_OURS = '''
+import ast, os, resource, signal, time
+from pysprinter import output_dir
+
+class ValidationError(Exception):
+    pass
+
+class InternalError(Exception):
+    pass
+
+@requirements({})
+def f(kind: str):
+    if kind == "validation":
+        raise ValidationError("bad age")
+    if kind == "internal":
+        raise InternalError("server closed the connection")
+    if kind == "syntax":
+        return ast.parse("x = = 1")
+    if kind == "fsize":
+        limit, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if limit == resource.RLIM_INFINITY:  # --sandbox=none sets none
+            limit = 1 << 20
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        with open(os.path.join(output_dir(), "big"), "wb", buffering=0) as fh:
+            fh.seek(limit)
+            try:
+                fh.write(b"x")
+                fh.flush()
+            except OSError as e:
+                return [e.errno, e.strerror]
+        return "written"
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+    return "slept"
+'''
+
+
+@pytest.mark.parametrize("kind,code,last", [
+    ("validation", 1, "ValidationError: bad age"),
+    ("internal", 1, "InternalError: server closed the connection"),
+    ("syntax", 1, "SyntaxError: invalid syntax"),
+])
+def test_an_exception_named_like_pysprinters_own_is_the_functions_failure(daemon, workdir, kind, code, last):
+    """The engine classified a failure by its class name: a user's
+    ValidationError (pydantic, jsonschema) ended exit 3 'invalid' without
+    its traceback, an InternalError (psycopg2) exit 7 as ours, and a
+    SyntaxError raised while the function ran (ast.parse) exit 3."""
+    (workdir / "named.py").write_text(NAMED_LIKE_OURS)
+    seen = {}
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "named.py", "--kind", kind, *([] if server else SB)], server=server)
+        assert r.returncode == code and "Traceback (most recent call last)" in r.stderr, (server, r)
+        assert r.stderr.rstrip("\n").endswith(last), (server, r.stderr)
+        seen[server] = (r.returncode, r.stdout, [l for l in r.stderr.splitlines() if "--sandbox" not in l])
+    assert seen[None] == seen[daemon.url]
+    # pysprinter's own validation is still exit 3, without a traceback.
+    r = run_cli(workdir, ["run", "named.py", "--nope", "1"], server=daemon.url)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r
+
+
+def test_a_write_past_the_file_size_limit_is_an_oserror_on_both_paths(daemon, workdir):
+    """SIGXFSZ was left at its default (Python is started without its
+    handlers): the write killed the run, exit 5 'file size limit', where
+    python3 under `ulimit -f` raises OSError(EFBIG) (docs/data.md)."""
+    (workdir / "named.py").write_text(NAMED_LIKE_OURS)
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "named.py", "--kind", "fsize", "--json", *([] if server else SB)], server=server)
+        assert (r.returncode, json.loads(r.stdout or "null")) == (0, [27, "File too large"]), (server, r)
+
+
+def test_a_run_gets_sigint_whoever_started_the_daemon(tmp_path, workdir):
+    """A daemon started by a shell's `cmd &` or nohup has SIGINT ignored,
+    and its workers inherited that: a run's os.kill(SIGINT) was ignored
+    (exit 0, "slept") where embedded it is KeyboardInterrupt (exit 1)."""
+    import signal as sig
+    (workdir / "named.py").write_text(NAMED_LIKE_OURS)
+    d = Daemon(tmp_path / "ign", sandbox="none" if sandbox_args() else None, args=["--no-auth"])
+    old = {s: sig.signal(s, sig.SIG_IGN) for s in (sig.SIGINT, sig.SIGQUIT, sig.SIGHUP)}
+    try:
+        d.start()
+    finally:
+        for s, h in old.items():
+            sig.signal(s, h)
+    try:
+        seen = {}
+        for server in (None, d.url):
+            r = run_cli(workdir, ["run", "named.py", "--kind", "sigint", *([] if server else SB)], server=server)
+            seen[server] = (r.returncode, r.stdout, r.stderr.splitlines()[-1:])
+        assert seen[None] == seen[d.url] == (1, "", ["KeyboardInterrupt"]), seen
+    finally:
+        d.stop()
