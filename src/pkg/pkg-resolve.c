@@ -292,6 +292,18 @@ static int cand_load_meta(Resolver *rs, Proj *p, Cand *c) {
                 pkg_metadata_free(m);
                 return -EBADMSG;
         }
+        /* The candidate's version is the file name's: metadata that says
+         * another would lock one version and install another. */
+        PkgVersion *mv = NULL;
+        bool same = m->version && pkg_version_parse(m->version, &mv) >= 0 && pkg_version_compare(mv, c->version) == 0;
+        pkg_version_free(mv);
+        if (!same) {
+                c->meta_error = -EBADMSG;
+                c->meta_why = xasprintf("%s: its metadata gives version %s, the file name %s (an inconsistent wheel)",
+                                        f->filename, m->version ?: "(none)", c->vstr);
+                pkg_metadata_free(m);
+                return -EBADMSG;
+        }
         if (!python_ok(rs, m->requires_python)) {
                 c->meta_error = -ENOEXEC;
                 c->meta_why = xasprintf("%s %s requires Python %s (this is %s)", p->name, c->vstr, m->requires_python,

@@ -334,6 +334,18 @@ static bool distinfo_matches(const char *distinfo, const char *project) {
         return a && b && streq(a, b);
 }
 
+/* Equal as PEP 440 versions ("1.0" is "1.0.0"); unparsable ones as text. */
+static bool versions_equal(const char *a, const char *b) {
+        if (!a || !b)
+                return false;
+        PkgVersion *va = NULL, *vb = NULL;
+        bool eq = pkg_version_parse(a, &va) >= 0 && pkg_version_parse(b, &vb) >= 0 ? pkg_version_compare(va, vb) == 0
+                                                                                   : streq(a, b);
+        pkg_version_free(va);
+        pkg_version_free(vb);
+        return eq;
+}
+
 static struct archive *open_wheel(const char *path) {
         struct archive *a = archive_read_new();
         if (!a)
@@ -493,16 +505,18 @@ static int scan_entries(struct archive *a, int dfd, const char *wheel, const Pkg
                 if (archive_entry_size_is_set(ae) && (uint64_t) archive_entry_size(ae) > PKG_WHEEL_MAX_ENTRY_BYTES)
                         return fail(ret_error, -EFBIG, wheel, path, "declared size over the %llu-byte cap",
                                     (unsigned long long) PKG_WHEEL_MAX_ENTRY_BYTES);
-                const char *slash = strchr(path, '/');
-                bool in_distinfo = slash && slash - path > 10 && strneq(slash - 10, ".dist-info", 10);
+                /* Where it lands decides, not its archive path: a
+                 * NAME.data/purelib/OTHER.dist-info/ lands beside the
+                 * wheel's own and would pass for another project. */
+                size_t top = strcspn(dest, "/");
+                bool in_distinfo = top > 10 && strneq(dest + top - 10, ".dist-info", 10) && (dest[top] == '/' || isdir);
                 if (in_distinfo && !distinfo) {
-                        distinfo = xstrndup(path, (size_t) (slash - path));
+                        distinfo = xstrndup(dest, top);
                         if (!distinfo_matches(distinfo, wn->name))
                                 return fail(ret_error, -EBADMSG, wheel, path,
                                             "its .dist-info directory %s is not the project %s the file name gives",
                                             distinfo, wn->name);
-                } else if (in_distinfo &&
-                           !(strlen(distinfo) == (size_t) (slash - path) && strneq(path, distinfo, strlen(distinfo))))
+                } else if (in_distinfo && !(strlen(distinfo) == top && strneq(dest, distinfo, top)))
                         return fail(ret_error, -EBADMSG, wheel, path, "second .dist-info directory (%s already seen)",
                                     distinfo);
                 char *last = isdir ? NULL : strrchr(dest, '/');
@@ -639,6 +653,15 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
                         r = fail(ret_error, -EBADMSG, wheel, NULL,
                                  "its metadata names a different project (%s) than the file name (%s)", m->name,
                                  wn->name);
+                        goto out;
+                }
+                /* And the same version: the lock says what the file name
+                 * (and the index) said; importlib.metadata would say
+                 * otherwise (pip: "inconsistent version"). */
+                if (!versions_equal(m->version, wn->version)) {
+                        r = fail(ret_error, -EBADMSG, wheel, NULL,
+                                 "its metadata gives version %s, the file name %s (an inconsistent wheel)",
+                                 m->version ?: "(none)", wn->version);
                         goto out;
                 }
         }

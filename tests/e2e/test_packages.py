@@ -448,6 +448,39 @@ def test_wheel_metadata_names_another_project_refused(cli, tmp_path, home):
     assert w.name in p.stderr and "metadata names a different project (requests)" in p.stderr, p.stderr
 
 
+def test_a_dist_info_smuggled_under_data_purelib_is_refused(cli, tmp_path, home):
+    """NAME.data/purelib/ installs into the root: a wheel carrying
+    evil-1.0.data/purelib/zeta-9.9.dist-info/METADATA landed a second
+    .dist-info beside its own, and importlib.metadata said zeta 9.9 (the
+    check looked at the archive path, not where it lands)."""
+    w = pkgindex.build_wheel(tmp_path / "w", "evil_data", "1.0", files={
+        "evil_data.py": "X = 1\n",
+        "evil_data-1.0.data/purelib/zeta-9.9.dist-info/METADATA": "Metadata-Version: 2.1\nName: zeta\nVersion: 9.9\n",
+    })
+    p = _install_one(cli, tmp_path, home, w, "evil_data")
+    assert w.name in p.stderr and "zeta-9.9.dist-info" in p.stderr, p.stderr
+    assert "second .dist-info directory" in p.stderr or "is not the project evil_data" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("where", ["wheel", "index"])
+def test_a_wheel_whose_metadata_gives_another_version_is_refused(cli, tmp_path, home, where):
+    """vmis-1.0-….whl whose METADATA says 9.9 was locked as 1.0 and ran as
+    9.9 (importlib.metadata); pip refuses it ("inconsistent version").
+    With PEP 658 metadata (index) the resolver reads it; without (wheel),
+    the unpack does."""
+    w = pkgindex.build_wheel(tmp_path / "w", "vmis", "1.0", metadata=pkgindex.metadata_text("vmis", "9.9"))
+    ix = pkgindex.Index()
+    ix.add(w, metadata=where == "index")
+    ix.start()
+    try:
+        p = install(cli, ix, {"vmis": ""}, check=4)
+    finally:
+        ix.stop()
+    assert "metadata gives version 9.9, the file name 1.0" in p.stderr, p.stderr
+    store = home / "store"
+    assert not store.exists() or not [x for x in store.iterdir() if not x.name.startswith(".")]
+
+
 def test_wheel_with_too_many_entries_refused_before_extracting(cli, tmp_path, home):
     """The entry cap is read from the zip's central directory: 100,001
     entries are refused at once (it used to take 17 s of unpacking)."""
