@@ -242,6 +242,14 @@ static char *url_basename_unquoted(const char *url) {
 }
 
 /* PEP 691 JSON project page. */
+/* A page fetched over http(s) links files over http(s) only: a file://
+ * link (or any other scheme) on it would have this host's files opened as
+ * wheels, at a remote page's word. A local (file://) index may use them. */
+static bool link_allowed(const char *base, const char *url) {
+        bool remote = strncasecmp(base, "http://", 7) == 0 || strncasecmp(base, "https://", 8) == 0;
+        return !remote || strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
 static int parse_json_page(const char *body, const char *base, PkgProject *p, char **ret_error) {
         json_error_t jerr;
         json_t *root = json_loads(body, 0, &jerr);
@@ -263,8 +271,11 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 const char *url = json_get_string(f, "url");
                 if (!fn || !url || strchr(fn, '/'))
                         continue;
+                _cleanup_free_ char *joined = pkg_url_join(base, url);
+                if (!link_allowed(base, joined))
+                        continue;
                 PkgFile pf = { .filename = xstrdup(fn) };
-                pf.url = pkg_url_join(base, url);
+                pf.url = TAKE_PTR(joined);
                 char *frag = NULL;
                 split_hash_fragment(pf.url, &frag);
                 free(frag);
@@ -380,8 +391,13 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p) {
                         s = end;
                         continue;
                 }
+                _cleanup_free_ char *joined = pkg_url_join(base, href);
+                if (!link_allowed(base, joined)) {
+                        s = end;
+                        continue;
+                }
                 PkgFile pf = {};
-                pf.url = pkg_url_join(base, href);
+                pf.url = TAKE_PTR(joined);
                 split_hash_fragment(pf.url, &pf.sha256);
                 pf.filename = url_basename_unquoted(pf.url);
                 pf.requires_python = html_attr(s, end, "data-requires-python");

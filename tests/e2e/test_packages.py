@@ -626,3 +626,57 @@ def test_hostile_big_wheel_unpacked_by_threads_leaves_nothing(cli, tmp_path, hom
     assert w.name in p.stderr and needle in p.stderr, p.stderr
     _nothing_installed(home)
     assert not (home / "evil-escaped.txt").exists()
+
+
+class _PageIndex:
+    """A one-project simple index answering one fixed page (JSON or HTML):
+    what a hostile or broken index could say."""
+
+    def __init__(self, project, body, content_type):
+        import http.server
+        import threading
+        page = body.encode()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.rstrip("/") == f"/simple/{project}":
+                    self.send_response(200)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                else:
+                    self.send_error(404)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("form", ["json", "html"])
+def test_a_remote_page_cannot_point_at_this_hosts_files(cli, tmp_path, form):
+    """An http(s) page linking file:///etc/passwd had the resolver open a
+    host path ("wheel /etc/passwd: not a readable zip archive"); with a
+    matching hash, a local file would have been installed as the wheel."""
+    name = "pa-2.0-py3-none-any.whl"
+    if form == "json":
+        body = json.dumps({"meta": {"api-version": "1.0"}, "name": "pa",
+                           "files": [{"filename": name, "url": "file:///etc/passwd", "hashes": {}}]})
+        ctype = "application/vnd.pypi.simple.v1+json"
+    else:
+        body = f'<html><body><a href="file:///etc/passwd#sha256=00">{name}</a></body></html>'
+        ctype = "text/html"
+    ix = _PageIndex("pa", body, ctype)
+    try:
+        p = install(cli, ix, {"pa": ""}, check=4)
+    finally:
+        ix.stop()
+    assert "/etc/passwd" not in p.stderr, p.stderr
+    assert "pa" in p.stderr, p.stderr
