@@ -138,6 +138,13 @@ static int check_policy(Engine *e, const char *normalized, const char *why, char
         return 0;
 }
 
+/* The resolver asks before it reads a dependency's page: a denied package
+ * is never downloaded, unpacked nor byte-compiled (the roots were asked
+ * before the index was touched). */
+static int admit_dependency(void *userdata, const char *project, char **ret_error) {
+        return check_policy(userdata, project, " (a dependency)", ret_error);
+}
+
 /* The lock travels as an event so `pysprinter lock` (a validate-only run)
  * can print it. */
 static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const char *lock, size_t n_entries,
@@ -373,13 +380,16 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                 .compile = compile_dir,
                 .compile_userdata = e,
                 .resolve_only = resolve_only,
+                .admit = e->deny_packages || e->allow_packages ? admit_dependency : NULL,
+                .admit_userdata = e,
         };
         PkgEnv *env = NULL;
         r = pkg_env_prepare(&o, reqs, n_reqs, &env, ret_error);
         pkg_index_config_free(cfg);
         if (r < 0)
                 return r;
-        /* Dependencies too: a denied package must not arrive transitively. */
+        /* Dependencies too (asked by the resolver already; this covers an
+         * environment made before the policy changed). */
         for (size_t i = 0; i < env->lock->n_entries; i++) {
                 _cleanup_free_ char *n = pkg_name_normalize(env->lock->entries[i].name);
                 r = check_policy(e, n, " (a dependency)", ret_error);

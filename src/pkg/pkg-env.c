@@ -169,6 +169,17 @@ static void prefetch_lock(const PkgEnvOptions *o, const PkgLock *l) {
         pkg_prefetch_finish(pf, l, o->progress, o->userdata);
 }
 
+/* The admit policy over a lock this call did not resolve itself. */
+static int admit_lock(const PkgEnvOptions *o, const PkgLock *l, char **ret_error) {
+        for (size_t i = 0; o->admit && i < l->n_entries; i++) {
+                _cleanup_free_ char *n = pkg_name_normalize(l->entries[i].name);
+                int r = n ? o->admit(o->admit_userdata, n, ret_error) : 0;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t n_reqs, PkgEnv **ret_env,
                     char **ret_error) {
         const char *python = o->python_full_version ? o->python_full_version : PKG_DEFAULT_PYTHON;
@@ -207,6 +218,9 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                         /* Pruned or damaged: materialise the same lock again,
                          * each wheel unpacked as soon as it is downloaded. */
                         env->store_dirs = strv_free(env->store_dirs);
+                        r = admit_lock(o, l, ret_error);
+                        if (r < 0)
+                                return r;
                         prefetch_lock(o, l);
                         r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata,
                                                   &env->store_dirs, ret_error);
@@ -250,7 +264,8 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                         pkg_prefetch_new(o->data_dir, o->index, o->compile, o->compile_userdata);
                 PkgResolveOptions ro = { .tags = tags, .marker_env = &menv, .python_full_version = python,
                                          .progress = o->progress, .userdata = o->userdata,
-                                         .pinned = pf ? pkg_prefetch_pinned : NULL, .pin_userdata = pf };
+                                         .pinned = pf ? pkg_prefetch_pinned : NULL, .pin_userdata = pf,
+                                         .admit = o->admit, .admit_userdata = o->admit_userdata };
                 r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
                 pkg_prefetch_finish(pf, r >= 0 ? l : NULL, r >= 0 ? o->progress : NULL, o->userdata);
                 if (r < 0)
@@ -262,6 +277,9 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 }
         }
         if (!o->resolve_only) {
+                r = admit_lock(o, l, ret_error); /* a peer's lock was not resolved here */
+                if (r < 0)
+                        return r;
                 r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata, &env->store_dirs,
                                           ret_error);
                 if (r < 0)

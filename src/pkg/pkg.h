@@ -118,6 +118,10 @@ PkgWheelName *pkg_wheel_name_free(PkgWheelName *w);
  * bytes of all downloads of the step), "unpacking" (what = a file name,
  * done/total = wheels). Called on the caller's thread; must not block. */
 typedef void (*PkgProgressFn)(const char *phase, const char *what, uint64_t done, uint64_t total, void *userdata);
+/* Whether the project (its normalized name) may be installed at all: < 0
+ * with a message refuses it, before its page is read or a file of it is
+ * fetched (an operator's allow/deny policy). */
+typedef int (*PkgAdmitFn)(void *userdata, const char *project, char **ret_error);
 
 /* Where packages come from. Sources are asked in order — find-links
  * directories, then the index URLs — and a project comes entirely from the
@@ -281,6 +285,8 @@ typedef struct PkgResolveOptions {
          * May be called more than once per file. NULL: not told. */
         void (*pinned)(void *pin_userdata, const PkgFile *f);
         void *pin_userdata;
+        PkgAdmitFn admit;                 /* NULL: every project */
+        void *admit_userdata;
 } PkgResolveOptions;
 
 /* Backtracking resolution of reqs (root requirements; markers evaluated,
@@ -325,6 +331,10 @@ typedef struct PkgEnvOptions {
         bool resolve_only;                /* lock only; store_dirs stays NULL */
         PkgCompileFn compile;             /* NULL: no byte-compiling */
         void *compile_userdata;
+        /* Asked of every project resolved, and of every entry of a lock
+         * taken from a cache or a peer before it is materialised. */
+        PkgAdmitFn admit;
+        void *admit_userdata;
 } PkgEnvOptions;
 
 /* The engine's one call: the cache key, then the cached lock (one file

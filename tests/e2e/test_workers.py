@@ -219,8 +219,14 @@ def test_package_policy_allow_and_deny(tmp_path):
         direct = run(d, "@requirements({'Bad-Pkg': ''})\ndef f():\n    return 1\n")
         assert direct["exit_code"] == 4 and "bad-pkg" in direct["error"]["message"], direct
         assert "denied" in direct["error"]["message"]
+        index.requests.clear()
         indirect = run(d, "@requirements({'needsbad': ''})\ndef f():\n    return 1\n")
         assert indirect["exit_code"] == 4 and "dependency" in indirect["error"]["message"], indirect
+        # Refused before anything of it is fetched: it was downloaded,
+        # unpacked into the store and byte-compiled, then refused.
+        assert not [r for r in index.requests if "bad" in r.lower() and "needsbad" not in r.lower()], \
+            index.requests
+        assert not list(d.home.rglob("bad_pkg*")), list(d.home.rglob("bad_pkg*"))
     finally:
         d.stop()
     d = Daemon(tmp_path / "d2", sandbox=sandbox_mode(tmp_path),
