@@ -419,6 +419,35 @@ static bool referenced(const Rec *recs, size_t n, const bool *removed, const cha
         return false;
 }
 
+/* cache/wheels/<sha256>.whl (and a metadata file beside it) that no
+ * remaining environment's lock lists: wheels read only for their metadata
+ * while resolving (an index without PEP 658), candidates a backtrack
+ * dropped, those of removed environments. Past the grace period, as the
+ * store's garbage: a resolver may be reading one it just fetched. */
+static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t n, const bool *removed, usec_t now) {
+        _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
+        DIR *d = opendir(cache);
+        if (!d)
+                return 0;
+        uint64_t freed = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                size_t stem = strcspn(de->d_name, ".");
+                if (stem != 64)
+                        continue;
+                _cleanup_free_ char *sha = xstrndup(de->d_name, stem);
+                struct stat st;
+                if (!sha256_hex_is_valid(sha) || referenced(recs, n, removed, sha) ||
+                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
+                if (age > GC_GRACE_USEC && unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                        freed += (uint64_t) st.st_blocks * 512;
+        }
+        closedir(d);
+        return freed;
+}
+
 int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
                   char **ret_error) {
         Rec *recs = NULL;
@@ -483,6 +512,7 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                         }
                 }
         }
+        freed += sweep_wheel_cache(data_dir, recs, n, removed, now);
         recs_free(recs, n);
         if (ret_freed_bytes)
                 *ret_freed_bytes = freed;

@@ -258,6 +258,16 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 json_decref(root);
                 return -EBADMSG;
         }
+        /* PEP 629: a client must refuse a major version it does not know
+         * (a newer minor is compatible). */
+        const char *api = json_get_string(json_object_get(root, "meta"), "api-version");
+        if (api && strtoul(api, NULL, 10) != 1) {
+                *ret_error = xasprintf("%s: simple API version %s is not supported (this client reads 1.x, "
+                                       "PEP 629)",
+                                       base, api);
+                json_decref(root);
+                return -EPROTONOSUPPORT;
+        }
         json_t *files = json_object_get(root, "files");
         if (!json_is_array(files)) {
                 json_decref(root);

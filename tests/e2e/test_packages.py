@@ -632,21 +632,26 @@ class _PageIndex:
     """A one-project simple index answering one fixed page (JSON or HTML):
     what a hostile or broken index could say."""
 
-    def __init__(self, project, body, content_type):
+    def __init__(self, project, body, content_type, files=()):
         import http.server
         import threading
         page = body.encode()
+        served = {f"/files/{pathlib.Path(f).name}": pathlib.Path(f).read_bytes() for f in files}
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 if self.path.rstrip("/") == f"/simple/{project}":
-                    self.send_response(200)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(page)))
-                    self.end_headers()
-                    self.wfile.write(page)
+                    data, ctype = page, content_type
+                elif self.path in served:
+                    data, ctype = served[self.path], "application/octet-stream"
                 else:
                     self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *a):
                 pass
@@ -680,3 +685,54 @@ def test_a_remote_page_cannot_point_at_this_hosts_files(cli, tmp_path, form):
         ix.stop()
     assert "/etc/passwd" not in p.stderr, p.stderr
     assert "pa" in p.stderr, p.stderr
+
+
+def test_a_json_page_of_a_newer_major_api_version_is_refused(cli, tmp_path):
+    """PEP 629: a client must fail on a major version it does not know
+    (a 2.0 page may mean anything); a newer minor is read."""
+    w = pkgindex.build_wheel(tmp_path / "w", "pv", "1.0")
+    for version, code in (("2.0", 4), ("1.9", 0)):
+        body = json.dumps({"meta": {"api-version": version}, "name": "pv",
+                           "files": [{"filename": w.name, "url": f"/files/{w.name}", "hashes": {}}]})
+        ix = _PageIndex("pv", body, "application/vnd.pypi.simple.v1+json", files=[w])
+        try:
+            p = install(cli, ix, {"pv": ""}, check=None)
+        finally:
+            ix.stop()
+        assert p.returncode == code, (version, p.stderr)
+        if code:
+            assert f"simple API version {version} is not supported" in p.stderr, p.stderr
+
+
+def test_env_prune_removes_wheels_read_only_for_their_metadata(cli, tmp_path, home):
+    """Against an index without PEP 658 metadata the resolver downloads a
+    candidate's wheel to read it; a backtrack drops it, and it stayed in
+    cache/wheels for good: neither `env prune` nor the daemon's gc removed
+    it. Prune now removes every cached wheel no remaining lock lists (past
+    the store's grace period: a resolver may be reading one)."""
+    w = tmp_path / "w"
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(w, "top", "1.0", requires=["bt"]), metadata=False)
+    for v in ("2.0", "3.0", "4.0"):  # each needs a project that does not exist
+        ix.add(pkgindex.build_wheel(w, "bt", v, requires=[f"nowhere{v[0]}"]), metadata=False)
+    ix.add(pkgindex.build_wheel(w, "bt", "1.0"), metadata=False)
+    ix.start()
+    try:
+        install(cli, ix, {"top": ""})
+    finally:
+        ix.stop()
+    cache = home / "cache" / "wheels"
+    cached = sorted(p.name for p in cache.iterdir())
+    assert len(cached) > 2, cached  # top, bt 1.0 and what a backtrack dropped
+    old = time.time() - 2 * 3600
+    for p in cache.iterdir():
+        os.utime(p, (old, old))
+    listed = {pk["sha256"] for e in (home / "envs").glob("*.json")
+              for pk in json.loads(e.read_text())["packages"]}
+    cli("env", "prune", "--budget", "100G", check=0)
+    left = {p.name.split(".")[0] for p in cache.iterdir()}
+    # The environment stays, and the wheels its lock lists; the rest go.
+    assert left and left <= listed, (cached, left, listed)
+    assert len(left) < len(cached), (cached, left)
+    cli("env", "prune", check=0)
+    assert [p.name for p in cache.iterdir()] == []
