@@ -4,6 +4,7 @@
  * as they arrive, and the result follows on stdout: scripts see what the
  * function printed. On a TTY, each line gets a timestamp and a stream
  * marker (coloured unless NO_COLOR), and the result is pretty-printed. */
+#include <ctype.h>
 #include <jansson.h>
 #include <time.h>
 
@@ -258,12 +259,33 @@ static bool message_names_type(const char *msg, const char *type) {
         }
 }
 
+/* The length of msg's leading "FILE:LINE[:COL]" (before its ": "), or 0. */
+static size_t location_length(const char *msg) {
+        const char *sep = strstr(msg, ": ");
+        if (!sep)
+                return 0;
+        const char *p = sep;
+        for (int numbers = 0; numbers < 2; numbers++) {
+                const char *digits = p;
+                while (digits > msg && isdigit((unsigned char) digits[-1]))
+                        digits--;
+                if (digits == p || digits == msg || digits[-1] != ':')
+                        return numbers ? (size_t) (sep - msg) : 0;
+                p = digits - 1;
+        }
+        return (size_t) (sep - msg);
+}
+
 char *renderer_error_text(const json_t *err) {
         const char *type = json_get_string(err, "type"), *msg = json_get_string(err, "message");
         if (!msg)
                 return xstrdup("the run failed");
         if (!type || message_names_type(msg, type))
                 return xstrdup(msg);
+        /* Compiler style: the location first, then the type. */
+        size_t loc = location_length(msg);
+        if (loc > 0)
+                return xasprintf("%.*s: %s: %s", (int) loc, msg, type, msg + loc + 2);
         return xasprintf("%s: %s", type, msg);
 }
 

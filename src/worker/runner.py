@@ -65,6 +65,18 @@ def _decorator_requirements_call(dec):
     return None
 
 
+def _not_literal(node):
+    """How a dict key or value that is no string literal reads in a message
+    (never ast's repr, which holds a memory address)."""
+    kinds = {ast.JoinedStr: "an f-string", ast.Call: "a call", ast.BinOp: "an expression",
+             ast.Attribute: "an attribute", ast.Subscript: "a subscript"}
+    if isinstance(node, ast.Name):
+        return f"the name {node.id}"
+    if isinstance(node, ast.Constant):
+        return f"{type(node.value).__name__} {node.value!r}"
+    return kinds.get(type(node), "an expression")
+
+
 def _literal_requirements(call, filename):
     if call.keywords:
         kw = call.keywords[0]
@@ -80,21 +92,25 @@ def _literal_requirements(call, filename):
         raise ValidationError(
             "@requirements needs a literal dict of str -> str, e.g. {'requests': '2.28.1'}",
             node.lineno, node.col_offset + 1)
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
+    # Read from the tree, not literal_eval'd: each refusal points at the
+    # key or value and says what it is.
+    value = {}
+    for k, v in zip(node.keys, node.values):
+        if k is None:
+            raise ValidationError("@requirements takes a literal dict: no ** unpacking",
+                                  v.lineno, v.col_offset + 1)
+        if not (isinstance(k, ast.Constant) and isinstance(k.value, str)):
+            raise ValidationError(f"a requirement name must be a string literal, not {_not_literal(k)}",
+                                  k.lineno, k.col_offset + 1)
+        if k.value in value:
+            raise ValidationError(f"requirement {k.value!r} is given twice", k.lineno, k.col_offset + 1)
+        # None reads as "no constraint", as '' does.
+        if isinstance(v, ast.Constant) and (v.value is None or isinstance(v.value, str)):
+            value[k.value] = v.value or ""
+            continue
         raise ValidationError(
-            f"@requirements needs a literal dict of str -> str (only constants, no expressions): {e}",
-            node.lineno, node.col_offset + 1)
-    for k, v in value.items():
-        if not isinstance(k, str):
-            raise ValidationError(f"requirement name {k!r} is not a string", node.lineno, node.col_offset + 1)
-        if v is None:
-            value[k] = v = ""
-        if not isinstance(v, str):
-            raise ValidationError(
-                f"requirement {k!r}: version {v!r} is not a string ('' means any version)",
-                node.lineno, node.col_offset + 1)
+            f"requirement {k.value!r}: the version must be a string literal ('' means any version), "
+            f"not {_not_literal(v)}", v.lineno, v.col_offset + 1)
     return value
 
 
@@ -102,11 +118,18 @@ def _find_function(tree, wanted, filename):
     functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     decorated = []
     for fn in functions:
+        found = False
         for dec in fn.decorator_list:
             call = _decorator_requirements_call(dec)
             if call is not None or (isinstance(dec, ast.Name) and dec.id == "requirements"):
+                if found:
+                    # Only one dict is read: a second one's pins would be
+                    # dropped without a word.
+                    raise ValidationError(
+                        f"{fn.name}() has a second @requirements; give its requirements in one dict",
+                        dec.lineno, dec.col_offset + 1)
                 decorated.append((fn, call))
-                break
+                found = True
     names = [f.name for f in functions]
     if wanted:
         # The last definition wins, as at run time.
@@ -984,11 +1007,17 @@ def _run(req, filename, result_fd):
             return
         name = fn.name
     mod = _user_module(source, filename, req)
-    try:
-        if loaded is None:
+    if loaded is None:
+        try:
             code = compile(tree, filename, "exec")
-        else:
-            name, code, args, kwargs = loaded
+        except BaseException as e:
+            # The file's error, found by the compiler after ast.parse
+            # accepted it ('break' outside a loop): not the function's.
+            _write_result(result_fd, _exception_result(e, filename, raised=False))
+            return
+    else:
+        name, code, args, kwargs = loaded
+    try:
         exec(code, mod.__dict__)
         target = mod.__dict__.get(name)
         if not callable(target):
@@ -1056,19 +1085,22 @@ def _user_module(source, filename, req):
     return mod
 
 
-def _exception_result(e, filename):
+def _exception_result(e, filename, raised=True):
     # "raised": the function's (or its module's) own exception, whatever
     # its class is called: a user's ValidationError (pydantic, jsonschema)
     # or InternalError (psycopg2) is a failed run with its traceback, not
-    # pysprinter's validation or internal error, which _error_reply and
-    # run()'s last resort write without it.
+    # pysprinter's validation or internal error, which _error_reply,
+    # run()'s last resort and a compile() refusal (raised=False) write
+    # without it.
     _hint(e)
-    return {"ok": False, "error": {
+    err = {
         "type": _shown(type(e).__name__),
         "message": _shown(_safe_str(e)),
         "traceback": _shown(_user_traceback(e, filename)),
-        "raised": True,
-    }}
+    }
+    if raised:
+        err["raised"] = True
+    return {"ok": False, "error": err}
 
 
 def _resolve_value(value):
@@ -1339,11 +1371,16 @@ def serve_instance(request_json, sock_fd):
         _setup_streams(per_invocation=True)
         _tag_threads()
         mod = _user_module(req.get("source", ""), filename, req)
-        init_error = None
+        init_error, init_raised = None, True
         try:
-            exec(compile(tree, filename, "exec"), mod.__dict__)
-        except BaseException as e:
-            init_error = e
+            code = compile(tree, filename, "exec")
+        except BaseException as e:  # the file's error (see _run)
+            init_error, init_raised = e, False
+        else:
+            try:
+                exec(code, mod.__dict__)
+            except BaseException as e:
+                init_error = e
         del tree
         plan = _BindPlan(fn)
         _freeze_module_objects()
@@ -1359,7 +1396,7 @@ def serve_instance(request_json, sock_fd):
         result = None
         try:
             if init_error is not None:
-                result = _exception_result(init_error, filename)
+                result = _exception_result(init_error, filename, raised=init_raised)
             else:
                 # The function's binding, call and result, one frame (a
                 # call less per invoke than a helper of its own).

@@ -340,7 +340,7 @@ def test_a_source_that_is_not_utf8_is_exit_3_with_where_on_both_paths(daemon, wo
         r = run_cli(workdir, [verb, "lat.py", *(SB if verb == "run" else [])], server=server)
         out[server] = (r.returncode, [l for l in r.stderr.splitlines() if "--sandbox" not in l])
         assert r.returncode == 3, r
-        assert "lat.py:2:16: not valid UTF-8" in r.stderr, r.stderr
+        assert "lat.py:2:16: ValidationError: not valid UTF-8" in r.stderr, r.stderr
     if verb != "deploy":
         assert out[None] == out[daemon.url]
 
@@ -1045,3 +1045,30 @@ def test_a_run_gets_sigint_whoever_started_the_daemon(tmp_path, workdir):
         assert seen[None] == seen[d.url] == (1, "", ["KeyboardInterrupt"]), seen
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("text,where", [
+    ("@requirements({f'alpha': ''})", "rq.py:1:16: ValidationError: a requirement name must be a string literal, "
+                                      "not an f-string"),
+    ("@requirements({'alpha': V})", "rq.py:1:25: ValidationError: requirement 'alpha': the version must be a "
+                                    "string literal ('' means any version), not the name V"),
+    ("@requirements({'alpha': 2})", "rq.py:1:25: ValidationError: requirement 'alpha': the version must be a "
+                                    "string literal ('' means any version), not int 2"),
+    ("@requirements({'alpha': '1', 'alpha': '2'})", "rq.py:1:30: ValidationError: requirement 'alpha' is given twice"),
+    ("@requirements({'alpha': ''})\n@requirements({'beta': '==1'})",
+     "rq.py:2:2: ValidationError: f() has a second @requirements; give its requirements in one dict"),
+])
+def test_a_requirements_dict_that_is_not_literal_is_named_without_an_address(daemon, workdir, text, where):
+    """`@requirements({f'alpha': ''})` printed "malformed node or string on
+    line 1: <ast.JoinedStr object at 0x7f2a…>": other bytes on each run and
+    on each path. A second stacked @requirements was ignored (its pins
+    dropped), a key given twice kept its last value."""
+    (workdir / "rq.py").write_text(f"V = '1'\n{text}\ndef f():\n    return 1\n".replace("V = '1'\n", "", 1)
+                                   if "V" not in text else f"{text}\ndef f():\n    return 1\n")
+    seen = {}
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["validate", "rq.py"], server=server)
+        assert r.returncode == 3 and r.stderr.startswith(where), (server, r.stderr)
+        assert " at 0x" not in r.stderr
+        seen[server] = r.stderr
+    assert seen[None] == seen[daemon.url]

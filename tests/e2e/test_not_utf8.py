@@ -18,7 +18,7 @@ def test_embedded_not_utf8_is_a_validation_error(cli, tmp_path, verb, name, data
     (tmp_path / name).write_bytes(data)
     p = cli(verb, *sandbox_args(), name)
     assert p.returncode == 3, (p.returncode, p.stderr)
-    assert f"{name}:{where}: not valid UTF-8" in p.stderr
+    assert f"{name}:{where}: ValidationError: not valid UTF-8" in p.stderr
     if verb == "validate":
         return  # validate keeps no record
     rec = json.loads(cli("ps", "--json").stdout)[0]
