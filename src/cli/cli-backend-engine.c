@@ -296,6 +296,7 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 .limits = a->limits,
                 .sandbox = a->sandbox,
                 .validate_only = q->validate_only,
+                .no_cache = a->no_cache,
                 .no_record = q->validate_only,
                 .store_output = out.catalog ? data_store_output : NULL,
                 .store_output_userdata = &out,

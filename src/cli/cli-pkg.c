@@ -6,14 +6,15 @@
 #include "pkg.h"
 
 static const char lock_help[] =
-        "Usage: pysprinter lock FILE[::FUNC] [--json] [--index-url URL] [--find-links DIR]…\n"
+        "Usage: pysprinter lock FILE[::FUNC] [--json] [--no-cache] [--index-url URL] [--find-links DIR]…\n"
         "\n"
         "Resolve FILE's @requirements and print the lock: every package with its\n"
         "version, wheel, URL and sha256. The lock is cached; the same requirements\n"
         "against the same index answer from the cache. The environment is also\n"
         "installed into the store, so a following `run` starts at once.\n"
         "\n"
-        "  --json   print the lock as JSON (for machines)\n";
+        "  --json      print the lock as JSON (for machines)\n"
+        "  --no-cache  resolve against the index again, not from the cached lock\n";
 
 static const char env_help[] =
         "Usage: pysprinter env ls [--json]\n"
@@ -90,6 +91,7 @@ int verb_lock(int argc, char **argv) {
                 .sandbox = a.sandbox,
                 .validate_only = true,
                 .resolve_only = true, /* a lock installs nothing */
+                .no_cache = a.no_cache,
                 /* A lock is the requirements' business: no arguments. */
                 .skip_argument_check = true,
                 .no_record = true,

@@ -242,10 +242,11 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs);
  * empty; always empty with resolve_only, which locks without installing),
  * and *ret_lock_json (may be NULL) the lock as compact JSON (NULL when
  * there are no requirements): the run record keeps it (docs/ui.md).
- * On failure *ret_error is the user-facing reason (exit 4). */
-int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
-                       RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
-                       char **ret_lock_json, char **ret_error);
+ * refresh: resolve against the index again, not from a cached lock (run
+ * --no-cache). On failure *ret_error is the user-facing reason (exit 4). */
+int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
+                       const char *run_id, RunEventFn fn, void *userdata, char ***ret_sys_path,
+                       size_t *ret_n_entries, char **ret_lock_json, char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
  * requirements) once it resolved: 1 and *ret_sys_path and *ret_lock_json
  * set (fn hears "cached lock: N packages", without the lock), 0 when not

@@ -350,9 +350,9 @@ static void env_seen_put(Engine *e, const char *key, const char *env_key, char *
         vcache_put(e->envcache, key, entry);
 }
 
-static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
-                       RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
-                       char **ret_lock_json, char **ret_error) {
+static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
+                       const char *run_id, RunEventFn fn, void *userdata, char ***ret_sys_path,
+                       size_t *ret_n_entries, char **ret_lock_json, char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 return 0;
@@ -364,7 +364,7 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                         return k;
         }
         _cleanup_free_ char *seen = resolve_only ? NULL : seen_key(reqs, n_reqs);
-        if (seen && env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json))
+        if (seen && !refresh && env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json))
                 return 0;
         PkgIndexConfig *cfg = NULL;
         int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
@@ -380,6 +380,7 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                 .compile = compile_dir,
                 .compile_userdata = e,
                 .resolve_only = resolve_only,
+                .refresh = refresh,
                 .admit = e->deny_packages || e->allow_packages ? admit_dependency : NULL,
                 .admit_userdata = e,
         };
@@ -415,11 +416,11 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
         return 0;
 }
 
-int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, const char *run_id,
-                       RunEventFn fn, void *userdata, char ***ret_sys_path, size_t *ret_n_entries,
-                       char **ret_lock_json, char **ret_error) {
-        int r = resolve_env(e, reqs, n_reqs, resolve_only, run_id, fn, userdata, ret_sys_path, ret_n_entries,
-                            ret_lock_json, ret_error);
+int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
+                       const char *run_id, RunEventFn fn, void *userdata, char ***ret_sys_path,
+                       size_t *ret_n_entries, char **ret_lock_json, char **ret_error) {
+        int r = resolve_env(e, reqs, n_reqs, resolve_only, refresh, run_id, fn, userdata, ret_sys_path,
+                            ret_n_entries, ret_lock_json, ret_error);
         /* Its messages name index URLs: a run's error reaches its tenant,
          * and the operator's index password must not. */
         if (r < 0 && *ret_error) {

@@ -530,8 +530,8 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         _cleanup_free_ char *err = NULL;
         size_t n_entries = 0;
         bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
-        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->res->id, c->fn, c->userdata, &c->sys_path, &n_entries,
-                               &c->lock_json, &err);
+        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->spec->no_cache, c->res->id, c->fn, c->userdata,
+                               &c->sys_path, &n_entries, &c->lock_json, &err);
         if (r >= 0 && c->spec->instance_key)
                 engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries, c->lock_json);
         c->res->t_resolve = now_monotonic() - t0;

@@ -125,6 +125,9 @@ typedef struct RunSpec {
         /* With validate_only: resolve the lock but install nothing
          * (`pysprinter lock`): with PEP 658 metadata no wheel is fetched. */
         bool resolve_only;
+        /* Resolve the requirements against the index again instead of
+         * using a cached lock (run --no-cache, lock --no-cache). */
+        bool no_cache;
         /* Validate the file and its requirements but not arguments (a
          * deploy: the calls bring their own). */
         bool skip_argument_check;

@@ -196,7 +196,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         _cleanup_free_ char *record = xasprintf("%s/%s.json", envs, env->key);
 
         /* The fast path: one open, one read, one stat per store dir. */
-        int fd = open_locked(record);
+        int fd = o->refresh ? -ENOENT : open_locked(record);
         if (fd >= 0) {
                 _cleanup_free_ char *text = NULL;
                 _cleanup_free_ char *err = NULL;
@@ -237,7 +237,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         const PkgPeers *peers = o->index ? o->index->peers : NULL;
         /* A peer resolved this key already (same requirements, tags and
          * index): its lock, so every node installs the same files. */
-        if (peers && peers->lock_get) {
+        if (peers && peers->lock_get && !o->refresh) {
                 _cleanup_free_ char *json = NULL, *err = NULL;
                 if (peers->lock_get(peers->userdata, env->key, &json) >= 0 && pkg_lock_from_json(json, &l, &err) < 0)
                         l = NULL;

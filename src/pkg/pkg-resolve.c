@@ -137,12 +137,8 @@ static int proj_load(Resolver *rs, Proj *p) {
                 rs->o->progress("resolving", p->name, rs->n_projs, rs->n_projs, rs->o->userdata);
         /* Refused before its page is read: nothing of it is fetched. */
         int r = rs->o->admit ? rs->o->admit(rs->o->admit_userdata, p->name, &err) : 0;
-        if (r < 0) {
-                p->load_error = r;
-                p->load_why = TAKE_PTR(err);
-                return r;
-        }
-        r = pkg_index_project(rs->ix, p->name, &pp, &err);
+        if (r >= 0)
+                r = pkg_index_project(rs->ix, p->name, &pp, &err);
         if (r < 0) {
                 p->load_error = r;
                 p->load_why = TAKE_PTR(err);

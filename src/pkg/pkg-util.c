@@ -5,8 +5,7 @@
 /* The end of a URL's authority (after "scheme://"): where its path,
  * query or fragment begins, or where the text around it goes on. */
 static size_t authority_length(const char *a) {
-        size_t n = strcspn(a, "/?#\"' \t\r\n<>()[]{}`,;");
-        return n;
+        return strcspn(a, "/?#\"' \t\r\n<>()[]{}`,;");
 }
 
 char *pkg_url_redact(const char *text) {

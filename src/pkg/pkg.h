@@ -329,6 +329,7 @@ typedef struct PkgEnvOptions {
         PkgProgressFn progress;
         void *userdata;
         bool resolve_only;                /* lock only; store_dirs stays NULL */
+        bool refresh;                     /* resolve again: no cached record, no peer's lock */
         PkgCompileFn compile;             /* NULL: no byte-compiling */
         void *compile_userdata;
         /* Asked of every project resolved, and of every entry of a lock

@@ -736,3 +736,25 @@ def test_env_prune_removes_wheels_read_only_for_their_metadata(cli, tmp_path, ho
     assert len(left) < len(cached), (cached, left)
     cli("env", "prune", check=0)
     assert [p.name for p in cache.iterdir()] == []
+
+
+def test_run_no_cache_resolves_again(cli, tmp_path):
+    """`run --no-cache` ("resolve again instead of using a cached lock", its
+    help said) was parsed and dropped: a new release was never picked up
+    until the lock record was deleted by hand."""
+    w = tmp_path / "w"
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(w, "fresh", "1.0"))
+    ix.start()
+    try:
+        f = reqfile(cli, {"fresh": ""}, body="import fresh; return fresh.__version__")
+        assert cli("run", NOSANDBOX, "--index-url", ix.url, f, check=0).stdout == "1.0\n"
+        ix.add(pkgindex.build_wheel(w, "fresh", "2.0"))
+        assert cli("run", NOSANDBOX, "--index-url", ix.url, f, check=0).stdout == "1.0\n"  # the cached lock
+        assert cli("run", NOSANDBOX, "--index-url", ix.url, "--no-cache", f, check=0).stdout == "2.0\n"
+        assert cli("run", NOSANDBOX, "--index-url", ix.url, f, check=0).stdout == "2.0\n"  # the new lock stays
+        ix.add(pkgindex.build_wheel(w, "fresh", "3.0"))
+        p = cli("lock", NOSANDBOX, "--json", "--index-url", ix.url, "--no-cache", f, check=0)
+        assert {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]} == {"fresh": "3.0"}
+    finally:
+        ix.stop()
