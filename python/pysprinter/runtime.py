@@ -176,7 +176,12 @@ def _conv(v, depth, max_depth, budget):
     if isinstance(v, dict):
         out = {}
         for k, x in v.items():
-            out[_key(k)] = _conv(x, d, max_depth, budget)
+            key = _key(k)
+            if key in out:
+                # {1: "a", "1": "b"}: one entry would be dropped without a
+                # word. Not JSON, then: the repr() path, which keeps both.
+                raise ConversionError(f"two keys of a dict are the same JSON key {key!r}")
+            out[key] = _conv(x, d, max_depth, budget)
         return out
     if _is_namedtuple(v):
         return {k: _conv(x, d, max_depth, budget) for k, x in v._asdict().items()}

@@ -499,6 +499,8 @@ def f(kind: str):
             def __repr__(self):
                 return "N\0M"
         return N()
+    if kind == "same_key":         # two keys that are one JSON key: one was dropped
+        return {1: "int-one", "1": "str-one"}
 '''
 
 # kind -> (exit code, stdout, a line stderr holds or None for empty stderr)
@@ -511,6 +513,7 @@ ODD_EXPECT = {
     # Shown text is kept as a C string: its NUL is shown as repr() shows it.
     "nul_raise": (1, "", "ValueError: a\\x00b"),
     "nul_repr": (0, "N\\x00M\n", "warning: the result cannot be represented as JSON"),
+    "same_key": (0, "{1: 'int-one', '1': 'str-one'}\n", "warning: the result cannot be represented as JSON"),
 }
 
 
