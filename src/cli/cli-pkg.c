@@ -286,16 +286,16 @@ int verb_env(int argc, char **argv) {
                 fputs(env_help, argc < 1 ? stderr : stdout);
                 return argc < 1 ? EXIT_USAGE : 0;
         }
-        if (streq(argv[0], "ls") || streq(argv[0], "list") || streq(argv[0], "prune") || streq(argv[0], "prepare")) {
-                _cleanup_free_ char *verb = xasprintf("env %s", argv[0]);
-                note_local(verb);
-        }
-        if (streq(argv[0], "ls") || streq(argv[0], "list"))
-                return env_ls(argc - 1, argv + 1);
-        if (streq(argv[0], "prune"))
-                return env_prune(argc - 1, argv + 1);
-        if (streq(argv[0], "prepare"))
-                return env_prepare(argc - 1, argv + 1);
+        static const struct {
+                const char *name;
+                int (*verb)(int argc, char **argv);
+        } verbs[] = { { "ls", env_ls }, { "list", env_ls }, { "prune", env_prune }, { "prepare", env_prepare } };
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[0], verbs[i].name)) {
+                        _cleanup_free_ char *verb = xasprintf("env %s", argv[0]);
+                        note_local(verb);
+                        return verbs[i].verb(argc - 1, argv + 1);
+                }
         fprintf(stderr, "pysprinter: unknown env command '%s'\n%s", argv[0], env_help);
         return EXIT_USAGE;
 }
