@@ -626,7 +626,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                           char **ret_error) {
         PoolWorker *pw = NULL;
         bool cold;
-        int r = pool_acquire(e, mode, limits, sys_path, data, false, &pw, &cold, ret_error);
+        int r = pool_acquire(e, mode, limits, sys_path, data, POOL_RUNS, &pw, &cold, ret_error);
         if (r < 0)
                 return r;
         Instance *i = xcalloc(1, sizeof(Instance));

@@ -327,14 +327,24 @@ struct PoolWorker {
         PoolWorker *next;
 };
 
+/* What a pool worker is for. A validator (no env) is a worker of its own
+ * that validates files and never forks a run, spare or instance: what it
+ * parses of one tenant's file stays in its heap, and every run forked from
+ * a worker inherits that worker's heap (docs/workers.md "Validation").
+ * Large files (WORKER_VALIDATE_APART_BYTES) have validators of their own:
+ * one takes seconds, and a small file must not wait behind it. */
+typedef enum PoolRole {
+        POOL_RUNS,
+        POOL_VALIDATOR,
+        POOL_VALIDATOR_LARGE,
+} PoolRole;
+
 /* A warm worker for this environment (started and initialised if there is
- * none: *ret_cold tells). Must be released. A validator (validator true,
- * no env) is a worker of its own that validates files and never forks a
- * run, spare or instance: what it parses of one tenant's file stays in its
- * heap, and every run forked from a worker inherits that worker's heap
- * (docs/workers.md "Validation"). */
+ * none: *ret_cold tells). Must be released. Runs share one worker per key;
+ * a validator serves one validation at a time, so a validation takes an
+ * idle one, or starts one more up to VALIDATORS_PER_LANE, or waits. */
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
-                 bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error);
+                 PoolRole role, PoolWorker **ret, bool *ret_cold, char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
 /* The PSS of a worker never measured yet, read now (after its first run was sent). */
 void pool_worker_measure_new(Engine *e, PoolWorker *pw);

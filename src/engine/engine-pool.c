@@ -22,15 +22,23 @@
 /* How long after the first release of the worker that adopted it the
  * blank worker is replaced (at the janitor's next tick after that). */
 #define BLANK_REFILL_DELAY_USEC (500 * USEC_PER_MSEC)
+/* Validators a lane may have at once (pool_acquire()): a second one when
+ * validations overlap; more would only share the same two CPUs. */
+#define VALIDATORS_PER_LANE 2
 
 static void request_slots(Engine *e, PoolWorker *pw, unsigned batch, bool concurrent);
 static unsigned slot_batch(Engine *e);
 static unsigned pool_worker_runs(Engine *e, const PoolWorker *pw, unsigned *ret_instances);
 
-static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data, bool validator) {
+static char *pool_key(SandboxMode mode, bool network, char *const *sys_path, char *const *data, PoolRole role) {
+        static const char *const lanes[] = {
+                [POOL_RUNS] = "",
+                [POOL_VALIDATOR] = "|validator",
+                [POOL_VALIDATOR_LARGE] = "|validator-large",
+        };
         Buf b;
         buf_init(&b, 1 << 20);
-        buf_printf(&b, "%d|%d%s", (int) mode, network ? 1 : 0, validator ? "|validator" : "");
+        buf_printf(&b, "%d|%d%s", (int) mode, network ? 1 : 0, lanes[role]);
         for (char *const *p = sys_path; p && *p; p++)
                 buf_printf(&b, "|p:%s", *p);
         for (char *const *d = data; d && *d; d++)
@@ -263,25 +271,40 @@ void pool_blank_publish(Engine *e, Worker *w, bool wait_ready) {
         worker_stop(w);
 }
 
+/* The worker of key to hand out (pool lock held): runs share the first
+ * live one; a validation takes an idle validator. NULL: none is there
+ * (*ret_count tells how many live ones, idle or not, are). */
+static PoolWorker *pool_find(Engine *e, const char *key, bool validator, unsigned *ret_count) {
+        unsigned n = 0;
+        PoolWorker *found = NULL;
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
+                if (pw->dead || !streq(pw->key, key))
+                        continue;
+                /* A worker that crashed since the janitor last looked must
+                 * not get this run. */
+                if (pool_worker_exited(pw)) {
+                        pw->dead = true;
+                        continue;
+                }
+                n++;
+                if (!found && (!validator || (pw->ready && pw->busy == 0)))
+                        found = pw;
+        }
+        *ret_count = n;
+        return found;
+}
+
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
-                 bool validator, PoolWorker **ret, bool *ret_cold, char **ret_error) {
-        _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data, validator);
+                 PoolRole role, PoolWorker **ret, bool *ret_cold, char **ret_error) {
+        _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data, role);
+        bool validator = role != POOL_RUNS;
         pthread_mutex_lock(&e->pool.lock);
         for (;;) {
-                PoolWorker *found = NULL;
-                for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
-                        /* A worker that crashed since the janitor last
-                         * looked must not get this run. */
-                        if (!pw->dead && streq(pw->key, key) && pool_worker_exited(pw))
-                                pw->dead = true;
-                        if (!pw->dead && streq(pw->key, key)) {
-                                found = pw;
-                                break;
-                        }
-                }
-                if (!found)
+                unsigned n;
+                PoolWorker *found = pool_find(e, key, validator, &n);
+                if (!found && (!validator || n < VALIDATORS_PER_LANE))
                         break;
-                if (found->ready) {
+                if (found && found->ready) {
                         found->busy++;
                         found->last_used = now_monotonic();
                         e->pool.hits++;
@@ -290,7 +313,8 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                         *ret_cold = false;
                         return 0;
                 }
-                /* Someone is starting it: wait, then look again. */
+                /* Someone is starting it, or every validator of the
+                 * lane is busy: wait for a start or a release. */
                 pthread_cond_wait(&e->pool.changed, &e->pool.lock);
         }
         PoolWorker *pw = xcalloc(1, sizeof(PoolWorker));
@@ -435,9 +459,12 @@ void pool_release(Engine *e, PoolWorker *pw, bool broken) {
                 e->pool.blank_due_at = now_monotonic() + BLANK_REFILL_DELAY_USEC;
         }
         PoolWorker *victims = collect_evictions(e, now_monotonic());
-        /* No broadcast of changed: its waiters wait for a worker being
-         * started to be ready (pool_acquire() wakes them), which a release
-         * never changes; instance waiters have their own (round 8). */
+        /* Waiters of changed wait for a worker being started to be ready
+         * (pool_acquire() wakes them), which a release never changes, or
+         * for a validator to become idle, which it does; instance waiters
+         * have their own (round 8). */
+        if (pw->validator)
+                pthread_cond_broadcast(&e->pool.changed);
         pthread_mutex_unlock(&e->pool.lock);
         stop_list(victims);
 }

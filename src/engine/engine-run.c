@@ -15,6 +15,9 @@
 
 #define EXIT_GRACE_USEC (200 * USEC_PER_MSEC)
 #define VALIDATE_TIMEOUT_USEC (30 * USEC_PER_SEC)
+/* A large file's validation (worker.c) ends well before the engine gives
+ * up on the validator: the run's time limit, at most this. */
+#define VALIDATE_APART_TIMEOUT_MS 20000
 
 struct ActiveRun {
         char *id;
@@ -408,21 +411,47 @@ static void ready_learn(RunCtx *c, const PoolWorker *pw) {
                 vcache_put(c->e->readycache, rkey, pw->key);
 }
 
-/* Validation runs in the validator of the run's sandbox mode, a worker no
- * run is forked from (pool_acquire()); its answers are cached, since they
- * depend on nothing but the inputs. */
+static uint64_t validation_deadline_ms(const RunCtx *c) {
+        uint64_t t = c->limits.timeout_ms;
+        return t && t < VALIDATE_APART_TIMEOUT_MS ? t : VALIDATE_APART_TIMEOUT_MS;
+}
+
+/* A validation that ran into the run's memory limit or its deadline ends
+ * the run as that limit would have (exit 5), named as validation's. */
+static void validation_limit_outcome(RunCtx *c, const char *type) {
+        const char *file = c->spec->filename ?: "<input>";
+        bool memory = streq(type, "MemoryLimit");
+        _cleanup_free_ char *v = memory ? sandbox_format_bytes(c->limits.memory_bytes)
+                                        : sandbox_format_duration_ms(validation_deadline_ms(c));
+        _cleanup_free_ char *m = xasprintf("%s limit (%s) while validating %s", memory ? "memory" : "time", v, file);
+        set_outcome(c, RUN_KILLED, EXIT_LIMIT, memory ? "MemoryLimit" : "TimeLimit", m);
+}
+
+/* Validation runs in a validator of the run's sandbox mode, a worker no
+ * run is forked from, of the large files' lane for a large file
+ * (pool_acquire()); its answers are cached, since they depend on nothing
+ * but the inputs (a limit's refusal is not cached: it depends on the
+ * run's limits). */
 static int validate_in_worker(RunCtx *c, char **ret_reply) {
         _cleanup_free_ char *err = NULL;
         PoolWorker *base = NULL;
         bool cold;
         RunLimits base_limits = c->limits;
         base_limits.network = false;
-        int r = pool_acquire(c->e, c->spec->sandbox, &base_limits, NULL, NULL, c->e->validator_apart, &base, &cold, &err);
+        PoolRole role = !c->e->validator_apart                               ? POOL_RUNS
+                        : c->spec->source_len >= WORKER_VALIDATE_APART_BYTES ? POOL_VALIDATOR_LARGE
+                                                                             : POOL_VALIDATOR;
+        int r = pool_acquire(c->e, c->spec->sandbox, &base_limits, NULL, NULL, role, &base, &cold, &err);
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err);
                 return r;
         }
         json_t *m = base_message(c, "validate");
+        /* Bounds of a large file's validation (worker.c validates it in a
+         * child): the run's memory, and its time limit up to a cap. */
+        json_object_set_new(m, "limits",
+                            json_pack("{s:I, s:I}", "memory_bytes", (json_int_t) c->limits.memory_bytes, "deadline_ms",
+                                      (json_int_t) validation_deadline_ms(c)));
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
         pthread_mutex_lock(&base->io_lock);
@@ -463,7 +492,10 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
                 json_t *e = json_object_get(v, "error");
                 _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");
                 const char *type = json_string_value(json_object_get(e, "type"));
-                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, type ?: "ValidationError", msg);
+                if (json_is_true(json_object_get(e, "limit")) && type)
+                        validation_limit_outcome(c, type);
+                else
+                        set_outcome(c, RUN_INVALID, EXIT_VALIDATION, type ?: "ValidationError", msg);
                 json_decref(v);
                 return -EINVAL;
         }
@@ -1380,7 +1412,8 @@ static int phase_run_begin(EngineRun *run) {
                 if (r >= 0)
                         rs = c->inst->sandbox;
         } else {
-                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, false, &c->pw, &cold, &err);
+                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, POOL_RUNS, &c->pw,
+                                 &cold, &err);
                 /* A worker started for this run (cold) is ready too now. */
                 if (r >= 0)
                         ready_learn(c, c->pw);

@@ -105,7 +105,8 @@ static void *prewarm_main(void *userdata) {
          * the validator (two CPUs' worth of start-up at once); the daemon
          * listens once both are up (engine_prewarm_wait()). */
         struct Worker *blank = pool_blank_start(e);
-        if (pool_acquire(e, e->prewarm_mode, &limits, NULL, NULL, e->validator_apart, &pw, &cold, &err) >= 0)
+        if (pool_acquire(e, e->prewarm_mode, &limits, NULL, NULL, e->validator_apart ? POOL_VALIDATOR : POOL_RUNS, &pw,
+                         &cold, &err) >= 0)
                 pool_release(e, pw, false);
         pool_blank_publish(e, blank, true);
         return NULL;

@@ -296,13 +296,13 @@ const char *sandbox_signal_name(int sig) {
         return buf;
 }
 
-static char *format_duration_ms(uint64_t ms) {
+char *sandbox_format_duration_ms(uint64_t ms) {
         if (ms % 1000 == 0)
                 return xasprintf("%llus", (unsigned long long) (ms / 1000));
         return xasprintf("%.3gs", ms / 1000.0);
 }
 
-static char *format_bytes(uint64_t b) {
+char *sandbox_format_bytes(uint64_t b) {
         if (b >= (1ULL << 30) && b % (1ULL << 30) == 0)
                 return xasprintf("%llu GiB", (unsigned long long) (b >> 30));
         if (b >= (1ULL << 20))
@@ -316,13 +316,13 @@ SandboxOutcome sandbox_classify(const SandboxEnd *e, char **ret_type, char **ret
         const SandboxCgroupStats *s = e->stats;
         bool failed = e->signaled || e->exit_code != 0 || !e->succeeded;
         if (e->timed_out) {
-                _cleanup_free_ char *d = format_duration_ms(e->timeout_ms);
+                _cleanup_free_ char *d = sandbox_format_duration_ms(e->timeout_ms);
                 *ret_type = xstrdup("TimeLimit");
                 *ret_message = xasprintf("time limit (%s)", d);
                 return SANDBOX_OUTCOME_TIME;
         }
         if (e->output_exceeded) {
-                _cleanup_free_ char *b = format_bytes(e->max_output_bytes);
+                _cleanup_free_ char *b = sandbox_format_bytes(e->max_output_bytes);
                 *ret_type = xstrdup("OutputLimit");
                 *ret_message = xasprintf("output limit (%s)", b);
                 return SANDBOX_OUTCOME_OUTPUT;
@@ -330,7 +330,7 @@ SandboxOutcome sandbox_classify(const SandboxEnd *e, char **ret_type, char **ret
         /* An OOM kill anywhere in the run ends it as a memory limit even if
          * the killed process was a helper and the main one then failed. */
         if (s && s->oom_kills > 0 && failed) {
-                _cleanup_free_ char *b = format_bytes(e->memory_bytes);
+                _cleanup_free_ char *b = sandbox_format_bytes(e->memory_bytes);
                 *ret_type = xstrdup("MemoryLimit");
                 *ret_message = xasprintf("memory limit (%s)", b);
                 return SANDBOX_OUTCOME_MEMORY;
@@ -365,7 +365,7 @@ SandboxOutcome sandbox_classify(const SandboxEnd *e, char **ret_type, char **ret
                  * killer is the likely sender even when oom_kill did not
                  * count it (v1 kernels before 4.13). */
                 if (s && s->memory_failcnt > 0 && e->memory_bytes) {
-                        _cleanup_free_ char *b = format_bytes(e->memory_bytes);
+                        _cleanup_free_ char *b = sandbox_format_bytes(e->memory_bytes);
                         *ret_type = xstrdup("MemoryLimit");
                         *ret_message = xasprintf("memory limit (%s)", b);
                         return SANDBOX_OUTCOME_MEMORY;

@@ -161,7 +161,12 @@ def _parse(source, filename):
         return ast.parse(source, filename=filename)
     except SyntaxError as e:
         raise ValidationError(e.msg, e.lineno, e.offset, e.text, kind=type(e).__name__)
-    except (ValueError, MemoryError, RecursionError) as e:
+    except (MemoryError, RecursionError):
+        # CPython 3.11's parser raises a bare MemoryError past its stack
+        # (6000 levels: "-" * 10000 + "1"). Past the memory limit of a
+        # large file's validation, worker.c tells the limit from this.
+        raise ValidationError(f"{filename} is nested too deeply to parse")
+    except ValueError as e:
         raise ValidationError(f"cannot parse {filename}: {e}")
 
 
@@ -567,6 +572,15 @@ def _error_reply(e, filename):
 
 def validate(request_json):
     """Check a file and its arguments without executing any of it."""
+    try:
+        return _validate(request_json)
+    except MemoryError:
+        # Past the run's memory limit (a large file is validated in a
+        # child under it, worker.c): the engine words it, as a limit.
+        return '{"ok": false, "error": {"type": "MemoryLimit", "message": "", "limit": true}}'
+
+
+def _validate(request_json):
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
     _validating[0] = True

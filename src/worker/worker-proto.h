@@ -13,6 +13,10 @@
 #define WORKER_PROTO_MAX_MESSAGE (32U << 20)
 #define WORKER_PROTO_MAX_FDS 8
 #define WORKER_CTRL_FD 3
+/* A "validate" of a source this large is done in a child of the worker,
+ * under the message's "limits"; the engine gives it a validator of its own
+ * lane (engine-pool.c), so a smaller file never waits behind one. */
+#define WORKER_VALIDATE_APART_BYTES (64U * 1024)
 
 /* Sends one message with n_fds descriptors attached. */
 int proto_send(int sock, const char *json, size_t len, const int *fds, size_t n_fds);
