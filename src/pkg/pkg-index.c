@@ -250,6 +250,17 @@ static bool link_allowed(const char *base, const char *url) {
         return !remote || strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
 }
 
+/* PEP 629: a client must refuse a major version it does not know (a newer
+ * minor is compatible). The JSON form says it in meta.api-version, the
+ * HTML form in <meta name="pypi:repository-version">; none is 1.0. */
+static int api_version_check(const char *base, const char *version, char **ret_error) {
+        if (!version || strtoul(version, NULL, 10) == 1)
+                return 0;
+        *ret_error = xasprintf("%s: simple API version %s is not supported (this client reads 1.x, PEP 629)", base,
+                               version);
+        return -EPROTONOSUPPORT;
+}
+
 static int parse_json_page(const char *body, const char *base, PkgProject *p, char **ret_error) {
         json_error_t jerr;
         json_t *root = json_loads(body, 0, &jerr);
@@ -258,15 +269,10 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 json_decref(root);
                 return -EBADMSG;
         }
-        /* PEP 629: a client must refuse a major version it does not know
-         * (a newer minor is compatible). */
-        const char *api = json_get_string(json_object_get(root, "meta"), "api-version");
-        if (api && strtoul(api, NULL, 10) != 1) {
-                *ret_error = xasprintf("%s: simple API version %s is not supported (this client reads 1.x, "
-                                       "PEP 629)",
-                                       base, api);
+        int r = api_version_check(base, json_get_string(json_object_get(root, "meta"), "api-version"), ret_error);
+        if (r < 0) {
                 json_decref(root);
-                return -EPROTONOSUPPORT;
+                return r;
         }
         json_t *files = json_object_get(root, "files");
         if (!json_is_array(files)) {
@@ -386,16 +392,38 @@ static char *html_attr(const char *tag, const char *end, const char *name) {
         return NULL;
 }
 
+static bool tag_is(const char *s, const char *name) {
+        size_t n = strlen(name);
+        return strncasecmp(s, name, n) == 0 && (s[n] == ' ' || s[n] == '\t' || s[n] == '\n');
+}
+
+/* A <meta> of the page's head: refused if it names an API version this
+ * client does not read. */
+static int html_meta_check(const char *tag, const char *end, const char *base, char **ret_error) {
+        _cleanup_free_ char *name = html_attr(tag, end, "name");
+        if (!name || strcasecmp(name, "pypi:repository-version") != 0)
+                return 0;
+        _cleanup_free_ char *content = html_attr(tag, end, "content");
+        return api_version_check(base, content, ret_error);
+}
+
 /* PEP 503 HTML project page: every <a href> is a file. */
-static int parse_html_page(const char *body, const char *base, PkgProject *p) {
+static int parse_html_page(const char *body, const char *base, PkgProject *p, char **ret_error) {
         for (const char *s = body; (s = strchr(s, '<'));) {
                 s++;
-                if (!((s[0] == 'a' || s[0] == 'A') && (s[1] == ' ' || s[1] == '\t' || s[1] == '\n'))) {
+                bool meta = tag_is(s, "meta");
+                if (!meta && !tag_is(s, "a"))
                         continue;
-                }
                 const char *end = strchr(s, '>');
                 if (!end)
                         break;
+                if (meta) {
+                        int r = html_meta_check(s, end, base, ret_error);
+                        if (r < 0)
+                                return r;
+                        s = end;
+                        continue;
+                }
                 _cleanup_free_ char *href = html_attr(s, end, "href");
                 if (!href || !*href) {
                         s = end;
@@ -533,7 +561,7 @@ int pkg_index_project(PkgIndex *ix, const char *name, const PkgProject **ret_pro
                 if (is_json_type(resp.content_type))
                         r = parse_json_page(resp.body, resp.effective_url, p, ret_error);
                 else
-                        r = parse_html_page(resp.body, resp.effective_url, p);
+                        r = parse_html_page(resp.body, resp.effective_url, p, ret_error);
                 pkg_http_response_done(&resp);
                 if (r < 0)
                         return r;

@@ -687,14 +687,22 @@ def test_a_remote_page_cannot_point_at_this_hosts_files(cli, tmp_path, form):
     assert "pa" in p.stderr, p.stderr
 
 
-def test_a_json_page_of_a_newer_major_api_version_is_refused(cli, tmp_path):
+@pytest.mark.parametrize("form", ["json", "html"])
+def test_a_page_of_a_newer_major_api_version_is_refused(cli, tmp_path, form):
     """PEP 629: a client must fail on a major version it does not know
-    (a 2.0 page may mean anything); a newer minor is read."""
+    (a 2.0 page may mean anything); a newer minor is read. The HTML form's
+    <meta name="pypi:repository-version"> was not read (round 34)."""
     w = pkgindex.build_wheel(tmp_path / "w", "pv", "1.0")
     for version, code in (("2.0", 4), ("1.9", 0)):
-        body = json.dumps({"meta": {"api-version": version}, "name": "pv",
-                           "files": [{"filename": w.name, "url": f"/files/{w.name}", "hashes": {}}]})
-        ix = _PageIndex("pv", body, "application/vnd.pypi.simple.v1+json", files=[w])
+        if form == "json":
+            body = json.dumps({"meta": {"api-version": version}, "name": "pv",
+                               "files": [{"filename": w.name, "url": f"/files/{w.name}", "hashes": {}}]})
+            ctype = "application/vnd.pypi.simple.v1+json"
+        else:
+            body = (f'<!DOCTYPE html><html><head><META name="pypi:repository-version" content="{version}">'
+                    f'</head><body><a href="/files/{w.name}">{w.name}</a></body></html>')
+            ctype = "text/html"
+        ix = _PageIndex("pv", body, ctype, files=[w])
         try:
             p = install(cli, ix, {"pv": ""}, check=None)
         finally:
