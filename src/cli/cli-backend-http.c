@@ -261,6 +261,8 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         }
         if (a->output_data && !q->deployed)
                 json_object_set_new(req, "output_data", json_string(a->output_data));
+        if (a->no_cache && !q->deployed && !q->validate_only)
+                json_object_set_new(req, "no_cache", json_true());
         if (a->data && !q->deployed) {
                 /* The server resolves the names in the caller's tenant. */
                 json_t *data = json_array();

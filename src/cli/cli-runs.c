@@ -205,8 +205,6 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
                 code = check_utf8(a.file, source, len);
         if (!code) {
                 backend_note_options(b, &a, a.sandbox, "this code runs");
-                if (a.no_cache && b->remote)
-                        cli_warning("--no-cache: the server resolves with its own lock cache; ignored with --server");
                 RunRequest q = { .a = &a, .source = source, .source_len = len, .filename = a.file,
                                  .validate_only = validate_only };
                 code = run_and_render(b, &q);

@@ -746,7 +746,7 @@ typedef struct RunStep {
  * limits, requirements): run_begin() adds how and where;
  * drun_adhoc_eligible() asks the engine whether it could begin at once. */
 static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
-        return (RunSpec) {
+        return (RunSpec){
                 .source = r->source,
                 .source_len = r->source_len,
                 .filename = r->filename,
@@ -757,6 +757,7 @@ static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
                 .sandbox = d->cfg.sandbox,
                 .context_json = r->context_json,
                 .requirements_json = r->requirements_json,
+                .no_cache = r->no_cache,
         };
 }
 
@@ -1655,6 +1656,8 @@ char *drun_request_json_jansson(const DRun *r, bool by_ref) {
                 json_object_set_new(j, "data", json_strv_new(r->data));
         if (r->output_data)
                 json_object_set_new(j, "output_data", json_string(r->output_data));
+        if (r->no_cache)
+                json_object_set_new(j, "no_cache", json_true());
         /* Names only: a secret's value is opened when the run starts and
          * never written anywhere. */
         if (r->secrets)
@@ -1745,6 +1748,8 @@ char *drun_request_json(const DRun *r, bool by_ref) {
                 append_key_strv(&b, "data", r->data);
         if (r->output_data)
                 append_key_string(&b, "output_data", r->output_data);
+        if (r->no_cache)
+                (void) buf_appends(&b, ",\"no_cache\":true");
         if (r->secrets)
                 append_key_strv(&b, "secrets", r->secrets);
         if (r->env)
@@ -1820,6 +1825,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
                 if (json_is_string(v))
                         r->data = strv_append(r->data, json_string_value(v));
         r->output_data = json_strdup_or_null(j, "output_data");
+        r->no_cache = json_is_true(json_object_get(j, "no_cache"));
         json_array_foreach(json_object_get(j, "secrets"), i, v)
                 if (json_is_string(v))
                         r->secrets = strv_append(r->secrets, json_string_value(v));
@@ -1942,7 +1948,7 @@ static void run_inline(Daemon *d, DRun *r, Instance *inst) {
  * goes to a run thread as before (its first run, for instance). */
 static bool drun_adhoc_eligible(Daemon *d, const DRun *r) {
         if (!r->answer_waits || r->fn_name || d->cluster || r->claimed || r->data || r->secrets || r->env ||
-            r->output_data || r->idem_key)
+            r->output_data || r->idem_key || r->no_cache)
                 return false;
         /* The fields of run_begin()'s spec that the engine's look reads. */
         RunSpec spec = drun_code_spec(d, r);
@@ -2197,6 +2203,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         for (char **x = req->data; x && *x; x++)
                 r->data = strv_append(r->data, *x);
         r->output_data = req->output_data ? xstrdup(req->output_data) : NULL;
+        r->no_cache = req->no_cache;
         for (char **x = req->secrets; x && *x; x++)
                 r->secrets = strv_append(r->secrets, *x);
         for (char **x = req->env; x && *x; x++)

@@ -216,6 +216,7 @@ typedef struct RunRequest {
         char *description;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
         char *output_data;      /* run: output_dir() becomes this dataset (docs/data.md "Outputs") */
+        bool no_cache;          /* run: resolve against the index again (RunSpec.no_cache) */
         /* run and deploy: secret names (opened in the caller's tenant when
          * the run starts) and plain "KEY=VALUE" variables (docs/secrets.md) */
         char **secrets;
@@ -320,6 +321,7 @@ struct DRun {
         bool begun_here;        /* an ad-hoc run begun on its HTTP thread (drun_adhoc_eligible()) */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
         char *output_data;      /* dataset the run's output_dir() becomes when it succeeds */
+        bool no_cache;          /* resolve against the index again (RunSpec.no_cache) */
         char **secrets;         /* secret names, opened per tenant when the run starts */
         char **env;             /* plain "KEY=VALUE" variables */
 

@@ -385,6 +385,27 @@ def test_deploy_of_an_unknown_package_exits_4_like_run(workdir, indexed_daemon):
     assert "no-such-package-anywhere" in deploy.stderr
 
 
+def test_run_no_cache_resolves_again_on_both_paths(workdir, empty_index, indexed_daemon, tmp_path):
+    """`run --no-cache --server` warned "ignored with --server" and ran the
+    daemon's cached lock: a new release was never picked up through a
+    daemon (round 34: the API's `no_cache`)."""
+    import pkgindex
+    (workdir / "fresh.py").write_text("@requirements({'freshp': ''})\ndef f():\n"
+                                      "    import freshp\n    return freshp.__version__\n")
+    empty_index.add(pkgindex.build_wheel(tmp_path, "freshp", "1.0"))
+
+    def both(*extra):
+        local = run_cli(workdir, ["run", "fresh.py", "--index-url", empty_index.url, *extra])
+        remote = run_cli(workdir, ["run", "fresh.py", *extra], server=indexed_daemon.url)
+        assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+        return local.stdout
+    assert both() == "1.0\n"
+    empty_index.add(pkgindex.build_wheel(tmp_path, "freshp", "2.0"))
+    assert both() == "1.0\n"  # the cached lock
+    assert both("--no-cache") == "2.0\n"
+    assert both() == "2.0\n"  # the new lock stays
+
+
 def test_a_dag_whose_task_requirement_cannot_be_resolved_exits_4_on_both_paths(workdir, empty_index,
                                                                                 indexed_daemon):
     (workdir / "unknown.py").write_text(UNKNOWN)
