@@ -272,7 +272,8 @@ void pool_blank_publish(Engine *e, Worker *w, bool wait_ready) {
 }
 
 /* The worker of key to hand out (pool lock held): runs share the first
- * live one; a validation takes an idle validator. NULL: none is there
+ * live one (the list is not read further: every run and invoke comes
+ * here); a validation takes an idle validator. NULL: none is there
  * (*ret_count tells how many live ones, idle or not, are). */
 static PoolWorker *pool_find(Engine *e, const char *key, bool validator, unsigned *ret_count) {
         unsigned n = 0;
@@ -287,7 +288,11 @@ static PoolWorker *pool_find(Engine *e, const char *key, bool validator, unsigne
                         continue;
                 }
                 n++;
-                if (!found && (!validator || (pw->ready && pw->busy == 0)))
+                if (!validator) {
+                        found = pw;
+                        break;
+                }
+                if (!found && pw->ready && pw->busy == 0)
                         found = pw;
         }
         *ret_count = n;

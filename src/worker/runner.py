@@ -571,16 +571,9 @@ def _error_reply(e, filename):
 
 
 def validate(request_json):
-    """Check a file and its arguments without executing any of it."""
-    try:
-        return _validate(request_json)
-    except MemoryError:
-        # Past the run's memory limit (a large file is validated in a
-        # child under it, worker.c): the engine words it, as a limit.
-        return '{"ok": false, "error": {"type": "MemoryLimit", "message": "", "limit": true}}'
-
-
-def _validate(request_json):
+    """Check a file and its arguments without executing any of it. Past
+    the memory limit of a large file's validation, worker.c tells the limit
+    from what this answered (or raised) by how near it came."""
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
     _validating[0] = True
