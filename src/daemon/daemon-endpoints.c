@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "daemon.h"
+#include "daemon-ui.h" /* UI_SESSION_COOKIE: the dashboard's, never a function's */
 
 /* ---- the per-address rate limit of public endpoints --------------------------
  *
@@ -86,7 +87,9 @@ static enum MHD_Result add_value(void *cls, enum MHD_ValueKind kind, const char 
         if (kind == MHD_HEADER_KIND && streq(k, "authorization"))
                 return MHD_YES;
         const char *old = json_string_value(json_object_get(obj, k));
-        _cleanup_free_ char *v = old ? xasprintf("%s,%s", old, value ?: "") : xstrdup(value ?: "");
+        /* Two Cookie headers are two lists of cookies, not one value. */
+        const char *sep = kind == MHD_HEADER_KIND && streq(k, "cookie") ? "; " : ",";
+        _cleanup_free_ char *v = old ? xasprintf("%s%s%s", old, sep, value ?: "") : xstrdup(value ?: "");
         /* A value that is not UTF-8 cannot be a JSON string: left out. */
         if (utf8_is_valid(v))
                 json_object_set_new(obj, k, json_string(v));
@@ -99,9 +102,42 @@ static bool body_is_text(const char *ctype, const char *body, size_t len) {
                 return false;
         if (!ctype)
                 return true;
-        return startswith(ctype, "text/") || startswith(ctype, "application/json") ||
-               startswith(ctype, "application/x-www-form-urlencoded") || startswith(ctype, "application/xml") ||
-               strstr(ctype, "+json") || strstr(ctype, "+xml");
+        /* Media types are case-insensitive (RFC 9110 8.3.1). */
+        _cleanup_free_ char *t = xstrdup(ctype);
+        for (char *p = t; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        return startswith(t, "text/") || startswith(t, "application/json") ||
+               startswith(t, "application/x-www-form-urlencoded") || startswith(t, "application/xml") ||
+               strstr(t, "+json") || strstr(t, "+xml");
+}
+
+/* The name of a cookie ("name=value" or a Set-Cookie line), trimmed. */
+static bool cookie_is_named(const char *cookie, size_t len, const char *name) {
+        while (len && (*cookie == ' ' || *cookie == '\t'))
+                cookie++, len--;
+        size_t n = 0;
+        while (n < len && cookie[n] != '=' && cookie[n] != ';')
+                n++;
+        while (n && (cookie[n - 1] == ' ' || cookie[n - 1] == '\t'))
+                n--;
+        return n == strlen(name) && memcmp(cookie, name, n) == 0;
+}
+
+/* The request's cookies as the event's list. The dashboard's session
+ * cookie is sent by a browser to every path of the daemon's origin, /fn
+ * included: a function (another tenant's, a public one) must never see it,
+ * or it could act as whoever opened its URL. */
+static json_t *event_cookies(const char *header) {
+        json_t *cookies = json_array();
+        for (const char *p = header; p && *p;) {
+                while (*p == ' ' || *p == ';')
+                        p++;
+                size_t n = strcspn(p, ";");
+                if (n && !cookie_is_named(p, n, UI_SESSION_COOKIE))
+                        json_array_append_new(cookies, json_stringn(p, n));
+                p += n;
+        }
+        return cookies;
 }
 
 static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, const char *raw_query,
@@ -109,16 +145,7 @@ static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, cons
         json_t *headers = json_object(), *query = json_object();
         MHD_get_connection_values(call->conn, MHD_HEADER_KIND, add_value, headers);
         MHD_get_connection_values(call->conn, MHD_GET_ARGUMENT_KIND, add_value, query);
-        json_t *cookies = json_array();
-        const char *c = json_string_value(json_object_get(headers, "cookie"));
-        for (const char *p = c; p && *p;) {
-                while (*p == ' ' || *p == ';')
-                        p++;
-                size_t n = strcspn(p, ";");
-                if (n)
-                        json_array_append_new(cookies, json_stringn(p, n));
-                p += n;
-        }
+        json_t *cookies = event_cookies(json_string_value(json_object_get(headers, "cookie")));
         json_object_del(headers, "cookie");
         const char *ctype = json_string_value(json_object_get(headers, "content-type"));
         bool text = body_is_text(ctype, call->body, call->body_len);
@@ -147,11 +174,24 @@ static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, cons
 
 /* ---- the answer ----------------------------------------------------------------- */
 
+/* A function's page shares the daemon's origin with the dashboard and the
+ * API. The sandbox directive (without allow-same-origin) gives the page an
+ * opaque origin: its scripts run, but their requests to /v1 or /ui are
+ * cross-site, so the browser sends no SameSite=Strict session cookie and
+ * lets them read no answer. A function's own Content-Security-Policy header
+ * adds to this one; it cannot lift it. */
+#define ENDPOINT_CSP "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-downloads"
+
+static void endpoint_headers(struct MHD_Response *resp, const char *request_id) {
+        daemon_response_headers(resp, (const char *const[]){ "X-Request-Id", request_id, "Content-Security-Policy",
+                                                             ENDPOINT_CSP, NULL });
+}
+
 static struct MHD_Response *endpoint_error(unsigned status, const char *message, const char *request_id,
                                            unsigned *ret_status) {
         json_t *j = json_pack("{s:s, s:s}", "message", message, "request_id", request_id);
         struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
-        daemon_response_headers(resp, (const char *const[]) { "X-Request-Id", request_id, NULL });
+        endpoint_headers(resp, request_id);
         return resp;
 }
 
@@ -159,14 +199,118 @@ static struct MHD_Response *bad_gateway(const char *request_id, unsigned *ret_st
         return endpoint_error(502, "Internal Server Error", request_id, ret_status);
 }
 
+/* Headers that frame the connection or are the daemon's own: a function
+ * does not set them (Lambda's function URLs drop them too). */
+static bool header_is_reserved(const char *name) {
+        static const char *const reserved[] = { "connection",
+                                                "content-length",
+                                                "date",
+                                                "keep-alive",
+                                                "proxy-connection",
+                                                "te",
+                                                "trailer",
+                                                "transfer-encoding",
+                                                "upgrade",
+                                                "x-request-id",
+                                                NULL };
+        for (size_t i = 0; reserved[i]; i++)
+                if (strcasecmp(name, reserved[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* A field name is a token (RFC 9110 5.1). */
+static bool header_name_is_valid(const char *name, size_t len) {
+        if (!len)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!isalnum((unsigned char) name[i]) && !strchr("!#$%&'*+-.^_`|~", name[i]))
+                        return false;
+        return true;
+}
+
+/* A field value holds no control character but tab (RFC 9110 5.5): no
+ * NUL that would cut it, no CR or LF that would split the response. */
+static bool header_value_is_valid(const char *value, size_t len) {
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char) value[i];
+                if ((c < 0x20 && c != '\t') || c == 0x7f)
+                        return false;
+        }
+        return true;
+}
+
+/* The value of a response header, NULL when it cannot be sent. */
+static char *response_header_value(json_t *v) {
+        if (json_is_string(v))
+                return header_value_is_valid(json_string_value(v), json_string_length(v))
+                               ? xstrdup(json_string_value(v))
+                               : NULL;
+        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (s && !header_value_is_valid(s, strlen(s))) {
+                free(s);
+                return NULL;
+        }
+        return s;
+}
+
+/* Checks the function's headers and cookies; false for a malformed one.
+ * A Set-Cookie for the dashboard's session is malformed too: a function
+ * must not log its visitor in or out of the daemon. */
+static bool response_headers_are_valid(json_t *headers, json_t *cookies) {
+        const char *k;
+        size_t klen;
+        json_t *hv;
+        json_object_keylen_foreach(headers, k, klen, hv) {
+                _cleanup_free_ char *s = response_header_value(hv);
+                if (!header_name_is_valid(k, klen) || !s)
+                        return false;
+                if (strcasecmp(k, "set-cookie") == 0 && cookie_is_named(s, strlen(s), UI_SESSION_COOKIE))
+                        return false;
+        }
+        size_t i;
+        json_array_foreach(cookies, i, hv) {
+                if (!json_is_string(hv) || !header_value_is_valid(json_string_value(hv), json_string_length(hv)) ||
+                    cookie_is_named(json_string_value(hv), json_string_length(hv), UI_SESSION_COOKIE))
+                        return false;
+        }
+        return true;
+}
+
+/* The response body's bytes; -EINVAL for bad base64. */
+static int response_body(json_t *body, bool b64, char **ret, size_t *ret_len) {
+        if (!body || json_is_null(body)) {
+                *ret = xstrdup("");
+                *ret_len = 0;
+        } else if (json_is_string(body) && b64) {
+                if (base64_decode(json_string_value(body), json_string_length(body), ret, ret_len) < 0)
+                        return -EINVAL;
+        } else if (json_is_string(body)) {
+                *ret = xmemdupz(json_string_value(body), json_string_length(body));
+                *ret_len = json_string_length(body);
+        } else {
+                *ret = json_dumps(body, JSON_ENCODE_ANY | JSON_COMPACT);
+                if (!*ret)
+                        return -EINVAL;
+                *ret_len = strlen(*ret);
+        }
+        return 0;
+}
+
 /* The function's return value as the HTTP answer (Lambda's function-URL
  * rule): an object with "statusCode" is the response (statusCode, headers,
  * cookies, body, isBase64Encoded); any other JSON value is a 200
  * application/json body. A malformed response object is a 502. */
 static struct MHD_Response *endpoint_response(const RunResult *res, const char *request_id, unsigned *ret_status) {
-        json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+        /* A value that is not JSON the daemon can read (a set, an integer
+         * past 64 bits, a key holding NUL) has only its repr(): as Lambda
+         * answers a value it cannot marshal, that is a 502, not the repr
+         * sent as some other response. */
+        if (!res->value_json && res->value_repr)
+                return bad_gateway(request_id, ret_status);
+        json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : json_null();
         if (!v)
-                v = res->value_repr ? json_string(res->value_repr) : json_null();
+                return bad_gateway(request_id, ret_status);
         json_t *sc = json_is_object(v) ? json_object_get(v, "statusCode") : NULL;
         struct MHD_Response *resp;
         if (!sc) {
@@ -175,36 +319,20 @@ static struct MHD_Response *endpoint_response(const RunResult *res, const char *
                 if (!text)
                         return bad_gateway(request_id, ret_status);
                 resp = daemon_text_response(200, "application/json", text, strlen(text), ret_status);
-                daemon_response_headers(resp, (const char *const[]) { "X-Request-Id", request_id, NULL });
+                endpoint_headers(resp, request_id);
                 return resp;
         }
         json_t *headers = json_object_get(v, "headers"), *body = json_object_get(v, "body");
         json_t *cookies = json_object_get(v, "cookies");
         json_int_t status = json_integer_value(sc);
         bool b64 = json_is_true(json_object_get(v, "isBase64Encoded"));
+        char *out = NULL;
+        size_t len = 0;
         if (!json_is_integer(sc) || status < 100 || status > 599 || (headers && !json_is_object(headers)) ||
-            (cookies && !json_is_array(cookies)) || (b64 && !json_is_string(body))) {
+            (cookies && !json_is_array(cookies)) || (b64 && !json_is_string(body)) ||
+            !response_headers_are_valid(headers, cookies) || response_body(body, b64, &out, &len) < 0) {
                 json_decref(v);
                 return bad_gateway(request_id, ret_status);
-        }
-        char *out;
-        size_t len;
-        if (!body || json_is_null(body)) {
-                out = xstrdup("");
-                len = 0;
-        } else if (json_is_string(body) && b64) {
-                if (base64_decode(json_string_value(body), json_string_length(body), &out, &len) < 0) {
-                        json_decref(v);
-                        return bad_gateway(request_id, ret_status);
-                }
-        } else if (json_is_string(body)) {
-                out = xmemdupz(json_string_value(body), json_string_length(body));
-                len = json_string_length(body);
-        } else {
-                out = json_dumps(body, JSON_ENCODE_ANY | JSON_COMPACT);
-                len = out ? strlen(out) : 0;
-                if (!out)
-                        out = xstrdup("");
         }
         bool has_ctype = false;
         const char *k;
@@ -212,17 +340,14 @@ static struct MHD_Response *endpoint_response(const RunResult *res, const char *
         json_object_foreach(headers, k, hv) if (strcasecmp(k, "content-type") == 0) has_ctype = true;
         resp = daemon_text_response((unsigned) status, has_ctype ? NULL : "application/json", out, len, ret_status);
         json_object_foreach(headers, k, hv) {
-                _cleanup_free_ char *s = json_is_string(hv) ? xstrdup(json_string_value(hv))
-                                                            : json_dumps(hv, JSON_ENCODE_ANY | JSON_COMPACT);
-                /* MHD refuses names/values with CR or LF: header splitting
-                 * cannot come from a function. */
-                if (s)
+                _cleanup_free_ char *s = response_header_value(hv);
+                if (!header_is_reserved(k))
                         MHD_add_response_header(resp, k, s);
         }
         size_t i;
-        json_array_foreach(cookies, i, hv) if (json_is_string(hv))
+        json_array_foreach(cookies, i, hv)
                 MHD_add_response_header(resp, "Set-Cookie", json_string_value(hv));
-        daemon_response_headers(resp, (const char *const[]) { "X-Request-Id", request_id, NULL });
+        endpoint_headers(resp, request_id);
         json_decref(v);
         return resp;
 }
@@ -304,11 +429,27 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         _cleanup_free_ char *id = id_new("r"), *raw_path = NULL, *raw_query = NULL;
         int mode = 0;
         FunctionRecord *f = NULL;
-        if (!function_name_is_valid(name) || function_store_url_get(d->functions, tenant, name, &mode) < 0 ||
-            function_store_get(d->functions, tenant, name, 0, &f) < 0)
-                return endpoint_error(404, "Not Found", id, ret_status);
+        bool has_url = function_name_is_valid(name) && function_store_url_get(d->functions, tenant, name, &mode) >= 0;
         char addr[INET6_ADDRSTRLEN];
         client_address(call, addr);
+        if (!has_url || mode != 2) {
+                /* The token is checked before existence: a caller without
+                 * the tenant's token gets the same 401 or 403 for a token
+                 * URL, a function without one and no function at all, so
+                 * it cannot tell which names exist. */
+                unsigned st = endpoint_auth(call, tenant);
+                if (st) {
+                        struct MHD_Response *resp = endpoint_error(st, st == 401 ? "Unauthorized" : "Forbidden", id,
+                                                                   ret_status);
+                        if (st == 401)
+                                daemon_response_headers(resp, (const char *const[]) { "WWW-Authenticate",
+                                                                                      "Bearer realm=\"pysprinter\"",
+                                                                                      NULL });
+                        return resp;
+                }
+        }
+        if (!has_url || function_store_get(d->functions, tenant, name, 0, &f) < 0)
+                return endpoint_error(404, "Not Found", id, ret_status);
         if (mode == 2) {
                 pthread_rwlock_rdlock(&d->cfg_lock);
                 unsigned per_s = d->cfg.endpoint_rate, burst = d->cfg.endpoint_burst;
@@ -316,19 +457,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                 if (!rate_allow(addr, per_s, burst)) {
                         function_record_free(f);
                         struct MHD_Response *resp = endpoint_error(429, "Too Many Requests", id, ret_status);
-                        daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
-                        return resp;
-                }
-        } else {
-                unsigned st = endpoint_auth(call, tenant);
-                if (st) {
-                        function_record_free(f);
-                        struct MHD_Response *resp = endpoint_error(st, st == 401 ? "Unauthorized" : "Forbidden", id,
-                                                                   ret_status);
-                        if (st == 401)
-                                daemon_response_headers(resp, (const char *const[]) { "WWW-Authenticate",
-                                                                                      "Bearer realm=\"pysprinter\"",
-                                                                                      NULL });
+                        daemon_response_headers(resp, (const char *const[]){ "Retry-After", "1", NULL });
                         return resp;
                 }
         }
@@ -346,7 +475,12 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         if (k >= 0) {
                 req.limits = granted;
                 k = daemon_lambda_map_event(&req, f, event, id);
-        }
+        } else
+                /* The operator lowered the tenant's grant below what the
+                 * version was deployed with: the caller may be anyone, so
+                 * the reason goes to the daemon's log, under the id the
+                 * caller sees. */
+                log_warn("fn %s/%s request %s refused: %s", tenant, name, id, err ?: "limits not granted");
         DRun *r = NULL;
         if (k >= 0)
                 k = daemon_run_submit(d, id, tenant, &req, f->name, f->version, true, &r);
@@ -355,6 +489,8 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
         } else if (k == -ESHUTDOWN)
                 resp = endpoint_error(503, "Service Unavailable", id, ret_status);
+        else if (k == -EPERM)
+                resp = endpoint_error(403, "Forbidden", id, ret_status);
         else if (k < 0)
                 resp = bad_gateway(id, ret_status);
         else {

@@ -5,12 +5,14 @@ worker; the client is http.client (and curl when installed)."""
 import base64
 import json
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
 from conftest import CLI, DAEMON
-from daemonlib import Daemon, TOKENS, sandbox_mode
+from daemonlib import Daemon, TOKENS, config_text, sandbox_mode, wait_for
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
@@ -41,6 +43,27 @@ def handler(event):
     return "plain string"
 """
 
+# Responses a function may try to send: each path is one case.
+HOSTILE = """
+def handler(event):
+    cases = {
+        "/session-cookie": {"statusCode": 200, "cookies": ["pysprinter_session=forged; Path=/"]},
+        "/session-header": {"statusCode": 200, "headers": {"Set-Cookie": " pysprinter_session =forged"}},
+        "/colon-name": {"statusCode": 200, "headers": {"x-a:b": "1"}},
+        "/space-name": {"statusCode": 200, "headers": {"x a": "1"}},
+        "/nul-name": {"statusCode": 200, "headers": {"x-a\\0b": "1"}},
+        "/nul-value": {"statusCode": 200, "headers": {"x-a": "cut\\0here"}},
+        "/lf-value": {"statusCode": 200, "headers": {"x-a": "one\\nSet-Cookie: b=2"}},
+        "/lf-cookie": {"statusCode": 200, "cookies": ["a=1\\r\\nX-Injected: 1"]},
+        "/huge-status": {"statusCode": 2 ** 70},
+        "/reserved": {"statusCode": 200, "body": "ok",
+                      "headers": {"X-Request-Id": "forged", "Connection": "close", "Date": "yesterday",
+                                  "Content-Length": "1", "Transfer-Encoding": "chunked",
+                                  "Content-Security-Policy": "img-src 'none'", "X-Fine": "yes"}},
+    }
+    return cases.get(event["rawPath"], {"statusCode": 200, "body": "ok"})
+"""
+
 CONFIG = """
     server:
       max_body_bytes: 65536
@@ -61,7 +84,7 @@ def d(tmp_path_factory):
     daemon = Daemon(root, sandbox=sandbox_mode(root), config_extra=CONFIG).start()
     try:
         for name, src, url in [("echo", ECHO, True), ("pub", ROUTER, "public"), ("priv", ROUTER, True),
-                               ("nourl", ECHO, None)]:
+                               ("nourl", ECHO, None), ("hostile", HOSTILE, "public")]:
             body = {"name": name, "source": src}
             if url is not None:
                 body["url"] = url
@@ -181,9 +204,123 @@ def test_token_endpoints_need_a_token_of_their_tenant(d):
 
 
 def test_unknown_and_url_less_functions_are_404(d):
-    for path in ["/fn/alice/nourl", "/fn/alice/ghost/x", "/fn/bob/echo", "/fn/alice/bad%20name"]:
+    for path in ["/fn/alice/nourl", "/fn/alice/ghost/x", "/fn/alice/bad%20name"]:
         st, _, _ = d.request("GET", path)
         assert st == 404, path
+
+
+def test_a_caller_without_the_tenants_token_cannot_tell_which_functions_exist(d):
+    """A token URL answered 401 and an unknown name 404, so anyone could
+    list a tenant's private functions by name. The token is now checked
+    first: every non-public path of a tenant answers the same."""
+    paths = ["/fn/alice/priv/list", "/fn/alice/nourl", "/fn/alice/ghost/x", "/fn/alice/bad%20name",
+             "/fn/nobody/echo"]
+    for token, status in [(None, 401), ("not-a-token", 401), ("bob", 403), ("reader", 403)]:
+        answers = set()
+        for path in paths:
+            st, h, body = d.request("GET", path, token=token)
+            out = json.loads(body)
+            assert out["request_id"] == h["x-request-id"]
+            answers.add((st, out["message"], h.get("www-authenticate")))
+        assert len(answers) == 1 and answers.pop()[0] == status, (token, answers)
+    # The tenant's own token tells them apart.
+    assert d.request("GET", "/fn/alice/priv/list")[0] == 200
+    assert d.request("GET", "/fn/alice/ghost/x")[0] == 404
+    assert d.request("GET", "/fn/bob/echo")[0] == 403
+
+
+def test_the_dashboards_session_cookie_never_reaches_a_function(d):
+    """A browser sends the dashboard's cookie (Path=/) to /fn too: another
+    tenant's public function read it and acted as the visitor."""
+    c = d.conn()
+    try:
+        c.putrequest("GET", "/fn/alice/echo/c")
+        c.putheader("Authorization", "Bearer " + TOKENS["alice"])
+        c.putheader("Cookie", "a=1; pysprinter_session=SECRET-SESSION; b=2")
+        c.putheader("Cookie", " pysprinter_session = SECRET2;c=3")
+        c.endheaders()
+        r = c.getresponse()
+        body = r.read()
+    finally:
+        c.close()
+    assert r.status == 200, body
+    assert b"SECRET" not in body
+    ev = json.loads(body)["event"]
+    # Two Cookie headers are two lists of cookies.
+    assert ev["cookies"] == ["a=1", "b=2", "c=3"]
+    assert "cookie" not in ev["headers"]
+
+
+def test_a_function_cannot_set_the_dashboards_cookie_or_a_malformed_header(d):
+    for case in ["session-cookie", "session-header", "colon-name", "space-name", "nul-name", "nul-value",
+                 "lf-value", "lf-cookie", "huge-status"]:
+        st, h, body = d.request("GET", f"/fn/alice/hostile/{case}", token=None)
+        assert st == 502, (case, st, h, body)
+        assert json.loads(body)["message"] == "Internal Server Error"
+        assert "set-cookie" not in h and "x-a" not in h and "x-injected" not in h, (case, h)
+
+
+def test_the_daemons_own_headers_are_not_the_functions(d):
+    c = d.conn()
+    try:
+        c.request("GET", "/fn/alice/hostile/reserved")
+        r = c.getresponse()
+        body = r.read()
+        headers = r.getheaders()
+    finally:
+        c.close()
+    assert (r.status, body) == (200, b"ok")
+    named = lambda n: [v for k, v in headers if k.lower() == n]
+    assert len(named("x-request-id")) == 1 and named("x-request-id")[0].startswith("r")
+    assert named("connection") != ["close"] and named("date") != ["yesterday"]
+    assert named("content-length") == ["2"] and named("transfer-encoding") == []
+    assert named("x-fine") == ["yes"]
+    # The function's policy adds to the daemon's; it does not replace it.
+    csp = named("content-security-policy")
+    assert "img-src 'none'" in csp and any(v.startswith("sandbox ") for v in csp), csp
+
+
+def test_every_answer_of_a_function_url_is_sandboxed(d):
+    """A function's page is on the dashboard's origin: the sandbox policy
+    gives it an opaque one, so its scripts cannot call /v1 as the visitor
+    (test_ui.py checks this in a browser)."""
+    for path, token in [("/fn/alice/pub/list", None), ("/fn/alice/pub/missing", None),
+                        ("/fn/alice/priv/boom", "alice"), ("/fn/alice/priv/list", None),
+                        ("/fn/alice/ghost", "alice"), ("/fn/alice/hostile/colon-name", None)]:
+        st, h, _ = d.request("GET", path, token=token)
+        csp = h.get("content-security-policy", "")
+        assert csp.startswith("sandbox ") and "allow-same-origin" not in csp, (path, st, h)
+
+
+def test_a_content_type_is_matched_without_regard_to_case(d):
+    st, h, body = d.request("POST", "/fn/alice/echo", raw=b"hello", headers={"Content-Type": "Text/Plain"})
+    assert st == 200
+    ev = json.loads(body)["event"]
+    assert (ev["body"], ev["isBase64Encoded"]) == ("hello", False)
+
+
+def test_limits_no_longer_granted_answer_403_and_the_log_says_why(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
+    try:
+        st, b = d.call("POST", "/v1/functions", {"name": "slow", "source": ECHO, "url": "public",
+                                                  "limits": {"timeout_ms": 50000}})
+        assert st == 201, b
+        assert d.request("GET", "/fn/alice/slow", token=None)[0] == 200
+        d.config.write_text(config_text("tenants:\n  alice:\n    maxima: {timeout_ms: 30000}\n"))
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while True:
+            st, h, body = d.request("GET", "/fn/alice/slow", token=None)
+            if st != 200 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert st == 403 and json.loads(body)["message"] == "Forbidden", body
+        rid = h["x-request-id"]
+        wait_for(lambda: rid in d.log.read_text(), "the refusal in the daemon's log", timeout=10)
+        line = next(l for l in d.log.read_text().splitlines() if rid in l)
+        assert "fn alice/slow" in line and "timeout" in line, line
+    finally:
+        d.stop()
 
 
 def test_body_is_capped(d):
@@ -226,7 +363,8 @@ def test_cli_deploy_url_public_and_no_url(d, cli, tmp_path):
     cli("deploy", "hook.py", check=0)
     assert d.request("GET", "/fn/alice/hook/list", token=None)[0] == 200
     cli("deploy", "hook.py", "--no-url", check=0)
-    assert d.request("GET", "/fn/alice/hook/list", token=None)[0] == 404
+    assert d.request("GET", "/fn/alice/hook/list")[0] == 404
+    assert d.request("GET", "/fn/alice/hook/list", token=None)[0] == 401
     p = cli("deploy", "hook.py", "--memory", "lots")
     assert p.returncode == 2 and "--memory" in p.stderr
 

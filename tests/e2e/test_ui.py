@@ -373,6 +373,43 @@ def test_a_tenant_cannot_open_another_tenants_run(alice, d):
     assert all("404" in m for m in console_errors(alice)), "only the 404 is logged"
 
 
+EVIL_PAGE = """
+import json
+def page(event):
+    html = (\"<!doctype html><title>waiting</title><pre id='cookies'>\" + json.dumps(event.get('cookies', []))
+            + \"</pre><script src='/fn/bob/evil/steal.js'></script>\")
+    script = (\"fetch('/v1/functions', {credentials: 'include', headers: {'X-Pysprinter-CSRF': '1'}})\"
+              \".then(r => r.text().then(t => { document.title = 'answer ' + r.status + ' ' + t.slice(0, 300); }))\"
+              \".catch(e => { document.title = 'blocked ' + e; });\")
+    if event['rawPath'] == '/steal.js':
+        return {'statusCode': 200, 'headers': {'content-type': 'text/javascript'}, 'body': script}
+    return {'statusCode': 200, 'headers': {'content-type': 'text/html'}, 'body': html}
+"""
+
+
+def test_another_tenants_function_page_cannot_act_as_the_visitor(alice, d):
+    """Bob's public Function URL is on the dashboard's origin. Opened by
+    alice (logged in), its script called /v1 with her session cookie, and
+    the function itself was handed the cookie in its event. The page now
+    runs sandboxed (an opaque origin) and the event never holds it."""
+    st, f = d.call("POST", "/v1/functions", {"name": "evil", "source": EVIL_PAGE, "url": "public"}, token="bob")
+    assert st == 201, f
+    st, mine = d.call("POST", "/v1/functions", {"name": "alices", "source": "def f():\n    return 1\n"})
+    assert st == 201, mine
+    cookie = session_cookie(alice)
+    assert cookie and cookie["value"]
+    alice.get(d.url + "/fn/bob/evil")
+    title = wait_for(lambda: alice.title if alice.title != "waiting" else None, timeout=20, what="the script's fetch")
+    assert title.startswith("blocked"), title
+    assert "alices" not in alice.page_source
+    assert cookie["value"] not in alice.page_source
+    assert by_css(alice, "#cookies")[0].text == "[]"
+    console_errors(alice)  # the refused fetch is logged: expected
+    # Alice's session still works for her.
+    go(alice, d, "#/runs")
+    wait_for(lambda: by_css(alice, "#who") and by_css(alice, "#who")[0].text.startswith("alice"), what="still alice")
+
+
 def test_every_page_renders_without_console_errors(alice, d):
     st, f = d.call("POST", "/v1/functions", {"name": "greet", "source": "def greet(who='x'):\n    return 'hi ' + who\n"})
     assert st == 201, f
