@@ -14,7 +14,7 @@
 
 void daemon_config_init(DaemonConfig *cfg) {
         static uint64_t generations;
-        *cfg = (DaemonConfig) {
+        *cfg = (DaemonConfig){
                 .generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED),
                 .listen = xstrdup("127.0.0.1:8080"),
                 .max_body_bytes = 12U << 20,
@@ -23,6 +23,7 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .max_concurrent_runs = 8,
                 .max_concurrent_per_tenant = 4,
                 .max_queued_runs = 256,
+                .max_queued_per_tenant = UINT_MAX,
                 .max_connections = 1024,
                 .max_connections_per_ip = 64,
                 .endpoint_rate = 10,
@@ -409,6 +410,7 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         { "max_concurrent_runs", &cfg->max_concurrent_runs, NULL, 1, 100000 },
                         { "max_concurrent_per_tenant", &cfg->max_concurrent_per_tenant, NULL, 1, 100000 },
                         { "max_queued_runs", &cfg->max_queued_runs, NULL, 0, 1000000 },
+                        { "max_queued_per_tenant", &cfg->max_queued_per_tenant, NULL, 0, 1000000 },
                         { "max_connections", &cfg->max_connections, NULL, 4, 100000 },
                         { "max_connections_per_ip", &cfg->max_connections_per_ip, NULL, 1, 100000 },
                         { "http_threads", &cfg->http_threads, NULL, 0, DAEMON_HTTP_THREADS_MAX },
@@ -590,6 +592,13 @@ int daemon_config_load(DaemonConfig *cfg, const char *path, char **ret_error) {
                 return r;
         }
         return daemon_config_parse(cfg, text, len, path, ret_error);
+}
+
+unsigned daemon_config_queued_per_tenant(const DaemonConfig *cfg) {
+        assert(cfg);
+        if (cfg->max_queued_per_tenant != UINT_MAX)
+                return cfg->max_queued_per_tenant;
+        return cfg->max_queued_runs / 2 + cfg->max_queued_runs % 2;
 }
 
 const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char *token) {

@@ -1981,9 +1981,16 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                 return -ESHUTDOWN;
         }
         /* Beyond the free slots, a run waits in the global queue; a full
-         * queue is the client's 429. */
+         * queue is the client's 429. So is a tenant's full share of it:
+         * one tenant (or the anonymous callers of its public URL) cannot
+         * take every place and turn every other tenant's runs away. */
         unsigned free_slots = d->running < d->cfg.max_concurrent_runs ? d->cfg.max_concurrent_runs - d->running : 0;
-        if (!resumed && d->queued >= free_slots + d->cfg.max_queued_runs) {
+        TenantCount *tc = tenant_count(d, r->tenant);
+        unsigned tenant_free = tc->running < d->cfg.max_concurrent_per_tenant
+                                       ? MIN(d->cfg.max_concurrent_per_tenant - tc->running, free_slots)
+                                       : 0;
+        if (!resumed && (d->queued >= free_slots + d->cfg.max_queued_runs ||
+                         tc->queued >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
                 d->metrics.rejected_429++;
                 pthread_mutex_unlock(&d->lock);
                 drun_free(r);
@@ -2003,7 +2010,6 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
          * before its answer), and its submit is deferred: not waited for,
          * replaced by its end when that comes within the writer's linger
          * (one write per run; docs/api.md "Delivery"). */
-        TenantCount *tc = tenant_count(d, r->tenant);
         bool slot = !resumed && !d->cluster && (!r->fn_name || r->answer_waits) && r->max_attempts > 1 &&
                     !d->pending && !d->leave_queued && d->running + d->queued < d->cfg.max_concurrent_runs &&
                     tc->running + tc->queued < d->cfg.max_concurrent_per_tenant;

@@ -68,6 +68,7 @@ typedef struct DaemonConfig {
         unsigned max_concurrent_runs;   /* runs executing at once, all tenants */
         unsigned max_concurrent_per_tenant;
         unsigned max_queued_runs;       /* waiting for a slot; 429 beyond */
+        unsigned max_queued_per_tenant; /* one tenant's share of them; UINT_MAX: half (daemon_config_queued_per_tenant) */
         unsigned max_connections;
         unsigned max_connections_per_ip; /* MHD_OPTION_PER_IP_CONNECTION_LIMIT */
         unsigned http_threads;          /* MHD's epoll pool, at most DAEMON_HTTP_THREADS_MAX; 0: the CPUs (at most 16) */
@@ -106,6 +107,11 @@ int daemon_config_load(DaemonConfig *cfg, const char *path, char **ret_error);
 /* Looks a presented bearer token up (constant-time hash compare). Returns
  * the matching entry or NULL. */
 const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char *token);
+
+/* How many of a tenant's runs may wait beyond its free slots: the
+ * configured server.max_queued_per_tenant, else half of max_queued_runs
+ * (rounded up), so that no one tenant fills the queue of all. */
+unsigned daemon_config_queued_per_tenant(const DaemonConfig *cfg);
 
 /* The last bearer token one HTTP thread matched, by its exact bytes
  * (zero-padded: compared whole, in constant time) and the config

@@ -435,6 +435,59 @@ def test_queue_full_is_429(tmp_path):
         d.stop()
 
 
+def test_one_tenant_cannot_fill_the_queue_of_all(tmp_path):
+    """Alice's backlog filled the global queue and every other tenant got
+    429. A tenant may now hold at most max_queued_per_tenant (default: half
+    of max_queued_runs) waiting runs."""
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          max_concurrent_runs: 1
+          max_concurrent_per_tenant: 1
+          max_queued_runs: 4
+        """).start()
+    try:
+        ids, refused = [], 0
+        for _ in range(8):
+            st, hdrs, body = d.request("POST", "/v1/runs", {"source": SLOW, "kwargs": {"seconds": 60}})
+            if st == 202:
+                ids.append(json.loads(body)["id"])
+            else:
+                assert st == 429 and int(hdrs["retry-after"]) > 0, body
+                refused += 1
+        # One running (or about to), two waiting: half of the queue.
+        assert len(ids) == 3 and refused == 5, (ids, refused)
+        st, b = d.run(SLOW, wait=False, token="bob", kwargs={"seconds": 60})
+        assert st == 202, b
+        bobs = b["id"]
+        # Bob's one waiting run does not shrink alice's share.
+        st, _, _ = d.request("POST", "/v1/runs", {"source": SLOW})
+        assert st == 429
+        for rid in ids:
+            d.cancel(rid)
+        d.wait_status(bobs, {"running"}, token="bob")
+        d.cancel(bobs, token="bob")
+    finally:
+        d.stop()
+
+
+def test_max_queued_per_tenant_is_configurable(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          max_concurrent_runs: 1
+          max_concurrent_per_tenant: 1
+          max_queued_runs: 4
+          max_queued_per_tenant: 1
+        """).start()
+    try:
+        statuses = [d.request("POST", "/v1/runs", {"source": SLOW, "kwargs": {"seconds": 60}})
+                    for _ in range(4)]
+        assert [st for st, _, _ in statuses] == [202, 202, 429, 429]
+        for st, _, body in statuses[:2]:
+            d.cancel(json.loads(body)["id"])
+    finally:
+        d.stop()
+
+
 def test_restart_after_kill9_runs_in_flight_runs_again(tmp_path):
     d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
     st, done = d.run(HELLO, raw_args=["kept"])

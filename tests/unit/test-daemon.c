@@ -648,6 +648,8 @@ static void test_config_table(void **state) {
                 { "server:\n  nonsense: 1\n", "nonsense" },
                 { "server:\n  http_threads: 257\n", "http_threads" },
                 { "server:\n  http_threads: 0\n", NULL },
+                { "server:\n  max_queued_per_tenant: -1\n", "max_queued_per_tenant" },
+                { "server:\n  max_queued_per_tenant: 1000001\n", "max_queued_per_tenant" },
                 { "limits:\n  maxima: {network: yes}\n", "network" },
                 { "limits:\n  maxima: {network: false, timeout_ms: 1000}\n", NULL },
                 { "listen: [1]\n", "listen" },
@@ -743,6 +745,20 @@ static void test_config_values_land(void **state) {
         daemon_config_done(&cfg);
         assert_int_equal(parse_config("pool:\n  validation_cache_mb: 16\n", &cfg, &err), 0);
         assert_int_equal(cfg.pool_validation_cache_bytes, 16ULL << 20);
+        daemon_config_done(&cfg);
+        /* A tenant's share of the queue: half of it unless configured,
+         * 0 included (that tenant's runs never wait). */
+        assert_int_equal(parse_config("server:\n  max_queued_runs: 7\n", &cfg, &err), 0);
+        assert_int_equal(daemon_config_queued_per_tenant(&cfg), 4);
+        daemon_config_done(&cfg);
+        assert_int_equal(parse_config("server:\n  max_queued_runs: 0\n", &cfg, &err), 0);
+        assert_int_equal(daemon_config_queued_per_tenant(&cfg), 0);
+        daemon_config_done(&cfg);
+        assert_int_equal(parse_config("server:\n  max_queued_per_tenant: 0\n", &cfg, &err), 0);
+        assert_int_equal(daemon_config_queued_per_tenant(&cfg), 0);
+        daemon_config_done(&cfg);
+        assert_int_equal(parse_config("server:\n  max_queued_per_tenant: 300\n", &cfg, &err), 0);
+        assert_int_equal(daemon_config_queued_per_tenant(&cfg), 300);
         daemon_config_done(&cfg);
 }
 
