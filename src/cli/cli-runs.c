@@ -277,6 +277,15 @@ static int take_payload(int *argc, char **argv, json_t **ret) {
         return 0;
 }
 
+/* Whether a --payload invoke was also given what the Lambda path has no
+ * place for (it would be dropped without a word). */
+static bool payload_has_company(const RunArgs *a) {
+        const RunLimits *l = &a->limits;
+        return (a->args_json && !streq(a->args_json, "[]")) || (a->kwargs_json && !streq(a->kwargs_json, "{}")) ||
+               l->timeout_ms || l->memory_bytes || l->max_procs || l->max_output_bytes || l->network ||
+               l->network_off || a->data || a->output_data;
+}
+
 int verb_invoke(int argc, char **argv) {
         if (help_asked(argc, argv)) {
                 fputs(invoke_help, stdout);
@@ -305,6 +314,14 @@ int verb_invoke(int argc, char **argv) {
         if (code) {
                 json_decref(payload);
                 return code;
+        }
+        if (payload && payload_has_company(&a)) {
+                json_decref(payload);
+                run_args_done(&a);
+                return usage_error("invoke", "--payload is the whole event: put the arguments in it; a Lambda-style "
+                                             "invoke runs with its deploy's limits, so -a, --NAME, --timeout, "
+                                             "--memory, --max-procs, --max-output, --network and --data cannot go "
+                                             "with it");
         }
         Backend *b = NULL;
         code = backend_open(&a, &b);

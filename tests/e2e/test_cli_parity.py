@@ -264,6 +264,24 @@ def test_invoke_sends_a_lambda_event_payload(daemon, workdir):
     assert json.loads(r.stdout.splitlines()[-1]) == {"got": 2}
 
 
+def test_invoke_payload_with_arguments_or_limits_is_a_usage_error(daemon, workdir):
+    """They were dropped without a word: the event ran with the deploy's
+    limits and none of the arguments."""
+    (workdir / "handler.py").write_text("def handler(event, context):\n    return event\n")
+    r = run_cli(workdir, ["deploy", "handler.py::handler", "--name", "hp"], server=daemon.url)
+    assert r.returncode == 0, r.stderr
+    before = daemon.call("GET", "/v1/runs")[1]["runs"]
+    for extra in (["--timeout", "1s"], ["--memory", "64M"], ["--network"], ["--no-network"], ["-a", "5"],
+                  ["--x", "1"], ["--max-procs", "2"], ["--max-output", "1M"]):
+        for server in (None, daemon.url):
+            r = run_cli(workdir, ["invoke", "hp", "--payload", '{"n": 1}', *extra], server=server)
+            assert r.returncode == 2, (extra, r)
+            assert "--payload is the whole event" in r.stderr and r.stdout == "", (extra, r.stderr)
+    assert daemon.call("GET", "/v1/runs")[1]["runs"] == before
+    r = run_cli(workdir, ["invoke", "hp", "--payload", '{"n": 1}'], server=daemon.url)
+    assert r.returncode == 0 and json.loads(r.stdout.splitlines()[-1]) == {"n": 1}, r
+
+
 def test_dag_logs_of_a_silent_task_prints_nothing_and_exits_0_on_both_paths(daemon, workdir):
     for server in (None, daemon.url):
         r = run_cli(workdir, ["dag", "run", "pipe.yaml", "--sandbox=none", "--no-cache", "--json"], server=server)
