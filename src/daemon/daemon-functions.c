@@ -469,7 +469,17 @@ static FunctionRecord *lambda_function(const DaemonCall *call, unsigned *ret_sta
                 *ret_error = daemon_call_error(call, 404, "not_found", ret_status, "Function not found: %s", ref);
                 return NULL;
         }
-        const char *q = qualifier ? qualifier : daemon_call_query(call, "Qualifier");
+        const char *asked = daemon_call_query(call, "Qualifier");
+        if (qualifier && asked && !streq(qualifier, asked)) {
+                /* "echo:1" with ?Qualifier=2: Lambda refuses, not picks. */
+                *ret_error = daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException",
+                                                      ret_status,
+                                                      "The derived qualifier from the function name (%s) does not "
+                                                      "match the specified qualifier (%s)",
+                                                      qualifier, asked);
+                return NULL;
+        }
+        const char *q = qualifier ? qualifier : asked;
         if (version_parse(q, &version) < 0) {
                 *ret_error = daemon_call_error(call, 404, "not_found", ret_status,
                                                "Function not found: arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT
@@ -502,7 +512,13 @@ static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f
 
 /* Lambda's FunctionConfiguration for f (the fields AWS SDKs read). */
 static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
-        _cleanup_free_ char *arn = lambda_arn(f->name), *sha = NULL, *handler = NULL;
+        _cleanup_free_ char *name = NULL, *qualifier = NULL, *sha = NULL, *handler = NULL;
+        /* Asked for a version, the ARN names it, as Lambda's does. */
+        bool qualified = call->n_seg > 2 &&
+                         (daemon_call_query(call, "Qualifier") ||
+                          (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier));
+        _cleanup_free_ char *base = lambda_arn(f->name);
+        _cleanup_free_ char *arn = qualified ? xasprintf("%s:%d", base, f->version) : xstrdup(base);
         unsigned char digest[32];
         unsigned dlen = 0;
         EVP_Digest(f->source, f->source_len, digest, &dlen, EVP_sha256(), NULL);

@@ -116,12 +116,15 @@ static const char *sigv4_header(void *userdata, const char *name) {
  * access_key_id, whose secret must verify the signature. 0 with the
  * entry's role (tenant in c->tenant_buf), or -EPERM with *ret_error: any
  * failure is a 403, as AWS answers. */
-static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, char **ret_error) {
+/* On failure *ret_type is the exception an AWS SDK expects: a malformed
+ * Authorization, an unknown key id, or a signature that does not verify. */
+static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const char **ret_type, char **ret_error) {
         Daemon *d = c->d;
         _cleanup_free_ char *secret = NULL;
         SigV4Auth a = {};
         TokenRole role = TOKEN_ROLE_READONLY;
         int k = sigv4_parse_authorization(h, &a, ret_error);
+        *ret_type = "IncompleteSignatureException";
         if (k >= 0) {
                 pthread_rwlock_rdlock(&d->cfg_lock);
                 const DaemonToken *t = daemon_config_find_access_key(&d->cfg, a.access_key_id);
@@ -133,10 +136,12 @@ static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, char *
                 pthread_rwlock_unlock(&d->cfg_lock);
                 if (!secret) {
                         *ret_error = xstrdup("The security token included in the request is invalid (unknown access key id)");
+                        *ret_type = "UnrecognizedClientException";
                         k = -EPERM;
                 }
         }
         if (k >= 0) {
+                *ret_type = "InvalidSignatureException";
                 SigV4Request rq = {
                         .method = c->method,
                         .raw_target = c->req && c->req->target ? c->req->target : "/",
@@ -206,8 +211,12 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
                 /* authenticated by the session */
         } else if (authz && startswith(authz, "AWS4-HMAC-SHA256")) {
                 _cleanup_free_ char *err = NULL;
-                if (authenticate_sigv4(c, authz, &role, &err) < 0) {
-                        *ret = queue_error(c, 403, "forbidden", NULL, "%s", err ? err : "bad signature");
+                const char *type = NULL;
+                if (authenticate_sigv4(c, authz, &role, &type, &err) < 0) {
+                        unsigned st;
+                        struct MHD_Response *resp = daemon_call_lambda_error(&c->call, 403, "forbidden", type, &st,
+                                                                             "%s", err ? err : "bad signature");
+                        *ret = queue(c, resp, st);
                         return false;
                 }
         } else if ((k = authenticate_bearer(c, &role)) < 0) {

@@ -187,8 +187,9 @@ static const char *lambda_error_type(unsigned status) {
         case 413:
                 return "RequestTooLargeException";
         case 401:
-        case 403:
                 return "UnrecognizedClientException";
+        case 403:
+                return "AccessDeniedException";
         case 404:
                 return "ResourceNotFoundException";
         case 409:
@@ -201,9 +202,10 @@ static const char *lambda_error_type(unsigned status) {
 }
 
 static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status, const char *code,
-                                        unsigned *ret_status, const char *fmt, va_list ap) _printf_(5, 0);
+                                        const char *lambda_type, unsigned *ret_status, const char *fmt, va_list ap)
+        _printf_(6, 0);
 static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status, const char *code,
-                                        unsigned *ret_status, const char *fmt, va_list ap) {
+                                        const char *lambda_type, unsigned *ret_status, const char *fmt, va_list ap) {
         _cleanup_free_ char *msg = NULL;
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
@@ -215,7 +217,7 @@ static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status,
         if (call && call->lambda && j) {
                 /* Lambda's own body: {"Type": "User"|"Service", "message"}
                  * beside ours; botocore reads the type from the header. */
-                type = lambda_error_type(status);
+                type = lambda_type ?: lambda_error_type(status);
                 json_object_set_new(j, "Type", json_string(status >= 500 ? "Service" : "User"));
                 json_object_set(j, "message", json_object_get(json_object_get(j, "error"), "message"));
                 json_object_set_new(j, "__type", json_string(type));
@@ -226,11 +228,20 @@ static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status,
         return resp;
 }
 
+struct MHD_Response *daemon_call_lambda_error(const DaemonCall *call, unsigned status, const char *code,
+                                              const char *lambda_type, unsigned *ret_status, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        struct MHD_Response *resp = call_verror(call, status, code, lambda_type, ret_status, fmt, ap);
+        va_end(ap);
+        return resp;
+}
+
 struct MHD_Response *daemon_call_error(const DaemonCall *call, unsigned status, const char *code,
                                        unsigned *ret_status, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        struct MHD_Response *resp = call_verror(call, status, code, ret_status, fmt, ap);
+        struct MHD_Response *resp = call_verror(call, status, code, NULL, ret_status, fmt, ap);
         va_end(ap);
         return resp;
 }
@@ -239,7 +250,7 @@ struct MHD_Response *daemon_error_response(unsigned status, const char *code, un
                                            ...) {
         va_list ap;
         va_start(ap, fmt);
-        struct MHD_Response *resp = call_verror(NULL, status, code, ret_status, fmt, ap);
+        struct MHD_Response *resp = call_verror(NULL, status, code, NULL, ret_status, fmt, ap);
         va_end(ap);
         return resp;
 }

@@ -804,6 +804,11 @@ char *daemon_json_text(struct json_t *j, bool show_paths);
  * also {"Type", "message"} and the X-Amzn-ErrorType header. */
 struct MHD_Response *daemon_call_error(const DaemonCall *call, unsigned status, const char *code,
                                        unsigned *ret_status, const char *fmt, ...) _printf_(5, 6);
+/* daemon_call_error() naming Lambda's exception where the status alone
+ * does not (a 403 is AccessDeniedException unless said otherwise). */
+struct MHD_Response *daemon_call_lambda_error(const DaemonCall *call, unsigned status, const char *code,
+                                              const char *lambda_type, unsigned *ret_status, const char *fmt, ...)
+        _printf_(6, 7);
 struct MHD_Response *daemon_error_response(unsigned status, const char *code, unsigned *ret_status, const char *fmt,
                                            ...) _printf_(4, 5);
 /* The one errno -> HTTP status map (-ENOENT 404, -EBUSY 429, -ESHUTDOWN

@@ -3,12 +3,13 @@ python3-boto3): a real client that nobody here wrote, pointed at the daemon
 through endpoint_url. The token goes in as the access key id."""
 import base64
 import json
+import signal
 import time
 
 import pytest
 
 from conftest import DAEMON
-from daemonlib import KEYS, Daemon, sandbox_mode
+from daemonlib import KEYS, Daemon, config_text, sandbox_mode
 
 boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
 from botocore.config import Config  # noqa: E402
@@ -155,8 +156,60 @@ def test_other_tenant_and_bad_token(d):
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     with pytest.raises(ClientError) as e:
         client(d, "AKIDUNKNOWN000000000").invoke(FunctionName="echo", Payload=b"{}")
-    # An unknown access key id is a 403, as on AWS.
+    # An unknown access key id is a 403, as on AWS, with AWS's exception.
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    # A known key with the wrong secret: the signature does not verify.
+    with pytest.raises(ClientError) as e:
+        client(d, "alice", secret="wrong-secret-0123456789abcdefXYZ").invoke(FunctionName="echo", Payload=b"{}")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+
+def test_a_qualifier_in_the_name_and_another_in_the_query_is_refused(d):
+    c = client(d)
+    with pytest.raises(ClientError) as e:
+        c.invoke(FunctionName="echo:1", Qualifier="2", Payload=b"{}")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "does not match" in e.value.response["Error"]["Message"]
+    # The same version twice is fine.
+    assert c.invoke(FunctionName="echo:1", Qualifier="1", Payload=b"{}")["StatusCode"] == 200
+
+
+def test_the_arn_names_the_version_asked_for(d):
+    c = client(d)
+    plain = c.get_function_configuration(FunctionName="echo")["FunctionArn"]
+    assert plain.endswith(":function:echo")
+    assert c.get_function_configuration(FunctionName="echo", Qualifier="1")["FunctionArn"] == plain + ":1"
+    assert c.get_function(FunctionName="echo:1")["Configuration"]["FunctionArn"] == plain + ":1"
+
+
+def test_limits_above_the_grant_are_access_denied(tmp_path):
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        tenants:
+          alice:
+            maxima: {timeout_ms: 30000}
+        """).start()
+    try:
+        st, b = d.call("POST", "/v1/functions", {"name": "big", "source": HANDLER, "limits": {"timeout_ms": 20000}})
+        assert st == 201, b
+        d.config.write_text(config_text("tenants:\n  alice:\n    maxima: {timeout_ms: 10000}\n"))
+        d.proc.send_signal(signal.SIGHUP)
+        c = client(d)
+        deadline = time.time() + 20
+        while True:
+            try:
+                c.invoke(FunctionName="big", Payload=b"{}")
+            except ClientError as e:
+                err = e
+                break
+            assert time.time() < deadline, "the reload never refused the deploy's limits"
+            time.sleep(0.1)
+        assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert err.response["Error"]["Code"] == "AccessDeniedException"
+    finally:
+        d.stop()
 
 
 def test_bad_payload(d):
