@@ -682,15 +682,21 @@ int verb_deploy(int argc, char **argv) {
                         json_object_set_new(limits, li == 0 ? "timeout_ms" : li == 1 ? "memory_bytes" : "max_procs",
                                             json_integer((json_int_t) x));
                         i++;
-                } else if (streq(argv[i], "--url")) {
-                        if (!url)
-                                url = json_true();
-                } else if (streq(argv[i], "--public")) {
-                        json_decref(url);
-                        url = json_string("public");
-                } else if (streq(argv[i], "--no-url")) {
-                        json_decref(url);
-                        url = json_false();
+                } else if (streq(argv[i], "--url") || streq(argv[i], "--public") || streq(argv[i], "--no-url")) {
+                        /* --public is --url for anyone, in either order;
+                         * --no-url beside either says two things. */
+                        bool off = streq(argv[i], "--no-url"), was_off = url && json_is_false(url);
+                        if (url && off != was_off) {
+                                json_decref(limits);
+                                json_decref(url);
+                                return usage_error("deploy", "deploy: --no-url cannot go with --url or --public");
+                        }
+                        if (off || streq(argv[i], "--public") || !url) {
+                                json_decref(url);
+                                url = off                          ? json_false()
+                                      : streq(argv[i], "--public") ? json_string("public")
+                                                                   : json_true();
+                        }
                 } else if ((streq(argv[i], "--secret") || streq(argv[i], "--env")) && i + 1 < argc) {
                         /* Checked as run's are (cli-args.c); sent as the
                          * request's "secrets" and "env" (docs/secrets.md). */
@@ -832,7 +838,11 @@ int verb_functions(int argc, char **argv) {
                         return 0;
                 } else if (i == 0 && (streq(argv[i], "ls") || streq(argv[i], "show") || streq(argv[i], "rm")))
                         sub = argv[i];
-                else if (!name && argv[i][0] != '-')
+                else if (i == 0 && argv[i][0] != '-') {
+                        _cleanup_free_ char *m = xasprintf(
+                                "functions: unknown subcommand '%s' (ls, show NAME, rm NAME)", argv[i]);
+                        return usage_error("functions", m);
+                } else if (!name && argv[i][0] != '-' && !streq(sub, "ls"))
                         name = argv[i];
                 else {
                         _cleanup_free_ char *m = xasprintf("functions: unexpected argument '%s'", argv[i]);

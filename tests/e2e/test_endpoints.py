@@ -369,6 +369,32 @@ def test_cli_deploy_url_public_and_no_url(d, cli, tmp_path):
     assert p.returncode == 2 and "--memory" in p.stderr
 
 
+def test_cli_url_flags_mean_the_same_in_any_order(d, cli, tmp_path):
+    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
+    cli.write("order.py", ROUTER)
+    for flags in (["--url", "--public"], ["--public", "--url"], ["--public"]):
+        cli("deploy", "order.py", *flags, check=0)
+        assert d.call("GET", "/v1/functions/order")[1]["url"] == {"path": "/fn/alice/order", "public": True}, flags
+        cli("deploy", "order.py", "--no-url", check=0)
+        assert d.call("GET", "/v1/functions/order")[1]["url"] is None
+    # Saying both is a usage error, whichever comes first; nothing is deployed.
+    version = d.call("GET", "/v1/functions/order")[1]["version"]
+    for flags in (["--public", "--no-url"], ["--no-url", "--public"], ["--url", "--no-url"], ["--no-url", "--url"]):
+        p = cli("deploy", "order.py", *flags)
+        assert p.returncode == 2 and "--no-url cannot go with --url or --public" in p.stderr, (flags, p.stderr)
+    assert d.call("GET", "/v1/functions/order")[1]["version"] == version
+
+
+def test_cli_functions_with_an_unknown_subcommand_is_a_usage_error(d, cli, tmp_path):
+    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
+    p = cli("functions", "bogus")
+    assert p.returncode == 2 and "unknown subcommand 'bogus'" in p.stderr and p.stdout == "", p
+    p = cli("functions", "ls", "extra")
+    assert p.returncode == 2 and "unexpected argument 'extra'" in p.stderr, p
+    p = cli("functions")
+    assert p.returncode == 0 and "echo" in p.stdout, p
+
+
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
 def test_curl(d):
     p = subprocess.run(["curl", "-sS", "-i", "-X", "POST", "-H", "Content-Type: application/json",
