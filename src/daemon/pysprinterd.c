@@ -45,7 +45,7 @@ static void usage(FILE *f) {
 
 /* What the HTTP server and the data catalog were started with: a changed
  * value is logged, not applied (docs/operations.md "Reload"). */
-static void warn_restart_only(const DaemonConfig *old, const DaemonConfig *n) {
+static void warn_restart_only(const DaemonConfig *old, const DaemonConfig *n, bool listen_from_cmdline) {
         const struct {
                 const char *name;
                 uint64_t was, now;
@@ -60,7 +60,8 @@ static void warn_restart_only(const DaemonConfig *old, const DaemonConfig *n) {
         for (size_t i = 0; i < ELEMENTSOF(f); i++)
                 if (f[i].was != f[i].now)
                         log_warn("reload: '%s' changes need a restart (still %" PRIu64 ")", f[i].name, f[i].was);
-        if (!streq(old->listen, n->listen))
+        /* --listen overrides the file's: the file's value is not in use. */
+        if (!listen_from_cmdline && !streq(old->listen, n->listen))
                 log_warn("reload: 'listen' changes need a restart");
 }
 
@@ -68,7 +69,7 @@ static void warn_restart_only(const DaemonConfig *old, const DaemonConfig *n) {
  * for new requests; what the HTTP server and the data catalog were started
  * with (warn_restart_only), the listen address and the data directory need
  * a restart. */
-static void reload(Daemon *d, const char *path) {
+static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
         DaemonConfig n;
         _cleanup_free_ char *err = NULL;
 
@@ -79,7 +80,7 @@ static void reload(Daemon *d, const char *path) {
                 return;
         }
         pthread_rwlock_wrlock(&d->cfg_lock);
-        warn_restart_only(&d->cfg, &n);
+        warn_restart_only(&d->cfg, &n, listen_from_cmdline);
         /* Swap everything but what is bound at start. */
         free(n.listen);
         n.listen = d->cfg.listen;
@@ -596,7 +597,7 @@ int main(int argc, char **argv) {
                         continue;
                 if (sig == SIGHUP) {
                         if (config && *config)
-                                reload(d, config);
+                                reload(d, config, listen != NULL);
                         else
                                 log_info("SIGHUP: no --config file to reload");
                         continue;

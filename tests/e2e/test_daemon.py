@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON
-from daemonlib import Daemon, TOKENS, free_port, sandbox_mode
+from daemonlib import Daemon, TOKENS, free_port, sandbox_mode, wait_for
 from proctree import child_pids, descendants
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
@@ -508,6 +508,18 @@ def test_restart_after_kill9_runs_in_flight_runs_again(tmp_path):
         assert st == 200 and b["status"] == "succeeded" and b["result"] == {"hello": "kept", "n": 1}
         st, b = d.call("POST", "/v1/functions/keep/invoke?wait=1", {"args": ["again"]})
         assert st == 200 and b["result"]["hello"] == "again"
+    finally:
+        d.stop()
+
+
+def test_sighup_does_not_warn_about_a_listen_address_the_command_line_set(tmp_path):
+    """--listen overrides the file; a reload compared the file's (default)
+    address with it and warned that 'listen' changes need a restart."""
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
+    try:
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in d.log.read_text(), "the reload", timeout=20)
+        assert "'listen' changes need a restart" not in d.log.read_text()
     finally:
         d.stop()
 
