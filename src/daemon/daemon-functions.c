@@ -151,7 +151,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
                 f->tenant = xstrdup(call->tenant);
                 f->name = xstrdup(req->name);
-                f->filename = xstrdup_or_null(req->filename);
+                f->filename = xstrdup(req->filename ?: "main.py"); /* as the store keeps it */
                 f->function = xstrdup_or_null(res->function ? res->function : req->function);
                 f->source = xmemdupz(req->source, req->source_len);
                 f->source_len = req->source_len;

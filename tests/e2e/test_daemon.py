@@ -112,11 +112,15 @@ def test_functions_deploy_versions_invoke_delete(d):
     src2 = HELLO.replace('"hello": name', '"hi": name')
     st, b = d.call("POST", "/v1/functions", {"name": "greet", "source": src2})
     assert st == 201 and b["version"] == 2
+    deployed = b
     st, b = d.call("GET", "/v1/functions")
     assert st == 200 and [f["name"] for f in b["functions"]] == ["greet"]
     assert b["functions"][0]["version"] == 2
     st, b = d.call("GET", "/v1/functions/greet")
     assert st == 200 and b["versions"] == [1, 2]
+    # The deploy's answer is the function object GET returns (the filename
+    # was null in it, main.py in GET's).
+    assert {k: v for k, v in b.items() if k != "versions"} == deployed
     st, b = d.call("POST", "/v1/functions/greet/invoke?wait=true", {"raw_args": ["z"]})
     assert st == 200 and b["result"] == {"hi": "z", "n": 1}, b
     st, b = d.call("POST", "/v1/functions/greet/invoke?wait=true", {"args": ["z"], "version": 1})
