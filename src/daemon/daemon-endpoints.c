@@ -195,6 +195,28 @@ static struct MHD_Response *endpoint_error(unsigned status, const char *message,
         return resp;
 }
 
+/* The reason phrases (RFC 9110 15) of what refuses a Function URL's call. */
+static const char *reason_phrase(unsigned status) {
+        static const struct {
+                unsigned status;
+                const char *reason;
+        } t[] = {
+                { 400, "Bad Request" },         { 401, "Unauthorized" },       { 403, "Forbidden" },
+                { 404, "Not Found" },           { 405, "Method Not Allowed" }, { 408, "Request Timeout" },
+                { 413, "Payload Too Large" },   { 429, "Too Many Requests" },  { 502, "Bad Gateway" },
+                { 503, "Service Unavailable" }, { 504, "Gateway Timeout" },    { 507, "Insufficient Storage" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                if (t[i].status == status)
+                        return t[i].reason;
+        return "Internal Server Error";
+}
+
+struct MHD_Response *daemon_endpoint_error(unsigned status, unsigned *ret_status) {
+        _cleanup_free_ char *id = id_new("r");
+        return endpoint_error(status, reason_phrase(status), id, ret_status);
+}
+
 static struct MHD_Response *bad_gateway(const char *request_id, unsigned *ret_status) {
         return endpoint_error(502, "Internal Server Error", request_id, ret_status);
 }

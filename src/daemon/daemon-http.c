@@ -375,6 +375,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         int k = daemon_route_find(c->method, url, seg, &n, &route, &allow);
 
         c->call.lambda = route ? route->access == ROUTE_LAMBDA : startswith(url, "/2015-03-31/");
+        c->call.endpoint = startswith(url, "/fn/");
         if (k == -EOPNOTSUPP) {
                 /* Before auth: a client learns the Allow set without a token. */
                 char a[32];
@@ -784,6 +785,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (!req->sink && req->body_due != UINT64_MAX && req->body_due > req->body.max) {
                         req->responded = true;
                         c.call.lambda = startswith(url, "/2015-03-31/");
+                        c.call.endpoint = startswith(url, "/fn/");
                         return queue_error(&c, 413, "payload_too_large", NULL,
                                              "request body of %llu bytes is larger than the %zu byte limit",
                                              (unsigned long long) req->body_due, req->body.max);
@@ -827,6 +829,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         conn_set_handling(conn, true);
         if (req->too_big) {
                 c.call.lambda = startswith(url, "/2015-03-31/");
+                c.call.endpoint = startswith(url, "/fn/");
                 return queue_error(&c, 413, "payload_too_large", NULL, "request body is larger than the %zu byte limit",
                                      req->body.max);
         }

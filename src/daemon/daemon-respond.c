@@ -206,6 +206,10 @@ static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status,
         _printf_(6, 0);
 static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status, const char *code,
                                         const char *lambda_type, unsigned *ret_status, const char *fmt, va_list ap) {
+        /* A Function URL's callers (browsers, webhooks) get its own body,
+         * never the API's words. */
+        if (call && call->endpoint)
+                return daemon_endpoint_error(status, ret_status);
         _cleanup_free_ char *msg = NULL;
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;

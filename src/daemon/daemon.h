@@ -718,6 +718,7 @@ typedef struct DaemonCall {
         const char *tenant;
         TokenRole role;
         bool lambda;            /* the Lambda API: AWS error bodies */
+        bool endpoint;          /* a Function URL (/fn/): its error body, daemon_endpoint_error() */
         char (*seg)[DAEMON_SEGMENT_MAX];
         int n_seg;
         const char *body;
@@ -1030,6 +1031,10 @@ int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct jso
 
 /* /fn/{tenant}/{name}[/path…]: any method; the function's answer. */
 DaemonHandlerFn daemon_api_endpoint;
+/* A Function URL's error answer: {"message": REASON, "request_id"} with
+ * X-Request-Id and the sandbox policy, whatever refused the request (the
+ * router's 404/405, the body cap's 413, the handler). */
+struct MHD_Response *daemon_endpoint_error(unsigned status, unsigned *ret_status);
 /* Sets (ENDPOINT_NONE: removes) the endpoint of tenant's function name. */
 int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode);
 /* The function object's "url" member: {"path", "public"}, or JSON null. */

@@ -328,6 +328,24 @@ def test_body_is_capped(d):
     assert st == 413
 
 
+def test_every_refusal_on_fn_has_the_function_urls_body(d):
+    """The router's 404/405 and the body cap's 413 answered the API's
+    {"error": {...}} while the handler's answers are {"message",
+    "request_id"}: one format for a Function URL's callers."""
+    cases = [("PATCH", "/fn/alice/pub/x", None, 405, "Method Not Allowed"),
+             ("GET", "/fn/alice/pub/a/b/c/d/e", None, 404, "Not Found"),
+             ("POST", "/fn/alice/echo", b"x" * 70000, 413, "Payload Too Large"),
+             ("GET", "/fn/alice/ghost", None, 404, "Not Found")]
+    for method, path, raw, status, message in cases:
+        st, h, body = d.request(method, path, raw=raw, headers={"Content-Type": "text/plain"} if raw else None)
+        out = json.loads(body)
+        assert (st, out["message"]) == (status, message), (path, st, body)
+        assert out["request_id"] == h["x-request-id"] and "error" not in out
+        assert h["content-security-policy"].startswith("sandbox ")
+    st, h, _ = d.request("PATCH", "/fn/alice/pub/x")
+    assert "GET" in h["allow"]
+
+
 def test_public_endpoints_are_rate_limited_per_address(tmp_path):
     d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra=RATE_CONFIG).start()
     try:
