@@ -570,6 +570,36 @@ struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret
         return daemon_call_json(call, 200, j, ret_status);
 }
 
+/* Lambda's log tail (LogType: Tail), base64: the last 4 KB of what
+ * Lambda logs for an invocation — START, the function's output, the
+ * runtime's [ERROR] line and traceback when it raised, END and REPORT. */
+static char *lambda_log_tail(Daemon *d, DRun *r) {
+        const RunResult *res = r->result;
+        size_t n;
+        _cleanup_free_ char *log = drun_log_text(d, r, &n);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        _cleanup_free_ char *start = xasprintf("START RequestId: %s Version: %d\n", r->id, r->fn_version);
+        buf_append(&b, start, strlen(start));
+        buf_append(&b, log, n);
+        if (res->status != RUN_SUCCEEDED) {
+                /* The message usually names its type already ("ValueError: x"). */
+                const char *type = res->error_type ?: "Error", *msg = res->error_message ?: "";
+                bool named = startswith(msg, type) && msg[strlen(type)] == ':';
+                _cleanup_free_ char *err = xasprintf("%s[ERROR] %s%s%s\n%s%s", n && log[n - 1] != '\n' ? "\n" : "",
+                                                     named ? "" : type, named ? "" : ": ", msg, res->traceback ?: "",
+                                                     res->traceback && !endswith(res->traceback, "\n") ? "\n" : "");
+                buf_append(&b, err, strlen(err));
+        }
+        _cleanup_free_ char *end = xasprintf("END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\n", r->id,
+                                             r->id, (double) res->t_total / 1000.0);
+        buf_append(&b, end, strlen(end));
+        size_t from = b.len > 4096 ? b.len - 4096 : 0;
+        char *tail = base64_encode(b.data + from, b.len - from);
+        buf_free(&b);
+        return tail;
+}
+
 /* The Lambda context as JSON text, written directly (its schema is
  * fixed): a jansson object and json_dumps() cost ~25k instructions per
  * invoke (docs/performance.md "Invoke path: round 7"), no printf for the
@@ -739,13 +769,7 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
                                          d->cfg.max_wait_s);
         }
         else {
-                _cleanup_free_ char *log_tail = NULL;
-                if (w->tail) {
-                        size_t n;
-                        _cleanup_free_ char *log = drun_log_text(d, r, &n);
-                        size_t start = n > 4096 ? n - 4096 : 0;
-                        log_tail = base64_encode(log + start, n - start);
-                }
+                _cleanup_free_ char *log_tail = w->tail ? lambda_log_tail(d, r) : NULL;
                 /* Set before done, which daemon_run_done() read. */
                 resp = lambda_result(call, r->result, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });

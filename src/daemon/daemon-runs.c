@@ -518,15 +518,11 @@ static void drun_signal_done(Daemon *d, DRun *r) {
         pthread_cond_broadcast(&d->change_cond);
 }
 
-/* The log's last lines (Lambda's END/REPORT, the truncation note), with
- * d->lock held. */
+/* The log's last line (the truncation note), with d->lock held. Lambda's
+ * START/END/REPORT lines are not the run's output: only its log tail
+ * (LogType: Tail) has them, so the log a follower reads live and the one
+ * stored are the same bytes. */
 static void drun_log_close(DRun *r, const RunResult *res) {
-        if (r->lambda) {
-                char line[256];
-                snprintf(line, sizeof(line), "END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\n", r->id,
-                         r->id, (double) res->t_total / 1000.0);
-                drun_log_append(r, 1, line, strlen(line));
-        }
         if (r->log_truncated) {
                 static const char msg[] = "\n[pysprinterd: log truncated]\n";
                 r->log.max += sizeof(msg);
@@ -821,12 +817,6 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                 fn_count_enter(d, r);
                 r->status = RUN_RUNNING;
                 r->started = now_realtime();
-                if (r->lambda) {
-                        /* Under the lock already held: none taken for it. */
-                        char line[160];
-                        snprintf(line, sizeof(line), "START RequestId: %s Version: %d\n", r->id, r->fn_version);
-                        drun_log_append(r, 1, line, strlen(line));
-                }
         }
         RunStep *st = xcalloc(1, sizeof(RunStep));
         st->d = d;

@@ -36,6 +36,15 @@ def handler(event, context):
     raise RuntimeError("nope: " + str(event.get("why")))
 """
 
+SLOW_PRINT = """
+import time
+def handler(event, context):
+    print("first", flush=True)
+    time.sleep(1)
+    print("second", flush=True)
+    return "ok"
+"""
+
 CHATTY = """
 def handler(event, context):
     for i in range(2000):
@@ -104,6 +113,32 @@ def test_unhandled_error(d):
     assert isinstance(err["stackTrace"], list)
     log = base64.b64decode(r["LogResult"]).decode()
     assert "about to fail" in log and "START RequestId" in log
+    # As Lambda's runtime logs it: the error line and the traceback, then END.
+    assert "[ERROR] RuntimeError: nope: testing\nTraceback" in log, log
+    assert log.index("about to fail") < log.index("[ERROR]") < log.index("END RequestId")
+
+
+def test_the_runs_log_is_its_output_the_same_live_and_stored(d):
+    """START/END/REPORT went into the live log only: a follower that came
+    late (the CLI, the UI) saw them or not by chance. They belong to the
+    log tail; the run's log is what the function printed."""
+    c = client(d)
+    for _ in range(5):
+        r = c.invoke(FunctionName="fails", Payload=json.dumps({"why": "x"}), LogType="Tail")
+        rid = r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+        assert "START RequestId" in base64.b64decode(r["LogResult"]).decode()
+        st, h, body = d.request("GET", f"/v1/runs/{rid}/logs")
+        assert st == 200, body
+        assert b"about to fail" in body and b"RequestId" not in body, body[:300]
+    # Followed live, from the start of a run that is still going.
+    st, b = d.call("POST", "/v1/functions", {"name": "slowprint", "source": SLOW_PRINT})
+    assert st == 201, b
+    r = c.invoke(FunctionName="slowprint", InvocationType="Event", Payload=b"{}")
+    rid = r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    d.wait_status(rid, {"running"})
+    st, h, body = d.request("GET", f"/v1/runs/{rid}/logs?follow=1")
+    assert st == 200 and b"first" in body and b"second" in body, body[:500]
+    assert b"RequestId" not in body, body[:500]
 
 
 def test_log_tail_is_last_4k(d):
