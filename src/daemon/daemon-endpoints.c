@@ -174,51 +174,8 @@ static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, cons
 
 /* ---- the answer ----------------------------------------------------------------- */
 
-/* A function's page shares the daemon's origin with the dashboard and the
- * API. The sandbox directive (without allow-same-origin) gives the page an
- * opaque origin: its scripts run, but their requests to /v1 or /ui are
- * cross-site, so the browser sends no SameSite=Strict session cookie and
- * lets them read no answer. A function's own Content-Security-Policy header
- * adds to this one; it cannot lift it. */
-#define ENDPOINT_CSP "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-downloads"
-
-static void endpoint_headers(struct MHD_Response *resp, const char *request_id) {
-        daemon_response_headers(resp, (const char *const[]){ "X-Request-Id", request_id, "Content-Security-Policy",
-                                                             ENDPOINT_CSP, NULL });
-}
-
-static struct MHD_Response *endpoint_error(unsigned status, const char *message, const char *request_id,
-                                           unsigned *ret_status) {
-        json_t *j = json_pack("{s:s, s:s}", "message", message, "request_id", request_id);
-        struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
-        endpoint_headers(resp, request_id);
-        return resp;
-}
-
-/* The reason phrases (RFC 9110 15) of what refuses a Function URL's call. */
-static const char *reason_phrase(unsigned status) {
-        static const struct {
-                unsigned status;
-                const char *reason;
-        } t[] = {
-                { 400, "Bad Request" },         { 401, "Unauthorized" },       { 403, "Forbidden" },
-                { 404, "Not Found" },           { 405, "Method Not Allowed" }, { 408, "Request Timeout" },
-                { 413, "Payload Too Large" },   { 429, "Too Many Requests" },  { 502, "Bad Gateway" },
-                { 503, "Service Unavailable" }, { 504, "Gateway Timeout" },    { 507, "Insufficient Storage" },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(t); i++)
-                if (t[i].status == status)
-                        return t[i].reason;
-        return "Internal Server Error";
-}
-
-struct MHD_Response *daemon_endpoint_error(unsigned status, unsigned *ret_status) {
-        _cleanup_free_ char *id = id_new("r");
-        return endpoint_error(status, reason_phrase(status), id, ret_status);
-}
-
 static struct MHD_Response *bad_gateway(const char *request_id, unsigned *ret_status) {
-        return endpoint_error(502, "Internal Server Error", request_id, ret_status);
+        return daemon_endpoint_error(502, request_id, ret_status);
 }
 
 /* Headers that frame the connection or are the daemon's own: a function
@@ -341,7 +298,7 @@ static struct MHD_Response *endpoint_response(const RunResult *res, const char *
                 if (!text)
                         return bad_gateway(request_id, ret_status);
                 resp = daemon_text_response(200, "application/json", text, strlen(text), ret_status);
-                endpoint_headers(resp, request_id);
+                daemon_endpoint_headers(resp, request_id);
                 return resp;
         }
         json_t *headers = json_object_get(v, "headers"), *body = json_object_get(v, "body");
@@ -369,7 +326,7 @@ static struct MHD_Response *endpoint_response(const RunResult *res, const char *
         size_t i;
         json_array_foreach(cookies, i, hv)
                 MHD_add_response_header(resp, "Set-Cookie", json_string_value(hv));
-        endpoint_headers(resp, request_id);
+        daemon_endpoint_headers(resp, request_id);
         json_decref(v);
         return resp;
 }
@@ -437,7 +394,7 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
                 return NULL;
         }
         if (!done)
-                return endpoint_error(504, "Gateway Timeout", w->id, ret_status);
+                return daemon_endpoint_error(504, w->id, ret_status);
         pthread_mutex_lock(&d->lock);
         RunResult *res = w->r->result;
         pthread_mutex_unlock(&d->lock);
@@ -461,8 +418,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                  * it cannot tell which names exist. */
                 unsigned st = endpoint_auth(call, tenant);
                 if (st) {
-                        struct MHD_Response *resp = endpoint_error(st, st == 401 ? "Unauthorized" : "Forbidden", id,
-                                                                   ret_status);
+                        struct MHD_Response *resp = daemon_endpoint_error(st, id, ret_status);
                         if (st == 401)
                                 daemon_response_headers(resp, (const char *const[]) { "WWW-Authenticate",
                                                                                       "Bearer realm=\"pysprinter\"",
@@ -471,14 +427,14 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                 }
         }
         if (!has_url || function_store_get(d->functions, tenant, name, 0, &f) < 0)
-                return endpoint_error(404, "Not Found", id, ret_status);
+                return daemon_endpoint_error(404, id, ret_status);
         if (mode == 2) {
                 pthread_rwlock_rdlock(&d->cfg_lock);
                 unsigned per_s = d->cfg.endpoint_rate, burst = d->cfg.endpoint_burst;
                 pthread_rwlock_unlock(&d->cfg_lock);
                 if (!rate_allow(addr, per_s, burst)) {
                         function_record_free(f);
-                        struct MHD_Response *resp = endpoint_error(429, "Too Many Requests", id, ret_status);
+                        struct MHD_Response *resp = daemon_endpoint_error(429, id, ret_status);
                         daemon_response_headers(resp, (const char *const[]){ "Retry-After", "1", NULL });
                         return resp;
                 }
@@ -507,12 +463,12 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         if (k >= 0)
                 k = daemon_run_submit(d, id, tenant, &req, f->name, f->version, true, &r);
         if (k == -EBUSY) {
-                resp = endpoint_error(429, "Too Many Requests", id, ret_status);
+                resp = daemon_endpoint_error(429, id, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
         } else if (k == -ESHUTDOWN)
-                resp = endpoint_error(503, "Service Unavailable", id, ret_status);
+                resp = daemon_endpoint_error(503, id, ret_status);
         else if (k == -EPERM)
-                resp = endpoint_error(403, "Forbidden", id, ret_status);
+                resp = daemon_endpoint_error(403, id, ret_status);
         else if (k < 0)
                 resp = bad_gateway(id, ret_status);
         else {

@@ -209,7 +209,7 @@ static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status,
         /* A Function URL's callers (browsers, webhooks) get its own body,
          * never the API's words. */
         if (call && call->endpoint)
-                return daemon_endpoint_error(status, ret_status);
+                return daemon_endpoint_error(status, NULL, ret_status);
         _cleanup_free_ char *msg = NULL;
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
@@ -256,6 +256,47 @@ struct MHD_Response *daemon_error_response(unsigned status, const char *code, un
         va_start(ap, fmt);
         struct MHD_Response *resp = call_verror(NULL, status, code, NULL, ret_status, fmt, ap);
         va_end(ap);
+        return resp;
+}
+
+/* ---- Function URL answers (docs/endpoints.md) ----------------------------------- */
+
+/* A function's page shares the daemon's origin with the dashboard and the
+ * API. The sandbox directive (without allow-same-origin) gives the page an
+ * opaque origin: its scripts run, but their requests to /v1 or /ui are
+ * cross-site, so the browser sends no SameSite=Strict session cookie and
+ * lets them read no answer. A function's own Content-Security-Policy header
+ * adds to this one; it cannot lift it. */
+#define ENDPOINT_CSP "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-downloads"
+
+void daemon_endpoint_headers(struct MHD_Response *resp, const char *request_id) {
+        daemon_response_headers(resp, (const char *const[]){ "X-Request-Id", request_id, "Content-Security-Policy",
+                                                             ENDPOINT_CSP, NULL });
+}
+
+/* The reason phrases (RFC 9110 15) of what refuses a Function URL's call. */
+static const char *endpoint_reason(unsigned status) {
+        static const struct {
+                unsigned status;
+                const char *reason;
+        } t[] = {
+                { 400, "Bad Request" },       { 401, "Unauthorized" },         { 403, "Forbidden" },
+                { 404, "Not Found" },         { 405, "Method Not Allowed" },   { 408, "Request Timeout" },
+                { 413, "Payload Too Large" }, { 429, "Too Many Requests" },    { 503, "Service Unavailable" },
+                { 504, "Gateway Timeout" },   { 507, "Insufficient Storage" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                if (t[i].status == status)
+                        return t[i].reason;
+        return "Internal Server Error";
+}
+
+struct MHD_Response *daemon_endpoint_error(unsigned status, const char *request_id, unsigned *ret_status) {
+        _cleanup_free_ char *id = request_id ? NULL : id_new("r");
+        const char *rid = request_id ?: id;
+        json_t *j = json_pack("{s:s, s:s}", "message", endpoint_reason(status), "request_id", rid);
+        struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
+        daemon_endpoint_headers(resp, rid);
         return resp;
 }
 

@@ -1033,8 +1033,12 @@ int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct jso
 DaemonHandlerFn daemon_api_endpoint;
 /* A Function URL's error answer: {"message": REASON, "request_id"} with
  * X-Request-Id and the sandbox policy, whatever refused the request (the
- * router's 404/405, the body cap's 413, the handler). */
-struct MHD_Response *daemon_endpoint_error(unsigned status, unsigned *ret_status);
+ * router's 404/405, the body cap's 413, the handler; request_id NULL: a
+ * new one). The reason of a 502 is Lambda's "Internal Server Error". */
+struct MHD_Response *daemon_endpoint_error(unsigned status, const char *request_id, unsigned *ret_status);
+/* The headers of every answer on /fn/: X-Request-Id and the sandbox
+ * Content-Security-Policy (docs/endpoints.md). */
+void daemon_endpoint_headers(struct MHD_Response *resp, const char *request_id);
 /* Sets (ENDPOINT_NONE: removes) the endpoint of tenant's function name. */
 int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode);
 /* The function object's "url" member: {"path", "public"}, or JSON null. */
