@@ -133,7 +133,15 @@ int request_json_parse(const char *body, size_t len, const RequestCaps *caps, vo
         return 0;
 }
 
-typedef enum FieldType { F_STRING, F_INT, F_BOOL, F_OBJECT, F_ARRAY, F_ANY } FieldType;
+typedef enum FieldType {
+        F_STRING,
+        F_INT,
+        F_POSITIVE,
+        F_BOOL,
+        F_OBJECT,
+        F_ARRAY,
+        F_ANY
+} FieldType;
 
 typedef struct Field {
         const char *name;
@@ -147,6 +155,8 @@ static const char *field_type_name(FieldType t) {
                 return "a string";
         case F_INT:
                 return "a non-negative integer";
+        case F_POSITIVE:
+                return "a positive integer";
         case F_BOOL:
                 return "a boolean";
         case F_OBJECT:
@@ -165,6 +175,8 @@ static bool field_type_ok(FieldType t, json_t *v) {
                 return json_is_string(v);
         case F_INT:
                 return json_is_integer(v) && json_integer_value(v) >= 0;
+        case F_POSITIVE:
+                return json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= INT32_MAX;
         case F_BOOL:
                 return json_is_boolean(v);
         case F_OBJECT:
@@ -377,7 +389,7 @@ static const Field deploy_fields[] = {
 };
 static const Field invoke_fields[] = {
         { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false }, { "raw_args", F_ARRAY, false },
-        { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "version", F_INT, false },
+        { "raw_kwargs", F_OBJECT, false }, { "limits", F_OBJECT, false }, { "version", F_POSITIVE, false },
         { "data", F_ARRAY, false },        { "retries", F_INT, false },
 };
 
@@ -703,14 +715,8 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
                 req.max_attempts = (int) json_integer_value(retries) + 1;
         }
         json_t *ver = json_object_get(j, "version");
-        if (ver) {
-                if (json_integer_value(ver) < 1 || json_integer_value(ver) > INT32_MAX) {
-                        *ret_error = xstrdup("field 'version' must be a positive integer");
-                        r = -EINVAL;
-                        goto fail;
-                }
+        if (ver) /* F_POSITIVE: 1 to INT32_MAX */
                 req.version = (int) json_integer_value(ver);
-        }
 
         json_decref(j);
         *ret = req;

@@ -523,7 +523,8 @@ static void test_request_parse_table(void **state) {
                 const char *names; /* refused: a piece of the message */
         } cases[] = {
                 { REQUEST_RUN, "{\"source\":\"def f():\\n    return 1\\n\"}", true, NULL },
-                { REQUEST_RUN, "{\"source\":\"x\",\"raw_args\":[\"5\"],\"kwargs\":{\"n\":3},\"retries\":0}", true, NULL },
+                { REQUEST_RUN, "{\"source\":\"x\",\"raw_args\":[\"5\"],\"kwargs\":{\"n\":3},\"retries\":0}", true,
+                  NULL },
                 { REQUEST_RUN, "{\"source\":\"x\",\"limits\":{\"timeout_ms\":1000,\"network\":false}}", true, NULL },
                 { REQUEST_RUN, "{}", false, "source" },
                 { REQUEST_RUN, "{\"source\":\"x\",\"sauce\":1}", false, "sauce" },
@@ -534,8 +535,10 @@ static void test_request_parse_table(void **state) {
                 { REQUEST_RUN, "{\"source\":\"x\",\"filename\":\"a\\u0000b\"}", false, "'filename' holds a NUL" },
                 /* Python's str holds NUL: arguments and a source (which the
                  * engine refuses in words) may; names and options may not. */
-                { REQUEST_RUN, "{\"source\":\"x\\u0000\",\"args\":[\"a\\u0000\"],\"kwargs\":{\"k\":[\"\\u0000\"]}}", true, NULL },
-                { REQUEST_RUN, "{\"source\":\"x\",\"raw_args\":[\"\\u0000\"],\"raw_kwargs\":{\"k\":\"\\u0000\"}}", true, NULL },
+                { REQUEST_RUN, "{\"source\":\"x\\u0000\",\"args\":[\"a\\u0000\"],\"kwargs\":{\"k\":[\"\\u0000\"]}}",
+                  true, NULL },
+                { REQUEST_RUN, "{\"source\":\"x\",\"raw_args\":[\"\\u0000\"],\"raw_kwargs\":{\"k\":\"\\u0000\"}}", true,
+                  NULL },
                 { REQUEST_RUN, "{\"source\":\"x\",\"function\":\"f\\u0000g\"}", false, "'function' holds a NUL" },
                 { REQUEST_RUN, "{\"source\":\"x\",\"env\":{\"A\":\"\\u0000\"}}", false, "'env' holds a NUL" },
                 { REQUEST_RUN, "{\"source\":\"x\",\"secrets\":[\"A\\u0000\"]}", false, "'secrets' holds a NUL" },
@@ -543,15 +546,21 @@ static void test_request_parse_table(void **state) {
                 { REQUEST_RUN, "{\"source\":\"x\",\"kwargs\":{\"k\\u0000\":1}}", false, "NUL byte in object key" },
                 { REQUEST_RUN, "{\"source\":\"x\",\"filename\":\"a\\\\u0000b\"}", true, NULL }, /* "\\u0000": no NUL */
                 { REQUEST_DEPLOY, "{\"name\":\"f\\u0000\",\"source\":\"x\"}", false, "'name' holds a NUL" },
-                { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\",\"description\":\"\\u0000\"}", false, "'description' holds" },
+                { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\",\"description\":\"\\u0000\"}", false,
+                  "'description' holds" },
                 { REQUEST_INVOKE, "{\"args\":[{\"\\u0000\":1}]}", false, "NUL byte in object key" },
                 { REQUEST_INVOKE, "{\"args\":[{\"a\":\"\\u0000\"}]}", true, NULL },
                 { REQUEST_RUN, "{\"source\":\"x\",\"source\":\"y\"}", false, "source" },
                 { REQUEST_RUN, "[1,2]", false, "" },
                 { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\"}", true, NULL },
                 { REQUEST_DEPLOY, "{\"name\":\"no spaces\",\"source\":\"x\"}", false, "name" },
-                { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\",\"requirements\":{\"six\":1}}", false, "requirements.six" },
-                { REQUEST_INVOKE, "{\"version\":0}", false, "version" },
+                { REQUEST_DEPLOY, "{\"name\":\"f\",\"source\":\"x\",\"requirements\":{\"six\":1}}", false,
+                  "requirements.six" },
+                { REQUEST_INVOKE, "{\"version\":0}", false, "field 'version' must be a positive integer" },
+                { REQUEST_INVOKE, "{\"version\":-1}", false, "field 'version' must be a positive integer" },
+                { REQUEST_INVOKE, "{\"version\":\"1\"}", false, "field 'version' must be a positive integer" },
+                { REQUEST_INVOKE, "{\"version\":2147483648}", false, "field 'version' must be a positive integer" },
+                { REQUEST_INVOKE, "{\"version\":2147483647}", true, NULL },
                 { REQUEST_INVOKE, "{\"raw_args\":[\"1\"],\"version\":2}", true, NULL },
                 { REQUEST_VALIDATE, "{\"source\":\"x\",\"limits\":{}}", false, "limits" },
         };
