@@ -23,8 +23,8 @@ def cli(gw, *args, token="alice"):
                           capture_output=True, text=True, env=env, timeout=60)
 
 
-def submit(gw, seconds, tag):
-    st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": seconds, "tag": tag})
+def submit(gw, seconds, tag, token="alice"):
+    st, b = gw.run(SLEEPER, wait=False, token=token, kwargs={"seconds": seconds, "tag": tag})
     assert st == 202, (st, b)
     return b["id"]
 
@@ -217,7 +217,8 @@ def test_dag_graph_and_show_on_every_gateway(nodes, redis, tmp_path):
 
 
 def test_a_gateway_waits_for_its_queued_runs_without_a_thread_each(nodes, redis):
-    """200 runs queued through a gateway while no worker is up: the
+    """200 runs queued through a gateway while no worker is up (100 each of
+    two tenants: a tenant's share of the queue is half of it): the
     gateway's thread count stays what it was (one waiter thread watches
     them all; a thread per run made 200), and cancelling one of them still
     reaches Redis. Once a worker comes, every run ends succeeded, and a
@@ -228,13 +229,14 @@ def test_a_gateway_waits_for_its_queued_runs_without_a_thread_each(nodes, redis)
     st, _ = gw.run(SLEEPER, wait=False)  # the waiter thread exists from here
     assert st == 202
     before = len(os.listdir(tasks))
-    ids = [submit(gw, 0, f"q{i}") for i in range(200)]
+    tenants = ["alice", "bob"]
+    ids = [submit(gw, 0, f"q{i}", tenants[i % 2]) for i in range(200)]
     assert len(os.listdir(tasks)) <= before + 4, (before, len(os.listdir(tasks)))
     assert gw.cancel(ids[0])["status"] == "cancelled"
 
     nodes("w1", "worker", slots=4)
     for i, rid in enumerate(ids[1:], 1):
-        st, b = gw.call("GET", f"/v1/runs/{rid}?wait=true&timeout=30")
+        st, b = gw.call("GET", f"/v1/runs/{rid}?wait=true&timeout=30", token=tenants[i % 2])
         assert st == 200 and b["status"] == "succeeded" and b["result"] == f"q{i}", (st, b)
     took = []
     for _ in range(9):

@@ -51,7 +51,11 @@ def test_a_function_url_made_through_one_gateway_is_served_by_every_gateway(node
     st, _ = g2.call("DELETE", "/v1/functions/echo")
     assert st == 200
     assert redis.cli("EXISTS", "ps:fn:alice:echo") == "0"
+    # Not public any more: anyone but the tenant gets the same 401 as for
+    # any name (docs/endpoints.md); the tenant learns it is gone.
     st, _, _ = g1.request("GET", "/fn/alice/echo/x", token=None)
+    assert st == 401
+    st, _, _ = g1.request("GET", "/fn/alice/echo/x")
     assert st == 404
 
 
