@@ -200,6 +200,10 @@ void engine_sandbox_run_extra(RunSandbox *rs, int *fds, size_t *n_fds, size_t ma
 /* The worker reported the run child's pid (in the engine's pid namespace
  * when the worker shares it, else as the worker sees it). */
 void engine_sandbox_run_started(RunSandbox *rs, pid_t worker_pid, pid_t child_pid);
+/* The worker reported the run child's end: it has reaped it (and, under
+ * --sandbox=none, killed what was left in its process group first), so
+ * its pid may already name another process and is never signalled again. */
+void engine_sandbox_run_exited(RunSandbox *rs);
 /* Remove the run cgroups of runners that died without cleaning up. */
 int engine_sandbox_sweep(void);
 /* Spares made ahead of their runs (engine-pool.c): a run cgroup exists

@@ -908,6 +908,7 @@ static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const 
         }
         else if (type && streq(type, "exited")) {
                 const char *st = json_string_value(json_object_get(m, "status"));
+                engine_sandbox_run_exited(rs);
                 w->exited = true;
                 w->signaled = st && streq(st, "signaled");
                 w->sig = (int) json_integer_value(json_object_get(m, "signal"));

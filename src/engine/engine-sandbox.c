@@ -254,6 +254,10 @@ void engine_sandbox_run_started(RunSandbox *rs, pid_t worker_pid, pid_t child_pi
         rs->child_pid = child_pid;
 }
 
+void engine_sandbox_run_exited(RunSandbox *rs) {
+        rs->child_pid = 0;
+}
+
 int engine_sandbox_run_kill(RunSandbox *rs) {
         if (rs->mode == SANDBOX_MODE_FULL) {
                 if (rs->cg)

@@ -1017,10 +1017,33 @@ static void child_report_end(Child *c, int status) {
         child_remove(c);
 }
 
+/* Looks at the next child that ended without reaping it, and reaps it:
+ * its pid, 0 when none ended. Under --sandbox=none a run child leads its
+ * own process group; what it left in the group is killed between the
+ * look and the reap, while the zombie still holds the group's id, so the
+ * kill cannot reach a process that took the pid over (the engine, told
+ * of the end only after the reap, no longer signals it). */
+static pid_t reap_next(int *ret_status) {
+        siginfo_t si = {};
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 || si.si_pid <= 0)
+                return 0;
+        pid_t pid = si.si_pid;
+        if (!sandbox_worker_active())
+                for (size_t i = 0; i < n_children; i++)
+                        if (children[i].pid == pid && children[i].ns.init <= 0) {
+                                (void) kill(-pid, SIGKILL);
+                                break;
+                        }
+        pid_t r;
+        while ((r = waitpid(pid, ret_status, __WALL)) < 0 && errno == EINTR)
+                ;
+        return r == pid ? pid : 0;
+}
+
 static void reap_children(void) {
         for (;;) {
                 int status;
-                pid_t pid = waitpid(-1, &status, WNOHANG | __WALL);
+                pid_t pid = reap_next(&status);
                 if (pid <= 0)
                         return;
                 for (size_t i = 0; i < n_children; i++) {

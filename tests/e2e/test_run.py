@@ -478,3 +478,36 @@ def test_ctrl_c_cancels_an_embedded_run(cli):
     assert "done" not in out
     runs = json.loads(cli("ps", "--json", check=0).stdout)
     assert runs[0]["function"] == "slow" and runs[0]["status"] == "cancelled", runs[0]
+
+
+LEAVES_A_SLEEPER = """
+import subprocess
+def leave(pidfile: str):
+    p = subprocess.Popen(["sleep", "300"])
+    open(pidfile, "w").write(str(p.pid))
+    return p.pid
+"""
+
+
+def _gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].startswith("Z")  # a zombie is gone too
+    except FileNotFoundError:
+        return True
+
+
+def test_unsandboxed_run_leaves_no_process_in_its_group(cli, tmp_path):
+    """--sandbox=none: what the run started in its process group is killed
+    when it ends. The worker kills the group between seeing the child's end
+    and reaping it, while the group's id cannot name another process; the
+    engine signalled -pid after the reap, when it could."""
+    cli.write("leave.py", LEAVES_A_SLEEPER)
+    pidfile = tmp_path / "pid"
+    p = cli("run", "--sandbox=none", "leave.py", "--pidfile", str(pidfile))
+    assert p.returncode == 0, p.stderr
+    pid = int(pidfile.read_text())
+    deadline = time.time() + 10
+    while not _gone(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid), f"the run's sleep {pid} outlived it"
