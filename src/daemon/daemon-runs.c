@@ -522,7 +522,7 @@ static void drun_signal_done(Daemon *d, DRun *r) {
  * START/END/REPORT lines are not the run's output: only its log tail
  * (LogType: Tail) has them, so the log a follower reads live and the one
  * stored are the same bytes. */
-static void drun_log_close(DRun *r, const RunResult *res) {
+static void drun_log_close(DRun *r) {
         if (r->log_truncated) {
                 static const char msg[] = "\n[pysprinterd: log truncated]\n";
                 r->log.max += sizeof(msg);
@@ -538,7 +538,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         bool write = (r->daemon_writes_result || res->record_error < 0) && !r->start_unanswered;
         if (ship) {
                 pthread_mutex_lock(&d->lock);
-                drun_log_close(r, res);
+                drun_log_close(r);
                 pthread_mutex_unlock(&d->lock);
         }
         /* A claimed run that started ends with its log in one script call
@@ -563,7 +563,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
 
         pthread_mutex_lock(&d->lock);
         if (!ship)
-                drun_log_close(r, res);
+                drun_log_close(r);
         if (res->status < _RUN_STATUS_MAX)
                 d->metrics.runs_by_status[res->status]++;
         usec_t t[6] = { res->t_validate, res->t_resolve, res->t_install, res->t_start, res->t_run, res->t_total };
