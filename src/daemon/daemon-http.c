@@ -114,10 +114,10 @@ static const char *sigv4_header(void *userdata, const char *name) {
 
 /* AWS SDKs sign with SigV4: the key id names a tokens entry with an
  * access_key_id, whose secret must verify the signature. 0 with the
- * entry's role (tenant in c->tenant_buf), or -EPERM with *ret_error: any
- * failure is a 403, as AWS answers. */
-/* On failure *ret_type is the exception an AWS SDK expects: a malformed
- * Authorization, an unknown key id, or a signature that does not verify. */
+ * entry's role (tenant in c->tenant_buf), or -EPERM with *ret_error and
+ * *ret_type, the exception an SDK expects (a malformed Authorization, an
+ * unknown key id, a signature that does not verify): any failure is a
+ * 403, as AWS answers. */
 static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const char **ret_type, char **ret_error) {
         Daemon *d = c->d;
         _cleanup_free_ char *secret = NULL;
@@ -363,6 +363,13 @@ struct MHD_Response *daemon_call_poll(const DaemonCall *call, usec_t timeout, Da
         return call_wait(call, x, timeout, POLL_FIRST_USEC, poll_then, x, poll_free);
 }
 
+/* Which error body a refusal gets (Lambda's, a Function URL's, the API's)
+ * from the path alone: before the route is known, or when none matched. */
+static void call_kind_from_url(DaemonCall *call, const char *url) {
+        call->lambda = startswith(url, "/2015-03-31/");
+        call->endpoint = startswith(url, "/fn/");
+}
+
 /* ---- routing ---------------------------------------------------------------- */
 
 /* Resolves the request against the route table, authenticates it as its
@@ -374,8 +381,9 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         int n = 0;
         int k = daemon_route_find(c->method, url, seg, &n, &route, &allow);
 
-        c->call.lambda = route ? route->access == ROUTE_LAMBDA : startswith(url, "/2015-03-31/");
-        c->call.endpoint = startswith(url, "/fn/");
+        call_kind_from_url(&c->call, url);
+        if (route)
+                c->call.lambda = route->access == ROUTE_LAMBDA;
         if (k == -EOPNOTSUPP) {
                 /* Before auth: a client learns the Allow set without a token. */
                 char a[32];
@@ -784,8 +792,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                  * (and before curl's "Expect: 100-continue" is answered). */
                 if (!req->sink && req->body_due != UINT64_MAX && req->body_due > req->body.max) {
                         req->responded = true;
-                        c.call.lambda = startswith(url, "/2015-03-31/");
-                        c.call.endpoint = startswith(url, "/fn/");
+                        call_kind_from_url(&c.call, url);
                         return queue_error(&c, 413, "payload_too_large", NULL,
                                              "request body of %llu bytes is larger than the %zu byte limit",
                                              (unsigned long long) req->body_due, req->body.max);
@@ -828,8 +835,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->responded = true;
         conn_set_handling(conn, true);
         if (req->too_big) {
-                c.call.lambda = startswith(url, "/2015-03-31/");
-                c.call.endpoint = startswith(url, "/fn/");
+                call_kind_from_url(&c.call, url);
                 return queue_error(&c, 413, "payload_too_large", NULL, "request body is larger than the %zu byte limit",
                                      req->body.max);
         }
