@@ -239,6 +239,16 @@ static int parse_token(json_t *t, size_t i, DaemonToken *tok, char **ret_error) 
         return 0;
 }
 
+/* The index of an entry already holding tok's bearer token (token or
+ * token_sha256 alike: both are kept as the hash), else cfg->n_tokens. */
+static size_t token_twin(const DaemonConfig *cfg, const DaemonToken *tok) {
+        if (tok->has_token)
+                for (size_t i = 0; i < cfg->n_tokens; i++)
+                        if (cfg->tokens[i].has_token && memcmp(cfg->tokens[i].sha256, tok->sha256, 32) == 0)
+                                return i;
+        return cfg->n_tokens;
+}
+
 static int parse_tokens(DaemonConfig *cfg, json_t *a, char **ret_error) {
         size_t i;
         json_t *t;
@@ -260,6 +270,15 @@ static int parse_tokens(DaemonConfig *cfg, json_t *a, char **ret_error) {
                 }
                 if (tok.access_key_id && daemon_config_find_access_key(cfg, tok.access_key_id)) {
                         *ret_error = xasprintf("'tokens[%zu].access_key_id' is used twice", i);
+                        token_done(&tok);
+                        return -EINVAL;
+                }
+                /* One token, two entries: which tenant (or role) it acts as
+                 * would depend on which lookup ran (login and the session
+                 * disagreed). */
+                size_t twin = token_twin(cfg, &tok);
+                if (twin < cfg->n_tokens) {
+                        *ret_error = xasprintf("'tokens[%zu]' is the same token as 'tokens[%zu]'", i, twin);
                         token_done(&tok);
                         return -EINVAL;
                 }

@@ -650,6 +650,14 @@ static void test_config_table(void **state) {
         } cases[] = {
                 { "tokens:\n  - tenant: a\n    token: 0123456789abcdef0\n", NULL },
                 { "tokens:\n  - tenant: a\n    token: short\n", "16" },
+                /* one token under two tenants (or roles) would act as either */
+                { "tokens:\n  - tenant: a\n    token: 0123456789abcdef0\n  - tenant: b\n    token: 0123456789abcdef0\n",
+                  "'tokens[1]' is the same token as 'tokens[0]'" },
+                { "tokens:\n  - tenant: a\n    token: 0123456789abcdef0\n  - tenant: a\n    role: readonly\n"
+                  "    token_sha256: d4022b7a487c57c12cde98550a8adb6da38f7f30aa3b44deb347c9cbb5383514\n",
+                  "'tokens[1]' is the same token as 'tokens[0]'" },
+                { "tokens:\n  - tenant: a\n    token: 0123456789abcdef0\n  - tenant: b\n    token: 0123456789abcdef1\n",
+                  NULL },
                 { "tokens:\n  - tenant: 'a b'\n    token: 0123456789abcdef0\n", "tenant" },
                 { "server:\n  max_attempts: 0\n", "max_attempts" },
                 { "server:\n  max_attempts: 12\n", "max_attempts" },
