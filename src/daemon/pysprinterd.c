@@ -43,32 +43,73 @@ static void usage(FILE *f) {
                 "  --version, --help\n");
 }
 
-/* What the HTTP server and the data catalog were started with: a changed
- * value is logged, not applied (docs/operations.md "Reload"). */
-static void warn_restart_only(const DaemonConfig *old, const DaemonConfig *n, bool listen_from_cmdline) {
-        const struct {
-                const char *name;
-                uint64_t was, now;
-        } f[] = {
-                { "server.max_connections", old->max_connections, n->max_connections },
-                { "server.max_connections_per_ip", old->max_connections_per_ip, n->max_connections_per_ip },
-                { "server.http_threads", old->http_threads, n->http_threads },
-                { "server.read_timeout_s", old->read_timeout_s, n->read_timeout_s },
-                { "server.request_deadline_s", old->request_deadline_s, n->request_deadline_s },
-                { "data.max_bytes", old->data_max_bytes, n->data_max_bytes },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(f); i++)
-                if (f[i].was != f[i].now)
-                        log_warn("reload: '%s' changes need a restart (still %" PRIu64 ")", f[i].name, f[i].was);
+/* A reload's value of a setting bound at start: warned about when the file
+ * changed it, and the value in use carried into the new config, so that
+ * what the daemon reports (/v1/envs, the next reload's "still") is what
+ * it runs with (docs/api.md "Signals"). */
+#define KEEP_STARTED(n, old, field, name)                                                         \
+        do {                                                                                      \
+                if ((n)->field != (old)->field) {                                                 \
+                        log_warn("reload: '%s' changes need a restart (still %" PRIu64 ")", name, \
+                                 (uint64_t) (old)->field);                                        \
+                        (n)->field = (old)->field;                                                \
+                }                                                                                 \
+        } while (0)
+
+static bool strv_equal(char *const *a, char *const *b) {
+        size_t n = strv_length(a);
+        if (n != strv_length(b))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}
+
+static void keep_started_strv(char ***n, char ***old, const char *name) {
+        if (!strv_equal(*n, *old))
+                log_warn("reload: '%s' changes need a restart", name);
+        strv_free(*n);
+        *n = *old;
+        *old = NULL;
+}
+
+/* What the HTTP server, the engine (the index, the package rules, the
+ * pool) and the data catalog were started with. */
+static void keep_started(DaemonConfig *n, DaemonConfig *old, bool listen_from_cmdline) {
+        KEEP_STARTED(n, old, max_connections, "server.max_connections");
+        KEEP_STARTED(n, old, max_connections_per_ip, "server.max_connections_per_ip");
+        KEEP_STARTED(n, old, http_threads, "server.http_threads");
+        KEEP_STARTED(n, old, read_timeout_s, "server.read_timeout_s");
+        KEEP_STARTED(n, old, request_deadline_s, "server.request_deadline_s");
+        KEEP_STARTED(n, old, data_max_bytes, "data.max_bytes");
+        KEEP_STARTED(n, old, max_out_bytes, "data.max_output_bytes");
+        KEEP_STARTED(n, old, pool_spares, "pool.spares");
+        KEEP_STARTED(n, old, pool_memory_budget, "pool.memory_budget_mb");
+        KEEP_STARTED(n, old, pool_worker_idle_s, "pool.worker_idle_s");
+        KEEP_STARTED(n, old, pool_instance_ttl_s, "pool.instance_ttl_s");
+        KEEP_STARTED(n, old, pool_validation_cache_bytes, "pool.validation_cache_mb");
+        if (!(n->index_url && old->index_url ? streq(n->index_url, old->index_url) : n->index_url == old->index_url))
+                log_warn("reload: 'index.url' changes need a restart");
+        free(n->index_url);
+        n->index_url = TAKE_PTR(old->index_url);
+        keep_started_strv(&n->extra_index_urls, &old->extra_index_urls, "index.extra_urls");
+        keep_started_strv(&n->find_links, &old->find_links, "index.find_links");
+        keep_started_strv(&n->allow_packages, &old->allow_packages, "packages.allow");
+        keep_started_strv(&n->deny_packages, &old->deny_packages, "packages.deny");
         /* --listen overrides the file's: the file's value is not in use. */
         if (!listen_from_cmdline && !streq(old->listen, n->listen))
                 log_warn("reload: 'listen' changes need a restart");
+        free(n->listen);
+        n->listen = TAKE_PTR(old->listen);
+        free(n->data_dir);
+        n->data_dir = TAKE_PTR(old->data_dir);
+        n->sandbox = old->sandbox;
 }
 
 /* SIGHUP: the tokens, limits, server caps and data.url_allow take effect
- * for new requests; what the HTTP server and the data catalog were started
- * with (warn_restart_only), the listen address and the data directory need
- * a restart. */
+ * for new requests; what was bound at start (keep_started) needs a
+ * restart. */
 static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
         DaemonConfig n;
         _cleanup_free_ char *err = NULL;
@@ -80,15 +121,10 @@ static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
                 return;
         }
         pthread_rwlock_wrlock(&d->cfg_lock);
-        warn_restart_only(&d->cfg, &n, listen_from_cmdline);
         /* Swap everything but what is bound at start. */
-        free(n.listen);
-        n.listen = d->cfg.listen;
-        d->cfg.listen = NULL;
-        free(n.data_dir);
-        n.data_dir = d->cfg.data_dir;
-        d->cfg.data_dir = NULL;
-        n.sandbox = d->cfg.sandbox;
+        keep_started(&n, &d->cfg, listen_from_cmdline);
+        if (d->engine)
+                engine_set_maxima(d->engine, &n.maxima);
         pthread_mutex_lock(&d->lock);
         DaemonConfig old = d->cfg;
         d->cfg = n;

@@ -90,11 +90,14 @@ static void clamp(uint64_t *v, uint64_t def, uint64_t max) {
 
 static void effective_limits(RunCtx *c) {
         c->limits = c->spec->limits;
-        const RunLimits *d = &c->e->defaults, *m = &c->e->maxima;
-        clamp(&c->limits.timeout_ms, d->timeout_ms, m->timeout_ms);
-        clamp(&c->limits.memory_bytes, d->memory_bytes, m->memory_bytes);
-        clamp(&c->limits.max_procs, d->max_procs, m->max_procs);
-        clamp(&c->limits.max_output_bytes, d->max_output_bytes, m->max_output_bytes);
+        const RunLimits *d = &c->e->defaults;
+        pthread_mutex_lock(&c->e->lock); /* engine_set_maxima() */
+        RunLimits m = c->e->maxima;
+        pthread_mutex_unlock(&c->e->lock);
+        clamp(&c->limits.timeout_ms, d->timeout_ms, m.timeout_ms);
+        clamp(&c->limits.memory_bytes, d->memory_bytes, m.memory_bytes);
+        clamp(&c->limits.max_procs, d->max_procs, m.max_procs);
+        clamp(&c->limits.max_output_bytes, d->max_output_bytes, m.max_output_bytes);
 }
 
 static void active_register(RunCtx *c) {

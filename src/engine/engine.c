@@ -166,6 +166,12 @@ static void out_dir_sweep(const char *out_dir) {
         closedir(d);
 }
 
+void engine_set_maxima(Engine *e, const RunLimits *maxima) {
+        pthread_mutex_lock(&e->lock);
+        e->maxima = *maxima;
+        pthread_mutex_unlock(&e->lock);
+}
+
 void engine_set_peers(Engine *e, const PkgPeers *peers) {
         assert(e);
         e->peers = peers;

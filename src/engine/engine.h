@@ -265,6 +265,10 @@ Engine *engine_free(Engine *e);
  * would otherwise wait for that worker's start (docs/performance.md,
  * "Cold env: the sandbox on the first run's path"). */
 bool engine_prewarm_wait(Engine *e, usec_t timeout);
+/* Replaces EngineConfig.maxima for runs that start from now on: the
+ * daemon's SIGHUP, whose new limits.maxima would otherwise still be capped
+ * at the ones the engine started with. */
+void engine_set_maxima(Engine *e, const RunLimits *maxima);
 struct PkgPeers;
 /* A cluster's peers for wheels and locks (pkg.h PkgPeers; not owned, must
  * outlive e). Call before the first run. */

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON
-from daemonlib import Daemon, TOKENS, free_port, sandbox_mode, wait_for
+from daemonlib import Daemon, TOKENS, config_text, free_port, sandbox_mode, wait_for
 from proctree import child_pids, descendants
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
@@ -524,6 +524,64 @@ def test_sighup_does_not_warn_about_a_listen_address_the_command_line_set(tmp_pa
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "configuration reloaded" in d.log.read_text(), "the reload", timeout=20)
         assert "'listen' changes need a restart" not in d.log.read_text()
+    finally:
+        d.stop()
+
+
+def test_sighup_names_what_needs_a_restart_and_reports_the_value_in_use(tmp_path):
+    """What the engine and the HTTP server were started with stays in use
+    after a reload: the change is warned about, and what the daemon reports
+    (/v1/envs, the next warning's "still N") is the value in use, not the
+    file's. Before, an index.url change was not warned about while /v1/envs
+    showed the new URL, and "still" named the previous file's value."""
+    d = Daemon(tmp_path, sandbox="none").start()
+    try:
+        st, envs = d.call("GET", "/v1/envs")
+        assert st == 200
+        started_index = envs["index_url"]
+
+        def reload(extra, nth):
+            d.config.write_text(config_text(extra))
+            d.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: d.log.read_text().count("configuration reloaded") >= nth, "the reload", timeout=20)
+            return d.log.read_text()
+
+        log = reload("index:\n  url: http://127.0.0.1:9/simple\npackages:\n  deny: [six]\n", 1)
+        assert "reload: 'index.url' changes need a restart" in log, log
+        assert "reload: 'packages.deny' changes need a restart" in log, log
+        st, envs = d.call("GET", "/v1/envs")
+        assert st == 200 and envs["index_url"] == started_index
+        log = reload("server:\n  max_connections: 10\n", 2)
+        assert "'server.max_connections' changes need a restart (still 1024)" in log, log
+        log = reload("server:\n  max_connections: 20\n", 3)
+        assert log.count("'server.max_connections' changes need a restart (still 1024)") == 2, log
+        assert "(still 10)" not in log
+        # Back to the value in use: nothing to warn about.
+        log = reload("", 4)
+        assert log.count("changes need a restart") == 4, log
+    finally:
+        d.stop()
+
+
+def test_sighup_raised_maxima_apply_to_the_next_run(tmp_path):
+    """The engine clamped every run to the limits.maxima it started with: a
+    reload that raised timeout_ms let the request through and then killed
+    the run at the old cap."""
+    d = Daemon(tmp_path, sandbox="none", config_extra="limits:\n  maxima: {timeout_ms: 1500}\n").start()
+    try:
+        st, b = d.run(SLOW, kwargs={"seconds": 3}, limits={"timeout_ms": 8000})
+        assert st == 403, b
+        d.config.write_text(config_text("limits:\n  maxima: {timeout_ms: 10000}\n"))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in d.log.read_text(), "the reload", timeout=20)
+        st, b = d.run(SLOW, kwargs={"seconds": 3}, limits={"timeout_ms": 8000})
+        assert st == 200 and b["status"] == "succeeded" and b["result"] == "done", b
+        # And lowered again, a run above the new cap is refused before it starts.
+        d.config.write_text(config_text("limits:\n  maxima: {timeout_ms: 1500}\n"))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: d.log.read_text().count("configuration reloaded") >= 2, "the reload", timeout=20)
+        st, b = d.run(SLOW, kwargs={"seconds": 3}, limits={"timeout_ms": 8000})
+        assert st == 403, b
     finally:
         d.stop()
 
