@@ -77,7 +77,10 @@ static bool help_asked(int argc, char **argv) {
 }
 
 /* A keyword argument spelled like a runner option ("--timout 5") that the
- * function has no parameter for is a typo: say which option was meant. */
+ * function has no parameter for is a typo: say which option was meant.
+ * Only when the validation refuses that very name (runner.py's "unexpected
+ * keyword argument 'NAME'"): any other message quoting it ("argument
+ * 'timout': …", a positional value 'n') is the run's own error, exit 3. */
 static int check_suspects(Backend *b, RunRequest *q) {
         if (!q->a->suspects)
                 return 0;
@@ -93,7 +96,7 @@ static int check_suspects(Backend *b, RunRequest *q) {
         const char *msg = json_string_value(json_object_get(json_object_get(run, "error"), "message"));
         int code = 0;
         for (char **s = q->a->suspects; msg && *s && !code; s++) {
-                _cleanup_free_ char *quoted = xasprintf("'%s'", *s);
+                _cleanup_free_ char *quoted = xasprintf("unexpected keyword argument '%s'", *s);
                 if (strstr(msg, quoted)) {
                         _cleanup_free_ char *dashed = xasprintf("--%s", *s);
                         for (char *p = dashed + 2; *p; p++)

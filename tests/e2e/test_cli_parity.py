@@ -197,6 +197,27 @@ def test_mistyped_runner_option_suggests_the_option(workdir):
     assert r.returncode == 2 and "did you mean --timeout" in r.stderr
 
 
+def test_a_parameter_named_like_an_option_is_blamed_only_when_the_function_lacks_it(daemon, workdir):
+    """A keyword whose name is near a runner option is a typo only when the
+    validation says the function has no such parameter; any other message
+    that quotes the name (a bad value for it, a positional value equal to
+    it) is the run's own error, exit 3, and says so on both paths."""
+    (workdir / "near.py").write_text('def f(x: int, n: str = "", timout: int = 0):\n    return [x, n, timout]\n')
+    cases = [(["--n", "ok", "-a", "n"], "argument 'x': expected an integer, got 'n'"),
+             (["-a", "1", "--timout", "abc"], "argument 'timout': expected an integer, got 'abc'")]
+    for args, message in cases:
+        out = {}
+        for server in (None, daemon.url):
+            r = run_cli(workdir, ["run", "near.py", *args, *SB], server=server)
+            assert r.returncode == 3, (server, r)
+            assert message in r.stderr and "did you mean" not in r.stderr, r.stderr
+            out[server] = [l for l in r.stderr.splitlines() if "--sandbox" not in l]
+        assert out[None] == out[daemon.url]
+    for server in (None, daemon.url):  # and the parameter it is, when given right
+        r = run_cli(workdir, ["run", "near.py", "-a", "1", "--timout", "5", *SB], server=server)
+        assert r.returncode == 0 and r.stdout == '[1, "", 5]\n', r
+
+
 def test_unknown_kwarg_names_the_parameters(workdir):
     r = run_cli(workdir, ["run", "f.py", "--nope", "1", *SB])
     assert r.returncode == 3 and "parameters: kind" in r.stderr
