@@ -89,6 +89,14 @@ static int add_positional(Ctx *c, json_t *item) {
                 json_decref(item);
                 return usage(c, "too many positional arguments%s", "");
         }
+        /* The API carries raw values (raw_args) before typed ones (args):
+         * an order it cannot say is refused here, for every backend, not
+         * run embedded and refused by the server's. */
+        size_t n = json_array_size(c->args);
+        if (json_object_get(item, "raw") && n > 0 && json_object_get(json_array_get(c->args, n - 1), "value")) {
+                json_decref(item);
+                return usage(c, "give -a values before --json-args values%s", "");
+        }
         json_array_append_new(c->args, item);
         return 0;
 }

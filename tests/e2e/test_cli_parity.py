@@ -218,6 +218,22 @@ def test_a_parameter_named_like_an_option_is_blamed_only_when_the_function_lacks
         assert r.returncode == 0 and r.stdout == '[1, "", 5]\n', r
 
 
+def test_json_args_before_raw_values_is_the_same_usage_error_on_both_paths(daemon, workdir):
+    """The API carries raw values before typed ones: embedded ran
+    `--json-args '[1]' -a q` while --server refused it with exit 2."""
+    (workdir / "order.py").write_text("def f(a, b):\n    return [a, b]\n")
+    for args in (["--json-args", "[1]", "-a", "q"], ["--json-args", "[1]", "q"]):
+        out = {}
+        for server in (None, daemon.url):
+            r = run_cli(workdir, ["run", "order.py", *args, *SB], server=server)
+            assert r.returncode == 2 and "give -a values before --json-args values" in r.stderr, r
+            out[server] = (r.stdout, r.stderr)
+        assert out[None] == out[daemon.url]
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "order.py", "-a", "q", "--json-args", "[1]", *SB], server=server)
+        assert r.returncode == 0 and r.stdout == '["q", 1]\n', r
+
+
 def test_unknown_kwarg_names_the_parameters(workdir):
     r = run_cli(workdir, ["run", "f.py", "--nope", "1", *SB])
     assert r.returncode == 3 and "parameters: kind" in r.stderr
