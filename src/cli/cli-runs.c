@@ -113,13 +113,14 @@ static int check_suspects(Backend *b, RunRequest *q) {
 
 /* A server gets the source as a JSON string, which must be UTF-8: say
  * where the first bad byte is before sending, as the engine says it
- * embedded (the same invalid run, rendered the same way, exit 3). */
+ * embedded (the same invalid run, rendered the same way, exit 3), under
+ * the file's base name as every other message of a run names it. */
 static int check_utf8(const char *file, const char *source, size_t len) {
         size_t bad = utf8_invalid_offset(source, len), line, col;
         if (bad >= len)
                 return 0;
         utf8_line_col(source, bad, &line, &col);
-        _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8", file, line, col);
+        _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8", path_base_name(file), line, col);
         json_t *run = json_pack("{s:s, s:i, s:{s:s, s:s}}", "status", "invalid", "exit_code", EXIT_VALIDATION, "error",
                                 "type", "ValidationError", "message", msg);
         if (!run) {

@@ -388,15 +388,19 @@ def test_data_put_as_sets_the_file_name_and_a_reput_keeps_it(daemon, workdir, tm
 
 @pytest.mark.parametrize("verb", ["run", "validate", "deploy"])
 def test_a_source_that_is_not_utf8_is_exit_3_with_where_on_both_paths(daemon, workdir, verb):
-    (workdir / "lat.py").write_bytes(b'def f():\n    return "caf\xe9"\n')
+    # In a directory: a run's messages name the file by its base name, on
+    # both paths (the server path named sub/lat.py).
+    (workdir / "sub").mkdir(exist_ok=True)
+    (workdir / "sub" / "lat.py").write_bytes(b'def f():\n    return "caf\xe9"\n')
     out = {}
     for server in (None, daemon.url):
         if verb == "deploy" and server is None:
             continue  # deploy needs a server
-        r = run_cli(workdir, [verb, "lat.py", *(SB if verb == "run" else [])], server=server)
+        r = run_cli(workdir, [verb, "sub/lat.py", *(SB if verb == "run" else [])], server=server)
         out[server] = (r.returncode, [l for l in r.stderr.splitlines() if "--sandbox" not in l])
         assert r.returncode == 3, r
         assert "lat.py:2:16: ValidationError: not valid UTF-8" in r.stderr, r.stderr
+        assert "sub/" not in r.stderr, r.stderr
     if verb != "deploy":
         assert out[None] == out[daemon.url]
 
