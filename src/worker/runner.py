@@ -156,6 +156,14 @@ def _find_function(tree, wanted, filename):
         f"choose one with {filename}::NAME (functions: {listing})")
 
 
+def _source(req):
+    """The request's source text without a leading UTF-8 byte order mark,
+    which CPython skips when it runs a file (ast.parse of a str does not:
+    "invalid non-printable character U+FEFF")."""
+    source = req.get("source", "")
+    return source[1:] if source.startswith("\ufeff") else source
+
+
 def _parse(source, filename):
     try:
         return ast.parse(source, filename=filename)
@@ -547,7 +555,7 @@ def _parameters(fn):
 
 
 def _analyse(req):
-    source = req.get("source", "")
+    source = _source(req)
     filename = req.get("filename") or "<input>"
     tree = _parse(source, filename)
     fn, call = _find_function(tree, req.get("function"), filename)
@@ -1001,7 +1009,7 @@ _message_scanned = [0]  # run messages read by the scanner directly (tests look)
 def _run(req, filename, result_fd):
     if _streams_mode[0] is not False:
         _setup_streams()
-    source = req.get("source", "")
+    source = _source(req)
     loaded = _load_compiled(req.get("compiled"))
     if loaded is None:
         # Not validated with its code (see _compiled): analysed here,
@@ -1377,7 +1385,7 @@ def serve_instance(request_json, sock_fd):
             return None
         _setup_streams(per_invocation=True)
         _tag_threads()
-        mod = _user_module(req.get("source", ""), filename, req)
+        mod = _user_module(_source(req), filename, req)
         init_error, init_raised = None, True
         try:
             code = compile(tree, filename, "exec")

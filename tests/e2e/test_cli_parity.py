@@ -405,6 +405,22 @@ def test_a_source_that_is_not_utf8_is_exit_3_with_where_on_both_paths(daemon, wo
         assert out[None] == out[daemon.url]
 
 
+def test_a_source_with_a_utf8_byte_order_mark_runs_as_python_runs_it(daemon, workdir):
+    """CPython skips a leading BOM when it runs a file; ast.parse of the
+    decoded text called it "invalid non-printable character U+FEFF"."""
+    (workdir / "bom.py").write_bytes(b'\xef\xbb\xbfdef f(n: int):\n    return ["bom", n]\n')
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "bom.py", "-a", "2", *SB], server=server)
+        assert r.returncode == 0 and r.stdout == '["bom", 2]\n', r
+        r = run_cli(workdir, ["validate", "bom.py", "-a", "2"], server=server)
+        assert r.returncode == 0, r
+    # Only the first character is the mark: one later in the file stays an error.
+    (workdir / "bom2.py").write_bytes(b'def f():\n    return 1\n\xef\xbb\xbf\n')
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "bom2.py", *SB], server=server)
+        assert r.returncode == 3 and "U+FEFF" in r.stderr, r
+
+
 @pytest.fixture(scope="module")
 def empty_index():
     import pkgindex
