@@ -273,7 +273,11 @@ def _convert_raw(param, conv, raw):
         return raw
     if k == "int":
         try:
-            return int(raw.strip(), 0) if raw.strip().lower().startswith(("0x", "0o", "0b")) else int(raw)
+            # A prefix (after a sign: -0x10) means int(s, 0); other text
+            # keeps int(s)'s decimal rules ("010" is 10, not an error).
+            t = raw.strip()
+            body = t[1:] if t[:1] in ("+", "-") else t
+            return int(t, 0) if body.lower().startswith(("0x", "0o", "0b")) else int(raw)
         except ValueError:
             bad("an integer")
     if k == "float":

@@ -130,6 +130,20 @@ def test_bool_words(cli, run, value, ok):
     assert p.stdout.strip() == json.dumps(ok)
 
 
+@pytest.mark.parametrize("value,ok", [("0x10", 16), ("-0x10", -16), ("+0o17", 15), ("-0b101", -5), (" 0X1f ", 31),
+                                      ("010", 10), ("-1_000", -1000), ("--0x10", None), ("0x", None)])
+def test_int_words(cli, run, value, ok):
+    """int(s, 0) where a prefix says the base, after a sign too (-0x10 was
+    refused while 0x10 worked); int(s) otherwise ("010" is 10)."""
+    cli.write("i.py", "def f(i: int):\n    return i\n")
+    p = run("i.py", f"--i={value}", "--json")
+    if ok is None:
+        assert p.returncode == 3 and "expected an integer" in p.stderr, p
+    else:
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip() == json.dumps(ok)
+
+
 def test_bad_conversion_names_parameter(cli, run):
     cli.write("c.py", "@requirements({})\ndef f(count: int):\n    return count\n")
     p = run("c.py", "-a", "many")
