@@ -183,6 +183,19 @@ def test_run_json_sends_the_function_stdout_to_stderr(workdir):
     assert "hello from f" in r.stderr
 
 
+def test_run_json_of_a_failed_run_prints_nothing_on_stdout_on_both_paths(daemon, workdir):
+    """--json's one JSON document is the result: a run that raised has
+    none, so stdout stays empty (the function's own print went to stderr
+    with the traceback), and the exit code says it raised."""
+    out = {}
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "f.py", "--kind", "raise", "--json", *SB], server=server)
+        assert r.returncode == 1 and r.stdout == "", r
+        assert "hello from f" in r.stderr and "ValueError: nope" in r.stderr, r.stderr
+        out[server] = [l for l in r.stderr.splitlines() if "--sandbox" not in l]
+    assert out[None] == out[daemon.url]
+
+
 def test_a_result_without_json_view_prints_its_repr_with_a_warning_on_both_paths(daemon, workdir):
     for server in (None, daemon.url):
         r = run_cli(workdir, ["run", "f.py", "--kind", "complex", *SB], server=server)
