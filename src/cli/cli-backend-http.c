@@ -122,10 +122,10 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                         break;
         }
         if (r == -EINTR) {
-                /* Handled: further requests must not stop at once. */
+                /* Handled: further requests must not stop at once. The
+                 * end prints "cancelled", as embedded: no line of its own. */
                 cli_interrupted = 2;
                 renderer_clear_status(rd);
-                cli_error("cancelling run %s on the server", id);
                 json_t *x = NULL;
                 free(err);
                 err = NULL;

@@ -196,6 +196,27 @@ def test_run_json_of_a_failed_run_prints_nothing_on_stdout_on_both_paths(daemon,
     assert out[None] == out[daemon.url]
 
 
+def test_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
+    """Ctrl-C cancels the run embedded and on the server alike: exit 130 and
+    the same lines (the server path said "cancelling run … on the server"
+    first)."""
+    import signal as sig
+    out = {}
+    for server in (None, daemon.url):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+        env.update(PYSPRINTER_HOME=str(workdir / "home"), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+        pre = ["--server", server] if server else []
+        p = subprocess.Popen([str(CLI), *pre, "run", "f.py", "--kind", "sleep", *SB], cwd=workdir, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "hello from f\n"
+        p.send_signal(sig.SIGINT)
+        o, e = p.communicate(timeout=60)
+        assert p.returncode == 130, (server, o, e)
+        out[server] = (o, [l for l in e.splitlines() if "--sandbox" not in l])
+        assert out[server][1] == ["pysprinter: cancelled"], out
+    assert out[None] == out[daemon.url]
+
+
 def test_a_result_without_json_view_prints_its_repr_with_a_warning_on_both_paths(daemon, workdir):
     for server in (None, daemon.url):
         r = run_cli(workdir, ["run", "f.py", "--kind", "complex", *SB], server=server)
