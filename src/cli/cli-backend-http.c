@@ -547,12 +547,15 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         while (!dag_status_ended(json_string_value(json_object_get(dag, "status")))) {
                 if (cli_interrupted && !cancelled) {
                         cancelled = true;
-                        cli_interrupted = 2; /* handled: further requests must not stop at once */
-                        cli_error("cancelling DAG run %s on the server", id);
+                        /* Handled: further requests must not stop at once.
+                         * The view prints each task's end and "cancelled",
+                         * as embedded: no line of its own. */
+                        cli_interrupted = 2;
                         json_t *x = NULL;
                         if (http_dag_cancel(b, id, &x) >= 0) {
                                 json_decref(dag);
                                 dag = x;
+                                show_dag(q, dag, view, userdata);
                                 continue;
                         }
                 }

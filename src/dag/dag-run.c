@@ -719,19 +719,26 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                                 if (t->state != DAG_TASK_PENDING)
                                         continue;
                                 const char *which = NULL;
-                                if (dep_blocked(d, t, &which)) {
+                                if (d->cancel_requested) {
+                                        /* Before the upstream check: a task
+                                         * the cancel ended first must not make
+                                         * its dependents "skipped" (that
+                                         * depended on which thread won). */
+                                        set_error(t, "not run: the DAG run was cancelled");
+                                        set_state(d, t, DAG_TASK_CANCELLED);
+                                        progress = true;
+                                } else if (dep_blocked(d, t, &which)) {
                                         _cleanup_free_ char *m = xasprintf("not run: upstream task '%s' did not succeed", which);
                                         set_error(t, m);
                                         set_state(d, t, DAG_TASK_SKIPPED);
                                         progress = true;
-                                } else if (d->stop && d->interrupted && !d->cancel_requested) {
+                                } else if (d->stop && d->interrupted) {
                                         /* Left pending for the resume. */
                                         continue;
                                 } else if (d->stop) {
-                                        set_error(t, d->cancel_requested ? "not run: the DAG run was cancelled"
-                                                                         : "not run: another task failed (fail-fast; "
-                                                                           "--keep-going runs independent tasks)");
-                                        set_state(d, t, d->cancel_requested ? DAG_TASK_CANCELLED : DAG_TASK_SKIPPED);
+                                        set_error(t, "not run: another task failed (fail-fast; --keep-going runs "
+                                                     "independent tasks)");
+                                        set_state(d, t, DAG_TASK_SKIPPED);
                                         progress = true;
                                 } else if (d->running < concurrency && deps_ok(d, t)) {
                                         TaskArg *a = xmalloc(sizeof(TaskArg));

@@ -1206,3 +1206,31 @@ def test_a_requirements_dict_that_is_not_literal_is_named_without_an_address(dae
         assert " at 0x" not in r.stderr
         seen[server] = r.stderr
     assert seen[None] == seen[daemon.url]
+
+
+def test_dag_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
+    """Ctrl-C on `dag run` cancels it embedded and on the server alike: exit
+    130 and the same lines — each task's end (the server path printed
+    "cancelling DAG run … on the server" instead of the tasks' lines)."""
+    import signal as sig
+    (workdir / "sleepy.yaml").write_text("tasks:\n  a: {file: f.py, kwargs: {kind: sleep}}\n"
+                                         "  b: {file: f.py, kwargs: {kind: '${a}'}}\n")
+    out = {}
+    for server in (None, daemon.url):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+        env.update(PYSPRINTER_HOME=str(workdir / "home"), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+        pre = ["--server", server] if server else []
+        p = subprocess.Popen([str(CLI), *pre, "dag", "run", "sleepy.yaml", "--no-cache", *SB], cwd=workdir, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        while not lines or lines[-1] != "a: running\n":
+            lines.append(p.stderr.readline())
+            assert lines[-1], (server, lines)
+        p.send_signal(sig.SIGINT)
+        o, e = p.communicate(timeout=60)
+        assert p.returncode == 130, (server, o, e)
+        norm = [re.sub(r"d[0-9a-z]{16}", "ID", re.sub(r" [0-9.]+m?s\b", " T", ln))
+                for ln in "".join(lines[:-1]).splitlines() + e.splitlines() if "--sandbox" not in ln]
+        out[server] = (o, sorted(norm))
+    assert "a: cancelled T: cancelled" in out[None][1], out
+    assert out[None] == out[daemon.url]
