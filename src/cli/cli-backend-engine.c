@@ -628,8 +628,10 @@ static int engine_dag_list(Backend *b, long limit, json_t **ret) {
 }
 
 /* Another CLI process drives the DAG run: ask it to stop (its Ctrl-C
- * handler cancels the run), and wait for the record to end. A run whose
- * process is gone is recorded cancelled here. */
+ * handler cancels the run), and wait for the record to end. Whether a
+ * driver lives is its lock (dag_cancel_abandoned()), never the recorded pid
+ * alone, which may be another process's now: a run whose driver is gone
+ * ends here, it and its unfinished tasks "cancelled". */
 static int engine_dag_cancel(Backend *b, const char *id, json_t **ret) {
         Store *s = engine_store(b->engine);
         DagRunRecord *rec = NULL;
@@ -640,36 +642,35 @@ static int engine_dag_cancel(Backend *b, const char *id, json_t **ret) {
         *ret = NULL;
         if (store_dag_get(s, NULL, id, &rec) < 0)
                 return -EIO;
-        _cleanup_free_ char *full = xstrdup(rec->id);
+        _cleanup_free_ char *full = xstrdup(rec->id), *err = NULL;
         if (!rec->status || !streq(rec->status, "running")) {
                 backend_set_error(b, "DAG run %s has already finished (%s)", rec->id, rec->status ?: "?");
                 dag_run_record_free(rec);
                 return -EBUSY;
         }
         pid_t pid = rec->owner ? (pid_t) strtol(rec->owner, NULL, 10) : 0;
-        if (pid > 0 && kill(pid, SIGTERM) == 0) {
+        dag_run_record_free(rec);
+        r = dag_cancel_abandoned(b->engine, full, &err);
+        if (r == -EBUSY && pid > 0 && kill(pid, SIGTERM) == 0) {
                 usec_t until = now_monotonic() + 30 * USEC_PER_SEC;
                 while (now_monotonic() < until) {
                         DagRunRecord *cur = NULL;
                         bool running = store_dag_get(s, NULL, full, &cur) >= 0 && cur->status &&
-                                       streq(cur->status, "running") && kill(pid, 0) == 0;
+                                       streq(cur->status, "running");
                         dag_run_record_free(cur);
                         if (!running)
+                                break;
+                        /* The driver died meanwhile: end it here. */
+                        r = dag_cancel_abandoned(b->engine, full, &err);
+                        if (r != -EBUSY)
                                 break;
                         usleep(50 * 1000);
                 }
         }
-        DagRunRecord *cur = NULL;
-        if (store_dag_get(s, NULL, full, &cur) >= 0 && cur->status && streq(cur->status, "running")) {
-                free(cur->status);
-                cur->status = xstrdup("cancelled");
-                free(cur->owner);
-                cur->owner = NULL;
-                cur->finished = now_realtime();
-                (void) store_dag_update(s, cur);
+        if (r < 0 && r != -EBUSY) {
+                backend_set_error(b, "%s", err ?: strerror(-r));
+                return r;
         }
-        dag_run_record_free(cur);
-        dag_run_record_free(rec);
         return dag_object(b, full, ret);
 }
 

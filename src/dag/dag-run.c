@@ -1052,6 +1052,66 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
         return 0;
 }
 
+int dag_cancel_abandoned(Engine *e, const char *id, char **ret_error) {
+        assert(e && id && ret_error);
+        Store *s = engine_store(e);
+        _cleanup_free_ char *path = path_join(engine_data_dir(e), "dag-locks", id);
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && errno != ENOENT) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot open the lock of DAG run %s: %s", id, strerror(-r));
+                return r;
+        }
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int r = -errno;
+                if (r == -EWOULDBLOCK)
+                        return -EBUSY; /* a live driver: it ends the run itself */
+                *ret_error = xasprintf("cannot lock DAG run %s: %s", id, strerror(-r));
+                return r;
+        }
+        DagRunRecord *rec = NULL;
+        int r = store_dag_get(s, NULL, id, &rec);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read DAG run %s: %s", id, strerror(-r));
+                return r;
+        }
+        if (!rec->status || !streq(rec->status, "running")) {
+                dag_run_record_free(rec);
+                return 0;
+        }
+        DagTaskRecord **tasks = NULL;
+        size_t n = 0;
+        usec_t now = now_realtime();
+        if (store_dag_tasks(s, id, &tasks, &n) >= 0)
+                for (size_t i = 0; i < n; i++) {
+                        DagTaskRecord *t = tasks[i];
+                        DagTaskState st = dag_task_state_from_string(t->state);
+                        if (dag_task_state_is_done(st))
+                                continue;
+                        free(t->error);
+                        t->error = xstrdup(st == DAG_TASK_RUNNING ? "cancelled" : "not run: the DAG run was cancelled");
+                        free(t->state);
+                        t->state = xstrdup(dag_task_state_to_string(DAG_TASK_CANCELLED));
+                        t->finished = now;
+                        (void) store_dag_task_put(s, t);
+                }
+        dag_task_record_list_free(tasks, n);
+        free(rec->status);
+        rec->status = xstrdup("cancelled");
+        free(rec->owner);
+        rec->owner = NULL;
+        rec->finished = now;
+        r = store_dag_update(s, rec);
+        dag_run_record_free(rec);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot record DAG run %s: %s", id, strerror(-r));
+                return r;
+        }
+        if (fd >= 0)
+                (void) unlink(path); /* still held: as owner_unlock() for a run that ended */
+        return 0;
+}
+
 void dag_cancel(Dag *d) {
         d->cancel_requested = 1;
 }

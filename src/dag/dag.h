@@ -192,6 +192,12 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
 /* Stops starting tasks and cancels the running ones (async-signal-safe
  * enough: sets a flag and wakes the scheduler). */
 void dag_cancel(Dag *d);
+/* Ends DAG run id in the store when no live process drives it (nobody
+ * holds its lock: the driver died): the run and every task not done yet
+ * become "cancelled". -EBUSY when a live driver holds the lock (ask it to
+ * cancel); 0 also when the run had already ended. Other negative errno
+ * with *ret_error set. */
+int dag_cancel_abandoned(Engine *e, const char *id, char **ret_error);
 /* Whether dag_cancel() was called (a runner waiting for a slot gives up). */
 bool dag_cancelled(const Dag *d);
 

@@ -289,6 +289,39 @@ def test_resume_after_interruption(steps, env, tmp_path):
     assert out["tasks"]["after"]["result"] == 1
 
 
+def test_cancel_of_a_run_whose_driver_died_ends_every_task(steps, env, tmp_path):
+    """`dag cancel` of a DAG run whose CLI was killed recorded the run
+    cancelled but left its tasks `running` and `pending` for ever (status
+    showed a cancelled run with a running task), and it decided the driver
+    was alive from its pid (kill(pid, 0)), which a reused pid fools."""
+    steps.write("steps.py", STEPS + "\ndef nap(x, s: float):\n    import time\n    time.sleep(s)\n    return x\n")
+    steps.write("long.yaml", """
+        tasks:
+          long: {file: steps.py, function: nap, args: [1, 30]}
+          after: {file: steps.py, function: nap, args: ["${long}", 0]}
+        """)
+    proc = subprocess.Popen([str(CLI), "dag", "run", *sandbox_args(), "long.yaml", "--no-cache"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    did = None
+    for _ in range(200):
+        time.sleep(0.1)
+        ls = json.loads(steps("dag", "ls", "--json", check=0).stdout)
+        if ls:
+            did = ls[0]["id"]
+            st = json.loads(steps("dag", "status", did, "--json", check=0).stdout)
+            if st["tasks"]["long"]["state"] == "running":
+                break
+    assert did
+    proc.kill()   # the driver dies mid-run
+    proc.wait()
+    p = steps("dag", "cancel", did, check=0)
+    assert p.returncode == 0, p.stderr
+    st = json.loads(steps("dag", "status", did, "--json", check=1).stdout)
+    assert st["status"] == "cancelled", st
+    assert {n: t["state"] for n, t in st["tasks"].items()} == {"long": "cancelled", "after": "cancelled"}, st
+    assert st["tasks"]["after"]["error"] == "not run: the DAG run was cancelled"
+
+
 def test_resume_keeps_the_runs_no_cache_and_prints_its_result(steps, env, tmp_path):
     """A resumed `--no-cache` run served its remaining tasks from the memo
     (its recorded options were not read back: only keep_going was), and
