@@ -591,14 +591,18 @@ static void run_task(Dag *d, Task *t) {
                         if (t->outputs)
                                 t->out_version = outputs_version(res->outputs_json, t->outputs);
                         json_decref(t->value);
-                        t->value = v ?: json_null();
+                        /* A result without a JSON view (NaN, an int past 64
+                         * bits, …) reaches dependents as its repr string
+                         * (docs/python.md), never as null. */
+                        json_t *repr = !v && res->value_repr ? json_string(res->value_repr) : NULL;
+                        t->value = v ?: repr ?: json_null();
                         free(t->value_json);
                         /* Keep the worker's text: re-encoding through jansson
                          * would respell floats (4.2 -> 4.2000000000000002). */
                         t->value_json = v ? xstrdup(res->value_json) : json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
                         if (!v && res->value_repr) {
-                                _cleanup_free_ char *m = xasprintf("the result is not JSON (%.200s); dependents get null",
-                                                                   res->value_repr);
+                                _cleanup_free_ char *m = xasprintf("the result is not JSON (%.200s); dependents get %s",
+                                                                   res->value_repr, repr ? "its repr" : "null");
                                 set_error(t, m);
                         }
                         t->exit_code = 0;

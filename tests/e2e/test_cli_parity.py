@@ -1234,3 +1234,21 @@ def test_dag_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
         out[server] = (o, sorted(norm))
     assert "a: cancelled T: cancelled" in out[None][1], out
     assert out[None] == out[daemon.url]
+
+
+def test_a_task_result_without_json_view_reaches_dependents_as_its_repr_on_both_paths(daemon, workdir):
+    """docs/python.md: a result JSON cannot hold (NaN/Infinity, an int past
+    64 bits, no JSON view) takes the repr() path and a downstream task gets
+    the repr string. A DAG passed null instead, and a leaf printed `null`
+    where `run` prints 1000000000000000000000000000000."""
+    (workdir / "odd.py").write_text("def inf():\n    return float('inf')\n\ndef big():\n    return 10**30\n\n"
+                                    "def show(x):\n    return repr(x)\n")
+    (workdir / "odd.yaml").write_text("tasks:\n  a: {file: odd.py::inf}\n  b: {file: odd.py::show, args: ['${a}']}\n"
+                                      "  c: {file: odd.py::big}\n")
+    out = {}
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["dag", "run", "odd.yaml", "-q", *SB], server=server)
+        assert r.returncode == 0, (server, r.stderr)
+        out[server] = r.stdout
+    assert json.loads(out[None]) == {"b": "'inf'", "c": "1000000000000000000000000000000"}, out
+    assert out[None] == out[daemon.url]
