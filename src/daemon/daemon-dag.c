@@ -889,8 +889,9 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 .no_cache = json_is_true(nc),
                 .sandbox = d->cfg.sandbox,
         };
-        json_t *oj = json_pack("{s:i, s:b, s:b, s:s}", "concurrency", (int) o.concurrency, "keep_going", o.keep_going,
-                               "no_cache", o.no_cache, "sandbox", o.sandbox == SANDBOX_MODE_NONE ? "none" : "full");
+        json_t *oj = json_pack("{s:i, s:b, s:b, s:s}", "concurrency", (int) dag_concurrency(dag, o.concurrency),
+                               "keep_going", o.keep_going, "no_cache", o.no_cache, "sandbox",
+                               o.sandbox == SANDBOX_MODE_NONE ? "none" : "full");
         opts_json = json_dumps(oj, JSON_COMPACT);
         json_decref(oj);
         owner = xasprintf("%d", (int) getpid());

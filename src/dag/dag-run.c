@@ -959,8 +959,7 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
                 d->tasks[i].attempts_here = 0;
         free(d->tenant);
         d->tenant = xstrdup(o->tenant ?: "local");
-        unsigned concurrency = o->concurrency ?: d->concurrency ?: DAG_DEFAULT_CONCURRENCY;
-        concurrency = MIN(concurrency, (unsigned) DAG_MAX_CONCURRENCY);
+        unsigned concurrency = dag_concurrency(d, o->concurrency);
         Store *s = engine_store(e);
         d->status = "validating";
 
@@ -1114,6 +1113,12 @@ int dag_cancel_abandoned(Engine *e, const char *id, char **ret_error) {
         if (fd >= 0)
                 (void) unlink(path); /* still held: as owner_unlock() for a run that ended */
         return 0;
+}
+
+unsigned dag_concurrency(const Dag *d, unsigned requested) {
+        assert(d);
+        unsigned c = requested ?: d->concurrency ?: DAG_DEFAULT_CONCURRENCY;
+        return MIN(c, (unsigned) DAG_MAX_CONCURRENCY);
 }
 
 void dag_cancel(Dag *d) {

@@ -198,6 +198,9 @@ void dag_cancel(Dag *d);
  * cancel); 0 also when the run had already ended. Other negative errno
  * with *ret_error set. */
 int dag_cancel_abandoned(Engine *e, const char *id, char **ret_error);
+/* How many tasks of d run at once: requested (--concurrency) unless 0,
+ * else the pipeline's `concurrency:`, else DAG_DEFAULT_CONCURRENCY. */
+unsigned dag_concurrency(const Dag *d, unsigned requested);
 /* Whether dag_cancel() was called (a runner waiting for a slot gives up). */
 bool dag_cancelled(const Dag *d);
 

@@ -1252,3 +1252,17 @@ def test_a_task_result_without_json_view_reaches_dependents_as_its_repr_on_both_
         out[server] = r.stdout
     assert json.loads(out[None]) == {"b": "'inf'", "c": "1000000000000000000000000000000"}, out
     assert out[None] == out[daemon.url]
+
+
+def test_dag_ls_json_records_the_same_options_on_both_paths(daemon, workdir):
+    """`dag ls --json` shows the options a DAG run ran with: embedded
+    recorded concurrency 4 (the default it used), the daemon 0."""
+    (workdir / "conc.yaml").write_text("concurrency: 3\ntasks:\n  a: {file: step.py, function: one}\n")
+    out = {}
+    for server in (None, daemon.url):
+        for f, extra in (("pipe.yaml", []), ("conc.yaml", []), ("pipe.yaml", ["--concurrency", "7"])):
+            assert run_cli(workdir, ["dag", "run", f, "-q", *SB, *extra], server=server).returncode == 0
+            r = run_cli(workdir, ["dag", "ls", "--json", "-n", "1"], server=server)
+            out.setdefault(server, []).append(json.loads(r.stdout)[0]["options"]["concurrency"])
+    assert out[None] == [4, 3, 7], out
+    assert out[None] == out[daemon.url]
