@@ -635,7 +635,7 @@ static int collect_ref(const Ref *r, void *ud) {
 }
 
 /* Depth-first search for a cycle; names it in order. */
-static int find_cycle(Dag *d, size_t i, int *color, size_t *stack, size_t depth, char **ret_error) {
+static int find_cycle(Yaml *y, const YamlNode **defs, Dag *d, size_t i, int *color, size_t *stack, size_t depth) {
         color[i] = 1;
         stack[depth] = i;
         Task *t = &d->tasks[i];
@@ -652,12 +652,14 @@ static int find_cycle(Dag *d, size_t i, int *color, size_t *stack, size_t depth,
                         for (size_t s = depth + 1; s-- > from;)
                                 buf_printf(&b, "%s -> ", d->tasks[stack[s]].name);
                         buf_printf(&b, "%s", d->tasks[i].name);
-                        *ret_error = xasprintf("%s: the tasks form a cycle: %s", d->filename, b.data);
+                        /* FILE:LINE:COL of the cycle's first named task
+                         * (i), like every other refusal. */
+                        (void) yerr(y, defs[i], "the tasks form a cycle: %s", b.data);
                         buf_free(&b);
                         return -ELOOP;
                 }
                 if (color[j] == 0) {
-                        int r = find_cycle(d, j, color, stack, depth + 1, ret_error);
+                        int r = find_cycle(y, defs, d, j, color, stack, depth + 1);
                         if (r < 0)
                                 return r;
                 }
@@ -874,13 +876,12 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                                 add_dep(t, (size_t) j);
                 }
         }
-        free(defs);
         if (r >= 0) {
                 int *color = xcalloc(n, sizeof(int));
                 size_t *stack = xcalloc(n + 1, sizeof(size_t));
                 for (size_t i = 0; i < n && r >= 0; i++)
                         if (color[i] == 0)
-                                r = find_cycle(d, i, color, stack, 0, ret_error);
+                                r = find_cycle(&y, defs, d, i, color, stack, 0);
                 free(stack);
                 if (r >= 0) {
                         int *memo = color;
@@ -894,6 +895,7 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                 }
                 free(color);
         }
+        free(defs);
 out:
         if (depends)
                 for (size_t i = 0; i < d->n; i++)

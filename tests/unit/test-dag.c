@@ -120,6 +120,20 @@ static void test_cycle_names_tasks(void **state) {
         assert_true(r < 0);
         /* Execution order (a -> b: b needs a), from wherever the search met it. */
         assert_true(strstr(err, "x -> y -> z -> x") || strstr(err, "y -> z -> x -> y") || strstr(err, "z -> x -> y -> z"));
+        /* FILE:LINE:COL like every other refusal (docs/dag.md): the
+         * cycle's first named task. */
+        assert_true(startswith(err, "p.yaml:2:6: the tasks form a cycle: x -> ") ||
+                    startswith(err, "p.yaml:3:6: the tasks form a cycle: y -> ") ||
+                    startswith(err, "p.yaml:4:6: the tasks form a cycle: z -> "));
+        free(err);
+        err = NULL;
+        /* The search starts outside the cycle: still a task of it. */
+        r = parse("tasks:\n  w: {file: f.py, depends: [u]}\n  u: {file: f.py, depends: [v]}\n"
+                  "  v: {file: f.py, depends: [u]}\n",
+                  NULL, &d, &err);
+        assert_true(r < 0);
+        assert_true(startswith(err, "p.yaml:3:6: the tasks form a cycle: u -> ") ||
+                    startswith(err, "p.yaml:4:6: the tasks form a cycle: v -> "));
 }
 
 static void test_params(void **state) {
