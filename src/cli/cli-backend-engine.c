@@ -515,9 +515,14 @@ static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret,
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 return r == -ENOENT ? -ENOENT : -EBADMSG;
         }
+        /* Its lock says whether a driver lives; the recorded pid only
+         * names it (a dead driver's pid may be another process's now). */
         pid_t pid = rec->owner ? (pid_t) strtol(rec->owner, NULL, 10) : 0;
-        if (rec->status && streq(rec->status, "running") && pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
-                backend_set_error(b, "DAG run %s is still being run by process %d", rec->id, (int) pid);
+        if (rec->status && streq(rec->status, "running") && pid != getpid() && dag_driven(b->engine, rec->id)) {
+                if (pid > 0)
+                        backend_set_error(b, "DAG run %s is still being run by process %d", rec->id, (int) pid);
+                else
+                        backend_set_error(b, "DAG run %s is still being run by another process", rec->id);
                 r = -EBUSY;
         }
         json_t *opts = rec->options_json ? json_loads(rec->options_json, 0, NULL) : NULL;

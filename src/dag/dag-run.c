@@ -1055,6 +1055,16 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
         return 0;
 }
 
+bool dag_driven(Engine *e, const char *id) {
+        assert(e && id);
+        _cleanup_free_ char *path = path_join(engine_data_dir(e), "dag-locks", id);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return false; /* never locked, or unlinked by a driver that finished */
+        /* Probing takes the lock for an instant; closing fd drops it. */
+        return flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+}
+
 int dag_cancel_abandoned(Engine *e, const char *id, char **ret_error) {
         assert(e && id && ret_error);
         Store *s = engine_store(e);

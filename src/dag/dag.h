@@ -192,6 +192,10 @@ int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn 
 /* Stops starting tasks and cancels the running ones (async-signal-safe
  * enough: sets a flag and wakes the scheduler). */
 void dag_cancel(Dag *d);
+/* Whether a live process drives DAG run id now: it holds the run's lock
+ * (see dag_run()). The recorded owner pid is no proof: the kernel reuses
+ * a dead driver's pid. */
+bool dag_driven(Engine *e, const char *id);
 /* Ends DAG run id in the store when no live process drives it (nobody
  * holds its lock: the driver died): the run and every task not done yet
  * become "cancelled". -EBUSY when a live driver holds the lock (ask it to

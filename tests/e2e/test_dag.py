@@ -1,5 +1,6 @@
 """DAG pipelines and chain, through the real CLI (DESIGN §8, issue 7)."""
 import json
+import pathlib
 import os
 import signal
 import subprocess
@@ -320,6 +321,32 @@ def test_cancel_of_a_run_whose_driver_died_ends_every_task(steps, env, tmp_path)
     assert st["status"] == "cancelled", st
     assert {n: t["state"] for n, t in st["tasks"].items()} == {"long": "cancelled", "after": "cancelled"}, st
     assert st["tasks"]["after"]["error"] == "not run: the DAG run was cancelled"
+
+
+def test_resume_is_not_refused_by_a_reused_pid(steps, env, tmp_path):
+    """docs/dag.md: who drives a DAG run is the flock, "no pid that may
+    linger as a zombie or be reused". `dag resume` still refused a run whose
+    recorded owner pid was alive — any process that got that pid after the
+    driver died (here: a sleep) — with "still being run by process N"."""
+    import sqlite3
+    steps.write("one.yaml", "tasks:\n  a: {file: steps.py, function: load, args: [2]}\n")
+    proc = subprocess.Popen([str(CLI), "dag", "run", *sandbox_args(), "one.yaml"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.wait()
+    did = json.loads(steps("dag", "ls", "--json").stdout)[0]["id"]
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        # The driver died mid-run and its pid went to another process.
+        db = sqlite3.connect(pathlib.Path(env["PYSPRINTER_HOME"]) / "pysprinter.db")
+        db.execute("UPDATE dag_runs SET status='running', owner=? WHERE id=?", (str(other.pid), did))
+        db.commit()
+        db.close()
+        p = steps("dag", "resume", *sandbox_args(), did, check=0)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout) == {"n": 2, "items": [0, 1]}, p.stdout
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_resume_keeps_the_runs_no_cache_and_prints_its_result(steps, env, tmp_path):
