@@ -501,9 +501,49 @@ static void on_dag_event(const Dag *cd, const DagEvent *ev, void *userdata) {
 static Dag *running_dag;
 
 static void on_dag_interrupt(int sig) {
+        int saved = errno;
         cli_interrupted = 1;
         if (running_dag)
                 dag_cancel(running_dag);
+        if (interrupt_pipe_w >= 0)
+                (void) !write(interrupt_pipe_w, "x", 1);
+        errno = saved;
+}
+
+/* As for a run (InterruptWatch): a terminal's Ctrl-C reaches the tasks'
+ * workers too, so their runs are cancelled at once from this thread — not
+ * at the scheduler's next tick, when a worker killed by the same SIGINT is
+ * already recorded as having died. */
+typedef struct DagInterruptWatch {
+        Dag *dag;
+        int pipe[2];
+        pthread_t thread;
+        bool started;
+} DagInterruptWatch;
+
+static void *dag_interrupt_watch_main(void *arg) {
+        DagInterruptWatch *w = arg;
+        char c;
+        while (read(w->pipe[0], &c, 1) == 1)
+                dag_cancel_running(w->dag);
+        return NULL;
+}
+
+static void dag_interrupt_watch_start(DagInterruptWatch *w, Dag *d) {
+        *w = (DagInterruptWatch){ .dag = d, .pipe = { -1, -1 } };
+        if (pipe2(w->pipe, O_CLOEXEC) < 0)
+                return;
+        w->started = pthread_create(&w->thread, NULL, dag_interrupt_watch_main, w) == 0;
+        if (w->started)
+                interrupt_pipe_w = w->pipe[1];
+}
+
+static void dag_interrupt_watch_stop(DagInterruptWatch *w) {
+        interrupt_pipe_w = -1;
+        (void) fd_close(w->pipe[1]);
+        if (w->started)
+                pthread_join(w->thread, NULL);
+        (void) fd_close(w->pipe[0]);
 }
 
 /* Resuming: the recorded pipeline, unless its owner still runs it. */
@@ -589,13 +629,16 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
         }
         DagFollow f = { .b = b, .view = view, .userdata = userdata };
         struct sigaction sa = { .sa_handler = on_dag_interrupt }, old_int, old_term;
+        DagInterruptWatch watch;
         running_dag = d;
+        dag_interrupt_watch_start(&watch, d);
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);
         r = dag_run(d, b->engine, dc, &o, on_dag_event, &f, &err);
         running_dag = NULL;
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
+        dag_interrupt_watch_stop(&watch);
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 r = r == -EINVAL || r == -ENOENT ? -EBADMSG : r;

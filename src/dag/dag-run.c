@@ -1125,6 +1125,19 @@ int dag_cancel_abandoned(Engine *e, const char *id, char **ret_error) {
         return 0;
 }
 
+void dag_cancel_running(Dag *d) {
+        assert(d);
+        pthread_mutex_lock(&d->lock);
+        d->cancel_requested = 1;
+        /* The scheduler's order (d->lock, then the runner's): it sends
+         * these again, which a runner ignores for a run that ended. */
+        for (size_t i = 0; i < d->n; i++)
+                if (d->tasks[i].state == DAG_TASK_RUNNING && d->tasks[i].run_id && d->opts.cancel)
+                        d->opts.cancel(d->tasks[i].run_id, d->opts.run_userdata);
+        pthread_cond_broadcast(&d->cond);
+        pthread_mutex_unlock(&d->lock);
+}
+
 unsigned dag_concurrency(const Dag *d, unsigned requested) {
         assert(d);
         unsigned c = requested ?: d->concurrency ?: DAG_DEFAULT_CONCURRENCY;

@@ -205,6 +205,10 @@ int dag_cancel_abandoned(Engine *e, const char *id, char **ret_error);
 /* How many tasks of d run at once: requested (--concurrency) unless 0,
  * else the pipeline's `concurrency:`, else DAG_DEFAULT_CONCURRENCY. */
 unsigned dag_concurrency(const Dag *d, unsigned requested);
+/* dag_cancel(), and the running tasks' runs cancelled now, from the
+ * calling thread (not a signal handler: it takes locks), rather than at
+ * the scheduler's next tick. */
+void dag_cancel_running(Dag *d);
 /* Whether dag_cancel() was called (a runner waiting for a slot gives up). */
 bool dag_cancelled(const Dag *d);
 

@@ -349,6 +349,37 @@ def test_resume_is_not_refused_by_a_reused_pid(steps, env, tmp_path):
         other.wait()
 
 
+def test_ctrl_c_on_a_terminal_records_the_running_task_cancelled(steps, env, tmp_path):
+    """A terminal's Ctrl-C signals the whole foreground process group, the
+    task's worker included. The DAG path cancelled the task's run only at
+    the scheduler's next tick, after the worker had died of the SIGINT:
+    the task said "the worker died during the run" and its run was recorded
+    `error` (exit 7), where `run` records `cancelled`."""
+    steps.write("steps.py", STEPS + "\ndef nap(x, s: float):\n    import time\n    time.sleep(s)\n    return x\n")
+    steps.write("long.yaml", "tasks:\n  long: {file: steps.py, function: nap, args: [1, 30]}\n")
+    for mode in ["none"] + ([] if sandbox_args() else ["full"]):
+        ctrl_c_cancels_the_task(steps, env, tmp_path, mode)
+
+
+def ctrl_c_cancels_the_task(steps, env, tmp_path, mode):
+    proc = subprocess.Popen([str(CLI), "dag", "run", f"--sandbox={mode}", "long.yaml", "--no-cache"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    line = ""
+    while line != "long: running\n":
+        line = proc.stderr.readline()
+        assert line, proc.communicate()
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)   # what the terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    did = json.loads(steps("dag", "ls", "--json").stdout)[0]["id"]
+    task = json.loads(steps("dag", "status", did, "--json", check=1).stdout)["tasks"]["long"]
+    assert (task["state"], task["error"]) == ("cancelled", "cancelled"), (mode, task)
+    run = json.loads(steps("show", task["run_id"], "--json", check=None).stdout)
+    assert run["status"] == "cancelled", (mode, run)
+
+
 def test_resume_keeps_the_runs_no_cache_and_prints_its_result(steps, env, tmp_path):
     """A resumed `--no-cache` run served its remaining tasks from the memo
     (its recorded options were not read back: only keep_going was), and
