@@ -3,14 +3,14 @@
 #include "cli.h"
 #include "store.h"
 
-static const char gc_help[] =
-        "Usage: pysprinter gc [--dry-run] [--max-age-days N] [--max-log-bytes SIZE] [--json]\n"
-        "\n"
-        "Removes finished runs older than N days (default 30) and the oldest runs\n"
-        "beyond SIZE of logs (default 1G), DAG runs with their runs, memo entries\n"
-        "whose run is gone, data objects no dataset references and package store\n"
-        "dirs no environment references. Never a queued or running run.\n"
-        "--dry-run prints what would go and removes nothing.\n";
+static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days N] [--max-log-bytes SIZE] [--json]\n"
+                              "\n"
+                              "Removes finished runs older than N days (default 30) and the oldest runs\n"
+                              "beyond SIZE of logs (default 1G), DAG runs with their runs, memo entries\n"
+                              "whose run is gone, data objects no dataset references and package store\n"
+                              "dirs no environment references. Never a queued or running run.\n"
+                              "--dry-run prints what would go and removes nothing. With a server\n"
+                              "configured it is refused (exit 2): the server collects its own store.\n";
 
 int verb_gc(int argc, char **argv) {
         RetentionConfig rc;
@@ -43,6 +43,19 @@ int verb_gc(int argc, char **argv) {
                         cli_error("unknown option '%s'\n%s", argv[i], gc_help);
                         return EXIT_USAGE;
                 }
+        }
+        /* The server has no gc route: its own collector (retention: in its
+         * config) or `pysprinterd gc` on its host collects its store. Going
+         * on would collect this machine's home instead of the server named,
+         * where every other verb acts on the server. */
+        _cleanup_free_ char *server = cli_server();
+        if (server) {
+                cli_error("gc has no server form: it collects only the embedded engine's home, and %s collects its "
+                          "own store (retention: in its config, or `pysprinterd gc` on its host); run gc without a "
+                          "server (--server, PYSPRINTER_SERVER, server = in the config) to collect this machine's "
+                          "home",
+                          server);
+                return EXIT_USAGE;
         }
         Engine *e = NULL;
         int code = cli_engine_open(NULL, &e);

@@ -153,6 +153,22 @@ def test_embedded_gc_and_deleted_function_runs(tmp_path):
     assert json.loads(p.stdout)["runs"] == 1 and run_ids(d.home) == set()
 
 
+
+def test_cli_gc_with_a_server_is_refused_and_keeps_the_local_home(tmp_path):
+    """gc has no server form: with --server (or PYSPRINTER_SERVER) it must
+    not collect the local home instead of the server the user named."""
+    home = new_home(tmp_path)
+    insert_runs(home, [("old", "alice", "succeeded", time.time() - 40 * DAY, 100)])
+    for args, extra in ((["--server", "http://127.0.0.1:9", "gc"], {}),
+                        (["gc", "--dry-run"], {"PYSPRINTER_SERVER": "http://127.0.0.1:9"})):
+        p = pysprinter(*args, home=home, **extra)
+        assert p.returncode == 2, (p.stdout, p.stderr)
+        assert "no server form" in p.stderr and p.stdout == "", p.stderr
+        assert run_ids(home) == {"old"} and (home / "logs" / "old.log").exists()
+    p = pysprinter("gc", "--help", home=home, PYSPRINTER_SERVER="http://127.0.0.1:9")
+    assert p.returncode == 0 and "Usage" in p.stdout
+
+
 # ---- daemon: metrics, healthz, 507 --------------------------------------------
 
 def test_disk_reserve_507_healthz_and_metrics(tmp_path):
