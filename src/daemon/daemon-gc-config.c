@@ -35,12 +35,18 @@ static int parse_policy_key(const char *prefix, const char *k, json_t *v, Retent
         int r;
         if (streq(k, "max_age_days")) {
                 r = want_count(v, full, 0, 100000, &x, ret_error);
-                if (r >= 0)
+                if (r >= 0) {
                         p->max_age_usec = x * 86400 * USEC_PER_SEC;
+                        p->set |= RETENTION_SET_MAX_AGE;
+                }
                 return r;
         }
-        if (streq(k, "max_log_bytes"))
-                return want_bytes(v, full, &p->max_log_bytes, ret_error);
+        if (streq(k, "max_log_bytes")) {
+                r = want_bytes(v, full, &p->max_log_bytes, ret_error);
+                if (r >= 0)
+                        p->set |= RETENTION_SET_MAX_LOG_BYTES;
+                return r;
+        }
         *ret_error = xasprintf("unknown key '%s'", full);
         return -EINVAL;
 }

@@ -41,10 +41,11 @@ RetentionPolicy retention_policy_for(const RetentionConfig *c, const char *tenan
         RetentionPolicy p = c->defaults;
         for (size_t i = 0; tenant && i < c->n_tenants; i++)
                 if (streq(c->tenants[i].tenant, tenant)) {
-                        if (c->tenants[i].policy.max_age_usec)
-                                p.max_age_usec = c->tenants[i].policy.max_age_usec;
-                        if (c->tenants[i].policy.max_log_bytes)
-                                p.max_log_bytes = c->tenants[i].policy.max_log_bytes;
+                        const RetentionPolicy *o = &c->tenants[i].policy;
+                        if (o->set & RETENTION_SET_MAX_AGE)
+                                p.max_age_usec = o->max_age_usec;
+                        if (o->set & RETENTION_SET_MAX_LOG_BYTES)
+                                p.max_log_bytes = o->max_log_bytes;
                 }
         return p;
 }

@@ -737,7 +737,12 @@ int store_file_schema_version(const char *path, int *ret_version);
 typedef struct RetentionPolicy {
         uint64_t max_age_usec;      /* finished runs and DAG runs older than this go */
         uint64_t max_log_bytes;     /* per tenant: beyond it, the oldest runs go */
+        /* RETENTION_SET_* of the fields the config wrote: a tenant's
+         * override of 0 ("keep forever") is a value, not "the default's". */
+        unsigned set;
 } RetentionPolicy;
+#define RETENTION_SET_MAX_AGE (1U << 0)
+#define RETENTION_SET_MAX_LOG_BYTES (1U << 1)
 
 typedef struct RetentionTenant {
         char *tenant;
@@ -754,7 +759,7 @@ typedef struct RetentionTenant {
 
 typedef struct RetentionConfig {
         RetentionPolicy defaults;
-        RetentionTenant *tenants;   /* per-tenant overrides (each field: 0 = the default's) */
+        RetentionTenant *tenants; /* per-tenant overrides (each field not in .set: the default's) */
         size_t n_tenants;
         unsigned batch_rows;        /* rows deleted per transaction */
         uint64_t batch_pause_usec;  /* the store is free for requests between batches */
@@ -770,7 +775,8 @@ void retention_config_init(RetentionConfig *c);
 void retention_config_done(RetentionConfig *c);
 /* A deep copy of src into ret (initialised by this call). */
 void retention_config_copy(RetentionConfig *ret, const RetentionConfig *src);
-/* The policy of tenant: the overrides' non-zero fields over the defaults. */
+/* The policy of tenant: the fields its override set (0 included) over the
+ * defaults. */
 RetentionPolicy retention_policy_for(const RetentionConfig *c, const char *tenant);
 
 /* What one collection removed (or, dry-run, would remove). */

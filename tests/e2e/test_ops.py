@@ -130,6 +130,29 @@ def test_retention_log_budget_and_tenant_overrides(tmp_path):
     assert run_ids(home) == {"a6", "a7", "a8", "a9"}
 
 
+
+def test_retention_tenant_override_of_zero_keeps_forever(tmp_path):
+    """A tenant's max_age_days: 0 or max_log_bytes: 0 is "keep forever"
+    (docs/operations.md), not "the default's"; a key the override does not
+    write keeps the default."""
+    home = new_home(tmp_path)
+    now = time.time()
+    rows = [(f"a{i}", "alice", "succeeded", now - 100 + i, 1000) for i in range(5)]
+    rows += [(f"b{i}", "bob", "succeeded", now - 40 * DAY + i, 1000) for i in range(5)]
+    rows += [(f"c{i}", "carol", "succeeded", now - 100 + i, 1000) for i in range(5)]
+    rows += [("c-old", "carol", "succeeded", now - 40 * DAY, 10)]
+    insert_runs(home, rows)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("retention:\n  max_age_days: 30\n  max_log_bytes: 2500\n  tenants:\n"
+                   "    bob:\n      max_age_days: 0\n      max_log_bytes: 0\n"
+                   "    carol:\n      max_log_bytes: 0\n")
+    st = gc_json(home, "--config", cfg)
+    # alice: the defaults, 2 newest logs fit; bob: nothing goes; carol: no
+    # byte budget, but the default age still applies.
+    assert st["runs"] == 4, st
+    assert run_ids(home) == {"a3", "a4"} | {f"b{i}" for i in range(5)} | {f"c{i}" for i in range(5)}
+
+
 def test_embedded_gc_and_deleted_function_runs(tmp_path):
     d = Daemon(tmp_path / "d")
     d.start()

@@ -648,7 +648,8 @@ static void test_gc_by_age(void **state) {
         rc.batch_rows = 7;
         rc.batch_pause_usec = 0;
         rc.tenants = xcalloc(1, sizeof(RetentionTenant));
-        rc.tenants[0] = (RetentionTenant) { xstrdup("bob"), { .max_age_usec = 2 * 86400 * USEC_PER_SEC } };
+        rc.tenants[0] = (RetentionTenant){ xstrdup("bob"),
+                                           { .max_age_usec = 2 * 86400 * USEC_PER_SEC, .set = RETENTION_SET_MAX_AGE } };
         rc.n_tenants = 1;
 
         GcStats dry = {}, wet = {};
@@ -670,14 +671,25 @@ static void test_gc_by_age(void **state) {
         store_close(s);
 }
 
+/* An override's fields replace the defaults' only where the config wrote
+ * them; a written 0 is "keep forever", not "the default's". */
 static void test_gc_tenant_policy(void **state) {
         RetentionConfig rc;
         retention_config_init(&rc);
-        rc.tenants = xcalloc(1, sizeof(RetentionTenant));
-        rc.tenants[0] = (RetentionTenant) { xstrdup("t"), { .max_log_bytes = 5 } };
-        rc.n_tenants = 1;
+        rc.tenants = xcalloc(3, sizeof(RetentionTenant));
+        rc.tenants[0] = (RetentionTenant){ xstrdup("t"), { .max_log_bytes = 5, .set = RETENTION_SET_MAX_LOG_BYTES } };
+        rc.tenants[1] = (RetentionTenant){ xstrdup("forever"),
+                                           { .set = RETENTION_SET_MAX_AGE | RETENTION_SET_MAX_LOG_BYTES } };
+        rc.tenants[2] = (RetentionTenant){ xstrdup("unset"), {} };
+        rc.n_tenants = 3;
         RetentionPolicy p = retention_policy_for(&rc, "t");
         assert_int_equal(p.max_log_bytes, 5);
+        assert_int_equal(p.max_age_usec, RETENTION_DEFAULT_MAX_AGE_USEC);
+        p = retention_policy_for(&rc, "forever");
+        assert_int_equal(p.max_log_bytes, 0);
+        assert_int_equal(p.max_age_usec, 0);
+        p = retention_policy_for(&rc, "unset");
+        assert_int_equal(p.max_log_bytes, RETENTION_DEFAULT_MAX_LOG_BYTES);
         assert_int_equal(p.max_age_usec, RETENTION_DEFAULT_MAX_AGE_USEC);
         p = retention_policy_for(&rc, "other");
         assert_int_equal(p.max_log_bytes, RETENTION_DEFAULT_MAX_LOG_BYTES);
