@@ -125,6 +125,19 @@ static int backup_to(const char *db_path, const char *tmp, size_t *ret_replayed,
         return r < 0 ? r : as_one_file(tmp, ret_error);
 }
 
+/* rename() that never replaces dest (EEXIST): another backup may have
+ * made it meanwhile. link() where the file system has no RENAME_NOREPLACE. */
+static int publish_no_replace(const char *tmp, const char *dest) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
+                return 0;
+        if (errno != EINVAL && errno != ENOSYS)
+                return -1;
+        if (link(tmp, dest) < 0)
+                return -1;
+        (void) unlink(tmp);
+        return 0;
+}
+
 int store_backup(const char *db_path, const char *dest, size_t *ret_replayed, char **ret_error) {
         assert(db_path && dest && ret_error);
         size_t replayed = 0;
@@ -137,11 +150,15 @@ int store_backup(const char *db_path, const char *dest, size_t *ret_replayed, ch
                 *ret_error = xasprintf("%s exists; a backup never overwrites a file", dest);
                 return -EEXIST;
         }
-        _cleanup_free_ char *tmp = xasprintf("%s.partial", dest);
+        /* A name of this process's own: two backups to one FILE at once
+         * each write their copy whole, and the first to finish takes FILE
+         * (they shared FILE.partial, and could all fail and leave none). */
+        _cleanup_free_ char *tmp = xasprintf("%s.partial-%d", dest, (int) getpid());
         int r = backup_to(db_path, tmp, &replayed, ret_error);
-        if (r >= 0 && (chmod(tmp, 0600) < 0 || rename(tmp, dest) < 0)) {
+        if (r >= 0 && (chmod(tmp, 0600) < 0 || publish_no_replace(tmp, dest) < 0)) {
                 r = -errno;
-                *ret_error = xasprintf("cannot write %s: %s", dest, strerror(-r));
+                *ret_error = r == -EEXIST ? xasprintf("%s exists; a backup never overwrites a file", dest)
+                                          : xasprintf("cannot write %s: %s", dest, strerror(-r));
         }
         if (r < 0)
                 (void) unlink(tmp);

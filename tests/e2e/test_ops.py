@@ -337,6 +337,28 @@ def test_collector_deletes_100k_runs_without_stalling_invokes(tmp_path):
 
 # ---- backup and restore ----------------------------------------------------------
 
+def test_concurrent_backups_to_one_file_leave_one_whole_backup(tmp_path):
+    """Four `pysprinterd backup FILE` at once shared FILE.partial: now and
+    then every one failed ("disk I/O error") and no FILE was left. Each
+    writes a copy of its own; the first to finish takes FILE, the others
+    are told it exists (a backup never overwrites a file)."""
+    home = new_home(tmp_path)
+    now = time.time()
+    insert_runs(home, [(f"r{i}", "alice", "succeeded", now - i, 100) for i in range(200)])
+    dest = tmp_path / "same.db"
+    for round_ in range(3):
+        procs = [subprocess.Popen([str(DAEMON), "backup", str(dest), "--data-dir", str(home)], env=ops_env(home),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+        assert sorted(rc for rc, _ in results) == [0, 2, 2, 2], results
+        assert all("exists; a backup never overwrites a file" in e for rc, e in results if rc), results
+        assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith("same")) == ["same.db"]
+        with sqlite3.connect(dest) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert db.execute("SELECT count(*) FROM runs").fetchone() == (200,)
+        dest.unlink()
+
+
 def test_backup_under_load_and_restore(tmp_path):
     d = Daemon(tmp_path / "d")
     d.start()
