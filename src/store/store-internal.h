@@ -33,6 +33,9 @@ struct Store {
         } rcache[8];
         size_t n_rcache;
         char *reserve_path;     /* store_reserve_make() */
+        /* An in-memory copy (store_snapshot(), gc --dry-run) has no file
+         * to find the default log paths beside: the original's logs dir. */
+        char *copy_log_dir;
         /* The writer (store-writer.c): its queue, its leader and its
          * thread, under wlock; commits and the lock cache under lock (the
          * connection's). */

@@ -92,6 +92,7 @@ Store *store_close(Store *s) {
         pthread_cond_destroy(&s->wcond);
         pthread_cond_destroy(&s->wdone);
         free(s->reserve_path);
+        free(s->copy_log_dir);
         free(s->jpath);
         free(s);
         return NULL;

@@ -132,7 +132,14 @@ static int select_victims(Store *s, const char *sql, const char *a, int64_t b, u
         sqlite3_bind_int64(st, 4, (int64_t) offset);
         int n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                victims_add(v, store_col_text(st, 0), store_log_path_col(st, 1, (const char *) sqlite3_column_text(st, 0)));
+                const char *id = (const char *) sqlite3_column_text(st, 0);
+                char *log = store_log_path_col(st, 1, id);
+                if (log && !*log && s->copy_log_dir && id) {
+                        /* The default path, which a copy cannot derive. */
+                        free(log);
+                        log = xasprintf("%s/%s.log", s->copy_log_dir, id);
+                }
+                victims_add(v, store_col_text(st, 0), log);
                 n++;
         }
         sqlite3_finalize(st);
@@ -472,6 +479,7 @@ static int store_snapshot(Store *s, Store **ret) {
         sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
         Store *c = xcalloc(1, sizeof(Store));
         c->db = db;
+        c->copy_log_dir = store_log_dir(s->db);
         pthread_mutex_init(&c->lock, NULL);
         *ret = c;
         return 0;

@@ -131,6 +131,30 @@ def test_retention_log_budget_and_tenant_overrides(tmp_path):
 
 
 
+def test_dry_run_reports_what_the_collection_then_removes(tmp_path):
+    """The engine keeps a run's log path beside the database as '' (the
+    default path, derived from the database's file). The dry run works on an
+    in-memory copy, which has no file: it reported 0 logs, and under
+    max_log_bytes 0 runs, where the collection then removed them."""
+    home = new_home(tmp_path)
+    now = time.time()
+    rows = [(f"a{i}", "alice", "succeeded", now - 100 + i, 1000) for i in range(10)]
+    rows += [(f"b{i}", "bob", "succeeded", now - 40 * DAY + i, 500) for i in range(3)]
+    insert_runs(home, rows)
+    with sqlite3.connect(home / "pysprinter.db") as db:
+        db.execute("UPDATE runs SET log_path=''")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("retention:\n  max_log_bytes: 4500\n")
+    dry = gc_json(home, "--config", cfg, "--dry-run")
+    assert len(list((home / "logs").iterdir())) == 13 and len(run_ids(home)) == 13
+    wet = gc_json(home, "--config", cfg)
+    assert wet["runs"] == 9 and wet["logs"] == 9 and wet["log_bytes"] == 6 * 1000 + 3 * 500, wet
+    for k in ("runs", "logs", "log_bytes", "dag_runs"):
+        assert dry[k] == wet[k], (k, dry, wet)
+    assert run_ids(home) == {"a6", "a7", "a8", "a9"}
+    assert sorted(p.name for p in (home / "logs").iterdir()) == [f"a{i}.log" for i in range(6, 10)]
+
+
 def test_retention_tenant_override_of_zero_keeps_forever(tmp_path):
     """A tenant's max_age_days: 0 or max_log_bytes: 0 is "keep forever"
     (docs/operations.md), not "the default's"; a key the override does not
