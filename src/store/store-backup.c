@@ -201,6 +201,38 @@ static int check_backup(const char *src, char **ret_error) {
         return ok ? 0 : -EBADMSG;
 }
 
+/* The tokens `pysprinterd token create` made are credentials, not data:
+ * the database being replaced has the ones valid now. Its table replaces
+ * the backup's, so a token revoked after the backup stays revoked and one
+ * created since keeps working. Nothing to keep when there is no current
+ * database (or it has no tokens table yet); a backup older than the table
+ * gets it empty from the migration. */
+static int keep_current_tokens(const char *restored, const char *current, char **ret_error) {
+        if (access(current, F_OK) < 0)
+                return 0;
+        sqlite3 *db = NULL;
+        int r = open_db(restored, SQLITE_OPEN_READWRITE, &db, ret_error);
+        if (r < 0)
+                return r;
+        char *attach = sqlite3_mprintf("ATTACH %Q AS cur", current);
+        bool attached = attach && sqlite3_exec(db, attach, NULL, NULL, NULL) == SQLITE_OK;
+        sqlite3_free(attach);
+        bool both = attached && sqlite3_exec(db, "SELECT 1 FROM main.tokens LIMIT 0", NULL, NULL, NULL) == SQLITE_OK &&
+                    sqlite3_exec(db, "SELECT 1 FROM cur.tokens LIMIT 0", NULL, NULL, NULL) == SQLITE_OK;
+        if (both && sqlite3_exec(db,
+                                 "BEGIN;"
+                                 "DELETE FROM main.tokens;"
+                                 "INSERT INTO main.tokens (id, sha256, tenant, role, created, expires, last_used) "
+                                 "SELECT id, sha256, tenant, role, created, expires, last_used FROM cur.tokens;"
+                                 "COMMIT;",
+                                 NULL, NULL, NULL) != SQLITE_OK) {
+                *ret_error = xasprintf("keeping the current tokens: %s", sqlite3_errmsg(db));
+                r = -EIO;
+        }
+        sqlite3_close(db);
+        return r;
+}
+
 int store_restore(const char *src, const char *db_path, char **ret_error) {
         assert(src && db_path && ret_error);
         int r = check_backup(src, ret_error);
@@ -214,6 +246,8 @@ int store_restore(const char *src, const char *db_path, char **ret_error) {
         sqlite3_close(from);
         if (r >= 0)
                 r = as_one_file(tmp, ret_error);
+        if (r >= 0)
+                r = keep_current_tokens(tmp, db_path, ret_error);
         if (r < 0) {
                 (void) unlink(tmp);
                 return r;

@@ -135,3 +135,31 @@ def test_dashboard_login_with_a_made_token_ends_at_revoke(d):
     token_cmd(d, "revoke", tid)
     st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": cookie})
     assert st == 401
+
+
+def test_restore_keeps_the_tokens_of_now_not_the_backups(tmp_path):
+    """A database restore goes back in time for runs and functions, not for
+    credentials: a token revoked after the backup stayed revoked nowhere
+    (it worked again after the restore), and one created since was lost."""
+    daemon = Daemon(tmp_path / "d").start()
+    try:
+        old = token_cmd(daemon, "create", "--tenant", "carol").stdout.strip()
+        old_id = [t["id"] for t in listed(daemon) if t["tenant"] == "carol"][0]
+        backup = tmp_path / "bk.db"
+        p = subprocess.run([str(DAEMON), "backup", str(backup), "--data-dir", str(daemon.home)], env=daemon.env(),
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        token_cmd(daemon, "revoke", old_id)
+        new = token_cmd(daemon, "create", "--tenant", "dave").stdout.strip()
+    finally:
+        daemon.stop()
+    p = subprocess.run([str(DAEMON), "restore", str(backup), "--data-dir", str(daemon.home)], env=daemon.env(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    daemon.start()
+    try:
+        assert daemon.call("GET", "/v1/runs", token=old)[0] == 401
+        assert daemon.call("GET", "/v1/runs", token=new)[0] == 200
+        assert [t["tenant"] for t in listed(daemon)] == ["dave"]
+    finally:
+        daemon.stop()
