@@ -204,14 +204,16 @@ struct MHD_Response *daemon_api_token_revoke(const DaemonCall *call, unsigned *r
         if (deny)
                 return deny;
         const char *id = call->seg[2];
-        int r = store_token_revoke(call->d->store, id);
+        _cleanup_free_ char *full = NULL;
+        int r = store_token_revoke(call->d->store, id, &full);
         if (r == -ENOENT)
                 return daemon_call_error(call, 404, "not_found", ret_status, "no token with id '%s'", id);
         if (r == -EEXIST)
                 return daemon_call_error(call, 409, "conflict", ret_status, "'%s' names more than one token", id);
         if (r < 0)
                 return daemon_call_errno(call, r, "token", ret_status);
-        return daemon_call_json(call, 200, json_pack("{s:s, s:b}", "id", id, "revoked", true), ret_status);
+        /* The token's id, not the prefix that named it. */
+        return daemon_call_json(call, 200, json_pack("{s:s, s:b}", "id", full, "revoked", true), ret_status);
 }
 
 /* ---- pysprinterd token … ----------------------------------------------- */
@@ -353,7 +355,7 @@ int daemon_token_main(int argc, char **argv) {
         else if (ls)
                 code = token_cli_ls(s, json);
         else {
-                r = store_token_revoke(s, argv[optind + 1]);
+                r = store_token_revoke(s, argv[optind + 1], NULL);
                 code = 0;
                 if (r == -ENOENT || r == -EEXIST) {
                         log_error(r == -ENOENT ? "no token with id '%s' (pysprinterd token ls)"

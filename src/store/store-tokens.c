@@ -102,37 +102,40 @@ int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n) {
         return 0;
 }
 
-int store_token_revoke(Store *s, const char *id) {
+int store_token_revoke(Store *s, const char *id, char **ret_id) {
         assert(s);
         if (!id || strlen(id) < 4 || strlen(id) > 64 || strspn(id, "0123456789abcdef") != strlen(id))
                 return -ENOENT;
-        _cleanup_free_ char *like = xasprintf("%s%%", id);
+        _cleanup_free_ char *like = xasprintf("%s%%", id), *full = NULL;
         sqlite3_stmt *st;
         store_lock(s);
         int r = 0, n = 0;
-        int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM tokens WHERE id LIKE ?1", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT id FROM tokens WHERE id LIKE ?1 LIMIT 2", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, like);
-                rc = sqlite3_step(st);
-                n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                        if (n++ == 0)
+                                full = store_col_text(st, 0);
                 sqlite3_finalize(st);
         }
-        if (rc != SQLITE_ROW)
+        if (rc != SQLITE_DONE)
                 r = store_rc_errno(rc);
         else if (n == 0)
                 r = -ENOENT;
         else if (n > 1)
                 r = -EEXIST;
         else {
-                rc = sqlite3_prepare_v2(s->db, "DELETE FROM tokens WHERE id LIKE ?1", -1, &st, NULL);
+                rc = sqlite3_prepare_v2(s->db, "DELETE FROM tokens WHERE id=?1", -1, &st, NULL);
                 if (rc == SQLITE_OK) {
-                        store_bind_text(st, 1, like);
+                        store_bind_text(st, 1, full);
                         rc = sqlite3_step(st);
                         sqlite3_finalize(st);
                 }
                 r = rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
         }
         pthread_mutex_unlock(&s->lock);
+        if (r >= 0 && ret_id)
+                *ret_id = TAKE_PTR(full);
         return r;
 }
 

@@ -409,9 +409,10 @@ int store_token_insert(Store *s, const TokenRecord *t);
 int store_token_find(Store *s, const char *hash, TokenRecord *ret);
 /* All tokens, by creation. */
 int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n);
-/* Deletes the token whose id (or a unique prefix of at least 4) is id;
- * -ENOENT when none, -EEXIST when the prefix is ambiguous. */
-int store_token_revoke(Store *s, const char *id);
+/* Deletes the token whose id (or a unique prefix of at least 4) is id,
+ * its whole id in *ret_id (when not NULL); -ENOENT when none, -EEXIST when
+ * the prefix is ambiguous. */
+int store_token_revoke(Store *s, const char *id, char **ret_id);
 /* Records a use (at most once a minute is written). */
 int store_token_touch(Store *s, const char *id, usec_t now);
 

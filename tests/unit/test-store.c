@@ -108,10 +108,12 @@ static void test_tokens_find_touch_revoke(void **state) {
         assert_int_equal(t.last_used, 100 * USEC_PER_SEC);
         token_record_done(&t);
         /* a prefix: ambiguous, too short, unique */
-        assert_int_equal(store_token_revoke(s, "abcd"), -EEXIST);
-        assert_int_equal(store_token_revoke(s, "abc"), -ENOENT);
-        assert_int_equal(store_token_revoke(s, "abcd%"), -ENOENT); /* no LIKE wildcards from users */
-        assert_int_equal(store_token_revoke(s, "abcde"), 0);
+        assert_int_equal(store_token_revoke(s, "abcd", NULL), -EEXIST);
+        assert_int_equal(store_token_revoke(s, "abc", NULL), -ENOENT);
+        assert_int_equal(store_token_revoke(s, "abcd%", NULL), -ENOENT); /* no LIKE wildcards from users */
+        _cleanup_free_ char *whole = NULL;
+        assert_int_equal(store_token_revoke(s, "abcde", &whole), 0);
+        assert_string_equal(whole, "abcdef012345");
         assert_int_equal(store_token_find(s, "11", &t), -ENOENT);
         TokenRecord *v = NULL;
         size_t n = 0;
