@@ -224,7 +224,8 @@ static int ops_restore(const char *data_dir, const char *file) {
         }
         _cleanup_close_ int lock = data_dir_lock(data_dir, LOCK_EX);
         if (lock < 0) {
-                log_error(lock == -EWOULDBLOCK ? "a pysprinterd is running on %s: stop it before restoring"
+                log_error(lock == -EWOULDBLOCK ? "%s is in use (a pysprinterd, or a pysprinter run embedded): stop it "
+                                                 "before restoring"
                                                : "cannot lock %s: %s",
                           data_dir, strerror(-lock));
                 return EXIT_USAGE;

@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -57,6 +58,32 @@ static void limits_fill(RunLimits *l, const RunLimits *from) {
                 l->max_procs = RUN_DEFAULT_MAX_PROCS;
         if (!l->max_output_bytes)
                 l->max_output_bytes = RUN_DEFAULT_MAX_OUTPUT_BYTES;
+}
+
+/* Every process that uses a home (the daemon, the embedded CLI) holds a
+ * shared lock on DATA/pysprinterd.lock while its engine lives; `pysprinterd
+ * restore` takes it exclusively, so it never replaces the database under a
+ * run (the run's record was lost), and nothing starts during a restore. */
+static int home_lock_take(const char *data_dir, int *ret_fd, char **ret_error) {
+        _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.lock");
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot open %s: %s", path, strerror(-r));
+                return r;
+        }
+        if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
+                int r = -errno;
+                close(fd);
+                *ret_error = r == -EWOULDBLOCK
+                                     ? xasprintf(
+                                               "%s is being restored (pysprinterd restore): try again when it is done",
+                                               data_dir)
+                                     : xasprintf("cannot lock %s: %s", path, strerror(-r));
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
 }
 
 static int find_worker(const char *configured, char **ret) {
@@ -182,6 +209,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         if (!cfg)
                 cfg = &none;
         Engine *e = xcalloc(1, sizeof(Engine));
+        e->home_lock = -EBADF;
         pthread_mutex_init(&e->lock, NULL);
         e->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : data_dir_default();
         e->store_dir = path_join(e->data_dir, "store");
@@ -257,6 +285,11 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                         return r;
                 }
         }
+        r = home_lock_take(e->data_dir, &e->home_lock, ret_error);
+        if (r < 0) {
+                engine_free(e);
+                return r;
+        }
         _cleanup_free_ char *db = path_join(e->data_dir, "pysprinter.db");
         r = cfg->short_lived ? store_open_short_lived(db, &e->store) : store_open(db, &e->store);
         if (r < 0) {
@@ -306,6 +339,7 @@ Engine *engine_free(Engine *e) {
         pthread_mutex_destroy(&e->pool.lock);
         pthread_cond_destroy(&e->pool.changed);
         store_close(e->store);
+        e->home_lock = fd_close(e->home_lock);
         free(e->data_dir);
         free(e->out_dir);
         free(e->out_owner);

@@ -383,6 +383,28 @@ def test_concurrent_backups_to_one_file_leave_one_whole_backup(tmp_path):
         dest.unlink()
 
 
+def test_restore_is_refused_while_an_embedded_run_uses_the_home(tmp_path):
+    """Only daemons held the home's lock: a restore replaced the database
+    under an embedded `pysprinter run`, whose record was then lost."""
+    home = new_home(tmp_path)
+    (tmp_path / "slow.py").write_text("import time\ndef f():\n    print('started', flush=True)\n"
+                                      "    time.sleep(3)\n    return 2\n")
+    backup = tmp_path / "bk.db"
+    assert pysprinterd("backup", backup, "--data-dir", home, home=home).returncode == 0
+    run = subprocess.Popen([str(CLI), "run", "--sandbox=none", str(tmp_path / "slow.py")], env=ops_env(home),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout.readline() == "started\n"
+    p = pysprinterd("restore", backup, "--data-dir", home, home=home)
+    assert p.returncode == 2 and "is in use" in p.stderr, p
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0 and out == "2\n", (out, err)
+    ps = json.loads(pysprinter("ps", "--json", home=home).stdout)
+    assert [(r["status"], r["result"]) for r in ps] == [("succeeded", 2)]
+    # Once the run is done, the restore goes ahead.
+    p = pysprinterd("restore", backup, "--data-dir", home, home=home)
+    assert p.returncode == 0, p.stderr
+
+
 def test_backup_under_load_and_restore(tmp_path):
     d = Daemon(tmp_path / "d")
     d.start()
