@@ -403,9 +403,15 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
                         cli_error("%s needs a value", opt);
                         return -EINVAL;
                 }
-                if (streq(opt, "--param") || streq(opt, "-p"))
+                if (streq(opt, "--param") || streq(opt, "-p")) {
+                        /* A usage mistake (exit 2) on every path, not the
+                         * pipeline's (exit 3) found after it was read. */
+                        if (val[0] == '=' || !strchr(val, '=')) {
+                                cli_error("%s needs NAME=VALUE, got '%s'", opt, val);
+                                return -EINVAL;
+                        }
                         a->params = strv_append(a->params, val);
-                else if (streq(opt, "--concurrency") || streq(opt, "-j")) {
+                } else if (streq(opt, "--concurrency") || streq(opt, "-j")) {
                         char *end;
                         long c = strtol(val, &end, 10);
                         if (*end || c < 1 || c > DAG_MAX_CONCURRENCY) {

@@ -89,6 +89,15 @@ def test_plain_output_and_params(steps):
     assert "load: succeeded" in p.stderr and "succeeded: 4 tasks" in p.stderr
 
 
+@pytest.mark.parametrize("given", ["n", "=3", ""])
+def test_a_param_without_name_equals_value_is_a_usage_error(steps, given):
+    """Like every other malformed option (exit 2), not the pipeline's own
+    mistake (exit 3) found once the file was read."""
+    steps.write("p.yaml", DIAMOND)
+    p = dag(steps, "run", "p.yaml", "--param", given, check=None)
+    assert p.returncode == 2 and "--param needs NAME=VALUE" in p.stderr, p
+
+
 def test_concurrency_one_serialises(steps):
     steps.write("p.yaml", DIAMOND.replace("args: [\"${load}\"]", "args: [\"${load}\", 0.5]"))
     p = dag(steps, "run", "p.yaml", "--json", "--concurrency", "1", check=0)
