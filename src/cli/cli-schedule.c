@@ -190,34 +190,63 @@ static void local_time(json_t *o, const char *key, char buf[static 32]) {
                 snprintf(buf, 32, "-");
 }
 
+#define SCHEDULE_COLUMNS 5
+
+/* One row of `schedule ls`: its cells, and the note printed below it. */
+typedef struct ScheduleRow {
+        char *cell[SCHEDULE_COLUMNS];
+        const char *note;
+} ScheduleRow;
+
+static void schedule_row(json_t *s, ScheduleRow *row) {
+        char next[32];
+        if (json_is_true(json_object_get(s, "paused")))
+                snprintf(next, sizeof(next), "paused");
+        else
+                local_time(s, "next_fire_at", next);
+        const char *tz = json_string_value(json_object_get(s, "tz"));
+        bool zoned = tz && !streq(tz, "UTC");
+        const char *dagf = json_string_value(json_object_get(json_object_get(s, "dag"), "file"));
+        json_t *last = json_object_get(s, "last_run");
+        row->cell[0] = xstrdup(json_string_value(json_object_get(s, "name")) ?: "?");
+        row->cell[1] = dagf ? xasprintf("dag:%s", dagf)
+                            : xstrdup(json_string_value(json_object_get(s, "function")) ?: "?");
+        row->cell[2] = xasprintf("%s%s%s", json_string_value(json_object_get(s, "schedule")) ?: "?", zoned ? " " : "",
+                                 zoned ? tz : "");
+        row->cell[3] = xstrdup(next);
+        row->cell[4] = json_is_object(last) ? xasprintf("%s %s", json_string_value(json_object_get(last, "id")) ?: "?",
+                                                        json_string_value(json_object_get(last, "status")) ?: "?")
+                                            : xstrdup("-");
+        row->note = json_string_value(json_object_get(s, "note"));
+}
+
+static void print_cells(char *const *cell, const int *width) {
+        for (size_t c = 0; c + 1 < SCHEDULE_COLUMNS; c++)
+                printf("%-*s ", width[c], cell[c]);
+        printf("%s\n", cell[SCHEDULE_COLUMNS - 1]);
+}
+
+/* Each column as wide as its widest cell (a schedule with its time zone,
+ * "0 2 * * sun America/New_York", pushed the later columns out of line). */
 static void print_list(json_t *list) {
-        printf("%-20s %-16s %-18s %-23s %s\n", "NAME", "FUNCTION", "SCHEDULE", "NEXT", "LAST RUN");
-        size_t i;
-        json_t *s;
-        json_array_foreach(list, i, s) {
-                char next[32], sched[64];
-                if (json_is_true(json_object_get(s, "paused")))
-                        snprintf(next, sizeof(next), "paused");
-                else
-                        local_time(s, "next_fire_at", next);
-                const char *tz = json_string_value(json_object_get(s, "tz"));
-                snprintf(sched, sizeof(sched), "%s%s%s", json_string_value(json_object_get(s, "schedule")) ?: "?",
-                         tz && !streq(tz, "UTC") ? " " : "", tz && !streq(tz, "UTC") ? tz : "");
-                const char *dagf = json_string_value(json_object_get(json_object_get(s, "dag"), "file"));
-                _cleanup_free_ char *what = dagf ? xasprintf("dag:%s", dagf)
-                                                 : xstrdup(json_string_value(json_object_get(s, "function")) ?: "?");
-                json_t *last = json_object_get(s, "last_run");
-                _cleanup_free_ char *lr =
-                        json_is_object(last)
-                                ? xasprintf("%s %s", json_string_value(json_object_get(last, "id")) ?: "?",
-                                            json_string_value(json_object_get(last, "status")) ?: "?")
-                                : xstrdup("-");
-                printf("%-20s %-16s %-18s %-23s %s\n", json_string_value(json_object_get(s, "name")) ?: "?",
-                       what, sched, next, lr);
-                const char *note = json_string_value(json_object_get(s, "note"));
-                if (note)
-                        printf("  note: %s\n", note);
+        static const char *const header[SCHEDULE_COLUMNS] = { "NAME", "FUNCTION", "SCHEDULE", "NEXT", "LAST RUN" };
+        int width[SCHEDULE_COLUMNS] = { 20, 16, 18, 23, 0 };
+        size_t n = json_array_size(list);
+        ScheduleRow *rows = xcalloc(n + 1, sizeof(ScheduleRow));
+        for (size_t i = 0; i < n; i++) {
+                schedule_row(json_array_get(list, i), &rows[i]);
+                for (size_t c = 0; c < SCHEDULE_COLUMNS; c++)
+                        width[c] = MAX(width[c], (int) strlen(rows[i].cell[c]));
         }
+        print_cells((char *const *) header, width);
+        for (size_t i = 0; i < n; i++) {
+                print_cells(rows[i].cell, width);
+                if (rows[i].note)
+                        printf("  note: %s\n", rows[i].note);
+                for (size_t c = 0; c < SCHEDULE_COLUMNS; c++)
+                        free(rows[i].cell[c]);
+        }
+        free(rows);
 }
 
 int verb_schedule(int argc, char **argv) {

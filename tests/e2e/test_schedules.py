@@ -136,7 +136,12 @@ def test_named_zone_fires_once_across_daylight_saving(d, rcli):
     # The skipped 02:30 fires at the end of the gap: 03:00 CEST = 01:00 UTC.
     assert s["next_fire_at"] == iso("2026-03-29 01:00:00")
     assert s["next_fire_local"] == "2026-03-29T03:00:00+02:00"
-    assert "2026-03-29 03:00 +02:00" in rcli("schedule", "ls", check=0).stdout
+    out = rcli("schedule", "ls", check=0).stdout
+    assert "2026-03-29 03:00 +02:00" in out
+    # The zone widens its column; the columns after it stay in line.
+    lines = out.splitlines()
+    row = next(l for l in lines if l.startswith("paris "))
+    assert row.index("2026-03-29 03:00 +02:00") == lines[0].index("NEXT"), out
     d.set_time("2026-03-29 01:00:00")
     s = d.wait_schedule("paris", lambda s: s["last_run"] is not None)
     assert d.wait_status(s["last_run"]["id"], TERMINAL)["status"] == "succeeded"
