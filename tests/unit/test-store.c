@@ -1855,20 +1855,22 @@ static bool written_back_at_the_append_rate(void) {
 }
 
 /* Over the bound (or the case it bounds not met), the measure is taken
- * once more before the test fails: on a loaded machine (the other suites
- * beside it) the whole file was seen written back in one window now and
- * then with the checkpointer's tick on time; a write-back all at once by
- * the store fails both. */
-static void within_bound_once_of_twice(bool (*measure)(void)) {
-        if (!measure()) {
+ * again, up to three times in all, before the test fails: on a loaded
+ * machine (the other suites beside it, or another process's writes
+ * pushing the kernel into writing back every dirty page) the whole file
+ * was seen written back in one window now and then with the
+ * checkpointer's tick on time, twice in a row once (round 36); a
+ * write-back all at once by the store fails every time. */
+static void within_bound_in_three_tries(bool (*measure)(void)) {
+        for (int tries = 1; !measure(); tries++) {
                 print_message("over the bound: measured once more\n");
-                assert_true(measure());
+                assert_true(tries < 3);
         }
 }
 
 static void test_database_written_back_at_the_append_rate(void **state) {
         (void) state;
-        within_bound_once_of_twice(written_back_at_the_append_rate);
+        within_bound_in_three_tries(written_back_at_the_append_rate);
 }
 
 /* Round 17: SQLite syncs the database at the end of a pass that copied
@@ -1980,7 +1982,7 @@ static bool database_sync_paced(void) {
 
 static void test_database_sync_paced(void **state) {
         (void) state;
-        within_bound_once_of_twice(database_sync_paced);
+        within_bound_in_three_tries(database_sync_paced);
 }
 
 /* Round 20: the host charges this VM per write request as well as per
