@@ -164,10 +164,16 @@ def _source(req):
     return source[1:] if source.startswith("\ufeff") else source
 
 
+# A path no open() can find: /dev/null is not a directory, in the
+# sandbox as outside it.
+_NO_FILE = "/dev/null/"
+
+
 def _parse(source, filename):
     try:
         return ast.parse(source, filename=filename)
     except SyntaxError as e:
+        e = _syntax_error_of_source(source, filename) or e
         raise ValidationError(e.msg, e.lineno, e.offset, e.text, kind=type(e).__name__)
     except (MemoryError, RecursionError):
         # CPython 3.11's parser raises a bare MemoryError past its stack
@@ -176,6 +182,28 @@ def _parse(source, filename):
         raise ValidationError(f"{filename} is nested too deeply to parse")
     except ValueError as e:
         raise ValidationError(f"cannot parse {filename}: {e}")
+
+
+def _syntax_error_of_source(source, filename):
+    """source's SyntaxError with its line and column taken from source.
+    CPython's parser, refusing a module, reads the offending line back from
+    the file its filename names when one exists (pegen_errors.c,
+    _PyErr_ProgramDecodedTextObject) and measures the column in that line.
+    With --sandbox=none the worker's directory is the user's, where the base
+    name may be another file (run sub/f.py beside an f.py) or this one with
+    its byte order mark; a daemon's worker finds none. Parsed again under a
+    name no file has: only a refused file pays for it, and the name is in
+    no message (they name the file themselves)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the first parse showed them
+        try:
+            ast.parse(source, filename=_NO_FILE + filename)
+        except SyntaxError as e:
+            return e
+        except (MemoryError, RecursionError, ValueError):
+            pass  # past a limit this time: the first error, as it came
+    return None
 
 
 # ---- annotations and conversion ---------------------------------------------

@@ -455,6 +455,27 @@ def test_a_source_with_a_utf8_byte_order_mark_runs_as_python_runs_it(daemon, wor
         assert r.returncode == 3 and "U+FEFF" in r.stderr, r
 
 
+
+def test_a_syntax_error_shows_the_sent_line_not_a_file_of_the_same_name_here(daemon, workdir):
+    """CPython's parser reads a refused line back from the file its
+    filename names, when one exists: with --sandbox=none that was the
+    user's directory, so embedded showed (and measured the column in)
+    another file of the same base name, or the same file with its byte
+    order mark, where a daemon showed the line it was sent."""
+    (workdir / "syn").mkdir(exist_ok=True)
+    (workdir / "syn" / "same.py").write_bytes(b"def f():\n    return 1 +\n")
+    (workdir / "same.py").write_bytes(b"def f():\n    return 2 + 2 + 2 + 2 + 2\n")
+    (workdir / "bomsyn.py").write_bytes(b"\xef\xbb\xbfdef f(): return 1 +\n")
+    for args, where in ((["syn/same.py"], "same.py:2:15:"), (["bomsyn.py"], "bomsyn.py:1:20:")):
+        out = {}
+        for server in (None, daemon.url):
+            r = run_cli(workdir, ["run", *args, *SB], server=server)
+            out[server] = (r.returncode, r.stdout, [l for l in r.stderr.splitlines() if "--sandbox" not in l])
+            assert r.returncode == 3, r
+            assert where in r.stderr and "2 + 2" not in r.stderr and "\ufeff" not in r.stderr, r.stderr
+        assert out[None] == out[daemon.url]
+
+
 @pytest.fixture(scope="module")
 def empty_index():
     import pkgindex
