@@ -50,7 +50,9 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
         int r = engine_new(&cfg, ret, &err);
         if (r < 0) {
                 cli_error("%s", err ? err : strerror(-r));
-                return EXIT_INTERNAL;
+                /* A restore of the home (store_home_lock): the backend is
+                 * unavailable for a while, as an unreachable server is. */
+                return r == -EWOULDBLOCK ? EXIT_SERVER : EXIT_INTERNAL;
         }
         return 0;
 }

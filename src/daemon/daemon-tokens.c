@@ -342,9 +342,17 @@ int daemon_token_main(int argc, char **argv) {
         daemon_config_done(&cfg);
         int r = mkdir_p(dir, 0750);
         _cleanup_free_ char *db = path_join(dir, "pysprinter.db");
+        /* Held shared until exit, as engines do (store_home_lock): a
+         * restore meanwhile would undo the change. */
+        _cleanup_close_ int lock = r < 0 ? r : store_home_lock(dir, false);
+        if (lock == -EWOULDBLOCK) {
+                _cleanup_free_ char *why = store_home_lock_message(dir, lock);
+                log_error("%s", why);
+                return EXIT_USAGE;
+        }
         Store *s = NULL;
         if (r >= 0)
-                r = store_open(db, &s);
+                r = lock < 0 ? lock : store_open(db, &s);
         if (r < 0) {
                 log_error("cannot open %s: %s", db, strerror(-r));
                 return EXIT_INTERNAL;

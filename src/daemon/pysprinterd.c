@@ -6,7 +6,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -141,22 +140,6 @@ static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
 
 /* ---- operations subcommands (docs/operations.md) ------------------------- */
 
-/* The daemon holds a shared lock on DATA/pysprinterd.lock for its life;
- * restore takes it exclusively, so neither runs under the other. Returns
- * the fd (kept open) or a negative errno (-EWOULDBLOCK: taken). */
-static int data_dir_lock(const char *data_dir, int how) {
-        _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.lock");
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        if (flock(fd, how | LOCK_NB) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        return fd;
-}
-
 /* The config (when given) and the data directory an operations subcommand
  * works on: --data-dir, else the config's data_dir, else the default. */
 static int ops_setup(const char *config, const char *data_dir, DaemonConfig *cfg, char **ret_data_dir) {
@@ -175,6 +158,13 @@ static int ops_gc(const DaemonConfig *cfg, const char *data_dir, bool dry_run, b
         if (access(db, F_OK) < 0) {
                 log_error("%s: no database here (is --data-dir right?)", db);
                 return EXIT_USAGE;
+        }
+        /* Held shared until exit, as engines do (store_home_lock). */
+        _cleanup_close_ int lock = store_home_lock(data_dir, false);
+        if (lock < 0) {
+                _cleanup_free_ char *why = store_home_lock_message(data_dir, lock);
+                log_error("%s", why);
+                return lock == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
         Store *s = NULL;
         int r = store_open(db, &s);
@@ -222,7 +212,7 @@ static int ops_restore(const char *data_dir, const char *file) {
                 log_error("cannot create %s: %s", data_dir, strerror(-r));
                 return EXIT_INTERNAL;
         }
-        _cleanup_close_ int lock = data_dir_lock(data_dir, LOCK_EX);
+        _cleanup_close_ int lock = store_home_lock(data_dir, true);
         if (lock < 0) {
                 log_error(lock == -EWOULDBLOCK ? "%s is in use (a pysprinterd, or a pysprinter run embedded): stop it "
                                                  "before restoring"
@@ -482,15 +472,6 @@ int main(int argc, char **argv) {
                 log_error("cannot create %s: %s", d->data_dir, strerror(-r));
                 return EXIT_INTERNAL;
         }
-        /* Held (shared: daemons may share a data dir) until exit, so
-         * `pysprinterd restore` refuses while the database is in use. */
-        int lock_fd = data_dir_lock(d->data_dir, LOCK_SH);
-        if (lock_fd < 0) {
-                log_error(lock_fd == -EWOULDBLOCK ? "%s is being restored (pysprinterd restore); start again after it"
-                                                  : "cannot lock %s: %s",
-                          d->data_dir, strerror(-lock_fd));
-                return lock_fd == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
-        }
         /* The secrets' key (docs/secrets.md): created, 0600, at first start. */
         _cleanup_free_ char *key_path = path_join(d->data_dir, "secrets.key");
         r = seal_key_load(key_path, d->secret_key, &err);
@@ -537,10 +518,12 @@ int main(int argc, char **argv) {
                 .validation_cache_bytes = d->cfg.pool_validation_cache_bytes,
                 .max_out_bytes = d->cfg.max_out_bytes,
         };
+        /* The engine holds the home's lock shared for the daemon's life
+         * (store_home_lock): no restore under it, no start during one. */
         r = engine_new(&ec, &d->engine, &err);
         if (r < 0) {
                 log_error("cannot start the engine: %s", err ? err : strerror(-r));
-                return EXIT_INTERNAL;
+                return r == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
         d->store = engine_store(d->engine);
         /* Tests only: a long linger keeps a synchronous invoke's deferred

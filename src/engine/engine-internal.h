@@ -70,7 +70,7 @@ typedef struct ValidationCache ValidationCache;
 struct Engine {
         const PkgPeers *peers; /* a cluster's (engine_set_peers), or NULL */
         char *data_dir;
-        int home_lock; /* shared flock on $DATA/pysprinterd.lock (home_lock_take) */
+        int home_lock; /* shared flock on $DATA/pysprinterd.lock (store_home_lock) */
         char *worker_path;
         char *store_dir;   /* $DATA/store: package store, bound read-only */
         char *logs_dir;    /* $DATA/logs */

@@ -2,7 +2,6 @@
 #include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -58,32 +57,6 @@ static void limits_fill(RunLimits *l, const RunLimits *from) {
                 l->max_procs = RUN_DEFAULT_MAX_PROCS;
         if (!l->max_output_bytes)
                 l->max_output_bytes = RUN_DEFAULT_MAX_OUTPUT_BYTES;
-}
-
-/* Every process that uses a home (the daemon, the embedded CLI) holds a
- * shared lock on DATA/pysprinterd.lock while its engine lives; `pysprinterd
- * restore` takes it exclusively, so it never replaces the database under a
- * run (the run's record was lost), and nothing starts during a restore. */
-static int home_lock_take(const char *data_dir, int *ret_fd, char **ret_error) {
-        _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.lock");
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
-                int r = -errno;
-                *ret_error = xasprintf("cannot open %s: %s", path, strerror(-r));
-                return r;
-        }
-        if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-                int r = -errno;
-                close(fd);
-                *ret_error = r == -EWOULDBLOCK
-                                     ? xasprintf(
-                                               "%s is being restored (pysprinterd restore): try again when it is done",
-                                               data_dir)
-                                     : xasprintf("cannot lock %s: %s", path, strerror(-r));
-                return r;
-        }
-        *ret_fd = fd;
-        return 0;
 }
 
 static int find_worker(const char *configured, char **ret) {
@@ -285,8 +258,12 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                         return r;
                 }
         }
-        r = home_lock_take(e->data_dir, &e->home_lock, ret_error);
-        if (r < 0) {
+        /* Held for the engine's life (store_home_lock): a restore never
+         * replaces the database under this process's records. */
+        e->home_lock = store_home_lock(e->data_dir, false);
+        if (e->home_lock < 0) {
+                r = e->home_lock;
+                *ret_error = store_home_lock_message(e->data_dir, r);
                 engine_free(e);
                 return r;
         }

@@ -22,6 +22,7 @@
  * content. */
 #include <assert.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "store-internal.h"
@@ -274,4 +275,22 @@ int store_restore(const char *src, const char *db_path, char **ret_error) {
                 return r;
         }
         return 0;
+}
+
+int store_home_lock(const char *data_dir, bool exclusive) {
+        assert(data_dir);
+        _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.lock");
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+char *store_home_lock_message(const char *data_dir, int r) {
+        assert(r < 0);
+        return r == -EWOULDBLOCK
+                       ? xasprintf("%s is being restored (pysprinterd restore): try again when it is done", data_dir)
+                       : xasprintf("cannot lock %s: %s", data_dir, strerror(-r));
 }

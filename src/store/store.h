@@ -842,6 +842,17 @@ int store_backup(const char *db_path, const char *dest, size_t *ret_replayed, ch
  * binary). The caller makes sure no process has db_path open (the daemon's
  * lock). */
 int store_restore(const char *src, const char *db_path, char **ret_error);
+/* The home's lock, DATA/pysprinterd.lock: every process that opens the
+ * home's database (a daemon's or an embedded CLI's engine, `pysprinterd gc`
+ * and `token`) holds it shared while it does; `pysprinterd restore` takes
+ * it exclusively, so it never replaces the database under a writer, and
+ * none starts while a restore runs. Never waits. Returns the fd holding
+ * the lock (the caller closes it to drop it), or a negative errno:
+ * -EWOULDBLOCK when the other kind is held. */
+int store_home_lock(const char *data_dir, bool exclusive);
+/* What a shared store_home_lock() that failed with r means, for a user:
+ * -EWOULDBLOCK is a restore running. Newly allocated. */
+char *store_home_lock_message(const char *data_dir, int r);
 
 /* ---- schedules (store-schedules.c, docs/schedules.md) ---------------------- */
 

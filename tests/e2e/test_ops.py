@@ -405,6 +405,42 @@ def test_restore_is_refused_while_an_embedded_run_uses_the_home(tmp_path):
     assert p.returncode == 0, p.stderr
 
 
+def test_nothing_starts_on_a_home_being_restored(tmp_path):
+    """A restore holds DATA/pysprinterd.lock exclusively (as this test
+    does): the CLI embedded, the daemon, `gc` and `token` each refuse with
+    a message saying so (the CLI exited 7, "internal error", before), and
+    each works again once it is released."""
+    import fcntl
+    home = new_home(tmp_path)
+    (tmp_path / "one.py").write_text("def f():\n    return 1\n")
+    with open(home / "pysprinterd.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        p = pysprinter("run", "--sandbox=none", tmp_path / "one.py", home=home)
+        assert p.returncode == 6 and p.stdout == "", p
+        assert f"{home} is being restored (pysprinterd restore): try again when it is done" in p.stderr, p.stderr
+        for args in (("gc", "--data-dir", home), ("token", "ls", "--data-dir", home)):
+            p = pysprinterd(*args, home=home)
+            assert p.returncode == 2 and "is being restored" in p.stderr, (args, p)
+        d = Daemon(tmp_path / "d", home=home)
+        with pytest.raises(RuntimeError, match="is being restored"):
+            d.start()
+        assert d.proc.returncode == 2
+    assert pysprinter("run", "--sandbox=none", tmp_path / "one.py", home=home).stdout == "1\n"
+    assert pysprinterd("gc", "--data-dir", home, home=home).returncode == 0
+    assert pysprinterd("token", "ls", "--data-dir", home, home=home).returncode == 0
+
+
+def test_a_daemon_holds_the_home_lock_once(tmp_path):
+    """The daemon's engine holds the home's shared lock for the daemon's
+    life; the daemon took a second one of its own before."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        ino = os.stat(d.home / "pysprinterd.lock").st_ino
+        with open("/proc/locks") as f:
+            held = [l for l in f if l.split()[4] == str(d.proc.pid) and l.split()[5].endswith(f":{ino}")]
+        assert len(held) == 1 and " FLOCK " in held[0] and " READ " in held[0], held
+
+
 def test_backup_under_load_and_restore(tmp_path):
     d = Daemon(tmp_path / "d")
     d.start()
