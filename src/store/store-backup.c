@@ -206,8 +206,9 @@ static int check_backup(const char *src, char **ret_error) {
  * the database being replaced has the ones valid now. Its table replaces
  * the backup's, so a token revoked after the backup stays revoked and one
  * created since keeps working. Nothing to keep when there is no current
- * database (or it has no tokens table yet); a backup older than the table
- * gets it empty from the migration. */
+ * database (or it has no tokens table yet). A backup older than the table
+ * (schema 9) is upgraded here, as its next start would, so that it has one
+ * to receive them: they were lost otherwise. */
 static int keep_current_tokens(const char *restored, const char *current, char **ret_error) {
         if (access(current, F_OK) < 0)
                 return 0;
@@ -215,6 +216,11 @@ static int keep_current_tokens(const char *restored, const char *current, char *
         int r = open_db(restored, SQLITE_OPEN_READWRITE, &db, ret_error);
         if (r < 0)
                 return r;
+        r = store_migrate(db, ret_error);
+        if (r < 0) {
+                sqlite3_close(db);
+                return r;
+        }
         char *attach = sqlite3_mprintf("ATTACH %Q AS cur", current);
         bool attached = attach && sqlite3_exec(db, attach, NULL, NULL, NULL) == SQLITE_OK;
         sqlite3_free(attach);

@@ -164,3 +164,27 @@ def test_restore_keeps_the_tokens_of_now_not_the_backups(tmp_path):
         assert [t["tenant"] for t in listed(daemon)] == ["dave"]
     finally:
         daemon.stop()
+
+
+def test_restore_of_a_backup_older_than_tokens_keeps_the_tokens_of_now(tmp_path):
+    """A backup from before the tokens table (schema 5 < 9) had no table to
+    receive the current tokens: every token made with `pysprinterd token
+    create` was lost by the restore."""
+    from conftest import ROOT
+    daemon = Daemon(tmp_path / "d").start()
+    try:
+        kept = token_cmd(daemon, "create", "--tenant", "carol").stdout.strip()
+    finally:
+        daemon.stop()
+    p = subprocess.run([str(DAEMON), "restore", str(ROOT / "tests" / "fixtures" / "schema-v5.db"), "--data-dir",
+                        str(daemon.home)], env=daemon.env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    daemon.start()
+    try:
+        assert daemon.call("GET", "/v1/runs", token=kept)[0] == 200
+        assert [t["tenant"] for t in listed(daemon)] == ["carol"]
+        # The backup's own data came back with it (two runs of hello.py among them).
+        with sqlite3.connect(daemon.home / "pysprinter.db") as db:
+            assert db.execute("SELECT count(*) FROM runs").fetchone()[0] >= 2
+    finally:
+        daemon.stop()
