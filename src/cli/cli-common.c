@@ -42,12 +42,19 @@ char *cli_config_value(const char *key) {
 }
 
 char *cli_server(void) {
+        /* The first level that is set decides, an empty value too: `--server
+         * ''` is how to act on this machine's home when the environment or
+         * the config names a server. */
         const char *env = getenv("PYSPRINTER_SERVER");
-        if (cli_globals.server && *cli_globals.server)
-                return xstrdup(cli_globals.server);
-        if (env && *env)
-                return xstrdup(env);
-        return cli_config_value("server");
+        const char *set = cli_globals.server ?: env;
+        if (set)
+                return *set ? xstrdup(set) : NULL;
+        char *v = cli_config_value("server");
+        if (v && !*v) {
+                free(v);
+                return NULL;
+        }
+        return v;
 }
 
 

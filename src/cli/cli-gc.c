@@ -51,9 +51,8 @@ int verb_gc(int argc, char **argv) {
         _cleanup_free_ char *server = cli_server();
         if (server) {
                 cli_error("gc has no server form: it collects only the embedded engine's home, and %s collects its "
-                          "own store (retention: in its config, or `pysprinterd gc` on its host); run gc without a "
-                          "server (--server, PYSPRINTER_SERVER, server = in the config) to collect this machine's "
-                          "home",
+                          "own store (retention: in its config, or `pysprinterd gc` on its host); `pysprinter gc "
+                          "--server ''` collects this machine's home",
                           server);
                 return EXIT_USAGE;
         }

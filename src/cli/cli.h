@@ -177,7 +177,8 @@ int cli_engine_open(const RunArgs *a, Engine **ret);
  * extra_index_url, find_links. */
 char *cli_config_value(const char *key);
 /* The server to use: --server, else $PYSPRINTER_SERVER, else the config
- * file's; NULL for embedded mode. Caller frees. */
+ * file's; NULL for embedded mode, also when the first of them that is set
+ * is empty (`--server ''`). Caller frees. */
 char *cli_server(void);
 
 /* The exit-code table of docs/cli.md, from a negative errno a backend or

@@ -216,6 +216,33 @@ def test_cli_gc_with_a_server_is_refused_and_keeps_the_local_home(tmp_path):
     assert p.returncode == 0 and "Usage" in p.stdout
 
 
+def test_an_empty_server_means_this_machines_home(tmp_path):
+    """With a server in the environment or the config, `--server ''` (or
+    PYSPRINTER_SERVER='') is how to act on this machine's home: it fell
+    through to the next level before, so a local gc could not be run."""
+    home = new_home(tmp_path)
+    cfg = tmp_path / "xdg" / "pysprinter"
+    cfg.mkdir(parents=True)
+    (cfg / "config").write_text("server = http://127.0.0.1:9\n")
+    insert_runs(home, [("old", "alice", "succeeded", time.time() - 40 * DAY, 100)])
+    later = int(time.time() + 31 * DAY)
+    p = pysprinter("gc", "--dry-run", home=home, XDG_CONFIG_HOME=tmp_path / "xdg")
+    assert p.returncode == 2 and "--server ''` collects this machine's home" in p.stderr, p.stderr
+    for args, extra in ((["--server", "", "gc", "--dry-run", "--json"], {}),
+                        (["gc", "--dry-run", "--json", "--server="], {}),
+                        (["gc", "--dry-run", "--json"], {"PYSPRINTER_SERVER": ""})):
+        p = pysprinter(*args, home=home, XDG_CONFIG_HOME=tmp_path / "xdg", PYSPRINTER_TEST_NOW=later, **extra)
+        assert p.returncode == 0 and json.loads(p.stdout)["runs"] == 1, (args, extra, p.stderr)
+    # An empty flag also wins over a set environment; a run goes embedded.
+    (tmp_path / "one.py").write_text("def f():\n    return 1\n")
+    p = pysprinter("run", "--server", "", "--sandbox=none", tmp_path / "one.py", home=home,
+                   XDG_CONFIG_HOME=tmp_path / "xdg", PYSPRINTER_SERVER="http://127.0.0.1:9")
+    assert p.returncode == 0 and p.stdout == "1\n", p.stderr
+    p = pysprinter("gc", "--json", "--server", "", home=home, XDG_CONFIG_HOME=tmp_path / "xdg",
+                   PYSPRINTER_TEST_NOW=later)
+    assert p.returncode == 0 and "old" not in run_ids(home), p.stderr
+
+
 # ---- daemon: metrics, healthz, 507 --------------------------------------------
 
 def test_disk_reserve_507_healthz_and_metrics(tmp_path):
