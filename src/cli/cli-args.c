@@ -332,6 +332,12 @@ static int set_target(Ctx *c, const char *w) {
         return 0;
 }
 
+/* A word the run grammar reads as an option or a keyword (or `--`), not
+ * as a value: "-" and negative numbers are values. */
+static bool is_option_word(const char *w) {
+        return w[0] == '-' && w[1] && !(w[1] >= '0' && w[1] <= '9');
+}
+
 int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
         RunArgs a = { .sandbox = SANDBOX_MODE_FULL };
         Ctx c = { .a = &a, .args = json_array(), .kwargs = json_object(), .error = ret_error };
@@ -349,7 +355,7 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
                         only_values = true;
                         continue;
                 }
-                if (only_values || w[0] != '-' || streq(w, "-") || (w[1] >= '0' && w[1] <= '9')) {
+                if (only_values || !is_option_word(w)) {
                         /* A bare word: the target first, positional values after. */
                         if (!a.target)
                                 r = set_target(&c, w);
@@ -365,6 +371,10 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
                 const char *eq = strchr(name, '=');
                 _cleanup_free_ char *flag = eq ? xstrndup(w, (size_t) (eq - w)) : xstrdup(w);
                 const char *near = cli_runner_option_near(flag);
+                /* --NAME with no value after it (the end, or an option
+                 * next): a flag, true for a bool parameter (`--verbose`);
+                 * the worker refuses it for any other annotation. */
+                bool bare = !eq && (i + 1 >= argc || is_option_word(argv[i + 1]));
                 if (near && !eq && i + 1 >= argc) {
                         /* "--jsn" at the end: a typo, not a keyword without value. */
                         *ret_error = xasprintf("unknown option '%s' (did you mean %s?)", w, near);
@@ -382,10 +392,10 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
                 }
                 if (eq)
                         r = add_kwarg(&c, name, (size_t) (eq - name), raw(eq + 1));
-                else if (i + 1 < argc)
-                        r = add_kwarg(&c, name, strlen(name), raw(argv[++i]));
+                else if (bare)
+                        r = add_kwarg(&c, name, strlen(name), json_pack("{s:b}", "bare", true));
                 else
-                        r = usage(&c, "option %s needs a value (use -k NAME=VALUE for keyword arguments)", w);
+                        r = add_kwarg(&c, name, strlen(name), raw(argv[++i]));
         }
         if (r >= 0 && !a.target && !a.help)
                 r = usage(&c, "no file given%s", "");

@@ -24,7 +24,10 @@ int cli_args_to_api(json_t *req, const RunArgs *a) {
                 json_array_append(raw ? raw_a : val_a, raw ?: val);
         }
         json_object_foreach(kwargs, k, v) {
-                json_t *raw = json_object_get(v, "raw"), *val = json_object_get(v, "value");
+                /* A flag given without a value ({"bare": true}) is true
+                 * in raw_kwargs (docs/api.md). */
+                json_t *raw = json_object_get(v, "raw") ?: json_object_get(v, "bare"),
+                       *val = json_object_get(v, "value");
                 json_object_set(raw ? raw_k : val_k, k, raw ?: val);
         }
         const char *names[] = { "raw_args", "args", "raw_kwargs", "kwargs" };

@@ -691,7 +691,7 @@ int verb_dag(int argc, char **argv) {
 static json_t *pipeline_value(json_t *arg) {
         json_t *raw = json_object_get(arg, "raw");
         if (!json_is_string(raw))
-                return json_incref(json_object_get(arg, "value") ?: json_null());
+                return json_incref(json_object_get(arg, "value") ?: json_object_get(arg, "bare") ?: json_null());
         Buf b;
         buf_init(&b, RUN_MAX_SOURCE_BYTES);
         for (const char *p = json_string_value(raw); *p; p++)

@@ -311,9 +311,11 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
         json_t *v;
 
         json_object_foreach(raw_kwargs, key, v) {
-                if (!json_is_string(v)) {
+                if (!json_is_string(v) && !json_is_true(v)) {
                         json_decref(out);
-                        *ret_error = xasprintf("field 'raw_kwargs.%s' must be a string", key);
+                        *ret_error = xasprintf("field 'raw_kwargs.%s' must be a string, or true for a flag given "
+                                               "without a value",
+                                               key);
                         return -EINVAL;
                 }
                 if (!identifier_is_valid(key)) {
@@ -321,7 +323,8 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
                         *ret_error = xasprintf("field 'raw_kwargs': '%s' is not a Python identifier", key);
                         return -EINVAL;
                 }
-                json_object_set_new(out, key, json_pack("{sO}", "raw", v));
+                json_object_set_new(out, key,
+                                    json_is_true(v) ? json_pack("{sb}", "bare", true) : json_pack("{sO}", "raw", v));
         }
         json_object_foreach(kwargs, key, v) {
                 if (!identifier_is_valid(key)) {

@@ -18,7 +18,8 @@ static json_t *args_as_given(const char *text, bool keyword) {
         size_t i;
         const char *k;
         if (keyword && json_is_object(a))
-                json_object_foreach(a, k, v) json_object_set(out, k, json_object_get(v, "value") ?: json_object_get(v, "raw") ?: v);
+                json_object_foreach(a, k, v)
+                        json_object_set(out, k, json_object_get(v, "value") ?: json_object_get(v, "raw") ?: json_object_get(v, "bare") ?: v);
         else if (!keyword && json_is_array(a))
                 json_array_foreach(a, i, v) json_array_append(out, json_object_get(v, "value") ?: json_object_get(v, "raw") ?: v);
         json_decref(a);

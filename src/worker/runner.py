@@ -447,6 +447,14 @@ def _convert(param, conv, item):
             return _check_typed(param, conv, v)
     if isinstance(item, dict) and len(item) == 1 and "context" in item:
         return LambdaContext(item["context"])
+    if isinstance(item, dict) and len(item) == 1 and item.get("bare") is True:
+        # --NAME with no value after it: a flag, for a bool parameter only
+        # (a forgotten value elsewhere must not become True silently).
+        if conv.kind == "bool":
+            return True
+        opt = "--" + param.replace("_", "-")
+        raise ValidationError(f"argument '{param}': a value is needed (only a bool parameter is a flag "
+                              f"without one): {opt} VALUE, or {opt}=VALUE for a value that starts with '-'")
     if not isinstance(item, dict) or len(item) != 1 or not ("value" in item or "raw" in item):
         raise ValidationError(f"argument '{param}': malformed argument encoding")
     if "raw" in item:

@@ -252,6 +252,40 @@ def test_a_parameter_named_like_an_option_is_blamed_only_when_the_function_lacks
         assert r.returncode == 0 and r.stdout == '[1, "", 5]\n', r
 
 
+def test_a_bool_parameter_is_a_flag_without_a_value_on_both_paths(daemon, workdir):
+    """`--loud` alone is true for a bool parameter, at the end of the
+    line or before another option (it was "option --loud needs a value",
+    or took the next option as its value); for any other parameter a
+    missing value is the run's validation error, never a silent True."""
+    (workdir / "flags.py").write_text(
+        "from typing import Optional\n"
+        "def f(n: int = 1, loud: bool = False, dry_run: Optional[bool] = None, name: str = 'x'):\n"
+        "    return [n, loud, dry_run, name]\n")
+    ok = [(["--loud"], '[1, true, null, "x"]\n'),
+          (["--loud", "--n", "2"], '[2, true, null, "x"]\n'),
+          (["--dry-run", "-a", "3", "--loud", "false"], '[3, false, true, "x"]\n'),
+          (["--loud", "--", "-4"], '[-4, true, null, "x"]\n'),
+          (["--n", "-5", "--name=-y"], '[-5, false, null, "-y"]\n')]
+    for server in (None, daemon.url):
+        for args, out in ok:
+            r = run_cli(workdir, ["run", "flags.py", *SB, *args], server=server)
+            assert (r.returncode, r.stdout) == (0, out), (server, args, r)
+    bad = [(["--n", "--loud"], "argument 'n': a value is needed"),
+           (["--name", "-y"], "--name=VALUE for a value that starts with '-'")]
+    for args, message in bad:
+        errs = []
+        for server in (None, daemon.url):
+            r = run_cli(workdir, ["run", "flags.py", *SB, *args], server=server)
+            assert r.returncode == 3 and message in r.stderr and r.stdout == "", (server, args, r)
+            errs.append([l for l in r.stderr.splitlines() if "--sandbox" not in l])
+        assert errs[0] == errs[1]
+    # The run object shows the flag as the value it stands for.
+    r = run_cli(workdir, ["run", "flags.py", "--loud", *SB], server=daemon.url)
+    rid = json.loads(run_cli(workdir, ["ps", "--json", "-n", "1"], server=daemon.url).stdout)[0]["id"]
+    show = json.loads(run_cli(workdir, ["show", rid, "--json"], server=daemon.url).stdout)
+    assert show["kwargs"] == {"loud": True}, show
+
+
 def test_json_args_before_raw_values_is_the_same_usage_error_on_both_paths(daemon, workdir):
     """The API carries raw values before typed ones: embedded ran
     `--json-args '[1]' -a q` while --server refused it with exit 2."""
