@@ -701,11 +701,16 @@ static bool deps_ok(Dag *d, Task *t) {
 
 static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
         pthread_mutex_lock(&d->lock);
-        bool cancel_sent = false;
+        usec_t cancel_sent = 0;
         for (;;) {
-                if (d->cancel_requested && !cancel_sent) {
+                /* Sent again every tick while a task runs: a task
+                 * thread between naming its run and the runner's taking
+                 * it had no run to cancel yet (the runner ignores a cancel
+                 * of a run it does not know, or one that ended), and that
+                 * run then went on to its end (Ctrl-C, seen in CI). */
+                if (d->cancel_requested && now_monotonic() >= cancel_sent + TICK_MS * USEC_PER_MSEC) {
                         d->stop = true;
-                        cancel_sent = true;
+                        cancel_sent = now_monotonic();
                         for (size_t i = 0; i < d->n; i++)
                                 if (d->tasks[i].state == DAG_TASK_RUNNING && d->tasks[i].run_id)
                                         d->opts.cancel(d->tasks[i].run_id, d->opts.run_userdata);
