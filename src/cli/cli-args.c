@@ -177,10 +177,12 @@ static size_t edit_distance(const char *a, const char *b) {
 
 const char *cli_runner_option_near(const char *word) {
         const char *best = NULL;
-        size_t best_d = 3;
-        /* Only long options: "-x" is one edit from every short option. */
+        /* Only long options: "-x" is one edit from every short option.
+         * Two edits for a word of 5 letters or more, one below: "--n"
+         * is two from "--env", and was taken for it. */
         if (!startswith(word, "--"))
                 return NULL;
+        size_t best_d = strlen(word + 2) >= 5 ? 3 : 2;
         for (size_t k = 0; k < ELEMENTSOF(opts); k++) {
                 if (!startswith(opts[k].name, "--"))
                         continue;

@@ -97,13 +97,17 @@ static int check_suspects(Backend *b, RunRequest *q) {
         int code = 0;
         for (char **s = q->a->suspects; msg && *s && !code; s++) {
                 _cleanup_free_ char *quoted = xasprintf("unexpected keyword argument '%s'", *s);
-                if (strstr(msg, quoted)) {
+                const char *at = strstr(msg, quoted);
+                if (at) {
                         _cleanup_free_ char *dashed = xasprintf("--%s", *s);
                         for (char *p = dashed + 2; *p; p++)
                                 if (*p == '_')
                                         *p = '-';
-                        cli_error("unknown option '%s' (did you mean %s?); the function has no parameter '%s'",
-                                  dashed, cli_runner_option_near(dashed) ?: "?", *s);
+                        /* The validation's list of the parameters follows
+                         * (" (parameters: a, b)"): the name may be one of
+                         * them mistyped rather than the option. */
+                        cli_error("unknown option '%s' (did you mean %s?); the function has no parameter '%s'%s",
+                                  dashed, cli_runner_option_near(dashed) ?: "?", *s, at + strlen(quoted));
                         code = EXIT_USAGE;
                 }
         }

@@ -229,6 +229,22 @@ def test_mistyped_runner_option_suggests_the_option(workdir):
     assert r.returncode == 2 and "did you mean --json" in r.stderr
     r = run_cli(workdir, ["run", "f.py", "--timout", "5", *SB])
     assert r.returncode == 2 and "did you mean --timeout" in r.stderr
+    # ... and lists the parameters, which the word may be a mistyped one of.
+    assert "the function has no parameter 'timout' (parameters: kind)" in r.stderr, r.stderr
+
+
+def test_a_short_parameter_is_not_taken_for_an_option_two_edits_away(daemon, workdir):
+    """`--n` at the end was "unknown option '--n' (did you mean --env?)"
+    for a function with a parameter n: two edits are too many for a word
+    of one letter. It is now the parameter, whose missing value is the
+    run's validation error."""
+    (workdir / "short.py").write_text("def f(n: int = 1):\n    return n\n")
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "short.py", *SB, "--n"], server=server)
+        assert r.returncode == 3 and "did you mean" not in r.stderr, (server, r)
+        assert "argument 'n': a value is needed" in r.stderr, r.stderr
+        r = run_cli(workdir, ["run", "short.py", *SB, "--nn", "2"], server=server)
+        assert r.returncode == 3 and "unexpected keyword argument 'nn' (parameters: n)" in r.stderr, r.stderr
 
 
 def test_a_parameter_named_like_an_option_is_blamed_only_when_the_function_lacks_it(daemon, workdir):
