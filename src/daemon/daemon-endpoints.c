@@ -233,27 +233,60 @@ static char *response_header_value(json_t *v) {
         return s;
 }
 
-/* Checks the function's headers and cookies; false for a malformed one.
- * A Set-Cookie for the dashboard's session is malformed too: a function
- * must not log its visitor in or out of the daemon. */
-static bool response_headers_are_valid(json_t *headers, json_t *cookies) {
+/* A header name or a cookie as the error message shows it: JSON-quoted
+ * (a control character or a byte that is not UTF-8 stays readable), cut. */
+static char *quoted(const char *s, size_t len) {
+        size_t n = len;
+        if (n > 64)
+                for (n = 64; n && ((unsigned char) s[n] & 0xc0) == 0x80; n--)
+                        ;
+        json_t *j = json_stringn(s, n);
+        char *q = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+        json_decref(j);
+        return q ?: xstrdup("\"?\"");
+}
+
+/* Checks the function's headers and cookies; -EINVAL with *ret_error
+ * naming the malformed one. A Set-Cookie for the dashboard's session is
+ * malformed too: a function must not log its visitor in or out of the
+ * daemon. */
+static int response_headers_check(json_t *headers, json_t *cookies, char **ret_error) {
         const char *k;
         size_t klen;
         json_t *hv;
         json_object_keylen_foreach(headers, k, klen, hv) {
-                _cleanup_free_ char *s = response_header_value(hv);
-                if (!header_name_is_valid(k, klen) || !s)
-                        return false;
-                if (strcasecmp(k, "set-cookie") == 0 && cookie_is_named(s, strlen(s), UI_SESSION_COOKIE))
-                        return false;
+                _cleanup_free_ char *s = response_header_value(hv), *q = quoted(k, klen);
+                if (!header_name_is_valid(k, klen)) {
+                        *ret_error = xasprintf("header %s: not a valid field name (a token: no ':', space or "
+                                               "control character)",
+                                               q);
+                        return -EINVAL;
+                }
+                if (!s) {
+                        *ret_error = xasprintf("header %s: its value holds a control character", q);
+                        return -EINVAL;
+                }
+                if (strcasecmp(k, "set-cookie") == 0 && cookie_is_named(s, strlen(s), UI_SESSION_COOKIE)) {
+                        *ret_error = xasprintf("header %s: sets the dashboard's cookie " UI_SESSION_COOKIE, q);
+                        return -EINVAL;
+                }
         }
         size_t i;
         json_array_foreach(cookies, i, hv) {
-                if (!json_is_string(hv) || !header_value_is_valid(json_string_value(hv), json_string_length(hv)) ||
-                    cookie_is_named(json_string_value(hv), json_string_length(hv), UI_SESSION_COOKIE))
-                        return false;
+                if (!json_is_string(hv)) {
+                        *ret_error = xasprintf("cookies[%zu]: not a string", i);
+                        return -EINVAL;
+                }
+                if (!header_value_is_valid(json_string_value(hv), json_string_length(hv))) {
+                        *ret_error = xasprintf("cookies[%zu]: the cookie holds a control character", i);
+                        return -EINVAL;
+                }
+                if (cookie_is_named(json_string_value(hv), json_string_length(hv), UI_SESSION_COOKIE)) {
+                        *ret_error = xasprintf("cookies[%zu]: sets the dashboard's cookie " UI_SESSION_COOKIE, i);
+                        return -EINVAL;
+                }
         }
-        return true;
+        return 0;
 }
 
 /* The response body's bytes; -EINVAL for bad base64. */
@@ -276,58 +309,128 @@ static int response_body(json_t *body, bool b64, char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* A function's return value read as its HTTP answer. */
+typedef struct EndpointAnswer {
+        json_t *v; /* the value (owned) */
+        unsigned status;
+        json_t *headers, *cookies; /* v's members (borrowed), NULL when absent */
+        char *body;
+        size_t body_len;
+        bool has_ctype; /* headers name a content-type */
+} EndpointAnswer;
+
+static void endpoint_answer_done(EndpointAnswer *a) {
+        json_decref(a->v);
+        free(a->body);
+        *a = (EndpointAnswer){};
+}
+
 /* The function's return value as the HTTP answer (Lambda's function-URL
  * rule): an object with "statusCode" is the response (statusCode, headers,
  * cookies, body, isBase64Encoded); any other JSON value is a 200
- * application/json body. A malformed response object is a 502. */
-static struct MHD_Response *endpoint_response(const RunResult *res, const char *request_id, unsigned *ret_status) {
+ * application/json body. -EINVAL with *ret_error saying what is wrong for
+ * a malformed response object or a value with no JSON view. */
+static int endpoint_answer_parse(const char *value_json, const char *value_repr, EndpointAnswer *ret,
+                                 char **ret_error) {
+        assert(ret && ret_error);
         /* A value that is not JSON the daemon can read (a set, an integer
          * past 64 bits, a key holding NUL) has only its repr(): as Lambda
          * answers a value it cannot marshal, that is a 502, not the repr
          * sent as some other response. */
-        if (!res->value_json && res->value_repr)
-                return bad_gateway(request_id, ret_status);
-        json_t *v = res->value_json ? json_loads(res->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : json_null();
-        if (!v)
-                return bad_gateway(request_id, ret_status);
-        json_t *sc = json_is_object(v) ? json_object_get(v, "statusCode") : NULL;
-        struct MHD_Response *resp;
+        if (!value_json && value_repr) {
+                *ret_error = xstrdup("the return value has no JSON view (its repr() is kept)");
+                return -EINVAL;
+        }
+        EndpointAnswer a = { .status = 200 };
+        a.v = value_json ? json_loads(value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : json_null();
+        if (!a.v) {
+                *ret_error = xstrdup("the return value is not JSON the daemon can read");
+                return -EINVAL;
+        }
+        json_t *sc = json_is_object(a.v) ? json_object_get(a.v, "statusCode") : NULL;
         if (!sc) {
-                char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-                json_decref(v);
-                if (!text)
-                        return bad_gateway(request_id, ret_status);
-                resp = daemon_text_response(200, "application/json", text, strlen(text), ret_status);
-                daemon_endpoint_headers(resp, request_id);
-                return resp;
+                a.body = json_dumps(a.v, JSON_ENCODE_ANY | JSON_COMPACT);
+                if (!a.body) {
+                        endpoint_answer_done(&a);
+                        *ret_error = xstrdup("the return value cannot be sent as JSON");
+                        return -EINVAL;
+                }
+                a.body_len = strlen(a.body);
+                *ret = a;
+                return 0;
         }
-        json_t *headers = json_object_get(v, "headers"), *body = json_object_get(v, "body");
-        json_t *cookies = json_object_get(v, "cookies");
+        a.headers = json_object_get(a.v, "headers");
+        a.cookies = json_object_get(a.v, "cookies");
+        json_t *body = json_object_get(a.v, "body");
+        bool b64 = json_is_true(json_object_get(a.v, "isBase64Encoded"));
         json_int_t status = json_integer_value(sc);
-        bool b64 = json_is_true(json_object_get(v, "isBase64Encoded"));
-        char *out = NULL;
-        size_t len = 0;
-        if (!json_is_integer(sc) || status < 100 || status > 599 || (headers && !json_is_object(headers)) ||
-            (cookies && !json_is_array(cookies)) || (b64 && !json_is_string(body)) ||
-            !response_headers_are_valid(headers, cookies) || response_body(body, b64, &out, &len) < 0) {
-                json_decref(v);
-                return bad_gateway(request_id, ret_status);
+        int r = -EINVAL;
+        if (!json_is_integer(sc) || status < 100 || status > 599) {
+                _cleanup_free_ char *got = json_dumps(sc, JSON_ENCODE_ANY | JSON_COMPACT);
+                *ret_error = xasprintf("statusCode must be an integer from 100 to 599, not %.64s", got ?: "?");
+        } else if (a.headers && !json_is_object(a.headers))
+                *ret_error = xstrdup("headers must be an object");
+        else if (a.cookies && !json_is_array(a.cookies))
+                *ret_error = xstrdup("cookies must be an array of strings");
+        else if (b64 && !json_is_string(body))
+                *ret_error = xstrdup("body must be a string when isBase64Encoded is true");
+        else if (response_headers_check(a.headers, a.cookies, ret_error) < 0)
+                ;
+        else if (response_body(body, b64, &a.body, &a.body_len) < 0)
+                *ret_error = xstrdup(b64 ? "body is not valid base64 (isBase64Encoded is true)"
+                                         : "body cannot be sent as JSON");
+        else
+                r = 0;
+        if (r < 0) {
+                endpoint_answer_done(&a);
+                return r;
         }
-        bool has_ctype = false;
+        a.status = (unsigned) status;
         const char *k;
         json_t *hv;
-        json_object_foreach(headers, k, hv) if (strcasecmp(k, "content-type") == 0) has_ctype = true;
-        resp = daemon_text_response((unsigned) status, has_ctype ? NULL : "application/json", out, len, ret_status);
-        json_object_foreach(headers, k, hv) {
+        json_object_foreach(a.headers, k, hv)
+                if (strcasecmp(k, "content-type") == 0)
+                        a.has_ctype = true;
+        *ret = a;
+        return 0;
+}
+
+int daemon_endpoint_response_check(const char *value_json, const char *value_repr, char **ret_type,
+                                   char **ret_message) {
+        assert(ret_type && ret_message);
+        EndpointAnswer a;
+        _cleanup_free_ char *err = NULL;
+        if (endpoint_answer_parse(value_json, value_repr, &a, &err) >= 0) {
+                endpoint_answer_done(&a);
+                return 0;
+        }
+        *ret_type = xstrdup(ENDPOINT_MALFORMED_RESPONSE);
+        *ret_message = xasprintf("not a valid Function URL response: %s", err);
+        return -EINVAL;
+}
+
+/* The HTTP answer of a run that succeeded; a malformed response (which
+ * daemon_endpoint_response_check() failed the run for already, unless the
+ * run was another node's) is a 502. */
+static struct MHD_Response *endpoint_response(const RunResult *res, const char *request_id, unsigned *ret_status) {
+        EndpointAnswer a;
+        _cleanup_free_ char *err = NULL;
+        if (endpoint_answer_parse(res->value_json, res->value_repr, &a, &err) < 0)
+                return bad_gateway(request_id, ret_status);
+        struct MHD_Response *resp = daemon_text_response(a.status, a.has_ctype ? NULL : "application/json",
+                                                         TAKE_PTR(a.body), a.body_len, ret_status);
+        const char *k;
+        json_t *hv;
+        json_object_foreach(a.headers, k, hv) {
                 _cleanup_free_ char *s = response_header_value(hv);
                 if (!header_is_reserved(k))
                         MHD_add_response_header(resp, k, s);
         }
         size_t i;
-        json_array_foreach(cookies, i, hv)
+        json_array_foreach(a.cookies, i, hv)
                 MHD_add_response_header(resp, "Set-Cookie", json_string_value(hv));
         daemon_endpoint_headers(resp, request_id);
-        json_decref(v);
+        endpoint_answer_done(&a);
         return resp;
 }
 
@@ -371,12 +474,14 @@ typedef struct EndpointWait {
         Daemon *d;
         DRun *r;        /* a reference */
         char *id;
+        char *fn; /* "tenant/name", for the daemon's log */
 } EndpointWait;
 
 static void endpoint_wait_free(void *p) {
         EndpointWait *w = p;
         drun_unref(w->d, w->r);
         free(w->id);
+        free(w->fn);
         free(w);
 }
 
@@ -398,8 +503,14 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
         pthread_mutex_lock(&d->lock);
         RunResult *res = w->r->result;
         pthread_mutex_unlock(&d->lock);
-        return res && res->status == RUN_SUCCEEDED ? endpoint_response(res, w->id, ret_status)
-                                                   : bad_gateway(w->id, ret_status);
+        if (res && res->status == RUN_SUCCEEDED)
+                return endpoint_response(res, w->id, ret_status);
+        /* The function's own mistake in what it answered is in its run;
+         * the log says it too, under the id the caller saw (the caller,
+         * perhaps anyone, gets no more than the 502). */
+        if (res && res->error_type && streq(res->error_type, ENDPOINT_MALFORMED_RESPONSE))
+                log_warn("fn %s request %s answered 502: %s", w->fn, w->id, res->error_message);
+        return bad_gateway(w->id, ret_status);
 }
 
 struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_status) {
@@ -446,6 +557,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         struct MHD_Response *resp = NULL;
         _cleanup_free_ char *err = NULL;
         daemon_request_from_function(&req, f);
+        req.endpoint = true;
         RunLimits granted;
         pthread_rwlock_rdlock(&d->cfg_lock);
         int k = daemon_limits_grant(&d->cfg, tenant, &req.limits, &granted, &err);
@@ -473,7 +585,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                 resp = bad_gateway(id, ret_status);
         else {
                 EndpointWait *w = xcalloc(1, sizeof(EndpointWait));
-                *w = (EndpointWait) { .d = d, .r = r, .id = xstrdup(id) };
+                *w = (EndpointWait){ .d = d, .r = r, .id = xstrdup(id), .fn = xasprintf("%s/%s", tenant, name) };
                 resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, endpoint_wait_then, w,
                                         endpoint_wait_free);
         }

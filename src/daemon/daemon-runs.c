@@ -902,6 +902,10 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         st->spec.tenant = r->tenant;
         st->spec.data = st->mounts;
         st->spec.ready_checked = r->begun_here;
+        /* A Function URL's malformed response fails its run in the one
+         * write of its end: the record says why the caller got a 502. */
+        if (r->endpoint)
+                st->spec.check_result = daemon_endpoint_response_check;
         /* output_data: the engine hands the run's /out to the catalog, in
          * the run's tenant (its caps apply), before it writes the run's
          * end. */
@@ -1648,6 +1652,8 @@ char *drun_request_json_jansson(const DRun *r, bool by_ref) {
                 json_object_set_new(j, "output_data", json_string(r->output_data));
         if (r->no_cache)
                 json_object_set_new(j, "no_cache", json_true());
+        if (r->endpoint)
+                json_object_set_new(j, "endpoint", json_true());
         /* Names only: a secret's value is opened when the run starts and
          * never written anywhere. */
         if (r->secrets)
@@ -1740,6 +1746,8 @@ char *drun_request_json(const DRun *r, bool by_ref) {
                 append_key_string(&b, "output_data", r->output_data);
         if (r->no_cache)
                 (void) buf_appends(&b, ",\"no_cache\":true");
+        if (r->endpoint)
+                (void) buf_appends(&b, ",\"endpoint\":true");
         if (r->secrets)
                 append_key_strv(&b, "secrets", r->secrets);
         if (r->env)
@@ -1816,6 +1824,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
                         r->data = strv_append(r->data, json_string_value(v));
         r->output_data = json_strdup_or_null(j, "output_data");
         r->no_cache = json_is_true(json_object_get(j, "no_cache"));
+        r->endpoint = json_is_true(json_object_get(j, "endpoint"));
         json_array_foreach(json_object_get(j, "secrets"), i, v)
                 if (json_is_string(v))
                         r->secrets = strv_append(r->secrets, json_string_value(v));
@@ -2207,6 +2216,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->fn_version = fn_version;
         r->lambda = lambda;
         r->answer_waits = req->answer_waits;
+        r->endpoint = req->endpoint;
         if (req->max_attempts > 0)
                 r->max_attempts = req->max_attempts;
         r->idem_key = req->idempotency_key ? xstrdup(req->idempotency_key) : NULL;

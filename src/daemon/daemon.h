@@ -242,6 +242,10 @@ typedef struct RunRequest {
          * RequestResponse): a warm invoke may then run on the caller's
          * thread while it is quick (daemon-runs.c, run_inline()). */
         bool answer_waits;
+        /* A Function URL's run (daemon-endpoints.c): its return value is
+         * the HTTP answer, checked before its end is recorded
+         * (daemon_endpoint_response_check()). */
+        bool endpoint;
 } RunRequest;
 
 void run_request_done(RunRequest *r);
@@ -324,6 +328,7 @@ struct DRun {
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         bool answer_waits;      /* RunRequest.answer_waits */
+        bool endpoint;          /* RunRequest.endpoint */
         bool begun_here;        /* an ad-hoc run begun on its HTTP thread (drun_adhoc_eligible()) */
         char **data;            /* dataset refs, resolved per tenant when the run starts */
         char *output_data;      /* dataset the run's output_dir() becomes when it succeeds */
@@ -1039,6 +1044,15 @@ struct MHD_Response *daemon_endpoint_error(unsigned status, const char *request_
 /* The headers of every answer on /fn/: X-Request-Id and the sandbox
  * Content-Security-Policy (docs/endpoints.md). */
 void daemon_endpoint_headers(struct MHD_Response *resp, const char *request_id);
+/* The error type of a run whose return value is not a valid Function URL
+ * response (docs/endpoints.md "The response"). */
+#define ENDPOINT_MALFORMED_RESPONSE "MalformedResponse"
+/* A Function URL run's RunSpec.check_result: 0 when the return value
+ * (value_json, else value_repr: the value has no JSON view) is an answer
+ * the daemon can send; else -EINVAL with *ret_type
+ * ENDPOINT_MALFORMED_RESPONSE and *ret_message naming what is wrong
+ * ("not a valid Function URL response: statusCode must be …"). */
+int daemon_endpoint_response_check(const char *value_json, const char *value_repr, char **ret_type, char **ret_message);
 /* Sets (ENDPOINT_NONE: removes) the endpoint of tenant's function name. */
 int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode);
 /* The function object's "url" member: {"path", "public"}, or JSON null. */

@@ -786,6 +786,17 @@ static void tree_size(int dirfd, uint64_t stop_at, uint64_t *bytes, uint64_t *fi
         closedir(d);
 }
 
+/* A succeeded run's value, checked by the caller's spec->check_result
+ * before the record is written: a value the caller cannot use (a malformed
+ * Function URL response) fails the run, which the record then says. */
+static void result_check(RunCtx *c) {
+        if (!c->spec->check_result || c->res->status != RUN_SUCCEEDED)
+                return;
+        _cleanup_free_ char *type = NULL, *message = NULL;
+        if (c->spec->check_result(c->res->value_json, c->res->value_repr, &type, &message) < 0)
+                set_outcome(c, RUN_FAILED, EXIT_RAISED, type ?: "ResultError", message ?: "the result was refused");
+}
+
 /* After the run: a run over the cap is killed by a limit whatever it
  * returned; a succeeded one hands its /out to spec->store_output; the dir
  * goes in every case. */
@@ -1714,6 +1725,7 @@ RunResult *engine_run_end(EngineRun *run) {
                 phase_run_end(run);
         if (run->ran)
                 output_dir_finish(c);
+        result_check(c);
         c->res->t_total = now_monotonic() - c->t_start;
         finish_log_error(c);
         record_finish(c);

@@ -147,6 +147,15 @@ typedef struct RunSpec {
          * by a limit (exit 5). */
         int (*store_output)(const char *dir, void *userdata, char **ret_outputs_json, char **ret_error);
         void *store_output_userdata;
+        /* When the run succeeded and check_result is set, the engine calls
+         * it with the return value (RunResult.value_json, value_repr: either
+         * may be NULL) before the final record is written, so that the
+         * record holds the caller's verdict without a second write (a
+         * Function URL's response, docs/endpoints.md). 0: the value is
+         * fine; a negative errno with *ret_type and *ret_message (owned by
+         * the engine then): the run ends failed, exit 1, with that error,
+         * its value kept. */
+        int (*check_result)(const char *value_json, const char *value_repr, char **ret_type, char **ret_message);
 } RunSpec;
 
 typedef enum RunEventType {

@@ -56,6 +56,11 @@ def handler(event):
         "/lf-value": {"statusCode": 200, "headers": {"x-a": "one\\nSet-Cookie: b=2"}},
         "/lf-cookie": {"statusCode": 200, "cookies": ["a=1\\r\\nX-Injected: 1"]},
         "/huge-status": {"statusCode": 2 ** 70},
+        "/string-status": {"statusCode": "abc"},
+        "/low-status": {"statusCode": 99},
+        "/headers-list": {"statusCode": 200, "headers": ["x-a: 1"]},
+        "/cookies-string": {"statusCode": 200, "cookies": "a=1"},
+        "/bad-base64": {"statusCode": 200, "body": "not base64!", "isBase64Encoded": True},
         "/reserved": {"statusCode": 200, "body": "ok",
                       "headers": {"X-Request-Id": "forged", "Connection": "close", "Date": "yesterday",
                                   "Content-Length": "1", "Transfer-Encoding": "chunked",
@@ -253,11 +258,46 @@ def test_the_dashboards_session_cookie_never_reaches_a_function(d):
 
 def test_a_function_cannot_set_the_dashboards_cookie_or_a_malformed_header(d):
     for case in ["session-cookie", "session-header", "colon-name", "space-name", "nul-name", "nul-value",
-                 "lf-value", "lf-cookie", "huge-status"]:
+                 "lf-value", "lf-cookie", "huge-status", "string-status", "low-status", "headers-list",
+                 "cookies-string", "bad-base64"]:
         st, h, body = d.request("GET", f"/fn/alice/hostile/{case}", token=None)
         assert st == 502, (case, st, h, body)
         assert json.loads(body)["message"] == "Internal Server Error"
         assert "set-cookie" not in h and "x-a" not in h and "x-injected" not in h, (case, h)
+
+
+# Each malformed case, and a word its run's error message must hold.
+MALFORMED = [("string-status", "statusCode"), ("low-status", "statusCode"), ("huge-status", "JSON"),
+             ("headers-list", "headers"), ("cookies-string", "cookies"), ("bad-base64", "base64"),
+             ("colon-name", "x-a:b"), ("nul-value", "x-a"), ("lf-cookie", "cookie"),
+             ("session-cookie", "pysprinter_session")]
+
+
+def test_a_malformed_response_fails_its_run_and_says_why(d):
+    """The caller got 502 while the run's record said `succeeded`: the
+    owner had no way to learn why. The response is checked before the
+    run's end is recorded: the run is `failed` (exit 1) with a
+    MalformedResponse naming the problem, and the daemon's log says so
+    under the request id the caller saw."""
+    for case, word in MALFORMED:
+        st, h, body = d.request("GET", f"/fn/alice/hostile/{case}", token=None)
+        out = json.loads(body)
+        assert (st, out["message"]) == (502, "Internal Server Error"), (case, st, body)
+        rid = out["request_id"]
+        assert h["x-request-id"] == rid
+        st, run = d.call("GET", f"/v1/runs/{rid}")
+        assert st == 200 and run["status"] == "failed" and run["exit_code"] == 1, (case, run)
+        assert run["error"]["type"] == "MalformedResponse", (case, run["error"])
+        assert word in run["error"]["message"], (case, run["error"])
+        if case == "string-status":
+            # What it returned stays in the run, for its owner to see.
+            assert run["result"] == {"statusCode": "abc"}, run
+        line = wait_for(lambda: next((l for l in d.log.read_text().splitlines() if rid in l), None),
+                        f"{case}: the 502 in the daemon's log", timeout=10)
+        assert "fn alice/hostile" in line and run["error"]["message"] in line, (case, line)
+    # A well-formed response still succeeds.
+    st, h, _ = d.request("GET", "/fn/alice/hostile/reserved", token=None)
+    assert st == 200 and d.call("GET", f"/v1/runs/{h['x-request-id']}")[1]["status"] == "succeeded"
 
 
 def test_the_daemons_own_headers_are_not_the_functions(d):

@@ -810,8 +810,12 @@ static void test_request_json_text_is_jansson(void **state) {
                                 .source = source,
                                 .source_len = n,
                                 .lambda = mask & 1,
-                                .limits = { .timeout_ms = 30000, .memory_bytes = 1ULL << 40, .max_procs = 7,
-                                            .max_output_bytes = 0, .network = mask & 2 },
+                                .endpoint = mask & 4,
+                                .limits = { .timeout_ms = 30000,
+                                            .memory_bytes = 1ULL << 40,
+                                            .max_procs = 7,
+                                            .max_output_bytes = 0,
+                                            .network = mask & 2 },
                                 .data = (mask & 4) ? strv : NULL,
                                 .output_data = (mask & 2) ? (char *) v : NULL,
                                 .secrets = (mask & 8) ? empty : NULL,
@@ -830,8 +834,65 @@ static void test_request_json_text_is_jansson(void **state) {
                 }
 }
 
+/* A Function URL's return value: an answer the daemon can send, or a
+ * MalformedResponse whose message names the problem (the run's record
+ * says it, docs/endpoints.md "The response"). */
+static void test_endpoint_response_check(void **state) {
+        (void) state;
+        static const struct {
+                const char *json, *repr;
+                const char *want; /* NULL: fine; else a part of the message */
+        } rows[] = {
+                { "\"plain\"", NULL, NULL },
+                { "[1,2]", NULL, NULL },
+                { NULL, NULL, NULL }, /* None */
+                { "{\"a\":1}", NULL, NULL },
+                { "{\"statusCode\":204}", NULL, NULL },
+                { "{\"statusCode\":200,\"headers\":{\"x-n\":3,\"x-s\":\"v\"},\"body\":{\"k\":1}}", NULL, NULL },
+                { "{\"statusCode\":200,\"body\":\"aGk=\",\"isBase64Encoded\":true,\"cookies\":[\"a=1\"]}", NULL, NULL },
+                { NULL, "{1, 2}", "no JSON view" },
+                { "{\"statusCode\":\"abc\"}", NULL, "statusCode must be an integer from 100 to 599, not \"abc\"" },
+                { "{\"statusCode\":99}", NULL, "not 99" },
+                { "{\"statusCode\":600}", NULL, "not 600" },
+                { "{\"statusCode\":200.0}", NULL, "statusCode" },
+                { "{\"statusCode\":null}", NULL, "not null" },
+                { "{\"statusCode\":200,\"headers\":[]}", NULL, "headers must be an object" },
+                { "{\"statusCode\":200,\"cookies\":\"a=1\"}", NULL, "cookies must be an array" },
+                { "{\"statusCode\":200,\"cookies\":[1]}", NULL, "cookies[0]: not a string" },
+                { "{\"statusCode\":200,\"cookies\":[\"a=1\",\"b=1\\r\\nX: 1\"]}", NULL,
+                  "cookies[1]: the cookie holds a control" },
+                { "{\"statusCode\":200,\"cookies\":[\"pysprinter_session=x\"]}", NULL,
+                  "cookies[0]: sets the dashboard's cookie" },
+                { "{\"statusCode\":200,\"headers\":{\"x a\":\"1\"}}", NULL, "header \"x a\": not a valid field name" },
+                { "{\"statusCode\":200,\"headers\":{\"x-a\":\"1\\n2\"}}", NULL,
+                  "header \"x-a\": its value holds a control" },
+                { "{\"statusCode\":200,\"headers\":{\"Set-Cookie\":\"pysprinter_session=1\"}}", NULL,
+                  "header \"Set-Cookie\": sets" },
+                { "{\"statusCode\":200,\"body\":3,\"isBase64Encoded\":true}", NULL, "body must be a string" },
+                { "{\"statusCode\":200,\"body\":\"%%%\",\"isBase64Encoded\":true}", NULL, "body is not valid base64" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char *type = NULL, *msg = NULL;
+                int k = daemon_endpoint_response_check(rows[i].json, rows[i].repr, &type, &msg);
+                if (!rows[i].want) {
+                        assert_int_equal(k, 0);
+                        assert_null(type);
+                        assert_null(msg);
+                        continue;
+                }
+                assert_int_equal(k, -EINVAL);
+                assert_string_equal(type, ENDPOINT_MALFORMED_RESPONSE);
+                assert_true(startswith(msg, "not a valid Function URL response: "));
+                if (!strstr(msg, rows[i].want))
+                        fail_msg("row %zu: \"%s\" does not hold \"%s\"", i, msg, rows[i].want);
+                free(type);
+                free(msg);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_endpoint_response_check),
                 cmocka_unit_test(test_address_policy),
                 cmocka_unit_test(test_address_allow_list),
                 cmocka_unit_test(test_limits_grant),
