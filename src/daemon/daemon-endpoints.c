@@ -74,12 +74,15 @@ static void client_address(const DaemonCall *call, char buf[static INET6_ADDRSTR
 /* ---- the event ------------------------------------------------------------------ */
 
 /* Adds a header or query pair to obj, joining repeats with "," as
- * Lambda's payload 2.0 does. */
+ * Lambda's payload 2.0 does. The event is JSON, which holds only UTF-8: a
+ * byte that is not (a Latin-1 header value, "%FF" in the query) becomes
+ * U+FFFD, as a lossy decoder shows it, rather than the whole value being
+ * lost; rawQueryString keeps the query's bytes. */
 static enum MHD_Result add_value(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
         json_t *obj = cls;
         if (!key)
                 return MHD_YES;
-        _cleanup_free_ char *k = xstrdup(key);
+        _cleanup_free_ char *k = utf8_replace_invalid(key, strlen(key), NULL);
         if (kind == MHD_HEADER_KIND)
                 for (char *p = k; *p; p++)
                         *p = (char) tolower((unsigned char) *p);
@@ -89,11 +92,36 @@ static enum MHD_Result add_value(void *cls, enum MHD_ValueKind kind, const char 
         const char *old = json_string_value(json_object_get(obj, k));
         /* Two Cookie headers are two lists of cookies, not one value. */
         const char *sep = kind == MHD_HEADER_KIND && streq(k, "cookie") ? "; " : ",";
-        _cleanup_free_ char *v = old ? xasprintf("%s%s%s", old, sep, value ?: "") : xstrdup(value ?: "");
-        /* A value that is not UTF-8 cannot be a JSON string: left out. */
-        if (utf8_is_valid(v))
-                json_object_set_new(obj, k, json_string(v));
+        _cleanup_free_ char *v = utf8_replace_invalid(value ?: "", strlen(value ?: ""), NULL);
+        if (old) {
+                char *joined = xasprintf("%s%s%s", old, sep, v);
+                free(v);
+                v = joined;
+        }
+        json_object_set_new(obj, k, json_string(v));
         return MHD_YES;
+}
+
+/* The request target's path or query as the event's text: as sent, but
+ * each byte that does not begin a valid UTF-8 sequence (sent raw, not
+ * percent-encoded) as "%XX", which JSON can hold and which decodes back
+ * to the same bytes. Text that is UTF-8 already is returned unchanged. */
+static char *target_text(const char *s, size_t n) {
+        size_t off = utf8_invalid_offset(s, n);
+        if (off == n)
+                return xstrndup(s, n);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        while (n) {
+                (void) buf_append(&b, s, off);
+                if (off == n)
+                        break;
+                (void) buf_printf(&b, "%%%02X", (unsigned char) s[off]);
+                s += off + 1;
+                n -= off + 1;
+                off = utf8_invalid_offset(s, n);
+        }
+        return buf_steal(&b);
 }
 
 /* Text bodies travel as strings, anything else in base64 (isBase64Encoded). */
@@ -444,8 +472,8 @@ static void split_target(const char *target, char **ret_path, char **ret_query) 
         for (int slashes = 0; p < target + plen; p++)
                 if (*p == '/' && ++slashes == 4)
                         break;
-        *ret_path = p < target + plen ? xstrndup(p, plen - (size_t) (p - target)) : xstrdup("/");
-        *ret_query = xstrdup(q ? q + 1 : "");
+        *ret_path = p < target + plen ? target_text(p, plen - (size_t) (p - target)) : xstrdup("/");
+        *ret_query = q ? target_text(q + 1, strlen(q + 1)) : xstrdup("");
 }
 
 /* A bearer token of tenant that may run functions; 0, or the status. */

@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -330,6 +331,55 @@ def test_every_answer_of_a_function_url_is_sandboxed(d):
         st, h, _ = d.request("GET", path, token=token)
         csp = h.get("content-security-policy", "")
         assert csp.startswith("sandbox ") and "allow-same-origin" not in csp, (path, st, h)
+
+
+def raw_request(d, head):
+    """Sends head (bytes: the request line and headers, no body) as is
+    and returns (status, body bytes): http.client cannot put a byte that
+    is not ASCII in a request target."""
+    with socket.create_connection(("127.0.0.1", d.port), timeout=60) as s:
+        s.sendall(head + b"Connection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_header_and_query_values_that_are_not_utf8_reach_the_function(d):
+    """A header or query value holding a byte that is not UTF-8 was left
+    out of the event: the function saw no such header at all. The event is
+    JSON, as Lambda's: such a value arrives with each bad byte as U+FFFD;
+    rawQueryString keeps the query exactly as sent."""
+    c = d.conn()
+    try:
+        c.putrequest("GET", "/fn/alice/echo/q?q=caf%E9&ok=%C3%A9&q=x&bad%FF=1")
+        c.putheader("Authorization", "Bearer " + TOKENS["alice"])
+        c.putheader("X-Latin", b"caf\xe9 au lait")
+        c.putheader("X-Mixed", b"\xc3\xa9t\xe9")
+        c.putheader("X-Rep", b"a\xff")
+        c.putheader("X-Rep", b"b")
+        c.endheaders()
+        r = c.getresponse()
+        body = r.read()
+    finally:
+        c.close()
+    assert r.status == 200, body
+    ev = json.loads(body)["event"]
+    assert ev["headers"]["x-latin"] == "caf\ufffd au lait"
+    assert ev["headers"]["x-mixed"] == "\u00e9t\ufffd"
+    assert ev["headers"]["x-rep"] == "a\ufffd,b"
+    assert ev["queryStringParameters"] == {"q": "caf\ufffd,x", "ok": "\u00e9", "bad\ufffd": "1"}
+    assert ev["rawQueryString"] == "q=caf%E9&ok=%C3%A9&q=x&bad%FF=1"
+    # Bytes sent raw in the target: the event is still JSON; rawPath and
+    # rawQueryString hold them percent-encoded (what the client should
+    # have sent, and what decodes back to the same bytes).
+    auth = b"Authorization: Bearer " + TOKENS["alice"].encode() + b"\r\n"
+    st, body = raw_request(d, b"GET /fn/alice/echo/p\xe9?r=\xff%20\xc3\xa9 HTTP/1.1\r\nHost: x\r\n" + auth)
+    assert st == 200, body
+    ev = json.loads(body)["event"]
+    assert ev["rawPath"] == "/p%E9" and ev["rawQueryString"] == "r=%FF%20\u00e9", ev
+    assert ev["queryStringParameters"] == {"r": "\ufffd \u00e9"}
 
 
 def test_a_content_type_is_matched_without_regard_to_case(d):
