@@ -105,7 +105,8 @@ void renderer_event(const RunEvent *ev, void *userdata) {
         Renderer *r = userdata;
         switch (ev->type) {
         case RUN_EVENT_OUTPUT:
-                render_output(r, ev);
+                if (!r->no_output)
+                        render_output(r, ev);
                 break;
         case RUN_EVENT_WARNING:
                 cli_warning("%s", ev->message);

@@ -88,6 +88,8 @@ static int check_suspects(Backend *b, RunRequest *q) {
         v.validate_only = true;
         Renderer quiet;
         renderer_init(&quiet, false);
+        /* The parser's warnings are the run's to print, once. */
+        quiet.no_output = true;
         json_t *run = NULL;
         int r = b->ops->run(b, &v, &quiet, &run);
         renderer_done(&quiet);

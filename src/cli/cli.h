@@ -86,6 +86,7 @@ typedef struct Renderer {
         bool status_line; /* a progress line is on stderr and must be erased */
         FILE *out;        /* where the function's stdout goes (stderr with --json) */
         Buf partial[3];   /* partial lines per stream (TTY decoration is per line) */
+        bool no_output;   /* drop the run's output (a validation asked only for its verdict) */
 } Renderer;
 
 void renderer_init(Renderer *r, bool json_output);

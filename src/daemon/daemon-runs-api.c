@@ -898,9 +898,14 @@ json_t *daemon_validation_json(const RunResult *res) {
         json_t *error = ok ? json_null()
                            : json_pack("{s:s?, s:s?, s:s?}", "type", res->error_type, "message", res->error_message,
                                        "traceback", res->traceback);
-        return json_pack("{s:b, s:i, s:s, s:s?, s:o, s:o}", "valid", ok, "exit_code", res->exit_code, "status",
-                         run_status_to_string(res->status), "function", res->function, "parameters",
-                         daemon_json_or_null(res->params_json), "error", error ?: json_null());
+        json_t *j = json_pack("{s:b, s:i, s:s, s:s?, s:o, s:o}", "valid", ok, "exit_code", res->exit_code, "status",
+                              run_status_to_string(res->status), "function", res->function, "parameters",
+                              daemon_json_or_null(res->params_json), "error", error ?: json_null());
+        /* The parser's warnings: the caller's to see (the CLI prints them
+         * as an embedded validation does), not the daemon's log. */
+        if (j && res->warnings)
+                json_object_set_new(j, "warnings", json_string(res->warnings));
+        return j;
 }
 
 struct MHD_Response *daemon_api_validate(const DaemonCall *call, unsigned *ret_status) {

@@ -469,6 +469,25 @@ static int validate_in_worker(RunCtx *c, char **ret_reply) {
         return r;
 }
 
+/* The warnings CPython gave while the file was validated (runner.py
+ * _warnings_text()): written on the run's stderr, as Python writes them
+ * when it compiles a file, so that the CLI prints the same bytes embedded
+ * and through a daemon (whose validating worker's stderr is its own log),
+ * and the run's log keeps them. A cached reply brings them again: every
+ * run of the file shows them, as every embedded run does. */
+static void validation_warnings(RunCtx *c, json_t *reply) {
+        json_t *w = json_object_get(reply, "warnings");
+        if (!json_is_string(w) || json_string_length(w) == 0)
+                return;
+        const char *text = json_string_value(w);
+        size_t len = json_string_length(w);
+        usec_t ts = now_realtime();
+        free(c->res->warnings);
+        c->res->warnings = xmemdupz(text, len);
+        log_output(c, 2, text, len, ts);
+        emit(c, (RunEvent){ .type = RUN_EVENT_OUTPUT, .stream = 2, .data = text, .len = len, .timestamp = ts });
+}
+
 static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         emit_phase(c, "validate");
         usec_t t0 = now_monotonic();
@@ -491,6 +510,7 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         /* The memo's reply is shared: only read below (json_incref of its
          * requirements is atomic). */
         json_t *v = memoized ? TAKE_PTR(c->memo_reply) : hit ? hit : json_loads(reply, JSON_ALLOW_NUL, NULL);
+        validation_warnings(c, v);
         if (!json_is_true(json_object_get(v, "ok"))) {
                 json_t *e = json_object_get(v, "error");
                 _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");

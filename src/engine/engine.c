@@ -40,6 +40,7 @@ RunResult *run_result_free(RunResult *r) {
         free(r->error_type);
         free(r->error_message);
         free(r->traceback);
+        free(r->warnings);
         free(r->outputs_json);
         free(r->lock_json);
         free(r->timings_json);

@@ -194,6 +194,11 @@ typedef struct RunResult {
         char *error_type;     /* e.g. "ValueError", "SyntaxError", "TimeLimit" */
         char *error_message;  /* one-line message for the user */
         char *traceback;      /* user frames only, when the function raised */
+        /* What CPython's parser and compiler warned about the file while
+         * it was validated (SyntaxWarning …), as Python prints it, or NULL.
+         * The engine wrote it on the run's stderr (an output event and
+         * the run's log) too; validate-only callers show it from here. */
+        char *warnings;
         bool output_truncated;
         char *outputs_json;   /* {"NAME": VERSION}: datasets the run's /out became */
         /* The environment's lock the run ran in (pkg_lock_to_json() text;

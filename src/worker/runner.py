@@ -19,6 +19,7 @@ import os
 import sys
 import traceback
 import types
+import warnings
 
 MAX_FUNCTIONS_LISTED = 20
 TRUE_WORDS = {"true", "1", "yes", "y", "on"}
@@ -606,6 +607,42 @@ def _analyse(req):
     return tree, fn, reqs, args, kwargs
 
 
+# The most parser and compiler warnings a validation reply carries.
+_WARNINGS_MAX = 100
+
+
+def _warnings_text(caught, source, filename):
+    """The warnings CPython's parser and compiler gave for the file
+    (SyntaxWarning: '"is" with a literal', an invalid escape sequence),
+    recorded by validate() instead of written on the worker's stderr —
+    which is the CLI's own embedded, but the daemon's log on a server — as
+    Python writes them, with the line taken from the source sent (never
+    from a file of that name: CPython's linecache reads one from the
+    worker's directory, the user's with --sandbox=none). The engine writes
+    this text on the run's stderr: the same bytes on both paths."""
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out = []
+    for w in caught[:_WARNINGS_MAX]:
+        n = w.lineno or 0
+        line = lines[n - 1] if w.filename == filename and 0 < n <= len(lines) else ""
+        out.append(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, line))
+    if len(caught) > _WARNINGS_MAX:
+        out.append(f"{filename}: {len(caught) - _WARNINGS_MAX} more warnings not shown\n")
+    return "".join(out)
+
+
+class _QuietCompiler(warnings.catch_warnings):
+    """Parser and compiler warnings dropped: a run child or an instance
+    that parses or compiles the file again (validation reported them
+    already, _warnings_text) would print them a second time."""
+
+    def __enter__(self):
+        r = super().__enter__()
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return r
+
+
 def _error_reply(e, filename):
     err = {"type": e.kind, "message": e.message}
     if e.line is not None:
@@ -624,13 +661,21 @@ def validate(request_json):
     from what this answered (or raised) by how near it came."""
     req = json.loads(request_json)
     filename = req.get("filename") or "<input>"
+    with warnings.catch_warnings(record=True) as caught:
+        reply = _validate(req, filename)
+    if caught:
+        reply["warnings"] = _warnings_text(caught, _source(req), filename)
+    return json.dumps(reply)
+
+
+def _validate(req, filename):
     _validating[0] = True
     try:
         tree, fn, reqs, args, kwargs = _analyse(req)
     except ValidationError as e:
-        return json.dumps(_error_reply(e, filename))
+        return _error_reply(e, filename)
     except RecursionError:
-        return json.dumps(_error_reply(ValidationError(f"{filename} is nested too deeply to parse"), filename))
+        return _error_reply(ValidationError(f"{filename} is nested too deeply to parse"), filename)
     finally:
         _validating[0] = False
     params = [p.arg for p in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
@@ -648,7 +693,7 @@ def validate(request_json):
     compiled = _compiled(req, tree, fn, args, kwargs, filename)
     if compiled is not None:
         reply["compiled"] = compiled
-    return json.dumps(reply)
+    return reply
 
 
 # The largest code object and bound arguments (marshalled) a validation
@@ -668,12 +713,18 @@ def _compiled(req, tree, fn, args, kwargs, filename):
     none when compile() refuses what ast.parse accepted (the child then
     raises that SyntaxError as the run's error, as before) or a value does
     not marshal. The child loads what it gets and never compiles."""
+    try:
+        # Compiled in every case: the compiler's warnings are the
+        # validation's to report (validate()), whoever compiles to run.
+        code = compile(tree, filename, "exec")
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return None
     if req.get("context") is not None or _holds_pickle(req.get("args")) or _holds_pickle(req.get("kwargs")):
         return None
     try:
-        code = marshal.dumps(compile(tree, filename, "exec"))
+        code = marshal.dumps(code)
         bound = marshal.dumps((tuple(args), kwargs))
-    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+    except (ValueError, TypeError, RecursionError, MemoryError):
         return None
     if len(code) + len(bound) > _COMPILED_MAX:
         return None
@@ -1056,7 +1107,8 @@ def _run(req, filename, result_fd):
         # refused here as the validator would.
         _analysed[0] += 1
         try:
-            tree, fn, reqs, args, kwargs = _analyse(req)
+            with _QuietCompiler():
+                tree, fn, reqs, args, kwargs = _analyse(req)
         except ValidationError as e:
             _write_result(result_fd, _error_reply(e, filename))
             return
@@ -1064,7 +1116,8 @@ def _run(req, filename, result_fd):
     mod = _user_module(source, filename, req)
     if loaded is None:
         try:
-            code = compile(tree, filename, "exec")
+            with _QuietCompiler():
+                code = compile(tree, filename, "exec")
         except BaseException as e:
             # The file's error, found by the compiler after ast.parse
             # accepted it ('break' outside a loop): not the function's.
@@ -1419,7 +1472,8 @@ def serve_instance(request_json, sock_fd):
     sock = socket.socket(fileno=sock_fd)
     try:
         try:
-            tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
+            with _QuietCompiler():
+                tree, fn, _, _, _ = _analyse(dict(req, args=[], kwargs={}, context=None, _skip_bind=True))
         except ValidationError as e:
             _send_message(sock, {"type": "ready", "ok": False, "error": _error_reply(e, filename)["error"]})
             return None
@@ -1428,7 +1482,8 @@ def serve_instance(request_json, sock_fd):
         mod = _user_module(_source(req), filename, req)
         init_error, init_raised = None, True
         try:
-            code = compile(tree, filename, "exec")
+            with _QuietCompiler():
+                code = compile(tree, filename, "exec")
         except BaseException as e:  # the file's error (see _run)
             init_error, init_raised = e, False
         else:

@@ -224,6 +224,38 @@ def test_a_result_without_json_view_prints_its_repr_with_a_warning_on_both_paths
         assert "cannot be represented as JSON" in r.stderr
 
 
+# CPython's parser and compiler warn about these (SyntaxWarning; the
+# invalid escape is a SyntaxWarning from 3.12, a hidden DeprecationWarning
+# before) while the file is validated, before any of it runs.
+WARNS = 'import re\n\ndef f(x: int = 1):\n    pat = "\\d+"\n    return [x is 1, x is not ()]\n'
+
+
+def test_parser_warnings_print_the_same_bytes_on_both_paths(daemon, workdir):
+    """The validation's SyntaxWarnings reached the terminal embedded (the
+    validating worker's stderr is the CLI's) but only the daemon's log
+    through a server. The validation's answer carries them; the CLI prints
+    them on stderr with the run's stderr, the same bytes both ways, the
+    line taken from the file sent."""
+    (workdir / "warns.py").write_text(WARNS)
+    want = ('warns.py:5: SyntaxWarning: "is" with a literal. Did you mean "=="?\n'
+            '  return [x is 1, x is not ()]\n')
+    for args in (["run", "warns.py", *SB], ["run", "warns.py", "--json", *SB], ["validate", "warns.py"]):
+        out = {}
+        for server in (None, daemon.url):
+            r = run_cli(workdir, args, server=server)
+            assert r.returncode == 0, (server, r)
+            assert want in r.stderr, (server, args, r.stderr)
+            out[server] = (r.stdout, "".join(l for l in r.stderr.splitlines(True) if "--sandbox" not in l))
+        assert out[None] == out[daemon.url], args
+    # The daemon's log does not get them (it is the operator's, not the
+    # caller's); the run's own log keeps them, as its stderr.
+    assert "SyntaxWarning" not in daemon.log.read_text()
+    r = run_cli(workdir, ["ps", "--json", "-n", "1"], server=daemon.url)
+    rid = json.loads(r.stdout)[0]["id"]
+    logs = run_cli(workdir, ["logs", rid], server=daemon.url)
+    assert want in logs.stdout + logs.stderr, logs
+
+
 def test_mistyped_runner_option_suggests_the_option(workdir):
     r = run_cli(workdir, ["run", "f.py", "--jsn"])
     assert r.returncode == 2 and "did you mean --json" in r.stderr
