@@ -9,6 +9,7 @@
 #include "shared.h"
 #include "cli-backend.h"
 #include "data.h"
+#include "pkg.h"
 #include "store.h"
 
 /* Index settings: the flags, else the environment (the package manager
@@ -298,6 +299,8 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 .limits = a->limits,
                 .sandbox = a->sandbox,
                 .validate_only = q->validate_only,
+                .resolve_only = q->lock_only,
+                .skip_argument_check = q->lock_only,
                 .no_cache = a->no_cache,
                 .no_record = q->validate_only,
                 .store_output = out.catalog ? data_store_output : NULL,
@@ -320,6 +323,11 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 return r;
         }
         *ret = result_json(res);
+        if (q->lock_only) {
+                /* As POST /v1/validate {"lock": true} answers it. */
+                _cleanup_free_ char *lock = pkg_url_redact(res->lock_json);
+                json_object_set_new(*ret, "lock", lock ? json_parse_or_string(lock) : json_null());
+        }
         run_result_free(res);
         return 0;
 }

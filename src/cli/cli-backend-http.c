@@ -229,6 +229,11 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         }
         if (q->validate_only) {
                 json_object_del(req, "limits");
+                if (q->lock_only) {
+                        json_object_set_new(req, "lock", json_true());
+                        if (a->no_cache)
+                                json_object_set_new(req, "no_cache", json_true());
+                }
                 r = http_json(&b->http, "POST", "/v1/validate", req, &ans, &err);
                 json_decref(req);
                 if (r < 0)

@@ -77,6 +77,10 @@ typedef struct RunRequest {
         json_t *payload;           /* invoke: a Lambda-style event (the one argument) */
         const char *prev_result;   /* chain: JSON text of the first positional argument */
         bool validate_only;
+        /* `lock` (with validate_only): resolve the requirements and install
+         * nothing, arguments unchecked; *ret gains "lock", the lock's JSON
+         * with an index URL's credentials hidden (null: no requirements) */
+        bool lock_only;
 } RunRequest;
 
 /* A pipeline to run (docs/dag.md). */

@@ -1,20 +1,9 @@
-/* Package verbs: `lock` (print a file's resolved lock), `env ls` and
- * `env prune` (environments in the data dir). */
+/* Package verbs: `env ls`, `env prepare` and `env prune` (environments in
+ * the data dir). `lock` is a run-family verb (cli-runs.c). */
 #include <time.h>
 
 #include "cli.h"
 #include "pkg.h"
-
-static const char lock_help[] =
-        "Usage: pysprinter lock FILE[::FUNC] [--json] [--no-cache] [--index-url URL] [--find-links DIR]…\n"
-        "\n"
-        "Resolve FILE's @requirements and print the lock: every package with its\n"
-        "version, wheel, URL and sha256. The lock is cached; the same requirements\n"
-        "against the same index answer from the cache. The environment is also\n"
-        "installed into the store, so a following `run` starts at once.\n"
-        "\n"
-        "  --json      print the lock as JSON (for machines)\n"
-        "  --no-cache  resolve against the index again, not from the cached lock\n";
 
 static const char env_help[] =
         "Usage: pysprinter env ls [--json]\n"
@@ -29,20 +18,6 @@ static const char env_help[] =
         "       SIZE (default 0: every environment no running process uses), then\n"
         "       every store dir no remaining environment references\n";
 
-typedef struct LockCapture {
-        Renderer *rd;
-        char *lock_json;
-} LockCapture;
-
-static void lock_event(const RunEvent *ev, void *userdata) {
-        LockCapture *lc = userdata;
-        if (ev->type == RUN_EVENT_PROGRESS && ev->data && ev->phase && streq(ev->phase, "resolve")) {
-                free(lc->lock_json);
-                lc->lock_json = xstrndup(ev->data, ev->len);
-        }
-        renderer_event(ev, lc->rd);
-}
-
 /* These verbs have no server form yet: they act on this machine's package
  * store and index settings. Said aloud with a server configured, where
  * every other verb acts on the server. */
@@ -52,94 +27,6 @@ static void note_local(const char *verb) {
                 cli_warning("%s acts on this machine's package store and index, not on the server (it has no "
                             "server form yet)",
                             verb);
-}
-
-int verb_lock(int argc, char **argv) {
-        RunArgs a;
-        _cleanup_free_ char *err = NULL;
-        if (cli_parse_run_args(argc, argv, &a, &err) < 0) {
-                fprintf(stderr, "pysprinter: %s\nTry 'pysprinter lock --help'.\n", err);
-                return EXIT_USAGE;
-        }
-        if (a.help) {
-                fputs(lock_help, stdout);
-                run_args_done(&a);
-                return 0;
-        }
-        _cleanup_free_ char *source = NULL;
-        size_t len = 0;
-        int r = cli_read_source(a.file, &source, &len);
-        if (r < 0) {
-                run_args_done(&a);
-                return EXIT_USAGE;
-        }
-        a.json_output = a.json_output || cli_globals.json;
-        note_local("lock");
-        Engine *e = NULL;
-        r = cli_engine_open(&a, &e);
-        if (r) {
-                run_args_done(&a);
-                return r;
-        }
-        RunSpec spec = {
-                .source = source,
-                .source_len = len,
-                .filename = a.file,
-                .function = a.function,
-                .args_json = a.args_json,
-                .kwargs_json = a.kwargs_json,
-                .sandbox = a.sandbox,
-                .validate_only = true,
-                .resolve_only = true, /* a lock installs nothing */
-                .no_cache = a.no_cache,
-                /* A lock is the requirements' business: no arguments. */
-                .skip_argument_check = true,
-                .no_record = true,
-        };
-        Renderer rd;
-        renderer_init(&rd, a.json_output);
-        LockCapture lc = { .rd = &rd };
-        RunResult *res = NULL;
-        r = engine_run(e, &spec, lock_event, &lc, &res);
-        renderer_done(&rd);
-        int code = 0;
-        if (r < 0) {
-                fprintf(stderr, "pysprinter: %s\n", strerror(-r));
-                code = EXIT_INTERNAL;
-        } else if (res->status != RUN_SUCCEEDED) {
-                fprintf(stderr, "%s\n", res->error_message ?: run_status_to_string(res->status));
-                code = res->exit_code;
-        }
-        else if (!lc.lock_json) {
-                /* No requirements: the empty lock. */
-                if (a.json_output)
-                        puts("{\"version\":1,\"requirements\":[],\"packages\":[]}");
-                else
-                        printf("%s: no requirements\n", a.target);
-        } else if (a.json_output)
-                puts(lc.lock_json);
-        else {
-                PkgLock *l = NULL;
-                _cleanup_free_ char *perr = NULL;
-                if (pkg_lock_from_json(lc.lock_json, &l, &perr) < 0) {
-                        fprintf(stderr, "pysprinter: %s\n", perr);
-                        code = EXIT_INTERNAL;
-                } else {
-                        printf("# %s: ", a.target);
-                        for (char **q = l->requirements; q && *q; q++)
-                                printf("%s%s", q == l->requirements ? "" : ", ", *q);
-                        printf("\n");
-                        for (size_t i = 0; i < l->n_entries; i++)
-                                printf("%-24s %-14s %s\n    sha256:%s\n", l->entries[i].name, l->entries[i].version,
-                                       l->entries[i].filename, l->entries[i].sha256);
-                        pkg_lock_free(l);
-                }
-        }
-        free(lc.lock_json);
-        run_result_free(res);
-        engine_free(e);
-        run_args_done(&a);
-        return code;
 }
 
 static int env_ls(int argc, char **argv) {

@@ -54,6 +54,19 @@ static const char validate_help[] =
         "against its signature. Takes the same arguments as `run`. Exit 0 when\n"
         "valid, 3 when not, 4 when a requirement cannot be resolved.\n";
 
+static const char lock_help[] =
+        "Usage: pysprinter lock FILE[::FUNC] [--json] [--no-cache] [--index-url URL] [--find-links DIR]…\n"
+        "\n"
+        "Resolve FILE's @requirements and print the lock: every package with its\n"
+        "version, wheel and sha256 (--json: also its URL, an index's credentials\n"
+        "hidden). Installs nothing, and downloads no wheel when the index serves\n"
+        "PEP 658 metadata. The lock is cached: the same requirements against the\n"
+        "same index answer from the cache. With a server, it is resolved there,\n"
+        "against the server's index.\n"
+        "\n"
+        "  --json      print the lock as JSON (for machines)\n"
+        "  --no-cache  resolve against the index again, not from the cached lock\n";
+
 static const char invoke_help[] =
         "Usage: pysprinter invoke NAME[::VERSION] [--payload JSON | --payload-file FILE | -]\n"
         "       pysprinter invoke NAME[::VERSION] [-a V]… [--NAME V]… [--json]\n"
@@ -82,7 +95,7 @@ static bool help_asked(int argc, char **argv) {
  * keyword argument 'NAME'"): any other message quoting it ("argument
  * 'timout': …", a positional value 'n') is the run's own error, exit 3. */
 static int check_suspects(Backend *b, RunRequest *q) {
-        if (!q->a->suspects)
+        if (!q->a->suspects || q->lock_only) /* a lock checks no arguments */
                 return 0;
         RunRequest v = *q;
         v.validate_only = true;
@@ -141,6 +154,32 @@ static int check_utf8(const char *file, const char *source, size_t len) {
         return code;
 }
 
+/* The lock `pysprinter lock` prints: its JSON as the engine wrote it, or
+ * one line of requirements and two lines per package. */
+static void print_lock(const char *target, json_t *lock, bool json) {
+        json_t *pk = json_object_get(lock, "packages");
+        if (json) {
+                _cleanup_free_ char *text = json_is_object(lock) ? json_dumps(lock, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                                                                 : NULL;
+                puts(text ?: "{\"version\":1,\"requirements\":[],\"packages\":[]}");
+                return;
+        }
+        if (json_array_size(pk) == 0) {
+                printf("%s: no requirements\n", target);
+                return;
+        }
+        size_t i;
+        json_t *v;
+        printf("# %s: ", target);
+        json_array_foreach(json_object_get(lock, "requirements"), i, v)
+                printf("%s%s", i ? ", " : "", json_string_value(v) ?: "");
+        printf("\n");
+        json_array_foreach(pk, i, v)
+                printf("%-24s %-14s %s\n    sha256:%s\n", json_get_string(v, "name") ?: "",
+                       json_get_string(v, "version") ?: "", json_get_string(v, "filename") ?: "",
+                       json_get_string(v, "sha256") ?: "");
+}
+
 /* Runs (or validates, or invokes) q on b and renders it. */
 static int run_and_render(Backend *b, RunRequest *q) {
         const RunArgs *a = q->a;
@@ -174,7 +213,10 @@ static int run_and_render(Backend *b, RunRequest *q) {
                 fflush(out);
         renderer_done(&rd);
         const char *status = json_string_value(json_object_get(run, "status")) ?: "";
-        if (q->validate_only && streq(status, "succeeded")) {
+        if (q->lock_only && streq(status, "succeeded")) {
+                print_lock(a->target, json_object_get(run, "lock"), a->json_output);
+                code = 0;
+        } else if (q->validate_only && streq(status, "succeeded")) {
                 if (!a->quiet && !cli_globals.quiet)
                         printf("%s: ok (%s)\n", a->target,
                                json_string_value(json_object_get(run, "function")) ?: "?");
@@ -194,10 +236,20 @@ static int parse_or_fail(const char *verb, int argc, char **argv, RunArgs *a) {
         return 0;
 }
 
-static int run_or_validate(int argc, char **argv, bool validate_only) {
-        const char *verb = validate_only ? "validate" : "run";
+typedef enum RunVerb {
+        VERB_RUN,
+        VERB_VALIDATE,
+        VERB_LOCK
+} RunVerb;
+
+/* run, validate and lock: one file, its arguments, one backend. */
+static int run_or_validate(int argc, char **argv, RunVerb kind) {
+        static const char *const verbs[] = { "run", "validate", "lock" };
+        static const char *const helps[] = { run_help, validate_help, lock_help };
+        const char *verb = verbs[kind];
+        bool validate_only = kind != VERB_RUN;
         if (help_asked(argc, argv)) {
-                fputs(validate_only ? validate_help : run_help, stdout);
+                fputs(helps[kind], stdout);
                 return 0;
         }
         RunArgs a;
@@ -214,9 +266,16 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
         if (!code && b->remote)
                 code = check_utf8(a.file, source, len);
         if (!code) {
-                backend_note_options(b, &a, a.sandbox, "this code runs");
-                RunRequest q = { .a = &a, .source = source, .source_len = len, .filename = a.file,
-                                 .validate_only = validate_only };
+                /* A lock runs no code of the file: no note about its
+                 * sandbox, only about what a server ignores. */
+                if (kind != VERB_LOCK || b->remote)
+                        backend_note_options(b, &a, a.sandbox, "this code runs");
+                RunRequest q = { .a = &a,
+                                 .source = source,
+                                 .source_len = len,
+                                 .filename = a.file,
+                                 .validate_only = validate_only,
+                                 .lock_only = kind == VERB_LOCK };
                 code = run_and_render(b, &q);
         }
         backend_free(b);
@@ -225,11 +284,15 @@ static int run_or_validate(int argc, char **argv, bool validate_only) {
 }
 
 int verb_run(int argc, char **argv) {
-        return run_or_validate(argc, argv, false);
+        return run_or_validate(argc, argv, VERB_RUN);
 }
 
 int verb_validate(int argc, char **argv) {
-        return run_or_validate(argc, argv, true);
+        return run_or_validate(argc, argv, VERB_VALIDATE);
+}
+
+int verb_lock(int argc, char **argv) {
+        return run_or_validate(argc, argv, VERB_LOCK);
 }
 
 int cli_read_source(const char *file, char **ret, size_t *ret_len) {

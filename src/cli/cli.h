@@ -153,7 +153,7 @@ int verb_chain(int argc, char **argv);
 int verb_map(int argc, char **argv);  /* cli-map.c */
 int verb_data(int argc, char **argv);
 int verb_secret(int argc, char **argv);
-int verb_lock(int argc, char **argv); /* cli-pkg.c */
+int verb_lock(int argc, char **argv); /* cli-runs.c */
 int verb_env(int argc, char **argv);  /* cli-pkg.c */
 int verb_gc(int argc, char **argv);   /* cli-gc.c */
 int verb_schedule(int argc, char **argv); /* cli-schedule.c */

@@ -380,9 +380,9 @@ static const Field run_fields[] = {
         { "output_data", F_STRING, false }, { "no_cache", F_BOOL, false },
 };
 static const Field validate_fields[] = {
-        { "source", F_STRING, true },     { "filename", F_STRING, false }, { "function", F_STRING, false },
-        { "args", F_ARRAY, false },       { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
-        { "raw_kwargs", F_OBJECT, false },
+        { "source", F_STRING, true },      { "filename", F_STRING, false }, { "function", F_STRING, false },
+        { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
+        { "raw_kwargs", F_OBJECT, false }, { "lock", F_BOOL, false },       { "no_cache", F_BOOL, false },
 };
 static const Field deploy_fields[] = {
         { "name", F_STRING, true },         { "source", F_STRING, true },     { "filename", F_STRING, false },
@@ -708,6 +708,7 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
                 req.output_data = xstrdup(od);
         }
         req.no_cache = json_is_true(json_object_get(j, "no_cache"));
+        req.lock_only = json_is_true(json_object_get(j, "lock"));
         json_t *retries = json_object_get(j, "retries");
         if (retries) {
                 if (json_integer_value(retries) < 0 || json_integer_value(retries) > RUN_MAX_RETRIES) {

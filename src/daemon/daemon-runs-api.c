@@ -8,6 +8,7 @@
 
 #include "cluster.h"
 #include "daemon.h"
+#include "pkg.h"
 
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status) {
         _cleanup_free_ char *err = NULL;
@@ -887,7 +888,10 @@ int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool c
                 .limits = req->limits,
                 .sandbox = d->cfg.sandbox,
                 .validate_only = true,
-                .skip_argument_check = !check_arguments,
+                /* `pysprinter lock`: the requirements' business only */
+                .resolve_only = req->lock_only,
+                .no_cache = req->no_cache,
+                .skip_argument_check = !check_arguments || req->lock_only,
                 .no_record = true,
         };
         return engine_run(d->engine, &spec, on_validation_event, &vctx, ret);
@@ -917,10 +921,17 @@ struct MHD_Response *daemon_api_validate(const DaemonCall *call, unsigned *ret_s
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         k = daemon_validate(call->d, call->tenant, &req, true, &res);
+        bool lock = req.lock_only;
         run_request_done(&req);
         if (k < 0)
                 return daemon_call_errno(call, k, "validation", ret_status);
         json_t *j = daemon_validation_json(res);
+        if (j && lock) {
+                /* The lock as `pysprinter lock` prints it embedded: an
+                 * index URL's credentials hidden (pkg_url_redact). */
+                _cleanup_free_ char *text = pkg_url_redact(res->lock_json);
+                json_object_set_new(j, "lock", daemon_json_or_null(text));
+        }
         run_result_free(res);
         return daemon_call_json(call, 200, j, ret_status);
 }

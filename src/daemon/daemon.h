@@ -222,7 +222,8 @@ typedef struct RunRequest {
         char *description;
         char **data;            /* "NAME[@VERSION]" datasets to mount at /data/NAME, or NULL */
         char *output_data;      /* run: output_dir() becomes this dataset (docs/data.md "Outputs") */
-        bool no_cache;          /* run: resolve against the index again (RunSpec.no_cache) */
+        bool no_cache;          /* run, validate: resolve against the index again (RunSpec.no_cache) */
+        bool lock_only;         /* validate: "lock": resolve, install nothing, answer the lock */
         /* run and deploy: secret names (opened in the caller's tenant when
          * the run starts) and plain "KEY=VALUE" variables (docs/secrets.md) */
         char **secrets;

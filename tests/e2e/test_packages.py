@@ -310,6 +310,38 @@ def test_first_index_with_the_project_wins(cli, tmp_path, tiny_index):
         other.stop()
 
 
+def test_lock_with_a_server_resolves_there_and_prints_what_embedded_prints(cli, tiny_index, tmp_path):
+    """`lock --server` resolved against this machine's index with a warning;
+    it now asks the server (POST /v1/validate {"lock": true}), which
+    resolves against its own index, and prints the same bytes as embedded.
+    An index URL's password is hidden in the lock on both paths."""
+    from daemonlib import Daemon
+    url = tiny_index.url.replace("http://", "http://tok:s3cret@")
+    d = Daemon(tmp_path / "d", args=["--no-auth"], config_extra=f"index:\n  url: {url}\n")
+    d.start()
+    try:
+        f = reqfile(cli, {"app": "", "lib": ">=1"})
+        for extra in ([], ["--json"], ["--json", "--no-cache"]):
+            local = cli("lock", "--index-url", url, *extra, f, check=0)
+            before = len(tiny_index.requests)
+            remote = cli("lock", *extra, f, env={"PYSPRINTER_SERVER": d.url}, check=0)
+            assert (remote.stdout, remote.stderr) == (local.stdout, local.stderr), (local, remote)
+            if "--no-cache" in extra:  # the server asked the index itself
+                assert len(tiny_index.requests) > before
+        lk = json.loads(local.stdout)
+        assert {p["name"] for p in lk["packages"]} >= {"app", "lib"}
+        assert "s3cret" not in local.stdout and all("tok:****@" in p["url"] for p in lk["packages"]), lk
+        # What the server ignores is said; a requirement it cannot resolve is exit 4 on both paths.
+        r = cli("lock", "--index-url", url, f, env={"PYSPRINTER_SERVER": d.url}, check=0)
+        assert "--index-url is the server's setting" in r.stderr, r.stderr
+        bad = reqfile(cli, {"nosuchpkg": ""})
+        local = cli("lock", "--index-url", url, bad, check=4)
+        remote = cli("lock", bad, env={"PYSPRINTER_SERVER": d.url}, check=4)
+        assert remote.stderr == local.stderr and "nosuchpkg" in local.stderr, (local.stderr, remote.stderr)
+    finally:
+        d.stop()
+
+
 def test_pip_index_url_from_environment(cli, tiny_index):
     f = reqfile(cli, {"lib": "<1"})
     p = cli("lock", NOSANDBOX, "--json", f, env={"PIP_INDEX_URL": tiny_index.url}, check=0)
