@@ -63,10 +63,18 @@ static char *env_key(PkgRequirement *const *reqs, size_t n, const char *tags_fp,
                 buf_printf(&b, "req %s\n", v[i]);
         strv_free(v);
         _cleanup_free_ char *ifp = pkg_index_config_fingerprint(cfg);
-        buf_printf(&b, "%s\ntags %s\n", ifp, tags_fp);
-        char *h = sha256_hex_dup(b.data, b.len);
+        buf_printf(&b, "%s\ntags ", ifp);
+        /* The digest of b, the tags' text (~30 KB) and "\n", hashed in
+         * place rather than copied into b first. */
+        Sha256Small h;
+        sha256_small_init(&h);
+        sha256_small_update(&h, b.data, b.len);
+        sha256_small_update(&h, tags_fp, strlen(tags_fp));
+        sha256_small_update(&h, "\n", 1);
         buf_free(&b);
-        return h;
+        char *key = xmalloc(SHA256_HEX_SIZE);
+        sha256_small_final_hex(&h, key);
+        return key;
 }
 
 static bool dirs_present(char **dirs) {
@@ -112,31 +120,38 @@ static int write_record(const char *path, const char *key, const char *python, c
 /* The fingerprint of an interpreter version's wheel tags, for the env key.
  * The tags depend only on the version and this machine, and computing
  * them (hundreds of strings) and their SHA-256 was most of an env check's
- * CPU: the key is computed on every ad-hoc run (issue 15). One entry per
- * process: a daemon serves one interpreter. */
-static pthread_mutex_t tags_fp_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *tags_fp_mm, *tags_fp;
+ * CPU: the key is computed on every ad-hoc run (issue 15). Kept per
+ * version for the process's life, never freed (a daemon serves one
+ * interpreter), so callers read it without a copy of its ~30 KB. */
+typedef struct TagsFp {
+        struct TagsFp *next;
+        char *mm;
+        char *fp;
+} TagsFp;
 
-static int tags_fingerprint(const char *mm, char **ret, char **ret_error) {
+static pthread_mutex_t tags_fp_lock = PTHREAD_MUTEX_INITIALIZER;
+static TagsFp *tags_fps;
+
+static int tags_fingerprint(const char *mm, const char **ret, char **ret_error) {
         pthread_mutex_lock(&tags_fp_lock);
-        if (tags_fp_mm && streq(tags_fp_mm, mm)) {
-                *ret = xstrdup(tags_fp);
-                pthread_mutex_unlock(&tags_fp_lock);
-                return 0;
-        }
+        for (TagsFp *t = tags_fps; t; t = t->next)
+                if (streq(t->mm, mm)) {
+                        *ret = t->fp;
+                        pthread_mutex_unlock(&tags_fp_lock);
+                        return 0;
+                }
         pthread_mutex_unlock(&tags_fp_lock);
-        _cleanup_(pkg_tags_freep) PkgTags *tags = NULL;
-        int r = pkg_tags_for_interpreter(mm, &tags);
+        char *fp = NULL;
+        int r = pkg_tags_fingerprint_for_interpreter(mm, &fp);
         if (r < 0) {
                 *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
                 return r;
         }
-        char *fp = pkg_tags_fingerprint(tags);
+        TagsFp *n = xmalloc(sizeof(*n));
+        *n = (TagsFp){ .mm = xstrdup(mm), .fp = fp };
         pthread_mutex_lock(&tags_fp_lock);
-        free(tags_fp_mm);
-        free(tags_fp);
-        tags_fp_mm = xstrdup(mm);
-        tags_fp = xstrdup(fp);
+        n->next = tags_fps;
+        tags_fps = n;
         pthread_mutex_unlock(&tags_fp_lock);
         *ret = fp;
         return 0;
@@ -185,7 +200,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         const char *python = o->python_full_version ? o->python_full_version : PKG_DEFAULT_PYTHON;
         _cleanup_free_ char *mm = major_minor(python);
         _cleanup_(pkg_tags_freep) PkgTags *tags = NULL;
-        _cleanup_free_ char *tfp = NULL;
+        const char *tfp = NULL;
         int r = tags_fingerprint(mm, &tfp, ret_error);
         if (r < 0)
                 return r;

@@ -10,6 +10,7 @@
  * manylinux2014 (2_17), manylinux2010 (2_12) and manylinux1 (2_5) right
  * after their equivalent, then musllinux_1_Y_<arch> when the libc is musl,
  * then linux_<arch>. The cross-check test compares this with packaging. */
+#include <assert.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/utsname.h>
@@ -175,9 +176,14 @@ static char **platform_tags(const char *arch) {
         return plats;
 }
 
-int pkg_tags_for_interpreter(const char *python_version, PkgTags **ret_tags) {
-        _cleanup_(pkg_tags_freep) PkgTags *t = NULL;
-        _cleanup_strv_free_ char **plats = NULL;
+/* Calls emit(userdata, interpreter, abi, platform) for each tag of the
+ * interpreter, best first: the one generator behind both the tag set and
+ * its fingerprint, so the two cannot disagree on order or spelling. */
+typedef void (*TagEmit)(void *userdata, const char *interp, const char *abi, const char *plat);
+
+/* The interpreter's minor version and this machine's platform tags, best
+ * first. */
+static int tags_platforms(const char *python_version, int *ret_minor, char ***ret_plats) {
         _cleanup_free_ char *arch = NULL;
         struct utsname u;
         int major, minor, consumed = 0;
@@ -199,40 +205,111 @@ int pkg_tags_for_interpreter(const char *python_version, PkgTags **ret_tags) {
                 else if (*c >= 'A' && *c <= 'Z')
                         *c = (char) (*c - 'A' + 'a');
 
-        plats = platform_tags(arch);
-        t = xcalloc(1, sizeof(*t));
+        *ret_plats = platform_tags(arch);
+        *ret_minor = minor;
+        return 0;
+}
+
+static void tags_generate(int minor, char *const *plats, TagEmit emit, void *userdata) {
+        char interp[16], older[16];
+
+        snprintf(interp, sizeof(interp), "cp3%d", minor);
 
         /* 1. cp3X-cp3X-plat, cp3X-abi3-plat, cp3X-none-plat */
-        for (char **p = plats; *p; p++)
-                tags_add(t, xasprintf("cp3%d-cp3%d-%s", minor, minor, *p));
-        for (char **p = plats; *p; p++)
-                tags_add(t, xasprintf("cp3%d-abi3-%s", minor, *p));
-        for (char **p = plats; *p; p++)
-                tags_add(t, xasprintf("cp3%d-none-%s", minor, *p));
+        for (char *const *p = plats; *p; p++)
+                emit(userdata, interp, interp, *p);
+        for (char *const *p = plats; *p; p++)
+                emit(userdata, interp, "abi3", *p);
+        for (char *const *p = plats; *p; p++)
+                emit(userdata, interp, "none", *p);
         /* 2. older stable-ABI interpreters: cp3(X-1)..cp32-abi3-plat */
-        for (int m = minor - 1; m >= 2; m--)
-                for (char **p = plats; *p; p++)
-                        tags_add(t, xasprintf("cp3%d-abi3-%s", m, *p));
+        for (int m = minor - 1; m >= 2; m--) {
+                snprintf(older, sizeof(older), "cp3%d", m);
+                for (char *const *p = plats; *p; p++)
+                        emit(userdata, older, "abi3", *p);
+        }
         /* 3. pure-Python tags for this platform: py3X, py3, py3(X-1)..py30 */
         for (int step = -2; step < minor; step++) {
                 /* step -2: py3X, -1: py3, then py3(X-1)..py30 */
-                _cleanup_free_ char *py = step == -2 ? xasprintf("py3%d", minor)
-                                        : step == -1 ? xstrdup("py3")
-                                                     : xasprintf("py3%d", minor - 1 - step);
-                for (char **p = plats; *p; p++)
-                        tags_add(t, xasprintf("%s-none-%s", py, *p));
+                if (step == -1)
+                        snprintf(older, sizeof(older), "py3");
+                else
+                        snprintf(older, sizeof(older), "py3%d", step == -2 ? minor : minor - 1 - step);
+                for (char *const *p = plats; *p; p++)
+                        emit(userdata, older, "none", *p);
         }
         /* 4. any platform */
-        tags_add(t, xasprintf("cp3%d-none-any", minor));
+        emit(userdata, interp, "none", "any");
         for (int step = -2; step < minor; step++) {
-                _cleanup_free_ char *py = step == -2 ? xasprintf("py3%d", minor)
-                                        : step == -1 ? xstrdup("py3")
-                                                     : xasprintf("py3%d", minor - 1 - step);
-                tags_add(t, xasprintf("%s-none-any", py));
+                if (step == -1)
+                        snprintf(older, sizeof(older), "py3");
+                else
+                        snprintf(older, sizeof(older), "py3%d", step == -2 ? minor : minor - 1 - step);
+                emit(userdata, older, "none", "any");
         }
+}
 
+static void emit_tag(void *userdata, const char *interp, const char *abi, const char *plat) {
+        size_t a = strlen(interp), b = strlen(abi), c = strlen(plat);
+        char *tag = xmalloc(a + b + c + 3);
+        memcpy(tag, interp, a);
+        tag[a] = '-';
+        memcpy(tag + a + 1, abi, b);
+        tag[a + 1 + b] = '-';
+        memcpy(tag + a + b + 2, plat, c + 1);
+        tags_add(userdata, tag);
+}
+
+int pkg_tags_for_interpreter(const char *python_version, PkgTags **ret_tags) {
+        _cleanup_strv_free_ char **plats = NULL;
+        int minor;
+        int r = tags_platforms(python_version, &minor, &plats);
+        if (r < 0)
+                return r;
+        _cleanup_(pkg_tags_freep) PkgTags *t = xcalloc(1, sizeof(*t));
+        tags_generate(minor, plats, emit_tag, t);
         tags_index(t);
         *ret_tags = TAKE_PTR(t);
+        return 0;
+}
+
+/* The fingerprint's text, measured in a first pass (out == NULL) and
+ * written into an exact allocation in the second. */
+typedef struct FingerprintSink {
+        char *out;
+        size_t len;
+} FingerprintSink;
+
+static void emit_fingerprint(void *userdata, const char *interp, const char *abi, const char *plat) {
+        FingerprintSink *s = userdata;
+        size_t a = strlen(interp), b = strlen(abi), c = strlen(plat);
+        if (s->out) {
+                char *o = s->out + s->len;
+                if (s->len > 0)
+                        *o++ = '\n';
+                memcpy(o, interp, a);
+                o[a] = '-';
+                memcpy(o + a + 1, abi, b);
+                o[a + 1 + b] = '-';
+                memcpy(o + a + b + 2, plat, c);
+        }
+        s->len += (s->len > 0) + a + b + c + 2;
+}
+
+int pkg_tags_fingerprint_for_interpreter(const char *python_version, char **ret) {
+        _cleanup_strv_free_ char **plats = NULL;
+        int minor;
+        int r = tags_platforms(python_version, &minor, &plats);
+        if (r < 0)
+                return r;
+        FingerprintSink s = {};
+        tags_generate(minor, plats, emit_fingerprint, &s);
+        size_t n = s.len;
+        s = (FingerprintSink){ .out = xmalloc(n + 1) };
+        tags_generate(minor, plats, emit_fingerprint, &s);
+        assert(s.len == n);
+        s.out[n] = 0;
+        *ret = s.out;
         return 0;
 }
 

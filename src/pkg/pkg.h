@@ -96,6 +96,11 @@ PkgTags *pkg_tags_free(PkgTags *t);
 int pkg_tags_wheel_priority(const PkgTags *t, const char *wheel_filename);
 /* Stable text form of the tag list (for cache keys). Caller frees. */
 char *pkg_tags_fingerprint(const PkgTags *t);
+/* pkg_tags_fingerprint() of pkg_tags_for_interpreter(python_version)'s
+ * tags, byte for byte, written straight into one allocation (the env key
+ * of every run hashes it; building the tag set first was most of a seen
+ * set's ready-env time). */
+int pkg_tags_fingerprint_for_interpreter(const char *python_version, char **ret);
 
 /* Parse a wheel filename (PEP 427): name-ver(-build)?-pytag-abitag-plat.whl */
 typedef struct PkgWheelName {

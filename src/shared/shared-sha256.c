@@ -51,30 +51,66 @@ static void sha256_block(uint32_t h[8], const uint8_t *p) {
         h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
 
-static void builtin_digest(const void *data, size_t n, uint8_t out[static SHA256_DIGEST_SIZE]) {
-        uint32_t h[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                          0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+void sha256_small_init(Sha256Small *s) {
+        static const uint32_t h0[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+        memcpy(s->h, h0, sizeof(h0));
+        s->total = 0;
+        s->used = 0;
+}
+
+void sha256_small_update(Sha256Small *s, const void *data, size_t n) {
         const uint8_t *p = data;
-        size_t left = n;
-        for (; left >= 64; left -= 64, p += 64)
-                sha256_block(h, p);
+        s->total += n;
+        if (s->used > 0) {
+                size_t k = MIN(n, sizeof(s->block) - s->used);
+                memcpy(s->block + s->used, p, k);
+                s->used += k;
+                p += k;
+                n -= k;
+                if (s->used < sizeof(s->block))
+                        return;
+                sha256_block(s->h, s->block);
+                s->used = 0;
+        }
+        for (; n >= 64; n -= 64, p += 64)
+                sha256_block(s->h, p);
+        if (n > 0)
+                memcpy(s->block, p, n);
+        s->used = n;
+}
+
+void sha256_small_final(Sha256Small *s, uint8_t out[static SHA256_DIGEST_SIZE]) {
         uint8_t tail[128] = {};
-        if (left > 0)
-                memcpy(tail, p, left);
+        size_t left = s->used;
+        memcpy(tail, s->block, left);
         tail[left] = 0x80;
         size_t tl = left + 9 <= 64 ? 64 : 128;
-        uint64_t bits = (uint64_t) n * 8;
+        uint64_t bits = s->total * 8;
         for (int i = 0; i < 8; i++)
                 tail[tl - 1 - i] = (uint8_t) (bits >> (8 * i));
-        sha256_block(h, tail);
+        sha256_block(s->h, tail);
         if (tl == 128)
-                sha256_block(h, tail + 64);
+                sha256_block(s->h, tail + 64);
         for (int i = 0; i < 8; i++) {
-                out[4 * i] = (uint8_t) (h[i] >> 24);
-                out[4 * i + 1] = (uint8_t) (h[i] >> 16);
-                out[4 * i + 2] = (uint8_t) (h[i] >> 8);
-                out[4 * i + 3] = (uint8_t) h[i];
+                out[4 * i] = (uint8_t) (s->h[i] >> 24);
+                out[4 * i + 1] = (uint8_t) (s->h[i] >> 16);
+                out[4 * i + 2] = (uint8_t) (s->h[i] >> 8);
+                out[4 * i + 3] = (uint8_t) s->h[i];
         }
+}
+
+void sha256_small_final_hex(Sha256Small *s, char ret[static SHA256_HEX_SIZE]) {
+        uint8_t md[SHA256_DIGEST_SIZE];
+        sha256_small_final(s, md);
+        hex_encode(md, sizeof(md), ret);
+}
+
+static void builtin_digest(const void *data, size_t n, uint8_t out[static SHA256_DIGEST_SIZE]) {
+        Sha256Small s;
+        sha256_small_init(&s);
+        sha256_small_update(&s, data, n);
+        sha256_small_final(&s, out);
 }
 
 struct Sha256 {

@@ -30,6 +30,22 @@ void sha256_hex(const void *data, size_t n, char ret[static SHA256_HEX_SIZE]);
 /* The same, allocated (caller frees). */
 char *sha256_hex_dup(const void *data, size_t n);
 
+/* Streaming digest with the built-in code, on the caller's stack: for
+ * short texts made of pieces (an env key hashes its parts, ~30 KB of
+ * wheel tags among them, without joining them first), where libcrypto's
+ * first EVP call would cost more than the hash. */
+typedef struct Sha256Small {
+        uint32_t h[8];
+        uint64_t total;
+        size_t used;
+        uint8_t block[64];
+} Sha256Small;
+void sha256_small_init(Sha256Small *s);
+void sha256_small_update(Sha256Small *s, const void *data, size_t n);
+/* Writes the digest; s must be initialised again before another use. */
+void sha256_small_final(Sha256Small *s, uint8_t ret[static SHA256_DIGEST_SIZE]);
+void sha256_small_final_hex(Sha256Small *s, char ret[static SHA256_HEX_SIZE]);
+
 /* Streaming digest (wheels, downloads, dataset trees). Allocation failure
  * inside libcrypto aborts like xmalloc does. */
 typedef struct Sha256 Sha256;

@@ -1070,6 +1070,23 @@ static void test_tags_priority(void **state) {
         fp = pkg_tags_fingerprint(t);
         assert_true(startswith(fp, "cp311-cp311-"));
         assert_true(endswith(fp, "\npy30-none-any"));
+        /* The direct fingerprint is the tag set's, byte for byte. */
+        static const char *const versions[] = { "3.8", "3.11", "3.11.2", "3.12.1", "3.99" };
+        for (size_t i = 0; i < ELEMENTSOF(versions); i++) {
+                PkgTags *vt = NULL;
+                _cleanup_free_ char *want = NULL, *got = NULL;
+                assert_int_equal(pkg_tags_for_interpreter(versions[i], &vt), 0);
+                want = pkg_tags_fingerprint(vt);
+                pkg_tags_free(vt);
+                assert_int_equal(pkg_tags_fingerprint_for_interpreter(versions[i], &got), 0);
+                assert_string_equal(got, want);
+        }
+        static const char *const bad[] = { "2.7", "3.7", "3.100", "3.11x", "3", "" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *none = NULL;
+                assert_int_equal(pkg_tags_fingerprint_for_interpreter(bad[i], &none), -EINVAL);
+                assert_null(none);
+        }
 
         any = pkg_tags_wheel_priority(t, "six-1.16.0-py2.py3-none-any.whl");
         py3 = pkg_tags_wheel_priority(t, "x-1.0-py3-none-any.whl");

@@ -309,6 +309,16 @@ static void test_sha256_vectors(void **state) {
                 char s[SHA256_HEX_SIZE];
                 sha256_final_hex(h, s);
                 assert_string_equal(s, sha_cases[i].hex);
+                /* So does the built-in stream, in other uneven pieces. */
+                Sha256Small sm;
+                sha256_small_init(&sm);
+                for (size_t off = 0; off < sha_cases[i].n;) {
+                        size_t k = MIN(sha_cases[i].n - off, 1 + off % 131);
+                        sha256_small_update(&sm, buf + off, k);
+                        off += k;
+                }
+                sha256_small_final_hex(&sm, s);
+                assert_string_equal(s, sha_cases[i].hex);
         }
         /* The built-in code agrees with libcrypto at every padding boundary. */
         char b[300];
@@ -319,6 +329,12 @@ static void test_sha256_vectors(void **state) {
                 char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
                 sha256_final_hex(h, want);
                 sha256_hex(b, n, got);
+                assert_string_equal(got, want);
+                Sha256Small sm; /* a byte at a time across every boundary */
+                sha256_small_init(&sm);
+                for (size_t i = 0; i < n; i++)
+                        sha256_small_update(&sm, b + i, 1);
+                sha256_small_final_hex(&sm, got);
                 assert_string_equal(got, want);
         }
 }
