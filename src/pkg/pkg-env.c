@@ -47,36 +47,6 @@ static char *major_minor(const char *full) {
         return dot2 ? xstrndup(full, (size_t) (dot2 - full)) : xstrdup(full);
 }
 
-static char *env_key(PkgRequirement *const *reqs, size_t n, const char *tags_fp, const char *python,
-                     const PkgIndexConfig *cfg) {
-        char **v = xcalloc(n + 1, sizeof(char *));
-        for (size_t i = 0; i < n; i++) {
-                char *s = pkg_requirement_to_string(reqs[i]);
-                v[i] = s ? s : xstrdup(reqs[i]->normalized);
-        }
-        /* Order of the user's dict does not change the environment. */
-        qsort(v, n, sizeof(char *), strcmp_ptr);
-        Buf b;
-        buf_init(&b, SIZE_MAX / 2);
-        buf_printf(&b, "pysprinter-env 1\npython %s\n", python);
-        for (size_t i = 0; i < n; i++)
-                buf_printf(&b, "req %s\n", v[i]);
-        strv_free(v);
-        _cleanup_free_ char *ifp = pkg_index_config_fingerprint(cfg);
-        buf_printf(&b, "%s\ntags ", ifp);
-        /* The digest of b, the tags' text (~30 KB) and "\n", hashed in
-         * place rather than copied into b first. */
-        Sha256Small h;
-        sha256_small_init(&h);
-        sha256_small_update(&h, b.data, b.len);
-        sha256_small_update(&h, tags_fp, strlen(tags_fp));
-        sha256_small_update(&h, "\n", 1);
-        buf_free(&b);
-        char *key = xmalloc(SHA256_HEX_SIZE);
-        sha256_small_final_hex(&h, key);
-        return key;
-}
-
 static bool dirs_present(char **dirs) {
         struct stat st;
         for (char **d = dirs; d && *d; d++)
@@ -119,41 +89,94 @@ static int write_record(const char *path, const char *key, const char *python, c
 
 /* The fingerprint of an interpreter version's wheel tags, for the env key.
  * The tags depend only on the version and this machine, and computing
- * them (hundreds of strings) and their SHA-256 was most of an env check's
- * CPU: the key is computed on every ad-hoc run (issue 15). Kept per
- * version for the process's life, never freed (a daemon serves one
- * interpreter), so callers read it without a copy of its ~30 KB. */
+ * them (hundreds of strings) was most of an env check's CPU: the key is
+ * computed on every ad-hoc run (issue 15). The first key of a version
+ * hashes the text as it is generated (a one-shot CLI allocates none of its
+ * ~30 KB); from the second the text is kept for the process's life, never
+ * freed (a daemon serves one interpreter), and hashed from there. */
 typedef struct TagsFp {
         struct TagsFp *next;
         char *mm;
-        char *fp;
+        char *fp; /* NULL until the second use */
 } TagsFp;
 
 static pthread_mutex_t tags_fp_lock = PTHREAD_MUTEX_INITIALIZER;
 static TagsFp *tags_fps;
 
-static int tags_fingerprint(const char *mm, const char **ret, char **ret_error) {
+static void hash_write(void *userdata, const void *data, size_t n) {
+        sha256_small_update(userdata, data, n);
+}
+
+static int hash_tags_fingerprint(const char *mm, Sha256Small *h, char **ret_error) {
+        TagsFp *seen = NULL;
         pthread_mutex_lock(&tags_fp_lock);
-        for (TagsFp *t = tags_fps; t; t = t->next)
-                if (streq(t->mm, mm)) {
-                        *ret = t->fp;
-                        pthread_mutex_unlock(&tags_fp_lock);
-                        return 0;
-                }
+        for (TagsFp *t = tags_fps; t && !seen; t = t->next)
+                if (streq(t->mm, mm))
+                        seen = t;
+        const char *fp = seen ? seen->fp : NULL;
         pthread_mutex_unlock(&tags_fp_lock);
-        char *fp = NULL;
-        int r = pkg_tags_fingerprint_for_interpreter(mm, &fp);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
-                return r;
+        if (fp) {
+                sha256_small_update(h, fp, strlen(fp));
+                return 0;
         }
-        TagsFp *n = xmalloc(sizeof(*n));
-        *n = (TagsFp){ .mm = xstrdup(mm), .fp = fp };
-        pthread_mutex_lock(&tags_fp_lock);
-        n->next = tags_fps;
-        tags_fps = n;
-        pthread_mutex_unlock(&tags_fp_lock);
-        *ret = fp;
+        int r;
+        if (!seen) {
+                r = pkg_tags_fingerprint_stream(mm, hash_write, h);
+                if (r >= 0) {
+                        TagsFp *n = xmalloc(sizeof(*n));
+                        *n = (TagsFp){ .mm = xstrdup(mm) };
+                        pthread_mutex_lock(&tags_fp_lock);
+                        n->next = tags_fps;
+                        tags_fps = n;
+                        pthread_mutex_unlock(&tags_fp_lock);
+                }
+        } else {
+                char *text = NULL;
+                r = pkg_tags_fingerprint_for_interpreter(mm, &text);
+                if (r >= 0) {
+                        sha256_small_update(h, text, strlen(text));
+                        pthread_mutex_lock(&tags_fp_lock);
+                        if (!seen->fp)
+                                seen->fp = TAKE_PTR(text);
+                        pthread_mutex_unlock(&tags_fp_lock);
+                        free(text);
+                }
+        }
+        if (r < 0)
+                *ret_error = xasprintf("cannot compute the wheel tags of Python %s: %s", mm, strerror(-r));
+        return r;
+}
+
+static int env_key(PkgRequirement *const *reqs, size_t n, const char *mm, const char *python, const PkgIndexConfig *cfg,
+                   char **ret_key, char **ret_error) {
+        char **v = xcalloc(n + 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+                char *s = pkg_requirement_to_string(reqs[i]);
+                v[i] = s ? s : xstrdup(reqs[i]->normalized);
+        }
+        /* Order of the user's dict does not change the environment. */
+        qsort(v, n, sizeof(char *), strcmp_ptr);
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        buf_printf(&b, "pysprinter-env 1\npython %s\n", python);
+        for (size_t i = 0; i < n; i++)
+                buf_printf(&b, "req %s\n", v[i]);
+        strv_free(v);
+        _cleanup_free_ char *ifp = pkg_index_config_fingerprint(cfg);
+        buf_printf(&b, "%s\ntags ", ifp);
+        /* The digest of b, the tags' text (~30 KB) and "\n", hashed in
+         * place rather than copied into b first. */
+        Sha256Small h;
+        sha256_small_init(&h);
+        sha256_small_update(&h, b.data, b.len);
+        buf_free(&b);
+        int r = hash_tags_fingerprint(mm, &h, ret_error);
+        if (r < 0)
+                return r;
+        sha256_small_update(&h, "\n", 1);
+        char *key = xmalloc(SHA256_HEX_SIZE);
+        sha256_small_final_hex(&h, key);
+        *ret_key = key;
         return 0;
 }
 
@@ -200,13 +223,11 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         const char *python = o->python_full_version ? o->python_full_version : PKG_DEFAULT_PYTHON;
         _cleanup_free_ char *mm = major_minor(python);
         _cleanup_(pkg_tags_freep) PkgTags *tags = NULL;
-        const char *tfp = NULL;
-        int r = tags_fingerprint(mm, &tfp, ret_error);
-        if (r < 0)
-                return r;
         _cleanup_(pkg_env_freep) PkgEnv *env = xcalloc(1, sizeof(*env));
         env->fd = -EBADF;
-        env->key = env_key(reqs, n_reqs, tfp, python, o->index);
+        int r = env_key(reqs, n_reqs, mm, python, o->index, &env->key, ret_error);
+        if (r < 0)
+                return r;
         _cleanup_free_ char *envs = xasprintf("%s/envs", o->data_dir);
         _cleanup_free_ char *record = xasprintf("%s/%s.json", envs, env->key);
 

@@ -296,6 +296,50 @@ static void emit_fingerprint(void *userdata, const char *interp, const char *abi
         s->len += (s->len > 0) + a + b + c + 2;
 }
 
+/* The fingerprint's text in chunks of up to sizeof(chunk) bytes. */
+typedef struct StreamSink {
+        void (*write)(void *userdata, const void *data, size_t n);
+        void *userdata;
+        size_t used;
+        bool first;
+        char chunk[4096];
+} StreamSink;
+
+static void emit_stream(void *userdata, const char *interp, const char *abi, const char *plat) {
+        StreamSink *s = userdata;
+        size_t a = strlen(interp), b = strlen(abi), c = strlen(plat);
+        size_t need = !s->first + a + b + c + 2;
+        assert(need <= sizeof(s->chunk)); /* pieces are a few dozen bytes */
+        if (s->used + need > sizeof(s->chunk)) {
+                s->write(s->userdata, s->chunk, s->used);
+                s->used = 0;
+        }
+        char *o = s->chunk + s->used;
+        if (!s->first)
+                *o++ = '\n';
+        memcpy(o, interp, a);
+        o[a] = '-';
+        memcpy(o + a + 1, abi, b);
+        o[a + 1 + b] = '-';
+        memcpy(o + a + b + 2, plat, c);
+        s->used += need;
+        s->first = false;
+}
+
+int pkg_tags_fingerprint_stream(const char *python_version, void (*write)(void *userdata, const void *data, size_t n),
+                                void *userdata) {
+        _cleanup_strv_free_ char **plats = NULL;
+        int minor;
+        int r = tags_platforms(python_version, &minor, &plats);
+        if (r < 0)
+                return r;
+        StreamSink s = { .write = write, .userdata = userdata, .first = true };
+        tags_generate(minor, plats, emit_stream, &s);
+        if (s.used > 0)
+                write(userdata, s.chunk, s.used);
+        return 0;
+}
+
 int pkg_tags_fingerprint_for_interpreter(const char *python_version, char **ret) {
         _cleanup_strv_free_ char **plats = NULL;
         int minor;

@@ -101,6 +101,10 @@ char *pkg_tags_fingerprint(const PkgTags *t);
  * of every run hashes it; building the tag set first was most of a seen
  * set's ready-env time). */
 int pkg_tags_fingerprint_for_interpreter(const char *python_version, char **ret);
+/* The same text passed to write() in pieces (no allocation): for a one-shot
+ * digest of it. */
+int pkg_tags_fingerprint_stream(const char *python_version, void (*write)(void *userdata, const void *data, size_t n),
+                                void *userdata);
 
 /* Parse a wheel filename (PEP 427): name-ver(-build)?-pytag-abitag-plat.whl */
 typedef struct PkgWheelName {

@@ -1061,6 +1061,11 @@ static bool machine_is_x86_64_glibc(void) {
 #endif
 }
 
+static void stream_into_buf(void *userdata, const void *data, size_t n) {
+        assert_true(n > 0 && n <= 4096);
+        assert_int_equal(buf_append(userdata, data, n), 0);
+}
+
 static void test_tags_priority(void **state) {
         PkgTags *t = NULL;
         _cleanup_free_ char *fp = NULL;
@@ -1080,12 +1085,19 @@ static void test_tags_priority(void **state) {
                 pkg_tags_free(vt);
                 assert_int_equal(pkg_tags_fingerprint_for_interpreter(versions[i], &got), 0);
                 assert_string_equal(got, want);
+                /* And the streamed text, in pieces of at most 4 KiB. */
+                Buf streamed;
+                buf_init(&streamed, SIZE_MAX / 2);
+                assert_int_equal(pkg_tags_fingerprint_stream(versions[i], stream_into_buf, &streamed), 0);
+                assert_string_equal(streamed.data, want);
+                buf_free(&streamed);
         }
         static const char *const bad[] = { "2.7", "3.7", "3.100", "3.11x", "3", "" };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *none = NULL;
                 assert_int_equal(pkg_tags_fingerprint_for_interpreter(bad[i], &none), -EINVAL);
                 assert_null(none);
+                assert_int_equal(pkg_tags_fingerprint_stream(bad[i], stream_into_buf, NULL), -EINVAL);
         }
 
         any = pkg_tags_wheel_priority(t, "six-1.16.0-py2.py3-none-any.whl");
