@@ -360,7 +360,10 @@ static void test_large_file_validation_has_the_runs_limits(void **state) {
         assert_int_equal(r->status, RUN_KILLED);
         assert_string_equal(r->error_message, "time limit (0.01s) while validating big.py");
         run_result_free(r);
-        spec.limits = (RunLimits){ .memory_bytes = 2ULL << 30 };
+        /* Enough time too: the default 20 s was not, under ASan on a
+         * loaded 2-CPU machine (validation and the child each parse and
+         * compile the 1 MiB). */
+        spec.limits = (RunLimits){ .memory_bytes = 2ULL << 30, .timeout_ms = 180000 };
         assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
         assert_ok(r, "\"ran\"");
         run_result_free(r);
