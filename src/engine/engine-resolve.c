@@ -284,17 +284,8 @@ void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char
  * path), sets the record's mtime at most once a second, and reports the
  * same "cached lock" event with the lock as the record's path did. */
 
-static int strcmp_ptr(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 static char *seen_key(PkgRequirement **reqs, size_t n) {
-        char **v = xcalloc(n + 1, sizeof(char *));
-        for (size_t i = 0; i < n; i++) {
-                char *s = pkg_requirement_to_string(reqs[i]);
-                v[i] = s ? s : xstrdup(reqs[i]->normalized);
-        }
-        qsort(v, n, sizeof(char *), strcmp_ptr);
+        char **v = pkg_requirements_sorted(reqs, n);
         Buf b;
         buf_init(&b, SIZE_MAX / 2);
         buf_appends(&b, "seen");

@@ -36,10 +36,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(PkgTags *, pkg_tags_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PkgIndex *, pkg_index_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PkgLock *, pkg_lock_free);
 
-static int strcmp_ptr(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 /* "3.11.2" -> "3.11" */
 static char *major_minor(const char *full) {
         const char *dot = strchr(full, '.');
@@ -149,13 +145,7 @@ static int hash_tags_fingerprint(const char *mm, Sha256Small *h, char **ret_erro
 
 static int env_key(PkgRequirement *const *reqs, size_t n, const char *mm, const char *python, const PkgIndexConfig *cfg,
                    char **ret_key, char **ret_error) {
-        char **v = xcalloc(n + 1, sizeof(char *));
-        for (size_t i = 0; i < n; i++) {
-                char *s = pkg_requirement_to_string(reqs[i]);
-                v[i] = s ? s : xstrdup(reqs[i]->normalized);
-        }
-        /* Order of the user's dict does not change the environment. */
-        qsort(v, n, sizeof(char *), strcmp_ptr);
+        char **v = pkg_requirements_sorted(reqs, n);
         Buf b;
         buf_init(&b, SIZE_MAX / 2);
         buf_printf(&b, "pysprinter-env 1\npython %s\n", python);

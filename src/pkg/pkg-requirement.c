@@ -270,3 +270,17 @@ int pkg_requirement_from_seed(const char *key, const char *value, PkgRequirement
         *ret_req = TAKE_PTR(r);
         return 0;
 }
+
+static int strcmp_ptr(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+char **pkg_requirements_sorted(PkgRequirement *const *reqs, size_t n) {
+        char **v = xcalloc(n + 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+                char *s = pkg_requirement_to_string(reqs[i]);
+                v[i] = s ? s : xstrdup(reqs[i]->normalized);
+        }
+        qsort(v, n, sizeof(char *), strcmp_ptr);
+        return v;
+}

@@ -76,6 +76,9 @@ typedef struct PkgRequirement {
 int pkg_requirement_parse(const char *s, PkgRequirement **ret_req, char **ret_error);
 PkgRequirement *pkg_requirement_free(PkgRequirement *r);
 char *pkg_requirement_to_string(const PkgRequirement *r);
+/* The n requirements as strings, sorted: the order of the user's dict does
+ * not change an environment. NULL-terminated; strv_free() it. */
+char **pkg_requirements_sorted(PkgRequirement *const *reqs, size_t n);
 
 /* The seed's @requirements({key: value}) form. key is a name with optional
  * extras ("requests[socks]"); value is "" (any), a bare version ("2.28.1"
