@@ -557,7 +557,11 @@ static int dag_status_verb(Backend *b, int argc, char **argv, bool json) {
                         putchar('\n');
                 }
         }
-        int code = streq(status, "succeeded") || streq(status, "running") || streq(status, "validating") ? 0 : 1;
+        /* An ended run's code is `dag run`'s for it (a cancelled one 130,
+         * a failed one its first failed task's); one still going is 0. */
+        bool ended = streq(status, "succeeded") || streq(status, "failed") || streq(status, "cancelled") ||
+                     streq(status, "invalid") || streq(status, "deps_failed");
+        int code = ended ? cli_dag_exit_code(dag) : 0;
         json_decref(dag);
         return code;
 }

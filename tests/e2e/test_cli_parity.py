@@ -1336,6 +1336,10 @@ def test_dag_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
         norm = [re.sub(r"d[0-9a-z]{16}", "ID", re.sub(r" [0-9.]+m?s\b", " T", ln))
                 for ln in "".join(lines[:-1]).splitlines() + e.splitlines() if "--sandbox" not in ln]
         out[server] = (o, sorted(norm))
+        # `dag status` of that run exits as `dag run` did (it was 1, not 130).
+        did = json.loads(run_cli(workdir, ["dag", "ls", "--json", "-n", "1"], server=server).stdout)[0]["id"]
+        st = run_cli(workdir, ["dag", "status", did], server=server)
+        assert st.returncode == 130 and "cancelled" in st.stdout, (server, st)
     assert "a: cancelled T: cancelled" in out[None][1], out
     assert out[None] == out[daemon.url]
 
