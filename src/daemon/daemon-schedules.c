@@ -421,6 +421,47 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
         return k;
 }
 
+/* A function schedule's arguments against the version it names, checked
+ * by the validation an invoke of it would go through: a schedule whose
+ * every fire would be refused is refused now (422, the validation's
+ * message), not accepted and then failed at each fire. NULL: they fit. */
+static struct MHD_Response *schedule_check_arguments(const DaemonCall *call, const ScheduleRecord *s,
+                                                     unsigned *ret_status) {
+        RunRequest req = {};
+        _cleanup_free_ char *err = NULL;
+        RequestCaps caps = daemon_call_caps(call);
+        int k = request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err);
+        FunctionRecord *f = NULL;
+        if (k >= 0)
+                k = function_store_get(call->d->functions, call->tenant, s->function, req.version, &f);
+        struct MHD_Response *resp = NULL;
+        if (k < 0)
+                resp = req.version && k == -ENOENT
+                               ? daemon_call_error(call, 404, "not_found", ret_status,
+                                                   "function '%s' has no version %d", s->function, req.version)
+                               : daemon_call_error(call, k == -ENOENT ? 404 : 400,
+                                                   k == -ENOENT ? "not_found" : "bad_request", ret_status, "%s",
+                                                   err ?: "function not deployed");
+        RunResult *res = NULL;
+        if (!resp) {
+                daemon_request_from_function(&req, f);
+                k = daemon_validate(call->d, call->tenant, &req, true, &res);
+                if (k < 0)
+                        resp = daemon_call_errno(call, k, "validation", ret_status);
+                else if (res->status != RUN_SUCCEEDED && res->exit_code != 0)
+                        resp = daemon_call_json(call, 422,
+                                                json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "invalid_arguments",
+                                                          "message",
+                                                          res->error_message ?: "the arguments do not fit the function",
+                                                          "validation", daemon_validation_json(res) ?: json_null()),
+                                                ret_status);
+        }
+        run_result_free(res);
+        function_record_free(f);
+        run_request_done(&req);
+        return resp;
+}
+
 static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_status) {
         _cleanup_free_ char *err = NULL;
         void *parsed = NULL;
@@ -457,6 +498,8 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
         else if (!s->dag_json && function_store_get(call->d->functions, call->tenant, s->function, 0, &f) < 0)
                 resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' is not deployed",
                                          s->function);
+        else if (!s->dag_json)
+                resp = schedule_check_arguments(call, s, ret_status);
         if (resp) {
                 schedule_record_free(s);
                 return resp;
