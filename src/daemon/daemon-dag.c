@@ -877,9 +877,17 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 }
         }
         if (dry_run) {
+                /* A schedule's DAG: its tasks validated now (a task naming
+                 * a function its file lacks), not at every fire. */
+                DagOptions vo = { .tenant = tenant, .sandbox = d->cfg.sandbox };
+                r = dag_validate(dag, d->engine, &vo, &err);
                 dag_free(dag);
                 (void) rm_rf(dir);
-                return 0;
+                if (r < 0) {
+                        *ret_status = 422;
+                        *ret_error = TAKE_PTR(err);
+                }
+                return r;
         }
 
         DagOptions o = {

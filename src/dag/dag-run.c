@@ -297,10 +297,8 @@ static int check_data(Dag *d, char **ret_error) {
         return 0;
 }
 
-static int validate_all(Dag *d, unsigned concurrency, char **ret_error) {
-        int r = check_data(d, ret_error);
-        if (r < 0)
-                return r;
+/* Every task validated in a worker, concurrency at a time. */
+static int validate_tasks(Dag *d, unsigned concurrency, char **ret_error) {
         Job j = { .d = d };
         unsigned n = (unsigned) MIN((size_t) concurrency, d->n);
         pthread_t *th = xcalloc(n, sizeof(pthread_t));
@@ -319,6 +317,20 @@ static int validate_all(Dag *d, unsigned concurrency, char **ret_error) {
                 return j.error_errno == -ENOPKG ? -ENOPKG : -EINVAL;
         }
         return 0;
+}
+
+static int validate_all(Dag *d, unsigned concurrency, char **ret_error) {
+        int r = check_data(d, ret_error);
+        return r < 0 ? r : validate_tasks(d, concurrency, ret_error);
+}
+
+int dag_validate(Dag *d, Engine *e, const DagOptions *o, char **ret_error) {
+        assert(d && e && o);
+        d->engine = e;
+        d->opts = *o;
+        free(d->tenant);
+        d->tenant = xstrdup(o->tenant ?: "local");
+        return validate_tasks(d, dag_concurrency(d, o->concurrency), ret_error);
 }
 
 /* ---- one task ---- */

@@ -189,6 +189,12 @@ typedef void (*DagEventFn)(const Dag *d, const DagEvent *ev, void *userdata);
 #define DAG_LOCK_WAIT_MS 10000
 int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn fn, void *userdata, char **ret_error);
 
+/* What dag_run() validates before it runs anything, its tasks only (file,
+ * function, arguments; datasets are left to the run: a schedule's may be
+ * put before it fires): 0, or -EINVAL (-ENOPKG for a requirement) with
+ * *ret_error at the pipeline's FILE:LINE. Runs nothing, records nothing. */
+int dag_validate(Dag *d, Engine *e, const DagOptions *o, char **ret_error);
+
 /* Stops starting tasks and cancels the running ones (async-signal-safe
  * enough: sets a flag and wakes the scheduler). */
 void dag_cancel(Dag *d);

@@ -428,6 +428,12 @@ def test_dag_schedule_does_not_overlap_itself(d, tmp_path):
     # its validation when the DAG runs, as a syntax error does).
     ({"pipeline": PIPELINE, "files": {"lib/steps.py": STEPS}, "params": {"p": "a\0b"}}, 400,
      "field 'params' holds a NUL character"),
+    # A task naming a function its file lacks was accepted, and every fire
+    # then failed its validation: the tasks are validated at add now.
+    ({"pipeline": "tasks:\n  a: {file: lib/steps.py, function: nosuch}\n", "files": {"lib/steps.py": STEPS}},
+     422, "task 'a'"),
+    ({"pipeline": "tasks:\n  a: {file: lib/steps.py, function: make, args: [1, 2]}\n",
+      "files": {"lib/steps.py": STEPS}}, 422, "positional argument"),
 ])
 def test_bad_dag_schedules_are_refused_at_add(d, dag, status, words):
     st, b = d.call("POST", "/v1/schedules", {"name": "x", "cron": "* * * * *", "dag": dag})
