@@ -299,6 +299,9 @@ def test_cli_schedule_add_with_bad_arguments_is_a_validation_error(d, rcli):
     p = rcli("schedule", "add", "bad", "--every", "1h", "tick", "--n", "abc")
     assert p.returncode == 3 and "argument 'n': expected an integer, got 'abc'" in p.stderr, p
     assert "bad" not in rcli("schedule", "ls", check=0).stdout
+    # A flag without a value (raw_kwargs true) is checked the same way.
+    p = rcli("schedule", "add", "bad", "--every", "1h", "tick", "--tag")
+    assert p.returncode == 3 and "argument 'tag': a value is needed" in p.stderr, p
 
 
 def test_cli_errors(d, rcli, env, tmp_path):
