@@ -1,7 +1,9 @@
 /* The embedded backend: runs in this process's engine, records in
  * $PYSPRINTER_HOME. It answers with the API's objects (docs/api.md) so the
  * verbs and the renderer cannot tell it from a daemon. */
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -109,10 +111,24 @@ static void on_interrupt(int sig) {
 
 static void *interrupt_watch_main(void *arg) {
         InterruptWatch *w = arg;
-        char c;
-        /* A byte is an interrupt; end of file is the run's end. */
-        while (read(w->pipe[0], &c, 1) == 1)
-                (void) engine_cancel(w->engine, w->run_id);
+        bool cancelled = false;
+        /* A byte is an interrupt; end of file is the run's end. The
+         * handler writes to one pipe, the last run's: other runs of this
+         * process (map's calls, each on its thread) see the flag within
+         * 100 ms and are cancelled too. */
+        for (;;) {
+                struct pollfd p = { .fd = w->pipe[0], .events = POLLIN };
+                int k = poll(&p, 1, 100);
+                char c;
+                if (k < 0 && errno != EINTR)
+                        break;
+                if (k > 0 && read(w->pipe[0], &c, 1) != 1)
+                        break;
+                if ((k > 0 || cli_interrupted) && !cancelled) {
+                        (void) engine_cancel(w->engine, w->run_id);
+                        cancelled = true;
+                }
+        }
         return NULL;
 }
 
@@ -397,6 +413,8 @@ static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd
         }
         if (r < 0)
                 backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
+        else if (follow && cli_interrupted)
+                r = -EINTR; /* Ctrl-C while following: exit 130, as the server's stream ends */
         run_record_free(rec);
         return r;
 }

@@ -127,7 +127,7 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
         if (r == -EINTR) {
                 /* Handled: further requests must not stop at once. The
                  * end prints "cancelled", as embedded: no line of its own. */
-                cli_interrupted = 2;
+                cli_interrupt_handled = true;
                 renderer_clear_status(rd);
                 json_t *x = NULL;
                 free(err);
@@ -342,15 +342,16 @@ static int http_run_list(Backend *b, long limit, json_t **ret) {
 }
 
 static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
-        /* The event stream in both cases: a finished run's stream replays
-         * its log with stdout and stderr apart (the text/plain log would
-         * interleave them on one stream). */
+        /* The event stream in both cases: it replays the log with stdout
+         * and stderr apart (the text/plain log would interleave them on
+         * one stream). Without follow, ?events=1: what a run still going
+         * wrote so far, without waiting for its end, as embedded. */
         json_t *run = NULL;
         int r = http_run_get(b, id, &run);
         if (r < 0)
                 return r;
         _cleanup_free_ char *eid = http_escape(json_string_value(json_object_get(run, "id")) ?: id), *err = NULL;
-        _cleanup_free_ char *path = xasprintf("/v1/runs/%s/logs?follow=1", eid);
+        _cleanup_free_ char *path = xasprintf("/v1/runs/%s/logs?%s=1", eid, follow ? "follow" : "events");
         json_decref(run);
         Follow f = { .rd = rd };
         Buf body;
@@ -569,7 +570,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
                         /* Handled: further requests must not stop at once.
                          * The view prints each task's end and "cancelled",
                          * as embedded: no line of its own. */
-                        cli_interrupted = 2;
+                        cli_interrupt_handled = true;
                         json_t *x = NULL;
                         if (http_dag_cancel(b, id, &x) >= 0) {
                                 json_decref(dag);

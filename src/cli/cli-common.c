@@ -7,6 +7,7 @@
 
 CliGlobals cli_globals;
 volatile sig_atomic_t cli_interrupted;
+_Thread_local bool cli_interrupt_handled;
 
 /* ---- configuration ---- */
 

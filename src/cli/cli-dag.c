@@ -465,6 +465,7 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
         usec_t t0 = now_realtime();
         json_t *dag = NULL;
         cli_interrupted = 0;
+        cli_interrupt_handled = false;
         cli_catch_interrupt();
         int r = b->ops->dag_run(b, q, on_view, &v, &dag);
         if (r < 0) {

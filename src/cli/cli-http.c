@@ -141,7 +141,7 @@ static size_t on_read(char *buf, size_t size, size_t n, void *userdata) {
 }
 
 static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
-        return cli_interrupted == 1 ? 1 : 0;
+        return cli_interrupted && !cli_interrupt_handled ? 1 : 0;
 }
 
 /* A non-2xx status as a negative errno. */
@@ -266,7 +266,7 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 curl_easy_cleanup(c);
                 buf_free(&x.line);
                 buf_free(&x.data);
-                if (cli_interrupted == 1 && cc != CURLE_OK)
+                if (cli_interrupted && !cli_interrupt_handled && cc != CURLE_OK)
                         return -EINTR;
                 if (x.read_error < 0) {
                         *ret_error = xasprintf("cannot read what is uploaded: %s", strerror(-x.read_error));

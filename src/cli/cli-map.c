@@ -102,6 +102,18 @@ static int read_inputs(const char *path, MapJob *job) {
                                 cli_error("%s:%zu: not JSON: %s", path, lineno, json_error_text(&jerr));
                                 return EXIT_USAGE;
                         }
+                        /* An object's keys are keyword names: checked here
+                         * as `run` checks --NAME, so a bad line runs
+                         * nothing, embedded or on a server (which answers
+                         * such a name with a 400). */
+                        const char *k;
+                        size_t klen;
+                        json_t *x;
+                        json_object_keylen_foreach(v, k, klen, x) if (klen != strlen(k) || !identifier_is_valid(k)) {
+                                cli_error("%s:%zu: '%s' is not a valid parameter name", path, lineno, k);
+                                json_decref(v);
+                                return EXIT_USAGE;
+                        }
                         job->args_json = xrealloc(job->args_json, (job->n + 1) * sizeof(char *));
                         job->kwargs_json = xrealloc(job->kwargs_json, (job->n + 1) * sizeof(char *));
                         r = line_arguments(v, &job->args_json[job->n], &job->kwargs_json[job->n]);

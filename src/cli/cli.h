@@ -187,4 +187,9 @@ char *cli_server(void);
 int cli_exit_code(int r);
 /* Set by SIGINT/SIGTERM while a verb that can be interrupted runs. */
 extern volatile sig_atomic_t cli_interrupted;
+/* This thread has handled the interrupt (it asked the server to cancel
+ * its run): its further HTTP requests (the cancel, the record) must not
+ * stop at once. Per thread: map's other calls, each on its thread, still
+ * see the interrupt and cancel their own runs. */
+extern _Thread_local bool cli_interrupt_handled;
 void cli_catch_interrupt(void);

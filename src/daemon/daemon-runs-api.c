@@ -595,9 +595,51 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         return daemon_sse_take(&s->out, buf, max);
 }
 
+/* ?events=1 without follow: what an active run wrote so far as events,
+ * stdout and stderr apart (a copy taken under the lock, written out after
+ * it), then the run as it stands. A piece cut inside a character keeps
+ * its exact bytes in base64 (sse_output). */
+static struct MHD_Response *live_log_events(const DaemonCall *call, DRun *r, unsigned *ret_status) {
+        Daemon *d = call->d;
+        pthread_mutex_lock(&d->lock);
+        size_t n_chunks = r->n_chunks, len = r->log.len;
+        LogChunk *chunks = xcalloc(n_chunks ?: 1, sizeof(LogChunk));
+        if (n_chunks)
+                memcpy(chunks, r->chunks, n_chunks * sizeof(LogChunk));
+        _cleanup_free_ char *log = xmemdupz(r->log.data, len);
+        pthread_mutex_unlock(&d->lock);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        for (size_t i = 0; i < n_chunks; i++) {
+                const LogChunk *ch = &chunks[i];
+                if (ch->stream == 0) {
+                        _cleanup_free_ char *phase = xasprintf("{\"phase\":\"%s\"}", ch->phase);
+                        daemon_sse_event(&b, "phase", phase);
+                }
+                for (size_t off = 0; ch->stream != 0 && off < ch->len;) {
+                        size_t n = MIN(ch->len - off, (size_t) 64 * 1024);
+                        if (n < ch->len - off) /* events of 64 KiB at most, cut between characters */
+                                n = utf8_complete_prefix(log + ch->offset + off, n) ?: n;
+                        sse_output(&b, ch->stream, log + ch->offset + off, n);
+                        off += n;
+                }
+        }
+        free(chunks);
+        json_t *j = NULL;
+        if (run_lookup_json(d, call->tenant, r->id, &j) >= 0) {
+                sse_end(&b, j, daemon_call_shows_paths(call));
+                json_decref(j);
+        }
+        drun_unref(d, r);
+        size_t n = b.len;
+        return daemon_sse_response(daemon_text_response(200, "text/event-stream", buf_steal(&b), n, ret_status));
+}
+
 /* An active run's log: what it wrote so far, or a live stream. */
 static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follow, unsigned *ret_status) {
         Daemon *d = call->d;
+        if (!follow && daemon_call_query_true(call, "events"))
+                return live_log_events(call, r, ret_status);
         if (!follow) {
                 size_t n;
                 char *t = drun_log_text(d, r, &n);
@@ -771,6 +813,29 @@ int daemon_cluster_log_text(Daemon *d, const char *id, Buf *out) {
 static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord *rec, bool follow,
                                         unsigned *ret_status) {
         Daemon *d = call->d;
+        if (!follow && daemon_call_query_true(call, "events")) {
+                /* What the run's Redis log holds now, then the run as it stands. */
+                ClusterLogReader *rd = NULL;
+                Buf b;
+                buf_init(&b, 256U << 20);
+                bool end;
+                int k = cluster_log_reader_new(d->queue, rec->id, &rd);
+                if (k >= 0)
+                        k = cluster_log_drain(rd, &b, true, &end);
+                cluster_log_reader_free(rd);
+                json_t *j = NULL;
+                if (k >= 0 && (k = run_lookup_json(d, call->tenant, rec->id, &j)) >= 0) {
+                        sse_end(&b, j, daemon_call_shows_paths(call));
+                        json_decref(j);
+                }
+                if (k < 0) {
+                        buf_free(&b);
+                        return daemon_call_errno(call, k, "run log", ret_status);
+                }
+                size_t n = b.len;
+                return daemon_sse_response(
+                        daemon_text_response(200, "text/event-stream", buf_steal(&b), n, ret_status));
+        }
         if (!follow) {
                 Buf b;
                 buf_init(&b, 256U << 20);
@@ -820,7 +885,9 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
         if (daemon_run_find(d, call->tenant, rec->id, &r) >= 0)
                 return live_log(call, r, follow, ret_status);
 
-        /* Finished: the log file, whole. */
+        /* Finished: the log file, whole (?events=1: as the stream replays it). */
+        if (!follow && daemon_call_query_true(call, "events"))
+                follow = true;
         Buf b;
         buf_init(&b, 256U << 20);
         if (follow) {

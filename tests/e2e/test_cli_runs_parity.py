@@ -1,0 +1,147 @@
+"""`map`, `logs`, `ps`, `show` and Ctrl-C, embedded and against a daemon:
+the same bytes and the same exit code on both paths, bad input refused
+before anything runs, and every run that got an id ends (a user's sweep
+of these verbs). The fixtures are test_cli_parity.py's."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import CLI, WORKER
+from test_cli_parity import SB, daemon, run_cli, workdir  # noqa: F401 (fixtures)
+
+SLOW = '''
+import sys, time
+
+def slow(x=0, n: float = 4):
+    print(f"started {x}", file=sys.stderr, flush=True)
+    time.sleep(n)
+    print(f"done {x}", flush=True)
+    return x
+'''
+
+
+def cli_env(workdir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(workdir / "home"), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+    return env
+
+
+def popen(workdir, args, server, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+    pre = ["--server", server] if server else []
+    return subprocess.Popen([str(CLI), *pre, *args], cwd=workdir, env=cli_env(workdir), stdout=stdout,
+                            stderr=stderr, text=True)
+
+
+def wait_started(p):
+    """Reads p's stderr up to the function's first line (the notes of
+    --sandbox=none come before it)."""
+    while True:
+        line = p.stderr.readline()
+        assert line, p.poll()
+        if line.startswith("started"):
+            return
+
+
+def newest_run(workdir, server, status=None, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        ps = run_cli(workdir, ["ps", "--json", "-n", "1"], server=server)
+        runs = json.loads(ps.stdout or "[]")
+        if runs and (status is None or runs[0]["status"] == status):
+            return runs[0]
+        assert time.time() < deadline, ps
+        time.sleep(0.1)
+
+
+def test_logs_of_a_running_run_prints_what_it_wrote_so_far_on_both_paths(daemon, workdir):
+    """Without -f, `logs` prints the output so far and returns: against a
+    daemon it followed the run to its end (the event stream of ?follow=1)."""
+    (workdir / "slow.py").write_text(SLOW)
+    for server in (None, daemon.url):
+        p = popen(workdir, ["run", "slow.py", "--n", "20", *SB], server)
+        try:
+            wait_started(p)
+            rid = newest_run(workdir, server, "running")["id"]
+            t0 = time.time()
+            r = run_cli(workdir, ["logs", rid], server=server)
+            assert time.time() - t0 < 10, (server, "logs waited for the run's end")
+            assert (r.returncode, r.stdout, r.stderr) == (0, "", "started 0\n"), (server, r)
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.communicate(timeout=60)
+        assert run_cli(workdir, ["show", rid, "--json"], server=server).stdout.count('"cancelled"')
+
+
+def test_logs_follow_interrupted_exits_130_on_both_paths(daemon, workdir):
+    """Ctrl-C on `logs -f` is exit 130 and "interrupted", as every verb's
+    Ctrl-C (embedded it was exit 0 and silent); the run it followed goes on."""
+    (workdir / "slow.py").write_text(SLOW)
+    out = {}
+    for server in (None, daemon.url):
+        p = popen(workdir, ["run", "slow.py", "--n", "6", *SB], server)
+        try:
+            wait_started(p)
+            rid = newest_run(workdir, server, "running")["id"]
+            f = popen(workdir, ["logs", "-f", rid], server)
+            wait_started(f)
+            f.send_signal(signal.SIGINT)
+            o, e = f.communicate(timeout=60)
+            out[server] = (f.returncode, o, e)
+            assert p.wait(timeout=60) == 0        # the followed run was not touched
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert out[None] == out[daemon.url] == (130, "", "pysprinter: interrupted\n"), out
+
+
+def test_map_refuses_a_key_that_is_no_parameter_name_before_running_on_both_paths(daemon, workdir):
+    """An input line's object keys are keyword names: one that cannot be a
+    parameter is exit 2 naming the line, before any call runs (embedded it
+    ran as an invalid call, exit 3; a daemon refused it with a 400, the
+    line an "error" of a ClientError, exit 2: the same input, two outcomes)."""
+    (workdir / "sq.py").write_text("def sq(x, y=0):\n    return x * x + y\n")
+    (workdir / "keys.jsonl").write_text('{"x": 1}\n{"no such": 2}\n')
+    out = {}
+    for server in (None, daemon.url):
+        before = len(json.loads(run_cli(workdir, ["ps", "--json", "-n", "10000"], server=server).stdout))
+        r = run_cli(workdir, ["map", "sq.py", "--over", "keys.jsonl", *SB], server=server)
+        out[server] = (r.returncode, r.stdout, [l for l in r.stderr.splitlines() if "--sandbox" not in l])
+        after = len(json.loads(run_cli(workdir, ["ps", "--json", "-n", "10000"], server=server).stdout))
+        assert after == before, (server, "a call ran")
+    assert out[None] == out[daemon.url], out
+    assert out[None] == (2, "", ["pysprinter: keys.jsonl:2: 'no such' is not a valid parameter name"]), out
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "server"])
+def test_map_ctrl_c_cancels_every_call_in_flight_on_both_paths(daemon, workdir, remote):
+    """Ctrl-C cancels every call in flight, embedded as on a server. On a
+    server the first call to see the interrupt marked it handled for the
+    whole process, so the other calls' streams went on and their runs ran
+    to their end; embedded, the interrupt reached only the last call's
+    watcher (docs/cli.md said so)."""
+    server = daemon.url if remote else None
+    (workdir / "slow.py").write_text(SLOW)
+    (workdir / "in4.jsonl").write_text("".join(f'{{"x": {i}, "n": 20}}\n' for i in range(4)))
+    err = workdir / "map-err.txt"
+    with open(err, "w") as ef:
+        p = popen(workdir, ["map", "slow.py", "--over", "in4.jsonl", "--concurrency", "4", *SB], server,
+                  stderr=ef)
+        deadline = time.time() + 60
+        while err.read_text().count("started") < 4:
+            assert time.time() < deadline and p.poll() is None, err.read_text()
+            time.sleep(0.05)
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        o, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, (o, err.read_text())
+    assert time.time() - t0 < 15, "map waited for calls to end instead of cancelling them"
+    lines = [json.loads(x) for x in o.splitlines()]
+    assert [x["status"] for x in lines] == ["cancelled"] * 4, lines
+    for x in lines:
+        assert json.loads(run_cli(workdir, ["show", x["run_id"], "--json"], server=server).stdout)["status"] \
+            == "cancelled"
