@@ -2,7 +2,8 @@
  *   FILE[::FUNC]  -a V (positional, repeatable)  --NAME V | -NAME V |
  *   --NAME=V (keyword)  -k NAME=V (always keyword)  --json-args '[…]'
  *   --json-kwargs '{…}'  plus the runner's own options.
- * Bare words after FILE are positional values too. */
+ * Bare words after FILE are positional values too; in chain's grammar a
+ * bare word naming a step (FILE.py, FILE::FUNC) starts the next step. */
 #include <ctype.h>
 #include <jansson.h>
 
@@ -318,19 +319,28 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
         return 1;
 }
 
+/* FILE[::FUNC]: a file, and a function name that is an identifier. */
+static int check_target(Ctx *c, const char *w) {
+        const char *sep = strstr(w, "::");
+        if (sep && !identifier_is_valid(sep + 2))
+                return usage(c, "'%s' is not a valid function name after '::'", sep + 2);
+        if (!*w || sep == w)
+                return usage(c, "no file given in '%s'", w);
+        return 0;
+}
+
 static int set_target(Ctx *c, const char *w) {
         RunArgs *a = c->a;
+        int r = check_target(c, w);
+        if (r < 0)
+                return r;
         a->target = xstrdup(w);
         const char *sep = strstr(w, "::");
         if (sep) {
                 a->file = xstrndup(w, (size_t) (sep - w));
                 a->function = xstrdup(sep + 2);
-                if (!identifier_is_valid(a->function))
-                        return usage(c, "'%s' is not a valid function name after '::'", a->function);
         } else
                 a->file = xstrdup(w);
-        if (!*a->file)
-                return usage(c, "no file given in '%s'", w);
         return 0;
 }
 
@@ -340,7 +350,14 @@ static bool is_option_word(const char *w) {
         return w[0] == '-' && w[1] && !(w[1] >= '0' && w[1] <= '9');
 }
 
-int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
+/* A bare word that names a step of chain's grammar: FILE.py, FILE::FUNC. */
+static bool is_step_word(const char *w) {
+        assert(w);
+        return strstr(w, "::") || (endswith(w, ".py") && !streq(w, ".py"));
+}
+
+/* run's grammar; with chain, the steps too (cli_parse_chain_args). */
+static int parse_args(int argc, char **argv, bool chain, RunArgs *ret, char **ret_error) {
         RunArgs a = { .sandbox = SANDBOX_MODE_FULL };
         Ctx c = { .a = &a, .args = json_array(), .kwargs = json_object(), .error = ret_error };
         int r = 0;
@@ -358,10 +375,17 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
                         continue;
                 }
                 if (only_values || !is_option_word(w)) {
-                        /* A bare word: the target first, positional values after. */
-                        if (!a.target)
+                        /* A bare word: the target first, positional values
+                         * after (chain: a step's name is the next step). */
+                        if (!a.target) {
                                 r = set_target(&c, w);
-                        else
+                                if (chain)
+                                        a.steps = strv_append(a.steps, w);
+                        } else if (chain && !only_values && is_step_word(w)) {
+                                r = check_target(&c, w);
+                                if (r >= 0)
+                                        a.steps = strv_append(a.steps, w);
+                        } else
                                 r = add_positional(&c, raw(w));
                         continue;
                 }
@@ -422,6 +446,14 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
         return 0;
 }
 
+int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
+        return parse_args(argc, argv, false, ret, ret_error);
+}
+
+int cli_parse_chain_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
+        return parse_args(argc, argv, true, ret, ret_error);
+}
+
 void run_args_done(RunArgs *a) {
         free(a->target);
         free(a->file);
@@ -437,6 +469,7 @@ void run_args_done(RunArgs *a) {
         free(a->server);
         free(a->output_file);
         strv_free(a->suspects);
+        strv_free(a->steps);
         *a = (RunArgs) {};
 }
 

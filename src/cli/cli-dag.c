@@ -48,16 +48,18 @@ static const char dag_help[] =
         "Exit codes: 0 all tasks succeeded, 3 the pipeline is invalid, otherwise the exit\n"
         "code of the first task that failed (1 raised, 4 dependencies, 5 limit), 130 cancelled.\n";
 
-static const char chain_help[] =
-        "Usage: pysprinter chain FILE[::FUNC] FILE[::FUNC]… [RUN OPTIONS] [ARGUMENTS]\n"
-        "\n"
-        "A linear pipeline (steps step1, step2, …): the first file gets ARGUMENTS (as\n"
-        "for run), each next one gets the previous result as its first positional\n"
-        "argument. Prints the last result (--json: as compact JSON); stops at the first failure with that step's\n"
-        "exit code. Runs as a DAG run: `pysprinter dag logs ID stepN` shows a step's\n"
-        "output. Run options: --timeout, --memory, --max-procs, --max-output,\n"
-        "--network, --data, --secret, --env (every step), --output-data (the last\n"
-        "step's output_dir()), --no-cache (run every step again), --sandbox, --json, -q.\n";
+static const char chain_help[] = "Usage: pysprinter chain FILE[::FUNC] FILE[::FUNC]… [RUN OPTIONS] [ARGUMENTS]\n"
+                                 "\n"
+                                 "A linear pipeline (steps step1, step2, …): the first file gets ARGUMENTS (as\n"
+                                 "for run), each next one gets the previous result as its first positional\n"
+                                 "argument. Every word FILE.py or FILE::FUNC is a step, wherever it stands\n"
+                                 "(`chain t.py::f -a 1 t.py::g`); pass such a word as a value with -a V,\n"
+                                 "--NAME V or after --. Prints the last result (--json: as compact JSON);\n"
+                                 "stops at the first failure with that step's exit code. Runs as a DAG run:\n"
+                                 "`pysprinter dag logs ID stepN` shows a step's output. Run options:\n"
+                                 "--timeout, --memory, --max-procs, --max-output, --network, --data,\n"
+                                 "--secret, --env (every step), --output-data (the last step's\n"
+                                 "output_dir()), --no-cache (run every step again), --sandbox, --json, -q.\n";
 
 /* ---- the view ---------------------------------------------------------------- */
 
@@ -796,21 +798,15 @@ int verb_chain(int argc, char **argv) {
                         fputs(chain_help, stdout);
                         return 0;
                 }
-        int n_files = 0;
-        while (n_files < argc && argv[n_files][0] != '-')
-                n_files++;
-        if (n_files < 1) {
+        if (argc < 1) {
                 fputs(chain_help, stderr);
                 return EXIT_USAGE;
         }
-        /* The options and the first step's arguments, parsed like run's. */
-        _cleanup_free_ char **first = xcalloc((size_t) (argc - n_files) + 2, sizeof(char *));
-        first[0] = argv[0];
-        for (int i = n_files; i < argc; i++)
-                first[1 + i - n_files] = argv[i];
+        /* The steps, the options and the first step's arguments: run's
+         * grammar, where a word naming a step starts the next one. */
         RunArgs a;
         _cleanup_free_ char *err = NULL, *text = NULL;
-        if (cli_parse_run_args(1 + argc - n_files, first, &a, &err) < 0) {
+        if (cli_parse_chain_args(argc, argv, &a, &err) < 0) {
                 cli_error("%s", err);
                 fprintf(stderr, "Try 'pysprinter chain --help'.\n");
                 return EXIT_USAGE;
@@ -825,7 +821,7 @@ int verb_chain(int argc, char **argv) {
                 run_args_done(&a);
                 return EXIT_USAGE;
         }
-        text = chain_pipeline(argv, n_files, &a);
+        text = chain_pipeline(a.steps, (int) strv_length(a.steps), &a);
         if (!text) {
                 cli_error("chain: a file name or argument is not valid UTF-8");
                 code = EXIT_USAGE;

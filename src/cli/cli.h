@@ -41,6 +41,7 @@ typedef struct RunArgs {
         char **env;          /* --env KEY=VALUE */
         char *output_data;   /* --output-data NAME: output_dir() becomes dataset NAME (docs/data.md) */
         char *output_file;   /* --output-file: the function's output goes here */
+        char **steps;        /* chain: every step's FILE[::FUNC] in order (target first); NULL for run */
         bool allow_sdist;
         bool no_cache;
 } RunArgs;
@@ -48,6 +49,11 @@ typedef struct RunArgs {
 /* Parses argv (the words after the verb). On failure *ret_error is a usage
  * message (exit 2). */
 int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error);
+/* `chain`'s grammar: run's, where every bare word that names a step —
+ * FILE.py or FILE::FUNC — starts the next step (ret->steps, in order, the
+ * first being ret->target), wherever it stands; an option's value, a word
+ * after `--` and any other bare word stay values for the first step. */
+int cli_parse_chain_args(int argc, char **argv, RunArgs *ret, char **ret_error);
 void run_args_done(RunArgs *a);
 /* The runner option a mistyped word is closest to (edit distance <= 2,
  * "--timout" -> "--timeout"), or NULL. */

@@ -1164,6 +1164,34 @@ def test_chain_applies_env_secret_output_data_and_no_cache_on_both_paths(daemon,
         assert r.returncode == 2 and "--output-file is run's option" in r.stderr, (server, r)
 
 
+PAIR = """
+def two(a, b=None):
+    return [a, b]
+"""
+
+
+def test_chain_a_step_after_arguments_starts_the_next_step_on_both_paths(daemon, workdir):
+    """`chain t.py::two -a 1 -a 2 t.py::two` gave the second t.py::two to
+    the first step as a third argument (exit 3, "takes 2 positional
+    arguments but 3 were given"): a word FILE.py or FILE::FUNC is a step
+    wherever it stands; a value (after -a, --NAME, or --) stays a value."""
+    (workdir / "pair.py").write_text(PAIR)
+    out = {}
+    for server in (None, daemon.url):
+        def chain(*args):
+            r = run_cli(workdir, ["chain", "--json", *SB, *args], server=server)
+            return r.returncode, r.returncode == 0 and json.loads(r.stdout)
+        assert chain("pair.py::two", "-a", "1", "-a", "2", "pair.py::two") == (0, [["1", "2"], None]), server
+        assert chain("pair.py::two", "-a", "1", "pair.py::two", "pair.py") == (0, [[["1", None], None], None])
+        assert chain("pair.py::two", "-a", "pair.py::two") == (0, ["pair.py::two", None]), server
+        assert chain("pair.py::two", "-a", "1", "--b", "pair.py") == (0, ["1", "pair.py"]), server
+        assert chain("pair.py::two", "--", "1", "pair.py") == (0, ["1", "pair.py"]), server
+        r = run_cli(workdir, ["chain", "pair.py::two", "-a", "1", "pair.py::no-name", *SB], server=server)
+        out[server] = r
+        assert r.returncode == 2 and "'no-name' is not a valid function name" in r.stderr, (server, r)
+    assert out[None].stderr == out[daemon.url].stderr
+
+
 def test_an_index_password_never_reaches_a_tenant_or_the_cli(tmp_path, workdir, empty_index):
     """A daemon whose index URL carries credentials showed them to every
     tenant: in GET /v1/envs and in a run's error ("GET http://deploy:

@@ -139,6 +139,76 @@ static void test_options(void **state) {
         run_args_done(&a);
 }
 
+/* chain's grammar: a word naming a step starts the next one wherever it
+ * stands ("t.py::two -a 1 -a 2 t.py::two" was one step given
+ * "t.py::two" as its third argument); a value stays a value. */
+typedef struct ChainRow {
+        const char *argv[12];
+        int ok;
+        const char *steps[4];
+        const char *args, *kwargs;
+} ChainRow;
+
+static const ChainRow chain_rows[] = {
+        { { "t.py::two", "-a", "1", "-a", "2", "t.py::two" },
+          1,
+          { "t.py::two", "t.py::two" },
+          "[{\"raw\":\"1\"},{\"raw\":\"2\"}]",
+          "{}" },
+        { { "a.py", "b.py", "-a", "5" }, 1, { "a.py", "b.py" }, "[{\"raw\":\"5\"}]", "{}" },
+        { { "a.py", "b.py", "5", "c.py::f" }, 1, { "a.py", "b.py", "c.py::f" }, "[{\"raw\":\"5\"}]", "{}" },
+        { { "a.py", "--timeout", "5s", "dir/b.py" }, 1, { "a.py", "dir/b.py" }, "[]", "{}" },
+        /* A value stays a value: after -a, after --NAME, after --. */
+        { { "a.py", "-a", "x.py", "--name", "y.py", "--", "z.py" },
+          1,
+          { "a.py" },
+          "[{\"raw\":\"x.py\"},{\"raw\":\"z.py\"}]",
+          "{\"name\":{\"raw\":\"y.py\"}}" },
+        { { "a.py", "-k", "f=b.py::g" }, 1, { "a.py" }, "[]", "{\"f\":{\"raw\":\"b.py::g\"}}" },
+        /* The first word is the first step whatever its form; a bare
+         * word that names no step is a value. */
+        { { "script", "word", "b.py" }, 1, { "script", "b.py" }, "[{\"raw\":\"word\"}]", "{}" },
+        { { "a.py", "b.py::not-a-name" }, 0 },
+        { { "a.py", "::f" }, 0 },
+        { { "-a", "1" }, 0 },
+};
+
+static void test_chain_rows(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(chain_rows); i++) {
+                const ChainRow *row = &chain_rows[i];
+                int argc = 0;
+                while (argc < 12 && row->argv[argc])
+                        argc++;
+                RunArgs a;
+                _cleanup_free_ char *err = NULL;
+                int r = cli_parse_chain_args(argc, (char **) row->argv, &a, &err);
+                if (!row->ok) {
+                        if (r >= 0)
+                                fail_msg("chain row %zu (%s …) parsed but should not", i, row->argv[0]);
+                        assert_non_null(err);
+                        continue;
+                }
+                if (r < 0)
+                        fail_msg("chain row %zu: %s", i, err);
+                size_t n = 0;
+                for (; n < 4 && row->steps[n]; n++)
+                        assert_string_equal(a.steps[n], row->steps[n]);
+                assert_int_equal(strv_length(a.steps), n);
+                assert_string_equal(a.target, a.steps[0]);
+                assert_string_equal(a.args_json, row->args);
+                assert_string_equal(a.kwargs_json, row->kwargs);
+                run_args_done(&a);
+        }
+        /* run's grammar has no steps: the word is a value. */
+        const char *argv[] = { "a.py", "b.py" };
+        RunArgs a;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(cli_parse_run_args(ELEMENTSOF(argv), (char **) argv, &a, &err), 0);
+        assert_null(a.steps);
+        assert_string_equal(a.args_json, "[{\"raw\":\"b.py\"}]");
+        run_args_done(&a);
+}
+
 static void test_durations_and_sizes(void **state) {
         uint64_t v;
         assert_int_equal(cli_parse_duration_ms("30", &v), 0);
@@ -165,6 +235,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows),
                 cmocka_unit_test(test_options),
+                cmocka_unit_test(test_chain_rows),
                 cmocka_unit_test(test_durations_and_sizes),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
