@@ -420,8 +420,19 @@ static int http_function(Backend *b, const char *method, const char *name, json_
 
 static int http_schedule(Backend *b, const char *method, const char *path, json_t *body, json_t **ret) {
         _cleanup_free_ char *err = NULL, *full = xasprintf("/v1/schedules%s", path);
-        int r = http_json(&b->http, method, full, body, ret, &err);
-        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+        json_t *ans = NULL;
+        int r = http_json_answer(&b->http, method, full, body, &ans, &err);
+        if (r >= 0) {
+                *ret = ans;
+                return 0;
+        }
+        /* 422 invalid_arguments: the validation an invoke would have
+         * failed, for the verb to print as invoke does. */
+        json_t *v = json_object_get(ans, "validation");
+        if (r == -EBADMSG && json_is_object(v))
+                *ret = json_incref(v);
+        json_decref(ans);
+        return fail(b, r, TAKE_PTR(err));
 }
 
 static int http_function_runs(Backend *b, const char *name, long limit, json_t **ret_array) {

@@ -60,6 +60,9 @@ void http_close(Http *h);
 int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error);
 /* A JSON request (body may be NULL) and its JSON answer. */
 int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
+/* http_json(), where a refusal's answer is kept too: on a non-2xx answer
+ * *ret is its JSON body (NULL when it has none). Caller frees *ret. */
+int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
 /* A path component, %-escaped. Caller frees. */
 char *http_escape(const char *s);
 
@@ -128,7 +131,10 @@ typedef struct BackendOps {
         int (*workers)(Backend *b, json_t **ret);
         /* Schedules (docs/schedules.md): method on /v1/schedules + path
          * ("", "/NAME", "/NAME/pause"…) with body (may be NULL); the
-         * embedded engine keeps none (-EOPNOTSUPP). */
+         * embedded engine keeps none (-EOPNOTSUPP). Invoke arguments the
+         * function refuses are -EBADMSG with *ret the validation's answer
+         * ({status, exit_code, error}), for the verb to print as an invoke
+         * prints its refused run. */
         int (*schedule)(Backend *b, const char *method, const char *path, json_t *body, json_t **ret);
         /* logs --function: the runs of deployed function name (newest
          * first, at most limit), and one run's log so far as text (stdout

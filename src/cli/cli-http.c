@@ -307,7 +307,9 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
         }
 }
 
-int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
+/* http_json(), and with keep_refusal a refusal's JSON body in *ret. */
+static int json_request(Http *h, const char *method, const char *path, json_t *body, bool keep_refusal, json_t **ret,
+                        char **ret_error) {
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         if (body && !text) {
                 *ret_error = xstrdup("the request cannot be written as JSON");
@@ -327,6 +329,18 @@ int http_json(Http *h, const char *method, const char *path, json_t *body, json_
                 *ret_error = xstrdup("the server's answer is not JSON");
                 r = -EPROTO;
         }
+        if (r < 0 && keep_refusal && b.len)
+                *ret = json_loadb(b.data, b.len, JSON_ALLOW_NUL, NULL);
         buf_free(&b);
         return r;
+}
+
+int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
+        return json_request(h, method, path, body, false, ret, ret_error);
+}
+
+int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
+        assert(ret);
+        *ret = NULL;
+        return json_request(h, method, path, body, true, ret, ret_error);
 }

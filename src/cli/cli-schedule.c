@@ -303,7 +303,14 @@ int verb_schedule(int argc, char **argv) {
         json_t *ans = NULL;
         int r = b->ops->schedule(b, method, path, body, &ans);
         json_decref(body);
-        if (r < 0)
+        if (r == -EBADMSG && ans) {
+                /* Arguments the function refuses: the same lines and exit
+                 * code as `invoke` with them (its refused run's outcome). */
+                Renderer rd;
+                renderer_init(&rd, false);
+                code = renderer_run_outcome(&rd, ans);
+                renderer_done(&rd);
+        } else if (r < 0)
                 code = backend_fail(b, r);
         else if (cli_globals.json)
                 render_json(streq(sub, "ls") || streq(sub, "list") ? json_object_get(ans, "schedules") : ans);

@@ -304,6 +304,21 @@ def test_cli_schedule_add_with_bad_arguments_is_a_validation_error(d, rcli):
     assert p.returncode == 3 and "argument 'tag': a value is needed" in p.stderr, p
 
 
+@pytest.mark.parametrize("args", [["--n", "abc"], ["--nope", "1"], ["-a", "x", "-a", "1", "-a", "extra"], ["--tag"],
+                                  ["--timout", "5"]])
+def test_cli_schedule_add_refuses_arguments_in_invokes_words_and_code(d, rcli, args):
+    """schedule add printed "pysprinter: argument 'n': …" where `invoke`
+    with the same arguments prints "ValidationError: argument 'n': …": the
+    refusal is now printed from the validation's answer, as invoke prints
+    its refused run (same bytes, same exit code)."""
+    deploy(d, "tick", TICK)
+    inv = rcli("invoke", "tick", *args)
+    add = rcli("schedule", "add", "bad", "--every", "1h", "tick", *args)
+    assert inv.returncode == 3 and "ValidationError: " in inv.stderr, inv
+    assert (add.returncode, add.stdout, add.stderr) == (inv.returncode, inv.stdout, inv.stderr)
+    assert d.call("GET", "/v1/schedules/bad")[0] == 404
+
+
 def test_cli_errors(d, rcli, env, tmp_path):
     deploy(d, "tick", TICK)
     rcli("schedule", "add", "dup", "--every", "1h", "tick", check=0)
@@ -459,6 +474,20 @@ def test_dag_schedule_cli_errors(d, rcli, tmp_path):
     (tmp_path / "pipe" / "lib" / "steps.py").unlink()  # a task file the DAG names
     p = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", str(pipeline))
     assert p.returncode != 0 and "steps.py" in p.stderr
+    assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
+
+
+def test_cli_dag_schedule_refuses_a_missing_function_as_dag_run_does(d, rcli, tmp_path):
+    """A task naming a function its file lacks: schedule add --dag prints
+    what `dag run` prints for that file (FILE:LINE, exit 3) and creates
+    nothing."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "steps.py").write_text(STEPS)
+    (tmp_path / "p.yaml").write_text("tasks:\n  a:\n    file: lib/steps.py\n    function: nosuch\n")
+    run = rcli("dag", "run", "p.yaml")
+    add = rcli("schedule", "add", "x", "--cron", "@daily", "--dag", "p.yaml")
+    assert run.returncode == 3 and "p.yaml:3: task 'a'" in run.stderr and "'nosuch'" in run.stderr, run
+    assert (add.returncode, add.stdout, add.stderr) == (run.returncode, run.stdout, run.stderr)
     assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
 
 
