@@ -454,6 +454,22 @@ int cli_parse_chain_args(int argc, char **argv, RunArgs *ret, char **ret_error) 
         return parse_args(argc, argv, true, ret, ret_error);
 }
 
+int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version) {
+        assert(word && ret_name && ret_version);
+        const char *sep = strstr(word, "::");
+        long version = 0;
+        if (sep) {
+                char *end;
+                errno = 0;
+                version = strtol(sep + 2, &end, 10);
+                if (errno || end == sep + 2 || *end || version < 1)
+                        return -EINVAL;
+        }
+        *ret_name = sep ? xstrndup(word, (size_t) (sep - word)) : xstrdup(word);
+        *ret_version = version;
+        return 0;
+}
+
 void run_args_done(RunArgs *a) {
         free(a->target);
         free(a->file);

@@ -372,14 +372,10 @@ int verb_invoke(int argc, char **argv) {
         long version = 0;
         _cleanup_free_ char *name = NULL;
         if (argc > 0 && argv[0][0] != '-' && strstr(argv[0], "::")) {
-                const char *sep = strstr(argv[0], "::");
-                char *end;
-                version = strtol(sep + 2, &end, 10);
-                if (*end || version < 1) {
+                if (cli_parse_deployed_name(argv[0], &name, &version) < 0) {
                         json_decref(payload);
                         return usage_error("invoke", "the part after '::' must be a version number");
                 }
-                name = xstrndup(argv[0], (size_t) (sep - argv[0]));
                 argv[0] = name;
         }
         RunArgs a;

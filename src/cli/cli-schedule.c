@@ -11,7 +11,7 @@
 static const char schedule_help[] =
         "Usage: pysprinter schedule add NAME (--cron EXPR | --every DURATION) [--tz TZ]\n"
         "                               [--catch-up none|one] [--allow-overlap] [--paused]\n"
-        "                               (FUNCTION [ARG…] [-a V]… [--NAME V]…\n"
+        "                               (FUNCTION[::VERSION] [ARG…] [-a V]… [--NAME V]…\n"
         "                                | --dag FILE [--param NAME=VALUE]…)\n"
         "       pysprinter schedule ls [--json]\n"
         "       pysprinter schedule show|rm|pause|resume NAME\n"
@@ -148,9 +148,18 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
                 json_decref(body);
                 return schedule_usage("schedule add needs the FUNCTION (or --dag FILE) to fire");
         }
-        json_object_set_new(body, "function", json_string(argv[i]));
+        /* FUNCTION::VERSION pins a version, as invoke's NAME::VERSION. */
+        _cleanup_free_ char *fname = NULL;
+        long version = 0;
+        if (cli_parse_deployed_name(argv[i], &fname, &version) < 0) {
+                json_decref(body);
+                return schedule_usage("the part after '::' must be a version number");
+        }
+        json_object_set_new(body, "function", json_string(fname));
+        if (version)
+                json_object_set_new(body, "version", json_integer(version));
         /* Bare words right after FUNCTION are positional: "-a WORD" each. */
-        char **rest = strv_append(NULL, argv[i]);
+        char **rest = strv_append(NULL, fname);
         int j = i + 1;
         for (; j < argc && argv[j][0] != '-'; j++) {
                 rest = strv_append(rest, "-a");

@@ -55,6 +55,10 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error);
  * after `--` and any other bare word stay values for the first step. */
 int cli_parse_chain_args(int argc, char **argv, RunArgs *ret, char **ret_error);
 void run_args_done(RunArgs *a);
+/* A deployed function's NAME[::VERSION] (invoke, schedule add): *ret_name
+ * (caller frees) and *ret_version (0: the latest). -EINVAL when the part
+ * after '::' is not a version number (1 or more). */
+int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version);
 /* The runner option a mistyped word is closest to (edit distance <= 2,
  * "--timout" -> "--timeout"), or NULL. */
 const char *cli_runner_option_near(const char *word);

@@ -319,6 +319,27 @@ def test_cli_schedule_add_refuses_arguments_in_invokes_words_and_code(d, rcli, a
     assert d.call("GET", "/v1/schedules/bad")[0] == 404
 
 
+def test_cli_schedule_add_pins_a_version_as_invoke_does(d, rcli):
+    """invoke takes NAME::VERSION; schedule add refused tick::1 as "'1' is
+    not a valid function name after '::'" (the API's `version` was out of
+    the CLI's reach)."""
+    deploy(d, "tick", TICK)
+    deploy(d, "tick", TICK.replace('"tag": tag', '"tag": "v2:" + tag'))
+    p = rcli("schedule", "add", "v1", "--every", "1h", "tick::1", "--n", "2")
+    assert p.returncode == 0 and "created schedule v1" in p.stdout, p
+    s = d.schedule("v1")
+    assert (s["function"], s.get("version"), s["raw_kwargs"]) == ("tick", 1, {"n": "2"}), s
+    p = rcli("schedule", "add", "v9", "--every", "1h", "tick::9")
+    assert p.returncode == 2 and "function 'tick' has no version 9" in p.stderr, p
+    p = rcli("schedule", "add", "vx", "--every", "1h", "tick::x")
+    assert p.returncode == 2 and "the part after '::' must be a version number" in p.stderr, p
+    # The version's own validation: invoke tick::1 and schedule add refuse alike.
+    inv = rcli("invoke", "tick::1", "--n", "abc")
+    add = rcli("schedule", "add", "bad", "--every", "1h", "tick::1", "--n", "abc")
+    assert inv.returncode == 3 and (add.returncode, add.stderr) == (inv.returncode, inv.stderr), (inv, add)
+    assert [x["name"] for x in d.call("GET", "/v1/schedules")[1]["schedules"]] == ["v1"]
+
+
 def test_cli_errors(d, rcli, env, tmp_path):
     deploy(d, "tick", TICK)
     rcli("schedule", "add", "dup", "--every", "1h", "tick", check=0)
