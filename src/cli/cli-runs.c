@@ -159,9 +159,8 @@ static int check_utf8(const char *file, const char *source, size_t len) {
 static void print_lock(const char *target, json_t *lock, bool json) {
         json_t *pk = json_object_get(lock, "packages");
         if (json) {
-                _cleanup_free_ char *text = json_is_object(lock) ? json_dumps(lock, JSON_COMPACT | JSON_PRESERVE_ORDER)
-                                                                 : NULL;
-                puts(text ?: "{\"version\":1,\"requirements\":[],\"packages\":[]}");
+                _cleanup_free_ char *text = json_dumps(lock, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+                puts(text ?: "null");
                 return;
         }
         if (json_array_size(pk) == 0) {

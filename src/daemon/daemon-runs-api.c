@@ -906,10 +906,17 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
 
 /* ---- lock ------------------------------------------------------------------------ */
 
+/* A lock as every answer shows it (and `pysprinter lock` prints it
+ * embedded): the wheel URLs with an index URL's credentials hidden
+ * (pkg_url_redact), as uv keeps them out of uv.lock. NULL text: null. */
+static json_t *lock_shown(const char *text) {
+        _cleanup_free_ char *shown = pkg_url_redact(text);
+        return daemon_json_or_null(shown);
+}
+
 /* GET /v1/runs/{id}/lock: the packages and versions the run's environment
  * resolved to (docs/ui.md). {"run", "lock": null} for a run with no
- * requirements (or a pinned invoke, which resolves nothing). Wheel URLs are
- * left out: an index URL may carry credentials. */
+ * requirements (or a pinned invoke, which resolves nothing). */
 struct MHD_Response *daemon_api_run_lock(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         _cleanup_(run_record_freep) RunRecord *rec = NULL;
@@ -920,11 +927,7 @@ struct MHD_Response *daemon_api_run_lock(const DaemonCall *call, unsigned *ret_s
         k = daemon_run_lock_get(d, call->tenant, rec->id, &text);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
-        json_t *lock = daemon_json_or_null(text);
-        size_t i;
-        json_t *p;
-        json_array_foreach(json_object_get(lock, "packages"), i, p)
-                json_object_del(p, "url");
+        json_t *lock = lock_shown(text);
         return daemon_call_json(call, 200, json_pack("{s:s, s:o}", "run", rec->id, "lock", lock ? lock : json_null()),
                                 ret_status);
 }
@@ -996,8 +999,7 @@ struct MHD_Response *daemon_api_validate(const DaemonCall *call, unsigned *ret_s
         if (j && lock) {
                 /* The lock as `pysprinter lock` prints it embedded: an
                  * index URL's credentials hidden (pkg_url_redact). */
-                _cleanup_free_ char *text = pkg_url_redact(res->lock_json);
-                json_object_set_new(j, "lock", daemon_json_or_null(text));
+                json_object_set_new(j, "lock", lock_shown(res->lock_json));
         }
         run_result_free(res);
         return daemon_call_json(call, 200, j, ret_status);

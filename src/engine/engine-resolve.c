@@ -346,6 +346,10 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                        size_t *ret_n_entries, char **ret_lock_json, char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
+                /* A run without requirements records no lock; `lock` of
+                 * such a file prints the empty one, as the resolver writes it. */
+                if (resolve_only && ret_lock_json)
+                        *ret_lock_json = pkg_lock_to_json(&(PkgLock){}, false);
                 return 0;
         }
         /* Refuse what the file asks for directly before touching the index. */

@@ -331,6 +331,18 @@ def test_lock_with_a_server_resolves_there_and_prints_what_embedded_prints(cli, 
         lk = json.loads(local.stdout)
         assert {p["name"] for p in lk["packages"]} >= {"app", "lib"}
         assert "s3cret" not in local.stdout and all("tok:****@" in p["url"] for p in lk["packages"]), lk
+        # A run's lock on the server (GET /v1/runs/ID/lock) is the same lock, shown by the same rule.
+        st, run = d.call("POST", "/v1/runs?wait=true", {"source": pathlib.Path(f).read_text()})
+        assert st == 200 and run["status"] == "succeeded", run
+        st, rl = d.call("GET", f"/v1/runs/{run['id']}/lock")
+        assert st == 200 and rl["lock"] == lk, rl
+        # A file without requirements: the empty lock, the same on both paths.
+        none = cli.write("none.py", "def f():\n    return 1\n")
+        for extra in ([], ["--json"]):
+            local = cli("lock", *extra, none, check=0)
+            remote = cli("lock", *extra, none, env={"PYSPRINTER_SERVER": d.url}, check=0)
+            assert (remote.stdout, remote.stderr) == (local.stdout, local.stderr), (local, remote)
+        assert json.loads(local.stdout) == {"version": 1, "requirements": [], "packages": []}, local.stdout
         # What the server ignores is said; a requirement it cannot resolve is exit 4 on both paths.
         r = cli("lock", "--index-url", url, f, env={"PYSPRINTER_SERVER": d.url}, check=0)
         assert "--index-url is the server's setting" in r.stderr, r.stderr

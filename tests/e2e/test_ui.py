@@ -203,11 +203,11 @@ def f():
 def test_run_page_shows_the_environment_lock(alice, d):
     st, run = d.run(LOCKED)
     assert st == 200 and run["status"] == "succeeded" and run["result"] == 13, run
-    # The route behind it: per tenant, packages and versions, no wheel URLs.
+    # The route behind it: per tenant, packages, versions and wheel URLs.
     st, lock = d.call("GET", f"/v1/runs/{run['id']}/lock")
     assert st == 200, lock
     assert {(p["name"], p["version"]) for p in lock["lock"]["packages"]} == {("uipkg", "1.3"), ("uidep", "2.0")}
-    assert all("url" not in p for p in lock["lock"]["packages"])
+    assert all(p["url"].endswith(p["filename"]) for p in lock["lock"]["packages"]), lock
     assert d.call("GET", f"/v1/runs/{run['id']}/lock", token="bob")[0] == 404
     # A deployed function's warm invokes reuse its pinned environment (no
     # resolve at all): they record the same lock.
