@@ -87,66 +87,123 @@ static json_t *result_json(const RunResult *res) {
                               "Error", "message", "the run's outcome holds text that is not UTF-8");
 }
 
-/* Ctrl-C during an embedded run. engine_cancel() takes the engine's mutex,
- * which a signal handler must not (the interrupted thread may hold it), so
- * the handler only writes a byte to a pipe and a watcher thread cancels. */
-typedef struct InterruptWatch {
-        Engine *engine;
-        const char *run_id;
-        int pipe[2];
-        pthread_t thread;
-        bool started;
-} InterruptWatch;
+/* Ctrl-C during embedded work: a run, each of map's calls, a DAG run.
+ * engine_cancel() takes the engine's mutex, which a signal handler must not
+ * (the interrupted thread may hold it), so the handler only writes a byte
+ * to a pipe and one watcher thread cancels everything registered. It waits
+ * on the pipe alone: no wakeups while nothing is interrupted. The handler is
+ * installed while anything is registered, once, however many of map's
+ * threads run, so one thread's end never takes it from another's run. */
+typedef struct Cancelable {
+        /* 0 done; -ESRCH: nothing to cancel yet (a run the engine has not
+         * taken): asked again shortly, until it is or it unregisters. */
+        int (*cancel)(void *arg);
+        void *arg;
+        bool done;
+        struct Cancelable *next;
+} Cancelable;
 
-static int interrupt_pipe_w = -1;
+static struct {
+        pthread_mutex_t lock;
+        pthread_once_t once;
+        Cancelable *list;
+        unsigned n;
+        int pipe[2];
+        struct sigaction old_int, old_term;
+} interrupts = { .lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT, .pipe = { -1, -1 } };
 
 static void on_interrupt(int sig) {
         /* The engine reports the cancelled run; the verb exits 130 after. */
         int saved = errno;
         cli_interrupted = 1;
-        if (interrupt_pipe_w >= 0)
-                (void) !write(interrupt_pipe_w, "x", 1);
+        if (interrupts.pipe[1] >= 0)
+                (void) !write(interrupts.pipe[1], "x", 1);
         errno = saved;
 }
 
-static void *interrupt_watch_main(void *arg) {
-        InterruptWatch *w = arg;
-        bool cancelled = false;
-        /* A byte is an interrupt; end of file is the run's end. The
-         * handler writes to one pipe, the last run's: other runs of this
-         * process (map's calls, each on its thread) see the flag within
-         * 100 ms and are cancelled too. */
-        for (;;) {
-                struct pollfd p = { .fd = w->pipe[0], .events = POLLIN };
-                int k = poll(&p, 1, 100);
-                char c;
-                if (k < 0 && errno != EINTR)
-                        break;
-                if (k > 0 && read(w->pipe[0], &c, 1) != 1)
-                        break;
-                if ((k > 0 || cli_interrupted) && !cancelled) {
-                        (void) engine_cancel(w->engine, w->run_id);
-                        cancelled = true;
+/* After an interrupt: cancels what is registered and not yet cancelled;
+ * true when one had nothing to cancel yet. */
+static bool cancel_registered(void) {
+        bool again = false;
+        pthread_mutex_lock(&interrupts.lock);
+        for (Cancelable *c = interrupts.list; c; c = c->next)
+                if (!c->done) {
+                        int r = c->cancel(c->arg);
+                        c->done = r != -ESRCH;
+                        again |= !c->done;
                 }
+        pthread_mutex_unlock(&interrupts.lock);
+        return again;
+}
+
+static void *interrupt_watch_main(void *arg) {
+        bool again = false;
+        for (;;) {
+                struct pollfd p = { .fd = interrupts.pipe[0], .events = POLLIN };
+                int k = poll(&p, 1, again ? 20 : -1);
+                char buf[64];
+                if (k < 0 && errno != EINTR)
+                        return NULL;
+                if (k > 0 && read(interrupts.pipe[0], buf, sizeof buf) <= 0)
+                        return NULL;
+                if (cli_interrupted)
+                        again = cancel_registered();
         }
-        return NULL;
 }
 
-static void interrupt_watch_start(InterruptWatch *w, Engine *e, const char *run_id) {
-        *w = (InterruptWatch) { .engine = e, .run_id = run_id, .pipe = { -1, -1 } };
-        if (pipe2(w->pipe, O_CLOEXEC) < 0)
+/* The pipe and its watcher, for the process's life. */
+static void interrupt_watch_init(void) {
+        if (pipe2(interrupts.pipe, O_CLOEXEC | O_NONBLOCK) < 0)
                 return;
-        w->started = pthread_create(&w->thread, NULL, interrupt_watch_main, w) == 0;
-        if (w->started)
-                interrupt_pipe_w = w->pipe[1];
+        pthread_t t;
+        if (pthread_create(&t, NULL, interrupt_watch_main, NULL) != 0) {
+                interrupts.pipe[0] = fd_close(interrupts.pipe[0]);
+                interrupts.pipe[1] = fd_close(interrupts.pipe[1]);
+                return;
+        }
+        pthread_detach(t);
 }
 
-static void interrupt_watch_stop(InterruptWatch *w) {
-        interrupt_pipe_w = -1;
-        (void) fd_close(w->pipe[1]);
-        if (w->started)
-                pthread_join(w->thread, NULL);
-        (void) fd_close(w->pipe[0]);
+static void interrupt_register(Cancelable *c) {
+        pthread_once(&interrupts.once, interrupt_watch_init);
+        pthread_mutex_lock(&interrupts.lock);
+        if (interrupts.n++ == 0) {
+                struct sigaction sa = { .sa_handler = on_interrupt };
+                sigaction(SIGINT, &sa, &interrupts.old_int);
+                sigaction(SIGTERM, &sa, &interrupts.old_term);
+        }
+        c->done = false;
+        c->next = interrupts.list;
+        interrupts.list = c;
+        pthread_mutex_unlock(&interrupts.lock);
+        /* Interrupted already (map's next call, a Ctrl-C before this): the
+         * watcher cancels it as soon as the engine has it. */
+        if (cli_interrupted && interrupts.pipe[1] >= 0)
+                (void) !write(interrupts.pipe[1], "x", 1);
+}
+
+static void interrupt_unregister(Cancelable *c) {
+        pthread_mutex_lock(&interrupts.lock);
+        for (Cancelable **p = &interrupts.list; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        if (--interrupts.n == 0) {
+                sigaction(SIGINT, &interrupts.old_int, NULL);
+                sigaction(SIGTERM, &interrupts.old_term, NULL);
+        }
+        pthread_mutex_unlock(&interrupts.lock);
+}
+
+typedef struct RunCancel {
+        Engine *engine;
+        const char *run_id;
+} RunCancel;
+
+static int cancel_run(void *arg) {
+        RunCancel *rc = arg;
+        return engine_cancel(rc->engine, rc->run_id);
 }
 
 /* --data NAME[@VERSION] -> read-only content dirs. */
@@ -322,18 +379,14 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 .store_output = out.catalog ? data_store_output : NULL,
                 .store_output_userdata = &out,
         };
-        struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
-        InterruptWatch watch;
-        interrupt_watch_start(&watch, b->engine, id);
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
+        RunCancel rc = { .engine = b->engine, .run_id = id };
+        Cancelable watch = { .cancel = cancel_run, .arg = &rc };
+        interrupt_register(&watch);
         RunResult *res = NULL;
         int r = engine_run(b->engine, &spec, renderer_event, rd, &res);
         env_wipe_free(env);
         free(out.hash);
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-        interrupt_watch_stop(&watch);
+        interrupt_unregister(&watch);
         if (r < 0) {
                 backend_set_error(b, "%s", strerror(-r));
                 return r;
@@ -526,52 +579,13 @@ static void on_dag_event(const Dag *cd, const DagEvent *ev, void *userdata) {
         }
 }
 
-static Dag *running_dag;
-
-static void on_dag_interrupt(int sig) {
-        int saved = errno;
-        cli_interrupted = 1;
-        if (running_dag)
-                dag_cancel(running_dag);
-        if (interrupt_pipe_w >= 0)
-                (void) !write(interrupt_pipe_w, "x", 1);
-        errno = saved;
-}
-
-/* As for a run (InterruptWatch): a terminal's Ctrl-C reaches the tasks'
- * workers too, so their runs are cancelled at once from this thread — not
- * at the scheduler's next tick, when a worker killed by the same SIGINT is
+/* Ctrl-C: a terminal's Ctrl-C reaches the tasks' workers too, so the
+ * watcher cancels their runs at once (dag_cancel_running), not at the
+ * scheduler's next tick, when a worker killed by the same SIGINT is
  * already recorded as having died. */
-typedef struct DagInterruptWatch {
-        Dag *dag;
-        int pipe[2];
-        pthread_t thread;
-        bool started;
-} DagInterruptWatch;
-
-static void *dag_interrupt_watch_main(void *arg) {
-        DagInterruptWatch *w = arg;
-        char c;
-        while (read(w->pipe[0], &c, 1) == 1)
-                dag_cancel_running(w->dag);
-        return NULL;
-}
-
-static void dag_interrupt_watch_start(DagInterruptWatch *w, Dag *d) {
-        *w = (DagInterruptWatch){ .dag = d, .pipe = { -1, -1 } };
-        if (pipe2(w->pipe, O_CLOEXEC) < 0)
-                return;
-        w->started = pthread_create(&w->thread, NULL, dag_interrupt_watch_main, w) == 0;
-        if (w->started)
-                interrupt_pipe_w = w->pipe[1];
-}
-
-static void dag_interrupt_watch_stop(DagInterruptWatch *w) {
-        interrupt_pipe_w = -1;
-        (void) fd_close(w->pipe[1]);
-        if (w->started)
-                pthread_join(w->thread, NULL);
-        (void) fd_close(w->pipe[0]);
+static int cancel_dag(void *arg) {
+        dag_cancel_running(arg);
+        return 0;
 }
 
 /* Resuming: the recorded pipeline, unless its owner still runs it. */
@@ -656,17 +670,10 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
                 return r;
         }
         DagFollow f = { .b = b, .view = view, .userdata = userdata };
-        struct sigaction sa = { .sa_handler = on_dag_interrupt }, old_int, old_term;
-        DagInterruptWatch watch;
-        running_dag = d;
-        dag_interrupt_watch_start(&watch, d);
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
+        Cancelable watch = { .cancel = cancel_dag, .arg = d };
+        interrupt_register(&watch);
         r = dag_run(d, b->engine, dc, &o, on_dag_event, &f, &err);
-        running_dag = NULL;
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-        dag_interrupt_watch_stop(&watch);
+        interrupt_unregister(&watch);
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 r = r == -EINVAL || r == -ENOENT ? -EBADMSG : r;
