@@ -526,8 +526,11 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
                 daemon_run_cancel(d, w->r);
                 return NULL;
         }
-        if (!done)
+        if (!done) {
+                /* Its request id goes out with the 504: the record first. */
+                daemon_run_reveal(d, w->r);
                 return daemon_endpoint_error(504, w->id, ret_status);
+        }
         pthread_mutex_lock(&d->lock);
         RunResult *res = w->r->result;
         pthread_mutex_unlock(&d->lock);
@@ -586,6 +589,10 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         _cleanup_free_ char *err = NULL;
         daemon_request_from_function(&req, f);
         req.endpoint = true;
+        /* The caller waits for the answer, as a Lambda RequestResponse
+         * does: the warm path's begin on this thread, and its record's
+         * deferral (docs/api.md "Delivery"). */
+        req.answer_waits = true;
         RunLimits granted;
         pthread_rwlock_rdlock(&d->cfg_lock);
         int k = daemon_limits_grant(&d->cfg, tenant, &req.limits, &granted, &err);

@@ -413,6 +413,34 @@ def test_limits_no_longer_granted_answer_403_and_the_log_says_why(tmp_path):
         d.stop()
 
 
+SLOW = """
+import time
+def handler(event):
+    time.sleep(2.5)
+    return "late"
+"""
+
+
+def test_a_request_answered_504_still_has_its_run_which_ends_with_its_result(tmp_path):
+    """A Function URL caller waits, as a Lambda RequestResponse caller does
+    (its run's record may be deferred until its end). At max_wait_s it gets
+    a 504 naming the request id: that run is recorded by then and ends."""
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="server:\n  max_wait_s: 1\n").start()
+    try:
+        st, b = d.call("POST", "/v1/functions", {"name": "slow", "source": SLOW, "url": True})
+        assert st == 201, b
+        st, h, body = d.request("GET", "/fn/alice/slow")
+        assert st == 504, body
+        rid = h["x-request-id"]
+        assert json.loads(body) == {"message": "Gateway Timeout", "request_id": rid}, body
+        st, run = d.call("GET", f"/v1/runs/{rid}")
+        assert st == 200 and run["status"] in ("queued", "running", "succeeded"), run
+        wait_for(lambda: d.call("GET", f"/v1/runs/{rid}")[1]["status"] == "succeeded", "the run's end", timeout=20)
+        assert d.call("GET", f"/v1/runs/{rid}")[1]["result"] == "late"
+    finally:
+        d.stop()
+
+
 def test_body_is_capped(d):
     st, _, _ = d.request("POST", "/fn/alice/echo", raw=b"x" * 70000, headers={"Content-Type": "text/plain"})
     assert st == 413
