@@ -76,6 +76,34 @@ UNSANDBOXED = []
 KERNEL_LACKS = "kernel lacks what the sandbox needs"
 
 
+def run_on_pty(cwd, argv, env, timeout=60):
+    """argv run with a terminal (a pty) for stdin, stdout and stderr:
+    (exit code, everything it wrote, decoded). Started by subprocess (fork
+    and exec in C), not pty.fork(): a child forked from a threaded pytest
+    (an index's or a daemon's helper thread) runs Python before its exec
+    and can hang on a lock another thread held."""
+    import pty
+    import select
+    fd, slave = pty.openpty()
+    proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    out = b""
+    while True:
+        r, _, _ = select.select([fd], [], [], timeout)
+        if not r:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the last writer closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    return proc.wait(), out.decode(errors="replace")
+
+
 def sandbox_args():
     """[] when the full sandbox works on this build and machine;
     ["--sandbox=none"] only when the engine says the kernel lacks what the

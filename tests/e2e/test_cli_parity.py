@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import CLI, WORKER, sandbox_args
+from conftest import CLI, WORKER, run_on_pty, sandbox_args
 from daemonlib import TOKENS, Daemon, free_port
 
 FUNCS = '''
@@ -631,31 +631,12 @@ def test_a_dag_whose_task_requirement_cannot_be_resolved_exits_4_on_both_paths(w
 
 
 def pty_run(workdir, args, extra_env=None):
-    """The CLI on a terminal (python's pty): everything it wrote, as bytes."""
-    import pty
-    import select
+    """The CLI on a terminal: everything it wrote."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
     env.update({"PYSPRINTER_HOME": str(workdir / "home"), "PYSPRINTER_WORKER": str(WORKER), "NO_COLOR": "1",
                 "TERM": "xterm"})
     env.update(extra_env or {})
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(workdir)
-        os.execve(str(CLI), [str(CLI), *args], env)
-    out = b""
-    while True:
-        r, _, _ = select.select([fd], [], [], 60)
-        if not r:
-            break
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+    return run_on_pty(workdir, [CLI, *args], env)
 
 
 def test_progress_line_is_erased_before_other_output(workdir, tmp_path):

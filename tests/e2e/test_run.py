@@ -1,15 +1,13 @@
 """End-to-end: `pysprinter run/validate/ps/show/logs` on the embedded engine."""
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import time
 
 import pytest
 
-from conftest import CLI, sandbox_args
+from conftest import CLI, run_on_pty, sandbox_args
 
 MYFILE = """
 @requirements({})
@@ -316,24 +314,7 @@ def test_partial_lines_and_order(cli, run):
 def test_tty_decoration(cli, env):
     cli.write("t.py", 'import sys\ndef f():\n    print("hello")\n    print("oops", file=sys.stderr)\n    return {"a": 1}\n')
     sb = __import__("conftest").sandbox_args()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(cli.cwd)
-        os.execve(str(CLI), [str(CLI), "run", *sb, "t.py"], env)
-    out = b""
-    while True:
-        r, _, _ = select.select([fd], [], [], 30)
-        if not r:
-            break
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.waitpid(pid, 0)
-    text = out.decode()
+    _, text = run_on_pty(cli.cwd, [CLI, "run", *sb, "t.py"], env, timeout=30)
     assert re.search(r"\d\d:\d\d:\d\d\.\d{3} out \| hello", text), text
     assert re.search(r"\d\d:\d\d:\d\d\.\d{3} err \| oops", text), text
     assert '{\r\n  "a": 1\r\n}' in text  # pretty on a TTY
