@@ -391,12 +391,14 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 backend_set_error(b, "%s", strerror(-r));
                 return r;
         }
-        *ret = result_json(res);
-        if (q->lock_only) {
-                /* As POST /v1/validate {"lock": true} answers it. */
-                _cleanup_free_ char *lock = pkg_url_redact(res->lock_json);
-                json_object_set_new(*ret, "lock", lock ? json_parse_or_string(lock) : json_null());
-        }
+        /* A validation answers what POST /v1/validate answers (its
+         * warnings were printed as the engine's events). */
+        *ret = q->validate_only ? run_result_validation_json(res) : NULL;
+        json_object_del(*ret, "warnings");
+        if (!*ret)
+                *ret = result_json(res);
+        if (q->lock_only)
+                json_object_set_new(*ret, "lock", pkg_lock_shown(res->lock_json));
         run_result_free(res);
         return 0;
 }

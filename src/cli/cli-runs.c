@@ -215,6 +215,11 @@ static int run_and_render(Backend *b, RunRequest *q) {
         if (q->lock_only && streq(status, "succeeded")) {
                 print_lock(a->target, json_object_get(run, "lock"), a->json_output);
                 code = 0;
+        } else if (q->validate_only && a->json_output) {
+                /* The validation's answer, valid or not (docs/api.md
+                 * POST /v1/validate); a refusal's message is on stderr too. */
+                render_json(run);
+                code = streq(status, "succeeded") ? 0 : renderer_run_outcome(&rd, run);
         } else if (q->validate_only && streq(status, "succeeded")) {
                 if (!a->quiet && !cli_globals.quiet)
                         printf("%s: ok (%s)\n", a->target,

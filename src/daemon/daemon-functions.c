@@ -113,7 +113,7 @@ static char *deploy_limits_json(const RunRequest *req) {
  * (prefix: "function 'NAME': " in a stack, else ""). */
 static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResult *res, const char *prefix,
                                            unsigned *ret_status) {
-        json_t *v = daemon_validation_json(res);
+        json_t *v = run_result_validation_json(res);
         _cleanup_free_ char *msg = xasprintf("%s%s", prefix,
                                              res->error_message ? res->error_message : "the function does not validate");
         json_t *out = json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "invalid_function", "message", msg,

@@ -906,14 +906,6 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
 
 /* ---- lock ------------------------------------------------------------------------ */
 
-/* A lock as every answer shows it (and `pysprinter lock` prints it
- * embedded): the wheel URLs with an index URL's credentials hidden
- * (pkg_url_redact), as uv keeps them out of uv.lock. NULL text: null. */
-static json_t *lock_shown(const char *text) {
-        _cleanup_free_ char *shown = pkg_url_redact(text);
-        return daemon_json_or_null(shown);
-}
-
 /* GET /v1/runs/{id}/lock: the packages and versions the run's environment
  * resolved to (docs/ui.md). {"run", "lock": null} for a run with no
  * requirements (or a pinned invoke, which resolves nothing). */
@@ -927,7 +919,7 @@ struct MHD_Response *daemon_api_run_lock(const DaemonCall *call, unsigned *ret_s
         k = daemon_run_lock_get(d, call->tenant, rec->id, &text);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
-        json_t *lock = lock_shown(text);
+        json_t *lock = pkg_lock_shown(text);
         return daemon_call_json(call, 200, json_pack("{s:s, s:o}", "run", rec->id, "lock", lock ? lock : json_null()),
                                 ret_status);
 }
@@ -967,21 +959,6 @@ int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool c
         return engine_run(d->engine, &spec, on_validation_event, &vctx, ret);
 }
 
-json_t *daemon_validation_json(const RunResult *res) {
-        bool ok = res->status == RUN_SUCCEEDED || res->exit_code == 0;
-        json_t *error = ok ? json_null()
-                           : json_pack("{s:s?, s:s?, s:s?}", "type", res->error_type, "message", res->error_message,
-                                       "traceback", res->traceback);
-        json_t *j = json_pack("{s:b, s:i, s:s, s:s?, s:o, s:o}", "valid", ok, "exit_code", res->exit_code, "status",
-                              run_status_to_string(res->status), "function", res->function, "parameters",
-                              daemon_json_or_null(res->params_json), "error", error ?: json_null());
-        /* The parser's warnings: the caller's to see (the CLI prints them
-         * as an embedded validation does), not the daemon's log. */
-        if (j && res->warnings)
-                json_object_set_new(j, "warnings", json_string(res->warnings));
-        return j;
-}
-
 struct MHD_Response *daemon_api_validate(const DaemonCall *call, unsigned *ret_status) {
         _cleanup_free_ char *err = NULL;
         RunRequest req = {};
@@ -995,11 +972,11 @@ struct MHD_Response *daemon_api_validate(const DaemonCall *call, unsigned *ret_s
         run_request_done(&req);
         if (k < 0)
                 return daemon_call_errno(call, k, "validation", ret_status);
-        json_t *j = daemon_validation_json(res);
+        json_t *j = run_result_validation_json(res);
         if (j && lock) {
                 /* The lock as `pysprinter lock` prints it embedded: an
                  * index URL's credentials hidden (pkg_url_redact). */
-                json_object_set_new(j, "lock", lock_shown(res->lock_json));
+                json_object_set_new(j, "lock", pkg_lock_shown(res->lock_json));
         }
         run_result_free(res);
         return daemon_call_json(call, 200, j, ret_status);

@@ -453,7 +453,7 @@ static struct MHD_Response *schedule_check_arguments(const DaemonCall *call, con
                                                 json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "invalid_arguments",
                                                           "message",
                                                           res->error_message ?: "the arguments do not fit the function",
-                                                          "validation", daemon_validation_json(res) ?: json_null()),
+                                                          "validation", run_result_validation_json(res) ?: json_null()),
                                                 ret_status);
         }
         run_result_free(res);

@@ -999,8 +999,6 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
                                         int fn_version, unsigned *ret_status);
 /* Validates req in a worker (arguments too when check_arguments). */
 int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments, RunResult **ret);
-/* The validate endpoint's answer for res. */
-struct json_t *daemon_validation_json(const RunResult *res);
 
 /* ---- functions and the Lambda API (daemon-functions.c) ------------------ */
 

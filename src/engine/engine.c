@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -46,6 +47,21 @@ RunResult *run_result_free(RunResult *r) {
         free(r->timings_json);
         free(r);
         return NULL;
+}
+
+json_t *run_result_validation_json(const RunResult *res) {
+        bool ok = res->status == RUN_SUCCEEDED || res->exit_code == 0;
+        json_t *error = ok ? json_null()
+                           : json_pack("{s:s?, s:s?, s:s?}", "type", res->error_type, "message", res->error_message,
+                                       "traceback", res->traceback);
+        json_t *j = json_pack("{s:b, s:i, s:s, s:s?, s:o, s:o}", "valid", ok, "exit_code", res->exit_code, "status",
+                              run_status_to_string(res->status), "function", res->function, "parameters",
+                              json_parse_or_string(res->params_json), "error", error ?: json_null());
+        /* The parser's warnings: the caller's to see (the CLI prints them
+         * as an embedded validation does), not a daemon's log. */
+        if (j && res->warnings)
+                json_object_set_new(j, "warnings", json_string(res->warnings));
+        return j;
 }
 
 static void limits_fill(RunLimits *l, const RunLimits *from) {

@@ -224,6 +224,10 @@ typedef struct RunResult {
         char *timings_json;
 } RunResult;
 RunResult *run_result_free(RunResult *r);
+/* A validation's answer (POST /v1/validate, `pysprinter validate --json`):
+ * {valid, exit_code, status, function, parameters, error} and, when the
+ * parser warned, warnings. Caller decrefs. */
+struct json_t *run_result_validation_json(const RunResult *res);
 
 #define ENGINE_VALIDATION_CACHE_BYTES_DEFAULT (64ULL << 20)
 

@@ -42,6 +42,11 @@ char *pkg_lock_to_json(const PkgLock *l, bool pretty) {
         return out;
 }
 
+json_t *pkg_lock_shown(const char *lock_json) {
+        _cleanup_free_ char *shown = pkg_url_redact(lock_json);
+        return json_parse_or_string(shown);
+}
+
 /* An absent list is an empty one; the callers word the error. */
 static int json_strv(json_t *a, char ***ret) {
         _cleanup_free_ char *ignored = NULL;

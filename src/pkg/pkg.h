@@ -281,6 +281,11 @@ PkgLock *pkg_lock_free(PkgLock *l);
  * "filename","url","sha256","dependencies":[…]}…]}. Caller frees. */
 char *pkg_lock_to_json(const PkgLock *l, bool pretty);
 int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error);
+/* A lock's JSON text as every answer shows it and `pysprinter lock` prints
+ * it: each wheel URL with an index URL's credentials hidden
+ * (pkg_url_redact), as uv keeps them out of uv.lock. NULL text: JSON null.
+ * Caller decrefs. */
+struct json_t *pkg_lock_shown(const char *lock_json);
 
 typedef struct PkgResolveOptions {
         const PkgTags *tags;

@@ -106,6 +106,8 @@ CASES = {
     "no_network": ["run", "f.py", "--kind", "dict", "--no-network", "--json"],
     "validate": ["validate", "f.py", "--kind", "x"],
     "validate_bad_kwarg": ["validate", "f.py", "--nope", "x"],
+    "validate_json": ["validate", "f.py", "--kind", "x", "--json"],
+    "validate_json_invalid": ["validate", "f.py", "--nope", "x", "--json"],
     "chain": ["chain", "step.py::one", "step.py::two"],
     "chain_json": ["chain", "step.py::one", "step.py::two", "--json"],
     "dag": ["dag", "run", "pipe.yaml"],
@@ -194,6 +196,25 @@ def test_run_json_of_a_failed_run_prints_nothing_on_stdout_on_both_paths(daemon,
         assert "hello from f" in r.stderr and "ValueError: nope" in r.stderr, r.stderr
         out[server] = [l for l in r.stderr.splitlines() if "--sandbox" not in l]
     assert out[None] == out[daemon.url]
+
+
+def test_validate_json_prints_the_validations_answer_on_both_paths(daemon, workdir):
+    """`validate --json` printed "f.py: ok (f)", not JSON. It prints the
+    answer of POST /v1/validate, valid or not (an invalid one's message is
+    on stderr too, and the exit code is 3)."""
+    for server in (None, daemon.url):
+        ok = run_cli(workdir, ["validate", "f.py", "--kind", "x", "--json"], server=server)
+        assert ok.returncode == 0, ok
+        assert json.loads(ok.stdout) == {"valid": True, "exit_code": 0, "status": "succeeded", "function": "f",
+                                         "parameters": ["kind"], "error": None}, ok.stdout
+        bad = run_cli(workdir, ["validate", "f.py", "--nope", "x", "--json"], server=server)
+        assert bad.returncode == 3, bad
+        ans = json.loads(bad.stdout)
+        assert ans["valid"] is False and ans["exit_code"] == 3 and ans["error"]["type"] == "ValidationError", ans
+        assert ans["error"]["message"] in bad.stderr
+    st, api = daemon.call("POST", "/v1/validate", {"source": (workdir / "f.py").read_text(), "filename": "f.py",
+                                                   "raw_kwargs": {"kind": "x"}})
+    assert st == 200 and api == json.loads(ok.stdout), api
 
 
 def test_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
