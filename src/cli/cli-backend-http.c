@@ -229,6 +229,8 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         }
         if (q->validate_only) {
                 json_object_del(req, "limits");
+                if (q->describe_only)
+                        json_object_set_new(req, "describe", json_true());
                 if (q->lock_only) {
                         json_object_set_new(req, "lock", json_true());
                         if (a->no_cache)

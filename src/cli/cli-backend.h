@@ -84,6 +84,10 @@ typedef struct RunRequest {
          * nothing, arguments unchecked; *ret gains "lock", the lock's JSON
          * with an index URL's credentials hidden (null: no requirements) */
         bool lock_only;
+        /* `run FILE --help` (with validate_only): parse the file and find
+         * the function, nothing resolved, arguments unchecked; *ret is the
+         * validation's answer with its signature and doc */
+        bool describe_only;
 } RunRequest;
 
 /* A pipeline to run (docs/dag.md). */

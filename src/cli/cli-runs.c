@@ -16,6 +16,7 @@ static const char run_help[] =
         "  -k NAME=VALUE         keyword argument, whatever NAME is (a, k, json, timeout…)\n"
         "  --json-args '[…]'     positional arguments as JSON values\n"
         "  --json-kwargs '{…}'   keyword arguments as JSON values\n"
+        "  FILE --help           the function's own usage: signature and docstring\n"
         "  Values are converted by the parameter's annotation (int, float, bool, str,\n"
         "  list, dict, tuple, Optional[...]); unannotated parameters get strings.\n"
         "\n"
@@ -82,11 +83,30 @@ static int usage_error(const char *verb, const char *msg) {
         return EXIT_USAGE;
 }
 
+static bool is_help_word(const char *w) {
+        return streq(w, "--help") || streq(w, "-h");
+}
+
 static bool help_asked(int argc, char **argv) {
         for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
-                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                if (is_help_word(argv[i]))
                         return true;
         return false;
+}
+
+/* argv without its help words (those before "--"). Caller frees the array
+ * (not the words, argv's). */
+static char **without_help(int argc, char **argv, int *ret_argc) {
+        char **out = xcalloc((size_t) argc + 1, sizeof(char *));
+        int n = 0;
+        bool values = false;
+        for (int i = 0; i < argc; i++) {
+                values |= streq(argv[i], "--");
+                if (values || !is_help_word(argv[i]))
+                        out[n++] = argv[i];
+        }
+        *ret_argc = n;
+        return out;
 }
 
 /* A keyword argument spelled like a runner option ("--timout 5") that the
@@ -179,8 +199,35 @@ static void print_lock(const char *target, json_t *lock, bool json) {
                        json_get_string(v, "sha256") ?: "");
 }
 
-/* Runs (or validates, or invokes) q on b and renders it. */
-static int run_and_render(Backend *b, RunRequest *q) {
+/* `run FILE --help`: the function's own usage, from its validation's
+ * answer (signature and docstring; nothing of the file runs), then where
+ * the runner's options are. */
+static void print_function_help(const char *verb, const char *target, json_t *ans, bool json) {
+        if (json) {
+                render_json(ans);
+                return;
+        }
+        printf("Usage: pysprinter %s %s [OPTIONS] [ARGUMENTS]\n\n", verb, target);
+        printf("  %s\n", json_get_string(ans, "signature") ?: json_get_string(ans, "function") ?: "?");
+        const char *doc = json_get_string(ans, "doc");
+        if (doc && *doc) {
+                /* Indented as a block under the signature, each line. */
+                putchar('\n');
+                for (const char *p = doc; *p;) {
+                        size_t n = strcspn(p, "\n");
+                        printf(n ? "    %.*s\n" : "\n", (int) n, p);
+                        p += n + (p[n] == '\n');
+                }
+        }
+        printf("\nArguments: -a VALUE (positional, in order), --NAME VALUE (keyword); a bool\n"
+               "parameter is a flag (--NAME alone). Values are converted by the annotation.\n"
+               "Options (limits, --data, --secret, --server…): pysprinter %s --help\n",
+               verb);
+}
+
+/* Runs (or validates, or invokes) q on b and renders it; verb names the
+ * verb in a function's usage (describe_only). */
+static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
         const RunArgs *a = q->a;
         int code = check_suspects(b, q);
         if (code)
@@ -212,7 +259,10 @@ static int run_and_render(Backend *b, RunRequest *q) {
                 fflush(out);
         renderer_done(&rd);
         const char *status = json_string_value(json_object_get(run, "status")) ?: "";
-        if (q->lock_only && streq(status, "succeeded")) {
+        if (q->describe_only && streq(status, "succeeded")) {
+                print_function_help(verb, a->target, run, a->json_output);
+                code = 0;
+        } else if (q->lock_only && streq(status, "succeeded")) {
                 print_lock(a->target, json_object_get(run, "lock"), a->json_output);
                 code = 0;
         } else if (q->validate_only && a->json_output) {
@@ -252,10 +302,15 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         static const char *const helps[] = { run_help, validate_help, lock_help };
         const char *verb = verbs[kind];
         bool validate_only = kind != VERB_RUN;
-        if (help_asked(argc, argv)) {
+        /* --help after a FILE: the function's usage (run and validate). */
+        bool describe = help_asked(argc, argv) && kind != VERB_LOCK && argc > 0 && argv[0][0] != '-';
+        if (help_asked(argc, argv) && !describe) {
                 fputs(helps[kind], stdout);
                 return 0;
         }
+        _cleanup_free_ char **words = describe ? without_help(argc, argv, &argc) : NULL;
+        if (describe)
+                argv = words;
         RunArgs a;
         int code = parse_or_fail(verb, argc, argv, &a);
         if (code)
@@ -270,17 +325,19 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         if (!code && b->remote)
                 code = check_utf8(a.file, source, len);
         if (!code) {
-                /* A lock runs no code of the file: no note about its
-                 * sandbox, only about what a server ignores. */
-                if (kind != VERB_LOCK || b->remote)
+                /* A lock or a function's usage runs no code of the file:
+                 * no note about its sandbox, only about what a server
+                 * ignores. */
+                if ((kind != VERB_LOCK && !describe) || b->remote)
                         backend_note_options(b, &a, a.sandbox, "this code runs");
                 RunRequest q = { .a = &a,
                                  .source = source,
                                  .source_len = len,
                                  .filename = a.file,
-                                 .validate_only = validate_only,
-                                 .lock_only = kind == VERB_LOCK };
-                code = run_and_render(b, &q);
+                                 .validate_only = validate_only || describe,
+                                 .lock_only = kind == VERB_LOCK,
+                                 .describe_only = describe };
+                code = run_and_render(b, &q, verb);
         }
         backend_free(b);
         run_args_done(&a);
@@ -400,7 +457,7 @@ int verb_invoke(int argc, char **argv) {
         code = backend_open(&a, &b);
         if (!code) {
                 RunRequest q = { .a = &a, .deployed = a.file, .version = version, .payload = payload };
-                code = run_and_render(b, &q);
+                code = run_and_render(b, &q, "invoke");
         }
         backend_free(b);
         json_decref(payload);

@@ -383,6 +383,7 @@ static const Field validate_fields[] = {
         { "source", F_STRING, true },      { "filename", F_STRING, false }, { "function", F_STRING, false },
         { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false },   { "raw_args", F_ARRAY, false },
         { "raw_kwargs", F_OBJECT, false }, { "lock", F_BOOL, false },       { "no_cache", F_BOOL, false },
+        { "describe", F_BOOL, false },
 };
 static const Field deploy_fields[] = {
         { "name", F_STRING, true },         { "source", F_STRING, true },     { "filename", F_STRING, false },
@@ -709,6 +710,12 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
         }
         req.no_cache = json_is_true(json_object_get(j, "no_cache"));
         req.lock_only = json_is_true(json_object_get(j, "lock"));
+        req.describe_only = json_is_true(json_object_get(j, "describe"));
+        if (req.lock_only && req.describe_only) {
+                *ret_error = xstrdup("fields 'lock' and 'describe' ask for different answers: give one");
+                r = -EINVAL;
+                goto fail;
+        }
         json_t *retries = json_object_get(j, "retries");
         if (retries) {
                 if (json_integer_value(retries) < 0 || json_integer_value(retries) > RUN_MAX_RETRIES) {

@@ -953,7 +953,8 @@ int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool c
                 /* `pysprinter lock`: the requirements' business only */
                 .resolve_only = req->lock_only,
                 .no_cache = req->no_cache,
-                .skip_argument_check = !check_arguments || req->lock_only,
+                .describe_only = req->describe_only,
+                .skip_argument_check = !check_arguments || req->lock_only || req->describe_only,
                 .no_record = true,
         };
         return engine_run(d->engine, &spec, on_validation_event, &vctx, ret);

@@ -224,6 +224,7 @@ typedef struct RunRequest {
         char *output_data;      /* run: output_dir() becomes this dataset (docs/data.md "Outputs") */
         bool no_cache;          /* run, validate: resolve against the index again (RunSpec.no_cache) */
         bool lock_only;         /* validate: "lock": resolve, install nothing, answer the lock */
+        bool describe_only;     /* validate: "describe": parse only (signature, doc), arguments unchecked */
         /* run and deploy: secret names (opened in the caller's tenant when
          * the run starts) and plain "KEY=VALUE" variables (docs/secrets.md) */
         char **secrets;

@@ -537,6 +537,10 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         json_t *params = json_object_get(v, "parameters");
         if (json_is_array(params))
                 c->res->params_json = json_dumps(params, JSON_COMPACT);
+        const char *sig = json_string_value(json_object_get(v, "signature"));
+        const char *doc = json_string_value(json_object_get(v, "doc"));
+        c->res->signature = sig ? xstrdup(sig) : NULL;
+        c->res->doc = doc ? xstrdup(doc) : NULL;
         json_t *reqs = json_object_get(v, "requirements");
         if (c->spec->requirements_json) {
                 /* Kept beside the source (a deploy): the file must not
@@ -1700,7 +1704,8 @@ EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void 
         int r = parse_arguments(c);
         if (r >= 0)
                 r = phase_validate(c, &run->reqs);
-        if (r >= 0)
+        assert(!spec->describe_only || (spec->validate_only && spec->skip_argument_check));
+        if (r >= 0 && !spec->describe_only)
                 r = phase_resolve(c, run->reqs);
         if (r >= 0 && spec->validate_only)
                 set_outcome(c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);

@@ -36,6 +36,8 @@ RunResult *run_result_free(RunResult *r) {
         free(r->id);
         free(r->function);
         free(r->params_json);
+        free(r->signature);
+        free(r->doc);
         free(r->value_json);
         free(r->value_repr);
         free(r->error_type);
@@ -54,9 +56,10 @@ json_t *run_result_validation_json(const RunResult *res) {
         json_t *error = ok ? json_null()
                            : json_pack("{s:s?, s:s?, s:s?}", "type", res->error_type, "message", res->error_message,
                                        "traceback", res->traceback);
-        json_t *j = json_pack("{s:b, s:i, s:s, s:s?, s:o, s:o}", "valid", ok, "exit_code", res->exit_code, "status",
-                              run_status_to_string(res->status), "function", res->function, "parameters",
-                              json_parse_or_string(res->params_json), "error", error ?: json_null());
+        json_t *j = json_pack("{s:b, s:i, s:s, s:s?, s:o, s:s?, s:s?, s:o}", "valid", ok, "exit_code", res->exit_code,
+                              "status", run_status_to_string(res->status), "function", res->function, "parameters",
+                              json_parse_or_string(res->params_json), "signature", res->signature, "doc", res->doc,
+                              "error", error ?: json_null());
         /* The parser's warnings: the caller's to see (the CLI prints them
          * as an embedded validation does), not a daemon's log. */
         if (j && res->warnings)

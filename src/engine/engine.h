@@ -125,6 +125,10 @@ typedef struct RunSpec {
         /* With validate_only: resolve the lock but install nothing
          * (`pysprinter lock`): with PEP 658 metadata no wheel is fetched. */
         bool resolve_only;
+        /* With validate_only and skip_argument_check: the file is parsed
+         * and its function found, nothing resolved (`run FILE --help`:
+         * RunResult.signature and doc, no index asked). */
+        bool describe_only;
         /* Resolve the requirements against the index again instead of
          * using a cached lock (run --no-cache, lock --no-cache). */
         bool no_cache;
@@ -189,6 +193,10 @@ typedef struct RunResult {
          * signature order ("*args", "**kw" and a bare "*" keep their stars);
          * NULL when validation did not run to the end. */
         char *params_json;
+        /* With it: the signature as the file spells it ("f(n: int = 1) ->
+         * str") and the function's docstring (NULL: none). */
+        char *signature;
+        char *doc;
         char *value_json;     /* the return value as JSON text, if any */
         char *value_repr;     /* repr() when JSON could not hold the value */
         char *error_type;     /* e.g. "ValueError", "SyntaxError", "TimeLimit" */
@@ -225,8 +233,8 @@ typedef struct RunResult {
 } RunResult;
 RunResult *run_result_free(RunResult *r);
 /* A validation's answer (POST /v1/validate, `pysprinter validate --json`):
- * {valid, exit_code, status, function, parameters, error} and, when the
- * parser warned, warnings. Caller decrefs. */
+ * {valid, exit_code, status, function, parameters, signature, doc, error}
+ * and, when the parser warned, warnings. Caller decrefs. */
 struct json_t *run_result_validation_json(const RunResult *res);
 
 #define ENGINE_VALIDATION_CACHE_BYTES_DEFAULT (64ULL << 20)

@@ -576,7 +576,9 @@ def _call_args(req):
 
 
 def _signature_text(fn):
-    return f"{fn.name}({ast.unparse(fn.args)})"
+    """As the file spells it: `greet(name: str, n: int = 1) -> str`."""
+    returns = f" -> {ast.unparse(fn.returns)}" if fn.returns is not None else ""
+    return f"{fn.name}({ast.unparse(fn.args)}){returns}"
 
 
 def _parameters(fn):
@@ -684,6 +686,7 @@ def _validate(req, filename):
         "ok": True,
         "function": fn.name,
         "signature": _signature_text(fn),
+        "doc": ast.get_docstring(fn),
         "params": params,
         "parameters": _parameters(fn),
         "is_async": isinstance(fn, ast.AsyncFunctionDef),

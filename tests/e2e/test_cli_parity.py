@@ -217,6 +217,44 @@ def test_validate_json_prints_the_validations_answer_on_both_paths(daemon, workd
     assert st == 200 and api == json.loads(ok.stdout), api
 
 
+HELPED = '''
+@requirements({"nosuchpkg-anywhere": ">=1"})
+def greet(name: str, times: int = 1, shout: bool = False) -> str:
+    """Say hello.
+
+    name: who to greet
+    """
+    return name
+'''
+
+
+def test_run_file_help_prints_the_functions_usage_on_both_paths(daemon, workdir):
+    """`run FILE --help` printed run's generic help. It prints the
+    function's signature and docstring (as `modal run app.py::f --help`
+    shows a function's parameters), from the parser alone: nothing of the
+    file runs and no index is asked (its requirement exists nowhere)."""
+    (workdir / "helped.py").write_text(HELPED)
+    out = {}
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "helped.py", "--help", "--index-url", "http://127.0.0.1:9/"], server=server)
+        assert r.returncode == 0, r
+        assert r.stdout.startswith("Usage: pysprinter run helped.py [OPTIONS] [ARGUMENTS]\n\n"
+                                   "  greet(name: str, times: int=1, shout: bool=False) -> str\n\n"
+                                   "    Say hello.\n\n    name: who to greet\n"), r.stdout
+        assert "pysprinter run --help" in r.stdout
+        v = run_cli(workdir, ["validate", "helped.py::greet", "-h", "--json"], server=server)
+        assert v.returncode == 0, v
+        ans = json.loads(v.stdout)
+        assert ans["signature"] == "greet(name: str, times: int=1, shout: bool=False) -> str", ans
+        assert ans["doc"] == "Say hello.\n\nname: who to greet" and ans["parameters"] == ["name", "times", "shout"]
+        bad = run_cli(workdir, ["run", "helped.py::nope", "--help"], server=server)
+        assert bad.returncode == 3 and "no top-level function 'nope'" in bad.stderr, bad
+        # Without a FILE, --help is run's own help.
+        assert "Usage: pysprinter run FILE[::FUNC]" in run_cli(workdir, ["run", "--help"], server=server).stdout
+        out[server] = (r.stdout, r.stderr.replace("--index-url is the server's setting", ""), v.stdout, bad.stderr)
+    assert out[None][0] == out[daemon.url][0] and out[None][2:] == out[daemon.url][2:]
+
+
 def test_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
     """Ctrl-C cancels the run embedded and on the server alike: exit 130 and
     the same lines (the server path said "cancelling run … on the server"
