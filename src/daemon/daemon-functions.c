@@ -38,7 +38,7 @@ static json_t *function_json_base(const DaemonCall *call, const FunctionRecord *
 /* The function object's "secrets" and "env": names only (an --env value
  * may be sensitive too; the record has it, the answer does not). */
 static void add_env_names(json_t *j, const char *env_json) {
-        json_t *e = daemon_json_or_null(env_json), *secrets = json_object_get(e, "secrets"), *names = json_array();
+        json_t *e = json_parse_or_string(env_json), *secrets = json_object_get(e, "secrets"), *names = json_array();
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(e, "env"), k, v)
@@ -75,8 +75,8 @@ static json_t *function_json_base(const DaemonCall *call, const FunctionRecord *
         sha256_hex(f->source, f->source_len, hex);
         return json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:s?, s:o, s:o, s:o, s:s, s:o}", "name", f->name, "version",
                          f->version, "filename", f->filename, "function", f->function, "parameters",
-                         daemon_json_or_null(f->params_json), "description", f->description, "requirements",
-                         daemon_json_or_null(f->requirements_json), "limits", daemon_json_or_null(f->limits_json),
+                         json_parse_or_string(f->params_json), "description", f->description, "requirements",
+                         json_parse_or_string(f->requirements_json), "limits", json_parse_or_string(f->limits_json),
                          "created_at", daemon_time_json(f->created), "source_sha256", hex, "url",
                          daemon_endpoint_json(call->d, f->tenant ? f->tenant : call->tenant, f->name));
 }
@@ -344,7 +344,7 @@ struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *
 /* The function's deploy-time limits, overridden field by field by the
  * invoke's. */
 static void merge_limits(RunLimits *l, const char *limits_json) {
-        json_t *j = daemon_json_or_null(limits_json);
+        json_t *j = json_parse_or_string(limits_json);
         RunLimits base = {};
         if (json_is_object(j)) {
                 base.timeout_ms = (uint64_t) json_integer_value(json_object_get(j, "timeout_ms"));
@@ -371,7 +371,7 @@ static void merge_limits(RunLimits *l, const char *limits_json) {
 
 /* The deploy's secret names and variables onto req (docs/secrets.md). */
 static void env_from_function(RunRequest *req, const FunctionRecord *f) {
-        json_t *e = daemon_json_or_null(f->env_json), *v;
+        json_t *e = json_parse_or_string(f->env_json), *v;
         size_t i;
         const char *k;
         json_array_foreach(json_object_get(e, "secrets"), i, v)
@@ -417,7 +417,7 @@ void daemon_request_from_function(RunRequest *req, const FunctionRecord *f) {
         env_from_function(req, f);
         if (req->max_attempts == 0) {
                 /* The deploy's "retries" as max_attempts (0: the config's). */
-                json_t *j = daemon_json_or_null(f->limits_json);
+                json_t *j = json_parse_or_string(f->limits_json);
                 json_t *v = json_object_get(j, "retries");
                 req->max_attempts = json_is_integer(v) ? (int) json_integer_value(v) + 1 : 0;
                 json_decref(j);

@@ -415,13 +415,6 @@ RequestCaps daemon_call_caps(const DaemonCall *call) {
         return caps;
 }
 
-json_t *daemon_json_or_null(const char *text) {
-        if (!text)
-                return json_null();
-        json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        return j ? j : json_string(text);
-}
-
 json_t *daemon_time_json(usec_t t) {
         char buf[32];
         return t ? json_string(format_timestamp(t, buf)) : json_null();

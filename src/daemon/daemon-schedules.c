@@ -309,7 +309,7 @@ static json_t *schedule_json(Daemon *d, const ScheduleRecord *s) {
                 json_object_set_new(j, "dag", json_pack("{s:s?}", "file", json_string_value(json_object_get(g, "filename"))));
                 json_decref(g);
         }
-        json_t *args = daemon_json_or_null(s->invoke_json);
+        json_t *args = json_parse_or_string(s->invoke_json);
         if (json_is_object(args))
                 json_object_update(j, args);
         json_decref(args);

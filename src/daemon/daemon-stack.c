@@ -79,7 +79,7 @@ static bool plan_has(const StackPlan *p, StackKind kind, const char *name) {
 
 /* Stored JSON texts compared as values (key order and spacing aside). */
 static bool json_text_equal(const char *a, const char *b) {
-        json_t *x = daemon_json_or_null(a), *y = daemon_json_or_null(b);
+        json_t *x = json_parse_or_string(a), *y = json_parse_or_string(b);
         bool eq = json_equal(x, y) || (json_is_null(x) && json_is_null(y));
         json_decref(x);
         json_decref(y);

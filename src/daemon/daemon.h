@@ -981,8 +981,6 @@ struct MHD_Response *daemon_call_query_limit(const DaemonCall *call, size_t dflt
 usec_t daemon_call_wait_timeout(const DaemonCall *call);
 const char *daemon_call_header(const DaemonCall *call, const char *name);
 RequestCaps daemon_call_caps(const DaemonCall *call);
-/* JSON text as a value (NULL: null; not JSON: the string). */
-struct json_t *daemon_json_or_null(const char *text);
 struct json_t *daemon_time_json(usec_t t);
 
 /* ---- runs and validation (daemon-runs-api.c) ---------------------------- */
