@@ -206,7 +206,8 @@ def test_validate_json_prints_the_validations_answer_on_both_paths(daemon, workd
         ok = run_cli(workdir, ["validate", "f.py", "--kind", "x", "--json"], server=server)
         assert ok.returncode == 0, ok
         assert json.loads(ok.stdout) == {"valid": True, "exit_code": 0, "status": "succeeded", "function": "f",
-                                         "parameters": ["kind"], "error": None}, ok.stdout
+                                         "parameters": ["kind"], "signature": "f(kind: str='float')", "doc": None,
+                                         "error": None}, ok.stdout
         bad = run_cli(workdir, ["validate", "f.py", "--nope", "x", "--json"], server=server)
         assert bad.returncode == 3, bad
         ans = json.loads(bad.stdout)
