@@ -211,6 +211,10 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 return 0;
         const char *name = opts[k].name;
         const char *val = NULL;
+        /* Which options were given, as spelled here: a verb refuses the
+         * ones it has no place for by name (cli_invoke_option_error()). */
+        if (!streq(name, "-a") && !streq(name, "-k") && !startswith(name, "--json-"))
+                a->options = strv_append(a->options, name);
         if (opts[k].kind == OPT_VALUE) {
                 if (eq)
                         val = eq + 1;
@@ -454,6 +458,34 @@ int cli_parse_chain_args(int argc, char **argv, RunArgs *ret, char **ret_error) 
         return parse_args(argc, argv, true, ret, ret_error);
 }
 
+/* The run options an invocation of a deployed function has no place for
+ * (the invoke API's body takes arguments, limits, data and a version), and
+ * why: a verb that got one and went on would drop it without a word. */
+static const struct {
+        const char *name;
+        const char *why;
+        bool scheduled_only; /* a fire has no terminal; an invoke does */
+} not_invoked[] = {
+        { "--sandbox", "a deployed function runs in the server's sandbox" },
+        { "--index-url", "a deployed function's requirements were resolved when it was deployed" },
+        { "--find-links", "a deployed function's requirements were resolved when it was deployed" },
+        { "--allow-sdist", "a deployed function's requirements were resolved when it was deployed" },
+        { "--no-cache", "a deployed function's requirements were resolved when it was deployed" },
+        { "--secret", "an invocation uses the secrets and env its function was deployed with (deploy --secret/--env)" },
+        { "--env", "an invocation uses the secrets and env its function was deployed with (deploy --secret/--env)" },
+        { "--output-data", "an invocation stores no output dataset (`run --output-data` does)" },
+        { "--output-file", "a fire prints nowhere (`pysprinter logs RUN` shows a fired run's output)", true },
+};
+
+char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled) {
+        assert(a && verb);
+        for (char **o = a->options; o && *o; o++)
+                for (size_t k = 0; k < ELEMENTSOF(not_invoked); k++)
+                        if (streq(*o, not_invoked[k].name) && (scheduled || !not_invoked[k].scheduled_only))
+                                return xasprintf("%s cannot go with %s: %s", *o, verb, not_invoked[k].why);
+        return NULL;
+}
+
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version) {
         assert(word && ret_name && ret_version);
         const char *sep = strstr(word, "::");
@@ -486,6 +518,7 @@ void run_args_done(RunArgs *a) {
         free(a->output_file);
         strv_free(a->suspects);
         strv_free(a->steps);
+        strv_free(a->options);
         *a = (RunArgs) {};
 }
 

@@ -55,6 +55,9 @@ int cli_args_to_api(json_t *req, const RunArgs *a) {
         if (json_object_size(o))
                 json_object_set(req, "limits", o);
         json_decref(o);
+        /* Names only: the server resolves them in the caller's tenant. */
+        if (a->data)
+                json_object_set_new(req, "data", json_strv_new(a->data));
         return r;
 }
 
@@ -228,7 +231,9 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 json_object_set_new(req, "args", json_pack("[o]", prev ?: json_null()));
         }
         if (q->validate_only) {
+                /* A validation mounts nothing and runs nothing. */
                 json_object_del(req, "limits");
+                json_object_del(req, "data");
                 if (q->describe_only)
                         json_object_set_new(req, "describe", json_true());
                 if (q->lock_only) {
@@ -258,11 +263,6 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 *ret = ans;
                 return 0;
         }
-        if ((a->secrets || a->env) && q->deployed) {
-                json_decref(req);
-                return fail(b, -EINVAL, xstrdup("an invocation uses the secrets and env its function was "
-                                                "deployed with (deploy --secret/--env)"));
-        }
         if (a->secrets) {
                 /* Names only: the server opens them in the caller's tenant
                  * when the run starts. */
@@ -284,13 +284,6 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 json_object_set_new(req, "output_data", json_string(a->output_data));
         if (a->no_cache && !q->deployed && !q->validate_only)
                 json_object_set_new(req, "no_cache", json_true());
-        if (a->data && !q->deployed) {
-                /* The server resolves the names in the caller's tenant. */
-                json_t *data = json_array();
-                for (char **n = a->data; *n; n++)
-                        json_array_append_new(data, json_string(*n));
-                json_object_set_new(req, "data", data);
-        }
         if (q->deployed) {
                 _cleanup_free_ char *name = http_escape(q->deployed);
                 if (q->version > 0)

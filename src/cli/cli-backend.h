@@ -205,8 +205,10 @@ int backend_http_new(const char *server, Backend **ret, char **ret_error);
 /* The API's run object of an engine record (the daemon's schema). */
 json_t *cli_run_record_json(const RunRecord *r);
 /* The engine-format arguments (RunArgs.args_json/kwargs_json) as the
- * API's args/raw_args/kwargs/raw_kwargs fields of req. -EINVAL when a raw
- * (-a) value follows a typed one (the API keeps raw values first). */
+ * API's args/raw_args/kwargs/raw_kwargs fields of req, with the run's
+ * limits and data (--data names) when set: what a run, an invoke and a
+ * schedule's fires carry. -EINVAL when a raw (-a) value follows a typed
+ * one (the API keeps raw values first). */
 int cli_args_to_api(json_t *req, const RunArgs *a);
 
 /* The exit code of a finished DAG run (the API's DAG object): 130 when

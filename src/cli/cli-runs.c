@@ -417,7 +417,7 @@ static bool payload_has_company(const RunArgs *a) {
         const RunLimits *l = &a->limits;
         return (a->args_json && !streq(a->args_json, "[]")) || (a->kwargs_json && !streq(a->kwargs_json, "{}")) ||
                l->timeout_ms || l->memory_bytes || l->max_procs || l->max_output_bytes || l->network ||
-               l->network_off || a->data || a->output_data;
+               l->network_off || a->data;
 }
 
 int verb_invoke(int argc, char **argv) {
@@ -444,6 +444,14 @@ int verb_invoke(int argc, char **argv) {
         if (code) {
                 json_decref(payload);
                 return code;
+        }
+        /* Refused here, before any backend: the same words embedded and
+         * against a server. */
+        _cleanup_free_ char *refused = cli_invoke_option_error(&a, "invoke", false);
+        if (refused) {
+                json_decref(payload);
+                run_args_done(&a);
+                return usage_error("invoke", refused);
         }
         if (payload && payload_has_company(&a)) {
                 json_decref(payload);

@@ -34,7 +34,10 @@ static const char schedule_help[] =
         "  --param NAME=VALUE the DAG's ${params.NAME} (with --dag)\n"
         "\n"
         "Words right after FUNCTION are positional arguments; options after it are\n"
-        "as for `pysprinter invoke` (-a V, --NAME V, -k NAME=V, --json-args…).\n";
+        "as for `pysprinter invoke` (-a V, --NAME V, -k NAME=V, --json-args…), and\n"
+        "each fire is invoked with its limits and datasets (--timeout, --memory,\n"
+        "--max-procs, --max-output, --network, --no-network, --data NAME); the other\n"
+        "run options are refused.\n";
 
 static int schedule_usage(const char *msg) {
         cli_error("%s", msg);
@@ -168,12 +171,21 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
         for (; j < argc; j++)
                 rest = strv_append(rest, argv[j]);
         RunArgs a;
-        _cleanup_free_ char *err = NULL;
+        _cleanup_free_ char *err = NULL, *refused = NULL;
         int n = (int) strv_length(rest), code = 0;
         if (cli_parse_run_args(n, rest, &a, &err) < 0)
                 code = schedule_usage(err);
         else {
-                if (cli_args_to_api(body, &a) < 0)
+                /* Each fire is an invoke: what an invoke carries (arguments,
+                 * limits, --data) is the schedule's; any other option would
+                 * be dropped, so it is refused by name. */
+                refused = cli_invoke_option_error(&a, "schedule add", true);
+                if (refused)
+                        code = schedule_usage(refused);
+                else if (a.help) {
+                        fputs(schedule_help, stdout);
+                        code = -1;
+                } else if (cli_args_to_api(body, &a) < 0)
                         code = schedule_usage("a raw (-a) argument cannot follow a typed one");
                 run_args_done(&a);
         }
@@ -279,7 +291,7 @@ int verb_schedule(int argc, char **argv) {
                 }
                 int code = schedule_add_body(argc - 1, argv + 1, &body);
                 if (code)
-                        return code;
+                        return code < 0 ? 0 : code; /* -1: the help, asked after FUNCTION */
                 method = "POST";
                 path = xstrdup("");
         } else if (streq(sub, "ls") || streq(sub, "list")) {

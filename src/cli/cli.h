@@ -42,6 +42,7 @@ typedef struct RunArgs {
         char *output_data;   /* --output-data NAME: output_dir() becomes dataset NAME (docs/data.md) */
         char *output_file;   /* --output-file: the function's output goes here */
         char **steps;        /* chain: every step's FILE[::FUNC] in order (target first); NULL for run */
+        char **options; /* the runner options given ("--timeout"…), in order; not -a/-k/--json-args/--json-kwargs */
         bool allow_sdist;
         bool no_cache;
 } RunArgs;
@@ -59,6 +60,13 @@ void run_args_done(RunArgs *a);
  * (caller frees) and *ret_version (0: the latest). -EINVAL when the part
  * after '::' is not a version number (1 or more). */
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version);
+/* invoke and schedule add (docs/cli.md, docs/schedules.md): NULL when a
+ * carries only what an invocation of a deployed function takes (arguments,
+ * limits, --data; with an invoke, the terminal's --output-file too), else
+ * the usage message naming the first option given that it cannot carry
+ * ("--sandbox cannot go with invoke: …"; verb names the verb). Caller
+ * frees. */
+char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled);
 /* The runner option a mistyped word is closest to (edit distance <= 2,
  * "--timout" -> "--timeout"), or NULL. */
 const char *cli_runner_option_near(const char *word);

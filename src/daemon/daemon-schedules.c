@@ -322,9 +322,13 @@ static json_t *schedule_json(Daemon *d, const ScheduleRecord *s) {
         return j;
 }
 
-static const char *const add_fields[] = { "name", "function", "dag", "cron", "every", "tz", "catch_up", "allow_overlap",
-                                          "paused", "args", "kwargs", "raw_args", "raw_kwargs", "version", NULL };
-static const char *const invoke_fields[] = { "args", "kwargs", "raw_args", "raw_kwargs", "version", NULL };
+static const char *const add_fields[] = { "name",       "function",      "dag",    "cron", "every",  "tz",
+                                          "catch_up",   "allow_overlap", "paused", "args", "kwargs", "raw_args",
+                                          "raw_kwargs", "version",       "limits", "data", NULL };
+/* What each fire's invoke body carries (POST /v1/functions/{name}/invoke's
+ * fields but retries, which the deploy says). */
+static const char *const invoke_fields[] = { "args",    "kwargs", "raw_args", "raw_kwargs",
+                                             "version", "limits", "data",     NULL };
 /* A DAG schedule's "dag": the body of POST /v1/dags, captured. */
 static const char *const dag_fields[] = { "pipeline", "filename", "files", "params", "concurrency", "keep_going",
                                           "no_cache", NULL };
@@ -421,10 +425,12 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
         return k;
 }
 
-/* A function schedule's arguments against the version it names, checked
- * by the validation an invoke of it would go through: a schedule whose
- * every fire would be refused is refused now (422, the validation's
- * message), not accepted and then failed at each fire. NULL: they fit. */
+/* A function schedule's arguments and limits against the version it
+ * names, checked as an invoke of it would be (the tenant's grant of the
+ * limits, then the validation): a schedule whose every fire would be
+ * refused is refused now (403, or 422 with the validation's message), not
+ * accepted and then failed at each fire. Its datasets are left to the
+ * fire, which may come after a `data put`. NULL: it fits. */
 static struct MHD_Response *schedule_check_arguments(const DaemonCall *call, const ScheduleRecord *s,
                                                      unsigned *ret_status) {
         RunRequest req = {};
@@ -445,6 +451,11 @@ static struct MHD_Response *schedule_check_arguments(const DaemonCall *call, con
         RunResult *res = NULL;
         if (!resp) {
                 daemon_request_from_function(&req, f);
+                /* The limits as each fire asks them: one the tenant may not
+                 * have is the invoke's 403 now, not a note at every fire. */
+                resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+        }
+        if (!resp) {
                 k = daemon_validate(call->d, call->tenant, &req, true, &res);
                 if (k < 0)
                         resp = daemon_call_errno(call, k, "validation", ret_status);

@@ -1443,3 +1443,45 @@ def test_dag_ls_json_records_the_same_options_on_both_paths(daemon, workdir):
             out.setdefault(server, []).append(json.loads(r.stdout)[0]["options"]["concurrency"])
     assert out[None] == [4, 3, 7], out
     assert out[None] == out[daemon.url]
+
+
+INV_READER = '''
+import pysprinter
+
+def f(tag: str = "none"):
+    p = pysprinter.data_path("invdata")
+    return [tag, open(p).read()]
+'''
+
+
+def test_invoke_mounts_the_datasets_it_names(daemon, workdir):
+    """`invoke NAME --data x` ran the function without the dataset and
+    said nothing (the invoke API takes `data`; the CLI did not send it)."""
+    (workdir / "invreader.py").write_text(INV_READER)
+    (workdir / "inv.txt").write_text("invoked\n")
+    assert run_cli(workdir, ["data", "put", "invdata", "inv.txt"], server=daemon.url).returncode == 0
+    assert run_cli(workdir, ["deploy", "invreader.py", "--name", "invreader"], server=daemon.url).returncode == 0
+    r = run_cli(workdir, ["invoke", "invreader", "--tag", "t", "--data", "invdata", "--json"], server=daemon.url)
+    assert r.returncode == 0 and json.loads(r.stdout) == ["t", "invoked\n"], r
+
+
+@pytest.mark.parametrize("opt", [["--sandbox", "none"], ["--sandbox=none"], ["--no-cache"], ["--output-data", "out"],
+                                 ["--secret", "KEY"], ["--env", "A=b"], ["--index-url", "http://127.0.0.1:9/simple"],
+                                 ["--find-links", "."], ["--allow-sdist"]])
+def test_invoke_and_schedule_add_refuse_what_a_fire_cannot_carry_on_both_paths(daemon, workdir, opt):
+    """A run option a deployed function's invocation has no place for was
+    dropped without a word by invoke (and by schedule add, which takes
+    invoke's options): a usage error naming it, the same bytes embedded and
+    against a server, and no run or schedule made."""
+    assert run_cli(workdir, ["deploy", "f.py", "--name", "fopt"], server=daemon.url).returncode == 0
+    before = daemon.call("GET", "/v1/runs")[1]["runs"]
+    name = opt[0].split("=")[0]
+    for verb in (["invoke", "fopt"], ["schedule", "add", "x", "--every", "1h", "fopt"]):
+        out = []
+        for server in (None, daemon.url):
+            r = run_cli(workdir, [*verb, "--kind", "dict", *opt], server=server)
+            out.append((r.returncode, r.stdout, r.stderr))
+        assert out[0] == out[1], (verb, out)
+        assert out[0][0] == 2 and out[0][1] == "" and out[0][2].startswith(f"pysprinter: {name} "), (verb, out)
+    assert daemon.call("GET", "/v1/runs")[1]["runs"] == before
+    assert daemon.call("GET", "/v1/schedules")[1]["schedules"] == []

@@ -523,3 +523,66 @@ def test_a_schedule_passes_arguments_holding_nul_as_an_invoke_would(d):
     s = d.wait_schedule("nul", lambda s: s["last_run"] is not None)
     run = d.wait_status(s["last_run"]["id"], TERMINAL)
     assert (run["status"], run["result"]) == ("succeeded", {"tag": "a\0b", "n": 1}), run
+
+
+READER = """
+import pysprinter
+
+def reader(tag: str = "none"):
+    p = pysprinter.data_path("words")
+    return [tag, open(p).read()]
+"""
+
+
+def test_cli_schedule_add_carries_limits_and_data_into_each_fire(d, rcli, tmp_path):
+    """`schedule add NAME --every 1m FUNCTION --timeout 5` failed with
+    "unknown field 'limits'" (exit 2), and `--data x` was dropped without a
+    word (exit 0, every fire ran without the dataset). The invoke options
+    that shape a fire — limits and datasets — are the schedule's now, and
+    each fire is invoked with them."""
+    deploy(d, "slow", SLOW)
+    deploy(d, "reader", READER)
+    (tmp_path / "words.txt").write_text("alpha beta\n")
+    rcli("data", "put", "words", str(tmp_path / "words.txt"), check=0)
+    p = rcli("schedule", "add", "short", "--every", "1m", "slow", "--seconds", "30", "--timeout", "1s",
+             "--memory", "256M")
+    assert p.returncode == 0 and "created schedule short" in p.stdout, p
+    p = rcli("schedule", "add", "read", "--every", "1m", "reader", "--tag", "x", "--data", "words")
+    assert p.returncode == 0 and "created schedule read" in p.stdout, p
+    assert d.schedule("short")["limits"] == {"timeout_ms": 1000, "memory_bytes": 256 << 20}
+    assert d.schedule("read")["data"] == ["words"]
+    d.set_time("2026-03-01 10:01:00")
+    run = d.wait_status(d.wait_schedule("short", lambda s: s["last_run"] is not None)["last_run"]["id"], TERMINAL)
+    assert (run["status"], run["exit_code"]) == ("killed", 5), run
+    run = d.wait_status(d.wait_schedule("read", lambda s: s["last_run"] is not None)["last_run"]["id"], TERMINAL)
+    assert (run["status"], run["result"]) == ("succeeded", ["x", "alpha beta\n"]), run
+
+
+def test_a_schedule_limit_above_the_tenants_is_refused_at_add(tmp_path):
+    """Each fire is granted its limits as an invoke is: one the tenant may
+    not have is refused when the schedule is added (403, as the invoke
+    would be), not noted at every fire."""
+    daemon = ClockDaemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path),
+                         config_extra="limits:\n  maxima: {memory_bytes: 536870912}\n")
+    with daemon.serving(clean_exit=False) as d:
+        deploy(d, "tick", TICK)
+        st, b = d.call("POST", "/v1/functions/tick/invoke", {"limits": {"memory_bytes": 1 << 30}})
+        assert st == 403, b
+        st, c = d.call("POST", "/v1/schedules", {"name": "big", "function": "tick", "every": "1m",
+                                                 "limits": {"memory_bytes": 1 << 30}})
+        assert (st, c["error"]["message"]) == (403, b["error"]["message"]), c
+        assert d.call("GET", "/v1/schedules/big")[0] == 404
+
+
+@pytest.mark.parametrize("opt", [["--sandbox", "none"], ["--no-cache"], ["--output-data", "out"], ["--secret", "KEY"],
+                                 ["--env", "A=b"], ["--index-url", "http://127.0.0.1:9/simple"],
+                                 ["--find-links", "."], ["--allow-sdist"], ["--output-file", "out.txt"]])
+def test_cli_schedule_add_refuses_a_run_option_it_cannot_carry(d, rcli, opt):
+    """Run options a fire has no place for were dropped without a word
+    (exit 0): each is a usage error naming the option now, and nothing is
+    created."""
+    deploy(d, "tick", TICK)
+    p = rcli("schedule", "add", "x", "--every", "1h", "tick", "--n", "1", *opt)
+    assert p.returncode == 2 and p.stdout == "", p
+    assert p.stderr.startswith(f"pysprinter: {opt[0]} ") and "Try 'pysprinter schedule --help'" in p.stderr, p.stderr
+    assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
