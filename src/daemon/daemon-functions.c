@@ -220,23 +220,39 @@ struct MHD_Response *daemon_api_functions_list(const DaemonCall *call, unsigned 
         return functions_list(call, function_json, "functions", ret_status);
 }
 
+/* daemon.h. */
+struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *name, int version, FunctionRecord **ret,
+                                          unsigned *ret_status) {
+        assert(call && name && ret);
+        FunctionRecord *f = NULL;
+        int k = function_name_is_valid(name) ? function_store_get(call->d->functions, call->tenant, name, version, &f)
+                                             : -ENOENT;
+        if (k >= 0) {
+                *ret = f;
+                return NULL;
+        }
+        /* Only a miss of a named version costs a second look-up: the
+         * latest tells whether it is the version that is missing. */
+        if (k == -ENOENT && version > 0 && function_store_get(call->d->functions, call->tenant, name, 0, &f) >= 0) {
+                function_record_free(f);
+                return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no version %d", name,
+                                         version);
+        }
+        return daemon_call_errno(call, k, "function", ret_status);
+}
+
 /* The function a /v1/functions/{name} call names, at ?version= (latest
  * when absent); NULL with an error response in *ret_error otherwise. */
 static FunctionRecord *function_of_call(const DaemonCall *call, unsigned *ret_status, struct MHD_Response **ret_error) {
-        const char *name = call->seg[2];
         FunctionRecord *f = NULL;
-        int version;
-        *ret_error = NULL;
-        if (!function_name_is_valid(name))
-                *ret_error = daemon_call_error(call, 404, "not_found", ret_status, "function not found");
-        else if (version_parse(daemon_call_query(call, "version"), &version) < 0)
+        int version = 0;
+        /* A name that cannot be a function's is "not found" whatever the
+         * version says, as before. */
+        if (version_parse(daemon_call_query(call, "version"), &version) < 0 && function_name_is_valid(call->seg[2]))
                 *ret_error = daemon_call_error(call, 400, "bad_request", ret_status,
                                                "query 'version' must be a positive integer");
-        else {
-                int k = function_store_get(call->d->functions, call->tenant, name, version, &f);
-                if (k < 0)
-                        *ret_error = daemon_call_errno(call, k, "function", ret_status);
-        }
+        else
+                *ret_error = daemon_function_find(call, call->seg[2], version, &f, ret_status);
         return f;
 }
 
@@ -434,13 +450,10 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         FunctionRecord *f = NULL;
-        if (!function_name_is_valid(call->seg[2]))
-                k = -ENOENT;
-        else
-                k = function_store_get(call->d->functions, call->tenant, call->seg[2], req.version, &f);
-        if (k < 0) {
+        resp = daemon_function_find(call, call->seg[2], req.version, &f, ret_status);
+        if (resp) {
                 run_request_done(&req);
-                return daemon_call_errno(call, k, "function", ret_status);
+                return resp;
         }
         daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, &req.limits, ret_status);

@@ -438,16 +438,8 @@ static struct MHD_Response *schedule_check_arguments(const DaemonCall *call, con
         RequestCaps caps = daemon_call_caps(call);
         int k = request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err);
         FunctionRecord *f = NULL;
-        if (k >= 0)
-                k = function_store_get(call->d->functions, call->tenant, s->function, req.version, &f);
-        struct MHD_Response *resp = NULL;
-        if (k < 0)
-                resp = req.version && k == -ENOENT
-                               ? daemon_call_error(call, 404, "not_found", ret_status,
-                                                   "function '%s' has no version %d", s->function, req.version)
-                               : daemon_call_error(call, k == -ENOENT ? 404 : 400,
-                                                   k == -ENOENT ? "not_found" : "bad_request", ret_status, "%s",
-                                                   err ?: "function not deployed");
+        struct MHD_Response *resp = k < 0 ? daemon_call_error(call, 400, "bad_request", ret_status, "%s", err)
+                                          : daemon_function_find(call, s->function, req.version, &f, ret_status);
         RunResult *res = NULL;
         if (!resp) {
                 daemon_request_from_function(&req, f);

@@ -1009,6 +1009,13 @@ int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool c
  * "function 'NAME': " (a stack names several). */
 struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRequest *req, bool in_stack,
                                              FunctionRecord **ret, unsigned *ret_status);
+/* The caller's deployed function name at version (0: the latest): NULL and
+ * *ret (caller frees), or the error response: 404 "function 'NAME' has no
+ * version N" when the function exists without that version (invoke,
+ * schedule add and GET ?version= say it alike), 404 "function not found"
+ * when it does not exist. */
+struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *name, int version, FunctionRecord **ret,
+                                          unsigned *ret_status);
 /* POST /v1/stacks (daemon-stack.c, docs/stack.md): a stack's functions,
  * schedules and URLs in one transaction. */
 DaemonHandlerFn daemon_api_stack;

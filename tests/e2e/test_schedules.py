@@ -586,3 +586,18 @@ def test_cli_schedule_add_refuses_a_run_option_it_cannot_carry(d, rcli, opt):
     assert p.returncode == 2 and p.stdout == "", p
     assert p.stderr.startswith(f"pysprinter: {opt[0]} ") and "Try 'pysprinter schedule --help'" in p.stderr, p.stderr
     assert d.call("GET", "/v1/schedules")[1]["schedules"] == []
+
+
+def test_invoke_names_a_missing_version_as_schedule_add_does(d, rcli):
+    """`invoke tick::9` said only "function not found" where `schedule add
+    … tick::9` names the version: the same words now, from the same rule
+    on the server (a missing function stays "function not found")."""
+    deploy(d, "tick", TICK)
+    inv = rcli("invoke", "tick::9")
+    add = rcli("schedule", "add", "v9", "--every", "1h", "tick::9")
+    assert inv.returncode == add.returncode == 2, (inv, add)
+    assert inv.stderr == add.stderr == "pysprinter: function 'tick' has no version 9\n", (inv.stderr, add.stderr)
+    st, b = d.call("POST", "/v1/functions/tick/invoke", {"version": 9})
+    assert (st, b["error"]["message"]) == (404, "function 'tick' has no version 9"), b
+    st, b = d.call("POST", "/v1/functions/nope/invoke", {"version": 9})
+    assert (st, b["error"]["message"]) == (404, "function not found"), b
