@@ -375,12 +375,15 @@ static int http_post_deploy(Backend *b, const char *path, json_t *req, json_t **
                 json_t *verr = json_object_get(json_object_get(ans, "validation"), "error");
                 _cleanup_free_ char *m = json_get_string(verr, "message") ? renderer_error_text(verr) : NULL;
                 if (m) {
-                        /* A stack's error names the function first. */
+                        /* A stack's error names the function (or the
+                         * schedule) first. */
                         const char *top = json_string_value(
                                 json_object_get(json_object_get(ans, "error"), "message"));
-                        char *msg = top && startswith(top, "function '") ? xasprintf("%.*s%s",
-                                        (int) (strstr(top, "': ") ? strstr(top, "': ") - top + 3 : 0), top, m)
-                                                                          : xstrdup(m);
+                        bool named = top && (startswith(top, "function '") || startswith(top, "schedule '"));
+                        char *msg = named ? xasprintf("%.*s%s",
+                                                      (int) (strstr(top, "': ") ? strstr(top, "': ") - top + 3 : 0),
+                                                      top, m)
+                                          : xstrdup(m);
                         free(err);
                         err = msg;
                 }

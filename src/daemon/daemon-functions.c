@@ -221,9 +221,9 @@ struct MHD_Response *daemon_api_functions_list(const DaemonCall *call, unsigned 
 }
 
 /* daemon.h. */
-struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *name, int version, FunctionRecord **ret,
-                                          unsigned *ret_status) {
-        assert(call && name && ret);
+struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *prefix, const char *name, int version,
+                                          FunctionRecord **ret, unsigned *ret_status) {
+        assert(call && prefix && name && ret);
         FunctionRecord *f = NULL;
         int k = function_name_is_valid(name) ? function_store_get(call->d->functions, call->tenant, name, version, &f)
                                              : -ENOENT;
@@ -235,8 +235,8 @@ struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *na
          * latest tells whether it is the version that is missing. */
         if (k == -ENOENT && version > 0 && function_store_get(call->d->functions, call->tenant, name, 0, &f) >= 0) {
                 function_record_free(f);
-                return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no version %d", name,
-                                         version);
+                return daemon_call_error(call, 404, "not_found", ret_status, "%sfunction '%s' has no version %d",
+                                         prefix, name, version);
         }
         return daemon_call_errno(call, k, "function", ret_status);
 }
@@ -252,7 +252,7 @@ static FunctionRecord *function_of_call(const DaemonCall *call, unsigned *ret_st
                 *ret_error = daemon_call_error(call, 400, "bad_request", ret_status,
                                                "query 'version' must be a positive integer");
         else
-                *ret_error = daemon_function_find(call, call->seg[2], version, &f, ret_status);
+                *ret_error = daemon_function_find(call, "", call->seg[2], version, &f, ret_status);
         return f;
 }
 
@@ -450,13 +450,13 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         FunctionRecord *f = NULL;
-        resp = daemon_function_find(call, call->seg[2], req.version, &f, ret_status);
+        resp = daemon_function_find(call, "", call->seg[2], req.version, &f, ret_status);
         if (resp) {
                 run_request_done(&req);
                 return resp;
         }
         daemon_request_from_function(&req, f);
-        resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+        resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (!resp)
                 resp = daemon_call_submit(call, &req, f->name, f->version, ret_status);
         function_record_free(f);
@@ -832,7 +832,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
 
         id = id_new("r");
         daemon_request_from_function(&req, f);
-        resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+        resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (resp)
                 goto out;
         int k = daemon_lambda_map_event(&req, f, event, id);

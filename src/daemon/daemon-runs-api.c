@@ -10,14 +10,15 @@
 #include "daemon.h"
 #include "pkg.h"
 
-struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status) {
+struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, const char *prefix, RunLimits *l,
+                                              unsigned *ret_status) {
         _cleanup_free_ char *err = NULL;
         RunLimits out;
         pthread_rwlock_rdlock(&call->d->cfg_lock);
         int k = daemon_limits_grant(&call->d->cfg, call->tenant, l, &out, &err);
         pthread_rwlock_unlock(&call->d->cfg_lock);
         if (k < 0)
-                return daemon_call_error(call, 403, "forbidden", ret_status, "%s", err);
+                return daemon_call_error(call, 403, "forbidden", ret_status, "%s%s", prefix, err);
         *l = out;
         return NULL;
 }
@@ -241,7 +242,7 @@ struct MHD_Response *daemon_api_runs_submit(const DaemonCall *call, unsigned *re
         int k = request_parse(REQUEST_RUN, call->body, call->body_len, &caps, &req, &err);
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
-        struct MHD_Response *resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+        struct MHD_Response *resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (!resp)
                 resp = daemon_call_submit(call, &req, NULL, 0, ret_status);
         run_request_done(&req);

@@ -425,39 +425,44 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
         return k;
 }
 
-/* A function schedule's arguments and limits against the version it
- * names, checked as an invoke of it would be (the tenant's grant of the
- * limits, then the validation): a schedule whose every fire would be
- * refused is refused now (403, or 422 with the validation's message), not
- * accepted and then failed at each fire. Its datasets are left to the
- * fire, which may come after a `data put`. NULL: it fits. */
-static struct MHD_Response *schedule_check_arguments(const DaemonCall *call, const ScheduleRecord *s,
-                                                     unsigned *ret_status) {
+/* daemon.h. A schedule whose every fire would be refused is refused when
+ * it is made, not accepted and then failed at each fire. Its datasets are
+ * left to the fire, which may come after a `data put`. */
+struct MHD_Response *daemon_schedule_check(const DaemonCall *call, const ScheduleRecord *s,
+                                           const FunctionRecord *latest, const char *prefix, unsigned *ret_status) {
+        assert(call && s && s->invoke_json && prefix);
         RunRequest req = {};
         _cleanup_free_ char *err = NULL;
         RequestCaps caps = daemon_call_caps(call);
         int k = request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err);
         FunctionRecord *f = NULL;
-        struct MHD_Response *resp = k < 0 ? daemon_call_error(call, 400, "bad_request", ret_status, "%s", err)
-                                          : daemon_function_find(call, s->function, req.version, &f, ret_status);
+        struct MHD_Response *resp = NULL;
+        if (k < 0)
+                resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s%s", prefix, err);
+        else if (latest && req.version == 0)
+                f = function_record_ref((FunctionRecord *) latest);
+        else
+                resp = daemon_function_find(call, prefix, s->function, req.version, &f, ret_status);
         RunResult *res = NULL;
         if (!resp) {
                 daemon_request_from_function(&req, f);
                 /* The limits as each fire asks them: one the tenant may not
                  * have is the invoke's 403 now, not a note at every fire. */
-                resp = daemon_call_grant_limits(call, &req.limits, ret_status);
+                resp = daemon_call_grant_limits(call, prefix, &req.limits, ret_status);
         }
         if (!resp) {
                 k = daemon_validate(call->d, call->tenant, &req, true, &res);
                 if (k < 0)
                         resp = daemon_call_errno(call, k, "validation", ret_status);
-                else if (res->status != RUN_SUCCEEDED && res->exit_code != 0)
+                else if (res->status != RUN_SUCCEEDED && res->exit_code != 0) {
+                        _cleanup_free_ char *msg = xasprintf(
+                                "%s%s", prefix, res->error_message ?: "the arguments do not fit the function");
                         resp = daemon_call_json(call, 422,
                                                 json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "invalid_arguments",
-                                                          "message",
-                                                          res->error_message ?: "the arguments do not fit the function",
-                                                          "validation", run_result_validation_json(res) ?: json_null()),
+                                                          "message", msg, "validation",
+                                                          run_result_validation_json(res) ?: json_null()),
                                                 ret_status);
+                }
         }
         run_result_free(res);
         function_record_free(f);
@@ -503,7 +508,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
                 resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' is not deployed",
                                          s->function);
         else if (!s->dag_json)
-                resp = schedule_check_arguments(call, s, ret_status);
+                resp = daemon_schedule_check(call, s, NULL, "", ret_status);
         if (resp) {
                 schedule_record_free(s);
                 return resp;

@@ -11,8 +11,10 @@
  *
  * Every check happens before the first write: each function as a deploy
  * checks it (daemon_function_prepare: limits 403, secrets 404, validation
- * 422), each schedule's spec, time zone and arguments (400) and target
- * (404). Then the plan — created/updated/unchanged/deleted per function,
+ * 422), each schedule's spec, time zone and fields (400), target (404) and
+ * its arguments and limits as `schedule add` checks them
+ * (daemon_schedule_check: 422, 403), against the stack's version of its
+ * function. Then the plan — created/updated/unchanged/deleted per function,
  * schedule and endpoint — is applied in one transaction (store_tx_begin),
  * or only returned with dry_run. */
 #include <assert.h>
@@ -42,7 +44,7 @@ typedef struct StackChange {
         StackKind kind;
         StackAction action;
         char *name;
-        FunctionRecord *f;      /* STACK_FUNCTION created/updated */
+        FunctionRecord *f;      /* STACK_FUNCTION created/updated/unchanged: the stack's version */
         ScheduleRecord *s;      /* STACK_SCHEDULE created/updated */
         int mode;               /* STACK_ENDPOINT: 1 token, 2 public */
 } StackChange;
@@ -70,11 +72,15 @@ static void plan_done(StackPlan *p) {
         free(p->v);
 }
 
-static bool plan_has(const StackPlan *p, StackKind kind, const char *name) {
+static StackChange *plan_find(const StackPlan *p, StackKind kind, const char *name) {
         for (size_t i = 0; i < p->n; i++)
                 if (p->v[i].kind == kind && streq(p->v[i].name, name))
-                        return true;
-        return false;
+                        return &p->v[i];
+        return NULL;
+}
+
+static bool plan_has(const StackPlan *p, StackKind kind, const char *name) {
+        return plan_find(p, kind, name) != NULL;
 }
 
 /* Stored JSON texts compared as values (key order and spacing aside). */
@@ -180,8 +186,9 @@ static struct MHD_Response *plan_function(const DaemonCall *call, json_t *body, 
         }
         plan_add(p, STACK_FUNCTION, !old ? STACK_CREATED : function_same(old, f) ? STACK_UNCHANGED : STACK_UPDATED,
                  req.name);
-        if (plan_last(p)->action != STACK_UNCHANGED)
-                plan_last(p)->f = TAKE_PTR(f);
+        /* Kept unchanged too: the stack's schedules are checked against
+         * it (plan_apply writes only what changed). */
+        plan_last(p)->f = TAKE_PTR(f);
 
         /* Its endpoint: the stack says whether there is one. */
         int mode = req.url == ENDPOINT_PUBLIC ? 2 : req.url == ENDPOINT_TOKEN ? 1 : 0, had = 0;
@@ -228,6 +235,17 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
                 return resp;
         }
         function_record_free(f);
+        /* Its arguments and limits, as `schedule add` checks them (the same
+         * helper), against the version the stack deploys when it is one of
+         * the stack's: every one, unchanged ones too, for their function
+         * may be what changed. */
+        StackChange *fc = plan_find(p, STACK_FUNCTION, s->function);
+        _cleanup_free_ char *prefix = xasprintf("schedule '%s': ", s->name);
+        struct MHD_Response *refused = daemon_schedule_check(call, s, fc ? fc->f : NULL, prefix, ret_status);
+        if (refused) {
+                schedule_record_free(s);
+                return refused;
+        }
         int64_t now = daemon_schedules_now();
         k = store_schedule_get(call->d->store, call->tenant, s->name, &old);
         if (k < 0 && k != -ENOENT) {

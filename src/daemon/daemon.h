@@ -990,8 +990,10 @@ DaemonHandlerFn daemon_api_cluster_status, daemon_api_cluster_drain, daemon_api_
 DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get,
         daemon_api_run_cancel, daemon_api_run_logs, daemon_api_run_lock, daemon_api_validate;
 /* Lowers *l to what the config grants call's tenant (absent fields become
- * its defaults); a 403 response when the request asked for more, else NULL. */
-struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, RunLimits *l, unsigned *ret_status);
+ * its defaults); a 403 response (its message after prefix, "" for none:
+ * a stack names its item) when the request asked for more, else NULL. */
+struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, const char *prefix, RunLimits *l,
+                                              unsigned *ret_status);
 /* Submits req as a run of call's tenant (a deployed function's when fn_name)
  * and answers 202 with the run (200 once finished with ?wait=true). */
 struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
@@ -1012,10 +1014,10 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
 /* The caller's deployed function name at version (0: the latest): NULL and
  * *ret (caller frees), or the error response: 404 "function 'NAME' has no
  * version N" when the function exists without that version (invoke,
- * schedule add and GET ?version= say it alike), 404 "function not found"
- * when it does not exist. */
-struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *name, int version, FunctionRecord **ret,
-                                          unsigned *ret_status);
+ * schedule add and GET ?version= say it alike; after prefix, "" for none),
+ * 404 "function not found" when it does not exist. */
+struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *prefix, const char *name, int version,
+                                          FunctionRecord **ret, unsigned *ret_status);
 /* POST /v1/stacks (daemon-stack.c, docs/stack.md): a stack's functions,
  * schedules and URLs in one transaction. */
 DaemonHandlerFn daemon_api_stack;
@@ -1079,6 +1081,17 @@ int64_t daemon_schedules_now(void);
  * fields, spec, zone and the invoke's arguments checked; tenant and times
  * left to the caller. -EINVAL or request_parse's errno with a 400 message. */
 int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord *ret, char **ret_error);
+/* A function schedule's invoke (arguments, limits, version) checked as an
+ * invoke of it would be, against the version it pins, else latest (a
+ * stack's version of the function, not stored yet), else the stored
+ * latest: the tenant's grant of its limits (403), then the function's
+ * validation of its arguments (422 invalid_arguments with the validation's
+ * answer under "validation"); a pinned version that does not exist is 404.
+ * Messages follow prefix ("" for schedule add, "schedule 'NAME': " for a
+ * stack's). NULL when every fire would be accepted. One rule for POST
+ * /v1/schedules and POST /v1/stacks. */
+struct MHD_Response *daemon_schedule_check(const DaemonCall *call, const ScheduleRecord *s,
+                                           const FunctionRecord *latest, const char *prefix, unsigned *ret_status);
 /* s's next fire time strictly after `after` (in its zone); -ENOENT when it
  * never fires again, -EINVAL when its spec or zone does not parse. */
 int daemon_schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret);

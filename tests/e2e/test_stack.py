@@ -246,3 +246,36 @@ def test_schedule_in_a_named_zone(stack, d, tmp_path):
     p = stack("deploy", "-f", "bad.yaml")
     assert p.returncode == 2 and "Nowhere" in p.stderr, (p.returncode, p.stderr)
     assert state(d) == before
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("args: [2, 3]", "args: [2, 3, 4]"),
+     "schedule 'add-often': ValidationError: add() takes 2 positional arguments but 3 were given"),
+    (("kwargs: {event: {rawPath: night}}", "kwargs: {evnt: 1}"),
+     "schedule 'hello-nightly': ValidationError: hello() got an unexpected keyword argument 'evnt'"),
+])
+def test_a_schedules_arguments_are_checked_against_its_function(stack, d, tmp_path, edit, message):
+    """`schedule add` refuses arguments its function refuses (422, exit 3);
+    a stack's schedules were not checked, and every fire then failed its
+    validation. Checked now by the same rule, against the version the stack
+    deploys, before anything is written (--dry-run too)."""
+    (tmp_path / "bad.yaml").write_text(STACK.replace(*edit))
+    before = state(d)
+    for extra in (["--dry-run"], []):
+        p = stack("deploy", "-f", "bad.yaml", *extra)
+        assert (p.returncode, p.stdout) == (3, ""), p
+        assert p.stderr.startswith(f"pysprinter: {message}"), p.stderr
+        assert state(d) == before
+
+
+def test_a_schedule_is_checked_against_the_source_the_stack_deploys(stack, d, tmp_path):
+    """The stack's own version of the function is the one its schedules
+    fire: arguments the deployed version took but the new one refuses are
+    refused with the stack."""
+    stack("deploy", "-f", "stack.yaml", check=0)
+    before = state(d)
+    stack.write("fns/add.py", "def add(a: int, b: int, c: int):\n    return a + b + c\n")
+    p = stack("deploy", "-f", "stack.yaml")
+    assert p.returncode == 3 and "schedule 'add-often': ValidationError: " in p.stderr, p
+    assert "add() missing 1 required argument: 'c'" in p.stderr, p.stderr
+    assert state(d) == before
