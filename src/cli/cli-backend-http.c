@@ -246,16 +246,8 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 if (r < 0)
                         return fail(b, r, TAKE_PTR(err));
                 /* The parser's warnings, printed as an embedded validation
-                 * prints them: the engine's stderr output event, rendered. */
-                json_t *w = json_object_get(ans, "warnings");
-                if (json_is_string(w))
-                        renderer_event(&(RunEvent){ .type = RUN_EVENT_OUTPUT,
-                                                    .stream = 2,
-                                                    .data = json_string_value(w),
-                                                    .len = json_string_length(w),
-                                                    .timestamp = now_realtime() },
-                                       rd);
-                json_object_del(ans, "warnings");
+                 * prints them. */
+                renderer_answer_warnings(rd, ans);
                 /* {valid, exit_code, status, function, error} is a run
                  * object's outcome already. */
                 if (!json_is_true(json_object_get(ans, "valid")) && !json_object_get(ans, "status"))

@@ -131,6 +131,24 @@ void renderer_event(const RunEvent *ev, void *userdata) {
         }
 }
 
+void renderer_answer_warnings(Renderer *r, json_t *ans) {
+        json_t *w = json_object_get(ans, "warnings");
+        if (json_is_string(w)) {
+                Renderer own;
+                if (!r)
+                        renderer_init(r = &own, false);
+                renderer_event(&(RunEvent){ .type = RUN_EVENT_OUTPUT,
+                                            .stream = 2,
+                                            .data = json_string_value(w),
+                                            .len = json_string_length(w),
+                                            .timestamp = now_realtime() },
+                               r);
+                if (r == &own)
+                        renderer_done(r);
+        }
+        json_object_del(ans, "warnings");
+}
+
 void renderer_done(Renderer *r) {
         renderer_clear_status(r);
         if (active == r)

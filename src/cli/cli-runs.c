@@ -945,6 +945,8 @@ int verb_deploy(int argc, char **argv) {
                 json_object_set(req, "limits", limits);
         json_decref(limits);
         int r = b->ops->deploy(b, req, &ans);
+        if (r >= 0)
+                renderer_answer_warnings(NULL, ans);
         if (r == -EBADMSG || r == -ENOPKG) {
                 /* The validation's message as `run` prints it. */
                 fprintf(stderr, "%s\n", b->error ?: "invalid");

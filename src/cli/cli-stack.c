@@ -225,6 +225,8 @@ int cli_deploy_stack(int argc, char **argv) {
                 return code;
         }
         int r = b->ops->stack(b, req, &ans);
+        if (r >= 0)
+                renderer_answer_warnings(NULL, ans);
         if (r == -EBADMSG || r == -ENOPKG) {
                 /* A function did not validate: its message as deploy prints it. */
                 cli_error("%s", b->error ?: "invalid");

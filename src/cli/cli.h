@@ -109,6 +109,12 @@ typedef struct Renderer {
 
 void renderer_init(Renderer *r, bool json_output);
 void renderer_done(Renderer *r);
+/* The parser's warnings an API answer carries ("warnings": the validation's,
+ * a deploy's, a stack's), printed as a run prints them (the engine's stderr
+ * output event, rendered: the same bytes embedded and through a server),
+ * then taken out of ans, which --json prints without them. r NULL: a
+ * renderer of its own (a verb that renders no run: deploy). */
+void renderer_answer_warnings(Renderer *r, json_t *ans);
 /* Erases the progress line, if one is drawn: call before any other output. */
 void renderer_clear_status(Renderer *r);
 /* An engine event: output is streamed, warnings shown, progress on one

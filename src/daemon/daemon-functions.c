@@ -122,7 +122,8 @@ static struct MHD_Response *deploy_invalid(const DaemonCall *call, const RunResu
 }
 
 struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRequest *req, bool in_stack,
-                                             FunctionRecord **ret, unsigned *ret_status) {
+                                             FunctionRecord **ret, char **ret_warnings, unsigned *ret_status) {
+        assert(call && req && ret && ret_warnings);
         Daemon *d = call->d;
         _cleanup_free_ char *err = NULL, *prefix = in_stack ? xasprintf("function '%s': ", req->name) : xstrdup("");
         RunResult *res = NULL;
@@ -162,6 +163,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 f->created = now_realtime();
                 f->env_json = deploy_env_json(req);
                 *ret = f;
+                *ret_warnings = res->warnings && *res->warnings ? TAKE_PTR(res->warnings) : NULL;
         }
         run_result_free(res);
         return resp;
@@ -169,7 +171,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
 
 struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *loc = NULL;
+        _cleanup_free_ char *err = NULL, *loc = NULL, *warnings = NULL;
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
         FunctionRecord *f = NULL;
@@ -178,7 +180,7 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
 
-        resp = daemon_function_prepare(call, &req, false, &f, ret_status);
+        resp = daemon_function_prepare(call, &req, false, &f, &warnings, ret_status);
         if (resp)
                 goto out;
         k = function_store_put(d->functions, f, &f->version);
@@ -191,7 +193,12 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
                 goto out;
         }
         loc = xasprintf("/v1/functions/%s", req.name);
-        resp = daemon_call_json(call, 201, function_json(call, f), ret_status);
+        json_t *j = function_json(call, f);
+        /* The parser's warnings: the deployer's to see, as a validation's
+         * answer carries them (the function object itself has none). */
+        if (warnings)
+                json_object_set_new(j, "warnings", json_string(warnings));
+        resp = daemon_call_json(call, 201, j, ret_status);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
 out:
         function_record_free(f);

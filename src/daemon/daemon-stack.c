@@ -49,9 +49,13 @@ typedef struct StackChange {
         int mode;               /* STACK_ENDPOINT: 1 token, 2 public */
 } StackChange;
 
+/* The cap on a stack's warnings (each file's are at most 100 lines: runner.py). */
+#define STACK_MAX_WARNING_BYTES (4 << 20)
+
 typedef struct StackPlan {
         StackChange *v;
         size_t n;
+        Buf warnings; /* the functions' parser warnings, in the stack's order */
 } StackPlan;
 
 static void plan_add(StackPlan *p, StackKind kind, StackAction action, const char *name) {
@@ -70,6 +74,7 @@ static void plan_done(StackPlan *p) {
                 schedule_record_free(p->v[i].s);
         }
         free(p->v);
+        buf_free(&p->warnings);
 }
 
 static StackChange *plan_find(const StackPlan *p, StackKind kind, const char *name) {
@@ -164,6 +169,7 @@ static struct MHD_Response *plan_function(const DaemonCall *call, json_t *body, 
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
         FunctionRecord *f = NULL, *old = NULL;
+        _cleanup_free_ char *warnings = NULL;
         struct MHD_Response *resp = NULL;
         int k = text ? request_parse(REQUEST_DEPLOY, text, strlen(text), &caps, &req, &err) : -EINVAL;
         if (k < 0) {
@@ -176,9 +182,16 @@ static struct MHD_Response *plan_function(const DaemonCall *call, json_t *body, 
                 goto out;
         }
         *names = strv_append(*names, req.name);
-        resp = daemon_function_prepare(call, &req, true, &f, ret_status);
+        resp = daemon_function_prepare(call, &req, true, &f, &warnings, ret_status);
         if (resp)
                 goto out;
+        /* Each file's own lines name it ("fns/x.py:3: SyntaxWarning: …"). */
+        if (warnings && buf_appends(&p->warnings, warnings) < 0) {
+                resp = daemon_call_error(call, 413, "payload_too_large", ret_status,
+                                         "function '%s': the stack's parser warnings exceed %d MiB", req.name,
+                                         STACK_MAX_WARNING_BYTES >> 20);
+                goto out;
+        }
         k = store_function_get(call->d->store, call->tenant, req.name, 0, &old);
         if (k < 0 && k != -ENOENT) {
                 resp = daemon_call_errno(call, k, "function", ret_status);
@@ -374,6 +387,7 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
         json_t *v;
         struct MHD_Response *resp = NULL;
         StackPlan p = {};
+        buf_init(&p.warnings, STACK_MAX_WARNING_BYTES);
         if (!json_is_object(j) || !json_is_array(functions) || (schedules && !json_is_array(schedules))) {
                 resp = daemon_call_error(call, 400, "bad_request", ret_status,
                                          "the body must be {\"functions\": [...], \"schedules\": [...]}");
@@ -407,7 +421,11 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                         (void) engine_pool_retire(call->d->engine, prefix);
                 }
         }
-        resp = daemon_call_json(call, 200, json_pack("{s:o, s:b}", "changes", changes, "dry_run", dry_run), ret_status);
+        json_t *ans = json_pack("{s:o, s:b}", "changes", changes, "dry_run", dry_run);
+        /* As a deploy's answer carries them: the deployer's to see. */
+        if (p.warnings.len)
+                json_object_set_new(ans, "warnings", json_stringn(p.warnings.data, p.warnings.len));
+        resp = daemon_call_json(call, 200, ans, ret_status);
 out:
         plan_done(&p);
         json_decref(j);

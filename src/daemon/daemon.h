@@ -1007,10 +1007,12 @@ int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool c
  * /v1/functions does: its limits within the tenant's grant (403), its
  * secrets the tenant's (404), its file valid in a worker (422 with the
  * validation). NULL and *ret the function record to store (caller frees;
- * version unset), or the error response. in_stack: messages start with
- * "function 'NAME': " (a stack names several). */
+ * version unset) and *ret_warnings the parser's warnings on the file
+ * (caller frees; NULL when none: the caller's to show, as a validation's
+ * answer carries them), or the error response. in_stack: messages start
+ * with "function 'NAME': " (a stack names several). */
 struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRequest *req, bool in_stack,
-                                             FunctionRecord **ret, unsigned *ret_status);
+                                             FunctionRecord **ret, char **ret_warnings, unsigned *ret_status);
 /* The caller's deployed function name at version (0: the latest): NULL and
  * *ret (caller frees), or the error response: 404 "function 'NAME' has no
  * version N" when the function exists without that version (invoke,

@@ -1485,3 +1485,22 @@ def test_invoke_and_schedule_add_refuse_what_a_fire_cannot_carry_on_both_paths(d
         assert out[0][0] == 2 and out[0][1] == "" and out[0][2].startswith(f"pysprinter: {name} "), (verb, out)
     assert daemon.call("GET", "/v1/runs")[1]["runs"] == before
     assert daemon.call("GET", "/v1/schedules")[1]["schedules"] == []
+
+
+def test_deploy_prints_the_parser_warnings_as_run_does(daemon, workdir):
+    """The validation's answer carries the parser's SyntaxWarnings and run
+    prints them on stderr; a deploy of the same file printed nothing. It
+    prints the same bytes now (a single deploy, with --json too, and a
+    stack's)."""
+    (workdir / "warns.py").write_text(WARNS)
+    run = run_cli(workdir, ["run", "warns.py", *SB])
+    want = "".join(l for l in run.stderr.splitlines(True) if "--sandbox" not in l)
+    assert run.returncode == 0 and want.startswith("warns.py:5: SyntaxWarning: "), run
+    r = run_cli(workdir, ["deploy", "warns.py", "--name", "warns"], server=daemon.url)
+    assert (r.returncode, r.stderr) == (0, want) and r.stdout.startswith("deployed warns version "), r
+    r = run_cli(workdir, ["deploy", "warns.py", "--name", "warns", "--json"], server=daemon.url)
+    assert (r.returncode, r.stderr) == (0, want), r
+    assert json.loads(r.stdout)["name"] == "warns" and "warnings" not in json.loads(r.stdout), r.stdout
+    (workdir / "wstack.yaml").write_text("functions:\n  warnstack:\n    file: warns.py\n")
+    r = run_cli(workdir, ["deploy", "-f", "wstack.yaml"], server=daemon.url)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "created function warnstack\n", want), r
