@@ -6,6 +6,7 @@
  * bare word naming a step (FILE.py, FILE::FUNC) starts the next step. */
 #include <ctype.h>
 #include <jansson.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "shared.h"
@@ -520,6 +521,25 @@ void run_args_done(RunArgs *a) {
         strv_free(a->steps);
         strv_free(a->options);
         *a = (RunArgs) {};
+}
+
+int cli_parse_run_status(const char *word, const char **ret_status, char **ret_error) {
+        assert(ret_status && ret_error);
+        Buf names;
+        buf_init(&names, 1024);
+        for (int i = 0; i < _RUN_STATUS_MAX; i++) {
+                const char *s = run_status_to_string((RunStatus) i);
+                if (word && strcasecmp(word, s) == 0) {
+                        buf_free(&names);
+                        *ret_status = s;
+                        return 0;
+                }
+                buf_printf(&names, "%s%s", i ? ", " : "", s);
+        }
+        *ret_error = word ? xasprintf("unknown state '%s' (%s)", word, names.data)
+                          : xasprintf("--status needs a state (%s)", names.data);
+        buf_free(&names);
+        return -EINVAL;
 }
 
 int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool *ret_json, long *ret_limit) {

@@ -425,7 +425,7 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         return 0;
 }
 
-static int engine_run_list(Backend *b, long limit, json_t **ret) {
+static int engine_run_list(Backend *b, long limit, const char *status, json_t **ret) {
         RunRecord **v = NULL;
         size_t n = 0;
         int r = store_run_list(engine_store(b->engine), NULL, (size_t) limit, &v, &n);
@@ -435,7 +435,8 @@ static int engine_run_list(Backend *b, long limit, json_t **ret) {
         }
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-                json_array_append_new(arr, cli_run_record_json(v[i]));
+                if (!status || (v[i]->status && streq(v[i]->status, status)))
+                        json_array_append_new(arr, cli_run_record_json(v[i]));
         run_record_list_free(v, n);
         *ret = arr;
         return 0;

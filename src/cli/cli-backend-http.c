@@ -323,8 +323,9 @@ static int http_list(Backend *b, const char *path, const char *key, json_t **ret
         return 0;
 }
 
-static int http_run_list(Backend *b, long limit, json_t **ret) {
-        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld", limit);
+static int http_run_list(Backend *b, long limit, const char *status, json_t **ret) {
+        _cleanup_free_ char *s = status ? http_escape(status) : NULL;
+        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s%s", limit, s ? "&status=" : "", s ?: "");
         return http_list(b, path, "runs", ret);
 }
 

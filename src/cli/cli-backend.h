@@ -119,7 +119,9 @@ typedef struct BackendOps {
          * function, error}). Ctrl-C cancels the run and still returns it. */
         int (*run)(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret);
         int (*run_get)(Backend *b, const char *id, json_t **ret);
-        int (*run_list)(Backend *b, long limit, json_t **ret_array);
+        /* The newest limit runs; status (NULL: any) keeps those of one
+         * state among them, as GET /v1/runs?limit=N&status=S does. */
+        int (*run_list)(Backend *b, long limit, const char *status, json_t **ret_array);
         /* Replays (follow: and follows) a run's output into rd. */
         int (*run_logs)(Backend *b, const char *id, bool follow, Renderer *rd);
         /* deploy / functions / workers: the API's objects; the embedded

@@ -186,7 +186,7 @@ static int list_names(const char *kind) {
                 r = b->ops->schedule(b, "GET", "", NULL, &ans);
                 list = json_object_get(ans, "schedules");
         } else {
-                r = b->ops->run_list(b, 50, &ans);
+                r = b->ops->run_list(b, 50, NULL, &ans);
                 list = ans;
                 key = "id";
         }

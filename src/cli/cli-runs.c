@@ -497,14 +497,50 @@ static void run_exit(json_t *run, char buf[static 16]) {
         snprintf(buf, 16, json_is_integer(ec) ? "%lld" : "-", (long long) json_integer_value(ec));
 }
 
+/* GET /v1/runs's most: also how far back `ps --status` looks. */
+#define PS_MAX_RUNS 10000
+
+/* Takes `--status S` / `--status=S` out of argv (the rest is the list
+ * options'): 0 with *ret_status NULL when absent, else EXIT_USAGE after
+ * saying what is wrong with S. */
+static int take_status(int *argc, char **argv, const char **ret_status) {
+        int j = 0;
+        *ret_status = NULL;
+        for (int i = 0; i < *argc; i++) {
+                bool eq = startswith(argv[i], "--status=");
+                if (!eq && !streq(argv[i], "--status")) {
+                        argv[j++] = argv[i];
+                        continue;
+                }
+                const char *word = eq ? argv[i] + 9 : i + 1 < *argc ? argv[++i] : NULL;
+                _cleanup_free_ char *err = NULL, *m = NULL;
+                if (cli_parse_run_status(word, ret_status, &err) < 0) {
+                        m = xasprintf("ps: %s", err);
+                        return usage_error("ps", m);
+                }
+        }
+        *argc = j;
+        return 0;
+}
+
 int verb_ps(int argc, char **argv) {
         bool json;
         long limit;
-        int k = cli_parse_list_args(argc, argv, "ps", 10000, &json, &limit);
-        if (k < 0) {
-                printf("Usage: pysprinter ps [--json] [-n N]\n\nList the most recent runs (default 20).\n");
+        const char *status;
+        if (help_asked(argc, argv)) {
+                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE]\n\n"
+                       "List the most recent runs (default 20).\n\n"
+                       "  -n, --limit N    the newest N runs (1 to 10000)\n"
+                       "  --status STATE   only runs in STATE (the newest N of the last 10000 runs):\n"
+                       "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
+                       "                   killed, cancelled, error, lost\n"
+                       "  --json           the API's run objects, as one array\n");
                 return 0;
         }
+        int k = take_status(&argc, argv, &status);
+        if (k)
+                return k;
+        k = cli_parse_list_args(argc, argv, "ps", PS_MAX_RUNS, &json, &limit);
         if (k)
                 return k;
         Backend *b = NULL;
@@ -512,7 +548,11 @@ int verb_ps(int argc, char **argv) {
         if (code)
                 return code;
         json_t *runs = NULL;
-        int r = b->ops->run_list(b, limit, &runs);
+        /* The API filters the newest `limit` runs (?limit&status): asked
+         * for its most, the N newest runs in that state are the first N. */
+        int r = b->ops->run_list(b, status ? PS_MAX_RUNS : limit, status, &runs);
+        while (r >= 0 && json_array_size(runs) > (size_t) limit)
+                json_array_remove(runs, json_array_size(runs) - 1);
         if (r < 0)
                 code = backend_fail(b, r);
         else if (json || cli_globals.json)

@@ -74,6 +74,11 @@ const char *cli_runner_option_near(const char *word);
  * 0 ok, -1 for --help (the caller prints its usage), else EXIT_USAGE after
  * saying what was wrong. */
 int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool *ret_json, long *ret_limit);
+/* A run's state as `ps --status` takes it: one of the run object's
+ * statuses (docs/api.md), any case; *ret_status is its API spelling
+ * (static). -EINVAL with *ret_error (caller frees) naming the valid ones,
+ * so both backends refuse the same words the same way before asking. */
+int cli_parse_run_status(const char *word, const char **ret_status, char **ret_error);
 /* "1.5" "2s" "500ms" "2m" -> milliseconds. */
 int cli_parse_duration_ms(const char *s, uint64_t *ret);
 /* "256" (MiB) "256M" "1G" "512KiB" "100B" -> bytes. */

@@ -145,3 +145,33 @@ def test_map_ctrl_c_cancels_every_call_in_flight_on_both_paths(daemon, workdir, 
     for x in lines:
         assert json.loads(run_cli(workdir, ["show", x["run_id"], "--json"], server=server).stdout)["status"] \
             == "cancelled"
+
+
+def test_ps_status_lists_the_runs_of_one_state_on_both_paths(daemon, workdir):
+    """`ps --status S` keeps the runs in state S (GET /v1/runs?status=S on a
+    server); the same rows on both paths."""
+    out = {}
+    for server in (None, daemon.url):
+        assert run_cli(workdir, ["run", "f.py", "--kind", "raise", *SB], server=server).returncode == 1
+        assert run_cli(workdir, ["run", "f.py", "--kind", "none", *SB], server=server).returncode == 0
+        failed = json.loads(run_cli(workdir, ["ps", "--status", "failed", "--json"], server=server).stdout)
+        assert failed and {x["status"] for x in failed} == {"failed"}, (server, failed)
+        ok = json.loads(run_cli(workdir, ["ps", "--status=succeeded", "--json", "-n", "3"], server=server).stdout)
+        assert len(ok) <= 3 and {x["status"] for x in ok} == {"succeeded"}, (server, ok)
+        human = run_cli(workdir, ["ps", "--status", "failed", "-n", "1"], server=server)
+        assert human.returncode == 0, human
+        header, row = human.stdout.splitlines()
+        out[server] = (header, row.split()[1:3], human.stderr)
+    assert out[None] == out[daemon.url], out
+    assert out[None][1] == ["failed", "1"], out
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "server"])
+def test_ps_status_refuses_an_unknown_state_listing_the_valid_ones(daemon, workdir, remote):
+    server = daemon.url if remote else None
+    r = run_cli(workdir, ["ps", "--status", "bogus"], server=server)
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert r.stderr == ("pysprinter: ps: unknown state 'bogus' (queued, running, succeeded, failed, invalid, "
+                        "deps_failed, killed, cancelled, error, lost)\nTry 'pysprinter ps --help'.\n"), r.stderr
+    r = run_cli(workdir, ["ps", "--status"], server=server)
+    assert r.returncode == 2 and "--status needs a state" in r.stderr, r

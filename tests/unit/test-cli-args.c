@@ -231,12 +231,58 @@ static void test_durations_and_sizes(void **state) {
         assert_int_equal(cli_parse_size("", &v), -EINVAL);
 }
 
+/* `ps --status`: the run object's statuses, any case, and nothing else. */
+static void test_run_status(void **state) {
+        static const struct {
+                const char *word, *want; /* want NULL: refused */
+        } states[] = {
+                { "queued", "queued" },
+                { "running", "running" },
+                { "succeeded", "succeeded" },
+                { "failed", "failed" },
+                { "invalid", "invalid" },
+                { "deps_failed", "deps_failed" },
+                { "killed", "killed" },
+                { "cancelled", "cancelled" },
+                { "error", "error" },
+                { "lost", "lost" },
+                { "FAILED", "failed" },
+                { "Deps_Failed", "deps_failed" },
+                { "", NULL },
+                { "fail", NULL },
+                { "failed ", NULL },
+                { "canceled", NULL },
+                { "deps-failed", NULL },
+                { "succeeded,failed", NULL },
+                { "validating", NULL },
+                { "pending", NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(states); i++) {
+                const char *got = NULL;
+                _cleanup_free_ char *err = NULL;
+                int r = cli_parse_run_status(states[i].word, &got, &err);
+                if (states[i].want) {
+                        assert_int_equal(r, 0);
+                        assert_string_equal(got, states[i].want);
+                        assert_null(err);
+                } else {
+                        assert_int_equal(r, -EINVAL);
+                        assert_null(got);
+                        assert_non_null(strstr(err, "(queued, running, succeeded, failed, invalid, deps_failed, "
+                                                    "killed, cancelled, error, lost)"));
+                }
+        }
+        _cleanup_free_ char *err = NULL;
+        const char *got = NULL;
+        assert_int_equal(cli_parse_run_status(NULL, &got, &err), -EINVAL);
+        assert_non_null(strstr(err, "--status needs a state"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_rows),
-                cmocka_unit_test(test_options),
-                cmocka_unit_test(test_chain_rows),
-                cmocka_unit_test(test_durations_and_sizes),
+                cmocka_unit_test(test_rows),       cmocka_unit_test(test_options),
+                cmocka_unit_test(test_chain_rows), cmocka_unit_test(test_durations_and_sizes),
+                cmocka_unit_test(test_run_status),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
