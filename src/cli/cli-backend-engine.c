@@ -450,6 +450,40 @@ static bool run_in_flight(Backend *b, const char *id) {
         return live;
 }
 
+/* The run belongs to the CLI process that started it (its recorded
+ * owner): only that process's engine can kill it, so it is asked to
+ * (engine_cancel_request()), and the record is watched for the end, as
+ * DELETE /v1/runs/{id} waits — 10 s, then the run as it stands (the ask
+ * stands too). An owner found gone has its run marked lost meanwhile:
+ * nobody is left to cancel it. */
+static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
+        Store *s = engine_store(b->engine);
+        RunRecord *rec = NULL;
+        int r = store_run_get(s, NULL, id, &rec);
+        if (r < 0)
+                return store_error(b, r, id);
+        _cleanup_free_ char *full = xstrdup(rec->id);
+        bool ended = run_status_is_final(run_status_from_string(rec->status));
+        if (ended)
+                backend_set_error(b, "run %s has already finished (%s)", rec->id, rec->status ?: "?");
+        run_record_free(rec);
+        if (ended)
+                return -EBUSY;
+        r = engine_cancel_request(b->engine, full);
+        if (r < 0) {
+                backend_set_error(b, "cannot ask for run %s to be cancelled: %s", full, strerror(-r));
+                return r;
+        }
+        usec_t until = now_monotonic() + 10 * USEC_PER_SEC;
+        while (run_in_flight(b, full) && now_monotonic() < until) {
+                usleep(50 * 1000);
+                (void) store_runs_mark_orphaned(s, "the process running it is gone");
+        }
+        if (!run_in_flight(b, full))
+                engine_cancel_request_clear(b->engine, full);
+        return engine_run_get(b, full, ret);
+}
+
 /* Replays a run's log; follow: then tails it (whole frames only) until
  * the record ends — or its owner is found gone — or Ctrl-C. */
 static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
@@ -933,6 +967,7 @@ static const BackendOps engine_ops = {
         .dag_get = engine_dag_get,
         .dag_list = engine_dag_list,
         .dag_cancel = engine_dag_cancel,
+        .run_cancel = engine_run_cancel,
         .data_put = engine_data_put,
         .data_info = engine_data_info,
         .data_list = engine_data_list,

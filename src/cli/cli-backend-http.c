@@ -495,6 +495,12 @@ static int http_dag_get(Backend *b, const char *id, json_t **ret) {
         return http_object(b, "GET", true, id, ret);
 }
 
+/* DELETE answers 200 with the ended run, 202 with it still ending after
+ * 10 s, 409 (its message says the state) when it had ended. */
+static int http_run_cancel(Backend *b, const char *id, json_t **ret) {
+        return http_object(b, "DELETE", false, id, ret);
+}
+
 static int http_dag_cancel(Backend *b, const char *id, json_t **ret) {
         return http_object(b, "DELETE", true, id, ret);
 }
@@ -860,6 +866,7 @@ static const BackendOps http_ops = {
         .dag_get = http_dag_get,
         .dag_list = http_dag_list,
         .dag_cancel = http_dag_cancel,
+        .run_cancel = http_run_cancel,
         .data_put = http_data_put,
         .data_info = http_data_info,
         .data_list = http_data_list,

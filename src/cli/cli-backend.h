@@ -122,6 +122,13 @@ typedef struct BackendOps {
         /* The newest limit runs; status (NULL: any) keeps those of one
          * state among them, as GET /v1/runs?limit=N&status=S does. */
         int (*run_list)(Backend *b, long limit, const char *status, json_t **ret_array);
+        /* Cancels a queued or running run (id or a unique prefix): *ret is
+         * the run once it ended, or as it stands when that takes more than
+         * 10 s (the cancel stands). One that had ended is -EBUSY, "run ID
+         * has already finished (STATUS)" (the API's 409). Embedded, the run
+         * belongs to the CLI process that started it: it is asked to cancel
+         * that run (engine_cancel_request()). */
+        int (*run_cancel)(Backend *b, const char *id, json_t **ret);
         /* Replays (follow: and follows) a run's output into rd. */
         int (*run_logs)(Backend *b, const char *id, bool follow, Renderer *rd);
         /* deploy / functions / workers: the API's objects; the embedded

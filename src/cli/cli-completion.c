@@ -16,14 +16,15 @@ static const struct {
         const char *verbs;
         const char *opts;
 } verb_opts[] = {
-        { "run validate chain", "-a -k --json-args --json-kwargs --timeout --memory --max-procs --network --no-network --sandbox "
-                                "--index-url --find-links --data --output-file --allow-sdist --no-cache" },
+        { "run validate chain",
+          "-a -k --json-args --json-kwargs --timeout --memory --max-procs --network --no-network --sandbox "
+          "--index-url --find-links --data --output-file --allow-sdist --no-cache" },
         { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory" },
         { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "
                     "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },
         { "logs", "-f --follow" },
-        { "ps", "-n --limit" },
+        { "ps", "-n --limit --status" },
 };
 
 static void verbs_line(FILE *f) {
@@ -60,15 +61,19 @@ static void print_bash(FILE *f) {
                 global_opts);
         fputs("    case \"$verb\" in\n"
               "        invoke) words=\"$(pysprinter completion --list functions 2>/dev/null)\";;\n"
-              "        functions) [ \"$COMP_CWORD\" -eq 2 ] && words=\"ls show rm\" || words=\"$(pysprinter completion --list functions 2>/dev/null)\";;\n"
-              "        show|logs) words=\"$(pysprinter completion --list runs 2>/dev/null)\";;\n"
+              "        functions) [ \"$COMP_CWORD\" -eq 2 ] && words=\"ls show rm\" || words=\"$(pysprinter completion "
+              "--list functions 2>/dev/null)\";;\n"
+              "        show|logs|cancel) words=\"$(pysprinter completion --list runs 2>/dev/null)\";;\n"
               "        schedule)\n"
               "            if [ \"$COMP_CWORD\" -eq 2 ]; then words=\"add ls show rm pause resume\"\n"
-              "            elif [ \"${COMP_WORDS[2]}\" = add ]; then words=\"$(pysprinter completion --list functions 2>/dev/null)\"\n"
+              "            elif [ \"${COMP_WORDS[2]}\" = add ]; then words=\"$(pysprinter completion --list functions "
+              "2>/dev/null)\"\n"
               "            else words=\"$(pysprinter completion --list schedules 2>/dev/null)\"; fi;;\n"
               "        completion) words=\"bash zsh fish\";;\n"
-              "        dag) [ \"$COMP_CWORD\" -eq 2 ] && words=\"run resume status logs ls cancel\" || { COMPREPLY=($(compgen -f -- \"$cur\")); return; };;\n"
-              "        data) [ \"$COMP_CWORD\" -eq 2 ] && words=\"put ls get rm\" || { COMPREPLY=($(compgen -f -- \"$cur\")); return; };;\n"
+              "        dag) [ \"$COMP_CWORD\" -eq 2 ] && words=\"run resume status logs ls cancel\" || { "
+              "COMPREPLY=($(compgen -f -- \"$cur\")); return; };;\n"
+              "        data) [ \"$COMP_CWORD\" -eq 2 ] && words=\"put ls get rm\" || { COMPREPLY=($(compgen -f -- "
+              "\"$cur\")); return; };;\n"
               "        env) words=\"ls prune\";;\n"
               "        *) COMPREPLY=($(compgen -f -- \"$cur\")); return;;\n"
               "    esac\n"
@@ -108,11 +113,13 @@ static void print_zsh(FILE *f) {
               "        compadd -- $opts; return\n"
               "    fi\n"
               "    case $words[2] in\n"
-              "        (invoke|functions) compadd -- ${(f)\"$(pysprinter completion --list functions 2>/dev/null)\"};;\n"
-              "        (show|logs) compadd -- ${(f)\"$(pysprinter completion --list runs 2>/dev/null)\"};;\n"
+              "        (invoke|functions) compadd -- ${(f)\"$(pysprinter completion --list functions "
+              "2>/dev/null)\"};;\n"
+              "        (show|logs|cancel) compadd -- ${(f)\"$(pysprinter completion --list runs 2>/dev/null)\"};;\n"
               "        (schedule)\n"
               "            if (( CURRENT == 3 )); then compadd -- add ls show rm pause resume\n"
-              "            elif [[ $words[3] == add ]]; then compadd -- ${(f)\"$(pysprinter completion --list functions 2>/dev/null)\"}\n"
+              "            elif [[ $words[3] == add ]]; then compadd -- ${(f)\"$(pysprinter completion --list "
+              "functions 2>/dev/null)\"}\n"
               "            else compadd -- ${(f)\"$(pysprinter completion --list schedules 2>/dev/null)\"}; fi;;\n"
               "        (completion) compadd -- bash zsh fish;;\n"
               "        (*) _files;;\n"
@@ -149,12 +156,17 @@ static void print_fish(FILE *f) {
               "complete -c pysprinter -s q -l quiet -d 'only results and errors'\n"
               "complete -c pysprinter -s v -l verbose -d 'more detail'\n"
               "complete -c pysprinter -l help -d 'help'\n"
-              "complete -c pysprinter -n '__fish_seen_subcommand_from invoke functions' -a '(pysprinter completion --list functions 2>/dev/null)'\n"
-              "complete -c pysprinter -n '__fish_seen_subcommand_from show logs' -a '(pysprinter completion --list runs 2>/dev/null)'\n"
-              "complete -c pysprinter -n '__fish_seen_subcommand_from schedule; and not __fish_seen_subcommand_from add ls show rm pause resume' -a 'add ls show rm pause resume'\n"
-              "complete -c pysprinter -n '__fish_seen_subcommand_from show rm pause resume; and __fish_seen_subcommand_from schedule' -a '(pysprinter completion --list schedules 2>/dev/null)'\n"
+              "complete -c pysprinter -n '__fish_seen_subcommand_from invoke functions' -a '(pysprinter completion "
+              "--list functions 2>/dev/null)'\n"
+              "complete -c pysprinter -n '__fish_seen_subcommand_from show logs cancel' -a '(pysprinter completion "
+              "--list runs 2>/dev/null)'\n"
+              "complete -c pysprinter -n '__fish_seen_subcommand_from schedule; and not __fish_seen_subcommand_from "
+              "add ls show rm pause resume' -a 'add ls show rm pause resume'\n"
+              "complete -c pysprinter -n '__fish_seen_subcommand_from show rm pause resume; and "
+              "__fish_seen_subcommand_from schedule' -a '(pysprinter completion --list schedules 2>/dev/null)'\n"
               "complete -c pysprinter -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'\n"
-              "complete -c pysprinter -n '__fish_seen_subcommand_from run validate deploy lock chain dag data init' -F\n",
+              "complete -c pysprinter -n '__fish_seen_subcommand_from run validate deploy lock chain dag data init' "
+              "-F\n",
               f);
         for (size_t i = 0; i < ELEMENTSOF(verb_opts); i++) {
                 for (const char *o = verb_opts[i].opts; *o;) {

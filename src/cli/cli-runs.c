@@ -669,6 +669,64 @@ int verb_show(int argc, char **argv) {
         return code;
 }
 
+/* ---- cancel ------------------------------------------------------------------ */
+
+static const char cancel_help[] = "Usage: pysprinter cancel RUN... [--json]\n"
+                                  "\n"
+                                  "Cancel runs in flight: each is killed with its whole process tree and ends\n"
+                                  "\"cancelled\" (its own `run` prints that and exits 5). RUN is a run id or a\n"
+                                  "unique prefix of one (see `pysprinter ps`). One line per run: \"run ID: STATUS\"\n"
+                                  "once it ended (or as it stands after 10 s: the cancel stands); a run that had\n"
+                                  "ended, or none of that id, is said on stderr. Embedded, the run belongs to\n"
+                                  "the CLI process that started it, which is asked to cancel that one run.\n"
+                                  "\n"
+                                  "  --json   each run's object (docs/api.md), one per line\n"
+                                  "\n"
+                                  "Exit codes: 0 every run cancelled, else the first failure's: 2 a run that had\n"
+                                  "ended or is unknown, 6 server unreachable/auth.\n";
+
+int verb_cancel(int argc, char **argv) {
+        bool json = cli_globals.json;
+        int n = 0;
+        if (help_asked(argc, argv)) {
+                fputs(cancel_help, stdout);
+                return 0;
+        }
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        json = true;
+                else if (argv[i][0] != '-' && argv[i][0])
+                        argv[n++] = argv[i];
+                else {
+                        _cleanup_free_ char *m = xasprintf("cancel: unexpected argument '%s'", argv[i]);
+                        return usage_error("cancel", m);
+                }
+        }
+        if (n == 0)
+                return usage_error("cancel", "cancel needs a run id (see `pysprinter ps`)");
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        /* Every run gets its line; the first failure's code is the exit. */
+        for (int i = 0; i < n; i++) {
+                json_t *run = NULL;
+                int r = b->ops->run_cancel(b, argv[i], &run);
+                if (r < 0) {
+                        int k = backend_fail(b, r);
+                        code = code ?: k;
+                } else if (json)
+                        render_json(run);
+                else
+                        printf("run %s: %s\n", json_string_value(json_object_get(run, "id")) ?: argv[i],
+                               json_string_value(json_object_get(run, "status")) ?: "?");
+                fflush(stdout);
+                json_decref(run);
+        }
+        backend_free(b);
+        return code;
+}
+
 /* ---- logs --function: every invocation of a deployed function ------------- */
 
 typedef struct Tail {

@@ -171,6 +171,7 @@ int verb_invoke(int argc, char **argv);
 int verb_ps(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_logs(int argc, char **argv);
+int verb_cancel(int argc, char **argv); /* cli-runs.c */
 int verb_deploy(int argc, char **argv);
 /* deploy -f STACK.yaml (cli-stack.c, docs/stack.md). */
 int cli_deploy_stack(int argc, char **argv);

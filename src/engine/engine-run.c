@@ -49,6 +49,7 @@ typedef struct RunCtx {
         char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
         usec_t t_start;
+        usec_t cancel_looked;     /* monotonic: the last look for a cancel request (record_owner) */
         char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
         bool out_daemon_born;     /* out_host was made before any tenant was known (a spare's) */
         json_t *memo_reply;       /* a deployed source's memoized validation, parsed, shared (instance_memo_get) */
@@ -118,11 +119,46 @@ static void active_unregister(RunCtx *c) {
         pthread_mutex_unlock(&c->e->lock);
 }
 
+static char *cancel_request_path(Engine *e, const char *run_id) {
+        return path_join(e->data_dir, "cancel", run_id);
+}
+
+int engine_cancel_request(Engine *e, const char *run_id) {
+        assert(e && run_id && *run_id && !strchr(run_id, '/'));
+        _cleanup_free_ char *dir = path_join(e->data_dir, "cancel"), *path = cancel_request_path(e, run_id);
+        int r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        return fd < 0 ? -errno : 0;
+}
+
+void engine_cancel_request_clear(Engine *e, const char *run_id) {
+        assert(e && run_id);
+        _cleanup_free_ char *path = cancel_request_path(e, run_id);
+        (void) unlink(path);
+}
+
+/* Another process's `pysprinter cancel` asked for this run's end: only
+ * the CLI (record_owner) owns its runs that way; a daemon's are cancelled
+ * through its API. Looked at every 100 ms, when the watch wakes anyway. */
+static bool cancel_asked(RunCtx *c) {
+        usec_t now = now_monotonic();
+        if (!c->e->record_owner || c->spec->no_record || now < c->cancel_looked + 100 * USEC_PER_MSEC)
+                return false;
+        c->cancel_looked = now;
+        _cleanup_free_ char *path = cancel_request_path(c->e, c->res->id);
+        if (unlink(path) < 0)
+                return false;
+        (void) engine_cancel(c->e, c->res->id);
+        return true;
+}
+
 static bool cancelled(RunCtx *c) {
         pthread_mutex_lock(&c->e->lock);
         bool v = c->active.cancelled;
         pthread_mutex_unlock(&c->e->lock);
-        return v;
+        return v || cancel_asked(c);
 }
 
 int engine_cancel(Engine *e, const char *run_id) {
@@ -1754,6 +1790,9 @@ RunResult *engine_run_end(EngineRun *run) {
         c->res->t_total = now_monotonic() - c->t_start;
         finish_log_error(c);
         record_finish(c);
+        /* An ask that came too late to act on ends with the run. */
+        if (c->e->record_owner && !c->spec->no_record)
+                engine_cancel_request_clear(c->e, c->res->id);
         hand_back(run);
         emit_phase(c, "done");
         active_unregister(c);

@@ -353,6 +353,16 @@ void engine_instance_put_back(Engine *e, Instance *i);
 
 /* Kills a run in flight (its whole process tree). -ESRCH if not running. */
 int engine_cancel(Engine *e, const char *run_id);
+/* Asks the process that runs run_id to cancel it, as engine_cancel() there
+ * would: an embedded run belongs to the CLI process that started it, and
+ * only that process's engine can kill it (`pysprinter cancel`, docs/cli.md).
+ * The ask is a file, $DATA/cancel/RUN_ID, that an engine with
+ * EngineConfig.record_owner looks for while the run executes (every
+ * 100 ms) and removes when it acts or when the run ends; the asker removes
+ * it with engine_cancel_request_clear() once the run has ended (its owner
+ * may have died first). run_id must be a full run id (a file name). */
+int engine_cancel_request(Engine *e, const char *run_id);
+void engine_cancel_request_clear(Engine *e, const char *run_id);
 
 /* The job store the engine records runs in (owned by the engine). */
 typedef struct Store Store;

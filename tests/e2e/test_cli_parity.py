@@ -416,7 +416,7 @@ def test_unknown_kwarg_names_the_parameters(workdir):
 
 
 @pytest.mark.parametrize("verb", ["run", "validate", "invoke", "ps", "show", "logs", "deploy", "functions",
-                                  "workers", "dag", "chain", "data", "lock", "env"])
+                                  "workers", "dag", "chain", "data", "lock", "env", "cancel"])
 def test_every_verb_help_works_without_a_server(workdir, verb):
     r = run_cli(workdir, [verb, "--help"], extra_env={"PYSPRINTER_SERVER": "http://127.0.0.1:9"})
     assert r.returncode == 0, (verb, r.stderr)

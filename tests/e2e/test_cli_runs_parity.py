@@ -147,6 +147,88 @@ def test_map_ctrl_c_cancels_every_call_in_flight_on_both_paths(daemon, workdir, 
             == "cancelled"
 
 
+def test_cancel_stops_a_run_in_flight_with_the_same_bytes_on_both_paths(daemon, workdir):
+    """`cancel RUN` (a prefix works, as for `logs` and `show`) ends another
+    process's run as Ctrl-C there would: one line, exit 0, and the run's
+    own CLI prints the cancelled run (exit 5, the run's code) on both paths.
+    Embedded, the run belongs to another CLI process: it is asked, by the
+    store's record of its owner, to cancel that one run."""
+    (workdir / "slow.py").write_text(SLOW)
+    out = {}
+    for server in (None, daemon.url):
+        p = popen(workdir, ["run", "slow.py", "--n", "60", *SB], server)
+        try:
+            wait_started(p)
+            rid = newest_run(workdir, server, "running")["id"]
+            t0 = time.time()
+            r = run_cli(workdir, ["cancel", rid[:12]], server=server)
+            assert time.time() - t0 < 15, (server, "cancel waited for the run's end")
+            o, e = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
+        out[server] = (r.returncode, r.stdout.replace(rid, "RID"), r.stderr, p.returncode, o,
+                       e.splitlines()[-1:])
+    assert out[None] == out[daemon.url], out
+    assert out[None][:3] == (0, "run RID: cancelled\n", ""), out
+
+
+def test_cancel_of_an_ended_or_unknown_run_says_so_on_both_paths(daemon, workdir):
+    """An ended run is not cancelled: its state is said, exit 2 (as `dag
+    cancel` of an ended DAG run); an unknown id too. Every id gets its
+    line, and the first failure's code is the exit code."""
+    out = {}
+    for server in (None, daemon.url):
+        done = run_cli(workdir, ["run", "f.py", "--kind", "list", "--json", *SB], server=server)
+        assert done.returncode == 0, done
+        rid = newest_run(workdir, server)["id"]
+        ended = run_cli(workdir, ["cancel", rid], server=server)
+        unknown = run_cli(workdir, ["cancel", "rnosuchrun"], server=server)
+        both = run_cli(workdir, ["cancel", "rnosuchrun", rid], server=server)
+        out[server] = [(x.returncode, x.stdout, x.stderr.replace(rid, "RID")) for x in (ended, unknown, both)]
+    assert out[None] == out[daemon.url], out
+    assert out[None] == [
+        (2, "", "pysprinter: run RID has already finished (succeeded)\n"),
+        (2, "", "pysprinter: no run 'rnosuchrun' (see `pysprinter ps`)\n"),
+        (2, "", "pysprinter: no run 'rnosuchrun' (see `pysprinter ps`)\n"
+                "pysprinter: run RID has already finished (succeeded)\n"),
+    ], out
+
+
+def test_cancel_needs_a_run_id(workdir):
+    r = run_cli(workdir, ["cancel"])
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert "cancel needs a run id" in r.stderr, r.stderr
+    r = run_cli(workdir, ["cancel", "--bogus", "r1"])
+    assert r.returncode == 2 and "unexpected argument '--bogus'" in r.stderr, r
+
+
+def test_map_call_cancelled_alone_embedded_as_on_a_server(daemon, workdir):
+    """Embedded, a run's owner may run other calls too (`map`): cancelling
+    one call ends that call only, as DELETE /v1/runs/{id} does on a server;
+    the others run to their end."""
+    (workdir / "slow.py").write_text(SLOW)
+    (workdir / "in2.jsonl").write_text('{"x": 1, "n": 3}\n{"x": 2, "n": 60}\n')
+    for server in (None, daemon.url):
+        err = workdir / "map-cancel-err.txt"
+        with open(err, "w") as ef:
+            p = popen(workdir, ["map", "slow.py", "--over", "in2.jsonl", "--concurrency", "2", *SB], server,
+                      stderr=ef)
+            deadline = time.time() + 60
+            while err.read_text().count("started") < 2:
+                assert time.time() < deadline and p.poll() is None, err.read_text()
+                time.sleep(0.05)
+            runs = json.loads(run_cli(workdir, ["ps", "--json", "-n", "2"], server=server).stdout)
+            slow = [x["id"] for x in runs if x["kwargs"].get("x") in (2, "2")]
+            assert len(slow) == 1, runs
+            r = run_cli(workdir, ["cancel", slow[0]], server=server)
+            o, _ = p.communicate(timeout=60)
+        assert (r.returncode, r.stdout) == (0, f"run {slow[0]}: cancelled\n"), (server, r)
+        assert [json.loads(x)["status"] for x in o.splitlines()] == ["succeeded", "cancelled"], (server, o)
+
+
 def test_ps_status_lists_the_runs_of_one_state_on_both_paths(daemon, workdir):
     """`ps --status S` keeps the runs in state S (GET /v1/runs?status=S on a
     server); the same rows on both paths."""
