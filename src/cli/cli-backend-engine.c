@@ -545,6 +545,29 @@ static int engine_workers(Backend *b, json_t **ret) {
         return engine_unsupported(b);
 }
 
+/* This machine's package store, as a daemon answers an admin. */
+static int engine_envs(Backend *b, json_t **ret) {
+        const char *data = engine_data_dir(b->engine);
+        PkgEnvInfo *infos = NULL;
+        size_t n = 0;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_env_list(data, &infos, &n, &err);
+        if (r < 0) {
+                backend_set_error(b, "%s", err ?: strerror(-r));
+                return r;
+        }
+        json_t *envs = json_array();
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *text = pkg_env_info_to_json(&infos[i]);
+                json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+                if (j)
+                        json_array_append_new(envs, j);
+        }
+        pkg_env_info_free_many(infos, n);
+        *ret = json_pack("{s:s, s:o}", "data_dir", data, "envs", envs);
+        return *ret ? 0 : -EILSEQ;
+}
+
 /* ---- DAG runs ------------------------------------------------------------ */
 
 /* The catalog beside the engine's store, opened on first use. */
@@ -968,6 +991,7 @@ static const BackendOps engine_ops = {
         .dag_list = engine_dag_list,
         .dag_cancel = engine_dag_cancel,
         .run_cancel = engine_run_cancel,
+        .envs = engine_envs,
         .data_put = engine_data_put,
         .data_info = engine_data_info,
         .data_list = engine_data_list,

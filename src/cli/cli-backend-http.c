@@ -495,6 +495,12 @@ static int http_dag_get(Backend *b, const char *id, json_t **ret) {
         return http_object(b, "GET", true, id, ret);
 }
 
+static int http_envs(Backend *b, json_t **ret) {
+        _cleanup_free_ char *err = NULL;
+        int r = http_json(&b->http, "GET", "/v1/envs", NULL, ret, &err);
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
 /* DELETE answers 200 with the ended run, 202 with it still ending after
  * 10 s, 409 (its message says the state) when it had ended. */
 static int http_run_cancel(Backend *b, const char *id, json_t **ret) {
@@ -867,6 +873,7 @@ static const BackendOps http_ops = {
         .dag_list = http_dag_list,
         .dag_cancel = http_dag_cancel,
         .run_cancel = http_run_cancel,
+        .envs = http_envs,
         .data_put = http_data_put,
         .data_info = http_data_info,
         .data_list = http_data_list,

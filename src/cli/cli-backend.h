@@ -142,6 +142,10 @@ typedef struct BackendOps {
         int (*stack)(Backend *b, json_t *req, json_t **ret);
         int (*function)(Backend *b, const char *method, const char *name, json_t **ret);
         int (*workers)(Backend *b, json_t **ret);
+        /* GET /v1/envs's object: "envs", the environments the caller may
+         * see (a tenant its own), most recently used first, and
+         * "data_dir" where it is known (embedded; a server tells admins). */
+        int (*envs)(Backend *b, json_t **ret);
         /* Schedules (docs/schedules.md): method on /v1/schedules + path
          * ("", "/NAME", "/NAME/pause"…) with body (may be NULL); the
          * embedded engine keeps none (-EOPNOTSUPP). Invoke arguments the

@@ -2,25 +2,27 @@
  * the data dir). `lock` is a run-family verb (cli-runs.c). */
 #include <time.h>
 
-#include "cli.h"
+#include "cli-backend.h"
 #include "pkg.h"
+#include "shared.h"
 
-static const char env_help[] =
-        "Usage: pysprinter env ls [--json]\n"
-        "       pysprinter env prune [--budget SIZE]\n"
-        "       pysprinter env prepare [--index-url URL] [--find-links DIR]… [--time] REQ…\n"
-        "\n"
-        "prepare  resolve and install PEP 508 requirements (\"requests==2.28.1\");\n"
-        "       print the environment's store dirs in sys.path order (--time: the\n"
-        "       microseconds it took, on stderr)\n"
-        "ls     environments (cached locks) with their store size and last use\n"
-        "prune  remove least recently used environments until the package store fits\n"
-        "       SIZE (default 0: every environment no running process uses), then\n"
-        "       every store dir no remaining environment references\n";
+static const char env_help[] = "Usage: pysprinter env ls [--json]\n"
+                               "       pysprinter env prune [--budget SIZE]\n"
+                               "       pysprinter env prepare [--index-url URL] [--find-links DIR]… [--time] REQ…\n"
+                               "\n"
+                               "prepare  resolve and install PEP 508 requirements (\"requests==2.28.1\");\n"
+                               "       print the environment's store dirs in sys.path order (--time: the\n"
+                               "       microseconds it took, on stderr)\n"
+                               "ls     environments (cached locks) with their store size and last use; with\n"
+                               "       --server, the server's (a tenant sees the ones its runs resolved)\n"
+                               "prune  remove least recently used environments until the package store fits\n"
+                               "       SIZE (default 0: every environment no running process uses), then\n"
+                               "       every store dir no remaining environment references\n"
+                               "prepare and prune act on this machine's package store, also with --server.\n";
 
-/* These verbs have no server form yet: they act on this machine's package
- * store and index settings. Said aloud with a server configured, where
- * every other verb acts on the server. */
+/* prepare and prune have no server form (the API has no route for them):
+ * they act on this machine's package store and index settings. Said aloud
+ * with a server configured, where every other verb acts on the server. */
 static void note_local(const char *verb) {
         _cleanup_free_ char *server = cli_server();
         if (server)
@@ -29,49 +31,53 @@ static void note_local(const char *verb) {
                             verb);
 }
 
+/* The environments of GET /v1/envs (docs/api.md), embedded or on a
+ * server: the same columns from the same objects. */
 static int env_ls(int argc, char **argv) {
-        bool json = cli_globals.json || (argc > 0 && streq(argv[0], "--json"));
-        _cleanup_free_ char *data = data_dir_default();
-        PkgEnvInfo *infos = NULL;
-        size_t n = 0;
-        _cleanup_free_ char *err = NULL;
-        int r = pkg_env_list(data, &infos, &n, &err);
-        if (r < 0) {
-                fprintf(stderr, "pysprinter: %s\n", err);
-                return EXIT_INTERNAL;
-        }
-        if (!json && n == 0)
-                printf("no environments in %s\n", data);
-        else if (!json)
-                printf("%-12s %8s  %-24s %-6s %s\n", "ENV", "SIZE", "LAST USED", "IN USE", "REQUIREMENTS");
-        if (json)
-                printf("[");
-        for (size_t i = 0; i < n; i++) {
-                char ts[32];
-                format_timestamp(infos[i].last_used, ts);
-                char size[32];
-                format_size(infos[i].size_bytes, size);
-                Buf reqs;
-                buf_init(&reqs, 1 << 20);
-                for (char **q = infos[i].requirements; q && *q; q++) {
-                        if (json)
-                                buf_printf(&reqs, "%s\"%s\"", q == infos[i].requirements ? "" : ",", *q);
-                        else
-                                buf_printf(&reqs, "%s%s", q == infos[i].requirements ? "" : ", ", *q);
+        bool json = cli_globals.json;
+        for (int i = 0; i < argc; i++) {
+                if (!streq(argv[i], "--json")) {
+                        fprintf(stderr, "pysprinter: env ls: unexpected argument '%s'\n%s", argv[i], env_help);
+                        return EXIT_USAGE;
                 }
-                if (json)
-                        printf("%s{\"key\":\"%s\",\"size_bytes\":%llu,\"last_used\":\"%s\",\"in_use\":%s,"
-                               "\"requirements\":[%s]}",
-                               i ? "," : "", infos[i].key, (unsigned long long) infos[i].size_bytes, ts,
-                               infos[i].in_use ? "true" : "false", reqs.data ? reqs.data : "");
-                else
-                        printf("%-12.12s %8s  %-24s %-6s %s\n", infos[i].key, size, ts, infos[i].in_use ? "yes" : "no",
-                               reqs.data ? reqs.data : "");
-                buf_free(&reqs);
+                json = true;
         }
+        Backend *b = NULL;
+        int code = backend_open(NULL, &b);
+        if (code)
+                return code;
+        json_t *ans = NULL, *envs, *e;
+        int r = b->ops->envs(b, &ans);
+        if (r < 0) {
+                code = backend_fail(b, r);
+                backend_free(b);
+                return code;
+        }
+        envs = json_object_get(ans, "envs");
+        /* A server names its store only to an admin. */
+        const char *where = json_get_string(ans, "data_dir");
         if (json)
-                printf("]\n");
-        pkg_env_info_free_many(infos, n);
+                render_json(envs ?: json_array());
+        else if (json_array_size(envs) == 0)
+                printf("no environments in %s\n", where ?: "the server's package store");
+        else
+                printf("%-12s %8s  %-24s %-6s %s\n", "ENV", "SIZE", "LAST USED", "IN USE", "REQUIREMENTS");
+        size_t i;
+        if (!json)
+                json_array_foreach(envs, i, e) {
+                        char size[32];
+                        format_size((uint64_t) json_integer_value(json_object_get(e, "size_bytes")), size);
+                        printf("%-12.12s %8s  %-24s %-6s ", json_get_string(e, "key") ?: "?", size,
+                               json_get_string(e, "last_used") ?: "-",
+                               json_is_true(json_object_get(e, "in_use")) ? "yes" : "no");
+                        size_t k;
+                        json_t *q;
+                        json_array_foreach(json_object_get(e, "requirements"), k, q)
+                                printf("%s%s", k ? ", " : "", json_string_value(q) ?: "");
+                        putchar('\n');
+                }
+        json_decref(ans);
+        backend_free(b);
         return 0;
 }
 
@@ -180,7 +186,8 @@ int verb_env(int argc, char **argv) {
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(argv[0], verbs[i].name)) {
                         _cleanup_free_ char *verb = xasprintf("env %s", argv[0]);
-                        note_local(verb);
+                        if (verbs[i].verb != env_ls)
+                                note_local(verb);
                         return verbs[i].verb(argc - 1, argv + 1);
                 }
         fprintf(stderr, "pysprinter: unknown env command '%s'\n%s", argv[0], env_help);

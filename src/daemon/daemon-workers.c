@@ -52,12 +52,8 @@ static bool env_is_tenants(Daemon *d, const char *tenant, char *const *requireme
 }
 
 static json_t *env_json(const PkgEnvInfo *info) {
-        json_t *reqs = json_array();
-        for (char **r = info->requirements; r && *r; r++)
-                json_array_append_new(reqs, json_string(*r));
-        return json_pack("{s:s, s:o, s:I, s:o, s:b}", "key", info->key, "requirements", reqs, "size_bytes",
-                         (json_int_t) info->size_bytes, "last_used", daemon_time_json(info->last_used), "in_use",
-                         info->in_use);
+        _cleanup_free_ char *text = pkg_env_info_to_json(info);
+        return text ? json_loads(text, 0, NULL) : NULL;
 }
 
 struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_status) {

@@ -6,6 +6,7 @@
  * it, which `env prune` respects. */
 #include "pkg-mgr.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -424,6 +425,21 @@ int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, ch
         *ret_infos = infos;
         *ret_n = n;
         return 0;
+}
+
+char *pkg_env_info_to_json(const PkgEnvInfo *info) {
+        assert(info && info->key);
+        char ts[32];
+        json_t *reqs = json_array();
+        for (char **r = info->requirements; r && *r; r++)
+                json_array_append_new(reqs, json_string(*r));
+        json_t *j = json_pack("{s:s, s:o, s:I, s:o, s:b}", "key", info->key, "requirements", reqs, "size_bytes",
+                              (json_int_t) info->size_bytes, "last_used",
+                              info->last_used ? json_string(format_timestamp(info->last_used, ts)) : json_null(),
+                              "in_use", info->in_use);
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(j);
+        return text;
 }
 
 void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n) {

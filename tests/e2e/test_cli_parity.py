@@ -1113,13 +1113,17 @@ def test_package_index_options_say_they_are_ignored_with_a_server(daemon, workdi
 
 def test_env_verbs_without_a_server_form_say_they_act_here(daemon, workdir):
     """`env ls --server` listed the local store silently, where every other
-    verb acts on the server (`lock` has a server form: test_packages.py)."""
-    verb = ["env", "ls"]
+    verb acts on the server (`lock` has a server form: test_packages.py).
+    `env ls` has one now (GET /v1/envs, test_cli_env_parity.py); `env
+    prune` has none and says so."""
+    verb = ["env", "prune", "--budget", "1G"]
     r = run_cli(workdir, verb, server=daemon.url)
     assert r.returncode == 0, r
-    assert ("pysprinter: warning: env ls acts on this machine's "
+    assert ("pysprinter: warning: env prune acts on this machine's "
             "package store and index, not on the server") in r.stderr, r.stderr
     assert "acts on this machine" not in run_cli(workdir, verb).stderr
+    r = run_cli(workdir, ["env", "ls"], server=daemon.url)
+    assert r.returncode == 0 and "acts on this machine" not in r.stderr, r
     r = run_cli(workdir, ["lock", "step.py::one"], server=daemon.url)
     assert r.returncode == 0 and "acts on this machine" not in r.stderr, r
 

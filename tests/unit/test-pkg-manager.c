@@ -270,12 +270,31 @@ static void test_wheel_entry_cap_from_central_directory(void **state) {
         rm_rf(tmpl);
 }
 
+/* The API's environment object, the one spelling of GET /v1/envs and
+ * `env ls`: a last use never recorded is null, not 1970. */
+static void test_env_info_json(void **state) {
+        char *reqs[] = { (char *) "lib==1.0", (char *) "a\"b", NULL };
+        PkgEnvInfo info = { .key = (char *) "k1",
+                            .requirements = reqs,
+                            .size_bytes = 4096,
+                            .last_used = 1767225600ULL * 1000000ULL,
+                            .in_use = true };
+        _cleanup_free_ char *t = pkg_env_info_to_json(&info);
+        assert_string_equal(t, "{\"key\":\"k1\",\"requirements\":[\"lib==1.0\",\"a\\\"b\"],\"size_bytes\":4096,"
+                               "\"last_used\":\"2026-01-01T00:00:00.000Z\",\"in_use\":true}");
+        PkgEnvInfo none = { .key = (char *) "k2" };
+        _cleanup_free_ char *u = pkg_env_info_to_json(&none);
+        assert_string_equal(u, "{\"key\":\"k2\",\"requirements\":[],\"size_bytes\":0,\"last_used\":null,"
+                               "\"in_use\":false}");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_url_join), cmocka_unit_test(test_url_redact),     cmocka_unit_test(test_close_names),
-                cmocka_unit_test(test_metadata),     cmocka_unit_test(test_record_hash),
-                cmocka_unit_test(test_lock_roundtrip), cmocka_unit_test(test_wheel_unpack),
-                cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
+                cmocka_unit_test(test_url_join),      cmocka_unit_test(test_url_redact),
+                cmocka_unit_test(test_close_names),   cmocka_unit_test(test_metadata),
+                cmocka_unit_test(test_record_hash),   cmocka_unit_test(test_lock_roundtrip),
+                cmocka_unit_test(test_wheel_unpack),  cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
+                cmocka_unit_test(test_env_info_json),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
