@@ -46,6 +46,14 @@ def wait_started(p):
             return
 
 
+def wait_calls_started(p, err, n):
+    """Waits until n of map p's calls printed "started" to the file err."""
+    deadline = time.time() + 60
+    while err.read_text().count("started") < n:
+        assert time.time() < deadline and p.poll() is None, err.read_text()
+        time.sleep(0.05)
+
+
 def newest_run(workdir, server, status=None, timeout=60):
     deadline = time.time() + timeout
     while True:
@@ -131,10 +139,7 @@ def test_map_ctrl_c_cancels_every_call_in_flight_on_both_paths(daemon, workdir, 
     with open(err, "w") as ef:
         p = popen(workdir, ["map", "slow.py", "--over", "in4.jsonl", "--concurrency", "4", *SB], server,
                   stderr=ef)
-        deadline = time.time() + 60
-        while err.read_text().count("started") < 4:
-            assert time.time() < deadline and p.poll() is None, err.read_text()
-            time.sleep(0.05)
+        wait_calls_started(p, err, 4)
         t0 = time.time()
         p.send_signal(signal.SIGINT)
         o, _ = p.communicate(timeout=60)
@@ -216,10 +221,7 @@ def test_map_call_cancelled_alone_embedded_as_on_a_server(daemon, workdir):
         with open(err, "w") as ef:
             p = popen(workdir, ["map", "slow.py", "--over", "in2.jsonl", "--concurrency", "2", *SB], server,
                       stderr=ef)
-            deadline = time.time() + 60
-            while err.read_text().count("started") < 2:
-                assert time.time() < deadline and p.poll() is None, err.read_text()
-                time.sleep(0.05)
+            wait_calls_started(p, err, 2)
             runs = json.loads(run_cli(workdir, ["ps", "--json", "-n", "2"], server=server).stdout)
             slow = [x["id"] for x in runs if x["kwargs"].get("x") in (2, "2")]
             assert len(slow) == 1, runs
