@@ -428,15 +428,14 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
 static int engine_run_list(Backend *b, long limit, const char *status, json_t **ret) {
         RunRecord **v = NULL;
         size_t n = 0;
-        int r = store_run_list(engine_store(b->engine), NULL, (size_t) limit, &v, &n);
+        int r = store_run_list(engine_store(b->engine), NULL, status, (size_t) limit, &v, &n);
         if (r < 0) {
                 backend_set_error(b, "cannot list runs: %s", strerror(-r));
                 return r;
         }
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-                if (!status || (v[i]->status && streq(v[i]->status, status)))
-                        json_array_append_new(arr, cli_run_record_json(v[i]));
+                json_array_append_new(arr, cli_run_record_json(v[i]));
         run_record_list_free(v, n);
         *ret = arr;
         return 0;

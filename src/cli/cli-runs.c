@@ -497,7 +497,7 @@ static void run_exit(json_t *run, char buf[static 16]) {
         snprintf(buf, 16, json_is_integer(ec) ? "%lld" : "-", (long long) json_integer_value(ec));
 }
 
-/* GET /v1/runs's most: also how far back `ps --status` looks. */
+/* GET /v1/runs's most. */
 #define PS_MAX_RUNS 10000
 
 /* Takes `--status S` / `--status=S` out of argv (the rest is the list
@@ -531,7 +531,7 @@ int verb_ps(int argc, char **argv) {
                 printf("Usage: pysprinter ps [--json] [-n N] [--status STATE]\n\n"
                        "List the most recent runs (default 20).\n\n"
                        "  -n, --limit N    the newest N runs (1 to 10000)\n"
-                       "  --status STATE   only runs in STATE (the newest N of the last 10000 runs):\n"
+                       "  --status STATE   the newest N runs in STATE:\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
                        "                   killed, cancelled, error, lost\n"
                        "  --json           the API's run objects, as one array\n");
@@ -548,11 +548,7 @@ int verb_ps(int argc, char **argv) {
         if (code)
                 return code;
         json_t *runs = NULL;
-        /* The API filters the newest `limit` runs (?limit&status): asked
-         * for its most, the N newest runs in that state are the first N. */
-        int r = b->ops->run_list(b, status ? PS_MAX_RUNS : limit, status, &runs);
-        while (r >= 0 && json_array_size(runs) > (size_t) limit)
-                json_array_remove(runs, json_array_size(runs) - 1);
+        int r = b->ops->run_list(b, limit, status, &runs);
         if (r < 0)
                 code = backend_fail(b, r);
         else if (json || cli_globals.json)

@@ -374,7 +374,7 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
         RunsList *l = p;
         RunRecord **v = NULL;
         size_t n = 0;
-        int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->limit, &v, &n);
+        int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->status, l->limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
         v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
@@ -385,20 +385,34 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
 struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         size_t limit;
-        struct MHD_Response *bad = daemon_call_query_limit(call, 100, 10000, &limit, ret_status);
+        struct MHD_Response *bad = daemon_call_query_limit(call, 100, DAEMON_RUNS_LIST_MAX, &limit, ret_status);
         if (bad)
                 return bad;
         const char *status = daemon_call_query(call, "status");
+        if (status && !streq(run_status_to_string(run_status_from_string(status)), status))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "unknown status '%s' (queued, running, succeeded, failed, invalid, "
+                                         "deps_failed, killed, cancelled, error, lost)",
+                                         status);
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;
         if (d->cluster) {
-                int k = daemon_run_record_list(d, call->tenant, limit, &v, &n);
+                int k = daemon_run_record_list(d, call->tenant, status, limit, &v, &n);
                 if (k < 0)
                         return daemon_call_errno(call, k, "runs", ret_status);
                 return daemon_runs_list_answer(call, v, n, status, ret_status);
         }
         if (daemon_run_list_in_flight(d, call->tenant, NULL, &f, &nf) < 0)
                 nf = 0;
+        /* Only the runs in hand in that state take a place in the list
+         * (a stored one shown in another is dropped from the answer). */
+        size_t kept = 0;
+        for (size_t i = 0; i < nf; i++)
+                if (!status || streq(f[i]->status ?: "", status))
+                        f[kept++] = f[i];
+                else
+                        run_record_free(f[i]);
+        nf = kept;
         RunsList *w = xcalloc(1, sizeof(RunsList));
         *w = (RunsList) { .limit = limit, .status = xstrdup_or_null(status), .f = f, .nf = nf };
         return daemon_call_after_settle(call, runs_list_then, w, runs_list_free);

@@ -642,7 +642,12 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
 int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunRecord **ret);
 /* The lock run id ran with (*ret NULL: none), from the same place; exact id. */
 int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **ret);
-int daemon_run_record_list(Daemon *d, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+/* GET /v1/runs's most runs in one answer. */
+#define DAEMON_RUNS_LIST_MAX 10000
+/* The newest limit runs of tenant in status (NULL: any), from the same
+ * place (a cluster's: a status among the newest DAEMON_RUNS_LIST_MAX). */
+int daemon_run_record_list(Daemon *d, const char *tenant, const char *status, size_t limit, RunRecord ***ret,
+                           size_t *ret_n);
 /* Cluster mode: the runs of tenant's deployed function name, newest first
  * (Redis's index of them). */
 int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,

@@ -222,11 +222,13 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
 /* The oldest run of tenant submitted with Idempotency-Key key at or after
  * since (realtime µs): its id in *ret_id (free it). 0 found, -ENOENT none. */
 int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id);
-/* Most recent first. */
-int store_run_list(Store *s, const char *tenant, size_t limit, RunRecord ***ret_records, size_t *ret_n);
+/* The newest limit runs of tenant (NULL: any) in status (NULL: any),
+ * most recent first. */
+int store_run_list(Store *s, const char *tenant, const char *status, size_t limit, RunRecord ***ret_records,
+                   size_t *ret_n);
 /* The same after store_runs_settle_ask() (ticket: its answer). */
-int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, size_t limit, RunRecord ***ret_records,
-                           size_t *ret_n);
+int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, const char *status, size_t limit,
+                           RunRecord ***ret_records, size_t *ret_n);
 void run_record_list_free(RunRecord **v, size_t n);
 /* Mark every queued/running run as lost (called at startup by the one
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */

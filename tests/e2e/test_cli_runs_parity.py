@@ -250,6 +250,22 @@ def test_ps_status_lists_the_runs_of_one_state_on_both_paths(daemon, workdir):
     assert out[None][1] == ["failed", "1"], out
 
 
+def test_the_apis_status_filter_counts_only_runs_in_that_state(daemon, workdir):
+    """?status=failed&limit=1 kept the failed runs among the newest one run:
+    empty as soon as a run had succeeded since. The store now filters as it
+    walks: the last failed run, whatever came after. An unknown state was
+    an empty list; it is a 400 naming the states."""
+    assert run_cli(workdir, ["run", "f.py", "--kind", "raise", *SB], server=daemon.url).returncode == 1
+    for _ in range(3):
+        assert run_cli(workdir, ["run", "f.py", "--kind", "none", *SB], server=daemon.url).returncode == 0
+    st, body = daemon.call("GET", "/v1/runs?status=failed&limit=1", token=None)
+    assert st == 200 and [r["status"] for r in body["runs"]] == ["failed"], body
+    st, body = daemon.call("GET", "/v1/runs?status=succeeded&limit=2", token=None)
+    assert st == 200 and [r["status"] for r in body["runs"]] == ["succeeded"] * 2, body
+    st, body = daemon.call("GET", "/v1/runs?status=bogus", token=None)
+    assert st == 400 and "unknown status 'bogus'" in body["error"]["message"], body
+
+
 @pytest.mark.parametrize("remote", [False, True], ids=["embedded", "server"])
 def test_ps_status_refuses_an_unknown_state_listing_the_valid_ones(daemon, workdir, remote):
     server = daemon.url if remote else None

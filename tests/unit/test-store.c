@@ -285,12 +285,44 @@ static void test_prefix_and_tenants(void **state) {
         assert_int_equal(store_run_get(s, NULL, "r1_0", &got), -ENOENT);
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list(s, "a", 10, &v, &n), 0);
+        assert_int_equal(store_run_list(s, "a", NULL, 10, &v, &n), 0);
         assert_int_equal(n, 2);
         assert_string_equal(v[0]->id, "r101"); /* newest first */
         run_record_list_free(v, n);
-        assert_int_equal(store_run_list(s, NULL, 1, &v, &n), 0);
+        assert_int_equal(store_run_list(s, NULL, NULL, 1, &v, &n), 0);
         assert_int_equal(n, 1);
+        run_record_list_free(v, n);
+        store_close(s);
+}
+
+/* A state is filtered in the walk: the newest N runs in it, however many
+ * newer runs are in others (GET /v1/runs?status=failed&limit=1). */
+static void test_run_list_by_status(void **state) {
+        Store *s = open_fresh();
+        insert(s, "r1", "a", "failed", 1);
+        insert(s, "r2", "b", "failed", 2);
+        for (int i = 0; i < 5; i++) {
+                char id[8];
+                snprintf(id, sizeof id, "r%d", 10 + i);
+                insert(s, id, i % 2 ? "a" : "b", "succeeded", 10 + (usec_t) i);
+        }
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, "a", "failed", 1, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0]->id, "r1");
+        run_record_list_free(v, n);
+        assert_int_equal(store_run_list(s, NULL, "failed", 5, &v, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0]->id, "r2");
+        assert_string_equal(v[1]->id, "r1");
+        run_record_list_free(v, n);
+        assert_int_equal(store_run_list(s, NULL, "succeeded", 3, &v, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(v[0]->id, "r14");
+        run_record_list_free(v, n);
+        assert_int_equal(store_run_list(s, NULL, "lost", 3, &v, &n), 0);
+        assert_int_equal(n, 0);
         run_record_list_free(v, n);
         store_close(s);
 }
@@ -625,7 +657,7 @@ static void test_orphaned_runs_are_marked_lost(void **state) {
 static size_t count_runs(Store *s) {
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list(s, NULL, 100000, &v, &n), 0);
+        assert_int_equal(store_run_list(s, NULL, NULL, 100000, &v, &n), 0);
         run_record_list_free(v, n);
         return n;
 }
@@ -2206,7 +2238,7 @@ static void test_runs_queries_use_an_index(void **state) {
 
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list(s, "small", 20, &v, &n), 0);
+        assert_int_equal(store_run_list(s, "small", NULL, 20, &v, &n), 0);
         long steps = scans_of();
         print_message("list of one tenant: %ld full-scan steps\n", steps);
         assert_int_equal(n, 3);
@@ -2216,7 +2248,7 @@ static void test_runs_queries_use_an_index(void **state) {
         run_record_list_free(v, n);
 
         /* Every tenant's: each tenant's newest, merged, newest first. */
-        assert_int_equal(store_run_list(s, NULL, 4, &v, &n), 0);
+        assert_int_equal(store_run_list(s, NULL, NULL, 4, &v, &n), 0);
         steps = scans_of();
         print_message("list of every tenant: %ld full-scan steps\n", steps);
         assert_int_equal(n, 4);
@@ -2331,7 +2363,7 @@ static void test_run_row_keeps_timings_values_only(void **state) {
         }
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list(s, "a", 10, &v, &n), 0);
+        assert_int_equal(store_run_list(s, "a", NULL, 10, &v, &n), 0);
         assert_int_equal(n, ELEMENTSOF(texts));
         assert_string_equal(v[n - 1]->timings_json, ENGINE_TIMINGS);
         run_record_list_free(v, n);
@@ -2399,7 +2431,7 @@ static void test_run_row_keeps_engine_timings_as_microseconds(void **state) {
         assert_int_equal(store_flush(s), 0);
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list(s, "a", 100, &v, &n), 0);
+        assert_int_equal(store_run_list(s, "a", NULL, 100, &v, &n), 0);
         assert_int_equal(n, ELEMENTSOF(cases));
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 char id[16];
@@ -2613,7 +2645,7 @@ static void test_tenant_index_pages_stay_full(void **state) {
         assert_int_equal(store_open(path, &s), 0);
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list(s, "a", 3, &v, &n), 0);
+        assert_int_equal(store_run_list(s, "a", NULL, 3, &v, &n), 0);
         assert_int_equal(n, 3);
         assert_string_equal(v[0]->id, "fill03999");
         assert_string_equal(v[2]->id, "fill03997");
@@ -3152,7 +3184,7 @@ static void test_run_times_stored_relative_to_created(void **state) {
         /* A list reads them the same way. */
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list(s, "a", 10, &v, &n), 0);
+        assert_int_equal(store_run_list(s, "a", NULL, 10, &v, &n), 0);
         assert_int_equal(n, 2);
         for (size_t i = 0; i < n; i++) {
                 assert_int_equal(v[i]->started, TC + 7);
@@ -4112,7 +4144,7 @@ static void test_list_asks_the_writers_thread_for_the_batch(void **state) {
         uint64_t commits = store_commits(s);
         RunRecord **v = NULL;
         size_t n = 0;
-        assert_int_equal(store_run_list_settled(s, ticket, NULL, 100, &v, &n), 0);
+        assert_int_equal(store_run_list_settled(s, ticket, NULL, NULL, 100, &v, &n), 0);
         assert_int_equal(store_commits(s), commits);
         assert_int_equal(store_journal_pending(s), 2);
         assert_int_equal(n, 3);
@@ -5123,13 +5155,21 @@ int main(void) {
         /* Before any Store: the store's VFS wraps the default one, this. */
         counting_vfs_install();
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_insert_get_update), cmocka_unit_test(test_prefix_and_tenants),
-                cmocka_unit_test(test_mark_lost), cmocka_unit_test(test_orphaned_runs_are_marked_lost),         cmocka_unit_test(test_kv), cmocka_unit_test(test_kv_keys),
-                cmocka_unit_test(test_reopen_keeps_data), cmocka_unit_test(test_queue_start_is_fenced),
-                cmocka_unit_test(test_queue_cancel_before_start), cmocka_unit_test(test_queue_recover),
+                cmocka_unit_test(test_insert_get_update),
+                cmocka_unit_test(test_prefix_and_tenants),
+                cmocka_unit_test(test_run_list_by_status),
+                cmocka_unit_test(test_mark_lost),
+                cmocka_unit_test(test_orphaned_runs_are_marked_lost),
+                cmocka_unit_test(test_kv),
+                cmocka_unit_test(test_kv_keys),
+                cmocka_unit_test(test_reopen_keeps_data),
+                cmocka_unit_test(test_queue_start_is_fenced),
+                cmocka_unit_test(test_queue_cancel_before_start),
+                cmocka_unit_test(test_queue_recover),
                 cmocka_unit_test(test_queue_submit_started),
                 cmocka_unit_test(test_run_find_idempotent),
-                cmocka_unit_test(test_gc_by_age),         cmocka_unit_test(test_gc_tenant_policy),
+                cmocka_unit_test(test_gc_by_age),
+                cmocka_unit_test(test_gc_tenant_policy),
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
