@@ -753,7 +753,7 @@ static int engine_dag_get(Backend *b, const char *id, json_t **ret) {
 static int engine_dag_list(Backend *b, long limit, json_t **ret) {
         DagRunRecord **v = NULL;
         size_t n = 0;
-        int r = store_dag_list(engine_store(b->engine), NULL, (size_t) limit, &v, &n);
+        int r = store_dag_list(engine_store(b->engine), NULL, NULL, (size_t) limit, &v, &n);
         if (r < 0) {
                 backend_set_error(b, "cannot list DAG runs: %s", strerror(-r));
                 return r;

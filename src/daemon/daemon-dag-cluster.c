@@ -171,16 +171,19 @@ int daemon_dag_tasks(Daemon *d, const char *id, DagTaskRecord ***ret, size_t *re
         return 0;
 }
 
-int daemon_dag_list(Daemon *d, const char *tenant, size_t limit, DagRunRecord ***ret, size_t *ret_n) {
+int daemon_dag_list(Daemon *d, const char *tenant, const char *status, size_t limit, DagRunRecord ***ret,
+                    size_t *ret_n) {
         if (!d->cluster)
-                return store_dag_list(d->store, tenant, limit, ret, ret_n);
+                return store_dag_list(d->store, tenant, status, limit, ret, ret_n);
+        /* Redis indexes a tenant's DAG runs by time only: a state is
+         * looked for among the newest DAEMON_RUNS_LIST_MAX, until limit. */
         _cleanup_strv_free_ char **ids = NULL;
-        int k = cluster_dag_list_ids(queue(d), tenant, limit, &ids);
+        int k = cluster_dag_list_ids(queue(d), tenant, status ? DAEMON_RUNS_LIST_MAX : limit, &ids);
         if (k < 0)
                 return k;
         DagRunRecord **v = NULL;
         size_t n = 0;
-        for (size_t i = 0; ids && ids[i]; i++) {
+        for (size_t i = 0; ids && ids[i] && n < limit; i++) {
                 DagRunRecord *r = NULL;
                 int g = redis_dag_get(d, NULL, ids[i], &r);
                 if (g == -ENOENT) {
@@ -191,6 +194,10 @@ int daemon_dag_list(Daemon *d, const char *tenant, size_t limit, DagRunRecord **
                 }
                 if (g < 0)
                         continue;
+                if (status && !streq(r->status ?: "", status)) {
+                        dag_run_record_free(r);
+                        continue;
+                }
                 v = xrealloc(v, (n + 1) * sizeof(DagRunRecord *));
                 v[n++] = r;
         }

@@ -482,7 +482,7 @@ int daemon_dags_resume(Daemon *d) {
         _cleanup_free_ char *prefix = xasprintf("%s/", root);
         DagRunRecord **v = NULL;
         size_t n = 0;
-        r = store_dag_list(d->store, NULL, 100000, &v, &n);
+        r = store_dag_list(d->store, NULL, NULL, 100000, &v, &n);
         if (r < 0)
                 return r;
         unsigned resumed = 0;
@@ -1016,21 +1016,36 @@ out:
         return resp;
 }
 
+/* The states a DAG run's object shows (docs/api.md). */
+static const char *const dag_states[] = { "validating", "running", "succeeded",   "failed",
+                                          "cancelled",  "invalid", "deps_failed", NULL };
+
 static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_status) {
         size_t limit;
-        struct MHD_Response *bad = daemon_call_query_limit(call, 100, 10000, &limit, ret_status);
+        struct MHD_Response *bad = daemon_call_query_limit(call, 100, DAEMON_RUNS_LIST_MAX, &limit, ret_status);
         if (bad)
                 return bad;
         const char *status = daemon_call_query(call, "status");
+        if (status && !strv_contains((char *const *) dag_states, status))
+                return daemon_error_response(400, "bad_request", ret_status,
+                                             "unknown status '%s' (validating, running, succeeded, failed, "
+                                             "cancelled, invalid, deps_failed)",
+                                             status);
+        /* A run validating is stored running (dag_record_json's view). */
+        const char *stored = status && streq(status, "validating") ? "running" : status;
         DagRunRecord **v = NULL;
         size_t n = 0;
-        int r = daemon_dag_list(call->d, call->tenant, limit, &v, &n);
+        int r = daemon_dag_list(call->d, call->tenant, stored, limit, &v, &n);
         if (r < 0)
                 return dag_errno(r, NULL, ret_status);
         json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-                if (!status || (v[i]->status && streq(v[i]->status, status)))
-                        json_array_append_new(a, dag_record_json(call->d, v[i], false));
+        for (size_t i = 0; i < n; i++) {
+                json_t *j = dag_record_json(call->d, v[i], false);
+                if (!status || streq(json_string_value(json_object_get(j, "status")) ?: "", status))
+                        json_array_append_new(a, j);
+                else
+                        json_decref(j);
+        }
         dag_run_record_list_free(v, n);
         return daemon_json_response(200, json_pack("{so}", "dags", a), ret_status);
 }

@@ -1168,7 +1168,8 @@ struct MHD_Response *daemon_dag_events_handle(const DaemonCall *call, unsigned *
  * Redis's in cluster mode (daemon-dag-cluster.c), else the local store's. */
 int daemon_dag_get(Daemon *d, const char *tenant, const char *id, DagRunRecord **ret);
 int daemon_dag_tasks(Daemon *d, const char *id, DagTaskRecord ***ret, size_t *ret_n);
-int daemon_dag_list(Daemon *d, const char *tenant, size_t limit, DagRunRecord ***ret, size_t *ret_n);
+int daemon_dag_list(Daemon *d, const char *tenant, const char *status, size_t limit, DagRunRecord ***ret,
+                    size_t *ret_n);
 /* Cluster mode: records a new DAG run (and its task files, a JSON object
  * of name -> text, or NULL) in Redis, owned by this node. */
 int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *files_json);

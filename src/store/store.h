@@ -598,8 +598,9 @@ int store_dag_insert(Store *s, const DagRunRecord *r);
 int store_dag_update(Store *s, const DagRunRecord *r);
 /* By full id or unique prefix within tenant (NULL: any). -ENOENT, -EEXIST (ambiguous). */
 int store_dag_get(Store *s, const char *tenant, const char *id_or_prefix, DagRunRecord **ret);
-/* Most recent first. */
-int store_dag_list(Store *s, const char *tenant, size_t limit, DagRunRecord ***ret, size_t *ret_n);
+/* The newest limit DAG runs of tenant (NULL: any) in status (NULL: any),
+ * most recent first. */
+int store_dag_list(Store *s, const char *tenant, const char *status, size_t limit, DagRunRecord ***ret, size_t *ret_n);
 /* Insert or replace the task (dag_id, name). */
 int store_dag_task_put(Store *s, const DagTaskRecord *t);
 /* The tasks of dag_id in position order (possibly none). */

@@ -157,6 +157,24 @@ def test_validation_failure_is_recorded(d):
     assert st == 200 and b["status"] == "invalid" and b["error"], b
 
 
+def test_the_list_status_filter_counts_only_dag_runs_in_that_state(d):
+    """?status=invalid&limit=1 kept the invalid DAG runs among the newest
+    one: empty once a later one succeeded. The store filters as it walks;
+    an unknown state is a 400 naming the states."""
+    st, bad = submit(d, DIAMOND, {"steps.py": "def load(:\n"}, wait=True)
+    assert st == 200 and bad["status"] == "invalid", bad
+    st, ok = submit(d, DIAMOND, {"steps.py": STEPS}, wait=True, params={"n": 2})
+    assert st == 200 and ok["status"] == "succeeded", ok
+    st, lst = d.call("GET", "/v1/dags?status=invalid&limit=1")
+    assert st == 200 and [x["id"] for x in lst["dags"]] == [bad["id"]], lst
+    st, lst = d.call("GET", "/v1/dags?status=succeeded&limit=1")
+    assert st == 200 and [x["id"] for x in lst["dags"]] == [ok["id"]], lst
+    st, lst = d.call("GET", "/v1/dags?status=validating")
+    assert st == 200 and lst["dags"] == [], lst
+    st, b = d.call("GET", "/v1/dags?status=done")
+    assert st == 400 and "unknown status 'done'" in b["error"]["message"], b
+
+
 def test_cancel(d):
     st, b = submit(d, CHAIN, {"lib/steps.py": STEPS}, params={"delay": 10}, no_cache=True)
     assert st == 202, b
