@@ -248,6 +248,22 @@ def test_schedule_in_a_named_zone(stack, d, tmp_path):
     assert state(d) == before
 
 
+def test_a_schedule_names_the_datasets_each_fire_reads(stack, d, tmp_path):
+    """`schedule add --data` carries datasets into each fire; a stack's
+    schedule says the same with `data:` (the schema refused the key)."""
+    with_data = STACK.replace('cron: "0 3 * * *"', 'cron: "0 3 * * *"\n        data: [prices, "rates@2"]')
+    assert with_data != STACK
+    (tmp_path / "data.yaml").write_text(with_data)
+    p = stack("deploy", "-f", "data.yaml", check=0)
+    assert p.returncode == 0 and "created schedule hello-nightly" in p.stdout, (p.stdout, p.stderr)
+    st, s = d.call("GET", "/v1/schedules/hello-nightly")
+    assert st == 200 and s["data"] == ["prices", "rates@2"], s
+    # Only the datasets changed: the schedule is updated, nothing else.
+    (tmp_path / "data2.yaml").write_text(with_data.replace('"rates@2"', '"rates@3"'))
+    p = stack("deploy", "-f", "data2.yaml", check=0)
+    assert [l for l in p.stdout.splitlines() if not l.startswith("unchanged")] == ["updated schedule hello-nightly"], p.stdout
+
+
 @pytest.mark.parametrize("edit, message", [
     (("args: [2, 3]", "args: [2, 3, 4]"),
      "schedule 'add-often': ValidationError: add() takes 2 positional arguments but 3 were given"),
