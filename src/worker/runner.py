@@ -576,9 +576,30 @@ def _call_args(req):
 
 
 def _signature_text(fn):
-    """As the file spells it: `greet(name: str, n: int = 1) -> str`."""
+    """The signature as PEP 8 spells it, `greet(name: str, n: int = 1) ->
+    str` (ast.unparse writes `n: int=1`), for `run FILE --help`."""
+    a = fn.args
+
+    def param(p, default, stars=""):
+        text = stars + p.arg + (f": {ast.unparse(p.annotation)}" if p.annotation is not None else "")
+        if default is not None:
+            text += f" = {ast.unparse(default)}" if p.annotation is not None else f"={ast.unparse(default)}"
+        return text
+
+    positional = a.posonlyargs + a.args
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    parts = [param(p, d) for p, d in zip(positional, defaults)]
+    if a.posonlyargs:
+        parts.insert(len(a.posonlyargs), "/")
+    if a.vararg is not None:
+        parts.append(param(a.vararg, None, "*"))
+    elif a.kwonlyargs:
+        parts.append("*")
+    parts += [param(p, d) for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+    if a.kwarg is not None:
+        parts.append(param(a.kwarg, None, "**"))
     returns = f" -> {ast.unparse(fn.returns)}" if fn.returns is not None else ""
-    return f"{fn.name}({ast.unparse(fn.args)}){returns}"
+    return f"{fn.name}({', '.join(parts)}){returns}"
 
 
 def _parameters(fn):

@@ -206,7 +206,7 @@ def test_validate_json_prints_the_validations_answer_on_both_paths(daemon, workd
         ok = run_cli(workdir, ["validate", "f.py", "--kind", "x", "--json"], server=server)
         assert ok.returncode == 0, ok
         assert json.loads(ok.stdout) == {"valid": True, "exit_code": 0, "status": "succeeded", "function": "f",
-                                         "parameters": ["kind"], "signature": "f(kind: str='float')", "doc": None,
+                                         "parameters": ["kind"], "signature": "f(kind: str = 'float')", "doc": None,
                                          "error": None}, ok.stdout
         bad = run_cli(workdir, ["validate", "f.py", "--nope", "x", "--json"], server=server)
         assert bad.returncode == 3, bad
@@ -226,6 +226,10 @@ def greet(name: str, times: int = 1, shout: bool = False) -> str:
     name: who to greet
     """
     return name
+
+
+def other(a, /, b, c=[1, 2], *args, d, e: "int" = 3, **kw):
+    return a
 '''
 
 
@@ -240,14 +244,16 @@ def test_run_file_help_prints_the_functions_usage_on_both_paths(daemon, workdir)
         r = run_cli(workdir, ["run", "helped.py", "--help", "--index-url", "http://127.0.0.1:9/"], server=server)
         assert r.returncode == 0, r
         assert r.stdout.startswith("Usage: pysprinter run helped.py [OPTIONS] [ARGUMENTS]\n\n"
-                                   "  greet(name: str, times: int=1, shout: bool=False) -> str\n\n"
+                                   "  greet(name: str, times: int = 1, shout: bool = False) -> str\n\n"
                                    "    Say hello.\n\n    name: who to greet\n"), r.stdout
         assert "pysprinter run --help" in r.stdout
         v = run_cli(workdir, ["validate", "helped.py::greet", "-h", "--json"], server=server)
         assert v.returncode == 0, v
         ans = json.loads(v.stdout)
-        assert ans["signature"] == "greet(name: str, times: int=1, shout: bool=False) -> str", ans
+        assert ans["signature"] == "greet(name: str, times: int = 1, shout: bool = False) -> str", ans
         assert ans["doc"] == "Say hello.\n\nname: who to greet" and ans["parameters"] == ["name", "times", "shout"]
+        o = run_cli(workdir, ["run", "helped.py::other", "--help"], server=server)
+        assert o.stdout.splitlines()[2] == "  other(a, /, b, c=[1, 2], *args, d, e: 'int' = 3, **kw)", o.stdout
         bad = run_cli(workdir, ["run", "helped.py::nope", "--help"], server=server)
         assert bad.returncode == 3 and "no top-level function 'nope'" in bad.stderr, bad
         # Without a FILE, --help is run's own help.
