@@ -525,20 +525,15 @@ void run_args_done(RunArgs *a) {
 
 int cli_parse_run_status(const char *word, const char **ret_status, char **ret_error) {
         assert(ret_status && ret_error);
-        Buf names;
-        buf_init(&names, 1024);
-        for (int i = 0; i < _RUN_STATUS_MAX; i++) {
+        for (int i = 0; word && i < _RUN_STATUS_MAX; i++) {
                 const char *s = run_status_to_string((RunStatus) i);
-                if (word && strcasecmp(word, s) == 0) {
-                        buf_free(&names);
+                if (strcasecmp(word, s) == 0) {
                         *ret_status = s;
                         return 0;
                 }
-                buf_printf(&names, "%s%s", i ? ", " : "", s);
         }
-        *ret_error = word ? xasprintf("unknown state '%s' (%s)", word, names.data)
-                          : xasprintf("--status needs a state (%s)", names.data);
-        buf_free(&names);
+        *ret_error = word ? xasprintf("unknown state '%s' (" RUN_STATUS_NAMES ")", word)
+                          : xstrdup("--status needs a state (" RUN_STATUS_NAMES ")");
         return -EINVAL;
 }
 

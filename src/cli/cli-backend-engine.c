@@ -556,12 +556,8 @@ static int engine_envs(Backend *b, json_t **ret) {
                 return r;
         }
         json_t *envs = json_array();
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *text = pkg_env_info_to_json(&infos[i]);
-                json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-                if (j)
-                        json_array_append_new(envs, j);
-        }
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(envs, pkg_env_info_json(&infos[i]));
         pkg_env_info_free_many(infos, n);
         *ret = json_pack("{s:s, s:o}", "data_dir", data, "envs", envs);
         return *ret ? 0 : -EILSEQ;

@@ -391,9 +391,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         const char *status = daemon_call_query(call, "status");
         if (status && !streq(run_status_to_string(run_status_from_string(status)), status))
                 return daemon_call_error(call, 400, "bad_request", ret_status,
-                                         "unknown status '%s' (queued, running, succeeded, failed, invalid, "
-                                         "deps_failed, killed, cancelled, error, lost)",
-                                         status);
+                                         "unknown status '%s' (" RUN_STATUS_NAMES ")", status);
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;
         if (d->cluster) {

@@ -51,11 +51,6 @@ static bool env_is_tenants(Daemon *d, const char *tenant, char *const *requireme
         return store_kv_get(d->store, "tenant-env", key, &v) >= 0 && v;
 }
 
-static json_t *env_json(const PkgEnvInfo *info) {
-        _cleanup_free_ char *text = pkg_env_info_to_json(info);
-        return text ? json_loads(text, 0, NULL) : NULL;
-}
-
 struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_status) {
         /* Environments are the engine's lock cache: requirement set ->
          * store dirs. The store is shared (public packages), but which
@@ -82,7 +77,7 @@ struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_statu
         if (pkg_env_list(d->data_dir, &infos, &n, &err) >= 0) {
                 for (size_t i = 0; i < n; i++)
                         if (admin || env_is_tenants(d, call->tenant, infos[i].requirements))
-                                json_array_append_new(envs, env_json(&infos[i]));
+                                json_array_append_new(envs, pkg_env_info_json(&infos[i]));
                 pkg_env_info_free_many(infos, n);
         }
         json_object_set_new(j, "envs", envs);

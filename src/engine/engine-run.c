@@ -573,10 +573,14 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
         json_t *params = json_object_get(v, "parameters");
         if (json_is_array(params))
                 c->res->params_json = json_dumps(params, JSON_COMPACT);
-        const char *sig = json_string_value(json_object_get(v, "signature"));
-        const char *doc = json_string_value(json_object_get(v, "doc"));
-        c->res->signature = sig ? xstrdup(sig) : NULL;
-        c->res->doc = doc ? xstrdup(doc) : NULL;
+        /* Only a validation's answer shows them: a run or an invoke does
+         * not copy a docstring on its way. */
+        if (c->spec->validate_only) {
+                const char *sig = json_string_value(json_object_get(v, "signature"));
+                const char *doc = json_string_value(json_object_get(v, "doc"));
+                c->res->signature = sig ? xstrdup(sig) : NULL;
+                c->res->doc = doc ? xstrdup(doc) : NULL;
+        }
         json_t *reqs = json_object_get(v, "requirements");
         if (c->spec->requirements_json) {
                 /* Kept beside the source (a deploy): the file must not

@@ -36,6 +36,8 @@ typedef enum RunStatus {
         _RUN_STATUS_MAX,
 } RunStatus;
 const char *run_status_to_string(RunStatus s);
+/* Every status's name in enum order, as messages list them. */
+#define RUN_STATUS_NAMES "queued, running, succeeded, failed, invalid, deps_failed, killed, cancelled, error, lost"
 RunStatus run_status_from_string(const char *s);
 bool run_status_is_final(RunStatus s);
 
@@ -193,8 +195,9 @@ typedef struct RunResult {
          * signature order ("*args", "**kw" and a bare "*" keep their stars);
          * NULL when validation did not run to the end. */
         char *params_json;
-        /* With it: the signature as the file spells it ("f(n: int = 1) ->
-         * str") and the function's docstring (NULL: none). */
+        /* With it, for a validation (validate_only): the signature as PEP 8
+         * spells it ("f(n: int = 1) -> str") and the function's docstring
+         * (NULL: none). */
         char *signature;
         char *doc;
         char *value_json;     /* the return value as JSON text, if any */

@@ -427,7 +427,7 @@ int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, ch
         return 0;
 }
 
-char *pkg_env_info_to_json(const PkgEnvInfo *info) {
+json_t *pkg_env_info_json(const PkgEnvInfo *info) {
         assert(info && info->key);
         char ts[32];
         json_t *reqs = json_array();
@@ -437,9 +437,7 @@ char *pkg_env_info_to_json(const PkgEnvInfo *info) {
                               (json_int_t) info->size_bytes, "last_used",
                               info->last_used ? json_string(format_timestamp(info->last_used, ts)) : json_null(),
                               "in_use", info->in_use);
-        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-        json_decref(j);
-        return text;
+        return j;
 }
 
 void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n) {

@@ -371,11 +371,11 @@ typedef struct PkgEnvInfo {
 /* All environment records under data_dir, most recently used first. */
 int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, char **ret_error);
 void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n);
-/* info as the API's environment object (docs/api.md GET /v1/envs), JSON
- * text: {key, requirements, size_bytes, last_used (null when unknown),
- * in_use}. One place for the daemon's answer and the CLI's `env ls`. NULL
- * only for text that is not UTF-8. Caller frees. */
-char *pkg_env_info_to_json(const PkgEnvInfo *info);
+/* info as the API's environment object (docs/api.md GET /v1/envs):
+ * {key, requirements, size_bytes, last_used (null when unknown), in_use}.
+ * One place for the daemon's answer and the CLI's `env ls`. NULL only for
+ * text that is not UTF-8. Caller decrefs. */
+struct json_t *pkg_env_info_json(const PkgEnvInfo *info);
 /* Removes least recently used environments (never one in use) until the
  * store fits budget_bytes, then every store dir no remaining environment
  * references. Reports what it freed. */

@@ -232,6 +232,17 @@ static void test_durations_and_sizes(void **state) {
 }
 
 /* `ps --status`: the run object's statuses, any case, and nothing else. */
+/* RUN_STATUS_NAMES is the status table's names in order: the messages'
+ * list cannot drift from what is accepted. */
+static void test_run_status_names(void **state) {
+        Buf b;
+        buf_init(&b, 1024);
+        for (int i = 0; i < _RUN_STATUS_MAX; i++)
+                buf_printf(&b, "%s%s", i ? ", " : "", run_status_to_string((RunStatus) i));
+        assert_string_equal(b.data, RUN_STATUS_NAMES);
+        buf_free(&b);
+}
+
 static void test_run_status(void **state) {
         static const struct {
                 const char *word, *want; /* want NULL: refused */
@@ -282,7 +293,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows),       cmocka_unit_test(test_options),
                 cmocka_unit_test(test_chain_rows), cmocka_unit_test(test_durations_and_sizes),
-                cmocka_unit_test(test_run_status),
+                cmocka_unit_test(test_run_status), cmocka_unit_test(test_run_status_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -270,6 +270,14 @@ static void test_wheel_entry_cap_from_central_directory(void **state) {
         rm_rf(tmpl);
 }
 
+/* pkg_env_info_json() as the API writes it: compact, in its order. */
+static char *env_info_text(const PkgEnvInfo *info) {
+        json_t *j = pkg_env_info_json(info);
+        char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(j);
+        return text;
+}
+
 /* The API's environment object, the one spelling of GET /v1/envs and
  * `env ls`: a last use never recorded is null, not 1970. */
 static void test_env_info_json(void **state) {
@@ -279,11 +287,11 @@ static void test_env_info_json(void **state) {
                             .size_bytes = 4096,
                             .last_used = 1767225600ULL * 1000000ULL,
                             .in_use = true };
-        _cleanup_free_ char *t = pkg_env_info_to_json(&info);
+        _cleanup_free_ char *t = env_info_text(&info);
         assert_string_equal(t, "{\"key\":\"k1\",\"requirements\":[\"lib==1.0\",\"a\\\"b\"],\"size_bytes\":4096,"
                                "\"last_used\":\"2026-01-01T00:00:00.000Z\",\"in_use\":true}");
         PkgEnvInfo none = { .key = (char *) "k2" };
-        _cleanup_free_ char *u = pkg_env_info_to_json(&none);
+        _cleanup_free_ char *u = env_info_text(&none);
         assert_string_equal(u, "{\"key\":\"k2\",\"requirements\":[],\"size_bytes\":0,\"last_used\":null,"
                                "\"in_use\":false}");
 }
