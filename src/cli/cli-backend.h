@@ -224,6 +224,11 @@ json_t *cli_run_record_json(const RunRecord *r);
  * one (the API keeps raw values first). */
 int cli_args_to_api(json_t *req, const RunArgs *a);
 
+/* What `logs RUN` and `dag logs ID TASK` print: the run's output replayed
+ * to the streams it was written to (follow: until the run ends), then a
+ * failed run's traceback on stderr, as `run` printed it. A backend status. */
+int cli_run_log_print(Backend *b, const char *id, bool follow);
+
 /* The exit code of a finished DAG run (the API's DAG object): 130 when
  * cancelled, else the first failed task's code, 1 when a task did not
  * succeed, 3 when the pipeline was invalid, 0. */

@@ -575,7 +575,7 @@ static int dag_logs_verb(Backend *b, int argc, char **argv) {
                 cli_error("usage: dag logs ID TASK");
                 return EXIT_USAGE;
         }
-        json_t *dag = NULL, *run = NULL;
+        json_t *dag = NULL;
         int r = b->ops->dag_get(b, argv[0], &dag);
         if (r < 0)
                 return backend_fail(b, r);
@@ -589,19 +589,9 @@ static int dag_logs_verb(Backend *b, int argc, char **argv) {
         else {
                 if (json_is_true(json_object_get(t, "cached")) && !cli_globals.quiet)
                         cli_warning("%s was a memo hit; this is the output of run %s", argv[1], run_id);
-                Renderer rd;
-                renderer_init(&rd, false);
-                rd.out = stdout;
-                r = b->ops->run_logs(b, run_id, false, &rd);
-                renderer_done(&rd);
-                if (r >= 0)
-                        r = b->ops->run_get(b, run_id, &run);
-                const char *tb = json_get_string(json_object_get(run, "error"), "traceback");
-                if (tb)
-                        fputs(tb, stderr);
+                r = cli_run_log_print(b, run_id, false);
                 code = r < 0 ? backend_fail(b, r) : 0;
         }
-        json_decref(run);
         json_decref(dag);
         return code;
 }

@@ -821,6 +821,28 @@ static int logs_function(const char *name, bool follow) {
         return code;
 }
 
+int cli_run_log_print(Backend *b, const char *id, bool follow) {
+        Renderer rd;
+        renderer_init(&rd, false);
+        /* A run's log replays its output to the streams it was written to. */
+        rd.out = stdout;
+        int r = b->ops->run_logs(b, id, follow, &rd);
+        renderer_done(&rd);
+        if (r < 0)
+                return r;
+        /* The traceback is what an uncaught exception prints on stderr,
+         * as python3 f.py would: part of what the run showed its user. */
+        json_t *run = NULL;
+        r = b->ops->run_get(b, id, &run);
+        if (r < 0)
+                return r;
+        const char *tb = json_get_string(json_object_get(run, "error"), "traceback");
+        if (streq(json_get_string(run, "status") ?: "", "failed") && tb)
+                fputs(tb, stderr);
+        json_decref(run);
+        return 0;
+}
+
 int verb_logs(int argc, char **argv) {
         bool follow = false;
         const char *id;
@@ -858,13 +880,8 @@ int verb_logs(int argc, char **argv) {
         code = backend_open(NULL, &b);
         if (code)
                 return code;
-        Renderer rd;
-        renderer_init(&rd, false);
-        /* A run's log replays its output to the streams it was written to. */
-        rd.out = stdout;
         cli_catch_interrupt();
-        int r = b->ops->run_logs(b, id, follow, &rd);
-        renderer_done(&rd);
+        int r = cli_run_log_print(b, id, follow);
         if (r < 0)
                 code = backend_fail(b, r);
         backend_free(b);

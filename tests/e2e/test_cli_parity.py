@@ -531,6 +531,19 @@ def test_logs_replays_stdout_and_stderr_apart_on_both_paths(daemon, workdir):
         assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n")
 
 
+
+def test_logs_of_a_failed_run_ends_with_its_traceback_as_run_printed_it_on_both_paths(daemon, workdir):
+    for server in (None, daemon.url):
+        ran = run_cli(workdir, ["run", "f.py", "--kind", "raise", *SB], server=server)
+        assert ran.returncode == 1 and "ValueError: nope" in ran.stderr, ran
+        shown = "".join(l for l in ran.stderr.splitlines(True) if not l.startswith("pysprinter: warning"))
+        assert shown.startswith("Traceback"), ran.stderr
+        rid = json.loads(run_cli(workdir, ["ps", "--json", "-n", "1"], server=server).stdout)[0]["id"]
+        r = run_cli(workdir, ["logs", rid], server=server)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "hello from f\n", shown), (server, r)
+        r = run_cli(workdir, ["logs", "-f", rid[:8]], server=server)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "hello from f\n", shown), (server, r)
+
 DATA_READER = '''
 import pysprinter
 
