@@ -147,15 +147,34 @@ static const struct {
 const char *name;
 OptKind kind;
 } opts[] = {
-        { "-a", OPT_VALUE },          { "-k", OPT_VALUE },         { "--json-args", OPT_VALUE },
-        { "--json-kwargs", OPT_VALUE }, { "--json", OPT_FLAG },    { "--timeout", OPT_VALUE },
-        { "--memory", OPT_VALUE },    { "--max-procs", OPT_VALUE }, { "--max-output", OPT_VALUE },
-        { "--network", OPT_FLAG },    { "--no-network", OPT_FLAG },    { "--sandbox", OPT_VALUE },  { "--index-url", OPT_VALUE },
-        { "--find-links", OPT_VALUE }, { "--server", OPT_VALUE },  { "--quiet", OPT_FLAG },
-        { "-q", OPT_FLAG },           { "--help", OPT_FLAG },      { "-h", OPT_FLAG },
-        { "--data", OPT_VALUE },      { "--allow-sdist", OPT_FLAG }, { "--no-cache", OPT_FLAG },
-        { "--output-file", OPT_VALUE }, { "--token", OPT_VALUE },
-        { "--secret", OPT_VALUE },    { "--env", OPT_VALUE },      { "--output-data", OPT_VALUE },
+        { "-a", OPT_VALUE },
+        { "-k", OPT_VALUE },
+        { "--json-args", OPT_VALUE },
+        { "--json-kwargs", OPT_VALUE },
+        { "--json", OPT_FLAG },
+        { "--timeout", OPT_VALUE },
+        { "--memory", OPT_VALUE },
+        { "--max-procs", OPT_VALUE },
+        { "--max-output", OPT_VALUE },
+        { "--network", OPT_FLAG },
+        { "--no-network", OPT_FLAG },
+        { "--sandbox", OPT_VALUE },
+        { "--index-url", OPT_VALUE },
+        { "--find-links", OPT_VALUE },
+        { "--server", OPT_VALUE },
+        { "--quiet", OPT_FLAG },
+        { "-q", OPT_FLAG },
+        { "--help", OPT_FLAG },
+        { "-h", OPT_FLAG },
+        { "--data", OPT_VALUE },
+        { "--allow-sdist", OPT_FLAG },
+        { "--no-cache", OPT_FLAG },
+        { "--output-file", OPT_VALUE },
+        { "--token", OPT_VALUE },
+        { "--detach", OPT_FLAG },
+        { "--secret", OPT_VALUE },
+        { "--env", OPT_VALUE },
+        { "--output-data", OPT_VALUE },
 };
 
 /* Levenshtein distance, capped: the words are short option names. */
@@ -315,6 +334,8 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 a->allow_sdist = true;
         else if (streq(name, "--no-cache"))
                 a->no_cache = true;
+        else if (streq(name, "--detach"))
+                a->detach = true;
         else if (streq(name, "--output-file")) {
                 free(a->output_file);
                 a->output_file = xstrdup(val);
@@ -476,6 +497,8 @@ static const struct {
         { "--env", "an invocation uses the secrets and env its function was deployed with (deploy --secret/--env)" },
         { "--output-data", "an invocation stores no output dataset (`run --output-data` does)" },
         { "--output-file", "a fire prints nowhere (`pysprinter logs RUN` shows a fired run's output)", true },
+        { "--detach", "every fire goes on without anyone waiting (`pysprinter schedule show NAME` lists its runs)",
+          true },
 };
 
 char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled) {

@@ -208,6 +208,7 @@ static int cancel_run(void *arg) {
 
 /* --data NAME[@VERSION] -> read-only content dirs. */
 static int catalog(Backend *b, DataCatalog **ret);
+static int engine_run_get(Backend *b, const char *id, json_t **ret);
 
 static int resolve_data(Backend *b, char *const *refs, char ***ret_mounts, DataHolds **ret_holds) {
         DataCatalog *dc = NULL;
@@ -324,6 +325,61 @@ static int engine_secret_rm(Backend *b, const char *name) {
         return r;
 }
 
+/* A detached run's events: the first one comes once the run's record is
+ * written (engine_run() writes it before anything else), which is when the
+ * parent may print its id: `show ID` finds it from then on. */
+typedef struct DetachedEvents {
+        Backend *b;
+        Renderer *rd;
+        bool handed;
+} DetachedEvents;
+
+static void detach_hand_over(DetachedEvents *d, const char *run_id) {
+        json_t *run = NULL;
+        if (d->handed || engine_run_get(d->b, run_id, &run) < 0)
+                return;
+        d->handed = true;
+        cli_detach_submitted(run);
+        json_decref(run);
+}
+
+static void detached_event(const RunEvent *ev, void *userdata) {
+        DetachedEvents *d = userdata;
+        if (ev->run_id)
+                detach_hand_over(d, ev->run_id);
+        renderer_event(ev, d->rd);
+}
+
+/* A detached run refused before the engine had it (a dataset, a secret)
+ * is recorded as a server records it when its run starts: ended, status
+ * error, exit 3, the message the caller would have read. Both paths then
+ * give an id whose run says why (docs/cli.md "--detach"). Returns r. */
+static int detach_refused(Backend *b, const RunRequest *q, const char *id, const char *type, int r) {
+        if (!q->detach)
+                return r;
+        const RunArgs *a = q->a;
+        usec_t now = now_realtime();
+        RunRecord rec = { .id = (char *) id,
+                          .tenant = (char *) "local",
+                          .filename = (char *) path_base_name(q->filename),
+                          .function = a->function,
+                          .args_json = a->args_json,
+                          .kwargs_json = a->kwargs_json,
+                          .status = (char *) "error",
+                          .exit_code = EXIT_VALIDATION,
+                          .error_type = (char *) type,
+                          .error_message = b->error ?: (char *) strerror(-r),
+                          .created = now,
+                          .started = now,
+                          .finished = now,
+                          .max_attempts = 1 };
+        if (store_run_insert(engine_store(b->engine), &rec) >= 0) {
+                DetachedEvents d = { .b = b };
+                detach_hand_over(&d, id);
+        }
+        return r;
+}
+
 static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
         const RunArgs *a = q->a;
         if (q->deployed) {
@@ -331,29 +387,29 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                                      "(--server URL or PYSPRINTER_SERVER)");
                 return -EOPNOTSUPP;
         }
+        _cleanup_free_ char *id = id_new("r"), *args = NULL;
         _cleanup_strv_free_ char **mounts = NULL;
         /* Held until the run ended (engine_run() returns then). */
         _cleanup_(data_holds_releasep) DataHolds *holds = NULL;
         if (a->data && !q->validate_only) {
                 int r = resolve_data(b, a->data, &mounts, &holds);
                 if (r < 0)
-                        return r;
+                        return detach_refused(b, q, id, "DataError", r);
         }
         char **env = NULL;
         if (!q->validate_only) {
                 int r = run_env(b, a, &env);
                 if (r < 0)
-                        return r;
+                        return detach_refused(b, q, id, "SecretError", r);
         }
         DataOutput out = { .name = a->output_data };
         if (a->output_data && !q->validate_only) {
                 int r = catalog(b, &out.catalog);
                 if (r < 0) {
                         env_wipe_free(env);
-                        return r;
+                        return detach_refused(b, q, id, "DataError", r);
                 }
         }
-        _cleanup_free_ char *id = id_new("r"), *args = NULL;
         if (q->prev_result)
                 args = xasprintf("[{\"value\": %s}]", q->prev_result);
         RunSpec spec = {
@@ -384,7 +440,12 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
         Cancelable watch = { .cancel = cancel_run, .arg = &rc };
         interrupt_register(&watch);
         RunResult *res = NULL;
-        int r = engine_run(b->engine, &spec, renderer_event, rd, &res);
+        DetachedEvents detached = { .b = b, .rd = rd };
+        int r = q->detach ? engine_run(b->engine, &spec, detached_event, &detached, &res)
+                          : engine_run(b->engine, &spec, renderer_event, rd, &res);
+        /* A run that ended without an event still has its record now. */
+        if (q->detach && r >= 0)
+                detach_hand_over(&detached, id);
         env_wipe_free(env);
         free(out.hash);
         interrupt_unregister(&watch);

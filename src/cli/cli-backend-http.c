@@ -173,6 +173,8 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
         }
 }
 
+static int http_run_get(Backend *b, const char *id, json_t **ret);
+
 /* A Lambda-style event goes through the Lambda Invoke API, which applies
  * the calling rule (handler(event, context), docs/api.md). Invoked as an
  * "Event" it answers at once with the run's id, which is then followed
@@ -200,7 +202,7 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                 return fail(b, r, TAKE_PTR(err));
         if (!id)
                 return fail(b, -EPROTO, xstrdup("the server's answer has no request id"));
-        return follow_run(b, id, rd, ret);
+        return q->detach ? http_run_get(b, id, ret) : follow_run(b, id, rd, ret);
 }
 
 static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
@@ -290,6 +292,11 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         if (!id) {
                 json_decref(ans);
                 return fail(b, -EPROTO, xstrdup("the server's answer has no run id"));
+        }
+        if (q->detach) {
+                /* The 202's run: the server has it. */
+                *ret = ans;
+                return 0;
         }
         _cleanup_free_ char *rid = xstrdup(id);
         json_decref(ans);

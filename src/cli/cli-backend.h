@@ -88,6 +88,11 @@ typedef struct RunRequest {
          * the function, nothing resolved, arguments unchecked; *ret is the
          * validation's answer with its signature and doc */
         bool describe_only;
+        /* run/invoke --detach: *ret is the run as submitted (a 202's run),
+         * not its end. Embedded, the caller is cli_detach_fork()'s child:
+         * it hands the run's record to its parent once written
+         * (cli_detach_submitted()) and watches the run to its end. */
+        bool detach;
 } RunRequest;
 
 /* A pipeline to run (docs/dag.md). */

@@ -12,14 +12,17 @@
 static const char global_opts[] = "--server --token --json --no-color --quiet --verbose --help --version";
 
 /* Options a verb takes beyond the global ones (its --help is the reference). */
+#define RUN_OPTIONS                                                                                        \
+        "-a -k --json-args --json-kwargs --timeout --memory --max-procs --network --no-network --sandbox " \
+        "--index-url --find-links --data --output-file --allow-sdist --no-cache"
+
 static const struct {
         const char *verbs;
         const char *opts;
 } verb_opts[] = {
-        { "run validate chain",
-          "-a -k --json-args --json-kwargs --timeout --memory --max-procs --network --no-network --sandbox "
-          "--index-url --find-links --data --output-file --allow-sdist --no-cache" },
-        { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory" },
+        { "run", RUN_OPTIONS " --detach" },
+        { "validate chain", RUN_OPTIONS },
+        { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory --detach" },
         { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "
                     "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },

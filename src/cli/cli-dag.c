@@ -804,10 +804,11 @@ int verb_chain(int argc, char **argv) {
         Dag *d = NULL;
         Backend *b = NULL;
         int code = 0;
-        if (a.output_file) {
+        if (a.output_file || a.detach) {
                 /* A chain prints its last result; its steps' output is
                  * `dag logs ID stepN`, not a stream to send to a file. */
-                cli_error("chain: --output-file is run's option (see `pysprinter dag logs ID stepN`)");
+                cli_error(a.detach ? "chain: --detach is run's and invoke's: a chain prints its last result"
+                                   : "chain: --output-file is run's option (see `pysprinter dag logs ID stepN`)");
                 run_args_done(&a);
                 return EXIT_USAGE;
         }

@@ -374,6 +374,9 @@ int verb_map(int argc, char **argv) {
         if (!streq(a.args_json ?: "[]", "[]") || !streq(a.kwargs_json ?: "{}", "{}")) {
                 cli_error("map takes the arguments from --over, not from the command line");
                 code = EXIT_USAGE;
+        } else if (a.detach) {
+                cli_error("map: --detach is run's and invoke's: map prints each call's result as it ends");
+                code = EXIT_USAGE;
         } else if (cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
         else

@@ -24,6 +24,8 @@ static const char run_help[] =
         "  --json                print the result as compact JSON (always quoted); the\n"
         "                        function's own stdout goes to stderr\n"
         "  --output-file FILE    write the function's stdout and stderr to FILE\n"
+        "  --detach              print the run's id and return; the run goes on (`logs -f\n"
+        "                        ID` follows it, `cancel ID` stops it)\n"
         "  -q, --quiet           no progress, no notes: the result and errors only\n"
         "  --timeout DURATION    wall-clock limit (default 60s; 500ms, 2m…)\n"
         "  --memory SIZE         memory limit (default 512M)\n"
@@ -74,7 +76,8 @@ static const char invoke_help[] =
         "\n"
         "Invoke a deployed function on the server. --payload sends a Lambda-style\n"
         "event (handler(event, context)); --payload-file reads it from FILE, and '-'\n"
-        "from stdin. Otherwise arguments are as for `pysprinter run`.\n";
+        "from stdin. Otherwise arguments are as for `pysprinter run`. --detach prints\n"
+        "the run's id and returns (`pysprinter logs -f ID` follows it).\n";
 
 /* Prints a usage error and the hint to --help; returns EXIT_USAGE. */
 static int usage_error(const char *verb, const char *msg) {
@@ -254,6 +257,15 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 renderer_done(&rd);
                 return backend_fail(b, r);
         }
+        if (q->detach) {
+                /* Embedded, this is the detached child at the run's end:
+                 * its parent printed the run long ago. */
+                renderer_done(&rd);
+                if (b->remote)
+                        cli_print_detached(run, a->json_output);
+                json_decref(run);
+                return 0;
+        }
         /* Output to a file is the function's, both streams. */
         if (out)
                 fflush(out);
@@ -318,9 +330,23 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         _cleanup_free_ char *source = NULL;
         size_t len = 0;
         Backend *b = NULL;
+        bool detach = a.detach && !describe;
+        _cleanup_free_ char *server = detach ? cli_server() : NULL;
+        if (a.detach && kind != VERB_RUN) {
+                run_args_done(&a);
+                return usage_error(verb, "--detach is run's and invoke's: a validation answers at once");
+        }
         if (cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
-        else
+        else if (detach && !server) {
+                /* The parent's part ends here; the child goes on. */
+                code = cli_detach_fork(a.json_output);
+                if (code >= 0) {
+                        run_args_done(&a);
+                        return code;
+                }
+                code = backend_open(&a, &b);
+        } else
                 code = backend_open(&a, &b);
         if (!code && b->remote)
                 code = check_utf8(a.file, source, len);
@@ -336,7 +362,8 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                                  .filename = a.file,
                                  .validate_only = validate_only || describe,
                                  .lock_only = kind == VERB_LOCK,
-                                 .describe_only = describe };
+                                 .describe_only = describe,
+                                 .detach = detach };
                 code = run_and_render(b, &q, verb);
         }
         backend_free(b);
@@ -464,7 +491,9 @@ int verb_invoke(int argc, char **argv) {
         Backend *b = NULL;
         code = backend_open(&a, &b);
         if (!code) {
-                RunRequest q = { .a = &a, .deployed = a.file, .version = version, .payload = payload };
+                RunRequest q = {
+                        .a = &a, .deployed = a.file, .version = version, .payload = payload, .detach = a.detach
+                };
                 code = run_and_render(b, &q, "invoke");
         }
         backend_free(b);

@@ -45,6 +45,7 @@ typedef struct RunArgs {
         char **options; /* the runner options given ("--timeout"…), in order; not -a/-k/--json-args/--json-kwargs */
         bool allow_sdist;
         bool no_cache;
+        bool detach; /* --detach: print the run's id and return (run, invoke) */
 } RunArgs;
 
 /* Parses argv (the words after the verb). On failure *ret_error is a usage
@@ -211,6 +212,24 @@ char *cli_config_value(const char *key);
  * file's; NULL for embedded mode, also when the first of them that is set
  * is empty (`--server ''`). Caller frees. */
 char *cli_server(void);
+
+/* ---- cli-detach.c: `run --detach` (docs/cli.md) ---- */
+
+/* Embedded, a detached run needs a process to own it: forks. The parent
+ * returns an exit code: 0 once the child's run has a record (printed as
+ * cli_print_detached() prints it), or the child's own code when it ended
+ * before that, having said why (its stderr reaches the caller until then).
+ * The child returns -1 and goes on as `run` would, in a session of its
+ * own, with /dev/null for 0, 1 and 2. Call before the engine is opened:
+ * the child forks a single-threaded process. */
+int cli_detach_fork(bool json);
+/* In the detached child: hands the run's record to the parent, which
+ * prints it; nothing of the child's reaches the caller after. No-op in
+ * any other process. */
+void cli_detach_submitted(json_t *run);
+/* What a detached run prints, on both paths: its id (--json: the run
+ * object), and where to follow it on stderr. */
+void cli_print_detached(json_t *run, bool json);
 
 /* The exit-code table of docs/cli.md, from a negative errno a backend or
  * the HTTP client returned. */

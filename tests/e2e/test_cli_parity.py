@@ -1527,3 +1527,88 @@ def test_deploy_prints_the_parser_warnings_as_run_does(daemon, workdir):
     (workdir / "wstack.yaml").write_text("functions:\n  warnstack:\n    file: warns.py\n")
     r = run_cli(workdir, ["deploy", "-f", "wstack.yaml"], server=daemon.url)
     assert (r.returncode, r.stdout, r.stderr) == (0, "created function warnstack\n", want), r
+
+
+def wait_for_end(workdir, rid, server, timeout=60):
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        run = json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)
+        if run["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.1)
+
+
+def test_run_detach_prints_the_id_and_returns_while_the_run_goes_on_on_both_paths(daemon, workdir):
+    """capture_output waits for the end of stdout and stderr: a detached run
+    whose processes held them would keep this call for the run's 30 s."""
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["run", "f.py", "--kind", "sleep", "--detach", *SB], server=server)
+        assert r.returncode == 0, (server, r)
+        rid = r.stdout.strip()
+        assert r.stdout == rid + "\n" and rid.startswith("r"), (server, r.stdout)
+        assert r.stderr.splitlines()[-1] == (f"pysprinter: run {rid} goes on detached: `pysprinter logs -f {rid}` "
+                                             f"follows it, `pysprinter show {rid}` tells how it ended"), r.stderr
+        run = json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)
+        assert run["id"] == rid and run["status"] in ("queued", "running"), (server, run)
+        c = run_cli(workdir, ["cancel", rid], server=server)
+        assert c.returncode == 0, (server, c)
+        assert wait_for_end(workdir, rid, server)["status"] == "cancelled"
+
+
+def test_a_detached_runs_output_and_result_are_its_logs_and_record_on_both_paths(daemon, workdir):
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["-q", "run", "f.py", "--kind", "dict", "--detach", *SB], server=server)
+        assert (r.returncode, r.stderr.count("goes on detached")) == (0, 0), (server, r)
+        rid = r.stdout.strip()
+        f = run_cli(workdir, ["logs", "-f", rid], server=server)
+        assert (f.returncode, f.stdout) == (0, "hello from f\n"), (server, f)
+        run = wait_for_end(workdir, rid, server)
+        assert (run["status"], run["result"]) == ("succeeded", {"a": [1, 2.5], "é": None}), (server, run)
+        j = run_cli(workdir, ["run", "f.py", "--detach", "--json", *SB], server=server)
+        assert j.returncode == 0 and "goes on detached" not in j.stderr, (server, j)
+        assert json.loads(j.stdout)["id"].startswith("r")
+        assert wait_for_end(workdir, json.loads(j.stdout)["id"], server)["result"] == 0.1
+
+
+def test_a_detached_run_that_cannot_start_ends_saying_why_on_both_paths(daemon, workdir):
+    """A server refuses a missing dataset when the run starts, long after
+    its 202: embedded, the detached run is recorded the same way."""
+    seen = []
+    for server in (None, daemon.url):
+        plain = run_cli(workdir, ["run", "f.py", "--data", "no-such-dataset", *SB], server=server)
+        assert plain.returncode == 3, (server, plain)
+        r = run_cli(workdir, ["-q", "run", "f.py", "--data", "no-such-dataset", "--detach", *SB], server=server)
+        assert r.returncode == 0 and r.stdout.strip().startswith("r"), (server, r)
+        run = wait_for_end(workdir, r.stdout.strip(), server)
+        assert (run["status"], run["exit_code"], run["error"]["type"]) == ("error", 3, "DataError"), (server, run)
+        assert "pysprinter: " + run["error"]["message"] in plain.stderr, (server, run, plain.stderr)
+        seen.append(run["error"]["message"])
+        r = run_cli(workdir, ["run", "missing.py", "--detach"], server=server)
+        assert (r.returncode, r.stdout) == (2, "") and "cannot read missing.py" in r.stderr
+    assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("args", [["validate", "f.py"], ["lock", "f.py"], ["chain", "f.py"],
+                                  ["map", "f.py", "--over", "in.jsonl"],
+                                  ["schedule", "add", "s", "--every", "1h", "hp"]])
+def test_verbs_that_answer_with_what_they_found_refuse_detach_on_both_paths(daemon, workdir, args):
+    (workdir / "in.jsonl").write_text('{"kind": "none"}\n')
+    seen = []
+    for server in (None, daemon.url):
+        r = run_cli(workdir, [*args, "--detach"], server=server)
+        assert r.returncode == 2 and "--detach" in first_line(r.stderr), (server, r)
+        seen.append(first_line(r.stderr))
+    if args[0] != "schedule":  # a server-only verb: embedded it says it needs one first
+        assert seen[0] == seen[1]
+
+
+def test_invoke_detach_prints_the_run_id_of_the_call_and_of_an_event(daemon, workdir):
+    (workdir / "handler.py").write_text("def handler(event, context):\n    return event\n")
+    r = run_cli(workdir, ["deploy", "handler.py::handler", "--name", "hd"], server=daemon.url)
+    assert r.returncode == 0, r.stderr
+    for args in (["-k", "event={\"n\": 1}", "-k", "context=null"], ["--payload", '{"n": 1}']):
+        r = run_cli(workdir, ["-q", "invoke", "hd", *args, "--detach"], server=daemon.url)
+        assert r.returncode == 0 and r.stderr == "", (args, r)
+        run = wait_for_end(workdir, r.stdout.strip(), daemon.url)
+        assert run["status"] == "succeeded", (args, run)
