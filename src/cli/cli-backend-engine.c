@@ -673,6 +673,7 @@ typedef struct DagFollow {
         Backend *b;
         DagViewFn view;
         void *userdata;
+        bool detach, handed;
 } DagFollow;
 
 /* The view sees what a daemon's client sees: the recorded DAG object. */
@@ -689,6 +690,11 @@ static void on_dag_event(const Dag *cd, const DagEvent *ev, void *userdata) {
                 break;
         default:
                 if (dag_id(d) && dag_object(f->b, dag_id(d), &obj) >= 0) {
+                        /* Recorded: a detached DAG run's parent may tell its id. */
+                        if (f->detach && !f->handed) {
+                                f->handed = true;
+                                cli_detach_submitted(obj);
+                        }
                         f->view(d, obj, f->userdata);
                         json_decref(obj);
                 }
@@ -786,7 +792,7 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
                 dag_free(loaded);
                 return r;
         }
-        DagFollow f = { .b = b, .view = view, .userdata = userdata };
+        DagFollow f = { .b = b, .view = view, .userdata = userdata, .detach = q->detach };
         Cancelable watch = { .cancel = cancel_dag, .arg = d };
         interrupt_register(&watch);
         r = dag_run(d, b->engine, dc, &o, on_dag_event, &f, &err);
@@ -796,6 +802,8 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
                 r = r == -EINVAL || r == -ENOENT ? -EBADMSG : r;
         } else {
                 r = dag_object(b, dag_id(d), ret);
+                if (r >= 0 && q->detach && !f.handed)
+                        cli_detach_submitted(*ret);
                 if (r >= 0)
                         view(d, *ret, userdata);
         }

@@ -580,6 +580,11 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
                 r = -EBADMSG; /* the server refused the pipeline, as dag_parse() would */
         if (r < 0)
                 return err ? fail(b, r, TAKE_PTR(err)) : r;
+        if (q->detach) {
+                /* The 202's DAG run: the server has it. */
+                *ret = dag;
+                return 0;
+        }
         id = xstrdup(json_string_value(json_object_get(dag, "id")) ?: "");
         show_dag(q, dag, view, userdata);
         usec_t wait = 20 * USEC_PER_MSEC;

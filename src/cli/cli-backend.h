@@ -107,6 +107,10 @@ typedef struct DagRequest {
         bool keep_going, no_cache;
         SandboxMode sandbox;
         const char *resume_id;     /* embedded: continue this DAG run */
+        /* dag run --detach: *ret is the DAG run as submitted, as for
+         * RunRequest.detach (embedded: handed to cli_detach_submitted()
+         * once recorded, then run to its end). */
+        bool detach;
 } DagRequest;
 
 /* q as the body of POST /v1/dags: the pipeline's text, its file name, the

@@ -41,6 +41,8 @@ static const char dag_help[] =
         "  --keep-going          after a failure, still run what does not depend on it\n"
         "  --sandbox MODE        full (default) or none (trusted code only; embedded)\n"
         "  --json                print the DAG run (tasks, states, results) as JSON\n"
+        "  --detach              print the DAG run's id and return; it goes on (`dag status\n"
+        "                        ID` shows it, `dag cancel ID` stops it)\n"
         "  -q, --quiet           no progress: results and errors only\n"
         "  --index-url URL, --find-links DIR   package index settings, as for run\n"
         "  --server URL          run on a pysprinterd (also PYSPRINTER_SERVER)\n"
@@ -378,7 +380,7 @@ typedef struct DagArgs {
         char *resume;
         char **params;
         unsigned concurrency;
-        bool no_cache, keep_going, json;
+        bool no_cache, keep_going, json, detach;
         SandboxMode sandbox;
         RunArgs ra;   /* index settings only */
 } DagArgs;
@@ -427,6 +429,8 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
                         a->keep_going = true;
                 else if (streq(opt, "--json"))
                         a->json = true;
+                else if (streq(opt, "--detach"))
+                        a->detach = true;
                 else if (streq(opt, "--sandbox")) {
                         if (!streq(val, "none") && !streq(val, "full")) {
                                 cli_error("--sandbox is full or none");
@@ -474,6 +478,15 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
                 view_done(&v);
                 return backend_fail(b, r);
         }
+        if (q->detach) {
+                /* Embedded, this is the detached child at the end: its
+                 * parent printed the DAG run when it was recorded. */
+                view_done(&v);
+                if (b->remote)
+                        cli_print_detached(dag, json, true);
+                json_decref(dag);
+                return 0;
+        }
         int code = cli_dag_exit_code(dag);
         print_summary(dag, code, t0, v.color);
         if (json && !results_only)
@@ -491,7 +504,7 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
                 dag_args_done(&a);
                 return EXIT_USAGE;
         }
-        _cleanup_free_ char *text = NULL, *err = NULL, *base = NULL;
+        _cleanup_free_ char *text = NULL, *err = NULL, *base = NULL, *server = NULL;
         size_t len = 0;
         Dag *d = NULL;
         Backend *b = NULL;
@@ -513,13 +526,29 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
                         goto out;
                 }
         }
+        server = a.detach ? cli_server() : NULL;
+        if (a.detach && !server) {
+                /* The parent's part ends here; the child goes on. */
+                code = cli_detach_fork(a.json, true);
+                if (code >= 0)
+                        goto out;
+        }
         code = backend_open(&a.ra, &b);
         if (code)
                 goto out;
         backend_note_options(b, &a.ra, a.sandbox, "these tasks run");
-        DagRequest q = { .dag = d, .text = text, .len = len, .filename = a.file, .base_dir = base, .params = a.params,
-                         .concurrency = a.concurrency, .keep_going = a.keep_going, .no_cache = a.no_cache,
-                         .sandbox = a.sandbox, .resume_id = a.resume };
+        DagRequest q = { .dag = d,
+                         .text = text,
+                         .len = len,
+                         .filename = a.file,
+                         .base_dir = base,
+                         .params = a.params,
+                         .concurrency = a.concurrency,
+                         .keep_going = a.keep_going,
+                         .no_cache = a.no_cache,
+                         .sandbox = a.sandbox,
+                         .resume_id = a.resume,
+                         .detach = a.detach };
         code = run_dag(b, &q, a.json, false);
 out:
         backend_free(b);

@@ -16,10 +16,9 @@
 
 #include "cli.h"
 
-/* The child's ends: where its run's record goes, and what it has to say
- * until then (its stderr). -1 in the parent and when not detached. */
+/* The child's end of the pipe its run's record goes to: -1 in the parent,
+ * when not detached, and once handed. */
 static int notify_fd = -1;
-static FILE *told_stderr;
 
 static bool detach_child_setup(int notify_w, int err_w) {
         if (setsid() < 0)
@@ -38,7 +37,9 @@ static bool detach_child_setup(int notify_w, int err_w) {
         if (!err)
                 return false;
         setvbuf(err, NULL, _IONBF, 0);
-        told_stderr = stderr;
+        /* For good: a renderer keeps the FILE it writes to, and threads
+         * may write at any time, so the hand-over changes the descriptor
+         * under this FILE, never the FILE. */
         stderr = err;
         notify_fd = notify_w;
         return true;
@@ -61,7 +62,7 @@ static bool relay(int fd, Buf *into, FILE *out) {
 
 /* The parent: relays the child's stderr until both pipes end; prints the
  * run it was handed, or returns the child's own exit code. */
-static int detach_parent_wait(pid_t child, int notify_r, int err_r, bool json) {
+static int detach_parent_wait(pid_t child, int notify_r, int err_r, bool json, bool dag) {
         Buf run_text;
         buf_init(&run_text, 64 * 1024 * 1024);
         struct pollfd p[2] = { { .fd = notify_r, .events = POLLIN }, { .fd = err_r, .events = POLLIN } };
@@ -82,7 +83,7 @@ static int detach_parent_wait(pid_t child, int notify_r, int err_r, bool json) {
         buf_free(&run_text);
         if (run) {
                 /* The child goes on alone; it is init's (or a subreaper's) to reap. */
-                cli_print_detached(run, json);
+                cli_print_detached(run, json, dag);
                 json_decref(run);
                 return 0;
         }
@@ -94,7 +95,7 @@ static int detach_parent_wait(pid_t child, int notify_r, int err_r, bool json) {
         return WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_INTERNAL;
 }
 
-int cli_detach_fork(bool json) {
+int cli_detach_fork(bool json, bool dag) {
         int notify[2], err[2];
         if (pipe2(notify, O_CLOEXEC) < 0)
                 goto fail;
@@ -122,7 +123,7 @@ int cli_detach_fork(bool json) {
         }
         fd_close(notify[1]);
         fd_close(err[1]);
-        return detach_parent_wait(pid, notify[0], err[0], json);
+        return detach_parent_wait(pid, notify[0], err[0], json, dag);
 fail:
         cli_error("cannot detach the run: %s", strerror(errno));
         return EXIT_INTERNAL;
@@ -135,20 +136,27 @@ void cli_detach_submitted(json_t *run) {
         (void) write_full(notify_fd, text, strlen(text));
         notify_fd = fd_close(notify_fd);
         /* From here on the run is the parent's to tell about: nothing
-         * more of ours reaches the caller. */
-        FILE *err = stderr;
-        stderr = told_stderr;
-        fclose(err);
+         * more of ours reaches the caller. dup2() closes the pipe's end
+         * (the parent sees its end) and points stderr at /dev/null at once. */
+        fflush(stderr);
+        (void) dup2(STDIN_FILENO, fileno(stderr));
 }
 
-void cli_print_detached(json_t *run, bool json) {
-        const char *id = json_string_value(json_object_get(run, "id")) ?: "?";
+void cli_print_detached(json_t *obj, bool json, bool dag) {
+        const char *id = json_string_value(json_object_get(obj, "id")) ?: "?";
         if (json)
-                render_json(run);
+                render_json(obj);
         else
                 printf("%s\n", id);
         fflush(stdout);
-        if (!cli_globals.quiet && !json)
+        if (cli_globals.quiet || json)
+                return;
+        if (dag)
+                fprintf(stderr,
+                        "pysprinter: DAG run %s goes on detached: `pysprinter dag status %s` shows its tasks, "
+                        "`pysprinter dag cancel %s` stops it\n",
+                        id, id, id);
+        else
                 fprintf(stderr,
                         "pysprinter: run %s goes on detached: `pysprinter logs -f %s` follows it, "
                         "`pysprinter show %s` tells how it ended\n",

@@ -262,7 +262,7 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                  * its parent printed the run long ago. */
                 renderer_done(&rd);
                 if (b->remote)
-                        cli_print_detached(run, a->json_output);
+                        cli_print_detached(run, a->json_output, false);
                 json_decref(run);
                 return 0;
         }
@@ -340,7 +340,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 code = EXIT_USAGE;
         else if (detach && !server) {
                 /* The parent's part ends here; the child goes on. */
-                code = cli_detach_fork(a.json_output);
+                code = cli_detach_fork(a.json_output, false);
                 if (code >= 0) {
                         run_args_done(&a);
                         return code;

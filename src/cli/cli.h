@@ -219,17 +219,17 @@ char *cli_server(void);
  * returns an exit code: 0 once the child's run has a record (printed as
  * cli_print_detached() prints it), or the child's own code when it ended
  * before that, having said why (its stderr reaches the caller until then).
- * The child returns -1 and goes on as `run` would, in a session of its
+ * The child returns -1 and goes on as `run` (dag: `dag run`) would, in a session of its
  * own, with /dev/null for 0, 1 and 2. Call before the engine is opened:
  * the child forks a single-threaded process. */
-int cli_detach_fork(bool json);
+int cli_detach_fork(bool json, bool dag);
 /* In the detached child: hands the run's record to the parent, which
  * prints it; nothing of the child's reaches the caller after. No-op in
  * any other process. */
 void cli_detach_submitted(json_t *run);
-/* What a detached run prints, on both paths: its id (--json: the run
- * object), and where to follow it on stderr. */
-void cli_print_detached(json_t *run, bool json);
+/* What a detached run (dag: DAG run) prints, on both paths: its id
+ * (--json: its object), and where to follow it on stderr. */
+void cli_print_detached(json_t *obj, bool json, bool dag);
 
 /* The exit-code table of docs/cli.md, from a negative errno a backend or
  * the HTTP client returned. */

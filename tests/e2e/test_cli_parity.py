@@ -1568,7 +1568,8 @@ def test_a_detached_runs_output_and_result_are_its_logs_and_record_on_both_paths
         j = run_cli(workdir, ["run", "f.py", "--detach", "--json", *SB], server=server)
         assert j.returncode == 0 and "goes on detached" not in j.stderr, (server, j)
         assert json.loads(j.stdout)["id"].startswith("r")
-        assert wait_for_end(workdir, json.loads(j.stdout)["id"], server)["result"] == 0.1
+        run = wait_for_end(workdir, json.loads(j.stdout)["id"], server)
+        assert (run["status"], run["result"]) == ("succeeded", 0.1), (server, run)
 
 
 def test_a_detached_run_that_cannot_start_ends_saying_why_on_both_paths(daemon, workdir):
@@ -1612,3 +1613,26 @@ def test_invoke_detach_prints_the_run_id_of_the_call_and_of_an_event(daemon, wor
         assert r.returncode == 0 and r.stderr == "", (args, r)
         run = wait_for_end(workdir, r.stdout.strip(), daemon.url)
         assert run["status"] == "succeeded", (args, run)
+
+
+def test_dag_run_detach_prints_the_id_and_returns_while_the_tasks_go_on_on_both_paths(daemon, workdir):
+    (workdir / "slow.yaml").write_text("tasks:\n  nap: {file: f.py, kwargs: {kind: sleep}}\n")
+    import time
+    for server in (None, daemon.url):
+        r = run_cli(workdir, ["dag", "run", "slow.yaml", "--detach", "--no-cache", *SB], server=server)
+        assert r.returncode == 0, (server, r)
+        did = r.stdout.strip()
+        assert r.stdout == did + "\n" and did.startswith("d"), (server, r.stdout)
+        assert r.stderr.splitlines()[-1] == (f"pysprinter: DAG run {did} goes on detached: `pysprinter dag status "
+                                             f"{did}` shows its tasks, `pysprinter dag cancel {did}` stops it"), r
+        dag = json.loads(run_cli(workdir, ["dag", "status", did, "--json"], server=server).stdout)
+        assert dag["id"] == did and dag["status"] in ("validating", "running"), (server, dag)
+        c = run_cli(workdir, ["dag", "cancel", did], server=server)
+        assert c.returncode in (0, 130), (server, c)
+        deadline = time.monotonic() + 60
+        while dag["status"] in ("validating", "running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            dag = json.loads(run_cli(workdir, ["dag", "status", did, "--json"], server=server).stdout)
+        assert dag["status"] == "cancelled", (server, dag)
+        j = run_cli(workdir, ["dag", "run", "pipe.yaml", "--detach", "--json", *SB], server=server)
+        assert j.returncode == 0 and json.loads(j.stdout)["id"].startswith("d"), (server, j)
