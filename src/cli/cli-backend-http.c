@@ -323,9 +323,22 @@ static int http_list(Backend *b, const char *path, const char *key, json_t **ret
         return 0;
 }
 
-static int http_run_list(Backend *b, long limit, const char *status, json_t **ret) {
-        _cleanup_free_ char *s = status ? http_escape(status) : NULL;
-        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s%s", limit, s ? "&status=" : "", s ?: "");
+/* "&status=S,T" for statuses (NULL: ""). */
+static char *status_query(char *const *statuses) {
+        Buf q;
+        buf_init(&q, 4096);
+        for (size_t i = 0; statuses && statuses[i]; i++) {
+                _cleanup_free_ char *e = http_escape(statuses[i]);
+                buf_printf(&q, "%s%s", i ? "," : "&status=", e);
+        }
+        char *text = xstrdup(q.data ?: "");
+        buf_free(&q);
+        return text;
+}
+
+static int http_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
+        _cleanup_free_ char *s = status_query(statuses);
+        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s", limit, s);
         return http_list(b, path, "runs", ret);
 }
 
@@ -625,8 +638,9 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         return 0;
 }
 
-static int http_dag_list(Backend *b, long limit, json_t **ret) {
-        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld", MIN(limit, 10000L));
+static int http_dag_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
+        _cleanup_free_ char *s = status_query(statuses);
+        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld%s", MIN(limit, 10000L), s);
         return http_list(b, path, "dags", ret);
 }
 

@@ -119,9 +119,10 @@ typedef struct BackendOps {
          * function, error}). Ctrl-C cancels the run and still returns it. */
         int (*run)(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret);
         int (*run_get)(Backend *b, const char *id, json_t **ret);
-        /* The newest limit runs; status (NULL: any) keeps those of one
-         * state among them, as GET /v1/runs?limit=N&status=S does. */
-        int (*run_list)(Backend *b, long limit, const char *status, json_t **ret_array);
+        /* The newest limit runs in one of statuses (NULL-terminated, the
+         * API's spellings; NULL: any), as GET /v1/runs?limit=N&status=S,T
+         * lists them. */
+        int (*run_list)(Backend *b, long limit, char *const *statuses, json_t **ret_array);
         /* Cancels a queued or running run (id or a unique prefix): *ret is
          * the run once it ended, or as it stands when that takes more than
          * 10 s (the cancel stands). One that had ended is -EBUSY, "run ID
@@ -164,7 +165,9 @@ typedef struct BackendOps {
          * -EBADMSG, a task's unresolvable requirement -ENOPKG. */
         int (*dag_run)(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret);
         int (*dag_get)(Backend *b, const char *id, json_t **ret);
-        int (*dag_list)(Backend *b, long limit, json_t **ret_array);
+        /* The newest limit DAG runs in one of statuses (NULL: any), as GET
+         * /v1/dags?limit=N&status=S,T lists them. */
+        int (*dag_list)(Backend *b, long limit, char *const *statuses, json_t **ret_array);
         int (*dag_cancel)(Backend *b, const char *id, json_t **ret);
         /* Datasets: the API's dataset objects (docs/api.md "Datasets").
          * data_put: source a file, a directory (a tar stream over HTTP) or a URL, stored
