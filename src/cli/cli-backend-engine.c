@@ -546,7 +546,10 @@ static int engine_workers(Backend *b, json_t **ret) {
 
 /* This machine's package store, as a daemon answers an admin. */
 static int engine_envs(Backend *b, json_t **ret) {
-        const char *data = engine_data_dir(b->engine);
+        /* The engine's home, or where it would be (a listing opens no
+         * engine: nothing is created to say there is nothing). */
+        _cleanup_free_ char *home = b->engine ? NULL : data_dir_default();
+        const char *data = b->engine ? engine_data_dir(b->engine) : home;
         PkgEnvInfo *infos = NULL;
         size_t n = 0;
         _cleanup_free_ char *err = NULL;
@@ -1002,7 +1005,6 @@ static const BackendOps engine_ops = {
 };
 
 int backend_engine_new(Engine *e, Backend **ret) {
-        assert(e);
         Backend *b = xcalloc(1, sizeof(Backend));
         *b = (Backend) { .ops = &engine_ops, .engine = e };
         *ret = b;
