@@ -173,6 +173,22 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
         }
 }
 
+/* Why the invoke API finds no function name (escaped) at version (0:
+ * latest), in its words (daemon_function_find(): "function 'tick' has no
+ * version 9", "function not found"), or NULL when it finds one. */
+static char *function_missing(Backend *b, const char *name, long version) {
+        _cleanup_free_ char *path = version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, version)
+                                                : xasprintf("/v1/functions/%s", name);
+        char *err = NULL;
+        json_t *f = NULL;
+        int r = http_json(&b->http, "GET", path, NULL, &f, &err);
+        json_decref(f);
+        if (r == -ENOENT)
+                return err;
+        free(err);
+        return NULL;
+}
+
 /* A Lambda-style event goes through the Lambda Invoke API, which applies
  * the calling rule (handler(event, context), docs/api.md). Invoked as an
  * "Event" it answers at once with the run's id, which is then followed
@@ -196,6 +212,18 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                 id = xstrndup(p, strcspn(p, "\r\n"));
         }
         buf_free(&hdrs);
+        if (r == -ENOENT) {
+                /* The Lambda route answers its clients as Lambda does
+                 * ("Function not found: ARN:9", a missing function and a
+                 * missing version alike); the CLI says what `invoke NAME::V
+                 * ARGS` says of the same name, from the invoke API's one
+                 * rule. Only a refusal costs the second request. */
+                char *why = function_missing(b, name, q->version);
+                if (why) {
+                        free(err);
+                        err = why;
+                }
+        }
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
         if (!id)
