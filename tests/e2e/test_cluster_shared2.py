@@ -183,3 +183,29 @@ def test_the_status_filter_finds_a_failed_run_behind_newer_successes_in_a_cluste
         assert st == 200 and lst["runs"] == [], lst
         st, b = gw.call("GET", "/v1/runs?status=failed,nope")
         assert st == 400 and "unknown status 'nope'" in b["error"]["message"], b
+
+
+
+def test_the_dag_status_filter_finds_a_failed_dag_run_behind_newer_successes_in_a_cluster(nodes, redis):
+    """GET /v1/dags?status= in a cluster: the same search among a tenant's
+    newest DAG runs in Redis, one state or several, through either
+    gateway."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    pipeline = "tasks:\n  a: {file: t.py, function: f, kwargs: {fail: %s}}\n"
+    ids = []
+    for gw, fail in ((g1, "true"), (g2, "false"), (g1, "false")):
+        st, b = gw.call("POST", "/v1/dags?wait=true", {"pipeline": pipeline % fail, "files": {"t.py": OUTCOME},
+                                                        "no_cache": True})
+        assert st == 200 and b["status"] == ("failed" if fail == "true" else "succeeded"), b
+        ids.append(b["id"])
+    for gw in (g1, g2):
+        st, lst = gw.call("GET", "/v1/dags?status=failed&limit=1")
+        assert st == 200 and [g["id"] for g in lst["dags"]] == [ids[0]], lst
+        st, lst = gw.call("GET", "/v1/dags?status=cancelled,failed")
+        assert st == 200 and [g["id"] for g in lst["dags"]] == [ids[0]], lst
+        st, lst = gw.call("GET", "/v1/dags?status=succeeded,failed&limit=3")
+        assert st == 200 and [g["id"] for g in lst["dags"]] == ids[::-1], lst
+        st, b = gw.call("GET", "/v1/dags?status=lost")
+        assert st == 400 and "unknown status 'lost' (validating, running," in b["error"]["message"], b
