@@ -1,7 +1,9 @@
 /* Allocation and string helpers. */
 #include "basic.h"
 
+#include <assert.h>
 #include <ctype.h>
+#include <strings.h>
 
 static _noreturn_ void oom(void) {
         static const char msg[] = "pysprinter: out of memory\n";
@@ -119,4 +121,31 @@ bool strv_contains(char *const *v, const char *s) {
                 if (streq(v[i], s))
                         return true;
         return false;
+}
+
+int strv_extend_choices(char ***set, const char *list, const char *const *names, bool any_case, char **ret_bad) {
+        assert(set && list && names && ret_bad);
+        char **v = NULL;
+        for (const char *p = list;; p++) {
+                size_t len = strcspn(p, ",");
+                const char *hit = NULL;
+                for (size_t i = 0; names[i] && !hit; i++)
+                        if (strlen(names[i]) == len &&
+                            (any_case ? strncasecmp(p, names[i], len) : strncmp(p, names[i], len)) == 0)
+                                hit = names[i];
+                if (!hit) {
+                        strv_free(v);
+                        *ret_bad = xstrndup(p, len);
+                        return -EINVAL;
+                }
+                if (!strv_contains(*set, hit) && !strv_contains(v, hit))
+                        v = strv_append(v, hit);
+                p += len;
+                if (!*p)
+                        break;
+        }
+        for (size_t i = 0; v && v[i]; i++)
+                *set = strv_append(*set, v[i]);
+        strv_free(v);
+        return 0;
 }

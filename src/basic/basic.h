@@ -97,6 +97,15 @@ char **strv_free(char **v);
 /* Appends a copy of s; v may be NULL. Returns the (possibly moved) vector. */
 char **strv_append(char **v, const char *s);
 bool strv_contains(char *const *v, const char *s);
+/* Adds to *set (may hold NULL) the names a comma-separated list picks
+ * from names (NULL-terminated), each once, in the order given: a filter's
+ * "failed,killed". A word matches a name exactly, or in any case with
+ * any_case; *set gets the name's own spelling. -EINVAL at the first word
+ * that is no name (an empty word too, "failed,"), a copy of which goes to
+ * *ret_bad (caller frees); *set is then unchanged.
+ * Example: (&set, "Failed,lost,failed", {"failed", "lost", ...}, true) adds
+ * "failed", "lost". */
+int strv_extend_choices(char ***set, const char *list, const char *const *names, bool any_case, char **ret_bad);
 
 /* ---- UTF-8 ---------------------------------------------------------------- */
 

@@ -546,18 +546,19 @@ void run_args_done(RunArgs *a) {
         *a = (RunArgs) {};
 }
 
-int cli_parse_run_status(const char *word, const char **ret_status, char **ret_error) {
-        assert(ret_status && ret_error);
-        for (int i = 0; word && i < _RUN_STATUS_MAX; i++) {
-                const char *s = run_status_to_string((RunStatus) i);
-                if (strcasecmp(word, s) == 0) {
-                        *ret_status = s;
-                        return 0;
-                }
+int cli_parse_states(const char *word, const char *const *names, const char *names_text, char ***set,
+                     char **ret_error) {
+        assert(names && names_text && set && ret_error);
+        _cleanup_free_ char *bad = NULL;
+        if (!word) {
+                *ret_error = xasprintf("--status needs a state (%s)", names_text);
+                return -EINVAL;
         }
-        *ret_error = word ? xasprintf("unknown state '%s' (" RUN_STATUS_NAMES ")", word)
-                          : xstrdup("--status needs a state (" RUN_STATUS_NAMES ")");
-        return -EINVAL;
+        if (strv_extend_choices(set, word, names, true, &bad) < 0) {
+                *ret_error = xasprintf("unknown state '%s' (%s)", bad, names_text);
+                return -EINVAL;
+        }
+        return 0;
 }
 
 int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool *ret_json, long *ret_limit) {

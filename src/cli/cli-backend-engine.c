@@ -486,10 +486,10 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         return 0;
 }
 
-static int engine_run_list(Backend *b, long limit, const char *status, json_t **ret) {
+static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
         RunRecord **v = NULL;
         size_t n = 0;
-        int r = store_run_list(engine_store(b->engine), NULL, status, (size_t) limit, &v, &n);
+        int r = store_run_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n);
         if (r < 0) {
                 backend_set_error(b, "cannot list runs: %s", strerror(-r));
                 return r;
@@ -607,7 +607,10 @@ static int engine_workers(Backend *b, json_t **ret) {
 
 /* This machine's package store, as a daemon answers an admin. */
 static int engine_envs(Backend *b, json_t **ret) {
-        const char *data = engine_data_dir(b->engine);
+        /* The engine's home, or where it would be (a listing opens no
+         * engine: nothing is created to say there is nothing). */
+        _cleanup_free_ char *home = b->engine ? NULL : data_dir_default();
+        const char *data = b->engine ? engine_data_dir(b->engine) : home;
         PkgEnvInfo *infos = NULL;
         size_t n = 0;
         _cleanup_free_ char *err = NULL;
@@ -815,10 +818,13 @@ static int engine_dag_get(Backend *b, const char *id, json_t **ret) {
         return dag_object(b, id, ret);
 }
 
-static int engine_dag_list(Backend *b, long limit, json_t **ret) {
+/* An embedded DAG run's record shows the state it is stored in (no
+ * "validating": a daemon's live view alone says it), so the store's
+ * filter is the answer's. */
+static int engine_dag_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
         DagRunRecord **v = NULL;
         size_t n = 0;
-        int r = store_dag_list(engine_store(b->engine), NULL, NULL, (size_t) limit, &v, &n);
+        int r = store_dag_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n);
         if (r < 0) {
                 backend_set_error(b, "cannot list DAG runs: %s", strerror(-r));
                 return r;
@@ -1068,7 +1074,6 @@ static const BackendOps engine_ops = {
 };
 
 int backend_engine_new(Engine *e, Backend **ret) {
-        assert(e);
         Backend *b = xcalloc(1, sizeof(Backend));
         *b = (Backend) { .ops = &engine_ops, .engine = e };
         *ret = b;

@@ -175,6 +175,22 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
 
 static int http_run_get(Backend *b, const char *id, json_t **ret);
 
+/* Why the invoke API finds no function name (escaped) at version (0:
+ * latest), in its words (daemon_function_find(): "function 'tick' has no
+ * version 9", "function not found"), or NULL when it finds one. */
+static char *function_missing(Backend *b, const char *name, long version) {
+        _cleanup_free_ char *path = version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, version)
+                                                : xasprintf("/v1/functions/%s", name);
+        char *err = NULL;
+        json_t *f = NULL;
+        int r = http_json(&b->http, "GET", path, NULL, &f, &err);
+        json_decref(f);
+        if (r == -ENOENT)
+                return err;
+        free(err);
+        return NULL;
+}
+
 /* A Lambda-style event goes through the Lambda Invoke API, which applies
  * the calling rule (handler(event, context), docs/api.md). Invoked as an
  * "Event" it answers at once with the run's id, which is then followed
@@ -198,6 +214,18 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                 id = xstrndup(p, strcspn(p, "\r\n"));
         }
         buf_free(&hdrs);
+        if (r == -ENOENT) {
+                /* The Lambda route answers its clients as Lambda does
+                 * ("Function not found: ARN:9", a missing function and a
+                 * missing version alike); the CLI says what `invoke NAME::V
+                 * ARGS` says of the same name, from the invoke API's one
+                 * rule. Only a refusal costs the second request. */
+                char *why = function_missing(b, name, q->version);
+                if (why) {
+                        free(err);
+                        err = why;
+                }
+        }
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
         if (!id)
@@ -330,9 +358,22 @@ static int http_list(Backend *b, const char *path, const char *key, json_t **ret
         return 0;
 }
 
-static int http_run_list(Backend *b, long limit, const char *status, json_t **ret) {
-        _cleanup_free_ char *s = status ? http_escape(status) : NULL;
-        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s%s", limit, s ? "&status=" : "", s ?: "");
+/* "&status=S,T" for statuses (NULL: ""). */
+static char *status_query(char *const *statuses) {
+        Buf q;
+        buf_init(&q, 4096);
+        for (size_t i = 0; statuses && statuses[i]; i++) {
+                _cleanup_free_ char *e = http_escape(statuses[i]);
+                buf_printf(&q, "%s%s", i ? "," : "&status=", e);
+        }
+        char *text = xstrdup(q.data ?: "");
+        buf_free(&q);
+        return text;
+}
+
+static int http_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
+        _cleanup_free_ char *s = status_query(statuses);
+        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s", limit, s);
         return http_list(b, path, "runs", ret);
 }
 
@@ -637,8 +678,9 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         return 0;
 }
 
-static int http_dag_list(Backend *b, long limit, json_t **ret) {
-        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld", MIN(limit, 10000L));
+static int http_dag_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
+        _cleanup_free_ char *s = status_query(statuses);
+        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld%s", MIN(limit, 10000L), s);
         return http_list(b, path, "dags", ret);
 }
 

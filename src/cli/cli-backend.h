@@ -128,9 +128,10 @@ typedef struct BackendOps {
          * function, error}). Ctrl-C cancels the run and still returns it. */
         int (*run)(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret);
         int (*run_get)(Backend *b, const char *id, json_t **ret);
-        /* The newest limit runs; status (NULL: any) keeps those of one
-         * state among them, as GET /v1/runs?limit=N&status=S does. */
-        int (*run_list)(Backend *b, long limit, const char *status, json_t **ret_array);
+        /* The newest limit runs in one of statuses (NULL-terminated, the
+         * API's spellings; NULL: any), as GET /v1/runs?limit=N&status=S,T
+         * lists them. */
+        int (*run_list)(Backend *b, long limit, char *const *statuses, json_t **ret_array);
         /* Cancels a queued or running run (id or a unique prefix): *ret is
          * the run once it ended, or as it stands when that takes more than
          * 10 s (the cancel stands). One that had ended is -EBUSY, "run ID
@@ -153,7 +154,9 @@ typedef struct BackendOps {
         int (*workers)(Backend *b, json_t **ret);
         /* GET /v1/envs's object: "envs", the environments the caller may
          * see (a tenant its own), most recently used first, and
-         * "data_dir" where it is known (embedded; a server tells admins). */
+         * "data_dir" where it is known (embedded; a server tells admins).
+         * Embedded it needs no engine (backend_open_listing()): it reads
+         * the package store's records and creates nothing. */
         int (*envs)(Backend *b, json_t **ret);
         /* Schedules (docs/schedules.md): method on /v1/schedules + path
          * ("", "/NAME", "/NAME/pause"…) with body (may be NULL); the
@@ -173,7 +176,9 @@ typedef struct BackendOps {
          * -EBADMSG, a task's unresolvable requirement -ENOPKG. */
         int (*dag_run)(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret);
         int (*dag_get)(Backend *b, const char *id, json_t **ret);
-        int (*dag_list)(Backend *b, long limit, json_t **ret_array);
+        /* The newest limit DAG runs in one of statuses (NULL: any), as GET
+         * /v1/dags?limit=N&status=S,T lists them. */
+        int (*dag_list)(Backend *b, long limit, char *const *statuses, json_t **ret_array);
         int (*dag_cancel)(Backend *b, const char *id, json_t **ret);
         /* Datasets: the API's dataset objects (docs/api.md "Datasets").
          * data_put: source a file, a directory (a tar stream over HTTP) or a URL, stored
@@ -201,7 +206,7 @@ struct Backend {
         const BackendOps *ops;
         bool remote;
         char *error;    /* the last failure, for the user */
-        Engine *engine; /* embedded */
+        Engine *engine; /* embedded; NULL from backend_open_listing() */
         DataCatalog *catalog; /* embedded, opened on first use */
         Http http;      /* remote */
 };
@@ -211,6 +216,12 @@ struct Backend {
  * settings; a may be NULL). Returns 0 or the exit code after telling the
  * user. */
 int backend_open(const RunArgs *a, Backend **ret);
+/* backend_open() for a verb that only reads this machine's files (`env
+ * ls`): embedded, the engine is not opened — opening it creates the
+ * home, its database and its directories — so a fresh home stays as it
+ * was; only the ops that say they need no engine may be called (envs).
+ * With a server, backend_open()'s backend. */
+int backend_open_listing(Backend **ret);
 /* Says what a run's local options come to on b, before it starts (what:
  * "this code runs", "these tasks run"): --sandbox=none is loud embedded; with a
  * server, the options that are the server's settings (sandbox, package
@@ -222,6 +233,7 @@ int backend_fail(Backend *b, int r);
 /* Replaces b->error. */
 void backend_set_error(Backend *b, const char *fmt, ...) _printf_(2, 3);
 
+/* e NULL: the engine-less backend of backend_open_listing(). */
 int backend_engine_new(Engine *e, Backend **ret);
 int backend_http_new(const char *server, Backend **ret, char **ret_error);
 /* The API's run object of an engine record (the daemon's schema). */

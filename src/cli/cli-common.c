@@ -133,3 +133,27 @@ int cli_take_json_flag(int argc, char **argv, bool *ret_json) {
         *ret_json = json;
         return n;
 }
+
+int cli_take_status(int *argc, char **argv, const char *verb, const char *help_verb, const char *const *names,
+                    const char *names_text, char ***ret_set) {
+        assert(argc && argv && verb && help_verb && ret_set);
+        _cleanup_strv_free_ char **set = NULL;
+        int j = 0;
+        for (int i = 0; i < *argc; i++) {
+                bool eq = startswith(argv[i], "--status=");
+                if (!eq && !streq(argv[i], "--status")) {
+                        argv[j++] = argv[i];
+                        continue;
+                }
+                const char *word = eq ? argv[i] + 9 : i + 1 < *argc ? argv[++i] : NULL;
+                _cleanup_free_ char *err = NULL;
+                if (cli_parse_states(word, names, names_text, &set, &err) < 0) {
+                        cli_error("%s: %s", verb, err);
+                        fprintf(stderr, "Try 'pysprinter %s --help'.\n", help_verb);
+                        return EXIT_USAGE;
+                }
+        }
+        *argc = j;
+        *ret_set = TAKE_PTR(set);
+        return 0;
+}

@@ -26,7 +26,10 @@ static const char dag_help[] =
         "       pysprinter dag resume ID [OPTIONS]   run the tasks of ID that did not finish (embedded)\n"
         "       pysprinter dag status ID [--json]    per-task state, duration, run id (also: dag show ID)\n"
         "       pysprinter dag logs ID TASK          the output of TASK's last run (and its traceback)\n"
-        "       pysprinter dag ls [--json] [-n N]    recent DAG runs\n"
+        "       pysprinter dag ls [--json] [-n N] [--status STATE[,STATE...]]\n"
+        "                                            recent DAG runs (in those states: validating,\n"
+        "                                            running, succeeded, failed, cancelled, invalid,\n"
+        "                                            deps_failed; --status may repeat)\n"
         "       pysprinter dag cancel ID             stop a DAG run in flight\n"
         "\n"
         "Every task (file, function, arguments, requirements, datasets) is validated\n"
@@ -625,9 +628,9 @@ static int dag_logs_verb(Backend *b, int argc, char **argv) {
         return code;
 }
 
-static int dag_ls_verb(Backend *b, long limit, bool json) {
+static int dag_ls_verb(Backend *b, long limit, char *const *statuses, bool json) {
         json_t *list = NULL, *g;
-        int r = b->ops->dag_list(b, limit, &list);
+        int r = b->ops->dag_list(b, limit, statuses, &list);
         if (r < 0)
                 return backend_fail(b, r);
         if (json)
@@ -681,8 +684,14 @@ int verb_dag(int argc, char **argv) {
         bool json = cli_globals.json;
         long limit = 20;
         int n = 0;
+        _cleanup_strv_free_ char **statuses = NULL;
         if (is_ls) {
-                int k = cli_parse_list_args(argc - 1, argv + 1, "dag ls", 10000, &json, &limit);
+                int rest = argc - 1;
+                int k = cli_take_status(&rest, argv + 1, "dag ls", "dag", dag_status_table(), DAG_STATUS_NAMES,
+                                        &statuses);
+                if (k)
+                        return k;
+                k = cli_parse_list_args(rest, argv + 1, "dag ls", 10000, &json, &limit);
                 if (k)
                         return k;
                 json = json || cli_globals.json;
@@ -698,7 +707,7 @@ int verb_dag(int argc, char **argv) {
         if (code)
                 return code;
         if (is_ls)
-                code = dag_ls_verb(b, limit, json);
+                code = dag_ls_verb(b, limit, statuses, json);
         else if (streq(sub, "logs"))
                 code = dag_logs_verb(b, n, argv + 1);
         else if (streq(sub, "cancel"))

@@ -529,44 +529,22 @@ static void run_exit(json_t *run, char buf[static 16]) {
 /* GET /v1/runs's most. */
 #define PS_MAX_RUNS 10000
 
-/* Takes `--status S` / `--status=S` out of argv (the rest is the list
- * options'): 0 with *ret_status NULL when absent, else EXIT_USAGE after
- * saying what is wrong with S. */
-static int take_status(int *argc, char **argv, const char **ret_status) {
-        int j = 0;
-        *ret_status = NULL;
-        for (int i = 0; i < *argc; i++) {
-                bool eq = startswith(argv[i], "--status=");
-                if (!eq && !streq(argv[i], "--status")) {
-                        argv[j++] = argv[i];
-                        continue;
-                }
-                const char *word = eq ? argv[i] + 9 : i + 1 < *argc ? argv[++i] : NULL;
-                _cleanup_free_ char *err = NULL, *m = NULL;
-                if (cli_parse_run_status(word, ret_status, &err) < 0) {
-                        m = xasprintf("ps: %s", err);
-                        return usage_error("ps", m);
-                }
-        }
-        *argc = j;
-        return 0;
-}
-
 int verb_ps(int argc, char **argv) {
         bool json;
         long limit;
-        const char *status;
+        _cleanup_strv_free_ char **status = NULL;
         if (help_asked(argc, argv)) {
-                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE]\n\n"
+                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]]\n\n"
                        "List the most recent runs (default 20).\n\n"
                        "  -n, --limit N    the newest N runs (1 to 10000)\n"
-                       "  --status STATE   the newest N runs in STATE:\n"
+                       "  --status STATE   the newest N runs in STATE, or in any of several\n"
+                       "                   (failed,killed; the option may repeat):\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
                        "                   killed, cancelled, error, lost\n"
                        "  --json           the API's run objects, as one array\n");
                 return 0;
         }
-        int k = take_status(&argc, argv, &status);
+        int k = cli_take_status(&argc, argv, "ps", "ps", run_status_table(), RUN_STATUS_NAMES, &status);
         if (k)
                 return k;
         k = cli_parse_list_args(argc, argv, "ps", PS_MAX_RUNS, &json, &limit);

@@ -151,6 +151,13 @@ int backend_open(const RunArgs *a, Backend **ret) {
         return backend_engine_new(e, ret);
 }
 
+int backend_open_listing(Backend **ret) {
+        _cleanup_free_ char *server = cli_server();
+        if (server)
+                return backend_open(NULL, ret);
+        return backend_engine_new(NULL, ret);
+}
+
 void backend_note_options(const Backend *b, const RunArgs *a, SandboxMode sandbox, const char *what) {
         if (!b->remote) {
                 if (sandbox == SANDBOX_MODE_NONE)

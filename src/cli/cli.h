@@ -75,11 +75,19 @@ const char *cli_runner_option_near(const char *word);
  * 0 ok, -1 for --help (the caller prints its usage), else EXIT_USAGE after
  * saying what was wrong. */
 int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool *ret_json, long *ret_limit);
-/* A run's state as `ps --status` takes it: one of the run object's
- * statuses (docs/api.md), any case; *ret_status is its API spelling
- * (static). -EINVAL with *ret_error (caller frees) naming the valid ones,
- * so both backends refuse the same words the same way before asking. */
-int cli_parse_run_status(const char *word, const char **ret_status, char **ret_error);
+/* A `--status` word of ps (names: run_status_table()) or dag ls
+ * (dag_status_table()): adds to *set the states it lists, comma-separated
+ * and in any case ("failed,Killed"), each once, spelled as the API spells
+ * them. -EINVAL with *ret_error (caller frees) naming the valid ones
+ * (names_text), so both backends refuse the same words the same way before
+ * asking: a word no state is, or none at all (word NULL). */
+int cli_parse_states(const char *word, const char *const *names, const char *names_text, char ***set, char **ret_error);
+/* Takes every `--status S` / `--status=S` out of argv (the rest is the
+ * list options'; the option may repeat: their states add up), the states
+ * into *ret_set (NULL when absent): 0, or EXIT_USAGE after saying
+ * "VERB: what is wrong" and the hint to `pysprinter HELP_VERB --help`. */
+int cli_take_status(int *argc, char **argv, const char *verb, const char *help_verb, const char *const *names,
+                    const char *names_text, char ***ret_set);
 /* "1.5" "2s" "500ms" "2m" -> milliseconds. */
 int cli_parse_duration_ms(const char *s, uint64_t *ret);
 /* "256" (MiB) "256M" "1G" "512KiB" "100B" -> bytes. */

@@ -171,14 +171,14 @@ int daemon_dag_tasks(Daemon *d, const char *id, DagTaskRecord ***ret, size_t *re
         return 0;
 }
 
-int daemon_dag_list(Daemon *d, const char *tenant, const char *status, size_t limit, DagRunRecord ***ret,
+int daemon_dag_list(Daemon *d, const char *tenant, char *const *statuses, size_t limit, DagRunRecord ***ret,
                     size_t *ret_n) {
         if (!d->cluster)
-                return store_dag_list(d->store, tenant, status, limit, ret, ret_n);
-        /* Redis indexes a tenant's DAG runs by time only: a state is
+                return store_dag_list(d->store, tenant, statuses, limit, ret, ret_n);
+        /* Redis indexes a tenant's DAG runs by time only: the states are
          * looked for among the newest DAEMON_RUNS_LIST_MAX, until limit. */
         _cleanup_strv_free_ char **ids = NULL;
-        int k = cluster_dag_list_ids(queue(d), tenant, status ? DAEMON_RUNS_LIST_MAX : limit, &ids);
+        int k = cluster_dag_list_ids(queue(d), tenant, statuses ? DAEMON_RUNS_LIST_MAX : limit, &ids);
         if (k < 0)
                 return k;
         DagRunRecord **v = NULL;
@@ -194,7 +194,7 @@ int daemon_dag_list(Daemon *d, const char *tenant, const char *status, size_t li
                 }
                 if (g < 0)
                         continue;
-                if (status && !streq(r->status ?: "", status)) {
+                if (statuses && !strv_contains(statuses, r->status ?: "")) {
                         dag_run_record_free(r);
                         continue;
                 }

@@ -1016,23 +1016,21 @@ out:
         return resp;
 }
 
-/* The states a DAG run's object shows (docs/api.md). */
-static const char *const dag_states[] = { "validating", "running", "succeeded",   "failed",
-                                          "cancelled",  "invalid", "deps_failed", NULL };
-
 static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_status) {
         size_t limit;
         struct MHD_Response *bad = daemon_call_query_limit(call, 100, DAEMON_RUNS_LIST_MAX, &limit, ret_status);
         if (bad)
                 return bad;
-        const char *status = daemon_call_query(call, "status");
-        if (status && !strv_contains((char *const *) dag_states, status))
-                return daemon_error_response(400, "bad_request", ret_status,
-                                             "unknown status '%s' (validating, running, succeeded, failed, "
-                                             "cancelled, invalid, deps_failed)",
-                                             status);
+        _cleanup_strv_free_ char **states = NULL, **stored = NULL;
+        bad = daemon_call_query_states(call, dag_status_table(), DAG_STATUS_NAMES, &states, ret_status);
+        if (bad)
+                return bad;
         /* A run validating is stored running (dag_record_json's view). */
-        const char *stored = status && streq(status, "validating") ? "running" : status;
+        for (size_t i = 0; states && states[i]; i++) {
+                const char *s = streq(states[i], "validating") ? "running" : states[i];
+                if (!strv_contains(stored, s))
+                        stored = strv_append(stored, s);
+        }
         DagRunRecord **v = NULL;
         size_t n = 0;
         int r = daemon_dag_list(call->d, call->tenant, stored, limit, &v, &n);
@@ -1041,7 +1039,7 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++) {
                 json_t *j = dag_record_json(call->d, v[i], false);
-                if (!status || streq(json_string_value(json_object_get(j, "status")) ?: "", status))
+                if (!states || strv_contains(states, json_string_value(json_object_get(j, "status")) ?: ""))
                         json_array_append_new(a, j);
                 else
                         json_decref(j);

@@ -389,6 +389,22 @@ struct MHD_Response *daemon_call_query_limit(const DaemonCall *call, size_t dflt
         return NULL;
 }
 
+struct MHD_Response *daemon_call_query_states(const DaemonCall *call, const char *const *names, const char *names_text,
+                                              char ***ret, unsigned *ret_status) {
+        assert(call && names && names_text && ret);
+        const char *q = daemon_call_query(call, "status");
+        *ret = NULL;
+        if (!q)
+                return NULL;
+        _cleanup_free_ char *bad = NULL;
+        char **set = NULL;
+        if (strv_extend_choices(&set, q, names, false, &bad) < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status, "unknown status '%s' (%s)", bad,
+                                         names_text);
+        *ret = set;
+        return NULL;
+}
+
 usec_t daemon_call_wait_timeout(const DaemonCall *call) {
         usec_t timeout = (usec_t) call->d->cfg.max_wait_s * USEC_PER_SEC;
         const char *t = daemon_call_query(call, "timeout");

@@ -300,11 +300,11 @@ RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
 }
 
 /* daemon.h. */
-struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, const char *status,
+struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, char *const *statuses,
                                              unsigned *ret_status) {
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
-                if (!status || (v[i]->status && streq(v[i]->status, status)))
+                if (!statuses || (v[i]->status && strv_contains(statuses, v[i]->status)))
                         json_array_append_new(a, run_json(v[i], NULL));
         run_record_list_free(v, n);
         return daemon_call_json(call, 200, json_pack("{so}", "runs", a), ret_status);
@@ -358,7 +358,7 @@ struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSett
  * that holds every run answered before). */
 typedef struct RunsList {
         size_t limit;
-        char *status;
+        char **statuses;
         RunRecord **f;
         size_t nf;
 } RunsList;
@@ -366,7 +366,7 @@ typedef struct RunsList {
 static void runs_list_free(void *p) {
         RunsList *l = p;
         run_record_list_free(l->f, l->nf);
-        free(l->status);
+        strv_free(l->statuses);
         free(l);
 }
 
@@ -374,12 +374,12 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
         RunsList *l = p;
         RunRecord **v = NULL;
         size_t n = 0;
-        int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->status, l->limit, &v, &n);
+        int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->statuses, l->limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
         v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
         l->nf = 0;
-        return daemon_runs_list_answer(call, v, n, l->status, ret_status);
+        return daemon_runs_list_answer(call, v, n, l->statuses, ret_status);
 }
 
 struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
@@ -388,31 +388,31 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         struct MHD_Response *bad = daemon_call_query_limit(call, 100, DAEMON_RUNS_LIST_MAX, &limit, ret_status);
         if (bad)
                 return bad;
-        const char *status = daemon_call_query(call, "status");
-        if (status && !streq(run_status_to_string(run_status_from_string(status)), status))
-                return daemon_call_error(call, 400, "bad_request", ret_status,
-                                         "unknown status '%s' (" RUN_STATUS_NAMES ")", status);
+        _cleanup_strv_free_ char **statuses = NULL;
+        bad = daemon_call_query_states(call, run_status_table(), RUN_STATUS_NAMES, &statuses, ret_status);
+        if (bad)
+                return bad;
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;
         if (d->cluster) {
-                int k = daemon_run_record_list(d, call->tenant, status, limit, &v, &n);
+                int k = daemon_run_record_list(d, call->tenant, statuses, limit, &v, &n);
                 if (k < 0)
                         return daemon_call_errno(call, k, "runs", ret_status);
-                return daemon_runs_list_answer(call, v, n, status, ret_status);
+                return daemon_runs_list_answer(call, v, n, statuses, ret_status);
         }
         if (daemon_run_list_in_flight(d, call->tenant, NULL, &f, &nf) < 0)
                 nf = 0;
-        /* Only the runs in hand in that state take a place in the list
+        /* Only the runs in hand in those states take a place in the list
          * (a stored one shown in another is dropped from the answer). */
         size_t kept = 0;
         for (size_t i = 0; i < nf; i++)
-                if (!status || streq(f[i]->status ?: "", status))
+                if (!statuses || strv_contains(statuses, f[i]->status ?: ""))
                         f[kept++] = f[i];
                 else
                         run_record_free(f[i]);
         nf = kept;
         RunsList *w = xcalloc(1, sizeof(RunsList));
-        *w = (RunsList) { .limit = limit, .status = xstrdup_or_null(status), .f = f, .nf = nf };
+        *w = (RunsList){ .limit = limit, .statuses = TAKE_PTR(statuses), .f = f, .nf = nf };
         return daemon_call_after_settle(call, runs_list_then, w, runs_list_free);
 }
 

@@ -644,9 +644,10 @@ int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunReco
 int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **ret);
 /* GET /v1/runs's most runs in one answer. */
 #define DAEMON_RUNS_LIST_MAX 10000
-/* The newest limit runs of tenant in status (NULL: any), from the same
- * place (a cluster's: a status among the newest DAEMON_RUNS_LIST_MAX). */
-int daemon_run_record_list(Daemon *d, const char *tenant, const char *status, size_t limit, RunRecord ***ret,
+/* The newest limit runs of tenant in one of statuses (NULL-terminated;
+ * NULL: any), from the same place (a cluster's: the states among the
+ * newest DAEMON_RUNS_LIST_MAX). */
+int daemon_run_record_list(Daemon *d, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret,
                            size_t *ret_n);
 /* Cluster mode: the runs of tenant's deployed function name, newest first
  * (Redis's index of them). */
@@ -932,8 +933,8 @@ typedef struct MHD_Response *DaemonSettledThen(const DaemonCall *call, void *sta
 struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSettledThen *then, void *state,
                                               void (*state_free)(void *));
 /* The answer of a listing ({"runs": [run objects]}): v (n records,
- * taken), only the runs of status (NULL: all). */
-struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, const char *status,
+ * taken), only the runs in one of statuses (NULL: all). */
+struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, char *const *statuses,
                                              unsigned *ret_status);
 
 /* Adds NULL-terminated name/value pairs (a NULL value is skipped). */
@@ -979,6 +980,12 @@ bool daemon_call_query_true(const DaemonCall *call, const char *key);
 /* The query's "limit" into *ret (dflt when it is absent): NULL, or the 400
  * answer when it is not an integer in 1..max. Every list route reads its
  * limit through it, so they all accept and refuse alike. */
+/* The query's "status", a comma-separated set of names ("failed,killed"),
+ * into *ret (NULL-terminated; NULL when absent: any): NULL, or the 400
+ * answer "unknown status 'W' (names_text)" at a word names does not hold
+ * (exactly: the API's spelling). GET /v1/runs and GET /v1/dags read it. */
+struct MHD_Response *daemon_call_query_states(const DaemonCall *call, const char *const *names, const char *names_text,
+                                              char ***ret, unsigned *ret_status);
 struct MHD_Response *daemon_call_query_limit(const DaemonCall *call, size_t dflt, size_t max, size_t *ret,
                                              unsigned *ret_status);
 /* How long a ?wait=true waits: the query's timeout=S when it is below
@@ -1168,7 +1175,7 @@ struct MHD_Response *daemon_dag_events_handle(const DaemonCall *call, unsigned *
  * Redis's in cluster mode (daemon-dag-cluster.c), else the local store's. */
 int daemon_dag_get(Daemon *d, const char *tenant, const char *id, DagRunRecord **ret);
 int daemon_dag_tasks(Daemon *d, const char *id, DagTaskRecord ***ret, size_t *ret_n);
-int daemon_dag_list(Daemon *d, const char *tenant, const char *status, size_t limit, DagRunRecord ***ret,
+int daemon_dag_list(Daemon *d, const char *tenant, char *const *statuses, size_t limit, DagRunRecord ***ret,
                     size_t *ret_n);
 /* Cluster mode: records a new DAG run (and its task files, a JSON object
  * of name -> text, or NULL) in Redis, owned by this node. */

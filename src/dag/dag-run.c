@@ -1202,6 +1202,12 @@ const char *dag_status(const Dag *d) {
         return d->status;
 }
 
+const char *const *dag_status_table(void) {
+        static const char *const names[] = { "validating", "running", "succeeded",   "failed",
+                                             "cancelled",  "invalid", "deps_failed", NULL };
+        return names;
+}
+
 bool dag_status_ended(const char *status) {
         return status && !streq(status, "running") && !streq(status, "validating");
 }

@@ -243,6 +243,12 @@ void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret);
  * config grants the tenant). */
 void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits);
 
+/* The states a DAG run's object shows (docs/api.md "DAG runs"), as
+ * messages list them, and as a NULL-terminated table (a filter's choices;
+ * the API and `dag ls --status` take these). "validating" is stored
+ * "running": only a daemon's view of a live run shows it. */
+#define DAG_STATUS_NAMES "validating, running, succeeded, failed, cancelled, invalid, deps_failed"
+const char *const *dag_status_table(void);
 /* "succeeded", "failed", "cancelled" (or "running" during the run). */
 const char *dag_status(const Dag *d);
 /* Whether a DAG run with this status (as dag_status() or a stored record

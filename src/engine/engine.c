@@ -8,12 +8,16 @@
 #include "config.h"
 #include "engine-internal.h"
 
-static const char *const status_names[_RUN_STATUS_MAX] = {
-        [RUN_QUEUED] = "queued",       [RUN_RUNNING] = "running",    [RUN_SUCCEEDED] = "succeeded",
-        [RUN_FAILED] = "failed",       [RUN_INVALID] = "invalid",    [RUN_DEPS_FAILED] = "deps_failed",
-        [RUN_KILLED] = "killed",       [RUN_CANCELLED] = "cancelled", [RUN_ERROR] = "error",
+static const char *const status_names[_RUN_STATUS_MAX + 1] = {
+        [RUN_QUEUED] = "queued", [RUN_RUNNING] = "running",     [RUN_SUCCEEDED] = "succeeded",
+        [RUN_FAILED] = "failed", [RUN_INVALID] = "invalid",     [RUN_DEPS_FAILED] = "deps_failed",
+        [RUN_KILLED] = "killed", [RUN_CANCELLED] = "cancelled", [RUN_ERROR] = "error",
         [RUN_LOST] = "lost",
 };
+
+const char *const *run_status_table(void) {
+        return status_names;
+}
 
 const char *run_status_to_string(RunStatus s) {
         return s < _RUN_STATUS_MAX ? status_names[s] : "unknown";

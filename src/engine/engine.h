@@ -38,6 +38,8 @@ typedef enum RunStatus {
 const char *run_status_to_string(RunStatus s);
 /* Every status's name in enum order, as messages list them. */
 #define RUN_STATUS_NAMES "queued, running, succeeded, failed, invalid, deps_failed, killed, cancelled, error, lost"
+/* The same names as a NULL-terminated table (a filter's choices). */
+const char *const *run_status_table(void);
 RunStatus run_status_from_string(const char *s);
 bool run_status_is_final(RunStatus s);
 

@@ -158,20 +158,21 @@ int store_dag_get(Store *s, const char *tenant, const char *id_or_prefix, DagRun
         return 0;
 }
 
-int store_dag_list(Store *s, const char *tenant, const char *status, size_t limit, DagRunRecord ***ret, size_t *ret_n) {
+int store_dag_list(Store *s, const char *tenant, char *const *statuses, size_t limit, DagRunRecord ***ret,
+                   size_t *ret_n) {
         sqlite3_stmt *st;
         DagRunRecord **v = NULL;
         size_t n = 0;
         store_lock(s);
         int rc = sqlite3_prepare_v2(s->db,
                                     "SELECT " DAG_COLUMNS " FROM dag_runs WHERE (?1 IS NULL OR tenant = ?1) "
-                                    "AND (?3 IS NULL OR status = ?3) "
+                                    "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
                                     "ORDER BY created DESC, id DESC LIMIT ?2",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 1000000));
-                store_bind_text(st, 3, status);
+                store_bind_set(st, 3, statuses);
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(*v));
                         v[n++] = dag_from_row(st);

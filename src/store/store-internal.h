@@ -166,6 +166,10 @@ void store_stmt_done(Store *s, sqlite3_stmt *st);
 int store_migrate(sqlite3 *db, char **ret_error);
 /* Binds s, or NULL when s is NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *s);
+/* Binds the set of strings set (NULL-terminated) as a JSON array, for
+ * "(?N IS NULL OR col IN (SELECT value FROM json_each(?N)))"; NULL (any)
+ * as NULL. */
+void store_bind_set(sqlite3_stmt *st, int i, char *const *set);
 /* A copy of column i's text, or NULL. */
 char *store_col_text(sqlite3_stmt *st, int i);
 

@@ -56,7 +56,7 @@ int store_run_find_idempotent(Store *s, const char *tenant, const char *key, use
 }
 
 /* The list, read as it is committed. */
-static int run_list_read(Store *s, const char *tenant, const char *status, size_t limit, RunRecord ***ret_records,
+static int run_list_read(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
                          size_t *ret_n) {
         sqlite3_stmt *st;
         store_lock(s);
@@ -64,19 +64,19 @@ static int run_list_read(Store *s, const char *tenant, const char *status, size_
          * alone: migration 16). Every tenant's runs: the tenants one by one
          * (each a seek in that index), each one's newest LIMIT, merged. One
          * statement with "?1 IS NULL OR tenant = ?1" would use no index on
-         * tenant at all. A status (?3) is filtered in the walk, so LIMIT
-         * counts the runs in that state: the newest N failed runs, not the
-         * failed ones among the newest N. */
+         * tenant at all. The states (?3, a JSON array) are filtered in the
+         * walk, so LIMIT counts the runs in them: the newest N failed runs,
+         * not the failed ones among the newest N. */
         int rc = sqlite3_prepare_v2(s->db,
                                     tenant ? "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 "
-                                             "AND (?3 IS NULL OR status = ?3) "
+                                             "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
                                              "ORDER BY created DESC, id DESC LIMIT ?2"
                                            : "WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
                                              "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
                                              "FROM t WHERE t.x IS NOT NULL) "
                                              "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
                                              "(SELECT rowid FROM runs WHERE tenant = t.x "
-                                             "AND (?3 IS NULL OR status = ?3) "
+                                             "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
                                              "ORDER BY created DESC, id DESC LIMIT ?2) "
                                              "WHERE ?1 IS NULL ORDER BY created DESC, id DESC LIMIT ?2",
                                     -1, &st, NULL);
@@ -86,7 +86,7 @@ static int run_list_read(Store *s, const char *tenant, const char *status, size_
         }
         store_bind_text(st, 1, tenant);
         sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 20));
-        store_bind_text(st, 3, status);
+        store_bind_set(st, 3, statuses);
         RunRecord **v = NULL;
         size_t n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -104,16 +104,16 @@ static int run_list_read(Store *s, const char *tenant, const char *status, size_
         return 0;
 }
 
-int store_run_list(Store *s, const char *tenant, const char *status, size_t limit, RunRecord ***ret_records,
+int store_run_list(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
                    size_t *ret_n) {
         store_runs_settle(s);
-        return run_list_read(s, tenant, status, limit, ret_records, ret_n);
+        return run_list_read(s, tenant, statuses, limit, ret_records, ret_n);
 }
 
-int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, const char *status, size_t limit,
+int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, size_t limit,
                            RunRecord ***ret_records, size_t *ret_n) {
         store_runs_settle_through(s, ticket);
-        return run_list_read(s, tenant, status, limit, ret_records, ret_n);
+        return run_list_read(s, tenant, statuses, limit, ret_records, ret_n);
 }
 
 int store_runs_mark_lost(Store *s, const char *message) {

@@ -3,6 +3,7 @@
  * WAL mode so readers (pysprinter ps, the read connection) never block the
  * writer (a run) nor wait for it. */
 #include <assert.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -160,6 +161,20 @@ void store_bind_text(sqlite3_stmt *st, int i, const char *s) {
                 sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
         else
                 sqlite3_bind_null(st, i);
+}
+
+void store_bind_set(sqlite3_stmt *st, int i, char *const *set) {
+        if (!set) {
+                sqlite3_bind_null(st, i);
+                return;
+        }
+        json_t *a = json_array();
+        for (size_t k = 0; set[k]; k++)
+                json_array_append_new(a, json_string(set[k]));
+        char *text = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+        sqlite3_bind_text(st, i, text ?: "[]", -1, SQLITE_TRANSIENT);
+        free(text);
 }
 
 /* Without a copy (SQLITE_STATIC): the text must stay as it is until the

@@ -222,12 +222,13 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
 /* The oldest run of tenant submitted with Idempotency-Key key at or after
  * since (realtime µs): its id in *ret_id (free it). 0 found, -ENOENT none. */
 int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id);
-/* The newest limit runs of tenant (NULL: any) in status (NULL: any),
- * most recent first. */
-int store_run_list(Store *s, const char *tenant, const char *status, size_t limit, RunRecord ***ret_records,
+/* The newest limit runs of tenant (NULL: any) in one of the states
+ * statuses lists (NULL-terminated; NULL: any), most recent first: the
+ * newest limit failed or killed runs, not those among the newest limit. */
+int store_run_list(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
                    size_t *ret_n);
 /* The same after store_runs_settle_ask() (ticket: its answer). */
-int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, const char *status, size_t limit,
+int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, size_t limit,
                            RunRecord ***ret_records, size_t *ret_n);
 void run_record_list_free(RunRecord **v, size_t n);
 /* Mark every queued/running run as lost (called at startup by the one
@@ -598,9 +599,10 @@ int store_dag_insert(Store *s, const DagRunRecord *r);
 int store_dag_update(Store *s, const DagRunRecord *r);
 /* By full id or unique prefix within tenant (NULL: any). -ENOENT, -EEXIST (ambiguous). */
 int store_dag_get(Store *s, const char *tenant, const char *id_or_prefix, DagRunRecord **ret);
-/* The newest limit DAG runs of tenant (NULL: any) in status (NULL: any),
- * most recent first. */
-int store_dag_list(Store *s, const char *tenant, const char *status, size_t limit, DagRunRecord ***ret, size_t *ret_n);
+/* The newest limit DAG runs of tenant (NULL: any) in one of the stored
+ * states statuses lists (NULL-terminated; NULL: any), most recent first. */
+int store_dag_list(Store *s, const char *tenant, char *const *statuses, size_t limit, DagRunRecord ***ret,
+                   size_t *ret_n);
 /* Insert or replace the task (dag_id, name). */
 int store_dag_task_put(Store *s, const DagTaskRecord *t);
 /* The tasks of dag_id in position order (possibly none). */

@@ -69,6 +69,23 @@ def test_env_ls_on_a_server_prints_what_embedded_prints_for_the_same_store(home,
     assert set(envs[0]) == {"key", "requirements", "size_bytes", "last_used", "in_use"}, envs
 
 
+def test_env_ls_in_a_fresh_home_creates_nothing(tmp_path):
+    """Embedded `env ls` opened the engine, which created the home, its
+    database, lock and directories, to say there was nothing. A listing
+    reads the package store's records alone: the empty list, and the home
+    is left as it was (absent, or an empty directory)."""
+    for fresh in (tmp_path / "absent", tmp_path / "empty"):
+        if fresh.name == "empty":
+            fresh.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+        env.update(PYSPRINTER_HOME=str(fresh), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+        for args, out in (((), f"no environments in {fresh}\n"), (("--json",), "[]\n")):
+            r = subprocess.run([str(CLI), "env", "ls", *args], capture_output=True, text=True, env=env,
+                               cwd=tmp_path, timeout=60)
+            assert (r.returncode, r.stdout, r.stderr) == (0, out, ""), (fresh, args, r)
+        assert (sorted(fresh.iterdir()) if fresh.exists() else None) == ([] if fresh.name == "empty" else None)
+
+
 def test_env_ls_of_a_tenant_shows_its_own_environments(home, index):
     """A tenant's token sees the environments its runs resolved (and the
     empty one), never another tenant's; the same columns."""

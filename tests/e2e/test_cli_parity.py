@@ -1468,6 +1468,35 @@ def test_dag_ls_json_records_the_same_options_on_both_paths(daemon, workdir):
     assert out[None] == out[daemon.url]
 
 
+def test_dag_ls_status_lists_the_dag_runs_of_those_states_on_both_paths(daemon, workdir):
+    """`dag ls --status` mirrors `ps --status`: the newest N DAG runs in
+    those states (a list, or the option repeated), the same rows on both
+    paths; a word that is no state is exit 2 naming the states, before any
+    backend is asked."""
+    out = {}
+    for server in (None, daemon.url):
+        assert run_cli(workdir, ["dag", "run", "fail.yaml", "-q", *SB], server=server).returncode == 1
+        assert run_cli(workdir, ["dag", "run", "pipe.yaml", "-q", *SB], server=server).returncode == 0
+        failed = json.loads(run_cli(workdir, ["dag", "ls", "--status", "failed", "--json", "-n", "1"],
+                                    server=server).stdout)
+        assert [g["status"] for g in failed] == ["failed"], (server, failed)
+        both = run_cli(workdir, ["dag", "ls", "--status", "FAILED,succeeded", "--json", "-n", "2"], server=server)
+        again = run_cli(workdir, ["dag", "ls", "--status", "failed", "--status=succeeded", "--json", "-n", "2"],
+                        server=server)
+        assert both.returncode == again.returncode == 0 and both.stdout == again.stdout, (server, both, again)
+        assert [g["status"] for g in json.loads(both.stdout)] == ["succeeded", "failed"], (server, both.stdout)
+        human = run_cli(workdir, ["dag", "ls", "--status", "cancelled,failed", "-n", "1"], server=server)
+        assert human.returncode == 0, human
+        header, row = human.stdout.splitlines()
+        assert row.split()[0] == failed[0]["id"], (server, row, failed)
+        bad = run_cli(workdir, ["dag", "ls", "--status", "failed,lost"], server=server)
+        out[server] = (header, row.split()[1], human.stderr, bad.returncode, bad.stdout, bad.stderr)
+    assert out[None] == out[daemon.url], out
+    assert out[None][1:3] == ("failed", ""), out
+    assert out[None][3:] == (2, "", "pysprinter: dag ls: unknown state 'lost' (validating, running, succeeded, "
+                                    "failed, cancelled, invalid, deps_failed)\nTry 'pysprinter dag --help'.\n"), out
+
+
 INV_READER = '''
 import pysprinter
 

@@ -266,6 +266,34 @@ def test_the_apis_status_filter_counts_only_runs_in_that_state(daemon, workdir):
     assert st == 400 and "unknown status 'bogus'" in body["error"]["message"], body
 
 
+def test_ps_status_takes_several_states_on_both_paths(daemon, workdir):
+    """`ps --status failed,succeeded` (or the option repeated) lists the
+    newest N runs in any of those states: the same rows on both paths, and
+    the API takes the same list (?status=S,T)."""
+    out = {}
+    for server in (None, daemon.url):
+        assert run_cli(workdir, ["run", "f.py", "--kind", "raise", *SB], server=server).returncode == 1
+        assert run_cli(workdir, ["run", "f.py", "--kind", "none", *SB], server=server).returncode == 0
+        listed = run_cli(workdir, ["ps", "--status", "Failed,succeeded", "--json", "-n", "2"], server=server)
+        again = run_cli(workdir, ["ps", "--status", "succeeded", "--status=failed", "--json", "-n", "2"],
+                        server=server)
+        assert listed.returncode == again.returncode == 0 and listed.stdout == again.stdout, (server, listed, again)
+        assert [x["status"] for x in json.loads(listed.stdout)] == ["succeeded", "failed"], (server, listed.stdout)
+        human = run_cli(workdir, ["ps", "--status", "cancelled,failed,killed", "-n", "1"], server=server)
+        assert human.returncode == 0, human
+        header, row = human.stdout.splitlines()
+        out[server] = (header, row.split()[1:3], human.stderr)
+    assert out[None] == out[daemon.url], out
+    assert out[None][1] == ["failed", "1"], out
+    st, body = daemon.call("GET", "/v1/runs?status=failed,succeeded&limit=2", token=None)
+    assert st == 200 and [r["status"] for r in body["runs"]] == ["succeeded", "failed"], body
+    st, body = daemon.call("GET", "/v1/runs?status=killed,failed&limit=1", token=None)
+    assert st == 200 and [r["status"] for r in body["runs"]] == ["failed"], body
+    for q, word in (("failed,bogus", "bogus"), ("failed,", ""), ("Failed", "Failed")):
+        st, body = daemon.call("GET", f"/v1/runs?status={q}", token=None)
+        assert st == 400 and f"unknown status '{word}' (queued, running," in body["error"]["message"], (q, body)
+
+
 @pytest.mark.parametrize("remote", [False, True], ids=["embedded", "server"])
 def test_ps_status_refuses_an_unknown_state_listing_the_valid_ones(daemon, workdir, remote):
     server = daemon.url if remote else None
@@ -275,3 +303,6 @@ def test_ps_status_refuses_an_unknown_state_listing_the_valid_ones(daemon, workd
                         "deps_failed, killed, cancelled, error, lost)\nTry 'pysprinter ps --help'.\n"), r.stderr
     r = run_cli(workdir, ["ps", "--status"], server=server)
     assert r.returncode == 2 and "--status needs a state" in r.stderr, r
+    r = run_cli(workdir, ["ps", "--status", "failed,bogus"], server=server)
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert r.stderr.startswith("pysprinter: ps: unknown state 'bogus' (queued, "), r.stderr

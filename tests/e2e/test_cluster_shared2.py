@@ -147,3 +147,65 @@ def test_dataset_usage_is_refused_clearly_in_cluster_mode(nodes, redis):
     # An unknown dataset is still a 404.
     st, b = g2.call("GET", "/v1/data/nope/usage")
     assert st == 404, b
+
+
+OUTCOME = """
+def f(fail: bool = False):
+    if fail:
+        raise ValueError("no")
+    return "ok"
+"""
+
+
+def test_the_status_filter_finds_a_failed_run_behind_newer_successes_in_a_cluster(nodes, redis):
+    """?status= on the cluster path looks among the tenant's newest 10000
+    runs in Redis, not among the newest limit: ?status=failed&limit=1 is
+    the failed run even after newer successes, through either gateway; a
+    set of states (?status=killed,failed) is filtered the same way."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    st, bad = g1.run(OUTCOME, kwargs={"fail": True})
+    assert st == 200 and bad["status"] == "failed", bad
+    ok = []
+    for gw in (g1, g2, g1):
+        st, b = gw.run(OUTCOME)
+        assert st == 200 and b["status"] == "succeeded", b
+        ok.append(b["id"])
+    for gw in (g1, g2):
+        st, lst = gw.call("GET", "/v1/runs?status=failed&limit=1")
+        assert st == 200 and [r["id"] for r in lst["runs"]] == [bad["id"]], lst
+        st, lst = gw.call("GET", "/v1/runs?status=killed,failed&limit=5")
+        assert st == 200 and [r["id"] for r in lst["runs"]] == [bad["id"]], lst
+        st, lst = gw.call("GET", "/v1/runs?status=succeeded,failed&limit=2")
+        assert st == 200 and [r["id"] for r in lst["runs"]] == ok[::-1][:2], lst
+        st, lst = gw.call("GET", "/v1/runs?status=failed&limit=1", token="bob")
+        assert st == 200 and lst["runs"] == [], lst
+        st, b = gw.call("GET", "/v1/runs?status=failed,nope")
+        assert st == 400 and "unknown status 'nope'" in b["error"]["message"], b
+
+
+
+def test_the_dag_status_filter_finds_a_failed_dag_run_behind_newer_successes_in_a_cluster(nodes, redis):
+    """GET /v1/dags?status= in a cluster: the same search among a tenant's
+    newest DAG runs in Redis, one state or several, through either
+    gateway."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    pipeline = "tasks:\n  a: {file: t.py, function: f, kwargs: {fail: %s}}\n"
+    ids = []
+    for gw, fail in ((g1, "true"), (g2, "false"), (g1, "false")):
+        st, b = gw.call("POST", "/v1/dags?wait=true", {"pipeline": pipeline % fail, "files": {"t.py": OUTCOME},
+                                                        "no_cache": True})
+        assert st == 200 and b["status"] == ("failed" if fail == "true" else "succeeded"), b
+        ids.append(b["id"])
+    for gw in (g1, g2):
+        st, lst = gw.call("GET", "/v1/dags?status=failed&limit=1")
+        assert st == 200 and [g["id"] for g in lst["dags"]] == [ids[0]], lst
+        st, lst = gw.call("GET", "/v1/dags?status=cancelled,failed")
+        assert st == 200 and [g["id"] for g in lst["dags"]] == [ids[0]], lst
+        st, lst = gw.call("GET", "/v1/dags?status=succeeded,failed&limit=3")
+        assert st == 200 and [g["id"] for g in lst["dags"]] == ids[::-1], lst
+        st, b = gw.call("GET", "/v1/dags?status=lost")
+        assert st == 400 and "unknown status 'lost' (validating, running," in b["error"]["message"], b

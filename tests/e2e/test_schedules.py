@@ -601,3 +601,23 @@ def test_invoke_names_a_missing_version_as_schedule_add_does(d, rcli):
     assert (st, b["error"]["message"]) == (404, "function 'tick' has no version 9"), b
     st, b = d.call("POST", "/v1/functions/nope/invoke", {"version": 9})
     assert (st, b["error"]["message"]) == (404, "function not found"), b
+
+
+
+def test_invoke_with_a_payload_names_a_missing_version_as_without(d, rcli):
+    """`invoke tick::9 --payload '{}'` goes through the Lambda route and
+    printed Lambda's "Function not found: arn:…:function:tick:9" where
+    `invoke tick::9 ARGS` says "function 'tick' has no version 9": one
+    wording now, the invoke API's (a missing function: "function not
+    found"), while the Lambda route still answers Lambda's clients as
+    Lambda does."""
+    deploy(d, "tick", TICK)
+    for ref, words in (("tick::9", "function 'tick' has no version 9"), ("nope", "function not found"),
+                       ("nope::2", "function not found")):
+        plain = rcli("invoke", ref, check=None)
+        event = rcli("invoke", ref, "--payload", "{}", check=None)
+        assert (plain.returncode, plain.stdout, plain.stderr) == (event.returncode, event.stdout, event.stderr) \
+            == (2, "", f"pysprinter: {words}\n"), (ref, plain, event)
+    st, b = d.call("POST", "/2015-03-31/functions/tick/invocations?Qualifier=9", {})
+    assert st == 404 and b["message"] == ("Function not found: arn:aws:lambda:local:000000000000:function:tick:9"), b
+    assert b["__type"] == "ResourceNotFoundException", b

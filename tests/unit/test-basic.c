@@ -60,6 +60,56 @@ static void test_strings(void **state) {
         assert_string_equal(e, "");
 }
 
+/* A filter's set of choices ("failed,killed"), as ps --status and
+ * ?status= read it. */
+static void test_strv_extend_choices(void **state) {
+        static const char *const names[] = { "queued", "failed", "killed", "lost", NULL };
+        static const struct {
+                const char *list;
+                bool any_case;
+                const char *want; /* the set joined by '|', or NULL: refused */
+                const char *bad;
+        } rows[] = {
+                { "failed", false, "failed", NULL },
+                { "failed,killed", false, "failed|killed", NULL },
+                { "killed,failed,killed", false, "killed|failed", NULL },
+                { "FAILED,Lost", true, "failed|lost", NULL },
+                { "FAILED", false, NULL, "FAILED" },
+                { "failed,", false, NULL, "" },
+                { ",failed", false, NULL, "" },
+                { "", false, NULL, "" },
+                { "failed,bogus,lost", false, NULL, "bogus" },
+                { "fail", true, NULL, "fail" },
+                { "failed ", false, NULL, "failed " },
+                { "failedx", true, NULL, "failedx" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char **set = strv_append(NULL, "queued"); /* kept, not added twice */
+                _cleanup_free_ char *bad = NULL;
+                int r = strv_extend_choices(&set, rows[i].list, names, rows[i].any_case, &bad);
+                char got[256] = "";
+                for (size_t k = 1; set[k]; k++)
+                        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", k > 1 ? "|" : "", set[k]);
+                if (rows[i].want) {
+                        assert_int_equal(r, 0);
+                        assert_string_equal(got, rows[i].want);
+                        assert_null(bad);
+                } else {
+                        assert_int_equal(r, -EINVAL);
+                        assert_int_equal(strv_length(set), 1);
+                        assert_string_equal(bad, rows[i].bad);
+                }
+                strv_free(set);
+        }
+        char **set = NULL;
+        _cleanup_free_ char *bad = NULL;
+        assert_int_equal(strv_extend_choices(&set, "queued,lost", names, false, &bad), 0);
+        assert_int_equal(strv_extend_choices(&set, "lost,failed", names, false, &bad), 0);
+        assert_int_equal(strv_length(set), 3);
+        assert_string_equal(set[2], "failed");
+        strv_free(set);
+}
+
 static void test_path_join(void **state) {
         const struct {
                 const char *a, *b, *want;
@@ -460,6 +510,7 @@ int main(void) {
                 cmocka_unit_test(test_fd_limit_raise),
                 cmocka_unit_test(test_buf_printf_and_reset),
                 cmocka_unit_test(test_strings),
+                cmocka_unit_test(test_strv_extend_choices),
                 cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_path_base_name),
                 cmocka_unit_test(test_identifier_is_valid),

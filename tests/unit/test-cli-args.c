@@ -245,7 +245,7 @@ static void test_run_status_names(void **state) {
 
 static void test_run_status(void **state) {
         static const struct {
-                const char *word, *want; /* want NULL: refused */
+                const char *word, *want; /* want: the set joined by ','; NULL: refused */
         } states[] = {
                 { "queued", "queued" },
                 { "running", "running" },
@@ -259,22 +259,29 @@ static void test_run_status(void **state) {
                 { "lost", "lost" },
                 { "FAILED", "failed" },
                 { "Deps_Failed", "deps_failed" },
+                { "succeeded,failed", "succeeded,failed" },
+                { "failed,KILLED,failed", "failed,killed" },
                 { "", NULL },
                 { "fail", NULL },
                 { "failed ", NULL },
                 { "canceled", NULL },
                 { "deps-failed", NULL },
-                { "succeeded,failed", NULL },
+                { "failed,", NULL },
+                { "failed, killed", NULL },
                 { "validating", NULL },
                 { "pending", NULL },
         };
         for (size_t i = 0; i < ELEMENTSOF(states); i++) {
-                const char *got = NULL;
+                _cleanup_strv_free_ char **got = NULL;
                 _cleanup_free_ char *err = NULL;
-                int r = cli_parse_run_status(states[i].word, &got, &err);
+                int r = cli_parse_states(states[i].word, run_status_table(), RUN_STATUS_NAMES, &got, &err);
                 if (states[i].want) {
+                        char joined[256] = "";
+                        for (size_t k = 0; got && got[k]; k++)
+                                snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%s", k ? "," : "",
+                                         got[k]);
                         assert_int_equal(r, 0);
-                        assert_string_equal(got, states[i].want);
+                        assert_string_equal(joined, states[i].want);
                         assert_null(err);
                 } else {
                         assert_int_equal(r, -EINVAL);
@@ -284,9 +291,18 @@ static void test_run_status(void **state) {
                 }
         }
         _cleanup_free_ char *err = NULL;
-        const char *got = NULL;
-        assert_int_equal(cli_parse_run_status(NULL, &got, &err), -EINVAL);
+        _cleanup_strv_free_ char **got = NULL;
+        assert_int_equal(cli_parse_states(NULL, run_status_table(), RUN_STATUS_NAMES, &got, &err), -EINVAL);
         assert_non_null(strstr(err, "--status needs a state"));
+        free(err);
+        err = NULL;
+        /* Another table (dag ls's): its names, and its list in the message. */
+        static const char *const dag[] = { "validating", "failed", NULL };
+        assert_int_equal(cli_parse_states("Validating,failed", dag, "validating, failed", &got, &err), 0);
+        assert_int_equal(strv_length(got), 2);
+        assert_string_equal(got[0], "validating");
+        assert_int_equal(cli_parse_states("lost", dag, "validating, failed", &got, &err), -EINVAL);
+        assert_string_equal(err, "unknown state 'lost' (validating, failed)");
 }
 
 int main(void) {

@@ -329,13 +329,31 @@ static void test_file_check_symlink_and_loader(void **state) {
         (void) unlink(link);
 }
 
+/* DAG_STATUS_NAMES is the DAG table's names in order, as
+ * RUN_STATUS_NAMES is the run table's. */
+static void test_dag_status_names(void **state) {
+        Buf b;
+        buf_init(&b, 1024);
+        const char *const *t = dag_status_table();
+        for (size_t i = 0; t[i]; i++)
+                buf_printf(&b, "%s%s", i ? ", " : "", t[i]);
+        assert_string_equal(b.data, DAG_STATUS_NAMES);
+        buf_free(&b);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_diamond), cmocka_unit_test(test_bad), cmocka_unit_test(test_outputs_make_edges),
+                cmocka_unit_test(test_diamond),
+                cmocka_unit_test(test_bad),
+                cmocka_unit_test(test_outputs_make_edges),
                 cmocka_unit_test(test_cycle_names_tasks),
-                cmocka_unit_test(test_params), cmocka_unit_test(test_states),
-                cmocka_unit_test(test_template_subst), cmocka_unit_test(test_key_given_twice),
-                cmocka_unit_test(test_file_check_table), cmocka_unit_test(test_file_check_symlink_and_loader),
+                cmocka_unit_test(test_params),
+                cmocka_unit_test(test_states),
+                cmocka_unit_test(test_dag_status_names),
+                cmocka_unit_test(test_template_subst),
+                cmocka_unit_test(test_key_given_twice),
+                cmocka_unit_test(test_file_check_table),
+                cmocka_unit_test(test_file_check_symlink_and_loader),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

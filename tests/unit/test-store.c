@@ -295,35 +295,48 @@ static void test_prefix_and_tenants(void **state) {
         store_close(s);
 }
 
-/* A state is filtered in the walk: the newest N runs in it, however many
- * newer runs are in others (GET /v1/runs?status=failed&limit=1). */
+/* The states are filtered in the walk: the newest N runs in them, however
+ * many newer runs are in others (GET /v1/runs?status=failed&limit=1), one
+ * state or several (?status=failed,killed). */
 static void test_run_list_by_status(void **state) {
         Store *s = open_fresh();
         insert(s, "r1", "a", "failed", 1);
         insert(s, "r2", "b", "failed", 2);
+        insert(s, "r3", "a", "killed", 3);
         for (int i = 0; i < 5; i++) {
                 char id[8];
                 snprintf(id, sizeof id, "r%d", 10 + i);
                 insert(s, id, i % 2 ? "a" : "b", "succeeded", 10 + (usec_t) i);
         }
-        RunRecord **v = NULL;
-        size_t n = 0;
-        assert_int_equal(store_run_list(s, "a", "failed", 1, &v, &n), 0);
-        assert_int_equal(n, 1);
-        assert_string_equal(v[0]->id, "r1");
-        run_record_list_free(v, n);
-        assert_int_equal(store_run_list(s, NULL, "failed", 5, &v, &n), 0);
-        assert_int_equal(n, 2);
-        assert_string_equal(v[0]->id, "r2");
-        assert_string_equal(v[1]->id, "r1");
-        run_record_list_free(v, n);
-        assert_int_equal(store_run_list(s, NULL, "succeeded", 3, &v, &n), 0);
-        assert_int_equal(n, 3);
-        assert_string_equal(v[0]->id, "r14");
-        run_record_list_free(v, n);
-        assert_int_equal(store_run_list(s, NULL, "lost", 3, &v, &n), 0);
-        assert_int_equal(n, 0);
-        run_record_list_free(v, n);
+        static const struct {
+                const char *tenant;
+                const char *states[3];
+                size_t limit;
+                const char *want[4];
+        } rows[] = {
+                { "a", { "failed" }, 1, { "r1" } },
+                { NULL, { "failed" }, 5, { "r2", "r1" } },
+                { NULL, { "succeeded" }, 3, { "r14", "r13", "r12" } },
+                { NULL, { "lost" }, 3, {} },
+                { NULL, { "failed", "killed" }, 5, { "r3", "r2", "r1" } },
+                { NULL, { "killed", "failed" }, 2, { "r3", "r2" } },
+                { "a", { "killed", "failed" }, 5, { "r3", "r1" } },
+                { "b", { "killed", "lost" }, 5, {} },
+                { "a", { "failed", "succeeded" }, 2, { "r13", "r11" } },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                RunRecord **v = NULL;
+                size_t n = 0;
+                assert_int_equal(
+                        store_run_list(s, rows[i].tenant, (char *const *) rows[i].states, rows[i].limit, &v, &n), 0);
+                size_t want = 0;
+                while (want < ELEMENTSOF(rows[i].want) && rows[i].want[want])
+                        want++;
+                assert_int_equal(n, want);
+                for (size_t k = 0; k < n; k++)
+                        assert_string_equal(v[k]->id, rows[i].want[k]);
+                run_record_list_free(v, n);
+        }
         store_close(s);
 }
 
