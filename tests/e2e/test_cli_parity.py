@@ -218,6 +218,33 @@ def test_validate_json_prints_the_validations_answer_on_both_paths(daemon, workd
     assert st == 200 and api == json.loads(ok.stdout), api
 
 
+def test_a_refused_calls_answer_names_the_function_and_its_parameters(daemon, workdir):
+    """A call the function's signature refuses was answered with
+    "function" and "parameters" null, though the parser had found the
+    function: they are the valid answer's, on both paths, in POST
+    /v1/validate's answer and in the run."""
+    answers = []
+    for server in (None, daemon.url):
+        bad = run_cli(workdir, ["validate", "f.py", "--nope", "x", "--json"], server=server)
+        assert bad.returncode == 3, bad
+        ans = json.loads(bad.stdout)
+        assert (ans["valid"], ans["function"], ans["parameters"]) == (False, "f", ["kind"]), ans
+        answers.append(ans)
+        run = run_cli(workdir, ["run", "f.py", "-a", "1", "-a", "2"], server=server)
+        assert run.returncode == 3, run
+        ps = run_cli(workdir, ["ps", "--status", "invalid", "--json"], server=server)
+        got = json.loads(ps.stdout)[0]
+        assert got["error"]["message"] in run.stderr and got["function"] == "f", got
+    assert answers[0] == answers[1]
+    st, api = daemon.call("POST", "/v1/validate", {"source": (workdir / "f.py").read_text(), "filename": "f.py",
+                                                   "raw_kwargs": {"nope": "x"}})
+    assert st == 200 and api == answers[1], api
+    # Not found, nothing to name: null as before.
+    st, api = daemon.call("POST", "/v1/validate", {"source": "def g():\n    pass\n", "filename": "g.py",
+                                                   "function": "h"})
+    assert st == 200 and (api["function"], api["parameters"]) == (None, None), api
+
+
 HELPED = '''
 @requirements({"nosuchpkg-anywhere": ">=1"})
 def greet(name: str, times: int = 1, shout: bool = False) -> str:
