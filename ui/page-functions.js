@@ -47,6 +47,16 @@ function chart(el, title, data, names, width) {
   return new uPlot(opts, data, el);
 }
 
+// The version's signature, or what its record has of one (a version
+// deployed before signatures were kept: its parameters' names), as
+// `pysprinter invoke NAME --help` prints it.
+function signatureOf(f) {
+        if (f.signature)
+                return f.signature;
+        const fn = f.function || f.name;
+        return Array.isArray(f.parameters) ? `${fn}(${f.parameters.join(', ')})` : fn;
+}
+
 export function functionPage(main, [name]) {
   const charts = [];
   api(`/v1/functions/${encodeURIComponent(name)}`).then(async (f) => {
@@ -66,20 +76,26 @@ export function functionPage(main, [name]) {
       }
     }
     const stats = h('div', { class: 'charts', id: 'fn-charts' });
-    main.append(
-      h('h1', {}, 'Function ', f.name),
-      h('dl', { class: 'facts' },
-        h('dt', {}, 'latest version'), h('dd', {}, f.version),
-        h('dt', {}, 'versions'), h('dd', {}, (f.versions || []).join(', ')),
-        h('dt', {}, 'function'), h('dd', {}, `${f.filename || ''} :: ${f.function || ''}`),
-        h('dt', {}, 'deployed'), h('dd', {}, fmtTime(f.created_at)),
-        h('dt', {}, 'description'), h('dd', {}, f.description || '—')),
-      section('Invoke', h('form', { class: 'invoke', onsubmit: invoke },
-        h('label', { for: 'inv-args' }, 'args (JSON array)'), args,
-        h('label', { for: 'inv-kwargs' }, 'kwargs (JSON object)'), kwargs,
-        h('button', { type: 'submit' }, 'Invoke'), out)),
-      section('Invocations', stats),
-      section('Requirements and limits', json({ requirements: f.requirements, limits: f.limits })));
+    main.append(h('h1', {}, 'Function ', f.name),
+                h('dl', { class: 'facts' }, h('dt', {}, 'latest version'), h('dd', {}, f.version),
+                  h('dt', {}, 'versions'), h('dd', {}, (f.versions || []).join(', ')), h('dt', {}, 'function'),
+                  h('dd', {}, `${f.filename || ''} :: ${f.function || ''}`), h('dt', {}, 'signature'),
+                  h('dd', {}, h('code', { id: 'fn-signature' }, signatureOf(f))), h('dt', {}, 'docstring'),
+                  h('dd', {}, f.doc ? h('pre', { id: 'fn-doc', class: 'doc' }, f.doc) : '—'), h('dt', {}, 'deployed'),
+                  h('dd', {}, fmtTime(f.created_at)), h('dt', {}, 'description'), h('dd', {}, f.description || '—')),
+                section('Invoke', h('form', { class: 'invoke', onsubmit: invoke },
+                                    h('label',
+                                      { for: 'inv-args'
+                                      },
+                                      'args (JSON array)'),
+                                    args,
+                                    h('label',
+                                      { for: 'inv-kwargs'
+                                      },
+                                      'kwargs (JSON object)'),
+                                    kwargs, h('button', { type: 'submit' }, 'Invoke'), out)),
+                section('Invocations', stats),
+                section('Requirements and limits', json({ requirements: f.requirements, limits: f.limits })));
     // A deployed function's runs carry its file and function name.
     const runs = (await api('/v1/runs?limit=2000')).runs.filter((r) => r.function === f.function &&
       r.filename === f.filename);

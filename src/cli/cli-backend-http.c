@@ -233,8 +233,21 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
         return q->detach ? http_run_get(b, id, ret) : follow_run(b, id, rd, ret);
 }
 
+/* `invoke NAME --help`: the deployed version's function object (GET
+ * /v1/functions/NAME[?version=N]: signature, doc, parameters). A missing
+ * function or version fails with the server's words, the invoke's. */
+static int describe_deployed(Backend *b, const RunRequest *q, json_t **ret) {
+        _cleanup_free_ char *name = http_escape(q->deployed), *err = NULL;
+        _cleanup_free_ char *path = q->version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, q->version)
+                                                   : xasprintf("/v1/functions/%s", name);
+        int r = http_json(&b->http, "GET", path, NULL, ret, &err);
+        return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+}
+
 static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
         const RunArgs *a = q->a;
+        if (q->deployed && q->describe_only)
+                return describe_deployed(b, q, ret);
         _cleanup_free_ char *err = NULL, *path = NULL;
         json_t *req = json_object(), *ans = NULL;
         int r;

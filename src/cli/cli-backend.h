@@ -86,7 +86,9 @@ typedef struct RunRequest {
         bool lock_only;
         /* `run FILE --help` (with validate_only): parse the file and find
          * the function, nothing resolved, arguments unchecked; *ret is the
-         * validation's answer with its signature and doc */
+         * validation's answer with its signature and doc. `invoke NAME
+         * --help` (with deployed): *ret is the deployed version's function
+         * object (GET /v1/functions/NAME), which has them too */
         bool describe_only;
         /* run/invoke --detach: *ret is the run as submitted (a 202's run),
          * not its end. Embedded, the caller is cli_detach_fork()'s child:

@@ -77,7 +77,10 @@ static const char invoke_help[] =
         "Invoke a deployed function on the server. --payload sends a Lambda-style\n"
         "event (handler(event, context)); --payload-file reads it from FILE, and '-'\n"
         "from stdin. Otherwise arguments are as for `pysprinter run`. --detach prints\n"
-        "the run's id and returns (`pysprinter logs -f ID` follows it).\n";
+        "the run's id and returns (`pysprinter logs -f ID` follows it).\n"
+        "\n"
+        "NAME[::VERSION] --help prints the deployed function's usage: its signature\n"
+        "and docstring, as `pysprinter run FILE --help` prints a file's.\n";
 
 /* Prints a usage error and the hint to --help; returns EXIT_USAGE. */
 static int usage_error(const char *verb, const char *msg) {
@@ -118,7 +121,7 @@ static char **without_help(int argc, char **argv, int *ret_argc) {
  * keyword argument 'NAME'"): any other message quoting it ("argument
  * 'timout': …", a positional value 'n') is the run's own error, exit 3. */
 static int check_suspects(Backend *b, RunRequest *q) {
-        if (!q->a->suspects || q->lock_only) /* a lock checks no arguments */
+        if (!q->a->suspects || q->lock_only || q->describe_only) /* these check no arguments */
                 return 0;
         RunRequest v = *q;
         v.validate_only = true;
@@ -202,16 +205,40 @@ static void print_lock(const char *target, json_t *lock, bool json) {
                        json_get_string(v, "sha256") ?: "");
 }
 
-/* `run FILE --help`: the function's own usage, from its validation's
- * answer (signature and docstring; nothing of the file runs), then where
- * the runner's options are. */
+/* The signature ans shows (a validation's answer, a function object), or
+ * what it has of one: a version deployed before signatures were kept has
+ * its parameters' names ("f(a, b, *args)"), an older one its name. Caller
+ * frees. */
+static char *shown_signature(json_t *ans) {
+        const char *sig = json_get_string(ans, "signature"), *fn = json_get_string(ans, "function") ?: "?";
+        json_t *params = json_object_get(ans, "parameters");
+        if (sig || !json_is_array(params))
+                return xstrdup(sig ?: fn);
+        Buf b;
+        buf_init(&b, 64 * 1024);
+        buf_printf(&b, "%s(", fn);
+        size_t i;
+        json_t *p;
+        json_array_foreach(params, i, p)
+                buf_printf(&b, "%s%s", i ? ", " : "", json_string_value(p) ?: "?");
+        buf_printf(&b, ")");
+        char *s = xstrdup(b.data);
+        buf_free(&b);
+        return s;
+}
+
+/* `run FILE --help`, `invoke NAME --help`: the function's own usage, from
+ * its validation's answer or its deployed version's object (signature and
+ * docstring; nothing of the file runs), then where the verb's options
+ * are. */
 static void print_function_help(const char *verb, const char *target, json_t *ans, bool json) {
         if (json) {
                 render_json(ans);
                 return;
         }
         printf("Usage: pysprinter %s %s [OPTIONS] [ARGUMENTS]\n\n", verb, target);
-        printf("  %s\n", json_get_string(ans, "signature") ?: json_get_string(ans, "function") ?: "?");
+        _cleanup_free_ char *sig = shown_signature(ans);
+        printf("  %s\n", sig);
         const char *doc = json_get_string(ans, "doc");
         if (doc && *doc) {
                 /* Indented as a block under the signature, each line. */
@@ -224,8 +251,8 @@ static void print_function_help(const char *verb, const char *target, json_t *an
         }
         printf("\nArguments: -a VALUE (positional, in order), --NAME VALUE (keyword); a bool\n"
                "parameter is a flag (--NAME alone). Values are converted by the annotation.\n"
-               "Options (limits, --data, --secret, --server…): pysprinter %s --help\n",
-               verb);
+               "Options (limits, --data, %s, --server…): pysprinter %s --help\n",
+               streq(verb, "invoke") ? "--payload" : "--secret", verb);
 }
 
 /* Runs (or validates, or invokes) q on b and renders it; verb names the
@@ -271,7 +298,9 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 fflush(out);
         renderer_done(&rd);
         const char *status = json_string_value(json_object_get(run, "status")) ?: "";
-        if (q->describe_only && streq(status, "succeeded")) {
+        /* A deployed function's usage is its function object (no run
+         * status): it was found, or b->ops->run failed. */
+        if (q->describe_only && (q->deployed || streq(status, "succeeded"))) {
                 print_function_help(verb, a->target, run, a->json_output);
                 code = 0;
         } else if (q->lock_only && streq(status, "succeeded")) {
@@ -448,10 +477,18 @@ static bool payload_has_company(const RunArgs *a) {
 }
 
 int verb_invoke(int argc, char **argv) {
-        if (help_asked(argc, argv)) {
+        /* --help after a NAME: the deployed function's usage (a server's
+         * business, as the invoke is); alone, invoke's own. */
+        bool describe = help_asked(argc, argv) && argc > 0 && argv[0][0] != '-';
+        if (help_asked(argc, argv) && !describe) {
                 fputs(invoke_help, stdout);
                 return 0;
         }
+        _cleanup_free_ char **words = describe ? without_help(argc, argv, &argc) : NULL;
+        if (describe)
+                argv = words;
+        /* The usage names the version when one was asked for. */
+        _cleanup_free_ char *shown = describe ? xstrdup(argv[0]) : NULL;
         json_t *payload = NULL;
         int code = take_payload(&argc, argv, &payload);
         if (code)
@@ -488,12 +525,20 @@ int verb_invoke(int argc, char **argv) {
                                              "--memory, --max-procs, --max-output, --network and --data cannot go "
                                              "with it");
         }
+        if (shown) {
+                free(a.target);
+                a.target = TAKE_PTR(shown);
+        }
         Backend *b = NULL;
         code = backend_open(&a, &b);
         if (!code) {
-                RunRequest q = {
-                        .a = &a, .deployed = a.file, .version = version, .payload = payload, .detach = a.detach
-                };
+                RunRequest q = { .a = &a,
+                                 .deployed = a.file,
+                                 .version = version,
+                                 .payload = describe ? NULL : payload,
+                                 .validate_only = describe,
+                                 .describe_only = describe,
+                                 .detach = a.detach && !describe };
                 code = run_and_render(b, &q, "invoke");
         }
         backend_free(b);

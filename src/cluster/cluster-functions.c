@@ -49,12 +49,25 @@ static int cf_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) 
         json_decref(m);
         if (!meta)
                 return -ENOMEM;
+        /* Apart from meta (fn_put.lua): what an invoke never reads. */
+        json_t *dj = f->signature || f->doc ? json_object() : NULL;
+        if (dj) {
+                meta_set(dj, "signature", f->signature);
+                meta_set(dj, "doc", f->doc);
+        }
+        _cleanup_free_ char *desc = dj ? json_dumps(dj, JSON_COMPACT) : xstrdup("");
+        json_decref(dj);
+        if (!desc) {
+                free(meta);
+                return -ENOMEM;
+        }
         Args a = { 0 };
         ARGS_EVAL(&a, fn_put, 2);
         add_keys(&a, f->tenant, f->name);
         args_add(&a, f->name);
         args_add(&a, meta);
         args_addb(&a, f->source, f->source_len ? f->source_len : strlen(f->source));
+        args_add(&a, desc);
         free(meta);
         int k = 0;
         redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
@@ -130,6 +143,36 @@ static int cf_get(FunctionStore *fs, const char *tenant, const char *name, int v
         json_decref(m);
         freeReplyObject(rep);
         *ret = f;
+        return 0;
+}
+
+static int cf_describe(FunctionStore *fs, const char *tenant, const char *name, int version, char **ret_signature,
+                       char **ret_doc) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && version > 0 && ret_signature && ret_doc);
+        /* meta tells the version exists; desc is absent for one deployed
+         * before it was kept. */
+        Args a = { 0 };
+        args_add(&a, "HMGET");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(&a, "meta:%d", version);
+        args_addf(&a, "desc:%d", version);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING) {
+                freeReplyObject(rep);
+                return -ENOENT;
+        }
+        json_t *d = rep->element[1]->type == REDIS_REPLY_STRING
+                            ? json_loadb(rep->element[1]->str, rep->element[1]->len, 0, NULL)
+                            : NULL;
+        *ret_signature = dup_or_null(meta_get(d, "signature"));
+        *ret_doc = dup_or_null(meta_get(d, "doc"));
+        json_decref(d);
+        freeReplyObject(rep);
         return 0;
 }
 
@@ -278,6 +321,7 @@ static const FunctionStoreOps cluster_function_ops = {
         .name = "redis",
         .put = cf_put,
         .get = cf_get,
+        .describe = cf_describe,
         .list = cf_list,
         .versions = cf_versions,
         .remove = cf_remove,

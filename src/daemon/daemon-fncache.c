@@ -161,6 +161,13 @@ static int cache_remove(FunctionStore *fs, const char *tenant, const char *name)
         return k;
 }
 
+/* Not kept: only a describing read (GET /v1/functions/NAME, invoke
+ * --help) asks, never an invoke. */
+static int cache_describe(FunctionStore *fs, const char *tenant, const char *name, int version, char **ret_signature,
+                          char **ret_doc) {
+        return function_store_describe(((FunctionCache *) fs)->inner, tenant, name, version, ret_signature, ret_doc);
+}
+
 static int cache_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
         return function_store_list(((FunctionCache *) fs)->inner, tenant, ret, ret_n);
 }
@@ -191,6 +198,7 @@ static const FunctionStoreOps function_cache_ops = {
         .name = "cache",
         .put = cache_put,
         .get = cache_get,
+        .describe = cache_describe,
         .list = cache_list,
         .versions = cache_versions,
         .remove = cache_remove,

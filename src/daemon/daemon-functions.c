@@ -64,9 +64,19 @@ static char *deploy_env_json(const RunRequest *req) {
         return s;
 }
 
+/* The function object: the record's fields, and its signature and doc —
+ * the record's own when it holds them (a deploy's, which always has a
+ * signature), else the store's (a get leaves them out for the invoke
+ * path's sake: FunctionRecord.signature). */
 static json_t *function_json(const DaemonCall *call, const FunctionRecord *f) {
         json_t *j = function_json_base(call, f);
         add_env_names(j, f->env_json);
+        _cleanup_free_ char *sig = NULL, *doc = NULL;
+        if (!f->signature && f->tenant)
+                (void) function_store_describe(call->d->functions, f->tenant, f->name, f->version, &sig, &doc);
+        const char *s = f->signature ?: sig, *d = f->signature ? f->doc : doc;
+        json_object_set_new(j, "signature", s ? json_string(s) : json_null());
+        json_object_set_new(j, "doc", d ? json_string(d) : json_null());
         return j;
 }
 
@@ -159,6 +169,9 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 f->requirements_json = xstrdup_or_null(req->requirements_json);
                 f->limits_json = deploy_limits_json(req);
                 f->params_json = xstrdup_or_null(res->params_json);
+                /* validate_only: the engine's result has them. */
+                f->signature = xstrdup_or_null(res->signature);
+                f->doc = xstrdup_or_null(res->doc);
                 f->description = xstrdup_or_null(req->description);
                 f->created = now_realtime();
                 f->env_json = deploy_env_json(req);

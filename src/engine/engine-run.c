@@ -547,6 +547,15 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
          * requirements is atomic). */
         json_t *v = memoized ? TAKE_PTR(c->memo_reply) : hit ? hit : json_loads(reply, JSON_ALLOW_NUL, NULL);
         validation_warnings(c, v);
+        /* A refused call (its arguments, its requirements) names the
+         * function the parser found as a valid one does: the validation's
+         * answer and the run show it. */
+        const char *function = json_string_value(json_object_get(v, "function"));
+        json_t *params = json_object_get(v, "parameters");
+        if (function)
+                c->res->function = xstrdup(function);
+        if (json_is_array(params))
+                c->res->params_json = json_dumps(params, JSON_COMPACT);
         if (!json_is_true(json_object_get(v, "ok"))) {
                 json_t *e = json_object_get(v, "error");
                 _cleanup_free_ char *msg = format_validation_error(e, c->spec->filename ?: "<input>");
@@ -569,10 +578,8 @@ static int phase_validate(RunCtx *c, json_t **ret_reqs) {
          * arguments; a deployed function's does not). */
         if (!c->spec->instance_key)
                 c->compiled = json_incref(json_object_get(v, "compiled"));
-        c->res->function = xstrdup(json_string_value(json_object_get(v, "function")) ?: "?");
-        json_t *params = json_object_get(v, "parameters");
-        if (json_is_array(params))
-                c->res->params_json = json_dumps(params, JSON_COMPACT);
+        if (!function)
+                c->res->function = xstrdup("?");
         /* Only a validation's answer shows them: a run or an invoke does
          * not copy a docstring on its way. */
         if (c->spec->validate_only) {

@@ -26,6 +26,8 @@ FunctionRecord *function_record_free(FunctionRecord *f) {
         free(f->requirements_json);
         free(f->limits_json);
         free(f->params_json);
+        free(f->signature);
+        free(f->doc);
         free(f->description);
         free(f->env_json);
         free(f);

@@ -65,7 +65,9 @@ int store_function_put_in_tx(Store *s, const FunctionRecord *f, int *ret_version
         sqlite3_finalize(st);
         st = NULL;
 
-        rc = sqlite3_prepare_v2(s->db, "INSERT INTO functions (" FN_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO functions (" FN_COLUMNS ", signature, doc) "
+                                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 goto fail;
@@ -82,6 +84,8 @@ int store_function_put_in_tx(Store *s, const FunctionRecord *f, int *ret_version
         sqlite3_bind_int64(st, 10, (sqlite3_int64) (f->created ? f->created : now_realtime()));
         store_bind_text(st, 11, f->params_json);
         store_bind_text(st, 12, f->env_json);
+        store_bind_text(st, 13, f->signature);
+        store_bind_text(st, 14, f->doc);
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 goto fail;
@@ -133,6 +137,28 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
                 return 0;
         }
         return rc == SQLITE_DONE ? -ENOENT : (store_sqlite_errno(rc) ?: -EIO);
+}
+
+int store_function_describe(Store *s, const char *tenant, const char *name, int version, char **ret_signature,
+                            char **ret_doc) {
+        assert(s && tenant && name && version > 0 && ret_signature && ret_doc);
+        /* Not FN_COLUMNS: a get (every invoke's) never reads these two. */
+        sqlite3_stmt *st = store_read(
+                s, "SELECT signature, doc FROM functions WHERE tenant=?1 AND name=?2 AND version=?3");
+        if (!st)
+                return -EIO;
+        store_bind_text(st, 1, tenant);
+        store_bind_text(st, 2, name);
+        sqlite3_bind_int(st, 3, version);
+        int rc = sqlite3_step(st);
+        char *sig = rc == SQLITE_ROW ? store_col_text(st, 0) : NULL;
+        char *doc = rc == SQLITE_ROW ? store_col_text(st, 1) : NULL;
+        store_read_done(s, st);
+        if (rc != SQLITE_ROW)
+                return rc == SQLITE_DONE ? -ENOENT : (store_sqlite_errno(rc) ?: -EIO);
+        *ret_signature = sig;
+        *ret_doc = doc;
+        return 0;
 }
 
 int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
@@ -235,6 +261,10 @@ static int sf_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) 
 static int sf_get(FunctionStore *fs, const char *tenant, const char *name, int version, FunctionRecord **ret) {
         return store_function_get(fs_store(fs), tenant, name, version, ret);
 }
+static int sf_describe(FunctionStore *fs, const char *tenant, const char *name, int version, char **ret_signature,
+                       char **ret_doc) {
+        return store_function_describe(fs_store(fs), tenant, name, version, ret_signature, ret_doc);
+}
 static int sf_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
         return store_function_list(fs_store(fs), tenant, ret, ret_n);
 }
@@ -258,6 +288,7 @@ static const FunctionStoreOps sqlite_function_ops = {
         .name = "sqlite",
         .put = sf_put,
         .get = sf_get,
+        .describe = sf_describe,
         .list = sf_list,
         .versions = sf_versions,
         .remove = sf_remove,

@@ -250,6 +250,12 @@ static const char *const migrations[] = {
          * before them would read wrong. The version makes such a binary
          * refuse the database (newer than it knows) instead. */
         "SELECT 19;",
+        /* 20: a deployed version's signature and docstring, from its
+         * deploy's validation (`invoke NAME --help`, GET
+         * /v1/functions/NAME). Versions deployed before have NULL: the
+         * help shows what the record has (the parameters' names). */
+        "ALTER TABLE functions ADD COLUMN signature TEXT;"
+        "ALTER TABLE functions ADD COLUMN doc TEXT;",
 };
 
 int store_schema_version(void) {

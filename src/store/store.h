@@ -439,6 +439,13 @@ typedef struct FunctionRecord {
          * (RunResult.params_json); NULL for a version deployed before they
          * were kept: the Lambda event then maps to keyword arguments. */
         char *params_json;
+        /* The function's signature as PEP 8 spells it ("f(n: int = 1) ->
+         * str") and its docstring (NULL: none), from the deploy's
+         * validation (RunResult.signature, doc). A put writes them; a get
+         * leaves them NULL: the invoke path neither reads nor copies them,
+         * and who shows them asks function_store_describe(). */
+        char *signature;
+        char *doc;
         char *description;
         usec_t created;
         /* {"secrets": [NAME…], "env": {KEY: VALUE}} its runs get
@@ -480,6 +487,12 @@ int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name);
 int store_endpoint_put_in_tx(Store *s, const char *tenant, const char *name, int mode);
 /* version 0: the latest. -ENOENT when there is no such function/version. */
 int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret);
+/* The signature and docstring kept with version (> 0) of (tenant, name)
+ * (FunctionRecord.signature, doc), each NULL when the version has none
+ * (deployed before they were kept; a function without a docstring).
+ * -ENOENT when there is no such version. Caller frees both. */
+int store_function_describe(Store *s, const char *tenant, const char *name, int version, char **ret_signature,
+                            char **ret_doc);
 /* The latest version of each of tenant's functions, by name. */
 int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
 /* Ascending version numbers of (tenant, name); -ENOENT when none. */
@@ -496,6 +509,9 @@ typedef struct FunctionStoreOps {
         const char *name;
         int (*put)(FunctionStore *fs, const FunctionRecord *f, int *ret_version);
         int (*get)(FunctionStore *fs, const char *tenant, const char *name, int version, FunctionRecord **ret);
+        /* store_function_describe()'s contract: what a get leaves out. */
+        int (*describe)(FunctionStore *fs, const char *tenant, const char *name, int version, char **ret_signature,
+                        char **ret_doc);
         int (*list)(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
         int (*versions)(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n);
         int (*remove)(FunctionStore *fs, const char *tenant, const char *name);
@@ -522,6 +538,10 @@ static inline int function_store_put(FunctionStore *fs, const FunctionRecord *f,
 static inline int function_store_get(FunctionStore *fs, const char *tenant, const char *name, int version,
                                      FunctionRecord **ret) {
         return fs->ops->get(fs, tenant, name, version, ret);
+}
+static inline int function_store_describe(FunctionStore *fs, const char *tenant, const char *name, int version,
+                                          char **ret_signature, char **ret_doc) {
+        return fs->ops->describe(fs, tenant, name, version, ret_signature, ret_doc);
 }
 static inline int function_store_list(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n) {
         return fs->ops->list(fs, tenant, ret, ret_n);

@@ -37,6 +37,7 @@ class ValidationError(Exception):
         self.col = col
         self.text = text
         self.kind = kind
+        self.fn = None  # the function's AST once it was found (_analyse)
 
 
 # ---- the `pysprinter` module user code sees ---------------------------------
@@ -623,10 +624,16 @@ def _analyse(req):
     filename = req.get("filename") or "<input>"
     tree = _parse(source, filename)
     fn, call = _find_function(tree, req.get("function"), filename)
-    reqs = _literal_requirements(call, filename) if call is not None else {}
-    if req.get("_skip_bind") or req.get("bind") is False:
-        return tree, fn, reqs, [], {}
-    args, kwargs = _bind(fn, _call_args(req), req.get("kwargs") or {})
+    try:
+        reqs = _literal_requirements(call, filename) if call is not None else {}
+        if req.get("_skip_bind") or req.get("bind") is False:
+            return tree, fn, reqs, [], {}
+        args, kwargs = _bind(fn, _call_args(req), req.get("kwargs") or {})
+    except ValidationError as e:
+        # Found, then refused (its arguments, its requirements): the
+        # answer still names the function and its parameters.
+        e.fn = fn
+        raise
     return tree, fn, reqs, args, kwargs
 
 
@@ -675,7 +682,11 @@ def _error_reply(e, filename):
         err["col"] = e.col
     if e.text:
         err["text"] = e.text.rstrip("\n")
-    return {"ok": False, "error": err}
+    reply = {"ok": False, "error": err}
+    if e.fn is not None:
+        reply["function"] = e.fn.name
+        reply["parameters"] = _parameters(e.fn)
+    return reply
 
 
 def validate(request_json):

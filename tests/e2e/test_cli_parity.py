@@ -218,6 +218,33 @@ def test_validate_json_prints_the_validations_answer_on_both_paths(daemon, workd
     assert st == 200 and api == json.loads(ok.stdout), api
 
 
+def test_a_refused_calls_answer_names_the_function_and_its_parameters(daemon, workdir):
+    """A call the function's signature refuses was answered with
+    "function" and "parameters" null, though the parser had found the
+    function: they are the valid answer's, on both paths, in POST
+    /v1/validate's answer and in the run."""
+    answers = []
+    for server in (None, daemon.url):
+        bad = run_cli(workdir, ["validate", "f.py", "--nope", "x", "--json"], server=server)
+        assert bad.returncode == 3, bad
+        ans = json.loads(bad.stdout)
+        assert (ans["valid"], ans["function"], ans["parameters"]) == (False, "f", ["kind"]), ans
+        answers.append(ans)
+        run = run_cli(workdir, ["run", "f.py", "-a", "1", "-a", "2"], server=server)
+        assert run.returncode == 3, run
+        ps = run_cli(workdir, ["ps", "--status", "invalid", "--json"], server=server)
+        got = json.loads(ps.stdout)[0]
+        assert got["error"]["message"] in run.stderr and got["function"] == "f", got
+    assert answers[0] == answers[1]
+    st, api = daemon.call("POST", "/v1/validate", {"source": (workdir / "f.py").read_text(), "filename": "f.py",
+                                                   "raw_kwargs": {"nope": "x"}})
+    assert st == 200 and api == answers[1], api
+    # Not found, nothing to name: null as before.
+    st, api = daemon.call("POST", "/v1/validate", {"source": "def g():\n    pass\n", "filename": "g.py",
+                                                   "function": "h"})
+    assert st == 200 and (api["function"], api["parameters"]) == (None, None), api
+
+
 HELPED = '''
 @requirements({"nosuchpkg-anywhere": ">=1"})
 def greet(name: str, times: int = 1, shout: bool = False) -> str:
@@ -260,6 +287,54 @@ def test_run_file_help_prints_the_functions_usage_on_both_paths(daemon, workdir)
         assert "Usage: pysprinter run FILE[::FUNC]" in run_cli(workdir, ["run", "--help"], server=server).stdout
         out[server] = (r.stdout, r.stderr.replace("--index-url is the server's setting", ""), v.stdout, bad.stderr)
     assert out[None][0] == out[daemon.url][0] and out[None][2:] == out[daemon.url][2:]
+
+
+def test_invoke_name_help_prints_the_deployed_functions_usage(daemon, workdir):
+    """`invoke NAME --help` printed invoke's generic help. It prints the
+    deployed version's usage, the block `run FILE --help` prints for its
+    file, from the signature and docstring its deploy kept (GET
+    /v1/functions/NAME shows them); a missing function or version, and no
+    server at all, are what `invoke` says, with its exit code."""
+    src = HELPED.replace('@requirements({"nosuchpkg-anywhere": ">=1"})\n', "")
+    (workdir / "helpdep.py").write_text(src)
+    for target in ("helpdep.py::greet", "helpdep.py::other"):
+        r = run_cli(workdir, ["deploy", target, "--name", "usage"], server=daemon.url)
+        assert r.returncode == 0, r
+    st, f = daemon.call("GET", "/v1/functions/usage?version=1")
+    assert st == 200 and f["signature"] == "greet(name: str, times: int = 1, shout: bool = False) -> str", f
+    assert f["doc"] == "Say hello.\n\nname: who to greet", f
+    st, latest = daemon.call("GET", "/v1/functions/usage")
+    assert (latest["signature"], latest["doc"]) == ("other(a, /, b, c=[1, 2], *args, d, e: 'int' = 3, **kw)", None)
+    st, listed = daemon.call("GET", "/v1/functions")
+    assert [g["signature"] for g in listed["functions"] if g["name"] == "usage"] == [latest["signature"]]
+
+    local = run_cli(workdir, ["run", "helpdep.py::greet", "--help"])
+    inv = run_cli(workdir, ["invoke", "usage::1", "--help"], server=daemon.url)
+    assert inv.returncode == 0, inv
+    assert inv.stdout.startswith("Usage: pysprinter invoke usage::1 [OPTIONS] [ARGUMENTS]\n\n"
+                                 "  greet(name: str, times: int = 1, shout: bool = False) -> str\n\n"
+                                 "    Say hello.\n\n    name: who to greet\n"), inv.stdout
+    # The same block as the file's, but for the verb's name and options.
+    assert inv.stdout.splitlines()[1:-1] == local.stdout.splitlines()[1:-1], (inv.stdout, local.stdout)
+    assert inv.stdout.splitlines()[-1] == "Options (limits, --data, --payload, --server…): pysprinter invoke --help"
+    o = run_cli(workdir, ["invoke", "usage", "-h"], server=daemon.url)
+    assert o.stdout.splitlines()[:3] == ["Usage: pysprinter invoke usage [OPTIONS] [ARGUMENTS]", "",
+                                         "  other(a, /, b, c=[1, 2], *args, d, e: 'int' = 3, **kw)"], o.stdout
+    j = run_cli(workdir, ["invoke", "usage::1", "--help", "--json"], server=daemon.url)
+    assert j.returncode == 0 and json.loads(j.stdout) == f, j
+    # Without a NAME, --help is invoke's own, server or not.
+    assert run_cli(workdir, ["invoke", "--help"]).stdout.startswith("Usage: pysprinter invoke NAME[::VERSION]")
+
+    # What is not there: invoke's words and exit code.
+    for name in ("nope", "usage::9"):
+        want = run_cli(workdir, ["invoke", name], server=daemon.url)
+        got = run_cli(workdir, ["invoke", name, "--help"], server=daemon.url)
+        assert want.returncode != 0 and (got.returncode, got.stderr, got.stdout) == (
+            want.returncode, want.stderr, ""), (name, want, got)
+    assert got.stderr == "pysprinter: function 'usage' has no version 9\n", got.stderr
+    want, got = run_cli(workdir, ["invoke", "usage"]), run_cli(workdir, ["invoke", "usage", "--help"])
+    assert want.returncode != 0 and "invoke needs a server" in want.stderr, want
+    assert (got.returncode, got.stderr, got.stdout) == (want.returncode, want.stderr, ""), got
 
 
 def test_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):

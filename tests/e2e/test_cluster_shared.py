@@ -196,6 +196,8 @@ def test_functions_deployed_through_one_gateway_are_everyones(nodes, redis):
     st, one = g1.call("GET", "/v1/functions/greet?version=1")
     st2, other = g2.call("GET", "/v1/functions/greet?version=1")
     assert st == st2 == 200 and one == other and one["description"] == "v1", (one, other)
+    # Its signature too, kept apart from what an invoke reads (desc:<v>).
+    assert (one["signature"], one["doc"]) == ("hello(name: str, n: int = 1)", None), one
 
     st, b = g2.call("POST", "/v1/functions/greet/invoke?wait=true", {"raw_args": ["z"]})
     assert st == 200 and b["result"] == {"hi": "z", "n": 1}, b

@@ -744,7 +744,7 @@ def test_fixture_database_upgrades_and_reads_back(tmp_path):
     finally:
         d.stop()
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 19  # every migration applied (src/store/store-migrate.c)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 20  # every migration applied (src/store/store-migrate.c)
     db.close()
 
 
@@ -766,12 +766,20 @@ def test_previous_schema_keeps_its_runs_and_function_runs(tmp_path):
         st, fr = d.call("GET", "/v1/functions/greeter/runs")
         assert st == 200, fr
         assert [r["result"] for r in fr["runs"]] == ["hi cy", "hi bob", "hi ann"], fr
+        # Deployed before signatures were kept (migration 20): none, and
+        # its usage shows what the record has, its parameters' names.
+        st, f = d.call("GET", "/v1/functions/greeter")
+        assert st == 200 and (f["signature"], f["doc"], f["parameters"]) == (None, None, ["name"]), f
+        p = pysprinter("invoke", "greeter", "--help", home=tmp_path / "cli", PYSPRINTER_SERVER=d.url,
+                       PYSPRINTER_TOKEN=TOKENS["alice"])
+        assert p.returncode == 0 and p.stdout.startswith(
+            "Usage: pysprinter invoke greeter [OPTIONS] [ARGUMENTS]\n\n  greet(name)\n\nArguments:"), p
         st, runs = d.call("GET", "/v1/runs?limit=2")
         assert st == 200 and [r["id"] for r in runs["runs"]][0] == out["id"], runs
     finally:
         d.stop()
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 19
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 20
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name='runs'")}
     assert "runs_request_fields" not in names and "runs_created" not in names, names
     assert "runs_tenant_created" in names and "runs_pending" in names and "runs_idem_key" in names, names

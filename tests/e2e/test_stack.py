@@ -103,6 +103,9 @@ def test_deploy_redeploy_edit_prune(stack, d, tmp_path):
     assert fns["add"][2] == {"path": "/fn/alice/add", "public": False}
     assert fns["envf"][2] is None and fns["envf"][3] == ["API_KEY"] and fns["envf"][4] == ["GREETING"]
     assert scheds == [("add-often", "add", "@every 10m"), ("hello-nightly", "hello", "0 3 * * *")]
+    # A stack's deploy keeps each version's signature as a deploy does.
+    st, add = d.call("GET", "/v1/functions/add")
+    assert (add["signature"], add["doc"]) == ("add(a: int = 1, b: int = 2)", None), add
     # The deployed functions work as the stack says: env and secret, URL.
     p = stack("invoke", "envf", check=0)
     assert json.loads(p.stdout) == ["hi", "s3cr3t"]

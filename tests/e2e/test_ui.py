@@ -411,7 +411,7 @@ def test_another_tenants_function_page_cannot_act_as_the_visitor(alice, d):
 
 
 def test_every_page_renders_without_console_errors(alice, d):
-    st, f = d.call("POST", "/v1/functions", {"name": "greet", "source": "def greet(who='x'):\n    return 'hi ' + who\n"})
+    st, f = d.call("POST", "/v1/functions", {"name": "greet", "source": "def greet(who='x'):\n    \"\"\"Greets.\n\n    who: whom\n    \"\"\"\n    return 'hi ' + who\n"})
     assert st == 201, f
     for _ in range(3):
         st, r = d.call("POST", "/v1/functions/greet/invoke?wait=true", {"kwargs": {"who": "ui"}})
@@ -436,6 +436,11 @@ def test_every_page_renders_without_console_errors(alice, d):
         wait_for(lambda: by_css(alice, ready), timeout=20, what=f"{name}: {ready}")
         shot(alice, name)
         assert console_errors(alice) == [], name
+    # The function's signature and docstring, as `invoke greet --help` shows them.
+    go(alice, d, "#/functions/greet")
+    wait_for(lambda: by_css(alice, "#fn-signature"), what="the signature")
+    assert by_css(alice, "#fn-signature")[0].text == "greet(who='x')"
+    assert by_css(alice, "#fn-doc")[0].text == "Greets.\n\nwho: whom"
     # All three charts of the function page (invocations, error rate, p50/p99).
     go(alice, d, "#/functions/greet")
     wait_for(lambda: len(by_css(alice, "#fn-charts .uplot")) == 3, what="three uPlot charts")

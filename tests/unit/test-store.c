@@ -892,6 +892,43 @@ static void test_function_store_url(void **state) {
         store_close(s);
 }
 
+/* A version's signature and docstring (migration 20): written by a put,
+ * read by describe alone, never by a get (every invoke's); a version
+ * without them (deployed before) describes as NULL, NULL. */
+static void test_function_signature_and_doc(void **state) {
+        Store *s = open_fresh();
+        FunctionStore *fs = function_store_sqlite_new(s);
+        FunctionRecord f = { .tenant = (char *) "t",
+                             .name = (char *) "a",
+                             .source = (char *) "def a(n: int = 1):\n    \"Doc.\"\n",
+                             .signature = (char *) "a(n: int = 1)",
+                             .doc = (char *) "Doc." };
+        FunctionRecord old = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        int v = 0;
+        assert_int_equal(function_store_put(fs, &old, &v), 0);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 2);
+        FunctionRecord *got = NULL;
+        assert_int_equal(function_store_get(fs, "t", "a", 0, &got), 0);
+        assert_null(got->signature);
+        assert_null(got->doc);
+        function_record_free(got);
+        char *sig = NULL, *doc = NULL;
+        assert_int_equal(function_store_describe(fs, "t", "a", 2, &sig, &doc), 0);
+        assert_string_equal(sig, "a(n: int = 1)");
+        assert_string_equal(doc, "Doc.");
+        free(sig);
+        free(doc);
+        sig = doc = (char *) "unset";
+        assert_int_equal(function_store_describe(fs, "t", "a", 1, &sig, &doc), 0);
+        assert_null(sig);
+        assert_null(doc);
+        assert_int_equal(function_store_describe(fs, "t", "a", 3, &sig, &doc), -ENOENT);
+        assert_int_equal(function_store_describe(fs, "u", "a", 1, &sig, &doc), -ENOENT);
+        function_store_free(fs);
+        store_close(s);
+}
+
 /* A stack's writes share one transaction: a failure anywhere in it leaves
  * nothing of it; a commit keeps all of it (docs/stack.md). */
 static void test_tx_all_or_nothing(void **state) {
@@ -2654,6 +2691,7 @@ static void test_tenant_index_pages_stay_full(void **state) {
 
         /* The same database as schema 17 left it: migrated, the same list. */
         exec_on(path, "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
+                      "ALTER TABLE functions DROP COLUMN signature; ALTER TABLE functions DROP COLUMN doc;"
                       "PRAGMA user_version=17;");
         assert_int_equal(store_open(path, &s), 0);
         RunRecord **v = NULL;
@@ -5189,6 +5227,7 @@ int main(void) {
                 cmocka_unit_test(test_schedule_advance_is_fenced),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_tx_all_or_nothing),
+                cmocka_unit_test(test_function_signature_and_doc),
                 cmocka_unit_test(test_function_store_url),
                 cmocka_unit_test(test_run_lock_and_dataset_usage),
                 cmocka_unit_test(test_group_commit_batches_and_releases_after_commit),
