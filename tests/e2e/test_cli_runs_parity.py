@@ -450,3 +450,18 @@ def test_cancel_of_one_run_does_not_fail_another_waiting_on_the_same_install(ins
         assert (second.returncode, o) == (0, "slowc\n"), (server, o, e)
     ix.slow.pop(path, None)
 
+
+def test_gc_removes_cancel_asks_of_runs_no_longer_in_flight(workdir):
+    """An embedded `cancel` asks with a file, $PYSPRINTER_HOME/cancel/RUN;
+    when the run's owner and the asker both died before removing it, it
+    stayed forever. `gc` removes the asks of runs that ended or are not
+    known at all."""
+    assert run_cli(workdir, ["run", "f.py", "--kind", "none", *SB]).returncode == 0
+    rid = newest_run(workdir, None)["id"]
+    asks = workdir / "home" / "cancel"
+    asks.mkdir(exist_ok=True)
+    for name in (rid, "rnosuchrunatall"):
+        (asks / name).write_text("")
+    r = run_cli(workdir, ["gc"])
+    assert r.returncode == 0, r
+    assert sorted(p.name for p in asks.iterdir()) == [], list(asks.iterdir())
