@@ -517,6 +517,58 @@ static void test_large_file_validation_has_the_runs_limits(void **state) {
         engine_free(e);
 }
 
+typedef struct LateCancel {
+        Engine *e;
+        const char *id;
+        unsigned after_ms;
+        usec_t at;
+} LateCancel;
+
+static void *late_cancel_main(void *userdata) {
+        LateCancel *c = userdata;
+        usleep(c->after_ms * 1000);
+        c->at = now_monotonic();
+        assert_int_equal(engine_cancel(c->e, c->id), 0);
+        return NULL;
+}
+
+/* A cancel while a large file is validated (seconds, in a validator's
+ * child) ends the run at once, `cancelled`; the next run validates in a
+ * fresh validator (the cancelled one's reply is still to come). */
+static void test_cancel_while_validating(void **state) {
+        Engine *e = engine_for_test_as(0, true);
+        Buf b;
+        buf_init(&b, 4ULL << 20);
+        buf_appends(&b, "def f():\n    return 'ran'\n\ndef never_called():\n");
+        for (int i = 0; b.len < (1U << 20); i++)
+                buf_printf(&b, "    g(h(i(j(%d, %d))))\n", i, i);
+        LateCancel c = { .e = e, .id = "rvalidating", .after_ms = 300 };
+        pthread_t t;
+        pthread_create(&t, NULL, late_cancel_main, &c);
+        RunSpec spec = { .run_id = c.id,
+                         .source = b.data,
+                         .source_len = b.len,
+                         .filename = "big.py",
+                         .function = "f",
+                         .sandbox = SANDBOX_MODE_NONE,
+                         .no_record = true,
+                         .limits = { .memory_bytes = 2ULL << 30, .timeout_ms = 180000 } };
+        RunResult *r = NULL;
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
+        usec_t took = now_monotonic() - c.at;
+        pthread_join(t, NULL);
+        assert_int_equal(r->status, RUN_CANCELLED);
+        assert_string_equal(r->error_message, "cancelled");
+        if (took >= 500 * USEC_PER_MSEC)
+                fail_msg("the run ended %llu ms after its cancel", (unsigned long long) (took / 1000));
+        run_result_free(r);
+        buf_free(&b);
+        RunResult *ok = run_source(e, "def f():\n    return 2\n", NULL, NULL, NULL);
+        assert_ok(ok, "2");
+        run_result_free(ok);
+        engine_free(e);
+}
+
 static void test_validation_cached(void **state) {
         Engine *e = engine_for_test(0);
         RunResult *a = run_source(e, "def f(x: int):\n    return x\n", "[{\"raw\":\"2\"}]", NULL, NULL);
@@ -1019,6 +1071,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_while_installing),
                 cmocka_unit_test(test_cancel_wakes_the_watch),
                 cmocka_unit_test(test_cancel_request_file),
+                cmocka_unit_test(test_cancel_while_validating),
                 cmocka_unit_test(test_large_file_validation_has_the_runs_limits),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_vcache_bounded_by_bytes),
