@@ -579,6 +579,10 @@ static void validation_limit_outcome(RunCtx *c, const char *type) {
  * but the inputs (a limit's refusal is not cached: it depends on the
  * run's limits). */
 static int validate_in_worker(RunCtx *c, char **ret_reply) {
+        /* Cancelled already (Ctrl-C right after the start): no validator
+         * is taken, and none is lost to a reply nobody reads. */
+        if (cancelled(c))
+                return cancel_outcome(c);
         _cleanup_free_ char *err = NULL;
         PoolWorker *base = NULL;
         bool cold;
