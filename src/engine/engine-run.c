@@ -1080,7 +1080,6 @@ typedef struct RunWatch {
         usec_t cancel_kill_again; /* monotonic: when a cancelled run is killed again */
         usec_t deadline;      /* monotonic: the time limit (0: not yet set), then the kill's */
         usec_t exit_deadline; /* monotonic: the grace after the exit report (0: none) */
-        bool cancel_polled;   /* the cancel eventfd is in the poll set */
         Buf result;           /* a forked run's result pipe */
         json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
@@ -1250,8 +1249,7 @@ static void watch_fds(RunCtx *c, RunWatch *w, Pipes *p, struct pollfd pf[static 
         pf[3] = (struct pollfd) { .fd = p->result[0], .events = POLLIN };
         /* Until the cancel is acted on (then the kill is repeated on
          * time, cancel_kill_again). */
-        w->cancel_polled = !w->was_cancelled && c->active.cancel_fd >= 0;
-        pf[4] = (struct pollfd){ .fd = w->cancel_polled ? c->active.cancel_fd : -1, .events = POLLIN };
+        pf[4] = (struct pollfd){ .fd = w->was_cancelled ? -1 : c->active.cancel_fd, .events = POLLIN };
 }
 
 /* Acts on what a poll of watch_fds() returned: reads output, the result,
