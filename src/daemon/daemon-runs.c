@@ -1087,8 +1087,9 @@ static void *pool_thread(void *p) {
  * No run thread is woken for such an invoke and none sleeps on its answer
  * (docs/performance.md "Invoke path: an event loop for warm invokes (round
  * 9)"). Time limits, cancels and output limits act inside the engine's
- * watch as on a run thread; the watcher looks at every run at least every
- * 100 ms (the deadline engine_run_watch_fds() gives). */
+ * watch as on a run thread; the watcher sleeps until a run's fd is ready
+ * (a cancel signals the run's eventfd, one of them) or its next deadline
+ * (what engine_run_watch_fds() gives), never on a tick. */
 
 /* Whether r may begin on an instance engine_instance_take_idle() takes
  * under its function's plain key: a caller waits for its answer, and it
@@ -1334,8 +1335,12 @@ static void *watch_thread(void *p) {
                         continue;
                 pf[0] = (struct pollfd) { .fd = d->watch_efd, .events = POLLIN };
                 usec_t now = now_monotonic();
-                /* Rounded up to the ms: a look due in 300 µs sleeps 1 ms, not 0. */
-                int timeout = until == UINT64_MAX ? -1 : until > now ? (int) ((until - now + 999) / 1000) : 0;
+                /* Rounded up to the ms: a look due in 300 µs sleeps 1 ms, not 0.
+                 * A watch sleeps until its time limit (no 100 ms tick): a
+                 * long limit must not overflow the int. */
+                int timeout = until == UINT64_MAX ? -1
+                              : until > now       ? (int) MIN((until - now + 999) / 1000, (usec_t) INT32_MAX)
+                                                  : 0;
                 int k = poll(pf, 1 + n * ENGINE_RUN_POLLFDS, timeout);
                 __atomic_add_fetch(&d->metrics.watcher_wakes, 1, __ATOMIC_RELAXED);
                 if (k <= 0)

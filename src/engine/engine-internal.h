@@ -127,7 +127,20 @@ struct Engine {
         bool janitor_polling;
         int janitor_wake_fd;
         usec_t exit_report_wait_usec; /* 0: EXIT_REPORT_WAIT_MS (tests set it) */
+        /* engine-run.c (record_owner): one inotify watch on $DATA/cancel,
+         * read by cancel_thread, which acts on the `pysprinter cancel`
+         * files of this process's runs (engine_cancel_request()). */
+        int cancel_inotify_fd;
+        int cancel_stop_fd; /* eventfd: engine_free() stops the thread */
+        pthread_t cancel_thread;
+        bool cancel_thread_running;
 };
+
+/* engine-run.c: starts and stops the watch of $DATA/cancel (record_owner
+ * engines). A failure to start leaves `pysprinter cancel` of this
+ * process's runs without effect, and is logged. */
+void engine_cancel_watch_start(Engine *e);
+void engine_cancel_watch_stop(Engine *e);
 
 /* engine-outdir.c: kept output dirs, per tenant. Forgets them all
  * (engine_free; the dirs go with their workers' output roots). */
@@ -248,9 +261,11 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs);
  * and *ret_lock_json (may be NULL) the lock as compact JSON (NULL when
  * there are no requirements): the run record keeps it (docs/ui.md).
  * refresh: resolve against the index again, not from a cached lock (run
- * --no-cache). On failure *ret_error is the user-facing reason (exit 4). */
+ * --no-cache). cancel: the run's cancel flag (PkgEnvOptions.cancel; NULL:
+ * none); a cancelled resolution or install is -ECANCELED. On failure
+ * *ret_error is the user-facing reason (exit 4). */
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
-                       const char *run_id, RunEventFn fn, void *userdata, char ***ret_sys_path,
+                       const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
                        size_t *ret_n_entries, char **ret_lock_json, char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
  * requirements) once it resolved: 1 and *ret_sys_path and *ret_lock_json
@@ -290,6 +305,10 @@ int worker_hello(Engine *e, Worker *w, char **ret_error);
 /* Receives one message, waiting at most until deadline (monotonic µs; 0 =
  * forever). -ETIMEDOUT, -ECONNRESET when the worker died. */
 int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len);
+/* The same, ending with -ECANCELED as soon as cancel_fd (a run's cancel
+ * eventfd; -EBADF: none) is readable and no message is. The reply still
+ * to come makes the worker's socket unusable: release it as broken. */
+int worker_recv_cancellable(Worker *w, usec_t deadline, int cancel_fd, char **ret_json, size_t *ret_len);
 int worker_send(Worker *w, const char *json, const int *fds, size_t n_fds);
 Worker *worker_stop(Worker *w);
 

@@ -89,8 +89,14 @@ static bool touch_held_env(const char *key) {
  * (`pysprinter-worker --compile DIR`: the stdlib's compileall, which only
  * parses the files, never runs them), so the read-only store holds the
  * .pyc files imports need. Bounded in time; a failure only costs speed. */
+typedef struct CompileCtx {
+        Engine *e;
+        const bool *cancel; /* the run's flag, may be NULL */
+} CompileCtx;
+
 static int compile_dir(const char *dir, void *userdata) {
-        Engine *e = userdata;
+        CompileCtx *cc = userdata;
+        Engine *e = cc->e;
         /* posix_spawn(), not fork(), for the reason engine-sandbox.c's
          * worker start gives: a fork() of the multithreaded daemon stalls
          * every thread of it. */
@@ -114,10 +120,11 @@ static int compile_dir(const char *dir, void *userdata) {
                         return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
                 if (k < 0 && errno != EINTR)
                         return -errno;
-                if (now_monotonic() > deadline) {
+                bool cancel = cc->cancel && __atomic_load_n(cc->cancel, __ATOMIC_ACQUIRE);
+                if (cancel || now_monotonic() > deadline) {
                         (void) kill(pid, SIGKILL);
                         (void) waitpid(pid, NULL, 0);
-                        return -ETIMEDOUT;
+                        return cancel ? -ECANCELED : -ETIMEDOUT;
                 }
                 usleep(2000);
         }
@@ -342,7 +349,7 @@ static void env_seen_put(Engine *e, const char *key, const char *env_key, char *
 }
 
 static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
-                       const char *run_id, RunEventFn fn, void *userdata, char ***ret_sys_path,
+                       const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
                        size_t *ret_n_entries, char **ret_lock_json, char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
@@ -367,17 +374,19 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                 return r;
         cfg->peers = e->peers;
         ProgressCtx pc = { .fn = fn, .userdata = userdata, .run_id = run_id };
+        CompileCtx cc = { .e = e, .cancel = cancel };
         PkgEnvOptions o = {
                 .data_dir = e->data_dir,
                 .index = cfg,
                 .progress = on_progress,
                 .userdata = &pc,
                 .compile = compile_dir,
-                .compile_userdata = e,
+                .compile_userdata = &cc,
                 .resolve_only = resolve_only,
                 .refresh = refresh,
                 .admit = e->deny_packages || e->allow_packages ? admit_dependency : NULL,
                 .admit_userdata = e,
+                .cancel = cancel,
         };
         PkgEnv *env = NULL;
         r = pkg_env_prepare(&o, reqs, n_reqs, &env, ret_error);
@@ -412,9 +421,9 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
 }
 
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
-                       const char *run_id, RunEventFn fn, void *userdata, char ***ret_sys_path,
+                       const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
                        size_t *ret_n_entries, char **ret_lock_json, char **ret_error) {
-        int r = resolve_env(e, reqs, n_reqs, resolve_only, refresh, run_id, fn, userdata, ret_sys_path,
+        int r = resolve_env(e, reqs, n_reqs, resolve_only, refresh, run_id, cancel, fn, userdata, ret_sys_path,
                             ret_n_entries, ret_lock_json, ret_error);
         /* Its messages name index URLs: a run's error reaches its tenant,
          * and the operator's index password must not. */

@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <dirent.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 
 #include "engine-internal.h"
@@ -23,7 +25,14 @@ struct ActiveRun {
         char *id;
         RunSandbox *sandbox;
         Worker *worker;
+        /* Set once (atomically) by engine_cancel(); read without the lock
+         * by every phase and by the package manager (PkgEnvOptions.cancel). */
         bool cancelled;
+        /* An eventfd engine_cancel() signals: the watch and a validation's
+         * wait poll it, so a cancel wakes them instead of a tick. */
+        int cancel_fd;
+        /* `pysprinter cancel` may ask by file (the CLI's recorded runs). */
+        bool by_file;
         ActiveRun *next;
 };
 
@@ -49,7 +58,6 @@ typedef struct RunCtx {
         char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
         usec_t t_start;
-        usec_t cancel_looked;     /* monotonic: the last look for a cancel request (record_owner) */
         char *out_host;           /* the host dir the run sees as /out (output_dir_create()) */
         bool out_daemon_born;     /* out_host was made before any tenant was known (a spare's) */
         json_t *memo_reply;       /* a deployed source's memoized validation, parsed, shared (instance_memo_get) */
@@ -103,6 +111,10 @@ static void effective_limits(RunCtx *c) {
 
 static void active_register(RunCtx *c) {
         c->active.id = c->res->id;
+        /* Without one (EMFILE) the watch notices a cancel at its next
+         * wake-up only; engine_cancel() kills the tree all the same. */
+        c->active.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        c->active.by_file = c->e->record_owner && !c->spec->no_record;
         pthread_mutex_lock(&c->e->lock);
         c->active.next = c->e->active;
         c->e->active = &c->active;
@@ -117,6 +129,7 @@ static void active_unregister(RunCtx *c) {
                         break;
                 }
         pthread_mutex_unlock(&c->e->lock);
+        c->active.cancel_fd = fd_close(c->active.cancel_fd);
 }
 
 static char *cancel_request_path(Engine *e, const char *run_id) {
@@ -139,26 +152,15 @@ void engine_cancel_request_clear(Engine *e, const char *run_id) {
         (void) unlink(path);
 }
 
-/* Another process's `pysprinter cancel` asked for this run's end: only
- * the CLI (record_owner) owns its runs that way; a daemon's are cancelled
- * through its API. Looked at every 100 ms, when the watch wakes anyway. */
-static bool cancel_asked(RunCtx *c) {
-        usec_t now = now_monotonic();
-        if (!c->e->record_owner || c->spec->no_record || now < c->cancel_looked + 100 * USEC_PER_MSEC)
-                return false;
-        c->cancel_looked = now;
-        _cleanup_free_ char *path = cancel_request_path(c->e, c->res->id);
-        if (unlink(path) < 0)
-                return false;
-        (void) engine_cancel(c->e, c->res->id);
-        return true;
+static bool cancelled(RunCtx *c) {
+        return __atomic_load_n(&c->active.cancelled, __ATOMIC_ACQUIRE);
 }
 
-static bool cancelled(RunCtx *c) {
-        pthread_mutex_lock(&c->e->lock);
-        bool v = c->active.cancelled;
-        pthread_mutex_unlock(&c->e->lock);
-        return v || cancel_asked(c);
+/* Ends the run as a cancel in the run phase does (classify()): the same
+ * status, exit code and message whichever phase it came in. */
+static int cancel_outcome(RunCtx *c) {
+        set_outcome(c, RUN_CANCELLED, EXIT_LIMIT, "Cancelled", "cancelled");
+        return -ECANCELED;
 }
 
 int engine_cancel(Engine *e, const char *run_id) {
@@ -166,13 +168,118 @@ int engine_cancel(Engine *e, const char *run_id) {
         pthread_mutex_lock(&e->lock);
         for (ActiveRun *a = e->active; a; a = a->next)
                 if (streq(a->id, run_id)) {
-                        a->cancelled = true;
+                        __atomic_store_n(&a->cancelled, true, __ATOMIC_RELEASE);
+                        if (a->cancel_fd >= 0)
+                                (void) eventfd_write(a->cancel_fd, 1);
                         if (a->sandbox)
                                 (void) engine_sandbox_run_kill(a->sandbox);
                         r = 0;
                 }
         pthread_mutex_unlock(&e->lock);
         return r;
+}
+
+/* ---- `pysprinter cancel` of the CLI's runs: $DATA/cancel/RUN_ID ----
+ * Another process asks by creating the file (engine_cancel_request()).
+ * One inotify watch per record_owner engine and one thread blocked on it:
+ * nothing wakes until a file appears, whatever phase the run is in
+ * (resolving, installing, running). The thread acts only on files named
+ * after this process's runs in flight (other CLI processes watch the same
+ * directory for theirs): it removes the file and calls engine_cancel(). */
+
+/* Acts on the ask for run id if it is one of ours in flight. */
+static void cancel_file_seen(Engine *e, const char *id) {
+        bool ours = false;
+        pthread_mutex_lock(&e->lock);
+        for (ActiveRun *a = e->active; a && !ours; a = a->next)
+                ours = a->by_file && streq(a->id, id);
+        pthread_mutex_unlock(&e->lock);
+        if (!ours)
+                return;
+        _cleanup_free_ char *path = cancel_request_path(e, id);
+        if (unlink(path) < 0)
+                return; /* the run's end cleared it meanwhile */
+        (void) engine_cancel(e, id);
+}
+
+/* After an inotify overflow, or once the watch is up: the files of our
+ * runs looked for by name. */
+static void cancel_rescan(Engine *e) {
+        char **ids = NULL;
+        pthread_mutex_lock(&e->lock);
+        for (ActiveRun *a = e->active; a; a = a->next)
+                if (a->by_file)
+                        ids = strv_append(ids, a->id);
+        pthread_mutex_unlock(&e->lock);
+        for (char **i = ids; i && *i; i++)
+                cancel_file_seen(e, *i);
+        strv_free(ids);
+}
+
+static void *cancel_watch_main(void *userdata) {
+        Engine *e = userdata;
+        (void) pthread_setname_np(pthread_self(), "cancel-watch");
+        struct pollfd pf[2] = { { .fd = e->cancel_inotify_fd, .events = POLLIN },
+                                { .fd = e->cancel_stop_fd, .events = POLLIN } };
+        for (;;) {
+                if (poll(pf, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                if (pf[1].revents)
+                        break;
+                if (!pf[0].revents)
+                        continue;
+                _Alignas(struct inotify_event) char buf[4096];
+                ssize_t n = read(e->cancel_inotify_fd, buf, sizeof(buf));
+                if (n <= 0)
+                        continue;
+                for (ssize_t off = 0; off + (ssize_t) sizeof(struct inotify_event) <= n;) {
+                        const struct inotify_event *ev = (const struct inotify_event *) (buf + off);
+                        if (ev->mask & IN_Q_OVERFLOW)
+                                cancel_rescan(e);
+                        else if (ev->len > 0 && ev->name[0] && ev->name[0] != '.')
+                                cancel_file_seen(e, ev->name);
+                        off += (ssize_t) (sizeof(struct inotify_event) + ev->len);
+                }
+        }
+        return NULL;
+}
+
+void engine_cancel_watch_start(Engine *e) {
+        assert(e && e->record_owner);
+        _cleanup_free_ char *dir = path_join(e->data_dir, "cancel");
+        int r = mkdir_p(dir, 0700);
+        if (r >= 0) {
+                e->cancel_inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+                e->cancel_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (e->cancel_inotify_fd < 0 || e->cancel_stop_fd < 0 ||
+                    inotify_add_watch(e->cancel_inotify_fd, dir, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0)
+                        r = -errno;
+        }
+        if (r >= 0 && pthread_create(&e->cancel_thread, NULL, cancel_watch_main, e) != 0)
+                r = -EAGAIN;
+        if (r < 0) {
+                log_warn("cannot watch %s for cancel requests (pysprinter cancel of this process's runs has no "
+                         "effect): %s",
+                         dir, strerror(-r));
+                e->cancel_inotify_fd = fd_close(e->cancel_inotify_fd);
+                e->cancel_stop_fd = fd_close(e->cancel_stop_fd);
+                return;
+        }
+        e->cancel_thread_running = true;
+}
+
+void engine_cancel_watch_stop(Engine *e) {
+        assert(e);
+        if (e->cancel_thread_running) {
+                (void) eventfd_write(e->cancel_stop_fd, 1);
+                pthread_join(e->cancel_thread, NULL);
+                e->cancel_thread_running = false;
+        }
+        e->cancel_inotify_fd = fd_close(e->cancel_inotify_fd);
+        e->cancel_stop_fd = fd_close(e->cancel_stop_fd);
 }
 
 static void log_output(RunCtx *c, int stream, const char *data, size_t len, usec_t ts) {
@@ -472,6 +579,10 @@ static void validation_limit_outcome(RunCtx *c, const char *type) {
  * but the inputs (a limit's refusal is not cached: it depends on the
  * run's limits). */
 static int validate_in_worker(RunCtx *c, char **ret_reply) {
+        /* Cancelled already (Ctrl-C right after the start): no validator
+         * is taken, and none is lost to a reply nobody reads. */
+        if (cancelled(c))
+                return cancel_outcome(c);
         _cleanup_free_ char *err = NULL;
         PoolWorker *base = NULL;
         bool cold;
@@ -496,9 +607,14 @@ static int validate_in_worker(RunCtx *c, char **ret_reply) {
         pthread_mutex_lock(&base->io_lock);
         r = worker_send(base->w, text, NULL, 0);
         if (r >= 0)
-                r = worker_recv(base->w, now_monotonic() + VALIDATE_TIMEOUT_USEC, ret_reply, NULL);
+                r = worker_recv_cancellable(base->w, now_monotonic() + VALIDATE_TIMEOUT_USEC, c->active.cancel_fd,
+                                            ret_reply, NULL);
         pthread_mutex_unlock(&base->io_lock);
+        /* A cancelled wait leaves the reply in the socket: that worker
+         * cannot serve another request. */
         pool_release(c->e, base, r < 0);
+        if (r == -ECANCELED)
+                return cancel_outcome(c);
         if (r < 0)
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError",
                             r == -ETIMEDOUT ? "validation timed out" : "the worker died during validation");
@@ -636,14 +752,16 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         _cleanup_free_ char *err = NULL;
         size_t n_entries = 0;
         bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
-        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->spec->no_cache, c->res->id, c->fn, c->userdata,
-                               &c->sys_path, &n_entries, &c->lock_json, &err);
+        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->spec->no_cache, c->res->id, &c->active.cancelled, c->fn,
+                               c->userdata, &c->sys_path, &n_entries, &c->lock_json, &err);
         if (r >= 0 && c->spec->instance_key)
                 engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries, c->lock_json);
         c->res->t_resolve = now_monotonic() - t0;
         for (size_t i = 0; i < n; i++)
                 pkg_requirement_free(reqs[i]);
         free(reqs);
+        if (r == -ECANCELED || cancelled(c))
+                return cancel_outcome(c);
         if (r < 0) {
                 set_outcome(c, RUN_DEPS_FAILED, EXIT_DEPENDENCY, "DependencyError", err ?: "dependency resolution failed");
                 return r;
@@ -1070,8 +1188,10 @@ static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
 /* One look at the watch before a poll: 1 when it is over (the child exited
  * and the pipes are drained, an instance answered, or a deadline ended
  * it); else 0 with *ret_until the monotonic time by which it must be
- * looked at again without I/O (a limit, the exit grace, a cancel to
- * notice: at most 100 ms). Kills what a passed deadline or a cancel asks. */
+ * looked at again without I/O (the time limit, the exit grace, a cancelled
+ * run's next kill; UINT64_MAX: none). A cancel needs no tick: its eventfd
+ * is polled with the pipes (watch_fds()). Kills what a passed deadline or
+ * a cancel asks. */
 static int watch_check(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p, usec_t *ret_until) {
         if (!w->deadline)
                 w->deadline = now_monotonic() + c->limits.timeout_ms * USEC_PER_MSEC;
@@ -1115,13 +1235,18 @@ static int watch_check(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p, usec_t 
                 (void) engine_sandbox_run_kill(rs);
         }
         usec_t until = w->exit_deadline ? MIN(w->exit_deadline, w->deadline) : w->deadline;
-        /* Woken at least every 100 ms to notice cancels. */
-        *ret_until = MIN(until, now + 100 * USEC_PER_MSEC);
+        if (w->was_cancelled && !w->exited)
+                until = MIN(until, w->cancel_kill_again);
+        /* Without an eventfd (EMFILE at the run's start) a cancel is seen
+         * at the next look: every 100 ms, as before events. */
+        if (c->active.cancel_fd < 0 && !w->was_cancelled)
+                until = MIN(until, now + 100 * USEC_PER_MSEC);
+        *ret_until = until;
         return 0;
 }
 
 /* What the watch polls now (ENGINE_RUN_POLLFDS entries; -1: none). */
-static void watch_fds(RunWatch *w, Pipes *p, struct pollfd pf[static ENGINE_RUN_POLLFDS]) {
+static void watch_fds(RunCtx *c, RunWatch *w, Pipes *p, struct pollfd pf[static ENGINE_RUN_POLLFDS]) {
         /* After the exit report (or an instance's "done") the worker
          * closes the status socket: that EOF is not a death. It comes
          * first: drain_output() relies on it. */
@@ -1129,12 +1254,21 @@ static void watch_fds(RunWatch *w, Pipes *p, struct pollfd pf[static ENGINE_RUN_
         pf[1] = (struct pollfd) { .fd = p->out[0], .events = POLLIN };
         pf[2] = (struct pollfd) { .fd = p->err[0], .events = POLLIN };
         pf[3] = (struct pollfd) { .fd = p->result[0], .events = POLLIN };
+        /* Until the cancel is acted on (then the kill is repeated on
+         * time, cancel_kill_again). */
+        pf[4] = (struct pollfd){ .fd = w->was_cancelled ? -1 : c->active.cancel_fd, .events = POLLIN };
 }
 
 /* Acts on what a poll of watch_fds() returned: reads output, the result,
  * the worker's or instance's message. */
 static void watch_handle(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p,
                          const struct pollfd pf[static ENGINE_RUN_POLLFDS]) {
+        if (pf[4].revents) {
+                /* Read by the next watch_check() from the flag; emptied
+                 * so that it does not wake the poll again. */
+                eventfd_t v;
+                (void) eventfd_read(c->active.cancel_fd, &v);
+        }
         w->more[1] = pf[1].revents && read_output(c, rs, w, 1, &p->out[0]) == OUTPUT_CHUNK;
         w->more[2] = pf[2].revents && read_output(c, rs, w, 2, &p->err[0]) == OUTPUT_CHUNK;
         if (pf[3].revents)
@@ -1175,9 +1309,11 @@ static bool watch_run(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p, usec_t u
                 until = MIN(until, until_caller);
                 /* Rounded up to the ms: a wait due in 300 µs sleeps 1 ms,
                  * not 0 (a spin). */
-                int timeout = until > now ? (int) ((until - now + 999) / 1000) : 0;
+                int timeout = until == UINT64_MAX ? -1
+                              : until > now       ? (int) MIN((until - now + 999) / 1000, (usec_t) INT32_MAX)
+                                                  : 0;
                 struct pollfd pf[ENGINE_RUN_POLLFDS];
-                watch_fds(w, p, pf);
+                watch_fds(c, w, p, pf);
                 int k = poll(pf, ENGINE_RUN_POLLFDS, timeout);
                 if (k < 0 && errno != EINTR)
                         break;
@@ -1751,9 +1887,16 @@ EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void 
         int r = parse_arguments(c);
         if (r >= 0)
                 r = phase_validate(c, &run->reqs);
+        /* A cancel before the run phase ends the run where it is: no
+         * resolution, no install, no worker (phase_resolve() and the
+         * package manager look at the flag as they go). */
+        if (r >= 0 && cancelled(c))
+                r = cancel_outcome(c);
         assert(!spec->describe_only || (spec->validate_only && spec->skip_argument_check));
         if (r >= 0 && !spec->describe_only)
                 r = phase_resolve(c, run->reqs);
+        if (r >= 0 && cancelled(c))
+                r = cancel_outcome(c);
         if (r >= 0 && spec->validate_only)
                 set_outcome(c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
         else if (r >= 0) {
@@ -1777,7 +1920,7 @@ bool engine_run_wait(EngineRun *run, usec_t until) {
 bool engine_run_watch_fds(EngineRun *run, struct pollfd *pf, usec_t *ret_until) {
         assert(run && pf && ret_until);
         if (run->watching && !watch_check(&run->c, run->rs, &run->w, &run->p, ret_until)) {
-                watch_fds(&run->w, &run->p, pf);
+                watch_fds(&run->c, &run->w, &run->p, pf);
                 return false;
         }
         run->watching = false;

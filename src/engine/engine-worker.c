@@ -13,6 +13,10 @@
 #define WORKER_BOOT_TIMEOUT_USEC (30 * USEC_PER_SEC)
 
 int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len) {
+        return worker_recv_cancellable(w, deadline, -EBADF, ret_json, ret_len);
+}
+
+int worker_recv_cancellable(Worker *w, usec_t deadline, int cancel_fd, char **ret_json, size_t *ret_len) {
         for (;;) {
                 int timeout = -1;
                 if (deadline) {
@@ -21,8 +25,9 @@ int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len) {
                                 return -ETIMEDOUT;
                         timeout = (int) MIN((deadline - now + 999) / 1000, (usec_t) INT32_MAX);
                 }
-                struct pollfd p = { .fd = w->sock, .events = POLLIN };
-                int k = poll(&p, 1, timeout);
+                struct pollfd p[2] = { { .fd = w->sock, .events = POLLIN },
+                                       { .fd = cancel_fd >= 0 ? cancel_fd : -1, .events = POLLIN } };
+                int k = poll(p, 2, timeout);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -30,6 +35,8 @@ int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len) {
                 }
                 if (k == 0)
                         continue;
+                if (p[1].revents && !p[0].revents)
+                        return -ECANCELED;
                 return proto_recv(w->sock, WORKER_PROTO_MAX_MESSAGE, ret_json, ret_len, NULL, 0, NULL);
         }
 }

@@ -207,6 +207,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 cfg = &none;
         Engine *e = xcalloc(1, sizeof(Engine));
         e->home_lock = -EBADF;
+        e->cancel_inotify_fd = e->cancel_stop_fd = -EBADF;
         pthread_mutex_init(&e->lock, NULL);
         e->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : data_dir_default();
         e->store_dir = path_join(e->data_dir, "store");
@@ -304,8 +305,10 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 return r;
         }
         e->record_owner = cfg->record_owner;
-        if (cfg->record_owner)
+        if (cfg->record_owner) {
                 (void) store_runs_mark_orphaned(e->store, "the process running it is gone");
+                engine_cancel_watch_start(e);
+        }
         /* A runner killed with SIGKILL leaves its runs' cgroups behind. */
         (void) engine_sandbox_sweep();
         /* … and its output dirs. */
@@ -326,6 +329,7 @@ Engine *engine_free(Engine *e) {
                 return NULL;
         if (e->prewarm_started)
                 pthread_join(e->prewarm_thread, NULL);
+        engine_cancel_watch_stop(e);
         engine_janitor_stop(e);
         instances_shutdown(e);
         pool_shutdown(e);

@@ -339,11 +339,12 @@ RunResult *engine_run_end(EngineRun *run);
  * cancels act as in engine_run_wait()): true when its watch is over (call
  * engine_run_end()); else it fills pf with what to poll (fd -1: nothing)
  * and *ret_until with the monotonic time by which to look again even when
- * nothing is ready. engine_run_watch_events() takes that poll's revents
+ * nothing is ready (a deadline; UINT64_MAX: none: a cancel wakes the poll
+ * through an fd of pf). engine_run_watch_events() takes that poll's revents
  * (none may block: the fds are non-blocking or were reported readable).
  * pf has ENGINE_RUN_POLLFDS entries. One thread at a time per run, as
  * engine_run_wait(). */
-#define ENGINE_RUN_POLLFDS 4
+#define ENGINE_RUN_POLLFDS 5
 struct pollfd;
 bool engine_run_watch_fds(EngineRun *run, struct pollfd *pf, usec_t *ret_until);
 void engine_run_watch_events(EngineRun *run, const struct pollfd *pf);
@@ -356,14 +357,20 @@ typedef struct Instance Instance;
 int engine_instance_take_idle(Engine *e, const char *key, Instance **ret);
 void engine_instance_put_back(Engine *e, Instance *i);
 
-/* Kills a run in flight (its whole process tree). -ESRCH if not running. */
+/* Cancels a run in flight in any phase: validating, resolving and
+ * installing stop within a fraction of a second (the package manager
+ * reads the run's flag), a running one has its whole process tree
+ * killed; the run ends `cancelled`, exit 5, the same in every phase. The
+ * run's watch is woken through an eventfd, not a tick. -ESRCH if not
+ * in flight. */
 int engine_cancel(Engine *e, const char *run_id);
 /* Asks the process that runs run_id to cancel it, as engine_cancel() there
  * would: an embedded run belongs to the CLI process that started it, and
  * only that process's engine can kill it (`pysprinter cancel`, docs/cli.md).
- * The ask is a file, $DATA/cancel/RUN_ID, that an engine with
- * EngineConfig.record_owner looks for while the run executes (every
- * 100 ms) and removes when it acts or when the run ends; the asker removes
+ * The ask is a file, $DATA/cancel/RUN_ID; an engine with
+ * EngineConfig.record_owner watches that directory (inotify, one thread
+ * blocked on it) and, for its own run in flight, removes the file and
+ * calls engine_cancel(); the run's end removes it too; the asker removes
  * it with engine_cancel_request_clear() once the run has ended (its owner
  * may have died first). run_id must be a full run id (a file name). */
 int engine_cancel_request(Engine *e, const char *run_id);

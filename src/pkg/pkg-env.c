@@ -187,7 +187,7 @@ static int open_locked(const char *path) {
  * is unpacked as soon as its own download is verified, not after all of
  * them (pkg_store_materialize then has nothing left, or reports). */
 static void prefetch_lock(const PkgEnvOptions *o, const PkgLock *l) {
-        PkgPrefetch *pf = pkg_prefetch_new(o->data_dir, o->index, o->compile, o->compile_userdata);
+        PkgPrefetch *pf = pkg_prefetch_new(o->data_dir, o->index, o->compile, o->compile_userdata, o->cancel);
         if (!pf)
                 return;
         for (size_t i = 0; i < l->n_entries; i++) {
@@ -207,6 +207,15 @@ static int admit_lock(const PkgEnvOptions *o, const PkgLock *l, char **ret_error
                         return r;
         }
         return 0;
+}
+
+/* A cancel seen between steps. */
+static int env_cancelled(const PkgEnvOptions *o, char **ret_error) {
+        if (!pkg_cancelled(o->cancel))
+                return 0;
+        free(*ret_error);
+        *ret_error = xstrdup("cancelled");
+        return -ECANCELED;
 }
 
 int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t n_reqs, PkgEnv **ret_env,
@@ -249,8 +258,8 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                         if (r < 0)
                                 return r;
                         prefetch_lock(o, l);
-                        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata,
-                                                  &env->store_dirs, ret_error);
+                        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
+                                                  o->compile_userdata, o->cancel, &env->store_dirs, ret_error);
                         if (r < 0)
                                 return r;
                         *ret_env = TAKE_PTR(env);
@@ -260,6 +269,9 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 close(fd);
         }
 
+        r = env_cancelled(o, ret_error);
+        if (r < 0)
+                return r;
         _cleanup_(pkg_lock_freep) PkgLock *l = NULL;
         const PkgPeers *peers = o->index ? o->index->peers : NULL;
         /* A peer resolved this key already (same requirements, tags and
@@ -287,12 +299,19 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                  * them (numpy's download starts while requests' deps are
                  * still being looked up); materialize then finds them in
                  * the store, or does what the early fetch could not. */
-                PkgPrefetch *pf = o->resolve_only ? NULL :
-                        pkg_prefetch_new(o->data_dir, o->index, o->compile, o->compile_userdata);
-                PkgResolveOptions ro = { .tags = tags, .marker_env = &menv, .python_full_version = python,
-                                         .progress = o->progress, .userdata = o->userdata,
-                                         .pinned = pf ? pkg_prefetch_pinned : NULL, .pin_userdata = pf,
-                                         .admit = o->admit, .admit_userdata = o->admit_userdata };
+                PkgPrefetch *pf = o->resolve_only ? NULL
+                                                  : pkg_prefetch_new(o->data_dir, o->index, o->compile,
+                                                                     o->compile_userdata, o->cancel);
+                PkgResolveOptions ro = { .tags = tags,
+                                         .marker_env = &menv,
+                                         .python_full_version = python,
+                                         .progress = o->progress,
+                                         .userdata = o->userdata,
+                                         .pinned = pf ? pkg_prefetch_pinned : NULL,
+                                         .pin_userdata = pf,
+                                         .admit = o->admit,
+                                         .admit_userdata = o->admit_userdata,
+                                         .cancel = o->cancel };
                 r = pkg_resolve(ix, reqs, n_reqs, &ro, &l, ret_error);
                 pkg_prefetch_finish(pf, r >= 0 ? l : NULL, r >= 0 ? o->progress : NULL, o->userdata);
                 if (r < 0)
@@ -303,15 +322,23 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                                 peers->lock_put(peers->userdata, env->key, json);
                 }
         }
+        r = env_cancelled(o, ret_error);
+        if (r < 0)
+                return r;
         if (!o->resolve_only) {
                 r = admit_lock(o, l, ret_error); /* a peer's lock was not resolved here */
                 if (r < 0)
                         return r;
-                r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata, &env->store_dirs,
-                                          ret_error);
+                r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
+                                          o->compile_userdata, o->cancel, &env->store_dirs, ret_error);
                 if (r < 0)
                         return r;
         }
+        /* Cancelled after the last wheel landed: the env is whole, but
+         * the caller asked for nothing to be published. */
+        r = env_cancelled(o, ret_error);
+        if (r < 0)
+                return r;
         r = mkdir_p(envs, 0755);
         if (r < 0) {
                 *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));

@@ -94,6 +94,19 @@ static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         return size * nmemb;
 }
 
+/* A GET's libcurl progress callback: nonzero aborts the transfer
+ * (CURLE_ABORTED_BY_CALLBACK) once the caller cancelled. */
+static int get_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        (void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
+        return pkg_cancelled(userdata) ? 1 : 0;
+}
+
+static int cancelled_error(char **ret_error) {
+        free(*ret_error);
+        *ret_error = xstrdup("cancelled");
+        return -ECANCELED;
+}
+
 static bool status_retryable(long status) {
         return status == 429 || status >= 500;
 }
@@ -142,6 +155,11 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                 curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
                 curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
                 curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+                if (o && o->cancel_all) {
+                        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, get_xferinfo);
+                        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *) o->cancel_all);
+                        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+                }
                 CURLcode cc = curl_easy_perform(c);
                 long status = 0;
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -179,6 +197,8 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                 curl_easy_cleanup(c);
                 if (r == 0)
                         return 0;
+                if (o && pkg_cancelled(o->cancel_all))
+                        return cancelled_error(ret_error);
                 if (!retry || attempt >= retries) {
                         if (retry && attempt > 0) {
                                 char *m = xasprintf("%s (after %u attempts)", *ret_error, attempt + 1);
@@ -190,6 +210,8 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                 free(*ret_error);
                 *ret_error = NULL;
                 sleep_ms(backoff_ms(attempt));
+                if (o && pkg_cancelled(o->cancel_all))
+                        return cancelled_error(ret_error);
         }
 }
 
@@ -221,7 +243,12 @@ typedef struct Downloads {
         PkgProgressFn progress;
         void *userdata;
         const bool *cancel;
+        const bool *cancel_all;
 } Downloads;
+
+static bool downloads_cancelled(const Downloads *ds) {
+        return ds && (pkg_cancelled(ds->cancel) || pkg_cancelled(ds->cancel_all));
+}
 
 static Downloads *current_downloads_for(Transfer *t);
 
@@ -267,7 +294,7 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         sha256_update(t->hash, ptr, n);
         t->written += n;
         Downloads *ds = current_downloads_for(t);
-        if (ds && ds->cancel && __atomic_load_n(ds->cancel, __ATOMIC_ACQUIRE)) {
+        if (downloads_cancelled(ds)) {
                 t->write_errno = ECANCELED; /* the caller no longer wants it */
                 return 0;
         }
@@ -296,7 +323,7 @@ static int transfer_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlno
         Transfer *t = userdata;
         (void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
         Downloads *ds = current_downloads_for(t);
-        if (ds && ds->cancel && __atomic_load_n(ds->cancel, __ATOMIC_ACQUIRE)) {
+        if (downloads_cancelled(ds)) {
                 t->write_errno = ECANCELED;
                 return 1;
         }
@@ -312,7 +339,7 @@ static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
         curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
         curl_easy_setopt(t->easy, CURLOPT_FAILONERROR, 1L);
-        if (o && o->cancel) {
+        if (o && (o->cancel || o->cancel_all)) {
                 curl_easy_setopt(t->easy, CURLOPT_XFERINFOFUNCTION, transfer_xferinfo);
                 curl_easy_setopt(t->easy, CURLOPT_XFERINFODATA, t);
                 curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 0L);
@@ -339,7 +366,11 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
         if (n == 0)
                 return 0;
         unsigned retries = o ? o->retries : PKG_DEFAULT_RETRIES;
-        Downloads ds = { .n = n, .progress = progress, .userdata = userdata, .cancel = o ? o->cancel : NULL };
+        Downloads ds = { .n = n,
+                         .progress = progress,
+                         .userdata = userdata,
+                         .cancel = o ? o->cancel : NULL,
+                         .cancel_all = o ? o->cancel_all : NULL };
         ds.t = xcalloc(n, sizeof(Transfer));
         CURLM *multi = curl_multi_init();
         int r = 0;
@@ -453,6 +484,10 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 sha256_free(t->hash);
                                 t->hash = sha256_new();
                         }
+                        if (t->write_errno == ECANCELED || (o && pkg_cancelled(o->cancel_all))) {
+                                r = cancelled_error(ret_error);
+                                goto out;
+                        }
                         if (t->write_errno) {
                                 /* A full disk does not get better by retrying now. */
                                 *ret_error = download_write_error(t->d->what, t->write_errno);
@@ -483,6 +518,12 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                         t->attempts++;
                         t->waiting = true;
                         t->not_before = now_monotonic() + (usec_t) backoff_ms(t->attempts - 1) * USEC_PER_MSEC;
+                }
+                if (finished < n && o && pkg_cancelled(o->cancel_all)) {
+                        /* Between transfers (a retry's backoff): nothing
+                         * of curl's would notice. */
+                        r = cancelled_error(ret_error);
+                        goto out;
                 }
                 if (finished < n) {
                         int numfds;

@@ -129,7 +129,12 @@ struct PkgIndex {
         char **missing;          /* names no source has */
         Meta *metas;
         size_t n_metas;
+        const bool *cancel; /* pkg_index_set_cancel() */
 };
+
+void pkg_index_set_cancel(PkgIndex *ix, const bool *cancel) {
+        ix->cancel = cancel;
+}
 
 static void file_done(PkgFile *f) {
         free(f->filename);
@@ -189,7 +194,9 @@ PkgIndex *pkg_index_free(PkgIndex *ix) {
 }
 
 static PkgHttpOptions http_opts(const PkgIndex *ix) {
-        return (PkgHttpOptions) { .timeout_ms = ix->cfg.timeout_ms, .retries = ix->cfg.retries };
+        return (PkgHttpOptions){ .timeout_ms = ix->cfg.timeout_ms,
+                                 .retries = ix->cfg.retries,
+                                 .cancel_all = ix->cancel };
 }
 
 static void project_add_file(PkgProject *p, PkgFile f) {

@@ -21,7 +21,22 @@ typedef struct PkgHttpOptions {
         const bool *cancel;     /* downloads: read atomically; once true, a
                                  * transfer stops at its next write (NULL:
                                  * never) */
+        /* The caller's whole step was cancelled (PkgEnvOptions.cancel):
+         * read atomically by every transfer (GETs too) at each write and
+         * in libcurl's progress callback, and before a retry; the call
+         * then fails with -ECANCELED and "cancelled". NULL: never. */
+        const bool *cancel_all;
 } PkgHttpOptions;
+
+/* Whether a cancel flag (PkgEnvOptions.cancel and its copies) is set. */
+static inline bool pkg_cancelled(const bool *cancel) {
+        return cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE);
+}
+
+/* flock(fd, LOCK_EX) that gives up with -ECANCELED once *cancel is set,
+ * looked at every 50 ms while another installer holds the lock (no cancel:
+ * a plain blocking flock). Other failures are negative errno. */
+int pkg_flock_cancellable(int fd, const bool *cancel);
 
 typedef struct PkgHttpResponse {
         long status;            /* 0 for file:// */
@@ -63,6 +78,10 @@ char *pkg_record_hash(const uint8_t digest[32]);
 /* Resolve a (possibly relative) href against base. Caller frees. */
 char *pkg_url_join(const char *base, const char *href);
 
+/* The index's transfers stop once *cancel is set (PkgEnvOptions.cancel):
+ * its calls then fail with -ECANCELED. Not owned; NULL: never. */
+void pkg_index_set_cancel(PkgIndex *ix, const bool *cancel);
+
 /* Local path of a file's wheel: the find-links file itself, or a copy
  * downloaded (sha256-verified) into the index's cache dir. */
 int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **ret_error);
@@ -86,8 +105,10 @@ char *pkg_store_dir(const char *data_dir, const char *sha256);
  * is never part of an env (prune collects its store dir). Failures here
  * are silent: pkg_store_materialize does the wheel again and reports. */
 typedef struct PkgPrefetch PkgPrefetch;
+/* cancel (not owned, may be NULL): once set, running downloads and unpacks
+ * stop and queued wheels are dropped (PkgEnvOptions.cancel). */
 PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, PkgCompileFn compile,
-                              void *compile_userdata);
+                              void *compile_userdata, const bool *cancel);
 /* Queues f (http(s) with a sha256 from the index; others are left to
  * pkg_store_materialize). Matches PkgResolveOptions.pinned. */
 void pkg_prefetch_pinned(void *prefetch, const PkgFile *f);

@@ -127,6 +127,19 @@ static void proj_note(Proj *p, char *note) {
         free(note);
 }
 
+/* The caller cancelled (PkgResolveOptions.cancel): a fatal end, whatever
+ * the step was doing. */
+static bool resolve_cancelled(Resolver *rs) {
+        if (!pkg_cancelled(rs->o->cancel))
+                return false;
+        if (!rs->fatal || rs->fatal_code != -ECANCELED) {
+                free(rs->fatal);
+                rs->fatal = xstrdup("cancelled");
+                rs->fatal_code = -ECANCELED;
+        }
+        return true;
+}
+
 static int proj_load(Resolver *rs, Proj *p) {
         if (p->loaded)
                 return p->load_error;
@@ -139,6 +152,8 @@ static int proj_load(Resolver *rs, Proj *p) {
         int r = rs->o->admit ? rs->o->admit(rs->o->admit_userdata, p->name, &err) : 0;
         if (r >= 0)
                 r = pkg_index_project(rs->ix, p->name, &pp, &err);
+        if (r < 0 && resolve_cancelled(rs))
+                return -ECANCELED;
         if (r < 0) {
                 p->load_error = r;
                 p->load_why = TAKE_PTR(err);
@@ -273,6 +288,10 @@ static int cand_load_meta(Resolver *rs, Proj *p, Cand *c) {
         const PkgFile *f = c->file ? c->file : c->yanked;
         _cleanup_free_ char *text = NULL, *err = NULL;
         int r = pkg_index_metadata(rs->ix, f, &text, &err);
+        if (r < 0 && resolve_cancelled(rs)) {
+                c->meta_loaded = false; /* not the candidate's fault */
+                return -ECANCELED;
+        }
         if (r < 0) {
                 /* Network and integrity errors are not a property of the
                  * candidate: stop instead of silently picking another. */
@@ -471,6 +490,8 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
         }
         bool any_usable = false;
         for (size_t k = 0; k < n; k++) {
+                if (resolve_cancelled(rs))
+                        return -ECANCELED;
                 if (++rs->steps > rs->max_steps) {
                         rs->fatal = xasprintf("resolution gave up after %u attempts: the requirements are too loose "
                                               "for the backtracking search; pin some versions",
@@ -541,7 +562,15 @@ static int solve(Resolver *rs) {
                 if (decided || pi == best)
                         continue;
                 Proj *p = rs->projs[pi];
+                if (resolve_cancelled(rs)) {
+                        r = -ECANCELED;
+                        goto out;
+                }
                 if (proj_load(rs, p) < 0) {
+                        if (rs->fatal_code == -ECANCELED) {
+                                r = -ECANCELED;
+                                goto out;
+                        }
                         fail_not_found(rs, p);
                         r = rs->fatal ? rs->fatal_code : -ENOENT;
                         goto out;
@@ -628,7 +657,11 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
         }
         /* Every project appears at most once on the stack. */
         rs.stack = xcalloc(4097, sizeof(Decision));
+        pkg_index_set_cancel(ix, o->cancel);
         r = solve(&rs);
+        pkg_index_set_cancel(ix, NULL);
+        if (r >= 0 && resolve_cancelled(&rs))
+                r = -ECANCELED;
         if (r >= 0)
                 r = build_lock(&rs, ret_lock, ret_error);
         else if (rs.fatal) {

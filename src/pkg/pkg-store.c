@@ -115,18 +115,26 @@ char *pkg_store_dir(const char *data_dir, const char *sha256) {
  * doing the same at once is fine: both unpack into private temp dirs and
  * the first rename wins. */
 static int store_install(const char *data_dir, const char *wheel, const PkgLockEntry *e, PkgCompileFn compile,
-                         void *compile_userdata, char **ret_error) {
+                         void *compile_userdata, const bool *cancel, char **ret_error) {
         _cleanup_free_ char *final = pkg_store_dir(data_dir, e->sha256);
         _cleanup_free_ char *rnd = NULL;
         int r = random_hex(6, &rnd);
         if (r < 0)
                 return r;
         _cleanup_free_ char *tmp = xasprintf("%s/store/.tmp-%s-%s", data_dir, e->sha256, rnd);
-        r = pkg_wheel_unpack(wheel, e->filename, tmp, ret_error);
+        r = pkg_wheel_unpack_cancellable(wheel, e->filename, tmp, cancel, ret_error);
         if (r < 0)
                 return r;
-        if (compile)
+        if (compile && !pkg_cancelled(cancel))
                 (void) compile(tmp, compile_userdata);
+        /* Cancelled while unpacked but not published: the temp dir goes,
+         * so the store never holds a wheel half made. */
+        if (pkg_cancelled(cancel)) {
+                (void) rm_rf(tmp);
+                free(*ret_error);
+                *ret_error = xstrdup("cancelled");
+                return -ECANCELED;
+        }
         r = seal_tree(tmp, compile != NULL);
         if (r < 0) {
                 *ret_error = xasprintf("cannot make %s read-only: %s", tmp, strerror(-r));
@@ -186,6 +194,7 @@ typedef struct Pool {
         const PkgHttpOptions *http;
         PkgCompileFn compile;
         void *compile_userdata;
+        const bool *cancel;
         Job *jobs;
         size_t n, next, done;  /* next, done: atomic */
         pthread_mutex_t lock;
@@ -203,8 +212,8 @@ static bool store_has(const char *data_dir, const char *sha256) {
 
 static int job_run(Pool *p, Job *j, char **ret_error) {
         const PkgLockEntry *e = j->e;
-        int r = store_install(p->data_dir, j->wheel, e, p->compile, p->compile_userdata, ret_error);
-        if (r < 0 && j->shared_cache) {
+        int r = store_install(p->data_dir, j->wheel, e, p->compile, p->compile_userdata, p->cancel, ret_error);
+        if (r < 0 && j->shared_cache && r != -ECANCELED) {
                 /* The file cached for its metadata was cut short (a crash
                  * while it was written): fetch it once more, privately. */
                 free(*ret_error);
@@ -216,7 +225,7 @@ static int job_run(Pool *p, Job *j, char **ret_error) {
                                     .transient = true };
                 r = pkg_http_download_many(&one, 1, p->http, NULL, NULL, ret_error);
                 if (r >= 0)
-                        r = store_install(p->data_dir, mine, e, p->compile, p->compile_userdata, ret_error);
+                        r = store_install(p->data_dir, mine, e, p->compile, p->compile_userdata, p->cancel, ret_error);
                 (void) unlink(mine);
         }
         if (r >= 0 && p->keep_wheels && j->downloaded) {
@@ -235,6 +244,11 @@ static void *pool_thread(void *userdata) {
         Pool *p = userdata;
         for (;;) {
                 pthread_mutex_lock(&p->lock);
+                if (p->r == 0 && pkg_cancelled(p->cancel)) {
+                        p->r = -ECANCELED;
+                        p->error = xstrdup("cancelled");
+                        pthread_cond_broadcast(&p->changed);
+                }
                 bool stop = p->r < 0;
                 pthread_mutex_unlock(&p->lock);
                 size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_ACQ_REL);
@@ -300,12 +314,30 @@ static int sha_cmp(const void *a, const void *b) {
         return strcmp((*(const PkgLockEntry *const *) a)->sha256, (*(const PkgLockEntry *const *) b)->sha256);
 }
 
+int pkg_flock_cancellable(int fd, const bool *cancel) {
+        assert(fd >= 0);
+        for (;;) {
+                if (flock(fd, cancel ? LOCK_EX | LOCK_NB : LOCK_EX) >= 0)
+                        return 0;
+                if (errno == EINTR)
+                        continue;
+                if (errno != EWOULDBLOCK)
+                        return -errno;
+                /* flock() has no fd to poll: another installer holds the
+                 * wheel for seconds at most, and a cancel must be noticed
+                 * meanwhile. */
+                if (pkg_cancelled(cancel))
+                        return -ECANCELED;
+                (void) usleep(50 * 1000);
+        }
+}
+
 /* Takes flock(LOCK_EX) on <data_dir>/cache/locks/<sha256> for each entry
  * missing from the store, in sha256 order (two installers of overlapping
  * sets never wait on each other in a cycle). A second installer of the
  * same wheel waits here, then finds the store dir made by the first. The
  * fds are returned, -EBADF terminated; closing them unlocks. */
-static int lock_wheels(const char *data_dir, const PkgLock *lock, int **ret_fds, char **ret_error) {
+static int lock_wheels(const char *data_dir, const PkgLock *lock, const bool *cancel, int **ret_fds, char **ret_error) {
         _cleanup_free_ char *dir = xasprintf("%s/cache/locks", data_dir);
         int r = mkdir_p(dir, 0755);
         if (r < 0) {
@@ -324,11 +356,12 @@ static int lock_wheels(const char *data_dir, const PkgLock *lock, int **ret_fds,
                         continue;
                 _cleanup_free_ char *path = xasprintf("%s/%s", dir, sorted[i]->sha256);
                 int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-                while (fd >= 0 && flock(fd, LOCK_EX) < 0 && errno == EINTR)
-                        ;
-                if (fd < 0) {
-                        r = -errno;
-                        *ret_error = xasprintf("cannot lock %s: %s", path, strerror(-r));
+                r = fd < 0 ? -errno : pkg_flock_cancellable(fd, cancel);
+                if (r < 0) {
+                        if (fd >= 0)
+                                close(fd);
+                        *ret_error = r == -ECANCELED ? xstrdup("cancelled")
+                                                     : xasprintf("cannot lock %s: %s", path, strerror(-r));
                         for (size_t j = 0; j < k; j++)
                                 close(fds[j]);
                         free(fds);
@@ -347,8 +380,8 @@ static void unlock_wheels(int *fds) {
         free(fds);
 }
 
-int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
-                          PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
+int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock, PkgProgressFn progress,
+                          void *userdata, PkgCompileFn compile, void *compile_userdata, const bool *cancel,
                           char ***ret_dirs, char **ret_error) {
         _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
@@ -366,7 +399,7 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                         return -EBADMSG;
                 }
         int *fds = NULL;
-        r = lock_wheels(data_dir, lock, &fds, ret_error);
+        r = lock_wheels(data_dir, lock, cancel, &fds, ret_error);
         if (r < 0)
                 return r;
         PkgDownload *dl = xcalloc(n + 1, sizeof(PkgDownload));
@@ -429,14 +462,22 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
                 n_dl = kept;
         }
         PkgHttpOptions o = { .timeout_ms = cfg ? cfg->timeout_ms : PKG_DEFAULT_TIMEOUT_MS,
-                             .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES };
+                             .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES,
+                             .cancel_all = cancel };
         r = pkg_http_download_many(dl, n_dl, &o, progress, userdata, ret_error);
         if (r < 0)
                 goto out;
         if (n_jobs > 0) {
-                Pool p = { .data_dir = data_dir, .http = &o, .compile = compile, .compile_userdata = compile_userdata,
-                           .jobs = jobs, .n = n_jobs, .lock = PTHREAD_MUTEX_INITIALIZER,
-                           .changed = PTHREAD_COND_INITIALIZER, .keep_wheels = cfg && cfg->peers };
+                Pool p = { .data_dir = data_dir,
+                           .http = &o,
+                           .compile = compile,
+                           .compile_userdata = compile_userdata,
+                           .cancel = cancel,
+                           .jobs = jobs,
+                           .n = n_jobs,
+                           .lock = PTHREAD_MUTEX_INITIALIZER,
+                           .changed = PTHREAD_COND_INITIALIZER,
+                           .keep_wheels = cfg && cfg->peers };
                 r = pool_run(&p, progress, userdata, ret_error);
                 if (r < 0)
                         goto out;
@@ -478,6 +519,7 @@ struct PkgPrefetch {
         PkgHttpOptions http;
         PkgCompileFn compile;
         void *compile_userdata;
+        const bool *cancel; /* the caller's, may be NULL */
         pthread_mutex_t lock;
         pthread_cond_t work;       /* a job was queued, or finishing */
         pthread_cond_t changed;    /* a job ended */
@@ -490,7 +532,7 @@ struct PkgPrefetch {
 };
 
 PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, PkgCompileFn compile,
-                              void *compile_userdata) {
+                              void *compile_userdata, const bool *cancel) {
         assert(data_dir);
         /* A cluster node asks its peers first: pkg_store_materialize's
          * order, not this one. */
@@ -502,8 +544,10 @@ PkgPrefetch *pkg_prefetch_new(const char *data_dir, const PkgIndexConfig *cfg, P
                 return NULL; /* pkg_store_materialize says why */
         PkgPrefetch *pf = xcalloc(1, sizeof(*pf));
         pf->data_dir = xstrdup(data_dir);
-        pf->http = (PkgHttpOptions) { .timeout_ms = cfg ? cfg->timeout_ms : PKG_DEFAULT_TIMEOUT_MS,
-                                      .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES };
+        pf->http = (PkgHttpOptions){ .timeout_ms = cfg ? cfg->timeout_ms : PKG_DEFAULT_TIMEOUT_MS,
+                                     .retries = cfg ? cfg->retries : PKG_DEFAULT_RETRIES,
+                                     .cancel_all = cancel };
+        pf->cancel = cancel;
         pf->compile = compile;
         pf->compile_userdata = compile_userdata;
         pthread_mutex_init(&pf->lock, NULL);
@@ -536,11 +580,8 @@ static void prefetch_progress(const char *phase, const char *what, uint64_t done
 static void prefetch_one(PkgPrefetch *pf, PrefetchJob *j) {
         _cleanup_free_ char *lockpath = xasprintf("%s/cache/locks/%s", pf->data_dir, j->sha256);
         _cleanup_close_ int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0)
+        if (fd < 0 || pkg_flock_cancellable(fd, pf->cancel) < 0)
                 return;
-        while (flock(fd, LOCK_EX) < 0)
-                if (errno != EINTR)
-                        return;
         _cleanup_free_ char *shared = xasprintf("%s/cache/wheels/%s.whl", pf->data_dir, j->sha256);
         if (store_has(pf->data_dir, j->sha256) || access(shared, F_OK) == 0)
                 return; /* done by another installer, or cached for its metadata */
@@ -557,7 +598,7 @@ static void prefetch_one(PkgPrefetch *pf, PrefetchJob *j) {
         o.cancel = &j->cancel;
         if (pkg_http_download_many(&one, 1, &o, prefetch_progress, &pp, &err) >= 0 &&
             !__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE))
-                (void) store_install(pf->data_dir, mine, &e, pf->compile, pf->compile_userdata, &err);
+                (void) store_install(pf->data_dir, mine, &e, pf->compile, pf->compile_userdata, pf->cancel, &err);
         (void) unlink(mine);
 }
 
@@ -569,6 +610,11 @@ static void *prefetch_thread(void *userdata) {
                 for (size_t i = 0; i < pf->n && !j; i++)
                         if (pf->jobs[i]->state == PF_QUEUED)
                                 j = pf->jobs[i];
+                if (j && pkg_cancelled(pf->cancel)) {
+                        j->state = PF_DROPPED; /* the whole install was cancelled */
+                        pthread_cond_broadcast(&pf->changed);
+                        continue;
+                }
                 if (j) {
                         j->state = PF_RUNNING;
                         pthread_mutex_unlock(&pf->lock);

@@ -372,6 +372,7 @@ typedef struct Extract {
         Unpack *u;
         uint64_t total, total_cap, wheel_size;  /* total: atomic */
         int stop;                               /* atomic: an error was seen */
+        const bool *cancel;                     /* the caller's (atomic), may be NULL */
         pthread_mutex_t lock;
         int r;                                  /* the first error */
         char *error;
@@ -387,6 +388,14 @@ static void extract_fail(Extract *x, int r, char *error) {
         pthread_mutex_unlock(&x->lock);
         free(error);
         __atomic_store_n(&x->stop, 1, __ATOMIC_RELEASE);
+}
+
+/* The caller cancelled: every thread stops at its next entry or chunk. */
+static bool extract_cancelled(Extract *x) {
+        if (!x->cancel || !__atomic_load_n(x->cancel, __ATOMIC_ACQUIRE))
+                return false;
+        extract_fail(x, -ECANCELED, xstrdup("cancelled"));
+        return true;
 }
 
 /* Inflates one entry into its file, hashing what it writes (RECORD). */
@@ -414,7 +423,7 @@ static int extract_one(Extract *x, struct archive *a, Entry *e, uint8_t *buf, ch
                         return fail(ret_error, -EFBIG, x->wheel, e->path,
                                     "unpacked size over the cap (%llu bytes for a %llu-byte wheel): zip bomb?",
                                     (unsigned long long) x->total_cap, (unsigned long long) x->wheel_size);
-                if (__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE))
+                if (__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE) || extract_cancelled(x))
                         return -ECANCELED;
                 sha256_update(h, buf, (size_t) n);
                 int r = write_full(fd, buf, (size_t) n);
@@ -449,6 +458,8 @@ static void *extract_thread(void *userdata) {
                 }
                 if (e->dir || __atomic_exchange_n(&e->claimed, true, __ATOMIC_ACQ_REL))
                         continue;
+                if (extract_cancelled(x))
+                        break;
                 r = extract_one(x, a, e, buf, &error);
                 if (r < 0)
                         goto out;
@@ -476,7 +487,7 @@ static unsigned extract_threads(uint64_t wheel_size, size_t n_entries) {
  * type, declared size and the .dist-info directory checked, directories
  * made. Fills u in archive order. */
 static int scan_entries(struct archive *a, int dfd, const char *wheel, const PkgWheelName *wn, Unpack *u,
-                        char **ret_distinfo, char **ret_error) {
+                        const bool *cancel, char **ret_distinfo, char **ret_error) {
         _cleanup_free_ char *distinfo = NULL;
         _cleanup_strv_free_ char **made = NULL;
         for (;;) {
@@ -486,6 +497,11 @@ static int scan_entries(struct archive *a, int dfd, const char *wheel, const Pkg
                         break;
                 if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN)
                         return fail(ret_error, -EBADMSG, wheel, NULL, "corrupt archive: %s", archive_error_string(a));
+                if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
+                        free(*ret_error);
+                        *ret_error = xstrdup("cancelled");
+                        return -ECANCELED;
+                }
                 const char *path = archive_entry_pathname(ae);
                 if (!path)
                         return fail(ret_error, -EBADMSG, wheel, NULL, "entry without a name");
@@ -559,6 +575,11 @@ static int extract_all(Extract *x, char **ret_error) {
 }
 
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error) {
+        return pkg_wheel_unpack_cancellable(wheel_path, display_name, dest_dir, NULL, ret_error);
+}
+
+int pkg_wheel_unpack_cancellable(const char *wheel_path, const char *display_name, const char *dest_dir,
+                                 const bool *cancel, char **ret_error) {
         const char *wheel = display_name ? display_name : wheel_path;
         struct stat wst;
         if (stat(wheel_path, &wst) < 0) {
@@ -596,15 +617,21 @@ int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const cha
                 r = fail(ret_error, -errno, wheel, NULL, "cannot open %s", dest_dir);
                 goto out;
         }
-        r = scan_entries(a, dfd, wheel, wn, &u, &distinfo, ret_error);
+        r = scan_entries(a, dfd, wheel, wn, &u, cancel, &distinfo, ret_error);
         if (r < 0)
                 goto out;
         if (!distinfo) {
                 r = fail(ret_error, -EBADMSG, wheel, NULL, "no .dist-info directory");
                 goto out;
         }
-        Extract x = { .wheel_path = wheel_path, .wheel = wheel, .dfd = dfd, .u = &u, .total_cap = total_cap,
-                      .wheel_size = (uint64_t) wst.st_size, .lock = PTHREAD_MUTEX_INITIALIZER };
+        Extract x = { .wheel_path = wheel_path,
+                      .wheel = wheel,
+                      .dfd = dfd,
+                      .u = &u,
+                      .total_cap = total_cap,
+                      .wheel_size = (uint64_t) wst.st_size,
+                      .cancel = cancel,
+                      .lock = PTHREAD_MUTEX_INITIALIZER };
         r = extract_all(&x, ret_error);
         if (r < 0)
                 goto out;

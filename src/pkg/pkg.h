@@ -257,6 +257,11 @@ PkgMetadata *pkg_metadata_free(PkgMetadata *m);
  * failure dest_dir is removed. Files are created read-only (0444, 0555
  * when executable); directories stay writable (the caller seals them). */
 int pkg_wheel_unpack(const char *wheel_path, const char *display_name, const char *dest_dir, char **ret_error);
+/* The same, stopping between entries (and between a large entry's chunks)
+ * once *cancel is set (read atomically; NULL: never): -ECANCELED with
+ * "cancelled", dest_dir removed. */
+int pkg_wheel_unpack_cancellable(const char *wheel_path, const char *display_name, const char *dest_dir,
+                                 const bool *cancel, char **ret_error);
 /* The .dist-info/METADATA of a wheel file. */
 int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_error);
 
@@ -304,6 +309,10 @@ typedef struct PkgResolveOptions {
         void *pin_userdata;
         PkgAdmitFn admit;                 /* NULL: every project */
         void *admit_userdata;
+        /* Read atomically before each candidate is tried and by every
+         * transfer; once set the resolution ends with -ECANCELED and
+         * "cancelled". NULL: never. Not owned. */
+        const bool *cancel;
 } PkgResolveOptions;
 
 /* Backtracking resolution of reqs (root requirements; markers evaluated,
@@ -323,8 +332,12 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
  * writable), as pip does at install, so imports from the read-only store
  * need not compile. Failures are not errors. */
 typedef int (*PkgCompileFn)(const char *dir, void *userdata);
-int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
-                          PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
+/* cancel: see PkgEnvOptions.cancel. A cancelled call publishes nothing it
+ * had not finished: partial downloads and half-unpacked temp dirs are
+ * removed, wheel locks released; whole wheels already renamed into the
+ * store stay (content-addressed, complete, verified). */
+int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock, PkgProgressFn progress,
+                          void *userdata, PkgCompileFn compile, void *compile_userdata, const bool *cancel,
                           char ***ret_dirs, char **ret_error);
 
 /* An environment ready to use: its store dirs in sys.path order. While a
@@ -353,6 +366,17 @@ typedef struct PkgEnvOptions {
          * taken from a cache or a peer before it is materialised. */
         PkgAdmitFn admit;
         void *admit_userdata;
+        /* The caller's cancel flag (an engine run's; not owned), read
+         * atomically: between steps, by every transfer (libcurl's progress
+         * callback: a stalled download stops too), between a wheel's
+         * entries, while waiting for another installer's wheel lock (every
+         * 50 ms). Once set the call ends within a fraction of a second
+         * with -ECANCELED and "cancelled"; no env record is written, no
+         * temp file or lock is left, and only whole verified wheels stay
+         * in the store. Another installer waiting for a wheel this one
+         * was fetching takes its lock then and fetches it itself
+         * (docs/cli.md "cancel"). NULL: never. */
+        const bool *cancel;
 } PkgEnvOptions;
 
 /* The engine's one call: the cache key, then the cached lock (one file

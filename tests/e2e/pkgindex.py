@@ -271,6 +271,8 @@ class Index:
         self.fail = {}              # path -> [status, count]
         self.hold = {}              # path -> threading.Event: answer once set (pages too)
         self.truncate = {}          # path -> bytes sent before closing early
+        self.slow = {}              # path -> seconds its body is spread over (a slow mirror)
+        self.sent = {}              # path -> body bytes written so far (slow paths)
         self.server = None
         self.thread = None
 
@@ -378,6 +380,26 @@ class Index:
                 self.wfile.flush()
                 self.close_connection = True
 
+            def send_slow(self, path, seconds, url_path):
+                # The whole length promised, the bytes trickled out over
+                # `seconds`: a big wheel on a slow link. A client that
+                # hangs up (a cancelled install) ends it.
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                steps = 100
+                chunk = max(1, -(-len(data) // steps))
+                try:
+                    for i in range(0, len(data), chunk):
+                        self.wfile.write(data[i:i + chunk])
+                        self.wfile.flush()
+                        index.sent[url_path] = index.sent.get(url_path, 0) + len(data[i:i + chunk])
+                        time.sleep(seconds / steps)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
             def do_HEAD(self):
                 self.do_GET()
 
@@ -428,6 +450,9 @@ class Index:
                             cut = index.truncate.get(path)
                             if cut is not None:
                                 return self.send_truncated(f.path, cut)
+                            secs = index.slow.get(path)
+                            if secs:
+                                return self.send_slow(f.path, secs, path)
                             if f.path.stat().st_size > (64 << 20):
                                 return self.send_file(f.path)
                             return self.send(200, f.path.read_bytes(), "application/octet-stream")

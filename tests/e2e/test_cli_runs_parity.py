@@ -306,3 +306,193 @@ def test_ps_status_refuses_an_unknown_state_listing_the_valid_ones(daemon, workd
     r = run_cli(workdir, ["ps", "--status", "failed,bogus"], server=server)
     assert (r.returncode, r.stdout) == (2, ""), r
     assert r.stderr.startswith("pysprinter: ps: unknown state 'bogus' (queued, "), r.stderr
+
+
+# ---- a cancel while the run resolves or installs its dependencies ----------
+
+NEEDS = '''
+@requirements({'%s': ''})
+def f():
+    import %s
+    return %s.NAME
+'''
+
+
+@pytest.fixture(scope="module")
+def install_index(tmp_path_factory):
+    """A local index whose wheels (2 MiB of random bytes each) can be served
+    slowly: Index.slow[path] spreads a wheel's body over that many seconds."""
+    import pkgindex
+    ix = pkgindex.Index()
+    ix.wheels = {}
+    out = tmp_path_factory.mktemp("slow-wheels")
+    for name in ("slowa", "slowb", "slowc"):
+        w = pkgindex.build_wheel(out, name, "1.0", files={
+            f"{name}.py": f"NAME = {name!r}\n", f"{name}_blob.bin": os.urandom(2 << 20)})
+        ix.add(w)
+        ix.wheels[name] = (f"/files/{w.name}", pkgindex.sha256_file(w))
+    ix.start()
+    yield ix
+    ix.stop()
+
+
+@pytest.fixture(scope="module")
+def install_daemon(tmp_path_factory, install_index):
+    from conftest import sandbox_args
+    from daemonlib import Daemon
+    root = tmp_path_factory.mktemp("install-daemon")
+    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"],
+               config_extra=f"index:\n  url: {install_index.url}\n")
+    d.start()
+    yield d
+    d.stop()
+
+
+def popen_ix(workdir, args, server, index):
+    env = cli_env(workdir)
+    env["PYSPRINTER_INDEX_URL"] = index.url
+    pre = ["--server", server] if server else []
+    return subprocess.Popen([str(CLI), *pre, *args], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_downloading(ix, path, p, n=1):
+    """Until the index has sent some of the n-th request of path's body."""
+    deadline = time.time() + 60
+    while ix.requests.count(path) < n or ix.sent.get(path, 0) == 0:
+        assert time.time() < deadline and p.poll() is None, (ix.requests, p.poll())
+        time.sleep(0.02)
+
+
+def assert_nothing_published(home, sha):
+    """A cancelled install leaves no store dir of the wheel, no temp dir or
+    partial download and no lock held (a fresh run would wait on it)."""
+    store = home / "store"
+    assert not (store / sha).exists()
+    assert not [x for x in store.iterdir() if x.name.startswith(".tmp-")] if store.is_dir() else True
+    cache = home / "cache" / "wheels"
+    left = [x.name for x in cache.iterdir() if x.name.startswith(sha)] if cache.is_dir() else []
+    assert left == [], left
+
+
+def test_ctrl_c_while_installing_ends_cancelled_at_once_on_both_paths(install_index, install_daemon, workdir):
+    """Ctrl-C while a 2 MiB wheel trickles in over 30 s ended the run only
+    once the install was over (then killed it at start): it now ends within
+    a second, `cancelled`, exit 5, the same bytes embedded and against a
+    daemon; nothing half-made is published, and a fresh run of the same
+    requirements installs."""
+    ix = install_index
+    path, sha = ix.wheels["slowa"]
+    (workdir / "needs_a.py").write_text(NEEDS % (("slowa",) * 3))
+    ix.slow[path] = 30
+    out, homes = {}, {None: workdir / "home", install_daemon.url: install_daemon.home}
+    for server in (None, install_daemon.url):
+        p = popen_ix(workdir, ["run", "needs_a.py", *SB], server, ix)
+        try:
+            wait_downloading(ix, path, p, n=len(out) + 1)
+            t0 = time.time()
+            p.send_signal(signal.SIGINT)
+            o, e = p.communicate(timeout=60)
+            took = time.time() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert took < 2, (server, f"Ctrl-C took {took:.2f}s to end the install")
+        rid = newest_run(workdir, server)["id"]
+        assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
+        out[server] = (p.returncode, o, e.replace(rid, "RID").splitlines()[-1:])
+        assert_nothing_published(homes[server], sha)
+    assert out[None] == out[install_daemon.url], out
+    # What a Ctrl-C during the run phase prints, exit 130 as every verb's.
+    assert out[None] == (130, "", ["pysprinter: cancelled"]), out
+    del ix.slow[path]
+    for server in (None, install_daemon.url):
+        r = run_cli(workdir, ["run", "needs_a.py", *SB], server=server,
+                    extra_env={"PYSPRINTER_INDEX_URL": ix.url})
+        assert (r.returncode, r.stdout) == (0, "slowa\n"), (server, r)
+        assert (homes[server] / "store" / sha).is_dir()
+
+
+def test_cancel_run_while_installing_on_both_paths(install_index, install_daemon, workdir):
+    """`pysprinter cancel RUN` of a run still installing answered after 10 s
+    with `running` (embedded) and the run ended after the install: now the
+    run ends at once, `cancelled`, and the verb says so, on both paths."""
+    ix = install_index
+    path, sha = ix.wheels["slowb"]
+    (workdir / "needs_b.py").write_text(NEEDS % (("slowb",) * 3))
+    ix.slow[path] = 30
+    out = {}
+    try:
+        for server in (None, install_daemon.url):
+            p = popen_ix(workdir, ["run", "needs_b.py", *SB], server, ix)
+            try:
+                wait_downloading(ix, path, p, n=len(out) + 1)
+                rid = newest_run(workdir, server, "running")["id"]
+                t0 = time.time()
+                r = run_cli(workdir, ["cancel", rid], server=server)
+                o, e = p.communicate(timeout=60)
+                took = time.time() - t0
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            assert took < 3, (server, f"cancel took {took:.2f}s to end the install")
+            out[server] = (r.returncode, r.stdout.replace(rid, "RID"), r.stderr, p.returncode, o,
+                           e.replace(rid, "RID").splitlines()[-1:])
+    finally:
+        ix.slow.pop(path, None)
+    assert out[None] == out[install_daemon.url], out
+    assert out[None][:4] == (0, "run RID: cancelled\n", "", 5), out
+
+
+def test_cancel_of_one_run_does_not_fail_another_waiting_on_the_same_install(install_index, install_daemon,
+                                                                           workdir):
+    """Two runs of the same requirements: the second waits on the wheel the
+    first is fetching (the store's per-wheel lock). Cancelling the first
+    ends it alone: the second takes the wheel over and succeeds
+    (docs/cli.md "cancel")."""
+    ix = install_index
+    path, sha = ix.wheels["slowc"]
+    (workdir / "needs_c.py").write_text(NEEDS % (("slowc",) * 3))
+    for n, server in enumerate((None, install_daemon.url)):
+        ix.slow[path] = 30
+        first = popen_ix(workdir, ["run", "needs_c.py", *SB], server, ix)
+        second = None
+        try:
+            wait_downloading(ix, path, first, n=2 * n + 1)
+            pages = ix.requests.count("/simple/slowc/")
+            second = popen_ix(workdir, ["run", "needs_c.py", *SB], server, ix)
+            deadline = time.time() + 30
+            while ix.requests.count("/simple/slowc/") == pages:
+                assert time.time() < deadline and second.poll() is None, ix.requests
+                time.sleep(0.02)
+            time.sleep(1)        # the second resolved and waits on the wheel's lock
+            assert ix.requests.count(path) == 2 * n + 1, "the second run fetched the wheel too"
+            ix.slow[path] = 1    # the second's own fetch, once it takes the wheel over
+            first.send_signal(signal.SIGINT)
+            assert first.wait(timeout=60) == 130
+            o, e = second.communicate(timeout=120)
+        finally:
+            for p in (first, second):
+                if p and p.poll() is None:
+                    p.kill()
+                    p.wait()
+        assert (second.returncode, o) == (0, "slowc\n"), (server, o, e)
+    ix.slow.pop(path, None)
+
+
+def test_gc_removes_cancel_asks_of_runs_no_longer_in_flight(workdir):
+    """An embedded `cancel` asks with a file, $PYSPRINTER_HOME/cancel/RUN;
+    when the run's owner and the asker both died before removing it, it
+    stayed forever. `gc` removes the asks of runs that ended or are not
+    known at all."""
+    assert run_cli(workdir, ["run", "f.py", "--kind", "none", *SB]).returncode == 0
+    rid = newest_run(workdir, None)["id"]
+    asks = workdir / "home" / "cancel"
+    asks.mkdir(exist_ok=True)
+    for name in (rid, "rnosuchrunatall"):
+        (asks / name).write_text("")
+    r = run_cli(workdir, ["gc"])
+    assert r.returncode == 0, r
+    assert sorted(p.name for p in asks.iterdir()) == [], list(asks.iterdir())

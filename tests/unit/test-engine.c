@@ -18,6 +18,7 @@
 
 #include "engine-internal.h"
 #include "engine.h"
+#include "slow-http.h"
 
 static char home[] = "/tmp/engine-test-XXXXXX";
 
@@ -328,6 +329,151 @@ static void test_cancel_and_timeout(void **state) {
         engine_free(e);
 }
 
+/* ---- a cancel in every phase, noticed by an event ---- */
+
+typedef struct InstallCancel {
+        Engine *e;
+        SlowHttp *http;
+        const char *id;
+        usec_t at;
+} InstallCancel;
+
+static void *install_cancel_main(void *userdata) {
+        InstallCancel *c = userdata;
+        for (usec_t until = now_monotonic() + 30 * USEC_PER_SEC;
+             now_monotonic() < until && !__atomic_load_n(&c->http->body_started, __ATOMIC_ACQUIRE);)
+                usleep(5000);
+        usleep(200 * 1000); /* mid-download */
+        c->at = now_monotonic();
+        (void) engine_cancel(c->e, c->id);
+        return NULL;
+}
+
+/* A run cancelled while its requirement's wheel trickles in (the resolver
+ * fetches it for its metadata: the index offers no PEP 658 file) ends
+ * within a fraction of a second, `cancelled` as in the run phase, instead
+ * of after the download. */
+static void test_cancel_while_installing(void **state) {
+        _cleanup_free_ char *dir = xasprintf("%s/slowindex", home);
+        assert_int_equal(mkdir_p(dir, 0755), 0);
+        _cleanup_free_ char *wheel = path_join(dir, "w-1.0-py3-none-any.whl");
+        _cleanup_free_ char *bytes = xmalloc(1 << 20);
+        for (size_t i = 0; i < (1 << 20); i++)
+                bytes[i] = (char) (i * 2654435761u >> 24);
+        _cleanup_close_ int fd = open(wheel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_int_equal(write_full(fd, bytes, 1 << 20), 0);
+        char sha[SHA256_HEX_SIZE];
+        assert_int_equal(sha256_file_hex(wheel, sha), 0);
+        _cleanup_free_ char *page = xasprintf(
+                "<html><body><a href=\"/files/w-1.0-py3-none-any.whl#sha256=%s\">w-1.0-py3-none-any.whl</a>"
+                "</body></html>",
+                sha);
+        SlowHttp http = { .page = page, .file_path = wheel, .chunk = 4096, .delay_ms = 20 }; /* ~5 s */
+        assert_int_equal(slow_http_start(&http), 0);
+        _cleanup_free_ char *index = xasprintf("http://127.0.0.1:%u/simple/", http.port);
+        _cleanup_free_ char *data = xasprintf("%s/hinstall", home), *err = NULL;
+        EngineConfig cfg = { .data_dir = data, .index_url = index };
+        Engine *e = NULL;
+        if (engine_new(&cfg, &e, &err) < 0)
+                fail_msg("engine_new: %s", err);
+        const char *src = "@requirements({'w': ''})\ndef f():\n    return 1\n";
+        InstallCancel c = { .e = e, .http = &http, .id = "rinstallcancel" };
+        pthread_t t;
+        pthread_create(&t, NULL, install_cancel_main, &c);
+        RunSpec spec = { .run_id = c.id,
+                         .source = src,
+                         .source_len = strlen(src),
+                         .filename = "i.py",
+                         .sandbox = SANDBOX_MODE_NONE,
+                         .no_record = true };
+        RunResult *r = NULL;
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
+        usec_t took = now_monotonic() - c.at;
+        pthread_join(t, NULL);
+        assert_int_equal(r->status, RUN_CANCELLED);
+        assert_int_equal(r->exit_code, EXIT_LIMIT);
+        assert_string_equal(r->error_message, "cancelled");
+        if (took >= 500 * USEC_PER_MSEC)
+                fail_msg("the run ended %llu ms after its cancel", (unsigned long long) (took / 1000));
+        run_result_free(r);
+        engine_free(e);
+        slow_http_stop(&http);
+}
+
+/* The watch sleeps until the time limit, not 100 ms: a cancel wakes it
+ * through the run's eventfd. */
+static void test_cancel_wakes_the_watch(void **state) {
+        Engine *e = engine_for_test(0);
+        const char *src = "import time\ndef f():\n    time.sleep(20)\n";
+        RunSpec spec = { .run_id = "rwakeme",
+                         .source = src,
+                         .source_len = strlen(src),
+                         .filename = "w.py",
+                         .sandbox = SANDBOX_MODE_NONE,
+                         .no_record = true };
+        EngineRun *run = engine_run_begin(e, &spec, NULL, NULL);
+        struct pollfd pf[ENGINE_RUN_POLLFDS];
+        usec_t until = 0;
+        assert_false(engine_run_watch_fds(run, pf, &until));
+        assert_true(until > now_monotonic() + 30 * USEC_PER_SEC); /* the 60 s limit, no tick */
+        assert_true(pf[ENGINE_RUN_POLLFDS - 1].fd >= 0);
+        usec_t t0 = now_monotonic();
+        assert_int_equal(engine_cancel(e, "rwakeme"), 0);
+        assert_true(poll(pf, ENGINE_RUN_POLLFDS, 2000) > 0);
+        assert_true(pf[ENGINE_RUN_POLLFDS - 1].revents & POLLIN);
+        assert_true(now_monotonic() - t0 < 100 * USEC_PER_MSEC);
+        engine_run_watch_events(run, pf);
+        (void) engine_run_wait(run, UINT64_MAX);
+        RunResult *r = engine_run_end(run);
+        assert_int_equal(r->status, RUN_CANCELLED);
+        run_result_free(r);
+        engine_free(e);
+}
+
+typedef struct FileCancel {
+        Engine *e;
+        const char *id;
+        usec_t at;
+} FileCancel;
+
+static void *file_cancel_main(void *userdata) {
+        FileCancel *c = userdata;
+        usleep(1500 * 1000); /* the run is running */
+        c->at = now_monotonic();
+        assert_int_equal(engine_cancel_request(c->e, c->id), 0);
+        return NULL;
+}
+
+/* `pysprinter cancel` of a CLI's run: the file $DATA/cancel/RUN_ID is seen
+ * through inotify at once (no poll of the directory), acted on and gone. */
+static void test_cancel_request_file(void **state) {
+        _cleanup_free_ char *data = xasprintf("%s/hfile", home), *err = NULL;
+        EngineConfig cfg = { .data_dir = data, .record_owner = true };
+        Engine *e = NULL;
+        if (engine_new(&cfg, &e, &err) < 0)
+                fail_msg("engine_new: %s", err);
+        const char *src = "import time\ndef f():\n    time.sleep(20)\n";
+        FileCancel c = { .e = e, .id = "rfilecancel" };
+        pthread_t t;
+        pthread_create(&t, NULL, file_cancel_main, &c);
+        RunSpec spec = { .run_id = c.id,
+                         .source = src,
+                         .source_len = strlen(src),
+                         .filename = "f.py",
+                         .sandbox = SANDBOX_MODE_NONE };
+        RunResult *r = NULL;
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
+        usec_t took = now_monotonic() - c.at;
+        pthread_join(t, NULL);
+        assert_int_equal(r->status, RUN_CANCELLED);
+        if (took >= 500 * USEC_PER_MSEC)
+                fail_msg("the run ended %llu ms after the request", (unsigned long long) (took / 1000));
+        _cleanup_free_ char *f = xasprintf("%s/cancel/rfilecancel", data);
+        assert_int_equal(access(f, F_OK), -1);
+        run_result_free(r);
+        engine_free(e);
+}
+
 /* A 1 MiB file needing ~440 MB to parse: over the run's memory limit
  * its validation ends the run as that limit (not "invalid"); over its
  * time limit, as that one; with enough of both it runs. The validator
@@ -368,6 +514,58 @@ static void test_large_file_validation_has_the_runs_limits(void **state) {
         assert_ok(r, "\"ran\"");
         run_result_free(r);
         buf_free(&b);
+        engine_free(e);
+}
+
+typedef struct LateCancel {
+        Engine *e;
+        const char *id;
+        unsigned after_ms;
+        usec_t at;
+} LateCancel;
+
+static void *late_cancel_main(void *userdata) {
+        LateCancel *c = userdata;
+        usleep(c->after_ms * 1000);
+        c->at = now_monotonic();
+        assert_int_equal(engine_cancel(c->e, c->id), 0);
+        return NULL;
+}
+
+/* A cancel while a large file is validated (seconds, in a validator's
+ * child) ends the run at once, `cancelled`; the next run validates in a
+ * fresh validator (the cancelled one's reply is still to come). */
+static void test_cancel_while_validating(void **state) {
+        Engine *e = engine_for_test_as(0, true);
+        Buf b;
+        buf_init(&b, 4ULL << 20);
+        buf_appends(&b, "def f():\n    return 'ran'\n\ndef never_called():\n");
+        for (int i = 0; b.len < (1U << 20); i++)
+                buf_printf(&b, "    g(h(i(j(%d, %d))))\n", i, i);
+        LateCancel c = { .e = e, .id = "rvalidating", .after_ms = 300 };
+        pthread_t t;
+        pthread_create(&t, NULL, late_cancel_main, &c);
+        RunSpec spec = { .run_id = c.id,
+                         .source = b.data,
+                         .source_len = b.len,
+                         .filename = "big.py",
+                         .function = "f",
+                         .sandbox = SANDBOX_MODE_NONE,
+                         .no_record = true,
+                         .limits = { .memory_bytes = 2ULL << 30, .timeout_ms = 180000 } };
+        RunResult *r = NULL;
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
+        usec_t took = now_monotonic() - c.at;
+        pthread_join(t, NULL);
+        assert_int_equal(r->status, RUN_CANCELLED);
+        assert_string_equal(r->error_message, "cancelled");
+        if (took >= 500 * USEC_PER_MSEC)
+                fail_msg("the run ended %llu ms after its cancel", (unsigned long long) (took / 1000));
+        run_result_free(r);
+        buf_free(&b);
+        RunResult *ok = run_source(e, "def f():\n    return 2\n", NULL, NULL, NULL);
+        assert_ok(ok, "2");
+        run_result_free(ok);
         engine_free(e);
 }
 
@@ -870,6 +1068,10 @@ int main(void) {
                 cmocka_unit_test(test_eviction_under_budget),
                 cmocka_unit_test(test_pss_measured),
                 cmocka_unit_test(test_cancel_and_timeout),
+                cmocka_unit_test(test_cancel_while_installing),
+                cmocka_unit_test(test_cancel_wakes_the_watch),
+                cmocka_unit_test(test_cancel_request_file),
+                cmocka_unit_test(test_cancel_while_validating),
                 cmocka_unit_test(test_large_file_validation_has_the_runs_limits),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_vcache_bounded_by_bytes),

@@ -1,6 +1,7 @@
 /* Unit tests of the package manager's pure parts: URL joining, typo
  * suggestions, core metadata, RECORD hashes, lock JSON, and the wheel
- * unpacker against hostile archives written here with libarchive. */
+ * unpacker against hostile archives written here with libarchive; and the
+ * store's cancel (PkgEnvOptions.cancel) against a slow local HTTP server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,12 +9,15 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "basic.h"
 #include "pkg-mgr.h"
 #include "pkg.h"
+#include "slow-http.h"
 
 static void test_url_redact(void **state) {
         const struct {
@@ -296,12 +300,187 @@ static void test_env_info_json(void **state) {
                                "\"in_use\":false}");
 }
 
+/* ---- cancel --------------------------------------------------------------- */
+
+/* A wheel w-1.0 of n_files entries w/fNNNNN.py, plus one of big_bytes
+ * random letters (incompressible enough to make the file that big). */
+static char *make_big_wheel(const char *dir, size_t n_files, size_t big_bytes) {
+        size_t n = n_files + 3;
+        Ent *ents = xcalloc(n, sizeof(Ent));
+        char **paths = xcalloc(n_files + 1, sizeof(char *));
+        ents[0] = (Ent){ "w-1.0.dist-info/METADATA", "Name: w\nVersion: 1.0\n", 0 };
+        ents[1] = (Ent){ "w-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n", 0 };
+        char *big = xmalloc(big_bytes + 1);
+        uint64_t x = 88172645463325252ULL;
+        for (size_t i = 0; i < big_bytes; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                big[i] = (char) ('!' + x % 90);
+        }
+        big[big_bytes] = 0;
+        ents[2] = (Ent){ "w/big.txt", big, 0 };
+        for (size_t i = 0; i < n_files; i++) {
+                paths[i] = xasprintf("w/f%05zu.py", i);
+                ents[3 + i] = (Ent){ paths[i], "x = 1\n", 0 };
+        }
+        char *p = make_zip(dir, "w-1.0-py3-none-any.whl", ents, n, true);
+        strv_free(paths);
+        free(big);
+        free(ents);
+        return p;
+}
+
+/* What a cancelled install must not leave: the wheel's store dir, a temp
+ * dir, a partial download, its lock held. */
+static void assert_nothing_left(const char *data, const char *sha) {
+        _cleanup_free_ char *final = pkg_store_dir(data, sha);
+        assert_int_equal(access(final, F_OK), -1);
+        const char *sub[] = { "store", "cache/wheels" };
+        for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
+                _cleanup_free_ char *d = path_join(data, sub[i]);
+                DIR *dd = opendir(d);
+                for (struct dirent *de; dd && (de = readdir(dd));)
+                        if (de->d_name[0] != '.' || startswith(de->d_name, ".tmp-"))
+                                fail_msg("left in %s: %s", sub[i], de->d_name);
+                if (dd)
+                        closedir(dd);
+        }
+        _cleanup_free_ char *lockp = xasprintf("%s/cache/locks/%s", data, sha);
+        _cleanup_close_ int fd = open(lockp, O_RDONLY | O_CLOEXEC);
+        assert_true(fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0);
+}
+
+typedef struct Canceller {
+        bool cancel;
+        SlowHttp *http;    /* wait for its body to begin, or */
+        const char *store; /* for a temp dir to appear in it */
+        usec_t at;         /* monotonic: when cancel was set */
+} Canceller;
+
+static void *canceller_main(void *userdata) {
+        Canceller *c = userdata;
+        for (usec_t until = now_monotonic() + 30 * USEC_PER_SEC; now_monotonic() < until;) {
+                bool go = false;
+                if (c->http)
+                        go = __atomic_load_n(&c->http->body_started, __ATOMIC_ACQUIRE);
+                else {
+                        DIR *d = opendir(c->store);
+                        for (struct dirent *de; d && !go && (de = readdir(d));)
+                                go = startswith(de->d_name, ".tmp-");
+                        if (d)
+                                closedir(d);
+                }
+                if (go)
+                        break;
+                usleep(c->http ? 5000 : 100);
+        }
+        if (c->http)
+                usleep(200 * 1000); /* mid-download */
+        c->at = now_monotonic();
+        __atomic_store_n(&c->cancel, true, __ATOMIC_RELEASE);
+        return NULL;
+}
+
+static PkgLock *one_entry_lock(const char *url, const char *sha) {
+        PkgLock *l = xcalloc(1, sizeof(PkgLock));
+        l->entries = xcalloc(1, sizeof(PkgLockEntry));
+        l->n_entries = 1;
+        l->entries[0] = (PkgLockEntry){ .name = xstrdup("w"),
+                                        .version = xstrdup("1.0"),
+                                        .filename = xstrdup("w-1.0-py3-none-any.whl"),
+                                        .url = xstrdup(url),
+                                        .sha256 = xstrdup(sha) };
+        return l;
+}
+
+/* A download cut by a cancel: within a fraction of a second, -ECANCELED
+ * and "cancelled", nothing published, nothing left; the same lock then
+ * installs. */
+static void test_materialize_cancelled_mid_download(void **state) {
+        char tmpl[] = "/tmp/test-pkg-cancel-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *wheel = make_big_wheel(tmpl, 10, 1 << 20);
+        char sha[SHA256_HEX_SIZE];
+        assert_int_equal(sha256_file_hex(wheel, sha), 0);
+        SlowHttp http = { .file_path = wheel, .chunk = 4096, .delay_ms = 20 }; /* ~5 s */
+        assert_int_equal(slow_http_start(&http), 0);
+        _cleanup_free_ char *url = xasprintf("http://127.0.0.1:%u/files/w-1.0-py3-none-any.whl", http.port);
+        _cleanup_free_ char *data = path_join(tmpl, "data");
+        PkgLock *lock = one_entry_lock(url, sha);
+        Canceller c = { .http = &http };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, canceller_main, &c), 0);
+        char **dirs = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_store_materialize(data, NULL, lock, NULL, NULL, NULL, NULL, &c.cancel, &dirs, &err);
+        usec_t took = now_monotonic() - c.at;
+        pthread_join(t, NULL);
+        assert_int_equal(r, -ECANCELED);
+        assert_string_equal(err, "cancelled");
+        assert_true(took < 500 * USEC_PER_MSEC);
+        assert_nothing_left(data, sha);
+
+        http.delay_ms = 0;
+        free(err);
+        err = NULL;
+        bool never = false;
+        r = pkg_store_materialize(data, NULL, lock, NULL, NULL, NULL, NULL, &never, &dirs, &err);
+        if (r < 0)
+                fail_msg("materialize after the cancel: %s", err);
+        assert_int_equal(access(dirs[0], F_OK), 0);
+        strv_free(dirs);
+        slow_http_stop(&http);
+        pkg_lock_free(lock);
+        rm_rf(tmpl);
+}
+
+/* An unpack cut by a cancel between entries: its temp dir goes, the store
+ * holds nothing of the wheel. The unpacker alone says so too. */
+static void test_materialize_cancelled_mid_extraction(void **state) {
+        char tmpl[] = "/tmp/test-pkg-cancel-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *wheel = make_big_wheel(tmpl, 5000, 1024);
+        char sha[SHA256_HEX_SIZE];
+        assert_int_equal(sha256_file_hex(wheel, sha), 0);
+        _cleanup_free_ char *url = xasprintf("file://%s", wheel);
+        _cleanup_free_ char *data = path_join(tmpl, "data");
+        _cleanup_free_ char *store = path_join(data, "store");
+        assert_int_equal(mkdir_p(store, 0755), 0);
+        PkgLock *lock = one_entry_lock(url, sha);
+        Canceller c = { .store = store };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, canceller_main, &c), 0);
+        char **dirs = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_store_materialize(data, NULL, lock, NULL, NULL, NULL, NULL, &c.cancel, &dirs, &err);
+        usec_t took = now_monotonic() - c.at;
+        pthread_join(t, NULL);
+        assert_int_equal(r, -ECANCELED);
+        assert_string_equal(err, "cancelled");
+        if (took >= 500 * USEC_PER_MSEC)
+                fail_msg("the unpack went on for %llu ms after the cancel", (unsigned long long) (took / 1000));
+        assert_nothing_left(data, sha);
+
+        bool set = true;
+        _cleanup_free_ char *dest = path_join(tmpl, "out"), *e2 = NULL;
+        assert_int_equal(pkg_wheel_unpack_cancellable(wheel, NULL, dest, &set, &e2), -ECANCELED);
+        assert_string_equal(e2, "cancelled");
+        assert_int_equal(access(dest, F_OK), -1);
+        pkg_lock_free(lock);
+        rm_rf(tmpl);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_url_join),      cmocka_unit_test(test_url_redact),
-                cmocka_unit_test(test_close_names),   cmocka_unit_test(test_metadata),
-                cmocka_unit_test(test_record_hash),   cmocka_unit_test(test_lock_roundtrip),
-                cmocka_unit_test(test_wheel_unpack),  cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
+                cmocka_unit_test(test_materialize_cancelled_mid_download),
+                cmocka_unit_test(test_materialize_cancelled_mid_extraction),
+                cmocka_unit_test(test_url_join),
+                cmocka_unit_test(test_url_redact),
+                cmocka_unit_test(test_close_names),
+                cmocka_unit_test(test_metadata),
+                cmocka_unit_test(test_record_hash),
+                cmocka_unit_test(test_lock_roundtrip),
+                cmocka_unit_test(test_wheel_unpack),
+                cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
                 cmocka_unit_test(test_env_info_json),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
