@@ -67,6 +67,9 @@ typedef struct Pool {
  * validation is a pure function of those, so a repeated run skips it. */
 typedef struct ValidationCache ValidationCache;
 
+/* How many unsignalled cancel eventfds an engine keeps (runs at once). */
+#define ENGINE_SPARE_CANCEL_FDS 64
+
 struct Engine {
         const PkgPeers *peers; /* a cluster's (engine_set_peers), or NULL */
         char *data_dir;
@@ -87,8 +90,12 @@ struct Engine {
         char **deny_packages;
         Store *store;
         bool record_owner;   /* EngineConfig.record_owner */
-        pthread_mutex_t lock; /* guards active */
+        pthread_mutex_t lock; /* guards active and the spare cancel fds */
         ActiveRun *active;
+        /* The eventfds of runs that ended uncancelled (never signalled),
+         * for the next runs: an invoke makes and closes none (issue 15). */
+        int spare_cancel_fds[ENGINE_SPARE_CANCEL_FDS];
+        size_t n_spare_cancel_fds;
         Pool pool;
         ValidationCache *vcache;
         ValidationCache *envcache; /* engine-resolve.c: pinned environments */

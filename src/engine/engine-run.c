@@ -110,26 +110,39 @@ static void effective_limits(RunCtx *c) {
 }
 
 static void active_register(RunCtx *c) {
+        Engine *e = c->e;
         c->active.id = c->res->id;
-        /* Without one (EMFILE) the watch notices a cancel at its next
-         * wake-up only; engine_cancel() kills the tree all the same. */
-        c->active.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        c->active.by_file = c->e->record_owner && !c->spec->no_record;
-        pthread_mutex_lock(&c->e->lock);
-        c->active.next = c->e->active;
-        c->e->active = &c->active;
-        pthread_mutex_unlock(&c->e->lock);
+        c->active.by_file = e->record_owner && !c->spec->no_record;
+        pthread_mutex_lock(&e->lock);
+        /* A new one only while fewer ran at once before. Without one
+         * (EMFILE) the watch notices a cancel at its next wake-up only;
+         * engine_cancel() kills the tree all the same. */
+        c->active.cancel_fd = e->n_spare_cancel_fds ? e->spare_cancel_fds[--e->n_spare_cancel_fds]
+                                                    : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        c->active.next = e->active;
+        e->active = &c->active;
+        pthread_mutex_unlock(&e->lock);
 }
 
 static void active_unregister(RunCtx *c) {
-        pthread_mutex_lock(&c->e->lock);
-        for (ActiveRun **p = &c->e->active; *p; p = &(*p)->next)
+        Engine *e = c->e;
+        int fd = c->active.cancel_fd;
+        c->active.cancel_fd = -EBADF;
+        pthread_mutex_lock(&e->lock);
+        for (ActiveRun **p = &e->active; *p; p = &(*p)->next)
                 if (*p == &c->active) {
                         *p = c->active.next;
                         break;
                 }
-        pthread_mutex_unlock(&c->e->lock);
-        c->active.cancel_fd = fd_close(c->active.cancel_fd);
+        /* engine_cancel() signals only under the lock and only the runs
+         * in the list: an uncancelled run's fd was never written, so the
+         * next run takes it as it is. */
+        if (fd >= 0 && !c->active.cancelled && e->n_spare_cancel_fds < ENGINE_SPARE_CANCEL_FDS) {
+                e->spare_cancel_fds[e->n_spare_cancel_fds++] = fd;
+                fd = -EBADF;
+        }
+        pthread_mutex_unlock(&e->lock);
+        fd_close(fd);
 }
 
 static char *cancel_request_path(Engine *e, const char *run_id) {

@@ -330,6 +330,8 @@ Engine *engine_free(Engine *e) {
         if (e->prewarm_started)
                 pthread_join(e->prewarm_thread, NULL);
         engine_cancel_watch_stop(e);
+        while (e->n_spare_cancel_fds > 0)
+                fd_close(e->spare_cancel_fds[--e->n_spare_cancel_fds]);
         engine_janitor_stop(e);
         instances_shutdown(e);
         pool_shutdown(e);
