@@ -20,9 +20,22 @@
  * when not detached, and once handed. */
 static int notify_fd = -1;
 
+/* Closes every descriptor from 3 up but keep_a and keep_b: what the
+ * caller lent this process (a harness's pipe, a shell's process
+ * substitution) would be held open as long as the run goes on. */
+static void close_inherited(int keep_a, int keep_b) {
+        unsigned lo = (unsigned) MIN(keep_a, keep_b), hi = (unsigned) MAX(keep_a, keep_b);
+        if (lo > 3)
+                (void) close_range(3, lo - 1, 0);
+        if (hi > lo + 1)
+                (void) close_range(lo + 1, hi - 1, 0);
+        (void) close_range(hi + 1, ~0U, 0);
+}
+
 static bool detach_child_setup(int notify_w, int err_w) {
         if (setsid() < 0)
                 return false;
+        close_inherited(notify_w, err_w);
         /* 0, 1 and 2 are inherited by every worker the engine spawns: none
          * may hold the caller's terminal or pipes (a `$(pysprinter run
          * --detach)` waits for the end of its stdout, stderr included
@@ -95,11 +108,33 @@ static int detach_parent_wait(pid_t child, int notify_r, int err_r, bool json, b
         return WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_INTERNAL;
 }
 
+/* A pipe whose ends are above 0, 1 and 2, which the child points at
+ * /dev/null (a caller may have closed any of them: `<&-`). */
+static int pipe_above_stdio(int fds[2]) {
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        for (int i = 0; i < 2; i++)
+                if (fds[i] <= STDERR_FILENO) {
+                        int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+                        if (moved < 0) {
+                                int r = -errno;
+                                fd_close(fds[0]);
+                                fd_close(fds[1]);
+                                return r;
+                        }
+                        fd_close(fds[i]);
+                        fds[i] = moved;
+                }
+        return 0;
+}
+
 int cli_detach_fork(bool json, bool dag) {
         int notify[2], err[2];
-        if (pipe2(notify, O_CLOEXEC) < 0)
+        int r = pipe_above_stdio(notify);
+        if (r < 0)
                 goto fail;
-        if (pipe2(err, O_CLOEXEC) < 0) {
+        r = pipe_above_stdio(err);
+        if (r < 0) {
                 fd_close(notify[0]);
                 fd_close(notify[1]);
                 goto fail;
@@ -108,6 +143,7 @@ int cli_detach_fork(bool json, bool dag) {
         fflush(stderr);
         pid_t pid = fork();
         if (pid < 0) {
+                r = -errno;
                 fd_close(notify[0]);
                 fd_close(notify[1]);
                 fd_close(err[0]);
@@ -125,7 +161,7 @@ int cli_detach_fork(bool json, bool dag) {
         fd_close(err[1]);
         return detach_parent_wait(pid, notify[0], err[0], json, dag);
 fail:
-        cli_error("cannot detach the run: %s", strerror(errno));
+        cli_error("cannot detach the run: %s", strerror(-r));
         return EXIT_INTERNAL;
 }
 

@@ -1740,3 +1740,26 @@ def test_dag_run_detach_prints_the_id_and_returns_while_the_tasks_go_on_on_both_
         assert dag["status"] == "cancelled", (server, dag)
         j = run_cli(workdir, ["dag", "run", "pipe.yaml", "--detach", "--json", *SB], server=server)
         assert j.returncode == 0 and json.loads(j.stdout)["id"].startswith("d"), (server, j)
+
+
+def test_a_detached_run_holds_none_of_the_callers_descriptors(workdir):
+    """A harness's pipe lent to the CLI, or a closed stdin: the embedded
+    child that owns the run keeps neither, so the caller sees its pipe's
+    end when the CLI exits, not when the run ends."""
+    import select
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(workdir / "home"), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+    r, w = os.pipe()
+    try:
+        p = subprocess.run(["bash", "-c", f'exec 0<&-; exec "$0" -q run f.py --kind sleep --detach {SB[0]}', str(CLI)],
+                           pass_fds=(w,), env=env, cwd=workdir, capture_output=True, text=True, timeout=60)
+        os.close(w)
+        assert p.returncode == 0 and p.stderr == "", p
+        ready, _, _ = select.select([r], [], [], 20)
+        assert ready and os.read(r, 1) == b"", "the detached run holds the caller's pipe"
+    finally:
+        os.close(r)
+    rid = p.stdout.strip()
+    assert json.loads(run_cli(workdir, ["show", rid, "--json"]).stdout)["status"] in ("queued", "running")
+    assert run_cli(workdir, ["cancel", rid]).returncode == 0
+    assert wait_for_end(workdir, rid, None)["status"] == "cancelled"
