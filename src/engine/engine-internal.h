@@ -136,18 +136,15 @@ struct Engine {
         usec_t exit_report_wait_usec; /* 0: EXIT_REPORT_WAIT_MS (tests set it) */
         /* engine-run.c (record_owner): one inotify watch on $DATA/cancel,
          * read by cancel_thread, which acts on the `pysprinter cancel`
-         * files of this process's runs (engine_cancel_request()). */
+         * files of this process's runs (engine_cancel_request()). Started
+         * by the first run that can be asked so (under lock): a verb that
+         * runs nothing makes neither; engine_free() stops it. A failure to
+         * start leaves such asks without effect, and is logged. */
         int cancel_inotify_fd;
         int cancel_stop_fd; /* eventfd: engine_free() stops the thread */
         pthread_t cancel_thread;
-        bool cancel_thread_running;
+        bool cancel_watch_tried, cancel_thread_running;
 };
-
-/* engine-run.c: starts and stops the watch of $DATA/cancel (record_owner
- * engines). A failure to start leaves `pysprinter cancel` of this
- * process's runs without effect, and is logged. */
-void engine_cancel_watch_start(Engine *e);
-void engine_cancel_watch_stop(Engine *e);
 
 /* engine-outdir.c: kept output dirs, per tenant. Forgets them all
  * (engine_free; the dirs go with their workers' output roots). */

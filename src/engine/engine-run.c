@@ -100,7 +100,7 @@ static void clamp(uint64_t *v, uint64_t def, uint64_t max) {
 static void effective_limits(RunCtx *c) {
         c->limits = c->spec->limits;
         const RunLimits *d = &c->e->defaults;
-        pthread_mutex_lock(&c->e->lock); /* engine_set_maxima() */
+        pthread_mutex_lock(&c->e->lock); /* a daemon's config reload sets maxima */
         RunLimits m = c->e->maxima;
         pthread_mutex_unlock(&c->e->lock);
         clamp(&c->limits.timeout_ms, d->timeout_ms, m.timeout_ms);
@@ -108,6 +108,8 @@ static void effective_limits(RunCtx *c) {
         clamp(&c->limits.max_procs, d->max_procs, m.max_procs);
         clamp(&c->limits.max_output_bytes, d->max_output_bytes, m.max_output_bytes);
 }
+
+static void cancel_watch_start(Engine *e);
 
 static void active_register(RunCtx *c) {
         Engine *e = c->e;
@@ -121,6 +123,9 @@ static void active_register(RunCtx *c) {
                                                     : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         c->active.next = e->active;
         e->active = &c->active;
+        /* Before the run's record exists: no ask can come before it. */
+        if (c->active.by_file)
+                cancel_watch_start(e);
         pthread_mutex_unlock(&e->lock);
 }
 
@@ -143,6 +148,12 @@ static void active_unregister(RunCtx *c) {
         }
         pthread_mutex_unlock(&e->lock);
         fd_close(fd);
+}
+
+char *engine_run_log_path(Engine *e, const char *run_id) {
+        assert(e);
+        assert(run_id);
+        return xasprintf("%s/%s.log", e->logs_dir, run_id);
 }
 
 static char *cancel_request_path(Engine *e, const char *run_id) {
@@ -260,8 +271,11 @@ static void *cancel_watch_main(void *userdata) {
         return NULL;
 }
 
-void engine_cancel_watch_start(Engine *e) {
-        assert(e && e->record_owner);
+/* Under e->lock, once: the first run that can be asked by file. */
+static void cancel_watch_start(Engine *e) {
+        if (e->cancel_watch_tried)
+                return;
+        e->cancel_watch_tried = true;
         _cleanup_free_ char *dir = path_join(e->data_dir, "cancel");
         int r = mkdir_p(dir, 0700);
         if (r >= 0) {
@@ -282,17 +296,6 @@ void engine_cancel_watch_start(Engine *e) {
                 return;
         }
         e->cancel_thread_running = true;
-}
-
-void engine_cancel_watch_stop(Engine *e) {
-        assert(e);
-        if (e->cancel_thread_running) {
-                (void) eventfd_write(e->cancel_stop_fd, 1);
-                pthread_join(e->cancel_thread, NULL);
-                e->cancel_thread_running = false;
-        }
-        e->cancel_inotify_fd = fd_close(e->cancel_inotify_fd);
-        e->cancel_stop_fd = fd_close(e->cancel_stop_fd);
 }
 
 static void log_output(RunCtx *c, int stream, const char *data, size_t len, usec_t ts) {

@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #include "config.h"
+
 #include "engine-internal.h"
 
 static const char *const status_names[_RUN_STATUS_MAX + 1] = {
@@ -307,7 +309,6 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->record_owner = cfg->record_owner;
         if (cfg->record_owner) {
                 (void) store_runs_mark_orphaned(e->store, "the process running it is gone");
-                engine_cancel_watch_start(e);
         }
         /* A runner killed with SIGKILL leaves its runs' cgroups behind. */
         (void) engine_sandbox_sweep();
@@ -324,12 +325,23 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         return 0;
 }
 
+/* The watch of $DATA/cancel (engine-run.c), if a run started it. */
+static void cancel_watch_stop(Engine *e) {
+        if (e->cancel_thread_running) {
+                (void) eventfd_write(e->cancel_stop_fd, 1);
+                pthread_join(e->cancel_thread, NULL);
+                e->cancel_thread_running = false;
+        }
+        e->cancel_inotify_fd = fd_close(e->cancel_inotify_fd);
+        e->cancel_stop_fd = fd_close(e->cancel_stop_fd);
+}
+
 Engine *engine_free(Engine *e) {
         if (!e)
                 return NULL;
         if (e->prewarm_started)
                 pthread_join(e->prewarm_thread, NULL);
-        engine_cancel_watch_stop(e);
+        cancel_watch_stop(e);
         while (e->n_spare_cancel_fds > 0)
                 fd_close(e->spare_cancel_fds[--e->n_spare_cancel_fds]);
         engine_janitor_stop(e);
@@ -365,12 +377,6 @@ Engine *engine_free(Engine *e) {
 
 const char *engine_data_dir(const Engine *e) {
         return e->data_dir;
-}
-
-char *engine_run_log_path(Engine *e, const char *run_id) {
-        assert(e);
-        assert(run_id);
-        return xasprintf("%s/%s.log", e->logs_dir, run_id);
 }
 
 Store *engine_store(Engine *e) {
