@@ -45,7 +45,8 @@ static bool detach_child_setup(int notify_w, int err_w) {
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0 || dup2(null, STDERR_FILENO) < 0)
                 return false;
-        fd_close(null);
+        if (null > STDERR_FILENO) /* else it is one of them: a caller closed it */
+                fd_close(null);
         FILE *err = fdopen(err_w, "w");
         if (!err)
                 return false;

@@ -1761,5 +1761,16 @@ def test_a_detached_run_holds_none_of_the_callers_descriptors(workdir):
         os.close(r)
     rid = p.stdout.strip()
     assert json.loads(run_cli(workdir, ["show", rid, "--json"]).stdout)["status"] in ("queued", "running")
+    # The child that owns the run: 0, 1 and 2 are /dev/null (with stdin
+    # closed, a descriptor the child opened later must not have become one).
+    owners = []
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if argv[0] == str(CLI).encode() and b"--detach" in argv:
+                owners.append({fd: os.readlink(proc / "fd" / str(fd)) for fd in (0, 1, 2)})
+        except (OSError, IndexError):
+            continue
+    assert owners == [{0: "/dev/null", 1: "/dev/null", 2: "/dev/null"}], owners
     assert run_cli(workdir, ["cancel", rid]).returncode == 0
     assert wait_for_end(workdir, rid, None)["status"] == "cancelled"
