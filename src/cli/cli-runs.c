@@ -367,14 +367,10 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         }
         if (cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
-        else if (detach && !server) {
+        else if (detach && !server && (code = cli_detach_fork(a.json_output, false)) >= 0) {
                 /* The parent's part ends here; the child goes on. */
-                code = cli_detach_fork(a.json_output, false);
-                if (code >= 0) {
-                        run_args_done(&a);
-                        return code;
-                }
-                code = backend_open(&a, &b);
+                run_args_done(&a);
+                return code;
         } else
                 code = backend_open(&a, &b);
         if (!code && b->remote)
