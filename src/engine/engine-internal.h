@@ -31,6 +31,9 @@ typedef struct Pool {
         PoolWorker *workers;
         Instance *instances;
         size_t spares;             /* pre-forked children per worker */
+        /* The CLI's engine (EngineConfig.short_lived): its workers settle
+         * only before a second run, never in idle time (worker.c). */
+        bool settle_on_demand;
         uint64_t memory_budget;    /* bytes of PSS; 0 = unlimited */
         usec_t idle_timeout_usec;  /* stop workers idle this long; 0 = never */
         usec_t instance_ttl_usec;  /* retire idle instances after this */
@@ -314,6 +317,12 @@ int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len);
  * to come makes the worker's socket unusable: release it as broken. */
 int worker_recv_cancellable(Worker *w, usec_t deadline, int cancel_fd, char **ret_json, size_t *ret_len);
 int worker_send(Worker *w, const char *json, const int *fds, size_t n_fds);
+/* How long worker_stop() lets a worker told to exit take before SIGKILL. */
+#define WORKER_EXIT_GRACE_MS 100
+/* Tells the worker to exit (its "exit", then its socket closed) without
+ * waiting: worker_stop() then waits. Stopping many workers, each is told
+ * first, so their exits overlap. */
+void worker_stop_begin(Worker *w);
 Worker *worker_stop(Worker *w);
 
 /* ---- engine-pool.c: warm workers by environment ---- */
@@ -406,6 +415,9 @@ bool pool_worker_exited(const PoolWorker *pw);
 void pool_reap(Engine *e);
 /* Stops every worker; the instances they host must be gone first
  * (instances_shutdown). */
+/* Tells every worker to exit, without waiting (engine_free: what it
+ * does next, the store's close, overlaps their exits). */
+void pool_shutdown_begin(Engine *e);
 void pool_shutdown(Engine *e);
 uint64_t engine_process_tree_pss(pid_t pid);
 

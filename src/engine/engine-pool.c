@@ -106,6 +106,10 @@ static PoolWorker *collect_evictions(Engine *e, usec_t now) {
 }
 
 static void stop_list(PoolWorker *victims) {
+        /* Every worker told first: their exits (each a few ms of the
+         * kernel's teardown of its namespaces) overlap. */
+        for (PoolWorker *pw = victims; pw; pw = pw->next)
+                worker_stop_begin(pw->w);
         while (victims) {
                 PoolWorker *next = victims->next;
                 pool_worker_free(victims);
@@ -152,8 +156,8 @@ static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
         /* In the full sandbox the engine asks for spares itself, each
          * joined to its run's cgroup ahead of time (pool_make_slot). */
         int own_spares = pw->mode == SANDBOX_MODE_FULL || pw->validator ? 0 : (int) e->pool.spares;
-        json_t *m = json_pack("{s:s, s:o, s:b, s:i, s:b}", "type", "init", "sys_path", path, "preload", 1, "spares",
-                              own_spares, "network", pw->network);
+        json_t *m = json_pack("{s:s, s:o, s:b, s:i, s:b, s:b}", "type", "init", "sys_path", path, "preload", 1,
+                              "spares", own_spares, "network", pw->network, "settle_idle", !e->pool.settle_on_demand);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
         json_decref(m);
         int r = worker_send(pw->w, text, NULL, 0);
@@ -512,6 +516,14 @@ void pool_sweep(Engine *e) {
         stop_list(victims);
 }
 
+void pool_shutdown_begin(Engine *e) {
+        pthread_mutex_lock(&e->pool.lock);
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next)
+                worker_stop_begin(pw->w);
+        worker_stop_begin(e->pool.blank);
+        pthread_mutex_unlock(&e->pool.lock);
+}
+
 void pool_shutdown(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         PoolWorker *all = e->pool.workers;
@@ -520,8 +532,9 @@ void pool_shutdown(Engine *e) {
         Worker *blank = TAKE_PTR(e->pool.blank);
         assert(!e->pool.instances);
         pthread_mutex_unlock(&e->pool.lock);
-        worker_stop(blank);
+        worker_stop_begin(blank);
         stop_list(all);
+        worker_stop(blank);
 }
 
 /* Runs in flight on pw (pool lock held). pw->busy also counts the

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
@@ -49,28 +50,49 @@ int worker_send(Worker *w, const char *json, const int *fds, size_t n_fds) {
         return proto_send(w->sock, json, strlen(json), fds, n_fds);
 }
 
+void worker_stop_begin(Worker *w) {
+        if (!w || w->sock < 0)
+                return;
+        static const char bye[] = "{\"type\":\"exit\"}";
+        (void) proto_send(w->sock, bye, sizeof(bye) - 1, NULL, 0);
+        w->sock = fd_close(w->sock);
+}
+
+/* Waits up to timeout_ms for pid (our child) to exit, and reaps it.
+ * A pidfd wakes the wait at the exit itself: polling with sleeps woke
+ * up to 2 ms late, and each CLI waits here once before it can exit. */
+static bool worker_reap_within(pid_t pid, int timeout_ms) {
+        _cleanup_close_ int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pfd >= 0) {
+                struct pollfd p = { .fd = pfd, .events = POLLIN };
+                usec_t deadline = now_monotonic() + (usec_t) timeout_ms * USEC_PER_MSEC;
+                for (;;) {
+                        usec_t now = now_monotonic();
+                        int left = now >= deadline ? 0 : (int) ((deadline - now) / USEC_PER_MSEC);
+                        int k = poll(&p, 1, left);
+                        if (k >= 0 || errno != EINTR)
+                                break;
+                }
+        } else {
+                /* No pidfd_open (Linux < 5.3): sleep in small steps. */
+                for (int i = 0; i < timeout_ms * 5 && waitpid(pid, NULL, WNOHANG) == 0; i++)
+                        usleep(200);
+        }
+        return waitpid(pid, NULL, WNOHANG) == pid;
+}
+
 Worker *worker_stop(Worker *w) {
         if (!w)
                 return NULL;
-        if (w->sock >= 0) {
-                static const char bye[] = "{\"type\":\"exit\"}";
-                (void) proto_send(w->sock, bye, sizeof(bye) - 1, NULL, 0);
-                w->sock = fd_close(w->sock);
-        }
+        worker_stop_begin(w);
         if (w->pid > 0) {
                 /* The worker exits when its socket closes; give it a moment,
                  * then make sure. */
-                for (int i = 0; i < 50; i++) {
-                        if (waitpid(w->pid, NULL, WNOHANG) == w->pid) {
-                                w->pid = 0;
-                                break;
-                        }
-                        usleep(i < 10 ? 200 : 2000);
-                }
-                if (w->pid > 0) {
+                if (!worker_reap_within(w->pid, WORKER_EXIT_GRACE_MS)) {
                         (void) kill(w->pid, SIGKILL);
                         (void) waitpid(w->pid, NULL, 0);
                 }
+                w->pid = 0;
         }
         if (w->out_root) {
                 /* The worker is gone, and with it every run it held. */

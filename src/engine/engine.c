@@ -248,6 +248,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         pthread_mutex_init(&e->pool.lock, NULL);
         pthread_cond_init(&e->pool.changed, NULL);
         e->pool.spares = cfg->no_spares ? 0 : (cfg->spares ? cfg->spares : 2);
+        e->pool.settle_on_demand = cfg->short_lived;
         e->pool.memory_budget = cfg->pool_memory_budget ? cfg->pool_memory_budget : (2048ULL << 20);
         e->pool.idle_timeout_usec = (cfg->worker_idle_timeout_ms ? cfg->worker_idle_timeout_ms : 10 * 60 * 1000) *
                                     USEC_PER_MSEC;
@@ -346,6 +347,12 @@ Engine *engine_free(Engine *e) {
                 fd_close(e->spare_cancel_fds[--e->n_spare_cancel_fds]);
         engine_janitor_stop(e);
         instances_shutdown(e);
+        /* Every run is over: the workers exit (a few ms of the kernel's
+         * teardown of their namespaces) while the store closes (its last
+         * commit and checkpoint), which is all a one-shot CLI waits for
+         * after printing. */
+        pool_shutdown_begin(e);
+        e->store = store_close(e->store);
         pool_shutdown(e);
         vcache_free(e->vcache);
         vcache_free(e->envcache);
@@ -357,7 +364,6 @@ Engine *engine_free(Engine *e) {
         pthread_cond_destroy(&e->janitor_wake);
         pthread_mutex_destroy(&e->pool.lock);
         pthread_cond_destroy(&e->pool.changed);
-        store_close(e->store);
         e->home_lock = fd_close(e->home_lock);
         free(e->data_dir);
         free(e->out_dir);

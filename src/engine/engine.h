@@ -255,7 +255,10 @@ typedef struct EngineConfig {
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
         bool no_spares;                /* the CLI: one run per process */
-        bool short_lived;              /* the CLI: store_open_short_lived() */
+        /* The CLI: a few runs, then exit. store_open_short_lived(), and
+         * workers that settle (worker.c) only when a second run comes:
+         * in idle time it would only delay the process's exit. */
+        bool short_lived;
         /* Bytes of validation replies the engine keeps (each holds the
          * file's marshalled code); 0: ENGINE_VALIDATION_CACHE_BYTES_DEFAULT. */
         uint64_t validation_cache_bytes;

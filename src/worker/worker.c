@@ -101,6 +101,10 @@ static bool worker_network; /* the env's network setting (init) */
 #define ZYGOTE_SETTLE_MAX_WAIT_MS 200
 static bool zygote_initialised;
 static bool zygote_settled;
+/* init's "settle_idle" false (the CLI's engine): settle only before the
+ * next run or instance, never in idle time. A one-shot CLI has no next
+ * run, and its engine's "exit" would wait for the whole settle. */
+static bool zygote_settle_idle = true;
 static bool zygote_used;
 static usec_t zygote_ready_at;
 static usec_t zygote_used_at;
@@ -190,7 +194,7 @@ static void zygote_settle(void) {
 /* Whether the zygote still has to settle, and in how many ms at the most
  * (0: at the first idle moment). */
 static bool zygote_settle_due(int *ret_ms) {
-        if (!zygote_initialised || zygote_settled)
+        if (!zygote_initialised || zygote_settled || !zygote_settle_idle)
                 return false;
         usec_t due = zygote_used ? zygote_used_at + ZYGOTE_SETTLE_MAX_WAIT_MS * USEC_PER_MSEC
                                  : zygote_ready_at + ZYGOTE_UNUSED_SETTLE_MS * USEC_PER_MSEC;
@@ -311,6 +315,7 @@ static int handle_init(json_t *msg, const char *raw) {
                 return s;
         }
         worker_network = json_is_true(json_object_get(msg, "network"));
+        zygote_settle_idle = !json_is_false(json_object_get(msg, "settle_idle"));
         json_t *sp = json_object_get(msg, "spares");
         if (json_is_integer(sp))
                 spares_target = (size_t) MIN((json_int_t) MAX_SPARES, MAX(json_integer_value(sp), 0));
@@ -1118,8 +1123,9 @@ static int handle_message(void) {
                 spares_target = (size_t) MIN(MAX(n, (json_int_t) 0), (json_int_t) MAX_SPARES);
         }
         else if (streq(type, "stats"))
-                r = send_json(json_pack("{s:s, s:i, s:i, s:I}", "type", "stats", "children", (int) n_children,
-                                        "spares", (int) count_spares(), "runs", (json_int_t) runs_served));
+                r = send_json(json_pack("{s:s, s:i, s:i, s:I, s:b}", "type", "stats", "children", (int) n_children,
+                                        "spares", (int) count_spares(), "runs", (json_int_t) runs_served, "settled",
+                                        zygote_settled));
         else if (streq(type, "exit"))
                 r = -ECONNRESET;
         else

@@ -1855,3 +1855,35 @@ def test_a_runs_small_allocations_are_packed_not_spread_over_the_zygotes_free_ch
     # Packed: twice the bytes' own pages at the most (the run's own free
     # chunks, chunk headers, page boundaries); 78 before.
     assert r["pages"] <= 2 * (r["bytes"] // 4096) + 10, r
+
+
+SETTLED_PROBE = """
+import sys
+
+def f(i):
+    runner = sys.modules["_pysprinter_runner"]
+    return [i, runner._settled[0], runner._zygote_warmed[0]]
+"""
+
+
+@pytest.mark.parametrize("mode", ["full", "none"])
+def test_the_cli_worker_settles_before_its_second_run_not_in_idle_time(cli, mode):
+    """Round 40: the CLI's engine (embedded `run`, `map`, `dag run`) sends
+    its workers `init` with settle_idle false. A one-shot `run` has no
+    second run, and the settle (warm-up runs, collection, gc.freeze) that
+    a daemon's worker does at its first idle moment sat between the
+    printed result and the CLI's exit (~30 ms here), since the engine's
+    "exit" waited for it. A CLI that does make more runs must still get
+    them from a settled zygote (CPU per run): the worker settles when the
+    second run comes. (That a one-shot worker does not settle is
+    test-engine.c's test_short_lived_engine_settles_only_for_a_second_run.)"""
+    cli.write("probe.py", SETTLED_PROBE)
+    (cli.cwd / "in.jsonl").write_text("1\n2\n3\n")
+    p = cli("map", "--sandbox=" + mode, "probe.py", "--over", "in.jsonl", "--concurrency", "1", timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line)["result"] for line in p.stdout.splitlines()]
+    # The first run is forked from the unsettled zygote; the second comes
+    # once the first is over, and the worker settles before forking it.
+    assert rows[0][:2] == [1, False], rows
+    assert [r[1] for r in rows[1:]] == [True, True], rows
+    assert all(r[2] > 0 for r in rows[1:]), rows

@@ -491,7 +491,9 @@ static void test_large_file_validation_has_the_runs_limits(void **state) {
                          .function = "f",
                          .sandbox = SANDBOX_MODE_NONE,
                          .no_record = true,
-                         .limits.memory_bytes = 64ULL << 20 };
+                         /* The time limit far off: this case is about memory, and
+                          * the default 20 s ran out first on a loaded 2-CPU host. */
+                         .limits = { .memory_bytes = 64ULL << 20, .timeout_ms = 180000 } };
         RunResult *r = NULL;
 #ifndef __SANITIZE_ADDRESS__ /* no address-space limit there (worker.c) */
         assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
@@ -515,6 +517,58 @@ static void test_large_file_validation_has_the_runs_limits(void **state) {
         run_result_free(r);
         buf_free(&b);
         engine_free(e);
+}
+
+/* Whether each of e's workers has settled (its "stats" reply). */
+static bool workers_settled(Engine *e, bool want) {
+        pthread_mutex_lock(&e->pool.lock);
+        bool all = e->pool.workers != NULL;
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next) {
+                _cleanup_free_ char *reply = NULL;
+                assert_int_equal(worker_send(pw->w, "{\"type\":\"stats\"}", NULL, 0), 0);
+                assert_int_equal(worker_recv(pw->w, now_monotonic() + 5 * USEC_PER_SEC, &reply, NULL), 0);
+                json_t *v = json_loads(reply, 0, NULL);
+                all = all && json_is_boolean(json_object_get(v, "settled")) &&
+                      json_is_true(json_object_get(v, "settled")) == want;
+                json_decref(v);
+        }
+        pthread_mutex_unlock(&e->pool.lock);
+        return all;
+}
+
+/* Round 40: a daemon's worker settles (warm-up runs, collection,
+ * gc.freeze) at its first idle moment after its first run; the CLI's
+ * (EngineConfig.short_lived) only when a second run comes, since a
+ * one-shot CLI's exit waited for the whole settle. Fails before: the
+ * short-lived engine's worker had settled too. */
+static void test_short_lived_engine_settles_only_for_a_second_run(void **state) {
+        for (int short_lived = 0; short_lived <= 1; short_lived++) {
+                static int n;
+                _cleanup_free_ char *dir = xasprintf("%s/settle%d", home, n++);
+                EngineConfig cfg = { .data_dir = dir, .short_lived = short_lived, .no_spares = short_lived };
+                Engine *e = NULL;
+                _cleanup_free_ char *err = NULL;
+                if (engine_new(&cfg, &e, &err) < 0)
+                        fail_msg("engine_new: %s", err);
+                RunResult *r = run_source(e, "def f():\n    return 1\n", NULL, NULL, NULL);
+                assert_ok(r, "1");
+                run_result_free(r);
+                /* Past the worker's longest wait before it settles (200 ms
+                 * after its first run, worker.c), with room for a slow host. */
+                bool settled = false;
+                for (int i = 0; i < 40 && !settled; i++) {
+                        usleep(50 * 1000);
+                        settled = workers_settled(e, true);
+                }
+                assert_int_equal(settled, !short_lived);
+                if (short_lived) {
+                        r = run_source(e, "def f():\n    return 2\n", NULL, NULL, NULL);
+                        assert_ok(r, "2");
+                        run_result_free(r);
+                        assert_true(workers_settled(e, true));
+                }
+                engine_free(e);
+        }
 }
 
 typedef struct LateCancel {
@@ -1073,6 +1127,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_request_file),
                 cmocka_unit_test(test_cancel_while_validating),
                 cmocka_unit_test(test_large_file_validation_has_the_runs_limits),
+                cmocka_unit_test(test_short_lived_engine_settles_only_for_a_second_run),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_vcache_bounded_by_bytes),
                 cmocka_unit_test(test_vcache_short_keys_in_turns),
