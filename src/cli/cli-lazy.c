@@ -1,33 +1,40 @@
-/* libcurl and libarchive, loaded on their first use (the CLI only).
+/* libcurl, libarchive and libcrypto, loaded on their first use (the CLI
+ * only).
  *
- * Why: linked the ordinary way, the two pull in some 40 shared libraries
- * (gnutls, krb5, ldap, ssh2, nghttp2, xml2, ICU with its 30 MB of data,
- * libstdc++, ...), which the dynamic loader maps, relocates and runs the
- * constructors of at every start: measured on this VM, an empty main()
- * linked against our libraries takes 8.8 ms, 1.7 ms without these two
- * (docs/performance.md "CLI start-up (seen set again)"). Most verbs never
- * touch the network or an archive: `pysprinter env prepare` of a seen set,
- * `run` on a ready environment, `ps`, `show`.
+ * Why: linked the ordinary way, libcurl and libarchive pull in some 40
+ * shared libraries (gnutls, krb5, ldap, ssh2, nghttp2, xml2, ICU with its
+ * 30 MB of data, libstdc++, ...), which the dynamic loader maps,
+ * relocates and runs the constructors of at every start: measured on this
+ * VM, an empty main() linked against our libraries takes 8.8 ms, 1.7 ms
+ * without these two (docs/performance.md "CLI start-up (seen set again)").
+ * libcrypto alone has ~21,000 relocations, a third of the CLI's own CPU
+ * in a one-shot `pysprinter run` (round 40: `_dl_relocate_object`, each
+ * written page a copy-on-write fault). Most verbs never touch the
+ * network, an archive, a digest of a stream or a secret: `pysprinter env
+ * prepare` of a seen set, `run` on a ready environment, `ps`, `show`.
  *
- * How: this file defines every libcurl and libarchive function the CLI
- * calls, under the library's own name and prototype (the headers check
- * each one). The first call dlopen()s the library and looks every
+ * How: this file defines every libcurl, libarchive and libcrypto function
+ * the CLI calls, under the library's own name and prototype (the headers
+ * check each one). The first call dlopen()s the library and looks every
  * function up at once (pthread_once: the CLI's threads may race to it);
  * each definition then jumps to the real one. The CLI is linked with
- * --as-needed, so with every name defined here the two libraries drop out
- * of its DT_NEEDED list. The daemon, the worker and the tests link them
- * the ordinary way and never see this file.
+ * --as-needed, so with every name defined here the libraries drop out of
+ * its DT_NEEDED list. The daemon, the worker and the tests link them the
+ * ordinary way and never see this file.
  *
  * A library that cannot be loaded is said once on stderr and its
  * functions fail the way they fail for want of memory (NULL, an error
- * code), which every caller already handles. Adding a new libcurl or
- * libarchive call to code the CLI links means adding it here: the link
- * then fails with an undefined-symbol error until it is. */
+ * code), which every caller already handles. Adding a new call of one of
+ * these libraries to code the CLI links means adding it here: the link
+ * then fails with an undefined-symbol error until it is (or, for
+ * libcrypto, silently brings it back into DT_NEEDED: test-cli-args's
+ * start-up test reads the CLI's DT_NEEDED). */
 #define CURL_DISABLE_TYPECHECK /* the variadic definitions below */
 #include <archive.h>
 #include <archive_entry.h>
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -136,6 +143,36 @@ static void lazy_load(LazyLib *l) {
         X(int, archive_write_set_format_pax_restricted, (struct archive * a), (a), ARCHIVE_FATAL)           \
         A(void, archive_set_error, struct archive *, int, )
 
+#define CRYPTO_FUNCS(X, V, A)                                                                                   \
+        X(int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * c, int type, int arg, void *ptr), (c, type, arg, ptr), 0) \
+        V(EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * c), (c))                                                       \
+        X(EVP_CIPHER_CTX *, EVP_CIPHER_CTX_new, (void), (), NULL)                                               \
+        X(int, EVP_DecodeBlock, (unsigned char *t, const unsigned char *f, int n), (t, f, n), -1)               \
+        X(int, EVP_DecryptFinal_ex, (EVP_CIPHER_CTX * c, unsigned char *out, int *outl), (c, out, outl), 0)     \
+        X(int, EVP_DecryptInit_ex,                                                                              \
+          (EVP_CIPHER_CTX * c, const EVP_CIPHER *cipher, ENGINE *impl, const unsigned char *key,                \
+           const unsigned char *iv),                                                                            \
+          (c, cipher, impl, key, iv), 0)                                                                        \
+        X(int, EVP_DecryptUpdate,                                                                               \
+          (EVP_CIPHER_CTX * c, unsigned char *out, int *outl, const unsigned char *in, int inl),                \
+          (c, out, outl, in, inl), 0)                                                                           \
+        X(int, EVP_DigestFinal_ex, (EVP_MD_CTX * c, unsigned char *md, unsigned int *n), (c, md, n), 0)         \
+        X(int, EVP_DigestInit_ex, (EVP_MD_CTX * c, const EVP_MD *type, ENGINE *impl), (c, type, impl), 0)       \
+        X(int, EVP_DigestUpdate, (EVP_MD_CTX * c, const void *d, size_t n), (c, d, n), 0)                       \
+        X(int, EVP_EncodeBlock, (unsigned char *t, const unsigned char *f, int n), (t, f, n), 0)                \
+        X(int, EVP_EncryptFinal_ex, (EVP_CIPHER_CTX * c, unsigned char *out, int *outl), (c, out, outl), 0)     \
+        X(int, EVP_EncryptInit_ex,                                                                              \
+          (EVP_CIPHER_CTX * c, const EVP_CIPHER *cipher, ENGINE *impl, const unsigned char *key,                \
+           const unsigned char *iv),                                                                            \
+          (c, cipher, impl, key, iv), 0)                                                                        \
+        X(int, EVP_EncryptUpdate,                                                                               \
+          (EVP_CIPHER_CTX * c, unsigned char *out, int *outl, const unsigned char *in, int inl),                \
+          (c, out, outl, in, inl), 0)                                                                           \
+        V(EVP_MD_CTX_free, (EVP_MD_CTX * c), (c))                                                               \
+        X(EVP_MD_CTX *, EVP_MD_CTX_new, (void), (), NULL)                                                       \
+        X(const EVP_CIPHER *, EVP_aes_256_gcm, (void), (), NULL)                                                \
+        X(const EVP_MD *, EVP_sha256, (void), (), NULL)
+
 /* The tables: an index per function, its name, its address once loaded. */
 #define IDX_X(ret, name, params, args, fail) I_##name,
 #define IDX_V(name, params, args) I_##name,
@@ -145,12 +182,17 @@ static void lazy_load(LazyLib *l) {
 #define NAME_A(ret, name, t1, t2, fail) #name,
 enum { CURL_FUNCS(IDX_X, IDX_V, IDX_A) N_CURL };
 enum { ARCHIVE_FUNCS(IDX_X, IDX_V, IDX_A) N_ARCHIVE };
+enum {
+        CRYPTO_FUNCS(IDX_X, IDX_V, IDX_A) N_CRYPTO
+};
 static const char *const curl_names[] = { CURL_FUNCS(NAME_X, NAME_V, NAME_A) };
 static const char *const archive_names[] = { ARCHIVE_FUNCS(NAME_X, NAME_V, NAME_A) };
-static void *curl_fns[N_CURL], *archive_fns[N_ARCHIVE];
+static const char *const crypto_names[] = { CRYPTO_FUNCS(NAME_X, NAME_V, NAME_A) };
+static void *curl_fns[N_CURL], *archive_fns[N_ARCHIVE], *crypto_fns[N_CRYPTO];
 static LazyLib curl_lib = { LAZY_CURL_SONAME, curl_names, curl_fns, N_CURL, false };
 static LazyLib archive_lib = { LAZY_ARCHIVE_SONAME, archive_names, archive_fns, N_ARCHIVE, false };
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT, archive_once = PTHREAD_ONCE_INIT;
+static LazyLib crypto_lib = { LAZY_CRYPTO_SONAME, crypto_names, crypto_fns, N_CRYPTO, false };
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT, archive_once = PTHREAD_ONCE_INIT, crypto_once = PTHREAD_ONCE_INIT;
 
 static void curl_load(void) {
         lazy_load(&curl_lib);
@@ -158,6 +200,15 @@ static void curl_load(void) {
 
 static void archive_load(void) {
         lazy_load(&archive_lib);
+}
+
+static void crypto_load(void) {
+        lazy_load(&crypto_lib);
+}
+
+static bool crypto_ready(void) {
+        pthread_once(&crypto_once, crypto_load);
+        return crypto_lib.ok;
 }
 
 static bool curl_ready(void) {
@@ -188,9 +239,12 @@ static bool archive_ready(void) {
 #define CURL_V(name, params, args) DEF_V(curl, name, params, args)
 #define ARCHIVE_X(ret, name, params, args, fail) DEF_X(archive, ret, name, params, args, fail)
 #define ARCHIVE_V(name, params, args) DEF_V(archive, name, params, args)
+#define CRYPTO_X(ret, name, params, args, fail) DEF_X(crypto, ret, name, params, args, fail)
+#define CRYPTO_V(name, params, args) DEF_V(crypto, name, params, args)
 #define SKIP_A(ret, name, t1, t2, fail)
 CURL_FUNCS(CURL_X, CURL_V, SKIP_A)
 ARCHIVE_FUNCS(ARCHIVE_X, ARCHIVE_V, SKIP_A)
+CRYPTO_FUNCS(CRYPTO_X, CRYPTO_V, SKIP_A)
 
 /* libcurl's options carry their argument's type in their number
  * (CURLOPTTYPE_*: curl_easy_setopt() itself reads it so), the same for
