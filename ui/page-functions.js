@@ -201,11 +201,12 @@ export function functionPage(main, [name], query) {
         h('label', { for: 'inv-args' }, 'args (JSON array)'), args,
         h('label', { for: 'inv-kwargs' }, 'kwargs (JSON object)'), kwargs,
         h('button', { type: 'submit' }, call.pinned ? `Invoke version ${f.version}` : 'Invoke'), out)),
-      section('Invocations', stats),
+      section('Invocations (all versions)', stats),
       section('Requirements and limits', json({ requirements: f.requirements, limits: f.limits })));
-    // A deployed function's runs carry its file and function name.
-    const runs = (await api('/v1/runs?limit=2000')).runs.filter((r) => r.function === f.function &&
-      r.filename === f.filename);
+    // Its invocations, all versions (the newest 1000): not the runs that
+    // share the shown version's file and function name, which counted ad-hoc
+    // runs of that file and missed versions whose function is named anew.
+    const runs = (await api(`${path}/runs?limit=1000`)).runs;
     const sr = series(runs);
     if (!sr) { stats.append(h('p', { class: 'dim' }, 'No invocations yet.')); return; }
     const total = runs.length, failed = runs.filter((r) => !['succeeded', 'queued', 'running'].includes(r.status)).length;

@@ -540,6 +540,11 @@ def test_function_page_shows_the_version_picked(alice, d, env):
     # The form invokes the version shown.
     assert '"v1"' in invoke_by_form(alice, '{"name": "form", "times": 2}', '"form"')
 
+    st, r = d.call("POST", "/v1/functions/hello2v/invoke?wait=true", {"raw_args": ["api"]})
+    assert st == 200 and r["result"] == "v2 api", r
+    st, r = d.run(HELLO_V1, filename="main.py", raw_args=["adhoc"])
+    assert st == 200 and r["result"] == ["v1", "adhoc"], r
+
     # Back to the latest from the versions: unpinned again.
     go(alice, d, "#/functions/hello2v?version=1")
     wait_for(lambda: by_css(alice, '#fn-versions a[data-version="2"]'), what="the versions")
@@ -547,6 +552,10 @@ def test_function_page_shows_the_version_picked(alice, d, env):
     wait_for(lambda: alice.current_url.endswith("#/functions/hello2v"), what="the latest's URL")
     wait_for(lambda: by_css(alice, "#fn-signature")[0].text == "hello(who, /, *, loud: bool = False)",
              what="the latest's signature")
+    # Invocations count every version's (3 of version 1, 1 of version 2),
+    # and not an ad-hoc run of the same file and function name.
+    wait_for(lambda: by_css(alice, "#fn-charts p"), what="the invocations")
+    assert by_css(alice, "#fn-charts p")[0].text.startswith("4 invocation(s), error rate 0.0 %")
     assert console_errors(alice) == []
     # A version it does not have: the API's words (the browser logs the 404).
     go(alice, d, "#/functions/hello2v?version=9")
