@@ -1,6 +1,7 @@
-// Functions: the deployed functions; one function's versions, its
-// invocations, error rate and p50/p99 duration over time (uPlot), and an
-// invoke form that opens the new run.
+// Functions: the deployed functions; one function's versions, each with its
+// own signature, docstring and how to call it (#/functions/NAME?version=N;
+// without ?version, the latest), its invocations, error rate and p50/p99
+// duration over time (uPlot), and an invoke form that opens the new run.
 import uPlot from './vendor/uplot.js';
 import { api, HttpError } from './api.js';
 import { h, fill, append, clear, fmtTime, fmtMs, json, section, table, errorBox, percentile } from './lib.js';
@@ -51,15 +52,118 @@ function chart(el, title, data, names, width) {
 // deployed before signatures were kept: its parameters' names), as
 // `pysprinter invoke NAME --help` prints it.
 function signatureOf(f) {
-        if (f.signature)
-                return f.signature;
-        const fn = f.function || f.name;
-        return Array.isArray(f.parameters) ? `${fn}(${f.parameters.join(', ')})` : fn;
+  if (f.signature) return f.signature;
+  const fn = f.function || f.name;
+  return Array.isArray(f.parameters) ? `${fn}(${f.parameters.join(', ')})` : fn;
 }
 
-export function functionPage(main, [name]) {
+// The top-level parameters of a signature as runner.py writes it
+// ("f(a, /, b: dict = {'x': (1, 2)}, *, c=3) -> int"): [{text, dflt}], dflt
+// when the parameter has a default. Brackets and string literals (repr's
+// quoting, as ast.unparse writes them) are stepped over; null when the text
+// has no parameter list.
+function parametersOf(sig) {
+  const open = sig.indexOf('(');
+  if (open < 0) return null;
+  const out = [];
+  let depth = 0, quote = null, start = open + 1, dflt = false;
+  for (let i = open + 1; i < sig.length; i++) {
+    const c = sig[i];
+    if (quote) {
+      if (c === '\\') i++;
+      else if (c === quote) quote = null;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+    } else if ('([{'.includes(c)) {
+      depth++;
+    } else if (depth > 0 && ')]}'.includes(c)) {
+      depth--;
+    } else if (c === '=') {
+      if (depth === 0) dflt = true;
+    } else if (depth === 0 && (c === ',' || c === ')')) {
+      const text = sig.slice(start, i).trim();
+      if (text) out.push({ text, dflt });
+      if (c === ')') return out;
+      start = i + 1;
+      dflt = false;
+    }
+  }
+  return null;
+}
+
+// What a call of version f must bring: `need`, the parameters without a
+// default, each {name, positional} (a positional-only one goes by position:
+// -a, raw_args; any other by name: -k NAME=VALUE, raw_kwargs, which works
+// whatever the name, "timeout" included), and `optional`, the names of
+// those with one. A version deployed before signatures were kept has only
+// its parameters' names: all are shown, those before a star by position
+// (nothing says which have defaults or are positional-only).
+function callShape(f) {
+  const need = [], optional = [];
+  const params = f.signature ? parametersOf(f.signature) : null;
+  if (params) {
+    let keywordOnly = false;
+    const byPosition = [];
+    for (const { text, dflt } of params) {
+      if (text === '/') {
+        for (const p of byPosition) p.positional = true;
+      } else if (text.startsWith('*')) {
+        keywordOnly = true;
+      } else {
+        const p = { name: text.split(/[:=]/)[0].trim(), positional: false };
+        if (!keywordOnly) byPosition.push(p);
+        if (dflt) optional.push(p.name);
+        else need.push(p);
+      }
+    }
+    return { need, optional };
+  }
+  let star = false;
+  for (const name of f.parameters || []) {
+    if (name.startsWith('*')) star = true;
+    else need.push({ name, positional: !star });
+  }
+  return { need, optional };
+}
+
+// "How to call" version f (latest: the function's newest version): the CLI
+// line and the HTTP request, pinned to the version (NAME::N, "version": N)
+// when it is not the latest. Placeholders are the parameter's name in
+// capitals; values go as strings, converted by the annotations as `run`'s
+// are (raw_args/raw_kwargs, docs/api.md).
+function howToCall(f, latest, origin) {
+  const pinned = f.version !== latest;
+  const { need, optional } = callShape(f);
+  const value = (p) => p.name.toUpperCase();
+  const cli = ['pysprinter invoke', pinned ? `${f.name}::${f.version}` : f.name, `--server ${origin}`,
+    ...need.map((p) => (p.positional ? `-a ${value(p)}` : `-k ${p.name}=${value(p)}`))].join(' ');
+  const body = {};
+  if (pinned) body.version = f.version;
+  const byPosition = need.filter((p) => p.positional), byName = need.filter((p) => !p.positional);
+  if (byPosition.length) body.raw_args = byPosition.map(value);
+  if (byName.length) body.raw_kwargs = Object.fromEntries(byName.map((p) => [p.name, value(p)]));
+  const http = `curl -X POST '${origin}/v1/functions/${f.name}/invoke?wait=true' \\\n` +
+    '  -H "Authorization: Bearer $PYSPRINTER_TOKEN" -H \'Content-Type: application/json\' \\\n' +
+    `  -d '${JSON.stringify(body)}'`;
+  return { cli, http, optional, pinned, needs: need.length > 0 };
+}
+
+// The versions, each a link to its own view; the one shown is marked. The
+// newest links to the unpinned page (#/functions/NAME: whatever is latest).
+function versionLinks(f, latest) {
+  return h('nav', { class: 'versions', id: 'fn-versions', 'aria-label': 'versions' },
+    (f.versions || [f.version]).map((v, i) => [i ? ' ' : '',
+      h('a', { href: `#/functions/${encodeURIComponent(f.name)}${v === latest ? '' : `?version=${v}`}`,
+        'data-version': v, 'aria-current': v === f.version ? 'true' : null }, v === latest ? `${v} (latest)` : v)]));
+}
+
+export function functionPage(main, [name], query) {
   const charts = [];
-  api(`/v1/functions/${encodeURIComponent(name)}`).then(async (f) => {
+  const asked = query && query.get('version');
+  const path = `/v1/functions/${encodeURIComponent(name)}`;
+  api(asked ? `${path}?version=${encodeURIComponent(asked)}` : path).then(async (f) => {
+    const latest = Math.max(f.version, ...(f.versions || []));
+    const call = howToCall(f, latest, location.origin);
     const args = h('textarea', { id: 'inv-args', rows: 2, spellcheck: 'false', 'aria-label': 'args (JSON array)' }, '[]');
     const kwargs = h('textarea', { id: 'inv-kwargs', rows: 2, spellcheck: 'false', 'aria-label': 'kwargs (JSON object)' }, '{}');
     const out = h('p', { role: 'status' });
@@ -68,6 +172,7 @@ export function functionPage(main, [name]) {
       out.textContent = '';
       try {
         const body = { args: JSON.parse(args.value || '[]'), kwargs: JSON.parse(kwargs.value || '{}') };
+        if (call.pinned) body.version = f.version;
         const r = await api(`/v1/functions/${encodeURIComponent(name)}/invoke`, { method: 'POST', body });
         location.hash = `#/runs/${encodeURIComponent(r.id)}`;
       } catch (e) {
@@ -77,28 +182,31 @@ export function functionPage(main, [name]) {
     }
     const stats = h('div', { class: 'charts', id: 'fn-charts' });
     main.append(h('h1', {}, 'Function ', f.name),
-                h('dl', { class: 'facts' }, h('dt', {}, 'latest version'), h('dd', {}, f.version),
-                  h('dt', {}, 'versions'), h('dd', {}, (f.versions || []).join(', ')), h('dt', {}, 'function'),
-                  h('dd', {}, `${f.filename || ''} :: ${f.function || ''}`), h('dt', {}, 'signature'),
-                  h('dd', {}, h('code', { id: 'fn-signature' }, signatureOf(f))), h('dt', {}, 'docstring'),
-                  h('dd', {}, f.doc ? h('pre', { id: 'fn-doc', class: 'doc' }, f.doc) : '—'), h('dt', {}, 'deployed'),
-                  h('dd', {}, fmtTime(f.created_at)), h('dt', {}, 'description'), h('dd', {}, f.description || '—')),
-                section('Invoke', h('form', { class: 'invoke', onsubmit: invoke },
-                                    h('label',
-                                      { for: 'inv-args'
-                                      },
-                                      'args (JSON array)'),
-                                    args,
-                                    h('label',
-                                      { for: 'inv-kwargs'
-                                      },
-                                      'kwargs (JSON object)'),
-                                    kwargs, h('button', { type: 'submit' }, 'Invoke'), out)),
-                section('Invocations', stats),
-                section('Requirements and limits', json({ requirements: f.requirements, limits: f.limits })));
-    // A deployed function's runs carry its file and function name.
-    const runs = (await api('/v1/runs?limit=2000')).runs.filter((r) => r.function === f.function &&
-      r.filename === f.filename);
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'version'),
+        h('dd', { id: 'fn-version' }, f.version, call.pinned ? ` (not the latest: ${latest})` : ' (latest)'),
+        h('dt', {}, 'versions'), h('dd', {}, versionLinks(f, latest)),
+        h('dt', {}, 'function'), h('dd', {}, `${f.filename || ''} :: ${f.function || ''}`),
+        h('dt', {}, 'signature'), h('dd', {}, h('code', { id: 'fn-signature' }, signatureOf(f))),
+        h('dt', {}, 'docstring'), h('dd', {}, f.doc ? h('pre', { id: 'fn-doc', class: 'doc' }, f.doc) : '—'),
+        h('dt', {}, 'deployed'), h('dd', {}, fmtTime(f.created_at)),
+        h('dt', {}, 'description'), h('dd', {}, f.description || '—')),
+      section(call.pinned ? `How to call version ${f.version}` : 'How to call',
+        h('h3', {}, 'CLI'), h('pre', { id: 'fn-call-cli', class: 'json' }, call.cli),
+        h('h3', {}, 'HTTP'), h('pre', { id: 'fn-call-http', class: 'json' }, call.http),
+        h('p', { class: 'hint' }, call.needs ? 'Replace each CAPITALISED value; it is converted by the parameter\'s annotation. ' : '',
+          call.optional.length ? ['Optional: ', call.optional.map((n, i) => [i ? ', ' : '', h('code', {}, n)]), '. '] : '',
+          'The token: ', h('code', {}, '--token T'), ' or ', h('code', {}, '$PYSPRINTER_TOKEN'), '.')),
+      section(call.pinned ? `Invoke version ${f.version}` : 'Invoke', h('form', { class: 'invoke', onsubmit: invoke },
+        h('label', { for: 'inv-args' }, 'args (JSON array)'), args,
+        h('label', { for: 'inv-kwargs' }, 'kwargs (JSON object)'), kwargs,
+        h('button', { type: 'submit' }, call.pinned ? `Invoke version ${f.version}` : 'Invoke'), out)),
+      section('Invocations (all versions)', stats),
+      section('Requirements and limits', json({ requirements: f.requirements, limits: f.limits })));
+    // Its invocations, all versions (the newest 1000): not the runs that
+    // share the shown version's file and function name, which counted ad-hoc
+    // runs of that file and missed versions whose function is named anew.
+    const runs = (await api(`${path}/runs?limit=1000`)).runs;
     const sr = series(runs);
     if (!sr) { stats.append(h('p', { class: 'dim' }, 'No invocations yet.')); return; }
     const total = runs.length, failed = runs.filter((r) => !['succeeded', 'queued', 'running'].includes(r.status)).length;
@@ -112,8 +220,12 @@ export function functionPage(main, [name]) {
     charts.push(chart(c2, 'error rate %', [sr.xs, sr.rate], [['errors %', '#c53030']], w));
     charts.push(chart(c3, 'duration (ms)', [sr.xs, sr.p50, sr.p99], [['p50', '#2f855a'], ['p99', '#b7791f']], w));
   }).catch((e) => {
-    main.append(e instanceof HttpError && e.status === 404 ? h('h1', { id: 'not-found' }, 'Function not found')
-      : errorBox(e));
+    const missing = e instanceof HttpError && (e.status === 404 || (asked && e.status === 400));
+    if (!missing) main.append(errorBox(e));
+    else if (!asked) main.append(h('h1', { id: 'not-found' }, 'Function not found'));
+    // A version it does not have: the API's words, and the way to the latest.
+    else main.append(h('h1', { id: 'not-found' }, 'Function ', name), errorBox(e),
+      h('p', {}, h('a', { href: `#/functions/${encodeURIComponent(name)}` }, 'Its latest version')));
   });
   return () => charts.forEach((c) => c.destroy());
 }

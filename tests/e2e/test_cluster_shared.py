@@ -184,7 +184,9 @@ def test_functions_deployed_through_one_gateway_are_everyones(nodes, redis):
                                                "limits": {"timeout_ms": 30000}})
     assert st == 201 and b["version"] == 1, b
     # The next version through the other gateway: numbered after g1's.
-    src2 = GREET.replace('"hello": name', '"hi": name')
+    # Another signature and a docstring: each version keeps its own.
+    src2 = GREET.replace('"hello": name', '"hi": name').replace(
+        "n: int = 1):", "n: int = 1, *, loud: bool = False):\n    'Says hi, <b>loud</b> or not.'")
     st, b = g2.call("POST", "/v1/functions", {"name": "greet", "source": src2})
     assert st == 201 and b["version"] == 2, b
 
@@ -196,8 +198,14 @@ def test_functions_deployed_through_one_gateway_are_everyones(nodes, redis):
     st, one = g1.call("GET", "/v1/functions/greet?version=1")
     st2, other = g2.call("GET", "/v1/functions/greet?version=1")
     assert st == st2 == 200 and one == other and one["description"] == "v1", (one, other)
-    # Its signature too, kept apart from what an invoke reads (desc:<v>).
+    # Its signature too, kept apart from what an invoke reads (desc:<v>):
+    # each version's own, as the dashboard's version view reads them.
     assert (one["signature"], one["doc"]) == ("hello(name: str, n: int = 1)", None), one
+    for gw in (g1, g2):
+        for q in ("", "?version=2"):
+            st, two = gw.call("GET", "/v1/functions/greet" + q)
+            assert st == 200 and (two["version"], two["signature"], two["doc"]) == (
+                2, "hello(name: str, n: int = 1, *, loud: bool = False)", "Says hi, <b>loud</b> or not."), two
 
     st, b = g2.call("POST", "/v1/functions/greet/invoke?wait=true", {"raw_args": ["z"]})
     assert st == 200 and b["result"] == {"hi": "z", "n": 1}, b

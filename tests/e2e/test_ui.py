@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, DAEMON
+from conftest import BUILD, CLI, DAEMON
 from daemonlib import TOKENS, Daemon
 
 CHROMIUM = "/usr/bin/chromium"
@@ -410,6 +410,19 @@ def test_another_tenants_function_page_cannot_act_as_the_visitor(alice, d):
     wait_for(lambda: by_css(alice, "#who") and by_css(alice, "#who")[0].text.startswith("alice"), what="still alice")
 
 
+def invoke_by_form(drv, kwargs, expect):
+    """Submits the function page's invoke form with these kwargs (JSON
+    text) and waits for the run it opens to show expect; returns the run's
+    details text."""
+    box = by_css(drv, "#inv-kwargs")[0]
+    box.clear()
+    box.send_keys(kwargs)
+    by_css(drv, "form.invoke button")[0].click()
+    wait_for(lambda: "#/runs/" in drv.current_url, what="the new run's page")
+    wait_for(lambda: expect in by_css(drv, "#run-details")[0].text, timeout=30, what="the invoke's result")
+    return by_css(drv, "#run-details")[0].text
+
+
 def test_every_page_renders_without_console_errors(alice, d):
     st, f = d.call("POST", "/v1/functions", {"name": "greet", "source": "def greet(who='x'):\n    \"\"\"Greets.\n\n    who: whom\n    \"\"\"\n    return 'hi ' + who\n"})
     assert st == 201, f
@@ -447,12 +460,7 @@ def test_every_page_renders_without_console_errors(alice, d):
     # The invoke form starts a run and opens it.
     go(alice, d, "#/functions/greet")
     wait_for(lambda: by_css(alice, "#inv-kwargs"), what="the invoke form")
-    box = by_css(alice, "#inv-kwargs")[0]
-    box.clear()
-    box.send_keys('{"who": "form"}')
-    by_css(alice, "form.invoke button")[0].click()
-    wait_for(lambda: "#/runs/" in alice.current_url, what="the new run's page")
-    wait_for(lambda: "hi form" in by_css(alice, "#run-details")[0].text, timeout=30, what="the invoke's result")
+    invoke_by_form(alice, '{"who": "form"}', "hi form")
     # Keyboard: a filter and the graph's nodes are reachable and usable.
     from selenium.webdriver.common.keys import Keys
     go(alice, d, f"#/dags/{dags['dags'][0]['id']}")
@@ -461,6 +469,99 @@ def test_every_page_renders_without_console_errors(alice, d):
     alice.switch_to.active_element.send_keys(Keys.ENTER)
     wait_for(lambda: by_css(alice, "#task-panel h2"), what="panel by keyboard")
     assert console_errors(alice) == []
+
+
+# Two versions of one function: different signatures and docstrings, the
+# old one's docstring with markup that must stay text.
+HELLO_V1 = '''def hello(name: str, times: int = 1):
+    """Greets NAME, TIMES times.
+
+    <script>window.pwned = 1</script><img src=x onerror="document.title='pwned'"> <b>v1</b>
+    """
+    return ["v1"] + [name] * times
+'''
+HELLO_V2 = '''def hello(who, /, *, loud: bool = False):
+    """Shouts at WHO: the second version."""
+    return "v2 " + (who.upper() if loud else who)
+'''
+
+
+def test_function_page_shows_the_version_picked(alice, d, env):
+    """A function's page showed the latest version's signature and
+    docstring only. Picking version 1 in its versions shows version 1's
+    own, with a call pinned to it (NAME::1, "version": 1) that the CLI and
+    curl run as shown; the latest's call is unpinned. The docstring's
+    markup is text."""
+    from selenium.common.exceptions import NoAlertPresentException
+    for src in (HELLO_V1, HELLO_V2):
+        st, f = d.call("POST", "/v1/functions", {"name": "hello2v", "source": src})
+        assert st == 201, f
+    assert f["version"] == 2, f
+    go(alice, d, "#/functions/hello2v")
+    wait_for(lambda: by_css(alice, "#fn-signature"), what="the latest's signature")
+    assert by_css(alice, "#fn-signature")[0].text == "hello(who, /, *, loud: bool = False)"
+    assert by_css(alice, "#fn-doc")[0].text == "Shouts at WHO: the second version."
+    assert by_css(alice, "#fn-version")[0].text == "2 (latest)"
+    assert by_css(alice, "#fn-call-cli")[0].text == f"pysprinter invoke hello2v --server {d.url} -a WHO"
+    assert "-d '{\"raw_args\":[\"WHO\"]}'" in by_css(alice, "#fn-call-http")[0].text
+    assert [a.text for a in by_css(alice, "#fn-versions a")] == ["1", "2 (latest)"]
+    assert by_css(alice, "#fn-versions a[aria-current]")[0].text == "2 (latest)"
+
+    # Pick the old version in the versions list.
+    by_css(alice, '#fn-versions a[data-version="1"]')[0].click()
+    wait_for(lambda: alice.current_url.endswith("#/functions/hello2v?version=1"), what="version 1's URL")
+    wait_for(lambda: by_css(alice, "#fn-signature")[0].text == "hello(name: str, times: int = 1)",
+             what="version 1's signature")
+    doc = by_css(alice, "#fn-doc")[0].text
+    assert doc.startswith("Greets NAME, TIMES times.\n\n<script>window.pwned = 1</script><img src=x "), doc
+    assert doc.endswith("<b>v1</b>"), doc
+    assert by_css(alice, "#fn-version")[0].text == "1 (not the latest: 2)"
+    assert by_css(alice, "#fn-versions a[aria-current]")[0].get_attribute("data-version") == "1"
+    cli = by_css(alice, "#fn-call-cli")[0].text
+    http = by_css(alice, "#fn-call-http")[0].text
+    assert cli == f"pysprinter invoke hello2v::1 --server {d.url} -k name=NAME", cli
+    assert "-d '{\"version\":1,\"raw_kwargs\":{\"name\":\"NAME\"}}'" in http, http
+    assert "Optional: times." in by_css(alice, "main .hint")[0].text
+    # The docstring stayed text: nothing of it ran or became an element.
+    with pytest.raises(NoAlertPresentException):
+        alice.switch_to.alert.text
+    assert by_css(alice, "main script") == [] and by_css(alice, "main img") == [] and by_css(alice, "main b") == []
+    assert alice.execute_script("return window.pwned") is None and alice.title != "pwned"
+    shot(alice, "function-version")
+
+    # The examples work as shown, placeholders filled: version 1 answers.
+    token = {**env, "PYSPRINTER_TOKEN": TOKENS["alice"]}
+    argv = cli.replace("NAME", "ui").split()
+    r = subprocess.run([str(CLI), *argv[1:]], capture_output=True, text=True, env=token, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout) == ["v1", "ui"], r
+    r = subprocess.run(["bash", "-c", http.replace("NAME", "curl")], capture_output=True, text=True, env=token,
+                       timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["result"] == ["v1", "curl"], r
+    # The form invokes the version shown.
+    assert '"v1"' in invoke_by_form(alice, '{"name": "form", "times": 2}', '"form"')
+
+    st, r = d.call("POST", "/v1/functions/hello2v/invoke?wait=true", {"raw_args": ["api"]})
+    assert st == 200 and r["result"] == "v2 api", r
+    st, r = d.run(HELLO_V1, filename="main.py", raw_args=["adhoc"])
+    assert st == 200 and r["result"] == ["v1", "adhoc"], r
+
+    # Back to the latest from the versions: unpinned again.
+    go(alice, d, "#/functions/hello2v?version=1")
+    wait_for(lambda: by_css(alice, '#fn-versions a[data-version="2"]'), what="the versions")
+    by_css(alice, '#fn-versions a[data-version="2"]')[0].click()
+    wait_for(lambda: alice.current_url.endswith("#/functions/hello2v"), what="the latest's URL")
+    wait_for(lambda: by_css(alice, "#fn-signature")[0].text == "hello(who, /, *, loud: bool = False)",
+             what="the latest's signature")
+    # Invocations count every version's (3 of version 1, 1 of version 2),
+    # and not an ad-hoc run of the same file and function name.
+    wait_for(lambda: by_css(alice, "#fn-charts p"), what="the invocations")
+    assert by_css(alice, "#fn-charts p")[0].text.startswith("4 invocation(s), error rate 0.0 %")
+    assert console_errors(alice) == []
+    # A version it does not have: the API's words (the browser logs the 404).
+    go(alice, d, "#/functions/hello2v?version=9")
+    wait_for(lambda: by_css(alice, "#not-found"), what="the missing version")
+    assert "function 'hello2v' has no version 9" in by_css(alice, "main .error")[0].text
+    assert console_errors(alice, allow=("/v1/functions/hello2v?version=9 ",)) == []
 
 
 READS = """
