@@ -382,6 +382,13 @@ typedef enum PoolRole {
  * idle one, or starts one more up to VALIDATORS_PER_LANE, or waits. */
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  PoolRole role, PoolWorker **ret, bool *ret_cold, char **ret_error);
+/* The same for a run that can be cancelled: cancel_fd (its eventfd,
+ * engine_cancel()) ends the wait for a worker another run starts, and
+ * the start of one for this run (its env's imports can take seconds: the
+ * worker is killed), with -ECANCELED. */
+int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path,
+                             char *const *data, PoolRole role, int cancel_fd, PoolWorker **ret, bool *ret_cold,
+                             char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
 /* The PSS of a worker never measured yet, read now (after its first run was sent). */
 void pool_worker_measure_new(Engine *e, PoolWorker *pw);

@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -148,7 +149,7 @@ uint64_t engine_process_tree_pss(pid_t pid) {
         return total;
 }
 
-static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
+static int worker_init(Engine *e, PoolWorker *pw, int cancel_fd, char **ret_error) {
         json_t *path = json_array();
         _cleanup_strv_free_ char **seen = engine_sandbox_worker_paths(pw->mode, pw->sys_path);
         for (char **p = seen; p && *p; p++)
@@ -163,7 +164,14 @@ static int worker_init(Engine *e, PoolWorker *pw, char **ret_error) {
         int r = worker_send(pw->w, text, NULL, 0);
         _cleanup_free_ char *reply = NULL;
         if (r >= 0)
-                r = worker_recv(pw->w, now_monotonic() + INIT_TIMEOUT_USEC, &reply, NULL);
+                r = worker_recv_cancellable(pw->w, now_monotonic() + INIT_TIMEOUT_USEC, cancel_fd, &reply, NULL);
+        if (r == -ECANCELED) {
+                /* Mid-import: it would answer "ready" whenever the import
+                 * ends, and no one waits for it now. */
+                (void) kill(pw->w->pid, SIGKILL);
+                *ret_error = xstrdup("cancelled");
+                return r;
+        }
         if (r < 0) {
                 *ret_error = xasprintf("the worker did not become ready: %s",
                                        r == -ECONNRESET ? "it exited while importing the environment" : strerror(-r));
@@ -303,12 +311,33 @@ static PoolWorker *pool_find(Engine *e, const char *key, bool validator, unsigne
         return found;
 }
 
+/* Whether a run's cancel eventfd (-EBADF: none) has been written. */
+static bool cancel_asked(int cancel_fd) {
+        struct pollfd p = { .fd = cancel_fd, .events = POLLIN };
+        return cancel_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+/* How often a cancellable wait for a worker another run starts looks at
+ * its cancel fd: engine_cancel() does not wake the pool's condition. */
+#define ACQUIRE_CANCEL_POLL_USEC (20 * USEC_PER_MSEC)
+
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  PoolRole role, PoolWorker **ret, bool *ret_cold, char **ret_error) {
+        return pool_acquire_cancellable(e, mode, limits, sys_path, data, role, -EBADF, ret, ret_cold, ret_error);
+}
+
+int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path,
+                             char *const *data, PoolRole role, int cancel_fd, PoolWorker **ret, bool *ret_cold,
+                             char **ret_error) {
         _cleanup_free_ char *key = pool_key(mode, limits->network, sys_path, data, role);
         bool validator = role != POOL_RUNS;
         pthread_mutex_lock(&e->pool.lock);
         for (;;) {
+                if (cancel_asked(cancel_fd)) {
+                        pthread_mutex_unlock(&e->pool.lock);
+                        *ret_error = xstrdup("cancelled");
+                        return -ECANCELED;
+                }
                 unsigned n;
                 PoolWorker *found = pool_find(e, key, validator, &n);
                 if (!found && (!validator || n < VALIDATORS_PER_LANE))
@@ -324,7 +353,15 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 }
                 /* Someone is starting it, or every validator of the
                  * lane is busy: wait for a start or a release. */
-                pthread_cond_wait(&e->pool.changed, &e->pool.lock);
+                if (cancel_fd < 0)
+                        pthread_cond_wait(&e->pool.changed, &e->pool.lock);
+                else {
+                        struct timespec ts;
+                        usec_t until = now_realtime() + ACQUIRE_CANCEL_POLL_USEC;
+                        ts.tv_sec = (time_t) (until / USEC_PER_SEC);
+                        ts.tv_nsec = (long) (until % USEC_PER_SEC) * 1000;
+                        (void) pthread_cond_timedwait(&e->pool.changed, &e->pool.lock, &ts);
+                }
         }
         PoolWorker *pw = xcalloc(1, sizeof(PoolWorker));
         pw->key = xstrdup(key);
@@ -358,18 +395,20 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
                 r = worker_adopt(e, blank, pw->sys_path, &err);
                 if (r >= 0) {
                         pw->w = TAKE_PTR(blank);
-                        r = worker_init(e, pw, &err);
+                        r = worker_init(e, pw, cancel_fd, &err);
                         if (r < 0)
                                 pw->w = worker_stop(pw->w);
                 }
-                if (r < 0)
+                if (r < 0 && r != -ECANCELED)
                         log_warn("the blank worker could not adopt the env (%s): starting one", err ? err : "?");
+                if (r == -ECANCELED)
+                        *ret_error = TAKE_PTR(err);
                 blank = worker_stop(blank);
         }
-        if (r < 0) {
+        if (r < 0 && r != -ECANCELED) {
                 r = worker_start(e, mode, pw->sys_path, pw->data, &pw->w, ret_error);
                 if (r >= 0)
-                        r = worker_init(e, pw, ret_error);
+                        r = worker_init(e, pw, cancel_fd, ret_error);
         }
         /* Its PSS is read later, off the path of the run waiting for it
          * (pool_worker_measure_new()), or at its first release. */

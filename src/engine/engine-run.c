@@ -607,7 +607,10 @@ static int validate_in_worker(RunCtx *c, char **ret_reply) {
         PoolRole role = !c->e->validator_apart                               ? POOL_RUNS
                         : c->spec->source_len >= WORKER_VALIDATE_APART_BYTES ? POOL_VALIDATOR_LARGE
                                                                              : POOL_VALIDATOR;
-        int r = pool_acquire(c->e, c->spec->sandbox, &base_limits, NULL, NULL, role, &base, &cold, &err);
+        int r = pool_acquire_cancellable(c->e, c->spec->sandbox, &base_limits, NULL, NULL, role, c->active.cancel_fd,
+                                         &base, &cold, &err);
+        if (r == -ECANCELED)
+                return cancel_outcome(c);
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err);
                 return r;
@@ -1650,8 +1653,8 @@ static int phase_run_begin(EngineRun *run) {
                 if (r >= 0)
                         rs = c->inst->sandbox;
         } else {
-                r = pool_acquire(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, POOL_RUNS, &c->pw,
-                                 &cold, &err);
+                r = pool_acquire_cancellable(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, POOL_RUNS,
+                                             c->active.cancel_fd, &c->pw, &cold, &err);
                 /* A worker started for this run (cold) is ready too now. */
                 if (r >= 0)
                         ready_learn(c, c->pw);
@@ -1671,8 +1674,11 @@ static int phase_run_begin(EngineRun *run) {
         c->res->t_acquire = now_monotonic() - t0;
         if (r < 0) {
                 /* An instance whose module fails to load is the function's
-                 * failure; anything else is ours. */
-                if (c->spec->instance_key && r == -EINVAL)
+                 * failure; a cancel while the env's worker started is a
+                 * cancel; anything else is ours. */
+                if (r == -ECANCELED)
+                        (void) cancel_outcome(c);
+                else if (c->spec->instance_key && r == -EINVAL)
                         set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
                 else
                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");

@@ -331,6 +331,12 @@ def install_index(tmp_path_factory):
             f"{name}.py": f"NAME = {name!r}\n", f"{name}_blob.bin": os.urandom(2 << 20)})
         ix.add(w)
         ix.wheels[name] = (f"/files/{w.name}", pkgindex.sha256_file(w))
+    # A module whose import takes a minute: the worker that imports the
+    # env's modules before its first run (its "init") waits on it.
+    w = pkgindex.build_wheel(out, "slowimp", "1.0", files={
+        "slowimp.py": "import time\ntime.sleep(60)\nNAME = 'slowimp'\n"})
+    ix.add(w)
+    ix.wheels["slowimp"] = (f"/files/{w.name}", pkgindex.sha256_file(w))
     ix.start()
     yield ix
     ix.stop()
@@ -480,6 +486,42 @@ def test_cancel_of_one_run_does_not_fail_another_waiting_on_the_same_install(ins
                     p.wait()
         assert (second.returncode, o) == (0, "slowc\n"), (server, o, e)
     ix.slow.pop(path, None)
+
+
+def test_ctrl_c_while_the_envs_worker_imports_ends_cancelled_at_once_on_both_paths(install_index, install_daemon,
+                                                                                   workdir):
+    """A cold environment's worker imports the env's modules before its
+    first run (docs/workers.md); one whose import takes a minute (torch
+    takes seconds) held a Ctrl-C until the import was over. The start is
+    now cancellable: the half-started worker is killed, the run ends
+    `cancelled` within a second, exit 130, the same bytes on both paths."""
+    ix = install_index
+    path, sha = ix.wheels["slowimp"]
+    (workdir / "needs_imp.py").write_text(NEEDS % (("slowimp",) * 3))
+    out, homes = {}, {None: workdir / "home", install_daemon.url: install_daemon.home}
+    for server in (None, install_daemon.url):
+        p = popen_ix(workdir, ["run", "needs_imp.py", *SB], server, ix)
+        try:
+            deadline = time.time() + 60
+            while not (homes[server] / "store" / sha).is_dir():
+                assert time.time() < deadline and p.poll() is None, ix.requests
+                time.sleep(0.05)
+            time.sleep(1.5)          # installed: the env's worker is importing slowimp
+            assert p.poll() is None
+            t0 = time.time()
+            p.send_signal(signal.SIGINT)
+            o, e = p.communicate(timeout=90)
+            took = time.time() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert took < 3, (server, f"Ctrl-C took {took:.2f}s to end the worker's start")
+        rid = newest_run(workdir, server)["id"]
+        assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
+        out[server] = (p.returncode, o, e.replace(rid, "RID").splitlines()[-1:])
+    assert out[None] == out[install_daemon.url], out
+    assert out[None] == (130, "", ["pysprinter: cancelled"]), out
 
 
 def test_gc_removes_cancel_asks_of_runs_no_longer_in_flight(workdir):
