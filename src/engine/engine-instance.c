@@ -621,12 +621,11 @@ unsigned engine_pool_retire(Engine *e, const char *key_prefix) {
         return n;
 }
 
-static int instance_start(Engine *e, const char *key, const char *start_json, SandboxMode mode,
-                          const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
-                          char **ret_error) {
+static int instance_start(Engine *e, const char *key, const char *start_json, SandboxMode mode, const RunLimits *limits,
+                          char *const *sys_path, char *const *data, int cancel_fd, Instance **ret, char **ret_error) {
         PoolWorker *pw = NULL;
         bool cold;
-        int r = pool_acquire(e, mode, limits, sys_path, data, POOL_RUNS, &pw, &cold, ret_error);
+        int r = pool_acquire_cancellable(e, mode, limits, sys_path, data, POOL_RUNS, cancel_fd, &pw, &cold, ret_error);
         if (r < 0)
                 return r;
         Instance *i = xcalloc(1, sizeof(Instance));
@@ -665,7 +664,8 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                  * instance once its module ran. */
                 Worker tmp = { .sock = i->status_fd };
                 _cleanup_free_ char *started = NULL;
-                r = worker_recv(&tmp, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, &started, NULL);
+                r = worker_recv_cancellable(&tmp, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, cancel_fd, &started,
+                                            NULL);
                 if (r >= 0) {
                         json_t *m = json_loads(started, 0, NULL);
                         i->pid = (pid_t) json_integer_value(json_object_get(m, "pid"));
@@ -673,7 +673,10 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                         json_decref(m);
                         Worker isock = { .sock = i->sock };
                         _cleanup_free_ char *ready = NULL;
-                        r = worker_recv(&isock, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, &ready, NULL);
+                        /* Its module runs now (a top-level `import torch`:
+                         * seconds): a cancel kills it (instance_free()). */
+                        r = worker_recv_cancellable(&isock, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, cancel_fd,
+                                                    &ready, NULL);
                         json_t *rm = r >= 0 ? json_loads(ready, 0, NULL) : NULL;
                         if (r >= 0 && !json_is_true(json_object_get(rm, "ok"))) {
                                 const char *msg = json_string_value(
@@ -684,7 +687,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                         json_decref(rm);
                 }
                 if (r < 0 && !*ret_error)
-                        *ret_error = xstrdup("the instance did not start");
+                        *ret_error = xstrdup(r == -ECANCELED ? "cancelled" : "the instance did not start");
         }
         if (r < 0) {
                 instance_free(i);
@@ -704,10 +707,9 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         return 0;
 }
 
-int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message,
-                     void *userdata, SandboxMode mode,
-                     const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
-                     bool *ret_cold, char **ret_error) {
+int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message, void *userdata,
+                     SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
+                     Instance **ret, bool *ret_cold, char **ret_error) {
         if (!max_instances)
                 max_instances = ENGINE_INSTANCES_DEFAULT;
         pthread_mutex_lock(&e->pool.lock);
@@ -763,7 +765,7 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
 
         Instance *fresh = NULL;
         _cleanup_free_ char *start_json = start_message(userdata);
-        int r = instance_start(e, key, start_json, mode, limits, sys_path, data, &fresh, ret_error);
+        int r = instance_start(e, key, start_json, mode, limits, sys_path, data, cancel_fd, &fresh, ret_error);
 
         pthread_mutex_lock(&e->pool.lock);
         for (Instance **p = &e->pool.instances; *p; p = &(*p)->next)

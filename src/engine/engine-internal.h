@@ -515,10 +515,11 @@ void vcache_usage(ValidationCache *c, size_t *ret_entries, size_t *ret_bytes);
  * "instance" message, if none is idle and fewer than max_instances exist:
  * built only then, since it carries the function's whole source). */
 typedef char *(*InstanceStartFn)(void *userdata);
-int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message,
-                     void *userdata, SandboxMode mode,
-                     const RunLimits *limits, char *const *sys_path, char *const *data, Instance **ret,
-                     bool *ret_cold, char **ret_error);
+/* cancel_fd (the calling run's, or -EBADF) ends the start of one, its
+ * worker's included, with -ECANCELED (pool_acquire_cancellable()). */
+int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message, void *userdata,
+                     SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
+                     Instance **ret, bool *ret_cold, char **ret_error);
 void instance_release(Engine *e, Instance *i, bool broken);
 /* The doom check of an idle instance before it gets an invocation
  * (docs/workers.md "A killed idle instance loses no invocation"):

@@ -1648,8 +1648,8 @@ static int phase_run_begin(EngineRun *run) {
                 r = 0;
         } else if (c->spec->instance_key) {
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
-                                     c->spec->sandbox,
-                                     &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
+                                     c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, c->active.cancel_fd,
+                                     &c->inst, &cold, &err);
                 if (r >= 0)
                         rs = c->inst->sandbox;
         } else {
@@ -1710,11 +1710,13 @@ static int phase_run_begin(EngineRun *run) {
                 free(err);
                 err = NULL;
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
-                                     c->spec->sandbox,
-                                     &c->limits, c->sys_path, c->data_binds, &c->inst, &cold, &err);
+                                     c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, c->active.cancel_fd,
+                                     &c->inst, &cold, &err);
                 if (r < 0) {
                         pipes_close(&p);
-                        if (r == -EINVAL)
+                        if (r == -ECANCELED)
+                                (void) cancel_outcome(c);
+                        else if (r == -EINVAL)
                                 set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
                         else
                                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");

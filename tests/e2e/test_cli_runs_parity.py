@@ -524,6 +524,37 @@ def test_ctrl_c_while_the_envs_worker_imports_ends_cancelled_at_once_on_both_pat
     assert out[None] == (130, "", ["pysprinter: cancelled"]), out
 
 
+def test_ctrl_c_while_a_deployed_functions_module_loads_ends_cancelled_at_once(install_daemon, workdir):
+    """A deployed function's first invoke starts its warm instance, which
+    runs the module (a top-level `import torch`: seconds; here a minute).
+    Ctrl-C of that invoke waited for the module; it now kills the
+    half-started instance and the run ends `cancelled`, exit 130, at once.
+    A later invoke starts a new instance (the module still takes its
+    minute: only the start is checked)."""
+    server = install_daemon.url
+    (workdir / "slowmod.py").write_text("import time\ntime.sleep(60)\n\ndef f():\n    return 1\n")
+    r = run_cli(workdir, ["deploy", "slowmod.py::f", "--name", "slowmod"], server=server)
+    assert r.returncode == 0, r
+    env = cli_env(workdir)
+    p = subprocess.Popen([str(CLI), "--server", server, "invoke", "slowmod"], cwd=workdir, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rid = newest_run(workdir, server, "running")["id"]
+        time.sleep(1.5)              # the instance runs the module
+        assert p.poll() is None
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        o, e = p.communicate(timeout=90)
+        took = time.time() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert took < 3, f"Ctrl-C took {took:.2f}s to end the instance's start"
+    assert (p.returncode, o, e.replace(rid, "RID").splitlines()[-1:]) == (130, "", ["pysprinter: cancelled"]), (o, e)
+    assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
+
+
 def test_gc_removes_cancel_asks_of_runs_no_longer_in_flight(workdir):
     """An embedded `cancel` asks with a file, $PYSPRINTER_HOME/cancel/RUN;
     when the run's owner and the asker both died before removing it, it
