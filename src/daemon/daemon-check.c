@@ -3,21 +3,21 @@
  *
  * daemon_config_load() does the typed walk and names the bad key
  * ('server.max_body_bytes', 'tokens[1].token'); this file turns that name
- * back into the line it sits on, from libyaml's node marks, and adds the
+ * back into the line it sits on, with src/shared's YAML walker (the same
+ * reader the config was loaded with: keys are unique in it), and adds the
  * checks that need the machine (the data directory). */
 #include <assert.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <yaml.h>
 
 #include "daemon.h"
 
 /* The node at a key path like "tokens[1].token" or "tenants.a.maxima.x"
  * in doc: the 1-based line of the deepest part of the path that exists
  * (the key's line for a mapping entry). 0 when nothing matches. */
-static size_t line_of(yaml_document_t *doc, const char *keypath) {
-        yaml_node_t *node = yaml_document_get_root_node(doc);
-        size_t line = 0;
+static unsigned line_of(YamlDoc *doc, const char *keypath) {
+        const YamlNode *node = yaml_doc_root(doc);
+        unsigned line = 0;
         _cleanup_free_ char *copy = xstrdup(keypath);
         for (char *part = copy, *dot; part && node; part = dot ? dot + 1 : NULL) {
                 dot = strchr(part, '.');
@@ -29,24 +29,22 @@ static size_t line_of(yaml_document_t *doc, const char *keypath) {
                         index = strtol(bracket + 1, NULL, 10);
                         *bracket = 0;
                 }
-                yaml_node_t *next = NULL;
-                if (*part && node->type == YAML_MAPPING_NODE) {
-                        for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
-                             p++) {
-                                yaml_node_t *k = yaml_document_get_node(doc, p->key);
-                                if (k && k->type == YAML_SCALAR_NODE && streq((const char *) k->data.scalar.value, part)) {
-                                        line = k->start_mark.line + 1;
-                                        next = yaml_document_get_node(doc, p->value);
+                const YamlNode *next = NULL;
+                if (*part && yaml_node_kind(node) == YAML_KIND_MAPPING)
+                        for (size_t i = 0; !next && i < yaml_node_count(node); i++) {
+                                const YamlNode *k = yaml_node_key(doc, node, i);
+                                const char *name = yaml_node_scalar(k);
+                                if (name && streq(name, part)) {
+                                        line = yaml_node_line(k);
+                                        next = yaml_node_value(doc, node, i);
                                 }
                         }
-                }
                 if (next && index >= 0) {
-                        if (next->type != YAML_SEQUENCE_NODE ||
-                            index >= next->data.sequence.items.top - next->data.sequence.items.start)
+                        if (yaml_node_kind(next) != YAML_KIND_SEQUENCE || (size_t) index >= yaml_node_count(next))
                                 return line;
-                        next = yaml_document_get_node(doc, next->data.sequence.items.start[index]);
+                        next = yaml_node_item(doc, next, (size_t) index);
                         if (next)
-                                line = next->start_mark.line + 1;
+                                line = yaml_node_line(next);
                 }
                 node = next;
         }
@@ -60,19 +58,12 @@ static char *message_key(const char *msg) {
         return b && b > a + 1 ? xstrndup(a + 1, (size_t) (b - a - 1)) : NULL;
 }
 
-static size_t line_in_file(const char *text, size_t len, const char *keypath) {
-        yaml_parser_t parser;
-        yaml_document_t doc;
-        size_t line = 0;
-        if (!keypath || !yaml_parser_initialize(&parser))
+static unsigned line_in_file(const char *text, size_t len, const char *path, const char *keypath) {
+        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (!keypath || yaml_doc_load(text, len, path, 0, &doc, &err) < 0)
                 return 0;
-        yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
-        if (yaml_parser_load(&parser, &doc)) {
-                line = line_of(&doc, keypath);
-                yaml_document_delete(&doc);
-        }
-        yaml_parser_delete(&parser);
-        return line;
+        return line_of(doc, keypath);
 }
 
 /* "PATH: msg" -> "PATH:LINE: msg" when the key the message names is found;
@@ -83,8 +74,8 @@ static char *with_line(const char *path, const char *text, size_t len, const cha
         if (!startswith(msg, prefix)) /* "PATH:N: …" already, or no path at all */
                 return xstrdup(msg);
         _cleanup_free_ char *key = message_key(body);
-        size_t line = line_in_file(text, len, key);
-        return line ? xasprintf("%s:%zu: %s", path, line, body) : xasprintf("%s:1: %s", path, body);
+        unsigned line = line_in_file(text, len, path, key);
+        return xasprintf("%s:%u: %s", path, line ?: 1, body);
 }
 
 /* The data directory must be usable by the daemon: an existing directory
@@ -147,8 +138,8 @@ int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error) {
                 _cleanup_free_ char *why = NULL;
                 r = check_data_dir(cfg->data_dir, &why);
                 if (r < 0) {
-                        size_t line = line_in_file(text, len, "data_dir");
-                        *ret_error = xasprintf("%s:%zu: 'data_dir' %s %s", path, line ?: 1, cfg->data_dir, why);
+                        unsigned line = line_in_file(text, len, path, "data_dir");
+                        *ret_error = xasprintf("%s:%u: 'data_dir' %s %s", path, line ?: 1, cfg->data_dir, why);
                         return r;
                 }
         }

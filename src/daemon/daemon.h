@@ -1,8 +1,8 @@
 /* daemon: pysprinterd's internals — configuration, request parsing, the run
  * manager, the HTTP layer and the Lambda-compatible API.
  *
- * Depends on: basic, engine, store (libmicrohttpd, jansson, libyaml and
- * libcrypto inside this module only). Nothing outside src/daemon includes
+ * Depends on: basic, engine, store (libmicrohttpd, jansson and libcrypto
+ * inside this module only; YAML through src/shared). Nothing outside src/daemon includes
  * this header; the fuzzer (fuzz/fuzz-request.c) and the daemon's unit code
  * link the daemon_core library built from these files. */
 #pragma once
@@ -1256,7 +1256,8 @@ const char *daemon_gc_disk_full_message(void);
 
 /* Loads path into cfg (initialised) and checks what loading alone does not:
  * the data directory exists and is readable and writable (or can be
- * created). Every message is "FILE:LINE: what" (libyaml's node marks).
+ * created). Every message is "FILE:LINE: what" (the YAML walker's node
+ * marks); YAML errors, a key given twice among them, keep their column.
  * Startup, SIGHUP and `pysprinterd --check-config` call this one function.
  * -EINVAL (config) or -EACCES (data dir) with *ret_error. */
 int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error);

@@ -453,7 +453,7 @@ static int string_list(Yaml *y, const YamlNode *n, const char *what, const char 
                 }
         } else
                 return yerr(y, n, "task '%s': %s must be a list of names", task, what);
-        strv_free(*ret); /* a key given twice: the last one wins (found by fuzz/fuzz-dag.c) */
+        strv_free(*ret); /* NULL: yaml_doc_load() refuses a key given twice */
         *ret = v;
         return 0;
 }
@@ -514,7 +514,7 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                         else {
                                 /* FILE::FUNC like the run verb. */
                                 const char *sep = strstr(v, "::");
-                                free(t->file); /* a key given twice: the last one wins */
+                                free(t->file); /* NULL: yaml_doc_load() refuses a key given twice */
                                 t->file = sep ? xstrndup(v, (size_t) (sep - v)) : xstrdup(v);
                                 if (sep && sep[2]) {
                                         free(t->function);

@@ -1,9 +1,11 @@
 /* YAML -> JSON with one scalar rule (the YAML 1.2 core schema; see
  * shared.h and docs/internals/yaml.md), and a walker over libyaml's
  * document tree that keeps each node's line and column, for parsers that
- * must point at the offending line (DAG files). */
+ * must point at the offending line (DAG files). Every document is checked
+ * for keys given twice when it is loaded, so no reader has a "last wins". */
 #include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 #include <yaml.h>
 
 #include "shared.h"
@@ -135,6 +137,105 @@ int yaml_scalar_to_json(const char *text, size_t len, bool plain, json_t **ret, 
         return plain_scalar(s, ret, ret_error);
 }
 
+/* ---- keys given twice ---- */
+
+/* One key of one mapping: its text once quotes and escapes are read (what
+ * every reader compares: `a`, 'a' and "\x61" are one key), its pair's
+ * place in the mapping and the node that says where the pair is written. */
+typedef struct SeenKey {
+        const char *text;
+        size_t len;
+        size_t pair;
+        const yaml_node_t *at;
+} SeenKey;
+
+/* By text, then by place, so that equal keys sit together, first first. */
+static int seen_key_cmp(const void *a, const void *b) {
+        const SeenKey *x = a, *y = b;
+        int c = memcmp(x->text, y->text, MIN(x->len, y->len));
+        if (c != 0)
+                return c;
+        if (x->len != y->len)
+                return x->len < y->len ? -1 : 1;
+        return x->pair < y->pair ? -1 : x->pair > y->pair;
+}
+
+static bool same_text(const SeenKey *x, const SeenKey *y) {
+        return x->len == y->len && memcmp(x->text, y->text, x->len) == 0;
+}
+
+/* A node that starts before `from` is not written here: libyaml resolves
+ * an alias (*k) to the node it names, anchored earlier in the file, and
+ * keeps no mark of the alias itself. */
+static bool written_from(const yaml_node_t *n, size_t from) {
+        return n && n->start_mark.index >= from;
+}
+
+/* Collects map's scalar keys into keys (room for all of its pairs) with
+ * where each pair is written: the key, or for a key that is an alias the
+ * value when that is written in place, else the anchor (the best mark
+ * libyaml leaves). Keys that are not scalars are left to the readers,
+ * which refuse them. -> how many were collected. */
+static size_t collect_keys(yaml_document_t *doc, const yaml_node_t *map, SeenKey *keys) {
+        size_t n = 0, from = map->start_mark.index, pair = 0;
+        for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++, pair++) {
+                const yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
+                const yaml_node_t *at = k;
+                if (written_from(k, from))
+                        from = k->end_mark.index;
+                else if (written_from(v, from))
+                        at = v;
+                if (written_from(v, from))
+                        from = v->end_mark.index;
+                if (!k || k->type != YAML_SCALAR_NODE)
+                        continue;
+                keys[n++] = (SeenKey){ .text = (const char *) k->data.scalar.value,
+                                       .len = k->data.scalar.length,
+                                       .pair = pair,
+                                       .at = at };
+        }
+        return n;
+}
+
+/* Refuses a document in which a mapping has a key twice, at any depth:
+ * "FILE:LINE:COL: duplicate key 'k' (first at line N)", LINE:COL the
+ * second one. With several, the one whose second key comes first in the
+ * file. Each mapping node is looked at once (an alias of a mapping is the
+ * same node), its keys sorted: O(n log n) for a mapping of n keys,
+ * whatever the keys are. */
+static int check_unique_keys(YamlDoc *d, char **ret_error) {
+        yaml_document_t *doc = &d->doc;
+        size_t most = 0;
+        for (const yaml_node_t *m = doc->nodes.start; m < doc->nodes.top; m++)
+                if (m->type == YAML_MAPPING_NODE)
+                        most = MAX(most, (size_t) (m->data.mapping.pairs.top - m->data.mapping.pairs.start));
+        if (most < 2)
+                return 0;
+        _cleanup_free_ SeenKey *keys = xcalloc(most, sizeof(*keys));
+        SeenKey first = {}, again = {};
+        for (const yaml_node_t *m = doc->nodes.start; m < doc->nodes.top; m++) {
+                if (m->type != YAML_MAPPING_NODE)
+                        continue;
+                size_t n = collect_keys(doc, m, keys);
+                if (n < 2)
+                        continue;
+                qsort(keys, n, sizeof(*keys), seen_key_cmp);
+                for (size_t i = 0, j; i < n; i = j) {
+                        for (j = i + 1; j < n && same_text(&keys[i], &keys[j]); j++)
+                                ;
+                        if (j - i >= 2 && (!again.at || keys[i + 1].at->start_mark.index < again.at->start_mark.index))
+                                first = keys[i], again = keys[i + 1];
+                }
+        }
+        if (!again.at)
+                return 0;
+        unsigned line = (unsigned) first.at->start_mark.line + 1;
+        if (first.at->start_mark.line == again.at->start_mark.line)
+                return yaml_node_error(d, N(again.at), ret_error, "duplicate key '%s' (first at line %u, column %u)",
+                                       again.text, line, (unsigned) first.at->start_mark.column + 1);
+        return yaml_node_error(d, N(again.at), ret_error, "duplicate key '%s' (first at line %u)", again.text, line);
+}
+
 /* ---- documents ---- */
 
 int yaml_doc_load(const char *text, size_t len, const char *filename, size_t max_nodes, YamlDoc **ret,
@@ -159,6 +260,11 @@ int yaml_doc_load(const char *text, size_t len, const char *filename, size_t max
                 return r;
         }
         yaml_parser_delete(&parser);
+        int r = check_unique_keys(d, ret_error);
+        if (r < 0) {
+                yaml_doc_free(d);
+                return r;
+        }
         *ret = d;
         return 0;
 }

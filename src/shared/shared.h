@@ -90,9 +90,12 @@ int base64_decode(const char *s, size_t n, char **ret, size_t *ret_len);
  *   anything else (2026-11-30, 1_000, 0x, +0x1F, "yes") -> string
  *
  * Quoted scalars ('…', "…") and block scalars (|, >) are always strings.
- * Tags are not interpreted. Mapping keys are scalars and stay strings; a key
- * given twice keeps the last value. Aliases expand, counted against the
- * node budget. docs/internals/yaml.md has the table with examples. */
+ * Tags are not interpreted. Mapping keys are scalars and stay strings; a
+ * mapping that has a key twice (compared as text once quotes and escapes
+ * are read: a, 'a' and "a" are one key) is refused when the document is
+ * loaded, so no reader keeps "the last one". `<<` is an ordinary key (no
+ * YAML 1.1 merge). Aliases expand, counted against the node budget.
+ * docs/internals/yaml.md has the table with examples. */
 
 typedef enum YamlKind {
         YAML_KIND_SCALAR,
@@ -114,7 +117,10 @@ typedef struct YamlNode YamlNode; /* a node inside its YamlDoc; never freed alon
 /* Parses the first document of text[0..len). filename prefixes messages
  * ("FILE:LINE:COL: YAML error: …"). max_nodes bounds what yaml_doc_json may
  * build from it (aliases count each time they expand); 0 means
- * YAML_DEFAULT_MAX_NODES. -EINVAL on a syntax error, -ENOMEM. */
+ * YAML_DEFAULT_MAX_NODES. -EINVAL on a syntax error, and on a mapping
+ * (at any depth) with a key given twice: "FILE:LINE:COL: duplicate key 'k'
+ * (first at line N)", at the second one (with several, the one that comes
+ * first in the file). -ENOMEM. */
 int yaml_doc_load(const char *text, size_t len, const char *filename, size_t max_nodes, YamlDoc **ret,
                   char **ret_error);
 YamlDoc *yaml_doc_free(YamlDoc *doc);

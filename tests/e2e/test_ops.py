@@ -678,6 +678,9 @@ BROKEN = [
     ("disk:\n  reserve: 1\n", 2, "unknown key 'disk.reserve'"),
     ("limits:\n  defaults:\n    timeout_ms: -1\n", 3, "'limits.defaults.timeout_ms'"),
     ("tokens: [\n", 2, ""),  # YAML syntax: libyaml's own mark
+    # A key given twice is refused, not "last wins" (docs/internals/yaml.md).
+    ("limits:\n  defaults: {timeout_ms: 1000}\nlimits:\n  defaults: {timeout_ms: 2000}\n", 3,
+     "duplicate key 'limits' (first at line 1)"),
 ]
 
 

@@ -181,6 +181,8 @@ def test_all_or_nothing(stack, d, tmp_path):
     (("every: 10m", "every: 10m\n        cron: '@daily'"), "stack.yaml:19:9:", "exactly one of 'cron' and 'every'"),
     (("  add:\n", "  a/d:\n"), "stack.yaml:14:3:", "does not match"),
     (("    file: fns/envf.py\n", "    file: fns/missing.py\n"), "stack.yaml:22:11:", "cannot read fns/missing.py"),
+    (("    max_procs: 16\n", "    max_procs: 16\n    timeout: 30s\n"), "stack.yaml:8:5:",
+     "duplicate key 'timeout' (first at line 5)"),
 ])
 @pytest.mark.parametrize("server", [True, False], ids=["daemon", "embedded"])
 def test_schema_errors_name_file_line(stack, d, tmp_path, mistake, where, message, server):

@@ -111,7 +111,6 @@ static const ScalarCase scalar_cases[] = {
         { "[yes, on, 1.5, 0x1F, ~, 'x']", "[\"yes\",\"on\",1.5,31,null,\"x\"]" },
         { "{a: 1, b: [true, null]}", "{\"a\":1,\"b\":[true,null]}" },
         { "{1: one, true: t}", "{\"1\":\"one\",\"true\":\"t\"}" },
-        { "{a: 1, a: 2}", "{\"a\":2}" },
 };
 
 static char *doc_json(const char *value, char **ret_error) {
@@ -263,6 +262,109 @@ static void test_small_budget(void **state) {
         assert_int_equal(yaml_doc_json(d, NULL, &j, &err), -EINVAL);
         /* The fifth node, the last item, is where the budget ran out. */
         assert_non_null(strstr(err, "s.yaml:1:11: the document is too large"));
+}
+
+/* ---- keys given twice ---- */
+
+typedef struct DupCase {
+        const char *yaml;
+        const char *error; /* the whole message, NULL: loads */
+} DupCase;
+
+/* Every reader loads through yaml_doc_load, so these rows are what the
+ * config, pipelines and stack files say. */
+static const DupCase dup_cases[] = {
+        /* Top level: the second key's place, the first one's line. */
+        { "a: 1\nb: 2\na: 3\n", "d.yaml:3:1: duplicate key 'a' (first at line 1)" },
+        { "listen: x\ntenants: {}\nlimits: {}\ntenants: {}\n",
+          "d.yaml:4:1: duplicate key 'tenants' (first at line 2)" },
+        /* Nested, at any depth, in block and flow style. */
+        { "x:\n  a: 1\n  b: 2\n  a: 3\n", "d.yaml:4:3: duplicate key 'a' (first at line 2)" },
+        { "x:\n  y:\n    z:\n      k: 1\n      k: 2\n", "d.yaml:5:7: duplicate key 'k' (first at line 4)" },
+        { "list:\n  - {a: 1}\n  - k: 1\n    k: 2\n", "d.yaml:4:5: duplicate key 'k' (first at line 3)" },
+        { "{a: 1, b: 2, a: 3}", "d.yaml:1:14: duplicate key 'a' (first at line 1, column 2)" },
+        /* Keys compare as the text they hold once quotes and escapes are read. */
+        { "a: 1\n\"a\": 2\n", "d.yaml:2:1: duplicate key 'a' (first at line 1)" },
+        { "'a': 1\n\"\\x61\": 2\n", "d.yaml:2:1: duplicate key 'a' (first at line 1)" },
+        { "1: x\n'1': y\n", "d.yaml:2:1: duplicate key '1' (first at line 1)" }, /* keys stay strings */
+        /* Given three times: the second one is reported. */
+        { "a: 1\na: 2\na: 3\n", "d.yaml:2:1: duplicate key 'a' (first at line 1)" },
+        /* Two mappings with a duplicate: the one met first in the file,
+         * though the outer mapping is the first node. */
+        { "outer:\n  in:\n    z: 1\n    z: 2\nouter: 3\n", "d.yaml:4:5: duplicate key 'z' (first at line 3)" },
+        /* Different keys, the same key in sibling mappings, sequences of
+         * mappings with the same keys each: all fine. */
+        { "a: 1\nA: 2\n'a ': 3\nb: 4\n", NULL },
+        { "1: x\n01: y\nnull: 1\n~: 2\n", NULL },
+        { "a: {x: 1}\nb: {x: 2}\n", NULL },
+        { "tasks:\n  - name: a\n    file: a.py\n  - name: b\n    file: b.py\n", NULL },
+        { "a: {}\nb: []\nc:\n", NULL },
+        /* An alias used as a value is the same node each time: fine. */
+        { "d: &d {t: 1, u: 2}\ne: *d\nf: *d\n", NULL },
+        /* A key that is an alias: libyaml keeps only the anchor's place,
+         * so the pair is placed at its value. */
+        { "k: &k a\nm:\n  a: 1\n  *k : 2\n", "d.yaml:4:8: duplicate key 'a' (first at line 3)" },
+        /* `<<` is an ordinary key (no YAML 1.1 merge): beside the keys it
+         * would merge it is fine; given twice it is a duplicate. */
+        { "b: &b {x: 1}\nm:\n  <<: *b\n  x: 2\n", NULL },
+        { "b: &b {x: 1}\nc: &c {y: 1}\nm:\n  <<: *b\n  <<: *c\n", "d.yaml:5:3: duplicate key '<<' (first at line 4)" },
+};
+
+static void test_duplicate_keys_table(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(dup_cases); i++) {
+                const DupCase *c = &dup_cases[i];
+                _cleanup_(yaml_doc_freep) YamlDoc *d = NULL;
+                _cleanup_free_ char *err = NULL;
+                int r = yaml_doc_load(c->yaml, strlen(c->yaml), "d.yaml", 0, &d, &err);
+                if (!c->error && r < 0)
+                        fail_msg("'%s': want it loaded, got %s", c->yaml, err);
+                if (c->error && (r != -EINVAL || !err || !streq(err, c->error)))
+                        fail_msg("'%s': want '%s', got %d '%s'", c->yaml, c->error, r, err ?: "");
+                if (c->error)
+                        assert_null(d);
+        }
+        /* yaml_to_json (the daemon's config) loads the same way. */
+        json_t *j = NULL;
+        _cleanup_free_ char *err = NULL;
+        const char *text = "limits:\n  defaults: {timeout_ms: 1}\nlimits:\n  defaults: {timeout_ms: 2}\n";
+        assert_int_equal(yaml_to_json(text, strlen(text), "pysprinterd.yaml", &j, &err), -EINVAL);
+        assert_string_equal(err, "pysprinterd.yaml:3:1: duplicate key 'limits' (first at line 1)");
+        assert_null(j);
+}
+
+/* Thousands of keys: sorted once per mapping, not compared pairwise. */
+static void test_duplicate_keys_many(void **state) {
+        usec_t took[2];
+        size_t sizes[2] = { 5000, 200000 };
+        for (size_t s = 0; s < 2; s++) {
+                size_t n = sizes[s];
+                Buf b;
+                buf_init(&b, 16 << 20);
+                buf_appends(&b, "m:\n");
+                for (size_t i = 0; i < n; i++)
+                        buf_printf(&b, "  key%zu: %zu\n", i, i);
+                usec_t t0 = now_monotonic();
+                _cleanup_(yaml_doc_freep) YamlDoc *d = NULL;
+                _cleanup_free_ char *err = NULL;
+                assert_int_equal(yaml_doc_load(b.data, b.len, "many.yaml", 0, &d, &err), 0);
+                assert_int_equal(yaml_node_count(yaml_node_value(d, yaml_doc_root(d), 0)), n);
+                d = yaml_doc_free(d);
+                /* The last key again, after all the others. */
+                buf_printf(&b, "  key%zu: again\n", n - 1);
+                assert_int_equal(yaml_doc_load(b.data, b.len, "many.yaml", 0, &d, &err), -EINVAL);
+                took[s] = now_monotonic() - t0;
+                _cleanup_free_ char *want = xasprintf("many.yaml:%zu:3: duplicate key 'key%zu' (first at line %zu)",
+                                                      n + 2, n - 1, n + 1);
+                assert_string_equal(err, want);
+                buf_free(&b);
+        }
+        /* 40 times the keys take ~50 times as long sorted (parsing is most
+         * of it), 1600 times compared pairwise: 2e10 comparisons, minutes.
+         * A ratio, so that valgrind's slowness cancels out; a floor, so
+         * that a loaded machine's noise on the small one does not count. */
+        if (took[1] > 2 * USEC_PER_SEC && took[1] > 200 * took[0])
+                fail_msg("%zu keys took %llu ms, %zu keys %llu ms", sizes[0], (unsigned long long) (took[0] / 1000),
+                         sizes[1], (unsigned long long) (took[1] / 1000));
 }
 
 /* ---- SHA-256 ---- */
@@ -780,13 +882,22 @@ static void test_json_buf_append_string_cap(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_scalar_table),       cmocka_unit_test(test_scalar_direct),
-                cmocka_unit_test(test_walker_positions),   cmocka_unit_test(test_doc_errors),
-                cmocka_unit_test(test_small_budget),       cmocka_unit_test(test_sha256_vectors),
-                cmocka_unit_test(test_sha256_file),        cmocka_unit_test(test_json_parse_or_string),
-                cmocka_unit_test(test_json_getters),       cmocka_unit_test(test_seal_vector_and_tamper),
+                cmocka_unit_test(test_scalar_table),
+                cmocka_unit_test(test_scalar_direct),
+                cmocka_unit_test(test_walker_positions),
+                cmocka_unit_test(test_doc_errors),
+                cmocka_unit_test(test_small_budget),
+                cmocka_unit_test(test_duplicate_keys_table),
+                cmocka_unit_test(test_duplicate_keys_many),
+                cmocka_unit_test(test_sha256_vectors),
+                cmocka_unit_test(test_sha256_file),
+                cmocka_unit_test(test_json_parse_or_string),
+                cmocka_unit_test(test_json_getters),
+                cmocka_unit_test(test_seal_vector_and_tamper),
                 cmocka_unit_test(test_seal_key_file),
-                cmocka_unit_test(test_json_bytes_marker),  cmocka_unit_test(test_base64), cmocka_unit_test(test_json_error_text),
+                cmocka_unit_test(test_json_bytes_marker),
+                cmocka_unit_test(test_base64),
+                cmocka_unit_test(test_json_error_text),
                 cmocka_unit_test(test_schema_table),
                 cmocka_unit_test(test_schema_every_mistake_once),
                 cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
