@@ -258,7 +258,14 @@ struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *pr
                 return daemon_call_error(call, 404, "not_found", ret_status, "%sfunction '%s' has no version %d",
                                          prefix, name, version);
         }
+        if (k == -ENOENT)
+                return daemon_function_missing(call, prefix, name, ret_status);
         return daemon_call_errno(call, k, "function", ret_status);
+}
+
+struct MHD_Response *daemon_function_missing(const DaemonCall *call, const char *prefix, const char *name,
+                                             unsigned *ret_status) {
+        return daemon_call_error(call, 404, "not_found", ret_status, "%sno deployed function '%s'", prefix, name);
 }
 
 /* The function a /v1/functions/{name} call names, at ?version= (latest
@@ -300,8 +307,10 @@ struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *r
 struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned *ret_status) {
         const char *name = call->seg[2];
         if (!function_name_is_valid(name))
-                return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+                return daemon_function_missing(call, "", name, ret_status);
         int k = function_store_delete(call->d->functions, call->tenant, name);
+        if (k == -ENOENT)
+                return daemon_function_missing(call, "", name, ret_status);
         if (k < 0)
                 return daemon_call_errno(call, k, "function", ret_status);
         (void) daemon_endpoint_set(call->d, call->tenant, name, ENDPOINT_NONE);
@@ -358,7 +367,7 @@ struct MHD_Response *daemon_api_function_runs(const DaemonCall *call, unsigned *
         if (bad)
                 return bad;
         if (!function_name_is_valid(name))
-                return daemon_call_error(call, 404, "not_found", ret_status, "function not found");
+                return daemon_function_missing(call, "", name, ret_status);
         if (call->d->cluster) {
                 /* Redis's records are the runs' only view: a gateway runs
                  * nothing, a worker's runs end in Redis before anyone

@@ -1029,9 +1029,14 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
  * *ret (caller frees), or the error response: 404 "function 'NAME' has no
  * version N" when the function exists without that version (invoke,
  * schedule add and GET ?version= say it alike; after prefix, "" for none),
- * 404 "function not found" when it does not exist. */
+ * daemon_function_missing() when it does not exist. */
 struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *prefix, const char *name, int version,
                                           FunctionRecord **ret, unsigned *ret_status);
+/* 404 "PREFIXno deployed function 'NAME'": the words of every /v1 route
+ * for a function that is not deployed (the CLI's `functions show`,
+ * `invoke`, `schedule add` print them). */
+struct MHD_Response *daemon_function_missing(const DaemonCall *call, const char *prefix, const char *name,
+                                             unsigned *ret_status);
 /* POST /v1/stacks (daemon-stack.c, docs/stack.md): a stack's functions,
  * schedules and URLs in one transaction. */
 DaemonHandlerFn daemon_api_stack;

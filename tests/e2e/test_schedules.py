@@ -591,7 +591,7 @@ def test_cli_schedule_add_refuses_a_run_option_it_cannot_carry(d, rcli, opt):
 def test_invoke_names_a_missing_version_as_schedule_add_does(d, rcli):
     """`invoke tick::9` said only "function not found" where `schedule add
     … tick::9` names the version: the same words now, from the same rule
-    on the server (a missing function stays "function not found")."""
+    on the server (a missing function: "no deployed function 'NAME'")."""
     deploy(d, "tick", TICK)
     inv = rcli("invoke", "tick::9")
     add = rcli("schedule", "add", "v9", "--every", "1h", "tick::9")
@@ -600,8 +600,25 @@ def test_invoke_names_a_missing_version_as_schedule_add_does(d, rcli):
     st, b = d.call("POST", "/v1/functions/tick/invoke", {"version": 9})
     assert (st, b["error"]["message"]) == (404, "function 'tick' has no version 9"), b
     st, b = d.call("POST", "/v1/functions/nope/invoke", {"version": 9})
-    assert (st, b["error"]["message"]) == (404, "function not found"), b
+    assert (st, b["error"]["message"]) == (404, "no deployed function 'nope'"), b
 
+
+
+def test_a_function_not_deployed_is_named_alike_by_every_verb_and_route(d, rcli):
+    """`invoke nope` printed the API's "function not found" where `functions
+    show nope` printed "no deployed function 'nope' (see `pysprinter
+    functions`)": one wording now, the server's (every /v1 route's 404 for
+    a function that is not deployed), with the CLI's pointer to the list."""
+    words = "pysprinter: no deployed function 'nope' (see `pysprinter functions`)\n"
+    for argv in (["functions", "show", "nope"], ["functions", "rm", "nope"], ["invoke", "nope"],
+                 ["invoke", "nope", "--payload", "{}"], ["invoke", "nope::3"]):
+        r = rcli(*argv, check=None)
+        assert (r.stdout, r.stderr) == ("", words), (argv, r)
+        assert r.returncode != 0, (argv, r)
+    for method, path in (("GET", "/v1/functions/nope"), ("DELETE", "/v1/functions/nope"),
+                         ("POST", "/v1/functions/nope/invoke")):
+        st, b = d.call(method, path, {} if method == "POST" else None)
+        assert (st, b["error"]["message"]) == (404, "no deployed function 'nope'"), (method, path, b)
 
 
 def test_invoke_with_a_payload_names_a_missing_version_as_without(d, rcli):
@@ -612,8 +629,8 @@ def test_invoke_with_a_payload_names_a_missing_version_as_without(d, rcli):
     found"), while the Lambda route still answers Lambda's clients as
     Lambda does."""
     deploy(d, "tick", TICK)
-    for ref, words in (("tick::9", "function 'tick' has no version 9"), ("nope", "function not found"),
-                       ("nope::2", "function not found")):
+    nope = "no deployed function 'nope' (see `pysprinter functions`)"
+    for ref, words in (("tick::9", "function 'tick' has no version 9"), ("nope", nope), ("nope::2", nope)):
         plain = rcli("invoke", ref, check=None)
         event = rcli("invoke", ref, "--payload", "{}", check=None)
         assert (plain.returncode, plain.stdout, plain.stderr) == (event.returncode, event.stdout, event.stderr) \
