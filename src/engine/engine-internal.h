@@ -78,6 +78,7 @@ struct Engine {
         char *data_dir;
         int home_lock; /* shared flock on $DATA/pysprinterd.lock (store_home_lock) */
         char *worker_path;
+        char *launcher_path; /* pysprinter-worker-sandbox beside it, or NULL */
         char *store_dir;   /* $DATA/store: package store, bound read-only */
         char *logs_dir;    /* $DATA/logs */
         char *out_dir;     /* $DATA/outputs: one dir per run in flight (/out) */
@@ -191,6 +192,10 @@ void engine_janitor_start(Engine *e);
 
 typedef struct WorkerSpawn {
         const char *worker_path;
+        /* pysprinter-worker-sandbox beside it, or NULL: what starts the
+         * full sandbox (worker-launch.c: no libpython in the processes
+         * outside); without it the worker builds the sandbox itself. */
+        const char *launcher_path;
         int ctrl_fd;             /* the worker's end of the socketpair -> fd 3 */
         SandboxMode mode;
         char **ro_paths;         /* host paths the worker needs read-only, bound at the same path */

@@ -86,7 +86,8 @@ static int spawn_worker_process(const WorkerSpawn *ws, char **argv, char **envp,
 
 int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **ret_error) {
         char **argv = NULL;
-        argv = strv_append(argv, ws->worker_path);
+        bool launch = ws->mode != SANDBOX_MODE_NONE && ws->launcher_path;
+        argv = strv_append(argv, launch ? ws->launcher_path : ws->worker_path);
         if (ws->mode == SANDBOX_MODE_NONE)
                 argv = strv_append(argv, "--sandbox=none");
         else {
@@ -94,6 +95,10 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
                 if (r < 0) {
                         strv_free(argv);
                         return r;
+                }
+                if (launch) {
+                        _cleanup_free_ char *a = xasprintf("--worker=%s", ws->worker_path);
+                        argv = strv_append(argv, a);
                 }
                 argv = strv_append(argv, "--sandbox=full");
                 for (char **p = ws->ro_paths; p && *p; p++) {
@@ -115,11 +120,11 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
                          (char *) "PYTHONDONTWRITEBYTECODE=1", NULL };
         pid_t pid;
         int r = spawn_worker_process(ws, argv, envp, &pid);
+        if (r < 0)
+                *ret_error = xasprintf("cannot start %s: %s", argv[0], strerror(-r));
         strv_free(argv);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot start %s: %s", ws->worker_path, strerror(-r));
+        if (r < 0)
                 return r;
-        }
         *ret_pid = pid;
         return 0;
 }

@@ -138,6 +138,7 @@ int worker_spawn(Engine *e, SandboxMode mode, char *const *sys_path, char *const
         WorkerSpawn ws = {
                 .data = (char **) data,
                 .worker_path = e->worker_path,
+                .launcher_path = e->launcher_path,
                 .ctrl_fd = sv[1],
                 .mode = mode,
                 .ro_paths = ro,

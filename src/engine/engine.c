@@ -273,6 +273,10 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
+        /* Built and installed with it (src/worker/meson.build). */
+        _cleanup_free_ char *launcher = xasprintf("%s-sandbox", e->worker_path);
+        if (access(launcher, X_OK) == 0)
+                e->launcher_path = TAKE_PTR(launcher);
         const char *dirs[] = { e->data_dir, e->store_dir, e->logs_dir, e->out_dir };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
                 /* outputs: searchable by the sandbox's "nobody" (root maps
@@ -369,6 +373,7 @@ Engine *engine_free(Engine *e) {
         free(e->out_dir);
         free(e->out_owner);
         free(e->worker_path);
+        free(e->launcher_path);
         free(e->store_dir);
         free(e->logs_dir);
         free(e->index_url);

@@ -166,9 +166,13 @@ static int add_path(SandboxMounts *m, const char *path, bool required, bool devi
         return 0;
 }
 
-/* Files the worker has mapped (libpython, its dependencies, the worker
- * binary) that /usr does not already hold. */
-static int add_mapped(SandboxMounts *m, const char *exe, char **ret_error) {
+/* Files this process has mapped (libpython, its dependencies) that /usr
+ * does not already hold; not the binaries in skip (copied, or the
+ * launcher's own, which the sandbox never runs). The launcher maps no
+ * libpython: it and the Python worker are built against one system, whose
+ * libpython is under /usr (a Python elsewhere keeps its standard library
+ * elsewhere too, which no worker sandbox binds either). */
+static int add_mapped(SandboxMounts *m, const char *const skip[2], char **ret_error) {
         _cleanup_free_ char *maps = NULL;
         int r = read_file("/proc/self/maps", 4 << 20, &maps, NULL);
         if (r < 0)
@@ -179,7 +183,7 @@ static int add_mapped(SandboxMounts *m, const char *exe, char **ret_error) {
                         *nl = 0;
                 char *p = strchr(line, '/');
                 /* The worker binary is copied to SANDBOX_WORKER_PATH. */
-                if (p && !strstr(p, " (deleted)") && !(exe && streq(p, exe))) {
+                if (p && !strstr(p, " (deleted)") && !streq(p, skip[0]) && !streq(p, skip[1])) {
                         r = add_path(m, p, false, false, ret_error);
                         if (r < 0)
                                 return r;
@@ -217,30 +221,31 @@ int sandbox_mounts_prepare(const SandboxWorkerConfig *cfg, SandboxMounts **ret, 
                 if (r < 0)
                         goto fail;
         }
-        /* The worker binary: copied to a fixed place (the worker re-execs
-         * itself from there), so neither /proc/self/exe, nor cmdline, nor
+        /* The worker binary: copied to a fixed place (the worker is
+         * exec'd from there), so neither /proc/self/exe, nor cmdline, nor
          * mountinfo shows where it lives on the host. */
-        char buf[4096];
-        ssize_t l = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+        char self[4096];
+        ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
         if (l <= 0) {
                 r = l < 0 ? -errno : -ENOENT;
                 *ret_error = xasprintf("reading /proc/self/exe: %s", strerror(-r));
                 goto fail;
         }
-        buf[l] = 0;
+        self[l] = 0;
+        const char *binary = cfg->worker_binary ?: self;
         struct stat st;
-        int fd = open(buf, O_PATH | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                r = -errno;
-                *ret_error = xasprintf("cannot open the worker binary %s: %s", buf, strerror(-r));
+        int fd = open(binary, O_PATH | O_CLOEXEC);
+        r = fd < 0 || fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+        if (r < 0) {
+                *ret_error = xasprintf("cannot open the worker binary %s: %s", binary, strerror(-r));
                 fd_close(fd);
                 goto fail;
         }
         add(m, BIND_COPY, SANDBOX_WORKER_PATH, fd, NULL);
         free(m->binds[m->n - 1].src);
-        m->binds[m->n - 1].src = xstrdup(buf);
+        m->binds[m->n - 1].src = xstrdup(binary);
         m->copy_bytes += (uint64_t) st.st_size;
-        r = add_mapped(m, buf, ret_error);
+        r = add_mapped(m, (const char *const[2]){ self, binary }, ret_error);
         if (r < 0)
                 goto fail;
         /* The package store's dirs: at SANDBOX_STORE_DIR/<name>, never at

@@ -69,6 +69,10 @@ typedef struct SandboxWorkerConfig {
         /* Host dir holding the runs' output dirs, seen writable at
          * SANDBOX_OUT_ROOT by the worker only (NULL: runs get no /out). */
         const char *out_root;
+        /* The worker binary copied to SANDBOX_WORKER_PATH (what is exec'd
+         * inside). NULL: this process's own (/proc/self/exe). The small
+         * launcher (pysprinter-worker-sandbox) names the Python worker. */
+        const char *worker_binary;
 } SandboxWorkerConfig;
 
 /* Enters the worker-level sandbox. Must be called single-threaded, before

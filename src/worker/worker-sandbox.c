@@ -1,21 +1,27 @@
 /* Sandbox hooks of the worker (DESIGN §5): argv says which sandbox; the
  * work is src/sandbox/'s.
  *
- *   pysprinter-worker --sandbox=full [--ro=PATH]... [--data=NAME=PATH]... [--out-root=DIR]
+ *   pysprinter-worker-sandbox --worker=PATH --sandbox=full [--ro=PATH]... [--data=NAME=PATH]...
+ *                             [--out-root=DIR]
+ *   pysprinter-worker --sandbox=full [...]   (the same, with this binary as PATH)
  *   pysprinter-worker --sandbox=none
  *
- * With --sandbox=full the process enters the sandbox and then re-execs
- * itself from its copy at SANDBOX_WORKER_PATH as
+ * With --sandbox=full the process enters the sandbox and then execs the
+ * worker binary from its copy at SANDBOX_WORKER_PATH as
  * `SANDBOX_WORKER_PATH --sandbox=inside`: /proc/self/exe, /proc/1/cmdline,
  * sys.executable and the memory of every run then hold no host path
  * (neither the build tree's nor the --ro/--data paths, which name the
- * data dir).
+ * data dir). The engine starts the full sandbox through the small
+ * launcher (worker-launch.c), which does not load libpython: the ~9 ms of
+ * loading and relocating it in a process that never runs Python (round
+ * 40, docs/performance.md "One-shot embedded run").
  *
  * Contract with worker.c: worker_sandbox_child() receives extra_fds
  * pointing into the run message's fd array just past stdout, stderr and
  * the result pipe (extra_fds[-3..-1]); those three stay open for the user
  * code, everything else is closed. */
 #include <jansson.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -24,13 +30,32 @@
 
 extern char **environ;
 
+/* (worker.h) A run's signals are the same whoever started the CLI or the daemon: a
+ * shell's `cmd &` or nohup leaves SIGINT, SIGQUIT or SIGHUP ignored, and
+ * exec keeps what was ignored and blocked, so a run through a daemon
+ * started that way ignored the SIGINT that embedded is KeyboardInterrupt.
+ * Every signal default and none blocked; then what CPython itself sets
+ * (Python is started without its handlers): SIGPIPE and SIGXFSZ ignored,
+ * so a write past RLIMIT_FSIZE is OSError(EFBIG), not a kill. */
+void worker_signals_reset(void) {
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
+        for (int s = 1; s < _NSIG; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        (void) sigaction(s, &dfl, NULL); /* the C library's own: EINVAL */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGXFSZ, SIG_IGN);
+}
+
 int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
         bool full = true;
         for (int i = 1; i < argc; i++)
                 if (streq(argv[i], "--sandbox=inside"))
                         return sandbox_worker_resume(ret_error);
         _cleanup_strv_free_ char **ro = NULL, **data = NULL;
-        const char *out_root = NULL;
+        const char *out_root = NULL, *worker_binary = NULL;
         for (int i = 1; i < argc; i++) {
                 if (streq(argv[i], "--sandbox=none"))
                         full = false;
@@ -45,10 +70,12 @@ int worker_sandbox_setup(int argc, char **argv, char **ret_error) {
                         data = strv_append(data, argv[i] + 7);
                 else if (startswith(argv[i], "--out-root="))
                         out_root = argv[i] + 11;
+                else if (startswith(argv[i], "--worker="))
+                        worker_binary = argv[i] + 9;
         }
         if (!full)
                 return 0;
-        SandboxWorkerConfig cfg = { .ro_paths = ro, .data = data, .out_root = out_root };
+        SandboxWorkerConfig cfg = { .ro_paths = ro, .data = data, .out_root = out_root, .worker_binary = worker_binary };
         int r = sandbox_worker_enter(&cfg, ret_error);
         if (r < 0)
                 return r;

@@ -1145,28 +1145,9 @@ static void kill_all_children(void) {
         }
 }
 
-/* A run's signals are the same whoever started the CLI or the daemon: a
- * shell's `cmd &` or nohup leaves SIGINT, SIGQUIT or SIGHUP ignored, and
- * exec keeps what was ignored and blocked, so a run through a daemon
- * started that way ignored the SIGINT that embedded is KeyboardInterrupt.
- * Every signal default and none blocked; then what CPython itself sets
- * (Python is started without its handlers): SIGPIPE and SIGXFSZ ignored,
- * so a write past RLIMIT_FSIZE is OSError(EFBIG), not a kill. */
-static void signals_reset(void) {
-        struct sigaction dfl = { .sa_handler = SIG_DFL };
-        for (int s = 1; s < _NSIG; s++)
-                if (s != SIGKILL && s != SIGSTOP)
-                        (void) sigaction(s, &dfl, NULL); /* the C library's own: EINVAL */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_IGN);
-        signal(SIGXFSZ, SIG_IGN);
-}
-
 int main(int argc, char **argv) {
         _cleanup_free_ char *err = NULL;
-        signals_reset();
+        worker_signals_reset();
         log_set_prefix("pysprinter-worker");
         if (argc > 1 && (streq(argv[1], "--help") || streq(argv[1], "--version"))) {
                 printf("pysprinter-worker: the engine's embedded Python; started by pysprinter, not by hand.\n");

@@ -9,6 +9,10 @@
  * engine_sandbox_spawn_worker() decides what it passes). On failure
  * *ret_error says what is missing. */
 int worker_sandbox_setup(int argc, char **argv, char **ret_error);
+/* First thing in main() (the worker's and the launcher's): every signal's
+ * default, none blocked, SIGPIPE and SIGXFSZ ignored, whatever the
+ * process that started the engine left. */
+void worker_signals_reset(void);
 
 /* Called in each forked run child before any user code runs. run_json is
  * the whole run message (its "limits"/"sandbox" fields are for this hook);

@@ -30,7 +30,8 @@ def test_meson_install_layout(tmp_path):
     bindir = prefix / option("bindir")
     for exe in ("pysprinter", "pysprinterd"):
         assert (root(bindir) / exe).is_file()
-    assert (root(prefix / option("libexecdir")) / "pysprinter-worker").is_file()
+    for exe in ("pysprinter-worker", "pysprinter-worker-sandbox"):
+        assert (root(prefix / option("libexecdir")) / exe).is_file(), exe
     docdir = prefix / option("datadir") / "doc" / "pysprinter"
     for doc in ("README.md", "api.md", "ARCHITECTURE.md", "internals/worker-protocol.md"):
         assert (root(docdir) / doc).is_file(), doc

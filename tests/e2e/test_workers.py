@@ -19,6 +19,7 @@ import pytest
 import pkgindex
 from daemonlib import Daemon, child_pids, run, sandbox_mode, wait_for
 from proctree import descendants
+from conftest import CLI, sandbox_args
 
 
 def worker_pids(d):
@@ -1887,3 +1888,39 @@ def test_the_cli_worker_settles_before_its_second_run_not_in_idle_time(cli, mode
     assert rows[0][:2] == [1, False], rows
     assert [r[1] for r in rows[1:]] == [True, True], rows
     assert all(r[2] > 0 for r in rows[1:]), rows
+
+
+def test_the_processes_outside_the_full_sandbox_load_no_libpython(cli):
+    """Round 40: the worker-level sandbox is built by a launcher of its own,
+    pysprinter-worker-sandbox (src/worker/worker-launch.c), not by
+    pysprinter-worker: the process the engine holds and its fork that
+    holds the namespaces never run Python, and loading and relocating
+    libpython cost them ~9 ms per cold worker start. Only the worker exec'd
+    inside the sandbox maps it. Fails before: both outside processes were
+    pysprinter-worker, with libpython mapped."""
+    if sandbox_args():
+        pytest.skip("the full sandbox is not available here")
+    cli.write("s.py", "import time\n\ndef main():\n    time.sleep(30)\n")
+    p = subprocess.Popen([str(CLI), "run", "s.py"], cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        def tree():
+            found = {}
+            for pid in descendants(p.pid):
+                try:
+                    argv0 = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0]
+                    maps = open(f"/proc/{pid}/maps").read()
+                except OSError:
+                    continue
+                found.setdefault(os.path.basename(argv0).decode(), []).append("libpython" in maps)
+            return found if found.get("worker") else None
+        found = wait_for(tree, "the worker running inside its sandbox")
+        # The launcher and its fork outside; the zygote and the run's
+        # process inside (and its pid namespace's init, a thread-sized
+        # clone of the zygote).
+        assert found["pysprinter-worker-sandbox"] == [False, False], found
+        assert "pysprinter-worker" not in found, found
+        assert all(found["worker"]), found
+    finally:
+        p.kill()
+        p.wait()
