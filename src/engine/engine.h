@@ -305,6 +305,12 @@ struct PkgPeers;
  * outlive e). Call before the first run. */
 void engine_set_peers(Engine *e, const struct PkgPeers *peers);
 const char *engine_data_dir(const Engine *e);
+/* Whether data_dir holds the run database engine_new() opens (and creates
+ * when it is missing): without one the home has no runs, DAG runs,
+ * datasets or secrets to show, and a verb that only reads them answers
+ * as an empty home does without opening an engine (which would create
+ * the home, its database and its directories). */
+bool engine_home_has_records(const char *data_dir);
 
 /* Runs one spec to completion (blocking), calling fn for each event.
  * Returns 0 with *ret_result filled whatever the run's outcome (the outcome

@@ -41,10 +41,11 @@ def pysprinter(*args, home, timeout=120, **extra):
 
 
 def new_home(tmp_path, name="home"):
-    """A home whose database the current binary created (schema current)."""
+    """A home whose database the current binary created (schema current):
+    `gc` opens the engine (`ps` in a home with no database creates nothing)."""
     h = tmp_path / name
     h.mkdir()
-    p = pysprinter("ps", home=h)
+    p = pysprinter("gc", home=h)
     assert p.returncode == 0, p.stderr
     return h
 
