@@ -422,8 +422,9 @@ unsigned engine_pool_retire(Engine *e, const char *key_prefix);
 typedef struct RetentionConfig RetentionConfig;
 typedef struct GcStats GcStats;
 /* One collection over data_dir (docs/operations.md "Retention"): the
- * store's (store_gc(): runs, logs, DAG runs, memo, data objects), then,
- * unless dry_run, the package store's dirs no environment references
+ * store's (store_gc(): runs, logs, DAG runs, memo, data objects), the
+ * cancel requests ($DATA/cancel) of runs no longer in flight (dry_run:
+ * counted, not removed), then, unless dry_run, the package store's dirs no environment references
  * (pkg_env_prune() without a budget: the shared lock a process holds on an
  * environment it uses keeps that environment's dirs). Adds to *ret;
  * *ret_error says which area failed. Both `pysprinterd gc`, the daemon's
