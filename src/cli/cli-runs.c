@@ -284,9 +284,11 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 renderer_done(&rd);
                 return backend_fail(b, r);
         }
-        if (q->detach) {
-                /* Embedded, this is the detached child at the run's end:
-                 * its parent printed the run long ago. */
+        /* Embedded, this is the detached child at the run's end: its
+         * parent printed the run long ago — unless the caller interrupted
+         * it first (cli-detach.c): then its run was cancelled and it ends
+         * as a foreground `run` does, on the caller's stderr. */
+        if (q->detach && (b->remote || !cli_interrupted)) {
                 renderer_done(&rd);
                 if (b->remote)
                         cli_print_detached(run, a->json_output, false);
