@@ -302,7 +302,8 @@ static int engine_secret_set(Backend *b, const char *name, const char *value, si
 static int engine_secret_list(Backend *b, json_t **ret) {
         SecretInfo *v = NULL;
         size_t n = 0;
-        int r = store_secret_list(engine_store(b->engine), "local", &v, &n);
+        /* No engine (backend_open_listing()): a home without a database. */
+        int r = b->engine ? store_secret_list(engine_store(b->engine), "local", &v, &n) : 0;
         if (r < 0) {
                 backend_set_error(b, "cannot read the secrets: %s", strerror(-r));
                 return r;
@@ -478,7 +479,9 @@ static int store_error(Backend *b, int r, const char *id) {
 
 static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         RunRecord *rec = NULL;
-        int r = store_run_get(engine_store(b->engine), NULL, id, &rec);
+        /* No engine (backend_open_listing()): a home without a database
+         * has no run of any id. */
+        int r = b->engine ? store_run_get(engine_store(b->engine), NULL, id, &rec) : -ENOENT;
         if (r < 0)
                 return store_error(b, r, id);
         *ret = cli_run_record_json(rec);
@@ -489,7 +492,7 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
 static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
         RunRecord **v = NULL;
         size_t n = 0;
-        int r = store_run_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n);
+        int r = b->engine ? store_run_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n) : 0;
         if (r < 0) {
                 backend_set_error(b, "cannot list runs: %s", strerror(-r));
                 return r;
@@ -548,7 +551,7 @@ static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
  * the record ends — or its owner is found gone — or Ctrl-C. */
 static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
         RunRecord *rec = NULL;
-        int r = store_run_get(engine_store(b->engine), NULL, id, &rec);
+        int r = b->engine ? store_run_get(engine_store(b->engine), NULL, id, &rec) : -ENOENT;
         if (r < 0)
                 return store_error(b, r, id);
         uint64_t off = 0;
@@ -647,9 +650,10 @@ static int catalog(Backend *b, DataCatalog **ret) {
 
 /* The API's DAG object of a recorded DAG run. */
 static int dag_object(Backend *b, const char *id, json_t **ret) {
-        Store *s = engine_store(b->engine);
+        Store *s = b->engine ? engine_store(b->engine) : NULL;
         DagRunRecord *rec = NULL;
-        int r = store_dag_get(s, NULL, id, &rec);
+        /* No engine (backend_open_listing()): no DAG run of any id. */
+        int r = s ? store_dag_get(s, NULL, id, &rec) : -ENOENT;
         if (r == -ENOENT)
                 backend_set_error(b, "no DAG run '%s' (see `pysprinter dag ls`)", id);
         else if (r == -EEXIST)
@@ -824,7 +828,7 @@ static int engine_dag_get(Backend *b, const char *id, json_t **ret) {
 static int engine_dag_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
         DagRunRecord **v = NULL;
         size_t n = 0;
-        int r = store_dag_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n);
+        int r = b->engine ? store_dag_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n) : 0;
         if (r < 0) {
                 backend_set_error(b, "cannot list DAG runs: %s", strerror(-r));
                 return r;
@@ -931,7 +935,17 @@ static int engine_data_put(Backend *b, const char *name, const char *source, con
         return 0;
 }
 
+/* No engine (backend_open_listing()): a home without a database has no
+ * dataset of any name, and says so as its empty catalog would. */
+static int data_none(Backend *b, const char *ref, const char *what) {
+        _cleanup_free_ char *err = NULL;
+        int r = data_ref_unknown(ref, &err);
+        return data_fail(b, r, what, err);
+}
+
 static int engine_data_info(Backend *b, const char *name, json_t **ret) {
+        if (!b->engine)
+                return data_none(b, name, "data");
         DataCatalog *c = NULL;
         int r = catalog(b, &c);
         if (r < 0)
@@ -966,12 +980,12 @@ static int engine_data_info(Backend *b, const char *name, json_t **ret) {
 
 static int engine_data_list(Backend *b, json_t **ret) {
         DataCatalog *c = NULL;
-        int r = catalog(b, &c);
+        int r = b->engine ? catalog(b, &c) : 0;
         if (r < 0)
                 return r;
         DatasetRecord **v = NULL;
         size_t n = 0;
-        r = data_list(c, NULL, &v, &n);
+        r = c ? data_list(c, NULL, &v, &n) : 0;
         if (r < 0)
                 return data_fail(b, r, "cannot read the data catalog", NULL);
         json_t *arr = json_array();
@@ -1002,6 +1016,8 @@ static int copy_to_stdout(const char *path) {
 }
 
 static int engine_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
+        if (!b->engine)
+                return data_none(b, ref, "data get");
         DataCatalog *c = NULL;
         int r = catalog(b, &c);
         if (r < 0)

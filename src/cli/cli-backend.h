@@ -218,12 +218,19 @@ struct Backend {
  * settings; a may be NULL). Returns 0 or the exit code after telling the
  * user. */
 int backend_open(const RunArgs *a, Backend **ret);
-/* backend_open() for a verb that only reads this machine's files (`env
- * ls`): embedded, the engine is not opened — opening it creates the
- * home, its database and its directories — so a fresh home stays as it
- * was; only the ops that say they need no engine may be called (envs).
- * With a server, backend_open()'s backend. */
-int backend_open_listing(Backend **ret);
+/* backend_open() for a verb that only reads (lists or shows): embedded,
+ * the engine — whose opening creates the home, its database and its
+ * directories — is opened only when records says the verb reads the
+ * home's records (runs, DAG runs, datasets, secrets) and the home has a
+ * database (engine_home_has_records()). Otherwise the backend has no
+ * engine and its read ops answer as an empty home does: an empty list,
+ * or the "no run 'ID'" of an unknown one, with the same bytes and exit
+ * codes. `env ls` (records false) reads the package store's files alone;
+ * the ops that need a server (functions, workers, schedules) need no
+ * engine to say so. So a fresh home stays as it was, not created when it
+ * did not exist. Ops that write (run, cancel, data put, secret set…) may
+ * not be called on it. With a server, backend_open()'s backend. */
+int backend_open_listing(bool records, Backend **ret);
 /* Says what a run's local options come to on b, before it starts (what:
  * "this code runs", "these tasks run"): --sandbox=none is loud embedded; with a
  * server, the options that are the server's settings (sandbox, package
@@ -235,7 +242,8 @@ int backend_fail(Backend *b, int r);
 /* Replaces b->error. */
 void backend_set_error(Backend *b, const char *fmt, ...) _printf_(2, 3);
 
-/* e NULL: the engine-less backend of backend_open_listing(). */
+/* e NULL: the engine-less backend of backend_open_listing(): an empty
+ * home's answers. */
 int backend_engine_new(Engine *e, Backend **ret);
 int backend_http_new(const char *server, Backend **ret, char **ret_error);
 /* The API's run object of an engine record (the daemon's schema). */

@@ -189,7 +189,7 @@ static void print_fish(FILE *f) {
 static int list_names(const char *kind) {
         Backend *b = NULL;
         /* The scripts send stderr to /dev/null: a failure says nothing. */
-        if (backend_open(NULL, &b))
+        if (backend_open_listing(true, &b))
                 return 0;
         json_t *ans = NULL, *list = NULL;
         const char *key = "name";

@@ -473,7 +473,8 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
         view_init(&v);
         usec_t t0 = now_realtime();
         json_t *dag = NULL;
-        cli_interrupted = 0;
+        /* (cli_interrupted is not reset: a detached child keeps a signal
+         * its parent forwarded before this, cli-detach.c.) */
         cli_interrupt_handled = false;
         cli_catch_interrupt();
         int r = b->ops->dag_run(b, q, on_view, &v, &dag);
@@ -481,9 +482,10 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
                 view_done(&v);
                 return backend_fail(b, r);
         }
-        if (q->detach) {
+        if (q->detach && (b->remote || !cli_interrupted)) {
                 /* Embedded, this is the detached child at the end: its
-                 * parent printed the DAG run when it was recorded. */
+                 * parent printed the DAG run when it was recorded (unless
+                 * interrupted first: it ends as `dag run` does). */
                 view_done(&v);
                 if (b->remote)
                         cli_print_detached(dag, json, true);
@@ -703,7 +705,7 @@ int verb_dag(int argc, char **argv) {
                                 argv[1 + n++] = argv[i];
                 }
         Backend *b = NULL;
-        code = backend_open(NULL, &b);
+        code = streq(sub, "cancel") ? backend_open(NULL, &b) : backend_open_listing(true, &b);
         if (code)
                 return code;
         if (is_ls)

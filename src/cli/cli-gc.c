@@ -8,8 +8,8 @@ static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days 
                               "Removes finished runs older than N days (default 30) and the oldest runs\n"
                               "beyond SIZE of logs (default 1G), DAG runs with their runs, memo entries\n"
                               "whose run is gone, data objects no dataset references, package store\n"
-                              "dirs no environment references and `cancel` asks of runs no longer in\n"
-                              "flight. Never a queued or running run.\n"
+                              "dirs no environment references and the cancel requests (`cancel` asks) of\n"
+                              "runs no longer in flight. Never a queued or running run.\n"
                               "--dry-run prints what would go and removes nothing. With a server\n"
                               "configured it is refused (exit 2): the server collects its own store.\n";
 

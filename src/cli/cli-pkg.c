@@ -43,7 +43,7 @@ static int env_ls(int argc, char **argv) {
                 json = true;
         }
         Backend *b = NULL;
-        int code = backend_open_listing(&b);
+        int code = backend_open_listing(false, &b);
         if (code)
                 return code;
         json_t *ans = NULL, *envs, *e;

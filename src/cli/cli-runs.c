@@ -284,9 +284,11 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 renderer_done(&rd);
                 return backend_fail(b, r);
         }
-        if (q->detach) {
-                /* Embedded, this is the detached child at the run's end:
-                 * its parent printed the run long ago. */
+        /* Embedded, this is the detached child at the run's end: its
+         * parent printed the run long ago — unless the caller interrupted
+         * it first (cli-detach.c): then its run was cancelled and it ends
+         * as a foreground `run` does, on the caller's stderr. */
+        if (q->detach && (b->remote || !cli_interrupted)) {
                 renderer_done(&rd);
                 if (b->remote)
                         cli_print_detached(run, a->json_output, false);
@@ -592,7 +594,7 @@ int verb_ps(int argc, char **argv) {
         if (k)
                 return k;
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        int code = backend_open_listing(true, &b);
         if (code)
                 return code;
         json_t *runs = NULL;
@@ -668,7 +670,7 @@ int verb_show(int argc, char **argv) {
         if (code)
                 return code < 0 ? 0 : code;
         Backend *b = NULL;
-        code = backend_open(NULL, &b);
+        code = backend_open_listing(true, &b);
         if (code)
                 return code;
         json_t *run = NULL;
@@ -825,7 +827,7 @@ static int tail_print(Backend *b, Tail *t) {
 #define LOGS_FUNCTION_RECENT 10
 static int logs_function(const char *name, bool follow) {
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        int code = backend_open_listing(false, &b);
         if (code)
                 return code;
         Tail *tails = NULL;
@@ -925,7 +927,7 @@ int verb_logs(int argc, char **argv) {
                 return usage_error("logs", "logs has no --json: it replays the run's output as written; "
                                            "`pysprinter show RUN --json` prints the run's record");
         Backend *b = NULL;
-        code = backend_open(NULL, &b);
+        code = backend_open_listing(true, &b);
         if (code)
                 return code;
         cli_catch_interrupt();
@@ -1153,7 +1155,7 @@ int verb_functions(int argc, char **argv) {
                 return usage_error("functions", m);
         }
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        int code = backend_open_listing(false, &b);
         if (code)
                 return code;
         json_t *ans = NULL;
@@ -1198,7 +1200,7 @@ int verb_workers(int argc, char **argv) {
                 return usage_error("workers", m);
         }
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        int code = backend_open_listing(false, &b);
         if (code)
                 return code;
         json_t *ans = NULL;

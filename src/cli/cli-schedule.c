@@ -315,8 +315,9 @@ int verb_schedule(int argc, char **argv) {
                 return schedule_usage(m);
         }
 
+        /* Embedded, every schedule verb is "needs a server": no engine. */
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        int code = backend_open_listing(false, &b);
         if (code) {
                 json_decref(body);
                 return code;

@@ -151,9 +151,12 @@ int backend_open(const RunArgs *a, Backend **ret) {
         return backend_engine_new(e, ret);
 }
 
-int backend_open_listing(Backend **ret) {
+int backend_open_listing(bool records, Backend **ret) {
         _cleanup_free_ char *server = cli_server();
         if (server)
+                return backend_open(NULL, ret);
+        _cleanup_free_ char *home = data_dir_default();
+        if (records && engine_home_has_records(home))
                 return backend_open(NULL, ret);
         return backend_engine_new(NULL, ret);
 }

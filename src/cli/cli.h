@@ -227,13 +227,18 @@ char *cli_server(void);
  * returns an exit code: 0 once the child's run has a record (printed as
  * cli_print_detached() prints it), or the child's own code when it ended
  * before that, having said why (its stderr reaches the caller until then).
- * The child returns -1 and goes on as `run` (dag: `dag run`) would, in a session of its
- * own, with /dev/null for 0, 1 and 2. Call before the engine is opened:
- * the child forks a single-threaded process. */
+ * SIGINT, SIGTERM or SIGHUP before then is forwarded to the child, which
+ * cancels its run and ends as an interrupted `run` (130). The child
+ * returns -1 and goes on as `run` (dag: `dag run`) would, in a session of
+ * its own, with /dev/null for 0, 1 and 2, catching SIGINT and SIGTERM
+ * (cli_catch_interrupt()). Call before the engine is opened: the child
+ * forks a single-threaded process. */
 int cli_detach_fork(bool json, bool dag);
-/* In the detached child: hands the run's record to the parent, which
- * prints it; nothing of the child's reaches the caller after. No-op in
- * any other process. */
+/* In the detached child: hands the run's record to the parent and waits
+ * for its answer; once it printed the id, nothing of the child's reaches
+ * the caller. When the parent was interrupted first (or this process was,
+ * cli_interrupted), nothing is handed: the run is being cancelled and the
+ * child's stderr stays the caller's. No-op in any other process. */
 void cli_detach_submitted(json_t *run);
 /* What a detached run (dag: DAG run) prints, on both paths: its id
  * (--json: its object), and where to follow it on stderr. */

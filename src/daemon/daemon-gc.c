@@ -135,11 +135,11 @@ static void collect(Daemon *d, const RetentionConfig *rc) {
         int r = engine_gc(d->store, d->data_dir, rc, false, &d->gc->stop, &st, &err);
         if (r < 0)
                 log_error("collector: %s", err);
-        if (st.runs || st.dag_runs || st.data_objects || st.package_bytes || st.memo_entries)
+        if (st.runs || st.dag_runs || st.data_objects || st.package_bytes || st.memo_entries || st.cancel_requests)
                 log_info("collector: removed %" PRIu64 " runs, %" PRIu64 " DAG runs, %" PRIu64 " memo entries, %" PRIu64
-                         " data objects; freed %" PRIu64 " bytes in %.1fs",
-                         st.runs, st.dag_runs, st.memo_entries, st.data_objects, gc_stats_bytes(&st),
-                         (double) st.duration_usec / USEC_PER_SEC);
+                         " data objects, %" PRIu64 " cancel requests; freed %" PRIu64 " bytes in %.1fs",
+                         st.runs, st.dag_runs, st.memo_entries, st.data_objects, st.cancel_requests,
+                         gc_stats_bytes(&st), (double) st.duration_usec / USEC_PER_SEC);
         pthread_mutex_lock(&d->gc->lock);
         d->gc->last = st;
         d->gc->have_last = true;
@@ -270,6 +270,7 @@ void daemon_gc_metrics(Daemon *d, Buf *b) {
                            "pysprinter_gc_last_removed{kind=\"memo_entries\"} %" PRIu64 "\n"
                            "pysprinter_gc_last_removed{kind=\"logs\"} %" PRIu64 "\n"
                            "pysprinter_gc_last_removed{kind=\"data_objects\"} %" PRIu64 "\n"
+                           "pysprinter_gc_last_removed{kind=\"cancel_requests\"} %" PRIu64 "\n"
                            "# HELP pysprinter_gc_last_freed_bytes Bytes the last collection freed, by area.\n"
                            "# TYPE pysprinter_gc_last_freed_bytes gauge\n"
                            "pysprinter_gc_last_freed_bytes{area=\"logs\"} %" PRIu64 "\n"
@@ -282,9 +283,9 @@ void daemon_gc_metrics(Daemon *d, Buf *b) {
                            "# HELP pysprinter_gc_last_duration_seconds How long the last collection took.\n"
                            "# TYPE pysprinter_gc_last_duration_seconds gauge\n"
                            "pysprinter_gc_last_duration_seconds %.3f\n",
-                           s->runs, s->dag_runs, s->memo_entries, s->logs, s->data_objects, s->log_bytes,
-                           s->dag_dir_bytes, s->data_bytes, s->package_bytes, (uint64_t) (s->started / USEC_PER_SEC),
-                           (double) s->duration_usec / USEC_PER_SEC);
+                           s->runs, s->dag_runs, s->memo_entries, s->logs, s->data_objects, s->cancel_requests,
+                           s->log_bytes, s->dag_dir_bytes, s->data_bytes, s->package_bytes,
+                           (uint64_t) (s->started / USEC_PER_SEC), (double) s->duration_usec / USEC_PER_SEC);
         pthread_mutex_unlock(&d->gc->lock);
 }
 

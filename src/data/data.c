@@ -543,21 +543,29 @@ static int revalidate(DataCatalog *c, const char *tenant, DatasetRecord *d, char
         return r;
 }
 
-int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, char **ret_warning,
-             char **ret_error) {
-        tenant = tenant ?: "local";
+int data_ref_unknown(const char *ref, char **ret_error) {
+        assert(ret_error);
         _cleanup_free_ char *name = NULL;
         int version = 0;
         if (data_parse_ref(ref, &name, &version) < 0) {
                 *ret_error = xasprintf("'%s' is not a dataset reference (NAME or NAME@VERSION)", ref ?: "");
                 return -EINVAL;
         }
+        *ret_error = xasprintf("no dataset named '%s' (add it with: pysprinter data put %s PATH|URL)", name, name);
+        return -ENOENT;
+}
+
+int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, char **ret_warning,
+             char **ret_error) {
+        tenant = tenant ?: "local";
+        _cleanup_free_ char *name = NULL;
+        int version = 0;
+        if (data_parse_ref(ref, &name, &version) < 0)
+                return data_ref_unknown(ref, ret_error);
         DatasetRecord *d = NULL;
         int r = c->ds->ops->get(c->ds, tenant, name, &d);
-        if (r == -ENOENT) {
-                *ret_error = xasprintf("no dataset named '%s' (add it with: pysprinter data put %s PATH|URL)", name, name);
-                return r;
-        }
+        if (r == -ENOENT)
+                return data_ref_unknown(ref, ret_error);
         if (r < 0) {
                 *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
                 return r;

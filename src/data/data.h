@@ -183,6 +183,12 @@ int data_store_output(const char *dir, void *userdata, char **ret_outputs_json, 
  * says so. -ENOENT when there is no such dataset or version. */
 int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, char **ret_warning,
              char **ret_error);
+/* What data_use() answers for ref when the catalog holds no dataset of
+ * that name: -EINVAL and "'REF' is not a dataset reference…" when ref does
+ * not parse, else -ENOENT and "no dataset named 'NAME' (add it with: …)"
+ * in *ret_error. An empty catalog's answer in one place: the CLI gives it
+ * in a home that has no database, without opening one. */
+int data_ref_unknown(const char *ref, char **ret_error);
 
 /* Copies a version's content out: a single-file dataset to out_path (or into
  * it when it is an existing directory), a directory dataset to the directory

@@ -11,12 +11,15 @@
  * flight: the owner removes its run's file when it acts or when the run
  * ends, and the asker once it saw the end, but both may have died first
  * (the owner's run is then marked lost). A run still queued or running
- * keeps its file: its owner acts on it yet. */
-static void sweep_cancel_requests(Store *s, const char *data_dir) {
+ * keeps its file: its owner acts on it yet. Returns how many went (dry
+ * run: would go, none removed); a file another process removed first is
+ * not counted. */
+static uint64_t sweep_cancel_requests(Store *s, const char *data_dir, bool dry_run) {
         _cleanup_free_ char *dir = path_join(data_dir, "cancel");
         DIR *d = opendir(dir);
         if (!d)
-                return;
+                return 0;
+        uint64_t n = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
                 if (de->d_name[0] == '.')
@@ -25,10 +28,11 @@ static void sweep_cancel_requests(Store *s, const char *data_dir) {
                 bool live = store_run_get(s, NULL, de->d_name, &rec) >= 0 && streq(rec->id, de->d_name) &&
                             rec->status && !run_status_is_final(run_status_from_string(rec->status));
                 run_record_free(rec);
-                if (!live)
-                        (void) unlinkat(dirfd(d), de->d_name, 0);
+                if (!live && (dry_run || unlinkat(dirfd(d), de->d_name, 0) == 0))
+                        n++;
         }
         closedir(d);
+        return n;
 }
 
 int engine_gc(Store *s, const char *data_dir, const RetentionConfig *cfg, bool dry_run, const volatile bool *stop,
@@ -39,9 +43,11 @@ int engine_gc(Store *s, const char *data_dir, const RetentionConfig *cfg, bool d
                 *ret_error = xasprintf("cannot collect the run store: %s", strerror(-r));
                 return r;
         }
-        if (dry_run || (stop && *stop))
+        if (stop && *stop)
                 return 0;
-        sweep_cancel_requests(s, data_dir);
+        ret->cancel_requests += sweep_cancel_requests(s, data_dir, dry_run);
+        if (dry_run)
+                return 0;
         uint64_t freed = 0;
         _cleanup_free_ char *err = NULL;
         r = pkg_env_prune(data_dir, UINT64_MAX, &freed, NULL, &err);

@@ -203,6 +203,15 @@ void engine_set_peers(Engine *e, const PkgPeers *peers) {
         e->peers = peers;
 }
 
+/* The run database in the data dir. */
+#define ENGINE_DATABASE "pysprinter.db"
+
+bool engine_home_has_records(const char *data_dir) {
+        assert(data_dir);
+        _cleanup_free_ char *db = path_join(data_dir, ENGINE_DATABASE);
+        return access(db, F_OK) == 0;
+}
+
 int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         EngineConfig none = {};
         if (!cfg)
@@ -299,7 +308,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
-        _cleanup_free_ char *db = path_join(e->data_dir, "pysprinter.db");
+        _cleanup_free_ char *db = path_join(e->data_dir, ENGINE_DATABASE);
         r = cfg->short_lived ? store_open_short_lived(db, &e->store) : store_open(db, &e->store);
         if (r < 0) {
                 *ret_error = r == -EPROTONOSUPPORT

@@ -308,6 +308,12 @@ struct PkgPeers;
  * outlive e). Call before the first run. */
 void engine_set_peers(Engine *e, const struct PkgPeers *peers);
 const char *engine_data_dir(const Engine *e);
+/* Whether data_dir holds the run database engine_new() opens (and creates
+ * when it is missing): without one the home has no runs, DAG runs,
+ * datasets or secrets to show, and a verb that only reads them answers
+ * as an empty home does without opening an engine (which would create
+ * the home, its database and its directories). */
+bool engine_home_has_records(const char *data_dir);
 
 /* Runs one spec to completion (blocking), calling fn for each event.
  * Returns 0 with *ret_result filled whatever the run's outcome (the outcome
@@ -419,8 +425,9 @@ unsigned engine_pool_retire(Engine *e, const char *key_prefix);
 typedef struct RetentionConfig RetentionConfig;
 typedef struct GcStats GcStats;
 /* One collection over data_dir (docs/operations.md "Retention"): the
- * store's (store_gc(): runs, logs, DAG runs, memo, data objects), then,
- * unless dry_run, the package store's dirs no environment references
+ * store's (store_gc(): runs, logs, DAG runs, memo, data objects), the
+ * cancel requests ($DATA/cancel) of runs no longer in flight (dry_run:
+ * counted, not removed), then, unless dry_run, the package store's dirs no environment references
  * (pkg_env_prune() without a budget: the shared lock a process holds on an
  * environment it uses keeps that environment's dirs). Adds to *ret;
  * *ret_error says which area failed. Both `pysprinterd gc`, the daemon's

@@ -42,15 +42,15 @@ static char *format_bytes(uint64_t n, char buf[static 32]) {
 char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
         assert(st);
         if (json) {
-                json_t *j = json_pack("{sbsIsIsIsIsIsIsIsIsIsIsIsf}", "dry_run", dry_run, "runs", (json_int_t) st->runs,
-                                      "dag_runs", (json_int_t) st->dag_runs, "memo_entries",
+                json_t *j = json_pack("{sbsIsIsIsIsIsIsIsIsIsIsIsIsf}", "dry_run", dry_run, "runs",
+                                      (json_int_t) st->runs, "dag_runs", (json_int_t) st->dag_runs, "memo_entries",
                                       (json_int_t) st->memo_entries, "logs", (json_int_t) st->logs, "log_bytes",
                                       (json_int_t) st->log_bytes, "dag_dirs", (json_int_t) st->dag_dirs,
                                       "dag_dir_bytes", (json_int_t) st->dag_dir_bytes, "data_objects",
                                       (json_int_t) st->data_objects, "data_bytes", (json_int_t) st->data_bytes,
-                                      "package_bytes", (json_int_t) st->package_bytes, "freed_bytes",
-                                      (json_int_t) gc_stats_bytes(st), "duration_s",
-                                      (double) st->duration_usec / USEC_PER_SEC);
+                                      "cancel_requests", (json_int_t) st->cancel_requests, "package_bytes",
+                                      (json_int_t) st->package_bytes, "freed_bytes", (json_int_t) gc_stats_bytes(st),
+                                      "duration_s", (double) st->duration_usec / USEC_PER_SEC);
                 char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
                 json_decref(j);
                 char *line = xasprintf("%s\n", text ?: "{}");
@@ -59,12 +59,12 @@ char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
         }
         char b1[32], b2[32], b3[32], b4[32], b5[32];
         return xasprintf("%s %" PRIu64 " runs (%" PRIu64 " logs, %s), %" PRIu64 " DAG runs (%" PRIu64
-                         " folders, %s), %" PRIu64 " memo entries, %" PRIu64 " data objects (%s); "
-                         "unreferenced packages: %s\n"
+                         " folders, %s), %" PRIu64 " memo entries, %" PRIu64 " data objects (%s), %" PRIu64
+                         " cancel requests; unreferenced packages: %s\n"
                          "%s %s in %.1fs\n",
                          dry_run ? "would remove" : "removed", st->runs, st->logs, format_bytes(st->log_bytes, b1),
                          st->dag_runs, st->dag_dirs, format_bytes(st->dag_dir_bytes, b2), st->memo_entries,
-                         st->data_objects, format_bytes(st->data_bytes, b3),
+                         st->data_objects, format_bytes(st->data_bytes, b3), st->cancel_requests,
                          dry_run ? "not counted in a dry run" : format_bytes(st->package_bytes, b4),
                          dry_run ? "would free" : "freed", format_bytes(gc_stats_bytes(st), b5),
                          (double) st->duration_usec / USEC_PER_SEC);

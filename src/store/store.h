@@ -811,6 +811,7 @@ typedef struct GcStats {
         uint64_t logs, log_bytes;
         uint64_t dag_dirs, dag_dir_bytes;
         uint64_t data_objects, data_bytes;
+        uint64_t cancel_requests;   /* engine_gc(): $DATA/cancel asks of runs no longer in flight */
         uint64_t package_bytes;     /* engine_gc(): the package store's unreferenced dirs */
         usec_t started, duration_usec;
 } GcStats;

@@ -5,6 +5,7 @@ import json
 import re
 import os
 import pathlib
+import signal
 import subprocess
 
 import pytest
@@ -1740,6 +1741,106 @@ def test_dag_run_detach_prints_the_id_and_returns_while_the_tasks_go_on_on_both_
         assert dag["status"] == "cancelled", (server, dag)
         j = run_cli(workdir, ["dag", "run", "pipe.yaml", "--detach", "--json", *SB], server=server)
         assert j.returncode == 0 and json.loads(j.stdout)["id"].startswith("d"), (server, j)
+
+
+class HeldOrigin:
+    """A URL dataset's origin that answers at once until `held` is clear,
+    then holds each request until it is set again: a run that uses the
+    dataset revalidates it (PYSPRINTER_DATA_TTL 0) before the engine has
+    the run, so an embedded `run --detach` waits there, before its record
+    and before the hand-over of its id."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.held = threading.Event()
+        self.held.set()
+        self.waiting = threading.Event()
+        origin = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if not origin.held.is_set():
+                    origin.waiting.set()
+                    origin.held.wait(60)
+                body = b"rows\n"
+                self.send_response(200)
+                self.send_header("ETag", '"v1"')
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/rows.csv"
+
+    def stop(self):
+        self.held.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def processes_in(cwd):
+    """Pids of the processes whose working directory is cwd: the CLI, its
+    detached child and their workers (--sandbox=none keeps it)."""
+    out = []
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "cwd") == str(cwd):
+                out.append(int(proc.name))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_ctrl_c_before_a_detached_runs_id_is_printed_cancels_the_run(tmp_path, sig):
+    """`run --detach` forks a child that owns the run; the parent waits for
+    the run's record and prints its id. A Ctrl-C (or SIGTERM, SIGHUP) to
+    the parent before that killed the parent alone: the run went on with
+    its id never printed. The signal is forwarded: the run ends cancelled,
+    the CLI says so and exits 130 as an interrupted `run` does, and no
+    process of it is left."""
+    import time
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "held.py").write_text("def f():\n    return 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(tmp_path / "home"), PYSPRINTER_WORKER=str(WORKER), PYSPRINTER_SERVER="",
+               NO_COLOR="1")
+
+    def cli(*args):
+        return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, cwd=work, timeout=60)
+
+    origin = HeldOrigin()
+    try:
+        assert cli("data", "put", "rows", origin.url).returncode == 0
+        origin.held.clear()
+        p = subprocess.Popen([str(CLI), "run", "held.py", "--data", "rows", "--detach", *SB], cwd=work, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert origin.waiting.wait(30), "the detached run never asked the origin"
+            assert json.loads(cli("ps", "--json").stdout) == [], "the run has a record already"
+            p.send_signal(sig)
+            time.sleep(0.3)   # the parent forwards it while the child still waits
+            origin.held.set()
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    finally:
+        origin.stop()
+    assert (p.returncode, out, err.splitlines()[-1:]) == (130, "", ["pysprinter: cancelled"]), (p.returncode, out, err)
+    runs = json.loads(cli("ps", "--json").stdout)
+    assert [(r["filename"], r["status"]) for r in runs] == [("held.py", "cancelled")], runs
+    deadline = time.monotonic() + 10
+    while processes_in(work) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_in(work) == [], "a process of the interrupted run is left"
 
 
 def test_a_detached_run_holds_none_of_the_callers_descriptors(workdir):

@@ -41,10 +41,11 @@ def pysprinter(*args, home, timeout=120, **extra):
 
 
 def new_home(tmp_path, name="home"):
-    """A home whose database the current binary created (schema current)."""
+    """A home whose database the current binary created (schema current):
+    `gc` opens the engine (`ps` in a home with no database creates nothing)."""
     h = tmp_path / name
     h.mkdir()
-    p = pysprinter("ps", home=h)
+    p = pysprinter("gc", home=h)
     assert p.returncode == 0, p.stderr
     return h
 
@@ -201,6 +202,39 @@ def test_embedded_gc_and_deleted_function_runs(tmp_path):
 
 
 
+def test_gc_counts_the_cancel_requests_it_removes_on_both_commands(tmp_path):
+    """gc removed $DATA/cancel asks of runs no longer in flight without a
+    word: the summary now counts them like every other kind, in text and
+    --json, a dry run too (counted, not removed), and `pysprinter gc` and
+    `pysprinterd gc` print the same numbers for the same home."""
+    home = new_home(tmp_path)
+    now = time.time()
+    insert_runs(home, [("done", "local", "succeeded", now - 60, None), ("going", "local", "running", now - 60, None)])
+    asks = home / "cancel"
+    asks.mkdir()
+    for name in ("done", "going", "rnosuchrun"):
+        (asks / name).write_text("")
+    listing = lambda: sorted(p.name for p in asks.iterdir())  # noqa: E731
+    for dry in (pysprinter("--json", "gc", "--dry-run", home=home),
+                pysprinterd("gc", "--json", "--dry-run", "--data-dir", home, home=home)):
+        assert dry.returncode == 0, dry.stderr
+        st = json.loads(dry.stdout)
+        assert st["dry_run"] and st["cancel_requests"] == 2, st
+        assert list(st)[list(st).index("data_bytes") + 1] == "cancel_requests", st
+    assert listing() == ["done", "going", "rnosuchrun"]
+    text = [pysprinter("gc", "--dry-run", home=home), pysprinterd("gc", "--dry-run", "--data-dir", home, home=home)]
+    assert [t.stdout.splitlines()[0] for t in text] == [
+        "would remove 0 runs (0 logs, 0 B), 0 DAG runs (0 folders, 0 B), 0 memo entries, 0 data objects (0 B), "
+        "2 cancel requests; unreferenced packages: not counted in a dry run"] * 2, text
+    p = pysprinter("gc", home=home)
+    assert p.returncode == 0, p.stderr
+    assert ", 2 cancel requests; unreferenced packages: " in p.stdout.splitlines()[0], p.stdout
+    assert listing() == ["going"]
+    again = gc_json(home)
+    assert again["cancel_requests"] == 0 and not again["dry_run"], again
+    assert listing() == ["going"]
+
+
 def test_cli_gc_with_a_server_is_refused_and_keeps_the_local_home(tmp_path):
     """gc has no server form: with --server (or PYSPRINTER_SERVER) it must
     not collect the local home instead of the server the user named."""
@@ -268,6 +302,7 @@ def test_disk_reserve_507_healthz_and_metrics(tmp_path):
         for area in ("runs", "logs", "data", "packages"):
             assert f'pysprinter_disk_bytes{{area="{area}"}}' in m
         assert 'pysprinter_gc_last_removed{kind="runs"}' in m
+        assert 'pysprinter_gc_last_removed{kind="cancel_requests"} 0' in m
         assert "pysprinter_disk_free_bytes" in m
     finally:
         d.stop()

@@ -86,10 +86,21 @@ static void test_versions(void **state) {
         assert_string_equal(use->hash, i1->hash);
         data_info_free(use);
 
-        /* Another tenant does not see it. */
+        /* Another tenant does not see it: data_use() says what an empty
+         * catalog says (data_ref_unknown(), the CLI's fresh home). */
         free(err);
         err = NULL;
         assert_int_equal(data_use(c, "other", "d", &use, NULL, &err), -ENOENT);
+        _cleanup_free_ char *none = NULL;
+        assert_int_equal(data_ref_unknown("d", &none), -ENOENT);
+        assert_string_equal(err, none);
+        assert_string_equal(none, "no dataset named 'd' (add it with: pysprinter data put d PATH|URL)");
+        free(err);
+        free(none);
+        err = none = NULL;
+        assert_int_equal(data_use(c, NULL, "d@x@y", &use, NULL, &err), -EINVAL);
+        assert_int_equal(data_ref_unknown("d@x@y", &none), -EINVAL);
+        assert_string_equal(err, none);
 
         char **mounts = NULL;
         char *fp = NULL;

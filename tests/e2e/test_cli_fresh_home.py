@@ -1,0 +1,88 @@
+"""Verbs that only read, run embedded in a home that has nothing: the
+answer an empty home gives (the empty listing, or the same "not found"
+and exit code), and the home left as it was: absent stays absent, an
+empty directory stays empty. They opened the engine, which created the
+home, its database (-wal, -shm), its lock and its directories to say
+there was nothing. `env ls` has its own test (test_cli_env_parity.py)."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import CLI, WORKER
+
+READERS = [
+    ["ps"], ["ps", "--json"], ["ps", "--status", "failed,killed"],
+    ["show", "rabc"], ["show", "rabc", "--json"],
+    ["logs", "rabc"], ["logs", "-f", "rabc"],
+    ["dag", "ls"], ["dag", "ls", "--json"],
+    ["dag", "status", "dabc"], ["dag", "status", "dabc", "--json"], ["dag", "logs", "dabc", "t"],
+    ["data", "ls"], ["data", "ls", "--json"], ["data", "ls", "words"], ["data", "ls", "words", "--json"],
+    ["data", "get", "words"], ["data", "get", "words@2", "-o", "out.txt"], ["data", "get", "no@such@ref"],
+    ["secret", "ls"], ["secret", "ls", "--json"],
+    ["functions"], ["functions", "--json"], ["functions", "show", "hello"], ["workers"], ["workers", "--json"],
+    ["schedule", "ls"], ["schedule", "ls", "--json"], ["logs", "--function", "hello"],
+    ["completion", "--list", "runs"],
+]
+
+
+def cli(home, cwd, args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    # An empty PYSPRINTER_SERVER: embedded, whatever a config file says.
+    env.update(PYSPRINTER_HOME=str(home), PYSPRINTER_WORKER=str(WORKER), PYSPRINTER_SERVER="", NO_COLOR="1")
+    r = subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def opened(tmp_path_factory):
+    """What each verb answers in a home whose engine was opened once (its
+    database exists and holds nothing): the bytes and codes of before."""
+    w = tmp_path_factory.mktemp("opened")
+    assert cli(w / "home", w, ["gc"])[0] == 0
+    assert (w / "home" / "pysprinter.db").exists()
+    return {tuple(a): cli(w / "home", w, a) for a in READERS}
+
+
+@pytest.mark.parametrize("args", READERS, ids=" ".join)
+def test_a_reader_in_a_fresh_home_answers_as_an_empty_home_and_creates_nothing(tmp_path, opened, args):
+    for fresh in (tmp_path / "absent", tmp_path / "empty"):
+        if fresh.name == "empty":
+            fresh.mkdir()
+        got = cli(fresh, tmp_path, args)
+        assert got == opened[tuple(args)], (fresh.name, got)
+        assert (sorted(fresh.iterdir()) if fresh.exists() else None) == ([] if fresh.name == "empty" else None)
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_what_an_empty_home_answers(opened):
+    """The answers the parity above holds the fresh home to, spelled out
+    for the listings and the misses a user meets first."""
+    header = "ID                 STATUS      EXIT CREATED             DURATION  TARGET\n"
+    assert opened[("ps",)] == (0, header, "")
+    assert opened[("ps", "--json")] == (0, "[]\n", "")
+    assert opened[("show", "rabc")] == (2, "", "pysprinter: no run 'rabc' (see `pysprinter ps`)\n")
+    assert opened[("logs", "-f", "rabc")] == (2, "", "pysprinter: no run 'rabc' (see `pysprinter ps`)\n")
+    assert opened[("dag", "ls")] == (0, "", "")
+    assert opened[("dag", "ls", "--json")] == (0, "[]\n", "")
+    assert opened[("dag", "status", "dabc")] == (2, "", "pysprinter: no DAG run 'dabc' (see `pysprinter dag ls`)\n")
+    assert opened[("data", "ls", "--json")] == (0, "[]\n", "")
+    assert opened[("data", "get", "words")] == (
+        2, "", "pysprinter: data get: no dataset named 'words' (add it with: pysprinter data put words PATH|URL)\n")
+    assert opened[("secret", "ls", "--json")] == (0, "[]\n", "")
+    assert opened[("completion", "--list", "runs")] == (0, "", "")
+    assert opened[("workers",)][0] == 2 and "needs a server" in opened[("workers",)][2]
+
+
+def test_a_home_with_runs_still_shows_them(tmp_path):
+    """The listing opens the engine when the home has a database: ps, show
+    and logs read it (and an orphan is still marked lost)."""
+    (tmp_path / "f.py").write_text("def f():\n    print('hi')\n    return 1\n")
+    home = tmp_path / "home"
+    code, out, err = cli(home, tmp_path, ["run", "f.py", "--sandbox=none"])
+    assert (code, out) == (0, "hi\n1\n"), err
+    code, out, _ = cli(home, tmp_path, ["ps"])
+    assert code == 0 and "succeeded" in out and "f.py::f" in out, out
+    rid = out.splitlines()[1].split()[0]
+    assert cli(home, tmp_path, ["logs", rid]) == (0, "hi\n", "")
+    assert cli(home, tmp_path, ["show", rid])[1].startswith(f"id:        {rid}\n")
