@@ -78,7 +78,9 @@ static bool worker_reap_within(pid_t pid, int timeout_ms) {
                 for (int i = 0; i < timeout_ms * 5 && waitpid(pid, NULL, WNOHANG) == 0; i++)
                         usleep(200);
         }
-        return waitpid(pid, NULL, WNOHANG) == pid;
+        /* ECHILD: reaped already (never kill a pid that may be reused). */
+        pid_t k = waitpid(pid, NULL, WNOHANG);
+        return k == pid || (k < 0 && errno == ECHILD);
 }
 
 Worker *worker_stop(Worker *w) {
