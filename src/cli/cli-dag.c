@@ -538,6 +538,8 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
                 if (code >= 0)
                         goto out;
         }
+        a.ra.worker_now = true;
+        a.ra.sandbox = a.sandbox;
         code = backend_open(&a.ra, &b);
         if (code)
                 goto out;
@@ -864,6 +866,7 @@ int verb_chain(int argc, char **argv) {
                 code = r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;
                 goto out;
         }
+        a.worker_now = true;
         code = backend_open(&a, &b);
         if (code)
                 goto out;

@@ -381,6 +381,7 @@ int verb_map(int argc, char **argv) {
                 code = EXIT_USAGE;
         else
                 code = read_inputs(over, &job);
+        a.worker_now = true;
         if (!code)
                 code = backend_open(&a, &b);
         if (!code) {

@@ -367,6 +367,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 run_args_done(&a);
                 return usage_error(verb, "--detach is run's and invoke's: a validation answers at once");
         }
+        a.worker_now = true;
         if (cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
         else if (detach && !server && (code = cli_detach_fork(a.json_output, false)) >= 0) {

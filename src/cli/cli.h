@@ -46,6 +46,10 @@ typedef struct RunArgs {
         bool allow_sdist;
         bool no_cache;
         bool detach; /* --detach: print the run's id and return (run, invoke) */
+        /* The verb's first step needs a worker (run, validate, lock, map,
+         * dag run, chain): the engine starts one in this sandbox mode as
+         * it opens (EngineConfig.prewarm). Set by the verb, not parsed. */
+        bool worker_now;
 } RunArgs;
 
 /* Parses argv (the words after the verb). On failure *ret_error is a usage

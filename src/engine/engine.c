@@ -308,6 +308,16 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 engine_free(e);
                 return r;
         }
+        /* First (no pool code touches the store): the worker's start,
+         * tens of ms, overlaps the store's open and the sweeps below. */
+        e->validator_apart = cfg->validator_apart;
+        if (cfg->prewarm) {
+                e->prewarm_mode = cfg->prewarm_mode;
+                const char *b = getenv("PYSPRINTER_BLANK_WORKER");
+                e->pool.blank_enabled = cfg->prewarm_mode == SANDBOX_MODE_FULL && !cfg->prewarm_no_blank &&
+                                        !(b && streq(b, "0"));
+                e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
+        }
         _cleanup_free_ char *db = path_join(e->data_dir, ENGINE_DATABASE);
         r = cfg->short_lived ? store_open_short_lived(db, &e->store) : store_open(db, &e->store);
         if (r < 0) {
@@ -328,13 +338,6 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         (void) engine_sandbox_sweep();
         /* … and its output dirs. */
         out_dir_sweep(e->out_dir);
-        e->validator_apart = cfg->validator_apart;
-        if (cfg->prewarm) {
-                e->prewarm_mode = cfg->prewarm_mode;
-                const char *b = getenv("PYSPRINTER_BLANK_WORKER");
-                e->pool.blank_enabled = cfg->prewarm_mode == SANDBOX_MODE_FULL && !(b && streq(b, "0"));
-                e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
-        }
         *ret_engine = e;
         return 0;
 }

@@ -275,8 +275,13 @@ typedef struct EngineConfig {
          * workers. The CLI (one user) validates in its runs' worker. */
         bool validator_apart;
         /* Start the validation worker of this sandbox mode in the
-         * background now, so a long-lived engine's first run finds it warm. */
+         * background now, so a long-lived engine's first run finds it warm
+         * (the daemon), or so a one-shot CLI's worker boots while the
+         * engine opens its store and records the run. In the full sandbox
+         * a blank worker for a cold env boots beside it (docs/workers.md),
+         * unless prewarm_no_blank (the CLI: one run, two CPUs). */
         bool prewarm;
+        bool prewarm_no_blank;
         SandboxMode prewarm_mode;
         /* Package policy (docs/packages.md): names (any spelling; compared after
          * PEP 503 normalisation). A non-empty allow list admits only its

@@ -571,6 +571,37 @@ static void test_short_lived_engine_settles_only_for_a_second_run(void **state) 
         }
 }
 
+/* Round 40: the CLI's engine starts its one worker as it opens
+ * (EngineConfig.prewarm), while it opens the store and records the run,
+ * and no blank worker beside it (prewarm_no_blank). The first run finds
+ * that worker ready: not cold. */
+static void test_cli_prewarm_starts_one_worker_and_no_blank(void **state) {
+        _cleanup_free_ char *dir = xasprintf("%s/prewarm", home);
+        EngineConfig cfg = { .data_dir = dir,
+                             .short_lived = true,
+                             .no_spares = true,
+                             .prewarm = true,
+                             .prewarm_no_blank = true,
+                             .prewarm_mode = SANDBOX_MODE_NONE };
+        Engine *e = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (engine_new(&cfg, &e, &err) < 0)
+                fail_msg("engine_new: %s", err);
+        assert_true(engine_prewarm_wait(e, 60 * USEC_PER_SEC));
+        pthread_mutex_lock(&e->pool.lock);
+        assert_non_null(e->pool.workers);
+        assert_null(e->pool.workers->next);
+        assert_true(e->pool.workers->ready);
+        assert_null(e->pool.blank);
+        assert_false(e->pool.blank_enabled);
+        pthread_mutex_unlock(&e->pool.lock);
+        RunResult *r = run_source(e, "def f():\n    return 3\n", NULL, NULL, NULL);
+        assert_ok(r, "3");
+        assert_false(r->cold);
+        run_result_free(r);
+        engine_free(e);
+}
+
 typedef struct LateCancel {
         Engine *e;
         const char *id;
@@ -1128,6 +1159,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_while_validating),
                 cmocka_unit_test(test_large_file_validation_has_the_runs_limits),
                 cmocka_unit_test(test_short_lived_engine_settles_only_for_a_second_run),
+                cmocka_unit_test(test_cli_prewarm_starts_one_worker_and_no_blank),
                 cmocka_unit_test(test_validation_cached),
                 cmocka_unit_test(test_vcache_bounded_by_bytes),
                 cmocka_unit_test(test_vcache_short_keys_in_turns),
