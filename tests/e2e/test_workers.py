@@ -19,7 +19,7 @@ import pytest
 import pkgindex
 from daemonlib import Daemon, child_pids, run, sandbox_mode, wait_for
 from proctree import descendants
-from conftest import CLI, sandbox_args
+from conftest import CLI, WORKER, sandbox_args
 
 
 def worker_pids(d):
@@ -1924,3 +1924,26 @@ def test_the_processes_outside_the_full_sandbox_load_no_libpython(cli):
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_worker_named_alone_builds_its_sandbox_itself(cli, tmp_path):
+    """PYSPRINTER_WORKER naming a pysprinter-worker with no launcher beside
+    it (pysprinter-worker-sandbox): the engine starts the worker with
+    --sandbox=full, which builds the same sandbox itself (worker-sandbox.c),
+    libpython mapped outside and all. The run is sandboxed as ever: its
+    /proc/self/exe is the copy inside, and no host path shows in its
+    mounts."""
+    if sandbox_args():
+        pytest.skip("the full sandbox is not available here")
+    alone = tmp_path / "alone" / "pysprinter-worker"
+    alone.parent.mkdir()
+    shutil.copy2(WORKER, alone)
+    cli.write("where.py", """
+        import os
+
+        def main():
+            return [os.readlink("/proc/self/exe"), str(%r) in open("/proc/self/mountinfo").read()]
+        """ % str(alone.parent))
+    p = cli("run", "where.py", "--json", env={"PYSPRINTER_WORKER": str(alone)})
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == ["/run/pysprinter/worker", False], p.stdout
