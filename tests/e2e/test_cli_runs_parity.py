@@ -381,6 +381,28 @@ def assert_nothing_published(home, sha):
     assert left == [], left
 
 
+def interrupt_cancels(workdir, server, p, until, limit, what):
+    """Waits with until(), sends p (a foreground CLI) a Ctrl-C, and checks
+    that the CLI ended within limit seconds and its run was recorded
+    `cancelled`. -> (exit code, stdout, stderr's last line), the run id
+    masked: what a user sees, the same on both paths."""
+    try:
+        until()
+        assert p.poll() is None, (server, p.poll())
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        o, e = p.communicate(timeout=90)
+        took = time.time() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert took < limit, (server, f"Ctrl-C took {took:.2f}s to end {what}")
+    rid = newest_run(workdir, server)["id"]
+    assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
+    return p.returncode, o, e.replace(rid, "RID").splitlines()[-1:]
+
+
 def test_ctrl_c_while_installing_ends_cancelled_at_once_on_both_paths(install_index, install_daemon, workdir):
     """Ctrl-C while a 2 MiB wheel trickles in over 30 s ended the run only
     once the install was over (then killed it at start): it now ends within
@@ -394,20 +416,9 @@ def test_ctrl_c_while_installing_ends_cancelled_at_once_on_both_paths(install_in
     out, homes = {}, {None: workdir / "home", install_daemon.url: install_daemon.home}
     for server in (None, install_daemon.url):
         p = popen_ix(workdir, ["run", "needs_a.py", *SB], server, ix)
-        try:
-            wait_downloading(ix, path, p, n=len(out) + 1)
-            t0 = time.time()
-            p.send_signal(signal.SIGINT)
-            o, e = p.communicate(timeout=60)
-            took = time.time() - t0
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        assert took < 2, (server, f"Ctrl-C took {took:.2f}s to end the install")
-        rid = newest_run(workdir, server)["id"]
-        assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
-        out[server] = (p.returncode, o, e.replace(rid, "RID").splitlines()[-1:])
+        n = len(out) + 1
+        out[server] = interrupt_cancels(workdir, server, p, lambda: wait_downloading(ix, path, p, n=n), 2,
+                                        "the install")
         assert_nothing_published(homes[server], sha)
     assert out[None] == out[install_daemon.url], out
     # What a Ctrl-C during the run phase prints, exit 130 as every verb's.
@@ -501,25 +512,14 @@ def test_ctrl_c_while_the_envs_worker_imports_ends_cancelled_at_once_on_both_pat
     out, homes = {}, {None: workdir / "home", install_daemon.url: install_daemon.home}
     for server in (None, install_daemon.url):
         p = popen_ix(workdir, ["run", "needs_imp.py", *SB], server, ix)
-        try:
+
+        def importing():
             deadline = time.time() + 60
             while not (homes[server] / "store" / sha).is_dir():
                 assert time.time() < deadline and p.poll() is None, ix.requests
                 time.sleep(0.05)
             time.sleep(1.5)          # installed: the env's worker is importing slowimp
-            assert p.poll() is None
-            t0 = time.time()
-            p.send_signal(signal.SIGINT)
-            o, e = p.communicate(timeout=90)
-            took = time.time() - t0
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        assert took < 3, (server, f"Ctrl-C took {took:.2f}s to end the worker's start")
-        rid = newest_run(workdir, server)["id"]
-        assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
-        out[server] = (p.returncode, o, e.replace(rid, "RID").splitlines()[-1:])
+        out[server] = interrupt_cancels(workdir, server, p, importing, 3, "the worker's start")
     assert out[None] == out[install_daemon.url], out
     assert out[None] == (130, "", ["pysprinter: cancelled"]), out
 
@@ -538,21 +538,12 @@ def test_ctrl_c_while_a_deployed_functions_module_loads_ends_cancelled_at_once(i
     env = cli_env(workdir)
     p = subprocess.Popen([str(CLI), "--server", server, "invoke", "slowmod"], cwd=workdir, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        rid = newest_run(workdir, server, "running")["id"]
+
+    def loading():
+        newest_run(workdir, server, "running")
         time.sleep(1.5)              # the instance runs the module
-        assert p.poll() is None
-        t0 = time.time()
-        p.send_signal(signal.SIGINT)
-        o, e = p.communicate(timeout=90)
-        took = time.time() - t0
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert took < 3, f"Ctrl-C took {took:.2f}s to end the instance's start"
-    assert (p.returncode, o, e.replace(rid, "RID").splitlines()[-1:]) == (130, "", ["pysprinter: cancelled"]), (o, e)
-    assert json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)["status"] == "cancelled"
+    got = interrupt_cancels(workdir, server, p, loading, 3, "the instance's start")
+    assert got == (130, "", ["pysprinter: cancelled"]), got
 
 
 def test_gc_removes_cancel_asks_of_runs_no_longer_in_flight(workdir):
