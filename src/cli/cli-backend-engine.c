@@ -87,8 +87,8 @@ static json_t *result_json(const RunResult *res) {
                               "Error", "message", "the run's outcome holds text that is not UTF-8");
 }
 
-/* Ctrl-C during embedded work: a run, each of map's calls, a DAG run.
- * engine_cancel() takes the engine's mutex, which a signal handler must not
+/* Ctrl-C (or another of cli_interrupt_signals) during embedded work: a
+ * run, each of map's calls, a DAG run. engine_cancel() takes the engine's mutex, which a signal handler must not
  * (the interrupted thread may hold it), so the handler only writes a byte
  * to a pipe and one watcher thread cancels everything registered. It waits
  * on the pipe alone: no wakeups while nothing is interrupted. The handler is
@@ -109,7 +109,7 @@ static struct {
         Cancelable *list;
         unsigned n;
         int pipe[2];
-        struct sigaction old_int, old_term;
+        struct sigaction old[CLI_INTERRUPT_SIGNALS];
 } interrupts = { .lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT, .pipe = { -1, -1 } };
 
 static void on_interrupt(int sig) {
@@ -167,11 +167,8 @@ static void interrupt_watch_init(void) {
 static void interrupt_register(Cancelable *c) {
         pthread_once(&interrupts.once, interrupt_watch_init);
         pthread_mutex_lock(&interrupts.lock);
-        if (interrupts.n++ == 0) {
-                struct sigaction sa = { .sa_handler = on_interrupt };
-                sigaction(SIGINT, &sa, &interrupts.old_int);
-                sigaction(SIGTERM, &sa, &interrupts.old_term);
-        }
+        if (interrupts.n++ == 0)
+                cli_interrupt_catch(on_interrupt, interrupts.old);
         c->done = false;
         c->next = interrupts.list;
         interrupts.list = c;
@@ -189,10 +186,8 @@ static void interrupt_unregister(Cancelable *c) {
                         *p = c->next;
                         break;
                 }
-        if (--interrupts.n == 0) {
-                sigaction(SIGINT, &interrupts.old_int, NULL);
-                sigaction(SIGTERM, &interrupts.old_term, NULL);
-        }
+        if (--interrupts.n == 0)
+                cli_interrupt_restore(interrupts.old);
         pthread_mutex_unlock(&interrupts.lock);
 }
 
