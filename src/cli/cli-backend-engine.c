@@ -93,8 +93,8 @@ static json_t *result_json(const RunResult *res) {
                               "Error", "message", "the run's outcome holds text that is not UTF-8");
 }
 
-/* Ctrl-C during embedded work: a run, each of map's calls, a DAG run.
- * engine_cancel() takes the engine's mutex, which a signal handler must not
+/* Ctrl-C (or another of cli_interrupt_signals) during embedded work: a
+ * run, each of map's calls, a DAG run. engine_cancel() takes the engine's mutex, which a signal handler must not
  * (the interrupted thread may hold it), so the handler only writes a byte
  * to a pipe and one watcher thread cancels everything registered. It waits
  * on the pipe alone: no wakeups while nothing is interrupted. The handler is
@@ -115,7 +115,7 @@ static struct {
         Cancelable *list;
         unsigned n;
         int pipe[2];
-        struct sigaction old_int, old_term;
+        struct sigaction old[CLI_INTERRUPT_SIGNALS];
 } interrupts = { .lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT, .pipe = { -1, -1 } };
 
 static void on_interrupt(int sig) {
@@ -173,11 +173,8 @@ static void interrupt_watch_init(void) {
 static void interrupt_register(Cancelable *c) {
         pthread_once(&interrupts.once, interrupt_watch_init);
         pthread_mutex_lock(&interrupts.lock);
-        if (interrupts.n++ == 0) {
-                struct sigaction sa = { .sa_handler = on_interrupt };
-                sigaction(SIGINT, &sa, &interrupts.old_int);
-                sigaction(SIGTERM, &sa, &interrupts.old_term);
-        }
+        if (interrupts.n++ == 0)
+                cli_interrupt_catch(on_interrupt, interrupts.old);
         c->done = false;
         c->next = interrupts.list;
         interrupts.list = c;
@@ -195,10 +192,8 @@ static void interrupt_unregister(Cancelable *c) {
                         *p = c->next;
                         break;
                 }
-        if (--interrupts.n == 0) {
-                sigaction(SIGINT, &interrupts.old_int, NULL);
-                sigaction(SIGTERM, &interrupts.old_term, NULL);
-        }
+        if (--interrupts.n == 0)
+                cli_interrupt_restore(interrupts.old);
         pthread_mutex_unlock(&interrupts.lock);
 }
 
@@ -324,7 +319,8 @@ static int engine_secret_list(Backend *b, json_t **ret) {
 }
 
 static int engine_secret_rm(Backend *b, const char *name) {
-        int r = store_secret_delete(engine_store(b->engine), "local", name);
+        /* No engine (backend_open_listing()): no secret of any name. */
+        int r = b->engine ? store_secret_delete(engine_store(b->engine), "local", name) : -ENOENT;
         if (r == -ENOENT)
                 backend_set_error(b, "no secret named '%s'", name);
         else if (r < 0)
@@ -526,11 +522,12 @@ static bool run_in_flight(Backend *b, const char *id) {
  * stands too). An owner found gone has its run marked lost meanwhile:
  * nobody is left to cancel it. */
 static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
-        Store *s = engine_store(b->engine);
         RunRecord *rec = NULL;
-        int r = store_run_get(s, NULL, id, &rec);
+        /* No engine (backend_open_listing()): no run of any id. */
+        int r = b->engine ? store_run_get(engine_store(b->engine), NULL, id, &rec) : -ENOENT;
         if (r < 0)
                 return store_error(b, r, id);
+        Store *s = engine_store(b->engine);
         _cleanup_free_ char *full = xstrdup(rec->id);
         bool ended = run_status_is_final(run_status_from_string(rec->status));
         if (ended)
@@ -857,11 +854,12 @@ static int engine_dag_list(Backend *b, long limit, char *const *statuses, json_t
  * alone, which may be another process's now: a run whose driver is gone
  * ends here, it and its unfinished tasks "cancelled". */
 static int engine_dag_cancel(Backend *b, const char *id, json_t **ret) {
-        Store *s = engine_store(b->engine);
         DagRunRecord *rec = NULL;
+        /* No engine (backend_open_listing()): "no DAG run" of any id. */
         int r = dag_object(b, id, ret);
         if (r < 0)
                 return r;
+        Store *s = engine_store(b->engine);
         json_decref(*ret);
         *ret = NULL;
         if (store_dag_get(s, NULL, id, &rec) < 0)
@@ -1052,12 +1050,13 @@ static int engine_data_get(Backend *b, const char *ref, const char *out_path, ch
 }
 
 static int engine_data_rm(Backend *b, const char *ref) {
+        _cleanup_free_ char *err = NULL;
         DataCatalog *c = NULL;
-        int r = catalog(b, &c);
+        /* No engine (backend_open_listing()): nothing to remove. */
+        int r = b->engine ? catalog(b, &c) : 0;
         if (r < 0)
                 return r;
-        _cleanup_free_ char *err = NULL;
-        r = data_remove(c, NULL, ref, &err);
+        r = c ? data_remove(c, NULL, ref, &err) : data_remove_unknown(ref, &err);
         return r < 0 ? data_fail(b, r, "data rm", err) : 0;
 }
 

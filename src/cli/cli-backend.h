@@ -218,18 +218,21 @@ struct Backend {
  * settings; a may be NULL). Returns 0 or the exit code after telling the
  * user. */
 int backend_open(const RunArgs *a, Backend **ret);
-/* backend_open() for a verb that only reads (lists or shows): embedded,
- * the engine — whose opening creates the home, its database and its
- * directories — is opened only when records says the verb reads the
- * home's records (runs, DAG runs, datasets, secrets) and the home has a
- * database (engine_home_has_records()). Otherwise the backend has no
- * engine and its read ops answer as an empty home does: an empty list,
- * or the "no run 'ID'" of an unknown one, with the same bytes and exit
- * codes. `env ls` (records false) reads the package store's files alone;
- * the ops that need a server (functions, workers, schedules) need no
- * engine to say so. So a fresh home stays as it was, not created when it
- * did not exist. Ops that write (run, cancel, data put, secret set…) may
- * not be called on it. With a server, backend_open()'s backend. */
+/* backend_open() for a verb that reads (lists or shows), removes what the
+ * home holds, or needs a server: embedded, the engine — whose opening
+ * creates the home, its database and its directories — is opened only
+ * when records says the verb acts on the home's records (runs, DAG runs,
+ * datasets, secrets) and the home has a database
+ * (engine_home_has_records()). Otherwise the backend has no engine and
+ * its ops answer as an empty home does: an empty list, or the "no run
+ * 'ID'" of an unknown one (to show, cancel or remove: run_cancel,
+ * dag_cancel, data_rm, secret_rm), with the same bytes and exit codes.
+ * `env ls` (records false) reads the package store's files alone; the
+ * ops that need a server (invoke's run, deploy, stack, functions,
+ * workers, schedules) need no engine to say so. So a fresh home stays as
+ * it was, not created when it did not exist. Ops that add (run, dag_run,
+ * data put, secret set…) may not be called on it. With a server,
+ * backend_open()'s backend. */
 int backend_open_listing(bool records, Backend **ret);
 /* Says what a run's local options come to on b, before it starts (what:
  * "this code runs", "these tasks run"): --sandbox=none is loud embedded; with a

@@ -46,7 +46,7 @@ int verb_cluster(int argc, char **argv) {
                 return EXIT_USAGE;
         }
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        int code = backend_open_listing(false, &b); /* embedded: no engine to say it needs a server */
         if (code)
                 return code;
         if (!b->remote) {

@@ -110,14 +110,41 @@ int backend_fail(Backend *b, int r) {
         return cli_exit_code(r);
 }
 
+/* A hang-up is the terminal gone (closed, an ssh session dropped): the
+ * caller can no longer see the run nor stop it, so it is cancelled as
+ * SIGTERM cancels it — what Modal's or Ray's client does when its terminal
+ * goes away — rather than left to end the CLI and its run `lost`. */
+const int cli_interrupt_signals[CLI_INTERRUPT_SIGNALS] = { SIGINT, SIGTERM, SIGHUP };
+
+void cli_interrupt_catch(void (*handler)(int), struct sigaction *ret_old) {
+        assert(handler);
+        struct sigaction sa = { .sa_handler = handler };
+        for (size_t i = 0; i < CLI_INTERRUPT_SIGNALS; i++) {
+                struct sigaction old;
+                if (sigaction(cli_interrupt_signals[i], NULL, &old) < 0)
+                        old = (struct sigaction){ .sa_handler = SIG_DFL };
+                if (ret_old)
+                        ret_old[i] = old;
+                /* One the caller ignored (nohup's SIGHUP, a non-interactive
+                 * shell's background job's SIGINT) stays ignored: it asked
+                 * for the run to outlive that signal. */
+                if (old.sa_handler != SIG_IGN)
+                        (void) sigaction(cli_interrupt_signals[i], &sa, NULL);
+        }
+}
+
+void cli_interrupt_restore(const struct sigaction *old) {
+        assert(old);
+        for (size_t i = 0; i < CLI_INTERRUPT_SIGNALS; i++)
+                (void) sigaction(cli_interrupt_signals[i], &old[i], NULL);
+}
+
 static void on_interrupt(int sig) {
         cli_interrupted = 1;
 }
 
 void cli_catch_interrupt(void) {
-        struct sigaction sa = { .sa_handler = on_interrupt };
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        cli_interrupt_catch(on_interrupt, NULL);
 }
 
 

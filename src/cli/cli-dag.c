@@ -707,7 +707,7 @@ int verb_dag(int argc, char **argv) {
                                 argv[1 + n++] = argv[i];
                 }
         Backend *b = NULL;
-        code = streq(sub, "cancel") ? backend_open(NULL, &b) : backend_open_listing(true, &b);
+        code = backend_open_listing(true, &b);
         if (code)
                 return code;
         if (is_ls)

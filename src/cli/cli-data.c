@@ -192,7 +192,7 @@ int verb_data(int argc, char **argv) {
         if (rm && n != 1)
                 return data_usage("data rm NAME[@VERSION]");
         Backend *b = NULL;
-        code = ls || get ? backend_open_listing(true, &b) : backend_open(NULL, &b);
+        code = put ? backend_open(NULL, &b) : backend_open_listing(true, &b);
         if (code)
                 return code;
         if (put)

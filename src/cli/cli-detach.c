@@ -34,7 +34,6 @@ static int notify_fd = -1, answer_fd = -1;
 /* The parent's signals before the hand-over, seen by its poll loop. */
 static volatile sig_atomic_t parent_signal;
 static int parent_wake = -1;
-static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static int cmp_int(const void *a, const void *b) {
         return *(const int *) a - *(const int *) b;
@@ -212,8 +211,8 @@ int cli_detach_fork(bool json, bool dag) {
          * side, never in the default action of a process half set up. */
         sigset_t mask, old_mask;
         sigemptyset(&mask);
-        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++)
-                sigaddset(&mask, forwarded_signals[i]);
+        for (size_t i = 0; i < CLI_INTERRUPT_SIGNALS; i++)
+                sigaddset(&mask, cli_interrupt_signals[i]);
         sigprocmask(SIG_BLOCK, &mask, &old_mask);
         fflush(stdout);
         fflush(stderr);
@@ -240,20 +239,13 @@ int cli_detach_fork(bool json, bool dag) {
         parent_wake = wake[1];
         notify[0] = answer[1] = err[0] = wake[0] = wake[1] = -1;
         close_pipes(pipes, ELEMENTSOF(pipes)); /* the child's ends: their EOF is its end */
-        struct sigaction sa = { .sa_handler = on_parent_signal }, ign = { .sa_handler = SIG_IGN },
-                         old[ELEMENTSOF(forwarded_signals)], old_pipe;
-        /* One the caller ignored (nohup's SIGHUP, a non-interactive
-         * shell's background job's SIGINT) stays ignored: it asked for
-         * the run to outlive that signal. */
-        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++)
-                if (sigaction(forwarded_signals[i], NULL, &old[i]) == 0 && old[i].sa_handler != SIG_IGN)
-                        sigaction(forwarded_signals[i], &sa, NULL);
+        struct sigaction ign = { .sa_handler = SIG_IGN }, old[CLI_INTERRUPT_SIGNALS], old_pipe;
+        cli_interrupt_catch(on_parent_signal, old);
         /* The answer to a child that died meanwhile is EPIPE, not death. */
         sigaction(SIGPIPE, &ign, &old_pipe);
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
         int code = detach_parent_wait(pid, notify_r, answer_w, err_r, wake_r, json, dag);
-        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++)
-                sigaction(forwarded_signals[i], &old[i], NULL);
+        cli_interrupt_restore(old);
         sigaction(SIGPIPE, &old_pipe, NULL);
         fd_close(wake_r);
         parent_wake = fd_close(parent_wake);

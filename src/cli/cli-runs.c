@@ -529,7 +529,9 @@ int verb_invoke(int argc, char **argv) {
                 a.target = TAKE_PTR(shown);
         }
         Backend *b = NULL;
-        code = backend_open(&a, &b);
+        /* Embedded, the backend says invoke needs a server: no engine
+         * (nor home) is opened to say it. */
+        code = backend_open_listing(false, &b);
         if (!code) {
                 RunRequest q = { .a = &a,
                                  .deployed = a.file,
@@ -752,7 +754,9 @@ int verb_cancel(int argc, char **argv) {
         if (n == 0)
                 return usage_error("cancel", "cancel needs a run id (see `pysprinter ps`)");
         Backend *b = NULL;
-        int code = backend_open(NULL, &b);
+        /* A home without a database has no run to cancel: it says so
+         * without creating one. */
+        int code = backend_open_listing(true, &b);
         if (code)
                 return code;
         /* Every run gets its line; the first failure's code is the exit. */
@@ -1074,8 +1078,8 @@ int verb_deploy(int argc, char **argv) {
         }
         Backend *b = NULL;
         int code = check_utf8(file, source, len);
-        if (!code)
-                code = backend_open(NULL, &b);
+        if (!code) /* embedded: "needs a server", nothing opened */
+                code = backend_open_listing(false, &b);
         if (code)
                 return code;
         json_t *req = json_pack("{s:s, s:s%, s:s}", "name", name, "source", source, len, "filename", base), *ans = NULL;

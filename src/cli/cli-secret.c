@@ -155,7 +155,7 @@ int verb_secret(int argc, char **argv) {
         if (rm && n != 1)
                 return secret_usage("secret rm NAME");
         Backend *b = NULL;
-        code = ls ? backend_open_listing(true, &b) : backend_open(NULL, &b);
+        code = set ? backend_open(NULL, &b) : backend_open_listing(true, &b);
         if (code)
                 return code;
         if (set)

@@ -219,7 +219,7 @@ int cli_deploy_stack(int argc, char **argv) {
         json_object_set_new(req, "prune", json_boolean(prune));
         json_object_set_new(req, "dry_run", json_boolean(dry_run));
         Backend *b = NULL;
-        code = backend_open(NULL, &b);
+        code = backend_open_listing(false, &b); /* embedded: "needs a server" */
         if (code) {
                 json_decref(req);
                 return code;

@@ -231,11 +231,11 @@ char *cli_server(void);
  * returns an exit code: 0 once the child's run has a record (printed as
  * cli_print_detached() prints it), or the child's own code when it ended
  * before that, having said why (its stderr reaches the caller until then).
- * SIGINT, SIGTERM or SIGHUP before then is forwarded to the child, which
- * cancels its run and ends as an interrupted `run` (130). The child
- * returns -1 and goes on as `run` (dag: `dag run`) would, in a session of
- * its own, with /dev/null for 0, 1 and 2, catching SIGINT and SIGTERM
- * (cli_catch_interrupt()). Call before the engine is opened: the child
+ * An interrupt (cli_interrupt_signals) before then is forwarded to the
+ * child, which cancels its run and ends as an interrupted `run` (130). The
+ * child returns -1 and goes on as `run` (dag: `dag run`) would, in a
+ * session of its own, with /dev/null for 0, 1 and 2, catching the
+ * interrupts (cli_catch_interrupt()). Call before the engine is opened: the child
  * forks a single-threaded process. */
 int cli_detach_fork(bool json, bool dag);
 /* In the detached child: hands the run's record to the parent and waits
@@ -251,11 +251,24 @@ void cli_print_detached(json_t *obj, bool json, bool dag);
 /* The exit-code table of docs/cli.md, from a negative errno a backend or
  * the HTTP client returned. */
 int cli_exit_code(int r);
-/* Set by SIGINT/SIGTERM while a verb that can be interrupted runs. */
+/* The signals that interrupt a verb that waits (docs/cli.md "Exit
+ * codes", 130): Ctrl-C (SIGINT), SIGTERM and a hang-up (SIGHUP: the
+ * terminal closed, an ssh session dropped). */
+#define CLI_INTERRUPT_SIGNALS 3
+extern const int cli_interrupt_signals[CLI_INTERRUPT_SIGNALS];
+/* Installs handler for each of cli_interrupt_signals but those the caller
+ * ignored (SIG_IGN, as nohup leaves SIGHUP), which stay ignored. When
+ * ret_old is not NULL, its CLI_INTERRUPT_SIGNALS entries get the
+ * dispositions before, for cli_interrupt_restore(). */
+void cli_interrupt_catch(void (*handler)(int), struct sigaction *ret_old);
+void cli_interrupt_restore(const struct sigaction *old);
+/* Set by an interrupt (cli_interrupt_signals) while a verb that can be
+ * interrupted runs. */
 extern volatile sig_atomic_t cli_interrupted;
 /* This thread has handled the interrupt (it asked the server to cancel
  * its run): its further HTTP requests (the cancel, the record) must not
  * stop at once. Per thread: map's other calls, each on its thread, still
  * see the interrupt and cancel their own runs. */
 extern _Thread_local bool cli_interrupt_handled;
+/* cli_interrupt_catch() with the handler that sets cli_interrupted. */
 void cli_catch_interrupt(void);

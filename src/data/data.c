@@ -708,22 +708,30 @@ void data_holds_release(DataHolds *h) {
         free(h);
 }
 
+int data_remove_unknown(const char *ref, char **ret_error) {
+        assert(ret_error);
+        _cleanup_free_ char *name = NULL;
+        int version = 0;
+        if (data_parse_ref(ref, &name, &version) < 0)
+                return data_ref_unknown(ref, ret_error); /* the same -EINVAL and words */
+        *ret_error = version ? xasprintf("dataset '%s' has no version %d", name, version)
+                             : xasprintf("no dataset named '%s'", name);
+        return -ENOENT;
+}
+
 int data_remove(DataCatalog *c, const char *tenant, const char *ref, char **ret_error) {
         tenant = tenant ?: "local";
         _cleanup_free_ char *name = NULL;
         int version = 0;
-        if (data_parse_ref(ref, &name, &version) < 0) {
-                *ret_error = xasprintf("'%s' is not a dataset reference (NAME or NAME@VERSION)", ref ?: "");
-                return -EINVAL;
-        }
+        if (data_parse_ref(ref, &name, &version) < 0)
+                return data_remove_unknown(ref, ret_error);
         DatasetVersion *v = NULL;
         size_t n = 0;
         int r = c->ds->ops->versions(c->ds, tenant, name, &v, &n);
         if (r >= 0)
                 r = c->ds->ops->remove(c->ds, tenant, name, version);
         if (r == -ENOENT)
-                *ret_error = version ? xasprintf("dataset '%s' has no version %d", name, version)
-                                     : xasprintf("no dataset named '%s'", name);
+                (void) data_remove_unknown(ref, ret_error);
         else if (r < 0)
                 *ret_error = xasprintf("cannot update the data catalog: %s", strerror(-r));
         if (r >= 0)

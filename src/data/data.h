@@ -189,6 +189,11 @@ int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret
  * in *ret_error. An empty catalog's answer in one place: the CLI gives it
  * in a home that has no database, without opening one. */
 int data_ref_unknown(const char *ref, char **ret_error);
+/* What data_remove() answers for ref when the catalog holds no dataset of
+ * that name (or not that version): -EINVAL and "'REF' is not a dataset
+ * reference…" when ref does not parse, else -ENOENT and "no dataset named
+ * 'NAME'" ("dataset 'NAME' has no version N") in *ret_error. */
+int data_remove_unknown(const char *ref, char **ret_error);
 
 /* Copies a version's content out: a single-file dataset to out_path (or into
  * it when it is an existing directory), a directory dataset to the directory

@@ -5,6 +5,7 @@ empty directory stays empty. They opened the engine, which created the
 home, its database (-wal, -shm), its lock and its directories to say
 there was nothing. `env ls` has its own test (test_cli_env_parity.py)."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -25,13 +26,31 @@ READERS = [
     ["completion", "--list", "runs"],
 ]
 
+# Verbs that write, in a home that has nothing: what they would remove is
+# not there, or they only say they need a server (invoke, deploy, cluster),
+# or they only look (gc --dry-run).
+WRITERS = [
+    ["cancel", "rabc"], ["cancel", "rabc", "--json"], ["cancel", "rabc", "rdef"],
+    ["dag", "cancel", "dabc"], ["dag", "cancel", "dabc", "--json"],
+    ["data", "rm", "words"], ["data", "rm", "words", "--json"], ["data", "rm", "words@2"],
+    ["data", "rm", "no@such@ref"],
+    ["secret", "rm", "NOPE"], ["secret", "rm", "NOPE", "--json"],
+    ["invoke", "hello"], ["invoke", "hello", "--json"], ["invoke", "hello", "-a", "1"], ["invoke", "hello", "--help"],
+    ["deploy", "hello.py"], ["deploy", "hello.py", "--name", "hi", "--json"],
+    ["cluster", "status"],
+    ["gc", "--dry-run"], ["gc", "--dry-run", "--json"],
+]
+
+HELLO = "def hello(x=1):\n    return x\n"
+
 
 def cli(home, cwd, args):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
     # An empty PYSPRINTER_SERVER: embedded, whatever a config file says.
     env.update(PYSPRINTER_HOME=str(home), PYSPRINTER_WORKER=str(WORKER), PYSPRINTER_SERVER="", NO_COLOR="1")
     r = subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
-    return r.returncode, r.stdout, r.stderr
+    # gc --json says how long it took: no two calls alike.
+    return r.returncode, re.sub(r'"duration_s":[0-9.e-]+', '"duration_s":T', r.stdout), r.stderr
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +58,14 @@ def opened(tmp_path_factory):
     """What each verb answers in a home whose engine was opened once (its
     database exists and holds nothing): the bytes and codes of before."""
     w = tmp_path_factory.mktemp("opened")
+    (w / "hello.py").write_text(HELLO)
     assert cli(w / "home", w, ["gc"])[0] == 0
     assert (w / "home" / "pysprinter.db").exists()
-    return {tuple(a): cli(w / "home", w, a) for a in READERS}
+    return {tuple(a): cli(w / "home", w, a) for a in READERS + WRITERS}
 
 
-@pytest.mark.parametrize("args", READERS, ids=" ".join)
-def test_a_reader_in_a_fresh_home_answers_as_an_empty_home_and_creates_nothing(tmp_path, opened, args):
+def answers_as_an_empty_home(tmp_path, opened, args):
+    (tmp_path / "hello.py").write_text(HELLO)
     for fresh in (tmp_path / "absent", tmp_path / "empty"):
         if fresh.name == "empty":
             fresh.mkdir()
@@ -53,6 +73,20 @@ def test_a_reader_in_a_fresh_home_answers_as_an_empty_home_and_creates_nothing(t
         assert got == opened[tuple(args)], (fresh.name, got)
         assert (sorted(fresh.iterdir()) if fresh.exists() else None) == ([] if fresh.name == "empty" else None)
     assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize("args", READERS, ids=" ".join)
+def test_a_reader_in_a_fresh_home_answers_as_an_empty_home_and_creates_nothing(tmp_path, opened, args):
+    answers_as_an_empty_home(tmp_path, opened, args)
+
+
+@pytest.mark.parametrize("args", WRITERS, ids=" ".join)
+def test_a_writer_with_nothing_to_act_on_in_a_fresh_home_answers_as_an_empty_home_and_creates_nothing(
+        tmp_path, opened, args):
+    """cancel, dag cancel, data rm and secret rm found nothing, invoke,
+    deploy and cluster said they need a server, gc --dry-run said there was
+    nothing to collect: each created the home and its database first."""
+    answers_as_an_empty_home(tmp_path, opened, args)
 
 
 def test_what_an_empty_home_answers(opened):
@@ -72,6 +106,15 @@ def test_what_an_empty_home_answers(opened):
     assert opened[("secret", "ls", "--json")] == (0, "[]\n", "")
     assert opened[("completion", "--list", "runs")] == (0, "", "")
     assert opened[("workers",)][0] == 2 and "needs a server" in opened[("workers",)][2]
+    assert opened[("cancel", "rabc")] == (2, "", "pysprinter: no run 'rabc' (see `pysprinter ps`)\n")
+    assert opened[("dag", "cancel", "dabc")] == (
+        2, "", "pysprinter: no DAG run 'dabc' (see `pysprinter dag ls`)\n")
+    assert opened[("data", "rm", "words")] == (2, "", "pysprinter: data rm: no dataset named 'words'\n")
+    assert opened[("data", "rm", "words@2")] == (2, "", "pysprinter: data rm: dataset 'words' has no version 2\n")
+    assert opened[("secret", "rm", "NOPE")] == (2, "", "pysprinter: no secret named 'NOPE'\n")
+    for verb in (("invoke", "hello"), ("deploy", "hello.py")):
+        assert opened[verb][0] == 2 and "needs a server" in opened[verb][2], (verb, opened[verb])
+    assert opened[("gc", "--dry-run")][0] == 0
 
 
 def test_a_home_with_runs_still_shows_them(tmp_path):

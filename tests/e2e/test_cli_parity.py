@@ -359,6 +359,113 @@ def test_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
     assert out[None] == out[daemon.url]
 
 
+NAP = 'def nap(s: float = 30):\n    import time\n    print("napping", flush=True)\n    time.sleep(s)\n    return "rested"\n'
+
+
+def hang_up_setup(tmp_path):
+    """A directory of its own with nap.py (processes_in() finds what a run
+    left there), and the CLI's environment."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "nap.py").write_text(NAP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(tmp_path / "home"), PYSPRINTER_WORKER=str(WORKER), PYSPRINTER_SERVER="",
+               NO_COLOR="1")
+    return work, env
+
+
+def last_run(work, env, server):
+    pre = ["--server", server] if server else []
+    r = subprocess.run([str(CLI), *pre, "ps", "--json", "-n", "1"], capture_output=True, text=True, env=env, cwd=work,
+                       timeout=60)
+    return json.loads(r.stdout)[0]
+
+
+def hang_up_run(work, env, server, wrapper=(), args=()):
+    """`run nap.py ARGS` (through wrapper, a command that execs the rest)
+    sent SIGHUP once the function prints: (exit code, stdout after its
+    first line, stderr)."""
+    pre = ["--server", server] if server else []
+    p = subprocess.Popen([*wrapper, str(CLI), *pre, "run", "nap.py", *args, *SB], cwd=work, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "napping\n", server
+        p.send_signal(signal.SIGHUP)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, out, err
+
+
+def no_process_left(work):
+    import time
+    deadline = time.monotonic() + 10
+    while processes_in(work) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_in(work) == []
+
+
+def test_a_hang_up_cancels_a_foreground_run_on_both_paths(daemon, tmp_path):
+    """Ctrl-C and SIGTERM cancel a foreground run; a hang-up (the terminal
+    closed, an ssh session dropped) had no handler: the CLI died, its run
+    was marked `lost` by the next CLI, and a server's run went on to its
+    end with nobody to see it. It cancels the run as SIGTERM does: exit
+    130, `pysprinter: cancelled`, the record `cancelled`, nothing left."""
+    work, env = hang_up_setup(tmp_path)
+    for server in (None, daemon.url):
+        code, out, err = hang_up_run(work, env, server)
+        assert (code, out, err.splitlines()[-1:]) == (130, "", ["pysprinter: cancelled"]), (server, err)
+        run = last_run(work, env, server)
+        assert (run["filename"], run["status"]) == ("nap.py", "cancelled"), (server, run)
+        if not server:
+            assert no_process_left(work), "a process of the hung-up run is left"
+
+
+def test_a_terminal_that_goes_away_cancels_its_foreground_run(tmp_path):
+    """The hang-up as a terminal gives it: the CLI leads the session of a
+    pty, which closes; the kernel sends SIGHUP to the CLI and to its process
+    group (its workers too). The run ends `cancelled`, not `lost`."""
+    import pty
+    import select
+    import shutil
+    if not shutil.which("setsid"):
+        pytest.skip("no setsid(1) to give the CLI a controlling terminal")
+    work, env = hang_up_setup(tmp_path)
+    fd, slave = pty.openpty()
+    p = subprocess.Popen(["setsid", "-w", "-c", str(CLI), "run", "nap.py", *SB], cwd=work, env=env, stdin=slave,
+                         stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        seen = b""
+        while b"napping" not in seen:
+            ready, _, _ = select.select([fd], [], [], 60)
+            assert ready, seen
+            seen += os.read(fd, 4096)
+        os.close(fd)
+        assert p.wait(timeout=60) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    run = last_run(work, env, None)
+    assert (run["filename"], run["status"]) == ("nap.py", "cancelled"), run
+    assert no_process_left(work), "a process of the hung-up run is left"
+
+
+def test_a_hang_up_the_caller_ignored_leaves_the_run_to_its_end_on_both_paths(daemon, tmp_path):
+    """`nohup pysprinter run …`: the caller asked for the run to outlive
+    the terminal, so the SIGHUP it ignored stays ignored and the run ends
+    as it would have."""
+    work, env = hang_up_setup(tmp_path)
+    for server in (None, daemon.url):
+        code, out, err = hang_up_run(work, env, server, ["sh", "-c", "trap '' HUP; exec \"$0\" \"$@\""], ["--s", "2"])
+        assert (code, out) == (0, "rested\n"), (server, out, err)
+        run = last_run(work, env, server)
+        assert (run["filename"], run["status"]) == ("nap.py", "succeeded"), (server, run)
+
+
 def test_a_result_without_json_view_prints_its_repr_with_a_warning_on_both_paths(daemon, workdir):
     for server in (None, daemon.url):
         r = run_cli(workdir, ["run", "f.py", "--kind", "complex", *SB], server=server)
