@@ -125,10 +125,13 @@ void cli_interrupt_catch(void (*handler)(int), struct sigaction *ret_old) {
                         old = (struct sigaction){ .sa_handler = SIG_DFL };
                 if (ret_old)
                         ret_old[i] = old;
-                /* One the caller ignored (nohup's SIGHUP, a non-interactive
-                 * shell's background job's SIGINT) stays ignored: it asked
-                 * for the run to outlive that signal. */
-                if (old.sa_handler != SIG_IGN)
+                /* A hang-up the caller ignored (nohup, `trap '' HUP`)
+                 * stays ignored: it asked for the run to outlive its
+                 * terminal. Not SIGINT nor SIGTERM: a non-interactive
+                 * shell ignores SIGINT in every `cmd &` it starts (a CI
+                 * script's, a harness's), where `kill -INT` or Ctrl-C
+                 * must still cancel the run as it always did. */
+                if (old.sa_handler != SIG_IGN || cli_interrupt_signals[i] != SIGHUP)
                         (void) sigaction(cli_interrupt_signals[i], &sa, NULL);
         }
 }

@@ -381,16 +381,16 @@ def last_run(work, env, server):
     return json.loads(r.stdout)[0]
 
 
-def hang_up_run(work, env, server, wrapper=(), args=()):
+def hang_up_run(work, env, server, wrapper=(), args=(), sig=signal.SIGHUP):
     """`run nap.py ARGS` (through wrapper, a command that execs the rest)
-    sent SIGHUP once the function prints: (exit code, stdout after its
+    sent sig (SIGHUP) once the function prints: (exit code, stdout after its
     first line, stderr)."""
     pre = ["--server", server] if server else []
     p = subprocess.Popen([*wrapper, str(CLI), *pre, "run", "nap.py", *args, *SB], cwd=work, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline() == "napping\n", server
-        p.send_signal(signal.SIGHUP)
+        p.send_signal(sig)
         out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
@@ -464,6 +464,20 @@ def test_a_hang_up_the_caller_ignored_leaves_the_run_to_its_end_on_both_paths(da
         assert (code, out) == (0, "rested\n"), (server, out, err)
         run = last_run(work, env, server)
         assert (run["filename"], run["status"]) == ("nap.py", "succeeded"), (server, run)
+
+
+def test_ctrl_c_cancels_even_when_the_caller_ignored_sigint_on_both_paths(daemon, tmp_path):
+    """A non-interactive shell ignores SIGINT in every `cmd &` it starts (a
+    CI script's, a test harness's): only an ignored hang-up is the
+    caller's wish (nohup). A SIGINT ignored by the caller still cancels
+    the run, exit 130, as it did before SIGHUP was caught."""
+    work, env = hang_up_setup(tmp_path)
+    for server in (None, daemon.url):
+        code, out, err = hang_up_run(work, env, server, ["sh", "-c", "trap '' INT; exec \"$0\" \"$@\""],
+                                     sig=signal.SIGINT)
+        assert (code, out, err.splitlines()[-1:]) == (130, "", ["pysprinter: cancelled"]), (server, out, err)
+        run = last_run(work, env, server)
+        assert (run["filename"], run["status"]) == ("nap.py", "cancelled"), (server, run)
 
 
 def test_a_result_without_json_view_prints_its_repr_with_a_warning_on_both_paths(daemon, workdir):
