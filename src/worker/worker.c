@@ -101,9 +101,11 @@ static bool worker_network; /* the env's network setting (init) */
 #define ZYGOTE_SETTLE_MAX_WAIT_MS 200
 static bool zygote_initialised;
 static bool zygote_settled;
-/* init's "settle_idle" false (the CLI's engine): settle only before the
- * next run or instance, never in idle time. A one-shot CLI has no next
- * run, and its engine's "exit" would wait for the whole settle. */
+/* init's "settle_idle" false (the CLI's engine): never settle in idle
+ * time, only before the next run or instance, or while runs overlap past
+ * ZYGOTE_SETTLE_MAX_WAIT_MS (a `map`'s, each forked from the settled
+ * zygote after). A one-shot CLI has no next run, and its engine's "exit"
+ * would wait for the whole settle. */
 static bool zygote_settle_idle = true;
 static bool zygote_used;
 static usec_t zygote_ready_at;
@@ -194,7 +196,12 @@ static void zygote_settle(void) {
 /* Whether the zygote still has to settle, and in how many ms at the most
  * (0: at the first idle moment). */
 static bool zygote_settle_due(int *ret_ms) {
-        if (!zygote_initialised || zygote_settled || !zygote_settle_idle)
+        if (!zygote_initialised || zygote_settled)
+                return false;
+        /* The CLI's worker idle has no run to come but maybe its exit:
+         * it settles only while runs overlap (a `map`), at the longest
+         * wait, or before its next run (handle_run()). */
+        if (!zygote_settle_idle && (!zygote_used || runs_alive() == 0))
                 return false;
         usec_t due = zygote_used ? zygote_used_at + ZYGOTE_SETTLE_MAX_WAIT_MS * USEC_PER_MSEC
                                  : zygote_ready_at + ZYGOTE_UNUSED_SETTLE_MS * USEC_PER_MSEC;

@@ -1867,6 +1867,34 @@ def f(i):
 """
 
 
+SETTLED_NAP_PROBE = """
+import sys, time
+
+def f(i):
+    runner = sys.modules["_pysprinter_runner"]
+    settled = runner._settled[0]
+    time.sleep(0.5)
+    return [i, settled]
+"""
+
+
+def test_a_cli_map_with_runs_in_flight_still_settles_its_worker(cli):
+    """The CLI's worker never settles in idle time (the test below), but a
+    `map` keeps runs in flight the whole time: its worker settles 200 ms
+    into them, as a daemon's does, and the runs forked after come from
+    the settled zygote (less CPU each). Fails with settling only before a
+    run that finds no other in flight: every run was forked unsettled."""
+    cli.write("nap.py", SETTLED_NAP_PROBE)
+    (cli.cwd / "in.jsonl").write_text("".join(f"{i}\n" for i in range(8)))
+    p = cli("map", *sandbox_args(), "nap.py", "--over", "in.jsonl", "--concurrency", "4", timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line)["result"] for line in p.stdout.splitlines()]
+    assert [r[0] for r in rows] == list(range(8)), rows
+    # The first four start before the settle; the last ones after it.
+    assert rows[-1][1] is True, rows
+    assert rows[0][1] is False, rows
+
+
 @pytest.mark.parametrize("mode", ["full", "none"])
 def test_the_cli_worker_settles_before_its_second_run_not_in_idle_time(cli, mode):
     """Round 40: the CLI's engine (embedded `run`, `map`, `dag run`) sends
