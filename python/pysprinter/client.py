@@ -1,4 +1,5 @@
-"""A client for pysprinterd's HTTP API (docs/api.md), urllib only.
+"""A client for pysprinterd's HTTP API (docs/api.md), standard library only
+(http.client), over kept-alive connections.
 
     from pysprinter import Client
     c = Client(server="http://127.0.0.1:8080", token="…")
@@ -11,9 +12,12 @@
 import base64
 import codecs
 import concurrent.futures
+import http.client
 import inspect
 import json
 import os
+import select
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -53,7 +57,10 @@ class Client:
     """Talks to one daemon as one tenant. server defaults to
     $PYSPRINTER_SERVER, token to $PYSPRINTER_TOKEN. unpickle=True: a
     result sent as pysprinter.pickled(value) is unpickled (only for runs you
-    trust: unpickling runs code); otherwise its JSON view is returned."""
+    trust: unpickling runs code); otherwise its JSON view is returned.
+    It keeps its HTTP/1.1 connections open between calls (one per thread
+    in a call at a time, docs/python.md "Connections"): close() or a with
+    block closes them."""
 
     def __init__(self, server=None, token=None, timeout=600.0, unpickle=False):
         server = server or os.environ.get("PYSPRINTER_SERVER")
@@ -62,38 +69,54 @@ class Client:
         self.server = server.rstrip("/")
         self.token = token if token is not None else os.environ.get("PYSPRINTER_TOKEN")
         self.timeout = timeout
+        self._conns = _Connections(self.server)
         # Opt-in: results a function sent as pysprinter.pickled(value) come
         # back with their Python type (unpickled here, in this process).
         self.unpickle = unpickle
 
     # ---- HTTP ----------------------------------------------------------------
 
-    def _open(self, method, path, body=None, timeout=None):
+    def _request(self, method, path, body=None, stream=False):
+        """One request on a kept-alive connection. -> (status, headers,
+        body bytes); with stream=True -> the unread response, on a connection
+        of its own that closing the response closes. Statuses outside 2xx
+        come back like any other: the caller maps them."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.server + path, data=data, method=method)
+        headers = {"User-Agent": "pysprinter-python/0.1.0"}
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            headers["Content-Type"] = "application/json"
         if self.token:
-            req.add_header("Authorization", "Bearer " + self.token)
-        return urllib.request.urlopen(req, timeout=timeout or self.timeout)
+            headers["Authorization"] = "Bearer " + self.token
+        return self._conns.request(method, path, data, headers, self.timeout, stream)
 
     def _call(self, method, path, body=None):
         """-> (status, decoded JSON); a 429/503 is retried after Retry-After."""
         deadline = time.monotonic() + self.timeout
         while True:
+            status, headers, raw = self._request(method, path, body)
+            if 200 <= status < 300:
+                return status, json.loads(raw or b"null")
+            if status in (429, 503) and time.monotonic() < deadline:
+                time.sleep(min(float(headers.get("Retry-After") or 1), 5))
+                continue
             try:
-                with self._open(method, path, body) as r:
-                    return r.status, json.loads(r.read() or b"null")
-            except urllib.error.HTTPError as e:
-                raw = e.read()
-                if e.code in (429, 503) and time.monotonic() < deadline:
-                    time.sleep(min(float(e.headers.get("Retry-After") or 1), 5))
-                    continue
-                try:
-                    err = json.loads(raw)["error"]
-                    raise APIError(e.code, err.get("code"), err.get("message")) from None
-                except (ValueError, KeyError, TypeError):
-                    raise APIError(e.code, "http", raw.decode(errors="replace")[:500]) from None
+                err = json.loads(raw)["error"]
+                raise APIError(status, err.get("code"), err.get("message")) from None
+            except (ValueError, KeyError, TypeError):
+                raise APIError(status, "http", raw.decode(errors="replace")[:500]) from None
+
+    def close(self):
+        """Closes the client's connections: the idle ones now, those in use
+        by another thread when their request ends. A logs(follow=True)
+        stream holds its own, closed when the stream ends or its generator
+        is closed. The client stays usable: a later call connects again."""
+        self._conns.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # ---- runs ----------------------------------------------------------------
 
@@ -218,16 +241,17 @@ class Client:
         now, once."""
         rid = urllib.parse.quote(run_id, safe="")
         if not follow:
-            try:
-                with self._open("GET", f"/v1/runs/{rid}/logs") as r:
-                    yield r.read().decode("utf-8", "replace")
-            except urllib.error.HTTPError as e:
-                raise APIError(e.code, "http", e.read().decode(errors="replace")[:500]) from None
+            status, _, raw = self._request("GET", f"/v1/runs/{rid}/logs")
+            if not 200 <= status < 300:
+                raise APIError(status, "http", raw.decode(errors="replace")[:500])
+            yield raw.decode("utf-8", "replace")
             return
-        try:
-            r = self._open("GET", f"/v1/runs/{rid}/logs?follow=1")
-        except urllib.error.HTTPError as e:
-            raise APIError(e.code, "http", e.read().decode(errors="replace")[:500]) from None
+        # The stream holds its own connection for as long as it lasts: the
+        # client's other calls (other threads) go on beside it.
+        r = self._request("GET", f"/v1/runs/{rid}/logs?follow=1", stream=True)
+        if not 200 <= r.status < 300:
+            with r:
+                raise APIError(r.status, "http", r.read().decode(errors="replace")[:500])
         # A piece that is not UTF-8 carries its bytes in "base64" (docs/api.md):
         # one incremental decoder per stream joins a character cut between
         # two pieces; other bytes show as U+FFFD, as with follow=False.
@@ -258,3 +282,156 @@ class Client:
                     elif event == "end":
                         return
                     event, data = None, []
+
+
+# ---- connections --------------------------------------------------------------
+
+# Failures of a kept-alive connection the server had closed: the request
+# fails while it is sent (EPIPE, ECONNRESET) or finds the connection closed
+# before any byte of an answer (http.client's RemoteDisconnected is a
+# ConnectionResetError).
+_STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+# Methods the API may receive twice with the effect of once.
+_IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+# A connection idle this long is closed rather than reused: the daemon drops
+# clients idle for server.read_timeout_s (30 s by default, docs/api.md), and
+# a request sent as it does so meets a closed connection.
+_MAX_IDLE_S = 20.0
+# Idle connections kept (urllib3's default); more threads at once still each
+# get their own, closed after use.
+_MAX_KEPT = 10
+
+
+def _unusable(sock):
+    """True when an idle connection cannot carry a request: readable means
+    the server closed it (EOF, RST) or sent bytes no request asked for."""
+    try:
+        if hasattr(select, "poll"):
+            p = select.poll()
+            p.register(sock, select.POLLIN)
+            return bool(p.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+class _Connections:
+    """The HTTP/1.1 connections of one Client to its server: a stack of idle
+    ones, each used by one request at a time (a thread takes one, or opens
+    one, and gives it back once the answer is read), so two requests never
+    share a socket. Proxies as urllib: $http_proxy / $https_proxy unless
+    $no_proxy names the host."""
+
+    def __init__(self, server):
+        u = urllib.parse.urlsplit(server)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
+        self.https = u.scheme == "https"
+        self.host, self.port = u.hostname, u.port or (443 if self.https else 80)
+        self.prefix = u.path.rstrip("/")
+        self.origin = f"{u.scheme}://{u.netloc.rpartition('@')[2]}"
+        self.proxy, self.proxy_headers = None, {}
+        proxy = urllib.request.getproxies().get(u.scheme)
+        if proxy and not urllib.request.proxy_bypass(u.netloc.rpartition("@")[2]):
+            p = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+            self.proxy = (p.hostname, p.port or 80)
+            if p.username is not None:
+                cred = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+                self.proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+        self.lock = threading.Lock()
+        self.idle = []          # [(connection, monotonic time it became idle)]
+        self.generation = 0     # close() moves it on: older connections are not kept
+
+    def _new(self):
+        if self.https:
+            # The default SSL context (certificates and host name verified),
+            # as urllib's HTTPSHandler.
+            c = http.client.HTTPSConnection(*(self.proxy or (self.host, self.port)))
+            if self.proxy:
+                c.set_tunnel(self.host, self.port, headers=self.proxy_headers)
+        else:
+            c = http.client.HTTPConnection(*(self.proxy or (self.host, self.port)))
+        c._pysprinter_generation = self.generation
+        return c
+
+    def _take(self):
+        """-> (connection, whether it carried a request before)."""
+        with self.lock:
+            now = time.monotonic()
+            # The oldest lie at the bottom of the stack: close the ones past
+            # reuse, not only the one on top.
+            while self.idle and now - self.idle[0][1] >= _MAX_IDLE_S:
+                self.idle.pop(0)[0].close()
+            while self.idle:
+                c, since = self.idle.pop()
+                if c.sock is not None and now - since < _MAX_IDLE_S and not _unusable(c.sock):
+                    return c, True
+                c.close()
+            return self._new(), False
+
+    def _give_back(self, c):
+        with self.lock:
+            if (c.sock is not None and c._pysprinter_generation == self.generation
+                    and len(self.idle) < _MAX_KEPT):
+                self.idle.append((c, time.monotonic()))
+                return
+        c.close()
+
+    def close(self):
+        with self.lock:
+            self.generation += 1
+            idle, self.idle = self.idle, []
+        for c, _ in idle:
+            c.close()
+
+    def request(self, method, path, data, headers, timeout, stream):
+        """-> (status, headers, body) or, with stream, the unread response
+        owning a connection of its own. A request that meets a kept-alive
+        connection the server closed is sent again once on a new one, when
+        that cannot do its work twice: it failed while it was sent (the
+        server never had all of it), or its method is idempotent, or it
+        carries an Idempotency-Key. Errors as urllib's: connecting or
+        sending raises urllib.error.URLError, reading the answer raises
+        what the socket or http.client raised."""
+        if self.proxy and not self.https:
+            target = self.origin + self.prefix + path
+            headers = {**headers, **self.proxy_headers}
+        else:
+            target = self.prefix + path
+        again = method in _IDEMPOTENT or "Idempotency-Key" in headers
+        for attempt in (1, 2):
+            # A retry takes a new connection: the server that closed one
+            # idle connection may have closed the others too.
+            c, reused = (self._new(), False) if stream or attempt == 2 else self._take()
+            c.timeout = timeout
+            sent = False
+            try:
+                try:
+                    if c.sock is None:
+                        c.connect()
+                    else:
+                        c.sock.settimeout(timeout)
+                    c.request(method, target, body=data, headers=headers)
+                except OSError as e:
+                    if reused and attempt == 1 and isinstance(e, _STALE):
+                        raise
+                    raise urllib.error.URLError(e)
+                sent = True
+                r = c.getresponse()
+                if stream:
+                    # The response alone holds the socket now: closing it
+                    # closes the connection (HTTPConnection.close() would
+                    # close the response too).
+                    sock, c.sock = c.sock, None
+                    if sock is not None:
+                        sock.close()
+                    return r
+                body = r.read()
+            except BaseException as e:
+                c.close()
+                if (reused and attempt == 1 and isinstance(e, _STALE)
+                        and not isinstance(e, urllib.error.URLError) and (not sent or again)):
+                    continue
+                raise
+            self._give_back(c)
+            return r.status, r.headers, body
