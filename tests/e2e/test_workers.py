@@ -494,18 +494,21 @@ def test_an_idle_spare_is_one_process(daemon):
         # (kcmp fails on an exiting process): wait for the worker to settle.
         # An init cloned a moment ago still bears the worker's name until, a
         # few system calls in, it names itself (sandbox-pidns.c clone_init()).
-        named = all(comm(i) == "sbx-init" for i in inits)
-        if (spares and settled and named and len(inits) >= len(spares)) or time.monotonic() > deadline:
+        names = {i: comm(i) for i in inits}
+        named = all(n == "sbx-init" for n in names.values())
+        below = {s: _children(s) for s in spares}
+        # An idle worker retires spares it no longer needs, so everything is
+        # judged on this one look, never re-read after the loop.
+        if (spares and settled and named and len(inits) >= len(spares)
+                and not any(below.values())) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert spares, kids
-    for s in spares:
-        # No process of its own below it: nothing else copied the interpreter.
-        assert _children(s) == [], (s, _children(s))
+    # No process of its own below a spare: nothing else copied the interpreter.
+    assert not any(below.values()), below
     # Each spare's namespace has an init, which shares the worker's memory.
     assert len(inits) >= len(spares), (spares, inits)
-    for i in inits:
-        assert open(f"/proc/{i}/comm").read().strip() == "sbx-init"
+    assert all(n == "sbx-init" for n in names.values()), names
 
 
 def _minflt(pid):
