@@ -180,46 +180,25 @@ static void lazy_load(LazyLib *l) {
 #define NAME_X(ret, name, params, args, fail) #name,
 #define NAME_V(name, params, args) #name,
 #define NAME_A(ret, name, t1, t2, fail) #name,
-enum { CURL_FUNCS(IDX_X, IDX_V, IDX_A) N_CURL };
-enum { ARCHIVE_FUNCS(IDX_X, IDX_V, IDX_A) N_ARCHIVE };
-enum {
-        CRYPTO_FUNCS(IDX_X, IDX_V, IDX_A) N_CRYPTO
-};
-static const char *const curl_names[] = { CURL_FUNCS(NAME_X, NAME_V, NAME_A) };
-static const char *const archive_names[] = { ARCHIVE_FUNCS(NAME_X, NAME_V, NAME_A) };
-static const char *const crypto_names[] = { CRYPTO_FUNCS(NAME_X, NAME_V, NAME_A) };
-static void *curl_fns[N_CURL], *archive_fns[N_ARCHIVE], *crypto_fns[N_CRYPTO];
-static LazyLib curl_lib = { LAZY_CURL_SONAME, curl_names, curl_fns, N_CURL, false };
-static LazyLib archive_lib = { LAZY_ARCHIVE_SONAME, archive_names, archive_fns, N_ARCHIVE, false };
-static LazyLib crypto_lib = { LAZY_CRYPTO_SONAME, crypto_names, crypto_fns, N_CRYPTO, false };
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT, archive_once = PTHREAD_ONCE_INIT, crypto_once = PTHREAD_ONCE_INIT;
-
-static void curl_load(void) {
-        lazy_load(&curl_lib);
-}
-
-static void archive_load(void) {
-        lazy_load(&archive_lib);
-}
-
-static void crypto_load(void) {
-        lazy_load(&crypto_lib);
-}
-
-static bool crypto_ready(void) {
-        pthread_once(&crypto_once, crypto_load);
-        return crypto_lib.ok;
-}
-
-static bool curl_ready(void) {
-        pthread_once(&curl_once, curl_load);
-        return curl_lib.ok;
-}
-
-static bool archive_ready(void) {
-        pthread_once(&archive_once, archive_load);
-        return archive_lib.ok;
-}
+/* One library's table, its once-control and the gate every definition
+ * passes: lib_ready() loads the library on the first call from any
+ * thread and says whether it could. */
+#define LAZY_LIB(lib, soname, FUNCS)                                                     \
+        enum { FUNCS(IDX_X, IDX_V, IDX_A) N_##lib };                                     \
+        static const char *const lib##_names[] = { FUNCS(NAME_X, NAME_V, NAME_A) };      \
+        static void *lib##_fns[N_##lib];                                                 \
+        static LazyLib lib##_lib = { soname, lib##_names, lib##_fns, N_##lib, false };   \
+        static pthread_once_t lib##_once = PTHREAD_ONCE_INIT;                            \
+        static void lib##_load(void) {                                                   \
+                lazy_load(&lib##_lib);                                                   \
+        }                                                                                \
+        static bool lib##_ready(void) {                                                  \
+                pthread_once(&lib##_once, lib##_load);                                   \
+                return lib##_lib.ok;                                                     \
+        }
+LAZY_LIB(curl, LAZY_CURL_SONAME, CURL_FUNCS)
+LAZY_LIB(archive, LAZY_ARCHIVE_SONAME, ARCHIVE_FUNCS)
+LAZY_LIB(crypto, LAZY_CRYPTO_SONAME, CRYPTO_FUNCS)
 
 /* The plain definitions: the real function through a pointer of the
  * prototype written in the list (the library's header has declared the
