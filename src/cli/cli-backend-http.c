@@ -61,9 +61,23 @@ int cli_args_to_api(json_t *req, const RunArgs *a) {
         return r;
 }
 
+/* The server's 404 for a function that is not deployed ("no deployed
+ * function 'NAME'", daemon_function_missing()), with where to look: what
+ * `functions show`, `invoke` and `invoke --payload` print alike. Other
+ * words (a missing version) are left as they are. Takes err. fail() applies
+ * it to every refusal, so each route that can name a missing function
+ * gets it without saying so. */
+static char *function_missing_hint(char *err) {
+        if (!err || !startswith(err, "no deployed function '"))
+                return err;
+        char *s = xasprintf("%s (see `pysprinter functions`)", err);
+        free(err);
+        return s;
+}
+
 static int fail(Backend *b, int r, char *err) {
         free(b->error);
-        b->error = err;
+        b->error = r == -ENOENT ? function_missing_hint(err) : err;
         return r;
 }
 
@@ -175,18 +189,6 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
 
 static int http_run_get(Backend *b, const char *id, json_t **ret);
 
-/* The server's 404 for a function that is not deployed ("no deployed
- * function 'NAME'", daemon_function_missing()), with where to look: what
- * `functions show`, `invoke` and `invoke --payload` print alike. Other
- * words (a missing version) are left as they are. Takes err. */
-static char *function_missing_hint(char *err) {
-        if (!err || !startswith(err, "no deployed function '"))
-                return err;
-        char *s = xasprintf("%s (see `pysprinter functions`)", err);
-        free(err);
-        return s;
-}
-
 /* Why the invoke API finds no function name (escaped) at version (0:
  * latest), in its words (daemon_function_find(): "function 'tick' has no
  * version 9", "no deployed function 'tick'"), or NULL when it finds one. */
@@ -235,7 +237,7 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                 char *why = function_missing(b, name, q->version);
                 if (why) {
                         free(err);
-                        err = function_missing_hint(why);
+                        err = why;
                 }
         }
         if (r < 0)
@@ -253,8 +255,6 @@ static int describe_deployed(Backend *b, const RunRequest *q, json_t **ret) {
         _cleanup_free_ char *path = q->version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, q->version)
                                                    : xasprintf("/v1/functions/%s", name);
         int r = http_json(&b->http, "GET", path, NULL, ret, &err);
-        if (r == -ENOENT)
-                err = function_missing_hint(err);
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
@@ -341,8 +341,6 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         }
         r = http_json(&b->http, "POST", path ?: "/v1/runs", req, &ans, &err);
         json_decref(req);
-        if (r == -ENOENT && q->deployed)
-                err = function_missing_hint(err);
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
         const char *id = json_string_value(json_object_get(ans, "id"));
@@ -486,8 +484,6 @@ static int http_function(Backend *b, const char *method, const char *name, json_
                 free(err);
                 err = xasprintf("no deployed function '%s'", name);
         }
-        if (r == -ENOENT)
-                err = function_missing_hint(err);
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
