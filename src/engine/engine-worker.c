@@ -74,7 +74,9 @@ static bool worker_reap_within(pid_t pid, int timeout_ms) {
                                 break;
                 }
         } else {
-                /* No pidfd_open (Linux < 5.3): sleep in small steps. */
+                /* No pidfd: Linux < 5.3, a container runtime's seccomp
+                 * profile that refuses pidfd_open (older Docker), or no
+                 * fd left. Sleep in small steps. */
                 for (int i = 0; i < timeout_ms * 5 && waitpid(pid, NULL, WNOHANG) == 0; i++)
                         usleep(200);
         }
