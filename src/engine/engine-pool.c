@@ -317,10 +317,6 @@ static bool cancel_asked(int cancel_fd) {
         return cancel_fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
-/* How often a cancellable wait for a worker another run starts looks at
- * its cancel fd: engine_cancel() does not wake the pool's condition. */
-#define ACQUIRE_CANCEL_POLL_USEC (20 * USEC_PER_MSEC)
-
 int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data,
                  PoolRole role, PoolWorker **ret, bool *ret_cold, char **ret_error) {
         return pool_acquire_cancellable(e, mode, limits, sys_path, data, role, -EBADF, ret, ret_cold, ret_error);
@@ -352,16 +348,9 @@ int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limit
                         return 0;
                 }
                 /* Someone is starting it, or every validator of the
-                 * lane is busy: wait for a start or a release. */
-                if (cancel_fd < 0)
-                        pthread_cond_wait(&e->pool.changed, &e->pool.lock);
-                else {
-                        struct timespec ts;
-                        usec_t until = now_realtime() + ACQUIRE_CANCEL_POLL_USEC;
-                        ts.tv_sec = (time_t) (until / USEC_PER_SEC);
-                        ts.tv_nsec = (long) (until % USEC_PER_SEC) * 1000;
-                        (void) pthread_cond_timedwait(&e->pool.changed, &e->pool.lock, &ts);
-                }
+                 * lane is busy: wait for a start, a release, or a cancel
+                 * (engine_cancel() broadcasts too). */
+                pthread_cond_wait(&e->pool.changed, &e->pool.lock);
         }
         PoolWorker *pw = xcalloc(1, sizeof(PoolWorker));
         pw->key = xstrdup(key);

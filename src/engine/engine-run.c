@@ -200,6 +200,16 @@ int engine_cancel(Engine *e, const char *run_id) {
                         r = 0;
                 }
         pthread_mutex_unlock(&e->lock);
+        /* A run may be waiting for a worker another run is starting
+         * (pool_acquire_cancellable()): wake it to read its cancel fd.
+         * Taken after e->lock is let go, so the two are never held
+         * together; and under the pool's lock, so a waiter that has just
+         * found its fd unwritten is inside its wait before the broadcast. */
+        if (r == 0) {
+                pthread_mutex_lock(&e->pool.lock);
+                pthread_cond_broadcast(&e->pool.changed);
+                pthread_mutex_unlock(&e->pool.lock);
+        }
         return r;
 }
 

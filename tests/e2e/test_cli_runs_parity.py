@@ -524,6 +524,49 @@ def test_ctrl_c_while_the_envs_worker_imports_ends_cancelled_at_once_on_both_pat
     assert out[None] == (130, "", ["pysprinter: cancelled"]), out
 
 
+def test_ctrl_c_of_a_run_waiting_for_another_runs_worker_ends_it_alone(install_index, install_daemon, workdir):
+    """Two runs of one env on a server: the second waits for the env's
+    worker the first is starting (its import takes a minute). A Ctrl-C of
+    the second ends it `cancelled` at once, while the first goes on
+    starting; the first then ends on its own Ctrl-C. (The wait is woken by
+    the cancel itself: docs/workers.md.)"""
+    ix = install_index
+    path, sha = ix.wheels["slowimp"]
+    server = install_daemon.url
+    (workdir / "needs_imp2.py").write_text(NEEDS % (("slowimp",) * 3))
+    first = popen_ix(workdir, ["run", "needs_imp2.py", *SB], server, ix)
+    second = None
+    try:
+        deadline = time.time() + 60
+        while not (install_daemon.home / "store" / sha).is_dir():
+            assert time.time() < deadline and first.poll() is None, ix.requests
+            time.sleep(0.05)
+        time.sleep(1.5)              # the env's worker is importing slowimp
+        first_id = newest_run(workdir, server, "running")["id"]
+        second = popen_ix(workdir, ["run", "needs_imp2.py", *SB], server, ix)
+
+        def waiting():
+            deadline = time.time() + 30
+            while newest_run(workdir, server, "running")["id"] == first_id:
+                assert time.time() < deadline and second.poll() is None
+                time.sleep(0.05)
+            time.sleep(1)            # validated and resolved: waits for the worker
+        got = interrupt_cancels(workdir, server, second, waiting, 3, "the wait for another run's worker")
+        assert got == (130, "", ["pysprinter: cancelled"]), got
+        assert first.poll() is None, "the first run ended with the second"
+        st = json.loads(run_cli(workdir, ["show", first_id, "--json"], server=server).stdout)["status"]
+        assert st == "running", st
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=10) == 130
+        st = json.loads(run_cli(workdir, ["show", first_id, "--json"], server=server).stdout)["status"]
+        assert st == "cancelled", st
+    finally:
+        for p in (first, second):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_ctrl_c_while_a_deployed_functions_module_loads_ends_cancelled_at_once(install_daemon, workdir):
     """A deployed function's first invoke starts its warm instance, which
     runs the module (a top-level `import torch`: seconds; here a minute).
