@@ -122,6 +122,10 @@ struct Engine {
         long out_fresh_size;       /* a fresh output dir's st_size, -1: not known yet */
         pthread_t prewarm_thread;
         bool prewarm_started;
+        /* Written by engine_free(): a prewarm still starting its workers
+         * stops (they are killed), so a process whose run ended before it
+         * needed them (a refusal) does not wait for their start to exit. */
+        int prewarm_cancel_fd;
         bool validator_apart; /* EngineConfig's */
         SandboxMode prewarm_mode;
         /* engine-janitor.c: work off the runs' critical path. */
@@ -304,8 +308,10 @@ typedef struct Worker {
 } Worker;
 
 /* Starts a worker whose sandbox can see sys_path's store dirs and the
- * datasets ("NAME=/host/dir") read-only. */
-int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
+ * datasets ("NAME=/host/dir") read-only. cancel_fd (-EBADF: none), once
+ * readable, ends the wait for its hello with -ECANCELED, the worker
+ * killed. */
+int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, int cancel_fd, Worker **ret,
                  char **ret_error);
 /* worker_start()'s two halves: the fork+exec (returns at once), and the
  * wait for its "hello" (CPython up, runner loaded; a no-op once read). A
@@ -313,7 +319,7 @@ int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const
  * env adopts it. */
 int worker_spawn(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
                  char **ret_error);
-int worker_hello(Engine *e, Worker *w, char **ret_error);
+int worker_hello(Engine *e, Worker *w, int cancel_fd, char **ret_error);
 /* Receives one message, waiting at most until deadline (monotonic µs; 0 =
  * forever). -ETIMEDOUT, -ECONNRESET when the worker died. */
 int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len);

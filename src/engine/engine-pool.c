@@ -215,8 +215,8 @@ static Worker *blank_take(Engine *e, const PoolWorker *pw) {
  * messages of at most WORKER_PROTO_MAX_FDS fds; the worker attaches them
  * at the paths an exec'd env worker has them bound at, and seals them at
  * "init" (worker_init(), sent next). */
-static int worker_adopt(Engine *e, Worker *w, char *const *sys_path, char **ret_error) {
-        int r = worker_hello(e, w, ret_error);
+static int worker_adopt(Engine *e, Worker *w, char *const *sys_path, int cancel_fd, char **ret_error) {
+        int r = worker_hello(e, w, cancel_fd, ret_error);
         if (r < 0)
                 return r;
         size_t n = strv_length((char **) sys_path);
@@ -251,7 +251,6 @@ static int worker_adopt(Engine *e, Worker *w, char *const *sys_path, char **ret_
         return 0;
 }
 
-
 Worker *pool_blank_start(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         bool want = e->pool.blank_enabled && !e->pool.blank;
@@ -271,8 +270,10 @@ void pool_blank_publish(Engine *e, Worker *w, bool wait_ready) {
         if (!w)
                 return;
         _cleanup_free_ char *err = NULL;
-        if (wait_ready && worker_hello(e, w, &err) < 0) {
-                log_warn("the blank worker did not start: %s", err ? err : "?");
+        int r = wait_ready ? worker_hello(e, w, e->prewarm_cancel_fd, &err) : 0;
+        if (r < 0) {
+                if (r != -ECANCELED)
+                        log_warn("the blank worker did not start: %s", err ? err : "?");
                 worker_stop(w);
                 return;
         }
@@ -381,7 +382,7 @@ int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limit
         int r = -ENOENT;
         if (blank) {
                 _cleanup_free_ char *err = NULL;
-                r = worker_adopt(e, blank, pw->sys_path, &err);
+                r = worker_adopt(e, blank, pw->sys_path, cancel_fd, &err);
                 if (r >= 0) {
                         pw->w = TAKE_PTR(blank);
                         r = worker_init(e, pw, cancel_fd, &err);
@@ -395,7 +396,7 @@ int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limit
                 blank = worker_stop(blank);
         }
         if (r < 0 && r != -ECANCELED) {
-                r = worker_start(e, mode, pw->sys_path, pw->data, &pw->w, ret_error);
+                r = worker_start(e, mode, pw->sys_path, pw->data, cancel_fd, &pw->w, ret_error);
                 if (r >= 0)
                         r = worker_init(e, pw, cancel_fd, ret_error);
         }

@@ -165,12 +165,18 @@ int worker_spawn(Engine *e, SandboxMode mode, char *const *sys_path, char *const
         return 0;
 }
 
-int worker_hello(Engine *e, Worker *w, char **ret_error) {
+int worker_hello(Engine *e, Worker *w, int cancel_fd, char **ret_error) {
         assert(w);
         if (w->python_version)
                 return 0;
         _cleanup_free_ char *hello = NULL;
-        int r = worker_recv(w, now_monotonic() + WORKER_BOOT_TIMEOUT_USEC, &hello, NULL);
+        int r = worker_recv_cancellable(w, now_monotonic() + WORKER_BOOT_TIMEOUT_USEC, cancel_fd, &hello, NULL);
+        if (r == -ECANCELED) {
+                /* Mid-start: no one will read its hello. */
+                (void) kill(w->pid, SIGKILL);
+                *ret_error = xstrdup("cancelled");
+                return r;
+        }
         if (r < 0) {
                 *ret_error = xasprintf("the worker (%s) did not start: %s", e->worker_path,
                                        r == -ECONNRESET ? "it exited during start-up" : strerror(-r));
@@ -183,13 +189,13 @@ int worker_hello(Engine *e, Worker *w, char **ret_error) {
         return 0;
 }
 
-int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
+int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, int cancel_fd, Worker **ret,
                  char **ret_error) {
         Worker *w = NULL;
         int r = worker_spawn(e, mode, sys_path, data, &w, ret_error);
         if (r < 0)
                 return r;
-        r = worker_hello(e, w, ret_error);
+        r = worker_hello(e, w, cancel_fd, ret_error);
         if (r < 0) {
                 worker_stop(w);
                 return r;

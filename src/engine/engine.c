@@ -131,8 +131,9 @@ static void *prewarm_main(void *userdata) {
          * the validator (two CPUs' worth of start-up at once); the daemon
          * listens once both are up (engine_prewarm_wait()). */
         struct Worker *blank = pool_blank_start(e);
-        if (pool_acquire(e, e->prewarm_mode, &limits, NULL, NULL, e->validator_apart ? POOL_VALIDATOR : POOL_RUNS, &pw,
-                         &cold, &err) >= 0)
+        if (pool_acquire_cancellable(e, e->prewarm_mode, &limits, NULL, NULL,
+                                     e->validator_apart ? POOL_VALIDATOR : POOL_RUNS, e->prewarm_cancel_fd, &pw, &cold,
+                                     &err) >= 0)
                 pool_release(e, pw, false);
         pool_blank_publish(e, blank, true);
         return NULL;
@@ -218,7 +219,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 cfg = &none;
         Engine *e = xcalloc(1, sizeof(Engine));
         e->home_lock = -EBADF;
-        e->cancel_inotify_fd = e->cancel_stop_fd = -EBADF;
+        e->cancel_inotify_fd = e->cancel_stop_fd = e->prewarm_cancel_fd = -EBADF;
         pthread_mutex_init(&e->lock, NULL);
         e->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : data_dir_default();
         e->store_dir = path_join(e->data_dir, "store");
@@ -316,6 +317,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 const char *b = getenv("PYSPRINTER_BLANK_WORKER");
                 e->pool.blank_enabled = cfg->prewarm_mode == SANDBOX_MODE_FULL && !cfg->prewarm_no_blank &&
                                         !(b && streq(b, "0"));
+                e->prewarm_cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
                 e->prewarm_started = pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
         }
         _cleanup_free_ char *db = path_join(e->data_dir, ENGINE_DATABASE);
@@ -356,8 +358,11 @@ static void cancel_watch_stop(Engine *e) {
 Engine *engine_free(Engine *e) {
         if (!e)
                 return NULL;
-        if (e->prewarm_started)
+        if (e->prewarm_started) {
+                (void) eventfd_write(e->prewarm_cancel_fd, 1);
                 pthread_join(e->prewarm_thread, NULL);
+        }
+        e->prewarm_cancel_fd = fd_close(e->prewarm_cancel_fd);
         cancel_watch_stop(e);
         while (e->n_spare_cancel_fds > 0)
                 fd_close(e->spare_cancel_fds[--e->n_spare_cancel_fds]);

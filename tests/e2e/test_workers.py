@@ -1985,3 +1985,26 @@ def test_a_worker_named_alone_builds_its_sandbox_itself(cli, tmp_path):
     p = cli("run", "where.py", "--json", env={"PYSPRINTER_WORKER": str(alone)})
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == ["/run/pysprinter/worker", False], p.stdout
+
+
+def test_a_run_refused_before_its_worker_is_needed_does_not_wait_for_its_start(cli, tmp_path):
+    """Round 41: the CLI starts its worker as it opens the engine (the
+    prewarm). A run refused before it needs it (a dataset that does not
+    exist) waited at exit for that worker's whole start. The start is now
+    cancelled as the engine closes: the worker is killed mid-start. Here
+    the worker takes 30 s to start (a wrapper sleeps before exec'ing it);
+    the refusal comes back at once, and no process of the worker is left."""
+    slow = tmp_path / "slow" / "pysprinter-worker"
+    slow.parent.mkdir()
+    slow.write_text("#!/bin/sh\nexec /usr/bin/python3 -c 'import os, sys, time; time.sleep(30); "
+                    "os.execv(sys.argv[1], sys.argv[1:])' %s \"$@\"\n" % WORKER)
+    slow.chmod(0o755)
+    cli.write("e.py", "def main():\n    return 1\n")
+    t0 = time.monotonic()
+    p = cli("run", "e.py", "--data", "nosuch", env={"PYSPRINTER_WORKER": str(slow)})
+    took = time.monotonic() - t0
+    assert (p.returncode, p.stdout) == (3, ""), p
+    assert "no dataset named 'nosuch'" in p.stderr, p.stderr
+    assert took < 15, f"the refusal took {took:.1f}s: it waited for the worker's start"
+    left = subprocess.run(["pgrep", "-f", str(slow.parent)], capture_output=True, text=True).stdout.split()
+    assert left == [], left
