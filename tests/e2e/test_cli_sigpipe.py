@@ -177,3 +177,21 @@ def test_a_detached_run_whose_id_nobody_reads_goes_on_on_both_paths(daemon, work
         while (run := record(work, server))["status"] in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert (run["filename"], run["status"]) == ("talk.py", "succeeded"), (server, run)
+
+
+def test_logs_of_an_ended_run_whose_reader_left_stops_quietly_on_both_paths(daemon, work):
+    """`logs ID | head -1` of a log larger than a pipe holds: the replay
+    stops at the first write nobody reads, silently, by SIGPIPE, the same
+    on both paths; the run's record is untouched."""
+    w, env = work
+    (w / "big.py").write_text('def big():\n    for i in range(20000):\n        print(i, "y" * 100)\n    return 1\n')
+    seen = {}
+    for server in (None, daemon.url):
+        r = cli(work, server, "run", "big.py", *SB)
+        assert r.returncode == 0 and r.stdout.endswith("19999 " + "y" * 100 + "\n1\n"), server
+        rid = record(work, server)["id"]
+        line, code, err, took = read_one_line_and_leave(work, server, ["logs", rid])
+        assert (line, code, err) == ("0 " + "y" * 100 + "\n", -signal.SIGPIPE, []), server
+        assert took < 10 and record(work, server, rid)["status"] == "succeeded", (server, took)
+        seen[server] = (line, code, err)
+    assert seen[None] == seen[daemon.url]
