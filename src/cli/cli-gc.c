@@ -58,21 +58,23 @@ int verb_gc(int argc, char **argv) {
                 return EXIT_USAGE;
         }
         GcStats st = {};
-        /* A look in a home without a database: nothing to collect, said
-         * without opening an engine, which would create the home. */
-        _cleanup_free_ char *home = dry_run ? data_dir_default() : NULL;
-        if (!home || engine_home_has_records(home)) {
-                Engine *e = NULL;
+        /* A home without a database has no runs, DAG runs or datasets to
+         * collect, dry run or not: it is collected without opening an
+         * engine, which would create the home (only a package store that
+         * `env prepare` filled can be there). */
+        _cleanup_free_ char *home = data_dir_default();
+        Engine *e = NULL;
+        if (engine_home_has_records(home)) {
                 int code = cli_engine_open(NULL, &e);
                 if (code)
                         return code;
-                _cleanup_free_ char *err = NULL;
-                int r = engine_gc(engine_store(e), engine_data_dir(e), &rc, dry_run, NULL, &st, &err);
-                engine_free(e);
-                if (r < 0) {
-                        cli_error("%s", err);
-                        return EXIT_INTERNAL;
-                }
+        }
+        _cleanup_free_ char *err = NULL;
+        int r = engine_gc(e ? engine_store(e) : NULL, e ? engine_data_dir(e) : home, &rc, dry_run, NULL, &st, &err);
+        engine_free(e);
+        if (r < 0) {
+                cli_error("%s", err);
+                return EXIT_INTERNAL;
         }
         _cleanup_free_ char *summary = gc_stats_summary(&st, dry_run, cli_globals.json);
         fputs(summary, stdout);

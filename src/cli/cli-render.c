@@ -78,7 +78,9 @@ static void render_output(Renderer *r, const RunEvent *ev) {
         if (!r->tty_out) {
                 FILE *f = s == 2 ? stderr : r->out;
                 fwrite(ev->data, 1, ev->len, f);
-                fflush(f);
+                /* A thread that blocks SIGPIPE sees only the EPIPE. */
+                if (fflush(f) != 0 && errno == EPIPE)
+                        cli_output_check();
                 return;
         }
         const char *p = ev->data, *end = ev->data + ev->len;

@@ -187,9 +187,7 @@ Backend *backend_free(Backend *b) {
         return NULL;
 }
 
-int main(int argc, char **argv) {
-        tz_local_pin();
-        log_set_prefix("pysprinter");
+static int cli_main(int argc, char **argv) {
         _cleanup_free_ char *err = NULL;
         /* Global options anywhere: `pysprinter --server URL run f.py` and
          * `pysprinter run f.py --server URL` mean the same. */
@@ -218,4 +216,11 @@ int main(int argc, char **argv) {
         cli_error("unknown verb '%s'", verb);
         usage(stderr);
         return EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+        tz_local_pin();
+        log_set_prefix("pysprinter");
+        cli_output_watch();
+        return cli_finish(cli_main(argc, argv));
 }

@@ -272,3 +272,23 @@ extern volatile sig_atomic_t cli_interrupted;
 extern _Thread_local bool cli_interrupt_handled;
 /* cli_interrupt_catch() with the handler that sets cli_interrupted. */
 void cli_catch_interrupt(void);
+
+/* The reader of the CLI's output went away (docs/cli.md "Exit codes",
+ * 141): `pysprinter run f.py | head -1`, `logs -f ID | grep -m1 x`. Set
+ * by cli_output_check(). */
+extern volatile sig_atomic_t cli_output_gone;
+/* Installs the SIGPIPE handler (main(), first): a write to a stdout or
+ * stderr nobody reads runs cli_output_check() instead of killing the CLI
+ * mid-run, which would leave an embedded run `lost` and a server's going
+ * on for nobody. */
+void cli_output_watch(void);
+/* When stdout or stderr is a pipe or socket without a reader: sets
+ * cli_output_gone, points both at /dev/null (nothing more is said) and
+ * interrupts the verb as SIGTERM does, so that a run it waits for is
+ * cancelled. Async-signal-safe; called by the SIGPIPE handler and after a
+ * write that failed with EPIPE. */
+void cli_output_check(void);
+/* main()'s end: flushes stdout; once the output was gone, ends the process
+ * as SIGPIPE's default would (exit 141 to a caller that ignored SIGPIPE);
+ * else returns code. */
+int cli_finish(int code);

@@ -37,15 +37,21 @@ static uint64_t sweep_cancel_requests(Store *s, const char *data_dir, bool dry_r
 
 int engine_gc(Store *s, const char *data_dir, const RetentionConfig *cfg, bool dry_run, const volatile bool *stop,
               GcStats *ret, char **ret_error) {
-        assert(s && data_dir && cfg && ret && ret_error);
-        int r = store_gc(s, cfg, data_dir, retention_now(), dry_run, stop, ret);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot collect the run store: %s", strerror(-r));
-                return r;
+        assert(data_dir && cfg && ret && ret_error);
+        int r;
+        /* No run store (a home without a database): no runs, nor asks to
+         * cancel one; its package store alone (`env prepare` fills one
+         * without opening an engine). */
+        if (s) {
+                r = store_gc(s, cfg, data_dir, retention_now(), dry_run, stop, ret);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot collect the run store: %s", strerror(-r));
+                        return r;
+                }
+                if (stop && *stop)
+                        return 0;
+                ret->cancel_requests += sweep_cancel_requests(s, data_dir, dry_run);
         }
-        if (stop && *stop)
-                return 0;
-        ret->cancel_requests += sweep_cancel_requests(s, data_dir, dry_run);
         if (dry_run)
                 return 0;
         uint64_t freed = 0;

@@ -435,7 +435,9 @@ typedef struct GcStats GcStats;
  * counted, not removed), then, unless dry_run, the package store's dirs no environment references
  * (pkg_env_prune() without a budget: the shared lock a process holds on an
  * environment it uses keeps that environment's dirs). Adds to *ret;
- * *ret_error says which area failed. Both `pysprinterd gc`, the daemon's
- * collector and `pysprinter gc` call this. */
+ * *ret_error says which area failed. s NULL: a home without a run store
+ * (engine_home_has_records() false), whose package store alone is
+ * collected, creating nothing when there is none. Both `pysprinterd gc`,
+ * the daemon's collector and `pysprinter gc` call this. */
 int engine_gc(Store *s, const char *data_dir, const RetentionConfig *cfg, bool dry_run, const volatile bool *stop,
               GcStats *ret, char **ret_error);

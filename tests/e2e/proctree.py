@@ -1,5 +1,6 @@
 """Processes of a daemon's tree, read from /proc (tests and bench/ share it)."""
 import os
+import time
 
 
 def child_pids(pid):
@@ -27,3 +28,24 @@ def descendants(pid):
         out.append(k)
         out += descendants(k)
     return out
+
+
+def processes_in(cwd):
+    """Pids of the processes whose working directory is cwd: a CLI, its
+    detached child and their workers (--sandbox=none keeps it)."""
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.readlink(f"/proc/{name}/cwd") == str(cwd):
+                out.append(int(name))
+        except OSError:
+            continue
+    return out
+
+
+def no_process_left(cwd, timeout=10):
+    """Whether every process in cwd (processes_in()) is gone within timeout s."""
+    deadline = time.monotonic() + timeout
+    while processes_in(cwd) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_in(cwd) == []

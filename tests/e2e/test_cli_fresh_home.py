@@ -28,7 +28,7 @@ READERS = [
 
 # Verbs that write, in a home that has nothing: what they would remove is
 # not there, or they only say they need a server (invoke, deploy, cluster),
-# or they only look (gc --dry-run).
+# or there is nothing to collect (gc, --dry-run or not).
 WRITERS = [
     ["cancel", "rabc"], ["cancel", "rabc", "--json"], ["cancel", "rabc", "rdef"],
     ["dag", "cancel", "dabc"], ["dag", "cancel", "dabc", "--json"],
@@ -38,7 +38,7 @@ WRITERS = [
     ["invoke", "hello"], ["invoke", "hello", "--json"], ["invoke", "hello", "-a", "1"], ["invoke", "hello", "--help"],
     ["deploy", "hello.py"], ["deploy", "hello.py", "--name", "hi", "--json"],
     ["cluster", "status"],
-    ["gc", "--dry-run"], ["gc", "--dry-run", "--json"],
+    ["gc", "--dry-run"], ["gc", "--dry-run", "--json"], ["gc"], ["gc", "--json"],
 ]
 
 HELLO = "def hello(x=1):\n    return x\n"
@@ -59,7 +59,9 @@ def opened(tmp_path_factory):
     database exists and holds nothing): the bytes and codes of before."""
     w = tmp_path_factory.mktemp("opened")
     (w / "hello.py").write_text(HELLO)
-    assert cli(w / "home", w, ["gc"])[0] == 0
+    # A verb that opens the engine and adds nothing: there is no DAG run
+    # to resume (gc no longer opens one in a home without a database).
+    assert cli(w / "home", w, ["dag", "resume", "dabc"])[0] == 2
     assert (w / "home" / "pysprinter.db").exists()
     return {tuple(a): cli(w / "home", w, a) for a in READERS + WRITERS}
 
@@ -84,8 +86,9 @@ def test_a_reader_in_a_fresh_home_answers_as_an_empty_home_and_creates_nothing(t
 def test_a_writer_with_nothing_to_act_on_in_a_fresh_home_answers_as_an_empty_home_and_creates_nothing(
         tmp_path, opened, args):
     """cancel, dag cancel, data rm and secret rm found nothing, invoke,
-    deploy and cluster said they need a server, gc --dry-run said there was
-    nothing to collect: each created the home and its database first."""
+    deploy and cluster said they need a server, gc (--dry-run or not) said
+    there was nothing to collect: each created the home and its database
+    first."""
     answers_as_an_empty_home(tmp_path, opened, args)
 
 
@@ -115,6 +118,9 @@ def test_what_an_empty_home_answers(opened):
     for verb in (("invoke", "hello"), ("deploy", "hello.py")):
         assert opened[verb][0] == 2 and "needs a server" in opened[verb][2], (verb, opened[verb])
     assert opened[("gc", "--dry-run")][0] == 0
+    assert opened[("gc",)] == (0, "removed 0 runs (0 logs, 0 B), 0 DAG runs (0 folders, 0 B), 0 memo entries, 0 data "
+                                  "objects (0 B), 0 cancel requests; unreferenced packages: 0 B\nfreed 0 B in 0.0s\n", "")
+    assert opened[("gc", "--json")][0] == 0 and '"runs":0' in opened[("gc", "--json")][1]
 
 
 def test_a_home_with_runs_still_shows_them(tmp_path):
@@ -129,3 +135,22 @@ def test_a_home_with_runs_still_shows_them(tmp_path):
     rid = out.splitlines()[1].split()[0]
     assert cli(home, tmp_path, ["logs", rid]) == (0, "hi\n", "")
     assert cli(home, tmp_path, ["show", rid])[1].startswith(f"id:        {rid}\n")
+
+
+def test_gc_in_a_home_without_a_database_still_collects_its_package_store(tmp_path):
+    """`env prepare` fills a package store without opening an engine: a
+    home can hold one and no database. gc collects the store's
+    unreferenced dirs (past the hour's grace) there and creates nothing
+    else: no database, no run directories."""
+    home = tmp_path / "home"
+    orphan = home / "store" / ("ab" * 32)
+    orphan.mkdir(parents=True)
+    (orphan / "mod.py").write_text("x = 1\n" * 100)
+    old = 1_000_000_000
+    os.utime(orphan / "mod.py", (old, old))
+    os.utime(orphan, (old, old))
+    code, out, err = cli(home, tmp_path, ["gc", "--json"])
+    assert code == 0, err
+    assert int(re.search(r'"package_bytes":([0-9]+)', out)[1]) > 0, out
+    assert sorted(p.name for p in home.iterdir()) == ["store"]
+    assert list((home / "store").iterdir()) == []

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import CLI, WORKER, run_on_pty, sandbox_args
 from daemonlib import TOKENS, Daemon, free_port
+from proctree import no_process_left, processes_in
 
 FUNCS = '''
 def f(kind: str = "float"):
@@ -397,14 +398,6 @@ def hang_up_run(work, env, server, wrapper=(), args=(), sig=signal.SIGHUP):
             p.kill()
             p.wait()
     return p.returncode, out, err
-
-
-def no_process_left(work):
-    import time
-    deadline = time.monotonic() + 10
-    while processes_in(work) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return processes_in(work) == []
 
 
 def test_a_hang_up_cancels_a_foreground_run_on_both_paths(daemon, tmp_path):
@@ -1902,19 +1895,6 @@ class HeldOrigin:
         self.held.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-def processes_in(cwd):
-    """Pids of the processes whose working directory is cwd: the CLI, its
-    detached child and their workers (--sandbox=none keeps it)."""
-    out = []
-    for proc in pathlib.Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and os.readlink(proc / "cwd") == str(cwd):
-                out.append(int(proc.name))
-        except OSError:
-            continue
-    return out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)

@@ -42,11 +42,12 @@ def pysprinter(*args, home, timeout=120, **extra):
 
 def new_home(tmp_path, name="home"):
     """A home whose database the current binary created (schema current):
-    `gc` opens the engine (`ps` in a home with no database creates nothing)."""
+    `dag resume` of no DAG run opens the engine and adds nothing (`ps` and
+    `gc` in a home with no database create nothing)."""
     h = tmp_path / name
     h.mkdir()
-    p = pysprinter("gc", home=h)
-    assert p.returncode == 0, p.stderr
+    p = pysprinter("dag", "resume", "dnone", home=h)
+    assert p.returncode == 2 and (h / "pysprinter.db").exists(), p.stderr
     return h
 
 

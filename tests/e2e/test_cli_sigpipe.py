@@ -1,0 +1,197 @@
+"""The reader of the CLI's output goes away: `pysprinter run f.py | head
+-1`, `pysprinter logs -f ID | head -1`. Nothing handled it: SIGPIPE's
+default killed the CLI mid-run, an embedded run stayed `running` until a
+later look marked it `lost`, and a server's run went on for nobody. Now a
+foreground run is cancelled (its record ends `cancelled`), nothing more
+is printed, and the CLI ends as a tool SIGPIPE killed (a shell's 141),
+embedded and against a daemon alike (docs/cli.md "Exit codes").
+
+Every CLI here is started with SIGPIPE's default disposition, as a shell
+starts it: subprocess's restore_signals=True (its default, spelled out)
+resets the SIG_IGN Python itself runs with; one test keeps it ignored on
+purpose."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import CLI, WORKER, sandbox_args
+from daemonlib import Daemon
+from proctree import no_process_left
+
+SB = ["--sandbox=none"]
+TALK = ('def talk(n: int = 100000):\n    import time\n    for i in range(n):\n'
+        '        print("line", i, flush=True)\n        time.sleep(0.02)\n    return "done"\n')
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sigpipe-daemon")
+    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"])
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def work(tmp_path):
+    w = tmp_path / "work"
+    w.mkdir()
+    (w / "talk.py").write_text(TALK)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(tmp_path / "home"), PYSPRINTER_WORKER=str(WORKER), PYSPRINTER_SERVER="",
+               NO_COLOR="1")
+    return w, env
+
+
+def cli(work, server, *args):
+    w, env = work
+    pre = ["--server", server] if server else []
+    return subprocess.run([str(CLI), *pre, *args], capture_output=True, text=True, env=env, cwd=w, timeout=60)
+
+
+def record(work, server, rid=None):
+    if rid is None:
+        return json.loads(cli(work, server, "ps", "--json", "-n", "1").stdout)[0]
+    return json.loads(cli(work, server, "show", rid, "--json").stdout)
+
+
+def sigpipe_disposition(pid):
+    """'default' or 'ignored': SIGPIPE in /proc/PID/status."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigIgn:"):
+            return "ignored" if int(line.split()[1], 16) & (1 << (signal.SIGPIPE - 1)) else "default"
+    return "?"
+
+
+def read_one_line_and_leave(work, server, args, restore_signals=True):
+    """`pysprinter ARGS` with stdout a pipe this test reads one line of and
+    then closes, as `head -1` does: (that line, exit status, what stderr
+    got after the sandbox warning, seconds from the close to the exit)."""
+    w, env = work
+    pre = ["--server", server] if server else []
+    p = subprocess.Popen([str(CLI), *pre, *args], cwd=w, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, restore_signals=restore_signals)
+    try:
+        assert sigpipe_disposition(p.pid) == ("default" if restore_signals else "ignored")
+        line = p.stdout.readline()
+        p.stdout.close()
+        gone = time.monotonic()
+        err = p.stderr.read()
+        code = p.wait(timeout=60)
+        took = time.monotonic() - gone
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return line, code, [l for l in err.splitlines() if "--sandbox" not in l], took
+
+
+def test_a_foreground_run_whose_reader_left_is_cancelled_on_both_paths(daemon, work):
+    """`run talk.py | head -1`: the run is cancelled at the next line it
+    prints, within a second, its record says `cancelled`; the CLI says
+    nothing more and dies of SIGPIPE, embedded as against a server."""
+    seen = {}
+    for server in (None, daemon.url):
+        line, code, err, took = read_one_line_and_leave(work, server, ["run", "talk.py", *SB])
+        assert (line, code, err) == ("line 0\n", -signal.SIGPIPE, []), server
+        assert took < 10, (server, took)
+        run = record(work, server)
+        assert (run["filename"], run["status"]) == ("talk.py", "cancelled"), (server, run)
+        seen[server] = (line, code, err)
+        if not server:
+            assert no_process_left(work[0]), "a process of the cancelled run is left"
+    assert seen[None] == seen[daemon.url]
+
+
+def test_a_shell_pipeline_sees_141_and_only_what_head_printed_on_both_paths(daemon, work):
+    """What a user types: the pipeline ends at once, `set -o pipefail`
+    gives 141 (128 + SIGPIPE) as for any tool SIGPIPE killed, stdout is
+    head's one line and stderr has nothing of pysprinter's."""
+    w, env = work
+    seen = {}
+    for server in (None, daemon.url):
+        pre = f'--server {server} ' if server else ''
+        start = time.monotonic()
+        r = subprocess.run(["bash", "-c", f'set -o pipefail; "$0" {pre}run talk.py --sandbox=none | head -1', str(CLI)],
+                           cwd=w, env=env, capture_output=True, text=True, timeout=60, restore_signals=True)
+        assert time.monotonic() - start < 30
+        err = [l for l in r.stderr.splitlines() if "--sandbox" not in l]
+        assert (r.returncode, r.stdout, err) == (141, "line 0\n", []), server
+        assert record(work, server)["status"] == "cancelled", server
+        seen[server] = (r.returncode, r.stdout, err)
+    assert seen[None] == seen[daemon.url]
+
+
+def test_a_caller_that_ignored_sigpipe_gets_exit_141_and_the_run_is_cancelled(daemon, work):
+    """A caller that ignores SIGPIPE (Python's subprocess with
+    restore_signals=False) asked not to be killed by it: the CLI exits 141
+    instead of dying of it, and the run is cancelled all the same."""
+    for server in (None, daemon.url):
+        line, code, err, _ = read_one_line_and_leave(work, server, ["run", "talk.py", *SB], restore_signals=False)
+        assert (line, code, err) == ("line 0\n", 141, []), server
+        assert record(work, server)["status"] == "cancelled", server
+
+
+def test_logs_f_whose_reader_left_stops_and_leaves_the_run_alone_on_both_paths(daemon, work):
+    """`logs -f ID | head -1` only looks: it stops following, says nothing
+    and dies of SIGPIPE as `run` does; the run goes on (it is not `logs`'s
+    to cancel)."""
+    seen = {}
+    for server in (None, daemon.url):
+        r = cli(work, server, "run", "talk.py", "--detach", "-q", *SB)
+        rid = r.stdout.strip()
+        assert r.returncode == 0 and rid, r
+        try:
+            line, code, err, took = read_one_line_and_leave(work, server, ["logs", "-f", rid])
+            assert (line, code, err) == ("line 0\n", -signal.SIGPIPE, []), server
+            assert took < 10, (server, took)
+            assert record(work, server, rid)["status"] == "running", server
+        finally:
+            assert cli(work, server, "cancel", rid).returncode == 0
+        seen[server] = (line, code, err)
+    assert seen[None] == seen[daemon.url]
+
+
+def test_a_detached_run_whose_id_nobody_reads_goes_on_on_both_paths(daemon, work):
+    """`run --detach` prints the id of a run that is detached already: a
+    reader gone before it is printed does not cancel the run, and the CLI
+    ends by SIGPIPE as any tool whose output nobody read (it exited 0
+    embedded, the id written into the void)."""
+    w, env = work
+    for server in (None, daemon.url):
+        pre = ["--server", server] if server else []
+        r, wr = os.pipe()
+        os.close(r)  # nobody reads, from the start
+        try:
+            p = subprocess.run([str(CLI), *pre, "run", "talk.py", "--n", "3", "--detach", "-q", *SB], cwd=w, env=env,
+                               stdout=wr, stderr=subprocess.PIPE, text=True, timeout=60, restore_signals=True)
+        finally:
+            os.close(wr)
+        err = [l for l in p.stderr.splitlines() if "--sandbox" not in l]
+        assert (p.returncode, err) == (-signal.SIGPIPE, []), server
+        deadline = time.monotonic() + 30
+        while (run := record(work, server))["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (run["filename"], run["status"]) == ("talk.py", "succeeded"), (server, run)
+
+
+def test_logs_of_an_ended_run_whose_reader_left_stops_quietly_on_both_paths(daemon, work):
+    """`logs ID | head -1` of a log larger than a pipe holds: the replay
+    stops at the first write nobody reads, silently, by SIGPIPE, the same
+    on both paths; the run's record is untouched."""
+    w, env = work
+    (w / "big.py").write_text('def big():\n    for i in range(20000):\n        print(i, "y" * 100)\n    return 1\n')
+    seen = {}
+    for server in (None, daemon.url):
+        r = cli(work, server, "run", "big.py", *SB)
+        assert r.returncode == 0 and r.stdout.endswith("19999 " + "y" * 100 + "\n1\n"), server
+        rid = record(work, server)["id"]
+        line, code, err, took = read_one_line_and_leave(work, server, ["logs", rid])
+        assert (line, code, err) == ("0 " + "y" * 100 + "\n", -signal.SIGPIPE, []), server
+        assert took < 10 and record(work, server, rid)["status"] == "succeeded", (server, took)
+        seen[server] = (line, code, err)
+    assert seen[None] == seen[daemon.url]
