@@ -355,6 +355,25 @@ static void detached_event(const RunEvent *ev, void *userdata) {
         renderer_event(ev, d->rd);
 }
 
+/* The record of run id of q that this process writes before the engine
+ * has the run (tenant "local", created and started now, run once), in
+ * status; the strings are borrowed. */
+static RunRecord local_record(const RunRequest *q, const char *id, const char *status) {
+        const RunArgs *a = q->a;
+        usec_t now = now_realtime();
+        return (RunRecord){ .id = (char *) id,
+                            .tenant = (char *) "local",
+                            .filename = (char *) path_base_name(q->filename),
+                            .function = a->function,
+                            .args_json = a->args_json,
+                            .kwargs_json = a->kwargs_json,
+                            .status = (char *) status,
+                            .exit_code = -1,
+                            .created = now,
+                            .started = now,
+                            .max_attempts = 1 };
+}
+
 /* A detached run refused before the engine had it (a dataset, a secret)
  * is recorded as a server records it when its run starts: ended, status
  * error, exit 3, the message the caller would have read. Both paths then
@@ -364,22 +383,11 @@ static void detached_event(const RunEvent *ev, void *userdata) {
 static int detach_refused(Backend *b, const RunRequest *q, const char *id, bool claimed, const char *type, int r) {
         if (!q->detach && !claimed)
                 return r;
-        const RunArgs *a = q->a;
-        usec_t now = now_realtime();
-        RunRecord rec = { .id = (char *) id,
-                          .tenant = (char *) "local",
-                          .filename = (char *) path_base_name(q->filename),
-                          .function = a->function,
-                          .args_json = a->args_json,
-                          .kwargs_json = a->kwargs_json,
-                          .status = (char *) "error",
-                          .exit_code = EXIT_VALIDATION,
-                          .error_type = (char *) type,
-                          .error_message = b->error ?: (char *) strerror(-r),
-                          .created = now,
-                          .started = now,
-                          .finished = now,
-                          .max_attempts = 1 };
+        RunRecord rec = local_record(q, id, "error");
+        rec.exit_code = EXIT_VALIDATION;
+        rec.error_type = (char *) type;
+        rec.error_message = b->error ?: (char *) strerror(-r);
+        rec.finished = rec.created;
         Store *st = engine_store(b->engine);
         if ((claimed ? store_run_update(st, &rec) : store_run_insert(st, &rec)) >= 0 && q->detach) {
                 DetachedEvents d = { .b = b };
@@ -396,25 +404,13 @@ static int detach_refused(Backend *b, const RunRequest *q, const char *id, bool 
  * (the engine fills it in: RunSpec.record_exists); 1: *ret_first is the
  * key's run; negative errno with b->error. */
 static int idempotent_claim(Backend *b, const RunRequest *q, const char *id, char **ret_first) {
-        const RunArgs *a = q->a;
-        usec_t now = now_realtime();
         /* With the log's path from the start: a resubmission that finds
          * the record before the engine took the run follows that file. */
         _cleanup_free_ char *log = engine_run_log_path(b->engine, id);
-        RunRecord rec = { .id = (char *) id,
-                          .tenant = (char *) "local",
-                          .filename = (char *) path_base_name(q->filename),
-                          .function = a->function,
-                          .args_json = a->args_json,
-                          .kwargs_json = a->kwargs_json,
-                          .status = (char *) "running",
-                          .exit_code = -1,
-                          .log_path = log,
-                          .created = now,
-                          .started = now,
-                          .max_attempts = 1 };
+        RunRecord rec = local_record(q, id, "running");
+        rec.log_path = log;
         Store *s = engine_store(b->engine);
-        int r = store_run_insert_idempotent(s, &rec, a->idempotency_key, IDEMPOTENCY_WINDOW_USEC, ret_first);
+        int r = store_run_insert_idempotent(s, &rec, q->a->idempotency_key, IDEMPOTENCY_WINDOW_USEC, ret_first);
         if (r < 0) {
                 backend_set_error(b, "cannot look the idempotency key up: %s", strerror(-r));
                 return r;

@@ -208,3 +208,19 @@ def test_invoke_honours_the_key(daemon, workdir):
     x = cli(workdir, ["invoke", "fn", "--idempotency-key", "inv-1"])
     y = cli(workdir, ["invoke", "fn"])
     assert x.returncode == y.returncode != 0 and x.stderr == y.stderr, (x, y)
+
+
+def test_a_run_refused_before_it_started_is_shown_again(daemon, workdir):
+    """An unknown dataset: the keyed run is recorded ended with why, on
+    both paths, and the key shows it again rather than starting another."""
+    def scenario(server):
+        first = run(workdir, server, "--data", "nope", "--idempotency-key", "refused-1")
+        again = run(workdir, server, "--idempotency-key", "refused-1")
+        return first, again, cli(workdir, ["ps", "--json"], server)
+    got = both(daemon, workdir, scenario)
+    for path, (first, again, ps) in got.items():
+        assert first.returncode == again.returncode == 3, (path, first, again)
+        assert "nope" in first.stderr and "nope" in again.stderr, (path, first, again)
+        [rec] = json.loads(ps.stdout)
+        assert rec["status"] == "error" and rec["exit_code"] == 3, (path, rec)
+    same({p: v[1] for p, v in got.items()})
