@@ -8,6 +8,7 @@ import concurrent.futures
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -224,3 +225,49 @@ def test_a_run_refused_before_it_started_is_shown_again(daemon, workdir):
         [rec] = json.loads(ps.stdout)
         assert rec["status"] == "error" and rec["exit_code"] == 3, (path, rec)
     same({p: v[1] for p, v in got.items()})
+
+
+def test_json_output_of_a_resubmission_matches(daemon, workdir):
+    def scenario(server):
+        first = run(workdir, server, "--tag", "j", "--json", "--idempotency-key", "json-1")
+        again = run(workdir, server, "--tag", "k", "--json", "--idempotency-key", "json-1")
+        det = run(workdir, server, "--detach", "--json", "--idempotency-key", "json-1")
+        return first, again, det
+    got = both(daemon, workdir, scenario)
+    for path, (first, again, det) in got.items():
+        assert first.stdout == again.stdout == '"j"\n' and first.returncode == again.returncode == 0, (path, again)
+        obj = json.loads(det.stdout)
+        assert obj["status"] == "succeeded" and obj["result"] == "j", (path, obj)
+    same({p: v[1] for p, v in got.items()})
+    keys = {p: set(json.loads(v[2].stdout)) - {"phase"} for p, v in got.items()}
+    assert keys["embedded"] == keys["daemon"], keys
+
+
+def test_ctrl_c_of_a_resubmission_cancels_the_run_it_shows(daemon, workdir):
+    """As Ctrl-C of the command that started it would: exit 130, the run
+    ends cancelled — on both paths (the server's stream is cancelled with
+    DELETE /v1/runs/ID)."""
+    def scenario(server):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+        env.update(PYSPRINTER_HOME=str(workdir / "home"), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+        pre = ["--server", server] if server else []
+        argv = [str(CLI), *pre, "run", "f.py", "--seconds", "30", "--idempotency-key", "intr-1", *SB]
+        first = subprocess.Popen(argv, cwd=workdir, env=env, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not listed(workdir, server):
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.05)
+        again = subprocess.Popen(argv, cwd=workdir, env=env, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        time.sleep(1.0)
+        again.send_signal(signal.SIGINT)
+        a_out, a_err = again.communicate(timeout=60)
+        f_out, f_err = first.communicate(timeout=60)
+        ps = json.loads(cli(workdir, ["ps", "--json"], server).stdout)
+        return again.returncode, first.returncode, ps
+    got = both(daemon, workdir, scenario)
+    for path, (again_rc, first_rc, ps) in got.items():
+        assert again_rc == 130, (path, again_rc)
+        assert len(ps) == 1 and ps[0]["status"] == "cancelled", (path, ps)
+    assert got["embedded"][1] == got["daemon"][1], got
