@@ -76,7 +76,7 @@ class Client:
 
     # ---- HTTP ----------------------------------------------------------------
 
-    def _request(self, method, path, body=None, stream=False):
+    def _request(self, method, path, body=None, stream=False, idempotency_key=None):
         """One request on a kept-alive connection. -> (status, headers,
         body bytes); with stream=True -> the unread response, on a connection
         of its own that closing the response closes. Statuses outside 2xx
@@ -87,13 +87,18 @@ class Client:
             headers["Content-Type"] = "application/json"
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
+        if idempotency_key is not None:
+            # With it, a request that met a closed connection is sent again
+            # (_Connections.request): the daemon answers a repeat with the
+            # first run.
+            headers["Idempotency-Key"] = idempotency_key
         return self._conns.request(method, path, data, headers, self.timeout, stream)
 
-    def _call(self, method, path, body=None):
+    def _call(self, method, path, body=None, idempotency_key=None):
         """-> (status, decoded JSON); a 429/503 is retried after Retry-After."""
         deadline = time.monotonic() + self.timeout
         while True:
-            status, headers, raw = self._request(method, path, body)
+            status, headers, raw = self._request(method, path, body, idempotency_key=idempotency_key)
             if 200 <= status < 300:
                 return status, json.loads(raw or b"null")
             if status in (429, 503) and time.monotonic() < deadline:
@@ -164,23 +169,29 @@ class Client:
             return run["result_repr"]
         return from_jsonable(run.get("result"), unpickle=self.unpickle)
 
-    def submit(self, path_or_function, *args, **kwargs):
-        """Starts a run without waiting; returns the run object (its "id")."""
+    def submit(self, path_or_function, *args, idempotency_key=None, **kwargs):
+        """Starts a run without waiting; returns the run object (its "id").
+        idempotency_key: a submit of a key this tenant used within 24 h
+        starts nothing and returns the key's first run (docs/api.md
+        "Idempotency"), so a lost answer can be asked again safely."""
+        key = _idempotency_key(idempotency_key)
         source, filename, function = self._source(path_or_function)
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._call("POST", "/v1/runs", body)[1]
+        return self._call("POST", "/v1/runs", body, idempotency_key=key)[1]
 
-    def run(self, path_or_function, *args, **kwargs):
+    def run(self, path_or_function, *args, idempotency_key=None, **kwargs):
         """Runs a file's function (or a function object's, from its file) on
         the daemon with these arguments and returns its value; raises
-        RunError if it did not succeed."""
+        RunError if it did not succeed. idempotency_key: as submit()'s; a
+        repeat returns the first run's value (waiting for its end)."""
+        key = _idempotency_key(idempotency_key)
         source, filename, function = self._source(path_or_function)
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._finish(*self._call("POST", "/v1/runs?wait=true", body))
+        return self._finish(*self._call("POST", "/v1/runs?wait=true", body, idempotency_key=key))
 
     def deploy(self, name, path_or_function):
         """Deploys a file's function (or a function object's) as `name`;
@@ -191,13 +202,14 @@ class Client:
             body["function"] = function
         return self._call("POST", "/v1/functions", body)[1]
 
-    def invoke(self, name, *payload, **kwargs):
+    def invoke(self, name, *payload, idempotency_key=None, **kwargs):
         """Invokes a deployed function: invoke("f", event) passes the event
         as its one positional argument (like Lambda's invoke); keyword
-        arguments are passed as keywords."""
+        arguments are passed as keywords. idempotency_key: as run()'s."""
+        key = _idempotency_key(idempotency_key)
         body = self._arguments(payload, kwargs)
         path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke?wait=true"
-        return self._finish(*self._call("POST", path, body))
+        return self._finish(*self._call("POST", path, body, idempotency_key=key))
 
     def map(self, path_or_function, iterable, concurrency=8, return_exceptions=False):
         """Calls the function once per item (the item is its one argument),
@@ -282,6 +294,16 @@ class Client:
                     elif event == "end":
                         return
                     event, data = None, []
+
+
+def _idempotency_key(key):
+    """key as sent, or None; the daemon's rule (idempotency_key_is_valid()
+    in src/basic), checked before anything is sent."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= 200 or not all("!" <= ch <= "~" for ch in key):
+        raise ValueError("idempotency_key takes 1..200 visible ASCII characters (no spaces)")
+    return key
 
 
 # ---- connections --------------------------------------------------------------

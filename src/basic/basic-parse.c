@@ -74,3 +74,13 @@ int parse_int(const char *s, int *ret) {
         *ret = (int) x;
         return 0;
 }
+
+bool idempotency_key_is_valid(const char *key) {
+        if (!key)
+                return false;
+        size_t n = 0;
+        for (const char *p = key; *p; p++, n++)
+                if (*p < '!' || *p > '~' || n >= IDEMPOTENCY_KEY_MAX)
+                        return false;
+        return n > 0;
+}

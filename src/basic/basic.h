@@ -261,6 +261,16 @@ int parse_size(const char *s, uint64_t *ret);
 /* A whole decimal int (optional '-'), nothing around it; -EINVAL or
  * -ERANGE otherwise, *ret untouched. */
 int parse_int(const char *s, int *ret);
+/* An Idempotency-Key (docs/api.md "Idempotency"): 1..IDEMPOTENCY_KEY_MAX
+ * visible ASCII characters ('!'..'~': no space, no control, nothing an
+ * HTTP header would trim, fold or need an encoding for). The one rule of
+ * the daemon's header, the CLI's --idempotency-key and the Python client
+ * (which spells it again). */
+#define IDEMPOTENCY_KEY_MAX 200
+#define IDEMPOTENCY_KEY_RULE "1..200 visible ASCII characters (no spaces)"
+bool idempotency_key_is_valid(const char *key);
+/* How long a key names its first run, on every path (docs/api.md). */
+#define IDEMPOTENCY_WINDOW_USEC (24ULL * 3600ULL * 1000000ULL)
 
 /* ---- schedules' time arithmetic (basic-cron.c, docs/schedules.md) -------- */
 

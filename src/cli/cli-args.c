@@ -175,6 +175,7 @@ OptKind kind;
         { "--secret", OPT_VALUE },
         { "--env", OPT_VALUE },
         { "--output-data", OPT_VALUE },
+        { "--idempotency-key", OPT_VALUE },
 };
 
 /* Levenshtein distance, capped: the words are short option names. */
@@ -336,7 +337,15 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 a->no_cache = true;
         else if (streq(name, "--detach"))
                 a->detach = true;
-        else if (streq(name, "--output-file")) {
+        else if (streq(name, "--idempotency-key")) {
+                /* The daemon's rule, checked before any backend: a bad key
+                 * reads the same embedded and against a server. The key is
+                 * not echoed: it may hold what a terminal would act on. */
+                if (!idempotency_key_is_valid(val))
+                        return usage(c, "--idempotency-key takes " IDEMPOTENCY_KEY_RULE "%s", "");
+                free(a->idempotency_key);
+                a->idempotency_key = xstrdup(val);
+        } else if (streq(name, "--output-file")) {
                 free(a->output_file);
                 a->output_file = xstrdup(val);
         }
@@ -499,6 +508,7 @@ static const struct {
         { "--output-file", "a fire prints nowhere (`pysprinter logs RUN` shows a fired run's output)", true },
         { "--detach", "every fire goes on without anyone waiting (`pysprinter schedule show NAME` lists its runs)",
           true },
+        { "--idempotency-key", "one key would name the first fire's run for every fire after it", true },
 };
 
 char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled) {
@@ -536,6 +546,7 @@ void run_args_done(RunArgs *a) {
         strv_free(a->find_links);
         strv_free(a->data);
         free(a->output_data);
+        free(a->idempotency_key);
         strv_free(a->secrets);
         strv_free(a->env);
         free(a->server);

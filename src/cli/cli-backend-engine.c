@@ -210,6 +210,8 @@ static int cancel_run(void *arg) {
 /* --data NAME[@VERSION] -> read-only content dirs. */
 static int catalog(Backend *b, DataCatalog **ret);
 static int engine_run_get(Backend *b, const char *id, json_t **ret);
+static int engine_run_cancel(Backend *b, const char *id, json_t **ret);
+static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd);
 
 static int resolve_data(Backend *b, char *const *refs, char ***ret_mounts, DataHolds **ret_holds) {
         DataCatalog *dc = NULL;
@@ -353,34 +355,97 @@ static void detached_event(const RunEvent *ev, void *userdata) {
         renderer_event(ev, d->rd);
 }
 
+/* The record of run id of q that this process writes before the engine
+ * has the run (tenant "local", created and started now, run once), in
+ * status; the strings are borrowed. */
+static RunRecord local_record(const RunRequest *q, const char *id, const char *status) {
+        const RunArgs *a = q->a;
+        usec_t now = now_realtime();
+        return (RunRecord){ .id = (char *) id,
+                            .tenant = (char *) "local",
+                            .filename = (char *) path_base_name(q->filename),
+                            .function = a->function,
+                            .args_json = a->args_json,
+                            .kwargs_json = a->kwargs_json,
+                            .status = (char *) status,
+                            .exit_code = -1,
+                            .created = now,
+                            .started = now,
+                            .max_attempts = 1 };
+}
+
 /* A detached run refused before the engine had it (a dataset, a secret)
  * is recorded as a server records it when its run starts: ended, status
  * error, exit 3, the message the caller would have read. Both paths then
- * give an id whose run says why (docs/cli.md "--detach"). Returns r. */
-static int detach_refused(Backend *b, const RunRequest *q, const char *id, const char *type, int r) {
-        if (!q->detach)
+ * give an id whose run says why (docs/cli.md "--detach"). So is a run
+ * whose --idempotency-key claimed its record already (claimed): a
+ * resubmission of the key shows why, as a server's does. Returns r. */
+static int detach_refused(Backend *b, const RunRequest *q, const char *id, bool claimed, const char *type, int r) {
+        if (!q->detach && !claimed)
                 return r;
-        const RunArgs *a = q->a;
-        usec_t now = now_realtime();
-        RunRecord rec = { .id = (char *) id,
-                          .tenant = (char *) "local",
-                          .filename = (char *) path_base_name(q->filename),
-                          .function = a->function,
-                          .args_json = a->args_json,
-                          .kwargs_json = a->kwargs_json,
-                          .status = (char *) "error",
-                          .exit_code = EXIT_VALIDATION,
-                          .error_type = (char *) type,
-                          .error_message = b->error ?: (char *) strerror(-r),
-                          .created = now,
-                          .started = now,
-                          .finished = now,
-                          .max_attempts = 1 };
-        if (store_run_insert(engine_store(b->engine), &rec) >= 0) {
+        RunRecord rec = local_record(q, id, "error");
+        rec.exit_code = EXIT_VALIDATION;
+        rec.error_type = (char *) type;
+        rec.error_message = b->error ?: (char *) strerror(-r);
+        rec.finished = rec.created;
+        Store *st = engine_store(b->engine);
+        if ((claimed ? store_run_update(st, &rec) : store_run_insert(st, &rec)) >= 0 && q->detach) {
                 DetachedEvents d = { .b = b };
                 detach_hand_over(&d, id);
         }
         return r;
+}
+
+/* --idempotency-key embedded, as POST /v1/runs with Idempotency-Key
+ * (docs/api.md "Idempotency"; tenant "local", the same 24 h): the run's
+ * record, running, is inserted with the key unless a run of the key is
+ * there already — one statement, so racing CLIs on one home start one run
+ * (store_run_insert_idempotent()). 0: inserted, owned by this process
+ * (the engine fills it in: RunSpec.record_exists); 1: *ret_first is the
+ * key's run; negative errno with b->error. */
+static int idempotent_claim(Backend *b, const RunRequest *q, const char *id, char **ret_first) {
+        /* With the log's path from the start: a resubmission that finds
+         * the record before the engine took the run follows that file. */
+        _cleanup_free_ char *log = engine_run_log_path(b->engine, id);
+        RunRecord rec = local_record(q, id, "running");
+        rec.log_path = log;
+        Store *s = engine_store(b->engine);
+        int r = store_run_insert_idempotent(s, &rec, q->a->idempotency_key, IDEMPOTENCY_WINDOW_USEC, ret_first);
+        if (r < 0) {
+                backend_set_error(b, "cannot look the idempotency key up: %s", strerror(-r));
+                return r;
+        }
+        uint64_t start;
+        /* Owned at once: should this process die before the engine takes
+         * the run, the run is found lost, not running for ever. */
+        if (r == 0 && pid_start_time(getpid(), &start) >= 0)
+                (void) store_run_set_owner(s, id, getpid(), start);
+        return r;
+}
+
+/* A resubmission of a key: its first run, shown as a server shows it to
+ * the same command (cli-backend-http.c: the submit's answer, then the
+ * run's stream): detached, the run as it stands; else its output from the
+ * start, followed to its end (a run another process is running), and its
+ * record. Ctrl-C cancels it, as it would cancel the server's. */
+static int idempotent_attach(Backend *b, const RunRequest *q, const char *id, Renderer *rd, json_t **ret) {
+        int r;
+        if (q->detach) {
+                r = engine_run_get(b, id, ret);
+                if (r >= 0)
+                        cli_detach_submitted(*ret);
+                return r;
+        }
+        r = engine_run_logs(b, id, true, rd);
+        if (r == -EINTR) {
+                cli_interrupt_handled = true;
+                renderer_clear_status(rd);
+                json_t *x = NULL;
+                (void) engine_run_cancel(b, id, &x);
+                json_decref(x);
+        } else if (r < 0)
+                return r;
+        return engine_run_get(b, id, ret);
 }
 
 static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
@@ -392,25 +457,37 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
         }
         _cleanup_free_ char *id = id_new("r"), *args = NULL;
         _cleanup_strv_free_ char **mounts = NULL;
+        /* A key is looked up before anything of the request is: a
+         * resubmission answers with the first run, whatever it asks. */
+        bool claimed = false;
+        if (a->idempotency_key && !q->validate_only) {
+                _cleanup_free_ char *first = NULL;
+                int r = idempotent_claim(b, q, id, &first);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return idempotent_attach(b, q, first, rd, ret);
+                claimed = true;
+        }
         /* Held until the run ended (engine_run() returns then). */
         _cleanup_(data_holds_releasep) DataHolds *holds = NULL;
         if (a->data && !q->validate_only) {
                 int r = resolve_data(b, a->data, &mounts, &holds);
                 if (r < 0)
-                        return detach_refused(b, q, id, "DataError", r);
+                        return detach_refused(b, q, id, claimed, "DataError", r);
         }
         char **env = NULL;
         if (!q->validate_only) {
                 int r = run_env(b, a, &env);
                 if (r < 0)
-                        return detach_refused(b, q, id, "SecretError", r);
+                        return detach_refused(b, q, id, claimed, "SecretError", r);
         }
         DataOutput out = { .name = a->output_data };
         if (a->output_data && !q->validate_only) {
                 int r = catalog(b, &out.catalog);
                 if (r < 0) {
                         env_wipe_free(env);
-                        return detach_refused(b, q, id, "DataError", r);
+                        return detach_refused(b, q, id, claimed, "DataError", r);
                 }
         }
         if (q->prev_result)
@@ -436,6 +513,7 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
                 .skip_argument_check = q->lock_only || q->describe_only,
                 .no_cache = a->no_cache,
                 .no_record = q->validate_only,
+                .record_exists = claimed,
                 .store_output = out.catalog ? data_store_output : NULL,
                 .store_output_userdata = &out,
         };

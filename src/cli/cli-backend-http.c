@@ -339,7 +339,10 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                         json_object_set_new(req, "version", json_integer(q->version));
                 path = xasprintf("/v1/functions/%s/invoke", name);
         }
-        r = http_json(&b->http, "POST", path ?: "/v1/runs", req, &ans, &err);
+        /* The key checked by the verb's parser (idempotency_key_is_valid():
+         * nothing a header line would break on). */
+        _cleanup_free_ char *key = a->idempotency_key ? xasprintf("Idempotency-Key: %s", a->idempotency_key) : NULL;
+        r = http_json_header(&b->http, "POST", path ?: "/v1/runs", key, req, &ans, &err);
         json_decref(req);
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));

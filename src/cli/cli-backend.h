@@ -63,6 +63,11 @@ int http_json(Http *h, const char *method, const char *path, json_t *body, json_
 /* http_json(), where a refusal's answer is kept too: on a non-2xx answer
  * *ret is its JSON body (NULL when it has none). Caller frees *ret. */
 int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
+/* http_json() with one more request header line (header, NULL: none). An
+ * "Idempotency-Key: KEY" line also lets a request that broke off go to
+ * the next gateway of --server URL,URL: it cannot start a second run. */
+int http_json_header(Http *h, const char *method, const char *path, const char *header, json_t *body, json_t **ret,
+                     char **ret_error);
 /* A path component, %-escaped. Caller frees. */
 char *http_escape(const char *s);
 

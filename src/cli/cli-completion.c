@@ -20,9 +20,10 @@ static const struct {
         const char *verbs;
         const char *opts;
 } verb_opts[] = {
-        { "run", RUN_OPTIONS " --detach" },
+        { "run", RUN_OPTIONS " --detach --idempotency-key" },
         { "validate chain", RUN_OPTIONS },
-        { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory --detach" },
+        { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory --detach "
+                    "--idempotency-key" },
         { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "
                     "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },

@@ -846,11 +846,13 @@ int verb_chain(int argc, char **argv) {
         Dag *d = NULL;
         Backend *b = NULL;
         int code = 0;
-        if (a.output_file || a.detach) {
+        if (a.output_file || a.detach || a.idempotency_key) {
                 /* A chain prints its last result; its steps' output is
                  * `dag logs ID stepN`, not a stream to send to a file. */
                 cli_error(a.detach ? "chain: --detach is run's and invoke's: a chain prints its last result"
-                                   : "chain: --output-file is run's option (see `pysprinter dag logs ID stepN`)");
+                          : a.idempotency_key
+                                  ? "chain: --idempotency-key is run's and invoke's: a chain is many runs"
+                                  : "chain: --output-file is run's option (see `pysprinter dag logs ID stepN`)");
                 run_args_done(&a);
                 return EXIT_USAGE;
         }

@@ -282,6 +282,10 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                          * stream that broke off is its caller's to redo. */
                         bool nothing_sent = cc == CURLE_COULDNT_CONNECT;
                         bool reads = streq(q->method, "GET") && !q->sse && !q->download;
+                        /* A submit with an Idempotency-Key cannot start a
+                         * second run: the next gateway answers with the
+                         * first (docs/cluster.md). */
+                        reads = reads || (q->header && startswith(q->header, "Idempotency-Key:") && !q->read);
                         if (tried < h->n_servers && (nothing_sent || reads) && !cli_interrupted) {
                                 http_failover(h);
                                 tried++;
@@ -308,14 +312,14 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
 }
 
 /* http_json(), and with keep_refusal a refusal's JSON body in *ret. */
-static int json_request(Http *h, const char *method, const char *path, json_t *body, bool keep_refusal, json_t **ret,
-                        char **ret_error) {
+static int json_request(Http *h, const char *method, const char *path, const char *header, json_t *body,
+                        bool keep_refusal, json_t **ret, char **ret_error) {
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         if (body && !text) {
                 *ret_error = xstrdup("the request cannot be written as JSON");
                 return -EINVAL;
         }
-        HttpRequest q = { .method = method, .path = path };
+        HttpRequest q = { .method = method, .path = path, .header = header };
         Buf b;
         if (text) {
                 q.content_type = "application/json";
@@ -336,11 +340,16 @@ static int json_request(Http *h, const char *method, const char *path, json_t *b
 }
 
 int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
-        return json_request(h, method, path, body, false, ret, ret_error);
+        return json_request(h, method, path, NULL, body, false, ret, ret_error);
+}
+
+int http_json_header(Http *h, const char *method, const char *path, const char *header, json_t *body, json_t **ret,
+                     char **ret_error) {
+        return json_request(h, method, path, header, body, false, ret, ret_error);
 }
 
 int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
         assert(ret);
         *ret = NULL;
-        return json_request(h, method, path, body, true, ret, ret_error);
+        return json_request(h, method, path, NULL, body, true, ret, ret_error);
 }

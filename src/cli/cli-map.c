@@ -377,6 +377,9 @@ int verb_map(int argc, char **argv) {
         } else if (a.detach) {
                 cli_error("map: --detach is run's and invoke's: map prints each call's result as it ends");
                 code = EXIT_USAGE;
+        } else if (a.idempotency_key) {
+                cli_error("map: --idempotency-key is run's and invoke's: one key would name one run of many");
+                code = EXIT_USAGE;
         } else if (cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
         else

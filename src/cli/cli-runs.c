@@ -26,6 +26,8 @@ static const char run_help[] =
         "  --output-file FILE    write the function's stdout and stderr to FILE\n"
         "  --detach              print the run's id and return; the run goes on (`logs -f\n"
         "                        ID` follows it, `cancel ID` stops it)\n"
+        "  --idempotency-key KEY the same KEY again within 24 h starts nothing: the\n"
+        "                        command shows KEY's first run (1..200 visible ASCII)\n"
         "  -q, --quiet           no progress, no notes: the result and errors only\n"
         "  --timeout DURATION    wall-clock limit (default 60s; 500ms, 2m…)\n"
         "  --memory SIZE         memory limit (default 512M)\n"
@@ -78,6 +80,8 @@ static const char invoke_help[] =
         "event (handler(event, context)); --payload-file reads it from FILE, and '-'\n"
         "from stdin. Otherwise arguments are as for `pysprinter run`. --detach prints\n"
         "the run's id and returns (`pysprinter logs -f ID` follows it).\n"
+        "--idempotency-key KEY: the same KEY again within 24 h starts nothing and\n"
+        "shows KEY's first run, as `run --idempotency-key` does.\n"
         "\n"
         "NAME[::VERSION] --help prints the deployed function's usage: its signature\n"
         "and docstring, as `pysprinter run FILE --help` prints a file's.\n";
@@ -367,6 +371,10 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 run_args_done(&a);
                 return usage_error(verb, "--detach is run's and invoke's: a validation answers at once");
         }
+        if (a.idempotency_key && kind != VERB_RUN) {
+                run_args_done(&a);
+                return usage_error(verb, "--idempotency-key is run's and invoke's: a validation starts no run");
+        }
         a.worker_now = true;
         if (cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
@@ -515,6 +523,12 @@ int verb_invoke(int argc, char **argv) {
                 json_decref(payload);
                 run_args_done(&a);
                 return usage_error("invoke", refused);
+        }
+        if (payload && a.idempotency_key) {
+                json_decref(payload);
+                run_args_done(&a);
+                return usage_error("invoke", "--idempotency-key cannot go with --payload: a Lambda-style invoke "
+                                             "takes no Idempotency-Key (Lambda has none)");
         }
         if (payload && payload_has_company(&a)) {
                 json_decref(payload);

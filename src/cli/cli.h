@@ -46,6 +46,10 @@ typedef struct RunArgs {
         bool allow_sdist;
         bool no_cache;
         bool detach; /* --detach: print the run's id and return (run, invoke) */
+        /* --idempotency-key KEY (run, invoke; idempotency_key_is_valid()):
+         * a submit of a key used within 24 h starts nothing and shows the
+         * key's first run (docs/cli.md "Idempotency keys") */
+        char *idempotency_key;
         /* The verb's first step needs a worker (run, validate, lock, map,
          * dag run, chain): the engine starts one in this sandbox mode as
          * it opens (EngineConfig.prewarm). Set by the verb, not parsed. */

@@ -166,14 +166,10 @@ static struct MHD_Response *respond_after_wait(const DaemonCall *call, DRun *r, 
         return daemon_call_wait(call, DRUN_DONE_KEY(r), timeout, run_wait_then, w, run_wait_free);
 }
 
-/* How long an Idempotency-Key names its first run, as in a cluster
- * (docs/api.md "Idempotency"). */
-#define IDEMPOTENCY_USEC (24 * 3600 * USEC_PER_SEC)
-
 static int idempotent_first(Daemon *d, const char *tenant, const char *key, char **ret_id) {
         usec_t now = now_realtime();
-        return store_run_find_idempotent(d->store, tenant, key, now > IDEMPOTENCY_USEC ? now - IDEMPOTENCY_USEC : 0,
-                                         ret_id);
+        return store_run_find_idempotent(d->store, tenant, key,
+                                         now > IDEMPOTENCY_WINDOW_USEC ? now - IDEMPOTENCY_WINDOW_USEC : 0, ret_id);
 }
 
 /* A resubmission answers with the first run, as its own submit would
@@ -202,9 +198,11 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
                 return daemon_call_error(call, 404, "not_found", ret_status, "%s", serr ?: "secret not found");
         RunRequest q = *req;
         q.idempotency_key = daemon_call_header(call, "Idempotency-Key");
-        if (q.idempotency_key && (!*q.idempotency_key || strlen(q.idempotency_key) > 200))
+        /* The CLI's --idempotency-key and the Python client check the same
+         * rule before they send (idempotency_key_is_valid()). */
+        if (q.idempotency_key && !idempotency_key_is_valid(q.idempotency_key))
                 return daemon_call_error(call, 400, "bad_request", ret_status,
-                                         "the Idempotency-Key header takes 1..200 characters");
+                                         "the Idempotency-Key header takes " IDEMPOTENCY_KEY_RULE);
         bool wait = daemon_call_query_true(call, "wait");
         q.answer_waits = wait;
         /* A single node finds a key's first run in its store; a cluster

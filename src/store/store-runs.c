@@ -55,6 +55,40 @@ int store_run_find_idempotent(Store *s, const char *tenant, const char *key, use
         return r;
 }
 
+/* One statement: SQLite's write lock makes the look-up and the insert
+ * one step for every process on the file, as the daemon's idem_lock does
+ * for its threads. ?24 and ?27 are named so that the record's binding
+ * binds ?26, the key (RunRecord.request_given); the window (µs) is a
+ * constant of the text (%llu). */
+#define INSERT_IDEMPOTENT_FMT                                                                                      \
+        "INSERT INTO runs (" RUN_COLUMNS                                                                           \
+        ", idem_key) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16," STORE_TIME_ENC(               \
+                "?17", "?16") "," STORE_TIME_ENC("?18", "?16") ",?19,?20,?26 "                                     \
+                                                               "WHERE ?24 = 1 AND ?27 IS NOT NULL AND NOT EXISTS " \
+                                                               "(SELECT 1 FROM runs WHERE tenant = ?2 AND "        \
+                                                               "idem_key = ?26 AND created >= ?16 - %llu)"
+
+int store_run_insert_idempotent(Store *s, const RunRecord *r, const char *key, usec_t window, char **ret_first_id) {
+        assert(s && r && r->id && r->tenant && key && ret_first_id);
+        RunRecord k = *r;
+        k.request_given = true;
+        k.request_idem_key = (char *) key;
+        k.request_fn_name = NULL;
+        k.request_has_data = false;
+        _cleanup_free_ char *sql = xasprintf(INSERT_IDEMPOTENT_FMT, (unsigned long long) window);
+        int n = store_write_run(s, sql, &k, NULL, true);
+        if (n < 0)
+                return n;
+        if (n > 0)
+                return 0;
+        char *first = NULL;
+        n = store_run_find_idempotent(s, r->tenant, key, r->created > window ? r->created - window : 0, &first);
+        if (n < 0)
+                return n == -ENOENT ? -EIO : n; /* refused, yet no run holds the key: cannot be */
+        *ret_first_id = first;
+        return 1;
+}
+
 /* The list, read as it is committed. */
 static int run_list_read(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
                          size_t *ret_n) {

@@ -222,6 +222,13 @@ int store_run_get(Store *s, const char *tenant, const char *id_or_prefix, RunRec
 /* The oldest run of tenant submitted with Idempotency-Key key at or after
  * since (realtime µs): its id in *ret_id (free it). 0 found, -ENOENT none. */
 int store_run_find_idempotent(Store *s, const char *tenant, const char *key, usec_t since, char **ret_id);
+/* Inserts r (as store_run_insert()) keeping key as its Idempotency-Key,
+ * unless a run of r->tenant already holds key with created at or after
+ * r->created - window: then nothing is written and that (oldest) run's id
+ * is in *ret_first_id (free it). The look-up and the insert are one
+ * statement, atomic for every process on the store (the CLI's embedded
+ * --idempotency-key, docs/cli.md). 0 inserted, 1 found, negative errno. */
+int store_run_insert_idempotent(Store *s, const RunRecord *r, const char *key, usec_t window, char **ret_first_id);
 /* The newest limit runs of tenant (NULL: any) in one of the states
  * statuses lists (NULL-terminated; NULL: any), most recent first: the
  * newest limit failed or killed runs, not those among the newest limit. */

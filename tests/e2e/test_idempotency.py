@@ -76,7 +76,15 @@ def test_a_bad_key_is_refused(daemon):
     assert st == 400 and "Idempotency-Key" in e["error"]["message"], e
     st, e = daemon.call("POST", "/v1/runs", {"source": SLOW}, headers={"Idempotency-Key": ""})
     assert st == 400
-    assert listed(daemon) == []
+    # The CLI's and the Python client's rule too: visible ASCII, no spaces
+    # (a header would fold, trim or need an encoding for the rest).
+    for key in ("two words", "tab\there", "caf\u00e9".encode().decode("latin-1")):
+        st, e = post(daemon, key)
+        assert st == 400 and e["error"]["message"] == (
+            "the Idempotency-Key header takes 1..200 visible ASCII characters (no spaces)"), (key, e)
+    st, _ = post(daemon, "!" + "~" * 199)
+    assert st == 202
+    assert len(listed(daemon)) == 1
 
 
 def test_racing_resubmissions_start_one_run(daemon):

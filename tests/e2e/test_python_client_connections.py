@@ -383,3 +383,57 @@ def test_https_verifies_the_certificate_and_keeps_alive(tmp_path, monkeypatch):
         assert srv.connections == 2 and len(srv.seen) == 5
     finally:
         srv.stop()
+
+
+# ---- Idempotency-Key ----------------------------------------------------------
+
+
+def test_idempotency_key_names_one_run(daemon, tmp_path):
+    """submit/run/invoke with idempotency_key=: a repeat of the key is the
+    first run (its id, its value), another key a new one (docs/python.md)."""
+    (tmp_path / "job.py").write_text(INC)
+    job = str(tmp_path / "job.py")
+    c = client(daemon)
+    a = c.submit(job, 1, idempotency_key="py-submit-1")
+    b = c.submit(job, 2, idempotency_key="py-submit-1")
+    assert a["id"] == b["id"]
+    assert c.run(job, 5, idempotency_key="py-run-1") == 6
+    assert c.run(job, 9, idempotency_key="py-run-1") == 6           # the first run's value
+    assert c.run(job, 9, idempotency_key="py-run-2") == 10
+    assert c.invoke("inc", 1, idempotency_key="py-inv-1") == 2
+    assert c.invoke("inc", 5, idempotency_key="py-inv-1") == 2
+    st, out = daemon.call("GET", "/v1/runs?limit=100")
+    assert st == 200
+    assert sum(r["args"] in ([1], [2]) and r.get("filename") == "job.py" for r in out["runs"]) == 1
+    assert [1] in args_of_runs(daemon, "inc") and [5] not in args_of_runs(daemon, "inc")
+
+
+@pytest.mark.parametrize("key", ["", "x" * 201, "two words", "caf\u00e9", 42])
+def test_a_bad_idempotency_key_is_refused_before_sending(key):
+    srv = Scripted([])
+    try:
+        c = pysprinter.Client(server=srv.url, token="t")
+        for call in (lambda: c.invoke("f", 1, idempotency_key=key),
+                     lambda: c.run(__file__, idempotency_key=key),
+                     lambda: c.submit(__file__, idempotency_key=key)):
+            with pytest.raises(ValueError, match=r"1\.\.200 visible ASCII characters \(no spaces\)"):
+                call()
+        assert srv.seen == []
+    finally:
+        srv.stop()
+
+
+def test_answer_lost_with_an_idempotency_key_is_sent_again():
+    """The place where a keyed invoke differs: read whole, dropped before
+    any answer, it is sent again on a new connection (the daemon answers
+    the repeat with the first run), with its key."""
+    srv = Scripted(["answer", "drop", "answer"])
+    try:
+        c = pysprinter.Client(server=srv.url, token="t")
+        assert c.invoke("f", 1) == 2
+        assert c.invoke("f", 2, idempotency_key="k-1") == 3
+        posts = [(ln, h.get("idempotency-key")) for ln, h, _ in srv.seen]
+        assert posts[1:] == [("POST /v1/functions/f/invoke?wait=true HTTP/1.1", "k-1")] * 2
+        assert srv.connections == 2
+    finally:
+        srv.stop()

@@ -448,6 +448,29 @@ static void test_utf8_pieces(void **state) {
         }
 }
 
+static void test_idempotency_key_is_valid(void **state) {
+        (void) state;
+        char max[IDEMPOTENCY_KEY_MAX + 2];
+        memset(max, 'k', sizeof(max));
+        max[IDEMPOTENCY_KEY_MAX] = 0;
+        static const struct {
+                const char *key;
+                bool valid;
+        } rows[] = {
+                { "order-42", true },      { "a", true },     { "!~", true },    { "550e8400-e29b-41d4", true },
+                { "a:b/c=d+e_f.g", true }, { "", false },     { " ", false },    { "a b", false },
+                { " a", false },           { "a ", false },   { "a\tb", false }, { "a\r\nX-Evil: 1", false },
+                { "caf\xc3\xa9", false },  { "\x7f", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                assert_int_equal(idempotency_key_is_valid(rows[i].key), rows[i].valid);
+        assert_false(idempotency_key_is_valid(NULL));
+        assert_true(idempotency_key_is_valid(max));
+        max[IDEMPOTENCY_KEY_MAX] = 'k';
+        max[IDEMPOTENCY_KEY_MAX + 1] = 0;
+        assert_false(idempotency_key_is_valid(max));
+}
+
 static void test_parse_int(void **state) {
         int x = 7;
         assert_int_equal(parse_int("42", &x), 0);
@@ -525,6 +548,7 @@ int main(void) {
                 cmocka_unit_test(test_utf8_pieces),
                 cmocka_unit_test(test_json_shorten_reals_pass_through_agrees),
                 cmocka_unit_test(test_parse_int),
+                cmocka_unit_test(test_idempotency_key_is_valid),
                 cmocka_unit_test(test_pid_is_running),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

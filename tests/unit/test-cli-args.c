@@ -139,6 +139,31 @@ static void test_options(void **state) {
         run_args_done(&a);
 }
 
+/* --idempotency-key: the daemon's rule (idempotency_key_is_valid()),
+ * refused as a usage error that does not echo the key; a later one wins;
+ * -k idempotency_key=V stays the function's keyword. */
+static void test_idempotency_key(void **state) {
+        RunArgs a;
+        char *err = NULL;
+        const char *ok[] = { "f.py", "--idempotency-key",  "k1", "--idempotency-key=order-42",
+                             "-k",   "idempotency_key=x y" };
+        assert_int_equal(cli_parse_run_args(ELEMENTSOF(ok), (char **) ok, &a, &err), 0);
+        assert_string_equal(a.idempotency_key, "order-42");
+        assert_string_equal(a.kwargs_json, "{\"idempotency_key\":{\"raw\":\"x y\"}}");
+        run_args_done(&a);
+        const char *bad[] = { "", "two words", "a\nb", "caf\xc3\xa9" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                const char *argv[] = { "f.py", "--idempotency-key", bad[i] };
+                assert_int_equal(cli_parse_run_args(ELEMENTSOF(argv), (char **) argv, &a, &err), -EINVAL);
+                assert_string_equal(err, "--idempotency-key takes 1..200 visible ASCII characters (no spaces)");
+                free(err);
+                err = NULL;
+        }
+        const char *none[] = { "f.py", "--idempotency-key" };
+        assert_int_equal(cli_parse_run_args(ELEMENTSOF(none), (char **) none, &a, &err), -EINVAL);
+        free(err);
+}
+
 /* chain's grammar: a word naming a step starts the next one wherever it
  * stands ("t.py::two -a 1 -a 2 t.py::two" was one step given
  * "t.py::two" as its third argument); a value stays a value. */
@@ -307,9 +332,13 @@ static void test_run_status(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_rows),       cmocka_unit_test(test_options),
-                cmocka_unit_test(test_chain_rows), cmocka_unit_test(test_durations_and_sizes),
-                cmocka_unit_test(test_run_status), cmocka_unit_test(test_run_status_names),
+                cmocka_unit_test(test_rows),
+                cmocka_unit_test(test_options),
+                cmocka_unit_test(test_idempotency_key),
+                cmocka_unit_test(test_chain_rows),
+                cmocka_unit_test(test_durations_and_sizes),
+                cmocka_unit_test(test_run_status),
+                cmocka_unit_test(test_run_status_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -585,6 +585,63 @@ static void test_run_find_idempotent(void **state) {
         store_close(s);
 }
 
+/* The CLI's embedded --idempotency-key: the first insert of a key keeps
+ * it (store_run_find_idempotent() finds it, as the daemon's submits'); a
+ * second one of the tenant within the window writes nothing and names the
+ * first; another tenant, another key, or a run past the window inserts;
+ * two stores on one file (two CLI processes) agree. */
+static void test_run_insert_idempotent(void **state) {
+        _cleanup_free_ char *path = xasprintf("%s/idem-insert.sqlite", dir);
+        Store *s = NULL, *s2 = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_open(path, &s2), 0);
+        RunRecord r = { .id = (char *) "ii1",
+                        .tenant = (char *) "local",
+                        .filename = (char *) "f.py",
+                        .status = (char *) "running",
+                        .exit_code = -1,
+                        .created = 1000,
+                        .started = 1000,
+                        .max_attempts = 1 };
+        char *first = NULL;
+        assert_int_equal(store_run_insert_idempotent(s, &r, "k1", 500, &first), 0);
+        assert_null(first);
+        assert_int_equal(store_run_find_idempotent(s, "local", "k1", 0, &first), 0);
+        assert_string_equal(first, "ii1");
+        free(first);
+        first = NULL;
+        _cleanup_(run_record_freep) RunRecord *got = get(s, "ii1");
+        assert_string_equal(got->status, "running");
+        assert_int_equal(got->started, 1000);
+        /* The same key, another store on the file: the first run, nothing written. */
+        r.id = (char *) "ii2";
+        r.created = r.started = 1400;
+        assert_int_equal(store_run_insert_idempotent(s2, &r, "k1", 500, &first), 1);
+        assert_string_equal(first, "ii1");
+        free(first);
+        first = NULL;
+        RunRecord *none = NULL;
+        assert_int_equal(store_run_get(s, NULL, "ii2", &none), -ENOENT);
+        /* Another tenant, another key: new runs. */
+        r.tenant = (char *) "other";
+        assert_int_equal(store_run_insert_idempotent(s, &r, "k1", 500, &first), 0);
+        r.id = (char *) "ii3";
+        r.tenant = (char *) "local";
+        assert_int_equal(store_run_insert_idempotent(s, &r, "k2", 500, &first), 0);
+        /* Past the window the key names a new run; from then on that one. */
+        r.id = (char *) "ii4";
+        r.created = r.started = 1600;
+        assert_int_equal(store_run_insert_idempotent(s2, &r, "k1", 500, &first), 0);
+        r.id = (char *) "ii5";
+        r.created = r.started = 1700;
+        assert_int_equal(store_run_insert_idempotent(s, &r, "k1", 500, &first), 1);
+        assert_string_equal(first, "ii4");
+        free(first);
+        assert_null(none);
+        store_close(s2);
+        store_close(s);
+}
+
 /* A crash leaves runs queued and running: recovery queues again what may
  * run again, in submission order, and ends the rest lost. */
 static void test_queue_recover(void **state) {
@@ -5219,6 +5276,7 @@ int main(void) {
                 cmocka_unit_test(test_queue_recover),
                 cmocka_unit_test(test_queue_submit_started),
                 cmocka_unit_test(test_run_find_idempotent),
+                cmocka_unit_test(test_run_insert_idempotent),
                 cmocka_unit_test(test_gc_by_age),
                 cmocka_unit_test(test_gc_tenant_policy),
                 cmocka_unit_test(test_backup_restore),
