@@ -18,22 +18,13 @@ import time
 
 import pytest
 
-from conftest import CLI, WORKER, sandbox_args
-from daemonlib import Daemon
+from conftest import CLI, WORKER
 from proctree import no_process_left
+from test_cli_parity import daemon  # noqa: F401 (the fixture: one daemon for the module)
 
 SB = ["--sandbox=none"]
 TALK = ('def talk(n: int = 100000):\n    import time\n    for i in range(n):\n'
         '        print("line", i, flush=True)\n        time.sleep(0.02)\n    return "done"\n')
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sigpipe-daemon")
-    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"])
-    d.start()
-    yield d
-    d.stop()
 
 
 @pytest.fixture
