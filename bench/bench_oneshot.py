@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A new user's first command: one embedded `pysprinter run FILE` (no
 daemon), of a trivial function with no requirements, in the full sandbox
-and with --sandbox=none. A cold worker each time: the CLI starts, opens
+and with --sandbox=none; and of one that declares a requirement (`six`,
+an env already installed: the runs after the first), in the full sandbox. A cold worker each time: the CLI starts, opens
 its store, starts a worker, builds the sandbox, starts Python inside it,
 validates, runs, prints, and tears it all down.
 
@@ -22,11 +23,18 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from benchtable import row  # noqa: E402
+import pkgindex  # noqa: E402
 
 SOURCE = "def main(a: int = 1):\n    return a + 1\n"
+SOURCE_REQ = '@requirements({"six": ">=1"})\ndef main(a: int = 1):\n    import six\n    return a + 1\n'
 PLAIN = "import sys\nsys.path.insert(0, %r)\nfrom e import main\nprint(main(5))\n"
+# The file's modes: (label, file, extra arguments).
+MODES = [("full", "e.py", ["--sandbox=full"]), ("none", "e.py", ["--sandbox=none"]),
+         ("full, requirements", "r.py", ["--sandbox=full"])]
 
 
 def timed(argv, env, cwd):
@@ -48,16 +56,22 @@ def main():
     builds = [build] + ([pathlib.Path(sys.argv[3]).resolve()] if len(sys.argv) > 3 else [])
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-oneshot-"))
     (tmp / "e.py").write_text(SOURCE)
+    (tmp / "r.py").write_text(SOURCE_REQ)
     (tmp / "plain.py").write_text(PLAIN % str(tmp))
-    modes = ["full", "none"]
+    index = pkgindex.Index()
+    for w in pkgindex.debian_wheels(["six"]):
+        index.add(w)
+    index.start()
+    modes = [m[0] for m in MODES]
     samples = {(str(b), m): ([], []) for b in builds for m in modes}
     plain = []
     for i in range(n + 1):  # the first round warms the page cache: not counted
         for b in builds:
             env = dict(os.environ, PYSPRINTER_HOME=str(tmp / ("home-" + str(builds.index(b)))))
             env.pop("PYSPRINTER_SERVER", None)
-            for m in modes:
-                o, e = timed([str(b / "src/cli/pysprinter"), "run", "e.py", "-a", "5", "--sandbox=" + m], env, tmp)
+            for m, f, extra in MODES:
+                o, e = timed([str(b / "src/cli/pysprinter"), "run", f, "-a", "5", "--index-url", index.url] + extra,
+                             env, tmp)
                 if i:
                     samples[(str(b), m)][0].append(o)
                     samples[(str(b), m)][1].append(e)
@@ -70,13 +84,14 @@ def main():
         for m in modes:
             out, ex = (statistics.median(x) for x in samples[(str(b), m)])
             tag = f" [{b}]" if len(builds) > 1 else ""
-            print(f"pysprinter run --sandbox={m}{tag}: output p50 {out:.1f} ms, exit p50 {ex:.1f} ms "
+            print(f"pysprinter run ({m}){tag}: output p50 {out:.1f} ms, exit p50 {ex:.1f} ms "
                   f"({ex / base:.1f}x python3 FILE)")
             if b == builds[0]:
                 row(f"embedded one-shot run, sandbox {m} (exit)", f"{ex:.0f} ms", f"{base:.0f} ms",
                     f"{ex / base:.1f}x slower")
                 row(f"embedded one-shot run, sandbox {m} (output)", f"{out:.0f} ms", f"{base:.0f} ms",
                     f"{out / base:.1f}x slower")
+    index.stop()
     subprocess.run(["rm", "-rf", str(tmp)])
 
 

@@ -46,10 +46,12 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
                  * lost by the next CLI instead of staying running. */
                 .record_owner = true,
                 /* Its worker boots while the store opens and the run is
-                 * recorded (~10 ms here); no blank worker beside it: one
-                 * run, and each process a CPU's worth of start-up. */
+                 * recorded (~10 ms here). A blank worker boots beside it
+                 * only for a file with requirements, whose env's worker
+                 * would otherwise start after validation: one run, and
+                 * each process a CPU's worth of start-up. */
                 .prewarm = a && a->worker_now,
-                .prewarm_no_blank = true,
+                .prewarm_no_blank = !(a && a->worker_env_likely),
                 .prewarm_mode = a ? a->sandbox : SANDBOX_MODE_FULL,
                 .index_url = a && a->index_url ? a->index_url : cfg_index,
                 .extra_index_urls = cfg_extra,

@@ -54,6 +54,12 @@ typedef struct RunArgs {
          * dag run, chain): the engine starts one in this sandbox mode as
          * it opens (EngineConfig.prewarm). Set by the verb, not parsed. */
         bool worker_now;
+        /* With worker_now: the file declares requirements (by its text:
+         * a hint, never a decision), so its run needs an env's worker
+         * besides the validating one. A blank worker boots beside the
+         * validator and adopts the env (EngineConfig.prewarm_no_blank
+         * off) instead of a cold start after validation. */
+        bool worker_env_likely;
 } RunArgs;
 
 /* Parses argv (the words after the verb). On failure *ret_error is a usage

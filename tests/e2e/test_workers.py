@@ -2008,3 +2008,14 @@ def test_a_run_refused_before_its_worker_is_needed_does_not_wait_for_its_start(c
     assert took < 15, f"the refusal took {took:.1f}s: it waited for the worker's start"
     left = subprocess.run(["pgrep", "-f", str(slow.parent)], capture_output=True, text=True).stdout.split()
     assert left == [], left
+
+
+def test_a_file_that_only_mentions_requirements_runs_as_any_other(cli):
+    """Round 41: a file whose text calls requirements(...) gets a blank
+    worker started beside its validating one, to adopt its env (the CLI
+    reads the text before validation). One that only says so in a comment
+    has no env: its run is as any other, and the blank worker, never
+    adopted, is stopped with the CLI (the suite's leak check looks)."""
+    cli.write("m.py", "# no requirements({...}) here\ndef main(a: int = 1):\n    return a + 1\n")
+    p = cli("run", "m.py", "-a", "5")
+    assert (p.returncode, p.stdout) == (0, "6\n"), p
