@@ -1,18 +1,12 @@
 /* What every part of the CLI shares, below the verbs and the backends: the
  * global options, the user's config file, the exit-code table, Ctrl-C and
  * a backend's error message. Nothing here calls a verb or a backend. */
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/stat.h>
 
 #include "cli-backend.h"
 
 CliGlobals cli_globals;
 volatile sig_atomic_t cli_interrupted;
-volatile sig_atomic_t cli_output_gone;
-/* The caller's SIGPIPE disposition was SIG_IGN (cli_output_watch()). */
-static bool sigpipe_ignored;
 _Thread_local bool cli_interrupt_handled;
 
 /* ---- configuration ---- */
@@ -154,91 +148,6 @@ static void on_interrupt(int sig) {
 
 void cli_catch_interrupt(void) {
         cli_interrupt_catch(on_interrupt, NULL);
-}
-
-/* ---- the reader of our output went away (SIGPIPE, EPIPE) ---- */
-
-/* Whether fd is a pipe (or a socket) nobody reads any more: a write to it
- * fails with EPIPE. A pipe without readers polls POLLERR; a socket whose
- * peer closed, POLLHUP. A terminal is not one (its end is a hang-up,
- * SIGHUP's). Async-signal-safe. */
-static bool fd_reader_gone(int fd) {
-        struct stat st;
-        if (fstat(fd, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
-                return false;
-        struct pollfd p = { .fd = fd, .events = POLLOUT };
-        if (poll(&p, 1, 0) <= 0)
-                return false;
-        return (p.revents & POLLERR) || (S_ISSOCK(st.st_mode) && (p.revents & POLLHUP));
-}
-
-void cli_output_check(void) {
-        if (cli_output_gone)
-                return;
-        if (!fd_reader_gone(STDOUT_FILENO) && !fd_reader_gone(STDERR_FILENO))
-                return;
-        int saved = errno;
-        cli_output_gone = 1;
-        /* A tool killed by SIGPIPE says nothing more: neither the rest of
-         * the function's output nor `pysprinter: cancelled` reaches a
-         * stream, the one still open (a terminal's stderr) included. */
-        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-        if (null >= 0) {
-                (void) dup2(null, STDOUT_FILENO);
-                (void) dup2(null, STDERR_FILENO);
-                (void) close(null);
-        }
-        /* Then as SIGTERM: whatever the verb waits for is cancelled by the
-         * handler it installed (cli_interrupt_catch(), which always takes
-         * SIGTERM); a verb without one only sees cli_interrupted. */
-        struct sigaction sa;
-        if (sigaction(SIGTERM, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler != SIG_DFL &&
-            sa.sa_handler != SIG_IGN)
-                sa.sa_handler(SIGTERM);
-        else
-                cli_interrupted = 1;
-        errno = saved;
-}
-
-static void on_sigpipe(int sig) {
-        /* The write that raised it fails with EPIPE: whose it was is told
-         * by stdout's and stderr's state, not by the signal (a socket to a
-         * server or a worker raises it too, and is handled where it is
-         * written). */
-        cli_output_check();
-}
-
-void cli_output_watch(void) {
-        struct sigaction old, sa = { .sa_handler = on_sigpipe, .sa_flags = SA_RESTART };
-        if (sigaction(SIGPIPE, NULL, &old) == 0)
-                sigpipe_ignored = old.sa_handler == SIG_IGN;
-        /* A handler, not SIG_IGN: exec() resets it, so the workers and
-         * anything else this process starts get the default back. */
-        (void) sigaction(SIGPIPE, &sa, NULL);
-}
-
-int cli_finish(int code) {
-        /* What stdio still holds reaches the pipe now (a short listing was
-         * never written before): its reader may have left meanwhile. A
-         * write that failed earlier while SIGPIPE was ignored (the
-         * detached run's id, cli-detach.c) is found here too. */
-        bool failed = fflush(stdout) != 0 && errno == EPIPE;
-        if (failed || ferror(stdout))
-                cli_output_check();
-        if (!cli_output_gone)
-                return code;
-        /* Seen by the caller as a tool SIGPIPE killed (docs/cli.md "Exit
-         * codes"): the signal itself, unless the caller ignored it (it
-         * asked not to die of it), then its shell's number for it. */
-        if (!sigpipe_ignored) {
-                sigset_t set;
-                sigemptyset(&set);
-                sigaddset(&set, SIGPIPE);
-                (void) signal(SIGPIPE, SIG_DFL);
-                (void) sigprocmask(SIG_UNBLOCK, &set, NULL);
-                (void) raise(SIGPIPE);
-        }
-        return 128 + SIGPIPE;
 }
 
 int cli_take_json_flag(int argc, char **argv, bool *ret_json) {
