@@ -363,16 +363,20 @@ def test_ctrl_c_prints_the_same_on_both_paths(daemon, workdir):
 NAP = 'def nap(s: float = 30):\n    import time\n    print("napping", flush=True)\n    time.sleep(s)\n    return "rested"\n'
 
 
-def hang_up_setup(tmp_path):
-    """A directory of its own with nap.py (processes_in() finds what a run
-    left there), and the CLI's environment."""
+def own_work_dir(tmp_path, name, text):
+    """A directory of its own holding name (processes_in() finds what a
+    run left there), and the CLI's environment: (dir, env)."""
     work = tmp_path / "work"
     work.mkdir()
-    (work / "nap.py").write_text(NAP)
+    (work / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
     env.update(PYSPRINTER_HOME=str(tmp_path / "home"), PYSPRINTER_WORKER=str(WORKER), PYSPRINTER_SERVER="",
                NO_COLOR="1")
     return work, env
+
+
+def hang_up_setup(tmp_path):
+    return own_work_dir(tmp_path, "nap.py", NAP)
 
 
 def last_run(work, env, server):

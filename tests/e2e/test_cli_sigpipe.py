@@ -20,7 +20,7 @@ import pytest
 
 from conftest import CLI, WORKER
 from proctree import no_process_left
-from test_cli_parity import daemon  # noqa: F401 (the fixture: one daemon for the module)
+from test_cli_parity import daemon, own_work_dir  # noqa: F401 (daemon: the fixture, one for the module)
 
 SB = ["--sandbox=none"]
 TALK = ('def talk(n: int = 100000):\n    import time\n    for i in range(n):\n'
@@ -29,13 +29,7 @@ TALK = ('def talk(n: int = 100000):\n    import time\n    for i in range(n):\n'
 
 @pytest.fixture
 def work(tmp_path):
-    w = tmp_path / "work"
-    w.mkdir()
-    (w / "talk.py").write_text(TALK)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
-    env.update(PYSPRINTER_HOME=str(tmp_path / "home"), PYSPRINTER_WORKER=str(WORKER), PYSPRINTER_SERVER="",
-               NO_COLOR="1")
-    return w, env
+    return own_work_dir(tmp_path, "talk.py", TALK)
 
 
 def cli(work, server, *args):
