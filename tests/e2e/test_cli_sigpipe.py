@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import CLI, WORKER
+from conftest import CLI
 from proctree import no_process_left
 from test_cli_parity import daemon, own_work_dir  # noqa: F401 (daemon: the fixture, one for the module)
 
