@@ -160,10 +160,6 @@ static int check_suspects(Backend *b, RunRequest *q) {
         return code;
 }
 
-/* A server gets the source as a JSON string, which must be UTF-8: say
- * where the first bad byte is before sending, as the engine says it
- * embedded (the same invalid run, rendered the same way, exit 3), under
- * the file's base name as every other message of a run names it. */
 /* Whether a file's text calls requirements(...) at all: the hint behind
  * RunArgs.worker_env_likely, read before the file is validated. A comment
  * or a string that says it costs a worker started for nothing (~20 ms of
@@ -173,6 +169,10 @@ static bool source_mentions_requirements(const char *source, size_t len) {
         return memmem(source, len, "requirements(", strlen("requirements(")) != NULL;
 }
 
+/* A server gets the source as a JSON string, which must be UTF-8: say
+ * where the first bad byte is before sending, as the engine says it
+ * embedded (the same invalid run, rendered the same way, exit 3), under
+ * the file's base name as every other message of a run names it. */
 static int check_utf8(const char *file, const char *source, size_t len) {
         size_t bad = utf8_invalid_offset(source, len), line, col;
         if (bad >= len)

@@ -320,6 +320,11 @@ int worker_start(Engine *e, SandboxMode mode, char *const *sys_path, char *const
 int worker_spawn(Engine *e, SandboxMode mode, char *const *sys_path, char *const *data, Worker **ret,
                  char **ret_error);
 int worker_hello(Engine *e, Worker *w, int cancel_fd, char **ret_error);
+/* A start cancelled mid-way (its hello or its init's "ready" still to
+ * come, whenever its start or its env's imports end, and no one waits for
+ * it now): kills the worker (its whole tree: PDEATHSIG), says "cancelled"
+ * and returns -ECANCELED. worker_stop() then reaps it. */
+int worker_start_abandon(Worker *w, char **ret_error);
 /* Receives one message, waiting at most until deadline (monotonic µs; 0 =
  * forever). -ETIMEDOUT, -ECONNRESET when the worker died. */
 int worker_recv(Worker *w, usec_t deadline, char **ret_json, size_t *ret_len);

@@ -165,13 +165,8 @@ static int worker_init(Engine *e, PoolWorker *pw, int cancel_fd, char **ret_erro
         _cleanup_free_ char *reply = NULL;
         if (r >= 0)
                 r = worker_recv_cancellable(pw->w, now_monotonic() + INIT_TIMEOUT_USEC, cancel_fd, &reply, NULL);
-        if (r == -ECANCELED) {
-                /* Mid-import: it would answer "ready" whenever the import
-                 * ends, and no one waits for it now. */
-                (void) kill(pw->w->pid, SIGKILL);
-                *ret_error = xstrdup("cancelled");
-                return r;
-        }
+        if (r == -ECANCELED)
+                return worker_start_abandon(pw->w, ret_error); /* mid-import */
         if (r < 0) {
                 *ret_error = xasprintf("the worker did not become ready: %s",
                                        r == -ECONNRESET ? "it exited while importing the environment" : strerror(-r));

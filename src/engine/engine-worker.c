@@ -165,18 +165,20 @@ int worker_spawn(Engine *e, SandboxMode mode, char *const *sys_path, char *const
         return 0;
 }
 
+int worker_start_abandon(Worker *w, char **ret_error) {
+        (void) kill(w->pid, SIGKILL);
+        *ret_error = xstrdup("cancelled");
+        return -ECANCELED;
+}
+
 int worker_hello(Engine *e, Worker *w, int cancel_fd, char **ret_error) {
         assert(w);
         if (w->python_version)
                 return 0;
         _cleanup_free_ char *hello = NULL;
         int r = worker_recv_cancellable(w, now_monotonic() + WORKER_BOOT_TIMEOUT_USEC, cancel_fd, &hello, NULL);
-        if (r == -ECANCELED) {
-                /* Mid-start: no one will read its hello. */
-                (void) kill(w->pid, SIGKILL);
-                *ret_error = xstrdup("cancelled");
-                return r;
-        }
+        if (r == -ECANCELED)
+                return worker_start_abandon(w, ret_error);
         if (r < 0) {
                 *ret_error = xasprintf("the worker (%s) did not start: %s", e->worker_path,
                                        r == -ECONNRESET ? "it exited during start-up" : strerror(-r));
