@@ -37,6 +37,7 @@
  * address, harmless), as a mutex's unlock may. */
 typedef struct InstanceWaiter {
         const char *key;
+        int cancel_fd; /* its run's (engine_cancel() wakes it), or -EBADF */
         sem_t sem;
         Instance *handed;    /* given to us (busy), or NULL: look again */
         struct InstanceWaiter *next;
@@ -87,8 +88,8 @@ static bool instance_hand_locked(Engine *e, Instance *i) {
  * start makes room (NULL, the lock held again: look again). again: we
  * were woken before and found nothing (another thread took the room
  * first): back at the head, not the tail. */
-static Instance *waiter_wait_locked(Engine *e, const char *key, bool again) {
-        InstanceWaiter w = { .key = key };
+static Instance *waiter_wait_locked(Engine *e, const char *key, bool again, int cancel_fd) {
+        InstanceWaiter w = { .key = key, .cancel_fd = cancel_fd };
         (void) sem_init(&w.sem, 0, 0);
         InstanceWaiter **p = &e->pool.instance_waiters;
         if (!again)
@@ -103,6 +104,23 @@ static Instance *waiter_wait_locked(Engine *e, const char *key, bool again) {
         if (!w.handed)
                 pthread_mutex_lock(&e->pool.lock);
         return w.handed;
+}
+
+/* engine-internal.h. A waiter woken here takes nothing: it finds its
+ * cancel fd written and leaves. The caller wrote the fd before it took
+ * the pool lock, and a waiter looks at its fd under that lock before it
+ * joins the list: either it saw the write, or it is on the list now. */
+void instance_waiters_cancel_locked(Engine *e) {
+        for (InstanceWaiter **p = &e->pool.instance_waiters; *p;) {
+                InstanceWaiter *w = *p;
+                if (!cancel_asked(w->cancel_fd)) {
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                w->handed = NULL;
+                (void) sem_post(&w->sem);
+        }
 }
 
 Instance *instance_free(Instance *i) {
@@ -719,9 +737,16 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                 unsigned count = 0;
                 Instance *idle = instance_take_locked(e, key, &count);
                 if (!idle && count >= max_instances) {
+                        if (cancel_asked(cancel_fd)) {
+                                pthread_mutex_unlock(&e->pool.lock);
+                                free_retired(e, retired);
+                                *ret_error = xstrdup("cancelled");
+                                return -ECANCELED;
+                        }
                         /* At the maximum: wait for one of key's to be
-                         * handed to us, or for room to start one. */
-                        idle = waiter_wait_locked(e, key, waited);
+                         * handed to us, for room to start one, or for a
+                         * cancel. */
+                        idle = waiter_wait_locked(e, key, waited, cancel_fd);
                         waited = true;
                         if (!idle)
                                 continue;

@@ -402,6 +402,9 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
  * engine_cancel()) ends the wait for a worker another run starts, and
  * the start of one for this run (its env's imports can take seconds: the
  * worker is killed), with -ECANCELED. */
+/* Whether a run's cancel eventfd (-EBADF: none) has been written; it
+ * stays written, so every wait of the run sees it. */
+bool cancel_asked(int cancel_fd);
 int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path,
                              char *const *data, PoolRole role, int cancel_fd, PoolWorker **ret, bool *ret_cold,
                              char **ret_error);
@@ -537,6 +540,10 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
                      SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
                      Instance **ret, bool *ret_cold, char **ret_error);
 void instance_release(Engine *e, Instance *i, bool broken);
+/* Pool lock held: wakes every waiter at its key's max_instances whose run
+ * was cancelled (engine_cancel()); instance_acquire() then ends with
+ * -ECANCELED. */
+void instance_waiters_cancel_locked(Engine *e);
 /* The doom check of an idle instance before it gets an invocation
  * (docs/workers.md "A killed idle instance loses no invocation"):
  * instance_stat_open() opens /proc/PID/task/PID/stat of a host pid (fd or

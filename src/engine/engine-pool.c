@@ -307,8 +307,8 @@ static PoolWorker *pool_find(Engine *e, const char *key, bool validator, unsigne
         return found;
 }
 
-/* Whether a run's cancel eventfd (-EBADF: none) has been written. */
-static bool cancel_asked(int cancel_fd) {
+/* engine-internal.h */
+bool cancel_asked(int cancel_fd) {
         struct pollfd p = { .fd = cancel_fd, .events = POLLIN };
         return cancel_fd >= 0 && poll(&p, 1, 0) > 0;
 }

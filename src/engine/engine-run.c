@@ -201,13 +201,16 @@ int engine_cancel(Engine *e, const char *run_id) {
                 }
         pthread_mutex_unlock(&e->lock);
         /* A run may be waiting for a worker another run is starting
-         * (pool_acquire_cancellable()): wake it to read its cancel fd.
-         * Taken after e->lock is let go, so the two are never held
-         * together; and under the pool's lock, so a waiter that has just
-         * found its fd unwritten is inside its wait before the broadcast. */
+         * (pool_acquire_cancellable()) or for an instance at its
+         * function's max_instances (instance_acquire()): wake it to read
+         * its cancel fd. Taken after e->lock is let go, so the two are
+         * never held together; and under the pool's lock, so a waiter that
+         * has just found its fd unwritten is inside its wait before the
+         * wake. */
         if (r == 0) {
                 pthread_mutex_lock(&e->pool.lock);
                 pthread_cond_broadcast(&e->pool.changed);
+                instance_waiters_cancel_locked(e);
                 pthread_mutex_unlock(&e->pool.lock);
         }
         return r;

@@ -99,7 +99,10 @@ typedef struct Job {
         Engine *e;
         const char *src;
         const char *instance_key;
+        const char *run_id;     /* NULL: the engine's own */
+        unsigned max_instances; /* 0: the default */
         RunResult *res;
+        usec_t ended;
 } Job;
 
 static void *job_main(void *p) {
@@ -110,9 +113,12 @@ static void *job_main(void *p) {
                 .filename = "c.py",
                 .sandbox = SANDBOX_MODE_NONE,
                 .instance_key = j->instance_key,
+                .run_id = j->run_id,
+                .max_instances = j->max_instances,
                 .no_record = true,
         };
         (void) engine_run(j->e, &spec, NULL, NULL, &j->res);
+        __atomic_store_n(&j->ended, now_monotonic(), __ATOMIC_RELEASE);
         return NULL;
 }
 
@@ -326,6 +332,39 @@ static void test_cancel_and_timeout(void **state) {
         assert_int_equal(r->exit_code, EXIT_LIMIT);
         assert_string_equal(r->error_message, "time limit (0.3s)");
         run_result_free(r);
+        engine_free(e);
+}
+
+/* A call waiting for an instance of its function at the function's
+ * max_instances ends `cancelled` as soon as it is cancelled, not when the
+ * busy instance is free again; the call on that instance goes on. */
+static void test_cancel_of_a_call_waiting_at_max_instances(void **state) {
+        Engine *e = engine_for_test(0);
+        const char *src = "import time\ndef f():\n    time.sleep(4)\n    return 1\n";
+        Job busy = { .e = e, .src = src, .instance_key = "fn:one@1", .max_instances = 1 };
+        Job waiting = { .e = e, .src = src, .instance_key = "fn:one@1", .max_instances = 1, .run_id = "rwaitsmax" };
+        pthread_t tb, tw;
+        pthread_create(&tb, NULL, job_main, &busy);
+        EnginePoolStats s;
+        for (usec_t until = now_monotonic() + 20 * USEC_PER_SEC; now_monotonic() < until; usleep(20000)) {
+                engine_pool_stats(e, &s);
+                if (s.instances == 1)
+                        break;
+        }
+        assert_int_equal(s.instances, 1);
+        pthread_create(&tw, NULL, job_main, &waiting);
+        usleep(300 * 1000); /* at the maximum, waiting */
+        usec_t asked = now_monotonic();
+        assert_int_equal(engine_cancel(e, "rwaitsmax"), 0);
+        pthread_join(tw, NULL);
+        assert_int_equal(waiting.res->status, RUN_CANCELLED);
+        if (waiting.ended - asked > USEC_PER_SEC)
+                fail_msg("the cancelled call ended %.2f s after its cancel", (double) (waiting.ended - asked) / 1e6);
+        assert_int_equal(__atomic_load_n(&busy.ended, __ATOMIC_ACQUIRE), 0);
+        pthread_join(tb, NULL);
+        assert_ok(busy.res, "1");
+        run_result_free(busy.res);
+        run_result_free(waiting.res);
         engine_free(e);
 }
 
@@ -1153,6 +1192,7 @@ int main(void) {
                 cmocka_unit_test(test_eviction_under_budget),
                 cmocka_unit_test(test_pss_measured),
                 cmocka_unit_test(test_cancel_and_timeout),
+                cmocka_unit_test(test_cancel_of_a_call_waiting_at_max_instances),
                 cmocka_unit_test(test_cancel_while_installing),
                 cmocka_unit_test(test_cancel_wakes_the_watch),
                 cmocka_unit_test(test_cancel_request_file),
