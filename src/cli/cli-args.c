@@ -481,6 +481,48 @@ static int parse_args(int argc, char **argv, bool chain, RunArgs *ret, char **re
         return 0;
 }
 
+/* Past blanks (spaces, tabs) from p, up to end. */
+static const char *skip_blanks(const char *p, const char *end) {
+        while (p < end && (*p == ' ' || *p == '\t'))
+                p++;
+        return p;
+}
+
+/* Past word at p (then blanks), or NULL if p does not hold it. */
+static const char *skip_word(const char *p, const char *end, const char *word) {
+        size_t n = strlen(word);
+        if ((size_t) (end - p) < n || memcmp(p, word, n) != 0)
+                return NULL;
+        return skip_blanks(p + n, end);
+}
+
+/* Whether the line at p (up to end, its newline excluded) is
+ * `@requirements(` or `@pysprinter.requirements(`, blanks allowed
+ * between the tokens as Python allows them. */
+static bool line_is_requirements_decorator(const char *p, const char *end) {
+        p = skip_word(skip_blanks(p, end), end, "@");
+        if (!p)
+                return false;
+        const char *q = skip_word(p, end, "pysprinter");
+        if (q && (q = skip_word(q, end, ".")))
+                p = q;
+        p = skip_word(p, end, "requirements");
+        return p && p < end && *p == '(';
+}
+
+bool cli_source_declares_requirements(const char *source, size_t len) {
+        assert(source || len == 0);
+        const char *end = source + len;
+        for (const char *line = source; line < end;) {
+                const char *nl = memchr(line, '\n', (size_t) (end - line));
+                const char *eol = nl ?: end;
+                if (line_is_requirements_decorator(line, eol))
+                        return true;
+                line = nl ? nl + 1 : end;
+        }
+        return false;
+}
+
 int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error) {
         return parse_args(argc, argv, false, ret, ret_error);
 }

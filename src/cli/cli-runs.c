@@ -160,15 +160,6 @@ static int check_suspects(Backend *b, RunRequest *q) {
         return code;
 }
 
-/* Whether a file's text calls requirements(...) at all: the hint behind
- * RunArgs.worker_env_likely, read before the file is validated. A comment
- * or a string that says it costs a worker started for nothing (~20 ms of
- * the other CPU here); a decorator spelled otherwise (an alias) only the
- * start it would have saved (~22 ms). */
-static bool source_mentions_requirements(const char *source, size_t len) {
-        return memmem(source, len, "requirements(", strlen("requirements(")) != NULL;
-}
-
 /* A server gets the source as a JSON string, which must be UTF-8: say
  * where the first bad byte is before sending, as the engine says it
  * embedded (the same invalid run, rendered the same way, exit 3), under
@@ -392,7 +383,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 run_args_done(&a);
                 return code;
         } else {
-                a.worker_env_likely = kind == VERB_RUN && !describe && source_mentions_requirements(source, len);
+                a.worker_env_likely = kind == VERB_RUN && !describe && cli_source_declares_requirements(source, len);
                 code = backend_open(&a, &b);
         }
         if (!code && b->remote)

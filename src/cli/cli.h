@@ -62,6 +62,15 @@ typedef struct RunArgs {
         bool worker_env_likely;
 } RunArgs;
 
+/* The hint behind RunArgs.worker_env_likely, read from a file's text
+ * before it is validated: whether a line begins (after blanks) with the
+ * decorator the validator takes, `@requirements(` or
+ * `@pysprinter.requirements(`. A comment does not count; a docstring that
+ * shows the decorator at a line's start costs a worker started for
+ * nothing, and a decorator spelled otherwise (an alias) only the start it
+ * would have saved. */
+bool cli_source_declares_requirements(const char *source, size_t len);
+
 /* Parses argv (the words after the verb). On failure *ret_error is a usage
  * message (exit 2). */
 int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error);

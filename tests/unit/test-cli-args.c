@@ -330,6 +330,27 @@ static void test_run_status(void **state) {
         assert_string_equal(err, "unknown state 'lost' (validating, failed)");
 }
 
+static bool declares(const char *text) {
+        return cli_source_declares_requirements(text, strlen(text));
+}
+
+static void test_source_declares_requirements(void **state) {
+        assert_true(declares("@requirements({'six': '1.16.0'})\ndef f():\n    pass\n"));
+        assert_true(declares("import pysprinter\n\n    @pysprinter.requirements({})\ndef f(): pass"));
+        assert_true(declares("x = 1\n\t@ pysprinter . requirements ({\n  'six': '*'})"));
+        assert_true(declares("@requirements(")); /* the last line, no newline */
+        assert_true(declares("\r\n@requirements({})\r\n"));
+        assert_false(declares("# no requirements({...}) here\ndef main(): pass\n"));
+        assert_false(declares("#@requirements({})\n"));
+        assert_false(declares("s = 'requirements({})'\n"));
+        assert_false(declares("@requirements\ndef f(): pass\n")); /* the validator refuses it anyway */
+        assert_false(declares("@my_requirements({})\n"));
+        assert_false(declares("@pysprinter.requirement({})\n"));
+        assert_false(declares("@pysprinter.\nrequirements({})\n"));
+        assert_false(declares(""));
+        assert_false(cli_source_declares_requirements("@requirements(", 13)); /* cut before its ( */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows),
@@ -339,6 +360,7 @@ int main(void) {
                 cmocka_unit_test(test_durations_and_sizes),
                 cmocka_unit_test(test_run_status),
                 cmocka_unit_test(test_run_status_names),
+                cmocka_unit_test(test_source_declares_requirements),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
