@@ -180,3 +180,36 @@ def test_logs_of_an_ended_run_whose_reader_left_stops_quietly_on_both_paths(daem
         assert took < 10 and record(work, server, rid)["status"] == "succeeded", (server, took)
         seen[server] = (line, code, err)
     assert seen[None] == seen[daemon.url]
+
+
+@pytest.mark.parametrize("detach", [[], ["--detach"]], ids=["run", "run --detach"])
+def test_an_interrupt_while_the_server_takes_the_submit_cancels_the_run_it_creates(daemon, work, detach):
+    """A map call's submit cut off by its reader going away left a run
+    `running` on the server for nobody: the interrupt (SIGPIPE's, as
+    SIGTERM's) aborted the POST the server had already read, so the CLI
+    never learnt the id to cancel. A daemon held still (SIGSTOP) while the
+    CLI's POST waits for it makes that moment last: the CLI, sent SIGTERM
+    then, waits for the answer, cancels the run the server created, and
+    ends as an interrupted `run` (130) — `run --detach` too: its id was
+    not printed yet."""
+    w, env = work
+    before = {r["id"] for r in json.loads(cli(work, daemon.url, "ps", "--json", "-n", "100").stdout)}
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([str(CLI), "--server", daemon.url, "run", "talk.py", *detach, *SB], cwd=w,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)  # the POST is sent and waits: the kernel took the connection
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    out, err = p.communicate(timeout=60)
+    assert (p.returncode, out) == (130, ""), (p.returncode, out, err)
+    deadline = time.monotonic() + 15
+    while True:
+        new = [r for r in json.loads(cli(work, daemon.url, "ps", "--json", "-n", "100").stdout)
+               if r["id"] not in before]
+        if time.monotonic() > deadline or (new and all(r["status"] not in ("queued", "running") for r in new)):
+            break
+        time.sleep(0.2)
+    assert [(r["filename"], r["status"]) for r in new] == [("talk.py", "cancelled")], new
