@@ -346,7 +346,7 @@ static void detach_hand_over(DetachedEvents *d, const char *run_id) {
         if (d->handed || engine_run_get(d->b, run_id, &run) < 0)
                 return;
         d->handed = true;
-        cli_detach_submitted(run);
+        cli_detach_submitted(run, false);
         json_decref(run);
 }
 
@@ -435,7 +435,7 @@ static int idempotent_attach(Backend *b, const RunRequest *q, const char *id, Re
         if (q->detach) {
                 r = engine_run_get(b, id, ret);
                 if (r >= 0)
-                        cli_detach_submitted(*ret);
+                        cli_detach_submitted(*ret, true);
                 return r;
         }
         r = engine_run_logs(b, id, true, rd);
@@ -783,7 +783,7 @@ static void on_dag_event(const Dag *cd, const DagEvent *ev, void *userdata) {
                         /* Recorded: a detached DAG run's parent may tell its id. */
                         if (f->detach && !f->handed) {
                                 f->handed = true;
-                                cli_detach_submitted(obj);
+                                cli_detach_submitted(obj, false);
                         }
                         f->view(d, obj, f->userdata);
                         json_decref(obj);
@@ -893,7 +893,7 @@ static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void 
         } else {
                 r = dag_object(b, dag_id(d), ret);
                 if (r >= 0 && q->detach && !f.handed)
-                        cli_detach_submitted(*ret);
+                        cli_detach_submitted(*ret, false);
                 if (r >= 0)
                         view(d, *ret, userdata);
         }

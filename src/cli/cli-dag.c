@@ -488,7 +488,7 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
                  * interrupted first: it ends as `dag run` does). */
                 view_done(&v);
                 if (b->remote)
-                        cli_print_detached(dag, json, true);
+                        cli_print_detached(dag, json, true, false);
                 json_decref(dag);
                 return 0;
         }

@@ -145,11 +145,14 @@ static int detach_parent_wait(pid_t child, int notify_r, int answer_w, int err_r
         fd_close(notify_r);
         fd_close(answer_w);
         fd_close(err_r);
-        json_t *run = handed && run_text.len ? json_loadb(run_text.data, run_text.len, 0, NULL) : NULL;
+        /* The record follows one byte: 'r' for a key's earlier run
+         * (cli_detach_submitted()), else 'n'. */
+        bool replayed = run_text.len && run_text.data[0] == 'r';
+        json_t *run = handed && run_text.len > 1 ? json_loadb(run_text.data + 1, run_text.len - 1, 0, NULL) : NULL;
         buf_free(&run_text);
         if (run) {
                 /* The child goes on alone; it is init's (or a subreaper's) to reap. */
-                cli_print_detached(run, json, dag);
+                cli_print_detached(run, json, dag, replayed);
                 json_decref(run);
                 return 0;
         }
@@ -255,13 +258,14 @@ fail:
         return EXIT_INTERNAL;
 }
 
-void cli_detach_submitted(json_t *run) {
+void cli_detach_submitted(json_t *run, bool replayed) {
         /* Interrupted already (a signal the parent forwarded): the run is
          * being cancelled and ends as a foreground run's, told to the
          * caller over this process's stderr. */
         if (notify_fd < 0 || cli_interrupted)
                 return;
         _cleanup_free_ char *text = cli_json_text(run);
+        (void) write_full(notify_fd, replayed ? "r" : "n", 1);
         (void) write_full(notify_fd, text, strlen(text));
         notify_fd = fd_close(notify_fd);
         /* The parent's answer: 'n' when it was interrupted first (it has
@@ -286,7 +290,20 @@ void cli_detach_submitted(json_t *run) {
         (void) dup2(STDIN_FILENO, fileno(stderr));
 }
 
-void cli_print_detached(json_t *obj, bool json, bool dag) {
+/* A key's earlier run that has ended goes on no more: where to read how. */
+static void print_ended(json_t *obj, const char *id) {
+        const char *status = json_string_value(json_object_get(obj, "status"));
+        json_t *code = json_object_get(obj, "exit_code");
+        _cleanup_free_ char *exit = json_is_integer(code) && json_integer_value(code) >= 0
+                                            ? xasprintf(", exit %lld", (long long) json_integer_value(code))
+                                            : xstrdup("");
+        fprintf(stderr,
+                "pysprinter: run %s of this idempotency key already ended (%s%s): `pysprinter logs %s` shows its "
+                "output, `pysprinter show %s` tells how it ended\n",
+                id, status, exit, id, id);
+}
+
+void cli_print_detached(json_t *obj, bool json, bool dag, bool replayed) {
         const char *id = json_string_value(json_object_get(obj, "id")) ?: "?";
         if (json)
                 render_json(obj);
@@ -295,11 +312,14 @@ void cli_print_detached(json_t *obj, bool json, bool dag) {
         fflush(stdout);
         if (cli_globals.quiet || json)
                 return;
+        const char *status = json_string_value(json_object_get(obj, "status"));
         if (dag)
                 fprintf(stderr,
                         "pysprinter: DAG run %s goes on detached: `pysprinter dag status %s` shows its tasks, "
                         "`pysprinter dag cancel %s` stops it\n",
                         id, id, id);
+        else if (replayed && status && run_status_is_final(run_status_from_string(status)))
+                print_ended(obj, id);
         else
                 fprintf(stderr,
                         "pysprinter: run %s goes on detached: `pysprinter logs -f %s` follows it, "

@@ -294,8 +294,10 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
          * as a foreground `run` does, on the caller's stderr. */
         if (q->detach && (b->remote || !cli_interrupted)) {
                 renderer_done(&rd);
+                /* A server answers a fresh submit with its run queued:
+                 * one that has ended is a key's earlier run. */
                 if (b->remote)
-                        cli_print_detached(run, a->json_output, false);
+                        cli_print_detached(run, a->json_output, false, a->idempotency_key != NULL);
                 json_decref(run);
                 return 0;
         }

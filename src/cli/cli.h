@@ -261,11 +261,15 @@ int cli_detach_fork(bool json, bool dag);
  * for its answer; once it printed the id, nothing of the child's reaches
  * the caller. When the parent was interrupted first (or this process was,
  * cli_interrupted), nothing is handed: the run is being cancelled and the
- * child's stderr stays the caller's. No-op in any other process. */
-void cli_detach_submitted(json_t *run);
+ * child's stderr stays the caller's. replayed: run is an earlier run of
+ * the command's --idempotency-key, not one it started. No-op in any other
+ * process. */
+void cli_detach_submitted(json_t *run, bool replayed);
 /* What a detached run (dag: DAG run) prints, on both paths: its id
- * (--json: its object), and where to follow it on stderr. */
-void cli_print_detached(json_t *obj, bool json, bool dag);
+ * (--json: its object), and on stderr where to follow it — or, when it is
+ * the earlier run of an --idempotency-key (replayed) and has ended, that
+ * it has, and where to read how (docs/cli.md "--idempotency-key"). */
+void cli_print_detached(json_t *obj, bool json, bool dag, bool replayed);
 
 /* The exit-code table of docs/cli.md, from a negative errno a backend or
  * the HTTP client returned. */

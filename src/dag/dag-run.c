@@ -1242,7 +1242,7 @@ int dag_load_with(Store *s, const char *tenant, const char *id_or_prefix, DagLoa
         DagRunRecord *rec = NULL;
         int r = store_dag_get(s, tenant, id_or_prefix, &rec);
         if (r == -ENOENT)
-                *ret_error = xasprintf("no DAG run '%s' (see: pysprinter dag ls)", id_or_prefix);
+                *ret_error = xasprintf("no DAG run '%s' (see `pysprinter dag ls`)", id_or_prefix);
         else if (r == -EEXIST)
                 *ret_error = xasprintf("'%s' matches several DAG runs; give more of the id", id_or_prefix);
         else if (r < 0)

@@ -586,7 +586,7 @@ int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret
         r = c->ds->ops->version_get(c->ds, tenant, name, version, &v);
         if (r < 0) {
                 if (r == -ENOENT)
-                        *ret_error = version ? xasprintf("dataset '%s' has no version %d (see: pysprinter data ls %s)",
+                        *ret_error = version ? xasprintf("dataset '%s' has no version %d (see `pysprinter data ls %s`)",
                                                          name, version, name)
                                              : xasprintf("dataset '%s' has no versions", name);
                 else

@@ -271,3 +271,34 @@ def test_ctrl_c_of_a_resubmission_cancels_the_run_it_shows(daemon, workdir):
         assert again_rc == 130, (path, again_rc)
         assert len(ps) == 1 and ps[0]["status"] == "cancelled", (path, ps)
     assert got["embedded"][1] == got["daemon"][1], got
+
+
+def test_a_detached_resubmission_of_an_ended_run_says_it_ended(daemon, workdir):
+    """`run --detach` with the key of a run that has ended said the run
+    "goes on detached". It prints the id alone on stdout, as any
+    `--detach` does (scripts capture it), exits 0 (the submit was
+    answered, as the first one was), and says on stderr that the run has
+    ended, how, and where to read it; a run of the key still going is
+    still said to go on (docs/cli.md "--idempotency-key")."""
+    def scenario(server):
+        first = run(workdir, server, "--tag", "done", "--idempotency-key", "ended-1")
+        ok = run(workdir, server, "--detach", "--idempotency-key", "ended-1")
+        bad = run(workdir, server, "--fail", "true", "--idempotency-key", "ended-2")
+        failed = run(workdir, server, "--detach", "--idempotency-key", "ended-2")
+        going = run(workdir, server, "--seconds", "30", "--detach", "--idempotency-key", "going-1")
+        still = run(workdir, server, "--detach", "--idempotency-key", "going-1")
+        assert cli(workdir, ["cancel", going.stdout.strip()], server).returncode == 0
+        return first, ok, bad, failed, going, still
+    got = both(daemon, workdir, scenario)
+    for path, (first, ok, bad, failed, going, still) in got.items():
+        assert first.returncode == 0 and bad.returncode == 1, (path, first, bad)
+        for r, status in ((ok, "succeeded, exit 0"), (failed, "failed, exit 1")):
+            rid = r.stdout.strip()
+            assert r.returncode == 0 and re.fullmatch(r"r[0-9a-z]{15,}\n", r.stdout), (path, r)
+            assert stderr_of(r).splitlines()[-1] == (
+                f"pysprinter: run ID of this idempotency key already ended ({status}): `pysprinter logs ID` "
+                "shows its output, `pysprinter show ID` tells how it ended"), (path, r.stderr)
+            assert rid in r.stderr
+        assert still.stdout == going.stdout and "goes on detached" in still.stderr, (path, still)
+    for i in range(6):
+        same({p: v[i] for p, v in got.items()})

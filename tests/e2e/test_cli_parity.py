@@ -1980,3 +1980,32 @@ def test_a_detached_run_holds_none_of_the_callers_descriptors(workdir):
     assert owners == [{0: "/dev/null", 1: "/dev/null", 2: "/dev/null"}], owners
     assert run_cli(workdir, ["cancel", rid]).returncode == 0
     assert wait_for_end(workdir, rid, None)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("args,hint", [
+    (["dag", "status", "dabc"], "pysprinter: no DAG run 'dabc' (see `pysprinter dag ls`)"),
+    (["dag", "cancel", "dabc"], "pysprinter: no DAG run 'dabc' (see `pysprinter dag ls`)"),
+    (["show", "rabc"], "pysprinter: no run 'rabc' (see `pysprinter ps`)"),
+    (["data", "get", "hinted@9"], "dataset 'hinted' has no version 9 (see `pysprinter data ls hinted`)"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_a_miss_names_the_listing_to_look_in_one_way_on_both_paths(daemon, workdir, args, hint):
+    """Every "where to look" hint is the backquoted command, on both
+    paths."""
+    got = []
+    for server in (None, daemon.url):
+        assert run_cli(workdir, ["data", "put", "hinted", "words.txt"], server=server).returncode == 0
+        r = run_cli(workdir, args, server=server)
+        assert r.returncode == 2 and r.stdout == "", (server, r)
+        assert hint in r.stderr and "(see:" not in r.stderr, (server, r.stderr)
+        got.append(r.stderr)
+    assert got[0] == got[1], got
+
+
+def test_dag_resume_of_no_dag_run_names_dag_ls_as_dag_status_does(workdir):
+    """`dag resume` of no DAG run said "(see: pysprinter dag ls)" where
+    `dag status` says "(see `pysprinter dag ls`)". (With a server there is
+    no `dag resume`: the daemon resumes its own DAG runs.)"""
+    resume = run_cli(workdir, ["dag", "resume", "dabc"])
+    status = run_cli(workdir, ["dag", "status", "dabc"])
+    assert (resume.returncode, resume.stdout, resume.stderr) == (status.returncode, status.stdout, status.stderr) == (
+        2, "", "pysprinter: no DAG run 'dabc' (see `pysprinter dag ls`)\n"), (resume, status)

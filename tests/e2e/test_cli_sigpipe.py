@@ -1,5 +1,6 @@
 """The reader of the CLI's output goes away: `pysprinter run f.py | head
--1`, `pysprinter logs -f ID | head -1`. Nothing handled it: SIGPIPE's
+-1`, `pysprinter logs -f ID | head -1`, `map ... | head -1`, `dag run` and
+`chain` whose tree view nobody reads any more. Nothing handled it: SIGPIPE's
 default killed the CLI mid-run, an embedded run stayed `running` until a
 later look marked it `lost`, and a server's run went on for nobody. Now a
 foreground run is cancelled (its record ends `cancelled`), nothing more
@@ -52,20 +53,25 @@ def sigpipe_disposition(pid):
     return "?"
 
 
-def read_one_line_and_leave(work, server, args, restore_signals=True):
+def read_one_line_and_leave(work, server, args, restore_signals=True, until=None, stderr_too=False):
     """`pysprinter ARGS` with stdout a pipe this test reads one line of and
     then closes, as `head -1` does: (that line, exit status, what stderr
-    got after the sandbox warning, seconds from the close to the exit)."""
+    got after the sandbox warning, seconds from the close to the exit).
+    until: read lines up to the first that starts with it, then close, as
+    `grep -m1` does; stderr_too: stderr into the same pipe (`2>&1 |`)."""
     w, env = work
     pre = ["--server", server] if server else []
-    p = subprocess.Popen([str(CLI), *pre, *args], cwd=w, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, restore_signals=restore_signals)
+    p = subprocess.Popen([str(CLI), *pre, *args], cwd=w, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE, text=True,
+                         restore_signals=restore_signals)
     try:
         assert sigpipe_disposition(p.pid) == ("default" if restore_signals else "ignored")
         line = p.stdout.readline()
+        while until is not None and line and not line.startswith(until):
+            line = p.stdout.readline()
         p.stdout.close()
         gone = time.monotonic()
-        err = p.stderr.read()
+        err = "" if stderr_too else p.stderr.read()
         code = p.wait(timeout=60)
         took = time.monotonic() - gone
     finally:
@@ -180,3 +186,115 @@ def test_logs_of_an_ended_run_whose_reader_left_stops_quietly_on_both_paths(daem
         assert took < 10 and record(work, server, rid)["status"] == "succeeded", (server, took)
         seen[server] = (line, code, err)
     assert seen[None] == seen[daemon.url]
+
+
+# Three steps, for map, chain and dag run: a first that ends at once, a
+# second that ends a second later (a write after the reader left: the
+# failed write is what tells), a third that would talk for half an hour.
+STEPS = ('def quick(x: int = 0):\n    return 1\n\n'
+         'def second(x: int = 0):\n    import time\n    time.sleep(1)\n    return 2\n\n'
+         'def slow(x: int = 0):\n    import time\n    for i in range(100000):\n'
+         '        print("line", i, flush=True)\n        time.sleep(0.02)\n    return 3\n')
+PIPELINE = ("tasks:\n  a: {file: steps.py, function: quick}\n"
+            "  b: {file: steps.py, function: second, args: ['${a}']}\n"
+            "  c: {file: steps.py, function: slow, args: ['${b}']}\n")
+
+
+@pytest.fixture
+def steps(work):
+    w, _ = work
+    (w / "steps.py").write_text(STEPS)
+    (w / "pipe.yaml").write_text(PIPELINE)
+    (w / "mapped.py").write_text(TALK)  # its runs alone are map's, on the module's daemon too
+    (w / "calls.jsonl").write_text("".join(f'{{"n": {n}}}\n' for n in (0, 50, 100000, 100000, 100000, 100000)))
+    return work
+
+
+def runs_of(work, server, filename):
+    ps = cli(work, server, "ps", "--json", "-n", "100")
+    assert ps.returncode == 0, ps
+    return [r for r in json.loads(ps.stdout) if r["filename"] == filename]
+
+
+def test_map_whose_reader_left_cancels_its_calls_and_starts_no_more_on_both_paths(daemon, steps):
+    """`map mapped.py --over calls.jsonl -j 3 | head -1`: the first call's
+    line is read; the second's, written a second later, fails: the calls
+    in flight are cancelled, the ones not started never start, nothing
+    more is printed (no "N calls" summary) and the CLI dies of SIGPIPE."""
+    seen = {}
+    for server in (None, daemon.url):
+        line, code, err, took = read_one_line_and_leave(
+            steps, server, ["map", "mapped.py", "--over", "calls.jsonl", "-j", "3", *SB])
+        assert json.loads(line)["index"] == 0 and json.loads(line)["result"] == "done", (server, line)
+        assert code == -signal.SIGPIPE and took < 20, (server, code, took)
+        # the calls' own output (stderr, interleaved), nothing of the CLI's
+        assert not [l for l in err if "calls" in l or "pysprinter" in l], (server, err)
+        statuses = sorted(r["status"] for r in runs_of(steps, server, "mapped.py"))
+        # calls 0 and 1 ended, 2 and 3 (and 4, when its thread took it
+        # before the main thread's write failed) cancelled; 5 never ran
+        assert statuses[-2:] == ["succeeded", "succeeded"], (server, statuses)
+        assert set(statuses[:-2]) == {"cancelled"} and len(statuses) in (4, 5), (server, statuses)
+        if not server:
+            assert no_process_left(steps[0]), "a process of a cancelled call is left"
+        seen[server] = ({k: v for k, v in json.loads(line).items() if k != "run_id"}, code)
+    assert seen[None] == seen[daemon.url]
+
+
+@pytest.mark.parametrize("args,first,task", [
+    (["dag", "run", "pipe.yaml", "--no-cache"], "a: succeeded", "c"),
+    (["chain", "steps.py::quick", "steps.py::second", "steps.py::slow", "--no-cache"], "step1: succeeded", "step3"),
+], ids=["dag run", "chain"])
+def test_a_dag_whose_reader_left_is_cancelled_on_both_paths(daemon, steps, args, first, task):
+    """`dag run pipe.yaml 2>&1 | grep -m1 'a: succeeded'` (the result is
+    printed at the end; the tree view is what goes as the DAG runs): the
+    next line fails, the DAG run is cancelled (its last task never
+    succeeds), nothing more is printed and the CLI dies of SIGPIPE (a
+    shell's 141). Embedded, no process is left."""
+    seen = {}
+    for server in (None, daemon.url):
+        line, code, _, took = read_one_line_and_leave(steps, server, [*args, *SB], until=first, stderr_too=True)
+        assert line.startswith(first), (server, line)
+        assert code == -signal.SIGPIPE and took < 20, (server, code, took)
+        ls = cli(steps, server, "dag", "ls", "--json")
+        dag = json.loads(ls.stdout)[0]
+        st = json.loads(cli(steps, server, "dag", "status", dag["id"], "--json").stdout)
+        assert (dag["status"], st["status"]) == ("cancelled", "cancelled"), (server, dag, st)
+        assert st["tasks"][task]["state"] not in ("succeeded", "running", "queued"), (server, st["tasks"])
+        assert all(r["status"] in ("succeeded", "cancelled") for r in runs_of(steps, server, "steps.py")), server
+        if not server:
+            assert no_process_left(steps[0]), "a process of the cancelled DAG run is left"
+        seen[server] = (line.split()[:2], code)
+    assert seen[None] == seen[daemon.url]
+
+
+@pytest.mark.parametrize("detach", [[], ["--detach"]], ids=["run", "run --detach"])
+def test_an_interrupt_while_the_server_takes_the_submit_cancels_the_run_it_creates(daemon, work, detach):
+    """A map call's submit cut off by its reader going away left a run
+    `running` on the server for nobody: the interrupt (SIGPIPE's, as
+    SIGTERM's) aborted the POST the server had already read, so the CLI
+    never learnt the id to cancel. A daemon held still (SIGSTOP) while the
+    CLI's POST waits for it makes that moment last: the CLI, sent SIGTERM
+    then, waits for the answer, cancels the run the server created, and
+    ends as an interrupted `run` (130) — `run --detach` too: its id was
+    not printed yet."""
+    w, env = work
+    before = {r["id"] for r in json.loads(cli(work, daemon.url, "ps", "--json", "-n", "100").stdout)}
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([str(CLI), "--server", daemon.url, "run", "talk.py", *detach, *SB], cwd=w,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)  # the POST is sent and waits: the kernel took the connection
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    out, err = p.communicate(timeout=60)
+    assert (p.returncode, out) == (130, ""), (p.returncode, out, err)
+    deadline = time.monotonic() + 15
+    while True:
+        new = [r for r in json.loads(cli(work, daemon.url, "ps", "--json", "-n", "100").stdout)
+               if r["id"] not in before]
+        if time.monotonic() > deadline or (new and all(r["status"] not in ("queued", "running") for r in new)):
+            break
+        time.sleep(0.2)
+    assert [(r["filename"], r["status"]) for r in new] == [("talk.py", "cancelled")], new

@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from clusterlib import SLEEPER
 from conftest import CLI
 from daemonlib import TOKENS, Daemon, sandbox_mode
@@ -245,3 +247,43 @@ def test_a_gateway_waits_for_its_queued_runs_without_a_thread_each(nodes, redis)
         took.append(time.monotonic() - t0)
         assert st == 200 and b["result"] == "now", (st, b)
     assert sorted(took)[4] < 0.6, took
+
+
+@pytest.mark.parametrize("killed_while", ["queued", "running"])
+def test_a_keyed_submit_retried_through_another_gateway_after_a_kill9_is_the_same_run(nodes, redis, killed_while):
+    """What a client does when its gateway dies: it sent POST /v1/runs
+    ?wait=true with an Idempotency-Key to gw1, gw1 is killed (-9) before
+    the run starts (no worker yet) or while it runs on a worker, the wait
+    breaks off; the same request with the same key to gw2 answers with
+    the same run and, once it ends, its result. One run exists, and it
+    ran once."""
+    gw1 = nodes("gw1", "gateway")
+    gw2 = nodes("gw2", "gateway")
+    if killed_while == "running":
+        nodes("w1", "worker")
+    body = {"source": SLEEPER, "kwargs": {"seconds": 3, "tag": "once"}}
+    h = {"Idempotency-Key": "failover-1"}
+    first = {}
+
+    def wait_on_gw1():
+        try:
+            first["answer"] = gw1.call("POST", "/v1/runs?wait=true", body, headers=h)
+        except OSError as e:
+            first["error"] = e
+
+    t = threading.Thread(target=wait_on_gw1, daemon=True)
+    t.start()
+    listed = lambda: gw2.call("GET", "/v1/runs")[1]["runs"]  # noqa: E731
+    wait_until(lambda: [r for r in listed() if r["status"] == killed_while], 30, f"the run {killed_while}")
+    [run] = listed()
+    gw1.kill9()
+    t.join(30)
+    assert not t.is_alive() and "answer" not in first, first
+    if killed_while == "queued":
+        nodes("w1", "worker")
+    st, again = gw2.call("POST", "/v1/runs?wait=true", {**body, "kwargs": {"tag": "twice"}}, headers=h)
+    assert (st, again["id"], again["status"], again["result"]) == (200, run["id"], "succeeded", "once"), again
+    st, no_wait = gw2.call("POST", "/v1/runs", body, headers=h)
+    assert (st, no_wait["id"]) == (202, run["id"]), no_wait
+    assert [r["id"] for r in listed()] == [run["id"]]
+    assert again["attempt"] == 1, again
