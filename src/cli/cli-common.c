@@ -96,6 +96,7 @@ int cli_exit_code(int r) {
         case -EAGAIN:
         case -EIO:
         case -EPROTO:
+        case -ETIMEDOUT:
                 return EXIT_SERVER;
         default:
                 return EXIT_INTERNAL;

@@ -8,6 +8,10 @@
 
 #define MAX_RESPONSE_BYTES (512U << 20)
 #define MAX_RETRIES 5
+/* How long a request made or going on after an interrupt (a submit that
+ * goes through whole, the cancel that follows it: cli-backend-http.c) waits
+ * for a server that does not answer: Ctrl-C never leaves the CLI hanging. */
+#define INTERRUPTED_REQUEST_USEC (10 * USEC_PER_SEC)
 
 int http_open(const char *server, Http *ret, char **ret_error) {
         static bool curl_ready;
@@ -74,6 +78,7 @@ typedef struct Xfer {
         Buf *headers;
         long retry_after;
         int read_error;         /* what q->read failed with */
+        usec_t interrupted_at;  /* when on_progress() first saw an interrupt it lets go on */
         /* SSE parsing state */
         Buf line, data;
         char event[32];
@@ -140,8 +145,19 @@ static size_t on_read(char *buf, size_t size, size_t n, void *userdata) {
         return (size_t) k;
 }
 
+/* An interrupt stops a request at once, unless the caller lets it go on
+ * (cli_interrupt_handled): then for INTERRUPTED_REQUEST_USEC at most.
+ * libcurl calls this at least once a second, answer or not. */
 static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
-        return cli_interrupted && !cli_interrupt_handled ? 1 : 0;
+        Xfer *x = p;
+        if (!cli_interrupted)
+                return 0;
+        if (!cli_interrupt_handled)
+                return 1;
+        usec_t now = now_monotonic();
+        if (!x->interrupted_at)
+                x->interrupted_at = now;
+        return now - x->interrupted_at > INTERRUPTED_REQUEST_USEC;
 }
 
 /* A non-2xx status as a negative errno. */
@@ -242,6 +258,7 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
                 curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
                 curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+                curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
                 if (q->read) {
                         /* Its size is unknown: HTTP/1.1 chunked. */
                         hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
@@ -268,6 +285,12 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 buf_free(&x.data);
                 if (cli_interrupted && !cli_interrupt_handled && cc != CURLE_OK)
                         return -EINTR;
+                if (cc == CURLE_ABORTED_BY_CALLBACK && x.interrupted_at) {
+                        *ret_error = xasprintf("the server did not answer within %d s of the interrupt; what it "
+                                               "was asked may go on (see `pysprinter ps`)",
+                                               (int) (INTERRUPTED_REQUEST_USEC / USEC_PER_SEC));
+                        return -ETIMEDOUT;
+                }
                 if (x.read_error < 0) {
                         *ret_error = xasprintf("cannot read what is uploaded: %s", strerror(-x.read_error));
                         return x.read_error;

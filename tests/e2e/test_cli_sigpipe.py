@@ -298,3 +298,36 @@ def test_an_interrupt_while_the_server_takes_the_submit_cancels_the_run_it_creat
             break
         time.sleep(0.2)
     assert [(r["filename"], r["status"]) for r in new] == [("talk.py", "cancelled")], new
+
+
+def test_an_interrupt_against_a_server_that_does_not_answer_ends_within_its_bound(daemon, work):
+    """The submit goes through whole after an interrupt, but not forever: a
+    server that does not answer it (held with SIGSTOP) is given up 10 s
+    after the SIGTERM, the CLI says what may go on and exits 6 (a server
+    error), rather than hang until the server comes back. Once the server
+    runs again, whatever it took is cancelled by hand."""
+    w, env = work
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([str(CLI), "--server", daemon.url, "run", "talk.py", *SB], cwd=w,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)  # the POST is sent and waits: the kernel took the connection
+        p.send_signal(signal.SIGTERM)
+        asked = time.monotonic()
+        out, err = p.communicate(timeout=30)
+        took = time.monotonic() - asked
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    assert 9 < took < 15, (took, err)
+    assert (p.returncode, out) == (6, ""), (p.returncode, out, err)
+    assert ("pysprinter: the server did not answer within 10 s of the interrupt; what it was asked may go on "
+            "(see `pysprinter ps`)") in err, err
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        runs = json.loads(cli(work, daemon.url, "ps", "--json", "-n", "100").stdout)
+        live = [r["id"] for r in runs if r["status"] in ("queued", "running")]
+        for rid in live:
+            cli(work, daemon.url, "cancel", rid)
+        if not live and time.monotonic() > deadline - 13:
+            break
+        time.sleep(0.5)
