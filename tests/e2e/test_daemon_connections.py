@@ -294,8 +294,10 @@ def test_followers_leaving_beside_a_kept_alive_connection_leave_nothing(daemon, 
     gate = tmp_path / "gate"
     (rid,) = start_runs(d, 1, gate)
     base_fds = fd_targets(d)
-    # Kept alive after one request each: the acceptor gives them to the
-    # least loaded thread, so both threads hold some.
+    # Kept alive after one request each: the acceptor gives each to the
+    # thread that holds the fewest, so both threads hold two, once the
+    # connections of the calls before are gone (all but this call's own).
+    wait_for(lambda: sum(thread_connections(d)) == 1, "no other connection open")
     idle = []
     for _ in range(4):
         c = d.conn()
