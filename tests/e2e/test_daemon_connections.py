@@ -272,13 +272,13 @@ def thread_connections(d):
             if line.startswith("pysprinter_http_thread_connections{")]
 
 
-class RawFollower:
-    """GET /v1/runs/ID/logs?follow=1 on a raw socket that never reads: its
-    close resets the connection (the daemon's bytes unread)."""
+class RawStream:
+    """GET of an event stream on a raw socket that never reads: its close
+    resets the connection (the daemon's bytes unread)."""
 
-    def __init__(self, d, rid, version):
+    def __init__(self, d, path, version="HTTP/1.1"):
         self.sock = socket.create_connection(("127.0.0.1", d.port), timeout=60)
-        self.sock.sendall(f"GET /v1/runs/{rid}/logs?follow=1 {version}\r\nHost: x\r\n"
+        self.sock.sendall(f"GET {path} {version}\r\nHost: x\r\n"
                           f"Authorization: Bearer {TOKENS['alice']}\r\n\r\n".encode())
 
 
@@ -289,7 +289,7 @@ def test_followers_leaving_beside_a_kept_alive_connection_leave_nothing(daemon, 
     CLOSE-WAIT until that client's connection times out (read_timeout_s,
     30 s). Followers that close with the stream read (FIN) or unread
     (reset), over HTTP/1.1 (chunked) or 1.0 (nginx's default towards a
-    backend: no chunks)."""
+    backend: no chunks), and the dashboard's /v1/events streams."""
     d = daemon
     gate = tmp_path / "gate"
     (rid,) = start_runs(d, 1, gate)
@@ -311,8 +311,9 @@ def test_followers_leaving_beside_a_kept_alive_connection_leave_nothing(daemon, 
     clients = [Follower(d, rid) for _ in range(10)] + [Waiter(d, rid) for _ in range(10)]
     for c in clients:
         c.start()
-    clients += [RawFollower(d, rid, v) for v in ("HTTP/1.1", "HTTP/1.0") for _ in range(3)]
-    wait_for(lambda: waiting(d) == 26, "26 waiting requests")
+    clients += [RawStream(d, f"/v1/runs/{rid}/logs?follow=1", v) for v in ("HTTP/1.1", "HTTP/1.0") for _ in range(3)]
+    clients += [RawStream(d, "/v1/events") for _ in range(4)]
+    wait_for(lambda: waiting(d) == 30, "30 waiting requests")
     wait_for(lambda: all(c.sock is not None for c in clients), "every request sent")
     t0 = time.time()
     for c in clients:
