@@ -532,15 +532,23 @@ void daemon_cluster_object_held(Daemon *d, const char *hash) {
                 log_warn("cluster: cannot record data object %.12s as held here: %s", hash, strerror(-k));
 }
 
+typedef struct ObjectRead {
+        DataObjectReader *r;
+        struct MHD_Connection *conn; /* cut when the object cannot be read */
+} ObjectRead;
+
 static ssize_t object_read(void *cls, uint64_t pos, char *buf, size_t max) {
-        ssize_t n = data_object_reader_read(cls, buf, max);
+        ObjectRead *o = cls;
+        ssize_t n = data_object_reader_read(o->r, buf, max);
         if (n == 0)
                 return MHD_CONTENT_READER_END_OF_STREAM;
-        return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+        return n < 0 ? daemon_stream_cut(o->conn, buf, max) : n;
 }
 
 static void object_free(void *cls) {
-        data_object_reader_free(cls);
+        ObjectRead *o = cls;
+        data_object_reader_free(o->r);
+        free(o);
 }
 
 /* GET /internal/v1/objects/HASH (another node, with the cluster's secret):
@@ -556,10 +564,12 @@ struct MHD_Response *daemon_api_cluster_object(const DaemonCall *call, unsigned 
                 return daemon_call_error(call, 404, "not_found", ret_status, "this node does not hold %s", hash);
         if (k < 0)
                 return daemon_call_errno(call, k, "data object", ret_status);
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, object_read, r,
+        ObjectRead *o = xcalloc(1, sizeof(ObjectRead));
+        *o = (ObjectRead){ .r = r, .conn = call->conn };
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, object_read, o,
                                                                       object_free);
         if (!resp) {
-                data_object_reader_free(r);
+                object_free(o);
                 return NULL;
         }
         MHD_add_response_header(resp, "Content-Type", "application/octet-stream");

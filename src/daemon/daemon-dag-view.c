@@ -80,7 +80,7 @@ static ssize_t dag_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         while (daemon_sse_drained(&s->out)) {
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
-                ssize_t woken = daemon_sse_woken(&s->w);
+                ssize_t woken = daemon_sse_woken(&s->w, s->conn, buf, max);
                 if (woken)
                         return woken;
                 uint64_t gen = daemon_wait_arm(); /* before looking: no lost change */

@@ -271,13 +271,21 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *name,
         return daemon_json_response(200, j, ret_status);
 }
 
+typedef struct TarRead {
+        DataTarStream *s;
+        struct MHD_Connection *conn; /* cut when the tree cannot be read */
+} TarRead;
+
 static ssize_t tar_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-        ssize_t n = data_tar_stream_read(cls, buf, max);
-        return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+        TarRead *t = cls;
+        ssize_t n = data_tar_stream_read(t->s, buf, max);
+        return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : daemon_stream_cut(t->conn, buf, max);
 }
 
 static void tar_reader_free(void *cls) {
-        data_tar_stream_free(cls);
+        TarRead *t = cls;
+        data_tar_stream_free(t->s);
+        free(t);
 }
 
 static void content_headers(struct MHD_Response *resp, const DataInfo *info, const char *type, const char *filename,
@@ -295,7 +303,8 @@ static void content_headers(struct MHD_Response *resp, const DataInfo *info, con
 
 /* The version's tree as a tar produced while MHD sends it (a dataset may
  * be GiBs: never a whole buffer). Takes info. */
-static struct MHD_Response *tar_response(DataInfo *info, const char *warning, unsigned *ret_status) {
+static struct MHD_Response *tar_response(struct MHD_Connection *conn, DataInfo *info, const char *warning,
+                                         unsigned *ret_status) {
         DataTarStream *s = NULL;
         int r = data_tar_stream_new(info->path, &s, NULL);
         if (r < 0) {
@@ -303,10 +312,12 @@ static struct MHD_Response *tar_response(DataInfo *info, const char *warning, un
                 data_info_free(info);
                 return resp;
         }
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, tar_reader, s,
+        TarRead *t = xcalloc(1, sizeof(TarRead));
+        *t = (TarRead){ .s = s, .conn = conn };
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, tar_reader, t,
                                                                       tar_reader_free);
         if (!resp) {
-                data_tar_stream_free(s);
+                tar_reader_free(t);
                 data_info_free(info);
                 return NULL;
         }
@@ -332,7 +343,7 @@ static struct MHD_Response *handle_content(const DaemonCall *call, const char *n
         /* ?format=tar: any dataset as a tar; a directory also when the
          * client accepts one (the CLI's `data get -o` asks for either). */
         if (format || (!info->file && accept && strstr(accept, "application/x-tar")))
-                return tar_response(info, warning, ret_status);
+                return tar_response(call->conn, info, warning, ret_status);
         if (!info->file) {
                 data_info_free(info);
                 return daemon_error_response(409, "conflict", ret_status,

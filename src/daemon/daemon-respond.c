@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <sys/socket.h>
 
 #include "daemon.h"
 
@@ -478,12 +479,39 @@ ssize_t daemon_sse_take(SseOut *o, char *buf, size_t max) {
         return (ssize_t) n;
 }
 
-ssize_t daemon_sse_woken(DaemonWaiter *w) {
-        assert(w);
+/* daemon.h. Why not MHD_CONTENT_READER_END_WITH_ERROR: libmicrohttpd
+ * 0.9.75 then closes the connection without queuing it for cleanup
+ * (try_ready_chunked_body()'s failure leaves MHD_connection_handle_idle()
+ * before its CLOSED case, and the connection leaves the ready list). It is
+ * freed, and its fd closed, only by a later pass over the connection
+ * timeout list, which starts from the oldest connection and stops at the
+ * first one still open; a resumed connection is in no epoll set either.
+ * So beside one kept-alive connection on the same thread, log followers
+ * that hung up sat in CLOSE-WAIT for read_timeout_s (and the acceptor,
+ * counting them, sent new connections to the other threads: nothing woke
+ * that one). MHD's write path has no such gap: a failed send closes the
+ * connection and the same call's MHD_connection_handle_idle() frees it. So
+ * the socket is shut down (the send fails: nothing reaches the client; a
+ * connection in an epoll set also gets EPOLLHUP) and MHD is given one byte
+ * to send, a newline (an empty line ends no SSE event, were it ever read). */
+ssize_t daemon_stream_cut(struct MHD_Connection *conn, char *buf, size_t max) {
+        assert(conn && buf);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci || max == 0)
+                return MHD_CONTENT_READER_END_WITH_ERROR; /* not reached */
+        /* ENOTCONN: the client reset the connection (it closed with our
+         * bytes unread): the send fails all the same. */
+        (void) shutdown(ci->connect_fd, SHUT_RDWR);
+        buf[0] = '\n';
+        return 1;
+}
+
+ssize_t daemon_sse_woken(DaemonWaiter *w, struct MHD_Connection *conn, char *buf, size_t max) {
+        assert(w && conn && buf);
         DaemonWake why = w->why;
         w->why = DAEMON_WAKE_NONE;
         if (why == DAEMON_WAKE_GONE)
-                return MHD_CONTENT_READER_END_WITH_ERROR;
+                return daemon_stream_cut(conn, buf, max);
         if (why == DAEMON_WAKE_DRAIN)
                 return MHD_CONTENT_READER_END_OF_STREAM;
         return 0;

@@ -575,7 +575,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 DaemonWake why = s->w.why;
                 s->w.why = DAEMON_WAKE_NONE;
                 if (why == DAEMON_WAKE_GONE)
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                        return daemon_stream_cut(s->conn, buf, max);
 
                 /* Taken before looking: a chunk logged after the look
                  * makes the park below fail, and we look again. */
@@ -792,11 +792,11 @@ static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) 
         while (daemon_sse_drained(&s->out)) {
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
-                ssize_t woken = daemon_sse_woken(&s->w);
+                ssize_t woken = daemon_sse_woken(&s->w, s->conn, buf, max);
                 if (woken)
                         return woken;
                 if (cluster_sse_look(s) < 0)
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                        return daemon_stream_cut(s->conn, buf, max);
                 usec_t now = now_monotonic();
                 if (daemon_sse_ready(&s->out, &s->last_sent, now, CLUSTER_SSE_KEEPALIVE_S * USEC_PER_SEC))
                         break;

@@ -568,7 +568,7 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
         Daemon *d = s->d;
 
         while (daemon_sse_drained(&s->out)) {
-                ssize_t woken = daemon_sse_woken(&s->w);
+                ssize_t woken = daemon_sse_woken(&s->w, s->conn, buf, max);
                 if (woken)
                         return woken;
                 if (!s->greeted) {

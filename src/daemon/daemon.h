@@ -961,10 +961,16 @@ void daemon_sse_keepalive(Buf *out);
 bool daemon_sse_drained(SseOut *o);
 /* Copies what is pending in o into buf (at most max); the reader's return. */
 ssize_t daemon_sse_take(SseOut *o, char *buf, size_t max);
-/* The first step of each pass of a parked SSE reader: what woke w. 0: look
- * again; else the reader's answer (the client hung up: an error; the daemon
- * stops: the end). */
-ssize_t daemon_sse_woken(DaemonWaiter *w);
+/* The first step of each pass of a parked SSE reader of conn: what woke w.
+ * 0: look again; else the reader's answer (the client hung up:
+ * daemon_stream_cut(); the daemon stops: the end). buf, max: the reader's. */
+ssize_t daemon_sse_woken(DaemonWaiter *w, struct MHD_Connection *conn, char *buf, size_t max);
+/* A content reader's answer when its stream cannot go on (its client hung
+ * up, what it streams failed), in place of MHD_CONTENT_READER_END_WITH_ERROR,
+ * which leaves the socket open on libmicrohttpd 0.9.75: shuts conn's socket
+ * down and returns a byte put in buf whose send fails, so MHD closes and
+ * frees the connection at once. The client sees the stream cut short. */
+ssize_t daemon_stream_cut(struct MHD_Connection *conn, char *buf, size_t max);
 /* After a look: a keep-alive comment when nothing went out for `every`.
  * True when o holds something to send (*last_sent is now then). */
 bool daemon_sse_ready(SseOut *o, usec_t *last_sent, usec_t now, usec_t every);

@@ -264,6 +264,80 @@ def test_clients_leaving_while_suspended_leave_nothing(daemon, tmp_path):
     assert d.wait_status(rid, {"succeeded"})["status"] == "succeeded"
 
 
+def thread_connections(d):
+    """Open connections per HTTP thread, as the daemon counts them."""
+    st, text = d.call("GET", "/metrics", token="admin")
+    assert st == 200
+    return [int(line.split()[1]) for line in text.splitlines()
+            if line.startswith("pysprinter_http_thread_connections{")]
+
+
+class RawStream:
+    """GET of an event stream on a raw socket that never reads: its close
+    resets the connection (the daemon's bytes unread)."""
+
+    def __init__(self, d, path, version="HTTP/1.1"):
+        self.sock = socket.create_connection(("127.0.0.1", d.port), timeout=60)
+        self.sock.sendall(f"GET {path} {version}\r\nHost: x\r\n"
+                          f"Authorization: Bearer {TOKENS['alice']}\r\n\r\n".encode())
+
+
+def test_followers_leaving_beside_a_kept_alive_connection_leave_nothing(daemon, tmp_path):
+    """The log followers' hang-ups close their sockets at once while
+    another client keeps an idle connection open on the same HTTP threads
+    (a dashboard's kept-alive connection): their sockets are not left in
+    CLOSE-WAIT until that client's connection times out (read_timeout_s,
+    30 s). Followers that close with the stream read (FIN) or unread
+    (reset), over HTTP/1.1 (chunked) or 1.0 (nginx's default towards a
+    backend: no chunks), and the dashboard's /v1/events streams."""
+    d = daemon
+    gate = tmp_path / "gate"
+    (rid,) = start_runs(d, 1, gate)
+    base_fds = fd_targets(d)
+    # Kept alive after one request each: the acceptor gives each to the
+    # thread that holds the fewest, so both threads hold two, once the
+    # connections of the calls before are gone (all but this call's own).
+    wait_for(lambda: sum(thread_connections(d)) == 1, "no other connection open")
+    idle = []
+    for _ in range(4):
+        c = d.conn()
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200 and not r.will_close
+        idle.append(c)
+    # Each thread holds more than this /metrics call's own connection.
+    assert min(thread_connections(d)) >= 2, thread_connections(d)
+    clients = [Follower(d, rid) for _ in range(10)] + [Waiter(d, rid) for _ in range(10)]
+    for c in clients:
+        c.start()
+    clients += [RawStream(d, f"/v1/runs/{rid}/logs?follow=1", v) for v in ("HTTP/1.1", "HTTP/1.0") for _ in range(3)]
+    clients += [RawStream(d, "/v1/events") for _ in range(4)]
+    wait_for(lambda: waiting(d) == 30, "30 waiting requests")
+    wait_for(lambda: all(c.sock is not None for c in clients), "every request sent")
+    t0 = time.time()
+    for c in clients:
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.sock.close()
+    wait_for(lambda: waiting(d) == 0, "no waiting request", timeout=15)
+    # The 4 kept-alive connections are the only new fds left.
+    try:
+        wait_for(lambda: fds(d) <= len(base_fds) + len(idle), "only the kept-alive connections open", timeout=10)
+    except AssertionError:
+        wait_fds_back(d, base_fds, timeout=0)
+    print(f"the hung-up connections closed in {time.time() - t0:.2f} s")
+    # The kept-alive connections still work.
+    for c in idle:
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200
+        c.close()
+    wait_fds_back(d, base_fds, timeout=15)
+    gate.write_text("go")
+    assert d.wait_status(rid, {"succeeded"})["status"] == "succeeded"
+
+
 def test_submit_wait_client_gone_cancels_the_run(daemon, tmp_path):
     d = daemon
     gate = tmp_path / "gate"

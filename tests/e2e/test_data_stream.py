@@ -4,6 +4,7 @@ data.max_bytes rather than server.max_body_bytes; directory datasets travel
 as tar streams both ways, and a hostile tar is refused whole. Against a
 real pysprinterd; the CLI's output and exit codes are the embedded ones."""
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -128,6 +129,40 @@ def test_big_directory_download_is_streamed(cli, d, tmp_path):
     assert total > 40 << 20
     after = vm_hwm_kb(d.proc.pid)
     assert after - before < 16 * 1024, (before, after)
+
+
+def test_a_download_whose_tree_fails_midway_is_cut_at_once(d, tmp_path):
+    """A file of the tree that shrinks while its tar is being sent (a disk
+    error, an operator's hand): the client's download ends at once,
+    visibly incomplete, rather than waiting for bytes that never come
+    until read_timeout_s (30 s)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        data = os.urandom(32 << 20)
+        ti = tarfile.TarInfo("shrinks")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    st, _, body = d.request("PUT", "/v1/data/shrinking", raw=buf.getvalue(),
+                            headers={"Content-Type": "application/x-tar"})
+    assert st in (200, 201), body
+    (stored,) = [os.path.join(r, f) for r, _, fs in os.walk(d.home / "data") for f in fs if f == "shrinks"]
+    c = d.conn(timeout=60)
+    c.request("GET", "/v1/data/shrinking/content?format=tar", headers={"Authorization": "Bearer " + TOKENS["alice"]})
+    resp = c.getresponse()
+    assert resp.status == 200
+    got = len(resp.read(1 << 16))
+    # Mid-file: the socket's buffers hold a few MiB of the 32 at most.
+    os.chmod(os.path.dirname(stored), 0o755)
+    os.chmod(stored, 0o644)
+    os.truncate(stored, 0)
+    t0 = time.time()
+    with pytest.raises(http.client.IncompleteRead):
+        while chunk := resp.read(1 << 16):
+            got += len(chunk)
+    elapsed = time.time() - t0
+    c.close()
+    assert got < 32 << 20
+    assert elapsed < 10, elapsed
 
 
 def test_over_the_cap_is_413_and_leaves_nothing(cli, capped, tmp_path):
