@@ -262,8 +262,15 @@ def test_a_dag_whose_reader_left_is_cancelled_on_both_paths(daemon, steps, args,
     assert seen[None] == seen[daemon.url]
 
 
-@pytest.mark.parametrize("detach", [[], ["--detach"]], ids=["run", "run --detach"])
-def test_an_interrupt_while_the_server_takes_the_submit_cancels_the_run_it_creates(daemon, work, detach):
+TALK_EVENT = ('def handler(event, context):\n    import time\n    while True:\n'
+              '        print("line", flush=True)\n        time.sleep(0.02)\n')
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "talk.py", *SB], ["run", "talk.py", "--detach", *SB],
+    ["invoke", "talkev", "--payload", "{}"], ["invoke", "talkev", "--payload", "{}", "--detach"],
+], ids=["run", "run --detach", "invoke --payload", "invoke --payload --detach"])
+def test_an_interrupt_while_the_server_takes_the_submit_cancels_the_run_it_creates(daemon, work, args):
     """A map call's submit cut off by its reader going away left a run
     `running` on the server for nobody: the interrupt (SIGPIPE's, as
     SIGTERM's) aborted the POST the server had already read, so the CLI
@@ -271,12 +278,17 @@ def test_an_interrupt_while_the_server_takes_the_submit_cancels_the_run_it_creat
     CLI's POST waits for it makes that moment last: the CLI, sent SIGTERM
     then, waits for the answer, cancels the run the server created, and
     ends as an interrupted `run` (130) — `run --detach` too: its id was
-    not printed yet."""
+    not printed yet. The same for a Lambda-style `invoke --payload`, whose
+    submit is the Lambda route's `Event` invocation."""
     w, env = work
+    if args[0] == "invoke":
+        (w / "talkev.py").write_text(TALK_EVENT)
+        d = cli(work, daemon.url, "deploy", "talkev.py", "--name", "talkev")
+        assert d.returncode == 0, d
     before = {r["id"] for r in json.loads(cli(work, daemon.url, "ps", "--json", "-n", "100").stdout)}
     daemon.proc.send_signal(signal.SIGSTOP)
     try:
-        p = subprocess.Popen([str(CLI), "--server", daemon.url, "run", "talk.py", *detach, *SB], cwd=w,
+        p = subprocess.Popen([str(CLI), "--server", daemon.url, *args], cwd=w,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)  # the POST is sent and waits: the kernel took the connection
         p.send_signal(signal.SIGTERM)
@@ -292,7 +304,7 @@ def test_an_interrupt_while_the_server_takes_the_submit_cancels_the_run_it_creat
         if time.monotonic() > deadline or (new and all(r["status"] not in ("queued", "running") for r in new)):
             break
         time.sleep(0.2)
-    assert [(r["filename"], r["status"]) for r in new] == [("talk.py", "cancelled")], new
+    assert [(r["filename"], r["status"]) for r in new] == [(f"{args[1].removesuffix('.py')}.py", "cancelled")], new
 
 
 def test_an_interrupt_against_a_server_that_does_not_answer_ends_within_its_bound(daemon, work):
