@@ -392,6 +392,9 @@ typedef enum PoolRole {
         POOL_VALIDATOR_LARGE,
 } PoolRole;
 
+/* Whether a run's cancel eventfd (-EBADF: none) has been written; it
+ * stays written, so every wait of the run sees it. */
+bool cancel_asked(int cancel_fd);
 /* A warm worker for this environment (started and initialised if there is
  * none: *ret_cold tells). Must be released. Runs share one worker per key;
  * a validator serves one validation at a time, so a validation takes an
@@ -402,9 +405,6 @@ int pool_acquire(Engine *e, SandboxMode mode, const RunLimits *limits, char *con
  * engine_cancel()) ends the wait for a worker another run starts, and
  * the start of one for this run (its env's imports can take seconds: the
  * worker is killed), with -ECANCELED. */
-/* Whether a run's cancel eventfd (-EBADF: none) has been written; it
- * stays written, so every wait of the run sees it. */
-bool cancel_asked(int cancel_fd);
 int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limits, char *const *sys_path,
                              char *const *data, PoolRole role, int cancel_fd, PoolWorker **ret, bool *ret_cold,
                              char **ret_error);
