@@ -1242,18 +1242,20 @@ static void dag_cancel_by_id(Daemon *d, const char *id) {
                 return;
         if (!dag_cancelled(found->dag)) {
                 log_info("DAG run %s: cancelled (asked through the cluster)", id);
-                dag_cancel(found->dag);
                 /* A run taken over resumes its tasks recorded running by
                  * adopting their runs; cancelled before a task was adopted,
                  * dag_run() marks it cancelled without waiting for its run:
                  * the runs the record names are cancelled here too (a run
-                 * that ended already is left as it is). */
+                 * that ended already is left as it is). Read before the
+                 * cancel: dag_run() may record such a task cancelled
+                 * before a read after it, and its run then went on. */
                 DagTaskRecord **t = NULL;
                 size_t n = 0;
-                if (daemon_dag_tasks(d, id, &t, &n) >= 0)
-                        for (size_t i = 0; i < n; i++)
-                                if (t[i]->run_id && t[i]->state && streq(t[i]->state, "running"))
-                                        (void) daemon_cluster_cancel(d, t[i]->run_id);
+                bool listed = daemon_dag_tasks(d, id, &t, &n) >= 0;
+                dag_cancel(found->dag);
+                for (size_t i = 0; listed && i < n; i++)
+                        if (t[i]->run_id && t[i]->state && streq(t[i]->state, "running"))
+                                (void) daemon_cluster_cancel(d, t[i]->run_id);
                 dag_task_record_list_free(t, n);
                 /* the task waiters look at once, not at their next 250 ms */
                 pthread_mutex_lock(&d->lock);
