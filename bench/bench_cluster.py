@@ -15,7 +15,7 @@ daemon measured in the same run.
   (b) throughput with 1, 2, 3 worker nodes (+ one gateway) at concurrency 8:
       runs/s per busy core (CPU seconds of every pysprinterd process tree and
       of redis-server, not the load generator's), against single-node
-      measured right before each cluster phase.
+      measured in the same slices: 4 of each (2 with --quick), in turn.
       goal: within 15 % of single-node
 
 Redis runs with AOF on and `appendfsync everysec` (the production default
@@ -145,6 +145,8 @@ def cpu_seconds(roots):
 
 
 def throughput(port, seconds, conc, roots):
+    """(runs, CPU seconds of roots' trees, wall seconds) of `conc` clients
+    posting runs for `seconds`."""
     done = [0] * conc
     stop = time.perf_counter() + seconds
 
@@ -159,8 +161,23 @@ def throughput(port, seconds, conc, roots):
         t.start()
     for t in ts:
         t.join()
-    wall, cpu = time.perf_counter() - t0, cpu_seconds(roots) - c0
-    return sum(done) / wall, sum(done) / max(cpu, 1e-9), cpu / wall
+    return sum(done), cpu_seconds(roots) - c0, time.perf_counter() - t0
+
+
+def alternated(phases, seconds, slices, conc=8):
+    """Each (port, roots) phase for `seconds` in all, in `slices` slices
+    taken in turn (A B A B ...), so the host's changing speed falls on all
+    alike: the single-node rate moved by a third between two phases a
+    minute apart on a shared 2-CPU VM (docs/performance.md, rounds 27 and
+    43). -> per phase (runs/s, runs per busy core second, cores busy)."""
+    tot = [[0, 0.0, 0.0] for _ in phases]
+    for _ in range(slices):
+        for i, (port, roots) in enumerate(phases):
+            n, cpu, wall = throughput(port, seconds / slices, conc, roots)
+            tot[i][0] += n
+            tot[i][1] += cpu
+            tot[i][2] += wall
+    return [(n / wall, n / max(cpu, 1e-9), cpu / wall) for n, cpu, wall in tot]
 
 
 def main():
@@ -231,15 +248,16 @@ def main():
                 w = Node(build, tmp / f"w{k}", sandbox, common + ["--role", "worker", "--node-id", f"w{k}"]).start()
                 nodes.append(w)
                 workers.append(w)
-            # The single-node reference right before each cluster phase, as
-            # the hop alternates its batches: measured once up front, it
-            # moved by a third within one sitting on a shared 2-CPU VM
-            # (docs/performance.md, round 27) and the ratio with it. The
-            # nodes not measured sit idle meanwhile (a lease a second).
-            rate1, per_core1, busy1 = throughput(single.port, secs, 8, [single.proc.pid])
-            print(f"single node: {rate1:.0f} runs/s, {busy1:.2f} cores busy, {per_core1:.0f} runs/s per busy core")
+            # The single-node reference alternated with the cluster in
+            # slices, as the hop alternates its batches: measured once up
+            # front, or in one phase before each cluster phase, it moved by
+            # a third within one sitting on a shared 2-CPU VM
+            # (docs/performance.md, rounds 27 and 43) and the ratio with it.
+            # The nodes not measured sit idle meanwhile (a lease a second).
             roots = [gw.proc.pid, redis.pid] + [x.proc.pid for x in workers]
-            rate, per_core, busy = throughput(gw.port, secs, 8, roots)
+            (rate1, per_core1, busy1), (rate, per_core, busy) = alternated(
+                [(single.port, [single.proc.pid]), (gw.port, roots)], secs, 2 if quick else 4)
+            print(f"single node: {rate1:.0f} runs/s, {busy1:.2f} cores busy, {per_core1:.0f} runs/s per busy core")
             ratio = per_core / per_core1
             print(f"{k} worker node(s): {rate:.0f} runs/s, {busy:.2f} cores busy, {per_core:.0f} runs/s per "
                   f"busy core = {ratio:.2f}x single-node (goal >= 0.85x)")
