@@ -4,7 +4,6 @@ same time, a connection the server closed is replaced without running
 anything twice, close() closes them. Against a real daemon, and a scripted
 server for what a daemon does not do on demand (closing mid-request)."""
 import base64
-import http.client
 import json
 import socket
 import sys
@@ -253,16 +252,17 @@ def test_server_closing_kept_alive_connections_unannounced(monkeypatch):
     whole on it could not be sent again: the run may have started) and
     connects again."""
     failed_sends = []
-    real_send = http.client.HTTPConnection.send
-
-    def send(self, data):
-        try:
-            return real_send(self, data)
-        except OSError as e:
-            failed_sends.append(e)
-            raise
-    monkeypatch.setattr(http.client.HTTPConnection, "send", send)
+    real_sendall = socket.socket.sendall
     srv = Scripted([], default="fin")
+
+    def sendall(self, data, *a):
+        try:
+            return real_sendall(self, data, *a)
+        except OSError as e:
+            if self.getsockname()[1] != srv.port:      # the client's, not the server's
+                failed_sends.append(e)
+            raise
+    monkeypatch.setattr(socket.socket, "sendall", sendall)
     try:
         c = pysprinter.Client(server=srv.url, token="t")
         for i in range(20):
