@@ -711,16 +711,24 @@ class _Response:
             pieces.append(piece)
 
     def readline(self):
+        """The body's next line with its b"\\n" (the last one may have
+        none); b"" at the body's end. A line longer than a piece is joined
+        once, not grown piece by piece."""
+        i = self.lines.find(b"\n")
+        if i >= 0:
+            line, self.lines = self.lines[:i + 1], self.lines[i + 1:]
+            return line
+        parts, self.lines = [self.lines], b""
         while True:
-            i = self.lines.find(b"\n")
-            if i >= 0:
-                line, self.lines = self.lines[:i + 1], self.lines[i + 1:]
-                return line
             piece = self.read_some()
             if not piece:
-                line, self.lines = self.lines, b""
-                return line
-            self.lines += piece
+                return b"".join(parts)
+            i = piece.find(b"\n")
+            if i >= 0:
+                parts.append(piece[:i + 1])
+                self.lines = piece[i + 1:]
+                return b"".join(parts)
+            parts.append(piece)
 
     def __iter__(self):
         return iter(self.readline, b"")

@@ -420,3 +420,25 @@ def test_one_sendall_per_request_to_the_daemon(daemon, monkeypatch, tmp_path):
     assert headers["Content-Type"].startswith("application/json")
     assert json.loads(raw)["id"] == run["id"]
     c.close()
+
+
+def test_streamed_body_read_line_by_line(serve):
+    """A stream (as logs(follow=True) reads one): lines cut across chunks
+    and segments, a 1 MiB line, a last line without its LF, all whole and in
+    order; the stream's connection is closed at the body's end."""
+    lines = [b"event: output\n", b"data: " + b"x" * (1 << 20) + b"\n", b"\n", b"a\n", b"b\n", b"tail"]
+    data = b"".join(lines)
+
+    def answer(n, req, s):
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(data), 7000):
+            s.sendall(chunked(data[i:i + 7000], [3000])[:-5])   # the pieces, not the last chunk yet
+        s.sendall(b"0\r\n\r\n")
+        time.sleep(0.5)
+        return False
+    srv = serve(answer)
+    r = client(srv.url)._request("GET", "/v1/runs/r1/logs?follow=1", stream=True)
+    with r:
+        assert r.status == 200 and r.headers.get("content-type") == "text/event-stream"
+        assert list(r) == lines
+        assert r.conn.sock is None                     # closed at the body's end, not at the server's
