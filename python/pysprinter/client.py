@@ -330,6 +330,9 @@ _MAX_KEPT = 10
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
 _RECV = 65536
+# A body up to this long is read into one buffer of its Content-Length;
+# a longer one in pieces as they come.
+_TRUSTED_LENGTH = 1 << 20
 _METHODS_WITH_BODY = {"POST", "PUT", "PATCH"}
 
 
@@ -509,11 +512,24 @@ class _Conn:
         return piece
 
     def read_exact(self, n, what):
+        """n bytes; Disconnected if the connection ends before them."""
         have = len(self.buf) - self.pos
         if have >= n:
             piece = self.buf[self.pos:self.pos + n]
             self.pos += n
             return piece
+        if n - have > _TRUSTED_LENGTH:
+            # A length is only a promise: memory is spent as its bytes
+            # come, not all at once on a number a server sent.
+            parts, got = [self.buf[self.pos:]], have
+            self.buf, self.pos = b"", 0
+            while got < n:
+                piece = self.sock.recv(min(n - got, _TRUSTED_LENGTH))
+                if not piece:
+                    raise Disconnected(f"the server closed the connection after {got} of the {n} bytes of {what}")
+                parts.append(piece)
+                got += len(piece)
+            return b"".join(parts)
         out = bytearray(n)
         out[:have] = self.buf[self.pos:]
         self.buf, self.pos = b"", 0
@@ -691,7 +707,8 @@ class _Response:
 
     def read(self, amt=None):
         if amt is not None:
-            out = bytearray()
+            out = bytearray(self.lines[:amt])
+            self.lines = self.lines[amt:]
             while len(out) < amt:
                 piece = self.read_some(amt - len(out))
                 if not piece:

@@ -442,3 +442,29 @@ def test_streamed_body_read_line_by_line(serve):
         assert r.status == 200 and r.headers.get("content-type") == "text/event-stream"
         assert list(r) == lines
         assert r.conn.sock is None                     # closed at the body's end, not at the server's
+
+
+@pytest.mark.parametrize("size", [10, 3 << 20])
+def test_content_length_bodies_small_and_large(serve, size):
+    """A body read by its Content-Length, in one buffer or (past 1 MiB) in
+    pieces as they come; a promised length never sent is a ConnectionError,
+    not a buffer of that size."""
+    def answer(n, req, s):
+        if n == 1:
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n{}")
+            return False
+        body = json.dumps({"pad": "x" * size}, indent=1).encode()
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5])
+        time.sleep(0.01)
+        s.sendall(body[5:])
+        return True
+    srv = serve(answer)
+    c = client(srv.url)
+    status, _, raw = c._request("GET", "/x")
+    assert status == 200 and len(json.loads(raw)["pad"]) == size
+    with pytest.raises(ConnectionError):
+        c._request("POST", "/x", {})
+    r = client(srv.url)._request("GET", "/x", stream=True)
+    with r:
+        assert r.readline() == b"{\n" and r.read(3) == b' "p'
+        assert r.read() == json.dumps({"pad": "x" * size}, indent=1).encode()[5:]
