@@ -468,3 +468,63 @@ def test_content_length_bodies_small_and_large(serve, size):
     with r:
         assert r.readline() == b"{\n" and r.read(3) == b' "p'
         assert r.read() == json.dumps({"pad": "x" * size}, indent=1).encode()[5:]
+
+
+class _Feed:
+    """A socket stand-in giving its bytes a few at a time (random cuts)."""
+
+    def __init__(self, data, rnd):
+        self.data, self.rnd = data, rnd
+
+    def recv(self, n):
+        k = min(n, self.rnd.randint(1, 40))
+        d, self.data = self.data[:k], self.data[k:]
+        return d
+
+    def recv_into(self, view):
+        d = self.recv(len(view))
+        view[:len(d)] = d
+        return len(d)
+
+
+def test_answers_cut_anywhere_and_mangled():
+    """The answer parser over random segmentations of good answers (each
+    read whole and right) and over 20,000 mangled ones (bytes dropped,
+    inserted, changed, the tail cut): only ProtocolError or Disconnected
+    ever comes out, never an IndexError, a ValueError or a hang."""
+    import random
+    good = [
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"result\": 1}",
+         b"{\"result\": 1}"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n3\r\nabc\r\n0\r\nT: x\r\n\r\n",
+         b"helloabc"),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nX: y\r\n  z\r\n\r\nbody to close", b"body to close"),
+        (b"HTTP/1.1 429 Too\nRetry-After: 1\nContent-Length: 2\nContent-Length: 2\n\n{}", b"{}"),
+    ]
+    rnd = random.Random(15)
+    for data, body in good:
+        for _ in range(200):
+            c = pysprinter.client._Conn(("x", 1), None, None, 0)
+            c.sock = _Feed(data, rnd)
+            assert c.response("POST").read() == body
+    errors = set()
+    for _ in range(20000):
+        data = bytearray(rnd.choice(good)[0])
+        for _ in range(rnd.randint(1, 4)):
+            op, i = rnd.randint(0, 3), rnd.randrange(len(data) + 1)
+            if op == 0:
+                del data[i:i + rnd.randint(1, 5)]
+            elif op == 1:
+                data[i:i] = bytes(rnd.choice(b"\r\n :;0aZ\t\xff\xb2\x00-1") for _ in range(rnd.randint(1, 4)))
+            elif op == 2 and i < len(data):
+                data[i] = rnd.randrange(256)
+            else:
+                del data[i:]
+        c = pysprinter.client._Conn(("x", 1), None, None, 0)
+        c.sock = _Feed(bytes(data), rnd)
+        try:
+            r = c.response(rnd.choice(["GET", "POST", "HEAD"]))
+            r.read() if rnd.random() < 0.5 else list(r)
+        except (pysprinter.client.ProtocolError, pysprinter.client.Disconnected) as e:
+            errors.add(type(e))
+    assert errors == {pysprinter.client.ProtocolError, pysprinter.client.Disconnected}
