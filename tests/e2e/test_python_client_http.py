@@ -20,6 +20,7 @@ import pytest
 
 from conftest import ROOT
 import daemonlib
+from loopback import LoopbackServer, read_body, read_head
 
 sys.path.insert(0, str(ROOT / "python"))
 import pysprinter  # noqa: E402
@@ -43,33 +44,18 @@ def chunked(body, sizes, ext=b"", trailers=b""):
     return b"".join(out) + b"0" + ext + b"\r\n" + trailers + b"\r\n"
 
 
-class Server:
+class Server(LoopbackServer):
     """A loopback HTTP server: each request (read whole: head, then a
     Content-Length body) is passed to answer(n, request, sock), n counting
     requests over all connections; answer sends what it likes on sock and
     returns True to read the next request on the same connection, False to
-    close it. Records (request line, lower-cased headers, body) and how many
-    connections were accepted."""
+    close it. Records (request line, lower-cased headers, body); wrap, when
+    set, wraps each accepted socket (TLS)."""
 
     def __init__(self, answer):
         self.answer = answer
-        self.seen, self.connections, self.lock = [], 0, threading.Lock()
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.wrap = None
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                s, _ = self.lsock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+        self.seen, self.lock, self.wrap = [], threading.Lock(), None
+        super().__init__()
 
     def serve(self, s):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -82,39 +68,22 @@ class Server:
         buf = b""
         with s:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        chunk = s.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                lines = head.decode().split("\r\n")
-                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
-                need = int(headers.get("content-length", 0))
-                while len(buf) < need:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                body, buf = buf[:need], buf[need:]
+                got = read_head(s, buf)
+                if got is None:
+                    return
+                line, headers, buf = got
+                got = read_body(s, buf, int(headers.get("content-length", 0)))
+                if got is None:
+                    return
+                body, buf = got
                 with self.lock:
                     n = len(self.seen)
-                    self.seen.append((lines[0], headers, body))
+                    self.seen.append((line, headers, body))
                 try:
-                    if not self.answer(n, (lines[0], headers, body), s):
+                    if not self.answer(n, (line, headers, body), s):
                         return
                 except OSError:
                     return
-
-    def stop(self):
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.lsock.close()
 
 
 @pytest.fixture
