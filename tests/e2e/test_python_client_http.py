@@ -497,3 +497,17 @@ def test_answers_cut_anywhere_and_mangled():
         except (pysprinter.client.ProtocolError, pysprinter.client.Disconnected) as e:
             errors.add(type(e))
     assert errors == {pysprinter.client.ProtocolError, pysprinter.client.Disconnected}
+
+
+def test_bytes_after_an_answer_retire_its_connection(serve):
+    """An answer followed, in the same segment, by bytes no request asked
+    for: the call succeeds, and the connection holding them is not reused
+    (the socket is not readable: the bytes are in the client's buffer)."""
+    def answer(n, req, s):
+        body = run_json(arg(req) + 1)
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%sHTTP/1.1 200 OK\r\n" % (len(body), body))
+        return True
+    srv = serve(answer)
+    c = client(srv.url)
+    assert [c.invoke("f", i) for i in range(3)] == [1, 2, 3]
+    assert srv.connections == 3
