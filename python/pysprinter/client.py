@@ -1,5 +1,6 @@
 """A client for pysprinterd's HTTP API (docs/api.md), standard library only
-(http.client), over kept-alive connections.
+(its own small HTTP/1.1 transport over sockets), over kept-alive
+connections.
 
     from pysprinter import Client
     c = Client(server="http://127.0.0.1:8080", token="…")
@@ -16,7 +17,10 @@ import http.client
 import inspect
 import json
 import os
+import re
 import select
+import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -310,8 +314,7 @@ def _idempotency_key(key):
 
 # Failures of a kept-alive connection the server had closed: the request
 # fails while it is sent (EPIPE, ECONNRESET) or finds the connection closed
-# before any byte of an answer (http.client's RemoteDisconnected is a
-# ConnectionResetError).
+# before any byte of an answer (Disconnected is a ConnectionResetError).
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 # Methods the API may receive twice with the effect of once.
 _IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
@@ -322,6 +325,92 @@ _MAX_IDLE_S = 20.0
 # Idle connections kept (urllib3's default); more threads at once still each
 # get their own, closed after use.
 _MAX_KEPT = 10
+# Limits on an answer's head, as http.client's: a longer line or more
+# header lines is a ProtocolError, not memory spent on a broken server.
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+_RECV = 65536
+# A body up to this long is read into one buffer of its Content-Length;
+# a longer one in pieces as they come.
+_TRUSTED_LENGTH = 1 << 20
+_METHODS_WITH_BODY = {"POST", "PUT", "PATCH"}
+
+
+class ProtocolError(http.client.HTTPException):
+    """The server's answer is not HTTP/1.1 this client can read: a
+    malformed status line, header line or chunk size, or one too long."""
+
+
+class Disconnected(http.client.RemoteDisconnected):
+    """The server closed the connection before the answer was whole (before
+    its first byte, or in its body): a ConnectionResetError, and an
+    http.client.RemoteDisconnected as the client raised before."""
+
+
+class Headers:
+    """An answer's header fields in the order received; get() and [] are
+    case-insensitive and give the first field of a name (None when there is
+    none, as http.client's HTTPMessage), get_all() every one."""
+
+    __slots__ = ("_fields", "_first", "_repeated")
+
+    def __init__(self, fields=()):
+        self._fields = fields = list(fields)
+        self._first = first = {}
+        for name, value in fields:
+            first.setdefault(name.lower(), value)
+        self._repeated = len(first) < len(fields)
+
+    def get(self, name, default=None):
+        return self._first.get(name.lower(), default)
+
+    def __getitem__(self, name):
+        return self._first.get(name.lower())
+
+    def get_all(self, name, default=None):
+        name = name.lower()
+        if not self._repeated:
+            return [self._first[name]] if name in self._first else default
+        found = [v for n, v in self._fields if n.lower() == name]
+        return found or default
+
+    def __contains__(self, name):
+        return name.lower() in self._first
+
+    def __iter__(self):
+        return iter([n for n, _ in self._fields])
+
+    def __len__(self):
+        return len(self._fields)
+
+    def keys(self):
+        return [n for n, _ in self._fields]
+
+    def values(self):
+        return [v for _, v in self._fields]
+
+    def items(self):
+        return list(self._fields)
+
+    def __repr__(self):
+        return f"Headers({self._fields!r})"
+
+
+def _fields(lines, start, what):
+    """Header (or trailer) lines -> [(name, value)]; a line folded onto the
+    one before (obs-fold) is joined to it with a space."""
+    fields = []
+    for i in range(start, len(lines)):
+        line = lines[i]
+        name, sep, value = line.partition(":")
+        if not sep or not name or " " in name or "\t" in name:
+            if line[:1] in (" ", "\t") and fields:
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {line.strip()}")
+                continue
+            raise ProtocolError(f"malformed {what} line from the server: {line[:200]!r}")
+        fields.append((name, value.strip()))
+    return fields
 
 
 def _unusable(sock):
@@ -335,6 +424,341 @@ def _unusable(sock):
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
+
+
+class _Conn:
+    """One HTTP/1.1 connection: its socket (TCP, or TLS over TCP, possibly
+    through a proxy's CONNECT tunnel) and the bytes received on it and not
+    read yet. Requests are written in one sendall(); answers are read from
+    its own buffer (refilled by one recv() at a time), so a kept-alive
+    connection's leftover bytes are seen before it is used again."""
+
+    __slots__ = ("address", "tls", "tunnel", "sock", "buf", "pos", "timeout", "generation")
+
+    def __init__(self, address, tls, tunnel, generation):
+        self.address = address          # (host, port) connected to: the server's or the proxy's
+        self.tls = tls                  # (SSLContext, server_hostname) or None
+        self.tunnel = tunnel            # (b"CONNECT …" request) or None
+        self.sock = None
+        self.buf, self.pos = b"", 0
+        self.timeout = None
+        self.generation = generation
+
+    def connect(self, timeout):
+        sock = socket.create_connection(self.address, timeout)
+        try:
+            # Small requests and answers: sent now, not held back waiting
+            # for an ACK (Nagle), as http.client does.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock, self.timeout = sock, timeout
+            if self.tunnel:
+                sock.sendall(self.tunnel)
+                status, reason, _, _ = self._head("CONNECT")
+                if not 200 <= status < 300:
+                    raise OSError(f"Tunnel connection failed: {status} {reason}")
+                if self.pos < len(self.buf):
+                    raise ProtocolError("the proxy sent bytes after its CONNECT answer")
+            if self.tls:
+                ctx, hostname = self.tls
+                self.sock = ctx.wrap_socket(sock, server_hostname=hostname)
+        except BaseException:
+            sock.close()
+            self.sock = None
+            raise
+
+    def close(self):
+        sock, self.sock = self.sock, None
+        self.buf, self.pos = b"", 0
+        if sock is not None:
+            sock.close()
+
+    def pending(self):
+        """Bytes received and not read: an idle connection with some has an
+        answer no request asked for."""
+        return self.pos < len(self.buf) or (self.tls is not None and self.sock.pending() > 0)
+
+    # -- reading ------------------------------------------------------------
+
+    def _fill(self):
+        """One recv() into the buffer; False at EOF."""
+        data = self.sock.recv(_RECV)
+        if not data:
+            return False
+        self.buf = self.buf[self.pos:] + data if self.pos < len(self.buf) else data
+        self.pos = 0
+        return True
+
+    def readline(self):
+        """A line with its b"\\n", or what came before EOF (b"" at EOF)."""
+        while True:
+            i = self.buf.find(b"\n", self.pos)
+            if i >= 0:
+                line = self.buf[self.pos:i + 1]
+                self.pos = i + 1
+                return line
+            if len(self.buf) - self.pos > _MAX_LINE:
+                raise ProtocolError(f"a line of the answer is longer than {_MAX_LINE} bytes")
+            if not self._fill():
+                line = self.buf[self.pos:]
+                self.buf, self.pos = b"", 0
+                return line
+
+    def read_some(self, n):
+        """Up to n (> 0) bytes: what is buffered, else one recv(); b"" at EOF."""
+        if self.pos >= len(self.buf) and not self._fill():
+            return b""
+        piece = self.buf[self.pos:self.pos + n]
+        self.pos += len(piece)
+        return piece
+
+    def read_exact(self, n, what):
+        """n bytes; Disconnected if the connection ends before them."""
+        have = len(self.buf) - self.pos
+        if have >= n:
+            piece = self.buf[self.pos:self.pos + n]
+            self.pos += n
+            return piece
+        if n - have > _TRUSTED_LENGTH:
+            # A length is only a promise: memory is spent as its bytes
+            # come, not all at once on a number a server sent.
+            parts, got = [self.buf[self.pos:]], have
+            self.buf, self.pos = b"", 0
+            while got < n:
+                piece = self.sock.recv(min(n - got, _TRUSTED_LENGTH))
+                if not piece:
+                    raise Disconnected(f"the server closed the connection after {got} of the {n} bytes of {what}")
+                parts.append(piece)
+                got += len(piece)
+            return b"".join(parts)
+        out = bytearray(n)
+        out[:have] = self.buf[self.pos:]
+        self.buf, self.pos = b"", 0
+        view, got = memoryview(out), have
+        while got < n:
+            k = self.sock.recv_into(view[got:])
+            if not k:
+                raise Disconnected(f"the server closed the connection after {got} of the {n} bytes of {what}")
+            got += k
+        return bytes(out)
+
+    def _section(self, what):
+        """The lines of a head (a status line and its header lines) or of a
+        chunked body's trailers, up to the empty line that ends them, as
+        text without their line ends. Usually the whole head came in one
+        recv(): it is split at once; else (a head cut between segments,
+        lines ending in a bare LF) line by line."""
+        if self.pos >= len(self.buf) and not self._fill():
+            if what == "head":
+                raise Disconnected("the server closed the connection without answering")
+            raise Disconnected(f"the server closed the connection in the answer's {what}")
+        buf, pos = self.buf, self.pos
+        if buf.startswith(b"\r\n", pos):
+            self.pos = pos + 2
+            return []
+        end = buf.find(b"\r\n\r\n", pos)
+        if 0 <= end <= pos + _MAX_LINE:
+            block = buf[pos:end]
+            lines = block.split(b"\r\n")
+            if block.count(b"\n") == len(lines) - 1 and len(lines) <= _MAX_HEADERS + 1:
+                self.pos = end + 4
+                return block.decode("iso-8859-1").split("\r\n")
+        lines = []
+        while True:
+            line = self.readline()
+            if not line.endswith(b"\n"):
+                if not lines and not line:
+                    raise Disconnected("the server closed the connection without answering")
+                raise Disconnected(f"the server closed the connection in the answer's {what}")
+            line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            if not line:
+                return lines
+            if len(lines) > _MAX_HEADERS:
+                raise ProtocolError(f"more than {_MAX_HEADERS} lines in the answer's {what}")
+            lines.append(line.decode("iso-8859-1"))
+
+    def _head(self, method):
+        """Reads a status line and its header lines -> (status, reason,
+        version, [(name, value)]): the answer's, 1xx interim ones skipped."""
+        while True:
+            lines = self._section("head")
+            parts = lines[0].split(None, 2) if lines else ()
+            if (len(parts) < 2 or len(parts[0]) != 8 or not parts[0].startswith("HTTP/1.")
+                    or not parts[0][7].isdigit() or len(parts[1]) != 3 or not parts[1].isdigit()
+                    or not parts[1].isascii()):
+                raise ProtocolError(f"malformed status line from the server: {(lines or [''])[0][:200]!r}")
+            status = int(parts[1])
+            # 1xx answers are interim (100 Continue, 103 Early Hints): the
+            # answer follows on the same connection. 101 would switch
+            # protocols, which no request here asks for.
+            if 100 <= status < 200 and status != 101:
+                continue
+            return status, (parts[2].strip() if len(parts) > 2 else ""), parts[0], _fields(lines, 1, "header")
+
+    def response(self, method):
+        """The answer to the request just sent, its head read."""
+        status, reason, version, fields = self._head(method)
+        headers = Headers(fields)
+        if headers._repeated:
+            conn = ",".join(headers.get_all("Connection", ()))
+            te = ",".join(headers.get_all("Transfer-Encoding", ()))
+            lengths = {v.strip() for v in headers.get_all("Content-Length", ())}
+            if len(lengths) > 1:
+                raise ProtocolError(f"Content-Lengths that differ in the answer: {sorted(lengths)!r}")
+            cl = lengths.pop() if lengths else None
+        else:
+            first = headers._first
+            conn, te, cl = first.get("connection", ""), first.get("transfer-encoding"), first.get("content-length")
+        conn = conn.lower()
+        will_close = "close" in conn or (version == "HTTP/1.0" and "keep-alive" not in conn)
+        # The body's length (RFC 9112 6.3): none for these; else chunked;
+        # else Content-Length; else up to the connection's end.
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            length = 0
+        elif te:
+            codings = [c.strip().lower() for c in te.split(",") if c.strip()]
+            if codings and codings[-1] == "chunked":
+                length = "chunked"
+            else:
+                length, will_close = None, True
+        elif cl is None:
+            length, will_close = None, True
+        elif cl.isdigit() and cl.isascii():
+            length = int(cl)
+        else:
+            raise ProtocolError(f"bad Content-Length in the answer: {cl!r}")
+        return _Response(self, status, reason, headers, length, will_close)
+
+
+class _Response:
+    """An answer whose head is read: .status, .reason, .headers; its body
+    through read(), readline() or iterating over its lines (by
+    Content-Length, chunked, or up to the connection's end). own=True: it
+    holds its connection alone and closing it (or reading its end)
+    closes the connection."""
+
+    __slots__ = ("conn", "status", "reason", "headers", "left", "chunked", "will_close", "own", "done",
+                 "lines")
+
+    def __init__(self, conn, status, reason, headers, length, will_close):
+        self.conn, self.status, self.reason, self.headers = conn, status, reason, headers
+        self.chunked = length == "chunked"
+        self.left = 0 if self.chunked else length      # bytes left; None: up to EOF
+        self.will_close = will_close
+        self.own = False
+        self.done = length == 0
+        self.lines = b""
+
+    def getheader(self, name, default=None):
+        return self.headers.get(name, default)
+
+    def _chunk_size(self):
+        """Reads the next chunk's size line (extensions ignored); at the last
+        chunk reads the trailers and marks the body done."""
+        line = self.conn.readline()
+        if not line.endswith(b"\n"):
+            raise Disconnected("the server closed the connection in a chunked body")
+        size = line.split(b";", 1)[0].strip()
+        if not 1 <= len(size) <= 16 or size.strip(b"0123456789abcdefABCDEF"):
+            raise ProtocolError(f"malformed chunk size line from the server: {line[:200]!r}")
+        self.left = int(size, 16)
+        if self.left == 0:
+            _fields(self.conn._section("trailers"), 0, "trailer")
+            self._end()
+
+    def _chunk_end(self):
+        line = self.conn.readline()
+        if line not in (b"\r\n", b"\n"):
+            if not line.endswith(b"\n"):
+                raise Disconnected("the server closed the connection in a chunked body")
+            raise ProtocolError(f"a chunk of the answer does not end with CRLF: {line[:200]!r}")
+
+    def _end(self):
+        self.done = True
+        if self.own:
+            self.close()
+
+    def read_some(self, n=_RECV):
+        """Up to n bytes of the body as soon as some are there; b"" at its end."""
+        while not self.done:
+            if self.chunked:
+                if self.left == 0:
+                    self._chunk_size()
+                    continue
+                piece = self.conn.read_some(min(n, self.left))
+                if not piece:
+                    raise Disconnected("the server closed the connection in a chunked body")
+                self.left -= len(piece)
+                if self.left == 0:
+                    self._chunk_end()
+                return piece
+            if self.left is None:
+                piece = self.conn.read_some(n)
+                if not piece:
+                    self._end()
+                return piece
+            piece = self.conn.read_some(min(n, self.left))
+            if not piece:
+                raise Disconnected(f"the server closed the connection with {self.left} bytes of the body unsent")
+            self.left -= len(piece)
+            if self.left == 0:
+                self._end()
+            return piece
+        return b""
+
+    def read(self, amt=None):
+        if amt is not None:
+            out = bytearray(self.lines[:amt])
+            self.lines = self.lines[amt:]
+            while len(out) < amt:
+                piece = self.read_some(amt - len(out))
+                if not piece:
+                    break
+                out += piece
+            return bytes(out)
+        if self.left and not self.chunked and not self.lines:
+            body, self.left = self.conn.read_exact(self.left, "the answer's body"), 0
+            self._end()
+            return body
+        pieces = [self.lines]
+        self.lines = b""
+        while True:
+            piece = self.read_some()
+            if not piece:
+                return b"".join(pieces)
+            pieces.append(piece)
+
+    def readline(self):
+        """The body's next line with its b"\\n" (the last one may have
+        none); b"" at the body's end. A line longer than a piece is joined
+        once, not grown piece by piece."""
+        i = self.lines.find(b"\n")
+        if i >= 0:
+            line, self.lines = self.lines[:i + 1], self.lines[i + 1:]
+            return line
+        parts, self.lines = [self.lines], b""
+        while True:
+            piece = self.read_some()
+            if not piece:
+                return b"".join(parts)
+            i = piece.find(b"\n")
+            if i >= 0:
+                parts.append(piece[:i + 1])
+                self.lines = piece[i + 1:]
+                return b"".join(parts)
+            parts.append(piece)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def close(self):
+        if self.own:
+            self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class _Connections:
@@ -352,6 +776,10 @@ class _Connections:
         self.host, self.port = u.hostname, u.port or (443 if self.https else 80)
         self.prefix = u.path.rstrip("/")
         self.origin = f"{u.scheme}://{u.netloc.rpartition('@')[2]}"
+        # The Host header as http.client wrote it: the port only when it is
+        # not the scheme's.
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if self.port == (443 if self.https else 80) else f"{host}:{self.port}"
         self.proxy, self.proxy_headers = None, {}
         proxy = urllib.request.getproxies().get(u.scheme)
         if proxy and not urllib.request.proxy_bypass(u.netloc.rpartition("@")[2]):
@@ -360,21 +788,26 @@ class _Connections:
             if p.username is not None:
                 cred = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
                 self.proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+        # The default SSL context (certificates and host name verified,
+        # SSL_CERT_FILE honoured), as urllib's HTTPSHandler; made once per
+        # Client, as the proxies are read once.
+        self.tls = None
+        if self.https:
+            ctx = ssl.create_default_context()
+            ctx.set_alpn_protocols(["http/1.1"])
+            self.tls = (ctx, self.host)
+        self.tunnel = None
+        if self.https and self.proxy:
+            target = f"{host}:{self.port}"
+            self.tunnel = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+                           + "".join(f"{k}: {v}\r\n" for k, v in self.proxy_headers.items())
+                           + "\r\n").encode("iso-8859-1")
         self.lock = threading.Lock()
         self.idle = []          # [(connection, monotonic time it became idle)]
         self.generation = 0     # close() moves it on: older connections are not kept
 
     def _new(self):
-        if self.https:
-            # The default SSL context (certificates and host name verified),
-            # as urllib's HTTPSHandler.
-            c = http.client.HTTPSConnection(*(self.proxy or (self.host, self.port)))
-            if self.proxy:
-                c.set_tunnel(self.host, self.port, headers=self.proxy_headers)
-        else:
-            c = http.client.HTTPConnection(*(self.proxy or (self.host, self.port)))
-        c._pysprinter_generation = self.generation
-        return c
+        return _Conn(self.proxy or (self.host, self.port), self.tls, self.tunnel, self.generation)
 
     def _take(self):
         """-> (connection, whether it carried a request before)."""
@@ -386,15 +819,14 @@ class _Connections:
                 self.idle.pop(0)[0].close()
             while self.idle:
                 c, since = self.idle.pop()
-                if c.sock is not None and now - since < _MAX_IDLE_S and not _unusable(c.sock):
+                if c.sock is not None and now - since < _MAX_IDLE_S and not c.pending() and not _unusable(c.sock):
                     return c, True
                 c.close()
             return self._new(), False
 
     def _give_back(self, c):
         with self.lock:
-            if (c.sock is not None and c._pysprinter_generation == self.generation
-                    and len(self.idle) < _MAX_KEPT):
+            if c.sock is not None and c.generation == self.generation and len(self.idle) < _MAX_KEPT:
                 self.idle.append((c, time.monotonic()))
                 return
         c.close()
@@ -406,6 +838,26 @@ class _Connections:
         for c, _ in idle:
             c.close()
 
+    def _encode(self, method, target, data, headers):
+        """The request's bytes: request line, headers and body, sent in one
+        sendall() (one segment for a small request, one wakeup of the
+        server)."""
+        if _BAD_TARGET(target):
+            raise http.client.InvalidURL(f"URL can't contain control characters: {target!r}")
+        fields = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+        # A CR, LF or NUL inside a name or value would end the field early
+        # or forge another: one line per field, or the request is refused.
+        n = len(headers)
+        if fields.count("\n") != n or fields.count("\r") != n or "\0" in fields:
+            raise ValueError(f"a header name or value holds CR, LF or NUL: {headers!r}")
+        if data is not None:
+            length = f"Content-Length: {len(data)}\r\n"
+        else:
+            length = "Content-Length: 0\r\n" if method in _METHODS_WITH_BODY else ""
+        head = (f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\nAccept-Encoding: identity\r\n"
+                f"{fields}{length}\r\n").encode("iso-8859-1")
+        return head + data if data else head
+
     def request(self, method, path, data, headers, timeout, stream):
         """-> (status, headers, body) or, with stream, the unread response
         owning a connection of its own. A request that meets a kept-alive
@@ -414,39 +866,37 @@ class _Connections:
         server never had all of it), or its method is idempotent, or it
         carries an Idempotency-Key. Errors as urllib's: connecting or
         sending raises urllib.error.URLError, reading the answer raises
-        what the socket or http.client raised."""
+        what the socket raised, Disconnected or ProtocolError."""
         if self.proxy and not self.https:
             target = self.origin + self.prefix + path
             headers = {**headers, **self.proxy_headers}
         else:
             target = self.prefix + path
+        wire = self._encode(method, target, data, headers)
         again = method in _IDEMPOTENT or "Idempotency-Key" in headers
         for attempt in (1, 2):
             # A retry takes a new connection: the server that closed one
             # idle connection may have closed the others too.
             c, reused = (self._new(), False) if stream or attempt == 2 else self._take()
-            c.timeout = timeout
             sent = False
             try:
                 try:
                     if c.sock is None:
-                        c.connect()
-                    else:
+                        c.connect(timeout)
+                    elif c.timeout != timeout:
                         c.sock.settimeout(timeout)
-                    c.request(method, target, body=data, headers=headers)
+                        c.timeout = timeout
+                    c.sock.sendall(wire)
                 except OSError as e:
                     if reused and attempt == 1 and isinstance(e, _STALE):
                         raise
                     raise urllib.error.URLError(e)
                 sent = True
-                r = c.getresponse()
+                r = c.response(method)
                 if stream:
-                    # The response alone holds the socket now: closing it
-                    # closes the connection (HTTPConnection.close() would
-                    # close the response too).
-                    sock, c.sock = c.sock, None
-                    if sock is not None:
-                        sock.close()
+                    r.own = True
+                    if r.done:
+                        c.close()
                     return r
                 body = r.read()
             except BaseException as e:
@@ -455,5 +905,11 @@ class _Connections:
                         and not isinstance(e, urllib.error.URLError) and (not sent or again)):
                     continue
                 raise
-            self._give_back(c)
+            if r.will_close:
+                c.close()
+            else:
+                self._give_back(c)
             return r.status, r.headers, body
+
+
+_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]").search

@@ -4,7 +4,6 @@ same time, a connection the server closed is replaced without running
 anything twice, close() closes them. Against a real daemon, and a scripted
 server for what a daemon does not do on demand (closing mid-request)."""
 import base64
-import http.client
 import json
 import socket
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from conftest import ROOT
 import daemonlib
+from loopback import LoopbackServer, read_body, read_head
 
 sys.path.insert(0, str(ROOT / "python"))
 import pysprinter  # noqa: E402
@@ -166,7 +166,7 @@ def test_close_closes_the_sockets(daemon, opened):
 # ---- a scripted server ------------------------------------------------------
 
 
-class Scripted:
+class Scripted(LoopbackServer):
     """A loopback HTTP server whose n-th request (counted over all
     connections) gets ACTIONS[n]: "answer" (200, kept alive), "close"
     (200 with Connection: close, then closed), "fin" (200 as if kept alive,
@@ -177,49 +177,28 @@ class Scripted:
 
     def __init__(self, actions, default="answer"):
         self.actions, self.default = list(actions), default
-        self.seen, self.lock, self.n, self.connections = [], threading.Lock(), 0, 0
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                s, _ = self.lsock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+        self.seen, self.lock, self.n = [], threading.Lock(), 0
+        super().__init__()
 
     def serve(self, s):
         buf = b""
         with s:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                lines = head.decode().split("\r\n")
-                headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+                got = read_head(s, buf)
+                if got is None:
+                    return
+                line, headers, buf = got
                 with self.lock:
                     action = self.actions[self.n] if self.n < len(self.actions) else self.default
                     self.n += 1
                 if action == "reset":
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     return
-                need = int(headers.get("content-length", 0))
-                while len(buf) < need:
-                    chunk = s.recv(1 << 20)
-                    if not chunk:
-                        return
-                    buf += chunk
-                body, buf = buf[:need], buf[need:]
-                self.seen.append((lines[0], headers, len(body)))
+                got = read_body(s, buf, int(headers.get("content-length", 0)))
+                if got is None:
+                    return
+                body, buf = got
+                self.seen.append((line, headers, len(body)))
                 if action == "drop":
                     return
                 args = json.loads(body).get("args", [0]) if body else [0]
@@ -228,13 +207,6 @@ class Scripted:
                           % (len(answer), b"Connection: close\r\n" if action == "close" else b"") + answer)
                 if action in ("close", "fin"):
                     return
-
-    def stop(self):
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)      # wakes the accept() of the thread
-        except OSError:
-            pass
-        self.lsock.close()
 
 
 def test_server_closing_after_each_answer():
@@ -253,16 +225,17 @@ def test_server_closing_kept_alive_connections_unannounced(monkeypatch):
     whole on it could not be sent again: the run may have started) and
     connects again."""
     failed_sends = []
-    real_send = http.client.HTTPConnection.send
-
-    def send(self, data):
-        try:
-            return real_send(self, data)
-        except OSError as e:
-            failed_sends.append(e)
-            raise
-    monkeypatch.setattr(http.client.HTTPConnection, "send", send)
+    real_sendall = socket.socket.sendall
     srv = Scripted([], default="fin")
+
+    def sendall(self, data, *a):
+        try:
+            return real_sendall(self, data, *a)
+        except OSError as e:
+            if self.getsockname()[1] != srv.port:      # the client's, not the server's
+                failed_sends.append(e)
+            raise
+    monkeypatch.setattr(socket.socket, "sendall", sendall)
     try:
         c = pysprinter.Client(server=srv.url, token="t")
         for i in range(20):

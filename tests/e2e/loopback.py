@@ -1,0 +1,72 @@
+"""A loopback TCP server for tests that script, byte for byte, what a
+server sends to pysprinter.Client (tests/e2e/test_python_client_*.py):
+it listens on 127.0.0.1 (a free port), calls serve(sock) in a thread per
+accepted connection and counts them; read_head() and read_body() read an
+HTTP/1.1 request from such a socket."""
+import socket
+import threading
+
+
+class LoopbackServer:
+    """Subclasses define serve(sock) (the socket is theirs to close) and set
+    their own fields before calling __init__, which starts accepting."""
+
+    def __init__(self):
+        self.connections = 0
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+
+    def serve(self, s):
+        raise NotImplementedError
+
+    def stop(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)      # wakes the accept() of the thread
+        except OSError:
+            pass
+        self.lsock.close()
+
+
+def read_head(s, buf):
+    """-> (request line, {lower-cased name: value}, bytes after the head),
+    or None when the client closes (or resets) the connection first."""
+    while b"\r\n\r\n" not in buf:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+    return lines[0], headers, buf
+
+
+def read_body(s, buf, need):
+    """-> (the need bytes of a body, the bytes after it), or None when the
+    connection ends first."""
+    data = bytearray(buf)
+    while len(data) < need:
+        try:
+            chunk = s.recv(1 << 20)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data[:need]), bytes(data[need:])
