@@ -364,8 +364,10 @@ def test_https_verifies_the_certificate_and_keeps_alive(tmp_path, monkeypatch):
 def test_idempotency_key_names_one_run(daemon, tmp_path):
     """submit/run/invoke with idempotency_key=: a repeat of the key is the
     first run (its id, its value), another key a new one (docs/python.md)."""
-    (tmp_path / "job.py").write_text(INC)
-    job = str(tmp_path / "job.py")
+    # A file name no other test of this module's daemon runs: the count
+    # below is of this test's runs alone, however many came before.
+    (tmp_path / "idem_job.py").write_text(INC)
+    job = str(tmp_path / "idem_job.py")
     c = client(daemon)
     a = c.submit(job, 1, idempotency_key="py-submit-1")
     b = c.submit(job, 2, idempotency_key="py-submit-1")
@@ -377,7 +379,7 @@ def test_idempotency_key_names_one_run(daemon, tmp_path):
     assert c.invoke("inc", 5, idempotency_key="py-inv-1") == 2
     st, out = daemon.call("GET", "/v1/runs?limit=100")
     assert st == 200
-    assert sum(r["args"] in ([1], [2]) and r.get("filename") == "job.py" for r in out["runs"]) == 1
+    assert sum(r["args"] in ([1], [2]) and r.get("filename") == "idem_job.py" for r in out["runs"]) == 1
     assert [1] in args_of_runs(daemon, "inc") and [5] not in args_of_runs(daemon, "inc")
 
 
