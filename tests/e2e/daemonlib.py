@@ -208,6 +208,14 @@ class Daemon:
         if clean_exit:
             assert code == 0, self.log.read_text()
 
+    @contextlib.contextmanager
+    def serving_function(self, name, source, filename):
+        """serving(), with one function deployed first (alice's)."""
+        with self.serving() as d:
+            st, out = d.call("POST", "/v1/functions", {"name": name, "source": source, "filename": filename})
+            assert st in (200, 201), out
+            yield d
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -1,8 +1,8 @@
 """A loopback TCP server for tests that script, byte for byte, what a
 server sends to pysprinter.Client (tests/e2e/test_python_client_*.py):
 it listens on 127.0.0.1 (a free port), calls serve(sock) in a thread per
-accepted connection and counts them; read_head() and read_body() read an
-HTTP/1.1 request from such a socket."""
+accepted connection and counts them; requests_on() reads the HTTP/1.1
+requests sent on such a socket (read_head() and read_body() each part)."""
 import socket
 import threading
 
@@ -70,3 +70,23 @@ def read_body(s, buf, need):
             return None
         data += chunk
     return bytes(data[:need]), bytes(data[need:])
+
+
+def requests_on(s, at_head=None):
+    """Yields (request line, headers, body) for each request read whole on
+    s, until the client closes. at_head(line, headers), when given, is
+    called as each head is read: False ends the connection's requests
+    there, before the body is read."""
+    buf = b""
+    while True:
+        got = read_head(s, buf)
+        if got is None:
+            return
+        line, headers, buf = got
+        if at_head is not None and at_head(line, headers) is False:
+            return
+        got = read_body(s, buf, int(headers.get("content-length", 0)))
+        if got is None:
+            return
+        body, buf = got
+        yield line, headers, body

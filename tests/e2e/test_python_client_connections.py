@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 import daemonlib
-from loopback import LoopbackServer, read_body, read_head
+from loopback import LoopbackServer, requests_on
 
 sys.path.insert(0, str(ROOT / "python"))
 import pysprinter  # noqa: E402
@@ -48,9 +48,7 @@ def opened(monkeypatch):
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("d")
-    with daemonlib.Daemon(tmp, sandbox=daemonlib.sandbox_mode(tmp)).serving() as d:
-        st, out = d.call("POST", "/v1/functions", {"name": "inc", "source": INC, "filename": "inc.py"})
-        assert st in (200, 201), out
+    with daemonlib.Daemon(tmp, sandbox=daemonlib.sandbox_mode(tmp)).serving_function("inc", INC, "inc.py") as d:
         yield d
 
 
@@ -181,23 +179,19 @@ class Scripted(LoopbackServer):
         super().__init__()
 
     def serve(self, s):
-        buf = b""
+        action = None
+
+        def at_head(line, headers):
+            nonlocal action
+            with self.lock:
+                action = self.actions[self.n] if self.n < len(self.actions) else self.default
+                self.n += 1
+            if action == "reset":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                return False
+            return True
         with s:
-            while True:
-                got = read_head(s, buf)
-                if got is None:
-                    return
-                line, headers, buf = got
-                with self.lock:
-                    action = self.actions[self.n] if self.n < len(self.actions) else self.default
-                    self.n += 1
-                if action == "reset":
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    return
-                got = read_body(s, buf, int(headers.get("content-length", 0)))
-                if got is None:
-                    return
-                body, buf = got
+            for line, headers, body in requests_on(s, at_head):
                 self.seen.append((line, headers, len(body)))
                 if action == "drop":
                     return

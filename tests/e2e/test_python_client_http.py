@@ -20,7 +20,7 @@ import pytest
 
 from conftest import ROOT
 import daemonlib
-from loopback import LoopbackServer, read_body, read_head
+from loopback import LoopbackServer, requests_on
 
 sys.path.insert(0, str(ROOT / "python"))
 import pysprinter  # noqa: E402
@@ -65,17 +65,8 @@ class Server(LoopbackServer):
             except (ssl.SSLError, OSError):
                 s.close()
                 return
-        buf = b""
         with s:
-            while True:
-                got = read_head(s, buf)
-                if got is None:
-                    return
-                line, headers, buf = got
-                got = read_body(s, buf, int(headers.get("content-length", 0)))
-                if got is None:
-                    return
-                body, buf = got
+            for line, headers, body in requests_on(s):
                 with self.lock:
                     n = len(self.seen)
                     self.seen.append((line, headers, body))
@@ -356,9 +347,7 @@ def test_proxy_refusing_the_tunnel(serve, monkeypatch):
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("d")
-    with daemonlib.Daemon(tmp, sandbox=daemonlib.sandbox_mode(tmp)).serving() as d:
-        st, out = d.call("POST", "/v1/functions", {"name": "inc", "source": INC, "filename": "inc.py"})
-        assert st in (200, 201), out
+    with daemonlib.Daemon(tmp, sandbox=daemonlib.sandbox_mode(tmp)).serving_function("inc", INC, "inc.py") as d:
         yield d
 
 
