@@ -83,22 +83,9 @@ static int fail(Backend *b, int r, char *err) {
 
 /* ---- runs ---------------------------------------------------------------- */
 
-/* A POST that starts a run or a DAG run goes through whole, interrupt or
- * not: the server may have read it already, and a request cut off would
- * leave its run going for nobody, its id never learnt (`map | head -1`:
- * the reader goes away while a call is submitted). The caller sees
- * cli_interrupted afterwards and cancels what the answer names. */
-static int http_submit(Backend *b, const char *path, const char *header, json_t *body, json_t **ret, char **ret_error) {
-        bool handled = cli_interrupt_handled;
-        cli_interrupt_handled = true;
-        int r = http_json_header(&b->http, "POST", path, header, body, ret, ret_error);
-        cli_interrupt_handled = handled;
-        return r;
-}
-
 static int http_object(Backend *b, const char *method, bool dag, const char *id, json_t **ret);
 
-/* After http_submit() of a detached run or DAG run id: interrupted before
+/* After http_json_submit() of a detached run or DAG run id: interrupted before
  * the id was printed, it is cancelled, as embedded, and the command ends
  * as an interrupted one. */
 static int detach_interrupted(Backend *b, bool dag, const char *id) {
@@ -244,13 +231,16 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                                                    : xasprintf("/2015-03-31/functions/%s/invocations", name);
         Buf ans, hdrs;
         buf_init(&hdrs, 64 * 1024);
-        HttpRequest h = { .method = "POST", .path = path, .content_type = "application/json", .body = body,
-                          .body_len = strlen(body), .headers = &hdrs, .header = "X-Amz-Invocation-Type: Event" };
-        /* Whole, as http_submit()'s. */
-        bool handled = cli_interrupt_handled;
-        cli_interrupt_handled = true;
+        /* Whole, as http_json_submit()'s. */
+        HttpRequest h = { .method = "POST",
+                          .path = path,
+                          .content_type = "application/json",
+                          .body = body,
+                          .body_len = strlen(body),
+                          .headers = &hdrs,
+                          .header = "X-Amz-Invocation-Type: Event",
+                          .whole = true };
         int r = http_request(&b->http, &h, NULL, &ans, &err);
-        cli_interrupt_handled = handled;
         buf_free(&ans);
         _cleanup_free_ char *id = NULL;
         const char *p = hdrs.data ? strcasestr(hdrs.data, "X-Amzn-RequestId:") : NULL;
@@ -376,7 +366,10 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         /* The key checked by the verb's parser (idempotency_key_is_valid():
          * nothing a header line would break on). */
         _cleanup_free_ char *key = a->idempotency_key ? xasprintf("Idempotency-Key: %s", a->idempotency_key) : NULL;
-        r = http_submit(b, path ?: "/v1/runs", key, req, &ans, &err);
+        /* Whole, interrupt or not (`map | head -1`: the reader goes away
+         * while a call is submitted); cli_interrupted is seen below and the
+         * run the answer names is cancelled. */
+        r = http_json_submit(&b->http, path ?: "/v1/runs", key, req, &ans, &err);
         json_decref(req);
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
@@ -687,7 +680,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
         json_t *dag = NULL;
-        r = http_submit(b, "/v1/dags", NULL, req, &dag, &err);
+        r = http_json_submit(&b->http, "/v1/dags", NULL, req, &dag, &err); /* whole, as a run's */
         json_decref(req);
         if (r == -EINVAL)
                 r = -EBADMSG; /* the server refused the pipeline, as dag_parse() would */

@@ -45,6 +45,11 @@ typedef struct HttpRequest {
         void *sse_userdata;
         Buf *headers;              /* the answer's header lines, when set */
         const char *header;        /* one more request header line, when set */
+        /* Goes through whole after an interrupt, as when the caller set
+         * cli_interrupt_handled (for INTERRUPTED_REQUEST_USEC at most): a
+         * submit the server may have read already, which a request cut
+         * off would leave going for nobody. */
+        bool whole;
 } HttpRequest;
 
 /* The server URL and the token ($PYSPRINTER_TOKEN, --token, the config).
@@ -63,11 +68,12 @@ int http_json(Http *h, const char *method, const char *path, json_t *body, json_
 /* http_json(), where a refusal's answer is kept too: on a non-2xx answer
  * *ret is its JSON body (NULL when it has none). Caller frees *ret. */
 int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
-/* http_json() with one more request header line (header, NULL: none). An
- * "Idempotency-Key: KEY" line also lets a request that broke off go to
- * the next gateway of --server URL,URL: it cannot start a second run. */
-int http_json_header(Http *h, const char *method, const char *path, const char *header, json_t *body, json_t **ret,
-                     char **ret_error);
+/* A POST that submits (a run, a DAG run) as http_json(), gone through
+ * whole after an interrupt (HttpRequest.whole), with one more request
+ * header line (header, NULL: none). An "Idempotency-Key: KEY" line also
+ * lets a request that broke off go to the next gateway of --server
+ * URL,URL: it cannot start a second run. */
+int http_json_submit(Http *h, const char *path, const char *header, json_t *body, json_t **ret, char **ret_error);
 /* A path component, %-escaped. Caller frees. */
 char *http_escape(const char *s);
 

@@ -146,13 +146,14 @@ static size_t on_read(char *buf, size_t size, size_t n, void *userdata) {
 }
 
 /* An interrupt stops a request at once, unless the caller lets it go on
- * (cli_interrupt_handled): then for INTERRUPTED_REQUEST_USEC at most.
+ * (cli_interrupt_handled, or the request's own `whole`): then for
+ * INTERRUPTED_REQUEST_USEC at most.
  * libcurl calls this at least once a second, answer or not. */
 static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
         Xfer *x = p;
         if (!cli_interrupted)
                 return 0;
-        if (!cli_interrupt_handled)
+        if (!cli_interrupt_handled && !x->q->whole)
                 return 1;
         usec_t now = now_monotonic();
         if (!x->interrupted_at)
@@ -283,7 +284,7 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 curl_easy_cleanup(c);
                 buf_free(&x.line);
                 buf_free(&x.data);
-                if (cli_interrupted && !cli_interrupt_handled && cc != CURLE_OK)
+                if (cli_interrupted && !cli_interrupt_handled && !q->whole && cc != CURLE_OK)
                         return -EINTR;
                 if (cc == CURLE_ABORTED_BY_CALLBACK && x.interrupted_at) {
                         *ret_error = xasprintf("the server did not answer within %d s of the interrupt; what it "
@@ -336,13 +337,13 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
 
 /* http_json(), and with keep_refusal a refusal's JSON body in *ret. */
 static int json_request(Http *h, const char *method, const char *path, const char *header, json_t *body,
-                        bool keep_refusal, json_t **ret, char **ret_error) {
+                        bool keep_refusal, bool whole, json_t **ret, char **ret_error) {
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         if (body && !text) {
                 *ret_error = xstrdup("the request cannot be written as JSON");
                 return -EINVAL;
         }
-        HttpRequest q = { .method = method, .path = path, .header = header };
+        HttpRequest q = { .method = method, .path = path, .header = header, .whole = whole };
         Buf b;
         if (text) {
                 q.content_type = "application/json";
@@ -363,16 +364,15 @@ static int json_request(Http *h, const char *method, const char *path, const cha
 }
 
 int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
-        return json_request(h, method, path, NULL, body, false, ret, ret_error);
+        return json_request(h, method, path, NULL, body, false, false, ret, ret_error);
 }
 
-int http_json_header(Http *h, const char *method, const char *path, const char *header, json_t *body, json_t **ret,
-                     char **ret_error) {
-        return json_request(h, method, path, header, body, false, ret, ret_error);
+int http_json_submit(Http *h, const char *path, const char *header, json_t *body, json_t **ret, char **ret_error) {
+        return json_request(h, "POST", path, header, body, false, true, ret, ret_error);
 }
 
 int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
         assert(ret);
         *ret = NULL;
-        return json_request(h, method, path, NULL, body, true, ret, ret_error);
+        return json_request(h, method, path, NULL, body, true, false, ret, ret_error);
 }
