@@ -377,21 +377,6 @@ class Headers:
     def __contains__(self, name):
         return name.lower() in self._first
 
-    def __iter__(self):
-        return iter([n for n, _ in self._fields])
-
-    def __len__(self):
-        return len(self._fields)
-
-    def keys(self):
-        return [n for n, _ in self._fields]
-
-    def values(self):
-        return [v for _, v in self._fields]
-
-    def items(self):
-        return list(self._fields)
-
     def __repr__(self):
         return f"Headers({self._fields!r})"
 
@@ -647,9 +632,6 @@ class _Response:
         self.own = False
         self.done = length == 0
         self.lines = b""
-
-    def getheader(self, name, default=None):
-        return self.headers.get(name, default)
 
     def _chunk_size(self):
         """Reads the next chunk's size line (extensions ignored); at the last
