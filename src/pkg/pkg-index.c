@@ -206,21 +206,30 @@ static void project_add_file(PkgProject *p, PkgFile f) {
 
 /* Splits "…#sha256=abc" into the URL and a lowercase sha256 (other hash
  * fragments are dropped: we only verify sha256). */
+/* An index's sha256 in the lower-case hex every comparison uses, or NULL
+ * when it is not a sha256 at all. PEP 503 and 691 say "hex digest", not
+ * which case: an upper-case one dropped here would leave the file (or its
+ * metadata) unverified. */
+static char *index_sha256(const char *h) {
+        if (!h)
+                return NULL;
+        char *s = xstrdup(h);
+        for (char *q = s; *q; q++)
+                if (*q >= 'A' && *q <= 'F')
+                        *q = (char) (*q - 'A' + 'a');
+        if (sha256_hex_is_valid(s))
+                return s;
+        free(s);
+        return NULL;
+}
+
 static void split_hash_fragment(char *url, char **ret_sha256) {
         char *hash = strchr(url, '#');
         if (!hash)
                 return;
         *hash = 0;
-        if (startswith(hash + 1, "sha256=")) {
-                char *h = xstrdup(hash + 8);
-                for (char *q = h; *q; q++)
-                        if (*q >= 'A' && *q <= 'F')
-                                *q = (char) (*q - 'A' + 'a');
-                if (sha256_hex_is_valid(h))
-                        *ret_sha256 = h;
-                else
-                        free(h);
-        }
+        if (startswith(hash + 1, "sha256="))
+                *ret_sha256 = index_sha256(hash + 8);
 }
 
 static char *url_basename_unquoted(const char *url) {
@@ -302,9 +311,7 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 char *frag = NULL;
                 split_hash_fragment(pf.url, &frag);
                 free(frag);
-                const char *h = json_get_string(json_object_get(f, "hashes"), "sha256");
-                if (h && sha256_hex_is_valid(h))
-                        pf.sha256 = xstrdup(h);
+                pf.sha256 = index_sha256(json_get_string(json_object_get(f, "hashes"), "sha256"));
                 const char *rp = json_get_string(f, "requires-python");
                 if (rp && *rp)
                         pf.requires_python = xstrdup(rp);
@@ -318,9 +325,7 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                         cm = json_object_get(f, "dist-info-metadata");
                 if (cm && (json_is_true(cm) || json_is_object(cm))) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
-                        const char *mh = json_get_string(cm, "sha256");
-                        if (mh && sha256_hex_is_valid(mh))
-                                pf.metadata_sha256 = xstrdup(mh);
+                        pf.metadata_sha256 = index_sha256(json_get_string(cm, "sha256"));
                 }
                 project_add_file(p, pf);
         }
@@ -456,8 +461,8 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                         cm = html_attr(s, end, "data-dist-info-metadata");
                 if (cm && !streq(cm, "false")) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
-                        if (startswith(cm, "sha256=") && sha256_hex_is_valid(cm + 7))
-                                pf.metadata_sha256 = xstrdup(cm + 7);
+                        if (startswith(cm, "sha256="))
+                                pf.metadata_sha256 = index_sha256(cm + 7);
                 }
                 if (!*pf.filename || strchr(pf.filename, '/'))
                         file_done(&pf);

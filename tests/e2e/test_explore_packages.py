@@ -1,0 +1,114 @@
+"""Packages as a pip/uv user pokes at them: the index's hashes in any hex
+case, wheels that differ only by build tag, ... — each test a defect
+found by trying it (a real local index on 127.0.0.1, the real CLI)."""
+import hashlib
+import json
+import re
+
+import pytest
+
+from conftest import CLI, WORKER
+import pkgindex
+
+pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists(),
+                                reason="pysprinter/pysprinter-worker not built")
+
+NOSANDBOX = "--sandbox=none"
+HEX64 = re.compile(r"(sha256\"?\s*[=:]\s*\"?)([0-9a-f]{64})")
+
+
+class UpperHexIndex(pkgindex.Index):
+    """An index that writes every sha256 (files and PEP 658 metadata) in
+    upper-case hex: PEP 691 and PEP 503 say "hex digest", not which case."""
+
+    def project_json(self, name):
+        return HEX64.sub(lambda m: m.group(1) + m.group(2).upper(), super().project_json(name).decode()).encode()
+
+    def project_html(self, name):
+        return HEX64.sub(lambda m: m.group(1) + m.group(2).upper(), super().project_html(name).decode()).encode()
+
+
+def run_file(cli, index, reqs, body="return 1"):
+    f = cli.write("f.py", f"""
+        @requirements({reqs!r})
+        def f():
+            {body}
+        """)
+    return cli("run", NOSANDBOX, "--json", "--index-url", index.url, f, check=None)
+
+
+def lock_file(cli, index, reqs):
+    f = cli.write("f.py", f"""
+        @requirements({reqs!r})
+        def f():
+            return 1
+        """)
+    return cli("lock", NOSANDBOX, "--json", "--index-url", index.url, f, check=None)
+
+
+@pytest.fixture
+def served():
+    started = []
+
+    def serve(ix):
+        started.append(ix.start())
+        return ix
+    yield serve
+    for ix in started:
+        ix.stop()
+
+
+# ---- the index's hashes are checked whatever the case of their hex ----------
+
+@pytest.mark.parametrize("mode", ["json", "html"])
+def test_an_upper_case_file_hash_is_checked(cli, tmp_path, served, mode):
+    """A PEP 691 page's "hashes": {"sha256": "ABC…"} was dropped as not a
+    sha256 (only lower case was accepted), so a wheel whose bytes did not
+    match the index's hash was installed without a word."""
+    good = pkgindex.build_wheel(tmp_path / "g", "uph", "1.0")
+    other = pkgindex.sha256_file(pkgindex.build_wheel(tmp_path / "o", "uph", "1.0", files={"uph.py": "X = 2\n"}))
+    ix = served(UpperHexIndex(mode=mode))
+    ix.add(good, sha256=other)        # the index vouches for other bytes
+    p = run_file(cli, ix, {"uph": ""})
+    assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
+    assert "sha256 mismatch" in p.stderr and good.name in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("mode", ["json", "html"])
+def test_an_upper_case_file_hash_that_matches_installs(cli, tmp_path, served, mode):
+    w = pkgindex.build_wheel(tmp_path / "g", "uph", "1.0")
+    ix = served(UpperHexIndex(mode=mode))
+    ix.add(w)
+    p = run_file(cli, ix, {"uph": ""}, body="import uph; return uph.__version__")
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert json.loads(p.stdout) == "1.0"
+    lk = json.loads(lock_file(cli, ix, {"uph": ""}).stdout)
+    assert lk["packages"][0]["sha256"] == pkgindex.sha256_file(w), lk
+
+
+@pytest.mark.parametrize("mode", ["json", "html"])
+def test_an_upper_case_metadata_hash_is_checked(cli, tmp_path, served, mode):
+    """PEP 658/714: the .metadata file's hash (core-metadata /
+    data-core-metadata) in upper case was ignored, so metadata the index
+    did not vouch for decided the dependencies."""
+    w = pkgindex.build_wheel(tmp_path / "w", "upm", "1.0")
+
+    class WrongMeta(UpperHexIndex):
+        def project_json(self, name):
+            return self._spoil(super().project_json(name))
+
+        def project_html(self, name):
+            return self._spoil(super().project_html(name))
+
+        @staticmethod
+        def _spoil(body):
+            meta = pkgindex.IndexFile(w).core_metadata()
+            good = hashlib.sha256(meta).hexdigest().upper()
+            wrong = hashlib.sha256(meta + b"tampered").hexdigest().upper()
+            return body.replace(good.encode(), wrong.encode())
+
+    ix = served(WrongMeta(mode=mode))
+    ix.add(w)
+    p = lock_file(cli, ix, {"upm": ""})
+    assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
+    assert "does not match the index's" in p.stderr and "upm" in p.stderr, p.stderr
