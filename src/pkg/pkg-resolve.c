@@ -140,6 +140,25 @@ static bool resolve_cancelled(Resolver *rs) {
         return true;
 }
 
+/* Whether wheel f (of tag priority prio) installs rather than old, a wheel
+ * of the same version: the better tags, then (PEP 427) the higher build
+ * tag — a fixed wheel re-uploaded under the same tags —, then the file
+ * name, so that one index state gives one lock. */
+static bool wheel_better(const PkgTags *tags, const PkgFile *f, int prio, const PkgFile *old) {
+        int old_prio = pkg_tags_wheel_priority(tags, old->filename);
+        if (prio != old_prio)
+                return prio < old_prio;
+        PkgWheelName *a = NULL, *b = NULL;
+        int c = 0;
+        if (pkg_wheel_name_parse(f->filename, &a) >= 0 && pkg_wheel_name_parse(old->filename, &b) >= 0)
+                c = pkg_wheel_build_compare(a->build, b->build);
+        pkg_wheel_name_free(a);
+        pkg_wheel_name_free(b);
+        if (c != 0)
+                return c > 0;
+        return strcmp(f->filename, old->filename) < 0;
+}
+
 static int proj_load(Resolver *rs, Proj *p) {
         if (p->loaded)
                 return p->load_error;
@@ -210,13 +229,8 @@ static int proj_load(Resolver *rs, Proj *p) {
                 }
                 pkg_version_free(v);
                 const PkgFile **slot = f->yanked ? &c->yanked : &c->file;
-                if (!*slot) {
+                if (!*slot || wheel_better(rs->o->tags, f, prio, *slot))
                         *slot = f;
-                } else {
-                        int old = pkg_tags_wheel_priority(rs->o->tags, (*slot)->filename);
-                        if (prio < old || (prio == old && strcmp(f->filename, (*slot)->filename) < 0))
-                                *slot = f;
-                }
         }
         qsort(p->cands, p->n_cands, sizeof(Cand), cand_cmp);
         if (any_sdist)

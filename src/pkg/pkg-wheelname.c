@@ -79,3 +79,19 @@ int pkg_wheel_name_parse(const char *filename, PkgWheelName **ret) {
         *ret = TAKE_PTR(w);
         return 0;
 }
+
+int pkg_wheel_build_compare(const char *a, const char *b) {
+        if (!a || !b)
+                return (a != NULL) - (b != NULL);
+        /* The leading numbers compared as numbers of any length: without
+         * their leading zeros, the longer is larger, else the text decides. */
+        a += strspn(a, "0");
+        b += strspn(b, "0");
+        size_t na = strspn(a, "0123456789"), nb = strspn(b, "0123456789");
+        if (na != nb)
+                return na < nb ? -1 : 1;
+        int c = strncmp(a, b, na);
+        if (c != 0)
+                return c;
+        return strcmp(a + na, b + nb);
+}

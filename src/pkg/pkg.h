@@ -118,6 +118,10 @@ typedef struct PkgWheelName {
 } PkgWheelName;
 int pkg_wheel_name_parse(const char *filename, PkgWheelName **ret);
 PkgWheelName *pkg_wheel_name_free(PkgWheelName *w);
+/* Orders two build tags (NULL: none) as PEP 427 does: by their leading
+ * number, then by the rest as text, no build tag first. <0, 0 or >0 like
+ * strcmp: "2" > "1", "10" > "9", "1a" > "1", "1" > NULL. */
+int pkg_wheel_build_compare(const char *a, const char *b);
 
 /* ---- index, resolver, store (package manager) ---- */
 

@@ -3,6 +3,7 @@ case, wheels that differ only by build tag, ... — each test a defect
 found by trying it (a real local index on 127.0.0.1, the real CLI)."""
 import hashlib
 import json
+import os
 import re
 
 import pytest
@@ -112,3 +113,30 @@ def test_an_upper_case_metadata_hash_is_checked(cli, tmp_path, served, mode):
     p = lock_file(cli, ix, {"upm": ""})
     assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
     assert "does not match the index's" in p.stderr and "upm" in p.stderr, p.stderr
+
+
+# ---- PEP 427: the build tag breaks a tie between equal wheels ---------------
+
+def _with_build(path, build):
+    name, version, rest = path.name.split("-", 2)
+    target = path.with_name(f"{name}-{version}-{build}-{rest}")
+    os.replace(path, target)
+    return target
+
+
+@pytest.mark.parametrize("builds,winner", [(["1", "2"], "2"), (["2", "1"], "2"), (["9", "10"], "10"),
+                                           (["", "1"], "1"), (["1", "1a"], "1a")])
+def test_the_highest_build_tag_wins(cli, tmp_path, served, builds, winner):
+    """Two wheels of one version that differ only by build tag (a fixed
+    wheel re-uploaded): PEP 427 says the build tag breaks the tie, as a
+    (number, rest) pair, higher wins, none sorting first. The file name's
+    text order was used, so 'bt-1.0-1-…' beat 'bt-1.0-2-…'."""
+    ix = served(pkgindex.Index())
+    for b in builds:
+        w = pkgindex.build_wheel(tmp_path / (b or "none"), "bt", "1.0", files={"bt.py": f"BUILD = {b!r}\n"})
+        ix.add(_with_build(w, b) if b else w)
+    p = lock_file(cli, ix, {"bt": ""})
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert json.loads(p.stdout)["packages"][0]["filename"] == f"bt-1.0-{winner}-py3-none-any.whl", p.stdout
+    p = run_file(cli, ix, {"bt": ""}, body="import bt; return bt.BUILD")
+    assert p.returncode == 0 and json.loads(p.stdout) == winner, (p.stdout, p.stderr)

@@ -1047,6 +1047,34 @@ static void test_wheel_name(void **state) {
         }
 }
 
+static int sign(int x) {
+        return (x > 0) - (x < 0);
+}
+
+static void test_wheel_build_compare(void **state) {
+        /* PEP 427: (leading number, rest), no build tag first. */
+        static const struct {
+                const char *a, *b;
+                int want;
+        } rows[] = {
+                { "2", "1", 1 },   { "1", "2", -1 },
+                { "10", "9", 1 },  { "9", "10", -1 },
+                { "1", "1", 0 },   { "01", "1", 0 },
+                { "1a", "1", 1 },  { "1", "1a", -1 },
+                { "1b", "1a", 1 }, { "2", "10abc", -1 },
+                { "1", NULL, 1 },  { NULL, "0", -1 },
+                { NULL, NULL, 0 }, { "123456789012345678901234567890", "99", 1 },
+                { "0", "00", 0 },
+        };
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                int got = sign(pkg_wheel_build_compare(rows[i].a, rows[i].b));
+                if (got != rows[i].want)
+                        fail_msg("build %s vs %s: %d, want %d", rows[i].a ?: "(none)", rows[i].b ?: "(none)", got,
+                                 rows[i].want);
+        }
+}
+
 static bool machine_is_x86_64_glibc(void) {
 #ifdef __GLIBC__
         PkgTags *t = NULL;
@@ -1165,6 +1193,7 @@ int main(void) {
                 cmocka_unit_test(test_seed_invalid_key),
                 cmocka_unit_test(test_seed_invalid_value),
                 cmocka_unit_test(test_wheel_name),
+                cmocka_unit_test(test_wheel_build_compare),
                 cmocka_unit_test(test_tags_priority),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
