@@ -449,12 +449,24 @@ static char *describe_notes(const Proj *p) {
         return buf_steal(&b);
 }
 
-static void fail_not_found(Resolver *rs, Proj *p) {
+/* "; a 1.0 wants b>=1" for each package that brought name in: a project
+ * missing from the index that the user never named is otherwise a riddle. */
+static void describe_requirers(Buf *b, const Constraints *cs, const char *name) {
+        for (size_t i = 0; i < cs->n; i++) {
+                if (!streq(cs->c[i].name, name) || streq(cs->c[i].from, "your requirements"))
+                        continue;
+                _cleanup_free_ char *req = pkg_requirement_to_string(cs->c[i].req);
+                buf_printf(b, "; %s wants %s", cs->c[i].from, req ? req : name);
+        }
+}
+
+static void fail_not_found(Resolver *rs, const Constraints *cs, Proj *p) {
         _cleanup_strv_free_ char **names = NULL;
         _cleanup_free_ char *err = NULL;
         Buf b;
         buf_init(&b, 1 << 16);
         buf_printf(&b, "%s", p->load_why ? p->load_why : "not found");
+        describe_requirers(&b, cs, p->name);
         if (p->load_error == -ENOENT) {
                 (void) pkg_index_names(rs->ix, &names, &err);
                 _cleanup_strv_free_ char **close = pkg_close_names(p->name, names, 5);
@@ -585,7 +597,7 @@ static int solve(Resolver *rs) {
                                 r = -ECANCELED;
                                 goto out;
                         }
-                        fail_not_found(rs, p);
+                        fail_not_found(rs, &cs, p);
                         r = rs->fatal ? rs->fatal_code : -ENOENT;
                         goto out;
                 }

@@ -140,3 +140,22 @@ def test_the_highest_build_tag_wins(cli, tmp_path, served, builds, winner):
     assert json.loads(p.stdout)["packages"][0]["filename"] == f"bt-1.0-{winner}-py3-none-any.whl", p.stdout
     p = run_file(cli, ix, {"bt": ""}, body="import bt; return bt.BUILD")
     assert p.returncode == 0 and json.loads(p.stdout) == winner, (p.stdout, p.stderr)
+
+
+# ---- a missing dependency names who wants it --------------------------------
+
+def test_a_missing_dependency_names_the_package_that_wants_it(cli, tmp_path, served):
+    """{'app': ''} whose app 1.0 requires 'helpr>=1', absent from the index,
+    failed with only "no project named 'helpr'": a name the user never
+    wrote, with nothing to say where it came from (pip: "(from app)")."""
+    ix = served(pkgindex.Index())
+    ix.add(pkgindex.build_wheel(tmp_path, "app", "1.0", requires=["helpr>=1"]))
+    ix.add(pkgindex.build_wheel(tmp_path, "helper", "1.0"))
+    p = lock_file(cli, ix, {"app": ""})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "no project named 'helpr'" in p.stderr, p.stderr
+    assert "app 1.0 wants helpr>=1" in p.stderr, p.stderr
+    assert "Did you mean 'helper'?" in p.stderr, p.stderr
+    # A name the user wrote is not said to be wanted by anyone else.
+    p = lock_file(cli, ix, {"helpr": ""})
+    assert p.returncode == 4 and "wants" not in p.stderr, p.stderr
