@@ -308,10 +308,13 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                         continue;
                 PkgFile pf = { .filename = xstrdup(fn) };
                 pf.url = TAKE_PTR(joined);
-                char *frag = NULL;
+                /* A #sha256= on the URL counts when "hashes" lacks one, as
+                 * pip merges them: a page's only hash is never dropped. */
+                _cleanup_free_ char *frag = NULL;
                 split_hash_fragment(pf.url, &frag);
-                free(frag);
                 pf.sha256 = index_sha256(json_get_string(json_object_get(f, "hashes"), "sha256"));
+                if (!pf.sha256)
+                        pf.sha256 = TAKE_PTR(frag);
                 const char *rp = json_get_string(f, "requires-python");
                 if (rp && *rp)
                         pf.requires_python = xstrdup(rp);

@@ -159,3 +159,32 @@ def test_a_missing_dependency_names_the_package_that_wants_it(cli, tmp_path, ser
     # A name the user wrote is not said to be wanted by anyone else.
     p = lock_file(cli, ix, {"helpr": ""})
     assert p.returncode == 4 and "wants" not in p.stderr, p.stderr
+
+
+# ---- a PEP 691 file whose hash rides on its URL ------------------------------
+
+class FragmentHashIndex(pkgindex.Index):
+    """PEP 691 pages whose files carry their sha256 only as the URL's
+    #sha256= fragment (the PEP 503 habit), with an empty "hashes"."""
+
+    def project_json(self, name):
+        page = json.loads(super().project_json(name))
+        for f in page["files"]:
+            f["url"] += "#sha256=" + f["hashes"].pop("sha256")
+        return json.dumps(page).encode()
+
+
+def test_a_json_pages_url_fragment_hash_is_checked(cli, tmp_path, served):
+    """The fragment was cut off the URL and thrown away, so a JSON page's
+    only hash went unchecked (pip merges the fragment into the hashes)."""
+    good = pkgindex.build_wheel(tmp_path / "g", "frag", "1.0")
+    other = pkgindex.sha256_file(pkgindex.build_wheel(tmp_path / "o", "frag", "1.0", files={"frag.py": "X = 2\n"}))
+    ix = served(FragmentHashIndex(mode="json"))
+    ix.add(good, sha256=other)
+    p = run_file(cli, ix, {"frag": ""})
+    assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
+    assert "sha256 mismatch" in p.stderr and other in p.stderr, p.stderr
+    # The right hash installs, and the URL the lock records has no fragment.
+    ix.files[0].sha256 = ix.files[0].real_sha256
+    p = run_file(cli, ix, {"frag": ""}, body="import frag; return frag.__version__")
+    assert p.returncode == 0 and json.loads(p.stdout) == "1.0", (p.stdout, p.stderr)
