@@ -662,8 +662,11 @@ static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
                 *e = (PkgLockEntry) { .name = xstrdup(p->name), .version = xstrdup(c->vstr),
                                       .filename = xstrdup(f->filename), .url = xstrdup(f->url), .sha256 = xstrdup(sha) };
                 _cleanup_free_ char *from = xasprintf("%s %s", p->name, c->vstr);
+                /* A package that requires itself only asks for more of its
+                 * own extras (selfext[b]; extra == "a"): not an edge. */
                 for (size_t i = 0; i < cs.n; i++)
-                        if (streq(cs.c[i].from, from) && !strv_contains(e->dependencies, cs.c[i].name))
+                        if (streq(cs.c[i].from, from) && !streq(cs.c[i].name, p->name) &&
+                            !strv_contains(e->dependencies, cs.c[i].name))
                                 e->dependencies = strv_append(e->dependencies, cs.c[i].name);
         }
         constraints_done(&cs);

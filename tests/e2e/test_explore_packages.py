@@ -188,3 +188,20 @@ def test_a_json_pages_url_fragment_hash_is_checked(cli, tmp_path, served):
     ix.files[0].sha256 = ix.files[0].real_sha256
     p = run_file(cli, ix, {"frag": ""}, body="import frag; return frag.__version__")
     assert p.returncode == 0 and json.loads(p.stdout) == "1.0", (p.stdout, p.stderr)
+
+
+# ---- a package's own extras are not a dependency on itself -------------------
+
+def test_a_package_asking_for_its_own_extras_does_not_depend_on_itself(cli, tmp_path, served):
+    """Extras that pull in other extras of the same package (pkg[all]
+    requiring pkg[one], the way many projects write "all") made the lock
+    list the package among its own dependencies: a self-loop in the graph
+    `lock --json` gives tools."""
+    ix = served(pkgindex.Index())
+    ix.add(pkgindex.build_wheel(tmp_path, "kit", "1.0", extras=["one", "all"],
+                                requires=['leaf; extra == "one"', 'kit[one]; extra == "all"']))
+    ix.add(pkgindex.build_wheel(tmp_path, "leaf", "1.0"))
+    p = lock_file(cli, ix, {"kit[all]": ""})
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    deps = {pk["name"]: pk["dependencies"] for pk in json.loads(p.stdout)["packages"]}
+    assert deps == {"kit": ["leaf"], "leaf": []}, deps
