@@ -276,23 +276,50 @@ static const PkgFile *cand_accepts(const Constraints *cs, const char *name, cons
         return pinned ? c->yanked : NULL;
 }
 
-/* Candidates of p acceptable under cs, newest first, into idx (capacity
- * p->n_cands). Pre-releases only when a constraint asks for them or
- * nothing else matches (PEP 440). */
-static size_t matching(const Constraints *cs, const Proj *p, size_t *idx) {
-        bool pre = false;
+static bool prereleases_asked(const Constraints *cs, const char *name) {
         for (size_t i = 0; i < cs->n; i++)
-                if (streq(cs->c[i].name, p->name) && pkg_specifier_set_allows_prereleases(cs->c[i].req->specifiers))
-                        pre = true;
+                if (streq(cs->c[i].name, name) && pkg_specifier_set_allows_prereleases(cs->c[i].req->specifiers))
+                        return true;
+        return false;
+}
+
+/* Candidates of p acceptable under cs, newest first, into idx (capacity
+ * p->n_cands); returns how many. Pre-releases only when a constraint asks
+ * for them or nothing else matches (PEP 440); *ret_options is the count of
+ * those. When finals match, the matching pre-releases still follow them
+ * (not counted): a package decided later may name one ({'pr': '',
+ * 'needpr': ''}, needpr requiring pr>=2.0b1), and prereleases_justified()
+ * refuses, once everything is decided, a pre-release nothing asked for. */
+static size_t matching(const Constraints *cs, const Proj *p, size_t *idx, size_t *ret_options) {
+        bool pre = prereleases_asked(cs, p->name);
         size_t n = 0;
         for (size_t k = 0; k < p->n_cands; k++)
                 if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], pre))
                         idx[n++] = k;
-        if (n == 0 && !pre)
+        size_t options = n;
+        if (!pre)
                 for (size_t k = 0; k < p->n_cands; k++)
-                        if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], true))
+                        if (!p->cands[k].meta_error && pkg_version_is_prerelease(p->cands[k].version) &&
+                            cand_accepts(cs, p->name, &p->cands[k], true))
                                 idx[n++] = k;
+        if (ret_options)
+                *ret_options = options ? options : n;
         return n;
+}
+
+/* PEP 440 over the final constraints: each decided pre-release is asked
+ * for by a specifier, or no final release matches them all. */
+static bool prereleases_justified(Resolver *rs, const Constraints *cs) {
+        for (size_t d = 0; d < rs->depth; d++) {
+                const Proj *p = rs->projs[rs->stack[d].proj];
+                if (!pkg_version_is_prerelease(p->cands[rs->stack[d].cand].version) || prereleases_asked(cs, p->name))
+                        continue;
+                for (size_t k = 0; k < p->n_cands; k++)
+                        if (!p->cands[k].meta_error && !pkg_version_is_prerelease(p->cands[k].version) &&
+                            cand_accepts(cs, p->name, &p->cands[k], false))
+                                return false;
+        }
+        return true;
 }
 
 static int cand_load_meta(Resolver *rs, Proj *p, Cand *c) {
@@ -490,7 +517,7 @@ static int solve(Resolver *rs);
 static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
         Proj *p = rs->projs[pi];
         _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
-        size_t n = matching(cs, p, idx);
+        size_t n = matching(cs, p, idx, NULL);
         if (n == 0) {
                 _cleanup_free_ char *who = describe_constraints(cs, p->name);
                 _cleanup_free_ char *avail = describe_available(p);
@@ -602,7 +629,8 @@ static int solve(Resolver *rs) {
                         goto out;
                 }
                 _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
-                size_t n = matching(&cs, p, idx);
+                size_t n = 0;
+                (void) matching(&cs, p, idx, &n);
                 /* The version this project will be tried with first: its
                  * wheel can be fetched now, while the other projects are
                  * looked up (numpy's page is read ~20 ms before it is
@@ -617,7 +645,11 @@ static int solve(Resolver *rs) {
                 }
         }
         if (best == SIZE_MAX) {
-                r = 0; /* everything decided and consistent */
+                /* Everything decided and consistent. A pre-release tried
+                 * after the finals failed needs its justification now;
+                 * without one this is a dead end, said by the failure that
+                 * made the finals fail. */
+                r = prereleases_justified(rs, &cs) ? 0 : -ESRCH;
                 goto out;
         }
         if (rs->depth >= 4096) {

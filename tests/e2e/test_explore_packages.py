@@ -205,3 +205,44 @@ def test_a_package_asking_for_its_own_extras_does_not_depend_on_itself(cli, tmp_
     assert p.returncode == 0, (p.stdout, p.stderr)
     deps = {pk["name"]: pk["dependencies"] for pk in json.loads(p.stdout)["packages"]}
     assert deps == {"kit": ["leaf"], "leaf": []}, deps
+
+
+# ---- pre-releases: the rule holds over the final set, not the decision order -
+
+@pytest.fixture
+def pre_index(tmp_path, served):
+    ix = served(pkgindex.Index())
+    for name, version, requires in [
+            ("pr", "1.0", ["q<1"]), ("pr", "2.0b1", []),
+            ("needpr", "1.0", ["pr>=2.0b1"]),      # names a pre-release
+            ("newpr", "1.0", ["pr>1.5"]),          # only a pre-release matches
+            ("q", "0.5", []), ("q", "1.5", [])]:
+        ix.add(pkgindex.build_wheel(tmp_path, name, version, requires=requires))
+    return ix
+
+
+@pytest.mark.parametrize("other", ["needpr", "newpr"])
+@pytest.mark.parametrize("first", [True, False])
+def test_a_pre_release_a_dependency_needs_is_found_in_any_key_order(cli, pre_index, other, first):
+    """{'pr': '', 'needpr': ''} with needpr requiring pr>=2.0b1 failed
+    ("pr 1.0 was the best candidate…") while {'needpr': '', 'pr': ''}
+    resolved to pr 2.0b1: pr was decided under the root's '' alone, which
+    excludes pre-releases, and backtracking never offered 2.0b1. pip
+    resolves both orders; and since the lock cache key ignores the order,
+    which one ran first decided whether the other failed."""
+    reqs = {"pr": "", other: ""} if first else {other: "", "pr": ""}
+    p = lock_file(cli, pre_index, reqs)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    got = {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]}
+    assert got == {"pr": "2.0b1", other: "1.0"}, got
+
+
+def test_a_pre_release_nothing_asks_for_is_still_not_chosen(cli, pre_index):
+    assert {pk["name"]: pk["version"] for pk in json.loads(lock_file(cli, pre_index, {"pr": ""}).stdout)["packages"]} \
+        == {"pr": "1.0", "q": "0.5"}
+    # pr 1.0 needs q<1 and the user wants q>=1: pr 2.0b1 (no deps) would
+    # "solve" it, but no specifier names a pre-release and a final release
+    # of pr matches them all, so PEP 440 (and pip) keep 2.0b1 out.
+    p = lock_file(cli, pre_index, {"pr": "", "q": ">=1"})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "q" in p.stderr and "2.0b1" not in p.stdout, p.stderr
