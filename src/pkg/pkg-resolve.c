@@ -56,6 +56,7 @@ typedef struct Resolver {
         Decision *stack;
         size_t depth;
         unsigned steps, max_steps;
+        size_t unwind_to; /* a leaf refused the decision at this depth; SIZE_MAX: none */
         /* The explanation of the deepest failure seen. */
         char *why;
         size_t why_depth;
@@ -259,21 +260,32 @@ static bool exactly_pins(const PkgRequirement *req, const PkgVersion *v) {
         return eq;
 }
 
+/* Whether c meets every specifier on its project in cs. */
+static bool cand_satisfies(const Constraints *cs, const char *name, const Cand *c, bool prereleases) {
+        for (size_t i = 0; i < cs->n; i++)
+                if (streq(cs->c[i].name, name) &&
+                    !pkg_specifier_set_contains(cs->c[i].req->specifiers, c->version, prereleases))
+                        return false;
+        return true;
+}
+
+/* Whether a constraint of cs pins c with == or === (PEP 592: what lets a
+ * yanked file be used). */
+static bool cand_pinned(const Constraints *cs, const char *name, const Cand *c) {
+        for (size_t i = 0; i < cs->n; i++)
+                if (streq(cs->c[i].name, name) && exactly_pins(cs->c[i].req, c->version))
+                        return true;
+        return false;
+}
+
 /* The file a candidate would install under cs, or NULL when it does not
  * satisfy every constraint on its project. */
 static const PkgFile *cand_accepts(const Constraints *cs, const char *name, const Cand *c, bool prereleases) {
-        bool pinned = false;
-        for (size_t i = 0; i < cs->n; i++) {
-                if (!streq(cs->c[i].name, name))
-                        continue;
-                if (!pkg_specifier_set_contains(cs->c[i].req->specifiers, c->version, prereleases))
-                        return NULL;
-                if (exactly_pins(cs->c[i].req, c->version))
-                        pinned = true;
-        }
+        if (!cand_satisfies(cs, name, c, prereleases))
+                return NULL;
         if (c->file)
                 return c->file;
-        return pinned ? c->yanked : NULL;
+        return cand_pinned(cs, name, c) ? c->yanked : NULL;
 }
 
 static bool prereleases_asked(const Constraints *cs, const char *name) {
@@ -283,43 +295,52 @@ static bool prereleases_asked(const Constraints *cs, const char *name) {
         return false;
 }
 
-/* Candidates of p acceptable under cs, newest first, into idx (capacity
- * p->n_cands); returns how many. Pre-releases only when a constraint asks
- * for them or nothing else matches (PEP 440); *ret_options is the count of
- * those. When finals match, the matching pre-releases still follow them
- * (not counted): a package decided later may name one ({'pr': '',
- * 'needpr': ''}, needpr requiring pr>=2.0b1), and prereleases_justified()
- * refuses, once everything is decided, a pre-release nothing asked for. */
+/* Candidates of p to try under cs, newest first, into idx (capacity
+ * p->n_cands); returns how many. The first *ret_options are those PEP 440
+ * and 592 accept now: pre-releases only when a constraint asks for them or
+ * nothing else matches, yanked files only when pinned. The pre-releases
+ * and yanked versions that meet the specifiers follow as fallbacks: a
+ * package decided later may ask for one ({'pr': '', 'needpr': ''}, needpr
+ * requiring pr>=2.0b1, or pr==2.0 of a yanked 2.0), and
+ * unjustified_decision() refuses, once everything is decided, one nothing
+ * asked for. */
 static size_t matching(const Constraints *cs, const Proj *p, size_t *idx, size_t *ret_options) {
         bool pre = prereleases_asked(cs, p->name);
+        _cleanup_free_ bool *taken = xcalloc(p->n_cands + 1, sizeof(bool));
         size_t n = 0;
         for (size_t k = 0; k < p->n_cands; k++)
                 if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], pre))
-                        idx[n++] = k;
-        size_t options = n;
-        if (!pre)
+                        taken[idx[n++] = k] = true;
+        if (n == 0 && !pre)
                 for (size_t k = 0; k < p->n_cands; k++)
-                        if (!p->cands[k].meta_error && pkg_version_is_prerelease(p->cands[k].version) &&
-                            cand_accepts(cs, p->name, &p->cands[k], true))
-                                idx[n++] = k;
+                        if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], true))
+                                taken[idx[n++] = k] = true;
         if (ret_options)
-                *ret_options = options ? options : n;
+                *ret_options = n;
+        for (size_t k = 0; k < p->n_cands; k++)
+                if (!taken[k] && !p->cands[k].meta_error && cand_satisfies(cs, p->name, &p->cands[k], true))
+                        idx[n++] = k;
         return n;
 }
 
-/* PEP 440 over the final constraints: each decided pre-release is asked
- * for by a specifier, or no final release matches them all. */
-static bool prereleases_justified(Resolver *rs, const Constraints *cs) {
+/* PEP 440 and 592 over the final constraints: the depth of the shallowest
+ * decision they do not allow (a pre-release no specifier asks for while a
+ * final release matches them all, a yanked file nothing pins), or
+ * SIZE_MAX. */
+static size_t unjustified_decision(Resolver *rs, const Constraints *cs) {
         for (size_t d = 0; d < rs->depth; d++) {
                 const Proj *p = rs->projs[rs->stack[d].proj];
-                if (!pkg_version_is_prerelease(p->cands[rs->stack[d].cand].version) || prereleases_asked(cs, p->name))
+                const Cand *c = &p->cands[rs->stack[d].cand];
+                if (!c->file && !cand_pinned(cs, p->name, c))
+                        return d;
+                if (!pkg_version_is_prerelease(c->version) || prereleases_asked(cs, p->name))
                         continue;
                 for (size_t k = 0; k < p->n_cands; k++)
                         if (!p->cands[k].meta_error && !pkg_version_is_prerelease(p->cands[k].version) &&
                             cand_accepts(cs, p->name, &p->cands[k], false))
-                                return false;
+                                return d;
         }
-        return true;
+        return SIZE_MAX;
 }
 
 static int cand_load_meta(Resolver *rs, Proj *p, Cand *c) {
@@ -517,8 +538,9 @@ static int solve(Resolver *rs);
 static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
         Proj *p = rs->projs[pi];
         _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
-        size_t n = matching(cs, p, idx, NULL);
-        if (n == 0) {
+        size_t options = 0;
+        size_t n = matching(cs, p, idx, &options);
+        if (options == 0) {
                 _cleanup_free_ char *who = describe_constraints(cs, p->name);
                 _cleanup_free_ char *avail = describe_available(p);
                 _cleanup_free_ char *notes = describe_notes(p);
@@ -539,7 +561,10 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                         note_failure(rs, -ESRCH,
                                      xasprintf("no version of %s matches: %s (available: %s).%s", p->name, who,
                                                avail, notes));
-                return -ESRCH;
+                /* Said now; its fallbacks are still tried, in case a package
+                 * decided later pins or asks for one. */
+                if (n == 0)
+                        return -ESRCH;
         }
         bool any_usable = false;
         for (size_t k = 0; k < n; k++) {
@@ -569,6 +594,13 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                 rs->depth--;
                 if (rs->fatal)
                         return r;
+                /* A leaf refused a decision below this one: none of this
+                 * project's other versions changes that; unwind to it. */
+                if (rs->unwind_to != SIZE_MAX) {
+                        if (rs->unwind_to < rs->depth)
+                                return -ESRCH;
+                        rs->unwind_to = SIZE_MAX;
+                }
         }
         if (!any_usable) {
                 /* Every matching version was unusable (metadata naming another
@@ -645,11 +677,13 @@ static int solve(Resolver *rs) {
                 }
         }
         if (best == SIZE_MAX) {
-                /* Everything decided and consistent. A pre-release tried
-                 * after the finals failed needs its justification now;
-                 * without one this is a dead end, said by the failure that
-                 * made the finals fail. */
-                r = prereleases_justified(rs, &cs) ? 0 : -ESRCH;
+                /* Everything decided and consistent. A fallback (a
+                 * pre-release or yanked version tried after the others
+                 * failed) needs its justification now; without one this is
+                 * a dead end, said by the failure that made the others
+                 * fail, and the search unwinds to that decision. */
+                rs->unwind_to = unjustified_decision(rs, &cs);
+                r = rs->unwind_to == SIZE_MAX ? 0 : -ESRCH;
                 goto out;
         }
         if (rs->depth >= 4096) {
@@ -709,8 +743,12 @@ static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
 
 int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const PkgResolveOptions *o,
                 PkgLock **ret_lock, char **ret_error) {
-        Resolver rs = { .ix = ix, .o = o, .roots = reqs, .n_roots = n_reqs,
-                        .max_steps = o->max_steps ? o->max_steps : 20000 };
+        Resolver rs = { .ix = ix,
+                        .o = o,
+                        .roots = reqs,
+                        .n_roots = n_reqs,
+                        .max_steps = o->max_steps ? o->max_steps : 20000,
+                        .unwind_to = SIZE_MAX };
         int r = pkg_version_parse(o->python_full_version, &rs.python);
         if (r < 0) {
                 *ret_error = xasprintf("invalid interpreter version '%s'", o->python_full_version);

@@ -246,3 +246,40 @@ def test_a_pre_release_nothing_asks_for_is_still_not_chosen(cli, pre_index):
     p = lock_file(cli, pre_index, {"pr": "", "q": ">=1"})
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "q" in p.stderr and "2.0b1" not in p.stdout, p.stderr
+
+
+# ---- yanked: a pin by a dependency counts whatever the order of the keys -----
+
+@pytest.fixture
+def yank_index(tmp_path, served):
+    ix = served(pkgindex.Index())
+    for name, version, requires, kw in [
+            ("yk", "1.0", [], {}), ("yk", "2.0", [], {"yanked": "broken"}),
+            ("gone", "1.0", [], {"yanked": True}),
+            ("pinsyk", "1.0", ["yk==2.0"], {}), ("pinsgone", "1.0", ["gone==1.0"], {})]:
+        ix.add(pkgindex.build_wheel(tmp_path, name, version, requires=requires), **kw)
+    return ix
+
+
+@pytest.mark.parametrize("reqs,want", [
+    ({"yk": "", "pinsyk": ""}, {"yk": "2.0", "pinsyk": "1.0"}),
+    ({"pinsyk": "", "yk": ""}, {"yk": "2.0", "pinsyk": "1.0"}),
+    ({"gone": "", "pinsgone": ""}, {"gone": "1.0", "pinsgone": "1.0"}),
+    ({"pinsgone": "", "gone": ""}, {"gone": "1.0", "pinsgone": "1.0"}),
+])
+def test_a_yanked_version_a_dependency_pins_is_used_in_any_key_order(cli, yank_index, reqs, want):
+    """PEP 592: a yanked file is used when pinned with ==. A dependency's
+    pin (pinsyk requiring yk==2.0) counted only if pinsyk was decided
+    before yk; in the other key order yk 1.0 was taken and the pin was a
+    conflict (and a project whose only version is yanked always failed)."""
+    p = lock_file(cli, yank_index, reqs)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]} == want
+
+
+def test_a_yanked_version_nothing_pins_is_still_not_used(cli, yank_index):
+    p = lock_file(cli, yank_index, {"yk": ""})
+    assert [pk["version"] for pk in json.loads(p.stdout)["packages"]] == ["1.0"], p.stdout
+    p = lock_file(cli, yank_index, {"gone": ">=1"})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "no version of gone matches" in p.stderr and "1.0 (yanked)" in p.stderr, p.stderr
