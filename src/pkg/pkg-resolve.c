@@ -486,7 +486,7 @@ static char *describe_available(const Proj *p) {
         return buf_steal(&b);
 }
 
-static char *describe_notes(const Proj *p) {
+static char *describe_notes(const Constraints *cs, const Proj *p) {
         Buf b;
         buf_init(&b, 1 << 16);
         for (char **n = p->notes; n && *n; n++)
@@ -494,6 +494,14 @@ static char *describe_notes(const Proj *p) {
         for (size_t k = 0; k < p->n_cands; k++)
                 if (p->cands[k].meta_why)
                         buf_printf(&b, " Note: %s.", p->cands[k].meta_why);
+        /* "(available: 1.0 (yanked))" alone leaves the user guessing how
+         * to get the yanked version that would match. */
+        for (size_t k = 0; k < p->n_cands; k++)
+                if (!p->cands[k].file && cand_satisfies(cs, p->name, &p->cands[k], true)) {
+                        buf_printf(&b, " Note: a yanked version is used only when pinned with == (e.g. %s==%s).",
+                                   p->name, p->cands[k].vstr);
+                        break;
+                }
         return buf_steal(&b);
 }
 
@@ -543,7 +551,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
         if (options == 0) {
                 _cleanup_free_ char *who = describe_constraints(cs, p->name);
                 _cleanup_free_ char *avail = describe_available(p);
-                _cleanup_free_ char *notes = describe_notes(p);
+                _cleanup_free_ char *notes = describe_notes(cs, p);
                 bool several = false;
                 const char *first = NULL;
                 for (size_t i = 0; i < cs->n; i++)
@@ -607,7 +615,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                  * project, Requires-Python, …): say why, not "resolution
                  * failed". */
                 _cleanup_free_ char *who = describe_constraints(cs, p->name);
-                _cleanup_free_ char *notes = describe_notes(p);
+                _cleanup_free_ char *notes = describe_notes(cs, p);
                 note_failure(rs, -ESRCH, xasprintf("no usable version of %s matches: %s.%s", p->name, who, notes));
         }
         return -ESRCH;

@@ -283,3 +283,7 @@ def test_a_yanked_version_nothing_pins_is_still_not_used(cli, yank_index):
     p = lock_file(cli, yank_index, {"gone": ">=1"})
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "no version of gone matches" in p.stderr and "1.0 (yanked)" in p.stderr, p.stderr
+    # ... and says how to get it, which "(yanked)" alone did not.
+    assert "a yanked version is used only when pinned with == (e.g. gone==1.0)" in p.stderr, p.stderr
+    p = lock_file(cli, yank_index, {"gone": ">=2"})     # nothing yanked would match: no hint
+    assert p.returncode == 4 and "pinned with ==" not in p.stderr, p.stderr
