@@ -49,8 +49,9 @@ typedef struct Resolver {
         PkgIndex *ix;
         const PkgResolveOptions *o;
         PkgVersion *python;
-        PkgRequirement *const *roots;
+        PkgRequirement *const *roots; /* as given: the lock lists them so */
         size_t n_roots;
+        PkgRequirement **root_order; /* sorted: the order resolution reads them in */
         Proj **projs;
         size_t n_projs;
         Decision *stack;
@@ -427,9 +428,11 @@ static bool has_constraint(const Constraints *cs, const PkgRequirement *req, con
 /* Constraints of the current stack: the roots, then each decision's
  * dependencies for the extras asked of it, until nothing new appears. */
 static void collect(Resolver *rs, Constraints *cs) {
-        for (size_t i = 0; i < rs->n_roots; i++)
-                if (!rs->roots[i]->marker || pkg_marker_evaluate(rs->roots[i]->marker, rs->o->marker_env, NULL))
-                        constraints_add(cs, rs->roots[i], "your requirements");
+        for (size_t i = 0; i < rs->n_roots; i++) {
+                const PkgRequirement *req = rs->root_order[i];
+                if (!req->marker || pkg_marker_evaluate(req->marker, rs->o->marker_env, NULL))
+                        constraints_add(cs, req, "your requirements");
+        }
         for (bool changed = true; changed;) {
                 changed = false;
                 for (size_t d = 0; d < rs->depth; d++) {
@@ -749,6 +752,15 @@ static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
         return 0;
 }
 
+static int root_cmp(const void *a, const void *b) {
+        const PkgRequirement *x = *(PkgRequirement *const *) a, *y = *(PkgRequirement *const *) b;
+        int c = strcmp(x->normalized, y->normalized);
+        if (c != 0)
+                return c;
+        _cleanup_free_ char *sx = pkg_requirement_to_string(x), *sy = pkg_requirement_to_string(y);
+        return strcmp(sx ?: "", sy ?: "");
+}
+
 int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const PkgResolveOptions *o,
                 PkgLock **ret_lock, char **ret_error) {
         Resolver rs = { .ix = ix,
@@ -762,6 +774,15 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
                 *ret_error = xasprintf("invalid interpreter version '%s'", o->python_full_version);
                 return -EINVAL;
         }
+        /* The order of the keys of a dict is not part of the requirement
+         * set (the lock cache key ignores it): resolving in the order
+         * given made {'app': '', 'lib': ''} and {'lib': '', 'app': ''}
+         * two different locks, whichever came first then cached for
+         * both. */
+        rs.root_order = xcalloc(n_reqs + 1, sizeof(PkgRequirement *));
+        if (n_reqs > 0)
+                memcpy(rs.root_order, reqs, n_reqs * sizeof(PkgRequirement *));
+        qsort(rs.root_order, n_reqs, sizeof(PkgRequirement *), root_cmp);
         /* Every project appears at most once on the stack. */
         rs.stack = xcalloc(4097, sizeof(Decision));
         pkg_index_set_cancel(ix, o->cancel);
@@ -797,6 +818,7 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
                 free(p);
         }
         free(rs.projs);
+        free(rs.root_order);
         free(rs.stack);
         free(rs.why);
         free(rs.fatal);

@@ -287,3 +287,27 @@ def test_a_yanked_version_nothing_pins_is_still_not_used(cli, yank_index):
     assert "a yanked version is used only when pinned with == (e.g. gone==1.0)" in p.stderr, p.stderr
     p = lock_file(cli, yank_index, {"gone": ">=2"})     # nothing yanked would match: no hint
     assert p.returncode == 4 and "pinned with ==" not in p.stderr, p.stderr
+
+
+# ---- one requirement set, one lock: the order of the keys does not matter ----
+
+def test_the_order_of_the_keys_does_not_change_the_lock(cli, tmp_path, served):
+    """app 3.0 needs lib<1, app 2.0 needs lib>=1: both {app 3.0, lib 0.9}
+    and {app 2.0, lib 1.5} are answers, and the one given depended on
+    which key came first. The lock cache key ignores the order, so two
+    files with the same requirements got whichever lock was resolved
+    first on this machine (or cluster); from a fresh home each order gave
+    its own."""
+    ix = served(pkgindex.Index())
+    for name, version, requires in [("app", "3.0", ["lib<1"]), ("app", "2.0", ["lib>=1"]),
+                                    ("lib", "0.9", []), ("lib", "1.5", [])]:
+        ix.add(pkgindex.build_wheel(tmp_path, name, version, requires=requires))
+    got = []
+    for reqs in ({"app": "", "lib": ""}, {"lib": "", "app": ""}):
+        p = cli("lock", NOSANDBOX, "--json", "--no-cache", "--index-url", ix.url,
+                cli.write("f.py", f"@requirements({reqs!r})\ndef f():\n    return 1\n"), check=None)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        lk = json.loads(p.stdout)
+        got.append(lk["packages"])
+        assert lk["requirements"] == list(reqs), lk     # still listed as written
+    assert got[0] == got[1], got
