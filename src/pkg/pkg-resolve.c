@@ -597,7 +597,9 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                 any_usable = true;
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
                 const PkgFile *f = c->file ? c->file : c->yanked;
-                if (rs->o->pinned && f)
+                /* A fallback is a long shot (it holds only if a package
+                 * decided later asks for it): not worth a download yet. */
+                if (rs->o->pinned && f && k < options)
                         rs->o->pinned(rs->o->pin_userdata, f);
                 int r = solve(rs);
                 if (r >= 0)

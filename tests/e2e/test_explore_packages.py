@@ -311,3 +311,12 @@ def test_the_order_of_the_keys_does_not_change_the_lock(cli, tmp_path, served):
         got.append(lk["packages"])
         assert lk["requirements"] == list(reqs), lk     # still listed as written
     assert got[0] == got[1], got
+
+
+def test_a_pre_release_or_yanked_fallback_in_the_lock_is_installed(cli, pre_index, yank_index):
+    """Versions tried as fallbacks are not fetched early (a long shot);
+    the one the lock names is still downloaded and installed by the run."""
+    p = run_file(cli, pre_index, {"pr": "", "needpr": ""}, body="import pr; return pr.__version__")
+    assert p.returncode == 0 and json.loads(p.stdout) == "2.0b1", (p.stdout, p.stderr)
+    p = run_file(cli, yank_index, {"yk": "", "pinsyk": ""}, body="import yk; return yk.__version__")
+    assert p.returncode == 0 and json.loads(p.stdout) == "2.0", (p.stdout, p.stderr)
