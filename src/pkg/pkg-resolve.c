@@ -514,8 +514,10 @@ static void describe_requirers(Buf *b, const Constraints *cs, const char *name) 
         for (size_t i = 0; i < cs->n; i++) {
                 if (!streq(cs->c[i].name, name) || streq(cs->c[i].from, "your requirements"))
                         continue;
-                _cleanup_free_ char *req = pkg_requirement_to_string(cs->c[i].req);
-                buf_printf(b, "; %s wants %s", cs->c[i].from, req ? req : name);
+                /* As describe_constraints() words it: a marker after the
+                 * specifiers would read as the next item of this list. */
+                _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs->c[i].req->specifiers);
+                buf_printf(b, "; %s wants %s%s", cs->c[i].from, name, spec ? spec : "");
         }
 }
 

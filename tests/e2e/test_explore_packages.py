@@ -159,6 +159,13 @@ def test_a_missing_dependency_names_the_package_that_wants_it(cli, tmp_path, ser
     # A name the user wrote is not said to be wanted by anyone else.
     p = lock_file(cli, ix, {"helpr": ""})
     assert p.returncode == 4 and "wants" not in p.stderr, p.stderr
+    # A dependency an extra brought in: its marker is not part of the
+    # sentence ("…; extra == "socks"" read as one more item).
+    ix.add(pkgindex.build_wheel(tmp_path, "sockz", "1.0", extras=["socks"],
+                                requires=['PySockz>=1.5; extra == "socks"']))
+    p = lock_file(cli, ix, {"sockz[socks]": ""})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "; sockz 1.0 wants pysockz>=1.5." in p.stderr and "extra ==" not in p.stderr, p.stderr
 
 
 # ---- a PEP 691 file whose hash rides on its URL ------------------------------
