@@ -32,6 +32,7 @@ typedef struct Proj {
         Cand *cands;             /* newest first */
         size_t n_cands;
         char **notes;            /* why versions were dropped (sdist only, tags, python) */
+        bool fallback_asked;     /* a requirement seen on it names a pre-release or pins with == */
 } Proj;
 
 typedef struct Constraint {
@@ -246,6 +247,15 @@ static int proj_load(Resolver *rs, Proj *p) {
         if (any_python)
                 proj_note(p, xasprintf("%s (this is %s)", python_example, rs->o->python_full_version));
         return 0;
+}
+
+/* Whether req could justify a fallback of its project: it names a
+ * pre-release or pins one version (which may be yanked). */
+static bool asks_for_fallback(const PkgRequirement *req) {
+        if (pkg_specifier_set_allows_prereleases(req->specifiers))
+                return true;
+        _cleanup_free_ char *s = pkg_specifier_set_to_string(req->specifiers);
+        return s && startswith(s, "==") && !strchr(s, ',') && !strchr(s, '*');
 }
 
 static bool exactly_pins(const PkgRequirement *req, const PkgVersion *v) {
@@ -581,6 +591,14 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
         }
         bool any_usable = false;
         for (size_t k = 0; k < n; k++) {
+                /* Past the versions accepted now, a fallback can only be
+                 * justified by a requirement that names a pre-release or
+                 * pins: unless one was met on this project somewhere in the
+                 * search, trying them would only multiply the cost of a
+                 * failing resolution. With nothing else to try they are
+                 * tried anyway (the pinning package may come later). */
+                if (k >= options && options > 0 && !p->fallback_asked)
+                        break;
                 if (resolve_cancelled(rs))
                         return -ECANCELED;
                 if (++rs->steps > rs->max_steps) {
@@ -639,6 +657,8 @@ static int solve(Resolver *rs) {
                 for (size_t i = 0; i < cs.n; i++) {
                         if (!streq(cs.c[i].name, p->name))
                                 continue;
+                        if (!p->fallback_asked && asks_for_fallback(cs.c[i].req))
+                                p->fallback_asked = true;
                         if (!pkg_specifier_set_contains(cs.c[i].req->specifiers, c->version, true)) {
                                 _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs.c[i].req->specifiers);
                                 _cleanup_free_ char *who = describe_constraints(&cs, p->name);

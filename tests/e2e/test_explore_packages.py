@@ -327,3 +327,21 @@ def test_a_pre_release_or_yanked_fallback_in_the_lock_is_installed(cli, pre_inde
     assert p.returncode == 0 and json.loads(p.stdout) == "2.0b1", (p.stdout, p.stderr)
     p = run_file(cli, yank_index, {"yk": "", "pinsyk": ""}, body="import yk; return yk.__version__")
     assert p.returncode == 0 and json.loads(p.stdout) == "2.0", (p.stdout, p.stderr)
+
+
+def test_a_failing_resolution_does_not_try_pre_releases_nothing_asks_for(cli, tmp_path, served):
+    """The fallbacks above are tried only when a requirement met in the
+    search names a pre-release or pins: a plain conflict does not read the
+    metadata of every pre-release of the project (20 here) on its way to
+    the same error."""
+    ix = served(pkgindex.Index())
+    ix.add(pkgindex.build_wheel(tmp_path, "big", "1.0", requires=["q<1"]))
+    for i in range(1, 21):
+        ix.add(pkgindex.build_wheel(tmp_path, "big", f"2.0b{i}", requires=["q<1"]))
+    for v in ("0.5", "1.5"):
+        ix.add(pkgindex.build_wheel(tmp_path, "q", v))
+    p = lock_file(cli, ix, {"big": "", "q": ">=1"})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "big 1.0 wants q<1" in p.stderr, p.stderr
+    pre = [r for r in ix.requests if "big-2.0b" in r]
+    assert pre == [], pre
