@@ -426,6 +426,15 @@ static int html_meta_check(const char *tag, const char *end, const char *base, c
 static int parse_html_page(const char *body, const char *base, PkgProject *p, char **ret_error) {
         for (const char *s = body; (s = strchr(s, '<'));) {
                 s++;
+                /* A link commented out of the page (a withdrawn wheel on a
+                 * hand-kept index) is not a file, as for pip's parser. */
+                if (startswith(s, "!--")) {
+                        const char *close = strstr(s + 3, "-->");
+                        if (!close)
+                                break;
+                        s = close + 3;
+                        continue;
+                }
                 bool meta = tag_is(s, "meta");
                 if (!meta && !tag_is(s, "a"))
                         continue;

@@ -345,3 +345,27 @@ def test_a_failing_resolution_does_not_try_pre_releases_nothing_asks_for(cli, tm
     assert "big 1.0 wants q<1" in p.stderr, p.stderr
     pre = [r for r in ix.requests if "big-2.0b" in r]
     assert pre == [], pre
+
+
+# ---- an HTML page's comments are not links -----------------------------------
+
+class CommentedIndex(pkgindex.Index):
+    """A hand-kept static index: the broken 2.0 wheel taken out of the page
+    by commenting its link out, as one does in HTML."""
+
+    def project_html(self, name):
+        page = super().project_html(name).decode()
+        return re.sub(r'(<a [^>]*>cm-2\.0[^<]*</a>)', r"<!-- withdrawn: \1 -->", page).encode()
+
+
+def test_a_link_commented_out_of_an_html_page_is_not_a_file(cli, tmp_path, served):
+    """The HTML page was scanned for '<a' anywhere, comments included, so
+    a wheel its maintainer had commented out was still the newest version
+    and got installed; pip's HTML parser skips comments."""
+    ix = served(CommentedIndex(mode="html"))
+    for v in ("1.0", "2.0"):
+        ix.add(pkgindex.build_wheel(tmp_path, "cm", v))
+    assert "<!-- withdrawn: <a " in ix.project_html("cm").decode()
+    p = lock_file(cli, ix, {"cm": ""})
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert [pk["version"] for pk in json.loads(p.stdout)["packages"]] == ["1.0"], p.stdout
