@@ -424,6 +424,9 @@ static int html_meta_check(const char *tag, const char *end, const char *base, c
 
 /* PEP 503 HTML project page: every <a href> is a file. */
 static int parse_html_page(const char *body, const char *base, PkgProject *p, char **ret_error) {
+        /* <base href>: what the links are relative to, as for pip and
+         * browsers. Which links are allowed is still the page's say. */
+        _cleanup_free_ char *links_base = NULL;
         for (const char *s = body; (s = strchr(s, '<'));) {
                 s++;
                 /* A link commented out of the page (a withdrawn wheel on a
@@ -435,12 +438,19 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                         s = close + 3;
                         continue;
                 }
-                bool meta = tag_is(s, "meta");
-                if (!meta && !tag_is(s, "a"))
+                bool meta = tag_is(s, "meta"), base_tag = tag_is(s, "base");
+                if (!meta && !base_tag && !tag_is(s, "a"))
                         continue;
                 const char *end = strchr(s, '>');
                 if (!end)
                         break;
+                if (base_tag) {
+                        _cleanup_free_ char *h = links_base ? NULL : html_attr(s, end, "href");
+                        if (h && *h)
+                                links_base = pkg_url_join(base, h);
+                        s = end;
+                        continue;
+                }
                 if (meta) {
                         int r = html_meta_check(s, end, base, ret_error);
                         if (r < 0)
@@ -453,7 +463,7 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                         s = end;
                         continue;
                 }
-                _cleanup_free_ char *joined = pkg_url_join(base, href);
+                _cleanup_free_ char *joined = pkg_url_join(links_base ?: base, href);
                 if (!link_allowed(base, joined)) {
                         s = end;
                         continue;

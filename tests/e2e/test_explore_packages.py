@@ -369,3 +369,42 @@ def test_a_link_commented_out_of_an_html_page_is_not_a_file(cli, tmp_path, serve
     p = lock_file(cli, ix, {"cm": ""})
     assert p.returncode == 0, (p.stdout, p.stderr)
     assert [pk["version"] for pk in json.loads(p.stdout)["packages"]] == ["1.0"], p.stdout
+
+
+class BaseHrefIndex(pkgindex.Index):
+    """Links relative to a <base href> in the page's head, not to the page."""
+
+    def project_html(self, name):
+        page = super().project_html(name).decode()
+        page = page.replace("<title>", '<base href="/files/"><title>').replace('href="../../files/', 'href="')
+        return page.encode()
+
+
+def test_an_html_pages_base_href_is_what_its_links_are_relative_to(cli, tmp_path, served):
+    """pip resolves a page's links against its <base href>; they were
+    resolved against the page's own URL, so every wheel was a 404."""
+    ix = served(BaseHrefIndex(mode="html"))
+    ix.add(pkgindex.build_wheel(tmp_path, "bh", "1.0"))
+    p = run_file(cli, ix, {"bh": ""}, body="import bh; return bh.__version__")
+    assert p.returncode == 0 and json.loads(p.stdout) == "1.0", (p.stdout, p.stderr)
+    lk = json.loads(lock_file(cli, ix, {"bh": ""}).stdout)
+    assert lk["packages"][0]["url"].endswith("/files/bh-1.0-py3-none-any.whl"), lk
+
+
+def test_a_base_href_cannot_point_a_remote_page_at_this_hosts_files(cli, tmp_path, served):
+    """Which links a page may have is still decided by the page's URL: a
+    remote page's <base href="file:///…"> does not make its links local."""
+    local = tmp_path / "local"
+    w = pkgindex.build_wheel(local, "bh", "1.0")
+
+    class FileBase(pkgindex.Index):
+        def project_html(self, name):
+            page = super().project_html(name).decode()
+            return page.replace("<title>", f'<base href="file://{local}/"><title>') \
+                       .replace('href="../../files/', 'href="').encode()
+
+    ix = served(FileBase(mode="html"))
+    ix.add(w)
+    p = lock_file(cli, ix, {"bh": ""})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert str(local) not in p.stderr + p.stdout, p.stderr
