@@ -204,8 +204,6 @@ static void project_add_file(PkgProject *p, PkgFile f) {
         p->files[p->n_files++] = f;
 }
 
-/* Splits "…#sha256=abc" into the URL and a lowercase sha256 (other hash
- * fragments are dropped: we only verify sha256). */
 /* An index's sha256 in the lower-case hex every comparison uses, or NULL
  * when it is not a sha256 at all. PEP 503 and 691 say "hex digest", not
  * which case: an upper-case one dropped here would leave the file (or its
@@ -223,6 +221,8 @@ static char *index_sha256(const char *h) {
         return NULL;
 }
 
+/* Splits "…#sha256=abc" into the URL and a lowercase sha256 (other hash
+ * fragments are dropped: we only verify sha256). */
 static void split_hash_fragment(char *url, char **ret_sha256) {
         char *hash = strchr(url, '#');
         if (!hash)
