@@ -67,11 +67,14 @@ static void print_line(Renderer *r, int stream, const char *line, size_t len, us
         renderer_clear_status(r);
         FILE *f = r->out;
         if (r->color)
-                fprintf(f, C_DIM "%s" C_RESET " %s%s" C_RESET " %s%.*s%s\n", stamp, stream == 2 ? C_RED : C_DIM,
-                       stream == 2 ? "err" : "out", stream == 2 ? C_RED : "", (int) len, line,
-                       stream == 2 ? C_RESET : "");
+                fprintf(f, C_DIM "%s" C_RESET " %s%s" C_RESET " %s", stamp, stream == 2 ? C_RED : C_DIM,
+                        stream == 2 ? "err" : "out", stream == 2 ? C_RED : "");
         else
-                fprintf(f, "%s %s | %.*s\n", stamp, stream == 2 ? "err" : "out", (int) len, line);
+                fprintf(f, "%s %s | ", stamp, stream == 2 ? "err" : "out");
+        /* fwrite, not %.*s: a NUL the function printed ends a %s, and the
+         * rest of its line would be lost. */
+        fwrite(line, 1, len, f);
+        fputs(r->color && stream == 2 ? C_RESET "\n" : "\n", f);
 }
 
 static void flush_partial(Renderer *r, int stream, usec_t ts) {

@@ -1,0 +1,75 @@
+"""Python function semantics and the CLI's output, embedded and through a
+real pysprinterd: the same bytes and the same exit code on both paths, and
+what docs/cli.md and docs/python.md promise a function's user."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import CLI, WORKER, run_on_pty, sandbox_args
+from daemonlib import Daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("semantics-daemon")
+    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"])
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def work(tmp_path):
+    (tmp_path / "home").mkdir()
+    return tmp_path
+
+
+def cli_env(work):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(work / "home"), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+    return env
+
+
+def both(work, daemon, *args):
+    """`pysprinter run ARGS` embedded, then through the daemon: the two
+    (exit code, stdout bytes, stderr bytes), asserted equal; returns one."""
+    got = []
+    for pre in ([], ["--server", daemon.url]):
+        p = subprocess.run([str(CLI), *pre, "run", *sandbox_args(), *map(str, args)], capture_output=True,
+                           env=cli_env(work), cwd=work, timeout=120)
+        got.append((p.returncode, p.stdout, p.stderr))
+    assert got[0] == got[1], got
+    return got[0]
+
+
+def on_tty(work, daemon, *args):
+    """`pysprinter run ARGS` on a terminal, embedded and through the daemon:
+    (exit code, text) for each, the timestamps masked."""
+    got = []
+    for pre in ([], ["--server", daemon.url]):
+        code, text = run_on_pty(work, [CLI, *pre, "run", *sandbox_args(), *args], cli_env(work))
+        got.append((code, re.sub(r"\d\d:\d\d:\d\d\.\d{3}", "TS", text)))
+    return got
+
+
+def test_a_nul_in_a_printed_line_keeps_the_rest_of_the_line_on_a_terminal(work, daemon):
+    # print_line() printed the line with %.*s, which stops at a NUL: on a
+    # terminal "a\0b" showed as "a", and b"\xff\0tail" as one U+FFFD.
+    (work / "nul.py").write_text(
+        "import sys\n"
+        "def f():\n"
+        "    print('a\\0b')\n"
+        "    print('warn\\0ing', file=sys.stderr)\n"
+        "    sys.stdout.flush()\n"
+        "    sys.stdout.buffer.write(b'x\\0tail\\n')\n"
+        "    return 1\n")
+    for code, text in on_tty(work, daemon, "nul.py"):
+        assert code == 0, text
+        assert "TS out | a\x00b\r\n" in text, text
+        assert "TS err | warn\x00ing\r\n" in text, text
+        assert "TS out | x\x00tail\r\n" in text, text
+    # In a pipe the bytes were always whole.
+    code, out, _ = both(work, daemon, "nul.py")
+    assert (code, out) == (0, b"a\x00b\nx\x00tail\n1\n")
