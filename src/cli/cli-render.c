@@ -85,6 +85,21 @@ static void flush_partial(Renderer *r, int stream, usec_t ts) {
         }
 }
 
+/* Adds n bytes to stream s's unfinished line. A line longer than the
+ * buffer's cap shows as several lines of that size: none of its bytes is
+ * dropped. */
+static void partial_add(Renderer *r, int stream, const char *data, size_t n, usec_t ts) {
+        Buf *b = &r->partial[stream];
+        while (n > 0) {
+                if (b->len >= b->max)
+                        flush_partial(r, stream, ts);
+                size_t take = MIN(n, b->max - b->len);
+                (void) buf_append(b, data, take);
+                data += take;
+                n -= take;
+        }
+}
+
 static void render_output(Renderer *r, const RunEvent *ev) {
         int s = ev->stream == 2 ? 2 : 1;
         renderer_clear_status(r);
@@ -100,14 +115,11 @@ static void render_output(Renderer *r, const RunEvent *ev) {
         while (p < end) {
                 const char *nl = memchr(p, '\n', (size_t) (end - p));
                 if (!nl) {
-                        if (buf_append(&r->partial[s], p, (size_t) (end - p)) < 0) {
-                                flush_partial(r, s, ev->timestamp);
-                                (void) buf_append(&r->partial[s], p, MIN((size_t) (end - p), (size_t) 65535));
-                        }
+                        partial_add(r, s, p, (size_t) (end - p), ev->timestamp);
                         break;
                 }
                 if (r->partial[s].len > 0) {
-                        (void) buf_append(&r->partial[s], p, (size_t) (nl - p));
+                        partial_add(r, s, p, (size_t) (nl - p), ev->timestamp);
                         flush_partial(r, s, ev->timestamp);
                 } else
                         print_line(r, s, p, (size_t) (nl - p), ev->timestamp);

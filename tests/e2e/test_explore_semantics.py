@@ -73,3 +73,22 @@ def test_a_nul_in_a_printed_line_keeps_the_rest_of_the_line_on_a_terminal(work, 
     # In a pipe the bytes were always whole.
     code, out, _ = both(work, daemon, "nul.py")
     assert (code, out) == (0, b"a\x00b\nx\x00tail\n1\n")
+
+
+def test_a_line_longer_than_64_kib_loses_nothing_on_a_terminal(work, daemon):
+    # A piece of output with no newline that did not fit the 64 KiB line
+    # buffer kept only its first 65,535 bytes: 200,000 x's and "END" showed
+    # as 196,606 x's, without the END.
+    (work / "long.py").write_text(
+        "import sys\n"
+        "def f(n: int):\n"
+        "    sys.stdout.write('x' * n + 'END\\n')\n"
+        "    sys.stdout.flush()\n"
+        "    return 1\n")
+    for n in (200_000, 1_000_000):
+        for code, text in on_tty(work, daemon, "long.py", "-a", str(n)):
+            assert code == 0, text[-500:]
+            # Shown as lines of at most 64 KiB each, every byte once.
+            pieces = re.findall(r"TS out \| ([^\r]*)\r\n", text)
+            assert "".join(pieces) == "x" * n + "END", (n, len("".join(pieces)))
+            assert max(map(len, pieces)) <= 64 * 1024
