@@ -214,7 +214,7 @@ class Conv:
     """A converter derived statically from an annotation AST node."""
 
     def __init__(self, kind, inner=None, optional=False, label=None):
-        self.kind = kind          # str int float bool list dict tuple any json
+        self.kind = kind          # str int float bool list dict tuple literal any json
         self.inner = inner
         self.optional = optional
         self.label = label or kind
@@ -267,10 +267,55 @@ def _conv_from_annotation(node):
         if base == "Union":
             parts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
             return _union(parts)
+        if base == "Literal":
+            values = _literal_values(sl)
+            if values is not None:
+                return Conv("literal", inner=values, optional=None in values, label=ast.unparse(node))
         kind = SIMPLE.get(base or "")
         if kind in ("list", "dict", "tuple"):
             return Conv(kind, label=ast.unparse(node))
     return Conv("str", label=ast.unparse(node))
+
+
+def _literal_values(sl):
+    """The values of Literal[sl] when each is a constant a CLI word can
+    spell (str, int, float, bool, None), else None: the annotation then
+    stays unknown (the string passes)."""
+    values = []
+    for elt in sl.elts if isinstance(sl, ast.Tuple) else [sl]:
+        try:
+            v = ast.literal_eval(elt)
+        except ValueError:
+            return None
+        if type(v) not in (str, int, float, bool, type(None)):
+            return None
+        values.append(v)
+    return values
+
+
+def _literal_spells(v, raw):
+    """raw, a CLI string, spells the Literal value v."""
+    if type(v) is str:
+        return raw == v
+    w = raw.strip().lower()
+    if v is None:
+        return w in NONE_WORDS
+    if type(v) is bool:
+        return w in (TRUE_WORDS if v else FALSE_WORDS)
+    try:
+        return (int(w) if type(v) is int else float(w)) == v
+    except ValueError:
+        return False
+
+
+def _literal_choice(param, conv, v):
+    """The Literal value a typed JSON value is (a number of either kind
+    equal to it counts; a bool is never a number here), or the error."""
+    for x in conv.inner:
+        if v == x and (type(v) is type(x) or
+                       type(v) in (int, float) and type(x) in (int, float)):
+            return x
+    _typed_mismatch(param, f"one of {', '.join(map(repr, conv.inner))}", v)
 
 
 def _flatten_union(node):
@@ -322,6 +367,11 @@ def _convert_raw(param, conv, raw):
         if w in FALSE_WORDS:
             return False
         bad("a boolean (true/false, yes/no, 1/0)")
+    if k == "literal":
+        for v in conv.inner:
+            if _literal_spells(v, raw):
+                return v
+        bad(f"one of {', '.join(map(repr, conv.inner))}")
     if k in ("list", "dict", "tuple", "json"):
         try:
             v = json.loads(raw)
@@ -372,6 +422,8 @@ def _check_typed(param, conv, v):
     elif k == "str":
         if not isinstance(v, str) and conv.label == "str":
             _typed_mismatch(param, "a string", v)
+    elif k == "literal":
+        return _literal_choice(param, conv, v)
     return v
 
 

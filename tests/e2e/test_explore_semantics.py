@@ -92,3 +92,39 @@ def test_a_line_longer_than_64_kib_loses_nothing_on_a_terminal(work, daemon):
             pieces = re.findall(r"TS out \| ([^\r]*)\r\n", text)
             assert "".join(pieces) == "x" * n + "END", (n, len("".join(pieces)))
             assert max(map(len, pieces)) <= 64 * 1024
+
+
+LITERAL = """
+from typing import Literal, Optional
+import typing
+
+def f(n: Literal[1, 2, 3] = 1, mode: Literal["fast", "slow"] = "fast",
+      x: typing.Literal[-1, 0.5, True, None] = -1, o: Optional[Literal["p"]] = "p"):
+    return [n, n == 2, mode, x, o]
+"""
+
+
+@pytest.mark.parametrize("args, want", [
+    # A Literal annotation gave the raw string: n == 2 was False for --n 2.
+    (["--n", "2"], b'[2, true, "fast", -1, "p"]\n'),
+    (["--mode", "slow", "--x", "0.5"], b'[1, false, "slow", 0.5, "p"]\n'),
+    (["--x", "yes", "--o", "none"], b'[1, false, "fast", true, null]\n'),
+    (["--x", "null"], b'[1, false, "fast", null, "p"]\n'),
+    (["--json-kwargs", '{"n": 3.0, "x": true}'], b'[3, false, "fast", true, "p"]\n'),
+])
+def test_a_literal_parameter_gets_the_literal_value(work, daemon, args, want):
+    (work / "lit.py").write_text(LITERAL)
+    assert both(work, daemon, "lit.py", *args) == (0, want, b"")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "medium"], "argument 'mode': expected one of 'fast', 'slow', got 'medium'"),
+    (["--n", "4"], "argument 'n': expected one of 1, 2, 3, got '4'"),
+    (["--json-kwargs", '{"n": true}'], "argument 'n': expected one of 1, 2, 3, got true"),
+    (["--json-kwargs", '{"mode": 1}'], "argument 'mode': expected one of 'fast', 'slow', got 1"),
+])
+def test_a_value_outside_a_literal_is_a_validation_error(work, daemon, args, message):
+    (work / "lit.py").write_text(LITERAL)
+    code, out, err = both(work, daemon, "lit.py", *args)
+    assert (code, out) == (3, b""), err
+    assert err.decode() == f"ValidationError: {message}\n"
