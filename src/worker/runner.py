@@ -595,11 +595,20 @@ def _bind(fn, args, kwargs, plan=None):
                 f"{'was' if len(args) == 1 else 'were'} given")
 
     for name, item in kwargs.items():
+        if name in plan.posonly:
+            # As in Python, a positional-only parameter's name given as a
+            # keyword is one more **kwargs item (f(a, /, **kw): f(1, a=2)
+            # is kw == {'a': 2}); it binds no parameter.
+            if not plan.kwarg:
+                raise ValidationError(f"{fn.name}() got a positional-only argument passed as a keyword: "
+                                      f"'{name}' (give it with -a VALUE)")
+            out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
+            continue
         if name in bound:
             raise ValidationError(f"{fn.name}() got multiple values for argument '{name}'")
         if name in plan.names:
             out_kwargs[name] = _convert(name, plan.conv(name, annotations[name]), item)
-        elif plan.kwarg and name not in plan.posonly:
+        elif plan.kwarg:
             out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
         else:
             known = plan.known

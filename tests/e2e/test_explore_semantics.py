@@ -128,3 +128,25 @@ def test_a_value_outside_a_literal_is_a_validation_error(work, daemon, args, mes
     code, out, err = both(work, daemon, "lit.py", *args)
     assert (code, out) == (3, b""), err
     assert err.decode() == f"ValidationError: {message}\n"
+
+
+def test_a_positional_only_name_given_as_a_keyword_is_a_kwargs_item(work, daemon):
+    # As in Python (f(1, a=2) gives kw == {'a': 2}); it was refused as
+    # "got multiple values for argument 'a'".
+    (work / "po.py").write_text("def f(a, /, **kw):\n    return [a, kw]\n")
+    assert both(work, daemon, "po.py", "-a", "1", "--a", "2") == (0, b'["1", {"a": "2"}]\n', b"")
+    # It binds no parameter: a is still missing.
+    code, out, err = both(work, daemon, "po.py", "--a", "2")
+    assert (code, out) == (3, b"")
+    assert err.startswith(b"ValidationError: f() missing 1 required argument: 'a'"), err
+
+
+def test_a_positional_only_name_given_as_a_keyword_says_so(work, daemon):
+    # It said "unexpected keyword argument 'a' (parameters: b)", as if
+    # the function had no a.
+    (work / "po.py").write_text("def f(a: int, /, b: int = 0):\n    return [a, b]\n")
+    code, out, err = both(work, daemon, "po.py", "--a", "2")
+    assert (code, out) == (3, b"")
+    assert err == (b"ValidationError: f() got a positional-only argument passed as a keyword: 'a' "
+                   b"(give it with -a VALUE)\n")
+    assert both(work, daemon, "po.py", "-a", "2", "--b", "3") == (0, b"[2, 3]\n", b"")
