@@ -1329,11 +1329,30 @@ def _resolve_value(value):
     return value
 
 
+# Modules whose package on PyPI has another name: declaring the module's
+# own name would install nothing or the wrong project ('yaml' is not
+# PyYAML, 'sklearn' is a deprecated stub that refuses to install; cv2's
+# headless wheel needs no libGL, which a sandbox lacks).
+_PACKAGE_OF_MODULE = {
+    "yaml": "PyYAML", "PIL": "Pillow", "cv2": "opencv-python-headless", "sklearn": "scikit-learn",
+    "skimage": "scikit-image", "bs4": "beautifulsoup4", "dateutil": "python-dateutil",
+    "dotenv": "python-dotenv", "jwt": "PyJWT", "Crypto": "pycryptodome", "serial": "pyserial",
+    "OpenSSL": "pyOpenSSL", "zmq": "pyzmq", "fitz": "PyMuPDF", "docx": "python-docx",
+    "magic": "python-magic", "MySQLdb": "mysqlclient", "attr": "attrs",
+}
+
+
 def _hint(e):
     """A note Python prints under the traceback when we know the fix."""
     if isinstance(e, ModuleNotFoundError) and e.name and hasattr(e, "add_note"):
         top = e.name.split(".")[0]
-        if top not in sys.stdlib_module_names:
+        if top in sys.stdlib_module_names:
+            return
+        package = _PACKAGE_OF_MODULE.get(top)
+        if package:
+            e.add_note(f"pysprinter: to install it, declare it: @requirements({{'{package}': ''}}) "
+                       f"(the module {top} comes from the package {package})")
+        else:
             e.add_note(f"pysprinter: to install it, declare it: @requirements({{'{top}': ''}}) "
                        "(the package name may differ from the module name)")
 

@@ -150,3 +150,15 @@ def test_a_positional_only_name_given_as_a_keyword_says_so(work, daemon):
     assert err == (b"ValidationError: f() got a positional-only argument passed as a keyword: 'a' "
                    b"(give it with -a VALUE)\n")
     assert both(work, daemon, "po.py", "-a", "2", "--b", "3") == (0, b"[2, 3]\n", b"")
+
+
+@pytest.mark.parametrize("module, package", [("yaml", "PyYAML"), ("PIL", "Pillow"), ("sklearn", "scikit-learn"),
+                                             ("notinstalledpkg", "notinstalledpkg")])
+def test_a_missing_module_hint_names_the_package_to_declare(work, daemon, module, package):
+    # `import yaml` said to declare @requirements({'yaml': ''}): no such
+    # project gives the module (PyYAML does).
+    (work / "m.py").write_text(f"def f():\n    import {module}.sub\n")
+    code, out, err = both(work, daemon, "m.py")
+    assert (code, out) == (1, b"")
+    assert f"ModuleNotFoundError: No module named '{module}'".encode() in err
+    assert f"declare it: @requirements({{'{package}': ''}})".encode() in err, err
