@@ -267,6 +267,10 @@ def _conv_from_annotation(node):
         if base == "Union":
             parts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
             return _union(parts)
+        if base == "Annotated" and isinstance(sl, ast.Tuple) and sl.elts:
+            # Annotated[X, metadata...] (Typer's and FastAPI's way to
+            # attach options) converts as X: the metadata is not ours.
+            return _conv_from_annotation(sl.elts[0])
         if base == "Literal":
             values = _literal_values(sl)
             if values is not None:

@@ -162,3 +162,17 @@ def test_a_missing_module_hint_names_the_package_to_declare(work, daemon, module
     assert (code, out) == (1, b"")
     assert f"ModuleNotFoundError: No module named '{module}'".encode() in err
     assert f"declare it: @requirements({{'{package}': ''}})".encode() in err, err
+
+
+def test_an_annotated_parameter_converts_as_its_type(work, daemon):
+    # Annotated[int, …] was an unknown annotation: --n 2 gave the str '2'
+    # and n + 1 raised TypeError in the function.
+    (work / "ann.py").write_text(
+        "from typing import Annotated, Optional\n"
+        "def f(n: Annotated[int, 'how many'] = 1, o: Optional[Annotated[float, 'x']] = None,\n"
+        "      s: Annotated[list[int], 'l'] = None):\n"
+        "    return [n, n + 1, o, s]\n")
+    assert both(work, daemon, "ann.py", "--n", "2", "--o", "1", "--s", "[1]") == (0, b"[2, 3, 1.0, [1]]\n", b"")
+    assert both(work, daemon, "ann.py", "--o", "none") == (0, b"[1, 2, null, null]\n", b"")
+    code, out, err = both(work, daemon, "ann.py", "--n", "x")
+    assert (code, out, err) == (3, b"", b"ValidationError: argument 'n': expected an integer, got 'x'\n")
