@@ -176,3 +176,72 @@ def test_an_annotated_parameter_converts_as_its_type(work, daemon):
     assert both(work, daemon, "ann.py", "--o", "none") == (0, b"[1, 2, null, null]\n", b"")
     code, out, err = both(work, daemon, "ann.py", "--n", "x")
     assert (code, out, err) == (3, b"", b"ValidationError: argument 'n': expected an integer, got 'x'\n")
+
+
+def pty_chunks(work, argv, env, timeout=60):
+    """argv on a terminal: [(seconds since start, bytes)] as they came, and
+    the exit code."""
+    import pty
+    import select
+    import time
+    fd, slave = pty.openpty()
+    t0 = time.monotonic()
+    proc = subprocess.Popen([str(a) for a in argv], cwd=work, env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    chunks = []
+    while select.select([fd], [], [], timeout)[0]:
+        try:
+            c = os.read(fd, 65536)
+        except OSError:
+            break
+        if not c:
+            break
+        chunks.append((time.monotonic() - t0, c))
+    os.close(fd)
+    return chunks, proc.wait()
+
+
+PROGRESS = """
+import sys, time
+def f():
+    print("Downloading...", end="", flush=True)
+    time.sleep(3)
+    print(" done")
+    for i in range(3):
+        sys.stderr.write(f"\\r{i * 50}%|" + "#" * i)
+        sys.stderr.flush()
+    sys.stderr.write("\\n")
+    print("crlf\\r")
+    return 1
+"""
+
+
+def test_an_unfinished_line_shows_on_a_terminal_while_the_run_waits(work, daemon):
+    # A line without its newline yet ("Downloading...", a tqdm bar, which
+    # rewrites itself with \\r and ends its line only when done) showed on
+    # a terminal only once the newline came: nothing for the 3 s here.
+    (work / "p.py").write_text(PROGRESS)
+    for pre in ([], ["--server", daemon.url]):
+        chunks, code = pty_chunks(work, [CLI, *pre, "run", *sandbox_args(), "p.py"], cli_env(work))
+        assert code == 0, chunks
+        shown = [t for t, c in chunks if b"out | Downloading..." in c]
+        done = [t for t, c in chunks if b"Downloading... done\r\n" in c]
+        assert shown and done and done[0] - shown[0] > 2, chunks
+        text = re.sub(rb"\d\d:\d\d:\d\d\.\d{3}", b"TS", b"".join(c for _, c in chunks))
+        # Erased in place (the pieces of a line may come apart), then
+        # printed whole; a bar's line ends as its last state, a CRLF's \\r
+        # dropped.
+        assert b"TS out | Downloading...\r\x1b[K" in text, text
+        assert b"\r\x1b[KTS out | Downloading... done\r\n" in text, text
+        assert b"TS err | 100%|##\r\n" in text and b"TS out | crlf\r\n" in text, text
+        assert b"\r0%|" not in text, text
+
+
+def test_term_dumb_gets_no_line_drawn_in_place(work, daemon):
+    (work / "p.py").write_text(PROGRESS)
+    env = dict(cli_env(work), TERM="dumb")
+    chunks, code = pty_chunks(work, [CLI, "run", *sandbox_args(), "p.py"], env)
+    text = b"".join(c for _, c in chunks)
+    assert code == 0 and b"\x1b[" not in text, text
+    assert re.search(rb"out \| Downloading\.\.\. done\r\n", text), text
