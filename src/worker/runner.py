@@ -218,6 +218,10 @@ class Conv:
         self.inner = inner
         self.optional = optional
         self.label = label or kind
+        # `str` itself, whose typed values are checked; an unknown
+        # annotation is kind "str" too, and passes them through. Set here,
+        # since Optional[...] relabels the converter it wraps.
+        self.exact_str = kind == "str" and self.label == "str"
 
 
 def _annotation_name(node):
@@ -424,7 +428,7 @@ def _check_typed(param, conv, v):
         if not isinstance(v, dict):
             _typed_mismatch(param, f"a JSON object for {conv.label}", v)
     elif k == "str":
-        if not isinstance(v, str) and conv.label == "str":
+        if not isinstance(v, str) and conv.exact_str:
             _typed_mismatch(param, "a string", v)
     elif k == "literal":
         return _literal_choice(param, conv, v)

@@ -245,3 +245,19 @@ def test_term_dumb_gets_no_line_drawn_in_place(work, daemon):
     text = b"".join(c for _, c in chunks)
     assert code == 0 and b"\x1b[" not in text, text
     assert re.search(rb"out \| Downloading\.\.\. done\r\n", text), text
+
+
+def test_a_typed_value_for_an_optional_str_is_checked_as_for_str(work, daemon):
+    # str and str | None refused a JSON 5; Optional[str] passed it to the
+    # function (its converter's label was rewritten, and the check read it).
+    (work / "o.py").write_text(
+        "from typing import Optional\n"
+        "import pathlib\n"
+        "def f(a: str = '', b: Optional[str] = None, c: str | None = None, p: Optional[pathlib.Path] = None):\n"
+        "    return [repr(a), repr(b), repr(c), repr(p)]\n")
+    for name in "abc":
+        code, out, err = both(work, daemon, "o.py", "--json-kwargs", f'{{"{name}": 5}}')
+        assert (code, out, err) == (3, b"", f"ValidationError: argument '{name}': expected a string, got 5\n".encode())
+    # None for the optional ones; an unknown annotation's value passes as before.
+    assert both(work, daemon, "o.py", "--json-kwargs", '{"b": null, "c": "s", "p": 5}') == \
+        (0, b'["\'\'", "None", "\'s\'", "5"]\n', b"")
