@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -43,12 +44,17 @@ void renderer_init(Renderer *r, bool json_output) {
         /* With --json, stdout holds exactly one JSON document: the
          * function's own stdout goes to stderr. */
         r->out = r->json ? stderr : stdout;
+        r->redraw = (r->json ? r->tty_err : r->tty_out) && !dumb;
         for (int i = 0; i < 3; i++)
                 buf_init(&r->partial[i], 64 * 1024);
         active = r;
 }
 
 void renderer_clear_status(Renderer *r) {
+        if (r && r->live) {
+                r->live = 0;
+                fputs("\r\033[K", r->out);
+        }
         if (r && r->status_line) {
                 r->status_line = false;
                 fputs("\r\033[K", stderr);
@@ -56,22 +62,68 @@ void renderer_clear_status(Renderer *r) {
         }
 }
 
-static void print_line(Renderer *r, int stream, const char *line, size_t len, usec_t ts) {
+/* What a terminal shows of a line holding carriage returns: the text after
+ * the last one (a progress bar's latest state), a CRLF's \r dropped. */
+static void line_shown(const char **line, size_t *len) {
+        while (*len > 0 && (*line)[*len - 1] == '\r')
+                (*len)--;
+        const char *cr = memrchr(*line, '\r', *len);
+        if (cr) {
+                *len -= (size_t) (cr + 1 - *line);
+                *line = cr + 1;
+        }
+}
+
+static void print_prefix(Renderer *r, int stream, usec_t ts) {
         time_t sec = (time_t) (ts / USEC_PER_SEC);
         struct tm tm;
         localtime_r(&sec, &tm);
         char stamp[32];
         size_t n = strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
         snprintf(stamp + n, sizeof(stamp) - n, ".%03u", (unsigned) ((ts % USEC_PER_SEC) / 1000));
-        /* Both streams go to one place on a TTY so their order is kept. */
-        renderer_clear_status(r);
         FILE *f = r->out;
         if (r->color)
-                fprintf(f, C_DIM "%s" C_RESET " %s%s" C_RESET " %s%.*s%s\n", stamp, stream == 2 ? C_RED : C_DIM,
-                       stream == 2 ? "err" : "out", stream == 2 ? C_RED : "", (int) len, line,
-                       stream == 2 ? C_RESET : "");
+                fprintf(f, C_DIM "%s" C_RESET " %s%s" C_RESET " %s", stamp, stream == 2 ? C_RED : C_DIM,
+                        stream == 2 ? "err" : "out", stream == 2 ? C_RED : "");
         else
-                fprintf(f, "%s %s | %.*s\n", stamp, stream == 2 ? "err" : "out", (int) len, line);
+                fprintf(f, "%s %s | ", stamp, stream == 2 ? "err" : "out");
+}
+
+static void print_line(Renderer *r, int stream, const char *line, size_t len, usec_t ts) {
+        /* Both streams go to one place on a TTY so their order is kept. */
+        renderer_clear_status(r);
+        line_shown(&line, &len);
+        print_prefix(r, stream, ts);
+        /* fwrite, not %.*s: a NUL the function printed ends a %s, and the
+         * rest of its line would be lost. */
+        fwrite(line, 1, len, r->out);
+        fputs(r->color && stream == 2 ? C_RESET "\n" : "\n", r->out);
+}
+
+/* Draws an unfinished line (a prompt, "Downloading...", a progress bar
+ * that rewrites itself with \r) in place, as it stands: it would otherwise
+ * show only when its newline came, at the run's end for a bar. Cut to the
+ * terminal's width, since only the cursor's own row can be erased; the
+ * whole line is printed when it ends. */
+static void draw_live(Renderer *r, int stream, usec_t ts) {
+        if (!r->redraw || r->partial[stream].len == 0)
+                return;
+        const char *line = r->partial[stream].data;
+        size_t len = r->partial[stream].len;
+        line_shown(&line, &len);
+        struct winsize ws;
+        size_t room = ioctl(fileno(r->out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
+        room = room > 21 ? room - 21 : 0; /* the prefix, and the last column */
+        if (len > room) {
+                len = room;
+                while (len > 0 && ((unsigned char) line[len] & 0xC0) == 0x80)
+                        len--; /* not inside a UTF-8 character */
+        }
+        print_prefix(r, stream, ts);
+        fwrite(line, 1, len, r->out);
+        if (r->color && stream == 2)
+                fputs(C_RESET, r->out);
+        r->live = stream;
 }
 
 static void flush_partial(Renderer *r, int stream, usec_t ts) {
@@ -79,6 +131,21 @@ static void flush_partial(Renderer *r, int stream, usec_t ts) {
         if (b->len > 0) {
                 print_line(r, stream, b->data, b->len, ts);
                 buf_reset(b);
+        }
+}
+
+/* Adds n bytes to stream s's unfinished line. A line longer than the
+ * buffer's cap shows as several lines of that size: none of its bytes is
+ * dropped. */
+static void partial_add(Renderer *r, int stream, const char *data, size_t n, usec_t ts) {
+        Buf *b = &r->partial[stream];
+        while (n > 0) {
+                if (b->len >= b->max)
+                        flush_partial(r, stream, ts);
+                size_t take = MIN(n, b->max - b->len);
+                (void) buf_append(b, data, take);
+                data += take;
+                n -= take;
         }
 }
 
@@ -97,19 +164,17 @@ static void render_output(Renderer *r, const RunEvent *ev) {
         while (p < end) {
                 const char *nl = memchr(p, '\n', (size_t) (end - p));
                 if (!nl) {
-                        if (buf_append(&r->partial[s], p, (size_t) (end - p)) < 0) {
-                                flush_partial(r, s, ev->timestamp);
-                                (void) buf_append(&r->partial[s], p, MIN((size_t) (end - p), (size_t) 65535));
-                        }
+                        partial_add(r, s, p, (size_t) (end - p), ev->timestamp);
                         break;
                 }
                 if (r->partial[s].len > 0) {
-                        (void) buf_append(&r->partial[s], p, (size_t) (nl - p));
+                        partial_add(r, s, p, (size_t) (nl - p), ev->timestamp);
                         flush_partial(r, s, ev->timestamp);
                 } else
                         print_line(r, s, p, (size_t) (nl - p), ev->timestamp);
                 p = nl + 1;
         }
+        draw_live(r, r->partial[s].len > 0 ? s : 3 - s, ev->timestamp);
         fflush(r->out);
 }
 

@@ -141,6 +141,8 @@ typedef struct Renderer {
         bool status_line; /* a progress line is on stderr and must be erased */
         FILE *out;        /* where the function's stdout goes (stderr with --json) */
         Buf partial[3];   /* partial lines per stream (TTY decoration is per line) */
+        bool redraw;      /* the output is a terminal that may redraw a line in place */
+        int live;         /* the stream whose unfinished line is drawn there (0: none) */
         bool no_output;   /* drop the run's output (a validation asked only for its verdict) */
 } Renderer;
 

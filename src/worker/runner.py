@@ -214,10 +214,14 @@ class Conv:
     """A converter derived statically from an annotation AST node."""
 
     def __init__(self, kind, inner=None, optional=False, label=None):
-        self.kind = kind          # str int float bool list dict tuple any json
+        self.kind = kind          # str int float bool list dict tuple literal any json
         self.inner = inner
         self.optional = optional
         self.label = label or kind
+        # `str` itself, whose typed values are checked; an unknown
+        # annotation is kind "str" too, and passes them through. Set here,
+        # since Optional[...] relabels the converter it wraps.
+        self.exact_str = kind == "str" and self.label == "str"
 
 
 def _annotation_name(node):
@@ -267,10 +271,59 @@ def _conv_from_annotation(node):
         if base == "Union":
             parts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
             return _union(parts)
+        if base == "Annotated" and isinstance(sl, ast.Tuple) and sl.elts:
+            # Annotated[X, metadata...] (Typer's and FastAPI's way to
+            # attach options) converts as X: the metadata is not ours.
+            return _conv_from_annotation(sl.elts[0])
+        if base == "Literal":
+            values = _literal_values(sl)
+            if values is not None:
+                return Conv("literal", inner=values, optional=None in values, label=ast.unparse(node))
         kind = SIMPLE.get(base or "")
         if kind in ("list", "dict", "tuple"):
             return Conv(kind, label=ast.unparse(node))
     return Conv("str", label=ast.unparse(node))
+
+
+def _literal_values(sl):
+    """The values of Literal[sl] when each is a constant a CLI word can
+    spell (str, int, float, bool, None), else None: the annotation then
+    stays unknown (the string passes)."""
+    values = []
+    for elt in sl.elts if isinstance(sl, ast.Tuple) else [sl]:
+        try:
+            v = ast.literal_eval(elt)
+        except ValueError:
+            return None
+        if type(v) not in (str, int, float, bool, type(None)):
+            return None
+        values.append(v)
+    return values
+
+
+def _literal_spells(v, raw):
+    """raw, a CLI string, spells the Literal value v."""
+    if type(v) is str:
+        return raw == v
+    w = raw.strip().lower()
+    if v is None:
+        return w in NONE_WORDS
+    if type(v) is bool:
+        return w in (TRUE_WORDS if v else FALSE_WORDS)
+    try:
+        return (int(w) if type(v) is int else float(w)) == v
+    except ValueError:
+        return False
+
+
+def _literal_choice(param, conv, v):
+    """The Literal value a typed JSON value is (a number of either kind
+    equal to it counts; a bool is never a number here), or the error."""
+    for x in conv.inner:
+        if v == x and (type(v) is type(x) or
+                       type(v) in (int, float) and type(x) in (int, float)):
+            return x
+    _typed_mismatch(param, f"one of {', '.join(map(repr, conv.inner))}", v)
 
 
 def _flatten_union(node):
@@ -322,6 +375,11 @@ def _convert_raw(param, conv, raw):
         if w in FALSE_WORDS:
             return False
         bad("a boolean (true/false, yes/no, 1/0)")
+    if k == "literal":
+        for v in conv.inner:
+            if _literal_spells(v, raw):
+                return v
+        bad(f"one of {', '.join(map(repr, conv.inner))}")
     if k in ("list", "dict", "tuple", "json"):
         try:
             v = json.loads(raw)
@@ -370,8 +428,10 @@ def _check_typed(param, conv, v):
         if not isinstance(v, dict):
             _typed_mismatch(param, f"a JSON object for {conv.label}", v)
     elif k == "str":
-        if not isinstance(v, str) and conv.label == "str":
+        if not isinstance(v, str) and conv.exact_str:
             _typed_mismatch(param, "a string", v)
+    elif k == "literal":
+        return _literal_choice(param, conv, v)
     return v
 
 
@@ -543,11 +603,20 @@ def _bind(fn, args, kwargs, plan=None):
                 f"{'was' if len(args) == 1 else 'were'} given")
 
     for name, item in kwargs.items():
+        if name in plan.posonly:
+            # As in Python, a positional-only parameter's name given as a
+            # keyword is one more **kwargs item (f(a, /, **kw): f(1, a=2)
+            # is kw == {'a': 2}); it binds no parameter.
+            if not plan.kwarg:
+                raise ValidationError(f"{fn.name}() got a positional-only argument passed as a keyword: "
+                                      f"'{name}' (give it with -a VALUE)")
+            out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
+            continue
         if name in bound:
             raise ValidationError(f"{fn.name}() got multiple values for argument '{name}'")
         if name in plan.names:
             out_kwargs[name] = _convert(name, plan.conv(name, annotations[name]), item)
-        elif plan.kwarg and name not in plan.posonly:
+        elif plan.kwarg:
             out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
         else:
             known = plan.known
@@ -1268,11 +1337,30 @@ def _resolve_value(value):
     return value
 
 
+# Modules whose package on PyPI has another name: declaring the module's
+# own name would install nothing or the wrong project ('yaml' is not
+# PyYAML, 'sklearn' is a deprecated stub that refuses to install; cv2's
+# headless wheel needs no libGL, which a sandbox lacks).
+_PACKAGE_OF_MODULE = {
+    "yaml": "PyYAML", "PIL": "Pillow", "cv2": "opencv-python-headless", "sklearn": "scikit-learn",
+    "skimage": "scikit-image", "bs4": "beautifulsoup4", "dateutil": "python-dateutil",
+    "dotenv": "python-dotenv", "jwt": "PyJWT", "Crypto": "pycryptodome", "serial": "pyserial",
+    "OpenSSL": "pyOpenSSL", "zmq": "pyzmq", "fitz": "PyMuPDF", "docx": "python-docx",
+    "magic": "python-magic", "MySQLdb": "mysqlclient", "attr": "attrs",
+}
+
+
 def _hint(e):
     """A note Python prints under the traceback when we know the fix."""
     if isinstance(e, ModuleNotFoundError) and e.name and hasattr(e, "add_note"):
         top = e.name.split(".")[0]
-        if top not in sys.stdlib_module_names:
+        if top in sys.stdlib_module_names:
+            return
+        package = _PACKAGE_OF_MODULE.get(top)
+        if package:
+            e.add_note(f"pysprinter: to install it, declare it: @requirements({{'{package}': ''}}) "
+                       f"(the module {top} comes from the package {package})")
+        else:
             e.add_note(f"pysprinter: to install it, declare it: @requirements({{'{top}': ''}}) "
                        "(the package name may differ from the module name)")
 
