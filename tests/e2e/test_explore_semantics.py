@@ -4,6 +4,7 @@ what docs/cli.md and docs/python.md promise a function's user."""
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -261,3 +262,22 @@ def test_a_typed_value_for_an_optional_str_is_checked_as_for_str(work, daemon):
     # None for the optional ones; an unknown annotation's value passes as before.
     assert both(work, daemon, "o.py", "--json-kwargs", '{"b": null, "c": "s", "p": 5}') == \
         (0, b'["\'\'", "None", "\'s\'", "5"]\n', b"")
+
+
+def test_threads_processes_and_atexit_left_at_return_are_stopped(work, daemon):
+    # docs/cli.md: a run ends when its function returns; what it left going
+    # is stopped with it and atexit handlers do not run, on both paths.
+    marker = work / "late"
+    (work / "late.py").write_text(
+        "import atexit, subprocess, threading, time\n"
+        "@requirements({})\n"
+        "def f():\n"
+        "    atexit.register(lambda: print('atexit ran'))\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.3), print('thread late'))).start()\n"
+        f"    subprocess.Popen(['sh', '-c', 'sleep 0.3; echo child late; touch {marker}'])\n"
+        "    return 'done'\n")
+    code, out, err = both(work, daemon, "late.py")
+    assert (code, out) == (0, b"done\n"), (code, out, err)
+    time.sleep(0.6)
+    assert b"late" not in err and b"atexit" not in err + out
+    assert not marker.exists()
