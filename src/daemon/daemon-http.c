@@ -435,7 +435,11 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         c->call.raw_target = c->req && c->req->target ? c->req->target : url;
         c->call.http_req = (void *) c->req;
         unsigned status = 500;
-        struct MHD_Response *resp = route->handler(&c->call, &status);
+        /* Only the API's own routes: a Function URL's query is its
+         * function's, and Lambda's has its own words. */
+        struct MHD_Response *resp = route->access == ROUTE_USER ? daemon_call_query_check(&c->call, &status) : NULL;
+        if (!resp)
+                resp = route->handler(&c->call, &status);
         if (resp == DAEMON_SUSPENDED)
                 return wait_step(c, (Req *) c->req);
         return queue(c, resp, status);
