@@ -446,6 +446,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error);
 static void conn_set_handling(struct MHD_Connection *conn, bool handling);
 
 /* A route that streams its body (DaemonRoute.sink): the caller is
@@ -783,6 +784,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req->started) {
                 req->started = true;
                 req->body_due = body_announced(conn);
+                if (!req->bad_url)
+                        (void) http_framing_check(conn, &req->bad_url);
                 if (req->bad_url) {
                         req->responded = true;
                         return queue_error(&c, 400, "bad_request", NULL, "%s", req->bad_url);
@@ -903,6 +906,44 @@ int http_target_check(const char *target, char **ret_error) {
                 }
         }
         return 0;
+}
+
+typedef struct {
+        unsigned content_length, transfer_encoding, authorization;
+} HeaderCounts;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        HeaderCounts *n = cls;
+        (void) kind;
+        (void) value;
+        if (strcasecmp(key, "Content-Length") == 0)
+                n->content_length++;
+        else if (strcasecmp(key, "Transfer-Encoding") == 0)
+                n->transfer_encoding++;
+        else if (strcasecmp(key, "Authorization") == 0)
+                n->authorization++;
+        return MHD_YES;
+}
+
+/* libmicrohttpd 0.9.75 frames a body by the first of several
+ * Content-Length headers, and by chunks when Transfer-Encoding comes with
+ * one: a proxy in front that reads the other header sees other requests
+ * on the connection than we do (request smuggling, RFC 9112 6.3 says
+ * "handle as an error"). It also reads the first of two Authorization
+ * headers, where a proxy may have meant the last. All of them are refused
+ * before the body is read; the answer closes the connection. */
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error) {
+        HeaderCounts n = {};
+        (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &n);
+        if (n.content_length > 1)
+                *ret_error = xstrdup("the request has more than one Content-Length header");
+        else if (n.content_length > 0 && n.transfer_encoding > 0)
+                *ret_error = xstrdup("the request has both Content-Length and Transfer-Encoding headers");
+        else if (n.authorization > 1)
+                *ret_error = xstrdup("the request has more than one Authorization header");
+        else
+                return 0;
+        return -EINVAL;
 }
 
 /* MHD_OPTION_URI_LOG_CALLBACK: the only place the request target is seen

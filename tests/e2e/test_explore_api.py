@@ -1,12 +1,14 @@
 """The daemon's HTTP API as a client sees it, beyond the documented happy
 paths: query flags and timeouts as HTTP libraries spell them, and typos
 that must be errors rather than silent long waits."""
+import json
+import socket
 import time
 
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import TOKENS, Daemon, sandbox_mode
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -77,3 +79,65 @@ def test_query_check_spares_function_urls(d):
     st, out = d.call("GET", "/fn/alice/echo?wait=maybe&timeout=soon")
     assert st == 200, (st, out)
     assert out == {"wait": "maybe", "timeout": "soon"}, out
+
+
+def exchange(d, raw):
+    """Sends raw bytes on one connection; everything the daemon answers
+    until it closes it (b"" after 10 s of silence: it kept it open)."""
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+        s.sendall(raw)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except socket.timeout:
+            return b""
+        return out
+
+
+def one_json_error(out):
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), out
+    assert out.count(b"HTTP/1.1 ") == 1, out  # the rest was not read as a request
+    return json.loads(body)["error"]
+
+
+AUTH = f"Authorization: Bearer {TOKENS['alice']}\r\n".encode()
+SUBMIT = json.dumps({"source": QUICK}).encode()
+SMUGGLED = b"DELETE /v1/functions/echo HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: 2\r\nContent-Length: %d\r\n" % len(SUBMIT),
+    b"Content-Length: %d\r\nContent-Length: 2\r\n" % len(SUBMIT),
+    b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(SUBMIT),
+])
+def test_ambiguous_body_framing_is_refused_and_the_connection_closed(d, framing):
+    # A proxy reading the other header would frame other requests than the
+    # daemon does (request smuggling): refused before the body is read.
+    before = len(d.call("GET", "/v1/runs?limit=10000")[1]["runs"])
+    out = exchange(d, b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n" + AUTH + framing + b"\r\n" + SUBMIT + SMUGGLED)
+    err = one_json_error(out)
+    assert err["code"] == "bad_request" and "Content-Length" in err["message"], err
+    assert len(d.call("GET", "/v1/runs?limit=10000")[1]["runs"]) == before
+
+
+def test_two_authorization_headers_are_refused(d):
+    bob = f"Authorization: Bearer {TOKENS['bob']}\r\n".encode()
+    out = exchange(d, b"GET /v1/runs HTTP/1.1\r\nHost: x\r\n" + AUTH + bob + b"\r\n")
+    err = one_json_error(out)
+    assert "more than one Authorization header" in err["message"], err
+
+
+def test_one_content_length_still_keeps_the_connection(d):
+    # The check refuses only ambiguity: a plain request and a keep-alive
+    # second one on the same connection are served.
+    c = d.conn()
+    try:
+        for _ in range(2):
+            c.request("POST", "/v1/runs?wait=true", body=SUBMIT,
+                      headers={"Authorization": f"Bearer {TOKENS['alice']}", "Content-Type": "application/json"})
+            r = c.getresponse()
+            assert r.status == 200 and json.loads(r.read())["result"] == 1
+    finally:
+        c.close()
