@@ -141,3 +141,26 @@ def test_one_content_length_still_keeps_the_connection(d):
             assert r.status == 200 and json.loads(r.read())["result"] == 1
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"tenant": "carol", "expires": 3600}, "field 'expires' must be a string"),
+    ({"tenant": "carol", "expires": None}, "field 'expires' must be a string"),
+    ({"tenant": "carol", "role": 5}, "field 'role' must be a string"),
+    ({"tenant": "carol", "role": None}, "field 'role' must be a string"),
+    ({"tenant": "carol", "ttl": "1h"}, "unknown field 'ttl'"),
+])
+def test_token_request_fields_are_typed(d, body, words):
+    # A number for "expires" was read as absent, which is "never": the admin
+    # who asked for an hour got a token that never expires.
+    before = d.call("GET", "/v1/tokens", token="admin")[1]["tokens"]
+    st, out = d.call("POST", "/v1/tokens", body, token="admin")
+    bad_request(st, out, words)
+    assert d.call("GET", "/v1/tokens", token="admin")[1]["tokens"] == before
+
+
+def test_token_request_still_takes_strings(d):
+    st, out = d.call("POST", "/v1/tokens", {"tenant": "carol", "role": "readonly", "expires": "1h"}, token="admin")
+    assert st == 201 and out["role"] == "readonly" and out["expires_at"], (st, out)
+    st, _ = d.call("DELETE", f"/v1/tokens/{out['id']}", token="admin")
+    assert st == 200
