@@ -446,6 +446,32 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+
+/* A body larger than this, or one the client asks leave to send (Expect:
+ * 100-continue), is read only from a caller the route lets in. */
+#define EARLY_AUTH_BODY_BYTES (64U << 10)
+
+/* Before a large body is read: true when the caller may not call the
+ * route, with the refusal (401/403) queued in *ret. Without it, anyone
+ * without a token had the daemon buffer max_body_bytes (12 MiB) per
+ * connection before the 401, and curl's "Expect: 100-continue" was
+ * answered "go on" for a request that would be refused. A small body is
+ * left to dispatch(), which authenticates every call: the invoke path
+ * pays nothing more. Routes that stream their body did this already
+ * (sink_begin()); a Lambda route's SigV4 signs the body, so it waits. */
+static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
+        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+        const DaemonRoute *route = NULL;
+        unsigned allow = 0;
+        int n = 0;
+        bool expects = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect") != NULL;
+        if (req->body_due == 0 || (req->body_due <= EARLY_AUTH_BODY_BYTES && !expects))
+                return false;
+        if (daemon_route_find(c->method, url, seg, &n, &route, &allow) < 0 || route->access != ROUTE_USER)
+                return false; /* 404/405 and public routes: dispatch() answers them */
+        call_kind_from_url(&c->call, url);
+        return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
+}
 static int http_framing_check(struct MHD_Connection *conn, char **ret_error);
 static void conn_set_handling(struct MHD_Connection *conn, bool handling);
 
@@ -803,6 +829,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         return queue_error(&c, 413, "payload_too_large", NULL,
                                              "request body of %llu bytes is larger than the %zu byte limit",
                                              (unsigned long long) req->body_due, req->body.max);
+                }
+                if (!req->sink && early_auth_refuses(&c, req, url, &ret)) {
+                        req->responded = true;
+                        return ret;
                 }
                 return MHD_YES;
         }

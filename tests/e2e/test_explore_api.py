@@ -164,3 +164,42 @@ def test_token_request_still_takes_strings(d):
     assert st == 201 and out["role"] == "readonly" and out["expires_at"], (st, out)
     st, _ = d.call("DELETE", f"/v1/tokens/{out['id']}", token="admin")
     assert st == 200
+
+
+def first_answer(d, head):
+    """Sends a request's head alone (its body announced, not sent) and
+    reads the daemon's first answer: what it says before the body."""
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+        s.sendall(head)
+        try:
+            return s.recv(65536)
+        except socket.timeout:
+            return b""
+
+
+@pytest.mark.parametrize("who, expect, status", [
+    (b"", b"Expect: 100-continue\r\n", b"401"),
+    (b"", b"", b"401"),
+    (f"Authorization: Bearer {TOKENS['alice']}-wrong\r\n".encode(), b"", b"401"),
+    (f"Authorization: Bearer {TOKENS['reader']}\r\n".encode(), b"Expect: 100-continue\r\n", b"403"),
+])
+def test_a_large_body_is_refused_before_it_is_read(d, who, expect, status):
+    # Before, the daemon answered "100 Continue" (or just read on) and
+    # buffered up to max_body_bytes of an anonymous client's body before
+    # its 401: per connection, from anyone who can reach the port.
+    head = (b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n" + who + expect +
+            b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
+    out = first_answer(d, head)
+    assert out.startswith(b"HTTP/1.1 " + status), out
+    assert json.loads(out.partition(b"\r\n\r\n")[2])["error"]["code"] in ("unauthorized", "forbidden"), out
+
+
+def test_a_large_body_of_a_valid_token_is_still_read(d):
+    head = (b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n" + AUTH +
+            b"Expect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
+    assert first_answer(d, head).startswith(b"HTTP/1.1 100 Continue"), head
+    # And a big body with a token is served (a comment pads it past the
+    # early check's threshold).
+    source = QUICK + "#" + "x" * 200000 + "\n"
+    st, out = d.call("POST", "/v1/runs?wait=true", {"source": source})
+    assert st == 200 and out["result"] == 1, (st, out)
