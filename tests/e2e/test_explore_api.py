@@ -203,3 +203,12 @@ def test_a_large_body_of_a_valid_token_is_still_read(d):
     source = QUICK + "#" + "x" * 200000 + "\n"
     st, out = d.call("POST", "/v1/runs?wait=true", {"source": source})
     assert st == 200 and out["result"] == 1, (st, out)
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/functions/nosuchfn"), ("DELETE", "/v1/functions/nosuchfn"),
+    ("POST", "/v1/functions/nosuchfn/invoke"),
+])
+def test_an_undeployed_function_has_the_same_words_on_every_route(d, method, path):
+    st, out = d.call(method, path, {} if method == "POST" else None)
+    assert st == 404 and out["error"] == {"code": "not_found", "message": "no deployed function 'nosuchfn'"}, out
