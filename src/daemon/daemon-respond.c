@@ -215,10 +215,12 @@ static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status,
         _cleanup_free_ char *msg = NULL;
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
-        const char *m = msg ? msg : code;
-        json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", m);
-        if (!j) /* a message that is not UTF-8 (a name from the request) */
-                j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", code);
+        /* A message may quote a name from the request that is not UTF-8
+         * ("/v1/functions/%ff"), which a JSON string cannot hold: its bad
+         * bytes show as U+FFFD rather than the whole message becoming the
+         * bare code ("not_found"). */
+        _cleanup_free_ char *valid = msg ? utf8_replace_invalid(msg, strlen(msg), NULL) : NULL;
+        json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", valid ? valid : code);
         const char *type = NULL;
         if (call && call->lambda && j) {
                 /* Lambda's own body: {"Type": "User"|"Service", "message"}

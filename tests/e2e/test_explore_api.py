@@ -212,3 +212,15 @@ def test_a_large_body_of_a_valid_token_is_still_read(d):
 def test_an_undeployed_function_has_the_same_words_on_every_route(d, method, path):
     st, out = d.call(method, path, {} if method == "POST" else None)
     assert st == 404 and out["error"] == {"code": "not_found", "message": "no deployed function 'nosuchfn'"}, out
+
+
+@pytest.mark.parametrize("method, path, status, words", [
+    ("GET", "/v1/functions/%ff", 404, "\ufffd"),
+    ("GET", "/v1/runs?status=%ff", 400, "unknown status '\ufffd'"),
+    ("GET", "/v1/runs?wait=%ffx", 400, "query 'wait' must be true or false"),
+])
+def test_an_error_quoting_bytes_that_are_not_utf8_keeps_its_message(d, method, path, status, words):
+    # Before, such a message became the bare code ("not_found").
+    st, out = d.call(method, path)
+    assert st == status, (st, out)
+    assert words in out["error"]["message"] and out["error"]["message"] != out["error"]["code"], out
