@@ -2,6 +2,7 @@
 paths: query flags and timeouts as HTTP libraries spell them, and typos
 that must be errors rather than silent long waits."""
 import json
+import signal
 import socket
 import time
 
@@ -224,3 +225,31 @@ def test_an_error_quoting_bytes_that_are_not_utf8_keeps_its_message(d, method, p
     st, out = d.call(method, path)
     assert st == status, (st, out)
     assert words in out["error"]["message"] and out["error"]["message"] != out["error"]["code"], out
+
+
+def test_a_function_url_during_the_drain_is_503_with_retry_after(tmp_path):
+    # The API's drain answer carries Retry-After (what a load balancer reads
+    # as "send it elsewhere"); a Function URL's 503 did not.
+    dd = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path)).start()
+    try:
+        st, out = dd.call("POST", "/v1/functions", {"name": "hello", "url": "public", "source":
+                          "def handler(event, context):\n    return 'hi'\n"})
+        assert st == 201, out
+        st, b = dd.run(SLOW, wait=False, kwargs={"s": 4})
+        assert st == 202, b
+        dd.wait_status(b["id"], ["running"])
+        dd.proc.send_signal(signal.SIGTERM)
+        seen = None
+        deadline = time.time() + 10
+        while time.time() < deadline and dd.proc.poll() is None and not seen:
+            st, hdrs, _ = dd.request("GET", "/fn/alice/hello", token=None)
+            if st == 503:
+                seen = hdrs
+            else:
+                assert st == 200, st  # served before the signal landed
+                time.sleep(0.02)
+        assert seen, "no 503 while draining"
+        assert int(seen["retry-after"]) > 0, seen
+        assert dd.proc.wait(30) == 0
+    finally:
+        dd.stop()
