@@ -612,9 +612,12 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         if (k == -EBUSY) {
                 resp = daemon_endpoint_error(429, id, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
-        } else if (k == -ESHUTDOWN)
+        } else if (k == -ESHUTDOWN) {
+                /* As the API's drain answer: a load balancer reads 503 +
+                 * Retry-After as "send it to another instance". */
                 resp = daemon_endpoint_error(503, id, ret_status);
-        else if (k == -EPERM)
+                daemon_response_headers(resp, (const char *const[]){ "Retry-After", "5", NULL });
+        } else if (k == -EPERM)
                 resp = daemon_endpoint_error(403, id, ret_status);
         else if (k < 0)
                 resp = bad_gateway(id, ret_status);

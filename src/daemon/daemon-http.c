@@ -435,13 +435,44 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         c->call.raw_target = c->req && c->req->target ? c->req->target : url;
         c->call.http_req = (void *) c->req;
         unsigned status = 500;
-        struct MHD_Response *resp = route->handler(&c->call, &status);
+        /* Only the API's own routes: a Function URL's query is its
+         * function's, and Lambda's has its own words. */
+        struct MHD_Response *resp = route->access == ROUTE_USER ? daemon_call_query_check(&c->call, &status) : NULL;
+        if (!resp)
+                resp = route->handler(&c->call, &status);
         if (resp == DAEMON_SUSPENDED)
                 return wait_step(c, (Req *) c->req);
         return queue(c, resp, status);
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+
+/* A body larger than this, or one the client asks leave to send (Expect:
+ * 100-continue), is read only from a caller the route lets in. */
+#define EARLY_AUTH_BODY_BYTES (64U << 10)
+
+/* Before a large body is read: true when the caller may not call the
+ * route, with the refusal (401/403) queued in *ret. Without it, anyone
+ * without a token had the daemon buffer max_body_bytes (12 MiB) per
+ * connection before the 401, and curl's "Expect: 100-continue" was
+ * answered "go on" for a request that would be refused. A small body is
+ * left to dispatch(), which authenticates every call: the invoke path
+ * pays nothing more. Routes that stream their body did this already
+ * (sink_begin()); a Lambda route's SigV4 signs the body, so it waits. */
+static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
+        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
+        const DaemonRoute *route = NULL;
+        unsigned allow = 0;
+        int n = 0;
+        bool expects = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect") != NULL;
+        if (req->body_due == 0 || (req->body_due <= EARLY_AUTH_BODY_BYTES && !expects))
+                return false;
+        if (daemon_route_find(c->method, url, seg, &n, &route, &allow) < 0 || route->access != ROUTE_USER)
+                return false; /* 404/405 and public routes: dispatch() answers them */
+        call_kind_from_url(&c->call, url);
+        return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
+}
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error);
 static void conn_set_handling(struct MHD_Connection *conn, bool handling);
 
 /* A route that streams its body (DaemonRoute.sink): the caller is
@@ -779,6 +810,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req->started) {
                 req->started = true;
                 req->body_due = body_announced(conn);
+                if (!req->bad_url)
+                        (void) http_framing_check(conn, &req->bad_url);
                 if (req->bad_url) {
                         req->responded = true;
                         return queue_error(&c, 400, "bad_request", NULL, "%s", req->bad_url);
@@ -796,6 +829,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         return queue_error(&c, 413, "payload_too_large", NULL,
                                              "request body of %llu bytes is larger than the %zu byte limit",
                                              (unsigned long long) req->body_due, req->body.max);
+                }
+                if (!req->sink && early_auth_refuses(&c, req, url, &ret)) {
+                        req->responded = true;
+                        return ret;
                 }
                 return MHD_YES;
         }
@@ -899,6 +936,44 @@ int http_target_check(const char *target, char **ret_error) {
                 }
         }
         return 0;
+}
+
+typedef struct {
+        unsigned content_length, transfer_encoding, authorization;
+} HeaderCounts;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        HeaderCounts *n = cls;
+        (void) kind;
+        (void) value;
+        if (strcasecmp(key, "Content-Length") == 0)
+                n->content_length++;
+        else if (strcasecmp(key, "Transfer-Encoding") == 0)
+                n->transfer_encoding++;
+        else if (strcasecmp(key, "Authorization") == 0)
+                n->authorization++;
+        return MHD_YES;
+}
+
+/* libmicrohttpd 0.9.75 frames a body by the first of several
+ * Content-Length headers, and by chunks when Transfer-Encoding comes with
+ * one: a proxy in front that reads the other header sees other requests
+ * on the connection than we do (request smuggling, RFC 9112 6.3 says
+ * "handle as an error"). It also reads the first of two Authorization
+ * headers, where a proxy may have meant the last. All of them are refused
+ * before the body is read; the answer closes the connection. */
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error) {
+        HeaderCounts n = {};
+        (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &n);
+        if (n.content_length > 1)
+                *ret_error = xstrdup("the request has more than one Content-Length header");
+        else if (n.content_length > 0 && n.transfer_encoding > 0)
+                *ret_error = xstrdup("the request has both Content-Length and Transfer-Encoding headers");
+        else if (n.authorization > 1)
+                *ret_error = xstrdup("the request has more than one Authorization header");
+        else
+                return 0;
+        return -EINVAL;
 }
 
 /* MHD_OPTION_URI_LOG_CALLBACK: the only place the request target is seen

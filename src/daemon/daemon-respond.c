@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "daemon.h"
@@ -214,10 +215,12 @@ static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status,
         _cleanup_free_ char *msg = NULL;
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
-        const char *m = msg ? msg : code;
-        json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", m);
-        if (!j) /* a message that is not UTF-8 (a name from the request) */
-                j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", code);
+        /* A message may quote a name from the request that is not UTF-8
+         * ("/v1/functions/%ff"), which a JSON string cannot hold: its bad
+         * bytes show as U+FFFD rather than the whole message becoming the
+         * bare code ("not_found"). */
+        _cleanup_free_ char *valid = msg ? utf8_replace_invalid(msg, strlen(msg), NULL) : NULL;
+        json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", valid ? valid : code);
         const char *type = NULL;
         if (call && call->lambda && j) {
                 /* Lambda's own body: {"Type": "User"|"Service", "message"}
@@ -367,9 +370,48 @@ const char *daemon_call_query(const DaemonCall *call, const char *key) {
         return MHD_lookup_connection_value(call->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* 1 for a flag's "true" spellings, 0 for its "false" ones, -EINVAL for
+ * anything else. Case-insensitive: Python's requests and httpx send
+ * params={"wait": True} as "wait=True". */
+static int query_flag_parse(const char *v) {
+        if (streq(v, "") || streq(v, "1") || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0)
+                return 1;
+        if (streq(v, "0") || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0)
+                return 0;
+        return -EINVAL;
+}
+
 bool daemon_call_query_true(const DaemonCall *call, const char *key) {
         const char *v = daemon_call_query(call, key);
-        return v && (streq(v, "") || streq(v, "1") || streq(v, "true") || streq(v, "yes"));
+        return v && query_flag_parse(v) > 0;
+}
+
+/* Plain decimal digits, at least 1: strtoull() alone takes "-1" (as a
+ * huge number), " 5" and "5s"'s prefix. Too many digits read as
+ * ULLONG_MAX, which the cap (max_wait_s) lowers. */
+static bool query_seconds_parse(const char *v, unsigned long long *ret) {
+        char *end;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (!isdigit((unsigned char) *v) || *end || s == 0)
+                return false;
+        *ret = s;
+        return true;
+}
+
+struct MHD_Response *daemon_call_query_check(const DaemonCall *call, unsigned *ret_status) {
+        static const char *const flags[] = { "wait", "follow", "events", "source" };
+        for (size_t i = 0; i < ELEMENTSOF(flags); i++) {
+                const char *v = daemon_call_query(call, flags[i]);
+                if (v && query_flag_parse(v) < 0)
+                        return daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "query '%s' must be true or false (or 1, 0), not '%s'", flags[i], v);
+        }
+        const char *t = daemon_call_query(call, "timeout");
+        unsigned long long s;
+        if (t && !query_seconds_parse(t, &s))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "query 'timeout' must be a whole number of seconds, 1 or more, not '%s'", t);
+        return NULL;
 }
 
 struct MHD_Response *daemon_call_query_limit(const DaemonCall *call, size_t dflt, size_t max, size_t *ret,
@@ -409,12 +451,9 @@ struct MHD_Response *daemon_call_query_states(const DaemonCall *call, const char
 usec_t daemon_call_wait_timeout(const DaemonCall *call) {
         usec_t timeout = (usec_t) call->d->cfg.max_wait_s * USEC_PER_SEC;
         const char *t = daemon_call_query(call, "timeout");
-        if (t) {
-                char *end;
-                unsigned long long s = strtoull(t, &end, 10);
-                if (*end == 0 && s > 0 && s < call->d->cfg.max_wait_s)
-                        timeout = s * USEC_PER_SEC;
-        }
+        unsigned long long s;
+        if (t && query_seconds_parse(t, &s) && s < call->d->cfg.max_wait_s)
+                timeout = s * USEC_PER_SEC;
         return timeout;
 }
 

@@ -155,6 +155,24 @@ struct MHD_Response *daemon_api_tokens_list(const DaemonCall *call, unsigned *re
         return daemon_call_json(call, 200, json_pack("{s:o}", "tokens", arr), ret_status);
 }
 
+/* NULL, or why body (a JSON value) is not a token request: not an object,
+ * a field other than tenant, role and expires, or one that is not a
+ * string. json_get_string() reads a wrong type as absent, and an absent
+ * "expires" is "never": {"expires": 3600} made a token that never expires. */
+static char *token_fields_check(json_t *body) {
+        if (!json_is_object(body))
+                return xstrdup("request body must be a JSON object");
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                if (!streq(key, "tenant") && !streq(key, "role") && !streq(key, "expires"))
+                        return xasprintf("unknown field '%s' (tenant, role, expires)", key);
+                if (!json_is_string(v))
+                        return xasprintf("field '%s' must be a string", key);
+        }
+        return NULL;
+}
+
 /* POST /v1/tokens {"tenant", "role"?, "expires"?: "30d"}: 201 with the
  * token, the one time it is shown. */
 struct MHD_Response *daemon_api_token_create(const DaemonCall *call, unsigned *ret_status) {
@@ -171,12 +189,10 @@ struct MHD_Response *daemon_api_token_create(const DaemonCall *call, unsigned *r
         TokenRole role = TOKEN_ROLE_USER;
         usec_t ttl = 0;
         const char *bad = NULL;
-        const char *key;
-        json_t *v;
-        json_object_foreach(j, key, v)
-                if (!streq(key, "tenant") && !streq(key, "role") && !streq(key, "expires"))
-                        bad = "unknown field (tenant, role, expires)";
-        if (!tenant || !tenant_name_valid(tenant))
+        _cleanup_free_ char *bad_field = token_fields_check(j);
+        if (bad_field)
+                bad = bad_field;
+        else if (!tenant || !tenant_name_valid(tenant))
                 bad = "'tenant' must be a name ([A-Za-z0-9_-]{1,64})";
         else if (role_s && role_parse(role_s, &role) < 0)
                 bad = "'role' is user, readonly or admin";

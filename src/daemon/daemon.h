@@ -982,7 +982,15 @@ void daemon_scrub_init(const Daemon *d);
 char *daemon_scrub(char *s);
 /* A query-string value / header of the call's request, or NULL. */
 const char *daemon_call_query(const DaemonCall *call, const char *key);
+/* A flag of the query (wait, follow, events, source): "", 1, true, yes
+ * (any case) is true; absent or 0, false, no is false. */
 bool daemon_call_query_true(const DaemonCall *call, const char *key);
+/* NULL, or the 400 answer for a query the API's routes cannot read: a flag
+ * above that is neither true nor false ("wait=maybe"), a "timeout" that is
+ * not a whole number of seconds >= 1. The router checks every /v1/ call
+ * with it before its handler, so a typo is an error, not an hour's wait
+ * (timeout=-1 waited server.max_wait_s). */
+struct MHD_Response *daemon_call_query_check(const DaemonCall *call, unsigned *ret_status);
 /* The query's "limit" into *ret (dflt when it is absent): NULL, or the 400
  * answer when it is not an integer in 1..max. Every list route reads its
  * limit through it, so they all accept and refuse alike. */
