@@ -436,8 +436,13 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         c->call.http_req = (void *) c->req;
         unsigned status = 500;
         /* Only the API's own routes: a Function URL's query is its
-         * function's, and Lambda's has its own words. */
-        struct MHD_Response *resp = route->access == ROUTE_USER ? daemon_call_query_check(&c->call, &status) : NULL;
+         * function's, and Lambda's has its own words. A target without a
+         * query (every invoke wrk and the clients send) has nothing to
+         * check: five header-list scans fewer on the invoke path. */
+        bool has_query = strchr(c->call.raw_target, '?') != NULL;
+        struct MHD_Response *resp = route->access == ROUTE_USER && has_query
+                                            ? daemon_call_query_check(&c->call, &status)
+                                            : NULL;
         if (!resp)
                 resp = route->handler(&c->call, &status);
         if (resp == DAEMON_SUSPENDED)
@@ -464,8 +469,9 @@ static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Resul
         const DaemonRoute *route = NULL;
         unsigned allow = 0;
         int n = 0;
-        bool expects = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect") != NULL;
-        if (req->body_due == 0 || (req->body_due <= EARLY_AUTH_BODY_BYTES && !expects))
+        if (req->body_due == 0)
+                return false;
+        if (req->body_due <= EARLY_AUTH_BODY_BYTES && !MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect"))
                 return false;
         if (daemon_route_find(c->method, url, seg, &n, &route, &allow) < 0 || route->access != ROUTE_USER)
                 return false; /* 404/405 and public routes: dispatch() answers them */
