@@ -757,11 +757,16 @@ static int http_dag_list(Backend *b, long limit, char *const *statuses, json_t *
 /* ---- datasets ---------------------------------------------------------------- */
 
 /* NAME[@VERSION] -> "/v1/data/NAME" + suffix + "?version=N" (or nothing). */
-static int data_path(Backend *b, const char *ref, const char *suffix, char **ret) {
+static int data_path(Backend *b, const char *what, const char *ref, const char *suffix, char **ret) {
         _cleanup_free_ char *name = NULL;
         int version = 0;
-        if (data_parse_ref(ref, &name, &version) < 0)
-                return fail(b, -EINVAL, xasprintf("'%s' is not NAME or NAME@VERSION", ref));
+        if (data_parse_ref(ref, &name, &version) < 0) {
+                /* The embedded path's words (data_ref_unknown), after the
+                 * same verb: both backends print the same bytes. */
+                _cleanup_free_ char *err = NULL;
+                int r = data_ref_unknown(ref, &err);
+                return fail(b, r, xasprintf("%s: %s", what, err));
+        }
         _cleanup_free_ char *e = http_escape(name);
         *ret = version ? xasprintf("/v1/data/%s%s?version=%d", e, suffix, version) : xasprintf("/v1/data/%s%s", e, suffix);
         return 0;
@@ -841,12 +846,14 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
 
 static int http_data_info(Backend *b, const char *name, json_t **ret) {
         _cleanup_free_ char *path = NULL, *err = NULL;
-        int r = data_path(b, name, "", &path);
+        int r = data_path(b, "data", name, "", &path);
         if (r < 0)
                 return r;
         r = http_json(&b->http, "GET", path, NULL, ret, &err);
+        /* The server's words are data_use()'s, as embedded: a missing
+         * version is not a missing dataset. */
         if (r == -ENOENT)
-                return fail(b, r, xasprintf("no dataset named '%s'", name));
+                return fail(b, r, err ? xasprintf("data: %s", err) : xasprintf("data: no dataset named '%s'", name));
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
@@ -891,7 +898,7 @@ static bool answered_tar(const Buf *headers) {
  * data_tar_unpack_to). */
 static int http_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
         _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL;
-        int r = data_path(b, ref, "/content", &path);
+        int r = data_path(b, "data get", ref, "/content", &path);
         if (r < 0)
                 return r;
         FILE *f = stdout;
@@ -931,7 +938,11 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
                 fclose(f);
                 return r;
         }
-        if ((fclose(f) != 0 || rename(tmp, out_path) < 0) && r >= 0)
+        if (fclose(f) != 0 && r >= 0)
+                r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        /* Only a whole download replaces out_path: a refused one (404)
+         * must leave the user's file as it was. */
+        if (r >= 0 && rename(tmp, out_path) < 0)
                 r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
         if (r < 0)
                 unlink(tmp);
@@ -940,7 +951,7 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
 
 static int http_data_rm(Backend *b, const char *ref) {
         _cleanup_free_ char *path = NULL, *err = NULL;
-        int r = data_path(b, ref, "", &path);
+        int r = data_path(b, "data rm", ref, "", &path);
         if (r < 0)
                 return r;
         json_t *ans = NULL;

@@ -1,0 +1,65 @@
+"""Workflows a user drives both embedded and against a daemon (`--server`):
+datasets, secrets, schedules. The promise checked here is the docs' one:
+the same words and the same exit code on both paths, and a failed command
+leaves the user's files as they were."""
+import pytest
+
+from daemonlib import TOKENS, Daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with Daemon(tmp_path_factory.mktemp("explore-workflows")).serving() as d:
+        yield d
+
+
+@pytest.fixture
+def both(cli, daemon):
+    """both(*args) -> (embedded result, --server result) of `pysprinter ARGS`."""
+    def _both(*args, input=None):
+        local = cli(*args, input=input)
+        remote = cli(*args, "--server", daemon.url, input=input, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        return local, remote
+    return _both
+
+
+def same(local, remote):
+    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+    return local
+
+
+# ---- datasets -----------------------------------------------------------
+
+def test_data_get_of_a_missing_dataset_leaves_the_output_file_alone(cli, both, tmp_path):
+    """Against a daemon, a refused `data get -o FILE` used to rename its
+    empty download over FILE: the user's file was gone."""
+    for ref in ("explore-missing", "explore-missing@3"):
+        keep = tmp_path / "keep.txt"
+        keep.write_text("precious\n")
+        local, remote = both("data", "get", ref, "-o", keep)
+        r = same(local, remote)
+        assert r.returncode == 2 and "no dataset named 'explore-missing'" in r.stderr
+        assert keep.read_text() == "precious\n"
+        fresh = tmp_path / "fresh.txt"
+        same(*both("data", "get", ref, "-o", fresh))
+        assert not fresh.exists()
+        assert sorted(p.name for p in tmp_path.iterdir() if ".pysprinter-" in p.name) == []
+
+
+@pytest.mark.parametrize("verb", [["ls"], ["get"], ["rm"]])
+@pytest.mark.parametrize("ref", ["words@0", "words@", "words@1x", "a/b", ".."])
+def test_data_bad_reference_same_words_on_both_paths(both, verb, ref):
+    r = same(*both("data", *verb, ref))
+    assert r.returncode == 2 and f"'{ref}' is not a dataset reference (NAME or NAME@VERSION)" in r.stderr
+
+
+def test_data_ls_of_a_missing_version_same_words_on_both_paths(cli, both, tmp_path):
+    """`data ls NAME@N` of a version that does not exist said "no dataset
+    named 'NAME@N'" against a daemon: the dataset exists."""
+    (tmp_path / "w.txt").write_text("hi\n")
+    local, remote = both("data", "put", "explore-ls", tmp_path / "w.txt")
+    assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+    r = same(*both("data", "ls", "explore-ls@7"))
+    assert r.returncode == 2 and "dataset 'explore-ls' has no version 7" in r.stderr
+    r = same(*both("data", "ls", "explore-nope"))
+    assert r.returncode == 2 and "no dataset named 'explore-nope'" in r.stderr
