@@ -63,3 +63,23 @@ def test_data_ls_of_a_missing_version_same_words_on_both_paths(cli, both, tmp_pa
     assert r.returncode == 2 and "dataset 'explore-ls' has no version 7" in r.stderr
     r = same(*both("data", "ls", "explore-nope"))
     assert r.returncode == 2 and "no dataset named 'explore-nope'" in r.stderr
+
+
+# ---- secrets ------------------------------------------------------------
+
+def test_secret_of_64_kib_piped_with_its_newline_is_accepted(both):
+    """The trailing newline stdin drops is not part of the value: a 64 KiB
+    value piped with `echo` is within the limit, one byte more is not."""
+    value = "a" * (64 << 10)
+    r = same(*both("secret", "set", "EXPLORE_BIG", input=value + "\n"))
+    assert r.returncode == 0, r.stderr
+    r = same(*both("secret", "set", "EXPLORE_BIG2", input=value + "a\n"))
+    assert r.returncode == 2 and "larger than 64 KiB" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "A-B", "1X", "X?y"])
+def test_secret_rm_of_a_bad_name_same_words_on_both_paths(both, name):
+    """A name that cannot be a secret's was "no secret named" embedded and
+    "no such endpoint: /v1/…" (or another secret's answer) via a daemon."""
+    r = same(*both("secret", "rm", name))
+    assert r.returncode == 2 and f"'{name}' is not a secret name" in r.stderr
