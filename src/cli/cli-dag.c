@@ -706,6 +706,13 @@ int verb_dag(int argc, char **argv) {
                         else
                                 argv[1 + n++] = argv[i];
                 }
+        /* An empty ID (an unset shell variable) names no DAG run on either
+         * path: a daemon would read GET /v1/dags/ as its list and print it
+         * as an empty DAG run with exit 0. */
+        if (!is_ls && n >= 1 && !*argv[1]) {
+                cli_error("no DAG run '' (see `pysprinter dag ls`)");
+                return EXIT_USAGE;
+        }
         Backend *b = NULL;
         code = backend_open_listing(true, &b);
         if (code)

@@ -83,3 +83,24 @@ def test_secret_rm_of_a_bad_name_same_words_on_both_paths(both, name):
     "no such endpoint: /v1/…" (or another secret's answer) via a daemon."""
     r = same(*both("secret", "rm", name))
     assert r.returncode == 2 and f"'{name}' is not a secret name" in r.stderr
+
+
+# ---- DAG runs -----------------------------------------------------------
+
+@pytest.mark.parametrize("verb", [["status"], ["show"], ["status", "--json"], ["cancel"], ["logs", "", "t"]])
+def test_dag_verbs_with_an_empty_id_find_no_dag_run_on_both_paths(both, verb):
+    """`dag status "$ID"` with an unset variable: a daemon read GET
+    /v1/dags/ as its list and printed it as an empty DAG run, exit 0 (cancel
+    said "method DELETE is not allowed"); embedded said "cannot read DAG run
+    '': Invalid argument"."""
+    args = verb if "" in verb else [verb[0], "", *verb[1:]]
+    r = same(*both("dag", *args))
+    assert r.returncode == 2 and r.stdout == ""
+    assert "no DAG run '' (see `pysprinter dag ls`)" in r.stderr
+
+
+def test_dag_resume_of_an_empty_id_finds_no_dag_run(cli):
+    """It said "cannot read the store: Invalid argument", exit 3."""
+    r = cli("dag", "resume", "")
+    assert (r.returncode, r.stdout) == (2, "")
+    assert "no DAG run '' (see `pysprinter dag ls`)" in r.stderr
