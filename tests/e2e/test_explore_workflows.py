@@ -85,6 +85,18 @@ def test_secret_rm_of_a_bad_name_same_words_on_both_paths(both, name):
     assert r.returncode == 2 and f"'{name}' is not a secret name" in r.stderr
 
 
+# ---- schedules ----------------------------------------------------------
+
+@pytest.mark.parametrize("verb", ["show", "rm", "pause", "resume"])
+@pytest.mark.parametrize("name", ["", "a/b", "..", "x?y"])
+def test_schedule_verbs_refuse_a_name_no_schedule_can_have(cli, daemon, verb, name):
+    """`schedule show ""` printed the tenant's schedule list, exit 0; a '/'
+    or '..' became another path of the API ("no such endpoint: /v1/")."""
+    r = cli("schedule", verb, name, "--server", daemon.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert f"'{name}' is not a schedule name ([A-Za-z0-9_-]{{1,64}})" in r.stderr
+
+
 # ---- DAG runs -----------------------------------------------------------
 
 @pytest.mark.parametrize("verb", [["status"], ["show"], ["status", "--json"], ["cancel"], ["logs", "", "t"]])
