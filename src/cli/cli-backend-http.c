@@ -880,15 +880,65 @@ static int unpack_download(Backend *b, const char *ref, int fd, const char *out_
         return 0;
 }
 
+/* The value of the (last) answer's header NAME (no trailing blanks), or
+ * NULL. */
+static char *answered_header(const Buf *headers, const char *name) {
+        size_t n = strlen(name);
+        char *value = NULL;
+        for (const char *l = headers->data; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+                if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
+                        const char *v = l + n + 1 + strspn(l + n + 1, " \t");
+                        size_t len = strcspn(v, "\r\n");
+                        while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+                                len--;
+                        free(value);
+                        value = xstrndup(v, len);
+                }
+        return value;
+}
+
 /* Whether the (last) answer's Content-Type is a tar. */
 static bool answered_tar(const Buf *headers) {
-        bool tar = false;
-        for (const char *l = headers->data; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-                if (strncasecmp(l, "Content-Type:", 13) == 0) {
-                        const char *v = l + 13 + strspn(l + 13, " \t");
-                        tar = strncasecmp(v, "application/x-tar", 17) == 0;
-                }
-        return tar;
+        _cleanup_free_ char *type = answered_header(headers, "Content-Type");
+        return type && strncasecmp(type, "application/x-tar", 17) == 0;
+}
+
+/* Where a single-file download lands: out_path, or DIR/FILENAME when
+ * out_path is a directory, as data_export() writes it embedded. FILENAME
+ * is the dataset's at the version the answer carried; one that is not a
+ * plain name is refused rather than written outside DIR. */
+static int file_target(Backend *b, const char *ref, const char *version, const char *out_path, char **ret) {
+        struct stat st;
+        if (stat(out_path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                *ret = xstrdup(out_path);
+                return 0;
+        }
+        _cleanup_free_ char *name = NULL, *vref = NULL;
+        int v = 0;
+        (void) data_parse_ref(ref, &name, &v);
+        vref = version ? xasprintf("%s@%s", name ?: ref, version) : xstrdup(ref);
+        json_t *info = NULL;
+        int r = http_data_info(b, vref, &info);
+        if (r < 0)
+                return r;
+        const char *file = json_get_string(info, "filename");
+        if (!file || !*file || strchr(file, '/') || streq(file, ".") || streq(file, "..")) {
+                r = fail(b, -EIO,
+                         xasprintf("data get: the server gave no usable file name for %s (%s)", ref, file ?: "none"));
+                json_decref(info);
+                return r;
+        }
+        *ret = path_join(out_path, file);
+        json_decref(info);
+        return 0;
+}
+
+/* The mode write_file_atomic() gives a file embedded: 0644 less the umask
+ * (mkostemp() made it 0600). */
+static int file_mode_as_embedded(int fd) {
+        mode_t mask = umask(0);
+        umask(mask);
+        return fchmod(fd, 0644 & ~mask) < 0 ? -errno : 0;
 }
 
 /* The content is streamed to a temporary file beside out_path. The server
@@ -921,6 +971,7 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
         r = http_request(&b->http, &q, NULL, &ans, &err);
         buf_free(&ans);
         bool tar = r >= 0 && answered_tar(&headers);
+        _cleanup_free_ char *version = answered_header(&headers, "X-Pysprinter-Data-Version"), *target = NULL;
         buf_free(&headers);
         if (r == -EBUSY && !out_path)
                 /* 409: a directory, which only a tar carries; embedded
@@ -938,12 +989,16 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
                 fclose(f);
                 return r;
         }
+        if (r >= 0 && (r = file_mode_as_embedded(fileno(f))) < 0)
+                (void) fail(b, r, xasprintf("data get: cannot write %s: %s", out_path, strerror(-r)));
         if (fclose(f) != 0 && r >= 0)
                 r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        if (r >= 0)
+                r = file_target(b, ref, version, out_path, &target);
         /* Only a whole download replaces out_path: a refused one (404)
          * must leave the user's file as it was. */
-        if (r >= 0 && rename(tmp, out_path) < 0)
-                r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        if (r >= 0 && rename(tmp, target) < 0)
+                r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", target, strerror(errno)));
         if (r < 0)
                 unlink(tmp);
         return r;

@@ -46,6 +46,32 @@ def test_data_get_of_a_missing_dataset_leaves_the_output_file_alone(cli, both, t
         assert sorted(p.name for p in tmp_path.iterdir() if ".pysprinter-" in p.name) == []
 
 
+def test_data_get_of_a_file_dataset_into_a_directory_same_on_both_paths(cli, both, daemon, tmp_path):
+    """`data get NAME -o DIR` of a single-file dataset writes DIR/FILENAME
+    embedded; against a daemon it was exit 7, "cannot write DIR: Is a
+    directory". And the file a daemon's download left was mode 0600 where
+    embedded writes 0644 (less the umask)."""
+    src = tmp_path / "greeting.txt"
+    src.write_text("hello\n")
+    local, remote = both("data", "put", "explore-into", src, "--as", "hi.txt")
+    assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+    outs = []
+    for server in (None, ["--server", daemon.url]):
+        d = tmp_path / ("out-remote" if server else "out-local")
+        d.mkdir()
+        r = cli("data", "get", "explore-into@1", "-o", d, *(server or []),
+                env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        outs.append((r.returncode, r.stdout, r.stderr, sorted(p.name for p in d.iterdir())))
+        assert r.returncode == 0, r.stderr
+        assert (d / "hi.txt").read_text() == "hello\n"
+        f = tmp_path / ("f-remote" if server else "f-local")
+        r = cli("data", "get", "explore-into", "-o", f, *(server or []), env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        assert r.returncode == 0, r.stderr
+        outs.append(oct(f.stat().st_mode & 0o777))
+    assert outs[:2] == outs[2:]
+    assert sorted(p.name for p in tmp_path.iterdir() if ".pysprinter-" in p.name) == []
+
+
 @pytest.mark.parametrize("verb", [["ls"], ["get"], ["rm"]])
 @pytest.mark.parametrize("ref", ["words@0", "words@", "words@1x", "a/b", ".."])
 def test_data_bad_reference_same_words_on_both_paths(both, verb, ref):
