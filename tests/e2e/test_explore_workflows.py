@@ -4,6 +4,7 @@ the same words and the same exit code on both paths, and a failed command
 leaves the user's files as they were."""
 import pytest
 
+from conftest import sandbox_args
 from daemonlib import TOKENS, Daemon
 
 
@@ -153,3 +154,33 @@ def test_secret_set_json_same_shape_on_both_paths(both):
     a, b = json.loads(local.stdout), json.loads(remote.stdout)
     assert sorted(a) == sorted(b) == ["created_at", "name", "updated_at"]
     assert a["name"] == b["name"] == "EXPLORE_JSON" and a["created_at"].endswith("Z")
+
+
+def test_dag_summary_points_to_logs_only_for_a_task_that_ran(cli, both):
+    """A task that failed before it ran (a reference its upstream's result
+    does not have) has no run: the summary told the user to run `dag logs
+    ID TASK`, which then says "task 'b' has not run", exit 2."""
+    cli.write("t.py", """
+        def lst():
+            return {"n": None}
+        def echo(x=None):
+            return x
+        def boom():
+            raise ValueError("boom")
+    """)
+    cli.write("p.yaml", """
+        tasks:
+          a: {file: t.py::lst}
+          b: {file: t.py::echo, args: ["${a.n.x}"]}
+    """)
+    for r in both("dag", "run", "p.yaml", "--keep-going", *sandbox_args()):
+        assert r.returncode == 3, r.stderr
+        assert "b failed (exit 3): task 'a' result has no key 'x'" in r.stderr
+        assert "dag logs" not in r.stderr
+    cli.write("q.yaml", """
+        tasks:
+          c: {file: t.py::boom}
+    """)
+    for r in both("dag", "run", "q.yaml", *sandbox_args()):
+        assert r.returncode == 1 and "ValueError: boom" in r.stderr
+        assert "    output: pysprinter dag logs " in r.stderr and r.stderr.rstrip().endswith(" c")
