@@ -184,3 +184,16 @@ def test_dag_summary_points_to_logs_only_for_a_task_that_ran(cli, both):
     for r in both("dag", "run", "q.yaml", *sandbox_args()):
         assert r.returncode == 1 and "ValueError: boom" in r.stderr
         assert "    output: pysprinter dag logs " in r.stderr and r.stderr.rstrip().endswith(" c")
+
+
+def test_schedule_with_a_leap_second_zone_says_why(cli, daemon):
+    """docs/schedules.md refuses `right/…` zones; the message was "its tz
+    database file cannot be used: Protocol not supported" (an errno's words)."""
+    import os
+    if not os.path.exists("/usr/share/zoneinfo/right/UTC"):
+        pytest.skip("no right/UTC in this machine's tz database")
+    r = cli("schedule", "add", "explore-tz", "--cron", "0 9 * * *", "--tz", "right/UTC", "nofunction",
+            "--server", daemon.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+    assert r.returncode == 2, r
+    assert "time zone 'right/UTC': leap-second zones (right/…) are not supported" in r.stderr
+    assert "Protocol" not in r.stderr
