@@ -666,6 +666,19 @@ static void show_dag(const DagRequest *q, json_t *dag, DagViewFn view, void *use
                 view(q->dag, dag, userdata);
 }
 
+/* The server names the pipeline by the base name it was sent
+ * ("p.yaml:3: task 'a' …"); the user gave q->filename, which embedded
+ * errors start with: the same words on both paths. */
+static char *error_as_written(const DagRequest *q, const char *error) {
+        if (!q->filename)
+                return xstrdup(error);
+        const char *base = path_base_name(q->filename);
+        size_t n = strlen(base);
+        if (base != q->filename && strncmp(error, base, n) == 0 && error[n] == ':')
+                return xasprintf("%s%s", q->filename, error + n);
+        return xstrdup(error);
+}
+
 /* The pipeline and its task files go up; the DAG run is then polled
  * (short pipelines end in milliseconds: fast at first) until it ends.
  * Ctrl-C cancels it on the server. */
@@ -740,7 +753,8 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         if (streq(status, "invalid") || streq(status, "deps_failed")) {
                 /* As the embedded path ends: its error, exit 3 or 4. */
                 r = fail(b, streq(status, "invalid") ? -EBADMSG : -ENOPKG,
-                         xstrdup(json_string_value(json_object_get(dag, "error")) ?: "the pipeline is invalid"));
+                         error_as_written(q, json_string_value(json_object_get(dag, "error"))
+                                                     ?: "the pipeline is invalid"));
                 json_decref(dag);
                 return r;
         }

@@ -197,3 +197,29 @@ def test_schedule_with_a_leap_second_zone_says_why(cli, daemon):
     assert r.returncode == 2, r
     assert "time zone 'right/UTC': leap-second zones (right/…) are not supported" in r.stderr
     assert "Protocol" not in r.stderr
+
+
+def test_dag_validation_error_names_the_pipeline_as_written_on_both_paths(cli, both):
+    """Embedded, a task that does not validate is reported as
+    `sub/p.yaml:3: task 'a' …` (the path the user gave, like every parse
+    error); a daemon's answer said `p.yaml:3: …`, the name it was sent."""
+    cli.write("sub/t.py", """
+        def one(x: int = 1):
+            return x + 1
+    """)
+    cli.write("sub/p.yaml", """
+        tasks:
+          a:
+            file: t.py::one
+            args: [1, 2, 3]
+    """)
+    cli.write("sub/q.yaml", """
+        tasks:
+          a:
+            file: t.py::one
+            data: [explore-no-such-dataset]
+    """)
+    for pipeline, words in (("p.yaml", "sub/p.yaml:3: task 'a' (t.py): one() takes 1 positional argument"),
+                            ("q.yaml", "sub/q.yaml:3:")):
+        r = same(*both("dag", "run", f"sub/{pipeline}", "-q", *sandbox_args()))
+        assert r.returncode == 3 and r.stderr.startswith(f"pysprinter: {words}"), r.stderr
