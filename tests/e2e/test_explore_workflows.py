@@ -223,3 +223,18 @@ def test_dag_validation_error_names_the_pipeline_as_written_on_both_paths(cli, b
                             ("q.yaml", "sub/q.yaml:3:")):
         r = same(*both("dag", "run", f"sub/{pipeline}", "-q", *sandbox_args()))
         assert r.returncode == 3 and r.stderr.startswith(f"pysprinter: {words}"), r.stderr
+
+
+def test_schedule_with_an_empty_tz_is_utc(cli, daemon):
+    """`--tz "$TZ"` with an unset variable is read as UTC, as no --tz is;
+    the schedule object said "tz": "" (not one of the documented values)."""
+    import json
+    e = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    st, out = daemon.call("POST", "/v1/functions", {"name": "explore-tz", "filename": "f.py",
+                                                    "source": "def f():\n    return 1\n"})
+    assert st in (200, 201), out
+    r = cli("schedule", "add", "explore-empty-tz", "--cron", "0 9 * * *", "--tz", "", "explore-tz",
+            "--server", daemon.url, env=e)
+    assert r.returncode == 0, r.stderr
+    r = cli("schedule", "show", "explore-empty-tz", "--server", daemon.url, env=e)
+    assert json.loads(r.stdout)["tz"] == "UTC"
