@@ -824,7 +824,14 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
                 q.body = body;
                 q.body_len = strlen(body);
         } else {
+                /* Looked at before it is opened, as data_put_as() does
+                 * embedded: a device would upload as an empty file, and
+                 * opening a FIFO blocks until something writes to it. */
                 struct stat st;
+                if (stat(source, &st) < 0)
+                        return fail(b, -ENOENT, xasprintf("data put: cannot read %s: %s", source, strerror(errno)));
+                if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+                        return tree_refused(b, -EPERM, source, source);
                 f = fopen(source, "rbe");
                 if (!f || fstat(fileno(f), &st) < 0)
                         return fail(b, -ENOENT, xasprintf("data put: cannot read %s: %s", source, strerror(errno)));

@@ -238,3 +238,20 @@ def test_schedule_with_an_empty_tz_is_utc(cli, daemon):
     assert r.returncode == 0, r.stderr
     r = cli("schedule", "show", "explore-empty-tz", "--server", daemon.url, env=e)
     assert json.loads(r.stdout)["tz"] == "UTC"
+
+
+@pytest.mark.parametrize("special", ["/dev/null", "fifo"])
+def test_data_put_of_a_special_file_refused_on_both_paths(cli, both, tmp_path, special):
+    """Embedded refuses a device or a FIFO ("only regular files and
+    directories can be stored"); against a daemon `data put x /dev/null`
+    stored an empty file named 'null' as a new version (and a FIFO blocked
+    in open() until something wrote to it)."""
+    import os
+    if special == "fifo":
+        special = str(tmp_path / "fifo")
+        os.mkfifo(special)
+    r = same(*both("data", "put", "explore-special", special))
+    assert r.returncode == 2
+    assert f"data put: {special}: only regular files and directories can be stored ({special})" in r.stderr
+    r = same(*both("data", "ls", "explore-special"))
+    assert r.returncode == 2 and "no dataset named 'explore-special'" in r.stderr
