@@ -348,6 +348,11 @@ int cron_zone_load(const char *tz, TzZone **ret, char **ret_error) {
                                                tz);
                 else if (r == -ENOENT)
                         *ret_error = xasprintf("time zone '%s' is not in the tz database (/usr/share/zoneinfo)", tz);
+                else if (r == -EPROTONOSUPPORT && startswith(tz, "right/"))
+                        /* tz_zone_parse(): the file counts leap seconds, Unix time does not. */
+                        *ret_error = xasprintf("time zone '%s': leap-second zones (right/…) are not supported; "
+                                               "use the zone without 'right/'",
+                                               tz);
                 else
                         *ret_error = xasprintf("time zone '%s': its tz database file cannot be used: %s", tz,
                                                strerror(-r));

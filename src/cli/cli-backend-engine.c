@@ -287,23 +287,6 @@ static int run_env(Backend *b, const RunArgs *a, char ***ret) {
         return 0;
 }
 
-static int engine_secret_set(Backend *b, const char *name, const char *value, size_t len, json_t **ret) {
-        uint8_t key[SEAL_KEY_SIZE];
-        int r = secret_key(b, key);
-        if (r < 0)
-                return r;
-        r = store_secret_set(engine_store(b->engine), key, "local", name, value, len);
-        explicit_bzero(key, sizeof key);
-        if (r < 0) {
-                backend_set_error(b, r == -EINVAL ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]*)"
-                                     : r == -EFBIG ? "secret '%s' is larger than 64 KiB"
-                                                   : "cannot store secret '%s'", name);
-                return r;
-        }
-        *ret = json_pack("{s:s}", "name", name);
-        return 0;
-}
-
 static int engine_secret_list(Backend *b, json_t **ret) {
         SecretInfo *v = NULL;
         size_t n = 0;
@@ -319,6 +302,36 @@ static int engine_secret_list(Backend *b, json_t **ret) {
                                                      time_json(v[i].created), "updated_at", time_json(v[i].updated)));
         secret_info_list_free(v, n);
         *ret = arr;
+        return 0;
+}
+
+static int engine_secret_set(Backend *b, const char *name, const char *value, size_t len, json_t **ret) {
+        uint8_t key[SEAL_KEY_SIZE];
+        int r = secret_key(b, key);
+        if (r < 0)
+                return r;
+        r = store_secret_set(engine_store(b->engine), key, "local", name, value, len);
+        explicit_bzero(key, sizeof key);
+        if (r < 0) {
+                backend_set_error(b,
+                                  r == -EINVAL  ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]*)"
+                                  : r == -EFBIG ? "secret '%s' is larger than 64 KiB"
+                                                : "cannot store secret '%s'",
+                                  name);
+                return r;
+        }
+        /* The API's answer (PUT /v1/secrets/{name}): the secret's object
+         * with its dates, so `secret set --json` prints the same shape. */
+        json_t *list = NULL, *v;
+        size_t i;
+        *ret = NULL;
+        if (engine_secret_list(b, &list) >= 0)
+                json_array_foreach(list, i, v)
+                        if (!*ret && streq(json_get_string(v, "name") ?: "", name))
+                                *ret = json_incref(v);
+        json_decref(list);
+        if (!*ret)
+                *ret = json_pack("{s:s}", "name", name);
         return 0;
 }
 

@@ -666,6 +666,19 @@ static void show_dag(const DagRequest *q, json_t *dag, DagViewFn view, void *use
                 view(q->dag, dag, userdata);
 }
 
+/* The server names the pipeline by the base name it was sent
+ * ("p.yaml:3: task 'a' …"); the user gave q->filename, which embedded
+ * errors start with: the same words on both paths. */
+static char *error_as_written(const DagRequest *q, const char *error) {
+        if (!q->filename)
+                return xstrdup(error);
+        const char *base = path_base_name(q->filename);
+        size_t n = strlen(base);
+        if (base != q->filename && strncmp(error, base, n) == 0 && error[n] == ':')
+                return xasprintf("%s%s", q->filename, error + n);
+        return xstrdup(error);
+}
+
 /* The pipeline and its task files go up; the DAG run is then polled
  * (short pipelines end in milliseconds: fast at first) until it ends.
  * Ctrl-C cancels it on the server. */
@@ -740,7 +753,8 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         if (streq(status, "invalid") || streq(status, "deps_failed")) {
                 /* As the embedded path ends: its error, exit 3 or 4. */
                 r = fail(b, streq(status, "invalid") ? -EBADMSG : -ENOPKG,
-                         xstrdup(json_string_value(json_object_get(dag, "error")) ?: "the pipeline is invalid"));
+                         error_as_written(q, json_string_value(json_object_get(dag, "error"))
+                                                     ?: "the pipeline is invalid"));
                 json_decref(dag);
                 return r;
         }
@@ -757,11 +771,16 @@ static int http_dag_list(Backend *b, long limit, char *const *statuses, json_t *
 /* ---- datasets ---------------------------------------------------------------- */
 
 /* NAME[@VERSION] -> "/v1/data/NAME" + suffix + "?version=N" (or nothing). */
-static int data_path(Backend *b, const char *ref, const char *suffix, char **ret) {
+static int data_path(Backend *b, const char *what, const char *ref, const char *suffix, char **ret) {
         _cleanup_free_ char *name = NULL;
         int version = 0;
-        if (data_parse_ref(ref, &name, &version) < 0)
-                return fail(b, -EINVAL, xasprintf("'%s' is not NAME or NAME@VERSION", ref));
+        if (data_parse_ref(ref, &name, &version) < 0) {
+                /* The embedded path's words (data_ref_unknown), after the
+                 * same verb: both backends print the same bytes. */
+                _cleanup_free_ char *err = NULL;
+                int r = data_ref_unknown(ref, &err);
+                return fail(b, r, xasprintf("%s: %s", what, err));
+        }
         _cleanup_free_ char *e = http_escape(name);
         *ret = version ? xasprintf("/v1/data/%s%s?version=%d", e, suffix, version) : xasprintf("/v1/data/%s%s", e, suffix);
         return 0;
@@ -805,7 +824,14 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
                 q.body = body;
                 q.body_len = strlen(body);
         } else {
+                /* Looked at before it is opened, as data_put_as() does
+                 * embedded: a device would upload as an empty file, and
+                 * opening a FIFO blocks until something writes to it. */
                 struct stat st;
+                if (stat(source, &st) < 0)
+                        return fail(b, -ENOENT, xasprintf("data put: cannot read %s: %s", source, strerror(errno)));
+                if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+                        return tree_refused(b, -EPERM, source, source);
                 f = fopen(source, "rbe");
                 if (!f || fstat(fileno(f), &st) < 0)
                         return fail(b, -ENOENT, xasprintf("data put: cannot read %s: %s", source, strerror(errno)));
@@ -841,12 +867,14 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
 
 static int http_data_info(Backend *b, const char *name, json_t **ret) {
         _cleanup_free_ char *path = NULL, *err = NULL;
-        int r = data_path(b, name, "", &path);
+        int r = data_path(b, "data", name, "", &path);
         if (r < 0)
                 return r;
         r = http_json(&b->http, "GET", path, NULL, ret, &err);
+        /* The server's words are data_use()'s, as embedded: a missing
+         * version is not a missing dataset. */
         if (r == -ENOENT)
-                return fail(b, r, xasprintf("no dataset named '%s'", name));
+                return fail(b, r, err ? xasprintf("data: %s", err) : xasprintf("data: no dataset named '%s'", name));
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
 
@@ -873,15 +901,65 @@ static int unpack_download(Backend *b, const char *ref, int fd, const char *out_
         return 0;
 }
 
+/* The value of the (last) answer's header NAME (no trailing blanks), or
+ * NULL. */
+static char *answered_header(const Buf *headers, const char *name) {
+        size_t n = strlen(name);
+        char *value = NULL;
+        for (const char *l = headers->data; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+                if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
+                        const char *v = l + n + 1 + strspn(l + n + 1, " \t");
+                        size_t len = strcspn(v, "\r\n");
+                        while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+                                len--;
+                        free(value);
+                        value = xstrndup(v, len);
+                }
+        return value;
+}
+
 /* Whether the (last) answer's Content-Type is a tar. */
 static bool answered_tar(const Buf *headers) {
-        bool tar = false;
-        for (const char *l = headers->data; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-                if (strncasecmp(l, "Content-Type:", 13) == 0) {
-                        const char *v = l + 13 + strspn(l + 13, " \t");
-                        tar = strncasecmp(v, "application/x-tar", 17) == 0;
-                }
-        return tar;
+        _cleanup_free_ char *type = answered_header(headers, "Content-Type");
+        return type && strncasecmp(type, "application/x-tar", 17) == 0;
+}
+
+/* Where a single-file download lands: out_path, or DIR/FILENAME when
+ * out_path is a directory, as data_export() writes it embedded. FILENAME
+ * is the dataset's at the version the answer carried; one that is not a
+ * plain name is refused rather than written outside DIR. */
+static int file_target(Backend *b, const char *ref, const char *version, const char *out_path, char **ret) {
+        struct stat st;
+        if (stat(out_path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                *ret = xstrdup(out_path);
+                return 0;
+        }
+        _cleanup_free_ char *name = NULL, *vref = NULL;
+        int v = 0;
+        (void) data_parse_ref(ref, &name, &v);
+        vref = version ? xasprintf("%s@%s", name ?: ref, version) : xstrdup(ref);
+        json_t *info = NULL;
+        int r = http_data_info(b, vref, &info);
+        if (r < 0)
+                return r;
+        const char *file = json_get_string(info, "filename");
+        if (!file || !*file || strchr(file, '/') || streq(file, ".") || streq(file, "..")) {
+                r = fail(b, -EIO,
+                         xasprintf("data get: the server gave no usable file name for %s (%s)", ref, file ?: "none"));
+                json_decref(info);
+                return r;
+        }
+        *ret = path_join(out_path, file);
+        json_decref(info);
+        return 0;
+}
+
+/* The mode write_file_atomic() gives a file embedded: 0644 less the umask
+ * (mkostemp() made it 0600). */
+static int file_mode_as_embedded(int fd) {
+        mode_t mask = umask(0);
+        umask(mask);
+        return fchmod(fd, 0644 & ~mask) < 0 ? -errno : 0;
 }
 
 /* The content is streamed to a temporary file beside out_path. The server
@@ -891,7 +969,7 @@ static bool answered_tar(const Buf *headers) {
  * data_tar_unpack_to). */
 static int http_data_get(Backend *b, const char *ref, const char *out_path, char **ret_dir) {
         _cleanup_free_ char *path = NULL, *tmp = NULL, *err = NULL;
-        int r = data_path(b, ref, "/content", &path);
+        int r = data_path(b, "data get", ref, "/content", &path);
         if (r < 0)
                 return r;
         FILE *f = stdout;
@@ -914,6 +992,7 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
         r = http_request(&b->http, &q, NULL, &ans, &err);
         buf_free(&ans);
         bool tar = r >= 0 && answered_tar(&headers);
+        _cleanup_free_ char *version = answered_header(&headers, "X-Pysprinter-Data-Version"), *target = NULL;
         buf_free(&headers);
         if (r == -EBUSY && !out_path)
                 /* 409: a directory, which only a tar carries; embedded
@@ -931,8 +1010,16 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
                 fclose(f);
                 return r;
         }
-        if ((fclose(f) != 0 || rename(tmp, out_path) < 0) && r >= 0)
+        if (r >= 0 && (r = file_mode_as_embedded(fileno(f))) < 0)
+                (void) fail(b, r, xasprintf("data get: cannot write %s: %s", out_path, strerror(-r)));
+        if (fclose(f) != 0 && r >= 0)
                 r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", out_path, strerror(errno)));
+        if (r >= 0)
+                r = file_target(b, ref, version, out_path, &target);
+        /* Only a whole download replaces out_path: a refused one (404)
+         * must leave the user's file as it was. */
+        if (r >= 0 && rename(tmp, target) < 0)
+                r = fail(b, -errno, xasprintf("data get: cannot write %s: %s", target, strerror(errno)));
         if (r < 0)
                 unlink(tmp);
         return r;
@@ -940,7 +1027,7 @@ static int http_data_get(Backend *b, const char *ref, const char *out_path, char
 
 static int http_data_rm(Backend *b, const char *ref) {
         _cleanup_free_ char *path = NULL, *err = NULL;
-        int r = data_path(b, ref, "", &path);
+        int r = data_path(b, "data rm", ref, "", &path);
         if (r < 0)
                 return r;
         json_t *ans = NULL;

@@ -317,11 +317,19 @@ static void print_summary(json_t *dag, int code, usec_t t0, bool color) {
                         json_get_string(dag, "status") ?: "?", color ? C_RESET : "", n, n == 1 ? "" : "s", b.data ?: "", dur, id);
                 buf_free(&b);
         }
-        /* The failures in full, and where to look next: errors, so -q too. */
-        json_array_foreach(json_object_get(dag, "tasks"), i, t) if (state_is(t, "failed")) fprintf(
-                stderr, "  %s failed (exit %lld): %s\n    output: pysprinter dag logs %s %s\n", json_get_string(t, "name") ?: "?",
-                (long long) json_integer_value(json_object_get(t, "exit_code")), json_get_string(t, "error") ?: "?", id,
-                json_get_string(t, "name") ?: "?");
+        /* The failures in full, and where to look next: errors, so -q too.
+         * A task that failed before it ran (its arguments could not be
+         * made) has no run, so no output for `dag logs` to show. */
+        json_array_foreach(json_object_get(dag, "tasks"), i, t) {
+                if (!state_is(t, "failed"))
+                        continue;
+                const char *name = json_get_string(t, "name") ?: "?";
+                fprintf(stderr, "  %s failed (exit %lld): %s\n", name,
+                        (long long) json_integer_value(json_object_get(t, "exit_code")),
+                        json_get_string(t, "error") ?: "?");
+                if (json_get_string(t, "run_id"))
+                        fprintf(stderr, "    output: pysprinter dag logs %s %s\n", id, name);
+        }
 }
 
 /* --json: {id, name, status, exit_code, tasks: {NAME: task}}, each task the
@@ -706,6 +714,13 @@ int verb_dag(int argc, char **argv) {
                         else
                                 argv[1 + n++] = argv[i];
                 }
+        /* An empty ID (an unset shell variable) names no DAG run on either
+         * path: a daemon would read GET /v1/dags/ as its list and print it
+         * as an empty DAG run with exit 0. */
+        if (!is_ls && n >= 1 && !*argv[1]) {
+                cli_error("no DAG run '' (see `pysprinter dag ls`)");
+                return EXIT_USAGE;
+        }
         Backend *b = NULL;
         code = backend_open_listing(true, &b);
         if (code)

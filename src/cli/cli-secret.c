@@ -29,10 +29,21 @@ static int secret_usage(const char *usage) {
         return EXIT_USAGE;
 }
 
-/* Up to SECRET_MAX_BYTES + 1 bytes of fd: one more than allowed tells a
- * value that is too large. */
+/* Checked before either backend is asked, so both say the same: a name with
+ * '/', '?' or ".." would otherwise become another path of the daemon's API
+ * ("no such endpoint") where embedded says "no secret named". */
+static bool secret_name_checked(const char *name) {
+        if (secret_name_is_valid(name))
+                return true;
+        cli_error("'%s' is not a secret name: it becomes an environment variable, [A-Za-z_][A-Za-z0-9_]*", name);
+        return false;
+}
+
+/* Up to SECRET_MAX_BYTES + 2 bytes of fd: room for the trailing newline
+ * stdin may carry (dropped, not part of the value), and one more byte
+ * tells a value that is too large. */
 static int read_value(int fd, char **ret, size_t *ret_len) {
-        size_t cap = SECRET_MAX_BYTES + 1, n = 0;
+        size_t cap = SECRET_MAX_BYTES + 2, n = 0;
         char *v = xmalloc(cap + 1);
         for (;;) {
                 ssize_t k = read(fd, v + n, cap - n);
@@ -68,10 +79,8 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
         }
         if (!name)
                 return secret_usage("secret set NAME [--from-file PATH]  (the value on stdin)");
-        if (!secret_name_is_valid(name)) {
-                cli_error("'%s' is not a secret name: it becomes an environment variable, [A-Za-z_][A-Za-z0-9_]*", name);
+        if (!secret_name_checked(name))
                 return EXIT_USAGE;
-        }
         _cleanup_close_ int fd = file ? open(file, O_RDONLY | O_CLOEXEC) : -EBADF;
         if (file && fd < 0) {
                 cli_error("secret set: cannot read %s: %s", file, strerror(errno));
@@ -86,14 +95,16 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
                 cli_error("secret set: cannot read the value: %s", strerror(-r));
                 return EXIT_USAGE;
         }
+        /* `echo value | pysprinter secret set` means "value", so the
+         * limit applies after the newline is dropped. */
+        if (!file && len > 0 && value[len - 1] == '\n')
+                value[--len] = 0;
         if (len > SECRET_MAX_BYTES) {
+                explicit_bzero(value, len);
                 free(value);
                 cli_error("secret set: the value is larger than 64 KiB");
                 return EXIT_USAGE;
         }
-        /* `echo value | pysprinter secret set` means "value". */
-        if (!file && len > 0 && value[len - 1] == '\n')
-                value[--len] = 0;
         /* It becomes an environment variable (no NUL) and travels as JSON
          * text (UTF-8): refused here for both paths, where embedded used
          * to store it and then leave the run without the variable. */
@@ -154,6 +165,8 @@ int verb_secret(int argc, char **argv) {
                 return secret_usage("secret ls [--json]");
         if (rm && n != 1)
                 return secret_usage("secret rm NAME");
+        if (rm && !secret_name_checked(rest[0]))
+                return EXIT_USAGE;
         Backend *b = NULL;
         code = set ? backend_open(NULL, &b) : backend_open_listing(true, &b);
         if (code)

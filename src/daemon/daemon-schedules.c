@@ -405,7 +405,9 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
                 return -EINVAL;
         ret->name = xstrdup(name);
         ret->function = xstrdup(fn ?: "");
-        ret->tz = xstrdup(json_string_value(tz) ?: "UTC");
+        /* cron_zone_load() reads "" as UTC, as an absent tz: store what
+         * it means, one of the documented values. */
+        ret->tz = xstrdup(json_string_value(tz) && *json_string_value(tz) ? json_string_value(tz) : "UTC");
         ret->catch_up = cu && streq(json_string_value(cu), "none") ? 0 : 1;
         ret->allow_overlap = json_is_true(json_object_get(j, "allow_overlap"));
         ret->paused = json_is_true(json_object_get(j, "paused"));

@@ -1241,8 +1241,12 @@ int dag_load_with(Store *s, const char *tenant, const char *id_or_prefix, DagLoa
                   Dag **ret, DagRunRecord **ret_record, char **ret_error) {
         DagRunRecord *rec = NULL;
         int r = store_dag_get(s, tenant, id_or_prefix, &rec);
+        /* The store refuses an empty prefix (-EINVAL); for `dag resume ""`
+         * (an unset shell variable) it is simply no DAG run. */
+        if (r == -EINVAL && !(id_or_prefix && *id_or_prefix))
+                r = -ENOENT;
         if (r == -ENOENT)
-                *ret_error = xasprintf("no DAG run '%s' (see `pysprinter dag ls`)", id_or_prefix);
+                *ret_error = xasprintf("no DAG run '%s' (see `pysprinter dag ls`)", id_or_prefix ?: "");
         else if (r == -EEXIST)
                 *ret_error = xasprintf("'%s' matches several DAG runs; give more of the id", id_or_prefix);
         else if (r < 0)

@@ -144,7 +144,10 @@ static int copy_dir(int src, int dst, const char *rel, int depth, TreeBudget *b,
 }
 
 int tree_copy_in(const char *src, const char *dst, const char *leaf, TreeBudget *b, char **ret_path) {
-        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: opening a FIFO for reading otherwise waits for a
+         * writer, and `data put x FIFO` hung before fstat() could refuse
+         * it. It changes nothing for a regular file or a directory. */
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (in < 0) {
                 *ret_path = xstrdup(src);
                 return -errno;
