@@ -137,6 +137,17 @@ def sandbox_args():
                                f"--sandbox=none for anything but '{KERNEL_LACKS}':\n{r.stderr}")
     return _sandbox_args
 
+@pytest.fixture(scope="module")
+def parity_daemon(tmp_path_factory):
+    """A --no-auth daemon for a module that compares embedded runs with
+    the same runs through a server, sandboxed as those embedded runs are."""
+    from daemonlib import Daemon
+    d = Daemon(tmp_path_factory.mktemp("parity-daemon"), sandbox="none" if sandbox_args() else None,
+               args=["--no-auth"])
+    d.start()
+    yield d
+    d.stop()
+
 
 def pytest_terminal_summary(terminalreporter):
     if UNSANDBOXED:

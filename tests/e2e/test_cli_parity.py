@@ -54,12 +54,8 @@ def two(x):
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parity-daemon")
-    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"])
-    d.start()
-    yield d
-    d.stop()
+def daemon(parity_daemon):
+    return parity_daemon
 
 
 @pytest.fixture(scope="module")

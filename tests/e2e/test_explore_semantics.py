@@ -9,16 +9,11 @@ import time
 import pytest
 
 from conftest import CLI, WORKER, run_on_pty, sandbox_args
-from daemonlib import Daemon
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    root = tmp_path_factory.mktemp("semantics-daemon")
-    d = Daemon(root, sandbox="none" if sandbox_args() else None, args=["--no-auth"])
-    d.start()
-    yield d
-    d.stop()
+def daemon(parity_daemon):
+    return parity_daemon
 
 
 @pytest.fixture
