@@ -1,5 +1,6 @@
 /* Durations, sizes and integers as users and peers write them (CLI flags,
  * DAG files, config, Redis replies). */
+#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 
@@ -83,4 +84,14 @@ bool idempotency_key_is_valid(const char *key) {
                 if (*p < '!' || *p > '~' || n >= IDEMPOTENCY_KEY_MAX)
                         return false;
         return n > 0;
+}
+
+bool function_name_is_valid(const char *name) {
+        size_t n = strlen(name);
+        if (n == 0 || n > 64)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
+                        return false;
+        return true;
 }

@@ -269,6 +269,10 @@ int parse_int(const char *s, int *ret);
 #define IDEMPOTENCY_KEY_MAX 200
 #define IDEMPOTENCY_KEY_RULE "1..200 visible ASCII characters (no spaces)"
 bool idempotency_key_is_valid(const char *key);
+/* The API's names (a deployed function, a schedule, a tenant):
+ * [A-Za-z0-9_-]{1,64}. The daemon's rule, and the CLI's before a name
+ * becomes part of a path ("" or ".." would be another route). */
+bool function_name_is_valid(const char *name);
 /* How long a key names its first run, on every path (docs/api.md). */
 #define IDEMPOTENCY_WINDOW_USEC (24ULL * 3600ULL * 1000000ULL)
 

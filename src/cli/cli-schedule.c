@@ -39,15 +39,6 @@ static const char schedule_help[] =
         "--max-procs, --max-output, --network, --no-network, --data NAME); the other\n"
         "run options are refused.\n";
 
-/* The API's name rule (POST /v1/schedules). Checked before a name becomes
- * part of a path: "" would be GET /v1/schedules (the list, exit 0), and a
- * '/' or ".." another path of the API ("no such endpoint"). */
-static bool schedule_name_is_valid(const char *name) {
-        size_t n = strlen(name);
-        return n >= 1 && n <= 64 &&
-               strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
-}
-
 static int schedule_usage(const char *msg) {
         cli_error("%s", msg);
         fprintf(stderr, "Try 'pysprinter schedule --help'.\n");
@@ -312,7 +303,10 @@ int verb_schedule(int argc, char **argv) {
                         _cleanup_free_ char *m = xasprintf("schedule %s needs exactly one NAME", sub);
                         return schedule_usage(m);
                 }
-                if (!schedule_name_is_valid(argv[1])) {
+                /* Before the name becomes part of a path: "" would be GET
+                 * /v1/schedules (the list, exit 0), and a '/' or ".."
+                 * another route ("no such endpoint"). */
+                if (!function_name_is_valid(argv[1])) {
                         cli_error("'%s' is not a schedule name ([A-Za-z0-9_-]{1,64})", argv[1]);
                         return EXIT_USAGE;
                 }

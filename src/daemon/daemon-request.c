@@ -342,16 +342,6 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
         return dump_nonempty(out, "kwargs", ret_json, ret_error);
 }
 
-bool function_name_is_valid(const char *name) {
-        size_t n = strlen(name);
-        if (n == 0 || n > 64)
-                return false;
-        for (const char *p = name; *p; p++)
-                if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
-                        return false;
-        return true;
-}
-
 void run_request_done(RunRequest *r) {
         if (r->fn)
                 function_record_free(r->fn);

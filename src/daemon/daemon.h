@@ -270,9 +270,6 @@ int request_json_nul_check(struct json_t *j, const RequestCaps *caps, char **ret
  * are rejected, every message names the field. */
 int request_parse(RequestKind kind, const char *body, size_t len, const RequestCaps *caps, RunRequest *ret,
                   char **ret_error);
-/* A deployable function name: [A-Za-z0-9_-]{1,64}. */
-bool function_name_is_valid(const char *name);
-
 typedef enum LambdaCall {
         LAMBDA_CALL_EVENT_CONTEXT,  /* handler(event, context) */
         LAMBDA_CALL_EVENT,          /* handler(event) */
