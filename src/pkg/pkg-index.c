@@ -113,6 +113,17 @@ char *pkg_index_config_fingerprint(const PkgIndexConfig *c) {
         return buf_steal(&b);
 }
 
+/* "find-links DIR; index URL": where a project was looked for, in an error. */
+static char *sources_described(const PkgIndexConfig *c) {
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        for (char **f = c->find_links; f && *f; f++)
+                buf_printf(&b, "%sfind-links %s", b.len ? "; " : "", *f);
+        for (char **u = c->index_urls; u && *u; u++)
+                buf_printf(&b, "%sindex %s", b.len ? "; " : "", *u);
+        return buf_steal(&b);
+}
+
 /* ---- the client ---------------------------------------------------------- */
 
 typedef struct Meta {
@@ -606,11 +617,8 @@ int pkg_index_project(PkgIndex *ix, const char *name, const PkgProject **ret_pro
         }
         ix->missing = strv_append(ix->missing, norm);
         {
-                _cleanup_free_ char *where = pkg_index_config_fingerprint(&ix->cfg);
-                for (char *q = where; *q; q++)
-                        if (*q == '\n' && q[1])
-                                *q = ';';
-                *ret_error = xasprintf("no project named '%s' on any configured source (%s)", norm, strstrip(where));
+                _cleanup_free_ char *where = sources_described(&ix->cfg);
+                *ret_error = xasprintf("no project named '%s' on any configured source (%s)", norm, where);
         }
         return -ENOENT;
 found:

@@ -142,6 +142,22 @@ def test_the_highest_build_tag_wins(cli, tmp_path, served, builds, winner):
     assert p.returncode == 0 and json.loads(p.stdout) == winner, (p.stdout, p.stderr)
 
 
+def test_a_missing_project_lists_the_sources_it_was_looked_for_in(cli, tmp_path, served):
+    """The sources read "find-links DIR;index URL", glued by a bare ';'."""
+    ix = served(pkgindex.Index())
+    ix.add(pkgindex.build_wheel(tmp_path / "ix", "there", "1.0"))
+    d = tmp_path / "wheels"
+    pkgindex.build_wheel(d, "local", "1.0")
+    f = cli.write("f.py", """
+        @requirements({'absent': ''})
+        def f():
+            return 1
+        """)
+    p = cli("lock", NOSANDBOX, "--index-url", ix.url, "--find-links", d, f, check=None)
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert f"on any configured source (find-links {d}; index {ix.url}" in p.stderr, p.stderr
+
+
 # ---- a missing dependency names who wants it --------------------------------
 
 def test_a_missing_dependency_names_the_package_that_wants_it(cli, tmp_path, served):
