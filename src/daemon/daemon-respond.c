@@ -382,8 +382,14 @@ static int query_flag_parse(const char *v) {
 }
 
 bool daemon_call_query_true(const DaemonCall *call, const char *key) {
-        const char *v = daemon_call_query(call, key);
-        return v && query_flag_parse(v) > 0;
+        /* A bare "?wait" (no '=') is present with no value, which
+         * daemon_call_query() cannot tell from absent: it is true, as
+         * "?wait=" is. */
+        const char *v = NULL;
+        size_t n = 0;
+        if (MHD_lookup_connection_value_n(call->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) != MHD_YES)
+                return false;
+        return !v || query_flag_parse(v) > 0;
 }
 
 /* Plain decimal digits, at least 1: strtoull() alone takes "-1" (as a

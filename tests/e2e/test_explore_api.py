@@ -37,6 +37,13 @@ def test_wait_flag_as_python_http_libraries_spell_it(d, value):
     assert st == 200 and out["status"] == "succeeded", (st, out)
 
 
+@pytest.mark.parametrize("query", ["wait", "wait=", "wait&timeout=2"])
+def test_a_bare_or_empty_wait_flag_waits(d, query):
+    # "?wait" is present with no value: true, as "?wait=" is.
+    st, out = d.call("POST", f"/v1/runs?{query}", {"source": QUICK})
+    assert st == 200 and out["status"] == "succeeded", (st, out)
+
+
 @pytest.mark.parametrize("value", ["False", "0", "no"])
 def test_wait_false_spellings_do_not_wait(d, value):
     st, out = d.call("POST", f"/v1/runs?wait={value}", {"source": QUICK})
