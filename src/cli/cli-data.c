@@ -53,8 +53,6 @@ static const char *put_file_name(Backend *b, const char *name, const char *sourc
         if (b->ops->data_info(b, name, &info) >= 0 && json_get_string(info, "filename"))
                 *keep = xstrdup(json_get_string(info, "filename"));
         json_decref(info);
-        if (*keep && !streq(*keep, path_base_name(source)) && !cli_globals.quiet)
-                cli_warning("keeping the file name '%s' of %s (--as FILENAME to change it)", *keep, name);
         return *keep;
 }
 
@@ -77,12 +75,23 @@ static int data_put_verb(Backend *b, int argc, char **argv, bool json) {
                 cli_error("--as needs a plain file name (no '/', not '.' or '..')");
                 return EXIT_USAGE;
         }
+        /* Said here for both backends: through a daemon "" would be
+         * "cannot read : No such file or directory". */
+        _cleanup_free_ char *no_source = data_source_error(pos[1]);
+        if (no_source) {
+                cli_error("data put: %s", no_source);
+                return EXIT_USAGE;
+        }
         _cleanup_free_ char *keep = NULL;
         const char *filename = put_file_name(b, pos[0], pos[1], as, &keep);
         json_t *i = NULL;
         int r = b->ops->data_put(b, pos[0], pos[1], filename, &i);
         if (r < 0)
                 return backend_fail(b, r);
+        /* After the put: above an error it would announce a version that
+         * was never stored. */
+        if (keep && !streq(keep, path_base_name(pos[1])) && !cli_globals.quiet)
+                cli_warning("keeping the file name '%s' of %s (--as FILENAME to change it)", keep, pos[0]);
         if (json)
                 render_json(i);
         else {

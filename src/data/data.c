@@ -313,15 +313,17 @@ static char *file_name_error(const char *filename) {
         return NULL;
 }
 
+char *data_source_error(const char *source) {
+        return source && *source ? NULL : xstrdup("no source given (a file, a directory or an http(s) URL)");
+}
+
 int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char *source, const char *filename,
                 DataInfo **ret, char **ret_error) {
         tenant = tenant ?: "local";
         if ((*ret_error = data_name_error(name)))
                 return -EINVAL;
-        if (!source || !*source) {
-                *ret_error = xstrdup("no source given (a file, a directory or an http(s) URL)");
+        if ((*ret_error = data_source_error(source)))
                 return -EINVAL;
-        }
         _cleanup_free_ char *staged = NULL;
         _cleanup_free_ char *abs_source = NULL;
         DatasetRecord d = { .tenant = (char *) tenant, .name = (char *) name, .checked = now_realtime() };

@@ -66,6 +66,9 @@ bool data_name_valid(const char *name);
 /* NULL when name is a dataset name, else what to say (caller frees): the
  * one wording of the CLI, the daemon and the API. */
 char *data_name_error(const char *name);
+/* NULL when source names something to put (a path or URL), else what to
+ * say (caller frees): one wording embedded and through a daemon. */
+char *data_source_error(const char *source);
 /* "NAME" or "NAME@VERSION" -> name and version (0: current). -EINVAL. */
 int data_parse_ref(const char *ref, char **ret_name, int *ret_version);
 /* True for http:// and https:// sources. */

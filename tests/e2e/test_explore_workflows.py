@@ -255,3 +255,26 @@ def test_data_put_of_a_special_file_refused_on_both_paths(cli, both, tmp_path, s
     assert f"data put: {special}: only regular files and directories can be stored ({special})" in r.stderr
     r = same(*both("data", "ls", "explore-special"))
     assert r.returncode == 2 and "no dataset named 'explore-special'" in r.stderr
+
+
+def test_data_put_without_a_source_same_words_on_both_paths(both):
+    """`data put NAME ""` said "no source given" embedded and "cannot read :
+    No such file or directory" through a daemon."""
+    r = same(*both("data", "put", "explore-nosource", ""))
+    assert r.returncode == 2 and "data put: no source given" in r.stderr, r.stderr
+
+
+def test_data_put_that_fails_does_not_announce_the_kept_file_name(both, tmp_path):
+    """The "keeping the file name 'a.txt'" warning came before the put, so it
+    stood above the error of a put that stored nothing."""
+    src = tmp_path / "a.txt"
+    src.write_text("one\n")
+    local, remote = both("data", "put", "explore-keep", src)
+    assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+    r = same(*both("data", "put", "explore-keep", tmp_path / "missing" / "b.txt"))
+    assert r.returncode != 0 and "cannot read" in r.stderr and "keeping" not in r.stderr, r.stderr
+    other = tmp_path / "b.txt"
+    other.write_text("two\n")
+    local, remote = both("data", "put", "explore-keep", other)
+    for p in (local, remote):
+        assert p.returncode == 0 and "keeping the file name 'a.txt' of explore-keep" in p.stderr, p.stderr
