@@ -52,6 +52,109 @@ data_path = _rt.data_path
 _data_paths = _rt._data_paths
 
 
+# ---- multiprocessing's spawn and forkserver ----------------------------------
+# Their children are fresh interpreters that import the function's module by
+# name to unpickle what they run (mp.square). The user's module exists only
+# in the run's process (its source came in the request), so every pool
+# worker died on "No module named 'mp'" and the pool waited for the run's
+# timeout. multiprocessing.spawn is wrapped when it is imported (24 ms of
+# import: not made for every run): the first child it prepares in a run
+# gets, in a private directory, the source and a main module that
+# multiprocessing runs in the child before anything is unpickled. That main
+# module gives the source the `requirements` the run gave it and finds the
+# module by its name, compiled under the run's file name, its lines read
+# from the source: the child's tracebacks read as the run's own do.
+_spawn_module = [None, None]  # [(module name, file name, source), its dir]
+
+_SPAWN_MAIN = """# pysprinter: what a spawn/forkserver child of a run runs first
+import builtins, importlib.util, os, sys, types
+if "pysprinter" not in sys.modules:
+    sys.modules["pysprinter"] = types.ModuleType("pysprinter")
+    sys.modules["pysprinter"].requirements = lambda reqs=None: reqs if callable(reqs) else (lambda fn: fn)
+builtins.requirements = sys.modules["pysprinter"].requirements
+_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "source.py")
+
+
+class RunModule:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, RunModule) if name == {modname!r} else None
+
+    @staticmethod
+    def create_module(spec):
+        return None
+
+    @staticmethod
+    def exec_module(module):
+        module.__file__ = {filename!r}
+        exec(compile(RunModule.get_source(module.__name__), {filename!r}, "exec"), module.__dict__)
+
+    @staticmethod
+    def get_source(name):
+        with open(_SOURCE, encoding="utf-8") as f:
+            return f.read()
+
+
+sys.meta_path.insert(0, RunModule)
+"""
+
+
+def _spawn_main_path():
+    """The main module a spawned child of this run runs first, written on
+    first use; None outside a run."""
+    if _spawn_module[0] is None:
+        return None
+    if _spawn_module[1] is None:
+        import tempfile
+        modname, filename, source = _spawn_module[0]
+        d = tempfile.mkdtemp(prefix="pysprinter-module-")
+        for name, text in (("source.py", source),
+                           ("main.py", _SPAWN_MAIN.format(modname=modname, filename=filename))):
+            with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        _spawn_module[1] = os.path.join(d, "main.py")
+    return _spawn_module[1]
+
+
+def _wrap_spawn(module):
+    real = module.get_preparation_data
+
+    def get_preparation_data(name):
+        d = real(name)
+        main = _spawn_main_path()
+        if main:
+            d["init_main_from_path"] = main
+        return d
+    module.get_preparation_data = get_preparation_data
+
+
+class _SpawnImportHook:
+    """On sys.meta_path: finds multiprocessing.spawn as Python would and
+    wraps it once it has run; every other import passes through."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "multiprocessing.spawn":
+            return None
+        import importlib.machinery
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        real_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            real_exec(module)
+            _wrap_spawn(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "multiprocessing.spawn" in sys.modules:
+    _wrap_spawn(sys.modules["multiprocessing.spawn"])
+else:
+    sys.meta_path.insert(0, _SpawnImportHook)
+
+
 # ---- static analysis ---------------------------------------------------------
 
 def _decorator_requirements_call(dec):
@@ -1277,6 +1380,7 @@ def _user_module(source, filename, req):
         modname = "main"
     mod = types.ModuleType(modname)
     mod.__file__ = filename
+    _spawn_module[0] = (modname, filename, source)
     mod.__dict__["requirements"] = requirements
     sys.modules[modname] = mod
     # "data": {NAME: {"host": dir, "path": where this run sees it}}; the

@@ -276,3 +276,33 @@ def test_threads_processes_and_atexit_left_at_return_are_stopped(work, daemon):
     time.sleep(0.6)
     assert b"late" not in err and b"atexit" not in err + out
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_spawn_or_forkserver_pool_imports_the_function_s_module(work, daemon, method):
+    # Their children import the user's module by name to unpickle `square`;
+    # it existed only in the run's process, so each pool worker died on
+    # "No module named 'pool'" and the run waited for its timeout.
+    (work / "pool.py").write_text(
+        "from pysprinter import requirements\n"
+        "import multiprocessing\n"
+        "def square(x):\n"
+        "    if x < 0:\n"
+        "        raise ValueError('negative')\n"
+        "    return x * x\n"
+        "@requirements({})\n"
+        "def f(method: str, xs: list):\n"
+        "    with multiprocessing.get_context(method).Pool(2) as p:\n"
+        "        return p.map(square, xs)\n")
+    code, out, err = both(work, daemon, "--timeout", "60s", "pool.py", "--method", method, "--xs", "[1, 2, 3]")
+    assert (code, out) == (0, b"[1, 4, 9]\n"), (code, out, err)
+    # An exception in a pool worker comes back as the function's own, its
+    # lines read from the run's source under its file name. (Compared by
+    # parts: the pool's resource tracker may add a warning about leaked
+    # semaphores, as it does outside pysprinter, when the run ends first.)
+    for pre in ([], ["--server", daemon.url]):
+        p = subprocess.run([str(CLI), *pre, "run", *sandbox_args(), "--timeout", "60s", "pool.py", "--method",
+                            method, "--xs", "[1, -2]"], capture_output=True, env=cli_env(work), cwd=work, timeout=120)
+        assert p.returncode == 1, p
+        assert b'File "pool.py", line 5, in square\n    raise ValueError(\'negative\')' in p.stderr, p.stderr
+        assert p.stderr.endswith(b"ValueError: negative\n"), p.stderr
