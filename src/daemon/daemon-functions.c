@@ -25,9 +25,13 @@ static int version_parse(const char *v, int *ret) {
         *ret = 0;
         if (!v || streq(v, "$LATEST") || streq(v, "latest"))
                 return 0;
+        /* A version is written as Lambda writes it: "01", "+1" and " 1"
+         * (which strtoul() takes) name no version there, and are 404s. */
+        if (!(*v >= '1' && *v <= '9') || strspn(v, "0123456789") != strlen(v))
+                return -EINVAL;
         char *end;
         unsigned long x = strtoul(v, &end, 10);
-        if (!*v || *end || x == 0 || x > INT32_MAX)
+        if (*end || x > INT32_MAX)
                 return -EINVAL;
         *ret = (int) x;
         return 0;

@@ -260,3 +260,15 @@ def test_a_function_url_during_the_drain_is_503_with_retry_after(tmp_path):
         assert dd.proc.wait(30) == 0
     finally:
         dd.stop()
+
+
+@pytest.mark.parametrize("qualifier", ["01", "+1", "%201", "1x"])
+def test_a_lambda_qualifier_is_a_version_as_lambda_writes_it(d, qualifier):
+    # strtoul() read "01", "+1" and " 1" as version 1; Lambda has no such
+    # version: 404, as for any qualifier naming none.
+    st, out = d.call("POST", "/v1/functions", {"name": "qual", "source": "def handler(event, context):\n    return 7\n"})
+    assert st in (200, 201), (st, out)
+    st, out = d.call("POST", "/2015-03-31/functions/qual/invocations?Qualifier=1", {})
+    assert (st, out) == (200, 7), (st, out)
+    st, out = d.call("POST", f"/2015-03-31/functions/qual/invocations?Qualifier={qualifier}", {})
+    assert st == 404, (st, out)
