@@ -272,3 +272,12 @@ def test_a_lambda_qualifier_is_a_version_as_lambda_writes_it(d, qualifier):
     assert (st, out) == (200, 7), (st, out)
     st, out = d.call("POST", f"/2015-03-31/functions/qual/invocations?Qualifier={qualifier}", {})
     assert st == 404, (st, out)
+
+
+@pytest.mark.parametrize("version", ["01", "+1", "%201"])
+def test_a_v1_version_query_is_digits_without_a_leading_zero(d, version):
+    st, out = d.call("POST", "/v1/functions", {"name": "qual", "source": "def handler(event, context):\n    return 7\n"})
+    assert st in (200, 201), (st, out)
+    assert d.call("GET", "/v1/functions/qual?version=1")[0] == 200
+    st, out = d.call("GET", f"/v1/functions/qual?version={version}")
+    bad_request(st, out, "query 'version' must be a positive integer")
