@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "cli.h"
+#include "pkg.h"
 #include "shared.h"
 #include "store.h"
 
@@ -295,6 +296,9 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 else
                         return usage(c, "--sandbox is 'full' (the default) or 'none', got '%s'", val);
         } else if (streq(name, "--index-url")) {
+                _cleanup_free_ char *why = NULL;
+                if (pkg_index_url_check(val, &why) < 0)
+                        return usage(c, "--index-url: %s", why);
                 free(a->index_url);
                 a->index_url = xstrdup(val);
         } else if (streq(name, "--find-links"))

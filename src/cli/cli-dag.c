@@ -12,6 +12,7 @@
  * `chain a.py b.py` is a linear pipeline built in memory (DESIGN §8). */
 #include <jansson.h>
 
+#include "pkg.h"
 #include "shared.h"
 #include "cli-backend.h"
 
@@ -449,6 +450,11 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
                         }
                         a->sandbox = streq(val, "none") ? SANDBOX_MODE_NONE : SANDBOX_MODE_FULL;
                 } else if (streq(opt, "--index-url")) {
+                        _cleanup_free_ char *why = NULL;
+                        if (pkg_index_url_check(val, &why) < 0) {
+                                cli_error("--index-url: %s", why);
+                                return -EINVAL;
+                        }
                         free(a->ra.index_url);
                         a->ra.index_url = xstrdup(val);
                 } else if (streq(opt, "--find-links"))

@@ -122,9 +122,14 @@ static int env_prepare(int argc, char **argv) {
         size_t n = 0;
         int code = 0;
         for (int i = 0; i < argc && code == 0; i++) {
-                if (streq(argv[i], "--index-url") && i + 1 < argc)
+                _cleanup_free_ char *why = NULL;
+                if (streq(argv[i], "--index-url") && i + 1 < argc) {
                         index_url = argv[++i];
-                else if (streq(argv[i], "--find-links") && i + 1 < argc)
+                        if (pkg_index_url_check(index_url, &why) < 0) {
+                                fprintf(stderr, "pysprinter: --index-url: %s\n", why);
+                                code = EXIT_USAGE;
+                        }
+                } else if (streq(argv[i], "--find-links") && i + 1 < argc)
                         find_links = strv_append(find_links, argv[++i]);
                 else if (streq(argv[i], "--time"))
                         timing = true;

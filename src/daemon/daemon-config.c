@@ -11,6 +11,7 @@
 
 #include "daemon.h"
 #include "data.h"
+#include "pkg.h"
 
 void daemon_config_init(DaemonConfig *cfg) {
         static uint64_t generations;
@@ -83,6 +84,22 @@ typedef struct StrvKey {
         char ***strv;           /* a list, or */
         char **string;          /* a string */
 } StrvKey;
+
+/* A bad index URL is the operator's typo: refused at load (and by
+ * --check-config) instead of failing every run that has a requirement. */
+static int check_index_urls(const DaemonConfig *cfg, char **ret_error) {
+        _cleanup_free_ char *why = NULL;
+        if (cfg->index_url && pkg_index_url_check(cfg->index_url, &why) < 0) {
+                *ret_error = xasprintf("index.url: %s", why);
+                return -EINVAL;
+        }
+        for (char **u = cfg->extra_index_urls; u && *u; u++)
+                if (pkg_index_url_check(*u, &why) < 0) {
+                        *ret_error = xasprintf("index.extra_urls: %s", why);
+                        return -EINVAL;
+                }
+        return 0;
+}
 
 static int parse_string_keys(json_t *v, const char *section, const char *not_mapping, const StrvKey *keys,
                              size_t n_keys, char **ret_error) {
@@ -578,6 +595,8 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                                 { "find_links", &cfg->find_links, NULL },
                         };
                         r = parse_string_keys(v, "index", "'index' must be a mapping", keys, ELEMENTSOF(keys), &err);
+                        if (r >= 0)
+                                r = check_index_urls(cfg, &err);
                 } else if (streq(k, "packages")) {
                         const StrvKey keys[] = {
                                 { "allow", &cfg->allow_packages, NULL },

@@ -23,10 +23,16 @@ PkgIndexConfig *pkg_index_config_free(PkgIndexConfig *c) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PkgIndexConfig *, pkg_index_config_free);
 
-static int check_url(const char *u, char **ret_error) {
-        if (startswith(u, "http://") || startswith(u, "https://") || startswith(u, "file://"))
+int pkg_index_url_check(const char *u, char **ret_error) {
+        bool scheme = startswith(u, "http://") || startswith(u, "https://") || startswith(u, "file://");
+        /* A URL has no white space: "--index-url 'A B'" used to be split
+         * into two sources and refused for its second word alone. */
+        if (scheme && !u[strcspn(u, " \t\n\r\f\v")])
                 return 0;
-        *ret_error = xasprintf("index URL '%s' must start with http://, https:// or file://", u);
+        _cleanup_free_ char *shown = pkg_url_redact(u);
+        *ret_error = xasprintf("index URL '%s' %s", shown,
+                               scheme ? "has white space in it: give one URL per option"
+                                      : "must start with http://, https:// or file://");
         return -EINVAL;
 }
 
@@ -71,7 +77,7 @@ int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, c
         else if (env_nonempty("PIP_EXTRA_INDEX_URL"))
                 urls = split_ws(getenv("PIP_EXTRA_INDEX_URL"), urls);
         for (char **u = urls; u && *u; u++) {
-                int r = check_url(*u, ret_error);
+                int r = pkg_index_url_check(*u, ret_error);
                 if (r < 0)
                         return r;
                 _cleanup_free_ char *s = with_slash(*u);

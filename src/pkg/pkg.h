@@ -183,6 +183,11 @@ char *pkg_store_kept_wheel(const char *data_dir, const char *sha256);
 int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, char *const *find_links,
                          PkgIndexConfig **ret_config, char **ret_error);
 PkgIndexConfig *pkg_index_config_free(PkgIndexConfig *c);
+/* 0 when u is one index URL (http://, https:// or file://, no white
+ * space), else -EINVAL and a message that quotes it with its credentials
+ * hidden. Checked where a URL enters (--index-url, the daemon's config),
+ * so a typo is a usage error there, not an install error at a run. */
+int pkg_index_url_check(const char *u, char **ret_error);
 /* Stable text form (sources in order), part of the lock cache key. */
 char *pkg_index_config_fingerprint(const PkgIndexConfig *c);
 /* text with the credentials of every URL in it hidden, as pip shows them:

@@ -424,3 +424,31 @@ def test_a_base_href_cannot_point_a_remote_page_at_this_hosts_files(cli, tmp_pat
     p = lock_file(cli, ix, {"bh": ""})
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert str(local) not in p.stderr + p.stdout, p.stderr
+
+
+BAD_INDEX_URLS = [
+    ("not a url", "index URL 'not a url' must start with http://, https:// or file://"),
+    ("ftp://127.0.0.1/simple", "index URL 'ftp://127.0.0.1/simple' must start with"),
+    ("http://u:pw@127.0.0.1/simple extra", "index URL 'http://u:****@127.0.0.1/simple extra' has white space"),
+]
+
+
+@pytest.mark.parametrize("url,message", BAD_INDEX_URLS)
+def test_a_bad_index_url_is_a_usage_error_on_both_paths(cli, parity_daemon, url, message):
+    """uv refuses `--index-url 'not a url'` as a bad option value (exit 2).
+    pysprinter took it, split it on its spaces and failed only at a run
+    that had a requirement, as an install error (exit 4) naming its first
+    word; a function without requirements ran as if it were fine."""
+    f = cli.write("f.py", """
+        def f():
+            return 1
+        """)
+    dag = cli.write("p.yaml", "tasks:\n  a:\n    run: f.py\n")
+    for pre in ([], ["--server", parity_daemon.url]):
+        for verb in (["run", f], ["validate", f], ["dag", "run", dag]):
+            p = cli(*verb, *pre, "--index-url", url, check=None)
+            assert p.returncode == 2 and p.stdout == "", (verb, pre, p.stdout, p.stderr)
+            assert f"--index-url: {message}" in p.stderr, (verb, pre, p.stderr)
+            assert "pw" not in p.stderr
+    p = cli("env", "prepare", "--index-url", url, "six", check=None)
+    assert p.returncode == 2 and f"--index-url: {message}" in p.stderr, p.stderr

@@ -714,6 +714,11 @@ BROKEN = [
     ("disk:\n  reserve: 1\n", 2, "unknown key 'disk.reserve'"),
     ("limits:\n  defaults:\n    timeout_ms: -1\n", 3, "'limits.defaults.timeout_ms'"),
     ("tokens: [\n", 2, ""),  # YAML syntax: libyaml's own mark
+    # A bad index URL used to pass the check and fail every run with a
+    # requirement (exit 4); its credentials stay hidden in the message.
+    ("index:\n  url: not a url\n", 1, "index.url: index URL 'not a url' must start with http://"),
+    ("index:\n  url: https://127.0.0.1/simple\n  extra_urls: ['ftp://u:pw@127.0.0.1/']\n", 1,
+     "index.extra_urls: index URL 'ftp://u:****@127.0.0.1/' must start with"),
     # A key given twice is refused, not "last wins" (docs/internals/yaml.md).
     ("limits:\n  defaults: {timeout_ms: 1000}\nlimits:\n  defaults: {timeout_ms: 2000}\n", 3,
      "duplicate key 'limits' (first at line 1)"),
