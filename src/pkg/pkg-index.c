@@ -221,32 +221,45 @@ static void project_add_file(PkgProject *p, PkgFile f) {
         p->files[p->n_files++] = f;
 }
 
-/* An index's sha256 in the lower-case hex every comparison uses, or NULL
- * when it is not a sha256 at all. PEP 503 and 691 say "hex digest", not
- * which case: an upper-case one dropped here would leave the file (or its
- * metadata) unverified. */
-static char *index_sha256(const char *h) {
+/* An index's sha256 (n bytes of h) in the lower-case hex every comparison
+ * uses; NULL when h is NULL, and NULL with *malformed set when it is not
+ * a sha256 at all. PEP 503 and 691 say "hex digest", not which case: an
+ * upper-case one dropped here would leave the file (or its metadata)
+ * unverified, and so would a garbled one taken for "no hash". */
+static char *index_sha256n(const char *h, size_t n, bool *malformed) {
         if (!h)
                 return NULL;
-        char *s = xstrdup(h);
+        char *s = xstrndup(h, n);
         for (char *q = s; *q; q++)
                 if (*q >= 'A' && *q <= 'F')
                         *q = (char) (*q - 'A' + 'a');
         if (sha256_hex_is_valid(s))
                 return s;
         free(s);
+        *malformed = true;
         return NULL;
 }
 
-/* Splits "…#sha256=abc" into the URL and a lowercase sha256 (other hash
- * fragments are dropped: we only verify sha256). */
-static void split_hash_fragment(char *url, char **ret_sha256) {
+static char *index_sha256(const char *h, bool *malformed) {
+        return h ? index_sha256n(h, strlen(h), malformed) : NULL;
+}
+
+/* Cuts the fragment off a file's URL and takes its sha256: pip reads
+ * "#sha256=…" anywhere among '&'-separated parameters ("#egg=x&sha256=…");
+ * other algorithms are dropped, since only sha256 is verified here. */
+static void split_hash_fragment(char *url, char **ret_sha256, bool *malformed) {
         char *hash = strchr(url, '#');
         if (!hash)
                 return;
         *hash = 0;
-        if (startswith(hash + 1, "sha256="))
-                *ret_sha256 = index_sha256(hash + 8);
+        for (const char *p = hash + 1; *p;) {
+                size_t n = strcspn(p, "&");
+                if (n > 7 && !*ret_sha256 && startswith(p, "sha256="))
+                        *ret_sha256 = index_sha256n(p + 7, n - 7, malformed);
+                else if (n == 7 && startswith(p, "sha256="))
+                        *malformed = true;
+                p += n + (p[n] == '&');
+        }
 }
 
 static char *url_basename_unquoted(const char *url) {
@@ -328,10 +341,13 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 /* A #sha256= on the URL counts when "hashes" lacks one, as
                  * pip merges them: a page's only hash is never dropped. */
                 _cleanup_free_ char *frag = NULL;
-                split_hash_fragment(pf.url, &frag);
-                pf.sha256 = index_sha256(json_get_string(json_object_get(f, "hashes"), "sha256"));
-                if (!pf.sha256)
+                bool frag_malformed = false;
+                split_hash_fragment(pf.url, &frag, &frag_malformed);
+                pf.sha256 = index_sha256(json_get_string(json_object_get(f, "hashes"), "sha256"), &pf.sha256_malformed);
+                if (!pf.sha256 && !pf.sha256_malformed) {
                         pf.sha256 = TAKE_PTR(frag);
+                        pf.sha256_malformed = frag_malformed;
+                }
                 const char *rp = json_get_string(f, "requires-python");
                 if (rp && *rp)
                         pf.requires_python = xstrdup(rp);
@@ -345,7 +361,7 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                         cm = json_object_get(f, "dist-info-metadata");
                 if (cm && (json_is_true(cm) || json_is_object(cm))) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
-                        pf.metadata_sha256 = index_sha256(json_get_string(cm, "sha256"));
+                        pf.metadata_sha256 = index_sha256(json_get_string(cm, "sha256"), &pf.metadata_sha256_malformed);
                 }
                 project_add_file(p, pf);
         }
@@ -487,7 +503,7 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                 }
                 PkgFile pf = {};
                 pf.url = TAKE_PTR(joined);
-                split_hash_fragment(pf.url, &pf.sha256);
+                split_hash_fragment(pf.url, &pf.sha256, &pf.sha256_malformed);
                 pf.filename = url_basename_unquoted(pf.url);
                 pf.requires_python = html_attr(s, end, "data-requires-python");
                 if (pf.requires_python && !*pf.requires_python) {
@@ -501,7 +517,7 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                 if (cm && !streq(cm, "false")) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
                         if (startswith(cm, "sha256="))
-                                pf.metadata_sha256 = index_sha256(cm + 7);
+                                pf.metadata_sha256 = index_sha256(cm + 7, &pf.metadata_sha256_malformed);
                 }
                 if (!*pf.filename || strchr(pf.filename, '/'))
                         file_done(&pf);
@@ -646,7 +662,15 @@ static int ensure_cache_dir(PkgIndex *ix) {
         return 0;
 }
 
+static int refuse_malformed_hash(const PkgFile *f, bool metadata, char **ret_error) {
+        *ret_error = xasprintf("the index's sha256 for %s%s is not a sha256 (64 hex digits): not used unverified",
+                               f->filename, metadata ? "'s metadata" : "");
+        return -EBADMSG;
+}
+
 int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **ret_error) {
+        if (f->sha256_malformed)
+                return refuse_malformed_hash(f, false, ret_error);
         if (startswith(f->url, "file://")) {
                 *ret_path = xstrdup(f->url + 7);
                 return 0;
@@ -695,6 +719,8 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
 }
 
 int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error) {
+        if (f->sha256_malformed)
+                return refuse_malformed_hash(f, false, ret_error);
         if (!f->sha256) {
                 if (startswith(f->url, "file://")) {
                         char hex[SHA256_HEX_SIZE];
@@ -727,6 +753,8 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
                 }
         char *text = NULL;
         int r;
+        if (f->metadata_url && f->metadata_sha256_malformed)
+                return refuse_malformed_hash(f, true, ret_error);
         if (f->metadata_url) {
                 PkgHttpResponse resp = {};
                 PkgHttpOptions o = http_opts(ix);

@@ -206,6 +206,10 @@ typedef struct PkgFile {
         char *yanked;          /* NULL if not yanked, else the reason ("" if none) */
         char *metadata_url;    /* PEP 658/714 core metadata, NULL if not offered */
         char *metadata_sha256; /* may be NULL even when metadata_url is set */
+        /* The index gave a sha256 that is not one (not 64 hex digits):
+         * using the file (or its metadata) fails, as pip's and uv's hash
+         * check would, instead of installing it unverified. */
+        bool sha256_malformed, metadata_sha256_malformed;
 } PkgFile;
 
 typedef struct PkgProject {

@@ -452,3 +452,60 @@ def test_a_bad_index_url_is_a_usage_error_on_both_paths(cli, parity_daemon, url,
             assert "pw" not in p.stderr
     p = cli("env", "prepare", "--index-url", url, "six", check=None)
     assert p.returncode == 2 and f"--index-url: {message}" in p.stderr, p.stderr
+
+
+# ---- a hash the index garbles is an error, not "no hash" ---------------------
+
+GARBLED = ["not-a-hash", "ab" * 31, "g" * 64]
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+@pytest.mark.parametrize("mode", ["json", "html"])
+@pytest.mark.parametrize("claimed", GARBLED)
+def test_a_garbled_file_hash_is_refused_not_taken_for_none(cli, tmp_path, served, claimed, mode, metadata):
+    """A sha256 that is not 64 hex digits was dropped as if the index gave
+    none, and the wheel installed unverified. pip and uv compare what the
+    index claims and refuse a mismatch; a garbled claim never matches."""
+    ix = served(pkgindex.Index(mode=mode))
+    ix.add(pkgindex.build_wheel(tmp_path, "tiny", "1.0"), sha256=claimed, metadata=metadata)
+    p = run_file(cli, ix, {"tiny": ""})
+    assert p.returncode == 4 and p.stdout == "", (p.stdout, p.stderr)
+    assert "index's sha256 for tiny-1.0-py3-none-any.whl is not a sha256" in p.stderr, p.stderr
+
+
+class FragmentParamsIndex(pkgindex.Index):
+    """PEP 503 pages whose fragments carry more than the hash, as pip
+    reads them: "#egg=NAME&sha256=HEX"."""
+
+    def project_html(self, name):
+        return super().project_html(name).replace(b"#sha256=", b"#egg=" + name.encode() + b"&sha256=")
+
+
+def test_a_sha256_among_fragment_parameters_is_checked(cli, tmp_path, served):
+    """Only a fragment that began with "sha256=" counted: "#egg=x&sha256=…"
+    was "no hash", so a wheel that did not match installed."""
+    ix = served(FragmentParamsIndex(mode="html"))
+    ix.add(pkgindex.build_wheel(tmp_path, "tiny", "1.0"), sha256="ab" * 32)
+    p = run_file(cli, ix, {"tiny": ""})
+    assert p.returncode == 4 and "sha256 mismatch" in p.stderr and "ab" * 32 in p.stderr, p.stderr
+    ix.files[0].sha256 = ix.files[0].real_sha256
+    p = run_file(cli, ix, {"tiny": ""}, body="import tiny; return tiny.__version__")
+    assert p.returncode == 0 and json.loads(p.stdout) == "1.0", (p.stdout, p.stderr)
+
+
+class GarbledMetadataHashIndex(pkgindex.Index):
+    def project_json(self, name):
+        page = json.loads(super().project_json(name))
+        for f in page["files"]:
+            f["core-metadata"] = f["dist-info-metadata"] = {"sha256": "zz"}
+        return json.dumps(page).encode()
+
+
+def test_a_garbled_metadata_hash_is_refused(cli, tmp_path, served):
+    """PEP 658 metadata with a garbled hash was read unverified, and the
+    resolver chose on its word."""
+    ix = served(GarbledMetadataHashIndex(mode="json"))
+    ix.add(pkgindex.build_wheel(tmp_path, "tiny", "1.0"))
+    p = run_file(cli, ix, {"tiny": ""})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "index's sha256 for tiny-1.0-py3-none-any.whl's metadata is not a sha256" in p.stderr, p.stderr
