@@ -50,12 +50,13 @@ class Runner:
     def __init__(self, env, cwd):
         self.env = env
         self.cwd = cwd
+        self.prefix = []  # a command the CLI runs under (strace …)
 
     def __call__(self, *args, input=None, timeout=120, env=None, check=None):
         e = dict(self.env)
         if env:
             e.update(env)
-        p = subprocess.run([str(CLI), *map(str, args)], input=input,
+        p = subprocess.run([*self.prefix, str(CLI), *map(str, args)], input=input,
                            capture_output=True, text=True, env=e,
                            cwd=self.cwd, timeout=timeout)
         if check is not None:
