@@ -170,6 +170,7 @@ static void lazy_load(LazyLib *l) {
           (c, out, outl, in, inl), 0)                                                                           \
         V(EVP_MD_CTX_free, (EVP_MD_CTX * c), (c))                                                               \
         X(EVP_MD_CTX *, EVP_MD_CTX_new, (void), (), NULL)                                                       \
+        X(const EVP_MD *, EVP_get_digestbyname, (const char *name), (name), NULL)                               \
         X(const EVP_CIPHER *, EVP_aes_256_gcm, (void), (), NULL)                                                \
         X(const EVP_MD *, EVP_sha256, (void), (), NULL)
 

@@ -6,6 +6,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -219,6 +220,82 @@ static bool is_record_sig(const char *path, const char *distinfo) {
         return streq(slash + 1, "RECORD") || streq(slash + 1, "RECORD.jws") || streq(slash + 1, "RECORD.p7s");
 }
 
+/* libcrypto's name for a RECORD hash algorithm PEP 376/427 allows (one of
+ * hashlib's guaranteed ones, "sha256 or better"), or NULL: md5 and sha1
+ * are refused by PEP 427, shake_* has no fixed length to compare. */
+static const char *record_algorithm(const char *name) {
+        static const char *const map[][2] = {
+                { "sha224", "SHA224" },     { "sha384", "SHA384" },      { "sha512", "SHA512" },
+                { "sha3_224", "SHA3-224" }, { "sha3_256", "SHA3-256" },  { "sha3_384", "SHA3-384" },
+                { "sha3_512", "SHA3-512" }, { "blake2b", "BLAKE2B512" }, { "blake2s", "BLAKE2S256" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (streq(name, map[i][0]))
+                        return map[i][1];
+        return NULL;
+}
+
+/* RECORD's "ALGO=urlsafe-b64" of a file already written under dfd, for
+ * an algorithm other than the sha256 every entry is hashed with as it is
+ * written: read back (such wheels are rare), so the unpack stays one pass. */
+static int record_hash_of_written(int dfd, const char *dest, const char *algo, const char *evp_name, char **ret) {
+        const EVP_MD *md = EVP_get_digestbyname(evp_name);
+        if (!md)
+                return -EOPNOTSUPP;
+        _cleanup_close_ int fd = openat(dfd, dest, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        if (!ctx || !EVP_DigestInit_ex(ctx, md, NULL)) {
+                EVP_MD_CTX_free(ctx);
+                return -ENOMEM;
+        }
+        uint8_t buf[65536];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+                EVP_DigestUpdate(ctx, buf, (size_t) n);
+        unsigned char dg[EVP_MAX_MD_SIZE];
+        unsigned dn = 0;
+        int ok = n == 0 && EVP_DigestFinal_ex(ctx, dg, &dn);
+        EVP_MD_CTX_free(ctx);
+        if (!ok)
+                return n < 0 ? -errno : -EIO;
+        unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+        int bn = EVP_EncodeBlock(b64, dg, (int) dn);
+        while (bn > 0 && b64[bn - 1] == '=')
+                bn--;
+        for (int i = 0; i < bn; i++)
+                b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+        *ret = xasprintf("%s=%.*s", algo, bn, (const char *) b64);
+        return 0;
+}
+
+/* Checks one RECORD hash against entry e: sha256 from what the unpack
+ * computed, another allowed algorithm by reading the file back. */
+static int check_record_hash(const Entry *e, int dfd, const char *hash, const char *wheel, char **ret_error) {
+        if (startswith(hash, "sha256=")) {
+                if (!streq(hash, e->hash))
+                        return fail(ret_error, -EBADMSG, wheel, e->path,
+                                    "content does not match RECORD (%s, RECORD says %s)", e->hash, hash);
+                return 0;
+        }
+        const char *eq = strchr(hash, '=');
+        _cleanup_free_ char *algo = eq ? xstrndup(hash, (size_t) (eq - hash)) : NULL;
+        const char *evp_name = algo ? record_algorithm(algo) : NULL;
+        if (!evp_name)
+                return fail(ret_error, -EBADMSG, wheel, e->path,
+                            "RECORD hash '%s' is not sha256 or better (PEP 427: not md5 or sha1)", hash);
+        _cleanup_free_ char *got = NULL;
+        int r = record_hash_of_written(dfd, e->dest, algo, evp_name, &got);
+        if (r < 0)
+                return fail(ret_error, r == -EOPNOTSUPP ? -EBADMSG : r, wheel, e->path,
+                            "cannot check its RECORD hash '%s': %s", hash, strerror(-r));
+        if (!streq(hash, got))
+                return fail(ret_error, -EBADMSG, wheel, e->path, "content does not match RECORD (%s, RECORD says %s)",
+                            got, hash);
+        return 0;
+}
+
 static int verify_record(const Unpack *u, int dfd, const char *distinfo, const char *wheel, char **ret_error) {
         _cleanup_free_ char *rec_path = xasprintf("%s/RECORD", distinfo);
         _cleanup_close_ int fd = openat(dfd, rec_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -248,11 +325,9 @@ static int verify_record(const Unpack *u, int dfd, const char *distinfo, const c
                         continue;
                 if (!hash || !*hash)
                         return fail(ret_error, -EBADMSG, wheel, path, "RECORD gives no hash");
-                if (!startswith(hash, "sha256="))
-                        return fail(ret_error, -EBADMSG, wheel, path, "RECORD hash '%s' is not sha256", hash);
-                if (!streq(hash, e->hash))
-                        return fail(ret_error, -EBADMSG, wheel, path, "content does not match RECORD (%s, RECORD says %s)",
-                                    e->hash, hash);
+                r = check_record_hash(e, dfd, hash, wheel, ret_error);
+                if (r < 0)
+                        return r;
                 if (size && *size) {
                         char *end;
                         errno = 0;

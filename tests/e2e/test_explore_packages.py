@@ -1,6 +1,7 @@
 """Packages as a pip/uv user pokes at them: the index's hashes in any hex
 case, wheels that differ only by build tag, ... — each test a defect
 found by trying it (a real local index on 127.0.0.1, the real CLI)."""
+import base64
 import hashlib
 import json
 import os
@@ -509,3 +510,45 @@ def test_a_garbled_metadata_hash_is_refused(cli, tmp_path, served):
     p = run_file(cli, ix, {"tiny": ""})
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "index's sha256 for tiny-1.0-py3-none-any.whl's metadata is not a sha256" in p.stderr, p.stderr
+
+
+# ---- RECORD hashes other than sha256 -----------------------------------------
+
+def _record_hash(algo, data):
+    return f"{algo}=" + base64.urlsafe_b64encode(hashlib.new(algo, data).digest()).rstrip(b"=").decode()
+
+
+def _wheel_recorded_with(outdir, algo, recorded_body):
+    body = b"__version__ = '1.0'\n"
+
+    def tamper(rows):
+        return [(p, _record_hash(algo, recorded_body) if p == "tiny.py" else h, s) for p, h, s in rows]
+    return pkgindex.build_wheel(outdir, "tiny", "1.0", files={"tiny.py": body}, record_tamper=tamper), body
+
+
+@pytest.mark.parametrize("algo", ["sha384", "sha512", "sha3_256", "blake2b"])
+def test_a_record_hashed_with_sha256_or_better_is_checked_and_installs(cli, tmp_path, served, algo):
+    """PEP 427 lets RECORD use any of hashlib's guaranteed algorithms
+    "sha256 or better": a valid wheel hashed with sha512 was refused. It
+    now installs, and the hash is still checked (a wrong one is refused)."""
+    w, body = _wheel_recorded_with(tmp_path / "good", algo, b"__version__ = '1.0'\n")
+    p = run_file(cli, _index_with(served, w), {"tiny": ""},
+                 body="import tiny; return tiny.__version__")
+    assert p.returncode == 0 and json.loads(p.stdout) == "1.0", (p.stdout, p.stderr)
+    w, _ = _wheel_recorded_with(tmp_path / "bad", algo, b"something else\n")
+    p = run_file(cli, _index_with(served, w), {"tiny": ""})
+    assert p.returncode == 4 and "entry 'tiny.py': content does not match RECORD" in p.stderr, p.stderr
+    assert _record_hash(algo, body) in p.stderr, p.stderr
+
+
+def _index_with(served, wheel):
+    ix = served(pkgindex.Index())
+    ix.add(wheel)
+    return ix
+
+
+@pytest.mark.parametrize("algo", ["md5", "sha1"])
+def test_a_record_hashed_with_md5_or_sha1_is_refused(cli, tmp_path, served, algo):
+    w, _ = _wheel_recorded_with(tmp_path, algo, b"__version__ = '1.0'\n")
+    p = run_file(cli, _index_with(served, w), {"tiny": ""})
+    assert p.returncode == 4 and "is not sha256 or better (PEP 427: not md5 or sha1)" in p.stderr, p.stderr
