@@ -316,9 +316,13 @@ def _syntax_error_of_source(source, filename):
 class Conv:
     """A converter derived statically from an annotation AST node."""
 
-    def __init__(self, kind, inner=None, optional=False, label=None):
-        self.kind = kind          # str int float bool list dict tuple literal any json
+    def __init__(self, kind, inner=None, optional=False, label=None, items=None):
+        self.kind = kind          # str int float bool list dict tuple literal any json path bytes
         self.inner = inner
+        # The elements' converters of list[X] (one), dict[K, V] (V's),
+        # tuple[X, ...] (one) and tuple[X, Y] (a list): None when they
+        # need no check (bare list, list[Any], an unknown element type).
+        self.items = items
         self.optional = optional
         self.label = label or kind
         # `str` itself, whose typed values are checked; an unknown
@@ -331,7 +335,7 @@ def _annotation_name(node):
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
-            node.value.id in ("typing", "builtins", "t"):
+            node.value.id in ("typing", "builtins", "t", "pathlib"):
         return node.attr
     return None
 
@@ -340,7 +344,30 @@ SIMPLE = {
     "str": "str", "int": "int", "float": "float", "bool": "bool",
     "list": "list", "List": "list", "Sequence": "list", "dict": "dict", "Dict": "dict",
     "Mapping": "dict", "tuple": "tuple", "Tuple": "tuple", "Any": "any",
+    "Path": "path", "bytes": "bytes",
 }
+
+
+def _element_conv(node):
+    """The converter of a container's element annotation, or None when
+    elements need no check (Any, an unknown name: passed as they are)."""
+    c = _conv_from_annotation(node)
+    return None if c.kind == "any" or (c.kind == "str" and not c.exact_str) else c
+
+
+def _items_conv(kind, sl):
+    """Conv.items of list[sl], dict[sl] or tuple[sl] (see Conv)."""
+    elts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+    if kind == "list" and len(elts) == 1:
+        return _element_conv(elts[0])
+    if kind == "dict" and len(elts) == 2:
+        return _element_conv(elts[1])
+    if kind == "tuple":
+        if len(elts) == 2 and isinstance(elts[1], ast.Constant) and elts[1].value is Ellipsis:
+            return _element_conv(elts[0])
+        convs = [_conv_from_annotation(e) for e in elts]
+        return convs if not (len(elts) == 1 and isinstance(elts[0], ast.Tuple) and not elts[0].elts) else []
+    return None
 
 
 def _conv_from_annotation(node):
@@ -384,7 +411,7 @@ def _conv_from_annotation(node):
                 return Conv("literal", inner=values, optional=None in values, label=ast.unparse(node))
         kind = SIMPLE.get(base or "")
         if kind in ("list", "dict", "tuple"):
-            return Conv(kind, label=ast.unparse(node))
+            return Conv(kind, label=ast.unparse(node), items=_items_conv(kind, sl))
     return Conv("str", label=ast.unparse(node))
 
 
@@ -457,6 +484,11 @@ def _convert_raw(param, conv, raw):
     k = conv.kind
     if k in ("str", "any", "none"):
         return raw
+    if k == "path":
+        import pathlib
+        return pathlib.Path(raw)
+    if k == "bytes":
+        return os.fsencode(raw)  # the word's own bytes (surrogateescape)
     if k == "int":
         try:
             # A prefix (after a sign: -0x10) means int(s, 0); other text
@@ -523,19 +555,46 @@ def _check_typed(param, conv, v):
     elif k == "list":
         if not isinstance(v, list):
             _typed_mismatch(param, f"a JSON array for {conv.label}", v)
+        if conv.items is not None:
+            return [_check_typed(f"{param}[{i}]", conv.items, x) for i, x in enumerate(v)]
     elif k == "tuple":
         if not isinstance(v, list):
             _typed_mismatch(param, f"a JSON array for {conv.label}", v)
-        return tuple(v)
+        return _check_tuple(param, conv, v)
     elif k == "dict":
         if not isinstance(v, dict):
             _typed_mismatch(param, f"a JSON object for {conv.label}", v)
+        if conv.items is not None:
+            return {key: _check_typed(f"{param}[{key!r}]", conv.items, x) for key, x in v.items()}
     elif k == "str":
         if not isinstance(v, str) and conv.exact_str:
             _typed_mismatch(param, "a string", v)
     elif k == "literal":
         return _literal_choice(param, conv, v)
+    elif k == "path":
+        if not isinstance(v, str):
+            _typed_mismatch(param, "a path (a string)", v)
+        import pathlib
+        return pathlib.Path(v)
+    elif k == "bytes":
+        if isinstance(v, str):
+            return v.encode()
+        if not isinstance(v, bytes):
+            _typed_mismatch(param, "bytes (a string, or {\"$bytes\": BASE64})", v)
     return v
+
+
+def _check_tuple(param, conv, v):
+    """tuple[X, ...] checks each element as X; tuple[X, Y] wants exactly
+    that many, each checked by its own annotation."""
+    items = conv.items
+    if items is None:
+        return tuple(v)
+    if not isinstance(items, list):
+        return tuple(_check_typed(f"{param}[{i}]", items, x) for i, x in enumerate(v))
+    if len(v) != len(items):
+        _typed_mismatch(param, f"{len(items)} element{'' if len(items) == 1 else 's'} for {conv.label}", v)
+    return tuple(_check_typed(f"{param}[{i}]", c, x) for i, (c, x) in enumerate(zip(items, v)))
 
 
 _validating = [False]  # validate() is binding: never unpickle (_convert)

@@ -248,8 +248,8 @@ def test_a_typed_value_for_an_optional_str_is_checked_as_for_str(work, daemon):
     # function (its converter's label was rewritten, and the check read it).
     (work / "o.py").write_text(
         "from typing import Optional\n"
-        "import pathlib\n"
-        "def f(a: str = '', b: Optional[str] = None, c: str | None = None, p: Optional[pathlib.Path] = None):\n"
+        "import datetime\n"
+        "def f(a: str = '', b: Optional[str] = None, c: str | None = None, p: Optional[datetime.date] = None):\n"
         "    return [repr(a), repr(b), repr(c), repr(p)]\n")
     for name in "abc":
         code, out, err = both(work, daemon, "o.py", "--json-kwargs", f'{{"{name}": 5}}')
@@ -306,3 +306,37 @@ def test_a_spawn_or_forkserver_pool_imports_the_function_s_module(work, daemon, 
         assert p.returncode == 1, p
         assert b'File "pool.py", line 5, in square\n    raise ValueError(\'negative\')' in p.stderr, p.stderr
         assert p.stderr.endswith(b"ValueError: negative\n"), p.stderr
+
+
+def test_container_elements_are_converted_by_their_annotation(work, daemon):
+    # list[int] took [1, "a"] as it came: the function's sum() raised
+    # TypeError instead of the validation error Typer and pydantic give.
+    (work / "el.py").write_text(
+        "def f(xs: list[int] = (), d: dict[str, float] = None, t: tuple[int, str] = None,\n"
+        "      h: tuple[int, ...] = (), n: list[list[int]] = ()):\n"
+        "    return [sum(xs), d, t, h, n]\n")
+    assert both(work, daemon, "el.py", "--xs", "[1, 2.0]", "--d", '{"a": 1}', "--t", '[1, "x"]',
+                "--h", "[3, 4]", "--n", "[[5]]") == (0, b'[3, {"a": 1.0}, [1, "x"], [3, 4], [[5]]]\n', b"")
+    for args, err in ((["--xs", '[1, "a"]'], "argument 'xs[1]': expected an integer, got \"a\""),
+                      (["--d", '{"a": "x"}'], "argument 'd['a']': expected a number, got \"x\""),
+                      (["--t", "[1]"], "argument 't': expected 2 elements for tuple[int, str], got [1]"),
+                      (["--h", "[1, true]"], "argument 'h[1]': expected an integer, got true"),
+                      (["--n", '[[1], ["z"]]'], "argument 'n[1][0]': expected an integer, got \"z\"")):
+        assert both(work, daemon, "el.py", *args) == (3, b"", f"ValidationError: {err}\n".encode()), args
+
+
+def test_path_and_bytes_parameters_get_a_path_and_bytes(work, daemon):
+    # A Path parameter got the str: p.read_text() raised AttributeError in
+    # the function (Typer and click give a pathlib.Path); bytes got a str.
+    (work / "pb.py").write_text(
+        "import pathlib\n"
+        "from pathlib import Path\n"
+        "from typing import Optional\n"
+        "def f(p: Path = None, q: Optional[pathlib.Path] = None, b: bytes = b''):\n"
+        "    return [type(p).__name__, str(p), p.name if p else None, repr(q), repr(b)]\n")
+    assert both(work, daemon, "pb.py", "--p", "/tmp/x.txt", "--q", "none", "--b", "héllo") == \
+        (0, b'["PosixPath", "/tmp/x.txt", "x.txt", "None", "b\'h\\\\xc3\\\\xa9llo\'"]\n', b"")
+    assert both(work, daemon, "pb.py", "--json-kwargs", '{"p": "a/b", "b": "s"}') == \
+        (0, b'["PosixPath", "a/b", "b", "None", "b\'s\'"]\n', b"")
+    assert both(work, daemon, "pb.py", "--json-kwargs", '{"p": 5}') == \
+        (3, b"", b"ValidationError: argument 'p': expected a path (a string), got 5\n")
