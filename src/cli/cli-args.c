@@ -31,6 +31,19 @@ static _printf_(2, 0) int usage(Ctx *c, const char *fmt, const char *word) {
         return -EINVAL;
 }
 
+int cli_sandbox_mode_parse(const char *val, SandboxMode *ret_mode, char **ret_error) {
+        if (streq(val, "none"))
+                *ret_mode = SANDBOX_MODE_NONE;
+        else if (streq(val, "full") || streq(val, "default"))
+                *ret_mode = SANDBOX_MODE_FULL;
+        else {
+                *ret_error = xasprintf("--sandbox is 'full' (the default) or 'none', got '%s'",
+                                       utf8_is_valid(val) ? val : "?");
+                return -EINVAL;
+        }
+        return 0;
+}
+
 char *cli_env_assignment_error(const char *word) {
         const char *sep = strchr(word, '=');
         _cleanup_free_ char *key = sep ? xstrndup(word, (size_t) (sep - word)) : NULL;
@@ -289,12 +302,9 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 a->limits.network_off = true;
         }
         else if (streq(name, "--sandbox")) {
-                if (streq(val, "none"))
-                        a->sandbox = SANDBOX_MODE_NONE;
-                else if (streq(val, "full") || streq(val, "default"))
-                        a->sandbox = SANDBOX_MODE_FULL;
-                else
-                        return usage(c, "--sandbox is 'full' (the default) or 'none', got '%s'", val);
+                _cleanup_free_ char *why = NULL;
+                if (cli_sandbox_mode_parse(val, &a->sandbox, &why) < 0)
+                        return usage(c, "%s", why);
         } else if (streq(name, "--index-url")) {
                 _cleanup_free_ char *why = NULL;
                 if (pkg_index_url_check(val, &why) < 0)

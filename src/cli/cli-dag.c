@@ -444,11 +444,11 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
                 else if (streq(opt, "--detach"))
                         a->detach = true;
                 else if (streq(opt, "--sandbox")) {
-                        if (!streq(val, "none") && !streq(val, "full")) {
-                                cli_error("--sandbox is full or none");
+                        _cleanup_free_ char *why = NULL;
+                        if (cli_sandbox_mode_parse(val, &a->sandbox, &why) < 0) {
+                                cli_error("%s", why);
                                 return -EINVAL;
                         }
-                        a->sandbox = streq(val, "none") ? SANDBOX_MODE_NONE : SANDBOX_MODE_FULL;
                 } else if (streq(opt, "--index-url")) {
                         _cleanup_free_ char *why = NULL;
                         if (pkg_index_url_check(val, &why) < 0) {

@@ -119,6 +119,9 @@ int cli_parse_size(const char *s, uint64_t *ret);
  * variable's name and VALUE UTF-8 (a run's environment travels as JSON
  * text), else what is wrong with it (caller frees). */
 char *cli_env_assignment_error(const char *word);
+/* A --sandbox value (run, map, dag run, …): 0 and the mode for "full",
+ * "default" or "none", else -EINVAL and the usage message (caller frees). */
+int cli_sandbox_mode_parse(const char *val, SandboxMode *ret_mode, char **ret_error);
 
 /* Global options, accepted before or after the verb: --server URL,
  * --token T, --json, --no-color, -q/--quiet, -v/--verbose. */

@@ -278,3 +278,20 @@ def test_data_put_that_fails_does_not_announce_the_kept_file_name(both, tmp_path
     local, remote = both("data", "put", "explore-keep", other)
     for p in (local, remote):
         assert p.returncode == 0 and "keeping the file name 'a.txt' of explore-keep" in p.stderr, p.stderr
+
+
+def test_dag_run_reads_sandbox_as_run_does(cli):
+    # `dag run --sandbox=default` was refused ("--sandbox is full or none")
+    # although run, map and the docs take 'default' for 'full', and a bad
+    # value got other words than run's.
+    f = cli.write("f.py", "def f():\n    return 1\n")
+    dag = cli.write("p.yaml", "tasks:\n  a:\n    run: missing.py\n")
+    full = cli("dag", "run", dag, "--sandbox=full", check=None)
+    default = cli("dag", "run", dag, "--sandbox=default", check=None)
+    assert (default.returncode, default.stderr) == (full.returncode, full.stderr), (full.stderr, default.stderr)
+    assert "--sandbox" not in default.stderr
+    bad_dag = cli("dag", "run", dag, "--sandbox=bogus", check=None)
+    bad_run = cli("run", f, "--sandbox=bogus", check=None)
+    assert bad_dag.returncode == bad_run.returncode == 2
+    want = "pysprinter: --sandbox is 'full' (the default) or 'none', got 'bogus'\n"
+    assert bad_dag.stderr.startswith(want) and bad_run.stderr.startswith(want), (bad_dag.stderr, bad_run.stderr)
