@@ -127,3 +127,67 @@ def test_an_upload_cut_by_a_kill9_is_collected_once_it_is_an_hour_old(tmp_path):
     finally:
         d.stop()
 
+
+# ---- what a killed install leaves behind -----------------------------------
+
+def cli_env(home):
+    from conftest import WORKER
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    e.update(PYSPRINTER_HOME=str(home), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+    return e
+
+
+def big_wheel(tmp_path, name):
+    files = {f"{name}/__init__.py": "X = 41\n"}
+    for i in range(4):
+        files[f"{name}/blob{i}.bin"] = os.urandom(2 << 20)
+    return pkgindex.build_wheel(tmp_path, name, "1.0", files=files)
+
+
+def test_a_download_cut_by_a_kill_is_collected_though_its_wheel_is_installed_later(tmp_path):
+    """A CLI killed mid-download left its partial file in cache/wheels/
+    (here 2+ MB). Once a later run installed the same wheel, `gc` and
+    `env prune` kept that file for ever: they took it for the wheel, which
+    an environment lists. Now a download's private file is collected past
+    the hour's grace whatever lists its wheel, and the environment still
+    runs."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(home)
+    w = big_wheel(tmp_path, "bigpkg")
+    ix = pkgindex.Index()
+    ix.add(w)
+    path = f"/files/{w.name}"
+    ix.slow[path] = 30
+    ix.start()
+    src = tmp_path / "f.py"
+    src.write_text("@requirements({'bigpkg': ''})\ndef f():\n    import bigpkg\n    return bigpkg.X + 1\n")
+    try:
+        p = subprocess.Popen([str(CLI), "run", "--sandbox=none", "--index-url", ix.url, str(src)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: ix.sent.get(path, 0) >= 2 << 20 or p.poll() is not None, "the download to be half-way")
+        assert p.poll() is None, p.communicate()
+        p.kill()
+        p.communicate()
+        cache = home / "cache" / "wheels"
+        left = [f for f in cache.iterdir() if f.is_file()]
+        assert left and sum(f.stat().st_size for f in left) >= 1 << 20, left
+        del ix.slow[path]
+        r = subprocess.run([str(CLI), "run", "--sandbox=none", "--index-url", ix.url, str(src)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout == "42\n", (r.returncode, r.stdout, r.stderr)
+        old = time.time() - 2 * 3600
+        for f in left:
+            if f.exists():
+                os.utime(f, (old, old))
+        r = subprocess.run([str(CLI), "gc"], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert not [f for f in left if f.exists()], [(f.name, f.stat().st_size) for f in left if f.exists()]
+        # What is installed stays: it runs again without a download.
+        fetched = ix.requests.count(path)
+        r = subprocess.run([str(CLI), "run", "--sandbox=none", "--index-url", ix.url, str(src)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout == "42\n", (r.returncode, r.stdout, r.stderr)
+        assert ix.requests.count(path) == fetched, ix.requests
+    finally:
+        ix.stop()
