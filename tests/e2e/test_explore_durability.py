@@ -259,3 +259,31 @@ def test_a_full_disk_leaves_the_embedded_cli_able_to_list_and_collect(tmp_path, 
     r = cli("run", "--sandbox=none", "--json", src, "-a", "6")
     assert r.returncode == 0 and r.stdout == '["6","6","6"]\n', (r.returncode, r.stdout, r.stderr)
     assert reserve.stat().st_size >= 1 << 20    # made again once there is room
+
+
+# ---- the secrets key, created by a process that died -----------------------
+
+def test_a_key_creation_cut_by_a_kill_does_not_block_the_next_process_with_its_pid(tmp_path):
+    """The secrets key is written under a temporary name and linked into
+    place; that name was `secrets.key.<pid>.tmp`, opened with O_EXCL. A
+    process killed between the two left the file behind, and the next one
+    with the same pid — every time, in a container, where the CLI or the
+    daemon is pid 1 — failed for ever: "cannot create the key: File
+    exists" (a daemon did not start at all). Now the name is random."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode:
+        pytest.skip("needs unshare --pid (root)")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(home)
+    # What a `secret set` killed as pid 1 of a container leaves.
+    (home / "secrets.key.1.tmp").write_bytes(b"\x01" * 7)
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", str(CLI), "secret", "set", "API"],
+                       input="s3cret\n", env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert (home / "secrets.key").stat().st_size == 32
+    assert oct((home / "secrets.key").stat().st_mode & 0o777) == "0o600"
+    src = tmp_path / "s.py"
+    src.write_text("import os\ndef f():\n    return os.environ['API']\n")
+    r = subprocess.run([str(CLI), "run", "--sandbox=none", "--secret", "API", str(src)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "s3cret\n", (r.returncode, r.stdout, r.stderr)
