@@ -409,6 +409,28 @@ static int gc_memo(Gc *g) {
         }
 }
 
+/* An object a collection moved aside (.gc-<hash>) and did not finish
+ * removing: that collection was killed (a daemon's kill -9 during its
+ * collector's pass over a large object), and nothing else would ever
+ * remove it. The collection that moves an object aside holds its flock
+ * until it removed it or moved it back (a put reused it), so an aside
+ * object we can lock has no live collection behind it: its references
+ * were counted as none after the move. */
+static void gc_data_object_aside(Gc *g, const char *objects, int dfd, const char *name) {
+        _cleanup_close_ int held = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (held < 0 || flock(held, LOCK_EX | LOCK_NB) < 0)
+                return;
+        uint64_t bytes = path_tree_bytes_at(dfd, name);
+        if (!g->dry_run) {
+                _cleanup_free_ char *p = path_join(objects, name);
+                (void) chmod(p, 0755); /* objects are read-only trees */
+                if (rm_rf(p) < 0)
+                        return;
+        }
+        g->st->data_objects++;
+        g->st->data_bytes += bytes;
+}
+
 /* Content no dataset version references. The object is moved aside before
  * the references are counted again, so a put that reuses it right now
  * either finds it back in place or stores it afresh. */
@@ -421,6 +443,10 @@ static int gc_data_objects(Gc *g) {
                 return errno == ENOENT ? 0 : -errno;
         struct dirent *de;
         while ((de = readdir(d)) && !gc_stopped(g)) {
+                if (startswith(de->d_name, ".gc-")) {
+                        gc_data_object_aside(g, objects, dirfd(d), de->d_name);
+                        continue;
+                }
                 if (de->d_name[0] == '.')
                         continue;
                 struct stat st;

@@ -287,3 +287,34 @@ def test_a_key_creation_cut_by_a_kill_does_not_block_the_next_process_with_its_p
     r = subprocess.run([str(CLI), "run", "--sandbox=none", "--secret", "API", str(src)], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == "s3cret\n", (r.returncode, r.stdout, r.stderr)
+
+
+def test_an_object_a_killed_collection_left_aside_is_removed_by_the_next(tmp_path):
+    """A collection removes an unreferenced data object by moving it aside
+    (data/objects/.gc-<hash>) and then deleting the tree. Killed between
+    the two (a daemon's kill -9 while its collector deletes a large
+    object), the aside tree stayed for ever: every later collection
+    skipped names starting with a dot. Now a collection removes an aside
+    tree no live collection holds; referenced objects stay."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(home)
+    keep = tmp_path / "keep.txt"
+    keep.write_text("kept\n")
+
+    def cli(*args):
+        return subprocess.run([str(CLI), *map(str, args)], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)
+    r = cli("data", "put", "keep", keep)
+    assert r.returncode == 0, r.stderr
+    objects = home / "data" / "objects"
+    aside = objects / (".gc-" + "ab" * 32)
+    (aside / "sub").mkdir(parents=True)
+    (aside / "sub" / "big.bin").write_bytes(os.urandom(1 << 20))
+    for p in (aside / "sub" / "big.bin", aside / "sub", aside):
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    r = cli("gc")
+    assert r.returncode == 0, r.stderr
+    assert not aside.exists(), sorted(p.name for p in objects.iterdir())
+    r = cli("data", "get", "keep", "-o", tmp_path / "back.txt")
+    assert r.returncode == 0 and (tmp_path / "back.txt").read_text() == "kept\n", r.stderr

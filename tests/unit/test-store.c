@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
@@ -811,6 +812,34 @@ static void test_gc_data_staging(void **state) {
         assert_int_equal(access(cut, F_OK), -1);
         assert_int_equal(access(ro, F_OK), -1);
         assert_int_equal(access(busy_file, F_OK), 0);
+        retention_config_done(&rc);
+        store_close(s);
+}
+
+/* An object a killed collection left moved aside (.gc-<hash>) goes at the
+ * next collection; one a live collection holds (its flock) stays. */
+static void test_gc_data_object_aside(void **state) {
+        Store *s = open_fresh();
+        _cleanup_free_ char *home = xasprintf("%s/aside-home", dir);
+        _cleanup_free_ char *left = xasprintf("%s/data/objects/.gc-left", home),
+                            *file = xasprintf("%s/data/objects/.gc-left/a.bin", home),
+                            *held = xasprintf("%s/data/objects/.gc-held", home);
+        assert_int_equal(mkdir_p(left, 0755), 0);
+        assert_int_equal(mkdir_p(held, 0755), 0);
+        assert_int_equal(write_file_atomic(file, "abc", 3, 0444), 0);
+        assert_int_equal(chmod(left, 0555), 0);
+        int fd = open(held, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(flock(fd, LOCK_EX), 0);
+        RetentionConfig rc;
+        retention_config_init(&rc);
+        rc.batch_pause_usec = 0;
+        GcStats st = {};
+        assert_int_equal(store_gc(s, &rc, home, now_realtime(), false, NULL, &st), 0);
+        assert_int_equal(st.data_objects, 1);
+        assert_int_equal(access(left, F_OK), -1);
+        assert_int_equal(access(held, F_OK), 0);
+        close(fd);
         retention_config_done(&rc);
         store_close(s);
 }
@@ -5322,6 +5351,7 @@ int main(void) {
                 cmocka_unit_test(test_run_insert_idempotent),
                 cmocka_unit_test(test_gc_by_age),
                 cmocka_unit_test(test_gc_data_staging),
+                cmocka_unit_test(test_gc_data_object_aside),
                 cmocka_unit_test(test_gc_tenant_policy),
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
