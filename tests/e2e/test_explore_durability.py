@@ -318,3 +318,45 @@ def test_an_object_a_killed_collection_left_aside_is_removed_by_the_next(tmp_pat
     assert not aside.exists(), sorted(p.name for p in objects.iterdir())
     r = cli("data", "get", "keep", "-o", tmp_path / "back.txt")
     assert r.returncode == 0 and (tmp_path / "back.txt").read_text() == "kept\n", r.stderr
+
+
+# ---- a CLI waiting on a run while the daemon restarts ----------------------
+
+def test_a_cli_waiting_on_a_server_run_sees_its_end_across_a_daemon_restart(tmp_path):
+    """`pysprinter run --server URL` follows the run it submitted. When the
+    daemon was killed (and restarted by its supervisor a moment later) the
+    CLI gave up at once — exit 6, "cannot reach …" — without even naming
+    the run, which the restarted daemon ran again to its end: the user had
+    an acknowledged run and no way to its result but `ps`. Now the CLI
+    says what happened, waits for the server to come back (60 s), and
+    prints the run's end; a server that stays away gets a message naming
+    the run and how to see it."""
+    d = Daemon(tmp_path / "d", sandbox="none").start()
+    src = tmp_path / "slow.py"
+    src.write_text(BEGINS_THEN_SLEEPS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_TOKEN=TOKENS["alice"], NO_COLOR="1", PYSPRINTER_HOME=str(tmp_path / "cli-home"))
+    try:
+        p = subprocess.Popen([str(CLI), "run", "--server", d.url, str(src), "--seconds", "2"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "began\n"
+        d.kill9()
+        d.start(port=d.port)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out == "slept\n", (p.returncode, out, err)
+        st, runs = d.call("GET", "/v1/runs")
+        [run] = runs["runs"]
+        assert run["status"] == "succeeded" and run["attempt"] == 2, run
+        assert run["id"] in err and "lost the connection" in err, err
+        # A server that does not come back: the run is named, with the way
+        # to its end (the wait shortened for the test).
+        p = subprocess.Popen([str(CLI), "run", "--server", d.url, str(src), "--seconds", "30"],
+                             env={**env, "PYSPRINTER_TEST_RECONNECT_S": "1"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "began\n"
+        d.kill9()
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 6, (p.returncode, out, err)
+        assert "cannot reach" in err and "pysprinter show rm" in err, err
+    finally:
+        d.stop()
