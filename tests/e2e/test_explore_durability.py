@@ -360,3 +360,62 @@ def test_a_cli_waiting_on_a_server_run_sees_its_end_across_a_daemon_restart(tmp_
         assert "cannot reach" in err and "pysprinter show rm" in err, err
     finally:
         d.stop()
+
+
+# ---- installs cut by a kill, installs raced (these held) -------------------
+
+def test_a_daemon_killed_while_it_installs_a_runs_environment_runs_it_after_the_restart(tmp_path):
+    """kill -9 while an accepted run's environment downloads: the restarted
+    daemon installs it again (nothing half-made is taken for installed)
+    and the run ends with its value."""
+    w = big_wheel(tmp_path, "bigdep")
+    ix = pkgindex.Index()
+    ix.add(w)
+    path = f"/files/{w.name}"
+    ix.slow[path] = 30
+    ix.start()
+    d = Daemon(tmp_path / "d", sandbox="none", config_extra=f"index:\n  url: {ix.url}\n")
+    try:
+        d.start()
+        st, r = d.run("@requirements({'bigdep': ''})\ndef f(x=1):\n    import bigdep\n    return bigdep.X + int(x)\n",
+                      wait=False)
+        assert st == 202, r
+        rid = r["id"]
+        wait_for(lambda: ix.sent.get(path, 0) >= 2 << 20, "the download to be half-way")
+        d.kill9()
+        del ix.slow[path]
+        d.start()
+        r = d.wait_status(rid, TERMINAL, timeout=120)
+        assert r["status"] == "succeeded" and r["result"] == 42 and r["attempt"] == 2, r
+    finally:
+        d.stop()
+        ix.stop()
+
+
+def test_two_clis_and_a_daemon_install_one_environment_at_once_with_one_download(tmp_path):
+    """Two embedded CLIs and a daemon on one home ask for the same new
+    environment at once: one download, three answers."""
+    w = big_wheel(tmp_path, "shareddep")
+    ix = pkgindex.Index()
+    ix.add(w)
+    path = f"/files/{w.name}"
+    ix.slow[path] = 3
+    ix.start()
+    src = "@requirements({'shareddep': ''})\ndef f(x=1):\n    import shareddep\n    return shareddep.X + int(x)\n"
+    d = Daemon(tmp_path / "d", sandbox="none", config_extra=f"index:\n  url: {ix.url}\n")
+    try:
+        d.start()
+        f = tmp_path / "f.py"
+        f.write_text(src)
+        env = {**d.env(), "NO_COLOR": "1"}
+        clis = [subprocess.Popen([str(CLI), "run", "--sandbox=none", "--index-url", ix.url, str(f)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        st, r = d.run(src)
+        assert st == 200 and r["status"] == "succeeded" and r["result"] == 42, r
+        for c in clis:
+            out, err = c.communicate(timeout=120)
+            assert c.returncode == 0 and out == "42\n", (c.returncode, out, err)
+        assert ix.requests.count(path) == 1, ix.requests
+    finally:
+        d.stop()
+        ix.stop()
