@@ -60,7 +60,7 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused_and_runs_nothing_twice(
         assert r["status"] == "succeeded" and r["result"] == "slept" and r["attempt"] == 1, r
         # The first one dies: the directory is free at once, and what was
         # in flight is recovered by the new owner as after any crash.
-        st, r = a.run(BEGINS_THEN_SLEEPS, wait=False, kwargs={"seconds": 1})
+        st, r = a.run(BEGINS_THEN_SLEEPS, wait=False, kwargs={"seconds": 3})
         rid = r["id"]
         began(a, rid)
         a.kill9()
@@ -337,7 +337,7 @@ def test_a_cli_waiting_on_a_server_run_sees_its_end_across_a_daemon_restart(tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
     env.update(PYSPRINTER_TOKEN=TOKENS["alice"], NO_COLOR="1", PYSPRINTER_HOME=str(tmp_path / "cli-home"))
     try:
-        p = subprocess.Popen([str(CLI), "run", "--server", d.url, str(src), "--seconds", "2"], env=env,
+        p = subprocess.Popen([str(CLI), "run", "--server", d.url, str(src), "--seconds", "4"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert p.stdout.readline() == "began\n"
         d.kill9()
