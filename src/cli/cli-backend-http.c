@@ -224,6 +224,19 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                         wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
                         continue;
                 }
+                if (away_since != 0 && (r == -EINTR || cli_interrupted)) {
+                        /* Ctrl-C while the server is away: nothing could
+                         * ask it to cancel, and a restart runs it again.
+                         * Said before the "interrupted" every Ctrl-C ends
+                         * with (backend_fail()). */
+                        _cleanup_free_ char *msg = xasprintf(
+                                "run %s could not be cancelled (the server is away): it runs again when the "
+                                "server is back; `pysprinter cancel %s` then",
+                                id, id);
+                        RunEvent ev = { .type = RUN_EVENT_WARNING, .message = msg, .timestamp = now_realtime() };
+                        renderer_event(&ev, rd);
+                        return fail(b, -EINTR, TAKE_PTR(err));
+                }
                 if (r == -ECONNREFUSED)
                         return fail(b, r,
                                     xasprintf("%s; run %s was accepted and ends there: `pysprinter show %s` shows its "

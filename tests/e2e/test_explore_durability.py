@@ -358,6 +358,17 @@ def test_a_cli_waiting_on_a_server_run_sees_its_end_across_a_daemon_restart(tmp_
         out, err = p.communicate(timeout=120)
         assert p.returncode == 6, (p.returncode, out, err)
         assert "cannot reach" in err and "pysprinter show rm" in err, err
+        # Ctrl-C while the server is away cancels nothing: said so.
+        d.start(port=d.port)
+        p = subprocess.Popen([str(CLI), "run", "--server", d.url, str(src), "--seconds", "30"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "began\n"
+        d.kill9()
+        assert "lost the connection" in p.stderr.readline()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 130, (p.returncode, out, err)
+        assert "could not be cancelled (the server is away)" in err and "pysprinter cancel rm" in err, err
     finally:
         d.stop()
 
