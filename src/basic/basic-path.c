@@ -135,6 +135,28 @@ uint64_t path_tree_bytes_at(int dfd, const char *name) {
         return tree_bytes_at_depth(dfd, name, 0);
 }
 
+static uint64_t tree_newest_mtime_at_depth(int dfd, const char *name, int depth) {
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return 0;
+        uint64_t newest = (uint64_t) MAX(st.st_mtim.tv_sec, (time_t) 0);
+        if (!S_ISDIR(st.st_mode) || depth > 64)
+                return newest;
+        DIR *d = NULL;
+        if (dir_fdopen(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), &d) < 0)
+                return newest;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        newest = MAX(newest, tree_newest_mtime_at_depth(dirfd(d), de->d_name, depth + 1));
+        closedir(d);
+        return newest;
+}
+
+uint64_t path_tree_newest_mtime_at(int dfd, const char *name) {
+        return tree_newest_mtime_at_depth(dfd, name, 0);
+}
+
 uint64_t path_tree_bytes(const char *path) {
         return tree_bytes_at_depth(AT_FDCWD, path, 0);
 }

@@ -212,6 +212,10 @@ uint64_t path_tree_bytes(const char *path);
 /* Bytes of the file at path (stat, following links); 0 when there is none. */
 uint64_t path_file_bytes(const char *path);
 uint64_t path_tree_bytes_at(int dfd, const char *name);
+/* The newest mtime (seconds since the epoch) of the tree at name under
+ * dfd, the top included: when a write last touched any of it. No symlink
+ * followed, 64 levels at most; 0 when absent. */
+uint64_t path_tree_newest_mtime_at(int dfd, const char *name);
 /* Directory holding the running executable (from /proc/self/exe). */
 int exe_dir(char **ret);
 /* $PYSPRINTER_HOME, else $XDG_DATA_HOME/pysprinter, else

@@ -139,6 +139,34 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
         json_decref(j);
 }
 
+/* How long a CLI following a run waits for a server that went away: a
+ * supervisor restarts a killed daemon within seconds (the shipped unit:
+ * RestartSec=2), and the restarted daemon runs the accepted run again
+ * (docs/api.md "Delivery"). PYSPRINTER_TEST_RECONNECT_S shortens it for
+ * the tests. */
+static usec_t reconnect_wait(void) {
+        const char *t = getenv("PYSPRINTER_TEST_RECONNECT_S");
+        return (t && *t ? strtoull(t, NULL, 10) : 60) * USEC_PER_SEC;
+}
+
+/* The server following run id answered nothing: says so once, and
+ * returns whether to keep asking (within reconnect_wait() of *away_since,
+ * the first time it was away, set here). */
+static bool server_away(Renderer *rd, const char *id, usec_t *away_since) {
+        usec_t now = now_monotonic();
+        if (*away_since == 0) {
+                *away_since = now;
+                _cleanup_free_ char *msg = xasprintf(
+                        "lost the connection to the server; run %s was accepted and runs again when it is "
+                        "back: waiting up to %llu s (its new output: `pysprinter logs %s`)",
+                        id, (unsigned long long) (reconnect_wait() / USEC_PER_SEC), id);
+                renderer_clear_status(rd);
+                RunEvent ev = { .type = RUN_EVENT_WARNING, .message = msg, .timestamp = now_realtime() };
+                renderer_event(&ev, rd);
+        }
+        return now - *away_since < reconnect_wait();
+}
+
 /* Streams a run's events into rd until it ends; *ret is the final run.
  * Ctrl-C cancels the run on the server, then waits for its record. */
 static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
@@ -182,13 +210,38 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
         /* The stream broke off (or was cancelled): the record has the end.
          * The gateway may have died: with --server URL,URL the GET goes to
          * the next one, which reads the same record (docs/cluster.md), and
-         * is repeated until the run has ended. */
-        usec_t wait = 20 * USEC_PER_MSEC;
+         * is repeated until the run has ended. A lone server that went
+         * away is waited for (reconnect_wait()): the run was accepted, and
+         * a restarted daemon runs it again to its end. */
+        usec_t wait = 20 * USEC_PER_MSEC, away_since = 0;
         for (;;) {
                 free(err);
                 err = NULL;
                 json_t *run = NULL;
                 r = http_json(&b->http, "GET", rpath, NULL, &run, &err);
+                if (r == -ECONNREFUSED && !cli_interrupted && server_away(rd, id, &away_since)) {
+                        usleep(wait);
+                        wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
+                        continue;
+                }
+                if (away_since != 0 && (r == -EINTR || cli_interrupted)) {
+                        /* Ctrl-C while the server is away: nothing could
+                         * ask it to cancel, and a restart runs it again.
+                         * Said before the "interrupted" every Ctrl-C ends
+                         * with (backend_fail()). */
+                        _cleanup_free_ char *msg = xasprintf(
+                                "run %s could not be cancelled (the server is away): it runs again when the "
+                                "server is back; `pysprinter cancel %s` then",
+                                id, id);
+                        RunEvent ev = { .type = RUN_EVENT_WARNING, .message = msg, .timestamp = now_realtime() };
+                        renderer_event(&ev, rd);
+                        return fail(b, -EINTR, TAKE_PTR(err));
+                }
+                if (r == -ECONNREFUSED)
+                        return fail(b, r,
+                                    xasprintf("%s; run %s was accepted and ends there: `pysprinter show %s` shows its "
+                                              "end once the server is back",
+                                              err, id, id));
                 if (r < 0)
                         return fail(b, r, TAKE_PTR(err));
                 const char *rst = json_string_value(json_object_get(run, "status"));

@@ -486,11 +486,26 @@ static bool referenced(const Rec *recs, size_t n, const bool *removed, const cha
         return false;
 }
 
-/* cache/wheels/<sha256>.whl (and a metadata file beside it) that no
- * remaining environment's lock lists: wheels read only for their metadata
- * while resolving (an index without PEP 658), candidates a backtrack
- * dropped, those of removed environments. Past the grace period, as the
- * store's garbage: a resolver may be reading one it just fetched. */
+/* A name in cache/wheels that is a download's private file, not a kept
+ * wheel: `<sha256>.whl.<random>` (an installer's own copy), its
+ * `.part-<random>` (bytes still arriving), `<sha256>.whl.peer` (a fetch
+ * from a peer), `nohash-<random>.whl` (an index that gave no hash). Each
+ * is renamed or deleted by the process that made it before it returns, so
+ * one is left only by a process killed midway (kill -9, a crash, Ctrl-C of
+ * a CLI mid-download), whatever lock lists its wheel. */
+static bool wheel_cache_temp(const char *name) {
+        size_t stem = strcspn(name, ".");
+        if (startswith(name, "nohash-"))
+                return true;
+        return stem == 64 && !streq(name + stem, ".whl");
+}
+
+/* cache/wheels/<sha256>.whl that no remaining environment's lock lists:
+ * wheels read only for their metadata while resolving (an index without
+ * PEP 658), candidates a backtrack dropped, those of removed environments;
+ * and the private files of downloads a kill cut (wheel_cache_temp()). Past
+ * the grace period, as the store's garbage: a resolver may be reading one
+ * it just fetched, an installer writing one. */
 static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t n, const bool *removed, usec_t now) {
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
         DIR *d = opendir(cache);
@@ -500,11 +515,12 @@ static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t 
         struct dirent *de;
         while ((de = readdir(d))) {
                 size_t stem = strcspn(de->d_name, ".");
-                if (stem != 64)
+                bool temp = wheel_cache_temp(de->d_name);
+                if (stem != 64 && !temp)
                         continue;
                 _cleanup_free_ char *sha = xstrndup(de->d_name, stem);
                 struct stat st;
-                if (!sha256_hex_is_valid(sha) || referenced(recs, n, removed, sha) ||
+                if ((!temp && (!sha256_hex_is_valid(sha) || referenced(recs, n, removed, sha))) ||
                     fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);

@@ -54,9 +54,18 @@ int seal_key_load(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **re
                 *ret_error = xasprintf("getrandom: %s", strerror(-r));
                 return r;
         }
-        _cleanup_free_ char *tmp = xasprintf("%s.%d.tmp", path, (int) getpid());
+        /* A random name, not our pid: a process killed before the link
+         * leaves its file, and the next one given the same pid (always,
+         * as pid 1 of a container) failed its O_EXCL open for ever. */
+        _cleanup_free_ char *rnd = NULL;
+        int r = random_hex(8, &rnd);
+        if (r < 0) {
+                explicit_bzero(k, sizeof k);
+                *ret_error = xasprintf("%s: cannot create the key: %s", path, strerror(-r));
+                return r;
+        }
+        _cleanup_free_ char *tmp = xasprintf("%s.%s.tmp", path, rnd);
         _cleanup_close_ int w = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        int r = 0;
         if (w < 0 || write(w, k, sizeof k) != (ssize_t) sizeof k || fsync(w) < 0)
                 r = -errno;
         else if (link(tmp, path) < 0 && errno != EEXIST)

@@ -156,6 +156,9 @@ void store_read_done(Store *s, sqlite3_stmt *st);
  * tried once more. */
 void store_reserve_make(Store *s);
 bool store_reserve_release(Store *s);
+/* Removes the reserve file at reserve_path (a store not open yet: its open
+ * found the disk full) and says so; true when there was one. */
+bool store_reserve_release_path(const char *reserve_path);
 
 /* With s->lock held: a ready statement for sql, a string literal (cached
  * by its address), or NULL. Hand it back with store_stmt_done(). */

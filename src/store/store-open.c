@@ -2,6 +2,8 @@
  * connection and the full-disk reserve, and on close the writer's stop. It
  * stands above the writer (store-writer.c) and the migrations, which stand
  * on store.c's statement helpers: calls run one way, down. */
+#include <sys/statvfs.h>
+
 #include "store-internal.h"
 
 sqlite3 *store_reader_open(const char *path) {
@@ -15,7 +17,7 @@ sqlite3 *store_reader_open(const char *path) {
         return db;
 }
 
-static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
+static int open_store_once(const char *path, bool allocate_wal, Store **ret_store) {
         sqlite3 *db = NULL;
         int rc = sqlite3_open_v2(path, &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, store_vfs());
@@ -57,6 +59,45 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         store_reserve_make(s);
         *ret_store = s;
         return 0;
+}
+
+/* Free bytes of the file system holding path (a file, maybe absent: its
+ * directory is asked); UINT64_MAX when that cannot be known. */
+static uint64_t free_bytes_beside(const char *path) {
+        _cleanup_free_ char *dir = xstrdup(path);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *(slash == dir ? slash + 1 : slash) = 0;
+        struct statvfs v;
+        if (statvfs(slash ? dir : ".", &v) < 0)
+                return UINT64_MAX;
+        return (uint64_t) v.f_bavail * v.f_frsize;
+}
+
+/* Opens, and on a full disk gives the reserve back and tries once more.
+ * SQLite creates a WAL database's -wal and -shm files at its open (the
+ * last clean close removed them); with no room for them the open fails
+ * with an I/O error (SQLITE_IOERR_SHMSIZE), not SQLITE_FULL, and so did
+ * every command on a full disk, `ps` and `gc` included, while the reserve
+ * kept for a full disk stayed unused. An open that still fails where the
+ * disk has less than the reserve's size free is -ENOSPC: what callers
+ * print then says why. */
+static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
+        int r = open_store_once(path, allocate_wal, ret_store);
+        if ((r != -EIO && r != -ENOSPC) || streq(path, ":memory:") || startswith(path, "file:"))
+                return r;
+        _cleanup_free_ char *reserve = xasprintf("%s-reserve", path);
+        if (store_reserve_release_path(reserve)) {
+                r = open_store_once(path, allocate_wal, ret_store);
+                if (r >= 0) {
+                        (*ret_store)->reserve_released = true;
+                        (*ret_store)->reserve_checked = now_monotonic();
+                        return r;
+                }
+        }
+        if (free_bytes_beside(path) < STORE_RESERVE_BYTES)
+                return -ENOSPC;
+        return r;
 }
 
 int store_open(const char *path, Store **ret_store) {

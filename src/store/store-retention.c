@@ -409,6 +409,28 @@ static int gc_memo(Gc *g) {
         }
 }
 
+/* An object a collection moved aside (.gc-<hash>) and did not finish
+ * removing: that collection was killed (a daemon's kill -9 during its
+ * collector's pass over a large object), and nothing else would ever
+ * remove it. The collection that moves an object aside holds its flock
+ * until it removed it or moved it back (a put reused it), so an aside
+ * object we can lock has no live collection behind it: its references
+ * were counted as none after the move. */
+static void gc_data_object_aside(Gc *g, const char *objects, int dfd, const char *name) {
+        _cleanup_close_ int held = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (held < 0 || flock(held, LOCK_EX | LOCK_NB) < 0)
+                return;
+        uint64_t bytes = path_tree_bytes_at(dfd, name);
+        if (!g->dry_run) {
+                _cleanup_free_ char *p = path_join(objects, name);
+                (void) chmod(p, 0755); /* objects are read-only trees */
+                if (rm_rf(p) < 0)
+                        return;
+        }
+        g->st->data_objects++;
+        g->st->data_bytes += bytes;
+}
+
 /* Content no dataset version references. The object is moved aside before
  * the references are counted again, so a put that reuses it right now
  * either finds it back in place or stores it afresh. */
@@ -421,6 +443,10 @@ static int gc_data_objects(Gc *g) {
                 return errno == ENOENT ? 0 : -errno;
         struct dirent *de;
         while ((de = readdir(d)) && !gc_stopped(g)) {
+                if (startswith(de->d_name, ".gc-")) {
+                        gc_data_object_aside(g, objects, dirfd(d), de->d_name);
+                        continue;
+                }
                 if (de->d_name[0] == '.')
                         continue;
                 struct stat st;
@@ -451,6 +477,37 @@ static int gc_data_objects(Gc *g) {
                                 continue;
                 }
                 g->st->data_objects++;
+                g->st->data_bytes += bytes;
+        }
+        closedir(d);
+        return 0;
+}
+
+/* Staging leftovers of puts that died: a put stages its content in
+ * $DATA/data/tmp/ (a random name, `.upload` for an HTTP body) and moves it
+ * into objects/ or removes it before it returns, so an entry is left there
+ * only by a process killed mid-put (kill -9, a crash, a power loss), and
+ * nothing else would ever remove it. One that no write touched for the
+ * grace period belongs to no live put: a put copying or receiving keeps
+ * writing the newest file of its tree. Counted as freed data bytes. */
+static int gc_data_staging(Gc *g) {
+        _cleanup_free_ char *tmp = path_join_many(g->data_dir, "data", "tmp", NULL);
+        DIR *d = opendir(tmp);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(d)) && !gc_stopped(g)) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                usec_t mtime = path_tree_newest_mtime_at(dirfd(d), de->d_name) * USEC_PER_SEC;
+                if (mtime + RETENTION_OBJECT_GRACE_USEC > g->now)
+                        continue;
+                uint64_t bytes = path_tree_bytes_at(dirfd(d), de->d_name);
+                if (!g->dry_run) {
+                        _cleanup_free_ char *p = path_join(tmp, de->d_name);
+                        if (rm_rf(p) < 0)
+                                continue;
+                }
                 g->st->data_bytes += bytes;
         }
         closedir(d);
@@ -504,8 +561,8 @@ int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t 
         usec_t t0 = now_monotonic();
         ret->started = now_realtime();
         int (*const passes[])(Gc *) = {
-                gc_dags, gc_runs_by_age, gc_runs_by_log_bytes, gc_runs_of_deleted_functions, gc_locks, gc_memo,
-                gc_data_objects,
+                gc_dags,  gc_runs_by_age, gc_runs_by_log_bytes, gc_runs_of_deleted_functions,
+                gc_locks, gc_memo,        gc_data_objects,      gc_data_staging,
         };
         int r = 0;
         for (size_t i = 0; i < ELEMENTSOF(passes) && !gc_stopped(&g); i++) {

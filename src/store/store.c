@@ -84,14 +84,21 @@ void store_reserve_make(Store *s) {
         s->reserve_released = !ok;
 }
 
-bool store_reserve_release(Store *s) {
-        if (unlink(s->reserve_path) < 0)
+bool store_reserve_release_path(const char *reserve_path) {
+        assert(reserve_path);
+        if (unlink(reserve_path) < 0)
                 return false;
-        s->reserve_released = true;
-        s->reserve_checked = now_monotonic();
         log_warn("the disk holding the database is full: released the %llu MiB reserve so runs can still end; "
                  "free some space",
                  (unsigned long long) (STORE_RESERVE_BYTES >> 20));
+        return true;
+}
+
+bool store_reserve_release(Store *s) {
+        if (!store_reserve_release_path(s->reserve_path))
+                return false;
+        s->reserve_released = true;
+        s->reserve_checked = now_monotonic();
         return true;
 }
 
