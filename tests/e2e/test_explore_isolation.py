@@ -1,0 +1,69 @@
+"""A hostile function against the sandbox's promises (helper-152): each
+test is an attack a user's code can make, asserting what a user or an
+operator would check (the error the code gets, what is left on the host,
+that the next run works). Attacks already covered by test_isolation.py,
+test_sandbox.py and tests/e2e/attacks/ are not repeated here."""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from conftest import CLI
+
+
+def sandboxed(cli, name, source, *args, env=None, prefix=()):
+    """Runs source as name through `pysprinter run` with the full sandbox
+    (skips where the kernel cannot run it); prefix wraps the CLI (prlimit)."""
+    cli.write(name, source)
+    e = dict(cli.env)
+    e.update(env or {})
+    p = subprocess.run([*prefix, str(CLI), "run", name, *map(str, args)], capture_output=True, text=True, env=e,
+                       cwd=cli.cwd, timeout=180)
+    if p.returncode != 0 and "--sandbox=none" in p.stderr:
+        pytest.skip("the kernel cannot run the sandbox here: " + p.stderr.strip())
+    return p
+
+
+def value(p):
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    return json.loads(p.stdout)
+
+
+# ---- socket families that leave the run's network namespace ----
+
+FAMILIES = """\
+import errno, socket
+
+def families():
+    # AF_VSOCK (40) is not network-namespaced: a socket of it reaches the
+    # hypervisor host (CID 2) and every VM's vsock services whatever the
+    # run's network namespace holds. Only creating the socket is tried:
+    # nothing is connected anywhere.
+    out = {}
+    for name, fam in (("vsock", 40), ("tipc", 30), ("rds", 21), ("kcm", 41), ("alg", 38),
+                      ("unix", 1), ("inet", 2), ("inet6", 10), ("netlink", 16)):
+        try:
+            s = socket.socket(fam, socket.SOCK_DGRAM if fam in (16, 30, 21, 41) else socket.SOCK_STREAM
+                              if fam != 38 else socket.SOCK_SEQPACKET, 0)
+            s.close()
+            out[name] = "created"
+        except OSError as e:
+            out[name] = errno.errorcode.get(e.errno, str(e))
+    return out
+"""
+
+
+def test_a_run_cannot_open_a_vsock_socket_to_the_hypervisor_host(cli):
+    """Without --network a run has only its own loopback; AF_VSOCK ignores
+    network namespaces, so its socket is the one way past them to the host
+    (the VM's hypervisor) and other VMs' vsock services. Families beyond
+    unix, inet, inet6 and netlink are refused as a kernel without them
+    would refuse them: EAFNOSUPPORT, before any address is named."""
+    r = value(sandboxed(cli, "fam.py", FAMILIES, "--json"))
+    assert r["vsock"] == "EAFNOSUPPORT", r
+    for other in ("tipc", "rds", "kcm", "alg"):
+        assert r[other] == "EAFNOSUPPORT", r
+    # What a Python run uses still works.
+    assert {r[k] for k in ("unix", "inet", "inet6", "netlink")} == {"created"}, r
