@@ -67,3 +67,36 @@ def test_a_run_cannot_open_a_vsock_socket_to_the_hypervisor_host(cli):
         assert r[other] == "EAFNOSUPPORT", r
     # What a Python run uses still works.
     assert {r[k] for k in ("unix", "inet", "inet6", "netlink")} == {"created"}, r
+
+
+# ---- a deep tree in output_dir() ----
+
+DEEP = """\
+import os
+from pysprinter import output_dir
+
+def deep(n: int):
+    # One mkdir and one chdir per level: no path ever grows past a name.
+    os.chdir(output_dir())
+    for _ in range(n):
+        os.mkdir("a")
+        os.chdir("a")
+    return n
+"""
+
+
+def test_a_deep_tree_left_in_output_dir_is_removed_after_the_run(cli, home):
+    """A run nests 5000 directories in /out (0.3 s of work). The engine
+    removed a run's output dir holding an fd (and a stack frame) per level:
+    past its fd limit (2048 here; a daemon's is larger, but so is a tree
+    of 100 000 levels) the removal failed with EMFILE, the directory stayed
+    on the host's disk for good (each such run left 20 MB of directory
+    blocks that no cap counts), and meanwhile the process had no fd left
+    for anything else. The run's directory must go whatever its shape."""
+    p = sandboxed(cli, "deep.py", DEEP, "--n", "5000", "--json", prefix=("prlimit", "--nofile=2048:2048"))
+    assert value(p) == 5000
+    assert "cannot remove" not in p.stderr, p.stderr
+    left = [str(x) for x in (home / "outputs").rglob("*")] if (home / "outputs").exists() else []
+    assert left == [], left[:5]
+    # And the next run is fine.
+    assert value(sandboxed(cli, "deep.py", DEEP, "--n", "3", "--json")) == 3
