@@ -100,3 +100,71 @@ def test_a_deep_tree_left_in_output_dir_is_removed_after_the_run(cli, home):
     assert left == [], left[:5]
     # And the next run is fine.
     assert value(sandboxed(cli, "deep.py", DEEP, "--n", "3", "--json")) == 3
+
+
+# ---- an invoke's lowered limits on a warm instance ----
+
+NET_DEFAULT = """
+limits:
+  defaults: {network: true}
+  maxima: {network: true}
+"""
+
+WARM = """\
+import socket
+
+def f(port: int, mb: int = 0):
+    held = b"x" * (mb << 20)
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        net = "connected"
+    except OSError as e:
+        net = "blocked: " + type(e).__name__
+    return [net, len(held) >> 20]
+"""
+
+
+@pytest.fixture
+def netd(tmp_path):
+    from daemonlib import Daemon, sandbox_mode
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=NET_DEFAULT)
+    if d.sandbox != "full":
+        pytest.skip("needs the full sandbox (network namespaces, cgroups)")
+    with d.serving() as running:
+        yield running
+
+
+def test_an_invoke_that_lowers_its_limits_does_not_run_on_a_warm_instance_with_more(netd):
+    """The operator grants alice the network by default; her function's
+    first invoke starts a warm instance with it. An invoke that then asks
+    for `network: false` (or less memory) must get that, as a run or a cold
+    invoke does (test_daemon_trust.py): before, it was handed the warm
+    instance, in the host's network namespace and the larger memory cgroup,
+    so a request's lowering held only until the function was warm."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    port = s.getsockname()[1]
+    try:
+        st, b = netd.call("POST", "/v1/functions", {"name": "warm", "source": WARM, "function": "f"})
+        assert st == 201, b
+
+        def invoke(**body):
+            st, b = netd.call("POST", "/v1/functions/warm/invoke?wait=true", {"args": [port], **body})
+            assert st == 200, b
+            return b
+        b = invoke()
+        assert b["status"] == "succeeded" and b["result"][0] == "connected", b
+        b = invoke(limits={"network": False})
+        assert b["status"] == "succeeded" and b["result"][0].startswith("blocked"), b
+        # 150 MiB under a 512 MiB instance, then under the 128 MiB asked for.
+        b = invoke(args=[port, 150])
+        assert b["status"] == "succeeded" and b["result"][1] == 150, b
+        b = invoke(args=[port, 150], limits={"memory_bytes": 128 << 20})
+        assert b["status"] == "killed" and "memory limit (128 MiB)" in b["error"]["message"], b
+        # The warm instance with the grant still serves the invokes that ask nothing.
+        b = invoke()
+        assert b["status"] == "succeeded" and b["result"][0] == "connected", b
+    finally:
+        s.close()
