@@ -168,3 +168,74 @@ def test_an_invoke_that_lowers_its_limits_does_not_run_on_a_warm_instance_with_m
         assert b["status"] == "succeeded" and b["result"][0] == "connected", b
     finally:
         s.close()
+
+
+# ---- a package's import-time code in the worker ----
+
+PHONE_HOME = """\
+import os, socket
+try:
+    c = socket.create_connection(("127.0.0.1", {port}), timeout=2)
+    c.sendall(b"imported in pid %d" % os.getpid())
+    c.close()
+    REACHED = "connected"
+except OSError as e:
+    REACHED = "blocked: " + type(e).__name__
+"""
+
+USES_PHONE_HOME = """\
+@requirements({'phonehome': ''})
+def f():
+    import phonehome
+    return phonehome.REACHED
+"""
+
+
+def test_a_packages_import_time_code_cannot_reach_the_hosts_loopback_without_network(cli, tmp_path):
+    """The worker imports an environment's top-level modules once, before
+    forking runs (docs/workers.md). Any package on the index can ship
+    import-time code (anyone can publish to PyPI, the default index), so
+    that code is the tenant's as much as the function is. It ran in the
+    worker, in the host's network namespace: a tenant without the network
+    reached the host's 127.0.0.1 (the daemon's API, Redis, anything on
+    loopback) and the addresses beyond it. A worker for runs without
+    --network now has a network namespace of its own before it imports
+    anything of the environment; with --network (the operator's grant) the
+    package reaches the host as the run does."""
+    import socket
+    import threading
+    import pkgindex
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    s.settimeout(1)
+    port = s.getsockname()[1]
+    got = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                c, _ = s.accept()
+            except OSError:
+                continue
+            got.append(c.recv(100))
+            c.close()
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(tmp_path / "wheels", "phonehome", "1.0",
+                                files={"phonehome.py": PHONE_HOME.format(port=port)}))
+    ix.start()
+    try:
+        r = value(sandboxed(cli, "ph.py", USES_PHONE_HOME, "--json", "--index-url", ix.url))
+        assert r.startswith("blocked"), r
+        assert got == [], got
+        # The operator's grant (embedded: the user's --network) reaches it.
+        r = value(sandboxed(cli, "ph.py", USES_PHONE_HOME, "--json", "--network", "--index-url", ix.url))
+        assert r == "connected", r
+    finally:
+        stop.set()
+        t.join(5)
+        s.close()
+        ix.stop()
