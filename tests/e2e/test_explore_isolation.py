@@ -4,8 +4,6 @@ operator would check (the error the code gets, what is left on the host,
 that the next run works). Attacks already covered by test_isolation.py,
 test_sandbox.py and tests/e2e/attacks/ are not repeated here."""
 import json
-import os
-import pathlib
 import subprocess
 
 import pytest
@@ -239,3 +237,40 @@ def test_a_packages_import_time_code_cannot_reach_the_hosts_loopback_without_net
         t.join(5)
         s.close()
         ix.stop()
+
+
+# ---- output_dir() past its cap while the run is still writing ----
+
+FILL_OUT = """\
+import sys, time
+from pysprinter import output_dir
+
+def fill(files: int = 30, mb: int = 10):
+    # Many files, each under RLIMIT_FSIZE: the per-file bound never trips.
+    for i in range(files):
+        with open(f"{output_dir()}/part-{i:03}", "wb") as f:
+            for _ in range(mb):
+                f.write(b"x" * (1 << 20))
+        print(f"wrote {(i + 1) * mb} MiB", file=sys.stderr, flush=True)
+        time.sleep(0.05)
+    time.sleep(3)
+    return files * mb
+"""
+
+
+def test_a_run_is_stopped_while_it_writes_past_its_output_dir_cap(cli):
+    """output_dir() is on the host's disk, capped (PYSPRINTER_MAX_OUT_BYTES,
+    here 1 MiB). Each file is bounded while written (RLIMIT_FSIZE, at least
+    80 MiB), but the total was only measured when the run ended: a run that
+    wrote many files under that bound held as much of the host's disk as it
+    could write before its time limit (seconds at disk speed: tens of GB
+    with the default 60 s), whatever the cap. Here it stops itself at
+    300 MiB; it must be killed with the cap's message long before that.
+    The engine now measures the dir every 200 ms while the run lives."""
+    p = sandboxed(cli, "fill.py", FILL_OUT, "--timeout", "60", env={"PYSPRINTER_MAX_OUT_BYTES": "1M"})
+    assert p.returncode == 5, (p.returncode, p.stderr[-2000:])
+    assert "output dir limit (1 MiB)" in p.stderr, p.stderr[-2000:]
+    wrote = [int(line.split()[1]) for line in p.stderr.splitlines() if line.startswith("wrote ")]
+    # Seen within a fraction of a second of crossing the cap (the run
+    # writes at most ~200 MiB/s here: 10 MiB, then a 50 ms nap).
+    assert wrote and wrote[-1] < 300, wrote[-3:]
