@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 const char *path_base_name(const char *path) {
@@ -57,29 +58,73 @@ int dir_fdopen(int fd, DIR **ret) {
         return 0;
 }
 
-static int rm_rf_at(int parent_fd, const char *name, dev_t dev) {
-        struct stat st;
-        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (!S_ISDIR(st.st_mode))
-                return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-        if (st.st_dev != dev)
-                return -EXDEV;
-        /* Read-only store dirs must become writable before their entries go. */
-        (void) fchmodat(parent_fd, name, 0700, 0);
+/* rm_rf holds one directory fd (and one stack frame) per level it is
+ * below. A tree any process may write (a run's output dir: one mkdir and
+ * one chdir per level, 100 000 levels in a few seconds) can be deeper than
+ * the fds the process has: the walk failed with EMFILE, the tree stayed on
+ * disk for good, and meanwhile the daemon had no fd left for anything
+ * else. So below this depth a directory is not walked into: it is moved
+ * up into the top directory (a rename, O(1) on one file system) and
+ * removed on a later pass over the top. */
+#define RM_RF_MAX_DEPTH 32
+
+typedef struct RmRf {
+        int top;             /* the directory being removed */
+        dev_t dev;           /* its file system: nothing else is removed */
+        unsigned long moved; /* subtrees moved up to top during this pass */
+        unsigned long seq;   /* names them */
+} RmRf;
+
+static int rm_rf_entry(RmRf *t, int parent_fd, const char *name, unsigned depth);
+
+/* Removes what directory fd (consumed) holds. */
+static int rm_rf_children(RmRf *t, int fd, unsigned depth) {
         DIR *d = NULL;
-        int r = dir_fdopen(openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), &d);
+        int r = dir_fdopen(fd, &d);
         if (r < 0)
                 return r;
         struct dirent *de;
         while ((de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                int k = rm_rf_at(dirfd(d), de->d_name, dev);
+                int k = rm_rf_entry(t, dirfd(d), de->d_name, depth);
                 if (k < 0 && r == 0)
                         r = k;
         }
         closedir(d);
+        return r;
+}
+
+/* Moves directory name (too deep to walk into) up into the top directory,
+ * under a name no entry there has. */
+static int rm_rf_move_up(RmRf *t, int parent_fd, const char *name) {
+        for (int tries = 0; tries < 1000; tries++) {
+                char to[64];
+                (void) snprintf(to, sizeof(to), ".rm-rf-%lu", t->seq++);
+                if (renameat2(parent_fd, name, t->top, to, RENAME_NOREPLACE) == 0) {
+                        t->moved++;
+                        return 0;
+                }
+                if (errno != EEXIST)
+                        return -errno;
+        }
+        return -EEXIST;
+}
+
+static int rm_rf_entry(RmRf *t, int parent_fd, const char *name, unsigned depth) {
+        struct stat st;
+        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+        if (st.st_dev != t->dev)
+                return -EXDEV;
+        /* Read-only store dirs must become writable before their entries go
+         * (and before they can be moved: rename writes its ".."). */
+        (void) fchmodat(parent_fd, name, 0700, 0);
+        if (depth >= RM_RF_MAX_DEPTH)
+                return rm_rf_move_up(t, parent_fd, name);
+        int r = rm_rf_children(t, openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), depth + 1);
         if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
                 r = -errno;
         return r;
@@ -89,7 +134,28 @@ int rm_rf(const char *path) {
         struct stat st;
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : -errno;
-        return rm_rf_at(AT_FDCWD, path, st.st_dev);
+        if (!S_ISDIR(st.st_mode))
+                return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        (void) chmod(path, 0700);
+        _cleanup_close_ int top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (top < 0)
+                return -errno;
+        RmRf t = { .top = top, .dev = st.st_dev };
+        int r = 0;
+        /* Each pass removes what lies within RM_RF_MAX_DEPTH of the top and
+         * moves what lies below up: a pass that moved nothing was the last
+         * (a tree N levels deep takes about N / RM_RF_MAX_DEPTH passes). A
+         * pass that failed somewhere (another file system inside) still
+         * lets the next one remove what it moved. */
+        do {
+                t.moved = 0;
+                int k = rm_rf_children(&t, openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0);
+                if (k < 0 && r == 0)
+                        r = k;
+        } while (t.moved > 0);
+        if (rmdir(path) < 0 && errno != ENOENT && r >= 0)
+                r = -errno;
+        return r;
 }
 
 int exe_dir(char **ret) {

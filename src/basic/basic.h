@@ -201,7 +201,9 @@ const char *path_base_name(const char *path);
 char *path_join_many(const char *first, ...) __attribute__((sentinel));
 #define path_join(...) path_join_many(__VA_ARGS__, NULL)
 int mkdir_p(const char *path, mode_t mode);
-/* rm -rf that never follows symlinks and stays on one file system. */
+/* rm -rf that never follows symlinks and stays on one file system; it holds
+ * a bounded number of fds however deep the tree (subtrees deeper than 32
+ * levels are moved up into path and removed from there). */
 int rm_rf(const char *path);
 /* Disk bytes (st_blocks) of the tree at path, or at name under dfd; no
  * symlink followed, 64 levels at most; 0 when absent. */

@@ -599,8 +599,24 @@ static void run_leave(Daemon *d, DRun *r) {
 
 /* The key a deployed function's warm instances share: (tenant, function,
  * version), so globals persist as on Lambda (docs/workers.md). */
+/* "TENANT/NAME@VERSION", then the limits a warm instance holds from its
+ * start (its network namespace, memory and pids cgroup) when the invoke
+ * sets them: an invoke that lowers one (`network: false`, less memory)
+ * gets an instance started with that, never an idle one started with more.
+ * Before, the lowering held only until the function was warm. Retiring by
+ * the prefix "TENANT/NAME@" still finds them all. */
 static char *drun_instance_key(const DRun *r) {
-        return xasprintf("%s/%s@%d", r->tenant, r->fn_name, r->fn_version);
+        const RunLimits *l = &r->limits;
+        char mem[32] = "", procs[32] = "";
+        if (l->memory_bytes)
+                (void) snprintf(mem, sizeof mem, "~m%" PRIu64, l->memory_bytes);
+        if (l->max_procs)
+                (void) snprintf(procs, sizeof procs, "~p%" PRIu64, l->max_procs);
+        return xasprintf("%s/%s@%d%s%s%s", r->tenant, r->fn_name, r->fn_version,
+                         l->network       ? "~net"
+                         : l->network_off ? "~nonet"
+                                          : "",
+                         mem, procs);
 }
 
 /* Whether r may leave the pending list now (d->lock held): a cancelled run

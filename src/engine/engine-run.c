@@ -1018,6 +1018,18 @@ static void result_check(RunCtx *c) {
                 set_outcome(c, RUN_FAILED, EXIT_RAISED, type ?: "ResultError", message ?: "the result was refused");
 }
 
+/* What a run over the output dir's cap is told. */
+static char *out_limit_message(uint64_t cap) {
+        return cap % (1ULL << 20) == 0 ? xasprintf("output dir limit (%llu MiB): the run wrote more than that to "
+                                                   "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
+                                                   "daemon's data.max_output_bytes)",
+                                                   (unsigned long long) (cap >> 20))
+                                       : xasprintf("output dir limit (%llu bytes): the run wrote more than that to "
+                                                   "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
+                                                   "daemon's data.max_output_bytes)",
+                                                   (unsigned long long) cap);
+}
+
 /* After the run: a run over the cap is killed by a limit whatever it
  * returned; a succeeded one hands its /out to spec->store_output; the dir
  * goes in every case. */
@@ -1035,17 +1047,7 @@ static void output_dir_finish(RunCtx *c) {
                 if (fd >= 0)
                         tree_size(fd, c->e->max_out_bytes, &bytes, &files, 0);
                 if (bytes > c->e->max_out_bytes) {
-                        uint64_t cap = c->e->max_out_bytes;
-                        _cleanup_free_ char *m =
-                                cap % (1ULL << 20) == 0
-                                        ? xasprintf("output dir limit (%llu MiB): the run wrote more than that to "
-                                                    "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
-                                                    "daemon's data.max_output_bytes)",
-                                                    (unsigned long long) (cap >> 20))
-                                        : xasprintf("output dir limit (%llu bytes): the run wrote more than that to "
-                                                    "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
-                                                    "daemon's data.max_output_bytes)",
-                                                    (unsigned long long) cap);
+                        _cleanup_free_ char *m = out_limit_message(c->e->max_out_bytes);
                         free(c->res->value_json);
                         c->res->value_json = NULL;
                         set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
@@ -1119,6 +1121,8 @@ typedef struct RunWatch {
         usec_t cancel_kill_again; /* monotonic: when a cancelled run is killed again */
         usec_t deadline;      /* monotonic: the time limit (0: not yet set), then the kill's */
         usec_t exit_deadline; /* monotonic: the grace after the exit report (0: none) */
+        usec_t out_check_at;  /* monotonic: the next look at the output dir's size (0: not yet set) */
+        bool out_limit;       /* killed: its output dir grew past the cap while it ran */
         Buf result;           /* a forked run's result pipe */
         json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
@@ -1217,6 +1221,40 @@ static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
         }
 }
 
+/* A run's output dir is on the host's disk; RLIMIT_FSIZE bounds each file
+ * while it is written, but only this bounds the total: without it a run
+ * writing many files held as much disk as it could write before its time
+ * limit (seconds at disk speed: tens of GB), whatever the cap, and was
+ * judged only at its end. Measured every OUT_CHECK_USEC while the run
+ * lives (an empty dir: one open and one getdents); past the cap the run is
+ * killed and classified OutputDirLimit. Returns whether to look again.
+ * Only in the full sandbox, for hostile code: a --sandbox=none run is
+ * trusted, and its watch keeps sleeping until its time limit with no tick
+ * (test_cancel_wakes_the_watch). */
+#define OUT_CHECK_USEC (200 * USEC_PER_MSEC)
+
+static bool out_watch(RunCtx *c, RunSandbox *rs, RunWatch *w, usec_t now) {
+        if (!c->out_host || c->inst || c->spec->sandbox != SANDBOX_MODE_FULL || w->exited || w->out_limit ||
+            w->timed_out || w->was_cancelled)
+                return false;
+        if (!w->out_check_at) {
+                w->out_check_at = now + OUT_CHECK_USEC;
+                return true;
+        }
+        if (now < w->out_check_at)
+                return true;
+        w->out_check_at = now + OUT_CHECK_USEC;
+        uint64_t bytes = 0, files = 0;
+        int fd = open(c->out_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0)
+                tree_size(fd, c->e->max_out_bytes, &bytes, &files, 0);
+        if (bytes <= c->e->max_out_bytes)
+                return true;
+        w->out_limit = true;
+        (void) engine_sandbox_run_kill(rs);
+        return false;
+}
+
 /* One look at the watch before a poll: 1 when it is over (the child exited
  * and the pipes are drained, an instance answered, or a deadline ended
  * it); else 0 with *ret_until the monotonic time by which it must be
@@ -1269,6 +1307,8 @@ static int watch_check(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p, usec_t 
         usec_t until = w->exit_deadline ? MIN(w->exit_deadline, w->deadline) : w->deadline;
         if (w->was_cancelled && !w->exited)
                 until = MIN(until, w->cancel_kill_again);
+        if (out_watch(c, rs, w, now))
+                until = MIN(until, w->out_check_at);
         /* Without an eventfd (EMFILE at the run's start) a cancel is seen
          * at the next look: every 100 ms, as before events. */
         if (c->active.cancel_fd < 0 && !w->was_cancelled)
@@ -1434,6 +1474,11 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
         if (w->timed_out) {
                 _cleanup_free_ char *m = xasprintf("time limit (%gs)", c->limits.timeout_ms / 1000.0);
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "TimeLimit", m);
+                return;
+        }
+        if (w->out_limit) {
+                _cleanup_free_ char *m = out_limit_message(c->e->max_out_bytes);
+                set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
                 return;
         }
         if (w->output_limit) {

@@ -29,10 +29,15 @@
  * cannot change anything else in it: its configuration needs CAP_NET_ADMIN,
  * which no run has. docs/sandbox.md "Network" has the argument.
  *
- * The worker itself stays in the host's namespace: a process in our user
- * namespace cannot setns() back into a namespace the host's user
+ * A worker for --network runs stays in the host's namespace: a process in
+ * our user namespace cannot setns() back into a namespace the host's user
  * namespace owns, so a run that opts in with --network simply does not
- * unshare. */
+ * unshare. A worker whose runs have no network leaves it at init
+ * (sandbox_worker_net_isolate()): the env's modules it imports there are
+ * code any package on the index ships, and they reached the host's
+ * 127.0.0.1 from it. The namespaces it makes for its runs do not depend on
+ * its own. */
+#include <assert.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -372,6 +377,18 @@ int sandbox_net_enter(bool network, char **ret_error) {
         int r = sandbox_net_loopback_up();
         if (r < 0) {
                 *ret_error = xasprintf("bringing up the run's loopback: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+int sandbox_worker_net_isolate(char **ret_error) {
+        assert(ret_error);
+        /* Loopback stays down: nothing the worker does listens or
+         * connects; its runs get namespaces of their own (lo up). */
+        if (unshare(CLONE_NEWNET) < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("leaving the host's network namespace: unshare(CLONE_NEWNET): %s", strerror(-r));
                 return r;
         }
         return 0;

@@ -20,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #include "sandbox-internal.h"
@@ -98,6 +99,25 @@ static int build(scmp_filter_ctx *ret, char **ret_error) {
          * cannot test one argument twice in a rule, so the 0xffffffff query
          * is refused too; nothing in a Python run needs it.) */
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality), 1, SCMP_A0(SCMP_CMP_NE, 0));
+        if (r < 0)
+                goto fail;
+        /* socket families: unix, inet, inet6 and netlink only; any other
+         * fails with EAFNOSUPPORT, as on a kernel without it. AF_VSOCK is
+         * not network-namespaced: a run without --network would reach the
+         * hypervisor host (CID 2) and other VMs' vsock services through
+         * it. Others (tipc, rds, kcm, alg, ...) are modules an unprivileged
+         * socket() call makes the kernel load: attack surface no Python
+         * run needs. (libseccomp cannot test one argument twice in a rule:
+         * one rule per hole below AF_NETLINK, one for everything above it;
+         * a domain with garbage in its high 32 bits is above it too.) */
+        for (unsigned long fam = 0; fam < AF_NETLINK; fam++) {
+                if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6)
+                        continue;
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, fam));
+                if (r < 0)
+                        goto fail;
+        }
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GT, AF_NETLINK));
         if (r < 0)
                 goto fail;
         /* TIOCSTI pushes bytes into a terminal's input (bubblewrap's

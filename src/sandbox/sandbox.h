@@ -170,6 +170,11 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error);
 int sandbox_cgroup_warm_begin(int procs_fd);
 void sandbox_cgroup_warm_end(void);
 
+/* In the worker, at init, when its runs have no network: it leaves the
+ * host's network namespace for one of its own (loopback down) before it
+ * imports any module of its environment (sandbox-net.c). */
+int sandbox_worker_net_isolate(char **ret_error);
+
 /* Reuse of finished runs' network namespaces (sandbox-net.c). In the
  * worker: _lend() before forking a run child hands it one (from the pool,
  * else a fresh one the worker makes: negative errno if it cannot, and the

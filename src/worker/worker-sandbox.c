@@ -108,10 +108,13 @@ int worker_sandbox_attach(char *const *names, int *fds, size_t n, char **ret_err
         return r;
 }
 
-int worker_sandbox_seal(char **ret_error) {
+int worker_sandbox_seal(bool network, char **ret_error) {
         if (!sandbox_worker_active())
                 return 0;
-        return sandbox_worker_store_seal(ret_error);
+        int r = sandbox_worker_store_seal(ret_error);
+        if (r < 0 || network)
+                return r;
+        return sandbox_worker_net_isolate(ret_error);
 }
 
 /* Set in a spare that ran sandbox_run_prepare() ahead of its run. */

@@ -316,12 +316,14 @@ static int handle_init(json_t *msg, const char *raw) {
         /* The env's dirs are set for good before any of its code runs: a
          * worker adopts one environment, once. */
         _cleanup_free_ char *err = NULL;
-        int s = worker_sandbox_seal(&err);
+        worker_network = json_is_true(json_object_get(msg, "network"));
+        /* And, without the network, its own network namespace: the env's
+         * modules imported next are any package's code. */
+        int s = worker_sandbox_seal(worker_network, &err);
         if (s < 0) {
                 log_error("init: %s", err ? err : strerror(-s));
                 return s;
         }
-        worker_network = json_is_true(json_object_get(msg, "network"));
         zygote_settle_idle = !json_is_false(json_object_get(msg, "settle_idle"));
         json_t *sp = json_object_get(msg, "spares");
         if (json_is_integer(sp))

@@ -22,8 +22,9 @@ void worker_signals_reset(void);
  * store mounts fds (one per name, taken) at SANDBOX_STORE_DIR/name.
  * -EPERM outside the sandbox or once the env is set (worker_sandbox_seal). */
 int worker_sandbox_attach(char *const *names, int *fds, size_t n, char **ret_error);
-/* No env dir can be attached any more (the worker's "init"). */
-int worker_sandbox_seal(char **ret_error);
+/* No env dir can be attached any more (the worker's "init"); without
+ * network, the worker leaves the host's network namespace for its own. */
+int worker_sandbox_seal(bool network, char **ret_error);
 int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_extra, char **ret_error);
 
 /* Called in a pre-forked spare while it idles: the run-level isolation

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -171,6 +172,39 @@ static void test_mkdir_rm_rf_and_files(void **state) {
         assert_int_equal(stat(outside, &st), 0);
         rmdir(outside);
         assert_int_equal(rm_rf("/tmp/does-not-exist-basic-test"), 0);
+}
+
+/* A tree deeper than the fds a process has (a run's /out, one mkdir and
+ * chdir per level) is removed all the same, with a handful of fds: before,
+ * rm_rf held one per level and failed with EMFILE, leaving it on disk. */
+static void test_rm_rf_deeper_than_the_fd_limit(void **state) {
+        char tmpl[] = "/tmp/basic-deep-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        int fd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        for (int i = 0; i < 3000; i++) {
+                assert_int_equal(mkdirat(fd, "a", 0700), 0);
+                if (i % 500 == 0) {
+                        int f = openat(fd, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                        assert_true(f >= 0);
+                        close(f);
+                }
+                int sub = openat(fd, "a", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                assert_true(sub >= 0);
+                close(fd);
+                fd = sub;
+        }
+        close(fd);
+        struct rlimit saved, low;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+        low = saved;
+        low.rlim_cur = 64;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        int r = rm_rf(tmpl);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+        assert_int_equal(r, 0);
+        struct stat st;
+        assert_int_equal(stat(tmpl, &st), -1);
 }
 
 static void test_ids_sort_by_time(void **state) {
@@ -538,6 +572,7 @@ int main(void) {
                 cmocka_unit_test(test_path_base_name),
                 cmocka_unit_test(test_identifier_is_valid),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files),
+                cmocka_unit_test(test_rm_rf_deeper_than_the_fd_limit),
                 cmocka_unit_test(test_ids_sort_by_time),
                 cmocka_unit_test(test_ids_unique),
                 cmocka_unit_test(test_timestamp),

@@ -248,8 +248,8 @@ static void test_seccomp_filter_is_a_tree(void **state) {
                                       SYS_msgrcv, SYS_reboot, SYS_mbind, SYS_syslog, SYS_chroot };
         for (size_t i = 0; i < ELEMENTSOF(denied); i++)
                 assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, denied[i], 0, 0, NULL), eperm);
-        static const int allowed[] = { SYS_read, SYS_write, SYS_openat, SYS_mmap, SYS_getpid, SYS_futex,
-                                       SYS_exit_group, SYS_socket, SYS_connect, SYS_execve, SYS_wait4 };
+        static const int allowed[] = { SYS_read,  SYS_write,      SYS_openat,  SYS_mmap,   SYS_getpid,
+                                       SYS_futex, SYS_exit_group, SYS_connect, SYS_execve, SYS_wait4 };
         for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
                 assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, allowed[i], 0, 0, NULL), allow);
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_clone3, 0, 0, NULL), enosys);
@@ -262,6 +262,25 @@ static void test_seccomp_filter_is_a_tree(void **state) {
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_ioctl, 0, 0xdead00000000UL | TIOCSTI, NULL),
                          eperm);
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_ioctl, 0, FIONREAD, NULL), allow);
+        /* socket(): unix, inet, inet6 and netlink only; vsock reaches the
+         * hypervisor host whatever the network namespace. */
+        const uint32_t eafnosupport = SECCOMP_RET_ERRNO | EAFNOSUPPORT;
+        static const int families_allowed[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
+        for (size_t i = 0; i < ELEMENTSOF(families_allowed); i++)
+                assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_socket, families_allowed[i], 0, NULL), allow);
+        static const uint64_t families_denied[] = { AF_UNSPEC,
+                                                    AF_PACKET,
+                                                    AF_VSOCK,
+                                                    AF_TIPC,
+                                                    AF_ALG,
+                                                    AF_KCM,
+                                                    AF_BLUETOOTH,
+                                                    AF_MAX,
+                                                    0x100000000UL | AF_VSOCK,
+                                                    0x100000000UL | AF_INET };
+        for (size_t i = 0; i < ELEMENTSOF(families_denied); i++)
+                assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_socket, families_denied[i], 0, NULL),
+                                 eafnosupport);
         /* Foreign architectures and the x32 ABI: refused outright. */
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_I386, 20, 0, 0, NULL), eperm);
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, 0x40000000 | SYS_getpid, 0, 0, NULL), eperm);
