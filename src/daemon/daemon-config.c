@@ -737,8 +737,11 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                         return -EPERM;
                 }
                 /* An absent limit is the default, lowered to the tenant's
-                 * maximum: a smaller grant is never exceeded by defaulting. */
-                *f[i].out = f[i].asked ? f[i].asked : (f[i].max ? MIN(f[i].def, f[i].max) : 0);
+                 * maximum: a smaller grant is never exceeded by defaulting.
+                 * Filled here from the config of the moment, maximum or
+                 * not: the engine's own defaults are those of the start,
+                 * and a SIGHUP's `limits.defaults` would never reach it. */
+                *f[i].out = f[i].asked ? f[i].asked : f[i].max ? MIN(f[i].def, f[i].max) : f[i].def;
         }
         bool network_granted = t && t->network >= 0 ? t->network == 1 : cfg->maxima.network;
         if (asked->network && !network_granted) {

@@ -1,0 +1,73 @@
+"""The operator's config, tenants, tokens and limits as an operator and a
+hostile tenant meet them (helper-155's exploration): each test is named
+after what a user checks, and failed on the daemon before its fix."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import TOKENS, Daemon
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+SLEEPY = "import time\n\ndef f(s: float = 5):\n    time.sleep(s)\n    return 'slept'\n"
+LOUD = "def f(n: int = 100000):\n    print('x' * n)\n    return 'printed'\n"
+QUICK = "def f():\n    return 1\n"
+SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
+
+
+def reload(d, text):
+    """Writes text as d's config and SIGHUPs it; returns once the daemon
+    logged that it took it."""
+    before = d.log.read_text().count("configuration reloaded")
+    d.config.write_text(text)
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 30
+    while d.log.read_text().count("configuration reloaded") == before:
+        assert time.time() < deadline, d.log.read_text()
+        time.sleep(0.05)
+
+
+def check_config(tmp_path, text):
+    cfg = tmp_path / "pysprinterd.yaml"
+    cfg.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env["PYSPRINTER_HOME"] = str(tmp_path / "home")
+    p = subprocess.run([str(DAEMON), "--check-config", str(cfg)], capture_output=True, text=True, env=env,
+                       timeout=60)
+    return p.returncode, p.stderr
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    """A daemon with the default limits: no maxima in its config."""
+    with Daemon(tmp_path_factory.mktemp("tenants")).serving() as running:
+        yield running
+
+
+# ---- limits ------------------------------------------------------------------------
+
+
+def test_a_reload_that_lowers_the_default_limits_applies_to_the_next_run(tmp_path):
+    """docs/api.md: SIGHUP reloads the limits. Without `limits.maxima` in
+    the file, a lowered `limits.defaults` was logged as reloaded and never
+    used: the runs kept the defaults the daemon started with."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, b = d.run(LOUD)
+        assert st == 200 and b["status"] == "succeeded", b
+        reload(d, d.config.read_text() + "limits:\n  defaults: {timeout_ms: 300, max_output_bytes: 1000}\n")
+        st, b = d.run(LOUD)
+        assert st == 200 and b["status"] == "killed", b
+        assert "output" in b["error"]["message"], b["error"]
+        st, b = d.run(SLEEPY, kwargs={"s": 10})
+        assert st == 200 and b["status"] == "killed" and b["error"]["type"] == "TimeLimit", b
+        # A request still lowers, and may raise up to what no maximum caps.
+        st, b = d.run(LOUD, limits={"max_output_bytes": 1000000})
+        assert st == 200 and b["status"] == "succeeded", b
