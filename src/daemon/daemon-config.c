@@ -121,9 +121,14 @@ static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_err
         }
         json_object_foreach(o, k, v) {
                 _cleanup_free_ char *full = xasprintf("%s.%s", key, k);
-                if (streq(k, "timeout_ms"))
+                if (streq(k, "timeout_ms")) {
                         r = json_want_uint(v, full, &l->timeout_ms, ret_error);
-                else if (streq(k, "memory_bytes"))
+                        if (r >= 0 && l->timeout_ms > RUN_MAX_TIMEOUT_MS) {
+                                *ret_error = xasprintf("'%s' must be at most %llu (7 days)", full,
+                                                       (unsigned long long) RUN_MAX_TIMEOUT_MS);
+                                return -EINVAL;
+                        }
+                } else if (streq(k, "memory_bytes"))
                         r = json_want_uint(v, full, &l->memory_bytes, ret_error);
                 else if (streq(k, "max_procs"))
                         r = json_want_uint(v, full, &l->max_procs, ret_error);
@@ -688,7 +693,8 @@ bool daemon_limits_clamp(const DaemonConfig *cfg, const char *tenant, RunLimits 
         struct {
                 uint64_t *value, max;
         } f[] = {
-                { &limits->timeout_ms, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0) },
+                { &limits->timeout_ms,
+                  cap_min(RUN_MAX_TIMEOUT_MS, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0)) },
                 { &limits->memory_bytes, cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0) },
                 { &limits->max_procs, cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0) },
                 { &limits->max_output_bytes,
@@ -720,7 +726,8 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                 uint64_t *out;
         } f[] = {
                 { "timeout_ms", asked->timeout_ms, cfg->defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS,
-                  cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0), &out.timeout_ms },
+                  cap_min(RUN_MAX_TIMEOUT_MS, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0)),
+                  &out.timeout_ms },
                 { "memory_bytes", asked->memory_bytes, cfg->defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES,
                   cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0), &out.memory_bytes },
                 { "max_procs", asked->max_procs, cfg->defaults.max_procs ?: RUN_DEFAULT_MAX_PROCS,
@@ -730,6 +737,13 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                   cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0), &out.max_output_bytes },
         };
         for (size_t i = 0; i < ELEMENTSOF(f); i++) {
+                if (f[i].out == &out.timeout_ms && f[i].asked > RUN_MAX_TIMEOUT_MS) {
+                        /* No config grants more: the operator cannot help. */
+                        *ret_error = xasprintf("limits.timeout_ms is %" PRIu64 ", above %llu (7 days), the longest "
+                                               "a run may have",
+                                               f[i].asked, (unsigned long long) RUN_MAX_TIMEOUT_MS);
+                        return -EPERM;
+                }
                 if (f[i].max && f[i].asked > f[i].max) {
                         *ret_error = xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
                                                " this tenant may have (ask the operator: config 'tenants.%s.maxima')",

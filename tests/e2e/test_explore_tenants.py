@@ -71,3 +71,30 @@ def test_a_reload_that_lowers_the_default_limits_applies_to_the_next_run(tmp_pat
         # A request still lowers, and may raise up to what no maximum caps.
         st, b = d.run(LOUD, limits={"max_output_bytes": 1000000})
         assert st == 200 and b["status"] == "succeeded", b
+
+
+@pytest.mark.parametrize("where", ["defaults", "maxima"])
+def test_a_timeout_past_seven_days_in_the_config_is_refused(tmp_path, where):
+    """A timeout of 2^63-1 ms passed --check-config and then killed every
+    run at once ("time limit (9.22337e+15s)": the deadline overflowed)."""
+    code, err = check_config(tmp_path, f"limits:\n  {where}:\n    timeout_ms: 9223372036854775807\n")
+    assert code == 2, err
+    assert f"'limits.{where}.timeout_ms' must be at most {SEVEN_DAYS_MS}" in err, err
+    code, err = check_config(tmp_path, f"tenants:\n  bob:\n    maxima: {{timeout_ms: {SEVEN_DAYS_MS + 1}}}\n")
+    assert code == 2 and f"'tenants.bob.maxima.timeout_ms' must be at most {SEVEN_DAYS_MS}" in err, err
+    code, err = check_config(tmp_path, f"limits:\n  {where}:\n    timeout_ms: {SEVEN_DAYS_MS}\n")
+    assert code == 0, err
+
+
+def test_a_run_asking_for_a_timeout_past_seven_days_is_refused_not_killed(d):
+    """Without maxima a request's huge timeout_ms ran and was killed at
+    once by an overflowed deadline; the CLI's --timeout stops at 7 days."""
+    for path, body in (("/v1/runs?wait=true", {"source": QUICK}),):
+        st, b = d.call("POST", path, {**body, "limits": {"timeout_ms": 9223372036854775807}})
+        assert st == 403, b
+        assert "limits.timeout_ms" in b["error"]["message"] and str(SEVEN_DAYS_MS) in b["error"]["message"], b
+    st, b = d.call("POST", "/v1/functions", {"name": "longf", "source": QUICK,
+                                             "limits": {"timeout_ms": SEVEN_DAYS_MS + 1}})
+    assert st == 403, b
+    st, b = d.run(QUICK, limits={"timeout_ms": SEVEN_DAYS_MS})
+    assert st == 200 and b["status"] == "succeeded", b
