@@ -1,6 +1,7 @@
 """The operator's config, tenants, tokens and limits as an operator and a
 hostile tenant meet them (helper-155's exploration): each test is named
 after what a user checks, and failed on the daemon before its fix."""
+import hashlib
 import http.client
 import json
 import os
@@ -98,3 +99,103 @@ def test_a_run_asking_for_a_timeout_past_seven_days_is_refused_not_killed(d):
     assert st == 403, b
     st, b = d.run(QUICK, limits={"timeout_ms": SEVEN_DAYS_MS})
     assert st == 200 and b["status"] == "succeeded", b
+
+
+# ---- revocation reaches open streams ------------------------------------------------
+
+TICKS = "import time\n\ndef f(n: int = 300):\n    for i in range(n):\n        print('tick', i, flush=True)\n        time.sleep(0.1)\n    return n\n"
+
+
+def open_stream(d, path, headers):
+    """A raw GET of an SSE route: the socket once its 200 head arrived."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got
+    return s, got
+
+
+def read_until(s, got, what):
+    while what not in got:
+        chunk = s.recv(65536)
+        assert chunk, got[-2000:]
+        got += chunk
+    return got
+
+
+def stream_ends(s, within=20):
+    """What arrived when the server ended the stream within `within`
+    seconds (its last chunk, or a close), else None."""
+    s.settimeout(within)
+    deadline = time.time() + within
+    got = b""
+    try:
+        while time.time() < deadline:
+            chunk = s.recv(65536)
+            got += chunk
+            if not chunk or got.endswith(b"\r\n0\r\n\r\n"):
+                return got
+    except socket.timeout:
+        return None
+    except ConnectionResetError:
+        return got
+    return None
+
+
+def made_token(d, tenant):
+    st, b = d.call("POST", "/v1/tokens", {"tenant": tenant}, token="admin")
+    assert st == 201, b
+    return b["id"], b["token"]
+
+
+def test_a_revoked_token_ends_the_log_stream_it_opened(d):
+    """A log follower (`logs?follow=1`) opened with a token kept receiving
+    the run's output after the token was revoked: only new requests were
+    refused."""
+    tid, token = made_token(d, "carol")
+    _, other = made_token(d, "carol")
+    st, run = d.run(TICKS, wait=False, token=token)
+    assert st == 202, run
+    s, got = open_stream(d, f"/v1/runs/{run['id']}/logs?follow=1", {"Authorization": "Bearer " + token})
+    try:
+        read_until(s, got, b"tick 1")
+        st, b = d.call("DELETE", f"/v1/tokens/{tid}", token="admin")
+        assert st == 200, b
+        end = stream_ends(s)
+        assert end is not None, "the stream went on after its token was revoked"
+        assert b"event: revoked" in end and b"unauthorized" in end, end[-2000:]
+        assert d.call("GET", f"/v1/runs/{run['id']}", token=other)[1]["status"] == "running"
+    finally:
+        s.close()
+        d.cancel(run["id"], token=other)
+
+
+def test_removing_a_token_from_the_config_ends_its_event_stream(tmp_path):
+    """The same for the dashboard's /v1/events and a token the operator
+    removed with SIGHUP, and for a session cookie after logout."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        s, got = open_stream(d, "/v1/events", {"Authorization": "Bearer " + TOKENS["bob"]})
+        st, hs, body = d.request("POST", "/login", {"token": TOKENS["alice"]}, token=None,
+                                 headers={"X-Pysprinter-CSRF": "1"})
+        assert st == 200, body
+        cookie = hs["set-cookie"].split(";")[0]
+        c, cgot = open_stream(d, "/v1/events", {"Cookie": cookie})
+        try:
+            read_until(s, got, b"event: hello")
+            read_until(c, cgot, b"event: hello")
+            bob_hash = hashlib.sha256(TOKENS["bob"].encode()).hexdigest()
+            reload(d, d.config.read_text().replace(bob_hash, hashlib.sha256(b"bob-next-token-0123456789").hexdigest()))
+            assert d.call("GET", "/v1/runs", token="bob")[0] == 401
+            assert stream_ends(s), "bob's event stream went on after bob's token was removed"
+            st, _, _ = d.request("POST", "/logout", token=None, headers={"Cookie": cookie, "X-Pysprinter-CSRF": "1"})
+            assert st == 200
+            assert stream_ends(c), "the session's event stream went on after logout"
+        finally:
+            s.close()
+            c.close()
