@@ -199,3 +199,98 @@ def test_removing_a_token_from_the_config_ends_its_event_stream(tmp_path):
         finally:
             s.close()
             c.close()
+
+
+# ---- the dashboard when its session ends ---------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def wait_for(cond, timeout=20, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = cond()
+        except Exception as e:  # a stale element mid-render: look again
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through chromedriver, as tests/e2e/test_ui.py
+    drives it (nothing downloads a browser)."""
+    for p in (CHROMIUM, CHROMEDRIVER):
+        if not os.path.exists(p):
+            pytest.fail(f"{p} is missing: run tools/install-deps.sh (make deps)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1366,900", "--no-first-run", "--disable-extensions",
+              "--disable-background-networking", "--disable-component-update"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def ui_login(drv, d, token, who):
+    from selenium.webdriver.common.by import By
+    drv.delete_all_cookies()
+    drv.get(d.url + "/ui/login")
+    tok = drv.find_element(By.ID, "token")
+    tok.clear()
+    tok.send_keys(token)
+    drv.find_element(By.ID, "login-submit").click()
+    wait_for(lambda: drv.find_element(By.ID, "who").text.startswith(who), what=f"logged in as {who}")
+
+
+def live_text(drv):
+    from selenium.webdriver.common.by import By
+    return drv.find_element(By.ID, "live").text
+
+
+def test_the_runs_page_goes_to_the_login_page_when_its_token_is_revoked(d, browser):
+    """A dashboard left open on the runs page said '● live' or
+    'reconnecting…' for ever once its token was revoked: its stream
+    failed and the page never told the user to log in again."""
+    tid, token = made_token(d, "uitenant")
+    ui_login(browser, d, token, "uitenant")
+    browser.get(d.url + "/ui/#/runs")
+    wait_for(lambda: "live" in live_text(browser) and "●" in live_text(browser), what="the live runs table")
+    st, b = d.call("DELETE", f"/v1/tokens/{tid}", token="admin")
+    assert st == 200, b
+    wait_for(lambda: "/ui/login" in browser.current_url, timeout=20, what="the login page")
+
+
+def test_the_run_page_goes_to_the_login_page_after_a_restart_lost_the_session(tmp_path, browser):
+    """Sessions live in the daemon's memory: after a restart the open
+    page's stream was refused (401) and the run page said 'disconnected'
+    for ever, the runs page 'reconnecting…', instead of the login page."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, run = d.run(TICKS, wait=False, kwargs={"n": 100000})
+        assert st == 202, run
+        ui_login(browser, d, TOKENS["alice"], "alice")
+        browser.get(d.url + f"/ui/#/runs/{run['id']}")
+        from selenium.webdriver.common.by import By
+        wait_for(lambda: "tick 2" in browser.find_element(By.ID, "log").text, what="the streaming log")
+        port = d.port
+        d.stop(signal.SIGKILL)
+        d.start(port=port)
+        wait_for(lambda: "/ui/login" in browser.current_url, timeout=30, what="the login page")
+    finally:
+        if d.proc.poll() is None:
+            d.call("DELETE", f"/v1/runs/{run['id']}")
+        d.stop()
