@@ -201,6 +201,30 @@ def test_removing_a_token_from_the_config_ends_its_event_stream(tmp_path):
             c.close()
 
 
+# ---- made tokens on every route ----------------------------------------------------
+
+HOOK = "def hook(event):\n    return {'statusCode': 200, 'body': 'hook ran'}\n"
+
+
+def test_a_made_token_calls_its_tenants_function_url(d):
+    """A token made with POST /v1/tokens (or `pysprinterd token create`)
+    was refused on a function URL deployed with `url: true` (401 "invalid
+    token"): the endpoint looked in the config's tokens only."""
+    st, b = d.call("POST", "/v1/functions", {"name": "hook", "source": HOOK, "url": True})
+    assert st in (200, 201), b
+    tid, mine = made_token(d, "alice")
+    _, theirs = made_token(d, "bob")
+    st, b = d.call("POST", "/v1/tokens", {"tenant": "alice", "role": "readonly"}, token="admin")
+    assert st == 201, b
+    readonly = b["token"]
+    st, _, body = d.request("GET", "/fn/alice/hook", token=mine)
+    assert st == 200 and body == b"hook ran", (st, body)
+    assert d.request("GET", "/fn/alice/hook", token=theirs)[0] == 403
+    assert d.request("GET", "/fn/alice/hook", token=readonly)[0] == 403
+    assert d.call("DELETE", f"/v1/tokens/{tid}", token="admin")[0] == 200
+    assert d.request("GET", "/fn/alice/hook", token=mine)[0] == 401
+
+
 # ---- the dashboard when its session ends ---------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
