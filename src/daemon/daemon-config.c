@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sys/socket.h>
 
 #include "daemon.h"
 #include "data.h"
@@ -538,9 +539,20 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
         }
 
         json_object_foreach(root, k, v) {
-                if (streq(k, "listen"))
+                if (streq(k, "listen")) {
                         r = json_want_string(v, k, &cfg->listen, &err);
-                else if (streq(k, "data_dir"))
+                        /* The start's own parser: a file --check-config
+                         * passes must not fail the start on its address. */
+                        struct sockaddr_storage ss;
+                        size_t sl;
+                        bool loopback;
+                        if (r >= 0 && listen_address_parse(cfg->listen, &ss, &sl, &loopback) < 0) {
+                                err = xasprintf("'listen' must be HOST:PORT or [V6]:PORT (a port up to 65535), "
+                                                "not '%s'",
+                                                cfg->listen);
+                                r = -EINVAL;
+                        }
+                } else if (streq(k, "data_dir"))
                         r = json_want_string(v, k, &cfg->data_dir, &err);
                 else if (streq(k, "tokens"))
                         r = parse_tokens(cfg, v, &err);

@@ -87,6 +87,18 @@ def test_a_timeout_past_seven_days_in_the_config_is_refused(tmp_path, where):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("listen", ["127.0.0.1:99999", "nonsense", "127.0.0.1:", "0.0.0.0:8080x"])
+def test_check_config_refuses_a_listen_address_the_start_refuses(tmp_path, listen):
+    """`--check-config` said ok for a listen address that a start then
+    refused ("bad listen address"): a checked restart was an outage."""
+    code, err = check_config(tmp_path, f"listen: '{listen}'\n")
+    assert code == 2, err
+    assert f"pysprinterd.yaml:1: 'listen' must be HOST:PORT or [V6]:PORT" in err and listen in err, err
+    for good in ("127.0.0.1:8080", "[::1]:8080", ":8080", "localhost:80"):
+        code, err = check_config(tmp_path, f"listen: '{good}'\n")
+        assert code == 0, (good, err)
+
+
 def test_a_run_asking_for_a_timeout_past_seven_days_is_refused_not_killed(d):
     """Without maxima a request's huge timeout_ms ran and was killed at
     once by an overflowed deadline; the CLI's --timeout stops at 7 days."""
