@@ -166,6 +166,18 @@ static int hex_decode32(const char *s, uint8_t out[32]) {
         return 0;
 }
 
+/* Whether a client can send s as a bearer token: no space or tab at
+ * either end (the header's value is trimmed), no control character. */
+static bool token_is_sendable(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || isspace((unsigned char) s[0]) || isspace((unsigned char) s[n - 1]))
+                return false;
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
 /* tokens: [{tenant, token | token_sha256 | access_key_id + secret_access_key, role}] */
 static int parse_token(json_t *t, size_t i, DaemonToken *tok, char **ret_error) {
         const char *k;
@@ -187,6 +199,16 @@ static int parse_token(json_t *t, size_t i, DaemonToken *tok, char **ret_error) 
                 } else if (streq(k, "token")) {
                         if (strlen(s) < 16) {
                                 *ret_error = xasprintf("'tokens[%zu].token' must be at least 16 characters", i);
+                                return -EINVAL;
+                        }
+                        /* A client's "Bearer TOKEN" is read trimmed, and a
+                         * header holds no control character: such a token
+                         * (`token: |` keeps its newline) could never match. */
+                        if (!token_is_sendable(s)) {
+                                *ret_error = xasprintf(
+                                        "'tokens[%zu].token' must not have spaces at its ends or control "
+                                        "characters (a YAML block scalar, 'token: |', keeps its newline)",
+                                        i);
                                 return -EINVAL;
                         }
                         uint8_t md[32];

@@ -99,6 +99,19 @@ def test_check_config_refuses_a_listen_address_the_start_refuses(tmp_path, liste
         assert code == 0, (good, err)
 
 
+@pytest.mark.parametrize("value", ["|\n      abcdefghij0123456789\n", "'abcdefghij0123456789 '",
+                                   "' abcdefghij0123456789'", "\"abcdefghij\\t0123456789\""])
+def test_a_token_no_client_can_send_is_refused(tmp_path, value):
+    """A token with a newline (a YAML block scalar keeps it), a space at
+    an end or a control character passed --check-config, and no client
+    could ever use it: the daemon reads "Bearer TOKEN" trimmed."""
+    code, err = check_config(tmp_path, f"tokens:\n  - tenant: alice\n    token: {value}")
+    assert code == 2, err
+    assert "'tokens[0].token' must not have spaces at its ends or control characters" in err, err
+    code, err = check_config(tmp_path, "tokens:\n  - tenant: alice\n    token: abcdefghij 0123456789\n")
+    assert code == 0, err
+
+
 def test_a_run_asking_for_a_timeout_past_seven_days_is_refused_not_killed(d):
     """Without maxima a request's huge timeout_ms ran and was killed at
     once by an overflowed deadline; the CLI's --timeout stops at 7 days."""
