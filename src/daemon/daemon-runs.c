@@ -886,6 +886,13 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         }
         st->dk = dk;
         st->spec = drun_code_spec(d, r);
+        /* Granted by the config of its submit: a SIGHUP since, while it
+         * waited in the queue, may have lowered its tenant's caps (never
+         * raised: the grant stands below them). Not under d->lock: a
+         * reload takes cfg_lock first. */
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        (void) daemon_limits_clamp(&d->cfg, r->tenant, &st->spec.limits);
+        pthread_rwlock_unlock(&d->cfg_lock);
         st->spec.env = st->env;
         st->spec.instance_key = st->instance_key;
         /* Taken for this key only (run_inline(): no secrets, no env). */

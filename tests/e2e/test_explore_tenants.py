@@ -74,6 +74,28 @@ def test_a_reload_that_lowers_the_default_limits_applies_to_the_next_run(tmp_pat
         assert st == 200 and b["status"] == "succeeded", b
 
 
+def test_a_lowered_grant_reaches_runs_still_queued(tmp_path):
+    """Runs accepted under the old grant and still queued when SIGHUP
+    lowered the tenant's maxima ran with what they had been granted; only
+    runs resumed after a restart were lowered. The operator lowering a
+    tenant (say, in response to abuse) meant the next runs, not only the
+    next requests."""
+    grant = "server:\n  max_concurrent_per_tenant: 1\ntenants:\n  alice:\n    maxima: {timeout_ms: %d}\n"
+    d = Daemon(tmp_path / "d", config_extra=grant % 60000)
+    with d.serving():
+        st, first = d.run(SLEEPY, wait=False, kwargs={"s": 60})
+        assert st == 202, first
+        d.wait_status(first["id"], ["running"])
+        st, queued = d.run(SLEEPY, wait=False, kwargs={"s": 20}, limits={"timeout_ms": 30000})
+        assert st == 202, queued
+        assert d.call("GET", f"/v1/runs/{queued['id']}")[1]["status"] == "queued"
+        reload(d, d.config.read_text().replace("timeout_ms: 60000", "timeout_ms: 500"))
+        d.cancel(first["id"])
+        b = d.wait_status(queued["id"], ["succeeded", "killed", "failed", "cancelled"], timeout=60)
+        assert b["status"] == "killed" and b["error"]["type"] == "TimeLimit", b
+        assert "0.5s" in b["error"]["message"], b["error"]
+
+
 @pytest.mark.parametrize("where", ["defaults", "maxima"])
 def test_a_timeout_past_seven_days_in_the_config_is_refused(tmp_path, where):
     """A timeout of 2^63-1 ms passed --check-config and then killed every
