@@ -75,7 +75,10 @@ static int hex_decode32(const char *hex, uint8_t out[static 32]) {
 }
 
 /* Stores a new session for token_sha256; the cookie value (64 hex digits)
- * into *ret_id. A full table drops the session closest to expiry. */
+ * into *ret_id. A token holding UI_MAX_SESSIONS_PER_TOKEN sessions drops
+ * its own closest to expiry; else a full table drops the session closest
+ * to expiry. Without the first rule, one tenant logging in 4096 times
+ * logged every other tenant's dashboard out. */
 static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
         _cleanup_free_ char *id = NULL;
         uint8_t raw[32];
@@ -87,16 +90,27 @@ static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
                 return r;
         usec_t now = now_realtime();
         pthread_mutex_lock(&sessions_lock);
-        UiSession *slot = NULL;
+        UiSession *slot = NULL, *free_slot = NULL, *own_oldest = NULL;
+        size_t own = 0;
         for (size_t i = 0; i < UI_MAX_SESSIONS; i++) {
                 UiSession *s = &sessions[i];
                 if (!s->used || s->expires <= now) {
-                        slot = s;
-                        break;
+                        if (!free_slot)
+                                free_slot = s;
+                        continue;
+                }
+                if (memcmp(s->token_sha256, token_sha256, 32) == 0) {
+                        own++;
+                        if (!own_oldest || s->expires < own_oldest->expires)
+                                own_oldest = s;
                 }
                 if (!slot || s->expires < slot->expires)
                         slot = s;
         }
+        if (own >= UI_MAX_SESSIONS_PER_TOKEN)
+                slot = own_oldest;
+        else if (free_slot)
+                slot = free_slot;
         SHA256(raw, sizeof(raw), slot->id_sha256);
         memcpy(slot->token_sha256, token_sha256, 32);
         slot->expires = now + UI_SESSION_TTL_USEC;

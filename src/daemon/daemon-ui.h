@@ -29,6 +29,8 @@ extern const char ui_assets_prefix[];
 #define UI_CSRF_HEADER "X-Pysprinter-CSRF"
 #define UI_SESSION_TTL_USEC (12ULL * 3600 * 1000000)
 #define UI_MAX_SESSIONS 4096
+/* Sessions one token may hold (browsers, tabs): past it, its oldest goes. */
+#define UI_MAX_SESSIONS_PER_TOKEN 64
 
 /* The asset named name, or NULL. */
 const UiAsset *ui_asset_find(const char *name);

@@ -272,6 +272,34 @@ def test_a_made_token_calls_its_tenants_function_url(d):
     assert d.request("GET", "/fn/alice/hook", token=mine)[0] == 401
 
 
+def login_cookie(d, token, conn=None):
+    h = {"X-Pysprinter-CSRF": "1", "Content-Type": "application/json"}
+    c = conn or d.conn()
+    c.request("POST", "/login", body=json.dumps({"token": TOKENS.get(token, token)}), headers=h)
+    r = c.getresponse()
+    body = r.read()
+    assert r.status == 200, body
+    return r.getheader("Set-Cookie").split(";")[0]
+
+
+def test_one_tenant_logging_in_over_and_over_keeps_other_tenants_sessions(d):
+    """The daemon keeps 4096 sessions and drops the oldest for a new one:
+    alice, logging in 4096 times with her own token, logged bob's
+    dashboard out. A token now holds at most 64 sessions: its own oldest
+    goes first."""
+    bob = login_cookie(d, "bob")
+    alice_first = login_cookie(d, "alice")
+    c = d.conn()
+    try:
+        for _ in range(4200):
+            login_cookie(d, "alice", conn=c)
+    finally:
+        c.close()
+    st, _, body = d.request("GET", "/v1/runs", token=None, headers={"Cookie": bob})
+    assert st == 200, body
+    assert d.request("GET", "/v1/runs", token=None, headers={"Cookie": alice_first})[0] == 401
+
+
 # ---- the dashboard when its session ends ---------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
