@@ -552,8 +552,10 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
         r = yaml_to_json(text, len, path, &root, ret_error);
         if (r < 0)
                 return r;
-        if (json_is_null(root)) /* empty file: all defaults */
+        if (json_is_null(root)) { /* empty file: all defaults */
+                cfg->empty_file = true;
                 return 0;
+        }
         if (!json_is_object(root)) {
                 json_decref(root);
                 *ret_error = xasprintf("%s: the top level must be a mapping", path);

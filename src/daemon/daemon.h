@@ -79,6 +79,7 @@ typedef struct DaemonConfig {
         unsigned endpoint_rate;         /* public endpoints: requests/s per client address (docs/endpoints.md) */
         unsigned endpoint_burst;        /* … and the burst above it */
         bool metrics_public;            /* /metrics without a token */
+        bool empty_file;                /* the file held nothing (no key, not even {}) */
         SandboxMode sandbox;
         /* pool: (docs/workers.md); 0 = the engine's default */
         unsigned pool_spares;

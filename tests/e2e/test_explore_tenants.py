@@ -96,6 +96,29 @@ def test_a_lowered_grant_reaches_runs_still_queued(tmp_path):
         assert "0.5s" in b["error"]["message"], b["error"]
 
 
+def test_a_reload_of_an_empty_file_keeps_the_running_config(tmp_path):
+    """A config rewritten in place is empty between its truncation and
+    its write: a SIGHUP then was "configuration reloaded (0 tokens)", and
+    every tenant was locked out. `{}` still means all defaults."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        good = d.config.read_text()
+        for empty in ("", "\n# comments only\n"):
+            before = d.log.read_text().count("the file is empty")
+            d.config.write_text(empty)
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 30
+            while d.log.read_text().count("the file is empty") == before:
+                assert time.time() < deadline, d.log.read_text()
+                time.sleep(0.05)
+            assert "reload failed, keeping the old configuration" in d.log.read_text()
+            assert d.call("GET", "/v1/runs", token="alice")[0] == 200
+        reload(d, "{}\n")
+        assert d.call("GET", "/v1/runs", token="alice")[0] == 401
+        reload(d, good)
+        assert d.call("GET", "/v1/runs", token="alice")[0] == 200
+
+
 @pytest.mark.parametrize("where", ["defaults", "maxima"])
 def test_a_timeout_past_seven_days_in_the_config_is_refused(tmp_path, where):
     """A timeout of 2^63-1 ms passed --check-config and then killed every
