@@ -271,6 +271,43 @@ def test_removing_a_token_from_the_config_ends_its_event_stream(tmp_path):
             c.close()
 
 
+def test_a_revoked_token_ends_a_dag_event_stream_and_the_clis_follow(d):
+    """The DAG run's events and `pysprinter logs -f --server` opened with
+    a token stop with it: the CLI says the server refused the token (exit
+    6) instead of printing the run's output on."""
+    from conftest import CLI
+    tid, token = made_token(d, "dana")
+    _, other = made_token(d, "dana")
+    pipeline = "tasks:\n  slow: {file: s.py, function: f, kwargs: {n: 3000}}\n"
+    st, dag = d.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"s.py": TICKS}}, token=token)
+    assert st in (200, 201, 202), dag
+    s, got = open_stream(d, f"/v1/dags/{dag['id']}/events", {"Authorization": "Bearer " + token})
+    st, run = d.run(TICKS, wait=False, token=token)
+    assert st == 202, run
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=token, PYSPRINTER_HOME=str(d.root / "cli-home"))
+    follow = subprocess.Popen([str(CLI), "logs", "-f", run["id"]], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        read_until(s, got, b"event: dag")
+        deadline = time.time() + 30
+        while "tick 1" not in d.call("GET", f"/v1/runs/{run['id']}/logs", token=other)[1]:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert d.call("DELETE", f"/v1/tokens/{tid}", token="admin")[0] == 200
+        end = stream_ends(s)
+        assert end is not None and b"event: revoked" in end, end
+        out, err = follow.communicate(timeout=30)
+        assert follow.returncode == 6 and "refused the token" in err, (follow.returncode, err)
+    finally:
+        s.close()
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        d.cancel(run["id"], token=other)
+        d.call("DELETE", f"/v1/dags/{dag['id']}", token=other)
+
+
 # ---- made tokens on every route ----------------------------------------------------
 
 HOOK = "def hook(event):\n    return {'statusCode': 200, 'body': 'hook ran'}\n"
