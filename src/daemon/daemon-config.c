@@ -729,8 +729,7 @@ bool daemon_limits_clamp(const DaemonConfig *cfg, const char *tenant, RunLimits 
         struct {
                 uint64_t *value, max;
         } f[] = {
-                { &limits->timeout_ms,
-                  cap_min(RUN_MAX_TIMEOUT_MS, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0)) },
+                { &limits->timeout_ms, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0) },
                 { &limits->memory_bytes, cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0) },
                 { &limits->max_procs, cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0) },
                 { &limits->max_output_bytes,
@@ -741,6 +740,13 @@ bool daemon_limits_clamp(const DaemonConfig *cfg, const char *tenant, RunLimits 
                         *f[i].value = f[i].max;
                         lowered = true;
                 }
+        /* The ceiling no config raises only lowers: a 0 (a record of a
+         * binary whose grant left the default to the engine) stays the
+         * engine's default, not 7 days. */
+        if (limits->timeout_ms > RUN_MAX_TIMEOUT_MS) {
+                limits->timeout_ms = RUN_MAX_TIMEOUT_MS;
+                lowered = true;
+        }
         bool network_granted = t && t->network >= 0 ? t->network == 1 : cfg->maxima.network;
         if (limits->network && !network_granted) {
                 limits->network = false;

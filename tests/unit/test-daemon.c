@@ -176,6 +176,14 @@ static void test_limits_grant(void **state) {
         assert_int_equal(out.max_output_bytes, 1000);
         assert_int_equal(out.memory_bytes, RUN_DEFAULT_MEMORY_BYTES);
         assert_int_equal(out.max_procs, RUN_DEFAULT_MAX_PROCS);
+        /* A run recorded with no timeout (0: the engine's default) keeps
+         * it; one past the 7-day ceiling is lowered to it. */
+        RunLimits unset = {};
+        assert_false(daemon_limits_clamp(&cfg, "alice", &unset));
+        assert_int_equal(unset.timeout_ms, 0);
+        RunLimits huge = { .timeout_ms = RUN_MAX_TIMEOUT_MS + 1 };
+        assert_true(daemon_limits_clamp(&cfg, "alice", &huge));
+        assert_int_equal(huge.timeout_ms, RUN_MAX_TIMEOUT_MS);
         daemon_config_done(&cfg);
 }
 
