@@ -407,8 +407,19 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         case ROUTE_PUBLIC:
                 break;
         case ROUTE_METRICS:
-                if (c->d->cfg.metrics_public)
+                if (c->d->cfg.metrics_public) {
+                        /* Anyone reads the totals; the per-tenant series
+                         * are an admin's (daemon_api_metrics), so a bearer
+                         * token sent is looked at, and one that does not
+                         * authenticate is read as none. */
+                        TokenRole role;
+                        if (MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization") &&
+                            authenticate_bearer(c, &role) >= 0) {
+                                c->call.tenant = c->tenant_buf;
+                                c->call.role = role;
+                        }
                         break;
+                }
                 if (!authenticate(c, false, &ret))
                         return ret;
                 if (c->call.role != TOKEN_ROLE_ADMIN)

@@ -1285,8 +1285,9 @@ void daemon_gc_wake(Daemon *d);
 /* Stops it between two batches and joins it. */
 void daemon_gc_stop(Daemon *d);
 /* Appends the bytes-used gauges and what the last collection removed
- * (Prometheus text) to b. /metrics calls it. */
-void daemon_gc_metrics(Daemon *d, Buf *b);
+ * (Prometheus text) to b; with per_tenant, the per-tenant series too
+ * (their labels name every tenant: an admin's). /metrics calls it. */
+void daemon_gc_metrics(Daemon *d, Buf *b, bool per_tenant);
 /* Adds "disk" (free, warn and reserve bytes) and "warnings" (free space
  * below disk.warn_bytes / disk.reserve_bytes) to the /healthz object j. */
 void daemon_gc_healthz(Daemon *d, struct json_t *j);

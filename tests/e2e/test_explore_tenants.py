@@ -308,6 +308,25 @@ def test_a_revoked_token_ends_a_dag_event_stream_and_the_clis_follow(d):
         d.call("DELETE", f"/v1/dags/{dag['id']}", token=other)
 
 
+def test_public_metrics_do_not_list_the_tenants(tmp_path):
+    """With `metrics_public: true` (the default) anyone who reached the
+    port read every tenant's name, its log and data bytes and its run
+    count from /metrics. Those series are an admin token's now; the
+    totals stay public."""
+    d = Daemon(tmp_path / "d", config_extra="retention:\n  interval_s: 1\n")
+    with d.serving():
+        st, b = d.run(LOUD, token="bob", kwargs={"n": 10})
+        assert st == 200 and b["status"] == "succeeded", b
+        deadline = time.time() + 60
+        while 'tenant="bob"' not in d.call("GET", "/metrics", token="admin")[1]:
+            assert time.time() < deadline, "the collector never listed bob"
+            time.sleep(0.2)
+        for who in (None, "alice", "reader"):
+            st, text = d.call("GET", "/metrics", token=who)
+            assert st == 200 and "pysprinter_disk_bytes{" in text, text[:500]
+            assert 'tenant="' not in text, [ln for ln in text.splitlines() if "tenant=" in ln]
+
+
 # ---- made tokens on every route ----------------------------------------------------
 
 HOOK = "def hook(event):\n    return {'statusCode': 200, 'body': 'hook ran'}\n"
