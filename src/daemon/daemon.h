@@ -592,6 +592,12 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev);
 void daemon_env_noted_load(Daemon *d);
 /* "TENANT:sha256(requirements)" — the record's key. */
 char *daemon_env_requirements_key(const char *tenant, char *const *requirements);
+/* "dirs:TENANT:sha256(the sorted store dir names)" — the key under which
+ * daemon_env_note() records (namespace "tenant-env-dirs") the store dirs (the lock's wheels, by sha256)
+ * a tenant's environment runs on, which /v1/workers matches a warm
+ * worker's sys_path against. dirs: names (or paths: the last component
+ * counts), sorted in place. */
+char *daemon_env_dirs_key(const char *tenant, char **dirs);
 /* Copies the log text so far (stdout and stderr interleaved). */
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len);
 

@@ -327,6 +327,41 @@ def test_public_metrics_do_not_list_the_tenants(tmp_path):
             assert 'tenant="' not in text, [ln for ln in text.splitlines() if "tenant=" in ln]
 
 
+def test_workers_do_not_show_a_tenant_another_tenants_packages(tmp_path):
+    """/v1/envs hides which requirement sets other tenants use, but
+    /v1/workers showed every warm worker's store dirs (each named by its
+    wheel's sha256, which names the package) and its failed imports
+    ("secretsauce: ... No module named ..."). Another tenant's are an
+    admin's to see now; the owner still sees its own."""
+    import pkgindex
+    from daemonlib import sandbox_mode
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    idx = pkgindex.Index()
+    idx.add(pkgindex.build_wheel(wheels, "secretsauce", "4.2",
+                                 files={"secretsauce/__init__.py": "import nosuchmod_of_alice\n"}))
+    idx.start()
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra=f"index:\n  url: {idx.url}\n")
+    try:
+        with d.serving():
+            st, b = d.run("@requirements({'secretsauce': '4.2'})\ndef f():\n    return 1\n")
+            assert st == 200 and b["status"] == "succeeded", b
+            sha = d.call("GET", f"/v1/runs/{b['id']}/lock")[1]["lock"]["packages"][0]["sha256"]
+
+            def workers(who):
+                st, w = d.call("GET", "/v1/workers", token=who)
+                assert st == 200, w
+                return json.dumps([x for x in w["workers"] if x["kind"] == "worker"])
+            mine = workers("alice")
+            assert sha in mine and "nosuchmod_of_alice" in mine, mine
+            theirs = workers("bob")
+            assert sha not in theirs and "secretsauce" not in theirs and "nosuchmod" not in theirs, theirs
+            assert '"kind": "worker"' in theirs  # the pool itself is still shown
+            assert sha in workers("admin")
+    finally:
+        idx.stop()
+
+
 # ---- made tokens on every route ----------------------------------------------------
 
 HOOK = "def hook(event):\n    return {'statusCode': 200, 'body': 'hook ran'}\n"
