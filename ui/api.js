@@ -32,6 +32,10 @@ export async function api(path, { method = 'GET', body, text = false } = {}) {
 }
 
 // An EventSource whose named events go to handlers; close() ends it.
+// A stream whose session ended goes to the login page: the daemon says
+// `revoked` (docs/api.md), and a reconnect it refused (a 401, e.g. after a
+// restart forgot the sessions) leaves the EventSource closed for good,
+// which the page would otherwise show as "reconnecting…" for ever.
 export function stream(path, handlers) {
   const es = new EventSource(path);
   for (const [name, fn] of Object.entries(handlers)) {
@@ -41,5 +45,17 @@ export function stream(path, handlers) {
       fn(data, es);
     });
   }
+  es.addEventListener('revoked', () => {
+    es.close();
+    toLogin();
+  });
+  es.addEventListener('error', () => {
+    if (es.readyState !== EventSource.CLOSED) return; // it retries by itself
+    // Closed: refused, or the daemon is down. Only a lost session is a login.
+    fetch('/ui/session', { credentials: 'same-origin' })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((s) => { if (s && !s.tenant && !s.no_auth) toLogin(); })
+      .catch(() => {});
+  });
   return es;
 }

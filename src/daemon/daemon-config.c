@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sys/socket.h>
 
 #include "daemon.h"
 #include "data.h"
@@ -138,9 +139,14 @@ static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_err
         }
         json_object_foreach(o, k, v) {
                 _cleanup_free_ char *full = xasprintf("%s.%s", key, k);
-                if (streq(k, "timeout_ms"))
+                if (streq(k, "timeout_ms")) {
                         r = json_want_uint(v, full, &l->timeout_ms, ret_error);
-                else if (streq(k, "memory_bytes"))
+                        if (r >= 0 && l->timeout_ms > RUN_MAX_TIMEOUT_MS) {
+                                *ret_error = xasprintf("'%s' must be at most %llu (7 days)", full,
+                                                       (unsigned long long) RUN_MAX_TIMEOUT_MS);
+                                return -EINVAL;
+                        }
+                } else if (streq(k, "memory_bytes"))
                         r = json_want_uint(v, full, &l->memory_bytes, ret_error);
                 else if (streq(k, "max_procs"))
                         r = json_want_uint(v, full, &l->max_procs, ret_error);
@@ -177,6 +183,18 @@ static int hex_decode32(const char *s, uint8_t out[32]) {
         return 0;
 }
 
+/* Whether a client can send s as a bearer token: no space or tab at
+ * either end (the header's value is trimmed), no control character. */
+static bool token_is_sendable(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || isspace((unsigned char) s[0]) || isspace((unsigned char) s[n - 1]))
+                return false;
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
 /* tokens: [{tenant, token | token_sha256 | access_key_id + secret_access_key, role}] */
 static int parse_token(json_t *t, size_t i, DaemonToken *tok, char **ret_error) {
         const char *k;
@@ -198,6 +216,16 @@ static int parse_token(json_t *t, size_t i, DaemonToken *tok, char **ret_error) 
                 } else if (streq(k, "token")) {
                         if (strlen(s) < 16) {
                                 *ret_error = xasprintf("'tokens[%zu].token' must be at least 16 characters", i);
+                                return -EINVAL;
+                        }
+                        /* A client's "Bearer TOKEN" is read trimmed, and a
+                         * header holds no control character: such a token
+                         * (`token: |` keeps its newline) could never match. */
+                        if (!token_is_sendable(s)) {
+                                *ret_error = xasprintf(
+                                        "'tokens[%zu].token' must not have spaces at its ends or control "
+                                        "characters (a YAML block scalar, 'token: |', keeps its newline)",
+                                        i);
                                 return -EINVAL;
                         }
                         uint8_t md[32];
@@ -541,8 +569,10 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
         r = yaml_to_json(text, len, path, &root, ret_error);
         if (r < 0)
                 return r;
-        if (json_is_null(root)) /* empty file: all defaults */
+        if (json_is_null(root)) { /* empty file: all defaults */
+                cfg->empty_file = true;
                 return 0;
+        }
         if (!json_is_object(root)) {
                 json_decref(root);
                 *ret_error = xasprintf("%s: the top level must be a mapping", path);
@@ -550,9 +580,20 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
         }
 
         json_object_foreach(root, k, v) {
-                if (streq(k, "listen"))
+                if (streq(k, "listen")) {
                         r = json_want_string(v, k, &cfg->listen, &err);
-                else if (streq(k, "data_dir"))
+                        /* The start's own parser: a file --check-config
+                         * passes must not fail the start on its address. */
+                        struct sockaddr_storage ss;
+                        size_t sl;
+                        bool loopback;
+                        if (r >= 0 && listen_address_parse(cfg->listen, &ss, &sl, &loopback) < 0) {
+                                err = xasprintf("'listen' must be HOST:PORT or [V6]:PORT (a port up to 65535), "
+                                                "not '%s'",
+                                                cfg->listen);
+                                r = -EINVAL;
+                        }
+                } else if (streq(k, "data_dir"))
                         r = json_want_string(v, k, &cfg->data_dir, &err);
                 else if (streq(k, "tokens"))
                         r = parse_tokens(cfg, v, &err);
@@ -718,6 +759,13 @@ bool daemon_limits_clamp(const DaemonConfig *cfg, const char *tenant, RunLimits 
                         *f[i].value = f[i].max;
                         lowered = true;
                 }
+        /* The ceiling no config raises only lowers: a 0 (a record of a
+         * binary whose grant left the default to the engine) stays the
+         * engine's default, not 7 days. */
+        if (limits->timeout_ms > RUN_MAX_TIMEOUT_MS) {
+                limits->timeout_ms = RUN_MAX_TIMEOUT_MS;
+                lowered = true;
+        }
         bool network_granted = t && t->network >= 0 ? t->network == 1 : cfg->maxima.network;
         if (limits->network && !network_granted) {
                 limits->network = false;
@@ -739,7 +787,8 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                 uint64_t *out;
         } f[] = {
                 { "timeout_ms", asked->timeout_ms, cfg->defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS,
-                  cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0), &out.timeout_ms },
+                  cap_min(RUN_MAX_TIMEOUT_MS, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0)),
+                  &out.timeout_ms },
                 { "memory_bytes", asked->memory_bytes, cfg->defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES,
                   cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0), &out.memory_bytes },
                 { "max_procs", asked->max_procs, cfg->defaults.max_procs ?: RUN_DEFAULT_MAX_PROCS,
@@ -749,6 +798,13 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                   cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0), &out.max_output_bytes },
         };
         for (size_t i = 0; i < ELEMENTSOF(f); i++) {
+                if (f[i].out == &out.timeout_ms && f[i].asked > RUN_MAX_TIMEOUT_MS) {
+                        /* No config grants more: the operator cannot help. */
+                        *ret_error = xasprintf("limits.timeout_ms is %" PRIu64 ", above %llu (7 days), the longest "
+                                               "a run may have",
+                                               f[i].asked, (unsigned long long) RUN_MAX_TIMEOUT_MS);
+                        return -EPERM;
+                }
                 if (f[i].max && f[i].asked > f[i].max) {
                         *ret_error = xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
                                                " this tenant may have (ask the operator: config 'tenants.%s.maxima')",
@@ -756,8 +812,11 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                         return -EPERM;
                 }
                 /* An absent limit is the default, lowered to the tenant's
-                 * maximum: a smaller grant is never exceeded by defaulting. */
-                *f[i].out = f[i].asked ? f[i].asked : (f[i].max ? MIN(f[i].def, f[i].max) : 0);
+                 * maximum: a smaller grant is never exceeded by defaulting.
+                 * Filled here from the config of the moment, maximum or
+                 * not: the engine's own defaults are those of the start,
+                 * and a SIGHUP's `limits.defaults` would never reach it. */
+                *f[i].out = f[i].asked ? f[i].asked : f[i].max ? MIN(f[i].def, f[i].max) : f[i].def;
         }
         bool network_granted = t && t->network >= 0 ? t->network == 1 : cfg->maxima.network;
         if (asked->network && !network_granted) {

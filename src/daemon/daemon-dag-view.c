@@ -32,6 +32,7 @@ typedef struct DagStream {
         char *last;             /* the DAG object as last sent */
         SseOut out;
         usec_t last_check, last_write; /* monotonic */
+        DaemonCred cred;               /* what opened the stream: its end ends the stream */
         bool ended;
 } DagStream;
 
@@ -83,6 +84,10 @@ static ssize_t dag_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 ssize_t woken = daemon_sse_woken(&s->w, s->conn, buf, max);
                 if (woken)
                         return woken;
+                if (daemon_sse_cred_revoked(s->d, &s->cred, s->tenant, &s->out.buf)) {
+                        s->ended = true;
+                        continue;
+                }
                 uint64_t gen = daemon_wait_arm(); /* before looking: no lost change */
                 usec_t now = now_monotonic();
                 if (s->last && now - s->last_check < DAG_STREAM_MIN_GAP) {
@@ -115,6 +120,7 @@ struct MHD_Response *daemon_dag_events_handle(const DaemonCall *call, unsigned *
         s->d = call->d;
         s->tenant = xstrdup(call->tenant);
         s->show_paths = daemon_call_shows_paths(call);
+        s->cred = call->cred;
         /* The full id: the client may have given a prefix. */
         s->id = xstrdup(json_string_value(json_object_get(j, "id")) ?: call->seg[2]);
         json_decref(j);

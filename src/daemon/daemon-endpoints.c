@@ -486,15 +486,20 @@ static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
                 return 401;
         _cleanup_free_ char *tok = xstrdup(h + 7);
         Daemon *d = call->d;
-        unsigned st = 403;
+        char owner[128] = "";
+        TokenRole role = TOKEN_ROLE_READONLY;
         pthread_rwlock_rdlock(&d->cfg_lock);
         const DaemonToken *t = daemon_config_find_token(&d->cfg, strstrip(tok));
-        if (!t)
-                st = 401;
-        else if (streq(t->tenant, tenant) && t->role != TOKEN_ROLE_READONLY)
-                st = 0;
+        if (t) {
+                snprintf(owner, sizeof(owner), "%s", t->tenant);
+                role = t->role;
+        }
         pthread_rwlock_unlock(&d->cfg_lock);
-        return st;
+        /* Or one made by `pysprinterd token create` / POST /v1/tokens, as
+         * the API's routes take it (before, only the config's were). */
+        if (!t && daemon_token_lookup(d, strstrip(tok), &role, owner, sizeof(owner)) < 0)
+                return 401;
+        return streq(owner, tenant) && role != TOKEN_ROLE_READONLY ? 0 : 403;
 }
 
 /* A public endpoint's request waiting for its run (daemon_call_wait()). */

@@ -220,7 +220,7 @@ void daemon_gc_stop(Daemon *d) {
         d->gc = NULL;
 }
 
-void daemon_gc_metrics(Daemon *d, Buf *b) {
+void daemon_gc_metrics(Daemon *d, Buf *b, bool per_tenant) {
         assert(d && b);
         uint64_t avail = 0;
         if (free_bytes(d->data_dir, &avail) >= 0)
@@ -242,6 +242,9 @@ void daemon_gc_metrics(Daemon *d, Buf *b) {
                            "pysprinter_disk_bytes{area=\"packages\"} %" PRIu64 "\n"
                            "pysprinter_disk_bytes{area=\"dags\"} %" PRIu64 "\n",
                            u->db_bytes, u->log_bytes, u->data_bytes, u->package_bytes, u->dag_bytes);
+        }
+        if (d->gc->have_usage && per_tenant) {
+                const StoreUsage *u = &d->gc->usage;
                 buf_appends(b, "# HELP pysprinter_tenant_disk_bytes Bytes a tenant's runs' logs and datasets use.\n"
                                "# TYPE pysprinter_tenant_disk_bytes gauge\n");
                 for (size_t i = 0; i < u->n_tenants; i++)

@@ -175,11 +175,18 @@ static int authenticate_bearer(Ctx *c, TokenRole *ret_role) {
         if (t) {
                 *ret_role = t->role;
                 snprintf(c->tenant_buf, sizeof(c->tenant_buf), "%s", t->tenant);
+                /* Kept for the streams this request may open: the entry's
+                 * hash, no digest on the request's path. */
+                c->call.cred = (DaemonCred){ .kind = DAEMON_CRED_BEARER };
+                memcpy(c->call.cred.sha256, t->sha256, 32);
         }
         pthread_rwlock_unlock(&c->d->cfg_lock);
-        if (!t) /* one made by `pysprinterd token create` (daemon-tokens.c) */
-                return daemon_token_lookup(c->d, tok, ret_role, c->tenant_buf, sizeof(c->tenant_buf));
-        return 0;
+        if (t)
+                return 0;
+        /* one made by `pysprinterd token create` (daemon-tokens.c) */
+        c->call.cred = (DaemonCred){ .kind = DAEMON_CRED_BEARER };
+        sha256_digest(tok, strlen(tok), c->call.cred.sha256);
+        return daemon_token_lookup_hash(c->d, c->call.cred.sha256, ret_role, c->tenant_buf, sizeof(c->tenant_buf));
 }
 
 /* Returns true when authenticated (c->call.tenant and .role set);
@@ -199,8 +206,8 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
                  * was made from (docs/ui.md); 0: no cookie, go on. */
                 unsigned st = 401;
                 const char *msg = NULL;
-                k = daemon_ui_session_auth(c->d, c->conn, mutating, c->tenant_buf, sizeof(c->tenant_buf), &role,
-                                           &st, &msg);
+                k = daemon_ui_session_auth(c->d, c->conn, mutating, c->tenant_buf, sizeof(c->tenant_buf), &role, &st,
+                                           &msg, &c->call.cred);
                 if (k < 0) {
                         *ret = queue_error(c, st, st == 401 ? "unauthorized" : "forbidden", NULL, "%s", msg);
                         return false;
@@ -400,8 +407,19 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         case ROUTE_PUBLIC:
                 break;
         case ROUTE_METRICS:
-                if (c->d->cfg.metrics_public)
+                if (c->d->cfg.metrics_public) {
+                        /* Anyone reads the totals; the per-tenant series
+                         * are an admin's (daemon_api_metrics), so a bearer
+                         * token sent is looked at, and one that does not
+                         * authenticate is read as none. */
+                        TokenRole role;
+                        if (MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization") &&
+                            authenticate_bearer(c, &role) >= 0) {
+                                c->call.tenant = c->tenant_buf;
+                                c->call.role = role;
+                        }
                         break;
+                }
                 if (!authenticate(c, false, &ret))
                         return ret;
                 if (c->call.role != TOKEN_ROLE_ADMIN)

@@ -183,7 +183,9 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
                    "pysprinter_function_lookups_total{from=\"store\"} %" PRIu64 "\n",
                    fh, fm);
         /* Bytes used per area and tenant, and the last collection. */
-        daemon_gc_metrics(d, &b);
+        /* The tenants' names and usage: an admin's (or --no-auth's one
+         * user), not anyone's who reaches a public /metrics. */
+        daemon_gc_metrics(d, &b, d->no_auth || (call->tenant && call->role == TOKEN_ROLE_ADMIN));
         size_t n = b.len;
         return daemon_text_response(200, "text/plain; version=0.0.4; charset=utf-8", buf_steal(&b), n, ret_status);
 }

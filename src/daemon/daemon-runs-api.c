@@ -515,6 +515,7 @@ typedef struct SseStream {
         size_t next_chunk;
         size_t chunk_off;       /* bytes of next_chunk already sent */
         SseOut out;
+        DaemonCred cred; /* what opened the stream: its end ends the stream */
         bool ended;
 } SseStream;
 
@@ -576,6 +577,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 s->w.why = DAEMON_WAKE_NONE;
                 if (why == DAEMON_WAKE_GONE)
                         return daemon_stream_cut(s->conn, buf, max);
+                if (daemon_sse_cred_revoked(d, &s->cred, s->tenant, &s->out.buf)) {
+                        s->ended = true;
+                        continue;
+                }
 
                 /* Taken before looking: a chunk logged after the look
                  * makes the park below fail, and we look again. */
@@ -664,6 +669,7 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
         s->r = r;
         s->tenant = xstrdup(call->tenant);
         s->show_paths = daemon_call_shows_paths(call);
+        s->cred = call->cred;
         buf_init(&s->out.buf, SIZE_MAX);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, s, sse_free);
         if (!resp) {
@@ -741,6 +747,7 @@ typedef struct ClusterSse {
         SseOut out;
         usec_t end_deadline;    /* monotonic: the end marker was read; 0: not yet */
         usec_t last_sent;       /* monotonic: when output or a keep-alive went last */
+        DaemonCred cred;        /* what opened the stream: its end ends the stream */
         bool ended;
 } ClusterSse;
 
@@ -795,6 +802,10 @@ static ssize_t cluster_sse_read(void *cls, uint64_t pos, char *buf, size_t max) 
                 ssize_t woken = daemon_sse_woken(&s->w, s->conn, buf, max);
                 if (woken)
                         return woken;
+                if (daemon_sse_cred_revoked(s->d, &s->cred, s->tenant, &s->out.buf)) {
+                        s->ended = true;
+                        continue;
+                }
                 if (cluster_sse_look(s) < 0)
                         return daemon_stream_cut(s->conn, buf, max);
                 usec_t now = now_monotonic();
@@ -871,6 +882,7 @@ static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord 
         s->show_paths = daemon_call_shows_paths(call);
         s->id = xstrdup(rec->id);
         s->rd = rd;
+        s->cred = call->cred;
         buf_init(&s->out.buf, SIZE_MAX);
         struct MHD_Response *resp =
                 MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, cluster_sse_read, s, cluster_sse_free);

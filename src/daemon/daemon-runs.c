@@ -225,6 +225,46 @@ char *daemon_env_requirements_key(const char *tenant, char *const *requirements)
         return xasprintf("%s:%s", tenant, hex);
 }
 
+static int cmp_basename(const void *a, const void *b) {
+        const char *x = *(char *const *) a, *y = *(char *const *) b;
+        const char *bx = strrchr(x, '/'), *by = strrchr(y, '/');
+        return strcmp(bx ? bx + 1 : x, by ? by + 1 : y);
+}
+
+char *daemon_env_dirs_key(const char *tenant, char **dirs) {
+        size_t n = strv_length(dirs);
+        if (n > 1)
+                qsort(dirs, n, sizeof(char *), cmp_basename);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        for (size_t i = 0; i < n; i++) {
+                const char *slash = strrchr(dirs[i], '/');
+                buf_printf(&b, "%s\n", slash ? slash + 1 : dirs[i]);
+        }
+        char hex[65];
+        sha256_hex(b.data ? b.data : "", b.len, hex);
+        buf_free(&b);
+        return xasprintf("dirs:%s:%s", tenant, hex);
+}
+
+/* Stores key in the records of namespace ns ("tenant-env", or
+ * "tenant-env-dirs" for a daemon_env_dirs_key()) once per process
+ * (d->env_noted holds both: their keys differ). */
+static int env_note_key(Daemon *d, const char *ns, const char *key) {
+        pthread_mutex_lock(&d->lock);
+        bool noted = strv_contains(d->env_noted, key);
+        pthread_mutex_unlock(&d->lock);
+        if (!noted && store_kv_put(d->store, ns, key, "1") < 0)
+                return -EIO;
+        pthread_mutex_lock(&d->lock);
+        if (d->n_env_noted < ENV_NOTED_MAX && !strv_contains(d->env_noted, key)) {
+                d->env_noted = strv_append(d->env_noted, key);
+                d->n_env_noted++;
+        }
+        pthread_mutex_unlock(&d->lock);
+        return 0;
+}
+
 void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
         if (ev->type != RUN_EVENT_PROGRESS || !ev->phase || !streq(ev->phase, "resolve") || !ev->data || !ev->len)
                 return;
@@ -241,34 +281,37 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
         json_t *lock = json_loadb(ev->data, ev->len, 0, NULL);
         json_t *a = json_object_get(lock, "requirements");
         bool ok = json_is_array(a);
-        char **reqs = NULL;
+        char **reqs = NULL, **dirs = NULL;
         size_t i;
         json_t *v;
         json_array_foreach(a, i, v)
                 if (json_is_string(v))
                         reqs = strv_append(reqs, json_string_value(v));
+        /* Its wheels' store dirs are named by their sha256. */
+        json_array_foreach(json_object_get(lock, "packages"), i, v) {
+                const char *sha = json_string_value(json_object_get(v, "sha256"));
+                if (sha)
+                        dirs = strv_append(dirs, sha);
+        }
         json_decref(lock);
-        if (!ok)
+        if (!ok) {
+                strv_free(dirs);
                 return;
+        }
         _cleanup_free_ char *key = daemon_env_requirements_key(tenant, reqs);
+        _cleanup_free_ char *dirs_key = dirs ? daemon_env_dirs_key(tenant, dirs) : NULL;
         strv_free(reqs);
+        strv_free(dirs);
         /* Every invoke of a deployed function reports its (pinned) lock:
          * one SQLite transaction each was most of what an env with
          * packages added to an invoke (issue 15). Nothing deletes these
          * rows, so a key stored once by this process is stored for good. */
-        pthread_mutex_lock(&d->lock);
-        bool noted = strv_contains(d->env_noted, key);
-        pthread_mutex_unlock(&d->lock);
-        if (!noted && store_kv_put(d->store, "tenant-env", key, "1") < 0)
+        if (env_note_key(d, "tenant-env", key) < 0 || (dirs_key && env_note_key(d, "tenant-env-dirs", dirs_key) < 0))
                 return;
         pthread_mutex_lock(&d->lock);
         size_t slot = d->env_note_next++ % ELEMENTSOF(d->env_note_recent);
         free(d->env_note_recent[slot]);
         d->env_note_recent[slot] = TAKE_PTR(recent);
-        if (d->n_env_noted < ENV_NOTED_MAX && !strv_contains(d->env_noted, key)) {
-                d->env_noted = strv_append(d->env_noted, key);
-                d->n_env_noted++;
-        }
         pthread_mutex_unlock(&d->lock);
 }
 
@@ -279,9 +322,15 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev) {
  * the one that creates the WAL and syncs it and its directory (2-100 ms
  * on a shared disk). A key beyond these is written as before. */
 void daemon_env_noted_load(Daemon *d) {
-        char **keys = NULL;
+        char **keys = NULL, **dirs = NULL;
         if (store_kv_keys(d->store, "tenant-env", ENV_NOTED_MAX, &keys) < 0)
                 return;
+        /* And the store dirs of those environments (/v1/workers). */
+        size_t n = strv_length(keys);
+        if (store_kv_keys(d->store, "tenant-env-dirs", ENV_NOTED_MAX, &dirs) >= 0)
+                for (char **k = dirs; k && *k && n < ENV_NOTED_MAX; k++, n++)
+                        keys = strv_append(keys, *k);
+        strv_free(dirs);
         /* Before the first request: nothing noted yet, and the table's
          * keys are unique. */
         pthread_mutex_lock(&d->lock);
@@ -902,6 +951,13 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         }
         st->dk = dk;
         st->spec = drun_code_spec(d, r);
+        /* Granted by the config of its submit: a SIGHUP since, while it
+         * waited in the queue, may have lowered its tenant's caps (never
+         * raised: the grant stands below them). Not under d->lock: a
+         * reload takes cfg_lock first. */
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        (void) daemon_limits_clamp(&d->cfg, r->tenant, &st->spec.limits);
+        pthread_rwlock_unlock(&d->cfg_lock);
         st->spec.env = st->env;
         st->spec.instance_key = st->instance_key;
         /* Taken for this key only (run_inline(): no secrets, no env). */

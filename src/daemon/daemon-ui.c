@@ -75,7 +75,10 @@ static int hex_decode32(const char *hex, uint8_t out[static 32]) {
 }
 
 /* Stores a new session for token_sha256; the cookie value (64 hex digits)
- * into *ret_id. A full table drops the session closest to expiry. */
+ * into *ret_id. A token holding UI_MAX_SESSIONS_PER_TOKEN sessions drops
+ * its own closest to expiry; else a full table drops the session closest
+ * to expiry. Without the first rule, one tenant logging in 4096 times
+ * logged every other tenant's dashboard out. */
 static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
         _cleanup_free_ char *id = NULL;
         uint8_t raw[32];
@@ -87,16 +90,27 @@ static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
                 return r;
         usec_t now = now_realtime();
         pthread_mutex_lock(&sessions_lock);
-        UiSession *slot = NULL;
+        UiSession *slot = NULL, *free_slot = NULL, *own_oldest = NULL;
+        size_t own = 0;
         for (size_t i = 0; i < UI_MAX_SESSIONS; i++) {
                 UiSession *s = &sessions[i];
                 if (!s->used || s->expires <= now) {
-                        slot = s;
-                        break;
+                        if (!free_slot)
+                                free_slot = s;
+                        continue;
+                }
+                if (memcmp(s->token_sha256, token_sha256, 32) == 0) {
+                        own++;
+                        if (!own_oldest || s->expires < own_oldest->expires)
+                                own_oldest = s;
                 }
                 if (!slot || s->expires < slot->expires)
                         slot = s;
         }
+        if (own >= UI_MAX_SESSIONS_PER_TOKEN)
+                slot = own_oldest;
+        else if (free_slot)
+                slot = free_slot;
         SHA256(raw, sizeof(raw), slot->id_sha256);
         memcpy(slot->token_sha256, token_sha256, 32);
         slot->expires = now + UI_SESSION_TTL_USEC;
@@ -107,15 +121,10 @@ static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
         return 0;
 }
 
-/* The live session the cookie value names: its token hash into
+/* The live session whose id's sha256 is h: its token hash into
  * ret_token_sha256. -ENOENT when unknown or expired. remove: forget it
  * (logout). */
-static int session_get(const char *cookie, bool remove, uint8_t ret_token_sha256[static 32]) {
-        uint8_t raw[32], h[32];
-        if (hex_decode32(cookie, raw) < 0)
-                return -ENOENT;
-        SHA256(raw, sizeof(raw), h);
-        OPENSSL_cleanse(raw, sizeof(raw));
+static int session_find(const uint8_t h[static 32], bool remove, uint8_t ret_token_sha256[static 32]) {
         usec_t now = now_realtime();
         int r = -ENOENT;
         pthread_mutex_lock(&sessions_lock);
@@ -133,6 +142,20 @@ static int session_get(const char *cookie, bool remove, uint8_t ret_token_sha256
                 break;
         }
         pthread_mutex_unlock(&sessions_lock);
+        return r;
+}
+
+/* session_find() of the session the cookie value names; its id's sha256
+ * into ret_id_sha256 (may be NULL). */
+static int session_get(const char *cookie, bool remove, uint8_t ret_token_sha256[static 32], uint8_t *ret_id_sha256) {
+        uint8_t raw[32], h[32];
+        if (hex_decode32(cookie, raw) < 0)
+                return -ENOENT;
+        SHA256(raw, sizeof(raw), h);
+        OPENSSL_cleanse(raw, sizeof(raw));
+        int r = session_find(h, remove, ret_token_sha256);
+        if (r >= 0 && ret_id_sha256)
+                memcpy(ret_id_sha256, h, 32);
         return r;
 }
 
@@ -163,20 +186,20 @@ static bool has_csrf_header(struct MHD_Connection *conn) {
         return v && streq(v, "1");
 }
 
-int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating, char *ret_tenant,
-                           size_t tenant_size, TokenRole *ret_role, unsigned *ret_status, const char **ret_message) {
+int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating, char *ret_tenant, size_t tenant_size,
+                           TokenRole *ret_role, unsigned *ret_status, const char **ret_message, DaemonCred *ret_cred) {
         assert(d && conn && ret_tenant && ret_role && ret_status && ret_message);
         const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, UI_SESSION_COOKIE);
         if (!cookie)
                 return 0;
         uint8_t tok[32];
-        if (session_get(cookie, false, tok) < 0) {
+        if (session_get(cookie, false, tok, ret_cred ? ret_cred->sha256 : NULL) < 0) {
                 *ret_status = 401;
                 *ret_message = "the session has expired or was revoked: log in again";
                 return -EPERM;
         }
         if (token_by_hash(d, tok, ret_tenant, tenant_size, ret_role) < 0) {
-                (void) session_get(cookie, true, tok);
+                (void) session_get(cookie, true, tok, NULL);
                 *ret_status = 401;
                 *ret_message = "the session's token is no longer valid: log in again";
                 return -EPERM;
@@ -190,7 +213,38 @@ int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating
                                UI_CSRF_HEADER ": 1";
                 return -EACCES;
         }
+        if (ret_cred)
+                ret_cred->kind = DAEMON_CRED_SESSION;
         return 1;
+}
+
+/* daemon.h */
+bool daemon_sse_cred_revoked(Daemon *d, DaemonCred *cred, const char *tenant, Buf *out) {
+        assert(d && cred && tenant && out);
+        if (cred->kind == DAEMON_CRED_NONE || cred->revoked)
+                return false;
+        usec_t now = now_monotonic();
+        /* A look costs a config scan, and for a made token or a session a
+         * read of the database: once a second is soon enough. */
+        if (cred->checked && now - cred->checked < USEC_PER_SEC)
+                return false;
+        cred->checked = now;
+        uint8_t session_token[32];
+        const uint8_t *token = cred->sha256;
+        char who[128];
+        TokenRole role;
+        if (cred->kind == DAEMON_CRED_SESSION) {
+                token = session_token;
+                cred->revoked = session_find(cred->sha256, false, session_token) < 0;
+        }
+        if (!cred->revoked)
+                cred->revoked = token_by_hash(d, token, who, sizeof(who), &role) < 0 || !streq(who, tenant);
+        if (!cred->revoked)
+                return false;
+        daemon_sse_event(out, "revoked",
+                         "{\"error\":{\"code\":\"unauthorized\",\"message\":\"the token (or session) this "
+                         "stream was opened with was revoked, has expired or was removed: authenticate again\"}}");
+        return true;
 }
 
 /* ---- static files ------------------------------------------------------------ */
@@ -319,7 +373,7 @@ static struct MHD_Response *handle_logout(const DaemonCall *call, unsigned *ret_
         const char *cookie = MHD_lookup_connection_value(call->conn, MHD_COOKIE_KIND, UI_SESSION_COOKIE);
         uint8_t tok[32];
         if (cookie)
-                (void) session_get(cookie, true, tok);
+                (void) session_get(cookie, true, tok, NULL);
         struct MHD_Response *resp = daemon_json_response(200, json_pack("{s:b}", "logged_out", 1), ret_status);
         if (resp) {
                 MHD_add_response_header(resp, "Set-Cookie",
@@ -343,7 +397,7 @@ static struct MHD_Response *handle_session(const DaemonCall *call, unsigned *ret
                                             ret_status);
         /* Not logged in is an answer here, not an error: the page asks
          * before it knows, and a 401 would be logged in the console. */
-        int r = daemon_ui_session_auth(call->d, call->conn, false, tenant, sizeof(tenant), &role, &status, &msg);
+        int r = daemon_ui_session_auth(call->d, call->conn, false, tenant, sizeof(tenant), &role, &status, &msg, NULL);
         if (r <= 0)
                 return daemon_json_response(200, json_pack("{s:n, s:s}", "tenant", "reason", msg), ret_status);
         struct MHD_Response *resp =
@@ -408,6 +462,8 @@ typedef struct EventStream {
         size_t n_seen;
         SseOut out;
         usec_t last_write;      /* monotonic */
+        DaemonCred cred;        /* what opened the stream: its end ends the stream */
+        bool ended;
         bool greeted;
         bool looked;            /* cluster mode: the first look is done */
 } EventStream;
@@ -568,9 +624,15 @@ static ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max) {
         Daemon *d = s->d;
 
         while (daemon_sse_drained(&s->out)) {
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
                 ssize_t woken = daemon_sse_woken(&s->w, s->conn, buf, max);
                 if (woken)
                         return woken;
+                if (daemon_sse_cred_revoked(d, &s->cred, s->tenant, &s->out.buf)) {
+                        s->ended = true;
+                        continue;
+                }
                 if (!s->greeted) {
                         /* The client knows the stream is up (and, on a
                          * reconnect, to reload what it missed). */
@@ -619,6 +681,7 @@ struct MHD_Response *daemon_ui_events_handle(const DaemonCall *call, unsigned *r
         s->conn = call->conn;
         s->d = call->d;
         s->tenant = xstrdup(call->tenant);
+        s->cred = call->cred;
         s->last_write = now_monotonic();
         buf_init(&s->out.buf, 64U << 20);
         /* The first read sends every active run: the client may have

@@ -29,6 +29,8 @@ extern const char ui_assets_prefix[];
 #define UI_CSRF_HEADER "X-Pysprinter-CSRF"
 #define UI_SESSION_TTL_USEC (12ULL * 3600 * 1000000)
 #define UI_MAX_SESSIONS 4096
+/* Sessions one token may hold (browsers, tabs): past it, its oldest goes. */
+#define UI_MAX_SESSIONS_PER_TOKEN 64
 
 /* The asset named name, or NULL. */
 const UiAsset *ui_asset_find(const char *name);
@@ -40,9 +42,11 @@ const UiAsset *ui_asset_find(const char *name);
  * negative errno when it is not, with *ret_status and *ret_message saying
  * why: 401 for an unknown, expired or revoked session (the token it was
  * made from is no longer in the config: SIGHUP revokes it), 403 for a
- * mutating request without the CSRF header (UI_CSRF_HEADER: 1). */
-int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating, char *ret_tenant,
-                           size_t tenant_size, TokenRole *ret_role, unsigned *ret_status, const char **ret_message);
+ * mutating request without the CSRF header (UI_CSRF_HEADER: 1). When
+ * valid and ret_cred is not NULL, *ret_cred names the session (its
+ * streams look at it again). */
+int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating, char *ret_tenant, size_t tenant_size,
+                           TokenRole *ret_role, unsigned *ret_status, const char **ret_message, DaemonCred *ret_cred);
 
 /* /ui, /ui/…, /login, /logout — unauthenticated: the pages carry no data,
  * the login checks a token itself. call->tenant is NULL. */

@@ -6,9 +6,31 @@
 #include "daemon.h"
 #include "pkg.h"
 
-/* Workers hold public packages only; a deployed function's instances are
- * shown to their tenant alone, named without the tenant. */
-static json_t *workers_of_tenant(Engine *e, const char *tenant) {
+/* Whether the warm worker w (an object of engine_pool_list) runs an
+ * environment tenant used: no store dirs (the base), or the set its
+ * runs' locks noted (daemon_env_note). */
+static bool worker_is_tenants(Daemon *d, const char *tenant, json_t *w) {
+        json_t *paths = json_object_get(w, "sys_path");
+        if (!json_is_array(paths) || json_array_size(paths) == 0)
+                return true;
+        char **dirs = NULL;
+        size_t i;
+        json_t *p;
+        json_array_foreach(paths, i, p)
+                if (json_is_string(p))
+                        dirs = strv_append(dirs, json_string_value(p));
+        _cleanup_free_ char *key = daemon_env_dirs_key(tenant, dirs), *v = NULL;
+        strv_free(dirs);
+        return store_kv_get(d->store, "tenant-env-dirs", key, &v) >= 0 && v;
+}
+
+/* Workers hold public packages only, but which ones a tenant's runs use
+ * is its own business (as in /v1/envs): the store dirs and failed imports
+ * of another tenant's environment are an admin's to see. A deployed
+ * function's instances are shown to their tenant alone, named without the
+ * tenant. */
+static json_t *workers_of_tenant(Daemon *d, const char *tenant, bool admin) {
+        Engine *e = d->engine;
         _cleanup_free_ char *list = NULL, *prefix = xasprintf("%s/", tenant);
         (void) engine_pool_list(e, &list);
         json_t *all = json_loads(list ? list : "[]", 0, NULL), *mine = json_array();
@@ -21,6 +43,9 @@ static json_t *workers_of_tenant(Engine *e, const char *tenant) {
                         if (!fn || !startswith(fn, prefix))
                                 continue;
                         json_object_set_new(w, "function", json_string(fn + strlen(prefix)));
+                } else if (kind && streq(kind, "worker") && !admin && !worker_is_tenants(d, tenant, w)) {
+                        json_object_del(w, "sys_path");
+                        json_object_del(w, "failed_imports");
                 }
                 json_array_append(mine, w);
         }
@@ -30,7 +55,7 @@ static json_t *workers_of_tenant(Engine *e, const char *tenant) {
 
 struct MHD_Response *daemon_api_workers(const DaemonCall *call, unsigned *ret_status) {
         EnginePoolStats st;
-        json_t *mine = workers_of_tenant(call->d->engine, call->tenant);
+        json_t *mine = workers_of_tenant(call->d, call->tenant, call->role == TOKEN_ROLE_ADMIN);
         engine_pool_stats(call->d->engine, &st);
         json_t *pool = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
                                  (int) st.busy, "instances", (int) st.instances, "instances_busy",

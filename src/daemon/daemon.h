@@ -79,6 +79,7 @@ typedef struct DaemonConfig {
         unsigned endpoint_rate;         /* public endpoints: requests/s per client address (docs/endpoints.md) */
         unsigned endpoint_burst;        /* … and the burst above it */
         bool metrics_public;            /* /metrics without a token */
+        bool empty_file;                /* the file held nothing (no key, not even {}) */
         SandboxMode sandbox;
         /* pool: (docs/workers.md); 0 = the engine's default */
         unsigned pool_spares;
@@ -591,6 +592,12 @@ void daemon_env_note(Daemon *d, const char *tenant, const RunEvent *ev);
 void daemon_env_noted_load(Daemon *d);
 /* "TENANT:sha256(requirements)" — the record's key. */
 char *daemon_env_requirements_key(const char *tenant, char *const *requirements);
+/* "dirs:TENANT:sha256(the sorted store dir names)" — the key under which
+ * daemon_env_note() records (namespace "tenant-env-dirs") the store dirs (the lock's wheels, by sha256)
+ * a tenant's environment runs on, which /v1/workers matches a warm
+ * worker's sys_path against. dirs: names (or paths: the last component
+ * counts), sorted in place. */
+char *daemon_env_dirs_key(const char *tenant, char **dirs);
 /* Copies the log text so far (stdout and stderr interleaved). */
 char *drun_log_text(Daemon *d, DRun *r, size_t *ret_len);
 
@@ -721,12 +728,31 @@ struct json_t;
 
 /* One authenticated API request, as the router hands it to a handler.
  * seg[] are the URL path segments ("v1", "dags", …), decoded. */
+/* What a request authenticated with, kept by the streams it opens: a
+ * token revoked (DELETE /v1/tokens, `pysprinterd token revoke`), removed
+ * from the config (SIGHUP) or expired, or a session logged out, ends them
+ * (daemon_sse_cred_revoked). Authentication is per request, and a stream
+ * is one request that lasts. */
+typedef enum DaemonCredKind {
+        DAEMON_CRED_NONE = 0, /* --no-auth, SigV4: nothing to look at again */
+        DAEMON_CRED_BEARER,   /* sha256: the bearer token's */
+        DAEMON_CRED_SESSION,  /* sha256: the session cookie's id's */
+} DaemonCredKind;
+
+typedef struct DaemonCred {
+        DaemonCredKind kind;
+        uint8_t sha256[32];
+        usec_t checked; /* monotonic: the last look (one a second at most) */
+        bool revoked;
+} DaemonCred;
+
 typedef struct DaemonCall {
         Daemon *d;
         struct MHD_Connection *conn;
         const char *method;
         const char *tenant;
         TokenRole role;
+        DaemonCred cred;        /* what tenant and role came from */
         bool lambda;            /* the Lambda API: AWS error bodies */
         bool endpoint;          /* a Function URL (/fn/): its error body, daemon_endpoint_error() */
         char (*seg)[DAEMON_SEGMENT_MAX];
@@ -968,6 +994,13 @@ ssize_t daemon_sse_woken(DaemonWaiter *w, struct MHD_Connection *conn, char *buf
  * down and returns a byte put in buf whose send fails, so MHD closes and
  * frees the connection at once. The client sees the stream cut short. */
 ssize_t daemon_stream_cut(struct MHD_Connection *conn, char *buf, size_t max);
+/* A stream's look at the credential it was opened with (at most once a
+ * second; a stream checks on each pass): true when it no longer
+ * authenticates as tenant — revoked, expired, removed, logged out, or
+ * mapped to another tenant — after appending to out an `event: revoked`
+ * with the 401 body (not `error`: an EventSource fires its own error
+ * handler for an event of that name); the stream then ends. daemon-ui.c. */
+bool daemon_sse_cred_revoked(Daemon *d, DaemonCred *cred, const char *tenant, Buf *out);
 /* After a look: a keep-alive comment when nothing went out for `every`.
  * True when o holds something to send (*last_sent is now then). */
 bool daemon_sse_ready(SseOut *o, usec_t *last_sent, usec_t now, usec_t every);
@@ -1258,8 +1291,9 @@ void daemon_gc_wake(Daemon *d);
 /* Stops it between two batches and joins it. */
 void daemon_gc_stop(Daemon *d);
 /* Appends the bytes-used gauges and what the last collection removed
- * (Prometheus text) to b. /metrics calls it. */
-void daemon_gc_metrics(Daemon *d, Buf *b);
+ * (Prometheus text) to b; with per_tenant, the per-tenant series too
+ * (their labels name every tenant: an admin's). /metrics calls it. */
+void daemon_gc_metrics(Daemon *d, Buf *b, bool per_tenant);
 /* Adds "disk" (free, warn and reserve bytes) and "warnings" (free space
  * below disk.warn_bytes / disk.reserve_bytes) to the /healthz object j. */
 void daemon_gc_healthz(Daemon *d, struct json_t *j);

@@ -120,6 +120,16 @@ static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
                 daemon_config_done(&n);
                 return;
         }
+        /* A file being rewritten in place (truncated, then written) is
+         * empty for a moment: taken, it dropped every token of the config
+         * and locked all tenants out. All defaults is written '{}'. */
+        if (n.empty_file) {
+                log_error("reload failed, keeping the old configuration: %s: the file is empty (still being "
+                          "written?); write '{}' for a configuration of defaults only",
+                          path);
+                daemon_config_done(&n);
+                return;
+        }
         pthread_rwlock_wrlock(&d->cfg_lock);
         /* Swap everything but what is bound at start. */
         keep_started(&n, &d->cfg, listen_from_cmdline);

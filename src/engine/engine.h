@@ -64,6 +64,9 @@ typedef struct RunLimits {
 
 /* Documented defaults (docs/sandbox.md, the limits table). */
 #define RUN_DEFAULT_TIMEOUT_MS (60ULL * 1000)
+/* The longest a run may ask for, as the CLI's --timeout: past it a
+ * deadline in microseconds overflows (the run was killed at once). */
+#define RUN_MAX_TIMEOUT_MS (7ULL * 24 * 3600 * 1000)
 #define RUN_DEFAULT_MEMORY_BYTES (512ULL << 20)
 #define RUN_DEFAULT_MAX_PROCS 64ULL
 #define RUN_DEFAULT_MAX_OUTPUT_BYTES (10ULL << 20)

@@ -167,6 +167,24 @@ static void test_limits_grant(void **state) {
         assert_true(daemon_limits_clamp(&cfg, "eve", &was_granted));
         assert_false(was_granted.network);
         daemon_config_done(&cfg);
+
+        /* No maxima: nothing asked is the config's default of the moment
+         * (a SIGHUP's), not 0 left to the engine's defaults of the start. */
+        config_of(&cfg, "limits:\n  defaults: {timeout_ms: 300, max_output_bytes: 1000}\n");
+        assert_int_equal(daemon_limits_grant(&cfg, "alice", &(RunLimits){}, &out, &err), 0);
+        assert_int_equal(out.timeout_ms, 300);
+        assert_int_equal(out.max_output_bytes, 1000);
+        assert_int_equal(out.memory_bytes, RUN_DEFAULT_MEMORY_BYTES);
+        assert_int_equal(out.max_procs, RUN_DEFAULT_MAX_PROCS);
+        /* A run recorded with no timeout (0: the engine's default) keeps
+         * it; one past the 7-day ceiling is lowered to it. */
+        RunLimits unset = {};
+        assert_false(daemon_limits_clamp(&cfg, "alice", &unset));
+        assert_int_equal(unset.timeout_ms, 0);
+        RunLimits huge = { .timeout_ms = RUN_MAX_TIMEOUT_MS + 1 };
+        assert_true(daemon_limits_clamp(&cfg, "alice", &huge));
+        assert_int_equal(huge.timeout_ms, RUN_MAX_TIMEOUT_MS);
+        daemon_config_done(&cfg);
 }
 
 /* ---- request targets ------------------------------------------------------------ */
