@@ -22,7 +22,8 @@
 #include "store.h"
 
 typedef struct ClusterOptions {
-        const char *url;           /* redis://host:port or unix:/path */
+        const char *url;           /* redis://[user:password@]host:port or unix:/path */
+        const char *password;      /* AUTH with it where the URL names none (cluster.redis_password); NULL: none */
         const char *node_id;       /* this node's consumer name */
         unsigned claim_timeout_ms; /* an entry idle this long on a dead node is reclaimed (default 5000) */
         unsigned lease_ttl_ms;     /* node:<id> lifetime (default 3000; refreshed every ~1 s) */
@@ -33,8 +34,14 @@ typedef struct ClusterOptions {
                                        * at most a quarter of the claim timeout; cluster_claim()) */
 } ClusterOptions;
 
+/* url with its password replaced by "***" (for messages and logs); a URL
+ * without one is returned as it is. Free the result. */
+char *cluster_url_redacted(const char *url);
+
 /* Connects and creates the stream's consumer group. -ECONNREFUSED/-EIO
- * when Redis cannot be reached (*ret_error says why). */
+ * when Redis cannot be reached, -EACCES when it refuses the node (no or a
+ * wrong password, an ACL user without the right): *ret_error says why,
+ * never with the password. */
 int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error);
 
 /* The start-up check: Redis must keep what it acknowledged (appendonly

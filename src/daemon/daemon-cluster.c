@@ -329,6 +329,7 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         assert(d && o && o->url && o->node_id);
         ClusterOptions co = {
                 .url = o->url,
+                .password = d->cfg.cluster_redis_password,
                 .node_id = o->node_id,
                 .claim_timeout_ms = o->claim_timeout_ms,
                 .lease_ttl_ms = o->lease_ttl_ms,
@@ -374,7 +375,8 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
                 *ret_error = xasprintf("cannot start the cluster threads: %s", strerror(-k));
                 return k;
         }
-        log_info("cluster: node %s (%s) on %s", o->node_id, daemon_cluster_role_to_string(o->role), o->url);
+        _cleanup_free_ char *shown = cluster_url_redacted(o->url);
+        log_info("cluster: node %s (%s) on %s", o->node_id, daemon_cluster_role_to_string(o->role), shown);
         return 0;
 }
 

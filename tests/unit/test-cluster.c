@@ -1301,6 +1301,33 @@ static void test_bad_url(void **state) {
         ClusterOptions o = { .url = "http://x", .node_id = "n" };
         assert_int_equal(cluster_queue_new(&o, &q, &err), -EINVAL);
         assert_non_null(strstr(err, "redis://"));
+        /* A userinfo must hold a password, its escapes must be whole, and
+         * the message never repeats the password. */
+        static const char *const bad[] = { "redis://user@127.0.0.1:1", "redis://:@127.0.0.1:1",
+                                           "redis://:pw%zz-hidden@127.0.0.1:1", "redis://:pw%00-hidden@127.0.0.1:1" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *e = NULL;
+                o.url = bad[i];
+                assert_int_equal(cluster_queue_new(&o, &q, &e), -EINVAL);
+                assert_null(strstr(e, "hidden"));
+        }
+}
+
+static void test_url_redacted(void **state) {
+        static const struct {
+                const char *url, *shown;
+        } rows[] = {
+                { "redis://127.0.0.1:6379", "redis://127.0.0.1:6379" },
+                { "unix:/run/redis.sock", "unix:/run/redis.sock" },
+                { "redis://:pw@h:1", "redis://:***@h:1" },
+                { "redis://alice:pw@h:1/0", "redis://alice:***@h:1/0" },
+                { "redis://:p@ss@h", "redis://:***@h" },
+                { "redis://:p%40ss@h:2", "redis://:***@h:2" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *s = cluster_url_redacted(rows[i].url);
+                assert_string_equal(s, rows[i].shown);
+        }
 }
 
 /* Each test starts from an empty Redis: a run one test leaves in a stream
@@ -1366,6 +1393,7 @@ int main(void) {
                 /* last: switching AOF off and on leaves it rewriting */
                 TEST(test_durability_check),
                 TEST(test_bad_url),
+                TEST(test_url_redacted),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         if (redis_pid > 0)
