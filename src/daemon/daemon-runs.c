@@ -1438,10 +1438,22 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         run_leave(d, r);
 }
 
+/* Whether the stopping gateway lets r go now, unanswered (d->lock held).
+ * A run nobody waits for here (its only reference its own: the submit
+ * answered 202) is safe in Redis and goes at once, or the drain would
+ * wait for every run queued through this gateway. One a client waits for
+ * (a ?wait=true submit or GET, an invoke, a DAG task: each holds a
+ * reference) is waited for through the drain, as a single node finishes
+ * its runs in flight and answers their clients (docs/api.md "Drain"); it
+ * goes once the drain's grace period is over (leave_queued). */
+static bool remote_let_go(const Daemon *d, const DRun *r) {
+        return d->draining && (r->refs <= 1 || d->leave_queued);
+}
+
 /* Whether a look at r is asked for now, its fallback aside (d->lock
  * held): its end message came, a cancel to send, the gateway stops. */
 static bool remote_look_asked(const Daemon *d, const DRun *r) {
-        return r->remote_wake || (r->cancel_requested && !r->remote_cancel_sent) || d->draining;
+        return r->remote_wake || (r->cancel_requested && !r->remote_cancel_sent) || remote_let_go(d, r);
 }
 
 /* Looks at r's record until no look is due, as the thread that set
@@ -1454,7 +1466,7 @@ static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
         for (;;) {
                 bool cancel = r->cancel_requested && !r->remote_cancel_sent;
                 r->remote_wake = false; /* a message from now on is seen below */
-                if (d->draining) {
+                if (remote_let_go(d, r)) {
                         remote_end(d, r, NULL, NULL);
                         break;
                 }
@@ -2468,10 +2480,16 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
 
         pthread_mutex_lock(&d->lock);
         d->draining = true;
-        /* The remote runs let go at once (remote_look()). */
+        /* The remote runs nobody waits for here let go at once; the
+         * others once they end or the grace period is over
+         * (remote_let_go()). */
         if (d->remote_running)
                 pthread_cond_signal(&d->remote_cond);
-        while (d->threads > 0 && now_monotonic() < deadline) {
+        /* A gateway's clients that follow a run's log wait for its end
+         * as a ?wait does: the CLI's run does. Once the grace period is
+         * over (leave_queued), only the threads are waited for. */
+        while ((d->threads > 0 || (!d->leave_queued && __atomic_load_n(&d->remote_follows, __ATOMIC_ACQUIRE) > 0)) &&
+               now_monotonic() < deadline) {
                 cond_wait_usec(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);

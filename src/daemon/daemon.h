@@ -474,6 +474,10 @@ struct Daemon {
         pthread_cond_t remote_cond;
         bool remote_running;
         unsigned remote_count;          /* runs waited for (DRun.remote) */
+        /* Cluster: log follows open on this node (daemon-runs-api.c
+         * ClusterSse; atomic): clients waiting for a run's end there,
+         * which the drain waits for as for a ?wait (daemon_runs_drain()). */
+        unsigned remote_follows;
         char *remote_early[64];
         unsigned remote_early_next;
         /* Threads between taking an idle instance for a warm invoke and

@@ -2,12 +2,15 @@
 (docs/cluster.md): a real redis-server with AOF on, real pysprinterd
 gateways and workers on loopback, the real CLI. Each test is a defect found
 exploring the cluster (or a promise that held and must keep holding)."""
+import os
+import signal
 import subprocess
+import threading
 
-from clusterlib import CLAIM_TIMEOUT_MS, REDIS, wait_until
-from conftest import DAEMON
-from daemonlib import Daemon, free_port
-from test_cluster import pytestmark  # noqa: F401 (skips without the daemon or redis-server)
+from clusterlib import CLAIM_TIMEOUT_MS, REDIS, SLEEPER, wait_until
+from conftest import CLI, DAEMON, WORKER
+from daemonlib import TOKENS, Daemon, free_port, sandbox_mode
+from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
 
 
 def _redis_with_password(tmp_path, password, port):
@@ -80,3 +83,62 @@ def test_a_cluster_on_a_redis_with_a_password(tmp_path):
             d.stop()
         rp.kill()
         rp.wait()
+
+
+def _cli_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env["PYSPRINTER_HOME"] = str(tmp_path / "cli-home")
+    env["PYSPRINTER_WORKER"] = str(WORKER)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def test_a_gateway_restarted_while_a_client_waits_answers_it_first(redis, tmp_path):
+    """`systemctl restart` of the one gateway a client waits on: as a
+    single node's drain finishes its runs in flight and answers their
+    waiting clients (docs/api.md "Drain"), the gateway's drain waits for
+    the runs a client waits for there (not for the ones nobody waits for:
+    it exits long before those end) and the client prints the result, exit
+    0. Before, the gateway let every remote run go at once and exited; the
+    client's next look found no gateway: `cannot reach`, exit 6, while the
+    run went on to succeed on the worker."""
+    mode = sandbox_mode(tmp_path)
+    nodes = []
+
+    def node(name, role, drain):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra="server:\n  max_concurrent_runs: 3\n",
+                   args=["--redis", redis.url, "--role", role, "--node-id", name, "--claim-timeout",
+                         f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", drain])
+        d.start()
+        nodes.append(d)
+        return d
+
+    try:
+        gw = node("gw", "gateway", "60")
+        # (the worker's own stop, at the end, cancels the long run at once)
+        node("w1", "worker", "0")
+        # A run nobody waits for, longer than the drain may wait.
+        st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": 60, "tag": "nobody"})
+        assert st == 202, b
+        (tmp_path / "s.py").write_text(SLEEPER)
+        cli = subprocess.Popen([str(CLI), "--server", gw.url, "--token", TOKENS["alice"], "run", "s.py", "--seconds",
+                                "4", "--tag", "waited-for"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=_cli_env(tmp_path), cwd=tmp_path)
+        # And an HTTP client waiting on ?wait=true (the Python client's, a
+        # Lambda invoke's way).
+        waited = {}
+        t = threading.Thread(target=lambda: waited.update(r=gw.run(SLEEPER, kwargs={"seconds": 4, "tag": "http"})))
+        t.start()
+        wait_until(lambda: sum(redis.cli("HGET", k, "status") == "running"
+                               for k in redis.cli("KEYS", "ps:run:*").split()) == 3, 60, "the three runs running")
+        gw.proc.send_signal(signal.SIGTERM)
+        out, err = cli.communicate(timeout=120)
+        assert (cli.returncode, out) == (0, b"waited-for\n"), (cli.returncode, out, err)
+        t.join(120)
+        st, b2 = waited["r"]
+        assert st == 200 and b2["status"] == "succeeded" and b2["result"] == "http", (st, b2)
+        assert gw.proc.wait(40) == 0, "the drain waited for a run nobody waits for"
+        assert redis.cli("HGET", f"ps:run:{b['id']}", "status") == "running"
+    finally:
+        for d in nodes:
+            d.stop()
