@@ -487,6 +487,22 @@ static void requeue(ClusterQueue *c, const char *stream, const char *eid, const 
                 freeReplyObject(r);
 }
 
+int cluster_hand_back(RunQueue *q, const char *id) {
+        ClusterQueue *c = cq(q);
+        assert(id);
+        _cleanup_args_ Args a = { 0 };
+        ARGS_EVAL(&a, handback, 2);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, K_STREAM);
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, id);
+        int k = 0;
+        _cleanup_reply_ redisReply *r = cluster_cmd(c, &c->claim_conn, &a, &k);
+        if (!r)
+                return k;
+        return r->type == REDIS_REPLY_INTEGER ? (int) r->integer : -EIO;
+}
+
 static int reclaim(ClusterQueue *c, size_t max, char *const *held, PendingRun **v, size_t *n) {
         _cleanup_args_ Args a = { 0 };
         ARGS_EVAL(&a, reclaim, 3);

@@ -74,6 +74,13 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
  * own connection: call it from one thread. */
 int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held, PendingRun **ret, size_t *ret_n);
 
+/* Hands a run this node claimed and has not started back to the end of
+ * the shared stream, still queued (handback.lua): for a node with room for
+ * it. On the claiming connection: call it from the claiming thread. 1
+ * handed back, 0 it is not queued any more (its entry acknowledged), or a
+ * negative errno (Redis unreachable: the run is still this node's). */
+int cluster_hand_back(RunQueue *q, const char *id);
+
 /* Refreshes this node's lease (status_json: what `cluster status` shows of
  * it) and re-touches the entries of the runs in held (as cluster_claim())
  * so they do not look idle: an entry pending on this node for a run it
@@ -230,6 +237,13 @@ int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *con
 int cluster_dag_get(RunQueue *q, const char *id, char **ret_rec, char **ret_files, char ***ret_tasks);
 /* tenant's DAG run ids, most recent first (a strv). */
 int cluster_dag_list_ids(RunQueue *q, const char *tenant, size_t limit, char ***ret_ids);
+/* Hands a run this node claimed and has not started back to the end of
+ * the shared stream, still queued (handback.lua): for a node with room for
+ * it. On the claiming connection: call it from the claiming thread. 1
+ * handed back, 0 it is not queued any more (its entry acknowledged), or a
+ * negative errno (Redis unreachable: the run is still this node's). */
+int cluster_hand_back(RunQueue *q, const char *id);
+
 /* Refreshes this node's lease of each DAG run in owned (the ones it
  * drives); with take, also takes every running DAG run whose owner lease
  * expired and returns those ids in *ret_taken (a strv; this node must

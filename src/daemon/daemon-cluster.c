@@ -85,6 +85,40 @@ static void *lease_thread(void *p) {
         return NULL;
 }
 
+/* Whether this node holds as many of tenant's claimed runs, running or
+ * waiting here, as server.max_concurrent_per_tenant lets it run at once:
+ * one more would wait here for one of them to end (d->lock held). */
+static bool tenant_full_here(Daemon *d, const char *tenant) {
+        unsigned n = 0;
+        for (DRun *r = d->runs; r; r = r->next)
+                if (r->claimed && !r->done && streq(r->tenant, tenant))
+                        n++;
+        return n >= d->cfg.max_concurrent_per_tenant;
+}
+
+/* Adopts the claimed runs; those whose tenant is full here go back to the
+ * shared stream instead (cluster_hand_back()): a claim takes as many
+ * entries as there are free slots, but a run whose tenant is at its limit
+ * here cannot start in one, and kept it would wait for the tenant's runs
+ * here while another node, with room for the tenant, sat idle (the
+ * tenant's runs ran one after another on one node). Returns how many went
+ * back. */
+static size_t adopt_claimed(Daemon *d, PendingRun *v, size_t n) {
+        DaemonCluster *c = d->cluster;
+        size_t back = 0;
+        for (size_t i = 0; i < n; i++) {
+                pthread_mutex_lock(&d->lock);
+                bool full = v[i].tenant && tenant_full_here(d, v[i].tenant);
+                pthread_mutex_unlock(&d->lock);
+                if (full && cluster_hand_back(c->queue, v[i].id) >= 0) {
+                        back++;
+                        continue;
+                }
+                (void) c->opt.hooks.adopt(d, &v[i]);
+        }
+        return back;
+}
+
 /* Claims as many entries as there are free slots, no more, and hands each
  * to the run manager. */
 static void *claim_thread(void *p) {
@@ -117,9 +151,16 @@ static void *claim_thread(void *p) {
                         usleep(200 * 1000);
                         continue;
                 }
-                for (size_t i = 0; i < n; i++)
-                        (void) c->opt.hooks.adopt(d, &v[i]);
+                size_t back = adopt_claimed(d, v, n);
                 pending_run_list_free(v, n);
+                if (back > 0) {
+                        /* Not claimed again at once: the other nodes, which
+                         * may have room for the tenant, have it first; this
+                         * one looks again when one of its runs ends. */
+                        pthread_mutex_lock(&d->lock);
+                        cond_wait_usec(&d->sched_cond, &d->lock, 200 * USEC_PER_MSEC);
+                        pthread_mutex_unlock(&d->lock);
+                }
         }
         return NULL;
 }

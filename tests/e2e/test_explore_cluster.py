@@ -142,3 +142,53 @@ def test_a_gateway_restarted_while_a_client_waits_answers_it_first(redis, tmp_pa
     finally:
         for d in nodes:
             d.stop()
+
+
+def test_a_tenant_at_its_limit_on_one_worker_runs_on_another(redis, tmp_path):
+    """server.max_concurrent_per_tenant is a node's (docs/cluster.md): with
+    it at 1, a tenant's runs go one per worker at once, the others waiting
+    in Redis for a worker with room for the tenant. Before, a worker
+    claimed as many as it had free slots, whatever their tenant, and kept
+    those it could not start: the tenant's runs ran one after another on
+    that worker while a second worker, started meanwhile, stayed idle."""
+    mode = sandbox_mode(tmp_path)
+    nodes = []
+
+    def node(name, role):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra="""
+            server:
+              max_concurrent_runs: 4
+              max_concurrent_per_tenant: 1
+            """, args=["--redis", redis.url, "--role", role, "--node-id", name, "--claim-timeout",
+                       f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "0"])
+        d.start()
+        nodes.append(d)
+        return d
+
+    def running_on(ids, name):
+        return [r for r in ids if redis.cli("HGET", f"ps:run:{r}", "status") == "running" and
+                redis.cli("HGET", f"ps:run:{r}", "node") == name]
+
+    try:
+        gw = node("gw", "gateway")
+        node("w1", "worker")
+        ids = []
+        for i in range(3):
+            st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": 60, "tag": f"a{i}"})
+            assert st == 202, b
+            ids.append(b["id"])
+        wait_until(lambda: running_on(ids, "w1"), 60, "a first run of alice on w1")
+        node("w2", "worker")
+        wait_until(lambda: running_on(ids, "w2"), 60, "a run of alice on the idle w2")
+        # Each worker still runs one of alice's at a time, and another
+        # tenant's run starts beside them.
+        assert len(running_on(ids, "w1")) == 1 and len(running_on(ids, "w2")) == 1
+        st, b = gw.run(SLEEPER, wait=False, token="bob", kwargs={"seconds": 0, "tag": "bob"})
+        assert gw.wait_status(b["id"], ["succeeded"], token="bob")["result"] == "bob"
+        assert sum(redis.cli("HGET", f"ps:run:{r}", "status") == "queued" for r in ids) == 1
+        assert len(running_on(ids, "w1")) == 1 and len(running_on(ids, "w2")) == 1
+        for r in ids:
+            gw.cancel(r)
+    finally:
+        for d in nodes:
+            d.stop()

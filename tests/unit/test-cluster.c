@@ -268,6 +268,42 @@ static void test_claim_counts_free_slots_only(void **state) {
         run_queue_free(a);
 }
 
+/* A claimed run handed back (its tenant full on the claiming node) is
+ * queued at the end of the shared stream, not started (attempt 0), and
+ * another node claims it, request and all, at once; a run cancelled
+ * after its claim is not handed back. */
+static void run_to_end(RunQueue *q, const char *id);
+
+static void test_hand_back(void **state) {
+        RunQueue *a = queue("hb-a", 5000), *b = queue("hb-b", 5000);
+        submit(a, "r-hb-1", 3);
+        submit(a, "r-hb-2", 3);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 2, 2, &v), 2);
+        assert_int_equal(cluster_hand_back(a, v[0].id), 1);
+        assert_int_equal(run_queue_cancel(a, v[1].id, "cancelled"), 0);
+        assert_int_equal(cluster_hand_back(a, v[1].id), 0);
+        pending_run_list_free(v, 2);
+        _cleanup_free_ char *s = status_of(a, "r-hb-1");
+        assert_string_equal(s, "queued");
+        PendingRun *w = NULL;
+        assert_int_equal(claim_until(b, 2, 1, &w), 1);
+        assert_string_equal(w[0].id, "r-hb-1");
+        assert_string_equal(w[0].tenant, "t1");
+        assert_non_null(w[0].request_json);
+        assert_int_equal(w[0].attempt, 0);
+        pending_run_list_free(w, 1);
+        /* Nothing else is delivered: the first entry went with its hand-back. */
+        PendingRun *x = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_claim(a, 2, 0, NULL, &x, &n), 0);
+        assert_int_equal(n, 0);
+        free(x);
+        run_to_end(b, "r-hb-1");
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
 /* A node without a lease (dead, or stopped) loses its entries after the
  * claim timeout; its late result is STALE; the new node's lands. */
 static void test_reclaim_from_dead_node(void **state) {
@@ -1365,6 +1401,7 @@ int main(void) {
                 TEST(test_idempotency_key),
                 TEST(test_run_find_by_prefix),
                 TEST(test_claim_counts_free_slots_only),
+                TEST(test_hand_back),
                 TEST(test_reclaim_from_dead_node),
                 TEST(test_live_lease_keeps_entries),
                 TEST(test_dead_letter_after_max_attempts),
