@@ -8,7 +8,7 @@ import subprocess
 import threading
 
 from clusterlib import CLAIM_TIMEOUT_MS, REDIS, SLEEPER, wait_until
-from conftest import CLI, DAEMON, WORKER
+from conftest import BUILD, CLI, DAEMON, WORKER
 from daemonlib import TOKENS, Daemon, free_port, sandbox_mode
 from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
 
@@ -192,3 +192,32 @@ def test_a_tenant_at_its_limit_on_one_worker_runs_on_another(redis, tmp_path):
     finally:
         for d in nodes:
             d.stop()
+
+
+def _unit(name):
+    """The [Unit] and [Service] settings of a unit the build configured
+    (contrib/NAME.service.in, what `meson install` installs)."""
+    text = (BUILD / f"{name}.service").read_text()
+    out, section = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            out[(section, k)] = v
+    return out
+
+
+def test_a_cluster_units_node_keeps_waiting_for_redis_at_boot():
+    """A cluster node whose Redis cannot be reached exits 6 at once with a
+    clear error (no hang); its systemd unit must then start it again until
+    Redis answers — at boot the Redis machine may come up minutes later.
+    Before, the units restarted every 2 s under systemd's default start
+    limit (5 starts in 10 s): 10 s without Redis and the node's unit
+    failed for good ("start request repeated too quickly")."""
+    for name in ("pysprinterd-gateway", "pysprinterd-worker"):
+        u = _unit(name)
+        assert u[("Service", "Restart")] in ("on-failure", "always"), name
+        assert u.get(("Unit", "StartLimitIntervalSec")) in ("0", "infinity"), \
+            f"{name}: systemd stops restarting it after {u.get(('Unit', 'StartLimitBurst'), 5)} starts"
