@@ -23,6 +23,7 @@ struct DaemonCluster {
         PkgPeers peers;            /* the engine asks the other nodes for wheels and locks */
         bool draining;          /* asked to drain: no more claims (guarded by d->lock) */
         bool claims_stopped;    /* the claim loop saw it: what the lease reports as "draining" */
+        usec_t lease_ok_at;     /* monotonic: the last lease refresh Redis took (atomic) */
 };
 
 static char *node_status_json(Daemon *d) {
@@ -67,6 +68,8 @@ static void *lease_thread(void *p) {
                 _cleanup_strv_free_ char **held = claimed_run_ids(d);
                 bool draining = false;
                 int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining);
+                if (k >= 0)
+                        __atomic_store_n(&d->cluster->lease_ok_at, now_monotonic(), __ATOMIC_RELAXED);
                 if (k < 0)
                         log_warn("cluster: cannot refresh this node's lease: %s", strerror(-k));
                 else if (draining) {
@@ -352,6 +355,13 @@ static void lock_put(void *userdata, const char *key, const char *json) {
                 log_warn("cluster: cannot share the lock of environment %.12s: %s", key, strerror(-k));
 }
 
+bool daemon_cluster_redis_lost(Daemon *d) {
+        if (!d->cluster)
+                return false;
+        usec_t ok = __atomic_load_n(&d->cluster->lease_ok_at, __ATOMIC_RELAXED);
+        return now_monotonic() - ok > (usec_t) d->cluster->opt.lease_ttl_ms * USEC_PER_MSEC;
+}
+
 const char *daemon_cluster_role_to_string(DaemonClusterRole role) {
         return role == CLUSTER_ROLE_GATEWAY ? "gateway" : role == CLUSTER_ROLE_WORKER ? "worker" : "all";
 }
@@ -396,6 +406,7 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         if (!c->opt.lease_ttl_ms)
                 c->opt.lease_ttl_ms = 3000;
         c->queue = q;
+        c->lease_ok_at = now_monotonic(); /* Redis just answered (cluster_queue_new) */
         pthread_mutex_init(&c->ship_lock, NULL);
         d->cluster = c;
         c->peers = (PkgPeers) { .wheel = wheel_from_peers, .lock_get = lock_get, .lock_put = lock_put, .userdata = d };

@@ -696,6 +696,10 @@ void daemon_cluster_object_held(Daemon *d, const char *hash);
  * time), 0 when not, -ENOENT when this node has no cluster or no secret
  * (its internal routes do not exist). */
 int daemon_cluster_secret_ok(Daemon *d, const char *authorization);
+/* Whether this node has not reached Redis for longer than its lease lives
+ * (its last lease refresh Redis took is older): the cluster counts it gone
+ * and it can serve no run; false outside a cluster. /healthz says so. */
+bool daemon_cluster_redis_lost(Daemon *d);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 

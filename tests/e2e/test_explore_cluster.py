@@ -2,6 +2,7 @@
 (docs/cluster.md): a real redis-server with AOF on, real pysprinterd
 gateways and workers on loopback, the real CLI. Each test is a defect found
 exploring the cluster (or a promise that held and must keep holding)."""
+import json
 import os
 import signal
 import subprocess
@@ -221,3 +222,37 @@ def test_a_cluster_units_node_keeps_waiting_for_redis_at_boot():
         assert u[("Service", "Restart")] in ("on-failure", "always"), name
         assert u.get(("Unit", "StartLimitIntervalSec")) in ("0", "infinity"), \
             f"{name}: systemd stops restarting it after {u.get(('Unit', 'StartLimitBurst'), 5)} starts"
+
+
+def test_a_node_cut_from_redis_says_so_on_healthz(redis, tmp_path):
+    """A load balancer asks /healthz which gateways to send clients to. A
+    node that cannot reach Redis answers every run 502 and, past its lease,
+    is no longer in the cluster (its runs are taken over): its /healthz is
+    503 `redis_unreachable` (with Retry-After) until Redis answers again,
+    then 200 `ok`. Before, it stayed 200 `ok` throughout."""
+    nodes = []
+    try:
+        for name, role in (("gw", "gateway"), ("w1", "worker")):
+            d = Daemon(tmp_path / name, sandbox="none",
+                       args=["--redis", redis.url, "--role", role, "--node-id", name, "--claim-timeout",
+                             f"{CLAIM_TIMEOUT_MS}ms"])
+            d.start()
+            nodes.append(d)
+
+        def health(d):
+            st, hdrs, body = d.request("GET", "/healthz", token=None)
+            return st, json.loads(body)["status"], hdrs.get("retry-after")
+
+        for d in nodes:
+            assert health(d)[:2] == (200, "ok")
+        redis.kill9()
+        for d in nodes:
+            wait_until(lambda: health(d) == (503, "redis_unreachable", "5"), 30, f"{d.root.name}'s /healthz 503")
+        redis.start()
+        for d in nodes:
+            wait_until(lambda: health(d)[:2] == (200, "ok"), 30, f"{d.root.name}'s /healthz 200 again")
+        st, b = nodes[0].run("def f():\n    return 5\n")
+        assert st == 200 and b["result"] == 5, b
+    finally:
+        for d in nodes:
+            d.stop()
