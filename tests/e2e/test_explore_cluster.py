@@ -14,11 +14,12 @@ from daemonlib import TOKENS, Daemon, free_port, sandbox_mode
 from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
 
 
-def _redis_with_password(tmp_path, password, port):
+def _redis_with_password(tmp_path, password, port, fresh=True):
     """redis-server (AOF on) on loopback TCP that asks for a password, as
-    any Redis reachable over a network should."""
+    any Redis reachable over a network should (fresh=False: again on the
+    AOF a previous one left)."""
     d = tmp_path / "redis-auth"
-    d.mkdir()
+    d.mkdir(exist_ok=not fresh)
     p = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--appendonly", "yes",
                           "--appendfsync", "always", "--save", "", "--requirepass", password, "--loglevel",
                           "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -79,6 +80,17 @@ def test_a_cluster_on_a_redis_with_a_password(tmp_path):
         st, logs = gw.call("GET", f"/v1/runs/{b['id']}/logs")
         assert st == 200 and "hi from w1" in str(logs), logs
         assert pw not in gw.log.read_text() and esc not in gw.log.read_text()
+        # Redis killed and started again on its AOF: every connection
+        # comes back and authenticates again (ACL users are not in the AOF:
+        # made again, as an operator's users.acl file would).
+        rp.kill()
+        rp.wait()
+        rp = _redis_with_password(tmp_path, pw, port, fresh=False)
+        r = subprocess.run(["redis-cli", "-p", str(port), "--no-auth-warning", "-a", pw, "ACL", "SETUSER", "pys", "on",
+                            ">" + pw, "~ps:*", "&*", "+@all"], capture_output=True, text=True)
+        assert r.stdout.strip() == "OK", r
+        st, b = gw.run("def f():\n    return 43\n")
+        assert st == 200 and b["status"] == "succeeded" and b["result"] == 43, b
     finally:
         for d in started:
             d.stop()
