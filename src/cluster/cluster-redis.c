@@ -755,6 +755,29 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
         return 0;
 }
 
+int cluster_run_attempt_current(RunQueue *q, const char *id, int attempt) {
+        ClusterQueue *c = cq(q);
+        assert(id);
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "HMGET");
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, "status");
+        args_add(&a, "attempt");
+        args_add(&a, "node");
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+                return -EIO;
+        for (size_t i = 0; i < 3; i++)
+                if (rep->element[i]->type != REDIS_REPLY_STRING)
+                        return 0; /* no record, or not started */
+        int current = 0;
+        (void) parse_int(rep->element[1]->str, &current);
+        return streq(rep->element[0]->str, "running") && current == attempt && streq(rep->element[2]->str, c->node_id);
+}
+
 int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char **ret) {
         ClusterQueue *c = cq(q);
         assert(id && ret);

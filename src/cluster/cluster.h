@@ -89,6 +89,13 @@ int cluster_hand_back(RunQueue *q, const char *id);
  * drain. */
 int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining);
 
+/* Whether attempt is still run id's current one on this node (the record
+ * `running`, that attempt, this node): 1 yes, 0 no (taken over by another
+ * node after this one lost its lease, cancelled, ended), or a negative
+ * errno when Redis cannot be read. What a run produced besides its value
+ * (an output dataset) is stored only while it is. */
+int cluster_run_attempt_current(RunQueue *q, const char *id, int attempt);
+
 /* The record of run id (exact id), within tenant (NULL: any). -ENOENT. */
 int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret);
 /* The lock run id ran with (pkg_lock_to_json() text; *ret NULL: none), as

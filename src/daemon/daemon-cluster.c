@@ -355,6 +355,11 @@ static void lock_put(void *userdata, const char *key, const char *json) {
                 log_warn("cluster: cannot share the lock of environment %.12s: %s", key, strerror(-k));
 }
 
+int daemon_cluster_attempt_current(Daemon *d, const char *id, int attempt) {
+        assert(d->cluster);
+        return cluster_run_attempt_current(d->cluster->queue, id, attempt);
+}
+
 bool daemon_cluster_redis_lost(Daemon *d) {
         if (!d->cluster)
                 return false;

@@ -741,6 +741,23 @@ typedef struct RunStep {
 /* The part of a run's spec that says what runs (its code, arguments,
  * limits, requirements): run_begin() adds how and where;
  * drun_adhoc_eligible() asks the engine whether it could begin at once. */
+/* The engine's store_output for a run's output_data: data_store_output(),
+ * fenced in a cluster. A claimed run's attempt stores its output only
+ * while it is still the run's current one here: a node that lost its
+ * lease (stopped, partitioned) while the run ran has seen it taken over
+ * and run again elsewhere, and its late output would become the dataset's
+ * current version although its late result is dropped as stale. (Checked
+ * just before the store: a takeover in between is not caught.) */
+static int store_output_fenced(const char *dir, void *userdata, char **ret_outputs_json, char **ret_error) {
+        RunStep *st = userdata;
+        if (st->r->claimed && st->d->cluster && daemon_cluster_attempt_current(st->d, st->r->id, st->r->attempt) == 0) {
+                *ret_error = xstrdup("this attempt of the run was taken over by another node: its output is "
+                                     "not stored");
+                return -ESTALE;
+        }
+        return data_store_output(dir, &st->out, ret_outputs_json, ret_error);
+}
+
 static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
         return (RunSpec){
                 .source = r->source,
@@ -916,8 +933,8 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                         free(st->data_error);
                         st->data_error = xstrdup("this daemon keeps no datasets (output_data)");
                 }
-                st->spec.store_output = data_store_output;
-                st->spec.store_output_userdata = &st->out;
+                st->spec.store_output = store_output_fenced;
+                st->spec.store_output_userdata = st;
         }
         if (st->sk >= 0 && st->dk >= 0)
                 st->er = engine_run_begin(d->engine, &st->spec, on_event, st->ctx);

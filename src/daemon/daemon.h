@@ -700,6 +700,9 @@ int daemon_cluster_secret_ok(Daemon *d, const char *authorization);
  * (its last lease refresh Redis took is older): the cluster counts it gone
  * and it can serve no run; false outside a cluster. /healthz says so. */
 bool daemon_cluster_redis_lost(Daemon *d);
+/* cluster_run_attempt_current(): whether a claimed run's attempt is still
+ * its current one on this node (1), not (0), or a negative errno. */
+int daemon_cluster_attempt_current(Daemon *d, const char *id, int attempt);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 

@@ -268,3 +268,61 @@ def test_a_node_cut_from_redis_says_so_on_healthz(redis, tmp_path):
     finally:
         for d in nodes:
             d.stop()
+
+
+STAMP = """
+import os, time
+from pysprinter import output_dir
+def make(seconds: float = 0):
+    time.sleep(seconds)
+    with open(os.path.join(output_dir(), "stamp.txt"), "w") as f:
+        f.write(repr(time.time()))
+    return 1
+"""
+
+
+def test_a_stale_attempt_writes_no_version_of_its_output_dataset(redis, tmp_path):
+    """Fencing covers what a run produced besides its value: a worker
+    stopped past its lease (SIGSTOP) loses its run to another worker, which
+    runs it again and stores its output as the dataset's version 1; when
+    the stopped worker comes back and its run ends, its late result is
+    dropped as stale, and so must its output be: no version 2 of the
+    dataset, `current` stays the one the run's record names."""
+    mode = sandbox_mode(tmp_path)
+    nodes = []
+
+    def node(name, role):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra="""
+            server:
+              max_concurrent_runs: 1
+            cluster:
+              secret: a-cluster-secret-of-the-test
+            """, args=["--redis", redis.url, "--role", role, "--node-id", name, "--claim-timeout",
+                       f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "0"])
+        d.start()
+        nodes.append(d)
+        return d
+
+    w1 = None
+    try:
+        gw = node("gw", "gateway")
+        w1 = node("w1", "worker")
+        st, b = gw.call("POST", "/v1/runs", {"source": STAMP, "kwargs": {"seconds": 6}, "output_data": "stamps"})
+        assert st == 202, b
+        rid = b["id"]
+        wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "node") == "w1" and
+                   redis.cli("HGET", f"ps:run:{rid}", "status") == "running", 60, "the run running on w1")
+        w1.proc.send_signal(signal.SIGSTOP)
+        node("w2", "worker")
+        end = gw.wait_status(rid, ["succeeded", "failed", "lost", "error"], timeout=120)
+        assert end["status"] == "succeeded" and end["attempt"] == 2 and end["outputs"] == {"stamps": 1}, end
+        w1.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: redis.cli("GET", "ps:stale") == "1", 60, "w1's late result dropped as stale")
+        st, ds = gw.call("GET", "/v1/data/stamps")
+        assert st == 200, ds
+        assert ds["current_version"] == 1 and [v["version"] for v in ds["versions"]] == [1], ds
+    finally:
+        if w1 and w1.proc.poll() is None:
+            w1.proc.send_signal(signal.SIGCONT)
+        for d in nodes:
+            d.stop()

@@ -304,6 +304,27 @@ static void test_hand_back(void **state) {
         run_queue_free(b);
 }
 
+/* An attempt is current only while the record names it running on the
+ * asking node: not before its start, not for another attempt or node,
+ * not once the run ended. */
+static void test_attempt_current(void **state) {
+        RunQueue *a = queue("ac-a", 5000), *b = queue("ac-b", 5000);
+        submit_claimed(a, "r-ac-1", 3);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", 0), 0);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-ac-1", now_realtime(), &attempt), 0);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", attempt), 1);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", attempt + 1), 0);
+        assert_int_equal(cluster_run_attempt_current(b, "r-ac-1", attempt), 0);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-nope", 1), 0);
+        RunRecord f;
+        finish_rec(&f, "r-ac-1", "succeeded");
+        assert_int_equal(run_queue_finish(a, &f, attempt), 0);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", attempt), 0);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
 /* A node without a lease (dead, or stopped) loses its entries after the
  * claim timeout; its late result is STALE; the new node's lands. */
 static void test_reclaim_from_dead_node(void **state) {
@@ -1402,6 +1423,7 @@ int main(void) {
                 TEST(test_run_find_by_prefix),
                 TEST(test_claim_counts_free_slots_only),
                 TEST(test_hand_back),
+                TEST(test_attempt_current),
                 TEST(test_reclaim_from_dead_node),
                 TEST(test_live_lease_keeps_entries),
                 TEST(test_dead_letter_after_max_attempts),
