@@ -1430,9 +1430,11 @@ static usec_t remote_next_due(const Daemon *d) {
  * re-asks any gateway), then out of d->runs. The lock is released and
  * taken again (run_leave()). */
 static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
-        TenantCount *tc = tenant_count(d, r->tenant);
-        d->queued--;
-        tc->queued--;
+        if (!r->remote_started) {
+                TenantCount *tc = tenant_count(d, r->tenant);
+                d->queued--;
+                tc->queued--;
+        }
         d->remote_count--;
         r->remote = false;
         r->remote_busy = false;
@@ -1453,6 +1455,21 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         daemon_wait_kick(DRUN_DONE_KEY(r));
         pthread_mutex_lock(&d->lock);
         run_leave(d, r);
+}
+
+/* A look saw r's record running on some node (d->lock held): it waits
+ * for no slot any more, so it leaves this gateway's queued counts, which
+ * its submit limits read (max_queued_runs and the tenant's share: runs
+ * waiting for a slot). Counted until its end instead, a gateway admitted
+ * no more runs than its own max_concurrent_runs + max_queued_runs in
+ * flight in the whole cluster, whatever the workers' slots: 429 "the
+ * queue is full" with every worker idle and the stream empty. */
+static void remote_started_note(Daemon *d, DRun *r) {
+        if (r->remote_started)
+                return;
+        r->remote_started = true;
+        d->queued--;
+        tenant_count(d, r->tenant)->queued--;
 }
 
 /* Whether the stopping gateway lets r go now, unanswered (d->lock held).
@@ -1500,8 +1517,11 @@ static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
                          * not read from Redis again. */
                         ended = TAKE_PTR(rec);
                 }
+                bool started = rec && rec->status && streq(rec->status, "running");
                 run_record_free(rec);
                 pthread_mutex_lock(&d->lock);
+                if (started)
+                        remote_started_note(d, r);
                 r->remote_cancel_sent |= cancel;
                 if (res) {
                         remote_end(d, r, res, ended);

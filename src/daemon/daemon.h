@@ -363,6 +363,9 @@ struct DRun {
          * may); its cancel went to Redis; the monotonic time of the next
          * look (the fallback when no message comes). */
         bool remote, remote_wake, remote_busy, remote_cancel_sent;
+        /* cluster: a look saw its record running on a node: it no longer
+         * counts as queued here (remote_started_note()) */
+        bool remote_started;
         usec_t remote_due;
         RunRecord *remote_end;  /* cluster: the ended record the gateway's look read (set before done) */
         /* cluster: how much of log/chunks is in the run's Redis log

@@ -326,3 +326,52 @@ def test_a_stale_attempt_writes_no_version_of_its_output_dataset(redis, tmp_path
             w1.proc.send_signal(signal.SIGCONT)
         for d in nodes:
             d.stop()
+
+
+def test_a_gateways_queue_limit_counts_runs_waiting_not_runs_running_on_workers(redis, tmp_path):
+    """server.max_queued_runs (and a tenant's share of it) is "runs waiting
+    for a slot; 429 beyond" (docs/api.md). On a gateway the slots are the
+    workers': a run a worker started waits for none. Before, a gateway
+    counted every run it accepted until its end, so it admitted at most
+    its own max_concurrent_runs + max_queued_runs runs in flight in the
+    whole cluster: here 2, and 429 "the queue is full" with six worker
+    slots idle and nothing queued."""
+    mode = sandbox_mode(tmp_path)
+    nodes = []
+
+    def node(name, role, server):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra="server:\n" + server,
+                   args=["--redis", redis.url, "--role", role, "--node-id", name, "--drain-timeout", "0"])
+        d.start()
+        nodes.append(d)
+        return d
+
+    try:
+        gw = node("gw", "gateway", "  max_concurrent_runs: 1\n  max_queued_runs: 2\n")
+        for w in ("w1", "w2"):
+            node(w, "worker", "  max_concurrent_runs: 3\n  max_concurrent_per_tenant: 3\n")
+        ids = []
+
+        def submit_one():
+            st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": 120, "tag": "x"})
+            assert st in (202, 429), (st, b)
+            if st == 202:
+                ids.append(b["id"])
+            return st == 202
+
+        # Each is admitted once the gateway saw the ones before start (a
+        # look at their records, about once a second): 429 meanwhile.
+        for _ in range(6):
+            wait_until(submit_one, 60, f"run {len(ids) + 1} admitted by the gateway")
+        wait_until(lambda: all(redis.cli("HGET", f"ps:run:{r}", "status") == "running" for r in ids), 60,
+                   "the six runs running on the workers")
+        # The limit still holds for runs that wait: the workers are full.
+        wait_until(submit_one, 60, "a run admitted to wait")
+        wait_until(submit_one, 60, "a second run admitted to wait")
+        st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": 0, "tag": "x"})
+        assert st == 429, (st, b)
+        for r in ids:
+            gw.call("DELETE", f"/v1/runs/{r}")
+    finally:
+        for d in nodes:
+            d.stop()
