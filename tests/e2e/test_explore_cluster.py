@@ -375,3 +375,23 @@ def test_a_gateways_queue_limit_counts_runs_waiting_not_runs_running_on_workers(
     finally:
         for d in nodes:
             d.stop()
+
+
+def test_a_gateway_without_redis_says_redis_is_what_it_cannot_reach(redis, tmp_path):
+    """With Redis down, a submit through a gateway cannot be accepted: 502,
+    exit 6 from the CLI, as before. The message must name what is
+    unreachable, and say to retry: it said `run: Connection refused (HTTP
+    502)`, which reads as the gateway refusing the client."""
+    gw = Daemon(tmp_path / "gw", sandbox="none", args=["--redis", redis.url, "--role", "gateway", "--node-id", "gw"])
+    gw.start()
+    try:
+        redis.kill9()
+        st, hdrs, body = gw.request("POST", "/v1/runs", {"source": "def f():\n    return 1\n"})
+        assert st == 502 and hdrs.get("retry-after") == "5", (st, hdrs, body)
+        assert "cannot reach the cluster's Redis" in json.loads(body)["error"]["message"], body
+        (tmp_path / "f.py").write_text("def f():\n    return 1\n")
+        p = subprocess.run([str(CLI), "--server", gw.url, "--token", TOKENS["alice"], "run", "f.py"],
+                           capture_output=True, text=True, env=_cli_env(tmp_path), cwd=tmp_path, timeout=60)
+        assert p.returncode == 6 and "cannot reach the cluster's Redis" in p.stderr, p
+    finally:
+        gw.stop()
