@@ -69,9 +69,9 @@ int conn_parse_url(const char *url, Conn *ret) {
         else if (startswith(url, "redis://")) {
                 const char *h = url + strlen("redis://");
                 /* redis://[USER:PASSWORD@]HOST[:PORT][/DB]: the last '@'
-                 * before the path ends the userinfo. */
-                size_t auth_len = strcspn(h, "/");
-                const char *at = memrchr(h, '@', auth_len);
+                 * ends the userinfo (a host, a port and a db number hold
+                 * none), so a password's unescaped '@' or '/' is its own. */
+                const char *at = strrchr(h, '@');
                 if (at) {
                         k = parse_userinfo(h, (size_t) (at - h), &c);
                         h = at + 1;
@@ -106,7 +106,7 @@ char *cluster_url_redacted(const char *url) {
         if (!startswith(url, "redis://"))
                 return xstrdup(url);
         const char *h = url + strlen("redis://");
-        const char *at = memrchr(h, '@', strcspn(h, "/"));
+        const char *at = strrchr(h, '@'); /* as conn_parse_url() reads it */
         if (!at)
                 return xstrdup(url);
         const char *colon = memchr(h, ':', (size_t) (at - h));

@@ -1380,6 +1380,7 @@ static void test_url_redacted(void **state) {
                 { "redis://alice:pw@h:1/0", "redis://alice:***@h:1/0" },
                 { "redis://:p@ss@h", "redis://:***@h" },
                 { "redis://:p%40ss@h:2", "redis://:***@h:2" },
+                { "redis://:p/ss@h:2/0", "redis://:***@h:2/0" },
         };
         for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
                 _cleanup_free_ char *s = cluster_url_redacted(rows[i].url);
