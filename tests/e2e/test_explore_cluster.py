@@ -395,3 +395,68 @@ def test_a_gateway_without_redis_says_redis_is_what_it_cannot_reach(redis, tmp_p
         assert p.returncode == 6 and "cannot reach the cluster's Redis" in p.stderr, p
     finally:
         gw.stop()
+
+
+PARITY = r'''
+import sys, time
+def f(kind: str = "float"):
+    print("hello from f")
+    print("to stderr", file=sys.stderr)
+    if kind == "float": return 0.1
+    if kind == "raise": raise ValueError("nope")
+    if kind == "sleep": time.sleep(30)
+    if kind == "huge":
+        sys.stdout.write("y" * 300000 + "\n")
+        for i in range(200000):
+            print("line", i)
+        return 1
+    if kind == "bytes":
+        sys.stdout.buffer.write(b"\xff\xfe caf\xe9 \x00 end\n")
+        sys.stdout.flush()
+        return "ok"
+    if kind == "exit3": sys.exit(3)
+    if kind == "bigret": return "z" * 3000000
+    if kind == "nonjson": return {1, 2}
+    return kind
+'''
+
+MISSING = '''
+@requirements({'nosuchpkg_zz': '==1.0'})
+def f():
+    return 1
+'''
+
+
+def test_the_cli_through_a_clusters_gateway_prints_what_it_prints_embedded(redis, tmp_path):
+    """One product (held): `pysprinter run` embedded and through a gateway
+    whose worker runs it print the same stdout bytes, the same stderr and
+    exit with the same code — a value, an exception, a timeout, output past
+    the cap, bytes that are not UTF-8, sys.exit, a 3 MB result, a value
+    JSON cannot hold, a package no index has."""
+    nodes = []
+    try:
+        for name, role in (("gw", "gateway"), ("w1", "worker")):
+            d = Daemon(tmp_path / name, sandbox=sandbox_mode(tmp_path),
+                       args=["--redis", redis.url, "--role", role, "--node-id", name])
+            d.start()
+            nodes.append(d)
+        w = tmp_path / "work"
+        w.mkdir()
+        (w / "f.py").write_text(PARITY)
+        (w / "m.py").write_text(MISSING)
+        env = _cli_env(w)
+        cases = [["f.py", "--kind", k] for k in ("float", "raise", "huge", "bytes", "exit3", "nonjson")]
+        cases += [["f.py", "--kind", "sleep", "--timeout", "1s"], ["f.py", "--kind", "bigret", "--json"], ["m.py"]]
+        for args in cases:
+            argv = ["run", *args, "--sandbox=none"]
+            local = subprocess.run([str(CLI), *argv], capture_output=True, env=env, cwd=w, timeout=180)
+            remote = subprocess.run([str(CLI), "--server", nodes[0].url, "--token", TOKENS["alice"], *argv],
+                                    capture_output=True, env=env, cwd=w, timeout=180)
+            # The sandbox notes differ by design (a server's sandbox is its own).
+            err = lambda p: [l for l in p.stderr.splitlines() if b"--sandbox" not in l]
+            assert (local.returncode, local.stdout, err(local)) == (remote.returncode, remote.stdout, err(remote)), \
+                (args, local.returncode, remote.returncode, local.stdout[-300:], remote.stdout[-300:],
+                 err(local)[-5:], err(remote)[-5:])
+    finally:
+        for d in nodes:
+            d.stop()
